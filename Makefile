@@ -1,0 +1,31 @@
+# Two commands: `make demo` and `make test`. Both create .venv when missing and install into it;
+# torch is installed first and pinned (constraints.txt) so CPU machines never pull CUDA wheels.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+STAMP  := $(VENV)/.installed
+TORCH  := $(shell sed -n 's/^torch==//p' constraints.txt)
+DEMO   ?= demo_out
+
+.PHONY: demo test test-all install clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install "torch==$(TORCH)"
+	$(PIP) install -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	BBUVL_DEMO_OUT=$(DEMO) bash scripts/demo.sh
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-all: $(STAMP)
+	$(PY) -m pytest -m "slow or not slow"
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -1,0 +1,18 @@
+"""The `bbuvl` command: one verb per job (config, data, model, train, predict, eval, fewshot, doctor)."""
+
+from __future__ import annotations
+
+import typer
+
+from bbuvl.cli.config import app as config_app
+from bbuvl.cli.data import app as data_app
+
+app = typer.Typer(
+    name="bbuvl",
+    help="Fine-tune Qwen2.5-VL to find and judge BBU-room equipment in inspection photos.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(config_app, name="config")
+app.add_typer(data_app, name="data")

@@ -1,0 +1,38 @@
+"""`bbuvl config print|check`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from bbuvl.cli.common import console, fail
+from bbuvl.config import ConfigError, dump_config, load_config
+
+app = typer.Typer(help="Show and validate run configs.", no_args_is_help=True)
+
+
+@app.command("print")
+def print_config(
+    config: Path = typer.Argument(..., help="YAML config file."),
+    overrides: list[str] = typer.Argument(None, help="key.sub=value overrides, e.g. training.num_epochs=3"),
+) -> None:
+    """Print the full config (every key, defaults filled in) after overrides."""
+    try:
+        cfg = load_config(config, overrides or [])
+    except ConfigError as e:
+        fail(str(e))
+    console.print(dump_config(cfg), end="", markup=False)
+
+
+@app.command("check")
+def check_config(
+    config: Path = typer.Argument(..., help="YAML config file."),
+    overrides: list[str] = typer.Argument(None, help="key.sub=value overrides."),
+) -> None:
+    """Validate a config: unknown keys, wrong types and bad values are errors with file:line."""
+    try:
+        load_config(config, overrides or [])
+    except ConfigError as e:
+        fail(str(e))
+    console.print(f"[green]ok[/]: {config} is valid")

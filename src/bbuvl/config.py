@@ -1,0 +1,280 @@
+"""One validated config for a whole run: model, data, training, detection, loss, inference.
+
+Every key is checked: an unknown key is an error naming its location (file:line when it came from
+YAML) and the closest valid key; a wrong type names the key and the expected type.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LoraConfig(_Strict):
+    """LoRA / QLoRA adapters through peft."""
+
+    enabled: bool = False
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    vision: bool = False  # also adapt the vision tower's attention/MLP
+    bits: Literal[16, 8, 4] = 16  # 4 or 8 = QLoRA (bitsandbytes, GPU only)
+
+
+class ModelConfig(_Strict):
+    """Which checkpoint to load and how the model sees images."""
+
+    path: str = "Qwen/Qwen2.5-VL-3B-Instruct"  # local folder or hub id
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    min_pixels: int = Field(4 * 28 * 28, gt=0)
+    max_pixels: int = Field(1280 * 28 * 28, gt=0)
+    max_vision_tokens: int = Field(1280, gt=0)  # per image, after the 2x2 merge
+    max_vision_tokens_per_batch: int = Field(8192, gt=0)
+    lora: LoraConfig = LoraConfig()
+
+    @model_validator(mode="after")
+    def _pixels_ordered(self) -> "ModelConfig":
+        if self.min_pixels > self.max_pixels:
+            raise ValueError(f"min_pixels ({self.min_pixels}) must not exceed max_pixels ({self.max_pixels})")
+        return self
+
+
+class DataConfig(_Strict):
+    """Where the dataset is and how samples are built from it."""
+
+    train: str = "data/train.jsonl"
+    val: str | None = "data/val.jsonl"
+    teachers: str | None = "data/teachers.jsonl"
+    hierarchy: str | None = None  # label hierarchy JSON; None = shipped default
+    lang: Literal["zh", "en"] = "zh"
+    teacher_ratio: float = Field(0.7, ge=0, le=1)
+    num_teachers: int = Field(1, ge=0)
+    val_teachers: bool = False
+    collator: Literal["padded", "packed"] = "padded"
+    padding_side: Literal["right", "left"] = "right"
+    max_length: int = Field(4096, gt=0)
+    pack_max_tokens: int = Field(8192, gt=0)
+    oversize: Literal["resize", "skip"] = "resize"
+    num_workers: int = Field(2, ge=0)
+
+
+class LearningRates(_Strict):
+    """Per-group learning rates; 0 freezes a group."""
+
+    vision: float = Field(2e-6, ge=0)
+    merger: float = Field(1e-5, ge=0)
+    llm: float = Field(1e-5, ge=0)
+    detection: float = Field(1e-4, ge=0)
+    adapter: float = Field(1e-4, ge=0)
+
+
+class TrainingConfig(_Strict):
+    """The optimisation loop (HF Trainer underneath)."""
+
+    output_dir: str = "runs/bbu-3b"
+    seed: int = 42
+    num_epochs: float = Field(10, gt=0)
+    max_steps: int = -1
+    per_device_batch_size: int = Field(1, gt=0)
+    gradient_accumulation_steps: int = Field(8, gt=0)
+    lr: LearningRates = LearningRates()
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.03, ge=0, le=1)
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    max_grad_norm: float = Field(1.0, gt=0)
+    bf16: bool = True
+    gradient_checkpointing: bool = True
+    logging_steps: int = Field(10, gt=0)
+    save_steps: int = Field(200, gt=0)
+    eval_steps: int = Field(200, gt=0)
+    save_total_limit: int = Field(3, gt=0)
+    detection_freeze_epochs: float = Field(0, ge=0)
+    max_consecutive_nan: int = Field(5, gt=0)
+    deepspeed: str | None = None
+    use_cpu: bool = False
+
+
+class DetectionConfig(_Strict):
+    """The optional DETR-style head on the VLM's hidden states."""
+
+    enabled: bool = True
+    num_queries: int = Field(100, gt=0)
+    decoder_layers: int = Field(2, gt=0)
+    caption_layers: int = Field(4, gt=0)
+    num_heads: int = Field(8, gt=0)
+    adapter_ratio: int = Field(8, gt=0)  # bottleneck = hidden / ratio
+    box_format: Literal["cxcywh", "xyxy"] = "cxcywh"
+    caption_max_tokens: int = Field(32, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
+class LossConfig(_Strict):
+    """Weights of every loss term and the matcher's costs."""
+
+    teacher_weight: float = Field(0.3, ge=0)
+    student_weight: float = Field(1.0, ge=0)
+    bbox_weight: float = Field(5.0, ge=0)
+    giou_weight: float = Field(2.0, ge=0)
+    objectness_weight: float = Field(1.0, ge=0)
+    caption_weight: float = Field(1.0, ge=0)
+    focal_alpha: float = Field(0.25, ge=0, le=1)
+    focal_gamma: float = Field(2.0, ge=0)
+    match_cost_class: float = Field(1.0, ge=0)
+    match_cost_bbox: float = Field(5.0, ge=0)
+    match_cost_giou: float = Field(2.0, ge=0)
+
+
+class InferenceConfig(_Strict):
+    """Defaults for prediction."""
+
+    mode: Literal["generate", "head", "teachers"] = "generate"
+    batch_size: int = Field(4, gt=0)
+    max_new_tokens: int = Field(1024, gt=0)
+    num_teachers: int = Field(1, ge=0)
+    score_threshold: float = Field(0.0, ge=0, le=1)
+    objectness_threshold: float = Field(0.5, ge=0, le=1)
+    nms_iou: float | None = Field(None, gt=0, le=1)
+
+
+class Config(_Strict):
+    """A whole run."""
+
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    training: TrainingConfig = TrainingConfig()
+    detection: DetectionConfig = DetectionConfig()
+    loss: LossConfig = LossConfig()
+    inference: InferenceConfig = InferenceConfig()
+
+
+class ConfigError(ValueError):
+    """Invalid config; the message lists every problem, one per line."""
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def _line_index(text: str) -> dict[tuple[str, ...], int]:
+    """Map each key path in a YAML document to its 1-based line number."""
+    index: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, prefix: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = prefix + (str(k.value),)
+                index[key] = k.start_mark.line + 1
+                walk(v, key)
+
+    root = yaml.compose(text)
+    if root is not None:
+        walk(root, ())
+    return index
+
+
+def _fields_at(loc: tuple[str, ...]) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(part)
+        ann = getattr(field, "annotation", None) if field else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return list(model.model_fields)
+
+
+_TYPE_NAMES = {
+    "int_parsing": "an integer", "int_type": "an integer", "float_parsing": "a number", "float_type": "a number",
+    "bool_parsing": "true or false", "bool_type": "true or false", "string_type": "a string",
+    "list_type": "a list", "dict_type": "a mapping", "model_type": "a mapping",
+}
+
+
+def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...], int]) -> str:
+    out = []
+    for e in err.errors():
+        loc = tuple(str(p) for p in e["loc"])
+        dotted = ".".join(loc)
+        line = lines.get(loc) or next((lines[loc[:i]] for i in range(len(loc) - 1, 0, -1) if loc[:i] in lines), None)
+        where = f"{source}:{line}" if line else source
+        if e["type"] == "extra_forbidden":
+            valid = _fields_at(loc[:-1])
+            close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
+            hint = f"did you mean '{'.'.join(loc[:-1] + (close[0],))}'?" if close else f"valid keys here: {', '.join(valid)}"
+            out.append(f"{where}: unknown key '{dotted}' ({hint})")
+        elif e["type"] in _TYPE_NAMES:
+            out.append(f"{where}: '{dotted}' must be {_TYPE_NAMES[e['type']]}, got {e.get('input')!r}")
+        else:
+            out.append(f"{where}: '{dotted}': {e['msg']}" if dotted else f"{where}: {e['msg']}")
+    return "\n".join(out)
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for p in parts[:-1]:
+        nxt = node.get(p)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[p] = nxt
+        node = nxt
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    """`["training.lr.llm=1e-5", ...]` -> `[("training.lr.llm", 1e-05), ...]` (values parsed as YAML)."""
+    out = []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not key=value (e.g. training.num_epochs=3)")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else None
+        # YAML 1.1 reads "1e-5" as a string; users mean a number.
+        if isinstance(value, str):
+            try:
+                value = float(value) if any(c in value for c in ".eE") else value
+            except ValueError:
+                pass
+        out.append((key.strip(), value))
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config (defaults when `path` is None), apply `key.sub=value` overrides, validate."""
+    source = str(path) if path else "<defaults>"
+    data: dict[str, Any] = {}
+    lines: dict[tuple[str, ...], int] = {}
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read config: {e.strerror or e}") from None
+        try:
+            data = yaml.safe_load(text) or {}
+            lines = _line_index(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            raise ConfigError(f"{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a config must be a mapping of sections, got {type(data).__name__}")
+    for key, value in parse_overrides(overrides or []):
+        _set_dotted(data, key, value)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, source, lines)) from None
+
+
+def dump_config(cfg: Config) -> str:
+    """The config as YAML, every key present (what `config print` shows and checkpoints store)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,1 @@
+"""Data: read, validate, convert, resize, choose teachers, synthesise."""

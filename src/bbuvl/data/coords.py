@@ -1,0 +1,215 @@
+"""The one coordinate contract: stored image <-> model frame <-> vendor frame.
+
+Qwen2.5-VL resizes every image with `smart_resize` (sides multiples of 28, pixel count within
+[min_pixels, max_pixels]) and reads/writes boxes in absolute pixels of that resized image. Every
+conversion between that frame, the image file as stored, and the frame an annotator saw lives here.
+Sizes are always `(width, height)`; boxes are always `[x1, y1, x2, y2]` (left, top, right, bottom).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+Box = list[float]
+Size = tuple[int, int]
+
+FACTOR = 28  # patch 14 x spatial merge 2
+MAX_ASPECT = 200
+QWEN_MIN_PIXELS = 56 * 56
+QWEN_MAX_PIXELS = 28 * 28 * 1280
+CONTRACT_FILE = "coordinate_contract.json"
+
+try:  # Reuse the reference implementation when transformers is importable, so we can never drift from it.
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as _hf_smart_resize
+except Exception:  # pragma: no cover - exercised only without transformers
+    _hf_smart_resize = None
+
+
+def _smart_resize_py(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    if max(height, width) / min(height, width) > MAX_ASPECT:
+        raise ValueError(f"aspect ratio must be at most {MAX_ASPECT}, got {max(height, width) / min(height, width)}")
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def smart_resize(
+    height: int, width: int, factor: int = FACTOR, min_pixels: int = QWEN_MIN_PIXELS, max_pixels: int = QWEN_MAX_PIXELS
+) -> tuple[int, int]:
+    """Qwen's resize rule: `(height, width)` of the model frame for an image of `height` x `width`."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    if max(height, width) / min(height, width) > MAX_ASPECT:
+        raise ValueError(f"aspect ratio {max(height, width) / min(height, width):.1f} exceeds {MAX_ASPECT}")
+    if _hf_smart_resize is not None and height >= factor and width >= factor:
+        h, w = _hf_smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
+        return int(h), int(w)
+    return _smart_resize_py(height, width, factor, min_pixels, max_pixels)
+
+
+def scale_box(box: Sequence[float], src: Size, dst: Size) -> Box:
+    """Rescale a box from an image of size `src` to one of size `dst`."""
+    sx, sy = dst[0] / src[0], dst[1] / src[1]
+    return [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]
+
+
+def clip_box(box: Sequence[float], size: Size) -> Box:
+    """Clip a box to the image `[0, width] x [0, height]`."""
+    w, h = size
+    return [min(max(box[0], 0.0), w), min(max(box[1], 0.0), h), min(max(box[2], 0.0), w), min(max(box[3], 0.0), h)]
+
+
+def box_inside(box: Sequence[float], size: Size, tol: float = 0.0) -> bool:
+    """True when the box lies within the image (with `tol` pixels of slack)."""
+    w, h = size
+    return -tol <= box[0] and -tol <= box[1] and box[2] <= w + tol and box[3] <= h + tol
+
+
+def box_is_degenerate(box: Sequence[float], min_side: float = 1.0) -> bool:
+    """True when the box is inverted or thinner than `min_side` pixels on either side."""
+    return (box[2] - box[0]) < min_side or (box[3] - box[1]) < min_side
+
+
+def round_box(box: Sequence[float]) -> list[int]:
+    """Integer box (what the model reads and writes)."""
+    return [int(round(v)) for v in box]
+
+
+# --- EXIF orientation --------------------------------------------------------------------------
+
+ROTATING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+
+
+def oriented_size(raw: Size, orientation: int) -> Size:
+    """Size of the image after applying EXIF `orientation` (what a viewer shows)."""
+    return (raw[1], raw[0]) if orientation in ROTATING_ORIENTATIONS else raw
+
+
+def orient_box(box: Sequence[float], raw: Size, orientation: int) -> Box:
+    """Map a box from the raw pixel grid of a file to its EXIF-oriented grid (PIL's `exif_transpose`)."""
+    W, H = raw
+    x1, y1, x2, y2 = box
+    if orientation in (0, 1):
+        return [x1, y1, x2, y2]
+    if orientation == 2:  # mirror horizontal
+        return [W - x2, y1, W - x1, y2]
+    if orientation == 3:  # rotate 180
+        return [W - x2, H - y2, W - x1, H - y1]
+    if orientation == 4:  # mirror vertical
+        return [x1, H - y2, x2, H - y1]
+    if orientation == 5:  # transpose
+        return [y1, x1, y2, x2]
+    if orientation == 6:  # viewer rotates 90 clockwise: (x, y) -> (H - y, x)
+        return [H - y2, x1, H - y1, x2]
+    if orientation == 7:  # transverse: (x, y) -> (H - y, W - x)
+        return [H - y2, W - x2, H - y1, W - x1]
+    if orientation == 8:  # viewer rotates 90 counter-clockwise: (x, y) -> (y, W - x)
+        return [y1, W - x2, y2, W - x1]
+    raise ValueError(f"invalid EXIF orientation {orientation}")
+
+
+@dataclass(frozen=True)
+class VendorFrame:
+    """How an annotator's frame relates to the stored (EXIF-oriented) image."""
+
+    annotated_on: Literal["raw", "oriented"]
+    scale: tuple[float, float]  # stored/annotated per axis, after choosing the grid
+    ambiguous: bool  # True when the sizes could not tell raw from oriented (non-rotating EXIF)
+
+
+def resolve_vendor_frame(vendor: Size, raw: Size, orientation: int, aspect_tol: float = 0.02) -> VendorFrame:
+    """Decide from sizes alone whether annotations were drawn on the raw or the EXIF-oriented image.
+
+    Raises ValueError when the vendor size matches neither grid's aspect ratio.
+    """
+    oriented = oriented_size(raw, orientation)
+    rotates = orientation in ROTATING_ORIENTATIONS and raw[0] != raw[1]
+
+    def aspect_err(a: Size, b: Size) -> float:
+        return abs(math.log((a[0] / a[1]) / (b[0] / b[1])))
+
+    if not rotates:
+        if aspect_err(vendor, oriented) > aspect_tol:
+            raise ValueError(f"annotated size {vendor[0]}x{vendor[1]} does not match image {oriented[0]}x{oriented[1]}")
+        return VendorFrame("oriented", (oriented[0] / vendor[0], oriented[1] / vendor[1]), orientation in (2, 3, 4))
+    err_oriented, err_raw = aspect_err(vendor, oriented), aspect_err(vendor, raw)
+    if min(err_oriented, err_raw) > aspect_tol:
+        raise ValueError(
+            f"annotated size {vendor[0]}x{vendor[1]} matches neither the raw {raw[0]}x{raw[1]} "
+            f"nor the EXIF-rotated {oriented[0]}x{oriented[1]} image"
+        )
+    if err_oriented <= err_raw:
+        return VendorFrame("oriented", (oriented[0] / vendor[0], oriented[1] / vendor[1]), False)
+    return VendorFrame("raw", (raw[0] / vendor[0], raw[1] / vendor[1]), False)
+
+
+def vendor_to_stored(box: Sequence[float], frame: VendorFrame, raw: Size, orientation: int) -> Box:
+    """Map a box drawn in the annotator's frame to the stored, EXIF-oriented image's pixels."""
+    sx, sy = frame.scale
+    scaled = [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]
+    if frame.annotated_on == "raw":
+        return orient_box(scaled, raw, orientation)
+    return scaled
+
+
+# --- the model frame ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CoordinateContract:
+    """The smart_resize parameters a model was trained with; saved with every checkpoint."""
+
+    min_pixels: int = QWEN_MIN_PIXELS
+    max_pixels: int = QWEN_MAX_PIXELS
+    factor: int = FACTOR
+
+    def model_size(self, size: Size) -> Size:
+        """`(width, height)` of the model frame for a stored image of `size`."""
+        h, w = smart_resize(size[1], size[0], self.factor, self.min_pixels, self.max_pixels)
+        return (w, h)
+
+    def vision_tokens(self, size: Size) -> int:
+        """Number of `<|image_pad|>` tokens the LLM sees for an image of `size` (after the 2x2 merge)."""
+        w, h = self.model_size(size)
+        return (w // self.factor) * (h // self.factor)
+
+    def to_model(self, box: Sequence[float], size: Size) -> list[int]:
+        """Stored-image box -> integer box in the model frame (clipped to it)."""
+        msize = self.model_size(size)
+        return round_box(clip_box(scale_box(box, size, msize), msize))
+
+    def to_stored(self, box: Sequence[float], size: Size) -> Box:
+        """Model-frame box -> stored-image box (clipped to the image)."""
+        msize = self.model_size(size)
+        return clip_box(scale_box(box, msize, size), size)
+
+    def to_dict(self) -> dict[str, int]:
+        """Plain dict for JSON."""
+        return asdict(self)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write `coordinate_contract.json` into a checkpoint folder."""
+        path = Path(directory) / CONTRACT_FILE
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "CoordinateContract":
+        """Read the contract a checkpoint was trained with."""
+        path = Path(directory) / CONTRACT_FILE
+        try:
+            return cls(**json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"{path}: missing; this checkpoint was not saved by bbuvl train") from e

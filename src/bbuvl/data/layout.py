@@ -1,0 +1,67 @@
+"""The dataset folder: train/val/teachers JSONL, label vocabulary and summary, written together."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bbuvl.data.labels import SEP
+from bbuvl.data.schema import ImageRecord, write_dataset
+from bbuvl.data.teachers import select_teachers
+
+TRAIN, VAL, TEACHERS, LABELS, SUMMARY, ERRORS = (
+    "train.jsonl", "val.jsonl", "teachers.jsonl", "labels.json", "summary.json", "errors.jsonl",
+)
+
+
+def label_counts(records: list[ImageRecord]) -> dict[str, Any]:
+    """Vocabulary with counts: full labels and every hierarchy level."""
+    full = Counter(o.desc for r in records for o in r.objects)
+    levels: dict[str, Counter[str]] = {}
+    for label, n in full.items():
+        parts = label.split(SEP)
+        for lv in range(1, len(parts) + 1):
+            levels.setdefault(str(lv), Counter())[SEP.join(parts[:lv])] += n
+    return {
+        "labels": dict(sorted(full.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "levels": {lv: dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))) for lv, c in sorted(levels.items())},
+    }
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Pretty UTF-8 JSON (Chinese kept readable)."""
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+def write_dataset_folder(
+    out: str | Path,
+    train: list[ImageRecord],
+    val: list[ImageRecord],
+    num_teachers: int = 10,
+    seed: int = 42,
+    summary: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write train/val/teachers JSONL, labels.json and summary.json; returns the summary.
+
+    Teachers are a coverage-greedy subset of the training photos (never validation ones); the
+    collator never shows a photo as its own teacher.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    train = [r.sorted() for r in train]
+    val = [r.sorted() for r in val]
+    teachers = [train[i] for i in select_teachers(train, num_teachers, seed)]
+    write_dataset(out / TRAIN, train)
+    write_dataset(out / VAL, val)
+    write_dataset(out / TEACHERS, teachers)
+    write_json(out / LABELS, label_counts(train + val))
+    result = {
+        "images": {"train": len(train), "val": len(val), "teachers": len(teachers)},
+        "objects": {"train": sum(len(r.objects) for r in train), "val": sum(len(r.objects) for r in val)},
+        "labels": len({o.desc for r in train + val for o in r.objects}),
+        **(summary or {}),
+    }
+    write_json(out / SUMMARY, result)
+    return result

@@ -1,0 +1,203 @@
+"""The canonical dataset: one JSONL line per photo (or an explicit teachers/student sample).
+
+    {"images": ["images/0001.jpeg"], "width": W, "height": H,
+     "objects": [{"bbox_2d": [x1, y1, x2, y2], "desc": "螺丝连接点/BBU安装螺丝/连接正确"}]}
+
+Image paths are relative to the JSONL file; boxes are absolute pixels of the stored image file;
+objects are sorted by (y1, x1). `{"teachers": [record, ...], "student": record}` is also accepted.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ObjectAnn(BaseModel):
+    """One labelled box."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bbox_2d: list[float] = Field(min_length=4, max_length=4)
+    desc: str = Field(min_length=1)
+    extra: dict[str, str] | None = None  # free-text keys from the platform (remarks), never shown to the model
+
+    @field_validator("bbox_2d")
+    @classmethod
+    def _ordered(cls, v: list[float]) -> list[float]:
+        if v[2] < v[0] or v[3] < v[1]:
+            raise ValueError(f"box {v} is not [x1, y1, x2, y2] with x1 <= x2 and y1 <= y2")
+        return v
+
+
+class ImageRecord(BaseModel):
+    """One photo with its objects."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    images: list[str] = Field(min_length=1)
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    objects: list[ObjectAnn] = Field(default_factory=list)
+    id: str | None = None
+    source: str | None = None  # where it came from (vendor file), for tracing errors back
+
+    @property
+    def image(self) -> str:
+        """The (first) image path, relative to the JSONL file."""
+        return self.images[0]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """`(width, height)` of the stored image."""
+        return (self.width, self.height)
+
+    def sorted(self) -> "ImageRecord":
+        """A copy with objects in reading order (y1, then x1)."""
+        return self.model_copy(update={"objects": sort_objects(self.objects)})
+
+
+class Sample(BaseModel):
+    """A training sample: a student photo and, optionally, teacher photos shown before it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    student: ImageRecord
+    teachers: list[ImageRecord] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_record(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "student" not in data and "teachers" not in data:
+            return {"student": data}
+        return data
+
+
+def sort_objects(objects: Iterable[ObjectAnn]) -> list[ObjectAnn]:
+    """Objects in the order the model is taught to emit them: by y1, then x1."""
+    return sorted(objects, key=lambda o: (o.bbox_2d[1], o.bbox_2d[0]))
+
+
+class DatasetError(ValueError):
+    """A problem in a dataset file, located as `file:line`."""
+
+    def __init__(self, path: str | Path, line: int, message: str):
+        self.path, self.line, self.message = str(path), line, message
+        super().__init__(f"{path}:{line}: {message}")
+
+
+_KNOWN_KEYS = {
+    "record": list(ImageRecord.model_fields),
+    "object": list(ObjectAnn.model_fields),
+    "sample": list(Sample.model_fields),
+}
+
+
+def _describe(err: ValidationError) -> str:
+    """One readable sentence per pydantic error, with a did-you-mean for unknown keys."""
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            key = str(e["loc"][-1])
+            kind = "object" if "objects" in e["loc"] else "record"
+            close = difflib.get_close_matches(key, _KNOWN_KEYS[kind] + (["desc"] if kind == "object" else []), n=1)
+            if kind == "object" and key in ("label", "description", "caption"):
+                close = ["desc"]
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            parts.append(f"unknown key '{loc}'{hint}")
+        elif e["type"] == "missing":
+            parts.append(f"missing key '{loc}'")
+        else:
+            parts.append(f"{loc}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def parse_sample(obj: Any, path: str | Path = "<memory>", line: int = 0) -> Sample:
+    """Validate one decoded JSON line into a Sample (raises DatasetError naming file:line)."""
+    if not isinstance(obj, dict):
+        raise DatasetError(path, line, f"expected a JSON object, got {type(obj).__name__}")
+    try:
+        return Sample.model_validate(obj)
+    except ValidationError as e:
+        raise DatasetError(path, line, _describe(e)) from None
+
+
+@dataclass
+class Row:
+    """One line of a JSONL file: its number and either the sample or the error."""
+
+    line: int
+    sample: Sample | None
+    error: DatasetError | None
+
+
+def iter_dataset(path: str | Path) -> Iterator[Row]:
+    """Stream a JSONL dataset, yielding every line's sample or its error (blank lines skipped)."""
+    path = Path(path)
+    try:
+        fh = path.open(encoding="utf-8")
+    except OSError as e:
+        raise DatasetError(path, 0, f"cannot open: {e.strerror or e}") from None
+    with fh:
+        for no, text in enumerate(fh, start=1):
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as e:
+                yield Row(no, None, DatasetError(path, no, f"invalid JSON: {e.msg} at column {e.colno}"))
+                continue
+            try:
+                yield Row(no, parse_sample(obj, path, no), None)
+            except DatasetError as e:
+                yield Row(no, None, e)
+
+
+def read_dataset(path: str | Path, skip_invalid: bool = False) -> list[Sample]:
+    """Read a whole JSONL dataset; the first bad line raises unless `skip_invalid`."""
+    out = []
+    for row in iter_dataset(path):
+        if row.error is not None:
+            if not skip_invalid:
+                raise row.error
+            continue
+        out.append(row.sample)
+    return out
+
+
+def read_records(path: str | Path, skip_invalid: bool = False) -> list[ImageRecord]:
+    """Read a dataset of plain photos (the student record of each sample)."""
+    return [s.student for s in read_dataset(path, skip_invalid)]
+
+
+def dump_record(record: ImageRecord | Sample) -> str:
+    """One JSONL line (no trailing newline), without empty optional fields."""
+    data = record.model_dump(exclude_none=True)
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def write_dataset(path: str | Path, records: Iterable[ImageRecord | Sample]) -> int:
+    """Write records atomically (temp file + rename) and return how many were written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    n = 0
+    with tmp.open("w", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(dump_record(r) + "\n")
+            n += 1
+    os.replace(tmp, path)
+    return n
+
+
+def resolve_image(dataset_path: str | Path, image: str) -> Path:
+    """Absolute path of an image named in a dataset (relative to the JSONL file's folder)."""
+    p = Path(image)
+    return p if p.is_absolute() else Path(dataset_path).resolve().parent / p

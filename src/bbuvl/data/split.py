@@ -1,0 +1,26 @@
+"""Seeded train/validation split."""
+
+from __future__ import annotations
+
+import random
+from typing import Sequence, TypeVar
+
+T = TypeVar("T")
+
+
+def split_indices(n: int, val_ratio: float = 0.1, seed: int = 42) -> tuple[list[int], list[int]]:
+    """`(train, val)` index lists; at least one of each when `n >= 2` and `0 < val_ratio < 1`."""
+    if not 0 <= val_ratio < 1:
+        raise ValueError(f"val_ratio must be in [0, 1), got {val_ratio}")
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    n_val = round(n * val_ratio)
+    if val_ratio > 0 and n >= 2:
+        n_val = min(max(n_val, 1), n - 1)
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+def split_items(items: Sequence[T], val_ratio: float = 0.1, seed: int = 42) -> tuple[list[T], list[T]]:
+    """Split a sequence into `(train, val)` with `split_indices`."""
+    tr, va = split_indices(len(items), val_ratio, seed)
+    return [items[i] for i in tr], [items[i] for i in va]

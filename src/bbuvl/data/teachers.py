@@ -1,0 +1,73 @@
+"""Coverage-greedy choice of teacher photos (the demonstrations shown before a student photo)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from bbuvl.data.schema import ImageRecord
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What one photo contributes to a teacher pool."""
+
+    labels: frozenset[str]
+    density: int  # 0: <=3 objects, 1: <=10, 2: more
+    spatial: int  # 3x3 grid cell of the mean box centre, -1 when empty
+    sizes: frozenset[int]  # 0: <5% of the image, 1: <20%, 2: larger
+
+
+def coverage(record: ImageRecord) -> Coverage:
+    """The coverage features of a photo (labels, density, mean-centre cell, box-size buckets)."""
+    objs = record.objects
+    n = len(objs)
+    density = 0 if n <= 3 else 1 if n <= 10 else 2
+    spatial, sizes = -1, set()
+    if n:
+        W, H = record.width, record.height
+        cx = sum((o.bbox_2d[0] + o.bbox_2d[2]) / 2 for o in objs) / n / W
+        cy = sum((o.bbox_2d[1] + o.bbox_2d[3]) / 2 for o in objs) / n / H
+        spatial = min(int(cy * 3), 2) * 3 + min(int(cx * 3), 2)
+        for o in objs:
+            frac = (o.bbox_2d[2] - o.bbox_2d[0]) * (o.bbox_2d[3] - o.bbox_2d[1]) / (W * H)
+            sizes.add(0 if frac < 0.05 else 1 if frac < 0.2 else 2)
+    return Coverage(frozenset(o.desc for o in objs), density, spatial, frozenset(sizes))
+
+
+def select_teachers(records: list[ImageRecord], k: int = 10, seed: int = 42) -> list[int]:
+    """Indices of `k` photos chosen greedily: new labels first, then new density, spatial and size buckets.
+
+    Ties (and the fill once nothing new is left) are broken by a seeded shuffle, so the pool is reproducible.
+    """
+    if k <= 0 or not records:
+        return []
+    rng = random.Random(seed)
+    order = list(range(len(records)))
+    rng.shuffle(order)  # tie-break order
+    feats = {i: coverage(records[i]) for i in order}
+    seen_labels: set[str] = set()
+    seen_density: set[int] = set()
+    seen_spatial: set[int] = set()
+    seen_sizes: set[int] = set()
+    chosen: list[int] = []
+    remaining = order[:]
+    while remaining and len(chosen) < k:
+        def gain(i: int) -> tuple[int, int, int, int]:
+            f = feats[i]
+            return (
+                len(f.labels - seen_labels),
+                int(f.density not in seen_density),
+                int(f.spatial not in seen_spatial and f.spatial >= 0),
+                len(f.sizes - seen_sizes),
+            )
+
+        best = max(remaining, key=gain)  # max() keeps the first of equals: the shuffled order decides ties
+        remaining.remove(best)
+        chosen.append(best)
+        f = feats[best]
+        seen_labels |= f.labels
+        seen_density.add(f.density)
+        seen_spatial.add(f.spatial)
+        seen_sizes |= f.sizes
+    return chosen

@@ -1,0 +1,1 @@
+"""bbuvl.train"""
