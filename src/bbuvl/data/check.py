@@ -1,0 +1,200 @@
+"""Validate a dataset end to end: schema, image files, sizes, boxes, labels, duplicates, order.
+
+Every problem is reported (checking never stops at the first), located as `file:line` with the
+JSONL line, so a user can fix a whole export in one pass.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Literal, Sequence
+
+from PIL import Image, UnidentifiedImageError
+
+from bbuvl.data.coords import box_inside, box_is_degenerate, oriented_size
+from bbuvl.data.images import EXIF_ORIENTATION, ImageError, load_image
+from bbuvl.data.labels import Hierarchy
+from bbuvl.data.layout import TEACHERS, TRAIN, VAL
+from bbuvl.data.schema import DatasetError, ImageRecord, Sample, iter_dataset, resolve_image, sort_objects
+
+Severity = Literal["error", "warning"]
+
+BOX_TOLERANCE = 1e-3  # pixels; float round-off from converters, not a real overshoot
+DUPLICATE_IOU = 0.95  # same label above this IoU: one object annotated twice
+
+
+@dataclass
+class Problem:
+    """One finding, located by file and JSONL line (0 = the file as a whole)."""
+
+    file: str
+    line: int
+    message: str
+    severity: Severity = "error"
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What an image file says about its size: the pixel grid and how a viewer shows it."""
+
+    raw: tuple[int, int]  # (width, height) of the pixel grid in the file
+    upright: tuple[int, int]  # (width, height) after EXIF orientation, what load_image returns
+    orientation: int
+
+
+def probe_image(path: Path, decode: bool = True) -> ImageInfo | str:
+    """Size and orientation of an image file, or a sentence saying why it cannot be used.
+
+    With `decode`, the whole file is decoded (a truncated JPEG fails here); otherwise only the header is read.
+    """
+    if decode:
+        try:
+            img = load_image(path)
+        except ImageError as e:
+            return str(e).removeprefix(f"{path}: ")
+        return ImageInfo(img.raw_size, img.image.size, img.orientation)
+    try:
+        with Image.open(path) as im:
+            raw = im.size
+            orientation = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
+    except FileNotFoundError:
+        return "image file not found"
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        return f"cannot read image header: {e}"
+    orientation = orientation if orientation in range(1, 9) else 1
+    return ImageInfo(raw, oriented_size(raw, orientation), orientation)
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two `[x1, y1, x2, y2]` boxes (0 when both are empty)."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def dataset_files(path: Path) -> tuple[list[Path], list[Problem]]:
+    """The JSONL files to check under `path` (itself, or a dataset folder's train/val/teachers)."""
+    if not path.is_dir():
+        return [path], []
+    files = [path / name for name in (TRAIN, VAL, TEACHERS) if (path / name).is_file()]
+    problems = []
+    if not (path / TRAIN).is_file():
+        problems.append(Problem(str(path / TRAIN), 0, "missing: a dataset folder needs a train.jsonl"))
+    for name in (VAL, TEACHERS):
+        if not (path / name).is_file():
+            problems.append(Problem(str(path / name), 0, "missing (optional, but expected in a dataset folder)", "warning"))
+    return files, problems
+
+
+def _records(sample: Sample) -> Iterator[tuple[str, ImageRecord]]:
+    """Each record of a sample with the prefix that names it in messages ('' for a plain photo)."""
+    if not sample.teachers:
+        yield "", sample.student
+        return
+    for i, t in enumerate(sample.teachers):
+        yield f"teachers[{i}]: ", t
+    yield "student: ", sample.student
+
+
+def check_size(record: ImageRecord, image: str, info: ImageInfo) -> str | None:
+    """None when the record's width/height match the upright image, else what is wrong."""
+    declared = record.size
+    if declared == info.upright:
+        return None
+    w, h = info.upright
+    if declared == info.raw:
+        return (
+            f"EXIF-rotated: image {image} is {info.raw[0]}x{info.raw[1]} in the file but shown upright as {w}x{h} "
+            f"(EXIF orientation {info.orientation}); the record has the raw size {declared[0]}x{declared[1]}, so its "
+            f"boxes are probably in the raw frame: re-convert it (bbuvl data convert decides the frame from the sizes)"
+        )
+    return f"width/height {declared[0]}x{declared[1]} do not match image {image}, which is {w}x{h}"
+
+
+def check_objects(record: ImageRecord, hierarchy: Hierarchy) -> Iterator[tuple[str, Severity]]:
+    """Box, label, duplicate and order problems of one record's objects."""
+    size = record.size
+    objs = record.objects
+    for i, o in enumerate(objs):
+        box = o.bbox_2d
+        if not box_inside(box, size, BOX_TOLERANCE):
+            yield f"objects[{i}]: box {box} lies outside the {size[0]}x{size[1]} image", "error"
+        if box_is_degenerate(box):
+            yield f"objects[{i}]: box {box} is degenerate (a side shorter than 1 pixel)", "error"
+        why = hierarchy.problem(o.desc)
+        if why is not None:
+            yield f"objects[{i}]: {why}", "error"
+    for i in range(len(objs)):
+        for j in range(i + 1, len(objs)):
+            a, b = objs[i], objs[j]
+            if a.bbox_2d == b.bbox_2d:
+                same = "the same label" if a.desc == b.desc else f"labels '{a.desc}' and '{b.desc}'"
+                yield f"objects[{i}] and objects[{j}]: duplicate box {a.bbox_2d} with {same}", "error"
+            elif a.desc == b.desc and (iou := box_iou(a.bbox_2d, b.bbox_2d)) > DUPLICATE_IOU:
+                yield f"objects[{i}] and objects[{j}]: same label '{a.desc}' on nearly the same box (IoU {iou:.2f})", "error"
+    ordered = sort_objects(objs)
+    if ordered != objs:
+        first = next(i for i, (o, s) in enumerate(zip(objs, ordered)) if o is not s)
+        yield (
+            f"objects not sorted by (y1, x1) (first out of place: objects[{first}]); "
+            "the model is taught to emit them in that order",
+            "warning",
+        )
+
+
+def check_dataset(
+    path: Path,
+    hierarchy: Hierarchy | None = None,
+    decode_images: bool = True,
+    workers: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[Problem]:
+    """Every problem in a JSONL dataset or a dataset folder, in file and line order.
+
+    Images are probed on a thread pool (Pillow releases the GIL while decoding); `on_progress(done, total)`
+    is called after each image.
+    """
+    path = Path(path)
+    hierarchy = hierarchy or Hierarchy.load()
+    files, problems = dataset_files(path)
+
+    rows: list[tuple[Path, int, Sample]] = []
+    for file in files:
+        try:
+            for row in iter_dataset(file):
+                if row.error is not None:
+                    problems.append(Problem(row.error.path, row.error.line, row.error.message))
+                else:
+                    rows.append((file, row.line, row.sample))
+        except DatasetError as e:  # the file itself cannot be opened
+            problems.append(Problem(e.path, e.line, e.message))
+
+    images = sorted({resolve_image(f, img) for f, _, s in rows for _, r in _records(s) for img in r.images})
+    infos: dict[Path, ImageInfo | str] = {}
+    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) + 2)) as pool:
+        for done, (p, info) in enumerate(zip(images, pool.map(lambda p: probe_image(p, decode_images), images)), 1):
+            infos[p] = info
+            if on_progress:
+                on_progress(done, len(images))
+
+    for file, line, sample in rows:
+        for prefix, record in _records(sample):
+            for image in record.images:
+                info = infos[resolve_image(file, image)]
+                msg = f"image {image}: {info}" if isinstance(info, str) else check_size(record, image, info)
+                if msg:
+                    problems.append(Problem(str(file), line, prefix + msg))
+            for msg, severity in check_objects(record, hierarchy):
+                problems.append(Problem(str(file), line, prefix + msg, severity))
+
+    order = {str(f): i for i, f in enumerate(files)}
+    problems.sort(key=lambda p: (order.get(p.file, -1), p.line))  # stable: per-line order is kept
+    return problems

@@ -1,0 +1,61 @@
+"""Label hierarchy and token map are data files, validated path by path."""
+
+import json
+
+import pytest
+
+from bbuvl.data.labels import Hierarchy, TokenMap, label_at_level
+
+
+def test_default_hierarchy_matches_product_spec():
+    h = Hierarchy.load()
+    labels = h.labels()
+    assert "螺丝连接点/BBU安装螺丝/连接正确" in labels and "螺丝连接点/地排处螺丝/连接错误" in labels
+    assert {"bbu基带处理单元/华为", "bbu基带处理单元/中兴", "bbu基带处理单元/爱立信"} <= set(labels)
+    assert {"挡风板/已安装", "挡风板/未安装", "机柜空间/满载", "机柜空间/非满载", "标签贴纸", "线缆"} <= set(labels)
+    assert len(labels) == 3 + 5 * 2 + 2 + 2 + 1 + 1
+
+
+@pytest.mark.parametrize("label,needle", [
+    ("螺丝连接点/BBU安装螺丝", "lacks a state"),
+    ("螺丝连接点/BBU安装螺丝/松动", "unknown state"),
+    ("螺丝连接点/螺母/连接正确", "unknown attribute"),
+    ("门", "unknown category"),
+    ("标签贴纸/黄色", "takes no attribute"),
+    ("挡风板/已安装/连接正确", "too many parts"),
+])
+def test_invalid_labels_are_explained(label, needle):
+    h = Hierarchy.load()
+    assert not h.is_valid(label)
+    assert needle in h.problem(label)
+
+
+def test_user_hierarchy_file_adds_categories(tmp_path):
+    p = tmp_path / "h.json"
+    p.write_text(json.dumps({"categories": {"电源模块": {"attributes": {"正常": {}, "告警": {}}}}}), encoding="utf-8")
+    h = Hierarchy.load(p)
+    assert h.labels() == ["电源模块/正常", "电源模块/告警"]
+
+
+def test_token_map_keeps_state_and_maps_platform_names():
+    tm = TokenMap.load()
+    assert tm.map_path("连接点（螺丝）/BBU安装螺丝/连接正确") == "螺丝连接点/BBU安装螺丝/连接正确"
+    assert tm.map_path("connection_point/install_screw/install_screw_true") == "螺丝连接点/BBU安装螺丝/连接正确"
+    assert tm.map_path(["bbu", "zte", ""]) == "bbu基带处理单元/中兴"
+    assert tm.map_path("标签") == "标签贴纸"
+    assert tm.map_path("螺丝连接点/BBU安装螺丝/安装正确") == "螺丝连接点/BBU安装螺丝/连接正确"
+
+
+def test_english_gloss_and_levels():
+    h = Hierarchy.load()
+    assert h.english("螺丝连接点/BBU安装螺丝/连接正确") == "screw / connection point/BBU mounting screw/correct"
+    assert label_at_level("螺丝连接点/BBU安装螺丝/连接正确", 2) == "螺丝连接点/BBU安装螺丝"
+    assert label_at_level("线缆", 3) == "线缆"
+    assert label_at_level("a/b/c", None) == "a/b/c"
+
+
+def test_broken_hierarchy_file_is_reported(tmp_path):
+    p = tmp_path / "bad.json"
+    p.write_text("{nope", encoding="utf-8")
+    with pytest.raises(ValueError, match="cannot read label hierarchy"):
+        Hierarchy.load(p)

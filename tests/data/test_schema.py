@@ -1,0 +1,77 @@
+"""Canonical JSONL: validation with file:line errors, both sample forms, atomic writes."""
+
+import json
+
+import pytest
+
+from bbuvl.data.schema import (
+    DatasetError,
+    ImageRecord,
+    ObjectAnn,
+    Sample,
+    iter_dataset,
+    read_dataset,
+    read_records,
+    resolve_image,
+    write_dataset,
+)
+
+REC = {"images": ["images/a.jpg"], "width": 64, "height": 48,
+       "objects": [{"bbox_2d": [1, 2, 10, 20], "desc": "标签贴纸"}]}
+
+
+def _write(path, lines):
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_plain_and_teacher_student_forms_are_read(tmp_path):
+    p = tmp_path / "d.jsonl"
+    _write(p, [json.dumps(REC), json.dumps({"teachers": [REC], "student": REC}, ensure_ascii=False)])
+    samples = read_dataset(p)
+    assert samples[0].teachers == [] and samples[0].student.width == 64
+    assert len(samples[1].teachers) == 1 and samples[1].student.objects[0].desc == "标签贴纸"
+
+
+def test_errors_name_file_and_line_and_keep_other_lines(tmp_path):
+    p = tmp_path / "d.jsonl"
+    bad_key = dict(REC, objects=[{"bbox_2d": [1, 2, 3, 4], "label": "线缆"}])
+    no_width = {k: v for k, v in REC.items() if k != "width"}
+    inverted = dict(REC, objects=[{"bbox_2d": [10, 2, 3, 4], "desc": "线缆"}])
+    _write(p, [json.dumps(REC), "{not json", json.dumps(bad_key), "", json.dumps(no_width), json.dumps(inverted), "[1, 2]"])
+    rows = list(iter_dataset(p))
+    assert [r.line for r in rows] == [1, 2, 3, 5, 6, 7]
+    assert rows[0].sample is not None
+    errs = {r.line: str(r.error) for r in rows if r.error}
+    assert errs[2].startswith(f"{p}:2: invalid JSON")
+    assert "unknown key 'student.objects.0.label' (did you mean 'desc'?)" in errs[3]
+    assert "missing key 'student.width'" in errs[5]
+    assert "is not [x1, y1, x2, y2]" in errs[6]
+    assert "expected a JSON object" in errs[7]
+    with pytest.raises(DatasetError, match=r"d\.jsonl:2:"):
+        read_dataset(p)
+    assert len(read_dataset(p, skip_invalid=True)) == 1
+
+
+def test_missing_file_is_a_dataset_error(tmp_path):
+    with pytest.raises(DatasetError, match="cannot open"):
+        list(iter_dataset(tmp_path / "none.jsonl"))
+
+
+def test_write_then_read_round_trips_and_sorts(tmp_path):
+    rec = ImageRecord(images=["x.jpg"], width=100, height=100, objects=[
+        ObjectAnn(bbox_2d=[50, 40, 60, 50], desc="线缆"),
+        ObjectAnn(bbox_2d=[10, 40, 20, 50], desc="标签贴纸", extra={"备注": "歪了"}),
+        ObjectAnn(bbox_2d=[0, 5, 5, 9], desc="线缆"),
+    ]).sorted()
+    assert [o.bbox_2d[:2] for o in rec.objects] == [[0, 5], [10, 40], [50, 40]]
+    p = tmp_path / "sub" / "o.jsonl"
+    assert write_dataset(p, [rec, Sample(student=rec, teachers=[rec])]) == 2
+    text = p.read_text(encoding="utf-8")
+    assert "标签贴纸" in text and "歪了" in text and "null" not in text  # readable Chinese, no empty optional fields
+    back = read_records(p)
+    assert back[0] == rec and back[1] == rec
+    assert not list(tmp_path.glob("sub/*.tmp"))
+
+
+def test_image_paths_resolve_relative_to_the_jsonl(tmp_path):
+    assert resolve_image(tmp_path / "d" / "train.jsonl", "images/a.jpg") == (tmp_path / "d" / "images" / "a.jpg").resolve()

@@ -1,0 +1,47 @@
+"""Coverage-greedy teacher pool and seeded split."""
+
+from bbuvl.data.schema import ImageRecord, ObjectAnn
+from bbuvl.data.split import split_indices
+from bbuvl.data.teachers import coverage, select_teachers
+
+
+def rec(labels, boxes=None, size=(100, 100)):
+    boxes = boxes or [[10, 10, 20, 20]] * len(labels)
+    return ImageRecord(images=["x.jpg"], width=size[0], height=size[1],
+                       objects=[ObjectAnn(bbox_2d=b, desc=l) for l, b in zip(labels, boxes)])
+
+
+def test_new_labels_are_chosen_first():
+    pool = [rec(["线缆"])] * 5 + [rec(["标签贴纸", "线缆"]), rec(["挡风板/已安装"])]
+    chosen = select_teachers(pool, k=2, seed=0)
+    assert set(chosen) == {5, 6}
+
+
+def test_then_density_spatial_and_size_buckets():
+    small = [[5, 5, 10, 10]]
+    big_right = [[60, 60, 100, 100]]
+    pool = [rec(["线缆"], small), rec(["线缆"], small), rec(["线缆"], big_right), rec(["线缆"] * 12, small * 12)]
+    chosen = select_teachers(pool, k=3, seed=1)
+    feats = [coverage(pool[i]) for i in chosen]
+    assert len({f.density for f in feats}) >= 2 and len({f.spatial for f in feats}) >= 2
+
+
+def test_coverage_buckets():
+    c = coverage(rec(["线缆"] * 4, [[0, 0, 50, 50]] * 4))
+    assert c.density == 1 and c.spatial == 0 and c.sizes == frozenset({2})
+
+
+def test_selection_is_seeded_and_bounded():
+    pool = [rec(["线缆"]) for _ in range(20)]
+    assert select_teachers(pool, 5, seed=3) == select_teachers(pool, 5, seed=3)
+    assert len(select_teachers(pool, 50, seed=3)) == 20
+    assert select_teachers([], 5) == [] and select_teachers(pool, 0) == []
+
+
+def test_split_is_seeded_disjoint_and_complete():
+    tr, va = split_indices(50, 0.2, seed=7)
+    assert (tr, va) == split_indices(50, 0.2, seed=7)
+    assert len(va) == 10 and sorted(tr + va) == list(range(50))
+    assert split_indices(50, 0.2, seed=8) != (tr, va)
+    assert len(split_indices(3, 0.01, 0)[1]) == 1  # at least one validation photo
+    assert split_indices(1, 0.5, 0) == ([0], [])

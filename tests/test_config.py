@@ -1,0 +1,94 @@
+"""The config loader: every key validated, errors located, overrides typed."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bbuvl.config import Config, ConfigError, dump_config, load_config, parse_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _keys(d: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for k, v in d.items():
+        out.add(prefix + k)
+        if isinstance(v, dict):
+            out |= _keys(v, prefix + k + ".")
+    return out
+
+
+def test_shipped_configs_are_valid():
+    for name in ("base.yaml", "demo.yaml"):
+        load_config(ROOT / "configs" / name)
+
+
+def test_base_yaml_lists_every_key():
+    written = yaml.safe_load((ROOT / "configs" / "base.yaml").read_text(encoding="utf-8"))
+    assert _keys(written) == _keys(Config().model_dump(mode="json"))
+
+
+def test_unknown_key_names_location_line_and_closest_key(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("model:\n  path: x\n  min_pixel: 100\ntraining:\n  lr:\n    lmm: 1e-5\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert f"{p}:3: unknown key 'model.min_pixel' (did you mean 'model.min_pixels'?)" in msg
+    assert f"{p}:6: unknown key 'training.lr.lmm' (did you mean 'training.lr.llm'?)" in msg
+
+
+def test_unknown_section_suggests_section(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("trainig:\n  seed: 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"unknown key 'trainig' \(did you mean 'training'\?\)"):
+        load_config(p)
+
+
+def test_wrong_type_names_key_and_expected_type(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("training:\n  per_device_batch_size: two\n  bf16: maybe\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert f"{p}:2: 'training.per_device_batch_size' must be an integer, got 'two'" in str(e.value)
+    assert "'training.bf16' must be true or false" in str(e.value)
+
+
+def test_bad_value_is_rejected(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("model:\n  min_pixels: 9000\n  max_pixels: 100\ndata:\n  collator: zipped\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert "min_pixels (9000) must not exceed max_pixels (100)" in str(e.value)
+    assert "data.collator" in str(e.value)
+
+
+def test_invalid_yaml_names_line(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("model:\n  path: [unclosed\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"c\.yaml:\d+: invalid YAML"):
+        load_config(p)
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_overrides_are_typed_and_validated():
+    cfg = load_config(ROOT / "configs" / "demo.yaml", ["training.lr.llm=1e-5", "model.lora.enabled=true", "data.val=null"])
+    assert cfg.training.lr.llm == pytest.approx(1e-5)
+    assert cfg.model.lora.enabled is True
+    assert cfg.data.val is None
+    with pytest.raises(ConfigError, match="did you mean 'training.num_epochs'"):
+        load_config(None, ["training.num_epoch=3"])
+    with pytest.raises(ConfigError, match="not key=value"):
+        parse_overrides(["training.seed"])
+
+
+def test_dump_round_trips(tmp_path):
+    cfg = load_config(ROOT / "configs" / "demo.yaml")
+    p = tmp_path / "round.yaml"
+    p.write_text(dump_config(cfg), encoding="utf-8")
+    assert load_config(p) == cfg
