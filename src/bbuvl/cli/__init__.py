@@ -6,6 +6,7 @@ import typer
 
 from bbuvl.cli.config import app as config_app
 from bbuvl.cli.data import app as data_app
+from bbuvl.cli.model import app as model_app
 
 app = typer.Typer(
     name="bbuvl",
@@ -16,3 +17,4 @@ app = typer.Typer(
 )
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
+app.add_typer(model_app, name="model")

@@ -90,7 +90,7 @@ def dataset_files(path: Path) -> tuple[list[Path], list[Problem]]:
         problems.append(Problem(str(path / TRAIN), 0, "missing: a dataset folder needs a train.jsonl"))
     for name in (VAL, TEACHERS):
         if not (path / name).is_file():
-            problems.append(Problem(str(path / name), 0, "missing (optional, but expected in a dataset folder)", "warning"))
+            problems.append(Problem(str(path / name), 0, "missing (optional, but usual in a dataset folder)", "warning"))
     return files, problems
 
 
@@ -119,6 +119,10 @@ def check_size(record: ImageRecord, image: str, info: ImageInfo) -> str | None:
     return f"width/height {declared[0]}x{declared[1]} do not match image {image}, which is {w}x{h}"
 
 
+def _fmt_box(box: Sequence[float]) -> str:
+    return "[" + ", ".join(f"{v:g}" for v in box) + "]"
+
+
 def check_objects(record: ImageRecord, hierarchy: Hierarchy) -> Iterator[tuple[str, Severity]]:
     """Box, label, duplicate and order problems of one record's objects."""
     size = record.size
@@ -126,9 +130,9 @@ def check_objects(record: ImageRecord, hierarchy: Hierarchy) -> Iterator[tuple[s
     for i, o in enumerate(objs):
         box = o.bbox_2d
         if not box_inside(box, size, BOX_TOLERANCE):
-            yield f"objects[{i}]: box {box} lies outside the {size[0]}x{size[1]} image", "error"
+            yield f"objects[{i}]: box {_fmt_box(box)} lies outside the {size[0]}x{size[1]} image", "error"
         if box_is_degenerate(box):
-            yield f"objects[{i}]: box {box} is degenerate (a side shorter than 1 pixel)", "error"
+            yield f"objects[{i}]: box {_fmt_box(box)} is degenerate (a side shorter than 1 pixel)", "error"
         why = hierarchy.problem(o.desc)
         if why is not None:
             yield f"objects[{i}]: {why}", "error"
@@ -137,9 +141,10 @@ def check_objects(record: ImageRecord, hierarchy: Hierarchy) -> Iterator[tuple[s
             a, b = objs[i], objs[j]
             if a.bbox_2d == b.bbox_2d:
                 same = "the same label" if a.desc == b.desc else f"labels '{a.desc}' and '{b.desc}'"
-                yield f"objects[{i}] and objects[{j}]: duplicate box {a.bbox_2d} with {same}", "error"
+                yield f"objects[{i}] and objects[{j}]: duplicate box {_fmt_box(a.bbox_2d)} with {same}", "error"
             elif a.desc == b.desc and (iou := box_iou(a.bbox_2d, b.bbox_2d)) > DUPLICATE_IOU:
-                yield f"objects[{i}] and objects[{j}]: same label '{a.desc}' on nearly the same box (IoU {iou:.2f})", "error"
+                pair = f"objects[{i}] and objects[{j}]"
+                yield f"{pair}: same label '{a.desc}' on nearly the same box (IoU {iou:.2f})", "error"
     ordered = sort_objects(objs)
     if ordered != objs:
         first = next(i for i, (o, s) in enumerate(zip(objs, ordered)) if o is not s)
@@ -176,6 +181,9 @@ def check_dataset(
                     rows.append((file, row.line, row.sample))
         except DatasetError as e:  # the file itself cannot be opened
             problems.append(Problem(e.path, e.line, e.message))
+        except UnicodeDecodeError as e:
+            why = f"not UTF-8 text ({e.reason} at byte {e.start}); is this a JSONL file?"
+            problems.append(Problem(str(file), 0, why))
 
     images = sorted({resolve_image(f, img) for f, _, s in rows for _, r in _records(s) for img in r.images})
     infos: dict[Path, ImageInfo | str] = {}

@@ -1,0 +1,79 @@
+"""`bbuvl data convert SRC OUT`: the annotation platform's export -> a canonical dataset folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from bbuvl.cli.common import console, fail, stdout_is_tty, user_errors
+from bbuvl.data.convert import ConvertOptions, convert_dataset
+from bbuvl.data.coords import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS
+from bbuvl.data.layout import ERRORS
+
+
+def convert(
+    src: Path = typer.Argument(..., help="Folder with the platform's JSON files and photos (searched recursively)."),
+    out: Path = typer.Argument(..., help="Dataset folder to write (images/, train/val/teachers.jsonl, errors.jsonl)."),
+    resize: bool = typer.Option(False, "--resize", help="Pre-scale images to the model frame (smart_resize)."),
+    min_pixels: int = typer.Option(QWEN_MIN_PIXELS, "--min-pixels", help="smart_resize minimum pixel count (--resize)."),
+    max_pixels: int = typer.Option(QWEN_MAX_PIXELS, "--max-pixels", help="smart_resize maximum pixel count (--resize)."),
+    val_ratio: float = typer.Option(0.1, "--val-ratio", help="Fraction of photos held out for validation."),
+    teachers: int = typer.Option(10, "--teachers", help="Size of the teacher pool chosen from the training photos."),
+    seed: int = typer.Option(42, "--seed", help="Seed of the split and the teacher choice."),
+    lang: str = typer.Option("zh", "--lang", help="Label language written to the dataset: zh or en."),
+    workers: int | None = typer.Option(None, "--workers", help="Worker processes (default: all CPU cores)."),
+    token_map: Path | None = typer.Option(None, "--token-map", help="JSON mapping platform tokens to canonical ones."),
+    hierarchy: Path | None = typer.Option(None, "--hierarchy", help="Label hierarchy JSON (default: the shipped one)."),
+) -> None:
+    """Convert the platform's per-photo JSON + images into a dataset; bad files and objects go to errors.jsonl."""
+    if lang not in ("zh", "en"):
+        fail(f"--lang must be 'zh' or 'en', got '{lang}'")
+    if workers is not None and workers < 1:
+        fail(f"--workers must be at least 1, got {workers}")
+    opts = ConvertOptions(
+        resize=resize, min_pixels=min_pixels, max_pixels=max_pixels, val_ratio=val_ratio, teachers=teachers,
+        seed=seed, lang=lang, workers=workers or os.cpu_count() or 1, token_map=token_map, hierarchy=hierarchy,
+    )
+    with user_errors():
+        summary = convert_dataset(src, out, opts, progress=stdout_is_tty())
+    console.print(summary_table(summary))
+    n_errors = summary["errors"]
+    if n_errors:
+        console.print(f"[yellow]{n_errors} problem(s)[/] listed in {out / ERRORS}")
+    if summary["photos"]["converted"] == 0:
+        fail(f"no photo under {src} could be converted; see {out / ERRORS}", code=1)
+    console.print(f"[green]ok[/]: dataset written to {out}")
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    """The conversion summary as a two-column table."""
+    table = Table(title="bbuvl data convert", show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("count", justify="right")
+    photos, objects, exif = summary["photos"], summary["annotations"], summary["exif"]
+    rows = [
+        ("photos found", photos["found"]),
+        ("photos converted", photos["converted"]),
+        ("photos failed", photos["failed"]),
+        ("objects converted", objects["converted"]),
+        ("objects dropped (invalid)", objects["dropped"]),
+        ("objects dropped (duplicate)", objects["duplicates"]),
+        ("objects lost with their photo", objects["lost_with_photo"]),
+        ("boxes clipped to the image", objects["clipped"]),
+        ("EXIF-rotated photos", exif["rotated"]),
+        ("  annotated on the raw grid", exif["annotated_on_raw"]),
+        ("  annotated as displayed", exif["annotated_on_displayed"]),
+        ("  frame ambiguous, displayed assumed", exif["assumed_displayed"]),
+        ("annotator saw another resolution", summary["annotator_resolution_differs"]),
+    ]
+    if "images" in summary:
+        rows += [("train / val / teachers", "{train} / {val} / {teachers}".format(**summary["images"]))]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    for category, n in summary["categories"].items():
+        table.add_row(f"label: {category}", str(n))
+    return table

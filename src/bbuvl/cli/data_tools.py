@@ -1,0 +1,308 @@
+"""`bbuvl data check|stats|teachers|split|import-coco|export-coco`: inspect and reshape datasets."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from bbuvl.cli.common import console, fail, stdout_is_tty, user_errors
+from bbuvl.config import ConfigError, load_config
+from bbuvl.data.check import check_dataset
+from bbuvl.data.coco import coco_to_records, records_to_coco
+from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.labels import Hierarchy
+from bbuvl.data.layout import ERRORS, TRAIN, VAL, write_dataset_folder
+from bbuvl.data.schema import ImageRecord, Sample, read_dataset, read_records, resolve_image, write_dataset
+from bbuvl.data.split import split_items
+from bbuvl.data.stats import dataset_stats
+from bbuvl.data.teachers import coverage, select_teachers
+
+HIERARCHY_HELP = "Label hierarchy JSON (default: the shipped one)."
+
+
+def _hierarchy(path: Optional[Path]) -> Hierarchy:
+    with user_errors():
+        return Hierarchy.load(path)
+
+
+def _relocate(record: ImageRecord, src: Path, dst_dir: Path) -> ImageRecord:
+    """The record with image paths that resolve from `dst_dir` (relative when possible) as they did from `src`."""
+    images = []
+    for image in record.images:
+        path = resolve_image(src, image)
+        try:
+            images.append(Path(os.path.relpath(path, dst_dir.resolve())).as_posix())
+        except ValueError:  # another drive (Windows): no relative path exists
+            images.append(path.as_posix())
+    return record.model_copy(update={"images": images})
+
+
+def _relocate_sample(sample: Sample, src: Path, dst_dir: Path) -> ImageRecord | Sample:
+    """A sample relocated like `_relocate`; a plain photo is written back as a plain record."""
+    student = _relocate(sample.student, src, dst_dir)
+    if not sample.teachers:
+        return student
+    return Sample(student=student, teachers=[_relocate(t, src, dst_dir) for t in sample.teachers])
+
+
+# --- check -------------------------------------------------------------------------------------
+
+
+def check(
+    path: Path = typer.Argument(..., help="A dataset JSONL, or a dataset folder (checks train/val/teachers.jsonl)."),
+    hierarchy: Optional[Path] = typer.Option(None, "--hierarchy", help=HIERARCHY_HELP),
+    decode: bool = typer.Option(True, "--decode/--no-decode", help="Decode every image (slow, finds truncated files)."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Image threads (0 = automatic)."),
+) -> None:
+    """Find every problem in a dataset: schema, images, sizes, boxes, labels, duplicates, order."""
+    if not path.exists():
+        fail(f"{path}: no such file or folder")
+    h = _hierarchy(hierarchy)
+    with Progress(
+        TextColumn("checking images"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console, transient=True, disable=not stdout_is_tty(),
+    ) as progress:
+        task = progress.add_task("images", total=None)
+        problems = check_dataset(
+            path, h, decode_images=decode, workers=workers or None,
+            on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    for p in problems:
+        console.print(str(p), style="red" if p.severity == "error" else "yellow", markup=False, soft_wrap=True)
+    errors = sum(p.severity == "error" for p in problems)
+    warnings = len(problems) - errors
+    if errors:
+        console.print(f"[bold red]{errors} error(s)[/], {warnings} warning(s) in {path}", soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(f"[bold green]ok[/]: {path} has no errors ({warnings} warning(s))", soft_wrap=True)
+
+
+# --- stats -------------------------------------------------------------------------------------
+
+
+def _stats_records(path: Path) -> list[ImageRecord]:
+    """Photos of a JSONL file, or of a dataset folder's train and val files."""
+    files = [path / TRAIN, path / VAL] if path.is_dir() else [path]
+    files = [f for f in files if f.is_file()]
+    if not files:
+        fail(f"{path}: no {TRAIN} or {VAL} in this folder")
+    records = []
+    for f in files:
+        with user_errors():
+            records += read_records(f)
+        console.print(f"read {f}", style="dim", markup=False)
+    return records
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]], keyed: bool = True) -> Table:
+    """A table whose first column is a key (left-aligned) when `keyed`, the rest numbers (right-aligned)."""
+    t = Table(title=title, title_justify="left")
+    for i, c in enumerate(columns):
+        t.add_column(c, justify="left" if keyed and i == 0 else "right", overflow="fold")
+    for r in rows:
+        t.add_row(*(f"{v:.1f}" if isinstance(v, float) else str(v) for v in r))
+    return t
+
+
+def _wxh(size: list[int] | None) -> str:
+    return f"{size[0]}x{size[1]}" if size else "-"
+
+
+def _print_stats(s: dict[str, Any]) -> None:
+    n = max(s["objects"], 1)
+
+    def counts_table(title: str, counts: dict[str, int]) -> Table:
+        return _table(title, ["label", "objects", "share"], [[k, v, f"{100 * v / n:.1f}%"] for k, v in counts.items()])
+
+    console.print(counts_table("Labels", s["labels"]))
+    for level, counts in list(s["levels"].items())[:-1]:  # the deepest level is the labels table above
+        console.print(counts_table(f"Level {level}", counts))
+    per = s["objects_per_image"]
+    summary = ["min", "mean", "median", "max"]
+    console.print(_table("Objects per image", summary, [[per[k] for k in summary]], keyed=False))
+    most = max(per["histogram"].values(), default=0) or 1
+    bars = [[k, v, "█" * round(20 * v / most)] for k, v in per["histogram"].items()]
+    console.print(_table("Objects per image (histogram)", ["objects", "images", ""], bars))
+    sizes = s["image_sizes"]
+    row = [sizes["distinct"], _wxh(sizes["min"]), _wxh(sizes["max"]), next(iter(sizes["counts"]), "-")]
+    console.print(_table("Image sizes", ["distinct", "smallest", "largest", "most common"], [row], keyed=False))
+    vt = s["vision_tokens"]
+    columns = ["min", "mean", "max", "total", "min_pixels", "max_pixels"]
+    console.print(_table("Vision tokens per image (model frame)", columns, [[vt[k] for k in columns]], keyed=False))
+    console.print(f"{s['images']} images, {s['objects']} objects, {len(s['labels'])} labels")
+
+
+def stats(
+    path: Path = typer.Argument(..., help="A dataset JSONL, or a dataset folder (train + val)."),
+    min_pixels: Optional[int] = typer.Option(None, "--min-pixels", min=1, help="smart_resize lower bound [config or Qwen's]."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help="smart_resize upper bound [config or Qwen's]."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Run config: use its model.min_pixels/max_pixels."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the statistics to this JSON file."),
+) -> None:
+    """Counts per label and level, objects per image, image sizes, vision tokens in the model frame."""
+    if not path.exists():
+        fail(f"{path}: no such file or folder")
+    contract = CoordinateContract()
+    if config is not None:
+        with user_errors(ConfigError):
+            model = load_config(config).model
+        contract = CoordinateContract(min_pixels=model.min_pixels, max_pixels=model.max_pixels)
+    contract = CoordinateContract(
+        min_pixels=contract.min_pixels if min_pixels is None else min_pixels,
+        max_pixels=contract.max_pixels if max_pixels is None else max_pixels,
+    )
+    if contract.min_pixels > contract.max_pixels:
+        fail(f"min_pixels ({contract.min_pixels}) must not exceed max_pixels ({contract.max_pixels})")
+    records = _stats_records(path)
+    with user_errors():
+        s = dataset_stats(records, contract)
+    _print_stats(s)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(s, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        console.print(f"wrote {json_out}", markup=False)
+
+
+# --- teachers and split ------------------------------------------------------------------------
+
+
+def teachers(
+    dataset: Path = typer.Argument(..., help="Training JSONL to choose teacher photos from."),
+    out: Path = typer.Argument(..., help="Teacher JSONL to write."),
+    k: int = typer.Option(10, "--k", min=1, help="How many teacher photos."),
+    seed: int = typer.Option(42, "--seed", help="Seed for tie-breaking."),
+) -> None:
+    """Choose a coverage-greedy teacher pool: new labels first, then density, position and size buckets."""
+    with user_errors():
+        records = read_records(dataset)
+    chosen = select_teachers(records, k, seed)
+    t = Table(title=f"{len(chosen)} teachers from {len(records)} photos", title_justify="left")
+    for c in ("#", "image", "objects", "new labels", "density", "centre cell", "box sizes"):
+        t.add_column(c, overflow="fold")
+    seen: set[str] = set()
+    for n, i in enumerate(chosen, 1):
+        f = coverage(records[i])
+        new = sorted(f.labels - seen)
+        seen |= f.labels
+        t.add_row(str(n), records[i].image, str(len(records[i].objects)), "\n".join(new) or "-",
+                  ["<=3", "<=10", ">10"][f.density], str(f.spatial) if f.spatial >= 0 else "-",
+                  ",".join(["<5%", "<20%", ">=20%"][b] for b in sorted(f.sizes)) or "-")
+    console.print(t)
+    all_labels = {o.desc for r in records for o in r.objects}
+    missing = sorted(all_labels - seen)
+    missing_text = f"; missing: {', '.join(missing)}" if missing else ""
+    console.print(f"labels covered: {len(seen)} of {len(all_labels)}{missing_text}", markup=False)
+    with user_errors():
+        write_dataset(out, [_relocate(records[i], dataset, out.parent) for i in chosen])
+    console.print(f"wrote {out}", markup=False)
+
+
+def split(
+    dataset: Path = typer.Argument(..., help="JSONL to split."),
+    out_dir: Path = typer.Argument(..., help="Folder for train.jsonl and val.jsonl."),
+    val_ratio: float = typer.Option(0.1, "--val-ratio", min=0.0, max=0.99, help="Share of photos for validation."),
+    seed: int = typer.Option(42, "--seed", help="Shuffle seed."),
+) -> None:
+    """Seeded train/validation split; image paths are rewritten to resolve from OUT_DIR."""
+    with user_errors():
+        samples = read_dataset(dataset)
+        train, val = split_items(samples, val_ratio, seed)
+        for name, part in ((TRAIN, train), (VAL, val)):
+            write_dataset(out_dir / name, [_relocate_sample(s, dataset, out_dir) for s in part])
+    console.print(f"{len(train)} train, {len(val)} val photos (seed {seed}) -> {out_dir}", markup=False)
+
+
+# --- COCO --------------------------------------------------------------------------------------
+
+
+def _place_image(src: Path, dst: Path, link: bool) -> None:
+    """Copy (or hard-link when asked and possible) one image into the dataset folder."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists():
+        return
+    if link:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:  # another filesystem: fall back to a copy
+            pass
+    shutil.copy2(src, dst)
+
+
+def _dataset_image(src: Path, images_dir: Path) -> Path:
+    """Where an imported image goes, relative to the dataset folder: `images/` + its path under IMAGES_DIR."""
+    try:
+        rel = src.relative_to(images_dir)
+    except ValueError:  # an absolute file_name outside IMAGES_DIR
+        rel = Path(src.name)
+    return Path("images") / (Path(src.name) if ".." in rel.parts else rel)
+
+
+def import_coco(
+    annotations: Path = typer.Argument(..., help="COCO detection JSON (instances_*.json)."),
+    images_dir: Path = typer.Argument(..., help="Folder that COCO file_name paths are relative to."),
+    out: Path = typer.Argument(..., help="Dataset folder to create."),
+    val_ratio: float = typer.Option(0.1, "--val-ratio", min=0.0, max=0.99, help="Share of photos for validation."),
+    num_teachers: int = typer.Option(10, "--teachers", min=0, help="Teacher photos to choose from train."),
+    seed: int = typer.Option(42, "--seed", help="Split and teacher seed."),
+    hierarchy: Optional[Path] = typer.Option(None, "--hierarchy", help=HIERARCHY_HELP),
+    link: bool = typer.Option(False, "--link/--copy", help="Hard-link images instead of copying them."),
+) -> None:
+    """Turn a COCO detection file into a dataset folder (images copied into OUT/images)."""
+    h = _hierarchy(hierarchy)
+    with user_errors():
+        coco = json.loads(annotations.read_text(encoding="utf-8"))
+    if not isinstance(coco, dict):
+        fail(f"{annotations}: not a COCO file (expected a JSON object with images/annotations/categories)")
+    try:
+        records, errors = coco_to_records(coco, images_dir)
+    except (AttributeError, TypeError, KeyError) as e:  # entries that are not objects, ids that are not hashable
+        fail(f"{annotations}: not a COCO detection file ({type(e).__name__}: {e})")
+    kept = []
+    for r in records:
+        src = Path(r.image)
+        if not src.is_file():
+            errors.append({"file": src.as_posix(), "image_id": r.id, "reason": "image file not found"})
+            continue
+        rel = _dataset_image(src, images_dir)
+        with user_errors():
+            _place_image(src, out / rel, link)
+        kept.append(r.model_copy(update={"images": [rel.as_posix()]}))
+    unknown = Counter(o.desc for r in kept for o in r.objects if not h.is_valid(o.desc))
+    for label, n in sorted(unknown.items()):
+        console.print(f"warning: label '{label}' ({n} objects) is not in the hierarchy: {h.problem(label)}",
+                      style="yellow", markup=False, soft_wrap=True)
+    train, val = split_items(kept, val_ratio, seed)
+    extra = {"source": str(annotations), "skipped": len(errors), "labels_outside_hierarchy": len(unknown)}
+    summary = write_dataset_folder(out, train, val, num_teachers, seed, extra)
+    (out / ERRORS).write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors), encoding="utf-8")
+    n = summary["images"]
+    console.print(f"{n['train']} train, {n['val']} val, {n['teachers']} teachers, {summary['labels']} labels -> {out}",
+                  markup=False)
+    if errors:
+        console.print(f"[yellow]{len(errors)} entries skipped[/]: see {out / ERRORS}", soft_wrap=True)
+
+
+def export_coco(
+    dataset: Path = typer.Argument(..., help="Dataset JSONL to export."),
+    out: Path = typer.Argument(..., help="COCO JSON to write (file_name relative to its folder)."),
+) -> None:
+    """Write a dataset as a COCO detection file (categories = sorted labels, boxes xywh)."""
+    with user_errors():
+        records = read_records(dataset)
+    absolute = [r.model_copy(update={"images": [resolve_image(dataset, i).as_posix() for i in r.images]})
+                for r in records]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    coco = records_to_coco(absolute, image_root=out.parent.resolve())
+    with user_errors():
+        out.write_text(json.dumps(coco, ensure_ascii=False) + "\n", encoding="utf-8")
+    console.print(f"{len(coco['images'])} images, {len(coco['annotations'])} boxes, "
+                  f"{len(coco['categories'])} categories -> {out}", markup=False)

@@ -1,0 +1,51 @@
+"""`bbuvl model ...`: build the tiny offline Qwen2.5-VL used to test every real code path without a download."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from bbuvl.cli.common import console, user_errors
+
+app = typer.Typer(help="Build and inspect vision-language checkpoints.", no_args_is_help=True)
+
+
+@app.command("tiny")
+def tiny(
+    out: Path = typer.Argument(..., help="Folder to save the checkpoint to (created if missing)."),
+    hidden: int = typer.Option(128, help="Text model hidden size."),
+    layers: int = typer.Option(2, help="Text model layers."),
+    heads: int = typer.Option(4, help="Attention heads (hidden/heads is the head dim)."),
+    kv_heads: int = typer.Option(2, help="Key/value heads (grouped-query attention)."),
+    vision_depth: int = typer.Option(2, help="Vision tower blocks."),
+    vision_hidden: int = typer.Option(64, help="Vision tower hidden size."),
+    vision_heads: int = typer.Option(4, help="Vision tower attention heads."),
+    min_pixels: int = typer.Option(12544, help="Smallest image area after smart_resize (pixels)."),
+    max_pixels: int = typer.Option(50176, help="Largest image area after smart_resize (pixels)."),
+    seed: int = typer.Option(0, help="Seed for the tokenizer corpus and the random weights."),
+) -> None:
+    """Build a tiny randomly initialised Qwen2.5-VL with a trained offline tokenizer, saved like a real checkpoint."""
+    # Imported here so that `bbuvl --help` and other commands do not pay for importing transformers.
+    from bbuvl.model.tiny import build_tiny_model, count_saved_parameters
+
+    start = time.perf_counter()
+    with user_errors():
+        build_tiny_model(
+            out,
+            hidden=hidden,
+            layers=layers,
+            heads=heads,
+            kv_heads=kv_heads,
+            vision_depth=vision_depth,
+            vision_hidden=vision_hidden,
+            vision_heads=vision_heads,
+            min_pixels=min_pixels,
+            max_pixels=max_pixels,
+            seed=seed,
+        )
+    n_params = count_saved_parameters(out)
+    console.print(
+        f"[green]saved[/] tiny Qwen2.5-VL ({n_params:,} parameters) to {out} in {time.perf_counter() - start:.1f} s"
+    )

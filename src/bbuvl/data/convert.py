@@ -1,0 +1,470 @@
+"""Vendor export -> canonical dataset folder (`bbuvl data convert`).
+
+Each photo is one JSON file plus one image with the same stem, anywhere under the source folder.
+A photo goes through: parse the JSON (data/vendor.py), decode the image upright (data/images.py),
+decide which grid the annotator drew on (coords.resolve_vendor_frame), map every box to the stored
+image, map and validate every label, then store the image as `images/<stem>.jpg`. Whatever cannot be
+used becomes one line of `errors.jsonl`; nothing stops the other photos. Photos are converted in
+worker processes and gathered in input order, so the output does not depend on the worker count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import shutil
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from PIL import Image
+
+from bbuvl.data.coords import (
+    QWEN_MAX_PIXELS,
+    QWEN_MIN_PIXELS,
+    ROTATING_ORIENTATIONS,
+    CoordinateContract,
+    Size,
+    box_is_degenerate,
+    clip_box,
+    oriented_size,
+    resolve_vendor_frame,
+    scale_box,
+    vendor_to_stored,
+)
+from bbuvl.data.images import IMAGE_SUFFIXES, load_image
+from bbuvl.data.labels import SEP, Hierarchy, TokenMap
+from bbuvl.data.layout import ERRORS, SUMMARY, write_dataset_folder, write_json
+from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
+from bbuvl.data.split import split_items
+from bbuvl.data.vendor import VendorObject, parse_vendor
+
+IMAGES_DIR = "images"
+JPEG_QUALITY = 95
+# A box may overshoot the image by this much (annotation tools let the cursor run past the edge);
+# more than that means the coordinates are wrong, not sloppy.
+CLIP_TOL_FRACTION = 0.02
+CLIP_TOL_PIXELS = 4.0
+
+
+@dataclass
+class ConvertOptions:
+    """Everything `bbuvl data convert` can be told."""
+
+    resize: bool = False  # pre-scale images to the model frame so that frame equals the file
+    min_pixels: int = QWEN_MIN_PIXELS
+    max_pixels: int = QWEN_MAX_PIXELS
+    val_ratio: float = 0.1
+    teachers: int = 10
+    seed: int = 42
+    lang: str = "zh"  # "zh": canonical Chinese labels; "en": the hierarchy's English glosses
+    workers: int = 1
+    token_map: Path | None = None  # None: the shipped token map
+    hierarchy: Path | None = None  # None: the shipped hierarchy
+
+
+@dataclass(frozen=True)
+class Pair:
+    """The files of one photo, found by stem; `problem` says why they cannot be converted."""
+
+    stem: str
+    json: Path | None
+    image: Path | None
+    problem: str | None = None
+
+
+@dataclass
+class PhotoResult:
+    """What converting one photo gave: the record (None when the photo failed) and its bookkeeping."""
+
+    record: ImageRecord | None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    objects_found: int = 0
+    objects_invalid: int = 0
+    duplicates: int = 0
+    clipped: int = 0
+    categories: list[str] = field(default_factory=list)  # category of each kept object, in the output language
+    orientation: int = 1
+    frame: str | None = None  # "raw" or "oriented": the grid the annotator drew on
+    ambiguous: bool = False  # the sizes could not tell raw from displayed; displayed was assumed
+    rescaled: bool = False  # the annotator saw the photo at another resolution
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every worker needs; small and picklable."""
+
+    src: Path
+    images_dir: Path
+    token_map: TokenMap
+    hierarchy: Hierarchy
+    contract: CoordinateContract | None  # set when images are pre-scaled to the model frame
+    lang: str
+
+
+# --- finding the photos ------------------------------------------------------------------------
+
+
+def find_pairs(src: Path, exclude: Path | None = None) -> list[Pair]:
+    """Pair every JSON under `src` with the image of the same stem, sorted by stem.
+
+    Hidden files and everything under `exclude` are skipped.
+    """
+    src = src.resolve()
+    exclude = exclude.resolve() if exclude else None
+    jsons: dict[str, list[Path]] = {}
+    images: dict[str, list[Path]] = {}
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src)
+        # Hidden entries are OS and tool metadata (`.DS_Store`, `._IMG_1.jpg`, `.git`), never photos.
+        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
+            continue
+        if exclude is not None and path.is_relative_to(exclude):
+            continue
+        suffix = path.suffix.lower()
+        if suffix == ".json":
+            jsons.setdefault(path.stem, []).append(path)
+        elif suffix in IMAGE_SUFFIXES:
+            images.setdefault(path.stem, []).append(path)
+    pairs = []
+    for stem in sorted(jsons.keys() | images.keys()):
+        js, ims = jsons.get(stem, []), images.get(stem, [])
+        if len(js) == 1 and len(ims) == 1:
+            pairs.append(Pair(stem, js[0], ims[0]))
+        elif len(js) > 1 or len(ims) > 1:
+            names = ", ".join(_rel(p, src) for p in js + ims)
+            pairs.append(Pair(stem, js[0] if js else None, ims[0] if ims else None,
+                              f"ambiguous stem '{stem}': {names}; rename so each photo has exactly one JSON "
+                              f"and one image with its name"))
+        elif not ims:
+            suffixes = "/".join(sorted(IMAGE_SUFFIXES))
+            pairs.append(Pair(stem, js[0], None, f"no image named '{stem}' ({suffixes}) anywhere under {src}"))
+        else:
+            pairs.append(Pair(stem, None, ims[0], f"image has no annotation JSON named '{stem}.json'"))
+    return pairs
+
+
+def _rel(path: Path, src: Path) -> str:
+    try:
+        return path.relative_to(src).as_posix()
+    except ValueError:
+        return str(path)
+
+
+# --- one photo ---------------------------------------------------------------------------------
+
+
+def convert_photo(pair: Pair, ctx: _Context) -> PhotoResult:
+    """Convert one photo: its record (image written to `images/<stem>.jpg`) or the reasons it failed."""
+    file = _rel(pair.json or pair.image, ctx.src)  # type: ignore[arg-type]
+    if pair.problem is not None:
+        return PhotoResult(None, [_error(file, None, pair.problem)])
+    result = PhotoResult(None)
+    try:
+        _convert_into(pair, ctx, file, result)
+    except (ValueError, OSError) as e:
+        result.record = None
+        result.errors.append(_error(file, None, _reason(e, pair, ctx.src)))
+    return result
+
+
+def _convert_into(pair: Pair, ctx: _Context, file: str, result: PhotoResult) -> None:
+    """The body of `convert_photo`; raises for a problem that sinks the whole photo."""
+    assert pair.json is not None and pair.image is not None
+    data = json.loads(pair.json.read_bytes())  # bytes: json detects UTF-8/16/32 and a BOM itself
+    vendor = parse_vendor(data, file)
+    result.objects_found = len(vendor.objects) + len(vendor.problems)
+    for p in vendor.problems:
+        result.errors.append(_error(file, p.index, p.reason, p.label))
+    result.objects_invalid = len(vendor.problems)
+
+    image_name = _rel(pair.image, ctx.src)
+    try:
+        loaded = load_image(pair.image)
+    except Image.DecompressionBombError as e:  # Pillow's guard against pixel bombs is no ValueError
+        raise ValueError(f"{image_name}: image too large: {e}") from None
+    raw, orientation = loaded.raw_size, loaded.orientation
+    stored = oriented_size(raw, orientation)
+    try:
+        # Without `info` the annotator can only have seen the photo as viewers display it.
+        frame = resolve_vendor_frame(vendor.size or stored, raw, orientation)
+    except ValueError as e:
+        raise ValueError(f"{image_name}: {e}") from None
+    result.orientation, result.frame = orientation, frame.annotated_on
+    result.ambiguous = frame.ambiguous or (orientation in ROTATING_ORIENTATIONS and raw[0] == raw[1])
+    result.rescaled = any(abs(s - 1.0) > 1e-6 for s in frame.scale)
+    final = ctx.contract.model_size(stored) if ctx.contract else stored
+
+    objects: list[ObjectAnn] = []
+    seen: set[tuple[tuple[float, ...], str]] = set()
+    for obj in vendor.objects:
+        try:
+            label, category = _label(obj, ctx)
+            box = vendor_to_stored(obj.box, frame, raw, orientation)
+            box, clipped = _fit_box(box, stored, obj.box)
+            if final != stored:
+                box = scale_box(box, stored, final)
+            if box_is_degenerate(box):
+                raise _ObjectProblem(f"box {_fmt(obj.box)} is degenerate ({_fmt_size(box)} px) after clipping")
+        except _ObjectProblem as e:
+            result.errors.append(_error(file, obj.index, e.reason, obj.label))
+            result.objects_invalid += 1
+            continue
+        box = [round(v, 2) for v in box]
+        key = (tuple(box), label)
+        if key in seen:  # the platform sometimes saves a box twice; a second copy teaches nothing
+            result.duplicates += 1
+            continue
+        seen.add(key)
+        result.clipped += clipped
+        result.categories.append(category)
+        objects.append(ObjectAnn(bbox_2d=box, desc=label, extra=obj.extra or None))
+
+    if result.objects_found and not objects:
+        # A photo whose objects all failed would teach "nothing here"; it is dropped, not kept empty.
+        raise ValueError(f"none of its {result.objects_found} objects could be used")
+    name = _store_image(loaded.image, pair.image, ctx.images_dir / f"{pair.stem}.jpg", final, loaded.mode, orientation)
+    result.record = ImageRecord(
+        images=[f"{IMAGES_DIR}/{name}"], width=final[0], height=final[1],
+        objects=sort_objects(objects), id=pair.stem, source=file,
+    )
+
+
+class _ObjectProblem(ValueError):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _label(obj: VendorObject, ctx: _Context) -> tuple[str, str]:
+    """The object's label and category in the output language; the FULL path (state included) is validated."""
+    canonical = ctx.token_map.map_path(obj.parts)
+    problem = ctx.hierarchy.problem(canonical)
+    if problem is not None:
+        mapped = "" if canonical == obj.label else f" (mapped to '{canonical}')"
+        raise _ObjectProblem(
+            f"label '{obj.label}'{mapped}: {problem}; add its tokens to the token map (--token-map) "
+            f"or the label to the hierarchy (--hierarchy)"
+        )
+    category = canonical.split(SEP)[0]
+    if ctx.lang == "en":
+        # The category's own gloss, not the English label split on '/': a gloss may contain '/'.
+        return ctx.hierarchy.english(canonical), ctx.hierarchy.categories[category].gloss
+    return canonical, category
+
+
+def _fit_box(box: list[float], size: Size, written: list[float]) -> tuple[list[float], int]:
+    """Clip a box that overshoots the image a little; returns the box and 1 when it was clipped.
+
+    `written` is the box as the vendor file has it, quoted in errors so the user can find it there.
+    """
+    w, h = size
+    if box[2] <= 0 or box[3] <= 0 or box[0] >= w or box[1] >= h:
+        raise _ObjectProblem(f"box {_fmt(written)} lies entirely outside the {w}x{h} image")
+    over_x = max(-box[0], box[2] - w, 0.0)
+    over_y = max(-box[1], box[3] - h, 0.0)
+    tol_x = max(CLIP_TOL_PIXELS, CLIP_TOL_FRACTION * w)
+    tol_y = max(CLIP_TOL_PIXELS, CLIP_TOL_FRACTION * h)
+    for over, tol, axis in ((over_x, tol_x, "x"), (over_y, tol_y, "y")):
+        if over > tol:
+            raise _ObjectProblem(
+                f"box {_fmt(written)} extends {over:.1f} px beyond the {w}x{h} image along {axis} "
+                f"(tolerance {tol:.1f} px)"
+            )
+    if over_x > 0 or over_y > 0:
+        return clip_box(box, size), 1
+    return list(box), 0
+
+
+def _store_image(image: Image.Image, source: Path, dest: Path, size: Size, mode: str, orientation: int) -> str:
+    """Write the upright RGB photo as JPEG at `size` (atomically); returns the file name."""
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    if size == image.size and orientation == 1 and mode == "RGB" and _is_jpeg(source):
+        # Already an upright RGB JPEG: copying keeps it bit-exact (no second lossy encode) and is faster.
+        shutil.copyfile(source, tmp)
+    else:
+        if size != image.size:
+            # Bicubic, as Qwen's image processor resizes: the model sees the same pixels either way.
+            image = image.resize(size, Image.Resampling.BICUBIC)
+        image.save(tmp, "JPEG", quality=JPEG_QUALITY)  # no exif= given, so no orientation tag is written
+    os.replace(tmp, dest)
+    return dest.name
+
+
+def _is_jpeg(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(3) == b"\xff\xd8\xff"
+
+
+def _reason(e: BaseException, pair: Pair, src: Path) -> str:
+    """A photo-level error message that names the file it is about."""
+    if isinstance(e, json.JSONDecodeError):
+        return f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
+    if isinstance(e, UnicodeDecodeError):
+        return f"not UTF-8 text: {e.reason} at byte {e.start}"
+    text = str(e)
+    for path in (pair.json, pair.image):  # messages from other modules start with a full path; keep them short
+        if path is not None:
+            text = text.replace(str(path), _rel(path, src))
+    return text
+
+
+def _error(file: str, index: int | None, reason: str, label: str | None = None) -> dict[str, Any]:
+    line: dict[str, Any] = {"file": file, "object": index, "reason": reason}
+    if label:
+        line["label"] = label
+    return line
+
+
+def _fmt(box: list[float]) -> str:
+    return "[" + ", ".join(f"{v:g}" for v in box) + "]"
+
+
+def _fmt_size(box: list[float]) -> str:
+    return f"{box[2] - box[0]:.1f}x{box[3] - box[1]:.1f}"
+
+
+# --- many photos -------------------------------------------------------------------------------
+
+
+def _convert_chunk(pairs: list[Pair], ctx: _Context) -> list[PhotoResult]:
+    """Worker entry point: convert a run of photos in order."""
+    return [convert_photo(p, ctx) for p in pairs]
+
+
+def _chunks(pairs: list[Pair], workers: int) -> list[list[Pair]]:
+    # About four chunks per worker balance uneven photo sizes; at most 16 photos keeps the bar moving.
+    size = max(1, min(16, math.ceil(len(pairs) / (max(workers, 1) * 4))))
+    return [pairs[i : i + size] for i in range(0, len(pairs), size)]
+
+
+@contextmanager
+def _progress_bar(enabled: bool, total: int) -> Iterator[Callable[[int], None]]:
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("converting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task("convert", total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def convert_pairs(pairs: list[Pair], ctx: _Context, workers: int, progress: bool = False) -> list[PhotoResult]:
+    """Convert every pair with `workers` processes; results come back in the order of `pairs`."""
+    chunks = _chunks(pairs, workers)
+    if workers <= 1 or len(chunks) <= 1:
+        results = []
+        with _progress_bar(progress, len(pairs)) as advance:
+            for chunk in chunks:
+                results.extend(_convert_chunk(chunk, ctx))
+                advance(len(chunk))
+        return results
+    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=_pool_context()) as pool:
+        # With fork every worker starts at the first submit, so before the progress bar's thread exists.
+        futures = {pool.submit(_convert_chunk, chunk, ctx): len(chunk) for chunk in chunks}
+        with _progress_bar(progress, len(pairs)) as advance:
+            for done in as_completed(futures):
+                advance(futures[done])
+        return [r for f in futures for r in f.result()]  # dicts keep submission order
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    # fork where the OS has it: workers inherit the parent's imports; a fresh interpreter (spawn,
+    # forkserver) re-imports torch and transformers through coords, measured at 2-5 s per worker.
+    if "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context()
+
+
+def convert_dataset(src: Path, out: Path, opts: ConvertOptions, progress: bool = False) -> dict[str, Any]:
+    """Convert a vendor export under `src` into a dataset folder `out`; returns the summary.
+
+    Writes `out/images/<stem>.jpg`, train/val/teachers JSONL, labels.json, summary.json and
+    errors.jsonl. When no photo could be converted only errors.jsonl and summary.json are written.
+    """
+    src, out = Path(src), Path(out)
+    if not src.is_dir():
+        raise ValueError(f"{src}: source folder not found")
+    if opts.lang not in ("zh", "en"):
+        raise ValueError(f"--lang must be 'zh' or 'en', got '{opts.lang}'")
+    if opts.resize and opts.min_pixels > opts.max_pixels:
+        raise ValueError(f"--min-pixels ({opts.min_pixels}) must not exceed --max-pixels ({opts.max_pixels})")
+    if not 0 <= opts.val_ratio < 1:
+        raise ValueError(f"--val-ratio must be in [0, 1), got {opts.val_ratio}")
+    src_r, out_r = src.resolve(), out.resolve()
+    if src_r == out_r or src_r.is_relative_to(out_r / IMAGES_DIR):
+        raise ValueError(f"{out}: writing the dataset there would overwrite the photos in {src}; choose another OUT")
+    ctx = _Context(
+        src=src_r,
+        images_dir=out / IMAGES_DIR,
+        token_map=TokenMap.load(opts.token_map),
+        hierarchy=Hierarchy.load(opts.hierarchy),
+        contract=CoordinateContract(opts.min_pixels, opts.max_pixels) if opts.resize else None,
+        lang=opts.lang,
+    )
+    # OUT inside SRC: never read our own images and JSON back (OUT above SRC needs no care).
+    pairs = find_pairs(src, exclude=out if out_r.is_relative_to(src_r) else None)
+    ctx.images_dir.mkdir(parents=True, exist_ok=True)
+    results = convert_pairs(pairs, ctx, opts.workers, progress)
+
+    records = [r.record for r in results if r.record is not None]
+    errors = [e for r in results for e in r.errors]
+    summary = summarize(src, results, opts)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / ERRORS).open("w", encoding="utf-8") as fh:
+        for e in errors:
+            fh.write(json.dumps(e, ensure_ascii=False) + "\n")
+    if not records:
+        write_json(out / SUMMARY, summary)
+        return summary
+    train, val = split_items(records, opts.val_ratio, opts.seed)
+    return write_dataset_folder(out, train, val, opts.teachers, opts.seed, summary)
+
+
+def summarize(src: Path, results: list[PhotoResult], opts: ConvertOptions) -> dict[str, Any]:
+    """The conversion summary: photos, objects, labels per category, EXIF handling, clipping."""
+    converted = [r for r in results if r.record is not None]
+    kept = sum(len(r.record.objects) for r in converted)  # type: ignore[union-attr]
+    found = sum(r.objects_found for r in results)
+    invalid = sum(r.objects_invalid for r in results)
+    duplicates = sum(r.duplicates for r in results)
+    categories = Counter(c for r in converted for c in r.categories)
+    rotated = [r for r in results if r.frame is not None and r.orientation in ROTATING_ORIENTATIONS]
+    return {
+        "source": str(src),
+        "photos": {
+            "found": len(results),
+            "converted": len(converted),
+            "failed": len(results) - len(converted),
+            "with_dropped_objects": sum(1 for r in converted if r.objects_invalid),
+        },
+        # Not "objects": write_dataset_folder already reports the objects per split under that key.
+        "annotations": {
+            "found": found,
+            "converted": kept,
+            "dropped": invalid,
+            "duplicates": duplicates,
+            "lost_with_photo": found - kept - invalid - duplicates,
+            "clipped": sum(r.clipped for r in converted),
+        },
+        "categories": dict(sorted(categories.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "exif": {
+            "rotated": len(rotated),
+            "annotated_on_raw": sum(1 for r in rotated if r.frame == "raw"),
+            "annotated_on_displayed": sum(1 for r in rotated if r.frame == "oriented"),
+            "assumed_displayed": sum(1 for r in results if r.ambiguous),
+        },
+        "annotator_resolution_differs": sum(1 for r in results if r.frame is not None and r.rescaled),
+        "resized_to_model_frame": (
+            {"min_pixels": opts.min_pixels, "max_pixels": opts.max_pixels} if opts.resize else None
+        ),
+        "lang": opts.lang,
+        "errors": sum(len(r.errors) for r in results),
+    }

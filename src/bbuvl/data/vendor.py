@@ -1,0 +1,219 @@
+"""Reading the annotation platform's per-photo JSON (PRODUCT.md 2.1) into label parts and boxes.
+
+Two shapes are known:
+
+- FeatureCollection: `markResult.features[*]`, each an `ExtentPolygon` (a closed rectangle, nesting
+  depth varies) whose label is `properties.contentZh["标签"]` (preferred) or `properties.content.label`;
+  other `contentZh` keys are free-text remarks.
+- DataList (older): `dataList[*]` with `coordinates` `[[x1, y1], [x2, y2]]` and the label split over
+  `label`/`object_type`, `property`/`question`, `extra_info`/`question_ex`.
+
+Nothing here maps or validates labels or knows about the image: boxes stay in the frame the annotator
+saw (`info.width/height`), and label parts stay in the platform's vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from bbuvl.data.labels import SEP
+
+LABEL_KEY_ZH = "标签"
+# DataList property names, one tuple per label level (category, attribute, state); first non-empty wins.
+DATALIST_KEYS = (("label", "object_type"), ("property", "question"), ("extra_info", "question_ex"))
+
+
+@dataclass
+class VendorObject:
+    """One annotated object as the platform wrote it."""
+
+    index: int  # position in the file's feature / dataList array (for error lines)
+    parts: list[str]  # platform label parts, category first; empty parts dropped
+    box: list[float]  # [x1, y1, x2, y2] in the annotator's frame
+    extra: dict[str, str] = field(default_factory=dict)  # free-text remarks (e.g. "备注")
+
+    @property
+    def label(self) -> str:
+        """The platform label as one path (what a user greps the export for)."""
+        return SEP.join(self.parts)
+
+
+@dataclass
+class VendorProblem:
+    """An object the file lists but that cannot be read (no label, unusable geometry)."""
+
+    index: int
+    reason: str
+    label: str | None = None
+
+
+@dataclass
+class VendorAnnotation:
+    """Everything usable in one vendor file."""
+
+    source: str
+    size: tuple[int, int] | None  # (width, height) the annotator saw; None when the file does not say
+    objects: list[VendorObject]
+    problems: list[VendorProblem]
+    shape: str  # "featurecollection" or "datalist"
+
+
+def parse_vendor(data: Any, source: str) -> VendorAnnotation:
+    """Read one decoded vendor JSON; raises ValueError naming `source` for an unknown shape or a bad `info`."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
+    size = _info_size(data.get("info"), source)
+    if "markResult" in data:
+        features = _features(data["markResult"], source)
+        objects, problems = _collect(features, _feature_object)
+        return VendorAnnotation(source, size, objects, problems, "featurecollection")
+    if "dataList" in data:
+        items = data["dataList"]
+        if not isinstance(items, list):
+            raise ValueError(f"{source}: 'dataList' must be an array, got {type(items).__name__}")
+        objects, problems = _collect(items, _datalist_object)
+        return VendorAnnotation(source, size, objects, problems, "datalist")
+    keys = ", ".join(sorted(map(str, data))) or "none"
+    raise ValueError(
+        f"{source}: unknown annotation shape (expected 'markResult.features' or 'dataList'; top-level keys: {keys})"
+    )
+
+
+def _info_size(info: Any, source: str) -> tuple[int, int] | None:
+    """`(width, height)` from `info`, None when absent; a present but unusable size is an error."""
+    if info is None or (isinstance(info, dict) and "width" not in info and "height" not in info):
+        return None
+    if not isinstance(info, dict):
+        raise ValueError(f"{source}: 'info' must be an object, got {type(info).__name__}")
+    try:
+        w, h = float(info["width"]), float(info["height"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(
+            f"{source}: 'info' must give a numeric width and height, got {info.get('width')!r} x {info.get('height')!r}"
+        ) from None
+    if not (math.isfinite(w) and math.isfinite(h)) or w <= 0 or h <= 0:
+        raise ValueError(f"{source}: 'info' size {w:g}x{h:g} is not positive")
+    return (round(w), round(h))
+
+
+def _features(mark: Any, source: str) -> list[Any]:
+    if not isinstance(mark, dict):
+        raise ValueError(f"{source}: 'markResult' must be an object, got {type(mark).__name__}")
+    features = mark.get("features", [])
+    if not isinstance(features, list):
+        raise ValueError(f"{source}: 'markResult.features' must be an array, got {type(features).__name__}")
+    return features
+
+
+def _collect(
+    items: list[Any], read: Callable[[int, Any], VendorObject]
+) -> tuple[list[VendorObject], list[VendorProblem]]:
+    """Read every item with `read(index, item)`; an unreadable item becomes a problem for it alone."""
+    objects, problems = [], []
+    for i, item in enumerate(items):
+        try:
+            objects.append(read(i, item))
+        except _ObjectError as e:
+            problems.append(VendorProblem(i, e.reason, e.label))
+    return objects, problems
+
+
+class _ObjectError(ValueError):
+    def __init__(self, reason: str, label: str | None = None):
+        super().__init__(reason)
+        self.reason, self.label = reason, label
+
+
+def _feature_object(index: int, feature: Any) -> VendorObject:
+    if not isinstance(feature, dict):
+        raise _ObjectError(f"feature is a {type(feature).__name__}, not an object")
+    props = feature.get("properties") or {}
+    if not isinstance(props, dict):
+        raise _ObjectError("feature 'properties' is not an object")
+    zh = props.get("contentZh") or {}
+    content = props.get("content") or {}
+    zh = zh if isinstance(zh, dict) else {}
+    content = content if isinstance(content, dict) else {}
+    # The Chinese path is the one the hierarchy is written in; the English one is only a fallback.
+    text = _text(zh.get(LABEL_KEY_ZH)) or _text(content.get("label"))
+    parts = _split(text)
+    label = SEP.join(parts) or None
+    if not parts:
+        raise _ObjectError("no label (neither contentZh['标签'] nor content.label)")
+    geometry = feature.get("geometry")
+    if not isinstance(geometry, dict) or "coordinates" not in geometry:
+        raise _ObjectError("feature has no geometry.coordinates", label)
+    box = _extent(geometry["coordinates"], label)
+    extra = {str(k): _text(v) for k, v in zh.items() if k != LABEL_KEY_ZH and _text(v)}
+    return VendorObject(index, parts, box, extra)
+
+
+def _datalist_object(index: int, item: Any) -> VendorObject:
+    if not isinstance(item, dict):
+        raise _ObjectError(f"dataList entry is a {type(item).__name__}, not an object")
+    props = item.get("properties") or {}
+    if not isinstance(props, dict):
+        raise _ObjectError("dataList 'properties' is not an object")
+    # Each level may itself hold a '/' path in some exports, so split every level and concatenate.
+    parts = [p for keys in DATALIST_KEYS for p in _split(_first_text(props, keys))]
+    label = SEP.join(parts) or None
+    if not parts:
+        raise _ObjectError("no label (none of label/object_type, property/question, extra_info/question_ex)")
+    if "coordinates" not in item:
+        raise _ObjectError("dataList entry has no 'coordinates'", label)
+    return VendorObject(index, parts, _extent(item["coordinates"], label))
+
+
+def _first_text(props: dict[str, Any], keys: tuple[str, ...]) -> str:
+    for key in keys:
+        text = _text(props.get(key))
+        if text:
+            return text
+    return ""
+
+
+def _text(value: Any) -> str:
+    """A property value as stripped text ('' for null and empty values)."""
+    if value is None:
+        return ""
+    return str(value).strip()
+
+
+def _split(text: str) -> list[str]:
+    return [p.strip() for p in text.split(SEP) if p.strip()]
+
+
+def _extent(coords: Any, label: str | None) -> list[float]:
+    """Axis-aligned box `[x1, y1, x2, y2]` around all points of an arbitrarily nested coordinate array."""
+    try:
+        points = list(_points(coords))
+    except _ObjectError as e:
+        raise _ObjectError(e.reason, label) from None
+    if not points:
+        raise _ObjectError(f"no [x, y] points in coordinates {_short(coords)}", label)
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    return [min(xs), min(ys), max(xs), max(ys)]
+
+
+def _points(coords: Any) -> Iterator[tuple[float, float]]:
+    if isinstance(coords, list) and len(coords) == 2 and all(_is_number(v) for v in coords):
+        x, y = float(coords[0]), float(coords[1])
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise _ObjectError(f"coordinate [{x}, {y}] is not finite")
+        yield (x, y)
+    elif isinstance(coords, list):
+        for c in coords:
+            yield from _points(c)
+    else:
+        raise _ObjectError(f"coordinates hold {_short(coords)}, not [x, y] pairs")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

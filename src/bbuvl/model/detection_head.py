@@ -1,0 +1,311 @@
+"""A DETR-style detection head that reads a frozen or trained VLM's features and names each box.
+
+Memory = [vision adapter(vision embeddings of the student image), language adapter(last-layer
+hidden states of the sample's text tokens)]. The vision embeddings are the LLM's *input* embeddings
+at the student image's `<|image_pad|>` positions, because stock Qwen2.5-VL returns no vision
+embeddings (PRODUCT 9.1). A transformer decoder turns `num_queries` learned queries into one vector
+per query; from it come a box, an objectness logit and a caption decoded token by token.
+
+Width: the head works at `d_model` (default `min(hidden_size, 512)`), not at the LLM's hidden size.
+At 2048 wide, 2 + 4 decoder layers alone would be ~250M parameters; at 512 the whole head is ~30M and
+the memory and token embeddings are projected in, the caption states projected back out to
+`hidden_size` for the tied output. DETR itself runs at 256.
+
+The caption output projection is tied to the LLM's input embedding (`logits = h @ E.T`), so the head
+adds no vocabulary-sized matrix. The embedding is referenced, not registered: it belongs to the LLM,
+and registering it here would count it twice in parameter groups and save it twice in checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bbuvl.config import DetectionConfig
+from bbuvl.model.box_ops import BoxFormat, box_cxcywh_to_xyxy
+
+DEFAULT_D_MODEL = 512
+OBJECTNESS_PRIOR = 0.01  # focal-loss convention (Lin et al. 2017): every query starts as "probably nothing"
+
+
+@dataclass
+class DetectionOutput:
+    """What the head predicts for a batch, before any caption is decoded."""
+
+    boxes: Tensor  # [batch_size, num_queries, 4], normalised, in the head's box_format
+    objectness_logits: Tensor  # [batch_size, num_queries]
+    query_hidden: Tensor  # [batch_size, num_queries, d_model], input to caption_logits / generate_captions
+
+
+class ResidualAdapter(nn.Module):
+    """x + up(gelu(down(LayerNorm(x)))): a bottleneck MLP of width hidden/ratio on a residual path."""
+
+    def __init__(self, hidden_size: int, ratio: int, dropout: float = 0.0):
+        super().__init__()
+        bottleneck = max(1, hidden_size // ratio)
+        self.norm = nn.LayerNorm(hidden_size)
+        self.down = nn.Linear(hidden_size, bottleneck)
+        self.up = nn.Linear(bottleneck, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """`[..., hidden]` -> `[..., hidden]`."""
+        return x + self.up(self.dropout(F.gelu(self.down(self.norm(x)))))
+
+
+class MLP(nn.Module):
+    """A plain feed-forward network with ReLU between layers (DETR's box head)."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int):
+        super().__init__()
+        dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """`[..., in_dim]` -> `[..., out_dim]`."""
+        for i, layer in enumerate(self.layers):
+            x = layer(x) if i == len(self.layers) - 1 else F.relu(layer(x))
+        return x
+
+
+def boxes_from_logits(logits: Tensor, box_format: BoxFormat) -> Tensor:
+    """`[..., 4]` unbounded logits -> `[..., 4]` normalised boxes in `box_format` (x2 >= x1, y2 >= y1).
+
+    The logits are always cx, cy, w, h (DETR); xyxy is converted from them, so its edges may lie
+    outside [0, 1] by up to half a side, as a DETR cxcywh box may: clip at inference. Predicting the
+    edges directly through sigmoids was tried and let one edge saturate at 1 and stop learning.
+    """
+    boxes = logits.sigmoid()
+    return box_cxcywh_to_xyxy(boxes) if box_format == "xyxy" else boxes
+
+
+def grid_reference_boxes(num_queries: int) -> Tensor:
+    """`[num_queries, 4]` cxcywh boxes tiling the image on a square grid, one tile per query.
+
+    Each query starts on its own region, so initial predictions are spread over the image instead
+    of all queries answering the same box (the usual first step into mode collapse).
+    """
+    side = math.ceil(math.sqrt(num_queries))
+    idx = torch.arange(num_queries)
+    cx = (idx % side + 0.5) / side
+    cy = (idx // side + 0.5) / side
+    size = torch.full((num_queries,), 1.0 / side)
+    return torch.stack([cx, cy, size, size], dim=-1)
+
+
+def sine_position_2d(grid_hw: tuple[int, int], dim: int, temperature: float = 10000.0) -> Tensor:
+    """DETR's sine position encoding for an `h x w` token grid in raster order: `[h * w, dim]`."""
+    h, w = grid_hw
+    ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h * 2 * math.pi
+    xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w * 2 * math.pi
+    quarter = dim // 4
+    freqs = temperature ** (torch.arange(quarter, dtype=torch.float32) / quarter)
+
+    def encode(v: Tensor) -> Tensor:
+        angles = v[:, None] / freqs
+        return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+    ey, ex = encode(ys), encode(xs)  # [h, dim/2], [w, dim/2]
+    return torch.cat([ey[:, None, :].expand(h, w, -1), ex[None, :, :].expand(h, w, -1)], dim=-1).reshape(h * w, -1)
+
+
+def _decoder(d_model: int, num_heads: int, num_layers: int, dropout: float) -> nn.TransformerDecoder:
+    layer = nn.TransformerDecoderLayer(
+        d_model, num_heads, dim_feedforward=4 * d_model, dropout=dropout, activation="gelu",
+        batch_first=True, norm_first=True,
+    )
+    return nn.TransformerDecoder(layer, num_layers, norm=nn.LayerNorm(d_model))
+
+
+class DetectionHead(nn.Module):
+    """Boxes, objectness and captions for `num_queries` queries from a VLM's vision and text features."""
+
+    def __init__(
+        self,
+        hidden_size: int,
+        token_embedding: nn.Embedding,
+        config: DetectionConfig,
+        bos_token_id: int,
+        eos_token_id: int,
+        pad_token_id: int,
+        d_model: int | None = None,
+    ):
+        super().__init__()
+        d_model = d_model or min(hidden_size, DEFAULT_D_MODEL)
+        if token_embedding.embedding_dim != hidden_size:
+            raise ValueError(
+                f"token embedding width {token_embedding.embedding_dim} != hidden_size {hidden_size}: "
+                "pass the LLM's input embedding (model.get_input_embeddings())"
+            )
+        if d_model % config.num_heads or d_model % 4:
+            raise ValueError(f"d_model {d_model} must be divisible by detection.num_heads ({config.num_heads}) and by 4")
+        vocab = token_embedding.num_embeddings
+        for name, tid in (("bos", bos_token_id), ("eos", eos_token_id), ("pad", pad_token_id)):
+            if not 0 <= tid < vocab:
+                raise ValueError(f"{name}_token_id {tid} is outside the vocabulary (size {vocab})")
+        # Not a submodule: see the module docstring. object.__setattr__ bypasses nn.Module registration.
+        object.__setattr__(self, "_token_embedding", token_embedding)
+        self.hidden_size, self.d_model = hidden_size, d_model
+        self.num_queries = config.num_queries
+        self.box_format: BoxFormat = config.box_format
+        self.caption_max_tokens = config.caption_max_tokens
+        self.bos_token_id, self.eos_token_id, self.pad_token_id = bos_token_id, eos_token_id, pad_token_id
+
+        self.vision_adapter = ResidualAdapter(hidden_size, config.adapter_ratio, config.dropout)
+        self.language_adapter = ResidualAdapter(hidden_size, config.adapter_ratio, config.dropout)
+        # Input embeddings and last-layer hidden states live on very different scales: the norm puts
+        # both modalities on one scale before the decoder attends over them together.
+        self.memory_proj = nn.Linear(hidden_size, d_model) if d_model != hidden_size else nn.Identity()
+        self.memory_norm = nn.LayerNorm(d_model)
+        self.modality_embed = nn.Embedding(2, d_model)  # 0 = vision token, 1 = text token
+        self.query_embed = nn.Embedding(config.num_queries, d_model)
+        self.decoder = _decoder(d_model, config.num_heads, config.decoder_layers, config.dropout)
+
+        self.box_head = MLP(d_model, d_model, 4, 3)
+        # Per-query reference box (cxcywh logits) added to the box MLP's output, as in Deformable DETR.
+        self.box_reference = nn.Parameter(torch.logit(grid_reference_boxes(config.num_queries)))
+        self.objectness_head = nn.Linear(d_model, 1)
+
+        self.caption_in = nn.Linear(hidden_size, d_model)
+        self.caption_in_norm = nn.LayerNorm(d_model)
+        self.caption_pos = nn.Embedding(config.caption_max_tokens, d_model)
+        self.caption_decoder = _decoder(d_model, config.num_heads, config.caption_layers, config.dropout)
+        self.caption_out = nn.Linear(d_model, hidden_size)  # then @ E.T: the tied output projection
+        self._reset_parameters()
+
+    def _reset_parameters(self) -> None:
+        # DETR: xavier on every matrix of the transformer; Deformable DETR: zero the last box layer so
+        # the first predictions are exactly the reference boxes.
+        for module in (self.decoder, self.caption_decoder):
+            for p in module.parameters():
+                if p.dim() > 1:
+                    nn.init.xavier_uniform_(p)
+        nn.init.zeros_(self.box_head.layers[-1].weight)
+        nn.init.zeros_(self.box_head.layers[-1].bias)
+        # RetinaNet: small weights and a prior bias, so every query starts near p = OBJECTNESS_PRIOR.
+        nn.init.normal_(self.objectness_head.weight, std=0.01)
+        nn.init.constant_(self.objectness_head.bias, -math.log((1 - OBJECTNESS_PRIOR) / OBJECTNESS_PRIOR))
+        nn.init.normal_(self.caption_pos.weight, std=0.02)
+
+    @property
+    def token_embedding(self) -> nn.Embedding:
+        """The LLM's input embedding, shared (tied) with the caption output projection."""
+        return self._token_embedding
+
+    def _param_dtype(self) -> torch.dtype:
+        return self.query_embed.weight.dtype
+
+    # --- detection -------------------------------------------------------------------------------
+
+    def forward(
+        self,
+        vision_embeds: Tensor,
+        vision_mask: Tensor,
+        text_hidden: Tensor,
+        text_mask: Tensor,
+        vision_grid_hw: Tensor | None = None,
+    ) -> DetectionOutput:
+        """Boxes, objectness logits and query vectors for a batch.
+
+        vision_embeds `[B, Nv, H]` (input embeddings at the student image's image-pad positions) with
+        vision_mask `[B, Nv]` (True = real token); text_hidden `[B, Nt, H]` (last-layer hidden states)
+        with text_mask `[B, Nt]`. Optional vision_grid_hw `[B, 2]`: each image's merged token grid
+        (grid_thw h/2, w/2); when given, the vision tokens get 2-D sine positions (DETR), without
+        which the decoder can only guess where a vision token sits.
+        """
+        dtype = self._param_dtype()
+        batch, num_vision = vision_mask.shape
+        valid = torch.cat([vision_mask, text_mask], dim=1).bool()
+        if not valid.any(dim=1).all():
+            empty = (~valid.any(dim=1)).nonzero().flatten().tolist()
+            raise ValueError(f"samples {empty} have no valid vision or text token: the head has nothing to attend to")
+        memory = torch.cat(
+            [self.vision_adapter(vision_embeds.to(dtype)), self.language_adapter(text_hidden.to(dtype))], dim=1
+        )
+        memory = self.memory_norm(self.memory_proj(memory))
+        modality = torch.ones(valid.shape, dtype=torch.long, device=memory.device)
+        modality[:, :num_vision] = 0
+        memory = memory + self.modality_embed(modality)
+        if vision_grid_hw is not None:
+            pos = self._vision_positions(vision_grid_hw, vision_mask).to(memory)
+            memory = torch.cat([memory[:, :num_vision] + pos, memory[:, num_vision:]], dim=1)
+
+        queries = self.query_embed.weight.unsqueeze(0).expand(batch, -1, -1)
+        hs = self.decoder(queries, memory, memory_key_padding_mask=~valid)  # [B, Q, D]
+        boxes = boxes_from_logits(self.box_head(hs) + self.box_reference, self.box_format)
+        return DetectionOutput(boxes=boxes, objectness_logits=self.objectness_head(hs).squeeze(-1), query_hidden=hs)
+
+    def _vision_positions(self, grid_hw: Tensor, vision_mask: Tensor) -> Tensor:
+        """`[B, Nv, D]`: sine positions on each sample's valid vision tokens, zeros on padding."""
+        pos = torch.zeros(*vision_mask.shape, self.d_model, device=vision_mask.device)
+        for b, (h, w) in enumerate(grid_hw.tolist()):
+            n = int(vision_mask[b].sum())
+            if h * w != n:
+                raise ValueError(f"sample {b}: vision grid {h}x{w} = {h * w} tokens but vision_mask has {n} valid")
+            pos[b, vision_mask[b].bool()] = sine_position_2d((h, w), self.d_model).to(pos.device)
+        return pos
+
+    # --- captions --------------------------------------------------------------------------------
+
+    def _caption_hidden(self, query_hidden: Tensor, input_ids: Tensor) -> Tensor:
+        """`[M, D]` queries, `[M, T]` decoder input ids -> `[M, T, H]` states before the tied projection."""
+        steps = input_ids.shape[1]
+        if steps > self.caption_max_tokens:
+            raise ValueError(
+                f"caption of {steps} tokens exceeds detection.caption_max_tokens ({self.caption_max_tokens})"
+            )
+        x = self.caption_in_norm(self.caption_in(self.token_embedding(input_ids).to(self._param_dtype())))
+        x = x + self.caption_pos.weight[:steps]
+        causal = nn.Transformer.generate_square_subsequent_mask(steps, device=x.device, dtype=x.dtype)
+        # The query is the decoder's only memory: every caption token cross-attends to its own object.
+        h = self.caption_decoder(x, query_hidden.unsqueeze(1), tgt_mask=causal, tgt_is_causal=True)
+        return self.caption_out(h)
+
+    def _logits(self, hidden: Tensor) -> Tensor:
+        weight = self.token_embedding.weight
+        return hidden.to(weight.dtype) @ weight.T
+
+    def shift_right(self, caption_ids: Tensor) -> Tensor:
+        """Teacher-forcing input for targets `[M, T]`: `[bos, caption[0], ..., caption[T-2]]`, pads (-100) -> pad id."""
+        bos = torch.full_like(caption_ids[:, :1], self.bos_token_id)
+        shifted = torch.cat([bos, caption_ids[:, :-1]], dim=1)
+        return shifted.masked_fill(shifted < 0, self.pad_token_id)
+
+    def caption_logits(self, query_hidden: Tensor, caption_ids: Tensor) -> Tensor:
+        """Teacher-forced logits `[M, T, V]`: position t sees tokens < t and predicts `caption_ids[:, t]`.
+
+        query_hidden `[M, D]` (the matched queries only: all Q x T x V logits would not fit for a
+        150k vocabulary); caption_ids `[M, T]` the targets (caption + eos, padded with -100).
+        """
+        return self._logits(self._caption_hidden(query_hidden, self.shift_right(caption_ids)))
+
+    @torch.no_grad()
+    def generate_captions(self, query_hidden: Tensor, max_tokens: int | None = None) -> tuple[Tensor, Tensor]:
+        """Greedy captions for `[M, D]` queries -> ids `[M, T]`, token log-probabilities `[M, T]`.
+
+        Each row ends with its eos (kept: its probability is part of the caption's confidence); after
+        it come `pad_token_id` with log-probability 0. T <= max_tokens (default caption_max_tokens).
+        """
+        max_tokens = self.caption_max_tokens if max_tokens is None else min(max_tokens, self.caption_max_tokens)
+        m = query_hidden.shape[0]
+        inputs = torch.full((m, 1), self.bos_token_id, dtype=torch.long, device=query_hidden.device)
+        ids, logprobs = [], []
+        finished = torch.zeros(m, dtype=torch.bool, device=query_hidden.device)
+        # No KV cache: captions are a few tokens long, recomputing the prefix costs less than the bookkeeping.
+        for _ in range(max_tokens):
+            if m == 0 or finished.all():
+                break
+            logp = self._logits(self._caption_hidden(query_hidden, inputs)[:, -1]).float().log_softmax(-1)
+            best_logp, token = logp.max(dim=-1)
+            token = token.masked_fill(finished, self.pad_token_id)
+            ids.append(token)
+            logprobs.append(best_logp.masked_fill(finished, 0.0))
+            finished |= token == self.eos_token_id
+            inputs = torch.cat([inputs, token[:, None]], dim=1)
+        if not ids:
+            return inputs.new_empty(m, 0), query_hidden.new_empty(m, 0, dtype=torch.float32)
+        return torch.stack(ids, dim=1), torch.stack(logprobs, dim=1)

@@ -1,0 +1,119 @@
+"""The one way bbu-vl loads a vision-language checkpoint (the tiny test model or a real Qwen2.5-VL) and its processor.
+
+Everything goes through `AutoModelForImageTextToText` and `AutoProcessor`, from a local folder or a hub id, so
+the tiny model in the tests exercises exactly the code a real checkpoint does. After loading, the special-token
+ids the model was built with are checked against the tokenizer's: a mismatch would make the model look for
+images at the wrong tokens, which fails far from the cause (seed diary G-001/P-003) or, worse, silently.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel
+
+from bbuvl.model.processor import Qwen2_5_VLImageOnlyProcessor, set_pixel_range
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+# Config attribute -> the token it must name in the tokenizer.
+VISION_TOKENS = {
+    "image_token_id": "<|image_pad|>",
+    "video_token_id": "<|video_pad|>",
+    "vision_start_token_id": "<|vision_start|>",
+    "vision_end_token_id": "<|vision_end|>",
+}
+
+
+class SpecialTokenMismatch(ValueError):
+    """The model's config and the tokenizer disagree on a special token's id."""
+
+
+def load_processor(path: str, min_pixels: int | None = None, max_pixels: int | None = None) -> Any:
+    """Load the processor (image processor + tokenizer + chat template) of a checkpoint folder or hub id."""
+    processor = _auto_processor(path)
+    if min_pixels is not None or max_pixels is not None:
+        set_pixel_range(processor, min_pixels, max_pixels)
+    return processor
+
+
+def _auto_processor(path: str) -> Any:
+    """AutoProcessor's answer, or the image-only processor where AutoProcessor cannot give a full processor here."""
+    try:
+        processor = AutoProcessor.from_pretrained(path)
+    except ImportError as e:
+        # A stock Qwen2.5-VL checkpoint names Qwen2_5_VLProcessor, whose video processor needs torchvision.
+        if "torchvision" not in str(e).lower():
+            raise
+        return Qwen2_5_VLImageOnlyProcessor.from_pretrained(path)
+    if hasattr(processor, "image_processor") and hasattr(processor, "tokenizer"):
+        return processor
+    # transformers 5.17 ignores AutoProcessor.register for a built-in config class, cannot resolve our class
+    # name from processor_config.json, and silently returns the bare tokenizer.
+    try:
+        return Qwen2_5_VLImageOnlyProcessor.from_pretrained(path)
+    except (OSError, ValueError, TypeError) as e:
+        raise ValueError(
+            f"{path}: AutoProcessor found only a {type(processor).__name__}, not an image+text processor, and the "
+            f"Qwen2.5-VL image processor could not be read either ({e}); the checkpoint needs "
+            "preprocessor_config.json or processor_config.json next to its tokenizer files"
+        ) from e
+
+
+def load_model_and_processor(
+    path: str,
+    dtype: str = "float32",
+    attn_implementation: str = "sdpa",
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    device: str | None = None,
+) -> tuple[PreTrainedModel, Any]:
+    """Load model (in eval mode, on `device` when given) and processor, and check their special tokens agree.
+
+    `min_pixels`/`max_pixels` override the image processor's smart_resize bounds; they come from the run config
+    or the checkpoint's coordinate contract, so boxes are predicted in the frame they were trained in.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got '{dtype}'")
+    processor = load_processor(path, min_pixels, max_pixels)
+    model = AutoModelForImageTextToText.from_pretrained(
+        path, dtype=DTYPES[dtype], attn_implementation=attn_implementation
+    )
+    check_special_tokens(model.config, processor, source=path)
+    if device is not None:
+        model = model.to(device)
+    return model.eval(), processor
+
+
+def special_token_ids(processor: Any) -> dict[str, int]:
+    """Ids the tokenizer gives the vision and chat special tokens, keyed like the model config's attributes."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in VISION_TOKENS.items()}
+    ids["im_start_token_id"] = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    ids["eos_token_id"] = tokenizer.eos_token_id
+    ids["pad_token_id"] = tokenizer.pad_token_id
+    return ids
+
+
+def check_special_tokens(config: Any, processor: Any, source: str = "model") -> None:
+    """Raise SpecialTokenMismatch, naming both ids, when the config's special tokens are not the tokenizer's."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    ids = special_token_ids(tokenizer)
+    problems = []
+    for name, token in VISION_TOKENS.items():
+        config_id = getattr(config, name, None)
+        if config_id is not None and config_id != ids[name]:
+            problems.append(f"config {name}={config_id} but the tokenizer has {token}={ids[name]}")
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    config_eos = getattr(text_config, "eos_token_id", None)
+    config_eos = config_eos if isinstance(config_eos, list) else [config_eos] if config_eos is not None else []
+    if config_eos and ids["eos_token_id"] not in config_eos:
+        problems.append(
+            f"config eos_token_id={config_eos} but the tokenizer's eos {tokenizer.eos_token}={ids['eos_token_id']}"
+        )
+    vocab_size = getattr(text_config, "vocab_size", None)
+    if vocab_size is not None and len(tokenizer) > vocab_size:
+        problems.append(f"the tokenizer has {len(tokenizer)} tokens but the model embeds only {vocab_size}")
+    if problems:
+        raise SpecialTokenMismatch(f"{source}: model config and tokenizer disagree: " + "; ".join(problems))

@@ -1,0 +1,81 @@
+"""An image-only Qwen2.5-VL processor: the stock one minus the video processor, so it works without torchvision.
+
+Stock `Qwen2_5_VLProcessor` requires a video processor, and the video processor requires torchvision, whose
+only wheel for our CPU torch cannot be imported. Images are all bbu-vl feeds the model, so this subclass keeps
+the stock image path (the same `replace_image_token`, `mm_token_type_ids`, chat template) and drops video.
+Importing this module registers it with `AutoProcessor` for Qwen2.5-VL configs; without that, AutoProcessor on
+our saved folders silently falls back to returning the bare tokenizer. transformers 5.17/5.18 ignore that
+registration for a built-in config class, and a stock checkpoint names `Qwen2_5_VLProcessor` outright: for both,
+`bbuvl.model.loading.load_processor` falls back to this class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import AutoProcessor, Qwen2_5_VLConfig
+from transformers.image_utils import SizeDict
+from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor
+from transformers.processing_utils import ProcessorMixin
+
+IMAGE_TOKEN = "<|image_pad|>"
+VIDEO_TOKEN = "<|video_pad|>"
+
+
+class Qwen2_5_VLImageOnlyProcessor(Qwen2_5_VLProcessor):
+    """`Qwen2_5_VLProcessor` with an image processor and a tokenizer only (no video processor, no torchvision).
+
+    Calling it returns `input_ids` with one `<|image_pad|>` per merged patch (grid t*h*w / merge_size**2),
+    `attention_mask`, `pixel_values` `[num_patches, 3*temporal_patch*patch*patch]`, `image_grid_thw`
+    `[num_images, 3]` and `mm_token_type_ids` (1 at image tokens), which the model needs to build mRoPE ids.
+    """
+
+    # The parameter names of __init__ are what ProcessorMixin saves and loads: leaving out `video_processor`
+    # is what makes this class load a stock checkpoint's image processor and tokenizer and nothing else.
+    def __init__(
+        self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None, **kwargs: Any
+    ):
+        self.image_token = getattr(tokenizer, "image_token", None) or IMAGE_TOKEN
+        self.video_token = getattr(tokenizer, "video_token", None) or VIDEO_TOKEN
+        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+        self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
+        # Skip Qwen2_5_VLProcessor.__init__: it passes a third (video) sub-processor to ProcessorMixin.
+        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+    def replace_video_token(self, video_inputs: dict, video_idx: int, **kwargs: Any) -> str:
+        """Videos are not supported: say so instead of failing on a missing video processor."""
+        raise ValueError("bbu-vl's Qwen2.5-VL processor handles images only; videos are not supported")
+
+
+def set_pixel_range(processor: Any, min_pixels: int | None = None, max_pixels: int | None = None) -> None:
+    """Set the image processor's smart_resize pixel bounds (the checkpoint's coordinate contract) in place.
+
+    transformers 5 stores them as `size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}`; old
+    `min_pixels`/`max_pixels` attributes, where a processor still has them, are kept in step.
+    """
+    image_processor = processor.image_processor
+    size = _size_dict(image_processor.size)
+    if min_pixels is not None:
+        size["shortest_edge"] = int(min_pixels)
+    if max_pixels is not None:
+        size["longest_edge"] = int(max_pixels)
+    if size.get("shortest_edge", 0) > size.get("longest_edge", float("inf")):
+        raise ValueError(f"min_pixels ({size['shortest_edge']}) must not exceed max_pixels ({size['longest_edge']})")
+    image_processor.size = SizeDict(**size) if isinstance(image_processor.size, SizeDict) else size
+    for name, key in (("min_pixels", "shortest_edge"), ("max_pixels", "longest_edge")):
+        if getattr(image_processor, name, None) is not None:
+            setattr(image_processor, name, size[key])
+
+
+def pixel_range(processor: Any) -> tuple[int, int]:
+    """`(min_pixels, max_pixels)` the image processor resizes to."""
+    size = _size_dict(processor.image_processor.size)
+    return int(size["shortest_edge"]), int(size["longest_edge"])
+
+
+def _size_dict(size: dict | SizeDict) -> dict[str, int]:
+    # dict(SizeDict) yields only the fields that are set, in transformers 5.17 and 5.23 alike.
+    return {k: v for k, v in dict(size).items() if v is not None}
+
+
+AutoProcessor.register(Qwen2_5_VLConfig, Qwen2_5_VLImageOnlyProcessor, exist_ok=True)

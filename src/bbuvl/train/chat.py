@@ -1,0 +1,142 @@
+"""Conversations as token ids: system prompt, teacher turns, the student turn, and their loss spans.
+
+A sample is tokenised turn by turn (not through the chat template) so that every token's role is
+known exactly: only assistant answers and their `<|im_end|>` are supervised, each labelled with the span
+it belongs to (teacher or student). The result is identical to the chat template's rendering (tested).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+from PIL import Image
+
+from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.schema import ImageRecord, sort_objects
+from bbuvl.train.prompts import USER_TEXT
+
+IGNORE_INDEX = -100
+SPAN_NONE, SPAN_TEACHER, SPAN_STUDENT = 0, 1, 2
+
+
+def format_answer(record: ImageRecord, contract: CoordinateContract) -> str:
+    """The assistant's answer for a photo: a JSON list of model-frame boxes and labels in (y1, x1) order."""
+    size = record.size
+    objs = [{"bbox_2d": contract.to_model(o.bbox_2d, size), "label": o.desc} for o in sort_objects(record.objects)]
+    objs.sort(key=lambda o: (o["bbox_2d"][1], o["bbox_2d"][0]))  # rounding in the model frame can swap near-ties
+    return json.dumps(objs, ensure_ascii=False)
+
+
+@dataclass
+class Turn:
+    """One user image and, when supervised, the assistant's answer."""
+
+    image: Image.Image  # already at its model-frame size
+    answer: str | None
+    span: int  # SPAN_TEACHER or SPAN_STUDENT
+
+
+@dataclass
+class EncodedSample:
+    """A tokenised conversation.
+
+    input_ids / labels / span_ids / mm_token_type_ids: [L]; pixel_values: [P, C*T*p*p];
+    image_grid_thw: [num_images, 3] (the student image is the last one).
+    """
+
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    span_ids: torch.Tensor
+    mm_token_type_ids: torch.Tensor
+    pixel_values: torch.Tensor
+    image_grid_thw: torch.Tensor
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_vision_tokens(self) -> int:
+        """`<|image_pad|>` tokens in this sample."""
+        return int(self.mm_token_type_ids.sum())
+
+
+class ChatEncoder:
+    """Turns (system prompt, turns) into token ids with per-token loss spans, using a Qwen2.5-VL processor."""
+
+    def __init__(self, processor: Any, system_prompt: str, lang: str = "zh"):
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.system_prompt = system_prompt
+        self.user_text = USER_TEXT[lang]
+        ip = processor.image_processor
+        self.merge = int(getattr(ip, "merge_size", 2))
+        tok = self.tokenizer
+        self.image_pad_id = tok.convert_tokens_to_ids("<|image_pad|>")
+        self.im_end_id = tok.convert_tokens_to_ids("<|im_end|>")
+        for name, tid in (("<|image_pad|>", self.image_pad_id), ("<|im_end|>", self.im_end_id)):
+            if tid is None or tid == tok.unk_token_id:
+                raise ValueError(f"tokenizer has no special token {name}: not a Qwen2.5-VL tokenizer")
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def pixels(self, images: Sequence[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(pixel_values, image_grid_thw)` for images already at model-frame size (no further resize)."""
+        out_pv, out_grid = [], []
+        for img in images:
+            area = img.width * img.height
+            # min = max = this image's area makes smart_resize the identity: the model frame is decided by us, once.
+            enc = self.processor.image_processor(
+                images=[img], size={"shortest_edge": area, "longest_edge": area}, return_tensors="pt"
+            )
+            out_pv.append(enc["pixel_values"])
+            out_grid.append(enc["image_grid_thw"])
+        return torch.cat(out_pv), torch.cat(out_grid)
+
+    def encode(self, turns: Sequence[Turn], add_generation_prompt: bool = False) -> EncodedSample:
+        """Tokenise a conversation; when `add_generation_prompt`, the last turn has no answer and the ids end at
+        `<|im_start|>assistant\\n` (inference)."""
+        pixel_values, grid = self.pixels([t.image for t in turns])
+        ids: list[int] = []
+        spans: list[int] = []
+        supervised: list[bool] = []
+
+        def add(token_ids: list[int], span: int = SPAN_NONE) -> None:
+            ids.extend(token_ids)
+            spans.extend([span] * len(token_ids))
+            supervised.extend([span != SPAN_NONE] * len(token_ids))
+
+        add(self._ids(f"<|im_start|>system\n{self.system_prompt}<|im_end|>\n"))
+        for i, turn in enumerate(turns):
+            n_pad = int(grid[i].prod()) // (self.merge**2)
+            add(self._ids("<|im_start|>user\n<|vision_start|>"))
+            add([self.image_pad_id] * n_pad)
+            add(self._ids(f"<|vision_end|>{self.user_text}<|im_end|>\n<|im_start|>assistant\n"))
+            if turn.answer is None:
+                if not (add_generation_prompt and i == len(turns) - 1):
+                    raise ValueError("only the last turn may lack an answer, and only for generation")
+                break
+            add(self._ids(turn.answer) + [self.im_end_id], turn.span)
+            add(self._ids("\n"))
+        input_ids = torch.tensor(ids, dtype=torch.long)
+        labels = torch.where(torch.tensor(supervised), input_ids, torch.full_like(input_ids, IGNORE_INDEX))
+        return EncodedSample(
+            input_ids=input_ids,
+            labels=labels,
+            span_ids=torch.tensor(spans, dtype=torch.long),
+            mm_token_type_ids=(input_ids == self.image_pad_id).long(),
+            pixel_values=pixel_values,
+            image_grid_thw=grid,
+        )
+
+
+def image_for_model(path: str, record_size: tuple[int, int], contract: CoordinateContract) -> Image.Image:
+    """Load a stored photo and resize it to its model frame (a no-op when the dataset was pre-scaled)."""
+    from bbuvl.data.images import load_image
+
+    img = load_image(path).image
+    if img.size != tuple(record_size):
+        raise ValueError(f"{path}: image is {img.width}x{img.height} but its record says {record_size[0]}x{record_size[1]}")
+    msize = contract.model_size(img.size)
+    return img if img.size == msize else img.resize(msize, Image.BICUBIC)

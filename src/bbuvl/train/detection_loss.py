@@ -1,0 +1,150 @@
+"""Detection losses after Hungarian matching, one method per loss (DETR's SetCriterion).
+
+Every loss is summed over objects (or queries) and divided by the number of target boxes in the
+batch, so an image with many objects weighs more than an empty one, and the value logged is the
+value optimised: `loss_detection` is exactly the weighted sum of the returned components.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bbuvl.config import DetectionConfig, LossConfig
+from bbuvl.model.box_ops import generalized_box_iou, to_xyxy
+from bbuvl.model.detection_head import DetectionHead, DetectionOutput
+from bbuvl.train.matcher import HungarianMatcher
+
+IGNORE_INDEX = -100
+Indices = list[tuple[Tensor, Tensor]]
+
+
+def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
+    """Element-wise focal loss (Lin et al. 2017) for binary targets: same shape in, same shape out.
+
+    `alpha` weighs positives (1 - alpha negatives); a negative `alpha` disables the weighting.
+    """
+    p = logits.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = loss * (alpha * targets + (1 - alpha) * (1 - targets))
+    return loss
+
+
+def caption_list(caption_ids: Tensor | list[Tensor]) -> list[Tensor]:
+    """`[N, T]` ids padded with -100, or N 1-D tensors -> N 1-D tensors without padding."""
+    return [row[row != IGNORE_INDEX] for row in caption_ids]
+
+
+class DetectionCriterion(nn.Module):
+    """L1 + GIoU on matched boxes, focal objectness on all queries, caption cross-entropy on matched ones."""
+
+    def __init__(
+        self,
+        matcher: HungarianMatcher,
+        bbox_weight: float = 5.0,
+        giou_weight: float = 2.0,
+        objectness_weight: float = 1.0,
+        caption_weight: float = 1.0,
+        focal_alpha: float = 0.25,
+        focal_gamma: float = 2.0,
+    ):
+        super().__init__()
+        self.matcher = matcher
+        self.box_format = matcher.box_format
+        self.weights = {
+            "loss_bbox": bbox_weight, "loss_giou": giou_weight,
+            "loss_objectness": objectness_weight, "loss_caption": caption_weight,
+        }
+        self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
+
+    @classmethod
+    def from_config(cls, loss: LossConfig, detection: DetectionConfig) -> "DetectionCriterion":
+        """The criterion (and its matcher) a run's config describes."""
+        return cls(
+            HungarianMatcher.from_config(loss, detection),
+            loss.bbox_weight, loss.giou_weight, loss.objectness_weight, loss.caption_weight,
+            loss.focal_alpha, loss.focal_gamma,
+        )
+
+    @staticmethod
+    def _matched_queries(indices: Indices) -> tuple[Tensor, Tensor]:
+        """Batch and query index of every matched query, image by image: two `[K]` tensors."""
+        batch_idx = torch.cat([torch.full_like(src, i) for i, (src, _) in enumerate(indices)])
+        query_idx = torch.cat([src for src, _ in indices])
+        return batch_idx, query_idx
+
+    @staticmethod
+    def num_targets(targets: list[dict], device: torch.device) -> Tensor:
+        """Target boxes per process (averaged over ranks when distributed, as DETR does), at least 1."""
+        n = torch.tensor(float(sum(len(t["boxes"]) for t in targets)), device=device)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(n)
+            n = n / dist.get_world_size()
+        return n.clamp(min=1)
+
+    def loss_boxes(self, outputs: DetectionOutput, targets: list[dict], indices: Indices, num_targets: Tensor) -> dict[str, Tensor]:
+        """L1 (in the head's box format) and 1 - GIoU of matched boxes, summed / num_targets."""
+        batch_idx, query_idx = self._matched_queries(indices)
+        pred = outputs.boxes[batch_idx, query_idx].float()  # [K, 4]
+        tgt = torch.cat([t["boxes"][j] for t, (_, j) in zip(targets, indices)]).to(pred)
+        loss_bbox = F.l1_loss(pred, tgt, reduction="sum")
+        giou = torch.diag(generalized_box_iou(to_xyxy(pred, self.box_format), to_xyxy(tgt, self.box_format)))
+        return {"loss_bbox": loss_bbox / num_targets, "loss_giou": (1 - giou).sum() / num_targets}
+
+    def loss_objectness(self, outputs: DetectionOutput, indices: Indices, num_targets: Tensor) -> Tensor:
+        """Sigmoid focal loss over every query (matched = 1, others = 0), summed / num_targets."""
+        logits = outputs.objectness_logits.float()
+        labels = torch.zeros_like(logits)
+        labels[self._matched_queries(indices)] = 1.0
+        return sigmoid_focal_loss(logits, labels, self.focal_alpha, self.focal_gamma).sum() / num_targets
+
+    def caption_targets(self, targets: list[dict], indices: Indices, head: DetectionHead) -> Tensor:
+        """`[K, T]`: each matched target's caption followed by eos, padded with -100 (K may be 0)."""
+        rows = []
+        for b, (t, (_, tgt_idx)) in enumerate(zip(targets, indices)):
+            captions = caption_list(t["caption_ids"])
+            if len(captions) != len(t["boxes"]):
+                raise ValueError(f"image {b} of the batch: {len(t['boxes'])} boxes but {len(captions)} captions")
+            for j in tgt_idx.tolist():
+                row = torch.cat([captions[j].long().cpu(), torch.tensor([head.eos_token_id])])
+                if len(row) > head.caption_max_tokens:
+                    raise ValueError(
+                        f"image {b} of the batch, object {j}: caption of {len(row) - 1} tokens + eos exceeds "
+                        f"detection.caption_max_tokens ({head.caption_max_tokens}); raise it or shorten the label"
+                    )
+                rows.append(row)
+        if not rows:
+            return torch.full((0, 1), IGNORE_INDEX, dtype=torch.long)
+        return nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=IGNORE_INDEX)
+
+    def loss_caption(
+        self, outputs: DetectionOutput, targets: list[dict], indices: Indices, num_targets: Tensor, head: DetectionHead
+    ) -> Tensor:
+        """Cross-entropy of each matched query's caption (mean over its tokens), summed / num_targets."""
+        batch_idx, query_idx = self._matched_queries(indices)
+        query = outputs.query_hidden[batch_idx, query_idx]  # [K, D]
+        labels = self.caption_targets(targets, indices, head).to(query.device)  # [K, T]
+        logits = head.caption_logits(query, labels)  # [K, T, V]; K may be 0, which keeps the graph whole
+        ce = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="none")
+        per_target = ce.view(labels.shape).sum(1) / (labels != IGNORE_INDEX).sum(1).clamp(min=1)
+        return per_target.sum() / num_targets
+
+    def forward(self, outputs: DetectionOutput, targets: list[dict], head: DetectionHead) -> dict[str, Tensor]:
+        """Match, then every loss: {"loss_bbox", "loss_giou", "loss_objectness", "loss_caption", "loss_detection"}.
+
+        targets: one dict per image with "boxes" `[Ni, 4]` (normalised, in the head's box format) and
+        "caption_ids" (`[Ni, Ti]` padded with -100, or Ni 1-D tensors; without eos, which is added
+        here). The first four values are unweighted; "loss_detection" is their weighted sum.
+        """
+        indices = self.matcher(outputs.boxes, outputs.objectness_logits, targets)
+        num_targets = self.num_targets(targets, outputs.boxes.device)
+        losses = self.loss_boxes(outputs, targets, indices, num_targets)
+        losses["loss_objectness"] = self.loss_objectness(outputs, indices, num_targets)
+        losses["loss_caption"] = self.loss_caption(outputs, targets, indices, num_targets, head)
+        losses["loss_detection"] = sum(w * losses[name] for name, w in self.weights.items())
+        return losses

@@ -1,0 +1,427 @@
+"""Vendor export -> canonical dataset (bbuvl.data.convert and `bbuvl data convert`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from PIL import Image, ImageDraw, ImageOps
+from typer.testing import CliRunner
+
+from bbuvl.cli.data_convert import convert
+from bbuvl.data.convert import ConvertOptions, convert_dataset
+from bbuvl.data.coords import CoordinateContract, scale_box
+from bbuvl.data.labels import Hierarchy
+from bbuvl.data.schema import read_records
+from bbuvl.data.synth import synthesize
+
+RED = (220, 30, 30)
+GREY = (128, 128, 128)
+SIZE = (160, 96)  # raw pixel grid of every test photo (width, height)
+OBJ = (30, 20, 70, 50)  # where the red object is drawn on the raw grid
+SCREW = "连接点（螺丝）/BBU安装螺丝/连接正确"  # platform spelling; canonical is 螺丝连接点/BBU安装螺丝/连接正确
+
+
+# --- building a vendor export in tmp_path ------------------------------------------------------
+
+
+def drawn(size=SIZE, box=OBJ, mode="RGB", bg=GREY, fg=RED) -> Image.Image:
+    img = Image.new(mode, size, bg)
+    ImageDraw.Draw(img).rectangle([box[0], box[1], box[2] - 1, box[3] - 1], fill=fg)
+    return img
+
+
+def save_jpeg(img: Image.Image, path: Path, orientation: int | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kwargs = {}
+    if orientation is not None:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        kwargs["exif"] = exif.tobytes()
+    img.save(path, "JPEG", quality=95, **kwargs)
+
+
+def red_bbox(img: Image.Image) -> list[int]:
+    """Bounding box [x1, y1, x2, y2) of the red pixels: where the drawn object really is."""
+    a = np.asarray(img.convert("RGB")).astype(int)
+    mask = (a[..., 0] > 150) & (a[..., 1] < 100) & (a[..., 2] < 100)
+    ys, xs = np.nonzero(mask)
+    return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+
+
+def displayed_red_bbox(path: Path) -> tuple[list[int], tuple[int, int]]:
+    """Where a viewer that honours EXIF shows the object, and the displayed size."""
+    with Image.open(path) as im:
+        shown = ImageOps.exif_transpose(im)
+        return red_bbox(shown), shown.size
+
+
+def rect(box) -> list[list[float]]:
+    x1, y1, x2, y2 = box
+    return [[x1, y1], [x2, y1], [x2, y2], [x1, y2], [x1, y1]]
+
+
+def feature(box, zh_label=None, en_label=None, **extra_zh) -> dict:
+    props: dict = {}
+    if en_label:
+        props["content"] = {"label": en_label}
+    if zh_label:
+        props["contentZh"] = {"标签": zh_label, **extra_zh}
+    return {"type": "Feature", "geometry": {"type": "ExtentPolygon", "coordinates": [rect(box)]}, "properties": props}
+
+
+def shape_a(path: Path, features: list[dict], info: tuple[int, int] | None) -> None:
+    data = {"tagInfo": {"dataId": path.stem}, "version": "2.1",
+            "markResult": {"type": "FeatureCollection", "features": features},
+            "statistics": {"count": len(features)}, "workload": {"annotator": "A-1"}, "quality": {"passed": True}}
+    if info:
+        data["info"] = {"width": info[0], "height": info[1], "depth": 3}
+    write_json(path, data)
+
+
+def shape_b(path: Path, items: list[tuple[list[float], dict]], info: tuple[int, int] | None) -> None:
+    data: dict = {"dataList": [{"coordinates": [[b[0], b[1]], [b[2], b[3]]], "properties": p} for b, p in items]}
+    if info:
+        data["info"] = {"width": info[0], "height": info[1]}
+    write_json(path, data)
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+
+def build_export(src: Path) -> None:
+    """A messy export: both shapes, EXIF rotations both ways, odd image modes and broken files."""
+    # a: Chinese shape, a remark, plus one small overshoot (clipped), one duplicate, one box off the image.
+    save_jpeg(drawn(), src / "site1" / "a_plain.jpg")
+    shape_a(src / "site1" / "a_plain.json", [
+        feature(OBJ, SCREW, 备注="拧紧"),
+        feature(OBJ, SCREW),  # exact duplicate
+        feature((150, 80, 163, 98), "挡风板/已安装"),  # 3 px past the edge: clipped
+        feature((500, 500, 600, 600), "线缆"),  # entirely outside: error line
+    ], info=SIZE)
+    # b: old shape, JSON in a separate folder, PNG; one unknown label.
+    drawn().save(src / "b_old.png")
+    shape_b(src / "ann" / "b_old.json", [
+        (list(OBJ), {"object_type": "bbu", "property": "zte"}),
+        ([5, 5, 20, 20], {"object_type": "spaceship", "property": "zte"}),
+    ], info=SIZE)
+    # c/e: EXIF-rotated, annotated on the raw grid (info = raw size).
+    for stem, orientation in (("c_rot6_raw", 6), ("e_rot8_raw", 8)):
+        save_jpeg(drawn(), src / f"{stem}.jpg", orientation)
+        shape_a(src / f"{stem}.json", [feature(OBJ, "挡风板/未安装")], info=SIZE)
+    # d: rotated 6, annotated as displayed, old shape without info.
+    save_jpeg(drawn(), src / "d_rot6_disp.jpg", 6)
+    box, _ = displayed_red_bbox(src / "d_rot6_disp.jpg")
+    shape_b(src / "d_rot6_disp.json", [(box, {"label": "cabinet_space", "question": "full"})], info=None)
+    # f: rotated 8, annotated as displayed at twice the resolution.
+    save_jpeg(drawn(), src / "f_rot8_disp.jpg", 8)
+    box, shown = displayed_red_bbox(src / "f_rot8_disp.jpg")
+    shape_a(src / "f_rot8_disp.json", [feature([2 * v for v in box], en_label="label")],
+            info=(2 * shown[0], 2 * shown[1]))
+    # g: PNG with alpha (transparent background), h: CMYK JPEG, i: greyscale PNG.
+    drawn(mode="RGBA", bg=(0, 0, 0, 0), fg=RED + (255,)).save(src / "g_alpha.png")
+    shape_a(src / "g_alpha.json", [feature(OBJ, "标签")], info=SIZE)
+    save_jpeg(drawn(mode="CMYK", bg=(0, 0, 0, 127), fg=(0, 230, 230, 0)), src / "h_cmyk.jpg")
+    shape_a(src / "h_cmyk.json", [feature(OBJ, "BBU品牌/华为")], info=SIZE)
+    drawn(mode="L", bg=200, fg=20).save(src / "i_grey.png")
+    shape_a(src / "i_grey.json", [feature(OBJ, "线缆")], info=SIZE)
+    # Broken: truncated JPEG, JSON that is not JSON, wrong size ratio, orphans, an ambiguous stem.
+    save_jpeg(drawn(), src / "j_trunc.jpg")
+    data = (src / "j_trunc.jpg").read_bytes()
+    (src / "j_trunc.jpg").write_bytes(data[: len(data) // 2])
+    shape_a(src / "j_trunc.json", [feature(OBJ, "线缆")], info=SIZE)
+    save_jpeg(drawn(), src / "k_notjson.jpg")
+    (src / "k_notjson.json").write_text('{"markResult": {"features": [', encoding="utf-8")
+    save_jpeg(drawn(), src / "l_ratio.jpg")
+    shape_a(src / "l_ratio.json", [feature(OBJ, "线缆")], info=(100, 100))
+    shape_a(src / "m_orphan.json", [feature(OBJ, "线缆")], info=SIZE)
+    save_jpeg(drawn(), src / "n_lonely.jpg")
+    save_jpeg(drawn(), src / "o_dup.jpg")
+    drawn().save(src / "site1" / "o_dup.png")
+    shape_a(src / "o_dup.json", [feature(OBJ, "线缆")], info=SIZE)
+
+
+GOOD = ["a_plain", "b_old", "c_rot6_raw", "d_rot6_disp", "e_rot8_raw", "f_rot8_disp", "g_alpha", "h_cmyk", "i_grey"]
+BAD = {"j_trunc": "cannot decode image", "k_notjson": "not valid JSON", "l_ratio": "does not match image",
+       "m_orphan": "no image named", "n_lonely": "no annotation JSON", "o_dup": "ambiguous stem"}
+
+
+def cli_app() -> typer.Typer:
+    # Only our command: the sibling `data` commands are developed separately.
+    app = typer.Typer()
+    app.command("convert")(convert)
+    app.callback()(lambda: None)  # keep `convert` a subcommand, as under `bbuvl data`
+    return app
+
+
+def run_cli(*args: str):
+    return CliRunner().invoke(cli_app(), ["convert", *map(str, args)])
+
+
+def records_by_id(out: Path) -> dict:
+    return {r.id: r for name in ("train.jsonl", "val.jsonl") for r in read_records(out / name)}
+
+
+def errors(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "errors.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory) -> Path:
+    src = tmp_path_factory.mktemp("export")
+    build_export(src)
+    return src
+
+
+@pytest.fixture(scope="module")
+def converted(export, tmp_path_factory):
+    out = tmp_path_factory.mktemp("dataset")
+    result = run_cli(export, out, "--workers", "1", "--teachers", "3")
+    return out, result
+
+
+# --- the acceptance test -----------------------------------------------------------------------
+
+
+def test_cli_converts_every_good_object_lists_every_bad_one_and_prints_a_summary(converted):
+    out, result = converted
+    assert result.exit_code == 0, result.output
+    assert "photos converted" in result.output and "errors.jsonl" in result.output
+    recs = records_by_id(out)
+    assert sorted(recs) == GOOD
+    errs = errors(out)
+    file_errors = {Path(e["file"]).stem: e["reason"] for e in errs if e["object"] is None}
+    assert set(file_errors) == set(BAD)
+    for stem, reason in BAD.items():
+        assert reason in file_errors[stem], file_errors[stem]
+    object_errors = {(e["file"], e["object"]): e for e in errs if e["object"] is not None}
+    assert set(object_errors) == {("site1/a_plain.json", 3), ("ann/b_old.json", 1)}
+    assert "outside" in object_errors[("site1/a_plain.json", 3)]["reason"]
+    assert object_errors[("ann/b_old.json", 1)]["label"] == "spaceship/zte"
+    assert "unknown category 'spaceship'" in object_errors[("ann/b_old.json", 1)]["reason"]
+
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["photos"] == {"found": 15, "converted": 9, "failed": 6, "with_dropped_objects": 2}
+    assert summary["annotations"]["converted"] == 10
+    assert summary["annotations"]["dropped"] == 2
+    assert summary["annotations"]["duplicates"] == 1
+    assert summary["annotations"]["clipped"] == 1
+    assert summary["exif"] == {"rotated": 4, "annotated_on_raw": 2, "annotated_on_displayed": 2, "assumed_displayed": 0}
+    assert summary["categories"]["螺丝连接点"] == 1
+
+
+def test_every_box_lands_on_the_drawn_object_in_the_stored_upright_image(converted):
+    out, _ = converted
+    for stem, rec in records_by_id(out).items():
+        img = Image.open(out / rec.image)
+        assert img.format == "JPEG" and img.mode == "RGB", stem
+        assert img.getexif().get(0x0112, 1) == 1, stem  # upright as stored: no rotation left to apply
+        assert img.size == (rec.width, rec.height), stem
+        if stem in ("c_rot6_raw", "d_rot6_disp", "e_rot8_raw", "f_rot8_disp"):
+            assert img.size == (SIZE[1], SIZE[0]), stem
+        if stem == "i_grey":
+            continue  # no red in it: checked below
+        obj = next(o for o in rec.objects if o.bbox_2d[2] - o.bbox_2d[0] > 20)
+        assert obj.bbox_2d == pytest.approx(red_bbox(img), abs=2), stem
+
+
+def test_odd_image_modes_are_stored_as_plain_rgb(converted):
+    out, _ = converted
+    recs = records_by_id(out)
+    alpha = Image.open(out / recs["g_alpha"].image)
+    assert alpha.getpixel((2, 2)) == pytest.approx((255, 255, 255), abs=3)  # transparent -> white, not black
+    cmyk = Image.open(out / recs["h_cmyk"].image)
+    assert cmyk.getpixel((50, 35)) == pytest.approx((255, 25, 25), abs=12)
+    grey = np.asarray(Image.open(out / recs["i_grey"].image)).astype(int)
+    ys, xs = np.nonzero(grey[..., 0] < 100)
+    assert [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] == pytest.approx(recs["i_grey"].objects[0].bbox_2d, abs=2)
+
+
+def test_labels_are_canonical_with_the_state_kept_and_remarks_as_extra(converted):
+    out, _ = converted
+    recs = records_by_id(out)
+    a = recs["a_plain"].objects
+    assert [o.desc for o in a] == ["螺丝连接点/BBU安装螺丝/连接正确", "挡风板/已安装"]
+    assert a[0].extra == {"备注": "拧紧"}
+    assert a[1].bbox_2d == [150, 80, 160, 96]  # clipped to the image
+    assert [o.desc for o in recs["b_old"].objects] == ["bbu基带处理单元/中兴"]
+    assert recs["d_rot6_disp"].objects[0].desc == "机柜空间/满载"
+    assert recs["f_rot8_disp"].objects[0].desc == "标签贴纸"
+    assert recs["h_cmyk"].objects[0].desc == "bbu基带处理单元/华为"
+    assert recs["a_plain"].source == "site1/a_plain.json"
+
+
+def test_cli_exits_1_when_nothing_could_be_converted(tmp_path):
+    src = tmp_path / "src"
+    save_jpeg(drawn(), src / "x.jpg")
+    (src / "x.json").write_text("not json", encoding="utf-8")
+    shape_a(src / "y.json", [feature(OBJ, "线缆")], info=SIZE)
+    result = run_cli(src, tmp_path / "out", "--workers", "1")
+    assert result.exit_code == 1
+    assert [Path(e["file"]).stem for e in errors(tmp_path / "out")] == ["x", "y"]
+    assert not (tmp_path / "out" / "train.jsonl").exists()
+
+
+# --- labels ------------------------------------------------------------------------------------
+
+
+def one_photo(src: Path, features: list[dict], stem: str = "p") -> None:
+    save_jpeg(drawn(), src / f"{stem}.jpg")
+    shape_a(src / f"{stem}.json", features, info=SIZE)
+
+
+def test_state_is_validated_never_dropped(tmp_path):
+    src = tmp_path / "src"
+    one_photo(src, [
+        feature(OBJ, "连接点（螺丝）/CPRI光缆和BBU连接点/安装正确"),  # platform synonym of the state
+        feature((80, 10, 90, 20), "连接点（螺丝）/BBU安装螺丝"),  # state missing: an error, not a shorter label
+        feature((80, 30, 90, 40), "连接点（螺丝）/BBU安装螺丝/拧歪了"),  # unknown state: an error
+    ])
+    summary = convert_dataset(src, tmp_path / "out", ConvertOptions(val_ratio=0))
+    (rec,) = read_records(tmp_path / "out" / "train.jsonl")
+    assert [o.desc for o in rec.objects] == ["螺丝连接点/CPRI光缆和BBU连接点/连接正确"]
+    errs = errors(tmp_path / "out")
+    assert [e["object"] for e in errs] == [1, 2]
+    assert "lacks a state" in errs[0]["reason"] and "unknown state '拧歪了'" in errs[1]["reason"]
+    assert summary["annotations"]["dropped"] == 2
+
+
+def test_box_far_past_the_edge_or_degenerate_is_an_error_a_slight_overshoot_is_clipped(tmp_path):
+    src = tmp_path / "src"
+    one_photo(src, [
+        feature((-4, 10, 40, 50), "线缆"),  # 4 px past the left edge (tolerance max(4 px, 2%)): clipped
+        feature((100, 10, 190, 50), "线缆"),  # 30 px past the right edge: wrong coordinates
+        feature((60, 60, 60.5, 90), "线缆"),  # half a pixel wide
+        feature((150, 90, 170, 110), "线缆"),  # 10 px past the right edge, 14 px past the bottom
+    ])
+    summary = convert_dataset(src, tmp_path / "out", ConvertOptions(val_ratio=0))
+    (rec,) = read_records(tmp_path / "out" / "train.jsonl")
+    assert [o.bbox_2d for o in rec.objects] == [[0, 10, 40, 50]]
+    reasons = {e["object"]: e["reason"] for e in errors(tmp_path / "out")}
+    assert "extends 30.0 px beyond the 160x96 image along x" in reasons[1]
+    assert "degenerate" in reasons[2]
+    assert "extends 10.0 px beyond the 160x96 image along x" in reasons[3]
+    assert summary["annotations"]["clipped"] == 1
+
+
+def test_photo_whose_objects_all_fail_is_dropped_not_kept_empty(tmp_path):
+    src = tmp_path / "src"
+    one_photo(src, [feature(OBJ, "spaceship")], stem="bad")
+    one_photo(src, [], stem="empty")  # annotated and nothing found: a real negative photo
+    summary = convert_dataset(src, tmp_path / "out", ConvertOptions(val_ratio=0))
+    assert [r.id for r in read_records(tmp_path / "out" / "train.jsonl")] == ["empty"]
+    assert summary["photos"]["failed"] == 1
+    assert any("none of its 1 objects" in e["reason"] for e in errors(tmp_path / "out"))
+
+
+def test_user_token_map_and_hierarchy_files_are_used(tmp_path):
+    src = tmp_path / "src"
+    one_photo(src, [feature(OBJ, "风挡/已安装"), feature((80, 10, 120, 40), "电源/正常")])
+    token_map = tmp_path / "tokens.json"
+    write_json(token_map, {"tokens": {"风挡": "挡风板"}})
+    hierarchy = json.loads(Path(Hierarchy.load().source).read_text(encoding="utf-8"))
+    hierarchy["categories"]["电源"] = {"gloss": "power supply", "attributes": {"正常": {"gloss": "normal"}}}
+    write_json(tmp_path / "h.json", hierarchy)
+    opts = ConvertOptions(val_ratio=0, token_map=token_map, hierarchy=tmp_path / "h.json", lang="en")
+    convert_dataset(src, tmp_path / "out", opts)
+    (rec,) = read_records(tmp_path / "out" / "train.jsonl")
+    assert [o.desc for o in rec.objects] == ["power supply/normal", "air baffle/installed"]  # sorted by y1
+
+
+def test_lang_en_writes_the_hierarchy_glosses(export, converted, tmp_path):
+    out_zh, _ = converted
+    result = run_cli(export, tmp_path / "en", "--workers", "1", "--teachers", "3", "--lang", "en")
+    assert result.exit_code == 0, result.output
+    zh, en = records_by_id(out_zh), records_by_id(tmp_path / "en")
+    h = Hierarchy.load()
+    for stem in GOOD:
+        assert [o.desc for o in en[stem].objects] == [h.english(o.desc) for o in zh[stem].objects]
+        assert [o.bbox_2d for o in en[stem].objects] == [o.bbox_2d for o in zh[stem].objects]
+    assert all(o.desc.isascii() for r in en.values() for o in r.objects)
+
+
+# --- determinism, resizing, layout -------------------------------------------------------------
+
+
+def test_two_workers_write_exactly_what_one_worker_writes(export, converted, tmp_path):
+    out1, _ = converted
+    out2 = tmp_path / "w2"
+    convert_dataset(export, out2, ConvertOptions(workers=2, teachers=3))
+    files1 = sorted(p.relative_to(out1) for p in out1.rglob("*") if p.is_file())
+    files2 = sorted(p.relative_to(out2) for p in out2.rglob("*") if p.is_file())
+    assert files1 == files2
+    for rel in files1:
+        a, b = (out1 / rel).read_bytes(), (out2 / rel).read_bytes()
+        if rel.name == "summary.json":  # names its source folder; identical otherwise
+            a, b = json.loads(a), json.loads(b)
+        assert a == b, rel
+
+
+def test_resize_stores_model_frame_images_with_boxes_scaled(export, converted, tmp_path):
+    out1, _ = converted
+    contract = CoordinateContract(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 12)
+    result = run_cli(export, tmp_path / "rs", "--workers", "1", "--resize", "--teachers", "3",
+                     "--min-pixels", contract.min_pixels, "--max-pixels", contract.max_pixels)
+    assert result.exit_code == 0, result.output
+    plain, resized = records_by_id(out1), records_by_id(tmp_path / "rs")
+    for stem in GOOD:
+        stored = plain[stem].size
+        model = contract.model_size(stored)
+        assert model != stored
+        rec = resized[stem]
+        assert Image.open(tmp_path / "rs" / rec.image).size == model == rec.size
+        for p, r in zip(plain[stem].objects, rec.objects):
+            assert r.bbox_2d == pytest.approx(scale_box(p.bbox_2d, stored, model), abs=0.01)
+    img = Image.open(tmp_path / "rs" / resized["c_rot6_raw"].image)
+    assert resized["c_rot6_raw"].objects[0].bbox_2d == pytest.approx(red_bbox(img), abs=2)
+    summary = json.loads((tmp_path / "rs" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["resized_to_model_frame"] == {"min_pixels": contract.min_pixels, "max_pixels": contract.max_pixels}
+
+
+def test_output_folder_inside_the_source_is_not_read_back(tmp_path):
+    src = tmp_path / "src"
+    one_photo(src, [feature(OBJ, "线缆")])
+    first = convert_dataset(src, src / "dataset", ConvertOptions(val_ratio=0))
+    second = convert_dataset(src, src / "dataset", ConvertOptions(val_ratio=0))
+    assert first["photos"] == second["photos"] == {"found": 1, "converted": 1, "failed": 0, "with_dropped_objects": 0}
+    assert (src / "dataset" / "teachers.jsonl").exists() and (src / "dataset" / "labels.json").exists()
+
+
+def test_synthetic_vendor_export_converts_back_to_the_exact_ground_truth(tmp_path):
+    # The same seed renders the same scenes as a platform export and as a canonical dataset.
+    synthesize(tmp_path / "vendor", 36, 4, seed=3, size=(320, 240), fmt="vendor")
+    synthesize(tmp_path / "truth", 36, 4, seed=3, size=(320, 240), fmt="jsonl")
+    summary = convert_dataset(tmp_path / "vendor", tmp_path / "out", ConvertOptions())
+    assert summary["exif"]["annotated_on_raw"] >= 1 and summary["exif"]["annotated_on_displayed"] >= 1
+    truth, got = records_by_id(tmp_path / "truth"), records_by_id(tmp_path / "out")
+    assert got.keys() == truth.keys()
+    for stem, rec in truth.items():
+        assert got[stem].size == rec.size, stem
+        expected = sorted(rec.objects, key=lambda o: (o.desc, o.bbox_2d))
+        converted = sorted(got[stem].objects, key=lambda o: (o.desc, o.bbox_2d))
+        assert [o.desc for o in converted] == [o.desc for o in expected], stem
+        for a, b in zip(converted, expected):
+            assert a.bbox_2d == pytest.approx(b.bbox_2d, abs=0.01), stem
+
+
+def test_lang_en_counts_categories_by_their_gloss(tmp_path):
+    src = tmp_path / "src"
+    one_photo(src, [feature(OBJ, SCREW), feature((80, 10, 120, 40), "挡风板/已安装")])
+    summary = convert_dataset(src, tmp_path / "out", ConvertOptions(val_ratio=0, lang="en"))
+    h = Hierarchy.load()
+    assert summary["categories"] == {h.categories["螺丝连接点"].gloss: 1, h.categories["挡风板"].gloss: 1}
+
+
+def test_source_inside_the_output_folder_is_read_and_overwriting_the_photos_is_refused(tmp_path):
+    one_photo(tmp_path / "raw", [feature(OBJ, "线缆")])
+    summary = convert_dataset(tmp_path / "raw", tmp_path, ConvertOptions(val_ratio=0))
+    assert summary["photos"]["converted"] == 1
+    with pytest.raises(ValueError, match="overwrite the photos"):
+        convert_dataset(tmp_path / "raw", tmp_path / "raw", ConvertOptions())
+    with pytest.raises(ValueError, match="overwrite the photos"):
+        convert_dataset(tmp_path / "images", tmp_path, ConvertOptions())

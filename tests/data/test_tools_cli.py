@@ -1,0 +1,146 @@
+"""`bbuvl data stats|teachers|split|import-coco|export-coco` on real files, through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from PIL import Image
+from typer.testing import CliRunner
+
+from bbuvl.cli import data_tools
+from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.layout import ERRORS, LABELS, SUMMARY, TEACHERS, TRAIN, VAL
+from bbuvl.data.schema import read_dataset, read_records, resolve_image
+
+LABELS_CYCLE = ["bbu基带处理单元/华为", "螺丝连接点/BBU安装螺丝/连接正确", "挡风板/已安装", "标签贴纸"]
+
+
+def make_app() -> typer.Typer:
+    """Only this module's commands: cli/data.py also imports commands written elsewhere."""
+    app = typer.Typer()
+    for name in ("stats", "teachers", "split", "import-coco", "export-coco"):
+        app.command(name)(getattr(data_tools, name.replace("-", "_")))
+    return app
+
+
+def invoke(*args: str | Path) -> str:
+    result = CliRunner().invoke(make_app(), [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    """12 photos in src/images, described by src/all.jsonl; photo i has i % 5 objects."""
+    src = tmp_path / "src"
+    (src / "images").mkdir(parents=True)
+    lines = []
+    for i in range(12):
+        size = (160, 120) if i % 2 else (120, 160)
+        Image.new("RGB", size, (20 * i, 100, 50)).save(src / "images" / f"{i:02d}.jpg")
+        objs = [{"bbox_2d": [5 + 20 * j, 4 + 21 * j, 25.5 + 20 * j, 30.25 + 21 * j], "desc": LABELS_CYCLE[(i + j) % 4]}
+                for j in range(i % 5)]
+        lines.append(json.dumps({"images": [f"images/{i:02d}.jpg"], "width": size[0], "height": size[1], "objects": objs},
+                                ensure_ascii=False))
+    (src / "all.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return src / "all.jsonl"
+
+
+def assert_images_resolve(jsonl: Path) -> None:
+    for sample in read_dataset(jsonl):
+        for r in [sample.student, *sample.teachers]:
+            assert not Path(r.image).is_absolute(), r.image
+            assert resolve_image(jsonl, r.image).is_file(), r.image
+
+
+def test_stats_prints_tables_and_writes_json(dataset: Path, tmp_path: Path):
+    out = invoke("stats", dataset, "--max-pixels", str(28 * 28 * 16), "--json", tmp_path / "s.json")
+    assert "Labels" in out and "Vision tokens" in out
+    s = json.loads((tmp_path / "s.json").read_text(encoding="utf-8"))
+    assert s["images"] == 12 and s["objects"] == sum(i % 5 for i in range(12))
+    assert s["vision_tokens"]["max_pixels"] == 28 * 28 * 16
+    assert s["vision_tokens"]["max"] == CoordinateContract(max_pixels=28 * 28 * 16).vision_tokens((160, 120))
+
+
+def test_stats_takes_pixel_bounds_from_a_config(dataset: Path, tmp_path: Path):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("model:\n  min_pixels: 3136\n  max_pixels: 12544\n", encoding="utf-8")
+    invoke("stats", dataset, "--config", cfg, "--json", tmp_path / "s.json")
+    vt = json.loads((tmp_path / "s.json").read_text(encoding="utf-8"))["vision_tokens"]
+    assert (vt["min_pixels"], vt["max_pixels"]) == (3136, 12544)
+
+
+def test_teachers_cover_every_label_and_paths_resolve_from_the_new_folder(dataset: Path, tmp_path: Path):
+    out_file = tmp_path / "elsewhere" / "deeper" / "teachers.jsonl"
+    out = invoke("teachers", dataset, out_file, "--k", "3", "--seed", "1")
+    assert "labels covered: 4 of 4" in out
+    teachers = read_records(out_file)
+    assert len(teachers) == 3
+    assert_images_resolve(out_file)
+
+
+def test_split_writes_train_and_val_with_resolving_paths(dataset: Path, tmp_path: Path):
+    out_dir = tmp_path / "split"
+    invoke("split", dataset, out_dir, "--val-ratio", "0.25", "--seed", "3")
+    train, val = read_records(out_dir / TRAIN), read_records(out_dir / VAL)
+    assert (len(train), len(val)) == (9, 3)
+    assert {r.image for r in train}.isdisjoint({r.image for r in val})
+    assert_images_resolve(out_dir / TRAIN)
+    assert_images_resolve(out_dir / VAL)
+
+
+def test_export_then_import_coco_rebuilds_the_dataset(dataset: Path, tmp_path: Path):
+    coco_file = tmp_path / "coco" / "instances.json"
+    invoke("export-coco", dataset, coco_file)
+    coco = json.loads(coco_file.read_text(encoding="utf-8"))
+    assert coco["images"][0]["file_name"] == "../src/images/00.jpg"
+    assert [c["name"] for c in coco["categories"]] == sorted(LABELS_CYCLE)
+
+    out = tmp_path / "imported"
+    invoke("import-coco", coco_file, coco_file.parent, out, "--val-ratio", "0.25", "--teachers", "2")
+    for name in (TRAIN, VAL, TEACHERS, LABELS, SUMMARY, ERRORS):
+        assert (out / name).is_file(), name
+    assert (out / ERRORS).read_text(encoding="utf-8") == ""
+    imported = read_records(out / TRAIN) + read_records(out / VAL)
+    assert len(read_records(out / TEACHERS)) == 2
+    assert_images_resolve(out / TRAIN)
+    original = {Path(r.image).name: r.sorted() for r in read_records(dataset)}
+    assert len(imported) == len(original)
+    for r in imported:
+        assert r.image.startswith("images/")
+        o = original[Path(r.image).name]
+        assert r.size == o.size
+        assert [(x.bbox_2d, x.desc) for x in r.objects] == [(x.bbox_2d, x.desc) for x in o.objects]
+
+
+def test_import_coco_records_skipped_entries_and_warns_on_foreign_labels(tmp_path: Path):
+    images = tmp_path / "coco_images"
+    (images / "sub").mkdir(parents=True)
+    for name in ("a.jpg", "sub/b.jpg"):
+        Image.new("RGB", (100, 80)).save(images / name)
+    coco = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 80},
+                   {"id": 2, "file_name": "sub/b.jpg", "width": 100, "height": 80},
+                   {"id": 3, "file_name": "gone.jpg", "width": 100, "height": 80}],
+        "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "标签贴纸"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 30, 40], "iscrowd": 0},
+            {"id": 2, "image_id": 2, "category_id": 2, "bbox": [5, 5, 10, 10], "iscrowd": 0},
+            {"id": 3, "image_id": 2, "category_id": 2, "bbox": [5, 5, 10, 10], "iscrowd": 1},
+            {"id": 4, "image_id": 9, "category_id": 2, "bbox": [5, 5, 10, 10], "iscrowd": 0},
+        ],
+    }
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps(coco), encoding="utf-8")
+    out = invoke("import-coco", ann, images, tmp_path / "ds", "--val-ratio", "0", "--link")
+    assert "label 'person' (1 objects) is not in the hierarchy" in out
+    errors = [json.loads(line) for line in (tmp_path / "ds" / ERRORS).read_text(encoding="utf-8").splitlines()]
+    assert sorted(str(e.get("annotation_id") or e["image_id"]) for e in errors) == ["3", "3", "4"]
+    assert any(e["reason"] == "image file not found" and e["file"].endswith("gone.jpg") for e in errors)
+    records = read_records(tmp_path / "ds" / TRAIN)
+    assert sorted(r.image for r in records) == ["images/a.jpg", "images/sub/b.jpg"]
+    assert {o.desc for r in records for o in r.objects} == {"person", "标签贴纸"}
+    assert (tmp_path / "ds" / "images" / "sub" / "b.jpg").is_file()

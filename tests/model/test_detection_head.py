@@ -1,0 +1,188 @@
+"""The detection head: shapes, masking, the tied caption projection, causality and greedy decoding."""
+
+import pytest
+import torch
+from torch import nn
+
+from bbuvl.config import DetectionConfig
+from bbuvl.model.detection_head import DetectionHead, grid_reference_boxes, sine_position_2d
+
+BOS, EOS, PAD = 1, 2, 0
+HIDDEN, VOCAB = 64, 200
+
+
+def make_head(box_format="cxcywh", num_queries=10, seed=0, **kw) -> tuple[DetectionHead, nn.Embedding]:
+    torch.manual_seed(seed)
+    emb = nn.Embedding(VOCAB, HIDDEN)
+    cfg = DetectionConfig(
+        num_queries=num_queries, decoder_layers=2, caption_layers=2, num_heads=4, dropout=0.0,
+        caption_max_tokens=10, box_format=box_format, **kw,
+    )
+    return DetectionHead(HIDDEN, emb, cfg, bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD).eval(), emb
+
+
+def features(batch=2, nv=12, nt=7, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(batch, nv, HIDDEN, generator=g), torch.ones(batch, nv, dtype=torch.bool),
+        torch.randn(batch, nt, HIDDEN, generator=g), torch.ones(batch, nt, dtype=torch.bool),
+    )
+
+
+@pytest.mark.parametrize("box_format", ["cxcywh", "xyxy"])
+def test_forward_gives_one_box_and_logit_per_query(box_format):
+    head, _ = make_head(box_format)
+    out = head(*features())
+    assert out.boxes.shape == (2, 10, 4)
+    assert out.objectness_logits.shape == (2, 10)
+    assert out.query_hidden.shape == (2, 10, head.d_model)
+    if box_format == "xyxy":
+        assert (out.boxes[..., 2:] >= out.boxes[..., :2]).all()
+    else:
+        assert ((out.boxes >= 0) & (out.boxes <= 1)).all()
+
+
+def test_initial_boxes_are_spread_over_the_image_and_objectness_starts_near_one_percent():
+    head, _ = make_head(num_queries=16)
+    out = head(*features())
+    assert torch.allclose(out.boxes[0], grid_reference_boxes(16), atol=1e-5)
+    centres = out.boxes[0, :, :2]
+    assert torch.cdist(centres, centres).add(torch.eye(16)).min() > 0.2  # no two queries start on one spot
+    assert torch.allclose(out.objectness_logits.sigmoid(), torch.full((2, 16), 0.01), atol=2e-3)
+
+
+def test_padded_memory_tokens_do_not_change_predictions():
+    head, _ = make_head()
+    vis, vm, txt, tm = features(batch=1, nv=12, nt=7)
+    alone = head(vis, vm, txt, tm)
+    vis_p = torch.cat([vis, torch.randn(1, 5, HIDDEN) * 100], 1)
+    txt_p = torch.cat([txt, torch.randn(1, 3, HIDDEN) * 100], 1)
+    vm_p = torch.cat([vm, torch.zeros(1, 5, dtype=torch.bool)], 1)
+    tm_p = torch.cat([tm, torch.zeros(1, 3, dtype=torch.bool)], 1)
+    padded = head(vis_p, vm_p, txt_p, tm_p)
+    assert torch.allclose(alone.boxes, padded.boxes, atol=1e-5)
+    assert torch.allclose(alone.objectness_logits, padded.objectness_logits, atol=1e-5)
+
+
+def test_a_sample_with_nothing_to_attend_to_is_an_error():
+    head, _ = make_head()
+    vis, vm, txt, tm = features()
+    vm[1], tm[1] = False, False
+    with pytest.raises(ValueError, match=r"samples \[1\]"):
+        head(vis, vm, txt, tm)
+
+
+def test_vision_grid_positions_change_the_output_and_must_match_the_token_count():
+    head, _ = make_head()
+    vis, vm, txt, tm = features(nv=12)
+    plain = head(vis, vm, txt, tm).query_hidden
+    placed = head(vis, vm, txt, tm, vision_grid_hw=torch.tensor([[3, 4], [4, 3]])).query_hidden
+    assert not torch.allclose(plain, placed)
+    with pytest.raises(ValueError, match="3x5 = 15 tokens but vision_mask has 12"):
+        head(vis, vm, txt, tm, vision_grid_hw=torch.tensor([[3, 5], [4, 3]]))
+
+
+def test_sine_positions_differ_between_grid_cells():
+    pos = sine_position_2d((3, 4), 32)
+    assert pos.shape == (12, 32)
+    assert torch.cdist(pos, pos).add(torch.eye(12)).min() > 0.1
+
+
+def test_token_embedding_is_referenced_not_registered():
+    head, emb = make_head()
+    assert head.token_embedding is emb
+    assert all(p is not emb.weight for p in head.parameters())
+    assert all(v.shape[0] != VOCAB for v in head.state_dict().values())
+
+
+def test_head_for_the_3b_model_has_no_vocabulary_sized_matrix():
+    emb = nn.Embedding(151936, 2048, device="meta")  # the 3B's embedding; meta: no 1.2 GB allocation
+    head = DetectionHead(2048, emb, DetectionConfig(), bos_token_id=151644, eos_token_id=151645, pad_token_id=151643)
+    total = sum(p.numel() for p in head.parameters())
+    assert total < 100_000_000
+    assert all(151936 not in p.shape for p in head.parameters())
+
+
+def test_mismatched_embedding_width_is_an_error():
+    with pytest.raises(ValueError, match="token embedding width 32 != hidden_size 64"):
+        DetectionHead(64, nn.Embedding(10, 32), DetectionConfig(num_heads=4), 1, 2, 0)
+
+
+def test_shift_right_puts_bos_first_and_turns_padding_into_pad_tokens():
+    head, _ = make_head()
+    caption = torch.tensor([[5, 6, 7, EOS], [8, EOS, -100, -100]])
+    assert head.shift_right(caption).tolist() == [[BOS, 5, 6, 7], [BOS, 8, EOS, PAD]]
+
+
+def test_caption_logits_at_position_t_cannot_see_token_t():
+    # PRODUCT 9.2: the original decoder was a copy task. Position t must predict caption[t] from
+    # caption[:t] only: changing caption[t:] leaves logits[:t + 1] as they were.
+    head, _ = make_head()
+    query = head(*features()).query_hidden[:, 0]  # [2, D]
+    caption = torch.tensor([[11, 12, 13, 14, EOS], [21, 22, 23, 24, EOS]])
+    base = head.caption_logits(query, caption)
+    assert base.shape == (2, 5, VOCAB)
+    for t in range(5):
+        changed = caption.clone()
+        changed[:, t:] = 99
+        logits = head.caption_logits(query, changed)
+        assert torch.allclose(logits[:, : t + 1], base[:, : t + 1], atol=1e-5), f"position {t} saw its own target"
+        if t + 1 < 5:
+            assert not torch.allclose(logits[:, t + 1], base[:, t + 1]), f"position {t + 1} ignores token {t}"
+
+
+def test_caption_logits_use_the_tied_embedding_as_output_projection():
+    head, emb = make_head()
+    query = head(*features()).query_hidden[:, 0]
+    caption = torch.tensor([[11, 12, EOS], [21, 22, EOS]])
+    hidden = head.caption_out(head.caption_decoder(
+        head.caption_in_norm(head.caption_in(emb(head.shift_right(caption)))) + head.caption_pos.weight[:3],
+        query[:, None], tgt_mask=nn.Transformer.generate_square_subsequent_mask(3), tgt_is_causal=True,
+    ))
+    assert torch.allclose(head.caption_logits(query, caption), hidden @ emb.weight.T, atol=1e-5)
+
+
+def test_generate_stops_at_eos_and_pads_after_it():
+    head, emb = make_head()
+    with torch.no_grad():  # make every step answer eos: output = 10 * E[eos], whose best match is eos itself
+        head.caption_out.weight.zero_()
+        head.caption_out.bias.copy_(10 * emb.weight[EOS])
+    ids, logprobs = head.generate_captions(head(*features()).query_hidden[0, :3], max_tokens=6)
+    assert ids.tolist() == [[EOS], [EOS], [EOS]]
+    assert (logprobs <= 0).all() and logprobs.shape == (3, 1)
+
+
+def test_greedy_generation_agrees_with_teacher_forcing_on_its_own_output():
+    head, _ = make_head(seed=3)
+    query = head(*features()).query_hidden[0, :4]
+    ids, logprobs = head.generate_captions(query, max_tokens=8)
+    assert ids.shape == logprobs.shape and ids.shape[1] <= 8
+    logits = head.caption_logits(query, ids).log_softmax(-1)
+    best_logp, best = logits.max(-1)
+    for m in range(4):
+        row = ids[m].tolist()
+        end = row.index(EOS) + 1 if EOS in row else len(row)
+        assert best[m, :end].tolist() == row[:end]
+        assert torch.allclose(best_logp[m, :end], logprobs[m, :end], atol=1e-4)
+        assert all(v == PAD for v in row[end:]) and (logprobs[m, end:] == 0).all()
+
+
+def test_generating_for_no_queries_returns_empty_tensors():
+    head, _ = make_head()
+    ids, logprobs = head.generate_captions(torch.empty(0, head.d_model))
+    assert ids.shape == (0, 0) and logprobs.shape == (0, 0)
+
+
+def test_captions_longer_than_the_configured_maximum_are_an_error():
+    head, _ = make_head()
+    with pytest.raises(ValueError, match="exceeds detection.caption_max_tokens"):
+        head.caption_logits(torch.randn(1, head.d_model), torch.full((1, 11), 5))
+
+
+def test_d_model_narrower_than_hidden_projects_in_and_out():
+    torch.manual_seed(0)
+    emb = nn.Embedding(VOCAB, HIDDEN)
+    head = DetectionHead(HIDDEN, emb, DetectionConfig(num_queries=4, num_heads=4), BOS, EOS, PAD, d_model=32)
+    out = head(*features())
+    assert out.query_hidden.shape == (2, 4, 32)
+    assert head.caption_logits(out.query_hidden[0], torch.tensor([[5, EOS]] * 4)).shape == (4, 2, VOCAB)

@@ -1,0 +1,226 @@
+"""The one loading path on the tiny checkpoint: processor output, mRoPE, forward, generate, token-id checks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoProcessor, Qwen2_5_VLConfig
+from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
+
+from bbuvl.model.loading import (
+    SpecialTokenMismatch,
+    check_special_tokens,
+    load_model_and_processor,
+    load_processor,
+    special_token_ids,
+)
+from bbuvl.model.processor import Qwen2_5_VLImageOnlyProcessor, pixel_range
+from bbuvl.model.tiny import build_tiny_model
+
+ANSWER = '[{"bbox_2d": [12, 34, 56, 78], "label": "螺丝连接点/BBU安装螺丝/连接正确"}]'
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "ckpt")
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_dir):
+    return load_model_and_processor(str(tiny_dir))
+
+
+def _images() -> list[Image.Image]:
+    return [Image.new("RGB", (224, 224), (200, 30, 30)), Image.new("RGB", (300, 180), (30, 200, 30))]
+
+
+def _two_image_chat(processor) -> str:
+    messages = [
+        {"role": "system", "content": "你是巡检员。"},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "示例"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": ANSWER}]},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "找出所有目标"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "[]"}]},
+    ]
+    return processor.apply_chat_template(messages, tokenize=False)
+
+
+@pytest.fixture(scope="module")
+def batch(loaded):
+    _, processor = loaded
+    return processor(images=_images(), text=[_two_image_chat(processor)], return_tensors="pt")
+
+
+def test_loader_returns_the_image_only_processor_and_an_eval_model(loaded):
+    model, processor = loaded
+    assert isinstance(processor, Qwen2_5_VLImageOnlyProcessor)
+    assert type(model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert not model.training
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # tied, like the 3B
+    assert processor.chat_template and pixel_range(processor) == (12544, 50176)
+
+
+def test_autoprocessor_returns_the_registered_image_only_processor(tiny_dir):
+    if PROCESSOR_MAPPING[Qwen2_5_VLConfig] is not Qwen2_5_VLImageOnlyProcessor:
+        pytest.skip("this transformers ignores AutoProcessor.register for built-in configs; load_processor covers it")
+    assert isinstance(AutoProcessor.from_pretrained(str(tiny_dir)), Qwen2_5_VLImageOnlyProcessor)
+
+
+def test_image_pad_count_matches_grid_for_images_of_different_sizes(loaded, batch):
+    model, processor = loaded
+    grid = batch["image_grid_thw"]
+    assert grid.tolist() == [[1, 16, 16], [1, 12, 20]]
+    is_image = batch["input_ids"][0] == model.config.image_token_id
+    assert int(is_image.sum()) == int((grid.prod(-1) // 4).sum())
+    assert batch["pixel_values"].shape == (int(grid.prod(-1).sum()), 3 * 2 * 14 * 14)
+    assert torch.equal(batch["mm_token_type_ids"][0], is_image.long())
+    # Each image's pads sit right between its vision start and end, nothing in between.
+    text = processor.tokenizer.decode(batch["input_ids"][0])
+    for n in (grid.prod(-1) // 4).tolist():
+        assert "<|vision_start|>" + "<|image_pad|>" * n + "<|vision_end|>" in text
+
+
+def test_forward_with_labels_gives_a_finite_loss_on_a_padded_batch(loaded):
+    model, processor = loaded
+    one_image = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "找"}]}]
+    texts = [_two_image_chat(processor), processor.apply_chat_template(one_image, tokenize=False)]
+    images = [*_images(), Image.new("RGB", (100, 400))]
+    batch = processor(images=images, text=texts, padding=True, return_tensors="pt")
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    with torch.no_grad():
+        out = model(**batch, labels=labels)
+    assert out.logits.shape[:2] == batch["input_ids"].shape
+    assert torch.isfinite(out.loss) and out.loss > 0
+
+
+def test_generate_runs_with_vision_inputs(loaded):
+    model, processor = loaded
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "找出所有目标"}]}]
+    prompt = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    inputs = processor(images=_images()[:1], text=[prompt], return_tensors="pt")
+    out = model.generate(**inputs, max_new_tokens=4, do_sample=False)
+    assert out.shape[0] == 1 and inputs["input_ids"].shape[1] < out.shape[1] <= inputs["input_ids"].shape[1] + 4
+
+
+def test_image_tokens_get_3d_mrope_positions(loaded, batch):
+    model, _ = loaded
+    positions, _ = model.model.get_rope_index(
+        batch["input_ids"],
+        batch["mm_token_type_ids"],
+        image_grid_thw=batch["image_grid_thw"],
+        attention_mask=batch["attention_mask"],
+    )
+    assert positions.shape == (3, 1, batch["input_ids"].shape[1])
+    is_image = batch["input_ids"][0] == model.config.image_token_id
+    per_image = positions[:, 0, is_image].split((batch["image_grid_thw"].prod(-1) // 4).tolist(), dim=1)
+    for (t, h, w), (_, grid_h, grid_w) in zip(per_image, batch["image_grid_thw"].tolist()):
+        # One temporal position; the merged grid's rows on the h axis and columns on the w axis.
+        assert t.unique().numel() == 1
+        assert h.unique().numel() == grid_h // 2 and w.unique().numel() == grid_w // 2
+    text = positions[:, 0, ~is_image]
+    assert torch.equal(text[0], text[1]) and torch.equal(text[1], text[2])
+
+
+def test_dropping_mm_token_type_ids_changes_the_logits(loaded, batch):
+    model, _ = loaded
+    without = {k: v for k, v in batch.items() if k != "mm_token_type_ids"}
+    with torch.no_grad():
+        mrope = model(**batch).logits
+        flat = model(**without).logits
+    # Without the type ids the model falls back to 1-D positions on every axis: a silent, real difference.
+    assert not torch.allclose(mrope, flat)
+
+
+def test_min_max_pixels_override_the_image_processor(tiny_dir):
+    processor = load_processor(str(tiny_dir), min_pixels=3136, max_pixels=28 * 28 * 16)
+    assert pixel_range(processor) == (3136, 12544)
+    out = processor(images=_images()[:1], text=["<|vision_start|><|image_pad|><|vision_end|>"], return_tensors="pt")
+    assert out["image_grid_thw"].tolist() == [[1, 8, 8]]
+    with pytest.raises(ValueError, match="must not exceed"):
+        load_processor(str(tiny_dir), min_pixels=10**6)
+
+
+def test_stock_qwen_processor_files_load(tiny_dir, tmp_path):
+    stock = _as_stock_checkpoint(tiny_dir, tmp_path / "stock")
+    model, processor = load_model_and_processor(str(stock))
+    assert pixel_range(processor) == (3136, 12845056)
+    assert processor.chat_template and "<|vision_start|><|image_pad|><|vision_end|>" in processor.chat_template
+    out = processor(images=_images()[1:], text=["<|vision_start|><|image_pad|><|vision_end|>"], return_tensors="pt")
+    assert out["image_grid_thw"].tolist() == [[1, 12, 22]] and "mm_token_type_ids" in out
+
+
+def _as_stock_checkpoint(src: Path, dst: Path) -> Path:
+    """Rewrite our folder's processor files the way Qwen2.5-VL-3B-Instruct ships them."""
+    shutil.copytree(src, dst)
+    (dst / "processor_config.json").unlink()
+    preprocessor = {
+        "min_pixels": 3136,
+        "max_pixels": 12845056,
+        "patch_size": 14,
+        "temporal_patch_size": 2,
+        "merge_size": 2,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711],
+        "image_processor_type": "Qwen2VLImageProcessor",
+        "processor_class": "Qwen2_5_VLProcessor",
+    }
+    (dst / "preprocessor_config.json").write_text(json.dumps(preprocessor))
+    template = (dst / "chat_template.jinja").read_text()
+    (dst / "chat_template.jinja").unlink()
+    (dst / "chat_template.json").write_text(json.dumps({"chat_template": template}))
+    tokenizer_config = json.loads((dst / "tokenizer_config.json").read_text())
+    tokenizer_config["processor_class"] = "Qwen2_5_VLProcessor"
+    (dst / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    return dst
+
+
+def test_folder_without_image_processor_config_is_an_error_naming_the_file(tiny_dir, tmp_path):
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_dir, bare)
+    (bare / "processor_config.json").unlink()
+    with pytest.raises((OSError, ValueError), match="preprocessor_config.json"):
+        load_processor(str(bare))
+
+
+def test_special_token_ids_are_the_configs(loaded):
+    model, processor = loaded
+    ids = special_token_ids(processor)
+    assert ids["image_token_id"] == model.config.image_token_id
+    assert ids["vision_start_token_id"] == model.config.vision_start_token_id
+    assert ids["vision_end_token_id"] == model.config.vision_end_token_id
+    assert ids["video_token_id"] == model.config.video_token_id
+    assert processor.tokenizer.convert_ids_to_tokens([ids["eos_token_id"], ids["pad_token_id"]]) == [
+        "<|im_end|>",
+        "<|endoftext|>",
+    ]
+
+
+def test_config_tokenizer_mismatch_is_an_error_naming_both_ids(tiny_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_dir, broken)
+    config = json.loads((broken / "config.json").read_text())
+    right = config["image_token_id"]
+    config["image_token_id"] = right - 1
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SpecialTokenMismatch, match=rf"image_token_id={right - 1}.*<\|image_pad\|>={right}"):
+        load_model_and_processor(str(broken))
+
+
+def test_tokenizer_larger_than_the_embedding_is_an_error(loaded):
+    model, processor = loaded
+    config = model.config.__class__.from_dict(model.config.to_dict())
+    config.text_config.vocab_size = len(processor.tokenizer) - 1
+    with pytest.raises(SpecialTokenMismatch, match="embeds only"):
+        check_special_tokens(config, processor)
+
+
+def test_dtype_is_applied_and_unknown_dtypes_are_rejected(tiny_dir):
+    model, _ = load_model_and_processor(str(tiny_dir), dtype="bfloat16")
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        load_model_and_processor(str(tiny_dir), dtype="float64")
