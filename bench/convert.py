@@ -4,7 +4,8 @@
     python bench/convert.py --n 1000 --size 1920x1440
     python bench/convert.py --src EXPORT_DIR   # time an existing export instead
 
-Prints photos/s for each worker count and their ratio, and checks both runs wrote the same dataset.
+Prints photos/s for each worker count (best of --repeat alternating runs, as the machine may be shared)
+and their ratio, and checks both counts wrote the same dataset.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -58,6 +60,7 @@ def main() -> None:
     ap.add_argument("--size", default="1280x960", help="synthetic photo size WIDTHxHEIGHT")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--src", type=Path, help="convert this export instead of synthesising one")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per worker count; the fastest counts")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="the 'all cores' worker count")
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -70,14 +73,24 @@ def main() -> None:
             print(f"synthesised {args.n} vendor photos of {width}x{height} in {time.perf_counter() - start:.1f} s")
         else:
             src = args.src
+        for path in src.rglob("*"):  # read every input once so no run pays for a cold page cache
+            if path.is_file():
+                path.read_bytes()
+        best: dict[int, tuple[float, float, dict]] = {}
+        for _ in range(args.repeat):  # alternate the two counts; keep each one's fastest run
+            for workers in (1, args.workers):
+                shutil.rmtree(tmp_path / f"out_w{workers}", ignore_errors=True)
+                run = timed_convert(src, tmp_path / f"out_w{workers}", workers)
+                if workers not in best or run[0] < best[workers][0]:
+                    best[workers] = run
         rates = {}
-        for workers in (1, args.workers):
-            seconds, cpu, summary = timed_convert(src, tmp_path / f"out_w{workers}", workers)
+        for workers, (seconds, cpu, summary) in best.items():
             photos = summary["photos"]["found"]
             rates[workers] = photos / seconds
             # CPU ms per photo shows the cost itself; on a shared machine wall time also shows the neighbours.
             print(f"workers={workers:<3d} {photos} photos ({summary['photos']['converted']} converted) "
-                  f"in {seconds:6.2f} s = {rates[workers]:7.1f} photos/s, {1000 * cpu / photos:.1f} CPU ms/photo")
+                  f"in {seconds:6.2f} s = {rates[workers]:7.1f} photos/s, {1000 * cpu / photos:.1f} CPU ms/photo "
+                  f"(best of {args.repeat})")
         identical = same_dataset(tmp_path / "out_w1", tmp_path / f"out_w{args.workers}")
         load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
         print(f"speed-up workers={args.workers} vs 1: {rates[args.workers] / rates[1]:.2f}x "

@@ -112,6 +112,7 @@ class DetectionConfig(_Strict):
     decoder_layers: int = Field(2, gt=0)
     caption_layers: int = Field(4, gt=0)
     num_heads: int = Field(8, gt=0)
+    d_model: int = Field(512, gt=0)  # head width; capped at the LLM's hidden size (512 keeps the 3B's head ~31M params)
     adapter_ratio: int = Field(8, gt=0)  # bottleneck = hidden / ratio
     box_format: Literal["cxcywh", "xyxy"] = "cxcywh"
     caption_max_tokens: int = Field(32, gt=0)

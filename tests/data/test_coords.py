@@ -33,6 +33,7 @@ def box_in(draw, size):
     return [x1, y1, x2, y2]
 
 
+@settings(deadline=None)  # the first call imports transformers
 @given(sizes, pixels)
 def test_smart_resize_obeys_qwen_rules(size, px):
     w, h = size

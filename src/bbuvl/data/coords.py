@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -23,10 +24,19 @@ QWEN_MIN_PIXELS = 56 * 56
 QWEN_MAX_PIXELS = 28 * 28 * 1280
 CONTRACT_FILE = "coordinate_contract.json"
 
-try:  # Reuse the reference implementation when transformers is importable, so we can never drift from it.
-    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as _hf_smart_resize
-except Exception:  # pragma: no cover - exercised only without transformers
-    _hf_smart_resize = None
+
+
+@lru_cache(maxsize=1)
+def _hf_smart_resize():  # noqa: ANN202
+    """transformers' own smart_resize when importable (so we can never drift from it), else None.
+
+    Imported lazily: transformers pulls in torch, ~2.5 s that data-only commands should not pay.
+    """
+    try:
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as hf
+    except Exception:  # pragma: no cover - exercised only without transformers
+        return None
+    return hf
 
 
 def _smart_resize_py(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
@@ -53,8 +63,14 @@ def smart_resize(
         raise ValueError(f"image size must be positive, got {width}x{height}")
     if max(height, width) / min(height, width) > MAX_ASPECT:
         raise ValueError(f"aspect ratio {max(height, width) / min(height, width):.1f} exceeds {MAX_ASPECT}")
-    if _hf_smart_resize is not None and height >= factor and width >= factor:
-        h, w = _hf_smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
+    return _smart_resize_cached(height, width, factor, min_pixels, max_pixels)
+
+
+@lru_cache(maxsize=65536)
+def _smart_resize_cached(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    hf = _hf_smart_resize()
+    if hf is not None and height >= factor and width >= factor:
+        h, w = hf(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
         return int(h), int(w)
     return _smart_resize_py(height, width, factor, min_pixels, max_pixels)
 

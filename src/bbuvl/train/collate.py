@@ -4,8 +4,9 @@ Both collators return the same keys so that the loss code never branches on the 
 input_ids / labels / span_ids / mm_token_type_ids / sample_index: [B, L]; position_ids: [3, B, L]
 (padded, with attention_mask [B, L]) or [4, 1, L] (packed: a text row restarting per sample + each sample's
 mRoPE rows, no attention mask — the only layout measured to isolate samples, see ENVIRONMENT.md);
-pixel_values [P, D] and image_grid_thw [num_images, 3] concatenated in sample order; det_boxes,
-det_captions, meta: per-sample lists. `sample_index` is the sample a token belongs to (-1 for padding).
+pixel_values [P, D] and image_grid_thw [num_images, 3] concatenated in sample order; det_vision_mask /
+det_text_mask [B, L] (what the detection head reads, see `head_masks`), det_grid_hw [S, 2]; det_boxes,
+det_caption_ids, meta: per-sample lists. `sample_index` is the sample a token belongs to (-1 for padding).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import torch
 
-from bbuvl.train.chat import IGNORE_INDEX, SPAN_NONE
+from bbuvl.train.chat import IGNORE_INDEX, SPAN_NONE, SPAN_STUDENT
 from bbuvl.train.positions import mrope_positions
 
 log = logging.getLogger(__name__)
@@ -46,12 +47,29 @@ def _within_budget(samples: list[dict], max_vision: int, max_tokens: int | None,
     return kept
 
 
-def _common(samples: list[dict]) -> dict[str, Any]:
+def head_masks(sample: dict, merge: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What the detection head reads from one sample: `(vision [L], text [L], grid_hw [2])`.
+
+    vision: the student (last) image's pad tokens; text: the non-image tokens before the student's answer
+    (the answer itself would hand the head its targets); grid_hw: the student image's merged token grid.
+    """
+    is_image = sample["mm_token_type_ids"].bool()
+    t, h, w = sample["image_grid_thw"][-1].tolist()
+    n_student = t * (h // merge) * (w // merge)
+    vision = torch.zeros_like(is_image)
+    vision[torch.nonzero(is_image).flatten()[-n_student:]] = True
+    answer = torch.nonzero(sample["span_ids"] == SPAN_STUDENT).flatten()
+    before = torch.arange(is_image.numel()) < (int(answer[0]) if answer.numel() else is_image.numel())
+    return vision, ~is_image & before, torch.tensor([h // merge, w // merge])
+
+
+def _common(samples: list[dict], merge: int) -> dict[str, Any]:
     return {
         "pixel_values": torch.cat([s["pixel_values"] for s in samples]),
         "image_grid_thw": torch.cat([s["image_grid_thw"] for s in samples]),
+        "det_grid_hw": torch.stack([head_masks(s, merge)[2] for s in samples]),
         "det_boxes": [s["det_boxes"] for s in samples],
-        "det_captions": [s["det_captions"] for s in samples],
+        "det_caption_ids": [s.get("det_caption_ids", []) for s in samples],
         "meta": [s["meta"] for s in samples],
     }
 
@@ -78,6 +96,8 @@ class PaddedCollator:
             "mm_token_type_ids": torch.zeros(B, L, dtype=torch.long),
             "sample_index": torch.full((B, L), -1, dtype=torch.long),
             "position_ids": torch.zeros(3, B, L, dtype=torch.long),
+            "det_vision_mask": torch.zeros(B, L, dtype=torch.bool),
+            "det_text_mask": torch.zeros(B, L, dtype=torch.bool),
         }
         for b, s in enumerate(samples):
             n = s["input_ids"].numel()
@@ -89,7 +109,8 @@ class PaddedCollator:
             batch["mm_token_type_ids"][b, sl] = s["mm_token_type_ids"]
             batch["sample_index"][b, sl] = b
             batch["position_ids"][:, b, sl] = mrope_positions(s["input_ids"], s["image_grid_thw"], self.image_token_id, self.merge)
-        batch.update(_common(samples))
+            batch["det_vision_mask"][b, sl], batch["det_text_mask"][b, sl], _ = head_masks(s, self.merge)
+        batch.update(_common(samples, self.merge))
         return batch
 
 
@@ -117,6 +138,8 @@ class PackedCollator:
             "mm_token_type_ids": cat("mm_token_type_ids"),
             "sample_index": torch.cat([torch.full((s["input_ids"].numel(),), i) for i, s in enumerate(samples)])[None],
             "position_ids": torch.cat([text[None], rope], dim=0)[:, None, :],  # [4, 1, L]
+            "det_vision_mask": torch.cat([head_masks(s, self.merge)[0] for s in samples])[None],
+            "det_text_mask": torch.cat([head_masks(s, self.merge)[1] for s in samples])[None],
         }
-        batch.update(_common(samples))
+        batch.update(_common(samples, self.merge))
         return batch

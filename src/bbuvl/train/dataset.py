@@ -128,6 +128,7 @@ class ConversationDataset(torch.utils.data.Dataset):
             "pixel_values": enc.pixel_values,
             "image_grid_thw": enc.image_grid_thw,
             "det_boxes": boxes,  # [N, 4] normalised xyxy of the student photo
-            "det_captions": [o.desc for o in rec.objects],
+            "det_caption_ids": [torch.tensor(self.encoder.tokenizer.encode(o.desc, add_special_tokens=False))
+                                for o in rec.objects],
             "meta": {"images": [t.image_path for t in teachers] + [src.student.image_path], "index": index},
         }

@@ -1,0 +1,128 @@
+"""The trained model: a Qwen2.5-VL (optionally with LoRA) plus the optional detection head.
+
+`forward(**batch)` computes every loss term of a step from one pass through the VLM:
+total = teacher_w * LM_teacher + student_w * LM_student + sum_k w_k * det_k, and returns each term
+as a tensor so that what is logged is exactly what is optimised.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from bbuvl.config import Config
+from bbuvl.model.box_ops import box_xyxy_to_cxcywh
+from bbuvl.model.detection_head import DetectionHead, DetectionOutput
+from bbuvl.train.detection_loss import DetectionCriterion
+from bbuvl.train.lm_loss import span_lm_loss
+
+
+def core_model(vlm: nn.Module) -> nn.Module:
+    """The `Qwen2_5_VLForConditionalGeneration` inside a possibly peft-wrapped model."""
+    inner = vlm
+    while not hasattr(inner, "lm_head") and hasattr(inner, "base_model") and inner.base_model is not inner:
+        inner = inner.base_model
+    while not hasattr(inner, "lm_head") and hasattr(inner, "model"):
+        inner = inner.model
+    return inner
+
+
+def gather_head_inputs(
+    embeds: torch.Tensor, hidden: torch.Tensor, sample_index: torch.Tensor, vision_mask: torch.Tensor, text_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample head memory from padded or packed rows.
+
+    embeds / hidden: [B, L, H] input embeddings and last hidden states; sample_index, vision_mask, text_mask: [B, L].
+    Returns vision [S, Nv, H], vision_valid [S, Nv], text [S, Nt, H], text_valid [S, Nt] for the S samples.
+    """
+    num_samples = int(sample_index.max()) + 1
+    vis, txt = [], []
+    for k in range(num_samples):
+        in_k = sample_index == k
+        vis.append(embeds[in_k & vision_mask])
+        txt.append(hidden[in_k & text_mask])
+
+    def pad(seqs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        n = max(1, max(s.shape[0] for s in seqs))
+        out = embeds.new_zeros(len(seqs), n, embeds.shape[-1])
+        valid = torch.zeros(len(seqs), n, dtype=torch.bool, device=embeds.device)
+        for i, s in enumerate(seqs):
+            out[i, : s.shape[0]] = s
+            valid[i, : s.shape[0]] = True
+        return out, valid
+
+    return (*pad(vis), *pad(txt))
+
+
+class BBUVLModel(nn.Module):
+    """Qwen2.5-VL + detection head, with the run's loss weights."""
+
+    def __init__(self, vlm: nn.Module, cfg: Config, head: DetectionHead | None = None):
+        super().__init__()
+        self.vlm = vlm
+        self.detection_head = head
+        self.criterion = DetectionCriterion.from_config(cfg.loss, cfg.detection) if head is not None else None
+        self.loss_cfg = cfg.loss
+        self.box_format = cfg.detection.box_format
+        self.detection_active = head is not None  # False while `detection_freeze_epochs` holds the head back
+
+    @classmethod
+    def build(cls, vlm: nn.Module, cfg: Config, tokenizer: Any) -> "BBUVLModel":
+        """Wrap a loaded VLM, creating a fresh detection head when `detection.enabled`."""
+        head = None
+        if cfg.detection.enabled:
+            core = core_model(vlm)
+            text_cfg = getattr(core.config, "text_config", core.config)
+            bos = tokenizer.convert_tokens_to_ids("<|im_start|>")
+            head = DetectionHead(
+                text_cfg.hidden_size, core.get_input_embeddings(), cfg.detection,
+                bos_token_id=bos, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+                pad_token_id=tokenizer.pad_token_id, d_model=min(cfg.detection.d_model, text_cfg.hidden_size),
+            )
+            head.to(next(vlm.parameters()).dtype)
+        return cls(vlm, cfg, head)
+
+    @property
+    def config(self) -> Any:
+        """The VLM's config (HF Trainer reads it)."""
+        return core_model(self.vlm).config
+
+    def head_forward(self, embeds: torch.Tensor, hidden: torch.Tensor, batch: dict[str, Any]) -> DetectionOutput:
+        """Run the detection head on a batch's pass through the VLM."""
+        vis, vis_valid, txt, txt_valid = gather_head_inputs(
+            embeds, hidden, batch["sample_index"], batch["det_vision_mask"], batch["det_text_mask"]
+        )
+        return self.detection_head(vis, vis_valid, txt, txt_valid, vision_grid_hw=batch["det_grid_hw"])
+
+    def forward(self, **batch: Any) -> dict[str, torch.Tensor]:
+        """All loss terms for a collated batch (see train/collate.py); `loss` is the weighted total."""
+        core = core_model(self.vlm)
+        use_head = self.detection_head is not None and self.detection_active
+        out = core.model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch.get("attention_mask"),
+            position_ids=batch["position_ids"],
+            pixel_values=batch["pixel_values"],
+            image_grid_thw=batch["image_grid_thw"],
+            use_cache=False,  # packed rows are isolated only without a cache (ENVIRONMENT.md, "Packing")
+            output_hidden_states=use_head,
+            return_dict=True,
+        )
+        hidden = out.last_hidden_state
+        lm = span_lm_loss(hidden, core.lm_head, batch["labels"], batch["span_ids"])
+        parts = {"lm_teacher": lm.teacher, "lm_student": lm.student}
+        total = self.loss_cfg.teacher_weight * lm.teacher + self.loss_cfg.student_weight * lm.student
+        if use_head:
+            det = self.head_forward(out.hidden_states[0], hidden, batch)
+            targets = [
+                {"boxes": (box_xyxy_to_cxcywh(b) if self.box_format == "cxcywh" else b).to(det.boxes.device),
+                 "caption_ids": c}
+                for b, c in zip(batch["det_boxes"], batch["det_caption_ids"])
+            ]
+            losses = self.criterion(det, targets, self.detection_head)
+            parts.update({k: v for k, v in losses.items() if k != "loss_detection"})
+            total = total + losses["loss_detection"]
+        parts["loss"] = total
+        return parts

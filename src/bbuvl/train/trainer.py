@@ -1,0 +1,300 @@
+"""Fine-tuning on HF Trainer: one config in, a checkpoint folder out.
+
+HF Trainer provides the loop (accumulation, bf16, checkpointing, resume, TensorBoard, accelerate /
+DeepSpeed); this module supplies what is ours: the five LR groups, the multi-term loss logged term by term,
+the non-finite guard with batch dumps, and checkpoints that carry everything inference needs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+from bbuvl.config import Config, LoraConfig
+from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.labels import Hierarchy
+from bbuvl.data.schema import read_dataset, read_records
+from bbuvl.model.checkpoint import Prompt, load_weights_into, save_checkpoint
+from bbuvl.model.loading import load_model_and_processor
+from bbuvl.model.vlm import BBUVLModel, core_model
+from bbuvl.train.callbacks import EpochCallback, NonFiniteGuard, RichProgress, Throughput
+from bbuvl.train.chat import ChatEncoder
+from bbuvl.train.collate import PackedCollator, PaddedCollator
+from bbuvl.train.dataset import ConversationDataset, SourcedRecord, sources_from
+from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, optimizer_groups
+from bbuvl.train.prompts import system_prompt
+
+log = logging.getLogger(__name__)
+FINAL_DIR = "final"
+
+
+def data_labels(cfg: Config, hierarchy: Hierarchy) -> list[str]:
+    """The label vocabulary of the training (and validation) data, in hierarchy order."""
+    seen: set[str] = set()
+    for path in filter(None, (cfg.data.train, cfg.data.val)):
+        if Path(path).exists():
+            seen |= {o.desc for r in read_records(path) for o in r.objects}
+    order = {label: i for i, label in enumerate(hierarchy.labels())}
+    return sorted(seen, key=lambda label: (order.get(label, len(order)), label))
+
+
+def apply_lora(vlm: torch.nn.Module, lora: LoraConfig) -> torch.nn.Module:
+    """Wrap the VLM with LoRA adapters on the language model (and the vision blocks when asked)."""
+    if lora.bits != 16:
+        raise ValueError("model.lora.bits 4/8 (QLoRA) needs bitsandbytes on a CUDA machine; this build supports bits=16 only")
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    names = "|".join(lora.target_modules)
+    pattern = rf".*language_model.*\.({names})"
+    if lora.vision:
+        pattern = rf"({pattern})|(.*visual\.blocks.*\.(qkv|proj|gate_proj|up_proj|down_proj))"
+    return get_peft_model(vlm, PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=pattern))
+
+
+@dataclass
+class Run:
+    """Everything a training run is made of."""
+
+    cfg: Config
+    model: BBUVLModel
+    processor: Any
+    contract: CoordinateContract
+    prompt: Prompt
+    train_dataset: ConversationDataset
+    eval_dataset: ConversationDataset | None
+    collator: PaddedCollator | PackedCollator
+
+
+def build_run(cfg: Config) -> Run:
+    """Load the model and data a config describes and check parameter groups (fails fast, before any step)."""
+    contract = CoordinateContract(cfg.model.min_pixels, cfg.model.max_pixels)
+    hierarchy = Hierarchy.load(cfg.data.hierarchy)
+    train_samples = read_dataset(cfg.data.train)
+    labels = data_labels(cfg, hierarchy)
+    prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang), labels, cfg.data.lang)
+
+    vlm, processor = load_model_and_processor(cfg.model.path, dtype=cfg.model.dtype,
+                                              attn_implementation=cfg.model.attn_implementation,
+                                              min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels)
+    if cfg.model.lora.enabled:
+        vlm = apply_lora(vlm, cfg.model.lora)
+    if cfg.training.gradient_checkpointing:
+        core_model(vlm).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = BBUVLModel.build(vlm, cfg, processor.tokenizer)
+    freeze_zero_lr_groups(model, cfg.training.lr)
+    assign_groups(model)  # raises naming any trainable parameter outside the five groups
+
+    encoder = ChatEncoder(processor, prompt.system, cfg.data.lang)
+    pool = []
+    if cfg.data.teachers and Path(cfg.data.teachers).exists():
+        pool = [SourcedRecord(r, cfg.data.teachers) for r in read_records(cfg.data.teachers)]
+    common = dict(max_vision_tokens=cfg.model.max_vision_tokens, oversize=cfg.data.oversize, seed=cfg.training.seed)
+    train_ds = ConversationDataset(sources_from(train_samples, cfg.data.train), encoder, contract, pool,
+                                   cfg.data.teacher_ratio, cfg.data.num_teachers, **common)
+    eval_ds = None
+    if cfg.data.val and Path(cfg.data.val).exists():
+        eval_ds = ConversationDataset(sources_from(read_dataset(cfg.data.val), cfg.data.val), encoder, contract, pool,
+                                      cfg.data.teacher_ratio if cfg.data.val_teachers else 0.0, cfg.data.num_teachers, **common)
+    tok = processor.tokenizer
+    ids = dict(pad_token_id=tok.pad_token_id, image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
+               max_vision_tokens_per_batch=cfg.model.max_vision_tokens_per_batch)
+    collator = (PackedCollator(**ids, max_tokens=cfg.data.pack_max_tokens) if cfg.data.collator == "packed"
+                else PaddedCollator(**ids, padding_side=cfg.data.padding_side))
+    return Run(cfg, model, processor, contract, prompt, train_ds, eval_ds, collator)
+
+
+def _finite_float(t: torch.Tensor) -> float:
+    return float(t.detach().float().item())
+
+
+class BBUTrainer(Trainer):
+    """HF Trainer with our optimizer groups, multi-term loss logging, non-finite dumps and checkpoint layout."""
+
+    def __init__(self, *args: Any, run: Run, throughput: Throughput, guard: NonFiniteGuard, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.run, self.throughput, self.guard = run, throughput, guard
+        self._parts: dict[str, float] = {}
+        self._parts_n = 0
+        self._eval_parts: dict[str, float] = {}
+        self._eval_n = 0
+
+    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:  # noqa: D102
+        if self.optimizer is None:
+            groups = optimizer_groups(self.model, self.run.cfg.training.lr, self.args.weight_decay)
+            self.optimizer = torch.optim.AdamW(groups, betas=(self.args.adam_beta1, self.args.adam_beta2), eps=self.args.adam_epsilon)
+        return self.optimizer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
+        parts = model(**inputs)
+        loss = parts["loss"]
+        if model.training:
+            if torch.isfinite(loss):
+                for k, v in parts.items():
+                    self._parts[k] = self._parts.get(k, 0.0) + _finite_float(v)
+                self._parts_n += 1
+            else:
+                self._dump_batch(inputs, parts)
+            valid = inputs["sample_index"] >= 0
+            vision = int(inputs["mm_token_type_ids"].sum())
+            self.throughput.samples += len(inputs["meta"])
+            self.throughput.vision_tokens += vision
+            self.throughput.text_tokens += int(valid.sum()) - vision
+        return (loss, parts) if return_outputs else loss
+
+    def _dump_batch(self, inputs: dict, parts: dict) -> None:
+        """Write the offending batch (ids, decoded text, image paths, loss terms) for inspection."""
+        folder = Path(self.args.output_dir) / "nan_batches"
+        folder.mkdir(parents=True, exist_ok=True)
+        tok = self.run.processor.tokenizer
+        rows = []
+        for b in range(inputs["input_ids"].shape[0]):
+            ids = inputs["input_ids"][b][inputs["sample_index"][b] >= 0].tolist()
+            rows.append({"input_ids": ids, "text": tok.decode(ids, skip_special_tokens=False)})
+        record = {"step": self.state.global_step + 1, "loss_terms": {k: _finite_float(v) for k, v in parts.items()},
+                  "images": [m.get("images") for m in inputs["meta"]], "rows": rows}
+        path = folder / f"step{self.state.global_step + 1:07d}_{len(list(folder.glob('*.json')))}.json"
+        path.write_text(json.dumps(record, ensure_ascii=False, indent=1, allow_nan=True), encoding="utf-8")
+        log.warning("non-finite loss %s at step %d; batch written to %s", record["loss_terms"].get("loss"), record["step"], path)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):  # noqa: D102
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            parts = model(**inputs)
+        for k, v in parts.items():
+            self._eval_parts[k] = self._eval_parts.get(k, 0.0) + _finite_float(v)
+        self._eval_n += 1
+        return parts["loss"].detach(), None, None
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:  # noqa: D102
+        if "loss" in logs and self._parts_n:
+            for k, v in self._parts.items():
+                logs["loss" if k == "loss" else k] = v / self._parts_n  # full precision, the same mean HF rounds
+            self._parts, self._parts_n = {}, 0
+        if "eval_loss" in logs and self._eval_n:
+            for k, v in self._eval_parts.items():
+                logs[f"eval_{k}"] = v / self._eval_n
+            self._eval_parts, self._eval_n = {}, 0
+        if "loss" in logs:
+            logs["nan_skipped"] = self.guard.skipped
+        super().log(logs, start_time)
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:  # noqa: D102
+        if self.args.should_save:
+            r = self.run
+            save_checkpoint(self.accelerator.unwrap_model(self.model), r.processor, r.cfg, r.contract, r.prompt,
+                            output_dir or self.args.output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:  # noqa: D102
+        load_weights_into(model or self.model, resume_from_checkpoint)
+
+
+def training_arguments(cfg: Config, has_eval: bool) -> TrainingArguments:
+    """HF TrainingArguments from our config (TensorBoard logs under output_dir/tb)."""
+    t = cfg.training
+    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(Path(t.output_dir) / "tb"))
+    return TrainingArguments(
+        output_dir=t.output_dir,
+        per_device_train_batch_size=t.per_device_batch_size,
+        per_device_eval_batch_size=t.per_device_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        num_train_epochs=t.num_epochs,
+        max_steps=t.max_steps,
+        learning_rate=t.lr.llm,  # unused: each group carries its own LR (create_optimizer)
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio,  # < 1: a fraction of the total steps
+        lr_scheduler_type=t.lr_scheduler,
+        max_grad_norm=t.max_grad_norm,
+        bf16=t.bf16,
+        logging_steps=t.logging_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=t.eval_steps,
+        seed=t.seed,
+        data_seed=t.seed,
+        report_to=["tensorboard"],
+        remove_unused_columns=False,
+        dataloader_num_workers=cfg.data.num_workers,
+        use_cpu=t.use_cpu,
+        deepspeed=t.deepspeed,
+        disable_tqdm=True,
+        label_names=["labels"],
+        ddp_find_unused_parameters=cfg.detection.enabled and t.detection_freeze_epochs > 0,
+    )
+
+
+def make_trainer(run: Run, progress: bool = True, callbacks: list | None = None) -> BBUTrainer:
+    """A ready-to-train BBUTrainer for a built run."""
+    cfg = run.cfg
+    throughput = Throughput()
+    guard = NonFiniteGuard(run.model, cfg.training.max_consecutive_nan)
+    trainer = BBUTrainer(
+        model=run.model,
+        args=training_arguments(cfg, run.eval_dataset is not None),
+        train_dataset=run.train_dataset,
+        eval_dataset=run.eval_dataset,
+        data_collator=run.collator,
+        callbacks=[EpochCallback(run.train_dataset, run.model, cfg.training.detection_freeze_epochs), guard,
+                   RichProgress(throughput, progress), *(callbacks or [])],
+        run=run, throughput=throughput, guard=guard,
+    )
+    return trainer
+
+
+def latest_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest `checkpoint-N` folder of a run, if any."""
+    ckpts = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return str(ckpts[-1]) if ckpts else None
+
+
+def train(cfg: Config, resume: bool | str = False, progress: bool = True, callbacks: list | None = None) -> dict[str, Any]:
+    """Train a run; returns the final checkpoint folder and the logged history."""
+    run = build_run(cfg)
+    trainer = make_trainer(run, progress, callbacks)
+    ckpt = None
+    if resume:
+        ckpt = resume if isinstance(resume, str) else latest_checkpoint(cfg.training.output_dir)
+        if ckpt is None:
+            raise FileNotFoundError(f"--resume: no checkpoint-* folder in {cfg.training.output_dir}")
+    trainer.train(resume_from_checkpoint=ckpt)
+    final = Path(cfg.training.output_dir) / FINAL_DIR
+    trainer.save_model(str(final))
+    history = trainer.state.log_history
+    (Path(cfg.training.output_dir) / "history.json").write_text(json.dumps(history, indent=1), encoding="utf-8")
+    return {"final": str(final), "history": history, "nan_skipped": trainer.guard.skipped,
+            "budget_dropped": run.collator.budget.dropped, "oversize_skipped": len(run.train_dataset.skipped)}
+
+
+def dry_run(cfg: Config) -> dict[str, Any]:
+    """Config check, model load, one batch forward + backward: memory and token counts, no optimizer step."""
+    import resource
+
+    run = build_run(cfg)
+    batch = run.collator([run.train_dataset[i] for i in range(min(cfg.training.per_device_batch_size, len(run.train_dataset)))])
+    device = next(run.model.parameters()).device
+    inputs = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+    run.model.train()
+    parts = run.model(**inputs)
+    parts["loss"].backward()
+    groups = {g: sum(p.numel() for _, p in named) for g, named in assign_groups(run.model).items()}
+    return {
+        "loss_terms": {k: _finite_float(v) for k, v in parts.items()},
+        "samples": len(batch["meta"]),
+        "tokens": int((batch["sample_index"] >= 0).sum()),
+        "vision_tokens": int(batch["mm_token_type_ids"].sum()),
+        "trainable_per_group": groups,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
+        "train_samples": len(run.train_dataset),
+        "finite": all(math.isfinite(v) for v in (_finite_float(t) for t in parts.values())),
+    }
