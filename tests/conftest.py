@@ -26,3 +26,39 @@ def tiny(tiny_model_dir):
     model, processor = load_model_and_processor(str(tiny_model_dir), dtype="float32", attn_implementation="sdpa")
     model.eval()
     return model, processor
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory) -> Path:
+    """8 train / 2 val synthetic photos at 224x168 with at most 3 objects each (short answers keep steps fast)."""
+    from bbuvl.data.schema import read_records, write_dataset
+    from bbuvl.data.synth import synthesize
+
+    out = tmp_path_factory.mktemp("small") / "data"
+    synthesize(out, 8, 2, seed=1, size=(224, 168), num_teachers=3)
+    for name in ("train.jsonl", "val.jsonl", "teachers.jsonl"):
+        records = read_records(out / name)
+        write_dataset(out / name, [r.model_copy(update={"objects": r.objects[:3]}) for r in records])
+    return out
+
+
+@pytest.fixture()
+def run_config(tiny_model_dir, small_dataset, tmp_path):
+    """A fast CPU training config on the small dataset; call with overrides."""
+    from bbuvl.config import load_config
+
+    def make(*overrides: str):
+        base = [
+            f"model.path={tiny_model_dir}", "model.dtype=float32", "model.min_pixels=12544", "model.max_pixels=50176",
+            f"data.train={small_dataset / 'train.jsonl'}", f"data.val={small_dataset / 'val.jsonl'}",
+            f"data.teachers={small_dataset / 'teachers.jsonl'}", "data.num_workers=0", "data.teacher_ratio=0.5",
+            f"training.output_dir={tmp_path / 'run'}", "training.per_device_batch_size=2", "training.gradient_accumulation_steps=1",
+            "training.max_steps=4", "training.logging_steps=1", "training.save_steps=100", "training.eval_steps=100",
+            "training.bf16=false", "training.gradient_checkpointing=false", "training.use_cpu=true", "training.warmup_ratio=0",
+            "training.lr.vision=1e-3", "training.lr.merger=1e-3", "training.lr.llm=1e-3", "training.lr.detection=1e-3",
+            "training.lr.adapter=1e-3", "detection.num_queries=8", "detection.num_heads=4", "detection.caption_layers=1",
+            "detection.decoder_layers=1", "detection.dropout=0.0",
+        ]
+        return load_config(None, base + list(overrides))
+
+    return make

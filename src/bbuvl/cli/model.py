@@ -49,3 +49,16 @@ def tiny(
     console.print(
         f"[green]saved[/] tiny Qwen2.5-VL ({n_params:,} parameters) to {out} in {time.perf_counter() - start:.1f} s"
     )
+
+
+@app.command("merge-lora")
+def merge_lora_cmd(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint folder trained with model.lora.enabled=true."),
+    out: Path = typer.Argument(..., help="Folder for the merged, adapter-free checkpoint."),
+) -> None:
+    """Merge LoRA adapters into the base model and save a standalone checkpoint (head, prompt and contract kept)."""
+    from bbuvl.model.checkpoint import merge_lora
+
+    with user_errors():
+        merge_lora(checkpoint, out)
+    console.print(f"[green]merged[/] {checkpoint} -> {out}")

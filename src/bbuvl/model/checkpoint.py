@@ -80,18 +80,13 @@ def load_weights_into(model: Any, directory: str | Path) -> None:
 
         set_peft_model_state_dict(model.vlm, load_file(directory / "adapter_model.safetensors"))
     else:
-        files = sorted(directory.glob("model*.safetensors"))
-        if not files:
+        if not any(directory.glob("model*.safetensors")):
             raise FileNotFoundError(f"{directory}: no model*.safetensors to resume from")
-        state: dict[str, torch.Tensor] = {}
-        for f in files:
-            state.update(load_file(f))
         core = core_model(model.vlm)
-        missing, unexpected = core.load_state_dict(state, strict=False)
-        tied = {"lm_head.weight"} if getattr(core.config, "tie_word_embeddings", False) else set()
-        if set(missing) - tied or unexpected:
-            raise ValueError(f"{directory}: weights do not fit the model (missing {sorted(set(missing) - tied)[:5]}, "
-                             f"unexpected {unexpected[:5]})")
+        # from_pretrained applies transformers' checkpoint key mapping (saved names differ from module names).
+        saved = type(core).from_pretrained(str(directory), dtype=next(core.parameters()).dtype)
+        core.load_state_dict(saved.state_dict())
+        del saved
     if model.detection_head is not None:
         head_file = directory / HEAD_FILE
         if not head_file.exists():
@@ -131,3 +126,15 @@ def load_checkpoint(directory: str | Path, dtype: str | None = None, device: str
         model.detection_head.to(next(vlm.parameters()).device)
     model.eval()
     return model, processor, cfg, contract, Prompt.load(directory)
+
+
+def merge_lora(src: str | Path, dst: str | Path) -> Path:
+    """Fold a LoRA checkpoint's adapters into the base weights and save a plain checkpoint (same head, prompt, contract)."""
+    model, processor, cfg, contract, prompt = load_checkpoint(src, dtype="float32")
+    if not is_peft(model.vlm):
+        raise ValueError(f"{src}: not a LoRA checkpoint (no adapter_config.json)")
+    model.vlm = model.vlm.merge_and_unload()
+    cfg = cfg.model_copy(deep=True)
+    cfg.model.lora.enabled = False
+    cfg.model.path = str(dst)
+    return save_checkpoint(model, processor, cfg, contract, prompt, dst)

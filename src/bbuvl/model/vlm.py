@@ -20,13 +20,9 @@ from bbuvl.train.lm_loss import span_lm_loss
 
 
 def core_model(vlm: nn.Module) -> nn.Module:
-    """The `Qwen2_5_VLForConditionalGeneration` inside a possibly peft-wrapped model."""
-    inner = vlm
-    while not hasattr(inner, "lm_head") and hasattr(inner, "base_model") and inner.base_model is not inner:
-        inner = inner.base_model
-    while not hasattr(inner, "lm_head") and hasattr(inner, "model"):
-        inner = inner.model
-    return inner
+    """The `Qwen2_5_VLForConditionalGeneration` inside a possibly peft-wrapped model (LoRA layers stay active)."""
+    # peft forwards attribute lookups to the wrapped model, so ask for the base model explicitly.
+    return vlm.get_base_model() if hasattr(vlm, "peft_config") else vlm
 
 
 def gather_head_inputs(
@@ -121,7 +117,11 @@ class BBUVLModel(nn.Module):
                  "caption_ids": c}
                 for b, c in zip(batch["det_boxes"], batch["det_caption_ids"])
             ]
-            losses = self.criterion(det, targets, self.detection_head)
+            if torch.isfinite(det.boxes).all() and torch.isfinite(det.objectness_logits).all():
+                losses = self.criterion(det, targets, self.detection_head)
+            else:  # a diverged head cannot be matched: report NaN terms (the trainer's guard skips the step)
+                nan = (det.boxes.sum() + det.objectness_logits.sum()) * float("nan")
+                losses = {k: nan for k in ("loss_bbox", "loss_giou", "loss_objectness", "loss_caption", "loss_detection")}
             parts.update({k: v for k, v in losses.items() if k != "loss_detection"})
             total = total + losses["loss_detection"]
         parts["loss"] = total

@@ -38,7 +38,7 @@ class EpochCallback(TrainerCallback):
         self.dataset, self.model, self.freeze_epochs = dataset, model, freeze_epochs
 
     def on_epoch_begin(self, args, state, control, **kwargs):  # noqa: D102
-        epoch = int(round(state.epoch or 0))
+        epoch = int((state.epoch or 0) + 1e-6)  # a resume mid-epoch (e.g. 0.75) is still epoch 0
         self.dataset.set_epoch(epoch)
         if self.model.detection_head is not None:
             active = epoch >= self.freeze_epochs
@@ -96,8 +96,14 @@ class RichProgress(TrainerCallback):
         self.throughput.samples = self.throughput.text_tokens = self.throughput.vision_tokens = 0
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D102
-        if logs and "loss" in logs:
+        if not logs or not state.is_world_process_zero:
+            return
+        if "loss" in logs:
             self.last_loss = logs["loss"]
+        shown = {k: v for k, v in logs.items() if k.startswith(("loss", "lm_", "eval_loss", "eval_lm")) or k == "nan_skipped"}
+        if shown:
+            text = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
+            (self.progress.console.print if self.progress else print)(f"step {state.global_step}: {text}")
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
         if self.progress is None:

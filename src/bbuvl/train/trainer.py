@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainingArguments, set_seed
+from transformers.trainer_callback import PrinterCallback
 
 from bbuvl.config import Config, LoraConfig
 from bbuvl.data.coords import CoordinateContract
@@ -76,6 +77,7 @@ class Run:
 
 def build_run(cfg: Config) -> Run:
     """Load the model and data a config describes and check parameter groups (fails fast, before any step)."""
+    set_seed(cfg.training.seed)  # the head's initial weights must not depend on what ran before in this process
     contract = CoordinateContract(cfg.model.min_pixels, cfg.model.max_pixels)
     hierarchy = Hierarchy.load(cfg.data.hierarchy)
     train_samples = read_dataset(cfg.data.train)
@@ -248,6 +250,7 @@ def make_trainer(run: Run, progress: bool = True, callbacks: list | None = None)
                    RichProgress(throughput, progress), *(callbacks or [])],
         run=run, throughput=throughput, guard=guard,
     )
+    trainer.remove_callback(PrinterCallback)  # RichProgress prints one compact line per log instead
     return trainer
 
 

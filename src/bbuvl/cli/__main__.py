@@ -1,0 +1,5 @@
+"""`python -m bbuvl.cli ...` (what accelerate launch / torchrun run)."""
+
+from bbuvl.cli import app
+
+app()

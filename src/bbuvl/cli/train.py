@@ -1,0 +1,67 @@
+"""`bbuvl train CONFIG [key=value ...]`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from bbuvl.cli.common import console, fail, user_errors
+from bbuvl.config import ConfigError, dump_config, load_config
+
+
+def train(
+    config: Path = typer.Argument(..., help="Run config (YAML); see configs/base.yaml for every key."),
+    overrides: list[str] = typer.Argument(None, help="key.sub=value overrides, e.g. training.num_epochs=3"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint-* in training.output_dir."),
+    resume_from: Path = typer.Option(None, help="Continue from this checkpoint folder."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check config, load the model, run one batch; print memory and tokens."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
+    validate_only: bool = typer.Option(False, "--validate-only", help="Validate the config and exit."),
+) -> None:
+    """Fine-tune Qwen2.5-VL (and the detection head) on a bbuvl dataset.
+
+    Several GPUs: `accelerate launch -m bbuvl.cli train CONFIG` or `torchrun --nproc-per-node N -m bbuvl.cli train CONFIG`
+    (add training.deepspeed=configs/deepspeed/zero2.json for DeepSpeed).
+    """
+    try:
+        cfg = load_config(config, overrides or [])
+    except ConfigError as e:
+        fail(str(e))
+    if print_config:
+        console.print(dump_config(cfg), end="", markup=False)
+        return
+    if validate_only:
+        console.print(f"[green]ok[/]: {config} is valid")
+        return
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from bbuvl.train.trainer import dry_run as run_dry
+    from bbuvl.train.trainer import train as run_train
+
+    if dry_run:
+        with user_errors(ValueError, OSError, KeyError):
+            report = run_dry(cfg)
+        table = Table(title="dry run: one batch", show_header=False)
+        for k, v in report.items():
+            table.add_row(k, json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else str(v))
+        console.print(table)
+        if not report["finite"]:
+            fail("the loss of the first batch is not finite")
+        return
+    with user_errors(ValueError, OSError):
+        result = run_train(cfg, resume=str(resume_from) if resume_from else resume)
+    logs = [h for h in result["history"] if "loss" in h]
+    if logs:
+        table = Table(title="training loss (first, last)")
+        keys = [k for k in ("loss", "lm_teacher", "lm_student", "loss_bbox", "loss_giou", "loss_objectness", "loss_caption") if k in logs[0]]
+        for k in ["step", *keys]:
+            table.add_column(k)
+        for h in (logs[0], logs[-1]):
+            table.add_row(*[f"{h.get(k, float('nan')):.4g}" if k != "step" else str(h["step"]) for k in ["step", *keys]])
+        console.print(table)
+    console.print(f"non-finite steps skipped: {result['nan_skipped']}; samples dropped for budget: "
+                  f"{result['budget_dropped']}; over-budget photos skipped: {result['oversize_skipped']}")
+    console.print(f"[green]checkpoint[/]: {result['final']}  (TensorBoard: {Path(cfg.training.output_dir) / 'tb'})")

@@ -1,0 +1,154 @@
+"""Training: LR groups, logged loss = optimised loss, non-finite guard, resume, LoRA merge, head freezing."""
+
+import json
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from bbuvl.model.checkpoint import load_checkpoint, merge_lora
+from bbuvl.train.param_groups import GROUPS, ParameterGroupError, assign_groups, group_of
+from bbuvl.train.trainer import build_run, train
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def _snapshot(model, group):
+    return {n: p.detach().clone() for n, p in model.named_parameters() if group_of(n) == group}
+
+
+def _losses(history):
+    return [h for h in history if "loss" in h and "train_runtime" not in h]
+
+
+def test_every_trainable_parameter_is_in_exactly_one_group(run_config):
+    run = build_run(run_config())
+    groups = assign_groups(run.model)
+    names = [n for named in groups.values() for n, _ in named]
+    trainable = [n for n, p in run.model.named_parameters() if p.requires_grad]
+    assert sorted(names) == sorted(trainable) and len(set(names)) == len(names)
+    assert all(groups[g] for g in GROUPS), {g: len(v) for g, v in groups.items()}
+
+
+def test_a_trainable_parameter_outside_the_groups_is_a_startup_error(run_config):
+    run = build_run(run_config())
+    run.model.extra_scale = torch.nn.Parameter(torch.ones(1))
+    with pytest.raises(ParameterGroupError, match="extra_scale"):
+        assign_groups(run.model)
+
+
+class _Capture(TrainerCallback):
+    def __init__(self):
+        self.model = None
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.model = model
+
+
+def test_zero_lr_groups_stay_frozen_and_logged_loss_is_the_weighted_sum(run_config):
+    cfg = run_config("training.lr.vision=0", "training.lr.merger=0")
+    run = build_run(cfg)
+    vision_before = _snapshot(run.model, "vision")
+    llm_before = _snapshot(run.model, "llm")
+    assert not any(p.requires_grad for n, p in run.model.named_parameters() if group_of(n) in ("vision", "merger"))
+    cap = _Capture()
+    result = train(cfg, progress=False, callbacks=[cap])
+    model = load_checkpoint(result["final"])[0]
+    for n, p in model.named_parameters():
+        if n in vision_before:
+            assert torch.equal(p, vision_before[n]), n
+    llm_changed = any(not torch.equal(p, llm_before[n]) for n, p in model.named_parameters() if n in llm_before)
+    logs = _losses(result["history"])
+    assert len(logs) == 4
+    w = cfg.loss
+    for h in logs:
+        expect = (w.teacher_weight * h["lm_teacher"] + w.student_weight * h["lm_student"] + w.bbox_weight * h["loss_bbox"]
+                  + w.giou_weight * h["loss_giou"] + w.objectness_weight * h["loss_objectness"] + w.caption_weight * h["loss_caption"])
+        assert h["loss"] == pytest.approx(expect, rel=1e-5, abs=1e-5)
+    assert llm_changed
+
+
+class _InjectNaN(TrainerCallback):
+    """Poisons one head weight for exactly one step (a stand-in for a corrupt batch), then restores it."""
+
+    def __init__(self, step):
+        self.step, self.saved = step, None
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step + 1 == self.step:
+            w = model.detection_head.objectness_head.weight
+            self.saved = w.detach().clone()
+            with torch.no_grad():
+                w.fill_(float("nan"))
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.saved is not None:
+            with torch.no_grad():
+                model.detection_head.objectness_head.weight.copy_(self.saved)
+            self.saved = None
+
+
+def test_nan_loss_is_skipped_logged_dumped_and_training_goes_on(run_config, tmp_path):
+    cfg = run_config("training.max_steps=4")
+    result = train(cfg, progress=False, callbacks=[_InjectNaN(step=2)])
+    assert result["nan_skipped"] == 1
+    dumps = list((tmp_path / "run" / "nan_batches").glob("*.json"))
+    assert len(dumps) == 1
+    dump = json.loads(dumps[0].read_text(encoding="utf-8"))
+    assert dump["step"] == 2 and dump["images"] and "<|image_pad|>" in dump["rows"][0]["text"]
+    model = load_checkpoint(result["final"])[0]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    logs = _losses(result["history"])
+    assert logs[-1]["step"] == 4 and logs[-1]["nan_skipped"] == 1
+
+
+class _StopAt(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
+
+
+def test_resume_continues_the_loss_curve_exactly(run_config, tmp_path):
+    common = ("training.max_steps=6", "training.save_steps=3", "data.teacher_ratio=0.5")
+    full = _losses(train(run_config(*common, f"training.output_dir={tmp_path / 'a'}"), progress=False)["history"])
+    cfg_b = run_config(*common, f"training.output_dir={tmp_path / 'b'}")
+    train(cfg_b, progress=False, callbacks=[_StopAt(3)])
+    resumed = _losses(train(cfg_b, resume=True, progress=False)["history"])
+    a = {h["step"]: h["loss"] for h in full}
+    b = {h["step"]: h["loss"] for h in resumed if h["step"] > 3}
+    assert sorted(b) == [4, 5, 6]
+    for step, loss in b.items():
+        assert loss == pytest.approx(a[step], abs=1e-5), step
+
+
+def test_lora_trains_only_adapters_and_head_and_merge_keeps_logits(run_config, tmp_path):
+    cfg = run_config("model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8", "training.max_steps=3")
+    run = build_run(cfg)
+    trainable = [n for n, p in run.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or n.startswith("detection_head.") for n in trainable)
+    result = train(cfg, progress=False)
+    adapter_model, processor, _, _, _ = load_checkpoint(result["final"])
+    merged_dir = merge_lora(result["final"], tmp_path / "merged")
+    merged_model = load_checkpoint(merged_dir)[0]
+    batch = run.collator([run.train_dataset[0], run.train_dataset[1]])
+    kw = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids", "pixel_values", "image_grid_thw")}
+    with torch.no_grad():
+        a = adapter_model.vlm(**kw, use_cache=False).logits
+        m = merged_model.vlm(**kw, use_cache=False).logits
+    assert (a - m).abs().max().item() <= 1e-4
+    lora_b = [p for n, p in adapter_model.vlm.named_parameters() if "lora_B" in n]
+    assert any(p.abs().sum() > 0 for p in lora_b)  # the adapters really trained
+
+
+def test_detection_freeze_epochs_holds_the_head(run_config):
+    cfg = run_config("training.max_steps=-1", "training.num_epochs=1", "training.detection_freeze_epochs=1")
+    run = build_run(cfg)
+    before = {n: p.detach().clone() for n, p in run.model.detection_head.named_parameters()}
+    result = train(cfg, progress=False)
+    head = load_checkpoint(result["final"])[0].detection_head
+    for n, p in head.named_parameters():
+        assert torch.equal(p, before[n]), n
+    assert all("loss_bbox" not in h for h in _losses(result["history"]))
