@@ -48,7 +48,7 @@ def test_token_map_keeps_state_and_maps_platform_names():
 
 def test_english_gloss_and_levels():
     h = Hierarchy.load()
-    assert h.english("螺丝连接点/BBU安装螺丝/连接正确") == "screw / connection point/BBU mounting screw/correct"
+    assert h.english("螺丝连接点/BBU安装螺丝/连接正确") == "screw or connection point/BBU mounting screw/correct"
     assert label_at_level("螺丝连接点/BBU安装螺丝/连接正确", 2) == "螺丝连接点/BBU安装螺丝"
     assert label_at_level("线缆", 3) == "线缆"
     assert label_at_level("a/b/c", None) == "a/b/c"

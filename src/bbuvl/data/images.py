@@ -46,11 +46,13 @@ def load_image(path: str | Path, orient: bool = True) -> LoadedImage:
             raw_size = im.size
             orientation = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
             mode = im.mode
-            img = ImageOps.exif_transpose(im) if orient and orientation != 1 else im.copy()
+            img = ImageOps.exif_transpose(im) if orient and orientation != 1 else im  # pixels already loaded
     except FileNotFoundError:
         raise ImageError(f"{path}: image file not found") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image (cannot identify format)") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path}: image too large to decode safely: {e}") from None
     except (OSError, SyntaxError, ValueError) as e:  # truncated / corrupt data
         raise ImageError(f"{path}: cannot decode image: {e}") from None
     if orientation not in range(1, 9):
