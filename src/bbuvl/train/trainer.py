@@ -35,6 +35,7 @@ from bbuvl.train.prompts import system_prompt
 
 log = logging.getLogger(__name__)
 FINAL_DIR = "final"
+PART_KEYS = ("loss", "lm_teacher", "lm_student", "loss_bbox", "loss_giou", "loss_objectness", "loss_caption")
 
 
 def data_labels(cfg: Config, hierarchy: Hierarchy) -> list[str]:
@@ -125,7 +126,7 @@ class BBUTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.run, self.throughput, self.guard = run, throughput, guard
         self._parts: dict[str, float] = {}
-        self._parts_n = 0
+        self._parts_count: dict[str, int] = {}
         self._eval_parts: dict[str, float] = {}
         self._eval_n = 0
 
@@ -142,7 +143,7 @@ class BBUTrainer(Trainer):
             if torch.isfinite(loss):
                 for k, v in parts.items():
                     self._parts[k] = self._parts.get(k, 0.0) + _finite_float(v)
-                self._parts_n += 1
+                    self._parts_count[k] = self._parts_count.get(k, 0) + 1
             else:
                 self._dump_batch(inputs, parts)
             valid = inputs["sample_index"] >= 0
@@ -176,11 +177,19 @@ class BBUTrainer(Trainer):
         self._eval_n += 1
         return parts["loss"].detach(), None, None
 
+    def _global_means(self) -> dict[str, float]:
+        """Per-term means over every micro-batch of every rank since the last log (HF averages its loss over ranks too)."""
+        sums = torch.tensor([self._parts.get(k, 0.0) for k in PART_KEYS], dtype=torch.float64, device=self.args.device)
+        counts = torch.tensor([self._parts_count.get(k, 0) for k in PART_KEYS], dtype=torch.float64, device=self.args.device)
+        if self.args.world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(sums)
+            torch.distributed.all_reduce(counts)
+        self._parts, self._parts_count = {}, {}
+        return {k: float(sums[i] / counts[i]) for i, k in enumerate(PART_KEYS) if counts[i] > 0}
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:  # noqa: D102
-        if "loss" in logs and self._parts_n:
-            for k, v in self._parts.items():
-                logs["loss" if k == "loss" else k] = v / self._parts_n  # full precision, the same mean HF rounds
-            self._parts, self._parts_n = {}, 0
+        if "loss" in logs:  # every rank reaches here, so the all-reduce cannot hang on a rank that had only NaN steps
+            logs.update(self._global_means())  # full precision: the same mean HF logs rounded
         if "eval_loss" in logs and self._eval_n:
             for k, v in self._eval_parts.items():
                 logs[f"eval_{k}"] = v / self._eval_n

@@ -1,0 +1,61 @@
+"""`bbuvl predict`: a checkpoint over a folder or dataset, streamed to JSONL, resumable, shardable."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from bbuvl.cli.common import console, fail, user_errors
+
+
+def predict(
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Checkpoint folder written by `bbuvl train`."),
+    input: Path = typer.Option(..., "--input", "-i", help="Image folder (recursive) or dataset JSONL."),
+    out: Path = typer.Option(..., "--out", "-o", help="Predictions JSONL; an existing one is resumed, not overwritten."),
+    mode: str = typer.Option(None, help="generate | head | teachers (default: the checkpoint's inference.mode)."),
+    batch_size: int = typer.Option(None, help="Images per forward pass (default: inference.batch_size)."),
+    teachers: Path = typer.Option(None, help="Teachers JSONL for --mode teachers (default: the run's data.teachers)."),
+    device: str = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
+    score_threshold: float = typer.Option(None, help="Drop objects scoring below this."),
+) -> None:
+    """Predict every image and append one JSON line per image as it is done.
+
+    Killed and re-run with the same --out, it continues where it stopped. Under `torchrun --nproc-per-node N`
+    each rank predicts its share and rank 0 merges one output in input order.
+    """
+    logging.basicConfig(level=logging.WARNING)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from bbuvl.infer.batch import PredictJob, list_inputs, run_predictions
+    from bbuvl.infer.predictor import MODES, Predictor
+
+    with user_errors(ValueError, OSError):
+        paths = list_inputs(input)
+        predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    mode = mode or predictor.cfg.inference.mode
+    if mode not in MODES:
+        fail(f"--mode must be one of {', '.join(MODES)}, got '{mode}'")
+    if mode == "teachers":
+        source = teachers or (Path(predictor.cfg.data.teachers) if predictor.cfg.data.teachers else None)
+        if source is None or not Path(source).exists():
+            fail("--mode teachers needs --teachers TEACHERS.jsonl")
+        with user_errors(ValueError, OSError):
+            predictor.set_teachers(source)
+    kw = {} if score_threshold is None else {"score_threshold": score_threshold}
+    job = PredictJob(paths, out, mode, batch_size or predictor.cfg.inference.batch_size)
+    with Progress(TextColumn(f"predict ({mode})"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  TextColumn("{task.fields[rate]}"), console=console) as progress:
+        task = progress.add_task("predict", total=None, rate="")
+        start = [None]
+
+        def on_progress(done: int, total: int) -> None:
+            import time
+
+            start[0] = start[0] or time.perf_counter()
+            progress.update(task, completed=done, total=total, rate=f"{done / max(time.perf_counter() - start[0], 1e-9):.2f} img/s")
+
+        stats = run_predictions(job, lambda chunk: predictor.predict_lines(chunk, mode, **kw), on_progress)
+    console.print(f"[green]done[/]: {stats['predicted']} predicted ({stats['images_per_s']:.2f} img/s), "
+                  f"{stats['skipped']} already in {out}, {stats['errors']} with errors")

@@ -1,0 +1,151 @@
+"""Every number `bbuvl eval` reports, from ground-truth records and prediction lines.
+
+METRICS.json has exactly the keys in METRIC_KEYS. Everything else COCO computes (AP per object size,
+AR, the class-agnostic breakdown, the precision-recall curves) goes into the `details` file beside it
+(`METRICS.coco.json`), so the headline file stays small and stable for scripts that compare runs.
+
+COCO AP ranks every prediction whatever its score; the error counts, label accuracy and duplicate
+rate describe what a user would see at `min_score` (0 keeps every prediction).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bbuvl.data.schema import ImageRecord, resolve_image
+from bbuvl.eval.coco_metrics import CocoResult, coco_evaluate
+from bbuvl.eval.matching import (
+    ImageMatch,
+    MatchTotals,
+    duplicate_predictions,
+    image_f1,
+    label_accuracy,
+    label_levels,
+    match_image,
+)
+from bbuvl.eval.predictions import PredictionLine, align_predictions
+
+METRIC_KEYS = (
+    "AP", "AP50", "AP75", "AP_agnostic", "per_category", "label_accuracy", "parse_failure_rate", "duplicate_rate",
+    "errors",
+)
+
+
+@dataclass
+class ImageResult:
+    """One photo: its ground truth, the predictions kept for matching, and how they matched."""
+
+    record: ImageRecord
+    image_path: Path
+    prediction: PredictionLine | None
+    objects: list[dict[str, Any]]  # predictions with score >= min_score
+    match: ImageMatch
+    duplicates: list[int]
+    f1: float
+    failed: bool  # error line or unreadable answer
+
+    @property
+    def error_count(self) -> int:
+        """Missed + extra + mislocated + mislabelled objects, plus one for a failed answer."""
+        m = self.match
+        labels = [self.objects[p]["label"] for p, _, _ in m.matched]
+        truth = [self.record.objects[g].desc for _, g, _ in m.matched]
+        mislabelled = sum(a != b for a, b in zip(labels, truth))
+        return len(m.missed) + len(m.extra) + len(m.mislocated) + mislabelled + int(self.failed)
+
+
+@dataclass
+class Evaluation:
+    """The result of one evaluation: headline metrics, COCO details, and per-photo results for the report."""
+
+    metrics: dict[str, Any]
+    coco: CocoResult
+    images: list[ImageResult]
+    settings: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    def details(self) -> dict[str, Any]:
+        """The contents of METRICS.coco.json: settings, full COCO summaries and precision-recall curves."""
+        return {
+            "settings": self.settings,
+            "coco": self.coco.summary,
+            "coco_agnostic": self.coco.agnostic,
+            "pr_curves": self.coco.curves,
+            "notes": self.notes,
+        }
+
+    def worst(self, n: int) -> list[ImageResult]:
+        """The `n` photos to look at first: lowest F1, then most errors."""
+        ranked = sorted(self.images, key=lambda r: (r.f1, -r.error_count))
+        return [r for r in ranked[:n] if r.f1 < 1.0 or r.error_count]
+
+
+def evaluate_predictions(
+    records: list[ImageRecord],
+    gt_path: str | Path,
+    lines: list[PredictionLine],
+    pred_path: str | Path | None = None,
+    level: int | None = None,
+    iou: float = 0.5,
+    min_score: float = 0.0,
+) -> Evaluation:
+    """Pair predictions with ground truth and compute every metric (see METRIC_KEYS and `Evaluation.details`)."""
+    if not 0.0 < iou <= 1.0:
+        raise ValueError(f"--iou must be in (0, 1], got {iou}")
+    alignment = align_predictions(records, gt_path, lines, pred_path)
+    per_image = [p.objects if p is not None else [] for p in alignment.predictions]
+    coco = coco_evaluate(records, per_image, level)
+
+    totals = MatchTotals()
+    images = []
+    for record, line in zip(records, alignment.predictions):
+        images.append(_image_result(record, gt_path, line, level, iou, min_score, totals))
+    levels = label_levels([o.desc for r in records for o in r.objects])
+
+    present = [p for p in alignment.predictions if p is not None]
+    failures = sum(p.failed for p in present)
+    errors = {
+        **totals.errors(),
+        "images": len(records),
+        "images_without_prediction": sum(p is None for p in alignment.predictions),
+        "prediction_errors": sum(bool(p.error) for p in present),
+        "parse_failures": failures,
+    }
+    metrics = {
+        "AP": coco.summary["AP"],
+        "AP50": coco.summary["AP50"],
+        "AP75": coco.summary["AP75"],
+        "AP_agnostic": coco.agnostic["AP"],
+        "per_category": coco.per_category,
+        "label_accuracy": label_accuracy(totals.pairs, levels),
+        "parse_failure_rate": failures / len(present) if present else None,
+        "duplicate_rate": totals.duplicate_rate(),
+        "errors": errors,
+    }
+    settings = {
+        "gt": str(gt_path), "pred": str(pred_path) if pred_path else None, "level": level, "iou": iou,
+        "min_score": min_score,
+    }
+    return Evaluation(metrics, coco, images, settings, alignment.notes())
+
+
+def _image_result(
+    record: ImageRecord, gt_path: str | Path, line: PredictionLine | None, level: int | None, iou: float,
+    min_score: float, totals: MatchTotals,
+) -> ImageResult:
+    objects = [o for o in (line.objects if line else []) if o["score"] >= min_score]
+    gt_boxes = [o.bbox_2d for o in record.objects]
+    gt_labels = [o.desc for o in record.objects]
+    boxes = [o["bbox_2d"] for o in objects]
+    labels = [o["label"] for o in objects]
+    scores = [o["score"] for o in objects]
+    match = match_image(gt_boxes, gt_labels, boxes, labels, scores, iou_threshold=iou, level=level)
+    dups = duplicate_predictions(boxes, labels, scores)
+    totals.add(match, gt_labels, labels, len(dups))
+    return ImageResult(
+        record=record, image_path=resolve_image(gt_path, record.image), prediction=line, objects=objects,
+        match=match, duplicates=dups, f1=image_f1(match, gt_labels, labels, level),
+        failed=bool(line is not None and line.failed),
+    )

@@ -1,0 +1,108 @@
+"""On-disk embedding cache: a second run over the same crops embeds nothing.
+
+An entry's key is a hash of (file content, backbone key, crop box, margin): renaming or moving a photo keeps
+its entries, editing its pixels or changing the backbone's weights or preprocessing misses them. Entries
+live in one SQLite file (a single file, safe to share between processes, no thousands of tiny files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from collections import OrderedDict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+CACHE_FILE = "embeddings.sqlite"
+_CHUNK = 1 << 20
+
+
+def default_cache_dir() -> Path:
+    """`$BBUVL_CACHE/fewshot`, or `~/.cache/bbuvl/fewshot`."""
+    root = os.environ.get("BBUVL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bbuvl"
+    return Path(root) / "fewshot"
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes (raises OSError when it cannot be read)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class DigestMemo:
+    """File digests remembered for the last `size` paths: crops of one photo come in a row, so it is hashed once."""
+
+    def __init__(self, size: int = 1024):
+        self.size = size
+        self._memo: OrderedDict[str, str] = OrderedDict()
+
+    def __call__(self, path: str | Path) -> str:
+        """The digest of `path`, hashing the file only when it is not remembered."""
+        k = str(path)
+        if k in self._memo:
+            self._memo.move_to_end(k)
+            return self._memo[k]
+        digest = self._memo[k] = file_digest(path)
+        if len(self._memo) > self.size:
+            self._memo.popitem(last=False)
+        return digest
+
+
+def entry_key(backbone_key: str, digest: str, box: Sequence[float] | None, margin: float) -> str:
+    """The cache key of one crop (the whole image when `box` is None)."""
+    crop = "full" if box is None else ",".join(f"{v:.3f}" for v in box) + f"|m={margin:.4f}"
+    return hashlib.sha256(f"{backbone_key}|{digest}|{crop}".encode()).hexdigest()
+
+
+class EmbeddingCache:
+    """Float32 vectors by key, in `<folder>/embeddings.sqlite`; counts hits and writes."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = self.folder / CACHE_FILE
+        try:
+            self._db = sqlite3.connect(self.path, timeout=60)
+            self._db.execute("PRAGMA journal_mode=WAL")  # readers in other processes do not block writers
+            self._db.execute("CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vec BLOB NOT NULL) WITHOUT ROWID")
+        except sqlite3.DatabaseError as e:
+            raise ValueError(f"{self.path}: cannot open the embedding cache ({e}); delete it or pick another --cache") from None
+        self.hits = 0
+        self.writes = 0
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        """The cached vectors among `keys` (missing keys are simply absent)."""
+        found: dict[str, np.ndarray] = {}
+        unique = list(dict.fromkeys(keys))
+        for i in range(0, len(unique), 500):  # SQLite caps the number of bound parameters
+            part = unique[i : i + 500]
+            rows = self._db.execute(
+                f"SELECT key, vec FROM embeddings WHERE key IN ({','.join('?' * len(part))})", part
+            )
+            for key, blob in rows:
+                found[key] = np.frombuffer(blob, dtype=np.float32)
+        self.hits += sum(k in found for k in keys)
+        return found
+
+    def put_many(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+        """Store `vectors[i]` (`[n, D]`, cast to float32) under `keys[i]`, in one transaction."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO embeddings (key, vec) VALUES (?, ?)",
+                ((k, v.tobytes()) for k, v in zip(keys, vectors)),
+            )
+        self.writes += len(keys)
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
+
+    def close(self) -> None:
+        """Close the database file."""
+        self._db.close()

@@ -1,0 +1,142 @@
+"""Query images: a folder tree, crops of a JSONL dataset's boxes, or crops of a predictions file's detections.
+
+- folder: `query/<class>/*.jpg` (the folder path is the ground truth; images at the root have none);
+- dataset JSONL (`bbuvl data` format): one crop per object, its `desc` (optionally cut to a hierarchy
+  level) the ground truth;
+- predictions JSONL (`bbuvl predict`): one crop per detected box, no ground truth; lines with an `error`
+  are reported and skipped;
+- a single image file.
+
+Everything is yielded lazily, so a predictions file of any length streams. Problems (bad lines, boxes
+that are not 4 numbers) go to the caller's `problems` list, named by `file:line`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from bbuvl.data.images import IMAGE_SUFFIXES, list_images
+from bbuvl.data.labels import SEP, label_at_level
+from bbuvl.data.schema import iter_dataset, resolve_image
+from bbuvl.fewshot.embed import ImageItem
+
+
+@dataclass
+class PredictionLine:
+    """One line of a predictions file: the photo, its size, and its detections."""
+
+    line: int
+    image: Path
+    width: int | None
+    height: int | None
+    objects: list[dict[str, Any]] = field(default_factory=list)  # each with a valid `bbox_2d`; `label`, `score`
+
+
+def is_predictions_file(path: str | Path) -> bool:
+    """True when the first JSON line of a JSONL file looks like `bbuvl predict` output (`image`, not `images`)."""
+    with open(path, encoding="utf-8") as fh:
+        for text in fh:
+            if text.strip():
+                try:
+                    obj = json.loads(text)
+                except json.JSONDecodeError:
+                    return False
+                return isinstance(obj, dict) and "image" in obj and "images" not in obj
+    return False
+
+
+def _valid_box(box: Any) -> bool:
+    return (
+        isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)
+        and box[0] <= box[2] and box[1] <= box[3]
+    )
+
+
+def iter_predictions(path: str | Path, problems: list[str]) -> Iterator[PredictionLine]:
+    """The lines of a predictions file that name an image; failed or malformed lines go to `problems`."""
+    path = Path(path)
+    try:
+        fh = path.open(encoding="utf-8")
+    except OSError as e:
+        raise ValueError(f"{path}: cannot open predictions file: {e.strerror or e}") from None
+    with fh:
+        for no, text in enumerate(fh, start=1):
+            if not text.strip():
+                continue
+            where = f"{path}:{no}"
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as e:
+                problems.append(f"{where}: invalid JSON: {e.msg} at column {e.colno}")
+                continue
+            if not isinstance(obj, dict) or not isinstance(obj.get("image"), str):
+                problems.append(f"{where}: expected an object with an 'image' path")
+                continue
+            if obj.get("error"):
+                problems.append(f"{where}: prediction failed for {obj['image']}: {obj['error']}")
+                continue
+            objects = []
+            for i, o in enumerate(obj.get("objects") or []):
+                if isinstance(o, dict) and _valid_box(o.get("bbox_2d")):
+                    objects.append(o)
+                else:
+                    problems.append(f"{where}: objects[{i}]: expected a bbox_2d of 4 numbers [x1, y1, x2, y2]")
+            w, h = obj.get("width"), obj.get("height")
+            yield PredictionLine(no, resolve_image(path, obj["image"]), w if isinstance(w, int) else None,
+                                 h if isinstance(h, int) else None, objects)
+
+
+def _folder_items(root: Path) -> Iterator[ImageItem]:
+    for path in list_images(root):
+        label = SEP.join(path.relative_to(root).parts[:-1])
+        yield ImageItem(path, label=label or None)
+
+
+def _dataset_items(path: Path, margin: float, level: int | None, problems: list[str]) -> Iterator[ImageItem]:
+    for row in iter_dataset(path):
+        if row.error is not None:
+            problems.append(str(row.error))
+            continue
+        record = row.sample.student
+        image = resolve_image(path, record.image)
+        for i, o in enumerate(record.objects):
+            yield ImageItem(image, tuple(o.bbox_2d), margin, label_at_level(o.desc, level), f"{path}:{row.line} objects[{i}]")
+
+
+def _prediction_items(path: Path, margin: float, min_score: float, problems: list[str]) -> Iterator[ImageItem]:
+    for pred in iter_predictions(path, problems):
+        for i, o in enumerate(pred.objects):
+            if float(o.get("score", 1.0) or 0.0) >= min_score:
+                yield ImageItem(pred.image, tuple(o["bbox_2d"]), margin, None, f"{path}:{pred.line} objects[{i}]")
+
+
+def iter_queries(
+    path: str | Path, problems: list[str], margin: float = 0.0, level: int | None = None, min_score: float = 0.0
+) -> Iterator[ImageItem]:
+    """Query items from a folder, a dataset or predictions JSONL, or one image; problems go to `problems`.
+
+    `margin` grows crops by that fraction of the box on each side; `level` cuts dataset labels to their
+    first `level` parts; detections scoring below `min_score` are left out.
+    """
+    path = Path(path)
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    if path.is_dir():
+        return _folder_items(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: query path not found (a folder, a .jsonl dataset or predictions file, or an image)")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return iter([ImageItem(path)])
+    if path.suffix.lower() != ".jsonl":
+        raise ValueError(f"{path}: queries must be a folder, a .jsonl file or an image, not '{path.suffix}'")
+    try:
+        predictions = is_predictions_file(path)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read: {e}") from None
+    if predictions:
+        return _prediction_items(path, margin, min_score, problems)
+    return _dataset_items(path, margin, level, problems)
+

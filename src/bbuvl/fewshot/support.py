@@ -1,0 +1,127 @@
+"""Support sets: the few labelled examples of each class, read from a folder, and K-shot samples of them.
+
+Three layouts, which may be mixed:
+
+    support/<class>/*.jpg           every image of the class
+    support/shot<K>/<class>/*.jpg   a ready-made K-shot set
+    support/<class>/shot<K>/*.jpg   the same, per class
+
+A class name is the folder path below the root with any `shot<K>` part removed, so nested folders give
+hierarchical labels: `support/螺丝连接点/新接头/连接正确/` is the class `螺丝连接点/新接头/连接正确`.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from bbuvl.data.images import list_images
+from bbuvl.data.labels import SEP
+from bbuvl.fewshot.cache import file_digest
+from bbuvl.fewshot.embed import ImageItem
+
+UNKNOWN = "Unknown"
+SHOT_DIR = re.compile(r"^shot(\d+)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class SupportImage:
+    """One support image: its file, its class and the `shot<K>` folder it sits in (None outside one)."""
+
+    path: Path
+    label: str
+    shot: int | None
+    digest: str
+
+
+@dataclass
+class SupportSet:
+    """Every support image found under a root folder."""
+
+    root: Path
+    images: list[SupportImage]
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names, sorted."""
+        return sorted({im.label for im in self.images})
+
+    @property
+    def shot_folders(self) -> list[int]:
+        """The K of every `shot<K>` folder present, sorted."""
+        return sorted({im.shot for im in self.images if im.shot is not None})
+
+    def pool(self, label: str) -> list[SupportImage]:
+        """All distinct images of a class (by content: the same photo in shot1/ and shot5/ counts once), by path."""
+        seen: dict[str, SupportImage] = {}
+        for im in sorted((im for im in self.images if im.label == label), key=lambda im: str(im.path)):
+            seen.setdefault(im.digest, im)
+        return list(seen.values())
+
+
+def _class_of(rel: Path) -> tuple[str, int | None]:
+    """(class, shot) of an image at `rel` below the support root."""
+    shot: int | None = None
+    parts = []
+    for part in rel.parts[:-1]:
+        m = SHOT_DIR.match(part)
+        if m is None:
+            parts.append(part)
+        elif shot is not None:
+            raise ValueError(f"{rel}: more than one shot<K> folder on the path")
+        else:
+            shot = int(m.group(1))
+    return SEP.join(parts), shot
+
+
+def read_support(root: str | Path) -> SupportSet:
+    """Find every support image under `root` (raises ValueError naming the offending file or folder)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root}: support folder not found (expected support/<class>/*.jpg)")
+    images = []
+    for path in list_images(root):
+        label, shot = _class_of(path.relative_to(root))
+        if not label:
+            raise ValueError(f"{path}: a support image must sit in a class folder (support/<class>/*.jpg)")
+        if label.lower() == UNKNOWN.lower():
+            raise ValueError(f"{path.parent}: '{UNKNOWN}' is the answer for no class; it cannot be a support class")
+        try:
+            digest = file_digest(path)
+        except OSError as e:
+            raise ValueError(f"{path}: cannot read support image: {e.strerror or e}") from None
+        images.append(SupportImage(path, label, shot, digest))
+    if not images:
+        raise ValueError(f"{root}: no images found (expected support/<class>/*.jpg)")
+    return SupportSet(root, images)
+
+
+def sample_support(support: SupportSet, shots: int | None, seed: int = 0) -> tuple[dict[str, list[Path]], list[str]]:
+    """The images of each class for a K-shot run (None = all), and warnings about classes short of K.
+
+    A `shot<K>` folder is used as it is. Otherwise K images are drawn per class with `seed`; the draws are
+    nested (the 1-shot image is among the 5 shots, which are among the 10), so curves over K compare like
+    with like.
+    """
+    if shots is not None and shots < 1:
+        raise ValueError(f"shots must be at least 1, got {shots}")
+    chosen: dict[str, list[Path]] = {}
+    warnings = []
+    for label in support.classes:
+        ready = [im for im in support.images if im.label == label and im.shot == shots] if shots is not None else []
+        if ready:
+            chosen[label] = sorted(im.path for im in ready)
+            continue
+        pool = support.pool(label)
+        random.Random(f"{seed}/{label}").shuffle(pool)  # a str seed is hashed with sha512: stable across runs
+        if shots is not None and len(pool) < shots:
+            warnings.append(f"class '{label}' has {len(pool)} support image(s), fewer than {shots} shots: using all")
+        chosen[label] = [im.path for im in (pool if shots is None else pool[:shots])]
+    return chosen, warnings
+
+
+def support_items(chosen: dict[str, list[Path]]) -> list[ImageItem]:
+    """One ImageItem per chosen support image, labelled with its class."""
+    return [ImageItem(path, label=label) for label, paths in chosen.items() for path in paths]

@@ -1,0 +1,142 @@
+"""Batch prediction that streams to a JSONL file, resumes after a kill, and shards across processes.
+
+Each finished image becomes one flushed line; a re-run with the same output skips images already
+written (a line cut short by a kill is dropped and redone), so nothing is lost or written twice.
+Under torchrun / accelerate every rank takes every WORLD_SIZE-th image into its own part file; rank 0
+merges the parts into the output in input order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from bbuvl.data.images import list_images
+from bbuvl.data.schema import iter_dataset, resolve_image
+
+
+@dataclass
+class PredictJob:
+    """What to predict and where to write it."""
+
+    inputs: list[str]  # absolute image paths, in order
+    out: Path
+    mode: str = "generate"
+    batch_size: int = 4
+
+
+def list_inputs(path: str | Path) -> list[str]:
+    """Absolute image paths from a folder (recursive) or a dataset JSONL (student images, in file order)."""
+    path = Path(path)
+    if path.is_dir():
+        return [str(p.resolve()) for p in list_images(path)]
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    out = []
+    for row in iter_dataset(path):
+        if row.error is not None:
+            raise row.error
+        out.append(str(resolve_image(path, row.sample.student.image)))
+    return out
+
+
+def read_done(path: Path) -> set[str]:
+    """Images already predicted in an output file; a trailing partial line (killed mid-write) is cut off."""
+    if not path.exists():
+        return set()
+    data = path.read_bytes()
+    keep = data if data.endswith(b"\n") or not data else data[: data.rfind(b"\n") + 1]
+    if len(keep) != len(data):
+        with path.open("r+b") as fh:
+            fh.truncate(len(keep))
+    done = set()
+    for line in keep.decode("utf-8").splitlines():
+        try:
+            done.add(json.loads(line)["image"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a damaged line: the image is predicted again and the newer line wins at merge
+    return done
+
+
+def _rank_world() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def part_path(out: Path, rank: int, world: int) -> Path:
+    """The file a rank writes to (the output itself when not sharded)."""
+    return out if world == 1 else out.with_name(f"{out.name}.rank{rank}-of-{world}")
+
+
+def batched(items: list[str], n: int) -> Iterator[list[str]]:
+    """Consecutive chunks of `n`."""
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
+                    on_progress: Callable[[int, int], None] | None = None) -> dict[str, int | float]:
+    """Predict every input not yet in the output (this rank's share), appending one line per image as it goes.
+
+    `predict(paths) -> lines` must return one JSON-ready dict per path (with an "error" for a failed image)
+    and never raise for a bad image.
+    """
+    rank, world = _rank_world()
+    job.out.parent.mkdir(parents=True, exist_ok=True)
+    part = part_path(job.out, rank, world)
+    done = read_done(job.out) | read_done(part)
+    todo = [p for i, p in enumerate(job.inputs) if i % world == rank and p not in done]
+    start, written, errors = time.perf_counter(), 0, 0
+    with part.open("a", encoding="utf-8") as fh:
+        for chunk in batched(todo, job.batch_size):
+            for line in predict(chunk):
+                fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+                errors += line.get("error") is not None
+            fh.flush()
+            os.fsync(fh.fileno())
+            written += len(chunk)
+            if on_progress:
+                on_progress(written, len(todo))
+    elapsed = time.perf_counter() - start
+    if world > 1:
+        _merge_when_all_done(job, rank, world)
+    return {"skipped": len(done), "predicted": written, "errors": errors, "seconds": elapsed,
+            "images_per_s": written / elapsed if elapsed > 0 else 0.0}
+
+
+def merge_parts(job: PredictJob, world: int) -> int:
+    """Merge rank part files into the output in input order (each image once); returns lines written."""
+    lines: dict[str, str] = {}
+    for source in [job.out] + [part_path(job.out, r, world) for r in range(world)]:
+        if source.exists():
+            read_done(source)  # trims a partial last line
+            for line in source.read_text(encoding="utf-8").splitlines():
+                try:
+                    lines[json.loads(line)["image"]] = line
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue
+    tmp = job.out.with_name(job.out.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for p in job.inputs:
+            if p in lines:
+                fh.write(lines[p] + "\n")
+    os.replace(tmp, job.out)
+    for r in range(world):
+        part_path(job.out, r, world).unlink(missing_ok=True)
+    return sum(p in lines for p in job.inputs)
+
+
+def _merge_when_all_done(job: PredictJob, rank: int, world: int) -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        if rank == 0:
+            merge_parts(job, world)
+        dist.barrier()
+    elif rank == 0:
+        # No process group: rank 0 merges what is there; a later run (any rank count) completes the rest.
+        merge_parts(job, world)

@@ -1,0 +1,254 @@
+"""`Predictor`: images in, `{bbox_2d, label, score}` out, in the stored image's pixels.
+
+Three modes share one preprocessing path (the coordinate contract saved with the checkpoint):
+- generate: greedy decoding of the JSON answer, parsed robustly; score = mean probability of the
+  object's tokens (box and label);
+- head: the detection head on one forward pass; score = objectness x caption likelihood;
+- teachers: generate, with teacher photos and their answers shown first (as in teacher-student training).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from PIL import Image
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from bbuvl.data.coords import CoordinateContract, clip_box, scale_box
+from bbuvl.data.images import load_image
+from bbuvl.data.schema import ImageRecord, read_records, resolve_image
+from bbuvl.infer.parse import parse_detections
+from bbuvl.model.box_ops import nms, to_xyxy
+from bbuvl.train.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, format_answer
+from bbuvl.train.collate import PaddedCollator
+
+MODES = ("generate", "head", "teachers")
+
+
+@dataclass
+class Detection:
+    """One detected object in the stored image's pixels."""
+
+    bbox_2d: list[float]
+    label: str
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (box rounded to 0.1 px)."""
+        d = asdict(self)
+        d["bbox_2d"] = [round(v, 1) for v in self.bbox_2d]
+        d["score"] = round(self.score, 5)
+        return d
+
+
+@dataclass
+class ImageResult:
+    """Everything predicted for one image (what a line of predictions.jsonl holds)."""
+
+    objects: list[Detection] = field(default_factory=list)
+    raw: str | None = None
+    width: int = 0
+    height: int = 0
+    error: str | None = None
+
+
+class _ChosenLogProb(LogitsProcessor):
+    """Records, per generation step, the log-probability of the greedy choice (a [B] vector, not [B, V] scores)."""
+
+    def __init__(self) -> None:
+        self.steps: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self.steps.append(scores.float().log_softmax(-1).max(-1).values.cpu())
+        return scores
+
+
+def _token_char_ends(tokenizer: Any, ids: list[int]) -> list[int]:
+    """Character offset in the decoded text where each token ends (byte-level BPE safe)."""
+    ends, text_len = [], 0
+    for k in range(len(ids)):
+        text_len = len(tokenizer.decode(ids[: k + 1], skip_special_tokens=True))
+        ends.append(text_len)
+    return ends
+
+
+@dataclass
+class _Prepared:
+    image: Image.Image  # model-frame RGB
+    size: tuple[int, int]  # stored (EXIF-oriented) size
+
+
+class Predictor:
+    """A trained checkpoint ready to predict; see the module docstring for the modes."""
+
+    def __init__(self, model: Any, processor: Any, contract: CoordinateContract, prompt: Any, cfg: Any, device: str = "cpu"):
+        self.model, self.processor, self.contract, self.prompt, self.cfg = model, processor, contract, prompt, cfg
+        self.device = device
+        self.encoder = ChatEncoder(processor, prompt.system, prompt.lang)
+        tok = processor.tokenizer
+        self.tokenizer = tok
+        self.collator = PaddedCollator(tok.pad_token_id, tok.convert_tokens_to_ids("<|image_pad|>"), padding_side="left")
+        self.teachers: list[tuple[Image.Image, str]] = []
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | None = None, dtype: str | None = None) -> "Predictor":
+        """Load a checkpoint written by `bbuvl train` (coordinate contract and prompt included)."""
+        from bbuvl.model.checkpoint import load_checkpoint
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model, processor, cfg, contract, prompt = load_checkpoint(path, dtype=dtype, device=device)
+        return cls(model, processor, contract, prompt, cfg, device)
+
+    # --- inputs ------------------------------------------------------------------------------
+
+    def prepare(self, image: str | Path | Image.Image) -> _Prepared:
+        """Load (EXIF-oriented RGB) and resize to the model frame the checkpoint was trained with."""
+        img = load_image(image).image if not isinstance(image, Image.Image) else image.convert("RGB")
+        msize = self.contract.model_size(img.size)
+        return _Prepared(img if img.size == msize else img.resize(msize, Image.BICUBIC), img.size)
+
+    def set_teachers(self, teachers_jsonl: str | Path, k: int | None = None) -> None:
+        """Teacher photos and answers for `teachers` mode (the first `k` of a teachers JSONL)."""
+        records: list[ImageRecord] = read_records(teachers_jsonl)[: k or self.cfg.inference.num_teachers]
+        self.teachers = []
+        for r in records:
+            prep = self.prepare(resolve_image(teachers_jsonl, r.image))
+            if prep.size != r.size:
+                raise ValueError(f"{teachers_jsonl}: teacher {r.image} is {prep.size}, its record says {r.size}")
+            self.teachers.append((prep.image, format_answer(r, self.contract)))
+
+    def _batch(self, prepared: Sequence[_Prepared], with_teachers: bool) -> dict[str, Any]:
+        samples = []
+        for p in prepared:
+            turns = [Turn(img, ans, SPAN_TEACHER) for img, ans in (self.teachers if with_teachers else [])]
+            enc = self.encoder.encode(turns + [Turn(p.image, None, SPAN_STUDENT)], add_generation_prompt=True)
+            samples.append({"input_ids": enc.input_ids, "labels": enc.labels, "span_ids": enc.span_ids,
+                            "mm_token_type_ids": enc.mm_token_type_ids, "pixel_values": enc.pixel_values,
+                            "image_grid_thw": enc.image_grid_thw, "det_boxes": torch.zeros(0, 4), "meta": {}})
+        batch = self.collator(samples)
+        return {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+    # --- modes -------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def _generate(self, prepared: Sequence[_Prepared], with_teachers: bool, max_new_tokens: int) -> list[ImageResult]:
+        batch = self._batch(prepared, with_teachers)
+        recorder = _ChosenLogProb()
+        vlm = self.model.vlm
+        out = vlm.generate(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=batch["pixel_values"],
+            image_grid_thw=batch["image_grid_thw"], mm_token_type_ids=batch["mm_token_type_ids"],
+            max_new_tokens=max_new_tokens, do_sample=False, logits_processor=LogitsProcessorList([recorder]),
+            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        )
+        new = out[:, batch["input_ids"].shape[1]:].cpu()
+        logprobs = torch.stack(recorder.steps, dim=1) if recorder.steps else torch.zeros(new.shape[0], 0)
+        del out, batch
+        results = []
+        eos = {self.tokenizer.pad_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")}
+        for row, p in enumerate(prepared):
+            ids = new[row].tolist()
+            n = next((i for i, t in enumerate(ids) if t in eos), len(ids))
+            ids, lp = ids[:n], logprobs[row, :n]
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            parsed = parse_detections(text)
+            ends = _token_char_ends(self.tokenizer, ids) if parsed.objects else []
+            msize = self.contract.model_size(p.size)
+            dets = []
+            for obj in parsed.objects:
+                start, end = obj["span"]
+                toks = [i for i, e in enumerate(ends) if e > start and (i == 0 or ends[i - 1] < end)]
+                score = float(lp[toks].exp().mean()) if toks else 0.0
+                box = clip_box(scale_box(obj["bbox_2d"], msize, p.size), p.size)
+                dets.append(Detection(box, obj["label"], score))
+            results.append(ImageResult(dets, text, p.size[0], p.size[1], None if parsed.ok else "unparseable output"))
+        return results
+
+    @torch.inference_mode()
+    def _head(self, prepared: Sequence[_Prepared], objectness_threshold: float, nms_iou: float | None) -> list[ImageResult]:
+        from bbuvl.model.vlm import core_model
+
+        if self.model.detection_head is None:
+            raise ValueError("this checkpoint has no detection head (detection.enabled was false): use mode 'generate'")
+        batch = self._batch(prepared, with_teachers=False)
+        core = core_model(self.model.vlm)
+        out = core.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"],
+                         pixel_values=batch["pixel_values"], image_grid_thw=batch["image_grid_thw"], use_cache=False,
+                         output_hidden_states=True, return_dict=True)
+        det = self.model.head_forward(out.hidden_states[0], out.last_hidden_state, batch)
+        del out
+        head = self.model.detection_head
+        boxes = to_xyxy(det.boxes.float(), head.box_format).clamp(0, 1).cpu()
+        objectness = det.objectness_logits.float().sigmoid().cpu()
+        results = []
+        for b, p in enumerate(prepared):
+            keep = torch.nonzero(objectness[b] >= objectness_threshold).flatten()
+            dets = []
+            if keep.numel():
+                ids, logp = head.generate_captions(det.query_hidden[b, keep.to(det.query_hidden.device)])
+                ids, logp = ids.cpu(), logp.cpu()
+                for j, q in enumerate(keep.tolist()):
+                    toks = [t for t in ids[j].tolist() if t not in (head.eos_token_id, head.pad_token_id)]
+                    n = int((ids[j] != head.pad_token_id).sum())
+                    caption_p = math.exp(float(logp[j, :n].mean())) if n else 0.0
+                    W, H = p.size
+                    x1, y1, x2, y2 = boxes[b, q].tolist()
+                    dets.append(Detection([x1 * W, y1 * H, x2 * W, y2 * H], self.tokenizer.decode(toks).strip(),
+                                          float(objectness[b, q]) * caption_p))
+            if nms_iou and dets:
+                t_boxes = torch.tensor([d.bbox_2d for d in dets])
+                t_scores = torch.tensor([d.score for d in dets])
+                classes = torch.tensor([hash(d.label) % (1 << 31) for d in dets])
+                dets = [dets[i] for i in nms(t_boxes, t_scores, nms_iou, classes).tolist()]
+            dets.sort(key=lambda d: (d.bbox_2d[1], d.bbox_2d[0]))
+            results.append(ImageResult(dets, None, p.size[0], p.size[1]))
+        return results
+
+    def predict(self, images: Sequence[str | Path | Image.Image], mode: str = "generate", **kw: Any) -> list[ImageResult]:
+        """Full results (objects, raw text, sizes) for a batch of images (a bad image raises)."""
+        return self._run([self.prepare(im) for im in images], mode, **kw)
+
+    def predict_lines(self, paths: Sequence[str], mode: str = "generate", **kw: Any) -> list[dict[str, Any]]:
+        """One predictions.jsonl line per path; a corrupt image or a failing sample gets an `error`, never an exception."""
+        results: list[ImageResult | None] = [None] * len(paths)
+        prepared: dict[int, _Prepared] = {}
+        for i, p in enumerate(paths):
+            try:
+                prepared[i] = self.prepare(p)
+            except (OSError, ValueError) as e:
+                results[i] = ImageResult(error=str(e))
+        idx = list(prepared)
+        try:
+            for i, r in zip(idx, self._run([prepared[i] for i in idx], mode, **kw) if idx else []):
+                results[i] = r
+        except (RuntimeError, ValueError):  # retry one by one so one bad sample cannot take its batch down
+            for i in idx:
+                try:
+                    results[i] = self._run([prepared[i]], mode, **kw)[0]
+                except (RuntimeError, ValueError) as e:
+                    results[i] = ImageResult(width=prepared[i].size[0], height=prepared[i].size[1], error=f"{type(e).__name__}: {e}")
+        return [{"image": str(p), "width": r.width, "height": r.height, "objects": [d.to_dict() for d in r.objects],
+                 "raw": r.raw, "error": r.error} for p, r in zip(paths, results)]
+
+    def _run(self, prepared: list[_Prepared], mode: str, **kw: Any) -> list[ImageResult]:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
+        if mode == "teachers" and not self.teachers:
+            raise ValueError("mode 'teachers' needs teacher photos: call set_teachers(TEACHERS.jsonl) / pass --teachers")
+        inf = self.cfg.inference
+        if mode == "head":
+            results = self._head(prepared, kw.get("objectness_threshold", inf.objectness_threshold), kw.get("nms_iou", inf.nms_iou))
+        else:
+            results = self._generate(prepared, mode == "teachers", kw.get("max_new_tokens", inf.max_new_tokens))
+        threshold = kw.get("score_threshold", inf.score_threshold)
+        for r in results:
+            r.objects = [d for d in r.objects if d.score >= threshold]
+        return results
+
+    def predict_detection(self, images: Sequence[str | Path | Image.Image], mode: str = "generate", **kw: Any) -> list[list[Detection]]:
+        """`[[Detection(bbox_2d, label, score), ...] per image]` in each stored image's pixels."""
+        return [r.objects for r in self.predict(images, mode, **kw)]
