@@ -434,7 +434,9 @@ class _Scene:
                 self.empty_space(box)
         if self.use_gbar:
             self.ground_bar(self.stack_y1 + 0.05 * self.u)
-        if not self.closeup:  # rail to rail over the whole stack; it contains the rest, so it blocks nothing
+        # Rail to rail over the whole stack; it contains the rest, so it blocks nothing. A one-slot stack would
+        # give the cabinet space the very box of its only unit: an ambiguous duplicate, so it is not labelled.
+        if not self.closeup and len(self.slots) > 1:
             self.add([self.ix0, self.stack_y0, self.ix1, self.stack_y1], SPACE[self.full], reserved=True, blocks=False)
         for fibre in self.fibres:  # drawn last so they run in front of whatever they cross
             self._cord(*fibre)

@@ -82,7 +82,7 @@ def coco_detections(
     return dets
 
 
-def run_cocoeval(gt: dict[str, Any], dets: list[dict[str, Any]], use_cats: bool = True) -> COCOeval_faster:
+def run_cocoeval(gt: dict[str, Any], dets: list[dict[str, Any]]) -> COCOeval_faster:
     """Evaluate, accumulate and summarise (quietly); returns the evaluator with `eval` and `stats` filled."""
     annotations = [
         {**d, "id": i, "area": d["bbox"][2] * d["bbox"][3], "iscrowd": 0} for i, d in enumerate(dets, start=1)
@@ -93,11 +93,21 @@ def run_cocoeval(gt: dict[str, Any], dets: list[dict[str, Any]], use_cats: bool 
     coco_dt = COCO({"images": gt["images"], "categories": gt["categories"], "annotations": annotations},
                    print_function=_quiet)
     ev = COCOeval_faster(coco_gt, coco_dt, "bbox", print_function=_quiet)
-    ev.params.useCats = int(use_cats)
     ev.evaluate()
     ev.accumulate()
     ev.summarize()
     return ev
+
+
+def _one_class(gt: dict[str, Any], dets: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Ground truth and detections with every label made one class, for class-agnostic AP.
+
+    Relabelling (rather than COCOeval's useCats=0) keeps boxes whose label the ground truth never
+    uses: useCats=0 still drops them, yet a box is a box whatever it is called.
+    """
+    one = [{"id": 1, "name": "object", "supercategory": "object"}]
+    gt1 = {"images": gt["images"], "categories": one, "annotations": [{**a, "category_id": 1} for a in gt["annotations"]]}
+    return gt1, [{**d, "category_id": 1} for d in dets]
 
 
 def _quiet(*_: Any) -> None:
@@ -125,8 +135,8 @@ def coco_evaluate(
                         for c in gt["categories"]}
         return CocoResult(dict(empty), dict(empty), per_category, {})
 
-    aware = run_cocoeval(gt, dets, use_cats=True)
-    agnostic = run_cocoeval(gt, dets, use_cats=False)
+    aware = run_cocoeval(gt, dets)
+    agnostic = run_cocoeval(*_one_class(gt, dets))
     summary = {name: _value(v) for name, v in zip(STAT_NAMES, aware.stats)}
     agnostic_summary = {name: _value(v) for name, v in zip(STAT_NAMES, agnostic.stats)}
     names = {c["id"]: c["name"] for c in gt["categories"]}

@@ -1,0 +1,191 @@
+"""Drawing boxes and labels on photos: ground truth next to predictions, coloured by what went wrong.
+
+Used by the evaluation report and by `bbuvl viz`. Boxes are in pixels of the stored image (the
+record's width x height); pictures are shrunk to `max_side` for the report, boxes with them.
+Colours on the prediction side follow the error buckets of `bbuvl.eval.matching`:
+green right, orange wrong label, yellow mislocated, red extra; on the ground-truth side green found,
+yellow mislocated, red missed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from PIL import Image, ImageDraw
+
+from bbuvl.data.images import ImageError, load_image
+from bbuvl.data.labels import Hierarchy
+from bbuvl.data.schema import ImageRecord
+from bbuvl.eval.fonts import FontChoice
+from bbuvl.eval.matching import ImageMatch
+
+RGB = tuple[int, int, int]
+GREEN: RGB = (20, 180, 60)
+ORANGE: RGB = (245, 130, 20)
+YELLOW: RGB = (225, 200, 0)
+RED: RGB = (225, 35, 35)
+BLUE: RGB = (40, 110, 230)
+PREDICTION_LEGEND = "green right · orange wrong label · yellow mislocated · red extra"
+TRUTH_LEGEND = "green found · yellow mislocated · red missed"
+MIN_SIDE = 480  # small photos are enlarged so captions stay readable
+
+
+@dataclass
+class DrawBox:
+    """One box to draw: xyxy in the picture's pixels, its caption and colour."""
+
+    box: Sequence[float]
+    text: str
+    color: RGB
+
+
+class LabelNamer:
+    """Caption text for a label: as it is with a CJK font, its English gloss without one (Pillow's font has no Chinese)."""
+
+    def __init__(self, font: FontChoice, hierarchy: Hierarchy | None = None):
+        self.font, self.hierarchy = font, hierarchy or Hierarchy.load()
+
+    def __call__(self, label: str, score: float | None = None) -> str:
+        """`label` (or its gloss), with the score when given."""
+        text = label if self.font.cjk else self.hierarchy.english(label)
+        return f"{text} {score:.2f}" if score is not None else text
+
+
+def open_photo(path: Path, size: tuple[int, int]) -> tuple[Image.Image, str | None]:
+    """The photo as RGB at the record's `size`, or a grey placeholder and the reason when it cannot be read."""
+    try:
+        image = load_image(path).image
+    except ImageError as e:
+        placeholder = Image.new("RGB", size, (90, 90, 90))
+        return placeholder, str(e)
+    if image.size != size:  # boxes are in the record's pixels: show the photo in that frame
+        image = image.resize(size, Image.BILINEAR)
+    return image, None
+
+
+def fit(image: Image.Image, max_side: int, min_side: int = 0) -> tuple[Image.Image, float]:
+    """`image` resized so its longer side lies in [min_side, max_side] (small photos grow to stay readable)."""
+    side = max(image.size)
+    scale = max_side / side if side > max_side else (min_side / side if side < min_side else 1.0)
+    if scale != 1.0:
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR)
+    return image, scale
+
+
+def draw_boxes(image: Image.Image, boxes: Sequence[DrawBox], font: FontChoice, scale: float = 1.0) -> Image.Image:
+    """A copy of `image` with every box outlined and captioned (boxes multiplied by `scale` first)."""
+    out = image.copy()
+    draw = ImageDraw.Draw(out)
+    side = max(out.size)
+    width = max(2, side // 300)
+    text_font = font.load(max(11, side // 45))
+    for b in boxes:
+        x1, y1, x2, y2 = (v * scale for v in b.box)
+        draw.rectangle([x1, y1, x2, y2], outline=b.color, width=width)
+        if not b.text:
+            continue
+        left, top, right, bottom = draw.textbbox((0, 0), b.text, font=text_font)
+        tw, th = right - left, bottom - top
+        ty = y1 - th - 4 if y1 - th - 4 >= 0 else y1 + width  # above the box, or inside it at the top edge
+        tx = min(max(0, x1), max(0, out.width - tw - 4))
+        draw.rectangle([tx, ty, tx + tw + 4, ty + th + 4], fill=b.color)
+        draw.text((tx + 2 - left, ty + 2 - top), b.text, font=text_font, fill=(255, 255, 255))
+    return out
+
+
+def side_by_side(panels: Sequence[tuple[str, Image.Image]], font: FontChoice, gap: int = 12) -> Image.Image:
+    """Pictures next to each other, each under its title (wrapped to the picture's width), on white."""
+    title_font = font.load(15)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    titles = [_wrap(measure, title, title_font, im.width) for title, im in panels]
+    line_h = measure.textbbox((0, 0), "Hg国", font=title_font)[3] + 4
+    title_h = max(len(t) for t in titles) * line_h + 6
+    width = sum(im.width for _, im in panels) + gap * (len(panels) + 1)
+    height = max(im.height for _, im in panels) + title_h + gap * 2
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    x = gap
+    for lines, (_, im) in zip(titles, panels):
+        for i, line in enumerate(lines):
+            draw.text((x, gap + i * line_h), line, font=title_font, fill=(30, 30, 30))
+        canvas.paste(im, (x, gap + title_h))
+        x += im.width + gap
+    return canvas
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> list[str]:
+    """`text` split into lines no wider than `width` (at spaces; explicit newlines kept)."""
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in paragraph.split(" "):
+            candidate = f"{line} {word}" if line else word
+            if line and draw.textlength(candidate, font=font) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = candidate
+        lines.append(line)
+    return lines
+
+
+def truth_boxes(record: ImageRecord, match: ImageMatch | None, name: LabelNamer) -> list[DrawBox]:
+    """Ground-truth boxes: green when found, yellow mislocated, red missed (all green without a match)."""
+    missed = set(match.missed) if match else set()
+    mislocated = {g for _, g, _ in match.mislocated} if match else set()
+    out = []
+    for i, o in enumerate(record.objects):
+        color = RED if i in missed else YELLOW if i in mislocated else GREEN
+        out.append(DrawBox(o.bbox_2d, name(o.desc), color))
+    return out
+
+
+def prediction_boxes(
+    objects: Sequence[dict[str, Any]], record: ImageRecord | None, match: ImageMatch | None, name: LabelNamer,
+) -> list[DrawBox]:
+    """Predicted boxes coloured by outcome (all blue when there is no ground truth to compare with)."""
+    color: dict[int, RGB] = {}
+    if match is not None and record is not None:
+        for p, g, _ in match.matched:
+            color[p] = GREEN if objects[p]["label"] == record.objects[g].desc else ORANGE
+        color.update({p: YELLOW for p, _, _ in match.mislocated})
+        color.update({p: RED for p in match.extra})
+    return [DrawBox(o["bbox_2d"], name(o["label"], o.get("score")), color.get(i, BLUE)) for i, o in enumerate(objects)]
+
+
+def compare_picture(
+    record: ImageRecord, image_path: Path, objects: Sequence[dict[str, Any]] | None, match: ImageMatch | None,
+    font: FontChoice, name: LabelNamer, max_side: int = 800, prediction_title: str = "prediction",
+) -> Image.Image:
+    """Ground truth on the left and, when `objects` is given, predictions on the right, both on the photo."""
+    photo, problem = open_photo(image_path, record.size)
+    photo, scale = fit(photo, max_side, MIN_SIDE)
+    compared = objects is not None and match is not None
+    left = draw_boxes(photo, truth_boxes(record, match if compared else None, name), font, scale)
+    truth_title = f"ground truth ({len(record.objects)})" + (f"\n{TRUTH_LEGEND}" if compared else "")
+    panels = [(truth_title if problem is None else problem, left)]
+    if objects is not None:
+        right = draw_boxes(photo, prediction_boxes(objects, record, match, name), font, scale)
+        legend = f"\n{PREDICTION_LEGEND}" if compared else ""
+        panels.append((f"{prediction_title} ({len(objects)}){legend}", right))
+    return side_by_side(panels, font)
+
+
+def prediction_picture(
+    image_path: Path, objects: Sequence[dict[str, Any]], font: FontChoice, name: LabelNamer, max_side: int = 800,
+    size: tuple[int, int] | None = None,
+) -> Image.Image:
+    """Predictions alone on their photo (no ground truth), in blue."""
+    photo, problem = open_photo(image_path, size) if size else _open_any(image_path)
+    photo, scale = fit(photo, max_side, MIN_SIDE)
+    drawn = draw_boxes(photo, prediction_boxes(objects, None, None, name), font, scale)
+    return side_by_side([(problem or f"prediction ({len(objects)})", drawn)], font)
+
+
+def _open_any(path: Path) -> tuple[Image.Image, str | None]:
+    try:
+        return load_image(path).image, None
+    except ImageError as e:
+        return Image.new("RGB", (640, 480), (90, 90, 90)), str(e)

@@ -1,0 +1,118 @@
+"""`fewshot classify`: embed the support set, then stream queries through the classifier into a CSV or JSONL file.
+
+Each output row says what the query was (file, crop box, ground truth when known), the answer (a class
+or Unknown), the best and runner-up class with their scores, the margin and its confidence band. Rows
+are written batch by batch, so the file grows as the run goes and memory does not.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from bbuvl.fewshot.backbones import Backbone
+from bbuvl.fewshot.cache import EmbeddingCache
+from bbuvl.fewshot.classifier import FewShotClassifier, Mode, decide
+from bbuvl.fewshot.embed import EmbedReport, ImageItem, embed_items
+from bbuvl.fewshot.support import SupportSet, sample_support, support_items
+
+Shots = int | None  # None = every support image
+OUTPUT_SUFFIXES = (".csv", ".jsonl")
+FIELDS = ["query", "image", "box", "truth", "label", "best_class", "score", "second_class", "second_score",
+          "margin", "confidence"]
+
+
+def shots_name(shots: Shots) -> str:
+    """How a shot count is written in files and tables: `5`, or `all`."""
+    return "all" if shots is None else str(shots)
+
+
+@dataclass
+class FittedSupport:
+    """The support images drawn for one shot count and the classifier built on their embeddings."""
+
+    shots: Shots
+    chosen: dict[str, list[Path]]  # class -> images actually embedded
+    classifier: FewShotClassifier
+
+
+def fit_support(
+    support: SupportSet,
+    shot_list: list[Shots],
+    seed: int,
+    backbone: Backbone,
+    cache: EmbeddingCache | None,
+    batch_size: int,
+    report: EmbedReport,
+    mode: Mode = "mean",
+) -> tuple[list[FittedSupport], list[str]]:
+    """A classifier per shot count, every distinct support image embedded once; also warnings (short classes)."""
+    samples, warnings = {}, []
+    for shots in shot_list:
+        chosen, short = sample_support(support, shots, seed)
+        samples[shots] = chosen
+        warnings += [f"shots={shots_name(shots)}: {w}" for w in short]
+    union = {item.path: item for chosen in samples.values() for item in support_items(chosen)}
+    vectors: dict[Path, np.ndarray] = {}
+    for items, vecs in embed_items(union.values(), backbone, cache, batch_size, report):
+        vectors.update((item.path, v) for item, v in zip(items, vecs))
+    fitted = []
+    for shots, chosen in samples.items():
+        kept = {label: [p for p in paths if p in vectors] for label, paths in chosen.items()}
+        empty = [label for label, paths in kept.items() if not paths]
+        if empty:
+            raise ValueError(f"class '{empty[0]}' has no readable support image for shots={shots_name(shots)}: "
+                             + "; ".join(report.skipped[:3]))
+        labels = [label for label, paths in kept.items() for _ in paths]
+        stacked = np.stack([vectors[p] for paths in kept.values() for p in paths])
+        fitted.append(FittedSupport(shots, kept, FewShotClassifier.fit(labels, stacked, mode)))
+    return fitted, warnings
+
+
+def classified_rows(
+    classifier: FewShotClassifier, batches: Iterable[tuple[list[ImageItem], np.ndarray]], threshold: float
+) -> Iterator[dict]:
+    """One result dict per query, batch by batch: answer, top two classes, scores, margin, confidence, all scores."""
+    classes = classifier.classes
+    for items, vectors in batches:
+        scores = classifier.scores(vectors)
+        d = decide(scores, threshold)
+        answers, confidence = d.labels(classes), d.confidence()
+        for i, item in enumerate(items):
+            yield {
+                "query": item.where, "image": str(item.path),
+                "box": [round(float(v), 2) for v in item.box] if item.box is not None else None,
+                "truth": item.label, "label": answers[i], "best_class": classes[d.best[i]],
+                "score": round(float(d.best_score[i]), 6),
+                "second_class": classes[d.second[i]] if d.second[i] >= 0 else None,
+                "second_score": round(float(d.second_score[i]), 6), "margin": round(float(d.margin[i]), 6),
+                "confidence": confidence[i],
+                "scores": {c: round(float(s), 6) for c, s in zip(classes, scores[i])},
+            }
+
+
+def write_rows(rows: Iterable[dict], out: str | Path, on_row: Callable[[dict], None] | None = None) -> int:
+    """Write result rows, as they come, to `.csv` (the fixed columns) or `.jsonl` (everything); returns the count."""
+    out = Path(out)
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ValueError(f"{out}: the output must end in .csv or .jsonl")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh) if out.suffix.lower() == ".csv" else None
+        if writer is not None:
+            writer.writerow(FIELDS)
+        for row in rows:
+            if writer is not None:
+                writer.writerow(["" if row[k] is None else json.dumps(row[k]) if k == "box" else row[k] for k in FIELDS])
+            else:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+            if on_row is not None:
+                on_row(row)
+    return n

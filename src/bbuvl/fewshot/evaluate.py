@@ -1,0 +1,248 @@
+"""`fewshot eval`: score every query once per shot count, then sweep the threshold and write tables and plots.
+
+Queries are embedded once (streamed, cached); per shot count only the best class, best score and
+runner-up score of each query are kept, which is all the threshold sweep needs. A query whose class has
+no support folder has the truth `Unknown`: accepting it as any class counts towards fall-out.
+
+Output folder:
+    metrics.csv                 one row per (shots, threshold): accuracy, balanced accuracy, macro P/R/F1, MCC, fall-out
+    per_class.csv               per (shots, threshold, class incl. Unknown): counts, TP/FP/FN, P/R/F1
+    confusion/shots<K>_t<T>.csv confusion matrix, rows truth, columns prediction, Unknown as a row and a column
+    queries.csv                 per (query, shots): best class, scores, margin, confidence
+    summary.json                inputs, counts, skipped files, cache hits, every row, best threshold per shot count
+    accuracy_vs_threshold.png, fallout_vs_threshold.png, confusion_best.png
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from bbuvl.fewshot.backbones import Backbone
+from bbuvl.fewshot.cache import EmbeddingCache
+from bbuvl.fewshot.classifier import FewShotClassifier, Mode, confidence_band, decide
+from bbuvl.fewshot.classify import fit_support, shots_name
+from bbuvl.fewshot.embed import EmbedReport, ImageItem, embed_items
+from bbuvl.fewshot.metrics import METRIC_NAMES, classification_metrics, confusion, per_class
+from bbuvl.fewshot.plots import plot_confusion, plot_metric_vs_threshold
+from bbuvl.fewshot.queries import iter_queries
+from bbuvl.fewshot.support import UNKNOWN, read_support
+
+Progress = Callable[[str, int], None]  # (stage, items done so far)
+
+
+def parse_shots(text: str) -> list[Shots]:
+    """`"1,5,10"` -> [1, 5, 10]; `all` stands for every support image."""
+    out: list[Shots] = []
+    for part in (p.strip() for p in text.split(",")):
+        if part.lower() == "all":
+            out.append(None)
+        elif part.isdigit() and int(part) > 0:
+            out.append(int(part))
+        else:
+            raise ValueError(f"shots must be positive whole numbers or 'all', separated by commas; got '{part}' in '{text}'")
+    if not out:
+        raise ValueError("give at least one shot count, e.g. --shots 1,5,10")
+    return list(dict.fromkeys(out))
+
+
+def parse_thresholds(text: str) -> list[float]:
+    """`"0.4:0.9:0.05"` (start:stop:step, stop included) or `"0.5,0.7"` -> sorted thresholds."""
+    try:
+        if ":" in text:
+            start, stop, step = (float(v) for v in text.split(":"))
+            if step <= 0 or stop < start:
+                raise ValueError
+            n = int(math.floor((stop - start) / step + 1e-9)) + 1
+            values = [round(start + i * step, 6) for i in range(n)]
+        else:
+            values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"thresholds must be START:STOP:STEP (e.g. 0.4:0.9:0.05) or a comma list, got '{text}'") from None
+    return sorted(set(values))
+
+
+@dataclass
+class ShotRun:
+    """One shot count: its support, its classifier and, filled as queries stream, each query's top scores."""
+
+    shots: Shots
+    chosen: dict[str, list[Path]]
+    classifier: FewShotClassifier
+    best: list[np.ndarray] = field(default_factory=list)  # per batch: [n] class index
+    best_score: list[np.ndarray] = field(default_factory=list)
+    second: list[np.ndarray] = field(default_factory=list)
+    second_score: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, vectors: np.ndarray) -> None:
+        """Score a batch of query embeddings `[n, D]` and keep their top two."""
+        d = decide(self.classifier.scores(vectors), threshold=-math.inf)
+        self.best.append(d.best)
+        self.best_score.append(d.best_score)
+        self.second.append(d.second)
+        self.second_score.append(d.second_score)
+
+    def column(self, name: str) -> np.ndarray:
+        """All queries' values of one kept column."""
+        parts = getattr(self, name)
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _with_truth(items: Iterator[ImageItem], classes: set[str], problems: list[str]) -> Iterator[ImageItem]:
+    """Queries with a ground truth (a class, or Unknown for a class without support); the rest reported."""
+    for item in items:
+        if item.label is None:
+            problems.append(f"{item.where}: query has no ground truth (put it in a class folder); left out of the evaluation")
+            continue
+        truth = item.label if item.label in classes else UNKNOWN
+        yield item if truth == item.label else ImageItem(item.path, item.box, item.margin, truth, item.origin)
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        if not rows:
+            return
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _write_query_rows(path: Path, runs: list[ShotRun], origins: list[str], truth: list[str]) -> None:
+    """queries.csv, written row by row: per query and shot count, the top two classes, margin, confidence."""
+    fields = ["query", "truth", "shots", "best_class", "score", "second_class", "second_score", "margin", "confidence"]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(fields)
+        for run in runs:
+            names = run.classifier.classes
+            best, best_score = run.column("best").astype(int), run.column("best_score")
+            second, second_score = run.column("second").astype(int), run.column("second_score")
+            for i, origin in enumerate(origins):
+                m = float(best_score[i] - second_score[i])
+                writer.writerow([origin, truth[i], shots_name(run.shots), names[best[i]], f"{best_score[i]:.6f}",
+                                 names[second[i]] if second[i] >= 0 else "", f"{second_score[i]:.6f}", f"{m:.6f}",
+                                 confidence_band(m)])
+
+
+def _round(v: float | None, digits: int = 6) -> float | None:
+    return None if v is None else round(float(v), digits)
+
+
+def run_eval(
+    support_root: str | Path,
+    query_path: str | Path,
+    backbone: Backbone,
+    out_dir: str | Path,
+    shots: list[Shots] = (1, 5, 10),  # type: ignore[assignment]
+    thresholds: list[float] = (0.5, 0.7),  # type: ignore[assignment]
+    mode: Mode = "mean",
+    seed: int = 0,
+    margin: float = 0.0,
+    level: int | None = None,
+    cache: EmbeddingCache | None = None,
+    batch_size: int = 32,
+    on_progress: Progress | None = None,
+) -> dict:
+    """Evaluate few-shot recognition over shots x thresholds, write every table and plot, return the summary."""
+    start = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    support = read_support(support_root)
+    classes = support.classes
+    support_report, query_report = EmbedReport(), EmbedReport()
+    fitted, warnings = fit_support(support, list(shots), seed, backbone, cache, batch_size, support_report, mode)
+    runs = [ShotRun(f.shots, f.chosen, f.classifier) for f in fitted]
+
+    problems: list[str] = []
+    queries = _with_truth(iter_queries(query_path, problems, margin=margin, level=level), set(classes), problems)
+    origins: list[str] = []
+    truth: list[str] = []
+    for items, vectors in embed_items(queries, backbone, cache, batch_size, query_report):
+        origins += [item.where for item in items]
+        truth += [item.label for item in items]  # type: ignore[misc]
+        for run in runs:
+            run.add(vectors)
+        if on_progress:
+            on_progress("queries", len(truth))
+    if not truth:
+        raise ValueError(f"{query_path}: no query could be evaluated" + (f" (first problem: {problems[0]})" if problems else ""))
+
+    labels = classes + [UNKNOWN]
+    metric_rows, class_rows = [], []
+    confusions: dict[tuple[str, float], np.ndarray] = {}
+    for run in runs:
+        top = np.array(run.classifier.classes, dtype=object)[run.column("best").astype(int)]
+        best_score = run.column("best_score")
+        for t in thresholds:
+            pred = np.where(best_score >= t, top, UNKNOWN).tolist()
+            m = classification_metrics(truth, pred)
+            metric_rows.append({"shots": shots_name(run.shots), "threshold": t, "queries": len(truth),
+                                "unknown_truth": truth.count(UNKNOWN), "predicted_unknown": pred.count(UNKNOWN),
+                                **{k: _round(v) for k, v in m.items()}})
+            for row in per_class(truth, pred, labels):
+                class_rows.append({"shots": shots_name(run.shots), "threshold": t,
+                                   **{k: _round(v) if isinstance(v, float) else v for k, v in row.items()}})
+            confusions[(shots_name(run.shots), t)] = confusion(truth, pred, labels)
+
+    _write_query_rows(out / "queries.csv", runs, origins, truth)
+    _write_csv(out / "metrics.csv", metric_rows)
+    _write_csv(out / "per_class.csv", class_rows)
+    for (name, t), cm in confusions.items():
+        _write_csv(out / "confusion" / f"shots{name}_t{t:.2f}.csv",
+                   [{"true \\ predicted": label, **{col: int(v) for col, v in zip(labels, cm[i])}} for i, label in enumerate(labels)])
+
+    best = {}
+    for run in runs:
+        name = shots_name(run.shots)
+        rows = [r for r in metric_rows if r["shots"] == name]
+        top_row = max(rows, key=lambda r: (r["macro_f1"] or 0.0, -r["threshold"]))
+        best[name] = {"threshold": top_row["threshold"], **{k: top_row[k] for k in METRIC_NAMES}}
+    n_unknown = truth.count(UNKNOWN)
+    files = {
+        "accuracy_plot": plot_metric_vs_threshold(
+            metric_rows, "accuracy", "Few-shot accuracy vs threshold", "accuracy (Unknown counted as a class)",
+            out / "accuracy_vs_threshold.png"),
+        "fallout_plot": plot_metric_vs_threshold(
+            metric_rows, "fallout", "Fall-out vs threshold (Unknown-truth queries accepted as a class)", "fall-out",
+            out / "fallout_vs_threshold.png", note="" if n_unknown else "no Unknown-truth queries: fall-out undefined"),
+    }
+    last = shots_name(runs[-1].shots)
+    t_best = best[last]["threshold"]
+    files["confusion_plot"] = plot_confusion(
+        confusions[(last, t_best)], labels, f"Confusion, {last} shots, threshold {t_best:.2f} (best macro F1)",
+        out / "confusion_best.png")
+
+    summary = {
+        "support": str(support_root), "query": str(query_path),
+        "backbone": {"kind": backbone.kind, "key": backbone.key, "dim": backbone.dim},
+        "mode": mode, "seed": seed, "margin": margin, "level": level,
+        "classes": classes,
+        "support_images": {shots_name(r.shots): {c: len(p) for c, p in r.chosen.items()} for r in runs},
+        "queries": {"evaluated": len(truth), "unknown_truth": n_unknown,
+                    "per_truth": {label: truth.count(label) for label in labels if truth.count(label)}},
+        "embedding": {
+            "support": {"embedded": support_report.embedded, "cached": support_report.cached},
+            "queries": {"embedded": query_report.embedded, "cached": query_report.cached},
+            "cache": str(cache.path) if cache is not None else None,
+        },
+        "skipped": support_report.skipped + query_report.skipped,
+        "problems": problems,
+        "warnings": warnings,
+        "thresholds": list(thresholds),
+        "accuracy_table": {shots_name(r.shots): {f"{row['threshold']:.2f}": row["accuracy"] for row in metric_rows
+                                                 if row["shots"] == shots_name(r.shots)} for r in runs},
+        "best": best,
+        "rows": metric_rows,
+        "files": {k: str(v) for k, v in files.items()},
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return summary
