@@ -62,3 +62,21 @@ def run_config(tiny_model_dir, small_dataset, tmp_path):
         return load_config(None, base + list(overrides))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tiny_model_dir, small_dataset, tmp_path_factory) -> Path:
+    """A checkpoint from 2 training steps (with detection head) on the small dataset."""
+    from bbuvl.config import load_config
+    from bbuvl.train.trainer import train
+
+    out = tmp_path_factory.mktemp("ckpt") / "run"
+    cfg = load_config(None, [
+        f"model.path={tiny_model_dir}", "model.dtype=float32", "model.min_pixels=12544", "model.max_pixels=50176",
+        f"data.train={small_dataset / 'train.jsonl'}", "data.val=null", f"data.teachers={small_dataset / 'teachers.jsonl'}",
+        "data.num_workers=0", f"training.output_dir={out}", "training.per_device_batch_size=2", "training.max_steps=2",
+        "training.bf16=false", "training.gradient_checkpointing=false", "training.use_cpu=true", "training.save_steps=100",
+        "detection.num_queries=8", "detection.num_heads=4", "detection.caption_layers=1", "detection.decoder_layers=1",
+        "inference.max_new_tokens=48", "inference.objectness_threshold=0.0", "inference.batch_size=2",
+    ])
+    return Path(train(cfg, progress=False)["final"])

@@ -75,24 +75,37 @@ def fit(image: Image.Image, max_side: int, min_side: int = 0) -> tuple[Image.Ima
 
 
 def draw_boxes(image: Image.Image, boxes: Sequence[DrawBox], font: FontChoice, scale: float = 1.0) -> Image.Image:
-    """A copy of `image` with every box outlined and captioned (boxes multiplied by `scale` first)."""
+    """A copy of `image` with every box outlined and captioned (boxes multiplied by `scale` first).
+
+    Captions go above their box, else inside its top edge, else below it: the first place that
+    covers no caption already drawn (small neighbouring parts would otherwise hide each other's names).
+    """
     out = image.copy()
     draw = ImageDraw.Draw(out)
     side = max(out.size)
     width = max(2, side // 300)
-    text_font = font.load(max(11, side // 45))
-    for b in boxes:
-        x1, y1, x2, y2 = (v * scale for v in b.box)
+    text_font = font.load(max(11, side // 55))
+    scaled = [(tuple(v * scale for v in b.box), b) for b in boxes]
+    for (x1, y1, x2, y2), b in scaled:
         draw.rectangle([x1, y1, x2, y2], outline=b.color, width=width)
+    placed: list[tuple[float, float, float, float]] = []
+    for (x1, y1, x2, y2), b in scaled:
         if not b.text:
             continue
         left, top, right, bottom = draw.textbbox((0, 0), b.text, font=text_font)
-        tw, th = right - left, bottom - top
-        ty = y1 - th - 4 if y1 - th - 4 >= 0 else y1 + width  # above the box, or inside it at the top edge
-        tx = min(max(0, x1), max(0, out.width - tw - 4))
-        draw.rectangle([tx, ty, tx + tw + 4, ty + th + 4], fill=b.color)
-        draw.text((tx + 2 - left, ty + 2 - top), b.text, font=text_font, fill=(255, 255, 255))
+        w, h = right - left + 4, bottom - top + 4
+        x = min(max(0.0, x1), max(0.0, out.width - w))
+        spots = [y1 - h, y1 + width, y2 + 1, y2 - h - width]
+        spots = [min(max(0.0, y), max(0.0, out.height - h)) for y in spots]
+        y = next((y for y in spots if not any(_overlap((x, y, x + w, y + h), r) for r in placed)), spots[0])
+        placed.append((x, y, x + w, y + h))
+        draw.rectangle([x, y, x + w, y + h], fill=b.color)
+        draw.text((x + 2 - left, y + 2 - top), b.text, font=text_font, fill=(255, 255, 255))
     return out
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def side_by_side(panels: Sequence[tuple[str, Image.Image]], font: FontChoice, gap: int = 12) -> Image.Image:

@@ -179,6 +179,15 @@ def align_predictions(
     return result
 
 
+def locate_image(image: str, pred_path: str | Path) -> Path:
+    """The file a prediction line names: absolute, else next to the predictions file, else from the current folder."""
+    p = Path(image)
+    if p.is_absolute():
+        return p
+    beside = Path(pred_path).resolve().parent / p
+    return beside if beside.exists() or not p.exists() else p.resolve()
+
+
 def _find(
     image: str, by_path: dict[str, int], by_text: dict[str, int], names: dict[str, list[int]], bases: list[Path],
 ) -> tuple[int | None, bool]:

@@ -64,7 +64,7 @@ def plot_metric_vs_threshold(
         pts = [(r["threshold"], r[metric]) for r in rows if r["shots"] == shots and r[metric] is not None]
         if pts:
             x, y = zip(*sorted(pts))
-            ax.plot(x, y, marker="o", markersize=3, label=f"{shots} shot" + ("s" if shots != 1 else ""))
+            ax.plot(x, y, marker="o", markersize=3, label=f"{shots} shot" + ("" if str(shots) == "1" else "s"))
     ax.set_xlabel("threshold (best score below it → Unknown)")
     ax.set_ylabel(ylabel)
     ax.set_ylim(-0.02, 1.02)

@@ -1,0 +1,194 @@
+"""`bbuvl eval` (metrics, terminal table, HTML report) and `bbuvl viz` (boxes drawn on photos)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from bbuvl.cli.common import console, fail, user_errors
+
+LEVEL_HELP = "Evaluate categories at this hierarchy level (1 = category, 2 = category/attribute; default: full label)."
+FONT_HELP = "Font file with Chinese glyphs for labels in pictures (default: search the system; warns if none)."
+HIERARCHY_HELP = "Label hierarchy JSON, for English glosses (default: the shipped one)."
+
+
+def details_path(out: Path) -> Path:
+    """Where the COCO details go for a METRICS.json path: METRICS.coco.json beside it."""
+    return out.with_name(f"{out.stem}.coco.json")
+
+
+def evaluate(
+    pred: Path = typer.Option(..., "--pred", help="Predictions JSONL written by `bbuvl predict`."),
+    gt: Path = typer.Option(..., "--gt", help="Ground-truth dataset JSONL (image paths relative to it)."),
+    out: Path = typer.Option(..., "--out", help="METRICS.json to write."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write REPORT_DIR/index.html with pictures."),
+    level: Optional[int] = typer.Option(None, "--level", min=1, help=LEVEL_HELP),
+    iou: float = typer.Option(0.5, "--iou", min=0.0, max=1.0, help="IoU at which a prediction matches a ground-truth box "
+                              "(error counts, label accuracy, worst photos). COCO AP always uses 0.50:0.95."),
+    min_score: float = typer.Option(0.0, "--min-score", help="Ignore predictions below this score in the error counts "
+                                    "(COCO AP always ranks every prediction)."),
+    worst: int = typer.Option(20, "--worst", min=0, help="How many of the worst photos the report shows."),
+    font_path: Optional[Path] = typer.Option(None, "--font-path", help=FONT_HELP),
+    hierarchy: Optional[Path] = typer.Option(None, "--hierarchy", help=HIERARCHY_HELP),
+) -> None:
+    """Score predictions against ground truth: COCO AP, label accuracy, error counts; optionally an HTML report.
+
+    METRICS.json has exactly these keys: AP, AP50, AP75 (COCO, categories at --level), AP_agnostic
+    (COCO AP with every label one class), per_category (label -> AP, AP50, AP75, APs, APm, APl, AR100,
+    gt, pred), label_accuracy (matched boxes right at level_1..level_N and in full), parse_failure_rate
+    (lines with an error or an unreadable answer), duplicate_rate (predictions repeating a higher-scored
+    same-label box at IoU > 0.9) and errors (missed, extra, mislocated, mislabelled, matched and totals).
+    The other COCO numbers (APs/APm/APl, AR1/AR10/AR100 and their class-agnostic twins) and the
+    precision-recall curves go to METRICS.coco.json beside it.
+    """
+    from bbuvl.data.labels import Hierarchy
+    from bbuvl.data.schema import read_records
+    from bbuvl.eval.fonts import find_cjk_font
+    from bbuvl.eval.metrics import evaluate_predictions
+    from bbuvl.eval.predictions import read_predictions
+
+    for path, what in ((pred, "--pred"), (gt, "--gt")):
+        if not path.is_file():
+            fail(f"{path}: no such file ({what})")
+    if not 0.0 < iou <= 1.0:
+        fail(f"--iou must be in (0, 1], got {iou}")
+    with user_errors(ValueError, OSError):
+        records = read_records(gt)
+        lines = read_predictions(pred)
+        h = Hierarchy.load(hierarchy)
+        font = find_cjk_font(font_path) if report else None
+    with console.status("computing metrics", spinner="dots"):
+        evaluation = evaluate_predictions(records, gt, lines, pred, level=level, iou=iou, min_score=min_score)
+
+    with user_errors(OSError):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(evaluation.metrics, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        details_path(out).write_text(json.dumps(evaluation.details(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print_metrics(evaluation, h)
+    for note in evaluation.notes:
+        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+    console.print(f"[green]metrics[/]: {out}  (COCO details and curves: {details_path(out)})", soft_wrap=True)
+    if report and font is not None:
+        from bbuvl.eval.report import write_report
+
+        if font.warning:
+            console.print(f"[bold yellow]warning:[/] {font.warning}", soft_wrap=True)
+        with console.status("drawing the report", spinner="dots"), user_errors(OSError):
+            index = write_report(evaluation, report, font, h, worst=worst)
+        console.print(f"[green]report[/]: {index}", soft_wrap=True)
+
+
+def _num(v: Any) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def print_metrics(evaluation: Any, hierarchy: Any, max_categories: int = 30) -> None:
+    """The headline numbers and the per-category table, in the terminal."""
+    m, coco, agn = evaluation.metrics, evaluation.coco.summary, evaluation.coco.agnostic
+    s = evaluation.settings
+    head = Table(title=f"COCO (categories at {'level ' + str(s['level']) if s['level'] else 'full label'})",
+                 title_justify="left")
+    keys = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
+    head.add_column("")
+    for k in keys:
+        head.add_column(k, justify="right")
+    head.add_row("per category", *(_num(coco[k]) for k in keys))
+    head.add_row("class-agnostic", *(_num(agn[k]) for k in keys))
+    console.print(head)
+
+    e = m["errors"]
+    summary = Table(title=f"Matching at IoU ≥ {s['iou']}", title_justify="left", show_header=False)
+    summary.add_column("")
+    summary.add_column("", justify="right")
+    for k, v in m["label_accuracy"].items():
+        summary.add_row(f"label accuracy {k.replace('_', ' ')}", _num(v))
+    for k in ("matched", "missed", "extra", "mislocated", "mislabelled", "gt_objects", "predicted_objects"):
+        summary.add_row(k.replace("_", " "), _num(e[k]))
+    summary.add_row("parse failure rate", _num(m["parse_failure_rate"]))
+    summary.add_row("duplicate rate", _num(m["duplicate_rate"]))
+    console.print(summary)
+
+    cats = sorted(m["per_category"].items(), key=lambda kv: (-kv[1]["gt"], kv[0]))
+    table = Table(title="Per category" + (f" (first {max_categories} of {len(cats)})" if len(cats) > max_categories else ""),
+                  title_justify="left")
+    table.add_column("category", overflow="fold")
+    table.add_column("English", overflow="fold", style="dim")
+    for k in ("gt", "pred", "AP", "AP50", "AP75"):
+        table.add_column(k, justify="right")
+    for name, v in cats[:max_categories]:
+        table.add_row(name, hierarchy.english(name), *(_num(v.get(k)) for k in ("gt", "pred", "AP", "AP50", "AP75")))
+    console.print(table)
+
+
+def _is_prediction_file(path: Path) -> bool:
+    """True when the first line of `path` is a `bbuvl predict` output line rather than a dataset record."""
+    with path.open(encoding="utf-8") as fh:
+        for text in fh:
+            if text.strip():
+                try:
+                    first = json.loads(text)
+                except json.JSONDecodeError:
+                    return False
+                return isinstance(first, dict) and isinstance(first.get("image"), str) and "images" not in first
+    return False
+
+
+def viz(
+    input: Path = typer.Argument(..., help="A dataset JSONL (draws its ground truth) or a predictions JSONL."),
+    out_dir: Path = typer.Argument(..., help="Folder for the PNGs."),
+    pred: Optional[Path] = typer.Option(None, "--pred", help="Predictions JSONL to draw beside the ground truth."),
+    limit: int = typer.Option(50, "--limit", min=1, help="Draw at most this many photos."),
+    iou: float = typer.Option(0.5, "--iou", min=0.0, max=1.0, help="IoU for colouring predictions as right or wrong."),
+    font_path: Optional[Path] = typer.Option(None, "--font-path", help=FONT_HELP),
+    hierarchy: Optional[Path] = typer.Option(None, "--hierarchy", help=HIERARCHY_HELP),
+) -> None:
+    """Draw boxes and labels on photos into PNGs: ground truth, predictions, or both side by side."""
+    from bbuvl.data.labels import Hierarchy
+    from bbuvl.data.schema import read_records, resolve_image
+    from bbuvl.eval.draw import LabelNamer, compare_picture, prediction_picture
+    from bbuvl.eval.fonts import find_cjk_font
+    from bbuvl.eval.matching import match_image
+    from bbuvl.eval.predictions import align_predictions, locate_image, read_predictions
+
+    if not input.is_file():
+        fail(f"{input}: no such file (give a dataset or predictions JSONL)")
+    if pred is not None and not pred.is_file():
+        fail(f"{pred}: no such file (--pred)")
+    with user_errors(ValueError, OSError):
+        font = find_cjk_font(font_path)
+        name = LabelNamer(font, Hierarchy.load(hierarchy))
+    if font.warning:
+        console.print(f"[bold yellow]warning:[/] {font.warning}", soft_wrap=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with user_errors(ValueError, OSError):
+        if _is_prediction_file(input):
+            if pred is not None:
+                fail(f"{input} is already a predictions file; pass the dataset as INPUT to compare with --pred")
+            for i, line in enumerate(read_predictions(input)[:limit]):
+                path = locate_image(line.image, input)
+                size = (line.width, line.height) if line.width and line.height else None
+                picture = prediction_picture(path, line.objects, font, name, size=size)
+                picture.save(out_dir / f"{i:04d}_{path.stem}.png")
+                written += 1
+        else:
+            records = read_records(input)[:limit]
+            lines = align_predictions(records, input, read_predictions(pred), pred).predictions if pred else [None] * len(records)
+            for i, (record, line) in enumerate(zip(records, lines)):
+                path = resolve_image(input, record.image)
+                objects = None if pred is None else (line.objects if line else [])
+                match = None
+                if objects is not None:
+                    match = match_image([o.bbox_2d for o in record.objects], [o.desc for o in record.objects],
+                                        [o["bbox_2d"] for o in objects], [o["label"] for o in objects],
+                                        [o["score"] for o in objects], iou_threshold=iou)
+                picture = compare_picture(record, path, objects, match, font, name)
+                picture.save(out_dir / f"{i:04d}_{path.stem}.png")
+                written += 1
+    console.print(f"[green]drew[/] {written} photo(s) into {out_dir}", soft_wrap=True)

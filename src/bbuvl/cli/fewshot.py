@@ -1,0 +1,253 @@
+"""`bbuvl fewshot ...`: recognise new part types from a few examples, with Unknown rejection, and evaluate it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bbuvl.cli.common import console, err_console, fail, stdout_is_tty, user_errors
+
+app = typer.Typer(help="Few-shot recognition of new part types (support set + backbone, no retraining).",
+                  no_args_is_help=True)
+
+SUPPORT = typer.Option(..., "--support", help="Support folder: <class>/*.jpg, shot<K>/<class>/*.jpg or <class>/shot<K>/*.jpg.")
+BACKBONE = typer.Option(..., "--backbone", help="CLIP / DINOv2 / ResNet checkpoint folder or hub id, or 'pixels[:SIDE]'.")
+MODE = typer.Option("mean", "--mode", help="Class score: 'mean' cosine to its support images, or cosine to the 'prototype'.")
+SEED = typer.Option(0, "--seed", help="Seed for drawing K support images per class.")
+MARGIN = typer.Option(0.0, "--margin", min=0.0, help="Grow each box crop by this fraction of its size on every side.")
+BATCH = typer.Option(32, "--batch-size", min=1, help="Images per backbone forward pass.")
+DEVICE = typer.Option("auto", "--device", help="'auto' (GPU when present), 'cpu', 'cuda', 'cuda:1', ...")
+CACHE = typer.Option(None, "--cache", help="Embedding cache folder (default: $BBUVL_CACHE/fewshot or ~/.cache/bbuvl/fewshot).")
+NO_CACHE = typer.Option(False, "--no-cache", help="Embed everything again and store nothing.")
+THRESHOLD = typer.Option(0.6, "--threshold", help="Best score below this -> Unknown (equal is accepted).")
+MIN_SCORE = typer.Option(0.0, "--min-score", min=0.0, max=1.0, help="Skip detections scoring below this (predictions files).")
+
+
+def _backbone(spec: str, device: str):
+    """Load the backbone quietly (transformers' own progress bars off: ours is enough)."""
+    from transformers.utils import logging as hf_logging
+
+    from bbuvl.fewshot.backbones import load_backbone
+
+    hf_logging.disable_progress_bar()
+    with user_errors():
+        return load_backbone(spec, device)
+
+
+def _cache(folder: Optional[Path], off: bool):
+    from bbuvl.fewshot.cache import EmbeddingCache, default_cache_dir
+
+    if off:
+        return None
+    with user_errors():
+        return EmbeddingCache(folder or default_cache_dir())
+
+
+def _mode(mode: str) -> str:
+    from bbuvl.fewshot.classifier import MODES
+
+    if mode not in MODES:
+        fail(f"--mode must be one of {', '.join(MODES)}, got '{mode}'")
+    return mode
+
+
+def _progress(what: str) -> Progress:
+    return Progress(SpinnerColumn(), TextColumn(f"[bold]{what}[/] {{task.completed}}"), TimeElapsedColumn(),
+                    console=console, transient=True, disable=not stdout_is_tty())
+
+
+def _print_messages(title: str, messages: list[str], limit: int = 10) -> None:
+    """The first `limit` messages in yellow, then how many more."""
+    if not messages:
+        return
+    err_console.print(f"[yellow]{title}: {len(messages)}[/]")
+    for m in messages[:limit]:
+        err_console.print(f"  {m}", markup=False, soft_wrap=True, style="yellow")
+    if len(messages) > limit:
+        err_console.print(f"  ... and {len(messages) - limit} more", style="yellow")
+
+
+@app.command("tiny-backbone")
+def tiny_backbone_cmd(
+    kind: str = typer.Argument(..., help="clip, dinov2 or resnet."),
+    out: Path = typer.Argument(..., help="Folder to write (config.json, preprocessor_config.json, weights)."),
+    image_size: int = typer.Option(32, "--image-size", min=8, help="Input side of the tiny model."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random weights."),
+    full: bool = typer.Option(False, "--full", help="Stock architecture and preprocessing (ViT-B/32, DINOv2-base, "
+                                                    "ResNet-50) with random weights, for benchmarks."),
+) -> None:
+    """Write a random-weight backbone that loads like a real checkpoint (offline tests and benchmarks)."""
+    from transformers.utils import logging as hf_logging
+
+    from bbuvl.fewshot.tiny import tiny_backbone
+
+    hf_logging.disable_progress_bar()
+    start = time.perf_counter()
+    with user_errors():
+        tiny_backbone(kind, out, image_size=image_size, seed=seed, full=full)
+    console.print(f"[green]saved[/] random-weight {kind} backbone to {out} in {time.perf_counter() - start:.1f} s")
+
+
+@app.command("classify")
+def classify(
+    support: Path = SUPPORT,
+    query: Path = typer.Option(..., "--query", help="Query folder, dataset JSONL (box crops), predictions JSONL or image."),
+    backbone: str = BACKBONE,
+    out: Path = typer.Option(..., "--out", help="Results file, .csv or .jsonl (jsonl also has every class score)."),
+    threshold: float = THRESHOLD,
+    mode: str = MODE,
+    shots: Optional[int] = typer.Option(None, "--shots", min=1, help="Use K support images per class (default: all)."),
+    seed: int = SEED,
+    margin: float = MARGIN,
+    min_score: float = MIN_SCORE,
+    batch_size: int = BATCH,
+    device: str = DEVICE,
+    cache: Optional[Path] = CACHE,
+    no_cache: bool = NO_CACHE,
+) -> None:
+    """Classify query images or box crops against the support set; weak matches become Unknown."""
+    from bbuvl.fewshot.classify import classified_rows, fit_support, write_rows
+    from bbuvl.fewshot.embed import EmbedReport, embed_items
+    from bbuvl.fewshot.queries import iter_queries
+    from bbuvl.fewshot.support import read_support
+
+    if out.suffix.lower() not in (".csv", ".jsonl"):
+        fail(f"--out must end in .csv or .jsonl, got '{out.name}'")
+    _mode(mode)
+    bb, store = _backbone(backbone, device), _cache(cache, no_cache)
+    support_report, query_report, problems = EmbedReport(), EmbedReport(), []
+    counts: dict[str, int] = {}
+    with user_errors():
+        fitted, warnings = fit_support(read_support(support), [shots], seed, bb, store, batch_size, support_report, mode)  # type: ignore[arg-type]
+        items = iter_queries(query, problems, margin=margin, min_score=min_score)
+        with _progress("classifying") as bar:
+            task = bar.add_task("queries", total=None)
+
+            def count(row: dict) -> None:
+                counts[row["label"]] = counts.get(row["label"], 0) + 1
+                bar.advance(task)
+
+            n = write_rows(classified_rows(fitted[0].classifier, embed_items(items, bb, store, batch_size, query_report),
+                                           threshold), out, count)
+    _print_messages("warnings", warnings)
+    _print_messages("skipped", problems + support_report.skipped + query_report.skipped)
+    table = Table(show_edge=False, title=f"{n} queries, threshold {threshold}", title_justify="left")
+    table.add_column("answer")
+    table.add_column("queries", justify="right")
+    for label, k in sorted(counts.items(), key=lambda kv: -kv[1]):
+        table.add_row(label, str(k))
+    console.print(table)
+    console.print(f"embeddings: {query_report.embedded + support_report.embedded} computed, "
+                  f"{query_report.cached + support_report.cached} from the cache")
+    console.print(f"[green]wrote[/] {out}")
+
+
+@app.command("eval")
+def evaluate(
+    support: Path = SUPPORT,
+    query: Path = typer.Option(..., "--query", help="Labelled queries: folder <class>/*.jpg or dataset JSONL (box crops). "
+                                                   "A class without support counts as Unknown."),
+    backbone: str = BACKBONE,
+    out: Path = typer.Option(..., "--out", help="Results folder (CSV tables, summary.json, PNG plots)."),
+    shots: str = typer.Option("1,5,10", "--shots", help="Support images per class to try, e.g. 1,5,10 (or 'all')."),
+    thresholds: str = typer.Option("0.4:0.9:0.05", "--thresholds", help="START:STOP:STEP (stop included) or a comma list."),
+    mode: str = MODE,
+    seed: int = SEED,
+    margin: float = MARGIN,
+    level: Optional[int] = typer.Option(None, "--level", min=1, help="Cut dataset labels to this many levels (1 = category)."),
+    batch_size: int = BATCH,
+    device: str = DEVICE,
+    cache: Optional[Path] = CACHE,
+    no_cache: bool = NO_CACHE,
+) -> None:
+    """Accuracy, balanced accuracy, macro P/R/F1, MCC and fall-out for every (shots, threshold), as tables and plots."""
+    from bbuvl.fewshot.evaluate import parse_shots, parse_thresholds, run_eval
+
+    with user_errors():
+        shot_list, threshold_list = parse_shots(shots), parse_thresholds(thresholds)
+    _mode(mode)
+    bb, store = _backbone(backbone, device), _cache(cache, no_cache)
+    with user_errors(), _progress("embedding queries") as bar:
+        task = bar.add_task("queries", total=None)
+        summary = run_eval(support, query, bb, out, shot_list, threshold_list, mode, seed, margin, level, store,  # type: ignore[arg-type]
+                           batch_size, on_progress=lambda stage, done: bar.update(task, completed=done))
+    _print_messages("warnings", summary["warnings"])
+    _print_messages("skipped", summary["problems"] + summary["skipped"])
+    q = summary["queries"]
+    console.print(f"{q['evaluated']} queries ({q['unknown_truth']} of classes without support -> Unknown), "
+                  f"{len(summary['classes'])} classes, backbone {bb.key}")
+    names = list(summary["accuracy_table"])
+    table = Table(title="accuracy per threshold (columns: support images per class)", title_justify="left")
+    table.add_column("threshold")
+    for name in names:
+        table.add_column(f"{name} shots", justify="right")
+    for t in threshold_list:
+        table.add_row(f"{t:.2f}", *(f"{summary['accuracy_table'][name][f'{t:.2f}']:.3f}" for name in names))
+    console.print(table)
+    for name in names:
+        b = summary["best"][name]
+        fallout = "n/a" if b["fallout"] is None else f"{b['fallout']:.3f}"
+        console.print(f"{name} shots: best macro F1 {b['macro_f1']:.3f} at threshold {b['threshold']:.2f} "
+                      f"(accuracy {b['accuracy']:.3f}, balanced {b['balanced_accuracy']:.3f}, fall-out {fallout})")
+    e = summary["embedding"]
+    console.print(f"embeddings: {e['support']['embedded'] + e['queries']['embedded']} computed, "
+                  f"{e['support']['cached'] + e['queries']['cached']} cache hits"
+                  + (f" ({e['cache']})" if e["cache"] else " (cache off)"))
+    console.print(f"[green]wrote[/] {out}/: metrics.csv, per_class.csv, queries.csv, confusion/, summary.json, "
+                  f"accuracy_vs_threshold.png, fallout_vs_threshold.png, confusion_best.png ({summary['seconds']:.1f} s)")
+
+
+@app.command("label")
+def label(
+    predictions: Path = typer.Option(..., "--predictions", help="Predictions JSONL from `bbuvl predict`."),
+    support: Path = SUPPORT,
+    backbone: str = BACKBONE,
+    out: Path = typer.Option(..., "--out", help="Dataset JSONL to write (image paths relative to it)."),
+    threshold: float = THRESHOLD,
+    unknown: str = typer.Option("drop", "--unknown", help="Unknown boxes: 'drop' them, or 'flag' them (kept under "
+                                                          "the detector's label, extra.fewshot = Unknown)."),
+    hierarchy: Optional[Path] = typer.Option(None, "--hierarchy", help="Label hierarchy JSON that names the support "
+                                                                      "classes (default: the shipped one)."),
+    mode: str = MODE,
+    shots: Optional[int] = typer.Option(None, "--shots", min=1, help="Use K support images per class (default: all)."),
+    seed: int = SEED,
+    margin: float = MARGIN,
+    min_score: float = MIN_SCORE,
+    batch_size: int = BATCH,
+    device: str = DEVICE,
+    cache: Optional[Path] = CACHE,
+    no_cache: bool = NO_CACHE,
+) -> None:
+    """Label detected boxes by few-shot class and write a dataset that `bbuvl data check` accepts."""
+    from bbuvl.data.labels import Hierarchy
+    from bbuvl.fewshot.classify import fit_support
+    from bbuvl.fewshot.embed import EmbedReport
+    from bbuvl.fewshot.label import UNKNOWN_POLICIES, auto_label, check_classes
+    from bbuvl.fewshot.support import read_support
+
+    if unknown not in UNKNOWN_POLICIES:
+        fail(f"--unknown must be one of {', '.join(UNKNOWN_POLICIES)}, got '{unknown}'")
+    _mode(mode)
+    with user_errors():
+        h = Hierarchy.load(hierarchy)
+        support_set = read_support(support)
+        check_classes(support_set.classes, h)  # before loading a backbone or embedding anything
+    bb, store = _backbone(backbone, device), _cache(cache, no_cache)
+    support_report = EmbedReport()
+    with user_errors(), _progress("labelling") as bar:
+        bar.add_task("boxes", total=None)
+        fitted, warnings = fit_support(support_set, [shots], seed, bb, store, batch_size, support_report, mode)  # type: ignore[arg-type]
+        report = auto_label(predictions, fitted[0].classifier, bb, out, threshold, unknown, h, margin,  # type: ignore[arg-type]
+                            min_score, store, batch_size)
+    _print_messages("warnings", warnings)
+    _print_messages("changed to fit the dataset format", report.fixed)
+    _print_messages("skipped", report.problems + support_report.skipped)
+    console.print(f"{report.labelled} boxes labelled by few-shot class, {report.unknown_dropped} Unknown dropped, "
+                  f"{report.unknown_flagged} Unknown flagged, {report.below_min_score} below --min-score")
+    console.print(f"[green]wrote[/] {out}: {report.images_written} photos ({report.images_skipped} left out); "
+                  f"check it with `bbuvl data check {out}`")

@@ -1,0 +1,206 @@
+"""The evaluation report: one self-contained HTML page plus the PNGs it shows.
+
+REPORT_DIR/
+  index.html            metrics, per-category table, precision-recall plot, worst photos first
+  pr_curve.png          precision-recall curves (COCO's interpolated precision at 101 recall points)
+  worst/NNN_<photo>.png ground truth | prediction, for the photos with the lowest F1
+
+Every picture is embedded in index.html as a data URI (JPEG for photos, to keep the page small), so
+the page can be mailed or archived alone; the PNGs beside it are the full-quality copies.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure  # the object API needs no display and touches no global backend
+from matplotlib.font_manager import FontProperties
+from PIL import Image
+
+from bbuvl.data.labels import Hierarchy
+from bbuvl.eval.draw import LabelNamer, compare_picture
+from bbuvl.eval.fonts import FontChoice
+from bbuvl.eval.metrics import Evaluation, ImageResult
+
+PR_CURVE_FILE = "pr_curve.png"
+WORST_DIR = "worst"
+MAX_CATEGORY_CURVES = 10
+
+
+def write_report(
+    evaluation: Evaluation, out_dir: str | Path, font: FontChoice, hierarchy: Hierarchy | None = None, worst: int = 20,
+) -> Path:
+    """Write REPORT_DIR/index.html with its PNGs and return the page's path."""
+    out_dir = Path(out_dir)
+    (out_dir / WORST_DIR).mkdir(parents=True, exist_ok=True)
+    hierarchy = hierarchy or Hierarchy.load()
+    name = LabelNamer(font, hierarchy)
+
+    curve = plot_pr_curves(evaluation, font, name)
+    curve.save(out_dir / PR_CURVE_FILE)
+    pictures = []
+    for rank, result in enumerate(evaluation.worst(worst), start=1):
+        picture = compare_picture(result.record, result.image_path, result.objects, result.match, font, name)
+        file = out_dir / WORST_DIR / f"{rank:03d}_{_safe(result.image_path.stem)}.png"
+        picture.save(file)
+        pictures.append((result, picture, file))
+
+    page = _page(evaluation, font, hierarchy, curve, pictures, out_dir)
+    index = out_dir / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
+
+
+def _safe(stem: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", stem)[:60] or "photo"
+
+
+# --- precision-recall plot -----------------------------------------------------------------------
+
+
+def plot_pr_curves(evaluation: Evaluation, font: FontChoice, name: LabelNamer) -> Image.Image:
+    """Left: mean and class-agnostic precision-recall at IoU 0.5 and 0.75; right: per category at IoU 0.5."""
+    curves = evaluation.coco.curves
+    fig = Figure(figsize=(12, 5), dpi=100)
+    ax_all, ax_cat = fig.subplots(1, 2)
+    legend_font = FontProperties(fname=str(font.path), size=7) if font.cjk else None
+    if not curves:
+        for ax in (ax_all, ax_cat):
+            ax.text(0.5, 0.5, "no ground-truth objects: no curve", ha="center", va="center")
+    else:
+        recall = curves["recall"]
+        styles = {("iou_0.50", "mean"): ("C0", "-"), ("iou_0.50", "agnostic"): ("C1", "-"),
+                  ("iou_0.75", "mean"): ("C0", "--"), ("iou_0.75", "agnostic"): ("C1", "--")}
+        for (iou_key, kind), (color, dash) in styles.items():
+            xs, ys = _defined(recall, curves[iou_key][kind])
+            label = f"{'mean over categories' if kind == 'mean' else 'class-agnostic'}, IoU {iou_key[4:]}"
+            ax_all.plot(xs, ys, color=color, linestyle=dash, label=label)
+        ax_all.set_title(f"Precision-recall (AP50 {_fmt(evaluation.metrics['AP50'])}, AP {_fmt(evaluation.metrics['AP'])})")
+        ax_all.legend(loc="lower left", fontsize=8)
+        per_category = evaluation.metrics["per_category"]
+        ranked = sorted(curves["iou_0.50"]["per_category"], key=lambda c: -per_category[c]["gt"])[:MAX_CATEGORY_CURVES]
+        for category in ranked:
+            xs, ys = _defined(recall, curves["iou_0.50"]["per_category"][category])
+            ax_cat.plot(xs, ys, label=f"{name(category)} (AP50 {_fmt(per_category[category]['AP50'])})")
+        ax_cat.set_title(f"Per category, IoU 0.5 (top {len(ranked)} by ground-truth count)")
+        if ranked:
+            ax_cat.legend(loc="lower left", prop=legend_font or {"size": 7})
+    for ax in (ax_all, ax_cat):
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
+
+
+def _defined(xs: list[float], ys: list[float | None]) -> tuple[list[float], list[float]]:
+    pairs = [(x, y) for x, y in zip(xs, ys) if y is not None]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+# --- the page ------------------------------------------------------------------------------------
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _data_uri(image: Image.Image, fmt: str = "JPEG") -> str:
+    buffer = io.BytesIO()
+    if fmt == "JPEG":
+        image.convert("RGB").save(buffer, "JPEG", quality=85)
+        mime = "image/jpeg"
+    else:
+        image.save(buffer, "PNG")
+        mime = "image/png"
+    return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
+
+
+def _rows(rows: list[tuple[str, Any]]) -> str:
+    return "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows)
+
+
+def _page(
+    evaluation: Evaluation, font: FontChoice, hierarchy: Hierarchy, curve: Image.Image,
+    pictures: list[tuple[ImageResult, Image.Image, Path]], out_dir: Path,
+) -> str:
+    m, coco, s = evaluation.metrics, evaluation.details()["coco"], evaluation.settings
+    agnostic = evaluation.coco.agnostic
+    warnings = ([font.warning] if font.warning else []) + evaluation.notes
+    warning_html = "".join(f'<p class="warn">⚠ {html.escape(w)}</p>' for w in warnings)
+    level = f"level {s['level']}" if s["level"] else "full label"
+    coco_rows = [(k, coco[k]) for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100")]
+    coco_rows += [("AP (class-agnostic)", agnostic["AP"]), ("AP50 (class-agnostic)", agnostic["AP50"])]
+    acc_rows = [(k.replace("_", " "), v) for k, v in m["label_accuracy"].items()]
+    error_rows = [(k.replace("_", " "), v) for k, v in m["errors"].items()]
+    error_rows += [("parse failure rate", m["parse_failure_rate"]), ("duplicate rate", m["duplicate_rate"])]
+
+    categories = sorted(m["per_category"].items(), key=lambda kv: (-kv[1]["gt"], kv[0]))
+    cat_head = "".join(f"<th>{c}</th>" for c in ("category", "English", "GT", "pred", "AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"))
+    cat_rows = "".join(
+        "<tr><td class='label'>" + html.escape(c) + "</td><td>" + html.escape(hierarchy.english(c)) + "</td>"
+        + "".join(f"<td>{_fmt(v.get(k))}</td>" for k in ("gt", "pred", "AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"))
+        + "</tr>"
+        for c, v in categories
+    )
+    worst_html = "".join(_worst_item(r, pic, file, out_dir) for r, pic, file in pictures) or "<p>No photo has any error.</p>"
+    return f"""<!DOCTYPE html>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>bbu-vl evaluation</title>
+<style>
+body {{ font-family: "WenQuanYi Micro Hei", "Noto Sans CJK SC", "Microsoft YaHei", "PingFang SC", sans-serif; margin: 24px; color: #222; }}
+table {{ border-collapse: collapse; margin: 8px 0 20px; }} th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
+td.label, th {{ text-align: left; }} .warn {{ background: #fff3cd; border: 1px solid #e0c36c; padding: 6px 10px; }}
+.grid {{ display: flex; gap: 32px; flex-wrap: wrap; }} figure {{ margin: 0 0 28px; }} figcaption {{ font-size: 14px; margin: 4px 0; }}
+img {{ max-width: 100%; border: 1px solid #ddd; }} pre {{ white-space: pre-wrap; background: #f6f6f6; padding: 6px; font-size: 12px; }}
+</style></head><body>
+<h1>bbu-vl evaluation</h1>
+<p>{html.escape(str(s['pred']))} against {html.escape(str(s['gt']))} · categories at {level} · matching IoU ≥ {s['iou']}
+ · error counts at score ≥ {s['min_score']} · {datetime.now():%Y-%m-%d %H:%M}</p>
+{warning_html}
+<div class="grid">
+<div><h2>COCO</h2><table>{_rows(coco_rows)}</table></div>
+<div><h2>Label accuracy (matched boxes)</h2><table>{_rows(acc_rows)}</table></div>
+<div><h2>Errors</h2><table>{_rows(error_rows)}</table></div>
+</div>
+<h2>Precision-recall</h2>
+<img alt="precision-recall curves" src="{_data_uri(curve, 'PNG')}">
+<h2>Per category</h2>
+<table><tr>{cat_head}</tr>{cat_rows}</table>
+<h2>Worst photos first</h2>
+{worst_html}
+</body></html>
+"""
+
+
+def _worst_item(result: ImageResult, picture: Image.Image, file: Path, out_dir: Path) -> str:
+    m = result.match
+    mislabelled = sum(result.objects[p]["label"] != result.record.objects[g].desc for p, g, _ in m.matched)
+    facts = (f"F1 {result.f1:.2f} · missed {len(m.missed)} · extra {len(m.extra)} · mislocated {len(m.mislocated)}"
+             f" · mislabelled {mislabelled} · duplicates {len(result.duplicates)}")
+    extra = ""
+    line = result.prediction
+    if line is None:
+        extra = "<p class='warn'>no prediction line for this photo</p>"
+    elif line.error:
+        extra = f"<p class='warn'>prediction error: {html.escape(line.error)}</p>"
+    elif result.failed:
+        extra = f"<p class='warn'>answer could not be parsed:</p><pre>{html.escape((line.raw or '')[:2000])}</pre>"
+    rel = file.relative_to(out_dir).as_posix()
+    return (f"<figure><figcaption><b>{html.escape(str(result.image_path))}</b><br>{facts} · "
+            f"<a href='{html.escape(rel)}'>PNG</a></figcaption>{extra}"
+            f"<img alt='{html.escape(result.image_path.name)}' src='{_data_uri(picture)}'></figure>")

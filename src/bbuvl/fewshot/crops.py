@@ -1,0 +1,46 @@
+"""Cut a dataset's labelled boxes into a class-folder tree (`<out>/<label path>/*.png`): support or query sets.
+
+A label `category/attribute/state` becomes nested folders, which `read_support` and the folder queries
+read back as the same label.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable
+
+from bbuvl.data.images import load_image
+from bbuvl.data.labels import label_at_level
+from bbuvl.data.schema import read_records, resolve_image
+from bbuvl.fewshot.embed import crop_box
+
+
+def write_crops(
+    dataset: str | Path,
+    out: str | Path,
+    classes: Iterable[str] | None = None,
+    per_class: int | None = None,
+    margin: float = 0.0,
+    level: int | None = None,
+) -> dict[str, int]:
+    """Write up to `per_class` crops of each label (only `classes` when given) as PNGs; returns counts per label."""
+    dataset, out = Path(dataset), Path(out)
+    wanted = set(classes) if classes is not None else None
+    counts: dict[str, int] = defaultdict(int)
+    for record in read_records(dataset):
+        boxes = [(i, label_at_level(o.desc, level), o.bbox_2d) for i, o in enumerate(record.objects)]
+        boxes = [(i, label, box) for i, label, box in boxes
+                 if (wanted is None or label in wanted) and (per_class is None or counts[label] < per_class)]
+        if not boxes:
+            continue
+        image = load_image(resolve_image(dataset, record.image)).image
+        for i, label, box in boxes:
+            if per_class is not None and counts[label] >= per_class:
+                continue
+            folder = out.joinpath(*label.split("/"))
+            folder.mkdir(parents=True, exist_ok=True)
+            x1, y1, x2, y2 = (int(round(v)) for v in crop_box(box, margin, image.size))
+            image.crop((x1, y1, max(x2, x1 + 1), max(y2, y1 + 1))).save(folder / f"{Path(record.image).stem}_{i:02d}.png")
+            counts[label] += 1
+    return dict(counts)

@@ -1,0 +1,199 @@
+"""`fewshot label`: give the detector's boxes few-shot labels and write them as a dataset `bbuvl data check` accepts.
+
+Every detected box (score >= `min_score`) is cropped and classified against the support set. An accepted
+box gets the few-shot class as its `desc`; an Unknown one is left out (`unknown="drop"`, the default) or
+kept under its detector label and flagged in `extra` (`unknown="flag"`). The scores behind each decision
+travel in `extra`, which the model never sees. Only labels the hierarchy knows can be written, so support
+classes are checked against it before anything is embedded.
+
+What the dataset needs and a detector does not promise is fixed on the way: boxes are clipped to the image,
+empty ones dropped, a second box of the same label on (nearly) the same place dropped (the higher score
+wins), objects sorted by (y1, x1), width/height taken from the image file. A photo that is missing or
+cannot be decoded is reported and left out.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Literal
+
+import numpy as np
+
+from bbuvl.data.check import DUPLICATE_IOU, ImageInfo, box_iou, probe_image
+from bbuvl.data.coords import box_is_degenerate, clip_box
+from bbuvl.data.labels import Hierarchy
+from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects, write_dataset
+from bbuvl.fewshot.backbones import Backbone
+from bbuvl.fewshot.cache import EmbeddingCache
+from bbuvl.fewshot.classifier import FewShotClassifier, confidence_band, decide
+from bbuvl.fewshot.embed import EmbedReport, ImageItem, embed_items
+from bbuvl.fewshot.queries import PredictionLine, iter_predictions
+from bbuvl.fewshot.support import UNKNOWN
+
+UnknownPolicy = Literal["drop", "flag"]
+UNKNOWN_POLICIES = ("drop", "flag")
+
+
+@dataclass
+class LabelReport:
+    """Counts and messages of an auto-label run."""
+
+    images_written: int = 0
+    images_skipped: int = 0
+    labelled: int = 0  # boxes given a few-shot class
+    unknown_dropped: int = 0
+    unknown_flagged: int = 0
+    below_min_score: int = 0
+    fixed: list[str] = field(default_factory=list)  # boxes clipped, dropped as empty or duplicate
+    problems: list[str] = field(default_factory=list)  # lines and images left out, and why
+    embedding: EmbedReport = field(default_factory=EmbedReport)
+
+
+def check_classes(classes: list[str], hierarchy: Hierarchy) -> None:
+    """Raise when a support class is not a complete label of the hierarchy (data check would reject it)."""
+    bad = [(c, hierarchy.problem(c)) for c in classes if hierarchy.problem(c) is not None]
+    if bad:
+        lines = "; ".join(f"'{c}': {why}" for c, why in bad)
+        raise ValueError(
+            f"support classes that are not labels of the hierarchy ({hierarchy.source}): {lines}. Name the class "
+            "folders after complete labels (nested folders give category/attribute/state), or add the new part "
+            "type to a copy of the hierarchy and pass it with --hierarchy"
+        )
+
+
+def _groups(lines: Iterator[PredictionLine], min_score: float, margin: float, size: int, report: LabelReport):
+    """Prediction lines in groups of about `size` boxes, each line with its crop items (None = box skipped)."""
+    group: list[tuple[PredictionLine, list[ImageItem | None]]] = []
+    n = 0
+    for line in lines:
+        items: list[ImageItem | None] = []
+        for i, o in enumerate(line.objects):
+            if float(o.get("score", 1.0) or 0.0) < min_score:
+                report.below_min_score += 1
+                items.append(None)
+                continue
+            items.append(ImageItem(line.image, tuple(o["bbox_2d"]), margin, None, f"line {line.line} objects[{i}]"))
+        group.append((line, items))
+        n += len(items)
+        if n >= size:
+            yield group
+            group, n = [], 0
+    if group:
+        yield group
+
+
+def _relative(image: Path, out: Path) -> str:
+    """The image path as the dataset file should name it: relative to its folder when possible."""
+    try:
+        return os.path.relpath(image.resolve(), out.resolve().parent)
+    except ValueError:  # another drive (Windows)
+        return str(image.resolve())
+
+
+def _dedupe(objects: list[tuple[ObjectAnn, float]], where: str, report: LabelReport) -> list[ObjectAnn]:
+    """Drop a box that repeats a higher-scoring box of the same label (same box, or IoU above data check's limit)."""
+    kept: list[tuple[ObjectAnn, float]] = []
+    for obj, score in sorted(objects, key=lambda os_: -os_[1]):
+        twin = next((k for k, _ in kept if k.bbox_2d == obj.bbox_2d or
+                     (k.desc == obj.desc and box_iou(k.bbox_2d, obj.bbox_2d) > DUPLICATE_IOU)), None)
+        if twin is not None:
+            report.fixed.append(f"{where}: dropped a duplicate '{obj.desc}' box {obj.bbox_2d} (kept {twin.bbox_2d})")
+            continue
+        kept.append((obj, score))
+    return sort_objects(o for o, _ in kept)
+
+
+def _record(
+    line: PredictionLine, items: list[ImageItem | None], vectors: dict[ImageItem, np.ndarray],
+    classifier: FewShotClassifier, threshold: float, unknown: UnknownPolicy, hierarchy: Hierarchy,
+    out: Path, where: str, report: LabelReport,
+) -> ImageRecord | None:
+    """The dataset record of one prediction line, or None when its image cannot be used."""
+    wanted = [it for it in items if it is not None]
+    if any(it not in vectors for it in wanted):
+        return None  # its image failed to decode: already reported by the embedding stream
+    info = probe_image(line.image, decode=not wanted)  # with no crop, nothing has decoded it yet
+    if not isinstance(info, ImageInfo):
+        report.problems.append(f"{where}: {line.image}: {info}")
+        return None
+    size = info.upright
+    if line.width is not None and (line.width, line.height) != size:
+        report.fixed.append(f"{where}: width/height {line.width}x{line.height} replaced by the image's {size[0]}x{size[1]}")
+    objects: list[tuple[ObjectAnn, float]] = []
+    if wanted:
+        d = decide(classifier.scores(np.stack([vectors[it] for it in wanted])), threshold)
+        answers = d.labels(classifier.classes)
+    k = 0
+    for i, (o, item) in enumerate(zip(line.objects, items)):
+        if item is None:
+            continue
+        det_label, det_score = str(o.get("label") or ""), float(o.get("score", 1.0) or 0.0)
+        best, score, margin = classifier.classes[d.best[k]], float(d.best_score[k]), float(d.margin[k])
+        answer = answers[k]
+        k += 1
+        box = clip_box(o["bbox_2d"], size)
+        if box_is_degenerate(box):
+            report.fixed.append(f"{where}: objects[{i}]: box {o['bbox_2d']} is empty inside the {size[0]}x{size[1]} image; dropped")
+            continue
+        if box != [float(v) for v in o["bbox_2d"]]:
+            report.fixed.append(f"{where}: objects[{i}]: box {o['bbox_2d']} clipped to the image: {box}")
+        extra = {"fewshot_best": best, "fewshot_score": f"{score:.4f}", "fewshot_margin": f"{margin:.4f}",
+                 "fewshot_confidence": confidence_band(margin), "detector_label": det_label,
+                 "detector_score": f"{det_score:.4f}"}
+        if answer != UNKNOWN:
+            report.labelled += 1
+            objects.append((ObjectAnn(bbox_2d=box, desc=answer, extra=extra), det_score))
+        elif unknown == "flag" and hierarchy.is_valid(det_label):
+            report.unknown_flagged += 1
+            objects.append((ObjectAnn(bbox_2d=box, desc=det_label, extra={"fewshot": "Unknown", **extra}), det_score))
+        else:
+            report.unknown_dropped += 1
+            if unknown == "flag":
+                report.fixed.append(f"{where}: objects[{i}]: Unknown box dropped, its detector label '{det_label}' "
+                                    "is not a label of the hierarchy")
+    return ImageRecord(images=[_relative(line.image, out)], width=size[0], height=size[1],
+                       objects=_dedupe(objects, where, report))
+
+
+def auto_label(
+    predictions: str | Path,
+    classifier: FewShotClassifier,
+    backbone: Backbone,
+    out: str | Path,
+    threshold: float,
+    unknown: UnknownPolicy = "drop",
+    hierarchy: Hierarchy | None = None,
+    margin: float = 0.0,
+    min_score: float = 0.0,
+    cache: EmbeddingCache | None = None,
+    batch_size: int = 32,
+) -> LabelReport:
+    """Classify every detected box of a predictions file and write the labelled photos as a dataset JSONL."""
+    if unknown not in UNKNOWN_POLICIES:
+        raise ValueError(f"unknown must be one of {', '.join(UNKNOWN_POLICIES)}, got '{unknown}'")
+    hierarchy = hierarchy or Hierarchy.load()
+    check_classes(classifier.classes, hierarchy)
+    predictions, out = Path(predictions), Path(out)
+    report = LabelReport()
+
+    def records() -> Iterator[ImageRecord]:
+        lines = iter_predictions(predictions, report.problems)
+        for group in _groups(lines, min_score, margin, batch_size, report):
+            wanted = [it for _, items in group for it in items if it is not None]
+            vectors: dict[ImageItem, np.ndarray] = {}
+            for items, vecs in embed_items(wanted, backbone, cache, batch_size, report.embedding):
+                vectors.update(zip(items, vecs))
+            for line, items in group:
+                where = f"{predictions}:{line.line}"
+                record = _record(line, items, vectors, classifier, threshold, unknown, hierarchy, out, where, report)
+                if record is None:
+                    report.images_skipped += 1
+                    continue
+                report.images_written += 1
+                yield record
+
+    write_dataset(out, records())
+    report.problems += report.embedding.skipped
+    return report

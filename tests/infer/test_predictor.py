@@ -1,0 +1,119 @@
+"""Predictor: the coordinate contract end to end, prefill-only vision, resumable streaming, bad images."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from PIL import Image
+
+from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.schema import read_records, resolve_image
+from bbuvl.infer.batch import PredictJob, list_inputs, read_done, run_predictions
+from bbuvl.infer.predictor import Predictor
+from bbuvl.model.vlm import core_model
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_checkpoint):
+    return Predictor.from_checkpoint(trained_checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def photos(small_dataset):
+    return [str(resolve_image(small_dataset / "val.jsonl", r.image)) for r in read_records(small_dataset / "val.jsonl")]
+
+
+def test_contract_and_prompt_come_from_the_checkpoint(predictor, trained_checkpoint):
+    assert predictor.contract == CoordinateContract.load(trained_checkpoint)
+    assert predictor.contract.min_pixels == 12544 and predictor.contract.max_pixels == 50176
+    assert "JSON" in predictor.prompt.system
+
+
+@pytest.mark.parametrize("mode", ["generate", "head"])
+def test_predictions_are_in_the_stored_images_pixels(predictor, photos, mode):
+    results = predictor.predict(photos, mode=mode)
+    for path, r in zip(photos, results):
+        W, H = Image.open(path).size
+        assert (r.width, r.height) == (W, H)
+        for d in r.objects:
+            x1, y1, x2, y2 = d.bbox_2d
+            assert 0 <= x1 <= x2 <= W and 0 <= y1 <= y2 <= H
+            assert 0.0 <= d.score <= 1.0 and isinstance(d.label, str)
+    if mode == "head":  # objectness threshold 0 in this checkpoint: every query comes back
+        assert all(len(r.objects) == 8 for r in results)
+
+
+def test_vision_tower_runs_only_in_prefill(predictor, photos):
+    visual = core_model(predictor.model.vlm).model.visual
+    calls = []
+    handle = visual.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        r = predictor.predict(photos[:2], mode="generate", max_new_tokens=12)
+    finally:
+        handle.remove()
+    assert len(calls) == 1  # one batched prefill; the 11 decoding steps reuse the cache
+    assert all(r_.raw is not None for r_ in r)
+
+
+@pytest.mark.parametrize("mode", ["head", "generate"])
+def test_prescaled_and_original_photos_give_the_same_boxes(predictor, photos, tmp_path, mode):
+    """The same photo stored at original size and pre-scaled to its model frame: same boxes, each in its own pixels."""
+    src = photos[0]
+    img = Image.open(src).convert("RGB")
+    msize = predictor.contract.model_size(img.size)
+    small = tmp_path / "prescaled.png"  # PNG: the pre-scaled copy holds exactly the pixels the model sees
+    img.resize(msize, Image.BICUBIC).save(small)
+    a = predictor.predict([src], mode=mode, max_new_tokens=48)[0].objects
+    b = predictor.predict([str(small)], mode=mode, max_new_tokens=48)[0].objects
+    assert len(a) == len(b)
+    sx, sy = img.width / msize[0], img.height / msize[1]
+    for da, db in zip(a, b):
+        back = [db.bbox_2d[0] * sx, db.bbox_2d[1] * sy, db.bbox_2d[2] * sx, db.bbox_2d[3] * sy]
+        assert max(abs(u - v) for u, v in zip(da.bbox_2d, back)) <= 2.0
+        assert da.label == db.label
+
+
+def test_corrupt_and_missing_images_get_error_lines_and_the_run_goes_on(predictor, photos, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(Image.open(photos[0]).tobytes()[:100])
+    paths = [photos[0], str(bad), str(tmp_path / "missing.jpg"), photos[1]]
+    out = tmp_path / "pred.jsonl"
+    stats = run_predictions(PredictJob(paths, out, "head", 2), lambda c: predictor.predict_lines(c, "head"))
+    lines = [json.loads(l) for l in out.read_text(encoding="utf-8").splitlines()]
+    assert [l["image"] for l in lines] == paths and stats["errors"] == 2
+    assert lines[0]["error"] is None and lines[3]["error"] is None and lines[3]["objects"]
+    assert "bad.jpg" in lines[1]["error"] and "not found" in lines[2]["error"]
+
+
+def test_resume_skips_done_images_and_drops_a_partial_line(predictor, photos, tmp_path):
+    out = tmp_path / "pred.jsonl"
+    run_predictions(PredictJob(photos[:1], out, "head", 1), lambda c: predictor.predict_lines(c, "head"))
+    with out.open("a", encoding="utf-8") as fh:
+        fh.write('{"image": "' + photos[1] + '", "objec')  # killed mid-write
+    assert read_done(out) == {photos[0]}
+    calls = []
+    run_predictions(PredictJob(photos, out, "head", 1), lambda c: calls.append(c) or predictor.predict_lines(c, "head"))
+    assert [c[0] for c in calls] == photos[1:]
+    assert [json.loads(l)["image"] for l in out.read_text().splitlines()] == photos
+
+
+@pytest.mark.slow
+def test_predict_killed_at_random_points_then_rerun_has_one_line_per_image(trained_checkpoint, small_dataset, tmp_path):
+    out = tmp_path / "pred.jsonl"
+    cmd = [sys.executable, "-m", "bbuvl.cli", "predict", "-c", str(trained_checkpoint), "-i", str(small_dataset / "train.jsonl"),
+           "-o", str(out), "--mode", "generate", "--batch-size", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for delay in (7.0, 9.5):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=600)
+    inputs = list_inputs(small_dataset / "train.jsonl")
+    images = [json.loads(l)["image"] for l in out.read_text(encoding="utf-8").splitlines()]
+    assert sorted(images) == sorted(inputs) and len(images) == len(set(images))
