@@ -117,12 +117,15 @@ def print_metrics(evaluation: Any, hierarchy: Any, max_categories: int = 30) -> 
     cats = sorted(m["per_category"].items(), key=lambda kv: (-kv[1]["gt"], kv[0]))
     table = Table(title="Per category" + (f" (first {max_categories} of {len(cats)})" if len(cats) > max_categories else ""),
                   title_justify="left")
+    gloss = console.width >= 120  # the English column only where it fits beside the numbers
     table.add_column("category", overflow="fold")
-    table.add_column("English", overflow="fold", style="dim")
+    if gloss:
+        table.add_column("English", overflow="fold", style="dim")
     for k in ("gt", "pred", "AP", "AP50", "AP75"):
         table.add_column(k, justify="right")
     for name, v in cats[:max_categories]:
-        table.add_row(name, hierarchy.english(name), *(_num(v.get(k)) for k in ("gt", "pred", "AP", "AP50", "AP75")))
+        english = [hierarchy.english(name)] if gloss else []
+        table.add_row(name, *english, *(_num(v.get(k)) for k in ("gt", "pred", "AP", "AP50", "AP75")))
     console.print(table)
 
 

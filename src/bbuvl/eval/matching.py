@@ -16,6 +16,7 @@ IoU is computed with numpy here rather than `bbuvl.model.box_ops` so evaluation 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -24,6 +25,9 @@ from bbuvl.data.labels import label_at_level
 
 MISLOCATED_MIN_IOU = 0.1
 DUPLICATE_IOU = 0.9
+
+# A dataset repeats a few dozen labels hundreds of thousands of times: cut each one once.
+_cut = lru_cache(maxsize=4096)(label_at_level)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -77,11 +81,11 @@ def match_image(
             result.matched.append((p, j, float(ious[p, j])))
             gt_free[j] = pred_free[p] = False
 
-    gt_names = [label_at_level(g, level) for g in gt_labels]
+    gt_names = [_cut(g, level) for g in gt_labels]
     for p in order:
         if not pred_free[p]:
             continue
-        name = label_at_level(pred_labels[p], level)
+        name = _cut(pred_labels[p], level)
         same = gt_free & np.array([g == name for g in gt_names], dtype=bool)
         j = _best(ious[p], same, lambda iou: mislocated_min_iou <= iou < iou_threshold)
         if j is not None:
@@ -163,7 +167,7 @@ def label_accuracy(pairs: Sequence[tuple[str, str]], levels: int) -> dict[str, f
     out: dict[str, float | int | None] = {}
     n = len(pairs)
     for level in range(1, levels + 1):
-        right = sum(label_at_level(p, level) == label_at_level(g, level) for p, g in pairs)
+        right = sum(_cut(p, level) == _cut(g, level) for p, g in pairs)
         out[f"level_{level}"] = right / n if n else None
     out["full"] = sum(p == g for p, g in pairs) / n if n else None
     out["matched_boxes"] = n
@@ -175,5 +179,5 @@ def image_f1(match: ImageMatch, gt_labels: Sequence[str], pred_labels: Sequence[
     total = len(gt_labels) + len(pred_labels)
     if total == 0:
         return 1.0
-    tp = sum(label_at_level(pred_labels[p], level) == label_at_level(gt_labels[g], level) for p, g, _ in match.matched)
+    tp = sum(_cut(pred_labels[p], level) == _cut(gt_labels[g], level) for p, g, _ in match.matched)
     return 2 * tp / total

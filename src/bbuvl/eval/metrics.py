@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bbuvl.data.schema import ImageRecord, resolve_image
+from bbuvl.data.schema import ImageRecord
 from bbuvl.eval.coco_metrics import CocoResult, coco_evaluate
 from bbuvl.eval.matching import (
     ImageMatch,
@@ -47,13 +47,15 @@ class ImageResult:
     failed: bool  # error line or unreadable answer
 
     @property
+    def mislabelled(self) -> int:
+        """Matched boxes whose full label is wrong."""
+        return sum(self.objects[p]["label"] != self.record.objects[g].desc for p, g, _ in self.match.matched)
+
+    @property
     def error_count(self) -> int:
         """Missed + extra + mislocated + mislabelled objects, plus one for a failed answer."""
         m = self.match
-        labels = [self.objects[p]["label"] for p, _, _ in m.matched]
-        truth = [self.record.objects[g].desc for _, g, _ in m.matched]
-        mislabelled = sum(a != b for a, b in zip(labels, truth))
-        return len(m.missed) + len(m.extra) + len(m.mislocated) + mislabelled + int(self.failed)
+        return len(m.missed) + len(m.extra) + len(m.mislocated) + self.mislabelled + int(self.failed)
 
 
 @dataclass
@@ -99,9 +101,10 @@ def evaluate_predictions(
     coco = coco_evaluate(records, per_image, level)
 
     totals = MatchTotals()
+    gt_dir = Path(gt_path).resolve().parent  # as resolve_image does, once rather than per photo
     images = []
     for record, line in zip(records, alignment.predictions):
-        images.append(_image_result(record, gt_path, line, level, iou, min_score, totals))
+        images.append(_image_result(record, gt_dir / record.image, line, level, iou, min_score, totals))
     levels = label_levels([o.desc for r in records for o in r.objects])
 
     present = [p for p in alignment.predictions if p is not None]
@@ -132,7 +135,7 @@ def evaluate_predictions(
 
 
 def _image_result(
-    record: ImageRecord, gt_path: str | Path, line: PredictionLine | None, level: int | None, iou: float,
+    record: ImageRecord, image_path: Path, line: PredictionLine | None, level: int | None, iou: float,
     min_score: float, totals: MatchTotals,
 ) -> ImageResult:
     objects = [o for o in (line.objects if line else []) if o["score"] >= min_score]
@@ -145,7 +148,7 @@ def _image_result(
     dups = duplicate_predictions(boxes, labels, scores)
     totals.add(match, gt_labels, labels, len(dups))
     return ImageResult(
-        record=record, image_path=resolve_image(gt_path, record.image), prediction=line, objects=objects,
+        record=record, image_path=image_path, prediction=line, objects=objects,
         match=match, duplicates=dups, f1=image_f1(match, gt_labels, labels, level),
         failed=bool(line is not None and line.failed),
     )

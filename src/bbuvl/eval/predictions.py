@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bbuvl.data.coords import scale_box
-from bbuvl.data.schema import DatasetError, ImageRecord, resolve_image
+from bbuvl.data.schema import DatasetError, ImageRecord
 from bbuvl.infer.parse import parse_detections
 
 
@@ -142,41 +142,62 @@ class Alignment:
         return out
 
 
-def _real(path: str | Path) -> str:
-    return os.path.normcase(os.path.realpath(path))
+def _norm(path: str | Path) -> str:
+    return os.path.normcase(os.path.normpath(os.path.abspath(path)))
 
 
 def align_predictions(
     records: list[ImageRecord], gt_path: str | Path, predictions: list[PredictionLine], pred_path: str | Path | None = None,
 ) -> Alignment:
     """Pair each ground-truth record with its prediction line by image path (absolute, then relative, then name)."""
-    by_path: dict[str, int] = {}
+    gt_dir = Path(gt_path).resolve().parent
+    index = _PathIndex([_norm(gt_dir / r.image) for r in records])
     by_text: dict[str, int] = {}
     names: dict[str, list[int]] = {}
     for i, r in enumerate(records):
-        by_path.setdefault(_real(resolve_image(gt_path, r.image)), i)
         by_text.setdefault(r.image, i)
         names.setdefault(Path(r.image).name, []).append(i)
-    bases = [Path(gt_path).resolve().parent, Path.cwd()]
+    bases = [gt_dir, Path.cwd()]
     if pred_path is not None:
         bases.insert(1, Path(pred_path).resolve().parent)
 
     result = Alignment(predictions=[None] * len(records))
     for p in predictions:
-        index, by_name = _find(p.image, by_path, by_text, names, bases)
-        if index is None:
+        found, by_name = _find(p.image, index, by_text, names, bases)
+        if found is None:
             result.unmatched.append(p)
             continue
-        if result.predictions[index] is not None:
+        if result.predictions[found] is not None:
             result.repeated.append(p)
             continue
         result.by_name += by_name
-        record = records[index]
+        record = records[found]
         if p.width and p.height and (p.width, p.height) != record.size:
             p = _rescaled(p, record.size)
             result.rescaled += 1
-        result.predictions[index] = p
+        result.predictions[found] = p
     return result
+
+
+class _PathIndex:
+    """Record index by normalised absolute path; symbolic links are resolved only when a plain lookup misses."""
+
+    def __init__(self, paths: list[str]):
+        self.paths = paths
+        self.plain = {}
+        for i, p in enumerate(paths):
+            self.plain.setdefault(p, i)
+        self._real: dict[str, int] | None = None
+
+    def get(self, path: Path) -> int | None:
+        hit = self.plain.get(_norm(path))
+        if hit is not None:
+            return hit
+        if self._real is None:  # built once, on the first miss: realpath touches the file system
+            self._real = {}
+            for i, p in enumerate(self.paths):
+                self._real.setdefault(os.path.realpath(p), i)
+        return self._real.get(os.path.realpath(path))
 
 
 def locate_image(image: str, pred_path: str | Path) -> Path:
@@ -189,12 +210,12 @@ def locate_image(image: str, pred_path: str | Path) -> Path:
 
 
 def _find(
-    image: str, by_path: dict[str, int], by_text: dict[str, int], names: dict[str, list[int]], bases: list[Path],
+    image: str, index: _PathIndex, by_text: dict[str, int], names: dict[str, list[int]], bases: list[Path],
 ) -> tuple[int | None, bool]:
     """Index of the record `image` names, and whether only its file name matched."""
     candidates = [Path(image)] if Path(image).is_absolute() else [b / image for b in bases]
     for c in candidates:
-        hit = by_path.get(_real(c))
+        hit = index.get(c)
         if hit is not None:
             return hit, False
     if image in by_text:

@@ -153,7 +153,7 @@ def _page(
     categories = sorted(m["per_category"].items(), key=lambda kv: (-kv[1]["gt"], kv[0]))
     cat_head = "".join(f"<th>{c}</th>" for c in ("category", "English", "GT", "pred", "AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"))
     cat_rows = "".join(
-        "<tr><td class='label'>" + html.escape(c) + "</td><td>" + html.escape(hierarchy.english(c)) + "</td>"
+        "<tr><td class='label'>" + html.escape(c) + "</td><td class='label'>" + html.escape(hierarchy.english(c)) + "</td>"
         + "".join(f"<td>{_fmt(v.get(k))}</td>" for k in ("gt", "pred", "AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"))
         + "</tr>"
         for c, v in categories
@@ -189,9 +189,8 @@ img {{ max-width: 100%; border: 1px solid #ddd; }} pre {{ white-space: pre-wrap;
 
 def _worst_item(result: ImageResult, picture: Image.Image, file: Path, out_dir: Path) -> str:
     m = result.match
-    mislabelled = sum(result.objects[p]["label"] != result.record.objects[g].desc for p, g, _ in m.matched)
     facts = (f"F1 {result.f1:.2f} · missed {len(m.missed)} · extra {len(m.extra)} · mislocated {len(m.mislocated)}"
-             f" · mislabelled {mislabelled} · duplicates {len(result.duplicates)}")
+             f" · mislabelled {result.mislabelled} · duplicates {len(result.duplicates)}")
     extra = ""
     line = result.prediction
     if line is None:

@@ -63,7 +63,7 @@ def check_classes(classes: list[str], hierarchy: Hierarchy) -> None:
         )
 
 
-def _groups(lines: Iterator[PredictionLine], min_score: float, margin: float, size: int, report: LabelReport):
+def _groups(path: Path, lines: Iterator[PredictionLine], min_score: float, margin: float, size: int, report: LabelReport):
     """Prediction lines in groups of about `size` boxes, each line with its crop items (None = box skipped)."""
     group: list[tuple[PredictionLine, list[ImageItem | None]]] = []
     n = 0
@@ -74,7 +74,7 @@ def _groups(lines: Iterator[PredictionLine], min_score: float, margin: float, si
                 report.below_min_score += 1
                 items.append(None)
                 continue
-            items.append(ImageItem(line.image, tuple(o["bbox_2d"]), margin, None, f"line {line.line} objects[{i}]"))
+            items.append(ImageItem(line.image, tuple(o["bbox_2d"]), margin, None, f"{path}:{line.line} objects[{i}]"))
         group.append((line, items))
         n += len(items)
         if n >= size:
@@ -180,7 +180,7 @@ def auto_label(
 
     def records() -> Iterator[ImageRecord]:
         lines = iter_predictions(predictions, report.problems)
-        for group in _groups(lines, min_score, margin, batch_size, report):
+        for group in _groups(predictions, lines, min_score, margin, batch_size, report):
             wanted = [it for _, items in group for it in items if it is not None]
             vectors: dict[ImageItem, np.ndarray] = {}
             for items, vecs in embed_items(wanted, backbone, cache, batch_size, report.embedding):

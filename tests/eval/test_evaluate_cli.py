@@ -1,0 +1,107 @@
+"""`bbuvl eval` and `bbuvl viz` end to end on real files: the METRICS.json contract, --iou, --level, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from PIL import Image
+from typer.testing import CliRunner
+
+from bbuvl.cli.evaluate import evaluate, viz
+from bbuvl.data.schema import read_records
+from bbuvl.eval.coco_metrics import coco_evaluate
+from bbuvl.eval.predictions import align_predictions, read_predictions
+
+METRIC_KEYS = ["AP", "AP50", "AP75", "AP_agnostic", "per_category", "label_accuracy", "parse_failure_rate",
+               "duplicate_rate", "errors"]
+
+app = typer.Typer()
+app.command("eval")(evaluate)
+app.command("viz")(viz)
+runner = CliRunner()
+
+
+def run_eval(eval_files, out, *extra: str):
+    result = runner.invoke(app, ["eval", "--pred", str(eval_files.pred), "--gt", str(eval_files.gt), "--out", str(out), *extra])
+    assert result.exit_code == 0, result.output
+    return json.loads(out.read_text(encoding="utf-8")), result.output
+
+
+def test_metrics_file_has_exactly_the_documented_keys_and_coco_details_beside_it(eval_files, tmp_path):
+    metrics, output = run_eval(eval_files, tmp_path / "m" / "metrics.json")
+    assert list(metrics) == METRIC_KEYS
+    details = json.loads((tmp_path / "m" / "metrics.coco.json").read_text(encoding="utf-8"))
+    assert {"settings", "coco", "coco_agnostic", "pr_curves", "notes"} <= set(details)
+    assert details["coco"]["AP"] == metrics["AP"] and details["coco_agnostic"]["AP"] == metrics["AP_agnostic"]
+    assert len(details["pr_curves"]["recall"]) == 101
+    assert "AP50" in output and "per category" in output
+
+
+def test_ap_is_the_coco_ap_of_the_paired_predictions(eval_files, tmp_path):
+    metrics, _ = run_eval(eval_files, tmp_path / "metrics.json")
+    records = read_records(eval_files.gt)
+    paired = align_predictions(records, eval_files.gt, read_predictions(eval_files.pred), eval_files.pred).predictions
+    expected = coco_evaluate(records, [p.objects if p else [] for p in paired])
+    assert metrics["AP"] == expected.summary["AP"] and metrics["AP50"] == expected.summary["AP50"]
+    assert 0.0 < metrics["AP"] < metrics["AP50"] <= 1.0
+
+
+def test_every_box_is_counted_once_and_failures_are_rated(eval_files, tmp_path):
+    metrics, _ = run_eval(eval_files, tmp_path / "metrics.json")
+    e = metrics["errors"]
+    assert e["matched"] + e["mislocated"] + e["missed"] == e["gt_objects"]
+    assert e["matched"] + e["mislocated"] + e["extra"] == e["predicted_objects"]
+    assert e["images"] == 6 and e["prediction_errors"] == 1 and e["parse_failures"] == 2
+    assert metrics["parse_failure_rate"] == pytest.approx(2 / 6)
+    assert metrics["label_accuracy"]["matched_boxes"] == e["matched"]
+
+
+def test_iou_flag_changes_the_matching_but_not_coco_ap(eval_files, tmp_path):
+    loose, _ = run_eval(eval_files, tmp_path / "loose.json", "--iou", "0.3")
+    strict, _ = run_eval(eval_files, tmp_path / "strict.json", "--iou", "0.9")
+    assert strict["errors"]["matched"] < loose["errors"]["matched"]
+    assert strict["AP"] == loose["AP"]
+    details = json.loads((tmp_path / "strict.coco.json").read_text(encoding="utf-8"))
+    assert details["settings"]["iou"] == 0.9
+
+
+def test_level_one_evaluates_top_level_categories(eval_files, tmp_path):
+    full, _ = run_eval(eval_files, tmp_path / "full.json")
+    top, _ = run_eval(eval_files, tmp_path / "top.json", "--level", "1")
+    assert all("/" not in name for name in top["per_category"])
+    assert len(top["per_category"]) < len(full["per_category"])
+    assert top["AP50"] >= full["AP50"] - 1e-9  # a wrong state no longer costs anything
+
+
+def test_min_score_drops_low_scored_predictions_from_the_counts(eval_files, tmp_path):
+    everything, _ = run_eval(eval_files, tmp_path / "a.json")
+    confident, _ = run_eval(eval_files, tmp_path / "b.json", "--min-score", "0.5")
+    assert confident["errors"]["predicted_objects"] < everything["errors"]["predicted_objects"]
+    assert confident["AP"] == everything["AP"]
+
+
+def test_missing_file_and_malformed_line_are_clean_errors(eval_files, tmp_path):
+    result = runner.invoke(app, ["eval", "--pred", str(tmp_path / "nope.jsonl"), "--gt", str(eval_files.gt),
+                                 "--out", str(tmp_path / "m.json")])
+    assert result.exit_code == 2 and "nope.jsonl: no such file" in result.output
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(eval_files.pred.read_text(encoding="utf-8") + '{"image": "x.jpg", "objects": [{"bbox_2d": [1, 2]', encoding="utf-8")
+    result = runner.invoke(app, ["eval", "--pred", str(bad), "--gt", str(eval_files.gt), "--out", str(tmp_path / "m.json")])
+    assert result.exit_code == 2 and "bad.jsonl:7: invalid JSON" in result.output
+
+
+def test_viz_draws_ground_truth_and_predictions(eval_files, tmp_path):
+    result = runner.invoke(app, ["viz", str(eval_files.gt), str(tmp_path / "gt"), "--limit", "2"])
+    assert result.exit_code == 0, result.output
+    files = sorted((tmp_path / "gt").glob("*.png"))
+    assert len(files) == 2
+    single = Image.open(files[0]).size
+    result = runner.invoke(app, ["viz", str(eval_files.gt), str(tmp_path / "both"), "--pred", str(eval_files.pred)])
+    assert result.exit_code == 0, result.output
+    both = sorted((tmp_path / "both").glob("*.png"))
+    assert len(both) == 6 and Image.open(both[0]).width > single[0] * 1.8  # two panels side by side
+    result = runner.invoke(app, ["viz", str(eval_files.pred), str(tmp_path / "pred"), "--limit", "3"])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "pred").glob("*.png"))) == 3

@@ -1,0 +1,125 @@
+"""The HTML report: self-contained, every picture loads (in headless Chromium when installed), fonts handled honestly."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from bbuvl.data.schema import ImageRecord, ObjectAnn, read_records
+from bbuvl.eval.draw import GREEN, RED, DrawBox, LabelNamer, draw_boxes
+from bbuvl.eval.fonts import FontChoice, find_cjk_font, has_cjk_glyphs
+from bbuvl.eval.metrics import evaluate_predictions
+from bbuvl.eval.predictions import read_predictions
+from bbuvl.eval.report import PR_CURVE_FILE, write_report
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+NO_CJK = FontChoice(None, "no CJK font found on this machine: labels are drawn in English")
+
+
+@pytest.fixture(scope="module")
+def evaluation(eval_files):
+    return evaluate_predictions(read_records(eval_files.gt), eval_files.gt, read_predictions(eval_files.pred), eval_files.pred)
+
+
+@pytest.fixture(scope="module")
+def report(evaluation, tmp_path_factory) -> Path:
+    return write_report(evaluation, tmp_path_factory.mktemp("report"), find_cjk_font(), worst=4)
+
+
+def image_sources(page: str) -> list[str]:
+    return re.findall(r"<img [^>]*src=['\"]([^'\"]+)['\"]", page)
+
+
+def test_report_is_self_contained_and_every_embedded_picture_decodes(report):
+    page = report.read_text(encoding="utf-8")
+    sources = image_sources(page)
+    assert len(sources) == 1 + 4  # the precision-recall plot and the four worst photos
+    for src in sources:
+        assert src.startswith("data:image/")
+        Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()
+    assert "http://" not in page and "https://" not in page
+
+
+def test_report_writes_the_pngs_it_shows(report, evaluation):
+    assert Image.open(report.parent / PR_CURVE_FILE).size == (1200, 500)
+    worst = sorted((report.parent / "worst").glob("*.png"))
+    assert len(worst) == 4
+    first = evaluation.worst(4)[0]
+    assert first.f1 == min(r.f1 for r in evaluation.images)
+    assert first.image_path.stem in worst[0].name
+
+
+def test_report_lists_every_category_and_shows_failed_answers(report, evaluation):
+    page = report.read_text(encoding="utf-8")
+    for category in evaluation.metrics["per_category"]:
+        assert category in page
+    assert "抱歉，我无法识别。" in page or "cannot decode image" in page  # a failed photo is among the worst
+
+
+def test_missing_cjk_font_is_announced_in_the_report_and_labels_fall_back_to_english(evaluation, tmp_path):
+    page = write_report(evaluation, tmp_path, NO_CJK, worst=1).read_text(encoding="utf-8")
+    assert "no CJK font found" in page
+    namer = LabelNamer(NO_CJK)
+    assert namer("螺丝连接点/BBU安装螺丝/连接正确", 0.5) == "screw or connection point/BBU mounting screw/correct 0.50"
+
+
+def test_font_path_must_exist_and_a_font_without_chinese_gets_a_warning(tmp_path):
+    with pytest.raises(FileNotFoundError, match="font file not found"):
+        find_cjk_font(tmp_path / "missing.ttf")
+    if DEJAVU.exists():
+        choice = find_cjk_font(DEJAVU)
+        assert not has_cjk_glyphs(DEJAVU) and not choice.cjk and "no Chinese glyphs" in choice.warning
+
+
+def test_chinese_labels_render_with_the_cjk_font_found():
+    choice = find_cjk_font()
+    if not choice.cjk:
+        pytest.skip("no CJK font installed (apt-get install fonts-wqy-microhei)")
+    assert has_cjk_glyphs(choice.path)
+    namer = LabelNamer(choice)
+    assert namer("标签贴纸") == "标签贴纸"
+    canvas = Image.new("RGB", (200, 120), (0, 0, 0))
+    drawn_cjk = draw_boxes(canvas, [DrawBox([20, 60, 180, 110], "标签贴纸", GREEN)], choice)
+    drawn_other = draw_boxes(canvas, [DrawBox([20, 60, 180, 110], "线缆线缆", GREEN)], choice)
+    assert drawn_cjk.tobytes() != drawn_other.tobytes()  # different characters, different pixels: real glyphs
+
+
+def test_boxes_are_drawn_where_the_record_says_after_scaling():
+    canvas = Image.new("RGB", (400, 300), (0, 0, 0))
+    drawn = draw_boxes(canvas, [DrawBox([100, 100, 300, 200], "", RED)], NO_CJK, scale=0.5)
+    assert drawn.getpixel((50, 75)) == RED and drawn.getpixel((150, 75)) == RED
+    assert drawn.getpixel((100, 80)) == (0, 0, 0)
+
+
+def test_a_missing_photo_becomes_a_placeholder_not_a_crash(tmp_path):
+    from bbuvl.eval.draw import compare_picture
+
+    record = ImageRecord(images=["gone.jpg"], width=320, height=240, objects=[ObjectAnn(bbox_2d=[1, 1, 50, 50], desc="线缆")])
+    picture = compare_picture(record, tmp_path / "gone.jpg", [], None, NO_CJK, LabelNamer(NO_CJK))
+    assert picture.width > 320
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (apt-get install chromium)")
+def test_report_opens_in_headless_chromium_with_every_picture_loaded(report, tmp_path):
+    # A copy of the page with a script that writes, after load, how many <img> have no decoded pixels.
+    check = ('<script>window.addEventListener("load", () => { const imgs = [...document.images];'
+             ' const broken = imgs.filter(i => !(i.complete && i.naturalWidth > 0)).length;'
+             ' document.body.insertAdjacentHTML("beforeend", `<p id="imgcheck">images=${imgs.length} broken=${broken}</p>`); });'
+             "</script></body>")
+    page = report.parent / "check.html"
+    page.write_text(report.read_text(encoding="utf-8").replace("</body>", check), encoding="utf-8")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom"]
+    out = subprocess.run([CHROMIUM, *flags, page.as_uri()], capture_output=True, text=True, timeout=120)
+    found = re.search(r'id="imgcheck">images=(\d+) broken=(\d+)<', out.stdout)
+    assert found, out.stderr[-2000:]
+    assert int(found.group(1)) == 5 and int(found.group(2)) == 0

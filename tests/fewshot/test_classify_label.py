@@ -1,0 +1,108 @@
+"""`fewshot classify` output files and `fewshot label` turning detections into a dataset `data check` accepts."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bbuvl.cli.fewshot import app
+from bbuvl.data.check import check_dataset
+from bbuvl.data.schema import read_records, resolve_image
+from bbuvl.fewshot.support import UNKNOWN
+
+
+def invoke(*args, code: int = 0) -> str:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == code, result.output + repr(result.exception)
+    return result.output
+
+
+@pytest.fixture
+def predictions(part_crops, tmp_path) -> Path:
+    """val.jsonl as `bbuvl predict` output: detector labels and scores, plus a failed line, a missing photo,
+    a box twice, and a box sticking out of its photo."""
+    val = part_crops.data / "val.jsonl"
+    lines = []
+    for k, record in enumerate(read_records(val)):
+        objects = [{"bbox_2d": o.bbox_2d, "label": o.desc, "score": round(0.5 + 0.04 * (i % 10), 2)}
+                   for i, o in enumerate(record.objects)]
+        if k == 0:
+            objects.append(dict(objects[0], score=0.3))  # the same box again, lower score
+            x1, y1, _, _ = objects[1]["bbox_2d"]
+            objects.append({"bbox_2d": [x1, y1, record.width + 25, record.height + 9], "label": "线缆", "score": 0.95})
+        lines.append({"image": str(resolve_image(val, record.image)), "width": record.width, "height": record.height,
+                      "objects": objects, "raw": "", "error": None})
+    lines.append({"image": str(tmp_path / "gone.jpg"), "width": 320, "height": 240, "objects": [], "error": "image file not found"})
+    lines.append({"image": str(tmp_path / "also_gone.jpg"), "width": 320, "height": 240, "error": None,
+                  "objects": [{"bbox_2d": [1, 1, 30, 30], "label": "线缆", "score": 0.9}]})
+    path = tmp_path / "pred" / "pred.jsonl"
+    path.parent.mkdir()
+    path.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_classify_writes_one_row_per_query_with_answer_scores_and_confidence(part_crops, tmp_path, suffix):
+    out = tmp_path / f"pred{suffix}"
+    output = invoke("classify", "--support", part_crops.support, "--query", part_crops.query, "--backbone", "pixels:8",
+                    "--threshold", "0.6", "--shots", "3", "--out", out, "--no-cache")
+    n = sum(1 for _ in part_crops.query.rglob("*.png"))
+    if suffix == ".csv":
+        with out.open(encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    else:
+        rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+        assert all(set(r["scores"]) == set(part_crops.known) for r in rows)
+    assert len(rows) == n and f"{n} queries" in output
+    for r in rows:
+        score = float(r["score"])
+        assert r["label"] == (r["best_class"] if score >= 0.6 else UNKNOWN)
+        assert r["confidence"] in ("high", "medium", "low")
+        assert float(r["margin"]) == pytest.approx(score - float(r["second_score"]), abs=2e-6)
+
+
+def test_classify_reads_a_predictions_file_as_crops(part_crops, predictions, tmp_path):
+    out = tmp_path / "crops.jsonl"
+    invoke("classify", "--support", part_crops.support, "--query", predictions, "--backbone", "pixels:8",
+           "--min-score", "0.6", "--out", out, "--no-cache")
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert rows and all(r["box"] is not None and r["truth"] is None for r in rows)
+    assert all(str(predictions) in r["query"] for r in rows)
+
+
+@pytest.mark.parametrize("unknown", ["drop", "flag"])
+def test_label_writes_a_dataset_that_data_check_accepts(part_crops, predictions, tmp_path, unknown):
+    out = tmp_path / "labelled" / "auto.jsonl"
+    output = invoke("label", "--predictions", predictions, "--support", part_crops.support, "--backbone", "pixels:8",
+                    "--threshold", "0.55", "--unknown", unknown, "--out", out, "--cache", tmp_path / "cache")
+    problems = check_dataset(out)
+    assert [str(p) for p in problems if p.severity == "error"] == []
+    records = read_records(out)
+    n_val = len(read_records(part_crops.data / "val.jsonl"))
+    assert len(records) == n_val  # both missing photos left out, every real one kept
+    assert "gone.jpg" in output and "also_gone.jpg" in output
+    objects = [o for r in records for o in r.objects]
+    fewshot = [o for o in objects if o.extra.get("fewshot") != UNKNOWN]
+    assert fewshot and all(o.desc in part_crops.known for o in fewshot)
+    assert all(float(o.extra["fewshot_score"]) >= 0.55 for o in fewshot)
+    flagged = [o for o in objects if o.extra.get("fewshot") == UNKNOWN]
+    assert bool(flagged) == (unknown == "flag")
+    assert all(float(o.extra["fewshot_score"]) < 0.55 for o in flagged)
+    assert "duplicate" in output and "clipped" in output
+    first = records[0]
+    assert all(o.bbox_2d[2] <= first.width and o.bbox_2d[3] <= first.height for o in first.objects)
+
+
+def test_label_refuses_support_classes_outside_the_hierarchy_before_embedding(part_crops, predictions, tmp_path):
+    support = tmp_path / "support"
+    shutil.copytree(part_crops.support, support)
+    shutil.copytree(support / part_crops.known[0], support / "新型连接器")
+    output = invoke("label", "--predictions", predictions, "--support", support, "--backbone", "no/such/backbone",
+                    "--out", tmp_path / "x.jsonl", code=2)
+    assert "新型连接器" in output and "--hierarchy" in output
+    assert not (tmp_path / "x.jsonl").exists()

@@ -1,0 +1,126 @@
+"""`fewshot eval` end to end on synthetic part crops: every table and plot, cache hits on a rerun, bad files skipped."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from bbuvl.cli.fewshot import app
+from bbuvl.fewshot.evaluate import parse_shots, parse_thresholds
+from bbuvl.fewshot.support import UNKNOWN
+
+FILES = ["metrics.csv", "per_class.csv", "queries.csv", "summary.json", "accuracy_vs_threshold.png",
+         "fallout_vs_threshold.png", "confusion_best.png"]
+
+
+def invoke(*args) -> str:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.output
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_parse_shots_and_thresholds():
+    assert parse_shots("1,5,10") == [1, 5, 10]
+    assert parse_shots("1, all") == [1, None]
+    assert parse_thresholds("0.4:0.9:0.05") == [0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9]
+    assert parse_thresholds("0.7,0.5") == [0.5, 0.7]
+    for bad in ("0", "x", ""):
+        with pytest.raises(ValueError, match="shot"):
+            parse_shots(bad)
+    with pytest.raises(ValueError, match="START:STOP:STEP"):
+        parse_thresholds("0.9:0.4:0.1")
+
+
+@pytest.mark.parametrize("backbone", ["clip", "pixels"])
+def test_eval_writes_every_table_and_plot_for_each_shot_and_threshold(part_crops, tiny_backbones, tmp_path, backbone):
+    spec = tiny_backbones[backbone] if backbone != "pixels" else "pixels"
+    out = tmp_path / "res"
+    invoke("eval", "--support", part_crops.support, "--query", part_crops.query, "--backbone", spec,
+           "--shots", "1,3,5", "--thresholds", "0.3:0.9:0.2", "--out", out, "--cache", tmp_path / "cache")
+    for name in FILES:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    for name in FILES[-3:]:
+        with Image.open(out / name) as im:
+            assert im.format == "PNG" and im.width > 300
+    rows = read_csv(out / "metrics.csv")
+    assert [(r["shots"], r["threshold"]) for r in rows] == [(s, t) for s in ("1", "3", "5") for t in ("0.3", "0.5", "0.7", "0.9")]
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    n = summary["queries"]["evaluated"]
+    assert n == sum(1 for _ in part_crops.query.rglob("*.png"))
+    assert summary["queries"]["unknown_truth"] == sum(1 for c in part_crops.held_out for _ in (part_crops.query / c).rglob("*.png"))
+    assert summary["classes"] == sorted(part_crops.known)
+    assert summary["support_images"]["3"] == {c: 3 for c in part_crops.known}
+    assert set(summary["accuracy_table"]) == {"1", "3", "5"}
+    for r in rows:
+        assert 0 <= float(r["accuracy"]) <= 1 and 0 <= float(r["fallout"]) <= 1
+        assert int(r["queries"]) == n
+    labels = sorted(part_crops.known) + [UNKNOWN]
+    matrix = read_csv(out / "confusion" / "shots5_t0.50.csv")
+    assert [m["true \\ predicted"] for m in matrix] == labels
+    assert list(matrix[0])[1:] == labels
+    assert sum(int(v) for m in matrix for k, v in m.items() if k != "true \\ predicted") == n
+    per_class = [r for r in read_csv(out / "per_class.csv") if r["shots"] == "5" and r["threshold"] == "0.5"]
+    assert [r["class"] for r in per_class] == labels
+    assert len(read_csv(out / "queries.csv")) == 3 * n
+
+
+def test_rerun_embeds_nothing_and_reports_cache_hits(part_crops, tmp_path):
+    args = ["eval", "--support", part_crops.support, "--query", part_crops.query, "--backbone", "pixels:8",
+            "--shots", "1,2", "--thresholds", "0.5", "--cache", tmp_path / "cache"]
+    invoke(*args, "--out", tmp_path / "a")
+    output = invoke(*args, "--out", tmp_path / "b")
+    first = json.loads((tmp_path / "a" / "summary.json").read_text(encoding="utf-8"))["embedding"]
+    second = json.loads((tmp_path / "b" / "summary.json").read_text(encoding="utf-8"))["embedding"]
+    assert first["queries"]["embedded"] > 0 and first["queries"]["cached"] == 0
+    assert second["queries"] == {"embedded": 0, "cached": first["queries"]["embedded"]}
+    assert second["support"] == {"embedded": 0, "cached": first["support"]["embedded"]}
+    assert "0 computed" in output and "cache hits" in output
+    assert (tmp_path / "a" / "metrics.csv").read_text() == (tmp_path / "b" / "metrics.csv").read_text()
+
+
+def test_corrupt_and_missing_query_images_are_reported_and_the_rest_evaluated(part_crops, tmp_path):
+    query = tmp_path / "query"
+    shutil.copytree(part_crops.query, query)
+    cls = part_crops.known[0]
+    (query / cls / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (query / "orphan.png").write_bytes((next((query / cls).glob("*_*.png"))).read_bytes())
+    output = invoke("eval", "--support", part_crops.support, "--query", query, "--backbone", "pixels:8",
+                    "--shots", "2", "--thresholds", "0.5", "--out", tmp_path / "res", "--no-cache")
+    summary = json.loads((tmp_path / "res" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["queries"]["evaluated"] == sum(1 for _ in part_crops.query.rglob("*.png"))
+    assert len(summary["skipped"]) == 1 and "broken.png" in summary["skipped"][0]
+    assert any("orphan.png" in p and "no ground truth" in p for p in summary["problems"])
+    assert "broken.png" in output
+
+
+def test_dataset_jsonl_queries_with_margin_and_level(part_crops, tmp_path):
+    support = tmp_path / "support"
+    from bbuvl.fewshot.crops import write_crops
+
+    write_crops(part_crops.data / "train.jsonl", support, per_class=3, level=1)
+    invoke("eval", "--support", support, "--query", part_crops.data / "val.jsonl", "--backbone", "pixels:8",
+           "--level", "1", "--margin", "0.1", "--shots", "1,3", "--thresholds", "0.5", "--out", tmp_path / "res",
+           "--no-cache")
+    summary = json.loads((tmp_path / "res" / "summary.json").read_text(encoding="utf-8"))
+    assert all("/" not in c for c in summary["classes"])
+    assert summary["queries"]["evaluated"] > 0 and summary["margin"] == 0.1
+
+
+def test_eval_refuses_bad_options_with_a_message(part_crops, tmp_path):
+    result = CliRunner().invoke(app, ["eval", "--support", str(part_crops.support), "--query", str(part_crops.query),
+                                      "--backbone", "pixels", "--shots", "0", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "shots" in result.output
+    result = CliRunner().invoke(app, ["eval", "--support", str(tmp_path / "none"), "--query", str(part_crops.query),
+                                      "--backbone", "pixels", "--out", str(tmp_path), "--no-cache"])
+    assert result.exit_code == 2 and "support folder not found" in result.output

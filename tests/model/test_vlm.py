@@ -1,0 +1,65 @@
+"""The model wrapper: the head reads the real VLM's features of a photo and can fit that photo exactly."""
+
+import pytest
+import torch
+
+from bbuvl.model.box_ops import box_iou, box_xyxy_to_cxcywh, box_cxcywh_to_xyxy
+from bbuvl.model.vlm import core_model
+from bbuvl.train.trainer import build_run
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # small ops: threads only add contention on a shared 2-core machine
+    yield
+    torch.set_num_threads(n)
+
+
+def test_head_alone_on_one_synthetic_photo_reproduces_its_boxes_and_captions(run_config):
+    run = build_run(run_config("detection.num_queries=20", "detection.caption_layers=2", "detection.decoder_layers=2",
+                               "data.teacher_ratio=0"))
+    model, tok = run.model, run.processor.tokenizer
+    sample = run.train_dataset[0]
+    batch = run.collator([sample])
+    core = core_model(model.vlm)
+    with torch.no_grad():  # the VLM is frozen: its features are computed once
+        out = core.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"],
+                         pixel_values=batch["pixel_values"], image_grid_thw=batch["image_grid_thw"], use_cache=False,
+                         output_hidden_states=True, return_dict=True)
+    embeds, hidden = out.hidden_states[0].detach(), out.last_hidden_state.detach()
+    # The vision memory is the input embeddings at the student image's pad tokens (PRODUCT 9.1), not text.
+    n_vision = int(batch["det_vision_mask"].sum())
+    assert n_vision == int(batch["mm_token_type_ids"].sum()) > 0
+    assert not (batch["det_vision_mask"] & batch["det_text_mask"]).any()
+    assert not (batch["det_text_mask"] & (batch["span_ids"] > 0)).any()  # the answer never feeds the head
+
+    head = model.detection_head
+    target = {"boxes": box_xyxy_to_cxcywh(batch["det_boxes"][0]), "caption_ids": batch["det_caption_ids"][0]}
+    labels = [o for o in run.train_dataset.sources[0].student.record.objects]
+    assert len(labels) == len(target["boxes"]) >= 2
+    embedding = head.token_embedding
+    embedding.weight.requires_grad_(False)
+    opt = torch.optim.Adam(head.parameters(), lr=2e-3)
+    for step in range(1, 301):
+        det = model.head_forward(embeds, hidden, batch)
+        losses = model.criterion(det, [target], head)
+        opt.zero_grad()
+        losses["loss_detection"].backward()
+        opt.step()
+        if step % 25:
+            continue
+        with torch.no_grad():
+            det = model.head_forward(embeds, hidden, batch)
+            ((queries, objects),) = model.criterion.matcher(det.boxes, det.objectness_logits, [target])
+            iou = box_iou(box_cxcywh_to_xyxy(det.boxes[0, queries]), box_cxcywh_to_xyxy(target["boxes"][objects])).diag()
+            confident = (det.objectness_logits[0].sigmoid() > 0.5).nonzero().flatten()
+            ids, _ = head.generate_captions(det.query_hidden[0, queries])
+        captions = [tok.decode([t for t in row if t not in (head.eos_token_id, head.pad_token_id)]) for row in ids.tolist()]
+        ok = (iou.min() >= 0.9 and sorted(confident.tolist()) == sorted(queries.tolist())
+              and captions == [labels[j].desc for j in objects.tolist()])
+        if ok:
+            break
+    assert iou.min() >= 0.9, (step, iou)
+    assert sorted(confident.tolist()) == sorted(queries.tolist())
+    assert captions == [labels[j].desc for j in objects.tolist()]
