@@ -91,7 +91,8 @@ def main() -> None:
                 baseline = curve[0][1] if baseline is None else baseline
                 next_mark += args.every
         seconds = time.perf_counter() - start
-        curve.append((report.done, rss_mb()))
+        if curve[-1][0] != report.done:
+            curve.append((report.done, rss_mb()))
         cache.close()
     print(f"backbone: random-weight {'full-size' if args.full else 'tiny 32x32'} {args.kind}; "
           f"{report.embedded} crops embedded in {seconds:.1f} s ({report.embedded / seconds:.0f}/s), "

@@ -1,4 +1,4 @@
-"""One validated config for a whole run: model, data, training, detection, loss, inference.
+"""One validated config for a whole run: model, data, training, detection, loss, inference, monitor.
 
 Every key is checked: an unknown key is an error naming its location (file:line when it came from
 YAML) and the closest valid key; a wrong type names the key and the expected type.
@@ -147,6 +147,20 @@ class InferenceConfig(_Strict):
     nms_iou: float | None = Field(None, gt=0, le=1)
 
 
+class MonitorConfig(_Strict):
+    """Training-health alarms (diagnostics); each alarm is one log line, a TensorBoard scalar and a summary entry."""
+
+    enabled: bool = True
+    every_steps: int = Field(10, gt=0)  # gradient / weight norms and collapse checks every N optimizer steps
+    grad_norm_max: float = Field(100.0, gt=0)  # warn when a group's gradient norm exceeds this
+    collapse_std: float = Field(1e-3, ge=0)  # warn when predicted boxes barely differ across a batch
+    overfit_ratio: float = Field(2.0, gt=1)  # warn when eval_loss / train loss exceeds this and is rising
+    early_stopping_metric: str | None = None  # e.g. "eval_loss"; None disables early stopping
+    early_stopping_patience: int = Field(3, gt=0)  # evaluations without improvement before stopping
+    early_stopping_min_delta: float = Field(0.0, ge=0)
+    memory_growth_mb: float = Field(512.0, gt=0)  # warn when resident memory grows this much since the first step
+
+
 class Config(_Strict):
     """A whole run."""
 
@@ -156,6 +170,7 @@ class Config(_Strict):
     detection: DetectionConfig = DetectionConfig()
     loss: LossConfig = LossConfig()
     inference: InferenceConfig = InferenceConfig()
+    monitor: MonitorConfig = MonitorConfig()
 
 
 class ConfigError(ValueError):
