@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from bbuvl.cli.fewshot import app
-from bbuvl.fewshot.evaluate import parse_shots, parse_thresholds
+from bbuvl.fewshot.evaluate import parse_shots, parse_thresholds, threshold_name
 from bbuvl.fewshot.support import UNKNOWN
 
 FILES = ["metrics.csv", "per_class.csv", "queries.csv", "summary.json", "accuracy_vs_threshold.png",
@@ -40,6 +40,8 @@ def test_parse_shots_and_thresholds():
             parse_shots(bad)
     with pytest.raises(ValueError, match="START:STOP:STEP"):
         parse_thresholds("0.9:0.4:0.1")
+    assert [threshold_name(t) for t in parse_thresholds("0.97:0.985:0.005")] == ["0.97", "0.975", "0.98", "0.985"]
+    assert [threshold_name(t) for t in (0.4, 1.0, 0.5 + 1e-12)] == ["0.40", "1.00", "0.50"]
 
 
 @pytest.mark.parametrize("backbone", ["clip", "pixels"])

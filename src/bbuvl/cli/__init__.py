@@ -6,6 +6,7 @@ import typer
 
 from bbuvl.cli.config import app as config_app
 from bbuvl.cli.data import app as data_app
+from bbuvl.cli.evaluate import evaluate, viz
 from bbuvl.cli.model import app as model_app
 from bbuvl.cli.predict import predict
 from bbuvl.cli.train import train
@@ -22,3 +23,5 @@ app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
 app.command("train")(train)
 app.command("predict")(predict)
+app.command("eval")(evaluate)
+app.command("viz")(viz)

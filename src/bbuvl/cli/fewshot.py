@@ -61,6 +61,10 @@ def _progress(what: str) -> Progress:
                     console=console, transient=True, disable=not stdout_is_tty())
 
 
+def _shots_label(name: str) -> str:
+    return "1 shot" if name == "1" else f"{name} shots"
+
+
 def _print_messages(title: str, messages: list[str], limit: int = 10) -> None:
     """The first `limit` messages in yellow, then how many more."""
     if not messages:
@@ -166,7 +170,7 @@ def evaluate(
     no_cache: bool = NO_CACHE,
 ) -> None:
     """Accuracy, balanced accuracy, macro P/R/F1, MCC and fall-out for every (shots, threshold), as tables and plots."""
-    from bbuvl.fewshot.evaluate import parse_shots, parse_thresholds, run_eval
+    from bbuvl.fewshot.evaluate import parse_shots, parse_thresholds, run_eval, threshold_name
 
     with user_errors():
         shot_list, threshold_list = parse_shots(shots), parse_thresholds(thresholds)
@@ -185,14 +189,14 @@ def evaluate(
     table = Table(title="accuracy per threshold (columns: support images per class)", title_justify="left")
     table.add_column("threshold")
     for name in names:
-        table.add_column(f"{name} shots", justify="right")
+        table.add_column(_shots_label(name), justify="right")
     for t in threshold_list:
-        table.add_row(f"{t:.2f}", *(f"{summary['accuracy_table'][name][f'{t:.2f}']:.3f}" for name in names))
+        table.add_row(threshold_name(t), *(f"{summary['accuracy_table'][name][threshold_name(t)]:.3f}" for name in names))
     console.print(table)
     for name in names:
         b = summary["best"][name]
         fallout = "n/a" if b["fallout"] is None else f"{b['fallout']:.3f}"
-        console.print(f"{name} shots: best macro F1 {b['macro_f1']:.3f} at threshold {b['threshold']:.2f} "
+        console.print(f"{_shots_label(name)}: best macro F1 {b['macro_f1']:.3f} at threshold {threshold_name(b['threshold'])} "
                       f"(accuracy {b['accuracy']:.3f}, balanced {b['balanced_accuracy']:.3f}, fall-out {fallout})")
     e = summary["embedding"]
     console.print(f"embeddings: {e['support']['embedded'] + e['queries']['embedded']} computed, "

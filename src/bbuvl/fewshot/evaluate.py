@@ -21,14 +21,14 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from bbuvl.fewshot.backbones import Backbone
 from bbuvl.fewshot.cache import EmbeddingCache
-from bbuvl.fewshot.classifier import FewShotClassifier, Mode, confidence_band, decide
-from bbuvl.fewshot.classify import fit_support, shots_name
+from bbuvl.fewshot.classifier import Mode, confidence_band, decide
+from bbuvl.fewshot.classify import FittedSupport, Shots, fit_support, shots_name
 from bbuvl.fewshot.embed import EmbedReport, ImageItem, embed_items
 from bbuvl.fewshot.metrics import METRIC_NAMES, classification_metrics, confusion, per_class
 from bbuvl.fewshot.plots import plot_confusion, plot_metric_vs_threshold
@@ -69,30 +69,44 @@ def parse_thresholds(text: str) -> list[float]:
     return sorted(set(values))
 
 
+def threshold_name(t: float) -> str:
+    """A threshold as tables and file names show it: at least two decimals, no more than it has (0.40, 0.975)."""
+    whole, _, frac = f"{t:.6f}".rstrip("0").partition(".")
+    return f"{whole}.{frac.ljust(2, '0')}"
+
+
 @dataclass
 class ShotRun:
-    """One shot count: its support, its classifier and, filled as queries stream, each query's top scores."""
+    """One shot count's classifier and, filled as queries stream, each query's best and runner-up class."""
 
-    shots: Shots
-    chosen: dict[str, list[Path]]
-    classifier: FewShotClassifier
+    fit: FittedSupport
     best: list[np.ndarray] = field(default_factory=list)  # per batch: [n] class index
-    best_score: list[np.ndarray] = field(default_factory=list)
+    best_score: list[np.ndarray] = field(default_factory=list)  # per batch: [n]
     second: list[np.ndarray] = field(default_factory=list)
     second_score: list[np.ndarray] = field(default_factory=list)
 
+    @property
+    def name(self) -> str:
+        """The shot count as files show it."""
+        return shots_name(self.fit.shots)
+
     def add(self, vectors: np.ndarray) -> None:
         """Score a batch of query embeddings `[n, D]` and keep their top two."""
-        d = decide(self.classifier.scores(vectors), threshold=-math.inf)
+        d = decide(self.fit.classifier.scores(vectors), threshold=-math.inf)
         self.best.append(d.best)
         self.best_score.append(d.best_score)
         self.second.append(d.second)
         self.second_score.append(d.second_score)
 
     def column(self, name: str) -> np.ndarray:
-        """All queries' values of one kept column."""
+        """All queries' values of one kept column, `[N]`."""
         parts = getattr(self, name)
         return np.concatenate(parts) if parts else np.zeros(0)
+
+    def answers(self, threshold: float) -> list[str]:
+        """Every query's answer at `threshold`: its best class, or Unknown below it."""
+        top = np.array(self.fit.classifier.classes, dtype=object)[self.column("best").astype(int)]
+        return np.where(self.column("best_score") >= threshold, top, UNKNOWN).tolist()
 
 
 def _with_truth(items: Iterator[ImageItem], classes: set[str], problems: list[str]) -> Iterator[ImageItem]:
@@ -122,12 +136,12 @@ def _write_query_rows(path: Path, runs: list[ShotRun], origins: list[str], truth
         writer = csv.writer(fh)
         writer.writerow(fields)
         for run in runs:
-            names = run.classifier.classes
+            names = run.fit.classifier.classes
             best, best_score = run.column("best").astype(int), run.column("best_score")
             second, second_score = run.column("second").astype(int), run.column("second_score")
             for i, origin in enumerate(origins):
                 m = float(best_score[i] - second_score[i])
-                writer.writerow([origin, truth[i], shots_name(run.shots), names[best[i]], f"{best_score[i]:.6f}",
+                writer.writerow([origin, truth[i], run.name, names[best[i]], f"{best_score[i]:.6f}",
                                  names[second[i]] if second[i] >= 0 else "", f"{second_score[i]:.6f}", f"{m:.6f}",
                                  confidence_band(m)])
 
@@ -136,13 +150,42 @@ def _round(v: float | None, digits: int = 6) -> float | None:
     return None if v is None else round(float(v), digits)
 
 
+def _sweep(
+    runs: list[ShotRun], truth: list[str], thresholds: list[float], labels: list[str]
+) -> tuple[list[dict], list[dict], dict[tuple[str, float], np.ndarray]]:
+    """Metric rows, per-class rows and confusion matrices for every (shots, threshold)."""
+    metric_rows, class_rows, confusions = [], [], {}
+    for run in runs:
+        for t in thresholds:
+            pred = run.answers(t)
+            m = classification_metrics(truth, pred)
+            metric_rows.append({"shots": run.name, "threshold": t, "queries": len(truth),
+                                "unknown_truth": truth.count(UNKNOWN), "predicted_unknown": pred.count(UNKNOWN),
+                                **{k: _round(v) for k, v in m.items()}})
+            for row in per_class(truth, pred, labels):
+                class_rows.append({"shots": run.name, "threshold": t,
+                                   **{k: _round(v) if isinstance(v, float) else v for k, v in row.items()}})
+            confusions[(run.name, t)] = confusion(truth, pred, labels)
+    return metric_rows, class_rows, confusions
+
+
+def best_rows(metric_rows: list[dict]) -> dict[str, dict]:
+    """Per shot count, the threshold with the highest macro F1 (the lower threshold on a tie) and its metrics."""
+    best: dict[str, dict] = {}
+    for r in metric_rows:
+        b = best.get(r["shots"])
+        if b is None or (r["macro_f1"] or 0.0) > (b["macro_f1"] or 0.0):
+            best[r["shots"]] = r
+    return {name: {"threshold": r["threshold"], **{k: r[k] for k in METRIC_NAMES}} for name, r in best.items()}
+
+
 def run_eval(
     support_root: str | Path,
     query_path: str | Path,
     backbone: Backbone,
     out_dir: str | Path,
-    shots: list[Shots] = (1, 5, 10),  # type: ignore[assignment]
-    thresholds: list[float] = (0.5, 0.7),  # type: ignore[assignment]
+    shots: Sequence[Shots] = (1, 5, 10),
+    thresholds: Sequence[float] = (0.5, 0.7),
     mode: Mode = "mean",
     seed: int = 0,
     margin: float = 0.0,
@@ -159,7 +202,7 @@ def run_eval(
     classes = support.classes
     support_report, query_report = EmbedReport(), EmbedReport()
     fitted, warnings = fit_support(support, list(shots), seed, backbone, cache, batch_size, support_report, mode)
-    runs = [ShotRun(f.shots, f.chosen, f.classifier) for f in fitted]
+    runs = [ShotRun(f) for f in fitted]
 
     problems: list[str] = []
     queries = _with_truth(iter_queries(query_path, problems, margin=margin, level=level), set(classes), problems)
@@ -176,35 +219,15 @@ def run_eval(
         raise ValueError(f"{query_path}: no query could be evaluated" + (f" (first problem: {problems[0]})" if problems else ""))
 
     labels = classes + [UNKNOWN]
-    metric_rows, class_rows = [], []
-    confusions: dict[tuple[str, float], np.ndarray] = {}
-    for run in runs:
-        top = np.array(run.classifier.classes, dtype=object)[run.column("best").astype(int)]
-        best_score = run.column("best_score")
-        for t in thresholds:
-            pred = np.where(best_score >= t, top, UNKNOWN).tolist()
-            m = classification_metrics(truth, pred)
-            metric_rows.append({"shots": shots_name(run.shots), "threshold": t, "queries": len(truth),
-                                "unknown_truth": truth.count(UNKNOWN), "predicted_unknown": pred.count(UNKNOWN),
-                                **{k: _round(v) for k, v in m.items()}})
-            for row in per_class(truth, pred, labels):
-                class_rows.append({"shots": shots_name(run.shots), "threshold": t,
-                                   **{k: _round(v) if isinstance(v, float) else v for k, v in row.items()}})
-            confusions[(shots_name(run.shots), t)] = confusion(truth, pred, labels)
-
+    metric_rows, class_rows, confusions = _sweep(runs, truth, list(thresholds), labels)
     _write_query_rows(out / "queries.csv", runs, origins, truth)
     _write_csv(out / "metrics.csv", metric_rows)
     _write_csv(out / "per_class.csv", class_rows)
     for (name, t), cm in confusions.items():
-        _write_csv(out / "confusion" / f"shots{name}_t{t:.2f}.csv",
+        _write_csv(out / "confusion" / f"shots{name}_t{threshold_name(t)}.csv",
                    [{"true \\ predicted": label, **{col: int(v) for col, v in zip(labels, cm[i])}} for i, label in enumerate(labels)])
 
-    best = {}
-    for run in runs:
-        name = shots_name(run.shots)
-        rows = [r for r in metric_rows if r["shots"] == name]
-        top_row = max(rows, key=lambda r: (r["macro_f1"] or 0.0, -r["threshold"]))
-        best[name] = {"threshold": top_row["threshold"], **{k: top_row[k] for k in METRIC_NAMES}}
+    best = best_rows(metric_rows)
     n_unknown = truth.count(UNKNOWN)
     files = {
         "accuracy_plot": plot_metric_vs_threshold(
@@ -214,10 +237,10 @@ def run_eval(
             metric_rows, "fallout", "Fall-out vs threshold (Unknown-truth queries accepted as a class)", "fall-out",
             out / "fallout_vs_threshold.png", note="" if n_unknown else "no Unknown-truth queries: fall-out undefined"),
     }
-    last = shots_name(runs[-1].shots)
+    last = runs[-1].name
     t_best = best[last]["threshold"]
     files["confusion_plot"] = plot_confusion(
-        confusions[(last, t_best)], labels, f"Confusion, {last} shots, threshold {t_best:.2f} (best macro F1)",
+        confusions[(last, t_best)], labels, f"Confusion, {last} shots, threshold {threshold_name(t_best)} (best macro F1)",
         out / "confusion_best.png")
 
     summary = {
@@ -225,7 +248,7 @@ def run_eval(
         "backbone": {"kind": backbone.kind, "key": backbone.key, "dim": backbone.dim},
         "mode": mode, "seed": seed, "margin": margin, "level": level,
         "classes": classes,
-        "support_images": {shots_name(r.shots): {c: len(p) for c, p in r.chosen.items()} for r in runs},
+        "support_images": {r.name: {c: len(p) for c, p in r.fit.chosen.items()} for r in runs},
         "queries": {"evaluated": len(truth), "unknown_truth": n_unknown,
                     "per_truth": {label: truth.count(label) for label in labels if truth.count(label)}},
         "embedding": {
@@ -237,8 +260,8 @@ def run_eval(
         "problems": problems,
         "warnings": warnings,
         "thresholds": list(thresholds),
-        "accuracy_table": {shots_name(r.shots): {f"{row['threshold']:.2f}": row["accuracy"] for row in metric_rows
-                                                 if row["shots"] == shots_name(r.shots)} for r in runs},
+        "accuracy_table": {r.name: {threshold_name(row["threshold"]): row["accuracy"] for row in metric_rows
+                                    if row["shots"] == r.name} for r in runs},
         "best": best,
         "rows": metric_rows,
         "files": {k: str(v) for k, v in files.items()},

@@ -60,18 +60,20 @@ def plot_metric_vs_threshold(
     """Line plot of `metric` against `threshold`, one line per `shots` value in `rows` (None values skipped)."""
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()
-    for shots in dict.fromkeys(r["shots"] for r in rows):
+    for k, shots in enumerate(dict.fromkeys(r["shots"] for r in rows)):
         pts = [(r["threshold"], r[metric]) for r in rows if r["shots"] == shots and r[metric] is not None]
         if pts:
             x, y = zip(*sorted(pts))
-            ax.plot(x, y, marker="o", markersize=3, label=f"{shots} shot" + ("" if str(shots) == "1" else "s"))
+            # shrinking markers and varied dashes keep lines that coincide (a flat curve) all visible
+            ax.plot(x, y, marker="os^Dv"[k % 5], markersize=max(3.0, 8.0 - 1.5 * k), linestyle=("-", "--", ":", "-.")[k % 4],
+                    label=f"{shots} shot" + ("" if str(shots) == "1" else "s"))
     ax.set_xlabel("threshold (best score below it → Unknown)")
     ax.set_ylabel(ylabel)
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(title="support per class")
+        ax.legend(title="support per class", loc="best")
     if note:
         ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", fontsize=10, color="0.3")
     fig.tight_layout()
