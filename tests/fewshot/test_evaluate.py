@@ -91,19 +91,22 @@ def test_rerun_embeds_nothing_and_reports_cache_hits(part_crops, tmp_path):
     assert (tmp_path / "a" / "metrics.csv").read_text() == (tmp_path / "b" / "metrics.csv").read_text()
 
 
-def test_corrupt_and_missing_query_images_are_reported_and_the_rest_evaluated(part_crops, tmp_path):
-    query = tmp_path / "query"
+def test_corrupt_query_and_support_images_are_reported_and_the_rest_evaluated(part_crops, tmp_path):
+    query, support = tmp_path / "query", tmp_path / "support"
     shutil.copytree(part_crops.query, query)
+    shutil.copytree(part_crops.support, support)
     cls = part_crops.known[0]
     (query / cls / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (support / cls / "0_broken_support.png").write_bytes(b"\xff\xd8\xff garbage")
     (query / "orphan.png").write_bytes((next((query / cls).glob("*_*.png"))).read_bytes())
-    output = invoke("eval", "--support", part_crops.support, "--query", query, "--backbone", "pixels:8",
-                    "--shots", "2", "--thresholds", "0.5", "--out", tmp_path / "res", "--no-cache")
+    output = invoke("eval", "--support", support, "--query", query, "--backbone", "pixels:8",
+                    "--shots", "2,all", "--thresholds", "0.5", "--out", tmp_path / "res", "--no-cache")
     summary = json.loads((tmp_path / "res" / "summary.json").read_text(encoding="utf-8"))
     assert summary["queries"]["evaluated"] == sum(1 for _ in part_crops.query.rglob("*.png"))
-    assert len(summary["skipped"]) == 1 and "broken.png" in summary["skipped"][0]
+    assert sorted(Path(s.split(":")[0]).name for s in summary["skipped"]) == ["0_broken_support.png", "broken.png"]
+    assert summary["support_images"]["all"][cls] == 5  # the 5 good crops, the broken one left out
     assert any("orphan.png" in p and "no ground truth" in p for p in summary["problems"])
-    assert "broken.png" in output
+    assert "broken.png" in output and "0_broken_support.png" in output
 
 
 def test_dataset_jsonl_queries_with_margin_and_level(part_crops, tmp_path):

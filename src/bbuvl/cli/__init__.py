@@ -7,6 +7,7 @@ import typer
 from bbuvl.cli.config import app as config_app
 from bbuvl.cli.data import app as data_app
 from bbuvl.cli.evaluate import evaluate, viz
+from bbuvl.cli.fewshot import app as fewshot_app
 from bbuvl.cli.model import app as model_app
 from bbuvl.cli.predict import predict
 from bbuvl.cli.train import train
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
+app.add_typer(fewshot_app, name="fewshot")
 app.command("train")(train)
 app.command("predict")(predict)
 app.command("eval")(evaluate)

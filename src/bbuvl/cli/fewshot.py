@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from bbuvl.cli.common import console, err_console, fail, stdout_is_tty, user_errors
+
+if TYPE_CHECKING:  # the heavy imports (torch, transformers) wait until a command runs
+    from bbuvl.fewshot.backbones import Backbone
+    from bbuvl.fewshot.cache import EmbeddingCache
 
 app = typer.Typer(help="Few-shot recognition of new part types (support set + backbone, no retraining).",
                   no_args_is_help=True)
@@ -28,7 +32,7 @@ THRESHOLD = typer.Option(0.6, "--threshold", help="Best score below this -> Unkn
 MIN_SCORE = typer.Option(0.0, "--min-score", min=0.0, max=1.0, help="Skip detections scoring below this (predictions files).")
 
 
-def _backbone(spec: str, device: str):
+def _backbone(spec: str, device: str) -> Backbone:
     """Load the backbone quietly (transformers' own progress bars off: ours is enough)."""
     from transformers.utils import logging as hf_logging
 
@@ -39,7 +43,7 @@ def _backbone(spec: str, device: str):
         return load_backbone(spec, device)
 
 
-def _cache(folder: Optional[Path], off: bool):
+def _cache(folder: Optional[Path], off: bool) -> EmbeddingCache | None:
     from bbuvl.fewshot.cache import EmbeddingCache, default_cache_dir
 
     if off:
@@ -133,6 +137,7 @@ def classify(
             task = bar.add_task("queries", total=None)
 
             def count(row: dict) -> None:
+                """Tally the answer and move the spinner."""
                 counts[row["label"]] = counts.get(row["label"], 0) + 1
                 bar.advance(task)
 

@@ -1,1 +1,2 @@
-"""bbuvl.diagnostics"""
+"""Diagnostics: `bbuvl doctor` checks (data, model, memory, features, attention, landscape) and the training-health
+monitors that run inside every training run (PRODUCT section 7)."""

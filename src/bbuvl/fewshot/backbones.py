@@ -61,7 +61,9 @@ class Backbone(Protocol):
     key: str  # identifies weights + preprocessing; part of every cache key
 
     @property
-    def dim(self) -> int: ...
+    def dim(self) -> int:
+        """Length of one embedding vector."""
+        ...
 
     def embed(self, images: Sequence[Image.Image | np.ndarray], order: ChannelOrder = "RGB") -> np.ndarray:
         """`[len(images), dim]` float32 embeddings, on the CPU."""
@@ -168,7 +170,8 @@ def weights_digest(model: torch.nn.Module) -> str:
     for name, t in sorted(model.state_dict().items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy())  # hashed in place: no copy of the weights
     return h.hexdigest()
 
 

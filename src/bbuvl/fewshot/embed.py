@@ -85,6 +85,11 @@ class _Photos:
         return image.crop(tuple(int(round(v)) for v in box))
 
 
+def _skipped(item: ImageItem, why: str) -> str:
+    """A skip message: where the item came from (when that is not just its file), then the file and why."""
+    return f"{item.origin}: {why}" if item.origin else why
+
+
 def _batches(items: Iterable[ImageItem], size: int) -> Iterator[list[ImageItem]]:
     batch: list[ImageItem] = []
     for item in items:
@@ -118,9 +123,9 @@ def embed_items(
             try:
                 keyed.append((item, entry_key(backbone.key, digest(item.path), item.box, item.margin)))
             except FileNotFoundError:
-                report.skipped.append(f"{item.where}: image file not found: {item.path}")
+                report.skipped.append(_skipped(item, f"{item.path}: image file not found"))
             except OSError as e:
-                report.skipped.append(f"{item.where}: cannot read {item.path}: {e.strerror or e}")
+                report.skipped.append(_skipped(item, f"{item.path}: cannot read: {e.strerror or e}"))
         found = cache.get_many([k for _, k in keyed]) if cache is not None else {}
         todo_items, todo_keys, pixels = [], [], []
         for item, key in keyed:
@@ -129,7 +134,7 @@ def embed_items(
             try:
                 pixels.append(photos.crop(item))
             except ImageError as e:
-                report.skipped.append(f"{item.where}: {e}")
+                report.skipped.append(_skipped(item, str(e)))  # ImageError names the file
                 continue
             todo_items.append(item)
             todo_keys.append(key)

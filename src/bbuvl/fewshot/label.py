@@ -63,7 +63,9 @@ def check_classes(classes: list[str], hierarchy: Hierarchy) -> None:
         )
 
 
-def _groups(path: Path, lines: Iterator[PredictionLine], min_score: float, margin: float, size: int, report: LabelReport):
+def _groups(
+    path: Path, lines: Iterator[PredictionLine], min_score: float, margin: float, size: int, report: LabelReport
+) -> Iterator[list[tuple[PredictionLine, list[ImageItem | None]]]]:
     """Prediction lines in groups of about `size` boxes, each line with its crop items (None = box skipped)."""
     group: list[tuple[PredictionLine, list[ImageItem | None]]] = []
     n = 0
@@ -179,6 +181,7 @@ def auto_label(
     report = LabelReport()
 
     def records() -> Iterator[ImageRecord]:
+        """The dataset records, a group of ~batch_size boxes at a time (only one group's vectors alive)."""
         lines = iter_predictions(predictions, report.problems)
         for group in _groups(predictions, lines, min_score, margin, batch_size, report):
             wanted = [it for _, items in group for it in items if it is not None]

@@ -23,6 +23,7 @@ from bbuvl.config import Config, LoraConfig
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.schema import read_dataset, read_records
+from bbuvl.diagnostics.monitors import health_summary, training_health
 from bbuvl.model.checkpoint import Prompt, load_weights_into, save_checkpoint
 from bbuvl.model.loading import load_model_and_processor
 from bbuvl.model.vlm import BBUVLModel, core_model
@@ -249,13 +250,14 @@ def make_trainer(run: Run, progress: bool = True, callbacks: list | None = None)
     cfg = run.cfg
     throughput = Throughput()
     guard = NonFiniteGuard(run.model, cfg.training.max_consecutive_nan)
+    health = training_health(run.model, run.train_dataset, run.collator, cfg.monitor)
     trainer = BBUTrainer(
         model=run.model,
         args=training_arguments(cfg, run.eval_dataset is not None),
         train_dataset=run.train_dataset,
         eval_dataset=run.eval_dataset,
         data_collator=run.collator,
-        callbacks=[EpochCallback(run.train_dataset, run.model, cfg.training.detection_freeze_epochs), guard,
+        callbacks=[EpochCallback(run.train_dataset, run.model, cfg.training.detection_freeze_epochs), guard, *health,
                    RichProgress(throughput, progress), *(callbacks or [])],
         run=run, throughput=throughput, guard=guard,
     )
@@ -284,7 +286,8 @@ def train(cfg: Config, resume: bool | str = False, progress: bool = True, callba
     history = trainer.state.log_history
     (Path(cfg.training.output_dir) / "history.json").write_text(json.dumps(history, indent=1), encoding="utf-8")
     return {"final": str(final), "history": history, "nan_skipped": trainer.guard.skipped,
-            "budget_dropped": run.collator.budget.dropped, "oversize_skipped": len(run.train_dataset.skipped)}
+            "budget_dropped": run.collator.budget.dropped, "oversize_skipped": len(run.train_dataset.skipped),
+            "alarms": health_summary(trainer.callback_handler.callbacks)}
 
 
 def dry_run(cfg: Config) -> dict[str, Any]:

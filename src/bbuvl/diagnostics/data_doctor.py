@@ -1,0 +1,166 @@
+"""`bbuvl doctor data`: what a dataset will cost and where it disagrees with the run before training starts.
+
+- vision tokens per photo at the config's min/max pixels, the photos over `model.max_vision_tokens`
+  named (seed M-001: a 256x364 photo became 896 tokens and memory climbed every batch), and the
+  worst batch against `model.max_vision_tokens_per_batch`;
+- image files whose size is not the record's, and EXIF-rotated files (seed P-002);
+- labels the data uses that the prompt never names, and prompt labels no photo has (PRODUCT 9.5).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bbuvl.config import Config
+from bbuvl.data.check import ImageInfo, Problem, check_size, dataset_files, probe_image
+from bbuvl.data.coords import ROTATING_ORIENTATIONS, CoordinateContract
+from bbuvl.data.labels import Hierarchy
+from bbuvl.data.layout import TEACHERS
+from bbuvl.data.schema import ImageRecord, iter_dataset, resolve_image
+
+_ORIENTATION_NAMES = {2: "mirrored", 3: "rotated 180°", 4: "flipped vertically", 5: "transposed", 6: "rotated 90° clockwise",
+                      7: "transversed", 8: "rotated 90° counter-clockwise"}
+
+
+@dataclass
+class TokenSummary:
+    """Vision tokens of one JSONL file's photos (students, explicit teachers included in their sample)."""
+
+    file: str
+    per_sample: list[int] = field(default_factory=list)  # student + explicit teachers, as the file says
+    over_budget: int = 0
+
+    @property
+    def stats(self) -> dict[str, float]:
+        """min / median / max vision tokens per sample."""
+        v = self.per_sample or [0]
+        return {"min": min(v), "median": statistics.median(v), "max": max(v)}
+
+
+@dataclass
+class DataReport:
+    """Findings of `doctor data` (problems are located `file:line`)."""
+
+    problems: list[Problem] = field(default_factory=list)
+    tokens: list[TokenSummary] = field(default_factory=list)
+    worst_batch: int = 0  # vision tokens of the costliest possible training batch
+    batch_size: int = 1
+    labels: dict[str, int] = field(default_factory=dict)  # label -> objects, over every file checked
+    prompt_labels: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        """Problems of severity error."""
+        return [p for p in self.problems if p.severity == "error"]
+
+
+def _records(sample) -> list[tuple[str, ImageRecord]]:  # noqa: ANN001 - a schema.Sample
+    return [(f"teachers[{i}]: ", t) for i, t in enumerate(sample.teachers)] + [("student: " if sample.teachers else "", sample.student)]
+
+
+def orientation_problem(image: str, info: ImageInfo) -> str | None:
+    """A warning for a file with an EXIF orientation other than 1 (what the user sees is not the pixel grid)."""
+    if info.orientation == 1:
+        return None
+    turned = info.orientation in ROTATING_ORIENTATIONS
+    return (f"EXIF-{'rotated' if turned else 'transformed'}: image {image} is stored {info.raw[0]}x{info.raw[1]} with EXIF "
+            f"orientation {info.orientation} ({_ORIENTATION_NAMES[info.orientation]}); bbuvl uses the upright "
+            f"{info.upright[0]}x{info.upright[1]} pixels, but a tool that ignores or strips EXIF (pre-scaling scripts, "
+            "other loaders) sees it differently and its boxes no longer match (seed P-002): re-save it upright")
+
+
+def _label_problems(report: DataReport, first_seen: dict[str, str], hierarchy: Hierarchy) -> None:
+    prompt = set(report.prompt_labels)
+    for label, n in sorted(report.labels.items(), key=lambda kv: -kv[1]):
+        where = first_seen[label].rsplit(":", 1)
+        if prompt and label not in prompt:
+            report.problems.append(Problem(where[0], int(where[1]), f"label '{label}' ({n} objects) is not in the prompt "
+                                           "vocabulary: the model is never told it may answer it"))
+        why = hierarchy.problem(label)
+        if why is not None:
+            report.problems.append(Problem(where[0], int(where[1]), f"label '{label}': {why}; the prompt gives it no visual cue",
+                                           "warning"))
+    for label in report.prompt_labels:
+        if label not in report.labels:
+            report.problems.append(Problem("<prompt>", 0, f"the prompt names '{label}', but no object in the dataset has it",
+                                           "warning"))
+
+
+def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None = None,
+                  hierarchy: Hierarchy | None = None) -> DataReport:
+    """Check a dataset JSONL or folder against a run config.
+
+    `prompt_labels`: the vocabulary the model is told (a checkpoint's prompt.json); default: the labels
+    of the config's data.train and data.val, exactly as training builds its prompt.
+    """
+    from bbuvl.train.trainer import data_labels
+
+    path = Path(path)
+    hierarchy = hierarchy or Hierarchy.load(cfg.data.hierarchy)
+    contract = CoordinateContract(cfg.model.min_pixels, cfg.model.max_pixels)
+    limit = cfg.model.max_vision_tokens
+    files, problems = dataset_files(path)
+    report = DataReport(problems=list(problems), batch_size=cfg.training.per_device_batch_size)
+    report.prompt_labels = list(prompt_labels) if prompt_labels is not None else data_labels(cfg, hierarchy)
+    first_seen: dict[str, str] = {}
+    infos: dict[Path, ImageInfo | str] = {}
+    teacher_tokens: list[int] = []
+    for file in files:
+        summary = TokenSummary(str(file))
+        for row in iter_dataset(file):
+            if row.error is not None:
+                report.problems.append(Problem(row.error.path, row.error.line, row.error.message))
+                continue
+            total = 0
+            for prefix, record in _records(row.sample):
+                for obj in record.objects:
+                    report.labels[obj.desc] = report.labels.get(obj.desc, 0) + 1
+                    first_seen.setdefault(obj.desc, f"{file}:{row.line}")
+                image = record.image
+                full = resolve_image(file, image)
+                info = infos.get(full) or infos.setdefault(full, probe_image(full, decode=False))
+                if isinstance(info, str):
+                    report.problems.append(Problem(str(file), row.line, f"{prefix}image {image}: {info}"))
+                    continue
+                size_msg = check_size(record, image, info)
+                turned_msg = None if size_msg else orientation_problem(image, info)  # a size error already says EXIF
+                if size_msg:
+                    report.problems.append(Problem(str(file), row.line, prefix + size_msg))
+                if turned_msg:
+                    report.problems.append(Problem(str(file), row.line, prefix + turned_msg, "warning"))
+                tokens = contract.vision_tokens(info.upright)
+                total += tokens
+                if tokens > limit:
+                    summary.over_budget += 1
+                    action = "resized down to the budget" if cfg.data.oversize == "resize" else "skipped"
+                    report.problems.append(Problem(str(file), row.line, f"{prefix}image {image} ({info.upright[0]}x{info.upright[1]}) "
+                                                   f"needs {tokens} vision tokens at max_pixels={cfg.model.max_pixels}, over "
+                                                   f"model.max_vision_tokens={limit}: training will have it {action} "
+                                                   "(data.oversize); pre-scale it or lower model.max_pixels", "warning"))
+            summary.per_sample.append(total)
+            if file.name == TEACHERS:
+                teacher_tokens.append(total)
+        report.tokens.append(summary)
+    report.worst_batch = _worst_batch(report, cfg, teacher_tokens)
+    if report.worst_batch > cfg.model.max_vision_tokens_per_batch:
+        report.problems.append(Problem(str(path), 0, f"a batch of the {report.batch_size} costliest samples (with teachers) "
+                                       f"needs {report.worst_batch} vision tokens, over model.max_vision_tokens_per_batch="
+                                       f"{cfg.model.max_vision_tokens_per_batch}: the collator will drop samples from such "
+                                       "batches; lower training.per_device_batch_size, data.num_teachers or model.max_pixels",
+                                       "warning"))
+    _label_problems(report, first_seen, hierarchy)
+    return report
+
+
+def _worst_batch(report: DataReport, cfg: Config, teacher_tokens: list[int]) -> int:
+    """Vision tokens of the costliest training batch: the largest samples, each with the largest teachers drawn."""
+    cap = cfg.model.max_vision_tokens if cfg.data.oversize == "resize" else None
+    students = [t for s in report.tokens if Path(s.file).name != TEACHERS for t in s.per_sample]
+    if not students:
+        return 0
+    clipped = sorted((min(t, cap) if cap else t for t in students), reverse=True)
+    teachers = sorted((min(t, cap) if cap else t for t in teacher_tokens), reverse=True)
+    per_teacher = sum(teachers[: cfg.data.num_teachers]) if cfg.data.teacher_ratio > 0 else 0
+    return sum(clipped[: cfg.training.per_device_batch_size]) + per_teacher * min(cfg.training.per_device_batch_size, len(clipped))

@@ -1,0 +1,93 @@
+"""Is memory flat? Sample process memory over repeated work and fit its trend (seed M-001, the Florence-2 log).
+
+A leak shows as a steady slope after warm-up (allocator pools, caches and lazy imports fill the
+first iterations), so the verdict comes from a least-squares line over the post-warm-up samples:
+growth along that line above a tolerance is a leak, anything else is noise.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import psutil  # a dependency of accelerate
+import torch
+
+DEFAULT_TOLERANCE_MB = 16.0
+
+
+def process_memory_mb() -> dict[str, float]:
+    """`{"rss": resident MB}` of this process, plus `"cuda_allocated"` (MB held by torch tensors) once CUDA is in use."""
+    out = {"rss": psutil.Process().memory_info().rss / 2**20}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda_allocated"] = torch.cuda.memory_allocated() / 2**20
+    return out
+
+
+@dataclass
+class Trend:
+    """A least-squares line through memory samples after warm-up."""
+
+    slope_mb_per_iter: float
+    growth_mb: float  # along the line, over the fitted window
+    verdict: str  # "flat" or "leaking"
+
+    @property
+    def per_1000(self) -> float:
+        """Fitted growth per 1000 iterations (MB)."""
+        return self.slope_mb_per_iter * 1000
+
+
+def memory_trend(values: list[float], warmup: int, tolerance_mb: float = DEFAULT_TOLERANCE_MB) -> Trend:
+    """Fit `values[warmup:]` (MB per iteration); leaking when the fitted growth over them exceeds `tolerance_mb`."""
+    window = torch.tensor(values[warmup:], dtype=torch.float64)
+    if window.numel() < 3:
+        raise ValueError(f"need at least 3 samples after {warmup} warm-up iterations to fit a trend, got {window.numel()}")
+    x = torch.arange(window.numel(), dtype=torch.float64)
+    xc = x - x.mean()
+    slope = float((xc * (window - window.mean())).sum() / xc.square().sum())
+    growth = slope * (window.numel() - 1)
+    return Trend(slope, growth, "leaking" if growth > tolerance_mb else "flat")
+
+
+@dataclass
+class MemoryTrace:
+    """Memory sampled after each of `n` iterations of the same work."""
+
+    samples: dict[str, list[float]] = field(default_factory=dict)  # metric ("rss", "cuda_allocated") -> MB per iteration
+    warmup: int = 0
+    seconds: float = 0.0
+    tolerance_mb: float = DEFAULT_TOLERANCE_MB
+
+    def trends(self) -> dict[str, Trend]:
+        """The trend of every sampled metric."""
+        return {k: memory_trend(v, self.warmup, self.tolerance_mb) for k, v in self.samples.items()}
+
+    @property
+    def verdict(self) -> str:
+        """"leaking" when any metric leaks, else "flat"."""
+        return "leaking" if any(t.verdict == "leaking" for t in self.trends().values()) else "flat"
+
+
+def measure_memory(
+    step: Callable[[int], object],
+    n: int,
+    warmup: int | None = None,
+    tolerance_mb: float = DEFAULT_TOLERANCE_MB,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> MemoryTrace:
+    """Run `step(i)` `n` times, sampling memory after each; its return value is dropped at once, as a caller's would be."""
+    warmup = max(2, n // 10) if warmup is None else warmup
+    if n < warmup + 3:
+        raise ValueError(f"--n {n} is too small: need at least {warmup + 3} iterations ({warmup} of them warm-up)")
+    trace = MemoryTrace(warmup=warmup, tolerance_mb=tolerance_mb)
+    start = time.perf_counter()
+    for i in range(n):
+        step(i)
+        for k, v in process_memory_mb().items():
+            trace.samples.setdefault(k, []).append(v)
+        if on_progress:
+            on_progress(i + 1, n)
+    trace.seconds = time.perf_counter() - start
+    return trace

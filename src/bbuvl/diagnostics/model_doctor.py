@@ -1,0 +1,312 @@
+"""`bbuvl doctor model`: is a checkpoint wired the way training and inference assume?
+
+Each check is one failure of the seed diaries caught before a run: a trainable parameter no LR group
+owns, weights stored but never loaded (or parameters never stored, so randomly initialised),
+special-token ids the model and tokenizer disagree on (G-001), an `<|image_pad|>` count that is not
+the processor's patch count (P-002/P-003), a conversation encoder that drifts from the chat template,
+a detection head that is missing, untied or fed placeholder embeddings instead of image features
+(PRODUCT 9.1), a coordinate contract that differs from the processor's or the config's pixel range,
+and a prompt that does not list the labels the model must name (PRODUCT 9.5).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors import safe_open
+
+from bbuvl.config import Config
+from bbuvl.data.images import load_image
+from bbuvl.data.labels import Hierarchy
+from bbuvl.data.schema import read_records, resolve_image
+from bbuvl.diagnostics.probe import detection_outputs, image_batch
+from bbuvl.infer.predictor import Predictor
+from bbuvl.model.loading import check_special_tokens, special_token_ids
+from bbuvl.model.vlm import core_model
+from bbuvl.train.chat import SPAN_STUDENT, Turn
+from bbuvl.train.param_groups import GROUPS, GroupSummary, freeze_zero_lr_groups, group_of, summarize_groups
+
+Status = Literal["ok", "warn", "fail"]
+
+
+@dataclass
+class Check:
+    """The outcome of one check."""
+
+    name: str
+    status: Status
+    detail: str
+
+
+@dataclass
+class ModelReport:
+    """Every check of a checkpoint, and its parameters per LR group."""
+
+    checkpoint: str
+    checks: list[Check] = field(default_factory=list)
+    groups: dict[str, GroupSummary] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[Check]:
+        """The checks that failed."""
+        return [c for c in self.checks if c.status == "fail"]
+
+
+def sample_image(cfg: Config, image: str | Path | None = None) -> Image.Image:
+    """The image checks run on: `image`, else the first training photo of the run, else a synthetic 320x240 picture."""
+    if image is not None:
+        return load_image(image).image
+    if cfg.data.train and Path(cfg.data.train).exists():
+        records = read_records(cfg.data.train)
+        if records:
+            return load_image(resolve_image(cfg.data.train, records[0].image)).image
+    y, x = np.mgrid[0:240, 0:320]
+    pixels = np.stack([x * 255 // 320, y * 255 // 240, (x + y) % 256], axis=-1).astype(np.uint8)
+    return Image.fromarray(pixels)
+
+
+# --- parameters ----------------------------------------------------------------------------------
+
+
+def check_groups(model: torch.nn.Module, cfg: Config) -> tuple[list[Check], dict[str, GroupSummary]]:
+    """Parameters per LR group as the config would train them; a trainable parameter in no group fails, named."""
+    freeze_zero_lr_groups(model, cfg.training.lr)
+    summary = summarize_groups(model)
+    orphans = [n for n, p in model.named_parameters() if p.requires_grad and group_of(n) is None]
+    checks = []
+    if orphans:
+        shown = ", ".join(orphans[:10]) + (" ..." if len(orphans) > 10 else "")
+        checks.append(Check("parameter groups", "fail", f"{len(orphans)} trainable parameter(s) in no LR group "
+                            f"({'/'.join(GROUPS)}): {shown}; training refuses to start: freeze them or rename them to match a group"))
+    else:
+        trainable = sum(s.trainable for s in summary.values())
+        checks.append(Check("parameter groups", "ok", f"every trainable parameter ({trainable:,}) is in one of {len(GROUPS)} LR groups"))
+    idle = [g for g in GROUPS if getattr(cfg.training.lr, g) > 0 and summary[g].trainable == 0]
+    if idle:
+        checks.append(Check("empty groups", "warn", f"group(s) {', '.join(idle)} have a learning rate but no trainable parameter"))
+    return checks, summary
+
+
+def stored_tensor_names(directory: Path) -> list[str]:
+    """Names of the tensors in a checkpoint's `model*.safetensors` files (header only, nothing loaded)."""
+    names: list[str] = []
+    for file in sorted(directory.glob("model*.safetensors")):
+        with safe_open(str(file), framework="pt") as f:
+            names.extend(f.keys())
+    return names
+
+
+def _suffixes(name: str) -> list[str]:
+    """`a.b.c` -> `a.b.c`, `b.c` (never the bare last component, which every weight shares)."""
+    parts = name.split(".")
+    return [".".join(parts[i:]) for i in range(max(1, len(parts) - 1))]
+
+
+def check_stored_tensors(directory: Path, model: Any) -> list[Check]:
+    """Stored tensors the model did not load, and model parameters no stored tensor provides.
+
+    Checkpoints store names in transformers' saved format (e.g. `model.layers.0...` for the module
+    `model.language_model.layers.0...`), so a stored name matches a parameter when one ends with the
+    other, up to the first component.
+    """
+    if (directory / "adapter_config.json").exists():
+        return [Check("stored tensors", "ok", "LoRA checkpoint: peft loads the adapters by name (not compared)")]
+    stored = stored_tensor_names(directory)
+    if not stored:
+        return [Check("stored tensors", "fail", f"{directory}: no model*.safetensors")]
+    core = core_model(model.vlm)
+    model_names = [n for n, _ in core.named_parameters()]  # tied weights appear once
+    model_forms = {s for n in model_names for s in _suffixes(n)}
+    stored_forms = {s for k in stored for s in _suffixes(k)}
+    unexpected = [k for k in stored if not (set(_suffixes(k)) & model_forms)]
+    missing = [n for n in model_names if not (set(_suffixes(n)) & stored_forms)]
+    checks = []
+    if unexpected:
+        described = [f"{k} ({'LR group ' + g if (g := group_of(k)) else 'in no LR group'})" for k in unexpected[:10]]
+        checks.append(Check("stored tensors", "fail", f"{len(unexpected)} stored tensor(s) the model has no parameter for, "
+                            f"so they were not loaded: {', '.join(described)}" + (" ..." if len(unexpected) > 10 else "")
+                            + "; a parameter added to the model in code must exist in the class that loads it"))
+    if missing:
+        checks.append(Check("missing tensors", "fail", f"{len(missing)} parameter(s) not in the checkpoint, so randomly "
+                            f"initialised: {', '.join(missing[:10])}" + (" ..." if len(missing) > 10 else "")))
+    if not checks:
+        checks.append(Check("stored tensors", "ok", f"all {len(stored)} stored tensors match the model's parameters"))
+    return checks
+
+
+# --- tokens, template, head --------------------------------------------------------------------
+
+
+def check_tokens(model: Any, processor: Any) -> list[Check]:
+    """Special-token ids agree between the model config and the tokenizer."""
+    ids = special_token_ids(processor)
+    shown = ", ".join(f"{k.removesuffix('_token_id')}={v}" for k, v in ids.items())
+    try:
+        check_special_tokens(core_model(model.vlm).config, processor)
+    except ValueError as e:
+        return [Check("special tokens", "fail", str(e))]
+    return [Check("special tokens", "ok", shown)]
+
+
+def check_vision_tokens(predictor: Predictor, image: Image.Image) -> list[Check]:
+    """`<|image_pad|>` count = the processor's patches / merge^2 = the coordinate contract's count = our encoder's."""
+    processor, contract = predictor.processor, predictor.contract
+    tok = predictor.tokenizer
+    merge = int(getattr(processor.image_processor, "merge_size", 2))
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "?"}]}]
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    enc = processor(text=[text], images=[image], return_tensors="pt")  # the stock path: the processor resizes
+    pads = int((enc["input_ids"] == tok.convert_tokens_to_ids("<|image_pad|>")).sum())
+    grid = [int(v) for v in enc["image_grid_thw"][0]]
+    patches = int(np.prod(grid))
+    pv = enc["pixel_values"]
+    expected = contract.vision_tokens(image.size)
+    ours = predictor.encoder.encode([Turn(predictor.prepare(image).image, None, SPAN_STUDENT)], add_generation_prompt=True)
+    numbers = (f"image {image.width}x{image.height}: contract {expected}, processor pads {pads}, patches {patches}/{merge}^2 = "
+               f"{patches // merge**2}, our encoder {ours.num_vision_tokens}; pixel_values {tuple(pv.shape)}")
+    problems = []
+    if pv.ndim != 2 or pv.shape[0] != patches:
+        problems.append(f"pixel_values should be 2-D [patches={patches}, dim], got {tuple(pv.shape)} (P-003)")
+    if not pads == patches // merge**2 == expected == ours.num_vision_tokens:
+        problems.append("the counts differ: the processor's pixel range or merge size is not the checkpoint's contract "
+                        f"(min_pixels={contract.min_pixels}, max_pixels={contract.max_pixels})")
+    return [Check("image-pad tokens", "fail" if problems else "ok", "; ".join(problems + [numbers]))]
+
+
+def check_chat_template(predictor: Predictor, image: Image.Image) -> list[Check]:
+    """Our turn-by-turn encoding equals the processor's chat template; the tokenizer round-trips an answer."""
+    processor, tok = predictor.processor, predictor.tokenizer
+    label = predictor.prompt.labels[0] if predictor.prompt.labels else "标签贴纸"
+    answer = json.dumps([{"bbox_2d": [10, 20, 30, 40], "label": label}], ensure_ascii=False)
+    picture = predictor.prepare(image).image
+    ours = predictor.encoder.encode([Turn(picture, answer, SPAN_STUDENT)])
+    messages = [
+        {"role": "system", "content": [{"type": "text", "text": predictor.encoder.system_prompt}]},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": predictor.encoder.user_text}]},
+        {"role": "assistant", "content": [{"type": "text", "text": answer}]},
+    ]
+    ref = processor(text=[processor.apply_chat_template(messages, tokenize=False)], images=[picture], return_tensors="pt")
+    checks = []
+    ref_ids, our_ids = ref["input_ids"][0], ours.input_ids
+    if torch.equal(ref_ids, our_ids):
+        checks.append(Check("chat template", "ok", f"encoder ids = chat template ids ({len(our_ids)} tokens)"))
+    else:
+        n = min(len(ref_ids), len(our_ids))
+        first = next((i for i in range(n) if ref_ids[i] != our_ids[i]), n)
+        checks.append(Check("chat template", "fail", f"encoder and chat template differ from token {first} "
+                            f"(template: {tok.decode(ref_ids[first:first + 8])!r}, encoder: {tok.decode(our_ids[first:first + 8])!r})"))
+    decoded = tok.decode(tok.encode(answer, add_special_tokens=False))
+    status: Status = "ok" if decoded == answer else "fail"
+    checks.append(Check("tokenizer round trip", status, f"decode(encode(answer)) {'==' if status == 'ok' else '!='} answer: {answer}"))
+    return checks
+
+
+def check_head(predictor: Predictor, image: Image.Image) -> list[Check]:
+    """The head exists when the config enables it, shares the LLM's embeddings, reads image features, predicts finite boxes."""
+    model, cfg = predictor.model, predictor.cfg
+    head = model.detection_head
+    if head is None:
+        status: Status = "fail" if cfg.detection.enabled else "ok"
+        return [Check("detection head", status, "no head, but detection.enabled is true" if cfg.detection.enabled
+                      else "no head (detection.enabled=false): generate mode only")]
+    core = core_model(model.vlm)
+    problems = []
+    if head.token_embedding is not core.get_input_embeddings():
+        problems.append("the caption output projection is not tied to the LLM's input embeddings")
+    seen: dict[str, torch.Tensor] = {}
+    hook = head.vision_adapter.register_forward_pre_hook(lambda m, args: seen.setdefault("vision", args[0].detach()))
+    batch, _ = image_batch(predictor, [image])
+    try:
+        with torch.no_grad():
+            det = detection_outputs(model, batch)
+    finally:
+        hook.remove()
+    expected = predictor.contract.vision_tokens(image.size)
+    n_vision = int(batch["det_vision_mask"].sum())
+    if n_vision != expected or int(batch["det_grid_hw"].prod()) != expected:
+        problems.append(f"the head reads {n_vision} vision tokens (grid {batch['det_grid_hw'][0].tolist()}), the image has {expected}")
+    pad_embedding = core.get_input_embeddings().weight[predictor.tokenizer.convert_tokens_to_ids("<|image_pad|>")]
+    vision = seen["vision"][0, :n_vision].float()
+    if (vision - pad_embedding.float().to(vision.device)).abs().max() < 1e-6:
+        problems.append("the head's vision memory is the <|image_pad|> placeholder embedding, not image features (PRODUCT 9.1)")
+    boxes, logits = det.boxes.float(), det.objectness_logits.float()
+    q = head.num_queries
+    if tuple(boxes.shape) != (1, q, 4) or not torch.isfinite(boxes).all() or not torch.isfinite(logits).all():
+        problems.append(f"boxes {tuple(boxes.shape)} (expected (1, {q}, 4)) finite={bool(torch.isfinite(boxes).all())}, "
+                        f"objectness finite={bool(torch.isfinite(logits).all())}")
+    ids, _ = head.generate_captions(det.query_hidden[0, :1], max_tokens=4)
+    detail = (f"{q} queries, d_model {head.d_model}, {n_vision} vision tokens in memory, box format {head.box_format}, "
+              f"objectness {logits.sigmoid().min():.3f}..{logits.sigmoid().max():.3f}, caption of query 0 starts "
+              f"{predictor.tokenizer.decode(ids[0].tolist())!r}")
+    return [Check("detection head", "fail" if problems else "ok", "; ".join(problems + [detail]))]
+
+
+# --- contract and prompt -----------------------------------------------------------------------
+
+
+def _processor_pixels(directory: Path) -> tuple[int, int] | None:
+    """`(min_pixels, max_pixels)` stored in the checkpoint's preprocessor config, if any."""
+    path = directory / "preprocessor_config.json"
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    size = data.get("size") or {}
+    lo, hi = size.get("shortest_edge", data.get("min_pixels")), size.get("longest_edge", data.get("max_pixels"))
+    return (int(lo), int(hi)) if lo is not None and hi is not None else None
+
+
+def check_contract(directory: Path, predictor: Predictor, cfg: Config | None) -> list[Check]:
+    """The coordinate contract is stored and agrees with the stored processor and with the given config."""
+    c = predictor.contract
+    checks = [Check("coordinate contract", "ok", f"stored: min_pixels={c.min_pixels}, max_pixels={c.max_pixels}, factor={c.factor}")]
+    stored = _processor_pixels(directory)
+    if stored is not None and stored != (c.min_pixels, c.max_pixels):
+        checks.append(Check("processor pixels", "warn", f"preprocessor_config.json has min/max pixels {stored}, the contract "
+                            f"{(c.min_pixels, c.max_pixels)}: inference uses the contract, other tools would use the processor's"))
+    if cfg is not None and (cfg.model.min_pixels, cfg.model.max_pixels) != (c.min_pixels, c.max_pixels):
+        checks.append(Check("config pixels", "fail", f"the config's model.min_pixels/max_pixels ({cfg.model.min_pixels}, "
+                            f"{cfg.model.max_pixels}) differ from the checkpoint's contract ({c.min_pixels}, {c.max_pixels}): "
+                            "training on with this config would move every box"))
+    return checks
+
+
+def check_prompt(predictor: Predictor, hierarchy: Hierarchy) -> list[Check]:
+    """The system prompt names every label of the checkpoint's vocabulary; the labels are valid in the hierarchy."""
+    prompt = predictor.prompt
+    if not prompt.labels:
+        return [Check("prompt labels", "warn", "prompt.json lists no labels")]
+    absent = [label for label in prompt.labels if label not in prompt.system]
+    checks = [Check("prompt labels", "fail" if absent else "ok",
+                    f"labels not named in the system prompt: {', '.join(absent)}" if absent
+                    else f"the system prompt names all {len(prompt.labels)} labels ({prompt.lang})")]
+    invalid = [label for label in prompt.labels if not hierarchy.is_valid(label)]
+    if invalid:
+        checks.append(Check("label hierarchy", "warn", f"labels outside the hierarchy (no visual cue in the prompt): {', '.join(invalid)}"))
+    return checks
+
+
+def diagnose_model(checkpoint: str | Path, cfg: Config | None = None, image: str | Path | None = None,
+                   device: str = "cpu") -> ModelReport:
+    """Run every check on a checkpoint folder; `cfg` (optional) is the config a run would continue with."""
+    directory = Path(checkpoint)
+    report = ModelReport(str(directory))
+    try:
+        predictor = Predictor.from_checkpoint(directory, device=device)
+    except (OSError, ValueError, RuntimeError) as e:  # missing files, token mismatch, head weights that do not fit
+        report.checks.append(Check("load", "fail", f"{directory}: {e}"))
+        return report
+    run_cfg = cfg or predictor.cfg
+    picture = sample_image(predictor.cfg, image)
+    checks, report.groups = check_groups(predictor.model, run_cfg)
+    hierarchy = Hierarchy.load(run_cfg.data.hierarchy)
+    for part in (checks, check_stored_tensors(directory, predictor.model), check_tokens(predictor.model, predictor.processor),
+                 check_vision_tokens(predictor, picture), check_chat_template(predictor, picture),
+                 check_head(predictor, picture), check_contract(directory, predictor, cfg), check_prompt(predictor, hierarchy)):
+        report.checks.extend(part)
+    return report

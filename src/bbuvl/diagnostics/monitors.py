@@ -1,0 +1,453 @@
+"""Training-health monitors: Trainer callbacks that raise alarms while a run goes wrong, not after.
+
+Each monitor watches one failure of the seed diaries: exploding or non-finite gradients per LR group,
+mode collapse of the detection head (every image gets the same boxes), over-fitting (validation loss
+running away from training loss), a metric that stopped improving (early stopping) and memory that
+grows step after step. Every alarm is one warning line in the log, a scalar `alarm/<kind>` in
+TensorBoard (`{output_dir}/tb`, next to the trainer's own event file) and an entry of the end-of-run
+summary (`{output_dir}/health.json`). Thresholds come from the config's `monitor` section.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from bbuvl.config import MonitorConfig
+from bbuvl.diagnostics.memory import process_memory_mb
+from bbuvl.train.param_groups import GROUPS, group_of
+
+log = logging.getLogger("bbuvl.health")
+HEALTH_FILE = "health.json"
+PROBE_SAMPLES = 4  # images in the collapse probe: enough for a spread, cheap enough to run every few steps
+PROBE_CAPTION_QUERIES = 5  # queries whose first caption token is compared across the probe images
+
+
+@dataclass
+class Alarm:
+    """One raised alarm."""
+
+    step: int
+    kind: str  # nonfinite | grad_norm | collapse | overfit | early_stop | memory
+    subject: str  # what it is about (a group, "boxes", "eval_loss", "rss"): repeats are grouped by (kind, subject)
+    value: float
+    message: str
+
+
+class HealthLog(TrainerCallback):
+    """Collects alarms and health scalars: log lines, TensorBoard scalars, the end-of-training summary.
+
+    A repeated alarm (same kind and subject) is logged at most once per `quiet_steps` steps; every
+    occurrence still counts in the summary and is written to TensorBoard.
+    """
+
+    def __init__(self, quiet_steps: int = 10):
+        self.quiet_steps = quiet_steps
+        self.alarms: list[Alarm] = []
+        self.writer = None
+        self.output_dir: Path | None = None
+        self._last_logged: dict[tuple[str, str], int] = {}
+        self._counts: dict[str, int] = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
+        self.output_dir = Path(args.output_dir)
+        if state.is_world_process_zero and self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # The trainer's TensorBoard writer lives in the same folder: TensorBoard merges both event files.
+            self.writer = SummaryWriter(log_dir=str(self.output_dir / "tb"), filename_suffix=".health")
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        """Write one health scalar (rank 0 only; no-op before training starts)."""
+        if self.writer is not None:
+            self.writer.add_scalar(tag, float(value), step)
+
+    def alarm(self, step: int, kind: str, subject: str, value: float, message: str) -> None:
+        """Record an alarm: one log line (unless it repeats within `quiet_steps`), a scalar, a summary entry."""
+        self.alarms.append(Alarm(step, kind, subject, float(value), message))
+        self._counts[kind] = self._counts.get(kind, 0) + 1
+        self.scalar(f"alarm/{kind}", self._counts[kind], step)
+        key = (kind, subject)
+        last = self._last_logged.get(key)
+        if last is None or step - last >= self.quiet_steps:
+            self._last_logged[key] = step
+            log.warning("health alarm [%s] step %d: %s", kind, step, message)
+
+    def flush(self) -> None:
+        """Push pending scalars to disk."""
+        if self.writer is not None:
+            self.writer.flush()
+
+    def summary(self) -> dict[str, Any]:
+        """`{kind: {count, first_step, last_step, first, last}}`: what went wrong, where to look first."""
+        out: dict[str, Any] = {}
+        for a in self.alarms:
+            s = out.setdefault(a.kind, {"count": 0, "first_step": a.step, "first": a.message})
+            s["count"] += 1
+            s["last_step"], s["last"] = a.step, a.message
+        return out
+
+    def on_train_end(self, args, state, control, **kwargs):  # noqa: D102
+        if not state.is_world_process_zero:
+            return
+        summary = self.summary()
+        if summary:
+            lines = [f"  {kind}: {s['count']}x, first at step {s['first_step']}: {s['first']}" for kind, s in summary.items()]
+            log.warning("training health: %d alarm(s)\n%s", len(self.alarms), "\n".join(lines))
+        else:
+            log.info("training health: no alarms")
+        if self.output_dir is not None:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            report = {"summary": summary, "alarms": [asdict(a) for a in self.alarms]}
+            (self.output_dir / HEALTH_FILE).write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def _due(step: int, every: int) -> bool:
+    return step > 0 and step % every == 0
+
+
+class GradientMonitor(TrainerCallback):
+    """Gradient and weight norms per LR group (`gn/<group>`, `wn/<group>`); alarms on large or non-finite gradients.
+
+    Gradient norms are taken before clipping, where an explosion is still visible: a hook on every
+    trainable parameter records the norm of its accumulated gradient after each backward (the last
+    micro-batch's value is the step's). The non-finite guard (train/callbacks.py) decides whether the
+    step is skipped; this monitor says which groups and which weights went non-finite.
+    """
+
+    def __init__(self, model: torch.nn.Module, cfg: MonitorConfig, health: HealthLog):
+        self.model, self.cfg, self.health = model, cfg, health
+        self._groups: dict[str, list[tuple[str, torch.nn.Parameter]]] = {}
+        self._norms: dict[str, torch.Tensor] = {}
+        self._hooks: list[Any] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
+        self._groups = {}
+        for name, p in self.model.named_parameters():
+            if p.requires_grad and (g := group_of(name)) is not None:
+                self._groups.setdefault(g, []).append((name, p))
+                self._hooks.append(p.register_post_accumulate_grad_hook(self._recorder(name)))
+
+    def _recorder(self, name: str):  # noqa: ANN202 - a hook closure
+        def record(p: torch.Tensor) -> None:
+            # A device tensor, no sync: read once per step in on_pre_optimizer_step.
+            if p.grad is not None:
+                self._norms[name] = torch.linalg.vector_norm(p.grad.detach(), dtype=torch.float32)
+
+        return record
+
+    def group_grad_norms(self) -> dict[str, float]:
+        """Pre-clipping gradient norm of each group with gradients this step (NaN/inf when any gradient is)."""
+        names = [g for g in GROUPS if any(n in self._norms for n, _ in self._groups.get(g, []))]
+        if not names:
+            return {}
+        per_group = [torch.stack([self._norms[n] for n, _ in self._groups[g] if n in self._norms]).square().sum().sqrt()
+                     for g in names]
+        return dict(zip(names, torch.stack([t.cpu() for t in per_group]).tolist()))
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):  # noqa: D102
+        step = state.global_step + 1  # the step being taken
+        norms = self.group_grad_norms()
+        self._norms = {}
+        bad = {g: v for g, v in norms.items() if not math.isfinite(v)}
+        if bad:
+            weights = self.nonfinite_weights()
+            where = f"; non-finite weights: {', '.join(weights[:5])}" + (" ..." if len(weights) > 5 else "") if weights else ""
+            self.health.alarm(step, "nonfinite", ",".join(bad), float("nan"),
+                              f"non-finite gradients (from the loss or the backward pass) in group(s) "
+                              f"{', '.join(f'{g} ({v})' for g, v in bad.items())}{where}; the non-finite guard skips "
+                              f"the step (training.max_consecutive_nan in a row stop the run)")
+        for g, v in norms.items():
+            if math.isfinite(v) and v > self.cfg.grad_norm_max:
+                self.health.alarm(step, "grad_norm", g, v,
+                                  f"gradient norm of group '{g}' is {v:.4g} > monitor.grad_norm_max={self.cfg.grad_norm_max:g} "
+                                  f"(before clipping to training.max_grad_norm={args.max_grad_norm:g}); lower its LR "
+                                  f"(training.lr.{g}) or look for an outlier batch")
+        if _due(step, self.cfg.every_steps):
+            for g, v in norms.items():
+                self.health.scalar(f"gn/{g}", v, step)
+
+    def nonfinite_weights(self) -> list[str]:
+        """Names of trainable parameters holding NaN or inf."""
+        return [n for params in self._groups.values() for n, p in params if not torch.isfinite(p.detach()).all()]
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
+        if not _due(state.global_step, self.cfg.every_steps):
+            return
+        with torch.no_grad():
+            for g in GROUPS:
+                params = self._groups.get(g)
+                if not params:
+                    continue
+                norm = torch.stack([torch.linalg.vector_norm(p.detach(), dtype=torch.float32) for _, p in params]).square().sum().sqrt()
+                value = float(norm)
+                self.health.scalar(f"wn/{g}", value, state.global_step)
+                if not math.isfinite(value):
+                    names = [n for n, p in params if not torch.isfinite(p.detach()).all()]
+                    self.health.alarm(state.global_step, "nonfinite", f"weights:{g}", value,
+                                      f"non-finite weights in group '{g}': {', '.join(names[:5])}"
+                                      + (" ..." if len(names) > 5 else "") + "; the run cannot recover: resume from an earlier checkpoint")
+        self.health.flush()
+
+    def on_train_end(self, args, state, control, **kwargs):  # noqa: D102
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+
+
+class CollapseMonitor(TrainerCallback):
+    """Mode-collapse alarm: the head's boxes stop depending on the image.
+
+    Every `every_steps` steps the head runs (eval mode, no gradients) on the first few training
+    samples. Box spread = standard deviation across the probe images of each query's box, averaged
+    over queries and coordinates (the seeds' guide: std < 1e-3 is collapse); caption spread = the same
+    for the first caption token's log-probabilities of the most confident queries (reported with it).
+
+    A DETR-style head starts collapsed by construction (its last box layer is zero, so every image
+    gets the reference boxes) and its spread grows from there. So the alarm fires when the box spread
+    is below `collapse_std` and either fell more than tenfold from its peak (diversity lost) or is
+    numerically zero after training began (the head ignores its input, e.g. it is fed no image features).
+    """
+
+    FALL = 0.1  # below this fraction of the peak spread: diversity was lost, not yet to be gained
+    IDENTICAL = 1e-3  # below collapse_std x this: the outputs are the same up to float round-off
+
+    def __init__(self, model: Any, dataset: Any, collator: Any, cfg: MonitorConfig, health: HealthLog):
+        self.model, self.dataset, self.collator, self.cfg, self.health = model, dataset, collator, cfg, health
+        self.batch: dict[str, Any] | None = None
+        self.peak = 0.0
+        self.history: list[tuple[int, float, float]] = []  # (step, box spread, caption spread)
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
+        n = min(PROBE_SAMPLES, len(self.dataset))
+        if self.model.detection_head is None or n < 2 or not state.is_world_process_zero or _zero3():
+            return
+        self.batch = self.collator([self.dataset[i] for i in range(n)])
+
+    def spread(self) -> tuple[float, float]:
+        """`(box spread, caption spread)` of the head on the probe batch."""
+        from bbuvl.diagnostics.probe import detection_outputs
+
+        model, head = self.model, self.model.detection_head
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                det = detection_outputs(model, self.batch)
+                box_spread = float(det.boxes.float().std(dim=0).mean())  # boxes [S, Q, 4]
+                objectness = torch.nan_to_num(det.objectness_logits.float(), nan=-1e9).mean(dim=0)  # [Q]
+                top = objectness.topk(min(PROBE_CAPTION_QUERIES, objectness.numel())).indices
+                hidden = det.query_hidden[:, top]  # [S, k, D]
+                first = torch.full((hidden.shape[0] * hidden.shape[1], 1), head.eos_token_id, device=hidden.device)
+                logp = head.caption_logits(hidden.flatten(0, 1), first)[:, 0].float().log_softmax(-1)  # [S*k, V]
+                caption_spread = float(logp.view(hidden.shape[0], hidden.shape[1], -1).std(dim=0).mean())
+        finally:
+            model.train(was_training)
+        return box_spread, caption_spread
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
+        if self.batch is None or not self.model.detection_active or not _due(state.global_step, self.cfg.every_steps):
+            return
+        box_spread, caption_spread = self.spread()
+        step = state.global_step
+        self.history.append((step, box_spread, caption_spread))
+        self.health.scalar("health/box_spread", box_spread, step)
+        self.health.scalar("health/caption_spread", caption_spread, step)
+        threshold = self.cfg.collapse_std
+        fell = box_spread < self.FALL * self.peak
+        identical = box_spread < self.IDENTICAL * threshold
+        if not box_spread >= threshold and (fell or identical):  # NaN spreads count as collapsed
+            why = (f"fell from {self.peak:.3g}" if fell and not identical
+                   else "identical for every image: the head ignores its input")
+            n = self.batch["det_grid_hw"].shape[0]
+            self.health.alarm(step, "collapse", "boxes", box_spread,
+                              f"mode collapse: the head's boxes barely differ across {n} probe images (box std "
+                              f"{box_spread:.3g} < monitor.collapse_std={threshold:g}, {why}; caption first-token "
+                              f"log-prob std {caption_spread:.3g}); check the head's LR, the matching costs and that "
+                              "image features reach the head (bbuvl doctor model, bbuvl doctor features)")
+        self.peak = max(self.peak, box_spread) if math.isfinite(box_spread) else self.peak
+
+
+def _zero3() -> bool:
+    """True under DeepSpeed ZeRO-3, where a forward on one rank alone would wait forever for the others."""
+    try:
+        from transformers.integrations import is_deepspeed_zero3_enabled
+    except ImportError:
+        return False
+    return bool(is_deepspeed_zero3_enabled())
+
+
+class OverfitMonitor(TrainerCallback):
+    """Over-fitting alarm: eval loss / mean training loss since the previous evaluation above `overfit_ratio` and rising."""
+
+    def __init__(self, cfg: MonitorConfig, health: HealthLog):
+        self.cfg, self.health = cfg, health
+        self._train: list[float] = []
+        self._last_train: float | None = None
+        self.ratios: list[tuple[int, float]] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D102
+        value = (logs or {}).get("loss")
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            self._train.append(float(value))
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: D102
+        eval_loss = (metrics or {}).get("eval_loss")
+        train = sum(self._train) / len(self._train) if self._train else self._last_train
+        self._last_train, self._train = train, []
+        if eval_loss is None or not train or not math.isfinite(eval_loss) or train <= 0:
+            return
+        ratio = eval_loss / train
+        step = state.global_step
+        self.health.scalar("health/overfit_ratio", ratio, step)
+        previous = self.ratios[-1] if self.ratios else None
+        self.ratios.append((step, ratio))
+        if ratio > self.cfg.overfit_ratio and previous is not None and ratio > previous[1]:
+            self.health.alarm(step, "overfit", "eval_loss", ratio,
+                              f"over-fitting: eval_loss {eval_loss:.4g} is {ratio:.2f}x the training loss {train:.4g} "
+                              f"(> monitor.overfit_ratio={self.cfg.overfit_ratio:g}) and rising ({previous[1]:.2f}x at step "
+                              f"{previous[0]}); more data, fewer epochs, lower LRs or early stopping "
+                              "(monitor.early_stopping_metric=eval_loss)")
+        self.health.flush()
+
+
+class EarlyStopping(TrainerCallback):
+    """Stops training when `early_stopping_metric` has not improved by `min_delta` for `patience` evaluations.
+
+    Lower is better for a metric whose name contains "loss", higher for any other (AP, accuracy).
+    """
+
+    def __init__(self, cfg: MonitorConfig, health: HealthLog):
+        self.cfg, self.health = cfg, health
+        self.metric = cfg.early_stopping_metric or ""
+        self.lower_is_better = "loss" in self.metric
+        self.best: tuple[int, float] | None = None
+        self.waited = 0
+        self._warned = False
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
+        if args.eval_strategy == "no":
+            log.warning("monitor.early_stopping_metric=%s but there is no validation set (data.val): early stopping is off",
+                        self.metric)
+
+    def _value(self, metrics: dict[str, float]) -> float | None:
+        for key in (self.metric, f"eval_{self.metric}"):
+            if isinstance(metrics.get(key), (int, float)):
+                return float(metrics[key])
+        if not self._warned:
+            self._warned = True
+            log.warning("monitor.early_stopping_metric=%s is not among the evaluation metrics (%s): early stopping is off",
+                        self.metric, ", ".join(sorted(metrics)))
+        return None
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: D102
+        value = self._value(metrics or {})
+        if value is None or not math.isfinite(value):
+            return
+        step = state.global_step
+        better = self.best is None or (
+            value < self.best[1] - self.cfg.early_stopping_min_delta if self.lower_is_better
+            else value > self.best[1] + self.cfg.early_stopping_min_delta)
+        if better:
+            self.best, self.waited = (step, value), 0
+        else:
+            self.waited += 1
+        self.health.scalar("health/early_stopping_wait", self.waited, step)
+        if self.waited >= self.cfg.early_stopping_patience:
+            control.should_training_stop = True
+            best_step, best = self.best
+            self.health.alarm(step, "early_stop", self.metric, value,
+                              f"early stopping: {self.metric} {value:.4g} has not improved on {best:.4g} (step {best_step}) "
+                              f"by more than {self.cfg.early_stopping_min_delta:g} for {self.waited} evaluations "
+                              f"(monitor.early_stopping_patience={self.cfg.early_stopping_patience}); training stops")
+        self.health.flush()
+
+
+class MemoryMonitor(TrainerCallback):
+    """Memory-growth alarm: resident (and CUDA allocated) memory compared with the first step's, and epoch to epoch.
+
+    The first step is the baseline because it allocates the optimizer state; growth after it that
+    exceeds `memory_growth_mb` means something keeps references (seed M-001: gradients or cached
+    tensors). The alarm re-arms at each further multiple of the threshold.
+    """
+
+    def __init__(self, cfg: MonitorConfig, health: HealthLog):
+        self.cfg, self.health = cfg, health
+        self.baseline: dict[str, float] | None = None
+        self.epoch_start: dict[str, float] | None = None
+        self.alarmed_at: dict[str, int] = {}
+        self.samples: list[tuple[int, dict[str, float]]] = []
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
+        now = process_memory_mb()
+        step = state.global_step
+        if self.baseline is None:
+            self.baseline, self.epoch_start = now, now
+            return
+        if _due(step, self.cfg.every_steps):
+            self.samples.append((step, now))
+            for k, v in now.items():
+                self.health.scalar(f"mem/{k}_mb", v, step)
+        for k, v in now.items():
+            growth = v - self.baseline.get(k, v)
+            level = int(growth // self.cfg.memory_growth_mb)
+            if level >= 1 and level > self.alarmed_at.get(k, 0):
+                self.alarmed_at[k] = level
+                self.health.alarm(step, "memory", k, growth,
+                                  f"{_MEMORY_NAMES[k]} grew {growth:.0f} MB since step 1 ({self.baseline[k]:.0f} -> {v:.0f} MB; "
+                                  f"monitor.memory_growth_mb={self.cfg.memory_growth_mb:g}): something keeps tensors alive "
+                                  "across steps (lists of outputs, un-detached losses, caches)")
+
+    def on_epoch_end(self, args, state, control, **kwargs):  # noqa: D102
+        if self.epoch_start is None:
+            return
+        now = process_memory_mb()
+        for k, v in now.items():
+            growth = v - self.epoch_start.get(k, v)
+            if growth > self.cfg.memory_growth_mb:
+                self.health.alarm(state.global_step, "memory", f"epoch:{k}", growth,
+                                  f"{_MEMORY_NAMES[k]} grew {growth:.0f} MB during epoch {round(state.epoch or 0)} "
+                                  f"({self.epoch_start[k]:.0f} -> {v:.0f} MB): buffers not released between epochs (seed M-003)")
+        self.epoch_start = now
+
+
+_MEMORY_NAMES = {"rss": "resident memory", "cuda_allocated": "CUDA allocated memory"}
+
+
+def training_health(model: Any, train_dataset: Any, collator: Any, cfg: MonitorConfig) -> list[TrainerCallback]:
+    """The monitors a config asks for, `HealthLog` first (empty when `monitor.enabled` is false).
+
+    `collator` is the run's: the collapse probe is collated like training batches, by a fresh padded
+    collator with the same token ids (so the probe never counts in the run's budget statistics).
+    """
+    from bbuvl.train.collate import PaddedCollator
+
+    if not cfg.enabled:
+        return []
+    health = HealthLog(quiet_steps=cfg.every_steps)
+    probe_collator = PaddedCollator(collator.pad_token_id, collator.image_token_id, merge=collator.merge)
+    callbacks: list[TrainerCallback] = [
+        health,
+        GradientMonitor(model, cfg, health),
+        CollapseMonitor(model, train_dataset, probe_collator, cfg, health),
+        OverfitMonitor(cfg, health),
+        MemoryMonitor(cfg, health),
+    ]
+    if cfg.early_stopping_metric:
+        callbacks.append(EarlyStopping(cfg, health))
+    return callbacks
+
+
+def health_summary(callbacks: list[TrainerCallback]) -> dict[str, Any]:
+    """The alarm summary of a trainer's callbacks (`trainer.callback_handler.callbacks`); {} without monitors."""
+    return next((c.summary() for c in callbacks if isinstance(c, HealthLog)), {})

@@ -1,0 +1,85 @@
+"""Batches for looking inside a trained model: photos of a dataset (with targets, for losses) or bare images.
+
+Both go through the checkpoint's own coordinate contract, prompt and conversation encoder, so what
+the doctor sees is what training and inference feed the model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from PIL import Image
+
+from bbuvl.data.schema import read_dataset
+from bbuvl.infer.predictor import Predictor
+from bbuvl.model.detection_head import DetectionOutput
+from bbuvl.model.vlm import core_model
+from bbuvl.train.chat import SPAN_STUDENT, Turn
+from bbuvl.train.collate import PaddedCollator
+from bbuvl.train.dataset import ConversationDataset, sources_from
+
+
+def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+    """The batch with every tensor on `device` (lists of tensors too)."""
+    def move(v: Any) -> Any:
+        if isinstance(v, torch.Tensor):
+            return v.to(device)
+        if isinstance(v, list):
+            return [move(x) for x in v]
+        return v
+
+    return {k: move(v) for k, v in batch.items()}
+
+
+def collator_for(predictor: Predictor) -> PaddedCollator:
+    """A right-padded training collator with the checkpoint's token ids."""
+    tok = predictor.tokenizer
+    return PaddedCollator(tok.pad_token_id, tok.convert_tokens_to_ids("<|image_pad|>"))
+
+
+def dataset_batches(predictor: Predictor, dataset: str | Path, max_samples: int, batch_size: int) -> list[dict[str, Any]]:
+    """The first `max_samples` photos of a dataset JSONL as training batches (answers and head targets, no teachers)."""
+    samples = read_dataset(dataset)[:max_samples]
+    if not samples:
+        raise ValueError(f"{dataset}: no samples")
+    cfg = predictor.cfg
+    ds = ConversationDataset(sources_from(samples, dataset), predictor.encoder, predictor.contract,
+                             max_vision_tokens=cfg.model.max_vision_tokens, oversize="resize")
+    collate = collator_for(predictor)
+    return [collate([ds[i] for i in range(s, min(s + batch_size, len(ds)))]) for s in range(0, len(ds), batch_size)]
+
+
+def image_batch(predictor: Predictor, images: Sequence[str | Path | Image.Image]) -> tuple[dict[str, Any], list[Image.Image]]:
+    """A prompt-only batch (no answer) for images, and the model-frame pictures the model sees."""
+    prepared = [predictor.prepare(im) for im in images]
+    samples = []
+    for p in prepared:
+        enc = predictor.encoder.encode([Turn(p.image, None, SPAN_STUDENT)], add_generation_prompt=True)
+        samples.append({"input_ids": enc.input_ids, "labels": enc.labels, "span_ids": enc.span_ids,
+                        "mm_token_type_ids": enc.mm_token_type_ids, "pixel_values": enc.pixel_values,
+                        "image_grid_thw": enc.image_grid_thw, "det_boxes": torch.zeros(0, 4), "meta": {}})
+    return collator_for(predictor)(samples), [p.image for p in prepared]
+
+
+def detection_outputs(model: Any, batch: dict[str, Any]) -> DetectionOutput:
+    """The head's boxes, objectness and query vectors for a collated batch (one VLM pass, as in training).
+
+    boxes `[S, Q, 4]`, objectness_logits `[S, Q]`, query_hidden `[S, Q, D]` for the batch's S samples.
+    """
+    batch = to_device(batch, next(model.parameters()).device)
+    out = core_model(model.vlm).model(
+        input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"), position_ids=batch["position_ids"],
+        pixel_values=batch["pixel_values"], image_grid_thw=batch["image_grid_thw"], use_cache=False,
+        output_hidden_states=True, return_dict=True,
+    )
+    return model.head_forward(out.hidden_states[0], out.last_hidden_state, batch)
+
+
+def batch_loss(model: Any, batches: list[dict[str, Any]]) -> float:
+    """Mean total training loss of `model` over batches (no gradients)."""
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        losses = [float(model(**to_device(b, device))["loss"]) for b in batches]
+    return sum(losses) / len(losses)
