@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import psutil  # a dependency of accelerate
 import torch
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from bbuvl.infer.predictor import Predictor
 
 DEFAULT_TOLERANCE_MB = 16.0
 
@@ -91,3 +96,16 @@ def measure_memory(
             on_progress(i + 1, n)
     trace.seconds = time.perf_counter() - start
     return trace
+
+
+def inference_memory(
+    predictor: "Predictor",
+    images: Sequence["str | Image.Image"],
+    n: int,
+    mode: str = "head",
+    warmup: int | None = None,
+    tolerance_mb: float = DEFAULT_TOLERANCE_MB,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> MemoryTrace:
+    """Predict the same images `n` times in `mode` and sample memory after each (`bbuvl doctor memory`)."""
+    return measure_memory(lambda i: predictor.predict(images, mode), n, warmup, tolerance_mb, on_progress)

@@ -97,20 +97,25 @@ def grid_reference_boxes(num_queries: int) -> Tensor:
     return torch.stack([cx, cy, size, size], dim=-1)
 
 
-def sine_position_2d(grid_hw: tuple[int, int], dim: int, temperature: float = 10000.0) -> Tensor:
-    """DETR's sine position encoding for an `h x w` token grid in raster order: `[h * w, dim]`."""
-    h, w = grid_hw
-    ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h * 2 * math.pi
-    xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w * 2 * math.pi
+def sine_encode_points(xy: Tensor, dim: int, temperature: float = 10000.0) -> Tensor:
+    """DETR's sine encoding of normalised points `[N, 2]` (x, y in [0, 1]) -> `[N, dim]` (y half first, then x)."""
     quarter = dim // 4
-    freqs = temperature ** (torch.arange(quarter, dtype=torch.float32) / quarter)
+    freqs = temperature ** (torch.arange(quarter, dtype=torch.float32, device=xy.device) / quarter)
 
     def encode(v: Tensor) -> Tensor:
-        angles = v[:, None] / freqs
+        angles = (v.float() * 2 * math.pi)[:, None] / freqs
         return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
-    ey, ex = encode(ys), encode(xs)  # [h, dim/2], [w, dim/2]
-    return torch.cat([ey[:, None, :].expand(h, w, -1), ex[None, :, :].expand(h, w, -1)], dim=-1).reshape(h * w, -1)
+    return torch.cat([encode(xy[:, 1]), encode(xy[:, 0])], dim=-1)
+
+
+def sine_position_2d(grid_hw: tuple[int, int], dim: int, temperature: float = 10000.0) -> Tensor:
+    """DETR's sine position encoding for an `h x w` token grid in raster order (token centres): `[h * w, dim]`."""
+    h, w = grid_hw
+    ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h
+    xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w
+    grid = torch.stack([xs[None, :].expand(h, w), ys[:, None].expand(h, w)], dim=-1).reshape(h * w, 2)
+    return sine_encode_points(grid, dim, temperature)
 
 
 def _decoder(d_model: int, num_heads: int, num_layers: int, dropout: float) -> nn.TransformerDecoder:
@@ -234,7 +239,12 @@ class DetectionHead(nn.Module):
             pos = self._vision_positions(vision_grid_hw, vision_mask).to(memory)
             memory = torch.cat([memory[:, :num_vision] + pos, memory[:, num_vision:]], dim=1)
 
-        queries = self.query_embed.weight.unsqueeze(0).expand(batch, -1, -1)
+        # Conditional/DAB-DETR: a query carries the sine encoding of its reference centre, the same encoding the
+        # vision tokens carry, so cross-attention starts local instead of every query reading the same tokens
+        # (content-only queries were measured to collapse to one answer on the synthetic set).
+        ref_xy = self.box_reference.sigmoid()[:, :2]
+        query_pos = sine_encode_points(ref_xy, self.d_model).to(memory.dtype)
+        queries = (self.query_embed.weight + query_pos).unsqueeze(0).expand(batch, -1, -1)
         hs = self.decoder(queries, memory, memory_key_padding_mask=~valid)  # [B, Q, D]
         boxes = boxes_from_logits(self.box_head(hs) + self.box_reference, self.box_format)
         return DetectionOutput(boxes=boxes, objectness_logits=self.objectness_head(hs).squeeze(-1), query_hidden=hs)

@@ -1,0 +1,269 @@
+"""`bbuvl doctor ...`: find why a run will go wrong, or went wrong, before it costs a day (PRODUCT section 7)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from bbuvl.cli.common import console, fail, user_errors
+from bbuvl.config import Config, ConfigError, load_config
+
+app = typer.Typer(help="Diagnose datasets, checkpoints and memory; look inside the detection head.", no_args_is_help=True)
+
+_STATUS = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]",
+           "error": "[bold red]error[/]", "warning": "[yellow]warning[/]"}
+
+
+def _config(path: Path | None) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        fail(str(e))
+        raise
+
+
+def _progress(label: str) -> Progress:
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console)
+
+
+def _predictor(checkpoint: Path, device: str | None):  # noqa: ANN202 - a Predictor (imported lazily: torch)
+    logging.basicConfig(level=logging.WARNING)
+    from bbuvl.infer.predictor import Predictor
+
+    with user_errors(ValueError, OSError):
+        return Predictor.from_checkpoint(checkpoint, device=device)
+
+
+def _name(checkpoint: Path) -> str:
+    """`run/final` rather than just `final` in picture titles."""
+    parts = checkpoint.resolve().parts
+    return "/".join(parts[-2:])
+
+
+def _default_dataset(cfg: Config) -> Path | None:
+    """The run's validation set, else its training set, when the files exist."""
+    return next((Path(p) for p in (cfg.data.val, cfg.data.train) if p and Path(p).exists()), None)
+
+
+@app.command("data")
+def data(
+    dataset: Path = typer.Argument(..., help="Dataset folder (train/val/teachers.jsonl) or one JSONL file."),
+    config: Path = typer.Option(None, "--config", "-c", help="Run config (min/max pixels, token budgets, batch size); default: built-in defaults."),
+    checkpoint: Path = typer.Option(None, help="Compare labels with this checkpoint's prompt (default: the config's train+val labels)."),
+    json_out: Path = typer.Option(None, "--json", help="Also write the findings as JSON here."),
+) -> None:
+    """Vision tokens per sample and batch, image files that do not match their records, EXIF rotation, label vocabulary.
+
+    Exits with status 1 when there are errors (warnings alone exit 0).
+    """
+    from bbuvl.diagnostics.data_doctor import diagnose_data
+
+    cfg = _config(config)
+    prompt_labels = None
+    if checkpoint is not None:
+        from bbuvl.model.checkpoint import Prompt
+
+        with user_errors(OSError, ValueError):
+            prompt_labels = Prompt.load(checkpoint).labels
+    with user_errors(OSError, ValueError):
+        report = diagnose_data(dataset, cfg, prompt_labels)
+    table = Table(title=f"vision tokens at min_pixels={cfg.model.min_pixels}, max_pixels={cfg.model.max_pixels}")
+    for col in ("file", "samples", "min", "median", "max", f"over {cfg.model.max_vision_tokens}"):
+        table.add_column(col, justify="left" if col == "file" else "right")
+    for t in report.tokens:
+        s = t.stats
+        table.add_row(Path(t.file).name, str(len(t.per_sample)), f"{s['min']:.0f}", f"{s['median']:.0f}", f"{s['max']:.0f}",
+                      f"[red]{t.over_budget}[/]" if t.over_budget else "0")
+    console.print(table)
+    console.print(f"costliest batch ({report.batch_size} samples with teachers): {report.worst_batch} vision tokens "
+                  f"(budget model.max_vision_tokens_per_batch={cfg.model.max_vision_tokens_per_batch})")
+    console.print(f"labels: {len(report.labels)} in the data, {len(report.prompt_labels)} in the prompt vocabulary")
+    for p in report.problems:
+        console.print(f"{_STATUS[p.severity]} {p}", markup=True, highlight=False)
+    errors, warnings = len(report.errors), len(report.problems) - len(report.errors)
+    if json_out:
+        json_out.write_text(json.dumps({
+            "problems": [{"file": p.file, "line": p.line, "severity": p.severity, "message": p.message} for p in report.problems],
+            "tokens": {t.file: {"per_sample": t.per_sample, "over_budget": t.over_budget} for t in report.tokens},
+            "worst_batch": report.worst_batch, "labels": report.labels, "prompt_labels": report.prompt_labels,
+        }, ensure_ascii=False, indent=1), encoding="utf-8")
+    console.print(f"doctor data: {errors} error(s), {warnings} warning(s)")
+    if errors:
+        raise typer.Exit(1)
+
+
+@app.command("model")
+def model(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint folder written by `bbuvl train`."),
+    config: Path = typer.Option(None, "--config", "-c", help="Config a run would continue with (default: the checkpoint's bbuvl.yaml)."),
+    image: Path = typer.Option(None, help="Image to run the checks on (default: the run's first training photo)."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1 ..."),
+) -> None:
+    """Parameter groups, stored tensors, special tokens, image-pad count, chat template, detection head, coordinate contract.
+
+    Exits with status 1 when a check fails.
+    """
+    logging.basicConfig(level=logging.ERROR)
+    from bbuvl.diagnostics.model_doctor import diagnose_model
+
+    cfg = _config(config) if config else None
+    with user_errors(OSError, ValueError):
+        report = diagnose_model(checkpoint, cfg, image, device)
+    if report.groups:
+        groups = Table(title="parameters per learning-rate group")
+        for col in ("group", "trainable", "frozen", "tensors"):
+            groups.add_column(col, justify="left" if col == "group" else "right")
+        for g, s in report.groups.items():
+            groups.add_row(g, f"{s.trainable:,}", f"{s.frozen:,}", str(s.tensors))
+        console.print(groups)
+    checks = Table(title=f"doctor model: {checkpoint}")
+    for col in ("check", "status", "detail"):
+        checks.add_column(col, overflow="fold")
+    for c in report.checks:
+        checks.add_row(c.name, _STATUS[c.status], c.detail)
+    console.print(checks)
+    if report.failed:
+        console.print(f"[bold red]{len(report.failed)} check(s) failed[/]: {', '.join(c.name for c in report.failed)}")
+        raise typer.Exit(1)
+    console.print("[green]all checks passed[/]")
+
+
+@app.command("memory")
+def memory(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint folder written by `bbuvl train`."),
+    n: int = typer.Option(1000, "--n", help="Inference iterations on the same images."),
+    mode: str = typer.Option("head", help="generate or head."),
+    images: Path = typer.Option(None, help="Image folder or dataset JSONL (default: the run's validation or training set)."),
+    batch_size: int = typer.Option(1, help="Images per iteration."),
+    tolerance_mb: float = typer.Option(16.0, help="Fitted growth over the run above which memory counts as leaking."),
+    out: Path = typer.Option(Path("doctor-memory.png"), help="PNG plot of memory per iteration."),
+    device: str = typer.Option(None, help="cpu, cuda ... (default: cuda when available)."),
+) -> None:
+    """Repeat inference on the same images, sampling resident (and CUDA allocated) memory: flat or leaking.
+
+    Exits with status 1 when memory leaks.
+    """
+    from bbuvl.diagnostics.memory import inference_memory
+    from bbuvl.diagnostics.model_doctor import sample_image
+    from bbuvl.diagnostics.plots import plot_memory
+    from bbuvl.infer.batch import list_inputs
+
+    if mode not in ("generate", "head"):
+        fail(f"--mode must be generate or head, got '{mode}'")
+    predictor = _predictor(checkpoint, device)
+    source = images or _default_dataset(predictor.cfg)
+    with user_errors(OSError, ValueError):
+        inputs = list_inputs(source)[:batch_size] if source else [sample_image(predictor.cfg)]
+    if not inputs:
+        fail(f"{source}: no images")
+    with _progress(f"memory ({mode})") as progress, user_errors(ValueError, RuntimeError):
+        task = progress.add_task("memory", total=n)
+        trace = inference_memory(predictor, inputs, n, mode, tolerance_mb=tolerance_mb,
+                                 on_progress=lambda done, total: progress.update(task, completed=done))
+    table = Table(title=f"doctor memory: {n} x {mode} on {len(inputs)} image(s), {trace.seconds:.1f} s, warm-up {trace.warmup}")
+    for col in ("memory", "first (MB)", "last (MB)", "trend (MB / 1000 it)", "verdict"):
+        table.add_column(col)
+    for metric, t in trace.trends().items():
+        v = trace.samples[metric]
+        table.add_row(metric, f"{v[trace.warmup]:.1f}", f"{v[-1]:.1f}", f"{t.per_1000:+.2f}",
+                      "[red]leaking[/]" if t.verdict == "leaking" else "[green]flat[/]")
+    console.print(table)
+    console.print(f"plot: {plot_memory(trace, out, f'{mode} mode, {_name(checkpoint)}')}")
+    if trace.verdict == "leaking":
+        raise typer.Exit(1)
+
+
+@app.command("features")
+def features(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint folder with a detection head."),
+    data: Path = typer.Option(None, help="Dataset JSONL to probe with (default: the run's validation or training set)."),
+    samples: int = typer.Option(8, help="Photos to probe with."),
+    out: Path = typer.Option(Path("doctor-features.png"), help="PNG of dead units and activations per layer."),
+    device: str = typer.Option(None, help="cpu, cuda ... (default: cuda when available)."),
+) -> None:
+    """Activation statistics and dead units per layer of the detection head and its adapters."""
+    from bbuvl.diagnostics.features import feature_stats
+    from bbuvl.diagnostics.plots import plot_features
+    from bbuvl.diagnostics.probe import dataset_batches
+
+    predictor = _predictor(checkpoint, device)
+    source = data or _default_dataset(predictor.cfg)
+    if source is None:
+        fail("no dataset to probe with: pass --data DATASET.jsonl")
+    with user_errors(OSError, ValueError):
+        stats = feature_stats(predictor.model, dataset_batches(predictor, source, samples, predictor.cfg.inference.batch_size))
+    table = Table(title=f"doctor features: {checkpoint} on {samples} photos of {source}")
+    for col in ("layer", "units", "mean", "std", "min", "max", "dead"):
+        table.add_column(col, justify="left" if col == "layer" else "right")
+    for s in stats:
+        dead = f"[red]{s.dead}[/]" if s.dead else "0"
+        table.add_row(s.name, str(s.units), f"{s.mean:.3g}", f"{s.std:.3g}", f"{s.min:.3g}", f"{s.max:.3g}", dead)
+    console.print(table)
+    console.print(f"plot: {plot_features(stats, out, _name(checkpoint))}")
+
+
+@app.command("attention")
+def attention(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint folder with a detection head."),
+    image: Path = typer.Argument(..., help="Image to look at."),
+    top_k: int = typer.Option(4, help="How many of the most confident queries to show."),
+    layer: int = typer.Option(-1, help="Decoder layer (default: the last)."),
+    out: Path = typer.Option(Path("doctor-attention.png"), help="PNG of the attention maps."),
+    font_path: Path = typer.Option(None, help="A TTF/TTC font with Chinese glyphs for captions."),
+    device: str = typer.Option(None, help="cpu, cuda ... (default: cuda when available)."),
+) -> None:
+    """Decoder cross-attention of the top queries over the image, with their boxes and captions."""
+    from bbuvl.diagnostics.attention import cross_attention
+    from bbuvl.diagnostics.plots import plot_attention
+    from bbuvl.eval.fonts import find_cjk_font
+
+    predictor = _predictor(checkpoint, device)
+    with user_errors(OSError, ValueError):
+        font = find_cjk_font(font_path)
+        maps = cross_attention(predictor, image, top_k, layer)
+    if font.warning:
+        console.print(f"[yellow]warning[/]: {font.warning}")
+    table = Table(title=f"doctor attention: {image.name}, decoder layer {maps.layer}")
+    for col in ("query", "objectness", "on image", "peak patch (row, col)", "caption"):
+        table.add_column(col)
+    for q in maps.queries:
+        peak = divmod(int(q.heat.flatten().argmax()), maps.grid[1])
+        table.add_row(str(q.query), f"{q.score:.3f}", f"{100 * q.vision_share:.0f}%", str(peak), q.caption)
+    console.print(table)
+    console.print(f"plot: {plot_attention(maps, out, image.name, font)}")
+
+
+@app.command("landscape")
+def landscape(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint folder written by `bbuvl train`."),
+    dataset: Path = typer.Argument(..., help="Dataset JSONL whose loss is mapped."),
+    groups: str = typer.Option("detection,adapter", help="LR groups whose parameters the directions move (comma list)."),
+    steps: int = typer.Option(11, help="Grid points per direction."),
+    span: float = typer.Option(1.0, help="Grid from -span to +span (1 = each filter moved by its own norm)."),
+    samples: int = typer.Option(4, help="Photos the loss is averaged over."),
+    seed: int = typer.Option(0, help="Seed of the random directions."),
+    out: Path = typer.Option(Path("doctor-landscape.png"), help="PNG contour plot."),
+    device: str = typer.Option(None, help="cpu, cuda ... (default: cuda when available)."),
+) -> None:
+    """Loss along two random filter-normalised directions around the checkpoint (parameters restored exactly)."""
+    from bbuvl.diagnostics.landscape import loss_landscape
+    from bbuvl.diagnostics.plots import plot_landscape
+    from bbuvl.diagnostics.probe import dataset_batches
+
+    predictor = _predictor(checkpoint, device)
+    chosen = [g.strip() for g in groups.split(",") if g.strip()]
+    with user_errors(OSError, ValueError):
+        batches = dataset_batches(predictor, dataset, samples, predictor.cfg.inference.batch_size)
+        with _progress("landscape") as progress:
+            task = progress.add_task("landscape", total=steps * steps)
+            land = loss_landscape(predictor.model, batches, chosen, steps, span, seed,
+                                  on_progress=lambda done, total: progress.update(task, completed=done))
+    flat = [v for row in land.losses for v in row if v == v] or [float("nan")]  # NaN: a diverged grid point
+    console.print(f"loss at the checkpoint {land.center:.4g}; over the grid {min(flat):.4g} .. {max(flat):.4g} "
+                  f"({land.parameters:,} parameters in {', '.join(land.groups)})")
+    console.print(f"plot: {plot_landscape(land, out, f'{_name(checkpoint)} on {dataset.name}')}")
