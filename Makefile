@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 TORCH  := $(shell sed -n 's/^torch==//p' constraints.txt)
 DEMO   ?= demo_out
 
-.PHONY: demo test test-all install clean
+.PHONY: demo test test-all install fonts clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -m "slow or not slow"
+
+# Optional: a CJK font so reports draw Chinese labels (without one they fall back to English glosses, with a warning).
+fonts:
+	command -v fc-list >/dev/null && fc-list :lang=zh | grep -q . || (apt-get update -qq && apt-get install -y -qq fonts-wqy-microhei)
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

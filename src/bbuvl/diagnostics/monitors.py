@@ -220,7 +220,7 @@ class CollapseMonitor(TrainerCallback):
     """
 
     FALL = 0.1  # below this fraction of the peak spread: diversity was lost, not yet to be gained
-    IDENTICAL = 1e-3  # below collapse_std x this: the outputs are the same up to float round-off
+    IDENTICAL = 1e-7  # a box std this small is float round-off: the outputs are the same
 
     def __init__(self, model: Any, dataset: Any, collator: Any, cfg: MonitorConfig, health: HealthLog):
         self.model, self.dataset, self.collator, self.cfg, self.health = model, dataset, collator, cfg, health
@@ -265,7 +265,7 @@ class CollapseMonitor(TrainerCallback):
         self.health.scalar("health/caption_spread", caption_spread, step)
         threshold = self.cfg.collapse_std
         fell = box_spread < self.FALL * self.peak
-        identical = box_spread < self.IDENTICAL * threshold
+        identical = box_spread <= self.IDENTICAL
         if not box_spread >= threshold and (fell or identical):  # NaN spreads count as collapsed
             why = (f"fell from {self.peak:.3g}" if fell and not identical
                    else "identical for every image: the head ignores its input")

@@ -1,0 +1,31 @@
+"""Fixtures for the diagnostics tests: training configs derived from the session's trained tiny checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bbuvl.config import Config, load_config
+from bbuvl.train.param_groups import GROUPS
+
+
+@pytest.fixture(scope="session")
+def monitor_config(trained_checkpoint, small_dataset):
+    """`make(output_dir, *overrides)`: the trained checkpoint's run config, with validation, LR 1e-3 and a log per step."""
+
+    def make(out: Path, *overrides: str) -> Config:
+        return load_config(trained_checkpoint / "bbuvl.yaml", [
+            f"training.output_dir={out}", f"data.val={small_dataset / 'val.jsonl'}", "training.logging_steps=1",
+            "training.warmup_ratio=0", "detection.dropout=0.0", *(f"training.lr.{g}=1e-3" for g in GROUPS), *overrides,
+        ])
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def predictor(trained_checkpoint):
+    """The trained tiny checkpoint, loaded for inference on CPU (shared: tests must leave it as they found it)."""
+    from bbuvl.infer.predictor import Predictor
+
+    return Predictor.from_checkpoint(trained_checkpoint, device="cpu")

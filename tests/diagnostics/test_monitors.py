@@ -1,0 +1,179 @@
+"""Training-health monitors: each alarm provoked for real in a training run, and silence on a healthy run."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from transformers import TrainerCallback, TrainerControl, TrainerState
+
+from bbuvl.config import MonitorConfig
+from bbuvl.diagnostics.monitors import HEALTH_FILE, EarlyStopping, HealthLog, OverfitMonitor
+from bbuvl.train.param_groups import GROUPS
+from bbuvl.train.trainer import train
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def _scalars(run_dir) -> dict[str, dict[int, float]]:
+    """Every scalar of a run's TensorBoard folder: tag -> {step: value}."""
+    acc = EventAccumulator(str(run_dir / "tb"))
+    acc.Reload()
+    return {tag: {e.step: e.value for e in acc.Scalars(tag)} for tag in acc.Tags()["scalars"]}
+
+
+class _PoisonOnce(TrainerCallback):
+    """A NaN in one head weight for the whole of step `step` (a corrupt batch's effect), restored afterwards."""
+
+    def __init__(self, step: int):
+        self.step, self.saved = step, None
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step + 1 == self.step:
+            w = model.detection_head.objectness_head.weight
+            self.saved = w.detach().clone()
+            with torch.no_grad():
+                w.fill_(float("nan"))
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.saved is not None:
+            with torch.no_grad():
+                model.detection_head.objectness_head.weight.copy_(self.saved)
+            self.saved = None
+
+
+class _ConstantHead(TrainerCallback):
+    """Forces the head to one answer for every image: its decoder output is replaced by the batch mean."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.hook = model.detection_head.decoder.register_forward_hook(
+            lambda module, inputs, out: out.mean(dim=0, keepdim=True).expand_as(out))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.hook.remove()
+
+
+class _Leak(TrainerCallback):
+    """Keeps `mb` MB of freshly written tensors alive after every step, like a list of outputs never freed."""
+
+    def __init__(self, mb: int):
+        self.mb, self.kept = mb, []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.kept.append(torch.ones(self.mb * 2**18))
+
+
+@pytest.fixture(scope="module")
+def healthy(monitor_config, tmp_path_factory):
+    out = tmp_path_factory.mktemp("healthy") / "run"
+    cfg = monitor_config(out, "training.max_steps=4", "training.eval_steps=2", "monitor.every_steps=2",
+                         "monitor.early_stopping_metric=eval_loss")
+    return out, train(cfg, progress=False)
+
+
+@pytest.fixture(scope="module")
+def sick(monitor_config, tmp_path_factory):
+    """One run provoking five alarms: NaN weight at step 2, constant head, a leak, gradients over 1, no improvement."""
+    out = tmp_path_factory.mktemp("sick") / "run"
+    cfg = monitor_config(out, "training.max_steps=8", "training.eval_steps=2", "monitor.every_steps=2",
+                         "monitor.grad_norm_max=1.0", "monitor.memory_growth_mb=100", "monitor.early_stopping_metric=eval_loss",
+                         "monitor.early_stopping_patience=1", "monitor.early_stopping_min_delta=1000")
+    result = train(cfg, progress=False, callbacks=[_PoisonOnce(step=2), _ConstantHead(), _Leak(mb=64)])
+    return out, result, json.loads((out / HEALTH_FILE).read_text(encoding="utf-8"))
+
+
+def test_healthy_run_raises_no_alarm_and_logs_norms_and_health_per_group(healthy):
+    out, result = healthy
+    assert result["alarms"] == {}
+    assert json.loads((out / HEALTH_FILE).read_text(encoding="utf-8"))["alarms"] == []
+    scalars = _scalars(out)
+    for g in GROUPS:
+        for prefix in ("gn", "wn"):
+            values = scalars[f"{prefix}/{g}"]
+            assert sorted(values) == [2, 4] and all(math.isfinite(v) and v > 0 for v in values.values()), (prefix, g)
+    for tag in ("health/box_spread", "health/caption_spread", "health/overfit_ratio", "mem/rss_mb"):
+        assert sorted(scalars[tag]) == [2, 4], tag
+    assert not any(tag.startswith("alarm/") for tag in scalars)
+    assert [h["step"] for h in result["history"] if "loss" in h and "train_runtime" not in h][-1] == 4  # not stopped early
+
+
+def test_nan_in_a_parameter_raises_a_nonfinite_alarm_naming_it_while_the_guard_skips_the_step(sick):
+    out, result, health = sick
+    alarm = result["alarms"]["nonfinite"]
+    assert alarm["count"] == 1 and alarm["first_step"] == 2
+    assert "detection_head.objectness_head.weight" in alarm["first"] and "detection" in alarm["first"]
+    assert result["nan_skipped"] == 1
+    assert _scalars(out)["alarm/nonfinite"] == {2: 1.0}
+
+
+def test_a_head_forced_to_constant_output_raises_a_collapse_alarm_with_its_spread(sick):
+    out, result, health = sick
+    assert result["alarms"]["collapse"]["first_step"] == 2
+    assert "box std 0 " in result["alarms"]["collapse"]["first"]
+    assert _scalars(out)["health/box_spread"] == {2: 0.0, 4: 0.0}
+
+
+def test_a_leaking_loop_raises_a_memory_alarm(sick):
+    out, result, health = sick
+    alarm = result["alarms"]["memory"]
+    assert alarm["first_step"] <= 4 and "resident memory grew" in alarm["first"]
+    assert next(a["value"] for a in health["alarms"] if a["kind"] == "memory") > 100
+
+
+def test_early_stopping_stops_the_run_after_patience_evaluations(sick):
+    out, result, health = sick
+    steps = [h["step"] for h in result["history"] if "eval_loss" in h]
+    assert steps == [2, 4]  # best at 2, no improvement by 1000 at 4: patience 1 spent, max_steps 8 not reached
+    assert result["alarms"]["early_stop"]["first_step"] == 4
+
+
+def test_gradient_norm_alarms_name_exactly_the_groups_over_the_threshold(sick):
+    out, result, health = sick
+    gn = _scalars(out)
+    over = {g for g in GROUPS if gn[f"gn/{g}"][4] > 1.0}
+    alarmed = {a["subject"] for a in health["alarms"] if a["kind"] == "grad_norm" and a["step"] == 4}
+    assert over and alarmed == over
+
+
+def test_overfit_alarm_needs_a_ratio_above_the_threshold_that_rises():
+    health = HealthLog()
+    monitor = OverfitMonitor(MonitorConfig(overfit_ratio=2.0), health)
+    state, control = TrainerState(), TrainerControl()
+    for step, train_loss, eval_loss in ((10, 2.0, 5.0), (20, 1.0, 2.4), (30, 1.0, 3.0)):
+        state.global_step = step
+        monitor.on_log(None, state, control, logs={"loss": train_loss})
+        monitor.on_evaluate(None, state, control, metrics={"eval_loss": eval_loss})
+    # 2.5x (first: nothing to rise from), 2.4x (falling), 3.0x (above 2 and rising): one alarm
+    assert [(a.step, round(a.value, 2)) for a in health.alarms] == [(30, 3.0)]
+
+
+def test_early_stopping_on_a_metric_that_should_rise():
+    health = HealthLog()
+    stopper = EarlyStopping(MonitorConfig(early_stopping_metric="map", early_stopping_patience=2), health)
+    state, control = TrainerState(), TrainerControl()
+    for step, value in ((1, 0.30), (2, 0.35), (3, 0.34), (4, 0.35)):
+        state.global_step = step
+        stopper.on_evaluate(None, state, control, metrics={"eval_map": value})
+    assert control.should_training_stop and stopper.best == (2, 0.35)
+
+
+@pytest.mark.slow
+def test_training_on_four_photos_raises_an_overfit_alarm(monitor_config, small_dataset, tmp_path):
+    """Four training photos, validated on six others: the training loss falls away from the validation loss."""
+    lines = (small_dataset / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    train4, val6 = tmp_path / "train4.jsonl", tmp_path / "val6.jsonl"
+    train4.write_text("\n".join(lines[:4]) + "\n", encoding="utf-8")
+    val6.write_text("\n".join(lines[4:]) + "\n" + (small_dataset / "val.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    images = small_dataset / "images"
+    (tmp_path / "images").symlink_to(images)
+    cfg = monitor_config(tmp_path / "run", f"data.train={train4}", f"data.val={val6}", "data.teacher_ratio=0",
+                         "training.per_device_batch_size=4", "training.max_steps=24", "training.eval_steps=4",
+                         "training.lr_scheduler=constant", *(f"training.lr.{g}=3e-3" for g in GROUPS), "monitor.every_steps=4")
+    result = train(cfg, progress=False)
+    assert "overfit" in result["alarms"], result["alarms"]
+    ratios = _scalars(tmp_path / "run")["health/overfit_ratio"]
+    first = result["alarms"]["overfit"]["first_step"]
+    assert ratios[first] > 2.0 and ratios[first] > ratios[first - 4]
