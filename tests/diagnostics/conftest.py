@@ -12,12 +12,12 @@ from bbuvl.train.param_groups import GROUPS
 
 @pytest.fixture(scope="session")
 def monitor_config(trained_checkpoint, small_dataset):
-    """`make(output_dir, *overrides)`: the trained checkpoint's run config, with validation, LR 1e-3 and a log per step."""
+    """`make(output_dir, *overrides)`: the trained checkpoint's run config, with validation, LR 1e-3, no accumulation, a log per step."""
 
     def make(out: Path, *overrides: str) -> Config:
         return load_config(trained_checkpoint / "bbuvl.yaml", [
             f"training.output_dir={out}", f"data.val={small_dataset / 'val.jsonl'}", "training.logging_steps=1",
-            "training.warmup_ratio=0", "detection.dropout=0.0", *(f"training.lr.{g}=1e-3" for g in GROUPS), *overrides,
+            "training.gradient_accumulation_steps=1", "training.warmup_ratio=0", "detection.dropout=0.0", *(f"training.lr.{g}=1e-3" for g in GROUPS), *overrides,
         ])
 
     return make

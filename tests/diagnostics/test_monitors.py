@@ -102,17 +102,19 @@ def test_healthy_run_raises_no_alarm_and_logs_norms_and_health_per_group(healthy
 
 def test_nan_in_a_parameter_raises_a_nonfinite_alarm_naming_it_while_the_guard_skips_the_step(sick):
     out, result, health = sick
-    alarm = result["alarms"]["nonfinite"]
-    assert alarm["count"] == 1 and alarm["first_step"] == 2
-    assert "detection_head.objectness_head.weight" in alarm["first"] and "detection" in alarm["first"]
+    nonfinite = [a for a in health["alarms"] if a["kind"] == "nonfinite"]
+    # the gradients of step 2, and the weight still NaN at its end (the poison is lifted after the monitors ran)
+    assert [(a["step"], a["subject"]) for a in nonfinite] == [(2, ",".join(GROUPS)), (2, "weights:detection")]
+    assert all("detection_head.objectness_head.weight" in a["message"] for a in nonfinite)
     assert result["nan_skipped"] == 1
-    assert _scalars(out)["alarm/nonfinite"] == {2: 1.0}
+    assert list(_scalars(out)["alarm/nonfinite"]) == [2]
 
 
 def test_a_head_forced_to_constant_output_raises_a_collapse_alarm_with_its_spread(sick):
     out, result, health = sick
     assert result["alarms"]["collapse"]["first_step"] == 2
     assert "box std 0 " in result["alarms"]["collapse"]["first"]
+    assert "boxes and captions are identical for every image" in result["alarms"]["collapse"]["first"]
     assert _scalars(out)["health/box_spread"] == {2: 0.0, 4: 0.0}
 
 

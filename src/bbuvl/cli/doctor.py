@@ -138,7 +138,7 @@ def memory(
     checkpoint: Path = typer.Argument(..., help="Checkpoint folder written by `bbuvl train`."),
     n: int = typer.Option(1000, "--n", help="Inference iterations on the same images."),
     mode: str = typer.Option("head", help="generate or head."),
-    images: Path = typer.Option(None, help="Image folder or dataset JSONL (default: the run's validation or training set)."),
+    images: Path = typer.Option(None, help="Image, image folder or dataset JSONL (default: the run's validation or training set)."),
     batch_size: int = typer.Option(1, help="Images per iteration."),
     tolerance_mb: float = typer.Option(16.0, help="Fitted growth over the run above which memory counts as leaking."),
     out: Path = typer.Option(Path("doctor-memory.png"), help="PNG plot of memory per iteration."),
@@ -148,6 +148,7 @@ def memory(
 
     Exits with status 1 when memory leaks.
     """
+    from bbuvl.data.images import IMAGE_SUFFIXES
     from bbuvl.diagnostics.memory import inference_memory
     from bbuvl.diagnostics.model_doctor import sample_image
     from bbuvl.diagnostics.plots import plot_memory
@@ -158,7 +159,12 @@ def memory(
     predictor = _predictor(checkpoint, device)
     source = images or _default_dataset(predictor.cfg)
     with user_errors(OSError, ValueError):
-        inputs = list_inputs(source)[:batch_size] if source else [sample_image(predictor.cfg)]
+        if source is None:
+            inputs = [sample_image(predictor.cfg)]
+        elif source.suffix.lower() in IMAGE_SUFFIXES:
+            inputs = [str(source)] * batch_size
+        else:
+            inputs = list_inputs(source)[:batch_size]
     if not inputs:
         fail(f"{source}: no images")
     with _progress(f"memory ({mode})") as progress, user_errors(ValueError, RuntimeError):

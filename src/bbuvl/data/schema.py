@@ -138,26 +138,33 @@ class Row:
     error: DatasetError | None
 
 
-def iter_dataset(path: str | Path) -> Iterator[Row]:
-    """Stream a JSONL dataset, yielding every line's sample or its error (blank lines skipped)."""
+def iter_json_lines(path: str | Path, what: str = "dataset") -> Iterator[tuple[int, Any]]:
+    """`(line number, decoded JSON or DatasetError)` for each non-blank line of a JSONL file."""
     path = Path(path)
     try:
         fh = path.open(encoding="utf-8")
     except OSError as e:
-        raise DatasetError(path, 0, f"cannot open: {e.strerror or e}") from None
+        raise DatasetError(path, 0, f"cannot open {what}: {e.strerror or e}") from None
     with fh:
         for no, text in enumerate(fh, start=1):
             if not text.strip():
                 continue
             try:
-                obj = json.loads(text)
+                yield no, json.loads(text)
             except json.JSONDecodeError as e:
-                yield Row(no, None, DatasetError(path, no, f"invalid JSON: {e.msg} at column {e.colno}"))
-                continue
-            try:
-                yield Row(no, parse_sample(obj, path, no), None)
-            except DatasetError as e:
-                yield Row(no, None, e)
+                yield no, DatasetError(path, no, f"invalid JSON: {e.msg} at column {e.colno}")
+
+
+def iter_dataset(path: str | Path) -> Iterator[Row]:
+    """Stream a JSONL dataset, yielding every line's sample or its error (blank lines skipped)."""
+    for no, obj in iter_json_lines(path):
+        if isinstance(obj, DatasetError):
+            yield Row(no, None, obj)
+            continue
+        try:
+            yield Row(no, parse_sample(obj, path, no), None)
+        except DatasetError as e:
+            yield Row(no, None, e)
 
 
 def read_dataset(path: str | Path, skip_invalid: bool = False) -> list[Sample]:

@@ -12,7 +12,6 @@ those in that order and falls back to the file name when it is unique.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bbuvl.data.coords import scale_box
-from bbuvl.data.schema import DatasetError, ImageRecord
+from bbuvl.data.schema import DatasetError, ImageRecord, iter_json_lines
 from bbuvl.infer.parse import parse_detections
 
 
@@ -50,25 +49,13 @@ class PredictionLine:
 
 def read_predictions(path: str | Path) -> list[PredictionLine]:
     """Read a prediction JSONL; a malformed line raises DatasetError naming file:line."""
-    path = Path(path)
-    try:
-        fh = path.open(encoding="utf-8")
-    except OSError as e:
-        raise DatasetError(path, 0, f"cannot open predictions: {e.strerror or e}") from None
-    out = []
-    with fh:
-        for no, text in enumerate(fh, start=1):
-            if text.strip():
-                out.append(_prediction_line(text, path, no))
-    return out
+    return [_prediction_line(data, Path(path), no) for no, data in iter_json_lines(path, "predictions")]
 
 
-def _prediction_line(text: str, path: Path, no: int) -> PredictionLine:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
+def _prediction_line(data: Any, path: Path, no: int) -> PredictionLine:
+    if isinstance(data, DatasetError):
         hint = " (a prediction run killed mid-line? re-run `bbuvl predict` with the same --out to finish it)"
-        raise DatasetError(path, no, f"invalid JSON: {e.msg} at column {e.colno}{hint}") from None
+        raise DatasetError(path, no, data.message + hint)
     if not isinstance(data, dict) or not isinstance(data.get("image"), str):
         raise DatasetError(path, no, "expected an object with an 'image' path (a `bbuvl predict` output line)")
     objects = []

@@ -1,0 +1,101 @@
+"""`doctor data`: the over-budget, size-mismatched, rotated and unlabelled samples planted in a broken copy are named."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import yaml
+from PIL import Image
+from typer.testing import CliRunner
+
+from bbuvl.cli.doctor import app
+from bbuvl.config import load_config
+from bbuvl.data.images import EXIF_ORIENTATION
+from bbuvl.data.labels import Hierarchy
+from bbuvl.data.schema import read_records, write_dataset
+from bbuvl.diagnostics.data_doctor import diagnose_data
+
+SETTINGS = {"model": {"min_pixels": 12544, "max_vision_tokens": 200}, "training": {"per_device_batch_size": 2}}
+
+
+def _config_file(folder, tmp_path):
+    data = {**SETTINGS, "data": {"train": str(folder / "train.jsonl"), "val": str(folder / "val.jsonl"),
+                                 "teachers": str(folder / "teachers.jsonl")}}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def broken(small_dataset, tmp_path):
+    """A copy of the synthetic dataset with four planted faults; returns (folder, {fault: (file, line, image)})."""
+    folder = tmp_path / "broken"
+    shutil.copytree(small_dataset, folder)
+    train = read_records(folder / "train.jsonl")
+    # 1. a photo far over the vision-token budget (seed M-001): 1400x1050, boxes scaled with it
+    big = train[2]
+    s = 1400 / big.width
+    Image.open(folder / big.image).resize((1400, 1050)).save(folder / big.image, quality=90)
+    train[2] = big.model_copy(update={"width": 1400, "height": 1050, "objects": [
+        o.model_copy(update={"bbox_2d": [v * s for v in o.bbox_2d]}) for o in big.objects]})
+    # 2. a record whose width is not the image's
+    train[3] = train[3].model_copy(update={"width": train[3].width + 6})
+    # 3. an EXIF-rotated file: pixels stored sideways with orientation 6, upright size = the record's (seed P-002)
+    rotated = Image.open(folder / train[5].image)
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6
+    rotated.transpose(Image.Transpose.ROTATE_90).save(folder / train[5].image, exif=exif, quality=90)
+    write_dataset(folder / "train.jsonl", train)
+    # 4. a teacher answer with a label the prompt (train + val labels) never names
+    used = {o.desc for name in ("train.jsonl", "val.jsonl") for r in read_records(folder / name) for o in r.objects}
+    stranger = next(label for label in Hierarchy.load().labels() if label not in used)
+    teachers = read_records(folder / "teachers.jsonl")
+    teachers[0] = teachers[0].model_copy(update={"objects": [teachers[0].objects[0].model_copy(update={"desc": stranger})]})
+    write_dataset(folder / "teachers.jsonl", teachers)
+    faults = {"over budget": ("train.jsonl", 3, train[2].image), "size": ("train.jsonl", 4, train[3].image),
+              "rotated": ("train.jsonl", 6, train[5].image), "label": ("teachers.jsonl", 1, stranger)}
+    return folder, faults
+
+
+def _found(report, file, line, *words):
+    return [p for p in report.problems if p.file.endswith(file) and p.line == line and all(w in p.message for w in words)]
+
+
+def test_doctor_data_names_each_planted_fault(broken, tmp_path):
+    folder, faults = broken
+    cfg = load_config(_config_file(folder, tmp_path))
+    report = diagnose_data(folder, cfg)
+    file, line, image = faults["over budget"]
+    assert _found(report, file, line, image, "vision tokens", "max_vision_tokens=200")
+    assert max(report.tokens[0].per_sample) > 1000 and report.tokens[0].over_budget == 1
+    file, line, image = faults["size"]
+    assert [p.severity for p in _found(report, file, line, image, "do not match")] == ["error"]
+    file, line, image = faults["rotated"]
+    assert [p.severity for p in _found(report, file, line, image, "EXIF-rotated", "orientation 6")] == ["warning"]
+    file, line, label = faults["label"]
+    assert [p.severity for p in _found(report, file, line, label, "not in the prompt vocabulary")] == ["error"]
+    planted = {(f, ln) for f, ln, _ in faults.values()}
+    assert {(p.file.rsplit("/", 1)[-1], p.line) for p in report.problems if p.line} == planted  # nothing else
+
+
+def test_doctor_data_cli_exits_1_and_prints_the_faults(broken, tmp_path):
+    folder, faults = broken
+    out = tmp_path / "findings.json"
+    result = CliRunner().invoke(app, ["data", str(folder), "--config", str(_config_file(folder, tmp_path)), "--json", str(out)])
+    assert result.exit_code == 1, result.output
+    for _, _, name in faults.values():
+        assert name in result.output.replace("\n", "")
+    saved = json.loads(out.read_text(encoding="utf-8"))
+    assert sum(p["severity"] == "error" for p in saved["problems"]) == 2
+
+
+def test_clean_dataset_has_no_findings_and_counts_tokens_per_batch(small_dataset, tmp_path):
+    cfg = load_config(_config_file(small_dataset, tmp_path))
+    report = diagnose_data(small_dataset, cfg)
+    assert report.problems == []
+    per_photo = (224 // 28) * (168 // 28)  # a 224x168 photo is its own model frame: 8 x 6 merged patches
+    assert {t for s in report.tokens for t in s.per_sample} == {per_photo}
+    # two students, each with one teacher drawn (teacher_ratio > 0)
+    assert report.worst_batch == 2 * per_photo + 2 * per_photo

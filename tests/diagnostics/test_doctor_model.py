@@ -1,0 +1,59 @@
+"""`doctor model`: the tiny checkpoint passes; a parameter outside every LR group, stored or in code, fails by name."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from transformers import AutoModelForImageTextToText
+from typer.testing import CliRunner
+
+from bbuvl.cli.doctor import app
+from bbuvl.config import load_config
+from bbuvl.diagnostics.model_doctor import check_contract, check_groups, diagnose_model
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+EXPECTED = ["parameter groups", "stored tensors", "special tokens", "image-pad tokens", "chat template",
+            "tokenizer round trip", "detection head", "coordinate contract", "prompt labels"]
+
+
+def test_tiny_checkpoint_passes_every_check(trained_checkpoint):
+    report = diagnose_model(trained_checkpoint)
+    assert [c.name for c in report.checks] == EXPECTED
+    assert report.failed == [], report.failed
+    assert all(report.groups[g].trainable > 0 for g in ("vision", "merger", "llm", "detection", "adapter"))
+    assert report.groups["unassigned"].trainable == 0
+    pads = next(c for c in report.checks if c.name == "image-pad tokens")
+    assert "contract 48, processor pads 48" in pads.detail  # the run's first photo: 224x168 -> 8 x 6 merged patches
+
+
+def test_checkpoint_with_a_stored_parameter_outside_all_groups_fails_naming_it(trained_checkpoint, tmp_path):
+    broken = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, broken)
+    vlm = AutoModelForImageTextToText.from_pretrained(str(broken))
+    vlm.extra_gate = torch.nn.Parameter(torch.ones(4))  # e.g. a learnable gate added in a fork, saved with the model
+    vlm.save_pretrained(str(broken))
+    result = CliRunner().invoke(app, ["model", str(broken)])
+    assert result.exit_code == 1, result.output
+    flat = " ".join(result.output.split())
+    assert "extra_gate (in no LR group)" in flat and "FAIL" in flat and "stored tensors" in flat
+
+
+def test_a_trainable_parameter_added_in_code_outside_all_groups_fails_naming_it(predictor):
+    model = predictor.model
+    model.loss_scale = torch.nn.Parameter(torch.ones(1))
+    try:
+        checks, summary = check_groups(model, predictor.cfg)
+    finally:
+        del model.loss_scale
+    assert checks[0].status == "fail" and "loss_scale" in checks[0].detail
+    assert summary["unassigned"].trainable == 1
+
+
+def test_a_config_with_another_pixel_range_than_the_checkpoint_fails(predictor, trained_checkpoint):
+    other = load_config(None, ["model.min_pixels=3136", "model.max_pixels=50176"])
+    checks = check_contract(trained_checkpoint, predictor, other)
+    assert [c.status for c in checks] == ["ok", "fail"] and "3136" in checks[-1].detail
+    assert [c.status for c in check_contract(trained_checkpoint, predictor, predictor.cfg)] == ["ok"]
