@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(2)
+# One thread: the tiny models gain little from two, and two threads under any other load were measured ~50x slower.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +76,7 @@ def trained_checkpoint(tiny_model_dir, small_dataset, tmp_path_factory) -> Path:
         f"model.path={tiny_model_dir}", "model.dtype=float32", "model.min_pixels=12544", "model.max_pixels=50176",
         f"data.train={small_dataset / 'train.jsonl'}", "data.val=null", f"data.teachers={small_dataset / 'teachers.jsonl'}",
         "data.num_workers=0", f"training.output_dir={out}", "training.per_device_batch_size=2", "training.max_steps=2",
+        "training.gradient_accumulation_steps=1",
         "training.bf16=false", "training.gradient_checkpointing=false", "training.use_cpu=true", "training.save_steps=100",
         "detection.num_queries=8", "detection.num_heads=4", "detection.caption_layers=1", "detection.decoder_layers=1",
         "inference.max_new_tokens=48", "inference.objectness_threshold=0.0", "inference.batch_size=2",

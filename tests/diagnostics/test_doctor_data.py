@@ -99,3 +99,10 @@ def test_clean_dataset_has_no_findings_and_counts_tokens_per_batch(small_dataset
     assert {t for s in report.tokens for t in s.per_sample} == {per_photo}
     # two students, each with one teacher drawn (teacher_ratio > 0)
     assert report.worst_batch == 2 * per_photo + 2 * per_photo
+
+
+def test_one_jsonl_file_is_costed_with_the_runs_teacher_pool(small_dataset, tmp_path):
+    cfg = load_config(_config_file(small_dataset, tmp_path))
+    report = diagnose_data(small_dataset / "train.jsonl", cfg)
+    assert [t.file for t in report.tokens] == [str(small_dataset / "train.jsonl")]
+    assert report.worst_batch == 4 * 48  # two 48-token students, each with one 48-token teacher from data.teachers

@@ -162,7 +162,6 @@ def test_early_stopping_on_a_metric_that_should_rise():
     assert control.should_training_stop and stopper.best == (2, 0.35)
 
 
-@pytest.mark.slow
 def test_training_on_four_photos_raises_an_overfit_alarm(monitor_config, small_dataset, tmp_path):
     """Four training photos, validated on six others: the training loss falls away from the validation loss."""
     lines = (small_dataset / "train.jsonl").read_text(encoding="utf-8").splitlines()

@@ -6,6 +6,7 @@ import typer
 
 from bbuvl.cli.config import app as config_app
 from bbuvl.cli.data import app as data_app
+from bbuvl.cli.doctor import app as doctor_app
 from bbuvl.cli.evaluate import evaluate, viz
 from bbuvl.cli.fewshot import app as fewshot_app
 from bbuvl.cli.model import app as model_app
@@ -23,6 +24,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
 app.add_typer(fewshot_app, name="fewshot")
+app.add_typer(doctor_app, name="doctor")
 app.command("train")(train)
 app.command("predict")(predict)
 app.command("eval")(evaluate)

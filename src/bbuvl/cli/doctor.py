@@ -53,8 +53,10 @@ def _default_dataset(cfg: Config) -> Path | None:
 @app.command("data")
 def data(
     dataset: Path = typer.Argument(..., help="Dataset folder (train/val/teachers.jsonl) or one JSONL file."),
-    config: Path = typer.Option(None, "--config", "-c", help="Run config (min/max pixels, token budgets, batch size); default: built-in defaults."),
-    checkpoint: Path = typer.Option(None, help="Compare labels with this checkpoint's prompt (default: the config's train+val labels)."),
+    config: Path = typer.Option(None, "--config", "-c",
+                                help="Run config (min/max pixels, token budgets, batch size); default: built-in defaults."),
+    checkpoint: Path = typer.Option(None,
+                                    help="Compare labels with this checkpoint's prompt (default: the config's train+val labels)."),
     json_out: Path = typer.Option(None, "--json", help="Also write the findings as JSON here."),
 ) -> None:
     """Vision tokens per sample and batch, image files that do not match their records, EXIF rotation, label vocabulary.
@@ -100,7 +102,8 @@ def data(
 @app.command("model")
 def model(
     checkpoint: Path = typer.Argument(..., help="Checkpoint folder written by `bbuvl train`."),
-    config: Path = typer.Option(None, "--config", "-c", help="Config a run would continue with (default: the checkpoint's bbuvl.yaml)."),
+    config: Path = typer.Option(None, "--config", "-c",
+                                help="Config a run would continue with (default: the checkpoint's bbuvl.yaml)."),
     image: Path = typer.Option(None, help="Image to run the checks on (default: the run's first training photo)."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1 ..."),
 ) -> None:
@@ -248,7 +251,8 @@ def attention(
 def landscape(
     checkpoint: Path = typer.Argument(..., help="Checkpoint folder written by `bbuvl train`."),
     dataset: Path = typer.Argument(..., help="Dataset JSONL whose loss is mapped."),
-    groups: str = typer.Option("detection,adapter", help="LR groups whose parameters the directions move (comma list)."),
+    groups: str = typer.Option("detection,adapter", help="LR groups whose parameters the directions move (comma list); "
+                               "their parameters are held 3 more times in memory, so llm or vision cost as much as the model."),
     steps: int = typer.Option(11, help="Grid points per direction."),
     span: float = typer.Option(1.0, help="Grid from -span to +span (1 = each filter moved by its own norm)."),
     samples: int = typer.Option(4, help="Photos the loss is averaged over."),

@@ -62,6 +62,11 @@ def train(
         for h in (logs[0], logs[-1]):
             table.add_row(*[f"{h.get(k, float('nan')):.4g}" if k != "step" else str(h["step"]) for k in ["step", *keys]])
         console.print(table)
+    alarms = result.get("alarms") or {}
+    for kind, a in alarms.items():
+        console.print(f"[yellow]alarm[/] {kind}: {a['count']}x, first at step {a['first_step']}: {a['first']}", markup=True)
+    if not alarms:
+        console.print("training health: no alarms")
     console.print(f"non-finite steps skipped: {result['nan_skipped']}; samples dropped for budget: "
                   f"{result['budget_dropped']}; over-budget photos skipped: {result['oversize_skipped']}")
     console.print(f"[green]checkpoint[/]: {result['final']}  (TensorBoard: {Path(cfg.training.output_dir) / 'tb'})")

@@ -18,7 +18,7 @@ from bbuvl.data.check import ImageInfo, Problem, check_size, dataset_files, prob
 from bbuvl.data.coords import ROTATING_ORIENTATIONS, CoordinateContract
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import TEACHERS
-from bbuvl.data.schema import ImageRecord, iter_dataset, resolve_image
+from bbuvl.data.schema import ImageRecord, iter_dataset, read_records, resolve_image
 
 _ORIENTATION_NAMES = {2: "mirrored", 3: "rotated 180°", 4: "flipped vertically", 5: "transposed", 6: "rotated 90° clockwise",
                       7: "transversed", 8: "rotated 90° counter-clockwise"}
@@ -57,7 +57,8 @@ class DataReport:
 
 
 def _records(sample) -> list[tuple[str, ImageRecord]]:  # noqa: ANN001 - a schema.Sample
-    return [(f"teachers[{i}]: ", t) for i, t in enumerate(sample.teachers)] + [("student: " if sample.teachers else "", sample.student)]
+    teachers = [(f"teachers[{i}]: ", t) for i, t in enumerate(sample.teachers)]
+    return teachers + [("student: " if sample.teachers else "", sample.student)]
 
 
 def orientation_problem(image: str, info: ImageInfo) -> str | None:
@@ -71,21 +72,49 @@ def orientation_problem(image: str, info: ImageInfo) -> str | None:
             "other loaders) sees it differently and its boxes no longer match (seed P-002): re-save it upright")
 
 
-def _label_problems(report: DataReport, first_seen: dict[str, str], hierarchy: Hierarchy) -> None:
+def _label_problems(report: DataReport, first_seen: dict[str, tuple[str, int]], hierarchy: Hierarchy) -> None:
     prompt = set(report.prompt_labels)
     for label, n in sorted(report.labels.items(), key=lambda kv: -kv[1]):
-        where = first_seen[label].rsplit(":", 1)
+        file, line = first_seen[label]
         if prompt and label not in prompt:
-            report.problems.append(Problem(where[0], int(where[1]), f"label '{label}' ({n} objects) is not in the prompt "
-                                           "vocabulary: the model is never told it may answer it"))
+            objects = f"{n} object{'s' if n != 1 else ''}"
+            report.problems.append(Problem(file, line, f"label '{label}' ({objects}) is not in the prompt vocabulary: "
+                                           "the model is never told it may answer it"))
         why = hierarchy.problem(label)
         if why is not None:
-            report.problems.append(Problem(where[0], int(where[1]), f"label '{label}': {why}; the prompt gives it no visual cue",
-                                           "warning"))
+            report.problems.append(Problem(file, line, f"label '{label}': {why}; the prompt gives it no visual cue", "warning"))
     for label in report.prompt_labels:
         if label not in report.labels:
             report.problems.append(Problem("<prompt>", 0, f"the prompt names '{label}', but no object in the dataset has it",
                                            "warning"))
+
+
+def photo_problems(file: Path, line: int, prefix: str, record: ImageRecord, cfg: Config, contract: CoordinateContract,
+                   infos: dict[Path, ImageInfo | str]) -> tuple[int, list[Problem]]:
+    """Vision tokens of one record's photo and what is wrong with its file: unreadable, size, EXIF, token budget.
+
+    `infos` caches each file's header, as teachers repeat photos.
+    """
+    image = record.image
+    full = resolve_image(file, image)
+    info = infos[full] if full in infos else infos.setdefault(full, probe_image(full, decode=False))
+    if isinstance(info, str):
+        return 0, [Problem(str(file), line, f"{prefix}image {image}: {info}")]
+    found = []
+    size_msg = check_size(record, image, info)
+    if size_msg:
+        found.append(Problem(str(file), line, prefix + size_msg))
+    elif turned_msg := orientation_problem(image, info):  # a size error already says when EXIF is the cause
+        found.append(Problem(str(file), line, prefix + turned_msg, "warning"))
+    tokens = contract.vision_tokens(info.upright)
+    limit = cfg.model.max_vision_tokens
+    if tokens > limit:
+        action = "resized down to the budget" if cfg.data.oversize == "resize" else "skipped"
+        found.append(Problem(str(file), line, f"{prefix}image {image} ({info.upright[0]}x{info.upright[1]}) needs {tokens} "
+                             f"vision tokens at max_pixels={cfg.model.max_pixels}, over model.max_vision_tokens={limit}: "
+                             f"training will have it {action} (data.oversize); pre-scale it or lower model.max_pixels",
+                             "warning"))
+    return tokens, found
 
 
 def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None = None,
@@ -104,7 +133,7 @@ def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None
     files, problems = dataset_files(path)
     report = DataReport(problems=list(problems), batch_size=cfg.training.per_device_batch_size)
     report.prompt_labels = list(prompt_labels) if prompt_labels is not None else data_labels(cfg, hierarchy)
-    first_seen: dict[str, str] = {}
+    first_seen: dict[str, tuple[str, int]] = {}
     infos: dict[Path, ImageInfo | str] = {}
     teacher_tokens: list[int] = []
     for file in files:
@@ -117,32 +146,17 @@ def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None
             for prefix, record in _records(row.sample):
                 for obj in record.objects:
                     report.labels[obj.desc] = report.labels.get(obj.desc, 0) + 1
-                    first_seen.setdefault(obj.desc, f"{file}:{row.line}")
-                image = record.image
-                full = resolve_image(file, image)
-                info = infos.get(full) or infos.setdefault(full, probe_image(full, decode=False))
-                if isinstance(info, str):
-                    report.problems.append(Problem(str(file), row.line, f"{prefix}image {image}: {info}"))
-                    continue
-                size_msg = check_size(record, image, info)
-                turned_msg = None if size_msg else orientation_problem(image, info)  # a size error already says EXIF
-                if size_msg:
-                    report.problems.append(Problem(str(file), row.line, prefix + size_msg))
-                if turned_msg:
-                    report.problems.append(Problem(str(file), row.line, prefix + turned_msg, "warning"))
-                tokens = contract.vision_tokens(info.upright)
+                    first_seen.setdefault(obj.desc, (str(file), row.line))
+                tokens, found = photo_problems(file, row.line, prefix, record, cfg, contract, infos)
+                report.problems.extend(found)
+                summary.over_budget += tokens > limit
                 total += tokens
-                if tokens > limit:
-                    summary.over_budget += 1
-                    action = "resized down to the budget" if cfg.data.oversize == "resize" else "skipped"
-                    report.problems.append(Problem(str(file), row.line, f"{prefix}image {image} ({info.upright[0]}x{info.upright[1]}) "
-                                                   f"needs {tokens} vision tokens at max_pixels={cfg.model.max_pixels}, over "
-                                                   f"model.max_vision_tokens={limit}: training will have it {action} "
-                                                   "(data.oversize); pre-scale it or lower model.max_pixels", "warning"))
             summary.per_sample.append(total)
             if file.name == TEACHERS:
                 teacher_tokens.append(total)
         report.tokens.append(summary)
+    if not any(f.name == TEACHERS for f in files) and cfg.data.teachers and Path(cfg.data.teachers).exists():
+        teacher_tokens = _pool_tokens(Path(cfg.data.teachers), contract)  # the run draws its teachers from there
     report.worst_batch = _worst_batch(report, cfg, teacher_tokens)
     if report.worst_batch > cfg.model.max_vision_tokens_per_batch:
         report.problems.append(Problem(str(path), 0, f"a batch of the {report.batch_size} costliest samples (with teachers) "
@@ -152,6 +166,16 @@ def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None
                                        "warning"))
     _label_problems(report, first_seen, hierarchy)
     return report
+
+
+def _pool_tokens(teachers: Path, contract: CoordinateContract) -> list[int]:
+    """Vision tokens of each readable photo of a teacher pool (its problems are `doctor data TEACHERS`' job)."""
+    out = []
+    for record in read_records(teachers, skip_invalid=True):
+        info = probe_image(resolve_image(teachers, record.image), decode=False)
+        if not isinstance(info, str):
+            out.append(contract.vision_tokens(info.upright))
+    return out
 
 
 def _worst_batch(report: DataReport, cfg: Config, teacher_tokens: list[int]) -> int:

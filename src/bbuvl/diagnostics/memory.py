@@ -2,11 +2,15 @@
 
 A leak shows as a steady slope after warm-up (allocator pools, caches and lazy imports fill the
 first iterations), so the verdict comes from a least-squares line over the post-warm-up samples:
-growth along that line above a tolerance is a leak, anything else is noise.
+growth along that line above a tolerance is a leak, anything else is noise. Before each sample the
+C heap's free pages go back to the OS (glibc `malloc_trim`): otherwise a leak can hide for hundreds
+of iterations in memory the process freed earlier, which the allocator keeps resident and reuses.
 """
 
 from __future__ import annotations
 
+import ctypes
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -20,6 +24,25 @@ if TYPE_CHECKING:
     from bbuvl.infer.predictor import Predictor
 
 DEFAULT_TOLERANCE_MB = 16.0
+
+
+def _glibc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:  # musl and others: no malloc_trim, RSS keeps the allocator's cache
+        return None
+
+
+_LIBC = _glibc()
+
+
+def release_free_heap() -> None:
+    """Give the C heap's free pages back to the OS (glibc; a no-op elsewhere), so RSS follows live memory."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
 
 
 def process_memory_mb() -> dict[str, float]:
@@ -90,6 +113,7 @@ def measure_memory(
     start = time.perf_counter()
     for i in range(n):
         step(i)
+        release_free_heap()
         for k, v in process_memory_mb().items():
             trace.samples.setdefault(k, []).append(v)
         if on_progress:

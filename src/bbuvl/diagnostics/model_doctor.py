@@ -86,7 +86,8 @@ def check_groups(model: torch.nn.Module, cfg: Config) -> tuple[list[Check], dict
                             f"({'/'.join(GROUPS)}): {shown}; training refuses to start: freeze them or rename them to match a group"))
     else:
         trainable = sum(s.trainable for s in summary.values())
-        checks.append(Check("parameter groups", "ok", f"every trainable parameter ({trainable:,}) is in one of {len(GROUPS)} LR groups"))
+        checks.append(Check("parameter groups", "ok",
+                            f"every trainable parameter ({trainable:,}) is in one of {len(GROUPS)} LR groups"))
     idle = [g for g in GROUPS if getattr(cfg.training.lr, g) > 0 and summary[g].trainable == 0]
     if idle:
         checks.append(Check("empty groups", "warn", f"group(s) {', '.join(idle)} have a learning rate but no trainable parameter"))
@@ -200,7 +201,8 @@ def check_chat_template(predictor: Predictor, image: Image.Image) -> list[Check]
         n = min(len(ref_ids), len(our_ids))
         first = next((i for i in range(n) if ref_ids[i] != our_ids[i]), n)
         checks.append(Check("chat template", "fail", f"encoder and chat template differ from token {first} "
-                            f"(template: {tok.decode(ref_ids[first:first + 8])!r}, encoder: {tok.decode(our_ids[first:first + 8])!r})"))
+                            f"(template: {tok.decode(ref_ids[first:first + 8])!r}, "
+                            f"encoder: {tok.decode(our_ids[first:first + 8])!r})"))
     decoded = tok.decode(tok.encode(answer, add_special_tokens=False))
     status: Status = "ok" if decoded == answer else "fail"
     checks.append(Check("tokenizer round trip", status, f"decode(encode(answer)) {'==' if status == 'ok' else '!='} answer: {answer}"))
@@ -287,7 +289,8 @@ def check_prompt(predictor: Predictor, hierarchy: Hierarchy) -> list[Check]:
                     else f"the system prompt names all {len(prompt.labels)} labels ({prompt.lang})")]
     invalid = [label for label in prompt.labels if not hierarchy.is_valid(label)]
     if invalid:
-        checks.append(Check("label hierarchy", "warn", f"labels outside the hierarchy (no visual cue in the prompt): {', '.join(invalid)}"))
+        checks.append(Check("label hierarchy", "warn",
+                            f"labels outside the hierarchy (no visual cue in the prompt): {', '.join(invalid)}"))
     return checks
 
 

@@ -212,7 +212,7 @@ class BBUTrainer(Trainer):
 def training_arguments(cfg: Config, has_eval: bool) -> TrainingArguments:
     """HF TrainingArguments from our config (TensorBoard logs under output_dir/tb)."""
     t = cfg.training
-    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(Path(t.output_dir) / "tb"))
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(t.output_dir) / "tb")  # per run, also for a second run in one process
     return TrainingArguments(
         output_dir=t.output_dir,
         per_device_train_batch_size=t.per_device_batch_size,
