@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import TrainerCallback, TrainerControl, TrainerState
 
@@ -14,6 +15,7 @@ from bbuvl.config import MonitorConfig
 from bbuvl.diagnostics.monitors import HEALTH_FILE, EarlyStopping, HealthLog, OverfitMonitor
 from bbuvl.train.param_groups import GROUPS
 from bbuvl.train.trainer import train
+from tests.callbacks import PoisonHeadOnce
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -23,26 +25,6 @@ def _scalars(run_dir) -> dict[str, dict[int, float]]:
     acc = EventAccumulator(str(run_dir / "tb"))
     acc.Reload()
     return {tag: {e.step: e.value for e in acc.Scalars(tag)} for tag in acc.Tags()["scalars"]}
-
-
-class _PoisonOnce(TrainerCallback):
-    """A NaN in one head weight for the whole of step `step` (a corrupt batch's effect), restored afterwards."""
-
-    def __init__(self, step: int):
-        self.step, self.saved = step, None
-
-    def on_step_begin(self, args, state, control, model=None, **kwargs):
-        if state.global_step + 1 == self.step:
-            w = model.detection_head.objectness_head.weight
-            self.saved = w.detach().clone()
-            with torch.no_grad():
-                w.fill_(float("nan"))
-
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        if self.saved is not None:
-            with torch.no_grad():
-                model.detection_head.objectness_head.weight.copy_(self.saved)
-            self.saved = None
 
 
 class _ConstantHead(TrainerCallback):
@@ -81,7 +63,7 @@ def sick(monitor_config, tmp_path_factory):
     cfg = monitor_config(out, "training.max_steps=8", "training.eval_steps=2", "monitor.every_steps=2",
                          "monitor.grad_norm_max=1.0", "monitor.memory_growth_mb=100", "monitor.early_stopping_metric=eval_loss",
                          "monitor.early_stopping_patience=1", "monitor.early_stopping_min_delta=1000")
-    result = train(cfg, progress=False, callbacks=[_PoisonOnce(step=2), _ConstantHead(), _Leak(mb=64)])
+    result = train(cfg, progress=False, callbacks=[PoisonHeadOnce(step=2), _ConstantHead(), _Leak(mb=64)])
     return out, result, json.loads((out / HEALTH_FILE).read_text(encoding="utf-8"))
 
 

@@ -4,11 +4,13 @@ import json
 
 import pytest
 import torch
+
 from transformers import TrainerCallback
 
 from bbuvl.model.checkpoint import load_checkpoint, merge_lora
 from bbuvl.train.param_groups import GROUPS, ParameterGroupError, assign_groups, group_of
 from bbuvl.train.trainer import build_run, train
+from tests.callbacks import PoisonHeadOnce
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -68,29 +70,9 @@ def test_zero_lr_groups_stay_frozen_and_logged_loss_is_the_weighted_sum(run_conf
     assert llm_changed
 
 
-class _InjectNaN(TrainerCallback):
-    """Poisons one head weight for exactly one step (a stand-in for a corrupt batch), then restores it."""
-
-    def __init__(self, step):
-        self.step, self.saved = step, None
-
-    def on_step_begin(self, args, state, control, model=None, **kwargs):
-        if state.global_step + 1 == self.step:
-            w = model.detection_head.objectness_head.weight
-            self.saved = w.detach().clone()
-            with torch.no_grad():
-                w.fill_(float("nan"))
-
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        if self.saved is not None:
-            with torch.no_grad():
-                model.detection_head.objectness_head.weight.copy_(self.saved)
-            self.saved = None
-
-
 def test_nan_loss_is_skipped_logged_dumped_and_training_goes_on(run_config, tmp_path):
     cfg = run_config("training.max_steps=4")
-    result = train(cfg, progress=False, callbacks=[_InjectNaN(step=2)])
+    result = train(cfg, progress=False, callbacks=[PoisonHeadOnce(step=2)])
     assert result["nan_skipped"] == 1
     dumps = list((tmp_path / "run" / "nan_batches").glob("*.json"))
     assert len(dumps) == 1
