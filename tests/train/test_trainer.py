@@ -134,3 +134,12 @@ def test_detection_freeze_epochs_holds_the_head(run_config):
     for n, p in head.named_parameters():
         assert torch.equal(p, before[n]), n
     assert all("loss_bbox" not in h for h in _losses(result["history"]))
+
+
+def test_qlora_without_cuda_and_bitsandbytes_fails_with_a_clear_message(run_config):
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is not None and torch.cuda.is_available():
+        pytest.skip("this machine can run QLoRA")
+    with pytest.raises(ValueError, match="needs a CUDA GPU and `pip install bitsandbytes`"):
+        build_run(run_config("model.lora.enabled=true", "model.lora.bits=4"))

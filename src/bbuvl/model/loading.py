@@ -68,22 +68,46 @@ def load_model_and_processor(
     min_pixels: int | None = None,
     max_pixels: int | None = None,
     device: str | None = None,
+    load_in_bits: int = 16,
 ) -> tuple[PreTrainedModel, Any]:
     """Load model (in eval mode, on `device` when given) and processor, and check their special tokens agree.
 
     `min_pixels`/`max_pixels` override the image processor's smart_resize bounds; they come from the run config
     or the checkpoint's coordinate contract, so boxes are predicted in the frame they were trained in.
+    `load_in_bits` 4 or 8 quantises the language model with bitsandbytes (QLoRA); the vision tower stays in `dtype`.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got '{dtype}'")
     processor = load_processor(path, min_pixels, max_pixels)
+    kwargs: dict[str, Any] = {}
+    if load_in_bits != 16:
+        kwargs["quantization_config"] = quantization_config(load_in_bits, DTYPES[dtype])
+        kwargs["device_map"] = {"": device or "cuda"}
     model = AutoModelForImageTextToText.from_pretrained(
-        path, dtype=DTYPES[dtype], attn_implementation=attn_implementation
+        path, dtype=DTYPES[dtype], attn_implementation=attn_implementation, **kwargs
     )
     check_special_tokens(model.config, processor, source=path)
     if device is not None:
         model = model.to(device)
     return model.eval(), processor
+
+
+def quantization_config(bits: int, compute_dtype: torch.dtype) -> Any:
+    """A bitsandbytes config for QLoRA (4-bit NF4 with double quantisation, or 8-bit); needs CUDA and bitsandbytes."""
+    if bits not in (4, 8):
+        raise ValueError(f"load_in_bits must be 4, 8 or 16, got {bits}")
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
+        raise ValueError(f"{bits}-bit loading (QLoRA) needs a CUDA GPU and `pip install bitsandbytes`; "
+                         "use model.lora.bits=16 (plain LoRA) on this machine")
+    from transformers import BitsAndBytesConfig
+
+    if bits == 4:
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=compute_dtype,
+                                  llm_int8_skip_modules=["visual", "lm_head"])
+    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=["visual", "lm_head"])
 
 
 def special_token_ids(processor: Any) -> dict[str, int]:

@@ -51,10 +51,11 @@ def data_labels(cfg: Config, hierarchy: Hierarchy) -> list[str]:
 
 def apply_lora(vlm: torch.nn.Module, lora: LoraConfig) -> torch.nn.Module:
     """Wrap the VLM with LoRA adapters on the language model (and the vision blocks when asked)."""
-    if lora.bits != 16:
-        raise ValueError("model.lora.bits 4/8 (QLoRA) needs bitsandbytes on a CUDA machine; this build supports bits=16 only")
     from peft import LoraConfig as PeftLoraConfig
-    from peft import get_peft_model
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if lora.bits != 16:  # QLoRA: the base was loaded quantised; cast norms to fp32 and make inputs require grads
+        vlm = prepare_model_for_kbit_training(vlm, use_gradient_checkpointing=False)
 
     names = "|".join(lora.target_modules)
     pattern = rf".*language_model.*\.({names})"
@@ -88,7 +89,8 @@ def build_run(cfg: Config) -> Run:
 
     vlm, processor = load_model_and_processor(cfg.model.path, dtype=cfg.model.dtype,
                                               attn_implementation=cfg.model.attn_implementation,
-                                              min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels)
+                                              min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels,
+                                              load_in_bits=cfg.model.lora.bits if cfg.model.lora.enabled else 16)
     if cfg.model.lora.enabled:
         vlm = apply_lora(vlm, cfg.model.lora)
     if cfg.training.gradient_checkpointing:
