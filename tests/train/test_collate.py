@@ -19,9 +19,7 @@ def _img(w, h, seed):
 
 def _sample(encoder, turns):
     enc = encoder.encode(turns)
-    return {"input_ids": enc.input_ids, "labels": enc.labels, "span_ids": enc.span_ids,
-            "mm_token_type_ids": enc.mm_token_type_ids, "pixel_values": enc.pixel_values,
-            "image_grid_thw": enc.image_grid_thw, "det_boxes": torch.zeros(0, 4), "meta": {}}
+    return enc.as_sample()
 
 
 @pytest.fixture(scope="module")

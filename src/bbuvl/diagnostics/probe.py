@@ -15,7 +15,6 @@ from PIL import Image
 from bbuvl.data.schema import read_dataset
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.detection_head import DetectionOutput
-from bbuvl.model.vlm import core_model
 from bbuvl.train.chat import SPAN_STUDENT, Turn
 from bbuvl.train.collate import PaddedCollator
 from bbuvl.train.dataset import ConversationDataset, sources_from
@@ -57,9 +56,7 @@ def image_batch(predictor: Predictor, images: Sequence[str | Path | Image.Image]
     samples = []
     for p in prepared:
         enc = predictor.encoder.encode([Turn(p.image, None, SPAN_STUDENT)], add_generation_prompt=True)
-        samples.append({"input_ids": enc.input_ids, "labels": enc.labels, "span_ids": enc.span_ids,
-                        "mm_token_type_ids": enc.mm_token_type_ids, "pixel_values": enc.pixel_values,
-                        "image_grid_thw": enc.image_grid_thw, "det_boxes": torch.zeros(0, 4), "meta": {}})
+        samples.append(enc.as_sample())
     return collator_for(predictor)(samples), [p.image for p in prepared]
 
 
@@ -68,13 +65,7 @@ def detection_outputs(model: Any, batch: dict[str, Any]) -> DetectionOutput:
 
     boxes `[S, Q, 4]`, objectness_logits `[S, Q]`, query_hidden `[S, Q, D]` for the batch's S samples.
     """
-    batch = to_device(batch, next(model.parameters()).device)
-    out = core_model(model.vlm).model(
-        input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"), position_ids=batch["position_ids"],
-        pixel_values=batch["pixel_values"], image_grid_thw=batch["image_grid_thw"], use_cache=False,
-        output_hidden_states=True, return_dict=True,
-    )
-    return model.head_forward(out.hidden_states[0], out.last_hidden_state, batch)
+    return model.detect(to_device(batch, next(model.parameters()).device))
 
 
 def batch_loss(model: Any, batches: list[dict[str, Any]]) -> float:

@@ -126,9 +126,7 @@ class Predictor:
         for p in prepared:
             turns = [Turn(img, ans, SPAN_TEACHER) for img, ans in (self.teachers if with_teachers else [])]
             enc = self.encoder.encode(turns + [Turn(p.image, None, SPAN_STUDENT)], add_generation_prompt=True)
-            samples.append({"input_ids": enc.input_ids, "labels": enc.labels, "span_ids": enc.span_ids,
-                            "mm_token_type_ids": enc.mm_token_type_ids, "pixel_values": enc.pixel_values,
-                            "image_grid_thw": enc.image_grid_thw, "det_boxes": torch.zeros(0, 4), "meta": {}})
+            samples.append(enc.as_sample())
         batch = self.collator(samples)
         return {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
@@ -170,17 +168,9 @@ class Predictor:
 
     @torch.inference_mode()
     def _head(self, prepared: Sequence[_Prepared], objectness_threshold: float, nms_iou: float | None) -> list[ImageResult]:
-        from bbuvl.model.vlm import core_model
-
         if self.model.detection_head is None:
             raise ValueError("this checkpoint has no detection head (detection.enabled was false): use mode 'generate'")
-        batch = self._batch(prepared, with_teachers=False)
-        core = core_model(self.model.vlm)
-        out = core.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"],
-                         pixel_values=batch["pixel_values"], image_grid_thw=batch["image_grid_thw"], use_cache=False,
-                         output_hidden_states=True, return_dict=True)
-        det = self.model.head_forward(out.hidden_states[0], out.last_hidden_state, batch)
-        del out
+        det = self.model.detect(self._batch(prepared, with_teachers=False))
         head = self.model.detection_head
         boxes = to_xyxy(det.boxes.float(), head.box_format).clamp(0, 1).cpu()
         objectness = det.objectness_logits.float().sigmoid().cpu()

@@ -92,6 +92,20 @@ class BBUVLModel(nn.Module):
         )
         return self.detection_head(vis, vis_valid, txt, txt_valid, vision_grid_hw=batch["det_grid_hw"])
 
+    def detect(self, batch: dict[str, Any]) -> DetectionOutput:
+        """Boxes, objectness and query vectors for a collated batch: one VLM pass (no cache), then the head.
+
+        boxes `[S, Q, 4]`, objectness_logits `[S, Q]`, query_hidden `[S, Q, D]` for the batch's S samples.
+        """
+        if self.detection_head is None:
+            raise ValueError("this model has no detection head (detection.enabled was false)")
+        out = core_model(self.vlm).model(
+            input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"), position_ids=batch["position_ids"],
+            pixel_values=batch["pixel_values"], image_grid_thw=batch["image_grid_thw"], use_cache=False,
+            output_hidden_states=True, return_dict=True,
+        )
+        return self.head_forward(out.hidden_states[0], out.last_hidden_state, batch)
+
     def forward(self, **batch: Any) -> dict[str, torch.Tensor]:
         """All loss terms for a collated batch (see train/collate.py); `loss` is the weighted total."""
         core = core_model(self.vlm)

@@ -55,6 +55,17 @@ class EncodedSample:
     image_grid_thw: torch.Tensor
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def as_sample(self, det_boxes: torch.Tensor | None = None, det_caption_ids: list[torch.Tensor] | None = None,
+                  meta: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The dict a collator takes (train/collate.py); detection targets default to none."""
+        return {
+            "input_ids": self.input_ids, "labels": self.labels, "span_ids": self.span_ids,
+            "mm_token_type_ids": self.mm_token_type_ids, "pixel_values": self.pixel_values,
+            "image_grid_thw": self.image_grid_thw,
+            "det_boxes": torch.zeros(0, 4) if det_boxes is None else det_boxes,  # [N, 4] normalised xyxy
+            "det_caption_ids": det_caption_ids or [], "meta": meta or {},
+        }
+
     @property
     def num_vision_tokens(self) -> int:
         """`<|image_pad|>` tokens in this sample."""

@@ -120,15 +120,9 @@ class ConversationDataset(torch.utils.data.Dataset):
         W, H = rec.size
         boxes = torch.tensor([[o.bbox_2d[0] / W, o.bbox_2d[1] / H, o.bbox_2d[2] / W, o.bbox_2d[3] / H] for o in rec.objects],
                              dtype=torch.float32).reshape(-1, 4).clamp(0, 1)
-        return {
-            "input_ids": enc.input_ids,
-            "labels": enc.labels,
-            "span_ids": enc.span_ids,
-            "mm_token_type_ids": enc.mm_token_type_ids,
-            "pixel_values": enc.pixel_values,
-            "image_grid_thw": enc.image_grid_thw,
-            "det_boxes": boxes,  # [N, 4] normalised xyxy of the student photo
-            "det_caption_ids": [torch.tensor(self.encoder.tokenizer.encode(o.desc, add_special_tokens=False))
-                                for o in rec.objects],
-            "meta": {"images": [t.image_path for t in teachers] + [src.student.image_path], "index": index},
-        }
+        return enc.as_sample(
+            det_boxes=boxes,
+            det_caption_ids=[torch.tensor(self.encoder.tokenizer.encode(o.desc, add_special_tokens=False))
+                             for o in rec.objects],
+            meta={"images": [t.image_path for t in teachers] + [src.student.image_path], "index": index},
+        )
