@@ -63,11 +63,11 @@ def head_masks(sample: dict, merge: int = 2) -> tuple[torch.Tensor, torch.Tensor
     return vision, ~is_image & before, torch.tensor([h // merge, w // merge])
 
 
-def _common(samples: list[dict], merge: int) -> dict[str, Any]:
+def _common(samples: list[dict], masks: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> dict[str, Any]:
     return {
         "pixel_values": torch.cat([s["pixel_values"] for s in samples]),
         "image_grid_thw": torch.cat([s["image_grid_thw"] for s in samples]),
-        "det_grid_hw": torch.stack([head_masks(s, merge)[2] for s in samples]),
+        "det_grid_hw": torch.stack([m[2] for m in masks]),
         "det_boxes": [s["det_boxes"] for s in samples],
         "det_caption_ids": [s.get("det_caption_ids", []) for s in samples],
         "meta": [s["meta"] for s in samples],
@@ -88,6 +88,7 @@ class PaddedCollator:
     def __call__(self, samples: list[dict]) -> dict[str, Any]:
         samples = _within_budget(samples, self.max_vision_tokens_per_batch, None, self.budget)
         B, L = len(samples), max(s["input_ids"].numel() for s in samples)
+        masks = [head_masks(s, self.merge) for s in samples]
         batch = {
             "input_ids": torch.full((B, L), self.pad_token_id, dtype=torch.long),
             "attention_mask": torch.zeros(B, L, dtype=torch.long),
@@ -109,8 +110,8 @@ class PaddedCollator:
             batch["mm_token_type_ids"][b, sl] = s["mm_token_type_ids"]
             batch["sample_index"][b, sl] = b
             batch["position_ids"][:, b, sl] = mrope_positions(s["input_ids"], s["image_grid_thw"], self.image_token_id, self.merge)
-            batch["det_vision_mask"][b, sl], batch["det_text_mask"][b, sl], _ = head_masks(s, self.merge)
-        batch.update(_common(samples, self.merge))
+            batch["det_vision_mask"][b, sl], batch["det_text_mask"][b, sl] = masks[b][0], masks[b][1]
+        batch.update(_common(samples, masks))
         return batch
 
 
@@ -127,6 +128,7 @@ class PackedCollator:
 
     def __call__(self, samples: list[dict]) -> dict[str, Any]:
         samples = _within_budget(samples, self.max_vision_tokens_per_batch, self.max_tokens, self.budget)
+        masks = [head_masks(s, self.merge) for s in samples]
         cat = lambda key: torch.cat([s[key] for s in samples])[None]  # noqa: E731
         text = torch.cat([torch.arange(s["input_ids"].numel()) for s in samples])
         rope = torch.cat([mrope_positions(s["input_ids"], s["image_grid_thw"], self.image_token_id, self.merge)
@@ -138,8 +140,8 @@ class PackedCollator:
             "mm_token_type_ids": cat("mm_token_type_ids"),
             "sample_index": torch.cat([torch.full((s["input_ids"].numel(),), i) for i, s in enumerate(samples)])[None],
             "position_ids": torch.cat([text[None], rope], dim=0)[:, None, :],  # [4, 1, L]
-            "det_vision_mask": torch.cat([head_masks(s, self.merge)[0] for s in samples])[None],
-            "det_text_mask": torch.cat([head_masks(s, self.merge)[1] for s in samples])[None],
+            "det_vision_mask": torch.cat([m[0] for m in masks])[None],
+            "det_text_mask": torch.cat([m[1] for m in masks])[None],
         }
-        batch.update(_common(samples, self.merge))
+        batch.update(_common(samples, masks))
         return batch
