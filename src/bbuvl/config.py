@@ -109,6 +109,7 @@ class DetectionConfig(_Strict):
 
     enabled: bool = True
     num_queries: int = Field(100, gt=0)
+    two_stage: bool = True  # queries start from the best per-vision-token proposals (Deformable DETR two-stage)
     decoder_layers: int = Field(2, gt=0)
     caption_layers: int = Field(4, gt=0)
     num_heads: int = Field(8, gt=0)

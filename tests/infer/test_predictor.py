@@ -117,3 +117,31 @@ def test_predict_killed_at_random_points_then_rerun_has_one_line_per_image(train
     inputs = list_inputs(small_dataset / "train.jsonl")
     images = [json.loads(l)["image"] for l in out.read_text(encoding="utf-8").splitlines()]
     assert sorted(images) == sorted(inputs) and len(images) == len(set(images))
+
+
+class _CountingTokenizer:
+    """The real tokenizer, counting how many ids it is asked to decode."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.decoded = tokenizer, 0
+
+    def decode(self, ids, **kw):
+        self.decoded += len(ids)
+        return self.tokenizer.decode(ids, **kw)
+
+
+def test_token_char_ends_match_prefix_decoding_and_stay_linear(tiny):
+    from bbuvl.infer.predictor import token_char_ends
+
+    tok = tiny[1].tokenizer
+    text = '[{"bbox_2d": [12, 40, 98, 77], "label": "螺丝连接点/BBU安装螺丝/连接正确"}, {"bbox_2d": [5, 6, 7, 8], "label": "挡风板/已安装"}]' * 4
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    counting = _CountingTokenizer(tok)
+    ends = token_char_ends(counting, ids)
+    assert ends[-1] == len(tok.decode(ids, skip_special_tokens=True)) == len(text)
+    assert ends == sorted(ends)
+    for k in range(len(ids)):
+        prefix = tok.decode(ids[: k + 1], skip_special_tokens=True)
+        if not prefix.endswith("\ufffd"):  # where the prefix is whole characters, the offsets agree exactly
+            assert ends[k] == len(prefix), k
+    assert counting.decoded <= 12 * len(ids)  # a window per token, not the whole prefix (that would be ~n^2/2)

@@ -9,14 +9,17 @@ from bbuvl.model.detection_head import DetectionHead, grid_reference_boxes, sine
 
 BOS, EOS, PAD = 1, 2, 0
 HIDDEN, VOCAB = 64, 200
+GRID = torch.tensor([[3, 4], [4, 3]])  # features() has 12 vision tokens per sample
 
 
-def make_head(box_format="cxcywh", num_queries=10, seed=0, **kw) -> tuple[DetectionHead, nn.Embedding]:
+def make_head(box_format="cxcywh", num_queries=10, seed=0, two_stage=False, **kw) -> tuple[DetectionHead, nn.Embedding]:
+    # Learned queries by default: most tests here are about what both query kinds share (memory,
+    # captions, decoding) and need no token grid; the two-stage tests below ask for it.
     torch.manual_seed(seed)
     emb = nn.Embedding(VOCAB, HIDDEN)
     cfg = DetectionConfig(
         num_queries=num_queries, decoder_layers=2, caption_layers=2, num_heads=4, dropout=0.0,
-        caption_max_tokens=10, box_format=box_format, **kw,
+        caption_max_tokens=10, box_format=box_format, two_stage=two_stage, **kw,
     )
     return DetectionHead(HIDDEN, emb, cfg, bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD).eval(), emb
 
@@ -183,6 +186,48 @@ def test_d_model_narrower_than_hidden_projects_in_and_out():
     torch.manual_seed(0)
     emb = nn.Embedding(VOCAB, HIDDEN)
     head = DetectionHead(HIDDEN, emb, DetectionConfig(num_queries=4, num_heads=4), BOS, EOS, PAD, d_model=32)
-    out = head(*features())
+    out = head(*features(), vision_grid_hw=GRID)
     assert out.query_hidden.shape == (2, 4, 32)
     assert head.caption_logits(out.query_hidden[0], torch.tensor([[5, EOS]] * 4)).shape == (4, 2, VOCAB)
+
+
+# --- two-stage queries -------------------------------------------------------------------------
+
+def test_two_stage_gives_one_proposal_per_vision_token_starting_on_its_cell():
+    head, _ = make_head(two_stage=True, num_queries=5)
+    out = head(*features(), vision_grid_hw=GRID)
+    assert out.boxes.shape == (2, 5, 4) and out.query_hidden.shape == (2, 5, head.d_model)
+    assert out.proposal_boxes.shape == (2, 12, 4) and out.proposal_logits.shape == (2, 12)
+    # Zero-initialised offsets: sample 0's first proposal is the top-left cell of its 3x4 grid.
+    assert torch.allclose(out.proposal_boxes[0, 0], torch.tensor([0.125, 1 / 6, 0.25, 1 / 3]), atol=1e-5)
+    assert torch.allclose(out.proposal_boxes[1, -1], torch.tensor([5 / 6, 0.875, 1 / 3, 0.25]), atol=1e-5)
+    assert torch.allclose(out.proposal_logits.sigmoid(), torch.full((2, 12), 0.01), atol=2e-3)
+
+
+def test_two_stage_queries_start_on_the_most_confident_proposals():
+    head, _ = make_head(two_stage=True, num_queries=4)
+    out = head(*features(), vision_grid_hw=GRID)
+    # The box MLP's last layer starts at zero, so each query's box is still exactly its reference:
+    # the proposal of one of the four tokens with the highest objectness, best first.
+    for b in range(2):
+        top = out.proposal_logits[b].topk(4).indices
+        assert torch.allclose(out.boxes[b], out.proposal_boxes[b, top], atol=1e-6)
+
+
+def test_two_stage_needs_the_token_grid():
+    head, _ = make_head(two_stage=True)
+    with pytest.raises(ValueError, match="needs vision_grid_hw"):
+        head(*features())
+
+
+def test_two_stage_ignores_padding_tokens_and_fills_missing_slots_with_learned_queries():
+    head, _ = make_head(two_stage=True, num_queries=16)  # more queries than the 12 vision tokens
+    vis, vm, txt, tm = features(batch=1)
+    alone = head(vis, vm, txt, tm, vision_grid_hw=GRID[:1])
+    vis_p = torch.cat([vis, torch.randn(1, 6, HIDDEN) * 100], 1)
+    vm_p = torch.cat([vm, torch.zeros(1, 6, dtype=torch.bool)], 1)
+    padded = head(vis_p, vm_p, txt, tm, vision_grid_hw=GRID[:1])
+    assert alone.boxes.shape == padded.boxes.shape == (1, 16, 4)
+    assert torch.allclose(alone.boxes, padded.boxes, atol=1e-5)
+    assert torch.allclose(alone.objectness_logits, padded.objectness_logits, atol=1e-5)
+    assert padded.proposal_valid.tolist() == [[True] * 12 + [False] * 6]

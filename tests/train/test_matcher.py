@@ -102,3 +102,13 @@ def test_a_batch_size_mismatch_is_an_error():
 def test_all_zero_costs_are_rejected():
     with pytest.raises(ValueError, match="all matching costs are 0"):
         HungarianMatcher(0, 0, 0)
+
+
+def test_only_valid_queries_are_matched():
+    matcher = HungarianMatcher()
+    target = torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.2, 0.3, 0.1, 0.1]])
+    preds = target[[0, 1, 0, 1]].clone()[None]  # queries 0/1 exact, 2/3 exact copies
+    logits = torch.zeros(1, 4)
+    valid = torch.tensor([[False, False, True, True]])
+    ((q, t),) = matcher(preds, logits, [{"boxes": target}], valid=valid)
+    assert sorted(zip(q.tolist(), t.tolist())) == [(2, 0), (3, 1)]

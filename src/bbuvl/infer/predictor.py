@@ -67,11 +67,21 @@ class _ChosenLogProb(LogitsProcessor):
         return scores
 
 
-def _token_char_ends(tokenizer: Any, ids: list[int]) -> list[int]:
-    """Character offset in the decoded text where each token ends (byte-level BPE safe)."""
-    ends, text_len = [], 0
+def token_char_ends(tokenizer: Any, ids: list[int]) -> list[int]:
+    """Character offset in `decode(ids)` where each token ends, in O(len(ids)) decodes (byte-level BPE safe).
+
+    Incremental detokenisation (as in TGI/vLLM): only a window since the last complete character is
+    re-decoded, not the whole prefix. A token that ends inside a multi-byte character (a CJK label
+    split over byte tokens) ends where the previous one did; the token completing the character
+    carries all of it.
+    """
+    ends, text_len, prefix, read = [], 0, 0, 0
     for k in range(len(ids)):
-        text_len = len(tokenizer.decode(ids[: k + 1], skip_special_tokens=True))
+        before = tokenizer.decode(ids[prefix:read], skip_special_tokens=True)
+        after = tokenizer.decode(ids[prefix : k + 1], skip_special_tokens=True)
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            text_len += len(after) - len(before)
+            prefix, read = read, k + 1
         ends.append(text_len)
     return ends
 
@@ -154,7 +164,7 @@ class Predictor:
             ids, lp = ids[:n], logprobs[row, :n]
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             parsed = parse_detections(text)
-            ends = _token_char_ends(self.tokenizer, ids) if parsed.objects else []
+            ends = token_char_ends(self.tokenizer, ids) if parsed.objects else []
             msize = self.contract.model_size(p.size)
             dets = []
             for obj in parsed.objects:

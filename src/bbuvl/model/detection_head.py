@@ -3,8 +3,14 @@
 Memory = [vision adapter(vision embeddings of the student image), language adapter(last-layer
 hidden states of the sample's text tokens)]. The vision embeddings are the LLM's *input* embeddings
 at the student image's `<|image_pad|>` positions, because stock Qwen2.5-VL returns no vision
-embeddings (PRODUCT 9.1). A transformer decoder turns `num_queries` learned queries into one vector
-per query; from it come a box, an objectness logit and a caption decoded token by token.
+embeddings (PRODUCT 9.1). A transformer decoder turns `num_queries` queries into one vector per
+query; from it come a box, an objectness logit and a caption decoded token by token.
+
+Queries (`detection.two_stage`): by default every vision token first proposes a box and an
+objectness (trained with its own Hungarian matching, `loss_proposal`), and the top `num_queries`
+proposals become the decoder's queries and reference boxes (Deformable DETR's two-stage). With
+`two_stage: false` the queries are learned embeddings on a grid of reference boxes (DETR with
+conditional-DETR positions).
 
 Width: the head works at `d_model` (default `min(hidden_size, 512)`), not at the LLM's hidden size.
 At 2048 wide, 2 + 4 decoder layers alone would be ~250M parameters; at 512 the whole head is ~30M and
@@ -39,6 +45,10 @@ class DetectionOutput:
     boxes: Tensor  # [batch_size, num_queries, 4], normalised, in the head's box_format
     objectness_logits: Tensor  # [batch_size, num_queries]
     query_hidden: Tensor  # [batch_size, num_queries, d_model], input to caption_logits / generate_captions
+    # Two-stage only: one proposal per vision token, trained with their own matching (auxiliary loss).
+    proposal_boxes: Tensor | None = None  # [batch_size, num_vision, 4]
+    proposal_logits: Tensor | None = None  # [batch_size, num_vision]
+    proposal_valid: Tensor | None = None  # [batch_size, num_vision], False on padding
 
 
 class ResidualAdapter(nn.Module):
@@ -168,6 +178,12 @@ class DetectionHead(nn.Module):
         self.memory_norm = nn.LayerNorm(d_model)
         self.modality_embed = nn.Embedding(2, d_model)  # 0 = vision token, 1 = text token
         self.query_embed = nn.Embedding(config.num_queries, d_model)
+        self.two_stage = config.two_stage
+        if self.two_stage:
+            self.proposal_proj = nn.Linear(d_model, d_model)
+            self.proposal_norm = nn.LayerNorm(d_model)
+            self.proposal_box = MLP(d_model, d_model, 4, 3)
+            self.proposal_objectness = nn.Linear(d_model, 1)
         self.decoder = _decoder(d_model, config.num_heads, config.decoder_layers, config.dropout)
 
         self.box_head = MLP(d_model, d_model, 4, 3)
@@ -195,6 +211,11 @@ class DetectionHead(nn.Module):
         nn.init.normal_(self.objectness_head.weight, std=0.01)
         nn.init.constant_(self.objectness_head.bias, -math.log((1 - OBJECTNESS_PRIOR) / OBJECTNESS_PRIOR))
         nn.init.normal_(self.caption_pos.weight, std=0.02)
+        if self.two_stage:
+            nn.init.zeros_(self.proposal_box.layers[-1].weight)
+            nn.init.zeros_(self.proposal_box.layers[-1].bias)
+            nn.init.normal_(self.proposal_objectness.weight, std=0.01)
+            nn.init.constant_(self.proposal_objectness.bias, -math.log((1 - OBJECTNESS_PRIOR) / OBJECTNESS_PRIOR))
 
     @property
     def token_embedding(self) -> nn.Embedding:
@@ -239,6 +260,10 @@ class DetectionHead(nn.Module):
             pos = self._vision_positions(vision_grid_hw, vision_mask).to(memory)
             memory = torch.cat([memory[:, :num_vision] + pos, memory[:, num_vision:]], dim=1)
 
+        if self.two_stage:
+            if vision_grid_hw is None:
+                raise ValueError("a two-stage head needs vision_grid_hw: its proposals sit on the vision token grid")
+            return self._two_stage(memory, valid, num_vision, vision_mask, vision_grid_hw)
         # Conditional/DAB-DETR: a query carries the sine encoding of its reference centre, the same encoding the
         # vision tokens carry, so cross-attention starts local instead of every query reading the same tokens
         # (content-only queries were measured to collapse to one answer on the synthetic set).
@@ -248,6 +273,53 @@ class DetectionHead(nn.Module):
         hs = self.decoder(queries, memory, memory_key_padding_mask=~valid)  # [B, Q, D]
         boxes = boxes_from_logits(self.box_head(hs) + self.box_reference, self.box_format)
         return DetectionOutput(boxes=boxes, objectness_logits=self.objectness_head(hs).squeeze(-1), query_hidden=hs)
+
+    def _two_stage(self, memory: Tensor, valid: Tensor, num_vision: int, vision_mask: Tensor, grid_hw: Tensor) -> DetectionOutput:
+        """Deformable-DETR two-stage: every vision token proposes a box; the best `num_queries` seed the decoder.
+
+        A proposal is its token's cell plus a learned offset, so what one token learns about "a screw
+        sits here" holds at every position (translation-equivariant, like a one-stage detector);
+        learned queries alone have to discover each region separately, which was measured twice as
+        slow on the synthetic set. Slots beyond a sample's vision tokens fall back to learned queries.
+        """
+        batch = memory.shape[0]
+        vision_mask = vision_mask.bool()
+        vis = self.proposal_norm(self.proposal_proj(memory[:, :num_vision]))  # [B, Nv, D]
+        proposal_logits_box = self.proposal_box(vis) + self._token_anchors(grid_hw, vision_mask).to(vis)  # [B, Nv, 4]
+        proposal_logits = self.proposal_objectness(vis).squeeze(-1)  # [B, Nv]
+
+        q = self.num_queries
+        score = proposal_logits.detach().float().masked_fill(~vision_mask, float("-inf"))
+        if num_vision < q:  # fewer tokens than queries: the extra slots can only be learned queries
+            score = F.pad(score, (0, q - num_vision), value=float("-inf"))
+        top = score.topk(q, dim=1).indices  # [B, Q]
+        from_token = torch.isfinite(score.gather(1, top))[..., None]  # [B, Q, 1]
+        token_idx = top.clamp(max=num_vision - 1)[..., None]
+        token_ref = proposal_logits_box.detach().gather(1, token_idx.expand(-1, -1, 4))
+        ref = torch.where(from_token, token_ref, self.box_reference[None].to(token_ref))  # [B, Q, 4] cxcywh logits
+        token_content = vis.gather(1, token_idx.expand(-1, -1, self.d_model))
+        content = torch.where(from_token, token_content, torch.zeros_like(token_content)) + self.query_embed.weight
+        query_pos = sine_encode_points(ref.sigmoid()[..., :2].reshape(-1, 2), self.d_model).view(batch, q, -1)
+        hs = self.decoder(content + query_pos.to(content), memory, memory_key_padding_mask=~valid)  # [B, Q, D]
+        return DetectionOutput(
+            boxes=boxes_from_logits(self.box_head(hs) + ref, self.box_format),
+            objectness_logits=self.objectness_head(hs).squeeze(-1),
+            query_hidden=hs,
+            proposal_boxes=boxes_from_logits(proposal_logits_box, self.box_format),
+            proposal_logits=proposal_logits,
+            proposal_valid=vision_mask,
+        )
+
+    def _token_anchors(self, grid_hw: Tensor, vision_mask: Tensor) -> Tensor:
+        """`[B, Nv, 4]` cxcywh logits of each valid vision token's own cell (raster order); padding gets zeros."""
+        anchors = torch.zeros(*vision_mask.shape, 4, device=vision_mask.device)
+        for b, (h, w) in enumerate(grid_hw.tolist()):
+            ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h
+            xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w
+            cells = torch.stack([xs[None, :].expand(h, w), ys[:, None].expand(h, w),
+                                 torch.full((h, w), 1.0 / w), torch.full((h, w), 1.0 / h)], dim=-1)
+            anchors[b, vision_mask[b]] = torch.logit(cells.reshape(h * w, 4)).to(anchors.device)
+        return anchors
 
     def _vision_positions(self, grid_hw: Tensor, vision_mask: Tensor) -> Tensor:
         """`[B, Nv, D]`: sine positions on each sample's valid vision tokens, zeros on padding."""

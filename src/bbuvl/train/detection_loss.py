@@ -137,6 +137,9 @@ class DetectionCriterion(nn.Module):
     def forward(self, outputs: DetectionOutput, targets: list[dict], head: DetectionHead) -> dict[str, Tensor]:
         """Match, then every loss: {"loss_bbox", "loss_giou", "loss_objectness", "loss_caption", "loss_detection"}.
 
+        A two-stage head's outputs add "loss_proposal" (already weighted, see `loss_proposals`), included
+        in "loss_detection".
+
         targets: one dict per image with "boxes" `[Ni, 4]` (normalised, in the head's box format) and
         "caption_ids" (`[Ni, Ti]` padded with -100, or Ni 1-D tensors; without eos, which is added
         here). The first four values are unweighted; "loss_detection" is their weighted sum.
@@ -147,4 +150,23 @@ class DetectionCriterion(nn.Module):
         losses["loss_objectness"] = self.loss_objectness(outputs, indices, num_targets)
         losses["loss_caption"] = self.loss_caption(outputs, targets, indices, num_targets, head)
         losses["loss_detection"] = sum(w * losses[name] for name, w in self.weights.items())
+        if outputs.proposal_boxes is not None:
+            losses["loss_proposal"] = self.loss_proposals(outputs, targets, num_targets)
+            losses["loss_detection"] = losses["loss_detection"] + losses["loss_proposal"]
         return losses
+
+    def loss_proposals(self, outputs: DetectionOutput, targets: list[dict], num_targets: Tensor) -> Tensor:
+        """Two-stage: the per-token proposals matched on their own; weighted L1 + GIoU + focal objectness (no captions).
+
+        Only valid vision tokens can be matched or count as negatives, so padding a batch changes nothing.
+        """
+        valid = outputs.proposal_valid
+        indices = self.matcher(outputs.proposal_boxes, outputs.proposal_logits, targets, valid=valid)
+        proposals = DetectionOutput(outputs.proposal_boxes, outputs.proposal_logits, outputs.query_hidden)
+        box = self.loss_boxes(proposals, targets, indices, num_targets)
+        logits = outputs.proposal_logits.float()
+        labels = torch.zeros_like(logits)
+        labels[self._matched_queries(indices)] = 1.0
+        focal = sigmoid_focal_loss(logits, labels, self.focal_alpha, self.focal_gamma)[valid].sum() / num_targets
+        w = self.weights
+        return w["loss_bbox"] * box["loss_bbox"] + w["loss_giou"] * box["loss_giou"] + w["loss_objectness"] * focal

@@ -60,8 +60,12 @@ class HungarianMatcher(nn.Module):
         return self.cost_bbox * cost_bbox + self.cost_class * cost_class + self.cost_giou * cost_giou
 
     @torch.no_grad()
-    def forward(self, pred_boxes: Tensor, pred_logits: Tensor, targets: list[dict]) -> list[tuple[Tensor, Tensor]]:
+    def forward(
+        self, pred_boxes: Tensor, pred_logits: Tensor, targets: list[dict], valid: Tensor | None = None
+    ) -> list[tuple[Tensor, Tensor]]:
         """Match a batch: `[B, Q, 4]` boxes, `[B, Q]` logits, B dicts with "boxes" `[Ni, 4]`.
+
+        `valid` `[B, Q]` (optional): only these queries may be matched (padding of a ragged batch).
 
         Returns B pairs `(pred_idx, tgt_idx)` of int64 tensors of length min(Q, Ni): query
         `pred_idx[k]` is assigned target `tgt_idx[k]`. With more targets than queries, the extra
@@ -76,9 +80,12 @@ class HungarianMatcher(nn.Module):
                 empty = torch.empty(0, dtype=torch.int64)
                 indices.append((empty, empty))
                 continue
-            cost = self.cost_matrix(pred_boxes[b], pred_logits[b], tgt_boxes.to(pred_boxes.device)).cpu()
+            rows_ok = torch.arange(pred_boxes.shape[1]) if valid is None else valid[b].nonzero().flatten().cpu()
+            q = rows_ok.to(pred_boxes.device)
+            cost = self.cost_matrix(pred_boxes[b, q], pred_logits[b, q], tgt_boxes.to(pred_boxes.device)).cpu()
             if not torch.isfinite(cost).all():
                 raise ValueError(f"image {b} of the batch: non-finite matching cost (NaN/Inf predictions or targets)")
             rows, cols = linear_sum_assignment(cost.numpy())
+            rows = rows_ok[torch.as_tensor(rows, dtype=torch.int64)].numpy()
             indices.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))
         return indices

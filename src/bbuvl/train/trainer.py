@@ -36,7 +36,7 @@ from bbuvl.train.prompts import system_prompt
 
 log = logging.getLogger(__name__)
 FINAL_DIR = "final"
-PART_KEYS = ("loss", "lm_teacher", "lm_student", "loss_bbox", "loss_giou", "loss_objectness", "loss_caption")
+PART_KEYS = ("loss", "lm_teacher", "lm_student", "loss_bbox", "loss_giou", "loss_objectness", "loss_caption", "loss_proposal")
 
 
 def data_labels(cfg: Config, hierarchy: Hierarchy) -> list[str]:
