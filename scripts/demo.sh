@@ -7,7 +7,7 @@ BBUVL=.venv/bin/bbuvl
 start=$(date +%s)
 rm -rf "$OUT"
 echo "== 1/7 synthesise equipment-room photos -> $OUT/data"
-$BBUVL data synth "$OUT/data" --n-train 48 --n-val 12 --seed 0 --size 448x336
+$BBUVL data synth "$OUT/data" --n-train 240 --n-val 16 --seed 0 --size 448x336
 echo "== 2/7 check the dataset"
 $BBUVL data check "$OUT/data"
 echo "== 3/7 statistics in the model frame of configs/demo.yaml"

@@ -41,3 +41,18 @@ def test_predict_then_eval_writes_lines_metrics_and_report(trained_checkpoint, s
     assert set(m) == {"AP", "AP50", "AP75", "AP_agnostic", "per_category", "label_accuracy", "parse_failure_rate",
                       "duplicate_rate", "errors"}
     assert (tmp_path / "report" / "index.html").exists()
+
+
+def test_predict_objectness_threshold_keeps_every_query_at_zero_and_none_at_one(trained_checkpoint, small_dataset, tmp_path):
+    from bbuvl.model.checkpoint import read_run_config
+
+    queries = read_run_config(trained_checkpoint).detection.num_queries
+    counts = {}
+    for t in ("0", "1"):
+        pred = tmp_path / f"pred{t}.jsonl"
+        r = runner.invoke(app, ["predict", "-c", str(trained_checkpoint), "-i", str(small_dataset / "val.jsonl"),
+                                "-o", str(pred), "--mode", "head", "--objectness-threshold", t])
+        assert r.exit_code == 0, r.output
+        counts[t] = [len(json.loads(l)["objects"]) for l in pred.read_text(encoding="utf-8").splitlines()]
+    assert counts["0"] == [queries] * len(counts["0"])
+    assert counts["1"] == [0] * len(counts["1"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -28,11 +29,16 @@ def _scalars(run_dir) -> dict[str, dict[int, float]]:
 
 
 class _ConstantHead(TrainerCallback):
-    """Forces the head to one answer for every image: its decoder output is replaced by the batch mean."""
+    """Forces the head to one answer for every image: its boxes, objectness and query vectors become the batch mean."""
+
+    @staticmethod
+    def _constant(module, inputs, out):
+        same = {k: getattr(out, k).mean(dim=0, keepdim=True).expand_as(getattr(out, k))
+                for k in ("boxes", "objectness_logits", "query_hidden")}
+        return dataclasses.replace(out, **same)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.hook = model.detection_head.decoder.register_forward_hook(
-            lambda module, inputs, out: out.mean(dim=0, keepdim=True).expand_as(out))
+        self.hook = model.detection_head.register_forward_hook(self._constant)
 
     def on_train_end(self, args, state, control, **kwargs):
         self.hook.remove()
@@ -153,7 +159,7 @@ def test_training_on_four_photos_raises_an_overfit_alarm(monitor_config, small_d
     images = small_dataset / "images"
     (tmp_path / "images").symlink_to(images)
     cfg = monitor_config(tmp_path / "run", f"data.train={train4}", f"data.val={val6}", "data.teacher_ratio=0",
-                         "training.per_device_batch_size=4", "training.max_steps=24", "training.eval_steps=4",
+                         "training.per_device_batch_size=4", "training.max_steps=64", "training.eval_steps=4",
                          "training.lr_scheduler=constant", *(f"training.lr.{g}=3e-3" for g in GROUPS), "monitor.every_steps=4")
     result = train(cfg, progress=False)
     assert "overfit" in result["alarms"], result["alarms"]

@@ -65,7 +65,8 @@ def test_zero_lr_groups_stay_frozen_and_logged_loss_is_the_weighted_sum(run_conf
     w = cfg.loss
     for h in logs:
         expect = (w.teacher_weight * h["lm_teacher"] + w.student_weight * h["lm_student"] + w.bbox_weight * h["loss_bbox"]
-                  + w.giou_weight * h["loss_giou"] + w.objectness_weight * h["loss_objectness"] + w.caption_weight * h["loss_caption"])
+                  + w.giou_weight * h["loss_giou"] + w.objectness_weight * h["loss_objectness"] + w.caption_weight * h["loss_caption"]
+                  + h["loss_proposal"])  # logged already weighted
         assert h["loss"] == pytest.approx(expect, rel=1e-5, abs=1e-5)
     assert llm_changed
 

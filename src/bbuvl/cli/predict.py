@@ -19,6 +19,9 @@ def predict(
     teachers: Path = typer.Option(None, help="Teachers JSONL for --mode teachers (default: the run's data.teachers)."),
     device: str = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
     score_threshold: float = typer.Option(None, help="Drop objects scoring below this."),
+    objectness_threshold: float = typer.Option(
+        None, help="Head mode: keep queries at least this sure an object is there (default: inference.objectness_threshold)."
+    ),
 ) -> None:
     """Predict every image and append one JSON line per image as it is done.
 
@@ -43,7 +46,8 @@ def predict(
             fail("--mode teachers needs --teachers TEACHERS.jsonl")
         with user_errors(ValueError, OSError):
             predictor.set_teachers(source)
-    kw = {} if score_threshold is None else {"score_threshold": score_threshold}
+    kw = {k: v for k, v in (("score_threshold", score_threshold), ("objectness_threshold", objectness_threshold))
+          if v is not None}
     job = PredictJob(paths, out, mode, batch_size or predictor.cfg.inference.batch_size)
     with Progress(TextColumn(f"predict ({mode})"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   TextColumn("{task.fields[rate]}"), console=console) as progress:
