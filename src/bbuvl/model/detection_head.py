@@ -279,8 +279,9 @@ class DetectionHead(nn.Module):
 
         A proposal is its token's cell plus a learned offset, so what one token learns about "a screw
         sits here" holds at every position (translation-equivariant, like a one-stage detector);
-        learned queries alone have to discover each region separately, which was measured twice as
-        slow on the synthetic set. Slots beyond a sample's vision tokens fall back to learned queries.
+        learned queries alone have to discover each region separately (bench/head_convergence.py: after
+        1,000 steps, validation AP50 0.215 vs 0.033). Slots beyond a sample's vision tokens fall back to
+        learned queries.
         """
         batch = memory.shape[0]
         vision_mask = vision_mask.bool()
