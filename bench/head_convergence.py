@@ -69,7 +69,7 @@ class PixelTokens(nn.Module):
 class Variant:
     """One head configuration with its own features, optimiser and criterion (same seed as the others)."""
 
-    def __init__(self, name: str, two_stage: bool, tokenizer, num_queries: int, seed: int):
+    def __init__(self, name: str, two_stage: bool, tokenizer, num_queries: int, seed: int, loss: LossConfig):
         torch.manual_seed(seed)
         self.name = name
         self.features = PixelTokens()
@@ -78,7 +78,7 @@ class Variant:
         ids = tokenizer.convert_tokens_to_ids
         self.head = DetectionHead(WIDTH, self.embedding, cfg, bos_token_id=ids("<|im_start|>"),
                                   eos_token_id=ids("<|im_end|>"), pad_token_id=tokenizer.pad_token_id)
-        self.criterion = DetectionCriterion.from_config(LossConfig(), cfg)
+        self.criterion = DetectionCriterion.from_config(loss, cfg)
         self.params = [*self.features.parameters(), *self.embedding.parameters(), *self.head.parameters()]
         self.optimizer = torch.optim.AdamW(self.params, lr=1e-3)
 
@@ -130,6 +130,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--queries", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--caption-weight", type=float, default=LossConfig().caption_weight)
     args = ap.parse_args()
     torch.set_num_threads(2)
     frame = tuple(int(v) for v in args.frame.lower().split("x"))
@@ -142,8 +143,9 @@ def main() -> None:
         _, train_px, train_tg = load_split(data / "train.jsonl", frame, tokenizer)
         val_records, val_px, _ = load_split(data / "val.jsonl", frame, tokenizer)
 
-    variants = [Variant("learned queries", False, tokenizer, args.queries, args.seed),
-                Variant("two-stage", True, tokenizer, args.queries, args.seed)]
+    loss = LossConfig(caption_weight=args.caption_weight)
+    variants = [Variant("learned queries", False, tokenizer, args.queries, args.seed, loss),
+                Variant("two-stage", True, tokenizer, args.queries, args.seed, loss)]
     batches = torch.Generator().manual_seed(args.seed)
     print(f"{len(train_px)} training photos, {len(val_records)} validation photos, frame {frame[0]}x{frame[1]}, "
           f"batch {args.batch}, {args.steps} steps")
