@@ -23,6 +23,7 @@ SUPPORT = typer.Option(..., "--support", help="Support folder: <class>/*.jpg, sh
 BACKBONE = typer.Option(..., "--backbone", help="CLIP / DINOv2 / ResNet checkpoint folder or hub id, or 'pixels[:SIDE]'.")
 MODE = typer.Option("mean", "--mode", help="Class score: 'mean' cosine to its support images, or cosine to the 'prototype'.")
 SEED = typer.Option(0, "--seed", help="Seed for drawing K support images per class.")
+SHOTS = typer.Option(None, "--shots", min=1, help="Use K support images per class (default: all).")
 MARGIN = typer.Option(0.0, "--margin", min=0.0, help="Grow each box crop by this fraction of its size on every side.")
 BATCH = typer.Option(32, "--batch-size", min=1, help="Images per backbone forward pass.")
 DEVICE = typer.Option("auto", "--device", help="'auto' (GPU when present), 'cpu', 'cuda', 'cuda:1', ...")
@@ -109,7 +110,7 @@ def classify(
     out: Path = typer.Option(..., "--out", help="Results file, .csv or .jsonl (jsonl also has every class score)."),
     threshold: float = THRESHOLD,
     mode: str = MODE,
-    shots: Optional[int] = typer.Option(None, "--shots", min=1, help="Use K support images per class (default: all)."),
+    shots: Optional[int] = SHOTS,
     seed: int = SEED,
     margin: float = MARGIN,
     min_score: float = MIN_SCORE,
@@ -223,7 +224,7 @@ def label(
     hierarchy: Optional[Path] = typer.Option(None, "--hierarchy", help="Label hierarchy JSON that names the support "
                                                                       "classes (default: the shipped one)."),
     mode: str = MODE,
-    shots: Optional[int] = typer.Option(None, "--shots", min=1, help="Use K support images per class (default: all)."),
+    shots: Optional[int] = SHOTS,
     seed: int = SEED,
     margin: float = MARGIN,
     min_score: float = MIN_SCORE,

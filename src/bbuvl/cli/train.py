@@ -38,6 +38,7 @@ def train(
         console.print(f"[green]ok[/]: {config} is valid")
         return
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from bbuvl.train.trainer import PART_KEYS
     from bbuvl.train.trainer import dry_run as run_dry
     from bbuvl.train.trainer import train as run_train
 
@@ -56,7 +57,7 @@ def train(
     logs = [h for h in result["history"] if "loss" in h]
     if logs:
         table = Table(title="training loss (first, last)")
-        keys = [k for k in ("loss", "lm_teacher", "lm_student", "loss_bbox", "loss_giou", "loss_objectness", "loss_caption", "loss_proposal") if k in logs[0]]
+        keys = [k for k in PART_KEYS if k in logs[0]]
         for k in ["step", *keys]:
             table.add_column(k)
         for h in (logs[0], logs[-1]):

@@ -119,13 +119,17 @@ def sine_encode_points(xy: Tensor, dim: int, temperature: float = 10000.0) -> Te
     return torch.cat([encode(xy[:, 1]), encode(xy[:, 0])], dim=-1)
 
 
-def sine_position_2d(grid_hw: tuple[int, int], dim: int, temperature: float = 10000.0) -> Tensor:
-    """DETR's sine position encoding for an `h x w` token grid in raster order (token centres): `[h * w, dim]`."""
-    h, w = grid_hw
+def grid_cells(h: int, w: int) -> Tensor:
+    """`[h * w, 4]` normalised cxcywh boxes of the cells of an `h x w` token grid, in raster order."""
     ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h
     xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w
-    grid = torch.stack([xs[None, :].expand(h, w), ys[:, None].expand(h, w)], dim=-1).reshape(h * w, 2)
-    return sine_encode_points(grid, dim, temperature)
+    return torch.stack([xs[None, :].expand(h, w), ys[:, None].expand(h, w),
+                        torch.full((h, w), 1.0 / w), torch.full((h, w), 1.0 / h)], dim=-1).reshape(h * w, 4)
+
+
+def sine_position_2d(grid_hw: tuple[int, int], dim: int, temperature: float = 10000.0) -> Tensor:
+    """DETR's sine position encoding for an `h x w` token grid in raster order (token centres): `[h * w, dim]`."""
+    return sine_encode_points(grid_cells(*grid_hw)[:, :2], dim, temperature)
 
 
 def _decoder(d_model: int, num_heads: int, num_layers: int, dropout: float) -> nn.TransformerDecoder:
@@ -315,11 +319,7 @@ class DetectionHead(nn.Module):
         """`[B, Nv, 4]` cxcywh logits of each valid vision token's own cell (raster order); padding gets zeros."""
         anchors = torch.zeros(*vision_mask.shape, 4, device=vision_mask.device)
         for b, (h, w) in enumerate(grid_hw.tolist()):
-            ys = (torch.arange(h, dtype=torch.float32) + 0.5) / h
-            xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w
-            cells = torch.stack([xs[None, :].expand(h, w), ys[:, None].expand(h, w),
-                                 torch.full((h, w), 1.0 / w), torch.full((h, w), 1.0 / h)], dim=-1)
-            anchors[b, vision_mask[b]] = torch.logit(cells.reshape(h * w, 4)).to(anchors.device)
+            anchors[b, vision_mask[b]] = torch.logit(grid_cells(h, w)).to(anchors.device)
         return anchors
 
     def _vision_positions(self, grid_hw: Tensor, vision_mask: Tensor) -> Tensor:

@@ -135,8 +135,8 @@ class BBUVLModel(nn.Module):
                 losses = self.criterion(det, targets, self.detection_head)
             else:  # a diverged head cannot be matched: report NaN terms (the trainer's guard skips the step)
                 nan = (det.boxes.sum() + det.objectness_logits.sum()) * float("nan")
-                keys = ["loss_bbox", "loss_giou", "loss_objectness", "loss_caption", "loss_detection"]
-                losses = {k: nan for k in keys + (["loss_proposal"] if det.proposal_boxes is not None else [])}
+                keys = [*self.criterion.weights, "loss_detection", *(["loss_proposal"] if det.proposal_boxes is not None else [])]
+                losses = {k: nan for k in keys}
             parts.update({k: v for k, v in losses.items() if k != "loss_detection"})
             total = total + losses["loss_detection"]
         parts["loss"] = total

@@ -96,12 +96,18 @@ class DetectionCriterion(nn.Module):
         giou = torch.diag(generalized_box_iou(to_xyxy(pred, self.box_format), to_xyxy(tgt, self.box_format)))
         return {"loss_bbox": loss_bbox / num_targets, "loss_giou": (1 - giou).sum() / num_targets}
 
-    def loss_objectness(self, outputs: DetectionOutput, indices: Indices, num_targets: Tensor) -> Tensor:
-        """Sigmoid focal loss over every query (matched = 1, others = 0), summed / num_targets."""
+    def loss_objectness(
+        self, outputs: DetectionOutput, indices: Indices, num_targets: Tensor, valid: Tensor | None = None
+    ) -> Tensor:
+        """Sigmoid focal loss over every query (matched = 1, others = 0), summed / num_targets.
+
+        `valid` `[B, Q]` (optional): only these queries count (padding of a ragged batch).
+        """
         logits = outputs.objectness_logits.float()
         labels = torch.zeros_like(logits)
         labels[self._matched_queries(indices)] = 1.0
-        return sigmoid_focal_loss(logits, labels, self.focal_alpha, self.focal_gamma).sum() / num_targets
+        focal = sigmoid_focal_loss(logits, labels, self.focal_alpha, self.focal_gamma)
+        return (focal if valid is None else focal[valid]).sum() / num_targets
 
     def caption_targets(self, targets: list[dict], indices: Indices, head: DetectionHead) -> Tensor:
         """`[K, T]`: each matched target's caption followed by eos, padded with -100 (K may be 0)."""
@@ -164,9 +170,6 @@ class DetectionCriterion(nn.Module):
         indices = self.matcher(outputs.proposal_boxes, outputs.proposal_logits, targets, valid=valid)
         proposals = DetectionOutput(outputs.proposal_boxes, outputs.proposal_logits, outputs.query_hidden)
         box = self.loss_boxes(proposals, targets, indices, num_targets)
-        logits = outputs.proposal_logits.float()
-        labels = torch.zeros_like(logits)
-        labels[self._matched_queries(indices)] = 1.0
-        focal = sigmoid_focal_loss(logits, labels, self.focal_alpha, self.focal_gamma)[valid].sum() / num_targets
+        focal = self.loss_objectness(proposals, indices, num_targets, valid)
         w = self.weights
         return w["loss_bbox"] * box["loss_bbox"] + w["loss_giou"] * box["loss_giou"] + w["loss_objectness"] * focal

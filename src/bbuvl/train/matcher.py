@@ -80,12 +80,11 @@ class HungarianMatcher(nn.Module):
                 empty = torch.empty(0, dtype=torch.int64)
                 indices.append((empty, empty))
                 continue
-            rows_ok = torch.arange(pred_boxes.shape[1]) if valid is None else valid[b].nonzero().flatten().cpu()
-            q = rows_ok.to(pred_boxes.device)
+            queries = torch.arange(pred_boxes.shape[1]) if valid is None else valid[b].nonzero().flatten().cpu()
+            q = queries.to(pred_boxes.device)
             cost = self.cost_matrix(pred_boxes[b, q], pred_logits[b, q], tgt_boxes.to(pred_boxes.device)).cpu()
             if not torch.isfinite(cost).all():
                 raise ValueError(f"image {b} of the batch: non-finite matching cost (NaN/Inf predictions or targets)")
             rows, cols = linear_sum_assignment(cost.numpy())
-            rows = rows_ok[torch.as_tensor(rows, dtype=torch.int64)].numpy()
-            indices.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))
+            indices.append((queries[torch.as_tensor(rows, dtype=torch.int64)], torch.as_tensor(cols, dtype=torch.int64)))
         return indices
