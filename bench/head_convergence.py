@@ -133,7 +133,14 @@ def main() -> None:
     ap.add_argument("--caption-weight", type=float, default=LossConfig().caption_weight)
     args = ap.parse_args()
     torch.set_num_threads(2)
-    frame = tuple(int(v) for v in args.frame.lower().split("x"))
+    try:
+        frame = tuple(int(v) for v in args.frame.lower().split("x"))
+    except ValueError:
+        frame = ()
+    if len(frame) != 2 or any(v <= 0 or v % TOKEN_STRIDE for v in frame):
+        ap.error(f"--frame must be WxH with both sides positive multiples of {TOKEN_STRIDE}, got '{args.frame}'")
+    if args.data is not None and not (args.data / "train.jsonl").exists():
+        ap.error(f"--data {args.data}: no train.jsonl there (a folder written by `bbuvl data synth`)")
     tokenizer = train_tokenizer(seed=0)
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data

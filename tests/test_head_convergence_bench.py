@@ -20,3 +20,10 @@ def test_bench_trains_both_variants_and_prints_their_ap50_side_by_side():
         values = [float(v) for v in r[1:] if v != "/"]
         assert len(values) == 4 and all(0.0 <= v <= 1.0 for v in values), r
     assert "two-stage / learned queries after 4 steps" in result.stdout
+
+
+def test_bench_rejects_a_frame_off_the_token_grid_and_a_missing_dataset(tmp_path):
+    for args, message in ((["--frame", "450x336"], "multiples of 28, got '450x336'"),
+                          (["--data", str(tmp_path)], "no train.jsonl there")):
+        result = subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
