@@ -1,17 +1,20 @@
-"""`bbuvl data synth`: render synthetic BBU-room photos as a dataset folder or a platform export."""
+"""`bbuvl data synth`: render synthetic BBU-room (or shapes) photos as a dataset folder or a platform export."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from bbuvl.cli.common import console, fail, parse_size, stdout_is_tty, user_errors
-from bbuvl.data.synth import synthesize
+from bbuvl.data.synth import FRAMINGS, synthesize
+from bbuvl.synthetic.shapes import SHAPE_CLASSES, synthesize_shapes
 
 FORMATS = ("jsonl", "vendor")
+SCENES = ("bbu", "shapes")
 
 
 def synth(
@@ -27,16 +30,40 @@ def synth(
     ),
     teachers: int = typer.Option(10, "--teachers", min=0, help="Teacher photos to pick from train (jsonl only)."),
     workers: int = typer.Option(1, "--workers", min=1, help="Rendering processes; the output does not depend on it."),
+    scene: str = typer.Option(
+        "bbu", "--scene",
+        help="bbu: equipment rooms (cabinets, BBUs, screws, plugs...); shapes: 1-3 coloured shapes on a plain "
+        "background, the class is the colour (a sanity task; see docs/synthetic_scenes.md).",
+    ),
+    framing: str = typer.Option(
+        "wide", "--framing",
+        help="bbu scene: wide (the cabinet), closeup (near one BBU, the ODF panel or the ground bar) or mixed (half each).",
+    ),
+    min_objects: int | None = typer.Option(None, "--min-objects", help="shapes scene: fewest shapes per photo (default 1)."),
+    max_objects: int | None = typer.Option(None, "--max-objects", help="shapes scene: most shapes per photo (default 3)."),
 ) -> None:
-    """Render equipment-room photos (cabinets, BBUs, screws, plugs, baffles...) with exact boxes and labels."""
+    """Render equipment-room photos (cabinets, BBUs, screws, plugs, baffles...) or coloured shapes, with exact boxes and labels."""
     if fmt not in FORMATS:
         fail(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
+    if scene not in SCENES:
+        fail(f"--scene must be one of {', '.join(SCENES)}, got '{escape(scene)}'")
+    if framing not in FRAMINGS:
+        fail(f"--framing must be one of {', '.join(FRAMINGS)}, got '{escape(framing)}'")
+    if scene == "shapes" and framing != "wide":
+        fail("--framing moves the camera of the bbu scene; the shapes scene has none (drop --framing)")
+    if scene == "bbu" and (min_objects is not None or max_objects is not None):
+        fail("--min-objects/--max-objects are for --scene shapes; the bbu scene plans its own objects")
     wh = parse_size(size)
     columns = (TextColumn("[bold]rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, disable=not stdout_is_tty()) as bar, user_errors():
         task = bar.add_task("render", total=n_train + n_val)
-        summary = synthesize(out, n_train, n_val, seed=seed, size=wh, fmt=fmt, num_teachers=teachers, workers=workers,  # type: ignore[arg-type]
-                             progress=lambda done, total: bar.update(task, completed=done))
+        common = dict(seed=seed, size=wh, fmt=fmt, num_teachers=teachers, workers=workers,
+                      progress=lambda done, total: bar.update(task, completed=done))
+        if scene == "shapes":
+            summary = synthesize_shapes(out, n_train, n_val, min_objects=1 if min_objects is None else min_objects,
+                                        max_objects=3 if max_objects is None else max_objects, **common)  # type: ignore[arg-type]
+        else:
+            summary = synthesize(out, n_train, n_val, framing=framing, **common)  # type: ignore[arg-type]
     console.print(f"{n_train + n_val} photos, {sum(summary['categories'].values())} objects, {summary['labels']} distinct labels")
     table = Table(show_edge=False)
     table.add_column("category")
@@ -44,11 +71,14 @@ def synth(
     for category, n in summary["categories"].items():
         table.add_row(category, str(n))
     console.print(table)
+    if scene == "shapes":
+        console.print("classes by colour: " + ", ".join(f"{c.colour} = {c.label}" for c in SHAPE_CLASSES))
+    where = escape(str(out))
     if fmt == "jsonl":
-        console.print(f"[green]wrote[/] {out}/: train.jsonl ({n_train}), val.jsonl ({n_val}), "
+        console.print(f"[green]wrote[/] {where}/: train.jsonl ({n_train}), val.jsonl ({n_val}), "
                       f"teachers.jsonl ({summary['images']['teachers']}), labels.json, summary.json, images/")
     else:
         v = summary["vendor"]
-        console.print(f"[green]wrote[/] {out}/: images/ and annotations/ ({v['FeatureCollection']} FeatureCollection, "
+        console.print(f"[green]wrote[/] {where}/: images/ and annotations/ ({v['FeatureCollection']} FeatureCollection, "
                       f"{v['dataList']} dataList; EXIF-rotated: {v['exif_rotated_oriented_frame']} annotated upright, "
                       f"{v['exif_rotated_raw_frame']} on the raw grid)")

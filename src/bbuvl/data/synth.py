@@ -34,14 +34,15 @@ import random
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Callable, Iterator, Literal
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from bbuvl.data.coords import box_inside, orient_box
+from bbuvl.data.check import DUPLICATE_IOU, box_iou
+from bbuvl.data.coords import box_inside, box_is_degenerate, clip_box, orient_box
 from bbuvl.data.images import EXIF_ORIENTATION
 from bbuvl.data.labels import SEP, TokenMap
 from bbuvl.data.layout import write_dataset_folder
@@ -163,6 +164,7 @@ class _Scene:
         self.reserved = 0  # mandatory objects planned but not drawn yet
         self.fibres: list[tuple[list[tuple[float, float]], RGB, float]] = []
         self.bbus: list[tuple[Box, str]] = []
+        self.panels: list[Box] = []  # the ODF panel and the ground bar: what a close-up may frame besides a BBU
 
     # --- bookkeeping -------------------------------------------------------------------------
 
@@ -197,15 +199,19 @@ class _Scene:
 
     # --- layout ------------------------------------------------------------------------------
 
-    def paint(self) -> None:
-        """Choose camera distance and cabinet geometry, plan the rack, then paint back to front."""
+    def scale(self) -> None:
+        """Camera distance: the rack unit `u` and the screw/plug size `d`, both proportional to the canvas."""
         rng = self.rng
         self.closeup = rng.random() < 0.12
         frac = rng.uniform(0.84, 0.96) if self.closeup else rng.uniform(0.52, 0.82)
         self.u = min(self.W * frac / 10.5, self.H * 0.9 / (2.6 if self.closeup else 4.0))
-        u = self.u
-        self.d = min(max(0.62 * u, 0.038 * self.W), 0.8 * u)  # screw/plug size: visible after downsizing
-        d = self.d
+        self.d = min(max(0.62 * self.u, 0.038 * self.W), 0.8 * self.u)  # screw/plug size: visible after downsizing
+
+    def paint(self) -> None:
+        """Choose camera distance and cabinet geometry, plan the rack, then paint back to front."""
+        rng = self.rng
+        self.scale()
+        u, d = self.u, self.d
         self.ew = max(0.8 * u, 1.3 * d)  # BBU ear / rail width
         self.iw = 9.0 * u + 2 * self.ew  # rail to rail
         self.pw = max(0.9 * u, 1.5 * d)  # cabinet post
@@ -756,6 +762,7 @@ class _Scene:
         panel = _jit(rng, rng.choice(((206, 208, 212), (58, 60, 64))), 6)
         dr.rectangle([x0 + 0.1 * u, y0, x1 - 0.1 * u, y1], fill=panel, outline=_tone(panel, 0.6), width=max(1, int(0.05 * u)))
         dr.rectangle([x0, y1, x1, y1 + 0.65 * u], fill=(40, 41, 44))  # fibre tray
+        self.panels.append([x0, y0, x1, y1])
         dr.line([(x0, y1 + 0.6 * u), (x1, y1 + 0.6 * u)], fill=(120, 122, 126), width=max(1, int(0.08 * u)))
         ph, pw = 0.45 * d, 1.0 * d
         span = [x0 + self.ew + 0.2 * u, x1 - self.ew - 0.2 * u - pw]
@@ -782,6 +789,7 @@ class _Scene:
         bx0 = self.ix0 + rng.uniform(0.1, 0.9) * (self.iw - width)
         by0 = y0 + 0.2 * u
         bar = [bx0, by0, bx0 + width, by0 + bh]
+        self.panels.append(bar)
         for ix in (bar[0] - 0.5 * u, bar[2]):  # insulators
             dr.rectangle([ix, by0 - 0.05 * u, ix + 0.5 * u, by0 + bh + 0.05 * u], fill=(226, 214, 180))
         copper = _jit(rng, COPPER, 10)
@@ -983,9 +991,19 @@ def check_size(size: tuple[int, int]) -> None:
         raise ValueError(f"image size {size[0]}x{size[1]} is too small: both sides must be at least {MIN_SIDE} px")
 
 
-def render_scene(rng_seed: int, size: tuple[int, int]) -> tuple[Image.Image, list[ObjectAnn]]:
-    """One synthetic photo of `size` (width, height) and its objects in its pixels, sorted by (y1, x1)."""
+def render_scene(rng_seed: int, size: tuple[int, int], framing: Framing = "wide") -> tuple[Image.Image, list[ObjectAnn]]:
+    """One synthetic photo of `size` (width, height) and its objects in its pixels, sorted by (y1, x1).
+
+    `framing`: wide (the cabinet), closeup (near one BBU, the ODF panel or the ground bar) or mixed (either,
+    by a coin seeded from `rng_seed`); the scene is the same for a seed, only the camera moves.
+    """
     check_size(size)
+    if framing not in FRAMINGS:
+        raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, got '{framing}'")
+    if framing == "mixed":
+        framing = "closeup" if random.Random(rng_seed ^ _MIXED_SALT).random() < 0.5 else "wide"
+    if framing == "closeup":
+        return _render_closeup(rng_seed, size)
     w, h = size
     rng = random.Random(rng_seed)
     scene = _Scene(rng, (w * SS, h * SS))
@@ -996,6 +1014,59 @@ def render_scene(rng_seed: int, size: tuple[int, int]) -> tuple[Image.Image, lis
         x1, y1, x2, y2 = (round(v / SS, 1) for v in box)
         objects.append(ObjectAnn(bbox_2d=[max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)], desc=label))
     return img, sort_objects(objects)
+
+
+# --- close-up framing ------------------------------------------------------------------------------
+# Inspectors also photograph one BBU, the ODF panel or the ground bar from a hand's length. A close-up is
+# the wide scene painted larger (the same seed draws the same rack) and a photo-sized window cut from it,
+# so parts keep their look and only their size changes. docs/synthetic_scenes.md shows the numbers.
+
+FRAMINGS: tuple[str, ...] = ("wide", "closeup", "mixed")
+Framing = Literal["wide", "closeup", "mixed"]
+CLOSEUP_PART = (0.10, 0.13)  # screw/plug size in a close-up, as a fraction of the photo width (45-58 px at 448)
+CLOSEUP_KEEP_VISIBLE = 0.5  # a box cut by the frame is kept when this much of it shows ...
+CLOSEUP_KEEP_AREA = 0.1  # ... or when what shows still covers this much of the photo (a BBU, a cable run)
+_CLOSEUP_SALT, _MIXED_SALT = 0xC105E, 0x31BED  # framing draws its own random streams: the scene's stays the same
+
+
+def _render_closeup(rng_seed: int, size: tuple[int, int]) -> tuple[Image.Image, list[ObjectAnn]]:
+    """A close-up photo: the scene of `rng_seed` painted at the zoom that gives parts CLOSEUP_PART, then cropped."""
+    w, h = size
+    framer = random.Random(rng_seed ^ _CLOSEUP_SALT)
+    probe = _Scene(random.Random(rng_seed), (w * SS, h * SS))
+    probe.scale()  # every length in the scene is proportional to the canvas, so d at the photo size sets the zoom
+    zoom = max(1.0, framer.uniform(*CLOSEUP_PART) * w * SS / probe.d)
+    rng = random.Random(rng_seed)
+    scene = _Scene(rng, (round(w * zoom) * SS, round(h * zoom) * SS))
+    scene.paint()
+    x0, y0, x1, y1 = framer.choice([b for b, _ in scene.bbus] + scene.panels)
+    # look at a point along the target (an ear with its screws, the ports, a plug row), the target's row centred
+    fx, fy = framer.uniform(x0, x1), (y0 + y1) / 2 + framer.uniform(-0.25, 0.25) * h * SS
+    ox = int(round(min(max(0.0, fx - w * SS / 2), scene.W - w * SS)))
+    oy = int(round(min(max(0.0, fy - h * SS / 2), scene.H - h * SS)))
+    img = _camera(scene.img.crop((ox, oy, ox + w * SS, oy + h * SS)).reduce(SS), rng, np.random.default_rng(rng_seed))
+    return img, _framed_objects(scene.objects, (ox, oy), size)
+
+
+def _framed_objects(objects: list[tuple[Box, str]], origin: tuple[int, int], size: tuple[int, int]) -> list[ObjectAnn]:
+    """Canvas boxes seen through the window at `origin` (canvas pixels) of a `size` photo: moved, clipped, and
+    dropped when mostly cut off; of two that clipping made (nearly) the same box, the more visible one stays."""
+    w, h = size
+    seen: list[tuple[float, Box, str]] = []
+    for box, label in objects:
+        b = [(box[0] - origin[0]) / SS, (box[1] - origin[1]) / SS, (box[2] - origin[0]) / SS, (box[3] - origin[1]) / SS]
+        c = [round(v, 1) for v in clip_box(b, size)]
+        shown = max(0.0, c[2] - c[0]) * max(0.0, c[3] - c[1])
+        if box_is_degenerate(c, min_side=2) or shown == 0:
+            continue
+        visible = shown / ((b[2] - b[0]) * (b[3] - b[1]))
+        if visible >= CLOSEUP_KEEP_VISIBLE or shown >= CLOSEUP_KEEP_AREA * w * h:
+            seen.append((visible, c, label))
+    kept: list[ObjectAnn] = []
+    for _, c, label in sorted(seen, key=lambda t: -t[0]):
+        if all(box_iou(c, o.bbox_2d) <= DUPLICATE_IOU for o in kept):
+            kept.append(ObjectAnn(bbox_2d=c, desc=label))
+    return sort_objects(kept)
 
 
 # --- the annotation platform's export --------------------------------------------------------------
@@ -1086,6 +1157,9 @@ def image_seed(seed: int, split: str, i: int) -> int:
     return int.from_bytes(hashlib.sha256(f"bbuvl-synth/{seed}/{split}/{i}".encode()).digest()[:8], "little")
 
 
+Renderer = Callable[[int, tuple[int, int]], tuple[Image.Image, list[ObjectAnn]]]  # (seed, size) -> photo, objects
+
+
 @dataclass(frozen=True)
 class _Job:
     out: Path
@@ -1094,6 +1168,7 @@ class _Job:
     seed: int
     size: tuple[int, int]
     fmt: str
+    render: Renderer = render_scene
 
 
 @lru_cache(maxsize=1)
@@ -1102,7 +1177,7 @@ def _platform_names() -> PlatformNames:
 
 
 def _render_job(job: _Job) -> tuple[ImageRecord, dict]:
-    img, objects = render_scene(job.seed, job.size)
+    img, objects = job.render(job.seed, job.size)
     rel = f"{IMAGES}/{job.name}.jpg"
     record = ImageRecord(images=[rel], width=img.width, height=img.height, objects=objects, id=job.name)
     if job.fmt == "jsonl":
@@ -1166,19 +1241,32 @@ def synthesize(
     num_teachers: int = 10,
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    framing: Framing = "wide",
+    render: Renderer | None = None,
+    about: dict | None = None,
 ) -> dict:
     """Render `n_train + n_val` photos into `out`: a dataset folder (jsonl) or a platform export (vendor).
 
     Returns the summary (counts per split and per category). `progress(done, total)` is called per photo.
+    `render` swaps the equipment room for another scene (a picklable `(seed, size) -> (photo, objects)`, e.g.
+    `bbuvl.synthetic.shapes`), `about` adds what describes it to the summary; `framing` moves the room's camera.
     """
     if fmt not in ("jsonl", "vendor"):
         raise ValueError(f"format must be 'jsonl' or 'vendor', got '{fmt}'")
     if n_train < 0 or n_val < 0 or n_train + n_val == 0:
         raise ValueError(f"need a positive number of photos, got n_train={n_train}, n_val={n_val}")
+    if framing not in FRAMINGS:
+        raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, got '{framing}'")
+    if render is not None and framing != "wide":
+        raise ValueError("framing moves the equipment room's camera; it does not apply to another scene")
     check_size(size)
     out = Path(out)
+    if render is None:
+        render = render_scene if framing == "wide" else partial(render_scene, framing=framing)
+        about = {"framing": framing, **(about or {})} if framing != "wide" else about  # wide: the summary of old
     names = [("train", i) for i in range(n_train)] + [("val", i) for i in range(n_val)]
-    jobs = [_Job(out, f"{split}_{i:05d}", k, image_seed(seed, split, i), tuple(size), fmt) for k, (split, i) in enumerate(names)]
+    jobs = [_Job(out, f"{split}_{i:05d}", k, image_seed(seed, split, i), tuple(size), fmt, render)
+            for k, (split, i) in enumerate(names)]
     _check_stale(out, jobs, fmt)
     (out / IMAGES).mkdir(parents=True, exist_ok=True)
     if fmt == "vendor":
@@ -1191,7 +1279,7 @@ def synthesize(
             progress(done, len(jobs))
     records = [r for r, _ in results]
     categories = Counter(o.desc.split(SEP)[0] for r in records for o in r.objects)
-    extra = {"generator": "bbuvl data synth", "format": fmt, "seed": seed, "size": list(size),
+    extra = {"generator": "bbuvl data synth", "format": fmt, "seed": seed, "size": list(size), **(about or {}),
              "categories": dict(sorted(categories.items(), key=lambda kv: -kv[1]))}
     if fmt == "jsonl":
         return write_dataset_folder(out, records[:n_train], records[n_train:], num_teachers, seed, extra)

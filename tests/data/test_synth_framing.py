@@ -1,0 +1,124 @@
+"""Framing of the equipment-room scene: wide exactly as before, close-ups with big parts, mixed from both."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from bbuvl.cli.data_synth import synth
+from bbuvl.data.check import check_dataset
+from bbuvl.data.synth import image_seed, render_scene, synthesize
+from bbuvl.synthetic.shapes import render_shapes
+
+CLOSE_SIZE = (448, 336)
+
+# Digests of what the renderer wrote before framing existed (commit 1e4a1b4): wide must not move a pixel.
+WIDE_SCENES_SHA256 = "27330ea4c3fba5a9bcedec2f636b894708338d8b650fa6183b15ec3db8f6e9f1"
+WIDE_FOLDER_SHA256 = "ea63248a4bbd1cea70d235484eccdf023019dad8cb6e42df8a3269bdfc78f663"
+
+
+def folder_digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(folder).as_posix().encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def closeups() -> list[tuple[np.ndarray, list]]:
+    return [(np.asarray(img).astype(np.int32), objs) for img, objs in
+            (render_scene(image_seed(0, "train", i), CLOSE_SIZE, framing="closeup") for i in range(10))]
+
+
+def test_wide_framing_renders_byte_identical_photos_and_folders_to_before(tmp_path):
+    h = hashlib.sha256()
+    for i in range(4):
+        img, objs = render_scene(image_seed(7, "train", i), (320, 240), framing="wide")
+        h.update(img.tobytes())
+        h.update(json.dumps([o.model_dump(exclude_none=True) for o in objs], ensure_ascii=False).encode())
+    assert h.hexdigest() == WIDE_SCENES_SHA256
+    synthesize(tmp_path / "d", 3, 1, seed=7, size=(320, 240), num_teachers=2, framing="wide")
+    assert folder_digest(tmp_path / "d") == WIDE_FOLDER_SHA256
+
+
+def test_closeup_parts_are_at_least_40_px_in_a_448x336_photo(closeups):
+    w, h = CLOSE_SIZE
+    sides = []
+    for _, objs in closeups:
+        for o in objs:
+            x1, y1, x2, y2 = o.bbox_2d
+            if o.desc.startswith("螺丝连接点") and x1 > 0 and y1 > 0 and x2 < w and y2 < h:  # not cut by the frame
+                sides.append(min(x2 - x1, y2 - y1))
+    assert len(sides) >= 10 and min(sides) >= 40
+
+
+def test_closeup_boxes_lie_on_what_they_name(closeups):
+    n_cpri = 0
+    for pixels, objs in closeups:
+        for o in objs:
+            x1, y1, x2, y2 = (int(round(v)) for v in o.bbox_2d)
+            c = pixels[y1:y2, x1:x2].reshape(-1, 3)
+            r, g, b = c[:, 0], c[:, 1], c[:, 2]
+            if "/CPRI" in o.desc and (x2 - x1) * (y2 - y1) > 900:
+                n_cpri += 1
+                assert ((b > r + 60) & (b > g + 20)).mean() > 0.1, o  # the blue plug head
+            elif o.desc.startswith("bbu基带处理单元"):
+                assert c.std() > 15, o
+    assert n_cpri >= 3
+
+
+def test_closeup_boxes_are_inside_the_photo_and_never_duplicated(closeups):
+    for _, objs in closeups:
+        for o in objs:
+            x1, y1, x2, y2 = o.bbox_2d
+            assert 0 <= x1 < x2 <= CLOSE_SIZE[0] and 0 <= y1 < y2 <= CLOSE_SIZE[1] and min(x2 - x1, y2 - y1) >= 2
+        assert len({tuple(o.bbox_2d) for o in objs}) == len(objs)
+
+
+def test_mixed_framing_takes_each_photo_from_the_wide_or_the_closeup_rendering():
+    seen = set()
+    for i in range(8):
+        seed = image_seed(1, "train", i)
+        mixed, _ = render_scene(seed, (200, 150), framing="mixed")
+        wide, _ = render_scene(seed, (200, 150))
+        close, _ = render_scene(seed, (200, 150), framing="closeup")
+        framing = "wide" if mixed.tobytes() == wide.tobytes() else "closeup" if mixed.tobytes() == close.tobytes() else None
+        seen.add(framing)
+    assert seen == {"wide", "closeup"}
+
+
+def test_a_closeup_folder_is_deterministic_and_passes_data_check(tmp_path):
+    synthesize(tmp_path / "a", 4, 1, seed=2, size=(320, 240), num_teachers=2, framing="closeup")
+    synthesize(tmp_path / "b", 4, 1, seed=2, size=(320, 240), num_teachers=2, framing="closeup", workers=2)
+    assert folder_digest(tmp_path / "a") == folder_digest(tmp_path / "b")
+    assert [p for p in check_dataset(tmp_path / "a") if p.severity == "error"] == []
+    assert json.loads((tmp_path / "a" / "summary.json").read_text(encoding="utf-8"))["framing"] == "closeup"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"framing": "aerial"}, "framing must be one of"),
+    ({"framing": "closeup", "render": render_shapes}, "does not apply"),
+])
+def test_impossible_framings_are_refused(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        synthesize(tmp_path / "x", 1, 0, size=(200, 150), **kwargs)
+
+
+def test_synth_command_renders_closeups(tmp_path):
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    app.command("synth")(synth)
+    result = CliRunner().invoke(app, ["synth", str(tmp_path / "c"), "--n-train", "2", "--n-val", "0", "--size", "200x150",
+                                      "--framing", "closeup"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "c" / "summary.json").read_text(encoding="utf-8"))["framing"] == "closeup"
+    result = CliRunner().invoke(app, ["synth", str(tmp_path / "d"), "--framing", "aerial"])
+    assert result.exit_code == 2 and "--framing" in result.output
