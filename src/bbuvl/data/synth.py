@@ -21,6 +21,10 @@ Pillow only. Every label has one consistent look, so a model can learn it from a
 Unlabelled clutter (other equipment, rails, neighbouring cabinets, fibres, ground wires, extinguisher)
 and camera effects (light, white balance, contrast, blur, noise, distance) keep it from being trivial.
 
+`framing` moves the camera: wide (the cabinet, as above), closeup (near one BBU, the ODF panel or the
+ground bar, parts about 50 px in a 448x336 photo) or mixed; see docs/synthetic_scenes.md. Another scene
+(`bbuvl.synthetic.shapes`) can be rendered into the same dataset folder through `synthesize(render=...)`.
+
 Image `i` depends only on its own seed, so output is byte-identical for a seed, whatever `workers`.
 """
 
