@@ -130,8 +130,9 @@ def test_the_folder_passes_data_check_and_the_prompt_names_every_class(shapes_se
     assert summary["scene"] == "shapes" and summary["objects_per_photo"] == [1, 3] and summary["images"]["train"] == 12
 
 
-def test_one_object_photos_hold_exactly_one_shape():
+def test_one_object_photos_hold_exactly_one_shape_and_the_most_shapes_always_find_room():
     assert all(len(render_shapes(s, SIZE, 1, 1)[1]) == 1 for s in range(50))
+    assert all(len(render_shapes(s, SIZE, MAX_SHAPES, MAX_SHAPES)[1]) == MAX_SHAPES for s in range(30))
 
 
 @pytest.mark.parametrize("low, high", [(0, 1), (3, 2), (1, MAX_SHAPES + 1)])
