@@ -22,6 +22,10 @@ def predict(
     objectness_threshold: float = typer.Option(
         None, help="Head mode: keep queries at least this sure an object is there (default: inference.objectness_threshold)."
     ),
+    constrained: bool = typer.Option(
+        None, "--constrained/--no-constrained",
+        help="Generate/teachers modes: allow only well-formed answers with the checkpoint's labels (default: inference.constrained).",
+    ),
 ) -> None:
     """Predict every image and append one JSON line per image as it is done.
 
@@ -46,8 +50,8 @@ def predict(
             fail("--mode teachers needs --teachers TEACHERS.jsonl")
         with user_errors(ValueError, OSError):
             predictor.set_teachers(source)
-    kw = {k: v for k, v in (("score_threshold", score_threshold), ("objectness_threshold", objectness_threshold))
-          if v is not None}
+    kw = {k: v for k, v in (("score_threshold", score_threshold), ("objectness_threshold", objectness_threshold),
+                            ("constrained", constrained)) if v is not None}
     job = PredictJob(paths, out, mode, batch_size or predictor.cfg.inference.batch_size)
     with Progress(TextColumn(f"predict ({mode})"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   TextColumn("{task.fields[rate]}"), console=console) as progress:

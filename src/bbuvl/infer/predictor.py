@@ -1,14 +1,16 @@
 """`Predictor`: images in, `{bbox_2d, label, score}` out, in the stored image's pixels.
 
 Three modes share one preprocessing path (the coordinate contract saved with the checkpoint):
-- generate: greedy decoding of the JSON answer, parsed robustly; score = mean probability of the
-  object's tokens (box and label);
+- generate: greedy decoding of the JSON answer (by default constrained to the answer grammar and the
+  checkpoint's labels, infer/constrained.py), parsed robustly; score = mean probability of the object's
+  tokens (box and label);
 - head: the detection head on one forward pass; score = objectness x caption likelihood;
 - teachers: generate, with teacher photos and their answers shown first (as in teacher-student training).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,12 +23,14 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from bbuvl.data.coords import CoordinateContract, clip_box, scale_box
 from bbuvl.data.images import load_image
 from bbuvl.data.schema import ImageRecord, read_records, resolve_image
+from bbuvl.infer.constrained import AnswerConstraint
 from bbuvl.infer.parse import parse_detections
 from bbuvl.model.box_ops import nms, to_xyxy
 from bbuvl.train.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, format_answer
 from bbuvl.train.collate import PaddedCollator
 
 MODES = ("generate", "head", "teachers")
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,13 +61,23 @@ class ImageResult:
 
 
 class _ChosenLogProb(LogitsProcessor):
-    """Records, per generation step, the log-probability of the greedy choice (a [B] vector, not [B, V] scores)."""
+    """Records, per generation step, the log-probability of the greedy choice (a [B] vector, not [B, V] scores).
 
-    def __init__(self) -> None:
+    With a `constraint` (infer/constrained.py) the choice is the best token the grammar allows, and what is
+    recorded is the model's own, unconstrained probability of it (docs/constrained_decoding.md, "Scores").
+    """
+
+    def __init__(self, constraint: LogitsProcessor | None = None) -> None:
         self.steps: list[torch.Tensor] = []
+        self.constraint = constraint
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        self.steps.append(scores.float().log_softmax(-1).max(-1).values.cpu())
+        if self.constraint is None:
+            self.steps.append(scores.float().log_softmax(-1).max(-1).values.cpu())
+            return scores
+        logp = scores.float().log_softmax(-1)
+        scores = self.constraint(input_ids, scores)
+        self.steps.append(logp.gather(-1, scores.argmax(-1, keepdim=True)).squeeze(-1).cpu())
         return scores
 
 
@@ -103,6 +117,7 @@ class Predictor:
         self.tokenizer = tok
         self.collator = PaddedCollator(tok.pad_token_id, tok.convert_tokens_to_ids("<|image_pad|>"), padding_side="left")
         self.teachers: list[tuple[Image.Image, str]] = []
+        self._constraint: AnswerConstraint | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | None = None, dtype: str | None = None) -> "Predictor":
@@ -142,10 +157,22 @@ class Predictor:
 
     # --- modes -------------------------------------------------------------------------------
 
+    def _answer_constraint(self, prepared: Sequence[_Prepared], constrained: bool, max_new_tokens: int) -> LogitsProcessor | None:
+        """The grammar processor for this batch (each row bounded by its model frame), or None when off."""
+        if not constrained:
+            return None
+        if not self.prompt.labels:
+            logger.warning("constrained decoding is off: the checkpoint's prompt.json lists no labels")
+            return None
+        if self._constraint is None:
+            self._constraint = AnswerConstraint.from_tokenizer(self.tokenizer, self.prompt.labels)
+        return self._constraint.processor([self.contract.model_size(p.size) for p in prepared], max_new_tokens)
+
     @torch.inference_mode()
-    def _generate(self, prepared: Sequence[_Prepared], with_teachers: bool, max_new_tokens: int) -> list[ImageResult]:
+    def _generate(self, prepared: Sequence[_Prepared], with_teachers: bool, max_new_tokens: int,
+                  constrained: bool = False) -> list[ImageResult]:
         batch = self._batch(prepared, with_teachers)
-        recorder = _ChosenLogProb()
+        recorder = _ChosenLogProb(self._answer_constraint(prepared, constrained, max_new_tokens))
         vlm = self.model.vlm
         out = vlm.generate(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=batch["pixel_values"],
@@ -243,7 +270,8 @@ class Predictor:
         if mode == "head":
             results = self._head(prepared, kw.get("objectness_threshold", inf.objectness_threshold), kw.get("nms_iou", inf.nms_iou))
         else:
-            results = self._generate(prepared, mode == "teachers", kw.get("max_new_tokens", inf.max_new_tokens))
+            results = self._generate(prepared, mode == "teachers", kw.get("max_new_tokens", inf.max_new_tokens),
+                                     kw.get("constrained", inf.constrained))
         threshold = kw.get("score_threshold", inf.score_threshold)
         for r in results:
             r.objects = [d for d in r.objects if d.score >= threshold]

@@ -1,0 +1,211 @@
+"""Constrained decoding: the grammar's allowed sets against brute force, budget closing, and an untrained model
+that answers only valid JSON with vocabulary labels when constrained (and garbage when not)."""
+
+import json
+import random
+
+import pytest
+from PIL import Image
+
+from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.labels import Hierarchy
+from bbuvl.data.schema import read_records, resolve_image
+from bbuvl.infer.constrained import DONE, END, LABEL, LIT, NEXT, NUM, START, AnswerConstraint, State, byte_decoder
+from bbuvl.infer.parse import parse_detections
+from bbuvl.infer.predictor import Predictor
+from bbuvl.train.chat import format_answer
+
+FRAME = (224, 168)
+
+
+@pytest.fixture(scope="module")
+def labels():
+    return Hierarchy.load().labels()
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny):
+    return tiny[1].tokenizer
+
+
+@pytest.fixture(scope="module")
+def constraint(tokenizer, labels):
+    return AnswerConstraint.from_tokenizer(tokenizer, labels)
+
+
+@pytest.fixture(scope="module")
+def untrained_checkpoint(labels, tmp_path_factory):
+    """A checkpoint of a randomly initialised tiny model (no training step), its prompt listing the full vocabulary.
+
+    Seed 2: its greedy constrained answers contain objects (seed 0's are all `[]`, which would test little).
+    """
+    from bbuvl.config import load_config
+    from bbuvl.model.checkpoint import Prompt, save_checkpoint
+    from bbuvl.model.loading import load_model_and_processor
+    from bbuvl.model.tiny import build_tiny_model
+    from bbuvl.model.vlm import BBUVLModel
+    from bbuvl.train.prompts import system_prompt
+
+    root = tmp_path_factory.mktemp("untrained")
+    model_dir = build_tiny_model(root / "model", seed=2)
+    vlm, processor = load_model_and_processor(str(model_dir), dtype="float32", attn_implementation="sdpa")
+    cfg = load_config(None, [f"model.path={model_dir}", "model.dtype=float32", "model.min_pixels=12544",
+                             "model.max_pixels=50176", "detection.enabled=false"])
+    prompt = Prompt(system_prompt(labels, Hierarchy.load(), "zh"), labels, "zh")
+    return save_checkpoint(BBUVLModel.build(vlm, cfg, processor.tokenizer), processor, cfg,
+                           CoordinateContract(12544, 50176), prompt, root / "ckpt")
+
+
+@pytest.fixture(scope="module")
+def predictor(untrained_checkpoint):
+    return Predictor.from_checkpoint(untrained_checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def photos(small_dataset):
+    """Four photos of different sizes (so each row of a batch has its own frame and left padding)."""
+    paths = [str(resolve_image(small_dataset / "train.jsonl", r.image)) for r in read_records(small_dataset / "train.jsonl")]
+    images = [Image.open(p).convert("RGB") for p in paths[:4]]
+    return [images[0], images[1].resize((300, 140)), images[2].resize((140, 200)), images[3]]
+
+
+def brute_force(grammar, state, tokenizer):
+    """Allowed ids (and next states) by feeding every token's bytes through the automaton one byte at a time."""
+    decoder = byte_decoder()
+    added = set(tokenizer.added_tokens_decoder)
+    if state.phase in (END, DONE):
+        return {grammar.eos: State(DONE)}
+    allowed = {}
+    for token, i in tokenizer.get_vocab().items():
+        if i in added:
+            continue
+        s = state
+        for b in bytes(decoder[c] for c in token):
+            s = grammar.step(s, b)
+            if s is None:
+                break
+        if s is not None:
+            allowed[i] = s
+    return allowed
+
+
+def random_states(grammar, rng, per_phase):
+    """Up to `per_phase` states of every phase reached by random allowed-token walks (mid-number, mid-label, ...)."""
+    by_phase = {}
+    for _ in range(30):
+        s = START
+        while s.phase != DONE:
+            e = grammar.entry(s)
+            s = e.next_state[int(rng.choice(list(e.ids)))]
+            by_phase.setdefault(s.phase, []).append(s)
+    return [x for states in by_phase.values() for x in rng.sample(states, min(per_phase, len(states)))]
+
+
+@pytest.mark.parametrize("frame", [FRAME, None])
+def test_allowed_set_equals_brute_force_over_the_vocabulary(constraint, tokenizer, frame):
+    grammar = constraint.grammar(frame)
+    rng = random.Random(0)
+    states = random_states(grammar, rng, 8) + [START]
+    assert {NUM, LABEL, LIT, NEXT, END} <= {s.phase for s in states}
+    for s in states:
+        expected = brute_force(grammar, s, tokenizer)
+        e = grammar.entry(s)
+        assert set(e.ids.tolist()) == set(expected), s
+        assert all(e.next_state[i] == expected[i] for i in expected)
+
+
+def test_training_answers_tokenised_as_training_does_are_allowed(constraint, tokenizer, small_dataset):
+    contract = CoordinateContract(12544, 50176)
+    for r in read_records(small_dataset / "train.jsonl"):
+        answer = format_answer(r, contract)
+        grammar = constraint.grammar(contract.model_size(r.size))
+        s = START
+        ids = tokenizer.encode(answer, add_special_tokens=False) + [constraint.eos_token_id]
+        for i in ids:
+            e = grammar.entry(s)
+            assert i in e.next_state, (answer, tokenizer.decode([i]))
+            s = e.next_state[i]
+        assert s.phase == DONE
+
+
+def test_numbers_have_no_leading_zeros_and_stay_in_the_frame(constraint, tokenizer):
+    grammar = constraint.grammar((50, 30))
+    digits = {d: tokenizer.convert_tokens_to_ids(d) for d in "0123456789"}
+
+    def after(text):
+        s = START
+        for i in tokenizer.encode(text, add_special_tokens=False):
+            s = grammar.entry(s).next_state[i]
+        return set(grammar.entry(s).ids.tolist())
+
+    assert digits["0"] not in after('[{"bbox_2d": [0')  # "0" then only a separator
+    assert digits["1"] not in after('[{"bbox_2d": [5')  # 51 > W = 50
+    assert digits["0"] in after('[{"bbox_2d": [5')  # 50 = W
+    assert digits["4"] not in after('[{"bbox_2d": [12, 3')  # 34 > H = 30
+    x2_first = after('[{"bbox_2d": [12, 3, ')  # x2 in [12, 50]: two digits, the first 1..5
+    assert {digits[d] for d in "12345"} <= x2_first and not {digits[d] for d in "06789"} & x2_first
+    assert digits["1"] not in after('[{"bbox_2d": [12, 3, 1')  # 1x with x >= 2: 10, 11 refused
+    assert digits["2"] in after('[{"bbox_2d": [12, 3, 1')
+
+
+def test_random_walks_always_close_within_the_budget(constraint, tokenizer, labels):
+    rng = random.Random(1)
+    grammar = constraint.grammar(FRAME)
+    floor = grammar.cost(START)
+    for _ in range(300):
+        budget = rng.randrange(int(floor), 120)
+        s, out = START, []
+        while s.phase != DONE:
+            e = grammar.entry(s)
+            ids = e.allowed(budget - len(out))
+            i = int(rng.choice(list(ids)))
+            out.append(i)
+            s = e.next_state[i]
+        assert len(out) <= budget
+        objs = json.loads(tokenizer.decode(out[:-1]))
+        assert all(o["label"] in labels and len(o["bbox_2d"]) == 4 for o in objs)
+
+
+def test_untrained_model_constrained_answers_always_parse_with_vocabulary_labels(predictor, photos, labels):
+    results = predictor.predict(photos, mode="generate", constrained=True, max_new_tokens=96)
+    assert len(results) == 4
+    for r in results:
+        parsed = parse_detections(r.raw)
+        assert parsed.ok and set(parsed.damage) <= {"duplicate"}, r.raw  # a random model repeats itself
+        assert isinstance(json.loads(r.raw), list) and r.error is None
+        assert all(d.label in labels for d in r.objects)
+        for d in r.objects:  # scores from token probabilities still work
+            assert 0.0 < d.score <= 1.0
+    assert sum(len(r.objects) for r in results) > 0  # it does write objects, not just "[]"
+
+
+def test_untrained_model_unconstrained_writes_garbage(predictor, photos):
+    results = predictor.predict(photos, mode="generate", constrained=False, max_new_tokens=32)
+    assert all(not parse_detections(r.raw).ok for r in results)
+
+
+def test_a_tiny_budget_still_closes_the_answer(predictor, photos):
+    for budget in (4, 12, 30):
+        for r in predictor.predict(photos[:2], mode="generate", constrained=True, max_new_tokens=budget):
+            assert isinstance(json.loads(r.raw), list), (budget, r.raw)
+            assert r.error is None
+
+
+def test_unconstrained_path_is_plain_greedy_decoding(predictor, photos):
+    prepared = [predictor.prepare(p) for p in photos[:2]]
+    batch = predictor._batch(prepared, with_teachers=False)
+    out = predictor.model.vlm.generate(
+        **{k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids")},
+        max_new_tokens=24, do_sample=False, pad_token_id=predictor.tokenizer.pad_token_id,
+        eos_token_id=predictor.tokenizer.convert_tokens_to_ids("<|im_end|>"),
+    )
+    plain = predictor.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    ours = predictor.predict(photos[:2], mode="generate", constrained=False, max_new_tokens=24)
+    assert [r.raw for r in ours] == plain
+
+
+def test_config_default_turns_constraint_on(predictor, photos):
+    assert predictor.cfg.inference.constrained is True
+    default = predictor.predict(photos[:1], mode="generate", max_new_tokens=40)[0]
+    forced = predictor.predict(photos[:1], mode="generate", constrained=True, max_new_tokens=40)[0]
+    assert default.raw == forced.raw
