@@ -17,6 +17,7 @@ from bbuvl.model.box_ops import box_xyxy_to_cxcywh
 from bbuvl.model.detection_head import DetectionHead, DetectionOutput
 from bbuvl.train.detection_loss import DetectionCriterion
 from bbuvl.train.lm_loss import span_lm_loss
+from bbuvl.train.loss_scale import LossDenominators
 
 
 def core_model(vlm: nn.Module) -> nn.Module:
@@ -54,6 +55,10 @@ def gather_head_inputs(
 
 class BBUVLModel(nn.Module):
     """Qwen2.5-VL + detection head, with the run's loss weights."""
+
+    # Said, not sniffed from `**batch`: HF Trainer then passes `num_items_in_batch` (our LossDenominators) and
+    # leaves the gradient-accumulation scaling to the loss (docs/training_loss_scale.md).
+    accepts_loss_kwargs = True
 
     def __init__(self, vlm: nn.Module, cfg: Config, head: DetectionHead | None = None):
         super().__init__()
@@ -106,8 +111,12 @@ class BBUVLModel(nn.Module):
         )
         return self.head_forward(out.hidden_states[0], out.last_hidden_state, batch)
 
-    def forward(self, **batch: Any) -> dict[str, torch.Tensor]:
-        """All loss terms for a collated batch (see train/collate.py); `loss` is the weighted total."""
+    def forward(self, num_items_in_batch: LossDenominators | None = None, **batch: Any) -> dict[str, torch.Tensor]:
+        """All loss terms for a collated batch (see train/collate.py); `loss` is the weighted total.
+
+        Without `num_items_in_batch` each term is this batch's mean (per token, per object); with it, this
+        batch's sum divided by the effective batch's counts, so the micro-batches of a step add up to its mean.
+        """
         core = core_model(self.vlm)
         use_head = self.detection_head is not None and self.detection_active
         out = core.model(
@@ -122,8 +131,15 @@ class BBUVLModel(nn.Module):
         )
         hidden = out.last_hidden_state
         lm = span_lm_loss(hidden, core.lm_head, batch["labels"], batch["span_ids"])
-        parts = {"lm_teacher": lm.teacher, "lm_student": lm.student}
-        total = self.loss_cfg.teacher_weight * lm.teacher + self.loss_cfg.student_weight * lm.student
+        norm = num_items_in_batch
+        if norm is None:
+            lm_teacher, lm_student, num_targets = lm.teacher, lm.student, None
+        else:
+            lm_teacher = lm.teacher_sum / max(norm.teacher_tokens, 1.0)
+            lm_student = lm.student_sum / max(norm.student_tokens, 1.0)
+            num_targets = hidden.new_tensor(max(norm.objects, 1.0), dtype=torch.float32)
+        parts = {"lm_teacher": lm_teacher, "lm_student": lm_student}
+        total = self.loss_cfg.teacher_weight * lm_teacher + self.loss_cfg.student_weight * lm_student
         if use_head:
             det = self.head_forward(out.hidden_states[0], hidden, batch)
             targets = [
@@ -132,7 +148,7 @@ class BBUVLModel(nn.Module):
                 for b, c in zip(batch["det_boxes"], batch["det_caption_ids"])
             ]
             if torch.isfinite(det.boxes).all() and torch.isfinite(det.objectness_logits).all():
-                losses = self.criterion(det, targets, self.detection_head)
+                losses = self.criterion(det, targets, self.detection_head, num_targets)
             else:  # a diverged head cannot be matched: report NaN terms (the trainer's guard skips the step)
                 nan = (det.boxes.sum() + det.objectness_logits.sum()) * float("nan")
                 keys = [*self.criterion.weights, "loss_detection", *(["loss_proposal"] if det.proposal_boxes is not None else [])]

@@ -140,7 +140,9 @@ class DetectionCriterion(nn.Module):
         per_target = ce.view(labels.shape).sum(1) / (labels != IGNORE_INDEX).sum(1).clamp(min=1)
         return per_target.sum() / num_targets
 
-    def forward(self, outputs: DetectionOutput, targets: list[dict], head: DetectionHead) -> dict[str, Tensor]:
+    def forward(
+        self, outputs: DetectionOutput, targets: list[dict], head: DetectionHead, num_targets: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """Match, then every loss: {"loss_bbox", "loss_giou", "loss_objectness", "loss_caption", "loss_detection"}.
 
         A two-stage head's outputs add "loss_proposal" (already weighted, see `loss_proposals`), included
@@ -148,10 +150,12 @@ class DetectionCriterion(nn.Module):
 
         targets: one dict per image with "boxes" `[Ni, 4]` (normalised, in the head's box format) and
         "caption_ids" (`[Ni, Ti]` padded with -100, or Ni 1-D tensors; without eos, which is added
-        here). The first four values are unweighted; "loss_detection" is their weighted sum.
+        here). The first four values are unweighted; "loss_detection" is their weighted sum. `num_targets`
+        (optional) replaces this batch's box count as the divisor: the trainer passes the effective batch's.
         """
         indices = self.matcher(outputs.boxes, outputs.objectness_logits, targets)
-        num_targets = self.num_targets(targets, outputs.boxes.device)
+        if num_targets is None:
+            num_targets = self.num_targets(targets, outputs.boxes.device)
         losses = self.loss_boxes(outputs, targets, indices, num_targets)
         losses["loss_objectness"] = self.loss_objectness(outputs, indices, num_targets)
         losses["loss_caption"] = self.loss_caption(outputs, targets, indices, num_targets, head)

@@ -1,7 +1,8 @@
 """Language-model loss split by span (teacher answers vs the student answer), computed only where supervised.
 
 Only positions whose next token is supervised go through the LM head, so a 150k-vocabulary logits tensor is
-never built for the (much longer) prompt and image tokens.
+never built for the (much longer) prompt and image tokens. The loss keeps each span's sum and token count, so
+a caller can divide by the effective batch's counts instead of this batch's (docs/training_loss_scale.md).
 """
 
 from __future__ import annotations
@@ -16,12 +17,22 @@ from bbuvl.train.chat import IGNORE_INDEX, SPAN_STUDENT, SPAN_TEACHER
 
 @dataclass
 class SpanLoss:
-    """Mean token cross-entropy per span and the token counts behind each mean."""
+    """Summed token cross-entropy per span and the token counts behind each sum."""
 
-    teacher: torch.Tensor  # scalar; 0 when the batch has no teacher tokens
-    student: torch.Tensor
+    teacher_sum: torch.Tensor  # scalar; 0 (still in the graph) when the batch has no teacher tokens
+    student_sum: torch.Tensor
     n_teacher: int
     n_student: int
+
+    @property
+    def teacher(self) -> torch.Tensor:
+        """Mean cross-entropy of this batch's teacher tokens (0 without any)."""
+        return self.teacher_sum / max(self.n_teacher, 1)
+
+    @property
+    def student(self) -> torch.Tensor:
+        """Mean cross-entropy of this batch's student tokens (0 without any)."""
+        return self.student_sum / max(self.n_student, 1)
 
 
 def supervised_positions(labels: torch.Tensor) -> torch.Tensor:
@@ -31,8 +42,14 @@ def supervised_positions(labels: torch.Tensor) -> torch.Tensor:
     return mask
 
 
+def span_token_counts(labels: torch.Tensor, span_ids: torch.Tensor) -> tuple[int, int]:
+    """Supervised (teacher, student) tokens of a collated batch; labels / span_ids: [B, L], unshifted."""
+    spans = span_ids[:, 1:][labels[:, 1:] != IGNORE_INDEX]
+    return int((spans == SPAN_TEACHER).sum()), int((spans == SPAN_STUDENT).sum())
+
+
 def span_lm_loss(hidden: torch.Tensor, lm_head: torch.nn.Module, labels: torch.Tensor, span_ids: torch.Tensor) -> SpanLoss:
-    """Token-mean cross-entropy of the teacher and the student spans.
+    """Token cross-entropy of the teacher and the student spans, summed per span.
 
     hidden: [B, L, H] last hidden states; labels / span_ids: [B, L] (unshifted, as the collator builds them).
     """
@@ -41,11 +58,6 @@ def span_lm_loss(hidden: torch.Tensor, lm_head: torch.nn.Module, labels: torch.T
     spans = span_ids[:, 1:][pos[:, :-1]]  # [N]
     logits = lm_head(hidden[pos]).float()  # [N, V]
     ce = F.cross_entropy(logits, targets, reduction="none")  # [N]
-    zero = hidden.new_zeros((), dtype=torch.float32)
-
-    def mean(mask: torch.Tensor) -> torch.Tensor:
-        n = int(mask.sum())
-        return ce[mask].sum() / n if n else zero + 0.0 * ce.sum()  # keep the graph connected when a span is empty
-
     is_t, is_s = spans == SPAN_TEACHER, spans == SPAN_STUDENT
-    return SpanLoss(mean(is_t), mean(is_s), int(is_t.sum()), int(is_s.sum()))
+    # An empty selection sums to a 0 that is still in the graph, so backward works when a span is missing.
+    return SpanLoss(ce[is_t].sum(), ce[is_s].sum(), int(is_t.sum()), int(is_s.sum()))

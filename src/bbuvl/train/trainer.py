@@ -1,8 +1,9 @@
 """Fine-tuning on HF Trainer: one config in, a checkpoint folder out.
 
 HF Trainer provides the loop (accumulation, bf16, checkpointing, resume, TensorBoard, accelerate /
-DeepSpeed); this module supplies what is ours: the five LR groups, the multi-term loss logged term by term,
-the non-finite guard with batch dumps, and checkpoints that carry everything inference needs.
+DeepSpeed); this module supplies what is ours: the five LR groups, the multi-term loss normalised over the
+effective batch and logged term by term (docs/training_loss_scale.md), the non-finite guard with batch dumps,
+and checkpoints that carry everything inference needs.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from bbuvl.train.callbacks import EpochCallback, NonFiniteGuard, RichProgress, T
 from bbuvl.train.chat import ChatEncoder
 from bbuvl.train.collate import PackedCollator, PaddedCollator
 from bbuvl.train.dataset import ConversationDataset, SourcedRecord, sources_from
+from bbuvl.train.loss_scale import LossDenominators
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, optimizer_groups
 from bbuvl.train.prompts import system_prompt
 
@@ -123,13 +126,21 @@ def _finite_float(t: torch.Tensor) -> float:
 
 
 class BBUTrainer(Trainer):
-    """HF Trainer with our optimizer groups, multi-term loss logging, non-finite dumps and checkpoint layout."""
+    """HF Trainer with our optimizer groups, effective-batch loss scaling, multi-term logging, non-finite dumps
+    and checkpoint layout.
+
+    Each optimizer step's micro-batches are counted before the first forward (`get_batch_samples`); every loss
+    term is divided by those counts, summed over all ranks (docs/training_loss_scale.md).
+    """
 
     def __init__(self, *args: Any, run: Run, throughput: Throughput, guard: NonFiniteGuard, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.run, self.throughput, self.guard = run, throughput, guard
-        self._parts: dict[str, float] = {}
-        self._parts_count: dict[str, int] = {}
+        self._denominators: LossDenominators | None = None  # of the optimizer step being taken
+        self._step_parts: dict[str, float] = {}  # this rank's share of each term of that step
+        self._step_finite = True
+        self._window_sums: dict[str, float] = {}  # closed steps since the last log
+        self._window_steps: dict[str, int] = {}
         self._eval_parts: dict[str, float] = {}
         self._eval_n = 0
 
@@ -139,22 +150,58 @@ class BBUTrainer(Trainer):
             self.optimizer = torch.optim.AdamW(groups, betas=(self.args.adam_beta1, self.args.adam_beta2), eps=self.args.adam_epsilon)
         return self.optimizer
 
+    def get_batch_samples(self, epoch_iterator: Iterator, num_batches: int, device: torch.device) -> tuple[list, LossDenominators | None]:
+        """One optimizer step's micro-batches and their loss denominators, summed over ranks.
+
+        Replaces HF's single `num_items_in_batch` token count: we need one count per LM span plus the target
+        objects, and the object count is not in `labels`.
+        """
+        self._close_step()
+        batches = []
+        for _ in range(num_batches):
+            try:
+                batches.append(next(epoch_iterator))
+            except StopIteration:
+                break
+        # Ranks hold equally many micro-batches (accelerate evens them out), so all of them reach the collective.
+        self._denominators = LossDenominators.count(batches).all_reduce(self.args.device) if batches else None
+        return batches, self._denominators
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
-        parts = model(**inputs)
+        if model.training and not isinstance(num_items_in_batch, LossDenominators):
+            raise RuntimeError("BBUTrainer.compute_loss in training needs the step's LossDenominators (from get_batch_samples)")
+        parts = model(**inputs, num_items_in_batch=num_items_in_batch)
         loss = parts["loss"]
         if model.training:
-            if torch.isfinite(loss):
-                for k, v in parts.items():
-                    self._parts[k] = self._parts.get(k, 0.0) + _finite_float(v)
-                    self._parts_count[k] = self._parts_count.get(k, 0) + 1
-            else:
-                self._dump_batch(inputs, parts)
+            self._record(parts, inputs)
             valid = inputs["sample_index"] >= 0
             vision = int(inputs["mm_token_type_ids"].sum())
             self.throughput.samples += len(inputs["meta"])
             self.throughput.vision_tokens += vision
             self.throughput.text_tokens += int(valid.sum()) - vision
+            # The terms are already divided by counts over all ranks, but DDP and ZeRO average gradients over
+            # ranks: undo that average (HF does the same for its own `num_items_in_batch`).
+            loss = loss * self.accelerator.num_processes
         return (loss, parts) if return_outputs else loss
+
+    def _record(self, parts: dict[str, torch.Tensor], inputs: dict) -> None:
+        """Add a micro-batch's share of each term to the current step (a non-finite one spoils the step's log)."""
+        if not torch.isfinite(parts["loss"]):
+            self._step_finite = False
+            self._dump_batch(inputs, parts)
+            return
+        for k, v in parts.items():
+            self._step_parts[k] = self._step_parts.get(k, 0.0) + _finite_float(v)
+
+    def _close_step(self) -> None:
+        """Move the finished step's terms into the logging window; a span with no tokens in it is not averaged in."""
+        d = self._denominators
+        absent = {"lm_teacher": d is not None and d.teacher_tokens == 0, "lm_student": d is not None and d.student_tokens == 0}
+        if self._step_finite:
+            for k, v in self._step_parts.items():
+                self._window_sums[k] = self._window_sums.get(k, 0.0) + v
+                self._window_steps[k] = self._window_steps.get(k, 0) + (0 if absent.get(k) else 1)
+        self._step_parts, self._step_finite = {}, True
 
     def _dump_batch(self, inputs: dict, parts: dict) -> None:
         """Write the offending batch (ids, decoded text, image paths, loss terms) for inspection."""
@@ -181,14 +228,18 @@ class BBUTrainer(Trainer):
         return parts["loss"].detach(), None, None
 
     def _global_means(self) -> dict[str, float]:
-        """Per-term means over every micro-batch of every rank since the last log (HF averages its loss over ranks too)."""
-        sums = torch.tensor([self._parts.get(k, 0.0) for k in PART_KEYS], dtype=torch.float64, device=self.args.device)
-        counts = torch.tensor([self._parts_count.get(k, 0) for k in PART_KEYS], dtype=torch.float64, device=self.args.device)
+        """Each term per optimizer step (summed over its micro-batches and ranks), averaged over the steps since
+        the last log; a span term over the steps that had tokens of that span (0 when none had)."""
+        self._close_step()
+        sums = torch.tensor([self._window_sums.get(k, 0.0) for k in PART_KEYS], dtype=torch.float64, device=self.args.device)
+        # steps: how many steps each term was averaged over; seen: whether the term exists at all (e.g. the head)
+        steps = torch.tensor([[self._window_steps.get(k, 0), k in self._window_sums] for k in PART_KEYS],
+                             dtype=torch.float64, device=self.args.device)
         if self.args.world_size > 1 and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(sums)
-            torch.distributed.all_reduce(counts)
-        self._parts, self._parts_count = {}, {}
-        return {k: float(sums[i] / counts[i]) for i, k in enumerate(PART_KEYS) if counts[i] > 0}
+            torch.distributed.all_reduce(sums)  # each rank holds its share of every step
+            torch.distributed.all_reduce(steps, op=torch.distributed.ReduceOp.MAX)  # the steps are the same on every rank
+        self._window_sums, self._window_steps = {}, {}
+        return {k: float(sums[i] / steps[i, 0]) if steps[i, 0] > 0 else 0.0 for i, k in enumerate(PART_KEYS) if steps[i, 1] > 0}
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:  # noqa: D102
         if "loss" in logs:  # every rank reaches here, so the all-reduce cannot hang on a rank that had only NaN steps
