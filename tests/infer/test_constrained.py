@@ -166,13 +166,29 @@ def test_random_walks_always_close_within_the_budget(constraint, tokenizer, labe
         assert all(o["label"] in labels and len(o["bbox_2d"]) == 4 for o in objs)
 
 
+def test_token_bytes_spell_what_the_tokenizer_decodes(constraint, tokenizer):
+    spelled = dict(zip(constraint.index.ids, constraint.index.keys))
+    for i, b in spelled.items():
+        try:
+            text = b.decode("utf-8")
+        except UnicodeDecodeError:
+            continue  # a token ending inside a character: the tokenizer shows U+FFFD, bytes are what count
+        assert text == tokenizer.decode([i]), i
+
+
 def test_untrained_model_constrained_answers_always_parse_with_vocabulary_labels(predictor, photos, labels):
+    """Batched (four frame sizes, so prompts of different lengths are left-padded), greedy, never trained."""
     results = predictor.predict(photos, mode="generate", constrained=True, max_new_tokens=96)
     assert len(results) == 4
-    for r in results:
+    for image, r in zip(photos, results):
         parsed = parse_detections(r.raw)
         assert parsed.ok and set(parsed.damage) <= {"duplicate"}, r.raw  # a random model repeats itself
-        assert isinstance(json.loads(r.raw), list) and r.error is None
+        answer = json.loads(r.raw)
+        assert isinstance(answer, list) and r.error is None
+        W, H = predictor.contract.model_size(image.size)
+        for o in answer:
+            x1, y1, x2, y2 = o["bbox_2d"]
+            assert all(isinstance(v, int) for v in o["bbox_2d"]) and 0 <= x1 <= x2 <= W and 0 <= y1 <= y2 <= H
         assert all(d.label in labels for d in r.objects)
         for d in r.objects:  # scores from token probabilities still work
             assert 0.0 < d.score <= 1.0
@@ -185,10 +201,14 @@ def test_untrained_model_unconstrained_writes_garbage(predictor, photos):
 
 
 def test_a_tiny_budget_still_closes_the_answer(predictor, photos):
-    for budget in (4, 12, 30):
+    """This model would repeat objects up to any limit: the grammar closes the list with the last whole object."""
+    written = 0
+    for budget in (2, 12, 30, 60):
         for r in predictor.predict(photos[:2], mode="generate", constrained=True, max_new_tokens=budget):
-            assert isinstance(json.loads(r.raw), list), (budget, r.raw)
-            assert r.error is None
+            answer = json.loads(r.raw)
+            assert isinstance(answer, list) and r.error is None, (budget, r.raw)
+            written += len(answer)
+    assert written > 0
 
 
 def test_unconstrained_path_is_plain_greedy_decoding(predictor, photos):

@@ -103,8 +103,7 @@ class TokenIndex:
                 token_bytes[i] = bytes(decoder[c] for c in token)
             except KeyError:
                 unreadable += 1
-        present = set(token_bytes)
-        if unreadable > len(vocab) // 2 or not all(bytes([b]) in present for b in DIGITS):
+        if unreadable > len(vocab) // 2:
             raise ValueError("constrained decoding needs a byte-level BPE tokenizer (Qwen's): this one is not")
         return cls(token_bytes)
 
@@ -325,9 +324,11 @@ class AnswerGrammar:
         """The allowed tokens of `s` (cached), each with its next state and closing cost."""
         e = self._cache.get(s)
         if e is None:
-            if len(self._cache) > 200_000:  # box states are many; the structural ones come back quickly
-                self._cache.clear()
-            e = self._cache[s] = self._walk(s)
+            e = self._walk(s)
+            if not s.box:  # states holding finished coordinates rarely come back: caching them only costs memory
+                if len(self._cache) > 50_000:
+                    self._cache.clear()
+                self._cache[s] = e
         return e
 
     def _walk(self, s: State) -> _Entry:
@@ -359,6 +360,8 @@ class AnswerConstraint:
     """What a checkpoint allows its answers to be (tokenizer index, label trie); makes one processor per `generate`."""
 
     def __init__(self, index: TokenIndex, labels: Sequence[str], eos_token_id: int):
+        if not all(bytes([d]) in index.vocab for d in DIGITS):  # the closing cost counts one token per digit
+            raise ValueError("constrained decoding needs a vocabulary with a token for each single digit 0-9")
         self.index = index
         self.labels = LabelTrie(labels, index)
         self.eos_token_id = eos_token_id
