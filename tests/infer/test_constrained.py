@@ -50,7 +50,7 @@ def untrained_checkpoint(labels, tmp_path_factory):
     model_dir = build_tiny_model(root / "model", seed=2)
     vlm, processor = load_model_and_processor(str(model_dir), dtype="float32", attn_implementation="sdpa")
     cfg = load_config(None, [f"model.path={model_dir}", "model.dtype=float32", "model.min_pixels=12544",
-                             "model.max_pixels=50176", "detection.enabled=false"])
+                             "model.max_pixels=50176", "detection.enabled=false", "inference.max_new_tokens=64"])
     prompt = Prompt(system_prompt(labels, Hierarchy.load(), "zh"), labels, "zh")
     return save_checkpoint(BBUVLModel.build(vlm, cfg, processor.tokenizer), processor, cfg,
                            CoordinateContract(12544, 50176), prompt, root / "ckpt")
@@ -229,3 +229,20 @@ def test_config_default_turns_constraint_on(predictor, photos):
     default = predictor.predict(photos[:1], mode="generate", max_new_tokens=40)[0]
     forced = predictor.predict(photos[:1], mode="generate", constrained=True, max_new_tokens=40)[0]
     assert default.raw == forced.raw
+
+
+@pytest.mark.parametrize("flag, parses", [("--constrained", True), ("--no-constrained", False)])
+def test_predict_command_switches_the_constraint(untrained_checkpoint, photos, tmp_path, flag, parses):
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photos[0].save(folder / "a.png")
+    out = tmp_path / "pred.jsonl"
+    result = CliRunner().invoke(app, ["predict", "-c", str(untrained_checkpoint), "-i", str(folder), "-o", str(out),
+                                      "--mode", "generate", "--device", "cpu", flag])
+    assert result.exit_code == 0, result.output
+    line = json.loads(out.read_text(encoding="utf-8"))
+    assert parse_detections(line["raw"]).ok is parses
