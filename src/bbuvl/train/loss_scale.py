@@ -24,6 +24,7 @@ class LossDenominators:
     teacher_tokens: float
     student_tokens: float
     objects: float
+    world_size: int = 1  # ranks the counts were summed over, the ones DDP / ZeRO average gradients over
 
     @classmethod
     def count(cls, batches: list[dict[str, Any]]) -> "LossDenominators":
@@ -41,4 +42,4 @@ class LossDenominators:
             return self
         counts = torch.tensor([self.teacher_tokens, self.student_tokens, self.objects], dtype=torch.float64, device=device)
         dist.all_reduce(counts)
-        return LossDenominators(*counts.tolist())
+        return LossDenominators(*counts.tolist(), world_size=dist.get_world_size())

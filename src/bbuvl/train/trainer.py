@@ -181,7 +181,7 @@ class BBUTrainer(Trainer):
             self.throughput.text_tokens += int(valid.sum()) - vision
             # The terms are already divided by counts over all ranks, but DDP and ZeRO average gradients over
             # ranks: undo that average (HF does the same for its own `num_items_in_batch`).
-            loss = loss * self.accelerator.num_processes
+            loss = loss * num_items_in_batch.world_size
         return (loss, parts) if return_outputs else loss
 
     def _record(self, parts: dict[str, torch.Tensor], inputs: dict) -> None:
