@@ -40,6 +40,8 @@ class ModelConfig(_Strict):
     max_pixels: int = Field(1280 * 28 * 28, gt=0)
     max_vision_tokens: int = Field(1280, gt=0)  # per image, after the 2x2 merge
     max_vision_tokens_per_batch: int = Field(8192, gt=0)
+    # Absolute (row, col) codes added to the vision tokens, zero-initialised (docs/localisation.md).
+    vision_positions: bool = True
     lora: LoraConfig = LoraConfig()
 
     @model_validator(mode="after")

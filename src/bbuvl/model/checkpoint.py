@@ -4,6 +4,7 @@ config, the coordinate contract and the prompt — everything inference needs to
     ckpt/
       config.json, model.safetensors      the VLM (or adapter_config.json + adapter_model.safetensors with LoRA)
       detection_head.safetensors          when the run has a head
+      vision_positions.safetensors        when the run adds absolute positions to the vision tokens
       preprocessor_config.json, tokenizer files, chat_template
       bbuvl.yaml                          the run config used
       coordinate_contract.json            min/max pixels of the model frame
@@ -24,6 +25,7 @@ from bbuvl.config import Config, dump_config, load_config
 from bbuvl.data.coords import CoordinateContract
 
 HEAD_FILE = "detection_head.safetensors"
+POSITIONS_FILE = "vision_positions.safetensors"
 CONFIG_FILE = "bbuvl.yaml"
 PROMPT_FILE = "prompt.json"
 
@@ -60,9 +62,10 @@ def save_checkpoint(model: Any, processor: Any, cfg: Config, contract: Coordinat
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model.vlm.save_pretrained(directory, safe_serialization=True)
-    if model.detection_head is not None:
-        state = {k: v.detach().contiguous().cpu() for k, v in model.detection_head.state_dict().items()}
-        save_file(state, directory / HEAD_FILE, metadata={"format": "pt"})
+    for module, name in ((model.detection_head, HEAD_FILE), (model.vision_positions, POSITIONS_FILE)):
+        if module is not None:
+            state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+            save_file(state, directory / name, metadata={"format": "pt"})
     processor.save_pretrained(directory)
     (directory / CONFIG_FILE).write_text(dump_config(cfg), encoding="utf-8")
     contract.save(directory)
@@ -87,11 +90,21 @@ def load_weights_into(model: Any, directory: str | Path) -> None:
         saved = type(core).from_pretrained(str(directory), dtype=next(core.parameters()).dtype)
         core.load_state_dict(saved.state_dict())
         del saved
-    if model.detection_head is not None:
-        head_file = directory / HEAD_FILE
-        if not head_file.exists():
-            raise FileNotFoundError(f"{head_file}: missing, but the config enables the detection head")
-        model.detection_head.load_state_dict(load_file(head_file))
+    load_extra_modules(model, directory)
+
+
+def load_extra_modules(model: Any, directory: str | Path) -> None:
+    """Load the detection head and vision positions a built `BBUVLModel` has from a checkpoint folder."""
+    device = next(model.vlm.parameters()).device
+    for module, name, what in ((model.detection_head, HEAD_FILE, "detection.enabled"),
+                               (model.vision_positions, POSITIONS_FILE, "model.vision_positions")):
+        if module is None:
+            continue
+        file = Path(directory) / name
+        if not file.exists():
+            raise FileNotFoundError(f"{file}: missing, but the checkpoint's config sets {what}")
+        module.load_state_dict(load_file(file))
+        module.to(device)
 
 
 def read_run_config(directory: str | Path) -> Config:
@@ -120,10 +133,10 @@ def load_checkpoint(directory: str | Path, dtype: str | None = None, device: str
     else:
         vlm, processor = load_model_and_processor(str(directory), dtype=dtype, attn_implementation=cfg.model.attn_implementation,
                                                   min_pixels=contract.min_pixels, max_pixels=contract.max_pixels, device=device)
+    if "vision_positions" not in cfg.model.model_fields_set and not (directory / POSITIONS_FILE).exists():
+        cfg.model.vision_positions = False  # trained before vision positions existed
     model = BBUVLModel.build(vlm, cfg, processor.tokenizer)
-    if model.detection_head is not None:
-        model.detection_head.load_state_dict(load_file(directory / HEAD_FILE))
-        model.detection_head.to(next(vlm.parameters()).device)
+    load_extra_modules(model, directory)
     model.eval()
     return model, processor, cfg, contract, Prompt.load(directory)
 

@@ -15,6 +15,7 @@ from torch import nn
 from bbuvl.config import Config
 from bbuvl.model.box_ops import box_xyxy_to_cxcywh
 from bbuvl.model.detection_head import DetectionHead, DetectionOutput
+from bbuvl.model.vision_positions import VisionPositions
 from bbuvl.train.detection_loss import DetectionCriterion
 from bbuvl.train.lm_loss import span_lm_loss
 from bbuvl.train.loss_scale import LossDenominators
@@ -60,10 +61,15 @@ class BBUVLModel(nn.Module):
     # leaves the gradient-accumulation scaling to the loss (docs/training_loss_scale.md).
     accepts_loss_kwargs = True
 
-    def __init__(self, vlm: nn.Module, cfg: Config, head: DetectionHead | None = None):
+    def __init__(self, vlm: nn.Module, cfg: Config, head: DetectionHead | None = None,
+                 vision_positions: VisionPositions | None = None):
         super().__init__()
         self.vlm = vlm
         self.detection_head = head
+        self.vision_positions = vision_positions
+        if vision_positions is not None:
+            # Every image encoding (training, the head's pass, generate's prefill) goes through the tower.
+            vision_positions.attach(core_model(vlm).model.visual)
         self.criterion = DetectionCriterion.from_config(cfg.loss, cfg.detection) if head is not None else None
         self.loss_cfg = cfg.loss
         self.box_format = cfg.detection.box_format
@@ -71,8 +77,14 @@ class BBUVLModel(nn.Module):
 
     @classmethod
     def build(cls, vlm: nn.Module, cfg: Config, tokenizer: Any) -> "BBUVLModel":
-        """Wrap a loaded VLM, creating a fresh detection head when `detection.enabled`."""
-        head = None
+        """Wrap a loaded VLM, creating a fresh detection head when `detection.enabled` and fresh (zero)
+        vision positions when `model.vision_positions`."""
+        head = positions = None
+        if cfg.model.vision_positions:
+            core = core_model(vlm)
+            text_cfg = getattr(core.config, "text_config", core.config)
+            merge = int(getattr(core.config.vision_config, "spatial_merge_size", 2))
+            positions = VisionPositions(text_cfg.hidden_size, merge).to(next(vlm.parameters()).dtype)
         if cfg.detection.enabled:
             core = core_model(vlm)
             text_cfg = getattr(core.config, "text_config", core.config)
@@ -83,7 +95,7 @@ class BBUVLModel(nn.Module):
                 pad_token_id=tokenizer.pad_token_id, d_model=min(cfg.detection.d_model, text_cfg.hidden_size),
             )
             head.to(next(vlm.parameters()).dtype)
-        return cls(vlm, cfg, head)
+        return cls(vlm, cfg, head, positions)
 
     @property
     def config(self) -> Any:

@@ -16,6 +16,7 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("merger", re.compile(r"(^|\.)visual\.merger\.")),
     ("vision", re.compile(r"(^|\.)visual\.")),
     ("adapter", re.compile(r"(^|\.)detection_head\.(vision_adapter|language_adapter)\.")),
+    ("adapter", re.compile(r"(^|\.)vision_positions\.")),
     ("detection", re.compile(r"(^|\.)detection_head\.")),
     ("llm", re.compile(r"(^|\.)(language_model|lm_head)\.")),
 )
