@@ -112,6 +112,9 @@ class DetectionConfig(_Strict):
     enabled: bool = True
     num_queries: int = Field(100, gt=0)
     two_stage: bool = True  # queries start from the best per-vision-token proposals (Deformable DETR two-stage)
+    # Self-attention over the memory before proposals and queries (Deformable DETR's encoder): gives each
+    # vision token the context to say where its object's edges are (docs/localisation.md).
+    encoder_layers: int = Field(1, ge=0)
     decoder_layers: int = Field(2, gt=0)
     caption_layers: int = Field(4, gt=0)
     num_heads: int = Field(8, gt=0)

@@ -11,8 +11,8 @@ from torch import nn
 
 from bbuvl.config import DetectionConfig, LossConfig
 from bbuvl.model.box_ops import box_cxcywh_to_xyxy, box_iou, generalized_box_iou, to_xyxy
-from bbuvl.model.detection_head import DetectionHead, DetectionOutput
-from bbuvl.train.detection_loss import DetectionCriterion, caption_list, sigmoid_focal_loss
+from bbuvl.model.detection_head import DetectionHead, DetectionOutput, grid_cells
+from bbuvl.train.detection_loss import DetectionCriterion, caption_list, centre_assignment, sigmoid_focal_loss
 from bbuvl.train.matcher import HungarianMatcher
 
 BOS, EOS, PAD = 1, 2, 0
@@ -273,15 +273,35 @@ def test_proposal_loss_is_part_of_the_total_and_equals_its_weighted_terms():
     losses = crit(out, [target], head)
     rest = sum(w * losses[k] for k, w in crit.weights.items())
     assert torch.allclose(losses["loss_detection"], rest + losses["loss_proposal"])
-    # By hand: match the 12 proposals on their own, then L1 * 5 + GIoU * 2 + focal over every token.
-    ((q, t),) = crit.matcher(out.proposal_boxes, out.proposal_logits, [target])
-    pred, tgt = out.proposal_boxes[0, q], target["boxes"][t]
+    # By hand: assign the 12 proposals by where their cells sit, then per box the mean over its tokens of
+    # L1 * 5 + GIoU * 2, plus focal over every token, all / 3 boxes.
+    tok, box = centre_assignment(out.proposal_centres[0], out.proposal_valid[0], box_cxcywh_to_xyxy(target["boxes"]))
+    pred, tgt = out.proposal_boxes[0, tok], target["boxes"][box]
     giou = torch.diag(generalized_box_iou(box_cxcywh_to_xyxy(pred), box_cxcywh_to_xyxy(tgt)))
+    per_token = 5 * (pred - tgt).abs().sum(-1) + 2 * (1 - giou)
+    share = 1.0 / torch.bincount(box, minlength=3)[box].float()
     labels = torch.zeros(12)
-    labels[q] = 1
+    labels[tok] = 1
     focal = sigmoid_focal_loss(out.proposal_logits[0], labels).sum()
-    expected = (5 * (pred - tgt).abs().sum() + 2 * (1 - giou).sum() + focal) / 3
+    expected = ((per_token * share).sum() + focal) / 3
     assert torch.allclose(losses["loss_proposal"], expected, atol=1e-5)
+
+
+def test_centre_assignment_gives_each_token_the_smallest_box_holding_it_and_every_box_a_token():
+    # A 4 x 4 grid of cells of side 0.25: centres at 0.125, 0.375, 0.625, 0.875.
+    centres = grid_cells(4, 4)[:, :2]
+    valid = torch.ones(16, dtype=torch.bool)
+    valid[15] = False  # padding: never assigned, even when inside a box
+    boxes = torch.tensor([[0.0, 0.0, 0.5, 0.5],     # holds tokens 0, 1, 4, 5
+                          [0.3, 0.3, 0.45, 0.45],   # holds token 5 only, and is smaller: token 5 is its
+                          [0.9, 0.9, 0.95, 0.95],   # holds no centre: claims its nearest valid token (14 or 11)
+                          [0.5, 0.5, 1.0, 1.0]])    # holds 10, 11, 14 (15 is padding)
+    tok, box = centre_assignment(centres, valid, boxes)
+    got = dict(zip(tok.tolist(), box.tolist()))
+    assert got[0] == got[1] == got[4] == 0 and got[5] == 1
+    assert 15 not in got
+    assert 2 in got.values() and sum(v == 3 for v in got.values()) == 2
+    assert set(got) == {0, 1, 4, 5, 10, 11, 14}
 
 
 def test_padding_tokens_are_never_matched_and_never_count_as_negatives():

@@ -38,10 +38,12 @@ def evaluate(
     """Score predictions against ground truth: COCO AP, label accuracy, error counts; optionally an HTML report.
 
     METRICS.json has exactly these keys: AP, AP50, AP75 (COCO, categories at --level), AP_agnostic
-    (COCO AP with every label one class), per_category (label -> AP, AP50, AP75, APs, APm, APl, AR100,
+    (COCO AP with every label one class), AP50_agnostic, per_category (label -> AP, AP50, AP75, APs, APm, APl, AR100,
     gt, pred), label_accuracy (matched boxes right at level_1..level_N and in full), parse_failure_rate
     (lines with an error or an unreadable answer), duplicate_rate (predictions repeating a higher-scored
-    same-label box at IoU > 0.9) and errors (missed, extra, mislocated, mislabelled, matched and totals).
+    same-label box at IoU > 0.9), errors (missed, extra, mislocated, mislabelled, matched and totals) and prior
+    (the best constant box: the one relative box that, predicted on every photo, scores the highest AP50;
+    its AP50 per category and class-agnostic are what a model that ignores the photo would get).
     The other COCO numbers (APs/APm/APl, AR1/AR10/AR100 and their class-agnostic twins) and the
     precision-recall curves go to METRICS.coco.json beside it.
     """
@@ -100,6 +102,10 @@ def print_metrics(evaluation: Any, hierarchy: Any, max_categories: int = 30) -> 
         head.add_column(k, justify="right")
     head.add_row("per category", *(_num(coco[k]) for k in keys))
     head.add_row("class-agnostic", *(_num(agn[k]) for k in keys))
+    if m.get("prior"):
+        p = m["prior"]
+        row = {"AP50": f"{_num(p['AP50'])} / {_num(p['AP50_agnostic'])}"}
+        head.add_row("best constant box (per category / agnostic)", *(row.get(k, "") for k in keys))
     console.print(head)
 
     e = m["errors"]

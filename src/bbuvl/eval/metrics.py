@@ -26,10 +26,11 @@ from bbuvl.eval.matching import (
     match_image,
 )
 from bbuvl.eval.predictions import PredictionLine, align_predictions
+from bbuvl.eval.prior import best_constant_box
 
 METRIC_KEYS = (
-    "AP", "AP50", "AP75", "AP_agnostic", "per_category", "label_accuracy", "parse_failure_rate", "duplicate_rate",
-    "errors",
+    "AP", "AP50", "AP75", "AP_agnostic", "AP50_agnostic", "per_category", "label_accuracy", "parse_failure_rate",
+    "duplicate_rate", "errors", "prior",
 )
 
 
@@ -84,6 +85,14 @@ class Evaluation:
         return [r for r in ranked[:n] if r.f1 < 1.0 or r.error_count]
 
 
+def _prior(records: list[ImageRecord]) -> dict[str, Any] | None:
+    """What the best constant box scores on these photos: the bar any AP has to clear to mean something."""
+    if not any(r.objects for r in records):
+        return None
+    prior = best_constant_box(records)
+    return {"box": list(prior.box), "AP50": prior.ap50, "AP50_agnostic": prior.ap50_agnostic}
+
+
 def evaluate_predictions(
     records: list[ImageRecord],
     gt_path: str | Path,
@@ -121,11 +130,13 @@ def evaluate_predictions(
         "AP50": coco.summary["AP50"],
         "AP75": coco.summary["AP75"],
         "AP_agnostic": coco.agnostic["AP"],
+        "AP50_agnostic": coco.agnostic["AP50"],
         "per_category": coco.per_category,
         "label_accuracy": label_accuracy(totals.pairs, levels),
         "parse_failure_rate": failures / len(present) if present else None,
         "duplicate_rate": totals.duplicate_rate(),
         "errors": errors,
+        "prior": _prior(records),
     }
     settings = {
         "gt": str(gt_path), "pred": str(pred_path) if pred_path else None, "level": level, "iou": iou,

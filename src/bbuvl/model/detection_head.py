@@ -49,6 +49,7 @@ class DetectionOutput:
     proposal_boxes: Tensor | None = None  # [batch_size, num_vision, 4]
     proposal_logits: Tensor | None = None  # [batch_size, num_vision]
     proposal_valid: Tensor | None = None  # [batch_size, num_vision], False on padding
+    proposal_centres: Tensor | None = None  # [batch_size, num_vision, 2], each token's cell centre (x, y), normalised
 
 
 class ResidualAdapter(nn.Module):
@@ -93,6 +94,23 @@ def boxes_from_logits(logits: Tensor, box_format: BoxFormat) -> Tensor:
     return box_cxcywh_to_xyxy(boxes) if box_format == "xyxy" else boxes
 
 
+MAX_LOG_SCALE = 4.0  # exp(4) = 55x a cell: wider than any frame, and keeps exp() finite
+
+
+def boxes_from_deltas(reference: Tensor, deltas: Tensor, box_format: BoxFormat) -> Tensor:
+    """`[..., 4]` cxcywh reference boxes and unbounded deltas -> boxes in `box_format` (Faster R-CNN's parametrisation).
+
+    cx = ref_cx + dx * ref_w, w = ref_w * exp(dw) (likewise y, h): the same delta means the same move relative
+    to the reference wherever it sits. Offsets in sigmoid-logit space (`boxes_from_logits`) are not
+    translation-equivariant: one cell to the right costs a larger logit step near the border than in the
+    middle, so what a token learns in one place does not hold in another (docs/localisation.md).
+    """
+    cxcy = reference[..., :2] + deltas[..., :2] * reference[..., 2:]
+    wh = reference[..., 2:] * deltas[..., 2:].clamp(max=MAX_LOG_SCALE).exp()
+    boxes = torch.cat([cxcy, wh], dim=-1)
+    return box_cxcywh_to_xyxy(boxes) if box_format == "xyxy" else boxes
+
+
 def grid_reference_boxes(num_queries: int) -> Tensor:
     """`[num_queries, 4]` cxcywh boxes tiling the image on a square grid, one tile per query.
 
@@ -130,6 +148,16 @@ def grid_cells(h: int, w: int) -> Tensor:
 def sine_position_2d(grid_hw: tuple[int, int], dim: int, temperature: float = 10000.0) -> Tensor:
     """DETR's sine position encoding for an `h x w` token grid in raster order (token centres): `[h * w, dim]`."""
     return sine_encode_points(grid_cells(*grid_hw)[:, :2], dim, temperature)
+
+
+def _encoder(d_model: int, num_heads: int, num_layers: int, dropout: float) -> nn.TransformerEncoder | None:
+    if num_layers == 0:
+        return None
+    layer = nn.TransformerEncoderLayer(
+        d_model, num_heads, dim_feedforward=4 * d_model, dropout=dropout, activation="gelu",
+        batch_first=True, norm_first=True,
+    )
+    return nn.TransformerEncoder(layer, num_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False)
 
 
 def _decoder(d_model: int, num_heads: int, num_layers: int, dropout: float) -> nn.TransformerDecoder:
@@ -188,6 +216,7 @@ class DetectionHead(nn.Module):
             self.proposal_norm = nn.LayerNorm(d_model)
             self.proposal_box = MLP(d_model, d_model, 4, 3)
             self.proposal_objectness = nn.Linear(d_model, 1)
+        self.encoder = _encoder(d_model, config.num_heads, config.encoder_layers, config.dropout)
         self.decoder = _decoder(d_model, config.num_heads, config.decoder_layers, config.dropout)
 
         self.box_head = MLP(d_model, d_model, 4, 3)
@@ -205,7 +234,9 @@ class DetectionHead(nn.Module):
     def _reset_parameters(self) -> None:
         # DETR: xavier on every matrix of the transformer; Deformable DETR: zero the last box layer so
         # the first predictions are exactly the reference boxes.
-        for module in (self.decoder, self.caption_decoder):
+        for module in (self.encoder, self.decoder, self.caption_decoder):
+            if module is None:
+                continue
             for p in module.parameters():
                 if p.dim() > 1:
                     nn.init.xavier_uniform_(p)
@@ -263,6 +294,8 @@ class DetectionHead(nn.Module):
         if vision_grid_hw is not None:
             pos = self._vision_positions(vision_grid_hw, vision_mask).to(memory)
             memory = torch.cat([memory[:, :num_vision] + pos, memory[:, num_vision:]], dim=1)
+        if self.encoder is not None:
+            memory = self.encoder(memory, src_key_padding_mask=~valid)
 
         if self.two_stage:
             if vision_grid_hw is None:
@@ -290,7 +323,8 @@ class DetectionHead(nn.Module):
         batch = memory.shape[0]
         vision_mask = vision_mask.bool()
         vis = self.proposal_norm(self.proposal_proj(memory[:, :num_vision]))  # [B, Nv, D]
-        proposal_logits_box = self.proposal_box(vis) + self._token_anchors(grid_hw, vision_mask).to(vis)  # [B, Nv, 4]
+        cells = self._token_cells(grid_hw, vision_mask).to(vis)  # [B, Nv, 4] cxcywh
+        proposals = boxes_from_deltas(cells, self.proposal_box(vis), "cxcywh")  # [B, Nv, 4]
         proposal_logits = self.proposal_objectness(vis).squeeze(-1)  # [B, Nv]
 
         q = self.num_queries
@@ -300,27 +334,29 @@ class DetectionHead(nn.Module):
         top = score.topk(q, dim=1).indices  # [B, Q]
         from_token = torch.isfinite(score.gather(1, top))[..., None]  # [B, Q, 1]
         token_idx = top.clamp(max=num_vision - 1)[..., None]
-        token_ref = proposal_logits_box.detach().gather(1, token_idx.expand(-1, -1, 4))
-        ref = torch.where(from_token, token_ref, self.box_reference[None].to(token_ref))  # [B, Q, 4] cxcywh logits
+        token_ref = proposals.detach().gather(1, token_idx.expand(-1, -1, 4))
+        learned_ref = self.box_reference.sigmoid()[None].to(token_ref)
+        ref = torch.where(from_token, token_ref, learned_ref)  # [B, Q, 4] cxcywh
         token_content = vis.gather(1, token_idx.expand(-1, -1, self.d_model))
         content = torch.where(from_token, token_content, torch.zeros_like(token_content)) + self.query_embed.weight
-        query_pos = sine_encode_points(ref.sigmoid()[..., :2].reshape(-1, 2), self.d_model).view(batch, q, -1)
+        query_pos = sine_encode_points(ref[..., :2].clamp(0, 1).reshape(-1, 2), self.d_model).view(batch, q, -1)
         hs = self.decoder(content + query_pos.to(content), memory, memory_key_padding_mask=~valid)  # [B, Q, D]
         return DetectionOutput(
-            boxes=boxes_from_logits(self.box_head(hs) + ref, self.box_format),
+            boxes=boxes_from_deltas(ref, self.box_head(hs), self.box_format),
             objectness_logits=self.objectness_head(hs).squeeze(-1),
             query_hidden=hs,
-            proposal_boxes=boxes_from_logits(proposal_logits_box, self.box_format),
+            proposal_boxes=proposals if self.box_format == "cxcywh" else box_cxcywh_to_xyxy(proposals),
             proposal_logits=proposal_logits,
             proposal_valid=vision_mask,
+            proposal_centres=cells[..., :2],
         )
 
-    def _token_anchors(self, grid_hw: Tensor, vision_mask: Tensor) -> Tensor:
-        """`[B, Nv, 4]` cxcywh logits of each valid vision token's own cell (raster order); padding gets zeros."""
-        anchors = torch.zeros(*vision_mask.shape, 4, device=vision_mask.device)
+    def _token_cells(self, grid_hw: Tensor, vision_mask: Tensor) -> Tensor:
+        """`[B, Nv, 4]` cxcywh cell of each valid vision token (raster order); padding gets the whole image."""
+        cells = torch.tensor([0.5, 0.5, 1.0, 1.0], device=vision_mask.device).repeat(*vision_mask.shape, 1)
         for b, (h, w) in enumerate(grid_hw.tolist()):
-            anchors[b, vision_mask[b]] = torch.logit(grid_cells(h, w)).to(anchors.device)
-        return anchors
+            cells[b, vision_mask[b]] = grid_cells(h, w).to(cells.device)
+        return cells
 
     def _vision_positions(self, grid_hw: Tensor, vision_mask: Tensor) -> Tensor:
         """`[B, Nv, D]`: sine positions on each sample's valid vision tokens, zeros on padding."""

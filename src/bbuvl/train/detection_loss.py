@@ -166,14 +166,59 @@ class DetectionCriterion(nn.Module):
         return losses
 
     def loss_proposals(self, outputs: DetectionOutput, targets: list[dict], num_targets: Tensor) -> Tensor:
-        """Two-stage: the per-token proposals matched on their own; weighted L1 + GIoU + focal objectness (no captions).
+        """Two-stage: per-token proposals assigned by where they sit; weighted L1 + GIoU + focal objectness.
 
-        Only valid vision tokens can be matched or count as negatives, so padding a batch changes nothing.
+        A token is a positive for the smallest target box that contains its cell centre, and the token whose
+        cell holds a box's centre is always one of that box's positives (FCOS's centre assignment, so a box
+        smaller than a cell still gets a token). Unlike one-to-one Hungarian matching, the assignment does
+        not depend on the current predictions, so every token on an object learns the same answer from the
+        first step (docs/localisation.md has the measured difference). Box terms are averaged over each
+        box's positives, then summed / num_targets like every other term; objectness is focal over valid
+        tokens only, so padding a batch changes nothing.
         """
         valid = outputs.proposal_valid
-        indices = self.matcher(outputs.proposal_boxes, outputs.proposal_logits, targets, valid=valid)
-        proposals = DetectionOutput(outputs.proposal_boxes, outputs.proposal_logits, outputs.query_hidden)
-        box = self.loss_boxes(proposals, targets, indices, num_targets)
-        focal = self.loss_objectness(proposals, indices, num_targets, valid)
+        token_idx, target_idx, weight = [], [], []
+        for b, t in enumerate(targets):
+            tok, tgt = centre_assignment(outputs.proposal_centres[b], valid[b], to_xyxy(t["boxes"].to(outputs.proposal_centres), self.box_format))
+            counts = torch.bincount(tgt, minlength=len(t["boxes"])).clamp(min=1)
+            token_idx.append(tok)
+            target_idx.append(tgt)
+            weight.append(1.0 / counts[tgt].float())
+        batch_idx = torch.cat([torch.full_like(tok, b) for b, tok in enumerate(token_idx)])
+        tok, w_pos = torch.cat(token_idx), torch.cat(weight)
+        pred = outputs.proposal_boxes[batch_idx, tok].float()  # [P, 4]
+        tgt = torch.cat([t["boxes"][j].to(pred) for t, j in zip(targets, target_idx)])
+        l1 = (F.l1_loss(pred, tgt, reduction="none").sum(-1) * w_pos).sum() / num_targets
+        giou = torch.diag(generalized_box_iou(to_xyxy(pred, self.box_format), to_xyxy(tgt, self.box_format)))
+        giou_loss = ((1 - giou) * w_pos).sum() / num_targets
+        logits = outputs.proposal_logits.float()
+        labels = torch.zeros_like(logits)
+        labels[batch_idx, tok] = 1.0
+        focal = sigmoid_focal_loss(logits, labels, self.focal_alpha, self.focal_gamma)[valid.bool()].sum() / num_targets
         w = self.weights
-        return w["loss_bbox"] * box["loss_bbox"] + w["loss_giou"] * box["loss_giou"] + w["loss_objectness"] * focal
+        return w["loss_bbox"] * l1 + w["loss_giou"] * giou_loss + w["loss_objectness"] * focal
+
+
+def centre_assignment(centres: Tensor, valid: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
+    """Token-to-box assignment of the two-stage proposals: `(token_idx [P], box_idx [P])`.
+
+    centres `[Nv, 2]` normalised cell centres (x, y); valid `[Nv]`; boxes `[N, 4]` normalised xyxy.
+    A valid token inside one or more boxes goes to the smallest; each box also claims the valid token
+    nearest its centre, so no box is left without a positive.
+    """
+    if boxes.shape[0] == 0:
+        empty = torch.zeros(0, dtype=torch.long, device=centres.device)
+        return empty, empty
+    x, y = centres[:, 0:1], centres[:, 1:2]  # [Nv, 1]
+    inside = (x >= boxes[:, 0]) & (x <= boxes[:, 2]) & (y >= boxes[:, 1]) & (y <= boxes[:, 3])  # [Nv, N]
+    inside &= valid.bool()[:, None]
+    area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).expand_as(inside)
+    owner = torch.where(inside, area, torch.full_like(area, float("inf"))).argmin(dim=1)  # [Nv]
+    has_owner = inside.any(dim=1)
+    box_centre = (boxes[:, :2] + boxes[:, 2:]) / 2  # [N, 2]
+    dist = torch.cdist(box_centre.float(), centres.float())  # [N, Nv]
+    nearest = dist.masked_fill(~valid.bool()[None], float("inf")).argmin(dim=1)  # [N]
+    owner[nearest] = torch.arange(boxes.shape[0], device=centres.device)
+    has_owner[nearest] = True
+    token_idx = has_owner.nonzero().flatten()
+    return token_idx, owner[token_idx]
