@@ -1,38 +1,66 @@
 #!/usr/bin/env bash
-# The whole pipeline on the built-in synthetic dataset, on CPU, offline:
-# synthesise -> check -> stats -> tiny model -> train -> predict (head, generate) -> eval -> report.
+# The whole pipeline twice, on CPU, offline, from a randomly initialised tiny Qwen2.5-VL:
+#   stage A, shapes: one coloured shape per photo. The sanity task: the model must find *where*, not only *what*.
+#   stage B, BBU close-ups: the real labels, at the scale a from-scratch tiny model can reach in minutes.
+# Each stage: synthesise -> check -> tiny model -> train -> predict (head, generate) -> eval -> report.
 set -euo pipefail
 OUT=${BBUVL_DEMO_OUT:-demo_out}
 BBUVL=.venv/bin/bbuvl
+PY=.venv/bin/python
 start=$(date +%s)
 rm -rf "$OUT"
-echo "== 1/7 synthesise equipment-room photos -> $OUT/data"
-$BBUVL data synth "$OUT/data" --n-train 240 --n-val 16 --seed 0 --size 448x336
-echo "== 2/7 check the dataset"
-$BBUVL data check "$OUT/data"
-echo "== 3/7 statistics in the model frame of configs/demo.yaml"
-$BBUVL data stats "$OUT/data/train.jsonl" --config configs/demo.yaml
-echo "== 4/7 build a tiny offline Qwen2.5-VL -> $OUT/tiny-model"
-$BBUVL model tiny "$OUT/tiny-model"
-echo "== 5/7 train (configs/demo.yaml) -> $OUT/run"
-$BBUVL train configs/demo.yaml "training.output_dir=$OUT/run" "model.path=$OUT/tiny-model" \
-  "data.train=$OUT/data/train.jsonl" "data.val=$OUT/data/val.jsonl" "data.teachers=$OUT/data/teachers.jsonl"
-echo "== 6/7 predict the validation photos with the detection head and by generation"
-$BBUVL predict -c "$OUT/run/final" -i "$OUT/data/val.jsonl" -o "$OUT/pred_head.jsonl" --mode head
-$BBUVL predict -c "$OUT/run/final" -i "$OUT/data/val.jsonl" -o "$OUT/pred_generate.jsonl" --mode generate
-echo "== 7/7 evaluate (COCO AP, label accuracy, errors) and write the reports"
-$BBUVL eval --pred "$OUT/pred_head.jsonl" --gt "$OUT/data/val.jsonl" --out "$OUT/metrics_head.json" --report "$OUT/report_head"
-$BBUVL eval --pred "$OUT/pred_generate.jsonl" --gt "$OUT/data/val.jsonl" --out "$OUT/metrics_generate.json" --report "$OUT/report_generate"
-cat <<SUMMARY
 
-Demo finished in $(( $(date +%s) - start )) s. Everything is under $OUT/:
-  data/                      synthetic dataset (train/val/teachers JSONL, labels.json, summary.json, images/)
-  tiny-model/                the offline Qwen2.5-VL the run started from
-  run/final/                 trained checkpoint (safetensors, processor, bbuvl.yaml, coordinate contract, prompt)
-  run/tb/                    TensorBoard logs (tensorboard --logdir $OUT/run/tb)
-  pred_head.jsonl            predictions of the detection head
-  pred_generate.jsonl        predictions parsed from generated JSON
-  metrics_*.json             COCO AP, label accuracy, error counts
-  report_head/index.html     HTML report (open in a browser)
-  report_generate/index.html
+stage() {  # stage NAME CONFIG SYNTH_ARGS... -- TRAIN_OVERRIDES...
+  local name=$1 config=$2 dir="$OUT/$1"
+  shift 2
+  local synth=() overrides=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do synth+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  overrides=("$@")
+  echo "== [$name] synthesise -> $dir/data"
+  $BBUVL data synth "$dir/data" "${synth[@]}"
+  echo "== [$name] check the dataset"
+  $BBUVL data check "$dir/data"
+  echo "== [$name] build a tiny offline Qwen2.5-VL -> $dir/tiny-model"
+  $BBUVL model tiny "$dir/tiny-model"
+  echo "== [$name] train ($config) -> $dir/run"
+  $BBUVL train "$config" "training.output_dir=$dir/run" "model.path=$dir/tiny-model" \
+    "data.train=$dir/data/train.jsonl" "data.val=$dir/data/val.jsonl" "${overrides[@]}"
+  for mode in head generate; do
+    echo "== [$name] predict the validation photos ($mode)"
+    $BBUVL predict -c "$dir/run/final" -i "$dir/data/val.jsonl" -o "$dir/pred_$mode.jsonl" --mode $mode
+    echo "== [$name] evaluate ($mode)"
+    $BBUVL eval --pred "$dir/pred_$mode.jsonl" --gt "$dir/data/val.jsonl" --out "$dir/metrics_$mode.json" \
+      --report "$dir/report_$mode"
+  done
+}
+
+# Stage A: 1,000 photos of one shape at 224x224; 800 steps of batch 8 (about 5 minutes on 2 cores).
+stage shapes configs/demo_shapes.yaml --scene shapes --n-train 1000 --n-val 50 --seed 0 --size 224x224 \
+  --min-objects 1 --max-objects 1
+# Stage B: close-ups of BBUs, panels and ground bars at 448x336, where parts are >= ~40 px.
+stage bbu configs/demo.yaml --framing closeup --n-train 240 --n-val 16 --seed 0 --size 448x336 -- \
+  "data.teachers=$OUT/bbu/data/teachers.jsonl"
+
+$PY - "$OUT" "$(( $(date +%s) - start ))" <<'SUMMARY'
+import json, sys
+from pathlib import Path
+out, seconds = Path(sys.argv[1]), int(sys.argv[2])
+def num(v):
+    return "  -  " if v is None else f"{v:.3f}"
+print(f"\nDemo finished in {seconds // 60} min {seconds % 60} s. AP50 on the validation photos (per label / class-agnostic):")
+for stage, what in (("shapes", "A, shapes (one shape per photo)"), ("bbu", "B, BBU close-ups")):
+    m = {mode: json.loads((out / stage / f"metrics_{mode}.json").read_text()) for mode in ("head", "generate")}
+    prior = m["head"]["prior"] or {}
+    print(f"  stage {what}:")
+    for mode in ("head", "generate"):
+        print(f"    {mode:<9} {num(m[mode]['AP50'])} / {num(m[mode]['AP50_agnostic'])}   "
+              f"report: {out / stage / f'report_{mode}' / 'index.html'}")
+    print(f"    {'constant':<9} {num(prior.get('AP50'))} / {num(prior.get('AP50_agnostic'))}   "
+          "(the best single box for every photo: what ignoring the image scores)")
+print("\nStage A shows the chain localises: vision tower -> language model -> boxes. Stage B is what a randomly\n"
+      "initialised 1M-parameter model learns of 19 BBU labels in a few CPU-minutes: it finds many parts but\n"
+      "confuses look-alike labels (a correct vs a wrong screw); a pretrained Qwen2.5-VL starts where this ends.")
+print(f"\nEverything is under {out}/: <stage>/data, <stage>/run/final (checkpoint), <stage>/metrics_*.json, "
+      "<stage>/report_*/index.html, <stage>/run/tb (TensorBoard)")
 SUMMARY

@@ -116,6 +116,10 @@ class DetectionConfig(_Strict):
     # vision token the context to say where its object's edges are (docs/localisation.md).
     encoder_layers: int = Field(1, ge=0)
     decoder_layers: int = Field(2, gt=0)
+    # How much of the head's gradient reaches the VLM (0 = the VLM learns from its language loss only). With
+    # the gradient in full, the head's box losses swamped the vision features and its captions stayed at
+    # chance on a four-colour task (docs/localisation.md).
+    grad_to_vlm: float = Field(0.0, ge=0, le=1)
     caption_layers: int = Field(4, gt=0)
     num_heads: int = Field(8, gt=0)
     d_model: int = Field(512, gt=0)  # head width; capped at the LLM's hidden size (512 keeps the 3B's head ~31M params)

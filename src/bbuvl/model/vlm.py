@@ -54,6 +54,15 @@ def gather_head_inputs(
     return (*pad(vis), *pad(txt))
 
 
+def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """`x` in the forward pass; its gradient times `scale` in the backward pass (0 detaches, 1 is the identity)."""
+    if scale == 1.0:
+        return x
+    if scale == 0.0:
+        return x.detach()
+    return x.detach() + scale * (x - x.detach())
+
+
 class BBUVLModel(nn.Module):
     """Qwen2.5-VL + detection head, with the run's loss weights."""
 
@@ -73,6 +82,7 @@ class BBUVLModel(nn.Module):
         self.criterion = DetectionCriterion.from_config(cfg.loss, cfg.detection) if head is not None else None
         self.loss_cfg = cfg.loss
         self.box_format = cfg.detection.box_format
+        self.head_grad_to_vlm = cfg.detection.grad_to_vlm
         self.detection_active = head is not None  # False while `detection_freeze_epochs` holds the head back
 
     @classmethod
@@ -104,6 +114,7 @@ class BBUVLModel(nn.Module):
 
     def head_forward(self, embeds: torch.Tensor, hidden: torch.Tensor, batch: dict[str, Any]) -> DetectionOutput:
         """Run the detection head on a batch's pass through the VLM."""
+        embeds, hidden = scale_gradient(embeds, self.head_grad_to_vlm), scale_gradient(hidden, self.head_grad_to_vlm)
         vis, vis_valid, txt, txt_valid = gather_head_inputs(
             embeds, hidden, batch["sample_index"], batch["det_vision_mask"], batch["det_text_mask"]
         )
