@@ -36,12 +36,12 @@ MODEL_SHAPES = {
 }
 
 
-def make_scene(scene: str, folder: Path) -> Path:
-    """Synthesise the scene's dataset (the demo's settings) and return its folder."""
+def make_scene(scene: str, folder: Path, n_train: int | None, n_val: int | None) -> Path:
+    """Synthesise the scene's dataset (the demo's settings unless counts are given) and return its folder."""
     if scene == "shapes":
-        synthesize_shapes(folder, 1000, 40, seed=100, size=(224, 224), min_objects=1, max_objects=1)
+        synthesize_shapes(folder, n_train or 1000, n_val or 40, seed=100, size=(224, 224), min_objects=1, max_objects=1)
     else:
-        synthesize(folder, 240, 16, seed=100, size=(448, 336), framing="closeup")
+        synthesize(folder, n_train or 240, n_val or 16, seed=100, size=(448, 336), framing="closeup")
     return folder
 
 
@@ -80,6 +80,8 @@ def main() -> None:
     ap.add_argument("--shapes", default="default", help=f"Comma-separated tiny model shapes: {', '.join(MODEL_SHAPES)}.")
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--every", type=int, default=250)
+    ap.add_argument("--train", type=int, help="Training photos (default: the demo's, 1,000 shapes or 240 BBU).")
+    ap.add_argument("--val", type=int, help="Validation photos (default: 40 shapes or 16 BBU).")
     args = ap.parse_args()
     scenes = [s for s in args.scenes.split(",") if s]
     shapes = [s for s in args.shapes.split(",") if s]
@@ -93,7 +95,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for scene in scenes:
-            data = make_scene(scene, work / f"{scene}-data")
+            data = make_scene(scene, work / f"{scene}-data", args.train, args.val)
             prior = best_constant_box(read_records(data / "val.jsonl"))
             print(f"\n{scene}: AP50 per label / class-agnostic on {len(read_records(data / 'val.jsonl'))} validation photos; "
                   f"best constant box {prior.ap50 or 0:.3f} / {prior.ap50_agnostic:.3f}")

@@ -1,0 +1,28 @@
+"""bench/learning_curve.py trains, evaluates every checkpoint in both modes and prints one row per checkpoint."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "learning_curve.py"
+
+
+def test_bench_prints_ap50_for_head_and_generate_at_every_checkpoint_beside_the_prior():
+    args = ["--scenes", "shapes", "--steps", "2", "--every", "1", "--train", "8", "--val", "2"]
+    result = subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"best constant box \d\.\d{3} / \d\.\d{3}", result.stdout), result.stdout
+    rows = [line.split() for line in result.stdout.splitlines() if re.match(r"\s+default\s+\d+\s", line)]
+    assert [r[1] for r in rows] == ["1", "2"], result.stdout
+    for r in rows:  # model, step, head per label / agnostic, generate per label / agnostic
+        values = [float(v) for v in r[2:] if v != "/"]
+        assert len(values) == 4 and all(0.0 <= v <= 1.0 for v in values), r
+
+
+def test_bench_rejects_an_unknown_scene_or_model_shape():
+    for args, message in ((["--scenes", "cats"], "unknown cats"), (["--shapes", "huge"], "unknown huge")):
+        result = subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
