@@ -38,8 +38,8 @@ def test_predict_then_eval_writes_lines_metrics_and_report(trained_checkpoint, s
                             "--report", str(tmp_path / "report")])
     assert r.exit_code == 0, r.output
     m = json.loads(metrics.read_text(encoding="utf-8"))
-    assert set(m) == {"AP", "AP50", "AP75", "AP_agnostic", "per_category", "label_accuracy", "parse_failure_rate",
-                      "duplicate_rate", "errors"}
+    assert set(m) == {"AP", "AP50", "AP75", "AP_agnostic", "AP50_agnostic", "per_category", "label_accuracy",
+                      "parse_failure_rate", "duplicate_rate", "errors", "prior"}
     assert (tmp_path / "report" / "index.html").exists()
 
 
