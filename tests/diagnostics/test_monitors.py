@@ -91,8 +91,9 @@ def test_healthy_run_raises_no_alarm_and_logs_norms_and_health_per_group(healthy
 def test_nan_in_a_parameter_raises_a_nonfinite_alarm_naming_it_while_the_guard_skips_the_step(sick):
     out, result, health = sick
     nonfinite = [a for a in health["alarms"] if a["kind"] == "nonfinite"]
-    # the gradients of step 2, and the weight still NaN at its end (the poison is lifted after the monitors ran)
-    assert [(a["step"], a["subject"]) for a in nonfinite] == [(2, ",".join(GROUPS)), (2, "weights:detection")]
+    # the gradients of step 2, and the weight still NaN at its end (the poison is lifted after the monitors ran);
+    # the head's gradient stops at the VLM (detection.grad_to_vlm 0), so only the head's groups go NaN
+    assert [(a["step"], a["subject"]) for a in nonfinite] == [(2, "detection,adapter"), (2, "weights:detection")]
     assert all("detection_head.objectness_head.weight" in a["message"] for a in nonfinite)
     assert result["nan_skipped"] == 1
     assert list(_scalars(out)["alarm/nonfinite"]) == [2]
@@ -160,7 +161,8 @@ def test_training_on_four_photos_raises_an_overfit_alarm(monitor_config, small_d
     (tmp_path / "images").symlink_to(images)
     cfg = monitor_config(tmp_path / "run", f"data.train={train4}", f"data.val={val6}", "data.teacher_ratio=0",
                          "training.per_device_batch_size=4", "training.max_steps=64", "training.eval_steps=4",
-                         "training.lr_scheduler=constant", *(f"training.lr.{g}=3e-3" for g in GROUPS), "monitor.every_steps=4")
+                         "training.lr_scheduler=constant", *(f"training.lr.{g}=3e-3" for g in GROUPS), "monitor.every_steps=4",
+                         "detection.grad_to_vlm=1")  # the whole model memorising the four photos, as before the default changed
     result = train(cfg, progress=False)
     assert "overfit" in result["alarms"], result["alarms"]
     ratios = _scalars(tmp_path / "run")["health/overfit_ratio"]
