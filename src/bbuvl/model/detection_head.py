@@ -7,7 +7,7 @@ embeddings (PRODUCT 9.1). A transformer decoder turns `num_queries` queries into
 query; from it come a box, an objectness logit and a caption decoded token by token.
 
 Queries (`detection.two_stage`): by default every vision token first proposes a box and an
-objectness (trained with its own Hungarian matching, `loss_proposal`), and the top `num_queries`
+objectness (trained as the positive of the object its cell centre lies in, `loss_proposal`), and the top `num_queries`
 proposals become the decoder's queries and reference boxes (Deformable DETR's two-stage). With
 `two_stage: false` the queries are learned embeddings on a grid of reference boxes (DETR with
 conditional-DETR positions).

@@ -90,14 +90,12 @@ class BBUVLModel(nn.Module):
         """Wrap a loaded VLM, creating a fresh detection head when `detection.enabled` and fresh (zero)
         vision positions when `model.vision_positions`."""
         head = positions = None
+        core = core_model(vlm)
+        text_cfg = getattr(core.config, "text_config", core.config)
         if cfg.model.vision_positions:
-            core = core_model(vlm)
-            text_cfg = getattr(core.config, "text_config", core.config)
             merge = int(getattr(core.config.vision_config, "spatial_merge_size", 2))
             positions = VisionPositions(text_cfg.hidden_size, merge).to(next(vlm.parameters()).dtype)
         if cfg.detection.enabled:
-            core = core_model(vlm)
-            text_cfg = getattr(core.config, "text_config", core.config)
             bos = tokenizer.convert_tokens_to_ids("<|im_start|>")
             head = DetectionHead(
                 text_cfg.hidden_size, core.get_input_embeddings(), cfg.detection,

@@ -177,24 +177,22 @@ class DetectionCriterion(nn.Module):
         tokens only, so padding a batch changes nothing.
         """
         valid = outputs.proposal_valid
-        token_idx, target_idx, weight = [], [], []
+        indices: Indices = []
+        weight = []
         for b, t in enumerate(targets):
-            tok, tgt = centre_assignment(outputs.proposal_centres[b], valid[b], to_xyxy(t["boxes"].to(outputs.proposal_centres), self.box_format))
-            counts = torch.bincount(tgt, minlength=len(t["boxes"])).clamp(min=1)
-            token_idx.append(tok)
-            target_idx.append(tgt)
-            weight.append(1.0 / counts[tgt].float())
-        batch_idx = torch.cat([torch.full_like(tok, b) for b, tok in enumerate(token_idx)])
-        tok, w_pos = torch.cat(token_idx), torch.cat(weight)
+            boxes = to_xyxy(t["boxes"].to(outputs.proposal_centres), self.box_format)
+            tok, tgt = centre_assignment(outputs.proposal_centres[b], valid[b], boxes)
+            indices.append((tok, tgt))
+            weight.append(1.0 / torch.bincount(tgt, minlength=len(t["boxes"])).clamp(min=1)[tgt].float())
+        batch_idx, tok = self._matched_queries(indices)
+        w_pos = torch.cat(weight)
         pred = outputs.proposal_boxes[batch_idx, tok].float()  # [P, 4]
-        tgt = torch.cat([t["boxes"][j].to(pred) for t, j in zip(targets, target_idx)])
+        tgt = torch.cat([t["boxes"][j].to(pred) for t, (_, j) in zip(targets, indices)])
         l1 = (F.l1_loss(pred, tgt, reduction="none").sum(-1) * w_pos).sum() / num_targets
         giou = torch.diag(generalized_box_iou(to_xyxy(pred, self.box_format), to_xyxy(tgt, self.box_format)))
         giou_loss = ((1 - giou) * w_pos).sum() / num_targets
-        logits = outputs.proposal_logits.float()
-        labels = torch.zeros_like(logits)
-        labels[batch_idx, tok] = 1.0
-        focal = sigmoid_focal_loss(logits, labels, self.focal_alpha, self.focal_gamma)[valid.bool()].sum() / num_targets
+        proposals = DetectionOutput(outputs.proposal_boxes, outputs.proposal_logits, outputs.query_hidden)
+        focal = self.loss_objectness(proposals, indices, num_targets, valid)
         w = self.weights
         return w["loss_bbox"] * l1 + w["loss_giou"] * giou_loss + w["loss_objectness"] * focal
 
