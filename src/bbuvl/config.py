@@ -148,7 +148,7 @@ class LossConfig(_Strict):
 class InferenceConfig(_Strict):
     """Defaults for prediction."""
 
-    mode: Literal["generate", "head", "teachers"] = "generate"
+    mode: Literal["generate", "head", "name", "teachers"] = "generate"
     batch_size: int = Field(4, gt=0)
     max_new_tokens: int = Field(1024, gt=0)
     constrained: bool = True  # generate/teachers: grammar-constrained answers when the checkpoint lists labels

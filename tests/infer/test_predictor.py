@@ -34,7 +34,7 @@ def test_contract_and_prompt_come_from_the_checkpoint(predictor, trained_checkpo
     assert "JSON" in predictor.prompt.system
 
 
-@pytest.mark.parametrize("mode", ["generate", "head"])
+@pytest.mark.parametrize("mode", ["generate", "head", "name"])
 def test_predictions_are_in_the_stored_images_pixels(predictor, photos, mode):
     results = predictor.predict(photos, mode=mode)
     for path, r in zip(photos, results):
@@ -44,8 +44,28 @@ def test_predictions_are_in_the_stored_images_pixels(predictor, photos, mode):
             x1, y1, x2, y2 = d.bbox_2d
             assert 0 <= x1 <= x2 <= W and 0 <= y1 <= y2 <= H
             assert 0.0 <= d.score <= 1.0 and isinstance(d.label, str)
-    if mode == "head":  # objectness threshold 0 in this checkpoint: every query comes back
+    if mode in ("head", "name"):  # objectness threshold 0 in this checkpoint: every query comes back
         assert all(len(r.objects) == 8 for r in results)
+
+
+def test_name_mode_keeps_the_heads_boxes_and_names_each_from_the_vocabulary(predictor, photos):
+    head = predictor.predict(photos[:2], mode="head", nms_iou=None)
+    named = predictor.predict(photos[:2], mode="name", nms_iou=None)
+    for h, n in zip(head, named):
+        assert sorted(map(tuple, (d.bbox_2d for d in h.objects))) == sorted(map(tuple, (d.bbox_2d for d in n.objects)))
+        assert {d.label for d in n.objects} <= set(predictor.prompt.labels)
+
+
+def test_the_answer_prefix_is_the_trained_tokenisation_cut_before_the_label(predictor):
+    from bbuvl.infer.constrained import LABEL
+
+    box = [3, 40, 120, 96]
+    ids, text = predictor._answer_prefix(box)
+    full = json.dumps([{"bbox_2d": box, "label": predictor.prompt.labels[0]}], ensure_ascii=False)
+    assert predictor.tokenizer.encode(full, add_special_tokens=False)[: len(ids)] == ids
+    assert full.startswith(text) and text.startswith('[{"bbox_2d": [3, 40, 120, 96]')
+    state = predictor._constraint_for_labels().grammar((224, 224)).run(text.encode())
+    assert state is not None and state.phase <= LABEL
 
 
 def test_vision_tower_runs_only_in_prefill(predictor, photos):

@@ -14,7 +14,7 @@ def predict(
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Checkpoint folder written by `bbuvl train`."),
     input: Path = typer.Option(..., "--input", "-i", help="Image folder (recursive) or dataset JSONL."),
     out: Path = typer.Option(..., "--out", "-o", help="Predictions JSONL; an existing one is resumed, not overwritten."),
-    mode: str = typer.Option(None, help="generate | head | teachers (default: the checkpoint's inference.mode)."),
+    mode: str = typer.Option(None, help="generate | head | name (head boxes named by the VLM) | teachers (default: the checkpoint's inference.mode)."),
     batch_size: int = typer.Option(None, help="Images per forward pass (default: inference.batch_size)."),
     teachers: Path = typer.Option(None, help="Teachers JSONL for --mode teachers (default: the run's data.teachers)."),
     device: str = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),

@@ -143,9 +143,11 @@ class LabelTrie:
         self.children: list[dict[int, int]] = [{}]
         self.terminal: list[bool] = [False]
         self.cost: list[float] = [math.inf]
+        self.longest = 0.0  # the costliest label's fewest tokens: a budget that lets every label be written
         for label in dict.fromkeys(labels):
             literal = json.dumps(label, ensure_ascii=False).encode("utf-8")
             costs = index.suffix_costs(literal)
+            self.longest = max(self.longest, costs[0])
             node = 0
             self.cost[0] = min(self.cost[0], costs[0])
             for depth, b in enumerate(literal, start=1):
@@ -257,6 +259,14 @@ class AnswerGrammar:
             return State(NEXT) if b == 0x7D else None  # }
         return None  # END, DONE: only <|im_end|>
 
+    def run(self, text: bytes, s: State = START) -> State | None:
+        """The state after every byte of `text` from `s`, or None if the grammar refuses one."""
+        for b in text:
+            if s is None:
+                return None
+            s = self.step(s, b)
+        return s
+
     def next_bytes(self, s: State) -> bytes:
         """Bytes worth trying from `s` (a superset of those `step` accepts; `step` decides)."""
         p = s.phase
@@ -302,6 +312,10 @@ class AnswerGrammar:
         if p == NUM:
             return self._box_cost(s.k, s.val, s.nd, s.box)
         return math.inf
+
+    def label_budget(self) -> int:
+        """New tokens that let a row starting at a label write any label, then close the answer."""
+        return int(self.labels.longest + self._close + self._end + 1)
 
     def _box_cost(self, k: int, val: int, nd: int, box: tuple[int, ...]) -> float:
         """Closing cost from inside coordinate `k`: its remaining digits, the cheapest other coordinates, a label."""
@@ -379,18 +393,22 @@ class AnswerConstraint:
             self._grammars[key] = AnswerGrammar(self.index, self.labels, self.eos_token_id, key)
         return self._grammars[key]
 
-    def processor(self, frames: Sequence[tuple[int, int] | None], max_new_tokens: int) -> "AnswerLogitsProcessor":
-        """A logits processor for one batched `generate` call: one frame per row."""
-        return AnswerLogitsProcessor([self.grammar(f) for f in frames], max_new_tokens)
+    def processor(self, frames: Sequence[tuple[int, int] | None], max_new_tokens: int,
+                  starts: Sequence[State] | None = None) -> "AnswerLogitsProcessor":
+        """A logits processor for one batched `generate` call: one frame per row, each row from `starts` (default
+        the answer's beginning; a row whose prompt already holds part of the answer starts where that part ends)."""
+        return AnswerLogitsProcessor([self.grammar(f) for f in frames], max_new_tokens, starts)
 
 
 class AnswerLogitsProcessor(LogitsProcessor):
     """Masks every token the answer grammar refuses, row by row, and closes the answer before the budget runs out."""
 
-    def __init__(self, grammars: Sequence[AnswerGrammar], max_new_tokens: int):
+    def __init__(self, grammars: Sequence[AnswerGrammar], max_new_tokens: int, starts: Sequence[State] | None = None):
         self.grammars = list(grammars)
         self.max_new_tokens = max_new_tokens
-        self.states = [START] * len(self.grammars)
+        self.states = list(starts) if starts is not None else [START] * len(self.grammars)
+        if len(self.states) != len(self.grammars):
+            raise ValueError(f"{len(self.states)} start states for {len(self.grammars)} rows")
         self._entries: list[_Entry | None] = [None] * len(self.grammars)
         self._prompt_len: int | None = None
         self.off_grammar = 0  # tokens that arrived although masked (another processor, or all-NaN scores)

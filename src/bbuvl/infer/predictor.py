@@ -5,11 +5,14 @@ Three modes share one preprocessing path (the coordinate contract saved with the
   checkpoint's labels, infer/constrained.py), parsed robustly; score = mean probability of the object's
   tokens (box and label);
 - head: the detection head on one forward pass; score = objectness x caption likelihood;
+- name: the head's boxes, each named by the VLM (its answer begun with the box, the label constrained to the
+  checkpoint's labels); score = objectness x label likelihood;
 - teachers: generate, with teacher photos and their answers shown first (as in teacher-student training).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import asdict, dataclass, field
@@ -29,7 +32,7 @@ from bbuvl.model.box_ops import nms, to_xyxy
 from bbuvl.train.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, format_answer
 from bbuvl.train.collate import PaddedCollator
 
-MODES = ("generate", "head", "teachers")
+MODES = ("generate", "head", "name", "teachers")
 logger = logging.getLogger(__name__)
 
 
@@ -164,9 +167,12 @@ class Predictor:
         if not self.prompt.labels:
             logger.warning("constrained decoding is off: the checkpoint's prompt.json lists no labels")
             return None
+        return self._constraint_for_labels().processor([self.contract.model_size(p.size) for p in prepared], max_new_tokens)
+
+    def _constraint_for_labels(self) -> AnswerConstraint:
         if self._constraint is None:
             self._constraint = AnswerConstraint.from_tokenizer(self.tokenizer, self.prompt.labels)
-        return self._constraint.processor([self.contract.model_size(p.size) for p in prepared], max_new_tokens)
+        return self._constraint
 
     @torch.inference_mode()
     def _generate(self, prepared: Sequence[_Prepared], with_teachers: bool, max_new_tokens: int,
@@ -204,17 +210,19 @@ class Predictor:
         return results
 
     @torch.inference_mode()
-    def _head(self, prepared: Sequence[_Prepared], objectness_threshold: float, nms_iou: float | None) -> list[ImageResult]:
+    def _head_objects(self, prepared: Sequence[_Prepared], objectness_threshold: float,
+                      nms_iou: float | None) -> list[list[tuple[Detection, float]]]:
+        """Per image, the head's detections (score = objectness x caption likelihood) with their objectness."""
         if self.model.detection_head is None:
             raise ValueError("this checkpoint has no detection head (detection.enabled was false): use mode 'generate'")
         det = self.model.detect(self._batch(prepared, with_teachers=False))
         head = self.model.detection_head
         boxes = to_xyxy(det.boxes.float(), head.box_format).clamp(0, 1).cpu()
         objectness = det.objectness_logits.float().sigmoid().cpu()
-        results = []
+        out = []
         for b, p in enumerate(prepared):
             keep = torch.nonzero(objectness[b] >= objectness_threshold).flatten()
-            dets = []
+            found: list[tuple[Detection, float]] = []
             if keep.numel():
                 ids, logp = head.generate_captions(det.query_hidden[b, keep.to(det.query_hidden.device)])
                 ids, logp = ids.cpu(), logp.cpu()
@@ -224,16 +232,106 @@ class Predictor:
                     caption_p = math.exp(float(logp[j, :n].mean())) if n else 0.0
                     W, H = p.size
                     x1, y1, x2, y2 = boxes[b, q].tolist()
-                    dets.append(Detection([x1 * W, y1 * H, x2 * W, y2 * H], self.tokenizer.decode(toks).strip(),
-                                          float(objectness[b, q]) * caption_p))
-            if nms_iou and dets:
-                t_boxes = torch.tensor([d.bbox_2d for d in dets])
-                t_scores = torch.tensor([d.score for d in dets])
-                classes = torch.tensor([hash(d.label) % (1 << 31) for d in dets])
-                dets = [dets[i] for i in nms(t_boxes, t_scores, nms_iou, classes).tolist()]
-            dets.sort(key=lambda d: (d.bbox_2d[1], d.bbox_2d[0]))
-            results.append(ImageResult(dets, None, p.size[0], p.size[1]))
-        return results
+                    obj = float(objectness[b, q])
+                    found.append((Detection([x1 * W, y1 * H, x2 * W, y2 * H], self.tokenizer.decode(toks).strip(),
+                                            obj * caption_p), obj))
+            if nms_iou and found:
+                t_boxes = torch.tensor([d.bbox_2d for d, _ in found])
+                t_scores = torch.tensor([d.score for d, _ in found])
+                classes = torch.tensor([hash(d.label) % (1 << 31) for d, _ in found])
+                found = [found[i] for i in nms(t_boxes, t_scores, nms_iou, classes).tolist()]
+            found.sort(key=lambda f: (f[0].bbox_2d[1], f[0].bbox_2d[0]))
+            out.append(found)
+        return out
+
+    def _head(self, prepared: Sequence[_Prepared], objectness_threshold: float, nms_iou: float | None) -> list[ImageResult]:
+        found = self._head_objects(prepared, objectness_threshold, nms_iou)
+        return [ImageResult([d for d, _ in f], None, p.size[0], p.size[1]) for f, p in zip(found, prepared)]
+
+    def _answer_prefix(self, model_box: list[int]) -> tuple[list[int], str]:
+        """Token ids (and their text) of a one-object answer up to the label, cut where the answer's own tokens break.
+
+        The ids are those of the full answer `format_answer` writes, so the model sees the tokenisation it was
+        trained on; the cut is the last token boundary before the label's first character.
+        """
+        probe = self.prompt.labels[0] if self.prompt.labels else "x"
+        full = json.dumps([{"bbox_2d": model_box, "label": probe}], ensure_ascii=False)
+        label_start = full.index('"label": ') + len('"label": ')
+        ids = self.tokenizer.encode(full, add_special_tokens=False)
+        ends = token_char_ends(self.tokenizer, ids)
+        k = max((i + 1 for i, e in enumerate(ends) if e <= label_start), default=0)
+        return ids[:k], full[: ends[k - 1]] if k else ""
+
+    @torch.inference_mode()
+    def _name(self, prepared: Sequence[_Prepared], objectness_threshold: float, nms_iou: float | None,
+              batch_rows: int) -> list[ImageResult]:
+        """Head boxes, each named by the VLM: its answer is begun with the box and the VLM writes the label.
+
+        Every box is one row: the photo's prompt followed by `[{"bbox_2d": [box], "label": ` in the model frame,
+        then decoding constrained to the checkpoint's labels. Score = objectness x the label tokens' mean
+        probability (docs/localisation.md, "Box-prompted naming").
+        """
+        if not self.prompt.labels:
+            raise ValueError("mode 'name' needs the checkpoint's label vocabulary (prompt.json lists no labels)")
+        found = self._head_objects(prepared, objectness_threshold, nms_iou)
+        constraint = self._constraint_for_labels()
+        rows: list[tuple[int, Detection, float, list[int], str]] = []
+        for b, (p, objs) in enumerate(zip(prepared, found)):
+            for d, obj in objs:
+                ids, text = self._answer_prefix(self.contract.to_model(d.bbox_2d, p.size))
+                rows.append((b, d, obj, ids, text))
+        named: list[list[Detection]] = [[] for _ in prepared]
+        for start in range(0, len(rows), batch_rows):
+            chunk = rows[start : start + batch_rows]
+            samples, frames, states = [], [], []
+            for b, _, _, ids, text in chunk:
+                enc = self.encoder.encode([Turn(prepared[b].image, None, SPAN_STUDENT)], add_generation_prompt=True)
+                sample = enc.as_sample()
+                extra = torch.tensor(ids, dtype=torch.long)
+                sample["input_ids"] = torch.cat([sample["input_ids"], extra])
+                sample["labels"] = torch.cat([sample["labels"], torch.full_like(extra, -100)])
+                sample["span_ids"] = torch.cat([sample["span_ids"], torch.zeros_like(extra)])
+                sample["mm_token_type_ids"] = torch.cat([sample["mm_token_type_ids"], torch.zeros_like(extra)])
+                samples.append(sample)
+                frame = self.contract.model_size(prepared[b].size)
+                grammar = constraint.grammar(frame)
+                state = grammar.run(text.encode("utf-8"))
+                if state is None:
+                    raise ValueError(f"the answer prefix {text!r} is outside the answer grammar")
+                frames.append(frame)
+                states.append(state)
+            budget = max(constraint.grammar(f).label_budget() for f in frames)
+            texts, probs = self._decode(samples, constraint.processor(frames, budget, states), budget)
+            for (b, d, obj, _, prefix), text, prob in zip(chunk, texts, probs):
+                parsed = parse_detections(prefix + text)
+                if parsed.objects:
+                    named[b].append(Detection(d.bbox_2d, parsed.objects[0]["label"], obj * prob))
+        return [ImageResult(n, None, p.size[0], p.size[1]) for n, p in zip(named, prepared)]
+
+    def _decode(self, samples: list[dict[str, Any]], constraint: LogitsProcessor, max_new_tokens: int) -> tuple[list[str], list[float]]:
+        """Greedy constrained continuations of prompts that end inside an answer: text and the mean probability of
+        the tokens up to the label's closing quote."""
+        batch = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in self.collator(samples).items()}
+        recorder = _ChosenLogProb(constraint)
+        out = self.model.vlm.generate(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=batch["pixel_values"],
+            image_grid_thw=batch["image_grid_thw"], mm_token_type_ids=batch["mm_token_type_ids"],
+            max_new_tokens=max_new_tokens, do_sample=False, logits_processor=LogitsProcessorList([recorder]),
+            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        )
+        new = out[:, batch["input_ids"].shape[1]:].cpu()
+        logprobs = torch.stack(recorder.steps, dim=1) if recorder.steps else torch.zeros(new.shape[0], 0)
+        texts, probs = [], []
+        for row in range(new.shape[0]):
+            ids = new[row].tolist()
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            ends = token_char_ends(self.tokenizer, ids)
+            # The label ends at its closing quote: the first '"' after the opening one.
+            close = text.find('"', text.find('"') + 1)
+            n = next((i + 1 for i, e in enumerate(ends) if e > close), len(ids)) if close >= 0 else len(ids)
+            texts.append(text)
+            probs.append(float(logprobs[row, :n].exp().mean()) if n else 0.0)
+        return texts, probs
 
     def predict(self, images: Sequence[str | Path | Image.Image], mode: str = "generate", **kw: Any) -> list[ImageResult]:
         """Full results (objects, raw text, sizes) for a batch of images (a bad image raises)."""
@@ -269,6 +367,9 @@ class Predictor:
         inf = self.cfg.inference
         if mode == "head":
             results = self._head(prepared, kw.get("objectness_threshold", inf.objectness_threshold), kw.get("nms_iou", inf.nms_iou))
+        elif mode == "name":
+            results = self._name(prepared, kw.get("objectness_threshold", inf.objectness_threshold), kw.get("nms_iou", inf.nms_iou),
+                                 kw.get("batch_rows", inf.batch_size * 4))
         else:
             results = self._generate(prepared, mode == "teachers", kw.get("max_new_tokens", inf.max_new_tokens),
                                      kw.get("constrained", inf.constrained))
