@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print an error the user can act on and exit."""
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    """Print an error the user can act on and exit; `message` is plain text (paths and labels are never markup)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -41,3 +43,34 @@ def parse_size(text: str) -> tuple[int, int]:
 def stdout_is_tty() -> bool:
     """True when progress bars should animate."""
     return sys.stdout.isatty()
+
+
+def finite_range(lo: float, hi: float) -> Callable[[float | None], float | None]:
+    """A typer callback that accepts a finite number in [lo, hi] (click's own range lets NaN through)."""
+
+    def check(value: float | None) -> float | None:
+        if value is not None and not (math.isfinite(value) and lo <= value <= hi):
+            raise typer.BadParameter(f"must be a finite number in [{lo:g}, {hi:g}], got {value}")
+        return value
+
+    return check
+
+
+def check_device(device: str | None) -> str | None:
+    """`device` if torch can use it here, else a clean error naming what is available."""
+    if device is None:
+        return None
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        fail(f"--device {device}: not a device name; use cpu, cuda, cuda:N or mps")
+        raise
+    if parsed.type == "cuda" and (not torch.cuda.is_available() or (parsed.index or 0) >= torch.cuda.device_count()):
+        fail(f"--device {device}: no such CUDA device here ({torch.cuda.device_count()} visible); use cpu or a visible cuda:N")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        fail(f"--device {device}: MPS is not available here; use cpu")
+    if parsed.type not in ("cpu", "cuda", "mps"):
+        fail(f"--device {device}: unsupported device type; use cpu, cuda, cuda:N or mps")
+    return device

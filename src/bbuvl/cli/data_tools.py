@@ -13,6 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from bbuvl.atomic import write_text_atomic
 from bbuvl.cli.common import console, fail, stdout_is_tty, user_errors
 from bbuvl.config import ConfigError, load_config
 from bbuvl.data.check import check_dataset
@@ -166,8 +167,8 @@ def stats(
         s = dataset_stats(records, contract)
     _print_stats(s)
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(s, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        with user_errors(OSError):
+            write_text_atomic(json_out, json.dumps(s, ensure_ascii=False, indent=2) + "\n")
         console.print(f"wrote {json_out}", markup=False)
 
 
@@ -283,7 +284,7 @@ def import_coco(
     train, val = split_items(kept, val_ratio, seed)
     extra = {"source": str(annotations), "skipped": len(errors), "labels_outside_hierarchy": len(unknown)}
     summary = write_dataset_folder(out, train, val, num_teachers, seed, extra)
-    (out / ERRORS).write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors), encoding="utf-8")
+    write_text_atomic(out / ERRORS, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
     n = summary["images"]
     console.print(f"{n['train']} train, {n['val']} val, {n['teachers']} teachers, {summary['labels']} labels -> {out}",
                   markup=False)
@@ -303,6 +304,6 @@ def export_coco(
     out.parent.mkdir(parents=True, exist_ok=True)
     coco = records_to_coco(absolute, image_root=out.parent.resolve())
     with user_errors():
-        out.write_text(json.dumps(coco, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_text_atomic(out, json.dumps(coco, ensure_ascii=False) + "\n")
     console.print(f"{len(coco['images'])} images, {len(coco['annotations'])} boxes, "
                   f"{len(coco['categories'])} categories -> {out}", markup=False)

@@ -10,6 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from bbuvl.atomic import write_text_atomic
 from bbuvl.cli.common import console, fail, user_errors
 from bbuvl.config import Config, ConfigError, load_config
 
@@ -89,11 +90,11 @@ def data(
         console.print(f"{_STATUS[p.severity]} {p}", markup=True, highlight=False)
     errors, warnings = len(report.errors), len(report.problems) - len(report.errors)
     if json_out:
-        json_out.write_text(json.dumps({
+        write_text_atomic(json_out, json.dumps({
             "problems": [{"file": p.file, "line": p.line, "severity": p.severity, "message": p.message} for p in report.problems],
             "tokens": {t.file: {"per_sample": t.per_sample, "over_budget": t.over_budget} for t in report.tokens},
             "worst_batch": report.worst_batch, "labels": report.labels, "prompt_labels": report.prompt_labels,
-        }, ensure_ascii=False, indent=1), encoding="utf-8")
+        }, ensure_ascii=False, indent=1))
     console.print(f"doctor data: {errors} error(s), {warnings} warning(s)")
     if errors:
         raise typer.Exit(1)

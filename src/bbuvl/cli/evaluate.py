@@ -9,6 +9,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
+from bbuvl.atomic import atomic_path, write_text_atomic
 from bbuvl.cli.common import console, fail, user_errors
 
 LEVEL_HELP = "Evaluate categories at this hierarchy level (1 = category, 2 = category/attribute; default: full label)."
@@ -67,9 +68,8 @@ def evaluate(
         evaluation = evaluate_predictions(records, gt, lines, pred, level=level, iou=iou, min_score=min_score)
 
     with user_errors(OSError):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(evaluation.metrics, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        details_path(out).write_text(json.dumps(evaluation.details(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(out, json.dumps(evaluation.metrics, ensure_ascii=False, indent=2) + "\n")
+        write_text_atomic(details_path(out), json.dumps(evaluation.details(), ensure_ascii=False, indent=2) + "\n")
     print_metrics(evaluation, h)
     for note in evaluation.notes:
         console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
@@ -184,7 +184,8 @@ def viz(
                 path = locate_image(line.image, input)
                 size = (line.width, line.height) if line.width and line.height else None
                 picture = prediction_picture(path, line.objects, font, name, size=size)
-                picture.save(out_dir / f"{i:04d}_{path.stem}.png")
+                with atomic_path(out_dir / f"{i:04d}_{path.stem}.png") as tmp:
+                    picture.save(tmp)
                 written += 1
         else:
             records = read_records(input)[:limit]
@@ -198,6 +199,7 @@ def viz(
                                         [o["bbox_2d"] for o in objects], [o["label"] for o in objects],
                                         [o["score"] for o in objects], iou_threshold=iou)
                 picture = compare_picture(record, path, objects, match, font, name)
-                picture.save(out_dir / f"{i:04d}_{path.stem}.png")
+                with atomic_path(out_dir / f"{i:04d}_{path.stem}.png") as tmp:
+                    picture.save(tmp)
                 written += 1
     console.print(f"[green]drew[/] {written} photo(s) into {out_dir}", soft_wrap=True)

@@ -7,20 +7,24 @@ from pathlib import Path
 
 import typer
 
-from bbuvl.cli.common import console, fail, user_errors
+from rich.markup import escape
+
+from bbuvl.cli.common import check_device, console, fail, finite_range, user_errors
 
 
 def predict(
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Checkpoint folder written by `bbuvl train`."),
     input: Path = typer.Option(..., "--input", "-i", help="Image folder (recursive) or dataset JSONL."),
-    out: Path = typer.Option(..., "--out", "-o", help="Predictions JSONL; an existing one is resumed, not overwritten."),
+    out: Path = typer.Option(..., "--out", "-o", help="Predictions JSONL; one this command wrote for the same input, checkpoint "
+                             "and mode is resumed, any other existing file is refused."),
     mode: str = typer.Option(None, help="generate | head | name (head boxes named by the VLM) | teachers (default: the checkpoint's inference.mode)."),
     batch_size: int = typer.Option(None, help="Images per forward pass (default: inference.batch_size)."),
     teachers: Path = typer.Option(None, help="Teachers JSONL for --mode teachers (default: the run's data.teachers)."),
     device: str = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
-    score_threshold: float = typer.Option(None, help="Drop objects scoring below this."),
+    score_threshold: float = typer.Option(None, help="Drop objects scoring below this (in [0, 1]).", callback=finite_range(0, 1)),
     objectness_threshold: float = typer.Option(
-        None, help="Head mode: keep queries at least this sure an object is there (default: inference.objectness_threshold)."
+        None, help="Head mode: keep queries at least this sure an object is there (default: inference.objectness_threshold).",
+        callback=finite_range(0, 1),
     ),
     constrained: bool = typer.Option(
         None, "--constrained/--no-constrained",
@@ -36,14 +40,21 @@ def predict(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from bbuvl.infer.batch import PredictJob, list_inputs, run_predictions
+    from bbuvl.infer.output import check_output
     from bbuvl.infer.predictor import MODES, Predictor
+    from bbuvl.model.checkpoint import CheckpointError, read_run_config
 
-    with user_errors(ValueError, OSError):
-        paths = list_inputs(input)
-        predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    mode = mode or predictor.cfg.inference.mode
-    if mode not in MODES:
+    if mode is not None and mode not in MODES:
         fail(f"--mode must be one of {', '.join(MODES)}, got '{mode}'")
+    with user_errors(ValueError, OSError):
+        # Refuse a foreign or busy --out before minutes of model loading, not after.
+        mode = mode or read_run_config(checkpoint).inference.mode
+        job = PredictJob([], out, mode, 1, source=str(input.resolve()), checkpoint=str(checkpoint.resolve()))
+        check_output(out, job.manifest)
+        job.inputs = list_inputs(input)
+    check_device(device)
+    with user_errors(ValueError, OSError, CheckpointError):
+        predictor = Predictor.from_checkpoint(checkpoint, device=device)
     if mode == "teachers":
         source = teachers or (Path(predictor.cfg.data.teachers) if predictor.cfg.data.teachers else None)
         if source is None or not Path(source).exists():
@@ -52,7 +63,7 @@ def predict(
             predictor.set_teachers(source)
     kw = {k: v for k, v in (("score_threshold", score_threshold), ("objectness_threshold", objectness_threshold),
                             ("constrained", constrained)) if v is not None}
-    job = PredictJob(paths, out, mode, batch_size or predictor.cfg.inference.batch_size)
+    job.batch_size = batch_size or predictor.cfg.inference.batch_size
     with Progress(TextColumn(f"predict ({mode})"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   TextColumn("{task.fields[rate]}"), console=console) as progress:
         task = progress.add_task("predict", total=None, rate="")
@@ -64,6 +75,7 @@ def predict(
             start[0] = start[0] or time.perf_counter()
             progress.update(task, completed=done, total=total, rate=f"{done / max(time.perf_counter() - start[0], 1e-9):.2f} img/s")
 
-        stats = run_predictions(job, lambda chunk: predictor.predict_lines(chunk, mode, **kw), on_progress)
+        with user_errors(ValueError, OSError):
+            stats = run_predictions(job, lambda chunk: predictor.predict_lines(chunk, mode, **kw), on_progress)
     console.print(f"[green]done[/]: {stats['predicted']} predicted ({stats['images_per_s']:.2f} img/s), "
-                  f"{stats['skipped']} already in {out}, {stats['errors']} with errors")
+                  f"{stats['skipped']} already in {escape(str(out))}, {stats['errors']} with errors")

@@ -15,6 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Sequence
 
+from bbuvl.atomic import write_text_atomic
+
 Box = list[float]
 Size = tuple[int, int]
 
@@ -217,9 +219,7 @@ class CoordinateContract:
 
     def save(self, directory: str | Path) -> Path:
         """Write `coordinate_contract.json` into a checkpoint folder."""
-        path = Path(directory) / CONTRACT_FILE
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        return path
+        return write_text_atomic(Path(directory) / CONTRACT_FILE, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, directory: str | Path) -> "CoordinateContract":

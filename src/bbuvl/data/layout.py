@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bbuvl.atomic import write_text_atomic
 from bbuvl.data.labels import SEP
 from bbuvl.data.schema import ImageRecord, write_dataset
 from bbuvl.data.teachers import select_teachers
@@ -32,7 +33,7 @@ def label_counts(records: list[ImageRecord]) -> dict[str, Any]:
 
 def write_json(path: Path, data: Any) -> None:
     """Pretty UTF-8 JSON (Chinese kept readable)."""
-    path.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
 
 def write_dataset_folder(

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from bbuvl.atomic import write_text_atomic
 from bbuvl.config import MonitorConfig
 from bbuvl.diagnostics.memory import process_memory_mb
 from bbuvl.train.param_groups import GROUPS, group_of
@@ -108,7 +109,7 @@ class HealthLog(TrainerCallback):
         if self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             report = {"summary": summary, "alarms": [asdict(a) for a in self.alarms]}
-            (self.output_dir / HEALTH_FILE).write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+            write_text_atomic(self.output_dir / HEALTH_FILE, json.dumps(report, ensure_ascii=False, indent=1))
         if self.writer is not None:
             self.writer.close()
             self.writer = None

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure  # the object API needs no display and touc
 from matplotlib.font_manager import FontProperties
 from PIL import Image
 
+from bbuvl.atomic import atomic_path, write_text_atomic
 from bbuvl.data.labels import Hierarchy
 from bbuvl.eval.draw import LabelNamer, compare_picture
 from bbuvl.eval.fonts import FontChoice
@@ -43,17 +44,19 @@ def write_report(
     name = LabelNamer(font, hierarchy)
 
     curve = plot_pr_curves(evaluation, font, name)
-    curve.save(out_dir / PR_CURVE_FILE)
+    with atomic_path(out_dir / PR_CURVE_FILE) as tmp:
+        curve.save(tmp)
     pictures = []
     for rank, result in enumerate(evaluation.worst(worst), start=1):
         picture = compare_picture(result.record, result.image_path, result.objects, result.match, font, name)
         file = out_dir / WORST_DIR / f"{rank:03d}_{_safe(result.image_path.stem)}.png"
-        picture.save(file)
+        with atomic_path(file) as tmp:
+            picture.save(tmp)
         pictures.append((result, picture, file))
 
     page = _page(evaluation, font, hierarchy, curve, pictures, out_dir)
     index = out_dir / "index.html"
-    index.write_text(page, encoding="utf-8")
+    write_text_atomic(index, page)
     return index
 
 

@@ -25,6 +25,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from bbuvl.atomic import write_text_atomic
 from bbuvl.fewshot.backbones import Backbone
 from bbuvl.fewshot.cache import EmbeddingCache
 from bbuvl.fewshot.classifier import Mode, confidence_band, decide
@@ -267,5 +268,5 @@ def run_eval(
         "files": {k: str(v) for k, v in files.items()},
         "seconds": round(time.perf_counter() - start, 3),
     }
-    (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(out / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
     return summary

@@ -1,7 +1,8 @@
 """Batch prediction that streams to a JSONL file, resumes after a kill, and shards across processes.
 
 Each finished image becomes one flushed line; a re-run with the same output skips images already
-written (a line cut short by a kill is dropped and redone), so nothing is lost or written twice.
+written (a line cut short by a kill or a full disk is dropped and redone), so nothing is lost or written
+twice. Only predict's own output is ever appended to, by one run at a time (infer/output.py).
 Under torchrun / accelerate every rank takes every WORLD_SIZE-th image into its own part file; rank 0
 merges the parts into the output in input order.
 """
@@ -11,12 +12,15 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from bbuvl.atomic import write_text_atomic
 from bbuvl.data.images import list_images
 from bbuvl.data.schema import iter_dataset, resolve_image
+from bbuvl.infer.output import Manifest, OutputLock, claim_output, repair_output
 
 
 @dataclass
@@ -27,6 +31,13 @@ class PredictJob:
     out: Path
     mode: str = "generate"
     batch_size: int = 4
+    source: str = ""  # the input folder or JSONL, for the manifest
+    checkpoint: str = ""
+
+    @property
+    def manifest(self) -> Manifest:
+        """What the output's manifest must say for this job to append to it."""
+        return Manifest(input=self.source, checkpoint=self.checkpoint, mode=self.mode)
 
 
 def list_inputs(path: str | Path) -> list[str]:
@@ -45,21 +56,8 @@ def list_inputs(path: str | Path) -> list[str]:
 
 
 def read_done(path: Path) -> set[str]:
-    """Images already predicted in an output file; a trailing partial line (killed mid-write) is cut off."""
-    if not path.exists():
-        return set()
-    data = path.read_bytes()
-    keep = data if data.endswith(b"\n") or not data else data[: data.rfind(b"\n") + 1]
-    if len(keep) != len(data):
-        with path.open("r+b") as fh:
-            fh.truncate(len(keep))
-    done = set()
-    for line in keep.decode("utf-8").splitlines():
-        try:
-            done.add(json.loads(line)["image"])
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue  # a damaged line: the image is predicted again and the newer line wins at merge
-    return done
+    """Images already predicted in an output file, after repairing it (damaged, cut-short and repeated lines dropped)."""
+    return repair_output(path)[0]
 
 
 def _rank_world() -> tuple[int, int]:
@@ -87,22 +85,35 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
     rank, world = _rank_world()
     job.out.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(job.out, rank, world)
-    done = read_done(job.out) | read_done(part)
-    todo = [p for i, p in enumerate(job.inputs) if i % world == rank and p not in done]
-    start, written, errors = time.perf_counter(), 0, 0
-    with part.open("a", encoding="utf-8") as fh:
-        for chunk in batched(todo, job.batch_size):
-            for line in predict(chunk):
-                fh.write(json.dumps(line, ensure_ascii=False) + "\n")
-                errors += line.get("error") is not None
-            fh.flush()
-            os.fsync(fh.fileno())
-            written += len(chunk)
-            if on_progress:
-                on_progress(written, len(todo))
-    elapsed = time.perf_counter() - start
-    if world > 1:
-        _merge_when_all_done(job, rank, world)
+    # Rank 0 of a sharded run also holds the output's lock: it merges into the output at the end.
+    locks = [OutputLock(p) for p in dict.fromkeys([part] + ([job.out] if rank == 0 else []))]
+    with ExitStack() as stack:
+        for lock in locks:
+            stack.enter_context(lock)
+        claim_output(job.out, job.manifest)
+        done = repair_output(job.out, rewrite=rank == 0)[0] | (repair_output(part)[0] if part != job.out else set())
+        todo = [p for i, p in enumerate(job.inputs) if i % world == rank and p not in done]
+        start, written, errors = time.perf_counter(), 0, 0
+        # Unbuffered: each chunk reaches the file in one call, so a failed write leaves nothing behind to flush later.
+        with part.open("ab", buffering=0) as fh:
+            for chunk in batched(todo, job.batch_size):
+                lines = predict(chunk)
+                data = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode("utf-8")
+                try:
+                    while data:
+                        data = data[fh.write(data):]
+                    os.fsync(fh.fileno())
+                except OSError as e:
+                    raise OSError(e.errno, f"{part}: writing predictions failed ({e.strerror or e}); the "
+                                  f"{len(done) + written} images written before are kept: fix the cause and re-run "
+                                  "the same command to resume") from e
+                errors += sum(line.get("error") is not None for line in lines)
+                written += len(chunk)
+                if on_progress:
+                    on_progress(written, len(todo))
+        elapsed = time.perf_counter() - start
+        if world > 1:
+            _merge_when_all_done(job, rank, world)
     return {"skipped": len(done), "predicted": written, "errors": errors, "seconds": elapsed,
             "images_per_s": written / elapsed if elapsed > 0 else 0.0}
 
@@ -112,18 +123,13 @@ def merge_parts(job: PredictJob, world: int) -> int:
     lines: dict[str, str] = {}
     for source in [job.out] + [part_path(job.out, r, world) for r in range(world)]:
         if source.exists():
-            read_done(source)  # trims a partial last line
+            repair_output(source)  # drops damaged and cut-short lines
             for line in source.read_text(encoding="utf-8").splitlines():
                 try:
                     lines[json.loads(line)["image"]] = line
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue
-    tmp = job.out.with_name(job.out.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for p in job.inputs:
-            if p in lines:
-                fh.write(lines[p] + "\n")
-    os.replace(tmp, job.out)
+    write_text_atomic(job.out, "".join(lines[p] + "\n" for p in job.inputs if p in lines))
     for r in range(world):
         part_path(job.out, r, world).unlink(missing_ok=True)
     return sum(p in lines for p in job.inputs)

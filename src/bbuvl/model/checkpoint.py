@@ -14,6 +14,7 @@ config, the coordinate contract and the prompt — everything inference needs to
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from bbuvl.atomic import atomic_path, write_text_atomic
 from bbuvl.config import Config, dump_config, load_config
 from bbuvl.data.coords import CoordinateContract
 
@@ -28,6 +30,10 @@ HEAD_FILE = "detection_head.safetensors"
 POSITIONS_FILE = "vision_positions.safetensors"
 CONFIG_FILE = "bbuvl.yaml"
 PROMPT_FILE = "prompt.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that is incomplete or damaged (a save killed half-way, a truncated copy)."""
 
 
 @dataclass
@@ -40,10 +46,8 @@ class Prompt:
 
     def save(self, directory: str | Path) -> None:
         """Write prompt.json."""
-        (Path(directory) / PROMPT_FILE).write_text(
-            json.dumps({"system": self.system, "labels": self.labels, "lang": self.lang}, ensure_ascii=False, indent=2),
-            encoding="utf-8",
-        )
+        write_text_atomic(Path(directory) / PROMPT_FILE,
+                          json.dumps({"system": self.system, "labels": self.labels, "lang": self.lang}, ensure_ascii=False, indent=2))
 
     @classmethod
     def load(cls, directory: str | Path) -> "Prompt":
@@ -65,12 +69,48 @@ def save_checkpoint(model: Any, processor: Any, cfg: Config, contract: Coordinat
     for module, name in ((model.detection_head, HEAD_FILE), (model.vision_positions, POSITIONS_FILE)):
         if module is not None:
             state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-            save_file(state, directory / name, metadata={"format": "pt"})
+            with atomic_path(directory / name) as tmp:
+                save_file(state, tmp, metadata={"format": "pt"})
     processor.save_pretrained(directory)
-    (directory / CONFIG_FILE).write_text(dump_config(cfg), encoding="utf-8")
+    write_text_atomic(directory / CONFIG_FILE, dump_config(cfg))
     contract.save(directory)
     prompt.save(directory)
     return directory
+
+
+def verify_safetensors(path: Path) -> None:
+    """Raise CheckpointError when a safetensors file is shorter or longer than its own header says (cut short, damaged)."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+        try:
+            header = json.loads(fh.read(n)) if 0 < n <= size - 8 else None
+        except ValueError:
+            header = None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: damaged safetensors header (a copy or save cut short?); re-copy it or use another checkpoint")
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if size != 8 + n + end:
+        raise CheckpointError(f"{path}: {size} bytes, its header says {8 + n + end} (a copy or save cut short?); "
+                              "re-copy it or use another checkpoint")
+
+
+def checkpoint_problem(directory: str | Path) -> str | None:
+    """Why a checkpoint folder is not complete (None when it is): a missing file, a cut-short weights file."""
+    directory = Path(directory)
+    for name in (CONFIG_FILE, "coordinate_contract.json", PROMPT_FILE):
+        if not (directory / name).is_file():
+            return f"{name} missing"
+    weights = sorted(directory.glob("*.safetensors"))
+    if not any(w.name.startswith(("model", "adapter_model")) for w in weights):
+        return "no model*.safetensors or adapter_model.safetensors"
+    for w in weights:
+        try:
+            verify_safetensors(w)
+        except CheckpointError as e:
+            return str(e).split(";")[0]
+    return None
 
 
 def load_weights_into(model: Any, directory: str | Path) -> None:
@@ -118,6 +158,11 @@ def load_checkpoint(directory: str | Path, dtype: str | None = None, device: str
     from bbuvl.model.vlm import BBUVLModel
 
     directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no such checkpoint folder")
+    problem = checkpoint_problem(directory)
+    if problem:
+        raise CheckpointError(f"{directory}: incomplete or damaged checkpoint ({problem}); use another checkpoint or re-copy it")
     cfg = read_run_config(directory)
     contract = CoordinateContract.load(directory)
     dtype = dtype or cfg.model.dtype

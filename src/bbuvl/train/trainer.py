@@ -21,6 +21,7 @@ import torch
 from transformers import Trainer, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback
 
+from bbuvl.atomic import write_text_atomic
 from bbuvl.config import Config, LoraConfig
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import Hierarchy
@@ -337,7 +338,7 @@ def train(cfg: Config, resume: bool | str = False, progress: bool = True, callba
     final = Path(cfg.training.output_dir) / FINAL_DIR
     trainer.save_model(str(final))
     history = trainer.state.log_history
-    (Path(cfg.training.output_dir) / "history.json").write_text(json.dumps(history, indent=1), encoding="utf-8")
+    write_text_atomic(Path(cfg.training.output_dir) / "history.json", json.dumps(history, indent=1))
     return {"final": str(final), "history": history, "nan_skipped": trainer.guard.skipped,
             "budget_dropped": run.collator.budget.dropped, "oversize_skipped": len(run.train_dataset.skipped),
             "alarms": health_summary(trainer.callback_handler.callbacks)}

@@ -1,0 +1,63 @@
+"""Atomic file writes: a file is either its old self or completely the new one, never half of either.
+
+Every output bbuvl writes (metrics, reports, summaries, checkpoints) goes through here: the bytes go to a
+temporary file beside the target, are flushed to disk, and only then renamed over it. A full disk or a
+kill during the write leaves the previous file untouched and at most a stray `.NAME.*.tmp.EXT` beside it
+(the extension kept so that Pillow and matplotlib still know the format).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+# mkstemp creates 0600 files; a finished output gets the permissions a plain open() would have given it.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; it replaces `path` only if the block finishes without error.
+
+    For writers that want a file name (Pillow's `save`, matplotlib's `savefig`, safetensors' `save_file`).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder, expected a file name to write")
+    tmp: Path | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        yield tmp
+        with tmp.open("rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        kept = "the previous file is kept" if path.exists() else "nothing was written"
+        raise OSError(e.errno, f"{path}: writing failed ({e.strerror or e}); {kept}") from e
+    except BaseException:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        with tmp.open("wb") as fh:
+            fh.write(data)
+    return Path(path)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write UTF-8 `text` to `path` atomically; returns the path."""
+    return write_bytes_atomic(path, text.encode("utf-8"))

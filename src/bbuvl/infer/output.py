@@ -1,0 +1,179 @@
+"""Owning a predictions file: recognise our own output, lock it against a second run, repair it on resume.
+
+`bbuvl predict` appends to its output so that a killed run continues where it stopped. Appending is only
+safe to a file predict wrote itself, for the same input, checkpoint and mode, and only by one process at
+a time. So beside `OUT` live:
+
+    OUT.predict.json   the manifest: which input, checkpoint and mode the lines came from
+    OUT.lock           held (flock) by the running process, with its pid in it
+
+Any other existing file is refused, never appended to. On resume the file is repaired first: a line cut
+short by a kill or a full disk, a damaged line, or a second line for one image is dropped (atomically,
+by rewriting the file), so eval always reads it and every image appears once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bbuvl.atomic import write_bytes_atomic, write_text_atomic
+
+MANIFEST_SUFFIX = ".predict.json"
+LOCK_SUFFIX = ".lock"
+TOOL = "bbuvl predict"
+
+
+class OutputError(ValueError):
+    """The output path cannot be used: not ours, written for other inputs, or locked by another run."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a predictions file holds lines for."""
+
+    input: str
+    checkpoint: str
+    mode: str
+    tool: str = TOOL
+
+
+def manifest_path(out: Path) -> Path:
+    """The sidecar manifest of a predictions file."""
+    return out.with_name(out.name + MANIFEST_SUFFIX)
+
+
+def check_output(out: Path, manifest: Manifest) -> bool:
+    """Raise OutputError when `out` is not ours to append to (naming why, and what to do); True when it has lines.
+
+    A missing or empty file is free; one with lines must carry a manifest for the same input, checkpoint
+    and mode.
+    """
+    if out.is_dir():
+        raise OutputError(f"{out}: is a folder; --out takes a file name such as {out / 'predictions.jsonl'}")
+    has_lines = out.exists() and out.stat().st_size > 0
+    if not has_lines:
+        return False
+    mpath = manifest_path(out)
+    if not mpath.exists():
+        raise OutputError(f"{out}: exists and was not written by `{TOOL}` (no {mpath.name} beside it); "
+                          "refusing to append to it. Choose another --out, or delete the file if it is an old prediction run")
+    found = _read_manifest(mpath)
+    if found != manifest:
+        diff = ", ".join(f"{k} {getattr(found, k)!r} (now {getattr(manifest, k)!r})"
+                         for k in ("input", "checkpoint", "mode") if getattr(found, k) != getattr(manifest, k))
+        raise OutputError(f"{out}: holds predictions of another run ({diff}); "
+                          f"choose another --out, or delete it and {mpath.name} to start over")
+    return True
+
+
+def claim_output(out: Path, manifest: Manifest) -> None:
+    """Make `out` ours to append to (writing its manifest), or raise OutputError like `check_output`."""
+    if not check_output(out, manifest):
+        write_text_atomic(manifest_path(out), json.dumps(asdict(manifest), ensure_ascii=False, indent=2) + "\n")
+
+
+def _read_manifest(path: Path) -> Manifest:
+    try:
+        data: Any = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("tool") != TOOL:
+            raise ValueError
+        return Manifest(input=data["input"], checkpoint=data["checkpoint"], mode=data["mode"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise OutputError(f"{path}: not a `{TOOL}` manifest; delete it and the predictions beside it to start over") from None
+
+
+class OutputLock:
+    """An exclusive lock on a predictions file for the life of one run; a second run fails naming the holder's pid.
+
+    flock rather than a bare pid file: the kernel drops it when the holder dies, even by SIGKILL, so a
+    killed run never leaves a stale lock behind. (filelock does the same but cannot say who holds it.)
+    """
+
+    def __init__(self, out: Path):
+        self.path = out.with_name(out.name + LOCK_SUFFIX)
+        self._fh: Any = None
+
+    def __enter__(self) -> "OutputLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fh = self.path.open("a+")
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "unknown"
+                fh.close()
+                raise OutputError(f"{self.path.with_suffix('')}: another `{TOOL}` (pid {holder}) is writing it; "
+                                  "wait for it to finish, or stop it and re-run to resume") from None
+            # The holder before us may have unlinked the file between our open and our flock: then we hold a
+            # lock on a name nobody else sees, so take it again on the file that is there now.
+            if self.path.exists() and os.path.samestat(os.fstat(fh.fileno()), self.path.stat()):
+                break
+            fh.close()
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.path.unlink(missing_ok=True)  # while still locked, so no one else can be holding this inode
+        self._fh.close()
+
+
+@dataclass
+class Repair:
+    """What resuming found in an existing predictions file."""
+
+    kept: int = 0
+    damaged: int = 0
+    duplicates: int = 0
+
+    @property
+    def changed(self) -> bool:
+        """True when the file had to be rewritten."""
+        return bool(self.damaged or self.duplicates)
+
+
+def repair_output(path: Path, rewrite: bool = True) -> tuple[set[str], Repair]:
+    """The images already predicted in `path`, after dropping damaged and repeated lines (file rewritten atomically).
+
+    A damaged line is one that is not a JSON object with an `image` (cut short by a kill or a full disk,
+    or garbled); its image is predicted again. Of two lines for one image the later is kept. With
+    `rewrite=False` the file is only read (another process owns it).
+    """
+    report = Repair()
+    if not path.exists():
+        return set(), report
+    raw = path.read_bytes()
+    kept: dict[str, bytes] = {}
+    for line in raw.splitlines():
+        if not line.strip():
+            continue
+        image = _image_of(line)
+        if image is None:
+            report.damaged += 1
+            continue
+        if image in kept:
+            report.duplicates += 1
+            del kept[image]  # the later line wins and takes its place in order
+        kept[image] = line
+    report.kept = len(kept)
+    if rewrite and (report.changed or (raw and not raw.endswith(b"\n"))):
+        write_bytes_atomic(path, b"".join(line + b"\n" for line in kept.values()))
+    return set(kept), report
+
+
+def _image_of(line: bytes) -> str | None:
+    try:
+        data = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    image = data.get("image") if isinstance(data, dict) else None
+    return image if isinstance(image, str) else None

@@ -1,0 +1,61 @@
+"""Planting faults for real: a small full filesystem, a slow predictor to kill, stand-in prediction lines."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+
+@contextmanager
+def small_tmpfs(path: Path, kib: int) -> Iterator[Path]:
+    """A tmpfs of `kib` KiB mounted at `path` (root only); the test is skipped where mounting is not permitted."""
+    path.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(path)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fake_lines(paths: list[str], pad: int = 0) -> list[dict]:
+    """Prediction lines shaped like the predictor's, one per path (`pad` characters of raw text each)."""
+    return [{"image": p, "width": 10, "height": 10, "objects": [{"bbox_2d": [1, 1, 5, 5], "label": "x", "score": 0.9}],
+             "raw": "r" * pad, "error": None} for p in paths]
+
+
+# A predict run in its own process: inputs img0..img{N-1}, `delay` seconds per image, so it can be killed mid-run.
+SLOW_RUN = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from tests.reliability.faults import fake_lines
+from bbuvl.infer.batch import PredictJob, run_predictions
+paths = [f"/photos/img{{i}}.jpg" for i in range({n})]
+def predict(chunk):
+    time.sleep({delay})
+    return fake_lines(chunk, pad={pad})
+run_predictions(PredictJob(paths, Path({out!r}), "head", 1, source="/photos", checkpoint="/ckpt"), predict)
+"""
+
+
+def start_slow_run(out: Path, n: int, delay: float, pad: int = 0) -> subprocess.Popen:
+    """Start a slow predict run writing `out` in a child process."""
+    code = SLOW_RUN.format(tests=str(Path(__file__).parents[2]), n=n, delay=delay, pad=pad, out=str(out))
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for(condition, timeout: float = 30.0) -> None:  # noqa: ANN001 - any zero-argument callable
+    """Poll until `condition()` is true (or fail the test)."""
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            pytest.fail("timed out waiting for the child process")
+        time.sleep(0.02)
