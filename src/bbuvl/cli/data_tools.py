@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
@@ -20,6 +19,7 @@ from bbuvl.data.check import check_dataset
 from bbuvl.data.coco import coco_to_records, records_to_coco
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import Hierarchy
+from bbuvl.data.placement import ImagePlacer, preferred_name
 from bbuvl.data.layout import ERRORS, TRAIN, VAL, write_dataset_folder
 from bbuvl.data.schema import ImageRecord, Sample, read_dataset, read_records, resolve_image, write_dataset
 from bbuvl.data.split import split_items
@@ -224,29 +224,6 @@ def split(
 # --- COCO --------------------------------------------------------------------------------------
 
 
-def _place_image(src: Path, dst: Path, link: bool) -> None:
-    """Copy (or hard-link when asked and possible) one image into the dataset folder."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists():
-        return
-    if link:
-        try:
-            os.link(src, dst)
-            return
-        except OSError:  # another filesystem: fall back to a copy
-            pass
-    shutil.copy2(src, dst)
-
-
-def _dataset_image(src: Path, images_dir: Path) -> Path:
-    """Where an imported image goes, relative to the dataset folder: `images/` + its path under IMAGES_DIR."""
-    try:
-        rel = src.relative_to(images_dir)
-    except ValueError:  # an absolute file_name outside IMAGES_DIR
-        rel = Path(src.name)
-    return Path("images") / (Path(src.name) if ".." in rel.parts else rel)
-
-
 def import_coco(
     annotations: Path = typer.Argument(..., help="COCO detection JSON (instances_*.json)."),
     images_dir: Path = typer.Argument(..., help="Folder that COCO file_name paths are relative to."),
@@ -267,15 +244,14 @@ def import_coco(
         records, errors = coco_to_records(coco, images_dir)
     except (AttributeError, TypeError, KeyError) as e:  # entries that are not objects, ids that are not hashable
         fail(f"{annotations}: not a COCO detection file ({type(e).__name__}: {e})")
-    kept = []
+    kept, placer = [], ImagePlacer(out, link)
     for r in records:
         src = Path(r.image)
         if not src.is_file():
             errors.append({"file": src.as_posix(), "image_id": r.id, "reason": "image file not found"})
             continue
-        rel = _dataset_image(src, images_dir)
         with user_errors():
-            _place_image(src, out / rel, link)
+            rel = placer.place(src, preferred_name(src, images_dir))
         kept.append(r.model_copy(update={"images": [rel.as_posix()]}))
     unknown = Counter(o.desc for r in kept for o in r.objects if not h.is_valid(o.desc))
     for label, n in sorted(unknown.items()):

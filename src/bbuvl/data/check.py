@@ -15,10 +15,10 @@ from typing import Callable, Iterator, Literal, Sequence
 from PIL import Image, UnidentifiedImageError
 
 from bbuvl.data.coords import box_inside, box_is_degenerate, oriented_size
-from bbuvl.data.images import EXIF_ORIENTATION, ImageError, load_image
+from bbuvl.data.images import EXIF_ORIENTATION, ImageError, file_digest, load_image
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import TEACHERS, TRAIN, VAL
-from bbuvl.data.schema import DatasetError, ImageRecord, Sample, iter_dataset, resolve_image, sort_objects
+from bbuvl.data.schema import DatasetError, ImageRecord, ObjectAnn, Sample, iter_dataset, resolve_image, sort_objects
 
 Severity = Literal["error", "warning"]
 
@@ -136,15 +136,7 @@ def check_objects(record: ImageRecord, hierarchy: Hierarchy) -> Iterator[tuple[s
         why = hierarchy.problem(o.desc)
         if why is not None:
             yield f"objects[{i}]: {why}", "error"
-    for i in range(len(objs)):
-        for j in range(i + 1, len(objs)):
-            a, b = objs[i], objs[j]
-            if a.bbox_2d == b.bbox_2d:
-                same = "the same label" if a.desc == b.desc else f"labels '{a.desc}' and '{b.desc}'"
-                yield f"objects[{i}] and objects[{j}]: duplicate box {_fmt_box(a.bbox_2d)} with {same}", "error"
-            elif a.desc == b.desc and (iou := box_iou(a.bbox_2d, b.bbox_2d)) > DUPLICATE_IOU:
-                pair = f"objects[{i}] and objects[{j}]"
-                yield f"{pair}: same label '{a.desc}' on nearly the same box (IoU {iou:.2f})", "error"
+    yield from _duplicate_objects(objs)
     ordered = sort_objects(objs)
     if ordered != objs:
         first = next(i for i, (o, s) in enumerate(zip(objs, ordered)) if o is not s)
@@ -153,6 +145,73 @@ def check_objects(record: ImageRecord, hierarchy: Hierarchy) -> Iterator[tuple[s
             "the model is taught to emit them in that order",
             "warning",
         )
+
+
+def _duplicate_objects(objs: Sequence[ObjectAnn]) -> Iterator[tuple[str, Severity]]:
+    """Pairs of objects annotated twice: one box exactly, or one label on nearly the same box.
+
+    Near-linear in objects (a photo may hold thousands): exact boxes meet in a dict; near ones are swept
+    per label in x1 order, since IoU > DUPLICATE_IOU needs |x1_a - x1_b| < (1 - DUPLICATE_IOU) * width_a
+    for the box `a` further left (the intersection is at most width_a - |dx| wide).
+    """
+    found: list[tuple[int, int, str]] = []
+    first_at: dict[tuple[float, ...], int] = {}
+    for j, o in enumerate(objs):
+        i = first_at.setdefault(tuple(o.bbox_2d), j)
+        if i != j:
+            a = objs[i]
+            same = "the same label" if a.desc == o.desc else f"labels '{a.desc}' and '{o.desc}'"
+            found.append((i, j, f"duplicate box {_fmt_box(o.bbox_2d)} with {same}"))
+    by_label: dict[str, list[int]] = {}
+    for k, o in enumerate(objs):
+        by_label.setdefault(o.desc, []).append(k)
+    for label, members in by_label.items():
+        members.sort(key=lambda k: objs[k].bbox_2d[0])
+        for m, i in enumerate(members):
+            a = objs[i].bbox_2d
+            reach = a[0] + (1.0 - DUPLICATE_IOU) * (a[2] - a[0])
+            for j in members[m + 1:]:
+                b = objs[j].bbox_2d
+                if b[0] > reach:
+                    break
+                if a != b and (iou := box_iou(a, b)) > DUPLICATE_IOU:
+                    found.append((min(i, j), max(i, j), f"same label '{label}' on nearly the same box (IoU {iou:.2f})"))
+    for i, j, what in sorted(found):
+        yield f"objects[{i}] and objects[{j}]: {what}", "error"
+
+
+def _probe(path: Path, decode: bool) -> tuple[ImageInfo | str, str | None]:
+    info = probe_image(path, decode)
+    return info, file_digest(path) if not isinstance(info, str) else None
+
+
+def duplicate_photos(rows: list[tuple[Path, int, Sample]], digests: dict[Path, str]) -> list[Problem]:
+    """The same photo twice: in one file, or in a training file and the validation file, by path or by content.
+
+    Teachers are chosen from train, so only teachers.jsonl against val.jsonl is a leak there.
+    """
+    problems = []
+    seen: dict[tuple[str, str], tuple[Path, int, str]] = {}  # (kind, path or digest) -> where first seen
+    for file, line, sample in rows:
+        for image in sample.student.images:
+            path = resolve_image(file, image)
+            keys = [("path", str(path))] + ([("content", digests[path])] if path in digests else [])
+            for kind, key in keys:
+                first = seen.setdefault((kind, key), (file, line, image))
+                if first == (file, line, image) or first[:2] == (file, line):
+                    continue
+                how = "the same file" if kind == "path" else f"the same content as {first[2]}"
+                if first[0] == file:
+                    problems.append(Problem(str(file), line, f"image {image}: {how} at line {first[1]}: the same photo "
+                                            "twice, its boxes would count twice (remove one line)"))
+                elif {first[0].name, file.name} in ({TRAIN, VAL}, {TEACHERS, VAL}):
+                    problems.append(Problem(str(file), line, f"image {image}: {how} in {first[0]} line {first[1]}: a "
+                                            "photo in both training and validation data scores training photos as "
+                                            "validation (move it to one side)"))
+                else:
+                    continue
+                break  # one message per line: a path repeat is also a content repeat
+    return problems
 
 
 def check_dataset(
@@ -187,11 +246,15 @@ def check_dataset(
 
     images = sorted({resolve_image(f, img) for f, _, s in rows for _, r in _records(s) for img in r.images})
     infos: dict[Path, ImageInfo | str] = {}
+    digests: dict[Path, str] = {}
     with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) + 2)) as pool:
-        for done, (p, info) in enumerate(zip(images, pool.map(lambda p: probe_image(p, decode_images), images)), 1):
+        for done, (p, (info, digest)) in enumerate(zip(images, pool.map(lambda p: _probe(p, decode_images), images)), 1):
             infos[p] = info
+            if digest is not None:
+                digests[p] = digest
             if on_progress:
                 on_progress(done, len(images))
+    problems += duplicate_photos(rows, digests)
 
     for file, line, sample in rows:
         for prefix, record in _records(sample):

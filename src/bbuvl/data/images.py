@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,3 +75,9 @@ def image_size(path: str | Path) -> tuple[int, int]:
 def list_images(folder: str | Path) -> list[Path]:
     """Image files under a folder, recursively, sorted."""
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (hex): the same photo under two names has one digest."""
+    with Path(path).open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()

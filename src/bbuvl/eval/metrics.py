@@ -122,6 +122,7 @@ def evaluate_predictions(
         **totals.errors(),
         "images": len(records),
         "images_without_prediction": sum(p is None for p in alignment.predictions),
+        "repeated_gt_images": len(alignment.gt_repeats),
         "prediction_errors": sum(bool(p.error) for p in present),
         "parse_failures": failures,
     }

@@ -108,10 +108,17 @@ class Alignment:
     repeated: list[PredictionLine] = field(default_factory=list)  # later lines for an already-paired photo
     rescaled: int = 0  # lines whose image size differed from the record's: boxes scaled to the record
     by_name: int = 0  # lines paired only by file name
+    gt_repeats: list[tuple[int, int, str]] = field(default_factory=list)  # (first record, repeat, image): one photo twice
+
 
     def notes(self) -> list[str]:
         """Sentences for the user about anything that did not pair cleanly."""
         out = []
+        if self.gt_repeats:
+            ex = ", ".join(f"{image} (records {a + 1} and {b + 1})" for a, b, image in self.gt_repeats[:3])
+            out.append(f"the ground truth lists {len(self.gt_repeats)} photo(s) more than once ({ex}): a prediction pairs "
+                       "with the first only, so every object of each repeat counts as missed; remove the repeats "
+                       "(`bbuvl data check` lists them)")
         missing = sum(p is None for p in self.predictions)
         if missing:
             out.append(f"{missing} ground-truth photo(s) have no prediction line: every object in them counts as missed")
@@ -149,6 +156,7 @@ def align_predictions(
         bases.insert(1, Path(pred_path).resolve().parent)
 
     result = Alignment(predictions=[None] * len(records))
+    result.gt_repeats = [(index.plain[p], i, records[i].image) for i, p in enumerate(index.paths) if index.plain[p] != i]
     for p in predictions:
         found, by_name = _find(p.image, index, by_text, names, bases)
         if found is None:

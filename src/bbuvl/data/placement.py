@@ -1,0 +1,62 @@
+"""Where imported images go in a dataset folder: one file per distinct photo, never one file for two.
+
+An importer names each image after its path under the source folder (`images/siteA/IMG_0001.jpg`). When
+that name is already taken by other bytes (two photos of one name from outside the folder, or a file
+left by an earlier import), the content hash is added (`IMG_0001.3f2a9c1b0e.jpg`) instead of reusing
+the file: reusing it would put one photo's boxes on another photo.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from bbuvl.data.images import file_digest
+
+HASH_CHARS = 10
+
+
+def preferred_name(src: Path, images_dir: Path) -> Path:
+    """`images/` + the path under `images_dir` (just the file name for a file outside it)."""
+    try:
+        rel = src.resolve().relative_to(images_dir.resolve())
+    except ValueError:  # an absolute or `..` file_name outside images_dir
+        rel = Path(src.name)
+    return Path("images") / rel
+
+
+class ImagePlacer:
+    """Copies (or hard-links) images into a dataset folder under names no two distinct photos share."""
+
+    def __init__(self, out: Path, link: bool = False):
+        self.out, self.link = out, link
+        self.claimed: dict[Path, str] = {}  # dataset-relative name -> digest of the bytes placed there
+
+    def place(self, src: Path, preferred: Path) -> Path:
+        """Put `src` into the dataset; returns its dataset-relative name (the same one for the same bytes)."""
+        digest = file_digest(src)
+        hashed = preferred.with_name(f"{preferred.stem}.{digest[:HASH_CHARS]}{preferred.suffix}")
+        for name in (preferred, hashed):
+            owner = self.claimed.get(name)
+            if owner is None and (self.out / name).exists():
+                owner = file_digest(self.out / name)  # left by an earlier import into this folder
+            if owner is None:
+                self._copy(src, self.out / name)
+            elif owner != digest:
+                continue
+            self.claimed[name] = digest
+            return name
+        raise ValueError(f"{src}: {hashed} already holds other bytes with the same hash prefix; import into an empty folder")
+
+    def _copy(self, src: Path, dst: Path) -> None:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if self.link:
+            try:
+                os.link(src, dst)
+                return
+            except OSError:  # another filesystem: fall back to a copy
+                pass
+        tmp = dst.with_name(f".{dst.name}.tmp")
+        shutil.copy2(src, tmp)
+        os.replace(tmp, dst)  # a killed import leaves no half-copied photo under a real name
