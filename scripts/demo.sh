@@ -2,7 +2,8 @@
 # The whole pipeline twice, on CPU, offline, from a randomly initialised tiny Qwen2.5-VL:
 #   stage A, shapes: one coloured shape per photo. The sanity task: the model must find *where*, not only *what*.
 #   stage B, BBU close-ups: the real labels, at the scale a from-scratch tiny model can reach in minutes.
-# Each stage: synthesise -> check -> tiny model -> train -> predict (head, generate) -> eval -> report.
+# Each stage: synthesise -> check -> tiny model -> train -> predict (head; name = head boxes named by the VLM;
+# generate) -> eval -> report.
 set -euo pipefail
 OUT=${BBUVL_DEMO_OUT:-demo_out}
 BBUVL=.venv/bin/bbuvl
@@ -26,7 +27,7 @@ stage() {  # stage NAME CONFIG SYNTH_ARGS... -- TRAIN_OVERRIDES...
   echo "== [$name] train ($config) -> $dir/run"
   $BBUVL train "$config" "training.output_dir=$dir/run" "model.path=$dir/tiny-model" \
     "data.train=$dir/data/train.jsonl" "data.val=$dir/data/val.jsonl" "${overrides[@]}"
-  for mode in head generate; do
+  for mode in head name generate; do
     echo "== [$name] predict the validation photos ($mode)"
     $BBUVL predict -c "$dir/run/final" -i "$dir/data/val.jsonl" -o "$dir/pred_$mode.jsonl" --mode $mode
     echo "== [$name] evaluate ($mode)"
@@ -50,10 +51,10 @@ def num(v):
     return "  -  " if v is None else f"{v:.3f}"
 print(f"\nDemo finished in {seconds // 60} min {seconds % 60} s. AP50 on the validation photos (per label / class-agnostic):")
 for stage, what in (("shapes", "A, shapes (one shape per photo)"), ("bbu", "B, BBU close-ups")):
-    m = {mode: json.loads((out / stage / f"metrics_{mode}.json").read_text()) for mode in ("head", "generate")}
+    m = {mode: json.loads((out / stage / f"metrics_{mode}.json").read_text()) for mode in ("head", "name", "generate")}
     prior = m["head"]["prior"] or {}
     print(f"  stage {what}:")
-    for mode in ("head", "generate"):
+    for mode in ("head", "name", "generate"):
         print(f"    {mode:<9} {num(m[mode]['AP50'])} / {num(m[mode]['AP50_agnostic'])}   "
               f"report: {out / stage / f'report_{mode}' / 'index.html'}")
     print(f"    {'constant':<9} {num(prior.get('AP50'))} / {num(prior.get('AP50_agnostic'))}   "

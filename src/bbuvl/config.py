@@ -115,6 +115,12 @@ class DetectionConfig(_Strict):
     # Self-attention over the memory before proposals and queries (Deformable DETR's encoder): gives each
     # vision token the context to say where its object's edges are (docs/localisation.md).
     encoder_layers: int = Field(1, ge=0)
+    # 3x3 convolutions over the vision-token grid before proposals (FCOS's tower): each token reads its
+    # neighbours' features directly, where a box's edges are (docs/localisation.md).
+    local_layers: int = Field(0, ge=0)
+    # Each decoder query also reads the memory sampled on a P x P grid inside its reference box (RoIAlign,
+    # Faster R-CNN's second stage); 0 = off.
+    roi_points: int = Field(0, ge=0)
     decoder_layers: int = Field(2, gt=0)
     # How much of the head's gradient reaches the VLM (0 = the VLM learns from its language loss only). With
     # the gradient in full, the head's box losses swamped the vision features and its captions stayed at

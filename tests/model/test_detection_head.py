@@ -5,7 +5,9 @@ import torch
 from torch import nn
 
 from bbuvl.config import DetectionConfig
-from bbuvl.model.detection_head import DetectionHead, grid_reference_boxes, sine_position_2d
+from bbuvl.model.detection_head import (
+    DetectionHead, grid_reference_boxes, grid_tokens, roi_sample, sine_position_2d, vision_grid,
+)
 
 BOS, EOS, PAD = 1, 2, 0
 HIDDEN, VOCAB = 64, 200
@@ -220,8 +222,12 @@ def test_two_stage_needs_the_token_grid():
         head(*features())
 
 
-def test_two_stage_ignores_padding_tokens_and_fills_missing_slots_with_learned_queries():
-    head, _ = make_head(two_stage=True, num_queries=16)  # more queries than the 12 vision tokens
+LOCAL = [{}, {"local_layers": 2}, {"local_layers": 1, "roi_points": 3}]
+
+
+@pytest.mark.parametrize("local", LOCAL)
+def test_two_stage_ignores_padding_tokens_and_fills_missing_slots_with_learned_queries(local):
+    head, _ = make_head(two_stage=True, num_queries=16, **local)  # more queries than the 12 vision tokens
     vis, vm, txt, tm = features(batch=1)
     alone = head(vis, vm, txt, tm, vision_grid_hw=GRID[:1])
     vis_p = torch.cat([vis, torch.randn(1, 6, HIDDEN) * 100], 1)
@@ -231,3 +237,52 @@ def test_two_stage_ignores_padding_tokens_and_fills_missing_slots_with_learned_q
     assert torch.allclose(alone.boxes, padded.boxes, atol=1e-5)
     assert torch.allclose(alone.objectness_logits, padded.objectness_logits, atol=1e-5)
     assert padded.proposal_valid.tolist() == [[True] * 12 + [False] * 6]
+
+
+def _coordinate_tokens(grid_hw: torch.Tensor, nv: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens whose features are their own (row, col), raster order, padded to `nv`."""
+    vis = torch.zeros(len(grid_hw), nv, 2)
+    mask = torch.zeros(len(grid_hw), nv, dtype=torch.bool)
+    for b, (h, w) in enumerate(grid_hw.tolist()):
+        rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        vis[b, : h * w] = torch.stack([rows.flatten(), cols.flatten()], -1).float()
+        mask[b, : h * w] = True
+    return vis, mask
+
+
+def test_token_grids_round_trip_with_images_of_different_sizes():
+    grid_hw = torch.tensor([[2, 3], [3, 4]])
+    vis, mask = _coordinate_tokens(grid_hw, 12)
+    maps = vision_grid(vis, mask, grid_hw)
+    assert maps.shape == (2, 2, 3, 4)
+    assert maps[0, :, 2].abs().sum() == 0 and maps[0, :, :, 3].abs().sum() == 0  # outside image 0: zeros
+    assert maps[1, :, 2, 3].tolist() == [2.0, 3.0]  # row 2, col 3 sits at row 2, col 3
+    assert torch.equal(grid_tokens(maps, mask, grid_hw), vis)
+
+
+def test_roi_samples_read_the_cells_under_each_box_in_each_images_own_frame():
+    grid_hw = torch.tensor([[2, 3], [3, 4]])
+    vis, mask = _coordinate_tokens(grid_hw, 12)
+    maps = vision_grid(vis, mask, grid_hw)
+    # A tiny box on the centre of image 0 (between its rows, on its middle column) and on cell (1, 2) of image 1.
+    boxes = torch.tensor([[[0.5, 0.5, 0.01, 0.01]], [[2.5 / 4, 1.5 / 3, 0.01, 0.01]]])
+    assert torch.allclose(roi_sample(maps, grid_hw, boxes, 1), torch.tensor([[[0.5, 1.0]], [[1.0, 2.0]]]), atol=1e-4)
+    # A 2x2 grid of samples on the box covering image 1's left half: the centres of its quarters.
+    half = torch.tensor([[[0.5, 0.5, 1.0, 1.0]], [[0.25, 0.5, 0.5, 1.0]]])
+    s = roi_sample(maps, grid_hw, half, 2).view(2, 1, 2, 2, 2)[1, 0]  # [D, P, P]
+    # x = 1/8, 3/8 of 4 cells are the centres of columns 0 and 1; y = 1/4, 3/4 of 3 cells fall a quarter cell
+    # below row 0's centre and a quarter above row 2's.
+    assert torch.allclose(s[1], torch.tensor([[0.0, 1.0], [0.0, 1.0]]), atol=1e-4)
+    assert torch.allclose(s[0], torch.tensor([[0.25, 0.25], [1.75, 1.75]]), atol=1e-4)
+
+
+@pytest.mark.parametrize("local", LOCAL[1:])
+def test_local_layers_give_each_image_of_a_batch_the_answer_it_gets_alone(local):
+    head, _ = make_head(two_stage=True, num_queries=5, **local)
+    vis, vm, txt, tm = features(batch=2)
+    vm[1, 9:] = False  # image 1 is a 3x3 grid: its map is padded to image 0's 3x4
+    grid_hw = torch.tensor([[3, 4], [3, 3]])
+    both = head(vis, vm, txt, tm, vision_grid_hw=grid_hw)
+    alone = head(vis[1:, :9], vm[1:, :9], txt[1:], tm[1:], vision_grid_hw=grid_hw[1:])
+    assert torch.allclose(both.boxes[1], alone.boxes[0], atol=1e-5)
+    assert torch.allclose(both.objectness_logits[1], alone.objectness_logits[0], atol=1e-5)

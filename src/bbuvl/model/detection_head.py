@@ -160,6 +160,71 @@ def _encoder(d_model: int, num_heads: int, num_layers: int, dropout: float) -> n
     return nn.TransformerEncoder(layer, num_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False)
 
 
+class LocalTower(nn.Module):
+    """`num_layers` x (3x3 conv, LayerNorm over channels, GELU) on token maps, residual around the whole (FCOS's tower).
+
+    The norm is per position and padding is zeroed after every layer, so an image's output does not depend on
+    how far its map was padded to fit a larger image in the batch (GroupNorm would pool statistics over it).
+    """
+
+    def __init__(self, d_model: int, num_layers: int):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(d_model, d_model, 3, padding=1) for _ in range(num_layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(num_layers))
+
+    def forward(self, maps: Tensor, inside: Tensor) -> Tensor:
+        """maps `[B, D, H, W]`, inside `[B, 1, H, W]` (1 on the image, 0 on padding) -> `[B, D, H, W]`."""
+        x = maps
+        for conv, norm in zip(self.convs, self.norms):
+            x = F.gelu(norm(conv(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)) * inside
+        return maps + x
+
+
+def vision_grid(vis: Tensor, vision_mask: Tensor, grid_hw: Tensor) -> Tensor:
+    """`[B, Nv, D]` raster-order tokens -> `[B, D, Hmax, Wmax]` maps, each image top-left, zeros elsewhere."""
+    hmax, wmax = int(grid_hw[:, 0].max()), int(grid_hw[:, 1].max())
+    out = vis.new_zeros(vis.shape[0], vis.shape[2], hmax, wmax)
+    for b, (h, w) in enumerate(grid_hw.tolist()):
+        out[b, :, :h, :w] = vis[b, vision_mask[b]].T.reshape(-1, h, w)
+    return out
+
+
+def grid_inside(grid_hw: Tensor, like: Tensor) -> Tensor:
+    """`[B, 1, Hmax, Wmax]`: 1 where a map cell belongs to its image, 0 on padding (maps as `vision_grid` lays out)."""
+    inside = like.new_zeros(like.shape[0], 1, like.shape[2], like.shape[3])
+    for b, (h, w) in enumerate(grid_hw.tolist()):
+        inside[b, :, :h, :w] = 1
+    return inside
+
+
+def grid_tokens(maps: Tensor, vision_mask: Tensor, grid_hw: Tensor) -> Tensor:
+    """Inverse of `vision_grid`: `[B, D, Hmax, Wmax]` -> `[B, Nv, D]` (zeros on padding tokens)."""
+    out = maps.new_zeros(*vision_mask.shape, maps.shape[1])
+    for b, (h, w) in enumerate(grid_hw.tolist()):
+        out[b, vision_mask[b]] = maps[b, :, :h, :w].reshape(maps.shape[1], -1).T
+    return out
+
+
+def roi_sample(maps: Tensor, grid_hw: Tensor, boxes: Tensor, points: int) -> Tensor:
+    """Bilinear samples of `[B, D, Hmax, Wmax]` maps on a `points x points` grid inside each cxcywh box `[B, Q, 4]`.
+
+    Returns `[B, Q, D * points**2]` (RoIAlign with one sample per bin). Box coordinates are normalised to each
+    image, which fills only the top-left `h x w` of its map.
+    """
+    b, q = boxes.shape[:2]
+    offsets = (torch.arange(points, device=boxes.device, dtype=boxes.dtype) + 0.5) / points - 0.5  # [P]
+    xs = boxes[..., 0:1] + offsets * boxes[..., 2:3]  # [B, Q, P]
+    ys = boxes[..., 1:2] + offsets * boxes[..., 3:4]
+    hw = grid_hw.to(boxes)
+    scale_x = (hw[:, 1] / maps.shape[3])[:, None, None]  # the image's share of the padded map
+    scale_y = (hw[:, 0] / maps.shape[2])[:, None, None]
+    gx = (xs * scale_x) * 2 - 1
+    gy = (ys * scale_y) * 2 - 1
+    grid = torch.stack([gx[:, :, None, :].expand(b, q, points, points), gy[:, :, :, None].expand(b, q, points, points)], -1)
+    sampled = F.grid_sample(maps, grid.reshape(b, q * points, points, 2).to(maps.dtype), align_corners=False)
+    return sampled.reshape(b, -1, q, points, points).permute(0, 2, 1, 3, 4).reshape(b, q, -1)
+
+
 def _decoder(d_model: int, num_heads: int, num_layers: int, dropout: float) -> nn.TransformerDecoder:
     layer = nn.TransformerDecoderLayer(
         d_model, num_heads, dim_feedforward=4 * d_model, dropout=dropout, activation="gelu",
@@ -217,6 +282,9 @@ class DetectionHead(nn.Module):
             self.proposal_box = MLP(d_model, d_model, 4, 3)
             self.proposal_objectness = nn.Linear(d_model, 1)
         self.encoder = _encoder(d_model, config.num_heads, config.encoder_layers, config.dropout)
+        self.local_tower = LocalTower(d_model, config.local_layers) if config.local_layers else None
+        self.roi_points = config.roi_points
+        self.roi_proj = nn.Linear(d_model * config.roi_points**2, d_model) if config.roi_points else None
         self.decoder = _decoder(d_model, config.num_heads, config.decoder_layers, config.dropout)
 
         self.box_head = MLP(d_model, d_model, 4, 3)
@@ -322,7 +390,14 @@ class DetectionHead(nn.Module):
         """
         batch = memory.shape[0]
         vision_mask = vision_mask.bool()
-        vis = self.proposal_norm(self.proposal_proj(memory[:, :num_vision]))  # [B, Nv, D]
+        vis = memory[:, :num_vision]
+        maps = None
+        if self.local_tower is not None or self.roi_proj is not None:
+            maps = vision_grid(vis, vision_mask, grid_hw)  # [B, D, Hmax, Wmax]
+            if self.local_tower is not None:
+                maps = self.local_tower(maps, grid_inside(grid_hw, maps))
+                vis = grid_tokens(maps, vision_mask, grid_hw)
+        vis = self.proposal_norm(self.proposal_proj(vis))  # [B, Nv, D]
         cells = self._token_cells(grid_hw, vision_mask).to(vis)  # [B, Nv, 4] cxcywh
         proposals = boxes_from_deltas(cells, self.proposal_box(vis), "cxcywh")  # [B, Nv, 4]
         proposal_logits = self.proposal_objectness(vis).squeeze(-1)  # [B, Nv]
@@ -341,6 +416,8 @@ class DetectionHead(nn.Module):
         content = torch.where(from_token, token_content, torch.zeros_like(token_content)) + self.query_embed.weight
         query_pos = sine_encode_points(ref[..., :2].clamp(0, 1).reshape(-1, 2), self.d_model).view(batch, q, -1)
         hs = self.decoder(content + query_pos.to(content), memory, memory_key_padding_mask=~valid)  # [B, Q, D]
+        if self.roi_proj is not None:
+            hs = hs + self.roi_proj(roi_sample(maps, grid_hw, ref.clamp(0, 1), self.roi_points))
         return DetectionOutput(
             boxes=boxes_from_deltas(ref, self.box_head(hs), self.box_format),
             objectness_logits=self.objectness_head(hs).squeeze(-1),
