@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bbuvl.cli.common import console, fail, user_errors
@@ -18,6 +22,8 @@ def train(
     overrides: list[str] = typer.Argument(None, help="key.sub=value overrides, e.g. training.num_epochs=3"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint-* in training.output_dir."),
     resume_from: Path = typer.Option(None, help="Continue from this checkpoint folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run already in training.output_dir "
+                                   "(its checkpoints, final/, logs); without it a used folder is refused."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check config, load the model, run one batch; print memory and tokens."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
     validate_only: bool = typer.Option(False, "--validate-only", help="Validate the config and exit."),
@@ -35,7 +41,7 @@ def train(
         console.print(dump_config(cfg), end="", markup=False)
         return
     if validate_only:
-        console.print(f"[green]ok[/]: {config} is valid")
+        console.print(f"[green]ok[/]: {escape(str(config))} is valid")
         return
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from bbuvl.train.trainer import PART_KEYS
@@ -47,13 +53,15 @@ def train(
             report = run_dry(cfg)
         table = Table(title="dry run: one batch", show_header=False)
         for k, v in report.items():
-            table.add_row(k, json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else str(v))
+            table.add_row(k, escape(json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else str(v)))
         console.print(table)
         if not report["finite"]:
             fail("the loss of the first batch is not finite")
         return
-    with user_errors(ValueError, OSError):
-        result = run_train(cfg, resume=str(resume_from) if resume_from else resume)
+    if overwrite and (resume or resume_from):
+        fail("--overwrite replaces the run that --resume would continue: pass one of them")
+    with user_errors(ValueError, OSError), disk_full_is_resumable(Path(cfg.training.output_dir)):
+        result = run_train(cfg, resume=str(resume_from) if resume_from else resume, overwrite=overwrite)
     logs = [h for h in result["history"] if "loss" in h]
     if logs:
         table = Table(title="training loss (first, last)")
@@ -65,9 +73,22 @@ def train(
         console.print(table)
     alarms = result.get("alarms") or {}
     for kind, a in alarms.items():
-        console.print(f"[yellow]alarm[/] {kind}: {a['count']}x, first at step {a['first_step']}: {a['first']}", markup=True)
+        console.print(f"[yellow]alarm[/] {kind}: {a['count']}x, first at step {a['first_step']}: {escape(str(a['first']))}", markup=True)
     if not alarms:
         console.print("training health: no alarms")
     console.print(f"non-finite steps skipped: {result['nan_skipped']}; samples dropped for budget: "
                   f"{result['budget_dropped']}; over-budget photos skipped: {result['oversize_skipped']}")
-    console.print(f"[green]checkpoint[/]: {result['final']}  (TensorBoard: {Path(cfg.training.output_dir) / 'tb'})")
+    console.print(f"[green]checkpoint[/]: {escape(result['final'])}  (TensorBoard: {escape(str(Path(cfg.training.output_dir) / 'tb'))})")
+
+
+@contextmanager
+def disk_full_is_resumable(output_dir: Path) -> Iterator[None]:
+    """A full disk while saving (torch reports it as a RuntimeError) becomes one line saying how to go on."""
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        text = str(e)
+        if getattr(e, "errno", None) != errno.ENOSPC and "No space left" not in text and "write failed" not in text:
+            raise
+        fail(f"{output_dir}: the disk is full (saving failed: {text.splitlines()[0] if text else type(e).__name__}); "
+             "free space and re-run with --resume: it continues from the newest complete checkpoint")

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +38,9 @@ from bbuvl.train.dataset import ConversationDataset, SourcedRecord, sources_from
 from bbuvl.train.loss_scale import LossDenominators
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, optimizer_groups
 from bbuvl.train.prompts import system_prompt
+from bbuvl.train.run_dir import FINAL_DIR, RunDirError, checkpoint_incomplete, latest_complete_checkpoint, prepare_output_dir
 
 log = logging.getLogger(__name__)
-FINAL_DIR = "final"
 PART_KEYS = ("loss", "lm_teacher", "lm_student", "loss_bbox", "loss_giou", "loss_objectness", "loss_caption", "loss_proposal")
 
 
@@ -319,29 +320,51 @@ def make_trainer(run: Run, progress: bool = True, callbacks: list | None = None)
     return trainer
 
 
-def latest_checkpoint(output_dir: str | Path) -> str | None:
-    """The newest `checkpoint-N` folder of a run, if any."""
-    ckpts = sorted(Path(output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return str(ckpts[-1]) if ckpts else None
+def train(cfg: Config, resume: bool | str = False, progress: bool = True, callbacks: list | None = None,
+          overwrite: bool = False) -> dict[str, Any]:
+    """Train a run; returns the final checkpoint folder and the logged history.
 
-
-def train(cfg: Config, resume: bool | str = False, progress: bool = True, callbacks: list | None = None) -> dict[str, Any]:
-    """Train a run; returns the final checkpoint folder and the logged history."""
+    A folder holding another run is refused unless resuming or `overwrite` (train/run_dir.py); `resume=True`
+    continues from the newest complete checkpoint, skipping ones a kill or a full disk left half-written.
+    """
+    out = Path(cfg.training.output_dir)
+    prepare_output_dir(out, resume=bool(resume), overwrite=overwrite)
+    ckpt = None
+    if isinstance(resume, str):
+        why = checkpoint_incomplete(Path(resume)) if Path(resume).is_dir() else "no such folder"
+        if why:
+            raise RunDirError(f"--resume-from {resume}: cannot resume from it ({why})")
+        ckpt = resume
+    elif resume:
+        found, skipped = latest_complete_checkpoint(out)
+        if found is None:
+            why = "".join(f"; {p.name}: {reason}" for p, reason in skipped)
+            raise RunDirError(f"--resume: no complete checkpoint-N folder in {out}{why}")
+        ckpt = str(found)
     run = build_run(cfg)
     trainer = make_trainer(run, progress, callbacks)
-    ckpt = None
-    if resume:
-        ckpt = resume if isinstance(resume, str) else latest_checkpoint(cfg.training.output_dir)
-        if ckpt is None:
-            raise FileNotFoundError(f"--resume: no checkpoint-* folder in {cfg.training.output_dir}")
     trainer.train(resume_from_checkpoint=ckpt)
-    final = Path(cfg.training.output_dir) / FINAL_DIR
-    trainer.save_model(str(final))
+    final = out / FINAL_DIR
+    staging = out / f".{FINAL_DIR}.saving"
+    trainer.save_model(str(staging))
+    if trainer.args.should_save:
+        _swap_in(staging, final)
     history = trainer.state.log_history
-    write_text_atomic(Path(cfg.training.output_dir) / "history.json", json.dumps(history, indent=1))
+    write_text_atomic(out / "history.json", json.dumps(history, indent=1))
     return {"final": str(final), "history": history, "nan_skipped": trainer.guard.skipped,
             "budget_dropped": run.collator.budget.dropped, "oversize_skipped": len(run.train_dataset.skipped),
             "alarms": health_summary(trainer.callback_handler.callbacks)}
+
+
+def _swap_in(staging: Path, final: Path) -> None:
+    """Replace `final` with the finished `staging` folder: a kill mid-save never leaves a half-written final/."""
+    old = final.with_name(f".{final.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        final.rename(old)
+    staging.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def dry_run(cfg: Config) -> dict[str, Any]:

@@ -1,0 +1,88 @@
+"""A run's output folder: one run per folder, and resume from its newest *complete* checkpoint.
+
+Training into a folder that already holds a run would replace its `final/` and leave its numbered
+checkpoints beside the new ones, where a later `--resume` picks the old run's newest. So a used folder is
+refused unless the caller resumes it or asks to overwrite it (which clears the old run's checkpoints).
+
+A checkpoint is complete when HF's trainer_state.json (written last by HF Trainer) parses and every
+weights file is as long as its header says (model/checkpoint.py); a save killed half-way or cut short by
+a full disk fails that and is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from pathlib import Path
+
+from bbuvl.model.checkpoint import checkpoint_problem
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")  # HF's names; `checkpoint-16.bak` and the like are not ours
+FINAL_DIR = "final"
+RUN_FILES = ("history.json",)
+RUN_DIRS = (FINAL_DIR, "tb", "nan_batches")
+
+
+class RunDirError(ValueError):
+    """The output folder holds another run, or no checkpoint there can be resumed."""
+
+
+def numbered_checkpoints(output_dir: str | Path) -> list[Path]:
+    """`checkpoint-N` folders of a run, oldest step first (anything else named checkpoint-* is ignored)."""
+    found = [(int(m.group(1)), p) for p in Path(output_dir).glob("checkpoint-*")
+             if p.is_dir() and (m := CHECKPOINT.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def previous_run(output_dir: str | Path) -> list[str]:
+    """What in `output_dir` a run wrote (empty when the folder is new or holds none of it)."""
+    out = Path(output_dir)
+    found = [p.name for p in numbered_checkpoints(out)]
+    found += [name for name in RUN_DIRS + RUN_FILES if (out / name).exists()]
+    return found
+
+
+def prepare_output_dir(output_dir: str | Path, resume: bool, overwrite: bool) -> None:
+    """Refuse a folder holding another run unless resuming it; with `overwrite`, clear that run first."""
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"training.output_dir {out}: is a file, not a folder")
+    found = previous_run(out)
+    if not found or resume:
+        return
+    if not overwrite:
+        shown = ", ".join(found[:4]) + (" ..." if len(found) > 4 else "")
+        raise RunDirError(f"training.output_dir {out}: holds another run ({shown}); pass --resume to continue it, "
+                          "--overwrite to replace it, or choose another training.output_dir")
+    for name in found:
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    log.warning("--overwrite: removed the previous run's %s from %s", ", ".join(found), out)
+
+
+def checkpoint_incomplete(path: Path) -> str | None:
+    """Why a numbered checkpoint cannot be resumed from (None when it can)."""
+    state = path / "trainer_state.json"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "no trainer_state.json (the save did not finish)"
+    except (ValueError, UnicodeDecodeError):
+        return "trainer_state.json is cut short or damaged"
+    return checkpoint_problem(path)
+
+
+def latest_complete_checkpoint(output_dir: str | Path) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The newest checkpoint that can be resumed, and the newer ones skipped with the reason for each."""
+    skipped = []
+    for path in reversed(numbered_checkpoints(output_dir)):
+        why = checkpoint_incomplete(path)
+        if why is None:
+            return path, skipped
+        skipped.append((path, why))
+        log.warning("--resume: skipping %s: %s", path, why)
+    return None, skipped
