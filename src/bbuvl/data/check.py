@@ -46,6 +46,7 @@ class ImageInfo:
     raw: tuple[int, int]  # (width, height) of the pixel grid in the file
     upright: tuple[int, int]  # (width, height) after EXIF orientation, what load_image returns
     orientation: int
+    conversion: str | None = None  # what decoding to 8-bit RGB took beyond a plain conversion (data/images.py)
 
 
 def probe_image(path: Path, decode: bool = True) -> ImageInfo | str:
@@ -58,7 +59,7 @@ def probe_image(path: Path, decode: bool = True) -> ImageInfo | str:
             img = load_image(path)
         except ImageError as e:
             return str(e).removeprefix(f"{path}: ")
-        return ImageInfo(img.raw_size, img.image.size, img.orientation)
+        return ImageInfo(img.raw_size, img.image.size, img.orientation, img.conversion)
     try:
         with Image.open(path) as im:
             raw = im.size
@@ -263,6 +264,9 @@ def check_dataset(
                 msg = f"image {image}: {info}" if isinstance(info, str) else check_size(record, image, info)
                 if msg:
                     problems.append(Problem(str(file), line, prefix + msg))
+                if not isinstance(info, str) and info.conversion:
+                    problems.append(Problem(str(file), line, f"{prefix}image {image}: mode needed more than a plain RGB "
+                                            f"conversion: {info.conversion}; check that it looks right", "warning"))
             for msg, severity in check_objects(record, hierarchy):
                 problems.append(Problem(str(file), line, prefix + msg, severity))
 

@@ -24,18 +24,59 @@ class LoadedImage:
     raw_size: tuple[int, int]  # (width, height) of the pixel grid in the file
     orientation: int  # EXIF orientation tag (1 = none)
     mode: str  # mode in the file before conversion
+    conversion: str | None = None  # what converting to 8-bit RGB took beyond Pillow's plain convert
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
-    """RGB copy of any PIL mode; transparent pixels are composited on white, not black."""
-    if img.mode == "RGB":
-        return img
-    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
+    """RGB copy of any PIL mode (see `convert_to_rgb`)."""
+    return convert_to_rgb(img)[0]
+
+
+def convert_to_rgb(img: Image.Image) -> tuple[Image.Image, str | None]:
+    """8-bit RGB from any PIL mode, and a note when that took more than Pillow's plain conversion.
+
+    Pillow's own convert("RGB") clips 16- and 32-bit values at 255 (a 16-bit PNG turns almost white) and
+    treats LAB numbers as RGB; those are rescaled here. Transparent pixels are composited on white, not black.
+    """
+    mode = img.mode
+    if mode == "RGB":
+        return img, None
+    if mode in ("RGBA", "LA", "La", "RGBa", "PA") or (mode == "P" and "transparency" in img.info):
+        rgba = (img.convert("LA") if mode == "La" else img).convert("RGBA")  # La (premultiplied) has no direct route
+        alpha = rgba.getchannel("A")
         bg = Image.new("RGB", rgba.size, (255, 255, 255))
-        bg.paste(rgba, mask=rgba.getchannel("A"))
-        return bg
-    return img.convert("RGB")  # CMYK, L, I;16, P, YCbCr ...
+        bg.paste(rgba, mask=alpha)
+        return bg, ("transparent pixels composited on white" if alpha.getextrema()[0] < 255 else None)
+    if mode.startswith("I") or mode == "F":
+        return _wide_to_rgb(img)
+    if mode == "LAB":
+        from PIL import ImageCms
+
+        lab_to_srgb = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
+        return ImageCms.applyTransform(img, lab_to_srgb), "CIELAB converted to sRGB"
+    return img.convert("RGB"), None  # 1, L, P, CMYK, YCbCr, HSV, RGBX: Pillow's conversion is right
+
+
+def _wide_to_rgb(img: Image.Image) -> tuple[Image.Image, str | None]:
+    """16-bit, 32-bit integer and float grey to 8 bits, by the range the mode (or, failing that, the data) has."""
+    import numpy as np
+
+    a = np.asarray(img).astype(np.float64)
+    finite = a[np.isfinite(a)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if img.mode.startswith("I;16"):
+        scale, offset, note = 255.0 / 65535.0, 0.0, f"16-bit grey ({img.mode}) scaled to 8 bits"
+    elif img.mode == "F" and lo >= 0.0 and hi <= 1.0:
+        scale, offset, note = 255.0, 0.0, "float grey in [0, 1] scaled to 8 bits"
+    elif lo >= 0.0 and hi <= 255.0:
+        scale, offset, note = 1.0, 0.0, None  # 8-bit values held in a wider mode
+    elif img.mode == "I" and lo >= 0.0 and hi <= 65535.0:
+        scale, offset, note = 255.0 / 65535.0, 0.0, "16-bit grey (I) scaled to 8 bits"
+    else:
+        scale, offset = 255.0 / (hi - lo) if hi > lo else 0.0, lo
+        note = f"{img.mode} grey with values {lo:g}..{hi:g} stretched to 8 bits"
+    grey = np.clip(np.rint((np.nan_to_num(a, nan=lo, posinf=hi, neginf=lo) - offset) * scale), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey, mode="L").convert("RGB"), note
 
 
 def load_image(path: str | Path, orient: bool = True) -> LoadedImage:
@@ -58,7 +99,8 @@ def load_image(path: str | Path, orient: bool = True) -> LoadedImage:
         raise ImageError(f"{path}: cannot decode image: {e}") from None
     if orientation not in range(1, 9):
         orientation = 1
-    return LoadedImage(to_rgb(img), raw_size, orientation, mode)
+    rgb, conversion = convert_to_rgb(img)
+    return LoadedImage(rgb, raw_size, orientation, mode, conversion)
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
