@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from bbuvl.cli.common import console, fail
 from bbuvl.config import ConfigError, dump_config, load_config
@@ -35,4 +36,4 @@ def check_config(
         load_config(config, overrides or [])
     except ConfigError as e:
         fail(str(e))
-    console.print(f"[green]ok[/]: {config} is valid")
+    console.print(f"[green]ok[/]: {escape(str(config))} is valid")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bbuvl.cli.common import console, fail, stdout_is_tty, user_errors
@@ -43,10 +44,10 @@ def convert(
     console.print(summary_table(summary))
     n_errors = summary["errors"]
     if n_errors:
-        console.print(f"[yellow]{n_errors} problem(s)[/] listed in {out / ERRORS}")
+        console.print(f"[yellow]{n_errors} problem(s)[/] listed in {escape(str(out / ERRORS))}")
     if summary["photos"]["converted"] == 0:
         fail(f"no photo under {src} could be converted; see {out / ERRORS}", code=1)
-    console.print(f"[green]ok[/]: dataset written to {out}")
+    console.print(f"[green]ok[/]: dataset written to {escape(str(out))}")
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
@@ -73,7 +74,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
     if "images" in summary:
         rows += [("train / val / teachers", "{train} / {val} / {teachers}".format(**summary["images"]))]
     for name, value in rows:
-        table.add_row(name, str(value))
+        table.add_row(escape(name), escape(str(value)))
     for category, n in summary["categories"].items():
-        table.add_row(f"label: {category}", str(n))
+        table.add_row(escape(f"label: {category}"), str(n))
     return table

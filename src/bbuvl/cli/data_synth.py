@@ -69,7 +69,7 @@ def synth(
     table.add_column("category")
     table.add_column("objects", justify="right")
     for category, n in summary["categories"].items():
-        table.add_row(category, str(n))
+        table.add_row(escape(category), str(n))
     console.print(table)
     if scene == "shapes":
         console.print("classes by colour: " + ", ".join(f"{c.colour} = {c.label}" for c in SHAPE_CLASSES))

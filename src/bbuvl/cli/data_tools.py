@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -81,9 +82,9 @@ def check(
     errors = sum(p.severity == "error" for p in problems)
     warnings = len(problems) - errors
     if errors:
-        console.print(f"[bold red]{errors} error(s)[/], {warnings} warning(s) in {path}", soft_wrap=True)
+        console.print(f"[bold red]{errors} error(s)[/], {warnings} warning(s) in {escape(str(path))}", soft_wrap=True)
         raise typer.Exit(1)
-    console.print(f"[bold green]ok[/]: {path} has no errors ({warnings} warning(s))", soft_wrap=True)
+    console.print(f"[bold green]ok[/]: {escape(str(path))} has no errors ({warnings} warning(s))", soft_wrap=True)
 
 
 # --- stats -------------------------------------------------------------------------------------
@@ -105,11 +106,11 @@ def _stats_records(path: Path) -> list[ImageRecord]:
 
 def _table(title: str, columns: list[str], rows: list[list[Any]], keyed: bool = True) -> Table:
     """A table whose first column is a key (left-aligned) when `keyed`, the rest numbers (right-aligned)."""
-    t = Table(title=title, title_justify="left")
+    t = Table(title=escape(title), title_justify="left")
     for i, c in enumerate(columns):
         t.add_column(c, justify="left" if keyed and i == 0 else "right", overflow="fold")
     for r in rows:
-        t.add_row(*(f"{v:.1f}" if isinstance(v, float) else str(v) for v in r))
+        t.add_row(*(f"{v:.1f}" if isinstance(v, float) else escape(str(v)) for v in r))  # keys are labels: never markup
     return t
 
 
@@ -193,7 +194,7 @@ def teachers(
         f = coverage(records[i])
         new = sorted(f.labels - seen)
         seen |= f.labels
-        t.add_row(str(n), records[i].image, str(len(records[i].objects)), "\n".join(new) or "-",
+        t.add_row(str(n), escape(records[i].image), str(len(records[i].objects)), "\n".join(new) or "-",
                   ["<=3", "<=10", ">10"][f.density], str(f.spatial) if f.spatial >= 0 else "-",
                   ",".join(["<5%", "<20%", ">=20%"][b] for b in sorted(f.sizes)) or "-")
     console.print(t)
@@ -265,7 +266,7 @@ def import_coco(
     console.print(f"{n['train']} train, {n['val']} val, {n['teachers']} teachers, {summary['labels']} labels -> {out}",
                   markup=False)
     if errors:
-        console.print(f"[yellow]{len(errors)} entries skipped[/]: see {out / ERRORS}", soft_wrap=True)
+        console.print(f"[yellow]{len(errors)} entries skipped[/]: see {escape(str(out / ERRORS))}", soft_wrap=True)
 
 
 def export_coco(

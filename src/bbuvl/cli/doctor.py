@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -80,14 +81,14 @@ def data(
         table.add_column(col, justify="left" if col == "file" else "right")
     for t in report.tokens:
         s = t.stats
-        table.add_row(Path(t.file).name, str(len(t.per_sample)), f"{s['min']:.0f}", f"{s['median']:.0f}", f"{s['max']:.0f}",
+        table.add_row(escape(Path(t.file).name), str(len(t.per_sample)), f"{s['min']:.0f}", f"{s['median']:.0f}", f"{s['max']:.0f}",
                       f"[red]{t.over_budget}[/]" if t.over_budget else "0")
     console.print(table)
     console.print(f"costliest batch ({report.batch_size} samples with teachers): {report.worst_batch} vision tokens "
                   f"(budget model.max_vision_tokens_per_batch={cfg.model.max_vision_tokens_per_batch})")
     console.print(f"labels: {len(report.labels)} in the data, {len(report.prompt_labels)} in the prompt vocabulary")
     for p in report.problems:
-        console.print(f"{_STATUS[p.severity]} {p}", markup=True, highlight=False)
+        console.print(f"{_STATUS[p.severity]} {escape(str(p))}", markup=True, highlight=False)
     errors, warnings = len(report.errors), len(report.problems) - len(report.errors)
     if json_out:
         write_text_atomic(json_out, json.dumps({
@@ -129,10 +130,10 @@ def model(
     for col in ("check", "status", "detail"):
         checks.add_column(col, overflow="fold")
     for c in report.checks:
-        checks.add_row(c.name, _STATUS[c.status], c.detail)
+        checks.add_row(escape(c.name), _STATUS[c.status], escape(c.detail))
     console.print(checks)
     if report.failed:
-        console.print(f"[bold red]{len(report.failed)} check(s) failed[/]: {', '.join(c.name for c in report.failed)}")
+        console.print(f"[bold red]{len(report.failed)} check(s) failed[/]: {escape(', '.join(c.name for c in report.failed))}")
         raise typer.Exit(1)
     console.print("[green]all checks passed[/]")
 
@@ -237,13 +238,13 @@ def attention(
         font = find_cjk_font(font_path)
         maps = cross_attention(predictor, image, top_k, layer)
     if font.warning:
-        console.print(f"[yellow]warning[/]: {font.warning}")
+        console.print(f"[yellow]warning[/]: {escape(font.warning)}")
     table = Table(title=f"doctor attention: {image.name}, decoder layer {maps.layer}")
     for col in ("query", "objectness", "on image", "peak patch (row, col)", "caption"):
         table.add_column(col)
     for q in maps.queries:
         peak = divmod(int(q.heat.flatten().argmax()), maps.grid[1])
-        table.add_row(str(q.query), f"{q.score:.3f}", f"{100 * q.vision_share:.0f}%", str(peak), q.caption)
+        table.add_row(str(q.query), f"{q.score:.3f}", f"{100 * q.vision_share:.0f}%", str(peak), escape(q.caption))
     console.print(table)
     console.print(f"plot: {plot_attention(maps, out, image.name, font)}")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bbuvl.atomic import atomic_path, write_text_atomic
@@ -72,16 +73,17 @@ def evaluate(
         write_text_atomic(details_path(out), json.dumps(evaluation.details(), ensure_ascii=False, indent=2) + "\n")
     print_metrics(evaluation, h)
     for note in evaluation.notes:
-        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
-    console.print(f"[green]metrics[/]: {out}  (COCO details and curves: {details_path(out)})", soft_wrap=True)
+        console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
+    console.print(f"[green]metrics[/]: {escape(str(out))}  (COCO details and curves: {escape(str(details_path(out)))})",
+                  soft_wrap=True)
     if report and font is not None:
         from bbuvl.eval.report import write_report
 
         if font.warning:
-            console.print(f"[bold yellow]warning:[/] {font.warning}", soft_wrap=True)
+            console.print(f"[bold yellow]warning:[/] {escape(font.warning)}", soft_wrap=True)
         with console.status("drawing the report", spinner="dots"), user_errors(OSError):
             index = write_report(evaluation, report, font, h, worst=worst)
-        console.print(f"[green]report[/]: {index}", soft_wrap=True)
+        console.print(f"[green]report[/]: {escape(str(index))}", soft_wrap=True)
 
 
 def _num(v: Any) -> str:
@@ -131,7 +133,7 @@ def print_metrics(evaluation: Any, hierarchy: Any, max_categories: int = 30) -> 
         table.add_column(k, justify="right")
     for name, v in cats[:max_categories]:
         english = [hierarchy.english(name)] if gloss else []
-        table.add_row(name, *english, *(_num(v.get(k)) for k in ("gt", "pred", "AP", "AP50", "AP75")))
+        table.add_row(escape(name), *map(escape, english), *(_num(v.get(k)) for k in ("gt", "pred", "AP", "AP50", "AP75")))
     console.print(table)
 
 
@@ -173,7 +175,7 @@ def viz(
         font = find_cjk_font(font_path)
         name = LabelNamer(font, Hierarchy.load(hierarchy))
     if font.warning:
-        console.print(f"[bold yellow]warning:[/] {font.warning}", soft_wrap=True)
+        console.print(f"[bold yellow]warning:[/] {escape(font.warning)}", soft_wrap=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = 0
     with user_errors(ValueError, OSError):
@@ -202,4 +204,4 @@ def viz(
                 with atomic_path(out_dir / f"{i:04d}_{path.stem}.png") as tmp:
                     picture.save(tmp)
                 written += 1
-    console.print(f"[green]drew[/] {written} photo(s) into {out_dir}", soft_wrap=True)
+    console.print(f"[green]drew[/] {written} photo(s) into {escape(str(out_dir))}", soft_wrap=True)

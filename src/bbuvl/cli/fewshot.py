@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -99,7 +100,7 @@ def tiny_backbone_cmd(
     start = time.perf_counter()
     with user_errors():
         tiny_backbone(kind, out, image_size=image_size, seed=seed, full=full)
-    console.print(f"[green]saved[/] random-weight {kind} backbone to {out} in {time.perf_counter() - start:.1f} s")
+    console.print(f"[green]saved[/] random-weight {kind} backbone to {escape(str(out))} in {time.perf_counter() - start:.1f} s")
 
 
 @app.command("classify")
@@ -150,11 +151,11 @@ def classify(
     table.add_column("answer")
     table.add_column("queries", justify="right")
     for label, k in sorted(counts.items(), key=lambda kv: -kv[1]):
-        table.add_row(label, str(k))
+        table.add_row(escape(label), str(k))
     console.print(table)
     console.print(f"embeddings: {query_report.embedded + support_report.embedded} computed, "
                   f"{query_report.cached + support_report.cached} from the cache")
-    console.print(f"[green]wrote[/] {out}")
+    console.print(f"[green]wrote[/] {escape(str(out))}")
 
 
 @app.command("eval")
@@ -208,7 +209,7 @@ def evaluate(
     console.print(f"embeddings: {e['support']['embedded'] + e['queries']['embedded']} computed, "
                   f"{e['support']['cached'] + e['queries']['cached']} cache hits"
                   + (f" ({e['cache']})" if e["cache"] else " (cache off)"))
-    console.print(f"[green]wrote[/] {out}/: metrics.csv, per_class.csv, queries.csv, confusion/, summary.json, "
+    console.print(f"[green]wrote[/] {escape(str(out))}/: metrics.csv, per_class.csv, queries.csv, confusion/, summary.json, "
                   f"accuracy_vs_threshold.png, fallout_vs_threshold.png, confusion_best.png ({summary['seconds']:.1f} s)")
 
 
@@ -259,5 +260,5 @@ def label(
     _print_messages("skipped", report.problems + support_report.skipped)
     console.print(f"{report.labelled} boxes labelled by few-shot class, {report.unknown_dropped} Unknown dropped, "
                   f"{report.unknown_flagged} Unknown flagged, {report.below_min_score} below --min-score")
-    console.print(f"[green]wrote[/] {out}: {report.images_written} photos ({report.images_skipped} left out); "
+    console.print(f"[green]wrote[/] {escape(str(out))}: {report.images_written} photos ({report.images_skipped} left out); "
                   f"check it with `bbuvl data check {out}`")

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from bbuvl.cli.common import console, user_errors
 
@@ -47,7 +48,7 @@ def tiny(
         )
     n_params = count_saved_parameters(out)
     console.print(
-        f"[green]saved[/] tiny Qwen2.5-VL ({n_params:,} parameters) to {out} in {time.perf_counter() - start:.1f} s"
+        f"[green]saved[/] tiny Qwen2.5-VL ({n_params:,} parameters) to {escape(str(out))} in {time.perf_counter() - start:.1f} s"
     )
 
 
@@ -61,4 +62,4 @@ def merge_lora_cmd(
 
     with user_errors():
         merge_lora(checkpoint, out)
-    console.print(f"[green]merged[/] {checkpoint} -> {out}")
+    console.print(f"[green]merged[/] {escape(str(checkpoint))} -> {escape(str(out))}")
