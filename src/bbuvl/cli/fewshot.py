@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bbuvl.cli.common import console, err_console, fail, stdout_is_tty, user_errors
+from bbuvl.cli.common import console, err_console, fail, finite_range, stdout_is_tty, user_errors
 
 if TYPE_CHECKING:  # the heavy imports (torch, transformers) wait until a command runs
     from bbuvl.fewshot.backbones import Backbone
@@ -30,8 +30,11 @@ BATCH = typer.Option(32, "--batch-size", min=1, help="Images per backbone forwar
 DEVICE = typer.Option("auto", "--device", help="'auto' (GPU when present), 'cpu', 'cuda', 'cuda:1', ...")
 CACHE = typer.Option(None, "--cache", help="Embedding cache folder (default: $BBUVL_CACHE/fewshot or ~/.cache/bbuvl/fewshot).")
 NO_CACHE = typer.Option(False, "--no-cache", help="Embed everything again and store nothing.")
-THRESHOLD = typer.Option(0.6, "--threshold", help="Best score below this -> Unknown (equal is accepted).")
-MIN_SCORE = typer.Option(0.0, "--min-score", min=0.0, max=1.0, help="Skip detections scoring below this (predictions files).")
+# Scores are cosine similarities, so a threshold outside [-1, 1] (or NaN, which silently drops everything) is a mistake.
+THRESHOLD = typer.Option(0.6, "--threshold", help="Best score below this -> Unknown (equal is accepted); in [-1, 1].",
+                         callback=finite_range(-1, 1))
+MIN_SCORE = typer.Option(0.0, "--min-score", help="Skip detections scoring below this (predictions files).",
+                         callback=finite_range(0, 1))
 
 
 def _backbone(spec: str, device: str) -> Backbone:

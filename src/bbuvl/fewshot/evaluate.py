@@ -67,6 +67,8 @@ def parse_thresholds(text: str) -> list[float]:
             values = [float(v) for v in text.split(",")]
     except ValueError:
         raise ValueError(f"thresholds must be START:STOP:STEP (e.g. 0.4:0.9:0.05) or a comma list, got '{text}'") from None
+    if not all(math.isfinite(v) and -1.0 <= v <= 1.0 for v in values):
+        raise ValueError(f"thresholds are cosine similarities: each must be a finite number in [-1, 1], got '{text}'")
     return sorted(set(values))
 
 
