@@ -146,6 +146,9 @@ class LossConfig(_Strict):
     caption_weight: float = Field(1.0, ge=0)
     focal_alpha: float = Field(0.25, ge=0, le=1)
     focal_gamma: float = Field(2.0, ge=0)
+    # What objectness learns for a positive: "binary" = 1 (focal loss), "iou" = the IoU of its own box with its
+    # object (quality focal loss, GFL), so the best-placed of several candidates scores highest (docs/localisation.md).
+    objectness_target: Literal["binary", "iou"] = "binary"
     match_cost_class: float = Field(1.0, ge=0)
     match_cost_bbox: float = Field(5.0, ge=0)
     match_cost_giou: float = Field(2.0, ge=0)

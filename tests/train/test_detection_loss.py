@@ -12,7 +12,9 @@ from torch import nn
 from bbuvl.config import DetectionConfig, LossConfig
 from bbuvl.model.box_ops import box_cxcywh_to_xyxy, box_iou, generalized_box_iou, to_xyxy
 from bbuvl.model.detection_head import DetectionHead, DetectionOutput, grid_cells
-from bbuvl.train.detection_loss import DetectionCriterion, caption_list, centre_assignment, sigmoid_focal_loss
+from bbuvl.train.detection_loss import (
+    DetectionCriterion, caption_list, centre_assignment, quality_focal_loss, sigmoid_focal_loss,
+)
 from bbuvl.train.matcher import HungarianMatcher
 
 BOS, EOS, PAD = 1, 2, 0
@@ -79,6 +81,30 @@ def test_objectness_loss_is_focal_summed_over_all_queries_divided_by_target_coun
     assert losses["loss_objectness"].item() == pytest.approx(sigmoid_focal_loss(logits, labels).sum().item() / 2)
     assert losses["loss_bbox"].item() == pytest.approx(0, abs=1e-6)
     assert losses["loss_giou"].item() == pytest.approx(0, abs=1e-6)
+
+
+def test_quality_focal_loss_is_smallest_where_the_score_equals_the_iou():
+    q = torch.tensor([0.7, 0.0])
+    grid = torch.linspace(-6, 6, 1201)
+    best = [float(torch.sigmoid(grid[quality_focal_loss(grid, torch.full_like(grid, v)).argmin()])) for v in q.tolist()]
+    assert best[0] == pytest.approx(0.7, abs=0.01) and best[1] < 0.01
+    logits = torch.tensor([0.4, -1.0])
+    p = logits.sigmoid()
+    expected = -(q * p.log() + (1 - q) * (1 - p).log()) * (p - q).abs() ** 2
+    assert torch.allclose(quality_focal_loss(logits, q), expected, atol=1e-6)
+
+
+def test_iou_objectness_targets_each_matched_query_with_its_own_boxs_iou():
+    head = make_head(num_queries=3)
+    crit = criterion(objectness_target="iou")
+    tgt = torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.7, 0.7, 0.2, 0.2]])
+    # Query 0 sits exactly on object 0; query 1 is object 1 shifted by a quarter of its width.
+    boxes = torch.tensor([[[0.3, 0.3, 0.2, 0.2], [0.75, 0.7, 0.2, 0.2], [0.1, 0.9, 0.05, 0.05]]])
+    logits = torch.tensor([[0.5, 0.2, -3.0]])
+    out = DetectionOutput(boxes, logits, torch.randn(1, 3, head.d_model))
+    losses = crit(out, [{"boxes": tgt, "caption_ids": [torch.tensor([5]), torch.tensor([6])]}], head)
+    quality = torch.tensor([[1.0, 0.15 / 0.25, 0.0]])  # overlap 0.15 x 0.2 over union 0.25 x 0.2
+    assert losses["loss_objectness"].item() == pytest.approx(quality_focal_loss(logits, quality).sum().item() / 2, rel=1e-5)
 
 
 def test_box_losses_are_summed_over_objects_and_divided_by_target_count():

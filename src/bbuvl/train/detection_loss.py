@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bbuvl.config import DetectionConfig, LossConfig
-from bbuvl.model.box_ops import generalized_box_iou, to_xyxy
+from bbuvl.model.box_ops import box_iou, generalized_box_iou, to_xyxy
 from bbuvl.model.detection_head import DetectionHead, DetectionOutput
 from bbuvl.train.matcher import HungarianMatcher
 
@@ -35,6 +35,13 @@ def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float = 0.25, gam
     return loss
 
 
+def quality_focal_loss(logits: Tensor, quality: Tensor, beta: float = 2.0) -> Tensor:
+    """Element-wise quality focal loss (GFL, Li et al. 2020): BCE against a soft target in [0, 1], scaled by
+    |sigmoid(logits) - quality|^beta so that well-scored candidates stop dominating. Same shape in and out."""
+    ce = F.binary_cross_entropy_with_logits(logits, quality, reduction="none")
+    return ce * (logits.sigmoid() - quality).abs().pow(beta)
+
+
 def caption_list(caption_ids: Tensor | list[Tensor]) -> list[Tensor]:
     """`[N, T]` ids padded with -100, or N 1-D tensors -> N 1-D tensors without padding."""
     return [row[row != IGNORE_INDEX] for row in caption_ids]
@@ -52,6 +59,7 @@ class DetectionCriterion(nn.Module):
         caption_weight: float = 1.0,
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
+        objectness_target: str = "binary",
     ):
         super().__init__()
         self.matcher = matcher
@@ -61,6 +69,7 @@ class DetectionCriterion(nn.Module):
             "loss_objectness": objectness_weight, "loss_caption": caption_weight,
         }
         self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
+        self.objectness_target = objectness_target
 
     @classmethod
     def from_config(cls, loss: LossConfig, detection: DetectionConfig) -> "DetectionCriterion":
@@ -68,7 +77,7 @@ class DetectionCriterion(nn.Module):
         return cls(
             HungarianMatcher.from_config(loss, detection),
             loss.bbox_weight, loss.giou_weight, loss.objectness_weight, loss.caption_weight,
-            loss.focal_alpha, loss.focal_gamma,
+            loss.focal_alpha, loss.focal_gamma, loss.objectness_target,
         )
 
     @staticmethod
@@ -97,17 +106,31 @@ class DetectionCriterion(nn.Module):
         return {"loss_bbox": loss_bbox / num_targets, "loss_giou": (1 - giou).sum() / num_targets}
 
     def loss_objectness(
-        self, outputs: DetectionOutput, indices: Indices, num_targets: Tensor, valid: Tensor | None = None
+        self, outputs: DetectionOutput, indices: Indices, num_targets: Tensor, valid: Tensor | None = None,
+        quality: Tensor | None = None,
     ) -> Tensor:
-        """Sigmoid focal loss over every query (matched = 1, others = 0), summed / num_targets.
+        """Focal loss over every query (others = 0), summed / num_targets.
 
+        Matched queries' target is 1, or with `objectness_target: iou` their `quality` `[K]` (the IoU of their
+        box with their object, in `_matched_queries` order) under the quality focal loss.
         `valid` `[B, Q]` (optional): only these queries count (padding of a ragged batch).
         """
         logits = outputs.objectness_logits.float()
         labels = torch.zeros_like(logits)
-        labels[self._matched_queries(indices)] = 1.0
-        focal = sigmoid_focal_loss(logits, labels, self.focal_alpha, self.focal_gamma)
+        if self.objectness_target == "iou" and quality is not None:
+            labels[self._matched_queries(indices)] = quality.detach().float().clamp(0, 1)
+            focal = quality_focal_loss(logits, labels, self.focal_gamma)
+        else:
+            labels[self._matched_queries(indices)] = 1.0
+            focal = sigmoid_focal_loss(logits, labels, self.focal_alpha, self.focal_gamma)
         return (focal if valid is None else focal[valid]).sum() / num_targets
+
+    def matched_iou(self, boxes: Tensor, targets: list[dict], indices: Indices) -> Tensor:
+        """`[K]` IoU of each matched prediction (`boxes` `[B, Q, 4]`) with its target, in `_matched_queries` order."""
+        batch_idx, query_idx = self._matched_queries(indices)
+        pred = to_xyxy(boxes[batch_idx, query_idx].detach().float(), self.box_format)
+        tgt = torch.cat([t["boxes"][j] for t, (_, j) in zip(targets, indices)]).to(pred)
+        return torch.diag(box_iou(pred, to_xyxy(tgt, self.box_format))) if len(pred) else pred.new_zeros(0)
 
     def caption_targets(self, targets: list[dict], indices: Indices, head: DetectionHead) -> Tensor:
         """`[K, T]`: each matched target's caption followed by eos, padded with -100 (K may be 0)."""
@@ -157,7 +180,9 @@ class DetectionCriterion(nn.Module):
         if num_targets is None:
             num_targets = self.num_targets(targets, outputs.boxes.device)
         losses = self.loss_boxes(outputs, targets, indices, num_targets)
-        losses["loss_objectness"] = self.loss_objectness(outputs, indices, num_targets)
+        losses["loss_objectness"] = self.loss_objectness(
+            outputs, indices, num_targets, quality=self.matched_iou(outputs.boxes, targets, indices)
+        )
         losses["loss_caption"] = self.loss_caption(outputs, targets, indices, num_targets, head)
         losses["loss_detection"] = sum(w * losses[name] for name, w in self.weights.items())
         if outputs.proposal_boxes is not None:
@@ -192,7 +217,7 @@ class DetectionCriterion(nn.Module):
         giou = torch.diag(generalized_box_iou(to_xyxy(pred, self.box_format), to_xyxy(tgt, self.box_format)))
         giou_loss = ((1 - giou) * w_pos).sum() / num_targets
         proposals = DetectionOutput(outputs.proposal_boxes, outputs.proposal_logits, outputs.query_hidden)
-        focal = self.loss_objectness(proposals, indices, num_targets, valid)
+        focal = self.loss_objectness(proposals, indices, num_targets, valid, self.matched_iou(outputs.proposal_boxes, targets, indices))
         w = self.weights
         return w["loss_bbox"] * l1 + w["loss_giou"] * giou_loss + w["loss_objectness"] * focal
 
