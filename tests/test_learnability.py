@@ -10,6 +10,7 @@ measurements behind the bars, and the break it was checked against (boxes shifte
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,22 +26,36 @@ from bbuvl.synthetic.shapes import synthesize_shapes
 from bbuvl.train.trainer import train
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_shapes.yaml"
-# A test budget, not the demo's: see docs/localisation.md for AP against steps.
-STEPS = int(os.environ.get("BBUVL_GUARD_STEPS", "400"))
-# Measured at 400 steps (docs/localisation.md): head AP50 0.15 per label and 0.34 class-agnostic against a
-# best constant box of 0.03 / 0.04, best-box centres correlating 0.96-0.97 with the truth at 1,000 steps.
-AGNOSTIC_ABOVE_PRIOR = 0.2
-PER_LABEL_ABOVE_PRIOR = 0.07
-CENTRE_CORRELATION = 0.8
+# A test budget, not the demo's: docs/localisation.md has AP against steps.
+STEPS = int(os.environ.get("BBUVL_GUARD_STEPS", "450"))
+MODES = ("head", "name", "generate")
 
 
-@pytest.fixture(scope="module")
-def shapes_run(tmp_path_factory) -> dict:
-    """Train the stage-A recipe on one-shape photos; predict the validation photos in both modes."""
-    root = tmp_path_factory.mktemp("guard")
+@dataclass(frozen=True)
+class Scene:
+    """A shapes task and what a model trained on it for `steps` must reach (AP50, per label)."""
+
+    min_objects: int
+    max_objects: int
+    steps: int
+    head_ap50: float
+    name_ap50: float
+
+
+# One shape per photo is the default-run guard; the bars are the issue's (head >= 0.8, the VLM naming the
+# head's boxes >= 0.5, both >= 0.4 above the best constant box). Several shapes per photo run under -m slow.
+ONE = Scene(1, 1, STEPS, head_ap50=0.8, name_ap50=0.5)
+SEVERAL = Scene(1, 3, 1000, head_ap50=0.6, name_ap50=0.3)
+ABOVE_PRIOR = 0.4
+CENTRE_CORRELATION = 0.9
+
+
+def train_and_predict(root: Path, scene: Scene) -> dict:
+    """Train the stage-A recipe on `scene`; predict its validation photos in every mode."""
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # the suite runs one test at a time: this one may use both cores
-    synthesize_shapes(root / "data", 600, 40, seed=11, size=(224, 224), min_objects=1, max_objects=1)
+    synthesize_shapes(root / "data", 600, 40, seed=11, size=(224, 224),
+                      min_objects=scene.min_objects, max_objects=scene.max_objects)
     if os.environ.get("BBUVL_GUARD_BREAK") == "shift":  # the deliberate break: every training box one cell right/down
         train_jsonl = root / "data" / "train.jsonl"
         write_dataset(train_jsonl, [r.model_copy(update={"objects": [
@@ -49,39 +64,48 @@ def shapes_run(tmp_path_factory) -> dict:
     model_dir = build_tiny_model(root / "tiny", seed=0)
     cfg = load_config(CONFIG, [
         f"model.path={model_dir}", f"data.train={root / 'data' / 'train.jsonl'}", "data.val=null",
-        f"training.output_dir={root / 'run'}", f"training.max_steps={STEPS}", "training.logging_steps=50",
+        f"training.output_dir={root / 'run'}", f"training.max_steps={scene.steps}", "training.logging_steps=50",
         "training.save_steps=100000", "training.eval_steps=100000", "monitor.enabled=false",
     ])
     try:
         final = train(cfg, progress=False)["final"]
+        val = root / "data" / "val.jsonl"
+        records = read_records(val)
+        paths = [resolve_image(val, r.image) for r in records]
+        predictor = Predictor.from_checkpoint(final, device="cpu")
+        preds = {mode: [[d.to_dict() for d in objs] for objs in predictor.predict_detection(paths, mode=mode)]
+                 for mode in MODES}
     finally:
         torch.set_num_threads(threads)
-    val = root / "data" / "val.jsonl"
-    records = read_records(val)
-    paths = [resolve_image(val, r.image) for r in records]
-    predictor = Predictor.from_checkpoint(final, device="cpu")
-    preds = {mode: [[d.to_dict() for d in objs] for objs in predictor.predict_detection(paths, mode=mode)]
-             for mode in ("head", "generate")}
-    return {"records": records, "preds": preds, "prior": best_constant_box(records)}
+    return {"records": records, "preds": preds, "prior": best_constant_box(records), "scene": scene}
 
 
-def test_head_finds_and_names_one_shape_well_above_the_best_constant_box(shapes_run):
-    result = coco_evaluate(shapes_run["records"], shapes_run["preds"]["head"])
-    prior = shapes_run["prior"]
-    assert result.agnostic["AP50"] >= prior.ap50_agnostic + AGNOSTIC_ABOVE_PRIOR, (result.agnostic, prior)
-    assert result.summary["AP50"] >= prior.ap50 + PER_LABEL_ABOVE_PRIOR, (result.summary, prior)
+@pytest.fixture(scope="module", params=[ONE, pytest.param(SEVERAL, marks=pytest.mark.slow)], ids=["one", "several"])
+def shapes_run(request, tmp_path_factory) -> dict:
+    """A trained stage-A run and its predictions, per scene."""
+    return train_and_predict(tmp_path_factory.mktemp("guard"), request.param)
 
 
-def test_head_boxes_follow_the_shapes(shapes_run):
-    """The best-scored head box moves with the shape: its centre correlates with the truth's on both axes."""
-    records, preds = shapes_run["records"], shapes_run["preds"]["head"]
+@pytest.mark.parametrize("mode", ["head", "name"])
+def test_finds_and_names_the_shapes_far_above_the_best_constant_box(shapes_run, mode):
+    result = coco_evaluate(shapes_run["records"], shapes_run["preds"][mode])
+    prior, scene = shapes_run["prior"], shapes_run["scene"]
+    bar = scene.head_ap50 if mode == "head" else scene.name_ap50
+    assert result.summary["AP50"] >= max(bar, prior.ap50 + ABOVE_PRIOR), (mode, result.summary, result.agnostic, prior)
+
+
+@pytest.mark.parametrize("mode", ["head", "name"])
+def test_boxes_follow_the_shapes(shapes_run, mode):
+    """Each shape's best-overlapping box moves with it: box centres correlate with the truth's on both axes."""
+    records, preds = shapes_run["records"], shapes_run["preds"][mode]
     truth, found = [], []
     for p, r in zip(preds, records):
-        assert p, f"{r.image}: the head found nothing"
-        b = max(p, key=lambda d: d["score"])["bbox_2d"]
-        g = r.objects[0].bbox_2d
-        found.append([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2])
-        truth.append([(g[0] + g[2]) / 2, (g[1] + g[3]) / 2])
+        assert p, f"{r.image}: nothing found"
+        for o in r.objects:
+            g = o.bbox_2d
+            b = max(p, key=lambda d: _iou(d["bbox_2d"], g))["bbox_2d"]
+            found.append([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2])
+            truth.append([(g[0] + g[2]) / 2, (g[1] + g[3]) / 2])
     t, f = torch.tensor(truth), torch.tensor(found)
     for axis in (0, 1):
         corr = float(torch.corrcoef(torch.stack([t[:, axis], f[:, axis]]))[0, 1])
@@ -93,3 +117,11 @@ def test_generate_answers_valid_json_with_vocabulary_labels(shapes_run):
     vocabulary = {o.desc for r in records for o in r.objects}
     assert all(len(p) >= 1 for p in preds)  # constrained decoding: every answer parses and names something
     assert {d["label"] for p in preds for d in p} <= vocabulary
+
+
+def _iou(a: list[float], b: list[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0

@@ -117,10 +117,10 @@ class DetectionConfig(_Strict):
     encoder_layers: int = Field(1, ge=0)
     # 3x3 convolutions over the vision-token grid before proposals (FCOS's tower): each token reads its
     # neighbours' features directly, where a box's edges are (docs/localisation.md).
-    local_layers: int = Field(0, ge=0)
+    local_layers: int = Field(2, ge=0)
     # Each decoder query also reads the memory sampled on a P x P grid inside its reference box (RoIAlign,
     # Faster R-CNN's second stage); 0 = off.
-    roi_points: int = Field(0, ge=0)
+    roi_points: int = Field(4, ge=0)
     decoder_layers: int = Field(2, gt=0)
     # How much of the head's gradient reaches the VLM (0 = the VLM learns from its language loss only). With
     # the gradient in full, the head's box losses swamped the vision features and its captions stayed at
@@ -148,7 +148,10 @@ class LossConfig(_Strict):
     focal_gamma: float = Field(2.0, ge=0)
     # What objectness learns for a positive: "binary" = 1 (focal loss), "iou" = the IoU of its own box with its
     # object (quality focal loss, GFL), so the best-placed of several candidates scores highest (docs/localisation.md).
-    objectness_target: Literal["binary", "iou"] = "binary"
+    objectness_target: Literal["binary", "iou"] = "iou"
+    # Which decoder queries learn an object: "one_to_one" (DETR's Hungarian matching, no NMS needed) or
+    # "overlap" (every query at IoU >= 0.5, Faster R-CNN's second stage; needs inference.nms_iou).
+    assignment: Literal["one_to_one", "overlap"] = "one_to_one"
     match_cost_class: float = Field(1.0, ge=0)
     match_cost_bbox: float = Field(5.0, ge=0)
     match_cost_giou: float = Field(2.0, ge=0)

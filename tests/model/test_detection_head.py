@@ -222,7 +222,7 @@ def test_two_stage_needs_the_token_grid():
         head(*features())
 
 
-LOCAL = [{}, {"local_layers": 2}, {"local_layers": 1, "roi_points": 3}]
+LOCAL = [{"local_layers": 0, "roi_points": 0}, {"local_layers": 2, "roi_points": 0}, {"local_layers": 1, "roi_points": 3}]
 
 
 @pytest.mark.parametrize("local", LOCAL)

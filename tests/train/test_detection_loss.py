@@ -13,7 +13,7 @@ from bbuvl.config import DetectionConfig, LossConfig
 from bbuvl.model.box_ops import box_cxcywh_to_xyxy, box_iou, generalized_box_iou, to_xyxy
 from bbuvl.model.detection_head import DetectionHead, DetectionOutput, grid_cells
 from bbuvl.train.detection_loss import (
-    DetectionCriterion, caption_list, centre_assignment, quality_focal_loss, sigmoid_focal_loss,
+    DetectionCriterion, caption_list, centre_assignment, overlap_assignment, quality_focal_loss, sigmoid_focal_loss,
 )
 from bbuvl.train.matcher import HungarianMatcher
 
@@ -345,3 +345,29 @@ def test_proposal_gradients_reach_the_proposal_layers():
     criterion()(out, [sample_targets(3, g)], head)["loss_proposal"].backward()
     assert head.proposal_box.layers[-1].weight.grad.abs().sum() > 0
     assert head.proposal_objectness.weight.grad.abs().sum() > 0
+
+
+def test_overlap_assignment_gives_every_close_query_its_object_and_keeps_the_matched_one():
+    tgt = torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.7, 0.7, 0.2, 0.2]])
+    boxes = torch.tensor([[
+        [0.3, 0.3, 0.2, 0.2],  # object 0 exactly
+        [0.32, 0.3, 0.2, 0.2],  # object 0, IoU 0.82
+        [0.7, 0.7, 0.2, 0.2],  # object 1 exactly
+        [0.5, 0.5, 0.05, 0.05],  # nothing
+        [0.78, 0.7, 0.2, 0.2],  # object 1, IoU 0.43: below the bar
+    ]])
+    matched = [(torch.tensor([0, 4]), torch.tensor([0, 1]))]  # one-to-one gave object 1 to query 4
+    indices, weight = overlap_assignment(boxes, [{"boxes": tgt}], matched, "cxcywh")
+    queries, objects = indices[0]
+    assert queries.tolist() == [0, 1, 2, 4] and objects.tolist() == [0, 0, 1, 1]
+    assert weight.tolist() == [0.5, 0.5, 0.5, 0.5]
+
+
+def test_overlap_assignment_weighs_every_object_the_same_in_the_box_loss():
+    head = make_head(num_queries=3)
+    crit = criterion(assignment="overlap", bbox_weight=0, giou_weight=0, caption_weight=0)
+    tgt = torch.tensor([[0.3, 0.3, 0.2, 0.2]])
+    boxes = torch.tensor([[[0.32, 0.3, 0.2, 0.2], [0.28, 0.3, 0.2, 0.2], [0.9, 0.9, 0.05, 0.05]]])
+    out = DetectionOutput(boxes, torch.zeros(1, 3), torch.randn(1, 3, head.d_model))
+    losses = crit(out, [{"boxes": tgt, "caption_ids": [torch.tensor([5])]}], head)
+    assert losses["loss_bbox"].item() == pytest.approx(0.02)  # two positives 0.02 off, averaged, one object

@@ -282,9 +282,11 @@ class DetectionHead(nn.Module):
             self.proposal_box = MLP(d_model, d_model, 4, 3)
             self.proposal_objectness = nn.Linear(d_model, 1)
         self.encoder = _encoder(d_model, config.num_heads, config.encoder_layers, config.dropout)
-        self.local_tower = LocalTower(d_model, config.local_layers) if config.local_layers else None
-        self.roi_points = config.roi_points
-        self.roi_proj = nn.Linear(d_model * config.roi_points**2, d_model) if config.roi_points else None
+        # Both work on the token grid, which only the two-stage head reads.
+        local, roi = (config.local_layers, config.roi_points) if self.two_stage else (0, 0)
+        self.local_tower = LocalTower(d_model, local) if local else None
+        self.roi_points = roi
+        self.roi_proj = nn.Linear(d_model * roi**2, d_model) if roi else None
         self.decoder = _decoder(d_model, config.num_heads, config.decoder_layers, config.dropout)
 
         self.box_head = MLP(d_model, d_model, 4, 3)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bbuvl.config import DetectionConfig, LossConfig
-from bbuvl.model.box_ops import box_iou, generalized_box_iou, to_xyxy
+from bbuvl.model.box_ops import BoxFormat, box_iou, generalized_box_iou, to_xyxy
 from bbuvl.model.detection_head import DetectionHead, DetectionOutput
 from bbuvl.train.matcher import HungarianMatcher
 
@@ -60,6 +60,7 @@ class DetectionCriterion(nn.Module):
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
         objectness_target: str = "binary",
+        assignment: str = "one_to_one",
     ):
         super().__init__()
         self.matcher = matcher
@@ -70,6 +71,7 @@ class DetectionCriterion(nn.Module):
         }
         self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
         self.objectness_target = objectness_target
+        self.assignment = assignment
 
     @classmethod
     def from_config(cls, loss: LossConfig, detection: DetectionConfig) -> "DetectionCriterion":
@@ -77,7 +79,7 @@ class DetectionCriterion(nn.Module):
         return cls(
             HungarianMatcher.from_config(loss, detection),
             loss.bbox_weight, loss.giou_weight, loss.objectness_weight, loss.caption_weight,
-            loss.focal_alpha, loss.focal_gamma, loss.objectness_target,
+            loss.focal_alpha, loss.focal_gamma, loss.objectness_target, loss.assignment,
         )
 
     @staticmethod
@@ -96,14 +98,20 @@ class DetectionCriterion(nn.Module):
             n = n / dist.get_world_size()
         return n.clamp(min=1)
 
-    def loss_boxes(self, outputs: DetectionOutput, targets: list[dict], indices: Indices, num_targets: Tensor) -> dict[str, Tensor]:
-        """L1 (in the head's box format) and 1 - GIoU of matched boxes, summed / num_targets."""
+    def loss_boxes(self, outputs: DetectionOutput, targets: list[dict], indices: Indices, num_targets: Tensor,
+                   weight: Tensor | None = None) -> dict[str, Tensor]:
+        """L1 (in the head's box format) and 1 - GIoU of matched boxes, summed / num_targets.
+
+        `weight` `[K]` (optional, `_matched_queries` order) scales each pair: 1 / its object's positives when an
+        object has several, so every object weighs the same.
+        """
         batch_idx, query_idx = self._matched_queries(indices)
         pred = outputs.boxes[batch_idx, query_idx].float()  # [K, 4]
         tgt = torch.cat([t["boxes"][j] for t, (_, j) in zip(targets, indices)]).to(pred)
-        loss_bbox = F.l1_loss(pred, tgt, reduction="sum")
+        w = torch.ones(len(pred), device=pred.device) if weight is None else weight.to(pred)
+        loss_bbox = (F.l1_loss(pred, tgt, reduction="none").sum(-1) * w).sum()
         giou = torch.diag(generalized_box_iou(to_xyxy(pred, self.box_format), to_xyxy(tgt, self.box_format)))
-        return {"loss_bbox": loss_bbox / num_targets, "loss_giou": (1 - giou).sum() / num_targets}
+        return {"loss_bbox": loss_bbox / num_targets, "loss_giou": ((1 - giou) * w).sum() / num_targets}
 
     def loss_objectness(
         self, outputs: DetectionOutput, indices: Indices, num_targets: Tensor, valid: Tensor | None = None,
@@ -152,15 +160,19 @@ class DetectionCriterion(nn.Module):
         return nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=IGNORE_INDEX)
 
     def loss_caption(
-        self, outputs: DetectionOutput, targets: list[dict], indices: Indices, num_targets: Tensor, head: DetectionHead
+        self, outputs: DetectionOutput, targets: list[dict], indices: Indices, num_targets: Tensor, head: DetectionHead,
+        weight: Tensor | None = None,
     ) -> Tensor:
-        """Cross-entropy of each matched query's caption (mean over its tokens), summed / num_targets."""
+        """Cross-entropy of each matched query's caption (mean over its tokens), summed / num_targets (`weight` as in
+        `loss_boxes`)."""
         batch_idx, query_idx = self._matched_queries(indices)
         query = outputs.query_hidden[batch_idx, query_idx]  # [K, D]
         labels = self.caption_targets(targets, indices, head).to(query.device)  # [K, T]
         logits = head.caption_logits(query, labels)  # [K, T, V]; K may be 0, which keeps the graph whole
         ce = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="none")
         per_target = ce.view(labels.shape).sum(1) / (labels != IGNORE_INDEX).sum(1).clamp(min=1)
+        if weight is not None:
+            per_target = per_target * weight.to(per_target)
         return per_target.sum() / num_targets
 
     def forward(
@@ -177,13 +189,16 @@ class DetectionCriterion(nn.Module):
         (optional) replaces this batch's box count as the divisor: the trainer passes the effective batch's.
         """
         indices = self.matcher(outputs.boxes, outputs.objectness_logits, targets)
+        weight = None
+        if self.assignment == "overlap":
+            indices, weight = overlap_assignment(outputs.boxes, targets, indices, self.box_format)
         if num_targets is None:
             num_targets = self.num_targets(targets, outputs.boxes.device)
-        losses = self.loss_boxes(outputs, targets, indices, num_targets)
+        losses = self.loss_boxes(outputs, targets, indices, num_targets, weight)
         losses["loss_objectness"] = self.loss_objectness(
             outputs, indices, num_targets, quality=self.matched_iou(outputs.boxes, targets, indices)
         )
-        losses["loss_caption"] = self.loss_caption(outputs, targets, indices, num_targets, head)
+        losses["loss_caption"] = self.loss_caption(outputs, targets, indices, num_targets, head, weight)
         losses["loss_detection"] = sum(w * losses[name] for name, w in self.weights.items())
         if outputs.proposal_boxes is not None:
             losses["loss_proposal"] = self.loss_proposals(outputs, targets, num_targets)
@@ -245,3 +260,31 @@ def centre_assignment(centres: Tensor, valid: Tensor, boxes: Tensor) -> tuple[Te
     has_owner[nearest] = True
     token_idx = has_owner.nonzero().flatten()
     return token_idx, owner[token_idx]
+
+
+POSITIVE_IOU = 0.5  # Faster R-CNN's second stage: a query this close to an object learns that object
+
+
+@torch.no_grad()
+def overlap_assignment(boxes: Tensor, targets: list[dict], matched: Indices, box_format: BoxFormat) -> tuple[Indices, Tensor]:
+    """One-to-many assignment of the decoder's queries: `(indices, weight [K])`.
+
+    Every query whose (detached) box overlaps an object at IoU >= POSITIVE_IOU learns the object it overlaps
+    most, and each object keeps its one-to-one `matched` query, so none is left without a positive. `weight` is
+    1 / the object's positives, so each object weighs the same in the box and caption terms. Duplicates that
+    all learn "object" are removed by NMS at inference (`inference.nms_iou`).
+    """
+    indices, weights = [], []
+    for b, (t, (q_matched, j_matched)) in enumerate(zip(targets, matched)):
+        n = len(t["boxes"])
+        owner = torch.full((boxes.shape[1],), -1, dtype=torch.long)
+        if n:
+            iou = box_iou(to_xyxy(boxes[b].float(), box_format), to_xyxy(t["boxes"].to(boxes).float(), box_format)).cpu()
+            best, arg = iou.max(dim=1)
+            owner = torch.where(best >= POSITIVE_IOU, arg, owner)
+        owner[q_matched.cpu()] = j_matched.cpu()
+        queries = (owner >= 0).nonzero().flatten()
+        objects = owner[queries]
+        indices.append((queries.to(q_matched.device), objects.to(j_matched.device)))
+        weights.append(1.0 / torch.bincount(objects, minlength=max(n, 1)).clamp(min=1)[objects].float())
+    return indices, torch.cat(weights).to(boxes.device)
