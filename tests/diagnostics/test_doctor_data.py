@@ -34,7 +34,7 @@ def broken(small_dataset, tmp_path):
     folder = tmp_path / "broken"
     shutil.copytree(small_dataset, folder)
     train = read_records(folder / "train.jsonl")
-    # 1. a photo far over the vision-token budget (seed M-001): 1400x1050, boxes scaled with it
+    # 1. a photo far over the vision-token budget : 1400x1050, boxes scaled with it
     big = train[2]
     s = 1400 / big.width
     Image.open(folder / big.image).resize((1400, 1050)).save(folder / big.image, quality=90)

@@ -120,7 +120,7 @@ def test_shift_right_puts_bos_first_and_turns_padding_into_pad_tokens():
 
 
 def test_caption_logits_at_position_t_cannot_see_token_t():
-    # PRODUCT 9.2: the original decoder was a copy task. Position t must predict caption[t] from
+    # docs/design.md, "Captions are decoded, not copied". Position t must predict caption[t] from
     # caption[:t] only: changing caption[t:] leaves logits[:t + 1] as they were.
     head, _ = make_head()
     query = head(*features()).query_hidden[:, 0]  # [2, D]

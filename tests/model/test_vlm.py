@@ -28,7 +28,7 @@ def test_head_alone_on_one_synthetic_photo_reproduces_its_boxes_and_captions(run
                          pixel_values=batch["pixel_values"], image_grid_thw=batch["image_grid_thw"], use_cache=False,
                          output_hidden_states=True, return_dict=True)
     embeds, hidden = out.hidden_states[0].detach(), out.last_hidden_state.detach()
-    # The vision memory is the input embeddings at the student image's pad tokens (PRODUCT 9.1), not text.
+    # The vision memory is the input embeddings at the student image's pad tokens (docs/design.md), not text.
     n_vision = int(batch["det_vision_mask"].sum())
     assert n_vision == int(batch["mm_token_type_ids"].sum()) > 0
     assert not (batch["det_vision_mask"] & batch["det_text_mask"]).any()

@@ -1,4 +1,4 @@
-"""`bbuvl doctor ...`: find why a run will go wrong, or went wrong, before it costs a day (PRODUCT section 7)."""
+"""`bbuvl doctor ...`: find why a run will go wrong, or went wrong, before it costs a day (docs/design.md)."""
 
 from __future__ import annotations
 

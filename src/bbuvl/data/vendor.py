@@ -1,4 +1,4 @@
-"""Reading the annotation platform's per-photo JSON (PRODUCT.md 2.1) into label parts and boxes.
+"""Reading the annotation platform's per-photo JSON into label parts and boxes.
 
 Two shapes are known:
 

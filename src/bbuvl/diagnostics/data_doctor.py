@@ -1,10 +1,10 @@
 """`bbuvl doctor data`: what a dataset will cost and where it disagrees with the run before training starts.
 
 - vision tokens per photo at the config's min/max pixels, the photos over `model.max_vision_tokens`
-  named (seed M-001: a 256x364 photo became 896 tokens and memory climbed every batch), and the
+  named (a 256x364 photo became 896 tokens and memory climbed every batch: docs/design.md), and the
   worst batch against `model.max_vision_tokens_per_batch`;
 - image files whose size is not the record's, and EXIF-rotated files (seed P-002);
-- labels the data uses that the prompt never names, and prompt labels no photo has (PRODUCT 9.5).
+- labels the data uses that the prompt never names, and prompt labels no photo has (docs/design.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Is memory flat? Sample process memory over repeated work and fit its trend (seed M-001, the Florence-2 log).
+"""Is memory flat? Sample process memory over repeated work and fit its trend (docs/design.md, "Memory that grows").
 
 A leak shows as a steady slope after warm-up (allocator pools, caches and lazy imports fill the
 first iterations), so the verdict comes from a least-squares line over the post-warm-up samples:

@@ -5,8 +5,8 @@ owns, weights stored but never loaded (or parameters never stored, so randomly i
 special-token ids the model and tokenizer disagree on (G-001), an `<|image_pad|>` count that is not
 the processor's patch count (P-002/P-003), a conversation encoder that drifts from the chat template,
 a detection head that is missing, untied or fed placeholder embeddings instead of image features
-(PRODUCT 9.1), a coordinate contract that differs from the processor's or the config's pixel range,
-and a prompt that does not list the labels the model must name (PRODUCT 9.5).
+(docs/design.md), a coordinate contract that differs from the processor's or the config's pixel range,
+and a prompt that does not list the labels the model must name (docs/design.md).
 """
 
 from __future__ import annotations
@@ -236,7 +236,7 @@ def check_head(predictor: Predictor, image: Image.Image) -> list[Check]:
     pad_embedding = core.get_input_embeddings().weight[predictor.tokenizer.convert_tokens_to_ids("<|image_pad|>")]
     vision = seen["vision"][0, :n_vision].float()
     if (vision - pad_embedding.float().to(vision.device)).abs().max() < 1e-6:
-        problems.append("the head's vision memory is the <|image_pad|> placeholder embedding, not image features (PRODUCT 9.1)")
+        problems.append("the head's vision memory is the <|image_pad|> placeholder embedding, not image features (docs/design.md)")
     boxes, logits = det.boxes.float(), det.objectness_logits.float()
     q = head.num_queries
     if tuple(boxes.shape) != (1, q, 4) or not torch.isfinite(boxes).all() or not torch.isfinite(logits).all():

@@ -383,7 +383,7 @@ class MemoryMonitor(TrainerCallback):
     """Memory-growth alarm: resident (and CUDA allocated) memory compared with the first step's, and epoch to epoch.
 
     The first step is the baseline because it allocates the optimizer state; growth after it that
-    exceeds `memory_growth_mb` means something keeps references (seed M-001: gradients or cached
+    exceeds `memory_growth_mb` means something keeps references (docs/design.md, "Memory that grows": gradients or cached
     tensors). The alarm re-arms at each further multiple of the threshold.
     """
 
@@ -423,7 +423,7 @@ class MemoryMonitor(TrainerCallback):
             if growth > self.cfg.memory_growth_mb:
                 self.health.alarm(state.global_step, "memory", f"epoch:{k}", growth,
                                   f"{_MEMORY_NAMES[k]} grew {growth:.0f} MB during epoch {round(state.epoch or 0)} "
-                                  f"({self.epoch_start[k]:.0f} -> {v:.0f} MB): buffers not released between epochs (seed M-003)")
+                                  f"({self.epoch_start[k]:.0f} -> {v:.0f} MB): buffers not released between epochs")
         self.epoch_start = now
 
 

@@ -1,6 +1,6 @@
 """COCO detection metrics (faster-coco-eval, the same numbers as pycocotools) from records and predictions.
 
-Real COCO AP, not "precision at one threshold" (defect 7 of the original): precision interpolated
+Real COCO AP, not "precision at one threshold" (docs/design.md): precision interpolated
 over 101 recall points, averaged over IoU 0.50:0.05:0.95 and over categories, with areas taken in
 pixels of the stored image (small < 32², medium < 96², large above). Ground truth comes from
 `bbuvl.data.coco.records_to_coco`, exactly as `bbuvl data export-coco` writes it; categories are the

@@ -2,7 +2,7 @@
 
 The model is taught to answer `[{"bbox_2d": [x1, y1, x2, y2], "label": "category/attribute"}, ...]`.
 What comes back may be wrapped in a code fence, surrounded by prose, cut off by the token limit, use
-single quotes or trailing commas, name the label `desc` or `description` (defect 5 of the original),
+single quotes or trailing commas, name the label `desc` or `description` (docs/design.md),
 give a box as a string, give three numbers instead of four, or repeat an object.
 
 The parser never looks for "the" JSON array. It finds every innermost `{...}` in the text (an object

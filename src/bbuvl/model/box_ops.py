@@ -1,5 +1,5 @@
 """Box conversions, IoU, GIoU and NMS as pure tensor functions (no torchvision: it does not import on
-our CPU machines, see ENVIRONMENT.md).
+our CPU machines, see docs/design.md, "No torchvision dependency").
 
 Boxes are `[..., 4]` tensors, either `cxcywh` (centre x, centre y, width, height) or `xyxy`
 (left, top, right, bottom). The detection head works in normalised coordinates of the student image,

@@ -146,7 +146,7 @@ class BBUVLModel(nn.Module):
             position_ids=batch["position_ids"],
             pixel_values=batch["pixel_values"],
             image_grid_thw=batch["image_grid_thw"],
-            use_cache=False,  # packed rows are isolated only without a cache (ENVIRONMENT.md, "Packing")
+            use_cache=False,  # packed rows are isolated only without a cache (docs/design.md, "Packed rows isolate their samples")
             output_hidden_states=use_head,
             return_dict=True,
         )

@@ -3,7 +3,7 @@
 Both collators return the same keys so that the loss code never branches on the layout:
 input_ids / labels / span_ids / mm_token_type_ids / sample_index: [B, L]; position_ids: [3, B, L]
 (padded, with attention_mask [B, L]) or [4, 1, L] (packed: a text row restarting per sample + each sample's
-mRoPE rows, no attention mask — the only layout measured to isolate samples, see ENVIRONMENT.md);
+mRoPE rows, no attention mask — the only layout measured to isolate samples, see docs/design.md);
 pixel_values [P, D] and image_grid_thw [num_images, 3] concatenated in sample order; det_vision_mask /
 det_text_mask [B, L] (what the detection head reads, see `head_masks`), det_grid_hw [S, 2]; det_boxes,
 det_caption_ids, meta: per-sample lists. `sample_index` is the sample a token belongs to (-1 for padding).

@@ -1,4 +1,4 @@
-"""The inspector's system prompt and user turn, built from the labels the data really uses (PRODUCT 9.5)."""
+"""The inspector's system prompt and user turn, built from the labels the data really uses (docs/design.md)."""
 
 from __future__ import annotations
 
