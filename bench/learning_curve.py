@@ -1,11 +1,11 @@
-"""AP50 against training steps, for the head and generate mode, on shapes and on BBU close-ups, in one run.
+"""AP50 against training steps, for the head, name and generate modes, on shapes and on BBU close-ups, in one run.
 
     .venv/bin/python bench/learning_curve.py                              # both scenes, default tiny model
     .venv/bin/python bench/learning_curve.py --scenes shapes --steps 1000 --every 250 --shapes default,wide
 
 Each (scene, model shape) trains the demo's recipe once (`configs/demo_shapes.yaml` for shapes,
 `configs/demo.yaml` for BBU close-ups), saving a checkpoint every `--every` steps; every checkpoint then
-predicts the same validation photos in both modes, and `coco_evaluate` scores them. The best constant
+predicts the same validation photos in every mode (name = the head's boxes named by the VLM), and `coco_evaluate` scores them. The best constant
 box of the same photos is printed beside them: any AP has to clear it to mean something. `--shapes`
 sweeps the tiny model's size (docs/localisation.md explains what the sweep settled).
 """
@@ -30,6 +30,7 @@ from bbuvl.synthetic.shapes import synthesize_shapes
 from bbuvl.train.trainer import train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+MODES = ("head", "name", "generate")
 MODEL_SHAPES = {
     "default": {},
     "wide": {"hidden": 256, "layers": 4, "heads": 8, "kv_heads": 4, "vision_depth": 4, "vision_hidden": 128},
@@ -65,7 +66,7 @@ def curve(scene: str, data: Path, shape: str, steps: int, every: int, work: Path
     for ckpt in sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])):
         predictor = Predictor.from_checkpoint(ckpt, device="cpu")
         scores = {}
-        for mode in ("head", "generate"):
+        for mode in MODES:
             preds = [[d.to_dict() for d in objs] for objs in predictor.predict_detection(paths, mode=mode)]
             result = coco_evaluate(records, preds)
             scores[mode] = (result.summary["AP50"] or 0.0, result.agnostic["AP50"] or 0.0)
@@ -99,11 +100,10 @@ def main() -> None:
             prior = best_constant_box(read_records(data / "val.jsonl"))
             print(f"\n{scene}: AP50 per label / class-agnostic on {len(read_records(data / 'val.jsonl'))} validation photos; "
                   f"best constant box {prior.ap50 or 0:.3f} / {prior.ap50_agnostic:.3f}")
-            print(f"  {'model':<8} {'step':>5}  {'head':>15}  {'generate':>15}")
+            print(f"  {'model':<8} {'step':>5}" + "".join(f"  {m:>15}" for m in MODES))
             for shape in shapes:
                 for step, s in curve(scene, data, shape, args.steps, args.every, work):
-                    print(f"  {shape:<8} {step:>5}  {s['head'][0]:>6.3f} / {s['head'][1]:.3f}  "
-                          f"{s['generate'][0]:>6.3f} / {s['generate'][1]:.3f}", flush=True)
+                    print(f"  {shape:<8} {step:>5}" + "".join(f"  {s[m][0]:>6.3f} / {s[m][1]:.3f}" for m in MODES), flush=True)
 
 
 if __name__ == "__main__":
