@@ -122,10 +122,10 @@ class DetectionConfig(_Strict):
     # Faster R-CNN's second stage); 0 = off.
     roi_points: int = Field(4, ge=0)
     decoder_layers: int = Field(2, gt=0)
-    # How much of the head's gradient reaches the VLM (0 = the VLM learns from its language loss only). With
-    # the gradient in full, the head's box losses swamped the vision features and its captions stayed at
-    # chance on a four-colour task (docs/localisation.md).
-    grad_to_vlm: float = Field(0.0, ge=0, le=1)
+    # How much of the head's gradient reaches the VLM (0 = the VLM learns from its language loss only). In full,
+    # the head's box losses swamped the vision features and its captions stayed at chance; a tenth trains the
+    # vision tower for where *and* what, and the VLM then names shapes it could not (docs/localisation.md).
+    grad_to_vlm: float = Field(0.1, ge=0, le=1)
     caption_layers: int = Field(4, gt=0)
     num_heads: int = Field(8, gt=0)
     d_model: int = Field(512, gt=0)  # head width; capped at the LLM's hidden size (512 keeps the 3B's head ~31M params)
