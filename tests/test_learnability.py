@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from bbuvl.config import load_config
+from bbuvl.data.check import box_iou
 from bbuvl.data.schema import read_records, resolve_image, write_dataset
 from bbuvl.eval.coco_metrics import coco_evaluate
 from bbuvl.eval.prior import best_constant_box
@@ -103,7 +104,7 @@ def test_boxes_follow_the_shapes(shapes_run, mode):
         assert p, f"{r.image}: nothing found"
         for o in r.objects:
             g = o.bbox_2d
-            b = max(p, key=lambda d: _iou(d["bbox_2d"], g))["bbox_2d"]
+            b = max(p, key=lambda d: box_iou(d["bbox_2d"], g))["bbox_2d"]
             found.append([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2])
             truth.append([(g[0] + g[2]) / 2, (g[1] + g[3]) / 2])
     t, f = torch.tensor(truth), torch.tensor(found)
@@ -118,10 +119,3 @@ def test_generate_answers_valid_json_with_vocabulary_labels(shapes_run):
     assert all(len(p) >= 1 for p in preds)  # constrained decoding: every answer parses and names something
     assert {d["label"] for p in preds for d in p} <= vocabulary
 
-
-def _iou(a: list[float], b: list[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0

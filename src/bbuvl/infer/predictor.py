@@ -174,13 +174,10 @@ class Predictor:
             self._constraint = AnswerConstraint.from_tokenizer(self.tokenizer, self.prompt.labels)
         return self._constraint
 
-    @torch.inference_mode()
-    def _generate(self, prepared: Sequence[_Prepared], with_teachers: bool, max_new_tokens: int,
-                  constrained: bool = False) -> list[ImageResult]:
-        batch = self._batch(prepared, with_teachers)
-        recorder = _ChosenLogProb(self._answer_constraint(prepared, constrained, max_new_tokens))
-        vlm = self.model.vlm
-        out = vlm.generate(
+    def _greedy(self, batch: dict[str, Any], constraint: LogitsProcessor | None, max_new_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Greedy decoding of a collated batch: new token ids `[B, T]` and each choice's log-probability `[B, T]`."""
+        recorder = _ChosenLogProb(constraint)
+        out = self.model.vlm.generate(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=batch["pixel_values"],
             image_grid_thw=batch["image_grid_thw"], mm_token_type_ids=batch["mm_token_type_ids"],
             max_new_tokens=max_new_tokens, do_sample=False, logits_processor=LogitsProcessorList([recorder]),
@@ -188,7 +185,14 @@ class Predictor:
         )
         new = out[:, batch["input_ids"].shape[1]:].cpu()
         logprobs = torch.stack(recorder.steps, dim=1) if recorder.steps else torch.zeros(new.shape[0], 0)
-        del out, batch
+        return new, logprobs
+
+    @torch.inference_mode()
+    def _generate(self, prepared: Sequence[_Prepared], with_teachers: bool, max_new_tokens: int,
+                  constrained: bool = False) -> list[ImageResult]:
+        batch = self._batch(prepared, with_teachers)
+        new, logprobs = self._greedy(batch, self._answer_constraint(prepared, constrained, max_new_tokens), max_new_tokens)
+        del batch
         results = []
         eos = {self.tokenizer.pad_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")}
         for row, p in enumerate(prepared):
@@ -312,15 +316,7 @@ class Predictor:
         """Greedy constrained continuations of prompts that end inside an answer: text and the mean probability of
         the tokens up to the label's closing quote."""
         batch = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in self.collator(samples).items()}
-        recorder = _ChosenLogProb(constraint)
-        out = self.model.vlm.generate(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=batch["pixel_values"],
-            image_grid_thw=batch["image_grid_thw"], mm_token_type_ids=batch["mm_token_type_ids"],
-            max_new_tokens=max_new_tokens, do_sample=False, logits_processor=LogitsProcessorList([recorder]),
-            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.convert_tokens_to_ids("<|im_end|>"),
-        )
-        new = out[:, batch["input_ids"].shape[1]:].cpu()
-        logprobs = torch.stack(recorder.steps, dim=1) if recorder.steps else torch.zeros(new.shape[0], 0)
+        new, logprobs = self._greedy(batch, constraint, max_new_tokens)
         texts, probs = [], []
         for row in range(new.shape[0]):
             ids = new[row].tolist()
