@@ -21,10 +21,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	BBUVL_DEMO_OUT=$(DEMO) bash scripts/demo.sh
 
+# lint-imports: the layers contract in pyproject.toml (every import points down, docs/architecture.md).
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 test-all: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -m "slow or not slow"
 
 # Optional: a CJK font so reports draw Chinese labels (without one they fall back to English glosses, with a warning).

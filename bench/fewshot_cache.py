@@ -24,9 +24,9 @@ from typer.testing import CliRunner
 
 from bbuvl.cli.fewshot import app
 from bbuvl.data.schema import read_records
-from bbuvl.data.synth import synthesize
+from bbuvl.synthetic.scene import synthesize
 from bbuvl.fewshot.crops import write_crops
-from bbuvl.fewshot.tiny import tiny_backbone
+from bbuvl.tiny.backbones import tiny_backbone
 
 MIN_RATIO = 5.0
 

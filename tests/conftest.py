@@ -14,7 +14,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny Qwen2.5-VL checkpoint saved with save_pretrained (same loading path as a real one)."""
-    from bbuvl.model.tiny import build_tiny_model
+    from bbuvl.tiny.model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)
 
@@ -33,7 +33,7 @@ def tiny(tiny_model_dir):
 def small_dataset(tmp_path_factory) -> Path:
     """8 train / 2 val synthetic photos at 224x168 with at most 3 objects each (short answers keep steps fast)."""
     from bbuvl.data.schema import read_records, write_dataset
-    from bbuvl.data.synth import synthesize
+    from bbuvl.synthetic.scene import synthesize
 
     out = tmp_path_factory.mktemp("small") / "data"
     synthesize(out, 8, 2, seed=1, size=(224, 168), num_teachers=3)

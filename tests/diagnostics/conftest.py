@@ -1,14 +1,9 @@
-"""Fixtures for the diagnostics tests: training configs derived from the session's trained tiny checkpoint."""
+"""Fixtures for the diagnostics tests: the session's trained tiny checkpoint, loaded for inference."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-
-from bbuvl.config import Config, load_config
-from bbuvl.train.param_groups import GROUPS
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -19,21 +14,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def monitor_config(trained_checkpoint, small_dataset):
-    """`make(output_dir, *overrides)`: the trained checkpoint's run config with validation, LR 1e-3, a log per step
-    and no gradient accumulation (the checkpoint's run used the default 8)."""
-
-    def make(out: Path, *overrides: str) -> Config:
-        return load_config(trained_checkpoint / "bbuvl.yaml", [
-            f"training.output_dir={out}", f"data.val={small_dataset / 'val.jsonl'}", "training.logging_steps=1",
-            "training.gradient_accumulation_steps=1", "training.warmup_ratio=0", "detection.dropout=0.0",
-            *(f"training.lr.{g}=1e-3" for g in GROUPS), *overrides,
-        ])
-
-    return make
 
 
 @pytest.fixture(scope="session")

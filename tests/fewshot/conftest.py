@@ -26,7 +26,7 @@ class PartCrops:
 def part_crops(tmp_path_factory) -> PartCrops:
     """Crops of synthetic BBU-room photos (320x240): 5 support crops per known class, up to 4 queries per class."""
     from bbuvl.data.schema import read_records
-    from bbuvl.data.synth import synthesize
+    from bbuvl.synthetic.scene import synthesize
     from bbuvl.fewshot.crops import write_crops
 
     root = tmp_path_factory.mktemp("parts")
@@ -42,7 +42,7 @@ def part_crops(tmp_path_factory) -> PartCrops:
 @pytest.fixture(scope="session")
 def tiny_backbones(tmp_path_factory) -> dict[str, Path]:
     """A random-weight backbone of each learned kind at 32x32 input, saved like a real checkpoint."""
-    from bbuvl.fewshot.tiny import tiny_backbone
+    from bbuvl.tiny.backbones import tiny_backbone
 
     root = tmp_path_factory.mktemp("backbones")
     return {kind: tiny_backbone(kind, root / kind, image_size=32, seed=0) for kind in ("clip", "dinov2", "resnet")}

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from bbuvl.fewshot.backbones import HFBackbone, PixelBackbone, as_rgb, load_backbone
-from bbuvl.fewshot.tiny import tiny_backbone
+from bbuvl.tiny.backbones import tiny_backbone
 
 KINDS = ("clip", "dinov2", "resnet")
 

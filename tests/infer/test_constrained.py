@@ -13,7 +13,7 @@ from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.infer.constrained import DONE, END, LABEL, LIT, NEXT, NUM, START, AnswerConstraint, State, byte_decoder
 from bbuvl.infer.parse import parse_detections
 from bbuvl.infer.predictor import Predictor
-from bbuvl.train.chat import format_answer
+from bbuvl.encode.chat import format_answer
 
 FRAME = (224, 168)
 
@@ -42,9 +42,9 @@ def untrained_checkpoint(labels, tmp_path_factory):
     from bbuvl.config import load_config
     from bbuvl.model.checkpoint import Prompt, save_checkpoint
     from bbuvl.model.loading import load_model_and_processor
-    from bbuvl.model.tiny import build_tiny_model
+    from bbuvl.tiny.model import build_tiny_model
     from bbuvl.model.vlm import BBUVLModel
-    from bbuvl.train.prompts import system_prompt
+    from bbuvl.encode.prompts import system_prompt
 
     root = tmp_path_factory.mktemp("untrained")
     model_dir = build_tiny_model(root / "model", seed=2)

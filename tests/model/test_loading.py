@@ -20,7 +20,7 @@ from bbuvl.model.loading import (
     special_token_ids,
 )
 from bbuvl.model.processor import Qwen2_5_VLImageOnlyProcessor, pixel_range
-from bbuvl.model.tiny import build_tiny_model
+from bbuvl.tiny.model import build_tiny_model
 
 ANSWER = '[{"bbox_2d": [12, 34, 56, 78], "label": "螺丝连接点/BBU安装螺丝/连接正确"}]'
 

@@ -97,7 +97,7 @@ def tiny_backbone_cmd(
     """Write a random-weight backbone that loads like a real checkpoint (offline tests and benchmarks)."""
     from transformers.utils import logging as hf_logging
 
-    from bbuvl.fewshot.tiny import tiny_backbone
+    from bbuvl.tiny.backbones import tiny_backbone
 
     hf_logging.disable_progress_bar()
     start = time.perf_counter()

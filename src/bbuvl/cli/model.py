@@ -29,7 +29,7 @@ def tiny(
 ) -> None:
     """Build a tiny randomly initialised Qwen2.5-VL with a trained offline tokenizer, saved like a real checkpoint."""
     # Imported here so that `bbuvl --help` and other commands do not pay for importing transformers.
-    from bbuvl.model.tiny import build_tiny_model, count_saved_parameters
+    from bbuvl.tiny.model import build_tiny_model, count_saved_parameters
 
     start = time.perf_counter()
     with user_errors():

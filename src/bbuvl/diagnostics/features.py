@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bbuvl.diagnostics.probe import to_device
+from bbuvl.encode.collate import to_device
 
 DEAD_EPS = 1e-6
 

@@ -15,8 +15,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Sequence
 
-import psutil  # a dependency of accelerate
 import torch
+
+from bbuvl.train.monitors import process_memory_mb
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -43,14 +44,6 @@ def release_free_heap() -> None:
     """Give the C heap's free pages back to the OS (glibc; a no-op elsewhere), so RSS follows live memory."""
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
-
-
-def process_memory_mb() -> dict[str, float]:
-    """`{"rss": resident MB}` of this process, plus `"cuda_allocated"` (MB held by torch tensors) once CUDA is in use."""
-    out = {"rss": psutil.Process().memory_info().rss / 2**20}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        out["cuda_allocated"] = torch.cuda.memory_allocated() / 2**20
-    return out
 
 
 @dataclass

@@ -29,7 +29,7 @@ from bbuvl.diagnostics.probe import detection_outputs, image_batch
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.loading import check_special_tokens, special_token_ids
 from bbuvl.model.vlm import core_model
-from bbuvl.train.chat import SPAN_STUDENT, Turn
+from bbuvl.encode.chat import SPAN_STUDENT, Turn
 from bbuvl.train.param_groups import GROUPS, GroupSummary, freeze_zero_lr_groups, group_of, summarize_groups
 
 Status = Literal["ok", "warn", "fail"]

@@ -15,21 +15,9 @@ from PIL import Image
 from bbuvl.data.schema import read_dataset
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.detection_head import DetectionOutput
-from bbuvl.train.chat import SPAN_STUDENT, Turn
-from bbuvl.train.collate import PaddedCollator
+from bbuvl.encode.chat import SPAN_STUDENT, Turn
+from bbuvl.encode.collate import PaddedCollator, to_device
 from bbuvl.train.dataset import ConversationDataset, sources_from
-
-
-def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
-    """The batch with every tensor on `device` (lists of tensors too)."""
-    def move(v: Any) -> Any:
-        if isinstance(v, torch.Tensor):
-            return v.to(device)
-        if isinstance(v, list):
-            return [move(x) for x in v]
-        return v
-
-    return {k: move(v) for k, v in batch.items()}
 
 
 def collator_for(predictor: Predictor) -> PaddedCollator:

@@ -1,7 +1,7 @@
 """Constrained decoding for generate mode: the model may only write an answer `format_answer` could have written.
 
 The answer grammar is `json.dumps(objs, ensure_ascii=False)` of `[{"bbox_2d": [x1, y1, x2, y2], "label": L}]`
-(train/chat.py), followed by `<|im_end|>`:
+(encode/chat.py), followed by `<|im_end|>`:
 
     answer := "[]" | "[" object (", " object)* "]"
     object := '{"bbox_2d": [' x1 ", " y1 ", " x2 ", " y2 '], "label": ' json(L) "}"
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
-# Pieces of `json.dumps` with its default separators (", " and ": "), as train/chat.py's format_answer writes them.
+# Pieces of `json.dumps` with its default separators (", " and ": "), as encode/chat.py's format_answer writes them.
 OBJ_HEAD = b'{"bbox_2d": ['
 OBJ_SEP = b", " + OBJ_HEAD
 NUM_SEP = b", "

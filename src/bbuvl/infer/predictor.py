@@ -29,8 +29,8 @@ from bbuvl.data.schema import ImageRecord, read_records, resolve_image
 from bbuvl.infer.constrained import AnswerConstraint
 from bbuvl.infer.parse import parse_detections
 from bbuvl.model.box_ops import nms, to_xyxy
-from bbuvl.train.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, format_answer
-from bbuvl.train.collate import PaddedCollator
+from bbuvl.encode.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, format_answer
+from bbuvl.encode.collate import PaddedCollator
 
 MODES = ("generate", "head", "name", "teachers")
 logger = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ from bbuvl.config import Config
 from bbuvl.model.box_ops import box_xyxy_to_cxcywh
 from bbuvl.model.detection_head import DetectionHead, DetectionOutput
 from bbuvl.model.vision_positions import VisionPositions
-from bbuvl.train.detection_loss import DetectionCriterion
-from bbuvl.train.lm_loss import span_lm_loss
-from bbuvl.train.loss_scale import LossDenominators
+from bbuvl.model.detection_loss import DetectionCriterion
+from bbuvl.model.lm_loss import span_lm_loss
+from bbuvl.model.loss_scale import LossDenominators
 
 
 def core_model(vlm: nn.Module) -> nn.Module:
@@ -133,7 +133,7 @@ class BBUVLModel(nn.Module):
         return self.head_forward(out.hidden_states[0], out.last_hidden_state, batch)
 
     def forward(self, num_items_in_batch: LossDenominators | None = None, **batch: Any) -> dict[str, torch.Tensor]:
-        """All loss terms for a collated batch (see train/collate.py); `loss` is the weighted total.
+        """All loss terms for a collated batch (see encode/collate.py); `loss` is the weighted total.
 
         Without `num_items_in_batch` each term is this batch's mean (per token, per object); with it, this
         batch's sum divided by the effective batch's counts, so the micro-batches of a step add up to its mean.

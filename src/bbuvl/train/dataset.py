@@ -12,7 +12,7 @@ import torch
 
 from bbuvl.data.coords import FACTOR, CoordinateContract
 from bbuvl.data.schema import ImageRecord, Sample, resolve_image
-from bbuvl.train.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, format_answer, image_for_model
+from bbuvl.encode.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, format_answer, image_for_model
 
 log = logging.getLogger(__name__)
 

@@ -27,17 +27,17 @@ from bbuvl.config import Config, LoraConfig
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.schema import read_dataset, read_records
-from bbuvl.diagnostics.monitors import health_summary, training_health
+from bbuvl.train.monitors import health_summary, training_health
 from bbuvl.model.checkpoint import Prompt, load_weights_into, save_checkpoint
 from bbuvl.model.loading import load_model_and_processor
 from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.train.callbacks import EpochCallback, NonFiniteGuard, RichProgress, Throughput
-from bbuvl.train.chat import ChatEncoder
-from bbuvl.train.collate import PackedCollator, PaddedCollator
+from bbuvl.encode.chat import ChatEncoder
+from bbuvl.encode.collate import PackedCollator, PaddedCollator
 from bbuvl.train.dataset import ConversationDataset, SourcedRecord, sources_from
-from bbuvl.train.loss_scale import LossDenominators
+from bbuvl.model.loss_scale import LossDenominators
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, optimizer_groups
-from bbuvl.train.prompts import system_prompt
+from bbuvl.encode.prompts import system_prompt
 from bbuvl.train.run_dir import FINAL_DIR, RunDirError, checkpoint_incomplete, latest_complete_checkpoint, prepare_output_dir
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bbuvl.train.chat import IGNORE_INDEX, SPAN_STUDENT, SPAN_TEACHER
+from bbuvl.encode.chat import IGNORE_INDEX, SPAN_STUDENT, SPAN_TEACHER
 
 
 @dataclass

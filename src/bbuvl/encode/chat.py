@@ -16,7 +16,7 @@ from PIL import Image
 
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.schema import ImageRecord, sort_objects
-from bbuvl.train.prompts import USER_TEXT
+from bbuvl.encode.prompts import USER_TEXT
 
 IGNORE_INDEX = -100
 SPAN_NONE, SPAN_TEACHER, SPAN_STUDENT = 0, 1, 2
@@ -57,7 +57,7 @@ class EncodedSample:
 
     def as_sample(self, det_boxes: torch.Tensor | None = None, det_caption_ids: list[torch.Tensor] | None = None,
                   meta: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The dict a collator takes (train/collate.py); detection targets default to none."""
+        """The dict a collator takes (encode/collate.py); detection targets default to none."""
         return {
             "input_ids": self.input_ids, "labels": self.labels, "span_ids": self.span_ids,
             "mm_token_type_ids": self.mm_token_type_ids, "pixel_values": self.pixel_values,

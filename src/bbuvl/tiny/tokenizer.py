@@ -2,7 +2,7 @@
 
 Byte-level BPE with Qwen2's own normaliser and pre-tokeniser (digits split one by one, so every coordinate is a
 sequence of single-digit tokens as in the real vocabulary), trained on text that mixes the system prompts of
-`bbuvl.train.prompts`, the label hierarchy's Chinese and English words, digits and bbox-JSON answers. Qwen's
+`bbuvl.encode.prompts`, the label hierarchy's Chinese and English words, digits and bbox-JSON answers. Qwen's
 special tokens follow the learned vocabulary in Qwen's order; eos `<|im_end|>`, pad `<|endoftext|>`, as in
 Qwen2.5-VL.
 """
@@ -18,7 +18,7 @@ from tokenizers.models import BPE
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX, Qwen2Tokenizer
 
 from bbuvl.data.labels import Hierarchy
-from bbuvl.train.prompts import USER_TEXT, system_prompt
+from bbuvl.encode.prompts import USER_TEXT, system_prompt
 
 # Qwen2.5-VL's added tokens in vocabulary order (ids 151643..151656 in the real tokenizer).
 QWEN_SPECIAL_TOKENS: tuple[str, ...] = (

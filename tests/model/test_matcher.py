@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bbuvl.model.box_ops import box_cxcywh_to_xyxy, generalized_box_iou
-from bbuvl.train.matcher import HungarianMatcher, focal_class_cost
+from bbuvl.model.matcher import HungarianMatcher, focal_class_cost
 
 
 def random_boxes(n: int, g: torch.Generator) -> torch.Tensor:

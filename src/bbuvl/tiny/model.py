@@ -18,7 +18,7 @@ from transformers.utils import is_torchvision_available
 from transformers.utils import logging as hf_logging
 
 from bbuvl.model.processor import Qwen2_5_VLImageOnlyProcessor
-from bbuvl.model.tokenizer import EOS_TOKEN, PAD_TOKEN, QWEN2_5_VL_CHAT_TEMPLATE, train_tokenizer
+from bbuvl.tiny.tokenizer import EOS_TOKEN, PAD_TOKEN, QWEN2_5_VL_CHAT_TEMPLATE, train_tokenizer
 
 # Qwen2.5-VL's vision geometry: 14-px patches, 2 frames per temporal patch, 2x2 merge into one LLM token.
 PATCH_SIZE = 14

@@ -9,7 +9,7 @@ import torch
 from transformers import TrainerCallback
 
 from bbuvl.data.schema import read_records, resolve_image, write_dataset
-from bbuvl.train.loss_scale import LossDenominators
+from bbuvl.model.loss_scale import LossDenominators
 from bbuvl.train.param_groups import optimizer_groups
 from bbuvl.train.trainer import build_run, make_trainer
 

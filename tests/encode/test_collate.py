@@ -6,11 +6,11 @@ import torch
 from PIL import Image
 
 from bbuvl.data.labels import Hierarchy
-from bbuvl.train.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn
-from bbuvl.train.collate import PackedCollator, PaddedCollator
-from bbuvl.train.lm_loss import span_lm_loss
-from bbuvl.train.positions import mrope_positions
-from bbuvl.train.prompts import system_prompt
+from bbuvl.encode.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn
+from bbuvl.encode.collate import PackedCollator, PaddedCollator
+from bbuvl.model.lm_loss import span_lm_loss
+from bbuvl.encode.positions import mrope_positions
+from bbuvl.encode.prompts import system_prompt
 
 
 def _img(w, h, seed):

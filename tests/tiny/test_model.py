@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bbuvl.data.labels import Hierarchy
-from bbuvl.model.tiny import build_tiny_model, count_saved_parameters, mrope_section
-from bbuvl.model.tokenizer import EOS_TOKEN, PAD_TOKEN, QWEN_SPECIAL_TOKENS, train_tokenizer
+from bbuvl.tiny.model import build_tiny_model, count_saved_parameters, mrope_section
+from bbuvl.tiny.tokenizer import EOS_TOKEN, PAD_TOKEN, QWEN_SPECIAL_TOKENS, train_tokenizer
 
 ANSWER = '[{"bbox_2d": [12, 34, 56, 78], "label": "螺丝连接点/BBU安装螺丝/连接正确"}]'
 

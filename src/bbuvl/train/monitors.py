@@ -17,12 +17,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil  # a dependency of accelerate
 import torch
 from transformers import TrainerCallback
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.config import MonitorConfig
-from bbuvl.diagnostics.memory import process_memory_mb
+from bbuvl.encode.collate import to_device
 from bbuvl.train.param_groups import GROUPS, group_of
 
 log = logging.getLogger("bbuvl.health")
@@ -242,14 +243,12 @@ class CollapseMonitor(TrainerCallback):
 
     def spread(self) -> tuple[float, float]:
         """`(box spread, caption spread)` of the head on the probe batch."""
-        from bbuvl.diagnostics.probe import detection_outputs
-
         model, head = self.model, self.model.detection_head
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad():
-                det = detection_outputs(model, self.batch)
+                det = model.detect(to_device(self.batch, next(model.parameters()).device))  # boxes, objectness, query vectors
                 box_spread = float(det.boxes.float().std(dim=0).mean())  # boxes [S, Q, 4]
                 objectness = torch.nan_to_num(det.objectness_logits.float(), nan=-1e9).mean(dim=0)  # [Q]
                 top = objectness.topk(min(PROBE_CAPTION_QUERIES, objectness.numel())).indices
@@ -427,6 +426,14 @@ class MemoryMonitor(TrainerCallback):
         self.epoch_start = now
 
 
+def process_memory_mb() -> dict[str, float]:
+    """`{"rss": resident MB}` of this process, plus `"cuda_allocated"` (MB held by torch tensors) once CUDA is in use."""
+    out = {"rss": psutil.Process().memory_info().rss / 2**20}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda_allocated"] = torch.cuda.memory_allocated() / 2**20
+    return out
+
+
 _MEMORY_NAMES = {"rss": "resident memory", "cuda_allocated": "CUDA allocated memory"}
 
 
@@ -436,7 +443,7 @@ def training_health(model: Any, train_dataset: Any, collator: Any, cfg: MonitorC
     `collator` is the run's: the collapse probe is collated like training batches, by a fresh padded
     collator with the same token ids (so the probe never counts in the run's budget statistics).
     """
-    from bbuvl.train.collate import PaddedCollator
+    from bbuvl.encode.collate import PaddedCollator
 
     if not cfg.enabled:
         return []

@@ -12,10 +12,10 @@ from torch import nn
 from bbuvl.config import DetectionConfig, LossConfig
 from bbuvl.model.box_ops import box_cxcywh_to_xyxy, box_iou, generalized_box_iou, to_xyxy
 from bbuvl.model.detection_head import DetectionHead, DetectionOutput, grid_cells
-from bbuvl.train.detection_loss import (
+from bbuvl.model.detection_loss import (
     DetectionCriterion, caption_list, centre_assignment, overlap_assignment, quality_focal_loss, sigmoid_focal_loss,
 )
-from bbuvl.train.matcher import HungarianMatcher
+from bbuvl.model.matcher import HungarianMatcher
 
 BOS, EOS, PAD = 1, 2, 0
 HIDDEN, VOCAB = 64, 200

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from bbuvl.train.lm_loss import span_token_counts
+from bbuvl.model.lm_loss import span_token_counts
 
 
 @dataclass(frozen=True)

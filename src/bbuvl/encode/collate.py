@@ -17,10 +17,22 @@ from typing import Any
 
 import torch
 
-from bbuvl.train.chat import IGNORE_INDEX, SPAN_NONE, SPAN_STUDENT
-from bbuvl.train.positions import mrope_positions
+from bbuvl.encode.chat import IGNORE_INDEX, SPAN_NONE, SPAN_STUDENT
+from bbuvl.encode.positions import mrope_positions
 
 log = logging.getLogger(__name__)
+
+
+def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+    """The batch with every tensor on `device` (lists of tensors too)."""
+    def move(v: Any) -> Any:
+        if isinstance(v, torch.Tensor):
+            return v.to(device)
+        if isinstance(v, list):
+            return [move(x) for x in v]
+        return v
+
+    return {k: move(v) for k, v in batch.items()}
 
 
 @dataclass

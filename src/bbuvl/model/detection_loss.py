@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from bbuvl.config import DetectionConfig, LossConfig
 from bbuvl.model.box_ops import BoxFormat, box_iou, generalized_box_iou, to_xyxy
 from bbuvl.model.detection_head import DetectionHead, DetectionOutput
-from bbuvl.train.matcher import HungarianMatcher
+from bbuvl.model.matcher import HungarianMatcher
 
 IGNORE_INDEX = -100
 Indices = list[tuple[Tensor, Tensor]]
