@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from bbuvl.data.schema import read_records, resolve_image
-from bbuvl.synthetic.scene import synthesize
 from bbuvl.fewshot.backbones import load_backbone
 from bbuvl.fewshot.cache import EmbeddingCache
 from bbuvl.fewshot.classifier import FewShotClassifier, decide
 from bbuvl.fewshot.embed import EmbedReport, ImageItem, embed_items
+from bbuvl.synthetic.scene import synthesize
 from bbuvl.tiny.backbones import tiny_backbone
 
 LIMIT_MB = 50.0

@@ -25,12 +25,12 @@ from torch import nn
 
 from bbuvl.config import DetectionConfig, LossConfig
 from bbuvl.data.schema import ImageRecord, read_records, resolve_image
-from bbuvl.synthetic.scene import synthesize
 from bbuvl.eval.coco_metrics import coco_evaluate
 from bbuvl.model.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
 from bbuvl.model.detection_head import DetectionHead
-from bbuvl.tiny.tokenizer import train_tokenizer
 from bbuvl.model.detection_loss import DetectionCriterion
+from bbuvl.synthetic.scene import synthesize
+from bbuvl.tiny.tokenizer import train_tokenizer
 
 TOKEN_STRIDE = 28  # 14-px patches merged 2x2, as Qwen2.5-VL's LLM tokens
 WIDTH = 128

@@ -22,8 +22,8 @@ from bbuvl.data.schema import read_records, resolve_image, write_dataset
 from bbuvl.eval.coco_metrics import coco_evaluate
 from bbuvl.eval.prior import best_constant_box
 from bbuvl.infer.predictor import Predictor
-from bbuvl.tiny.model import build_tiny_model
 from bbuvl.synthetic.shapes import synthesize_shapes
+from bbuvl.tiny.model import build_tiny_model
 from bbuvl.train.trainer import train
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_shapes.yaml"

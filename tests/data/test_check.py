@@ -12,7 +12,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from bbuvl.cli import data_tools
-from bbuvl.data.check import Problem, box_iou, check_dataset
+from bbuvl.data.boxes import box_iou
+from bbuvl.data.check import Problem, check_dataset
 
 SCREW = "螺丝连接点/BBU安装螺丝/连接正确"
 BBU = "bbu基带处理单元/华为"

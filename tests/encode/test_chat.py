@@ -12,8 +12,8 @@ from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.schema import ImageRecord, ObjectAnn
 from bbuvl.encode.chat import IGNORE_INDEX, SPAN_NONE, SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, format_answer
-from bbuvl.model.lm_loss import span_lm_loss
 from bbuvl.encode.prompts import system_prompt
+from bbuvl.model.lm_loss import span_lm_loss
 
 LABELS = ["螺丝连接点/BBU安装螺丝/连接正确", "标签贴纸", "bbu基带处理单元/华为"]
 

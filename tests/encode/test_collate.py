@@ -8,9 +8,9 @@ from PIL import Image
 from bbuvl.data.labels import Hierarchy
 from bbuvl.encode.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn
 from bbuvl.encode.collate import PackedCollator, PaddedCollator
-from bbuvl.model.lm_loss import span_lm_loss
 from bbuvl.encode.positions import mrope_positions
 from bbuvl.encode.prompts import system_prompt
+from bbuvl.model.lm_loss import span_lm_loss
 
 
 def _img(w, h, seed):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bbuvl.data.boxes import box_iou
 from bbuvl.eval.matching import (
     MatchTotals,
-    box_iou,
     duplicate_predictions,
     image_f1,
     label_accuracy,

@@ -10,10 +10,10 @@ from PIL import Image
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.schema import read_records, resolve_image
+from bbuvl.encode.chat import format_answer
 from bbuvl.infer.constrained import DONE, END, LABEL, LIT, NEXT, NUM, START, AnswerConstraint, State, byte_decoder
 from bbuvl.infer.parse import parse_detections
 from bbuvl.infer.predictor import Predictor
-from bbuvl.encode.chat import format_answer
 
 FRAME = (224, 168)
 
@@ -40,11 +40,11 @@ def untrained_checkpoint(labels, tmp_path_factory):
     Seed 2: its greedy constrained answers contain objects (seed 0's are all `[]`, which would test little).
     """
     from bbuvl.config import load_config
+    from bbuvl.encode.prompts import system_prompt
     from bbuvl.model.checkpoint import Prompt, save_checkpoint
     from bbuvl.model.loading import load_model_and_processor
-    from bbuvl.tiny.model import build_tiny_model
     from bbuvl.model.vlm import BBUVLModel
-    from bbuvl.encode.prompts import system_prompt
+    from bbuvl.tiny.model import build_tiny_model
 
     root = tmp_path_factory.mktemp("untrained")
     model_dir = build_tiny_model(root / "model", seed=2)

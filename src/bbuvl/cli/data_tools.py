@@ -20,8 +20,8 @@ from bbuvl.data.check import check_dataset
 from bbuvl.data.coco import coco_to_records, records_to_coco
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import Hierarchy
-from bbuvl.data.placement import ImagePlacer, preferred_name
 from bbuvl.data.layout import ERRORS, TRAIN, VAL, write_dataset_folder
+from bbuvl.data.placement import ImagePlacer, preferred_name
 from bbuvl.data.schema import ImageRecord, Sample, read_dataset, read_records, resolve_image, write_dataset
 from bbuvl.data.split import split_items
 from bbuvl.data.stats import dataset_stats

@@ -124,7 +124,7 @@ def classify(
     no_cache: bool = NO_CACHE,
 ) -> None:
     """Classify query images or box crops against the support set; weak matches become Unknown."""
-    from bbuvl.fewshot.classify import classified_rows, fit_support, write_rows
+    from bbuvl.fewshot.batch import classified_rows, fit_support, write_rows
     from bbuvl.fewshot.embed import EmbedReport, embed_items
     from bbuvl.fewshot.queries import iter_queries
     from bbuvl.fewshot.support import read_support
@@ -239,7 +239,7 @@ def label(
 ) -> None:
     """Label detected boxes by few-shot class and write a dataset that `bbuvl data check` accepts."""
     from bbuvl.data.labels import Hierarchy
-    from bbuvl.fewshot.classify import fit_support
+    from bbuvl.fewshot.batch import fit_support
     from bbuvl.fewshot.embed import EmbedReport
     from bbuvl.fewshot.label import UNKNOWN_POLICIES, auto_label, check_classes
     from bbuvl.fewshot.support import read_support

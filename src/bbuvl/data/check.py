@@ -14,6 +14,7 @@ from typing import Callable, Iterator, Literal, Sequence
 
 from PIL import Image, UnidentifiedImageError
 
+from bbuvl.data.boxes import box_iou
 from bbuvl.data.coords import box_inside, box_is_degenerate, oriented_size
 from bbuvl.data.images import EXIF_ORIENTATION, ImageError, file_digest, load_image
 from bbuvl.data.labels import Hierarchy
@@ -70,15 +71,6 @@ def probe_image(path: Path, decode: bool = True) -> ImageInfo | str:
         return f"cannot read image header: {e}"
     orientation = orientation if orientation in range(1, 9) else 1
     return ImageInfo(raw, oriented_size(raw, orientation), orientation)
-
-
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two `[x1, y1, x2, y2]` boxes (0 when both are empty)."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def dataset_files(path: Path) -> tuple[list[Path], list[Problem]]:
@@ -175,7 +167,7 @@ def _duplicate_objects(objs: Sequence[ObjectAnn]) -> Iterator[tuple[str, Severit
                 b = objs[j].bbox_2d
                 if b[0] > reach:
                     break
-                if a != b and (iou := box_iou(a, b)) > DUPLICATE_IOU:
+                if a != b and (iou := float(box_iou(a, b))) > DUPLICATE_IOU:
                     found.append((min(i, j), max(i, j), f"same label '{label}' on nearly the same box (IoU {iou:.2f})"))
     for i, j, what in sorted(found):
         yield f"objects[{i}] and objects[{j}]: {what}", "error"

@@ -26,10 +26,10 @@ from bbuvl.data.images import load_image
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.diagnostics.probe import detection_outputs, image_batch
+from bbuvl.encode.chat import IMAGE_TOKEN, SPAN_STUDENT, Turn
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.loading import check_special_tokens, special_token_ids
 from bbuvl.model.vlm import core_model
-from bbuvl.encode.chat import SPAN_STUDENT, Turn
 from bbuvl.train.param_groups import GROUPS, GroupSummary, freeze_zero_lr_groups, group_of, summarize_groups
 
 Status = Literal["ok", "warn", "fail"]
@@ -163,7 +163,7 @@ def check_vision_tokens(predictor: Predictor, image: Image.Image) -> list[Check]
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "?"}]}]
     text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     enc = processor(text=[text], images=[image], return_tensors="pt")  # the stock path: the processor resizes
-    pads = int((enc["input_ids"] == tok.convert_tokens_to_ids("<|image_pad|>")).sum())
+    pads = int((enc["input_ids"] == tok.convert_tokens_to_ids(IMAGE_TOKEN)).sum())
     grid = [int(v) for v in enc["image_grid_thw"][0]]
     patches = int(np.prod(grid))
     pv = enc["pixel_values"]
@@ -233,7 +233,7 @@ def check_head(predictor: Predictor, image: Image.Image) -> list[Check]:
     n_vision = int(batch["det_vision_mask"].sum())
     if n_vision != expected or int(batch["det_grid_hw"].prod()) != expected:
         problems.append(f"the head reads {n_vision} vision tokens (grid {batch['det_grid_hw'][0].tolist()}), the image has {expected}")
-    pad_embedding = core.get_input_embeddings().weight[predictor.tokenizer.convert_tokens_to_ids("<|image_pad|>")]
+    pad_embedding = core.get_input_embeddings().weight[predictor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)]
     vision = seen["vision"][0, :n_vision].float()
     if (vision - pad_embedding.float().to(vision.device)).abs().max() < 1e-6:
         problems.append("the head's vision memory is the <|image_pad|> placeholder embedding, not image features (docs/design.md)")

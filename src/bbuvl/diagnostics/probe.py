@@ -13,17 +13,17 @@ import torch
 from PIL import Image
 
 from bbuvl.data.schema import read_dataset
+from bbuvl.encode.chat import IMAGE_TOKEN, SPAN_STUDENT, Turn
+from bbuvl.encode.collate import PaddedCollator, to_device
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.detection_head import DetectionOutput
-from bbuvl.encode.chat import SPAN_STUDENT, Turn
-from bbuvl.encode.collate import PaddedCollator, to_device
 from bbuvl.train.dataset import ConversationDataset, sources_from
 
 
 def collator_for(predictor: Predictor) -> PaddedCollator:
     """A right-padded training collator with the checkpoint's token ids."""
     tok = predictor.tokenizer
-    return PaddedCollator(tok.pad_token_id, tok.convert_tokens_to_ids("<|image_pad|>"))
+    return PaddedCollator(tok.pad_token_id, tok.convert_tokens_to_ids(IMAGE_TOKEN))
 
 
 def dataset_batches(predictor: Predictor, dataset: str | Path, max_samples: int, batch_size: int) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from bbuvl.data.schema import ImageRecord, sort_objects
 from bbuvl.encode.prompts import USER_TEXT
 
 IGNORE_INDEX = -100
+IMAGE_TOKEN = "<|image_pad|>"  # one per merged vision patch in the token sequence
 SPAN_NONE, SPAN_TEACHER, SPAN_STUDENT = 0, 1, 2
 
 
@@ -83,9 +84,9 @@ class ChatEncoder:
         ip = processor.image_processor
         self.merge = int(getattr(ip, "merge_size", 2))
         tok = self.tokenizer
-        self.image_pad_id = tok.convert_tokens_to_ids("<|image_pad|>")
+        self.image_pad_id = tok.convert_tokens_to_ids(IMAGE_TOKEN)
         self.im_end_id = tok.convert_tokens_to_ids("<|im_end|>")
-        for name, tid in (("<|image_pad|>", self.image_pad_id), ("<|im_end|>", self.im_end_id)):
+        for name, tid in ((IMAGE_TOKEN, self.image_pad_id), ("<|im_end|>", self.im_end_id)):
             if tid is None or tid == tok.unk_token_id:
                 raise ValueError(f"tokenizer has no special token {name}: not a Qwen2.5-VL tokenizer")
 

@@ -42,8 +42,3 @@ def mrope_positions(input_ids: torch.Tensor, image_grid_thw: torch.Tensor, image
     if next(grids, None) is not None:
         raise ValueError("more image grids than image blocks in the sequence")
     return out
-
-
-def text_positions(length: int) -> torch.Tensor:
-    """Plain 1-D positions `[L]` restarting at 0 (the packed row's per-sample text axis)."""
-    return torch.arange(length, dtype=torch.long)

@@ -9,8 +9,6 @@ COCO AP says how good the ranking is; these counts say what to fix. For one phot
 - still left over: ground truth -> missed, predictions -> extra.
 So every ground-truth box is matched, mislocated or missed, and every prediction matched,
 mislocated or extra.
-
-IoU is computed with numpy here rather than `bbuvl.model.box_ops` so evaluation never imports torch.
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from bbuvl.data.boxes import box_iou
 from bbuvl.data.labels import label_at_level
 
 MISLOCATED_MIN_IOU = 0.1
@@ -28,20 +27,6 @@ DUPLICATE_IOU = 0.9
 
 # A dataset repeats a few dozen labels hundreds of thousands of times: cut each one once.
 _cut = lru_cache(maxsize=4096)(label_at_level)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of `[N, 4]` and `[M, 4]` xyxy boxes -> `[N, M]` (0 where both boxes are empty)."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 @dataclass

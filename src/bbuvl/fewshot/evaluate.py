@@ -27,9 +27,9 @@ import numpy as np
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.fewshot.backbones import Backbone
+from bbuvl.fewshot.batch import FittedSupport, Shots, fit_support, shots_name
 from bbuvl.fewshot.cache import EmbeddingCache
 from bbuvl.fewshot.classifier import Mode, confidence_band, decide
-from bbuvl.fewshot.classify import FittedSupport, Shots, fit_support, shots_name
 from bbuvl.fewshot.embed import EmbedReport, ImageItem, embed_items
 from bbuvl.fewshot.metrics import METRIC_NAMES, classification_metrics, confusion, per_class
 from bbuvl.fewshot.plots import plot_confusion, plot_metric_vs_threshold

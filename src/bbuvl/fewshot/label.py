@@ -21,7 +21,8 @@ from typing import Iterator, Literal
 
 import numpy as np
 
-from bbuvl.data.check import DUPLICATE_IOU, ImageInfo, box_iou, probe_image
+from bbuvl.data.boxes import box_iou
+from bbuvl.data.check import DUPLICATE_IOU, ImageInfo, probe_image
 from bbuvl.data.coords import box_is_degenerate, clip_box
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects, write_dataset
@@ -99,7 +100,7 @@ def _dedupe(objects: list[tuple[ObjectAnn, float]], where: str, report: LabelRep
     kept: list[tuple[ObjectAnn, float]] = []
     for obj, score in sorted(objects, key=lambda os_: -os_[1]):
         twin = next((k for k, _ in kept if k.bbox_2d == obj.bbox_2d or
-                     (k.desc == obj.desc and box_iou(k.bbox_2d, obj.bbox_2d) > DUPLICATE_IOU)), None)
+                     (k.desc == obj.desc and float(box_iou(k.bbox_2d, obj.bbox_2d)) > DUPLICATE_IOU)), None)
         if twin is not None:
             report.fixed.append(f"{where}: dropped a duplicate '{obj.desc}' box {obj.bbox_2d} (kept {twin.bbox_2d})")
             continue

@@ -26,11 +26,11 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from bbuvl.data.coords import CoordinateContract, clip_box, scale_box
 from bbuvl.data.images import load_image
 from bbuvl.data.schema import ImageRecord, read_records, resolve_image
+from bbuvl.encode.chat import IMAGE_TOKEN, SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, format_answer
+from bbuvl.encode.collate import PaddedCollator
 from bbuvl.infer.constrained import AnswerConstraint
 from bbuvl.infer.parse import parse_detections
 from bbuvl.model.box_ops import nms, to_xyxy
-from bbuvl.encode.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, format_answer
-from bbuvl.encode.collate import PaddedCollator
 
 MODES = ("generate", "head", "name", "teachers")
 logger = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class Predictor:
         self.encoder = ChatEncoder(processor, prompt.system, prompt.lang)
         tok = processor.tokenizer
         self.tokenizer = tok
-        self.collator = PaddedCollator(tok.pad_token_id, tok.convert_tokens_to_ids("<|image_pad|>"), padding_side="left")
+        self.collator = PaddedCollator(tok.pad_token_id, tok.convert_tokens_to_ids(IMAGE_TOKEN), padding_side="left")
         self.teachers: list[tuple[Image.Image, str]] = []
         self._constraint: AnswerConstraint | None = None
 

@@ -13,11 +13,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bbuvl.config import DetectionConfig, LossConfig
+from bbuvl.encode.chat import IGNORE_INDEX
 from bbuvl.model.box_ops import BoxFormat, box_iou, generalized_box_iou, to_xyxy
 from bbuvl.model.detection_head import DetectionHead, DetectionOutput
 from bbuvl.model.matcher import HungarianMatcher
 
-IGNORE_INDEX = -100
 Indices = list[tuple[Tensor, Tensor]]
 
 

@@ -13,13 +13,14 @@ from typing import Any
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel
 
+from bbuvl.encode.chat import IMAGE_TOKEN
 from bbuvl.model.processor import Qwen2_5_VLImageOnlyProcessor, set_pixel_range
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 # Config attribute -> the token it must name in the tokenizer.
 VISION_TOKENS = {
-    "image_token_id": "<|image_pad|>",
+    "image_token_id": IMAGE_TOKEN,
     "video_token_id": "<|video_pad|>",
     "vision_start_token_id": "<|vision_start|>",
     "vision_end_token_id": "<|vision_end|>",

@@ -18,7 +18,8 @@ from transformers.image_utils import SizeDict
 from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor
 from transformers.processing_utils import ProcessorMixin
 
-IMAGE_TOKEN = "<|image_pad|>"
+from bbuvl.encode.chat import IMAGE_TOKEN
+
 VIDEO_TOKEN = "<|video_pad|>"
 
 

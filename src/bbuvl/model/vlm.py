@@ -15,10 +15,10 @@ from torch import nn
 from bbuvl.config import Config
 from bbuvl.model.box_ops import box_xyxy_to_cxcywh
 from bbuvl.model.detection_head import DetectionHead, DetectionOutput
-from bbuvl.model.vision_positions import VisionPositions
 from bbuvl.model.detection_loss import DetectionCriterion
 from bbuvl.model.lm_loss import span_lm_loss
 from bbuvl.model.loss_scale import LossDenominators
+from bbuvl.model.vision_positions import VisionPositions
 
 
 def core_model(vlm: nn.Module) -> nn.Module:

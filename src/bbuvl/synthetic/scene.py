@@ -45,7 +45,8 @@ from typing import Callable, Iterator, Literal
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from bbuvl.data.check import DUPLICATE_IOU, box_iou
+from bbuvl.data.boxes import box_iou
+from bbuvl.data.check import DUPLICATE_IOU
 from bbuvl.data.coords import box_inside, box_is_degenerate, clip_box, orient_box
 from bbuvl.data.images import EXIF_ORIENTATION
 from bbuvl.data.labels import SEP, TokenMap
@@ -1068,7 +1069,7 @@ def _framed_objects(objects: list[tuple[Box, str]], origin: tuple[int, int], siz
             seen.append((visible, c, label))
     kept: list[ObjectAnn] = []
     for _, c, label in sorted(seen, key=lambda t: -t[0]):
-        if all(box_iou(c, o.bbox_2d) <= DUPLICATE_IOU for o in kept):
+        if all(float(box_iou(c, o.bbox_2d)) <= DUPLICATE_IOU for o in kept):
             kept.append(ObjectAnn(bbox_2d=c, desc=label))
     return sort_objects(kept)
 

@@ -17,6 +17,7 @@ from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 from transformers.utils import is_torchvision_available
 from transformers.utils import logging as hf_logging
 
+from bbuvl.encode.chat import IMAGE_TOKEN
 from bbuvl.model.processor import Qwen2_5_VLImageOnlyProcessor
 from bbuvl.tiny.tokenizer import EOS_TOKEN, PAD_TOKEN, QWEN2_5_VL_CHAT_TEMPLATE, train_tokenizer
 
@@ -94,7 +95,7 @@ def tiny_config(
     return Qwen2_5_VLConfig(
         text_config=text_config,
         vision_config=vision_config,
-        image_token_id=ids("<|image_pad|>"),
+        image_token_id=ids(IMAGE_TOKEN),
         video_token_id=ids("<|video_pad|>"),
         vision_start_token_id=ids("<|vision_start|>"),
         vision_end_token_id=ids("<|vision_end|>"),

@@ -18,6 +18,7 @@ from tokenizers.models import BPE
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX, Qwen2Tokenizer
 
 from bbuvl.data.labels import Hierarchy
+from bbuvl.encode.chat import IMAGE_TOKEN
 from bbuvl.encode.prompts import USER_TEXT, system_prompt
 
 # Qwen2.5-VL's added tokens in vocabulary order (ids 151643..151656 in the real tokenizer).
@@ -34,7 +35,7 @@ QWEN_SPECIAL_TOKENS: tuple[str, ...] = (
     "<|vision_start|>",
     "<|vision_end|>",
     "<|vision_pad|>",
-    "<|image_pad|>",
+    IMAGE_TOKEN,
     "<|video_pad|>",
 )
 EOS_TOKEN = "<|im_end|>"

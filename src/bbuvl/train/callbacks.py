@@ -1,13 +1,18 @@
-"""Trainer callbacks: epoch bookkeeping, head freezing, the non-finite guard, and a rich progress bar."""
+"""Trainer callbacks: epoch bookkeeping, head freezing, the non-finite guard, TensorBoard per run and a rich progress bar.
+
+The training-health monitors (alarms) are the other callbacks of a run: train/monitors.py.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
+from transformers.integrations import TensorBoardCallback
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +61,7 @@ class NonFiniteGuard(TrainerCallback):
         self.consecutive = 0
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):  # noqa: D102
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        finite = all(torch.isfinite(g).all() for g in grads)
-        if finite:
+        if gradients_finite(self.model):
             self.consecutive = 0
             return
         self.skipped += 1
@@ -72,6 +75,32 @@ class NonFiniteGuard(TrainerCallback):
                 f"{self.max_consecutive}); offending batches are in {args.output_dir}/nan_batches/. Lower the learning "
                 "rate, check those samples, or use bf16 instead of fp16."
             )
+
+
+def gradients_finite(model: torch.nn.Module) -> bool:
+    """Whether every gradient of `model` is finite, with one host sync for all of them.
+
+    The max-abs norm of a gradient is finite exactly when all its entries are (NaN and inf propagate, and
+    unlike the 2-norm it cannot overflow), and one fused kernel computes it for every tensor.
+    """
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return True
+    norms = torch._foreach_norm(grads, float("inf"))  # one norm tensor per gradient, on its device
+    device = norms[0].device
+    return bool(torch.isfinite(torch.stack([n.float().to(device) for n in norms])).all())
+
+
+class RunTensorBoard(TensorBoardCallback):
+    """HF's TensorBoard logging, into this run's `{output_dir}/tb` (beside the health monitors' events).
+
+    transformers 5 reads the folder from the TENSORBOARD_LOGGING_DIR environment variable only, a process
+    global that a second run in the same process would inherit; the callback's `logging_dir` is per run.
+    """
+
+    def __init__(self, log_dir: str | Path):
+        super().__init__()
+        self.logging_dir = str(log_dir)
 
 
 class RichProgress(TrainerCallback):

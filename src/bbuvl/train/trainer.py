@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,17 +26,17 @@ from bbuvl.config import Config, LoraConfig
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.schema import read_dataset, read_records
-from bbuvl.train.monitors import health_summary, training_health
+from bbuvl.encode.chat import IMAGE_TOKEN, ChatEncoder
+from bbuvl.encode.collate import PackedCollator, PaddedCollator, to_device
+from bbuvl.encode.prompts import system_prompt
 from bbuvl.model.checkpoint import Prompt, load_weights_into, save_checkpoint
 from bbuvl.model.loading import load_model_and_processor
-from bbuvl.model.vlm import BBUVLModel, core_model
-from bbuvl.train.callbacks import EpochCallback, NonFiniteGuard, RichProgress, Throughput
-from bbuvl.encode.chat import ChatEncoder
-from bbuvl.encode.collate import PackedCollator, PaddedCollator
-from bbuvl.train.dataset import ConversationDataset, SourcedRecord, sources_from
 from bbuvl.model.loss_scale import LossDenominators
+from bbuvl.model.vlm import BBUVLModel, core_model
+from bbuvl.train.callbacks import EpochCallback, NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
+from bbuvl.train.dataset import ConversationDataset, SourcedRecord, sources_from
+from bbuvl.train.monitors import health_summary, training_health
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, optimizer_groups
-from bbuvl.encode.prompts import system_prompt
 from bbuvl.train.run_dir import FINAL_DIR, RunDirError, checkpoint_incomplete, latest_complete_checkpoint, prepare_output_dir
 
 log = logging.getLogger(__name__)
@@ -116,7 +115,7 @@ def build_run(cfg: Config) -> Run:
         eval_ds = ConversationDataset(sources_from(read_dataset(cfg.data.val), cfg.data.val), encoder, contract, pool,
                                       cfg.data.teacher_ratio if cfg.data.val_teachers else 0.0, cfg.data.num_teachers, **common)
     tok = processor.tokenizer
-    ids = dict(pad_token_id=tok.pad_token_id, image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
+    ids = dict(pad_token_id=tok.pad_token_id, image_token_id=tok.convert_tokens_to_ids(IMAGE_TOKEN),
                max_vision_tokens_per_batch=cfg.model.max_vision_tokens_per_batch)
     collator = (PackedCollator(**ids, max_tokens=cfg.data.pack_max_tokens) if cfg.data.collator == "packed"
                 else PaddedCollator(**ids, padding_side=cfg.data.padding_side))
@@ -264,10 +263,18 @@ class BBUTrainer(Trainer):
         load_weights_into(model or self.model, resume_from_checkpoint)
 
 
+def warmup_steps(ratio: float) -> float:
+    """`TrainingArguments.warmup_steps` for a warm-up over `ratio` of the total steps.
+
+    transformers 5 dropped `warmup_ratio`: its `warmup_steps` reads a float below 1 as that fraction of the total
+    and anything from 1 up as a step count, so a whole-run warm-up (ratio 1) is the largest float below 1.
+    """
+    return min(ratio, math.nextafter(1.0, 0.0))
+
+
 def training_arguments(cfg: Config, has_eval: bool) -> TrainingArguments:
-    """HF TrainingArguments from our config (TensorBoard logs under output_dir/tb)."""
+    """HF TrainingArguments from our config (TensorBoard is added by `make_trainer`, logging under output_dir/tb)."""
     t = cfg.training
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(t.output_dir) / "tb")  # per run, also for a second run in one process
     return TrainingArguments(
         output_dir=t.output_dir,
         per_device_train_batch_size=t.per_device_batch_size,
@@ -277,7 +284,7 @@ def training_arguments(cfg: Config, has_eval: bool) -> TrainingArguments:
         max_steps=t.max_steps,
         learning_rate=t.lr.llm,  # unused: each group carries its own LR (create_optimizer)
         weight_decay=t.weight_decay,
-        warmup_steps=t.warmup_ratio,  # < 1: a fraction of the total steps
+        warmup_steps=warmup_steps(t.warmup_ratio),
         lr_scheduler_type=t.lr_scheduler,
         max_grad_norm=t.max_grad_norm,
         bf16=t.bf16,
@@ -289,7 +296,7 @@ def training_arguments(cfg: Config, has_eval: bool) -> TrainingArguments:
         eval_steps=t.eval_steps,
         seed=t.seed,
         data_seed=t.seed,
-        report_to=["tensorboard"],
+        report_to="none",  # TensorBoard: RunTensorBoard, which takes the folder per run
         remove_unused_columns=False,
         dataloader_num_workers=cfg.data.num_workers,
         use_cpu=t.use_cpu,
@@ -312,7 +319,8 @@ def make_trainer(run: Run, progress: bool = True, callbacks: list | None = None)
         train_dataset=run.train_dataset,
         eval_dataset=run.eval_dataset,
         data_collator=run.collator,
-        callbacks=[EpochCallback(run.train_dataset, run.model, cfg.training.detection_freeze_epochs), guard, *health,
+        callbacks=[RunTensorBoard(Path(cfg.training.output_dir) / "tb"),
+                   EpochCallback(run.train_dataset, run.model, cfg.training.detection_freeze_epochs), guard, *health,
                    RichProgress(throughput, progress), *(callbacks or [])],
         run=run, throughput=throughput, guard=guard,
     )
@@ -374,7 +382,7 @@ def dry_run(cfg: Config) -> dict[str, Any]:
     run = build_run(cfg)
     batch = run.collator([run.train_dataset[i] for i in range(min(cfg.training.per_device_batch_size, len(run.train_dataset)))])
     device = next(run.model.parameters()).device
-    inputs = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+    inputs = to_device(batch, device)
     run.model.train()
     parts = run.model(**inputs)
     parts["loss"].backward()

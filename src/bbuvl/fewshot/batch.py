@@ -1,4 +1,5 @@
-"""`fewshot classify`: embed the support set, then stream queries through the classifier into a CSV or JSONL file.
+"""Few-shot classification in batches (`fewshot classify`): embed the support set, then stream queries through the
+classifier (the rule itself is `classifier.py`) into a CSV or JSONL file.
 
 Each output row says what the query was (file, crop box, ground truth when known), the answer (a class
 or Unknown), the best and runner-up class with their scores, the margin and its confidence band. Rows
