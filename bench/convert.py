@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from bbuvl.data.convert import ConvertOptions, convert_dataset
-from bbuvl.synthetic.scene import synthesize
+from bbuvl.synthetic.dataset import synthesize
 
 
 def synthesize_export(root: Path, n: int, size: tuple[int, int], seed: int, workers: int) -> Path:

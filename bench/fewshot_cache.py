@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from bbuvl.cli.fewshot import app
 from bbuvl.data.schema import read_records
 from bbuvl.fewshot.crops import write_crops
-from bbuvl.synthetic.scene import synthesize
+from bbuvl.synthetic.dataset import synthesize
 from bbuvl.tiny.backbones import tiny_backbone
 
 MIN_RATIO = 5.0

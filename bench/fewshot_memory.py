@@ -24,7 +24,7 @@ from bbuvl.fewshot.backbones import load_backbone
 from bbuvl.fewshot.cache import EmbeddingCache
 from bbuvl.fewshot.classifier import FewShotClassifier, decide
 from bbuvl.fewshot.embed import EmbedReport, ImageItem, embed_items
-from bbuvl.synthetic.scene import synthesize
+from bbuvl.synthetic.dataset import synthesize
 from bbuvl.tiny.backbones import tiny_backbone
 
 LIMIT_MB = 50.0

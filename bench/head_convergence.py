@@ -29,7 +29,7 @@ from bbuvl.eval.coco_metrics import coco_evaluate
 from bbuvl.model.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
 from bbuvl.model.detection_head import DetectionHead
 from bbuvl.model.detection_loss import DetectionCriterion
-from bbuvl.synthetic.scene import synthesize
+from bbuvl.synthetic.dataset import synthesize
 from bbuvl.tiny.tokenizer import train_tokenizer
 
 TOKEN_STRIDE = 28  # 14-px patches merged 2x2, as Qwen2.5-VL's LLM tokens

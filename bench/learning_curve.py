@@ -24,7 +24,7 @@ from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.eval.coco_metrics import coco_evaluate
 from bbuvl.eval.prior import best_constant_box
 from bbuvl.infer.predictor import Predictor
-from bbuvl.synthetic.scene import synthesize
+from bbuvl.synthetic.dataset import synthesize
 from bbuvl.synthetic.shapes import synthesize_shapes
 from bbuvl.tiny.model import build_tiny_model
 from bbuvl.train.trainer import train

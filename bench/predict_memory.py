@@ -17,7 +17,7 @@ from bbuvl.config import load_config
 from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.infer.batch import PredictJob, run_predictions
 from bbuvl.infer.predictor import Predictor
-from bbuvl.synthetic.scene import synthesize
+from bbuvl.synthetic.dataset import synthesize
 from bbuvl.tiny.model import build_tiny_model
 from bbuvl.train.trainer import train
 

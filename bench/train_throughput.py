@@ -17,7 +17,7 @@ import torch
 
 from bbuvl.config import load_config
 from bbuvl.encode.collate import PackedCollator, PaddedCollator
-from bbuvl.synthetic.scene import synthesize
+from bbuvl.synthetic.dataset import synthesize
 from bbuvl.tiny.model import build_tiny_model
 from bbuvl.train.trainer import build_run
 

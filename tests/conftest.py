@@ -33,7 +33,7 @@ def tiny(tiny_model_dir):
 def small_dataset(tmp_path_factory) -> Path:
     """8 train / 2 val synthetic photos at 224x168 with at most 3 objects each (short answers keep steps fast)."""
     from bbuvl.data.schema import read_records, write_dataset
-    from bbuvl.synthetic.scene import synthesize
+    from bbuvl.synthetic.dataset import synthesize
 
     out = tmp_path_factory.mktemp("small") / "data"
     synthesize(out, 8, 2, seed=1, size=(224, 168), num_teachers=3)

@@ -16,7 +16,7 @@ from bbuvl.data.convert import ConvertOptions, convert_dataset
 from bbuvl.data.coords import CoordinateContract, scale_box
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.schema import read_records
-from bbuvl.synthetic.scene import synthesize
+from bbuvl.synthetic.dataset import synthesize
 
 RED = (220, 30, 30)
 GREY = (128, 128, 128)

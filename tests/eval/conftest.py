@@ -47,7 +47,7 @@ def write_perturbed_predictions(gt: Path, out: Path, seed: int = 0, jitter: floa
 @pytest.fixture(scope="module")
 def eval_files(tmp_path_factory) -> EvalFiles:
     """6 synthetic validation photos (320x240) and perturbed predictions for them."""
-    from bbuvl.synthetic.scene import synthesize
+    from bbuvl.synthetic.dataset import synthesize
 
     root = tmp_path_factory.mktemp("eval")
     synthesize(root / "data", 1, 6, seed=2, size=(320, 240), num_teachers=1)

@@ -10,7 +10,7 @@ import pytest
 from bbuvl.data.schema import ImageRecord, ObjectAnn
 from bbuvl.eval.coco_metrics import coco_evaluate
 from bbuvl.eval.prior import best_constant_box, constant_box_ap50, constant_box_predictions
-from bbuvl.synthetic.scene import image_seed
+from bbuvl.synthetic.dataset import image_seed
 from bbuvl.synthetic.shapes import render_shapes
 
 

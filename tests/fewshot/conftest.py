@@ -27,7 +27,7 @@ def part_crops(tmp_path_factory) -> PartCrops:
     """Crops of synthetic BBU-room photos (320x240): 5 support crops per known class, up to 4 queries per class."""
     from bbuvl.data.schema import read_records
     from bbuvl.fewshot.crops import write_crops
-    from bbuvl.synthetic.scene import synthesize
+    from bbuvl.synthetic.dataset import synthesize
 
     root = tmp_path_factory.mktemp("parts")
     synthesize(root / "data", 16, 6, seed=5, size=(320, 240))

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from bbuvl.cli.data_synth import synth
 from bbuvl.data.check import check_dataset
-from bbuvl.synthetic.scene import image_seed, render_scene, synthesize
+from bbuvl.synthetic.camera import render_scene
+from bbuvl.synthetic.dataset import image_seed, synthesize
 from bbuvl.synthetic.shapes import render_shapes
 
 CLOSE_SIZE = (448, 336)

@@ -17,7 +17,10 @@ from bbuvl.data.coords import box_inside, box_is_degenerate, orient_box
 from bbuvl.data.images import EXIF_ORIENTATION
 from bbuvl.data.labels import SEP, Hierarchy, TokenMap
 from bbuvl.data.schema import read_records, resolve_image
-from bbuvl.synthetic.scene import ALL_LABELS, MAX_OBJECTS, PlatformNames, image_seed, render_scene, synthesize
+from bbuvl.synthetic.camera import render_scene
+from bbuvl.synthetic.dataset import image_seed, synthesize
+from bbuvl.synthetic.export import PlatformNames
+from bbuvl.synthetic.scene import ALL_LABELS, MAX_OBJECTS
 
 SIZE = (320, 240)
 

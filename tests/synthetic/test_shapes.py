@@ -18,7 +18,7 @@ from bbuvl.cli.data_synth import synth
 from bbuvl.data.check import check_dataset
 from bbuvl.data.labels import SEP, Hierarchy
 from bbuvl.data.schema import read_records, resolve_image
-from bbuvl.synthetic.scene import image_seed
+from bbuvl.synthetic.dataset import image_seed
 from bbuvl.synthetic.shapes import (
     COLOUR_JITTER,
     MAX_SHAPES,

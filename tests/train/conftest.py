@@ -5,20 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from bbuvl.config import Config, load_config
 from bbuvl.train.param_groups import GROUPS
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread while these tests run: on the shared 2-core machine, 2 OpenMP threads competing with other
-    processes made a tiny training step ~8 s instead of ~0.15 s (measured 2026-11-21, load average ~4)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.diagnostics.conftest import one_thread  # noqa: F401 - training runs here too: one torch thread
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bbuvl.cli.common import console, fail, parse_size, stdout_is_tty, user_errors
-from bbuvl.synthetic.scene import FRAMINGS, synthesize
+from bbuvl.synthetic.camera import FRAMINGS
+from bbuvl.synthetic.dataset import synthesize
 from bbuvl.synthetic.shapes import SHAPE_CLASSES, synthesize_shapes
 
 FORMATS = ("jsonl", "vendor")

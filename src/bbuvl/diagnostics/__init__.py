@@ -1,2 +1,2 @@
-"""Diagnostics: `bbuvl doctor` checks (data, model, memory, features, attention, landscape) and the training-health
-monitors that run inside every training run (docs/design.md)."""
+"""Diagnostics: `bbuvl doctor` checks (data, model, memory, features, attention, landscape), run before or after
+training (docs/design.md). The monitors that run inside every training run are train/monitors.py."""

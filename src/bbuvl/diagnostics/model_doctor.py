@@ -1,9 +1,9 @@
 """`bbuvl doctor model`: is a checkpoint wired the way training and inference assume?
 
-Each check is one failure of the seed diaries caught before a run: a trainable parameter no LR group
+Each check is one recurring failure caught before a run (docs/design.md, "Diagnostics are part of the product"): a trainable parameter no LR group
 owns, weights stored but never loaded (or parameters never stored, so randomly initialised),
-special-token ids the model and tokenizer disagree on (G-001), an `<|image_pad|>` count that is not
-the processor's patch count (P-002/P-003), a conversation encoder that drifts from the chat template,
+special-token ids the model and tokenizer disagree on, an `<|image_pad|>` count that is not
+the processor's patch count, a conversation encoder that drifts from the chat template,
 a detection head that is missing, untied or fed placeholder embeddings instead of image features
 (docs/design.md), a coordinate contract that differs from the processor's or the config's pixel range,
 and a prompt that does not list the labels the model must name (docs/design.md).

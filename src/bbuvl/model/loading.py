@@ -3,7 +3,7 @@
 Everything goes through `AutoModelForImageTextToText` and `AutoProcessor`, from a local folder or a hub id, so
 the tiny model in the tests exercises exactly the code a real checkpoint does. After loading, the special-token
 ids the model was built with are checked against the tokenizer's: a mismatch would make the model look for
-images at the wrong tokens, which fails far from the cause (seed diary G-001/P-003) or, worse, silently.
+images at the wrong tokens, which fails far from the cause or, worse, silently.
 """
 
 from __future__ import annotations

@@ -21,44 +21,27 @@ Pillow only. Every label has one consistent look, so a model can learn it from a
 Unlabelled clutter (other equipment, rails, neighbouring cabinets, fibres, ground wires, extinguisher)
 and camera effects (light, white balance, contrast, blur, noise, distance) keep it from being trivial.
 
-`framing` moves the camera: wide (the cabinet, as above), closeup (near one BBU, the ODF panel or the
-ground bar, parts about 50 px in a 448x336 photo) or mixed; see docs/synthetic_scenes.md. Another scene
-(`bbuvl.synthetic.shapes`) can be rendered into the same dataset folder through `synthesize(render=...)`.
-
-Image `i` depends only on its own seed, so output is byte-identical for a seed, whatever `workers`.
+The camera that photographs the room (light, noise, wide or close-up framing) is camera.py; the
+annotation platform's export format is export.py; writing a dataset of photos is dataset.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import multiprocessing
 import random
-from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache, partial
-from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from bbuvl.data.boxes import box_iou
-from bbuvl.data.check import DUPLICATE_IOU
-from bbuvl.data.coords import box_inside, box_is_degenerate, clip_box, orient_box
-from bbuvl.data.images import EXIF_ORIENTATION
-from bbuvl.data.labels import SEP, TokenMap
-from bbuvl.data.layout import write_dataset_folder
-from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
+from bbuvl.data.coords import box_inside
+from bbuvl.data.labels import SEP
 
 SS = 2  # draw at twice the size and reduce: anti-aliased edges, like a real photo
 ODF_UNITS, GROUND_BAR_UNITS = 1.9, 1.5  # rack height of the ODF panel with its fibre tray, of the ground-bar zone
 MAX_OBJECTS = 20
 MIN_SIDE = 96
-JPEG_QUALITY = 90
-IMAGES, ANNOTATIONS = "images", "annotations"
 
 BBU_CAT = "bbu基带处理单元"
 BRANDS = ("华为", "中兴", "爱立信")
@@ -156,7 +139,7 @@ class _Slot:
         return 1 + 2 * self.screws_per_ear if self.kind == "bbu" else int(self.kind == "baffle")
 
 
-class _Scene:
+class Scene:
     """Paints one photo on a supersampled canvas and records every labelled box as it is drawn."""
 
     def __init__(self, rng: random.Random, size: tuple[int, int]):
@@ -965,339 +948,3 @@ class _Scene:
                 t += ch + 0.025 * along
         placed, _ = self.paste(sprite, rng.uniform(-3, 3), (w / 2, h / 2), ((x0 + x1) / 2, (y0 + y1) / 2))
         self.add(placed, STICKER, reserved=True)
-
-
-# --- the camera ------------------------------------------------------------------------------------
-
-
-def _camera(img: Image.Image, rng: random.Random, noise: np.random.Generator) -> Image.Image:
-    """Focus, uneven light and vignette, white balance, contrast and sensor noise of a site photo."""
-    w, h = img.size
-    if rng.random() < 0.55:  # slight defocus; a down-up resize costs half a Gaussian blur here
-        f = rng.uniform(0.55, 0.85)
-        img = img.resize((max(1, int(w * f)), max(1, int(h * f))), Image.Resampling.BILINEAR).resize((w, h), Image.Resampling.BILINEAR)
-    a = np.asarray(img, dtype=np.float32)
-    x = (np.arange(w, dtype=np.float32) / w - 0.5)[None, :]
-    y = (np.arange(h, dtype=np.float32) / h - 0.5)[:, None]
-    light = np.float32(rng.uniform(0.7, 1.2)) * (1 + np.float32(rng.uniform(-0.4, 0.4)) * x + np.float32(rng.uniform(-0.4, 0.4)) * y)
-    light = light * (1 - np.float32(rng.uniform(0.0, 0.8)) * (x * x + y * y))
-    balance = np.array([rng.uniform(0.92, 1.08) for _ in range(3)], dtype=np.float32)
-    contrast = np.float32(rng.uniform(0.75, 1.15))
-    mean = float((a[::4, ::4] * light[::4, ::4, None] * balance).mean())
-    a = a * ((light * contrast)[..., None] * balance)
-    a += (noise.standard_normal((h, w), dtype=np.float32) * np.float32(rng.uniform(1.5, 6.0)))[..., None]  # luma noise
-    a += np.float32(mean * (1 - contrast) + 0.5)
-    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
-
-
-def check_size(size: tuple[int, int]) -> None:
-    """Raise ValueError for a photo size too small to draw recognisable parts."""
-    if min(size) < MIN_SIDE:
-        raise ValueError(f"image size {size[0]}x{size[1]} is too small: both sides must be at least {MIN_SIDE} px")
-
-
-def render_scene(rng_seed: int, size: tuple[int, int], framing: Framing = "wide") -> tuple[Image.Image, list[ObjectAnn]]:
-    """One synthetic photo of `size` (width, height) and its objects in its pixels, sorted by (y1, x1).
-
-    `framing`: wide (the cabinet), closeup (near one BBU, the ODF panel or the ground bar) or mixed (either,
-    by a coin seeded from `rng_seed`); the scene is the same for a seed, only the camera moves.
-    """
-    check_size(size)
-    if framing not in FRAMINGS:
-        raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, got '{framing}'")
-    if framing == "mixed":
-        framing = "closeup" if random.Random(rng_seed ^ _MIXED_SALT).random() < 0.5 else "wide"
-    if framing == "closeup":
-        return _render_closeup(rng_seed, size)
-    w, h = size
-    rng = random.Random(rng_seed)
-    scene = _Scene(rng, (w * SS, h * SS))
-    scene.paint()
-    img = _camera(scene.img.reduce(SS), rng, np.random.default_rng(rng_seed))
-    objects = []
-    for box, label in scene.objects:
-        x1, y1, x2, y2 = (round(v / SS, 1) for v in box)
-        objects.append(ObjectAnn(bbox_2d=[max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)], desc=label))
-    return img, sort_objects(objects)
-
-
-# --- close-up framing ------------------------------------------------------------------------------
-# Inspectors also photograph one BBU, the ODF panel or the ground bar from a hand's length. A close-up is
-# the wide scene painted larger (the same seed draws the same rack) and a photo-sized window cut from it,
-# so parts keep their look and only their size changes. docs/synthetic_scenes.md shows the numbers.
-
-FRAMINGS: tuple[str, ...] = ("wide", "closeup", "mixed")
-Framing = Literal["wide", "closeup", "mixed"]
-CLOSEUP_PART = (0.10, 0.13)  # screw/plug size in a close-up, as a fraction of the photo width (45-58 px at 448)
-CLOSEUP_KEEP_VISIBLE = 0.5  # a box cut by the frame is kept when this much of it shows ...
-CLOSEUP_KEEP_AREA = 0.1  # ... or when what shows still covers this much of the photo (a BBU, a cable run)
-_CLOSEUP_SALT, _MIXED_SALT = 0xC105E, 0x31BED  # framing draws its own random streams: the scene's stays the same
-
-
-def _render_closeup(rng_seed: int, size: tuple[int, int]) -> tuple[Image.Image, list[ObjectAnn]]:
-    """A close-up photo: the scene of `rng_seed` painted at the zoom that gives parts CLOSEUP_PART, then cropped."""
-    w, h = size
-    framer = random.Random(rng_seed ^ _CLOSEUP_SALT)
-    probe = _Scene(random.Random(rng_seed), (w * SS, h * SS))
-    probe.scale()  # every length in the scene is proportional to the canvas, so d at the photo size sets the zoom
-    zoom = max(1.0, framer.uniform(*CLOSEUP_PART) * w * SS / probe.d)
-    rng = random.Random(rng_seed)
-    scene = _Scene(rng, (round(w * zoom) * SS, round(h * zoom) * SS))
-    scene.paint()
-    x0, y0, x1, y1 = framer.choice([b for b, _ in scene.bbus] + scene.panels)
-    # look at a point along the target (an ear with its screws, the ports, a plug row), the target's row centred
-    fx, fy = framer.uniform(x0, x1), (y0 + y1) / 2 + framer.uniform(-0.25, 0.25) * h * SS
-    ox = int(round(min(max(0.0, fx - w * SS / 2), scene.W - w * SS)))
-    oy = int(round(min(max(0.0, fy - h * SS / 2), scene.H - h * SS)))
-    img = _camera(scene.img.crop((ox, oy, ox + w * SS, oy + h * SS)).reduce(SS), rng, np.random.default_rng(rng_seed))
-    return img, _framed_objects(scene.objects, (ox, oy), size)
-
-
-def _framed_objects(objects: list[tuple[Box, str]], origin: tuple[int, int], size: tuple[int, int]) -> list[ObjectAnn]:
-    """Canvas boxes seen through the window at `origin` (canvas pixels) of a `size` photo: moved, clipped, and
-    dropped when mostly cut off; of two that clipping made (nearly) the same box, the more visible one stays."""
-    w, h = size
-    seen: list[tuple[float, Box, str]] = []
-    for box, label in objects:
-        b = [(box[0] - origin[0]) / SS, (box[1] - origin[1]) / SS, (box[2] - origin[0]) / SS, (box[3] - origin[1]) / SS]
-        c = [round(v, 1) for v in clip_box(b, size)]
-        shown = max(0.0, c[2] - c[0]) * max(0.0, c[3] - c[1])
-        if box_is_degenerate(c, min_side=2) or shown == 0:
-            continue
-        visible = shown / ((b[2] - b[0]) * (b[3] - b[1]))
-        if visible >= CLOSEUP_KEEP_VISIBLE or shown >= CLOSEUP_KEEP_AREA * w * h:
-            seen.append((visible, c, label))
-    kept: list[ObjectAnn] = []
-    for _, c, label in sorted(seen, key=lambda t: -t[0]):
-        if all(float(box_iou(c, o.bbox_2d)) <= DUPLICATE_IOU for o in kept):
-            kept.append(ObjectAnn(bbox_2d=c, desc=label))
-    return sort_objects(kept)
-
-
-# --- the annotation platform's export --------------------------------------------------------------
-
-_REMARKS = ("复核", "现场照片", "需整改", "已整改", "逆光", "夜间拍摄", "局部遮挡")
-_INVERSE_ROTATION = {6: 8, 8: 6}  # displayed -> raw grid is the opposite quarter turn
-
-
-def _has_cjk(text: str) -> bool:
-    return any(ord(ch) >= 0x2E80 for ch in text)
-
-
-class PlatformNames:
-    """Canonical label -> the names the annotation platform uses: the token map read backwards."""
-
-    def __init__(self, token_map: TokenMap | None = None):
-        self.token_map = token_map or TokenMap.load()
-        self.aliases: dict[str, list[str]] = {}
-        for platform, canonical in self.token_map.tokens.items():
-            if self.token_map.map_token(platform) == canonical:
-                self.aliases.setdefault(canonical, []).append(platform)
-        for label in ALL_LABELS:
-            for form in (self.zh(label), self.zh(label, alt_state=True), self.en(label)):
-                if self.token_map.map_path(form) != label:
-                    raise ValueError(f"{self.token_map.source}: platform name {form} of '{label}' does not map back to it")
-
-    def zh(self, label: str, alt_state: bool = False) -> str:
-        """Chinese platform path: category renamed (BBU品牌, 连接点（螺丝）, 标签), state optionally 安装正确/错误."""
-        out = []
-        for level, part in enumerate(label.split(SEP)):
-            cjk = [a for a in self.aliases.get(part, []) if _has_cjk(a)]
-            out.append(cjk[0] if cjk and (level == 0 or (level == 2 and alt_state)) else part)
-        return SEP.join(out)
-
-    def en(self, label: str) -> list[str]:
-        """English platform parts, e.g. ["connection_point", "install_screw", "install_screw_true"]."""
-        out: list[str] = []
-        for part in label.split(SEP):
-            ascii_ = [a for a in self.aliases.get(part, []) if a.isascii() and a == a.lower()]
-            scoped = [a for a in ascii_ if out and a.startswith(out[-1] + "_")]
-            out.append((scoped or ascii_ or [part])[0])
-        return out
-
-
-def vendor_document(objects: list[tuple[Box, str]], size: tuple[int, int], names: PlatformNames, rng: random.Random,
-                    index: int, shape: str) -> dict:
-    """One photo's platform JSON: boxes in the annotated frame of `size`, platform label names, junk blocks."""
-    junk = {
-        "statistics": {"count": len(objects), "duration_s": rng.randint(60, 900)},
-        "workload": {"annotator": f"A-{rng.randint(1, 40)}", "checker": f"Q-{rng.randint(1, 9)}"},
-        "quality": {"passed": True, "score": round(rng.uniform(0.8, 1.0), 2)},
-    }
-    info = {"width": size[0], "height": size[1], "depth": 3}
-    if shape == "dataList":
-        keys = rng.choice((("object_type", "property", "extra_info"), ("label", "question", "question_ex")))
-        items = []
-        for box, label in objects:
-            parts = names.en(label) + ["", ""]
-            items.append({"coordinates": [[round(box[0], 2), round(box[1], 2)], [round(box[2], 2), round(box[3], 2)]],
-                          "properties": dict(zip(keys, parts[:3]))})
-        return {"info": info, "version": "1.3", "dataList": items, **junk}
-    depth = rng.choices((2, 3, 4), (0.1, 0.8, 0.1))[0]  # exports nest the ring in 0-2 extra lists
-    alt_state = rng.random() < 0.25
-    features = []
-    for k, (box, label) in enumerate(objects):
-        x1, y1, x2, y2 = (round(v, 2) for v in box)
-        coords: list = [[x1, y1], [x2, y1], [x2, y2], [x1, y2], [x1, y1]]
-        for _ in range(depth - 2):
-            coords = [coords]
-        zh = {"标签": names.zh(label, alt_state)}
-        if rng.random() < 0.15:
-            zh["备注"] = rng.choice(_REMARKS)
-        feature = {"type": "Feature", "id": k + 1, "geometry": {"type": "ExtentPolygon", "coordinates": coords},
-                   "properties": {"content": {"label": SEP.join(names.en(label))}, "contentZh": zh}}
-        if rng.random() < 0.5:
-            feature["title"] = "rect"
-        features.append(feature)
-    tag = {"mode": "picture", "dataId": f"D-{index:06d}", "taskId": "T-synth", "timestamp": 1_700_000_000 + 97 * index}
-    return {"info": info, "tagInfo": tag, "version": "2.1",
-            "markResult": {"type": "FeatureCollection", "features": features}, **junk}
-
-
-# --- writing a dataset ---------------------------------------------------------------------------
-
-
-def image_seed(seed: int, split: str, i: int) -> int:
-    """Seed of photo `i` of `split`: independent of the other photos, of workers and of PYTHONHASHSEED."""
-    return int.from_bytes(hashlib.sha256(f"bbuvl-synth/{seed}/{split}/{i}".encode()).digest()[:8], "little")
-
-
-Renderer = Callable[[int, tuple[int, int]], tuple[Image.Image, list[ObjectAnn]]]  # (seed, size) -> photo, objects
-
-
-@dataclass(frozen=True)
-class _Job:
-    out: Path
-    name: str
-    index: int  # position among all photos written (drives the vendor EXIF pattern)
-    seed: int
-    size: tuple[int, int]
-    fmt: str
-    render: Renderer = render_scene
-
-
-@lru_cache(maxsize=1)
-def _platform_names() -> PlatformNames:
-    return PlatformNames()  # once per worker process
-
-
-def _render_job(job: _Job) -> tuple[ImageRecord, dict]:
-    img, objects = job.render(job.seed, job.size)
-    rel = f"{IMAGES}/{job.name}.jpg"
-    record = ImageRecord(images=[rel], width=img.width, height=img.height, objects=objects, id=job.name)
-    if job.fmt == "jsonl":
-        img.save(job.out / rel, quality=JPEG_QUALITY)
-        return record, {}
-    rng = random.Random(job.seed ^ 0x5EED_5EED)  # vendor choices must not disturb the scene's random stream
-    shape = "dataList" if rng.random() < 0.2 else "FeatureCollection"
-    boxes = [(o.bbox_2d, o.desc) for o in objects]
-    meta = {"shape": shape, "orientation": 1, "frame": "oriented"}
-    frame_size = img.size
-    if job.index % 10 == 3:  # about 1 in 10: stored rotated with an EXIF tag telling viewers to turn it upright
-        orientation = 6 if (job.index // 10) % 2 == 0 else 8
-        raw = img.transpose(Image.Transpose.ROTATE_90 if orientation == 6 else Image.Transpose.ROTATE_270)
-        exif = Image.Exif()
-        exif[EXIF_ORIENTATION] = orientation
-        raw.save(job.out / rel, quality=JPEG_QUALITY, exif=exif)
-        meta["orientation"] = orientation
-        if (job.index // 20) % 2 == 1:  # annotated on the raw grid, as some annotation tools show it
-            boxes = [(orient_box(b, img.size, _INVERSE_ROTATION[orientation]), label) for b, label in boxes]
-            frame_size, meta["frame"] = raw.size, "raw"
-    else:
-        img.save(job.out / rel, quality=JPEG_QUALITY)
-    doc = vendor_document(boxes, frame_size, _platform_names(), rng, job.index, shape)
-    (job.out / ANNOTATIONS / f"{job.name}.json").write_text(json.dumps(doc, ensure_ascii=False) + "\n", encoding="utf-8")
-    return record, meta
-
-
-def _run(jobs: list[_Job], workers: int) -> Iterator[tuple[ImageRecord, dict]]:
-    if workers <= 1 or len(jobs) < 2:
-        yield from map(_render_job, jobs)
-        return
-    # fork where there is one: a spawned worker re-imports torch/transformers (via coords), ~3 s each.
-    # Workers only draw with Pillow and numpy; each photo depends only on its job, and map keeps the order.
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
-        yield from pool.map(_render_job, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers))))
-
-
-def _check_stale(out: Path, jobs: list[_Job], fmt: str) -> None:
-    """Refuse to leave files of an earlier, larger run next to this one's: they would mix into the data."""
-    expected = {f"{IMAGES}/{j.name}.jpg" for j in jobs}
-    if fmt == "vendor":
-        expected |= {f"{ANNOTATIONS}/{j.name}.json" for j in jobs}
-    stale = sorted(
-        p.relative_to(out).as_posix()
-        for sub in (IMAGES, ANNOTATIONS) if (out / sub).is_dir()
-        for p in (out / sub).rglob("*") if p.is_file() and p.relative_to(out).as_posix() not in expected
-    )
-    if stale:
-        raise ValueError(f"{out}: holds {len(stale)} file(s) this run would not write (e.g. {stale[0]}); "
-                         "write to an empty folder or delete them first")
-
-
-def synthesize(
-    out: Path,
-    n_train: int,
-    n_val: int,
-    seed: int = 0,
-    size: tuple[int, int] = (640, 480),
-    fmt: Literal["jsonl", "vendor"] = "jsonl",
-    num_teachers: int = 10,
-    workers: int = 1,
-    progress: Callable[[int, int], None] | None = None,
-    framing: Framing = "wide",
-    render: Renderer | None = None,
-    about: dict | None = None,
-) -> dict:
-    """Render `n_train + n_val` photos into `out`: a dataset folder (jsonl) or a platform export (vendor).
-
-    Returns the summary (counts per split and per category). `progress(done, total)` is called per photo.
-    `render` swaps the equipment room for another scene (a picklable `(seed, size) -> (photo, objects)`, e.g.
-    `bbuvl.synthetic.shapes`), `about` adds what describes it to the summary; `framing` moves the room's camera.
-    """
-    if fmt not in ("jsonl", "vendor"):
-        raise ValueError(f"format must be 'jsonl' or 'vendor', got '{fmt}'")
-    if n_train < 0 or n_val < 0 or n_train + n_val == 0:
-        raise ValueError(f"need a positive number of photos, got n_train={n_train}, n_val={n_val}")
-    if framing not in FRAMINGS:
-        raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, got '{framing}'")
-    if render is not None and framing != "wide":
-        raise ValueError("framing moves the equipment room's camera; it does not apply to another scene")
-    check_size(size)
-    out = Path(out)
-    if render is None:
-        render = render_scene if framing == "wide" else partial(render_scene, framing=framing)
-        about = {"framing": framing, **(about or {})} if framing != "wide" else about  # wide: the summary of old
-    names = [("train", i) for i in range(n_train)] + [("val", i) for i in range(n_val)]
-    jobs = [_Job(out, f"{split}_{i:05d}", k, image_seed(seed, split, i), tuple(size), fmt, render)
-            for k, (split, i) in enumerate(names)]
-    _check_stale(out, jobs, fmt)
-    (out / IMAGES).mkdir(parents=True, exist_ok=True)
-    if fmt == "vendor":
-        _platform_names()  # a token map that cannot express our labels fails here, before any rendering
-        (out / ANNOTATIONS).mkdir(exist_ok=True)
-    results = []
-    for done, result in enumerate(_run(jobs, workers), start=1):
-        results.append(result)
-        if progress is not None:
-            progress(done, len(jobs))
-    records = [r for r, _ in results]
-    categories = Counter(o.desc.split(SEP)[0] for r in records for o in r.objects)
-    extra = {"generator": "bbuvl data synth", "format": fmt, "seed": seed, "size": list(size), **(about or {}),
-             "categories": dict(sorted(categories.items(), key=lambda kv: -kv[1]))}
-    if fmt == "jsonl":
-        return write_dataset_folder(out, records[:n_train], records[n_train:], num_teachers, seed, extra)
-    metas = [m for _, m in results]
-    return {
-        "images": {"train": n_train, "val": n_val},
-        "objects": {"train": sum(len(r.objects) for r in records[:n_train]), "val": sum(len(r.objects) for r in records[n_train:])},
-        "labels": len({o.desc for r in records for o in r.objects}),
-        **extra,
-        "vendor": {
-            "FeatureCollection": sum(m["shape"] == "FeatureCollection" for m in metas),
-            "dataList": sum(m["shape"] == "dataList" for m in metas),
-            "exif_rotated_oriented_frame": sum(m["orientation"] != 1 and m["frame"] == "oriented" for m in metas),
-            "exif_rotated_raw_frame": sum(m["frame"] == "raw" for m in metas),
-        },
-    }

@@ -6,7 +6,7 @@ of the photo's side and boxes sit uniformly at random without overlapping, so no
 (`bbuvl.eval.prior.best_constant_box` measures how little). Boxes are the tight pixel box of what was
 drawn, integers in the stored image. The four colours and their labels are in docs/synthetic_scenes.md.
 
-Photo `i` depends only on its seed; the dataset is written by `bbuvl.synthetic.scene.synthesize`, so the
+Photo `i` depends only on its seed; the dataset is written by `bbuvl.synthetic.dataset.synthesize`, so the
 folder is the same as the equipment room's and byte-identical for a seed whatever the workers.
 """
 
@@ -22,7 +22,8 @@ from typing import Callable, Literal
 from PIL import Image, ImageDraw
 
 from bbuvl.data.schema import ObjectAnn, sort_objects
-from bbuvl.synthetic.scene import check_size, synthesize
+from bbuvl.synthetic.camera import check_size
+from bbuvl.synthetic.dataset import synthesize
 
 RGB = tuple[int, int, int]
 Box = tuple[int, int, int, int]

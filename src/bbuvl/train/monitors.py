@@ -1,11 +1,12 @@
 """Training-health monitors: Trainer callbacks that raise alarms while a run goes wrong, not after.
 
-Each monitor watches one failure of the seed diaries: exploding or non-finite gradients per LR group,
-mode collapse of the detection head (every image gets the same boxes), over-fitting (validation loss
-running away from training loss), a metric that stopped improving (early stopping) and memory that
-grows step after step. Every alarm is one warning line in the log, a scalar `alarm/<kind>` in
-TensorBoard (`{output_dir}/tb`, next to the trainer's own event file) and an entry of the end-of-run
-summary (`{output_dir}/health.json`). Thresholds come from the config's `monitor` section.
+Each monitor watches one recurring failure (docs/design.md, "Diagnostics are part of the product"):
+exploding or non-finite gradients per LR group, mode collapse of the detection head (every image gets
+the same boxes), over-fitting (validation loss running away from training loss), a metric that stopped
+improving (early stopping) and memory that grows step after step. Every alarm is one warning line in
+the log, a scalar `alarm/<kind>` in TensorBoard (`{output_dir}/tb`, next to the trainer's own event
+file) and an entry of the end-of-run summary (`{output_dir}/health.json`). Thresholds come from the
+config's `monitor` section.
 """
 
 from __future__ import annotations

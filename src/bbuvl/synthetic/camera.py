@@ -1,0 +1,122 @@
+"""The camera: how a synthetic room becomes a photo (focus, light, white balance, noise) and where it looks.
+
+`framing` moves the camera: wide (the cabinet), closeup (near one BBU, the ODF panel or the ground bar,
+parts about 50 px in a 448x336 photo) or mixed; see docs/synthetic_scenes.md.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+from bbuvl.data.boxes import box_iou
+from bbuvl.data.check import DUPLICATE_IOU
+from bbuvl.data.coords import box_is_degenerate, clip_box
+from bbuvl.data.schema import ObjectAnn, sort_objects
+from bbuvl.synthetic.scene import MIN_SIDE, SS, Box, Scene
+
+def _camera(img: Image.Image, rng: random.Random, noise: np.random.Generator) -> Image.Image:
+    """Focus, uneven light and vignette, white balance, contrast and sensor noise of a site photo."""
+    w, h = img.size
+    if rng.random() < 0.55:  # slight defocus; a down-up resize costs half a Gaussian blur here
+        f = rng.uniform(0.55, 0.85)
+        img = img.resize((max(1, int(w * f)), max(1, int(h * f))), Image.Resampling.BILINEAR).resize((w, h), Image.Resampling.BILINEAR)
+    a = np.asarray(img, dtype=np.float32)
+    x = (np.arange(w, dtype=np.float32) / w - 0.5)[None, :]
+    y = (np.arange(h, dtype=np.float32) / h - 0.5)[:, None]
+    light = np.float32(rng.uniform(0.7, 1.2)) * (1 + np.float32(rng.uniform(-0.4, 0.4)) * x + np.float32(rng.uniform(-0.4, 0.4)) * y)
+    light = light * (1 - np.float32(rng.uniform(0.0, 0.8)) * (x * x + y * y))
+    balance = np.array([rng.uniform(0.92, 1.08) for _ in range(3)], dtype=np.float32)
+    contrast = np.float32(rng.uniform(0.75, 1.15))
+    mean = float((a[::4, ::4] * light[::4, ::4, None] * balance).mean())
+    a = a * ((light * contrast)[..., None] * balance)
+    a += (noise.standard_normal((h, w), dtype=np.float32) * np.float32(rng.uniform(1.5, 6.0)))[..., None]  # luma noise
+    a += np.float32(mean * (1 - contrast) + 0.5)
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+def check_size(size: tuple[int, int]) -> None:
+    """Raise ValueError for a photo size too small to draw recognisable parts."""
+    if min(size) < MIN_SIDE:
+        raise ValueError(f"image size {size[0]}x{size[1]} is too small: both sides must be at least {MIN_SIDE} px")
+
+
+def render_scene(rng_seed: int, size: tuple[int, int], framing: Framing = "wide") -> tuple[Image.Image, list[ObjectAnn]]:
+    """One synthetic photo of `size` (width, height) and its objects in its pixels, sorted by (y1, x1).
+
+    `framing`: wide (the cabinet), closeup (near one BBU, the ODF panel or the ground bar) or mixed (either,
+    by a coin seeded from `rng_seed`); the scene is the same for a seed, only the camera moves.
+    """
+    check_size(size)
+    if framing not in FRAMINGS:
+        raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, got '{framing}'")
+    if framing == "mixed":
+        framing = "closeup" if random.Random(rng_seed ^ _MIXED_SALT).random() < 0.5 else "wide"
+    if framing == "closeup":
+        return _render_closeup(rng_seed, size)
+    w, h = size
+    rng = random.Random(rng_seed)
+    scene = Scene(rng, (w * SS, h * SS))
+    scene.paint()
+    img = _camera(scene.img.reduce(SS), rng, np.random.default_rng(rng_seed))
+    objects = []
+    for box, label in scene.objects:
+        x1, y1, x2, y2 = (round(v / SS, 1) for v in box)
+        objects.append(ObjectAnn(bbox_2d=[max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)], desc=label))
+    return img, sort_objects(objects)
+
+
+# --- close-up framing ------------------------------------------------------------------------------
+# Inspectors also photograph one BBU, the ODF panel or the ground bar from a hand's length. A close-up is
+# the wide scene painted larger (the same seed draws the same rack) and a photo-sized window cut from it,
+# so parts keep their look and only their size changes. docs/synthetic_scenes.md shows the numbers.
+
+FRAMINGS: tuple[str, ...] = ("wide", "closeup", "mixed")
+Framing = Literal["wide", "closeup", "mixed"]
+CLOSEUP_PART = (0.10, 0.13)  # screw/plug size in a close-up, as a fraction of the photo width (45-58 px at 448)
+CLOSEUP_KEEP_VISIBLE = 0.5  # a box cut by the frame is kept when this much of it shows ...
+CLOSEUP_KEEP_AREA = 0.1  # ... or when what shows still covers this much of the photo (a BBU, a cable run)
+_CLOSEUP_SALT, _MIXED_SALT = 0xC105E, 0x31BED  # framing draws its own random streams: the scene's stays the same
+
+
+def _render_closeup(rng_seed: int, size: tuple[int, int]) -> tuple[Image.Image, list[ObjectAnn]]:
+    """A close-up photo: the scene of `rng_seed` painted at the zoom that gives parts CLOSEUP_PART, then cropped."""
+    w, h = size
+    framer = random.Random(rng_seed ^ _CLOSEUP_SALT)
+    probe = Scene(random.Random(rng_seed), (w * SS, h * SS))
+    probe.scale()  # every length in the scene is proportional to the canvas, so d at the photo size sets the zoom
+    zoom = max(1.0, framer.uniform(*CLOSEUP_PART) * w * SS / probe.d)
+    rng = random.Random(rng_seed)
+    scene = Scene(rng, (round(w * zoom) * SS, round(h * zoom) * SS))
+    scene.paint()
+    x0, y0, x1, y1 = framer.choice([b for b, _ in scene.bbus] + scene.panels)
+    # look at a point along the target (an ear with its screws, the ports, a plug row), the target's row centred
+    fx, fy = framer.uniform(x0, x1), (y0 + y1) / 2 + framer.uniform(-0.25, 0.25) * h * SS
+    ox = int(round(min(max(0.0, fx - w * SS / 2), scene.W - w * SS)))
+    oy = int(round(min(max(0.0, fy - h * SS / 2), scene.H - h * SS)))
+    img = _camera(scene.img.crop((ox, oy, ox + w * SS, oy + h * SS)).reduce(SS), rng, np.random.default_rng(rng_seed))
+    return img, _framed_objects(scene.objects, (ox, oy), size)
+
+
+def _framed_objects(objects: list[tuple[Box, str]], origin: tuple[int, int], size: tuple[int, int]) -> list[ObjectAnn]:
+    """Canvas boxes seen through the window at `origin` (canvas pixels) of a `size` photo: moved, clipped, and
+    dropped when mostly cut off; of two that clipping made (nearly) the same box, the more visible one stays."""
+    w, h = size
+    seen: list[tuple[float, Box, str]] = []
+    for box, label in objects:
+        b = [(box[0] - origin[0]) / SS, (box[1] - origin[1]) / SS, (box[2] - origin[0]) / SS, (box[3] - origin[1]) / SS]
+        c = [round(v, 1) for v in clip_box(b, size)]
+        shown = max(0.0, c[2] - c[0]) * max(0.0, c[3] - c[1])
+        if box_is_degenerate(c, min_side=2) or shown == 0:
+            continue
+        visible = shown / ((b[2] - b[0]) * (b[3] - b[1]))
+        if visible >= CLOSEUP_KEEP_VISIBLE or shown >= CLOSEUP_KEEP_AREA * w * h:
+            seen.append((visible, c, label))
+    kept: list[ObjectAnn] = []
+    for _, c, label in sorted(seen, key=lambda t: -t[0]):
+        if all(float(box_iou(c, o.bbox_2d)) <= DUPLICATE_IOU for o in kept):
+            kept.append(ObjectAnn(bbox_2d=c, desc=label))
+    return sort_objects(kept)

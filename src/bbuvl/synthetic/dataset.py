@@ -1,0 +1,177 @@
+"""Writing a synthetic dataset: photos rendered in parallel into a dataset folder or a platform export.
+
+Image `i` depends only on its own seed, so output is byte-identical for a seed, whatever `workers`.
+Another scene (`bbuvl.synthetic.shapes`) can be rendered into the same dataset folder through
+`synthesize(render=...)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import random
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache, partial
+from pathlib import Path
+from typing import Callable, Iterator, Literal
+
+from PIL import Image
+
+from bbuvl.data.coords import orient_box
+from bbuvl.data.images import EXIF_ORIENTATION
+from bbuvl.data.labels import SEP
+from bbuvl.data.layout import write_dataset_folder
+from bbuvl.data.schema import ImageRecord, ObjectAnn
+from bbuvl.synthetic.camera import FRAMINGS, Framing, check_size, render_scene
+from bbuvl.synthetic.export import INVERSE_ROTATION, PlatformNames, vendor_document
+
+JPEG_QUALITY = 90
+IMAGES, ANNOTATIONS = "images", "annotations"
+
+def image_seed(seed: int, split: str, i: int) -> int:
+    """Seed of photo `i` of `split`: independent of the other photos, of workers and of PYTHONHASHSEED."""
+    return int.from_bytes(hashlib.sha256(f"bbuvl-synth/{seed}/{split}/{i}".encode()).digest()[:8], "little")
+
+
+Renderer = Callable[[int, tuple[int, int]], tuple[Image.Image, list[ObjectAnn]]]  # (seed, size) -> photo, objects
+
+
+@dataclass(frozen=True)
+class _Job:
+    out: Path
+    name: str
+    index: int  # position among all photos written (drives the vendor EXIF pattern)
+    seed: int
+    size: tuple[int, int]
+    fmt: str
+    render: Renderer = render_scene
+
+
+@lru_cache(maxsize=1)
+def _platform_names() -> PlatformNames:
+    return PlatformNames()  # once per worker process
+
+
+def _render_job(job: _Job) -> tuple[ImageRecord, dict]:
+    img, objects = job.render(job.seed, job.size)
+    rel = f"{IMAGES}/{job.name}.jpg"
+    record = ImageRecord(images=[rel], width=img.width, height=img.height, objects=objects, id=job.name)
+    if job.fmt == "jsonl":
+        img.save(job.out / rel, quality=JPEG_QUALITY)
+        return record, {}
+    rng = random.Random(job.seed ^ 0x5EED_5EED)  # vendor choices must not disturb the scene's random stream
+    shape = "dataList" if rng.random() < 0.2 else "FeatureCollection"
+    boxes = [(o.bbox_2d, o.desc) for o in objects]
+    meta = {"shape": shape, "orientation": 1, "frame": "oriented"}
+    frame_size = img.size
+    if job.index % 10 == 3:  # about 1 in 10: stored rotated with an EXIF tag telling viewers to turn it upright
+        orientation = 6 if (job.index // 10) % 2 == 0 else 8
+        raw = img.transpose(Image.Transpose.ROTATE_90 if orientation == 6 else Image.Transpose.ROTATE_270)
+        exif = Image.Exif()
+        exif[EXIF_ORIENTATION] = orientation
+        raw.save(job.out / rel, quality=JPEG_QUALITY, exif=exif)
+        meta["orientation"] = orientation
+        if (job.index // 20) % 2 == 1:  # annotated on the raw grid, as some annotation tools show it
+            boxes = [(orient_box(b, img.size, INVERSE_ROTATION[orientation]), label) for b, label in boxes]
+            frame_size, meta["frame"] = raw.size, "raw"
+    else:
+        img.save(job.out / rel, quality=JPEG_QUALITY)
+    doc = vendor_document(boxes, frame_size, _platform_names(), rng, job.index, shape)
+    (job.out / ANNOTATIONS / f"{job.name}.json").write_text(json.dumps(doc, ensure_ascii=False) + "\n", encoding="utf-8")
+    return record, meta
+
+
+def _run(jobs: list[_Job], workers: int) -> Iterator[tuple[ImageRecord, dict]]:
+    if workers <= 1 or len(jobs) < 2:
+        yield from map(_render_job, jobs)
+        return
+    # fork where there is one: a spawned worker re-imports torch/transformers (via coords), ~3 s each.
+    # Workers only draw with Pillow and numpy; each photo depends only on its job, and map keeps the order.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
+        yield from pool.map(_render_job, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers))))
+
+
+def _check_stale(out: Path, jobs: list[_Job], fmt: str) -> None:
+    """Refuse to leave files of an earlier, larger run next to this one's: they would mix into the data."""
+    expected = {f"{IMAGES}/{j.name}.jpg" for j in jobs}
+    if fmt == "vendor":
+        expected |= {f"{ANNOTATIONS}/{j.name}.json" for j in jobs}
+    stale = sorted(
+        p.relative_to(out).as_posix()
+        for sub in (IMAGES, ANNOTATIONS) if (out / sub).is_dir()
+        for p in (out / sub).rglob("*") if p.is_file() and p.relative_to(out).as_posix() not in expected
+    )
+    if stale:
+        raise ValueError(f"{out}: holds {len(stale)} file(s) this run would not write (e.g. {stale[0]}); "
+                         "write to an empty folder or delete them first")
+
+
+def synthesize(
+    out: Path,
+    n_train: int,
+    n_val: int,
+    seed: int = 0,
+    size: tuple[int, int] = (640, 480),
+    fmt: Literal["jsonl", "vendor"] = "jsonl",
+    num_teachers: int = 10,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+    framing: Framing = "wide",
+    render: Renderer | None = None,
+    about: dict | None = None,
+) -> dict:
+    """Render `n_train + n_val` photos into `out`: a dataset folder (jsonl) or a platform export (vendor).
+
+    Returns the summary (counts per split and per category). `progress(done, total)` is called per photo.
+    `render` swaps the equipment room for another scene (a picklable `(seed, size) -> (photo, objects)`, e.g.
+    `bbuvl.synthetic.shapes`), `about` adds what describes it to the summary; `framing` moves the room's camera.
+    """
+    if fmt not in ("jsonl", "vendor"):
+        raise ValueError(f"format must be 'jsonl' or 'vendor', got '{fmt}'")
+    if n_train < 0 or n_val < 0 or n_train + n_val == 0:
+        raise ValueError(f"need a positive number of photos, got n_train={n_train}, n_val={n_val}")
+    if framing not in FRAMINGS:
+        raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, got '{framing}'")
+    if render is not None and framing != "wide":
+        raise ValueError("framing moves the equipment room's camera; it does not apply to another scene")
+    check_size(size)
+    out = Path(out)
+    if render is None:
+        render = render_scene if framing == "wide" else partial(render_scene, framing=framing)
+        about = {"framing": framing, **(about or {})} if framing != "wide" else about  # wide: the summary of old
+    names = [("train", i) for i in range(n_train)] + [("val", i) for i in range(n_val)]
+    jobs = [_Job(out, f"{split}_{i:05d}", k, image_seed(seed, split, i), tuple(size), fmt, render)
+            for k, (split, i) in enumerate(names)]
+    _check_stale(out, jobs, fmt)
+    (out / IMAGES).mkdir(parents=True, exist_ok=True)
+    if fmt == "vendor":
+        _platform_names()  # a token map that cannot express our labels fails here, before any rendering
+        (out / ANNOTATIONS).mkdir(exist_ok=True)
+    results = []
+    for done, result in enumerate(_run(jobs, workers), start=1):
+        results.append(result)
+        if progress is not None:
+            progress(done, len(jobs))
+    records = [r for r, _ in results]
+    categories = Counter(o.desc.split(SEP)[0] for r in records for o in r.objects)
+    extra = {"generator": "bbuvl data synth", "format": fmt, "seed": seed, "size": list(size), **(about or {}),
+             "categories": dict(sorted(categories.items(), key=lambda kv: -kv[1]))}
+    if fmt == "jsonl":
+        return write_dataset_folder(out, records[:n_train], records[n_train:], num_teachers, seed, extra)
+    metas = [m for _, m in results]
+    return {
+        "images": {"train": n_train, "val": n_val},
+        "objects": {"train": sum(len(r.objects) for r in records[:n_train]), "val": sum(len(r.objects) for r in records[n_train:])},
+        "labels": len({o.desc for r in records for o in r.objects}),
+        **extra,
+        "vendor": {
+            "FeatureCollection": sum(m["shape"] == "FeatureCollection" for m in metas),
+            "dataList": sum(m["shape"] == "dataList" for m in metas),
+            "exif_rotated_oriented_frame": sum(m["orientation"] != 1 and m["frame"] == "oriented" for m in metas),
+            "exif_rotated_raw_frame": sum(m["frame"] == "raw" for m in metas),
+        },
+    }
