@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from bbuvl.data.coords import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -36,8 +38,8 @@ class ModelConfig(_Strict):
     path: str = "Qwen/Qwen2.5-VL-3B-Instruct"  # local folder or hub id
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
-    min_pixels: int = Field(4 * 28 * 28, gt=0)
-    max_pixels: int = Field(1280 * 28 * 28, gt=0)
+    min_pixels: int = Field(QWEN_MIN_PIXELS, gt=0)
+    max_pixels: int = Field(QWEN_MAX_PIXELS, gt=0)
     max_vision_tokens: int = Field(1280, gt=0)  # per image, after the 2x2 merge
     max_vision_tokens_per_batch: int = Field(8192, gt=0)
     # Absolute (row, col) codes added to the vision tokens, zero-initialised (docs/localisation.md).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -23,8 +24,8 @@ def tiny(
     vision_depth: int = typer.Option(2, help="Vision tower blocks."),
     vision_hidden: int = typer.Option(64, help="Vision tower hidden size."),
     vision_heads: int = typer.Option(4, help="Vision tower attention heads."),
-    min_pixels: int = typer.Option(12544, help="Smallest image area after smart_resize (pixels)."),
-    max_pixels: int = typer.Option(50176, help="Largest image area after smart_resize (pixels)."),
+    min_pixels: Optional[int] = typer.Option(None, help="Smallest image area after smart_resize (pixels) [the tiny model's]."),
+    max_pixels: Optional[int] = typer.Option(None, help="Largest image area after smart_resize (pixels) [the tiny model's]."),
     seed: int = typer.Option(0, help="Seed for the tokenizer corpus and the random weights."),
 ) -> None:
     """Build a tiny randomly initialised Qwen2.5-VL with a trained offline tokenizer, saved like a real checkpoint."""
@@ -42,9 +43,8 @@ def tiny(
             vision_depth=vision_depth,
             vision_hidden=vision_hidden,
             vision_heads=vision_heads,
-            min_pixels=min_pixels,
-            max_pixels=max_pixels,
             seed=seed,
+            **{k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None},
         )
     n_params = count_saved_parameters(out)
     console.print(

@@ -213,6 +213,11 @@ class CoordinateContract:
         msize = self.model_size(size)
         return clip_box(scale_box(box, msize, size), size)
 
+    def from_unit(self, box: Sequence[float], size: Size) -> Box:
+        """Box in units of the image's sides (`[0, 1]`, the detection head's output) -> stored-image box."""
+        w, h = size
+        return [box[0] * w, box[1] * h, box[2] * w, box[3] * h]
+
     def to_dict(self) -> dict[str, int]:
         """Plain dict for JSON."""
         return asdict(self)

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from bbuvl.data.coords import CoordinateContract, clip_box, scale_box
+from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.images import load_image
 from bbuvl.data.schema import ImageRecord, read_records, resolve_image
 from bbuvl.encode.chat import IMAGE_TOKEN, SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, format_answer
@@ -202,14 +202,12 @@ class Predictor:
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             parsed = parse_detections(text)
             ends = token_char_ends(self.tokenizer, ids) if parsed.objects else []
-            msize = self.contract.model_size(p.size)
             dets = []
             for obj in parsed.objects:
                 start, end = obj["span"]
                 toks = [i for i, e in enumerate(ends) if e > start and (i == 0 or ends[i - 1] < end)]
                 score = float(lp[toks].exp().mean()) if toks else 0.0
-                box = clip_box(scale_box(obj["bbox_2d"], msize, p.size), p.size)
-                dets.append(Detection(box, obj["label"], score))
+                dets.append(Detection(self.contract.to_stored(obj["bbox_2d"], p.size), obj["label"], score))
             results.append(ImageResult(dets, text, p.size[0], p.size[1], None if parsed.ok else "unparseable output"))
         return results
 
@@ -234,11 +232,9 @@ class Predictor:
                     toks = [t for t in ids[j].tolist() if t not in (head.eos_token_id, head.pad_token_id)]
                     n = int((ids[j] != head.pad_token_id).sum())
                     caption_p = math.exp(float(logp[j, :n].mean())) if n else 0.0
-                    W, H = p.size
-                    x1, y1, x2, y2 = boxes[b, q].tolist()
                     obj = float(objectness[b, q])
-                    found.append((Detection([x1 * W, y1 * H, x2 * W, y2 * H], self.tokenizer.decode(toks).strip(),
-                                            obj * caption_p), obj))
+                    found.append((Detection(self.contract.from_unit(boxes[b, q].tolist(), p.size),
+                                            self.tokenizer.decode(toks).strip(), obj * caption_p), obj))
             if nms_iou and found:
                 t_boxes = torch.tensor([d.bbox_2d for d, _ in found])
                 t_scores = torch.tensor([d.score for d, _ in found])

@@ -1,0 +1,62 @@
+"""Every box the predictor returns comes back to the stored image through the checkpoint's CoordinateContract."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+import bbuvl.infer.predictor as predictor_module
+from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.schema import read_records, resolve_image
+from bbuvl.infer.parse import ParseResult
+from bbuvl.infer.predictor import Predictor
+
+MODEL_FRAME_BOX = [10.0, 20.0, 30.0, 999.0]  # the bottom edge lies outside every frame: the contract clips it
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_checkpoint):
+    return Predictor.from_checkpoint(trained_checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def photos(small_dataset):
+    return [str(resolve_image(small_dataset / "val.jsonl", r.image)) for r in read_records(small_dataset / "val.jsonl")][:2]
+
+
+def _spy(monkeypatch, name: str) -> list:
+    """Record `(result, size)` of every call of CoordinateContract.<name>."""
+    calls, real = [], getattr(CoordinateContract, name)
+
+    def spy(self, box, size):
+        out = real(self, box, size)
+        calls.append((out, tuple(size)))
+        return out
+
+    monkeypatch.setattr(CoordinateContract, name, spy)
+    return calls
+
+
+def test_generate_mode_maps_model_frame_boxes_through_the_contract(predictor, photos, monkeypatch):
+    # The tiny checkpoint's answers are not JSON yet: every answer parses to one known model-frame box.
+    monkeypatch.setattr(predictor_module, "parse_detections",
+                        lambda text: ParseResult(objects=[{"bbox_2d": MODEL_FRAME_BOX, "label": "x", "span": (0, 1)}], ok=True))
+    calls = _spy(monkeypatch, "to_stored")
+    results = predictor.predict(photos, mode="generate", max_new_tokens=4)
+    assert [r.objects[0].bbox_2d for r in results] == [out for out, _ in calls]
+    for path, r in zip(photos, results):
+        size = Image.open(path).size
+        assert r.objects[0].bbox_2d == predictor.contract.to_stored(MODEL_FRAME_BOX, size)
+        assert r.objects[0].bbox_2d[3] == size[1]
+
+
+def test_head_mode_maps_unit_boxes_through_the_contract(predictor, photos, monkeypatch):
+    calls = _spy(monkeypatch, "from_unit")
+    results = predictor.predict(photos, mode="head", nms_iou=None)
+    boxes = [d.bbox_2d for r in results for d in r.objects]
+    assert boxes and sorted(boxes) == sorted(out for out, _ in calls)
+    assert {size for _, size in calls} == {Image.open(p).size for p in photos}
+
+
+def test_from_unit_scales_each_side_by_the_stored_size():
+    assert CoordinateContract().from_unit([0.0, 0.25, 0.5, 1.0], (640, 480)) == [0.0, 120.0, 320.0, 480.0]
