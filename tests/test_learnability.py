@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from bbuvl.config import load_config
-from bbuvl.data.check import box_iou
+from bbuvl.data.boxes import box_iou
 from bbuvl.data.schema import read_records, resolve_image, write_dataset
 from bbuvl.eval.coco_metrics import coco_evaluate
 from bbuvl.eval.prior import best_constant_box
