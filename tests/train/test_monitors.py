@@ -153,7 +153,10 @@ def test_early_stopping_on_a_metric_that_should_rise():
 
 
 def test_training_on_four_photos_raises_an_overfit_alarm(monitor_config, small_dataset, tmp_path):
-    """Four training photos, validated on six others: the training loss falls away from the validation loss."""
+    """Four training photos, validated on six others: the training loss falls away from the validation loss.
+
+    The default head (local tower, IoU objectness) memorises more slowly than the one this test was written for:
+    its train/validation ratio passes 2 after ~70 steps, not ~40, hence 96 steps."""
     lines = (small_dataset / "train.jsonl").read_text(encoding="utf-8").splitlines()
     train4, val6 = tmp_path / "train4.jsonl", tmp_path / "val6.jsonl"
     train4.write_text("\n".join(lines[:4]) + "\n", encoding="utf-8")
@@ -161,7 +164,7 @@ def test_training_on_four_photos_raises_an_overfit_alarm(monitor_config, small_d
     images = small_dataset / "images"
     (tmp_path / "images").symlink_to(images)
     cfg = monitor_config(tmp_path / "run", f"data.train={train4}", f"data.val={val6}", "data.teacher_ratio=0",
-                         "training.per_device_batch_size=4", "training.max_steps=64", "training.eval_steps=4",
+                         "training.per_device_batch_size=4", "training.max_steps=96", "training.eval_steps=4",
                          "training.lr_scheduler=constant", *(f"training.lr.{g}=3e-3" for g in GROUPS), "monitor.every_steps=4",
                          "detection.grad_to_vlm=1")  # the whole model memorising the four photos, as before the default changed
     result = train(cfg, progress=False)
