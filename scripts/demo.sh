@@ -59,11 +59,11 @@ for stage, what in (("shapes", "A, shapes (one shape per photo)"), ("bbu", "B, B
               f"report: {out / stage / f'report_{mode}' / 'index.html'}")
     print(f"    {'constant':<9} {num(prior.get('AP50'))} / {num(prior.get('AP50_agnostic'))}   "
           "(the best single box for every photo: what ignoring the image scores)")
-print("\nWhat a randomly initialised 1M-parameter model learns in a few CPU-minutes: on shapes the head's boxes follow\n"
-      "the shapes and name them, far above the constant box, but many are not yet tight enough for IoU 0.5; generate\n"
-      "mode learns the colour but not yet the place. On BBU\n"
-      "close-ups, 19 labels, several told apart only by a correct vs a wrong screw, are beyond this budget: compare\n"
-      "each number with its constant box. A pretrained Qwen2.5-VL starts far ahead (docs/localisation.md).")
+print("\nWhat a randomly initialised 1M-parameter model learns in a few CPU-minutes: on shapes the head finds and\n"
+      "names every shape, and name mode (the head's boxes, named by the VLM) scores as high; generate mode alone\n"
+      "names the colour but does not yet write the place. On BBU close-ups, 19 labels, several told apart only by\n"
+      "a correct vs a wrong screw, are beyond this budget: compare each number with its constant box. A pretrained\n"
+      "Qwen2.5-VL starts far ahead (docs/localisation.md).")
 print(f"\nEverything is under {out}/: <stage>/data, <stage>/run/final (checkpoint), <stage>/metrics_*.json, "
       "<stage>/report_*/index.html, <stage>/run/tb (TensorBoard)")
 SUMMARY
