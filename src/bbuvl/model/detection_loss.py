@@ -223,18 +223,12 @@ class DetectionCriterion(nn.Module):
             boxes = to_xyxy(t["boxes"].to(outputs.proposal_centres), self.box_format)
             tok, tgt = centre_assignment(outputs.proposal_centres[b], valid[b], boxes)
             indices.append((tok, tgt))
-            weight.append(1.0 / torch.bincount(tgt, minlength=len(t["boxes"])).clamp(min=1)[tgt].float())
-        batch_idx, tok = self._matched_queries(indices)
-        w_pos = torch.cat(weight)
-        pred = outputs.proposal_boxes[batch_idx, tok].float()  # [P, 4]
-        tgt = torch.cat([t["boxes"][j].to(pred) for t, (_, j) in zip(targets, indices)])
-        l1 = (F.l1_loss(pred, tgt, reduction="none").sum(-1) * w_pos).sum() / num_targets
-        giou = torch.diag(generalized_box_iou(to_xyxy(pred, self.box_format), to_xyxy(tgt, self.box_format)))
-        giou_loss = ((1 - giou) * w_pos).sum() / num_targets
+            weight.append(per_object_weight(tgt, len(t["boxes"])))
         proposals = DetectionOutput(outputs.proposal_boxes, outputs.proposal_logits, outputs.query_hidden)
+        box = self.loss_boxes(proposals, targets, indices, num_targets, torch.cat(weight))
         focal = self.loss_objectness(proposals, indices, num_targets, valid, self.matched_iou(outputs.proposal_boxes, targets, indices))
         w = self.weights
-        return w["loss_bbox"] * l1 + w["loss_giou"] * giou_loss + w["loss_objectness"] * focal
+        return w["loss_bbox"] * box["loss_bbox"] + w["loss_giou"] * box["loss_giou"] + w["loss_objectness"] * focal
 
 
 def centre_assignment(centres: Tensor, valid: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
@@ -262,6 +256,11 @@ def centre_assignment(centres: Tensor, valid: Tensor, boxes: Tensor) -> tuple[Te
     return token_idx, owner[token_idx]
 
 
+def per_object_weight(objects: Tensor, num_objects: int) -> Tensor:
+    """`[K]` object index of each positive -> `[K]` 1 / that object's number of positives (each object weighs 1)."""
+    return 1.0 / torch.bincount(objects, minlength=max(num_objects, 1)).clamp(min=1)[objects].float()
+
+
 POSITIVE_IOU = 0.5  # Faster R-CNN's second stage: a query this close to an object learns that object
 
 
@@ -286,5 +285,5 @@ def overlap_assignment(boxes: Tensor, targets: list[dict], matched: Indices, box
         queries = (owner >= 0).nonzero().flatten()
         objects = owner[queries]
         indices.append((queries.to(q_matched.device), objects.to(j_matched.device)))
-        weights.append(1.0 / torch.bincount(objects, minlength=max(n, 1)).clamp(min=1)[objects].float())
+        weights.append(per_object_weight(objects, n))
     return indices, torch.cat(weights).to(boxes.device)
