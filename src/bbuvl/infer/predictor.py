@@ -26,7 +26,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.images import load_image
 from bbuvl.data.schema import ImageRecord, read_records, resolve_image
-from bbuvl.encode.chat import IMAGE_TOKEN, SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, format_answer
+from bbuvl.encode.chat import IGNORE_INDEX, IMAGE_TOKEN, SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, format_answer
 from bbuvl.encode.collate import PaddedCollator
 from bbuvl.infer.constrained import AnswerConstraint
 from bbuvl.infer.parse import parse_detections
@@ -289,7 +289,7 @@ class Predictor:
                 sample = enc.as_sample()
                 extra = torch.tensor(ids, dtype=torch.long)
                 sample["input_ids"] = torch.cat([sample["input_ids"], extra])
-                sample["labels"] = torch.cat([sample["labels"], torch.full_like(extra, -100)])
+                sample["labels"] = torch.cat([sample["labels"], torch.full_like(extra, IGNORE_INDEX)])
                 sample["span_ids"] = torch.cat([sample["span_ids"], torch.zeros_like(extra)])
                 sample["mm_token_type_ids"] = torch.cat([sample["mm_token_type_ids"], torch.zeros_like(extra)])
                 samples.append(sample)
