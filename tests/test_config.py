@@ -92,3 +92,20 @@ def test_dump_round_trips(tmp_path):
     p = tmp_path / "round.yaml"
     p.write_text(dump_config(cfg), encoding="utf-8")
     assert load_config(p) == cfg
+
+
+def test_the_frame_comes_from_one_source_then_explicit_bounds(tmp_path):
+    from bbuvl.config import resolve_frame
+    from bbuvl.data.coords import CoordinateContract
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("model:\n  min_pixels: 3136\n  max_pixels: 50176\n  max_vision_tokens: 32\n", encoding="utf-8")
+    assert resolve_frame(cfg) == CoordinateContract(3136, 50176, max_vision_tokens=32)
+    assert resolve_frame(cfg, max_pixels=12544) == CoordinateContract(3136, 12544, max_vision_tokens=32)
+    CoordinateContract(6272, 12544).save(tmp_path)
+    assert resolve_frame(checkpoint=tmp_path) == CoordinateContract(6272, 12544)
+    assert resolve_frame() == CoordinateContract()
+    with pytest.raises(ValueError, match="not both"):
+        resolve_frame(cfg, tmp_path)
+    with pytest.raises(ValueError, match="must not exceed"):
+        resolve_frame(cfg, min_pixels=10**6)

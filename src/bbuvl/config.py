@@ -7,13 +7,14 @@ YAML) and the closest valid key; a wrong type names the key and the expected typ
 from __future__ import annotations
 
 import difflib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bbuvl.data.coords import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS
+from bbuvl.data.coords import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, CoordinateContract
 
 
 class _Strict(BaseModel):
@@ -47,10 +48,13 @@ class ModelConfig(_Strict):
     lora: LoraConfig = LoraConfig()
 
     @model_validator(mode="after")
-    def _pixels_ordered(self) -> "ModelConfig":
-        if self.min_pixels > self.max_pixels:
-            raise ValueError(f"min_pixels ({self.min_pixels}) must not exceed max_pixels ({self.max_pixels})")
+    def _frame_valid(self) -> "ModelConfig":
+        self.frame()  # the contract checks its own bounds
         return self
+
+    def frame(self) -> CoordinateContract:
+        """The image frame this config trains with: pixel bounds and the per-image vision-token budget."""
+        return CoordinateContract(self.min_pixels, self.max_pixels, max_vision_tokens=self.max_vision_tokens)
 
 
 class DataConfig(_Strict):
@@ -319,3 +323,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def dump_config(cfg: Config) -> str:
     """The config as YAML, every key present (what `config print` shows and checkpoints store)."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def resolve_frame(config: str | Path | None = None, checkpoint: str | Path | None = None,
+                  min_pixels: int | None = None, max_pixels: int | None = None) -> CoordinateContract:
+    """The image frame a command should use: a checkpoint's contract or a run config's, then explicit bounds.
+
+    One source at most (`config` or `checkpoint`); `min_pixels`/`max_pixels` override its bounds, and Qwen's
+    defaults apply when neither is given, so a user never types the same numbers twice.
+    """
+    if config is not None and checkpoint is not None:
+        raise ValueError("give --config or --checkpoint, not both")
+    frame = CoordinateContract()
+    if checkpoint is not None:
+        frame = CoordinateContract.load(checkpoint)
+    elif config is not None:
+        frame = load_config(config).model.frame()
+    return replace(frame, min_pixels=frame.min_pixels if min_pixels is None else min_pixels,
+                   max_pixels=frame.max_pixels if max_pixels is None else max_pixels)

@@ -380,7 +380,32 @@ def test_resize_stores_model_frame_images_with_boxes_scaled(export, converted, t
     img = Image.open(tmp_path / "rs" / resized["c_rot6_raw"].image)
     assert resized["c_rot6_raw"].objects[0].bbox_2d == pytest.approx(red_bbox(img), abs=2)
     summary = json.loads((tmp_path / "rs" / "summary.json").read_text(encoding="utf-8"))
-    assert summary["resized_to_model_frame"] == {"min_pixels": contract.min_pixels, "max_pixels": contract.max_pixels}
+    assert summary["resized_to_model_frame"] == contract.to_dict()
+
+
+@pytest.mark.parametrize("source", ["--config", "--checkpoint"])
+def test_resize_reads_the_frame_from_a_config_or_a_checkpoint(export, converted, tmp_path, source):
+    """The frame (pixel bounds and token budget) is typed once, in the run config, and convert follows it."""
+    frame = CoordinateContract(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 40, max_vision_tokens=9)
+    if source == "--config":
+        where = tmp_path / "run.yaml"
+        where.write_text(f"model:\n  min_pixels: {frame.min_pixels}\n  max_pixels: {frame.max_pixels}\n"
+                         f"  max_vision_tokens: {frame.max_vision_tokens}\n", encoding="utf-8")
+    else:
+        where = tmp_path / "checkpoint"
+        where.mkdir()
+        frame.save(where)
+    result = run_cli(export, tmp_path / "rs", "--workers", "1", "--resize", "--teachers", "3", source, where)
+    assert result.exit_code == 0, result.output
+    plain, resized = records_by_id(converted[0]), records_by_id(tmp_path / "rs")
+    for stem in GOOD:
+        assert resized[stem].size == frame.model_size(plain[stem].size)
+        assert frame.vision_tokens(plain[stem].size) <= 9
+
+
+def test_frame_options_without_resize_are_refused(export, tmp_path):
+    result = run_cli(export, tmp_path / "rs", "--min-pixels", 3136)
+    assert result.exit_code != 0 and "--resize" in result.output
 
 
 def test_output_folder_inside_the_source_is_not_read_back(tmp_path):

@@ -132,3 +132,36 @@ def test_contract_saved_and_loaded(tmp_path):
     assert CoordinateContract.load(tmp_path) == c
     with pytest.raises(FileNotFoundError, match="coordinate_contract.json"):
         CoordinateContract.load(tmp_path / "missing")
+
+
+@given(w=st.integers(28, 4000), h=st.integers(28, 4000), budget=st.integers(1, 400))
+@settings(max_examples=200, deadline=None)
+def test_the_token_budget_shrinks_only_photos_over_it(w, h, budget):
+    if max(w, h) / min(w, h) > min(50, budget):  # a frame is at least one 28-px cell on its short side
+        return
+    free = CoordinateContract(56 * 56, 28 * 28 * 1280)
+    framed = CoordinateContract(56 * 56, 28 * 28 * 1280, max_vision_tokens=budget)
+    if free.vision_tokens((w, h)) <= budget:
+        assert not framed.over_budget((w, h)) and framed.model_size((w, h)) == free.model_size((w, h))
+    else:
+        assert framed.over_budget((w, h))
+        assert framed.vision_tokens((w, h)) <= budget
+        box = [0.1 * w, 0.2 * h, 0.7 * w, 0.9 * h]
+        back = framed.to_stored(framed.to_model(box, (w, h)), (w, h))
+        cell_w, cell_h = w / framed.model_size((w, h))[0], h / framed.model_size((w, h))[1]
+        assert all(abs(a - b) <= max(cell_w, cell_h) for a, b in zip(back, box))
+
+
+@pytest.mark.parametrize("kwargs", [dict(min_pixels=9000, max_pixels=100), dict(min_pixels=0), dict(factor=-28),
+                                    dict(max_vision_tokens=0), dict(max_pixels=1.5), dict(min_pixels=True)])
+def test_a_bad_frame_is_refused_where_it_is_built(kwargs):
+    with pytest.raises(ValueError):
+        CoordinateContract(**kwargs)
+
+
+def test_the_budget_travels_with_the_contract(tmp_path):
+    c = CoordinateContract(3136, 50176, max_vision_tokens=16)
+    c.save(tmp_path)
+    assert CoordinateContract.load(tmp_path) == c
+    (tmp_path / "coordinate_contract.json").write_text('{"min_pixels": 3136, "max_pixels": 50176, "factor": 28}')
+    assert CoordinateContract.load(tmp_path).max_vision_tokens is None  # checkpoints saved before the budget was kept

@@ -60,3 +60,25 @@ def test_head_mode_maps_unit_boxes_through_the_contract(predictor, photos, monke
 
 def test_from_unit_scales_each_side_by_the_stored_size():
     assert CoordinateContract().from_unit([0.0, 0.25, 0.5, 1.0], (640, 480)) == [0.0, 120.0, 320.0, 480.0]
+
+
+def test_prediction_shrinks_photos_to_the_training_token_budget(trained_checkpoint, photos, tmp_path):
+    """A checkpoint trained with a vision-token budget sees every photo at the size training gave it."""
+    import shutil
+
+    budgeted = tmp_path / "budgeted"
+    shutil.copytree(trained_checkpoint, budgeted)
+    trained = CoordinateContract.load(trained_checkpoint)
+    frame = CoordinateContract(trained.min_pixels, trained.max_pixels, trained.factor, max_vision_tokens=6)
+    frame.save(budgeted)
+    predictor = Predictor.from_checkpoint(budgeted, device="cpu")
+    assert predictor.contract == frame
+    big = Image.open(photos[0]).convert("RGB").resize((640, 480))
+    assert frame.over_budget(big.size)
+    prepared = predictor.prepare(big)
+    assert prepared.image.size == frame.model_size(big.size)
+    w, h = prepared.image.size
+    assert (w // 28) * (h // 28) <= 6
+    (result,) = predictor.predict([big], mode="head", nms_iou=None)
+    for d in result.objects:
+        assert 0 <= d.bbox_2d[0] <= d.bbox_2d[2] <= 640 and 0 <= d.bbox_2d[1] <= d.bbox_2d[3] <= 480

@@ -12,6 +12,7 @@ from PIL import Image
 from transformers import AutoProcessor, Qwen2_5_VLConfig
 from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
 
+from bbuvl.data.coords import CoordinateContract
 from bbuvl.model.loading import (
     SpecialTokenMismatch,
     check_special_tokens,
@@ -136,13 +137,13 @@ def test_dropping_mm_token_type_ids_changes_the_logits(loaded, batch):
     assert not torch.allclose(mrope, flat)
 
 
-def test_min_max_pixels_override_the_image_processor(tiny_dir):
-    processor = load_processor(str(tiny_dir), min_pixels=3136, max_pixels=28 * 28 * 16)
+def test_the_frame_overrides_the_image_processor(tiny_dir):
+    processor = load_processor(str(tiny_dir), CoordinateContract(min_pixels=3136, max_pixels=28 * 28 * 16))
     assert pixel_range(processor) == (3136, 12544)
     out = processor(images=_images()[:1], text=["<|vision_start|><|image_pad|><|vision_end|>"], return_tensors="pt")
     assert out["image_grid_thw"].tolist() == [[1, 8, 8]]
     with pytest.raises(ValueError, match="must not exceed"):
-        load_processor(str(tiny_dir), min_pixels=10**6)
+        load_processor(str(tiny_dir), CoordinateContract(min_pixels=10**6, max_pixels=28 * 28 * 16))
 
 
 def test_stock_qwen_processor_files_load(tiny_dir, tmp_path):

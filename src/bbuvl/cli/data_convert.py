@@ -11,8 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from bbuvl.cli.common import console, fail, stdout_is_tty, user_errors
+from bbuvl.config import resolve_frame
 from bbuvl.data.convert import ConvertOptions, convert_dataset
-from bbuvl.data.coords import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS
 from bbuvl.data.layout import ERRORS
 
 
@@ -20,8 +20,10 @@ def convert(
     src: Path = typer.Argument(..., help="Folder with the platform's JSON files and photos (searched recursively)."),
     out: Path = typer.Argument(..., help="Dataset folder to write (images/, train/val/teachers.jsonl, errors.jsonl)."),
     resize: bool = typer.Option(False, "--resize", help="Pre-scale images to the model frame (smart_resize)."),
-    min_pixels: int = typer.Option(QWEN_MIN_PIXELS, "--min-pixels", help="smart_resize minimum pixel count (--resize)."),
-    max_pixels: int = typer.Option(QWEN_MAX_PIXELS, "--max-pixels", help="smart_resize maximum pixel count (--resize)."),
+    config: Path | None = typer.Option(None, "--config", help="--resize to this run config's image frame."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="--resize to the frame this checkpoint was trained with."),
+    min_pixels: int | None = typer.Option(None, "--min-pixels", min=1, help="smart_resize minimum pixel count (--resize) [config's, or Qwen's]."),
+    max_pixels: int | None = typer.Option(None, "--max-pixels", min=1, help="smart_resize maximum pixel count (--resize) [config's, or Qwen's]."),
     val_ratio: float = typer.Option(0.1, "--val-ratio", help="Fraction of photos held out for validation."),
     teachers: int = typer.Option(10, "--teachers", help="Size of the teacher pool chosen from the training photos."),
     seed: int = typer.Option(42, "--seed", help="Seed of the split and the teacher choice."),
@@ -35,8 +37,14 @@ def convert(
         fail(f"--lang must be 'zh' or 'en', got '{lang}'")
     if workers is not None and workers < 1:
         fail(f"--workers must be at least 1, got {workers}")
+    if not resize and (config or checkpoint or min_pixels or max_pixels):
+        fail("--config, --checkpoint, --min-pixels and --max-pixels set the frame of --resize; add --resize")
+    frame = None
+    if resize:
+        with user_errors():
+            frame = resolve_frame(config, checkpoint, min_pixels, max_pixels)
     opts = ConvertOptions(
-        resize=resize, min_pixels=min_pixels, max_pixels=max_pixels, val_ratio=val_ratio, teachers=teachers,
+        frame=frame, val_ratio=val_ratio, teachers=teachers,
         seed=seed, lang=lang, workers=workers or os.cpu_count() or 1, token_map=token_map, hierarchy=hierarchy,
     )
     with user_errors():

@@ -15,10 +15,9 @@ from rich.table import Table
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.cli.common import console, fail, stdout_is_tty, user_errors
-from bbuvl.config import ConfigError, load_config
+from bbuvl.config import resolve_frame
 from bbuvl.data.check import check_dataset
 from bbuvl.data.coco import coco_to_records, records_to_coco
-from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import ERRORS, TRAIN, VAL, write_dataset_folder
 from bbuvl.data.placement import ImagePlacer, preferred_name
@@ -146,23 +145,15 @@ def stats(
     path: Path = typer.Argument(..., help="A dataset JSONL, or a dataset folder (train + val)."),
     min_pixels: Optional[int] = typer.Option(None, "--min-pixels", min=1, help="smart_resize lower bound [config or Qwen's]."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help="smart_resize upper bound [config or Qwen's]."),
-    config: Optional[Path] = typer.Option(None, "--config", help="Run config: use its model.min_pixels/max_pixels."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Run config: use its image frame (pixels, token budget)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint: use the frame it was trained with."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the statistics to this JSON file."),
 ) -> None:
     """Counts per label and level, objects per image, image sizes, vision tokens in the model frame."""
     if not path.exists():
         fail(f"{path}: no such file or folder")
-    contract = CoordinateContract()
-    if config is not None:
-        with user_errors(ConfigError):
-            model = load_config(config).model
-        contract = CoordinateContract(min_pixels=model.min_pixels, max_pixels=model.max_pixels)
-    contract = CoordinateContract(
-        min_pixels=contract.min_pixels if min_pixels is None else min_pixels,
-        max_pixels=contract.max_pixels if max_pixels is None else max_pixels,
-    )
-    if contract.min_pixels > contract.max_pixels:
-        fail(f"min_pixels ({contract.min_pixels}) must not exceed max_pixels ({contract.max_pixels})")
+    with user_errors():
+        contract = resolve_frame(config, checkpoint, min_pixels, max_pixels)
     records = _stats_records(path)
     with user_errors():
         s = dataset_stats(records, contract)

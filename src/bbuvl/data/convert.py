@@ -25,8 +25,6 @@ from typing import Any, Callable, Iterator
 from PIL import Image
 
 from bbuvl.data.coords import (
-    QWEN_MAX_PIXELS,
-    QWEN_MIN_PIXELS,
     ROTATING_ORIENTATIONS,
     CoordinateContract,
     Size,
@@ -56,9 +54,7 @@ CLIP_TOL_PIXELS = 4.0
 class ConvertOptions:
     """Everything `bbuvl data convert` can be told."""
 
-    resize: bool = False  # pre-scale images to the model frame so that frame equals the file
-    min_pixels: int = QWEN_MIN_PIXELS
-    max_pixels: int = QWEN_MAX_PIXELS
+    frame: CoordinateContract | None = None  # set: pre-scale images to this model frame, so frame equals file
     val_ratio: float = 0.1
     teachers: int = 10
     seed: int = 42
@@ -408,8 +404,6 @@ def convert_dataset(src: Path, out: Path, opts: ConvertOptions, progress: bool =
         raise ValueError(f"{src}: source folder not found")
     if opts.lang not in ("zh", "en"):
         raise ValueError(f"--lang must be 'zh' or 'en', got '{opts.lang}'")
-    if opts.resize and opts.min_pixels > opts.max_pixels:
-        raise ValueError(f"--min-pixels ({opts.min_pixels}) must not exceed --max-pixels ({opts.max_pixels})")
     if not 0 <= opts.val_ratio < 1:
         raise ValueError(f"--val-ratio must be in [0, 1), got {opts.val_ratio}")
     src_r, out_r = src.resolve(), out.resolve()
@@ -420,7 +414,7 @@ def convert_dataset(src: Path, out: Path, opts: ConvertOptions, progress: bool =
         images_dir=out / IMAGES_DIR,
         token_map=TokenMap.load(opts.token_map),
         hierarchy=Hierarchy.load(opts.hierarchy),
-        contract=CoordinateContract(opts.min_pixels, opts.max_pixels) if opts.resize else None,
+        contract=opts.frame,
         lang=opts.lang,
     )
     # OUT inside SRC: never read our own images and JSON back (OUT above SRC needs no care).
@@ -476,9 +470,7 @@ def summarize(src: Path, results: list[PhotoResult], opts: ConvertOptions) -> di
             "assumed_displayed": sum(1 for r in results if r.ambiguous),
         },
         "annotator_resolution_differs": sum(1 for r in results if r.frame is not None and r.rescaled),
-        "resized_to_model_frame": (
-            {"min_pixels": opts.min_pixels, "max_pixels": opts.max_pixels} if opts.resize else None
-        ),
+        "resized_to_model_frame": opts.frame.to_dict() if opts.frame else None,
         "lang": opts.lang,
         "errors": sum(len(r.errors) for r in results),
     }

@@ -187,16 +187,45 @@ def vendor_to_stored(box: Sequence[float], frame: VendorFrame, raw: Size, orient
 
 @dataclass(frozen=True)
 class CoordinateContract:
-    """The smart_resize parameters a model was trained with; saved with every checkpoint."""
+    """The image frame a model was trained with: smart_resize bounds and the vision-token budget.
+
+    Built once from the run config (`ModelConfig.frame`), saved with every checkpoint and read back by
+    prediction, so training and inference resize every photo the same way (docs/architecture.md).
+    """
 
     min_pixels: int = QWEN_MIN_PIXELS
     max_pixels: int = QWEN_MAX_PIXELS
     factor: int = FACTOR
+    max_vision_tokens: int | None = None  # per image after the 2x2 merge; a larger photo is shrunk to fit
+
+    def __post_init__(self) -> None:
+        for name in ("min_pixels", "max_pixels", "factor", "max_vision_tokens"):
+            value = getattr(self, name)
+            if value is None and name == "max_vision_tokens":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.min_pixels > self.max_pixels:
+            raise ValueError(f"min_pixels ({self.min_pixels}) must not exceed max_pixels ({self.max_pixels})")
+
+    def _bounded_size(self, size: Size, min_pixels: int, max_pixels: int) -> Size:
+        h, w = smart_resize(size[1], size[0], self.factor, min_pixels, max_pixels)
+        return (w, h)
+
+    def over_budget(self, size: Size) -> bool:
+        """Whether a stored image of `size` would exceed `max_vision_tokens` within the pixel bounds alone."""
+        if self.max_vision_tokens is None:
+            return False
+        w, h = self._bounded_size(size, self.min_pixels, self.max_pixels)
+        return (w // self.factor) * (h // self.factor) > self.max_vision_tokens
 
     def model_size(self, size: Size) -> Size:
-        """`(width, height)` of the model frame for a stored image of `size`."""
-        h, w = smart_resize(size[1], size[0], self.factor, self.min_pixels, self.max_pixels)
-        return (w, h)
+        """`(width, height)` of the model frame for a stored image of `size` (shrunk to the token budget)."""
+        if self.over_budget(size):
+            # The budget outranks min_pixels: a photo it shrinks is never pushed back up past it.
+            cell = self.factor * self.factor
+            return self._bounded_size(size, cell, self.max_vision_tokens * cell)
+        return self._bounded_size(size, self.min_pixels, self.max_pixels)
 
     def vision_tokens(self, size: Size) -> int:
         """Number of `<|image_pad|>` tokens the LLM sees for an image of `size` (after the 2x2 merge)."""
@@ -218,7 +247,7 @@ class CoordinateContract:
         w, h = size
         return [box[0] * w, box[1] * h, box[2] * w, box[3] * h]
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | None]:
         """Plain dict for JSON."""
         return asdict(self)
 

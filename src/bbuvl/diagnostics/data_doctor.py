@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bbuvl.config import Config
@@ -128,7 +128,8 @@ def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None
 
     path = Path(path)
     hierarchy = hierarchy or Hierarchy.load(cfg.data.hierarchy)
-    contract = CoordinateContract(cfg.model.min_pixels, cfg.model.max_pixels)
+    # Token counts within the pixel bounds alone: what each photo needs before the budget shrinks it.
+    contract = replace(cfg.model.frame(), max_vision_tokens=None)
     limit = cfg.model.max_vision_tokens
     files, problems = dataset_files(path)
     report = DataReport(problems=list(problems), batch_size=cfg.training.per_device_batch_size)

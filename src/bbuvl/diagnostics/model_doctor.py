@@ -266,7 +266,8 @@ def _processor_pixels(directory: Path) -> tuple[int, int] | None:
 def check_contract(directory: Path, predictor: Predictor, cfg: Config | None) -> list[Check]:
     """The coordinate contract is stored and agrees with the stored processor and with the given config."""
     c = predictor.contract
-    checks = [Check("coordinate contract", "ok", f"stored: min_pixels={c.min_pixels}, max_pixels={c.max_pixels}, factor={c.factor}")]
+    checks = [Check("coordinate contract", "ok", f"stored: min_pixels={c.min_pixels}, max_pixels={c.max_pixels}, factor={c.factor}, "
+                    f"max_vision_tokens={c.max_vision_tokens}")]
     stored = _processor_pixels(directory)
     if stored is not None and stored != (c.min_pixels, c.max_pixels):
         checks.append(Check("processor pixels", "warn", f"preprocessor_config.json has min/max pixels {stored}, the contract "

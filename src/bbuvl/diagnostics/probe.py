@@ -31,9 +31,7 @@ def dataset_batches(predictor: Predictor, dataset: str | Path, max_samples: int,
     samples = read_dataset(dataset)[:max_samples]
     if not samples:
         raise ValueError(f"{dataset}: no samples")
-    cfg = predictor.cfg
-    ds = ConversationDataset(sources_from(samples, dataset), predictor.encoder, predictor.contract,
-                             max_vision_tokens=cfg.model.max_vision_tokens, oversize="resize")
+    ds = ConversationDataset(sources_from(samples, dataset), predictor.encoder, predictor.contract, oversize="resize")
     collate = collator_for(predictor)
     return [collate([ds[i] for i in range(s, min(s + batch_size, len(ds)))]) for s in range(0, len(ds), batch_size)]
 

@@ -170,14 +170,14 @@ def load_checkpoint(directory: str | Path, dtype: str | None = None, device: str
         from peft import PeftModel
 
         base, processor = load_model_and_processor(cfg.model.path, dtype=dtype, attn_implementation=cfg.model.attn_implementation,
-                                                   min_pixels=contract.min_pixels, max_pixels=contract.max_pixels, device=device)
+                                                   frame=contract, device=device)
         from bbuvl.model.loading import load_processor
 
-        processor = load_processor(str(directory), contract.min_pixels, contract.max_pixels)
+        processor = load_processor(str(directory), contract)
         vlm = PeftModel.from_pretrained(base, str(directory))
     else:
         vlm, processor = load_model_and_processor(str(directory), dtype=dtype, attn_implementation=cfg.model.attn_implementation,
-                                                  min_pixels=contract.min_pixels, max_pixels=contract.max_pixels, device=device)
+                                                  frame=contract, device=device)
     if "vision_positions" not in cfg.model.model_fields_set and not (directory / POSITIONS_FILE).exists():
         cfg.model.vision_positions = False  # trained before vision positions existed
     model = BBUVLModel.build(vlm, cfg, processor.tokenizer)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel
 
+from bbuvl.data.coords import CoordinateContract
 from bbuvl.encode.chat import IMAGE_TOKEN
 from bbuvl.model.processor import Qwen2_5_VLImageOnlyProcessor, set_pixel_range
 
@@ -31,11 +32,11 @@ class SpecialTokenMismatch(ValueError):
     """The model's config and the tokenizer disagree on a special token's id."""
 
 
-def load_processor(path: str, min_pixels: int | None = None, max_pixels: int | None = None) -> Any:
+def load_processor(path: str, frame: CoordinateContract | None = None) -> Any:
     """Load the processor (image processor + tokenizer + chat template) of a checkpoint folder or hub id."""
     processor = _auto_processor(path)
-    if min_pixels is not None or max_pixels is not None:
-        set_pixel_range(processor, min_pixels, max_pixels)
+    if frame is not None:
+        set_pixel_range(processor, frame)
     return processor
 
 
@@ -66,20 +67,19 @@ def load_model_and_processor(
     path: str,
     dtype: str = "float32",
     attn_implementation: str = "sdpa",
-    min_pixels: int | None = None,
-    max_pixels: int | None = None,
+    frame: CoordinateContract | None = None,
     device: str | None = None,
     load_in_bits: int = 16,
 ) -> tuple[PreTrainedModel, Any]:
     """Load model (in eval mode, on `device` when given) and processor, and check their special tokens agree.
 
-    `min_pixels`/`max_pixels` override the image processor's smart_resize bounds; they come from the run config
-    or the checkpoint's coordinate contract, so boxes are predicted in the frame they were trained in.
+    `frame` sets the image processor's smart_resize bounds; it is the run config's or the checkpoint's coordinate
+    contract, so boxes are predicted in the frame they were trained in.
     `load_in_bits` 4 or 8 quantises the language model with bitsandbytes (QLoRA); the vision tower stays in `dtype`.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got '{dtype}'")
-    processor = load_processor(path, min_pixels, max_pixels)
+    processor = load_processor(path, frame)
     kwargs: dict[str, Any] = {}
     if load_in_bits != 16:
         kwargs["quantization_config"] = quantization_config(load_in_bits, DTYPES[dtype])

@@ -18,6 +18,7 @@ from transformers.image_utils import SizeDict
 from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor
 from transformers.processing_utils import ProcessorMixin
 
+from bbuvl.data.coords import CoordinateContract
 from bbuvl.encode.chat import IMAGE_TOKEN
 
 VIDEO_TOKEN = "<|video_pad|>"
@@ -48,20 +49,15 @@ class Qwen2_5_VLImageOnlyProcessor(Qwen2_5_VLProcessor):
         raise ValueError("bbu-vl's Qwen2.5-VL processor handles images only; videos are not supported")
 
 
-def set_pixel_range(processor: Any, min_pixels: int | None = None, max_pixels: int | None = None) -> None:
-    """Set the image processor's smart_resize pixel bounds (the checkpoint's coordinate contract) in place.
+def set_pixel_range(processor: Any, frame: CoordinateContract) -> None:
+    """Set the image processor's smart_resize pixel bounds to the coordinate contract's, in place.
 
     transformers 5 stores them as `size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}`; old
     `min_pixels`/`max_pixels` attributes, where a processor still has them, are kept in step.
     """
     image_processor = processor.image_processor
     size = _size_dict(image_processor.size)
-    if min_pixels is not None:
-        size["shortest_edge"] = int(min_pixels)
-    if max_pixels is not None:
-        size["longest_edge"] = int(max_pixels)
-    if size.get("shortest_edge", 0) > size.get("longest_edge", float("inf")):
-        raise ValueError(f"min_pixels ({size['shortest_edge']}) must not exceed max_pixels ({size['longest_edge']})")
+    size["shortest_edge"], size["longest_edge"] = frame.min_pixels, frame.max_pixels
     image_processor.size = SizeDict(**size) if isinstance(image_processor.size, SizeDict) else size
     for name, key in (("min_pixels", "shortest_edge"), ("max_pixels", "longest_edge")):
         if getattr(image_processor, name, None) is not None:

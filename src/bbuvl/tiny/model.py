@@ -17,6 +17,7 @@ from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 from transformers.utils import is_torchvision_available
 from transformers.utils import logging as hf_logging
 
+from bbuvl.data.coords import CoordinateContract
 from bbuvl.encode.chat import IMAGE_TOKEN
 from bbuvl.model.processor import Qwen2_5_VLImageOnlyProcessor
 from bbuvl.tiny.tokenizer import EOS_TOKEN, PAD_TOKEN, QWEN2_5_VL_CHAT_TEMPLATE, train_tokenizer
@@ -117,8 +118,7 @@ def build_tiny_model(
     seed: int = 0,
 ) -> Path:
     """Build, seed and save a tiny Qwen2.5-VL (model + processor) to `out`; the same seed gives the same bytes."""
-    if min_pixels > max_pixels:
-        raise ValueError(f"min_pixels ({min_pixels}) must not exceed max_pixels ({max_pixels})")
+    CoordinateContract(min_pixels, max_pixels)  # checks the bounds before any work
     out = Path(out)
     tokenizer = train_tokenizer(seed=seed)
     config = tiny_config(

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from bbuvl.data.coords import FACTOR, CoordinateContract
+from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.schema import ImageRecord, Sample, resolve_image
 from bbuvl.encode.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, format_answer, image_for_model
 
@@ -44,14 +44,6 @@ def sources_from(samples: list[Sample], dataset_path: str | Path) -> list[Sample
     return [SampleSource(SourcedRecord(s.student, p), tuple(SourcedRecord(t, p) for t in s.teachers)) for s in samples]
 
 
-def budget_contract(contract: CoordinateContract, size: tuple[int, int], max_tokens: int) -> CoordinateContract | None:
-    """The contract to use for an image so that it stays within `max_tokens` vision tokens (None: already within)."""
-    if contract.vision_tokens(size) <= max_tokens:
-        return None
-    max_px = max_tokens * FACTOR * FACTOR
-    return CoordinateContract(min(contract.min_pixels, max_px), max_px, contract.factor)
-
-
 class ConversationDataset(torch.utils.data.Dataset):
     """Encodes samples on the fly (images are decoded per item, so memory does not grow with the dataset)."""
 
@@ -63,23 +55,22 @@ class ConversationDataset(torch.utils.data.Dataset):
         teacher_pool: list[SourcedRecord] | None = None,
         teacher_ratio: float = 0.0,
         num_teachers: int = 1,
-        max_vision_tokens: int = 1280,
         oversize: str = "resize",
         seed: int = 42,
     ):
         self.encoder, self.contract = encoder, contract
         self.teacher_ratio, self.num_teachers, self.seed = teacher_ratio, num_teachers, seed
-        self.max_vision_tokens, self.oversize = max_vision_tokens, oversize
+        self.oversize = oversize
         self.epoch = 0
         self.skipped: list[str] = []
         self.sources = [s for s in sources if self._fits(s.student)]
         self.teacher_pool = [t for t in (teacher_pool or []) if self._fits(t)]
         if self.skipped:
-            log.warning("skipped %d over-budget photos (> %d vision tokens): %s", len(self.skipped), max_vision_tokens,
+            log.warning("skipped %d over-budget photos (> %d vision tokens): %s", len(self.skipped), contract.max_vision_tokens,
                         ", ".join(self.skipped[:5]) + (" ..." if len(self.skipped) > 5 else ""))
 
     def _fits(self, src: SourcedRecord) -> bool:
-        if self.oversize == "skip" and budget_contract(self.contract, src.record.size, self.max_vision_tokens):
+        if self.oversize == "skip" and self.contract.over_budget(src.record.size):
             self.skipped.append(src.image_path)
             return False
         return True
@@ -90,10 +81,6 @@ class ConversationDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.sources)
-
-    def contract_for(self, record: ImageRecord) -> CoordinateContract:
-        """The run's contract, or a smaller one for an image over the vision-token budget (boxes follow)."""
-        return budget_contract(self.contract, record.size, self.max_vision_tokens) or self.contract
 
     def teachers_for(self, index: int) -> list[SourcedRecord]:
         """Teachers shown before sample `index` this epoch (never the student photo itself)."""
@@ -107,9 +94,8 @@ class ConversationDataset(torch.utils.data.Dataset):
         return rng.sample(pool, min(self.num_teachers, len(pool)))
 
     def _turn(self, src: SourcedRecord, span: int) -> Turn:
-        c = self.contract_for(src.record)
-        image = image_for_model(src.image_path, src.record.size, c)
-        return Turn(image, format_answer(src.record, c), span)
+        image = image_for_model(src.image_path, src.record.size, self.contract)
+        return Turn(image, format_answer(src.record, self.contract), span)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         src = self.sources[index]

@@ -85,7 +85,7 @@ class Run:
 def build_run(cfg: Config) -> Run:
     """Load the model and data a config describes and check parameter groups (fails fast, before any step)."""
     set_seed(cfg.training.seed)  # the head's initial weights must not depend on what ran before in this process
-    contract = CoordinateContract(cfg.model.min_pixels, cfg.model.max_pixels)
+    contract = cfg.model.frame()
     hierarchy = Hierarchy.load(cfg.data.hierarchy)
     train_samples = read_dataset(cfg.data.train)
     labels = data_labels(cfg, hierarchy)
@@ -93,7 +93,7 @@ def build_run(cfg: Config) -> Run:
 
     vlm, processor = load_model_and_processor(cfg.model.path, dtype=cfg.model.dtype,
                                               attn_implementation=cfg.model.attn_implementation,
-                                              min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels,
+                                              frame=contract,
                                               load_in_bits=cfg.model.lora.bits if cfg.model.lora.enabled else 16)
     if cfg.model.lora.enabled:
         vlm = apply_lora(vlm, cfg.model.lora)
@@ -107,7 +107,7 @@ def build_run(cfg: Config) -> Run:
     pool = []
     if cfg.data.teachers and Path(cfg.data.teachers).exists():
         pool = [SourcedRecord(r, cfg.data.teachers) for r in read_records(cfg.data.teachers)]
-    common = dict(max_vision_tokens=cfg.model.max_vision_tokens, oversize=cfg.data.oversize, seed=cfg.training.seed)
+    common = dict(oversize=cfg.data.oversize, seed=cfg.training.seed)
     train_ds = ConversationDataset(sources_from(train_samples, cfg.data.train), encoder, contract, pool,
                                    cfg.data.teacher_ratio, cfg.data.num_teachers, **common)
     eval_ds = None
