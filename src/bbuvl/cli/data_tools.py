@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
 
@@ -17,14 +15,13 @@ from bbuvl.atomic import write_text_atomic
 from bbuvl.cli.common import console, fail, stdout_is_tty, user_errors
 from bbuvl.config import resolve_frame
 from bbuvl.data.check import check_dataset
-from bbuvl.data.coco import coco_to_records, records_to_coco
+from bbuvl.data import coco_files
 from bbuvl.data.labels import Hierarchy
-from bbuvl.data.layout import ERRORS, TRAIN, VAL, write_dataset_folder
-from bbuvl.data.placement import ImagePlacer, preferred_name
-from bbuvl.data.schema import ImageRecord, Sample, read_dataset, read_records, resolve_image, write_dataset
-from bbuvl.data.split import split_items
+from bbuvl.data.layout import ERRORS
+from bbuvl.data.schema import ImageRecord, read_records
+from bbuvl.data.split import split_dataset
 from bbuvl.data.stats import dataset_stats
-from bbuvl.data.teachers import coverage, select_teachers
+from bbuvl.data.teachers import coverage, write_teacher_pool
 
 HIERARCHY_HELP = "Label hierarchy JSON (default: the shipped one)."
 
@@ -32,26 +29,6 @@ HIERARCHY_HELP = "Label hierarchy JSON (default: the shipped one)."
 def _hierarchy(path: Optional[Path]) -> Hierarchy:
     with user_errors():
         return Hierarchy.load(path)
-
-
-def _relocate(record: ImageRecord, src: Path, dst_dir: Path) -> ImageRecord:
-    """The record with image paths that resolve from `dst_dir` (relative when possible) as they did from `src`."""
-    images = []
-    for image in record.images:
-        path = resolve_image(src, image)
-        try:
-            images.append(Path(os.path.relpath(path, dst_dir.resolve())).as_posix())
-        except ValueError:  # another drive (Windows): no relative path exists
-            images.append(path.as_posix())
-    return record.model_copy(update={"images": images})
-
-
-def _relocate_sample(sample: Sample, src: Path, dst_dir: Path) -> ImageRecord | Sample:
-    """A sample relocated like `_relocate`; a plain photo is written back as a plain record."""
-    student = _relocate(sample.student, src, dst_dir)
-    if not sample.teachers:
-        return student
-    return Sample(student=student, teachers=[_relocate(t, src, dst_dir) for t in sample.teachers])
 
 
 # --- check -------------------------------------------------------------------------------------
@@ -175,8 +152,7 @@ def teachers(
 ) -> None:
     """Choose a coverage-greedy teacher pool: new labels first, then density, position and size buckets."""
     with user_errors():
-        records = read_records(dataset)
-    chosen = select_teachers(records, k, seed)
+        records, chosen = write_teacher_pool(dataset, out, k, seed)
     t = Table(title=f"{len(chosen)} teachers from {len(records)} photos", title_justify="left")
     for c in ("#", "image", "objects", "new labels", "density", "centre cell", "box sizes"):
         t.add_column(c, overflow="fold")
@@ -185,7 +161,7 @@ def teachers(
         f = coverage(records[i])
         new = sorted(f.labels - seen)
         seen |= f.labels
-        t.add_row(str(n), escape(records[i].image), str(len(records[i].objects)), "\n".join(new) or "-",
+        t.add_row(str(n), escape(records[i].image), str(len(records[i].objects)), escape("\n".join(new)) or "-",
                   ["<=3", "<=10", ">10"][f.density], str(f.spatial) if f.spatial >= 0 else "-",
                   ",".join(["<5%", "<20%", ">=20%"][b] for b in sorted(f.sizes)) or "-")
     console.print(t)
@@ -193,8 +169,6 @@ def teachers(
     missing = sorted(all_labels - seen)
     missing_text = f"; missing: {', '.join(missing)}" if missing else ""
     console.print(f"labels covered: {len(seen)} of {len(all_labels)}{missing_text}", markup=False)
-    with user_errors():
-        write_dataset(out, [_relocate(records[i], dataset, out.parent) for i in chosen])
     console.print(f"wrote {out}", markup=False)
 
 
@@ -206,11 +180,8 @@ def split(
 ) -> None:
     """Seeded train/validation split; image paths are rewritten to resolve from OUT_DIR."""
     with user_errors():
-        samples = read_dataset(dataset)
-        train, val = split_items(samples, val_ratio, seed)
-        for name, part in ((TRAIN, train), (VAL, val)):
-            write_dataset(out_dir / name, [_relocate_sample(s, dataset, out_dir) for s in part])
-    console.print(f"{len(train)} train, {len(val)} val photos (seed {seed}) -> {out_dir}", markup=False)
+        n_train, n_val = split_dataset(dataset, out_dir, val_ratio, seed)
+    console.print(f"{n_train} train, {n_val} val photos (seed {seed}) -> {out_dir}", markup=False)
 
 
 # --- COCO --------------------------------------------------------------------------------------
@@ -229,35 +200,15 @@ def import_coco(
     """Turn a COCO detection file into a dataset folder (images copied into OUT/images)."""
     h = _hierarchy(hierarchy)
     with user_errors():
-        coco = json.loads(annotations.read_text(encoding="utf-8"))
-    if not isinstance(coco, dict):
-        fail(f"{annotations}: not a COCO file (expected a JSON object with images/annotations/categories)")
-    try:
-        records, errors = coco_to_records(coco, images_dir)
-    except (AttributeError, TypeError, KeyError) as e:  # entries that are not objects, ids that are not hashable
-        fail(f"{annotations}: not a COCO detection file ({type(e).__name__}: {e})")
-    kept, placer = [], ImagePlacer(out, link)
-    for r in records:
-        src = Path(r.image)
-        if not src.is_file():
-            errors.append({"file": src.as_posix(), "image_id": r.id, "reason": "image file not found"})
-            continue
-        with user_errors():
-            rel = placer.place(src, preferred_name(src, images_dir))
-        kept.append(r.model_copy(update={"images": [rel.as_posix()]}))
-    unknown = Counter(o.desc for r in kept for o in r.objects if not h.is_valid(o.desc))
-    for label, n in sorted(unknown.items()):
+        result = coco_files.import_coco(annotations, images_dir, out, val_ratio, num_teachers, seed, h, link)
+    for label, n in result.unknown_labels.items():
         console.print(f"warning: label '{label}' ({n} objects) is not in the hierarchy: {h.problem(label)}",
                       style="yellow", markup=False, soft_wrap=True)
-    train, val = split_items(kept, val_ratio, seed)
-    extra = {"source": str(annotations), "skipped": len(errors), "labels_outside_hierarchy": len(unknown)}
-    summary = write_dataset_folder(out, train, val, num_teachers, seed, extra)
-    write_text_atomic(out / ERRORS, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
-    n = summary["images"]
-    console.print(f"{n['train']} train, {n['val']} val, {n['teachers']} teachers, {summary['labels']} labels -> {out}",
+    n = result.summary["images"]
+    console.print(f"{n['train']} train, {n['val']} val, {n['teachers']} teachers, {result.summary['labels']} labels -> {out}",
                   markup=False)
-    if errors:
-        console.print(f"[yellow]{len(errors)} entries skipped[/]: see {escape(str(out / ERRORS))}", soft_wrap=True)
+    if result.errors:
+        console.print(f"[yellow]{len(result.errors)} entries skipped[/]: see {escape(str(out / ERRORS))}", soft_wrap=True)
 
 
 def export_coco(
@@ -266,12 +217,6 @@ def export_coco(
 ) -> None:
     """Write a dataset as a COCO detection file (categories = sorted labels, boxes xywh)."""
     with user_errors():
-        records = read_records(dataset)
-    absolute = [r.model_copy(update={"images": [resolve_image(dataset, i).as_posix() for i in r.images]})
-                for r in records]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    coco = records_to_coco(absolute, image_root=out.parent.resolve())
-    with user_errors():
-        write_text_atomic(out, json.dumps(coco, ensure_ascii=False) + "\n")
+        coco = coco_files.export_coco(dataset, out)
     console.print(f"{len(coco['images'])} images, {len(coco['annotations'])} boxes, "
                   f"{len(coco['categories'])} categories -> {out}", markup=False)

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bbuvl.atomic import atomic_path, write_text_atomic
+from bbuvl.atomic import write_text_atomic
 from bbuvl.cli.common import console, fail, user_errors
 
 LEVEL_HELP = "Evaluate categories at this hierarchy level (1 = category, 2 = category/attribute; default: full label)."
@@ -137,19 +137,6 @@ def print_metrics(evaluation: Any, hierarchy: Any, max_categories: int = 30) -> 
     console.print(table)
 
 
-def _is_prediction_file(path: Path) -> bool:
-    """True when the first line of `path` is a `bbuvl predict` output line rather than a dataset record."""
-    with path.open(encoding="utf-8") as fh:
-        for text in fh:
-            if text.strip():
-                try:
-                    first = json.loads(text)
-                except json.JSONDecodeError:
-                    return False
-                return isinstance(first, dict) and isinstance(first.get("image"), str) and "images" not in first
-    return False
-
-
 def viz(
     input: Path = typer.Argument(..., help="A dataset JSONL (draws its ground truth) or a predictions JSONL."),
     out_dir: Path = typer.Argument(..., help="Folder for the PNGs."),
@@ -161,11 +148,9 @@ def viz(
 ) -> None:
     """Draw boxes and labels on photos into PNGs: ground truth, predictions, or both side by side."""
     from bbuvl.data.labels import Hierarchy
-    from bbuvl.data.schema import read_records, resolve_image
-    from bbuvl.eval.draw import LabelNamer, compare_picture, prediction_picture
+    from bbuvl.eval.draw import LabelNamer
     from bbuvl.eval.fonts import find_cjk_font
-    from bbuvl.eval.matching import match_image
-    from bbuvl.eval.predictions import align_predictions, locate_image, read_predictions
+    from bbuvl.eval.viz import draw_pictures
 
     if not input.is_file():
         fail(f"{input}: no such file (give a dataset or predictions JSONL)")
@@ -176,32 +161,6 @@ def viz(
         name = LabelNamer(font, Hierarchy.load(hierarchy))
     if font.warning:
         console.print(f"[bold yellow]warning:[/] {escape(font.warning)}", soft_wrap=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = 0
     with user_errors(ValueError, OSError):
-        if _is_prediction_file(input):
-            if pred is not None:
-                fail(f"{input} is already a predictions file; pass the dataset as INPUT to compare with --pred")
-            for i, line in enumerate(read_predictions(input)[:limit]):
-                path = locate_image(line.image, input)
-                size = (line.width, line.height) if line.width and line.height else None
-                picture = prediction_picture(path, line.objects, font, name, size=size)
-                with atomic_path(out_dir / f"{i:04d}_{path.stem}.png") as tmp:
-                    picture.save(tmp)
-                written += 1
-        else:
-            records = read_records(input)[:limit]
-            lines = align_predictions(records, input, read_predictions(pred), pred).predictions if pred else [None] * len(records)
-            for i, (record, line) in enumerate(zip(records, lines)):
-                path = resolve_image(input, record.image)
-                objects = None if pred is None else (line.objects if line else [])
-                match = None
-                if objects is not None:
-                    match = match_image([o.bbox_2d for o in record.objects], [o.desc for o in record.objects],
-                                        [o["bbox_2d"] for o in objects], [o["label"] for o in objects],
-                                        [o["score"] for o in objects], iou_threshold=iou)
-                picture = compare_picture(record, path, objects, match, font, name)
-                with atomic_path(out_dir / f"{i:04d}_{path.stem}.png") as tmp:
-                    picture.save(tmp)
-                written += 1
+        written = draw_pictures(input, out_dir, font, name, pred=pred, limit=limit, iou=iou)
     console.print(f"[green]drew[/] {written} photo(s) into {escape(str(out_dir))}", soft_wrap=True)

@@ -1,0 +1,67 @@
+"""COCO detection files <-> dataset folders: the file side of `data/coco.py`'s pure conversions."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bbuvl.atomic import write_text_atomic
+from bbuvl.data.coco import coco_to_records, records_to_coco
+from bbuvl.data.labels import Hierarchy
+from bbuvl.data.layout import ERRORS, write_dataset_folder
+from bbuvl.data.placement import ImagePlacer, preferred_name
+from bbuvl.data.schema import read_records, resolve_image
+from bbuvl.data.split import split_items
+
+
+@dataclass
+class CocoImport:
+    """What `import_coco` wrote: the dataset folder's summary, skipped entries and labels outside the hierarchy."""
+
+    summary: dict[str, Any]
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    unknown_labels: dict[str, int] = field(default_factory=dict)  # label -> objects
+
+
+def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path, val_ratio: float = 0.1,
+                num_teachers: int = 10, seed: int = 42, hierarchy: Hierarchy | None = None,
+                link: bool = False) -> CocoImport:
+    """Turn a COCO detection file into a dataset folder (images copied, or hard-linked, into `out`/images)."""
+    annotations, images_dir, out = Path(annotations), Path(images_dir), Path(out)
+    hierarchy = hierarchy or Hierarchy.load(None)
+    coco = json.loads(annotations.read_text(encoding="utf-8"))
+    if not isinstance(coco, dict):
+        raise ValueError(f"{annotations}: not a COCO file (expected a JSON object with images/annotations/categories)")
+    try:
+        records, errors = coco_to_records(coco, images_dir)
+    except (AttributeError, TypeError, KeyError) as e:  # entries that are not objects, ids that are not hashable
+        raise ValueError(f"{annotations}: not a COCO detection file ({type(e).__name__}: {e})") from e
+    kept, placer = [], ImagePlacer(out, link)
+    for r in records:
+        src = Path(r.image)
+        if not src.is_file():
+            errors.append({"file": src.as_posix(), "image_id": r.id, "reason": "image file not found"})
+            continue
+        rel = placer.place(src, preferred_name(src, images_dir))
+        kept.append(r.model_copy(update={"images": [rel.as_posix()]}))
+    unknown = Counter(o.desc for r in kept for o in r.objects if not hierarchy.is_valid(o.desc))
+    train, val = split_items(kept, val_ratio, seed)
+    extra = {"source": str(annotations), "skipped": len(errors), "labels_outside_hierarchy": len(unknown)}
+    summary = write_dataset_folder(out, train, val, num_teachers, seed, extra)
+    write_text_atomic(out / ERRORS, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
+    return CocoImport(summary, errors, dict(sorted(unknown.items())))
+
+
+def export_coco(dataset: str | Path, out: str | Path) -> dict[str, Any]:
+    """Write a dataset JSONL as a COCO detection file (file_name relative to its folder); returns the COCO dict."""
+    dataset, out = Path(dataset), Path(out)
+    records = read_records(dataset)
+    absolute = [r.model_copy(update={"images": [resolve_image(dataset, i).as_posix() for i in r.images]})
+                for r in records]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    coco = records_to_coco(absolute, image_root=out.parent.resolve())
+    write_text_atomic(out, json.dumps(coco, ensure_ascii=False) + "\n")
+    return coco

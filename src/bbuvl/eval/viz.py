@@ -1,0 +1,60 @@
+"""Boxes drawn on photos into PNGs: a dataset's ground truth, a predictions file, or both side by side."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bbuvl.atomic import atomic_path
+from bbuvl.data.schema import read_records, resolve_image
+from bbuvl.eval.draw import LabelNamer, compare_picture, prediction_picture
+from bbuvl.eval.fonts import FontChoice
+from bbuvl.eval.matching import match_image
+from bbuvl.eval.predictions import align_predictions, locate_image, read_predictions
+
+
+def is_prediction_file(path: str | Path) -> bool:
+    """True when the first line of `path` is a `bbuvl predict` output line rather than a dataset record."""
+    with Path(path).open(encoding="utf-8") as fh:
+        for text in fh:
+            if text.strip():
+                try:
+                    first = json.loads(text)
+                except json.JSONDecodeError:
+                    return False
+                return isinstance(first, dict) and isinstance(first.get("image"), str) and "images" not in first
+    return False
+
+
+def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name: LabelNamer,
+                  pred: str | Path | None = None, limit: int = 50, iou: float = 0.5) -> int:
+    """Draw up to `limit` photos of `input` (dataset or predictions JSONL) into `out_dir`; returns how many."""
+    input, out_dir = Path(input), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = 0
+    if is_prediction_file(input):
+        if pred is not None:
+            raise ValueError(f"{input} is already a predictions file; pass the dataset as INPUT to compare with --pred")
+        for i, line in enumerate(read_predictions(input)[:limit]):
+            path = locate_image(line.image, input)
+            size = (line.width, line.height) if line.width and line.height else None
+            picture = prediction_picture(path, line.objects, font, name, size=size)
+            with atomic_path(out_dir / f"{i:04d}_{path.stem}.png") as tmp:
+                picture.save(tmp)
+            written += 1
+        return written
+    records = read_records(input)[:limit]
+    lines = align_predictions(records, input, read_predictions(pred), pred).predictions if pred else [None] * len(records)
+    for i, (record, line) in enumerate(zip(records, lines)):
+        path = resolve_image(input, record.image)
+        objects = None if pred is None else (line.objects if line else [])
+        match = None
+        if objects is not None:
+            match = match_image([o.bbox_2d for o in record.objects], [o.desc for o in record.objects],
+                                [o["bbox_2d"] for o in objects], [o["label"] for o in objects],
+                                [o["score"] for o in objects], iou_threshold=iou)
+        picture = compare_picture(record, path, objects, match, font, name)
+        with atomic_path(out_dir / f"{i:04d}_{path.stem}.png") as tmp:
+            picture.save(tmp)
+        written += 1
+    return written
