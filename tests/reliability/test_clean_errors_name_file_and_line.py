@@ -110,3 +110,16 @@ def test_import_coco_lists_a_non_finite_bbox_in_errors_jsonl(tmp_path):
     assert r.exit_code == 0, r.output
     errors = [json.loads(line) for line in (out / "errors.jsonl").read_text(encoding="utf-8").splitlines()]
     assert sum("not a finite number" in json.dumps(e) for e in errors) == 2, errors
+
+
+def test_a_non_finite_predicted_box_is_skipped_with_file_and_line_by_fewshot(tmp_path):
+    from bbuvl.fewshot.queries import iter_predictions
+
+    path = tmp_path / "pred.jsonl"
+    path.write_text('{"image": "a.png", "width": 16, "height": 16, "error": null, "objects": ['
+                    '{"bbox_2d": [1, 1, Infinity, 5], "label": "x"}, {"bbox_2d": [1, 1, 5, 5], "label": "x"}]}\n',
+                    encoding="utf-8")
+    problems: list[str] = []
+    lines = list(iter_predictions(path, problems))
+    assert [o["bbox_2d"] for o in lines[0].objects] == [[1, 1, 5, 5]]
+    assert problems == [f"{path}:1: objects[0]: expected a bbox_2d of 4 finite numbers [x1, y1, x2, y2]"]
