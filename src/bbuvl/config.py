@@ -18,7 +18,8 @@ from bbuvl.data.coords import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, CoordinateContra
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # No float in a run is meaningful as inf or NaN: `lr: .inf` used to train to a non-finite final/.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class LoraConfig(_Strict):
@@ -209,21 +210,80 @@ class ConfigError(ValueError):
 # --- loading -----------------------------------------------------------------------------------
 
 
-def _line_index(text: str) -> dict[tuple[str, ...], int]:
-    """Map each key path in a YAML document to its 1-based line number."""
+# A config is a few hundred nodes, at most five levels deep. These bounds turn an anchor bomb (aliases that
+# expand exponentially) or a self-referencing anchor into one clear error instead of exhausted memory or a
+# RecursionError; YAML's own composer recurses per level, so depth is checked on the event stream first.
+MAX_YAML_DEPTH = 32
+MAX_YAML_NODES = 20_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _check_depth(text: str, source: str) -> None:
+    """Refuse nesting deeper than MAX_YAML_DEPTH (the parser is iterative; the composer after it is not)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise ConfigError(f"{source}:{event.start_mark.line + 1}: nested more than {MAX_YAML_DEPTH} levels deep; "
+                                  "a config is a few sections of keys")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
+def _index_nodes(root: yaml.Node, source: str) -> dict[tuple[str, ...], int]:
+    """Map each key path to its 1-based line, checking the node graph as it expands (aliases included).
+
+    Raises ConfigError for a duplicate key, a self-referencing anchor, or more than MAX_YAML_NODES nodes
+    once aliases are expanded.
+    """
     index: dict[tuple[str, ...], int] = {}
-
-    def walk(node: yaml.Node, prefix: tuple[str, ...]) -> None:
+    seen = 0
+    stack: list[tuple[yaml.Node, tuple[str, ...], frozenset[int]]] = [(root, (), frozenset())]
+    while stack:  # iterative: a deep or cyclic graph must not hit Python's recursion limit
+        node, prefix, path = stack.pop()
+        seen += 1
+        if seen > MAX_YAML_NODES:
+            raise ConfigError(f"{source}: more than {MAX_YAML_NODES:,} values once anchors and aliases are expanded "
+                              "(an alias bomb?); write the values out or use fewer aliases")
+        if id(node) in path:
+            raise ConfigError(f"{source}:{node.start_mark.line + 1}: an anchor refers to itself (a cycle of aliases)")
+        inner = path | {id(node)}
         if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
             for k, v in node.value:
-                key = prefix + (str(k.value),)
-                index[key] = k.start_mark.line + 1
-                walk(v, key)
-
-    root = yaml.compose(text)
-    if root is not None:
-        walk(root, ())
+                if k.tag == _MERGE_TAG:
+                    stack.append((v, prefix, inner))
+                    continue
+                name, line = str(k.value), k.start_mark.line + 1
+                if name in first:
+                    dotted = ".".join(prefix + (name,))
+                    raise ConfigError(f"{source}:{line}: duplicate key '{dotted}' (first at line {first[name]}); "
+                                      "YAML would silently keep only the last one: remove one")
+                first[name] = line
+                index.setdefault(prefix + (name,), line)
+                stack.append((v, prefix + (name,), inner))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((v, prefix, inner) for v in node.value)
     return index
+
+
+def _load_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], int]]:
+    """Parse YAML safely and boundedly: `(data, key path -> line)`; raises ConfigError naming file:line."""
+    try:
+        _check_depth(text, source)
+        loader = yaml.SafeLoader(text)
+        try:
+            root = loader.get_single_node()
+            lines = _index_nodes(root, source) if root is not None else {}
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise ConfigError(f"{where}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+    return data, lines
 
 
 def _fields_at(loc: tuple[str, ...]) -> list[str]:
@@ -256,6 +316,8 @@ def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...
             close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
             hint = f"did you mean '{'.'.join(loc[:-1] + (close[0],))}'?" if close else f"valid keys here: {', '.join(valid)}"
             out.append(f"{where}: unknown key '{dotted}' ({hint})")
+        elif e["type"] == "finite_number":
+            out.append(f"{where}: '{dotted}' must be a finite number, got {e.get('input')!r}")
         elif e["type"] in _TYPE_NAMES:
             out.append(f"{where}: '{dotted}' must be {_TYPE_NAMES[e['type']]}, got {e.get('input')!r}")
         else:
@@ -282,7 +344,7 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not key=value (e.g. training.num_epochs=3)")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = _load_yaml(raw, f"override '{key.strip()}'")[0] if raw.strip() else None
         # YAML 1.1 reads "1e-5" as a string; users mean a number.
         if isinstance(value, str):
             try:
@@ -303,13 +365,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             text = Path(path).read_text(encoding="utf-8")
         except OSError as e:
             raise ConfigError(f"{path}: cannot read config: {e.strerror or e}") from None
-        try:
-            data = yaml.safe_load(text) or {}
-            lines = _line_index(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark else str(path)
-            raise ConfigError(f"{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); is this a YAML config?") from None
+        data, lines = _load_yaml(text, str(path))
+        data = {} if data is None else data
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a config must be a mapping of sections, got {type(data).__name__}")
     for key, value in parse_overrides(overrides or []):

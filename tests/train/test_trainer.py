@@ -145,3 +145,12 @@ def test_qlora_without_cuda_and_bitsandbytes_fails_with_a_clear_message(run_conf
         pytest.skip("this machine can run QLoRA")
     with pytest.raises(ValueError, match="needs a CUDA GPU and `pip install bitsandbytes`"):
         build_run(run_config("model.lora.enabled=true", "model.lora.bits=4"))
+
+
+def test_the_run_applies_data_max_length(run_config):
+    """build_run hands data.max_length to the datasets: no sample is longer, and what cannot fit is refused."""
+    run = build_run(run_config("data.max_length=400", "data.teacher_ratio=0"))
+    assert run.train_dataset.max_length == 400
+    assert max(len(run.train_dataset[i]["input_ids"]) for i in range(len(run.train_dataset))) <= 400
+    with pytest.raises(ValueError, match=r"train\.jsonl:\d+.*data\.max_length"):
+        build_run(run_config("data.max_length=60", "data.teacher_ratio=0"))

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.cli.common import console, fail, user_errors
+from bbuvl.cli.common import check_device, console, fail, user_errors
 from bbuvl.config import Config, ConfigError, load_config
 
 app = typer.Typer(help="Diagnose datasets, checkpoints and memory; look inside the detection head.", no_args_is_help=True)
@@ -35,6 +35,7 @@ def _progress(label: str) -> Progress:
 
 def _predictor(checkpoint: Path, device: str | None):  # noqa: ANN202 - a Predictor (imported lazily: torch)
     logging.basicConfig(level=logging.WARNING)
+    check_device(device)
     from bbuvl.infer.predictor import Predictor
 
     with user_errors(ValueError, OSError):
@@ -116,6 +117,7 @@ def model(
     logging.basicConfig(level=logging.ERROR)
     from bbuvl.diagnostics.model_doctor import diagnose_model
 
+    check_device(device)
     cfg = _config(config) if config else None
     with user_errors(OSError, ValueError):
         report = diagnose_model(checkpoint, cfg, image, device)

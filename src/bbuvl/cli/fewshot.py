@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bbuvl.cli.common import console, err_console, fail, finite_range, stdout_is_tty, user_errors
+from bbuvl.cli.common import check_device, console, err_console, fail, finite_range, stdout_is_tty, user_errors
 
 if TYPE_CHECKING:  # the heavy imports (torch, transformers) wait until a command runs
     from bbuvl.fewshot.backbones import Backbone
@@ -43,6 +43,8 @@ def _backbone(spec: str, device: str) -> Backbone:
 
     from bbuvl.fewshot.backbones import load_backbone
 
+    if device != "auto":
+        check_device(device)
     hf_logging.disable_progress_bar()
     with user_errors():
         return load_backbone(spec, device)

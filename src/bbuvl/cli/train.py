@@ -77,7 +77,8 @@ def train(
     if not alarms:
         console.print("training health: no alarms")
     console.print(f"non-finite steps skipped: {result['nan_skipped']}; samples dropped for budget: "
-                  f"{result['budget_dropped']}; over-budget photos skipped: {result['oversize_skipped']}")
+                  f"{result['budget_dropped']}; over-budget photos skipped: {result['oversize_skipped']}; answers cut at "
+                  f"data.max_length: {result['answers_truncated']}")
     console.print(f"[green]checkpoint[/]: {escape(result['final'])}  (TensorBoard: {escape(str(Path(cfg.training.output_dir) / 'tb'))})")
 
 

@@ -6,6 +6,7 @@ from records exactly as export does.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,9 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             x, y, w, h = (float(v) for v in ann["bbox"])
         except (KeyError, TypeError, ValueError):
             errors.append(_error(f"bbox must be [x, y, width, height], got {ann.get('bbox')}", **where))
+            continue
+        if not all(math.isfinite(v) for v in (x, y, w, h)):
+            errors.append(_error(f"bbox {ann['bbox']} has a value that is not a finite number (NaN or infinity)", **where))
             continue
         box = [x, y, x + w, y + h]
         size = image["size"]

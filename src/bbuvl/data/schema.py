@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,10 @@ class ObjectAnn(BaseModel):
     @field_validator("bbox_2d")
     @classmethod
     def _ordered(cls, v: list[float]) -> list[float]:
+        # JSON readers accept NaN and Infinity; such a box has no place and no size, so it is refused here, where
+        # the error can still name the file and line.
+        if not all(math.isfinite(c) for c in v):
+            raise ValueError(f"box {v} has a coordinate that is not a finite number (NaN or infinity)")
         if v[2] < v[0] or v[3] < v[1]:
             raise ValueError(f"box {v} is not [x1, y1, x2, y2] with x1 <= x2 and y1 <= y2")
         return v

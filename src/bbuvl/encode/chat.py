@@ -23,12 +23,27 @@ IMAGE_TOKEN = "<|image_pad|>"  # one per merged vision patch in the token sequen
 SPAN_NONE, SPAN_TEACHER, SPAN_STUDENT = 0, 1, 2
 
 
-def format_answer(record: ImageRecord, contract: CoordinateContract) -> str:
-    """The assistant's answer for a photo: a JSON list of model-frame boxes and labels in (y1, x1) order."""
+def answer_objects(record: ImageRecord, contract: CoordinateContract) -> list[dict[str, Any]]:
+    """The objects of a photo's answer, in the order they are written: model-frame boxes, (y1, x1) order."""
     size = record.size
     objs = [{"bbox_2d": contract.to_model(o.bbox_2d, size), "label": o.desc} for o in sort_objects(record.objects)]
     objs.sort(key=lambda o: (o["bbox_2d"][1], o["bbox_2d"][0]))  # rounding in the model frame can swap near-ties
-    return json.dumps(objs, ensure_ascii=False)
+    return objs
+
+
+def format_answer(record: ImageRecord, contract: CoordinateContract) -> str:
+    """The assistant's answer for a photo: a JSON list of model-frame boxes and labels in (y1, x1) order."""
+    return json.dumps(answer_objects(record, contract), ensure_ascii=False)
+
+
+def objects_within(objects: list[dict[str, Any]], chars: int) -> int:
+    """How many of an answer's objects are written out whole in its first `chars` characters."""
+    end = 1  # after "["; json.dumps joins the items with ", "
+    for k, o in enumerate(objects):
+        end += len(json.dumps(o, ensure_ascii=False)) + (2 if k else 0)
+        if end > chars:
+            return k
+    return len(objects)
 
 
 @dataclass
@@ -89,9 +104,41 @@ class ChatEncoder:
         for name, tid in ((IMAGE_TOKEN, self.image_pad_id), ("<|im_end|>", self.im_end_id)):
             if tid is None or tid == tok.unk_token_id:
                 raise ValueError(f"tokenizer has no special token {name}: not a Qwen2.5-VL tokenizer")
+        # Token counts of encode's fixed pieces, so that a sample's length is known without its image.
+        self._system_len = len(self._system_ids())
+        self._turn_len = len(self._user_head_ids()) + len(self._user_tail_ids())
+        self._answer_end_len = 1 + len(self._ids("\n"))  # <|im_end|> and the newline after it
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def _system_ids(self) -> list[int]:
+        return self._ids(f"<|im_start|>system\n{self.system_prompt}<|im_end|>\n")
+
+    def _user_head_ids(self) -> list[int]:
+        return self._ids("<|im_start|>user\n<|vision_start|>")
+
+    def _user_tail_ids(self) -> list[int]:
+        return self._ids(f"<|vision_end|>{self.user_text}<|im_end|>\n<|im_start|>assistant\n")
+
+    @property
+    def system_length(self) -> int:
+        """Tokens of the system turn that starts every conversation."""
+        return self._system_len
+
+    def turn_length(self, vision_tokens: int, answer_tokens: int) -> int:
+        """Tokens `encode` spends on one answered turn: its user prompt, image pads and answer."""
+        return self._turn_len + vision_tokens + answer_tokens + self._answer_end_len
+
+    def prompt_length(self, vision_tokens: int) -> int:
+        """Tokens before the answer of a conversation with one photo: everything that cannot be cut."""
+        return self._system_len + self._turn_len + vision_tokens
+
+    def answer_ids(self, answers: Sequence[str]) -> list[list[int]]:
+        """Token ids of several answers at once (the tokenizer batches them)."""
+        if not answers:
+            return []
+        return self.tokenizer(list(answers), add_special_tokens=False)["input_ids"]
 
     def pixels(self, images: Sequence[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
         """`(pixel_values, image_grid_thw)` for images already at model-frame size (no further resize)."""
@@ -106,9 +153,14 @@ class ChatEncoder:
             out_grid.append(enc["image_grid_thw"])
         return torch.cat(out_pv), torch.cat(out_grid)
 
-    def encode(self, turns: Sequence[Turn], add_generation_prompt: bool = False) -> EncodedSample:
+    def encode(self, turns: Sequence[Turn], add_generation_prompt: bool = False,
+               max_length: int | None = None) -> EncodedSample:
         """Tokenise a conversation; when `add_generation_prompt`, the last turn has no answer and the ids end at
-        `<|im_start|>assistant\\n` (inference)."""
+        `<|im_start|>assistant\\n` (inference).
+
+        With `max_length`, a longer conversation is cut inside its last answer (a prefix of a right answer is
+        still right, docs/design.md); when even that answer's first token lies beyond, ValueError.
+        """
         pixel_values, grid = self.pixels([t.image for t in turns])
         ids: list[int] = []
         spans: list[int] = []
@@ -119,18 +171,25 @@ class ChatEncoder:
             spans.extend([span] * len(token_ids))
             supervised.extend([span != SPAN_NONE] * len(token_ids))
 
-        add(self._ids(f"<|im_start|>system\n{self.system_prompt}<|im_end|>\n"))
+        add(self._system_ids())
+        answer_start = 0
         for i, turn in enumerate(turns):
             n_pad = int(grid[i].prod()) // (self.merge**2)
-            add(self._ids("<|im_start|>user\n<|vision_start|>"))
+            add(self._user_head_ids())
             add([self.image_pad_id] * n_pad)
-            add(self._ids(f"<|vision_end|>{self.user_text}<|im_end|>\n<|im_start|>assistant\n"))
+            add(self._user_tail_ids())
             if turn.answer is None:
                 if not (add_generation_prompt and i == len(turns) - 1):
                     raise ValueError("only the last turn may lack an answer, and only for generation")
                 break
+            answer_start = len(ids)
             add(self._ids(turn.answer) + [self.im_end_id], turn.span)
             add(self._ids("\n"))
+        if max_length is not None and len(ids) > max_length:
+            if answer_start >= max_length or add_generation_prompt:
+                raise ValueError(f"the conversation needs {answer_start or len(ids)} tokens before its last answer, "
+                                 f"more than max_length {max_length}")
+            del ids[max_length:], spans[max_length:], supervised[max_length:]
         input_ids = torch.tensor(ids, dtype=torch.long)
         labels = torch.where(torch.tensor(supervised), input_ids, torch.full_like(input_ids, IGNORE_INDEX))
         return EncodedSample(

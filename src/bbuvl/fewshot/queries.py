@@ -14,6 +14,7 @@ that are not 4 numbers) go to the caller's `problems` list, named by `file:line`
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -50,7 +51,8 @@ def is_predictions_file(path: str | Path) -> bool:
 
 def _valid_box(box: Any) -> bool:
     return (
-        isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)
+        isinstance(box, list) and len(box) == 4
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)
         and box[0] <= box[2] and box[1] <= box[3]
     )
 
@@ -83,7 +85,7 @@ def iter_predictions(path: str | Path, problems: list[str]) -> Iterator[Predicti
                 if isinstance(o, dict) and _valid_box(o.get("bbox_2d")):
                     objects.append(o)
                 else:
-                    problems.append(f"{where}: objects[{i}]: expected a bbox_2d of 4 numbers [x1, y1, x2, y2]")
+                    problems.append(f"{where}: objects[{i}]: expected a bbox_2d of 4 finite numbers [x1, y1, x2, y2]")
             w, h = obj.get("width"), obj.get("height")
             yield PredictionLine(no, resolve_image(path, obj["image"]), w if isinstance(w, int) else None,
                                  h if isinstance(h, int) else None, objects)

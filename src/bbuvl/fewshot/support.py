@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from bbuvl.data.images import list_images
+from bbuvl.data.images import IMAGE_SUFFIXES, list_images
 from bbuvl.data.labels import SEP
 from bbuvl.fewshot.cache import file_digest
 from bbuvl.fewshot.embed import ImageItem
@@ -95,7 +95,18 @@ def read_support(root: str | Path) -> SupportSet:
         images.append(SupportImage(path, label, shot, digest))
     if not images:
         raise ValueError(f"{root}: no images found (expected support/<class>/*.jpg)")
+    _refuse_empty_folders(root, images)
     return SupportSet(root, images)
+
+
+def _refuse_empty_folders(root: Path, images: list[SupportImage]) -> None:
+    """An empty class folder would silently drop its class (its queries then become Unknown): refuse it."""
+    holding = {parent for im in images for parent in im.path.parents}
+    for folder in sorted(p for p in root.rglob("*") if p.is_dir()):
+        rel = folder.relative_to(root)
+        if folder not in holding and not any(part.startswith(".") for part in rel.parts):
+            raise ValueError(f"{folder}: class folder without images ({' '.join(sorted(IMAGE_SUFFIXES))}); "
+                             "add the class's support images or remove the folder")
 
 
 def sample_support(support: SupportSet, shots: int | None, seed: int = 0) -> tuple[dict[str, list[Path]], list[str]]:

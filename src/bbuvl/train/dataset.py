@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from dataclasses import dataclass
@@ -11,8 +12,9 @@ from typing import Any
 import torch
 
 from bbuvl.data.coords import CoordinateContract
-from bbuvl.data.schema import ImageRecord, Sample, resolve_image
-from bbuvl.encode.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, format_answer, image_for_model
+from bbuvl.data.schema import ImageRecord, Sample, iter_dataset, resolve_image
+from bbuvl.encode.chat import (SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, answer_objects, format_answer,
+                               image_for_model, objects_within)
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +41,38 @@ class SampleSource:
 
 
 def sources_from(samples: list[Sample], dataset_path: str | Path) -> list[SampleSource]:
-    """Wrap samples read from `dataset_path` so that their image paths resolve."""
+    """Wrap samples read from `dataset_path` so that their image paths resolve (none at all is an error)."""
     p = str(dataset_path)
+    if not samples:
+        raise ValueError(f"{p}: no samples: the file is empty or holds only blank lines (expected one JSON photo "
+                         "record per line; `bbuvl data check` shows what a dataset needs)")
     return [SampleSource(SourcedRecord(s.student, p), tuple(SourcedRecord(t, p) for t in s.teachers)) for s in samples]
 
 
+def locate(records: list[SourcedRecord]) -> list[str]:
+    """`file:line` of each record, found by reading its file once (records do not carry their line; only
+    messages need it)."""
+    found: dict[int, str] = {}
+    for path in {r.dataset_path for r in records}:
+        wanted: dict[str, list[SourcedRecord]] = {}
+        for r in records:
+            if r.dataset_path == path:
+                wanted.setdefault(r.record.image, []).append(r)
+        for row in iter_dataset(path):
+            for rec in ([row.sample.student, *row.sample.teachers] if row.sample else []):
+                for r in wanted.get(rec.image, []):
+                    if id(r) not in found and rec == r.record:
+                        found[id(r)] = f"{path}:{row.line}"
+    return [found.get(id(r), f"{r.dataset_path} ({r.record.image})") for r in records]
+
+
 class ConversationDataset(torch.utils.data.Dataset):
-    """Encodes samples on the fly (images are decoded per item, so memory does not grow with the dataset)."""
+    """Encodes samples on the fly (images are decoded per item, so memory does not grow with the dataset).
+
+    With `max_length` no sample is longer (docs/design.md, "Long answers are cut, never split"): teachers that
+    would push a sample past it are left out, and a student answer too long on its own is cut there; the photos
+    cut are listed in `truncated` at start-up. A photo whose prompt and image alone reach it is refused.
+    """
 
     def __init__(
         self,
@@ -57,23 +84,91 @@ class ConversationDataset(torch.utils.data.Dataset):
         num_teachers: int = 1,
         oversize: str = "resize",
         seed: int = 42,
+        max_length: int | None = None,
     ):
         self.encoder, self.contract = encoder, contract
         self.teacher_ratio, self.num_teachers, self.seed = teacher_ratio, num_teachers, seed
-        self.oversize = oversize
+        self.oversize, self.max_length = oversize, max_length
         self.epoch = 0
         self.skipped: list[str] = []
+        self.truncated: list[str] = []  # "file:line: ..." of each photo whose answer is cut at max_length
         self.sources = [s for s in sources if self._fits(s.student)]
         self.teacher_pool = [t for t in (teacher_pool or []) if self._fits(t)]
         if self.skipped:
             log.warning("skipped %d over-budget photos (> %d vision tokens): %s", len(self.skipped), contract.max_vision_tokens,
                         ", ".join(self.skipped[:5]) + (" ..." if len(self.skipped) > 5 else ""))
+        # Tokens of each record's answered turn, aligned with sources, their teachers and the pool (lists, not
+        # ids: the dataset is pickled into loader workers). Zero without max_length: nothing is measured.
+        self._student_len = [0] * len(self.sources)
+        self._teacher_len = [(0,) * len(s.teachers) for s in self.sources]
+        self._pool_len = [0] * len(self.teacher_pool)
+        if max_length is not None:
+            self._measure(max_length)
 
     def _fits(self, src: SourcedRecord) -> bool:
         if self.oversize == "skip" and self.contract.over_budget(src.record.size):
             self.skipped.append(src.image_path)
             return False
         return True
+
+    def _measure(self, max_length: int, chunk: int = 256) -> None:
+        """Every record's turn length (tokenised in chunks, images unread); refuse what cannot fit, list what is cut."""
+        n = len(self.sources)
+        records = [s.student for s in self.sources] + [t for s in self.sources for t in s.teachers] + self.teacher_pool
+        lengths: list[int] = []
+        refused: list[tuple[SourcedRecord, int, int]] = []
+        cut: list[tuple[SourcedRecord, str]] = []
+        for at in range(0, len(records), chunk):
+            part = records[at:at + chunk]
+            objects = [answer_objects(r.record, self.contract) for r in part]
+            answers = self.encoder.answer_ids([json.dumps(o, ensure_ascii=False) for o in objects])
+            for k, (r, objs, ids) in enumerate(zip(part, objects, answers), start=at):
+                vision = self.contract.vision_tokens(r.record.size)
+                lengths.append(self.encoder.turn_length(vision, len(ids)))
+                if k >= n:
+                    continue
+                prompt = self.encoder.prompt_length(vision)
+                if prompt >= max_length:
+                    refused.append((r, prompt, vision))
+                elif self.encoder.system_length + lengths[-1] > max_length:
+                    room = max_length - prompt
+                    text = self.encoder.tokenizer.decode(ids[:room], clean_up_tokenization_spaces=False)
+                    cut.append((r, f"answer of {len(ids)} tokens cut to {room}: the first {objects_within(objs, len(text))} "
+                                   f"of {len(objs)} objects are taught"))
+        if refused:
+            (r, prompt, vision), more = refused[0], len(refused) - 1
+            raise ValueError(f"{locate([r])[0]}: photo {r.record.image} needs {prompt} tokens before its answer ({vision} "
+                             f"vision tokens), data.max_length is {max_length}: raise data.max_length or lower "
+                             f"model.max_vision_tokens" + (f" ({more} more photos like it)" if more else ""))
+        self._student_len = lengths[:n]
+        rest = iter(lengths[n:])
+        self._teacher_len = [tuple(next(rest) for _ in s.teachers) for s in self.sources]
+        self._pool_len = list(rest)
+        self.truncated = [f"{at}: {why}" for at, (_, why) in zip(locate([r for r, _ in cut]), cut)]
+        if self.truncated:
+            log.warning("%d photo(s) have answers longer than data.max_length=%d leaves room for; each is cut there "
+                        "(the detection head still learns every box): %s", len(self.truncated), max_length,
+                        "; ".join(self.truncated[:5]) + (" ..." if len(self.truncated) > 5 else ""))
+        short = sum(len(self._within(i, list(zip(s.teachers, self._teacher_len[i])))) < len(s.teachers)
+                    for i, s in enumerate(self.sources))
+        if short:
+            log.warning("%d sample(s) show fewer of their teachers: with all of them they exceed data.max_length=%d",
+                        short, max_length)
+
+    def _room(self, index: int) -> float:
+        """Tokens left for teachers before sample `index`'s student within max_length (unbounded without one)."""
+        if self.max_length is None:
+            return float("inf")
+        return self.max_length - self.encoder.system_length - self._student_len[index]
+
+    def _within(self, index: int, teachers: list[tuple[SourcedRecord, int]]) -> list[SourcedRecord]:
+        """The teachers (with their turn lengths) that fit before sample `index`, kept in order while they fit."""
+        room, kept = self._room(index), []
+        for t, length in teachers:
+            if length <= room:
+                kept.append(t)
+                room -= length
+        return kept
 
     def set_epoch(self, epoch: int) -> None:
         """Teacher draws depend on (seed, epoch, index), so a resumed run sees the same samples."""
@@ -86,12 +181,14 @@ class ConversationDataset(torch.utils.data.Dataset):
         """Teachers shown before sample `index` this epoch (never the student photo itself)."""
         src = self.sources[index]
         if src.teachers:
-            return list(src.teachers)
+            return self._within(index, list(zip(src.teachers, self._teacher_len[index])))
         rng = random.Random(f"{self.seed}-{self.epoch}-{index}")
         if not self.teacher_pool or self.num_teachers == 0 or rng.random() >= self.teacher_ratio:
             return []
-        pool = [t for t in self.teacher_pool if t.image_path != src.student.image_path]
-        return rng.sample(pool, min(self.num_teachers, len(pool)))
+        room = self._room(index)  # drawn among those that fit, rather than drawn and then dropped
+        pool = [(t, n) for t, n in zip(self.teacher_pool, self._pool_len)
+                if t.image_path != src.student.image_path and n <= room]
+        return self._within(index, rng.sample(pool, min(self.num_teachers, len(pool))))
 
     def _turn(self, src: SourcedRecord, span: int) -> Turn:
         image = image_for_model(src.image_path, src.record.size, self.contract)
@@ -101,7 +198,7 @@ class ConversationDataset(torch.utils.data.Dataset):
         src = self.sources[index]
         teachers = self.teachers_for(index)
         turns = [self._turn(t, SPAN_TEACHER) for t in teachers] + [self._turn(src.student, SPAN_STUDENT)]
-        enc = self.encoder.encode(turns)
+        enc = self.encoder.encode(turns, max_length=self.max_length)
         rec = src.student.record
         W, H = rec.size
         boxes = torch.tensor([[o.bbox_2d[0] / W, o.bbox_2d[1] / H, o.bbox_2d[2] / W, o.bbox_2d[3] / H] for o in rec.objects],

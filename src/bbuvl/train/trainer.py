@@ -87,7 +87,7 @@ def build_run(cfg: Config) -> Run:
     set_seed(cfg.training.seed)  # the head's initial weights must not depend on what ran before in this process
     contract = cfg.model.frame()
     hierarchy = Hierarchy.load(cfg.data.hierarchy)
-    train_samples = read_dataset(cfg.data.train)
+    train_sources = sources_from(read_dataset(cfg.data.train), cfg.data.train)  # an empty file fails here, before loading
     labels = data_labels(cfg, hierarchy)
     prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang), labels, cfg.data.lang)
 
@@ -107,8 +107,8 @@ def build_run(cfg: Config) -> Run:
     pool = []
     if cfg.data.teachers and Path(cfg.data.teachers).exists():
         pool = [SourcedRecord(r, cfg.data.teachers) for r in read_records(cfg.data.teachers)]
-    common = dict(oversize=cfg.data.oversize, seed=cfg.training.seed)
-    train_ds = ConversationDataset(sources_from(train_samples, cfg.data.train), encoder, contract, pool,
+    common = dict(oversize=cfg.data.oversize, seed=cfg.training.seed, max_length=cfg.data.max_length)
+    train_ds = ConversationDataset(train_sources, encoder, contract, pool,
                                    cfg.data.teacher_ratio, cfg.data.num_teachers, **common)
     eval_ds = None
     if cfg.data.val and Path(cfg.data.val).exists():
@@ -361,6 +361,7 @@ def train(cfg: Config, resume: bool | str = False, progress: bool = True, callba
     write_text_atomic(out / "history.json", json.dumps(history, indent=1))
     return {"final": str(final), "history": history, "nan_skipped": trainer.guard.skipped,
             "budget_dropped": run.collator.budget.dropped, "oversize_skipped": len(run.train_dataset.skipped),
+            "answers_truncated": len(run.train_dataset.truncated),
             "alarms": health_summary(trainer.callback_handler.callbacks)}
 
 
