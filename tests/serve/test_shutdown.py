@@ -32,7 +32,7 @@ def test_sigterm_answers_every_accepted_request_then_exits_0(trained_checkpoint,
         deadline = time.monotonic() + 90
         while port is None:
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            m = re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", log.read_text())
+            m = re.search(r"serving .* on http://127\.0\.0\.1:(\d+)/", log.read_text())
             port = int(m.group(1)) if m else None
             time.sleep(0.1)
         client = Client("127.0.0.1", port, API_KEY)

@@ -45,7 +45,7 @@ def serve(
     from bbuvl.serve.app import ServeSettings, create_app
     from bbuvl.serve.auth import read_keys
     from bbuvl.serve.engine import SERVE_MODES, Engine
-    from bbuvl.serve.server import serve_app
+    from bbuvl.serve.server import bind, serve_app
 
     if mode is not None and mode not in SERVE_MODES:
         fail(f"--mode must be one of {', '.join(SERVE_MODES)}, got '{mode}'")
@@ -61,9 +61,12 @@ def serve(
     with user_errors(ValueError, OSError, CheckpointError):
         engine = Engine.load(checkpoint, mode, device, rescorer)
     settings = ServeSettings(max_batch, max_wait_ms, queue_size, timeout, max_body_mb, list(cors_origin or []))
+    with user_errors(OSError):
+        sock = bind(host, port)
     if host not in LOOPBACK:
         console.print(f"[yellow]warning[/]: listening on {escape(host)}, beyond this machine; the API is plain HTTP, "
-                      "so put TLS in front of it (a reverse proxy)")
-    where = f"http://{host}:{port}/" if port else f"a free port on {host} (the log line below names it)"
-    console.print(f"serving {escape(engine.checkpoint)} ({escape(engine.mode)} mode, {len(keys)} API key(s)) on {escape(where)}")
-    serve_app(create_app(engine, keys, settings), host, port, drain_s=timeout, log_level=log_level)
+                      "so put TLS in front of it (a reverse proxy)", soft_wrap=True)
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"serving {escape(engine.checkpoint)} ({escape(engine.mode)} mode, {len(keys)} API key(s)) on "
+                  f"{escape(f'http://{shown}:{sock.getsockname()[1]}/')}", soft_wrap=True)
+    serve_app(create_app(engine, keys, settings), sock, drain_s=timeout, log_level=log_level)

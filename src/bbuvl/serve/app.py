@@ -9,9 +9,12 @@ header or a byte of the body. docs/serving.md describes the API.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +24,6 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -145,6 +147,46 @@ def _route_name(path: str) -> str:
     return path if path in ROUTES else "/static" if path.startswith("/static/") else "other"
 
 
+class Guard:
+    """ASGI middleware: the API key on every route but the open ones, then metrics and a log line per request.
+
+    Plain ASGI rather than Starlette's BaseHTTPMiddleware, which costs an extra task and stream per request.
+    """
+
+    def __init__(self, app: Any, keys: KeyStore, metrics: ServeMetrics):
+        self.app, self.keys, self.metrics = app, keys, metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, path, status = time.perf_counter(), scope["path"], [500]
+
+        async def watched(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            if path in OPEN_PATHS or path.startswith("/static/") or self.keys.accepts(_header(scope, b"authorization")):
+                await self.app(scope, receive, watched)
+            else:
+                error = ApiError(401, "unauthorized", "missing or wrong API key: send 'Authorization: Bearer KEY'",
+                                 {"WWW-Authenticate": "Bearer"})
+                await _error(error, self.metrics)(scope, receive, watched)
+        finally:
+            seconds = time.perf_counter() - start
+            route = _route_name(path)
+            self.metrics.requests.labels(route, str(status[0])).inc()
+            self.metrics.latency.labels(route).observe(seconds)
+            client = scope.get("client") or ("-",)
+            logger.info("%s %s %s %d %.1f ms", client[0], scope["method"], path, status[0], seconds * 1000)
+
+
+def _header(scope: dict, name: bytes) -> str | None:
+    """The first value of header `name` (lower case) in an ASGI scope."""
+    return next((v.decode("latin-1") for k, v in scope["headers"] if k == name), None)
+
+
 def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = None) -> FastAPI:
     """The ASGI app serving `engine`; its batcher starts and stops with the app's lifespan."""
     settings = settings or ServeSettings()
@@ -153,6 +195,9 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
                       on_batch=lambda n, s: (metrics.batch_size.observe(n), metrics.batch_seconds.observe(s)),
                       on_depth=metrics.queue_depth.set)
     limit = pixel_limit(engine.max_pixels)
+    # Decoding gets a few threads of its own, not the shared pool of 40: more would not decode faster on a few
+    # cores, and every extra thread that allocates keeps a malloc arena of its own (resident memory that grows).
+    decoders = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="bbuvl-decode")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -160,27 +205,11 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
         logger.info("serving %s (mode %s), batches of up to %d", engine.checkpoint, engine.mode, settings.max_batch)
         yield
         batcher.stop(max(settings.timeout_s, 30.0))  # uvicorn has drained every connection by now
+        decoders.shutdown(wait=False)
         logger.info("stopped")
 
     app = FastAPI(title="bbu-vl", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.batcher, app.state.metrics, app.state.engine = batcher, metrics, engine
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Response:
-        start = time.perf_counter()
-        path = request.url.path
-        if path not in OPEN_PATHS and not path.startswith("/static/") and not keys.accepts(request.headers.get("authorization")):
-            response: Response = _error(ApiError(401, "unauthorized", "missing or wrong API key: send "
-                                                 "'Authorization: Bearer KEY'", {"WWW-Authenticate": "Bearer"}), metrics)
-        else:
-            response = await call_next(request)
-        seconds = time.perf_counter() - start
-        route = _route_name(path)
-        metrics.requests.labels(route, str(response.status_code)).inc()
-        metrics.latency.labels(route).observe(seconds)
-        client = request.client.host if request.client else "-"
-        logger.info("%s %s %s %d %.1f ms", client, request.method, path, response.status_code, seconds * 1000)
-        return response
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, e: ApiError) -> JSONResponse:
@@ -192,8 +221,8 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
         return _error(ApiError(e.status_code, kind, str(e.detail), dict(e.headers or {})), metrics)
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "alive"}
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"status": "alive"})
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
@@ -208,7 +237,7 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
 
     async def answer(data: bytes, mode: str) -> tuple[Answer, dict[str, Any]]:
         t0 = time.perf_counter()
-        image = await run_in_threadpool(decode_image, data, limit)
+        image = await asyncio.get_running_loop().run_in_executor(decoders, decode_image, data, limit)
         t1 = time.perf_counter()
         try:
             result, job = await batcher.run(image, mode, settings.timeout_s)
@@ -219,27 +248,28 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
         return result, timing
 
     @app.post("/v1/detect")
-    async def detect(request: Request) -> dict[str, Any]:
+    async def detect(request: Request) -> JSONResponse:
         data = await image_bytes(request, settings.max_body_bytes)
         result, timing = await answer(data, engine.mode)
-        return {"width": result.width, "height": result.height, "objects": result.objects, "model": engine.info(),
-                "timing_ms": timing}
+        return JSONResponse({"width": result.width, "height": result.height, "objects": result.objects,
+                             "model": engine.info(), "timing_ms": timing})
 
     @app.post("/v1/chat/completions")
-    async def chat(request: Request) -> dict[str, Any]:
+    async def chat(request: Request) -> JSONResponse:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
             raise ApiError(415, "unsupported_media_type", f"content type '{ctype or 'none'}' is not accepted: send application/json")
         body = parse_json(await read_body(request, settings.max_body_bytes))
         result, timing = await answer(image_from_chat(body), "generate")
         extra = {"width": result.width, "height": result.height, "model_info": engine.info("generate"), "timing_ms": timing}
-        return chat_response(result.objects, result.raw, engine.checkpoint, extra)
+        return JSONResponse(chat_response(result.objects, result.raw, engine.checkpoint, extra))
 
     @app.get("/")
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(Guard, keys=keys, metrics=metrics)  # CORS, added after, wraps it: preflights carry no key
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])

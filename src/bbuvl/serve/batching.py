@@ -1,7 +1,11 @@
 """Dynamic batching: requests wait in a bounded queue and one worker thread runs them in batches.
 
 The worker takes the first waiting job, then keeps gathering until it holds `max_batch` images or
-`max_wait_ms` have passed since that first job, and runs them in one call of `run_batch` (one forward pass).
+`max_wait_ms` have passed since it took that job (or since the job arrived, if the worker was idle), and runs
+them in one call of `run_batch` (one forward pass). The window opens when the worker is free, not when the
+first job arrived: under steady load the callers the last batch just answered come back within it, and batches
+stay full instead of alternating between a few and the rest (measured with bench/serve_load.py: mean batch 4.6
+-> 5.5 with 8 clients, docs/serving.md).
 Jobs of different kinds (modes) never share a call. When the queue is full, `submit` refuses at once
 (the route answers 503 with Retry-After) rather than building a backlog nobody will wait for; a job whose
 caller has given up (timeout) before its batch starts is dropped, not computed.
@@ -140,13 +144,13 @@ class Batcher:
                 return job
 
     def _gather(self, first: Job) -> list[Job]:
-        """`first` and every job of its kind arriving within `max_wait` of it, up to `max_batch`."""
+        """`first` and every job of its kind arriving within `max_wait` of now (or of its arrival), up to `max_batch`."""
         batch = [first]
         held, self._held = self._held, []
         for job in held:  # jobs set aside for another batch's kind come first, in arrival order
             if not job.future.cancelled():
                 (batch if job.kind == first.kind and len(batch) < self.max_batch else self._held).append(job)
-        deadline = first.enqueued + self.max_wait
+        deadline = max(first.enqueued, time.perf_counter()) + self.max_wait
         while len(batch) < self.max_batch:
             left = deadline - time.perf_counter()
             try:

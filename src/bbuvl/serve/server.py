@@ -16,20 +16,23 @@ from typing import Any
 import uvicorn
 
 
-def serve_app(app: Any, host: str = "127.0.0.1", port: int = 8000, drain_s: float = 60.0,
-              sock: socket.socket | None = None, log_level: str = "info") -> None:
-    """Serve `app` until SIGTERM/SIGINT, then drain open requests and return."""
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on `host`:`port` (port 0: a free one, read it back with `getsockname()`)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=2048)
+
+
+def serve_app(app: Any, sock: socket.socket, drain_s: float = 60.0, log_level: str = "info") -> None:
+    """Serve `app` on a bound socket until SIGTERM/SIGINT, then drain open requests and return."""
+    config = uvicorn.Config(app, log_level=log_level, access_log=False,
                             timeout_graceful_shutdown=int(drain_s) + 1, lifespan="on", server_header=False)
     server = uvicorn.Server(config)
     caught: list[int] = []
     previous = {sig: signal.signal(sig, lambda s, f: caught.append(s)) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        server.run(sockets=[sock] if sock is not None else None)
+        server.run(sockets=[sock])
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if caught:
         logging.getLogger("bbuvl.serve").info("drained and stopped on %s", signal.Signals(caught[-1]).name)
-    if not server.started:
-        raise OSError(f"the server could not start on {host}:{port} (address in use, or not allowed?)")
