@@ -174,3 +174,14 @@ def test_a_full_queue_answers_503_with_retry_after_and_every_request_is_answered
     assert client.detect_file(photos[0]).status == 200
     metrics = client.request("GET", "/metrics").body.decode()
     assert f'bbuvl_errors_total{{kind="queue_full"}} {statuses.count(503)}.0' in metrics
+
+
+def test_the_pages_cjk_font_is_open_and_is_the_servers_own(serve):
+    from bbuvl.eval.fonts import find_cjk_font
+
+    r = serve().request("GET", "/font/cjk", key=False)
+    font = find_cjk_font().path
+    if font is None:
+        assert r.status == 404 and r.json()["error"]["kind"] == "not_found"
+    else:
+        assert r.status == 200 and r.body == font.read_bytes()

@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
+from bbuvl.eval.fonts import find_cjk_font
 from bbuvl.serve.auth import KeyStore
 from bbuvl.serve.batching import Batcher
 from bbuvl.serve.engine import Answer, Engine
@@ -38,8 +39,8 @@ from bbuvl.serve.metrics import ServeMetrics
 from bbuvl.serve.openai import chat_response, image_from_chat
 
 STATIC = Path(__file__).parent / "static"
-OPEN_PATHS = ("/healthz", "/")
-ROUTES = ("/healthz", "/readyz", "/metrics", "/v1/detect", "/v1/chat/completions", "/")
+OPEN_PATHS = ("/healthz", "/", "/font/cjk")
+ROUTES = ("/healthz", "/readyz", "/metrics", "/v1/detect", "/v1/chat/completions", "/", "/font/cjk")
 logger = logging.getLogger("bbuvl.serve")
 
 
@@ -267,6 +268,16 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
     @app.get("/")
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+
+    @app.get("/font/cjk")
+    async def cjk_font() -> FileResponse:
+        # The page's last-resort font for Chinese labels: this machine's own (the one reports use, eval/fonts.py),
+        # for browsers that have none.
+        font = await asyncio.get_running_loop().run_in_executor(None, lambda: find_cjk_font().path)
+        if font is None:
+            raise ApiError(404, "not_found", "no CJK font on the server (`make fonts` installs one)")
+        return FileResponse(font, media_type="font/collection" if font.suffix.lower() == ".ttc" else "font/ttf",
+                            headers={"Cache-Control": "max-age=86400"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(Guard, keys=keys, metrics=metrics)  # CORS, added after, wraps it: preflights carry no key

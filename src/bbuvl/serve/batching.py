@@ -188,13 +188,11 @@ class Batcher:
         for job in batch:
             job.started, job.batch_size = start, len(batch)
         try:
-            results = self.run_batch(batch[0].kind, [job.payload for job in batch])
+            results: Sequence[Any] = self.run_batch(batch[0].kind, [job.payload for job in batch])
         except Exception as e:  # one failing batch must not stop the worker
             logger.exception("batch of %d failed", len(batch))
-            for job in batch:
-                job.resolve(error=e)
-        else:
-            for job, result in zip(batch, results):  # a result may be one photo's own error
-                job.resolve(error=result) if isinstance(result, BaseException) else job.resolve(result)
-        if self._on_batch is not None:
+            results = [e] * len(batch)
+        if self._on_batch is not None:  # counted before anyone is answered: a caller that reads /metrics next sees it
             self._on_batch(len(batch), time.perf_counter() - start)
+        for job, result in zip(batch, results):  # a result may be one photo's own error
+            job.resolve(error=result) if isinstance(result, BaseException) else job.resolve(result)

@@ -3,7 +3,7 @@
 (function () {
   "use strict";
   const PROBLEM_STATES = ["连接错误", "未安装"];  // findings an inspector must see first
-  const FONT = '"Noto Sans CJK SC", "WenQuanYi Micro Hei", "Microsoft YaHei", "PingFang SC", sans-serif';
+  const FONT = '"Noto Sans CJK SC", "WenQuanYi Micro Hei", "Microsoft YaHei", "PingFang SC", "bbuvl-cjk", sans-serif';
   let apiKey = "";
   let lastResult = null;
   let lastName = "photo";
@@ -48,10 +48,11 @@
       const text = (i + 1) + " " + (o.unknown ? "? " : "") + o.label;
       const w = ctx.measureText(text).width + 6;
       const ty = y1 > size + 4 ? y1 - size - 4 : y1;
+      const tx = Math.max(0, Math.min(x1, canvas.width - w));  // a box at the right edge keeps its label inside
       ctx.fillStyle = colourFor(o);
-      ctx.fillRect(x1, ty, w, size + 4);
+      ctx.fillRect(tx, ty, w, size + 4);
       ctx.fillStyle = "#fff";
-      ctx.fillText(text, x1 + 3, ty + size);
+      ctx.fillText(text, tx + 3, ty + size);
       drawn += 1;
     });
     canvas.dataset.boxes = String(drawn);
@@ -111,7 +112,9 @@
     }
     lastResult = body;
     const img = new Image();
-    img.onload = () => {
+    img.onload = async () => {
+      // A canvas does not wait for web fonts: load the fallback CJK font first (no-op when a system one draws).
+      try { await document.fonts.load('16px "bbuvl-cjk"', "螺柜"); } catch (e) { /* drawn with what there is */ }
       draw(img, body);
       list(body);
       $("result").hidden = false;
