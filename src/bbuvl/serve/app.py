@@ -1,16 +1,14 @@
 """The HTTP routes: detection, OpenAI-style chat, health, readiness, metrics and the inspector's page.
 
-Every route but `/healthz` and the page's own static files needs `Authorization: Bearer KEY` (a browser
-cannot send that header when it opens a page; the page holds no data and asks for the key itself). Bodies
-are read here, counted against `--max-body-mb` as they arrive, and decoded off the event loop; the model runs
-in the batcher's worker thread (batching.py). Request logs name method, path, status and time, never a
-header or a byte of the body. docs/serving.md describes the API.
+Every route but `/healthz` and the page's own files needs `Authorization: Bearer KEY` (guard.py: a browser
+cannot send that header when it opens a page; the page holds no data and asks for the key itself). Bodies are
+read within `--max-body-mb` (bodies.py) and decoded off the event loop; the model runs in the batcher's worker
+thread (batching.py). docs/serving.md describes the API.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -24,23 +22,20 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.requests import ClientDisconnect
 
 from bbuvl.eval.fonts import find_cjk_font
 from bbuvl.serve.auth import KeyStore
 from bbuvl.serve.batching import Batcher
+from bbuvl.serve.bodies import image_bytes, parse_json, read_body
 from bbuvl.serve.engine import Answer, Engine
 from bbuvl.serve.errors import ApiError
-from bbuvl.serve.images import decode_base64, decode_image, pixel_limit
+from bbuvl.serve.guard import Guard, error_response
+from bbuvl.serve.images import decode_image, pixel_limit
 from bbuvl.serve.metrics import ServeMetrics
 from bbuvl.serve.openai import chat_response, image_from_chat
 
 STATIC = Path(__file__).parent / "static"
-OPEN_PATHS = ("/healthz", "/", "/font/cjk")
-ROUTES = ("/healthz", "/readyz", "/metrics", "/v1/detect", "/v1/chat/completions", "/", "/font/cjk")
 logger = logging.getLogger("bbuvl.serve")
 
 
@@ -59,133 +54,6 @@ class ServeSettings:
     def max_body_bytes(self) -> int:
         """`max_body_mb` in bytes."""
         return int(self.max_body_mb * 1024 * 1024)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refused with 413 when it exceeds `limit` bytes (declared or counted as it arrives)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        await _drain(request, int(declared), limit)
-        raise ApiError(413, "body_too_large", f"the body is {int(declared)} bytes; this server accepts at most {limit} "
-                       "(--max-body-mb)")
-    chunks, seen = [], 0
-    async for chunk in request.stream():
-        seen += len(chunk)
-        if seen > limit:
-            await _drain(request, seen, limit)
-            raise ApiError(413, "body_too_large", f"the body exceeds {limit} bytes (--max-body-mb)")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _drain(request: Request, size: int, limit: int) -> None:
-    """Read and discard the rest of a refused body when it is not much larger than the limit.
-
-    Closing a connection with unread request bytes makes the kernel send a reset, and a reset may destroy
-    the 413 before the client reads it (RFC 9112, section 9.6): a body a little too large is read to its end
-    so its sender sees the answer; a huge one is cut off.
-    """
-    if size > 2 * limit + (1 << 20):
-        return
-    seen = size
-    try:
-        async for chunk in request.stream():
-            seen += len(chunk)
-            if seen > 2 * limit + (1 << 20):
-                return
-    except ClientDisconnect:
-        return
-
-
-async def _multipart_image(request: Request, body: bytes) -> bytes:
-    """The `image` file part of a multipart body (or its only file part)."""
-
-    async def once() -> AsyncIterator[bytes]:
-        yield body
-
-    try:
-        form = await MultiPartParser(request.headers, once(), max_files=1, max_fields=16, max_part_size=len(body) + 1).parse()
-    except MultiPartException as e:
-        raise ApiError(400, "bad_multipart", f"the multipart body cannot be parsed: {e}") from None
-    try:
-        files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
-        part = form.get("image")
-        upload = part if isinstance(part, UploadFile) else files[0] if len(files) == 1 else None
-        if upload is None:
-            raise ApiError(400, "missing_image", "the multipart body has no file part named 'image'")
-        return await upload.read()
-    finally:
-        await form.close()
-
-
-async def image_bytes(request: Request, limit: int) -> bytes:
-    """The uploaded image: a multipart file part, JSON `{"image": BASE64 or data: URI}`, or a raw image/* body."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype not in ("multipart/form-data", "application/json") and not ctype.startswith("image/"):
-        raise ApiError(415, "unsupported_media_type", f"content type '{ctype or 'none'}' is not accepted: send "
-                       "multipart/form-data with an 'image' file, application/json with an 'image' field, or image/*")
-    body = await read_body(request, limit)
-    if ctype == "multipart/form-data":
-        return await _multipart_image(request, body)
-    if ctype.startswith("image/"):
-        return body
-    payload = parse_json(body)
-    if not isinstance(payload, dict) or "image" not in payload:
-        raise ApiError(400, "missing_image", "the JSON body has no 'image' field (base64 or a data: URI)")
-    return decode_base64(payload["image"], "image")
-
-
-def parse_json(body: bytes) -> Any:
-    """The JSON value of a body; ApiError 400 when it is not JSON."""
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from None
-
-
-def _route_name(path: str) -> str:
-    """A bounded label for metrics: a known route, `/static`, or `other`."""
-    return path if path in ROUTES else "/static" if path.startswith("/static/") else "other"
-
-
-class Guard:
-    """ASGI middleware: the API key on every route but the open ones, then metrics and a log line per request.
-
-    Plain ASGI rather than Starlette's BaseHTTPMiddleware, which costs an extra task and stream per request.
-    """
-
-    def __init__(self, app: Any, keys: KeyStore, metrics: ServeMetrics):
-        self.app, self.keys, self.metrics = app, keys, metrics
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        start, path, status = time.perf_counter(), scope["path"], [500]
-
-        async def watched(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            if path in OPEN_PATHS or path.startswith("/static/") or self.keys.accepts(_header(scope, b"authorization")):
-                await self.app(scope, receive, watched)
-            else:
-                error = ApiError(401, "unauthorized", "missing or wrong API key: send 'Authorization: Bearer KEY'",
-                                 {"WWW-Authenticate": "Bearer"})
-                await _error(error, self.metrics)(scope, receive, watched)
-        finally:
-            seconds = time.perf_counter() - start
-            route = _route_name(path)
-            self.metrics.requests.labels(route, str(status[0])).inc()
-            self.metrics.latency.labels(route).observe(seconds)
-            client = scope.get("client") or ("-",)
-            logger.info("%s %s %s %d %.1f ms", client[0], scope["method"], path, status[0], seconds * 1000)
-
-
-def _header(scope: dict, name: bytes) -> str | None:
-    """The first value of header `name` (lower case) in an ASGI scope."""
-    return next((v.decode("latin-1") for k, v in scope["headers"] if k == name), None)
 
 
 def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = None) -> FastAPI:
@@ -213,13 +81,13 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
     app.state.batcher, app.state.metrics, app.state.engine = batcher, metrics, engine
 
     @app.exception_handler(ApiError)
-    async def api_error(request: Request, e: ApiError) -> JSONResponse:
-        return _error(e, metrics)
+    async def on_api_error(request: Request, e: ApiError) -> JSONResponse:
+        return error_response(e, metrics)
 
     @app.exception_handler(HTTPException)
-    async def http_error(request: Request, e: HTTPException) -> JSONResponse:
+    async def on_http_error(request: Request, e: HTTPException) -> JSONResponse:
         kind = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
-        return _error(ApiError(e.status_code, kind, str(e.detail), dict(e.headers or {})), metrics)
+        return error_response(ApiError(e.status_code, kind, str(e.detail), dict(e.headers or {})), metrics)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -287,6 +155,3 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
     return app
 
 
-def _error(e: ApiError, metrics: ServeMetrics) -> JSONResponse:
-    metrics.errors.labels(e.kind).inc()
-    return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
