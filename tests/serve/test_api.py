@@ -193,3 +193,15 @@ def test_the_pages_cjk_font_is_open_and_is_the_servers_own(serve):
         assert r.status == 404 and r.json()["error"]["kind"] == "not_found"
     else:
         assert r.status == 200 and r.body == font.read_bytes()
+
+
+def test_request_logs_name_path_and_status_but_never_a_key_or_image_bytes(serve, photos, caplog):
+    import logging
+
+    client = serve()
+    with caplog.at_level(logging.INFO, logger="bbuvl.serve"):
+        client.detect_file(photos[0])
+        client.request("GET", "/readyz", key="a-wrong-key-that-must-not-be-logged")
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name == "bbuvl.serve")
+    assert "POST /v1/detect 200" in text and "GET /readyz 401" in text
+    assert client.key not in text and "a-wrong-key-that-must-not-be-logged" not in text and "PNG" not in text
