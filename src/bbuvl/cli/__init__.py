@@ -1,4 +1,4 @@
-"""The `bbuvl` command: one verb per job (config, data, model, train, predict, eval, fewshot, doctor)."""
+"""The `bbuvl` command: one verb per job (config, data, model, train, predict, eval, fewshot, doctor, serve)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from bbuvl.cli.evaluate import evaluate, viz
 from bbuvl.cli.fewshot import app as fewshot_app
 from bbuvl.cli.model import app as model_app
 from bbuvl.cli.predict import predict
+from bbuvl.cli.serve import serve
 from bbuvl.cli.train import train
 
 app = typer.Typer(
@@ -29,3 +30,4 @@ app.command("train")(train)
 app.command("predict")(predict)
 app.command("eval")(evaluate)
 app.command("viz")(viz)
+app.command("serve")(serve)

@@ -1,0 +1,72 @@
+"""`bbuvl serve`: a checkpoint behind an authenticated HTTP API with dynamic batching and an inspector's page."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.markup import escape
+
+from bbuvl.cli.common import check_device, console, fail, finite_range, user_errors
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def serve(
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Checkpoint folder written by `bbuvl train`."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind; the default answers this machine only."),
+    port: int = typer.Option(8000, min=0, max=65535, help="TCP port (0: any free one)."),
+    mode: str = typer.Option(None, help="generate | head | name (default: the checkpoint's inference.mode)."),
+    device: str = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
+    api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help="File with one API key per line "
+                                                "(also read: $BBUVL_API_KEYS, comma-separated). Keys are never options."),
+    fewshot: Optional[Path] = typer.Option(None, "--fewshot", help="Support folder: re-score every box with the few-shot "
+                                           "classifier and flag weak matches `unknown`."),
+    fewshot_backbone: str = typer.Option("pixels", help="Few-shot backbone: CLIP / DINOv2 / ResNet folder, or 'pixels[:SIDE]'."),
+    fewshot_threshold: float = typer.Option(0.6, help="Few-shot best score below this -> unknown; in [-1, 1].",
+                                            callback=finite_range(-1, 1)),
+    max_batch: int = typer.Option(8, min=1, help="Most images in one forward pass."),
+    max_wait_ms: float = typer.Option(10.0, min=0, help="Longest wait for more images before a batch starts."),
+    queue_size: int = typer.Option(64, min=1, help="Images that may wait; beyond it requests get 503 + Retry-After."),
+    timeout: float = typer.Option(60.0, min=0.1, help="Seconds a request may wait for its answer (then 504)."),
+    max_body_mb: float = typer.Option(20.0, min=0.01, help="Largest request body, in MiB (then 413)."),
+    cors_origin: Optional[List[str]] = typer.Option(None, "--cors-origin", help="Allow browser calls from this origin "
+                                                    "(repeatable); CORS is off without it."),
+    log_level: str = typer.Option("info", help="debug | info | warning | error."),
+) -> None:
+    """Serve a checkpoint over HTTP: POST /v1/detect, /v1/chat/completions, /healthz, /readyz, /metrics, and a page at /.
+
+    SIGTERM stops accepting requests, answers those already in, and exits 0. docs/serving.md.
+    """
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bbuvl.model.checkpoint import CheckpointError
+    from bbuvl.serve.app import ServeSettings, create_app
+    from bbuvl.serve.auth import read_keys
+    from bbuvl.serve.engine import SERVE_MODES, Engine
+    from bbuvl.serve.server import bind, serve_app
+
+    if mode is not None and mode not in SERVE_MODES:
+        fail(f"--mode must be one of {', '.join(SERVE_MODES)}, got '{mode}'")
+    with user_errors(ValueError, OSError):
+        keys = read_keys(api_key_file)  # before minutes of loading: a server without keys never starts
+    check_device(device)
+    rescorer = None
+    if fewshot is not None:
+        from bbuvl.serve.fewshot import FewShotRescorer
+
+        with user_errors(ValueError, OSError):
+            rescorer = FewShotRescorer.load(fewshot, fewshot_backbone, fewshot_threshold, device or "auto")
+    with user_errors(ValueError, OSError, CheckpointError):
+        engine = Engine.load(checkpoint, mode, device, rescorer)
+    settings = ServeSettings(max_batch, max_wait_ms, queue_size, timeout, max_body_mb, list(cors_origin or []))
+    with user_errors(OSError):
+        sock = bind(host, port)
+    if host not in LOOPBACK:
+        console.print(f"[yellow]warning[/]: listening on {escape(host)}, beyond this machine; the API is plain HTTP, "
+                      "so put TLS in front of it (a reverse proxy)", soft_wrap=True)
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"serving {escape(engine.checkpoint)} ({escape(engine.mode)} mode, {len(keys)} API key(s)) on "
+                  f"{escape(f'http://{shown}:{sock.getsockname()[1]}/')}", soft_wrap=True)
+    serve_app(create_app(engine, keys, settings), sock, drain_s=timeout, log_level=log_level)

@@ -1,0 +1,9 @@
+"""`bbuvl serve`: a checkpoint behind an authenticated HTTP API with dynamic batching, and an inspector's page.
+
+Modules, one idea each: `errors` (the JSON error shape), `auth` (hashed API keys), `guard` (the key on every
+route, metrics and a log line per request), `bodies` (reading bodies within the limit), `images` (decoding
+uploads safely), `batching` (the bounded queue and the worker that gathers requests into one forward pass),
+`engine` (a checkpoint's predictor), `fewshot` (re-scoring boxes against a support set), `openai` (the
+chat-completions shape), `metrics` (Prometheus), `app` (the routes), `server` (uvicorn and graceful shutdown).
+docs/serving.md.
+"""

@@ -1,0 +1,157 @@
+"""The HTTP routes: detection, OpenAI-style chat, health, readiness, metrics and the inspector's page.
+
+Every route but `/healthz` and the page's own files needs `Authorization: Bearer KEY` (guard.py: a browser
+cannot send that header when it opens a page; the page holds no data and asks for the key itself). Bodies are
+read within `--max-body-mb` (bodies.py) and decoded off the event loop; the model runs in the batcher's worker
+thread (batching.py). docs/serving.md describes the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+
+from bbuvl.eval.fonts import find_cjk_font
+from bbuvl.serve.auth import KeyStore
+from bbuvl.serve.batching import Batcher
+from bbuvl.serve.bodies import image_bytes, parse_json, read_body
+from bbuvl.serve.engine import Answer, Engine
+from bbuvl.serve.errors import ApiError
+from bbuvl.serve.guard import Guard, error_response
+from bbuvl.serve.images import decode_image, pixel_limit
+from bbuvl.serve.metrics import ServeMetrics
+from bbuvl.serve.openai import chat_response, image_from_chat
+
+STATIC = Path(__file__).parent / "static"
+logger = logging.getLogger("bbuvl.serve")
+
+
+@dataclass
+class ServeSettings:
+    """How a server batches, limits and answers (the `bbuvl serve` options)."""
+
+    max_batch: int = 8
+    max_wait_ms: float = 10.0
+    queue_size: int = 64
+    timeout_s: float = 60.0
+    max_body_mb: float = 20.0
+    cors_origins: list[str] = field(default_factory=list)
+
+    @property
+    def max_body_bytes(self) -> int:
+        """`max_body_mb` in bytes."""
+        return int(self.max_body_mb * 1024 * 1024)
+
+
+def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = None) -> FastAPI:
+    """The ASGI app serving `engine`; its batcher starts and stops with the app's lifespan."""
+    settings = settings or ServeSettings()
+    metrics = ServeMetrics()
+    batcher = Batcher(engine.run, settings.max_batch, settings.max_wait_ms, settings.queue_size,
+                      on_batch=lambda n, s: (metrics.batch_size.observe(n), metrics.batch_seconds.observe(s)),
+                      on_depth=metrics.queue_depth.set)
+    limit = pixel_limit(engine.max_pixels)
+    # Decoding gets a few threads of its own, not the shared pool of 40: more would not decode faster on a few
+    # cores, and every extra thread that allocates keeps a malloc arena of its own (resident memory that grows).
+    decoders = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="bbuvl-decode")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        batcher.start()
+        logger.info("serving %s (mode %s), batches of up to %d", engine.checkpoint, engine.mode, settings.max_batch)
+        yield
+        batcher.stop(max(settings.timeout_s, 30.0))  # uvicorn has drained every connection by now
+        decoders.shutdown(wait=False)
+        logger.info("stopped")
+
+    app = FastAPI(title="bbu-vl", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.batcher, app.state.metrics, app.state.engine = batcher, metrics, engine
+
+    @app.exception_handler(ApiError)
+    async def on_api_error(request: Request, e: ApiError) -> JSONResponse:
+        return error_response(e, metrics)
+
+    @app.exception_handler(HTTPException)
+    async def on_http_error(request: Request, e: HTTPException) -> JSONResponse:
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
+        return error_response(ApiError(e.status_code, kind, str(e.detail), dict(e.headers or {})), metrics)
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"status": "alive"})
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        state = {"ready": batcher.alive and not batcher.full, "model_loaded": True, "worker_alive": batcher.alive,
+                 "queue_depth": batcher.depth, "queue_size": settings.queue_size}
+        return JSONResponse(state, status_code=200 if state["ready"] else 503, headers={} if state["ready"] else {"Retry-After": "1"})
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        metrics.queue_depth.set(batcher.depth)
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    async def answer(data: bytes, mode: str) -> tuple[Answer, dict[str, Any]]:
+        t0 = time.perf_counter()
+        image = await asyncio.get_running_loop().run_in_executor(decoders, decode_image, data, limit)
+        t1 = time.perf_counter()
+        try:
+            result, job = await batcher.run(image, mode, settings.timeout_s)
+        except (RuntimeError, ValueError) as e:  # the model failed on this photo, alone: the server goes on
+            raise ApiError(500, "inference_failed", f"{type(e).__name__}: {e}") from None
+        timing = {"decode": round((t1 - t0) * 1000, 2), "queue": round((job.started - job.enqueued) * 1000, 2),
+                  **result.timing_ms, "total": round((time.perf_counter() - t0) * 1000, 2), "batch_size": job.batch_size}
+        return result, timing
+
+    @app.post("/v1/detect")
+    async def detect(request: Request) -> JSONResponse:
+        data = await image_bytes(request, settings.max_body_bytes)
+        result, timing = await answer(data, engine.mode)
+        return JSONResponse({"width": result.width, "height": result.height, "objects": result.objects,
+                             "model": engine.info(), "timing_ms": timing})
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> JSONResponse:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise ApiError(415, "unsupported_media_type", f"content type '{ctype or 'none'}' is not accepted: send application/json")
+        body = parse_json(await read_body(request, settings.max_body_bytes))
+        result, timing = await answer(image_from_chat(body), "generate")
+        extra = {"width": result.width, "height": result.height, "model_info": engine.info("generate"), "timing_ms": timing}
+        return JSONResponse(chat_response(result.objects, result.raw, engine.checkpoint, extra))
+
+    @app.get("/")
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+
+    @app.get("/font/cjk")
+    async def cjk_font() -> FileResponse:
+        # The page's last-resort font for Chinese labels: this machine's own (the one reports use, eval/fonts.py),
+        # for browsers that have none.
+        font = await asyncio.get_running_loop().run_in_executor(None, lambda: find_cjk_font().path)
+        if font is None:
+            raise ApiError(404, "not_found", "no CJK font on the server (`make fonts` installs one)")
+        return FileResponse(font, media_type="font/collection" if font.suffix.lower() == ".ttc" else "font/ttf",
+                            headers={"Cache-Control": "max-age=86400"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(Guard, keys=keys, metrics=metrics)  # CORS, added after, wraps it: preflights carry no key
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
+    return app
+
+

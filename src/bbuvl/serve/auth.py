@@ -1,0 +1,55 @@
+"""API keys: read from a file or the environment (never the command line), held only as SHA-256 digests.
+
+A request's key is hashed and compared with every stored digest by `hmac.compare_digest`, with no early exit,
+so the answer time says nothing about how much of a key was right, nor which key matched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from pathlib import Path
+
+ENV_VAR = "BBUVL_API_KEYS"
+MIN_KEY_LENGTH = 16
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+class KeyStore:
+    """The digests of the accepted API keys."""
+
+    def __init__(self, keys: list[str]):
+        if not keys:
+            raise ValueError(f"no API key: put one per line in --api-key-file FILE or set {ENV_VAR}=KEY1,KEY2")
+        short = [i + 1 for i, k in enumerate(keys) if len(k) < MIN_KEY_LENGTH]
+        if short:
+            raise ValueError(f"API key number {', '.join(map(str, short))} is shorter than {MIN_KEY_LENGTH} characters; "
+                             "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+        self._digests = [_digest(k) for k in dict.fromkeys(keys)]
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def accepts(self, authorization: str | None) -> bool:
+        """True when `authorization` is `Bearer KEY` with a known KEY (constant time in the key's content)."""
+        scheme, _, key = (authorization or "").partition(" ")
+        given = _digest(key.strip())
+        ok = False
+        for d in self._digests:
+            ok |= hmac.compare_digest(given, d)
+        return ok and scheme.lower() == "bearer"
+
+
+def read_keys(key_file: str | Path | None = None, environ: dict[str, str] | None = None) -> KeyStore:
+    """Keys from `key_file` (one per line, blank lines and `#` comments skipped) and from $BBUVL_API_KEYS (commas)."""
+    environ = os.environ if environ is None else environ
+    keys: list[str] = []
+    if key_file is not None:
+        text = Path(key_file).read_text(encoding="utf-8")
+        keys += [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    keys += [k.strip() for k in environ.get(ENV_VAR, "").split(",") if k.strip()]
+    return KeyStore(keys)

@@ -1,0 +1,96 @@
+"""Reading a request's body within the size limit, and finding the uploaded image in it (multipart, JSON or raw)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, AsyncIterator
+
+from fastapi import Request
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
+
+from bbuvl.serve.errors import ApiError
+from bbuvl.serve.images import decode_base64
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refused with 413 when it exceeds `limit` bytes (declared or counted as it arrives)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        await _drain(request, int(declared), limit)
+        raise ApiError(413, "body_too_large", f"the body is {int(declared)} bytes; this server accepts at most {limit} "
+                       "(--max-body-mb)")
+    chunks, seen = [], 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > limit:
+            await _drain(request, seen, limit)
+            raise ApiError(413, "body_too_large", f"the body exceeds {limit} bytes (--max-body-mb)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _drain(request: Request, size: int, limit: int) -> None:
+    """Read and discard the rest of a refused body when it is not much larger than the limit.
+
+    Closing a connection with unread request bytes makes the kernel send a reset, and a reset may destroy
+    the 413 before the client reads it (RFC 9112, section 9.6): a body a little too large is read to its end
+    so its sender sees the answer; a huge one is cut off.
+    """
+    if size > 2 * limit + (1 << 20):
+        return
+    seen = size
+    try:
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > 2 * limit + (1 << 20):
+                return
+    except ClientDisconnect:
+        return
+
+
+async def _multipart_image(request: Request, body: bytes) -> bytes:
+    """The `image` file part of a multipart body (or its only file part)."""
+
+    async def once() -> AsyncIterator[bytes]:
+        yield body
+
+    try:
+        form = await MultiPartParser(request.headers, once(), max_files=1, max_fields=16, max_part_size=len(body) + 1).parse()
+    except MultiPartException as e:
+        raise ApiError(400, "bad_multipart", f"the multipart body cannot be parsed: {e}") from None
+    try:
+        files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+        part = form.get("image")
+        upload = part if isinstance(part, UploadFile) else files[0] if len(files) == 1 else None
+        if upload is None:
+            raise ApiError(400, "missing_image", "the multipart body has no file part named 'image'")
+        return await upload.read()
+    finally:
+        await form.close()
+
+
+async def image_bytes(request: Request, limit: int) -> bytes:
+    """The uploaded image: a multipart file part, JSON `{"image": BASE64 or data: URI}`, or a raw image/* body."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in ("multipart/form-data", "application/json") and not ctype.startswith("image/"):
+        raise ApiError(415, "unsupported_media_type", f"content type '{ctype or 'none'}' is not accepted: send "
+                       "multipart/form-data with an 'image' file, application/json with an 'image' field, or image/*")
+    body = await read_body(request, limit)
+    if ctype == "multipart/form-data":
+        return await _multipart_image(request, body)
+    if ctype.startswith("image/"):
+        return body
+    payload = parse_json(body)
+    if not isinstance(payload, dict) or "image" not in payload:
+        raise ApiError(400, "missing_image", "the JSON body has no 'image' field (base64 or a data: URI)")
+    return decode_base64(payload["image"], "image")
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON value of a body; ApiError 400 when it is not JSON."""
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from None

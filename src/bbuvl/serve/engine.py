@@ -1,0 +1,92 @@
+"""What a server computes: a checkpoint's `Predictor` on a batch of decoded photos, then optional few-shot re-scoring.
+
+A thin adapter over `bbuvl.infer.predictor.Predictor`: photos arrive decoded (upright RGB, as
+`bbuvl.data.images.load_image` would give them from a file), so a served photo and the same file given to
+`bbuvl predict` go through the same `prepare` and the same forward pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from PIL import Image
+
+from bbuvl.infer.predictor import ImageResult, Predictor
+from bbuvl.serve.fewshot import FewShotRescorer
+
+SERVE_MODES = ("generate", "head", "name")
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Answer:
+    """One photo's result: objects in its own pixels, the model's raw text (generate mode) and compute times."""
+
+    width: int
+    height: int
+    objects: list[dict[str, Any]]
+    raw: str | None = None
+    timing_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Engine:
+    """A loaded checkpoint (and support set) that answers batches of photos."""
+
+    def __init__(self, predictor: Predictor, mode: str, checkpoint: str, fewshot: FewShotRescorer | None = None):
+        if mode not in SERVE_MODES:
+            raise ValueError(f"mode must be one of {', '.join(SERVE_MODES)}, got '{mode}'")
+        if mode in ("head", "name") and predictor.model.detection_head is None:
+            raise ValueError(f"mode '{mode}' needs a checkpoint with a detection head; this one has none: use --mode generate")
+        self.predictor, self.mode, self.checkpoint, self.fewshot = predictor, mode, checkpoint, fewshot
+
+    @classmethod
+    def load(cls, checkpoint: str | Path, mode: str | None = None, device: str | None = None,
+             fewshot: FewShotRescorer | None = None) -> "Engine":
+        """Load a checkpoint written by `bbuvl train`; `mode` defaults to its `inference.mode`."""
+        predictor = Predictor.from_checkpoint(checkpoint, device=device)
+        return cls(predictor, mode or predictor.cfg.inference.mode, Path(checkpoint).name, fewshot)
+
+    @property
+    def max_pixels(self) -> int:
+        """The model frame's largest pixel count (the coordinate contract's)."""
+        return self.predictor.contract.max_pixels
+
+    def info(self, mode: str | None = None) -> dict[str, Any]:
+        """The `model` object of every answer."""
+        c = self.predictor.contract
+        return {"checkpoint": self.checkpoint, "mode": mode or self.mode,
+                "contract": {"min_pixels": c.min_pixels, "max_pixels": c.max_pixels, "factor": c.factor},
+                "labels": len(self.predictor.prompt.labels or []),
+                "fewshot": self.fewshot.info() if self.fewshot is not None else None}
+
+    def run(self, mode: str, images: Sequence[Image.Image]) -> list[Answer | Exception]:
+        """One answer per photo from one forward pass; when the batch fails, each photo is retried alone."""
+        start = time.perf_counter()
+        try:
+            results: list[ImageResult | Exception] = list(self.predictor.predict(list(images), mode=mode))
+        except (RuntimeError, ValueError):
+            logger.warning("a batch of %d failed; retrying its photos one by one", len(images), exc_info=True)
+            results = []
+            for im in images:
+                try:
+                    results.append(self.predictor.predict([im], mode=mode)[0])
+                except (RuntimeError, ValueError) as e:
+                    results.append(e)
+        infer_ms = (time.perf_counter() - start) * 1000
+        answers: list[Answer | Exception] = []
+        for im, r in zip(images, results):
+            if isinstance(r, Exception):
+                answers.append(r)
+                continue
+            objects = [{**d.to_dict(), "unknown": False} for d in r.objects]
+            timing = {"inference": round(infer_ms, 2)}
+            if self.fewshot is not None and objects:
+                t = time.perf_counter()
+                self.fewshot.rescore(im, objects)
+                timing["fewshot"] = round((time.perf_counter() - t) * 1000, 2)
+            answers.append(Answer(r.width, r.height, objects, r.raw, timing))
+        return answers

@@ -1,0 +1,69 @@
+"""The API key on every route but the open ones, then a metric and a log line per request (never a header or body)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from fastapi.responses import JSONResponse
+
+from bbuvl.serve.auth import KeyStore
+from bbuvl.serve.errors import ApiError
+from bbuvl.serve.metrics import ServeMetrics
+
+OPEN_PATHS = ("/healthz", "/", "/font/cjk")
+ROUTES = ("/healthz", "/readyz", "/metrics", "/v1/detect", "/v1/chat/completions", "/", "/font/cjk")
+logger = logging.getLogger("bbuvl.serve")
+
+
+def _route_name(path: str) -> str:
+    """A bounded label for metrics: a known route, `/static`, or `other`."""
+    return path if path in ROUTES else "/static" if path.startswith("/static/") else "other"
+
+
+class Guard:
+    """ASGI middleware: the API key on every route but the open ones, then metrics and a log line per request.
+
+    Plain ASGI rather than Starlette's BaseHTTPMiddleware, which costs an extra task and stream per request.
+    """
+
+    def __init__(self, app: Any, keys: KeyStore, metrics: ServeMetrics):
+        self.app, self.keys, self.metrics = app, keys, metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, path, status = time.perf_counter(), scope["path"], [500]
+
+        async def watched(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            if path in OPEN_PATHS or path.startswith("/static/") or self.keys.accepts(_header(scope, b"authorization")):
+                await self.app(scope, receive, watched)
+            else:
+                error = ApiError(401, "unauthorized", "missing or wrong API key: send 'Authorization: Bearer KEY'",
+                                 {"WWW-Authenticate": "Bearer"})
+                await error_response(error, self.metrics)(scope, receive, watched)
+        finally:
+            seconds = time.perf_counter() - start
+            route = _route_name(path)
+            self.metrics.requests.labels(route, str(status[0])).inc()
+            self.metrics.latency.labels(route).observe(seconds)
+            client = scope.get("client") or ("-",)
+            logger.info("%s %s %s %d %.1f ms", client[0], scope["method"], path, status[0], seconds * 1000)
+
+
+def _header(scope: dict, name: bytes) -> str | None:
+    """The first value of header `name` (lower case) in an ASGI scope."""
+    return next((v.decode("latin-1") for k, v in scope["headers"] if k == name), None)
+
+
+def error_response(e: ApiError, metrics: ServeMetrics) -> JSONResponse:
+    """The JSON answer for `e`, counted under its kind."""
+    metrics.errors.labels(e.kind).inc()
+    return JSONResponse(e.body(), status_code=e.status, headers=e.headers)

@@ -1,0 +1,72 @@
+"""Turning uploaded bytes into an upright RGB photo, refusing anything unsafe with a 4xx that names the problem.
+
+The pixel count is read from the header and checked before a single pixel is decoded: a small file that
+inflates to gigapixels (a decompression bomb) costs nothing. The limit comes from the checkpoint's coordinate
+contract (`pixel_limit`). Orientation and colour follow `bbuvl.data.images`, so an upload and the same file
+given to `bbuvl predict` reach the model as the same pixels.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from bbuvl.data.images import EXIF_ORIENTATION, convert_to_rgb
+from bbuvl.serve.errors import ApiError
+
+# A photo may have this many times the model frame's largest pixel count: a 12 MP phone photo is 12x the
+# 1 MP frame of configs/base.yaml; anything far beyond is a mistake or an attack (docs/serving.md, "Bad input").
+PIXEL_LIMIT_FACTOR = 100
+_DATA_URI = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,", re.I)
+
+
+def pixel_limit(contract_max_pixels: int) -> int:
+    """The largest upload, in pixels, for a checkpoint whose model frame holds at most `contract_max_pixels`."""
+    return contract_max_pixels * PIXEL_LIMIT_FACTOR
+
+
+def decode_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Upright (EXIF-applied) 8-bit RGB pixels of an uploaded file; ApiError 400/413 when it cannot be used."""
+    if not data:
+        raise ApiError(400, "empty_image", "the image is empty (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise ApiError(413, "image_too_large", f"the image is {w}x{h} = {w * h} pixels; this server accepts "
+                               f"at most {max_pixels} (a decompression bomb, or a photo to scale down first)")
+            im.load()
+            orientation = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
+            upright = ImageOps.exif_transpose(im) if orientation != 1 else im
+            rgb, _ = convert_to_rgb(upright)
+            return rgb if rgb is not im else im.copy()
+    except ApiError:
+        raise
+    except UnidentifiedImageError:
+        raise ApiError(400, "not_an_image", "the upload is not an image Pillow can identify (JPEG, PNG, WebP, BMP, TIFF)") from None
+    except Image.DecompressionBombError as e:  # Pillow's own check, at twice its MAX_IMAGE_PIXELS, fires inside open()
+        raise ApiError(413, "image_too_large", f"the image is too large to decode safely: {e}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ApiError(400, "corrupt_image", f"the image cannot be decoded (truncated or corrupt): {e}") from None
+
+
+def decode_base64(text: str, where: str = "image") -> bytes:
+    """Bytes of a base64 string or a `data:` URI; ApiError 400 naming `where` when it is neither."""
+    if not isinstance(text, str) or not text:
+        raise ApiError(400, "missing_image", f"'{where}' must be a non-empty base64 string or data: URI")
+    m = _DATA_URI.match(text)
+    if m:
+        if not m.group("b64"):
+            raise ApiError(400, "bad_base64", f"'{where}': only base64 data: URIs are accepted (data:image/png;base64,...)")
+        text = text[m.end():]
+    elif re.match(r"^[a-z][a-z0-9+.-]*://", text, re.I):
+        raise ApiError(400, "url_not_allowed", f"'{where}' is a URL; this server never fetches URLs: send the image as a "
+                       "base64 data: URI")
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "bad_base64", f"'{where}' is not valid base64") from None

@@ -1,0 +1,30 @@
+"""Prometheus metrics of one server, in a registry of its own (two apps in one process never share counters)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
+
+
+class ServeMetrics:
+    """Requests by route and status, latency, batch sizes, queue depth and errors by kind."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("bbuvl_requests", "HTTP requests answered", ["route", "status"], registry=self.registry)
+        self.latency = Histogram("bbuvl_request_latency_seconds", "Time from request to answer", ["route"],
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batch_size = Histogram("bbuvl_batch_size", "Images per forward pass", buckets=BATCH_BUCKETS, registry=self.registry)
+        self.batch_seconds = Histogram("bbuvl_batch_seconds", "Time of one batched forward pass", buckets=LATENCY_BUCKETS,
+                                       registry=self.registry)
+        self.queue_depth = Gauge("bbuvl_queue_depth", "Images waiting for a forward pass", registry=self.registry)
+        self.errors = Counter("bbuvl_errors", "Requests answered with an error, by kind", ["kind"], registry=self.registry)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

@@ -1,0 +1,148 @@
+// The inspector's page: a photo in, the server's findings drawn on it. Plain JS, no build step.
+// The API key lives in this closure only: never in localStorage, cookies or the URL.
+(function () {
+  "use strict";
+  const PROBLEM_STATES = ["连接错误", "未安装"];  // findings an inspector must see first
+  const FONT = '"Noto Sans CJK SC", "WenQuanYi Micro Hei", "Microsoft YaHei", "PingFang SC", "bbuvl-cjk", sans-serif';
+  let apiKey = "";
+  let lastResult = null;
+  let lastName = "photo";
+
+  const $ = (id) => document.getElementById(id);
+  const keyInput = $("api-key"), drop = $("drop"), fileInput = $("file"), status = $("status");
+
+  keyInput.addEventListener("input", () => { apiKey = keyInput.value.trim(); });
+  $("key-form").addEventListener("submit", (e) => e.preventDefault());
+
+  function say(text, isError) {
+    status.textContent = text;
+    status.className = isError ? "error" : "";
+  }
+
+  function isProblem(label) {
+    return PROBLEM_STATES.some((s) => String(label).split("/").includes(s));
+  }
+
+  function colourFor(o) {
+    if (o.unknown) return "#d4a600";
+    return isProblem(o.label) ? "#e02424" : "#0e9f6e";
+  }
+
+  function draw(img, result) {
+    const canvas = $("canvas");
+    canvas.width = img.naturalWidth;
+    canvas.height = img.naturalHeight;
+    const ctx = canvas.getContext("2d");
+    ctx.drawImage(img, 0, 0);
+    // Boxes come in the uploaded image's pixels, the canvas's own frame: no scaling here.
+    const line = Math.max(2, Math.round(Math.min(canvas.width, canvas.height) / 200));
+    const size = Math.max(12, Math.round(Math.min(canvas.width, canvas.height) / 30));
+    ctx.font = size + "px " + FONT;
+    let drawn = 0;
+    result.objects.forEach((o, i) => {
+      const [x1, y1, x2, y2] = o.bbox_2d;
+      ctx.lineWidth = line;
+      ctx.strokeStyle = colourFor(o);
+      ctx.setLineDash(o.unknown ? [line * 3, line * 2] : []);
+      ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+      const text = (i + 1) + " " + (o.unknown ? "? " : "") + o.label;
+      const w = ctx.measureText(text).width + 6;
+      const ty = y1 > size + 4 ? y1 - size - 4 : y1;
+      const tx = Math.max(0, Math.min(x1, canvas.width - w));  // a box at the right edge keeps its label inside
+      ctx.fillStyle = colourFor(o);
+      ctx.fillRect(tx, ty, w, size + 4);
+      ctx.fillStyle = "#fff";
+      ctx.fillText(text, tx + 3, ty + size);
+      drawn += 1;
+    });
+    canvas.dataset.boxes = String(drawn);
+  }
+
+  function list(result) {
+    const ul = $("findings");
+    ul.replaceChildren();
+    const order = result.objects.map((o, i) => [o, i]);
+    // Problems first, then unknown boxes, then the rest; each keeps its number on the picture.
+    order.sort((a, b) => rank(a[0]) - rank(b[0]) || a[1] - b[1]);
+    for (const [o, i] of order) {
+      const li = document.createElement("li");
+      if (isProblem(o.label)) li.classList.add("problem");
+      if (o.unknown) li.classList.add("unknown");
+      const name = document.createElement("span");
+      name.textContent = (i + 1) + ". " + o.label;  // textContent: a label is data, never markup
+      if (isProblem(o.label)) name.append(tag("state", "⚠"));
+      if (o.unknown) name.append(tag("unknown", "unknown" + (o.fewshot ? " (" + o.fewshot.label + " " + o.fewshot.score.toFixed(2) + ")" : "")));
+      const score = document.createElement("span");
+      score.className = "score";
+      score.textContent = Number(o.score).toFixed(3);
+      li.append(name, score);
+      ul.append(li);
+    }
+    $("count").textContent = "(" + result.objects.length + ")";
+    $("model").textContent = JSON.stringify({ model: result.model, timing_ms: result.timing_ms }, null, 2);
+  }
+
+  function rank(o) { return isProblem(o.label) ? 0 : o.unknown ? 1 : 2; }
+
+  function tag(kind, text) {
+    const t = document.createElement("span");
+    t.className = "tag " + kind;
+    t.textContent = text;
+    return t;
+  }
+
+  async function inspect(file) {
+    if (!file) return;
+    if (!apiKey) { say("请先输入 API key · enter the API key first", true); keyInput.focus(); return; }
+    lastName = file.name.replace(/\.[^.]*$/, "") || "photo";
+    say("检查中… · inspecting " + file.name);
+    const form = new FormData();
+    form.append("image", file, file.name);
+    let response, body;
+    try {
+      response = await fetch("/v1/detect", { method: "POST", headers: { Authorization: "Bearer " + apiKey }, body: form });
+      body = await response.json();
+    } catch (e) {
+      say("请求失败 · request failed: " + e, true);
+      return;
+    }
+    if (!response.ok) {
+      say(response.status + " " + ((body.error && body.error.message) || response.statusText), true);
+      return;
+    }
+    lastResult = body;
+    const img = new Image();
+    img.onload = async () => {
+      // A canvas does not wait for web fonts: load the fallback CJK font first (no-op when a system one draws).
+      try { await document.fonts.load('16px "bbuvl-cjk"', "螺柜"); } catch (e) { /* drawn with what there is */ }
+      draw(img, body);
+      list(body);
+      $("result").hidden = false;
+      const bad = body.objects.filter((o) => isProblem(o.label)).length;
+      say(body.objects.length + " 个目标 · objects, " + bad + " 个问题 · problems (" + body.timing_ms.total + " ms)");
+      URL.revokeObjectURL(img.src);
+    };
+    img.src = URL.createObjectURL(file);
+  }
+
+  $("download").addEventListener("click", () => {
+    if (!lastResult) return;
+    const blob = new Blob([JSON.stringify(lastResult, null, 2)], { type: "application/json" });
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(blob);
+    a.download = lastName + ".json";
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+  });
+
+  drop.addEventListener("click", () => fileInput.click());
+  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") fileInput.click(); });
+  fileInput.addEventListener("change", () => inspect(fileInput.files[0]));
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    inspect(e.dataTransfer.files[0]);
+  });
+})();

@@ -1,0 +1,78 @@
+"""Serving fixtures: the trained tiny checkpoint behind a real uvicorn server on a free localhost port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.serve.client import Client
+
+API_KEY = "serve-test-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def photos(small_dataset) -> list[Path]:
+    """The small dataset's photos (224x168 PNGs), train then val."""
+    from bbuvl.data.schema import read_records, resolve_image
+
+    return [resolve_image(small_dataset / name, r.image) for name in ("train.jsonl", "val.jsonl")
+            for r in read_records(small_dataset / name)]
+
+
+@pytest.fixture(scope="session")
+def engine(trained_checkpoint):
+    """The trained tiny checkpoint in head mode (its objectness threshold is 0: every photo gets boxes)."""
+    from bbuvl.serve.engine import Engine
+
+    return Engine.load(trained_checkpoint, mode="head", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def keys():
+    from bbuvl.serve.auth import KeyStore
+
+    return KeyStore([API_KEY])
+
+
+@contextmanager
+def running(app) -> Iterator[Client]:
+    """Serve `app` with uvicorn in a thread on a free port; yields a client; stops (draining) on exit."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=10))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield Client("127.0.0.1", sock.getsockname()[1], API_KEY)
+    finally:
+        server.should_exit = True
+        thread.join(20)
+        sock.close()
+
+
+@pytest.fixture()
+def serve(engine, keys):
+    """Call with ServeSettings fields to get a client of a fresh server (stopped after the test)."""
+    from contextlib import ExitStack
+
+    from bbuvl.serve.app import ServeSettings, create_app
+
+    with ExitStack() as stack:
+        def start(**settings) -> Client:
+            return stack.enter_context(running(create_app(engine, keys, ServeSettings(**settings))))
+
+        yield start

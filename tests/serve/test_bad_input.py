@@ -1,0 +1,97 @@
+"""Every class of bad input gets a 4xx with a JSON error naming it, and the next good request still succeeds."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import struct
+import zlib
+
+import pytest
+from PIL import Image
+
+from tests.serve.client import multipart
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A tiny PNG that declares `width` x `height` pixels (a decompression bomb's header; no need for the data)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+def truncated_jpeg() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (200, 150), (120, 40, 200)).save(buf, "JPEG")
+    return buf.getvalue()[: len(buf.getvalue()) // 2]
+
+
+def as_file(data: bytes) -> tuple[bytes, dict[str, str]]:
+    body, ctype = multipart("image", "upload.jpg", data)
+    return body, {"Content-Type": ctype}
+
+
+JSON = {"Content-Type": "application/json"}
+BAD = {
+    "not_an_image": (*as_file(b"this is a text file, not a photo"), 400, "not_an_image"),
+    "truncated_image": (*as_file(truncated_jpeg()), 400, "corrupt_image"),
+    "empty_file": (*as_file(b""), 400, "empty_image"),
+    "decompression_bomb": (*as_file(png_header_only(30000, 30000)), 413, "image_too_large"),
+    "over_the_contracts_pixel_limit": (*as_file(png_header_only(3000, 2000)), 413, "image_too_large"),
+    "body_over_the_limit": (*as_file(b"\xff\xd8" + b"0" * (1536 * 1024)), 413, "body_too_large"),
+    "wrong_content_type": (b"hello", {"Content-Type": "text/plain"}, 415, "unsupported_media_type"),
+    "no_content_type": (b"hello", {}, 415, "unsupported_media_type"),
+    "json_without_an_image": (json.dumps({"picture": "x"}).encode(), JSON, 400, "missing_image"),
+    "json_that_is_not_json": (b"{not json", JSON, 400, "invalid_json"),
+    "json_with_bad_base64": (json.dumps({"image": "@@@not base64@@@"}).encode(), JSON, 400, "bad_base64"),
+    "json_with_a_url": (json.dumps({"image": "https://example.com/a.jpg"}).encode(), JSON, 400, "url_not_allowed"),
+    "json_with_base64_text": (json.dumps({"image": base64.b64encode(b"plain words").decode()}).encode(), JSON, 400, "not_an_image"),
+    "multipart_without_a_file": (b"--b\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--b--\r\n",
+                                 {"Content-Type": "multipart/form-data; boundary=b"}, 400, "missing_image"),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_server(engine, keys):
+    from bbuvl.serve.app import ServeSettings, create_app
+    from tests.serve.conftest import running
+
+    with running(create_app(engine, keys, ServeSettings(max_body_mb=1.0))) as client:
+        yield client
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_gets_a_4xx_naming_it_and_the_next_good_request_succeeds(bad_server, photos, case):
+    body, headers, status, kind = BAD[case]
+    r = bad_server.request("POST", "/v1/detect", body, headers)
+    assert r.status == status, r.body
+    error = r.json()["error"]
+    assert error["kind"] == kind and error["message"]
+    good = bad_server.detect_file(photos[0])
+    assert good.status == 200 and good.json()["objects"]
+
+
+def test_a_body_over_the_limit_without_a_declared_length_is_refused_as_it_arrives(bad_server):
+    import http.client
+
+    conn = http.client.HTTPConnection(bad_server.host, bad_server.port, timeout=30)
+    try:
+        conn.putrequest("POST", "/v1/detect")
+        conn.putheader("Authorization", f"Bearer {bad_server.key}")
+        conn.putheader("Content-Type", "image/png")
+        conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders()
+        chunk = b"0" * 65536
+        try:
+            for _ in range(24):  # 1.5 MiB against a 1 MiB limit
+                conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            conn.send(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may answer and close before everything is sent
+        r = conn.getresponse()
+        assert r.status == 413 and json.loads(r.read())["error"]["kind"] == "body_too_large"
+    finally:
+        conn.close()
