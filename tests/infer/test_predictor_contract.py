@@ -82,3 +82,15 @@ def test_prediction_shrinks_photos_to_the_training_token_budget(trained_checkpoi
     (result,) = predictor.predict([big], mode="head", nms_iou=None)
     for d in result.objects:
         assert 0 <= d.bbox_2d[0] <= d.bbox_2d[2] <= 640 and 0 <= d.bbox_2d[1] <= d.bbox_2d[3] <= 480
+
+
+def test_a_16_bit_image_given_in_memory_is_prepared_like_its_file(predictor, tmp_path):
+    import numpy as np
+
+    wide = Image.fromarray((np.arange(224 * 168, dtype=np.uint32).reshape(168, 224) * 1.7).astype(np.uint16))
+    assert wide.mode.startswith("I;16")
+    wide.save(tmp_path / "wide.png")
+    from_file = predictor.prepare(tmp_path / "wide.png").image
+    in_memory = predictor.prepare(Image.open(tmp_path / "wide.png")).image
+    assert np.array_equal(np.asarray(from_file), np.asarray(in_memory))
+    assert 50 < np.asarray(in_memory).mean() < 200  # rescaled, not clipped to white as convert("RGB") does

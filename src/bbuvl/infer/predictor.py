@@ -24,7 +24,7 @@ from PIL import Image
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from bbuvl.data.coords import CoordinateContract
-from bbuvl.data.images import load_image
+from bbuvl.data.images import load_image, to_rgb
 from bbuvl.data.schema import ImageRecord, read_records, resolve_image
 from bbuvl.encode.chat import IGNORE_INDEX, IMAGE_TOKEN, SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, format_answer
 from bbuvl.encode.collate import PaddedCollator
@@ -135,7 +135,8 @@ class Predictor:
 
     def prepare(self, image: str | Path | Image.Image) -> _Prepared:
         """Load (EXIF-oriented RGB) and resize to the model frame the checkpoint was trained with."""
-        img = load_image(image).image if not isinstance(image, Image.Image) else image.convert("RGB")
+        # A PIL image given directly gets the same mode conversion as a file (16-bit, CMYK, alpha: data/images.py).
+        img = load_image(image).image if not isinstance(image, Image.Image) else to_rgb(image)
         msize = self.contract.model_size(img.size)
         return _Prepared(img if img.size == msize else img.resize(msize, Image.BICUBIC), img.size)
 
