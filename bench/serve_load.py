@@ -27,6 +27,8 @@ import time
 import uuid
 from pathlib import Path
 
+from tiny_checkpoint import tiny_checkpoint
+
 KEY = "bench-" + uuid.uuid4().hex
 
 
@@ -36,27 +38,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def checkpoint(tmp: Path) -> tuple[Path, list[Path]]:
-    """A tiny one-step checkpoint with a head, and the synthetic photos it was trained on."""
-    from bbuvl.config import load_config
-    from bbuvl.data.schema import read_records, resolve_image
-    from bbuvl.synthetic.dataset import synthesize
-    from bbuvl.tiny.model import build_tiny_model
-    from bbuvl.train.trainer import train
-
-    synthesize(tmp / "data", 8, 2, seed=5, size=(448, 336), num_teachers=2)
-    build_tiny_model(tmp / "model")
-    cfg = load_config(None, [
-        f"model.path={tmp / 'model'}", "model.dtype=float32", "model.min_pixels=12544", "model.max_pixels=50176",
-        f"data.train={tmp / 'data/train.jsonl'}", "data.val=null", f"data.teachers={tmp / 'data/teachers.jsonl'}",
-        f"training.output_dir={tmp / 'run'}", "training.max_steps=1", "training.per_device_batch_size=2",
-        "training.bf16=false", "training.gradient_checkpointing=false", "training.use_cpu=true",
-        "inference.max_new_tokens=64",
-    ])
-    ckpt = Path(train(cfg, progress=False)["final"])
-    return ckpt, [resolve_image(tmp / "data/train.jsonl", r.image) for r in read_records(tmp / "data/train.jsonl")]
 
 
 def post(port: int, photo: bytes) -> int:
@@ -196,7 +177,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.checkpoint is None:
-            ckpt, paths = checkpoint(tmp)
+            ckpt, paths = tiny_checkpoint(tmp)
         else:
             ckpt, paths = args.checkpoint, list(args.photo or [])
             if not paths:
