@@ -199,9 +199,18 @@ def test_request_logs_name_path_and_status_but_never_a_key_or_image_bytes(serve,
     import logging
 
     client = serve()
+    import time
+
+    def logged() -> str:
+        return "\n".join(r.getMessage() for r in caplog.records if r.name == "bbuvl.serve")
+
     with caplog.at_level(logging.INFO, logger="bbuvl.serve"):
         client.detect_file(photos[0])
         client.request("GET", "/readyz", key="a-wrong-key-that-must-not-be-logged")
-    text = "\n".join(r.getMessage() for r in caplog.records if r.name == "bbuvl.serve")
+        # The access line is written after the answer is sent, so the client can read the answer first.
+        deadline = time.monotonic() + 10
+        while "GET /readyz 401" not in logged() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    text = logged()
     assert "POST /v1/detect 200" in text and "GET /readyz 401" in text
     assert client.key not in text and "a-wrong-key-that-must-not-be-logged" not in text and "PNG" not in text
