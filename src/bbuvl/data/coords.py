@@ -1,8 +1,10 @@
-"""The one coordinate contract: stored image <-> model frame <-> vendor frame.
+"""The one coordinate contract: stored image <-> model frame <-> answer coordinates <-> vendor frame.
 
-Qwen2.5-VL resizes every image with `smart_resize` (sides multiples of 28, pixel count within
-[min_pixels, max_pixels]) and reads/writes boxes in absolute pixels of that resized image. Every
-conversion between that frame, the image file as stored, and the frame an annotator saw lives here.
+Every Qwen VL family resizes an image with `smart_resize` (sides multiples of the family's factor, pixel count
+within [min_pixels, max_pixels]). Qwen2.5-VL then reads and writes boxes in absolute pixels of that resized
+image; Qwen3-VL and Qwen3.5 write integers relative to the image's sides, 0 to 1000 (data/families.py).
+Datasets stay family-neutral, in stored-image pixels: every conversion between the stored file, the model
+frame, a family's answer coordinates and the frame an annotator saw lives here (docs/families.md).
 Sizes are always `(width, height)`; boxes are always `[x1, y1, x2, y2]` (left, top, right, bottom).
 """
 
@@ -16,11 +18,12 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 from bbuvl.atomic import write_text_atomic
+from bbuvl.data.families import DEFAULT_FAMILY, RELATIVE_SCALE, BoxFormat, get_family
 
 Box = list[float]
 Size = tuple[int, int]
 
-FACTOR = 28  # patch 14 x spatial merge 2
+FACTOR = 28  # Qwen2.5-VL: patch 14 x spatial merge 2
 MAX_ASPECT = 200
 QWEN_MIN_PIXELS = 56 * 56
 QWEN_MAX_PIXELS = 28 * 28 * 1280
@@ -187,18 +190,28 @@ def vendor_to_stored(box: Sequence[float], frame: VendorFrame, raw: Size, orient
 
 @dataclass(frozen=True)
 class CoordinateContract:
-    """The image frame a model was trained with: smart_resize bounds and the vision-token budget.
+    """The image frame a model was trained with and how its answers write boxes.
 
-    Built once from the run config (`ModelConfig.frame`), saved with every checkpoint and read back by
-    prediction, so training and inference resize every photo the same way (docs/architecture.md).
+    Smart_resize bounds, the family's factor, the vision-token budget, and the family's box convention. Built
+    once from the run config (`ModelConfig.frame`), saved with every checkpoint and read back by prediction,
+    evaluation and serving, so every stage resizes every photo the same way and reads every answer in the
+    convention it was trained with (docs/architecture.md, docs/families.md). `factor` and `box_format` default
+    to the family's; a saved file that disagrees with its family is refused.
     """
 
     min_pixels: int = QWEN_MIN_PIXELS
     max_pixels: int = QWEN_MAX_PIXELS
-    factor: int = FACTOR
+    factor: int | None = None
     max_vision_tokens: int | None = None  # per image after the 2x2 merge; a larger photo is shrunk to fit
+    family: str = DEFAULT_FAMILY
+    box_format: BoxFormat | None = None
 
     def __post_init__(self) -> None:
+        fam = get_family(self.family)
+        if self.factor is None:
+            object.__setattr__(self, "factor", fam.factor)
+        if self.box_format is None:
+            object.__setattr__(self, "box_format", fam.box_format)
         for name in ("min_pixels", "max_pixels", "factor", "max_vision_tokens"):
             value = getattr(self, name)
             if value is None and name == "max_vision_tokens":
@@ -207,6 +220,14 @@ class CoordinateContract:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.min_pixels > self.max_pixels:
             raise ValueError(f"min_pixels ({self.min_pixels}) must not exceed max_pixels ({self.max_pixels})")
+        if (self.factor, self.box_format) != (fam.factor, fam.box_format):
+            raise ValueError(f"{fam.name} resizes to multiples of {fam.factor} and writes {fam.box_format} boxes, "
+                             f"but this contract says factor {self.factor} and {self.box_format} boxes")
+
+    @property
+    def box_scale(self) -> int | None:
+        """The far-edge value of relative answer coordinates; None when answers are absolute frame pixels."""
+        return RELATIVE_SCALE if self.box_format == "relative" else None
 
     def _bounded_size(self, size: Size, min_pixels: int, max_pixels: int) -> Size:
         h, w = smart_resize(size[1], size[0], self.factor, min_pixels, max_pixels)
@@ -232,22 +253,27 @@ class CoordinateContract:
         w, h = self.model_size(size)
         return (w // self.factor) * (h // self.factor)
 
+    def answer_extent(self, size: Size) -> Size:
+        """Largest x and y an answer may write for a stored image of `size` (its frame, or the relative scale)."""
+        if self.box_format == "relative":
+            return (RELATIVE_SCALE, RELATIVE_SCALE)
+        return self.model_size(size)
+
     def to_model(self, box: Sequence[float], size: Size) -> list[int]:
-        """Stored-image box -> integer box in the model frame (clipped to it)."""
-        msize = self.model_size(size)
-        return round_box(clip_box(scale_box(box, size, msize), msize))
+        """Stored-image box -> the integer box an answer writes: model-frame pixels, or 0-1000 of each side."""
+        extent = self.answer_extent(size)
+        return round_box(clip_box(scale_box(box, size, extent), extent))
 
     def to_stored(self, box: Sequence[float], size: Size) -> Box:
-        """Model-frame box -> stored-image box (clipped to the image)."""
-        msize = self.model_size(size)
-        return clip_box(scale_box(box, msize, size), size)
+        """Answer box (model-frame pixels, or 0-1000 relative) -> stored-image box (clipped to the image)."""
+        return clip_box(scale_box(box, self.answer_extent(size), size), size)
 
     def from_unit(self, box: Sequence[float], size: Size) -> Box:
         """Box in units of the image's sides (`[0, 1]`, the detection head's output) -> stored-image box."""
         w, h = size
         return [box[0] * w, box[1] * h, box[2] * w, box[3] * h]
 
-    def to_dict(self) -> dict[str, int | None]:
+    def to_dict(self) -> dict[str, int | str | None]:
         """Plain dict for JSON."""
         return asdict(self)
 
@@ -260,6 +286,13 @@ class CoordinateContract:
         """Read the contract a checkpoint was trained with."""
         path = Path(directory) / CONTRACT_FILE
         try:
-            return cls(**json.loads(path.read_text(encoding="utf-8")))
+            fields = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{path}: missing; this checkpoint was not saved by bbuvl train") from e
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+        try:
+            # Contracts saved before families existed hold no family: they were all Qwen2.5-VL's.
+            return cls(**fields)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: {e}") from None

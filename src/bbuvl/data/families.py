@@ -1,0 +1,92 @@
+"""The model families bbu-vl trains, one entry each: what differs between them, and nothing else (docs/families.md).
+
+A family is read from a checkpoint's `config.json` `model_type`, never from its folder name: a folder called
+`qwen3-vl-finetuned` may hold anything. The entry says how the family resizes photos (patch x merge = the
+factor sides are multiples of), how its answers write boxes (absolute pixels of the resized frame, or integers
+relative to the image's sides), what its chat template puts before an answer, and whether packed rows can
+isolate their samples in every layer type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+BoxFormat = Literal["absolute", "relative"]
+
+# The relative families write every coordinate as round(1000 * x / side), so 0 is the left/top edge and 1000 the
+# right/bottom one. Qwen's own grounding examples decode with `x / 1000 * side`; the alternative (999 as the far
+# edge) would put every decoded box 0.1% off in exactly the way users report as "shifted boxes".
+RELATIVE_SCALE = 1000
+
+
+@dataclass(frozen=True)
+class Family:
+    """What one model family needs from bbu-vl."""
+
+    model_type: str  # config.json's model_type
+    name: str  # what users call it
+    patch_size: int  # vision patch side in pixels
+    merge_size: int  # patches merged per side into one LLM token
+    box_format: BoxFormat
+    processor_class: str  # the stock transformers processor named by real checkpoints
+    # Text the family's chat template writes between "<|im_start|>assistant\n" and a non-thinking answer.
+    assistant_prefix: str
+    # Whether a packed row keeps its samples apart in every layer type on the backends bbu-vl runs.
+    packs_isolated: bool
+    packing_note: str
+    example_checkpoints: tuple[str, ...]
+
+    @property
+    def factor(self) -> int:
+        """Side multiple of every resized photo: one merged LLM token covers factor x factor pixels."""
+        return self.patch_size * self.merge_size
+
+    @property
+    def box_scale(self) -> int | None:
+        """The far-edge value of relative coordinates (None for absolute pixels)."""
+        return RELATIVE_SCALE if self.box_format == "relative" else None
+
+
+# The vision special tokens (same names in all three families; their ids differ per tokenizer).
+IMAGE_TOKEN = "<|image_pad|>"
+VIDEO_TOKEN = "<|video_pad|>"
+VISION_START_TOKEN = "<|vision_start|>"
+VISION_END_TOKEN = "<|vision_end|>"
+
+FAMILIES: dict[str, Family] = {
+    f.model_type: f
+    for f in (
+        Family(
+            model_type="qwen2_5_vl", name="Qwen2.5-VL", patch_size=14, merge_size=2, box_format="absolute",
+            processor_class="Qwen2_5_VLProcessor", assistant_prefix="", packs_isolated=True,
+            packing_note="full attention everywhere: the per-sample text positions isolate packed samples",
+            example_checkpoints=("Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct"),
+        ),
+        Family(
+            model_type="qwen3_vl", name="Qwen3-VL", patch_size=16, merge_size=2, box_format="relative",
+            processor_class="Qwen3VLProcessor", assistant_prefix="", packs_isolated=True,
+            packing_note="full attention everywhere (DeepStack adds features at image tokens only): the per-sample "
+                         "text positions isolate packed samples",
+            example_checkpoints=("Qwen/Qwen3-VL-4B-Instruct", "Qwen/Qwen3-VL-8B-Instruct"),
+        ),
+        Family(
+            model_type="qwen3_5", name="Qwen3.5", patch_size=16, merge_size=2, box_format="relative",
+            processor_class="Qwen3VLProcessor", assistant_prefix="<think>\n\n</think>\n\n", packs_isolated=False,
+            packing_note="its Gated DeltaNet (linear-attention) layers and their causal convolution carry state along "
+                         "the whole row: transformers' torch kernels take no sequence boundaries, so packed samples "
+                         "would read each other",
+            example_checkpoints=("Qwen/Qwen3.5-0.8B", "Qwen/Qwen3.5-2B", "Qwen/Qwen3.5-4B"),
+        ),
+    )
+}
+DEFAULT_FAMILY = "qwen2_5_vl"
+
+
+def get_family(model_type: str) -> Family:
+    """The family of a `config.json` `model_type`; ValueError listing the supported ones otherwise."""
+    try:
+        return FAMILIES[model_type]
+    except KeyError:
+        raise ValueError(f"model_type '{model_type}' is not a model family bbu-vl supports; supported: "
+                         f"{', '.join(f'{k} ({f.name})' for k, f in FAMILIES.items())}") from None
