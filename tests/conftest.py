@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ import torch
 
 # One thread: the tiny models gain little from two, and two threads under any other load were measured ~50x slower.
 torch.set_num_threads(1)
+# No test may reach the hub: an accidental hub id fails at once instead of retrying for half a minute.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")

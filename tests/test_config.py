@@ -99,7 +99,8 @@ def test_the_frame_comes_from_one_source_then_explicit_bounds(tmp_path):
     from bbuvl.data.coords import CoordinateContract
 
     cfg = tmp_path / "run.yaml"
-    cfg.write_text("model:\n  min_pixels: 3136\n  max_pixels: 50176\n  max_vision_tokens: 32\n", encoding="utf-8")
+    cfg.write_text("model:\n  family: qwen2_5_vl\n  min_pixels: 3136\n  max_pixels: 50176\n  max_vision_tokens: 32\n",
+                   encoding="utf-8")
     assert resolve_frame(cfg) == CoordinateContract(3136, 50176, max_vision_tokens=32)
     assert resolve_frame(cfg, max_pixels=12544) == CoordinateContract(3136, 12544, max_vision_tokens=32)
     CoordinateContract(6272, 12544).save(tmp_path)

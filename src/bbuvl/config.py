@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bbuvl.data.coords import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, CoordinateContract
+from bbuvl.data.families import Family, family_of, get_family
 
 
 class _Strict(BaseModel):
@@ -38,6 +39,9 @@ class ModelConfig(_Strict):
     """Which checkpoint to load and how the model sees images."""
 
     path: str = "Qwen/Qwen2.5-VL-3B-Instruct"  # local folder or hub id
+    # "auto": the checkpoint's config.json model_type. Naming it lets data commands work before the model is
+    # downloaded; training then checks that the checkpoint agrees (docs/families.md).
+    family: Literal["auto", "qwen2_5_vl", "qwen3_vl", "qwen3_5"] = "auto"
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     min_pixels: int = Field(QWEN_MIN_PIXELS, gt=0)
@@ -50,12 +54,18 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _frame_valid(self) -> "ModelConfig":
-        self.frame()  # the contract checks its own bounds
+        # The contract checks its own bounds; the family is not read here (that may need the checkpoint).
+        CoordinateContract(self.min_pixels, self.max_pixels, max_vision_tokens=self.max_vision_tokens)
         return self
 
+    def resolve_family(self) -> Family:
+        """The model family: `family` when named, else read from the checkpoint's config.json."""
+        return get_family(self.family) if self.family != "auto" else family_of(self.path)
+
     def frame(self) -> CoordinateContract:
-        """The image frame this config trains with: pixel bounds and the per-image vision-token budget."""
-        return CoordinateContract(self.min_pixels, self.max_pixels, max_vision_tokens=self.max_vision_tokens)
+        """The image frame this config trains with: pixel bounds, vision-token budget, the family's box convention."""
+        return CoordinateContract(self.min_pixels, self.max_pixels, max_vision_tokens=self.max_vision_tokens,
+                                  family=self.resolve_family().model_type)
 
 
 class DataConfig(_Strict):

@@ -9,7 +9,10 @@ isolate their samples in every layer type.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 BoxFormat = Literal["absolute", "relative"]
@@ -90,3 +93,36 @@ def get_family(model_type: str) -> Family:
     except KeyError:
         raise ValueError(f"model_type '{model_type}' is not a model family bbu-vl supports; supported: "
                          f"{', '.join(f'{k} ({f.name})' for k, f in FAMILIES.items())}") from None
+
+
+def model_type_of(path: str | Path) -> str:
+    """The `model_type` in a checkpoint's `config.json`: a local folder, else a hub id through transformers' cache."""
+    config = Path(path) / "config.json"
+    if config.is_file():
+        try:
+            model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+        except (json.JSONDecodeError, AttributeError) as e:
+            raise ValueError(f"{config}: not a JSON object ({e})") from None
+        if not isinstance(model_type, str):
+            raise ValueError(f"{config}: no model_type: not a Hugging Face model folder")
+        return model_type
+    if Path(path).is_dir():
+        raise ValueError(f"{path}: no config.json: not a Hugging Face model folder")
+    from transformers import AutoConfig
+
+    # A hub id: the local cache first (no network), then the hub unless HF_HUB_OFFLINE says there is none.
+    attempts = [True] if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") else [True, False]
+    error: Exception | None = None
+    for local_only in attempts:
+        try:
+            return AutoConfig.from_pretrained(str(path), local_files_only=local_only).model_type
+        except Exception as e:  # noqa: BLE001 - any failure means the same thing to the user
+            error = e
+    first_line = (str(error).splitlines() or [""])[0][:200]
+    raise ValueError(f"cannot read the model family of '{path}' ({type(error).__name__}: {first_line}); "
+                     "give a local model folder, or set model.family") from None
+
+
+def family_of(path: str | Path) -> Family:
+    """The family of the checkpoint at `path` (folder or hub id), from its config.json, never its name."""
+    return get_family(model_type_of(path))

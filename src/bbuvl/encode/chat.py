@@ -89,13 +89,19 @@ class EncodedSample:
 
 
 class ChatEncoder:
-    """Turns (system prompt, turns) into token ids with per-token loss spans, using a Qwen2.5-VL processor."""
+    """Turns (system prompt, turns) into token ids with per-token loss spans, using a Qwen VL processor.
 
-    def __init__(self, processor: Any, system_prompt: str, lang: str = "zh"):
+    `assistant_prefix` is what the family's chat template writes before the final answer (Qwen3.5's empty
+    thinking block, data/families.py); it is part of the prompt, never supervised. Earlier (teacher) answers get
+    none, as the templates render past turns.
+    """
+
+    def __init__(self, processor: Any, system_prompt: str, lang: str = "zh", assistant_prefix: str = ""):
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.system_prompt = system_prompt
         self.user_text = USER_TEXT[lang]
+        self.assistant_prefix = assistant_prefix
         ip = processor.image_processor
         self.merge = int(getattr(ip, "merge_size", 2))
         tok = self.tokenizer
@@ -107,6 +113,7 @@ class ChatEncoder:
         # Token counts of encode's fixed pieces, so that a sample's length is known without its image.
         self._system_len = len(self._system_ids())
         self._turn_len = len(self._user_head_ids()) + len(self._user_tail_ids())
+        self._prefix_ids = self._ids(assistant_prefix) if assistant_prefix else []
         self._answer_end_len = 1 + len(self._ids("\n"))  # <|im_end|> and the newline after it
 
     def _ids(self, text: str) -> list[int]:
@@ -126,13 +133,18 @@ class ChatEncoder:
         """Tokens of the system turn that starts every conversation."""
         return self._system_len
 
+    @property
+    def prefix_length(self) -> int:
+        """Tokens of the assistant prefix before the final answer (0 for most families)."""
+        return len(self._prefix_ids)
+
     def turn_length(self, vision_tokens: int, answer_tokens: int) -> int:
-        """Tokens `encode` spends on one answered turn: its user prompt, image pads and answer."""
+        """Tokens `encode` spends on one answered teacher turn: its user prompt, image pads and answer."""
         return self._turn_len + vision_tokens + answer_tokens + self._answer_end_len
 
     def prompt_length(self, vision_tokens: int) -> int:
         """Tokens before the answer of a conversation with one photo: everything that cannot be cut."""
-        return self._system_len + self._turn_len + vision_tokens
+        return self._system_len + self._turn_len + vision_tokens + len(self._prefix_ids)
 
     def answer_ids(self, answers: Sequence[str]) -> list[list[int]]:
         """Token ids of several answers at once (the tokenizer batches them)."""
@@ -178,6 +190,8 @@ class ChatEncoder:
             add(self._user_head_ids())
             add([self.image_pad_id] * n_pad)
             add(self._user_tail_ids())
+            if i == len(turns) - 1:
+                add(self._prefix_ids)
             if turn.answer is None:
                 if not (add_generation_prompt and i == len(turns) - 1):
                     raise ValueError("only the last turn may lack an answer, and only for generation")

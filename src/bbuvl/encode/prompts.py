@@ -16,11 +16,18 @@ _HEADER = {
 }
 
 _RULES = {
-    "zh": '输出规则：只输出一个JSON数组，每个元素为{"bbox_2d": [x1, y1, x2, y2], "label": "标签"}；'
-    "坐标是图像中的像素（左、上、右、下）；标签必须是上面列出的之一；按y1再按x1排序；没有目标时输出[]。",
-    "en": 'Output rules: answer with one JSON array only, each element {"bbox_2d": [x1, y1, x2, y2], "label": "label"}; '
-    "coordinates are image pixels (left, top, right, bottom); labels must be one of those listed above; sort by y1 "
-    "then x1; answer [] when there is nothing.",
+    "zh": '输出规则：只输出一个JSON数组，每个元素为{{"bbox_2d": [x1, y1, x2, y2], "label": "标签"}}；'
+    "{coordinates}；标签必须是上面列出的之一；按y1再按x1排序；没有目标时输出[]。",
+    "en": 'Output rules: answer with one JSON array only, each element {{"bbox_2d": [x1, y1, x2, y2], "label": "label"}}; '
+    "{coordinates}; labels must be one of those listed above; sort by y1 then x1; answer [] when there is nothing.",
+}
+
+# How each box convention is described to the model (data/families.py): the wording its pretraining used.
+_COORDINATES = {
+    ("absolute", "zh"): "坐标是图像中的像素（左、上、右、下）",
+    ("absolute", "en"): "coordinates are image pixels (left, top, right, bottom)",
+    ("relative", "zh"): "坐标是相对坐标，把图像的宽和高都归一化到0到1000（左、上、右、下）",
+    ("relative", "en"): "coordinates are relative, the image's width and height each scaled to 0-1000 (left, top, right, bottom)",
 }
 
 
@@ -32,10 +39,13 @@ def _category_of(label: str, hierarchy: Hierarchy) -> str | None:
     return next((name for name, c in hierarchy.categories.items() if c.gloss == head), None)
 
 
-def system_prompt(labels: list[str], hierarchy: Hierarchy, lang: str = "zh") -> str:
-    """System prompt listing exactly `labels` (the data's vocabulary), grouped by category with its visual cue."""
+def system_prompt(labels: list[str], hierarchy: Hierarchy, lang: str = "zh", box_format: str = "absolute") -> str:
+    """System prompt listing exactly `labels` (the data's vocabulary), grouped by category with its visual cue, and
+    the family's box convention (`absolute` frame pixels or `relative` 0-1000)."""
     if lang not in _HEADER:
         raise ValueError(f"prompt language must be 'zh' or 'en', got '{lang}'")
+    if (box_format, lang) not in _COORDINATES:
+        raise ValueError(f"box_format must be 'absolute' or 'relative', got '{box_format}'")
     groups: dict[str, list[str]] = {}
     for label in labels:
         cat = _category_of(label, hierarchy)
@@ -51,5 +61,5 @@ def system_prompt(labels: list[str], hierarchy: Hierarchy, lang: str = "zh") -> 
         labels_word = "标签" if lang == "zh" else "labels"
         colon = "：" if lang == "zh" else ": "
         lines.append(f"- {title}{colon}{cue_part}{labels_word}{colon}{', '.join(groups[cat])}")
-    lines.append(_RULES[lang])
+    lines.append(_RULES[lang].format(coordinates=_COORDINATES[box_format, lang]))
     return "\n".join(lines)

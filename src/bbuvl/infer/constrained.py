@@ -6,7 +6,7 @@ The answer grammar is `json.dumps(objs, ensure_ascii=False)` of `[{"bbox_2d": [x
     answer := "[]" | "[" object (", " object)* "]"
     object := '{"bbox_2d": [' x1 ", " y1 ", " x2 ", " y2 '], "label": ' json(L) "}"
 
-with integers written without leading zeros, 0 <= x1 <= x2 <= W and 0 <= y1 <= y2 <= H in the row's model frame
+with integers written without leading zeros, 0 <= x1 <= x2 <= W and 0 <= y1 <= y2 <= H in the row's answer extent (model frame, or 0-1000 when relative)
 (W x H; without one, at most `MAX_DIGITS` digits), and L one of the checkpoint's labels.
 
 Design (docs/constrained_decoding.md has the reasons and measurements):

@@ -24,6 +24,7 @@ from PIL import Image
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.families import get_family
 from bbuvl.data.images import load_image, to_rgb
 from bbuvl.data.schema import ImageRecord, read_records, resolve_image
 from bbuvl.encode.chat import IGNORE_INDEX, IMAGE_TOKEN, SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, format_answer
@@ -115,7 +116,7 @@ class Predictor:
     def __init__(self, model: Any, processor: Any, contract: CoordinateContract, prompt: Any, cfg: Any, device: str = "cpu"):
         self.model, self.processor, self.contract, self.prompt, self.cfg = model, processor, contract, prompt, cfg
         self.device = device
-        self.encoder = ChatEncoder(processor, prompt.system, prompt.lang)
+        self.encoder = ChatEncoder(processor, prompt.system, prompt.lang, get_family(contract.family).assistant_prefix)
         tok = processor.tokenizer
         self.tokenizer = tok
         self.collator = PaddedCollator(tok.pad_token_id, tok.convert_tokens_to_ids(IMAGE_TOKEN), padding_side="left")
@@ -162,13 +163,13 @@ class Predictor:
     # --- modes -------------------------------------------------------------------------------
 
     def _answer_constraint(self, prepared: Sequence[_Prepared], constrained: bool, max_new_tokens: int) -> LogitsProcessor | None:
-        """The grammar processor for this batch (each row bounded by its model frame), or None when off."""
+        """The grammar processor for this batch (each row bounded by its answer extent: frame or 0-1000), or None when off."""
         if not constrained:
             return None
         if not self.prompt.labels:
             logger.warning("constrained decoding is off: the checkpoint's prompt.json lists no labels")
             return None
-        return self._constraint_for_labels().processor([self.contract.model_size(p.size) for p in prepared], max_new_tokens)
+        return self._constraint_for_labels().processor([self.contract.answer_extent(p.size) for p in prepared], max_new_tokens)
 
     def _constraint_for_labels(self) -> AnswerConstraint:
         if self._constraint is None:
@@ -268,7 +269,7 @@ class Predictor:
               batch_rows: int) -> list[ImageResult]:
         """Head boxes, each named by the VLM: its answer is begun with the box and the VLM writes the label.
 
-        Every box is one row: the photo's prompt followed by `[{"bbox_2d": [box], "label": ` in the model frame,
+        Every box is one row: the photo's prompt followed by `[{"bbox_2d": [box], "label": ` in answer coordinates,
         then decoding constrained to the checkpoint's labels. Score = objectness x the label tokens' mean
         probability (docs/localisation.md, "Box-prompted naming").
         """
@@ -294,7 +295,7 @@ class Predictor:
                 sample["span_ids"] = torch.cat([sample["span_ids"], torch.zeros_like(extra)])
                 sample["mm_token_type_ids"] = torch.cat([sample["mm_token_type_ids"], torch.zeros_like(extra)])
                 samples.append(sample)
-                frame = self.contract.model_size(prepared[b].size)
+                frame = self.contract.answer_extent(prepared[b].size)
                 grammar = constraint.grammar(frame)
                 state = grammar.run(text.encode("utf-8"))
                 if state is None:

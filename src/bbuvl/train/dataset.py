@@ -130,7 +130,7 @@ class ConversationDataset(torch.utils.data.Dataset):
                 prompt = self.encoder.prompt_length(vision)
                 if prompt >= max_length:
                     refused.append((r, prompt, vision))
-                elif self.encoder.system_length + lengths[-1] > max_length:
+                elif self.encoder.system_length + lengths[-1] + self.encoder.prefix_length > max_length:
                     room = max_length - prompt
                     text = self.encoder.tokenizer.decode(ids[:room], clean_up_tokenization_spaces=False)
                     cut.append((r, f"answer of {len(ids)} tokens cut to {room}: the first {objects_within(objs, len(text))} "
@@ -159,7 +159,7 @@ class ConversationDataset(torch.utils.data.Dataset):
         """Tokens left for teachers before sample `index`'s student within max_length (unbounded without one)."""
         if self.max_length is None:
             return float("inf")
-        return self.max_length - self.encoder.system_length - self._student_len[index]
+        return self.max_length - self.encoder.system_length - self.encoder.prefix_length - self._student_len[index]
 
     def _within(self, index: int, teachers: list[tuple[SourcedRecord, int]]) -> list[SourcedRecord]:
         """The teachers (with their turn lengths) that fit before sample `index`, kept in order while they fit."""

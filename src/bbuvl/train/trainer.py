@@ -85,16 +85,24 @@ class Run:
 def build_run(cfg: Config) -> Run:
     """Load the model and data a config describes and check parameter groups (fails fast, before any step)."""
     set_seed(cfg.training.seed)  # the head's initial weights must not depend on what ran before in this process
+    family = cfg.model.resolve_family()
+    if cfg.data.collator == "packed" and not family.packs_isolated:
+        raise ValueError(f"data.collator: packed is refused for {family.name}: {family.packing_note}; "
+                         "use data.collator: padded (docs/families.md)")
     contract = cfg.model.frame()
     hierarchy = Hierarchy.load(cfg.data.hierarchy)
     train_sources = sources_from(read_dataset(cfg.data.train), cfg.data.train)  # an empty file fails here, before loading
     labels = data_labels(cfg, hierarchy)
-    prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang), labels, cfg.data.lang)
+    prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang, contract.box_format), labels, cfg.data.lang)
 
     vlm, processor = load_model_and_processor(cfg.model.path, dtype=cfg.model.dtype,
                                               attn_implementation=cfg.model.attn_implementation,
                                               frame=contract,
                                               load_in_bits=cfg.model.lora.bits if cfg.model.lora.enabled else 16)
+    loaded = vlm.config.model_type
+    if loaded != family.model_type:
+        raise ValueError(f"model.family is {family.model_type} but {cfg.model.path} holds a {loaded} model; "
+                         "set model.family: auto or the checkpoint's family")
     if cfg.model.lora.enabled:
         vlm = apply_lora(vlm, cfg.model.lora)
     if cfg.training.gradient_checkpointing:
@@ -103,7 +111,7 @@ def build_run(cfg: Config) -> Run:
     freeze_zero_lr_groups(model, cfg.training.lr)
     assign_groups(model)  # raises naming any trainable parameter outside the five groups
 
-    encoder = ChatEncoder(processor, prompt.system, cfg.data.lang)
+    encoder = ChatEncoder(processor, prompt.system, cfg.data.lang, family.assistant_prefix)
     pool = []
     if cfg.data.teachers and Path(cfg.data.teachers).exists():
         pool = [SourcedRecord(r, cfg.data.teachers) for r in read_records(cfg.data.teachers)]
