@@ -389,7 +389,7 @@ def test_resize_reads_the_frame_from_a_config_or_a_checkpoint(export, converted,
     frame = CoordinateContract(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 40, max_vision_tokens=9)
     if source == "--config":
         where = tmp_path / "run.yaml"
-        where.write_text(f"model:\n  min_pixels: {frame.min_pixels}\n  max_pixels: {frame.max_pixels}\n"
+        where.write_text(f"model:\n  family: qwen2_5_vl\n  min_pixels: {frame.min_pixels}\n  max_pixels: {frame.max_pixels}\n"
                          f"  max_vision_tokens: {frame.max_vision_tokens}\n", encoding="utf-8")
     else:
         where = tmp_path / "checkpoint"

@@ -67,7 +67,7 @@ def test_stats_prints_tables_and_writes_json(dataset: Path, tmp_path: Path):
 
 def test_stats_takes_pixel_bounds_from_a_config(dataset: Path, tmp_path: Path):
     cfg = tmp_path / "run.yaml"
-    cfg.write_text("model:\n  min_pixels: 3136\n  max_pixels: 12544\n", encoding="utf-8")
+    cfg.write_text("model:\n  family: qwen2_5_vl\n  min_pixels: 3136\n  max_pixels: 12544\n", encoding="utf-8")
     invoke("stats", dataset, "--config", cfg, "--json", tmp_path / "s.json")
     vt = json.loads((tmp_path / "s.json").read_text(encoding="utf-8"))["vision_tokens"]
     assert (vt["min_pixels"], vt["max_pixels"]) == (3136, 12544)

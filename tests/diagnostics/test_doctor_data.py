@@ -17,7 +17,7 @@ from bbuvl.data.labels import Hierarchy
 from bbuvl.data.schema import read_records, write_dataset
 from bbuvl.diagnostics.data_doctor import diagnose_data
 
-SETTINGS = {"model": {"min_pixels": 12544, "max_vision_tokens": 200}, "training": {"per_device_batch_size": 2}}
+SETTINGS = {"model": {"family": "qwen2_5_vl", "min_pixels": 12544, "max_vision_tokens": 200}, "training": {"per_device_batch_size": 2}}
 
 
 def _config_file(folder, tmp_path):

@@ -60,7 +60,7 @@ def test_eval_prints_markup_like_labels_verbatim_and_writes_its_metrics(tmp_path
 def test_doctor_data_prints_markup_like_labels_verbatim(tmp_path):
     root = dataset(tmp_path / "ds")
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump({"model": {"min_pixels": 12544}, "data": {
+    config.write_text(yaml.safe_dump({"model": {"family": "qwen2_5_vl", "min_pixels": 12544}, "data": {
         "train": str(root / "train.jsonl"), "val": str(root / "val.jsonl"), "teachers": str(root / "teachers.jsonl")}}),
         encoding="utf-8")
     r = CliRunner().invoke(app, ["doctor", "data", str(root), "--config", str(config)], env={"COLUMNS": "200"})

@@ -104,9 +104,11 @@ def data(
 
 @app.command("model")
 def model(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint folder written by `bbuvl train`."),
+    checkpoint: Path = typer.Argument(..., help="Checkpoint folder written by `bbuvl train`, or a plain model folder "
+                                      "(checked before any training)."),
     config: Path = typer.Option(None, "--config", "-c",
-                                help="Config a run would continue with (default: the checkpoint's bbuvl.yaml)."),
+                                help="Config a run would continue with, or start from on a plain model folder "
+                                     "(default: the checkpoint's bbuvl.yaml)."),
     image: Path = typer.Option(None, help="Image to run the checks on (default: the run's first training photo)."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1 ..."),
 ) -> None:

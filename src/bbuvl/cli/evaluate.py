@@ -36,6 +36,8 @@ def evaluate(
     worst: int = typer.Option(20, "--worst", min=0, help="How many of the worst photos the report shows."),
     font_path: Optional[Path] = typer.Option(None, "--font-path", help=FONT_HELP),
     hierarchy: Optional[Path] = typer.Option(None, "--hierarchy", help=HIERARCHY_HELP),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="A METRICS.json to compare with side by side (e.g. "
+                                            "the base model's zero-shot evaluation), in the terminal and the report."),
 ) -> None:
     """Score predictions against ground truth: COCO AP, label accuracy, error counts; optionally an HTML report.
 
@@ -51,6 +53,7 @@ def evaluate(
     """
     from bbuvl.data.labels import Hierarchy
     from bbuvl.data.schema import read_records
+    from bbuvl.eval.compare import compare, read_metrics
     from bbuvl.eval.fonts import find_cjk_font
     from bbuvl.eval.metrics import evaluate_predictions
     from bbuvl.eval.predictions import read_predictions
@@ -61,6 +64,7 @@ def evaluate(
     if not 0.0 < iou <= 1.0:
         fail(f"--iou must be in (0, 1], got {iou}")
     with user_errors(ValueError, OSError):
+        base_metrics = read_metrics(baseline) if baseline is not None else None
         records = read_records(gt)
         lines = read_predictions(pred)
         h = Hierarchy.load(hierarchy)
@@ -72,6 +76,9 @@ def evaluate(
         write_text_atomic(out, json.dumps(evaluation.metrics, ensure_ascii=False, indent=2) + "\n")
         write_text_atomic(details_path(out), json.dumps(evaluation.details(), ensure_ascii=False, indent=2) + "\n")
     print_metrics(evaluation, h)
+    comparison = compare(evaluation.metrics, base_metrics) if base_metrics is not None else None
+    if comparison is not None:
+        print_comparison(comparison, baseline)
     for note in evaluation.notes:
         console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
     console.print(f"[green]metrics[/]: {escape(str(out))}  (COCO details and curves: {escape(str(details_path(out)))})",
@@ -82,7 +89,8 @@ def evaluate(
         if font.warning:
             console.print(f"[bold yellow]warning:[/] {escape(font.warning)}", soft_wrap=True)
         with console.status("drawing the report", spinner="dots"), user_errors(OSError):
-            index = write_report(evaluation, report, font, h, worst=worst)
+            index = write_report(evaluation, report, font, h, worst=worst, comparison=comparison,
+                                 baseline_name=str(baseline) if baseline else None)
         console.print(f"[green]report[/]: {escape(str(index))}", soft_wrap=True)
 
 
@@ -90,6 +98,18 @@ def _num(v: Any) -> str:
     if v is None:
         return "–"
     return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def print_comparison(rows: list[dict[str, Any]], baseline: Path) -> None:
+    """This evaluation beside the baseline's, with the change (green better, red worse)."""
+    table = Table(title=f"Against the baseline {escape(str(baseline))}", title_justify="left")
+    for col in ("", "baseline", "this", "change"):
+        table.add_column(col, justify="left" if not col else "right")
+    for r in rows:
+        colour = {True: "green", False: "red"}.get(r["better"], "")
+        change = "" if r["delta"] is None else f"{r['delta']:+.3f}" if abs(r["delta"]) < 10 else f"{r['delta']:+.0f}"
+        table.add_row(r["name"], _num(r["baseline"]), _num(r["value"]), f"[{colour}]{change}[/]" if colour else change)
+    console.print(table)
 
 
 def print_metrics(evaluation: Any, hierarchy: Any, max_categories: int = 30) -> None:

@@ -66,3 +66,20 @@ def write_dataset_folder(
     }
     write_json(out / SUMMARY, result)
     return result
+
+
+def read_vocabulary(path: str | Path) -> list[str]:
+    """Label vocabulary from a dataset's labels.json (`{"labels": {label: count}}`) or a JSON list of labels."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such labels file") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+    labels = data.get("labels") if isinstance(data, dict) else data
+    if isinstance(labels, dict):
+        labels = list(labels)
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x.strip() for x in labels):
+        raise ValueError(f"{path}: expected a dataset's labels.json or a non-empty JSON list of label strings")
+    return list(dict.fromkeys(labels))

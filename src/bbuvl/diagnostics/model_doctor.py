@@ -28,8 +28,10 @@ from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.diagnostics.probe import detection_outputs, image_batch
 from bbuvl.encode.chat import IMAGE_TOKEN, SPAN_STUDENT, Turn
 from bbuvl.infer.predictor import Predictor
+from bbuvl.model.checkpoint import is_plain_model_folder, load_base_model
 from bbuvl.model.loading import check_special_tokens, special_token_ids
 from bbuvl.model.vlm import core_model
+from bbuvl.train.trainer import data_labels
 from bbuvl.train.param_groups import GROUPS, GroupSummary, freeze_zero_lr_groups, group_of, summarize_groups
 
 Status = Literal["ok", "warn", "fail"]
@@ -266,8 +268,10 @@ def _processor_pixels(directory: Path) -> tuple[int, int] | None:
 def check_contract(directory: Path, predictor: Predictor, cfg: Config | None) -> list[Check]:
     """The coordinate contract is stored and agrees with the stored processor and with the given config."""
     c = predictor.contract
-    checks = [Check("coordinate contract", "ok", f"stored: min_pixels={c.min_pixels}, max_pixels={c.max_pixels}, factor={c.factor}, "
-                    f"max_vision_tokens={c.max_vision_tokens}")]
+    source = "from the config (not trained yet)" if is_plain_model_folder(directory) else "stored"
+    boxes = "absolute frame pixels" if c.box_scale is None else f"relative 0-{c.box_scale}"
+    checks = [Check("coordinate contract", "ok", f"{source}: family {c.family} ({boxes} boxes), min_pixels={c.min_pixels}, "
+                    f"max_pixels={c.max_pixels}, factor={c.factor}, max_vision_tokens={c.max_vision_tokens}")]
     stored = _processor_pixels(directory)
     if stored is not None and stored != (c.min_pixels, c.max_pixels):
         checks.append(Check("processor pixels", "warn", f"preprocessor_config.json has min/max pixels {stored}, the contract "
@@ -301,7 +305,15 @@ def diagnose_model(checkpoint: str | Path, cfg: Config | None = None, image: str
     directory = Path(checkpoint)
     report = ModelReport(str(directory))
     try:
-        predictor = Predictor.from_checkpoint(directory, device=device)
+        if is_plain_model_folder(directory):
+            # A base model before any training: the run `cfg` would build on it, its labels, a fresh head.
+            base_cfg = cfg or Config()
+            hierarchy = Hierarchy.load(base_cfg.data.hierarchy)
+            labels = data_labels(base_cfg, hierarchy) or hierarchy.labels()
+            model, processor, run, contract, prompt = load_base_model(directory, labels, cfg=base_cfg, device=device)
+            predictor = Predictor(model, processor, contract, prompt, run, device)
+        else:
+            predictor = Predictor.from_checkpoint(directory, device=device)
     except (OSError, ValueError, RuntimeError) as e:  # missing files, token mismatch, head weights that do not fit
         report.checks.append(Check("load", "fail", f"{directory}: {e}"))
         return report

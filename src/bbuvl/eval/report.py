@@ -36,8 +36,10 @@ MAX_CATEGORY_CURVES = 10
 
 def write_report(
     evaluation: Evaluation, out_dir: str | Path, font: FontChoice, hierarchy: Hierarchy | None = None, worst: int = 20,
+    comparison: list[dict[str, Any]] | None = None, baseline_name: str | None = None,
 ) -> Path:
-    """Write REPORT_DIR/index.html with its PNGs and return the page's path."""
+    """Write REPORT_DIR/index.html with its PNGs and return the page's path; `comparison` (eval/compare.py) adds a
+    baseline-vs-this table."""
     out_dir = Path(out_dir)
     (out_dir / WORST_DIR).mkdir(parents=True, exist_ok=True)
     hierarchy = hierarchy or Hierarchy.load()
@@ -54,7 +56,7 @@ def write_report(
             picture.save(tmp)
         pictures.append((result, picture, file))
 
-    page = _page(evaluation, font, hierarchy, curve, pictures, out_dir)
+    page = _page(evaluation, font, hierarchy, curve, pictures, out_dir, _comparison_html(comparison, baseline_name))
     index = out_dir / "index.html"
     write_text_atomic(index, page)
     return index
@@ -138,9 +140,22 @@ def _rows(rows: list[tuple[str, Any]]) -> str:
     return "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows)
 
 
+def _comparison_html(rows: list[dict[str, Any]] | None, baseline_name: str | None) -> str:
+    if not rows:
+        return ""
+    classes = {True: "better", False: "worse", None: ""}
+    body = []
+    for r in rows:
+        change = "" if r["delta"] is None else f"{r['delta']:+.3f}"
+        body.append(f"<tr><th>{html.escape(r['name'])}</th><td>{_fmt(r['baseline'])}</td><td>{_fmt(r['value'])}</td>"
+                    f"<td class='{classes[r['better']]}'>{change}</td></tr>")
+    return (f"<h2>Against the baseline</h2><p>{html.escape(baseline_name or '')}</p>"
+            f"<table><tr><th></th><th>baseline</th><th>this</th><th>change</th></tr>{''.join(body)}</table>")
+
+
 def _page(
     evaluation: Evaluation, font: FontChoice, hierarchy: Hierarchy, curve: Image.Image,
-    pictures: list[tuple[ImageResult, Image.Image, Path]], out_dir: Path,
+    pictures: list[tuple[ImageResult, Image.Image, Path]], out_dir: Path, comparison_html: str = "",
 ) -> str:
     m, coco, s = evaluation.metrics, evaluation.details()["coco"], evaluation.settings
     agnostic = evaluation.coco.agnostic
@@ -169,7 +184,7 @@ body {{ font-family: "WenQuanYi Micro Hei", "Noto Sans CJK SC", "Microsoft YaHei
 table {{ border-collapse: collapse; margin: 8px 0 20px; }} th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
 td.label, th {{ text-align: left; }} .warn {{ background: #fff3cd; border: 1px solid #e0c36c; padding: 6px 10px; }}
 .grid {{ display: flex; gap: 32px; flex-wrap: wrap; }} figure {{ margin: 0 0 28px; }} figcaption {{ font-size: 14px; margin: 4px 0; }}
-img {{ max-width: 100%; border: 1px solid #ddd; }} pre {{ white-space: pre-wrap; background: #f6f6f6; padding: 6px; font-size: 12px; }}
+img {{ max-width: 100%; border: 1px solid #ddd; }} td.better {{ color: #1a7f37; }} td.worse {{ color: #c62828; }} pre {{ white-space: pre-wrap; background: #f6f6f6; padding: 6px; font-size: 12px; }}
 </style></head><body>
 <h1>bbu-vl evaluation</h1>
 <p>{html.escape(str(s['pred']))} against {html.escape(str(s['gt']))} · categories at {level} · matching IoU ≥ {s['iou']}
@@ -180,6 +195,7 @@ img {{ max-width: 100%; border: 1px solid #ddd; }} pre {{ white-space: pre-wrap;
 <div><h2>Label accuracy (matched boxes)</h2><table>{_rows(acc_rows)}</table></div>
 <div><h2>Errors</h2><table>{_rows(error_rows)}</table></div>
 </div>
+{comparison_html}
 <h2>Precision-recall</h2>
 <img alt="precision-recall curves" src="{_data_uri(curve, 'PNG')}">
 <h2>Per category</h2>

@@ -132,6 +132,16 @@ class Predictor:
         model, processor, cfg, contract, prompt = load_checkpoint(path, dtype=dtype, device=device)
         return cls(model, processor, contract, prompt, cfg, device)
 
+    @classmethod
+    def from_base_model(cls, path: str | Path, labels: list[str], lang: str = "zh", device: str | None = None,
+                        dtype: str | None = None) -> "Predictor":
+        """A plain Hugging Face model folder in generate mode: its family's contract and prompt, `labels` to answer with."""
+        from bbuvl.model.checkpoint import load_base_model
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model, processor, cfg, contract, prompt = load_base_model(path, labels, lang=lang, dtype=dtype, device=device)
+        return cls(model, processor, contract, prompt, cfg, device)
+
     # --- inputs ------------------------------------------------------------------------------
 
     def prepare(self, image: str | Path | Image.Image) -> _Prepared:

@@ -24,7 +24,8 @@ from safetensors.torch import load_file, save_file
 
 from bbuvl.atomic import atomic_path, write_text_atomic
 from bbuvl.config import Config, dump_config, load_config
-from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
+from bbuvl.data.families import family_of
 
 HEAD_FILE = "detection_head.safetensors"
 POSITIONS_FILE = "vision_positions.safetensors"
@@ -96,10 +97,20 @@ def verify_safetensors(path: Path) -> None:
                               "re-copy it or use another checkpoint")
 
 
+def is_plain_model_folder(directory: str | Path) -> bool:
+    """A model folder (config.json) holding none of the files `bbuvl train` writes: a base model, never trained here.
+
+    A folder with some of them is a damaged checkpoint, and one without config.json no model at all.
+    """
+    directory = Path(directory)
+    return (directory / "config.json").is_file() and not any(
+        (directory / f).exists() for f in (CONFIG_FILE, CONTRACT_FILE, PROMPT_FILE))
+
+
 def checkpoint_problem(directory: str | Path) -> str | None:
     """Why a checkpoint folder is not complete (None when it is): a missing file, a cut-short weights file."""
     directory = Path(directory)
-    for name in (CONFIG_FILE, "coordinate_contract.json", PROMPT_FILE):
+    for name in (CONFIG_FILE, CONTRACT_FILE, PROMPT_FILE):
         if not (directory / name).is_file():
             return f"{name} missing"
     weights = sorted(directory.glob("*.safetensors"))
@@ -184,6 +195,47 @@ def load_checkpoint(directory: str | Path, dtype: str | None = None, device: str
     load_extra_modules(model, directory)
     model.eval()
     return model, processor, cfg, contract, Prompt.load(directory)
+
+
+def load_base_model(path: str | Path, labels: list[str], cfg: Config | None = None, lang: str | None = None,
+                    dtype: str | None = None, device: str | None = None) -> tuple[Any, Any, Config, CoordinateContract, Prompt]:
+    """A plain Hugging Face model folder (never trained here) ready to predict, as `load_checkpoint` returns one.
+
+    Without `cfg` the family's own contract applies: the checkpoint processor's pixel bounds within the default
+    vision-token budget, generate mode only (no head, no vision positions). With `cfg` (a run config to check
+    before training) its frame, head and positions are built exactly as `bbuvl train` would build them.
+    """
+    from bbuvl.data.labels import Hierarchy
+    from bbuvl.encode.prompts import system_prompt
+    from bbuvl.model.loading import load_model_and_processor, load_processor
+    from bbuvl.model.processor import pixel_range
+    from bbuvl.model.vlm import BBUVLModel
+
+    path = Path(path)
+    if any((path / f).exists() for f in (CONFIG_FILE, CONTRACT_FILE, PROMPT_FILE)):
+        raise ValueError(f"{path}: a checkpoint written by bbu-vl (it has {CONFIG_FILE} or its companions); "
+                         "load it with load_checkpoint")
+    family = family_of(path)
+    if cfg is None:
+        cfg = Config()
+        cfg.model.family, cfg.detection.enabled, cfg.model.vision_positions = family.model_type, False, False
+        cfg.model.min_pixels, cfg.model.max_pixels = pixel_range(load_processor(str(path)))
+    else:
+        cfg = cfg.model_copy(deep=True)
+    cfg.model.path = str(path)
+    if lang is not None:
+        cfg.data.lang = lang
+    contract = cfg.model.frame()
+    if contract.family != family.model_type:
+        raise ValueError(f"the config says model.family {contract.family} but {path} holds a {family.model_type} model")
+    vlm, processor = load_model_and_processor(str(path), dtype=dtype or cfg.model.dtype, frame=contract, device=device,
+                                              attn_implementation=cfg.model.attn_implementation)
+    hierarchy = Hierarchy.load(cfg.data.hierarchy)
+    prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang, contract.box_format), labels, cfg.data.lang)
+    model = BBUVLModel.build(vlm, cfg, processor.tokenizer)
+    if device is not None:
+        model.to(device)
+    return model.eval(), processor, cfg, contract, prompt
 
 
 def merge_lora(src: str | Path, dst: str | Path) -> Path:
