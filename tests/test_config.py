@@ -20,13 +20,21 @@ def _keys(d: dict, prefix: str = "") -> set[str]:
 
 
 def test_shipped_configs_are_valid():
-    for name in ("base.yaml", "demo.yaml"):
+    for name in ("base.yaml", "demo.yaml", "demo_shapes.yaml", "qwen3_vl_4b.yaml", "qwen3_5_0.8b.yaml"):
         load_config(ROOT / "configs" / name)
 
 
-def test_base_yaml_lists_every_key():
-    written = yaml.safe_load((ROOT / "configs" / "base.yaml").read_text(encoding="utf-8"))
+@pytest.mark.parametrize("name, family, factor", [("base.yaml", "qwen2_5_vl", 28), ("qwen3_vl_4b.yaml", "qwen3_vl", 32),
+                                                  ("qwen3_5_0.8b.yaml", "qwen3_5", 32)])
+def test_each_full_config_lists_every_key_and_names_its_family(name, family, factor):
+    written = yaml.safe_load((ROOT / "configs" / name).read_text(encoding="utf-8"))
     assert _keys(written) == _keys(Config().model_dump(mode="json"))
+    cfg = load_config(ROOT / "configs" / name)
+    frame = cfg.model.frame()  # named, so no download is needed to know the frame
+    assert (cfg.model.family, frame.factor) == (family, factor)
+    assert frame.vision_tokens((4000, 3000)) <= cfg.model.max_vision_tokens
+    if family == "qwen3_5":
+        assert cfg.data.collator == "padded"  # packing is refused for its linear-attention layers
 
 
 def test_unknown_key_names_location_line_and_closest_key(tmp_path):
