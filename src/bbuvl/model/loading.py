@@ -56,8 +56,9 @@ def _auto_processor(path: str) -> Any:
     """AutoProcessor's answer, or the family's image-only processor where AutoProcessor cannot give a full one here."""
     try:
         processor = AutoProcessor.from_pretrained(path)
-    except ImportError as e:
-        # A stock checkpoint names its stock processor, whose video processor needs torchvision.
+    except (ImportError, ValueError) as e:
+        # A stock checkpoint names its stock processor, whose video processor needs torchvision (ImportError from
+        # Qwen2_5_VLProcessor, ValueError from the video-processor lookup of Qwen3VLProcessor).
         if "torchvision" not in str(e).lower():
             raise
         return _image_only_class(path).from_pretrained(path)
@@ -82,13 +83,14 @@ def _image_only_class(path: str) -> type:
     A LoRA adapter folder holds the processor but no `config.json`: there the processor class the folder was
     saved with says which family it is.
     """
-    try:
-        return image_only_processor_class(read_family(path).model_type)
-    except OSError:
-        saved = _saved_processor_class(Path(path))
-        if saved in IMAGE_ONLY_PROCESSORS.values():
-            return saved
-        raise
+    folder = Path(path)
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        saved = _saved_processor_class(folder)
+        if saved is None:
+            raise ValueError(f"{path}: no config.json to read the model family from, and no bbu-vl processor "
+                             "saved there either; point at the base checkpoint folder")
+        return saved
+    return image_only_processor_class(read_family(path).model_type)
 
 
 def _saved_processor_class(folder: Path) -> type | None:
