@@ -265,16 +265,11 @@ def test_a_224_photo_gives_the_familys_patch_grid_and_vision_tokens(family_loade
 
 
 def _two_image_batch(processor):
-    messages = [
-        {"role": "system", "content": "你是巡检员。"},
-        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "示例"}]},
-        {"role": "assistant", "content": [{"type": "text", "text": ANSWER}]},
-        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "找出所有目标"}]},
-        {"role": "assistant", "content": [{"type": "text", "text": "[]"}]},
-    ]
-    text = processor.apply_chat_template(messages, tokenize=False)
-    images = [Image.new("RGB", (224, 224), (200, 30, 30)), Image.new("RGB", (300, 180), (30, 200, 30))]
-    return processor(images=images, text=[text], return_tensors="pt")
+    """A rendered conversation with a teacher photo and a student photo of different shapes."""
+    image = "<|vision_start|><|image_pad|><|vision_end|>"
+    text = f"<|im_start|>user\n{image}示例<|im_end|>\n<|im_start|>assistant\n{ANSWER}<|im_end|>\n<|im_start|>user\n{image}找"
+    photos = [Image.new("RGB", (224, 224), (200, 30, 30)), Image.new("RGB", (300, 180), (30, 200, 30))]
+    return processor(images=photos, text=[text], return_tensors="pt")
 
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)
