@@ -9,18 +9,20 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from transformers import AutoProcessor, Qwen2_5_VLConfig
+from transformers import AutoProcessor, Qwen2_5_VLConfig, Qwen3_5Config, Qwen3VLConfig
 from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
 
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.model.loading import (
     SpecialTokenMismatch,
+    _image_only_class,
     check_special_tokens,
     load_model_and_processor,
     load_processor,
+    read_family,
     special_token_ids,
 )
-from bbuvl.model.processor import Qwen2_5_VLImageOnlyProcessor, pixel_range
+from bbuvl.model.processor import Qwen2_5_VLImageOnlyProcessor, Qwen3VLImageOnlyProcessor, pixel_range
 from bbuvl.tiny.model import build_tiny_model
 
 ANSWER = '[{"bbox_2d": [12, 34, 56, 78], "label": "螺丝连接点/BBU安装螺丝/连接正确"}]'
@@ -155,27 +157,39 @@ def test_stock_qwen_processor_files_load(tiny_dir, tmp_path):
     assert out["image_grid_thw"].tolist() == [[1, 12, 22]] and "mm_token_type_ids" in out
 
 
-def _as_stock_checkpoint(src: Path, dst: Path) -> Path:
-    """Rewrite our folder's processor files the way Qwen2.5-VL-3B-Instruct ships them."""
+QWEN2_5_VL_PREPROCESSOR = {  # as Qwen2.5-VL-3B-Instruct ships it
+    "min_pixels": 3136,
+    "max_pixels": 12845056,
+    "patch_size": 14,
+    "temporal_patch_size": 2,
+    "merge_size": 2,
+    "image_mean": [0.48145466, 0.4578275, 0.40821073],
+    "image_std": [0.26862954, 0.26130258, 0.27577711],
+    "image_processor_type": "Qwen2VLImageProcessor",
+    "processor_class": "Qwen2_5_VLProcessor",
+}
+QWEN3_VL_PREPROCESSOR = {  # as Qwen3-VL-4B-Instruct and Qwen3.5 ship it
+    "size": {"longest_edge": 16777216, "shortest_edge": 65536},
+    "patch_size": 16,
+    "temporal_patch_size": 2,
+    "merge_size": 2,
+    "image_mean": [0.5, 0.5, 0.5],
+    "image_std": [0.5, 0.5, 0.5],
+    "image_processor_type": "Qwen2VLImageProcessorFast",
+    "processor_class": "Qwen3VLProcessor",
+}
+
+
+def _as_stock_checkpoint(src: Path, dst: Path, preprocessor: dict = QWEN2_5_VL_PREPROCESSOR) -> Path:
+    """Rewrite our folder's processor files the way the family's Instruct checkpoints ship them."""
     shutil.copytree(src, dst)
     (dst / "processor_config.json").unlink()
-    preprocessor = {
-        "min_pixels": 3136,
-        "max_pixels": 12845056,
-        "patch_size": 14,
-        "temporal_patch_size": 2,
-        "merge_size": 2,
-        "image_mean": [0.48145466, 0.4578275, 0.40821073],
-        "image_std": [0.26862954, 0.26130258, 0.27577711],
-        "image_processor_type": "Qwen2VLImageProcessor",
-        "processor_class": "Qwen2_5_VLProcessor",
-    }
     (dst / "preprocessor_config.json").write_text(json.dumps(preprocessor))
     template = (dst / "chat_template.jinja").read_text()
     (dst / "chat_template.jinja").unlink()
     (dst / "chat_template.json").write_text(json.dumps({"chat_template": template}))
     tokenizer_config = json.loads((dst / "tokenizer_config.json").read_text())
-    tokenizer_config["processor_class"] = "Qwen2_5_VLProcessor"
+    tokenizer_config["processor_class"] = preprocessor["processor_class"]
     (dst / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
     return dst
 
@@ -225,3 +239,64 @@ def test_dtype_is_applied_and_unknown_dtypes_are_rejected(tiny_dir):
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     with pytest.raises(ValueError, match="dtype must be one of"):
         load_model_and_processor(str(tiny_dir), dtype="float64")
+
+
+# ---- the Qwen3 families ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def qwen3_dirs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("qwen3")
+    return {f: build_tiny_model(root / f, family=f) for f in ("qwen3_vl", "qwen3_5")}
+
+
+def test_read_family_reads_config_json_never_the_folder_name(tiny_dir, tmp_path):
+    misleading = tmp_path / "qwen3-vl-finetuned"
+    shutil.copytree(tiny_dir, misleading)
+    assert read_family(misleading).model_type == "qwen2_5_vl"
+
+
+def test_unsupported_model_type_is_an_error_listing_the_supported_ones(tiny_dir, tmp_path):
+    other = tmp_path / "gpt2"
+    shutil.copytree(tiny_dir, other)
+    (other / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(ValueError, match=r"'gpt2' is not a model family.*qwen2_5_vl.*qwen3_vl.*qwen3_5"):
+        read_family(other)
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen3_5"])
+def test_qwen3_families_load_with_the_image_only_processor_and_checked_tokens(qwen3_dirs, family):
+    model, processor = load_model_and_processor(str(qwen3_dirs[family]))
+    assert isinstance(processor, Qwen3VLImageOnlyProcessor) and read_family(qwen3_dirs[family]).model_type == family
+    out = processor(images=_images()[1:], text=["<|vision_start|><|image_pad|><|vision_end|>"], return_tensors="pt")
+    assert out["image_grid_thw"].tolist() == [[1, 10, 18]] and "mm_token_type_ids" in out
+    assert special_token_ids(processor)["image_token_id"] == model.config.image_token_id
+
+
+@pytest.mark.parametrize("config_class", [Qwen3VLConfig, Qwen3_5Config])
+def test_autoprocessor_knows_the_qwen3_image_only_processor(config_class):
+    if PROCESSOR_MAPPING[Qwen2_5_VLConfig] is not Qwen2_5_VLImageOnlyProcessor:
+        pytest.skip("this transformers ignores AutoProcessor.register for built-in configs; load_processor covers it")
+    assert PROCESSOR_MAPPING[config_class] is Qwen3VLImageOnlyProcessor
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen3_5"])
+def test_stock_qwen3_processor_files_load_without_torchvision(qwen3_dirs, family, tmp_path):
+    # Stock checkpoints name Qwen3VLProcessor, whose video processor needs torchvision: the family's fallback loads.
+    stock = _as_stock_checkpoint(qwen3_dirs[family], tmp_path / "stock", QWEN3_VL_PREPROCESSOR)
+    processor = load_processor(str(stock))
+    assert isinstance(processor, Qwen3VLImageOnlyProcessor)
+    assert pixel_range(processor) == (65536, 16777216)
+    out = processor(images=_images()[:1], text=["<|vision_start|><|image_pad|><|vision_end|>"], return_tensors="pt")
+    assert out["image_grid_thw"].tolist() == [[1, 16, 16]]  # 224x224 grows to 256x256 (65,536 pixels at least)
+
+
+def test_adapter_folder_without_config_json_loads_the_processor_it_was_saved_with(qwen3_dirs, tmp_path):
+    # A LoRA checkpoint saves the processor beside its adapter but no config.json.
+    adapter = tmp_path / "adapter"
+    shutil.copytree(qwen3_dirs["qwen3_vl"], adapter)
+    for name in ("config.json", "model.safetensors", "generation_config.json"):
+        (adapter / name).unlink()
+    assert isinstance(load_processor(str(adapter)), Qwen3VLImageOnlyProcessor)
+    # transformers 5.17 cannot resolve the class through AutoProcessor; the fallback reads the saved class name.
+    assert _image_only_class(str(adapter)) is Qwen3VLImageOnlyProcessor

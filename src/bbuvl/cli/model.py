@@ -1,4 +1,4 @@
-"""`bbuvl model ...`: build the tiny offline Qwen2.5-VL used to test every real code path without a download."""
+"""`bbuvl model ...`: build the tiny offline Qwen VL models used to test every real code path without a download."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ app = typer.Typer(help="Build and inspect vision-language checkpoints.", no_args
 @app.command("tiny")
 def tiny(
     out: Path = typer.Argument(..., help="Folder to save the checkpoint to (created if missing)."),
+    family: str = typer.Option("qwen2_5_vl", help="Model family (config.json model_type): qwen2_5_vl, qwen3_vl or qwen3_5."),
     hidden: int = typer.Option(128, help="Text model hidden size."),
     layers: int = typer.Option(2, help="Text model layers."),
     heads: int = typer.Option(4, help="Attention heads (hidden/heads is the head dim)."),
@@ -28,14 +29,17 @@ def tiny(
     max_pixels: Optional[int] = typer.Option(None, help="Largest image area after smart_resize (pixels) [the tiny model's]."),
     seed: int = typer.Option(0, help="Seed for the tokenizer corpus and the random weights."),
 ) -> None:
-    """Build a tiny randomly initialised Qwen2.5-VL with a trained offline tokenizer, saved like a real checkpoint."""
+    """Build a tiny randomly initialised model of a family with a trained offline tokenizer, saved like a real checkpoint."""
     # Imported here so that `bbuvl --help` and other commands do not pay for importing transformers.
+    from bbuvl.data.families import get_family
     from bbuvl.tiny.model import build_tiny_model, count_saved_parameters
 
     start = time.perf_counter()
     with user_errors():
+        name = get_family(family).name
         build_tiny_model(
             out,
+            family=family,
             hidden=hidden,
             layers=layers,
             heads=heads,
@@ -48,7 +52,7 @@ def tiny(
         )
     n_params = count_saved_parameters(out)
     console.print(
-        f"[green]saved[/] tiny Qwen2.5-VL ({n_params:,} parameters) to {escape(str(out))} in {time.perf_counter() - start:.1f} s"
+        f"[green]saved[/] tiny {name} ({n_params:,} parameters) to {escape(str(out))} in {time.perf_counter() - start:.1f} s"
     )
 
 

@@ -1,21 +1,25 @@
-"""The one way bbu-vl loads a vision-language checkpoint (the tiny test model or a real Qwen2.5-VL) and its processor.
+"""The one way bbu-vl loads a vision-language checkpoint (a tiny test model or a real Qwen VL) and its processor.
 
 Everything goes through `AutoModelForImageTextToText` and `AutoProcessor`, from a local folder or a hub id, so
 the tiny model in the tests exercises exactly the code a real checkpoint does. After loading, the special-token
 ids the model was built with are checked against the tokenizer's: a mismatch would make the model look for
-images at the wrong tokens, which fails far from the cause or, worse, silently.
+images at the wrong tokens, which fails far from the cause or, worse, silently. A checkpoint's family
+(data/families.py) is read from its `config.json` `model_type`, never from its folder name.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, PreTrainedModel
 
 from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.families import Family, get_family
 from bbuvl.encode.chat import IMAGE_TOKEN
-from bbuvl.model.processor import Qwen2_5_VLImageOnlyProcessor, set_pixel_range
+from bbuvl.model.processor import IMAGE_ONLY_PROCESSORS, image_only_processor_class, set_pixel_range
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -40,27 +44,65 @@ def load_processor(path: str, frame: CoordinateContract | None = None) -> Any:
     return processor
 
 
+def read_family(path: str | Path) -> Family:
+    """The model family of a checkpoint folder or hub id, from its `config.json` `model_type` (via AutoConfig).
+
+    ValueError listing the supported families when bbu-vl does not train that `model_type`.
+    """
+    return get_family(AutoConfig.from_pretrained(str(path)).model_type)
+
+
 def _auto_processor(path: str) -> Any:
-    """AutoProcessor's answer, or the image-only processor where AutoProcessor cannot give a full processor here."""
+    """AutoProcessor's answer, or the family's image-only processor where AutoProcessor cannot give a full one here."""
     try:
         processor = AutoProcessor.from_pretrained(path)
-    except ImportError as e:
-        # A stock Qwen2.5-VL checkpoint names Qwen2_5_VLProcessor, whose video processor needs torchvision.
+    except (ImportError, ValueError) as e:
+        # A stock checkpoint names its stock processor, whose video processor needs torchvision (ImportError from
+        # Qwen2_5_VLProcessor, ValueError from the video-processor lookup of Qwen3VLProcessor).
         if "torchvision" not in str(e).lower():
             raise
-        return Qwen2_5_VLImageOnlyProcessor.from_pretrained(path)
+        return _image_only_class(path).from_pretrained(path)
     if hasattr(processor, "image_processor") and hasattr(processor, "tokenizer"):
         return processor
     # transformers 5.17 ignores AutoProcessor.register for a built-in config class, cannot resolve our class
     # name from processor_config.json, and silently returns the bare tokenizer.
+    cls = _image_only_class(path)
     try:
-        return Qwen2_5_VLImageOnlyProcessor.from_pretrained(path)
+        return cls.from_pretrained(path)
     except (OSError, ValueError, TypeError) as e:
         raise ValueError(
             f"{path}: AutoProcessor found only a {type(processor).__name__}, not an image+text processor, and the "
-            f"Qwen2.5-VL image processor could not be read either ({e}); the checkpoint needs "
+            f"{cls.__name__} image processor could not be read either ({e}); the checkpoint needs "
             "preprocessor_config.json or processor_config.json next to its tokenizer files"
         ) from e
+
+
+def _image_only_class(path: str) -> type:
+    """The image-only processor for the checkpoint's family (data/families.py).
+
+    A LoRA adapter folder holds the processor but no `config.json`: there the processor class the folder was
+    saved with says which family it is.
+    """
+    folder = Path(path)
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        saved = _saved_processor_class(folder)
+        if saved is None:
+            raise ValueError(f"{path}: no config.json to read the model family from, and no bbu-vl processor "
+                             "saved there either; point at the base checkpoint folder")
+        return saved
+    return image_only_processor_class(read_family(path).model_type)
+
+
+def _saved_processor_class(folder: Path) -> type | None:
+    """The image-only processor class named in a folder's processor files, if any."""
+    by_name = {cls.__name__: cls for cls in IMAGE_ONLY_PROCESSORS.values()} | IMAGE_ONLY_PROCESSORS
+    for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+        file = folder / name
+        if file.is_file():
+            saved = json.loads(file.read_text(encoding="utf-8")).get("processor_class")
+            if saved in by_name:
+                return by_name[saved]
+    return None
 
 
 def load_model_and_processor(

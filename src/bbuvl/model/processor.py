@@ -1,31 +1,32 @@
-"""An image-only Qwen2.5-VL processor: the stock one minus the video processor, so it works without torchvision.
+"""Image-only Qwen processors: the stock ones minus the video processor, so they work without torchvision.
 
-Stock `Qwen2_5_VLProcessor` requires a video processor, and the video processor requires torchvision, whose
-only wheel for our CPU torch cannot be imported. Images are all bbu-vl feeds the model, so this subclass keeps
-the stock image path (the same `replace_image_token`, `mm_token_type_ids`, chat template) and drops video.
-Importing this module registers it with `AutoProcessor` for Qwen2.5-VL configs; without that, AutoProcessor on
-our saved folders silently falls back to returning the bare tokenizer. transformers 5.17/5.18 ignore that
-registration for a built-in config class, and a stock checkpoint names `Qwen2_5_VLProcessor` outright: for both,
-`bbuvl.model.loading.load_processor` falls back to this class.
+Stock `Qwen2_5_VLProcessor` and `Qwen3VLProcessor` (named by Qwen3-VL and Qwen3.5 checkpoints alike) require a
+video processor, and the video processor requires torchvision, whose only wheel for our CPU torch cannot be
+imported. Images are all bbu-vl feeds the model, so each subclass keeps the stock image path (the same
+`replace_image_token`, `mm_token_type_ids`, chat template) and drops video. Importing this module registers
+them with `AutoProcessor` for every family's config; without that, AutoProcessor on our saved folders silently
+falls back to returning the bare tokenizer. transformers 5.17/5.18 ignore that registration for a built-in
+config class, and a stock checkpoint names its stock processor outright: for both,
+`bbuvl.model.loading.load_processor` falls back to the family's class here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from transformers import AutoProcessor, Qwen2_5_VLConfig
+from transformers import AutoProcessor
 from transformers.image_utils import SizeDict
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor
+from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
 from transformers.processing_utils import ProcessorMixin
 
 from bbuvl.data.coords import CoordinateContract
-from bbuvl.encode.chat import IMAGE_TOKEN
-
-VIDEO_TOKEN = "<|video_pad|>"
+from bbuvl.data.families import FAMILIES, IMAGE_TOKEN, VIDEO_TOKEN, VISION_END_TOKEN, VISION_START_TOKEN, get_family
 
 
-class Qwen2_5_VLImageOnlyProcessor(Qwen2_5_VLProcessor):
-    """`Qwen2_5_VLProcessor` with an image processor and a tokenizer only (no video processor, no torchvision).
+class ImageOnlyMixin:
+    """A stock Qwen processor with an image processor and a tokenizer only (no video processor, no torchvision).
 
     Calling it returns `input_ids` with one `<|image_pad|>` per merged patch (grid t*h*w / merge_size**2),
     `attention_mask`, `pixel_values` `[num_patches, 3*temporal_patch*patch*patch]`, `image_grid_thw`
@@ -33,20 +34,43 @@ class Qwen2_5_VLImageOnlyProcessor(Qwen2_5_VLProcessor):
     """
 
     # The parameter names of __init__ are what ProcessorMixin saves and loads: leaving out `video_processor`
-    # is what makes this class load a stock checkpoint's image processor and tokenizer and nothing else.
+    # is what makes these classes load a stock checkpoint's image processor and tokenizer and nothing else.
     def __init__(
         self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None, **kwargs: Any
     ):
+        ids = tokenizer.convert_tokens_to_ids
         self.image_token = getattr(tokenizer, "image_token", None) or IMAGE_TOKEN
         self.video_token = getattr(tokenizer, "video_token", None) or VIDEO_TOKEN
-        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-        self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
-        # Skip Qwen2_5_VLProcessor.__init__: it passes a third (video) sub-processor to ProcessorMixin.
+        self.vision_start_token = getattr(tokenizer, "vision_start_token", None) or VISION_START_TOKEN
+        self.vision_end_token = getattr(tokenizer, "vision_end_token", None) or VISION_END_TOKEN
+        self.image_token_id, self.video_token_id = ids(self.image_token), ids(self.video_token)
+        self.vision_start_token_id, self.vision_end_token_id = ids(self.vision_start_token), ids(self.vision_end_token)
+        # Skip the stock __init__: it passes a third (video) sub-processor to ProcessorMixin.
         ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
     def replace_video_token(self, video_inputs: dict, video_idx: int, **kwargs: Any) -> str:
         """Videos are not supported: say so instead of failing on a missing video processor."""
-        raise ValueError("bbu-vl's Qwen2.5-VL processor handles images only; videos are not supported")
+        raise ValueError(f"bbu-vl's {type(self).__name__} handles images only; videos are not supported")
+
+
+class Qwen2_5_VLImageOnlyProcessor(ImageOnlyMixin, Qwen2_5_VLProcessor):
+    """`Qwen2_5_VLProcessor` without the video processor (Qwen2.5-VL)."""
+
+
+class Qwen3VLImageOnlyProcessor(ImageOnlyMixin, Qwen3VLProcessor):
+    """`Qwen3VLProcessor` without the video processor (Qwen3-VL and Qwen3.5)."""
+
+
+# A family's stock processor class name (data/families.py) -> its image-only stand-in.
+IMAGE_ONLY_PROCESSORS: dict[str, type[ProcessorMixin]] = {
+    "Qwen2_5_VLProcessor": Qwen2_5_VLImageOnlyProcessor,
+    "Qwen3VLProcessor": Qwen3VLImageOnlyProcessor,
+}
+
+
+def image_only_processor_class(model_type: str) -> type[ProcessorMixin]:
+    """The image-only processor class for a `config.json` `model_type` (ValueError listing the supported ones)."""
+    return IMAGE_ONLY_PROCESSORS[get_family(model_type).processor_class]
 
 
 def set_pixel_range(processor: Any, frame: CoordinateContract) -> None:
@@ -75,4 +99,7 @@ def _size_dict(size: dict | SizeDict) -> dict[str, int]:
     return {k: v for k, v in dict(size).items() if v is not None}
 
 
-AutoProcessor.register(Qwen2_5_VLConfig, Qwen2_5_VLImageOnlyProcessor, exist_ok=True)
+# Looked up by model_type so that a transformers without one of the families still imports this module.
+for _model_type in FAMILIES:
+    if _model_type in CONFIG_MAPPING:
+        AutoProcessor.register(CONFIG_MAPPING[_model_type], image_only_processor_class(_model_type), exist_ok=True)

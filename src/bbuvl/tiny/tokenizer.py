@@ -3,8 +3,8 @@
 Byte-level BPE with Qwen2's own normaliser and pre-tokeniser (digits split one by one, so every coordinate is a
 sequence of single-digit tokens as in the real vocabulary), trained on text that mixes the system prompts of
 `bbuvl.encode.prompts`, the label hierarchy's Chinese and English words, digits and bbox-JSON answers. Qwen's
-special tokens follow the learned vocabulary in Qwen's order; eos `<|im_end|>`, pad `<|endoftext|>`, as in
-Qwen2.5-VL.
+special tokens follow the learned vocabulary in Qwen's order (then, for the Qwen3 families, the think tags);
+eos `<|im_end|>`, pad `<|endoftext|>`, as in Qwen2.5-VL. Each family's chat template is in `tiny/templates.py`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, trainers
 from tokenizers.models import BPE
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX, Qwen2Tokenizer
 
+from bbuvl.data.families import DEFAULT_FAMILY
 from bbuvl.data.labels import Hierarchy
 from bbuvl.encode.chat import IMAGE_TOKEN
 from bbuvl.encode.prompts import USER_TEXT, system_prompt
+from bbuvl.tiny.templates import chat_template
 
 # Qwen2.5-VL's added tokens in vocabulary order (ids 151643..151656 in the real tokenizer).
 QWEN_SPECIAL_TOKENS: tuple[str, ...] = (
@@ -38,30 +40,12 @@ QWEN_SPECIAL_TOKENS: tuple[str, ...] = (
     IMAGE_TOKEN,
     "<|video_pad|>",
 )
+# Qwen3's vocabulary (Qwen3-VL's and Qwen3.5's) adds think tags as ordinary, not special, tokens: decoding with
+# skip_special_tokens keeps them in the text.
+THINK_TOKENS: tuple[str, ...] = ("<think>", "</think>")
+THINK_FAMILIES = frozenset({"qwen3_vl", "qwen3_5"})
 EOS_TOKEN = "<|im_end|>"
 PAD_TOKEN = "<|endoftext|>"
-
-# Qwen2.5-VL-Instruct's chat template, verbatim in structure: a default system turn when none is given,
-# `<|im_start|>role\n...<|im_end|>\n` per turn, each image as <|vision_start|><|image_pad|><|vision_end|>.
-QWEN2_5_VL_CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
-    "{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
-    "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}"
-    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif content['type'] == 'video' or 'video' in content %}"
-    "{% set video_count.value = video_count.value + 1 %}"
-    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
-    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}"
-    "{% endfor %}<|im_end|>\n{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 
 # Frequent Chinese characters beyond the hierarchy's, so ordinary prompt and answer text is not all raw bytes.
 _COMMON_HANZI = (
@@ -113,8 +97,14 @@ def _random_answer(rng: random.Random, labels: list[str], english: Hierarchy | N
     return json.dumps(objects, ensure_ascii=False)
 
 
-def train_tokenizer(vocab_size: int = 3000, hierarchy: Hierarchy | None = None, seed: int = 0) -> Qwen2Tokenizer:
-    """Train the byte-level BPE (`vocab_size` learned tokens at most) and wrap it as a Qwen2 tokenizer."""
+def train_tokenizer(
+    vocab_size: int = 3000, hierarchy: Hierarchy | None = None, seed: int = 0, family: str = DEFAULT_FAMILY
+) -> Qwen2Tokenizer:
+    """Train the byte-level BPE (`vocab_size` learned tokens at most) and wrap it as a Qwen2 tokenizer.
+
+    The Qwen3 families (`family` a `model_type`) also get the think tags and their own chat template.
+    """
+    template = chat_template(family)
     corpus = training_corpus(hierarchy or Hierarchy.load(), seed=seed)
     vocab, merges = _train_bpe(corpus, vocab_size)
     for token in QWEN_SPECIAL_TOKENS:
@@ -133,7 +123,9 @@ def train_tokenizer(vocab_size: int = 3000, hierarchy: Hierarchy | None = None, 
     )
     named = {EOS_TOKEN, PAD_TOKEN}
     tokenizer.add_special_tokens({"additional_special_tokens": [t for t in QWEN_SPECIAL_TOKENS if t not in named]})
-    tokenizer.chat_template = QWEN2_5_VL_CHAT_TEMPLATE
+    if family in THINK_FAMILIES:
+        tokenizer.add_tokens(list(THINK_TOKENS))
+    tokenizer.chat_template = template
     return tokenizer
 
 
