@@ -14,12 +14,27 @@ torch.set_num_threads(1)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+# Every test on the shared tiny model runs once per family: Qwen2.5-VL in the default run, the others in
+# `make test-all` (the default run keeps one end-to-end train -> predict -> eval per family, tests/test_families.py).
+FAMILIES = [
+    pytest.param("qwen2_5_vl", id="qwen2_5_vl"),
+    pytest.param("qwen3_vl", id="qwen3_vl", marks=pytest.mark.slow),
+    pytest.param("qwen3_5", id="qwen3_5", marks=pytest.mark.slow),
+]
+
+
+@pytest.fixture(scope="session", params=FAMILIES)
+def tiny_family(request) -> str:
+    """The model family of the shared tiny model (`model_type`)."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    """A tiny Qwen2.5-VL checkpoint saved with save_pretrained (same loading path as a real one)."""
+def tiny_model_dir(tiny_family, tmp_path_factory) -> Path:
+    """A tiny checkpoint of `tiny_family` saved with save_pretrained (same loading path as a real one)."""
     from bbuvl.tiny.model import build_tiny_model
 
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)
+    return build_tiny_model(tmp_path_factory.mktemp(f"tiny-{tiny_family}") / "model", seed=0, family=tiny_family)
 
 
 @pytest.fixture(scope="session")

@@ -19,14 +19,16 @@ EXPECTED = ["parameter groups", "stored tensors", "special tokens", "image-pad t
             "tokenizer round trip", "detection head", "coordinate contract", "prompt labels"]
 
 
-def test_tiny_checkpoint_passes_every_check(trained_checkpoint):
+def test_tiny_checkpoint_passes_every_check(trained_checkpoint, tiny_family):
     report = diagnose_model(trained_checkpoint)
     assert [c.name for c in report.checks] == EXPECTED
     assert report.failed == [], report.failed
     assert all(report.groups[g].trainable > 0 for g in ("vision", "merger", "llm", "detection", "adapter"))
     assert report.groups["unassigned"].trainable == 0
     pads = next(c for c in report.checks if c.name == "image-pad tokens")
-    assert "contract 48, processor pads 48" in pads.detail  # the run's first photo: 224x168 -> 8 x 6 merged patches
+    # The run's first photo, 224x168: 8 x 6 merged patches of 28 px (Qwen2.5-VL), 7 x 5 of 32 px (the others).
+    n = {"qwen2_5_vl": 48}.get(tiny_family, 35)
+    assert f"contract {n}, processor pads {n}" in pads.detail
 
 
 def test_checkpoint_with_a_stored_parameter_outside_all_groups_fails_naming_it(trained_checkpoint, tmp_path):

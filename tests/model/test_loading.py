@@ -13,13 +13,13 @@ from transformers import AutoProcessor, Qwen2_5_VLConfig, Qwen3_5Config, Qwen3VL
 from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
 
 from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.families import family_of
 from bbuvl.model.loading import (
     SpecialTokenMismatch,
     _image_only_class,
     check_special_tokens,
     load_model_and_processor,
     load_processor,
-    read_family,
     special_token_ids,
 )
 from bbuvl.model.processor import Qwen2_5_VLImageOnlyProcessor, Qwen3VLImageOnlyProcessor, pixel_range
@@ -250,10 +250,10 @@ def qwen3_dirs(tmp_path_factory) -> dict[str, Path]:
     return {f: build_tiny_model(root / f, family=f) for f in ("qwen3_vl", "qwen3_5")}
 
 
-def test_read_family_reads_config_json_never_the_folder_name(tiny_dir, tmp_path):
+def test_family_of_reads_config_json_never_the_folder_name(tiny_dir, tmp_path):
     misleading = tmp_path / "qwen3-vl-finetuned"
     shutil.copytree(tiny_dir, misleading)
-    assert read_family(misleading).model_type == "qwen2_5_vl"
+    assert family_of(misleading).model_type == "qwen2_5_vl"
 
 
 def test_unsupported_model_type_is_an_error_listing_the_supported_ones(tiny_dir, tmp_path):
@@ -261,13 +261,13 @@ def test_unsupported_model_type_is_an_error_listing_the_supported_ones(tiny_dir,
     shutil.copytree(tiny_dir, other)
     (other / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     with pytest.raises(ValueError, match=r"'gpt2' is not a model family.*qwen2_5_vl.*qwen3_vl.*qwen3_5"):
-        read_family(other)
+        family_of(other)
 
 
 @pytest.mark.parametrize("family", ["qwen3_vl", "qwen3_5"])
 def test_qwen3_families_load_with_the_image_only_processor_and_checked_tokens(qwen3_dirs, family):
     model, processor = load_model_and_processor(str(qwen3_dirs[family]))
-    assert isinstance(processor, Qwen3VLImageOnlyProcessor) and read_family(qwen3_dirs[family]).model_type == family
+    assert isinstance(processor, Qwen3VLImageOnlyProcessor) and family_of(qwen3_dirs[family]).model_type == family
     out = processor(images=_images()[1:], text=["<|vision_start|><|image_pad|><|vision_end|>"], return_tensors="pt")
     assert out["image_grid_thw"].tolist() == [[1, 10, 18]] and "mm_token_type_ids" in out
     assert special_token_ids(processor)["image_token_id"] == model.config.image_token_id

@@ -16,7 +16,8 @@ from bbuvl.cli import app
 from bbuvl.data.families import FAMILIES, get_family
 from bbuvl.data.labels import Hierarchy
 from bbuvl.encode.positions import mrope_positions
-from bbuvl.model.loading import load_model_and_processor, read_family
+from bbuvl.data.families import family_of
+from bbuvl.model.loading import load_model_and_processor
 from bbuvl.model.processor import Qwen2_5_VLImageOnlyProcessor, Qwen3VLImageOnlyProcessor
 from bbuvl.tiny.configs import interleaved_mrope_section, layer_types, mrope_section
 from bbuvl.tiny.model import build_tiny_model, count_saved_parameters
@@ -209,7 +210,7 @@ def test_each_family_saves_a_complete_checkpoint_of_its_real_architecture(family
     assert {"config.json", "model.safetensors", "tokenizer.json", "processor_config.json", "chat_template.jinja"} <= names
     assert 500_000 < count_saved_parameters(folder) < 2_000_000
     config = json.loads((folder / "config.json").read_text())
-    assert config["model_type"] == family and read_family(folder) is get_family(family)
+    assert config["model_type"] == family and family_of(folder) is get_family(family)
     fam, vision, text = get_family(family), config["vision_config"], config["text_config"]
     assert (vision["patch_size"], vision["spatial_merge_size"], vision["temporal_patch_size"]) == (
         fam.patch_size, fam.merge_size, 2)
@@ -336,6 +337,6 @@ def test_qwen3_5_template_writes_an_empty_think_block_before_the_final_answer_on
 def test_cli_builds_each_family(tmp_path):
     result = CliRunner().invoke(app, ["model", "tiny", str(tmp_path / "q35"), "--family", "qwen3_5"])
     assert result.exit_code == 0, result.output
-    assert "tiny Qwen3.5" in result.output and read_family(tmp_path / "q35").model_type == "qwen3_5"
+    assert "tiny Qwen3.5" in result.output and family_of(tmp_path / "q35").model_type == "qwen3_5"
     bad = CliRunner().invoke(app, ["model", "tiny", str(tmp_path / "bad"), "--family", "qwen9"])
     assert bad.exit_code == 2 and "supported" in bad.output

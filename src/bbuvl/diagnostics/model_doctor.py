@@ -157,13 +157,19 @@ def check_tokens(model: Any, processor: Any) -> list[Check]:
     return [Check("special tokens", "ok", shown)]
 
 
+def _template_kwargs(predictor: Predictor) -> dict[str, Any]:
+    # A family that thinks unless told not to (Qwen3.5) renders a non-thinking answer only with enable_thinking=False;
+    # the others' templates take no such variable (passing one would only log a warning).
+    return {"enable_thinking": False} if predictor.encoder.assistant_prefix else {}
+
+
 def check_vision_tokens(predictor: Predictor, image: Image.Image) -> list[Check]:
     """`<|image_pad|>` count = the processor's patches / merge^2 = the coordinate contract's count = our encoder's."""
     processor, contract = predictor.processor, predictor.contract
     tok = predictor.tokenizer
     merge = int(getattr(processor.image_processor, "merge_size", 2))
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "?"}]}]
-    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **_template_kwargs(predictor))
     enc = processor(text=[text], images=[image], return_tensors="pt")  # the stock path: the processor resizes
     pads = int((enc["input_ids"] == tok.convert_tokens_to_ids(IMAGE_TOKEN)).sum())
     grid = [int(v) for v in enc["image_grid_thw"][0]]
@@ -194,7 +200,7 @@ def check_chat_template(predictor: Predictor, image: Image.Image) -> list[Check]
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": predictor.encoder.user_text}]},
         {"role": "assistant", "content": [{"type": "text", "text": answer}]},
     ]
-    ref = processor(text=[processor.apply_chat_template(messages, tokenize=False)], images=[picture], return_tensors="pt")
+    ref = processor(text=[processor.apply_chat_template(messages, tokenize=False, **_template_kwargs(predictor))], images=[picture], return_tensors="pt")
     checks = []
     ref_ids, our_ids = ref["input_ids"][0], ours.input_ids
     if torch.equal(ref_ids, our_ids):

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, PreTrainedModel
+from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel
 
 from bbuvl.data.coords import CoordinateContract
-from bbuvl.data.families import Family, get_family
+from bbuvl.data.families import family_of
 from bbuvl.encode.chat import IMAGE_TOKEN
 from bbuvl.model.processor import IMAGE_ONLY_PROCESSORS, image_only_processor_class, set_pixel_range
 
@@ -42,14 +42,6 @@ def load_processor(path: str, frame: CoordinateContract | None = None) -> Any:
     if frame is not None:
         set_pixel_range(processor, frame)
     return processor
-
-
-def read_family(path: str | Path) -> Family:
-    """The model family of a checkpoint folder or hub id, from its `config.json` `model_type` (via AutoConfig).
-
-    ValueError listing the supported families when bbu-vl does not train that `model_type`.
-    """
-    return get_family(AutoConfig.from_pretrained(str(path)).model_type)
 
 
 def _auto_processor(path: str) -> Any:
@@ -90,7 +82,7 @@ def _image_only_class(path: str) -> type:
             raise ValueError(f"{path}: no config.json to read the model family from, and no bbu-vl processor "
                              "saved there either; point at the base checkpoint folder")
         return saved
-    return image_only_processor_class(read_family(path).model_type)
+    return image_only_processor_class(family_of(path).model_type)
 
 
 def _saved_processor_class(folder: Path) -> type | None:
