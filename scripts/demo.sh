@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The whole pipeline twice, on CPU, offline, from a randomly initialised tiny Qwen2.5-VL:
+# The whole pipeline twice, on CPU, offline, from a randomly initialised tiny Qwen2.5-VL
+# (BBUVL_DEMO_FAMILY=qwen3_vl|qwen3_5 for the other families; BBUVL_DEMO_STAGES="shapes" for stage A alone):
 #   stage A, shapes: one coloured shape per photo. The sanity task: the model must find *where*, not only *what*.
 #   stage B, BBU close-ups: the real labels, at the scale a from-scratch tiny model can reach in minutes.
 # Each stage: synthesise -> check -> tiny model -> train -> predict (head; name = head boxes named by the VLM;
 # generate) -> eval -> report.
 set -euo pipefail
 OUT=${BBUVL_DEMO_OUT:-demo_out}
+FAMILY=${BBUVL_DEMO_FAMILY:-qwen2_5_vl}
+STAGES=${BBUVL_DEMO_STAGES:-shapes bbu}
 BBUVL=.venv/bin/bbuvl
 PY=.venv/bin/python
 start=$(date +%s)
@@ -22,8 +25,8 @@ stage() {  # stage NAME CONFIG SYNTH_ARGS... -- TRAIN_OVERRIDES...
   $BBUVL data synth "$dir/data" "${synth[@]}"
   echo "== [$name] check the dataset"
   $BBUVL data check "$dir/data"
-  echo "== [$name] build a tiny offline Qwen2.5-VL -> $dir/tiny-model"
-  $BBUVL model tiny "$dir/tiny-model"
+  echo "== [$name] build a tiny offline $FAMILY -> $dir/tiny-model"
+  $BBUVL model tiny "$dir/tiny-model" --family "$FAMILY"
   echo "== [$name] train ($config) -> $dir/run"
   $BBUVL train "$config" "training.output_dir=$dir/run" "model.path=$dir/tiny-model" \
     "data.train=$dir/data/train.jsonl" "data.val=$dir/data/val.jsonl" "${overrides[@]}"
@@ -37,20 +40,23 @@ stage() {  # stage NAME CONFIG SYNTH_ARGS... -- TRAIN_OVERRIDES...
 }
 
 # Stage A: 1,000 photos of one shape at 224x224; 1,000 steps of batch 8 (about 6 minutes on 2 cores).
-stage shapes configs/demo_shapes.yaml --scene shapes --n-train 1000 --n-val 50 --seed 0 --size 224x224 \
+[[ " $STAGES " == *" shapes "* ]] && stage shapes configs/demo_shapes.yaml --scene shapes --n-train 1000 --n-val 50 --seed 0 --size 224x224 \
   --min-objects 1 --max-objects 1
 # Stage B: close-ups of BBUs, panels and ground bars at 448x336, where parts are >= ~40 px.
-stage bbu configs/demo.yaml --framing closeup --n-train 240 --n-val 16 --seed 0 --size 448x336 -- \
+[[ " $STAGES " == *" bbu "* ]] && stage bbu configs/demo.yaml --framing closeup --n-train 240 --n-val 16 --seed 0 --size 448x336 -- \
   "data.teachers=$OUT/bbu/data/teachers.jsonl"
 
-$PY - "$OUT" "$(( $(date +%s) - start ))" <<'SUMMARY'
+$PY - "$OUT" "$(( $(date +%s) - start ))" "$FAMILY" <<'SUMMARY'
 import json, sys
 from pathlib import Path
-out, seconds = Path(sys.argv[1]), int(sys.argv[2])
+out, seconds, family = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 def num(v):
     return "  -  " if v is None else f"{v:.3f}"
-print(f"\nDemo finished in {seconds // 60} min {seconds % 60} s. AP50 on the validation photos (per label / class-agnostic):")
+print(f"\nDemo ({family}) finished in {seconds // 60} min {seconds % 60} s. AP50 on the validation photos "
+      "(per label / class-agnostic):")
 for stage, what in (("shapes", "A, shapes (one shape per photo)"), ("bbu", "B, BBU close-ups")):
+    if not (out / stage / "metrics_head.json").exists():
+        continue
     m = {mode: json.loads((out / stage / f"metrics_{mode}.json").read_text()) for mode in ("head", "name", "generate")}
     prior = m["head"]["prior"] or {}
     print(f"  stage {what}:")

@@ -61,11 +61,13 @@ def test_features_count_dead_units_per_layer(predictor, small_dataset):
 
 def test_attention_maps_cover_the_image_grid_and_sum_to_the_image_share(predictor, small_dataset):
     maps = cross_attention(predictor, small_dataset / "images" / "val_00000.jpg", top_k=3)
-    assert maps.grid == (6, 8) and maps.image.size == (224, 168) and len(maps.queries) == 3
+    w, h = predictor.contract.model_size((224, 168))
+    grid = (h // predictor.contract.factor, w // predictor.contract.factor)  # (6, 8) at 28 px, (5, 7) at 32 px
+    assert maps.grid == grid and maps.image.size == (w, h) and len(maps.queries) == 3  # the model-frame picture
     scores = [q.score for q in maps.queries]
     assert scores == sorted(scores, reverse=True)
     for q in maps.queries:
-        assert q.heat.shape == (6, 8) and float(q.heat.sum()) == pytest.approx(q.vision_share, abs=1e-5)
+        assert q.heat.shape == grid and float(q.heat.sum()) == pytest.approx(q.vision_share, abs=1e-5)
         assert 0 < q.vision_share <= 1 and all(0 <= v <= 1 for v in q.box)
 
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.families import get_family
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.schema import ImageRecord, ObjectAnn
 from bbuvl.encode.chat import IGNORE_INDEX, SPAN_NONE, SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, format_answer
@@ -23,8 +24,8 @@ def _img(w, h, seed=0):
 
 
 @pytest.fixture(scope="module")
-def encoder(tiny):
-    return ChatEncoder(tiny[1], system_prompt(LABELS, Hierarchy.load(), "zh"), "zh")
+def encoder(tiny, tiny_family):
+    return ChatEncoder(tiny[1], system_prompt(LABELS, Hierarchy.load(), "zh"), "zh", get_family(tiny_family).assistant_prefix)
 
 
 def test_system_prompt_lists_exactly_the_data_labels():
@@ -68,10 +69,11 @@ def test_labels_mask_everything_but_assistant_answers(encoder, tiny):
     assert (pos.diff() == 1).sum() == len(pos) - 2  # two contiguous blocks
 
 
-def test_same_ids_as_the_chat_template(encoder, tiny):
+def test_same_ids_as_the_chat_template(encoder, tiny, tiny_family):
     """Turn-by-turn tokenisation renders exactly what the processor's chat template renders."""
     processor = tiny[1]
-    image = _img(168, 112, 3)  # already a model-frame size within the processor's pixel range
+    factor = get_family(tiny_family).factor
+    image = _img(6 * factor, 4 * factor, 3)  # already a model-frame size within the processor's pixel range
     answer = '[{"bbox_2d": [10, 20, 30, 40], "label": "螺丝连接点/BBU安装螺丝/连接正确"}]'
     ours = encoder.encode([Turn(image, answer, SPAN_STUDENT)])
     messages = [
@@ -88,7 +90,7 @@ def test_same_ids_as_the_chat_template(encoder, tiny):
 
 def test_generation_prompt_ends_at_assistant_header(encoder, tiny):
     enc = encoder.encode([Turn(_img(56, 56), None, SPAN_STUDENT)], add_generation_prompt=True)
-    assert tiny[1].tokenizer.decode(enc.input_ids[-20:]).endswith("<|im_start|>assistant\n")
+    assert tiny[1].tokenizer.decode(enc.input_ids[-20:]).endswith("<|im_start|>assistant\n" + encoder.assistant_prefix)
     assert (enc.labels == IGNORE_INDEX).all()
 
 

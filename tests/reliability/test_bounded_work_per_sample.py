@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.families import get_family
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.schema import read_dataset
 from bbuvl.encode.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, format_answer
@@ -15,12 +16,16 @@ from bbuvl.encode.prompts import system_prompt
 from bbuvl.train.dataset import ConversationDataset, SourcedRecord, sources_from
 
 LABEL = "线缆"
-CONTRACT = CoordinateContract(12544, 50176)
 
 
 @pytest.fixture(scope="module")
-def encoder(tiny):
-    return ChatEncoder(tiny[1], system_prompt([LABEL], Hierarchy.load(), "zh"), "zh")
+def contract(tiny_family):
+    return CoordinateContract(12544, 50176, family=tiny_family)
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny, tiny_family):
+    return ChatEncoder(tiny[1], system_prompt([LABEL], Hierarchy.load(), "zh"), "zh", get_family(tiny_family).assistant_prefix)
 
 
 def record(image: str, n_objects: int, size: int = 224) -> dict:
@@ -44,36 +49,36 @@ def write(tmp_path, lines: list[dict], name: str = "train.jsonl"):
     return path
 
 
-def dataset(path, encoder, max_length, **kw):
-    return ConversationDataset(sources_from(read_dataset(path), path), encoder, CONTRACT, max_length=max_length, **kw)
+def dataset(path, encoder, contract, max_length, **kw):
+    return ConversationDataset(sources_from(read_dataset(path), path), encoder, contract, max_length=max_length, **kw)
 
 
-def full_length(path, encoder) -> list[int]:
-    ds = dataset(path, encoder, None)
+def full_length(path, encoder, contract) -> list[int]:
+    ds = dataset(path, encoder, contract, None)
     return [ds[i]["input_ids"].numel() for i in range(len(ds))]
 
 
-def test_the_measured_length_is_exact_so_a_sample_at_the_limit_is_not_cut(tmp_path, encoder):
+def test_the_measured_length_is_exact_so_a_sample_at_the_limit_is_not_cut(tmp_path, encoder, contract):
     path = write(tmp_path, [record("a.png", 5), record("b.png", 40)])
-    lengths = full_length(path, encoder)
-    at = dataset(path, encoder, max(lengths))
+    lengths = full_length(path, encoder, contract)
+    at = dataset(path, encoder, contract, max(lengths))
     assert at.truncated == []
     assert [at[i]["input_ids"].numel() for i in range(2)] == lengths
-    below = dataset(path, encoder, max(lengths) - 1)
+    below = dataset(path, encoder, contract, max(lengths) - 1)
     assert len(below.truncated) == 1 and below.truncated[0].startswith(f"{path}:2: answer of ")
     assert below[1]["input_ids"].numel() == max(lengths) - 1
 
 
-def test_a_200_object_answer_is_cut_at_max_length_to_a_prefix_of_the_right_answer(tmp_path, encoder, tiny):
+def test_a_200_object_answer_is_cut_at_max_length_to_a_prefix_of_the_right_answer(tmp_path, encoder, tiny, contract):
     path = write(tmp_path, [record("small.png", 2), record("dense.png", 200)])
-    ds = dataset(path, encoder, 1024)
+    ds = dataset(path, encoder, contract, 1024)
     assert len(ds.truncated) == 1
     msg = ds.truncated[0]
     assert msg.startswith(f"{path}:2: answer of ") and "cut to" in msg and "of 200 objects are taught" in msg
     item = ds[1]
     assert item["input_ids"].numel() == 1024
     answer = item["input_ids"][item["span_ids"] == SPAN_STUDENT]
-    full = encoder.answer_ids([format_answer(ds.sources[1].student.record, CONTRACT)])[0]
+    full = encoder.answer_ids([format_answer(ds.sources[1].student.record, contract)])[0]
     assert answer.tolist() == full[:answer.numel()]  # a prefix of the right answer, nothing else supervised
     assert answer.numel() < len(full)
     assert item["det_boxes"].shape == (200, 4)  # the head still learns every box
@@ -84,44 +89,44 @@ def test_a_200_object_answer_is_cut_at_max_length_to_a_prefix_of_the_right_answe
     assert batch["input_ids"].shape[1] <= 1024
 
 
-def test_a_10000_object_photo_stays_within_max_length(tmp_path, encoder):
+def test_a_10000_object_photo_stays_within_max_length(tmp_path, encoder, contract):
     path = write(tmp_path, [record("crowd.png", 10_000, size=1000)])
-    ds = dataset(path, encoder, 2048)
+    ds = dataset(path, encoder, contract, 2048)
     item = ds[0]
     assert item["input_ids"].numel() == 2048
     assert "of 10000 objects are taught" in ds.truncated[0]
 
 
-def test_teachers_that_would_overflow_are_left_out_and_the_student_keeps_its_answer(tmp_path, encoder):
+def test_teachers_that_would_overflow_are_left_out_and_the_student_keeps_its_answer(tmp_path, encoder, contract):
     big, small = record("t_big.png", 60), record("s.png", 2)
     path = write(tmp_path, [{"teachers": [big], "student": small}])
-    alone = full_length(write(tmp_path, [small], "alone.jsonl"), encoder)[0]
-    ds = dataset(path, encoder, alone + 50)
+    alone = full_length(write(tmp_path, [small], "alone.jsonl"), encoder, contract)[0]
+    ds = dataset(path, encoder, contract, alone + 50)
     assert ds.teachers_for(0) == [] and ds.truncated == []
     item = ds[0]
     assert item["input_ids"].numel() == alone and not (item["span_ids"] == SPAN_TEACHER).any()
-    roomy = dataset(path, encoder, 100_000)
+    roomy = dataset(path, encoder, contract, 100_000)
     assert len(roomy.teachers_for(0)) == 1
 
 
-def test_random_teachers_are_drawn_among_those_that_fit(tmp_path, encoder):
+def test_random_teachers_are_drawn_among_those_that_fit(tmp_path, encoder, contract):
     pool_path = write(tmp_path, [record("p_big.png", 80), record("p_small.png", 1)], "teachers.jsonl")
     path = write(tmp_path, [record(f"s{i}.png", 2) for i in range(6)])
     pool = [SourcedRecord(r.student, str(pool_path)) for r in read_dataset(pool_path)]
-    alone = full_length(path, encoder)[0]
-    small_turn = full_length(pool_path, encoder)[1] - encoder.system_length
-    ds = dataset(path, encoder, alone + small_turn, teacher_pool=pool, teacher_ratio=1.0, num_teachers=1)
+    alone = full_length(path, encoder, contract)[0]
+    small_turn = full_length(pool_path, encoder, contract)[1] - encoder.system_length - encoder.prefix_length
+    ds = dataset(path, encoder, contract, alone + small_turn, teacher_pool=pool, teacher_ratio=1.0, num_teachers=1)
     for i in range(len(ds)):
         drawn = ds.teachers_for(i)
         assert [t.record.image for t in drawn] == ["p_small.png"]
         assert ds[i]["input_ids"].numel() <= alone + small_turn
 
 
-def test_a_photo_whose_prompt_alone_reaches_max_length_is_refused_naming_file_and_line(tmp_path, encoder):
+def test_a_photo_whose_prompt_alone_reaches_max_length_is_refused_naming_file_and_line(tmp_path, encoder, contract):
     path = write(tmp_path, [record("a.png", 1), record("b.png", 1)])
-    vision = CONTRACT.vision_tokens((224, 224))
+    vision = contract.vision_tokens((224, 224))
     with pytest.raises(ValueError) as e:
-        dataset(path, encoder, encoder.prompt_length(vision))
+        dataset(path, encoder, contract, encoder.prompt_length(vision))
     msg = str(e.value)
     assert msg.startswith(f"{path}:1: photo a.png needs ") and "data.max_length" in msg and "(1 more photos like it)" in msg
 
