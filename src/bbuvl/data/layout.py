@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bbuvl.atomic import write_text_atomic
+from bbuvl.data.jsonfile import read_json
 from bbuvl.data.labels import SEP
 from bbuvl.data.schema import ImageRecord, write_dataset
 from bbuvl.data.teachers import select_teachers
@@ -70,13 +71,7 @@ def write_dataset_folder(
 
 def read_vocabulary(path: str | Path) -> list[str]:
     """Label vocabulary from a dataset's labels.json (`{"labels": {label: count}}`) or a JSON list of labels."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such labels file") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+    data = read_json(path, "labels file")
     labels = data.get("labels") if isinstance(data, dict) else data
     if isinstance(labels, dict):
         labels = list(labels)

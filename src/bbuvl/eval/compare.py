@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from bbuvl.data.jsonfile import read_json
 
 # (row name, path into METRICS.json, higher is better)
 HEADLINE: tuple[tuple[str, tuple[str, ...], bool], ...] = (
@@ -23,13 +24,7 @@ HEADLINE: tuple[tuple[str, tuple[str, ...], bool], ...] = (
 
 def read_metrics(path: str | Path) -> dict[str, Any]:
     """A METRICS.json written by `bbuvl eval`; a clear error for any other file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such metrics file") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+    data = read_json(path, "metrics file")
     if not isinstance(data, dict) or "AP50" not in data or "label_accuracy" not in data:
         raise ValueError(f"{path}: not a METRICS.json written by `bbuvl eval` (no AP50 / label_accuracy)")
     return data
