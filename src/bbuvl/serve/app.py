@@ -1,9 +1,9 @@
 """The HTTP routes: detection, OpenAI-style chat, health, readiness, metrics and the inspector's page.
 
-Every route but `/healthz` and the page's own files needs `Authorization: Bearer KEY` (guard.py: a browser
-cannot send that header when it opens a page; the page holds no data and asks for the key itself). Bodies are
-read within `--max-body-mb` (bodies.py) and decoded off the event loop; the model runs in the batcher's worker
-thread (batching.py). docs/serving.md describes the API.
+Every route but `/healthz` needs the API key, as `Authorization: Bearer KEY` or, for a browser opening the
+page, as Basic credentials the browser asks for itself (guard.py). Bodies are read within `--max-body-mb`
+(bodies.py) and decoded off the event loop; the model runs in the batcher's worker thread (batching.py).
+docs/serving.md describes the API.
 """
 
 from __future__ import annotations
