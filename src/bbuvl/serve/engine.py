@@ -3,7 +3,7 @@
 A thin adapter over `bbuvl.infer.predictor.Predictor`: photos arrive decoded (upright RGB, as
 `bbuvl.data.images.load_image` would give them from a file), so a served photo and the same file given to
 `bbuvl predict` go through the same `prepare`, the same encoding and the same forward pass. `prepare` runs on
-the request's own thread as the photo arrives; only the batch's forward pass runs in the batcher's worker
+a decoding thread as the photo arrives; only the batch's forward pass runs in the batcher's worker
 (docs/serving.md, "Dynamic batching").
 """
 
