@@ -286,3 +286,21 @@ def test_local_layers_give_each_image_of_a_batch_the_answer_it_gets_alone(local)
     alone = head(vis[1:, :9], vm[1:, :9], txt[1:], tm[1:], vision_grid_hw=grid_hw[1:])
     assert torch.allclose(both.boxes[1], alone.boxes[0], atol=1e-5)
     assert torch.allclose(both.objectness_logits[1], alone.objectness_logits[0], atol=1e-5)
+
+
+def test_the_encoder_layer_computes_what_the_stock_layer_does_in_training_and_inference():
+    from bbuvl.model.detection_head import _EncoderLayer
+
+    torch.manual_seed(0)
+    kw = dict(dim_feedforward=128, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+    stock, ours = nn.TransformerEncoderLayer(32, 4, **kw), _EncoderLayer(32, 4, **kw)
+    ours.load_state_dict(stock.state_dict())  # the same parameter names: old checkpoints load as they are
+    x = torch.randn(3, 20, 32)
+    pad = torch.zeros(3, 20, dtype=torch.bool)
+    pad[1, 15:] = True
+    torch.testing.assert_close(ours(x, src_key_padding_mask=pad), stock(x, src_key_padding_mask=pad))  # training path
+    stock.eval(), ours.eval()
+    with torch.inference_mode():  # the stock layer takes PyTorch's fused kernel here; ours the module path
+        fused, plain = stock(x, src_key_padding_mask=pad), ours(x, src_key_padding_mask=pad)
+    real = ~pad
+    torch.testing.assert_close(plain[real], fused[real], atol=1e-5, rtol=1e-5)

@@ -1,4 +1,4 @@
-"""`bbuvl serve` over real HTTP: routes, the key on every route but /healthz, answers equal to `bbuvl predict`."""
+"""`bbuvl serve` over real HTTP: routes, answers equal to `bbuvl predict` (the key on every route: test_auth.py)."""
 
 from __future__ import annotations
 
@@ -12,28 +12,10 @@ from typer.testing import CliRunner
 from bbuvl.cli import app as cli
 from tests.serve.client import multipart
 
-PROTECTED = [("GET", "/readyz"), ("GET", "/metrics"), ("POST", "/v1/detect"), ("POST", "/v1/chat/completions"),
-             ("GET", "/no/such/route")]
-
 
 def chat_body(url: str) -> bytes:
     return json.dumps({"model": "bbuvl", "messages": [{"role": "user", "content": [
         {"type": "text", "text": "find every part"}, {"type": "image_url", "image_url": {"url": url}}]}]}).encode()
-
-
-def test_healthz_and_the_page_are_open_and_every_other_route_needs_the_key(serve):
-    client = serve()
-    assert client.request("GET", "/healthz", key=False).status == 200
-    page = client.request("GET", "/", key=False)
-    assert page.status == 200 and b"api-key" in page.body  # the page asks for the key itself
-    for method, path in PROTECTED:
-        for key in (False, "wrong-key-of-the-same-size-01234", ""):
-            r = client.request(method, path, b"{}", {"Content-Type": "application/json"}, key=key)
-            assert r.status == 401, (method, path, key)
-            assert r.json()["error"]["kind"] == "unauthorized" and r.headers["www-authenticate"] == "Bearer"
-    basic = client.request("GET", "/readyz", headers={"Authorization": f"Basic {client.key}"}, key=False)
-    assert basic.status == 401
-    assert client.request("GET", "/readyz").status == 200
 
 
 @pytest.mark.parametrize("mode", ["head", "generate", "name"])
@@ -184,10 +166,10 @@ def test_a_full_queue_answers_503_with_retry_after_and_every_request_is_answered
     assert f'bbuvl_errors_total{{kind="queue_full"}} {statuses.count(503)}.0' in metrics
 
 
-def test_the_pages_cjk_font_is_open_and_is_the_servers_own(serve):
+def test_the_pages_cjk_font_is_the_servers_own(serve):
     from bbuvl.eval.fonts import find_cjk_font
 
-    r = serve().request("GET", "/font/cjk", key=False)
+    r = serve().request("GET", "/font/cjk")
     font = find_cjk_font().path
     if font is None:
         assert r.status == 404 and r.json()["error"]["kind"] == "not_found"

@@ -1,6 +1,9 @@
-"""API keys: read from a file or the environment, held as digests, never taken from the command line."""
+"""API keys: read from a file or the environment, held as digests, never taken from the command line, and asked
+for on every route but /healthz (Bearer for scripts, Basic for a browser opening the page)."""
 
 from __future__ import annotations
+
+import base64
 
 import pytest
 from typer.testing import CliRunner
@@ -19,6 +22,21 @@ def test_keys_come_from_the_file_and_the_environment(tmp_path):
     assert store.accepts(f"Bearer {KEY_A}") and store.accepts(f"bearer {KEY_B}")
     assert not store.accepts(KEY_A) and not store.accepts(f"Basic {KEY_A}") and not store.accepts(None)
     assert not store.accepts(f"Bearer {KEY_A[:-1]}") and not store.accepts("Bearer ")
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_basic_credentials_carry_the_key_as_password_with_any_user_name():
+    store = KeyStore([KEY_A, "钥匙" * 10])
+    assert store.accepts(basic("inspector", KEY_A)) and store.accepts(basic("", KEY_A))
+    assert store.accepts(basic("x", "钥匙" * 10))  # UTF-8, as the page's challenge (charset="UTF-8") asks browsers
+    assert not store.accepts(basic("a:b", KEY_A))  # the user name ends at the first colon: the password is "b:KEY"
+    assert not store.accepts(basic(KEY_A, "")) and not store.accepts(basic(KEY_A, "wrong-password-0123456789"))
+    no_colon = "Basic " + base64.b64encode(KEY_A.encode()).decode()
+    assert not store.accepts(no_colon) and not store.accepts("Basic !!!not-base64!!!") and not store.accepts("Basic ")
+    assert not store.accepts(f"Token {KEY_A}") and not store.accepts(basic("x", KEY_A).replace("Basic", "Bearer"))
 
 
 def test_the_store_holds_digests_not_keys():
@@ -42,3 +60,62 @@ def test_serve_takes_no_key_option_and_will_not_start_without_a_key(tmp_path, mo
     assert r.exit_code == 2 and "no API key" in r.output
     r = runner.invoke(app, ["serve", "-c", str(tmp_path), "--api-key", KEY_A])
     assert r.exit_code == 2 and "No such option" in " ".join(r.output.split())
+
+
+# Every route the app registers, with a method it answers; an unknown path and a wrong method on a known one too.
+ROUTES = [("GET", "/"), ("GET", "/static/app.js"), ("GET", "/static/style.css"), ("GET", "/static/no-such-file.js"),
+          ("GET", "/font/cjk"), ("GET", "/metrics"), ("GET", "/readyz"), ("POST", "/v1/detect"),
+          ("POST", "/v1/chat/completions"), ("GET", "/v1/detect"), ("GET", "/no/such/route"), ("POST", "/healthz/x")]
+
+
+def test_the_list_above_covers_every_route_the_app_registers(engine, keys):
+    from bbuvl.serve.app import create_app
+
+    registered = {getattr(r, "path", None) for r in create_app(engine, keys).routes}
+    tested = {path.rsplit("/", 1)[0] if path.startswith("/static/") else path for _, path in ROUTES} | {"/healthz"}
+    assert registered <= tested, registered - tested
+
+
+def test_every_route_but_healthz_answers_401_without_the_right_key(serve):
+    client = serve()
+    wrong = [
+        ("no key", {}),
+        ("wrong key", {"Authorization": "Bearer wrong-key-of-the-same-size-01234"}),
+        ("empty key", {"Authorization": "Bearer "}),
+        ("wrong Basic password", {"Authorization": basic("inspector", "wrong-key-of-the-same-size-01234")}),
+        ("the key as the Basic user name", {"Authorization": basic(client.key, "")}),
+        ("Basic without base64", {"Authorization": f"Basic {client.key}"}),
+        ("wrong scheme", {"Authorization": f"Token {client.key}"}),
+        ("no scheme", {"Authorization": client.key}),
+        ("the key in the query", {}),
+    ]
+    for method, path in ROUTES:
+        for case, headers in wrong:
+            target = path + (f"?api_key={client.key}&key={client.key}" if case == "the key in the query" else "")
+            r = client.request(method, target, b"{}", {"Content-Type": "application/json", **headers}, key=False)
+            assert r.status == 401, (method, path, case)
+            assert r.json()["error"]["kind"] == "unauthorized"
+            page = path in ("/", "/font/cjk") or path.startswith("/static/")
+            # The page's routes challenge a browser to ask for the key itself; the API tells a script to send Bearer.
+            assert r.headers["www-authenticate"] == ('Basic realm="bbu-vl", charset="UTF-8"' if page else "Bearer"), path
+    for headers in ({}, {"Authorization": "Bearer wrong-key-of-the-same-size-01234"}):
+        r = client.request("GET", "/healthz", headers=headers, key=False)
+        assert r.status == 200 and r.json() == {"status": "alive"}
+
+
+def test_the_right_key_as_bearer_or_basic_opens_every_route(serve, photos):
+    from tests.serve.client import multipart
+
+    client = serve()
+    upload, ctype = multipart("image", photos[0].name, photos[0].read_bytes())
+    with_basic = {"Authorization": basic("inspector", client.key)}
+    for headers, key in (({}, True), (with_basic, False)):
+        page = client.request("GET", "/", headers=headers, key=key)
+        assert page.status == 200 and b"/static/app.js" in page.body
+        assert client.request("GET", "/static/app.js", headers=headers, key=key).status == 200
+        assert client.request("GET", "/font/cjk", headers=headers, key=key).status in (200, 404)  # 404: no CJK font here
+        assert client.request("GET", "/readyz", headers=headers, key=key).status == 200
+        assert client.request("GET", "/metrics", headers=headers, key=key).status == 200
+        assert client.request("GET", "/no/such/route", headers=headers, key=key).status == 404
+        detect = client.request("POST", "/v1/detect", upload, {"Content-Type": ctype, **headers}, key=key)
+        assert detect.status == 200 and detect.json()["objects"]

@@ -105,9 +105,12 @@ def token_char_ends(tokenizer: Any, ids: list[int]) -> list[int]:
 
 
 @dataclass
-class _Prepared:
+class Prepared:
+    """One photo ready for the model: resized to its model frame and, once `Predictor.encode` ran, its prompt encoded."""
+
     image: Image.Image  # model-frame RGB
     size: tuple[int, int]  # stored (EXIF-oriented) size
+    sample: dict[str, Any] | None = None  # the student turn's encoded sample (no teachers), when encoded ahead
 
 
 class Predictor:
@@ -144,12 +147,21 @@ class Predictor:
 
     # --- inputs ------------------------------------------------------------------------------
 
-    def prepare(self, image: str | Path | Image.Image) -> _Prepared:
+    def prepare(self, image: str | Path | Image.Image) -> Prepared:
         """Load (EXIF-oriented RGB) and resize to the model frame the checkpoint was trained with."""
         # A PIL image given directly gets the same mode conversion as a file (16-bit, CMYK, alpha: data/images.py).
         img = load_image(image).image if not isinstance(image, Image.Image) else to_rgb(image)
         msize = self.contract.model_size(img.size)
-        return _Prepared(img if img.size == msize else img.resize(msize, Image.BICUBIC), img.size)
+        return Prepared(img if img.size == msize else img.resize(msize, Image.BICUBIC), img.size)
+
+    def encode(self, prepared: Prepared) -> Prepared:
+        """`prepared` with its prompt encoded (the processor's pixels and the tokens), as a batch would encode it.
+
+        What a batch would do per photo, done ahead: a server encodes each photo as it arrives, on another thread,
+        while the model computes the previous batch (docs/serving.md, "Dynamic batching").
+        """
+        enc = self.encoder.encode([Turn(prepared.image, None, SPAN_STUDENT)], add_generation_prompt=True)
+        return Prepared(prepared.image, prepared.size, enc.as_sample())
 
     def set_teachers(self, teachers_jsonl: str | Path, k: int | None = None) -> None:
         """Teacher photos and answers for `teachers` mode (the first `k` of a teachers JSONL)."""
@@ -161,9 +173,12 @@ class Predictor:
                 raise ValueError(f"{teachers_jsonl}: teacher {r.image} is {prep.size}, its record says {r.size}")
             self.teachers.append((prep.image, format_answer(r, self.contract)))
 
-    def _batch(self, prepared: Sequence[_Prepared], with_teachers: bool) -> dict[str, Any]:
+    def _batch(self, prepared: Sequence[Prepared], with_teachers: bool) -> dict[str, Any]:
         samples = []
         for p in prepared:
+            if p.sample is not None and not with_teachers:
+                samples.append(p.sample)
+                continue
             turns = [Turn(img, ans, SPAN_TEACHER) for img, ans in (self.teachers if with_teachers else [])]
             enc = self.encoder.encode(turns + [Turn(p.image, None, SPAN_STUDENT)], add_generation_prompt=True)
             samples.append(enc.as_sample())
@@ -172,7 +187,7 @@ class Predictor:
 
     # --- modes -------------------------------------------------------------------------------
 
-    def _answer_constraint(self, prepared: Sequence[_Prepared], constrained: bool, max_new_tokens: int) -> LogitsProcessor | None:
+    def _answer_constraint(self, prepared: Sequence[Prepared], constrained: bool, max_new_tokens: int) -> LogitsProcessor | None:
         """The grammar processor for this batch (each row bounded by its answer extent: frame or 0-1000), or None when off."""
         if not constrained:
             return None
@@ -200,7 +215,7 @@ class Predictor:
         return new, logprobs
 
     @torch.inference_mode()
-    def _generate(self, prepared: Sequence[_Prepared], with_teachers: bool, max_new_tokens: int,
+    def _generate(self, prepared: Sequence[Prepared], with_teachers: bool, max_new_tokens: int,
                   constrained: bool = False) -> list[ImageResult]:
         batch = self._batch(prepared, with_teachers)
         new, logprobs = self._greedy(batch, self._answer_constraint(prepared, constrained, max_new_tokens), max_new_tokens)
@@ -224,7 +239,7 @@ class Predictor:
         return results
 
     @torch.inference_mode()
-    def _head_objects(self, prepared: Sequence[_Prepared], objectness_threshold: float,
+    def _head_objects(self, prepared: Sequence[Prepared], objectness_threshold: float,
                       nms_iou: float | None) -> list[list[tuple[Detection, float]]]:
         """Per image, the head's detections (score = objectness x caption likelihood) with their objectness."""
         if self.model.detection_head is None:
@@ -256,7 +271,7 @@ class Predictor:
             out.append(found)
         return out
 
-    def _head(self, prepared: Sequence[_Prepared], objectness_threshold: float, nms_iou: float | None) -> list[ImageResult]:
+    def _head(self, prepared: Sequence[Prepared], objectness_threshold: float, nms_iou: float | None) -> list[ImageResult]:
         found = self._head_objects(prepared, objectness_threshold, nms_iou)
         return [ImageResult([d for d, _ in f], None, p.size[0], p.size[1]) for f, p in zip(found, prepared)]
 
@@ -275,7 +290,7 @@ class Predictor:
         return ids[:k], full[: ends[k - 1]] if k else ""
 
     @torch.inference_mode()
-    def _name(self, prepared: Sequence[_Prepared], objectness_threshold: float, nms_iou: float | None,
+    def _name(self, prepared: Sequence[Prepared], objectness_threshold: float, nms_iou: float | None,
               batch_rows: int) -> list[ImageResult]:
         """Head boxes, each named by the VLM: its answer is begun with the box and the VLM writes the label.
 
@@ -341,10 +356,14 @@ class Predictor:
         """Full results (objects, raw text, sizes) for a batch of images (a bad image raises)."""
         return self._run([self.prepare(im) for im in images], mode, **kw)
 
+    def predict_prepared(self, prepared: Sequence[Prepared], mode: str = "generate", **kw: Any) -> list[ImageResult]:
+        """`predict` for photos already through `prepare` (and perhaps `encode`)."""
+        return self._run(list(prepared), mode, **kw)
+
     def predict_lines(self, paths: Sequence[str], mode: str = "generate", **kw: Any) -> list[dict[str, Any]]:
         """One predictions.jsonl line per path; a corrupt image or a failing sample gets an `error`, never an exception."""
         results: list[ImageResult | None] = [None] * len(paths)
-        prepared: dict[int, _Prepared] = {}
+        prepared: dict[int, Prepared] = {}
         for i, p in enumerate(paths):
             try:
                 prepared[i] = self.prepare(p)
@@ -363,7 +382,7 @@ class Predictor:
         return [{"image": str(p), "width": r.width, "height": r.height, "objects": [d.to_dict() for d in r.objects],
                  "raw": r.raw, "error": r.error} for p, r in zip(paths, results)]
 
-    def _run(self, prepared: list[_Prepared], mode: str, **kw: Any) -> list[ImageResult]:
+    def _run(self, prepared: list[Prepared], mode: str, **kw: Any) -> list[ImageResult]:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
         if mode == "teachers" and not self.teachers:

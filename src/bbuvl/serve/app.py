@@ -1,9 +1,9 @@
 """The HTTP routes: detection, OpenAI-style chat, health, readiness, metrics and the inspector's page.
 
-Every route but `/healthz` and the page's own files needs `Authorization: Bearer KEY` (guard.py: a browser
-cannot send that header when it opens a page; the page holds no data and asks for the key itself). Bodies are
-read within `--max-body-mb` (bodies.py) and decoded off the event loop; the model runs in the batcher's worker
-thread (batching.py). docs/serving.md describes the API.
+Every route but `/healthz` needs the API key, as `Authorization: Bearer KEY` or, for a browser opening the
+page, as Basic credentials the browser asks for itself (guard.py). Bodies are read within `--max-body-mb`
+(bodies.py) and decoded off the event loop; the model runs in the batcher's worker thread (batching.py).
+docs/serving.md describes the API.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from bbuvl.eval.fonts import find_cjk_font
 from bbuvl.serve.auth import KeyStore
 from bbuvl.serve.batching import Batcher
 from bbuvl.serve.bodies import image_bytes, parse_json, read_body
-from bbuvl.serve.engine import Answer, Engine
+from bbuvl.serve.engine import Answer, Engine, Photo
 from bbuvl.serve.errors import ApiError
 from bbuvl.serve.guard import Guard, error_response
 from bbuvl.serve.images import decode_image, pixel_limit
@@ -104,16 +104,27 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
         metrics.queue_depth.set(batcher.depth)
         return Response(metrics.render(), media_type=metrics.content_type)
 
-    async def answer(data: bytes, mode: str) -> tuple[Answer, dict[str, Any]]:
+    def decode_and_prepare(data: bytes) -> tuple[Photo, dict[str, float]]:
         t0 = time.perf_counter()
-        image = await asyncio.get_running_loop().run_in_executor(decoders, decode_image, data, limit)
+        image = decode_image(data, limit)
         t1 = time.perf_counter()
         try:
-            result, job = await batcher.run(image, mode, settings.timeout_s)
+            photo = engine.prepare(image)
+            return photo, {"decode": round((t1 - t0) * 1000, 2), "prepare": round((time.perf_counter() - t1) * 1000, 2)}
+        except (RuntimeError, ValueError) as e:  # the processor refused this photo: its own 500, as in a batch
+            raise ApiError(500, "inference_failed", f"{type(e).__name__}: {e}") from None
+
+    async def answer(data: bytes, mode: str) -> tuple[Answer, dict[str, Any]]:
+        t0 = time.perf_counter()
+        # Decoding, resizing and encoding happen here, on the decoders' threads, while the worker computes the
+        # previous batch: the worker's own thread does only what gains from batching (docs/serving.md).
+        photo, before = await asyncio.get_running_loop().run_in_executor(decoders, decode_and_prepare, data)
+        try:
+            result, job = await batcher.run(photo, mode, settings.timeout_s)
         except (RuntimeError, ValueError) as e:  # the model failed on this photo, alone: the server goes on
             raise ApiError(500, "inference_failed", f"{type(e).__name__}: {e}") from None
-        timing = {"decode": round((t1 - t0) * 1000, 2), "queue": round((job.started - job.enqueued) * 1000, 2),
-                  **result.timing_ms, "total": round((time.perf_counter() - t0) * 1000, 2), "batch_size": job.batch_size}
+        timing = {**before, "queue": round((job.started - job.enqueued) * 1000, 2), **result.timing_ms,
+                  "total": round((time.perf_counter() - t0) * 1000, 2), "batch_size": job.batch_size}
         return result, timing
 
     @app.post("/v1/detect")

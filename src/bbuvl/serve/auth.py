@@ -1,11 +1,16 @@
 """API keys: read from a file or the environment (never the command line), held only as SHA-256 digests.
 
+A request carries its key as `Authorization: Bearer KEY` (API clients) or as HTTP Basic credentials with the
+key as the password and any user name (`Basic base64(USER:KEY)`): the credentials a browser asks for itself
+and keeps in memory when a page answers 401 with a Basic challenge (docs/serving.md, "Authentication and logs").
 A request's key is hashed and compared with every stored digest by `hmac.compare_digest`, with no early exit,
 so the answer time says nothing about how much of a key was right, nor which key matched.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import os
@@ -35,13 +40,25 @@ class KeyStore:
         return len(self._digests)
 
     def accepts(self, authorization: str | None) -> bool:
-        """True when `authorization` is `Bearer KEY` with a known KEY (constant time in the key's content)."""
-        scheme, _, key = (authorization or "").partition(" ")
-        given = _digest(key.strip())
+        """True when `authorization` is `Bearer KEY` or `Basic base64(USER:KEY)` with a known KEY (constant time in the key)."""
+        scheme, _, credentials = (authorization or "").strip().partition(" ")
+        scheme = scheme.lower()
+        key = credentials.strip() if scheme == "bearer" else _basic_password(credentials) if scheme == "basic" else None
+        given = _digest(key or "")  # hashed and compared even when there is no key: the same work either way
         ok = False
         for d in self._digests:
             ok |= hmac.compare_digest(given, d)
-        return ok and scheme.lower() == "bearer"
+        return ok and bool(key)
+
+
+def _basic_password(credentials: str) -> str | None:
+    """The password of Basic credentials (`base64(USER:PASSWORD)`, UTF-8 as RFC 7617's charset asks), None if malformed."""
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    _, colon, password = decoded.partition(":")
+    return password if colon else None
 
 
 def read_keys(key_file: str | Path | None = None, environ: dict[str, str] | None = None) -> KeyStore:

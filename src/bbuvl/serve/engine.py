@@ -2,12 +2,15 @@
 
 A thin adapter over `bbuvl.infer.predictor.Predictor`: photos arrive decoded (upright RGB, as
 `bbuvl.data.images.load_image` would give them from a file), so a served photo and the same file given to
-`bbuvl predict` go through the same `prepare` and the same forward pass.
+`bbuvl predict` go through the same `prepare`, the same encoding and the same forward pass. `prepare` runs on
+a decoding thread as the photo arrives; only the batch's forward pass runs in the batcher's worker
+(docs/serving.md, "Dynamic batching").
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +18,19 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from bbuvl.infer.predictor import ImageResult, Predictor
+from bbuvl.infer.predictor import ImageResult, Predictor, Prepared
 from bbuvl.serve.fewshot import FewShotRescorer
 
 SERVE_MODES = ("generate", "head", "name")
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Photo:
+    """An uploaded photo (upright RGB, for the few-shot crops) and what the model takes of it."""
+
+    image: Image.Image
+    prepared: Prepared
 
 
 @dataclass
@@ -42,6 +53,8 @@ class Engine:
         if mode in ("head", "name") and predictor.model.detection_head is None:
             raise ValueError(f"mode '{mode}' needs a checkpoint with a detection head; this one has none: use --mode generate")
         self.predictor, self.mode, self.checkpoint, self.fewshot = predictor, mode, checkpoint, fewshot
+        # A Hugging Face fast tokenizer may refuse two threads at once ("Already borrowed"): one encoding at a time.
+        self._encoding = threading.Lock()
 
     @classmethod
     def load(cls, checkpoint: str | Path, mode: str | None = None, device: str | None = None,
@@ -63,22 +76,28 @@ class Engine:
                 "labels": len(self.predictor.prompt.labels or []),
                 "fewshot": self.fewshot.info() if self.fewshot is not None else None}
 
-    def run(self, mode: str, images: Sequence[Image.Image]) -> list[Answer | Exception]:
+    def prepare(self, image: Image.Image) -> Photo:
+        """Resize a decoded photo to its model frame and encode its prompt, ready for any mode's batch (thread-safe)."""
+        prepared = self.predictor.prepare(image)
+        with self._encoding:
+            return Photo(image, self.predictor.encode(prepared))
+
+    def run(self, mode: str, photos: Sequence[Photo]) -> list[Answer | Exception]:
         """One answer per photo from one forward pass; when the batch fails, each photo is retried alone."""
         start = time.perf_counter()
         try:
-            results: list[ImageResult | Exception] = list(self.predictor.predict(list(images), mode=mode))
+            results: list[ImageResult | Exception] = list(self.predictor.predict_prepared([p.prepared for p in photos], mode=mode))
         except (RuntimeError, ValueError):
-            logger.warning("a batch of %d failed; retrying its photos one by one", len(images), exc_info=True)
+            logger.warning("a batch of %d failed; retrying its photos one by one", len(photos), exc_info=True)
             results = []
-            for im in images:
+            for photo in photos:
                 try:
-                    results.append(self.predictor.predict([im], mode=mode)[0])
+                    results.append(self.predictor.predict_prepared([photo.prepared], mode=mode)[0])
                 except (RuntimeError, ValueError) as e:
                     results.append(e)
         infer_ms = (time.perf_counter() - start) * 1000
         answers: list[Answer | Exception] = []
-        for im, r in zip(images, results):
+        for photo, r in zip(photos, results):
             if isinstance(r, Exception):
                 answers.append(r)
                 continue
@@ -86,7 +105,7 @@ class Engine:
             timing = {"inference": round(infer_ms, 2)}
             if self.fewshot is not None and objects:
                 t = time.perf_counter()
-                self.fewshot.rescore(im, objects)
+                self.fewshot.rescore(photo.image, objects)
                 timing["fewshot"] = round((time.perf_counter() - t) * 1000, 2)
             answers.append(Answer(r.width, r.height, objects, r.raw, timing))
         return answers

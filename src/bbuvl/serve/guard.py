@@ -1,4 +1,11 @@
-"""The API key on every route but the open ones, then a metric and a log line per request (never a header or body)."""
+"""The API key on every route but `/healthz`, then a metric and a log line per request (never a header or body).
+
+The page's own routes (`/`, `/static/...`, `/font/cjk`) need the key too. A browser cannot add a Bearer
+header when it opens a page, so their 401 carries a Basic challenge: the browser asks for the key itself (any
+user name, the key as password), keeps it in its in-memory credential cache and sends it with the page's
+files and the page's own requests to this server. The API routes' 401 says `Bearer`, so a script is never
+answered with a browser prompt's challenge. docs/serving.md, "Authentication and logs".
+"""
 
 from __future__ import annotations
 
@@ -12,9 +19,25 @@ from bbuvl.serve.auth import KeyStore
 from bbuvl.serve.errors import ApiError
 from bbuvl.serve.metrics import ServeMetrics
 
-OPEN_PATHS = ("/healthz", "/", "/font/cjk")
+OPEN_PATHS = ("/healthz",)
+PAGE_PATHS = ("/", "/font/cjk")  # and everything under /static/
+BASIC_CHALLENGE = 'Basic realm="bbu-vl", charset="UTF-8"'
 ROUTES = ("/healthz", "/readyz", "/metrics", "/v1/detect", "/v1/chat/completions", "/", "/font/cjk")
 logger = logging.getLogger("bbuvl.serve")
+
+
+def _is_page(path: str) -> bool:
+    """True for the page and its files, which a browser loads without a script's help."""
+    return path in PAGE_PATHS or path.startswith("/static/")
+
+
+def _unauthorized(path: str) -> ApiError:
+    """The 401 for `path`: a Basic challenge for the page's routes (the browser asks for the key), else Bearer."""
+    if _is_page(path):
+        return ApiError(401, "unauthorized", "missing or wrong API key: give any user name and the API key as password",
+                        {"WWW-Authenticate": BASIC_CHALLENGE})
+    return ApiError(401, "unauthorized", "missing or wrong API key: send 'Authorization: Bearer KEY'",
+                    {"WWW-Authenticate": "Bearer"})
 
 
 def _route_name(path: str) -> str:
@@ -23,7 +46,7 @@ def _route_name(path: str) -> str:
 
 
 class Guard:
-    """ASGI middleware: the API key on every route but the open ones, then metrics and a log line per request.
+    """ASGI middleware: the API key on every route but `/healthz`, then metrics and a log line per request.
 
     Plain ASGI rather than Starlette's BaseHTTPMiddleware, which costs an extra task and stream per request.
     """
@@ -43,12 +66,10 @@ class Guard:
             await send(message)
 
         try:
-            if path in OPEN_PATHS or path.startswith("/static/") or self.keys.accepts(_header(scope, b"authorization")):
+            if path in OPEN_PATHS or self.keys.accepts(_header(scope, b"authorization")):
                 await self.app(scope, receive, watched)
             else:
-                error = ApiError(401, "unauthorized", "missing or wrong API key: send 'Authorization: Bearer KEY'",
-                                 {"WWW-Authenticate": "Bearer"})
-                await error_response(error, self.metrics)(scope, receive, watched)
+                await error_response(_unauthorized(path), self.metrics)(scope, receive, watched)
         finally:
             seconds = time.perf_counter() - start
             route = _route_name(path)

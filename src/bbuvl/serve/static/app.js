@@ -1,18 +1,19 @@
 // The inspector's page: a photo in, the server's findings drawn on it. Plain JS, no build step.
-// The API key lives in this closure only: never in localStorage, cookies or the URL.
+// The page holds no key: the browser asked for it (the server's Basic challenge) when the page was opened, keeps
+// it in its own in-memory credential cache and adds it to this page's requests to the same origin. Nothing is
+// written to localStorage, cookies or the URL (docs/serving.md, "The page").
 (function () {
   "use strict";
   const PROBLEM_STATES = ["连接错误", "未安装"];  // findings an inspector must see first
   const FONT = '"Noto Sans CJK SC", "WenQuanYi Micro Hei", "Microsoft YaHei", "PingFang SC", "bbuvl-cjk", sans-serif';
-  let apiKey = "";
   let lastResult = null;
   let lastName = "photo";
 
   const $ = (id) => document.getElementById(id);
-  const keyInput = $("api-key"), drop = $("drop"), fileInput = $("file"), status = $("status");
-
-  keyInput.addEventListener("input", () => { apiKey = keyInput.value.trim(); });
-  $("key-form").addEventListener("submit", (e) => e.preventDefault());
+  const drop = $("drop"), fileInput = $("file"), status = $("status");
+  // From the origin, never from the page's own URL: opened as http://user:key@host/, a relative URL would carry
+  // the credentials, and fetch refuses any URL that embeds them.
+  const DETECT = location.origin + "/v1/detect";
 
   function say(text, isError) {
     status.textContent = text;
@@ -93,21 +94,22 @@
 
   async function inspect(file) {
     if (!file) return;
-    if (!apiKey) { say("请先输入 API key · enter the API key first", true); keyInput.focus(); return; }
     lastName = file.name.replace(/\.[^.]*$/, "") || "photo";
     say("检查中… · inspecting " + file.name);
     const form = new FormData();
     form.append("image", file, file.name);
     let response, body;
     try {
-      response = await fetch("/v1/detect", { method: "POST", headers: { Authorization: "Bearer " + apiKey }, body: form });
+      response = await fetch(DETECT, { method: "POST", credentials: "same-origin", body: form });
       body = await response.json();
     } catch (e) {
       say("请求失败 · request failed: " + e, true);
       return;
     }
     if (!response.ok) {
-      say(response.status + " " + ((body.error && body.error.message) || response.statusText), true);
+      const why = (body.error && body.error.message) || response.statusText;
+      // 401 here: the server no longer takes the key the page was opened with (restarted with other keys).
+      say(response.status + " " + why + (response.status === 401 ? " (API key refused: reload the page to enter it again)" : ""), true);
       return;
     }
     lastResult = body;
