@@ -1,7 +1,7 @@
 """`bbuvl serve` under load: dynamic batching against one image per forward pass, on localhost only.
 
     .venv/bin/python bench/serve_load.py [--clients 8] [--seconds 20] [--max-requests 2000] [--mode head]
-                                         [--checkpoint CKPT] [--max-batch 8] [--max-wait-ms 10]
+                                         [--checkpoint CKPT] [--max-batch 8] [--max-wait-ms 25]
 
 Builds a tiny model and a one-step checkpoint (unless --checkpoint is given), then starts two servers as child
 processes (`bbuvl serve`, so each one's memory is its own): one with `--max-batch N`, one with `--max-batch 1`.
@@ -141,12 +141,11 @@ def predictor_ceiling(ckpt: Path, photos: list[bytes], mode: str, batch: int, se
     """Images/s of the predictor alone, `batch` photos per call over 1 per call: what batching can buy at most."""
     import io
 
-    import torch
     from PIL import Image
 
     from bbuvl.infer.predictor import Predictor
 
-    torch.set_num_threads(1)
+    # torch's own thread count, as the servers get it (one per core unless OMP_NUM_THREADS says otherwise).
     predictor = Predictor.from_checkpoint(ckpt, device="cpu")
     images = [Image.open(io.BytesIO(p)).convert("RGB") for p in photos]
     rate = {}
@@ -170,7 +169,7 @@ def main() -> None:
     ap.add_argument("--max-requests", type=int, default=2000, help="per server")
     ap.add_argument("--mode", default="head", choices=["head", "generate", "name"])
     ap.add_argument("--max-batch", type=int, default=8)
-    ap.add_argument("--max-wait-ms", type=float, default=10.0)
+    ap.add_argument("--max-wait-ms", type=float, default=25.0)
     ap.add_argument("--checkpoint", type=Path, default=None, help="serve this checkpoint (default: build a tiny one)")
     ap.add_argument("--photo", type=Path, action="append", default=None, help="photo to post (repeatable)")
     args = ap.parse_args()

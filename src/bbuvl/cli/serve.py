@@ -28,7 +28,7 @@ def serve(
     fewshot_threshold: float = typer.Option(0.6, help="Few-shot best score below this -> unknown; in [-1, 1].",
                                             callback=finite_range(-1, 1)),
     max_batch: int = typer.Option(8, min=1, help="Most images in one forward pass."),
-    max_wait_ms: float = typer.Option(10.0, min=0, help="Longest wait for more images before a batch starts."),
+    max_wait_ms: float = typer.Option(25.0, min=0, help="Longest wait for more images before a batch starts."),
     queue_size: int = typer.Option(64, min=1, help="Images that may wait; beyond it requests get 503 + Retry-After."),
     timeout: float = typer.Option(60.0, min=0.1, help="Seconds a request may wait for its answer (then 504)."),
     max_body_mb: float = typer.Option(20.0, min=0.01, help="Largest request body, in MiB (then 413)."),

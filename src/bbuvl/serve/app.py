@@ -44,7 +44,7 @@ class ServeSettings:
     """How a server batches, limits and answers (the `bbuvl serve` options)."""
 
     max_batch: int = 8
-    max_wait_ms: float = 10.0
+    max_wait_ms: float = 25.0
     queue_size: int = 64
     timeout_s: float = 60.0
     max_body_mb: float = 20.0

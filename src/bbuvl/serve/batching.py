@@ -61,7 +61,7 @@ RunBatch = Callable[[str, Sequence[Any]], Sequence[Any]]
 class Batcher:
     """A bounded queue of jobs and the worker thread that runs them, `max_batch` at a time."""
 
-    def __init__(self, run_batch: RunBatch, max_batch: int = 8, max_wait_ms: float = 10.0, queue_size: int = 64,
+    def __init__(self, run_batch: RunBatch, max_batch: int = 8, max_wait_ms: float = 25.0, queue_size: int = 64,
                  on_batch: Callable[[int, float], None] | None = None, on_depth: Callable[[int], None] | None = None):
         if max_batch < 1 or queue_size < 1 or max_wait_ms < 0:
             raise ValueError(f"need max_batch >= 1, queue_size >= 1, max_wait_ms >= 0; got {max_batch}, {queue_size}, {max_wait_ms}")
