@@ -39,6 +39,14 @@ class Family:
     packs_isolated: bool
     packing_note: str
     example_checkpoints: tuple[str, ...]
+    # How the system prompt describes the box convention, per prompt language: the wording of the family's own
+    # grounding examples.
+    box_wording: dict[str, str]
+
+    @property
+    def special_tokens(self) -> dict[str, str]:
+        """The vision special tokens (config attribute -> token); the ids come from each tokenizer."""
+        return dict(VISION_SPECIAL_TOKENS)
 
     @property
     def factor(self) -> int:
@@ -56,6 +64,13 @@ IMAGE_TOKEN = "<|image_pad|>"
 VIDEO_TOKEN = "<|video_pad|>"
 VISION_START_TOKEN = "<|vision_start|>"
 VISION_END_TOKEN = "<|vision_end|>"
+VISION_SPECIAL_TOKENS = {"image_token_id": IMAGE_TOKEN, "video_token_id": VIDEO_TOKEN,
+                         "vision_start_token_id": VISION_START_TOKEN, "vision_end_token_id": VISION_END_TOKEN}
+ABSOLUTE_WORDING = {"zh": "坐标是图像中的像素（左、上、右、下）",
+                    "en": "coordinates are image pixels (left, top, right, bottom)"}
+RELATIVE_WORDING = {"zh": "坐标是相对坐标，把图像的宽和高都归一化到0到1000（左、上、右、下）",
+                    "en": "coordinates are relative, the image's width and height each scaled to 0-1000 "
+                          "(left, top, right, bottom)"}
 
 FAMILIES: dict[str, Family] = {
     f.model_type: f
@@ -65,6 +80,7 @@ FAMILIES: dict[str, Family] = {
             processor_class="Qwen2_5_VLProcessor", assistant_prefix="", packs_isolated=True,
             packing_note="full attention everywhere: the per-sample text positions isolate packed samples",
             example_checkpoints=("Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct"),
+            box_wording=ABSOLUTE_WORDING,
         ),
         Family(
             model_type="qwen3_vl", name="Qwen3-VL", patch_size=16, merge_size=2, box_format="relative",
@@ -72,6 +88,7 @@ FAMILIES: dict[str, Family] = {
             packing_note="full attention everywhere (DeepStack adds features at image tokens only): the per-sample "
                          "text positions isolate packed samples",
             example_checkpoints=("Qwen/Qwen3-VL-4B-Instruct", "Qwen/Qwen3-VL-8B-Instruct"),
+            box_wording=RELATIVE_WORDING,
         ),
         Family(
             model_type="qwen3_5", name="Qwen3.5", patch_size=16, merge_size=2, box_format="relative",
@@ -80,6 +97,7 @@ FAMILIES: dict[str, Family] = {
                          "the whole row: transformers' torch kernels take no sequence boundaries, so packed samples "
                          "would read each other",
             example_checkpoints=("Qwen/Qwen3.5-0.8B", "Qwen/Qwen3.5-2B", "Qwen/Qwen3.5-4B"),
+            box_wording=RELATIVE_WORDING,
         ),
     )
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bbuvl.data.families import DEFAULT_FAMILY, get_family
 from bbuvl.data.labels import SEP, Hierarchy
 
 USER_TEXT = {
@@ -22,13 +23,6 @@ _RULES = {
     "{coordinates}; labels must be one of those listed above; sort by y1 then x1; answer [] when there is nothing.",
 }
 
-# How each box convention is described to the model (data/families.py): the wording its pretraining used.
-_COORDINATES = {
-    ("absolute", "zh"): "坐标是图像中的像素（左、上、右、下）",
-    ("absolute", "en"): "coordinates are image pixels (left, top, right, bottom)",
-    ("relative", "zh"): "坐标是相对坐标，把图像的宽和高都归一化到0到1000（左、上、右、下）",
-    ("relative", "en"): "coordinates are relative, the image's width and height each scaled to 0-1000 (left, top, right, bottom)",
-}
 
 
 def _category_of(label: str, hierarchy: Hierarchy) -> str | None:
@@ -39,13 +33,12 @@ def _category_of(label: str, hierarchy: Hierarchy) -> str | None:
     return next((name for name, c in hierarchy.categories.items() if c.gloss == head), None)
 
 
-def system_prompt(labels: list[str], hierarchy: Hierarchy, lang: str = "zh", box_format: str = "absolute") -> str:
+def system_prompt(labels: list[str], hierarchy: Hierarchy, lang: str = "zh", family: str = DEFAULT_FAMILY) -> str:
     """System prompt listing exactly `labels` (the data's vocabulary), grouped by category with its visual cue, and
-    the family's box convention (`absolute` frame pixels or `relative` 0-1000)."""
+    the model family's box convention in its own wording (data/families.py)."""
     if lang not in _HEADER:
         raise ValueError(f"prompt language must be 'zh' or 'en', got '{lang}'")
-    if (box_format, lang) not in _COORDINATES:
-        raise ValueError(f"box_format must be 'absolute' or 'relative', got '{box_format}'")
+    wording = get_family(family).box_wording[lang]
     groups: dict[str, list[str]] = {}
     for label in labels:
         cat = _category_of(label, hierarchy)
@@ -61,5 +54,5 @@ def system_prompt(labels: list[str], hierarchy: Hierarchy, lang: str = "zh", box
         labels_word = "标签" if lang == "zh" else "labels"
         colon = "：" if lang == "zh" else ": "
         lines.append(f"- {title}{colon}{cue_part}{labels_word}{colon}{', '.join(groups[cat])}")
-    lines.append(_RULES[lang].format(coordinates=_COORDINATES[box_format, lang]))
+    lines.append(_RULES[lang].format(coordinates=wording))
     return "\n".join(lines)

@@ -231,7 +231,7 @@ def load_base_model(path: str | Path, labels: list[str], cfg: Config | None = No
     vlm, processor = load_model_and_processor(str(path), dtype=dtype or cfg.model.dtype, frame=contract, device=device,
                                               attn_implementation=cfg.model.attn_implementation)
     hierarchy = Hierarchy.load(cfg.data.hierarchy)
-    prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang, contract.box_format), labels, cfg.data.lang)
+    prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang, contract.family), labels, cfg.data.lang)
     model = BBUVLModel.build(vlm, cfg, processor.tokenizer)
     if device is not None:
         model.to(device)

@@ -17,19 +17,13 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel
 
 from bbuvl.data.coords import CoordinateContract
-from bbuvl.data.families import family_of
-from bbuvl.encode.chat import IMAGE_TOKEN
+from bbuvl.data.families import VISION_SPECIAL_TOKENS, family_of
 from bbuvl.model.processor import IMAGE_ONLY_PROCESSORS, image_only_processor_class, set_pixel_range
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 # Config attribute -> the token it must name in the tokenizer.
-VISION_TOKENS = {
-    "image_token_id": IMAGE_TOKEN,
-    "video_token_id": "<|video_pad|>",
-    "vision_start_token_id": "<|vision_start|>",
-    "vision_end_token_id": "<|vision_end|>",
-}
+VISION_TOKENS = VISION_SPECIAL_TOKENS
 
 
 class SpecialTokenMismatch(ValueError):

@@ -93,7 +93,7 @@ def build_run(cfg: Config) -> Run:
     hierarchy = Hierarchy.load(cfg.data.hierarchy)
     train_sources = sources_from(read_dataset(cfg.data.train), cfg.data.train)  # an empty file fails here, before loading
     labels = data_labels(cfg, hierarchy)
-    prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang, contract.box_format), labels, cfg.data.lang)
+    prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang, contract.family), labels, cfg.data.lang)
 
     vlm, processor = load_model_and_processor(cfg.model.path, dtype=cfg.model.dtype,
                                               attn_implementation=cfg.model.attn_implementation,
