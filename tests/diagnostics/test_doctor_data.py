@@ -106,3 +106,33 @@ def test_one_jsonl_file_is_costed_with_the_runs_teacher_pool(small_dataset, tmp_
     report = diagnose_data(small_dataset / "train.jsonl", cfg)
     assert [t.file for t in report.tokens] == [str(small_dataset / "train.jsonl")]
     assert report.worst_batch == 4 * 48  # two 48-token students, each with one 48-token teacher from data.teachers
+
+
+def test_doctor_data_lists_the_answers_max_length_will_cut_as_training_measures_them(small_dataset, tiny_model_dir, tmp_path):
+    """A dense photo's answer beyond data.max_length is a warning naming file and line; the same count training logs."""
+    import json as _json
+
+    from PIL import Image
+
+    from bbuvl.config import load_config
+    from bbuvl.diagnostics.data_doctor import diagnose_data
+
+    Image.new("RGB", (224, 224), (90, 120, 60)).save(tmp_path / "dense.png")
+    boxes = [[c * 11.0, r * 11.0, c * 11.0 + 5, r * 11.0 + 5] for r in range(20) for c in range(10)]
+    lines = [{"images": ["dense.png"], "width": 224, "height": 224, "objects": [{"bbox_2d": b, "desc": "线缆"} for b in boxes]},
+             {"images": ["dense.png"], "width": 224, "height": 224, "objects": [{"bbox_2d": boxes[0], "desc": "线缆"}]}]
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(_json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
+    overrides = [f"model.path={tiny_model_dir}", "model.min_pixels=12544", "model.max_pixels=50176",
+                 f"data.train={data}", "data.val=null", "data.teachers=null"]
+    report = diagnose_data(data, load_config(None, overrides + ["data.max_length=1024"]))
+    cut = [p for p in report.problems if "cut to" in p.message]
+    assert [(p.file, p.line, p.severity) for p in cut] == [(str(data), 1, "warning")]
+    assert "of 200 objects are taught" in cut[0].message and "1 answer(s) will be cut" in report.lengths
+    roomy = diagnose_data(data, load_config(None, overrides + ["data.max_length=100000"]))
+    assert not [p for p in roomy.problems if "cut to" in p.message] and "0 answer(s) will be cut" in roomy.lengths
+    tight = diagnose_data(data, load_config(None, overrides + ["data.max_length=64"]))
+    assert any(p.severity == "error" and p.file == str(data) and p.line == 1 and "before its answer" in p.message
+               for p in tight.problems)
+    hub = diagnose_data(data, load_config(None, [o for o in overrides if not o.startswith("model.path")] + ["model.family=qwen2_5_vl"]))
+    assert hub.lengths.startswith("answer lengths not checked")

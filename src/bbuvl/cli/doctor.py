@@ -88,6 +88,7 @@ def data(
     console.print(f"costliest batch ({report.batch_size} samples with teachers): {report.worst_batch} vision tokens "
                   f"(budget model.max_vision_tokens_per_batch={cfg.model.max_vision_tokens_per_batch})")
     console.print(f"labels: {len(report.labels)} in the data, {len(report.prompt_labels)} in the prompt vocabulary")
+    console.print(escape(report.lengths), highlight=False)
     for p in report.problems:
         console.print(f"{_STATUS[p.severity]} {escape(str(p))}", markup=True, highlight=False)
     errors, warnings = len(report.errors), len(report.problems) - len(report.errors)
@@ -96,6 +97,7 @@ def data(
             "problems": [{"file": p.file, "line": p.line, "severity": p.severity, "message": p.message} for p in report.problems],
             "tokens": {t.file: {"per_sample": t.per_sample, "over_budget": t.over_budget} for t in report.tokens},
             "worst_batch": report.worst_batch, "labels": report.labels, "prompt_labels": report.prompt_labels,
+            "lengths": report.lengths,
         }, ensure_ascii=False, indent=1))
     console.print(f"doctor data: {errors} error(s), {warnings} warning(s)")
     if errors:

@@ -18,7 +18,7 @@ from bbuvl.data.check import ImageInfo, Problem, check_size, dataset_files, prob
 from bbuvl.data.coords import ROTATING_ORIENTATIONS, CoordinateContract
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import TEACHERS
-from bbuvl.data.schema import ImageRecord, iter_dataset, read_records, resolve_image
+from bbuvl.data.schema import ImageRecord, iter_dataset, read_dataset, read_records, resolve_image
 
 _ORIENTATION_NAMES = {2: "mirrored", 3: "rotated 180°", 4: "flipped vertically", 5: "transposed", 6: "rotated 90° clockwise",
                       7: "transversed", 8: "rotated 90° counter-clockwise"}
@@ -49,6 +49,7 @@ class DataReport:
     batch_size: int = 1
     labels: dict[str, int] = field(default_factory=dict)  # label -> objects, over every file checked
     prompt_labels: list[str] = field(default_factory=list)
+    lengths: str = ""  # how answer lengths were checked against data.max_length, or why they were not
 
     @property
     def errors(self) -> list[Problem]:
@@ -166,7 +167,48 @@ def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None
                                        "batches; lower training.per_device_batch_size, data.num_teachers or model.max_pixels",
                                        "warning"))
     _label_problems(report, first_seen, hierarchy)
+    report.lengths = _length_problems([f for f in files if f.name != TEACHERS], cfg, report, hierarchy)
     return report
+
+
+def _length_problems(files: list[Path], cfg: Config, report: DataReport, hierarchy: Hierarchy) -> str:
+    """Answers `data.max_length` will cut and photos whose prompt alone reaches it, measured exactly as training will
+    (the model's own tokenizer, prompt and frame); returns how they were checked, or why they could not be."""
+    from bbuvl.encode.chat import ChatEncoder
+    from bbuvl.encode.prompts import system_prompt
+    from bbuvl.model.loading import load_processor
+    from bbuvl.train.dataset import ConversationDataset, sources_from
+
+    if not Path(cfg.model.path).is_dir():  # a hub id: no download (nor a minute of retries offline) for a data check
+        return (f"answer lengths not checked: model.path {cfg.model.path} is not a local folder, and counting tokens "
+                "needs its tokenizer")
+    try:
+        family = cfg.model.resolve_family()
+        contract = cfg.model.frame()
+        processor = load_processor(cfg.model.path, contract)
+    except Exception as e:  # noqa: BLE001 - a missing or unreadable model only skips this check, with the reason
+        return f"answer lengths not checked: cannot load the tokenizer of {cfg.model.path} ({str(e).splitlines()[0][:200]})"
+    encoder = ChatEncoder(processor, system_prompt(report.prompt_labels, hierarchy, cfg.data.lang, family.model_type),
+                          cfg.data.lang, family.assistant_prefix)
+    cut = 0
+    for file in files:
+        sources = sources_from(read_dataset(file, skip_invalid=True), file)
+        try:
+            ds = ConversationDataset(sources, encoder, contract, oversize=cfg.data.oversize, max_length=cfg.data.max_length)
+        except ValueError as e:  # a photo whose prompt alone reaches max_length: training refuses the whole file
+            where, _, why = str(e).partition(": ")
+            path, _, line = where.rpartition(":")
+            report.problems.append(Problem(path or str(file), int(line) if line.isdigit() else 0, why or str(e)))
+            continue
+        for entry in ds.truncated:
+            where, _, why = entry.partition(": ")
+            path, _, line = where.rpartition(":")
+            report.problems.append(Problem(path, int(line) if line.isdigit() else 0,
+                                           f"{why}, at data.max_length={cfg.data.max_length} (the head still learns every "
+                                           "box; raise data.max_length to teach the whole answer)", "warning"))
+        cut += len(ds.truncated)
+    return (f"answer lengths checked with {family.name}'s tokenizer and prompt against data.max_length="
+            f"{cfg.data.max_length}: {cut} answer(s) will be cut")
 
 
 def _pool_tokens(teachers: Path, contract: CoordinateContract) -> list[int]:
