@@ -43,10 +43,10 @@ def predict(
     logging.basicConfig(level=logging.WARNING)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from bbuvl.data.layout import read_vocabulary
     from bbuvl.infer.batch import PredictJob, list_inputs, run_predictions
     from bbuvl.infer.output import check_output
     from bbuvl.infer.predictor import MODES, Predictor
-    from bbuvl.data.layout import read_vocabulary
     from bbuvl.model.checkpoint import CONFIG_FILE, CheckpointError, is_plain_model_folder, read_run_config
 
     if mode is not None and mode not in MODES:

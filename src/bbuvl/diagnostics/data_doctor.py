@@ -196,19 +196,25 @@ def _length_problems(files: list[Path], cfg: Config, report: DataReport, hierarc
         try:
             ds = ConversationDataset(sources, encoder, contract, oversize=cfg.data.oversize, max_length=cfg.data.max_length)
         except ValueError as e:  # a photo whose prompt alone reaches max_length: training refuses the whole file
-            where, _, why = str(e).partition(": ")
-            path, _, line = where.rpartition(":")
-            report.problems.append(Problem(path or str(file), int(line) if line.isdigit() else 0, why or str(e)))
+            report.problems.append(_located(str(e), file))
             continue
         for entry in ds.truncated:
-            where, _, why = entry.partition(": ")
-            path, _, line = where.rpartition(":")
-            report.problems.append(Problem(path, int(line) if line.isdigit() else 0,
-                                           f"{why}, at data.max_length={cfg.data.max_length} (the head still learns every "
-                                           "box; raise data.max_length to teach the whole answer)", "warning"))
+            at = _located(entry, file)
+            report.problems.append(Problem(at.file, at.line, f"{at.message}, at data.max_length={cfg.data.max_length} (the "
+                                           "head still learns every box; raise data.max_length to teach the whole answer)",
+                                           "warning"))
         cut += len(ds.truncated)
     return (f"answer lengths checked with {family.name}'s tokenizer and prompt against data.max_length="
             f"{cfg.data.max_length}: {cut} answer(s) will be cut")
+
+
+def _located(text: str, file: Path) -> Problem:
+    """A `FILE:LINE: message` the training dataset reports, as a Problem (the file itself when it names no line)."""
+    where, _, why = text.partition(": ")
+    path, _, line = where.rpartition(":")
+    if not (path and line.isdigit() and why):
+        return Problem(str(file), 0, text)
+    return Problem(path, int(line), why)
 
 
 def _pool_tokens(teachers: Path, contract: CoordinateContract) -> list[int]:

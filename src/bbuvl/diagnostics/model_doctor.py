@@ -31,8 +31,8 @@ from bbuvl.infer.predictor import Predictor
 from bbuvl.model.checkpoint import is_plain_model_folder, load_base_model
 from bbuvl.model.loading import check_special_tokens, special_token_ids
 from bbuvl.model.vlm import core_model
-from bbuvl.train.trainer import data_labels
 from bbuvl.train.param_groups import GROUPS, GroupSummary, freeze_zero_lr_groups, group_of, summarize_groups
+from bbuvl.train.trainer import data_labels
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -200,7 +200,8 @@ def check_chat_template(predictor: Predictor, image: Image.Image) -> list[Check]
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": predictor.encoder.user_text}]},
         {"role": "assistant", "content": [{"type": "text", "text": answer}]},
     ]
-    ref = processor(text=[processor.apply_chat_template(messages, tokenize=False, **_template_kwargs(predictor))], images=[picture], return_tensors="pt")
+    text = processor.apply_chat_template(messages, tokenize=False, **_template_kwargs(predictor))
+    ref = processor(text=[text], images=[picture], return_tensors="pt")
     checks = []
     ref_ids, our_ids = ref["input_ids"][0], ours.input_ids
     if torch.equal(ref_ids, our_ids):

@@ -15,12 +15,11 @@ import torch
 from PIL import Image
 
 from bbuvl.data.coords import CoordinateContract
-from bbuvl.data.families import IMAGE_TOKEN as FAMILY_IMAGE_TOKEN
+from bbuvl.data.families import IMAGE_TOKEN  # one per merged vision patch in the token sequence
 from bbuvl.data.schema import ImageRecord, sort_objects
 from bbuvl.encode.prompts import USER_TEXT
 
 IGNORE_INDEX = -100
-IMAGE_TOKEN = FAMILY_IMAGE_TOKEN  # one per merged vision patch in the token sequence
 SPAN_NONE, SPAN_TEACHER, SPAN_STUDENT = 0, 1, 2
 
 

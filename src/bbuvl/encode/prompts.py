@@ -24,7 +24,6 @@ _RULES = {
 }
 
 
-
 def _category_of(label: str, hierarchy: Hierarchy) -> str | None:
     """Canonical category of a data label, also when the data uses the English glosses."""
     head = label.split(SEP)[0]

@@ -173,13 +173,17 @@ class Predictor:
                 raise ValueError(f"{teachers_jsonl}: teacher {r.image} is {prep.size}, its record says {r.size}")
             self.teachers.append((prep.image, format_answer(r, self.contract)))
 
+    def _student_sample(self, p: Prepared) -> dict[str, Any]:
+        """The photo's encoded prompt without teachers: encoded ahead (`encode`) or now."""
+        return p.sample if p.sample is not None else self.encode(p).sample
+
     def _batch(self, prepared: Sequence[Prepared], with_teachers: bool) -> dict[str, Any]:
         samples = []
         for p in prepared:
-            if p.sample is not None and not with_teachers:
-                samples.append(p.sample)
+            if not with_teachers:
+                samples.append(self._student_sample(p))
                 continue
-            turns = [Turn(img, ans, SPAN_TEACHER) for img, ans in (self.teachers if with_teachers else [])]
+            turns = [Turn(img, ans, SPAN_TEACHER) for img, ans in self.teachers]
             enc = self.encoder.encode(turns + [Turn(p.image, None, SPAN_STUDENT)], add_generation_prompt=True)
             samples.append(enc.as_sample())
         batch = self.collator(samples)
@@ -308,12 +312,13 @@ class Predictor:
                 ids, text = self._answer_prefix(self.contract.to_model(d.bbox_2d, p.size))
                 rows.append((b, d, obj, ids, text))
         named: list[list[Detection]] = [[] for _ in prepared]
+        # Each photo's prompt is encoded once, however many of its boxes are named.
+        students = {b: self._student_sample(prepared[b]) for b in {row[0] for row in rows}}
         for start in range(0, len(rows), batch_rows):
             chunk = rows[start : start + batch_rows]
             samples, frames, states = [], [], []
             for b, _, _, ids, text in chunk:
-                enc = self.encoder.encode([Turn(prepared[b].image, None, SPAN_STUDENT)], add_generation_prompt=True)
-                sample = enc.as_sample()
+                sample = dict(students[b])  # a copy: the keys below are replaced per box, the photo's own stay
                 extra = torch.tensor(ids, dtype=torch.long)
                 sample["input_ids"] = torch.cat([sample["input_ids"], extra])
                 sample["labels"] = torch.cat([sample["labels"], torch.full_like(extra, IGNORE_INDEX)])

@@ -97,20 +97,26 @@ def verify_safetensors(path: Path) -> None:
                               "re-copy it or use another checkpoint")
 
 
+TRAINING_FILES = (CONFIG_FILE, CONTRACT_FILE, PROMPT_FILE)  # what `bbuvl train` adds to a model folder
+
+
+def _has_training_files(directory: Path) -> bool:
+    return any((directory / f).exists() for f in TRAINING_FILES)
+
+
 def is_plain_model_folder(directory: str | Path) -> bool:
     """A model folder (config.json) holding none of the files `bbuvl train` writes: a base model, never trained here.
 
     A folder with some of them is a damaged checkpoint, and one without config.json no model at all.
     """
     directory = Path(directory)
-    return (directory / "config.json").is_file() and not any(
-        (directory / f).exists() for f in (CONFIG_FILE, CONTRACT_FILE, PROMPT_FILE))
+    return (directory / "config.json").is_file() and not _has_training_files(directory)
 
 
 def checkpoint_problem(directory: str | Path) -> str | None:
     """Why a checkpoint folder is not complete (None when it is): a missing file, a cut-short weights file."""
     directory = Path(directory)
-    for name in (CONFIG_FILE, CONTRACT_FILE, PROMPT_FILE):
+    for name in TRAINING_FILES:
         if not (directory / name).is_file():
             return f"{name} missing"
     weights = sorted(directory.glob("*.safetensors"))
@@ -207,29 +213,32 @@ def load_base_model(path: str | Path, labels: list[str], cfg: Config | None = No
     """
     from bbuvl.data.labels import Hierarchy
     from bbuvl.encode.prompts import system_prompt
-    from bbuvl.model.loading import load_model_and_processor, load_processor
+    from bbuvl.model.loading import load_model_and_processor
     from bbuvl.model.processor import pixel_range
     from bbuvl.model.vlm import BBUVLModel
 
     path = Path(path)
-    if any((path / f).exists() for f in (CONFIG_FILE, CONTRACT_FILE, PROMPT_FILE)):
+    if _has_training_files(path):
         raise ValueError(f"{path}: a checkpoint written by bbu-vl (it has {CONFIG_FILE} or its companions); "
                          "load it with load_checkpoint")
     family = family_of(path)
-    if cfg is None:
+    own_frame = cfg is None
+    if own_frame:
         cfg = Config()
         cfg.model.family, cfg.detection.enabled, cfg.model.vision_positions = family.model_type, False, False
-        cfg.model.min_pixels, cfg.model.max_pixels = pixel_range(load_processor(str(path)))
     else:
         cfg = cfg.model_copy(deep=True)
     cfg.model.path = str(path)
     if lang is not None:
         cfg.data.lang = lang
-    contract = cfg.model.frame()
-    if contract.family != family.model_type:
-        raise ValueError(f"the config says model.family {contract.family} but {path} holds a {family.model_type} model")
-    vlm, processor = load_model_and_processor(str(path), dtype=dtype or cfg.model.dtype, frame=contract, device=device,
+    if not own_frame and cfg.model.resolve_family() is not family:  # before minutes of loading
+        raise ValueError(f"the config says model.family {cfg.model.family} but {path} holds a {family.model_type} model")
+    vlm, processor = load_model_and_processor(str(path), dtype=dtype or cfg.model.dtype, device=device,
+                                              frame=None if own_frame else cfg.model.frame(),
                                               attn_implementation=cfg.model.attn_implementation)
+    if own_frame:  # the folder's own processor bounds (already the processor's: nothing to set)
+        cfg.model.min_pixels, cfg.model.max_pixels = pixel_range(processor)
+    contract = cfg.model.frame()
     hierarchy = Hierarchy.load(cfg.data.hierarchy)
     prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang, contract.family), labels, cfg.data.lang)
     model = BBUVLModel.build(vlm, cfg, processor.tokenizer)
