@@ -28,7 +28,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         return
     # Under CI a skip is a test the pipeline believes it ran: make it hard to miss.
     loud = {"yellow": True, "bold": True} if os.environ.get("CI", "").lower() in ("1", "true", "yes") else {}
-    terminalreporter.write_sep("=", f"not run: {sum(reasons.values())} skipped (by reason), {deselected} deselected", **loud)
+    skipped = sum(reasons.values())
+    terminalreporter.write_sep("=", f"not run: {skipped} skipped{' (by reason)' if skipped else ''}, {deselected} deselected",
+                               **loud)
     for reason, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])):
         terminalreporter.write_line(f"{n:4d}  {reason}", **loud)
     if deselected:
