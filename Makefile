@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 TORCH  := $(shell sed -n 's/^torch==//p' constraints.txt)
 DEMO   ?= demo_out
 
-.PHONY: demo test test-all install fonts clean
+.PHONY: demo test test-all install fonts browsers clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,9 +30,13 @@ test-all: $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -m "slow or not slow"
 
-# Optional: a CJK font so reports draw Chinese labels (without one they fall back to English glosses, with a warning).
+# Optional: a CJK font so reports draw Chinese labels (without one they fall back to English glosses, with a warning);
+# browsers: headless Chromium for the report and page tests. The same script .ci/run calls.
 fonts:
-	command -v fc-list >/dev/null && fc-list :lang=zh | grep -q . || (apt-get update -qq && apt-get install -y -qq fonts-wqy-microhei)
+	bash scripts/system_packages.sh fonts
+
+browsers:
+	bash scripts/system_packages.sh chromium
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -14,6 +14,30 @@ torch.set_num_threads(1)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """How many tests skipped, grouped by reason (most first), and how many the marker expression deselected:
+    a test that never runs is not a test, so the summary says which ones did not and why."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    deselected = len(terminalreporter.stats.get("deselected", []))
+    if not reasons and not deselected:
+        return
+    # Under CI a skip is a test the pipeline believes it ran: make it hard to miss.
+    loud = {"yellow": True, "bold": True} if os.environ.get("CI", "").lower() in ("1", "true", "yes") else {}
+    skipped = sum(reasons.values())
+    terminalreporter.write_sep("=", f"not run: {skipped} skipped{' (by reason)' if skipped else ''}, {deselected} deselected",
+                               **loud)
+    for reason, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+        terminalreporter.write_line(f"{n:4d}  {reason}", **loud)
+    if deselected:
+        terminalreporter.write_line(f"{deselected:4d}  deselected by -m '{config.option.markexpr}' "
+                                    "(`make test-all` runs the slow ones)")
+
+
 # Every test on the shared tiny model runs once per family: Qwen2.5-VL in the default run, the others in
 # `make test-all` (the default run keeps one end-to-end train -> predict -> eval per family, tests/test_families.py).
 FAMILIES = [

@@ -58,14 +58,15 @@ class ModelConfig(_Strict):
         CoordinateContract(self.min_pixels, self.max_pixels, max_vision_tokens=self.max_vision_tokens)
         return self
 
-    def resolve_family(self) -> Family:
-        """The model family: `family` when named, else read from the checkpoint's config.json."""
-        return get_family(self.family) if self.family != "auto" else family_of(self.path)
+    def resolve_family(self, offline: bool = False) -> Family:
+        """The model family: `family` when named, else read from the checkpoint's config.json (`offline`: never
+        from the hub, only a local folder or the Hugging Face cache)."""
+        return get_family(self.family) if self.family != "auto" else family_of(self.path, offline)
 
-    def frame(self) -> CoordinateContract:
+    def frame(self, offline: bool = False) -> CoordinateContract:
         """The image frame this config trains with: pixel bounds, vision-token budget, the family's box convention."""
         return CoordinateContract(self.min_pixels, self.max_pixels, max_vision_tokens=self.max_vision_tokens,
-                                  family=self.resolve_family().model_type)
+                                  family=self.resolve_family(offline).model_type)
 
 
 class DataConfig(_Strict):

@@ -86,3 +86,20 @@ def test_the_family_comes_from_config_json_never_the_folder_name(tmp_path):
     with pytest.raises(ValueError, match="set model.family"):
         family_of("Qwen/not-in-the-cache")  # HF_HUB_OFFLINE is set for tests: the cache alone answers
     assert get_family("qwen3_5").packs_isolated is False and get_family("qwen3_vl").packs_isolated
+
+
+@pytest.mark.parametrize("switch", [None, ("HF_HUB_OFFLINE", "ON"), ("TRANSFORMERS_OFFLINE", "1")])
+def test_a_hub_id_is_never_looked_up_when_offline_is_asked_or_the_user_switched_the_hub_off(monkeypatch, switch):
+    """`offline=True` (data checks before a download) or either offline variable as the hub reads it: the cache alone
+    answers, no host name is resolved, and the error says the hub was not asked."""
+    import socket
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    if switch:
+        monkeypatch.setenv(*switch)
+    asked = []
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: asked.append(host) or (_ for _ in ()).throw(OSError(host)))
+    with pytest.raises(ValueError, match="not a local folder.*the hub was not asked"):
+        family_of("org/not-in-the-cache", offline=switch is None)
+    assert asked == []

@@ -136,3 +136,58 @@ def test_doctor_data_lists_the_answers_max_length_will_cut_as_training_measures_
                for p in tight.problems)
     hub = diagnose_data(data, load_config(None, [o for o in overrides if not o.startswith("model.path")] + ["model.family=qwen2_5_vl"]))
     assert hub.lengths.startswith("answer lengths not checked")
+
+
+@pytest.fixture()
+def no_network(monkeypatch):
+    """The hub switch the user may have left on is off, and any name lookup is recorded and refused."""
+    import socket
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    asked: list[str] = []
+
+    def refuse(host, *args, **kwargs):
+        asked.append(str(host))
+        raise socket.gaierror(socket.EAI_NONAME, "no network in this test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    return asked
+
+
+@pytest.mark.parametrize("model_path", ["org/not-downloaded-yet", "{tmp}/not-built-yet", "{tmp}"])
+def test_doctor_data_without_the_model_checks_the_rest_offline_and_says_what_it_skipped(
+        broken, tmp_path, no_network, model_path):
+    """No model (a hub id not in the cache, a folder not built yet, a folder without config.json): the size mismatch is
+    still named, the checks that need the model are skipped in one line that says why and how, and nothing is
+    looked up on the network."""
+    folder, faults = broken
+    config = _config_file(folder, tmp_path)
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    data["model"] = {k: v for k, v in data["model"].items() if k != "family"} | {"path": model_path.format(tmp=tmp_path)}
+    config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    report = diagnose_data(folder, load_config(config))
+    file, line, image = faults["size"]
+    assert [p.severity for p in _found(report, file, line, image, "do not match")] == ["error"]
+    file, line, label = faults["label"]
+    assert _found(report, file, line, label, "not in the prompt vocabulary")
+    assert not report.counted and not any("vision tokens" in p.message for p in report.problems)
+    assert report.lengths.startswith("skipped, as they need the model") and "model.family" in report.lengths
+
+    result = CliRunner().invoke(app, ["data", str(folder), "--config", str(config)])
+    assert result.exit_code == 1, result.output
+    text = result.output.replace("\n", "")
+    assert image in text and text.count("skipped, as they need the model") == 1
+    assert "Retrying" not in result.output and "vision tokens at" not in result.output
+    assert no_network == []
+
+
+def test_doctor_data_counts_vision_tokens_by_the_named_family_without_the_model(broken, tmp_path, no_network):
+    """model.family named, model not there: vision tokens are counted; only answer lengths wait for the tokenizer."""
+    folder, faults = broken
+    cfg = load_config(_config_file(folder, tmp_path), ["model.path=org/not-downloaded-yet"])
+    report = diagnose_data(folder, cfg)
+    file, line, image = faults["over budget"]
+    assert report.counted and _found(report, file, line, image, "vision tokens", "max_vision_tokens=200")
+    assert report.lengths.startswith("answer lengths not checked") and "download" in report.lengths
+    assert no_network == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,8 +17,8 @@ from bbuvl.eval.fonts import FontChoice, find_cjk_font, has_cjk_glyphs
 from bbuvl.eval.metrics import evaluate_predictions
 from bbuvl.eval.predictions import read_predictions
 from bbuvl.eval.report import PR_CURVE_FILE, write_report
+from tests.system import CHROMIUM, need
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 NO_CJK = FontChoice(None, "no CJK font found on this machine: labels are drawn in English")
 
@@ -81,8 +80,7 @@ def test_font_path_must_exist_and_a_font_without_chinese_gets_a_warning(tmp_path
 
 def test_chinese_labels_render_with_the_cjk_font_found():
     choice = find_cjk_font()
-    if not choice.cjk:
-        pytest.skip("no CJK font installed (apt-get install fonts-wqy-microhei)")
+    need("cjk-font", choice.cjk, "no CJK font installed: install Debian's `fonts-wqy-microhei` (make fonts)")
     assert has_cjk_glyphs(choice.path)
     namer = LabelNamer(choice)
     assert namer("标签贴纸") == "标签贴纸"
@@ -107,8 +105,9 @@ def test_a_missing_photo_becomes_a_placeholder_not_a_crash(tmp_path):
     assert picture.width > 320
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (apt-get install chromium)")
 def test_report_opens_in_headless_chromium_with_every_picture_loaded(report, tmp_path):
+    need("chromium", CHROMIUM is not None, "no headless Chromium here: install Debian's `chromium` "
+                                           "(scripts/system_packages.sh chromium)")
     # A copy of the page with a script that writes, after load, how many <img> have no decoded pixels.
     check = ('<script>window.addEventListener("load", () => { const imgs = [...document.images];'
              ' const broken = imgs.filter(i => !(i.complete && i.naturalWidth > 0)).length;'

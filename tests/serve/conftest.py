@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -11,6 +15,7 @@ from typing import Iterator
 
 import pytest
 
+import bbuvl
 from tests.serve.client import Client
 
 API_KEY = "serve-test-key-0123456789abcdef"
@@ -76,3 +81,28 @@ def serve(engine, keys):
             return stack.enter_context(running(create_app(engine, keys, ServeSettings(**settings))))
 
         yield start
+
+
+@contextmanager
+def cli_server(args: list[str], log: Path) -> Iterator[tuple[Client, subprocess.Popen]]:
+    """`bbuvl serve ARGS --port 0` as its own process (the real command line); yields a client once it listens and
+    the process; kills it on exit if it is still running."""
+    src = str(Path(bbuvl.__file__).parents[1])  # the same bbuvl as this test's, installed or not
+    env = {**os.environ, "BBUVL_API_KEYS": API_KEY, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "bbuvl.cli", "serve", *args, "--port", "0"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2])
+    try:
+        port = None
+        deadline = time.monotonic() + 90
+        while port is None:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            m = re.search(r"serving .* on http://127\.0\.0\.1:(\d+)/", log.read_text())
+            port = int(m.group(1)) if m else None
+            time.sleep(0.1)
+        yield Client("127.0.0.1", port, API_KEY), proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-DRIVER = shutil.which("chromedriver")
+from tests.system import CHROMEDRIVER, CHROMIUM, need
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if CHROMIUM is None or DRIVER is None:
-        pytest.skip("no Chromium here: install Debian's `chromium` and `chromium-driver` to run the page test")
+    need("chromium", CHROMIUM is not None and CHROMEDRIVER is not None,
+         "no Chromium here: install Debian's `chromium` and `chromium-driver` (scripts/system_packages.sh chromium)")
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (it is in the dev extra)")
     from selenium.webdriver.chrome.service import Service
 
@@ -21,7 +18,7 @@ def browser():
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"):
         options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield driver
     driver.quit()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import typer
@@ -64,8 +65,11 @@ def data(
 ) -> None:
     """Vision tokens per sample and batch, image files that do not match their records, EXIF rotation, label vocabulary.
 
-    Exits with status 1 when there are errors (warnings alone exit 0).
+    Exits with status 1 when there are errors (warnings alone exit 0). Never uses the network: without the model,
+    the checks that need it are skipped, with the reason.
     """
+    # Before the hub library is imported (it reads this once): nothing below may download or retry, whatever asks.
+    os.environ["HF_HUB_OFFLINE"] = "1"
     from bbuvl.diagnostics.data_doctor import diagnose_data
 
     cfg = _config(config)
@@ -77,26 +81,28 @@ def data(
             prompt_labels = Prompt.load(checkpoint).labels
     with user_errors(OSError, ValueError):
         report = diagnose_data(dataset, cfg, prompt_labels)
-    table = Table(title=f"vision tokens at min_pixels={cfg.model.min_pixels}, max_pixels={cfg.model.max_pixels}")
-    for col in ("file", "samples", "min", "median", "max", f"over {cfg.model.max_vision_tokens}"):
-        table.add_column(col, justify="left" if col == "file" else "right")
-    for t in report.tokens:
-        s = t.stats
-        table.add_row(escape(Path(t.file).name), str(len(t.per_sample)), f"{s['min']:.0f}", f"{s['median']:.0f}", f"{s['max']:.0f}",
-                      f"[red]{t.over_budget}[/]" if t.over_budget else "0")
-    console.print(table)
-    console.print(f"costliest batch ({report.batch_size} samples with teachers): {report.worst_batch} vision tokens "
-                  f"(budget model.max_vision_tokens_per_batch={cfg.model.max_vision_tokens_per_batch})")
+    if report.counted:
+        table = Table(title=f"vision tokens at min_pixels={cfg.model.min_pixels}, max_pixels={cfg.model.max_pixels}")
+        for col in ("file", "samples", "min", "median", "max", f"over {cfg.model.max_vision_tokens}"):
+            table.add_column(col, justify="left" if col == "file" else "right")
+        for t in report.tokens:
+            s = t.stats
+            table.add_row(escape(Path(t.file).name), str(len(t.per_sample)), f"{s['min']:.0f}", f"{s['median']:.0f}",
+                          f"{s['max']:.0f}", f"[red]{t.over_budget}[/]" if t.over_budget else "0")
+        console.print(table)
+        console.print(f"costliest batch ({report.batch_size} samples with teachers): {report.worst_batch} vision tokens "
+                      f"(budget model.max_vision_tokens_per_batch={cfg.model.max_vision_tokens_per_batch})")
     console.print(f"labels: {len(report.labels)} in the data, {len(report.prompt_labels)} in the prompt vocabulary")
-    console.print(escape(report.lengths), highlight=False)
+    console.print(escape(report.lengths), style=None if report.counted else "yellow", highlight=False)
     for p in report.problems:
         console.print(f"{_STATUS[p.severity]} {escape(str(p))}", markup=True, highlight=False)
     errors, warnings = len(report.errors), len(report.problems) - len(report.errors)
     if json_out:
         write_text_atomic(json_out, json.dumps({
             "problems": [{"file": p.file, "line": p.line, "severity": p.severity, "message": p.message} for p in report.problems],
-            "tokens": {t.file: {"per_sample": t.per_sample, "over_budget": t.over_budget} for t in report.tokens},
-            "worst_batch": report.worst_batch, "labels": report.labels, "prompt_labels": report.prompt_labels,
+            "tokens": {t.file: {"per_sample": t.per_sample, "over_budget": t.over_budget} for t in report.tokens}
+            if report.counted else None,
+            "worst_batch": report.worst_batch if report.counted else None, "labels": report.labels, "prompt_labels": report.prompt_labels,
             "lengths": report.lengths,
         }, ensure_ascii=False, indent=1))
     console.print(f"doctor data: {errors} error(s), {warnings} warning(s)")

@@ -10,11 +10,11 @@ import typer
 from rich.markup import escape
 
 from bbuvl.cli.common import check_device, console, fail, finite_range, user_errors
+from bbuvl.cli.predictor import CHECKPOINT_HELP, LABELS, LANG, open_predictor, plain_model_mode
 
 
 def predict(
-    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Checkpoint folder written by `bbuvl train`, or a plain "
-                                    "Hugging Face model folder (the zero-shot baseline: generate mode, needs --labels)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help=CHECKPOINT_HELP),
     input: Path = typer.Option(..., "--input", "-i", help="Image folder (recursive) or dataset JSONL."),
     out: Path = typer.Option(..., "--out", "-o", help="Predictions JSONL; one this command wrote for the same input, checkpoint "
                              "and mode is resumed, any other existing file is refused."),
@@ -27,9 +27,8 @@ def predict(
         None, help="Head mode: keep queries at least this sure an object is there (default: inference.objectness_threshold).",
         callback=finite_range(0, 1),
     ),
-    labels: Path = typer.Option(None, "--labels", help="A plain model folder's label vocabulary: a dataset's labels.json "
-                                "or a JSON list of labels."),
-    lang: str = typer.Option("zh", help="A plain model folder's prompt language: zh | en."),
+    labels: Path = LABELS,
+    lang: str = LANG,
     constrained: bool = typer.Option(
         None, "--constrained/--no-constrained",
         help="Generate/teachers modes: allow only well-formed answers with the checkpoint's labels (default: inference.constrained).",
@@ -43,24 +42,14 @@ def predict(
     logging.basicConfig(level=logging.WARNING)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from bbuvl.data.layout import read_vocabulary
     from bbuvl.infer.batch import PredictJob, list_inputs, run_predictions
     from bbuvl.infer.output import check_output
-    from bbuvl.infer.predictor import MODES, Predictor
-    from bbuvl.model.checkpoint import CONFIG_FILE, CheckpointError, is_plain_model_folder, read_run_config
+    from bbuvl.infer.predictor import MODES
+    from bbuvl.model.checkpoint import CheckpointError, read_run_config
 
     if mode is not None and mode not in MODES:
         fail(f"--mode must be one of {', '.join(MODES)}, got '{mode}'")
-    base = is_plain_model_folder(checkpoint)
-    if base:
-        if labels is None:
-            fail(f"{escape(str(checkpoint))} is a plain model folder (no {CONFIG_FILE}): give its label vocabulary "
-                 "with --labels labels.json")
-        if mode not in (None, "generate"):
-            fail(f"a plain model folder predicts in generate mode only (its --mode {escape(mode)} needs a trained checkpoint)")
-        if lang not in ("zh", "en"):
-            fail(f"--lang must be zh or en, got '{escape(lang)}'")
-        mode = "generate"
+    mode = plain_model_mode(checkpoint, labels, lang, mode)
     with user_errors(ValueError, OSError):
         # Refuse a foreign or busy --out before minutes of model loading, not after.
         mode = mode or read_run_config(checkpoint).inference.mode
@@ -69,10 +58,7 @@ def predict(
         job.inputs = list_inputs(input)
     check_device(device)
     with user_errors(ValueError, OSError, CheckpointError):
-        if base:
-            predictor = Predictor.from_base_model(checkpoint, read_vocabulary(labels), lang=lang, device=device)
-        else:
-            predictor = Predictor.from_checkpoint(checkpoint, device=device)
+        predictor = open_predictor(checkpoint, labels, lang, device)
     if mode == "teachers":
         source = teachers or (Path(predictor.cfg.data.teachers) if predictor.cfg.data.teachers else None)
         if source is None or not Path(source).exists():

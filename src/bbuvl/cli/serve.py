@@ -10,15 +10,18 @@ import typer
 from rich.markup import escape
 
 from bbuvl.cli.common import check_device, console, fail, finite_range, user_errors
+from bbuvl.cli.predictor import CHECKPOINT_HELP, LABELS, LANG, open_predictor, plain_model_mode
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def serve(
-    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Checkpoint folder written by `bbuvl train`."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help=CHECKPOINT_HELP),
     host: str = typer.Option("127.0.0.1", help="Address to bind; the default answers this machine only."),
     port: int = typer.Option(8000, min=0, max=65535, help="TCP port (0: any free one)."),
     mode: str = typer.Option(None, help="generate | head | name (default: the checkpoint's inference.mode)."),
+    labels: Optional[Path] = LABELS,
+    lang: str = LANG,
     device: str = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
     api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help="File with one API key per line "
                                                 "(also read: $BBUVL_API_KEYS, comma-separated). Keys are never options."),
@@ -49,6 +52,7 @@ def serve(
 
     if mode is not None and mode not in SERVE_MODES:
         fail(f"--mode must be one of {', '.join(SERVE_MODES)}, got '{mode}'")
+    mode = plain_model_mode(checkpoint, labels, lang, mode)
     with user_errors(ValueError, OSError):
         keys = read_keys(api_key_file)  # before minutes of loading: a server without keys never starts
     check_device(device)
@@ -59,7 +63,8 @@ def serve(
         with user_errors(ValueError, OSError):
             rescorer = FewShotRescorer.load(fewshot, fewshot_backbone, fewshot_threshold, device or "auto")
     with user_errors(ValueError, OSError, CheckpointError):
-        engine = Engine.load(checkpoint, mode, device, rescorer)
+        predictor = open_predictor(checkpoint, labels, lang, device)
+        engine = Engine(predictor, mode, checkpoint.name, rescorer)
     settings = ServeSettings(max_batch, max_wait_ms, queue_size, timeout, max_body_mb, list(cors_origin or []))
     with user_errors(OSError):
         sock = bind(host, port)

@@ -113,34 +113,55 @@ def get_family(model_type: str) -> Family:
                          f"{', '.join(f'{k} ({f.name})' for k, f in FAMILIES.items())}") from None
 
 
-def model_type_of(path: str | Path) -> str:
-    """The `model_type` in a checkpoint's `config.json`: a local folder, else a hub id through transformers' cache."""
-    config = Path(path) / "config.json"
-    if config.is_file():
-        try:
-            model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
-        except (json.JSONDecodeError, AttributeError) as e:
-            raise ValueError(f"{config}: not a JSON object ({e})") from None
-        if not isinstance(model_type, str):
-            raise ValueError(f"{config}: no model_type: not a Hugging Face model folder")
-        return model_type
+def hub_offline() -> bool:
+    """Whether the user switched the Hugging Face hub off (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE, read as the hub reads them)."""
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.upper() in ("1", "ON", "YES", "TRUE")
+
+
+def model_type_of(path: str | Path, offline: bool = False) -> str:
+    """The `model_type` in a checkpoint's `config.json`: a local folder, else a hub id through the Hugging Face cache.
+
+    `offline`: the cache alone answers a hub id, never the network (checks that must work before a download).
+    """
     if Path(path).is_dir():
-        raise ValueError(f"{path}: no config.json: not a Hugging Face model folder")
+        return _read_model_type(Path(path) / "config.json", missing=f"{path}: no config.json: not a Hugging Face model folder")
+    from huggingface_hub import try_to_load_from_cache
+
+    # The cache is read directly: transformers' local_files_only still lets the hub library fetch its own
+    # registries, so it is not "no network".
+    try:
+        cached = try_to_load_from_cache(str(path), "config.json")
+    except ValueError:  # not even a valid hub id
+        cached = None
+    if isinstance(cached, str):
+        return _read_model_type(Path(cached), missing="")
+    if offline or hub_offline():
+        raise ValueError(f"'{path}' is not a local folder, and no model of that name is in the Hugging Face cache "
+                         "(the hub was not asked); give a local model folder, or set model.family")
     from transformers import AutoConfig
 
-    # A hub id: the local cache first (no network), then the hub unless HF_HUB_OFFLINE says there is none.
-    attempts = [True] if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") else [True, False]
-    error: Exception | None = None
-    for local_only in attempts:
-        try:
-            return AutoConfig.from_pretrained(str(path), local_files_only=local_only).model_type
-        except Exception as e:  # noqa: BLE001 - any failure means the same thing to the user
-            error = e
-    first_line = (str(error).splitlines() or [""])[0][:200]
-    raise ValueError(f"cannot read the model family of '{path}' ({type(error).__name__}: {first_line}); "
-                     "give a local model folder, or set model.family") from None
+    try:
+        return AutoConfig.from_pretrained(str(path)).model_type
+    except Exception as e:  # noqa: BLE001 - any failure means the same thing to the user
+        first_line = (str(e).splitlines() or [""])[0][:200]
+        raise ValueError(f"cannot read the model family of '{path}' ({type(e).__name__}: {first_line}); "
+                         "give a local model folder, or set model.family") from None
 
 
-def family_of(path: str | Path) -> Family:
+def _read_model_type(config: Path, missing: str) -> str:
+    """`model_type` of one config.json; ValueError `missing` when there is no file, or naming what is wrong with it."""
+    if not config.is_file():
+        raise ValueError(missing)
+    try:
+        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    except (json.JSONDecodeError, AttributeError) as e:
+        raise ValueError(f"{config}: not a JSON object ({e})") from None
+    if not isinstance(model_type, str):
+        raise ValueError(f"{config}: no model_type: not a Hugging Face model folder")
+    return model_type
+
+
+def family_of(path: str | Path, offline: bool = False) -> Family:
     """The family of the checkpoint at `path` (folder or hub id), from its config.json, never its name."""
-    return get_family(model_type_of(path))
+    return get_family(model_type_of(path, offline))

@@ -5,6 +5,11 @@
   worst batch against `model.max_vision_tokens_per_batch`;
 - image files whose size is not the record's, and EXIF-rotated files (seed P-002);
 - labels the data uses that the prompt never names, and prompt labels no photo has (docs/design.md).
+
+It never asks the network: a data check must work before the model is downloaded or built. Vision tokens need
+only the model family (model.family, or the local folder's or Hugging Face cache's config.json); answer lengths
+need the model's tokenizer in a local folder. Without them those checks are skipped, with the reason; every other
+check runs.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 from bbuvl.config import Config
 from bbuvl.data.check import ImageInfo, Problem, check_size, dataset_files, probe_image
 from bbuvl.data.coords import ROTATING_ORIENTATIONS, CoordinateContract
+from bbuvl.data.families import Family
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import TEACHERS
 from bbuvl.data.schema import ImageRecord, iter_dataset, read_dataset, read_records, resolve_image
@@ -50,6 +56,7 @@ class DataReport:
     labels: dict[str, int] = field(default_factory=dict)  # label -> objects, over every file checked
     prompt_labels: list[str] = field(default_factory=list)
     lengths: str = ""  # how answer lengths were checked against data.max_length, or why they were not
+    counted: bool = True  # whether vision tokens were counted (False: the model family cannot be known offline)
 
     @property
     def errors(self) -> list[Problem]:
@@ -90,11 +97,11 @@ def _label_problems(report: DataReport, first_seen: dict[str, tuple[str, int]], 
                                            "warning"))
 
 
-def photo_problems(file: Path, line: int, prefix: str, record: ImageRecord, cfg: Config, contract: CoordinateContract,
-                   infos: dict[Path, ImageInfo | str]) -> tuple[int, list[Problem]]:
+def photo_problems(file: Path, line: int, prefix: str, record: ImageRecord, cfg: Config,
+                   contract: CoordinateContract | None, infos: dict[Path, ImageInfo | str]) -> tuple[int, list[Problem]]:
     """Vision tokens of one record's photo and what is wrong with its file: unreadable, size, EXIF, token budget.
 
-    `infos` caches each file's header, as teachers repeat photos.
+    `infos` caches each file's header, as teachers repeat photos. `contract` None: tokens are not counted (0).
     """
     image = record.image
     full = resolve_image(file, image)
@@ -107,6 +114,8 @@ def photo_problems(file: Path, line: int, prefix: str, record: ImageRecord, cfg:
         found.append(Problem(str(file), line, prefix + size_msg))
     elif turned_msg := orientation_problem(image, info):  # a size error already says when EXIF is the cause
         found.append(Problem(str(file), line, prefix + turned_msg, "warning"))
+    if contract is None:
+        return 0, found
     tokens = contract.vision_tokens(info.upright)
     limit = cfg.model.max_vision_tokens
     if tokens > limit:
@@ -129,11 +138,12 @@ def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None
 
     path = Path(path)
     hierarchy = hierarchy or Hierarchy.load(cfg.data.hierarchy)
+    family, no_family = _offline_family(cfg)
     # Token counts within the pixel bounds alone: what each photo needs before the budget shrinks it.
-    contract = replace(cfg.model.frame(), max_vision_tokens=None)
+    contract = replace(cfg.model.frame(offline=True), max_vision_tokens=None) if family else None
     limit = cfg.model.max_vision_tokens
     files, problems = dataset_files(path)
-    report = DataReport(problems=list(problems), batch_size=cfg.training.per_device_batch_size)
+    report = DataReport(problems=list(problems), batch_size=cfg.training.per_device_batch_size, counted=family is not None)
     report.prompt_labels = list(prompt_labels) if prompt_labels is not None else data_labels(cfg, hierarchy)
     first_seen: dict[str, tuple[str, int]] = {}
     infos: dict[Path, ImageInfo | str] = {}
@@ -157,6 +167,12 @@ def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None
             if file.name == TEACHERS:
                 teacher_tokens.append(total)
         report.tokens.append(summary)
+    _label_problems(report, first_seen, hierarchy)
+    if family is None:
+        report.lengths = (f"skipped, as they need the model: vision tokens per photo and per batch, answer lengths against "
+                          f"data.max_length ({no_family}). Set model.family to count vision tokens; build or download the "
+                          "model into the model.path folder to check answer lengths with its tokenizer")
+        return report
     if not any(f.name == TEACHERS for f in files) and cfg.data.teachers and Path(cfg.data.teachers).exists():
         teacher_tokens = _pool_tokens(Path(cfg.data.teachers), contract)  # the run draws its teachers from there
     report.worst_batch = _worst_batch(report, cfg, teacher_tokens)
@@ -166,12 +182,19 @@ def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None
                                        f"{cfg.model.max_vision_tokens_per_batch}: the collator will drop samples from such "
                                        "batches; lower training.per_device_batch_size, data.num_teachers or model.max_pixels",
                                        "warning"))
-    _label_problems(report, first_seen, hierarchy)
-    report.lengths = _length_problems([f for f in files if f.name != TEACHERS], cfg, report, hierarchy)
+    report.lengths = _length_problems([f for f in files if f.name != TEACHERS], cfg, family, report, hierarchy)
     return report
 
 
-def _length_problems(files: list[Path], cfg: Config, report: DataReport, hierarchy: Hierarchy) -> str:
+def _offline_family(cfg: Config) -> tuple[Family | None, str]:
+    """The run's model family without the network (model.family, a local folder, the hub cache), else why not."""
+    try:
+        return cfg.model.resolve_family(offline=True), ""
+    except ValueError as e:
+        return None, str(e)
+
+
+def _length_problems(files: list[Path], cfg: Config, family: Family, report: DataReport, hierarchy: Hierarchy) -> str:
     """Answers `data.max_length` will cut and photos whose prompt alone reaches it, measured exactly as training will
     (the model's own tokenizer, prompt and frame); returns how they were checked, or why they could not be."""
     from bbuvl.encode.chat import ChatEncoder
@@ -181,10 +204,9 @@ def _length_problems(files: list[Path], cfg: Config, report: DataReport, hierarc
 
     if not Path(cfg.model.path).is_dir():  # a hub id: no download (nor a minute of retries offline) for a data check
         return (f"answer lengths not checked: model.path {cfg.model.path} is not a local folder, and counting tokens "
-                "needs its tokenizer")
+                "needs its tokenizer; build or download the model into a folder and point model.path at it")
     try:
-        family = cfg.model.resolve_family()
-        contract = cfg.model.frame()
+        contract = cfg.model.frame(offline=True)
         processor = load_processor(cfg.model.path, contract)
     except Exception as e:  # noqa: BLE001 - a missing or unreadable model only skips this check, with the reason
         return f"answer lengths not checked: cannot load the tokenizer of {cfg.model.path} ({str(e).splitlines()[0][:200]})"

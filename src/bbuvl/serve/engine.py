@@ -47,7 +47,8 @@ class Answer:
 class Engine:
     """A loaded checkpoint (and support set) that answers batches of photos."""
 
-    def __init__(self, predictor: Predictor, mode: str, checkpoint: str, fewshot: FewShotRescorer | None = None):
+    def __init__(self, predictor: Predictor, mode: str | None, checkpoint: str, fewshot: FewShotRescorer | None = None):
+        mode = mode or predictor.cfg.inference.mode
         if mode not in SERVE_MODES:
             raise ValueError(f"mode must be one of {', '.join(SERVE_MODES)}, got '{mode}'")
         if mode in ("head", "name") and predictor.model.detection_head is None:
@@ -60,8 +61,7 @@ class Engine:
     def load(cls, checkpoint: str | Path, mode: str | None = None, device: str | None = None,
              fewshot: FewShotRescorer | None = None) -> "Engine":
         """Load a checkpoint written by `bbuvl train`; `mode` defaults to its `inference.mode`."""
-        predictor = Predictor.from_checkpoint(checkpoint, device=device)
-        return cls(predictor, mode or predictor.cfg.inference.mode, Path(checkpoint).name, fewshot)
+        return cls(Predictor.from_checkpoint(checkpoint, device=device), mode, Path(checkpoint).name, fewshot)
 
     @property
     def max_pixels(self) -> int:

@@ -1,0 +1,59 @@
+"""What `bbuvl predict` and `bbuvl serve` run: a checkpoint written by `bbuvl train`, or a plain model folder.
+
+A plain Hugging Face model folder (the zero-shot baseline) has no prompt of its own: it answers in generate mode
+with the label vocabulary given by `--labels`. Both commands take the same options and open the model here, so
+the two can never disagree on which folders they accept.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from bbuvl.cli.common import fail
+
+if TYPE_CHECKING:
+    from bbuvl.infer.predictor import Predictor
+
+CHECKPOINT_HELP = ("Checkpoint folder written by `bbuvl train`, or a plain Hugging Face model folder (the zero-shot "
+                   "baseline: generate mode, needs --labels).")
+LABELS = typer.Option(None, "--labels", help="A plain model folder's label vocabulary: a dataset's labels.json or a JSON "
+                      "list of labels.")
+LANG = typer.Option("zh", help="A plain model folder's prompt language: zh | en.")
+
+
+def plain_model_mode(checkpoint: Path, labels: Path | None, lang: str, mode: str | None) -> str | None:
+    """The mode to run `checkpoint` in: "generate" for a plain model folder whose options fit one, else `mode`.
+
+    Fails (one red line) before any loading when a plain folder lacks --labels or asks for a mode that needs a
+    trained detection head, or when --labels is given to a trained checkpoint, which answers with its own labels.
+    """
+    from bbuvl.model.checkpoint import CONFIG_FILE, is_plain_model_folder
+
+    if not is_plain_model_folder(checkpoint):
+        if labels is not None:
+            fail(f"--labels is for a plain model folder; {checkpoint} is a bbu-vl checkpoint and answers with the labels "
+                 "it was trained on")
+        return mode
+    if labels is None:
+        fail(f"{checkpoint} is a plain model folder (no {CONFIG_FILE}): give its label vocabulary with --labels labels.json")
+    if mode not in (None, "generate"):
+        fail(f"a plain model folder predicts in generate mode only (--mode {mode} needs a trained checkpoint)")
+    if lang not in ("zh", "en"):
+        fail(f"--lang must be zh or en, got '{lang}'")
+    return "generate"
+
+
+def open_predictor(checkpoint: Path, labels: Path | None, lang: str, device: str | None) -> "Predictor":
+    """A trained checkpoint's Predictor, or a plain model folder's answering with the `labels` file's vocabulary
+    (options checked first with `plain_model_mode`)."""
+    from bbuvl.data.layout import read_vocabulary
+    from bbuvl.infer.predictor import Predictor
+    from bbuvl.model.checkpoint import is_plain_model_folder
+
+    if is_plain_model_folder(checkpoint) and labels is not None:
+        return Predictor.from_base_model(checkpoint, read_vocabulary(labels), lang=lang, device=device)
+    return Predictor.from_checkpoint(checkpoint, device=device)
+
