@@ -32,7 +32,7 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
     """Turn a COCO detection file into a dataset folder (images copied, or hard-linked, into `out`/images)."""
     annotations, images_dir, out = Path(annotations), Path(images_dir), Path(out)
     hierarchy = hierarchy or Hierarchy.load(None)
-    coco = json.loads(annotations.read_text(encoding="utf-8"))
+    coco = json.loads(annotations.read_text(encoding="utf-8-sig"))
     if not isinstance(coco, dict):
         raise ValueError(f"{annotations}: not a COCO file (expected a JSON object with images/annotations/categories)")
     try:

@@ -40,6 +40,7 @@ from bbuvl.data.labels import SEP, Hierarchy, TokenMap
 from bbuvl.data.layout import ERRORS, SUMMARY, write_dataset_folder, write_json
 from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
 from bbuvl.data.split import split_items
+from bbuvl.data.text import show_text
 from bbuvl.data.vendor import VendorObject, parse_vendor
 
 IMAGES_DIR = "images"
@@ -242,11 +243,12 @@ def _label(obj: VendorObject, ctx: _Context) -> tuple[str, str]:
     canonical = ctx.token_map.map_path(obj.parts)
     problem = ctx.hierarchy.problem(canonical)
     if problem is not None:
-        mapped = "" if canonical == obj.label else f" (mapped to '{canonical}')"
+        mapped = "" if canonical == obj.label else f" (mapped to {show_text(canonical)})"
         raise _ObjectProblem(
-            f"label '{obj.label}'{mapped}: {problem}; add its tokens to the token map (--token-map) "
+            f"label {show_text(obj.label)}{mapped}: {problem}; add its tokens to the token map (--token-map) "
             f"or the label to the hierarchy (--hierarchy)"
         )
+    canonical = ctx.hierarchy.canonical(canonical) or canonical  # the hierarchy's spelling, however it was typed
     category = canonical.split(SEP)[0]
     if ctx.lang == "en":
         # The category's own gloss, not the English label split on '/': a gloss may contain '/'.

@@ -15,7 +15,7 @@ from bbuvl.eval.predictions import align_predictions, locate_image, read_predict
 
 def is_prediction_file(path: str | Path) -> bool:
     """True when the first line of `path` is a `bbuvl predict` output line rather than a dataset record."""
-    with Path(path).open(encoding="utf-8") as fh:
+    with Path(path).open(encoding="utf-8-sig") as fh:
         for text in fh:
             if text.strip():
                 try:

@@ -1,0 +1,78 @@
+"""Text compared the way people type it: one key for labels, one for file names, and how to show a difference.
+
+Two labels are the same label when their `label_key`s are equal. The key is NFC (an accent typed as one
+code point or as letter + combining mark), full-width ASCII folded to half-width (a Chinese input method
+types `／` and `ＢＢＵ` for `/` and `BBU`), invisible characters removed (zero-width space, joiners, word
+joiner, a BOM pasted mid-text) and each `/` part trimmed. The key decides equality only: a label is written
+in its canonical spelling (the hierarchy's, or the cleaned text), never as its key.
+
+File names are compared in NFC only: macOS writes names decomposed (NFD), JSON written elsewhere holds
+them composed, and the two must name one file. Nothing else about a file name is folded.
+"""
+
+from __future__ import annotations
+
+import difflib
+import unicodedata
+
+SEP = "/"
+FULL_WIDTH_SEP = "\uff0f"  # `／`, what a Chinese input method types for SEP
+# Zero-width space, non-joiner, joiner, word joiner, BOM (a zero-width no-break space inside text).
+INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
+_DROP_INVISIBLE = {ord(c): None for c in INVISIBLE}
+# U+FF01..U+FF5E are ASCII 0x21..0x7E typed full-width; U+3000 is the ideographic (full-width) space.
+_HALF_WIDTH = {**{cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)}, 0x3000: 0x20, **_DROP_INVISIBLE}
+
+
+def clean_label(text: str) -> str:
+    """A label as it should be written: NFC, no invisible characters, trimmed; nothing else changed."""
+    return unicodedata.normalize("NFC", text).translate(_DROP_INVISIBLE).strip()
+
+
+def label_key(text: str) -> str:
+    """What decides whether two labels are one: NFC, full-width ASCII folded, no invisible characters, parts trimmed."""
+    folded = unicodedata.normalize("NFC", text).translate(_HALF_WIDTH)
+    return SEP.join(part.strip() for part in folded.split(SEP))
+
+
+def file_name_key(name: str) -> str:
+    """What decides whether two spellings of a file name (or path) name one file: NFC."""
+    return unicodedata.normalize("NFC", name)
+
+
+def show_text(text: str) -> str:
+    """`text` quoted, with invisible, control and full-width characters escaped (`'螺丝\\u200b连接点'`)."""
+    out = []
+    for c in text:
+        visible = c.isprintable() and c not in INVISIBLE and not (0xFF01 <= ord(c) <= 0xFF5E or c == "\u3000")
+        out.append(c if visible or c == " " else f"\\u{ord(c):04x}")
+    return "'" + "".join(out) + "'"
+
+
+def nearest(text: str, known: list[str]) -> str | None:
+    """The known string most like `text` (compared as label keys), or None when none is close."""
+    keys = {label_key(k): k for k in known}
+    close = difflib.get_close_matches(label_key(text), list(keys), n=1, cutoff=0.5)
+    return keys[close[0]] if close else None
+
+
+def difference(given: str, known: str) -> str:
+    """What `given` has that `known` does not and the reverse, as `show_text` spells them (empty when equal)."""
+    parts = []
+    for op, a1, a2, b1, b2 in difflib.SequenceMatcher(None, given, known, autojunk=False).get_opcodes():
+        if op == "replace":
+            parts.append(f"{show_text(given[a1:a2])} where it has {show_text(known[b1:b2])}")
+        elif op == "delete":
+            parts.append(f"extra {show_text(given[a1:a2])}")
+        elif op == "insert":
+            parts.append(f"missing {show_text(known[b1:b2])}")
+    return "; ".join(parts)
+
+
+def did_you_mean(text: str, known: list[str]) -> str:
+    """` (nearest known: '...', which differs by: ...)` for an unknown label, or '' when nothing is close."""
+    near = nearest(text, known)
+    if near is None:
+        return ""
+    diff = difference(text, near)
+    return f" (nearest known label: {show_text(near)}" + (f"; this one differs by: {diff})" if diff else ")")
