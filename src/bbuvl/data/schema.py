@@ -19,6 +19,7 @@ from typing import Any, Iterable, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bbuvl.data.input_paths import find_file
 from bbuvl.data.text import clean_label, show_text
 
 
@@ -221,6 +222,6 @@ def write_dataset(path: str | Path, records: Iterable[ImageRecord | Sample]) -> 
 
 
 def resolve_image(dataset_path: str | Path, image: str) -> Path:
-    """Absolute path of an image named in a dataset (relative to the JSONL file's folder)."""
+    """Absolute path of an image named in a dataset (relative to the JSONL file's folder), found as NFC or NFD."""
     p = Path(image)
-    return p if p.is_absolute() else Path(dataset_path).resolve().parent / p
+    return find_file(p if p.is_absolute() else Path(dataset_path).resolve().parent / p)

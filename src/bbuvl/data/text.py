@@ -17,22 +17,30 @@ import unicodedata
 
 SEP = "/"
 FULL_WIDTH_SEP = "\uff0f"  # `／`, what a Chinese input method types for SEP
-# Zero-width space, non-joiner, joiner, word joiner, BOM (a zero-width no-break space inside text).
-INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
-_DROP_INVISIBLE = {ord(c): None for c in INVISIBLE}
 # U+FF01..U+FF5E are ASCII 0x21..0x7E typed full-width; U+3000 is the ideographic (full-width) space.
-_HALF_WIDTH = {**{cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)}, 0x3000: 0x20, **_DROP_INVISIBLE}
+_HALF_WIDTH = {**{cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)}, 0x3000: 0x20}
+
+
+def drop_invisible(text: str) -> str:
+    """`text` without format characters (Unicode category Cf): zero-width space and joiners (U+200B..U+200D),
+    word joiner (U+2060), BOM (U+FEFF), soft hyphen, direction marks. None of them is ever seen, so none is meant."""
+    return text if text.isascii() else "".join(c for c in text if unicodedata.category(c) != "Cf")
 
 
 def clean_label(text: str) -> str:
     """A label as it should be written: NFC, no invisible characters, trimmed; nothing else changed."""
-    return unicodedata.normalize("NFC", text).translate(_DROP_INVISIBLE).strip()
+    return drop_invisible(unicodedata.normalize("NFC", text)).strip()
 
 
 def label_key(text: str) -> str:
     """What decides whether two labels are one: NFC, full-width ASCII folded, no invisible characters, parts trimmed."""
-    folded = unicodedata.normalize("NFC", text).translate(_HALF_WIDTH)
+    folded = drop_invisible(unicodedata.normalize("NFC", text).translate(_HALF_WIDTH))
     return SEP.join(part.strip() for part in folded.split(SEP))
+
+
+def same_label(a: str, b: str) -> bool:
+    """True when `a` and `b` are one label however each was typed."""
+    return a == b or label_key(a) == label_key(b)
 
 
 def file_name_key(name: str) -> str:
@@ -41,12 +49,8 @@ def file_name_key(name: str) -> str:
 
 
 def show_text(text: str) -> str:
-    """`text` quoted, with invisible, control and full-width characters escaped (`'螺丝\\u200b连接点'`)."""
-    out = []
-    for c in text:
-        visible = c.isprintable() and c not in INVISIBLE and not (0xFF01 <= ord(c) <= 0xFF5E or c == "\u3000")
-        out.append(c if visible or c == " " else f"\\u{ord(c):04x}")
-    return "'" + "".join(out) + "'"
+    """`text` quoted, with invisible, control and odd spacing characters escaped (`'螺丝\\u200b连接点'`)."""
+    return "'" + "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text) + "'"
 
 
 def nearest(text: str, known: list[str]) -> str | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bbuvl.data.schema import ImageRecord
+from bbuvl.data.text import label_key, same_label
 from bbuvl.eval.coco_metrics import CocoResult, coco_evaluate
 from bbuvl.eval.matching import (
     ImageMatch,
@@ -50,7 +51,7 @@ class ImageResult:
     @property
     def mislabelled(self) -> int:
         """Matched boxes whose full label is wrong."""
-        return sum(self.objects[p]["label"] != self.record.objects[g].desc for p, g, _ in self.match.matched)
+        return sum(not same_label(self.objects[p]["label"], self.record.objects[g].desc) for p, g, _ in self.match.matched)
 
     @property
     def error_count(self) -> int:
@@ -152,9 +153,10 @@ def _image_result(
 ) -> ImageResult:
     objects = [o for o in (line.objects if line else []) if o["score"] >= min_score]
     gt_boxes = [o.bbox_2d for o in record.objects]
-    gt_labels = [o.desc for o in record.objects]
+    # Labels are compared as people type them (data/text.py): `／` is `/`, an invisible character is nothing.
+    gt_labels = [label_key(o.desc) for o in record.objects]
     boxes = [o["bbox_2d"] for o in objects]
-    labels = [o["label"] for o in objects]
+    labels = [label_key(o["label"]) for o in objects]
     scores = [o["score"] for o in objects]
     match = match_image(gt_boxes, gt_labels, boxes, labels, scores, iou_threshold=iou, level=level)
     dups = duplicate_predictions(boxes, labels, scores)
