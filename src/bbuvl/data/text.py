@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import unicodedata
+from typing import Callable, Iterable
 
 SEP = "/"
 FULL_WIDTH_SEP = "\uff0f"  # `／`, what a Chinese input method types for SEP
@@ -28,19 +29,28 @@ def drop_invisible(text: str) -> str:
 
 
 def clean_label(text: str) -> str:
-    """A label as it should be written: NFC, no invisible characters, trimmed; nothing else changed."""
-    return drop_invisible(unicodedata.normalize("NFC", text)).strip()
+    """A label as it should be written: NFC, no invisible characters, `／` as `/` (it is structure), trimmed."""
+    text = drop_invisible(text).replace(FULL_WIDTH_SEP, SEP)  # dropped before NFC: `e\u200b\u0301` is é
+    return unicodedata.normalize("NFC", text).strip()
 
 
 def label_key(text: str) -> str:
     """What decides whether two labels are one: NFC, full-width ASCII folded, no invisible characters, parts trimmed."""
-    folded = drop_invisible(unicodedata.normalize("NFC", text).translate(_HALF_WIDTH))
+    folded = unicodedata.normalize("NFC", drop_invisible(text.translate(_HALF_WIDTH)))
     return SEP.join(part.strip() for part in folded.split(SEP))
 
 
 def same_label(a: str, b: str) -> bool:
     """True when `a` and `b` are one label however each was typed."""
     return a == b or label_key(a) == label_key(b)
+
+
+def spelling_of(known: Iterable[str]) -> Callable[[str], str]:
+    """A function giving a label the first spelling in `known` of the same label (or the label cleaned, if none)."""
+    first: dict[str, str] = {}
+    for label in known:
+        first.setdefault(label_key(label), label)
+    return lambda label: first.get(label_key(label)) or clean_label(label)
 
 
 def file_name_key(name: str) -> str:

@@ -19,7 +19,6 @@ from faster_coco_eval import COCO, COCOeval_faster
 from bbuvl.data.coco import records_to_coco
 from bbuvl.data.labels import label_at_level
 from bbuvl.data.schema import ImageRecord
-from bbuvl.data.text import label_key
 
 # The order of COCOeval.stats (pycocotools and faster-coco-eval agree on the first twelve).
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -50,10 +49,11 @@ def _value(x: float) -> float | None:
 def coco_ground_truth(records: list[ImageRecord], level: int | None = None) -> dict[str, Any]:
     """COCO ground truth for `records` with categories cut to `level` (image ids 1..N in record order)."""
     gt = records_to_coco(records)
-    # Categories as people type them (data/text.py): two spellings of one label are one category.
-    names = sorted({label_at_level(label_key(c["name"]), level) for c in gt["categories"]})
+    if not level:
+        return gt
+    names = sorted({label_at_level(c["name"], level) for c in gt["categories"]})
     new_id = {n: i for i, n in enumerate(names, start=1)}
-    old_to_new = {c["id"]: new_id[label_at_level(label_key(c["name"]), level)] for c in gt["categories"]}
+    old_to_new = {c["id"]: new_id[label_at_level(c["name"], level)] for c in gt["categories"]}
     for a in gt["annotations"]:
         a["category_id"] = old_to_new[a["category_id"]]
     gt["categories"] = [{"id": i, "name": n, "supercategory": label_at_level(n, 1)} for n, i in new_id.items()]
@@ -72,7 +72,7 @@ def coco_detections(
     dets = []
     for image_id, objects in enumerate(predictions, start=1):
         for o in objects:
-            name = label_at_level(label_key(o["label"]), level)
+            name = label_at_level(o["label"], level)
             if name not in cat_id:
                 cat_id[name] = len(cat_id) + 1
                 gt["categories"].append({"id": cat_id[name], "name": name, "supercategory": label_at_level(name, 1)})
