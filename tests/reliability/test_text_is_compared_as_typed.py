@@ -10,8 +10,8 @@ from bbuvl.cli import app
 from bbuvl.data.check import check_dataset
 from bbuvl.data.convert import ConvertOptions, convert_dataset
 from bbuvl.data.labels import Hierarchy, TokenMap
-from bbuvl.data.layout import read_vocabulary
-from bbuvl.data.schema import read_records
+from bbuvl.data.layout import label_counts, read_vocabulary
+from bbuvl.data.schema import ImageRecord, read_records
 
 SCREW = "螺丝连接点/BBU安装螺丝/连接正确"
 BBU = "bbu基带处理单元/华为"
@@ -142,3 +142,8 @@ def test_eval_scores_a_label_typed_differently_as_the_same_label(tmp_path):
     metrics = json.loads(out.read_text(encoding="utf-8"))
     assert metrics["errors"]["mislabelled"] == 0 and metrics["AP50"] == 1.0
     assert list(metrics["per_category"]) == ["ｂｂｕ基带处理单元/华为"]  # scored under the ground truth's spelling
+
+
+def test_labels_json_counts_a_label_typed_two_ways_once():
+    records = [ImageRecord.model_validate(record("a.png", SCREW, "螺丝连接点/ＢＢＵ安装螺丝/连接正确", BBU))]
+    assert label_counts(records)["labels"] == {SCREW: 2, BBU: 1}

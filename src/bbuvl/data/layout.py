@@ -12,7 +12,7 @@ from bbuvl.data.jsonfile import read_json
 from bbuvl.data.labels import SEP
 from bbuvl.data.schema import ImageRecord, write_dataset
 from bbuvl.data.teachers import select_teachers
-from bbuvl.data.text import clean_label, label_key
+from bbuvl.data.text import clean_label, label_key, spelling_of
 
 TRAIN, VAL, TEACHERS, LABELS, SUMMARY, ERRORS = (
     "train.jsonl", "val.jsonl", "teachers.jsonl", "labels.json", "summary.json", "errors.jsonl",
@@ -20,8 +20,9 @@ TRAIN, VAL, TEACHERS, LABELS, SUMMARY, ERRORS = (
 
 
 def label_counts(records: list[ImageRecord]) -> dict[str, Any]:
-    """Vocabulary with counts: full labels and every hierarchy level."""
-    full = Counter(o.desc for r in records for o in r.objects)
+    """Vocabulary with counts: full labels (one entry per label however typed) and every hierarchy level."""
+    spell = spelling_of(o.desc for r in records for o in r.objects)
+    full = Counter(spell(o.desc) for r in records for o in r.objects)
     levels: dict[str, Counter[str]] = {}
     for label, n in full.items():
         parts = label.split(SEP)
