@@ -33,7 +33,8 @@ def test_teacher_pool_is_written_with_resolving_paths(small_dataset, tmp_path):
 def test_coco_round_trip_keeps_every_box(small_dataset, tmp_path):
     coco = export_coco(small_dataset / "train.jsonl", tmp_path / "coco" / "instances.json")
     assert len(coco["images"]) == 8
-    result = import_coco(tmp_path / "coco" / "instances.json", tmp_path / "coco", tmp_path / "back", val_ratio=0, num_teachers=2)
+    result = import_coco(tmp_path / "coco" / "instances.json", tmp_path / "coco", tmp_path / "back", val_ratio=0, num_teachers=2,
+                         allow_outside=True)  # export writes file_name relative to the COCO file: ../
     assert result.errors == [] and result.unknown_labels == {}
     back = read_records(tmp_path / "back" / "train.jsonl")
     original = read_records(small_dataset / "train.jsonl")

@@ -100,7 +100,7 @@ def test_export_then_import_coco_rebuilds_the_dataset(dataset: Path, tmp_path: P
     assert [c["name"] for c in coco["categories"]] == sorted(LABELS_CYCLE)
 
     out = tmp_path / "imported"
-    invoke("import-coco", coco_file, coco_file.parent, out, "--val-ratio", "0.25", "--teachers", "2")
+    invoke("import-coco", coco_file, coco_file.parent, out, "--val-ratio", "0.25", "--teachers", "2", "--allow-outside")
     for name in (TRAIN, VAL, TEACHERS, LABELS, SUMMARY, ERRORS):
         assert (out / name).is_file(), name
     assert (out / ERRORS).read_text(encoding="utf-8") == ""

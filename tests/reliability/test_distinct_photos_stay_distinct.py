@@ -28,10 +28,10 @@ def coco(file_names: list[str], size=(64, 48)) -> dict:
     }
 
 
-def import_coco(tmp_path: Path, file_names: list[str], images_dir: Path, out: Path) -> list:
+def import_coco(tmp_path: Path, file_names: list[str], images_dir: Path, out: Path, *flags: str) -> list:
     ann = tmp_path / "instances.json"
     ann.write_text(json.dumps(coco(file_names)), encoding="utf-8")
-    r = CliRunner().invoke(app, ["data", "import-coco", str(ann), str(images_dir), str(out), "--val-ratio", "0"])
+    r = CliRunner().invoke(app, ["data", "import-coco", str(ann), str(images_dir), str(out), "--val-ratio", "0", *flags])
     assert r.exit_code == 0, r.output
     return read_records(out / "train.jsonl")
 
@@ -55,7 +55,7 @@ def test_same_file_name_in_two_site_folders_gives_two_photos(tmp_path):
 def test_same_file_name_outside_the_images_folder_gets_a_content_hash(tmp_path):
     a, b = photo(tmp_path / "x" / "IMG_0001.png", (255, 0, 0)), photo(tmp_path / "y" / "IMG_0001.png", (0, 0, 255))
     out = tmp_path / "ds"
-    records = import_coco(tmp_path, [str(a), "../y/IMG_0001.png"], tmp_path / "x", out)
+    records = import_coco(tmp_path, [str(a), "../y/IMG_0001.png"], tmp_path / "x", out, "--allow-outside")
     assert len({r.image for r in records}) == 2
     assert_each_record_shows_its_own_photo(records, out, {0: a, 1: b})
 

@@ -29,6 +29,12 @@ def truncated_jpeg() -> bytes:
     return buf.getvalue()[: len(buf.getvalue()) // 2]
 
 
+def gif() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (120, 40, 200)).save(buf, "GIF")
+    return buf.getvalue()
+
+
 def as_file(data: bytes) -> tuple[bytes, dict[str, str]]:
     body, ctype = multipart("image", "upload.jpg", data)
     return body, {"Content-Type": ctype}
@@ -38,6 +44,7 @@ JSON = {"Content-Type": "application/json"}
 BAD = {
     "not_an_image": (*as_file(b"this is a text file, not a photo"), 400, "not_an_image"),
     "truncated_image": (*as_file(truncated_jpeg()), 400, "corrupt_image"),
+    "gif_named_jpg": (*as_file(gif()), 415, "unsupported_image_format"),
     "empty_file": (*as_file(b""), 400, "empty_image"),
     "decompression_bomb": (*as_file(png_header_only(30000, 30000)), 413, "image_too_large"),
     "over_the_contracts_pixel_limit": (*as_file(png_header_only(3000, 2000)), 413, "image_too_large"),

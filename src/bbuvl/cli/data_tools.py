@@ -22,6 +22,7 @@ from bbuvl.data.schema import ImageRecord, read_records
 from bbuvl.data.split import split_dataset
 from bbuvl.data.stats import dataset_stats
 from bbuvl.data.teachers import coverage, write_teacher_pool
+from bbuvl.data.text import show_text
 
 HIERARCHY_HELP = "Label hierarchy JSON (default: the shipped one)."
 
@@ -196,17 +197,22 @@ def import_coco(
     seed: int = typer.Option(42, "--seed", help="Split and teacher seed."),
     hierarchy: Optional[Path] = typer.Option(None, "--hierarchy", help=HIERARCHY_HELP),
     link: bool = typer.Option(False, "--link/--copy", help="Hard-link images instead of copying them."),
+    allow_outside: bool = typer.Option(False, "--allow-outside", help="Also copy photos whose file_name (absolute, "
+                                       "'..' or a link) leads outside IMAGES_DIR; refused by default."),
 ) -> None:
     """Turn a COCO detection file into a dataset folder (images copied into OUT/images)."""
     h = _hierarchy(hierarchy)
     with user_errors():
-        result = coco_files.import_coco(annotations, images_dir, out, val_ratio, num_teachers, seed, h, link)
+        result = coco_files.import_coco(annotations, images_dir, out, val_ratio, num_teachers, seed, h, link, allow_outside)
     for label, n in result.unknown_labels.items():
-        console.print(f"warning: label '{label}' ({n} objects) is not in the hierarchy: {h.problem(label)}",
+        console.print(f"warning: label {show_text(label)} ({n} objects) is not in the hierarchy: {h.problem(label)}",
                       style="yellow", markup=False, soft_wrap=True)
     n = result.summary["images"]
     console.print(f"{n['train']} train, {n['val']} val, {n['teachers']} teachers, {result.summary['labels']} labels -> {out}",
                   markup=False)
+    if result.outside:
+        console.print(f"[yellow]{result.outside} photos outside {escape(str(images_dir))} were not copied[/] "
+                      "(--allow-outside copies them)", soft_wrap=True)
     if result.errors:
         console.print(f"[yellow]{len(result.errors)} entries skipped[/]: see {escape(str(out / ERRORS))}", soft_wrap=True)
 

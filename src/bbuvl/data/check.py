@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Literal, Sequence
 
-from PIL import Image, UnidentifiedImageError
-
 from bbuvl.data.boxes import box_iou
 from bbuvl.data.coords import box_inside, box_is_degenerate, oriented_size
-from bbuvl.data.images import EXIF_ORIENTATION, ImageError, file_digest, load_image
+from bbuvl.data.images import EXIF_ORIENTATION, ImageError, file_digest, load_image, open_image
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import TEACHERS, TRAIN, VAL
 from bbuvl.data.schema import DatasetError, ImageRecord, ObjectAnn, Sample, iter_dataset, resolve_image, sort_objects
+from bbuvl.data.text import difference, label_key, show_text
 
 Severity = Literal["error", "warning"]
 
@@ -63,12 +62,12 @@ def probe_image(path: Path, decode: bool = True) -> ImageInfo | str:
             return str(e).removeprefix(f"{path}: ")
         return ImageInfo(img.raw_size, img.image.size, img.orientation, img.conversion)
     try:
-        with Image.open(path) as im:
+        with open_image(path, decode=False) as im:
             raw = im.size
             orientation = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
-    except FileNotFoundError:
-        return "image file not found"
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except ImageError as e:
+        return str(e).removeprefix(f"{path}: ")
+    except (OSError, SyntaxError, ValueError) as e:  # a corrupt EXIF block
         return f"cannot read image header: {e}"
     orientation = orientation if orientation in range(1, 9) else 1
     return ImageInfo(raw, oriented_size(raw, orientation), orientation)
@@ -130,6 +129,9 @@ def check_objects(record: ImageRecord, hierarchy: Hierarchy) -> Iterator[tuple[s
         why = hierarchy.problem(o.desc)
         if why is not None:
             yield f"objects[{i}]: {why}", "error"
+        elif (spelt := hierarchy.canonical(o.desc)) != o.desc:
+            yield (f"objects[{i}]: label {show_text(o.desc)} counts as the hierarchy's {show_text(spelt)} but is typed "
+                   f"differently ({difference(o.desc, spelt)}); the model learns it as typed", "warning")
     yield from _duplicate_objects(objs)
     ordered = sort_objects(objs)
     if ordered != objs:
@@ -155,11 +157,11 @@ def _duplicate_objects(objs: Sequence[ObjectAnn]) -> Iterator[tuple[str, Severit
         i = first_at.setdefault(tuple(o.bbox_2d), j)
         if i != j:
             a = objs[i]
-            same = "the same label" if a.desc == o.desc else f"labels '{a.desc}' and '{o.desc}'"
+            same = "the same label" if label_key(a.desc) == label_key(o.desc) else f"labels '{a.desc}' and '{o.desc}'"
             found.append((i, j, f"duplicate box {_fmt_box(o.bbox_2d)} with {same}"))
     by_label: dict[str, list[int]] = {}
     for k, o in enumerate(objs):
-        by_label.setdefault(o.desc, []).append(k)
+        by_label.setdefault(label_key(o.desc), []).append(k)
     slack = 1.0 - DUPLICATE_IOU
     for label, members in by_label.items():
         windows = []

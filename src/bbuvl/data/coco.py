@@ -14,6 +14,7 @@ from typing import Any
 from bbuvl.data.coords import box_inside, box_is_degenerate, clip_box
 from bbuvl.data.labels import label_at_level
 from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
+from bbuvl.data.text import clean_label
 
 # Annotation tools often let a box overshoot the border by a fraction of a pixel: clip that, reject more.
 OVERSHOOT_TOLERANCE = 1.0
@@ -57,16 +58,23 @@ def _error(reason: str, **where: Any) -> dict[str, Any]:
 def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageRecord], list[dict[str, Any]]]:
     """Records (one per COCO image, objects sorted, image path `images_dir/file_name`) and the skipped entries.
 
+    Paths are only joined here; whether the file exists, stays inside `images_dir` and is a photo is
+    decided where files are read (`coco_files.import_coco`).
+
     Crowd annotations, degenerate or outside boxes, unknown image or category ids, and images without a
     usable size are skipped, each with an error entry naming its id.
     """
     errors: list[dict[str, Any]] = []
-    categories = {c["id"]: str(c["name"]) for c in coco.get("categories", []) if "id" in c and c.get("name")}
+    categories = {c["id"]: str(c["name"]) for c in coco.get("categories", []) if "id" in c and clean_label(str(c.get("name") or ""))}
     images: dict[Any, dict[str, Any]] = {}
     for im in coco.get("images", []):
         try:
             size = (int(im["width"]), int(im["height"]))
-            file_name = str(im["file_name"])
+            file_name = im["file_name"]
+            if not isinstance(file_name, str) or not file_name.strip():
+                raise ValueError(f"file_name {file_name!r} names no file")
+            # Tools on Windows write `sub\\a.jpg`; on any system that is the file `a.jpg` in the folder `sub`.
+            file_name = file_name.replace("\\", "/")
             if size[0] <= 0 or size[1] <= 0:
                 raise ValueError(f"size {size[0]}x{size[1]}")
         except (KeyError, TypeError, ValueError) as e:

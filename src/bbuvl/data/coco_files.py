@@ -10,6 +10,8 @@ from typing import Any
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.coco import coco_to_records, records_to_coco
+from bbuvl.data.images import open_image
+from bbuvl.data.input_paths import OutsideFolderError, file_inside
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import ERRORS, write_dataset_folder
 from bbuvl.data.placement import ImagePlacer, preferred_name
@@ -24,35 +26,48 @@ class CocoImport:
     summary: dict[str, Any]
     errors: list[dict[str, Any]] = field(default_factory=list)
     unknown_labels: dict[str, int] = field(default_factory=dict)  # label -> objects
+    outside: int = 0  # photos refused because they lie outside images_dir
 
 
 def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path, val_ratio: float = 0.1,
                 num_teachers: int = 10, seed: int = 42, hierarchy: Hierarchy | None = None,
-                link: bool = False) -> CocoImport:
-    """Turn a COCO detection file into a dataset folder (images copied, or hard-linked, into `out`/images)."""
+                link: bool = False, allow_outside: bool = False) -> CocoImport:
+    """Turn a COCO detection file into a dataset folder (images copied, or hard-linked, into `out`/images).
+
+    Only photos inside `images_dir` are copied (unless `allow_outside`), and only files that decode as a
+    supported photo format; any other entry is skipped into errors.jsonl. Labels the hierarchy knows are
+    written in its spelling, however the COCO file typed them.
+    """
     annotations, images_dir, out = Path(annotations), Path(images_dir), Path(out)
     hierarchy = hierarchy or Hierarchy.load(None)
-    coco = json.loads(annotations.read_text(encoding="utf-8"))
+    coco = json.loads(annotations.read_text(encoding="utf-8-sig"))
     if not isinstance(coco, dict):
         raise ValueError(f"{annotations}: not a COCO file (expected a JSON object with images/annotations/categories)")
     try:
         records, errors = coco_to_records(coco, images_dir)
     except (AttributeError, TypeError, KeyError) as e:  # entries that are not objects, ids that are not hashable
         raise ValueError(f"{annotations}: not a COCO detection file ({type(e).__name__}: {e})") from e
-    kept, placer = [], ImagePlacer(out, link)
+    kept, placer, outside = [], ImagePlacer(out, link), 0
     for r in records:
         src = Path(r.image)
-        if not src.is_file():
-            errors.append({"file": src.as_posix(), "image_id": r.id, "reason": "image file not found"})
+        try:
+            src = file_inside(src, images_dir, allow_outside)
+            with open_image(src):  # decodes it: a text file or a GIF named `.jpg` is never copied
+                pass
+        except ValueError as e:  # OutsideFolderError, ImageError
+            outside += isinstance(e, OutsideFolderError)
+            errors.append({"file": r.image, "image_id": r.id, "reason": str(e).removeprefix(f"{src}: ")})
             continue
         rel = placer.place(src, preferred_name(src, images_dir))
-        kept.append(r.model_copy(update={"images": [rel.as_posix()]}))
+        objects = [o.model_copy(update={"desc": hierarchy.canonical(o.desc) or o.desc}) for o in r.objects]
+        kept.append(r.model_copy(update={"images": [rel.as_posix()], "objects": objects}))
     unknown = Counter(o.desc for r in kept for o in r.objects if not hierarchy.is_valid(o.desc))
     train, val = split_items(kept, val_ratio, seed)
-    extra = {"source": str(annotations), "skipped": len(errors), "labels_outside_hierarchy": len(unknown)}
+    extra = {"source": str(annotations), "skipped": len(errors), "outside_images_dir": outside,
+             "labels_outside_hierarchy": len(unknown)}
     summary = write_dataset_folder(out, train, val, num_teachers, seed, extra)
     write_text_atomic(out / ERRORS, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
-    return CocoImport(summary, errors, dict(sorted(unknown.items())))
+    return CocoImport(summary, errors, dict(sorted(unknown.items())), outside)
 
 
 def export_coco(dataset: str | Path, out: str | Path) -> dict[str, Any]:

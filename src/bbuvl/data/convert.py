@@ -36,10 +36,12 @@ from bbuvl.data.coords import (
     vendor_to_stored,
 )
 from bbuvl.data.images import IMAGE_SUFFIXES, load_image
+from bbuvl.data.input_paths import OutsideFolderError, file_inside
 from bbuvl.data.labels import SEP, Hierarchy, TokenMap
 from bbuvl.data.layout import ERRORS, SUMMARY, write_dataset_folder, write_json
 from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
 from bbuvl.data.split import split_items
+from bbuvl.data.text import file_name_key, show_text
 from bbuvl.data.vendor import VendorObject, parse_vendor
 
 IMAGES_DIR = "images"
@@ -107,14 +109,15 @@ class _Context:
 
 
 def find_pairs(src: Path, exclude: Path | None = None) -> list[Pair]:
-    """Pair every JSON under `src` with the image of the same stem, sorted by stem.
+    """Pair every JSON under `src` with the image of the same stem (compared as NFC), sorted by stem.
 
-    Hidden files and everything under `exclude` are skipped.
+    Hidden files and everything under `exclude` are skipped; a link to a file outside `src` is never read.
     """
     src = src.resolve()
     exclude = exclude.resolve() if exclude else None
     jsons: dict[str, list[Path]] = {}
     images: dict[str, list[Path]] = {}
+    outside: dict[str, str] = {}  # stem -> why one of its files cannot be read
     for path in sorted(src.rglob("*")):
         rel = path.relative_to(src)
         # Hidden entries are OS and tool metadata (`.DS_Store`, `._IMG_1.jpg`, `.git`), never photos.
@@ -122,15 +125,24 @@ def find_pairs(src: Path, exclude: Path | None = None) -> list[Pair]:
             continue
         if exclude is not None and path.is_relative_to(exclude):
             continue
-        suffix = path.suffix.lower()
+        suffix, stem = path.suffix.lower(), file_name_key(path.stem)
         if suffix == ".json":
-            jsons.setdefault(path.stem, []).append(path)
+            jsons.setdefault(stem, []).append(path)
         elif suffix in IMAGE_SUFFIXES:
-            images.setdefault(path.stem, []).append(path)
+            images.setdefault(stem, []).append(path)
+        else:
+            continue
+        try:
+            file_inside(path, src)
+        except OutsideFolderError:
+            outside[stem] = (f"{rel.as_posix()} is a link to {path.resolve()}, outside the source folder; "
+                             f"copy the file into {src} to convert it")
     pairs = []
     for stem in sorted(jsons.keys() | images.keys()):
         js, ims = jsons.get(stem, []), images.get(stem, [])
-        if len(js) == 1 and len(ims) == 1:
+        if stem in outside:
+            pairs.append(Pair(stem, js[0] if js else None, ims[0] if ims else None, outside[stem]))
+        elif len(js) == 1 and len(ims) == 1:
             pairs.append(Pair(stem, js[0], ims[0]))
         elif len(js) > 1 or len(ims) > 1:
             names = ", ".join(_rel(p, src) for p in js + ims)
@@ -242,11 +254,12 @@ def _label(obj: VendorObject, ctx: _Context) -> tuple[str, str]:
     canonical = ctx.token_map.map_path(obj.parts)
     problem = ctx.hierarchy.problem(canonical)
     if problem is not None:
-        mapped = "" if canonical == obj.label else f" (mapped to '{canonical}')"
+        mapped = "" if canonical == obj.label else f" (mapped to {show_text(canonical)})"
         raise _ObjectProblem(
-            f"label '{obj.label}'{mapped}: {problem}; add its tokens to the token map (--token-map) "
+            f"label {show_text(obj.label)}{mapped}: {problem}; add its tokens to the token map (--token-map) "
             f"or the label to the hierarchy (--hierarchy)"
         )
+    canonical = ctx.hierarchy.canonical(canonical) or canonical  # the hierarchy's spelling, however it was typed
     category = canonical.split(SEP)[0]
     if ctx.lang == "en":
         # The category's own gloss, not the English label split on '/': a gloss may contain '/'.

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 EXIF_ORIENTATION = 0x0112
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+# Pillow's format names for those suffixes. MPO is how Pillow names the JPEG that phones write with a
+# second (depth or preview) picture inside; its first picture is the photo. Anything else Pillow can open
+# (GIF, ICO, PSD, PPM, ...) is refused by name: a GIF's palette and frames are no camera photo.
+SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "WEBP", "TIFF"})
 
 
 class ImageError(ValueError):
@@ -79,24 +85,54 @@ def _wide_to_rgb(img: Image.Image) -> tuple[Image.Image, str | None]:
     return Image.fromarray(grey, mode="L").convert("RGB"), note
 
 
-def load_image(path: str | Path, orient: bool = True) -> LoadedImage:
-    """Decode an image completely (truncated files fail here, not later) and return it as RGB."""
+def unsupported_format(image_format: str | None) -> str | None:
+    """None for a photo format we read, else a sentence naming the format and what to do."""
+    if image_format in SUPPORTED_FORMATS:
+        return None
+    return f"{image_format or 'this'} is not a supported photo format (JPEG, PNG, WebP, BMP, TIFF); convert it to JPEG or PNG"
+
+
+@contextmanager
+def open_image(path: str | Path, decode: bool = True) -> Iterator[Image.Image]:
+    """An opened photo of a supported format (fully decoded with `decode`); ImageError naming the file otherwise."""
     path = Path(path)
+    if path.is_dir():  # Pillow would say "Is a directory" as if the file were corrupt
+        raise ImageError(f"{path}: a folder, not an image file")
+    with _named_errors(path, "decode image" if decode else "read image header"):
+        im = Image.open(path)
+    with im:
+        if (why := unsupported_format(im.format)) is not None:
+            raise ImageError(f"{path}: {why}")
+        if decode:
+            with _named_errors(path, "decode image"):
+                im.load()
+        yield im
+
+
+@contextmanager
+def _named_errors(path: Path, doing: str) -> Iterator[None]:
+    """Pillow's many exceptions for a missing, foreign or corrupt file as one ImageError naming it."""
     try:
-        with Image.open(path) as im:
-            im.load()
-            raw_size = im.size
-            orientation = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
-            mode = im.mode
-            img = ImageOps.exif_transpose(im) if orient and orientation != 1 else im  # pixels already loaded
+        yield
+    except ImageError:
+        raise
     except FileNotFoundError:
         raise ImageError(f"{path}: image file not found") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image (cannot identify format)") from None
+        raise ImageError(f"{path}: not an image (no photo format recognised in its bytes)") from None
     except Image.DecompressionBombError as e:
         raise ImageError(f"{path}: image too large to decode safely: {e}") from None
     except (OSError, SyntaxError, ValueError) as e:  # truncated / corrupt data
-        raise ImageError(f"{path}: cannot decode image: {e}") from None
+        raise ImageError(f"{path}: cannot {doing}: {e}") from None
+
+
+def load_image(path: str | Path, orient: bool = True) -> LoadedImage:
+    """Decode an image completely (truncated files fail here, not later) and return it as RGB."""
+    with open_image(path) as im, _named_errors(Path(path), "decode image"):  # a corrupt EXIF block, too
+        raw_size = im.size
+        orientation = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
+        mode = im.mode
+        img = ImageOps.exif_transpose(im) if orient and orientation != 1 else im  # pixels already loaded
     if orientation not in range(1, 9):
         orientation = 1
     rgb, conversion = convert_to_rgb(img)
@@ -105,13 +141,8 @@ def load_image(path: str | Path, orient: bool = True) -> LoadedImage:
 
 def image_size(path: str | Path) -> tuple[int, int]:
     """`(width, height)` of the file's pixel grid, read from the header only."""
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except FileNotFoundError:
-        raise ImageError(f"{path}: image file not found") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise ImageError(f"{path}: cannot read image header: {e}") from None
+    with open_image(path, decode=False) as im:
+        return im.size
 
 
 def list_images(folder: str | Path) -> list[Path]:

@@ -11,7 +11,7 @@ def read_json(path: str | Path, what: str = "file") -> Any:
     """The parsed content of `path`; FileNotFoundError or ValueError naming the file (and line) otherwise."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such {what}") from None
     except json.JSONDecodeError as e:

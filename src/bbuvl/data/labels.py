@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Iterable
 
-SEP = "/"
-
+from bbuvl.data.text import FULL_WIDTH_SEP, SEP, clean_label, did_you_mean, label_key, show_text
 
 def _resource(name: str) -> Path:
     return Path(str(resources.files("bbuvl.resources").joinpath(name)))
@@ -36,7 +36,9 @@ class Hierarchy:
 
     categories: dict[str, Category]
     source: str = "<builtin>"
-    _paths: frozenset[str] = field(default=frozenset(), repr=False)
+    _by_key: dict[str, str] = field(default_factory=dict, repr=False)  # label_key -> the label as spelt here
+    # A dataset repeats one bad label thousands of times; the nearest-label search runs once per spelling.
+    _problems: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Hierarchy":
@@ -56,35 +58,46 @@ class Hierarchy:
                     out.append(SEP.join((cat.name, attr)))
         return out
 
+    def canonical(self, label: str) -> str | None:
+        """The hierarchy's spelling of `label` (equal as `label_key` says), or None when it is not a complete path."""
+        return self._by_key.get(label_key(label))
+
     def is_valid(self, label: str) -> bool:
-        """True when `label` is a complete path of the hierarchy."""
-        return label in self._paths
+        """True when `label` is a complete path of the hierarchy, as people type it (see data/text.py)."""
+        return label_key(label) in self._by_key
 
     def problem(self, label: str) -> str | None:
-        """None for a valid label, else a sentence saying what is wrong with it."""
-        if label in self._paths:
+        """None for a valid label, else a sentence saying what is wrong with it and the nearest valid label."""
+        if self.is_valid(label):
             return None
-        parts = label.split(SEP)
-        cat = self.categories.get(parts[0])
+        if label not in self._problems:
+            self._problems[label] = self._part_problem(label) + did_you_mean(label, self.labels())
+        return self._problems[label]
+
+    def _part_problem(self, label: str) -> str:
+        parts = label_key(label).split(SEP)
+        typed = label.replace(FULL_WIDTH_SEP, SEP).split(SEP)  # the parts as typed, to quote them
+        typed = typed if len(typed) == len(parts) else parts
+        cat = self.categories.get(_keyed(self.categories).get(parts[0], ""))
         if cat is None:
-            return f"unknown category '{parts[0]}' (known: {', '.join(self.categories)})"
+            return f"unknown category {show_text(typed[0])} (known: {', '.join(self.categories)})"
         if not cat.attributes:
-            return f"category '{cat.name}' takes no attribute, got '{label}'"
+            return f"category '{cat.name}' takes no attribute, got {show_text(label)}"
         if len(parts) < 2:
-            return f"label '{label}' lacks an attribute (one of: {', '.join(cat.attributes)})"
-        attr = cat.attributes.get(parts[1])
-        if attr is None:
-            return f"unknown attribute '{parts[1]}' for '{cat.name}' (known: {', '.join(cat.attributes)})"
-        states = attr[1]
+            return f"label {show_text(label)} lacks an attribute (one of: {', '.join(cat.attributes)})"
+        attr_name = _keyed(cat.attributes).get(parts[1])
+        if attr_name is None:
+            return f"unknown attribute {show_text(typed[1])} for '{cat.name}' (known: {', '.join(cat.attributes)})"
+        states = cat.attributes[attr_name][1]
         if states and len(parts) < 3:
-            return f"label '{label}' lacks a state (one of: {', '.join(states)})"
-        if states and parts[2] not in states:
-            return f"unknown state '{parts[2]}' for '{cat.name}/{parts[1]}' (known: {', '.join(states)})"
-        return f"label '{label}' has too many parts"
+            return f"label {show_text(label)} lacks a state (one of: {', '.join(states)})"
+        if states and _keyed(states).get(parts[2]) is None:
+            return f"unknown state {show_text(typed[2])} for '{cat.name}/{attr_name}' (known: {', '.join(states)})"
+        return f"label {show_text(label)} has too many parts"
 
     def english(self, label: str) -> str:
         """The English gloss of a label path, part by part (unknown parts kept as they are)."""
-        parts = label.split(SEP)
+        parts = (self.canonical(label) or label).split(SEP)
         cat = self.categories.get(parts[0])
         if cat is None:
             return label
@@ -102,7 +115,7 @@ class Hierarchy:
 @lru_cache(maxsize=16)
 def _load_hierarchy(path: str) -> Hierarchy:
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        raw = json.loads(Path(path).read_text(encoding="utf-8-sig"))
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: cannot read label hierarchy: {e}") from e
     cats: dict[str, Category] = {}
@@ -115,8 +128,13 @@ def _load_hierarchy(path: str) -> Hierarchy:
     if not cats:
         raise ValueError(f"{path}: label hierarchy has no 'categories'")
     h = Hierarchy(cats, source=path)
-    object.__setattr__(h, "_paths", frozenset(h.labels()))
+    object.__setattr__(h, "_by_key", {label_key(label): label for label in h.labels()})
     return h
+
+
+def _keyed(names: Iterable[str]) -> dict[str, str]:
+    """`{label_key(name): name}`: a category, attribute or state found however it was typed."""
+    return {label_key(n): n for n in names}
 
 
 def label_at_level(label: str, level: int | None) -> str:
@@ -132,21 +150,25 @@ class TokenMap:
 
     tokens: dict[str, str]
     source: str = "<builtin>"
+    _by_key: dict[str, str] = field(default_factory=dict, repr=False)  # label_key(platform token) -> canonical
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_key", {label_key(k): v for k, v in self.tokens.items()})
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "TokenMap":
         """Load a token-map JSON file (the shipped default when `path` is None)."""
         p = Path(path) if path else DEFAULT_TOKEN_MAP
         try:
-            raw = json.loads(p.read_text(encoding="utf-8"))
+            raw = json.loads(p.read_text(encoding="utf-8-sig"))
         except (OSError, json.JSONDecodeError) as e:
             raise ValueError(f"{p}: cannot read token map: {e}") from e
         return cls(dict(raw.get("tokens", raw)), source=str(p))
 
     def map_token(self, token: str) -> str:
-        """Canonical name of one token (itself when unmapped)."""
-        token = token.strip()
-        return self.tokens.get(token, self.tokens.get(token.lower(), token))
+        """Canonical name of one token, found however it was typed (itself, cleaned, when unmapped)."""
+        key = label_key(token)
+        return self._by_key.get(key, self._by_key.get(key.lower(), clean_label(token)))
 
     def map_path(self, parts: list[str] | str) -> str:
         """Canonical label path from platform parts; empty parts are dropped, nothing else is."""

@@ -12,6 +12,7 @@ from bbuvl.data.jsonfile import read_json
 from bbuvl.data.labels import SEP
 from bbuvl.data.schema import ImageRecord, write_dataset
 from bbuvl.data.teachers import select_teachers
+from bbuvl.data.text import clean_label, label_key, spelling_of
 
 TRAIN, VAL, TEACHERS, LABELS, SUMMARY, ERRORS = (
     "train.jsonl", "val.jsonl", "teachers.jsonl", "labels.json", "summary.json", "errors.jsonl",
@@ -19,8 +20,9 @@ TRAIN, VAL, TEACHERS, LABELS, SUMMARY, ERRORS = (
 
 
 def label_counts(records: list[ImageRecord]) -> dict[str, Any]:
-    """Vocabulary with counts: full labels and every hierarchy level."""
-    full = Counter(o.desc for r in records for o in r.objects)
+    """Vocabulary with counts: full labels (one entry per label however typed) and every hierarchy level."""
+    spell = spelling_of(o.desc for r in records for o in r.objects)
+    full = Counter(spell(o.desc) for r in records for o in r.objects)
     levels: dict[str, Counter[str]] = {}
     for label, n in full.items():
         parts = label.split(SEP)
@@ -75,6 +77,9 @@ def read_vocabulary(path: str | Path) -> list[str]:
     labels = data.get("labels") if isinstance(data, dict) else data
     if isinstance(labels, dict):
         labels = list(labels)
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x.strip() for x in labels):
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and clean_label(x) for x in labels):
         raise ValueError(f"{path}: expected a dataset's labels.json or a non-empty JSON list of label strings")
-    return list(dict.fromkeys(labels))
+    first: dict[str, str] = {}  # one spelling per label (data/text.py): the first
+    for x in labels:
+        first.setdefault(label_key(x), clean_label(x))
+    return list(first.values())

@@ -13,17 +13,18 @@ import shutil
 from pathlib import Path
 
 from bbuvl.data.images import file_digest
+from bbuvl.data.text import file_name_key
 
 HASH_CHARS = 10
 
 
 def preferred_name(src: Path, images_dir: Path) -> Path:
-    """`images/` + the path under `images_dir` (just the file name for a file outside it)."""
+    """`images/` + the path under `images_dir` (just the file name for a file outside it), composed as NFC."""
     try:
         rel = src.resolve().relative_to(images_dir.resolve())
-    except ValueError:  # an absolute or `..` file_name outside images_dir
+    except ValueError:  # an absolute or `..` file_name outside images_dir, imported with allow_outside
         rel = Path(src.name)
-    return Path("images") / rel
+    return Path("images") / file_name_key(rel.as_posix())
 
 
 class ImagePlacer:

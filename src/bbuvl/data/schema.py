@@ -19,6 +19,9 @@ from typing import Any, Iterable, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bbuvl.data.input_paths import find_file
+from bbuvl.data.text import clean_label, show_text
+
 
 class ObjectAnn(BaseModel):
     """One labelled box."""
@@ -39,6 +42,15 @@ class ObjectAnn(BaseModel):
         if v[2] < v[0] or v[3] < v[1]:
             raise ValueError(f"box {v} is not [x1, y1, x2, y2] with x1 <= x2 and y1 <= y2")
         return v
+
+    @field_validator("desc")
+    @classmethod
+    def _clean(cls, v: str) -> str:
+        # An invisible character pasted into a label would be learnt and emitted by the model; it never belongs.
+        cleaned = clean_label(v)
+        if not cleaned:
+            raise ValueError(f"label {show_text(v)} is empty once invisible characters and spaces are removed")
+        return cleaned
 
 
 class ImageRecord(BaseModel):
@@ -147,7 +159,7 @@ def iter_json_lines(path: str | Path, what: str = "dataset") -> Iterator[tuple[i
     """`(line number, decoded JSON or DatasetError)` for each non-blank line of a JSONL file."""
     path = Path(path)
     try:
-        fh = path.open(encoding="utf-8")
+        fh = path.open(encoding="utf-8-sig")  # a BOM (Windows editors write one) is no part of the first line
     except OSError as e:
         raise DatasetError(path, 0, f"cannot open {what}: {e.strerror or e}") from None
     with fh:
@@ -155,7 +167,7 @@ def iter_json_lines(path: str | Path, what: str = "dataset") -> Iterator[tuple[i
             if not text.strip():
                 continue
             try:
-                yield no, json.loads(text)
+                yield no, json.loads(text.removeprefix("\ufeff"))  # files joined with `cat` carry a BOM mid-file
             except json.JSONDecodeError as e:
                 yield no, DatasetError(path, no, f"invalid JSON: {e.msg} at column {e.colno}")
 
@@ -210,6 +222,6 @@ def write_dataset(path: str | Path, records: Iterable[ImageRecord | Sample]) -> 
 
 
 def resolve_image(dataset_path: str | Path, image: str) -> Path:
-    """Absolute path of an image named in a dataset (relative to the JSONL file's folder)."""
+    """Absolute path of an image named in a dataset (relative to the JSONL file's folder), found as NFC or NFD."""
     p = Path(image)
-    return p if p.is_absolute() else Path(dataset_path).resolve().parent / p
+    return find_file(p if p.is_absolute() else Path(dataset_path).resolve().parent / p)

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from bbuvl.data.labels import SEP
+from bbuvl.data.text import FULL_WIDTH_SEP, SEP
 
 LABEL_KEY_ZH = "标签"
 # DataList property names, one tuple per label level (category, attribute, state); first non-empty wins.
@@ -182,7 +182,7 @@ def _text(value: Any) -> str:
 
 
 def _split(text: str) -> list[str]:
-    return [p.strip() for p in text.split(SEP) if p.strip()]
+    return [p.strip() for p in text.replace(FULL_WIDTH_SEP, SEP).split(SEP) if p.strip()]
 
 
 def _extent(coords: Any, label: str | None) -> list[float]:

@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 from bbuvl.data.images import ImageError, load_image
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.schema import ImageRecord
+from bbuvl.data.text import same_label
 from bbuvl.eval.fonts import FontChoice
 from bbuvl.eval.matching import ImageMatch
 
@@ -162,7 +163,7 @@ def prediction_boxes(
     color: dict[int, RGB] = {}
     if match is not None and record is not None:
         for p, g, _ in match.matched:
-            color[p] = GREEN if objects[p]["label"] == record.objects[g].desc else ORANGE
+            color[p] = GREEN if same_label(objects[p]["label"], record.objects[g].desc) else ORANGE
         color.update({p: YELLOW for p, _, _ in match.mislocated})
         color.update({p: RED for p in match.extra})
     return [DrawBox(o["bbox_2d"], name(o["label"], o.get("score")), color.get(i, BLUE)) for i, o in enumerate(objects)]

@@ -10,11 +10,12 @@ rate describe what a user would see at `min_score` (0 keeps every prediction).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bbuvl.data.schema import ImageRecord
+from bbuvl.data.text import spelling_of
 from bbuvl.eval.coco_metrics import CocoResult, coco_evaluate
 from bbuvl.eval.matching import (
     ImageMatch,
@@ -93,6 +94,17 @@ def _prior(records: list[ImageRecord]) -> dict[str, Any] | None:
     return {"box": list(prior.box), "AP50": prior.ap50, "AP50_agnostic": prior.ap50_agnostic}
 
 
+def _one_spelling(records: list[ImageRecord], lines: list[PredictionLine]) -> tuple[list[ImageRecord], list[PredictionLine]]:
+    """Ground truth and predictions with each label in the ground truth's first spelling of it (data/text.py):
+    `a／b` and `a/b\u200b` are scored as `a/b`. Only what changes is copied."""
+    spell = spelling_of(o.desc for r in records for o in r.objects)
+    records = [r if all(spell(o.desc) == o.desc for o in r.objects) else r.model_copy(
+        update={"objects": [o.model_copy(update={"desc": spell(o.desc)}) for o in r.objects]}) for r in records]
+    lines = [line if all(spell(o["label"]) == o["label"] for o in line.objects) else replace(
+        line, objects=[{**o, "label": spell(o["label"])} for o in line.objects]) for line in lines]
+    return records, lines
+
+
 def evaluate_predictions(
     records: list[ImageRecord],
     gt_path: str | Path,
@@ -105,6 +117,7 @@ def evaluate_predictions(
     """Pair predictions with ground truth and compute every metric (see METRIC_KEYS and `Evaluation.details`)."""
     if not 0.0 < iou <= 1.0:
         raise ValueError(f"--iou must be in (0, 1], got {iou}")
+    records, lines = _one_spelling(records, lines)
     alignment = align_predictions(records, gt_path, lines, pred_path)
     per_image = [p.objects if p is not None else [] for p in alignment.predictions]
     coco = coco_evaluate(records, per_image, level)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bbuvl.atomic import atomic_path
 from bbuvl.data.schema import read_records, resolve_image
+from bbuvl.data.text import label_key
 from bbuvl.eval.draw import LabelNamer, compare_picture, prediction_picture
 from bbuvl.eval.fonts import FontChoice
 from bbuvl.eval.matching import match_image
@@ -15,7 +16,7 @@ from bbuvl.eval.predictions import align_predictions, locate_image, read_predict
 
 def is_prediction_file(path: str | Path) -> bool:
     """True when the first line of `path` is a `bbuvl predict` output line rather than a dataset record."""
-    with Path(path).open(encoding="utf-8") as fh:
+    with Path(path).open(encoding="utf-8-sig") as fh:
         for text in fh:
             if text.strip():
                 try:
@@ -50,8 +51,8 @@ def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name
         objects = None if pred is None else (line.objects if line else [])
         match = None
         if objects is not None:
-            match = match_image([o.bbox_2d for o in record.objects], [o.desc for o in record.objects],
-                                [o["bbox_2d"] for o in objects], [o["label"] for o in objects],
+            match = match_image([o.bbox_2d for o in record.objects], [label_key(o.desc) for o in record.objects],
+                                [o["bbox_2d"] for o in objects], [label_key(o["label"]) for o in objects],
                                 [o["score"] for o in objects], iou_threshold=iou)
         picture = compare_picture(record, path, objects, match, font, name)
         with atomic_path(out_dir / f"{i:04d}_{path.stem}.png") as tmp:

@@ -61,7 +61,7 @@ def iter_predictions(path: str | Path, problems: list[str]) -> Iterator[Predicti
     """The lines of a predictions file that name an image; failed or malformed lines go to `problems`."""
     path = Path(path)
     try:
-        fh = path.open(encoding="utf-8")
+        fh = path.open(encoding="utf-8-sig")
     except OSError as e:
         raise ValueError(f"{path}: cannot open predictions file: {e.strerror or e}") from None
     with fh:

@@ -15,7 +15,7 @@ import re
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from bbuvl.data.images import EXIF_ORIENTATION, convert_to_rgb
+from bbuvl.data.images import EXIF_ORIENTATION, convert_to_rgb, unsupported_format
 from bbuvl.serve.errors import ApiError
 
 # A photo may have this many times the model frame's largest pixel count: a 12 MP phone photo is 12x the
@@ -35,6 +35,8 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         raise ApiError(400, "empty_image", "the image is empty (0 bytes)")
     try:
         with Image.open(io.BytesIO(data)) as im:
+            if (why := unsupported_format(im.format)) is not None:
+                raise ApiError(415, "unsupported_image_format", why)
             w, h = im.size
             if w * h > max_pixels:
                 raise ApiError(413, "image_too_large", f"the image is {w}x{h} = {w * h} pixels; this server accepts "

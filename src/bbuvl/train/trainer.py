@@ -26,6 +26,7 @@ from bbuvl.config import Config, LoraConfig
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.schema import read_dataset, read_records
+from bbuvl.data.text import spelling_of
 from bbuvl.encode.chat import IMAGE_TOKEN, ChatEncoder
 from bbuvl.encode.collate import PackedCollator, PaddedCollator, to_device
 from bbuvl.encode.prompts import system_prompt
@@ -49,8 +50,10 @@ def data_labels(cfg: Config, hierarchy: Hierarchy) -> list[str]:
     for path in filter(None, (cfg.data.train, cfg.data.val)):
         if Path(path).exists():
             seen |= {o.desc for r in read_records(path) for o in r.objects}
+    spell = spelling_of(sorted(seen))  # one entry per label however typed (data/text.py)
     order = {label: i for i, label in enumerate(hierarchy.labels())}
-    return sorted(seen, key=lambda label: (order.get(label, len(order)), label))
+    labels = {spell(label) for label in seen}
+    return sorted(labels, key=lambda label: (order.get(hierarchy.canonical(label) or label, len(order)), label))
 
 
 def apply_lora(vlm: torch.nn.Module, lora: LoraConfig) -> torch.nn.Module:

@@ -1,0 +1,52 @@
+"""Input file names: found however their letters were composed, and never read from outside their folder.
+
+A name written in one place and a file created in another may spell the same letters differently: macOS
+stores names decomposed (NFD), JSON written elsewhere holds them composed (NFC). `find_file` finds the file
+either way. An importer that copies what a foreign annotation file names (`../../etc/passwd`, an absolute
+path, a link inside the folder that points out of it) must not copy anything outside the folder the user
+gave it; `file_inside` refuses such a name unless the user allows it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bbuvl.data.text import file_name_key, show_text
+
+
+class OutsideFolderError(ValueError):
+    """A file name that resolves outside the folder it must stay in."""
+
+
+def find_file(path: Path) -> Path:
+    """`path` as given when it exists (or is plain ASCII), else with each part matched to the disk's by NFC."""
+    if str(path).isascii() or path.exists():
+        return path
+    found = Path(path.anchor)
+    for part in path.parts[1:] if path.anchor else path.parts:
+        candidate = found / part
+        if not candidate.exists() and found.is_dir():
+            key = file_name_key(part)
+            try:
+                candidate = next((found / n for n in os.listdir(found) if file_name_key(n) == key), candidate)
+            except OSError:  # unreadable folder: report the name as given
+                pass
+        found = candidate
+    return found if found.exists() else path
+
+
+def file_inside(path: Path, folder: Path, allow_outside: bool = False) -> Path:
+    """The existing file `path` names (see `find_file`); OutsideFolderError when it resolves outside `folder`.
+
+    Links are followed before the check, so a link inside `folder` to a file outside it is outside.
+    """
+    path = find_file(path)
+    real, root = path.resolve(), folder.resolve()
+    if not allow_outside and not real.is_relative_to(root):
+        how = f" (which resolves to {real})" if real != Path(os.path.abspath(path)) else ""
+        raise OutsideFolderError(
+            f"{show_text(path.as_posix())}{how} is outside the images folder {root}; nothing outside it is read "
+            f"unless you pass --allow-outside"
+        )
+    return path

@@ -1,0 +1,92 @@
+"""Text compared the way people type it: one key for labels, one for file names, and how to show a difference.
+
+Two labels are the same label when their `label_key`s are equal. The key is NFC (an accent typed as one
+code point or as letter + combining mark), full-width ASCII folded to half-width (a Chinese input method
+types `／` and `ＢＢＵ` for `/` and `BBU`), invisible characters removed (zero-width space, joiners, word
+joiner, a BOM pasted mid-text) and each `/` part trimmed. The key decides equality only: a label is written
+in its canonical spelling (the hierarchy's, or the cleaned text), never as its key.
+
+File names are compared in NFC only: macOS writes names decomposed (NFD), JSON written elsewhere holds
+them composed, and the two must name one file. Nothing else about a file name is folded.
+"""
+
+from __future__ import annotations
+
+import difflib
+import unicodedata
+from typing import Callable, Iterable
+
+SEP = "/"
+FULL_WIDTH_SEP = "\uff0f"  # `／`, what a Chinese input method types for SEP
+# U+FF01..U+FF5E are ASCII 0x21..0x7E typed full-width; U+3000 is the ideographic (full-width) space.
+_HALF_WIDTH = {**{cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)}, 0x3000: 0x20}
+
+
+def drop_invisible(text: str) -> str:
+    """`text` without format characters (Unicode category Cf): zero-width space and joiners (U+200B..U+200D),
+    word joiner (U+2060), BOM (U+FEFF), soft hyphen, direction marks. None of them is ever seen, so none is meant."""
+    return text if text.isascii() else "".join(c for c in text if unicodedata.category(c) != "Cf")
+
+
+def clean_label(text: str) -> str:
+    """A label as it should be written: NFC, no invisible characters, `／` as `/` (it is structure), trimmed."""
+    text = drop_invisible(text).replace(FULL_WIDTH_SEP, SEP)  # dropped before NFC: `e\u200b\u0301` is é
+    return unicodedata.normalize("NFC", text).strip()
+
+
+def label_key(text: str) -> str:
+    """What decides whether two labels are one: NFC, full-width ASCII folded, no invisible characters, parts trimmed."""
+    folded = unicodedata.normalize("NFC", drop_invisible(text.translate(_HALF_WIDTH)))
+    return SEP.join(part.strip() for part in folded.split(SEP))
+
+
+def same_label(a: str, b: str) -> bool:
+    """True when `a` and `b` are one label however each was typed."""
+    return a == b or label_key(a) == label_key(b)
+
+
+def spelling_of(known: Iterable[str]) -> Callable[[str], str]:
+    """A function giving a label the first spelling in `known` of the same label (or the label cleaned, if none)."""
+    first: dict[str, str] = {}
+    for label in known:
+        first.setdefault(label_key(label), label)
+    return lambda label: first.get(label_key(label)) or clean_label(label)
+
+
+def file_name_key(name: str) -> str:
+    """What decides whether two spellings of a file name (or path) name one file: NFC."""
+    return unicodedata.normalize("NFC", name)
+
+
+def show_text(text: str) -> str:
+    """`text` quoted, with invisible, control and odd spacing characters escaped (`'螺丝\\u200b连接点'`)."""
+    return "'" + "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text) + "'"
+
+
+def nearest(text: str, known: list[str]) -> str | None:
+    """The known string most like `text` (compared as label keys), or None when none is close."""
+    keys = {label_key(k): k for k in known}
+    close = difflib.get_close_matches(label_key(text), list(keys), n=1, cutoff=0.5)
+    return keys[close[0]] if close else None
+
+
+def difference(given: str, known: str) -> str:
+    """What `given` has that `known` does not and the reverse, as `show_text` spells them (empty when equal)."""
+    parts = []
+    for op, a1, a2, b1, b2 in difflib.SequenceMatcher(None, given, known, autojunk=False).get_opcodes():
+        if op == "replace":
+            parts.append(f"{show_text(given[a1:a2])} where it has {show_text(known[b1:b2])}")
+        elif op == "delete":
+            parts.append(f"extra {show_text(given[a1:a2])}")
+        elif op == "insert":
+            parts.append(f"missing {show_text(known[b1:b2])}")
+    return "; ".join(parts)
+
+
+def did_you_mean(text: str, known: list[str]) -> str:
+    """` (nearest known: '...', which differs by: ...)` for an unknown label, or '' when nothing is close."""
+    near = nearest(text, known)
+    if near is None:
+        return ""
+    diff = difference(text, near)
+    return f" (nearest known label: {show_text(near)}" + (f"; this one differs by: {diff})" if diff else ")")

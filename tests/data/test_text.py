@@ -1,0 +1,69 @@
+"""One key for labels, one for file names: what people type differently is equal, what differs stays different."""
+
+import unicodedata
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bbuvl.data.text import clean_label, did_you_mean, file_name_key, label_key, same_label, show_text
+
+SCREW = "螺丝连接点/BBU安装螺丝/连接正确"
+
+
+@pytest.mark.parametrize("typed", [
+    "螺丝\u200b连接点/BBU安装螺丝/连接正确",  # zero-width space
+    "螺丝连接点/BBU\u200c安装\u200d螺丝/连接正确\u2060",  # non-joiner, joiner, word joiner
+    "\ufeff螺丝连接点/BBU安装螺丝/连接正确",  # a BOM pasted with the text
+    "螺丝连接点／ＢＢＵ安装螺丝／连接正确",  # full-width slash and letters from a Chinese input method
+    " 螺丝连接点 / BBU安装螺丝 / 连接正确\u3000",  # spaces around parts, ideographic space
+    "螺丝连接点/BBU安\u00ad装螺丝/连接正确",  # soft hyphen
+])
+def test_labels_typed_differently_are_one_label(typed):
+    assert label_key(typed) == label_key(SCREW) == SCREW and same_label(typed, SCREW)
+
+
+def test_composed_and_decomposed_accents_are_one_label_and_one_file_name():
+    nfc, nfd = unicodedata.normalize("NFC", "câble/é"), unicodedata.normalize("NFD", "câble/é")
+    assert nfc != nfd
+    assert label_key(nfd) == label_key(nfc) and clean_label(nfd) == nfc
+    assert file_name_key(nfd) == file_name_key(nfc) == nfc
+    assert clean_label("e\u200b\u0301") == label_key("e\u200b\u0301") == "\u00e9"  # joined once the space is gone
+
+
+@pytest.mark.parametrize("a, b", [
+    (SCREW, "螺丝连接点/BBU安装螺丝/连接错误"), ("BBU", "bbu"), ("a/b", "a/b/c"), ("线缆", "线缆 已绑扎"),
+])
+def test_different_labels_stay_different(a, b):
+    assert label_key(a) != label_key(b) and not same_label(a, b)
+
+
+def test_clean_label_drops_invisible_characters_but_keeps_full_width_punctuation():
+    assert clean_label(" 线缆（已\u200b绑扎）／ＯＫ\u200b ") == "线缆（已绑扎）/ＯＫ"
+
+
+def test_file_names_fold_nothing_but_composition():
+    assert file_name_key("ＩＭＧ\u200b.jpg") == "ＩＭＧ\u200b.jpg"
+
+
+def test_show_text_escapes_what_cannot_be_seen():
+    assert show_text("螺丝\u200b连接点") == "'螺丝\\u200b连接点'"
+    assert show_text("a\tb\x07\U000e0001") == "'a\\tb\\x07\\U000e0001'"
+    assert show_text("线缆（已绑扎）") == "'线缆（已绑扎）'"
+
+
+def test_did_you_mean_names_the_nearest_label_and_what_differs():
+    hint = did_you_mean("螺丝连接点/BBU安装螺丝/连接正常\u200b", [SCREW, "线缆/已绑扎"])
+    assert f"nearest known label: '{SCREW}'" in hint
+    assert "'常\\u200b' where it has '确'" in hint
+    assert did_you_mean("完全不同", [SCREW]) == ""
+
+
+text = st.text(st.characters(codec="utf-8"), max_size=20)
+
+
+@given(text)
+def test_label_key_is_idempotent_and_ignores_cleaning(s):
+    assert label_key(label_key(s)) == label_key(s)
+    assert label_key(clean_label(s)) == label_key(s)
+    assert clean_label(clean_label(s)) == clean_label(s)

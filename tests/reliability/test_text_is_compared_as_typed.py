@@ -1,0 +1,149 @@
+"""Class 7: labels and file names are compared the way people type them; what is unknown says what is near."""
+
+import json
+from pathlib import Path
+
+from PIL import Image
+from typer.testing import CliRunner
+
+from bbuvl.cli import app
+from bbuvl.data.check import check_dataset
+from bbuvl.data.convert import ConvertOptions, convert_dataset
+from bbuvl.data.labels import Hierarchy, TokenMap
+from bbuvl.data.layout import label_counts, read_vocabulary
+from bbuvl.data.schema import ImageRecord, read_records
+
+SCREW = "螺丝连接点/BBU安装螺丝/连接正确"
+BBU = "bbu基带处理单元/华为"
+
+
+def photo(path: Path, size=(64, 48), fmt="PNG") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (90, 90, 90)).save(path, fmt)
+    return path
+
+
+def record(image: str, *labels: str) -> dict:
+    return {"images": [image], "width": 64, "height": 48,
+            "objects": [{"bbox_2d": [2 + 10 * i, 2, 9 + 10 * i, 20], "desc": d} for i, d in enumerate(labels)]}
+
+
+def write_jsonl(path: Path, rows: list[dict], bom: bool = False) -> Path:
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8"))
+    return path
+
+
+def test_check_accepts_labels_typed_with_invisible_or_full_width_characters(tmp_path):
+    photo(tmp_path / "images" / "a.png")
+    train = write_jsonl(tmp_path / "train.jsonl", [record("images/a.png", "螺丝\u200b连接点／BBU安装螺丝／连接正确",
+                                                          "螺丝连接点/ＢＢＵ安装螺丝/连接正确")])
+    problems = check_dataset(train)
+    assert [p.severity for p in problems] == ["warning"], problems
+    assert "objects[1]: label '螺丝连接点/ＢＢＵ安装螺丝/连接正确' counts as the hierarchy's '螺丝连接点/BBU安装螺丝/连接正确'" \
+        in problems[0].message
+    assert read_records(train)[0].objects[0].desc == SCREW  # invisible characters never reach training
+
+
+def test_an_unknown_label_names_the_nearest_known_one_with_invisible_characters_escaped(tmp_path):
+    photo(tmp_path / "images" / "a.png")
+    train = write_jsonl(tmp_path / "train.jsonl", [record("images/a.png", "螺丝连接点/BBU安装螺丝/连接\u3000正确")])
+    r = CliRunner().invoke(app, ["data", "check", str(train)])
+    out = " ".join(r.output.split())
+    assert r.exit_code != 0
+    assert "unknown state '连接\\u3000正确'" in out and f"nearest known label: '{SCREW}'" in out
+    assert "extra '\\u3000'" in out
+
+
+def test_a_dataset_jsonl_may_start_with_a_bom(tmp_path):
+    photo(tmp_path / "images" / "a.png")
+    train = write_jsonl(tmp_path / "train.jsonl", [record("images/a.png", SCREW), record("images/a.png", BBU)], bom=True)
+    assert [r.objects[0].desc for r in read_records(train)] == [SCREW, BBU]
+    assert not [p for p in check_dataset(train) if p.severity == "error" and "same photo" not in p.message]
+
+
+def test_labels_json_and_hierarchy_may_start_with_a_bom(tmp_path):
+    labels = tmp_path / "labels.json"
+    labels.write_bytes(b"\xef\xbb\xbf" + json.dumps({"labels": {SCREW: 2, BBU: 1}}, ensure_ascii=False).encode("utf-8"))
+    assert read_vocabulary(labels) == [SCREW, BBU]
+    hierarchy = tmp_path / "hierarchy.json"
+    hierarchy.write_bytes(b"\xef\xbb\xbf" + json.dumps({"categories": {"线缆": {"attributes": {}}}}).encode("utf-8"))
+    assert Hierarchy.load(hierarchy).is_valid("线缆")
+
+
+def test_a_vocabulary_keeps_one_spelling_of_each_label(tmp_path):
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps([SCREW, "螺丝连接点／BBU安装螺丝／连接正确", BBU, BBU + "\u200b"], ensure_ascii=False),
+                      encoding="utf-8")
+    assert read_vocabulary(labels) == [SCREW, BBU]
+
+
+def test_a_custom_hierarchy_keeps_its_own_spelling(tmp_path):
+    path = tmp_path / "h.json"
+    path.write_text(json.dumps({"categories": {"线缆（光纤）": {"attributes": {"café": {"states": {}}}}}},
+                               ensure_ascii=False), encoding="utf-8")
+    h = Hierarchy.load(path)
+    assert h.canonical("线缆(光纤)／cafe\u0301") == "线缆（光纤）/café"
+    assert TokenMap({"连接点（螺丝）": "螺丝连接点"}).map_token("连接点(螺丝)\u200b") == "螺丝连接点"
+
+
+def feature(label: str) -> dict:
+    return {"type": "Feature", "properties": {"contentZh": {"标签": label}},
+            "geometry": {"type": "ExtentPolygon", "coordinates": [[[2, 2], [30, 2], [30, 30], [2, 30], [2, 2]]]}}
+
+
+def test_convert_writes_the_hierarchys_spelling_and_escapes_invisible_characters_in_errors(tmp_path):
+    src = tmp_path / "export"
+    photo(src / "a.jpg", fmt="JPEG")
+    labels = ["螺丝连接点／ＢＢＵ安装螺丝／连接正确\u200b", "螺丝\u200b连接点/BBU安装螺丝/连接正常"]
+    (src / "a.json").write_text(json.dumps({"markResult": {"features": [feature(x) for x in labels]}},
+                                           ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "ds"
+    convert_dataset(src, out, ConvertOptions(val_ratio=0, teachers=0))
+    assert [o.desc for o in read_records(out / "train.jsonl")[0].objects] == [SCREW]
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(errors) == 1
+    assert "'螺丝\\u200b连接点/BBU安装螺丝/连接正常'" in errors[0]["reason"]
+    assert f"nearest known label: '{SCREW}'" in errors[0]["reason"]
+
+
+def test_convert_pairs_a_json_and_a_photo_whose_names_are_composed_differently(tmp_path):
+    src = tmp_path / "export"
+    photo(src / "cafe\u0301.jpg", fmt="JPEG")  # NFD, as macOS names files
+    (src / "caf\u00e9.json").write_text(json.dumps({"markResult": {"features": [feature(SCREW)]}}, ensure_ascii=False),
+                                        encoding="utf-8")
+    summary = convert_dataset(src, tmp_path / "ds", ConvertOptions(val_ratio=0, teachers=0))
+    assert summary["photos"]["converted"] == 1
+
+
+def test_import_coco_writes_known_labels_in_the_hierarchys_spelling(tmp_path):
+    photo(tmp_path / "images" / "a.png")
+    coco = {"images": [{"id": 1, "file_name": "a.png", "width": 64, "height": 48}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 7, "bbox": [2, 2, 20, 20], "iscrowd": 0}],
+            "categories": [{"id": 7, "name": "bbu基带处理单元／华为\u200b"}]}
+    ann = tmp_path / "instances.json"
+    ann.write_bytes(b"\xef\xbb\xbf" + json.dumps(coco, ensure_ascii=False).encode("utf-8"))
+    r = CliRunner().invoke(app, ["data", "import-coco", str(ann), str(tmp_path / "images"), str(tmp_path / "ds"),
+                                 "--val-ratio", "0", "--teachers", "0"])
+    assert r.exit_code == 0, r.output
+    assert "not in the hierarchy" not in r.output
+    assert read_records(tmp_path / "ds" / "train.jsonl")[0].objects[0].desc == BBU
+
+
+def test_eval_scores_a_label_typed_differently_as_the_same_label(tmp_path):
+    photo(tmp_path / "images" / "a.png")
+    gt = write_jsonl(tmp_path / "val.jsonl", [record("images/a.png", "ｂｂｕ基带处理单元／华为")])
+    pred = write_jsonl(tmp_path / "pred.jsonl", [
+        {"image": str(tmp_path / "images" / "a.png"), "width": 64, "height": 48,
+         "objects": [{"bbox_2d": [2, 2, 9, 20], "label": BBU + "\u200b", "score": 0.9}], "raw": None, "error": None}])
+    out = tmp_path / "metrics.json"
+    r = CliRunner().invoke(app, ["eval", "--pred", str(pred), "--gt", str(gt), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    metrics = json.loads(out.read_text(encoding="utf-8"))
+    assert metrics["errors"]["mislabelled"] == 0 and metrics["AP50"] == 1.0
+    assert list(metrics["per_category"]) == ["ｂｂｕ基带处理单元/华为"]  # scored under the ground truth's spelling
+
+
+def test_labels_json_counts_a_label_typed_two_ways_once():
+    records = [ImageRecord.model_validate(record("a.png", SCREW, "螺丝连接点/ＢＢＵ安装螺丝/连接正确", BBU))]
+    assert label_counts(records)["labels"] == {SCREW: 2, BBU: 1}
