@@ -44,7 +44,7 @@ def predict(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from bbuvl.data.layout import read_vocabulary
-    from bbuvl.infer.batch import PredictJob, list_inputs, run_predictions
+    from bbuvl.infer.batch import PredictJob, input_root, photo_names, run_predictions
     from bbuvl.infer.output import check_output
     from bbuvl.infer.predictor import MODES, Predictor
     from bbuvl.model.checkpoint import CONFIG_FILE, CheckpointError, is_plain_model_folder, read_run_config
@@ -66,7 +66,7 @@ def predict(
         mode = mode or read_run_config(checkpoint).inference.mode
         job = PredictJob([], out, mode, 1, source=str(input.resolve()), checkpoint=str(checkpoint.resolve()))
         check_output(out, job.manifest)
-        job.inputs = list_inputs(input)
+        job.inputs, job.root = photo_names(input), input_root(input)
     check_device(device)
     with user_errors(ValueError, OSError, CheckpointError):
         if base:

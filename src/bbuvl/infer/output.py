@@ -77,6 +77,12 @@ def claim_output(out: Path, manifest: Manifest) -> None:
         write_text_atomic(manifest_path(out), json.dumps(asdict(manifest), ensure_ascii=False, indent=2) + "\n")
 
 
+def read_manifest(out: Path) -> Manifest | None:
+    """The manifest beside a predictions file, None when there is none (a file predict did not write)."""
+    mpath = manifest_path(Path(out))
+    return _read_manifest(mpath) if mpath.exists() else None
+
+
 def _read_manifest(path: Path) -> Manifest:
     try:
         data: Any = json.loads(path.read_text(encoding="utf-8"))
