@@ -38,6 +38,9 @@ def test_reads_lines_and_defaults_a_missing_score_to_one(tmp_path):
     (json.dumps(line("b.jpg", [{"bbox_2d": [1, 2, 3], "label": "x"}])), "p.jsonl:2: objects[0].bbox_2d"),
     (json.dumps(line("b.jpg", [{"bbox_2d": [5, 2, 3, 4], "label": "x"}])), "x2 < x1"),
     (json.dumps(line("b.jpg", [{"bbox_2d": [1, 2, 3, 4]}])), "objects[0]: missing 'label'"),
+    (json.dumps(line("b.jpg", [{"bbox_2d": [1, 2, 3, 4], "label": ""}])), "objects[0].label: empty label ''"),
+    (json.dumps(line("b.jpg", [{"bbox_2d": [1, 2, 3, 4], "label": " "}])), "objects[0].label: empty label ' '"),
+    (json.dumps(line("b.jpg", [{"bbox_2d": [1, 2, 3, 4], "label": 3}])), "objects[0].label: expected a string, got 3"),
     (json.dumps(line("b.jpg", [{"bbox_2d": [1, 2, 3, 4], "label": "x", "score": "high"}])), "objects[0].score"),
 ])
 def test_malformed_lines_are_errors_naming_file_and_line(tmp_path, bad, message):

@@ -32,7 +32,8 @@ def predict(
     lang: str = typer.Option("zh", help="A plain model folder's prompt language: zh | en."),
     constrained: bool = typer.Option(
         None, "--constrained/--no-constrained",
-        help="Generate/teachers modes: allow only well-formed answers with the checkpoint's labels (default: inference.constrained).",
+        help="Allow only well-formed answers (generate/teachers modes) and head captions (head/name modes) with the "
+             "checkpoint's labels (default: inference.constrained).",
     ),
 ) -> None:
     """Predict every image and append one JSON line per image as it is done.

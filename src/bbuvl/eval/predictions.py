@@ -84,9 +84,14 @@ def _prediction_object(o: Any, path: Path, no: int, i: int) -> dict[str, Any]:
     x1, y1, x2, y2 = (float(v) for v in box)
     if x2 < x1 or y2 < y1:
         raise DatasetError(path, no, f"{where}.bbox_2d: {box} has x2 < x1 or y2 < y1")
-    label = o.get("label", o.get("desc"))
-    if not isinstance(label, str) or not label:
+    key = "label" if "label" in o else "desc" if "desc" in o else None
+    if key is None:
         raise DatasetError(path, no, f"{where}: missing 'label'")
+    label = o[key]
+    if not isinstance(label, str):
+        raise DatasetError(path, no, f"{where}.{key}: expected a string, got {label!r}")
+    if not label.strip():
+        raise DatasetError(path, no, f"{where}.{key}: empty label {label!r}: a box must name what it shows")
     score = o.get("score", 1.0)
     if not _finite(score):
         raise DatasetError(path, no, f"{where}.score: expected a number, got {score!r}")
