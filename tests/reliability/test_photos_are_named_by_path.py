@@ -120,3 +120,19 @@ def test_resuming_an_output_that_named_photos_by_absolute_path_repeats_none(tmp_
     assert sorted(calls) == [str(root / n) for n in names[2:]]
     images = [json.loads(line)["image"] for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(images) == 4 and images[2:] == names[2:]
+
+
+def test_import_coco_names_a_linked_photo_by_its_link(tmp_path):
+    src = tmp_path / "src"
+    target = photo(src / "raw" / "IMG_9.png", (255, 0, 0))
+    os.symlink(target, src / "site_a.png")
+    coco = {"images": [{"id": 1, "file_name": "site_a.png", "width": 64, "height": 48}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 20, 20], "iscrowd": 0}],
+            "categories": [{"id": 1, "name": BBU}]}
+    ann = tmp_path / "instances.json"
+    ann.write_text(json.dumps(coco, ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "ds"
+    r = CliRunner().invoke(app, ["data", "import-coco", str(ann), str(src), str(out), "--val-ratio", "0"])
+    assert r.exit_code == 0, r.output
+    row = json.loads((out / "train.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert row["images"] == ["images/site_a.png"] and (out / "images" / "site_a.png").read_bytes() == target.read_bytes()

@@ -9,7 +9,8 @@ import torch
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
-from bbuvl.infer.batch import PredictJob, input_root, photo_names, run_predictions
+from bbuvl.infer.batch import PredictJob, photo_names, run_predictions
+from bbuvl.infer.output import input_root
 from bbuvl.infer.predictor import Predictor
 
 

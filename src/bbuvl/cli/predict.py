@@ -45,8 +45,8 @@ def predict(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from bbuvl.data.layout import read_vocabulary
-    from bbuvl.infer.batch import PredictJob, input_root, photo_names, run_predictions
-    from bbuvl.infer.output import check_output
+    from bbuvl.infer.batch import PredictJob, photo_names, run_predictions
+    from bbuvl.infer.output import check_output, input_root
     from bbuvl.infer.predictor import MODES, Predictor
     from bbuvl.model.checkpoint import CONFIG_FILE, CheckpointError, is_plain_model_folder, read_run_config
 

@@ -18,12 +18,15 @@ HASH_CHARS = 10
 
 
 def preferred_name(src: Path, images_dir: Path) -> Path:
-    """`images/` + the path under `images_dir` (just the file name for a file outside it)."""
-    try:
-        rel = src.resolve().relative_to(images_dir.resolve())
-    except ValueError:  # an absolute or `..` file_name outside images_dir
-        rel = Path(src.name)
-    return Path("images") / rel
+    """`images/` + the path under `images_dir` (just the file name for a file outside it).
+
+    The photo's own path is normalised, never resolved: a symbolic link keeps the name the user gave it.
+    """
+    photo = Path(os.path.abspath(src))
+    for base in (Path(os.path.abspath(images_dir)), images_dir.resolve()):
+        if photo.is_relative_to(base):
+            return Path("images") / photo.relative_to(base)
+    return Path("images") / src.name  # an absolute or `..` file_name outside images_dir
 
 
 class ImagePlacer:

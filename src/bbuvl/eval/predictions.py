@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bbuvl.data.schema import DatasetError, ImageRecord, iter_json_lines
-from bbuvl.infer.batch import input_root
-from bbuvl.infer.output import read_manifest
+from bbuvl.infer.output import prediction_root
 from bbuvl.infer.parse import parse_detections
 
 
@@ -132,13 +131,6 @@ class Alignment:
         if self.repeated:
             out.append(f"{len(self.repeated)} photo(s) have more than one prediction line: the first one was used")
         return out
-
-
-def prediction_root(pred_path: str | Path) -> Path:
-    """The folder a predictions file's photo names are relative to: its `bbuvl predict` input's (the manifest beside
-    it says which), else the file's own folder."""
-    manifest = read_manifest(Path(pred_path))
-    return input_root(manifest.input) if manifest is not None else Path(pred_path).resolve().parent
 
 
 def photo_key(image: str, root: Path) -> tuple[str, str | None]:

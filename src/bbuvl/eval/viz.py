@@ -10,7 +10,8 @@ from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.eval.draw import LabelNamer, compare_picture, prediction_picture
 from bbuvl.eval.fonts import FontChoice
 from bbuvl.eval.matching import match_image
-from bbuvl.eval.predictions import align_predictions, prediction_root, read_predictions
+from bbuvl.eval.predictions import align_predictions, read_predictions
+from bbuvl.infer.output import prediction_root
 
 
 def is_prediction_file(path: str | Path) -> bool:

@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.images import list_images
 from bbuvl.data.schema import iter_dataset
-from bbuvl.infer.output import Manifest, OutputLock, claim_output, repair_output
+from bbuvl.infer.output import Manifest, OutputLock, claim_output, input_root, repair_output
 
 
 @dataclass
@@ -52,12 +52,6 @@ class PredictJob:
             return image
         rel = os.path.relpath(image, self.root)
         return image if rel.startswith("..") else Path(rel).as_posix()
-
-
-def input_root(path: str | Path) -> Path:
-    """The folder a predict input's photo names are relative to: the input folder itself, or the JSONL's folder."""
-    path = Path(path)
-    return path.resolve() if path.is_dir() else path.resolve().parent
 
 
 def photo_names(path: str | Path) -> list[str]:
