@@ -181,7 +181,7 @@ class InferenceConfig(_Strict):
     mode: Literal["generate", "head", "name", "teachers"] = "generate"
     batch_size: int = Field(4, gt=0)
     max_new_tokens: int = Field(1024, gt=0)
-    constrained: bool = True  # generate/teachers: grammar-constrained answers when the checkpoint lists labels
+    constrained: bool = True  # answers (generate/teachers) and head captions (head/name) kept to the checkpoint's labels
     num_teachers: int = Field(1, ge=0)
     score_threshold: float = Field(0.0, ge=0, le=1)
     objectness_threshold: float = Field(0.5, ge=0, le=1)

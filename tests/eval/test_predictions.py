@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -39,6 +38,9 @@ def test_reads_lines_and_defaults_a_missing_score_to_one(tmp_path):
     (json.dumps(line("b.jpg", [{"bbox_2d": [1, 2, 3], "label": "x"}])), "p.jsonl:2: objects[0].bbox_2d"),
     (json.dumps(line("b.jpg", [{"bbox_2d": [5, 2, 3, 4], "label": "x"}])), "x2 < x1"),
     (json.dumps(line("b.jpg", [{"bbox_2d": [1, 2, 3, 4]}])), "objects[0]: missing 'label'"),
+    (json.dumps(line("b.jpg", [{"bbox_2d": [1, 2, 3, 4], "label": ""}])), "objects[0].label: empty label ''"),
+    (json.dumps(line("b.jpg", [{"bbox_2d": [1, 2, 3, 4], "label": " "}])), "objects[0].label: empty label ' '"),
+    (json.dumps(line("b.jpg", [{"bbox_2d": [1, 2, 3, 4], "label": 3}])), "objects[0].label: expected a string, got 3"),
     (json.dumps(line("b.jpg", [{"bbox_2d": [1, 2, 3, 4], "label": "x", "score": "high"}])), "objects[0].score"),
 ])
 def test_malformed_lines_are_errors_naming_file_and_line(tmp_path, bad, message):
@@ -59,32 +61,49 @@ def test_failed_means_error_or_unreadable_answer():
     assert make(raw="garbage", parse_ok=True).failed is False
 
 
-def test_pairs_absolute_and_relative_paths(tmp_path, monkeypatch):
-    (tmp_path / "data" / "images").mkdir(parents=True)
+def test_pairs_absolute_paths_and_paths_inside_the_dataset(tmp_path):
     gt = tmp_path / "data" / "val.jsonl"
-    records = [record("images/a.jpg"), record("images/b.jpg"), record("images/c.jpg")]
+    records = [record("images/a.jpg"), record("images/b.jpg"), record("c.jpg")]
     pred_dir = tmp_path / "runs"
-    pred_dir.mkdir()
-    monkeypatch.chdir(tmp_path)
     preds = [
         PredictionLine(1, str(tmp_path / "data" / "images" / "a.jpg"), 100, 80, []),  # absolute
-        PredictionLine(2, "images/b.jpg", 100, 80, []),  # as written in the dataset
-        PredictionLine(3, os.path.join("data", "images", "c.jpg"), 100, 80, []),  # relative to the working folder
+        PredictionLine(2, "images/b.jpg", 100, 80, []),  # the same path inside its own dataset
+        PredictionLine(3, "./c.jpg", 100, 80, []),
     ]
     a = align_predictions(records, gt, preds, pred_dir / "pred.jsonl")
     assert [p.line if p else None for p in a.predictions] == [1, 2, 3]
-    assert a.unmatched == [] and a.by_name == 0 and a.notes() == []
+    assert a.unmatched == [] and a.notes() == []
 
 
-def test_falls_back_to_a_unique_file_name(tmp_path):
-    records = [record("images/a.jpg"), record("other/b.jpg"), record("more/b.jpg")]
-    preds = [PredictionLine(1, "/elsewhere/a.jpg", 100, 80, []), PredictionLine(2, "/elsewhere/b.jpg", 100, 80, [])]
+def test_a_photo_of_the_same_file_name_in_another_folder_does_not_pair(tmp_path):
+    records = [record("images/a.jpg"), record("images/b.jpg")]
+    preds = [PredictionLine(1, "/elsewhere/a.jpg", 100, 80, []), PredictionLine(2, "images/b.jpg", 100, 80, []),
+             PredictionLine(3, "other/b.jpg", 100, 80, [])]
     a = align_predictions(records, tmp_path / "val.jsonl", preds)
-    assert a.predictions[0].line == 1 and a.by_name == 1
-    assert a.unmatched == [preds[1]]  # two ground-truth photos are called b.jpg: no guess
-    assert a.predictions[1] is None and a.predictions[2] is None
+    assert a.predictions[0] is None and a.predictions[1].line == 2
+    assert a.unmatched == [preds[0], preds[2]]
     notes = " ".join(a.notes())
-    assert "2 ground-truth photo(s) have no prediction line" in notes and "/elsewhere/b.jpg" in notes
+    assert "1 ground-truth photo(s) have no prediction line" in notes and "/elsewhere/a.jpg" in notes
+
+
+def test_predictions_pairing_with_no_photo_at_all_are_an_error(tmp_path):
+    records = [record("images/a.jpg")]
+    preds = [PredictionLine(4, "/elsewhere/a.jpg", 100, 80, [])]
+    with pytest.raises(DatasetError, match=r"pred.jsonl:4: no prediction line names a photo of .*val.jsonl"):
+        align_predictions(records, tmp_path / "val.jsonl", preds, tmp_path / "pred.jsonl")
+
+
+def test_names_are_read_relative_to_the_predict_input_the_manifest_names(tmp_path):
+    photos = tmp_path / "photos"
+    (photos / "site").mkdir(parents=True)
+    pred = tmp_path / "runs" / "pred.jsonl"
+    pred.parent.mkdir()
+    pred.with_name("pred.jsonl.predict.json").write_text(json.dumps(
+        {"input": str(photos), "checkpoint": "/ckpt", "mode": "head", "tool": "bbuvl predict"}), encoding="utf-8")
+    records = [record("photos/site/a.jpg"), record("site/a.jpg")]
+    # "site/a.jpg" of the predictions is photos/site/a.jpg: the first record by its file, not the second by its text
+    a = align_predictions(records, tmp_path / "val.jsonl", [PredictionLine(1, "site/a.jpg", 100, 80, [])], pred)
+    assert a.predictions[0].line == 1 and a.predictions[1] is None
 
 
 def test_repeated_lines_keep_the_first(tmp_path):
@@ -94,8 +113,9 @@ def test_repeated_lines_keep_the_first(tmp_path):
     assert a.predictions[0].line == 1 and [p.line for p in a.repeated] == [7]
 
 
-def test_predictions_on_a_resized_copy_are_scaled_to_the_ground_truth(tmp_path):
-    records = [record("a.jpg", width=100, height=80)]
-    preds = [PredictionLine(1, "a.jpg", 200, 160, [{"bbox_2d": [20.0, 20.0, 100.0, 80.0], "label": "线缆", "score": 0.5}])]
-    a = align_predictions(records, tmp_path / "val.jsonl", preds)
-    assert a.predictions[0].objects[0]["bbox_2d"] == [10.0, 10.0, 50.0, 40.0] and a.rescaled == 1
+def test_a_prediction_made_on_a_photo_of_another_size_is_an_error_naming_both(tmp_path):
+    records = [record("images/a.jpg", width=100, height=80)]
+    preds = [PredictionLine(3, "images/a.jpg", 200, 160, [{"bbox_2d": [20.0, 20.0, 100.0, 80.0], "label": "线缆", "score": 0.5}])]
+    with pytest.raises(DatasetError, match=r"pred.jsonl:3: photo images/a.jpg was predicted at 200x160, but "
+                                           r"ground-truth photo images/a.jpg \(.*val.jsonl, record 1\) is 100x80"):
+        align_predictions(records, tmp_path / "val.jsonl", preds, tmp_path / "pred.jsonl")

@@ -74,3 +74,19 @@ def test_single_image_query_and_dataset_errors_are_named_by_line(tmp_path: Path)
     problems: list[str] = []
     assert list(iter_queries(data, problems)) == []
     assert problems and problems[0].startswith(f"{data}:1:") and "desc" in problems[0]
+
+
+def test_predictions_file_names_photos_relative_to_the_predict_input(tmp_path):
+    photos = tmp_path / "photos"
+    (photos / "site").mkdir(parents=True)
+    Image.new("RGB", (50, 40)).save(photos / "site" / "a.png")
+    (photos / "link.png").symlink_to(photos / "site" / "a.png")
+    pred = tmp_path / "runs" / "pred.jsonl"
+    pred.parent.mkdir()
+    pred.with_name("pred.jsonl.predict.json").write_text(json.dumps(
+        {"input": str(photos), "checkpoint": "/ckpt", "mode": "head", "tool": "bbuvl predict"}), encoding="utf-8")
+    box = {"bbox_2d": [1, 2, 20, 30], "label": "标签贴纸", "score": 0.9}
+    pred.write_text("".join(json.dumps({"image": name, "width": 50, "height": 40, "error": None, "objects": [box]}) + "\n"
+                            for name in ("site/a.png", "link.png")), encoding="utf-8")
+    items = list(iter_queries(pred, []))
+    assert [it.path for it in items] == [photos.resolve() / "site" / "a.png", photos.resolve() / "link.png"]

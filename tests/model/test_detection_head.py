@@ -172,6 +172,40 @@ def test_greedy_generation_agrees_with_teacher_forcing_on_its_own_output():
         assert all(v == PAD for v in row[end:]) and (logprobs[m, end:] == 0).all()
 
 
+def test_constrained_captions_are_allowed_ones_even_when_the_head_would_end_at_once():
+    head, emb = make_head()
+    with torch.no_grad():  # every unconstrained caption would be empty: eos first
+        head.caption_out.weight.zero_()
+        head.caption_out.bias.copy_(10 * emb.weight[EOS])
+    query = head(*features()).query_hidden[0, :3]
+    allowed = [[11, 12], [11, 13, 14], [21]]
+    ids, logprobs = head.generate_captions(query, max_tokens=6, captions=allowed)
+    for m in range(3):
+        row = ids[m].tolist()
+        end = row.index(EOS)
+        assert row[:end] in allowed and all(v == PAD for v in row[end + 1:])
+    own = head.caption_logits(query, ids.masked_fill(ids == PAD, -100)).log_softmax(-1)  # the model's own log-probabilities
+    chosen = own.gather(-1, ids.clamp(min=0)[..., None]).squeeze(-1)
+    assert torch.allclose(chosen.masked_fill(ids == PAD, 0.0), logprobs, atol=1e-4)
+
+
+def test_constrained_greedy_follows_the_head_wherever_it_is_allowed_to():
+    head, _ = make_head(seed=3)
+    query = head(*features()).query_hidden[0, :6]
+    free_ids, free_logp = head.generate_captions(query, max_tokens=8)
+    assert free_ids.shape[1] >= 3 and not (free_ids[:, :3] == EOS).any()
+    allowed = [row[:3] for row in free_ids.tolist()]  # what each row writes first, made a whole caption
+    ids, logp = head.generate_captions(query, max_tokens=8, captions=allowed)
+    assert ids[:, :3].tolist() == allowed and (ids[:, 3] == EOS).all()
+    assert torch.allclose(logp[:, :3], free_logp[:, :3], atol=1e-5)
+
+
+def test_no_allowed_caption_fitting_is_an_error():
+    head, _ = make_head()
+    with pytest.raises(ValueError, match="no caption allowed fits in 2 tokens"):
+        head.generate_captions(torch.randn(1, head.d_model), max_tokens=2, captions=[[5, 6, 7]])
+
+
 def test_generating_for_no_queries_returns_empty_tensors():
     head, _ = make_head()
     ids, logprobs = head.generate_captions(torch.empty(0, head.d_model))

@@ -69,7 +69,7 @@ def evaluate(
         lines = read_predictions(pred)
         h = Hierarchy.load(hierarchy)
         font = find_cjk_font(font_path) if report else None
-    with console.status("computing metrics", spinner="dots"):
+    with console.status("computing metrics", spinner="dots"), user_errors(ValueError):
         evaluation = evaluate_predictions(records, gt, lines, pred, level=level, iou=iou, min_score=min_score)
 
     with user_errors(OSError):

@@ -31,7 +31,8 @@ def predict(
     lang: str = LANG,
     constrained: bool = typer.Option(
         None, "--constrained/--no-constrained",
-        help="Generate/teachers modes: allow only well-formed answers with the checkpoint's labels (default: inference.constrained).",
+        help="Allow only well-formed answers (generate/teachers modes) and head captions (head/name modes) with the "
+             "checkpoint's labels (default: inference.constrained).",
     ),
 ) -> None:
     """Predict every image and append one JSON line per image as it is done.
@@ -42,8 +43,8 @@ def predict(
     logging.basicConfig(level=logging.WARNING)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from bbuvl.infer.batch import PredictJob, list_inputs, run_predictions
-    from bbuvl.infer.output import check_output
+    from bbuvl.infer.batch import PredictJob, photo_names, run_predictions
+    from bbuvl.infer.output import check_output, input_root
     from bbuvl.infer.predictor import MODES
     from bbuvl.model.checkpoint import CheckpointError, read_run_config
 
@@ -55,7 +56,7 @@ def predict(
         mode = mode or read_run_config(checkpoint).inference.mode
         job = PredictJob([], out, mode, 1, source=str(input.resolve()), checkpoint=str(checkpoint.resolve()))
         check_output(out, job.manifest)
-        job.inputs = list_inputs(input)
+        job.inputs, job.root = photo_names(input), input_root(input)
     check_device(device)
     with user_errors(ValueError, OSError, CheckpointError):
         predictor = open_predictor(checkpoint, labels, lang, device)

@@ -87,7 +87,7 @@ def dataset_files(path: Path) -> tuple[list[Path], list[Problem]]:
     return files, problems
 
 
-def _records(sample: Sample) -> Iterator[tuple[str, ImageRecord]]:
+def sample_records(sample: Sample) -> Iterator[tuple[str, ImageRecord]]:
     """Each record of a sample with the prefix that names it in messages ('' for a plain photo)."""
     if not sample.teachers:
         yield "", sample.student
@@ -116,16 +116,27 @@ def _fmt_box(box: Sequence[float]) -> str:
     return "[" + ", ".join(f"{v:g}" for v in box) + "]"
 
 
+def _box_problems(i: int, box: Sequence[float], size: tuple[int, int]) -> Iterator[tuple[str, Severity]]:
+    """What is wrong with object `i`'s box in a `size` image: outside it, or without area."""
+    if not box_inside(box, size, BOX_TOLERANCE):
+        yield f"objects[{i}]: box {_fmt_box(box)} lies outside the {size[0]}x{size[1]} image", "error"
+    if box_is_degenerate(box):
+        yield f"objects[{i}]: box {_fmt_box(box)} is degenerate (a side shorter than 1 pixel)", "error"
+
+
+def check_boxes(record: ImageRecord) -> Iterator[tuple[str, Severity]]:
+    """Problems of one record's boxes alone (outside the image, degenerate, one object twice): the rules training
+    applies too (train/dataset.py), since such a box would teach a target that is not the object."""
+    for i, o in enumerate(record.objects):
+        yield from _box_problems(i, o.bbox_2d, record.size)
+    yield from _duplicate_objects(record.objects)
+
+
 def check_objects(record: ImageRecord, hierarchy: Hierarchy) -> Iterator[tuple[str, Severity]]:
     """Box, label, duplicate and order problems of one record's objects."""
-    size = record.size
     objs = record.objects
     for i, o in enumerate(objs):
-        box = o.bbox_2d
-        if not box_inside(box, size, BOX_TOLERANCE):
-            yield f"objects[{i}]: box {_fmt_box(box)} lies outside the {size[0]}x{size[1]} image", "error"
-        if box_is_degenerate(box):
-            yield f"objects[{i}]: box {_fmt_box(box)} is degenerate (a side shorter than 1 pixel)", "error"
+        yield from _box_problems(i, o.bbox_2d, record.size)
         why = hierarchy.problem(o.desc)
         if why is not None:
             yield f"objects[{i}]: {why}", "error"
@@ -250,7 +261,7 @@ def check_dataset(
             why = f"not UTF-8 text ({e.reason} at byte {e.start}); is this a JSONL file?"
             problems.append(Problem(str(file), 0, why))
 
-    images = sorted({resolve_image(f, img) for f, _, s in rows for _, r in _records(s) for img in r.images})
+    images = sorted({resolve_image(f, img) for f, _, s in rows for _, r in sample_records(s) for img in r.images})
     infos: dict[Path, ImageInfo | str] = {}
     digests: dict[Path, str] = {}
     with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) + 2)) as pool:
@@ -263,7 +274,7 @@ def check_dataset(
     problems += duplicate_photos(rows, digests)
 
     for file, line, sample in rows:
-        for prefix, record in _records(sample):
+        for prefix, record in sample_records(sample):
             for image in record.images:
                 info = infos[resolve_image(file, image)]
                 msg = f"image {image}: {info}" if isinstance(info, str) else check_size(record, image, info)

@@ -19,12 +19,16 @@ HASH_CHARS = 10
 
 
 def preferred_name(src: Path, images_dir: Path) -> Path:
-    """`images/` + the path under `images_dir` (just the file name for a file outside it), composed as NFC."""
-    try:
-        rel = src.resolve().relative_to(images_dir.resolve())
-    except ValueError:  # an absolute or `..` file_name outside images_dir, imported with allow_outside
-        rel = Path(src.name)
-    return Path("images") / file_name_key(rel.as_posix())
+    """`images/` + the path under `images_dir` (just the file name for a file outside it), composed as NFC.
+
+    The photo's own path is normalised, never resolved: a symbolic link keeps the name the user gave it.
+    """
+    photo = Path(os.path.abspath(src))
+    for base in (Path(os.path.abspath(images_dir)), images_dir.resolve()):
+        if photo.is_relative_to(base):
+            return Path("images") / file_name_key(photo.relative_to(base).as_posix())
+    # an absolute or `..` file_name outside images_dir, imported with allow_outside
+    return Path("images") / file_name_key(src.name)
 
 
 class ImagePlacer:

@@ -5,9 +5,9 @@ One line per image:
      "objects": [{"bbox_2d": [x1, y1, x2, y2], "label": str, "score": float}], "raw": str | null, "error": str | null}
 Boxes are in the pixels of the image file the prediction ran on.
 
-`image` is the path as the predict input named it, so it may be absolute, relative to the dataset
-JSONL, relative to the folder predict ran in, or a photo of the same name elsewhere. Pairing tries
-those in that order and falls back to the file name when it is unique.
+`image` names the photo as the predict input did: relative to the input folder, or as the input JSONL
+writes it (relative to that file's folder, or absolute). The manifest beside the file (infer/output.py)
+says which input that was; `align_predictions` pairs lines with ground truth by the photo's path.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from bbuvl.data.coords import scale_box
 from bbuvl.data.schema import DatasetError, ImageRecord, iter_json_lines
+from bbuvl.infer.output import prediction_root
 from bbuvl.infer.parse import parse_detections
 
 
@@ -83,9 +83,14 @@ def _prediction_object(o: Any, path: Path, no: int, i: int) -> dict[str, Any]:
     x1, y1, x2, y2 = (float(v) for v in box)
     if x2 < x1 or y2 < y1:
         raise DatasetError(path, no, f"{where}.bbox_2d: {box} has x2 < x1 or y2 < y1")
-    label = o.get("label", o.get("desc"))
-    if not isinstance(label, str) or not label:
+    key = "label" if "label" in o else "desc" if "desc" in o else None
+    if key is None:
         raise DatasetError(path, no, f"{where}: missing 'label'")
+    label = o[key]
+    if not isinstance(label, str):
+        raise DatasetError(path, no, f"{where}.{key}: expected a string, got {label!r}")
+    if not label.strip():
+        raise DatasetError(path, no, f"{where}.{key}: empty label {label!r}: a box must name what it shows")
     score = o.get("score", 1.0)
     if not _finite(score):
         raise DatasetError(path, no, f"{where}.score: expected a number, got {score!r}")
@@ -106,10 +111,7 @@ class Alignment:
     predictions: list[PredictionLine | None]
     unmatched: list[PredictionLine] = field(default_factory=list)  # lines naming no ground-truth photo
     repeated: list[PredictionLine] = field(default_factory=list)  # later lines for an already-paired photo
-    rescaled: int = 0  # lines whose image size differed from the record's: boxes scaled to the record
-    by_name: int = 0  # lines paired only by file name
     gt_repeats: list[tuple[int, int, str]] = field(default_factory=list)  # (first record, repeat, image): one photo twice
-
 
     def notes(self) -> list[str]:
         """Sentences for the user about anything that did not pair cleanly."""
@@ -128,100 +130,65 @@ class Alignment:
                        f"and were left out ({ex})")
         if self.repeated:
             out.append(f"{len(self.repeated)} photo(s) have more than one prediction line: the first one was used")
-        if self.by_name:
-            out.append(f"{self.by_name} prediction line(s) were paired with ground truth by file name only")
-        if self.rescaled:
-            out.append(f"{self.rescaled} prediction line(s) were made on a copy of another size: "
-                       "their boxes were scaled to the ground-truth image")
         return out
 
 
-def _norm(path: str | Path) -> str:
-    return os.path.normcase(os.path.normpath(os.path.abspath(path)))
+def photo_key(image: str, root: Path) -> tuple[str, str | None]:
+    """A photo name's normalised absolute path, and its path inside `root` (None when it lies outside).
+
+    Neither resolves symbolic links: a link is a photo of its own name, as `bbuvl predict` names it.
+    """
+    absolute = os.path.normpath(os.path.join(root, image))
+    inside = os.path.relpath(absolute, root)
+    return absolute, None if inside == ".." or inside.startswith(".." + os.sep) else Path(inside).as_posix()
 
 
 def align_predictions(
     records: list[ImageRecord], gt_path: str | Path, predictions: list[PredictionLine], pred_path: str | Path | None = None,
 ) -> Alignment:
-    """Pair each ground-truth record with its prediction line by image path (absolute, then relative, then name)."""
-    gt_dir = Path(gt_path).resolve().parent
-    index = _PathIndex([_norm(gt_dir / r.image) for r in records])
-    by_text: dict[str, int] = {}
-    names: dict[str, list[int]] = {}
-    for i, r in enumerate(records):
-        by_text.setdefault(r.image, i)
-        names.setdefault(Path(r.image).name, []).append(i)
-    bases = [gt_dir, Path.cwd()]
-    if pred_path is not None:
-        bases.insert(1, Path(pred_path).resolve().parent)
+    """Pair each ground-truth record with the prediction line naming the same photo.
 
+    A line names a photo relative to its own dataset (`prediction_root`: predict's input folder or JSONL), a
+    record relative to the ground-truth JSONL's folder. They pair when both name one file, or the same path inside
+    their datasets (predictions made on a copy of the dataset elsewhere). File names alone never pair: two
+    folders may both hold an IMG_0001.jpg. A paired line made on a photo of another size is an error, naming both:
+    it was not made on this photo. Without `pred_path`, line names are taken relative to the ground truth.
+    """
+    gt_root = Path(gt_path).resolve().parent
+    pred_root = prediction_root(pred_path) if pred_path is not None else gt_root
+    by_path: dict[str, int] = {}
+    by_inside: dict[str, int] = {}
     result = Alignment(predictions=[None] * len(records))
-    result.gt_repeats = [(index.plain[p], i, records[i].image) for i, p in enumerate(index.paths) if index.plain[p] != i]
+    for i, r in enumerate(records):
+        absolute, inside = photo_key(r.image, gt_root)
+        first = by_path.setdefault(absolute, i)
+        if first != i:
+            result.gt_repeats.append((first, i, r.image))
+        if inside is not None:
+            by_inside.setdefault(inside, i)
+
     for p in predictions:
-        found, by_name = _find(p.image, index, by_text, names, bases)
+        absolute, inside = photo_key(p.image, pred_root)
+        found = by_path.get(absolute)
+        if found is None and inside is not None:
+            found = by_inside.get(inside)
         if found is None:
             result.unmatched.append(p)
             continue
         if result.predictions[found] is not None:
             result.repeated.append(p)
             continue
-        result.by_name += by_name
         record = records[found]
         if p.width and p.height and (p.width, p.height) != record.size:
-            p = _rescaled(p, record.size)
-            result.rescaled += 1
+            raise DatasetError(pred_path or "predictions", p.line, (
+                f"photo {p.image} was predicted at {p.width}x{p.height}, but ground-truth photo {record.image} "
+                f"({gt_path}, record {found + 1}) is {record.size[0]}x{record.size[1]}: they share a path inside their "
+                "datasets but are not the same photo; predict on the ground truth's own photos "
+                f"(bbuvl predict -i {gt_path})"))
         result.predictions[found] = p
+    if predictions and records and len(result.unmatched) == len(predictions):
+        raise DatasetError(pred_path or "predictions", predictions[0].line, (
+            f"no prediction line names a photo of {gt_path} (this one names {predictions[0].image}, relative to "
+            f"{pred_root}); lines pair with records by the photo's path inside each dataset: predict on the ground "
+            f"truth (bbuvl predict -i {gt_path}) or on its images folder"))
     return result
-
-
-class _PathIndex:
-    """Record index by normalised absolute path; symbolic links are resolved only when a plain lookup misses."""
-
-    def __init__(self, paths: list[str]):
-        self.paths = paths
-        self.plain = {}
-        for i, p in enumerate(paths):
-            self.plain.setdefault(p, i)
-        self._real: dict[str, int] | None = None
-
-    def get(self, path: Path) -> int | None:
-        hit = self.plain.get(_norm(path))
-        if hit is not None:
-            return hit
-        if self._real is None:  # built once, on the first miss: realpath touches the file system
-            self._real = {}
-            for i, p in enumerate(self.paths):
-                self._real.setdefault(os.path.realpath(p), i)
-        return self._real.get(os.path.realpath(path))
-
-
-def locate_image(image: str, pred_path: str | Path) -> Path:
-    """The file a prediction line names: absolute, else next to the predictions file, else from the current folder."""
-    p = Path(image)
-    if p.is_absolute():
-        return p
-    beside = Path(pred_path).resolve().parent / p
-    return beside if beside.exists() or not p.exists() else p.resolve()
-
-
-def _find(
-    image: str, index: _PathIndex, by_text: dict[str, int], names: dict[str, list[int]], bases: list[Path],
-) -> tuple[int | None, bool]:
-    """Index of the record `image` names, and whether only its file name matched."""
-    candidates = [Path(image)] if Path(image).is_absolute() else [b / image for b in bases]
-    for c in candidates:
-        hit = index.get(c)
-        if hit is not None:
-            return hit, False
-    if image in by_text:
-        return by_text[image], False
-    same_name = names.get(Path(image).name, [])
-    if len(same_name) == 1:
-        return same_name[0], True
-    return None, False
-
-
-def _rescaled(p: PredictionLine, size: tuple[int, int]) -> PredictionLine:
-    src = (p.width, p.height)
-    objects = [{**o, "bbox_2d": scale_box(o["bbox_2d"], src, size)} for o in p.objects]  # type: ignore[arg-type]
-    return PredictionLine(p.line, p.image, size[0], size[1], objects, p.raw, p.error, p.parse_ok)

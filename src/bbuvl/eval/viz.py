@@ -11,7 +11,8 @@ from bbuvl.data.text import label_key
 from bbuvl.eval.draw import LabelNamer, compare_picture, prediction_picture
 from bbuvl.eval.fonts import FontChoice
 from bbuvl.eval.matching import match_image
-from bbuvl.eval.predictions import align_predictions, locate_image, read_predictions
+from bbuvl.eval.predictions import align_predictions, read_predictions
+from bbuvl.infer.output import prediction_root
 
 
 def is_prediction_file(path: str | Path) -> bool:
@@ -36,8 +37,9 @@ def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name
     if is_prediction_file(input):
         if pred is not None:
             raise ValueError(f"{input} is already a predictions file; pass the dataset as INPUT to compare with --pred")
+        root = prediction_root(input)
         for i, line in enumerate(read_predictions(input)[:limit]):
-            path = locate_image(line.image, input)
+            path = root / line.image
             size = (line.width, line.height) if line.width and line.height else None
             picture = prediction_picture(path, line.objects, font, name, size=size)
             with atomic_path(out_dir / f"{i:04d}_{path.stem}.png") as tmp:

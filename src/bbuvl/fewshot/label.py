@@ -88,11 +88,12 @@ def _groups(
 
 
 def _relative(image: Path, out: Path) -> str:
-    """The image path as the dataset file should name it: relative to its folder when possible."""
+    """The image path as the dataset file should name it: relative to its folder when possible (a symbolic link
+    keeps its own name: two links are two photos)."""
     try:
-        return os.path.relpath(image.resolve(), out.resolve().parent)
+        return Path(os.path.relpath(os.path.abspath(image), out.resolve().parent)).as_posix()
     except ValueError:  # another drive (Windows)
-        return str(image.resolve())
+        return os.path.abspath(image)
 
 
 def _dedupe(objects: list[tuple[ObjectAnn, float]], where: str, report: LabelReport) -> list[ObjectAnn]:

@@ -23,6 +23,7 @@ from bbuvl.data.images import IMAGE_SUFFIXES, list_images
 from bbuvl.data.labels import SEP, label_at_level
 from bbuvl.data.schema import iter_dataset, resolve_image
 from bbuvl.fewshot.embed import ImageItem
+from bbuvl.infer.output import prediction_root
 
 
 @dataclass
@@ -64,6 +65,7 @@ def iter_predictions(path: str | Path, problems: list[str]) -> Iterator[Predicti
         fh = path.open(encoding="utf-8-sig")
     except OSError as e:
         raise ValueError(f"{path}: cannot open predictions file: {e.strerror or e}") from None
+    root = prediction_root(path)  # names are relative to predict's input (infer/output.py)
     with fh:
         for no, text in enumerate(fh, start=1):
             if not text.strip():
@@ -87,7 +89,7 @@ def iter_predictions(path: str | Path, problems: list[str]) -> Iterator[Predicti
                 else:
                     problems.append(f"{where}: objects[{i}]: expected a bbox_2d of 4 finite numbers [x1, y1, x2, y2]")
             w, h = obj.get("width"), obj.get("height")
-            yield PredictionLine(no, resolve_image(path, obj["image"]), w if isinstance(w, int) else None,
+            yield PredictionLine(no, root / obj["image"], w if isinstance(w, int) else None,
                                  h if isinstance(h, int) else None, objects)
 
 

@@ -1,6 +1,7 @@
 """Batch prediction that streams to a JSONL file, resumes after a kill, and shards across processes.
 
-Each finished image becomes one flushed line; a re-run with the same output skips images already
+Each finished image becomes one flushed line, naming the photo as the input does: its path relative to the input
+folder, or as the dataset JSONL writes it (a symbolic link keeps its own name and is read through); a re-run with the same output skips images already
 written (a line cut short by a kill or a full disk is dropped and redone), so nothing is lost or written
 twice. Only predict's own output is ever appended to, by one run at a time (infer/output.py).
 Under torchrun / accelerate every rank takes every WORLD_SIZE-th image into its own part file; rank 0
@@ -19,40 +20,61 @@ from typing import Callable, Iterator
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.images import list_images
-from bbuvl.data.schema import iter_dataset, resolve_image
-from bbuvl.infer.output import Manifest, OutputLock, claim_output, repair_output
+from bbuvl.data.schema import iter_dataset
+from bbuvl.infer.output import Manifest, OutputLock, claim_output, input_root, repair_output
 
 
 @dataclass
 class PredictJob:
     """What to predict and where to write it."""
 
-    inputs: list[str]  # absolute image paths, in order
+    inputs: list[str]  # photo names, in order: relative to `root` (or absolute paths, then without a root)
     out: Path
     mode: str = "generate"
     batch_size: int = 4
     source: str = ""  # the input folder or JSONL, for the manifest
     checkpoint: str = ""
+    root: Path | None = None  # the folder the names are relative to (`input_root` of the source)
 
     @property
     def manifest(self) -> Manifest:
         """What the output's manifest must say for this job to append to it."""
         return Manifest(input=self.source, checkpoint=self.checkpoint, mode=self.mode)
 
+    def path_of(self, name: str) -> str:
+        """The file a photo name stands for (a link stays a link: it is opened, never renamed)."""
+        return str(self.root / name) if self.root is not None else name
 
-def list_inputs(path: str | Path) -> list[str]:
-    """Absolute image paths from a folder (recursive) or a dataset JSONL (student images, in file order)."""
+    def name_of(self, image: str) -> str:
+        """The name an output line's `image` has in this job: an absolute path inside `root` (as earlier versions
+        wrote) is made relative, so resuming such an output neither repeats nor loses its photos."""
+        if self.root is None or not Path(image).is_absolute():
+            return image
+        rel = os.path.relpath(image, self.root)
+        return image if rel.startswith("..") else Path(rel).as_posix()
+
+
+def photo_names(path: str | Path) -> list[str]:
+    """The photos of a folder (recursive, sorted, relative to it) or a dataset JSONL (student images as it writes
+    them, in file order), each named as the user named it: symbolic links are not resolved, so two links to one
+    file are two photos with their own names."""
     path = Path(path)
     if path.is_dir():
-        return [str(p.resolve()) for p in list_images(path)]
+        return [p.relative_to(path).as_posix() for p in list_images(path)]
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     out = []
     for row in iter_dataset(path):
         if row.error is not None:
             raise row.error
-        out.append(str(resolve_image(path, row.sample.student.image)))
+        out.append(row.sample.student.image)
     return out
+
+
+def list_inputs(path: str | Path) -> list[str]:
+    """Absolute paths of the photos `photo_names` lists (links not resolved)."""
+    root = input_root(path)
+    return [str(root / name) for name in photo_names(path)]
 
 
 def read_done(path: Path) -> set[str]:
@@ -80,7 +102,7 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
     """Predict every input not yet in the output (this rank's share), appending one line per image as it goes.
 
     `predict(paths) -> lines` must return one JSON-ready dict per path (with an "error" for a failed image)
-    and never raise for a bad image.
+    and never raise for a bad image; each line's `image` is then set to the photo's name in the job.
     """
     rank, world = _rank_world()
     job.out.parent.mkdir(parents=True, exist_ok=True)
@@ -92,12 +114,15 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
             stack.enter_context(lock)
         claim_output(job.out, job.manifest)
         done = repair_output(job.out, rewrite=rank == 0)[0] | (repair_output(part)[0] if part != job.out else set())
+        done = {job.name_of(image) for image in done}
         todo = [p for i, p in enumerate(job.inputs) if i % world == rank and p not in done]
         start, written, errors = time.perf_counter(), 0, 0
         # Unbuffered: each chunk reaches the file in one call, so a failed write leaves nothing behind to flush later.
         with part.open("ab", buffering=0) as fh:
             for chunk in batched(todo, job.batch_size):
-                lines = predict(chunk)
+                lines = predict([job.path_of(name) for name in chunk])
+                for line, name in zip(lines, chunk):
+                    line["image"] = name
                 data = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode("utf-8")
                 try:
                     while data:
@@ -126,7 +151,7 @@ def merge_parts(job: PredictJob, world: int) -> int:
             repair_output(source)  # drops damaged and cut-short lines
             for line in source.read_text(encoding="utf-8").splitlines():
                 try:
-                    lines[json.loads(line)["image"]] = line
+                    lines[job.name_of(json.loads(line)["image"])] = line
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue
     write_text_atomic(job.out, "".join(lines[p] + "\n" for p in job.inputs if p in lines))

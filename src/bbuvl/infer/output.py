@@ -4,7 +4,8 @@
 safe to a file predict wrote itself, for the same input, checkpoint and mode, and only by one process at
 a time. So beside `OUT` live:
 
-    OUT.predict.json   the manifest: which input, checkpoint and mode the lines came from
+    OUT.predict.json   the manifest: which input, checkpoint and mode the lines came from (a line's
+                   `image` is relative to that input: `prediction_root`)
     OUT.lock           held (flock) by the running process, with its pid in it
 
 Any other existing file is refused, never appended to. On resume the file is repaired first: a line cut
@@ -75,6 +76,25 @@ def claim_output(out: Path, manifest: Manifest) -> None:
     """Make `out` ours to append to (writing its manifest), or raise OutputError like `check_output`."""
     if not check_output(out, manifest):
         write_text_atomic(manifest_path(out), json.dumps(asdict(manifest), ensure_ascii=False, indent=2) + "\n")
+
+
+def read_manifest(out: Path) -> Manifest | None:
+    """The manifest beside a predictions file, None when there is none (a file predict did not write)."""
+    mpath = manifest_path(Path(out))
+    return _read_manifest(mpath) if mpath.exists() else None
+
+
+def input_root(path: str | Path) -> Path:
+    """The folder a predict input's photo names are relative to: the input folder itself, or the JSONL's folder."""
+    path = Path(path)
+    return path.resolve() if path.is_dir() else path.resolve().parent
+
+
+def prediction_root(out: str | Path) -> Path:
+    """The folder a predictions file's photo names are relative to: its predict input's (the manifest beside it
+    says which), else, for a file predict did not write, the file's own folder."""
+    manifest = read_manifest(Path(out))
+    return input_root(manifest.input) if manifest is not None else Path(out).resolve().parent
 
 
 def _read_manifest(path: Path) -> Manifest:

@@ -4,7 +4,8 @@ Three modes share one preprocessing path (the coordinate contract saved with the
 - generate: greedy decoding of the JSON answer (by default constrained to the answer grammar and the
   checkpoint's labels, infer/constrained.py), parsed robustly; score = mean probability of the object's
   tokens (box and label);
-- head: the detection head on one forward pass; score = objectness x caption likelihood;
+- head: the detection head on one forward pass, its captions (by default) constrained to the checkpoint's
+  labels; score = objectness x caption likelihood;
 - name: the head's boxes, each named by the VLM (its answer begun with the box, the label constrained to the
   checkpoint's labels); score = objectness x label likelihood;
 - teachers: generate, with teacher photos and their answers shown first (as in teacher-student training).
@@ -125,6 +126,7 @@ class Predictor:
         self.collator = PaddedCollator(tok.pad_token_id, tok.convert_tokens_to_ids(IMAGE_TOKEN), padding_side="left")
         self.teachers: list[tuple[Image.Image, str]] = []
         self._constraint: AnswerConstraint | None = None
+        self._caption_vocabulary: dict[tuple[int, ...], str] | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | None = None, dtype: str | None = None) -> "Predictor":
@@ -242,14 +244,32 @@ class Predictor:
             results.append(ImageResult(dets, text, p.size[0], p.size[1], None if parsed.ok else "unparseable output"))
         return results
 
+    def _caption_labels(self, constrained: bool) -> dict[tuple[int, ...], str] | None:
+        """The checkpoint's labels by their caption token ids (tokenised as training tokenises captions), when the
+        head's captions are to be constrained to them; None when not (off, or the checkpoint lists no labels)."""
+        if not constrained:
+            return None
+        if not self.prompt.labels:
+            logger.warning("constrained captions are off: the checkpoint's prompt.json lists no labels")
+            return None
+        if self._caption_vocabulary is None:
+            self._caption_vocabulary = {tuple(self.tokenizer.encode(label, add_special_tokens=False)): label
+                                        for label in self.prompt.labels}
+        return self._caption_vocabulary
+
     @torch.inference_mode()
     def _head_objects(self, prepared: Sequence[Prepared], objectness_threshold: float,
-                      nms_iou: float | None) -> list[list[tuple[Detection, float]]]:
-        """Per image, the head's detections (score = objectness x caption likelihood) with their objectness."""
+                      nms_iou: float | None, constrained: bool = False) -> list[list[tuple[Detection, float]]]:
+        """Per image, the head's detections (score = objectness x caption likelihood) with their objectness.
+
+        Constrained, every caption is one of the checkpoint's labels; unconstrained, a caption may come out
+        empty (the head's first token its end): such a box keeps an empty label, for the caller to decide.
+        """
         if self.model.detection_head is None:
             raise ValueError("this checkpoint has no detection head (detection.enabled was false): use mode 'generate'")
         det = self.model.detect(self._batch(prepared, with_teachers=False))
         head = self.model.detection_head
+        vocabulary = self._caption_labels(constrained)
         boxes = to_xyxy(det.boxes.float(), head.box_format).clamp(0, 1).cpu()
         objectness = det.objectness_logits.float().sigmoid().cpu()
         out = []
@@ -257,15 +277,17 @@ class Predictor:
             keep = torch.nonzero(objectness[b] >= objectness_threshold).flatten()
             found: list[tuple[Detection, float]] = []
             if keep.numel():
-                ids, logp = head.generate_captions(det.query_hidden[b, keep.to(det.query_hidden.device)])
+                ids, logp = head.generate_captions(det.query_hidden[b, keep.to(det.query_hidden.device)],
+                                                   captions=None if vocabulary is None else list(vocabulary))
                 ids, logp = ids.cpu(), logp.cpu()
                 for j, q in enumerate(keep.tolist()):
                     toks = [t for t in ids[j].tolist() if t not in (head.eos_token_id, head.pad_token_id)]
                     n = int((ids[j] != head.pad_token_id).sum())
                     caption_p = math.exp(float(logp[j, :n].mean())) if n else 0.0
                     obj = float(objectness[b, q])
-                    found.append((Detection(self.contract.from_unit(boxes[b, q].tolist(), p.size),
-                                            self.tokenizer.decode(toks).strip(), obj * caption_p), obj))
+                    label = vocabulary[tuple(toks)] if vocabulary is not None else self.tokenizer.decode(toks).strip()
+                    found.append((Detection(self.contract.from_unit(boxes[b, q].tolist(), p.size), label,
+                                            obj * caption_p), obj))
             if nms_iou and found:
                 t_boxes = torch.tensor([d.bbox_2d for d, _ in found])
                 t_scores = torch.tensor([d.score for d, _ in found])
@@ -275,9 +297,16 @@ class Predictor:
             out.append(found)
         return out
 
-    def _head(self, prepared: Sequence[Prepared], objectness_threshold: float, nms_iou: float | None) -> list[ImageResult]:
-        found = self._head_objects(prepared, objectness_threshold, nms_iou)
-        return [ImageResult([d for d, _ in f], None, p.size[0], p.size[1]) for f, p in zip(found, prepared)]
+    def _head(self, prepared: Sequence[Prepared], objectness_threshold: float, nms_iou: float | None,
+              constrained: bool) -> list[ImageResult]:
+        """The head's boxes with their captions as labels; a box whose caption came out empty names nothing a
+        score could count (eval needs a label), so it is left out, and said."""
+        found = self._head_objects(prepared, objectness_threshold, nms_iou, constrained)
+        unnamed = sum(not d.label for f in found for d, _ in f)
+        if unnamed:
+            logger.warning("head mode: %d box(es) whose caption came out empty were left out (constrained decoding, "
+                           "the default, names every box with one of the checkpoint's labels)", unnamed)
+        return [ImageResult([d for d, _ in f if d.label], None, p.size[0], p.size[1]) for f, p in zip(found, prepared)]
 
     def _answer_prefix(self, model_box: list[int]) -> tuple[list[int], str]:
         """Token ids (and their text) of a one-object answer up to the label, cut where the answer's own tokens break.
@@ -295,7 +324,7 @@ class Predictor:
 
     @torch.inference_mode()
     def _name(self, prepared: Sequence[Prepared], objectness_threshold: float, nms_iou: float | None,
-              batch_rows: int) -> list[ImageResult]:
+              batch_rows: int, constrained: bool = True) -> list[ImageResult]:
         """Head boxes, each named by the VLM: its answer is begun with the box and the VLM writes the label.
 
         Every box is one row: the photo's prompt followed by `[{"bbox_2d": [box], "label": ` in answer coordinates,
@@ -304,7 +333,7 @@ class Predictor:
         """
         if not self.prompt.labels:
             raise ValueError("mode 'name' needs the checkpoint's label vocabulary (prompt.json lists no labels)")
-        found = self._head_objects(prepared, objectness_threshold, nms_iou)
+        found = self._head_objects(prepared, objectness_threshold, nms_iou, constrained)
         constraint = self._constraint_for_labels()
         rows: list[tuple[int, Detection, float, list[int], str]] = []
         for b, (p, objs) in enumerate(zip(prepared, found)):
@@ -393,14 +422,15 @@ class Predictor:
         if mode == "teachers" and not self.teachers:
             raise ValueError("mode 'teachers' needs teacher photos: call set_teachers(TEACHERS.jsonl) / pass --teachers")
         inf = self.cfg.inference
+        constrained = kw.get("constrained", inf.constrained)
         if mode == "head":
-            results = self._head(prepared, kw.get("objectness_threshold", inf.objectness_threshold), kw.get("nms_iou", inf.nms_iou))
+            results = self._head(prepared, kw.get("objectness_threshold", inf.objectness_threshold), kw.get("nms_iou", inf.nms_iou),
+                                 constrained)
         elif mode == "name":
             results = self._name(prepared, kw.get("objectness_threshold", inf.objectness_threshold), kw.get("nms_iou", inf.nms_iou),
-                                 kw.get("batch_rows", inf.batch_size * 4))
+                                 kw.get("batch_rows", inf.batch_size * 4), constrained)
         else:
-            results = self._generate(prepared, mode == "teachers", kw.get("max_new_tokens", inf.max_new_tokens),
-                                     kw.get("constrained", inf.constrained))
+            results = self._generate(prepared, mode == "teachers", kw.get("max_new_tokens", inf.max_new_tokens), constrained)
         threshold = kw.get("score_threshold", inf.score_threshold)
         for r in results:
             r.objects = [d for d in r.objects if d.score >= threshold]

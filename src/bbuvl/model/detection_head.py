@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -497,13 +498,21 @@ class DetectionHead(nn.Module):
         return self._logits(self._caption_hidden(query_hidden, self.shift_right(caption_ids)))
 
     @torch.no_grad()
-    def generate_captions(self, query_hidden: Tensor, max_tokens: int | None = None) -> tuple[Tensor, Tensor]:
+    def generate_captions(self, query_hidden: Tensor, max_tokens: int | None = None,
+                          captions: Sequence[Sequence[int]] | None = None) -> tuple[Tensor, Tensor]:
         """Greedy captions for `[M, D]` queries -> ids `[M, T]`, token log-probabilities `[M, T]`.
 
         Each row ends with its eos (kept: its probability is part of the caption's confidence); after
         it come `pad_token_id` with log-probability 0. T <= max_tokens (default caption_max_tokens).
+
+        With `captions` (the token ids of each caption allowed, without eos; those too long to end within
+        max_tokens are left out), every row writes one of them: each step takes the most likely token that
+        continues one, and records the model's own log-probability of it, so a caption the model did not
+        want still scores low (docs/constrained_decoding.md, "Scores"). Without, a row may write anything,
+        an empty caption too.
         """
         max_tokens = self.caption_max_tokens if max_tokens is None else min(max_tokens, self.caption_max_tokens)
+        follow = None if captions is None else caption_prefixes(captions, self.eos_token_id, max_tokens)
         m = query_hidden.shape[0]
         inputs = torch.full((m, 1), self.bos_token_id, dtype=torch.long, device=query_hidden.device)
         ids, logprobs = [], []
@@ -513,7 +522,12 @@ class DetectionHead(nn.Module):
             if m == 0 or finished.all():
                 break
             logp = self._logits(self._caption_hidden(query_hidden, inputs)[:, -1]).float().log_softmax(-1)
-            best_logp, token = logp.max(dim=-1)
+            if follow is None:
+                best_logp, token = logp.max(dim=-1)
+            else:
+                token = torch.tensor([_best_of(logp[row], follow[tuple(inputs[row, 1:].tolist())]) if not done else 0
+                                      for row, done in enumerate(finished.tolist())], device=logp.device)
+                best_logp = logp.gather(-1, token[:, None]).squeeze(-1)
             token = token.masked_fill(finished, self.pad_token_id)
             ids.append(token)
             logprobs.append(best_logp.masked_fill(finished, 0.0))
@@ -522,3 +536,27 @@ class DetectionHead(nn.Module):
         if not ids:
             return inputs.new_empty(m, 0), query_hidden.new_empty(m, 0, dtype=torch.float32)
         return torch.stack(ids, dim=1), torch.stack(logprobs, dim=1)
+
+
+def caption_prefixes(captions: Sequence[Sequence[int]], eos_token_id: int, max_tokens: int) -> dict[tuple[int, ...], list[int]]:
+    """Every prefix of the allowed captions (each followed by eos) -> the tokens that may come next.
+
+    Captions longer than `max_tokens` with their eos cannot end and are left out; none left is an error.
+    """
+    follow: dict[tuple[int, ...], list[int]] = {}
+    for caption in captions:
+        tokens = [*caption, eos_token_id]
+        if len(tokens) > max_tokens:
+            continue
+        for k, token in enumerate(tokens):
+            nxt = follow.setdefault(tuple(tokens[:k]), [])
+            if token not in nxt:
+                nxt.append(token)
+    if not follow:
+        raise ValueError(f"no caption allowed fits in {max_tokens} tokens (detection.caption_max_tokens) with its end")
+    return follow
+
+
+def _best_of(logp: Tensor, allowed: list[int]) -> int:
+    """The most likely of the `allowed` token ids under the `[V]` log-probabilities."""
+    return allowed[int(logp[allowed].argmax())]

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from bbuvl.data.check import check_boxes, sample_records
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.schema import ImageRecord, Sample, iter_dataset, resolve_image
 from bbuvl.encode.chat import (SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, answer_objects, format_answer,
@@ -38,6 +39,29 @@ class SampleSource:
 
     student: SourcedRecord
     teachers: tuple[SourcedRecord, ...] = ()
+
+
+def read_training_data(path: str | Path, show: int = 5) -> list[Sample]:
+    """The samples of a JSONL for training (train, val or teachers), refusing the boxes `bbuvl data check` calls errors.
+
+    Check's own rules (data/check.py `check_boxes`): a box outside its photo or without area would be clipped to a
+    target that is not the object, and an object annotated twice would be taught twice. A bad line raises
+    naming file and line; so does the first box error, with how many more there are.
+    """
+    samples: list[Sample] = []
+    errors: list[str] = []
+    for row in iter_dataset(path):
+        if row.error is not None:
+            raise row.error
+        samples.append(row.sample)
+        for prefix, record in sample_records(row.sample):
+            errors += [f"{path}:{row.line}: {prefix}{message}" for message, severity in check_boxes(record)
+                       if severity == "error"]
+    if errors:
+        more = f" (and {len(errors) - 1} more box error(s): {'; '.join(errors[1:show])}{' ...' if len(errors) > show else ''})"
+        raise ValueError(f"{errors[0]}{more if len(errors) > 1 else ''}; training uses no box `bbuvl data check` "
+                         f"calls an error: fix or remove them (`bbuvl data check {path}` lists every one)")
+    return samples
 
 
 def sources_from(samples: list[Sample], dataset_path: str | Path) -> list[SampleSource]:
@@ -202,7 +226,8 @@ class ConversationDataset(torch.utils.data.Dataset):
         rec = src.student.record
         W, H = rec.size
         boxes = torch.tensor([[o.bbox_2d[0] / W, o.bbox_2d[1] / H, o.bbox_2d[2] / W, o.bbox_2d[3] / H] for o in rec.objects],
-                             dtype=torch.float32).reshape(-1, 4).clamp(0, 1)
+                             dtype=torch.float32).reshape(-1, 4).clamp(0, 1)  # read_training_data refused any box
+        # further out than check's round-off tolerance, so the clamp moves none by more than that
         return enc.as_sample(
             det_boxes=boxes,
             det_caption_ids=[torch.tensor(self.encoder.tokenizer.encode(o.desc, add_special_tokens=False))

@@ -25,7 +25,7 @@ from bbuvl.atomic import write_text_atomic
 from bbuvl.config import Config, LoraConfig
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import Hierarchy
-from bbuvl.data.schema import read_dataset, read_records
+from bbuvl.data.schema import read_records
 from bbuvl.data.text import spelling_of
 from bbuvl.encode.chat import IMAGE_TOKEN, ChatEncoder
 from bbuvl.encode.collate import PackedCollator, PaddedCollator, to_device
@@ -35,7 +35,7 @@ from bbuvl.model.loading import load_model_and_processor
 from bbuvl.model.loss_scale import LossDenominators
 from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.train.callbacks import EpochCallback, NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
-from bbuvl.train.dataset import ConversationDataset, SourcedRecord, sources_from
+from bbuvl.train.dataset import ConversationDataset, SourcedRecord, read_training_data, sources_from
 from bbuvl.train.monitors import health_summary, training_health
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, optimizer_groups
 from bbuvl.train.run_dir import FINAL_DIR, RunDirError, checkpoint_incomplete, latest_complete_checkpoint, prepare_output_dir
@@ -94,7 +94,14 @@ def build_run(cfg: Config) -> Run:
                          "use data.collator: padded (docs/families.md)")
     contract = cfg.model.frame()
     hierarchy = Hierarchy.load(cfg.data.hierarchy)
-    train_sources = sources_from(read_dataset(cfg.data.train), cfg.data.train)  # an empty file fails here, before loading
+    # Every data file is read (an empty one, a box `data check` calls an error: refused) before the model loads.
+    train_sources = sources_from(read_training_data(cfg.data.train), cfg.data.train)
+    pool = []
+    if cfg.data.teachers and Path(cfg.data.teachers).exists():
+        pool = [SourcedRecord(s.student, cfg.data.teachers) for s in read_training_data(cfg.data.teachers)]
+    val_sources = None
+    if cfg.data.val and Path(cfg.data.val).exists():
+        val_sources = sources_from(read_training_data(cfg.data.val), cfg.data.val)
     labels = data_labels(cfg, hierarchy)
     prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang, contract.family), labels, cfg.data.lang)
 
@@ -115,15 +122,12 @@ def build_run(cfg: Config) -> Run:
     assign_groups(model)  # raises naming any trainable parameter outside the five groups
 
     encoder = ChatEncoder(processor, prompt.system, cfg.data.lang, family.assistant_prefix)
-    pool = []
-    if cfg.data.teachers and Path(cfg.data.teachers).exists():
-        pool = [SourcedRecord(r, cfg.data.teachers) for r in read_records(cfg.data.teachers)]
     common = dict(oversize=cfg.data.oversize, seed=cfg.training.seed, max_length=cfg.data.max_length)
     train_ds = ConversationDataset(train_sources, encoder, contract, pool,
                                    cfg.data.teacher_ratio, cfg.data.num_teachers, **common)
     eval_ds = None
-    if cfg.data.val and Path(cfg.data.val).exists():
-        eval_ds = ConversationDataset(sources_from(read_dataset(cfg.data.val), cfg.data.val), encoder, contract, pool,
+    if val_sources is not None:
+        eval_ds = ConversationDataset(val_sources, encoder, contract, pool,
                                       cfg.data.teacher_ratio if cfg.data.val_teachers else 0.0, cfg.data.num_teachers, **common)
     tok = processor.tokenizer
     ids = dict(pad_token_id=tok.pad_token_id, image_token_id=tok.convert_tokens_to_ids(IMAGE_TOKEN),
