@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bbuvl.cli.common import console, fail, parse_size, stdout_is_tty, user_errors
+from bbuvl.cli.common import console, fail, int_range, parse_size, stdout_is_tty, user_errors
 from bbuvl.synthetic.camera import FRAMINGS
 from bbuvl.synthetic.dataset import synthesize
 from bbuvl.synthetic.shapes import SHAPE_CLASSES, synthesize_shapes
@@ -20,8 +20,8 @@ SCENES = ("bbu", "shapes")
 
 def synth(
     out: Path = typer.Argument(..., help="Folder to write (created if missing)."),
-    n_train: int = typer.Option(200, "--n-train", min=0, help="Training photos."),
-    n_val: int = typer.Option(40, "--n-val", min=0, help="Validation photos."),
+    n_train: int = typer.Option(200, "--n-train", callback=int_range(0), help="Training photos."),
+    n_val: int = typer.Option(40, "--n-val", callback=int_range(0), help="Validation photos."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed writes byte-identical files."),
     size: str = typer.Option("640x480", "--size", help="Photo size, WIDTHxHEIGHT."),
     fmt: str = typer.Option(
@@ -29,8 +29,8 @@ def synth(
         help="jsonl: dataset folder (train/val/teachers JSONL, labels, summary); "
         "vendor: annotation-platform export (images/ + annotations/, for `bbuvl data convert`).",
     ),
-    teachers: int = typer.Option(10, "--teachers", min=0, help="Teacher photos to pick from train (jsonl only)."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Rendering processes; the output does not depend on it."),
+    teachers: int = typer.Option(10, "--teachers", callback=int_range(0), help="Teacher photos to pick from train (jsonl only)."),
+    workers: int = typer.Option(1, "--workers", callback=int_range(1), help="Rendering processes; the output does not depend on it."),
     scene: str = typer.Option(
         "bbu", "--scene",
         help="bbu: equipment rooms (cabinets, BBUs, screws, plugs...); shapes: 1-3 coloured shapes on a plain "
