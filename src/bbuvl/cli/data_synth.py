@@ -12,7 +12,7 @@ from rich.table import Table
 from bbuvl.cli.common import console, fail, int_range, parse_size, stdout_is_tty, user_errors
 from bbuvl.synthetic.camera import FRAMINGS
 from bbuvl.synthetic.dataset import synthesize
-from bbuvl.synthetic.shapes import SHAPE_CLASSES, synthesize_shapes
+from bbuvl.synthetic.shapes import MAX_SHAPES, SHAPE_CLASSES, synthesize_shapes
 
 FORMATS = ("jsonl", "vendor")
 SCENES = ("bbu", "shapes")
@@ -40,8 +40,10 @@ def synth(
         "wide", "--framing",
         help="bbu scene: wide (the cabinet), closeup (near one BBU, the ODF panel or the ground bar) or mixed (half each).",
     ),
-    min_objects: int | None = typer.Option(None, "--min-objects", help="shapes scene: fewest shapes per photo (default 1)."),
-    max_objects: int | None = typer.Option(None, "--max-objects", help="shapes scene: most shapes per photo (default 3)."),
+    min_objects: int | None = typer.Option(None, "--min-objects", help="shapes scene: fewest shapes per photo (default 1).",
+                                           callback=int_range(1, MAX_SHAPES)),
+    max_objects: int | None = typer.Option(None, "--max-objects", help="shapes scene: most shapes per photo (default 3).",
+                                           callback=int_range(1, MAX_SHAPES)),
 ) -> None:
     """Render equipment-room photos (cabinets, BBUs, screws, plugs, baffles...) or coloured shapes, with exact boxes and labels."""
     if fmt not in FORMATS:
