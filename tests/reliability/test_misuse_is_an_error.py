@@ -316,3 +316,35 @@ def test_eval_against_a_ground_truth_without_photos_is_an_error(ground_truth, tm
     pred = tmp_path / "pred.jsonl"
     pred.write_text(json.dumps({"image": "a.jpg", "objects": []}) + "\n", encoding="utf-8")
     usage_error(_eval(gt, pred, tmp_path / "m.json"), "the ground truth has no photos")
+
+
+# --- a command given no photos: an error, not "0 done" -----------------------------------------------
+
+
+@pytest.mark.parametrize("command", [
+    ["data", "teachers", "{empty}", "{d}/out/teachers.jsonl"],
+    ["data", "split", "{empty}", "{d}/out"],
+    ["data", "export-coco", "{empty}", "{d}/out/coco.json"],
+    ["data", "stats", "{empty}"],
+    ["viz", "{empty}", "{d}/out"],
+])
+def test_a_dataset_command_on_an_empty_file_is_an_error_naming_it(tmp_path, command):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n", encoding="utf-8")
+    r = invoke([a.format(empty=empty, d=tmp_path) for a in command])
+    usage_error(r, f"{empty}: no photos: the file is empty")
+    assert not (tmp_path / "out").exists()
+
+
+def test_fewshot_classify_of_a_folder_without_images_is_an_error_before_writing(tmp_path):
+    support = tmp_path / "support" / "螺丝"
+    support.mkdir(parents=True)
+    Image.new("RGB", (8, 8), (200, 0, 0)).save(support / "0.png")
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    (queries / "notes.txt").write_text("no photos here", encoding="utf-8")
+    out = tmp_path / "answers.csv"
+    r = invoke(["fewshot", "classify", "--support", str(tmp_path / "support"), "--query", str(queries),
+                "--backbone", "pixels", "--out", str(out), "--no-cache"])
+    usage_error(r, f"{queries}: no query images in this folder")
+    assert not out.exists()

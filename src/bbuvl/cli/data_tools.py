@@ -17,8 +17,8 @@ from bbuvl.config import resolve_frame
 from bbuvl.data.check import check_dataset
 from bbuvl.data import coco_files
 from bbuvl.data.labels import Hierarchy
-from bbuvl.data.layout import ERRORS
-from bbuvl.data.schema import ImageRecord, read_records
+from bbuvl.data.layout import ERRORS, TRAIN, VAL
+from bbuvl.data.schema import ImageRecord, read_records, require_photos
 from bbuvl.data.split import split_dataset
 from bbuvl.data.stats import dataset_stats
 from bbuvl.data.teachers import coverage, write_teacher_pool
@@ -77,7 +77,8 @@ def _stats_records(path: Path) -> list[ImageRecord]:
         with user_errors():
             records += read_records(f)
         console.print(f"read {f}", style="dim", markup=False)
-    return records
+    with user_errors():
+        return require_photos(records, path)
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]], keyed: bool = True) -> Table:
