@@ -77,6 +77,7 @@ BAD_OPTIONS = [
     (["serve", "-c", "{d}"], "--timeout", "nan", "nan"),
     (["serve", "-c", "{d}"], "--queue-size", "0", "0"),
     (["serve", "-c", "{d}"], "--log-level", "loud", "'loud'"),
+    (["predict", "-c", "{d}", "-i", "{d}", "-o", "{d}/p.jsonl"], "--lang", "fr", "'fr'"),
     (["model", "tiny", "{d}/o"], "--hidden", "0", "0"),
     (["model", "tiny", "{d}/o"], "--heads", "0", "0"),
 ]
@@ -348,3 +349,10 @@ def test_fewshot_classify_of_a_folder_without_images_is_an_error_before_writing(
                 "--backbone", "pixels", "--out", str(out), "--no-cache"])
     usage_error(r, f"{queries}: no query images in this folder")
     assert not out.exists()
+
+
+def test_doctor_landscape_refuses_an_unknown_group_before_loading_the_checkpoint(tmp_path):
+    # The checkpoint folder does not exist: the group is checked first, so the error is about the group.
+    r = invoke(["doctor", "landscape", str(tmp_path / "no-such-checkpoint"), str(tmp_path / "d.jsonl"),
+                "--groups", "detection,heads"])
+    usage_error(r, "unknown group(s) heads; choose from vision, merger, llm, detection, adapter")

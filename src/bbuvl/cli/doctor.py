@@ -275,8 +275,11 @@ def landscape(
     from bbuvl.diagnostics.plots import plot_landscape
     from bbuvl.diagnostics.probe import dataset_batches
 
+    from bbuvl.train.param_groups import parse_groups
+
+    with user_errors(ValueError):
+        chosen = parse_groups(groups)  # before minutes of loading
     predictor = _predictor(checkpoint, device)
-    chosen = [g.strip() for g in groups.split(",") if g.strip()]
     with user_errors(OSError, ValueError):
         batches = dataset_batches(predictor, dataset, samples, predictor.cfg.inference.batch_size)
         with _progress("landscape") as progress:

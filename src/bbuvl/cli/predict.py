@@ -9,7 +9,7 @@ import typer
 
 from rich.markup import escape
 
-from bbuvl.cli.common import check_device, console, fail, finite_range, int_range, user_errors
+from bbuvl.cli.common import check_device, console, fail, finite_range, int_range, one_of, user_errors
 
 
 def predict(
@@ -30,7 +30,7 @@ def predict(
     ),
     labels: Path = typer.Option(None, "--labels", help="A plain model folder's label vocabulary: a dataset's labels.json "
                                 "or a JSON list of labels."),
-    lang: str = typer.Option("zh", help="A plain model folder's prompt language: zh | en."),
+    lang: str = typer.Option("zh", help="A plain model folder's prompt language: zh | en.", callback=one_of("zh", "en")),
     constrained: bool = typer.Option(
         None, "--constrained/--no-constrained",
         help="Generate/teachers modes: allow only well-formed answers with the checkpoint's labels (default: inference.constrained).",
@@ -59,8 +59,6 @@ def predict(
                  "with --labels labels.json")
         if mode not in (None, "generate"):
             fail(f"a plain model folder predicts in generate mode only (its --mode {escape(mode)} needs a trained checkpoint)")
-        if lang not in ("zh", "en"):
-            fail(f"--lang must be zh or en, got '{escape(lang)}'")
         mode = "generate"
     with user_errors(ValueError, OSError):
         # Refuse a foreign or busy --out before minutes of model loading, not after.

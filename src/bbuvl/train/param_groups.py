@@ -26,6 +26,15 @@ class ParameterGroupError(ValueError):
     """A trainable parameter matched no group, or no group has anything to train."""
 
 
+def parse_groups(text: str) -> list[str]:
+    """`"detection, adapter"` -> `["detection", "adapter"]`; an unknown name, or none at all, is a ValueError."""
+    chosen = list(dict.fromkeys(g.strip() for g in text.split(",") if g.strip()))
+    unknown = [g for g in chosen if g not in GROUPS]
+    if unknown or not chosen:
+        raise ValueError(f"unknown group(s) {', '.join(unknown) or repr(text)}; choose from {', '.join(GROUPS)}")
+    return chosen
+
+
 def group_of(name: str) -> str | None:
     """Which group a parameter belongs to, by its qualified name (None when none matches)."""
     for group, pattern in _RULES:
