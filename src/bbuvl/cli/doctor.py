@@ -169,6 +169,8 @@ def memory(
     if mode not in ("generate", "head"):
         fail(f"--mode must be generate or head, got '{mode}'")
     predictor = _predictor(checkpoint, device)
+    with user_errors(ValueError):
+        predictor.check_mode(mode)  # a mode this checkpoint cannot run fails once, before any iteration
     source = images or _default_dataset(predictor.cfg)
     with user_errors(OSError, ValueError):
         if source is None:
