@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bbuvl.data.coords import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, CoordinateContract
 from bbuvl.data.families import Family, family_of, get_family
@@ -30,7 +30,7 @@ class LoraConfig(_Strict):
     r: int = Field(16, gt=0)
     alpha: int = Field(32, gt=0)
     dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    target_modules: list[str] = Field(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], min_length=1)
     vision: bool = False  # also adapt the vision tower's attention/MLP
     bits: Literal[16, 8, 4] = 16  # 4 or 8 = QLoRA (bitsandbytes, GPU only)
 
@@ -97,14 +97,21 @@ class LearningRates(_Strict):
     detection: float = Field(1e-4, ge=0)
     adapter: float = Field(1e-4, ge=0)
 
+    @model_validator(mode="after")
+    def _something_learns(self) -> "LearningRates":
+        if not any(getattr(self, g) > 0 for g in type(self).model_fields):
+            raise ValueError(f"every group's learning rate is 0, so nothing would train: give at least one of "
+                             f"{', '.join(type(self).model_fields)} a rate above 0")
+        return self
+
 
 class TrainingConfig(_Strict):
     """The optimisation loop (HF Trainer underneath)."""
 
     output_dir: str = "runs/bbu-3b"
-    seed: int = 42
+    seed: int = Field(42, ge=0, lt=2**32)  # numpy's seed range (HF's set_seed seeds numpy too)
     num_epochs: float = Field(10, gt=0)
-    max_steps: int = -1
+    max_steps: int = -1  # -1: train num_epochs; else this many optimizer steps
     per_device_batch_size: int = Field(1, gt=0)
     gradient_accumulation_steps: int = Field(8, gt=0)
     lr: LearningRates = LearningRates()
@@ -122,6 +129,15 @@ class TrainingConfig(_Strict):
     max_consecutive_nan: int = Field(5, gt=0)
     deepspeed: str | None = None
     use_cpu: bool = False
+
+    @field_validator("max_steps")
+    @classmethod
+    def _steps_or_epochs(cls, v: int) -> int:
+        # HF reads any negative max_steps as "train num_epochs" and 0 as neither (it still ran a step): one
+        # spelling for epochs, and a step count that trains something.
+        if v != -1 and v < 1:
+            raise ValueError(f"must be -1 (train num_epochs) or a positive number of steps, got {v}")
+        return v
 
 
 class DetectionConfig(_Strict):
@@ -315,13 +331,31 @@ _TYPE_NAMES = {
 }
 
 
-def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...], int]) -> str:
+def _where(loc: tuple[str, ...], source: str, lines: dict[tuple[str, ...], int],
+           overrides: dict[tuple[str, ...], str]) -> str:
+    """Where the value at `loc` came from: the override that set it, else its (or its section's) YAML line.
+
+    An override replaces everything under its key, so the longest one above `loc` wins over any YAML line.
+    A problem with a whole section blames the overrides inside it, and its YAML line when the file has one.
+    """
+    above = [key for key in overrides if loc[:len(key)] == key]
+    if above:
+        return f"{overrides[max(above, key=len)]} (override)"
+    inside = [text for key, text in overrides.items() if key[:len(loc)] == loc]
+    line = lines.get(loc) or next((lines[loc[:i]] for i in range(len(loc) - 1, 0, -1) if loc[:i] in lines), None)
+    if inside:
+        named = f"{', '.join(inside)} ({'override' if len(inside) == 1 else 'overrides'})"
+        return f"{source}:{lines[loc]} with {named}" if loc in lines else named
+    return f"{source}:{line}" if line else source
+
+
+def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...], int],
+                   overrides: dict[tuple[str, ...], str]) -> str:
     out = []
     for e in err.errors():
         loc = tuple(str(p) for p in e["loc"])
         dotted = ".".join(loc)
-        line = lines.get(loc) or next((lines[loc[:i]] for i in range(len(loc) - 1, 0, -1) if loc[:i] in lines), None)
-        where = f"{source}:{line}" if line else source
+        where = _where(loc, source, lines, overrides)
         if e["type"] == "extra_forbidden":
             valid = _fields_at(loc[:-1])
             close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
@@ -332,7 +366,11 @@ def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...
         elif e["type"] in _TYPE_NAMES:
             out.append(f"{where}: '{dotted}' must be {_TYPE_NAMES[e['type']]}, got {e.get('input')!r}")
         else:
-            out.append(f"{where}: '{dotted}': {e['msg']}" if dotted else f"{where}: {e['msg']}")
+            # A validator's own message says what it got; pydantic's bounds ("greater than 0") do not.
+            msg = str(e["ctx"]["error"]) if e["type"] == "value_error" else e["msg"]
+            if e["type"] not in ("value_error", "too_short", "too_long") and not isinstance(e.get("input"), dict):
+                msg += f", got {e.get('input')!r}"
+            out.append(f"{where}: '{dotted}': {msg}" if dotted else f"{where}: {msg}")
     return "\n".join(out)
 
 
@@ -355,6 +393,8 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not key=value (e.g. training.num_epochs=3)")
         key, raw = item.split("=", 1)
+        if not all(key.strip().split(".")):
+            raise ConfigError(f"override '{item}': '{key.strip()}' is not a dotted key (e.g. training.num_epochs=3)")
         value = _load_yaml(raw, f"override '{key.strip()}'")[0] if raw.strip() else None
         # YAML 1.1 reads "1e-5" as a string; users mean a number.
         if isinstance(value, str):
@@ -382,12 +422,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         data = {} if data is None else data
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a config must be a mapping of sections, got {type(data).__name__}")
-    for key, value in parse_overrides(overrides or []):
+    given: dict[tuple[str, ...], str] = {}
+    for (key, value), text in zip(parse_overrides(overrides or []), overrides or []):
         _set_dotted(data, key, value)
+        path = tuple(key.split("."))
+        for earlier in [k for k in given if k[:len(path)] == path]:
+            del given[earlier]  # replaced by this one
+        given[path] = text.strip()
     try:
         return Config.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_errors(e, source, lines)) from None
+        raise ConfigError(_format_errors(e, source, lines, given)) from None
 
 
 def dump_config(cfg: Config) -> str:

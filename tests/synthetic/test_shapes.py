@@ -162,7 +162,8 @@ def test_synth_command_writes_a_shapes_dataset_and_names_the_classes(tmp_path):
     (["--scene", "shapes", "--framing", "closeup"], "--framing"),
     (["--min-objects", "2"], "--scene shapes"),
     (["--scene", "circles"], "--scene"),
-    (["--scene", "shapes", "--max-objects", "9"], "objects per photo"),
+    (["--scene", "shapes", "--max-objects", "9"], "--max-objects"),
+    (["--scene", "shapes", "--min-objects", "3", "--max-objects", "2"], "objects per photo"),
 ])
 def test_synth_command_rejects_options_of_the_other_scene(tmp_path, args, message):
     result = CliRunner().invoke(cli(), ["synth", str(tmp_path / "d"), "--n-train", "1", "--n-val", "0", *args])

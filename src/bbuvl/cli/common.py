@@ -45,12 +45,45 @@ def stdout_is_tty() -> bool:
     return sys.stdout.isatty()
 
 
-def finite_range(lo: float, hi: float) -> Callable[[float | None], float | None]:
-    """A typer callback that accepts a finite number in [lo, hi] (click's own range lets NaN through)."""
+def finite_range(lo: float, hi: float = math.inf, *, lo_open: bool = False,
+                 hi_open: bool = False) -> Callable[[float | None], float | None]:
+    """A typer callback that accepts a finite number between `lo` and `hi` (each bound closed unless `*_open`).
+
+    Typer's own `min=`/`max=` let inf through an open-ended range, and their error does not say what was given.
+    """
+    interval = (f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}" if math.isfinite(hi)
+                else f"{'>' if lo_open else '>='} {lo:g}")
 
     def check(value: float | None) -> float | None:
-        if value is not None and not (math.isfinite(value) and lo <= value <= hi):
-            raise typer.BadParameter(f"must be a finite number in [{lo:g}, {hi:g}], got {value}")
+        if value is None:
+            return None
+        above = value > lo if lo_open else value >= lo
+        below = value < hi if hi_open else value <= hi
+        if not (math.isfinite(value) and above and below):
+            raise typer.BadParameter(f"must be a finite number {interval}, got {value}")
+        return value
+
+    return check
+
+
+def int_range(lo: int, hi: int | None = None) -> Callable[[int | None], int | None]:
+    """A typer callback that accepts a whole number in [lo, hi] (no upper bound when `hi` is None), naming what was given."""
+    interval = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+
+    def check(value: int | None) -> int | None:
+        if value is not None and not (lo <= value and (hi is None or value <= hi)):
+            raise typer.BadParameter(f"must be a whole number {interval}, got {value}")
+        return value
+
+    return check
+
+
+def one_of(*choices: str) -> Callable[[str | None], str | None]:
+    """A typer callback that accepts one of `choices` (case as given), naming them and what was given."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in choices:
+            raise typer.BadParameter(f"must be one of {', '.join(choices)}, got '{value}'")
         return value
 
     return check

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bbuvl.cli.common import console, fail, stdout_is_tty, user_errors
+from bbuvl.cli.common import console, fail, finite_range, int_range, stdout_is_tty, user_errors
 from bbuvl.config import resolve_frame
 from bbuvl.data.convert import ConvertOptions, convert_dataset
 from bbuvl.data.layout import ERRORS
@@ -22,21 +22,22 @@ def convert(
     resize: bool = typer.Option(False, "--resize", help="Pre-scale images to the model frame (smart_resize)."),
     config: Path | None = typer.Option(None, "--config", help="--resize to this run config's image frame."),
     checkpoint: Path | None = typer.Option(None, "--checkpoint", help="--resize to the frame this checkpoint was trained with."),
-    min_pixels: int | None = typer.Option(None, "--min-pixels", min=1, help="smart_resize minimum pixel count (--resize) [config's, or Qwen's]."),
-    max_pixels: int | None = typer.Option(None, "--max-pixels", min=1, help="smart_resize maximum pixel count (--resize) [config's, or Qwen's]."),
-    val_ratio: float = typer.Option(0.1, "--val-ratio", help="Fraction of photos held out for validation."),
-    teachers: int = typer.Option(10, "--teachers", help="Size of the teacher pool chosen from the training photos."),
+    min_pixels: int | None = typer.Option(None, "--min-pixels", callback=int_range(1), help="smart_resize minimum pixel count (--resize) [config's, or Qwen's]."),
+    max_pixels: int | None = typer.Option(None, "--max-pixels", callback=int_range(1), help="smart_resize maximum pixel count (--resize) [config's, or Qwen's]."),
+    val_ratio: float = typer.Option(0.1, "--val-ratio", help="Fraction of photos held out for validation.",
+                                   callback=finite_range(0, 1, hi_open=True)),
+    teachers: int = typer.Option(10, "--teachers", help="Size of the teacher pool chosen from the training photos.",
+                                  callback=int_range(0)),
     seed: int = typer.Option(42, "--seed", help="Seed of the split and the teacher choice."),
     lang: str = typer.Option("zh", "--lang", help="Label language written to the dataset: zh or en."),
-    workers: int | None = typer.Option(None, "--workers", help="Worker processes (default: all CPU cores)."),
+    workers: int | None = typer.Option(None, "--workers", help="Worker processes (default: all CPU cores).",
+                                         callback=int_range(1)),
     token_map: Path | None = typer.Option(None, "--token-map", help="JSON mapping platform tokens to canonical ones."),
     hierarchy: Path | None = typer.Option(None, "--hierarchy", help="Label hierarchy JSON (default: the shipped one)."),
 ) -> None:
     """Convert the platform's per-photo JSON + images into a dataset; bad files and objects go to errors.jsonl."""
     if lang not in ("zh", "en"):
         fail(f"--lang must be 'zh' or 'en', got '{lang}'")
-    if workers is not None and workers < 1:
-        fail(f"--workers must be at least 1, got {workers}")
     if not resize and (config or checkpoint or min_pixels or max_pixels):
         fail("--config, --checkpoint, --min-pixels and --max-pixels set the frame of --resize; add --resize")
     frame = None

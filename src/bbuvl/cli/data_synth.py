@@ -9,10 +9,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bbuvl.cli.common import console, fail, parse_size, stdout_is_tty, user_errors
+from bbuvl.cli.common import console, fail, int_range, parse_size, stdout_is_tty, user_errors
 from bbuvl.synthetic.camera import FRAMINGS
 from bbuvl.synthetic.dataset import synthesize
-from bbuvl.synthetic.shapes import SHAPE_CLASSES, synthesize_shapes
+from bbuvl.synthetic.shapes import MAX_SHAPES, SHAPE_CLASSES, synthesize_shapes
 
 FORMATS = ("jsonl", "vendor")
 SCENES = ("bbu", "shapes")
@@ -20,8 +20,8 @@ SCENES = ("bbu", "shapes")
 
 def synth(
     out: Path = typer.Argument(..., help="Folder to write (created if missing)."),
-    n_train: int = typer.Option(200, "--n-train", min=0, help="Training photos."),
-    n_val: int = typer.Option(40, "--n-val", min=0, help="Validation photos."),
+    n_train: int = typer.Option(200, "--n-train", callback=int_range(0), help="Training photos."),
+    n_val: int = typer.Option(40, "--n-val", callback=int_range(0), help="Validation photos."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed writes byte-identical files."),
     size: str = typer.Option("640x480", "--size", help="Photo size, WIDTHxHEIGHT."),
     fmt: str = typer.Option(
@@ -29,8 +29,8 @@ def synth(
         help="jsonl: dataset folder (train/val/teachers JSONL, labels, summary); "
         "vendor: annotation-platform export (images/ + annotations/, for `bbuvl data convert`).",
     ),
-    teachers: int = typer.Option(10, "--teachers", min=0, help="Teacher photos to pick from train (jsonl only)."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Rendering processes; the output does not depend on it."),
+    teachers: int = typer.Option(10, "--teachers", callback=int_range(0), help="Teacher photos to pick from train (jsonl only)."),
+    workers: int = typer.Option(1, "--workers", callback=int_range(1), help="Rendering processes; the output does not depend on it."),
     scene: str = typer.Option(
         "bbu", "--scene",
         help="bbu: equipment rooms (cabinets, BBUs, screws, plugs...); shapes: 1-3 coloured shapes on a plain "
@@ -40,8 +40,10 @@ def synth(
         "wide", "--framing",
         help="bbu scene: wide (the cabinet), closeup (near one BBU, the ODF panel or the ground bar) or mixed (half each).",
     ),
-    min_objects: int | None = typer.Option(None, "--min-objects", help="shapes scene: fewest shapes per photo (default 1)."),
-    max_objects: int | None = typer.Option(None, "--max-objects", help="shapes scene: most shapes per photo (default 3)."),
+    min_objects: int | None = typer.Option(None, "--min-objects", help="shapes scene: fewest shapes per photo (default 1).",
+                                           callback=int_range(1, MAX_SHAPES)),
+    max_objects: int | None = typer.Option(None, "--max-objects", help="shapes scene: most shapes per photo (default 3).",
+                                           callback=int_range(1, MAX_SHAPES)),
 ) -> None:
     """Render equipment-room photos (cabinets, BBUs, screws, plugs, baffles...) or coloured shapes, with exact boxes and labels."""
     if fmt not in FORMATS:

@@ -12,13 +12,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.cli.common import console, fail, stdout_is_tty, user_errors
+from bbuvl.cli.common import console, fail, finite_range, int_range, stdout_is_tty, user_errors
 from bbuvl.config import resolve_frame
 from bbuvl.data.check import check_dataset
 from bbuvl.data import coco_files
 from bbuvl.data.labels import Hierarchy
-from bbuvl.data.layout import ERRORS
-from bbuvl.data.schema import ImageRecord, read_records
+from bbuvl.data.layout import ERRORS, TRAIN, VAL
+from bbuvl.data.schema import ImageRecord, read_records, require_photos
 from bbuvl.data.split import split_dataset
 from bbuvl.data.stats import dataset_stats
 from bbuvl.data.teachers import coverage, write_teacher_pool
@@ -39,7 +39,7 @@ def check(
     path: Path = typer.Argument(..., help="A dataset JSONL, or a dataset folder (checks train/val/teachers.jsonl)."),
     hierarchy: Optional[Path] = typer.Option(None, "--hierarchy", help=HIERARCHY_HELP),
     decode: bool = typer.Option(True, "--decode/--no-decode", help="Decode every image (slow, finds truncated files)."),
-    workers: int = typer.Option(0, "--workers", min=0, help="Image threads (0 = automatic)."),
+    workers: int = typer.Option(0, "--workers", callback=int_range(0), help="Image threads (0 = automatic)."),
 ) -> None:
     """Find every problem in a dataset: schema, images, sizes, boxes, labels, duplicates, order."""
     if not path.exists():
@@ -78,7 +78,8 @@ def _stats_records(path: Path) -> list[ImageRecord]:
         with user_errors():
             records += read_records(f)
         console.print(f"read {f}", style="dim", markup=False)
-    return records
+    with user_errors():
+        return require_photos(records, path)
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]], keyed: bool = True) -> Table:
@@ -121,8 +122,8 @@ def _print_stats(s: dict[str, Any]) -> None:
 
 def stats(
     path: Path = typer.Argument(..., help="A dataset JSONL, or a dataset folder (train + val)."),
-    min_pixels: Optional[int] = typer.Option(None, "--min-pixels", min=1, help="smart_resize lower bound [config or Qwen's]."),
-    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help="smart_resize upper bound [config or Qwen's]."),
+    min_pixels: Optional[int] = typer.Option(None, "--min-pixels", callback=int_range(1), help="smart_resize lower bound [config or Qwen's]."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", callback=int_range(1), help="smart_resize upper bound [config or Qwen's]."),
     config: Optional[Path] = typer.Option(None, "--config", help="Run config: use its image frame (pixels, token budget)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint: use the frame it was trained with."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the statistics to this JSON file."),
@@ -148,7 +149,7 @@ def stats(
 def teachers(
     dataset: Path = typer.Argument(..., help="Training JSONL to choose teacher photos from."),
     out: Path = typer.Argument(..., help="Teacher JSONL to write."),
-    k: int = typer.Option(10, "--k", min=1, help="How many teacher photos."),
+    k: int = typer.Option(10, "--k", callback=int_range(1), help="How many teacher photos."),
     seed: int = typer.Option(42, "--seed", help="Seed for tie-breaking."),
 ) -> None:
     """Choose a coverage-greedy teacher pool: new labels first, then density, position and size buckets."""
@@ -176,7 +177,7 @@ def teachers(
 def split(
     dataset: Path = typer.Argument(..., help="JSONL to split."),
     out_dir: Path = typer.Argument(..., help="Folder for train.jsonl and val.jsonl."),
-    val_ratio: float = typer.Option(0.1, "--val-ratio", min=0.0, max=0.99, help="Share of photos for validation."),
+    val_ratio: float = typer.Option(0.1, "--val-ratio", callback=finite_range(0, 0.99), help="Share of photos for validation."),
     seed: int = typer.Option(42, "--seed", help="Shuffle seed."),
 ) -> None:
     """Seeded train/validation split; image paths are rewritten to resolve from OUT_DIR."""
@@ -192,8 +193,8 @@ def import_coco(
     annotations: Path = typer.Argument(..., help="COCO detection JSON (instances_*.json)."),
     images_dir: Path = typer.Argument(..., help="Folder that COCO file_name paths are relative to."),
     out: Path = typer.Argument(..., help="Dataset folder to create."),
-    val_ratio: float = typer.Option(0.1, "--val-ratio", min=0.0, max=0.99, help="Share of photos for validation."),
-    num_teachers: int = typer.Option(10, "--teachers", min=0, help="Teacher photos to choose from train."),
+    val_ratio: float = typer.Option(0.1, "--val-ratio", callback=finite_range(0, 0.99), help="Share of photos for validation."),
+    num_teachers: int = typer.Option(10, "--teachers", callback=int_range(0), help="Teacher photos to choose from train."),
     seed: int = typer.Option(42, "--seed", help="Split and teacher seed."),
     hierarchy: Optional[Path] = typer.Option(None, "--hierarchy", help=HIERARCHY_HELP),
     link: bool = typer.Option(False, "--link/--copy", help="Hard-link images instead of copying them."),

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.cli.common import check_device, console, fail, user_errors
+from bbuvl.cli.common import check_device, console, fail, finite_range, int_range, user_errors
 from bbuvl.config import Config, ConfigError, load_config
 
 app = typer.Typer(help="Diagnose datasets, checkpoints and memory; look inside the detection head.", no_args_is_help=True)
@@ -153,11 +153,12 @@ def model(
 @app.command("memory")
 def memory(
     checkpoint: Path = typer.Argument(..., help="Checkpoint folder written by `bbuvl train`."),
-    n: int = typer.Option(1000, "--n", help="Inference iterations on the same images."),
+    n: int = typer.Option(1000, "--n", help="Inference iterations on the same images.", callback=int_range(1)),
     mode: str = typer.Option("head", help="generate or head."),
     images: Path = typer.Option(None, help="Image, image folder or dataset JSONL (default: the run's validation or training set)."),
-    batch_size: int = typer.Option(1, help="Images per iteration."),
-    tolerance_mb: float = typer.Option(16.0, help="Fitted growth over the run above which memory counts as leaking."),
+    batch_size: int = typer.Option(1, help="Images per iteration.", callback=int_range(1)),
+    tolerance_mb: float = typer.Option(16.0, help="Fitted growth over the run above which memory counts as leaking.",
+                                      callback=finite_range(0)),
     out: Path = typer.Option(Path("doctor-memory.png"), help="PNG plot of memory per iteration."),
     device: str = typer.Option(None, help="cpu, cuda ... (default: cuda when available)."),
 ) -> None:
@@ -174,6 +175,8 @@ def memory(
     if mode not in ("generate", "head"):
         fail(f"--mode must be generate or head, got '{mode}'")
     predictor = _predictor(checkpoint, device)
+    with user_errors(ValueError):
+        predictor.check_mode(mode)  # a mode this checkpoint cannot run fails once, before any iteration
     source = images or _default_dataset(predictor.cfg)
     with user_errors(OSError, ValueError):
         if source is None:
@@ -205,7 +208,7 @@ def memory(
 def features(
     checkpoint: Path = typer.Argument(..., help="Checkpoint folder with a detection head."),
     data: Path = typer.Option(None, help="Dataset JSONL to probe with (default: the run's validation or training set)."),
-    samples: int = typer.Option(8, help="Photos to probe with."),
+    samples: int = typer.Option(8, help="Photos to probe with.", callback=int_range(1)),
     out: Path = typer.Option(Path("doctor-features.png"), help="PNG of dead units and activations per layer."),
     device: str = typer.Option(None, help="cpu, cuda ... (default: cuda when available)."),
 ) -> None:
@@ -234,7 +237,7 @@ def features(
 def attention(
     checkpoint: Path = typer.Argument(..., help="Checkpoint folder with a detection head."),
     image: Path = typer.Argument(..., help="Image to look at."),
-    top_k: int = typer.Option(4, help="How many of the most confident queries to show."),
+    top_k: int = typer.Option(4, help="How many of the most confident queries to show.", callback=int_range(1)),
     layer: int = typer.Option(-1, help="Decoder layer (default: the last)."),
     out: Path = typer.Option(Path("doctor-attention.png"), help="PNG of the attention maps."),
     font_path: Path = typer.Option(None, help="A TTF/TTC font with Chinese glyphs for captions."),
@@ -267,9 +270,10 @@ def landscape(
     dataset: Path = typer.Argument(..., help="Dataset JSONL whose loss is mapped."),
     groups: str = typer.Option("detection,adapter", help="LR groups whose parameters the directions move (comma list); "
                                "their parameters are held 3 more times in memory, so llm or vision cost as much as the model."),
-    steps: int = typer.Option(11, help="Grid points per direction."),
-    span: float = typer.Option(1.0, help="Grid from -span to +span (1 = each filter moved by its own norm)."),
-    samples: int = typer.Option(4, help="Photos the loss is averaged over."),
+    steps: int = typer.Option(11, help="Grid points per direction.", callback=int_range(2)),
+    span: float = typer.Option(1.0, help="Grid from -span to +span (1 = each filter moved by its own norm).",
+                              callback=finite_range(0, lo_open=True)),
+    samples: int = typer.Option(4, help="Photos the loss is averaged over.", callback=int_range(1)),
     seed: int = typer.Option(0, help="Seed of the random directions."),
     out: Path = typer.Option(Path("doctor-landscape.png"), help="PNG contour plot."),
     device: str = typer.Option(None, help="cpu, cuda ... (default: cuda when available)."),
@@ -279,8 +283,11 @@ def landscape(
     from bbuvl.diagnostics.plots import plot_landscape
     from bbuvl.diagnostics.probe import dataset_batches
 
+    from bbuvl.train.param_groups import parse_groups
+
+    with user_errors(ValueError):
+        chosen = parse_groups(groups)  # before minutes of loading
     predictor = _predictor(checkpoint, device)
-    chosen = [g.strip() for g in groups.split(",") if g.strip()]
     with user_errors(OSError, ValueError):
         batches = dataset_batches(predictor, dataset, samples, predictor.cfg.inference.batch_size)
         with _progress("landscape") as progress:

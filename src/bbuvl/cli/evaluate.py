@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.cli.common import console, fail, user_errors
+from bbuvl.cli.common import console, fail, finite_range, int_range, user_errors
 
 LEVEL_HELP = "Evaluate categories at this hierarchy level (1 = category, 2 = category/attribute; default: full label)."
 FONT_HELP = "Font file with Chinese glyphs for labels in pictures (default: search the system; warns if none)."
@@ -28,12 +28,12 @@ def evaluate(
     gt: Path = typer.Option(..., "--gt", help="Ground-truth dataset JSONL (image paths relative to it)."),
     out: Path = typer.Option(..., "--out", help="METRICS.json to write."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write REPORT_DIR/index.html with pictures."),
-    level: Optional[int] = typer.Option(None, "--level", min=1, help=LEVEL_HELP),
-    iou: float = typer.Option(0.5, "--iou", min=0.0, max=1.0, help="IoU at which a prediction matches a ground-truth box "
-                              "(error counts, label accuracy, worst photos). COCO AP always uses 0.50:0.95."),
+    level: Optional[int] = typer.Option(None, "--level", help=LEVEL_HELP, callback=int_range(1)),
+    iou: float = typer.Option(0.5, "--iou", help="IoU at which a prediction matches a ground-truth box (error counts, label "
+                              "accuracy, worst photos). COCO AP always uses 0.50:0.95.", callback=finite_range(0, 1, lo_open=True)),
     min_score: float = typer.Option(0.0, "--min-score", help="Ignore predictions below this score in the error counts "
-                                    "(COCO AP always ranks every prediction)."),
-    worst: int = typer.Option(20, "--worst", min=0, help="How many of the worst photos the report shows."),
+                                    "(COCO AP always ranks every prediction).", callback=finite_range(0, 1)),
+    worst: int = typer.Option(20, "--worst", help="How many of the worst photos the report shows.", callback=int_range(0)),
     font_path: Optional[Path] = typer.Option(None, "--font-path", help=FONT_HELP),
     hierarchy: Optional[Path] = typer.Option(None, "--hierarchy", help=HIERARCHY_HELP),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A METRICS.json to compare with side by side (e.g. "
@@ -61,8 +61,6 @@ def evaluate(
     for path, what in ((pred, "--pred"), (gt, "--gt")):
         if not path.is_file():
             fail(f"{path}: no such file ({what})")
-    if not 0.0 < iou <= 1.0:
-        fail(f"--iou must be in (0, 1], got {iou}")
     with user_errors(ValueError, OSError):
         base_metrics = read_metrics(baseline) if baseline is not None else None
         records = read_records(gt)
@@ -161,8 +159,9 @@ def viz(
     input: Path = typer.Argument(..., help="A dataset JSONL (draws its ground truth) or a predictions JSONL."),
     out_dir: Path = typer.Argument(..., help="Folder for the PNGs."),
     pred: Optional[Path] = typer.Option(None, "--pred", help="Predictions JSONL to draw beside the ground truth."),
-    limit: int = typer.Option(50, "--limit", min=1, help="Draw at most this many photos."),
-    iou: float = typer.Option(0.5, "--iou", min=0.0, max=1.0, help="IoU for colouring predictions as right or wrong."),
+    limit: int = typer.Option(50, "--limit", help="Draw at most this many photos.", callback=int_range(1)),
+    iou: float = typer.Option(0.5, "--iou", help="IoU for colouring predictions as right or wrong.",
+                             callback=finite_range(0, 1, lo_open=True)),
     font_path: Optional[Path] = typer.Option(None, "--font-path", help=FONT_HELP),
     hierarchy: Optional[Path] = typer.Option(None, "--hierarchy", help=HIERARCHY_HELP),
 ) -> None:

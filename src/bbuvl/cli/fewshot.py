@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bbuvl.cli.common import check_device, console, err_console, fail, finite_range, stdout_is_tty, user_errors
+from bbuvl.cli.common import check_device, console, err_console, fail, finite_range, int_range, stdout_is_tty, user_errors
 
 if TYPE_CHECKING:  # the heavy imports (torch, transformers) wait until a command runs
     from bbuvl.fewshot.backbones import Backbone
@@ -24,9 +24,10 @@ SUPPORT = typer.Option(..., "--support", help="Support folder: <class>/*.jpg, sh
 BACKBONE = typer.Option(..., "--backbone", help="CLIP / DINOv2 / ResNet checkpoint folder or hub id, or 'pixels[:SIDE]'.")
 MODE = typer.Option("mean", "--mode", help="Class score: 'mean' cosine to its support images, or cosine to the 'prototype'.")
 SEED = typer.Option(0, "--seed", help="Seed for drawing K support images per class.")
-SHOTS = typer.Option(None, "--shots", min=1, help="Use K support images per class (default: all).")
-MARGIN = typer.Option(0.0, "--margin", min=0.0, help="Grow each box crop by this fraction of its size on every side.")
-BATCH = typer.Option(32, "--batch-size", min=1, help="Images per backbone forward pass.")
+SHOTS = typer.Option(None, "--shots", callback=int_range(1), help="Use K support images per class (default: all).")
+MARGIN = typer.Option(0.0, "--margin", help="Grow each box crop by this fraction of its size on every side.",
+                      callback=finite_range(0))
+BATCH = typer.Option(32, "--batch-size", callback=int_range(1), help="Images per backbone forward pass.")
 DEVICE = typer.Option("auto", "--device", help="'auto' (GPU when present), 'cpu', 'cuda', 'cuda:1', ...")
 CACHE = typer.Option(None, "--cache", help="Embedding cache folder (default: $BBUVL_CACHE/fewshot or ~/.cache/bbuvl/fewshot).")
 NO_CACHE = typer.Option(False, "--no-cache", help="Embed everything again and store nothing.")
@@ -91,7 +92,7 @@ def _print_messages(title: str, messages: list[str], limit: int = 10) -> None:
 def tiny_backbone_cmd(
     kind: str = typer.Argument(..., help="clip, dinov2 or resnet."),
     out: Path = typer.Argument(..., help="Folder to write (config.json, preprocessor_config.json, weights)."),
-    image_size: int = typer.Option(32, "--image-size", min=8, help="Input side of the tiny model."),
+    image_size: int = typer.Option(32, "--image-size", callback=int_range(8), help="Input side of the tiny model."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random weights."),
     full: bool = typer.Option(False, "--full", help="Stock architecture and preprocessing (ViT-B/32, DINOv2-base, "
                                                     "ResNet-50) with random weights, for benchmarks."),
@@ -175,7 +176,7 @@ def evaluate(
     mode: str = MODE,
     seed: int = SEED,
     margin: float = MARGIN,
-    level: Optional[int] = typer.Option(None, "--level", min=1, help="Cut dataset labels to this many levels (1 = category)."),
+    level: Optional[int] = typer.Option(None, "--level", callback=int_range(1), help="Cut dataset labels to this many levels (1 = category)."),
     batch_size: int = BATCH,
     device: str = DEVICE,
     cache: Optional[Path] = CACHE,

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from bbuvl.cli.common import console, user_errors
+from bbuvl.cli.common import console, int_range, user_errors
 
 app = typer.Typer(help="Build and inspect vision-language checkpoints.", no_args_is_help=True)
 
@@ -18,15 +18,17 @@ app = typer.Typer(help="Build and inspect vision-language checkpoints.", no_args
 def tiny(
     out: Path = typer.Argument(..., help="Folder to save the checkpoint to (created if missing)."),
     family: str = typer.Option("qwen2_5_vl", help="Model family (config.json model_type): qwen2_5_vl, qwen3_vl or qwen3_5."),
-    hidden: int = typer.Option(128, help="Text model hidden size."),
-    layers: int = typer.Option(2, help="Text model layers."),
-    heads: int = typer.Option(4, help="Attention heads (hidden/heads is the head dim)."),
-    kv_heads: int = typer.Option(2, help="Key/value heads (grouped-query attention)."),
-    vision_depth: int = typer.Option(2, help="Vision tower blocks."),
-    vision_hidden: int = typer.Option(64, help="Vision tower hidden size."),
-    vision_heads: int = typer.Option(4, help="Vision tower attention heads."),
-    min_pixels: Optional[int] = typer.Option(None, help="Smallest image area after smart_resize (pixels) [the tiny model's]."),
-    max_pixels: Optional[int] = typer.Option(None, help="Largest image area after smart_resize (pixels) [the tiny model's]."),
+    hidden: int = typer.Option(128, help="Text model hidden size.", callback=int_range(1)),
+    layers: int = typer.Option(2, help="Text model layers.", callback=int_range(1)),
+    heads: int = typer.Option(4, help="Attention heads (hidden/heads is the head dim).", callback=int_range(1)),
+    kv_heads: int = typer.Option(2, help="Key/value heads (grouped-query attention).", callback=int_range(1)),
+    vision_depth: int = typer.Option(2, help="Vision tower blocks.", callback=int_range(1)),
+    vision_hidden: int = typer.Option(64, help="Vision tower hidden size.", callback=int_range(1)),
+    vision_heads: int = typer.Option(4, help="Vision tower attention heads.", callback=int_range(1)),
+    min_pixels: Optional[int] = typer.Option(None, help="Smallest image area after smart_resize (pixels) [the tiny model's].",
+                                             callback=int_range(1)),
+    max_pixels: Optional[int] = typer.Option(None, help="Largest image area after smart_resize (pixels) [the tiny model's].",
+                                             callback=int_range(1)),
     seed: int = typer.Option(0, help="Seed for the tokenizer corpus and the random weights."),
 ) -> None:
     """Build a tiny randomly initialised model of a family with a trained offline tokenizer, saved like a real checkpoint."""

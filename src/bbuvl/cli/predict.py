@@ -9,7 +9,7 @@ import typer
 
 from rich.markup import escape
 
-from bbuvl.cli.common import check_device, console, fail, finite_range, user_errors
+from bbuvl.cli.common import check_device, console, fail, finite_range, int_range, user_errors
 from bbuvl.cli.predictor import CHECKPOINT_HELP, LABELS, LANG, open_predictor, plain_model_mode
 
 
@@ -19,7 +19,8 @@ def predict(
     out: Path = typer.Option(..., "--out", "-o", help="Predictions JSONL; one this command wrote for the same input, checkpoint "
                              "and mode is resumed, any other existing file is refused."),
     mode: str = typer.Option(None, help="generate | head | name (head boxes named by the VLM) | teachers (default: the checkpoint's inference.mode)."),
-    batch_size: int = typer.Option(None, help="Images per forward pass (default: inference.batch_size)."),
+    batch_size: int = typer.Option(None, help="Images per forward pass (default: inference.batch_size).",
+                                    callback=int_range(1)),
     teachers: Path = typer.Option(None, help="Teachers JSONL for --mode teachers (default: the run's data.teachers)."),
     device: str = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
     score_threshold: float = typer.Option(None, help="Drop objects scoring below this (in [0, 1]).", callback=finite_range(0, 1)),
@@ -66,6 +67,8 @@ def predict(
             fail("--mode teachers needs --teachers TEACHERS.jsonl")
         with user_errors(ValueError, OSError):
             predictor.set_teachers(source)
+    with user_errors(ValueError):
+        predictor.check_mode(mode)  # before any photo: a mode this checkpoint cannot run is one error, not one per photo
     kw = {k: v for k, v in (("score_threshold", score_threshold), ("objectness_threshold", objectness_threshold),
                             ("constrained", constrained)) if v is not None}
     job.batch_size = batch_size or predictor.cfg.inference.batch_size

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from bbuvl.cli.common import fail
+from bbuvl.cli.common import fail, one_of
 
 if TYPE_CHECKING:
     from bbuvl.infer.predictor import Predictor
@@ -21,7 +21,7 @@ CHECKPOINT_HELP = ("Checkpoint folder written by `bbuvl train`, or a plain Huggi
                    "baseline: generate mode, needs --labels).")
 LABELS = typer.Option(None, "--labels", help="A plain model folder's label vocabulary: a dataset's labels.json or a JSON "
                       "list of labels.")
-LANG = typer.Option("zh", help="A plain model folder's prompt language: zh | en.")
+LANG = typer.Option("zh", help="A plain model folder's prompt language: zh | en.", callback=one_of("zh", "en"))
 
 
 def plain_model_mode(checkpoint: Path, labels: Path | None, lang: str, mode: str | None) -> str | None:

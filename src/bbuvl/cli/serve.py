@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from bbuvl.cli.common import check_device, console, fail, finite_range, user_errors
+from bbuvl.cli.common import check_device, console, fail, finite_range, int_range, one_of, user_errors
 from bbuvl.cli.predictor import CHECKPOINT_HELP, LABELS, LANG, open_predictor, plain_model_mode
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -18,7 +18,7 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 def serve(
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help=CHECKPOINT_HELP),
     host: str = typer.Option("127.0.0.1", help="Address to bind; the default answers this machine only."),
-    port: int = typer.Option(8000, min=0, max=65535, help="TCP port (0: any free one)."),
+    port: int = typer.Option(8000, callback=int_range(0, 65535), help="TCP port (0: any free one)."),
     mode: str = typer.Option(None, help="generate | head | name (default: the checkpoint's inference.mode)."),
     labels: Optional[Path] = LABELS,
     lang: str = LANG,
@@ -30,14 +30,15 @@ def serve(
     fewshot_backbone: str = typer.Option("pixels", help="Few-shot backbone: CLIP / DINOv2 / ResNet folder, or 'pixels[:SIDE]'."),
     fewshot_threshold: float = typer.Option(0.6, help="Few-shot best score below this -> unknown; in [-1, 1].",
                                             callback=finite_range(-1, 1)),
-    max_batch: int = typer.Option(8, min=1, help="Most images in one forward pass."),
-    max_wait_ms: float = typer.Option(25.0, min=0, help="Longest wait for more images before a batch starts."),
-    queue_size: int = typer.Option(64, min=1, help="Images that may wait; beyond it requests get 503 + Retry-After."),
-    timeout: float = typer.Option(60.0, min=0.1, help="Seconds a request may wait for its answer (then 504)."),
-    max_body_mb: float = typer.Option(20.0, min=0.01, help="Largest request body, in MiB (then 413)."),
+    max_batch: int = typer.Option(8, callback=int_range(1), help="Most images in one forward pass."),
+    max_wait_ms: float = typer.Option(25.0, callback=finite_range(0), help="Longest wait for more images before a batch starts."),
+    queue_size: int = typer.Option(64, callback=int_range(1), help="Images that may wait; beyond it requests get 503 + Retry-After."),
+    timeout: float = typer.Option(60.0, callback=finite_range(0.1), help="Seconds a request may wait for its answer (then 504)."),
+    max_body_mb: float = typer.Option(20.0, callback=finite_range(0.01), help="Largest request body, in MiB (then 413)."),
     cors_origin: Optional[List[str]] = typer.Option(None, "--cors-origin", help="Allow browser calls from this origin "
                                                     "(repeatable); CORS is off without it."),
-    log_level: str = typer.Option("info", help="debug | info | warning | error."),
+    log_level: str = typer.Option("info", help="debug | info | warning | error.",
+                                  callback=one_of("debug", "info", "warning", "error")),
 ) -> None:
     """Serve a checkpoint over HTTP: POST /v1/detect, /v1/chat/completions, /healthz, /readyz, /metrics, and a page at /.
 

@@ -15,7 +15,7 @@ from bbuvl.data.input_paths import OutsideFolderError, file_inside
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import ERRORS, write_dataset_folder
 from bbuvl.data.placement import ImagePlacer, preferred_name
-from bbuvl.data.schema import read_records, resolve_image
+from bbuvl.data.schema import read_records, require_photos, resolve_image
 from bbuvl.data.split import split_items
 
 
@@ -73,7 +73,7 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
 def export_coco(dataset: str | Path, out: str | Path) -> dict[str, Any]:
     """Write a dataset JSONL as a COCO detection file (file_name relative to its folder); returns the COCO dict."""
     dataset, out = Path(dataset), Path(out)
-    records = read_records(dataset)
+    records = require_photos(read_records(dataset), dataset)
     absolute = [r.model_copy(update={"images": [resolve_image(dataset, i).as_posix() for i in r.images]})
                 for r in records]
     out.parent.mkdir(parents=True, exist_ok=True)

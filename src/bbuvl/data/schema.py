@@ -201,6 +201,14 @@ def read_records(path: str | Path, skip_invalid: bool = False) -> list[ImageReco
     return [s.student for s in read_dataset(path, skip_invalid)]
 
 
+def require_photos(items: list[Any], path: str | Path) -> list[Any]:
+    """`items` read from `path`, or ValueError when there are none: a command given no photos has nothing to do,
+    and an empty result would look like success."""
+    if not items:
+        raise ValueError(f"{path}: no photos: the file is empty or holds only blank lines")
+    return items
+
+
 def dump_record(record: ImageRecord | Sample) -> str:
     """One JSONL line (no trailing newline), without empty optional fields."""
     data = record.model_dump(exclude_none=True)

@@ -8,7 +8,7 @@ from typing import Sequence, TypeVar
 
 from bbuvl.data.layout import TRAIN, VAL
 from bbuvl.data.relocate import relocate_sample
-from bbuvl.data.schema import read_dataset, write_dataset
+from bbuvl.data.schema import read_dataset, require_photos, write_dataset
 
 T = TypeVar("T")
 
@@ -33,7 +33,7 @@ def split_items(items: Sequence[T], val_ratio: float = 0.1, seed: int = 42) -> t
 
 def split_dataset(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0.1, seed: int = 42) -> tuple[int, int]:
     """Split a dataset JSONL into `out_dir`/train.jsonl and val.jsonl (paths rewritten to resolve from there)."""
-    samples = read_dataset(dataset)
+    samples = require_photos(read_dataset(dataset), dataset)
     train, val = split_items(samples, val_ratio, seed)
     for name, part in ((TRAIN, train), (VAL, val)):
         write_dataset(Path(out_dir) / name, [relocate_sample(s, dataset, out_dir) for s in part])

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bbuvl.data.relocate import relocate_record
-from bbuvl.data.schema import ImageRecord, read_records, write_dataset
+from bbuvl.data.schema import ImageRecord, read_records, require_photos, write_dataset
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def select_teachers(records: list[ImageRecord], k: int = 10, seed: int = 42) -> 
 
 def write_teacher_pool(dataset: str | Path, out: str | Path, k: int = 10, seed: int = 42) -> tuple[list[ImageRecord], list[int]]:
     """Choose `k` teachers from a training JSONL and write them to `out`; returns `(records, chosen indices)`."""
-    records = read_records(dataset)
+    records = require_photos(read_records(dataset), dataset)
     chosen = select_teachers(records, k, seed)
     write_dataset(out, [relocate_record(records[i], dataset, Path(out).parent) for i in chosen])
     return records, chosen

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from bbuvl.diagnostics.probe import batch_loss
-from bbuvl.train.param_groups import GROUPS, group_of
+from bbuvl.train.param_groups import group_of, parse_groups
 
 HEAD_GROUPS = ("detection", "adapter")
 
@@ -58,9 +58,7 @@ def loss_landscape(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Landscape:
     """Mean loss over `batches` on a `steps` x `steps` grid in [-span, span]^2 of two directions in `groups`' parameters."""
-    unknown = [g for g in groups if g not in GROUPS]
-    if unknown:
-        raise ValueError(f"unknown group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
+    groups = parse_groups(",".join(groups))
     if steps < 2:
         raise ValueError(f"--steps must be at least 2, got {steps}")
     named = [(n, p) for n, p in model.named_parameters() if group_of(n) in groups]

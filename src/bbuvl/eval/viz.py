@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from bbuvl.atomic import atomic_path
-from bbuvl.data.schema import read_records, resolve_image
+from bbuvl.data.schema import read_records, require_photos, resolve_image
 from bbuvl.data.text import label_key
 from bbuvl.eval.draw import LabelNamer, compare_picture, prediction_picture
 from bbuvl.eval.fonts import FontChoice
@@ -32,13 +32,14 @@ def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name
                   pred: str | Path | None = None, limit: int = 50, iou: float = 0.5) -> int:
     """Draw up to `limit` photos of `input` (dataset or predictions JSONL) into `out_dir`; returns how many."""
     input, out_dir = Path(input), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = 0
     if is_prediction_file(input):
         if pred is not None:
             raise ValueError(f"{input} is already a predictions file; pass the dataset as INPUT to compare with --pred")
         root = prediction_root(input)
-        for i, line in enumerate(read_predictions(input)[:limit]):
+        shown = require_photos(read_predictions(input), input)[:limit]
+        out_dir.mkdir(parents=True, exist_ok=True)  # only once there is something to draw
+        for i, line in enumerate(shown):
             path = root / line.image
             size = (line.width, line.height) if line.width and line.height else None
             picture = prediction_picture(path, line.objects, font, name, size=size)
@@ -46,8 +47,9 @@ def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name
                 picture.save(tmp)
             written += 1
         return written
-    records = read_records(input)[:limit]
+    records = require_photos(read_records(input), input)[:limit]
     lines = align_predictions(records, input, read_predictions(pred), pred).predictions if pred else [None] * len(records)
+    out_dir.mkdir(parents=True, exist_ok=True)
     for i, (record, line) in enumerate(zip(records, lines)):
         path = resolve_image(input, record.image)
         objects = None if pred is None else (line.objects if line else [])

@@ -93,8 +93,8 @@ def iter_predictions(path: str | Path, problems: list[str]) -> Iterator[Predicti
                                  h if isinstance(h, int) else None, objects)
 
 
-def _folder_items(root: Path) -> Iterator[ImageItem]:
-    for path in list_images(root):
+def _folder_items(root: Path, images: list[Path]) -> Iterator[ImageItem]:
+    for path in images:
         label = SEP.join(path.relative_to(root).parts[:-1])
         yield ImageItem(path, label=label or None)
 
@@ -129,7 +129,10 @@ def iter_queries(
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
     if path.is_dir():
-        return _folder_items(path)
+        images = list_images(path)
+        if not images:  # before any output is written: zero queries answered is not a result
+            raise ValueError(f"{path}: no query images in this folder (searched recursively)")
+        return _folder_items(path, images)
     if not path.is_file():
         raise ValueError(f"{path}: query path not found (a folder, a .jsonl dataset or predictions file, or an image)")
     if path.suffix.lower() in IMAGE_SUFFIXES:

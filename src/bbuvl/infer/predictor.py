@@ -265,8 +265,6 @@ class Predictor:
         Constrained, every caption is one of the checkpoint's labels; unconstrained, a caption may come out
         empty (the head's first token its end): such a box keeps an empty label, for the caller to decide.
         """
-        if self.model.detection_head is None:
-            raise ValueError("this checkpoint has no detection head (detection.enabled was false): use mode 'generate'")
         det = self.model.detect(self._batch(prepared, with_teachers=False))
         head = self.model.detection_head
         vocabulary = self._caption_labels(constrained)
@@ -331,8 +329,6 @@ class Predictor:
         then decoding constrained to the checkpoint's labels. Score = objectness x the label tokens' mean
         probability (docs/localisation.md, "Box-prompted naming").
         """
-        if not self.prompt.labels:
-            raise ValueError("mode 'name' needs the checkpoint's label vocabulary (prompt.json lists no labels)")
         found = self._head_objects(prepared, objectness_threshold, nms_iou, constrained)
         constraint = self._constraint_for_labels()
         rows: list[tuple[int, Detection, float, list[int], str]] = []
@@ -386,6 +382,18 @@ class Predictor:
             probs.append(float(logprobs[row, :n].exp().mean()) if n else 0.0)
         return texts, probs
 
+    def check_mode(self, mode: str) -> None:
+        """Raise ValueError, before any photo, when this checkpoint cannot predict in `mode` (predict and serve ask this)."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
+        if mode in ("head", "name") and self.model.detection_head is None:
+            raise ValueError(f"mode '{mode}' needs a checkpoint with a detection head; this one has none "
+                             "(detection.enabled was false): use mode 'generate'")
+        if mode == "name" and not self.prompt.labels:
+            raise ValueError("mode 'name' needs the checkpoint's label vocabulary (prompt.json lists no labels)")
+        if mode == "teachers" and not self.teachers:
+            raise ValueError("mode 'teachers' needs teacher photos: call set_teachers(TEACHERS.jsonl) / pass --teachers")
+
     def predict(self, images: Sequence[str | Path | Image.Image], mode: str = "generate", **kw: Any) -> list[ImageResult]:
         """Full results (objects, raw text, sizes) for a batch of images (a bad image raises)."""
         return self._run([self.prepare(im) for im in images], mode, **kw)
@@ -395,7 +403,11 @@ class Predictor:
         return self._run(list(prepared), mode, **kw)
 
     def predict_lines(self, paths: Sequence[str], mode: str = "generate", **kw: Any) -> list[dict[str, Any]]:
-        """One predictions.jsonl line per path; a corrupt image or a failing sample gets an `error`, never an exception."""
+        """One predictions.jsonl line per path; a corrupt image or a failing sample gets an `error`, never an exception.
+
+        A mode this checkpoint cannot run raises ValueError (`check_mode`): that is no photo's fault.
+        """
+        self.check_mode(mode)
         results: list[ImageResult | None] = [None] * len(paths)
         prepared: dict[int, Prepared] = {}
         for i, p in enumerate(paths):
@@ -417,10 +429,7 @@ class Predictor:
                  "raw": r.raw, "error": r.error} for p, r in zip(paths, results)]
 
     def _run(self, prepared: list[Prepared], mode: str, **kw: Any) -> list[ImageResult]:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
-        if mode == "teachers" and not self.teachers:
-            raise ValueError("mode 'teachers' needs teacher photos: call set_teachers(TEACHERS.jsonl) / pass --teachers")
+        self.check_mode(mode)
         inf = self.cfg.inference
         constrained = kw.get("constrained", inf.constrained)
         if mode == "head":

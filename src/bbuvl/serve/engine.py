@@ -51,8 +51,7 @@ class Engine:
         mode = mode or predictor.cfg.inference.mode
         if mode not in SERVE_MODES:
             raise ValueError(f"mode must be one of {', '.join(SERVE_MODES)}, got '{mode}'")
-        if mode in ("head", "name") and predictor.model.detection_head is None:
-            raise ValueError(f"mode '{mode}' needs a checkpoint with a detection head; this one has none: use --mode generate")
+        predictor.check_mode(mode)
         self.predictor, self.mode, self.checkpoint, self.fewshot = predictor, mode, checkpoint, fewshot
         # A Hugging Face fast tokenizer may refuse two threads at once ("Already borrowed"): one encoding at a time.
         self._encoding = threading.Lock()

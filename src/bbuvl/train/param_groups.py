@@ -23,7 +23,16 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 
 class ParameterGroupError(ValueError):
-    """A trainable parameter matched no group."""
+    """A trainable parameter matched no group, or no group has anything to train."""
+
+
+def parse_groups(text: str) -> list[str]:
+    """`"detection, adapter"` -> `["detection", "adapter"]`; an unknown name, or none at all, is a ValueError."""
+    chosen = list(dict.fromkeys(g.strip() for g in text.split(",") if g.strip()))
+    unknown = [g for g in chosen if g not in GROUPS]
+    if unknown or not chosen:
+        raise ValueError(f"unknown group(s) {', '.join(unknown) or repr(text)}; choose from {', '.join(GROUPS)}")
+    return chosen
 
 
 def group_of(name: str) -> str | None:
@@ -86,7 +95,11 @@ def freeze_zero_lr_groups(model: torch.nn.Module, lr: LearningRates) -> None:
 
 
 def optimizer_groups(model: torch.nn.Module, lr: LearningRates, weight_decay: float) -> list[dict]:
-    """torch.optim param groups, one per non-empty LR group (biases and norms without weight decay)."""
+    """torch.optim param groups, one per non-empty LR group (biases and norms without weight decay).
+
+    Raises ParameterGroupError when no group with a learning rate above 0 holds a trainable parameter: such a
+    run would train nothing (torch's own words for it are "optimizer got an empty parameter list").
+    """
     out = []
     for g, named in assign_groups(model).items():
         if not named or getattr(lr, g) == 0:
@@ -96,4 +109,10 @@ def optimizer_groups(model: torch.nn.Module, lr: LearningRates, weight_decay: fl
         for params, wd, suffix in ((decay, weight_decay, ""), (no_decay, 0.0, "_no_decay")):
             if params:
                 out.append({"params": params, "lr": getattr(lr, g), "weight_decay": wd, "name": g + suffix})
+    if not out:
+        learning = [g for g in GROUPS if getattr(lr, g) > 0]
+        raise ParameterGroupError(
+            f"nothing to train: the groups with a learning rate above 0 ({', '.join(f'training.lr.{g}' for g in learning)}) "
+            "have no trainable parameters in this model (detection.enabled: false leaves the detection group empty); "
+            "give a group that this model has a learning rate above 0")
     return out

@@ -119,7 +119,7 @@ def build_run(cfg: Config) -> Run:
         core_model(vlm).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = BBUVLModel.build(vlm, cfg, processor.tokenizer)
     freeze_zero_lr_groups(model, cfg.training.lr)
-    assign_groups(model)  # raises naming any trainable parameter outside the five groups
+    optimizer_groups(model, cfg.training.lr, cfg.training.weight_decay)  # raises naming a parameter in no group, or nothing to train
 
     encoder = ChatEncoder(processor, prompt.system, cfg.data.lang, family.assistant_prefix)
     common = dict(oversize=cfg.data.oversize, seed=cfg.training.seed, max_length=cfg.data.max_length)
