@@ -9,9 +9,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bbuvl.cli.common import console, fail, parse_size, stdout_is_tty, user_errors
+from bbuvl.cli.common import OVERWRITE_HELP, claim_outputs, console, fail, parse_size, stdout_is_tty, user_errors
+from bbuvl.data.layout import DATASET_FILES
 from bbuvl.synthetic.camera import FRAMINGS
-from bbuvl.synthetic.dataset import synthesize
+from bbuvl.synthetic.dataset import ANNOTATIONS, IMAGES, synthesize
 from bbuvl.synthetic.shapes import SHAPE_CLASSES, synthesize_shapes
 
 FORMATS = ("jsonl", "vendor")
@@ -42,6 +43,7 @@ def synth(
     ),
     min_objects: int | None = typer.Option(None, "--min-objects", help="shapes scene: fewest shapes per photo (default 1)."),
     max_objects: int | None = typer.Option(None, "--max-objects", help="shapes scene: most shapes per photo (default 3)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Render equipment-room photos (cabinets, BBUs, screws, plugs, baffles...) or coloured shapes, with exact boxes and labels."""
     if fmt not in FORMATS:
@@ -55,6 +57,10 @@ def synth(
     if scene == "bbu" and (min_objects is not None or max_objects is not None):
         fail("--min-objects/--max-objects are for --scene shapes; the bbu scene plans its own objects")
     wh = parse_size(size)
+    if fmt == "jsonl":
+        claim_outputs("data synth", {}, [out / n for n in DATASET_FILES], [out / IMAGES], overwrite)
+    else:
+        claim_outputs("data synth", {}, [], [out / IMAGES, out / ANNOTATIONS], overwrite)
     columns = (TextColumn("[bold]rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, disable=not stdout_is_tty()) as bar, user_errors():
         task = bar.add_task("render", total=n_train + n_val)

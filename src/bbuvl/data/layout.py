@@ -16,6 +16,7 @@ from bbuvl.data.teachers import select_teachers
 TRAIN, VAL, TEACHERS, LABELS, SUMMARY, ERRORS = (
     "train.jsonl", "val.jsonl", "teachers.jsonl", "labels.json", "summary.json", "errors.jsonl",
 )
+DATASET_FILES = (TRAIN, VAL, TEACHERS, LABELS, SUMMARY)  # what write_dataset_folder writes
 
 
 def label_counts(records: list[ImageRecord]) -> dict[str, Any]:

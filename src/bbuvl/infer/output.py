@@ -77,6 +77,15 @@ def claim_output(out: Path, manifest: Manifest) -> None:
         write_text_atomic(manifest_path(out), json.dumps(asdict(manifest), ensure_ascii=False, indent=2) + "\n")
 
 
+def discard_output(out: Path) -> None:
+    """Start over (`--overwrite`): remove a predictions file and its manifest, unless another run is writing it."""
+    if out.is_dir():
+        raise OutputError(f"{out}: is a folder; --out takes a file name such as {out / 'predictions.jsonl'}")
+    with OutputLock(out):
+        out.unlink(missing_ok=True)
+        manifest_path(out).unlink(missing_ok=True)
+
+
 def _read_manifest(path: Path) -> Manifest:
     try:
         data: Any = json.loads(path.read_text(encoding="utf-8"))
