@@ -66,9 +66,20 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
     """
     files, folders = [Path(p) for p in files], [Path(p) for p in folders]
     check_not_inputs(inputs, files, folders)
-    if not overwrite:
-        for path in files + folders:
-            _refuse_if_foreign(command, path)
+    read = {what: Path(p) for what, p in inputs.items() if p is not None and Path(p).is_dir()}
+    for path in files + folders:
+        owner = writer_of(path) if _in_the_way(path) else command
+        if owner == command:
+            continue
+        for what, folder in read.items():
+            # Under a folder the command reads, what is already there is input, --overwrite or not.
+            if path.resolve().is_relative_to(folder.resolve()):
+                raise OutputConflict(f"{path}: is inside the input {what} ({folder}) and was not written by "
+                                     f"`bbuvl {command}`; writing it would change the input. Choose another output")
+        if not overwrite:
+            by = f"by `bbuvl {owner}`" if owner else "by someone else"
+            raise OutputConflict(f"{path}: exists and was not written by `bbuvl {command}` (written {by}); refusing to "
+                                 "replace it. Pass --overwrite to replace it, or choose another output")
     by_folder: dict[Path, list[str]] = {}
     for path in files + folders:
         by_folder.setdefault(Path(os.path.abspath(path)).parent, []).append(path.name)
@@ -88,19 +99,13 @@ def writer_of(path: Path) -> str | None:
     return None
 
 
-def _refuse_if_foreign(command: str, path: Path) -> None:
+def _in_the_way(path: Path) -> bool:
+    """True when writing `path` would replace something: it exists and is not an empty file or folder."""
     if not os.path.lexists(path):
-        return
-    if path.is_dir() and not any(p.name != LEDGER for p in path.iterdir()):
-        return  # an empty folder or file holds nothing to lose
-    if path.is_file() and path.stat().st_size == 0:
-        return
-    owner = writer_of(path)
-    if owner == command:
-        return
-    by = f"by `bbuvl {owner}`" if owner else "by someone else"
-    raise OutputConflict(f"{path}: exists and was not written by `bbuvl {command}` (written {by}); refusing to replace "
-                         "it. Pass --overwrite to replace it, or choose another output")
+        return False
+    if path.is_dir():
+        return any(p.name != LEDGER for p in path.iterdir())
+    return not path.is_file() or path.stat().st_size > 0
 
 
 def _read_ledger(folder: Path) -> dict[str, str]:

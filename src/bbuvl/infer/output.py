@@ -61,13 +61,13 @@ def check_output(out: Path, manifest: Manifest) -> bool:
     mpath = manifest_path(out)
     if not mpath.exists():
         raise OutputError(f"{out}: exists and was not written by `{TOOL}` (no {mpath.name} beside it); "
-                          "refusing to append to it. Choose another --out, or delete the file if it is an old prediction run")
+                          "refusing to append to it. Choose another --out, or pass --overwrite to start it over")
     found = _read_manifest(mpath)
     if found != manifest:
         diff = ", ".join(f"{k} {getattr(found, k)!r} (now {getattr(manifest, k)!r})"
                          for k in ("input", "checkpoint", "mode") if getattr(found, k) != getattr(manifest, k))
         raise OutputError(f"{out}: holds predictions of another run ({diff}); "
-                          f"choose another --out, or delete it and {mpath.name} to start over")
+                          "choose another --out, or pass --overwrite to start it over")
     return True
 
 
