@@ -41,9 +41,10 @@ def same_path(a: Path, b: Path) -> bool:
 def check_not_inputs(inputs: Mapping[str, Path | None], files: Iterable[Path] = (), folders: Iterable[Path] = ()) -> None:
     """Raise OutputConflict when an output is an input, or a folder written into holds one.
 
-    `inputs` maps how the user gave each input (`--pred`, `DATASET`) to its path; None entries are skipped.
+    `inputs` maps how the user gave each input (`--pred`, `DATASET`) to its path; None entries, and paths that
+    do not exist (nothing to lose; the command reports them itself), are skipped.
     """
-    given = {what: Path(p) for what, p in inputs.items() if p is not None}
+    given = {what: Path(p) for what, p in inputs.items() if p is not None and os.path.lexists(p)}
     for out in map(Path, files):
         if out.is_dir():
             raise OutputConflict(f"{out}: is a folder, expected a file name to write")
