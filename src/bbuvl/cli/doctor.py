@@ -173,6 +173,7 @@ def memory(
 
     if mode not in ("generate", "head"):
         fail(f"--mode must be generate or head, got '{mode}'")
+    check_device(device)  # a bad option fails before anything is claimed
     claim_outputs("doctor memory", {"CHECKPOINT": checkpoint, "--images": images}, [out], overwrite=overwrite)
     predictor = _predictor(checkpoint, device)
     source = images or _default_dataset(predictor.cfg)
@@ -216,6 +217,7 @@ def features(
     from bbuvl.diagnostics.plots import plot_features
     from bbuvl.diagnostics.probe import dataset_batches
 
+    check_device(device)
     claim_outputs("doctor features", {"CHECKPOINT": checkpoint, "--data": data}, [out], overwrite=overwrite)
     predictor = _predictor(checkpoint, device)
     source = data or _default_dataset(predictor.cfg)
@@ -249,6 +251,7 @@ def attention(
     from bbuvl.diagnostics.plots import plot_attention
     from bbuvl.eval.fonts import find_cjk_font
 
+    check_device(device)
     claim_outputs("doctor attention", {"CHECKPOINT": checkpoint, "IMAGE": image, "--font-path": font_path}, [out],
                   overwrite=overwrite)
     predictor = _predictor(checkpoint, device)
@@ -286,6 +289,7 @@ def landscape(
     from bbuvl.diagnostics.plots import plot_landscape
     from bbuvl.diagnostics.probe import dataset_batches
 
+    check_device(device)
     claim_outputs("doctor landscape", {"CHECKPOINT": checkpoint, "DATASET": dataset}, [out], overwrite=overwrite)
     predictor = _predictor(checkpoint, device)
     chosen = [g.strip() for g in groups.split(",") if g.strip()]
