@@ -5,11 +5,15 @@ from __future__ import annotations
 import math
 import sys
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Mapping
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from bbuvl.outputs import OutputConflict
+from bbuvl.outputs import claim_outputs as _claim_outputs
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -28,6 +32,16 @@ def user_errors(*kinds: type[BaseException]) -> Iterator[None]:
         yield
     except (kinds or (ValueError, OSError)) as e:  # type: ignore[misc]
         fail(str(e))
+
+
+OVERWRITE_HELP = "Replace outputs already there that another command (or person) wrote; never an input."
+
+
+def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterable[Path] = (),
+                  folders: Iterable[Path] = (), overwrite: bool = False) -> None:
+    """Refuse, as a clean error, outputs that are inputs or that would replace what `bbuvl COMMAND` did not write."""
+    with user_errors(OutputConflict):
+        _claim_outputs(command, inputs, files, folders, overwrite)
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -10,10 +10,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bbuvl.cli.common import console, fail, finite_range, int_range, stdout_is_tty, user_errors
+from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, finite_range, int_range, stdout_is_tty,
+                              user_errors)
 from bbuvl.config import resolve_frame
-from bbuvl.data.convert import ConvertOptions, convert_dataset
-from bbuvl.data.layout import ERRORS
+from bbuvl.data.convert import IMAGES_DIR, ConvertOptions, convert_dataset
+from bbuvl.data.layout import DATASET_FILES, ERRORS
 
 
 def convert(
@@ -34,12 +35,16 @@ def convert(
                                          callback=int_range(1)),
     token_map: Path | None = typer.Option(None, "--token-map", help="JSON mapping platform tokens to canonical ones."),
     hierarchy: Path | None = typer.Option(None, "--hierarchy", help="Label hierarchy JSON (default: the shipped one)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Convert the platform's per-photo JSON + images into a dataset; bad files and objects go to errors.jsonl."""
     if lang not in ("zh", "en"):
         fail(f"--lang must be 'zh' or 'en', got '{lang}'")
     if not resize and (config or checkpoint or min_pixels or max_pixels):
         fail("--config, --checkpoint, --min-pixels and --max-pixels set the frame of --resize; add --resize")
+    claim_outputs("data convert", {"SRC": src, "--config": config, "--checkpoint": checkpoint, "--token-map": token_map,
+                                   "--hierarchy": hierarchy},
+                  [out / n for n in (*DATASET_FILES, ERRORS)], [out / IMAGES_DIR], overwrite)
     frame = None
     if resize:
         with user_errors():

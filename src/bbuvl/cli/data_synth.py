@@ -9,9 +9,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bbuvl.cli.common import console, fail, int_range, parse_size, stdout_is_tty, user_errors
+from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, int_range, parse_size, stdout_is_tty,
+                              user_errors)
+from bbuvl.data.layout import DATASET_FILES
 from bbuvl.synthetic.camera import FRAMINGS
-from bbuvl.synthetic.dataset import synthesize
+from bbuvl.synthetic.dataset import ANNOTATIONS, IMAGES, synthesize
 from bbuvl.synthetic.shapes import MAX_SHAPES, SHAPE_CLASSES, synthesize_shapes
 
 FORMATS = ("jsonl", "vendor")
@@ -44,6 +46,7 @@ def synth(
                                            callback=int_range(1, MAX_SHAPES)),
     max_objects: int | None = typer.Option(None, "--max-objects", help="shapes scene: most shapes per photo (default 3).",
                                            callback=int_range(1, MAX_SHAPES)),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Render equipment-room photos (cabinets, BBUs, screws, plugs, baffles...) or coloured shapes, with exact boxes and labels."""
     if fmt not in FORMATS:
@@ -57,6 +60,10 @@ def synth(
     if scene == "bbu" and (min_objects is not None or max_objects is not None):
         fail("--min-objects/--max-objects are for --scene shapes; the bbu scene plans its own objects")
     wh = parse_size(size)
+    if fmt == "jsonl":
+        claim_outputs("data synth", {}, [out / n for n in DATASET_FILES], [out / IMAGES], overwrite)
+    else:
+        claim_outputs("data synth", {}, [], [out / IMAGES, out / ANNOTATIONS], overwrite)
     columns = (TextColumn("[bold]rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, disable=not stdout_is_tty()) as bar, user_errors():
         task = bar.add_task("render", total=n_train + n_val)

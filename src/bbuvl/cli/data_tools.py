@@ -12,12 +12,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.cli.common import console, fail, finite_range, int_range, stdout_is_tty, user_errors
+from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, finite_range, int_range, stdout_is_tty,
+                              user_errors)
 from bbuvl.config import resolve_frame
 from bbuvl.data.check import check_dataset
 from bbuvl.data import coco_files
 from bbuvl.data.labels import Hierarchy
-from bbuvl.data.layout import ERRORS, TRAIN, VAL
+from bbuvl.data.layout import DATASET_FILES, ERRORS, TEACHERS, TRAIN, VAL
 from bbuvl.data.schema import ImageRecord, read_records, require_photos
 from bbuvl.data.split import split_dataset
 from bbuvl.data.stats import dataset_stats
@@ -127,10 +128,13 @@ def stats(
     config: Optional[Path] = typer.Option(None, "--config", help="Run config: use its image frame (pixels, token budget)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint: use the frame it was trained with."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the statistics to this JSON file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Counts per label and level, objects per image, image sizes, vision tokens in the model frame."""
     if not path.exists():
         fail(f"{path}: no such file or folder")
+    if json_out is not None:
+        claim_outputs("data stats", {"PATH": path, "--config": config, "--checkpoint": checkpoint}, [json_out], overwrite=overwrite)
     with user_errors():
         contract = resolve_frame(config, checkpoint, min_pixels, max_pixels)
     records = _stats_records(path)
@@ -151,8 +155,10 @@ def teachers(
     out: Path = typer.Argument(..., help="Teacher JSONL to write."),
     k: int = typer.Option(10, "--k", callback=int_range(1), help="How many teacher photos."),
     seed: int = typer.Option(42, "--seed", help="Seed for tie-breaking."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Choose a coverage-greedy teacher pool: new labels first, then density, position and size buckets."""
+    claim_outputs("data teachers", {"DATASET": dataset}, [out], overwrite=overwrite)
     with user_errors():
         records, chosen = write_teacher_pool(dataset, out, k, seed)
     t = Table(title=f"{len(chosen)} teachers from {len(records)} photos", title_justify="left")
@@ -176,14 +182,18 @@ def teachers(
 
 def split(
     dataset: Path = typer.Argument(..., help="JSONL to split."),
-    out_dir: Path = typer.Argument(..., help="Folder for train.jsonl and val.jsonl."),
+    out_dir: Path = typer.Argument(..., help="Folder for train.jsonl, val.jsonl and teachers.jsonl."),
     val_ratio: float = typer.Option(0.1, "--val-ratio", callback=finite_range(0, 0.99), help="Share of photos for validation."),
-    seed: int = typer.Option(42, "--seed", help="Shuffle seed."),
+    seed: int = typer.Option(42, "--seed", help="Shuffle and teacher seed."),
+    num_teachers: int = typer.Option(10, "--teachers", callback=int_range(0), help="Teacher photos to choose from the new train split."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
-    """Seeded train/validation split; image paths are rewritten to resolve from OUT_DIR."""
+    """Seeded train/validation split, and a teacher pool from its train part; image paths resolve from OUT_DIR."""
+    claim_outputs("data split", {"DATASET": dataset}, [out_dir / n for n in (TRAIN, VAL, TEACHERS)], overwrite=overwrite)
     with user_errors():
-        n_train, n_val = split_dataset(dataset, out_dir, val_ratio, seed)
-    console.print(f"{n_train} train, {n_val} val photos (seed {seed}) -> {out_dir}", markup=False)
+        n_train, n_val = split_dataset(dataset, out_dir, val_ratio, seed, num_teachers)
+    console.print(f"{n_train} train, {n_val} val photos, {min(num_teachers, n_train)} teachers from train (seed {seed}) "
+                  f"-> {out_dir}", markup=False)
 
 
 # --- COCO --------------------------------------------------------------------------------------
@@ -200,8 +210,11 @@ def import_coco(
     link: bool = typer.Option(False, "--link/--copy", help="Hard-link images instead of copying them."),
     allow_outside: bool = typer.Option(False, "--allow-outside", help="Also copy photos whose file_name (absolute, "
                                        "'..' or a link) leads outside IMAGES_DIR; refused by default."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Turn a COCO detection file into a dataset folder (images copied into OUT/images)."""
+    claim_outputs("data import-coco", {"ANNOTATIONS": annotations, "IMAGES_DIR": images_dir, "--hierarchy": hierarchy},
+                  [out / n for n in (*DATASET_FILES, ERRORS)], overwrite=overwrite)  # photos: never replaced (placement.py)
     h = _hierarchy(hierarchy)
     with user_errors():
         result = coco_files.import_coco(annotations, images_dir, out, val_ratio, num_teachers, seed, h, link, allow_outside)
@@ -221,8 +234,10 @@ def import_coco(
 def export_coco(
     dataset: Path = typer.Argument(..., help="Dataset JSONL to export."),
     out: Path = typer.Argument(..., help="COCO JSON to write (file_name relative to its folder)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Write a dataset as a COCO detection file (categories = sorted labels, boxes xywh)."""
+    claim_outputs("data export-coco", {"DATASET": dataset}, [out], overwrite=overwrite)
     with user_errors():
         coco = coco_files.export_coco(dataset, out)
     console.print(f"{len(coco['images'])} images, {len(coco['annotations'])} boxes, "

@@ -13,11 +13,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.cli.common import check_device, console, fail, finite_range, int_range, user_errors
+from bbuvl.cli.common import (OVERWRITE_HELP, check_device, claim_outputs, console, fail, finite_range, int_range,
+                              user_errors)
 from bbuvl.config import Config, ConfigError, load_config
 
 app = typer.Typer(help="Diagnose datasets, checkpoints and memory; look inside the detection head.", no_args_is_help=True)
 
+OVERWRITE = typer.Option(False, "--overwrite", help=OVERWRITE_HELP)
 _STATUS = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]",
            "error": "[bold red]error[/]", "warning": "[yellow]warning[/]"}
 
@@ -62,6 +64,7 @@ def data(
     checkpoint: Path = typer.Option(None,
                                     help="Compare labels with this checkpoint's prompt (default: the config's train+val labels)."),
     json_out: Path = typer.Option(None, "--json", help="Also write the findings as JSON here."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Vision tokens per sample and batch, image files that do not match their records, EXIF rotation, label vocabulary.
 
@@ -72,6 +75,9 @@ def data(
     os.environ["HF_HUB_OFFLINE"] = "1"
     from bbuvl.diagnostics.data_doctor import diagnose_data
 
+    if json_out:
+        claim_outputs("doctor data", {"DATASET": dataset, "--config": config, "--checkpoint": checkpoint}, [json_out],
+                      overwrite=overwrite)
     cfg = _config(config)
     prompt_labels = None
     if checkpoint is not None:
@@ -161,6 +167,7 @@ def memory(
                                       callback=finite_range(0)),
     out: Path = typer.Option(Path("doctor-memory.png"), help="PNG plot of memory per iteration."),
     device: str = typer.Option(None, help="cpu, cuda ... (default: cuda when available)."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Repeat inference on the same images, sampling resident (and CUDA allocated) memory: flat or leaking.
 
@@ -174,6 +181,8 @@ def memory(
 
     if mode not in ("generate", "head"):
         fail(f"--mode must be generate or head, got '{mode}'")
+    check_device(device)  # a bad option fails before anything is claimed
+    claim_outputs("doctor memory", {"CHECKPOINT": checkpoint, "--images": images}, [out], overwrite=overwrite)
     predictor = _predictor(checkpoint, device)
     with user_errors(ValueError):
         predictor.check_mode(mode)  # a mode this checkpoint cannot run fails once, before any iteration
@@ -211,12 +220,15 @@ def features(
     samples: int = typer.Option(8, help="Photos to probe with.", callback=int_range(1)),
     out: Path = typer.Option(Path("doctor-features.png"), help="PNG of dead units and activations per layer."),
     device: str = typer.Option(None, help="cpu, cuda ... (default: cuda when available)."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Activation statistics and dead units per layer of the detection head and its adapters."""
     from bbuvl.diagnostics.features import feature_stats
     from bbuvl.diagnostics.plots import plot_features
     from bbuvl.diagnostics.probe import dataset_batches
 
+    check_device(device)
+    claim_outputs("doctor features", {"CHECKPOINT": checkpoint, "--data": data}, [out], overwrite=overwrite)
     predictor = _predictor(checkpoint, device)
     source = data or _default_dataset(predictor.cfg)
     if source is None:
@@ -242,12 +254,16 @@ def attention(
     out: Path = typer.Option(Path("doctor-attention.png"), help="PNG of the attention maps."),
     font_path: Path = typer.Option(None, help="A TTF/TTC font with Chinese glyphs for captions."),
     device: str = typer.Option(None, help="cpu, cuda ... (default: cuda when available)."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Decoder cross-attention of the top queries over the image, with their boxes and captions."""
     from bbuvl.diagnostics.attention import cross_attention
     from bbuvl.diagnostics.plots import plot_attention
     from bbuvl.eval.fonts import find_cjk_font
 
+    check_device(device)
+    claim_outputs("doctor attention", {"CHECKPOINT": checkpoint, "IMAGE": image, "--font-path": font_path}, [out],
+                  overwrite=overwrite)
     predictor = _predictor(checkpoint, device)
     with user_errors(OSError, ValueError):
         font = find_cjk_font(font_path)
@@ -277,6 +293,7 @@ def landscape(
     seed: int = typer.Option(0, help="Seed of the random directions."),
     out: Path = typer.Option(Path("doctor-landscape.png"), help="PNG contour plot."),
     device: str = typer.Option(None, help="cpu, cuda ... (default: cuda when available)."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Loss along two random filter-normalised directions around the checkpoint (parameters restored exactly)."""
     from bbuvl.diagnostics.landscape import loss_landscape
@@ -287,6 +304,8 @@ def landscape(
 
     with user_errors(ValueError):
         chosen = parse_groups(groups)  # before minutes of loading
+    check_device(device)
+    claim_outputs("doctor landscape", {"CHECKPOINT": checkpoint, "DATASET": dataset}, [out], overwrite=overwrite)
     predictor = _predictor(checkpoint, device)
     with user_errors(OSError, ValueError):
         batches = dataset_batches(predictor, dataset, samples, predictor.cfg.inference.batch_size)

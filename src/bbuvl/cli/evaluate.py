@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.cli.common import console, fail, finite_range, int_range, user_errors
+from bbuvl.cli.common import OVERWRITE_HELP, claim_outputs, console, fail, finite_range, int_range, user_errors
 
 LEVEL_HELP = "Evaluate categories at this hierarchy level (1 = category, 2 = category/attribute; default: full label)."
 FONT_HELP = "Font file with Chinese glyphs for labels in pictures (default: search the system; warns if none)."
@@ -38,6 +38,7 @@ def evaluate(
     hierarchy: Optional[Path] = typer.Option(None, "--hierarchy", help=HIERARCHY_HELP),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A METRICS.json to compare with side by side (e.g. "
                                             "the base model's zero-shot evaluation), in the terminal and the report."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Score predictions against ground truth: COCO AP, label accuracy, error counts; optionally an HTML report.
 
@@ -57,10 +58,14 @@ def evaluate(
     from bbuvl.eval.fonts import find_cjk_font
     from bbuvl.eval.metrics import evaluate_predictions
     from bbuvl.eval.predictions import read_predictions
+    from bbuvl.eval.report import PR_CURVE_FILE, WORST_DIR
 
     for path, what in ((pred, "--pred"), (gt, "--gt")):
         if not path.is_file():
             fail(f"{path}: no such file ({what})")
+    reported = ([report / "index.html", report / PR_CURVE_FILE], [report / WORST_DIR]) if report else ([], [])
+    claim_outputs("eval", {"--pred": pred, "--gt": gt, "--baseline": baseline, "--hierarchy": hierarchy, "--font-path": font_path},
+                  [out, details_path(out), *reported[0]], reported[1], overwrite)
     with user_errors(ValueError, OSError):
         base_metrics = read_metrics(baseline) if baseline is not None else None
         records = read_records(gt)
@@ -164,6 +169,7 @@ def viz(
                              callback=finite_range(0, 1, lo_open=True)),
     font_path: Optional[Path] = typer.Option(None, "--font-path", help=FONT_HELP),
     hierarchy: Optional[Path] = typer.Option(None, "--hierarchy", help=HIERARCHY_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Draw boxes and labels on photos into PNGs: ground truth, predictions, or both side by side."""
     from bbuvl.data.labels import Hierarchy
@@ -175,6 +181,8 @@ def viz(
         fail(f"{input}: no such file (give a dataset or predictions JSONL)")
     if pred is not None and not pred.is_file():
         fail(f"{pred}: no such file (--pred)")
+    claim_outputs("viz", {"INPUT": input, "--pred": pred, "--font-path": font_path, "--hierarchy": hierarchy},
+                  folders=[out_dir], overwrite=overwrite)
     with user_errors(ValueError, OSError):
         font = find_cjk_font(font_path)
         name = LabelNamer(font, Hierarchy.load(hierarchy))

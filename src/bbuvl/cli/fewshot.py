@@ -11,7 +11,8 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bbuvl.cli.common import check_device, console, err_console, fail, finite_range, int_range, stdout_is_tty, user_errors
+from bbuvl.cli.common import (OVERWRITE_HELP, check_device, claim_outputs, console, err_console, fail, finite_range,
+                              int_range, stdout_is_tty, user_errors)
 
 if TYPE_CHECKING:  # the heavy imports (torch, transformers) wait until a command runs
     from bbuvl.fewshot.backbones import Backbone
@@ -34,8 +35,14 @@ NO_CACHE = typer.Option(False, "--no-cache", help="Embed everything again and st
 # Scores are cosine similarities, so a threshold outside [-1, 1] (or NaN, which silently drops everything) is a mistake.
 THRESHOLD = typer.Option(0.6, "--threshold", help="Best score below this -> Unknown (equal is accepted); in [-1, 1].",
                          callback=finite_range(-1, 1))
+OVERWRITE = typer.Option(False, "--overwrite", help=OVERWRITE_HELP)
 MIN_SCORE = typer.Option(0.0, "--min-score", help="Skip detections scoring below this (predictions files).",
                          callback=finite_range(0, 1))
+
+
+def _path(spec: str) -> Path | None:
+    """A backbone given as a folder (an input to protect); None for a hub id or 'pixels'."""
+    return Path(spec) if Path(spec).exists() else None
 
 
 def _backbone(spec: str, device: str) -> Backbone:
@@ -96,8 +103,10 @@ def tiny_backbone_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of the random weights."),
     full: bool = typer.Option(False, "--full", help="Stock architecture and preprocessing (ViT-B/32, DINOv2-base, "
                                                     "ResNet-50) with random weights, for benchmarks."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Write a random-weight backbone that loads like a real checkpoint (offline tests and benchmarks)."""
+    claim_outputs("fewshot tiny-backbone", {}, folders=[out], overwrite=overwrite)
     from transformers.utils import logging as hf_logging
 
     from bbuvl.tiny.backbones import tiny_backbone
@@ -125,6 +134,7 @@ def classify(
     device: str = DEVICE,
     cache: Optional[Path] = CACHE,
     no_cache: bool = NO_CACHE,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Classify query images or box crops against the support set; weak matches become Unknown."""
     from bbuvl.fewshot.batch import classified_rows, fit_support, write_rows
@@ -134,6 +144,8 @@ def classify(
 
     if out.suffix.lower() not in (".csv", ".jsonl"):
         fail(f"--out must end in .csv or .jsonl, got '{out.name}'")
+    claim_outputs("fewshot classify", {"--support": support, "--query": query, "--backbone": _path(backbone), "--cache": cache},
+                  [out], overwrite=overwrite)
     _mode(mode)
     bb, store = _backbone(backbone, device), _cache(cache, no_cache)
     support_report, query_report, problems = EmbedReport(), EmbedReport(), []
@@ -181,12 +193,15 @@ def evaluate(
     device: str = DEVICE,
     cache: Optional[Path] = CACHE,
     no_cache: bool = NO_CACHE,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Accuracy, balanced accuracy, macro P/R/F1, MCC and fall-out for every (shots, threshold), as tables and plots."""
     from bbuvl.fewshot.evaluate import parse_shots, parse_thresholds, run_eval, threshold_name
 
     with user_errors():
         shot_list, threshold_list = parse_shots(shots), parse_thresholds(thresholds)
+    claim_outputs("fewshot eval", {"--support": support, "--query": query, "--backbone": _path(backbone), "--cache": cache},
+                  folders=[out], overwrite=overwrite)
     _mode(mode)
     bb, store = _backbone(backbone, device), _cache(cache, no_cache)
     with user_errors(), _progress("embedding queries") as bar:
@@ -239,6 +254,7 @@ def label(
     device: str = DEVICE,
     cache: Optional[Path] = CACHE,
     no_cache: bool = NO_CACHE,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Label detected boxes by few-shot class and write a dataset that `bbuvl data check` accepts."""
     from bbuvl.data.labels import Hierarchy
@@ -249,6 +265,8 @@ def label(
 
     if unknown not in UNKNOWN_POLICIES:
         fail(f"--unknown must be one of {', '.join(UNKNOWN_POLICIES)}, got '{unknown}'")
+    claim_outputs("fewshot label", {"--predictions": predictions, "--support": support, "--backbone": _path(backbone),
+                                    "--hierarchy": hierarchy, "--cache": cache}, [out], overwrite=overwrite)
     _mode(mode)
     with user_errors():
         h = Hierarchy.load(hierarchy)

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from bbuvl.cli.common import console, int_range, user_errors
+from bbuvl.cli.common import OVERWRITE_HELP, claim_outputs, console, int_range, user_errors
 
 app = typer.Typer(help="Build and inspect vision-language checkpoints.", no_args_is_help=True)
 
@@ -30,8 +30,10 @@ def tiny(
     max_pixels: Optional[int] = typer.Option(None, help="Largest image area after smart_resize (pixels) [the tiny model's].",
                                              callback=int_range(1)),
     seed: int = typer.Option(0, help="Seed for the tokenizer corpus and the random weights."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Build a tiny randomly initialised model of a family with a trained offline tokenizer, saved like a real checkpoint."""
+    claim_outputs("model tiny", {}, folders=[out], overwrite=overwrite)
     # Imported here so that `bbuvl --help` and other commands do not pay for importing transformers.
     from bbuvl.data.families import get_family
     from bbuvl.tiny.model import build_tiny_model, count_saved_parameters
@@ -62,8 +64,10 @@ def tiny(
 def merge_lora_cmd(
     checkpoint: Path = typer.Argument(..., help="Checkpoint folder trained with model.lora.enabled=true."),
     out: Path = typer.Argument(..., help="Folder for the merged, adapter-free checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Merge LoRA adapters into the base model and save a standalone checkpoint (head, prompt and contract kept)."""
+    claim_outputs("model merge-lora", {"CHECKPOINT": checkpoint}, folders=[out], overwrite=overwrite)
     from bbuvl.model.checkpoint import merge_lora
 
     with user_errors():

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import typer
 
 from rich.markup import escape
 
-from bbuvl.cli.common import check_device, console, fail, finite_range, int_range, user_errors
+from bbuvl.cli.common import OVERWRITE_HELP, check_device, console, fail, finite_range, int_range, user_errors
 from bbuvl.cli.predictor import CHECKPOINT_HELP, LABELS, LANG, open_predictor, plain_model_mode
 
 
@@ -35,6 +36,8 @@ def predict(
         help="Allow only well-formed answers (generate/teachers modes) and head captions (head/name modes) with the "
              "checkpoint's labels (default: inference.constrained).",
     ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start --out over instead of resuming or refusing it "
+                                   "(never an input)."),
 ) -> None:
     """Predict every image and append one JSON line per image as it is done.
 
@@ -45,10 +48,16 @@ def predict(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from bbuvl.infer.batch import PredictJob, photo_names, run_predictions
-    from bbuvl.infer.output import check_output, input_root
+    from bbuvl.infer.output import check_output, discard_output, input_root, manifest_path
     from bbuvl.infer.predictor import MODES
     from bbuvl.model.checkpoint import CheckpointError, read_run_config
+    from bbuvl.outputs import check_not_inputs
 
+    with user_errors(ValueError):
+        check_not_inputs({"--input": input, "--checkpoint": checkpoint, "--teachers": teachers, "--labels": labels},
+                         [out, manifest_path(out)])
+    if overwrite and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        fail("--overwrite starts --out over from one process; under torchrun delete --out (and its .rank* parts) instead")
     if mode is not None and mode not in MODES:
         fail(f"--mode must be one of {', '.join(MODES)}, got '{mode}'")
     mode = plain_model_mode(checkpoint, labels, lang, mode)
@@ -56,7 +65,8 @@ def predict(
         # Refuse a foreign or busy --out before minutes of model loading, not after.
         mode = mode or read_run_config(checkpoint).inference.mode
         job = PredictJob([], out, mode, 1, source=str(input.resolve()), checkpoint=str(checkpoint.resolve()))
-        check_output(out, job.manifest)
+        if not overwrite:
+            check_output(out, job.manifest)
         job.inputs, job.root = photo_names(input), input_root(input)
     check_device(device)
     with user_errors(ValueError, OSError, CheckpointError):
@@ -72,6 +82,9 @@ def predict(
     kw = {k: v for k, v in (("score_threshold", score_threshold), ("objectness_threshold", objectness_threshold),
                             ("constrained", constrained)) if v is not None}
     job.batch_size = batch_size or predictor.cfg.inference.batch_size
+    if overwrite:
+        with user_errors(ValueError, OSError):
+            discard_output(out)  # only now, with the model loaded: a failed start keeps the old file
     with Progress(TextColumn(f"predict ({mode})"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   TextColumn("{task.fields[rate]}"), console=console) as progress:
         task = progress.add_task("predict", total=None, rate="")

@@ -17,6 +17,7 @@ from bbuvl.data.text import clean_label, label_key, spelling_of
 TRAIN, VAL, TEACHERS, LABELS, SUMMARY, ERRORS = (
     "train.jsonl", "val.jsonl", "teachers.jsonl", "labels.json", "summary.json", "errors.jsonl",
 )
+DATASET_FILES = (TRAIN, VAL, TEACHERS, LABELS, SUMMARY)  # what write_dataset_folder writes
 
 
 def label_counts(records: list[ImageRecord]) -> dict[str, Any]:

@@ -6,9 +6,10 @@ import random
 from pathlib import Path
 from typing import Sequence, TypeVar
 
-from bbuvl.data.layout import TRAIN, VAL
-from bbuvl.data.relocate import relocate_sample
+from bbuvl.data.layout import TEACHERS, TRAIN, VAL
+from bbuvl.data.relocate import relocate_record, relocate_sample
 from bbuvl.data.schema import read_dataset, require_photos, write_dataset
+from bbuvl.data.teachers import select_teachers
 
 T = TypeVar("T")
 
@@ -31,10 +32,18 @@ def split_items(items: Sequence[T], val_ratio: float = 0.1, seed: int = 42) -> t
     return [items[i] for i in tr], [items[i] for i in va]
 
 
-def split_dataset(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0.1, seed: int = 42) -> tuple[int, int]:
-    """Split a dataset JSONL into `out_dir`/train.jsonl and val.jsonl (paths rewritten to resolve from there)."""
+def split_dataset(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0.1, seed: int = 42,
+                  num_teachers: int = 10) -> tuple[int, int]:
+    """Split a dataset JSONL into `out_dir`/train.jsonl, val.jsonl and teachers.jsonl; returns `(train, val)` sizes.
+
+    Image paths are rewritten to resolve from `out_dir`. The teacher pool is chosen from this split's training
+    photos and always rewritten: a pool left from an earlier split would show validation photos (and their
+    answers) in training prompts.
+    """
     samples = require_photos(read_dataset(dataset), dataset)
     train, val = split_items(samples, val_ratio, seed)
+    teachers = [train[i].student for i in select_teachers([s.student for s in train], num_teachers, seed)]
     for name, part in ((TRAIN, train), (VAL, val)):
         write_dataset(Path(out_dir) / name, [relocate_sample(s, dataset, out_dir) for s in part])
+    write_dataset(Path(out_dir) / TEACHERS, [relocate_record(r, dataset, out_dir) for r in teachers])
     return len(train), len(val)

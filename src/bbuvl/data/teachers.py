@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bbuvl.data.relocate import relocate_record
-from bbuvl.data.schema import ImageRecord, read_records, require_photos, write_dataset
+from bbuvl.data.schema import ImageRecord, read_records, require_photos, resolve_image, write_dataset
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,21 @@ def select_teachers(records: list[ImageRecord], k: int = 10, seed: int = 42) -> 
 
 
 def write_teacher_pool(dataset: str | Path, out: str | Path, k: int = 10, seed: int = 42) -> tuple[list[ImageRecord], list[int]]:
-    """Choose `k` teachers from a training JSONL and write them to `out`; returns `(records, chosen indices)`."""
+    """Choose `k` teachers from a training JSONL and write them to `out`; returns `(records, chosen indices)`.
+
+    Refused when `dataset` shares photos with the validation file beside `out`: a teacher's answer is in the
+    prompt, so a validation photo as teacher leaks its answer into training.
+    """
+    from bbuvl.data.layout import VAL  # layout imports this module
+
     records = require_photos(read_records(dataset), dataset)
+    val = Path(out).parent / VAL
+    if val.is_file():
+        held_out = {resolve_image(val, r.image).resolve() for r in read_records(val)}
+        shared = [r.image for r in records if resolve_image(dataset, r.image).resolve() in held_out]
+        if shared:
+            raise ValueError(f"{dataset}: {len(shared)} photo(s) are validation photos in {val} (e.g. {shared[0]}); "
+                             "choose teachers from the training file")
     chosen = select_teachers(records, k, seed)
     write_dataset(out, [relocate_record(records[i], dataset, Path(out).parent) for i in chosen])
     return records, chosen

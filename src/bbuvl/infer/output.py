@@ -62,13 +62,13 @@ def check_output(out: Path, manifest: Manifest) -> bool:
     mpath = manifest_path(out)
     if not mpath.exists():
         raise OutputError(f"{out}: exists and was not written by `{TOOL}` (no {mpath.name} beside it); "
-                          "refusing to append to it. Choose another --out, or delete the file if it is an old prediction run")
+                          "refusing to append to it. Choose another --out, or pass --overwrite to start it over")
     found = _read_manifest(mpath)
     if found != manifest:
         diff = ", ".join(f"{k} {getattr(found, k)!r} (now {getattr(manifest, k)!r})"
                          for k in ("input", "checkpoint", "mode") if getattr(found, k) != getattr(manifest, k))
         raise OutputError(f"{out}: holds predictions of another run ({diff}); "
-                          f"choose another --out, or delete it and {mpath.name} to start over")
+                          "choose another --out, or pass --overwrite to start it over")
     return True
 
 
@@ -95,6 +95,15 @@ def prediction_root(out: str | Path) -> Path:
     says which), else, for a file predict did not write, the file's own folder."""
     manifest = read_manifest(Path(out))
     return input_root(manifest.input) if manifest is not None else Path(out).resolve().parent
+
+
+def discard_output(out: Path) -> None:
+    """Start over (`--overwrite`): remove a predictions file and its manifest, unless another run is writing it."""
+    if out.is_dir():
+        raise OutputError(f"{out}: is a folder; --out takes a file name such as {out / 'predictions.jsonl'}")
+    with OutputLock(out):
+        out.unlink(missing_ok=True)
+        manifest_path(out).unlink(missing_ok=True)
 
 
 def _read_manifest(path: Path) -> Manifest:

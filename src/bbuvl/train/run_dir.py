@@ -16,8 +16,10 @@ import logging
 import re
 import shutil
 from pathlib import Path
+from typing import Mapping
 
 from bbuvl.model.checkpoint import checkpoint_problem
+from bbuvl.outputs import check_not_inputs
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,14 @@ def prepare_output_dir(output_dir: str | Path, resume: bool, overwrite: bool) ->
         path = out / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     log.warning("--overwrite: removed the previous run's %s from %s", ", ".join(found), out)
+
+
+def check_run_inputs(output_dir: str | Path, inputs: Mapping[str, str | Path | None], overwrite: bool) -> None:
+    """Refuse a run that would write onto its own inputs (model.path = this folder's final/, say), resuming or not."""
+    out = Path(output_dir)
+    replaced = numbered_checkpoints(out) if overwrite else []  # --overwrite deletes them
+    check_not_inputs({k: Path(v) for k, v in inputs.items() if v}, [out / name for name in RUN_FILES],
+                     [out / name for name in RUN_DIRS] + replaced)
 
 
 def checkpoint_incomplete(path: Path) -> str | None:

@@ -38,7 +38,8 @@ from bbuvl.train.callbacks import EpochCallback, NonFiniteGuard, RichProgress, R
 from bbuvl.train.dataset import ConversationDataset, SourcedRecord, read_training_data, sources_from
 from bbuvl.train.monitors import health_summary, training_health
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, optimizer_groups
-from bbuvl.train.run_dir import FINAL_DIR, RunDirError, checkpoint_incomplete, latest_complete_checkpoint, prepare_output_dir
+from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_run_inputs, checkpoint_incomplete, latest_complete_checkpoint,
+                                 prepare_output_dir)
 
 log = logging.getLogger(__name__)
 PART_KEYS = ("loss", "lm_teacher", "lm_student", "loss_bbox", "loss_giou", "loss_objectness", "loss_caption", "loss_proposal")
@@ -351,6 +352,9 @@ def train(cfg: Config, resume: bool | str = False, progress: bool = True, callba
     continues from the newest complete checkpoint, skipping ones a kill or a full disk left half-written.
     """
     out = Path(cfg.training.output_dir)
+    check_run_inputs(out, {"model.path": cfg.model.path, "data.train": cfg.data.train, "data.val": cfg.data.val,
+                           "data.teachers": cfg.data.teachers, "--resume-from": resume if isinstance(resume, str) else None},
+                     overwrite)
     prepare_output_dir(out, resume=bool(resume), overwrite=overwrite)
     ckpt = None
     if isinstance(resume, str):
