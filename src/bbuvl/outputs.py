@@ -60,10 +60,13 @@ def check_not_inputs(inputs: Mapping[str, Path | None], files: Iterable[Path] = 
 
 
 def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterable[Path] = (),
-                  folders: Iterable[Path] = (), overwrite: bool = False) -> None:
+                  folders: Iterable[Path] = (), overwrite: bool = False) -> list[tuple[Path, list[str]]]:
     """Check the outputs of one run of `bbuvl COMMAND`, then record them as its own; raises OutputConflict.
 
-    Call it before any expensive work: nothing is written when it refuses.
+    Call it before any expensive work: nothing is written when it refuses. Outputs in folders that exist are
+    recorded at once (a killed run can then be re-run over its own partial output); those in folders the
+    command has yet to create are returned as `[(folder, names)]`, for `record_outputs` once the command has
+    succeeded, so that a command that fails early leaves no folder behind.
     """
     files, folders = [Path(p) for p in files], [Path(p) for p in folders]
     check_not_inputs(inputs, files, folders)
@@ -84,8 +87,20 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
     by_folder: dict[Path, list[str]] = {}
     for path in files + folders:
         by_folder.setdefault(Path(os.path.abspath(path)).parent, []).append(path.name)
+    later = []
     for folder, names in by_folder.items():
-        _record(folder, names, command)
+        if folder.is_dir():
+            _record(folder, names, command)
+        else:
+            later.append((folder, names))
+    return later
+
+
+def record_outputs(command: str, pending: Iterable[tuple[Path, list[str]]]) -> None:
+    """Record outputs that `claim_outputs` left for later as written by `bbuvl COMMAND` (their folders exist now)."""
+    for folder, names in pending:
+        if folder.is_dir():
+            _record(folder, names, command)
 
 
 def writer_of(path: Path) -> str | None:
@@ -123,6 +138,5 @@ def _record(folder: Path, names: list[str], command: str) -> None:
     if all(ledger.get(name) == command for name in names):
         return
     ledger.update(dict.fromkeys(names, command))
-    folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(folder / LEDGER, json.dumps({"written_by": dict(sorted(ledger.items()))}, ensure_ascii=False,
                                                   indent=1) + "\n")

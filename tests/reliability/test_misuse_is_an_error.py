@@ -306,7 +306,8 @@ def test_eval_of_predictions_for_other_photos_is_an_error_saying_none_pair(groun
              for i in range(2)]
     pred.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
     text = usage_error(_eval(ground_truth, pred, tmp_path / "m.json"),
-                       "none of its 2 prediction line(s) names a photo of", "line 1: /elsewhere/other_0.jpg")
+                       "pred.jsonl:1: no prediction line names a photo of", "none of its 2",
+                       "/elsewhere/other_0.jpg")
     assert "empty" not in text
     assert not (tmp_path / "m.json").exists()
 

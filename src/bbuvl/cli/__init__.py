@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from bbuvl.cli.common import forget_claimed_outputs, record_claimed_outputs
 from bbuvl.cli.config import app as config_app
 from bbuvl.cli.data import app as data_app
 from bbuvl.cli.doctor import app as doctor_app
@@ -20,6 +21,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Outputs claimed in folders a command creates are recorded as its own only once it succeeds
+    # (bbuvl/outputs.py): a command refused half-way leaves no folder behind.
+    callback=forget_claimed_outputs,
+    result_callback=record_claimed_outputs,
 )
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")

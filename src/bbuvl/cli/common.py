@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from bbuvl.outputs import OutputConflict
 from bbuvl.outputs import claim_outputs as _claim_outputs
+from bbuvl.outputs import record_outputs
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -39,9 +40,28 @@ OVERWRITE_HELP = "Replace outputs already there that another command (or person)
 
 def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterable[Path] = (),
                   folders: Iterable[Path] = (), overwrite: bool = False) -> None:
-    """Refuse, as a clean error, outputs that are inputs or that would replace what `bbuvl COMMAND` did not write."""
+    """Refuse, as a clean error, outputs that are inputs or that would replace what `bbuvl COMMAND` did not write.
+
+    Outputs in folders the command has yet to create are recorded only if it succeeds (`record_claimed_outputs`).
+    """
     with user_errors(OutputConflict):
-        _claim_outputs(command, inputs, files, folders, overwrite)
+        _PENDING.append((command, _claim_outputs(command, inputs, files, folders, overwrite)))
+
+
+# (command, [(folder, names)]) claimed by the running command in folders it had yet to create.
+_PENDING: list[tuple[str, list[tuple[Path, list[str]]]]] = []
+
+
+def forget_claimed_outputs() -> None:
+    """Start a command with nothing pending (one process may run many commands: tests, notebooks)."""
+    _PENDING.clear()
+
+
+def record_claimed_outputs(*_: object, **__: object) -> None:
+    """After a command succeeded: record what it claimed in folders it created (the CLI's result callback)."""
+    for command, pending in _PENDING:
+        record_outputs(command, pending)
+    _PENDING.clear()
 
 
 def parse_size(text: str) -> tuple[int, int]:

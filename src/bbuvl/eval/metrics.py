@@ -26,7 +26,7 @@ from bbuvl.eval.matching import (
     label_levels,
     match_image,
 )
-from bbuvl.eval.predictions import Alignment, PredictionLine, align_predictions
+from bbuvl.eval.predictions import PredictionLine, align_predictions
 from bbuvl.eval.prior import best_constant_box
 
 METRIC_KEYS = (
@@ -125,7 +125,7 @@ def evaluate_predictions(
         raise ValueError(f"--min-score must be in [0, 1], got {min_score}")
     records, lines = _one_spelling(records, lines)
     alignment = align_predictions(records, gt_path, lines, pred_path)
-    _check_something_to_score(records, gt_path, lines, pred_path, alignment)
+    _check_something_to_score(records, gt_path, lines, pred_path)
     per_image = [p.objects if p is not None else [] for p in alignment.predictions]
     coco = coco_evaluate(records, per_image, level)
 
@@ -167,17 +167,16 @@ def evaluate_predictions(
 
 
 def _check_something_to_score(records: list[ImageRecord], gt_path: str | Path, lines: list[PredictionLine],
-                              pred_path: str | Path | None, alignment: Alignment) -> None:
-    """Refuse an evaluation whose inputs share no photo: its metrics would be zeros that look like a result."""
+                              pred_path: str | Path | None) -> None:
+    """Refuse an evaluation with nothing to score: its metrics would be zeros that look like a result.
+
+    Lines that share no photo with the ground truth are refused where they are paired (`align_predictions`).
+    """
     pred = str(pred_path) if pred_path is not None else "the predictions"
     if not records:
         raise ValueError(f"{gt_path}: the ground truth has no photos, so there is nothing to score against")
     if not lines:
         raise ValueError(f"{pred}: no prediction lines (the file is empty); run `bbuvl predict` on the photos of {gt_path}")
-    if all(p is None for p in alignment.predictions):
-        first = lines[0]
-        raise ValueError(f"{pred}: none of its {len(lines)} prediction line(s) names a photo of {gt_path} (line {first.line}: "
-                         f"{first.image}); were they made for another dataset?")
 
 
 def _image_result(

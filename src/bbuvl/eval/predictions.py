@@ -188,7 +188,8 @@ def align_predictions(
         result.predictions[found] = p
     if predictions and records and len(result.unmatched) == len(predictions):
         raise DatasetError(pred_path or "predictions", predictions[0].line, (
-            f"no prediction line names a photo of {gt_path} (this one names {predictions[0].image}, relative to "
+            f"no prediction line names a photo of {gt_path} (none of its {len(predictions)}; this one names "
+            f"{predictions[0].image}, relative to "
             f"{pred_root}); lines pair with records by the photo's path inside each dataset: predict on the ground "
             f"truth (bbuvl predict -i {gt_path}) or on its images folder"))
     return result
