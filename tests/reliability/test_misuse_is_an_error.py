@@ -366,3 +366,25 @@ def test_doctor_memory_in_head_mode_on_a_headless_checkpoint_is_refused_before_a
                 "--device", "cpu", "--out", str(tmp_path / "memory.png")])
     usage_error(r, "mode 'head' needs a checkpoint with a detection head")
     assert not (tmp_path / "memory.png").exists()
+
+
+@pytest.mark.parametrize("given", ["folder", "jsonl"])
+def test_predict_on_an_input_without_photos_is_an_error_not_zero_predicted(headless_checkpoint, tmp_path, given):
+    source = tmp_path / "photos"
+    source.mkdir()
+    (source / "notes.txt").write_text("no photos here", encoding="utf-8")
+    if given == "jsonl":
+        source = tmp_path / "empty.jsonl"
+        source.write_text("\n", encoding="utf-8")
+    out = tmp_path / "pred.jsonl"
+    r = invoke(["predict", "-c", str(headless_checkpoint), "-i", str(source), "-o", str(out), "--mode", "generate",
+                "--device", "cpu"])
+    usage_error(r, f"{source}: no photos")
+    assert "done" not in r.output and not out.exists()
+
+
+def test_data_check_of_an_empty_file_is_an_error_not_ok(tmp_path):
+    empty = tmp_path / "train.jsonl"
+    empty.write_text("\n", encoding="utf-8")
+    r = invoke(["data", "check", str(empty)])
+    assert r.exit_code != 0 and "no photos: the file is empty" in " ".join(r.output.split()), r.output

@@ -249,17 +249,25 @@ def check_dataset(
 
     rows: list[tuple[Path, int, Sample]] = []
     for file in files:
+        lines = 0
         try:
             for row in iter_dataset(file):
+                lines += 1
                 if row.error is not None:
                     problems.append(Problem(row.error.path, row.error.line, row.error.message))
                 else:
                     rows.append((file, row.line, row.sample))
         except DatasetError as e:  # the file itself cannot be opened
             problems.append(Problem(e.path, e.line, e.message))
+            continue
         except UnicodeDecodeError as e:
             why = f"not UTF-8 text ({e.reason} at byte {e.start}); is this a JSONL file?"
             problems.append(Problem(str(file), 0, why))
+            continue
+        if lines == 0:  # "ok" for a file with nothing in it would read as a clean dataset
+            optional = path.is_dir() and file.name != TRAIN
+            problems.append(Problem(str(file), 0, "no photos: the file is empty or holds only blank lines",
+                                    "warning" if optional else "error"))
 
     images = sorted({resolve_image(f, img) for f, _, s in rows for _, r in sample_records(s) for img in r.images})
     infos: dict[Path, ImageInfo | str] = {}

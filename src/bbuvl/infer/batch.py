@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.data.images import list_images
-from bbuvl.data.schema import iter_dataset
+from bbuvl.data.images import IMAGE_SUFFIXES, list_images
+from bbuvl.data.schema import iter_dataset, require_photos
 from bbuvl.infer.output import Manifest, OutputLock, claim_output, input_root, repair_output
 
 
@@ -60,7 +60,11 @@ def photo_names(path: str | Path) -> list[str]:
     file are two photos with their own names."""
     path = Path(path)
     if path.is_dir():
-        return [p.relative_to(path).as_posix() for p in list_images(path)]
+        names = [p.relative_to(path).as_posix() for p in list_images(path)]
+        if not names:  # "done: 0 predicted" would read as success
+            raise ValueError(f"{path}: no photos in this folder (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, "
+                             "in subfolders too)")
+        return names
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     out = []
@@ -68,7 +72,7 @@ def photo_names(path: str | Path) -> list[str]:
         if row.error is not None:
             raise row.error
         out.append(row.sample.student.image)
-    return out
+    return require_photos(out, path)
 
 
 def list_inputs(path: str | Path) -> list[str]:
