@@ -43,11 +43,14 @@ class Scene:
     name_ap50: float
 
 
-# One shape per photo is the default-run guard: in 550 steps (under 3 minutes on 2 idle cores) the head must reach
-# AP50 0.8 and name mode 0.5. The stage-A recipe trains the LLM at 3x the other groups' rate and sends 0.3 of the
-# head's gradient into the VLM, which is what lets both branches name the colour this early (docs/localisation.md).
-# The demo's 1,000 steps and the multi-shape scene run under -m slow.
-ONE = Scene(1, 1, STEPS, head_ap50=0.8, name_ap50=0.5)
+# One shape per photo is the default-run guard: 550 steps (about 3 minutes on 2 idle cores). Over 8 seeds (photos,
+# initialisation, order) at 1 and 2 threads its head AP50 ran 0.708-0.948 and name mode 0.658-0.948, the head's
+# top box named right on >= 97% of photos and centres correlating >= 0.99 in every run; another machine gave 0.594
+# (docs/localisation.md, section 10). The spread is mostly box tightness at IoU 0.5, and the suite has no room for
+# more steps, so the bars sit below the whole spread: 0.5 for both, where boxes one token cell off score 0.003. The stage-A recipe trains the LLM at
+# 3x the other groups' rate and sends 0.3 of the head's gradient into the VLM, which is what lets both branches
+# name the colour this early. The demo's 1,000 steps and the multi-shape scene run under -m slow.
+ONE = Scene(1, 1, STEPS, head_ap50=0.5, name_ap50=0.5)
 ONE_FULL = Scene(1, 1, 1000, head_ap50=0.9, name_ap50=0.5)
 SEVERAL = Scene(1, 3, 1000, head_ap50=0.6, name_ap50=0.3)
 ABOVE_PRIOR = 0.4
