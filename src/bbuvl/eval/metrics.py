@@ -123,9 +123,9 @@ def evaluate_predictions(
         raise ValueError(f"--iou must be in (0, 1], got {iou}")
     if not 0.0 <= min_score <= 1.0:
         raise ValueError(f"--min-score must be in [0, 1], got {min_score}")
+    _check_something_to_score(records, gt_path, lines, pred_path)
     records, lines = _one_spelling(records, lines)
     alignment = align_predictions(records, gt_path, lines, pred_path)
-    _check_something_to_score(records, gt_path, lines, pred_path)
     per_image = [p.objects if p is not None else [] for p in alignment.predictions]
     coco = coco_evaluate(records, per_image, level)
 
