@@ -34,8 +34,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     for reason, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])):
         terminalreporter.write_line(f"{n:4d}  {reason}", **loud)
     if deselected:
-        terminalreporter.write_line(f"{deselected:4d}  deselected by -m '{config.option.markexpr}' "
-                                    "(`make test-all` runs the slow ones)")
+        chosen = " and ".join(f"{flag} '{expr}'" for flag, expr in
+                              (("-m", config.option.markexpr), ("-k", config.option.keyword)) if expr)
+        hint = " (`make test-all` runs the slow ones)" if "slow" in config.option.markexpr else ""
+        terminalreporter.write_line(f"{deselected:4d}  deselected by {chosen or 'the command line'}{hint}")
 
 
 # Every test on the shared tiny model runs once per family: Qwen2.5-VL in the default run, the others in

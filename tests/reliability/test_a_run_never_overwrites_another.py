@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 import yaml
+from PIL import Image
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
@@ -97,6 +98,7 @@ def test_a_truncated_model_file_is_a_clean_predict_error(finished_run, tmp_path)
     weights.write_bytes(weights.read_bytes()[:1000])
     photos = tmp_path / "photos"
     photos.mkdir()
+    Image.new("RGB", (64, 48), "white").save(photos / "a.jpg")  # photos are checked before the model loads
     r = CliRunner().invoke(app, ["predict", "-c", str(out / "final"), "-i", str(photos), "-o", str(tmp_path / "p.jsonl"),
                                  "--device", "cpu"])
     assert r.exit_code == 2 and "model.safetensors" in r.output and "re-copy it" in " ".join(r.output.split())
