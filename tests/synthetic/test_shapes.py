@@ -164,7 +164,41 @@ def test_synth_command_writes_a_shapes_dataset_and_names_the_classes(tmp_path):
     (["--scene", "circles"], "--scene"),
     (["--scene", "shapes", "--max-objects", "9"], "--max-objects"),
     (["--scene", "shapes", "--min-objects", "3", "--max-objects", "2"], "objects per photo"),
+    (["--object-px", "10-24"], "--scene shapes"),
+    (["--scene", "shapes", "--object-px", "24-10"], "MIN-MAX"),
+    (["--scene", "shapes", "--object-px", "ten"], "MIN-MAX"),
+    (["--scene", "shapes", "--object-px", "2-3"], "object sides"),
+    (["--scene", "shapes", "--object-px", "10-300"], "half its shorter side"),
 ])
 def test_synth_command_rejects_options_of_the_other_scene(tmp_path, args, message):
     result = CliRunner().invoke(cli(), ["synth", str(tmp_path / "d"), "--n-train", "1", "--n-val", "0", *args])
     assert result.exit_code == 2 and message in result.output
+
+
+def test_small_shapes_have_every_side_within_the_pixel_range_tight_and_apart():
+    for seed in range(60):
+        img, objs = render_shapes(seed, (448, 336), 1, 8, object_px=(10, 24))
+        pixels = np.asarray(img).astype(int)
+        assert objs
+        for o in objs:
+            x1, y1, x2, y2 = (int(v) for v in o.bbox_2d)
+            assert 10 <= x2 - x1 <= 24 and 10 <= y2 - y1 <= 24, o  # the drawn box is the planned one (touches every side)
+            patch = pixels[y1:y2, x1:x2]
+            colour = np.array(next(c.rgb for c in SHAPE_CLASSES if c.label == o.desc))
+            assert (np.abs(patch - colour).max(-1) <= COLOUR_JITTER).any(), o
+        for a, b in itertools.combinations(objs, 2):
+            ax1, ay1, ax2, ay2 = a.bbox_2d
+            bx1, by1, bx2, by2 = b.bbox_2d
+            assert ax2 <= bx1 or bx2 <= ax1 or ay2 <= by1 or by2 <= ay1
+
+
+def test_synth_command_writes_small_shapes_and_records_their_size(tmp_path):
+    out = tmp_path / "small"
+    result = CliRunner().invoke(cli(), ["synth", str(out), "--scene", "shapes", "--n-train", "6", "--n-val", "2",
+                                        "--size", "448x336", "--object-px", "10-24"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "summary.json").read_text(encoding="utf-8"))["object_px"] == [10, 24]
+    for rec in read_records(out / "train.jsonl"):
+        for o in rec.objects:
+            x1, y1, x2, y2 = o.bbox_2d
+            assert 10 <= x2 - x1 <= 24 and 10 <= y2 - y1 <= 24

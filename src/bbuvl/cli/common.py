@@ -74,6 +74,18 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def parse_range(text: str, option: str) -> tuple[int, int]:
+    """`"10-24"` -> `(10, 24)` for `option`; a single number is a range of one."""
+    parts = text.split("-")
+    try:
+        lo, hi = (int(parts[0]), int(parts[-1])) if len(parts) in (1, 2) else (0, -1)
+    except ValueError:
+        lo, hi = 0, -1
+    if not 0 < lo <= hi:
+        fail(f"{option} must look like MIN-MAX with 0 < MIN <= MAX (e.g. 10-24), got '{text}'")
+    return lo, hi
+
+
 def stdout_is_tty() -> bool:
     """True when progress bars should animate."""
     return sys.stdout.isatty()

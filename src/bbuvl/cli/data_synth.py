@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, int_range, parse_size, stdout_is_tty,
+from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, int_range, parse_range, parse_size, stdout_is_tty,
                               user_errors)
 from bbuvl.data.layout import DATASET_FILES
 from bbuvl.synthetic.camera import FRAMINGS
@@ -46,6 +46,10 @@ def synth(
                                            callback=int_range(1, MAX_SHAPES)),
     max_objects: int | None = typer.Option(None, "--max-objects", help="shapes scene: most shapes per photo (default 3).",
                                            callback=int_range(1, MAX_SHAPES)),
+    object_px: str | None = typer.Option(
+        None, "--object-px",
+        help="shapes scene: every box side MIN-MAX pixels (e.g. 10-24: small parts, below one vision token at the "
+        "model's frame); default 15-40 % of the photo's side."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Render equipment-room photos (cabinets, BBUs, screws, plugs, baffles...) or coloured shapes, with exact boxes and labels."""
@@ -59,6 +63,9 @@ def synth(
         fail("--framing moves the camera of the bbu scene; the shapes scene has none (drop --framing)")
     if scene == "bbu" and (min_objects is not None or max_objects is not None):
         fail("--min-objects/--max-objects are for --scene shapes; the bbu scene plans its own objects")
+    if scene == "bbu" and object_px is not None:
+        fail("--object-px is for --scene shapes; the bbu scene sizes its own objects")
+    px = parse_range(object_px, "--object-px") if object_px is not None else None
     wh = parse_size(size)
     if fmt == "jsonl":
         claim_outputs("data synth", {}, [out / n for n in DATASET_FILES], [out / IMAGES], overwrite)
@@ -71,7 +78,7 @@ def synth(
                       progress=lambda done, total: bar.update(task, completed=done))
         if scene == "shapes":
             summary = synthesize_shapes(out, n_train, n_val, min_objects=1 if min_objects is None else min_objects,
-                                        max_objects=3 if max_objects is None else max_objects, **common)  # type: ignore[arg-type]
+                                        max_objects=3 if max_objects is None else max_objects, object_px=px, **common)  # type: ignore[arg-type]
         else:
             summary = synthesize(out, n_train, n_val, framing=framing, **common)  # type: ignore[arg-type]
     console.print(f"{n_train + n_val} photos, {sum(summary['categories'].values())} objects, {summary['labels']} distinct labels")

@@ -6,6 +6,9 @@ of the photo's side and boxes sit uniformly at random without overlapping, so no
 (`bbuvl.eval.prior.best_constant_box` measures how little). Boxes are the tight pixel box of what was
 drawn, integers in the stored image. The four colours and their labels are in docs/synthetic_scenes.md.
 
+With `object_px=(lo, hi)` every box side is instead lo..hi pixels: the small-object variant, whose parts sit
+below one vision token at the model's frame (docs/synthetic_scenes.md, "Small shapes").
+
 Photo `i` depends only on its seed; the dataset is written by `bbuvl.synthetic.dataset.synthesize`, so the
 folder is the same as the equipment room's and byte-identical for a seed whatever the workers.
 """
@@ -68,22 +71,42 @@ def background_colour(rng: random.Random) -> RGB:
     return _jitter(rng, (rng.randint(*BACKGROUND_GREY),) * 3, BACKGROUND_TINT)
 
 
-def check_request(size: tuple[int, int], min_objects: int, max_objects: int) -> None:
-    """Raise ValueError for a photo too small or an object count the scene cannot place."""
+MIN_OBJECT_PX = 4  # below this a triangle's tight box is a few pixels of JPEG blur
+
+
+def check_request(size: tuple[int, int], min_objects: int, max_objects: int,
+                  object_px: tuple[int, int] | None = None) -> None:
+    """Raise ValueError for a photo too small, an object count or an object size the scene cannot place."""
     check_size(size)
     if not 1 <= min_objects <= max_objects <= MAX_SHAPES:
         raise ValueError(f"objects per photo must satisfy 1 <= min ({min_objects}) <= max ({max_objects}) <= {MAX_SHAPES}")
+    if object_px is not None:
+        lo, hi = object_px
+        if not MIN_OBJECT_PX <= lo <= hi:
+            raise ValueError(f"object sides must satisfy {MIN_OBJECT_PX} <= min ({lo}) <= max ({hi}) pixels")
+        if hi > min(size) // 2:
+            raise ValueError(f"object sides up to {hi} px do not leave room for {max_objects} shapes in a "
+                             f"{size[0]}x{size[1]} photo: keep them at most half its shorter side ({min(size) // 2} px)")
+
+
+def side_ranges(size: tuple[int, int], object_px: tuple[int, int] | None) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(min, max) box width and height in pixels: SIDE_RANGE of the photo's sides, or `object_px` for both."""
+    if object_px is not None:
+        return object_px, object_px
+    w, h = size
+    return ((math.ceil(SIDE_RANGE[0] * w), math.floor(SIDE_RANGE[1] * w)),
+            (math.ceil(SIDE_RANGE[0] * h), math.floor(SIDE_RANGE[1] * h)))
 
 
 def _overlap(a: Box, b: Box) -> bool:
     return a[0] < b[2] + GAP and b[0] < a[2] + GAP and a[1] < b[3] + GAP and b[1] < a[3] + GAP
 
 
-def place_boxes(rng: random.Random, size: tuple[int, int], n: int) -> list[Box]:
-    """`n` non-overlapping boxes, sides SIDE_RANGE of the photo's, positions uniform (rejection sampling)."""
+def place_boxes(rng: random.Random, size: tuple[int, int], n: int,
+                object_px: tuple[int, int] | None = None) -> list[Box]:
+    """`n` non-overlapping boxes, sides from `side_ranges`, positions uniform (rejection sampling)."""
     w, h = size
-    wlo, whi = math.ceil(SIDE_RANGE[0] * w), math.floor(SIDE_RANGE[1] * w)
-    hlo, hhi = math.ceil(SIDE_RANGE[0] * h), math.floor(SIDE_RANGE[1] * h)
+    (wlo, whi), (hlo, hhi) = side_ranges(size, object_px)
     for _ in range(_RESTARTS):  # a photo whose last box finds no room starts again: every layout stays equally likely
         boxes: list[Box] = []
         for _ in range(n):
@@ -114,13 +137,14 @@ def _draw_form(draw: ImageDraw.ImageDraw, form: str, w: int, h: int, rng: random
                       2: [(0, 0), (0, h - 1), (w - 1, ay)], 3: [(w - 1, 0), (w - 1, h - 1), (0, ay)]}[side], fill=255)
 
 
-def render_shapes(seed: int, size: tuple[int, int], min_objects: int = 1, max_objects: int = 3) -> tuple[Image.Image, list[ObjectAnn]]:
+def render_shapes(seed: int, size: tuple[int, int], min_objects: int = 1, max_objects: int = 3,
+                  object_px: tuple[int, int] | None = None) -> tuple[Image.Image, list[ObjectAnn]]:
     """One photo of `size` with `min_objects`..`max_objects` shapes and their tight boxes, sorted by (y1, x1)."""
-    check_request(size, min_objects, max_objects)
+    check_request(size, min_objects, max_objects, object_px)
     rng = random.Random(seed)
     img = Image.new("RGB", size, background_colour(rng))
     objects = []
-    for x1, y1, x2, y2 in place_boxes(rng, size, rng.randint(min_objects, max_objects)):
+    for x1, y1, x2, y2 in place_boxes(rng, size, rng.randint(min_objects, max_objects), object_px):
         cls, form = rng.choice(SHAPE_CLASSES), rng.choice(FORMS)
         mask = Image.new("L", (x2 - x1, y2 - y1), 0)
         _draw_form(ImageDraw.Draw(mask), form, *mask.size, rng)
@@ -138,14 +162,17 @@ def synthesize_shapes(
     size: tuple[int, int] = (640, 480),
     min_objects: int = 1,
     max_objects: int = 3,
+    object_px: tuple[int, int] | None = None,
     fmt: Literal["jsonl", "vendor"] = "jsonl",
     num_teachers: int = 10,
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Write a shapes dataset folder (or platform export) into `out`, laid out like `bbuvl data synth`'s; returns its summary."""
-    check_request(size, min_objects, max_objects)
-    render = partial(render_shapes, min_objects=min_objects, max_objects=max_objects)
+    check_request(size, min_objects, max_objects, object_px)
+    render = partial(render_shapes, min_objects=min_objects, max_objects=max_objects, object_px=object_px)
     about = {"scene": "shapes", "objects_per_photo": [min_objects, max_objects]}
+    if object_px is not None:
+        about["object_px"] = list(object_px)
     return synthesize(out, n_train, n_val, seed=seed, size=size, fmt=fmt, num_teachers=num_teachers, workers=workers,
                       progress=progress, render=render, about=about)
