@@ -1,0 +1,321 @@
+"""Tiles and zoom: predict on parts of a photo at the checkpoint's frame, and merge the boxes back.
+
+A wide photo is shrunk into the model's frame, where a screw can be less than one vision token. A region
+(a tile of a grid, or a container found by a first pass) is cropped from the stored photo and resized so that
+it holds as many pixels as the whole photo's frame: the model sees it magnified by `zoom`. Its boxes come back
+through the coordinate contract into the resized crop's pixels, then are divided by the zoom and moved by the
+crop's offset into the stored photo's pixels.
+
+Merging (docs/tiles.md): an object cut by a region's inner edge shows as a part in one region and whole in its
+neighbour; boxes of one label that overlap by intersection over the smaller box are one object. Of a group, a
+box that touches no inner edge ("complete") wins, the one from the most magnified region first; a group with
+only cut parts becomes their union, which is how an object larger than every tile survives without a
+whole-photo pass.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.labels import label_at_level
+
+Size = tuple[int, int]
+Region = tuple[int, int, int, int]  # x1, y1, x2, y2 in stored pixels, integers, x2/y2 exclusive
+
+MAX_GRID = 16  # tiles per side: beyond this a photo is better resized than cut into slivers
+
+
+@dataclass(frozen=True)
+class TiledDetection:
+    """One box found in one region, already in the stored photo's pixels."""
+
+    bbox_2d: list[float]
+    label: str
+    score: float
+    zoom: float  # how magnified the region was (1.0 = the whole photo at its frame)
+    cut: bool  # touches an inner edge of its region: the object may continue beyond it
+
+
+@dataclass
+class RegionPass:
+    """What one pass over one photo cost and found: regions, their vision tokens, raw answers."""
+
+    regions: list[Region] = field(default_factory=list)
+    vision_tokens: int = 0
+    raws: list[str | None] = field(default_factory=list)
+
+
+def grid_regions(size: Size, cols: int, rows: int, overlap: int) -> list[Region]:
+    """`cols` x `rows` equal tiles covering a `size` photo, neighbours sharing `overlap` pixels, row by row."""
+    if not (1 <= cols <= MAX_GRID and 1 <= rows <= MAX_GRID):
+        raise ValueError(f"a tile grid has 1..{MAX_GRID} tiles per side, got {cols}x{rows}")
+    if overlap < 0:
+        raise ValueError(f"tile overlap must be >= 0 pixels, got {overlap}")
+    w, h = size
+
+    def starts(total: int, n: int) -> list[tuple[int, int]]:
+        side = min(total, math.ceil((total + (n - 1) * overlap) / n))
+        if n == 1:
+            return [(0, total)]
+        # Evenly spaced starts from 0 to total - side: the first tile touches one border, the last the other.
+        return [(round(i * (total - side) / (n - 1)), round(i * (total - side) / (n - 1)) + side) for i in range(n)]
+
+    return [(x1, y1, x2, y2) for y1, y2 in starts(h, rows) for x1, x2 in starts(w, cols)]
+
+
+def parse_grid(text: str) -> tuple[int, int]:
+    """`"3x2"` -> `(3, 2)` columns and rows."""
+    try:
+        cols, rows = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"a tile grid looks like COLSxROWS (e.g. 2x2), got '{text}'") from None
+    if not (1 <= cols <= MAX_GRID and 1 <= rows <= MAX_GRID):
+        raise ValueError(f"a tile grid has 1..{MAX_GRID} tiles per side, got '{text}'")
+    return cols, rows
+
+
+def auto_grid(size: Size, contract: CoordinateContract, scale: float) -> tuple[int, int]:
+    """The grid whose tiles, at the whole photo's frame, show the photo at `scale` frame pixels per stored pixel.
+
+    `scale` is what the checkpoint trained at (frame side / stored side, 1.0 for photos never shrunk). A photo
+    the frame already shows at that scale or finer needs one tile.
+    """
+    fw, fh = contract.model_size(size)
+    cols = max(1, min(MAX_GRID, math.ceil(size[0] * scale / fw - 1e-6)))
+    rows = max(1, min(MAX_GRID, math.ceil(size[1] * scale / fh - 1e-6)))
+    return cols, rows
+
+
+def zoomed_size(region: Region, photo_size: Size, contract: CoordinateContract) -> Size:
+    """The size a region's crop is resized to: as many pixels as the whole photo's frame, the region's aspect."""
+    rw, rh = region[2] - region[0], region[3] - region[1]
+    fw, fh = contract.model_size(photo_size)
+    zoom = math.sqrt(fw * fh / (rw * rh))
+    return contract.model_size((max(1, round(rw * zoom)), max(1, round(rh * zoom))))
+
+
+def region_zoom(region: Region, photo_size: Size, contract: CoordinateContract) -> float:
+    """How many times finer the region's frame shows the photo than the whole photo's frame does."""
+    zw, _ = zoomed_size(region, photo_size, contract)
+    fw, _ = contract.model_size(photo_size)
+    return (zw / (region[2] - region[0])) / (fw / photo_size[0])
+
+
+def crop_region(image: Image.Image, region: Region, contract: CoordinateContract) -> Image.Image:
+    """The region of the stored photo, resized (bicubic) to its `zoomed_size`."""
+    target = zoomed_size(region, image.size, contract)
+    crop = image.crop(region)
+    return crop if crop.size == target else crop.resize(target, Image.BICUBIC)
+
+
+def to_photo(box: Sequence[float], region: Region, crop_size: Size) -> list[float]:
+    """A box in a resized crop's pixels -> the stored photo's pixels."""
+    sx = (region[2] - region[0]) / crop_size[0]
+    sy = (region[3] - region[1]) / crop_size[1]
+    return [region[0] + box[0] * sx, region[1] + box[1] * sy, region[0] + box[2] * sx, region[1] + box[3] * sy]
+
+
+def touches_inner_edge(box: Sequence[float], region: Region, photo_size: Size, margin: float) -> bool:
+    """Whether `box` reaches within `margin` pixels of a side of `region` that is not the photo's border."""
+    x1, y1, x2, y2 = region
+    w, h = photo_size
+    return ((x1 > 0 and box[0] <= x1 + margin) or (y1 > 0 and box[1] <= y1 + margin)
+            or (x2 < w and box[2] >= x2 - margin) or (y2 < h and box[3] >= y2 - margin))
+
+
+def intersection_over_smaller(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise intersection area over the smaller box's area: `[N, 4]`, `[M, 4]` -> `[N, M]` (0 for empty boxes)."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=-1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=-1)
+    smaller = np.minimum(area_a[:, None], area_b[None, :])
+    return np.divide(inter, smaller, out=np.zeros_like(inter), where=smaller > 0)
+
+
+def _join_parts(found: Sequence[TiledDetection], min_overlap: float) -> list[TiledDetection]:
+    """Cut boxes of one label that cross each other, each spanning the other's extent along one axis, become their union.
+
+    Two parts of one object from side-by-side tiles meet in the strip the tiles share and span the same rows (or
+    columns); linking is transitive so the four parts of an object cut by a tile corner join as one.
+    """
+    parts = [d for d in found if d.cut]
+    boxes = np.array([d.bbox_2d for d in parts], dtype=np.float64).reshape(-1, 4)
+    parent = list(range(len(parts)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(len(parts)):
+        for j in range(i + 1, len(parts)):
+            if parts[i].label != parts[j].label:
+                continue
+            a, b = boxes[i], boxes[j]
+            ox, oy = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
+            if ox <= 0 or oy <= 0:
+                continue
+            span_x = ox / max(1e-9, min(a[2] - a[0], b[2] - b[0]))
+            span_y = oy / max(1e-9, min(a[3] - a[1], b[3] - b[1]))
+            if max(span_x, span_y) >= min_overlap:
+                parent[root(i)] = root(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(parts)):
+        groups.setdefault(root(i), []).append(i)
+    joined = [TiledDetection([float(boxes[g, 0].min()), float(boxes[g, 1].min()), float(boxes[g, 2].max()), float(boxes[g, 3].max())],
+                             parts[g[0]].label, max(parts[k].score for k in g), max(parts[k].zoom for k in g), True)
+              for g in groups.values()]
+    return [d for d in found if not d.cut] + joined
+
+
+def merge_detections(found: Sequence[TiledDetection], min_overlap: float = 0.6) -> list[TiledDetection]:
+    """One box per object: parts cut by tile edges are joined first, then same-label boxes that overlap by
+    >= `min_overlap` of the smaller box are grouped, best score first.
+
+    A group's box is its complete box from the most magnified region (ties: the higher score), or, when every
+    member is cut, the union of the members. Its score is the group's best.
+    """
+    found = _join_parts(found, min_overlap)
+    if not found:
+        return []
+    order = sorted(range(len(found)), key=lambda i: -found[i].score)
+    boxes = np.array([found[i].bbox_2d for i in order], dtype=np.float64)
+    labels = [found[i].label for i in order]
+    same = np.array([[a == b for b in labels] for a in labels])
+    linked = (intersection_over_smaller(boxes, boxes) >= min_overlap) & same
+    taken = np.zeros(len(order), dtype=bool)
+    merged = []
+    for i in range(len(order)):
+        if taken[i]:
+            continue
+        members = np.flatnonzero(linked[i] & ~taken)
+        taken[members] = True
+        group = [found[order[m]] for m in members]
+        complete = [d for d in group if not d.cut]
+        if complete:
+            best = max(complete, key=lambda d: (round(d.zoom, 6), d.score))
+            box = list(best.bbox_2d)
+        else:
+            box = [min(d.bbox_2d[0] for d in group), min(d.bbox_2d[1] for d in group),
+                   max(d.bbox_2d[2] for d in group), max(d.bbox_2d[3] for d in group)]
+        top = group[0]
+        merged.append(TiledDetection(box, top.label, top.score, max(d.zoom for d in group), not complete))
+    return merged
+
+
+def container_regions(found: Sequence[TiledDetection], containers: Sequence[str], photo_size: Size,
+                      margin: float = 0.1) -> list[Region]:
+    """A region around each box whose category (first label level) is one of `containers`, grown by `margin`."""
+    wanted = {c.strip() for c in containers}
+    w, h = photo_size
+    regions = []
+    for d in found:
+        if label_at_level(d.label, 1) not in wanted:
+            continue
+        x1, y1, x2, y2 = d.bbox_2d
+        mx, my = margin * (x2 - x1), margin * (y2 - y1)
+        region = (max(0, math.floor(x1 - mx)), max(0, math.floor(y1 - my)), min(w, math.ceil(x2 + mx)), min(h, math.ceil(y2 + my)))
+        if region[2] - region[0] >= 2 and region[3] - region[1] >= 2 and region not in regions:
+            regions.append(region)
+    return regions
+
+
+PredictImages = Callable[[list[Image.Image]], list[tuple[list[tuple[list[float], str, float]], str | None]]]
+
+
+def predict_regions(predict: PredictImages, image: Image.Image, regions: Sequence[Region],
+                    contract: CoordinateContract) -> tuple[list[TiledDetection], RegionPass]:
+    """Run `predict` on every region's zoomed crop; every box comes back in the stored photo's pixels.
+
+    `predict(crops)` returns, per crop, its `[(box in the crop's pixels, label, score)]` and its raw answer.
+    A box is marked cut when it reaches within one of its region's model cells of an inner edge: a part ends there,
+    and a whole object marked cut by mistake still survives the merge (a group of cut boxes keeps their union).
+    """
+    crops = [crop_region(image, r, contract) for r in regions]
+    answers = predict(crops) if crops else []
+    found, cost = [], RegionPass(list(regions))
+    for region, crop, (objects, raw) in zip(regions, crops, answers):
+        zoom = region_zoom(region, image.size, contract)
+        cell = contract.factor * (region[2] - region[0]) / contract.model_size(crop.size)[0]
+        cost.vision_tokens += contract.vision_tokens(crop.size)
+        cost.raws.append(raw)
+        for box, label, score in objects:
+            photo_box = to_photo(box, region, crop.size)
+            found.append(TiledDetection(photo_box, label, score, zoom,
+                                        touches_inner_edge(photo_box, region, image.size, cell)))
+    return found, cost
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How one photo is cut: a grid (or `auto`), the overlap, a whole-photo pass, and zoom into containers."""
+
+    grid: tuple[int, int] | None = None  # None with `auto` False: no tiles
+    auto: bool = False
+    overlap: float = 0.15  # share of a tile's side its neighbour also covers
+    whole: bool = True  # also predict the whole photo, for objects no tile holds whole
+    containers: tuple[str, ...] = ()  # categories whose boxes the first pass zooms into
+    container_margin: float = 0.1
+    min_overlap: float = 0.6  # intersection over the smaller box at which two boxes of one label are one object
+    train_scale: float = 1.0  # frame pixels per stored pixel the checkpoint trained at (for `auto`)
+
+    def tiles(self, size: Size, contract: CoordinateContract) -> list[Region]:
+        """The grid's regions for a photo of `size` (none when the plan has no grid, one tile is the whole photo)."""
+        grid = auto_grid(size, contract, self.train_scale) if self.auto else self.grid
+        if grid is None or grid == (1, 1):
+            return []
+        tile_side = min(size[0] / grid[0], size[1] / grid[1])
+        return grid_regions(size, *grid, overlap=round(self.overlap * tile_side))
+
+
+@dataclass
+class TiledResult:
+    """A photo's merged objects and what the passes cost."""
+
+    objects: list[TiledDetection]
+    vision_tokens: int
+    regions: list[Region]
+    raw: str
+
+
+def predict_tiled(predict: PredictImages, image: Image.Image, plan: TilePlan,
+                  contract: CoordinateContract) -> TiledResult:
+    """Whole-photo pass (when asked or needed by zoom), tiles, zoom into containers; then one merge."""
+    size = image.size
+    whole_region: Region = (0, 0, *size)
+    found: list[TiledDetection] = []
+    passes: list[RegionPass] = []
+    first: list[Region] = ([whole_region] if plan.whole or plan.containers else []) + plan.tiles(size, contract)
+    if not first:
+        first = [whole_region]
+    dets, cost = predict_regions(predict, image, first, contract)
+    found += dets
+    passes.append(cost)
+    if plan.containers:
+        zoom_regions = [r for r in container_regions(merge_detections(found, plan.min_overlap), plan.containers, size,
+                                                     plan.container_margin) if r != whole_region]
+        dets, cost = predict_regions(predict, image, zoom_regions, contract)
+        found += dets
+        passes.append(cost)
+    regions = [r for p in passes for r in p.regions]
+    raws = [raw for p in passes for raw in p.raws]
+    raw = json.dumps([{"region": list(r), "raw": a} for r, a in zip(regions, raws)], ensure_ascii=False)
+    return TiledResult(merge_detections(found, plan.min_overlap), sum(p.vision_tokens for p in passes), regions, raw)
+
+
+def predictor_images(predictor, mode: str, **options) -> PredictImages:  # noqa: ANN001 - a bbuvl Predictor
+    """`PredictImages` for a `Predictor` in `mode` with its prediction options: crops in, boxes in crop pixels out."""
+    def run(crops: list[Image.Image]) -> list[tuple[list[tuple[list[float], str, float]], str | None]]:
+        return [([(d.bbox_2d, d.label, d.score) for d in r.objects], r.raw) for r in predictor.predict(crops, mode, **options)]
+
+    return run

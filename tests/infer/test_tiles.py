@@ -1,0 +1,142 @@
+"""Tiles and zoom: regions cover the photo, boxes come back in stored pixels, merging finds each object once."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from PIL import Image
+
+from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.families import FAMILIES
+from bbuvl.infer.predictor import Predictor
+from bbuvl.infer.tiles import (
+    TiledDetection,
+    TilePlan,
+    auto_grid,
+    container_regions,
+    crop_region,
+    grid_regions,
+    merge_detections,
+    parse_grid,
+    predict_regions,
+    predict_tiled,
+    predictor_images,
+    to_photo,
+    zoomed_size,
+)
+
+SCREW = "螺丝连接点/BBU安装螺丝/连接正确"
+BBU = "bbu基带处理单元/华为"
+
+
+@pytest.mark.parametrize("size, cols, rows, overlap", [((448, 336), 2, 2, 24), ((4032, 3024), 4, 3, 100), ((100, 90), 3, 1, 0),
+                                                        ((640, 480), 1, 1, 50)])
+def test_grid_tiles_cover_the_photo_with_the_asked_overlap(size, cols, rows, overlap):
+    tiles = grid_regions(size, cols, rows, overlap)
+    assert len(tiles) == cols * rows
+    covered = [[False] * size[0] for _ in range(0, size[1], 7)]
+    for x1, y1, x2, y2 in tiles:
+        assert 0 <= x1 < x2 <= size[0] and 0 <= y1 < y2 <= size[1]
+        for yi, y in enumerate(range(0, size[1], 7)):
+            if y1 <= y < y2:
+                covered[yi][x1:x2] = [True] * (x2 - x1)
+    assert all(all(row) for row in covered)
+    xs = sorted({(t[0], t[2]) for t in tiles})
+    for (a1, a2), (b1, b2) in zip(xs, xs[1:]):
+        assert a2 - b1 >= overlap - 1  # neighbours share at least the overlap (rounding takes at most a pixel)
+
+
+def test_a_bad_grid_is_refused_with_its_text():
+    with pytest.raises(ValueError, match="COLSxROWS.*'two'"):
+        parse_grid("two")
+    with pytest.raises(ValueError, match="1..16"):
+        parse_grid("0x2")
+    assert parse_grid("3X2") == (3, 2)
+
+
+def tiled(box, label=SCREW, score=0.9, zoom=2.0, cut=False):
+    return TiledDetection(list(map(float, box)), label, score, zoom, cut)
+
+
+def test_an_object_cut_by_a_tile_border_is_found_once_with_its_whole_box():
+    # Tile A holds the screw whole; tile B (overlapping) sees its left part, which ends at B's inner edge.
+    whole, part = tiled((200, 100, 224, 124), score=0.8), tiled((200, 100, 212, 124), score=0.95, cut=True)
+    merged = merge_detections([part, whole])
+    assert [(d.bbox_2d, d.score, d.cut) for d in merged] == [([200, 100, 224, 124], 0.95, False)]
+
+
+def test_two_neighbouring_objects_of_one_label_stay_two_and_other_labels_never_merge():
+    a, b = tiled((0, 0, 20, 20)), tiled((22, 0, 42, 20))
+    other = tiled((0, 0, 20, 20), label=BBU)
+    assert len(merge_detections([a, b, other])) == 3
+
+
+def test_a_photo_sized_object_cut_by_every_tile_is_kept_as_the_union_of_its_parts():
+    parts = [tiled(r, label=BBU, cut=True) for r in [(10, 10, 250, 190), (200, 10, 440, 190), (10, 150, 250, 330),
+                                                       (200, 150, 440, 330)]]
+    merged = merge_detections(parts)
+    assert [d.bbox_2d for d in merged] == [[10, 10, 440, 330]]
+    whole = tiled((12, 8, 436, 332), label=BBU, score=0.5, zoom=1.0)  # a whole-photo pass saw it complete
+    assert [d.bbox_2d for d in merge_detections([*parts, whole])] == [[12, 8, 436, 332]]
+
+
+def test_of_two_complete_boxes_the_more_magnified_one_wins():
+    coarse, fine = tiled((100, 100, 130, 130), score=0.9, zoom=1.0), tiled((102, 101, 126, 125), score=0.6, zoom=2.0)
+    assert [d.bbox_2d for d in merge_detections([coarse, fine])] == [[102, 101, 126, 125]]
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_boxes_from_tiles_come_back_in_stored_pixels_within_one_model_cell(family):
+    rng = random.Random(family)
+    for _ in range(200):
+        contract = CoordinateContract(min_pixels=rng.choice([3136, 12544]), max_pixels=rng.choice([50176, 200704, 1003520]),
+                                      family=family)
+        size = (rng.randint(64, 4032), rng.randint(64, 3024))
+        plan = TilePlan(grid=(rng.randint(1, 4), rng.randint(1, 4)), overlap=rng.random() * 0.3)
+        fw, _ = contract.model_size(size)
+        cell = contract.factor * size[0] / fw  # one cell of the whole photo's frame, in stored pixels
+        for region in plan.tiles(size, contract) or [(0, 0, *size)]:
+            crop = Image.new("RGB", zoomed_size(region, size, contract))  # what crop_region resizes the region to
+            x1, y1 = rng.uniform(region[0], region[2] - 1), rng.uniform(region[1], region[3] - 1)
+            box = [x1, y1, rng.uniform(x1 + 1, region[2]), rng.uniform(y1 + 1, region[3])]
+            sx, sy = crop.size[0] / (region[2] - region[0]), crop.size[1] / (region[3] - region[1])
+            in_crop = [(box[0] - region[0]) * sx, (box[1] - region[1]) * sy, (box[2] - region[0]) * sx, (box[3] - region[1]) * sy]
+            answer = contract.to_model(in_crop, crop.size)  # what the model writes for it in the tile's frame
+            back = to_photo(contract.to_stored(answer, crop.size), region, crop.size)
+            assert max(abs(a - b) for a, b in zip(back, box)) <= cell, (family, size, region, box, back)
+
+
+def test_auto_grid_shows_a_wide_photo_at_the_scale_the_checkpoint_trained_at():
+    contract = CoordinateContract(min_pixels=3136, max_pixels=448 * 336)
+    assert auto_grid((448, 336), contract, scale=1.0) == (1, 1)  # shown at full size already
+    assert auto_grid((1792, 1344), contract, scale=1.0) == (4, 4)  # 4x the frame's side
+    assert auto_grid((1792, 1344), contract, scale=0.5) == (2, 2)
+
+
+def test_zoom_regions_surround_the_containers_only():
+    found = [tiled((100, 50, 300, 150), label=BBU, zoom=1.0), tiled((10, 10, 20, 20), zoom=1.0)]
+    assert container_regions(found, ["bbu基带处理单元"], (448, 336), margin=0.1) == [(80, 40, 320, 160)]
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_checkpoint):
+    return Predictor.from_checkpoint(trained_checkpoint, device="cpu")
+
+
+def test_a_single_whole_photo_region_predicts_what_predict_does(predictor, small_dataset):
+    photo = Image.open(next((small_dataset / "images").rglob("*.jpg"))).convert("RGB")
+    plain = predictor.predict([photo], "head")[0]
+    found, cost = predict_regions(predictor_images(predictor, "head"), photo, [(0, 0, *photo.size)], predictor.contract)
+    assert [(d.bbox_2d, d.label, d.score) for d in found] == [(d.bbox_2d, d.label, d.score) for d in plain.objects]
+    assert cost.vision_tokens == predictor.contract.vision_tokens(photo.size)
+
+
+def test_a_tiled_pass_reports_its_regions_and_their_vision_tokens(predictor, small_dataset):
+    photo = Image.open(next((small_dataset / "images").rglob("*.jpg"))).convert("RGB")
+    result = predict_tiled(predictor_images(predictor, "head"), photo, TilePlan(grid=(2, 2), whole=True), predictor.contract)
+    assert len(result.regions) == 5 and result.regions[0] == (0, 0, *photo.size)
+    assert result.vision_tokens == sum(predictor.contract.vision_tokens(crop_region(photo, r, predictor.contract).size)
+                                       for r in result.regions)
+    for d in result.objects:
+        assert 0 <= d.bbox_2d[0] <= d.bbox_2d[2] <= photo.size[0] and 0 <= d.bbox_2d[1] <= d.bbox_2d[3] <= photo.size[1]
