@@ -9,6 +9,7 @@ from PIL import Image
 
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.families import FAMILIES
+from bbuvl.data.regions import grid_regions, parse_grid
 from bbuvl.infer.predictor import Predictor
 from bbuvl.infer.tiles import (
     TiledDetection,
@@ -16,9 +17,7 @@ from bbuvl.infer.tiles import (
     auto_grid,
     container_regions,
     crop_region,
-    grid_regions,
     merge_detections,
-    parse_grid,
     predict_regions,
     predict_tiled,
     predictor_images,

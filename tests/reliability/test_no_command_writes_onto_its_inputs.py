@@ -87,6 +87,8 @@ def world_cases(w: Path) -> dict[str, Case]:
                               w / "t" / "teachers.jsonl"),
         "data split": Case(lambda o: ["data", "split", str(train), str(o), "--teachers", "1"], ds, train, w / "split",
                            "val.jsonl"),
+        "data tile": Case(lambda o: ["data", "tile", str(ds), str(o), "--teachers", "1"], ds, train, w / "tiled",
+                          "val.jsonl"),
         # A COCO export named labels.json (as FiftyOne writes it) imported into its own folder.
         "data import-coco": Case(lambda o: ["data", "import-coco", str(w / "coco" / "labels.json"), str(w / "coco"), str(o)],
                                  w / "coco", w / "coco" / "labels.json", w / "imported", "val.jsonl"),

@@ -1,4 +1,4 @@
-"""`bbuvl data check|stats|teachers|split|import-coco|export-coco`: inspect and reshape datasets."""
+"""`bbuvl data check|stats|teachers|split|tile|import-coco|export-coco`: inspect and reshape datasets."""
 
 from __future__ import annotations
 
@@ -20,9 +20,11 @@ from bbuvl.data import coco_files
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import DATASET_FILES, ERRORS, TEACHERS, TRAIN, VAL
 from bbuvl.data.schema import ImageRecord, read_records, require_photos
+from bbuvl.data.regions import parse_grid
 from bbuvl.data.split import split_dataset
 from bbuvl.data.stats import dataset_stats
 from bbuvl.data.teachers import coverage, write_teacher_pool
+from bbuvl.data.tiling import tile_dataset
 from bbuvl.data.text import show_text
 
 HIERARCHY_HELP = "Label hierarchy JSON (default: the shipped one)."
@@ -242,3 +244,34 @@ def export_coco(
         coco = coco_files.export_coco(dataset, out)
     console.print(f"{len(coco['images'])} images, {len(coco['annotations'])} boxes, "
                   f"{len(coco['categories'])} categories -> {out}", markup=False)
+
+
+# --- tile --------------------------------------------------------------------------------------
+
+
+def tile(
+    dataset: Path = typer.Argument(..., help="A dataset folder (tiles train.jsonl and val.jsonl) or one JSONL (as train)."),
+    out: Path = typer.Argument(..., help="Dataset folder to create: the tiles as photos, with their boxes."),
+    grid: str = typer.Option("2x2", "--grid", help="Tiles per photo, COLSxROWS: the grid predict will use."),
+    overlap: float = typer.Option(0.15, "--overlap", callback=finite_range(0, 0.9),
+                                  help="Share of a tile's side its neighbour also covers."),
+    whole: bool = typer.Option(True, "--whole/--tiles-only", help="Keep each whole photo beside its tiles."),
+    num_teachers: int = typer.Option(10, "--teachers", callback=int_range(0), help="Teacher photos to choose from train."),
+    seed: int = typer.Option(42, "--seed", help="Teacher seed."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+) -> None:
+    """Cut every photo into the tile grid inference will use; boxes cut by a tile follow the visibility rule."""
+    try:
+        cols_rows = parse_grid(grid)
+    except ValueError as e:
+        fail(f"--grid: {e}")
+        raise
+    claim_outputs("data tile", {"DATASET": dataset}, [out / n for n in DATASET_FILES], [out / "images"], overwrite)
+    columns = (TextColumn("[bold]tiling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, disable=not stdout_is_tty()) as bar, user_errors():
+        task = bar.add_task("tile", total=None)
+        summary = tile_dataset(dataset, out, cols_rows, overlap, whole, num_teachers, seed,
+                               progress=lambda done, total: bar.update(task, completed=done, total=total))
+    images, objects = summary["images"], summary["objects"]
+    console.print(f"{images['train']} train and {images['val']} val tiles ({objects['train']} and {objects['val']} objects), "
+                  f"grid {cols_rows[0]}x{cols_rows[1]}{', with each whole photo' if whole else ''} -> {out}", markup=False)

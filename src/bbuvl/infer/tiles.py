@@ -25,11 +25,8 @@ from PIL import Image
 
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import label_at_level
+from bbuvl.data.regions import MAX_GRID, Region, Size, grid_regions, tile_side_overlap
 
-Size = tuple[int, int]
-Region = tuple[int, int, int, int]  # x1, y1, x2, y2 in stored pixels, integers, x2/y2 exclusive
-
-MAX_GRID = 16  # tiles per side: beyond this a photo is better resized than cut into slivers
 
 
 @dataclass(frozen=True)
@@ -50,35 +47,6 @@ class RegionPass:
     regions: list[Region] = field(default_factory=list)
     vision_tokens: int = 0
     raws: list[str | None] = field(default_factory=list)
-
-
-def grid_regions(size: Size, cols: int, rows: int, overlap: int) -> list[Region]:
-    """`cols` x `rows` equal tiles covering a `size` photo, neighbours sharing `overlap` pixels, row by row."""
-    if not (1 <= cols <= MAX_GRID and 1 <= rows <= MAX_GRID):
-        raise ValueError(f"a tile grid has 1..{MAX_GRID} tiles per side, got {cols}x{rows}")
-    if overlap < 0:
-        raise ValueError(f"tile overlap must be >= 0 pixels, got {overlap}")
-    w, h = size
-
-    def starts(total: int, n: int) -> list[tuple[int, int]]:
-        side = min(total, math.ceil((total + (n - 1) * overlap) / n))
-        if n == 1:
-            return [(0, total)]
-        # Evenly spaced starts from 0 to total - side: the first tile touches one border, the last the other.
-        return [(round(i * (total - side) / (n - 1)), round(i * (total - side) / (n - 1)) + side) for i in range(n)]
-
-    return [(x1, y1, x2, y2) for y1, y2 in starts(h, rows) for x1, x2 in starts(w, cols)]
-
-
-def parse_grid(text: str) -> tuple[int, int]:
-    """`"3x2"` -> `(3, 2)` columns and rows."""
-    try:
-        cols, rows = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"a tile grid looks like COLSxROWS (e.g. 2x2), got '{text}'") from None
-    if not (1 <= cols <= MAX_GRID and 1 <= rows <= MAX_GRID):
-        raise ValueError(f"a tile grid has 1..{MAX_GRID} tiles per side, got '{text}'")
-    return cols, rows
 
 
 def auto_grid(size: Size, contract: CoordinateContract, scale: float) -> tuple[int, int]:
@@ -274,8 +242,7 @@ class TilePlan:
         grid = auto_grid(size, contract, self.train_scale) if self.auto else self.grid
         if grid is None or grid == (1, 1):
             return []
-        tile_side = min(size[0] / grid[0], size[1] / grid[1])
-        return grid_regions(size, *grid, overlap=round(self.overlap * tile_side))
+        return grid_regions(size, *grid, overlap=tile_side_overlap(size, grid, self.overlap))
 
 
 @dataclass

@@ -12,9 +12,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from bbuvl.data.boxes import box_iou
-from bbuvl.data.check import DUPLICATE_IOU
-from bbuvl.data.coords import box_is_degenerate, clip_box
+from bbuvl.data.regions import window_objects
 from bbuvl.data.schema import ObjectAnn, sort_objects
 from bbuvl.synthetic.scene import MIN_SIDE, SS, Box, Scene
 
@@ -77,8 +75,6 @@ def render_scene(rng_seed: int, size: tuple[int, int], framing: Framing = "wide"
 FRAMINGS: tuple[str, ...] = ("wide", "closeup", "mixed")
 Framing = Literal["wide", "closeup", "mixed"]
 CLOSEUP_PART = (0.10, 0.13)  # screw/plug size in a close-up, as a fraction of the photo width (45-58 px at 448)
-CLOSEUP_KEEP_VISIBLE = 0.5  # a box cut by the frame is kept when this much of it shows ...
-CLOSEUP_KEEP_AREA = 0.1  # ... or when what shows still covers this much of the photo (a BBU, a cable run)
 _CLOSEUP_SALT, _MIXED_SALT = 0xC105E, 0x31BED  # framing draws its own random streams: the scene's stays the same
 
 
@@ -102,21 +98,5 @@ def _render_closeup(rng_seed: int, size: tuple[int, int]) -> tuple[Image.Image, 
 
 
 def _framed_objects(objects: list[tuple[Box, str]], origin: tuple[int, int], size: tuple[int, int]) -> list[ObjectAnn]:
-    """Canvas boxes seen through the window at `origin` (canvas pixels) of a `size` photo: moved, clipped, and
-    dropped when mostly cut off; of two that clipping made (nearly) the same box, the more visible one stays."""
-    w, h = size
-    seen: list[tuple[float, Box, str]] = []
-    for box, label in objects:
-        b = [(box[0] - origin[0]) / SS, (box[1] - origin[1]) / SS, (box[2] - origin[0]) / SS, (box[3] - origin[1]) / SS]
-        c = [round(v, 1) for v in clip_box(b, size)]
-        shown = max(0.0, c[2] - c[0]) * max(0.0, c[3] - c[1])
-        if box_is_degenerate(c, min_side=2) or shown == 0:
-            continue
-        visible = shown / ((b[2] - b[0]) * (b[3] - b[1]))
-        if visible >= CLOSEUP_KEEP_VISIBLE or shown >= CLOSEUP_KEEP_AREA * w * h:
-            seen.append((visible, c, label))
-    kept: list[ObjectAnn] = []
-    for _, c, label in sorted(seen, key=lambda t: -t[0]):
-        if all(float(box_iou(c, o.bbox_2d)) <= DUPLICATE_IOU for o in kept):
-            kept.append(ObjectAnn(bbox_2d=c, desc=label))
-    return sort_objects(kept)
+    """Canvas boxes seen through the window at `origin` (canvas pixels) of a `size` photo (data/regions.py's rule)."""
+    return window_objects(objects, origin, size, scale=SS)

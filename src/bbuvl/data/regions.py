@@ -1,0 +1,82 @@
+"""Parts of a photo: the tile grid, and what a window cut from a photo keeps of its boxes.
+
+The visibility rule is stated once here and used by every crop the project makes: the close-up framing of the
+synthetic scene, `bbuvl data tile`, and tiles at inference (docs/tiles.md). A box cut by the window is kept
+when at least half of it shows, or when what shows still covers a tenth of the window (a BBU or a cable run
+through the frame); of two boxes that clipping made nearly the same (IoU > DUPLICATE_IOU, e.g. a BBU and the
+cabinet space both filling the window), the more visible one stays. Parts cut below those thresholds stay
+unlabelled, as annotators leave them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from bbuvl.data.boxes import box_iou
+from bbuvl.data.check import DUPLICATE_IOU
+from bbuvl.data.coords import box_is_degenerate, clip_box
+from bbuvl.data.schema import ObjectAnn, sort_objects
+
+Size = tuple[int, int]
+Region = tuple[int, int, int, int]  # x1, y1, x2, y2 in stored pixels, integers, x2/y2 exclusive
+
+KEEP_VISIBLE = 0.5  # a box cut by the window is kept when this much of it shows ...
+KEEP_AREA = 0.1  # ... or when what shows still covers this much of the window
+MAX_GRID = 16  # tiles per side: beyond this a photo is better resized than cut into slivers
+
+
+def grid_regions(size: Size, cols: int, rows: int, overlap: int) -> list[Region]:
+    """`cols` x `rows` equal tiles covering a `size` photo, neighbours sharing `overlap` pixels, row by row."""
+    if not (1 <= cols <= MAX_GRID and 1 <= rows <= MAX_GRID):
+        raise ValueError(f"a tile grid has 1..{MAX_GRID} tiles per side, got {cols}x{rows}")
+    if overlap < 0:
+        raise ValueError(f"tile overlap must be >= 0 pixels, got {overlap}")
+    w, h = size
+
+    def spans(total: int, n: int) -> list[tuple[int, int]]:
+        side = min(total, math.ceil((total + (n - 1) * overlap) / n))
+        if n == 1:
+            return [(0, total)]
+        # Evenly spaced starts from 0 to total - side: the first tile touches one border, the last the other.
+        return [(round(i * (total - side) / (n - 1)), round(i * (total - side) / (n - 1)) + side) for i in range(n)]
+
+    return [(x1, y1, x2, y2) for y1, y2 in spans(h, rows) for x1, x2 in spans(w, cols)]
+
+
+def parse_grid(text: str) -> tuple[int, int]:
+    """`"3x2"` -> `(3, 2)` columns and rows."""
+    try:
+        cols, rows = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"a tile grid looks like COLSxROWS (e.g. 2x2), got '{text}'") from None
+    if not (1 <= cols <= MAX_GRID and 1 <= rows <= MAX_GRID):
+        raise ValueError(f"a tile grid has 1..{MAX_GRID} tiles per side, got '{text}'")
+    return cols, rows
+
+
+def tile_side_overlap(size: Size, grid: tuple[int, int], overlap: float) -> int:
+    """Overlap in pixels for a share `overlap` of the grid's shorter tile side."""
+    return round(overlap * min(size[0] / grid[0], size[1] / grid[1]))
+
+
+def window_objects(objects: Sequence[tuple[Sequence[float], str]], origin: tuple[float, float], size: Size,
+                   scale: float = 1.0) -> list[ObjectAnn]:
+    """Boxes seen through a `size` window at `origin`: moved, divided by `scale`, clipped, and kept by the
+    visibility rule above; of two that clipping made (nearly) the same box, the more visible one stays."""
+    w, h = size
+    seen: list[tuple[float, list[float], str]] = []
+    for box, label in objects:
+        b = [(box[0] - origin[0]) / scale, (box[1] - origin[1]) / scale, (box[2] - origin[0]) / scale, (box[3] - origin[1]) / scale]
+        c = [round(v, 1) for v in clip_box(b, size)]
+        shown = max(0.0, c[2] - c[0]) * max(0.0, c[3] - c[1])
+        if box_is_degenerate(c, min_side=2) or shown == 0:
+            continue
+        visible = shown / ((b[2] - b[0]) * (b[3] - b[1]))
+        if visible >= KEEP_VISIBLE or shown >= KEEP_AREA * w * h:
+            seen.append((visible, c, label))
+    kept: list[ObjectAnn] = []
+    for _, c, label in sorted(seen, key=lambda t: -t[0]):
+        if all(float(box_iou(c, o.bbox_2d)) <= DUPLICATE_IOU for o in kept):
+            kept.append(ObjectAnn(bbox_2d=c, desc=label))
+    return sort_objects(kept)

@@ -1,0 +1,78 @@
+"""`bbuvl data tile`: tiles as photos, boxes moved by the tile's offset and kept by the one visibility rule."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from bbuvl.cli import app
+from bbuvl.data.check import check_dataset
+from bbuvl.data.regions import KEEP_VISIBLE, grid_regions, window_objects
+from bbuvl.data.schema import ImageRecord, ObjectAnn, read_records, resolve_image, write_dataset
+from bbuvl.data.tiling import tile_dataset
+
+SCREW = "螺丝连接点/BBU安装螺丝/连接正确"
+
+
+def test_a_box_inside_a_tile_moves_by_its_offset_and_one_mostly_cut_off_is_dropped():
+    objects = [([110.0, 20.0, 130.0, 40.0], SCREW), ([95.0, 60.0, 125.0, 80.0], SCREW), ([80.0, 90.0, 104.0, 110.0], SCREW)]
+    kept = window_objects(objects, (100, 0), (100, 100))
+    # inside: moved; 25/30 showing: clipped and kept; 4/24 showing (below KEEP_VISIBLE): dropped
+    assert [o.bbox_2d for o in kept] == [[10.0, 20.0, 30.0, 40.0], [0.0, 60.0, 25.0, 80.0]]
+    assert 4 / 24 < KEEP_VISIBLE <= 25 / 30
+
+
+@pytest.fixture()
+def photos(tmp_path):
+    src = tmp_path / "src"
+    (src / "images").mkdir(parents=True)
+    records = []
+    for i in range(3):
+        img = Image.new("RGB", (400, 300), (90 + 20 * i, 100, 110))
+        for x in range(0, 400, 50):  # texture, so no two tiles are the same photo
+            img.paste((200, 60 + 30 * i, x % 255), (x, (x * 7) % 280, x + 5, (x * 7) % 280 + 5))
+        img.save(src / "images" / f"p{i}.png")
+        records.append(ImageRecord(images=[f"images/p{i}.png"], width=400, height=300,
+                                   objects=[ObjectAnn(bbox_2d=[30.0, 40.0, 60.0, 70.0], desc=SCREW),
+                                            ObjectAnn(bbox_2d=[190.0, 140.0, 215.0, 160.0], desc=SCREW)]))
+    write_dataset(src / "train.jsonl", records[:2])
+    write_dataset(src / "val.jsonl", records[2:])
+    return src
+
+
+def test_every_tile_holds_the_pixels_and_boxes_of_its_region(photos, tmp_path):
+    out = tmp_path / "tiles"
+    summary = tile_dataset(photos, out, (2, 2), overlap=0.2, whole=True)
+    assert summary["images"] == {"train": 10, "val": 5, "teachers": min(10, 10)}
+    assert summary["tiles"]["grid"] == [2, 2]
+    assert not [i for i in check_dataset(out) if i.severity == "error"]
+    regions = grid_regions((400, 300), 2, 2, overlap=round(0.2 * 150))
+    originals = {r.image: r for r in read_records(photos / "train.jsonl")}
+    for rec in read_records(out / "train.jsonl"):
+        source = originals[rec.source]
+        x, y = (int(v) for v in rec.id.split("@")[1].split(",")[:2])
+        assert (x, y, x + rec.width, y + rec.height) in [*regions, (0, 0, 400, 300)]
+        tile = Image.open(resolve_image(out / "train.jsonl", rec.image)).convert("RGB")
+        whole = Image.open(resolve_image(photos / "train.jsonl", source.image)).convert("RGB")
+        assert tile.tobytes() == whole.crop((x, y, x + rec.width, y + rec.height)).tobytes()
+        expected = window_objects([(o.bbox_2d, o.desc) for o in source.objects], (x, y), (rec.width, rec.height))
+        assert rec.objects == expected
+
+
+def test_data_tile_refuses_a_photo_whose_size_disagrees_with_its_record(photos, tmp_path):
+    Image.new("RGB", (300, 400)).save(photos / "images" / "p0.png")
+    r = CliRunner().invoke(app, ["data", "tile", str(photos), str(tmp_path / "t")])
+    assert r.exit_code == 2 and "p0.png" in r.output and "300x400" in r.output and "Traceback" not in r.output
+
+
+def test_data_tile_command_writes_a_checked_dataset(photos, tmp_path):
+    r = CliRunner().invoke(app, ["data", "tile", str(photos / "train.jsonl"), str(tmp_path / "t"), "--grid", "3x1",
+                                 "--tiles-only"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "t" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["images"]["train"] == 6 and summary["tiles"]["whole"] is False
+    bad = CliRunner().invoke(app, ["data", "tile", str(photos), str(tmp_path / "u"), "--grid", "2by2"])
+    assert bad.exit_code == 2 and "COLSxROWS" in bad.output
