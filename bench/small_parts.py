@@ -1,0 +1,123 @@
+"""One pass vs tiles vs zoom, on the same checkpoint and photos, in one run: AP50 by size, vision tokens, seconds.
+
+    .venv/bin/python bench/small_parts.py --checkpoint RUN/final --val small/val.jsonl --grid 2x2
+    .venv/bin/python bench/small_parts.py --checkpoint demo_out/bbu/run/final --scene bbu-wide --grid 4x3 \\
+        --containers bbu基带处理单元,ODF,接地排
+
+Each plan predicts every validation photo (`--mode`, head by default) and is scored with the project's COCO
+evaluation: AP50 per label and class-agnostic, AP50 at the category level (`--level 1`), and recall and AP50 per
+object-size bucket in vision tokens at the checkpoint's frame (`bbuvl.eval.size_buckets`). The best constant box
+of the same photos is printed first: every number has to clear it to mean anything. `--scene` renders photos
+from a seed no demo uses instead of reading `--val`: `small-shapes` (10-24 px shapes in 448x336, 1-3 a photo) or
+`bbu-wide` (wide equipment-room photos at 4x the demo's 448x336 side). Plans (docs/tiles.md):
+
+- `one pass`: the whole photo at the frame;
+- `tiles CxR`: the grid only (about C*R times the tokens);
+- `tiles CxR + whole`: the grid and the whole photo;
+- `zoom`: the whole photo, then each container's crop (only with `--containers`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from bbuvl.data.regions import parse_grid
+from bbuvl.data.schema import read_records, resolve_image
+from bbuvl.data.images import load_image
+from bbuvl.eval.coco_metrics import coco_evaluate
+from bbuvl.eval.prior import best_constant_box
+from bbuvl.eval.size_buckets import TOKEN_BUCKETS, size_metrics
+from bbuvl.infer.predictor import Predictor
+from bbuvl.infer.tiles import TilePlan, predict_tiled, predictor_images
+from bbuvl.synthetic.dataset import synthesize
+from bbuvl.synthetic.shapes import synthesize_shapes
+
+UNSEEN_SEED = 7919  # no demo, test or guard renders from this seed
+
+
+def render_scene(scene: str, folder: Path, n_val: int) -> Path:
+    """Validation photos of `scene` from UNSEEN_SEED; returns the val.jsonl."""
+    if scene == "small-shapes":
+        synthesize_shapes(folder, 0, n_val, seed=UNSEEN_SEED, size=(448, 336), min_objects=1, max_objects=3,
+                          object_px=(10, 24), num_teachers=0)
+    else:
+        synthesize(folder, 0, n_val, seed=UNSEEN_SEED, size=(1792, 1344), num_teachers=0)
+    return folder / "val.jsonl"
+
+
+def run_plan(predictor: Predictor, photos: list, plan: TilePlan | None, mode: str) -> tuple[list, float, float]:
+    """Predictions (dicts) per photo, mean vision tokens per photo and seconds per photo for one plan."""
+    predict = predictor_images(predictor, mode)
+    preds, tokens = [], 0
+    start = time.perf_counter()
+    for image in photos:
+        if plan is None:
+            result = predictor.predict([image], mode)[0]
+            preds.append([d.to_dict() for d in result.objects])
+            tokens += predictor.contract.vision_tokens(image.size)
+        else:
+            tiled = predict_tiled(predict, image, plan, predictor.contract)
+            preds.append([{"bbox_2d": [round(v, 1) for v in d.bbox_2d], "label": d.label, "score": round(d.score, 5)}
+                          for d in tiled.objects])
+            tokens += tiled.vision_tokens
+    return preds, tokens / len(photos), (time.perf_counter() - start) / len(photos)
+
+
+def main() -> None:
+    """Predict with every plan and print one table."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True, type=Path)
+    ap.add_argument("--val", type=Path, help="Validation JSONL (or use --scene).")
+    ap.add_argument("--scene", choices=("small-shapes", "bbu-wide"), help="Render validation photos from an unseen seed.")
+    ap.add_argument("--n-val", type=int, default=40)
+    ap.add_argument("--grid", default="2x2", help="Tile grid, COLSxROWS.")
+    ap.add_argument("--overlap", type=float, default=0.15)
+    ap.add_argument("--containers", default="", help="Comma-separated categories to zoom into (enables the zoom plan).")
+    ap.add_argument("--mode", default="head")
+    ap.add_argument("--level", type=int, default=1, help="Hierarchy level of the category AP50 column.")
+    args = ap.parse_args()
+    if (args.val is None) == (args.scene is None):
+        ap.error("give exactly one of --val and --scene")
+    grid = parse_grid(args.grid)
+    with tempfile.TemporaryDirectory() as tmp:
+        val = args.val or render_scene(args.scene, Path(tmp) / "scene", args.n_val)
+        records = read_records(val)
+        photos = [load_image(resolve_image(val, r.image)).image for r in records]
+        predictor = Predictor.from_checkpoint(args.checkpoint, device="cpu")
+        predictor.check_mode(args.mode)
+        prior = best_constant_box(records)
+        plans: dict[str, TilePlan | None] = {
+            "one pass": None,
+            f"tiles {grid[0]}x{grid[1]}": TilePlan(grid=grid, overlap=args.overlap, whole=False),
+            f"tiles {grid[0]}x{grid[1]} + whole": TilePlan(grid=grid, overlap=args.overlap, whole=True),
+        }
+        containers = tuple(c for c in args.containers.split(",") if c)
+        if containers:
+            plans["zoom"] = TilePlan(whole=True, containers=containers)
+        print(f"{len(records)} photos from {val}; mode {args.mode}; best constant box AP50 {prior.ap50 or 0:.3f} per label, "
+              f"{prior.ap50_agnostic:.3f} class-agnostic")
+        buckets = [name for name, _, _ in TOKEN_BUCKETS]
+        header = (f"{'plan':<22} {'tokens':>7} {'s/photo':>8} {'AP50':>6} {'agn.':>6} {'L' + str(args.level):>6}"
+                  + "".join(f" {b:>13}" for b in buckets))
+        print(header)
+        print(" " * 59 + "".join(f" {'AP50 / rec.':>13}" for _ in buckets))
+        for name, plan in plans.items():
+            preds, tokens, seconds = run_plan(predictor, photos, plan, args.mode)
+            result = coco_evaluate(records, preds)
+            level = coco_evaluate(records, preds, level=args.level)
+            sizes = size_metrics(records, preds, predictor.contract)
+
+            def fmt(v: float | None) -> str:
+                return "  -  " if v is None else f"{v:.3f}"
+
+            cells = "".join(f" {fmt(sizes.buckets[b]['AP50_agnostic']):>6}/{fmt(sizes.buckets[b]['recall']):<6}" for b in buckets)
+            print(f"{name:<22} {tokens:>7.0f} {seconds:>8.3f} {fmt(result.summary['AP50']):>6} {fmt(result.agnostic['AP50']):>6} "
+                  f"{fmt(level.summary['AP50']):>6}{cells}", flush=True)
+        print("objects per bucket: " + ", ".join(f"{b} {sizes.buckets[b]['objects']}" for b in buckets))
+
+
+if __name__ == "__main__":
+    main()
