@@ -41,6 +41,13 @@ def test_predict_then_eval_writes_lines_metrics_and_report(trained_checkpoint, s
     assert set(m) == {"AP", "AP50", "AP75", "AP_agnostic", "AP50_agnostic", "per_category", "label_accuracy",
                       "parse_failure_rate", "duplicate_rate", "errors", "prior"}
     assert (tmp_path / "report" / "index.html").exists()
+    # Sizes in vision tokens come from the checkpoint that wrote the predictions (its manifest).
+    details = json.loads((tmp_path / "metrics.coco.json").read_text(encoding="utf-8"))
+    buckets = details["size_tokens"]["buckets"]
+    assert sum(b["objects"] for b in buckets.values()) == sum(len(json.loads(l)["objects"]) for l in
+                                                             (small_dataset / "val.jsonl").read_text(encoding="utf-8").splitlines())
+    assert "By size in vision tokens" in r.output
+    assert "Small parts" in (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
 
 
 def test_predict_objectness_threshold_keeps_every_query_at_zero_and_none_at_one(trained_checkpoint, small_dataset, tmp_path):

@@ -38,6 +38,8 @@ def evaluate(
     hierarchy: Optional[Path] = typer.Option(None, "--hierarchy", help=HIERARCHY_HELP),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A METRICS.json to compare with side by side (e.g. "
                                             "the base model's zero-shot evaluation), in the terminal and the report."),
+    frame: Optional[Path] = typer.Option(None, "--frame", help="A checkpoint whose frame sizes objects in vision tokens for "
+                                         "AP and recall by size (default: the checkpoint that wrote --pred, when it is still there)."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Score predictions against ground truth: COCO AP, label accuracy, error counts; optionally an HTML report.
@@ -49,8 +51,9 @@ def evaluate(
     same-label box at IoU > 0.9), errors (missed, extra, mislocated, mislabelled, matched and totals) and prior
     (the best constant box: the one relative box that, predicted on every photo, scores the highest AP50;
     its AP50 per category and class-agnostic are what a model that ignores the photo would get).
-    The other COCO numbers (APs/APm/APl, AR1/AR10/AR100 and their class-agnostic twins) and the
-    precision-recall curves go to METRICS.coco.json beside it.
+    The other COCO numbers (APs/APm/APl, AR1/AR10/AR100 and their class-agnostic twins), the
+    precision-recall curves and AP50 and recall by object size in vision tokens at the checkpoint's frame
+    (`size_tokens`, with --frame or the predictions' checkpoint) go to METRICS.coco.json beside it.
     """
     from bbuvl.data.labels import Hierarchy
     from bbuvl.data.schema import read_records
@@ -59,12 +62,14 @@ def evaluate(
     from bbuvl.eval.metrics import evaluate_predictions
     from bbuvl.eval.predictions import read_predictions
     from bbuvl.eval.report import PR_CURVE_FILE, WORST_DIR
+    from bbuvl.eval.size_buckets import size_metrics
 
     for path, what in ((pred, "--pred"), (gt, "--gt")):
         if not path.is_file():
             fail(f"{path}: no such file ({what})")
     reported = ([report / "index.html", report / PR_CURVE_FILE], [report / WORST_DIR]) if report else ([], [])
-    claim_outputs("eval", {"--pred": pred, "--gt": gt, "--baseline": baseline, "--hierarchy": hierarchy, "--font-path": font_path},
+    claim_outputs("eval", {"--pred": pred, "--gt": gt, "--baseline": baseline, "--hierarchy": hierarchy, "--font-path": font_path,
+                           "--frame": frame},
                   [out, details_path(out), *reported[0]], reported[1], overwrite)
     with user_errors(ValueError, OSError):
         base_metrics = read_metrics(baseline) if baseline is not None else None
@@ -72,13 +77,24 @@ def evaluate(
         lines = read_predictions(pred)
         h = Hierarchy.load(hierarchy)
         font = find_cjk_font(font_path) if report else None
+    with user_errors(ValueError, OSError):
+        contract, frame_note = frame_contract(frame, pred)
     with console.status("computing metrics", spinner="dots"), user_errors(ValueError):
         evaluation = evaluate_predictions(records, gt, lines, pred, level=level, iou=iou, min_score=min_score)
+        sizes = None
+        if contract is not None:
+            paired = [(r.record, r.prediction.objects if r.prediction else []) for r in evaluation.images]
+            sizes = size_metrics([rec for rec, _ in paired], [objs for _, objs in paired], contract, level)
+    if frame_note:
+        evaluation.notes.append(frame_note)
 
+    details = {**evaluation.details(), "size_tokens": sizes.to_dict() if sizes else None}
     with user_errors(OSError):
         write_text_atomic(out, json.dumps(evaluation.metrics, ensure_ascii=False, indent=2) + "\n")
-        write_text_atomic(details_path(out), json.dumps(evaluation.details(), ensure_ascii=False, indent=2) + "\n")
+        write_text_atomic(details_path(out), json.dumps(details, ensure_ascii=False, indent=2) + "\n")
     print_metrics(evaluation, h)
+    if sizes is not None:
+        print_sizes(sizes)
     comparison = compare(evaluation.metrics, base_metrics) if base_metrics is not None else None
     if comparison is not None:
         print_comparison(comparison, baseline)
@@ -93,8 +109,35 @@ def evaluate(
             console.print(f"[bold yellow]warning:[/] {escape(font.warning)}", soft_wrap=True)
         with console.status("drawing the report", spinner="dots"), user_errors(OSError):
             index = write_report(evaluation, report, font, h, worst=worst, comparison=comparison,
-                                 baseline_name=str(baseline) if baseline else None)
+                                 baseline_name=str(baseline) if baseline else None, sizes=sizes)
         console.print(f"[green]report[/]: {escape(str(index))}", soft_wrap=True)
+
+
+def frame_contract(frame: Path | None, pred: Path) -> tuple[Any, str | None]:
+    """The coordinate contract that sizes objects in tokens, and a note when there is none to use."""
+    from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
+    from bbuvl.infer.output import read_manifest
+
+    if frame is not None:
+        folder = frame.parent if frame.name == CONTRACT_FILE else frame
+        if not (folder / CONTRACT_FILE).is_file():
+            raise ValueError(f"{frame}: no {CONTRACT_FILE} here (--frame takes a checkpoint saved by bbuvl train)")
+        return CoordinateContract.load(folder), None
+    manifest = read_manifest(pred)
+    if manifest is not None and (Path(manifest.checkpoint) / CONTRACT_FILE).is_file():
+        return CoordinateContract.load(manifest.checkpoint), None
+    return None, ("no AP or recall by size in vision tokens: the checkpoint that wrote the predictions is not at hand "
+                  "(give --frame CHECKPOINT)")
+
+
+def print_sizes(sizes: Any) -> None:
+    """AP50 and recall by object size in vision tokens at the frame."""
+    table = Table(title="By size in vision tokens at the frame (IoU 0.5)", title_justify="left")
+    for col in ("size", "objects", "AP50", "AP50 class-agnostic", "recall"):
+        table.add_column(col, justify="left" if col == "size" else "right")
+    for name, b in sizes.buckets.items():
+        table.add_row(name, str(b["objects"]), _num(b["AP50"]), _num(b["AP50_agnostic"]), _num(b["recall"]))
+    console.print(table)
 
 
 def _num(v: Any) -> str:

@@ -28,6 +28,7 @@ from bbuvl.data.labels import Hierarchy
 from bbuvl.eval.draw import LabelNamer, compare_picture
 from bbuvl.eval.fonts import FontChoice
 from bbuvl.eval.metrics import Evaluation, ImageResult
+from bbuvl.eval.size_buckets import SizeResult
 
 PR_CURVE_FILE = "pr_curve.png"
 WORST_DIR = "worst"
@@ -36,10 +37,10 @@ MAX_CATEGORY_CURVES = 10
 
 def write_report(
     evaluation: Evaluation, out_dir: str | Path, font: FontChoice, hierarchy: Hierarchy | None = None, worst: int = 20,
-    comparison: list[dict[str, Any]] | None = None, baseline_name: str | None = None,
+    comparison: list[dict[str, Any]] | None = None, baseline_name: str | None = None, sizes: SizeResult | None = None,
 ) -> Path:
     """Write REPORT_DIR/index.html with its PNGs and return the page's path; `comparison` (eval/compare.py) adds a
-    baseline-vs-this table."""
+    baseline-vs-this table, `sizes` the recall of small parts (AP50 and recall by size in vision tokens)."""
     out_dir = Path(out_dir)
     (out_dir / WORST_DIR).mkdir(parents=True, exist_ok=True)
     hierarchy = hierarchy or Hierarchy.load()
@@ -56,7 +57,8 @@ def write_report(
             picture.save(tmp)
         pictures.append((result, picture, file))
 
-    page = _page(evaluation, font, hierarchy, curve, pictures, out_dir, _comparison_html(comparison, baseline_name))
+    page = _page(evaluation, font, hierarchy, curve, pictures, out_dir,
+                 _sizes_html(sizes) + _comparison_html(comparison, baseline_name))
     index = out_dir / "index.html"
     write_text_atomic(index, page)
     return index
@@ -138,6 +140,17 @@ def _data_uri(image: Image.Image, fmt: str = "JPEG") -> str:
 
 def _rows(rows: list[tuple[str, Any]]) -> str:
     return "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows)
+
+
+def _sizes_html(sizes: SizeResult | None) -> str:
+    if sizes is None:
+        return ""
+    rows = "".join(f"<tr><th>{html.escape(name)}</th><td>{b['objects']}</td><td>{_fmt(b['AP50'])}</td>"
+                   f"<td>{_fmt(b['AP50_agnostic'])}</td><td>{_fmt(b['recall'])}</td></tr>" for name, b in sizes.buckets.items())
+    return ("<h2>Small parts: by size in vision tokens at the frame</h2><p>An object's size is how many of the model's vision "
+            "tokens it covers at the checkpoint's frame; below one token is what the model sees least.</p>"
+            "<table><tr><th>size</th><th>objects</th><th>AP50</th><th>AP50 class-agnostic</th><th>recall</th></tr>"
+            f"{rows}</table>")
 
 
 def _comparison_html(rows: list[dict[str, Any]] | None, baseline_name: str | None) -> str:
