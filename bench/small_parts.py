@@ -75,6 +75,7 @@ def main() -> None:
     ap.add_argument("--n-val", type=int, default=40)
     ap.add_argument("--grid", default="2x2", help="Tile grid, COLSxROWS.")
     ap.add_argument("--overlap", type=float, default=0.15)
+    ap.add_argument("--zoom", type=float, help="Frame pixels per stored pixel for tiles (default: each tile fills the frame).")
     ap.add_argument("--containers", default="", help="Comma-separated categories to zoom into (enables the zoom plan).")
     ap.add_argument("--mode", default="head")
     ap.add_argument("--level", type=int, default=1, help="Hierarchy level of the category AP50 column.")
@@ -91,12 +92,12 @@ def main() -> None:
         prior = best_constant_box(records)
         plans: dict[str, TilePlan | None] = {
             "one pass": None,
-            f"tiles {grid[0]}x{grid[1]}": TilePlan(grid=grid, overlap=args.overlap, whole=False),
-            f"tiles {grid[0]}x{grid[1]} + whole": TilePlan(grid=grid, overlap=args.overlap, whole=True),
+            f"tiles {grid[0]}x{grid[1]}": TilePlan(grid=grid, overlap=args.overlap, whole=False, zoom=args.zoom),
+            f"tiles {grid[0]}x{grid[1]} + whole": TilePlan(grid=grid, overlap=args.overlap, whole=True, zoom=args.zoom),
         }
         containers = tuple(c for c in args.containers.split(",") if c)
         if containers:
-            plans["zoom"] = TilePlan(whole=True, containers=containers)
+            plans["zoom"] = TilePlan(whole=True, containers=containers, zoom=args.zoom)
         print(f"{len(records)} photos from {val}; mode {args.mode}; best constant box AP50 {prior.ap50 or 0:.3f} per label, "
               f"{prior.ap50_agnostic:.3f} class-agnostic")
         buckets = [name for name, _, _ in TOKEN_BUCKETS]

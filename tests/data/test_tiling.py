@@ -12,7 +12,7 @@ from bbuvl.cli import app
 from bbuvl.data.check import check_dataset
 from bbuvl.data.regions import KEEP_VISIBLE, grid_regions, window_objects
 from bbuvl.data.schema import ImageRecord, ObjectAnn, read_records, resolve_image, write_dataset
-from bbuvl.data.tiling import tile_dataset
+from bbuvl.data.tiling import TileSpec, tile_dataset
 
 SCREW = "螺丝连接点/BBU安装螺丝/连接正确"
 
@@ -45,7 +45,7 @@ def photos(tmp_path):
 
 def test_every_tile_holds_the_pixels_and_boxes_of_its_region(photos, tmp_path):
     out = tmp_path / "tiles"
-    summary = tile_dataset(photos, out, (2, 2), overlap=0.2, whole=True)
+    summary = tile_dataset(photos, out, TileSpec((2, 2), overlap=0.2, whole=True))
     assert summary["images"] == {"train": 10, "val": 5, "teachers": min(10, 10)}
     assert summary["tiles"]["grid"] == [2, 2]
     assert not [i for i in check_dataset(out) if i.severity == "error"]
@@ -76,3 +76,19 @@ def test_data_tile_command_writes_a_checked_dataset(photos, tmp_path):
     assert summary["images"]["train"] == 6 and summary["tiles"]["whole"] is False
     bad = CliRunner().invoke(app, ["data", "tile", str(photos), str(tmp_path / "u"), "--grid", "2by2"])
     assert bad.exit_code == 2 and "COLSxROWS" in bad.output
+
+
+def test_zoomed_tiles_are_magnified_with_their_boxes_and_empty_ones_thinned(photos, tmp_path):
+    out = tmp_path / "zoomed"
+    tile_dataset(photos / "train.jsonl", out, TileSpec((4, 4), overlap=0.0, zoom=2.0, whole=False, empty=0.0))
+    records = read_records(out / "train.jsonl")
+    assert records and all(r.objects for r in records)  # empty tiles: none kept at share 0
+    for rec in records:
+        x, y = (int(v) for v in rec.id.split("@")[1].split(",")[:2])
+        w, h = (int(v) for v in rec.id.split(",")[-1].split("x"))
+        assert (rec.width, rec.height) == (2 * w, 2 * h)
+        tile = Image.open(resolve_image(out / "train.jsonl", rec.image))
+        assert tile.size == (rec.width, rec.height)
+        expected = window_objects([([30.0, 40.0, 60.0, 70.0], SCREW), ([190.0, 140.0, 215.0, 160.0], SCREW)], (x, y), (w, h))
+        assert [o.bbox_2d for o in rec.objects] == [[2 * v for v in o.bbox_2d] for o in expected]
+    assert not [i for i in check_dataset(out) if i.severity == "error"]

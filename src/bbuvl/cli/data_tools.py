@@ -24,7 +24,7 @@ from bbuvl.data.regions import parse_grid
 from bbuvl.data.split import split_dataset
 from bbuvl.data.stats import dataset_stats
 from bbuvl.data.teachers import coverage, write_teacher_pool
-from bbuvl.data.tiling import tile_dataset
+from bbuvl.data.tiling import TileSpec, tile_dataset
 from bbuvl.data.text import show_text
 
 HIERARCHY_HELP = "Label hierarchy JSON (default: the shipped one)."
@@ -255,9 +255,13 @@ def tile(
     grid: str = typer.Option("2x2", "--grid", help="Tiles per photo, COLSxROWS: the grid predict will use."),
     overlap: float = typer.Option(0.15, "--overlap", callback=finite_range(0, 0.9),
                                   help="Share of a tile's side its neighbour also covers."),
+    zoom: float = typer.Option(1.0, "--zoom", callback=finite_range(0.25, 8),
+                               help="Write each tile magnified this many times (the scale predict will show it at)."),
     whole: bool = typer.Option(True, "--whole/--tiles-only", help="Keep each whole photo beside its tiles."),
+    empty: float = typer.Option(1.0, "--empty", callback=finite_range(0, 1),
+                                help="Share of tiles with no object to keep (a seeded choice)."),
     num_teachers: int = typer.Option(10, "--teachers", callback=int_range(0), help="Teacher photos to choose from train."),
-    seed: int = typer.Option(42, "--seed", help="Teacher seed."),
+    seed: int = typer.Option(42, "--seed", help="Teacher and empty-tile seed."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Cut every photo into the tile grid inference will use; boxes cut by a tile follow the visibility rule."""
@@ -270,7 +274,8 @@ def tile(
     columns = (TextColumn("[bold]tiling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, disable=not stdout_is_tty()) as bar, user_errors():
         task = bar.add_task("tile", total=None)
-        summary = tile_dataset(dataset, out, cols_rows, overlap, whole, num_teachers, seed,
+        spec = TileSpec(cols_rows, overlap=overlap, zoom=zoom, whole=whole, empty=empty, seed=seed)
+        summary = tile_dataset(dataset, out, spec, num_teachers,
                                progress=lambda done, total: bar.update(task, completed=done, total=total))
     images, objects = summary["images"], summary["objects"]
     console.print(f"{images['train']} train and {images['val']} val tiles ({objects['train']} and {objects['val']} objects), "

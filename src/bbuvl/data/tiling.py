@@ -2,15 +2,18 @@
 
 A model that predicts on tiles should have trained at the tiles' scale: a tile of a wide photo, resized to the
 checkpoint's frame, shows its screws several times larger than the whole photo does. Each tile is written as
-its own photo (the stored pixels of the region, not resized: the training frame resizes it as it would at
-inference) with the boxes that the visibility rule of `bbuvl.data.regions` keeps. With `whole=True` the
-whole photo is kept beside its tiles, so the model also learns the one-pass scale (docs/tiles.md).
+its own photo, magnified by `zoom` (1.0: the stored pixels, which the training frame then resizes as it would at
+inference), with the boxes that the visibility rule of `bbuvl.data.regions` keeps, scaled alike. Training on
+small tiles at the scale inference shows whole ones costs a fraction of the vision tokens per sample. With
+`whole=True` the whole photo is kept beside its tiles, so the model also learns the one-pass scale; `empty`
+thins out tiles with nothing in them (docs/tiles.md).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -34,9 +37,28 @@ def _encoded(image: Image.Image, suffix: str) -> bytes:
     return buf.getvalue()
 
 
-def tile_record(record: ImageRecord, photo: Path, out: Path, name: str, grid: tuple[int, int], overlap: float,
-                whole: bool, written: set[str] | None = None) -> list[ImageRecord]:
-    """The record's tiles (and itself, when `whole`) written under `out/images/`, paths relative to `out`.
+@dataclass(frozen=True)
+class TileSpec:
+    """How each photo is cut: the grid, the overlap, the magnification, the whole photo, and how many empty tiles stay."""
+
+    grid: tuple[int, int]
+    overlap: float = 0.15  # share of a tile's side its neighbour also covers
+    zoom: float = 1.0  # each tile is written at this many pixels per stored pixel (the scale inference will show it)
+    whole: bool = True  # keep the whole photo (unresized) beside its tiles
+    empty: float = 1.0  # share of tiles without objects to keep, chosen by a seeded hash of each tile's name
+    seed: int = 42
+
+    def keeps_empty(self, name: str) -> bool:
+        """Whether the empty tile `name` is among the kept share."""
+        if self.empty >= 1.0:
+            return True
+        h = int.from_bytes(hashlib.sha256(f"{self.seed}:{name}".encode()).digest()[:8], "big")
+        return h / 2**64 < self.empty
+
+
+def tile_record(record: ImageRecord, photo: Path, out: Path, name: str, spec: TileSpec,
+                written: set[str] | None = None) -> list[ImageRecord]:
+    """The record's tiles (and itself, when `spec.whole`) written under `out/images/`, paths relative to `out`.
 
     A tile whose bytes are already in `written` (digests; a flat background cut twice) is skipped: the same photo
     twice in one dataset is an error for `bbuvl data check`, and teaches nothing new.
@@ -48,26 +70,38 @@ def tile_record(record: ImageRecord, photo: Path, out: Path, name: str, grid: tu
                          f"{record.width}x{record.height}: boxes would land in the wrong place")
     suffix = ".jpg" if photo.suffix.lower() in (".jpg", ".jpeg") else ".png"
     objects = [(o.bbox_2d, o.desc) for o in record.objects]
-    regions = grid_regions(record.size, *grid, overlap=tile_side_overlap(record.size, grid, overlap))
-    if whole and regions != [(0, 0, *record.size)]:
-        regions = [(0, 0, *record.size), *regions]
+    whole_region = (0, 0, *record.size)
+    regions = grid_regions(record.size, *spec.grid, overlap=tile_side_overlap(record.size, spec.grid, spec.overlap))
+    if spec.whole and regions != [whole_region]:
+        regions = [whole_region, *regions]
     tiles = []
-    for x1, y1, x2, y2 in regions:
-        rel = f"{IMAGES}/{name}__{x1}_{y1}_{x2 - x1}x{y2 - y1}{suffix}"
-        data = _encoded(loaded.image.crop((x1, y1, x2, y2)), suffix)
+    for region in regions:
+        x1, y1, x2, y2 = region
+        rw, rh = x2 - x1, y2 - y1
+        kept = window_objects(objects, (x1, y1), (rw, rh))
+        rel = f"{IMAGES}/{name}__{x1}_{y1}_{rw}x{rh}{suffix}"
+        if not kept and region != whole_region and not spec.keeps_empty(rel):
+            continue
+        crop = loaded.image.crop(region)
+        zoom = 1.0 if region == whole_region else spec.zoom
+        if zoom != 1.0:
+            crop = crop.resize((max(1, round(rw * zoom)), max(1, round(rh * zoom))), Image.BICUBIC)
+            sx, sy = crop.size[0] / rw, crop.size[1] / rh
+            kept = [o.model_copy(update={"bbox_2d": [round(o.bbox_2d[0] * sx, 1), round(o.bbox_2d[1] * sy, 1),
+                                                      round(o.bbox_2d[2] * sx, 1), round(o.bbox_2d[3] * sy, 1)]})
+                    for o in kept]
+        data = _encoded(crop, suffix)
         digest = hashlib.sha256(data).hexdigest()
         if digest in written:
             continue
         written.add(digest)
         write_bytes_atomic(out / rel, data)
-        tiles.append(ImageRecord(images=[rel], width=x2 - x1, height=y2 - y1,
-                                 objects=window_objects(objects, (x1, y1), (x2 - x1, y2 - y1)),
-                                 id=f"{record.id or name}@{x1},{y1},{x2 - x1}x{y2 - y1}", source=record.image))
+        tiles.append(ImageRecord(images=[rel], width=crop.size[0], height=crop.size[1], objects=kept,
+                                 id=f"{record.id or name}@{x1},{y1},{rw}x{rh}", source=record.image))
     return tiles
 
 
-def tile_dataset(dataset: str | Path, out: str | Path, grid: tuple[int, int], overlap: float = 0.15, whole: bool = True,
-                 num_teachers: int = 10, seed: int = 42,
+def tile_dataset(dataset: str | Path, out: str | Path, spec: TileSpec, num_teachers: int = 10,
                  progress: Callable[[int, int], None] | None = None) -> dict:
     """Tile a dataset folder's train and val photos (or one JSONL, as train) into a new dataset folder at `out`."""
     dataset, out = Path(dataset), Path(out)
@@ -84,10 +118,10 @@ def tile_dataset(dataset: str | Path, out: str | Path, grid: tuple[int, int], ov
     for split, rows in parts.items():
         for path, record in rows:
             stem = Path(record.image).with_suffix("").as_posix().replace("../", "up/").lstrip("/").removeprefix(f"{IMAGES}/")
-            tiled[split] += tile_record(record, resolve_image(path, record.image), out, f"{split}/{stem}", grid, overlap,
-                                        whole, written)
+            tiled[split] += tile_record(record, resolve_image(path, record.image), out, f"{split}/{stem}", spec, written)
             done += 1
             if progress:
                 progress(done, total)
-    about = {"tiles": {"grid": list(grid), "overlap": overlap, "whole": whole, "from": str(dataset)}}
-    return write_dataset_folder(out, tiled["train"], tiled["val"], num_teachers=num_teachers, seed=seed, summary=about)
+    about = {"tiles": {"grid": list(spec.grid), "overlap": spec.overlap, "zoom": spec.zoom, "whole": spec.whole,
+                       "empty": spec.empty, "from": str(dataset)}}
+    return write_dataset_folder(out, tiled["train"], tiled["val"], num_teachers=num_teachers, seed=spec.seed, summary=about)

@@ -61,24 +61,26 @@ def auto_grid(size: Size, contract: CoordinateContract, scale: float) -> tuple[i
     return cols, rows
 
 
-def zoomed_size(region: Region, photo_size: Size, contract: CoordinateContract) -> Size:
-    """The size a region's crop is resized to: as many pixels as the whole photo's frame, the region's aspect."""
+def zoomed_size(region: Region, photo_size: Size, contract: CoordinateContract, zoom: float | None = None) -> Size:
+    """The size a region's crop is resized to: `zoom` frame pixels per stored pixel, or by default as many pixels as
+    the whole photo's frame holds, in the region's aspect; the frame's bounds and token budget still apply."""
     rw, rh = region[2] - region[0], region[3] - region[1]
-    fw, fh = contract.model_size(photo_size)
-    zoom = math.sqrt(fw * fh / (rw * rh))
+    if zoom is None:
+        fw, fh = contract.model_size(photo_size)
+        zoom = math.sqrt(fw * fh / (rw * rh))
     return contract.model_size((max(1, round(rw * zoom)), max(1, round(rh * zoom))))
 
 
-def region_zoom(region: Region, photo_size: Size, contract: CoordinateContract) -> float:
+def region_zoom(region: Region, photo_size: Size, contract: CoordinateContract, zoom: float | None = None) -> float:
     """How many times finer the region's frame shows the photo than the whole photo's frame does."""
-    zw, _ = zoomed_size(region, photo_size, contract)
+    zw, _ = zoomed_size(region, photo_size, contract, zoom)
     fw, _ = contract.model_size(photo_size)
     return (zw / (region[2] - region[0])) / (fw / photo_size[0])
 
 
-def crop_region(image: Image.Image, region: Region, contract: CoordinateContract) -> Image.Image:
+def crop_region(image: Image.Image, region: Region, contract: CoordinateContract, zoom: float | None = None) -> Image.Image:
     """The region of the stored photo, resized (bicubic) to its `zoomed_size`."""
-    target = zoomed_size(region, image.size, contract)
+    target = zoomed_size(region, image.size, contract, zoom)
     crop = image.crop(region)
     return crop if crop.size == target else crop.resize(target, Image.BICUBIC)
 
@@ -202,24 +204,26 @@ PredictImages = Callable[[list[Image.Image]], list[tuple[list[tuple[list[float],
 
 
 def predict_regions(predict: PredictImages, image: Image.Image, regions: Sequence[Region],
-                    contract: CoordinateContract) -> tuple[list[TiledDetection], RegionPass]:
+                    contract: CoordinateContract, zoom: float | None = None) -> tuple[list[TiledDetection], RegionPass]:
     """Run `predict` on every region's zoomed crop; every box comes back in the stored photo's pixels.
 
-    `predict(crops)` returns, per crop, its `[(box in the crop's pixels, label, score)]` and its raw answer.
+    `predict(crops)` returns, per crop, its `[(box in the crop's pixels, label, score)]` and its raw answer. The
+    whole photo is always shown at its frame; other regions at `zoom` (`zoomed_size`).
     A box is marked cut when it reaches within one of its region's model cells of an inner edge: a part ends there,
     and a whole object marked cut by mistake still survives the merge (a group of cut boxes keeps their union).
     """
-    crops = [crop_region(image, r, contract) for r in regions]
+    whole = (0, 0, *image.size)
+    crops = [crop_region(image, r, contract, None if r == whole else zoom) for r in regions]
     answers = predict(crops) if crops else []
     found, cost = [], RegionPass(list(regions))
     for region, crop, (objects, raw) in zip(regions, crops, answers):
-        zoom = region_zoom(region, image.size, contract)
+        magnified = region_zoom(region, image.size, contract, None if region == whole else zoom)
         cell = contract.factor * (region[2] - region[0]) / contract.model_size(crop.size)[0]
         cost.vision_tokens += contract.vision_tokens(crop.size)
         cost.raws.append(raw)
         for box, label, score in objects:
             photo_box = to_photo(box, region, crop.size)
-            found.append(TiledDetection(photo_box, label, score, zoom,
+            found.append(TiledDetection(photo_box, label, score, magnified,
                                         touches_inner_edge(photo_box, region, image.size, cell)))
     return found, cost
 
@@ -231,6 +235,7 @@ class TilePlan:
     grid: tuple[int, int] | None = None  # None with `auto` False: no tiles
     auto: bool = False
     overlap: float = 0.15  # share of a tile's side its neighbour also covers
+    zoom: float | None = None  # frame pixels per stored pixel for tiles and containers (None: the whole frame's pixels)
     whole: bool = True  # also predict the whole photo, for objects no tile holds whole
     containers: tuple[str, ...] = ()  # categories whose boxes the first pass zooms into
     container_margin: float = 0.1
@@ -265,13 +270,13 @@ def predict_tiled(predict: PredictImages, image: Image.Image, plan: TilePlan,
     first: list[Region] = ([whole_region] if plan.whole or plan.containers else []) + plan.tiles(size, contract)
     if not first:
         first = [whole_region]
-    dets, cost = predict_regions(predict, image, first, contract)
+    dets, cost = predict_regions(predict, image, first, contract, plan.zoom)
     found += dets
     passes.append(cost)
     if plan.containers:
         zoom_regions = [r for r in container_regions(merge_detections(found, plan.min_overlap), plan.containers, size,
                                                      plan.container_margin) if r != whole_region]
-        dets, cost = predict_regions(predict, image, zoom_regions, contract)
+        dets, cost = predict_regions(predict, image, zoom_regions, contract, plan.zoom)
         found += dets
         passes.append(cost)
     regions = [r for p in passes for r in p.regions]
