@@ -13,7 +13,8 @@ from PIL import Image
 
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.schema import read_records, resolve_image
-from bbuvl.infer.batch import PredictJob, list_inputs, read_done, run_predictions
+from bbuvl.infer.batch import PredictJob, list_inputs, run_predictions
+from bbuvl.infer.output import repair_output
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.vlm import core_model
 
@@ -115,7 +116,7 @@ def test_resume_skips_done_images_and_drops_a_partial_line(predictor, photos, tm
     run_predictions(PredictJob(photos[:1], out, "head", 1), lambda c: predictor.predict_lines(c, "head"))
     with out.open("a", encoding="utf-8") as fh:
         fh.write('{"image": "' + photos[1] + '", "objec')  # killed mid-write
-    assert read_done(out) == {photos[0]}
+    assert repair_output(out)[0] == {photos[0]}
     calls = []
     run_predictions(PredictJob(photos, out, "head", 1), lambda c: calls.append(c) or predictor.predict_lines(c, "head"))
     assert [c[0] for c in calls] == photos[1:]

@@ -28,7 +28,7 @@ def train(
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
     validate_only: bool = typer.Option(False, "--validate-only", help="Validate the config and exit."),
 ) -> None:
-    """Fine-tune Qwen2.5-VL (and the detection head) on a bbuvl dataset.
+    """Fine-tune a Qwen VL model (and the detection head) on a bbuvl dataset.
 
     Several GPUs: `accelerate launch -m bbuvl.cli train CONFIG` or `torchrun --nproc-per-node N -m bbuvl.cli train CONFIG`
     (add training.deepspeed=configs/deepspeed/zero2.json for DeepSpeed).

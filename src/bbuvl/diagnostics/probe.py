@@ -12,8 +12,9 @@ from typing import Any, Sequence
 import torch
 from PIL import Image
 
+from bbuvl.data.families import IMAGE_TOKEN
 from bbuvl.data.schema import read_dataset
-from bbuvl.encode.chat import IMAGE_TOKEN, SPAN_STUDENT, Turn
+from bbuvl.encode.chat import SPAN_STUDENT, Turn
 from bbuvl.encode.collate import PaddedCollator, to_device
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.detection_head import DetectionOutput

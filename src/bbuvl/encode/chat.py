@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from bbuvl.data.coords import CoordinateContract
-from bbuvl.data.families import IMAGE_TOKEN  # one per merged vision patch in the token sequence
+from bbuvl.data.families import IMAGE_TOKEN, TURN_END, TURN_START, VISION_END_TOKEN, VISION_START_TOKEN  # IMAGE_TOKEN: one per merged vision patch
 from bbuvl.data.schema import ImageRecord, sort_objects
 from bbuvl.encode.prompts import USER_TEXT
 
@@ -106,10 +106,10 @@ class ChatEncoder:
         self.merge = int(getattr(ip, "merge_size", 2))
         tok = self.tokenizer
         self.image_pad_id = tok.convert_tokens_to_ids(IMAGE_TOKEN)
-        self.im_end_id = tok.convert_tokens_to_ids("<|im_end|>")
-        for name, tid in ((IMAGE_TOKEN, self.image_pad_id), ("<|im_end|>", self.im_end_id)):
+        self.im_end_id = tok.convert_tokens_to_ids(TURN_END)
+        for name, tid in ((IMAGE_TOKEN, self.image_pad_id), (TURN_END, self.im_end_id)):
             if tid is None or tid == tok.unk_token_id:
-                raise ValueError(f"tokenizer has no special token {name}: not a Qwen2.5-VL tokenizer")
+                raise ValueError(f"tokenizer has no special token {name}: not a Qwen VL tokenizer")
         # Token counts of encode's fixed pieces, so that a sample's length is known without its image.
         self._system_len = len(self._system_ids())
         self._turn_len = len(self._user_head_ids()) + len(self._user_tail_ids())
@@ -120,13 +120,13 @@ class ChatEncoder:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def _system_ids(self) -> list[int]:
-        return self._ids(f"<|im_start|>system\n{self.system_prompt}<|im_end|>\n")
+        return self._ids(f"{TURN_START}system\n{self.system_prompt}{TURN_END}\n")
 
     def _user_head_ids(self) -> list[int]:
-        return self._ids("<|im_start|>user\n<|vision_start|>")
+        return self._ids(f"{TURN_START}user\n{VISION_START_TOKEN}")
 
     def _user_tail_ids(self) -> list[int]:
-        return self._ids(f"<|vision_end|>{self.user_text}<|im_end|>\n<|im_start|>assistant\n")
+        return self._ids(f"{VISION_END_TOKEN}{self.user_text}{TURN_END}\n{TURN_START}assistant\n")
 
     @property
     def system_length(self) -> int:

@@ -1,6 +1,6 @@
 """`Predictor`: images in, `{bbox_2d, label, score}` out, in the stored image's pixels.
 
-Three modes share one preprocessing path (the coordinate contract saved with the checkpoint):
+Four modes share one preprocessing path (the coordinate contract saved with the checkpoint):
 - generate: greedy decoding of the JSON answer (by default constrained to the answer grammar and the
   checkpoint's labels, infer/constrained.py), parsed robustly; score = mean probability of the object's
   tokens (box and label);
@@ -25,10 +25,10 @@ from PIL import Image
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from bbuvl.data.coords import CoordinateContract
-from bbuvl.data.families import get_family
+from bbuvl.data.families import IMAGE_TOKEN, TURN_END, get_family
 from bbuvl.data.images import load_image, to_rgb
 from bbuvl.data.schema import ImageRecord, read_records, resolve_image
-from bbuvl.encode.chat import IGNORE_INDEX, IMAGE_TOKEN, SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, format_answer
+from bbuvl.encode.chat import IGNORE_INDEX, SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, format_answer
 from bbuvl.encode.collate import PaddedCollator
 from bbuvl.infer.constrained import AnswerConstraint
 from bbuvl.infer.parse import parse_detections
@@ -214,7 +214,7 @@ class Predictor:
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=batch["pixel_values"],
             image_grid_thw=batch["image_grid_thw"], mm_token_type_ids=batch["mm_token_type_ids"],
             max_new_tokens=max_new_tokens, do_sample=False, logits_processor=LogitsProcessorList([recorder]),
-            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.convert_tokens_to_ids("<|im_end|>"),
+            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.convert_tokens_to_ids(TURN_END),
         )
         new = out[:, batch["input_ids"].shape[1]:].cpu()
         logprobs = torch.stack(recorder.steps, dim=1) if recorder.steps else torch.zeros(new.shape[0], 0)
@@ -227,7 +227,7 @@ class Predictor:
         new, logprobs = self._greedy(batch, self._answer_constraint(prepared, constrained, max_new_tokens), max_new_tokens)
         del batch
         results = []
-        eos = {self.tokenizer.pad_token_id, self.tokenizer.convert_tokens_to_ids("<|im_end|>")}
+        eos = {self.tokenizer.pad_token_id, self.tokenizer.convert_tokens_to_ids(TURN_END)}
         for row, p in enumerate(prepared):
             ids = new[row].tolist()
             n = next((i for i, t in enumerate(ids) if t in eos), len(ids))

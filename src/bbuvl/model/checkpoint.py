@@ -26,6 +26,7 @@ from bbuvl.atomic import atomic_path, write_text_atomic
 from bbuvl.config import Config, dump_config, load_config
 from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.families import family_of
+from bbuvl.data.jsonfile import read_json
 
 HEAD_FILE = "detection_head.safetensors"
 POSITIONS_FILE = "vision_positions.safetensors"
@@ -53,7 +54,7 @@ class Prompt:
     @classmethod
     def load(cls, directory: str | Path) -> "Prompt":
         """Read prompt.json."""
-        return cls(**json.loads((Path(directory) / PROMPT_FILE).read_text(encoding="utf-8")))
+        return cls(**read_json(Path(directory) / PROMPT_FILE, "prompt file"))
 
 
 def is_peft(model: torch.nn.Module) -> bool:

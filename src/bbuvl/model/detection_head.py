@@ -360,9 +360,10 @@ class DetectionHead(nn.Module):
 
         vision_embeds `[B, Nv, H]` (input embeddings at the student image's image-pad positions) with
         vision_mask `[B, Nv]` (True = real token); text_hidden `[B, Nt, H]` (last-layer hidden states)
-        with text_mask `[B, Nt]`. Optional vision_grid_hw `[B, 2]`: each image's merged token grid
-        (grid_thw h/2, w/2); when given, the vision tokens get 2-D sine positions (DETR), without
-        which the decoder can only guess where a vision token sits.
+        with text_mask `[B, Nt]`. vision_grid_hw `[B, 2]`: each image's merged token grid (grid_thw h/2,
+        w/2), which gives the vision tokens 2-D sine positions (DETR). A two-stage head (the default) requires
+        it, since its proposals sit on that grid; only a one-stage head runs without it, and then its decoder
+        can only guess where a vision token sits.
         """
         dtype = self._param_dtype()
         batch, num_vision = vision_mask.shape

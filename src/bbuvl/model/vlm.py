@@ -1,4 +1,4 @@
-"""The trained model: a Qwen2.5-VL (optionally with LoRA) plus the optional detection head.
+"""The trained model: a Qwen VL model of any family in data/families.py (optionally with LoRA) plus the optional detection head.
 
 `forward(**batch)` computes every loss term of a step from one pass through the VLM:
 total = teacher_w * LM_teacher + student_w * LM_student + sum_k w_k * det_k, and returns each term
@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from bbuvl.config import Config
+from bbuvl.data.families import TURN_END, TURN_START
 from bbuvl.model.box_ops import box_xyxy_to_cxcywh
 from bbuvl.model.detection_head import DetectionHead, DetectionOutput
 from bbuvl.model.detection_loss import DetectionCriterion
@@ -22,7 +23,7 @@ from bbuvl.model.vision_positions import VisionPositions
 
 
 def core_model(vlm: nn.Module) -> nn.Module:
-    """The `Qwen2_5_VLForConditionalGeneration` inside a possibly peft-wrapped model (LoRA layers stay active)."""
+    """The family's `...ForConditionalGeneration` inside a possibly peft-wrapped model (LoRA layers stay active)."""
     # peft forwards attribute lookups to the wrapped model, so ask for the base model explicitly.
     return vlm.get_base_model() if hasattr(vlm, "peft_config") else vlm
 
@@ -64,7 +65,7 @@ def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 class BBUVLModel(nn.Module):
-    """Qwen2.5-VL + detection head, with the run's loss weights."""
+    """A Qwen VL model + detection head, with the run's loss weights."""
 
     # Said, not sniffed from `**batch`: HF Trainer then passes `num_items_in_batch` (our LossDenominators) and
     # leaves the gradient-accumulation scaling to the loss (docs/training_loss_scale.md).
@@ -96,10 +97,10 @@ class BBUVLModel(nn.Module):
             merge = int(getattr(core.config.vision_config, "spatial_merge_size", 2))
             positions = VisionPositions(text_cfg.hidden_size, merge).to(next(vlm.parameters()).dtype)
         if cfg.detection.enabled:
-            bos = tokenizer.convert_tokens_to_ids("<|im_start|>")
+            bos = tokenizer.convert_tokens_to_ids(TURN_START)
             head = DetectionHead(
                 text_cfg.hidden_size, core.get_input_embeddings(), cfg.detection,
-                bos_token_id=bos, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+                bos_token_id=bos, eos_token_id=tokenizer.convert_tokens_to_ids(TURN_END),
                 pad_token_id=tokenizer.pad_token_id, d_model=min(cfg.detection.d_model, text_cfg.hidden_size),
             )
             head.to(next(vlm.parameters()).dtype)

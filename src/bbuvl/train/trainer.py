@@ -22,16 +22,17 @@ from transformers import Trainer, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.config import Config, LoraConfig
+from bbuvl.config import Config
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import Hierarchy
-from bbuvl.data.schema import read_records
-from bbuvl.data.text import spelling_of
-from bbuvl.encode.chat import IMAGE_TOKEN, ChatEncoder
+from bbuvl.data.layout import data_labels
+from bbuvl.data.families import IMAGE_TOKEN
+from bbuvl.encode.chat import ChatEncoder
 from bbuvl.encode.collate import PackedCollator, PaddedCollator, to_device
 from bbuvl.encode.prompts import system_prompt
 from bbuvl.model.checkpoint import Prompt, load_weights_into, save_checkpoint
 from bbuvl.model.loading import load_model_and_processor
+from bbuvl.model.lora import apply_lora
 from bbuvl.model.loss_scale import LossDenominators
 from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.train.callbacks import EpochCallback, NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
@@ -43,33 +44,6 @@ from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_run_inputs, check
 
 log = logging.getLogger(__name__)
 PART_KEYS = ("loss", "lm_teacher", "lm_student", "loss_bbox", "loss_giou", "loss_objectness", "loss_caption", "loss_proposal")
-
-
-def data_labels(cfg: Config, hierarchy: Hierarchy) -> list[str]:
-    """The label vocabulary of the training (and validation) data, in hierarchy order."""
-    seen: set[str] = set()
-    for path in filter(None, (cfg.data.train, cfg.data.val)):
-        if Path(path).exists():
-            seen |= {o.desc for r in read_records(path) for o in r.objects}
-    spell = spelling_of(sorted(seen))  # one entry per label however typed (data/text.py)
-    order = {label: i for i, label in enumerate(hierarchy.labels())}
-    labels = {spell(label) for label in seen}
-    return sorted(labels, key=lambda label: (order.get(hierarchy.canonical(label) or label, len(order)), label))
-
-
-def apply_lora(vlm: torch.nn.Module, lora: LoraConfig) -> torch.nn.Module:
-    """Wrap the VLM with LoRA adapters on the language model (and the vision blocks when asked)."""
-    from peft import LoraConfig as PeftLoraConfig
-    from peft import get_peft_model, prepare_model_for_kbit_training
-
-    if lora.bits != 16:  # QLoRA: the base was loaded quantised; cast norms to fp32 and make inputs require grads
-        vlm = prepare_model_for_kbit_training(vlm, use_gradient_checkpointing=False)
-
-    names = "|".join(lora.target_modules)
-    pattern = rf".*language_model.*\.({names})"
-    if lora.vision:
-        pattern = rf"({pattern})|(.*visual\.blocks.*\.(qkv|proj|gate_proj|up_proj|down_proj))"
-    return get_peft_model(vlm, PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=pattern))
 
 
 @dataclass
@@ -103,7 +77,7 @@ def build_run(cfg: Config) -> Run:
     val_sources = None
     if cfg.data.val and Path(cfg.data.val).exists():
         val_sources = sources_from(read_training_data(cfg.data.val), cfg.data.val)
-    labels = data_labels(cfg, hierarchy)
+    labels = data_labels((cfg.data.train, cfg.data.val), hierarchy)
     prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang, contract.family), labels, cfg.data.lang)
 
     vlm, processor = load_model_and_processor(cfg.model.path, dtype=cfg.model.dtype,
