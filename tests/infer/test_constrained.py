@@ -215,11 +215,11 @@ def test_unconstrained_path_is_plain_greedy_decoding(predictor, photos):
     prepared = [predictor.prepare(p) for p in photos[:2]]
     batch = predictor._batch(prepared, with_teachers=False)
     out = predictor.model.vlm.generate(
-        **{k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids")},
+        **{k: getattr(batch, k) for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids")},
         max_new_tokens=24, do_sample=False, pad_token_id=predictor.tokenizer.pad_token_id,
         eos_token_id=predictor.tokenizer.convert_tokens_to_ids("<|im_end|>"),
     )
-    plain = predictor.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    plain = predictor.tokenizer.batch_decode(out[:, batch.input_ids.shape[1]:], skip_special_tokens=True)
     ours = predictor.predict(photos[:2], mode="generate", constrained=False, max_new_tokens=24)
     assert [r.raw for r in ours] == plain
 

@@ -118,7 +118,7 @@ def test_lora_trains_only_adapters_and_head_and_merge_keeps_logits(run_config, t
     merged_dir = merge_lora(result["final"], tmp_path / "merged")
     merged_model = load_checkpoint(merged_dir)[0]
     batch = run.collator([run.train_dataset[0], run.train_dataset[1]])
-    kw = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids", "pixel_values", "image_grid_thw")}
+    kw = {k: getattr(batch, k) for k in ("input_ids", "attention_mask", "position_ids", "pixel_values", "image_grid_thw")}
     with torch.no_grad():
         a = adapter_model.vlm(**kw, use_cache=False).logits
         m = merged_model.vlm(**kw, use_cache=False).logits
@@ -151,6 +151,6 @@ def test_the_run_applies_data_max_length(run_config):
     """build_run hands data.max_length to the datasets: no sample is longer, and what cannot fit is refused."""
     run = build_run(run_config("data.max_length=400", "data.teacher_ratio=0"))
     assert run.train_dataset.max_length == 400
-    assert max(len(run.train_dataset[i]["input_ids"]) for i in range(len(run.train_dataset))) <= 400
+    assert max(len(run.train_dataset[i].input_ids) for i in range(len(run.train_dataset))) <= 400
     with pytest.raises(ValueError, match=r"train\.jsonl:\d+.*data\.max_length"):
         build_run(run_config("data.max_length=60", "data.teacher_ratio=0"))

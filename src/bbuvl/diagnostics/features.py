@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bbuvl.encode.collate import to_device
 
 DEAD_EPS = 1e-6
 
@@ -77,7 +76,7 @@ def feature_stats(model: Any, batches: list[dict[str, Any]], max_samples: int = 
     try:
         with torch.no_grad():
             for b in batches:
-                model(**to_device(b, device))
+                model(b.to(device))
     finally:
         model.train(was_training)
         for h in hooks:

@@ -241,9 +241,9 @@ def check_head(predictor: Predictor, image: Image.Image) -> list[Check]:
     finally:
         hook.remove()
     expected = predictor.contract.vision_tokens(image.size)
-    n_vision = int(batch["det_vision_mask"].sum())
-    if n_vision != expected or int(batch["det_grid_hw"].prod()) != expected:
-        problems.append(f"the head reads {n_vision} vision tokens (grid {batch['det_grid_hw'][0].tolist()}), the image has {expected}")
+    n_vision = int(batch.det_vision_mask.sum())
+    if n_vision != expected or int(batch.det_grid_hw.prod()) != expected:
+        problems.append(f"the head reads {n_vision} vision tokens (grid {batch.det_grid_hw[0].tolist()}), the image has {expected}")
     pad_embedding = core.get_input_embeddings().weight[predictor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)]
     vision = seen["vision"][0, :n_vision].float()
     if (vision - pad_embedding.float().to(vision.device)).abs().max() < 1e-6:

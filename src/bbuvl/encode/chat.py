@@ -8,7 +8,7 @@ it belongs to (teacher or student). The result is identical to the chat template
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import torch
@@ -57,10 +57,12 @@ class Turn:
 
 @dataclass
 class EncodedSample:
-    """A tokenised conversation.
+    """One tokenised conversation and, for training, its student photo's detection targets: what a collator takes.
 
-    input_ids / labels / span_ids / mm_token_type_ids: [L]; pixel_values: [P, C*T*p*p];
-    image_grid_thw: [num_images, 3] (the student image is the last one).
+    input_ids / labels / span_ids / mm_token_type_ids: `[L]` (labels IGNORE_INDEX where unsupervised, span_ids
+    SPAN_*, mm_token_type_ids 1 at image pads); pixel_values: `[P, C*T*p*p]`; image_grid_thw: `[num_images, 3]`
+    (the student image is the last one); det_boxes: `[N, 4]` the student photo's boxes, xyxy normalised to its
+    sides; det_caption_ids: N label token ids, `[T_i]` each; meta: what a dump of the sample names (image paths).
     """
 
     input_ids: torch.Tensor
@@ -69,18 +71,22 @@ class EncodedSample:
     mm_token_type_ids: torch.Tensor
     pixel_values: torch.Tensor
     image_grid_thw: torch.Tensor
+    det_boxes: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4))
+    det_caption_ids: list[torch.Tensor] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def as_sample(self, det_boxes: torch.Tensor | None = None, det_caption_ids: list[torch.Tensor] | None = None,
-                  meta: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The dict a collator takes (encode/collate.py); detection targets default to none."""
-        return {
-            "input_ids": self.input_ids, "labels": self.labels, "span_ids": self.span_ids,
-            "mm_token_type_ids": self.mm_token_type_ids, "pixel_values": self.pixel_values,
-            "image_grid_thw": self.image_grid_thw,
-            "det_boxes": torch.zeros(0, 4) if det_boxes is None else det_boxes,  # [N, 4] normalised xyxy
-            "det_caption_ids": det_caption_ids or [], "meta": meta or {},
-        }
+    def with_targets(self, det_boxes: torch.Tensor, det_caption_ids: list[torch.Tensor],
+                     meta: dict[str, Any]) -> "EncodedSample":
+        """This conversation with its photo's detection targets and what names it (training)."""
+        return replace(self, det_boxes=det_boxes, det_caption_ids=det_caption_ids, meta=meta)
+
+    def continued(self, ids: list[int]) -> "EncodedSample":
+        """This prompt followed by `ids` as unsupervised text: an answer begun for the model to finish (inference)."""
+        extra = torch.tensor(ids, dtype=torch.long)
+        return replace(self, input_ids=torch.cat([self.input_ids, extra]),
+                       labels=torch.cat([self.labels, torch.full_like(extra, IGNORE_INDEX)]),
+                       span_ids=torch.cat([self.span_ids, torch.full_like(extra, SPAN_NONE)]),
+                       mm_token_type_ids=torch.cat([self.mm_token_type_ids, torch.zeros_like(extra)]))
 
     @property
     def num_vision_tokens(self) -> int:

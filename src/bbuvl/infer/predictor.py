@@ -28,8 +28,8 @@ from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.families import IMAGE_TOKEN, TURN_END, get_family
 from bbuvl.data.images import load_image, to_rgb
 from bbuvl.data.schema import ImageRecord, read_records, resolve_image
-from bbuvl.encode.chat import IGNORE_INDEX, SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, format_answer
-from bbuvl.encode.collate import PaddedCollator
+from bbuvl.encode.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, EncodedSample, Turn, format_answer
+from bbuvl.encode.collate import Batch, PaddedCollator
 from bbuvl.infer.constrained import AnswerConstraint
 from bbuvl.infer.parse import parse_detections
 from bbuvl.model.box_ops import nms, to_xyxy
@@ -111,7 +111,7 @@ class Prepared:
 
     image: Image.Image  # model-frame RGB
     size: tuple[int, int]  # stored (EXIF-oriented) size
-    sample: dict[str, Any] | None = None  # the student turn's encoded sample (no teachers), when encoded ahead
+    sample: EncodedSample | None = None  # the student turn's encoded sample (no teachers), when encoded ahead
 
 
 class Predictor:
@@ -163,7 +163,7 @@ class Predictor:
         while the model computes the previous batch (docs/serving.md, "Dynamic batching").
         """
         enc = self.encoder.encode([Turn(prepared.image, None, SPAN_STUDENT)], add_generation_prompt=True)
-        return Prepared(prepared.image, prepared.size, enc.as_sample())
+        return Prepared(prepared.image, prepared.size, enc)
 
     def set_teachers(self, teachers_jsonl: str | Path, k: int | None = None) -> None:
         """Teacher photos and answers for `teachers` mode (the first `k` of a teachers JSONL)."""
@@ -175,11 +175,11 @@ class Predictor:
                 raise ValueError(f"{teachers_jsonl}: teacher {r.image} is {prep.size}, its record says {r.size}")
             self.teachers.append((prep.image, format_answer(r, self.contract)))
 
-    def _student_sample(self, p: Prepared) -> dict[str, Any]:
+    def _student_sample(self, p: Prepared) -> EncodedSample:
         """The photo's encoded prompt without teachers: encoded ahead (`encode`) or now."""
         return p.sample if p.sample is not None else self.encode(p).sample
 
-    def _batch(self, prepared: Sequence[Prepared], with_teachers: bool) -> dict[str, Any]:
+    def _batch(self, prepared: Sequence[Prepared], with_teachers: bool) -> Batch:
         samples = []
         for p in prepared:
             if not with_teachers:
@@ -187,9 +187,8 @@ class Predictor:
                 continue
             turns = [Turn(img, ans, SPAN_TEACHER) for img, ans in self.teachers]
             enc = self.encoder.encode(turns + [Turn(p.image, None, SPAN_STUDENT)], add_generation_prompt=True)
-            samples.append(enc.as_sample())
-        batch = self.collator(samples)
-        return {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+            samples.append(enc)
+        return self.collator(samples).to(self.device)
 
     # --- modes -------------------------------------------------------------------------------
 
@@ -207,16 +206,16 @@ class Predictor:
             self._constraint = AnswerConstraint.from_tokenizer(self.tokenizer, self.prompt.labels)
         return self._constraint
 
-    def _greedy(self, batch: dict[str, Any], constraint: LogitsProcessor | None, max_new_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _greedy(self, batch: Batch, constraint: LogitsProcessor | None, max_new_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Greedy decoding of a collated batch: new token ids `[B, T]` and each choice's log-probability `[B, T]`."""
         recorder = _ChosenLogProb(constraint)
         out = self.model.vlm.generate(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=batch["pixel_values"],
-            image_grid_thw=batch["image_grid_thw"], mm_token_type_ids=batch["mm_token_type_ids"],
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, pixel_values=batch.pixel_values,
+            image_grid_thw=batch.image_grid_thw, mm_token_type_ids=batch.mm_token_type_ids,
             max_new_tokens=max_new_tokens, do_sample=False, logits_processor=LogitsProcessorList([recorder]),
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.convert_tokens_to_ids(TURN_END),
         )
-        new = out[:, batch["input_ids"].shape[1]:].cpu()
+        new = out[:, batch.input_ids.shape[1]:].cpu()
         logprobs = torch.stack(recorder.steps, dim=1) if recorder.steps else torch.zeros(new.shape[0], 0)
         return new, logprobs
 
@@ -343,13 +342,7 @@ class Predictor:
             chunk = rows[start : start + batch_rows]
             samples, frames, states = [], [], []
             for b, _, _, ids, text in chunk:
-                sample = dict(students[b])  # a copy: the keys below are replaced per box, the photo's own stay
-                extra = torch.tensor(ids, dtype=torch.long)
-                sample["input_ids"] = torch.cat([sample["input_ids"], extra])
-                sample["labels"] = torch.cat([sample["labels"], torch.full_like(extra, IGNORE_INDEX)])
-                sample["span_ids"] = torch.cat([sample["span_ids"], torch.zeros_like(extra)])
-                sample["mm_token_type_ids"] = torch.cat([sample["mm_token_type_ids"], torch.zeros_like(extra)])
-                samples.append(sample)
+                samples.append(students[b].continued(ids))
                 frame = self.contract.answer_extent(prepared[b].size)
                 grammar = constraint.grammar(frame)
                 state = grammar.run(text.encode("utf-8"))
@@ -365,10 +358,10 @@ class Predictor:
                     named[b].append(Detection(d.bbox_2d, parsed.objects[0]["label"], obj * prob))
         return [ImageResult(n, None, p.size[0], p.size[1]) for n, p in zip(named, prepared)]
 
-    def _decode(self, samples: list[dict[str, Any]], constraint: LogitsProcessor, max_new_tokens: int) -> tuple[list[str], list[float]]:
+    def _decode(self, samples: list[EncodedSample], constraint: LogitsProcessor, max_new_tokens: int) -> tuple[list[str], list[float]]:
         """Greedy constrained continuations of prompts that end inside an answer: text and the mean probability of
         the tokens up to the label's closing quote."""
-        batch = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in self.collator(samples).items()}
+        batch = self.collator(samples).to(self.device)
         new, logprobs = self._greedy(batch, constraint, max_new_tokens)
         texts, probs = [], []
         for row in range(new.shape[0]):

@@ -24,7 +24,6 @@ from transformers import TrainerCallback
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.config import MonitorConfig
-from bbuvl.encode.collate import to_device
 from bbuvl.train.callbacks import EarlyStopping
 from bbuvl.train.param_groups import GROUPS, group_of
 
@@ -250,7 +249,7 @@ class CollapseMonitor(TrainerCallback):
         model.eval()
         try:
             with torch.no_grad():
-                det = model.detect(to_device(self.batch, next(model.parameters()).device))  # boxes, objectness, query vectors
+                det = model.detect(self.batch.to(next(model.parameters()).device))  # boxes, objectness, query vectors
                 box_spread = float(det.boxes.float().std(dim=0).mean())  # boxes [S, Q, 4]
                 objectness = torch.nan_to_num(det.objectness_logits.float(), nan=-1e9).mean(dim=0)  # [Q]
                 top = objectness.topk(min(PROBE_CAPTION_QUERIES, objectness.numel())).indices
@@ -276,7 +275,7 @@ class CollapseMonitor(TrainerCallback):
         if fell or identical:
             why = (f"the {' and '.join(identical)} are identical for every image: the head ignores its input" if identical
                    else f"the box spread fell from {self.peak:.3g}")
-            n = self.batch["det_grid_hw"].shape[0]
+            n = self.batch.det_grid_hw.shape[0]
             self.health.alarm(step, "collapse", "+".join(identical) or "boxes", box_spread,
                               f"mode collapse on {n} probe images: box std {box_spread:.3g} (monitor.collapse_std="
                               f"{threshold:g}), caption first-token log-prob std {caption_spread:.3g}; {why}; check the "
