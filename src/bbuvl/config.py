@@ -10,7 +10,7 @@ YAML) and the closest valid key; a wrong type names the key and the expected typ
 from __future__ import annotations
 
 import difflib
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -195,10 +195,33 @@ class LossConfig(_Strict):
     match_cost_giou: float = Field(2.0, ge=0)
 
 
+@dataclass(frozen=True)
+class PredictMode:
+    """One way to predict: what it needs from a checkpoint and where it runs. infer/modes/<name>.py runs it."""
+
+    name: str
+    help: str  # a few words for `--help`
+    needs_head: bool = False  # a trained detection head (detection.enabled)
+    needs_labels: bool = False  # the checkpoint's label vocabulary (prompt.json)
+    needs_teachers: bool = False  # teacher photos and their answers (a teachers JSONL)
+    serves: bool = True  # `bbuvl serve` runs it (a request cannot bring teacher photos)
+    plain_model: bool = False  # a plain model folder, never trained here, can run it (the zero-shot baseline)
+
+
+# The one registry of prediction modes: `inference.mode`, `bbuvl predict --mode`, `bbuvl serve --mode` and the
+# predictor's checks all read it (docs/architecture.md, "Where a change goes").
+PREDICT_MODES: dict[str, PredictMode] = {m.name: m for m in (
+    PredictMode("generate", "the VLM writes the answer", plain_model=True),
+    PredictMode("head", "the detection head's boxes and captions", needs_head=True),
+    PredictMode("name", "head boxes named by the VLM", needs_head=True, needs_labels=True),
+    PredictMode("teachers", "generate, teacher photos and answers shown first", needs_teachers=True, serves=False),
+)}
+
+
 class InferenceConfig(_Strict):
     """Defaults for prediction."""
 
-    mode: Literal["generate", "head", "name", "teachers"] = "generate"
+    mode: Literal[tuple(PREDICT_MODES)] = "generate"  # type: ignore[valid-type]  # the registry's names
     batch_size: int = Field(4, gt=0)
     max_new_tokens: int = Field(1024, gt=0)
     constrained: bool = True  # answers (generate/teachers) and head captions (head/name) kept to the checkpoint's labels

@@ -213,7 +213,7 @@ def test_a_tiny_budget_still_closes_the_answer(predictor, photos):
 
 def test_unconstrained_path_is_plain_greedy_decoding(predictor, photos):
     prepared = [predictor.prepare(p) for p in photos[:2]]
-    batch = predictor._batch(prepared, with_teachers=False)
+    batch = predictor.batch(prepared, with_teachers=False)
     out = predictor.model.vlm.generate(
         **{k: getattr(batch, k) for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids")},
         max_new_tokens=24, do_sample=False, pad_token_id=predictor.tokenizer.pad_token_id,

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 from PIL import Image
 
-import bbuvl.infer.predictor as predictor_module
+import bbuvl.infer.modes.generate as generate_mode
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.infer.parse import ParseResult
@@ -41,7 +41,7 @@ def _spy(monkeypatch, name: str) -> list:
 
 def test_generate_mode_maps_model_frame_boxes_through_the_contract(predictor, photos, monkeypatch):
     # The tiny checkpoint's answers are not JSON yet: every answer parses to one known model-frame box.
-    monkeypatch.setattr(predictor_module, "parse_detections",
+    monkeypatch.setattr(generate_mode, "parse_detections",
                         lambda text: ParseResult(objects=[{"bbox_2d": MODEL_FRAME_BOX, "label": "x", "span": (0, 1)}], ok=True))
     calls = _spy(monkeypatch, "to_stored")
     results = predictor.predict(photos, mode="generate", max_new_tokens=4)

@@ -24,6 +24,23 @@ LABELS = typer.Option(None, "--labels", help="A plain model folder's label vocab
 LANG = typer.Option("zh", help="A plain model folder's prompt language: zh | en.", callback=one_of("zh", "en"))
 
 
+def mode_help(serving: bool = False) -> str:
+    """`--mode`'s help, from the registry of modes (config.py `PREDICT_MODES`)."""
+    from bbuvl.config import PREDICT_MODES
+
+    modes = [m for m in PREDICT_MODES.values() if m.serves or not serving]
+    return " | ".join(f"{m.name} ({m.help})" for m in modes) + " (default: the checkpoint's inference.mode)."
+
+
+def check_mode_name(mode: str | None, serving: bool = False) -> None:
+    """Fail (one red line) on a mode the registry does not have, or one the server does not run."""
+    from bbuvl.config import PREDICT_MODES
+
+    names = [name for name, m in PREDICT_MODES.items() if m.serves or not serving]
+    if mode is not None and mode not in names:
+        fail(f"--mode must be one of {', '.join(names)}, got '{mode}'")
+
+
 def plain_model_mode(checkpoint: Path, labels: Path | None, lang: str, mode: str | None) -> str | None:
     """The mode to run `checkpoint` in: "generate" for a plain model folder whose options fit one, else `mode`.
 
@@ -39,11 +56,14 @@ def plain_model_mode(checkpoint: Path, labels: Path | None, lang: str, mode: str
         return mode
     if labels is None:
         fail(f"{checkpoint} is a plain model folder (no {CONFIG_FILE}): give its label vocabulary with --labels labels.json")
-    if mode not in (None, "generate"):
-        fail(f"a plain model folder predicts in generate mode only (--mode {mode} needs a trained checkpoint)")
+    from bbuvl.config import PREDICT_MODES
+
+    plain = [name for name, m in PREDICT_MODES.items() if m.plain_model]
+    if mode is not None and mode not in plain:
+        fail(f"a plain model folder predicts in {' or '.join(plain)} mode only (--mode {mode} needs a trained checkpoint)")
     if lang not in ("zh", "en"):
         fail(f"--lang must be zh or en, got '{lang}'")
-    return "generate"
+    return mode or plain[0]
 
 
 def open_predictor(checkpoint: Path, labels: Path | None, lang: str, device: str | None) -> "Predictor":
