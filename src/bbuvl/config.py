@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bbuvl.data.coords import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, CoordinateContract
-from bbuvl.data.families import Family, family_of, get_family
+from bbuvl.data.families import FAMILIES, Family, family_of, get_family
 from bbuvl.data.yamlfile import YamlError, load_yaml
 
 
@@ -45,7 +45,7 @@ class ModelConfig(_Strict):
     path: str = "Qwen/Qwen2.5-VL-3B-Instruct"  # local folder or hub id
     # "auto": the checkpoint's config.json model_type. Naming it lets data commands work before the model is
     # downloaded; training then checks that the checkpoint agrees (docs/families.md).
-    family: Literal["auto", "qwen2_5_vl", "qwen3_vl", "qwen3_5"] = "auto"
+    family: Literal[("auto", *FAMILIES)] = "auto"  # type: ignore[valid-type]  # data/families.py's entries
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     min_pixels: int = Field(QWEN_MIN_PIXELS, gt=0)

@@ -58,7 +58,7 @@ def untrained_checkpoint(labels, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predictor(untrained_checkpoint):
-    return Predictor.from_checkpoint(untrained_checkpoint, device="cpu")
+    return Predictor.load(untrained_checkpoint, device="cpu")
 
 
 @pytest.fixture(scope="module")

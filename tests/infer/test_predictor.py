@@ -21,7 +21,7 @@ from bbuvl.model.vlm import core_model
 
 @pytest.fixture(scope="module")
 def predictor(trained_checkpoint):
-    return Predictor.from_checkpoint(trained_checkpoint, device="cpu")
+    return Predictor.load(trained_checkpoint, device="cpu")
 
 
 @pytest.fixture(scope="module")

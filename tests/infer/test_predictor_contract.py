@@ -18,7 +18,7 @@ MODEL_FRAME_BOX = [10.0, 20.0, 30.0, 5000.0]  # the bottom edge lies outside eve
 
 @pytest.fixture(scope="module")
 def predictor(trained_checkpoint):
-    return Predictor.from_checkpoint(trained_checkpoint, device="cpu")
+    return Predictor.load(trained_checkpoint, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_prediction_shrinks_photos_to_the_training_token_budget(trained_checkpoi
     trained = CoordinateContract.load(trained_checkpoint)
     frame = replace(trained, max_vision_tokens=6)
     frame.save(budgeted)
-    predictor = Predictor.from_checkpoint(budgeted, device="cpu")
+    predictor = Predictor.load(budgeted, device="cpu")
     assert predictor.contract == frame
     big = Image.open(photos[0]).convert("RGB").resize((640, 480))
     assert frame.over_budget(big.size)

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from bbuvl.cli.common import OVERWRITE_HELP, check_device, console, fail, finite_range, int_range, user_errors
-from bbuvl.cli.predictor import CHECKPOINT_HELP, LABELS, LANG, check_mode_name, mode_help, open_predictor, plain_model_mode
+from bbuvl.cli.predictor import CHECKPOINT_HELP, LABELS, LANG, check_mode_name, mode_help, plain_model_mode, read_folder
 
 
 def predict(
@@ -49,7 +49,8 @@ def predict(
 
     from bbuvl.infer.batch import PredictJob, photo_names, run_predictions
     from bbuvl.infer.output import check_output, discard_output, input_root, manifest_path
-    from bbuvl.model.checkpoint import CheckpointError, read_run_config
+    from bbuvl.infer.predictor import Predictor
+    from bbuvl.model.checkpoint import CheckpointError
     from bbuvl.outputs import check_not_inputs
 
     with user_errors(ValueError):
@@ -61,14 +62,15 @@ def predict(
     mode = plain_model_mode(checkpoint, labels, lang, mode)
     with user_errors(ValueError, OSError):
         # Refuse a foreign or busy --out before minutes of model loading, not after.
-        mode = mode or read_run_config(checkpoint).inference.mode
+        folder = read_folder(checkpoint, labels, lang)  # no weights yet: the checkpoint is read once, here
+        mode = mode or folder.cfg.inference.mode
         job = PredictJob([], out, mode, 1, source=str(input.resolve()), checkpoint=str(checkpoint.resolve()))
         if not overwrite:
             check_output(out, job.manifest)
         job.inputs, job.root = photo_names(input), input_root(input)
     check_device(device)
     with user_errors(ValueError, OSError, CheckpointError):
-        predictor = open_predictor(checkpoint, labels, lang, device)
+        predictor = Predictor.load(folder, device=device)
     if mode == "teachers":
         source = teachers or (Path(predictor.cfg.data.teachers) if predictor.cfg.data.teachers else None)
         if source is None or not Path(source).exists():

@@ -15,7 +15,7 @@ import typer
 from bbuvl.cli.common import fail, one_of
 
 if TYPE_CHECKING:
-    from bbuvl.infer.predictor import Predictor
+    from bbuvl.model.checkpoint import ModelFolder
 
 CHECKPOINT_HELP = ("Checkpoint folder written by `bbuvl train`, or a plain Hugging Face model folder (the zero-shot "
                    "baseline: generate mode, needs --labels).")
@@ -66,14 +66,13 @@ def plain_model_mode(checkpoint: Path, labels: Path | None, lang: str, mode: str
     return mode or plain[0]
 
 
-def open_predictor(checkpoint: Path, labels: Path | None, lang: str, device: str | None) -> "Predictor":
-    """A trained checkpoint's Predictor, or a plain model folder's answering with the `labels` file's vocabulary
-    (options checked first with `plain_model_mode`)."""
+def read_folder(checkpoint: Path, labels: Path | None, lang: str) -> "ModelFolder":
+    """The checkpoint read, or the plain model folder described with the `labels` file's vocabulary (options
+    checked first with `plain_model_mode`): cheap, no weights, so a command reads it before its other checks."""
     from bbuvl.data.layout import read_vocabulary
-    from bbuvl.infer.predictor import Predictor
-    from bbuvl.model.checkpoint import is_plain_model_folder
+    from bbuvl.model.checkpoint import is_plain_model_folder, read_model_folder
 
     if is_plain_model_folder(checkpoint) and labels is not None:
-        return Predictor.from_base_model(checkpoint, read_vocabulary(labels), lang=lang, device=device)
-    return Predictor.from_checkpoint(checkpoint, device=device)
+        return read_model_folder(checkpoint, read_vocabulary(labels), lang)
+    return read_model_folder(checkpoint)
 

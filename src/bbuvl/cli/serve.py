@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from bbuvl.cli.common import check_device, console, finite_range, int_range, one_of, user_errors
-from bbuvl.cli.predictor import CHECKPOINT_HELP, LABELS, LANG, check_mode_name, mode_help, open_predictor, plain_model_mode
+from bbuvl.cli.predictor import CHECKPOINT_HELP, LABELS, LANG, check_mode_name, mode_help, plain_model_mode, read_folder
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
@@ -45,6 +45,7 @@ def serve(
     SIGTERM stops accepting requests, answers those already in, and exits 0. docs/serving.md.
     """
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bbuvl.infer.predictor import Predictor
     from bbuvl.model.checkpoint import CheckpointError
     from bbuvl.serve.app import ServeSettings, create_app
     from bbuvl.serve.auth import read_keys
@@ -63,7 +64,7 @@ def serve(
         with user_errors(ValueError, OSError):
             rescorer = FewShotRescorer.load(fewshot, fewshot_backbone, fewshot_threshold, device or "auto")
     with user_errors(ValueError, OSError, CheckpointError):
-        predictor = open_predictor(checkpoint, labels, lang, device)
+        predictor = Predictor.load(read_folder(checkpoint, labels, lang), device=device)
         engine = Engine(predictor, mode, checkpoint.name, rescorer)
     settings = ServeSettings(max_batch, max_wait_ms, queue_size, timeout, max_body_mb, list(cors_origin or []))
     with user_errors(OSError):

@@ -31,7 +31,7 @@ from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.diagnostics.probe import detection_outputs, image_batch
 from bbuvl.encode.chat import SPAN_STUDENT, Turn
 from bbuvl.infer.predictor import Predictor
-from bbuvl.model.checkpoint import is_plain_model_folder, load_base_model
+from bbuvl.model.checkpoint import is_plain_model_folder, read_model_folder
 from bbuvl.model.loading import check_special_tokens, special_token_ids
 from bbuvl.model.vlm import core_model
 from bbuvl.train.param_groups import GROUPS, GroupSummary, freeze_zero_lr_groups, group_of, summarize_groups
@@ -319,10 +319,9 @@ def diagnose_model(checkpoint: str | Path, cfg: Config | None = None, image: str
             base_cfg = cfg or Config()
             hierarchy = Hierarchy.load(base_cfg.data.hierarchy)
             labels = data_labels((base_cfg.data.train, base_cfg.data.val), hierarchy) or hierarchy.labels()
-            model, processor, run, contract, prompt = load_base_model(directory, labels, cfg=base_cfg, device=device)
-            predictor = Predictor(model, processor, contract, prompt, run, device)
+            predictor = Predictor.load(read_model_folder(directory, labels, cfg=base_cfg), device=device)
         else:
-            predictor = Predictor.from_checkpoint(directory, device=device)
+            predictor = Predictor.load(directory, device=device)
     except (OSError, ValueError, RuntimeError) as e:  # missing files, token mismatch, head weights that do not fit
         report.checks.append(Check("load", "fail", f"{directory}: {e}"))
         return report

@@ -27,6 +27,7 @@ from bbuvl.encode.collate import Batch, PaddedCollator
 from bbuvl.infer.constrained import AnswerConstraint
 from bbuvl.infer.modes import runner
 from bbuvl.infer.options import PredictOptions
+from bbuvl.model.checkpoint import ModelFolder
 
 logger = logging.getLogger(__name__)
 
@@ -121,23 +122,14 @@ class Predictor:
         self._constraint: AnswerConstraint | None = None
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | None = None, dtype: str | None = None) -> "Predictor":
-        """Load a checkpoint written by `bbuvl train` (coordinate contract and prompt included)."""
-        from bbuvl.model.checkpoint import load_checkpoint
+    def load(cls, folder: ModelFolder | str | Path, device: str | None = None, dtype: str | None = None) -> "Predictor":
+        """A checkpoint written by `bbuvl train` (coordinate contract and prompt included), by its path or read
+        (`read_model_folder`); a plain Hugging Face model folder is read there first, with the labels it answers with."""
+        from bbuvl.model.checkpoint import load_model
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model, processor, cfg, contract, prompt = load_checkpoint(path, dtype=dtype, device=device)
-        return cls(model, processor, contract, prompt, cfg, device)
-
-    @classmethod
-    def from_base_model(cls, path: str | Path, labels: list[str], lang: str = "zh", device: str | None = None,
-                        dtype: str | None = None) -> "Predictor":
-        """A plain Hugging Face model folder in generate mode: its family's contract and prompt, `labels` to answer with."""
-        from bbuvl.model.checkpoint import load_base_model
-
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model, processor, cfg, contract, prompt = load_base_model(path, labels, lang=lang, dtype=dtype, device=device)
-        return cls(model, processor, contract, prompt, cfg, device)
+        model, processor, run, contract, prompt = load_model(folder, dtype=dtype, device=device)
+        return cls(model, processor, contract, prompt, run, device)
 
     # --- inputs ------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 Memory = [vision adapter(vision embeddings of the student image), language adapter(last-layer
 hidden states of the sample's text tokens)]. The vision embeddings are the LLM's *input* embeddings
-at the student image's `<|image_pad|>` positions, because stock Qwen2.5-VL returns no vision
+at the student image's `<|image_pad|>` positions, because the stock models (every family) return no vision
 embeddings (docs/design.md, "Vision memory for the head"). A transformer decoder turns `num_queries` queries into one vector per
 query; from it come a box, an objectness logit and a caption decoded token by token.
 

@@ -99,16 +99,18 @@ def load_model_and_processor(
     frame: CoordinateContract | None = None,
     device: str | None = None,
     load_in_bits: int = 16,
+    processor_path: str | None = None,
 ) -> tuple[PreTrainedModel, Any]:
     """Load model (in eval mode, on `device` when given) and processor, and check their special tokens agree.
 
     `frame` sets the image processor's smart_resize bounds; it is the run config's or the checkpoint's coordinate
     contract, so boxes are predicted in the frame they were trained in.
     `load_in_bits` 4 or 8 quantises the language model with bitsandbytes (QLoRA); the vision tower stays in `dtype`.
+    `processor_path` (default `path`): where the processor is, when not beside the weights (a LoRA checkpoint's).
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got '{dtype}'")
-    processor = load_processor(path, frame)
+    processor = load_processor(processor_path or path, frame)
     kwargs: dict[str, Any] = {}
     if load_in_bits != 16:
         kwargs["quantization_config"] = quantization_config(load_in_bits, DTYPES[dtype])

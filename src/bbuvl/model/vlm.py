@@ -70,8 +70,8 @@ def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
 class BBUVLModel(nn.Module):
     """A Qwen VL model + detection head, with the run's loss weights."""
 
-    # Said, not sniffed from `**batch`: HF Trainer then passes `num_items_in_batch` (our LossDenominators) and
-    # leaves the gradient-accumulation scaling to the loss (docs/training_loss_scale.md).
+    # Said, as `forward` has no `**kwargs` for HF to sniff: HF Trainer then passes `num_items_in_batch` (our
+    # LossDenominators) and leaves the gradient-accumulation scaling to the loss (docs/training_loss_scale.md).
     accepts_loss_kwargs = True
 
     def __init__(self, vlm: nn.Module, cfg: Config, head: DetectionHead | None = None,

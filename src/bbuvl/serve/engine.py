@@ -59,7 +59,7 @@ class Engine:
     def load(cls, checkpoint: str | Path, mode: str | None = None, device: str | None = None,
              fewshot: FewShotRescorer | None = None) -> "Engine":
         """Load a checkpoint written by `bbuvl train`; `mode` defaults to its `inference.mode`."""
-        return cls(Predictor.from_checkpoint(checkpoint, device=device), mode, Path(checkpoint).name, fewshot)
+        return cls(Predictor.load(checkpoint, device=device), mode, Path(checkpoint).name, fewshot)
 
     @property
     def max_pixels(self) -> int:
