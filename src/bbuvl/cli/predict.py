@@ -50,7 +50,7 @@ def predict(
     from bbuvl.infer.batch import PredictJob, photo_names, run_predictions
     from bbuvl.infer.output import check_output, discard_output, input_root, manifest_path
     from bbuvl.infer.predictor import Predictor
-    from bbuvl.model.checkpoint import CheckpointError
+    from bbuvl.model.checkpoint import CheckpointError, read_run_config
     from bbuvl.outputs import check_not_inputs
 
     with user_errors(ValueError):
@@ -62,15 +62,16 @@ def predict(
     mode = plain_model_mode(checkpoint, labels, lang, mode)
     with user_errors(ValueError, OSError):
         # Refuse a foreign or busy --out before minutes of model loading, not after.
-        folder = read_folder(checkpoint, labels, lang)  # no weights yet: the checkpoint is read once, here
-        mode = mode or folder.cfg.inference.mode
+        # Only the run config, for the default mode: a foreign or busy --out is refused before the checkpoint's
+        # completeness is checked (with the rest of it, by read_folder below).
+        mode = mode or read_run_config(checkpoint).inference.mode
         job = PredictJob([], out, mode, 1, source=str(input.resolve()), checkpoint=str(checkpoint.resolve()))
         if not overwrite:
             check_output(out, job.manifest)
         job.inputs, job.root = photo_names(input), input_root(input)
     check_device(device)
     with user_errors(ValueError, OSError, CheckpointError):
-        predictor = Predictor.load(folder, device=device)
+        predictor = Predictor.load(read_folder(checkpoint, labels, lang), device=device)
     if mode == "teachers":
         source = teachers or (Path(predictor.cfg.data.teachers) if predictor.cfg.data.teachers else None)
         if source is None or not Path(source).exists():

@@ -1,8 +1,9 @@
 """What `bbuvl predict` and `bbuvl serve` run: a checkpoint written by `bbuvl train`, or a plain model folder.
 
 A plain Hugging Face model folder (the zero-shot baseline) has no prompt of its own: it answers in generate mode
-with the label vocabulary given by `--labels`. Both commands take the same options and open the model here, so
-the two can never disagree on which folders they accept.
+with the label vocabulary given by `--labels`. Both commands take the same options and read the folder here
+(`read_folder`, then `Predictor.load`), and take their `--mode` help and checks from the registry of modes, so
+the two can never disagree on which folders and modes they accept.
 """
 
 from __future__ import annotations
