@@ -66,7 +66,7 @@ def one_run(seed: int, threads: int, steps: int, n_train: int, n_val: int, overr
         val = root / "data" / "val.jsonl"
         records = read_records(val)
         paths = [resolve_image(val, r.image) for r in records]
-        predictor = Predictor.from_checkpoint(final, device="cpu")
+        predictor = Predictor.load(final, device="cpu")
         row: dict = {"seed": seed, "threads": threads, "steps": steps, "train": n_train, "val": n_val,
                      "overrides": overrides, "train_s": round(trained, 1)}
         for mode in MODES:

@@ -64,7 +64,7 @@ def curve(scene: str, data: Path, shape: str, steps: int, every: int, work: Path
     paths = [resolve_image(val, r.image) for r in records]
     rows = []
     for ckpt in sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])):
-        predictor = Predictor.from_checkpoint(ckpt, device="cpu")
+        predictor = Predictor.load(ckpt, device="cpu")
         scores = {}
         for mode in MODES:
             preds = [[d.to_dict() for d in objs] for objs in predictor.predict_detection(paths, mode=mode)]

@@ -44,7 +44,7 @@ def main() -> None:
             dst = images / f"{i:05d}.jpg"
             shutil.copyfile(sources[i % len(sources)], dst)
             paths.append(str(dst))
-        predictor = Predictor.from_checkpoint(ckpt, device="cpu")
+        predictor = Predictor.load(ckpt, device="cpu")
         curve: list[tuple[int, float]] = []
         run_predictions(PredictJob(paths, tmp / "pred.jsonl", args.mode, args.batch),
                         lambda chunk: predictor.predict_lines(chunk, args.mode),

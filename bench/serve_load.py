@@ -146,7 +146,7 @@ def predictor_ceiling(ckpt: Path, photos: list[bytes], mode: str, batch: int, se
     from bbuvl.infer.predictor import Predictor
 
     # torch's own thread count, as the servers get it (one per core unless OMP_NUM_THREADS says otherwise).
-    predictor = Predictor.from_checkpoint(ckpt, device="cpu")
+    predictor = Predictor.load(ckpt, device="cpu")
     images = [Image.open(io.BytesIO(p)).convert("RGB") for p in photos]
     rate = {}
     for size in (batch, 1, batch, 1):  # alternated, so a change in the machine's load hits both

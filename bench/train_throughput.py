@@ -45,22 +45,22 @@ def main() -> None:
         opt = torch.optim.AdamW([p for p in run.model.parameters() if p.requires_grad], lr=1e-4)
         n = len(run.train_dataset)
         batches = [[run.train_dataset[(s * args.batch + i) % n] for i in range(args.batch)] for s in range(args.steps)]
-        n_teacher = sum(len(b_["meta"]["images"]) > 1 for b in batches for b_ in b)
+        n_teacher = sum(len(b_.meta["images"]) > 1 for b in batches for b_ in b)
         stats = {k: {"time": 0.0, "samples": 0, "real": 0, "slots": 0} for k in layouts}
         run.model.train()
         for step, samples in enumerate(batches):
             for name, collate in (layouts.items() if step % 2 == 0 else reversed(layouts.items())):
                 batch = collate(samples)
                 t0 = time.perf_counter()
-                loss = run.model(**batch)["loss"]
+                loss = run.model(batch).loss
                 loss.backward()
                 opt.zero_grad(set_to_none=True)  # no step: both layouts see the same weights
                 if step > 0:  # the first step warms up allocators and kernels
                     s = stats[name]
                     s["time"] += time.perf_counter() - t0
                     s["samples"] += len(samples)
-                    s["real"] += int((batch["sample_index"] >= 0).sum())
-                    s["slots"] += batch["input_ids"].numel()
+                    s["real"] += int((batch.sample_index >= 0).sum())
+                    s["slots"] += batch.input_ids.numel()
         print(f"{args.steps - 1} measured steps of {args.batch} samples ({n_teacher} of {args.steps * args.batch} with a teacher)")
         rates = {}
         for name, s in stats.items():

@@ -94,7 +94,7 @@ def train_and_predict(root: Path, scene: Scene) -> dict:
         val = root / "data" / "val.jsonl"
         records = read_records(val)
         paths = [resolve_image(val, r.image) for r in records]
-        predictor = Predictor.from_checkpoint(final, device="cpu")
+        predictor = Predictor.load(final, device="cpu")
         preds = {mode: [[d.to_dict() for d in objs] for objs in predictor.predict_detection(paths, mode=mode)]
                  for mode in MODES}
     finally:

@@ -1,5 +1,8 @@
 """One validated config for a whole run: model, data, training, detection, loss, inference, monitor.
 
+The schema (pydantic models) and how a run's YAML plus `key=value` overrides become one; the YAML itself is
+read by data/yamlfile.py (bounded, duplicate keys refused, the line of every key kept for the errors here).
+
 Every key is checked: an unknown key is an error naming its location (file:line when it came from
 YAML) and the closest valid key; a wrong type names the key and the expected type.
 """
@@ -7,7 +10,7 @@ YAML) and the closest valid key; a wrong type names the key and the expected typ
 from __future__ import annotations
 
 import difflib
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,7 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bbuvl.data.coords import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, CoordinateContract
-from bbuvl.data.families import Family, family_of, get_family
+from bbuvl.data.families import FAMILIES, Family, family_of, get_family
+from bbuvl.data.yamlfile import YamlError, load_yaml
 
 
 class _Strict(BaseModel):
@@ -41,7 +45,7 @@ class ModelConfig(_Strict):
     path: str = "Qwen/Qwen2.5-VL-3B-Instruct"  # local folder or hub id
     # "auto": the checkpoint's config.json model_type. Naming it lets data commands work before the model is
     # downloaded; training then checks that the checkpoint agrees (docs/families.md).
-    family: Literal["auto", "qwen2_5_vl", "qwen3_vl", "qwen3_5"] = "auto"
+    family: Literal[("auto", *FAMILIES)] = "auto"  # type: ignore[valid-type]  # data/families.py's entries
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     min_pixels: int = Field(QWEN_MIN_PIXELS, gt=0)
@@ -191,10 +195,33 @@ class LossConfig(_Strict):
     match_cost_giou: float = Field(2.0, ge=0)
 
 
+@dataclass(frozen=True)
+class PredictMode:
+    """One way to predict: what it needs from a checkpoint and where it runs. infer/modes/<name>.py runs it."""
+
+    name: str
+    help: str  # a few words for `--help`
+    needs_head: bool = False  # a trained detection head (detection.enabled)
+    needs_labels: bool = False  # the checkpoint's label vocabulary (prompt.json)
+    needs_teachers: bool = False  # teacher photos and their answers (a teachers JSONL)
+    serves: bool = True  # `bbuvl serve` runs it (a request cannot bring teacher photos)
+    plain_model: bool = False  # a plain model folder, never trained here, can run it (the zero-shot baseline)
+
+
+# The one registry of prediction modes: `inference.mode`, `bbuvl predict --mode`, `bbuvl serve --mode` and the
+# predictor's checks all read it (docs/architecture.md, "Where a change goes").
+PREDICT_MODES: dict[str, PredictMode] = {m.name: m for m in (
+    PredictMode("generate", "the VLM writes the answer", plain_model=True),
+    PredictMode("head", "the detection head's boxes and captions", needs_head=True),
+    PredictMode("name", "head boxes named by the VLM", needs_head=True, needs_labels=True),
+    PredictMode("teachers", "generate, teacher photos and answers shown first", needs_teachers=True, serves=False),
+)}
+
+
 class InferenceConfig(_Strict):
     """Defaults for prediction."""
 
-    mode: Literal["generate", "head", "name", "teachers"] = "generate"
+    mode: Literal[tuple(PREDICT_MODES)] = "generate"  # type: ignore[valid-type]  # the registry's names
     batch_size: int = Field(4, gt=0)
     max_new_tokens: int = Field(1024, gt=0)
     constrained: bool = True  # answers (generate/teachers) and head captions (head/name) kept to the checkpoint's labels
@@ -235,82 +262,6 @@ class ConfigError(ValueError):
 
 
 # --- loading -----------------------------------------------------------------------------------
-
-
-# A config is a few hundred nodes, at most five levels deep. These bounds turn an anchor bomb (aliases that
-# expand exponentially) or a self-referencing anchor into one clear error instead of exhausted memory or a
-# RecursionError; YAML's own composer recurses per level, so depth is checked on the event stream first.
-MAX_YAML_DEPTH = 32
-MAX_YAML_NODES = 20_000
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-def _check_depth(text: str, source: str) -> None:
-    """Refuse nesting deeper than MAX_YAML_DEPTH (the parser is iterative; the composer after it is not)."""
-    depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-            depth += 1
-            if depth > MAX_YAML_DEPTH:
-                raise ConfigError(f"{source}:{event.start_mark.line + 1}: nested more than {MAX_YAML_DEPTH} levels deep; "
-                                  "a config is a few sections of keys")
-        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-            depth -= 1
-
-
-def _index_nodes(root: yaml.Node, source: str) -> dict[tuple[str, ...], int]:
-    """Map each key path to its 1-based line, checking the node graph as it expands (aliases included).
-
-    Raises ConfigError for a duplicate key, a self-referencing anchor, or more than MAX_YAML_NODES nodes
-    once aliases are expanded.
-    """
-    index: dict[tuple[str, ...], int] = {}
-    seen = 0
-    stack: list[tuple[yaml.Node, tuple[str, ...], frozenset[int]]] = [(root, (), frozenset())]
-    while stack:  # iterative: a deep or cyclic graph must not hit Python's recursion limit
-        node, prefix, path = stack.pop()
-        seen += 1
-        if seen > MAX_YAML_NODES:
-            raise ConfigError(f"{source}: more than {MAX_YAML_NODES:,} values once anchors and aliases are expanded "
-                              "(an alias bomb?); write the values out or use fewer aliases")
-        if id(node) in path:
-            raise ConfigError(f"{source}:{node.start_mark.line + 1}: an anchor refers to itself (a cycle of aliases)")
-        inner = path | {id(node)}
-        if isinstance(node, yaml.MappingNode):
-            first: dict[str, int] = {}
-            for k, v in node.value:
-                if k.tag == _MERGE_TAG:
-                    stack.append((v, prefix, inner))
-                    continue
-                name, line = str(k.value), k.start_mark.line + 1
-                if name in first:
-                    dotted = ".".join(prefix + (name,))
-                    raise ConfigError(f"{source}:{line}: duplicate key '{dotted}' (first at line {first[name]}); "
-                                      "YAML would silently keep only the last one: remove one")
-                first[name] = line
-                index.setdefault(prefix + (name,), line)
-                stack.append((v, prefix + (name,), inner))
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend((v, prefix, inner) for v in node.value)
-    return index
-
-
-def _load_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], int]]:
-    """Parse YAML safely and boundedly: `(data, key path -> line)`; raises ConfigError naming file:line."""
-    try:
-        _check_depth(text, source)
-        loader = yaml.SafeLoader(text)
-        try:
-            root = loader.get_single_node()
-            lines = _index_nodes(root, source) if root is not None else {}
-            data = loader.construct_document(root) if root is not None else None
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
-        raise ConfigError(f"{where}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
-    return data, lines
 
 
 def _fields_at(loc: tuple[str, ...]) -> list[str]:
@@ -395,7 +346,10 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
         key, raw = item.split("=", 1)
         if not all(key.strip().split(".")):
             raise ConfigError(f"override '{item}': '{key.strip()}' is not a dotted key (e.g. training.num_epochs=3)")
-        value = _load_yaml(raw, f"override '{key.strip()}'")[0] if raw.strip() else None
+        try:
+            value = load_yaml(raw, f"override '{key.strip()}'")[0] if raw.strip() else None
+        except YamlError as e:
+            raise ConfigError(str(e)) from None
         # YAML 1.1 reads "1e-5" as a string; users mean a number.
         if isinstance(value, str):
             try:
@@ -418,7 +372,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{path}: cannot read config: {e.strerror or e}") from None
         except UnicodeDecodeError as e:
             raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); is this a YAML config?") from None
-        data, lines = _load_yaml(text, str(path))
+        try:
+            data, lines = load_yaml(text, str(path))
+        except YamlError as e:
+            raise ConfigError(str(e)) from None
         data = {} if data is None else data
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a config must be a mapping of sections, got {type(data).__name__}")

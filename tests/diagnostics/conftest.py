@@ -21,4 +21,4 @@ def predictor(trained_checkpoint):
     """The trained tiny checkpoint, loaded for inference on CPU (shared: tests must leave it as they found it)."""
     from bbuvl.infer.predictor import Predictor
 
-    return Predictor.from_checkpoint(trained_checkpoint, device="cpu")
+    return Predictor.load(trained_checkpoint, device="cpu")

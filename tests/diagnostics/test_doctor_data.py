@@ -42,7 +42,7 @@ def broken(small_dataset, tmp_path):
         o.model_copy(update={"bbox_2d": [v * s for v in o.bbox_2d]}) for o in big.objects]})
     # 2. a record whose width is not the image's
     train[3] = train[3].model_copy(update={"width": train[3].width + 6})
-    # 3. an EXIF-rotated file: pixels stored sideways with orientation 6, upright size = the record's (seed P-002)
+    # 3. an EXIF-rotated file: pixels stored sideways with orientation 6, upright size = the record's
     rotated = Image.open(folder / train[5].image)
     exif = Image.Exif()
     exif[EXIF_ORIENTATION] = 6

@@ -19,8 +19,7 @@ def _img(w, h, seed):
 
 
 def _sample(encoder, turns):
-    enc = encoder.encode(turns)
-    return enc.as_sample()
+    return encoder.encode(turns)
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +40,9 @@ def _ids(tiny):
 
 
 def _forward(model, batch):
-    kw = {k: batch[k] for k in ("input_ids", "position_ids", "pixel_values", "image_grid_thw")}
-    if "attention_mask" in batch:
-        kw["attention_mask"] = batch["attention_mask"]
+    kw = {k: getattr(batch, k) for k in ("input_ids", "position_ids", "pixel_values", "image_grid_thw")}
+    if batch.attention_mask is not None:
+        kw["attention_mask"] = batch.attention_mask
     with torch.no_grad():
         return model(**kw, use_cache=False, output_hidden_states=True)
 
@@ -51,9 +50,9 @@ def _forward(model, batch):
 def test_mrope_positions_equal_the_models_rope_index(tiny, samples):
     model, _ = tiny
     for s in samples:
-        ref, _ = model.model.get_rope_index(s["input_ids"][None], mm_token_type_ids=s["mm_token_type_ids"][None],
-                                            image_grid_thw=s["image_grid_thw"])
-        ours = mrope_positions(s["input_ids"], s["image_grid_thw"], _ids(tiny)[1])
+        ref, _ = model.model.get_rope_index(s.input_ids[None], mm_token_type_ids=s.mm_token_type_ids[None],
+                                            image_grid_thw=s.image_grid_thw)
+        ours = mrope_positions(s.input_ids, s.image_grid_thw, _ids(tiny)[1])
         assert torch.equal(ref[:, 0], ours)
 
 
@@ -63,21 +62,21 @@ def test_packed_logits_and_losses_equal_samples_run_alone(tiny, tiny_family, sam
     model, _ = tiny
     pad, image = _ids(tiny)
     packed = PackedCollator(pad, image)(samples)
-    assert packed["position_ids"].shape == (4, 1, packed["input_ids"].shape[1])
-    assert "attention_mask" not in packed
+    assert packed.position_ids.shape == (4, 1, packed.input_ids.shape[1])
+    assert packed.attention_mask is None
     out = _forward(model, packed)
     offset = 0
     single_losses = []
     for i, s in enumerate(samples):
         one = PaddedCollator(pad, image)([s])
         alone = _forward(model, one)
-        n = s["input_ids"].numel()
+        n = s.input_ids.numel()
         diff = (out.logits[0, offset:offset + n] - alone.logits[0]).abs().max().item()
         assert diff <= 1e-4, f"sample {i}: packed logits differ by {diff}"
-        assert torch.equal(packed["sample_index"][0, offset:offset + n], torch.full((n,), i))
-        single_losses.append(span_lm_loss(alone.hidden_states[-1], model.lm_head, one["labels"], one["span_ids"]))
+        assert torch.equal(packed.sample_index[0, offset:offset + n], torch.full((n,), i))
+        single_losses.append(span_lm_loss(alone.hidden_states[-1], model.lm_head, one.labels, one.span_ids))
         offset += n
-    got = span_lm_loss(out.hidden_states[-1], model.lm_head, packed["labels"], packed["span_ids"])
+    got = span_lm_loss(out.hidden_states[-1], model.lm_head, packed.labels, packed.span_ids)
     # the batch's span loss is the token-weighted mean of the samples' span losses
     ref_s = sum(l.student * l.n_student for l in single_losses) / sum(l.n_student for l in single_losses)
     ref_t = sum(l.teacher * l.n_teacher for l in single_losses) / sum(l.n_teacher for l in single_losses)
@@ -93,8 +92,8 @@ def test_padded_span_losses_equal_samples_run_alone(tiny, samples, side):
     for b, s in enumerate(samples):
         alone_batch = PaddedCollator(pad, image)([s])
         alone = _forward(model, alone_batch)
-        ref = span_lm_loss(alone.hidden_states[-1], model.lm_head, alone_batch["labels"], alone_batch["span_ids"])
-        got = span_lm_loss(out.hidden_states[-1][b:b + 1], model.lm_head, batch["labels"][b:b + 1], batch["span_ids"][b:b + 1])
+        ref = span_lm_loss(alone.hidden_states[-1], model.lm_head, alone_batch.labels, alone_batch.span_ids)
+        got = span_lm_loss(out.hidden_states[-1][b:b + 1], model.lm_head, batch.labels[b:b + 1], batch.span_ids[b:b + 1])
         assert torch.allclose(got.student, ref.student, atol=1e-5), (side, b)
         assert torch.allclose(got.teacher, ref.teacher, atol=1e-5), (side, b)
         assert got.n_student == ref.n_student and got.n_teacher == ref.n_teacher
@@ -102,11 +101,11 @@ def test_padded_span_losses_equal_samples_run_alone(tiny, samples, side):
 
 def test_budgets_drop_samples_with_a_count(tiny, samples):
     pad, image = _ids(tiny)
-    per_sample = [int(s["mm_token_type_ids"].sum()) for s in samples]
+    per_sample = [int(s.mm_token_type_ids.sum()) for s in samples]
     c = PaddedCollator(pad, image, max_vision_tokens_per_batch=per_sample[0] + per_sample[1])
     batch = c(samples)
-    assert len(batch["meta"]) == 2 and c.budget.dropped == 1
-    p = PackedCollator(pad, image, max_tokens=samples[0]["input_ids"].numel())
-    assert p(samples)["input_ids"].shape[1] == samples[0]["input_ids"].numel() and p.budget.dropped == 2
+    assert len(batch.meta) == 2 and c.budget.dropped == 1
+    p = PackedCollator(pad, image, max_tokens=samples[0].input_ids.numel())
+    assert p(samples).input_ids.shape[1] == samples[0].input_ids.numel() and p.budget.dropped == 2
     # grid info is never dropped: one grid row per image kept
-    assert batch["image_grid_thw"].shape[0] == 1 + 2
+    assert batch.image_grid_thw.shape[0] == 1 + 2

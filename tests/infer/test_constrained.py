@@ -58,7 +58,7 @@ def untrained_checkpoint(labels, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predictor(untrained_checkpoint):
-    return Predictor.from_checkpoint(untrained_checkpoint, device="cpu")
+    return Predictor.load(untrained_checkpoint, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -213,13 +213,13 @@ def test_a_tiny_budget_still_closes_the_answer(predictor, photos):
 
 def test_unconstrained_path_is_plain_greedy_decoding(predictor, photos):
     prepared = [predictor.prepare(p) for p in photos[:2]]
-    batch = predictor._batch(prepared, with_teachers=False)
+    batch = predictor.batch(prepared, with_teachers=False)
     out = predictor.model.vlm.generate(
-        **{k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids")},
+        **{k: getattr(batch, k) for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids")},
         max_new_tokens=24, do_sample=False, pad_token_id=predictor.tokenizer.pad_token_id,
         eos_token_id=predictor.tokenizer.convert_tokens_to_ids("<|im_end|>"),
     )
-    plain = predictor.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    plain = predictor.tokenizer.batch_decode(out[:, batch.input_ids.shape[1]:], skip_special_tokens=True)
     ours = predictor.predict(photos[:2], mode="generate", constrained=False, max_new_tokens=24)
     assert [r.raw for r in ours] == plain
 

@@ -13,14 +13,15 @@ from PIL import Image
 
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.schema import read_records, resolve_image
-from bbuvl.infer.batch import PredictJob, list_inputs, read_done, run_predictions
+from bbuvl.infer.batch import PredictJob, list_inputs, run_predictions
+from bbuvl.infer.output import repair_output
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.vlm import core_model
 
 
 @pytest.fixture(scope="module")
 def predictor(trained_checkpoint):
-    return Predictor.from_checkpoint(trained_checkpoint, device="cpu")
+    return Predictor.load(trained_checkpoint, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +59,40 @@ def test_name_mode_keeps_the_heads_boxes_and_names_each_from_the_vocabulary(pred
 
 def test_the_answer_prefix_is_the_trained_tokenisation_cut_before_the_label(predictor):
     from bbuvl.infer.constrained import LABEL
+    from bbuvl.infer.modes.name import answer_prefix
 
     box = [3, 40, 120, 96]
-    ids, text = predictor._answer_prefix(box)
+    ids, text = answer_prefix(predictor, box)
     full = json.dumps([{"bbox_2d": box, "label": predictor.prompt.labels[0]}], ensure_ascii=False)
     assert predictor.tokenizer.encode(full, add_special_tokens=False)[: len(ids)] == ids
     assert full.startswith(text) and text.startswith('[{"bbox_2d": [3, 40, 120, 96]')
-    state = predictor._constraint_for_labels().grammar((224, 224)).run(text.encode())
+    state = predictor.labels_constraint().grammar((224, 224)).run(text.encode())
     assert state is not None and state.phase <= LABEL
+
+
+def test_a_misspelt_prediction_option_is_an_error_naming_the_option_it_resembles(predictor, photos):
+    for call in (lambda: predictor.predict(photos[:1], "head", score_treshold=0.5),
+                 lambda: predictor.predict_lines(photos[:1], "head", score_treshold=0.5)):
+        with pytest.raises(ValueError, match="unknown prediction option 'score_treshold' .*did you mean 'score_threshold'"):
+            call()
+    with pytest.raises(ValueError, match="unknown prediction option 'colour'"):
+        predictor.options(colour="red")
+    with pytest.raises(ValueError, match="prediction option 'score_threshold'.*less than or equal to 1"):
+        predictor.options(score_threshold=1.5)  # the config's own bounds
+    assert predictor.options(score_threshold=0.25).score_threshold == 0.25
+    assert predictor.options() == predictor.options(**predictor.options().model_dump())  # the checkpoint's defaults
+
+
+def test_every_declared_mode_has_one_module_that_runs_it_and_no_module_is_undeclared():
+    import pkgutil
+
+    import bbuvl.infer.modes as modes
+    from bbuvl.config import PREDICT_MODES, InferenceConfig
+    from bbuvl.infer.modes import runner
+
+    assert {m.name for m in pkgutil.iter_modules(modes.__path__)} == set(PREDICT_MODES)
+    assert all(callable(runner(name)) for name in PREDICT_MODES)
+    assert set(InferenceConfig.model_fields["mode"].annotation.__args__) == set(PREDICT_MODES)
 
 
 def test_vision_tower_runs_only_in_prefill(predictor, photos):
@@ -115,7 +142,7 @@ def test_resume_skips_done_images_and_drops_a_partial_line(predictor, photos, tm
     run_predictions(PredictJob(photos[:1], out, "head", 1), lambda c: predictor.predict_lines(c, "head"))
     with out.open("a", encoding="utf-8") as fh:
         fh.write('{"image": "' + photos[1] + '", "objec')  # killed mid-write
-    assert read_done(out) == {photos[0]}
+    assert repair_output(out)[0] == {photos[0]}
     calls = []
     run_predictions(PredictJob(photos, out, "head", 1), lambda c: calls.append(c) or predictor.predict_lines(c, "head"))
     assert [c[0] for c in calls] == photos[1:]

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 from PIL import Image
 
-import bbuvl.infer.predictor as predictor_module
+import bbuvl.infer.modes.generate as generate_mode
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.infer.parse import ParseResult
@@ -18,7 +18,7 @@ MODEL_FRAME_BOX = [10.0, 20.0, 30.0, 5000.0]  # the bottom edge lies outside eve
 
 @pytest.fixture(scope="module")
 def predictor(trained_checkpoint):
-    return Predictor.from_checkpoint(trained_checkpoint, device="cpu")
+    return Predictor.load(trained_checkpoint, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def _spy(monkeypatch, name: str) -> list:
 
 def test_generate_mode_maps_model_frame_boxes_through_the_contract(predictor, photos, monkeypatch):
     # The tiny checkpoint's answers are not JSON yet: every answer parses to one known model-frame box.
-    monkeypatch.setattr(predictor_module, "parse_detections",
+    monkeypatch.setattr(generate_mode, "parse_detections",
                         lambda text: ParseResult(objects=[{"bbox_2d": MODEL_FRAME_BOX, "label": "x", "span": (0, 1)}], ok=True))
     calls = _spy(monkeypatch, "to_stored")
     results = predictor.predict(photos, mode="generate", max_new_tokens=4)
@@ -73,7 +73,7 @@ def test_prediction_shrinks_photos_to_the_training_token_budget(trained_checkpoi
     trained = CoordinateContract.load(trained_checkpoint)
     frame = replace(trained, max_vision_tokens=6)
     frame.save(budgeted)
-    predictor = Predictor.from_checkpoint(budgeted, device="cpu")
+    predictor = Predictor.load(budgeted, device="cpu")
     assert predictor.contract == frame
     big = Image.open(photos[0]).convert("RGB").resize((640, 480))
     assert frame.over_budget(big.size)

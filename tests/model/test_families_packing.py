@@ -14,7 +14,7 @@ from PIL import Image
 from bbuvl.data.families import get_family
 from bbuvl.data.labels import Hierarchy
 from bbuvl.encode.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn
-from bbuvl.encode.collate import PackedCollator, PaddedCollator
+from bbuvl.encode.collate import Batch, PackedCollator, PaddedCollator
 from bbuvl.encode.prompts import system_prompt
 from bbuvl.model.loading import load_model_and_processor
 from bbuvl.tiny.model import build_tiny_model
@@ -40,13 +40,13 @@ def _samples(processor, factor: int) -> list[dict]:
         [Turn(_img(2 * f, 3 * f, 2), ans(10), SPAN_TEACHER), Turn(_img(3 * f, 3 * f, 3), "[]", SPAN_STUDENT)],
         [Turn(_img(5 * f, 2 * f, 4), ans(7) + ans(8), SPAN_STUDENT)],
     ]
-    return [encoder.encode(turns).as_sample() for turns in conversations]
+    return [encoder.encode(turns) for turns in conversations]
 
 
-def _forward(model, batch: dict) -> torch.Tensor:
-    kw = {k: batch[k] for k in ("input_ids", "position_ids", "pixel_values", "image_grid_thw", "mm_token_type_ids")}
-    if "attention_mask" in batch:
-        kw["attention_mask"] = batch["attention_mask"]
+def _forward(model, batch: Batch) -> torch.Tensor:
+    kw = {k: getattr(batch, k) for k in ("input_ids", "position_ids", "pixel_values", "image_grid_thw", "mm_token_type_ids")}
+    if batch.attention_mask is not None:
+        kw["attention_mask"] = batch.attention_mask
     with torch.no_grad():
         return model(**kw, use_cache=False).logits
 
@@ -58,11 +58,11 @@ def packed_vs_single(family: str, tmp_path_factory) -> list[float]:
     pad, image = tok.convert_tokens_to_ids("<|endoftext|>"), tok.convert_tokens_to_ids("<|image_pad|>")
     samples = _samples(processor, get_family(family).factor)
     packed = PackedCollator(pad, image)(samples)
-    assert packed["position_ids"].shape == (4, 1, packed["input_ids"].shape[1]) and "attention_mask" not in packed
+    assert packed.position_ids.shape == (4, 1, packed.input_ids.shape[1]) and packed.attention_mask is None
     logits = _forward(model, packed)
     diffs, offset = [], 0
     for s in samples:
-        n = s["input_ids"].numel()
+        n = s.input_ids.numel()
         alone = _forward(model, PaddedCollator(pad, image)([s]))
         diffs.append((logits[0, offset:offset + n] - alone[0]).abs().max().item())
         offset += n

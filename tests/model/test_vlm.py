@@ -24,18 +24,18 @@ def test_head_alone_on_one_synthetic_photo_reproduces_its_boxes_and_captions(run
     batch = run.collator([sample])
     core = core_model(model.vlm)
     with torch.no_grad():  # the VLM is frozen: its features are computed once
-        out = core.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"],
-                         pixel_values=batch["pixel_values"], image_grid_thw=batch["image_grid_thw"], use_cache=False,
+        out = core.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
+                         pixel_values=batch.pixel_values, image_grid_thw=batch.image_grid_thw, use_cache=False,
                          output_hidden_states=True, return_dict=True)
     embeds, hidden = out.hidden_states[0].detach(), out.last_hidden_state.detach()
     # The vision memory is the input embeddings at the student image's pad tokens (docs/design.md), not text.
-    n_vision = int(batch["det_vision_mask"].sum())
-    assert n_vision == int(batch["mm_token_type_ids"].sum()) > 0
-    assert not (batch["det_vision_mask"] & batch["det_text_mask"]).any()
-    assert not (batch["det_text_mask"] & (batch["span_ids"] > 0)).any()  # the answer never feeds the head
+    n_vision = int(batch.det_vision_mask.sum())
+    assert n_vision == int(batch.mm_token_type_ids.sum()) > 0
+    assert not (batch.det_vision_mask & batch.det_text_mask).any()
+    assert not (batch.det_text_mask & (batch.span_ids > 0)).any()  # the answer never feeds the head
 
     head = model.detection_head
-    target = {"boxes": box_xyxy_to_cxcywh(batch["det_boxes"][0]), "caption_ids": batch["det_caption_ids"][0]}
+    target = {"boxes": box_xyxy_to_cxcywh(batch.det_boxes[0]), "caption_ids": batch.det_caption_ids[0]}
     labels = [o for o in run.train_dataset.sources[0].student.record.objects]
     assert len(labels) == len(target["boxes"]) >= 2
     embedding = head.token_embedding

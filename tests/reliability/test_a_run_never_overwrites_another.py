@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from bbuvl.cli import app
 from bbuvl.config import dump_config
-from bbuvl.model.checkpoint import CheckpointError, load_checkpoint
+from bbuvl.model.checkpoint import CheckpointError, load_model
 from bbuvl.train.run_dir import RunDirError, latest_complete_checkpoint
 from bbuvl.train.trainer import train
 
@@ -77,7 +77,7 @@ def test_resume_skips_a_cut_short_and_a_half_saved_checkpoint_and_ignores_bak_fo
     assert [(p.name, "trainer_state" in why or "header says" in why) for p, why in skipped] == [
         ("checkpoint-4", True), ("checkpoint-3", True)]
     with pytest.raises(CheckpointError, match="model.safetensors.*header says"):
-        load_checkpoint(out / "checkpoint-3")
+        load_model(out / "checkpoint-3")
     cfg.training.max_steps = 3
     result = train(cfg, resume=True, progress=False)
     # checkpoint-2's history plus one new step: not 4's, not 16's

@@ -55,7 +55,7 @@ def dataset(path, encoder, contract, max_length, **kw):
 
 def full_length(path, encoder, contract) -> list[int]:
     ds = dataset(path, encoder, contract, None)
-    return [ds[i]["input_ids"].numel() for i in range(len(ds))]
+    return [ds[i].input_ids.numel() for i in range(len(ds))]
 
 
 def test_the_measured_length_is_exact_so_a_sample_at_the_limit_is_not_cut(tmp_path, encoder, contract):
@@ -63,10 +63,10 @@ def test_the_measured_length_is_exact_so_a_sample_at_the_limit_is_not_cut(tmp_pa
     lengths = full_length(path, encoder, contract)
     at = dataset(path, encoder, contract, max(lengths))
     assert at.truncated == []
-    assert [at[i]["input_ids"].numel() for i in range(2)] == lengths
+    assert [at[i].input_ids.numel() for i in range(2)] == lengths
     below = dataset(path, encoder, contract, max(lengths) - 1)
     assert len(below.truncated) == 1 and below.truncated[0].startswith(f"{path}:2: answer of ")
-    assert below[1]["input_ids"].numel() == max(lengths) - 1
+    assert below[1].input_ids.numel() == max(lengths) - 1
 
 
 def test_a_200_object_answer_is_cut_at_max_length_to_a_prefix_of_the_right_answer(tmp_path, encoder, tiny, contract):
@@ -76,24 +76,24 @@ def test_a_200_object_answer_is_cut_at_max_length_to_a_prefix_of_the_right_answe
     msg = ds.truncated[0]
     assert msg.startswith(f"{path}:2: answer of ") and "cut to" in msg and "of 200 objects are taught" in msg
     item = ds[1]
-    assert item["input_ids"].numel() == 1024
-    answer = item["input_ids"][item["span_ids"] == SPAN_STUDENT]
+    assert item.input_ids.numel() == 1024
+    answer = item.input_ids[item.span_ids == SPAN_STUDENT]
     full = encoder.answer_ids([format_answer(ds.sources[1].student.record, contract)])[0]
     assert answer.tolist() == full[:answer.numel()]  # a prefix of the right answer, nothing else supervised
     assert answer.numel() < len(full)
-    assert item["det_boxes"].shape == (200, 4)  # the head still learns every box
+    assert item.det_boxes.shape == (200, 4)  # the head still learns every box
     kept = int(msg.split("the first ")[1].split(" of")[0])
     text = tiny[1].tokenizer.decode(answer.tolist())
     assert text.count('"label"') in (kept, kept + 1)  # the whole objects kept, perhaps one more begun
     batch = PaddedCollator(tiny[1].tokenizer.pad_token_id, encoder.image_pad_id)([ds[0], ds[1]])
-    assert batch["input_ids"].shape[1] <= 1024
+    assert batch.input_ids.shape[1] <= 1024
 
 
 def test_a_10000_object_photo_stays_within_max_length(tmp_path, encoder, contract):
     path = write(tmp_path, [record("crowd.png", 10_000, size=1000)])
     ds = dataset(path, encoder, contract, 2048)
     item = ds[0]
-    assert item["input_ids"].numel() == 2048
+    assert item.input_ids.numel() == 2048
     assert "of 10000 objects are taught" in ds.truncated[0]
 
 
@@ -104,7 +104,7 @@ def test_teachers_that_would_overflow_are_left_out_and_the_student_keeps_its_ans
     ds = dataset(path, encoder, contract, alone + 50)
     assert ds.teachers_for(0) == [] and ds.truncated == []
     item = ds[0]
-    assert item["input_ids"].numel() == alone and not (item["span_ids"] == SPAN_TEACHER).any()
+    assert item.input_ids.numel() == alone and not (item.span_ids == SPAN_TEACHER).any()
     roomy = dataset(path, encoder, contract, 100_000)
     assert len(roomy.teachers_for(0)) == 1
 
@@ -119,7 +119,7 @@ def test_random_teachers_are_drawn_among_those_that_fit(tmp_path, encoder, contr
     for i in range(len(ds)):
         drawn = ds.teachers_for(i)
         assert [t.record.image for t in drawn] == ["p_small.png"]
-        assert ds[i]["input_ids"].numel() <= alone + small_turn
+        assert ds[i].input_ids.numel() <= alone + small_turn
 
 
 def test_a_photo_whose_prompt_alone_reaches_max_length_is_refused_naming_file_and_line(tmp_path, encoder, contract):

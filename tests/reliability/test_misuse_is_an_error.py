@@ -272,7 +272,7 @@ def test_serve_and_predict_refuse_a_head_mode_with_one_check(headless_checkpoint
     from bbuvl.infer.predictor import Predictor
     from bbuvl.serve.engine import Engine
 
-    predictor = Predictor.from_checkpoint(headless_checkpoint, device="cpu")
+    predictor = Predictor.load(headless_checkpoint, device="cpu")
     with pytest.raises(ValueError, match="mode 'head' needs a checkpoint with a detection head") as serve_error:
         Engine(predictor, "head", "ckpt")
     with pytest.raises(ValueError) as predict_error:

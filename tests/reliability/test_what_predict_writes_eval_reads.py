@@ -17,7 +17,7 @@ from bbuvl.infer.predictor import Predictor
 @pytest.fixture
 def mute_head(trained_checkpoint) -> Predictor:
     """The trained checkpoint with a head whose captions end at once: its output bias points at the end token."""
-    predictor = Predictor.from_checkpoint(trained_checkpoint, device="cpu")
+    predictor = Predictor.load(trained_checkpoint, device="cpu")
     head = predictor.model.detection_head
     with torch.no_grad():
         eos = head.token_embedding.weight[head.eos_token_id].float()

@@ -13,7 +13,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from transformers import TrainerCallback, TrainerControl, TrainerState
 
 from bbuvl.config import MonitorConfig
-from bbuvl.train.monitors import HEALTH_FILE, EarlyStopping, HealthLog, OverfitMonitor
+from bbuvl.train.callbacks import EarlyStopping
+from bbuvl.train.monitors import HEALTH_FILE, HealthLog, OverfitMonitor
 from bbuvl.train.param_groups import GROUPS
 from bbuvl.train.trainer import train
 from tests.callbacks import PoisonHeadOnce

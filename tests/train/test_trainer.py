@@ -7,7 +7,7 @@ import torch
 
 from transformers import TrainerCallback
 
-from bbuvl.model.checkpoint import load_checkpoint, merge_lora
+from bbuvl.model.checkpoint import load_model, merge_lora
 from bbuvl.train.param_groups import GROUPS, ParameterGroupError, assign_groups, group_of
 from bbuvl.train.trainer import build_run, train
 from tests.callbacks import PoisonHeadOnce
@@ -55,7 +55,7 @@ def test_zero_lr_groups_stay_frozen_and_logged_loss_is_the_weighted_sum(run_conf
     assert not any(p.requires_grad for n, p in run.model.named_parameters() if group_of(n) in ("vision", "merger"))
     cap = _Capture()
     result = train(cfg, progress=False, callbacks=[cap])
-    model = load_checkpoint(result["final"])[0]
+    model = load_model(result["final"])[0]
     for n, p in model.named_parameters():
         if n in vision_before:
             assert torch.equal(p, vision_before[n]), n
@@ -79,7 +79,7 @@ def test_nan_loss_is_skipped_logged_dumped_and_training_goes_on(run_config, tmp_
     assert len(dumps) == 1
     dump = json.loads(dumps[0].read_text(encoding="utf-8"))
     assert dump["step"] == 2 and dump["images"] and "<|image_pad|>" in dump["rows"][0]["text"]
-    model = load_checkpoint(result["final"])[0]
+    model = load_model(result["final"])[0]
     assert all(torch.isfinite(p).all() for p in model.parameters())
     logs = _losses(result["history"])
     assert logs[-1]["step"] == 4 and logs[-1]["nan_skipped"] == 1
@@ -114,11 +114,11 @@ def test_lora_trains_only_adapters_and_head_and_merge_keeps_logits(run_config, t
     # New modules (the head, the vision positions) train in full; the VLM's own weights only through LoRA.
     assert trainable and all("lora_" in n or n.startswith(("detection_head.", "vision_positions.")) for n in trainable)
     result = train(cfg, progress=False)
-    adapter_model, processor, _, _, _ = load_checkpoint(result["final"])
+    adapter_model, processor, _, _, _ = load_model(result["final"])
     merged_dir = merge_lora(result["final"], tmp_path / "merged")
-    merged_model = load_checkpoint(merged_dir)[0]
+    merged_model = load_model(merged_dir)[0]
     batch = run.collator([run.train_dataset[0], run.train_dataset[1]])
-    kw = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids", "pixel_values", "image_grid_thw")}
+    kw = {k: getattr(batch, k) for k in ("input_ids", "attention_mask", "position_ids", "pixel_values", "image_grid_thw")}
     with torch.no_grad():
         a = adapter_model.vlm(**kw, use_cache=False).logits
         m = merged_model.vlm(**kw, use_cache=False).logits
@@ -132,7 +132,7 @@ def test_detection_freeze_epochs_holds_the_head(run_config):
     run = build_run(cfg)
     before = {n: p.detach().clone() for n, p in run.model.detection_head.named_parameters()}
     result = train(cfg, progress=False)
-    head = load_checkpoint(result["final"])[0].detection_head
+    head = load_model(result["final"])[0].detection_head
     for n, p in head.named_parameters():
         assert torch.equal(p, before[n]), n
     assert all("loss_bbox" not in h for h in _losses(result["history"]))
@@ -151,6 +151,6 @@ def test_the_run_applies_data_max_length(run_config):
     """build_run hands data.max_length to the datasets: no sample is longer, and what cannot fit is refused."""
     run = build_run(run_config("data.max_length=400", "data.teacher_ratio=0"))
     assert run.train_dataset.max_length == 400
-    assert max(len(run.train_dataset[i]["input_ids"]) for i in range(len(run.train_dataset))) <= 400
+    assert max(len(run.train_dataset[i].input_ids) for i in range(len(run.train_dataset))) <= 400
     with pytest.raises(ValueError, match=r"train\.jsonl:\d+.*data\.max_length"):
         build_run(run_config("data.max_length=60", "data.teacher_ratio=0"))

@@ -17,7 +17,7 @@ from bbuvl.cli.train import train
 
 app = typer.Typer(
     name="bbuvl",
-    help="Fine-tune Qwen2.5-VL to find and judge BBU-room equipment in inspection photos.",
+    help="Fine-tune Qwen VL models (Qwen2.5-VL, Qwen3-VL, Qwen3.5) to find and judge BBU-room equipment in inspection photos.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -42,7 +42,7 @@ def _predictor(checkpoint: Path, device: str | None):  # noqa: ANN202 - a Predic
     from bbuvl.infer.predictor import Predictor
 
     with user_errors(ValueError, OSError):
-        return Predictor.from_checkpoint(checkpoint, device=device)
+        return Predictor.load(checkpoint, device=device)
 
 
 def _name(checkpoint: Path) -> str:

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from bbuvl.cli.common import OVERWRITE_HELP, check_device, console, fail, finite_range, int_range, user_errors
-from bbuvl.cli.predictor import CHECKPOINT_HELP, LABELS, LANG, open_predictor, plain_model_mode
+from bbuvl.cli.predictor import CHECKPOINT_HELP, LABELS, LANG, check_mode_name, mode_help, plain_model_mode, read_folder
 
 
 def predict(
@@ -19,7 +19,7 @@ def predict(
     input: Path = typer.Option(..., "--input", "-i", help="Image folder (recursive) or dataset JSONL."),
     out: Path = typer.Option(..., "--out", "-o", help="Predictions JSONL; one this command wrote for the same input, checkpoint "
                              "and mode is resumed, any other existing file is refused."),
-    mode: str = typer.Option(None, help="generate | head | name (head boxes named by the VLM) | teachers (default: the checkpoint's inference.mode)."),
+    mode: str = typer.Option(None, help=mode_help()),
     batch_size: int = typer.Option(None, help="Images per forward pass (default: inference.batch_size).",
                                     callback=int_range(1)),
     teachers: Path = typer.Option(None, help="Teachers JSONL for --mode teachers (default: the run's data.teachers)."),
@@ -49,7 +49,7 @@ def predict(
 
     from bbuvl.infer.batch import PredictJob, photo_names, run_predictions
     from bbuvl.infer.output import check_output, discard_output, input_root, manifest_path
-    from bbuvl.infer.predictor import MODES
+    from bbuvl.infer.predictor import Predictor
     from bbuvl.model.checkpoint import CheckpointError, read_run_config
     from bbuvl.outputs import check_not_inputs
 
@@ -58,11 +58,12 @@ def predict(
                          [out, manifest_path(out)])
     if overwrite and int(os.environ.get("WORLD_SIZE", 1)) > 1:
         fail("--overwrite starts --out over from one process; under torchrun delete --out (and its .rank* parts) instead")
-    if mode is not None and mode not in MODES:
-        fail(f"--mode must be one of {', '.join(MODES)}, got '{mode}'")
+    check_mode_name(mode)
     mode = plain_model_mode(checkpoint, labels, lang, mode)
     with user_errors(ValueError, OSError):
         # Refuse a foreign or busy --out before minutes of model loading, not after.
+        # Only the run config, for the default mode: a foreign or busy --out is refused before the checkpoint's
+        # completeness is checked (with the rest of it, by read_folder below).
         mode = mode or read_run_config(checkpoint).inference.mode
         job = PredictJob([], out, mode, 1, source=str(input.resolve()), checkpoint=str(checkpoint.resolve()))
         if not overwrite:
@@ -70,7 +71,7 @@ def predict(
         job.inputs, job.root = photo_names(input), input_root(input)
     check_device(device)
     with user_errors(ValueError, OSError, CheckpointError):
-        predictor = open_predictor(checkpoint, labels, lang, device)
+        predictor = Predictor.load(read_folder(checkpoint, labels, lang), device=device)
     if mode == "teachers":
         source = teachers or (Path(predictor.cfg.data.teachers) if predictor.cfg.data.teachers else None)
         if source is None or not Path(source).exists():
@@ -79,8 +80,10 @@ def predict(
             predictor.set_teachers(source)
     with user_errors(ValueError):
         predictor.check_mode(mode)  # before any photo: a mode this checkpoint cannot run is one error, not one per photo
-    kw = {k: v for k, v in (("score_threshold", score_threshold), ("objectness_threshold", objectness_threshold),
-                            ("constrained", constrained)) if v is not None}
+    given = {k: v for k, v in (("score_threshold", score_threshold), ("objectness_threshold", objectness_threshold),
+                               ("constrained", constrained)) if v is not None}
+    with user_errors(ValueError):
+        options = predictor.options(**given)
     job.batch_size = batch_size or predictor.cfg.inference.batch_size
     if overwrite:
         with user_errors(ValueError, OSError):
@@ -97,6 +100,6 @@ def predict(
             progress.update(task, completed=done, total=total, rate=f"{done / max(time.perf_counter() - start[0], 1e-9):.2f} img/s")
 
         with user_errors(ValueError, OSError):
-            stats = run_predictions(job, lambda chunk: predictor.predict_lines(chunk, mode, **kw), on_progress)
+            stats = run_predictions(job, lambda chunk: predictor.predict_lines(chunk, mode, **options.model_dump()), on_progress)
     console.print(f"[green]done[/]: {stats['predicted']} predicted ({stats['images_per_s']:.2f} img/s), "
                   f"{stats['skipped']} already in {escape(str(out))}, {stats['errors']} with errors")

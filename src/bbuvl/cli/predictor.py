@@ -1,8 +1,9 @@
 """What `bbuvl predict` and `bbuvl serve` run: a checkpoint written by `bbuvl train`, or a plain model folder.
 
 A plain Hugging Face model folder (the zero-shot baseline) has no prompt of its own: it answers in generate mode
-with the label vocabulary given by `--labels`. Both commands take the same options and open the model here, so
-the two can never disagree on which folders they accept.
+with the label vocabulary given by `--labels`. Both commands take the same options and read the folder here
+(`read_folder`, then `Predictor.load`), and take their `--mode` help and checks from the registry of modes, so
+the two can never disagree on which folders and modes they accept.
 """
 
 from __future__ import annotations
@@ -15,13 +16,30 @@ import typer
 from bbuvl.cli.common import fail, one_of
 
 if TYPE_CHECKING:
-    from bbuvl.infer.predictor import Predictor
+    from bbuvl.model.checkpoint import ModelFolder
 
 CHECKPOINT_HELP = ("Checkpoint folder written by `bbuvl train`, or a plain Hugging Face model folder (the zero-shot "
                    "baseline: generate mode, needs --labels).")
 LABELS = typer.Option(None, "--labels", help="A plain model folder's label vocabulary: a dataset's labels.json or a JSON "
                       "list of labels.")
 LANG = typer.Option("zh", help="A plain model folder's prompt language: zh | en.", callback=one_of("zh", "en"))
+
+
+def mode_help(serving: bool = False) -> str:
+    """`--mode`'s help, from the registry of modes (config.py `PREDICT_MODES`)."""
+    from bbuvl.config import PREDICT_MODES
+
+    modes = [m for m in PREDICT_MODES.values() if m.serves or not serving]
+    return " | ".join(f"{m.name} ({m.help})" for m in modes) + " (default: the checkpoint's inference.mode)."
+
+
+def check_mode_name(mode: str | None, serving: bool = False) -> None:
+    """Fail (one red line) on a mode the registry does not have, or one the server does not run."""
+    from bbuvl.config import PREDICT_MODES
+
+    names = [name for name, m in PREDICT_MODES.items() if m.serves or not serving]
+    if mode is not None and mode not in names:
+        fail(f"--mode must be one of {', '.join(names)}, got '{mode}'")
 
 
 def plain_model_mode(checkpoint: Path, labels: Path | None, lang: str, mode: str | None) -> str | None:
@@ -39,21 +57,23 @@ def plain_model_mode(checkpoint: Path, labels: Path | None, lang: str, mode: str
         return mode
     if labels is None:
         fail(f"{checkpoint} is a plain model folder (no {CONFIG_FILE}): give its label vocabulary with --labels labels.json")
-    if mode not in (None, "generate"):
-        fail(f"a plain model folder predicts in generate mode only (--mode {mode} needs a trained checkpoint)")
+    from bbuvl.config import PREDICT_MODES
+
+    plain = [name for name, m in PREDICT_MODES.items() if m.plain_model]
+    if mode is not None and mode not in plain:
+        fail(f"a plain model folder predicts in {' or '.join(plain)} mode only (--mode {mode} needs a trained checkpoint)")
     if lang not in ("zh", "en"):
         fail(f"--lang must be zh or en, got '{lang}'")
-    return "generate"
+    return mode or plain[0]
 
 
-def open_predictor(checkpoint: Path, labels: Path | None, lang: str, device: str | None) -> "Predictor":
-    """A trained checkpoint's Predictor, or a plain model folder's answering with the `labels` file's vocabulary
-    (options checked first with `plain_model_mode`)."""
+def read_folder(checkpoint: Path, labels: Path | None, lang: str) -> "ModelFolder":
+    """The checkpoint read, or the plain model folder described with the `labels` file's vocabulary (options
+    checked first with `plain_model_mode`): cheap, no weights, so a command reads it before its other checks."""
     from bbuvl.data.layout import read_vocabulary
-    from bbuvl.infer.predictor import Predictor
-    from bbuvl.model.checkpoint import is_plain_model_folder
+    from bbuvl.model.checkpoint import is_plain_model_folder, read_model_folder
 
     if is_plain_model_folder(checkpoint) and labels is not None:
-        return Predictor.from_base_model(checkpoint, read_vocabulary(labels), lang=lang, device=device)
-    return Predictor.from_checkpoint(checkpoint, device=device)
+        return read_model_folder(checkpoint, read_vocabulary(labels), lang)
+    return read_model_folder(checkpoint)
 

@@ -9,8 +9,8 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from bbuvl.cli.common import check_device, console, fail, finite_range, int_range, one_of, user_errors
-from bbuvl.cli.predictor import CHECKPOINT_HELP, LABELS, LANG, open_predictor, plain_model_mode
+from bbuvl.cli.common import check_device, console, finite_range, int_range, one_of, user_errors
+from bbuvl.cli.predictor import CHECKPOINT_HELP, LABELS, LANG, check_mode_name, mode_help, plain_model_mode, read_folder
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
@@ -19,7 +19,7 @@ def serve(
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help=CHECKPOINT_HELP),
     host: str = typer.Option("127.0.0.1", help="Address to bind; the default answers this machine only."),
     port: int = typer.Option(8000, callback=int_range(0, 65535), help="TCP port (0: any free one)."),
-    mode: str = typer.Option(None, help="generate | head | name (default: the checkpoint's inference.mode)."),
+    mode: str = typer.Option(None, help=mode_help(serving=True)),
     labels: Optional[Path] = LABELS,
     lang: str = LANG,
     device: str = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
@@ -45,14 +45,14 @@ def serve(
     SIGTERM stops accepting requests, answers those already in, and exits 0. docs/serving.md.
     """
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bbuvl.infer.predictor import Predictor
     from bbuvl.model.checkpoint import CheckpointError
     from bbuvl.serve.app import ServeSettings, create_app
     from bbuvl.serve.auth import read_keys
-    from bbuvl.serve.engine import SERVE_MODES, Engine
+    from bbuvl.serve.engine import Engine
     from bbuvl.serve.server import bind, serve_app
 
-    if mode is not None and mode not in SERVE_MODES:
-        fail(f"--mode must be one of {', '.join(SERVE_MODES)}, got '{mode}'")
+    check_mode_name(mode, serving=True)
     mode = plain_model_mode(checkpoint, labels, lang, mode)
     with user_errors(ValueError, OSError):
         keys = read_keys(api_key_file)  # before minutes of loading: a server without keys never starts
@@ -64,7 +64,7 @@ def serve(
         with user_errors(ValueError, OSError):
             rescorer = FewShotRescorer.load(fewshot, fewshot_backbone, fewshot_threshold, device or "auto")
     with user_errors(ValueError, OSError, CheckpointError):
-        predictor = open_predictor(checkpoint, labels, lang, device)
+        predictor = Predictor.load(read_folder(checkpoint, labels, lang), device=device)
         engine = Engine(predictor, mode, checkpoint.name, rescorer)
     settings = ServeSettings(max_batch, max_wait_ms, queue_size, timeout, max_body_mb, list(cors_origin or []))
     with user_errors(OSError):

@@ -28,7 +28,7 @@ def train(
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
     validate_only: bool = typer.Option(False, "--validate-only", help="Validate the config and exit."),
 ) -> None:
-    """Fine-tune Qwen2.5-VL (and the detection head) on a bbuvl dataset.
+    """Fine-tune a Qwen VL model (and the detection head) on a bbuvl dataset.
 
     Several GPUs: `accelerate launch -m bbuvl.cli train CONFIG` or `torchrun --nproc-per-node N -m bbuvl.cli train CONFIG`
     (add training.deepspeed=configs/deepspeed/zero2.json for DeepSpeed).
@@ -44,7 +44,7 @@ def train(
         console.print(f"[green]ok[/]: {escape(str(config))} is valid")
         return
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from bbuvl.train.trainer import PART_KEYS
+    from bbuvl.encode.loss_terms import LossTerms
     from bbuvl.train.trainer import dry_run as run_dry
     from bbuvl.train.trainer import train as run_train
 
@@ -65,7 +65,7 @@ def train(
     logs = [h for h in result["history"] if "loss" in h]
     if logs:
         table = Table(title="training loss (first, last)")
-        keys = [k for k in PART_KEYS if k in logs[0]]
+        keys = [k for k in LossTerms.names() if k in logs[0]]
         for k in ["step", *keys]:
             table.add_column(k)
         for h in (logs[0], logs[-1]):

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.data.families import DEFAULT_FAMILY, RELATIVE_SCALE, BoxFormat, get_family
+from bbuvl.data.jsonfile import read_json
+from bbuvl.data.families import DEFAULT_FAMILY, RELATIVE_SCALE, BoxConvention, get_family
 
 Box = list[float]
 Size = tuple[int, int]
@@ -204,7 +205,7 @@ class CoordinateContract:
     factor: int | None = None
     max_vision_tokens: int | None = None  # per image after the 2x2 merge; a larger photo is shrunk to fit
     family: str = DEFAULT_FAMILY
-    box_format: BoxFormat | None = None
+    box_format: BoxConvention | None = None
 
     def __post_init__(self) -> None:
         fam = get_family(self.family)
@@ -286,11 +287,9 @@ class CoordinateContract:
         """Read the contract a checkpoint was trained with."""
         path = Path(directory) / CONTRACT_FILE
         try:
-            fields = json.loads(path.read_text(encoding="utf-8"))
+            fields = read_json(path)
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{path}: missing; this checkpoint was not saved by bbuvl train") from e
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
         try:
             # Contracts saved before families existed hold no family: they were all Qwen2.5-VL's.
             return cls(**fields)

@@ -9,13 +9,16 @@ isolate their samples in every layer type.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-BoxFormat = Literal["absolute", "relative"]
+from bbuvl.data.jsonfile import read_json
+
+# How answers write boxes: absolute pixels of the resized frame, or integers relative to the image's sides.
+# (Not the detection head's cxcywh/xyxy layout, which is `model/box_ops.py:BoxFormat`.)
+BoxConvention = Literal["absolute", "relative"]
 
 # The relative families write every coordinate as round(1000 * x / side), so 0 is the left/top edge and 1000 the
 # right/bottom one. Qwen's own grounding examples decode with `x / 1000 * side`; the alternative (999 as the far
@@ -31,9 +34,9 @@ class Family:
     name: str  # what users call it
     patch_size: int  # vision patch side in pixels
     merge_size: int  # patches merged per side into one LLM token
-    box_format: BoxFormat
+    box_format: BoxConvention
     processor_class: str  # the stock transformers processor named by real checkpoints
-    # Text the family's chat template writes between "<|im_start|>assistant\n" and a non-thinking answer.
+    # Text the family's chat template writes between "<TURN_START>assistant\n" and a non-thinking answer.
     assistant_prefix: str
     # Whether a packed row keeps its samples apart in every layer type on the backends bbu-vl runs.
     packs_isolated: bool
@@ -44,21 +47,15 @@ class Family:
     box_wording: dict[str, str]
 
     @property
-    def special_tokens(self) -> dict[str, str]:
-        """The vision special tokens (config attribute -> token); the ids come from each tokenizer."""
-        return dict(VISION_SPECIAL_TOKENS)
-
-    @property
     def factor(self) -> int:
         """Side multiple of every resized photo: one merged LLM token covers factor x factor pixels."""
         return self.patch_size * self.merge_size
 
-    @property
-    def box_scale(self) -> int | None:
-        """The far-edge value of relative coordinates (None for absolute pixels)."""
-        return RELATIVE_SCALE if self.box_format == "relative" else None
 
-
+# The chat's turn delimiters (same in all three families): a turn is `<|im_start|>role\n...<|im_end|>\n`, and
+# `<|im_end|>` is also what ends an answer (the eos generation stops at).
+TURN_START = "<|im_start|>"
+TURN_END = "<|im_end|>"
 # The vision special tokens (same names in all three families; their ids differ per tokenizer).
 IMAGE_TOKEN = "<|image_pad|>"
 VIDEO_TOKEN = "<|video_pad|>"
@@ -153,10 +150,10 @@ def _read_model_type(config: Path, missing: str) -> str:
     """`model_type` of one config.json; ValueError `missing` when there is no file, or naming what is wrong with it."""
     if not config.is_file():
         raise ValueError(missing)
-    try:
-        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
-    except (json.JSONDecodeError, AttributeError) as e:
-        raise ValueError(f"{config}: not a JSON object ({e})") from None
+    data = read_json(config)
+    if not isinstance(data, dict):
+        raise ValueError(f"{config}: not a JSON object")
+    model_type = data.get("model_type")
     if not isinstance(model_type, str):
         raise ValueError(f"{config}: no model_type: not a Hugging Face model folder")
     return model_type

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Iterable
 
+from bbuvl.data.jsonfile import read_json
 from bbuvl.data.text import FULL_WIDTH_SEP, SEP, clean_label, did_you_mean, label_key, show_text
 
 def _resource(name: str) -> Path:
@@ -115,8 +115,8 @@ class Hierarchy:
 @lru_cache(maxsize=16)
 def _load_hierarchy(path: str) -> Hierarchy:
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8-sig"))
-    except (OSError, json.JSONDecodeError) as e:
+        raw = read_json(path)
+    except (OSError, ValueError) as e:
         raise ValueError(f"{path}: cannot read label hierarchy: {e}") from e
     cats: dict[str, Category] = {}
     for name, spec in raw.get("categories", {}).items():
@@ -160,8 +160,8 @@ class TokenMap:
         """Load a token-map JSON file (the shipped default when `path` is None)."""
         p = Path(path) if path else DEFAULT_TOKEN_MAP
         try:
-            raw = json.loads(p.read_text(encoding="utf-8-sig"))
-        except (OSError, json.JSONDecodeError) as e:
+            raw = read_json(p)
+        except (OSError, ValueError) as e:
             raise ValueError(f"{p}: cannot read token map: {e}") from e
         return cls(dict(raw.get("tokens", raw)), source=str(p))
 

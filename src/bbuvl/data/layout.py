@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.jsonfile import read_json
-from bbuvl.data.labels import SEP
-from bbuvl.data.schema import ImageRecord, write_dataset
+from bbuvl.data.labels import SEP, Hierarchy
+from bbuvl.data.schema import ImageRecord, read_records, write_dataset
 from bbuvl.data.teachers import select_teachers
 from bbuvl.data.text import clean_label, label_key, spelling_of
 
@@ -70,6 +70,18 @@ def write_dataset_folder(
     }
     write_json(out / SUMMARY, result)
     return result
+
+
+def data_labels(datasets: Iterable[str | Path | None], hierarchy: Hierarchy) -> list[str]:
+    """The label vocabulary of the datasets that exist among `datasets` (training and validation), in hierarchy order."""
+    seen: set[str] = set()
+    for path in filter(None, datasets):
+        if Path(path).exists():
+            seen |= {o.desc for r in read_records(path) for o in r.objects}
+    spell = spelling_of(sorted(seen))  # one entry per label however typed (data/text.py)
+    order = {label: i for i, label in enumerate(hierarchy.labels())}
+    labels = {spell(label) for label in seen}
+    return sorted(labels, key=lambda label: (order.get(hierarchy.canonical(label) or label, len(order)), label))
 
 
 def read_vocabulary(path: str | Path) -> list[str]:

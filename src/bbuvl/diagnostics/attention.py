@@ -71,7 +71,7 @@ def cross_attention(predictor: Predictor, image: str | Path | Image.Image, top_k
         model.train(was_training)
         for h in hooks:
             h.remove()
-    h, w = (int(v) for v in batch["det_grid_hw"][0])
+    h, w = (int(v) for v in batch.det_grid_hw[0])
     weights = captured["weights"][0].mean(dim=0)  # [Q, memory], heads averaged
     scores = det.objectness_logits[0].float().sigmoid().cpu()
     boxes = to_xyxy(det.boxes[0].float(), head.box_format).clamp(0, 1).cpu()

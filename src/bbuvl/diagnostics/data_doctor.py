@@ -3,7 +3,7 @@
 - vision tokens per photo at the config's min/max pixels, the photos over `model.max_vision_tokens`
   named (a 256x364 photo became 896 tokens and memory climbed every batch: docs/design.md), and the
   worst batch against `model.max_vision_tokens_per_batch`;
-- image files whose size is not the record's, and EXIF-rotated files (seed P-002);
+- image files whose size is not the record's, and EXIF-rotated files (their stored pixels are not the upright ones bbuvl reads);
 - labels the data uses that the prompt never names, and prompt labels no photo has (docs/design.md).
 
 It never asks the network: a data check must work before the model is downloaded or built. Vision tokens need
@@ -77,7 +77,7 @@ def orientation_problem(image: str, info: ImageInfo) -> str | None:
     return (f"EXIF-{'rotated' if turned else 'transformed'}: image {image} is stored {info.raw[0]}x{info.raw[1]} with EXIF "
             f"orientation {info.orientation} ({_ORIENTATION_NAMES[info.orientation]}); bbuvl uses the upright "
             f"{info.upright[0]}x{info.upright[1]} pixels, but a tool that ignores or strips EXIF (pre-scaling scripts, "
-            "other loaders) sees it differently and its boxes no longer match (seed P-002): re-save it upright")
+            "other loaders) sees it differently and its boxes no longer match: re-save it upright")
 
 
 def _label_problems(report: DataReport, first_seen: dict[str, tuple[str, int]], hierarchy: Hierarchy) -> None:
@@ -134,7 +134,7 @@ def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None
     `prompt_labels`: the vocabulary the model is told (a checkpoint's prompt.json); default: the labels
     of the config's data.train and data.val, exactly as training builds its prompt.
     """
-    from bbuvl.train.trainer import data_labels
+    from bbuvl.data.layout import data_labels
 
     path = Path(path)
     hierarchy = hierarchy or Hierarchy.load(cfg.data.hierarchy)
@@ -144,7 +144,7 @@ def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None
     limit = cfg.model.max_vision_tokens
     files, problems = dataset_files(path)
     report = DataReport(problems=list(problems), batch_size=cfg.training.per_device_batch_size, counted=family is not None)
-    report.prompt_labels = list(prompt_labels) if prompt_labels is not None else data_labels(cfg, hierarchy)
+    report.prompt_labels = list(prompt_labels) if prompt_labels is not None else data_labels((cfg.data.train, cfg.data.val), hierarchy)
     first_seen: dict[str, tuple[str, int]] = {}
     infos: dict[Path, ImageInfo | str] = {}
     teacher_tokens: list[int] = []

@@ -1,7 +1,7 @@
 """Activation statistics and dead units per layer of the detection head and its adapters (`bbuvl doctor features`).
 
 A unit is dead when it never fires on the probe photos: its mean |activation| after the layer's
-nonlinearity is below `DEAD_EPS` (the seeds' guide). Probed are the layers with a nonlinearity of
+nonlinearity is below `DEAD_EPS`. Probed are the layers with a nonlinearity of
 their own (adapter bottlenecks: GELU; decoder feed-forward layers: their activation; the box MLP's
 hidden layers: ReLU), plus the outputs of the adapters and decoders, whose scale says whether the two
 memory modalities (input embeddings, last hidden states) arrive on comparable scales.
@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bbuvl.encode.collate import to_device
 
 DEAD_EPS = 1e-6
 
@@ -77,7 +76,7 @@ def feature_stats(model: Any, batches: list[dict[str, Any]], max_samples: int = 
     try:
         with torch.no_grad():
             for b in batches:
-                model(**to_device(b, device))
+                model(b.to(device))
     finally:
         model.train(was_training)
         for h in hooks:

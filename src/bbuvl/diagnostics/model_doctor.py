@@ -22,17 +22,19 @@ from PIL import Image
 from safetensors import safe_open
 
 from bbuvl.config import Config
+from bbuvl.data.families import IMAGE_TOKEN
+from bbuvl.data.jsonfile import read_json
 from bbuvl.data.images import load_image
 from bbuvl.data.labels import Hierarchy
+from bbuvl.data.layout import data_labels
 from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.diagnostics.probe import detection_outputs, image_batch
-from bbuvl.encode.chat import IMAGE_TOKEN, SPAN_STUDENT, Turn
+from bbuvl.encode.chat import SPAN_STUDENT, Turn
 from bbuvl.infer.predictor import Predictor
-from bbuvl.model.checkpoint import is_plain_model_folder, load_base_model
+from bbuvl.model.checkpoint import is_plain_model_folder, read_model_folder
 from bbuvl.model.loading import check_special_tokens, special_token_ids
 from bbuvl.model.vlm import core_model
 from bbuvl.train.param_groups import GROUPS, GroupSummary, freeze_zero_lr_groups, group_of, summarize_groups
-from bbuvl.train.trainer import data_labels
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -181,7 +183,7 @@ def check_vision_tokens(predictor: Predictor, image: Image.Image) -> list[Check]
                f"{patches // merge**2}, our encoder {ours.num_vision_tokens}; pixel_values {tuple(pv.shape)}")
     problems = []
     if pv.ndim != 2 or pv.shape[0] != patches:
-        problems.append(f"pixel_values should be 2-D [patches={patches}, dim], got {tuple(pv.shape)} (P-003)")
+        problems.append(f"pixel_values should be 2-D [patches={patches}, dim], got {tuple(pv.shape)}")
     if not pads == patches // merge**2 == expected == ours.num_vision_tokens:
         problems.append("the counts differ: the processor's pixel range or merge size is not the checkpoint's contract "
                         f"(min_pixels={contract.min_pixels}, max_pixels={contract.max_pixels})")
@@ -239,9 +241,9 @@ def check_head(predictor: Predictor, image: Image.Image) -> list[Check]:
     finally:
         hook.remove()
     expected = predictor.contract.vision_tokens(image.size)
-    n_vision = int(batch["det_vision_mask"].sum())
-    if n_vision != expected or int(batch["det_grid_hw"].prod()) != expected:
-        problems.append(f"the head reads {n_vision} vision tokens (grid {batch['det_grid_hw'][0].tolist()}), the image has {expected}")
+    n_vision = int(batch.det_vision_mask.sum())
+    if n_vision != expected or int(batch.det_grid_hw.prod()) != expected:
+        problems.append(f"the head reads {n_vision} vision tokens (grid {batch.det_grid_hw[0].tolist()}), the image has {expected}")
     pad_embedding = core.get_input_embeddings().weight[predictor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)]
     vision = seen["vision"][0, :n_vision].float()
     if (vision - pad_embedding.float().to(vision.device)).abs().max() < 1e-6:
@@ -266,7 +268,7 @@ def _processor_pixels(directory: Path) -> tuple[int, int] | None:
     path = directory / "preprocessor_config.json"
     if not path.exists():
         return None
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = read_json(path)
     size = data.get("size") or {}
     lo, hi = size.get("shortest_edge", data.get("min_pixels")), size.get("longest_edge", data.get("max_pixels"))
     return (int(lo), int(hi)) if lo is not None and hi is not None else None
@@ -316,11 +318,10 @@ def diagnose_model(checkpoint: str | Path, cfg: Config | None = None, image: str
             # A base model before any training: the run `cfg` would build on it, its labels, a fresh head.
             base_cfg = cfg or Config()
             hierarchy = Hierarchy.load(base_cfg.data.hierarchy)
-            labels = data_labels(base_cfg, hierarchy) or hierarchy.labels()
-            model, processor, run, contract, prompt = load_base_model(directory, labels, cfg=base_cfg, device=device)
-            predictor = Predictor(model, processor, contract, prompt, run, device)
+            labels = data_labels((base_cfg.data.train, base_cfg.data.val), hierarchy) or hierarchy.labels()
+            predictor = Predictor.load(read_model_folder(directory, labels, cfg=base_cfg), device=device)
         else:
-            predictor = Predictor.from_checkpoint(directory, device=device)
+            predictor = Predictor.load(directory, device=device)
     except (OSError, ValueError, RuntimeError) as e:  # missing files, token mismatch, head weights that do not fit
         report.checks.append(Check("load", "fail", f"{directory}: {e}"))
         return report

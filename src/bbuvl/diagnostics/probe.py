@@ -12,9 +12,9 @@ from typing import Any, Sequence
 import torch
 from PIL import Image
 
+from bbuvl.data.families import IMAGE_TOKEN
 from bbuvl.data.schema import read_dataset
-from bbuvl.encode.chat import IMAGE_TOKEN, SPAN_STUDENT, Turn
-from bbuvl.encode.collate import PaddedCollator, to_device
+from bbuvl.encode.collate import Batch, PaddedCollator
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.detection_head import DetectionOutput
 from bbuvl.train.dataset import ConversationDataset, sources_from
@@ -26,7 +26,7 @@ def collator_for(predictor: Predictor) -> PaddedCollator:
     return PaddedCollator(tok.pad_token_id, tok.convert_tokens_to_ids(IMAGE_TOKEN))
 
 
-def dataset_batches(predictor: Predictor, dataset: str | Path, max_samples: int, batch_size: int) -> list[dict[str, Any]]:
+def dataset_batches(predictor: Predictor, dataset: str | Path, max_samples: int, batch_size: int) -> list[Batch]:
     """The first `max_samples` photos of a dataset JSONL as training batches (answers and head targets, no teachers)."""
     samples = read_dataset(dataset)[:max_samples]
     if not samples:
@@ -36,27 +36,24 @@ def dataset_batches(predictor: Predictor, dataset: str | Path, max_samples: int,
     return [collate([ds[i] for i in range(s, min(s + batch_size, len(ds)))]) for s in range(0, len(ds), batch_size)]
 
 
-def image_batch(predictor: Predictor, images: Sequence[str | Path | Image.Image]) -> tuple[dict[str, Any], list[Image.Image]]:
+def image_batch(predictor: Predictor, images: Sequence[str | Path | Image.Image]) -> tuple[Batch, list[Image.Image]]:
     """A prompt-only batch (no answer) for images, and the model-frame pictures the model sees."""
     prepared = [predictor.prepare(im) for im in images]
-    samples = []
-    for p in prepared:
-        enc = predictor.encoder.encode([Turn(p.image, None, SPAN_STUDENT)], add_generation_prompt=True)
-        samples.append(enc.as_sample())
+    samples = [predictor.encode(p).sample for p in prepared]
     return collator_for(predictor)(samples), [p.image for p in prepared]
 
 
-def detection_outputs(model: Any, batch: dict[str, Any]) -> DetectionOutput:
+def detection_outputs(model: Any, batch: Batch) -> DetectionOutput:
     """The head's boxes, objectness and query vectors for a collated batch (one VLM pass, as in training).
 
     boxes `[S, Q, 4]`, objectness_logits `[S, Q]`, query_hidden `[S, Q, D]` for the batch's S samples.
     """
-    return model.detect(to_device(batch, next(model.parameters()).device))
+    return model.detect(batch.to(next(model.parameters()).device))
 
 
-def batch_loss(model: Any, batches: list[dict[str, Any]]) -> float:
+def batch_loss(model: Any, batches: list[Batch]) -> float:
     """Mean total training loss of `model` over batches (no gradients)."""
     device = next(model.parameters()).device
     with torch.no_grad():
-        losses = [float(model(**to_device(b, device))["loss"]) for b in batches]
+        losses = [float(model(b.to(device)).loss) for b in batches]
     return sum(losses) / len(losses)

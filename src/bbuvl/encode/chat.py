@@ -8,14 +8,14 @@ it belongs to (teacher or student). The result is identical to the chat template
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import torch
 from PIL import Image
 
 from bbuvl.data.coords import CoordinateContract
-from bbuvl.data.families import IMAGE_TOKEN  # one per merged vision patch in the token sequence
+from bbuvl.data.families import IMAGE_TOKEN, TURN_END, TURN_START, VISION_END_TOKEN, VISION_START_TOKEN  # IMAGE_TOKEN: one per merged vision patch
 from bbuvl.data.schema import ImageRecord, sort_objects
 from bbuvl.encode.prompts import USER_TEXT
 
@@ -57,10 +57,12 @@ class Turn:
 
 @dataclass
 class EncodedSample:
-    """A tokenised conversation.
+    """One tokenised conversation and, for training, its student photo's detection targets: what a collator takes.
 
-    input_ids / labels / span_ids / mm_token_type_ids: [L]; pixel_values: [P, C*T*p*p];
-    image_grid_thw: [num_images, 3] (the student image is the last one).
+    input_ids / labels / span_ids / mm_token_type_ids: `[L]` (labels IGNORE_INDEX where unsupervised, span_ids
+    SPAN_*, mm_token_type_ids 1 at image pads); pixel_values: `[P, C*T*p*p]`; image_grid_thw: `[num_images, 3]`
+    (the student image is the last one); det_boxes: `[N, 4]` the student photo's boxes, xyxy normalised to its
+    sides; det_caption_ids: N label token ids, `[T_i]` each; meta: what a dump of the sample names (image paths).
     """
 
     input_ids: torch.Tensor
@@ -69,18 +71,22 @@ class EncodedSample:
     mm_token_type_ids: torch.Tensor
     pixel_values: torch.Tensor
     image_grid_thw: torch.Tensor
+    det_boxes: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4))
+    det_caption_ids: list[torch.Tensor] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def as_sample(self, det_boxes: torch.Tensor | None = None, det_caption_ids: list[torch.Tensor] | None = None,
-                  meta: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The dict a collator takes (encode/collate.py); detection targets default to none."""
-        return {
-            "input_ids": self.input_ids, "labels": self.labels, "span_ids": self.span_ids,
-            "mm_token_type_ids": self.mm_token_type_ids, "pixel_values": self.pixel_values,
-            "image_grid_thw": self.image_grid_thw,
-            "det_boxes": torch.zeros(0, 4) if det_boxes is None else det_boxes,  # [N, 4] normalised xyxy
-            "det_caption_ids": det_caption_ids or [], "meta": meta or {},
-        }
+    def with_targets(self, det_boxes: torch.Tensor, det_caption_ids: list[torch.Tensor],
+                     meta: dict[str, Any]) -> "EncodedSample":
+        """This conversation with its photo's detection targets and what names it (training)."""
+        return replace(self, det_boxes=det_boxes, det_caption_ids=det_caption_ids, meta=meta)
+
+    def continued(self, ids: list[int]) -> "EncodedSample":
+        """This prompt followed by `ids` as unsupervised text: an answer begun for the model to finish (inference)."""
+        extra = torch.tensor(ids, dtype=torch.long)
+        return replace(self, input_ids=torch.cat([self.input_ids, extra]),
+                       labels=torch.cat([self.labels, torch.full_like(extra, IGNORE_INDEX)]),
+                       span_ids=torch.cat([self.span_ids, torch.full_like(extra, SPAN_NONE)]),
+                       mm_token_type_ids=torch.cat([self.mm_token_type_ids, torch.zeros_like(extra)]))
 
     @property
     def num_vision_tokens(self) -> int:
@@ -106,10 +112,10 @@ class ChatEncoder:
         self.merge = int(getattr(ip, "merge_size", 2))
         tok = self.tokenizer
         self.image_pad_id = tok.convert_tokens_to_ids(IMAGE_TOKEN)
-        self.im_end_id = tok.convert_tokens_to_ids("<|im_end|>")
-        for name, tid in ((IMAGE_TOKEN, self.image_pad_id), ("<|im_end|>", self.im_end_id)):
+        self.im_end_id = tok.convert_tokens_to_ids(TURN_END)
+        for name, tid in ((IMAGE_TOKEN, self.image_pad_id), (TURN_END, self.im_end_id)):
             if tid is None or tid == tok.unk_token_id:
-                raise ValueError(f"tokenizer has no special token {name}: not a Qwen2.5-VL tokenizer")
+                raise ValueError(f"tokenizer has no special token {name}: not a Qwen VL tokenizer")
         # Token counts of encode's fixed pieces, so that a sample's length is known without its image.
         self._system_len = len(self._system_ids())
         self._turn_len = len(self._user_head_ids()) + len(self._user_tail_ids())
@@ -120,13 +126,13 @@ class ChatEncoder:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def _system_ids(self) -> list[int]:
-        return self._ids(f"<|im_start|>system\n{self.system_prompt}<|im_end|>\n")
+        return self._ids(f"{TURN_START}system\n{self.system_prompt}{TURN_END}\n")
 
     def _user_head_ids(self) -> list[int]:
-        return self._ids("<|im_start|>user\n<|vision_start|>")
+        return self._ids(f"{TURN_START}user\n{VISION_START_TOKEN}")
 
     def _user_tail_ids(self) -> list[int]:
-        return self._ids(f"<|vision_end|>{self.user_text}<|im_end|>\n<|im_start|>assistant\n")
+        return self._ids(f"{VISION_END_TOKEN}{self.user_text}{TURN_END}\n{TURN_START}assistant\n")
 
     @property
     def system_length(self) -> int:

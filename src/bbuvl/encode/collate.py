@@ -1,38 +1,69 @@
-"""Batches: padded rows (left or right) or packed rows with samples kept isolated.
+"""Batches: padded rows (left or right) or packed rows with samples kept isolated, as one typed `Batch`.
 
-Both collators return the same keys so that the loss code never branches on the layout:
-input_ids / labels / span_ids / mm_token_type_ids / sample_index: [B, L]; position_ids: [3, B, L]
-(padded, with attention_mask [B, L]) or [4, 1, L] (packed: a text row restarting per sample + each sample's
-mRoPE rows, no attention mask — the only layout measured to isolate samples, see docs/design.md);
-pixel_values [P, D] and image_grid_thw [num_images, 3] concatenated in sample order; det_vision_mask /
-det_text_mask [B, L] (what the detection head reads, see `head_masks`), det_grid_hw [S, 2]; det_boxes,
-det_caption_ids, meta: per-sample lists. `sample_index` is the sample a token belongs to (-1 for padding).
+Both collators fill the same `Batch` so that the loss code never branches on the layout; packed rows (one row,
+no attention mask) are the only layout measured to isolate samples, see docs/design.md.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable
 
 import torch
 
-from bbuvl.encode.chat import IGNORE_INDEX, SPAN_NONE, SPAN_STUDENT
+from bbuvl.encode.chat import IGNORE_INDEX, SPAN_NONE, SPAN_STUDENT, EncodedSample
 from bbuvl.encode.positions import mrope_positions
 
 log = logging.getLogger(__name__)
 
 
-def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
-    """The batch with every tensor on `device` (lists of tensors too)."""
-    def move(v: Any) -> Any:
-        if isinstance(v, torch.Tensor):
-            return v.to(device)
-        if isinstance(v, list):
-            return [move(x) for x in v]
-        return v
+@dataclass
+class Batch:
+    """Collated samples: what `BBUVLModel.forward` and `detect` take (model/vlm.py).
 
-    return {k: move(v) for k, v in batch.items()}
+    B rows of length L (padded: one sample a row; packed: B = 1, the samples one after another) holding S samples.
+    """
+
+    input_ids: torch.Tensor  # [B, L]
+    labels: torch.Tensor  # [B, L], IGNORE_INDEX where unsupervised
+    span_ids: torch.Tensor  # [B, L], SPAN_* of each token (which LM loss it counts in)
+    mm_token_type_ids: torch.Tensor  # [B, L], 1 at image pads
+    sample_index: torch.Tensor  # [B, L], the sample a token belongs to (-1 for padding)
+    # [3, B, L] padded (mRoPE's temporal, height, width rows); [4, 1, L] packed: a text row restarting per
+    # sample, then each sample's mRoPE rows
+    position_ids: torch.Tensor
+    det_vision_mask: torch.Tensor  # [B, L], the student image's pads (what the detection head reads, `head_masks`)
+    det_text_mask: torch.Tensor  # [B, L], the prompt's text before the student's answer
+    pixel_values: torch.Tensor  # [P, D], every image's patches in sample order
+    image_grid_thw: torch.Tensor  # [num_images, 3], in sample order
+    det_grid_hw: torch.Tensor  # [S, 2], each student image's merged token grid
+    det_boxes: list[torch.Tensor]  # S x [N_s, 4], normalised xyxy
+    det_caption_ids: list[list[torch.Tensor]]  # S x N_s label token ids
+    meta: list[dict[str, Any]]  # S, what a dump names (image paths)
+    attention_mask: torch.Tensor | None = None  # [B, L] padded (1 = token); None packed
+
+    def __len__(self) -> int:
+        """Samples in the batch (HF Trainer refuses a batch whose length is 0)."""
+        return len(self.meta)
+
+    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "Batch":
+        def move(v: Any) -> Any:
+            if isinstance(v, torch.Tensor):
+                return fn(v)
+            if isinstance(v, list):
+                return [move(x) for x in v]
+            return v
+
+        return replace(self, **{f.name: move(getattr(self, f.name)) for f in fields(self)})
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
+        """The batch with every tensor on `device` (lists of tensors too); accelerate's loaders call this."""
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> "Batch":
+        """The batch in pinned host memory (DataLoader's pin_memory calls this)."""
+        return self._map(lambda t: t.pin_memory())
 
 
 @dataclass
@@ -43,10 +74,11 @@ class BudgetCounter:
     seen: int = 0
 
 
-def _within_budget(samples: list[dict], max_vision: int, max_tokens: int | None, counter: BudgetCounter) -> list[dict]:
+def _within_budget(samples: list[EncodedSample], max_vision: int, max_tokens: int | None,
+                   counter: BudgetCounter) -> list[EncodedSample]:
     kept, vision, tokens = [], 0, 0
     for s in samples:
-        v, t = int(s["mm_token_type_ids"].sum()), int(s["input_ids"].numel())
+        v, t = int(s.mm_token_type_ids.sum()), int(s.input_ids.numel())
         if kept and (vision + v > max_vision or (max_tokens is not None and tokens + t > max_tokens)):
             counter.dropped += 1
             continue
@@ -59,30 +91,31 @@ def _within_budget(samples: list[dict], max_vision: int, max_tokens: int | None,
     return kept
 
 
-def head_masks(sample: dict, merge: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def head_masks(sample: EncodedSample, merge: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """What the detection head reads from one sample: `(vision [L], text [L], grid_hw [2])`.
 
     vision: the student (last) image's pad tokens; text: the non-image tokens before the student's answer
     (the answer itself would hand the head its targets); grid_hw: the student image's merged token grid.
     """
-    is_image = sample["mm_token_type_ids"].bool()
-    t, h, w = sample["image_grid_thw"][-1].tolist()
+    is_image = sample.mm_token_type_ids.bool()
+    t, h, w = sample.image_grid_thw[-1].tolist()
     n_student = t * (h // merge) * (w // merge)
     vision = torch.zeros_like(is_image)
     vision[torch.nonzero(is_image).flatten()[-n_student:]] = True
-    answer = torch.nonzero(sample["span_ids"] == SPAN_STUDENT).flatten()
+    answer = torch.nonzero(sample.span_ids == SPAN_STUDENT).flatten()
     before = torch.arange(is_image.numel()) < (int(answer[0]) if answer.numel() else is_image.numel())
     return vision, ~is_image & before, torch.tensor([h // merge, w // merge])
 
 
-def _common(samples: list[dict], masks: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> dict[str, Any]:
+def _common(samples: list[EncodedSample], masks: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> dict[str, Any]:
+    """The fields that do not depend on the layout."""
     return {
-        "pixel_values": torch.cat([s["pixel_values"] for s in samples]),
-        "image_grid_thw": torch.cat([s["image_grid_thw"] for s in samples]),
+        "pixel_values": torch.cat([s.pixel_values for s in samples]),
+        "image_grid_thw": torch.cat([s.image_grid_thw for s in samples]),
         "det_grid_hw": torch.stack([m[2] for m in masks]),
-        "det_boxes": [s["det_boxes"] for s in samples],
-        "det_caption_ids": [s.get("det_caption_ids", []) for s in samples],
-        "meta": [s["meta"] for s in samples],
+        "det_boxes": [s.det_boxes for s in samples],
+        "det_caption_ids": [s.det_caption_ids for s in samples],
+        "meta": [s.meta for s in samples],
     }
 
 
@@ -97,9 +130,9 @@ class PaddedCollator:
     max_vision_tokens_per_batch: int = 1 << 30
     budget: BudgetCounter = field(default_factory=BudgetCounter)
 
-    def __call__(self, samples: list[dict]) -> dict[str, Any]:
+    def __call__(self, samples: list[EncodedSample]) -> Batch:
         samples = _within_budget(samples, self.max_vision_tokens_per_batch, None, self.budget)
-        B, L = len(samples), max(s["input_ids"].numel() for s in samples)
+        B, L = len(samples), max(s.input_ids.numel() for s in samples)
         masks = [head_masks(s, self.merge) for s in samples]
         batch = {
             "input_ids": torch.full((B, L), self.pad_token_id, dtype=torch.long),
@@ -113,18 +146,17 @@ class PaddedCollator:
             "det_text_mask": torch.zeros(B, L, dtype=torch.bool),
         }
         for b, s in enumerate(samples):
-            n = s["input_ids"].numel()
+            n = s.input_ids.numel()
             sl = slice(L - n, L) if self.padding_side == "left" else slice(0, n)
-            batch["input_ids"][b, sl] = s["input_ids"]
+            batch["input_ids"][b, sl] = s.input_ids
             batch["attention_mask"][b, sl] = 1
-            batch["labels"][b, sl] = s["labels"]
-            batch["span_ids"][b, sl] = s["span_ids"]
-            batch["mm_token_type_ids"][b, sl] = s["mm_token_type_ids"]
+            batch["labels"][b, sl] = s.labels
+            batch["span_ids"][b, sl] = s.span_ids
+            batch["mm_token_type_ids"][b, sl] = s.mm_token_type_ids
             batch["sample_index"][b, sl] = b
-            batch["position_ids"][:, b, sl] = mrope_positions(s["input_ids"], s["image_grid_thw"], self.image_token_id, self.merge)
+            batch["position_ids"][:, b, sl] = mrope_positions(s.input_ids, s.image_grid_thw, self.image_token_id, self.merge)
             batch["det_vision_mask"][b, sl], batch["det_text_mask"][b, sl] = masks[b][0], masks[b][1]
-        batch.update(_common(samples, masks))
-        return batch
+        return Batch(**batch, **_common(samples, masks))
 
 
 @dataclass
@@ -138,22 +170,20 @@ class PackedCollator:
     max_vision_tokens_per_batch: int = 1 << 30
     budget: BudgetCounter = field(default_factory=BudgetCounter)
 
-    def __call__(self, samples: list[dict]) -> dict[str, Any]:
+    def __call__(self, samples: list[EncodedSample]) -> Batch:
         samples = _within_budget(samples, self.max_vision_tokens_per_batch, self.max_tokens, self.budget)
         masks = [head_masks(s, self.merge) for s in samples]
-        cat = lambda key: torch.cat([s[key] for s in samples])[None]  # noqa: E731
-        text = torch.cat([torch.arange(s["input_ids"].numel()) for s in samples])
-        rope = torch.cat([mrope_positions(s["input_ids"], s["image_grid_thw"], self.image_token_id, self.merge)
+        text = torch.cat([torch.arange(s.input_ids.numel()) for s in samples])
+        rope = torch.cat([mrope_positions(s.input_ids, s.image_grid_thw, self.image_token_id, self.merge)
                           for s in samples], dim=1)
-        batch = {
-            "input_ids": cat("input_ids"),
-            "labels": cat("labels"),
-            "span_ids": cat("span_ids"),
-            "mm_token_type_ids": cat("mm_token_type_ids"),
-            "sample_index": torch.cat([torch.full((s["input_ids"].numel(),), i) for i, s in enumerate(samples)])[None],
-            "position_ids": torch.cat([text[None], rope], dim=0)[:, None, :],  # [4, 1, L]
-            "det_vision_mask": torch.cat([m[0] for m in masks])[None],
-            "det_text_mask": torch.cat([m[1] for m in masks])[None],
-        }
-        batch.update(_common(samples, masks))
-        return batch
+        return Batch(
+            input_ids=torch.cat([s.input_ids for s in samples])[None],
+            labels=torch.cat([s.labels for s in samples])[None],
+            span_ids=torch.cat([s.span_ids for s in samples])[None],
+            mm_token_type_ids=torch.cat([s.mm_token_type_ids for s in samples])[None],
+            sample_index=torch.cat([torch.full((s.input_ids.numel(),), i) for i, s in enumerate(samples)])[None],
+            position_ids=torch.cat([text[None], rope], dim=0)[:, None, :],  # [4, 1, L]
+            det_vision_mask=torch.cat([m[0] for m in masks])[None],
+            det_text_mask=torch.cat([m[1] for m in masks])[None],
+            **_common(samples, masks),
+        )

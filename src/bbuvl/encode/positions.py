@@ -1,8 +1,8 @@
-"""mRoPE position ids for Qwen2.5-VL, computed from the real `image_grid_thw`.
+"""mRoPE position ids for the Qwen VL families (data/families.py), computed from the real `image_grid_thw`.
 
 Text tokens advance all three axes (temporal, height, width) together; an image block of
 `t x h x w` merged patches gets its grid coordinates offset by the position where it starts, and the text
-after it resumes at start + max(h, w). This mirrors `Qwen2_5_VLModel.get_rope_index` (a test checks they
+after it resumes at start + max(h, w). This mirrors each family's `get_rope_index` (a test checks they
 agree) but needs no model instance and no `mm_token_type_ids`, whose handling differs between
 transformers releases.
 """

@@ -81,11 +81,6 @@ def list_inputs(path: str | Path) -> list[str]:
     return [str(root / name) for name in photo_names(path)]
 
 
-def read_done(path: Path) -> set[str]:
-    """Images already predicted in an output file, after repairing it (damaged, cut-short and repeated lines dropped)."""
-    return repair_output(path)[0]
-
-
 def _rank_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 

@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
+from bbuvl.data.families import TURN_END
+
 # Pieces of `json.dumps` with its default separators (", " and ": "), as encode/chat.py's format_answer writes them.
 OBJ_HEAD = b'{"bbox_2d": ['
 OBJ_SEP = b", " + OBJ_HEAD
@@ -382,7 +384,7 @@ class AnswerConstraint:
         self._grammars: dict[tuple[int, int] | None, AnswerGrammar] = {}
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: Any, labels: Sequence[str], eos_token: str = "<|im_end|>") -> "AnswerConstraint":
+    def from_tokenizer(cls, tokenizer: Any, labels: Sequence[str], eos_token: str = TURN_END) -> "AnswerConstraint":
         """Build from a byte-level BPE tokenizer and the checkpoint's label vocabulary."""
         return cls(TokenIndex.from_tokenizer(tokenizer), labels, tokenizer.convert_tokens_to_ids(eos_token))
 

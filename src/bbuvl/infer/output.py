@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bbuvl.atomic import write_bytes_atomic, write_text_atomic
+from bbuvl.data.jsonfile import read_json
 
 MANIFEST_SUFFIX = ".predict.json"
 LOCK_SUFFIX = ".lock"
@@ -108,7 +109,7 @@ def discard_output(out: Path) -> None:
 
 def _read_manifest(path: Path) -> Manifest:
     try:
-        data: Any = json.loads(path.read_text(encoding="utf-8"))
+        data: Any = read_json(path)
         if data.get("tool") != TOOL:
             raise ValueError
         return Manifest(input=data["input"], checkpoint=data["checkpoint"], mode=data["mode"])

@@ -26,6 +26,7 @@ from bbuvl.atomic import atomic_path, write_text_atomic
 from bbuvl.config import Config, dump_config, load_config
 from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.families import family_of
+from bbuvl.data.jsonfile import read_json
 
 HEAD_FILE = "detection_head.safetensors"
 POSITIONS_FILE = "vision_positions.safetensors"
@@ -53,7 +54,7 @@ class Prompt:
     @classmethod
     def load(cls, directory: str | Path) -> "Prompt":
         """Read prompt.json."""
-        return cls(**json.loads((Path(directory) / PROMPT_FILE).read_text(encoding="utf-8")))
+        return cls(**read_json(Path(directory) / PROMPT_FILE, "prompt file"))
 
 
 def is_peft(model: torch.nn.Module) -> bool:
@@ -169,58 +170,52 @@ def read_run_config(directory: str | Path) -> Config:
     return load_config(Path(directory) / CONFIG_FILE)
 
 
-def load_checkpoint(directory: str | Path, dtype: str | None = None, device: str | None = None) -> tuple[Any, Any, Config, CoordinateContract, Prompt]:
-    """A trained `BBUVLModel` (eval mode), its processor, run config, coordinate contract and prompt."""
-    from bbuvl.model.loading import load_model_and_processor
-    from bbuvl.model.vlm import BBUVLModel
+@dataclass
+class ModelFolder:
+    """A model folder read once, before any weights load: what every consumer (predict, serve, doctor, the
+    zero-shot baseline) needs to know about it. `load_model` turns it into a model."""
 
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"{directory}: no such checkpoint folder")
-    problem = checkpoint_problem(directory)
-    if problem:
-        raise CheckpointError(f"{directory}: incomplete or damaged checkpoint ({problem}); use another checkpoint or re-copy it")
-    cfg = read_run_config(directory)
-    contract = CoordinateContract.load(directory)
-    dtype = dtype or cfg.model.dtype
-    if (directory / "adapter_config.json").exists():
-        from peft import PeftModel
-
-        base, processor = load_model_and_processor(cfg.model.path, dtype=dtype, attn_implementation=cfg.model.attn_implementation,
-                                                   frame=contract, device=device)
-        from bbuvl.model.loading import load_processor
-
-        processor = load_processor(str(directory), contract)
-        vlm = PeftModel.from_pretrained(base, str(directory))
-    else:
-        vlm, processor = load_model_and_processor(str(directory), dtype=dtype, attn_implementation=cfg.model.attn_implementation,
-                                                  frame=contract, device=device)
-    if "vision_positions" not in cfg.model.model_fields_set and not (directory / POSITIONS_FILE).exists():
-        cfg.model.vision_positions = False  # trained before vision positions existed
-    model = BBUVLModel.build(vlm, cfg, processor.tokenizer)
-    load_extra_modules(model, directory)
-    model.eval()
-    return model, processor, cfg, contract, Prompt.load(directory)
+    path: Path
+    trained: bool  # written by `bbuvl train`; else a plain Hugging Face model folder
+    cfg: Config  # the run config it was trained with, or the one a run would build on it
+    prompt: Prompt  # what the model is told and the labels it answers with
+    frame: CoordinateContract | None  # its coordinate contract; None: a plain folder's own processor bounds
+    adapter: bool = False  # LoRA adapters here, the base weights at `cfg.model.path`
 
 
-def load_base_model(path: str | Path, labels: list[str], cfg: Config | None = None, lang: str | None = None,
-                    dtype: str | None = None, device: str | None = None) -> tuple[Any, Any, Config, CoordinateContract, Prompt]:
-    """A plain Hugging Face model folder (never trained here) ready to predict, as `load_checkpoint` returns one.
+def read_model_folder(path: str | Path, labels: list[str] | None = None, lang: str | None = None,
+                      cfg: Config | None = None) -> ModelFolder:
+    """Read a checkpoint folder (its run config, contract and prompt) or describe a plain model folder.
 
-    Without `cfg` the family's own contract applies: the checkpoint processor's pixel bounds within the default
-    vision-token budget, generate mode only (no head, no vision positions). With `cfg` (a run config to check
-    before training) its frame, head and positions are built exactly as `bbuvl train` would build them.
+    A plain folder has no prompt of its own: `labels` are what it answers with, `lang` its prompt's language and
+    `cfg` (optional) a run config to check before training (its frame, head and positions, as `bbuvl train` would
+    build them); without `cfg` it keeps its family's own contract, generate mode only (no head, no positions).
+    A checkpoint answers with its own labels: giving it `labels` or `cfg` is an error.
     """
+    path = Path(path)
+    if is_plain_model_folder(path):
+        if labels is None:
+            raise ValueError(f"{path} is a plain model folder (no {CONFIG_FILE}): give the labels it answers with")
+        return _plain_folder(path, labels, lang, cfg)
+    if labels is not None or cfg is not None:
+        raise ValueError(f"{path}: a checkpoint written by bbu-vl answers with the labels and config it was trained "
+                         "with; labels and cfg are for a plain model folder")
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such checkpoint folder")
+    problem = checkpoint_problem(path)
+    if problem:
+        raise CheckpointError(f"{path}: incomplete or damaged checkpoint ({problem}); use another checkpoint or re-copy it")
+    run = read_run_config(path)
+    if "vision_positions" not in run.model.model_fields_set and not (path / POSITIONS_FILE).exists():
+        run.model.vision_positions = False  # trained before vision positions existed
+    return ModelFolder(path, True, run, Prompt.load(path), CoordinateContract.load(path),
+                       adapter=(path / "adapter_config.json").exists())
+
+
+def _plain_folder(path: Path, labels: list[str], lang: str | None, cfg: Config | None) -> ModelFolder:
     from bbuvl.data.labels import Hierarchy
     from bbuvl.encode.prompts import system_prompt
-    from bbuvl.model.loading import load_model_and_processor
-    from bbuvl.model.processor import pixel_range
-    from bbuvl.model.vlm import BBUVLModel
 
-    path = Path(path)
-    if _has_training_files(path):
-        raise ValueError(f"{path}: a checkpoint written by bbu-vl (it has {CONFIG_FILE} or its companions); "
-                         "load it with load_checkpoint")
     family = family_of(path)
     own_frame = cfg is None
     if own_frame:
@@ -233,23 +228,46 @@ def load_base_model(path: str | Path, labels: list[str], cfg: Config | None = No
         cfg.data.lang = lang
     if not own_frame and cfg.model.resolve_family() is not family:  # before minutes of loading
         raise ValueError(f"the config says model.family {cfg.model.family} but {path} holds a {family.model_type} model")
-    vlm, processor = load_model_and_processor(str(path), dtype=dtype or cfg.model.dtype, device=device,
-                                              frame=None if own_frame else cfg.model.frame(),
-                                              attn_implementation=cfg.model.attn_implementation)
-    if own_frame:  # the folder's own processor bounds (already the processor's: nothing to set)
-        cfg.model.min_pixels, cfg.model.max_pixels = pixel_range(processor)
-    contract = cfg.model.frame()
     hierarchy = Hierarchy.load(cfg.data.hierarchy)
-    prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang, contract.family), labels, cfg.data.lang)
-    model = BBUVLModel.build(vlm, cfg, processor.tokenizer)
-    if device is not None:
+    prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang, family.model_type), labels, cfg.data.lang)
+    return ModelFolder(path, False, cfg, prompt, None if own_frame else cfg.model.frame())
+
+
+def load_model(folder: ModelFolder | str | Path, dtype: str | None = None,
+               device: str | None = None) -> tuple[Any, Any, Config, CoordinateContract, Prompt]:
+    """A `BBUVLModel` (eval mode) ready to predict, its processor, run config, coordinate contract and prompt: the
+    one way a model folder is loaded. A path is read with `read_model_folder` (a checkpoint; a plain model folder
+    is read there first, with the labels it answers with)."""
+    from bbuvl.model.loading import load_model_and_processor
+    from bbuvl.model.processor import pixel_range
+    from bbuvl.model.vlm import BBUVLModel
+
+    if not isinstance(folder, ModelFolder):
+        folder = read_model_folder(folder)
+    run = folder.cfg.model_copy(deep=True)  # the folder's stays as read (a plain folder's bounds are set below)
+    # LoRA: the base weights from where training loaded them, the processor (and adapters) from the checkpoint.
+    vlm, processor = load_model_and_processor(run.model.path if folder.adapter else str(folder.path),
+                                              dtype=dtype or run.model.dtype, attn_implementation=run.model.attn_implementation,
+                                              frame=folder.frame, device=device, processor_path=str(folder.path))
+    if folder.adapter:
+        from peft import PeftModel
+
+        vlm = PeftModel.from_pretrained(vlm, str(folder.path))
+    contract = folder.frame
+    if contract is None:  # a plain folder's own processor bounds (already the processor's: nothing to set)
+        run.model.min_pixels, run.model.max_pixels = pixel_range(processor)
+        contract = run.model.frame()
+    model = BBUVLModel.build(vlm, run, processor.tokenizer)
+    if folder.trained:
+        load_extra_modules(model, folder.path)
+    elif device is not None:
         model.to(device)
-    return model.eval(), processor, cfg, contract, prompt
+    return model.eval(), processor, run, contract, folder.prompt
 
 
 def merge_lora(src: str | Path, dst: str | Path) -> Path:
     """Fold a LoRA checkpoint's adapters into the base weights and save a plain checkpoint (same head, prompt, contract)."""
-    model, processor, cfg, contract, prompt = load_checkpoint(src, dtype="float32")
+    model, processor, cfg, contract, prompt = load_model(src, dtype="float32")
     if not is_peft(model.vlm):
         raise ValueError(f"{src}: not a LoRA checkpoint (no adapter_config.json)")
     model.vlm = model.vlm.merge_and_unload()

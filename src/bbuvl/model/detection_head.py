@@ -2,7 +2,7 @@
 
 Memory = [vision adapter(vision embeddings of the student image), language adapter(last-layer
 hidden states of the sample's text tokens)]. The vision embeddings are the LLM's *input* embeddings
-at the student image's `<|image_pad|>` positions, because stock Qwen2.5-VL returns no vision
+at the student image's `<|image_pad|>` positions, because the stock models (every family) return no vision
 embeddings (docs/design.md, "Vision memory for the head"). A transformer decoder turns `num_queries` queries into one vector per
 query; from it come a box, an objectness logit and a caption decoded token by token.
 
@@ -360,9 +360,10 @@ class DetectionHead(nn.Module):
 
         vision_embeds `[B, Nv, H]` (input embeddings at the student image's image-pad positions) with
         vision_mask `[B, Nv]` (True = real token); text_hidden `[B, Nt, H]` (last-layer hidden states)
-        with text_mask `[B, Nt]`. Optional vision_grid_hw `[B, 2]`: each image's merged token grid
-        (grid_thw h/2, w/2); when given, the vision tokens get 2-D sine positions (DETR), without
-        which the decoder can only guess where a vision token sits.
+        with text_mask `[B, Nt]`. vision_grid_hw `[B, 2]`: each image's merged token grid (grid_thw h/2,
+        w/2), which gives the vision tokens 2-D sine positions (DETR). A two-stage head (the default) requires
+        it, since its proposals sit on that grid; only a one-stage head runs without it, and then its decoder
+        can only guess where a vision token sits.
         """
         dtype = self._param_dtype()
         batch, num_vision = vision_mask.shape

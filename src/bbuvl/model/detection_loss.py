@@ -180,6 +180,9 @@ class DetectionCriterion(nn.Module):
     ) -> dict[str, Tensor]:
         """Match, then every loss: {"loss_bbox", "loss_giou", "loss_objectness", "loss_caption", "loss_detection"}.
 
+        Every name but "loss_detection" is a field of `LossTerms` (encode/loss_terms.py), which is how the model
+        hands them to the trainer: a term added here is added there, and is then logged.
+
         A two-stage head's outputs add "loss_proposal" (already weighted, see `loss_proposals`), included
         in "loss_detection".
 
@@ -188,6 +191,11 @@ class DetectionCriterion(nn.Module):
         here). The first four values are unweighted; "loss_detection" is their weighted sum. `num_targets`
         (optional) replaces this batch's box count as the divisor: the trainer passes the effective batch's.
         """
+        if not (torch.isfinite(outputs.boxes).all() and torch.isfinite(outputs.objectness_logits).all()):
+            # A diverged head cannot be matched: every term NaN, so the trainer's guard skips the step.
+            nan = (outputs.boxes.sum() + outputs.objectness_logits.sum()) * float("nan")
+            names = [*self.weights, "loss_detection", *(["loss_proposal"] if outputs.proposal_boxes is not None else [])]
+            return {name: nan for name in names}
         indices = self.matcher(outputs.boxes, outputs.objectness_logits, targets)
         weight = None
         if self.assignment == "overlap":

@@ -9,7 +9,6 @@ images at the wrong tokens, which fails far from the cause or, worse, silently. 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,8 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel
 
 from bbuvl.data.coords import CoordinateContract
-from bbuvl.data.families import VISION_SPECIAL_TOKENS, family_of
+from bbuvl.data.jsonfile import read_json
+from bbuvl.data.families import TURN_START, VISION_SPECIAL_TOKENS, family_of
 from bbuvl.model.processor import IMAGE_ONLY_PROCESSORS, image_only_processor_class, set_pixel_range
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -85,7 +85,8 @@ def _saved_processor_class(folder: Path) -> type | None:
     for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
         file = folder / name
         if file.is_file():
-            saved = json.loads(file.read_text(encoding="utf-8")).get("processor_class")
+            data = read_json(file)
+            saved = data.get("processor_class") if isinstance(data, dict) else None
             if saved in by_name:
                 return by_name[saved]
     return None
@@ -98,16 +99,18 @@ def load_model_and_processor(
     frame: CoordinateContract | None = None,
     device: str | None = None,
     load_in_bits: int = 16,
+    processor_path: str | None = None,
 ) -> tuple[PreTrainedModel, Any]:
     """Load model (in eval mode, on `device` when given) and processor, and check their special tokens agree.
 
     `frame` sets the image processor's smart_resize bounds; it is the run config's or the checkpoint's coordinate
     contract, so boxes are predicted in the frame they were trained in.
     `load_in_bits` 4 or 8 quantises the language model with bitsandbytes (QLoRA); the vision tower stays in `dtype`.
+    `processor_path` (default `path`): where the processor is, when not beside the weights (a LoRA checkpoint's).
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got '{dtype}'")
-    processor = load_processor(path, frame)
+    processor = load_processor(processor_path or path, frame)
     kwargs: dict[str, Any] = {}
     if load_in_bits != 16:
         kwargs["quantization_config"] = quantization_config(load_in_bits, DTYPES[dtype])
@@ -143,7 +146,7 @@ def special_token_ids(processor: Any) -> dict[str, int]:
     """Ids the tokenizer gives the vision and chat special tokens, keyed like the model config's attributes."""
     tokenizer = getattr(processor, "tokenizer", processor)
     ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in VISION_TOKENS.items()}
-    ids["im_start_token_id"] = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    ids["im_start_token_id"] = tokenizer.convert_tokens_to_ids(TURN_START)
     ids["eos_token_id"] = tokenizer.eos_token_id
     ids["pad_token_id"] = tokenizer.pad_token_id
     return ids

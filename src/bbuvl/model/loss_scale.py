@@ -9,11 +9,11 @@ one large batch. Why these units and not others: docs/training_loss_scale.md.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from bbuvl.encode.collate import Batch
 from bbuvl.model.lm_loss import span_token_counts
 
 
@@ -27,13 +27,13 @@ class LossDenominators:
     world_size: int = 1  # ranks the counts were summed over, the ones DDP / ZeRO average gradients over
 
     @classmethod
-    def count(cls, batches: list[dict[str, Any]]) -> "LossDenominators":
+    def count(cls, batches: list[Batch]) -> "LossDenominators":
         """Supervised tokens per span and target boxes in these collated micro-batches (this process only)."""
         teacher = student = objects = 0
         for batch in batches:
-            t, s = span_token_counts(batch["labels"], batch["span_ids"])
+            t, s = span_token_counts(batch.labels, batch.span_ids)
             teacher, student = teacher + t, student + s
-            objects += sum(len(boxes) for boxes in batch["det_boxes"])
+            objects += sum(len(boxes) for boxes in batch.det_boxes)
         return cls(float(teacher), float(student), float(objects))
 
     def all_reduce(self, device: torch.device | str) -> "LossDenominators":

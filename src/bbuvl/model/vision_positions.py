@@ -1,6 +1,6 @@
 """Absolute 2-D positions added to the vision tokens the language model reads (docs/localisation.md).
 
-Qwen2.5-VL carries *where* only through rotary positions: the vision tower's 2-D RoPE and the LLM's
+A Qwen VL model carries *where* mainly through rotary positions: the vision tower's 2-D RoPE and the LLM's
 mRoPE both act on attention scores, never on the values. A token that attends to "the yellow patch"
 therefore reads back the patch's content but not its location, and the answer's coordinates have to
 be reconstructed from attention patterns. Pretrained checkpoints learned that over billions of
@@ -9,9 +9,9 @@ grounding tokens; a model fine-tuned from scratch (or a small one) does not in a
 its vision tower for the same reason.
 
 This module adds `W @ f(row, col)` to every merged vision token, where `f` is a fixed sinusoidal code of
-the token's cell in *absolute* cells (28 px each for Qwen2.5-VL), not of its fraction of the image:
-Qwen2.5-VL answers in absolute model-frame pixels, so the same cell must read the same whatever the
-photo's size. `W` starts at zero, so a pretrained checkpoint's outputs are unchanged until training
+the token's cell in *absolute* cells (one merged token: 28 px for Qwen2.5-VL, 32 for Qwen3-VL and Qwen3.5),
+not of its fraction of the image, so the same cell reads the same whatever the photo's size (Qwen2.5-VL
+answers in absolute model-frame pixels). `W` starts at zero, so a pretrained checkpoint's outputs are unchanged until training
 moves it, and the projection costs `4 * num_frequencies * hidden` parameters (8k for the 3B).
 
 It is attached as a forward hook on the vision tower, so every path that encodes an image (training,
@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 # Wavelengths from ~6 cells (fine enough to tell neighbouring cells apart) to ~1,600 cells (monotone over
-# any frame Qwen2.5-VL reads: 1280 max tokens is at most a few hundred cells on a side).
+# any frame the families read: 1280 max tokens is at most a few hundred cells on a side).
 DEFAULT_FREQUENCIES = 16
 MAX_RAD_PER_CELL = 1.0
 MIN_RAD_PER_CELL = 1.0 / 256

@@ -1,8 +1,9 @@
-"""The trained model: a Qwen2.5-VL (optionally with LoRA) plus the optional detection head.
+"""The trained model: a Qwen VL model of any family in data/families.py (optionally with LoRA) plus the optional detection head.
 
-`forward(**batch)` computes every loss term of a step from one pass through the VLM:
+`forward(batch)` computes every loss term of a step from one pass through the VLM:
 total = teacher_w * LM_teacher + student_w * LM_student + sum_k w_k * det_k, and returns each term
-as a tensor so that what is logged is exactly what is optimised.
+(`LossTerms`, encode/loss_terms.py) so that what is logged is exactly what is optimised. The batch is the
+collators' typed `Batch` (encode/collate.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import torch
 from torch import nn
 
 from bbuvl.config import Config
+from bbuvl.data.families import TURN_END, TURN_START
+from bbuvl.encode.collate import Batch
+from bbuvl.encode.loss_terms import LossTerms
 from bbuvl.model.box_ops import box_xyxy_to_cxcywh
 from bbuvl.model.detection_head import DetectionHead, DetectionOutput
 from bbuvl.model.detection_loss import DetectionCriterion
@@ -22,7 +26,7 @@ from bbuvl.model.vision_positions import VisionPositions
 
 
 def core_model(vlm: nn.Module) -> nn.Module:
-    """The `Qwen2_5_VLForConditionalGeneration` inside a possibly peft-wrapped model (LoRA layers stay active)."""
+    """The family's `...ForConditionalGeneration` inside a possibly peft-wrapped model (LoRA layers stay active)."""
     # peft forwards attribute lookups to the wrapped model, so ask for the base model explicitly.
     return vlm.get_base_model() if hasattr(vlm, "peft_config") else vlm
 
@@ -64,10 +68,10 @@ def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 class BBUVLModel(nn.Module):
-    """Qwen2.5-VL + detection head, with the run's loss weights."""
+    """A Qwen VL model + detection head, with the run's loss weights."""
 
-    # Said, not sniffed from `**batch`: HF Trainer then passes `num_items_in_batch` (our LossDenominators) and
-    # leaves the gradient-accumulation scaling to the loss (docs/training_loss_scale.md).
+    # Said, as `forward` has no `**kwargs` for HF to sniff: HF Trainer then passes `num_items_in_batch` (our
+    # LossDenominators) and leaves the gradient-accumulation scaling to the loss (docs/training_loss_scale.md).
     accepts_loss_kwargs = True
 
     def __init__(self, vlm: nn.Module, cfg: Config, head: DetectionHead | None = None,
@@ -96,10 +100,10 @@ class BBUVLModel(nn.Module):
             merge = int(getattr(core.config.vision_config, "spatial_merge_size", 2))
             positions = VisionPositions(text_cfg.hidden_size, merge).to(next(vlm.parameters()).dtype)
         if cfg.detection.enabled:
-            bos = tokenizer.convert_tokens_to_ids("<|im_start|>")
+            bos = tokenizer.convert_tokens_to_ids(TURN_START)
             head = DetectionHead(
                 text_cfg.hidden_size, core.get_input_embeddings(), cfg.detection,
-                bos_token_id=bos, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+                bos_token_id=bos, eos_token_id=tokenizer.convert_tokens_to_ids(TURN_END),
                 pad_token_id=tokenizer.pad_token_id, d_model=min(cfg.detection.d_model, text_cfg.hidden_size),
             )
             head.to(next(vlm.parameters()).dtype)
@@ -110,15 +114,15 @@ class BBUVLModel(nn.Module):
         """The VLM's config (HF Trainer reads it)."""
         return core_model(self.vlm).config
 
-    def head_forward(self, embeds: torch.Tensor, hidden: torch.Tensor, batch: dict[str, Any]) -> DetectionOutput:
+    def head_forward(self, embeds: torch.Tensor, hidden: torch.Tensor, batch: Batch) -> DetectionOutput:
         """Run the detection head on a batch's pass through the VLM."""
         embeds, hidden = scale_gradient(embeds, self.head_grad_to_vlm), scale_gradient(hidden, self.head_grad_to_vlm)
         vis, vis_valid, txt, txt_valid = gather_head_inputs(
-            embeds, hidden, batch["sample_index"], batch["det_vision_mask"], batch["det_text_mask"]
+            embeds, hidden, batch.sample_index, batch.det_vision_mask, batch.det_text_mask
         )
-        return self.detection_head(vis, vis_valid, txt, txt_valid, vision_grid_hw=batch["det_grid_hw"])
+        return self.detection_head(vis, vis_valid, txt, txt_valid, vision_grid_hw=batch.det_grid_hw)
 
-    def detect(self, batch: dict[str, Any]) -> DetectionOutput:
+    def detect(self, batch: Batch) -> DetectionOutput:
         """Boxes, objectness and query vectors for a collated batch: one VLM pass (no cache), then the head.
 
         boxes `[S, Q, 4]`, objectness_logits `[S, Q]`, query_hidden `[S, Q, D]` for the batch's S samples.
@@ -126,14 +130,14 @@ class BBUVLModel(nn.Module):
         if self.detection_head is None:
             raise ValueError("this model has no detection head (detection.enabled was false)")
         out = core_model(self.vlm).model(
-            input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"), position_ids=batch["position_ids"],
-            pixel_values=batch["pixel_values"], image_grid_thw=batch["image_grid_thw"], use_cache=False,
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
+            pixel_values=batch.pixel_values, image_grid_thw=batch.image_grid_thw, use_cache=False,
             output_hidden_states=True, return_dict=True,
         )
         return self.head_forward(out.hidden_states[0], out.last_hidden_state, batch)
 
-    def forward(self, num_items_in_batch: LossDenominators | None = None, **batch: Any) -> dict[str, torch.Tensor]:
-        """All loss terms for a collated batch (see encode/collate.py); `loss` is the weighted total.
+    def forward(self, batch: Batch, num_items_in_batch: LossDenominators | None = None) -> LossTerms:
+        """All loss terms for a collated batch; `loss` is the weighted total.
 
         Without `num_items_in_batch` each term is this batch's mean (per token, per object); with it, this
         batch's sum divided by the effective batch's counts, so the micro-batches of a step add up to its mean.
@@ -141,17 +145,17 @@ class BBUVLModel(nn.Module):
         core = core_model(self.vlm)
         use_head = self.detection_head is not None and self.detection_active
         out = core.model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch.get("attention_mask"),
-            position_ids=batch["position_ids"],
-            pixel_values=batch["pixel_values"],
-            image_grid_thw=batch["image_grid_thw"],
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            pixel_values=batch.pixel_values,
+            image_grid_thw=batch.image_grid_thw,
             use_cache=False,  # packed rows are isolated only without a cache (docs/design.md, "Packed rows isolate their samples")
             output_hidden_states=use_head,
             return_dict=True,
         )
         hidden = out.last_hidden_state
-        lm = span_lm_loss(hidden, core.lm_head, batch["labels"], batch["span_ids"])
+        lm = span_lm_loss(hidden, core.lm_head, batch.labels, batch.span_ids)
         norm = num_items_in_batch
         if norm is None:
             lm_teacher, lm_student, num_targets = lm.teacher, lm.student, None
@@ -159,22 +163,15 @@ class BBUVLModel(nn.Module):
             lm_teacher = lm.teacher_sum / max(norm.teacher_tokens, 1.0)
             lm_student = lm.student_sum / max(norm.student_tokens, 1.0)
             num_targets = hidden.new_tensor(max(norm.objects, 1.0), dtype=torch.float32)
-        parts = {"lm_teacher": lm_teacher, "lm_student": lm_student}
         total = self.loss_cfg.teacher_weight * lm_teacher + self.loss_cfg.student_weight * lm_student
+        detection: dict[str, torch.Tensor] = {}
         if use_head:
             det = self.head_forward(out.hidden_states[0], hidden, batch)
             targets = [
                 {"boxes": (box_xyxy_to_cxcywh(b) if self.box_format == "cxcywh" else b).to(det.boxes.device),
                  "caption_ids": c}
-                for b, c in zip(batch["det_boxes"], batch["det_caption_ids"])
+                for b, c in zip(batch.det_boxes, batch.det_caption_ids)
             ]
-            if torch.isfinite(det.boxes).all() and torch.isfinite(det.objectness_logits).all():
-                losses = self.criterion(det, targets, self.detection_head, num_targets)
-            else:  # a diverged head cannot be matched: report NaN terms (the trainer's guard skips the step)
-                nan = (det.boxes.sum() + det.objectness_logits.sum()) * float("nan")
-                keys = [*self.criterion.weights, "loss_detection", *(["loss_proposal"] if det.proposal_boxes is not None else [])]
-                losses = {k: nan for k in keys}
-            parts.update({k: v for k, v in losses.items() if k != "loss_detection"})
-            total = total + losses["loss_detection"]
-        parts["loss"] = total
-        return parts
+            detection = self.criterion(det, targets, self.detection_head, num_targets)
+            total = total + detection.pop("loss_detection")
+        return LossTerms(loss=total, lm_teacher=lm_teacher, lm_student=lm_student, **detection)

@@ -9,7 +9,6 @@ a decoding thread as the photo arrives; only the batch's forward pass runs in th
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,11 +17,11 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from bbuvl.infer.predictor import ImageResult, Predictor, Prepared
+from bbuvl.config import PREDICT_MODES
+from bbuvl.infer.predictor import Predictor, Prepared
 from bbuvl.serve.fewshot import FewShotRescorer
 
-SERVE_MODES = ("generate", "head", "name")
-logger = logging.getLogger(__name__)
+SERVE_MODES = tuple(name for name, m in PREDICT_MODES.items() if m.serves)
 
 
 @dataclass
@@ -60,7 +59,7 @@ class Engine:
     def load(cls, checkpoint: str | Path, mode: str | None = None, device: str | None = None,
              fewshot: FewShotRescorer | None = None) -> "Engine":
         """Load a checkpoint written by `bbuvl train`; `mode` defaults to its `inference.mode`."""
-        return cls(Predictor.from_checkpoint(checkpoint, device=device), mode, Path(checkpoint).name, fewshot)
+        return cls(Predictor.load(checkpoint, device=device), mode, Path(checkpoint).name, fewshot)
 
     @property
     def max_pixels(self) -> int:
@@ -82,18 +81,10 @@ class Engine:
             return Photo(image, self.predictor.encode(prepared))
 
     def run(self, mode: str, photos: Sequence[Photo]) -> list[Answer | Exception]:
-        """One answer per photo from one forward pass; when the batch fails, each photo is retried alone."""
+        """One answer per photo from one forward pass; when the batch fails, each photo is retried alone
+        (`Predictor.predict_each`, the retry policy `bbuvl predict` has too)."""
         start = time.perf_counter()
-        try:
-            results: list[ImageResult | Exception] = list(self.predictor.predict_prepared([p.prepared for p in photos], mode=mode))
-        except (RuntimeError, ValueError):
-            logger.warning("a batch of %d failed; retrying its photos one by one", len(photos), exc_info=True)
-            results = []
-            for photo in photos:
-                try:
-                    results.append(self.predictor.predict_prepared([photo.prepared], mode=mode)[0])
-                except (RuntimeError, ValueError) as e:
-                    results.append(e)
+        results = self.predictor.predict_each([p.prepared for p in photos], mode)
         infer_ms = (time.perf_counter() - start) * 1000
         answers: list[Answer | Exception] = []
         for photo, r in zip(photos, results):

@@ -17,17 +17,16 @@ from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, trainers
 from tokenizers.models import BPE
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX, Qwen2Tokenizer
 
-from bbuvl.data.families import DEFAULT_FAMILY
+from bbuvl.data.families import DEFAULT_FAMILY, IMAGE_TOKEN, TURN_END, TURN_START
 from bbuvl.data.labels import Hierarchy
-from bbuvl.encode.chat import IMAGE_TOKEN
 from bbuvl.encode.prompts import USER_TEXT, system_prompt
 from bbuvl.tiny.templates import chat_template
 
 # Qwen2.5-VL's added tokens in vocabulary order (ids 151643..151656 in the real tokenizer).
 QWEN_SPECIAL_TOKENS: tuple[str, ...] = (
     "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
+    TURN_START,
+    TURN_END,
     "<|object_ref_start|>",
     "<|object_ref_end|>",
     "<|box_start|>",
@@ -44,7 +43,7 @@ QWEN_SPECIAL_TOKENS: tuple[str, ...] = (
 # skip_special_tokens keeps them in the text.
 THINK_TOKENS: tuple[str, ...] = ("<think>", "</think>")
 THINK_FAMILIES = frozenset({"qwen3_vl", "qwen3_5"})
-EOS_TOKEN = "<|im_end|>"
+EOS_TOKEN = TURN_END
 PAD_TOKEN = "<|endoftext|>"
 
 # Frequent Chinese characters beyond the hierarchy's, so ordinary prompt and answer text is not all raw bytes.

@@ -1,4 +1,4 @@
-"""Trainer callbacks: epoch bookkeeping, head freezing, the non-finite guard, TensorBoard per run and a rich progress bar.
+"""Trainer callbacks: epoch bookkeeping, head freezing, the non-finite guard, early stopping, TensorBoard per run and a rich progress bar.
 
 The training-health monitors (alarms) are the other callbacks of a run: train/monitors.py.
 """
@@ -6,16 +6,24 @@ The training-health monitors (alarms) are the other callbacks of a run: train/mo
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch.nn.utils import get_total_norm
 from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
+from bbuvl.config import MonitorConfig
+
+if TYPE_CHECKING:
+    from bbuvl.train.monitors import HealthLog
+
 log = logging.getLogger(__name__)
+health_log = logging.getLogger("bbuvl.health")  # the monitors' logger: early stopping's warnings sit with their alarms
 
 
 class TrainingDiverged(RuntimeError):
@@ -142,3 +150,56 @@ class RichProgress(TrainerCallback):
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+
+
+class EarlyStopping(TrainerCallback):
+    """Stops training when `early_stopping_metric` has not improved by `min_delta` for `patience` evaluations.
+
+    Lower is better for a metric whose name contains "loss", higher for any other (AP, accuracy). It controls
+    training, so it is a callback; its stops are alarms in the run's `HealthLog` like the monitors' (train/monitors.py).
+    """
+
+    def __init__(self, cfg: MonitorConfig, health: "HealthLog"):
+        self.cfg, self.health = cfg, health
+        self.metric = cfg.early_stopping_metric or ""
+        self.lower_is_better = "loss" in self.metric
+        self.best: tuple[int, float] | None = None
+        self.waited = 0
+        self._warned = False
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
+        if args.eval_strategy == "no":
+            health_log.warning("monitor.early_stopping_metric=%s but there is no validation set (data.val): early stopping is off",
+                        self.metric)
+
+    def _value(self, metrics: dict[str, float]) -> float | None:
+        for key in (self.metric, f"eval_{self.metric}"):
+            if isinstance(metrics.get(key), (int, float)):
+                return float(metrics[key])
+        if not self._warned:
+            self._warned = True
+            health_log.warning("monitor.early_stopping_metric=%s is not among the evaluation metrics (%s): early stopping is off",
+                        self.metric, ", ".join(sorted(metrics)))
+        return None
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: D102
+        value = self._value(metrics or {})
+        if value is None or not math.isfinite(value):
+            return
+        step = state.global_step
+        better = self.best is None or (
+            value < self.best[1] - self.cfg.early_stopping_min_delta if self.lower_is_better
+            else value > self.best[1] + self.cfg.early_stopping_min_delta)
+        if better:
+            self.best, self.waited = (step, value), 0
+        else:
+            self.waited += 1
+        self.health.scalar("health/early_stopping_wait", self.waited, step)
+        if self.waited >= self.cfg.early_stopping_patience:
+            control.should_training_stop = True
+            best_step, best = self.best
+            self.health.alarm(step, "early_stop", self.metric, value,
+                              f"early stopping: {self.metric} {value:.4g} has not improved on {best:.4g} (step {best_step}) "
+                              f"by more than {self.cfg.early_stopping_min_delta:g} for {self.waited} evaluations "
+                              f"(monitor.early_stopping_patience={self.cfg.early_stopping_patience}); training stops")
+        self.health.flush()

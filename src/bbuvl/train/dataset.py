@@ -7,14 +7,13 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from bbuvl.data.check import check_boxes, sample_records
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.schema import ImageRecord, Sample, iter_dataset, resolve_image
-from bbuvl.encode.chat import (SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, answer_objects, format_answer,
+from bbuvl.encode.chat import (SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, EncodedSample, Turn, answer_objects, format_answer,
                                image_for_model, objects_within)
 
 log = logging.getLogger(__name__)
@@ -218,7 +217,7 @@ class ConversationDataset(torch.utils.data.Dataset):
         image = image_for_model(src.image_path, src.record.size, self.contract)
         return Turn(image, format_answer(src.record, self.contract), span)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> EncodedSample:
         src = self.sources[index]
         teachers = self.teachers_for(index)
         turns = [self._turn(t, SPAN_TEACHER) for t in teachers] + [self._turn(src.student, SPAN_STUDENT)]
@@ -228,7 +227,7 @@ class ConversationDataset(torch.utils.data.Dataset):
         boxes = torch.tensor([[o.bbox_2d[0] / W, o.bbox_2d[1] / H, o.bbox_2d[2] / W, o.bbox_2d[3] / H] for o in rec.objects],
                              dtype=torch.float32).reshape(-1, 4).clamp(0, 1)  # read_training_data refused any box
         # further out than check's round-off tolerance, so the clamp moves none by more than that
-        return enc.as_sample(
+        return enc.with_targets(
             det_boxes=boxes,
             det_caption_ids=[torch.tensor(self.encoder.tokenizer.encode(o.desc, add_special_tokens=False))
                              for o in rec.objects],

@@ -3,7 +3,7 @@
 Each monitor watches one recurring failure (docs/design.md, "Diagnostics are part of the product"):
 exploding or non-finite gradients per LR group, mode collapse of the detection head (every image gets
 the same boxes), over-fitting (validation loss running away from training loss), a metric that stopped
-improving (early stopping) and memory that grows step after step. Every alarm is one warning line in
+improving (early stopping, train/callbacks.py, alarms through the same log) and memory that grows step after step. Every alarm is one warning line in
 the log, a scalar `alarm/<kind>` in TensorBoard (`{output_dir}/tb`, next to the trainer's own event
 file) and an entry of the end-of-run summary (`{output_dir}/health.json`). Thresholds come from the
 config's `monitor` section.
@@ -24,7 +24,7 @@ from transformers import TrainerCallback
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.config import MonitorConfig
-from bbuvl.encode.collate import to_device
+from bbuvl.train.callbacks import EarlyStopping
 from bbuvl.train.param_groups import GROUPS, group_of
 
 log = logging.getLogger("bbuvl.health")
@@ -216,7 +216,7 @@ class CollapseMonitor(TrainerCallback):
 
     Every `every_steps` steps the head runs (eval mode, no gradients) on the first few training
     samples. Box spread = standard deviation across the probe images of each query's box, averaged
-    over queries and coordinates (the seeds' guide: std < 1e-3 is collapse); caption spread = the same
+    over queries and coordinates (below `monitor.collapse_std`, 1e-3 by default, is collapse); caption spread = the same
     for the first caption token's log-probabilities of the most confident queries (reported with it).
 
     A DETR-style head starts collapsed by construction (its last box layer is zero, so every image
@@ -249,7 +249,7 @@ class CollapseMonitor(TrainerCallback):
         model.eval()
         try:
             with torch.no_grad():
-                det = model.detect(to_device(self.batch, next(model.parameters()).device))  # boxes, objectness, query vectors
+                det = model.detect(self.batch.to(next(model.parameters()).device))  # boxes, objectness, query vectors
                 box_spread = float(det.boxes.float().std(dim=0).mean())  # boxes [S, Q, 4]
                 objectness = torch.nan_to_num(det.objectness_logits.float(), nan=-1e9).mean(dim=0)  # [Q]
                 top = objectness.topk(min(PROBE_CAPTION_QUERIES, objectness.numel())).indices
@@ -275,7 +275,7 @@ class CollapseMonitor(TrainerCallback):
         if fell or identical:
             why = (f"the {' and '.join(identical)} are identical for every image: the head ignores its input" if identical
                    else f"the box spread fell from {self.peak:.3g}")
-            n = self.batch["det_grid_hw"].shape[0]
+            n = self.batch.det_grid_hw.shape[0]
             self.health.alarm(step, "collapse", "+".join(identical) or "boxes", box_spread,
                               f"mode collapse on {n} probe images: box std {box_spread:.3g} (monitor.collapse_std="
                               f"{threshold:g}), caption first-token log-prob std {caption_spread:.3g}; {why}; check the "
@@ -324,58 +324,6 @@ class OverfitMonitor(TrainerCallback):
                               f"(> monitor.overfit_ratio={self.cfg.overfit_ratio:g}) and rising ({previous[1]:.2f}x at step "
                               f"{previous[0]}); more data, fewer epochs, lower LRs or early stopping "
                               "(monitor.early_stopping_metric=eval_loss)")
-        self.health.flush()
-
-
-class EarlyStopping(TrainerCallback):
-    """Stops training when `early_stopping_metric` has not improved by `min_delta` for `patience` evaluations.
-
-    Lower is better for a metric whose name contains "loss", higher for any other (AP, accuracy).
-    """
-
-    def __init__(self, cfg: MonitorConfig, health: HealthLog):
-        self.cfg, self.health = cfg, health
-        self.metric = cfg.early_stopping_metric or ""
-        self.lower_is_better = "loss" in self.metric
-        self.best: tuple[int, float] | None = None
-        self.waited = 0
-        self._warned = False
-
-    def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
-        if args.eval_strategy == "no":
-            log.warning("monitor.early_stopping_metric=%s but there is no validation set (data.val): early stopping is off",
-                        self.metric)
-
-    def _value(self, metrics: dict[str, float]) -> float | None:
-        for key in (self.metric, f"eval_{self.metric}"):
-            if isinstance(metrics.get(key), (int, float)):
-                return float(metrics[key])
-        if not self._warned:
-            self._warned = True
-            log.warning("monitor.early_stopping_metric=%s is not among the evaluation metrics (%s): early stopping is off",
-                        self.metric, ", ".join(sorted(metrics)))
-        return None
-
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: D102
-        value = self._value(metrics or {})
-        if value is None or not math.isfinite(value):
-            return
-        step = state.global_step
-        better = self.best is None or (
-            value < self.best[1] - self.cfg.early_stopping_min_delta if self.lower_is_better
-            else value > self.best[1] + self.cfg.early_stopping_min_delta)
-        if better:
-            self.best, self.waited = (step, value), 0
-        else:
-            self.waited += 1
-        self.health.scalar("health/early_stopping_wait", self.waited, step)
-        if self.waited >= self.cfg.early_stopping_patience:
-            control.should_training_stop = True
-            best_step, best = self.best
-            self.health.alarm(step, "early_stop", self.metric, value,
-                              f"early stopping: {self.metric} {value:.4g} has not improved on {best:.4g} (step {best_step}) "
-                              f"by more than {self.cfg.early_stopping_min_delta:g} for {self.waited} evaluations "
-                              f"(monitor.early_stopping_patience={self.cfg.early_stopping_patience}); training stops")
         self.health.flush()
 
 

@@ -11,13 +11,13 @@ a full disk fails that and is skipped.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import shutil
 from pathlib import Path
 from typing import Mapping
 
+from bbuvl.data.jsonfile import read_json
 from bbuvl.model.checkpoint import checkpoint_problem
 from bbuvl.outputs import check_not_inputs
 
@@ -78,7 +78,7 @@ def checkpoint_incomplete(path: Path) -> str | None:
     """Why a numbered checkpoint cannot be resumed from (None when it can)."""
     state = path / "trainer_state.json"
     try:
-        json.loads(state.read_text(encoding="utf-8"))
+        read_json(state)
     except FileNotFoundError:
         return "no trainer_state.json (the save did not finish)"
     except (ValueError, UnicodeDecodeError):

@@ -22,16 +22,18 @@ from transformers import Trainer, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.config import Config, LoraConfig
+from bbuvl.config import Config
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import Hierarchy
-from bbuvl.data.schema import read_records
-from bbuvl.data.text import spelling_of
-from bbuvl.encode.chat import IMAGE_TOKEN, ChatEncoder
-from bbuvl.encode.collate import PackedCollator, PaddedCollator, to_device
+from bbuvl.data.layout import data_labels
+from bbuvl.data.families import IMAGE_TOKEN
+from bbuvl.encode.chat import ChatEncoder
+from bbuvl.encode.collate import Batch, PackedCollator, PaddedCollator
+from bbuvl.encode.loss_terms import LossTerms
 from bbuvl.encode.prompts import system_prompt
 from bbuvl.model.checkpoint import Prompt, load_weights_into, save_checkpoint
 from bbuvl.model.loading import load_model_and_processor
+from bbuvl.model.lora import apply_lora
 from bbuvl.model.loss_scale import LossDenominators
 from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.train.callbacks import EpochCallback, NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
@@ -42,34 +44,6 @@ from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_run_inputs, check
                                  prepare_output_dir)
 
 log = logging.getLogger(__name__)
-PART_KEYS = ("loss", "lm_teacher", "lm_student", "loss_bbox", "loss_giou", "loss_objectness", "loss_caption", "loss_proposal")
-
-
-def data_labels(cfg: Config, hierarchy: Hierarchy) -> list[str]:
-    """The label vocabulary of the training (and validation) data, in hierarchy order."""
-    seen: set[str] = set()
-    for path in filter(None, (cfg.data.train, cfg.data.val)):
-        if Path(path).exists():
-            seen |= {o.desc for r in read_records(path) for o in r.objects}
-    spell = spelling_of(sorted(seen))  # one entry per label however typed (data/text.py)
-    order = {label: i for i, label in enumerate(hierarchy.labels())}
-    labels = {spell(label) for label in seen}
-    return sorted(labels, key=lambda label: (order.get(hierarchy.canonical(label) or label, len(order)), label))
-
-
-def apply_lora(vlm: torch.nn.Module, lora: LoraConfig) -> torch.nn.Module:
-    """Wrap the VLM with LoRA adapters on the language model (and the vision blocks when asked)."""
-    from peft import LoraConfig as PeftLoraConfig
-    from peft import get_peft_model, prepare_model_for_kbit_training
-
-    if lora.bits != 16:  # QLoRA: the base was loaded quantised; cast norms to fp32 and make inputs require grads
-        vlm = prepare_model_for_kbit_training(vlm, use_gradient_checkpointing=False)
-
-    names = "|".join(lora.target_modules)
-    pattern = rf".*language_model.*\.({names})"
-    if lora.vision:
-        pattern = rf"({pattern})|(.*visual\.blocks.*\.(qkv|proj|gate_proj|up_proj|down_proj))"
-    return get_peft_model(vlm, PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=pattern))
 
 
 @dataclass
@@ -103,7 +77,7 @@ def build_run(cfg: Config) -> Run:
     val_sources = None
     if cfg.data.val and Path(cfg.data.val).exists():
         val_sources = sources_from(read_training_data(cfg.data.val), cfg.data.val)
-    labels = data_labels(cfg, hierarchy)
+    labels = data_labels((cfg.data.train, cfg.data.val), hierarchy)
     prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang, contract.family), labels, cfg.data.lang)
 
     vlm, processor = load_model_and_processor(cfg.model.path, dtype=cfg.model.dtype,
@@ -187,13 +161,14 @@ class BBUTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
         if model.training and not isinstance(num_items_in_batch, LossDenominators):
             raise RuntimeError("BBUTrainer.compute_loss in training needs the step's LossDenominators (from get_batch_samples)")
-        parts = model(**inputs, num_items_in_batch=num_items_in_batch)
-        loss = parts["loss"]
+        inputs = inputs.to(self.args.device)  # a no-op when the loader already moved it
+        parts = model(inputs, num_items_in_batch=num_items_in_batch)
+        loss = parts.loss
         if model.training:
             self._record(parts, inputs)
-            valid = inputs["sample_index"] >= 0
-            vision = int(inputs["mm_token_type_ids"].sum())
-            self.throughput.samples += len(inputs["meta"])
+            valid = inputs.sample_index >= 0
+            vision = int(inputs.mm_token_type_ids.sum())
+            self.throughput.samples += len(inputs)
             self.throughput.vision_tokens += vision
             self.throughput.text_tokens += int(valid.sum()) - vision
             # The terms are already divided by counts over all ranks, but DDP and ZeRO average gradients over
@@ -201,13 +176,13 @@ class BBUTrainer(Trainer):
             loss = loss * num_items_in_batch.world_size
         return (loss, parts) if return_outputs else loss
 
-    def _record(self, parts: dict[str, torch.Tensor], inputs: dict) -> None:
+    def _record(self, parts: LossTerms, inputs: Batch) -> None:
         """Add a micro-batch's share of each term to the current step (a non-finite one spoils the step's log)."""
-        if not torch.isfinite(parts["loss"]):
+        if not torch.isfinite(parts.loss):
             self._step_finite = False
             self._dump_batch(inputs, parts)
             return
-        for k, v in parts.items():
+        for k, v in parts.computed().items():
             self._step_parts[k] = self._step_parts.get(k, 0.0) + _finite_float(v)
 
     def _close_step(self) -> None:
@@ -220,43 +195,47 @@ class BBUTrainer(Trainer):
                 self._window_steps[k] = self._window_steps.get(k, 0) + (0 if absent.get(k) else 1)
         self._step_parts, self._step_finite = {}, True
 
-    def _dump_batch(self, inputs: dict, parts: dict) -> None:
+    def _dump_batch(self, inputs: Batch, parts: LossTerms) -> None:
         """Write the offending batch (ids, decoded text, image paths, loss terms) for inspection."""
         folder = Path(self.args.output_dir) / "nan_batches"
         folder.mkdir(parents=True, exist_ok=True)
         tok = self.run.processor.tokenizer
         rows = []
-        for b in range(inputs["input_ids"].shape[0]):
-            ids = inputs["input_ids"][b][inputs["sample_index"][b] >= 0].tolist()
+        for b in range(inputs.input_ids.shape[0]):
+            ids = inputs.input_ids[b][inputs.sample_index[b] >= 0].tolist()
             rows.append({"input_ids": ids, "text": tok.decode(ids, skip_special_tokens=False)})
-        record = {"step": self.state.global_step + 1, "loss_terms": {k: _finite_float(v) for k, v in parts.items()},
-                  "images": [m.get("images") for m in inputs["meta"]], "rows": rows}
+        record = {"step": self.state.global_step + 1, "loss_terms": {k: _finite_float(v) for k, v in parts.computed().items()},
+                  "images": [m.get("images") for m in inputs.meta], "rows": rows}
         path = folder / f"step{self.state.global_step + 1:07d}_{len(list(folder.glob('*.json')))}.json"
         path.write_text(json.dumps(record, ensure_ascii=False, indent=1, allow_nan=True), encoding="utf-8")
         log.warning("non-finite loss %s at step %d; batch written to %s", record["loss_terms"].get("loss"), record["step"], path)
 
+    def floating_point_ops(self, inputs: Batch) -> int:
+        """0: HF counts FLOPs only for a model with `num_parameters` (a PreTrainedModel), which ours never was."""
+        return 0
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):  # noqa: D102
-        inputs = self._prepare_inputs(inputs)
+        inputs = self._prepare_inputs(inputs).to(self.args.device)
         with torch.no_grad():
-            parts = model(**inputs)
-        for k, v in parts.items():
+            parts = model(inputs)
+        for k, v in parts.computed().items():
             self._eval_parts[k] = self._eval_parts.get(k, 0.0) + _finite_float(v)
         self._eval_n += 1
-        return parts["loss"].detach(), None, None
+        return parts.loss.detach(), None, None
 
     def _global_means(self) -> dict[str, float]:
         """Each term per optimizer step (summed over its micro-batches and ranks), averaged over the steps since
         the last log; a span term over the steps that had tokens of that span (0 when none had)."""
         self._close_step()
-        sums = torch.tensor([self._window_sums.get(k, 0.0) for k in PART_KEYS], dtype=torch.float64, device=self.args.device)
+        sums = torch.tensor([self._window_sums.get(k, 0.0) for k in LossTerms.names()], dtype=torch.float64, device=self.args.device)
         # steps: how many steps each term was averaged over; seen: whether the term exists at all (e.g. the head)
-        steps = torch.tensor([[self._window_steps.get(k, 0), k in self._window_sums] for k in PART_KEYS],
+        steps = torch.tensor([[self._window_steps.get(k, 0), k in self._window_sums] for k in LossTerms.names()],
                              dtype=torch.float64, device=self.args.device)
         if self.args.world_size > 1 and torch.distributed.is_initialized():
             torch.distributed.all_reduce(sums)  # each rank holds its share of every step
             torch.distributed.all_reduce(steps, op=torch.distributed.ReduceOp.MAX)  # the steps are the same on every rank
         self._window_sums, self._window_steps = {}, {}
-        return {k: float(sums[i] / steps[i, 0]) if steps[i, 0] > 0 else 0.0 for i, k in enumerate(PART_KEYS) if steps[i, 1] > 0}
+        return {k: float(sums[i] / steps[i, 0]) if steps[i, 0] > 0 else 0.0 for i, k in enumerate(LossTerms.names()) if steps[i, 1] > 0}
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:  # noqa: D102
         if "loss" in logs:  # every rank reaches here, so the all-reduce cannot hang on a rank that had only NaN steps
@@ -401,20 +380,19 @@ def dry_run(cfg: Config) -> dict[str, Any]:
 
     run = build_run(cfg)
     batch = run.collator([run.train_dataset[i] for i in range(min(cfg.training.per_device_batch_size, len(run.train_dataset)))])
-    device = next(run.model.parameters()).device
-    inputs = to_device(batch, device)
     run.model.train()
-    parts = run.model(**inputs)
-    parts["loss"].backward()
+    parts = run.model(batch.to(next(run.model.parameters()).device))
+    parts.loss.backward()
+    terms = parts.computed()
     groups = {g: sum(p.numel() for _, p in named) for g, named in assign_groups(run.model).items()}
     return {
-        "loss_terms": {k: _finite_float(v) for k, v in parts.items()},
-        "samples": len(batch["meta"]),
-        "tokens": int((batch["sample_index"] >= 0).sum()),
-        "vision_tokens": int(batch["mm_token_type_ids"].sum()),
+        "loss_terms": {k: _finite_float(v) for k, v in terms.items()},
+        "samples": len(batch),
+        "tokens": int((batch.sample_index >= 0).sum()),
+        "vision_tokens": int(batch.mm_token_type_ids.sum()),
         "trainable_per_group": groups,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
         "train_samples": len(run.train_dataset),
-        "finite": all(math.isfinite(v) for v in (_finite_float(t) for t in parts.values())),
+        "finite": all(math.isfinite(_finite_float(t)) for t in terms.values()),
     }

@@ -1,0 +1,92 @@
+"""Reading YAML that a user wrote, safely and boundedly, with errors that name the file and the line.
+
+`yaml.safe_load` alone accepts an alias bomb (exponential expansion), a self-referencing anchor (a
+RecursionError) and duplicate keys (the last silently wins). `load_yaml` refuses each with one line naming where,
+and returns the line of every key so that a later validation error can point at it (config.py does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+
+class YamlError(ValueError):
+    """YAML that cannot be read: invalid, too deep, too large once aliases expand, or with a repeated key."""
+
+
+# A config is a few hundred nodes, at most five levels deep. These bounds turn an anchor bomb (aliases that
+# expand exponentially) or a self-referencing anchor into one clear error instead of exhausted memory or a
+# RecursionError; YAML's own composer recurses per level, so depth is checked on the event stream first.
+MAX_YAML_DEPTH = 32
+MAX_YAML_NODES = 20_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _check_depth(text: str, source: str) -> None:
+    """Refuse nesting deeper than MAX_YAML_DEPTH (the parser is iterative; the composer after it is not)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise YamlError(f"{source}:{event.start_mark.line + 1}: nested more than {MAX_YAML_DEPTH} levels deep; "
+                                  "a config is a few sections of keys")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
+def _index_nodes(root: yaml.Node, source: str) -> dict[tuple[str, ...], int]:
+    """Map each key path to its 1-based line, checking the node graph as it expands (aliases included).
+
+    Raises YamlError for a duplicate key, a self-referencing anchor, or more than MAX_YAML_NODES nodes
+    once aliases are expanded.
+    """
+    index: dict[tuple[str, ...], int] = {}
+    seen = 0
+    stack: list[tuple[yaml.Node, tuple[str, ...], frozenset[int]]] = [(root, (), frozenset())]
+    while stack:  # iterative: a deep or cyclic graph must not hit Python's recursion limit
+        node, prefix, path = stack.pop()
+        seen += 1
+        if seen > MAX_YAML_NODES:
+            raise YamlError(f"{source}: more than {MAX_YAML_NODES:,} values once anchors and aliases are expanded "
+                              "(an alias bomb?); write the values out or use fewer aliases")
+        if id(node) in path:
+            raise YamlError(f"{source}:{node.start_mark.line + 1}: an anchor refers to itself (a cycle of aliases)")
+        inner = path | {id(node)}
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for k, v in node.value:
+                if k.tag == _MERGE_TAG:
+                    stack.append((v, prefix, inner))
+                    continue
+                name, line = str(k.value), k.start_mark.line + 1
+                if name in first:
+                    dotted = ".".join(prefix + (name,))
+                    raise YamlError(f"{source}:{line}: duplicate key '{dotted}' (first at line {first[name]}); "
+                                      "YAML would silently keep only the last one: remove one")
+                first[name] = line
+                index.setdefault(prefix + (name,), line)
+                stack.append((v, prefix + (name,), inner))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((v, prefix, inner) for v in node.value)
+    return index
+
+
+def load_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], int]]:
+    """Parse YAML safely and boundedly: `(data, key path -> line)`; raises YamlError naming file:line."""
+    try:
+        _check_depth(text, source)
+        loader = yaml.SafeLoader(text)
+        try:
+            root = loader.get_single_node()
+            lines = _index_nodes(root, source) if root is not None else {}
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise YamlError(f"{where}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+    return data, lines

@@ -1,0 +1,47 @@
+"""generate: greedy decoding of the JSON answer, by default constrained to the answer grammar and the checkpoint's
+labels (infer/constrained.py), parsed robustly; score = mean probability of the object's tokens (box and label)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+
+from bbuvl.infer.parse import parse_detections
+from bbuvl.infer.predictor import Detection, ImageResult, token_char_ends
+
+if TYPE_CHECKING:
+    from bbuvl.infer.options import PredictOptions
+    from bbuvl.infer.predictor import Predictor, Prepared
+
+
+@torch.inference_mode()
+def answers(predictor: "Predictor", prepared: Sequence["Prepared"], options: "PredictOptions",
+            with_teachers: bool = False) -> list[ImageResult]:
+    """Each photo's answer decoded, parsed and scored (after the checkpoint's teachers when `with_teachers`)."""
+    batch = predictor.batch(prepared, with_teachers)
+    constraint = predictor.answer_constraint(prepared, options.constrained, options.max_new_tokens)
+    new, logprobs = predictor.greedy(batch, constraint, options.max_new_tokens)
+    del batch
+    results = []
+    tok = predictor.tokenizer
+    for row, p in enumerate(prepared):
+        ids = new[row].tolist()
+        n = next((i for i, t in enumerate(ids) if t in predictor.stop_ids), len(ids))
+        ids, lp = ids[:n], logprobs[row, :n]
+        text = tok.decode(ids, skip_special_tokens=True)
+        parsed = parse_detections(text)
+        ends = token_char_ends(tok, ids) if parsed.objects else []
+        dets = []
+        for obj in parsed.objects:
+            start, end = obj["span"]
+            toks = [i for i, e in enumerate(ends) if e > start and (i == 0 or ends[i - 1] < end)]
+            score = float(lp[toks].exp().mean()) if toks else 0.0
+            dets.append(Detection(predictor.contract.to_stored(obj["bbox_2d"], p.size), obj["label"], score))
+        results.append(ImageResult(dets, text, p.size[0], p.size[1], None if parsed.ok else "unparseable output"))
+    return results
+
+
+def run(predictor: "Predictor", prepared: Sequence["Prepared"], options: "PredictOptions") -> list[ImageResult]:
+    """The answer to each photo alone."""
+    return answers(predictor, prepared, options)

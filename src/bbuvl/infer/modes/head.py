@@ -1,0 +1,80 @@
+"""head: the detection head on one forward pass, its captions (by default) constrained to the checkpoint's labels;
+score = objectness x caption likelihood."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+
+from bbuvl.infer.predictor import Detection, ImageResult
+from bbuvl.model.box_ops import nms, to_xyxy
+
+if TYPE_CHECKING:
+    from bbuvl.infer.options import PredictOptions
+    from bbuvl.infer.predictor import Predictor, Prepared
+
+logger = logging.getLogger(__name__)
+
+
+def caption_vocabulary(predictor: "Predictor", constrained: bool) -> dict[tuple[int, ...], str] | None:
+    """The checkpoint's labels by their caption token ids (tokenised as training tokenises captions), when the
+    head's captions are to be constrained to them; None when not (off, or the checkpoint lists no labels)."""
+    if not constrained:
+        return None
+    if not predictor.prompt.labels:
+        logger.warning("constrained captions are off: the checkpoint's prompt.json lists no labels")
+        return None
+    return {tuple(predictor.tokenizer.encode(label, add_special_tokens=False)): label for label in predictor.prompt.labels}
+
+
+@torch.inference_mode()
+def head_objects(predictor: "Predictor", prepared: Sequence["Prepared"],
+                 options: "PredictOptions") -> list[list[tuple[Detection, float]]]:
+    """Per image, the head's detections (score = objectness x caption likelihood) with their objectness.
+
+    Constrained, every caption is one of the checkpoint's labels; unconstrained, a caption may come out
+    empty (the head's first token its end): such a box keeps an empty label, for the caller to decide.
+    """
+    det = predictor.model.detect(predictor.batch(prepared, with_teachers=False))
+    head = predictor.model.detection_head
+    vocabulary = caption_vocabulary(predictor, options.constrained)
+    boxes = to_xyxy(det.boxes.float(), head.box_format).clamp(0, 1).cpu()
+    objectness = det.objectness_logits.float().sigmoid().cpu()
+    out = []
+    for b, p in enumerate(prepared):
+        keep = torch.nonzero(objectness[b] >= options.objectness_threshold).flatten()
+        found: list[tuple[Detection, float]] = []
+        if keep.numel():
+            ids, logp = head.generate_captions(det.query_hidden[b, keep.to(det.query_hidden.device)],
+                                               captions=None if vocabulary is None else list(vocabulary))
+            ids, logp = ids.cpu(), logp.cpu()
+            for j, q in enumerate(keep.tolist()):
+                toks = [t for t in ids[j].tolist() if t not in (head.eos_token_id, head.pad_token_id)]
+                n = int((ids[j] != head.pad_token_id).sum())
+                caption_p = math.exp(float(logp[j, :n].mean())) if n else 0.0
+                obj = float(objectness[b, q])
+                label = vocabulary[tuple(toks)] if vocabulary is not None else predictor.tokenizer.decode(toks).strip()
+                found.append((Detection(predictor.contract.from_unit(boxes[b, q].tolist(), p.size), label,
+                                        obj * caption_p), obj))
+        if options.nms_iou and found:
+            t_boxes = torch.tensor([d.bbox_2d for d, _ in found])
+            t_scores = torch.tensor([d.score for d, _ in found])
+            classes = torch.tensor([hash(d.label) % (1 << 31) for d, _ in found])
+            found = [found[i] for i in nms(t_boxes, t_scores, options.nms_iou, classes).tolist()]
+        found.sort(key=lambda f: (f[0].bbox_2d[1], f[0].bbox_2d[0]))
+        out.append(found)
+    return out
+
+
+def run(predictor: "Predictor", prepared: Sequence["Prepared"], options: "PredictOptions") -> list[ImageResult]:
+    """The head's boxes with their captions as labels; a box whose caption came out empty names nothing a
+    score could count (eval needs a label), so it is left out, and said."""
+    found = head_objects(predictor, prepared, options)
+    unnamed = sum(not d.label for f in found for d, _ in f)
+    if unnamed:
+        logger.warning("head mode: %d box(es) whose caption came out empty were left out (constrained decoding, "
+                       "the default, names every box with one of the checkpoint's labels)", unnamed)
+    return [ImageResult([d for d, _ in f if d.label], None, p.size[0], p.size[1]) for f, p in zip(found, prepared)]

@@ -1,0 +1,88 @@
+"""name: the head's boxes, each named by the VLM: its answer is begun with the box and the VLM writes the label,
+constrained to the checkpoint's labels; score = objectness x label likelihood (docs/localisation.md,
+"Box-prompted naming")."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+
+from bbuvl.encode.chat import EncodedSample
+from bbuvl.infer.modes.head import head_objects
+from bbuvl.infer.parse import parse_detections
+from bbuvl.infer.predictor import Detection, ImageResult, token_char_ends
+
+if TYPE_CHECKING:
+    from transformers import LogitsProcessor
+
+    from bbuvl.infer.options import PredictOptions
+    from bbuvl.infer.predictor import Predictor, Prepared
+
+
+def answer_prefix(predictor: "Predictor", model_box: list[int]) -> tuple[list[int], str]:
+    """Token ids (and their text) of a one-object answer up to the label, cut where the answer's own tokens break.
+
+    The ids are those of the full answer `format_answer` writes, so the model sees the tokenisation it was
+    trained on; the cut is the last token boundary before the label's first character.
+    """
+    probe = predictor.prompt.labels[0] if predictor.prompt.labels else "x"
+    full = json.dumps([{"bbox_2d": model_box, "label": probe}], ensure_ascii=False)
+    label_start = full.index('"label": ') + len('"label": ')
+    ids = predictor.tokenizer.encode(full, add_special_tokens=False)
+    ends = token_char_ends(predictor.tokenizer, ids)
+    k = max((i + 1 for i, e in enumerate(ends) if e <= label_start), default=0)
+    return ids[:k], full[: ends[k - 1]] if k else ""
+
+
+def decode_labels(predictor: "Predictor", samples: list[EncodedSample], constraint: "LogitsProcessor",
+                  max_new_tokens: int) -> tuple[list[str], list[float]]:
+    """Greedy constrained continuations of prompts that end inside an answer: text and the mean probability of
+    the tokens up to the label's closing quote."""
+    new, logprobs = predictor.greedy(predictor.collator(samples).to(predictor.device), constraint, max_new_tokens)
+    texts, probs = [], []
+    for row in range(new.shape[0]):
+        ids = new[row].tolist()
+        text = predictor.tokenizer.decode(ids, skip_special_tokens=True)
+        ends = token_char_ends(predictor.tokenizer, ids)
+        # The label ends at its closing quote: the first '"' after the opening one.
+        close = text.find('"', text.find('"') + 1)
+        n = next((i + 1 for i, e in enumerate(ends) if e > close), len(ids)) if close >= 0 else len(ids)
+        texts.append(text)
+        probs.append(float(logprobs[row, :n].exp().mean()) if n else 0.0)
+    return texts, probs
+
+
+@torch.inference_mode()
+def run(predictor: "Predictor", prepared: Sequence["Prepared"], options: "PredictOptions") -> list[ImageResult]:
+    """Head boxes, each named by the VLM: one row per box, the photo's prompt followed by
+    `[{"bbox_2d": [box], "label": ` in answer coordinates, then decoding constrained to the checkpoint's labels."""
+    found = head_objects(predictor, prepared, options)
+    constraint = predictor.labels_constraint()
+    rows: list[tuple[int, Detection, float, list[int], str]] = []
+    for b, (p, objs) in enumerate(zip(prepared, found)):
+        for d, obj in objs:
+            ids, text = answer_prefix(predictor, predictor.contract.to_model(d.bbox_2d, p.size))
+            rows.append((b, d, obj, ids, text))
+    named: list[list[Detection]] = [[] for _ in prepared]
+    # Each photo's prompt is encoded once, however many of its boxes are named.
+    students = {b: predictor.student_sample(prepared[b]) for b in {row[0] for row in rows}}
+    for start in range(0, len(rows), options.batch_rows):
+        chunk = rows[start : start + options.batch_rows]
+        samples, frames, states = [], [], []
+        for b, _, _, ids, text in chunk:
+            samples.append(students[b].continued(ids))
+            frame = predictor.contract.answer_extent(prepared[b].size)
+            state = constraint.grammar(frame).run(text.encode("utf-8"))
+            if state is None:
+                raise ValueError(f"the answer prefix {text!r} is outside the answer grammar")
+            frames.append(frame)
+            states.append(state)
+        budget = max(constraint.grammar(f).label_budget() for f in frames)
+        texts, probs = decode_labels(predictor, samples, constraint.processor(frames, budget, states), budget)
+        for (b, d, obj, _, prefix), text, prob in zip(chunk, texts, probs):
+            parsed = parse_detections(prefix + text)
+            if parsed.objects:
+                named[b].append(Detection(d.bbox_2d, parsed.objects[0]["label"], obj * prob))
+    return [ImageResult(n, None, p.size[0], p.size[1]) for n, p in zip(named, prepared)]

@@ -1,0 +1,38 @@
+"""A model folder is read once into a `ModelFolder`, and `load_model` loads either kind of folder from it."""
+
+import pytest
+
+from bbuvl.data.coords import CoordinateContract
+from bbuvl.model.checkpoint import CheckpointError, Prompt, load_model, read_model_folder
+
+
+def test_a_checkpoint_is_read_with_its_own_config_contract_and_prompt(trained_checkpoint):
+    folder = read_model_folder(trained_checkpoint)
+    assert folder.trained and not folder.adapter
+    assert folder.frame == CoordinateContract.load(trained_checkpoint)
+    assert folder.prompt == Prompt.load(trained_checkpoint)
+    assert folder.cfg.inference.max_new_tokens == 48  # the run's, not the defaults
+
+
+def test_a_plain_folder_is_described_with_the_labels_it_answers_with_and_its_own_frame(tiny_model_dir):
+    folder = read_model_folder(tiny_model_dir, ["线缆", "标签贴纸"], "en")
+    assert not folder.trained and folder.frame is None  # its processor's own bounds, read when it loads
+    assert folder.prompt.labels == ["线缆", "标签贴纸"] and folder.prompt.lang == "en"
+    assert "线缆" in folder.prompt.system and not folder.cfg.detection.enabled
+    model, processor, cfg, contract, prompt = load_model(folder, device="cpu")
+    assert model.detection_head is None and prompt is folder.prompt
+    assert (contract.min_pixels, contract.max_pixels) == (cfg.model.min_pixels, cfg.model.max_pixels)
+    assert cfg is not folder.cfg  # the bounds are set on a copy: the folder stays as read
+
+
+def test_labels_for_a_checkpoint_and_no_labels_for_a_plain_folder_are_errors(trained_checkpoint, tiny_model_dir, tmp_path):
+    with pytest.raises(ValueError, match="answers with the labels and config it was trained with"):
+        read_model_folder(trained_checkpoint, ["线缆"])
+    with pytest.raises(ValueError, match="plain model folder .*give the labels it answers with"):
+        read_model_folder(tiny_model_dir)
+    with pytest.raises(FileNotFoundError, match="no such checkpoint folder"):
+        read_model_folder(tmp_path / "nowhere")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "bbuvl.yaml").write_text("{}", encoding="utf-8")
+    with pytest.raises(CheckpointError, match="incomplete or damaged checkpoint"):
+        read_model_folder(tmp_path / "half")
