@@ -31,7 +31,6 @@ from bbuvl.eval.coco_metrics import coco_evaluate
 from bbuvl.eval.prior import best_constant_box
 from bbuvl.eval.size_buckets import TOKEN_BUCKETS, size_metrics
 from bbuvl.infer.predictor import Predictor
-from bbuvl.infer.tiles import TilePlan, predict_tiled, predictor_images
 from bbuvl.synthetic.dataset import synthesize
 from bbuvl.synthetic.shapes import synthesize_shapes
 
@@ -48,21 +47,14 @@ def render_scene(scene: str, folder: Path, n_val: int) -> Path:
     return folder / "val.jsonl"
 
 
-def run_plan(predictor: Predictor, photos: list, plan: TilePlan | None, mode: str) -> tuple[list, float, float]:
-    """Predictions (dicts) per photo, mean vision tokens per photo and seconds per photo for one plan."""
-    predict = predictor_images(predictor, mode)
+def run_plan(predictor: Predictor, photos: list, options: dict, mode: str) -> tuple[list, float, float]:
+    """Predictions (dicts) per photo, mean vision tokens per photo and seconds per photo for one plan's options."""
     preds, tokens = [], 0
     start = time.perf_counter()
     for image in photos:
-        if plan is None:
-            result = predictor.predict([image], mode)[0]
-            preds.append([d.to_dict() for d in result.objects])
-            tokens += predictor.contract.vision_tokens(image.size)
-        else:
-            tiled = predict_tiled(predict, image, plan, predictor.contract)
-            preds.append([{"bbox_2d": [round(v, 1) for v in d.bbox_2d], "label": d.label, "score": round(d.score, 5)}
-                          for d in tiled.objects])
-            tokens += tiled.vision_tokens
+        [result] = predictor.predict([image], mode, **options)
+        preds.append([d.to_dict() for d in result.objects])
+        tokens += result.vision_tokens
     return preds, tokens / len(photos), (time.perf_counter() - start) / len(photos)
 
 
@@ -87,17 +79,18 @@ def main() -> None:
         val = args.val or render_scene(args.scene, Path(tmp) / "scene", args.n_val)
         records = read_records(val)
         photos = [load_image(resolve_image(val, r.image)).image for r in records]
-        predictor = Predictor.from_checkpoint(args.checkpoint, device="cpu")
+        predictor = Predictor.load(args.checkpoint, device="cpu")
         predictor.check_mode(args.mode)
         prior = best_constant_box(records)
-        plans: dict[str, TilePlan | None] = {
-            "one pass": None,
-            f"tiles {grid[0]}x{grid[1]}": TilePlan(grid=grid, overlap=args.overlap, whole=False, zoom=args.zoom),
-            f"tiles {grid[0]}x{grid[1]} + whole": TilePlan(grid=grid, overlap=args.overlap, whole=True, zoom=args.zoom),
+        tiles = {"tiles": f"{grid[0]}x{grid[1]}", "tile_overlap": args.overlap, "tile_zoom": args.zoom}
+        plans: dict[str, dict] = {
+            "one pass": {},
+            f"tiles {grid[0]}x{grid[1]}": {**tiles, "tile_whole": False},
+            f"tiles {grid[0]}x{grid[1]} + whole": {**tiles, "tile_whole": True},
         }
-        containers = tuple(c for c in args.containers.split(",") if c)
+        containers = [c for c in args.containers.split(",") if c]
         if containers:
-            plans["zoom"] = TilePlan(whole=True, containers=containers, zoom=args.zoom)
+            plans["zoom"] = {"zoom_containers": containers, "tile_zoom": args.zoom}
         print(f"{len(records)} photos from {val}; mode {args.mode}; best constant box AP50 {prior.ap50 or 0:.3f} per label, "
               f"{prior.ap50_agnostic:.3f} class-agnostic")
         buckets = [name for name, _, _ in TOKEN_BUCKETS]

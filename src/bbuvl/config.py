@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bbuvl.data.coords import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, CoordinateContract
 from bbuvl.data.families import FAMILIES, Family, family_of, get_family
+from bbuvl.data.regions import parse_grid
 from bbuvl.data.yamlfile import YamlError, load_yaml
 
 
@@ -229,6 +230,24 @@ class InferenceConfig(_Strict):
     score_threshold: float = Field(0.0, ge=0, le=1)
     objectness_threshold: float = Field(0.5, ge=0, le=1)
     nms_iou: float | None = Field(None, gt=0, le=1)
+    # Tiles and zoom for small parts (docs/tiles.md): "off", "auto" (the grid that shows the photo at tile_zoom,
+    # or at full size) or a COLSxROWS grid; each tile at tile_zoom frame pixels per stored pixel (None: each tile
+    # fills the whole photo's frame), the whole photo too unless tile_whole is false; zoom_containers: categories
+    # whose boxes a first pass finds and a second pass predicts again at full resolution.
+    tiles: str = "off"
+    tile_overlap: float = Field(0.15, ge=0, lt=0.9)
+    tile_zoom: float | None = Field(None, gt=0, le=8)
+    tile_whole: bool = True
+    zoom_containers: list[str] = Field(default_factory=list)
+    merge_overlap: float = Field(0.6, gt=0, le=1)  # intersection over the smaller box at which two boxes are one object
+
+    @field_validator("tiles")
+    @classmethod
+    def _tiles(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v not in ("off", "auto"):
+            parse_grid(v)  # ValueError naming the text
+        return v
 
 
 class MonitorConfig(_Strict):

@@ -20,7 +20,6 @@ from bbuvl.infer.tiles import (
     merge_detections,
     predict_regions,
     predict_tiled,
-    predictor_images,
     to_photo,
     zoomed_size,
 )
@@ -118,24 +117,50 @@ def test_zoom_regions_surround_the_containers_only():
     assert container_regions(found, ["bbu基带处理单元"], (448, 336), margin=0.1) == [(80, 40, 320, 160)]
 
 
+def regions_of(predictor, mode):
+    """Crops in, each crop's boxes (in its own pixels) and raw answer out: what `predict_tiled` calls."""
+    return lambda crops: [([(d.bbox_2d, d.label, d.score) for d in r.objects], r.raw) for r in predictor.predict(crops, mode)]
+
+
 @pytest.fixture(scope="module")
 def predictor(trained_checkpoint):
-    return Predictor.from_checkpoint(trained_checkpoint, device="cpu")
+    return Predictor.load(trained_checkpoint, device="cpu")
 
 
 def test_a_single_whole_photo_region_predicts_what_predict_does(predictor, small_dataset):
     photo = Image.open(next((small_dataset / "images").rglob("*.jpg"))).convert("RGB")
     plain = predictor.predict([photo], "head")[0]
-    found, cost = predict_regions(predictor_images(predictor, "head"), photo, [(0, 0, *photo.size)], predictor.contract)
+    found, cost = predict_regions(regions_of(predictor, "head"), photo, [(0, 0, *photo.size)], predictor.contract)
     assert [(d.bbox_2d, d.label, d.score) for d in found] == [(d.bbox_2d, d.label, d.score) for d in plain.objects]
     assert cost.vision_tokens == predictor.contract.vision_tokens(photo.size)
 
 
 def test_a_tiled_pass_reports_its_regions_and_their_vision_tokens(predictor, small_dataset):
     photo = Image.open(next((small_dataset / "images").rglob("*.jpg"))).convert("RGB")
-    result = predict_tiled(predictor_images(predictor, "head"), photo, TilePlan(grid=(2, 2), whole=True), predictor.contract)
+    result = predict_tiled(regions_of(predictor, "head"), photo, TilePlan(grid=(2, 2), whole=True), predictor.contract)
     assert len(result.regions) == 5 and result.regions[0] == (0, 0, *photo.size)
     assert result.vision_tokens == sum(predictor.contract.vision_tokens(crop_region(photo, r, predictor.contract).size)
                                        for r in result.regions)
     for d in result.objects:
         assert 0 <= d.bbox_2d[0] <= d.bbox_2d[2] <= photo.size[0] and 0 <= d.bbox_2d[1] <= d.bbox_2d[3] <= photo.size[1]
+
+
+@pytest.mark.parametrize("mode", ["head", "name", "generate"])
+def test_every_mode_predicts_with_tiles_and_zoom_through_the_one_api(predictor, small_dataset, mode):
+    photo = Image.open(next((small_dataset / "images").rglob("*.jpg"))).convert("RGB")
+    [tiled] = predictor.predict([photo], mode, tiles="2x2", tile_whole=True, zoom_containers=["机柜空间"],
+                                max_new_tokens=24, objectness_threshold=0.3)
+    [plain] = predictor.predict([photo], mode, max_new_tokens=24)
+    assert (tiled.width, tiled.height) == photo.size
+    assert tiled.vision_tokens >= 4 * plain.vision_tokens  # four tiles and the whole photo, each about one frame
+    assert tiled.parse_ok is not None
+    for d in tiled.objects:
+        assert 0 <= d.bbox_2d[0] <= d.bbox_2d[2] <= photo.size[0] and 0 <= d.bbox_2d[1] <= d.bbox_2d[3] <= photo.size[1]
+
+
+def test_a_misspelt_or_bad_tile_option_is_an_error(predictor, small_dataset):
+    photo = Image.open(next((small_dataset / "images").rglob("*.jpg"))).convert("RGB")
+    with pytest.raises(ValueError, match="tile_zoom"):
+        predictor.predict([photo], "head", tile_zom=2)
+    with pytest.raises(ValueError, match="COLSxROWS"):
+        predictor.predict([photo], "head", tiles="two")

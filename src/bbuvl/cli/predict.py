@@ -11,7 +11,8 @@ import typer
 from rich.markup import escape
 
 from bbuvl.cli.common import OVERWRITE_HELP, check_device, console, fail, finite_range, int_range, user_errors
-from bbuvl.cli.predictor import CHECKPOINT_HELP, LABELS, LANG, check_mode_name, mode_help, plain_model_mode, read_folder
+from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_WHOLE, TILE_ZOOM, TILES, ZOOM_INTO, check_mode_name,
+                                 describe_tiles, mode_help, plain_model_mode, read_folder, tile_options)
 
 
 def predict(
@@ -36,6 +37,10 @@ def predict(
         help="Allow only well-formed answers (generate/teachers modes) and head captions (head/name modes) with the "
              "checkpoint's labels (default: inference.constrained).",
     ),
+    tiles: str = TILES,
+    tile_zoom: float = TILE_ZOOM,
+    tile_whole: bool = TILE_WHOLE,
+    zoom_into: str = ZOOM_INTO,
     overwrite: bool = typer.Option(False, "--overwrite", help="Start --out over instead of resuming or refusing it "
                                    "(never an input)."),
 ) -> None:
@@ -59,6 +64,7 @@ def predict(
     if overwrite and int(os.environ.get("WORLD_SIZE", 1)) > 1:
         fail("--overwrite starts --out over from one process; under torchrun delete --out (and its .rank* parts) instead")
     check_mode_name(mode)
+    tiled = tile_options(tiles, tile_zoom, tile_whole, zoom_into)
     mode = plain_model_mode(checkpoint, labels, lang, mode)
     with user_errors(ValueError, OSError):
         # Refuse a foreign or busy --out before minutes of model loading, not after.
@@ -82,8 +88,11 @@ def predict(
         predictor.check_mode(mode)  # before any photo: a mode this checkpoint cannot run is one error, not one per photo
     given = {k: v for k, v in (("score_threshold", score_threshold), ("objectness_threshold", objectness_threshold),
                                ("constrained", constrained)) if v is not None}
+    given |= tiled
     with user_errors(ValueError):
         options = predictor.options(**given)
+    if job.inputs and (size := first_photo_size(job)) and (cost := describe_tiles(predictor, options, size)):
+        console.print(escape(cost), soft_wrap=True)
     job.batch_size = batch_size or predictor.cfg.inference.batch_size
     if overwrite:
         with user_errors(ValueError, OSError):
@@ -103,3 +112,14 @@ def predict(
             stats = run_predictions(job, lambda chunk: predictor.predict_lines(chunk, mode, **options.model_dump()), on_progress)
     console.print(f"[green]done[/]: {stats['predicted']} predicted ({stats['images_per_s']:.2f} img/s), "
                   f"{stats['skipped']} already in {escape(str(out))}, {stats['errors']} with errors")
+
+
+def first_photo_size(job) -> tuple[int, int] | None:  # noqa: ANN001 - a PredictJob
+    """The (EXIF-oriented) size of the job's first photo, to state what tiles cost; None when it cannot be read."""
+    from bbuvl.data.images import load_image
+
+    name = Path(job.inputs[0])
+    try:
+        return load_image(name if name.is_absolute() or job.root is None else job.root / name).image.size
+    except (OSError, ValueError):
+        return None  # that photo's own error line will say why

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from bbuvl.cli.common import fail, one_of
+from bbuvl.cli.common import fail, finite_range, one_of
 
 if TYPE_CHECKING:
     from bbuvl.model.checkpoint import ModelFolder
@@ -77,3 +77,44 @@ def read_folder(checkpoint: Path, labels: Path | None, lang: str) -> "ModelFolde
         return read_model_folder(checkpoint, read_vocabulary(labels), lang)
     return read_model_folder(checkpoint)
 
+
+
+TILES = typer.Option(None, "--tiles", help="Small parts (docs/tiles.md): off | auto | COLSxROWS, e.g. 2x2: predict on "
+                     "overlapping tiles, each at the checkpoint's frame (default: inference.tiles).")
+TILE_ZOOM = typer.Option(None, "--tile-zoom", help="Show tiles and zoomed containers at this many frame pixels per stored "
+                         "pixel, the scale `bbuvl data tile --zoom` trained at (default: inference.tile_zoom; none: each "
+                         "tile fills the whole photo's frame).", callback=finite_range(0, 8, lo_open=True))
+TILE_WHOLE = typer.Option(None, "--tile-whole/--tiles-only", help="Also predict the whole photo, for objects no tile "
+                          "holds whole (default: inference.tile_whole).")
+ZOOM_INTO = typer.Option(None, "--zoom-into", help="Comma-separated categories (e.g. bbu基带处理单元): a first pass finds "
+                         "them, a second predicts each one's crop at full resolution (default: inference.zoom_containers).")
+
+
+def tile_options(tiles: str | None, tile_zoom: float | None, tile_whole: bool | None, zoom_into: str | None) -> dict:
+    """The prediction options the tile flags give (those left unset keep the checkpoint's defaults); a grid that is
+    not one fails here, before any model loads."""
+    if tiles is not None and tiles.strip().lower() not in ("off", "auto"):
+        from bbuvl.data.regions import parse_grid
+
+        try:
+            parse_grid(tiles)
+        except ValueError as e:
+            fail(f"--tiles: {e}")
+    given: dict = {"tiles": tiles, "tile_zoom": tile_zoom, "tile_whole": tile_whole,
+                   "zoom_containers": None if zoom_into is None else [c.strip() for c in zoom_into.split(",") if c.strip()]}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def describe_tiles(predictor, options, size: tuple[int, int]) -> str | None:  # noqa: ANN001 - Predictor, PredictOptions
+    """One line on what tiles and zoom cost for a photo of `size`, in vision tokens; None for one pass."""
+    from bbuvl.infer.tiles import plan_cost
+
+    plan = options.plan()
+    if plan is None:
+        return None
+    one = predictor.contract.vision_tokens(size)
+    cost = plan_cost(size, plan, predictor.contract)
+    what = [f"tiles {options.tiles}" if options.tiles != "off" else "", "the whole photo" if plan.whole else "",
+            f"zoom into {', '.join(plan.containers)}" if plan.containers else ""]
+    return (f"{' + '.join(w for w in what if w)}: {cost} vision tokens for a {size[0]}x{size[1]} photo "
+            f"({cost / max(one, 1):.1f}x one pass{', plus each container found' if plan.containers else ''})")

@@ -10,7 +10,8 @@ import typer
 from rich.markup import escape
 
 from bbuvl.cli.common import check_device, console, finite_range, int_range, one_of, user_errors
-from bbuvl.cli.predictor import CHECKPOINT_HELP, LABELS, LANG, check_mode_name, mode_help, plain_model_mode, read_folder
+from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_WHOLE, TILE_ZOOM, TILES, ZOOM_INTO, check_mode_name,
+                                 mode_help, plain_model_mode, read_folder, tile_options)
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
@@ -39,6 +40,10 @@ def serve(
                                                     "(repeatable); CORS is off without it."),
     log_level: str = typer.Option("info", help="debug | info | warning | error.",
                                   callback=one_of("debug", "info", "warning", "error")),
+    tiles: str = TILES,
+    tile_zoom: float = TILE_ZOOM,
+    tile_whole: bool = TILE_WHOLE,
+    zoom_into: str = ZOOM_INTO,
 ) -> None:
     """Serve a checkpoint over HTTP: POST /v1/detect, /v1/chat/completions, /healthz, /readyz, /metrics, and a page at /.
 
@@ -53,6 +58,7 @@ def serve(
     from bbuvl.serve.server import bind, serve_app
 
     check_mode_name(mode, serving=True)
+    tiled = tile_options(tiles, tile_zoom, tile_whole, zoom_into)
     mode = plain_model_mode(checkpoint, labels, lang, mode)
     with user_errors(ValueError, OSError):
         keys = read_keys(api_key_file)  # before minutes of loading: a server without keys never starts
@@ -65,7 +71,8 @@ def serve(
             rescorer = FewShotRescorer.load(fewshot, fewshot_backbone, fewshot_threshold, device or "auto")
     with user_errors(ValueError, OSError, CheckpointError):
         predictor = Predictor.load(read_folder(checkpoint, labels, lang), device=device)
-        engine = Engine(predictor, mode, checkpoint.name, rescorer)
+        options = predictor.options(**tiled)
+        engine = Engine(predictor, mode, checkpoint.name, rescorer, options)
     settings = ServeSettings(max_batch, max_wait_ms, queue_size, timeout, max_body_mb, list(cors_origin or []))
     with user_errors(OSError):
         sock = bind(host, port)

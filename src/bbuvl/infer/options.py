@@ -13,6 +13,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bbuvl.config import InferenceConfig
+from bbuvl.data.regions import parse_grid
+from bbuvl.infer.tiles import TilePlan
 
 
 class PredictOptions(BaseModel):
@@ -26,6 +28,25 @@ class PredictOptions(BaseModel):
     nms_iou: float | None  # head, name: duplicates above this IoU removed (None: no NMS)
     max_new_tokens: int  # generate, teachers: the answer's token budget
     batch_rows: int = Field(gt=0)  # name: boxes named per forward pass
+    tiles: str = "off"  # every mode: "off", "auto" or COLSxROWS (docs/tiles.md)
+    tile_overlap: float = 0.15
+    tile_zoom: float | None = None
+    tile_whole: bool = True
+    zoom_containers: tuple[str, ...] = ()
+    merge_overlap: float = 0.6
+
+    def plan(self) -> TilePlan | None:
+        """The tiles-and-zoom plan these options ask for; None for one pass over the whole photo."""
+        if self.tiles == "off" and not self.zoom_containers:
+            return None
+        grid = None if self.tiles in ("off", "auto") else parse_grid(self.tiles)
+        return TilePlan(grid=grid, auto=self.tiles == "auto", overlap=self.tile_overlap, zoom=self.tile_zoom,
+                        whole=self.tile_whole, containers=tuple(self.zoom_containers), min_overlap=self.merge_overlap,
+                        train_scale=self.tile_zoom or 1.0)
+
+    def one_pass(self) -> "PredictOptions":
+        """These options without tiles or zoom: what each region's pass runs with."""
+        return self.model_copy(update={"tiles": "off", "zoom_containers": ()})
 
     @classmethod
     def of(cls, inference: InferenceConfig, **given: Any) -> "PredictOptions":
@@ -39,7 +60,9 @@ class PredictOptions(BaseModel):
         shared = {k: v for k, v in given.items() if k in InferenceConfig.model_fields}
         try:
             checked = InferenceConfig.model_validate(inference.model_dump() | shared)
-            return cls(**{k: getattr(checked, k) for k in valid if k in InferenceConfig.model_fields},
+            fields = {k: getattr(checked, k) for k in valid if k in InferenceConfig.model_fields}
+            fields["zoom_containers"] = tuple(fields.get("zoom_containers", ()))
+            return cls(**fields,
                        batch_rows=given.get("batch_rows", inference.batch_size * 4))
         except ValidationError as e:
             first = e.errors()[0]

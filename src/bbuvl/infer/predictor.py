@@ -27,6 +27,8 @@ from bbuvl.encode.collate import Batch, PaddedCollator
 from bbuvl.infer.constrained import AnswerConstraint
 from bbuvl.infer.modes import runner
 from bbuvl.infer.options import PredictOptions
+from bbuvl.infer.parse import parse_detections
+from bbuvl.infer.tiles import TilePlan, predict_tiled
 from bbuvl.model.checkpoint import ModelFolder
 
 logger = logging.getLogger(__name__)
@@ -57,6 +59,8 @@ class ImageResult:
     width: int = 0
     height: int = 0
     error: str | None = None
+    parse_ok: bool | None = None  # tiles and zoom: whether every region's answer parsed (raw then lists them all)
+    vision_tokens: int = 0  # what the photo cost the LLM, over every region it was shown in
 
 
 class _ChosenLogProb(LogitsProcessor):
@@ -106,6 +110,7 @@ class Prepared:
     image: Image.Image  # model-frame RGB
     size: tuple[int, int]  # stored (EXIF-oriented) size
     sample: EncodedSample | None = None  # the student turn's encoded sample (no teachers), when encoded ahead
+    stored: Image.Image | None = None  # the stored (EXIF-oriented) RGB, kept only for tiles and zoom
 
 
 class Predictor:
@@ -133,12 +138,14 @@ class Predictor:
 
     # --- inputs ------------------------------------------------------------------------------
 
-    def prepare(self, image: str | Path | Image.Image) -> Prepared:
-        """Load (EXIF-oriented RGB) and resize to the model frame the checkpoint was trained with."""
+    def prepare(self, image: str | Path | Image.Image, keep_stored: bool = False) -> Prepared:
+        """Load (EXIF-oriented RGB) and resize to the model frame the checkpoint was trained with; `keep_stored`
+        keeps the stored pixels too, which tiles and zoom cut their regions from."""
         # A PIL image given directly gets the same mode conversion as a file (16-bit, CMYK, alpha: data/images.py).
         img = load_image(image).image if not isinstance(image, Image.Image) else to_rgb(image)
         msize = self.contract.model_size(img.size)
-        return Prepared(img if img.size == msize else img.resize(msize, Image.BICUBIC), img.size)
+        return Prepared(img if img.size == msize else img.resize(msize, Image.BICUBIC), img.size,
+                        stored=img if keep_stored else None)
 
     def encode(self, prepared: Prepared) -> Prepared:
         """`prepared` with its prompt encoded (the processor's pixels and the tokens), as a batch would encode it.
@@ -147,7 +154,7 @@ class Predictor:
         while the model computes the previous batch (docs/serving.md, "Dynamic batching").
         """
         enc = self.encoder.encode([Turn(prepared.image, None, SPAN_STUDENT)], add_generation_prompt=True)
-        return Prepared(prepared.image, prepared.size, enc)
+        return Prepared(prepared.image, prepared.size, enc, prepared.stored)
 
     def set_teachers(self, teachers_jsonl: str | Path, k: int | None = None) -> None:
         """Teacher photos and answers for `teachers` mode (the first `k` of a teachers JSONL)."""
@@ -232,7 +239,7 @@ class Predictor:
         """Full results (objects, raw text, sizes) for a batch of images (a bad image raises); `options` as
         `PredictOptions` names them."""
         opts = self.options(**options)
-        return self._run([self.prepare(im) for im in images], mode, opts)
+        return self._run([self.prepare(im, keep_stored=opts.plan() is not None) for im in images], mode, opts)
 
     def predict_detection(self, images: Sequence[str | Path | Image.Image], mode: str = "generate",
                           **options: Any) -> list[list[Detection]]:
@@ -270,7 +277,7 @@ class Predictor:
         prepared: dict[int, Prepared] = {}
         for i, p in enumerate(paths):
             try:
-                prepared[i] = self.prepare(p)
+                prepared[i] = self.prepare(p, keep_stored=opts.plan() is not None)
             except (OSError, ValueError) as e:
                 results[i] = ImageResult(error=str(e))
         idx = list(prepared)
@@ -278,11 +285,34 @@ class Predictor:
             results[i] = r if isinstance(r, ImageResult) else ImageResult(
                 width=prepared[i].size[0], height=prepared[i].size[1], error=f"{type(r).__name__}: {r}")
         return [{"image": str(p), "width": r.width, "height": r.height, "objects": [d.to_dict() for d in r.objects],
-                 "raw": r.raw, "error": r.error} for p, r in zip(paths, results)]
+                 "raw": r.raw, "error": r.error, **({"parse_ok": r.parse_ok} if r.parse_ok is not None else {})}
+                for p, r in zip(paths, results)]
 
     def _run(self, prepared: list[Prepared], mode: str, options: PredictOptions) -> list[ImageResult]:
         self.check_mode(mode)
-        results = runner(mode)(self, prepared, options)
+        plan = options.plan()
+        if plan:
+            results = [self._tiled(p, mode, options, plan) for p in prepared]
+        else:
+            results = runner(mode)(self, prepared, options)
+            for r, p in zip(results, prepared):
+                r.vision_tokens = self.contract.vision_tokens(p.size)
         for r in results:
             r.objects = [d for d in r.objects if d.score >= options.score_threshold]
         return results
+
+    def _tiled(self, p: Prepared, mode: str, options: PredictOptions, plan: TilePlan) -> ImageResult:
+        """One photo through tiles and zoom (infer/tiles.py): each region is a photo of one batch in `mode`."""
+        if p.stored is None:
+            raise ValueError("tiles and zoom cut regions from the stored photo: prepare it with keep_stored=True")
+        one_pass = options.one_pass()
+
+        def regions(crops: list[Image.Image]) -> list[tuple[list[tuple[list[float], str, float]], str | None]]:
+            found = runner(mode)(self, [self.prepare(c) for c in crops], one_pass)
+            return [([(d.bbox_2d, d.label, d.score) for d in r.objects], r.raw) for r in found]
+
+        tiled = predict_tiled(regions, p.stored, plan, self.contract)
+        parsed = [raw is None or parse_detections(raw).ok for raw in tiled.raws]
+        return ImageResult(objects=[Detection(d.bbox_2d, d.label, d.score) for d in tiled.objects],
+                           raw=tiled.raw if any(raw is not None for raw in tiled.raws) else None,
+                           width=p.size[0], height=p.size[1], parse_ok=all(parsed), vision_tokens=tiled.vision_tokens)

@@ -257,7 +257,15 @@ class TiledResult:
     objects: list[TiledDetection]
     vision_tokens: int
     regions: list[Region]
-    raw: str
+    raws: list[str | None]  # each region's raw answer, in `regions` order
+    raw: str  # JSON: [{"region": [x1, y1, x2, y2], "raw": answer}, ...]
+
+
+def first_regions(size: Size, plan: TilePlan, contract: CoordinateContract) -> list[Region]:
+    """The first pass's regions: the whole photo (when asked, or needed to find containers), then the tiles."""
+    whole: Region = (0, 0, *size)
+    regions = ([whole] if plan.whole or plan.containers else []) + plan.tiles(size, contract)
+    return regions or [whole]
 
 
 def predict_tiled(predict: PredictImages, image: Image.Image, plan: TilePlan,
@@ -267,9 +275,7 @@ def predict_tiled(predict: PredictImages, image: Image.Image, plan: TilePlan,
     whole_region: Region = (0, 0, *size)
     found: list[TiledDetection] = []
     passes: list[RegionPass] = []
-    first: list[Region] = ([whole_region] if plan.whole or plan.containers else []) + plan.tiles(size, contract)
-    if not first:
-        first = [whole_region]
+    first = first_regions(size, plan, contract)
     dets, cost = predict_regions(predict, image, first, contract, plan.zoom)
     found += dets
     passes.append(cost)
@@ -282,12 +288,12 @@ def predict_tiled(predict: PredictImages, image: Image.Image, plan: TilePlan,
     regions = [r for p in passes for r in p.regions]
     raws = [raw for p in passes for raw in p.raws]
     raw = json.dumps([{"region": list(r), "raw": a} for r, a in zip(regions, raws)], ensure_ascii=False)
-    return TiledResult(merge_detections(found, plan.min_overlap), sum(p.vision_tokens for p in passes), regions, raw)
+    return TiledResult(merge_detections(found, plan.min_overlap), sum(p.vision_tokens for p in passes), regions, raws, raw)
 
 
-def predictor_images(predictor, mode: str, **options) -> PredictImages:  # noqa: ANN001 - a bbuvl Predictor
-    """`PredictImages` for a `Predictor` in `mode` with its prediction options: crops in, boxes in crop pixels out."""
-    def run(crops: list[Image.Image]) -> list[tuple[list[tuple[list[float], str, float]], str | None]]:
-        return [([(d.bbox_2d, d.label, d.score) for d in r.objects], r.raw) for r in predictor.predict(crops, mode, **options)]
 
-    return run
+def plan_cost(size: Size, plan: TilePlan, contract: CoordinateContract) -> int:
+    """Vision tokens the plan's first pass costs for a photo of `size` (zoomed containers come on top)."""
+    whole = (0, 0, *size)
+    return sum(contract.vision_tokens(zoomed_size(r, size, contract, None if r == whole else plan.zoom))
+               for r in first_regions(size, plan, contract))

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 from PIL import Image
 
 from bbuvl.config import PREDICT_MODES
+from bbuvl.infer.options import PredictOptions
 from bbuvl.infer.predictor import Predictor, Prepared
 from bbuvl.serve.fewshot import FewShotRescorer
 
@@ -46,12 +47,14 @@ class Answer:
 class Engine:
     """A loaded checkpoint (and support set) that answers batches of photos."""
 
-    def __init__(self, predictor: Predictor, mode: str | None, checkpoint: str, fewshot: FewShotRescorer | None = None):
+    def __init__(self, predictor: Predictor, mode: str | None, checkpoint: str, fewshot: FewShotRescorer | None = None,
+                 options: PredictOptions | None = None):
         mode = mode or predictor.cfg.inference.mode
         if mode not in SERVE_MODES:
             raise ValueError(f"mode must be one of {', '.join(SERVE_MODES)}, got '{mode}'")
         predictor.check_mode(mode)
         self.predictor, self.mode, self.checkpoint, self.fewshot = predictor, mode, checkpoint, fewshot
+        self.options = options or predictor.options()  # tiles and zoom among them: every answer uses the same
         # A Hugging Face fast tokenizer may refuse two threads at once ("Already borrowed"): one encoding at a time.
         self._encoding = threading.Lock()
 
@@ -69,14 +72,17 @@ class Engine:
     def info(self, mode: str | None = None) -> dict[str, Any]:
         """The `model` object of every answer."""
         c = self.predictor.contract
+        o = self.options
         return {"checkpoint": self.checkpoint, "mode": mode or self.mode,
                 "contract": {"min_pixels": c.min_pixels, "max_pixels": c.max_pixels, "factor": c.factor},
+                "tiles": None if o.plan() is None else {"grid": o.tiles, "zoom": o.tile_zoom, "whole": o.tile_whole,
+                                                         "zoom_into": list(o.zoom_containers)},
                 "labels": len(self.predictor.prompt.labels or []),
                 "fewshot": self.fewshot.info() if self.fewshot is not None else None}
 
     def prepare(self, image: Image.Image) -> Photo:
         """Resize a decoded photo to its model frame and encode its prompt, ready for any mode's batch (thread-safe)."""
-        prepared = self.predictor.prepare(image)
+        prepared = self.predictor.prepare(image, keep_stored=self.options.plan() is not None)
         with self._encoding:
             return Photo(image, self.predictor.encode(prepared))
 
@@ -84,7 +90,7 @@ class Engine:
         """One answer per photo from one forward pass; when the batch fails, each photo is retried alone
         (`Predictor.predict_each`, the retry policy `bbuvl predict` has too)."""
         start = time.perf_counter()
-        results = self.predictor.predict_each([p.prepared for p in photos], mode)
+        results = self.predictor.predict_each([p.prepared for p in photos], mode, self.options)
         infer_ms = (time.perf_counter() - start) * 1000
         answers: list[Answer | Exception] = []
         for photo, r in zip(photos, results):

@@ -1,0 +1,42 @@
+"""`bbuvl serve --tiles`: the server answers with tiles exactly as `bbuvl predict --tiles` writes."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from bbuvl.cli import app as cli
+from tests.serve.conftest import cli_server
+
+TILES = ["--mode", "head", "--tiles", "2x2", "--tile-zoom", "1.5", "--device", "cpu"]
+
+
+def test_serve_with_tiles_answers_as_predict_with_tiles_does(trained_checkpoint, photos, tmp_path):
+    photo = photos[-1]
+    folder = tmp_path / "one"
+    folder.mkdir()
+    (folder / photo.name).write_bytes(photo.read_bytes())
+    out = tmp_path / "pred.jsonl"
+    r = CliRunner().invoke(cli, ["predict", "-c", str(trained_checkpoint), "-i", str(folder), "-o", str(out), *TILES])
+    assert r.exit_code == 0, r.output
+    assert "tiles 2x2 + the whole photo" in r.output and "vision tokens" in r.output  # the cost, said before the run
+    expected = json.loads(out.read_text(encoding="utf-8").splitlines()[0])
+    plain = tmp_path / "plain.jsonl"
+    r = CliRunner().invoke(cli, ["predict", "-c", str(trained_checkpoint), "-i", str(folder), "-o", str(plain), "--mode",
+                                 "head", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(plain.read_text(encoding="utf-8"))["objects"] != expected["objects"]  # tiles changed the answer
+
+    with cli_server(["-c", str(trained_checkpoint), *TILES], tmp_path / "serve.log") as (client, _):
+        detect = client.detect_file(photo)
+    assert detect.status == 200, detect.body
+    got = detect.json()
+    assert got["model"]["tiles"] == {"grid": "2x2", "zoom": 1.5, "whole": True, "zoom_into": []}
+    assert [(o["bbox_2d"], o["label"], o["score"]) for o in got["objects"]] == \
+        [(o["bbox_2d"], o["label"], o["score"]) for o in expected["objects"]]
+
+
+def test_serve_refuses_a_bad_tile_grid_before_listening(trained_checkpoint, tmp_path):
+    r = CliRunner().invoke(cli, ["serve", "-c", str(trained_checkpoint), "--tiles", "2by2", "--device", "cpu"])
+    assert r.exit_code == 2 and "COLSxROWS" in r.output
