@@ -36,6 +36,9 @@ stage() {  # stage NAME CONFIG SYNTH_ARGS... -- TRAIN_OVERRIDES...
     echo "== [$name] evaluate ($mode)"
     $BBUVL eval --pred "$dir/pred_$mode.jsonl" --gt "$dir/data/val.jsonl" --out "$dir/metrics_$mode.json" \
       --report "$dir/report_$mode"
+    echo "== [$name] evaluate ($mode) by category (hierarchy level 1)"
+    $BBUVL eval --pred "$dir/pred_$mode.jsonl" --gt "$dir/data/val.jsonl" --out "$dir/metrics_${mode}_level1.json" \
+      --level 1 > /dev/null
   done
 }
 
@@ -65,6 +68,16 @@ for stage, what in (("shapes", "A, shapes (one shape per photo)"), ("bbu", "B, B
               f"report: {out / stage / f'report_{mode}' / 'index.html'}")
     print(f"    {'constant':<9} {num(prior.get('AP50'))} / {num(prior.get('AP50_agnostic'))}   "
           "(the best single box for every photo: what ignoring the image scores)")
+    if stage == "bbu":  # the parts inspectors check are the smallest: show them apart from the rest
+        print("    by category (level 1), AP50 for all categories / screws and connection points (螺丝连接点):")
+        for mode in ("head", "name", "generate"):
+            lv = json.loads((out / stage / f"metrics_{mode}_level1.json").read_text())
+            screws = lv["per_category"].get("螺丝连接点", {}).get("AP50")
+            print(f"    {mode:<9} {num(lv['AP50'])} / {num(screws)}")
+        sizes = json.loads((out / stage / "metrics_head.coco.json").read_text()).get("size_tokens") or {}
+        for name, b in (sizes.get("buckets") or {}).items():
+            if b["objects"]:
+                print(f"    head, objects of {name} at the frame: {b['objects']}, found (recall at IoU 0.5) {num(b['recall'])}")
 print("\nWhat a randomly initialised 1M-parameter model learns in a few CPU-minutes: on shapes the head finds and\n"
       "names every shape, and name mode (the head's boxes, named by the VLM) scores as high; generate mode alone\n"
       "names the colour but does not yet write the place. On BBU close-ups, 19 labels, several told apart only by\n"

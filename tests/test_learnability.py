@@ -22,6 +22,7 @@ from bbuvl.data.schema import read_records, resolve_image, write_dataset
 from bbuvl.eval.coco_metrics import coco_evaluate
 from bbuvl.eval.prior import best_constant_box
 from bbuvl.infer.predictor import Predictor
+from tests.threads import guard_threads
 from bbuvl.synthetic.shapes import synthesize_shapes
 from bbuvl.tiny.model import build_tiny_model
 from bbuvl.train.trainer import train
@@ -55,19 +56,6 @@ ONE_FULL = Scene(1, 1, 1000, head_ap50=0.9, name_ap50=0.5)
 SEVERAL = Scene(1, 3, 1000, head_ap50=0.6, name_ap50=0.3)
 ABOVE_PRIOR = 0.4
 CENTRE_CORRELATION = 0.9
-
-
-def guard_threads() -> int:
-    """Two threads (one core's worth each on a 2-core machine), fewer when OMP_NUM_THREADS or the machine says so.
-
-    On a machine already busy (one-minute load average at or above its core count, this suite included), one
-    thread: two torch threads that must wait for each other's core run several times slower than one (a guard
-    on 2 cores under a load of 6 overran the 10-minute test timeout at two threads), and the bars hold at both.
-    """
-    wanted = int(os.environ.get("OMP_NUM_THREADS") or 2)
-    cores = os.cpu_count() or 1
-    busy = hasattr(os, "getloadavg") and os.getloadavg()[0] >= cores
-    return max(1, min(1 if busy else 2, wanted, cores))
 
 
 def train_and_predict(root: Path, scene: Scene) -> dict:
