@@ -17,6 +17,7 @@ from typing import Any
 from bbuvl.data.schema import ImageRecord
 from bbuvl.data.text import spelling_of
 from bbuvl.eval.coco_metrics import CocoResult, coco_evaluate
+from bbuvl.eval.collector import collector_paused
 from bbuvl.eval.match_many import match_photos
 from bbuvl.eval.matching import ImageMatch, MatchTotals, label_accuracy, label_levels
 from bbuvl.eval.predictions import PredictionLine, align_predictions
@@ -120,6 +121,12 @@ def evaluate_predictions(
     Raises ValueError when there is nothing to score: no ground-truth photos, no prediction lines, or no line
     that names a ground-truth photo (AP 0 would then describe the inputs, not the model).
     """
+    with collector_paused():
+        return _evaluate(records, gt_path, lines, pred_path, level, iou, min_score)
+
+
+def _evaluate(records: list[ImageRecord], gt_path: str | Path, lines: list[PredictionLine], pred_path: str | Path | None,
+              level: int | None, iou: float, min_score: float) -> Evaluation:
     if not 0.0 < iou <= 1.0:
         raise ValueError(f"--iou must be in (0, 1], got {iou}")
     if not 0.0 <= min_score <= 1.0:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bbuvl.data.schema import DatasetError, ImageRecord, iter_json_lines
+from bbuvl.eval.collector import collector_paused
 from bbuvl.infer.output import prediction_root
 from bbuvl.infer.parse import parse_detections
 
@@ -49,7 +50,8 @@ class PredictionLine:
 
 def read_predictions(path: str | Path) -> list[PredictionLine]:
     """Read a prediction JSONL; a malformed line raises DatasetError naming file:line."""
-    return [_prediction_line(data, Path(path), no) for no, data in iter_json_lines(path, "predictions")]
+    with collector_paused():
+        return [_prediction_line(data, Path(path), no) for no, data in iter_json_lines(path, "predictions")]
 
 
 def _prediction_line(data: Any, path: Path, no: int) -> PredictionLine:
