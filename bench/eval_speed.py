@@ -7,7 +7,8 @@ Builds random ground-truth records (no image files are needed) and perturbed pre
 boxes, swapped labels, misses, false positives), then times:
   bbuvl      everything `bbuvl eval` computes after reading its files: pairing by path, COCO AP
              class-aware and class-agnostic (faster-coco-eval), matching, label accuracy, duplicates;
-  pycocotools the same two COCO evaluations (class-aware, then every label as one class).
+  pycocotools the same two COCO evaluations (class-aware, then every label as one class), as users run it
+             (garbage collector on; bbuvl pauses it during an evaluation, eval/collector.py).
 Also times bbuvl's COCO part alone (the two evaluations, without pairing, matching and the prior), and
 checks that AP, AP50, AP75 and the class-agnostic AP equal pycocotools' exactly. Prints both ratios:
 end to end against pycocotools, and the COCO part against pycocotools. Run it with OMP_NUM_THREADS=1.
@@ -26,6 +27,7 @@ import numpy as np
 
 from bbuvl.data.schema import ImageRecord, ObjectAnn
 from bbuvl.eval.coco_metrics import coco_detections, coco_evaluate, coco_ground_truth
+from bbuvl.eval.collector import collector_paused
 from bbuvl.eval.metrics import evaluate_predictions
 from bbuvl.eval.predictions import PredictionLine
 
@@ -123,7 +125,8 @@ def main() -> None:
     pyc_both = pyc_aware + time.perf_counter() - t
 
     t = time.perf_counter()
-    coco_evaluate(records, [p.objects for p in lines])
+    with collector_paused():  # as evaluate_predictions runs it
+        coco_evaluate(records, [p.objects for p in lines])
     bbuvl_coco = time.perf_counter() - t
 
     m, agn = evaluation.metrics, evaluation.coco.agnostic
