@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bbuvl.data.schema import DatasetError, ImageRecord, ObjectAnn
-from bbuvl.eval.predictions import PredictionLine, align_predictions, read_predictions
+from bbuvl.eval.predictions import PredictionLine, _checked_object, _well_formed, align_predictions, read_predictions
 
 
 def write_lines(path: Path, lines: list) -> Path:
@@ -119,3 +119,25 @@ def test_a_prediction_made_on_a_photo_of_another_size_is_an_error_naming_both(tm
     with pytest.raises(DatasetError, match=r"pred.jsonl:3: photo images/a.jpg was predicted at 200x160, but "
                                            r"ground-truth photo images/a.jpg \(.*val.jsonl, record 1\) is 100x80"):
         align_predictions(records, tmp_path / "val.jsonl", preds, tmp_path / "pred.jsonl")
+
+
+@pytest.mark.parametrize("obj", [
+    {"bbox_2d": [1, 2, 3, 4], "label": "线缆", "score": 0.5},
+    {"bbox_2d": [1.5, 2, 3, 4.25], "label": "线缆"},  # no score: 1.0
+    {"bbox_2d": [1, 2, 3, 4], "desc": "线缆", "score": 1},
+    {"bbox_2d": [3, 2, 1, 4], "label": "线缆"},
+    {"bbox_2d": [1, 2, 3, float("nan")], "label": "线缆"},
+    {"bbox_2d": [1, 2, 3, 4], "label": "  "},
+    {"bbox_2d": [1, 2, 3, True], "label": "线缆"},
+    {"bbox_2d": [1, 2, 3, 4], "label": "线缆", "score": "high"},
+    {"bbox_2d": [1, 2, 3], "label": "线缆"},
+    ["not", "an", "object"],
+])
+def test_the_quick_check_of_an_object_reads_it_as_the_full_check_or_leaves_it_to_it(obj):
+    quick = _well_formed(obj)
+    try:
+        full = _checked_object(obj, Path("p.jsonl"), 1, 0)
+    except DatasetError:
+        assert quick is None
+    else:
+        assert quick is None or (quick == full and all(type(v) is float for v in quick["bbox_2d"]))

@@ -9,7 +9,14 @@ import pytest
 
 from bbuvl.data.schema import ImageRecord, ObjectAnn
 from bbuvl.eval.coco_metrics import coco_evaluate
-from bbuvl.eval.prior import best_constant_box, constant_box_ap50, constant_box_predictions
+from bbuvl.eval.prior import (
+    _coco_ap50,
+    _prior_by_coco,
+    _TruthIndex,
+    best_constant_box,
+    constant_box_ap50,
+    constant_box_predictions,
+)
 from bbuvl.synthetic.dataset import image_seed
 from bbuvl.synthetic.shapes import render_shapes
 
@@ -73,3 +80,54 @@ def test_per_label_scores_come_from_the_box_emitted_once_for_every_label():
 def test_photos_without_ground_truth_have_no_prior():
     with pytest.raises(ValueError, match="no ground-truth"):
         best_constant_box([record((100, 100), [])])
+
+
+def random_records(seed: int, n: int = 60) -> list[ImageRecord]:
+    """Photos of a few sizes with integer boxes (so IoUs of exactly 0.5 occur), some photos empty, three labels."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        w, h = [(100, 100), (200, 100), (640, 480)][int(rng.integers(3))]
+        boxes = []
+        for _ in range(int(rng.integers(0, 5))):
+            x1, y1 = int(rng.integers(0, w // 2)), int(rng.integers(0, h // 2))
+            x2, y2 = x1 + int(rng.integers(0, w // 2)), y1 + int(rng.integers(0, h // 2))
+            boxes.append(([x1, y1, x2, y2], str(rng.choice(["线缆", "标签贴纸", "挡风板/已安装"]))))
+        out.append(record((w, h), boxes))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_search_tests_every_ground_truth_box_that_can_reach_iou_half(seed):
+    records = random_records(seed)
+    index = _TruthIndex(records)
+    rng = np.random.default_rng(100 + seed)
+    boxes = [np.r_[np.sort(rng.random(2)), np.sort(rng.random(2))][[0, 2, 1, 3]] for _ in range(200)]
+    boxes += [np.round(b, 1) for b in index.relative[:50]] + [np.array([0.1, 0.1, 0.1, 0.3])]  # ties, a flat box
+    scale = np.tile(index.sizes[index.owner], 2)
+    for box in boxes:
+        cand = box * scale
+        iw = np.clip(np.minimum(cand[:, 2], index.gt[:, 2]) - np.maximum(cand[:, 0], index.gt[:, 0]), 0, None)
+        ih = np.clip(np.minimum(cand[:, 3], index.gt[:, 3]) - np.maximum(cand[:, 1], index.gt[:, 1]), 0, None)
+        area = (index.gt[:, 2] - index.gt[:, 0]) * (index.gt[:, 3] - index.gt[:, 1])
+        inter = iw * ih
+        every = index.owner[inter >= 0.5 * ((cand[:, 2] - cand[:, 0]) * (cand[:, 3] - cand[:, 1]) + area - inter)]
+        assert sorted(index.hit_photos(box)) == sorted(every)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_prior_reports_exactly_what_full_coco_evaluations_report(seed):
+    records = random_records(seed)
+    prior = best_constant_box(records)
+    labels = sorted({o.desc for r in records for o in r.objects})
+    coco = _prior_by_coco(records, prior.box, labels, prior.candidates)
+    assert prior == coco  # equal to the last bit, not approximately
+
+
+def test_a_box_at_exactly_iou_half_counts_as_found_as_coco_counts_it():
+    records = [record((100, 100), [([0, 0, 10, 10], "线缆")]), record((100, 100), [([0, 0, 10, 20], "线缆")])]
+    index = _TruthIndex(records)
+    for box in [(0.0, 0.0, 0.1, 0.05), (0.0, 0.0, 0.1, 0.1), (0.0, 0.0, 0.1, 0.0499)]:
+        agnostic, per_label = _coco_ap50(index, np.array([0, 0]), 1, box)
+        coco = coco_evaluate(records, constant_box_predictions(records, box, ["线缆"]))
+        assert agnostic == coco.agnostic["AP50"] and float(per_label[0].mean()) == coco.per_category["线缆"]["AP50"]

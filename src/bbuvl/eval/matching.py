@@ -9,6 +9,9 @@ COCO AP says how good the ranking is; these counts say what to fix. For one phot
 - still left over: ground truth -> missed, predictions -> extra.
 So every ground-truth box is matched, mislocated or missed, and every prediction matched,
 mislocated or extra.
+
+These functions take one photo and are the reference; `bbuvl eval` applies the same rules to every photo at
+once (eval/match_many.py), and tests pin the two equal.
 """
 
 from __future__ import annotations

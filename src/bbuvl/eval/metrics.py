@@ -17,15 +17,9 @@ from typing import Any
 from bbuvl.data.schema import ImageRecord
 from bbuvl.data.text import spelling_of
 from bbuvl.eval.coco_metrics import CocoResult, coco_evaluate
-from bbuvl.eval.matching import (
-    ImageMatch,
-    MatchTotals,
-    duplicate_predictions,
-    image_f1,
-    label_accuracy,
-    label_levels,
-    match_image,
-)
+from bbuvl.eval.collector import collector_paused
+from bbuvl.eval.match_many import match_photos
+from bbuvl.eval.matching import ImageMatch, MatchTotals, label_accuracy, label_levels
 from bbuvl.eval.predictions import PredictionLine, align_predictions
 from bbuvl.eval.prior import best_constant_box
 
@@ -97,11 +91,19 @@ def _prior(records: list[ImageRecord]) -> dict[str, Any] | None:
 def _one_spelling(records: list[ImageRecord], lines: list[PredictionLine]) -> tuple[list[ImageRecord], list[PredictionLine]]:
     """Ground truth and predictions with each label in the ground truth's first spelling of it (data/text.py):
     `a／b` and `a/b\u200b` are scored as `a/b`. Only what changes is copied."""
-    spell = spelling_of(o.desc for r in records for o in r.objects)
-    records = [r if all(spell(o.desc) == o.desc for o in r.objects) else r.model_copy(
-        update={"objects": [o.model_copy(update={"desc": spell(o.desc)}) for o in r.objects]}) for r in records]
-    lines = [line if all(spell(o["label"]) == o["label"] for o in line.objects) else replace(
-        line, objects=[{**o, "label": spell(o["label"])} for o in line.objects]) for line in lines]
+    # A dataset repeats a few dozen labels: spell each distinct one once (first occurrences keep their order, so
+    # the first spelling of each label is the same), and copy only the photos holding one that changes.
+    gt_labels = dict.fromkeys(o.desc for r in records for o in r.objects)
+    spell = spelling_of(gt_labels)
+    pred_labels = dict.fromkeys(o["label"] for line in lines for o in line.objects)
+    respelt = {label: spell(label) for label in {**gt_labels, **pred_labels}}
+    changed = {label for label, spelt in respelt.items() if spelt != label}
+    if not changed:
+        return records, lines
+    records = [r if not any(o.desc in changed for o in r.objects) else r.model_copy(
+        update={"objects": [o.model_copy(update={"desc": respelt[o.desc]}) for o in r.objects]}) for r in records]
+    lines = [line if not any(o["label"] in changed for o in line.objects) else replace(
+        line, objects=[{**o, "label": respelt[o["label"]]} for o in line.objects]) for line in lines]
     return records, lines
 
 
@@ -119,6 +121,12 @@ def evaluate_predictions(
     Raises ValueError when there is nothing to score: no ground-truth photos, no prediction lines, or no line
     that names a ground-truth photo (AP 0 would then describe the inputs, not the model).
     """
+    with collector_paused():
+        return _evaluate(records, gt_path, lines, pred_path, level, iou, min_score)
+
+
+def _evaluate(records: list[ImageRecord], gt_path: str | Path, lines: list[PredictionLine], pred_path: str | Path | None,
+              level: int | None, iou: float, min_score: float) -> Evaluation:
     if not 0.0 < iou <= 1.0:
         raise ValueError(f"--iou must be in (0, 1], got {iou}")
     if not 0.0 <= min_score <= 1.0:
@@ -129,11 +137,8 @@ def evaluate_predictions(
     per_image = [p.objects if p is not None else [] for p in alignment.predictions]
     coco = coco_evaluate(records, per_image, level)
 
-    totals = MatchTotals()
     gt_dir = Path(gt_path).resolve().parent  # as resolve_image does, once rather than per photo
-    images = []
-    for record, line in zip(records, alignment.predictions):
-        images.append(_image_result(record, gt_dir / record.image, line, level, iou, min_score, totals))
+    images, totals = _image_results(records, gt_dir, alignment.predictions, level, iou, min_score)
     levels = label_levels([o.desc for r in records for o in r.objects])
 
     present = [p for p in alignment.predictions if p is not None]
@@ -179,21 +184,21 @@ def _check_something_to_score(records: list[ImageRecord], gt_path: str | Path, l
         raise ValueError(f"{pred}: no prediction lines (the file is empty); run `bbuvl predict` on the photos of {gt_path}")
 
 
-def _image_result(
-    record: ImageRecord, image_path: Path, line: PredictionLine | None, level: int | None, iou: float,
-    min_score: float, totals: MatchTotals,
-) -> ImageResult:
-    objects = [o for o in (line.objects if line else []) if o["score"] >= min_score]
-    gt_boxes = [o.bbox_2d for o in record.objects]
-    gt_labels = [o.desc for o in record.objects]
-    boxes = [o["bbox_2d"] for o in objects]
-    labels = [o["label"] for o in objects]
-    scores = [o["score"] for o in objects]
-    match = match_image(gt_boxes, gt_labels, boxes, labels, scores, iou_threshold=iou, level=level)
-    dups = duplicate_predictions(boxes, labels, scores)
-    totals.add(match, gt_labels, labels, len(dups))
-    return ImageResult(
-        record=record, image_path=image_path, prediction=line, objects=objects,
-        match=match, duplicates=dups, f1=image_f1(match, gt_labels, labels, level),
-        failed=bool(line is not None and line.failed),
-    )
+def _image_results(
+    records: list[ImageRecord], gt_dir: Path, lines: list[PredictionLine | None], level: int | None, iou: float,
+    min_score: float,
+) -> tuple[list[ImageResult], MatchTotals]:
+    """Every photo matched (all at once, eval/match_many.py), and the counts summed over them."""
+    kept = [[o for o in line.objects if o["score"] >= min_score] if line else [] for line in lines]
+    gt_labels = [[o.desc for o in r.objects] for r in records]
+    labels = [[o["label"] for o in objects] for objects in kept]
+    result = match_photos(
+        [[o.bbox_2d for o in r.objects] for r in records], gt_labels,
+        [[o["bbox_2d"] for o in objects] for objects in kept], labels,
+        [[o["score"] for o in objects] for objects in kept], iou_threshold=iou, level=level)
+    images = [
+        ImageResult(record=record, image_path=gt_dir / record.image, prediction=line, objects=objects, match=match,
+                    duplicates=dups, f1=f1, failed=bool(line is not None and line.failed))
+        for record, line, objects, match, dups, f1 in zip(records, lines, kept, result.matches, result.duplicates, result.f1)
+    ]
+    return images, result.totals

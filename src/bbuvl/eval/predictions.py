@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bbuvl.data.schema import DatasetError, ImageRecord, iter_json_lines
+from bbuvl.eval.collector import collector_paused
 from bbuvl.infer.output import prediction_root
 from bbuvl.infer.parse import parse_detections
 
@@ -49,7 +50,8 @@ class PredictionLine:
 
 def read_predictions(path: str | Path) -> list[PredictionLine]:
     """Read a prediction JSONL; a malformed line raises DatasetError naming file:line."""
-    return [_prediction_line(data, Path(path), no) for no, data in iter_json_lines(path, "predictions")]
+    with collector_paused():
+        return [_prediction_line(data, Path(path), no) for no, data in iter_json_lines(path, "predictions")]
 
 
 def _prediction_line(data: Any, path: Path, no: int) -> PredictionLine:
@@ -74,6 +76,31 @@ def _prediction_line(data: Any, path: Path, no: int) -> PredictionLine:
 
 
 def _prediction_object(o: Any, path: Path, no: int, i: int) -> dict[str, Any]:
+    return _well_formed(o) or _checked_object(o, path, no, i)
+
+
+_NUMBER = (int, float)  # exact types: JSON gives no subclasses but bool, which is not a number here
+
+
+def _well_formed(o: Any) -> dict[str, Any] | None:
+    """The object as `_checked_object` returns it when it is well formed (every line of a sound file), checked
+    inline; None sends anything else to `_checked_object` for its error. Reading 100,000 boxes is then a tenth of
+    a second, not seconds."""
+    if type(o) is not dict or "label" not in o:
+        return None
+    box, label, score = o.get("bbox_2d"), o["label"], o.get("score", 1.0)
+    if type(box) is not list or len(box) != 4 or type(label) is not str or type(score) not in _NUMBER:
+        return None
+    x1, y1, x2, y2 = box
+    if not (type(x1) in _NUMBER and type(y1) in _NUMBER and type(x2) in _NUMBER and type(y2) in _NUMBER):
+        return None
+    if not (math.isfinite(x1) and math.isfinite(y1) and math.isfinite(x2) and math.isfinite(y2)
+            and math.isfinite(score) and x2 >= x1 and y2 >= y1 and label.strip()):
+        return None
+    return {"bbox_2d": [float(x1), float(y1), float(x2), float(y2)], "label": label, "score": float(score)}
+
+
+def _checked_object(o: Any, path: Path, no: int, i: int) -> dict[str, Any]:
     where = f"objects[{i}]"
     if not isinstance(o, dict):
         raise DatasetError(path, no, f"{where}: expected an object, got {type(o).__name__}")
