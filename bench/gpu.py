@@ -26,7 +26,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import transformers
@@ -93,9 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             ap.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if args.warmup < 0:
         ap.error(f"--warmup must be at least 0, got {args.warmup}")
-    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+    if args.device not in ("cpu", "cuda"):  # the trainer picks the GPU itself (CUDA_VISIBLE_DEVICES chooses one)
         ap.error(f"--device must be cpu or cuda, got '{args.device}'")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: torch sees no GPU here (use --device cpu)")
     return args
 
@@ -141,8 +141,11 @@ def short_error(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[:200]}"
 
 
-def run_benchmark(args: argparse.Namespace, console: Console) -> dict[str, Any]:
-    """Build the model and data, run every selected row, return the report (also what the JSON holds)."""
+def run_benchmark(args: argparse.Namespace, console: Console, save: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Build the model and data, run every selected row, return the report (what the JSON holds).
+
+    `save` gets the report after every row: a run cut short (a command's time limit) still leaves its rows.
+    """
     cfg = load_config(args.config)
     arch_path = args.arch or architecture_file(cfg.model.path)
     arch = read_architecture(arch_path)
@@ -163,7 +166,9 @@ def run_benchmark(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         "config": str(args.config), "architecture": str(arch_path), "family": family.model_type,
         "layers": args.layers, "device": device_name(device), "peak_bf16_tflops": peak, "dtype": str(dtype).removeprefix("torch."),
         "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
-        "flash_attn": flash, "objects_per_photo": args.objects, "vision_tokens_per_photo": vision_tokens,
+        "kernels": {name: importlib.util.find_spec(module) is not None for name, module in
+                    (("flash_attn", "flash_attn"), ("flash_linear_attention", "fla"), ("causal_conv1d", "causal_conv1d"))},
+        "objects_per_photo": args.objects, "vision_tokens_per_photo": vision_tokens,
         "batch": args.batch or cfg.training.per_device_batch_size,
         "accumulation": args.accumulation or cfg.training.gradient_accumulation_steps,
         "teacher_ratio": cfg.data.teacher_ratio, "steps": args.steps, "warmup": args.warmup,
@@ -185,6 +190,7 @@ def run_benchmark(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             console.print(f"training {i + 1}/{len(variants)}: {v.tuning}, head {'on' if v.head else 'off'}, {v.layout}, "
                           f"checkpointing {'on' if v.checkpointing else 'off'}")
             row: dict[str, Any] = {"tuning": v.tuning, "head": v.head, "layout": v.layout, "checkpointing": v.checkpointing}
+            started = time.perf_counter()
             try:
                 run_cfg = load_config(args.config, common + v.overrides("flash_attention_2" if flash else None))
                 row.update(measure_training(run_cfg, device, args.warmup, counts, peak))
@@ -193,27 +199,46 @@ def run_benchmark(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                 if not isinstance(e, (torch.cuda.OutOfMemoryError, ValueError)):
                     traceback.print_exc()
             release()
+            row["row_s"] = round(time.perf_counter() - started, 1)  # loading included: what a row costs a GPU session
             report["training"].append(row)
+            save(report)
         if args.predict:
-            record = read_records(train)[0]
-            overrides = common + TrainVariant("full", True, "padded", False).overrides(None)
-            setup = prediction_setup(load_config(args.config, overrides), device, record,
-                                     train.parent / record.image, args.objects)
-            for name, batch in itertools.product(args.predict, args.predict_batch):
-                mode, grammar = PREDICT_MODES[name]
-                console.print(f"prediction: {mode}, grammar {'on' if grammar else 'off'}, batch {batch}")
-                row = {"mode": mode, "grammar": grammar, "batch": batch}
-                try:
-                    row.update(measure_prediction(setup, PredictVariant(mode, grammar, batch), device, args.calls, args.warmup))
-                except (RuntimeError, ValueError, torch.cuda.OutOfMemoryError) as e:
-                    row["error"] = short_error(e)
-                release()
-                report["prediction"].append(row)
-            del setup
+            predict_rows(args, report, common, train, save, console)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def predict_rows(args: argparse.Namespace, report: dict[str, Any], common: list[str], train: Path,
+                 save: Callable[[dict[str, Any]], None], console: Console) -> None:
+    """The prediction rows, on one model with a head (full fine-tuning's, padded); a setup that fails (out of
+    memory) is recorded as `prediction_error` and no row runs."""
+    started = time.perf_counter()
+    record = read_records(train)[0]
+    overrides = common + TrainVariant("full", True, "padded", False).overrides(None)
+    try:
+        setup = prediction_setup(load_config(args.config, overrides), args.device, record, train.parent / record.image,
+                                 args.objects)
+    except (RuntimeError, torch.cuda.OutOfMemoryError) as e:
+        report["prediction_error"] = short_error(e)
+        save(report)
+        return
+    report["prediction_setup_s"] = round(time.perf_counter() - started, 1)
+    for name, batch in itertools.product(args.predict, args.predict_batch):
+        mode, grammar = PREDICT_MODES[name]
+        console.print(f"prediction: {mode}, grammar {'on' if grammar else 'off'}, batch {batch}")
+        row: dict[str, Any] = {"mode": mode, "grammar": grammar, "batch": batch}
+        started = time.perf_counter()
+        try:
+            row.update(measure_prediction(setup, PredictVariant(mode, grammar, batch), args.device, args.calls,
+                                          args.warmup))
+        except (RuntimeError, ValueError, torch.cuda.OutOfMemoryError) as e:
+            row["error"] = short_error(e)
+        release()
+        row["row_s"] = round(time.perf_counter() - started, 1)
+        report["prediction"].append(row)
+        save(report)
 
 
 def _num(v: Any, fmt: str) -> str:
@@ -230,7 +255,7 @@ def training_table(report: dict[str, Any]) -> Table:
     for r in report["training"]:
         t.add_row(r["tuning"], "on" if r["head"] else "off", r["layout"], escape(r.get("attention", "n/a")),
                   "on" if r["checkpointing"] else "off", _num(r.get("step_s"), ".3f"), _num(r.get("tokens_per_s"), ",.0f"),
-                  _num(r.get("photos_per_s"), ".2f"), _num(r.get("peak_gb"), ".2f"), _num(r.get("tflops_per_s"), ".2f"),
+                  _num(r.get("photos_per_s"), ".2f"), _num(r.get("peak_gb"), ".2f"), _num(r.get("tflops_per_s"), ".3g"),
                   _num(r.get("mfu"), ".1%"), escape(r.get("error", "")))
     return t
 
@@ -252,14 +277,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Wide enough for every column header whole, in a terminal or a log.
     console = Console(width=max(Console().width, 150))
+    stem = Path(args.config).stem + (f"-l{args.layers}" if args.layers else "") + f"-{args.device}"
+    out = args.out or Path(f"gpu-{stem}.json")
+
+    def save(report: dict[str, Any]) -> None:
+        write_text_atomic(out, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+
     try:
-        report = run_benchmark(args, console)
+        report = run_benchmark(args, console, save)
     except (OSError, ValueError) as e:
         Console(stderr=True).print(f"[red]error:[/red] {escape(str(e))}")
         return 2
-    stem = Path(args.config).stem + (f"-l{args.layers}" if args.layers else "") + f"-{args.device.split(':')[0]}"
-    out = args.out or Path(f"gpu-{stem}.json")
-    write_text_atomic(out, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    save(report)
     console.print(f"{escape(report['device'])}, torch {report['torch']}, transformers {report['transformers']}, "
                   f"{report['dtype']}, bf16 peak {_num(report['peak_bf16_tflops'], '.0f')} TFLOP/s; "
                   f"{report['params']['total'] / 1e9:.2f}B parameters ({report['params']['vision'] / 1e9:.2f}B vision)")
@@ -267,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(training_table(report))
     if report["prediction"]:
         console.print(prediction_table(report))
+    if "prediction_error" in report:
+        console.print(f"[red]prediction rows not run:[/red] {escape(report['prediction_error'])}")
     console.print(f"wrote {escape(str(out))}")
     return 0
 

@@ -176,7 +176,7 @@ class FollowAnswer(LogitsProcessor):
 class DenseAnswerPredictor(Predictor):
     """The project's Predictor, its generate mode steered to write a given dense answer (see FollowAnswer)."""
 
-    target: list[int] = []
+    target: list[int]  # the dense answer's token ids, end-of-turn included (set by prediction_setup)
 
     def _answer_constraint(self, prepared, constrained, max_new_tokens):  # noqa: D102
         return FollowAnswer(self.target, super()._answer_constraint(prepared, constrained, max_new_tokens))
