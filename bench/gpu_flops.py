@@ -9,7 +9,7 @@ counted as half its square. Forward FLOPs of one sample:
   per token for the recurrence;
 - LM head: 2 x hidden x vocabulary per supervised token (the only positions whose logits are computed,
   model/lm_loss.py);
-- vision tower: 2 x (its block weights) per patch, 2 x (merger weights) per merged token, and 4 x n x m x hidden
+- vision tower: 2 x (patch embedding and block weights) per patch, 2 x (merger weights) per merged token, and 4 x n x m x hidden
   per block for attention over n patches, m = n (full attention) or the window's patches (Qwen2.5-VL's windowed
   blocks); the detection head is not counted (a few percent of the VLM).
 
@@ -72,6 +72,7 @@ class ModelShape:
     deltanet_state: int  # key dim x value dim x value heads (per token, per layer)
     hidden: int
     vocab: int
+    patch_weights: int  # the patch embedding's (a 3-D convolution, one matrix product per patch)
     vision_block_linear: int  # linear weights of the vision blocks
     merger_linear: int
     vision_hidden: int
@@ -101,6 +102,7 @@ class ModelShape:
             llm_linear=_linear_weights(core.model.language_model.layers),
             full_layers=types.count("full_attention"), attention_width=text.num_attention_heads * head_dim,
             deltanet_layers=deltanet, deltanet_state=state, hidden=text.hidden_size, vocab=text.vocab_size,
+            patch_weights=visual.patch_embed.proj.weight.numel(),
             vision_block_linear=_linear_weights(visual.blocks), merger_linear=_linear_weights(visual.merger),
             vision_hidden=vision.hidden_size, vision_full_blocks=full_blocks,
             vision_window_blocks=vision.depth - full_blocks, window_patches=window,
@@ -131,7 +133,8 @@ def forward_flops(shape: ModelShape, s: SampleCounts) -> dict[str, float]:
     llm += 4.0 * L * shape.deltanet_state * shape.deltanet_layers
     vision = 0.0
     for n in s.patches:
-        vision += 2.0 * shape.vision_block_linear * n + 2.0 * shape.merger_linear * n / shape.merge ** 2
+        vision += 2.0 * (shape.patch_weights + shape.vision_block_linear) * n
+        vision += 2.0 * shape.merger_linear * n / shape.merge ** 2
         vision += 4.0 * n * n * shape.vision_hidden * shape.vision_full_blocks
         vision += 4.0 * n * min(n, shape.window_patches) * shape.vision_hidden * shape.vision_window_blocks
     return {"llm": llm, "lm_head": 2.0 * shape.hidden * shape.vocab * s.supervised, "vision": vision}

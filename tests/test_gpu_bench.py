@@ -161,3 +161,35 @@ def test_every_gpu_config_says_whether_its_memory_note_is_estimated_or_measured_
         assert status in ("estimated", "measured"), (config, status)
         header = (root / config).read_text(encoding="utf-8").split("\nmodel:", 1)[0]
         assert f"# Memory ({status}" in header, f"{config}: its memory note does not say '{status}' as the README does"
+
+
+def test_vision_flops_equal_what_torch_counts_for_a_photo_of_whole_windows(tiny):
+    model, _ = tiny
+    shape = ModelShape.of(model)
+    visual = model.model.visual
+    # 16 x 16 patches: whole 8 x 8 windows in the windowed blocks, so the count is exact.
+    grid = torch.tensor([[1, 16, 16]])
+    patches = torch.randn(256, visual.patch_embed.proj.weight[0].numel())
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.set_attn_implementation("eager")
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            visual(patches, grid_thw=grid)
+    finally:
+        model.set_attn_implementation("sdpa")
+    ours = forward_flops(shape, SampleCounts(tokens=0, supervised=0, patches=(256,)))
+    assert ours["vision"] == pytest.approx(counter.get_total_flops(), rel=0.02)
+
+
+def test_lora_trains_the_llm_through_frozen_weights_and_leaves_the_vision_tower_forward_only(tiny_model_dir):
+    from gpu_flops import training_multipliers
+
+    from bbuvl.config import LoraConfig
+    from bbuvl.model.loading import load_model_and_processor
+    from bbuvl.train.trainer import apply_lora
+
+    model, _ = load_model_and_processor(str(tiny_model_dir))
+    assert training_multipliers(model) == {"llm": 3.0, "lm_head": 3.0, "vision": 3.0}
+    lora = apply_lora(model, LoraConfig(enabled=True))
+    assert training_multipliers(lora.get_base_model()) == {"llm": 2.0, "lm_head": 2.0, "vision": 1.0}
