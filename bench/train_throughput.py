@@ -63,7 +63,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 loss = run.model(**batch)["loss"]
                 loss.backward()
-                opt.zero_grad(set_to_none=True)  # no step: both layouts see the same weights
+                opt.zero_grad(set_to_none=True)  # no step: every layout sees the same weights
                 if step > 0:  # the first step warms up allocators and kernels
                     s = stats[name]
                     s["time"] += time.perf_counter() - t0
