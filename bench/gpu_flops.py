@@ -74,7 +74,7 @@ class ModelShape:
     vocab: int
     patch_weights: int  # the patch embedding's (a 3-D convolution, one matrix product per patch)
     vision_block_linear: int  # linear weights of the vision blocks
-    merger_linear: int
+    merger_linear: int  # the merger's, and Qwen3-VL's DeepStack mergers' (each runs on every merged token)
     vision_hidden: int
     vision_full_blocks: int
     vision_window_blocks: int
@@ -93,6 +93,7 @@ class ModelShape:
         state = 0
         if deltanet:
             state = text.linear_key_head_dim * text.linear_value_head_dim * text.linear_num_value_heads
+        deepstack = _linear_weights(visual.deepstack_merger_list) if hasattr(visual, "deepstack_merger_list") else 0
         full_blocks = vision.depth
         window = 0
         if getattr(vision, "fullatt_block_indexes", None) is not None:
@@ -103,7 +104,7 @@ class ModelShape:
             full_layers=types.count("full_attention"), attention_width=text.num_attention_heads * head_dim,
             deltanet_layers=deltanet, deltanet_state=state, hidden=text.hidden_size, vocab=text.vocab_size,
             patch_weights=visual.patch_embed.proj.weight.numel(),
-            vision_block_linear=_linear_weights(visual.blocks), merger_linear=_linear_weights(visual.merger),
+            vision_block_linear=_linear_weights(visual.blocks), merger_linear=_linear_weights(visual.merger) + deepstack,
             vision_hidden=vision.hidden_size, vision_full_blocks=full_blocks,
             vision_window_blocks=vision.depth - full_blocks, window_patches=window,
             merge=vision.spatial_merge_size,

