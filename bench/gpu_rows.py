@@ -203,8 +203,11 @@ def prediction_setup(cfg: Config, device: str, record: ImageRecord, photo: Path,
     prepared = predictor.encode(predictor.prepare(photo))
     with torch.inference_mode():
         det = model.detect(to_device(predictor.collator([prepared.sample]), device))
-    scores = det.objectness_logits.float().sigmoid()[0].sort(descending=True).values
-    threshold = float(scores[min(objects, scores.numel()) - 1])
+    scores = det.objectness_logits.float().sigmoid()[0].sort(descending=True).values.tolist()
+    # Midway between the k-th and the next score: a batch of 8 computes the same photo's scores a rounding error
+    # apart from a batch of 1, and a threshold at the k-th score itself would then keep k - 1 or k + 1.
+    k = min(objects, len(scores))
+    threshold = (scores[k - 1] + scores[k]) / 2 if k < len(scores) else scores[-1] / 2
     return {"run": run, "predictor": predictor, "prepared": prepared, "threshold": threshold}
 
 
