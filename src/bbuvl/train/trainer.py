@@ -35,6 +35,7 @@ from bbuvl.model.checkpoint import Prompt, load_weights_into, save_checkpoint
 from bbuvl.model.loading import load_model_and_processor
 from bbuvl.model.lora import apply_lora
 from bbuvl.model.loss_scale import LossDenominators
+from bbuvl.model.packed_attention import use_packed_sdpa
 from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.train.callbacks import EpochCallback, NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
 from bbuvl.train.dataset import ConversationDataset, SourcedRecord, read_training_data, sources_from
@@ -88,6 +89,8 @@ def build_run(cfg: Config) -> Run:
     if loaded != family.model_type:
         raise ValueError(f"model.family is {family.model_type} but {cfg.model.path} holds a {loaded} model; "
                          "set model.family: auto or the checkpoint's family")
+    if cfg.data.collator == "packed":
+        use_packed_sdpa(vlm)  # SDPA per packed sample instead of a dense L x L mask (model/packed_attention.py)
     if cfg.model.lora.enabled:
         vlm = apply_lora(vlm, cfg.model.lora)
     if cfg.training.gradient_checkpointing:
