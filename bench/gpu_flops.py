@@ -120,11 +120,11 @@ class SampleCounts:
     patches: tuple[int, ...]
 
     @classmethod
-    def of(cls, sample: dict[str, Any]) -> "SampleCounts":
-        """From an encoded sample (what the dataset yields: input_ids [L], labels [L], image_grid_thw [n, 3])."""
-        supervised = int((sample["labels"][1:] != -100).sum())
-        return cls(int(sample["input_ids"].numel()), supervised,
-                   tuple(int(t * h * w) for t, h, w in sample["image_grid_thw"].tolist()))
+    def of(cls, sample: Any) -> "SampleCounts":
+        """From an `EncodedSample` (what the dataset yields: input_ids [L], labels [L], image_grid_thw [n, 3])."""
+        supervised = int((sample.labels[1:] != -100).sum())
+        return cls(int(sample.input_ids.numel()), supervised,
+                   tuple(int(t * h * w) for t, h, w in sample.image_grid_thw.tolist()))
 
 
 def forward_flops(shape: ModelShape, s: SampleCounts) -> dict[str, float]:

@@ -2,7 +2,7 @@
 
 A training row is `build_run` + `make_trainer` + `Trainer.train` for a few optimizer steps, exactly as
 `bbuvl train` runs them (the config's batch, accumulation, precision, collator and vision-token budget), timed
-between optimizer steps after warm-up. A prediction row is `Predictor.predict_prepared` on dense photos.
+between optimizer steps after warm-up. A prediction row is `Predictor.predict_each` on dense photos.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from transformers import LogitsProcessor, TrainerCallback
 from bbuvl.config import Config
 from bbuvl.data.schema import ImageRecord
 from bbuvl.encode.chat import format_answer
-from bbuvl.encode.collate import to_device
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.vlm import core_model
 from bbuvl.train.trainer import Run, build_run, make_trainer
@@ -178,8 +177,8 @@ class DenseAnswerPredictor(Predictor):
 
     target: list[int]  # the dense answer's token ids, end-of-turn included (set by prediction_setup)
 
-    def _answer_constraint(self, prepared, constrained, max_new_tokens):  # noqa: D102
-        return FollowAnswer(self.target, super()._answer_constraint(prepared, constrained, max_new_tokens))
+    def answer_constraint(self, prepared, constrained, max_new_tokens):  # noqa: D102
+        return FollowAnswer(self.target, super().answer_constraint(prepared, constrained, max_new_tokens))
 
 
 @dataclass(frozen=True)
@@ -202,7 +201,7 @@ def prediction_setup(cfg: Config, device: str, record: ImageRecord, photo: Path,
                         + [tok.convert_tokens_to_ids("<|im_end|>")])
     prepared = predictor.encode(predictor.prepare(photo))
     with torch.inference_mode():
-        det = model.detect(to_device(predictor.collator([prepared.sample]), device))
+        det = model.detect(predictor.collator([prepared.sample]).to(device))
     scores = det.objectness_logits.float().sigmoid()[0].sort(descending=True).values.tolist()
     # Midway between the k-th and the next score: a batch of 8 computes the same photo's scores a rounding error
     # apart from a batch of 1, and a threshold at the k-th score itself would then keep k - 1 or k + 1.
@@ -220,14 +219,23 @@ def measure_prediction(setup: dict[str, Any], v: PredictVariant, device: str, ca
         kw["objectness_threshold"] = setup["threshold"]
     else:
         kw["max_new_tokens"] = len(predictor.target) + 8
+    options = predictor.options(**kw)
+
+    def run_once() -> list:
+        found = predictor.predict_each(photos, v.mode, options)
+        for r in found:
+            if isinstance(r, Exception):
+                raise r
+        return found
+
     memory = PeakMemory(device)
     memory.reset()
     for _ in range(warmup):
-        predictor.predict_prepared(photos, v.mode, **kw)
+        run_once()
     synchronize(device)
     t0 = time.perf_counter()
     for _ in range(calls):
-        results = predictor.predict_prepared(photos, v.mode, **kw)
+        results = run_once()
     synchronize(device)
     seconds = time.perf_counter() - t0
     objects = sum(len(r.objects) for r in results) / len(results)

@@ -40,7 +40,7 @@ def test_packed_logits_and_padded_logits_equal_the_dense_mask_path(family, tmp_p
 
 def _loss_and_grads(run, batch) -> tuple[float, dict[str, torch.Tensor]]:
     run.model.zero_grad(set_to_none=True)
-    loss = run.model(**batch)["loss"]
+    loss = run.model(batch).loss
     loss.backward()
     grads = {n: p.grad.clone() for n, p in run.model.named_parameters() if p.grad is not None}
     return float(loss.detach()), grads
@@ -51,7 +51,7 @@ def test_training_on_packed_rows_uses_packed_sdpa_with_the_dense_mask_paths_loss
     vlm = core_model(run.model.vlm)
     assert vlm.config._attn_implementation == PACKED_SDPA
     batch = run.collator([run.train_dataset[i] for i in range(3)])
-    assert batch["position_ids"].shape[:2] == (4, 1) and len(sample_lengths(batch["position_ids"][0, 0])) == 3
+    assert batch.position_ids.shape[:2] == (4, 1) and len(sample_lengths(batch.position_ids[0, 0])) == 3
     run.model.train()
     torch.manual_seed(0)
     loss, grads = _loss_and_grads(run, batch)
