@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.bench_runner import run_bench_in_process
+
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "head_convergence.py"
 
 
@@ -25,5 +27,5 @@ def test_bench_trains_both_variants_and_prints_their_ap50_side_by_side():
 def test_bench_rejects_a_frame_off_the_token_grid_and_a_missing_dataset(tmp_path):
     for args, message in ((["--frame", "450x336"], "multiples of 28, got '450x336'"),
                           (["--data", str(tmp_path)], "no train.jsonl there")):
-        result = subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=120)
-        assert result.returncode == 2 and message in result.stderr, result.stderr
+        code, _, stderr = run_bench_in_process(BENCH, args)
+        assert code == 2 and message in stderr, stderr

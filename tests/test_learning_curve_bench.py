@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.bench_runner import run_bench_in_process
+
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "learning_curve.py"
 
 
@@ -24,5 +26,5 @@ def test_bench_prints_ap50_for_every_mode_at_every_checkpoint_beside_the_prior()
 
 def test_bench_rejects_an_unknown_scene_or_model_shape():
     for args, message in ((["--scenes", "cats"], "unknown cats"), (["--shapes", "huge"], "unknown huge")):
-        result = subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=120)
-        assert result.returncode == 2 and message in result.stderr, result.stderr
+        code, _, stderr = run_bench_in_process(BENCH, args)
+        assert code == 2 and message in stderr, stderr

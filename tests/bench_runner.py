@@ -1,0 +1,24 @@
+"""Run a bench script's command line inside the test process, where torch and bbuvl are already imported."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import runpy
+import sys
+from pathlib import Path
+
+
+def run_bench_in_process(script: Path, args: list[str]) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of `python script *args`, without paying a new interpreter's imports."""
+    out, err = io.StringIO(), io.StringIO()
+    argv, sys.argv = sys.argv, [str(script), *args]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    finally:
+        sys.argv = argv
+    return code, out.getvalue(), err.getvalue()
