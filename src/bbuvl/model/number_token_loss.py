@@ -27,13 +27,13 @@ PROBE_NUMBERS_PER_ANSWER = 1000  # one encode call per 1000 numbers stays below 
 
 
 def _probe_answers() -> list[str]:
-    """Answers in the format training writes (encode/chat.py:format_answer) that hold every probe number."""
+    """Every probe number as answers write coordinates (encode/chat.py:format_answer): boxes of four, each number
+    after ' [' or ', ' and before ',' or ']'. Only the numbers: a digit elsewhere (`bbox_2d`) is no coordinate."""
     numbers = list(PROBE_NUMBERS)
     answers = []
     for start in range(0, len(numbers), PROBE_NUMBERS_PER_ANSWER):
         chunk = numbers[start:start + PROBE_NUMBERS_PER_ANSWER]
-        boxes = [chunk[i:i + 4] for i in range(0, len(chunk), 4)]
-        answers.append(json.dumps([{"bbox_2d": box, "label": "x"} for box in boxes], ensure_ascii=False))
+        answers.append(json.dumps([chunk[i:i + 4] for i in range(0, len(chunk), 4)]))
     return answers
 
 
