@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/guard_spread.py --seeds 0-7 --threads 1,2 --steps 550 --out runs/guard_spread.jsonl
     .venv/bin/python bench/guard_spread.py --seeds 100-107 --threads 2 --steps 1000 --train 1000 --val 50 --out runs/demo_spread.jsonl
+    .venv/bin/python bench/guard_spread.py --seeds 0,1 --threads 1 --out runs/ntl.jsonl loss.number_token=1.0
 
 Training is deterministic per machine, seed and thread count, but not across machines: one commit gave head
 AP50 0.594 on one machine and passed a 0.8 bar on another. A bar is only safe if every run of a spread clears
@@ -77,6 +78,9 @@ def one_run(seed: int, threads: int, steps: int, n_train: int, n_val: int, overr
             acc = sum(t is not None and t["label"] == r.objects[0].desc for t, r in zip(top, records)) / len(records)
             hit = sum(t is not None and box_iou(t["bbox_2d"], r.objects[0].bbox_2d) >= 0.5
                       for t, r in zip(top, records)) / len(records)
+            # How far the top box's corners are from the shape's, in stored pixels (photos with a box).
+            errors = [abs(a - b) for t, r in zip(top, records) if t is not None
+                      for a, b in zip(t["bbox_2d"], r.objects[0].bbox_2d)]
             # The guard's other checks: best-overlapping box centres follow the truth's on both axes, and every
             # generate answer parses with vocabulary labels.
             truth = torch.tensor([[(o.bbox_2d[0] + o.bbox_2d[2]) / 2, (o.bbox_2d[1] + o.bbox_2d[3]) / 2]
@@ -90,9 +94,14 @@ def one_run(seed: int, threads: int, steps: int, n_train: int, n_val: int, overr
             row[mode] = {"AP50": result.summary["AP50"], "AP": result.summary["AP"], "AP75": result.summary["AP75"],
                          "AP50_agnostic": result.agnostic["AP50"], "top_label_acc": round(acc, 3),
                          "top_iou50": round(hit, 3), "centre_corr": [round(c, 3) for c in corr],
+                         "top_corner_error_px": round(statistics.fmean(errors), 1) if errors else None,
                          "answered_in_vocabulary": round(answered, 3)}
         prior = best_constant_box(records)
         row["prior_ap50"] = prior.ap50
+        # The constant box's corner error, the floor a box that ignores the photo reaches.
+        row["prior_corner_error_px"] = round(statistics.fmean(
+            abs(rel * side - truth) for r in records for rel, side, truth in
+            zip(prior.box, (r.width, r.height) * 2, r.objects[0].bbox_2d)), 1)
     row["total_s"] = round(time.perf_counter() - start, 1)
     return row
 
@@ -113,6 +122,12 @@ def summarise(rows: list[dict]) -> None:
               f"{max(r['generate']['AP50'] for r in rs):<10.3f}{prior:<6.3f} {over}")
         print("        head per seed: " + ", ".join(f"{r['seed']}:{r['head']['AP50']:.3f}" for r in sorted(rs, key=lambda r: r["seed"])))
         print("        name per seed: " + ", ".join(f"{r['seed']}:{r['name']['AP50']:.3f}" for r in sorted(rs, key=lambda r: r["seed"])))
+        # Generate mode: AP50, then whether its boxes follow the shapes at all (centre correlation x / y with the
+        # truth) and how often its top box overlaps the shape at IoU >= 0.5 (docs/number_token_loss.md).
+        print("        generate per seed (AP50 | centre corr x/y | top IoU>=0.5 | corner error px, constant box's): " + ", ".join(
+            f"{r['seed']}:{r['generate']['AP50']:.3f} | {r['generate']['centre_corr'][0]:.2f}/{r['generate']['centre_corr'][1]:.2f}"
+            f" | {r['generate']['top_iou50']:.2f} | {r['generate'].get('top_corner_error_px')}, {r.get('prior_corner_error_px')}"
+            for r in sorted(rs, key=lambda r: r["seed"])))
 
 
 def main() -> None:

@@ -58,8 +58,8 @@ ABOVE_PRIOR = 0.4
 CENTRE_CORRELATION = 0.9
 
 
-def train_and_predict(root: Path, scene: Scene) -> dict:
-    """Train the stage-A recipe on `scene`; predict its validation photos in every mode."""
+def train_and_predict(root: Path, scene: Scene, overrides: tuple[str, ...] = ()) -> dict:
+    """Train the stage-A recipe (with config `overrides`) on `scene`; predict its validation photos in every mode."""
     threads = torch.get_num_threads()
     # The suite runs one test at a time: this one may use two cores, unless OMP_NUM_THREADS asks for fewer. The
     # bars hold at 1 and 2 threads alike (docs/localisation.md has the spread at both).
@@ -75,7 +75,7 @@ def train_and_predict(root: Path, scene: Scene) -> dict:
     cfg = load_config(CONFIG, [
         f"model.path={model_dir}", f"data.train={root / 'data' / 'train.jsonl'}", "data.val=null",
         f"training.output_dir={root / 'run'}", f"training.max_steps={scene.steps}", "training.logging_steps=50",
-        "training.save_steps=100000", "training.eval_steps=100000", "monitor.enabled=false",
+        "training.save_steps=100000", "training.eval_steps=100000", "monitor.enabled=false", *overrides,
     ])
     try:
         final = train(cfg, progress=False)["final"]

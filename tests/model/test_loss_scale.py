@@ -96,3 +96,15 @@ def test_two_accumulated_micro_batches_of_one_equal_one_batch_of_two(run_config,
     assert ("loss_bbox" in terms) == detection and sorted(terms) == sorted(k for k in TERMS if k in acc_log)
     for k in terms:
         assert acc_log[k] == pytest.approx(big_log[k], rel=1e-5, abs=1e-7), k
+
+
+def test_the_number_token_term_accumulates_like_one_batch_of_two(run_config, two_photos, tmp_path):
+    # Its sums are divided by the step's span token counts, like the LM terms, so the split cannot matter.
+    overrides = ("data.collator=padded", "detection.enabled=false", "loss.number_token=1.0")
+    big, big_log = _one_step(run_config, two_photos, tmp_path, "b2", 2, 1, *overrides)
+    acc, acc_log = _one_step(run_config, two_photos, tmp_path, "ga2", 1, 2, *overrides)
+    assert big_log["number_token"] > 0
+    assert _rel(acc.grads, big.grads) <= 1e-5
+    assert _rel(acc.update, big.update) <= 1e-5
+    for k in ("loss", "lm_teacher", "lm_student", "number_token"):
+        assert acc_log[k] == pytest.approx(big_log[k], rel=1e-5, abs=1e-7), k

@@ -1,7 +1,7 @@
 """The trained model: a Qwen VL model of any family in data/families.py (optionally with LoRA) plus the optional detection head.
 
 `forward(batch)` computes every loss term of a step from one pass through the VLM:
-total = teacher_w * LM_teacher + student_w * LM_student + sum_k w_k * det_k, and returns each term
+total = teacher_w * LM_teacher + student_w * LM_student (+ number_token_w * NTL) + sum_k w_k * det_k, and returns each term
 (`LossTerms`, encode/loss_terms.py) so that what is logged is exactly what is optimised. The batch is the
 collators' typed `Batch` (encode/collate.py).
 """
@@ -22,6 +22,7 @@ from bbuvl.model.detection_head import DetectionHead, DetectionOutput
 from bbuvl.model.detection_loss import DetectionCriterion
 from bbuvl.model.lm_loss import span_lm_loss
 from bbuvl.model.loss_scale import LossDenominators
+from bbuvl.model.number_token_loss import digit_token_ids, span_number_token_loss
 from bbuvl.model.vision_positions import VisionPositions
 
 
@@ -75,8 +76,10 @@ class BBUVLModel(nn.Module):
     accepts_loss_kwargs = True
 
     def __init__(self, vlm: nn.Module, cfg: Config, head: DetectionHead | None = None,
-                 vision_positions: VisionPositions | None = None):
+                 vision_positions: VisionPositions | None = None, digit_ids: torch.Tensor | None = None):
         super().__init__()
+        if cfg.loss.number_token > 0 and digit_ids is None:
+            raise ValueError("loss.number_token > 0 needs the digit token ids (BBUVLModel.build reads them)")
         self.vlm = vlm
         self.detection_head = head
         self.vision_positions = vision_positions
@@ -88,11 +91,14 @@ class BBUVLModel(nn.Module):
         self.box_format = cfg.detection.box_format
         self.head_grad_to_vlm = cfg.detection.grad_to_vlm
         self.detection_active = head is not None  # False while `detection_freeze_epochs` holds the head back
+        # [10] ids of '0'..'9', only when the number-token loss is on; not saved: the tokenizer gives them back.
+        self.register_buffer("digit_ids", digit_ids if cfg.loss.number_token > 0 else None, persistent=False)
 
     @classmethod
     def build(cls, vlm: nn.Module, cfg: Config, tokenizer: Any) -> "BBUVLModel":
         """Wrap a loaded VLM, creating a fresh detection head when `detection.enabled` and fresh (zero)
-        vision positions when `model.vision_positions`."""
+        vision positions when `model.vision_positions`; ValueError when `loss.number_token` is on and the
+        tokenizer does not split digits."""
         head = positions = None
         core = core_model(vlm)
         text_cfg = getattr(core.config, "text_config", core.config)
@@ -107,7 +113,8 @@ class BBUVLModel(nn.Module):
                 pad_token_id=tokenizer.pad_token_id, d_model=min(cfg.detection.d_model, text_cfg.hidden_size),
             )
             head.to(next(vlm.parameters()).dtype)
-        return cls(vlm, cfg, head, positions)
+        digits = digit_token_ids(tokenizer) if cfg.loss.number_token > 0 else None
+        return cls(vlm, cfg, head, positions, digits)
 
     @property
     def config(self) -> Any:
@@ -164,6 +171,16 @@ class BBUVLModel(nn.Module):
             lm_student = lm.student_sum / max(norm.student_tokens, 1.0)
             num_targets = hidden.new_tensor(max(norm.objects, 1.0), dtype=torch.float32)
         total = self.loss_cfg.teacher_weight * lm_teacher + self.loss_cfg.student_weight * lm_student
+        number_token = None
+        if self.digit_ids is not None:
+            # Divided by the same span token counts as the LM terms, so its weight relative to their
+            # cross-entropy never drifts with a batch's share of digits (docs/number_token_loss.md).
+            teacher_sum, student_sum = span_number_token_loss(hidden, core.lm_head, batch.labels, batch.span_ids,
+                                                              self.digit_ids)
+            teacher_n, student_n = (lm.n_teacher, lm.n_student) if norm is None else (norm.teacher_tokens, norm.student_tokens)
+            number_token = (self.loss_cfg.teacher_weight * teacher_sum / max(teacher_n, 1)
+                            + self.loss_cfg.student_weight * student_sum / max(student_n, 1))
+            total = total + self.loss_cfg.number_token * number_token
         detection: dict[str, torch.Tensor] = {}
         if use_head:
             det = self.head_forward(out.hidden_states[0], hidden, batch)
@@ -174,4 +191,4 @@ class BBUVLModel(nn.Module):
             ]
             detection = self.criterion(det, targets, self.detection_head, num_targets)
             total = total + detection.pop("loss_detection")
-        return LossTerms(loss=total, lm_teacher=lm_teacher, lm_student=lm_student, **detection)
+        return LossTerms(loss=total, lm_teacher=lm_teacher, lm_student=lm_student, number_token=number_token, **detection)
