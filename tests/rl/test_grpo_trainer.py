@@ -10,6 +10,7 @@ from bbuvl.config import dump_config, load_config
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.checkpoint import load_model
 from bbuvl.rl.trainer import train_grpo
+from tests.callbacks import StopAt
 from tests.diagnostics.conftest import one_thread  # noqa: F401 - one torch thread, as the training tests
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -59,15 +60,6 @@ def test_accumulating_two_micro_batches_of_one_photo_gives_the_gradient_of_one_b
         assert torch.allclose(g, two.grads[name], atol=1e-6, rtol=1e-4), name
 
 
-class _StopAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
-
-
 def _logged(history):
     return {h["step"]: h for h in history if "loss" in h and "train_runtime" not in h}
 
@@ -76,7 +68,7 @@ def test_resume_continues_rewards_loss_and_weights_exactly(grpo_config, tmp_path
     common = ("training.max_steps=4", "training.save_steps=2", "grpo.beta=0.05")
     full = train_grpo(grpo_config(*common, f"training.output_dir={tmp_path / 'a'}"), progress=False)
     cfg_b = grpo_config(*common, f"training.output_dir={tmp_path / 'b'}")
-    train_grpo(cfg_b, progress=False, callbacks=[_StopAt(2)])
+    train_grpo(cfg_b, progress=False, callbacks=[StopAt(2)])
     resumed = train_grpo(cfg_b, resume=True, progress=False)
     a, b = _logged(full["history"]), _logged(resumed["history"])
     assert sorted(k for k in b if k > 2) == [3, 4]
