@@ -1,6 +1,6 @@
 """Training that values a near miss, measured: generate-mode AP50 and mean held-out detection reward against steps.
 
-    .venv/bin/python bench/near_miss.py                       # SFT 1000 steps, then GRPO 80 steps (about 20 min, 2 cores)
+    .venv/bin/python bench/near_miss.py                       # SFT 1000 steps, then GRPO 40 steps (about 15 min, 2 cores)
     .venv/bin/python bench/near_miss.py --sft-steps 300 --grpo-steps 40 --every 20
 
 Three arms on the shapes scene (one shape per photo, configs/demo_shapes.yaml), scored on photos of an unseen seed:
@@ -56,7 +56,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sft-steps", type=int, default=1000)
     ap.add_argument("--sft-every", type=int, default=500)
-    ap.add_argument("--grpo-steps", type=int, default=80)
+    ap.add_argument("--grpo-steps", type=int, default=40)
     ap.add_argument("--every", type=int, default=20, help="GRPO steps between scored checkpoints.")
     ap.add_argument("--heldout", type=int, default=40, help="Held-out photos (seed 7, never trained on).")
     ap.add_argument("--ntl-weight", type=float, default=0.1, help="loss.number_token of the sft+ntl arm.")
