@@ -62,9 +62,10 @@ def main() -> None:
     ap.add_argument("--ntl-weight", type=float, default=0.1, help="loss.number_token of the sft+ntl arm.")
     ap.add_argument("--work", type=Path, help="Keep the runs here (default: a temporary folder).")
     args = ap.parse_args()
-    for steps, every, what in ((args.sft_steps, args.sft_every, "--sft"), (args.grpo_steps, args.every, "--grpo")):
+    for steps, every, names in ((args.sft_steps, args.sft_every, "--sft-every / --sft-steps"),
+                                (args.grpo_steps, args.every, "--every / --grpo-steps")):
         if every <= 0 or steps < every:
-            ap.error(f"{what}-steps and its --...every must be positive, the interval at most the steps")
+            ap.error(f"{names}: the interval must be positive and at most the steps, got {every} / {steps}")
     if args.heldout <= 0:
         ap.error("--heldout must be positive")
     torch.manual_seed(0)
