@@ -117,3 +117,13 @@ def test_a_bad_grpo_config_is_one_clear_line_before_any_training(grpo_config, tm
     result = CliRunner().invoke(app, ["train", str(cfg), override])
     assert result.exit_code == 2 and message in result.output, result.output
     assert "Traceback" not in result.output and not (tmp_path / "grpo" / "final").exists()
+
+
+def test_lora_grpo_trains_only_adapters_keeps_a_kl_to_them_switched_off_and_its_checkpoint_loads(grpo_config):
+    result = train_grpo(grpo_config("model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8", "grpo.beta=0.05"),
+                        progress=False)
+    logs = _logged(result["history"])
+    assert logs[2]["kl"] > 0  # the adapters moved away from the weights they started on
+    model = load_model(result["final"])[0]
+    lora_b = [p for n, p in model.vlm.named_parameters() if "lora_B" in n]
+    assert lora_b and any(p.abs().sum() > 0 for p in lora_b)
