@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 TORCH  := $(shell sed -n 's/^torch==//p' constraints.txt)
 DEMO   ?= demo_out
 
-.PHONY: demo test test-all install fonts browsers clean
+.PHONY: demo demo-rl test test-all install fonts browsers clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	BBUVL_DEMO_OUT=$(DEMO) bash scripts/demo.sh
+
+# GRPO after stage A (docs/grpo.md): stage A first when $(DEMO)/shapes/run/final is missing.
+demo-rl: $(STAMP)
+	BBUVL_DEMO_OUT=$(DEMO) bash scripts/demo_rl.sh
 
 # lint-imports: the layers contract in pyproject.toml (every import points down, docs/architecture.md).
 test: $(STAMP)

@@ -22,3 +22,14 @@ class PoisonHeadOnce(TrainerCallback):
             with torch.no_grad():
                 model.detection_head.objectness_head.weight.copy_(self.saved)
             self.saved = None
+
+
+class StopAt(TrainerCallback):
+    """Stops training after optimizer step `step`, as a kill would (the checkpoints saved so far stay)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True

@@ -20,7 +20,8 @@ def _keys(d: dict, prefix: str = "") -> set[str]:
 
 
 def test_shipped_configs_are_valid():
-    for name in ("base.yaml", "demo.yaml", "demo_shapes.yaml", "qwen3_vl_4b.yaml", "qwen3_5_0.8b.yaml"):
+    for name in ("base.yaml", "demo.yaml", "demo_shapes.yaml", "qwen3_vl_4b.yaml", "qwen3_5_0.8b.yaml", "grpo.yaml",
+                 "demo_grpo.yaml"):
         load_config(ROOT / "configs" / name)
 
 

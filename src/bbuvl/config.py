@@ -113,6 +113,9 @@ class LearningRates(_Strict):
 class TrainingConfig(_Strict):
     """The optimisation loop (HF Trainer underneath)."""
 
+    # "sft": imitate the answers (train/trainer.py); "grpo": reinforcement fine-tuning with detection rewards,
+    # from an SFT checkpoint or a base model in model.path, with the `grpo:` section (rl/, docs/grpo.md).
+    method: Literal["sft", "grpo"] = "sft"
     output_dir: str = "runs/bbu-3b"
     seed: int = Field(42, ge=0, lt=2**32)  # numpy's seed range (HF's set_seed seeds numpy too)
     num_epochs: float = Field(10, gt=0)
@@ -267,6 +270,51 @@ class MonitorConfig(_Strict):
     memory_growth_mb: float = Field(512.0, gt=0)  # warn when resident memory grows this much since the first step
 
 
+class RewardWeights(_Strict):
+    """How much each reward (rl/rewards.py) counts in a rollout's total; 0 leaves a term out."""
+
+    detection: float = Field(1.0, ge=0)  # Hungarian-matched IoU over max(truth, answer) objects
+    label: float = Field(0.5, ge=0)  # partial credit per hierarchy level of the matched objects
+    format: float = Field(0.0, ge=0)  # the answer parses and names vocabulary labels: only with constrained: false
+    user: float = Field(0.0, ge=0)  # `user_function`'s value
+    # "package.module:function" (or "package.module.function"), called as fn(truth, answer) -> float with two
+    # lists of rl.rewards.LabelledBox in the stored photo's pixels.
+    user_function: str | None = None
+
+    @model_validator(mode="after")
+    def _user_named(self) -> "RewardWeights":
+        if self.user > 0 and not self.user_function:
+            raise ValueError("rewards.user is above 0 but rewards.user_function names no function (module:function)")
+        if not any(getattr(self, k) > 0 for k in ("detection", "label", "format", "user")):
+            raise ValueError("every reward weight is 0: give detection, label, format or user a weight above 0")
+        return self
+
+
+class GrpoConfig(_Strict):
+    """Group relative policy optimisation (training.method: grpo): rollouts, rewards and the objective (docs/grpo.md)."""
+
+    group_size: int = Field(8, ge=2)  # G sampled answers per photo; advantages are relative within the group
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(1024, gt=0)  # per rollout; dr_grpo divides by it
+    constrained: bool = True  # rollouts decoded under the answer grammar and the checkpoint's labels (infer/constrained.py)
+    # How per-token losses become one number (docs/grpo.md, "Loss variants"): "grpo" averages each answer's tokens,
+    # then the answers; "dr_grpo" divides the step's token sum by answers x max_new_tokens; "dapo" by the step's tokens.
+    loss_type: Literal["grpo", "dr_grpo", "dapo"] = "dapo"
+    scale_rewards: bool = True  # divide advantages by the group's reward std (Dr. GRPO sets this false)
+    epsilon_low: float = Field(0.2, ge=0, lt=1)  # ratio clipped to [1 - epsilon_low, 1 + epsilon_high]
+    epsilon_high: float = Field(0.28, ge=0)  # DAPO's clip-higher
+    beta: float = Field(0.0, ge=0)  # KL to the starting model; 0 holds no reference model
+    rewards: RewardWeights = RewardWeights()
+
+    @model_validator(mode="after")
+    def _format_needs_freedom(self) -> "GrpoConfig":
+        if self.rewards.format > 0 and self.constrained:
+            raise ValueError("rewards.format counts only when decoding is free: every constrained rollout parses; "
+                             "set grpo.constrained: false or rewards.format: 0")
+        return self
+
+
 class Config(_Strict):
     """A whole run."""
 
@@ -277,6 +325,7 @@ class Config(_Strict):
     loss: LossConfig = LossConfig()
     inference: InferenceConfig = InferenceConfig()
     monitor: MonitorConfig = MonitorConfig()
+    grpo: GrpoConfig = GrpoConfig()
 
 
 class ConfigError(ValueError):

@@ -10,7 +10,7 @@ from transformers import TrainerCallback
 from bbuvl.model.checkpoint import load_model, merge_lora
 from bbuvl.train.param_groups import GROUPS, ParameterGroupError, assign_groups, group_of
 from bbuvl.train.trainer import build_run, train
-from tests.callbacks import PoisonHeadOnce
+from tests.callbacks import PoisonHeadOnce, StopAt
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -85,20 +85,11 @@ def test_nan_loss_is_skipped_logged_dumped_and_training_goes_on(run_config, tmp_
     assert logs[-1]["step"] == 4 and logs[-1]["nan_skipped"] == 1
 
 
-class _StopAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
-
-
 def test_resume_continues_the_loss_curve_exactly(run_config, tmp_path):
     common = ("training.max_steps=6", "training.save_steps=3", "data.teacher_ratio=0.5")
     full = _losses(train(run_config(*common, f"training.output_dir={tmp_path / 'a'}"), progress=False)["history"])
     cfg_b = run_config(*common, f"training.output_dir={tmp_path / 'b'}")
-    train(cfg_b, progress=False, callbacks=[_StopAt(3)])
+    train(cfg_b, progress=False, callbacks=[StopAt(3)])
     resumed = _losses(train(cfg_b, resume=True, progress=False)["history"])
     a = {h["step"]: h["loss"] for h in full}
     b = {h["step"]: h["loss"] for h in resumed if h["step"] > 3}

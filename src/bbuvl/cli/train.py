@@ -48,6 +48,20 @@ def train(
     from bbuvl.train.trainer import dry_run as run_dry
     from bbuvl.train.trainer import train as run_train
 
+    if cfg.training.method == "grpo":
+        if dry_run:
+            fail("--dry-run checks an sft run; a grpo run shows its first step's rewards in its log (docs/grpo.md)")
+        if overwrite and (resume or resume_from):
+            fail("--overwrite replaces the run that --resume would continue: pass one of them")
+        from bbuvl.rl.trainer import train_grpo
+
+        with user_errors(ValueError, OSError), disk_full_is_resumable(Path(cfg.training.output_dir)):
+            result = train_grpo(cfg, resume=str(resume_from) if resume_from else resume, overwrite=overwrite)
+        print_grpo_summary(result["history"])
+        console.print(f"non-finite steps skipped: {result['nan_skipped']}")
+        console.print(f"[green]checkpoint[/]: {escape(result['final'])}  (TensorBoard: "
+                      f"{escape(str(Path(cfg.training.output_dir) / 'tb'))})")
+        return
     if dry_run:
         with user_errors(ValueError, OSError, KeyError):
             report = run_dry(cfg)
@@ -80,6 +94,20 @@ def train(
                   f"{result['budget_dropped']}; over-budget photos skipped: {result['oversize_skipped']}; answers cut at "
                   f"data.max_length: {result['answers_truncated']}")
     console.print(f"[green]checkpoint[/]: {escape(result['final'])}  (TensorBoard: {escape(str(Path(cfg.training.output_dir) / 'tb'))})")
+
+
+def print_grpo_summary(history: list[dict]) -> None:
+    """The first and last logged step of a GRPO run: loss, rewards, answer length, KL, clip fraction."""
+    logs = [h for h in history if "loss" in h and "reward" in h]
+    if not logs:
+        return
+    keys = [k for k in logs[-1] if k == "loss" or k.startswith(("reward", "answer_length", "kl", "clip", "zero_spread"))]
+    table = Table(title="GRPO (first, last logged step)")
+    for k in ["step", *keys]:
+        table.add_column(k)
+    for h in (logs[0], logs[-1]):
+        table.add_row(str(h["step"]), *[f"{h.get(k, float('nan')):.4g}" for k in keys])
+    console.print(table)
 
 
 @contextmanager

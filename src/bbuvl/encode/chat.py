@@ -80,12 +80,13 @@ class EncodedSample:
         """This conversation with its photo's detection targets and what names it (training)."""
         return replace(self, det_boxes=det_boxes, det_caption_ids=det_caption_ids, meta=meta)
 
-    def continued(self, ids: list[int]) -> "EncodedSample":
-        """This prompt followed by `ids` as unsupervised text: an answer begun for the model to finish (inference)."""
+    def continued(self, ids: list[int], supervised: bool = False) -> "EncodedSample":
+        """This prompt followed by `ids`: unsupervised, an answer begun for the model to finish (inference);
+        `supervised`, the student's answer as the model wrote it, token for token (GRPO's rollouts, rl/)."""
         extra = torch.tensor(ids, dtype=torch.long)
         return replace(self, input_ids=torch.cat([self.input_ids, extra]),
-                       labels=torch.cat([self.labels, torch.full_like(extra, IGNORE_INDEX)]),
-                       span_ids=torch.cat([self.span_ids, torch.full_like(extra, SPAN_NONE)]),
+                       labels=torch.cat([self.labels, extra if supervised else torch.full_like(extra, IGNORE_INDEX)]),
+                       span_ids=torch.cat([self.span_ids, torch.full_like(extra, SPAN_STUDENT if supervised else SPAN_NONE)]),
                        mm_token_type_ids=torch.cat([self.mm_token_type_ids, torch.zeros_like(extra)]))
 
     @property

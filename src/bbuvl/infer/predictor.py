@@ -201,15 +201,28 @@ class Predictor:
     def greedy(self, batch: Batch, constraint: LogitsProcessor | None, max_new_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Greedy decoding of a collated batch: new token ids `[B, T]` and each choice's log-probability `[B, T]`."""
         recorder = _ChosenLogProb(constraint)
+        new = self._generate(batch, recorder, max_new_tokens, do_sample=False)
+        logprobs = torch.stack(recorder.steps, dim=1) if recorder.steps else torch.zeros(new.shape[0], 0)
+        return new, logprobs
+
+    def sample(self, batch: Batch, constraint: LogitsProcessor | None, max_new_tokens: int, temperature: float = 1.0,
+               top_p: float = 1.0) -> torch.Tensor:
+        """Sampled decoding of a collated batch (GRPO's rollouts), under the grammar when `constraint`: new ids `[B, T]`.
+
+        The constraint masks the logits before temperature and top-p, so every sample stays inside the grammar.
+        """
+        return self._generate(batch, constraint, max_new_tokens, do_sample=True, temperature=temperature, top_p=top_p,
+                              top_k=0)
+
+    def _generate(self, batch: Batch, processor: LogitsProcessor | None, max_new_tokens: int, **decoding: Any) -> torch.Tensor:
         out = self.model.vlm.generate(
             input_ids=batch.input_ids, attention_mask=batch.attention_mask, pixel_values=batch.pixel_values,
             image_grid_thw=batch.image_grid_thw, mm_token_type_ids=batch.mm_token_type_ids,
-            max_new_tokens=max_new_tokens, do_sample=False, logits_processor=LogitsProcessorList([recorder]),
+            max_new_tokens=max_new_tokens, logits_processor=LogitsProcessorList([processor] if processor else []),
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.convert_tokens_to_ids(TURN_END),
+            **decoding,
         )
-        new = out[:, batch.input_ids.shape[1]:].cpu()
-        logprobs = torch.stack(recorder.steps, dim=1) if recorder.steps else torch.zeros(new.shape[0], 0)
-        return new, logprobs
+        return out[:, batch.input_ids.shape[1]:].cpu()
 
     @property
     def stop_ids(self) -> set[int]:

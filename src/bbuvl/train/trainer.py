@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -333,6 +333,23 @@ def train(cfg: Config, resume: bool | str = False, progress: bool = True, callba
     A folder holding another run is refused unless resuming or `overwrite` (train/run_dir.py); `resume=True`
     continues from the newest complete checkpoint, skipping ones a kill or a full disk left half-written.
     """
+    built: list[Run] = []
+
+    def make() -> BBUTrainer:
+        built.append(build_run(cfg))
+        return make_trainer(built[0], progress, callbacks)
+
+    trainer = fit(cfg, make, resume, overwrite)
+    run = built[0]
+    return {"final": str(Path(cfg.training.output_dir) / FINAL_DIR), "history": trainer.state.log_history,
+            "nan_skipped": trainer.guard.skipped, "budget_dropped": run.collator.budget.dropped,
+            "oversize_skipped": len(run.train_dataset.skipped), "answers_truncated": len(run.train_dataset.truncated),
+            "alarms": health_summary(trainer.callback_handler.callbacks)}
+
+
+def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False, overwrite: bool = False) -> BBUTrainer:
+    """What every training method shares around its trainer: claim the output folder, find the checkpoint to
+    resume, train, swap in `final/` and write history.json. `make` builds the trainer once the folder is claimed."""
     out = Path(cfg.training.output_dir)
     check_run_inputs(out, {"model.path": cfg.model.path, "data.train": cfg.data.train, "data.val": cfg.data.val,
                            "data.teachers": cfg.data.teachers, "--resume-from": resume if isinstance(resume, str) else None},
@@ -350,20 +367,15 @@ def train(cfg: Config, resume: bool | str = False, progress: bool = True, callba
             why = "".join(f"; {p.name}: {reason}" for p, reason in skipped)
             raise RunDirError(f"--resume: no complete checkpoint-N folder in {out}{why}")
         ckpt = str(found)
-    run = build_run(cfg)
-    trainer = make_trainer(run, progress, callbacks)
+    trainer = make()
     trainer.train(resume_from_checkpoint=ckpt)
     final = out / FINAL_DIR
     staging = out / f".{FINAL_DIR}.saving"
     trainer.save_model(str(staging))
     if trainer.args.should_save:
         _swap_in(staging, final)
-    history = trainer.state.log_history
-    write_text_atomic(out / "history.json", json.dumps(history, indent=1))
-    return {"final": str(final), "history": history, "nan_skipped": trainer.guard.skipped,
-            "budget_dropped": run.collator.budget.dropped, "oversize_skipped": len(run.train_dataset.skipped),
-            "answers_truncated": len(run.train_dataset.truncated),
-            "alarms": health_summary(trainer.callback_handler.callbacks)}
+    write_text_atomic(out / "history.json", json.dumps(trainer.state.log_history, indent=1))
+    return trainer
 
 
 def _swap_in(staging: Path, final: Path) -> None:

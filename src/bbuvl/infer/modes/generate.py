@@ -23,12 +23,24 @@ def answers(predictor: "Predictor", prepared: Sequence["Prepared"], options: "Pr
     constraint = predictor.answer_constraint(prepared, options.constrained, options.max_new_tokens)
     new, logprobs = predictor.greedy(batch, constraint, options.max_new_tokens)
     del batch
+    return read_answers(predictor, prepared, new, logprobs)
+
+
+def answer_ids(predictor: "Predictor", row: torch.Tensor) -> list[int]:
+    """A generated row's ids up to (not including) the first token that ends an answer."""
+    ids = row.tolist()
+    return ids[:next((i for i, t in enumerate(ids) if t in predictor.stop_ids), len(ids))]
+
+
+def read_answers(predictor: "Predictor", prepared: Sequence["Prepared"], new: torch.Tensor,
+                 logprobs: torch.Tensor) -> list[ImageResult]:
+    """Generated rows `[B, T]` parsed, their boxes taken to each stored photo; score = mean probability of the
+    object's tokens by `logprobs` `[B, T]`."""
     results = []
     tok = predictor.tokenizer
     for row, p in enumerate(prepared):
-        ids = new[row].tolist()
-        n = next((i for i, t in enumerate(ids) if t in predictor.stop_ids), len(ids))
-        ids, lp = ids[:n], logprobs[row, :n]
+        ids = answer_ids(predictor, new[row])
+        lp = logprobs[row, :len(ids)]
         text = tok.decode(ids, skip_special_tokens=True)
         parsed = parse_detections(text)
         ends = token_char_ends(tok, ids) if parsed.objects else []

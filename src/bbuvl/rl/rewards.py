@@ -1,0 +1,155 @@
+"""Rewards for GRPO rollouts: how good one parsed answer is for one photo, as numbers a policy can climb.
+
+Every reward compares the photo's truth with the answer, both lists of `LabelledBox` in the stored photo's
+pixels, and returns a float in [0, 1] (the user's function returns what it likes). The detection and label
+rewards share one matching: the Hungarian algorithm on IoU (as Perception-R1 matches inside its reward), so each
+true object is credited to at most one answered box, and a duplicate box is an extra object, never a second hit.
+
+Why `sum IoU / max(n_truth, n_answer)` (docs/grpo.md, "Rewards"): IoU is continuous, so a box 1 px off earns
+almost full credit where cross-entropy on its digits would not; dividing by the larger count charges both ways to
+game it: padding a dense photo with boxes raises `n_answer`, cutting the answer short leaves true objects
+unmatched. VLM-R1 reaches the same end by multiplying AP with min(1, n_truth / n_answer).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from bbuvl.config import RewardWeights
+from bbuvl.data.boxes import box_iou
+from bbuvl.data.labels import Hierarchy
+from bbuvl.data.text import SEP, label_key
+
+
+@dataclass(frozen=True)
+class LabelledBox:
+    """One object: an xyxy box in the stored photo's pixels and its label path."""
+
+    bbox_2d: tuple[float, float, float, float]
+    label: str
+
+
+@dataclass(frozen=True)
+class Matching:
+    """A one-to-one matching of answered boxes to true ones: `pairs` (truth index, answer index) and their IoU."""
+
+    pairs: list[tuple[int, int]]
+    iou: list[float]
+    n_truth: int
+    n_answer: int
+
+    @property
+    def denominator(self) -> int:
+        """max(n_truth, n_answer): every missed and every extra object counts as a zero."""
+        return max(self.n_truth, self.n_answer)
+
+
+def match_boxes(truth: Sequence[LabelledBox], answer: Sequence[LabelledBox]) -> Matching:
+    """The matching that maximises the summed IoU (Hungarian); pairs that do not overlap at all are dropped."""
+    if not truth or not answer:
+        return Matching([], [], len(truth), len(answer))
+    iou = box_iou([t.bbox_2d for t in truth], [a.bbox_2d for a in answer])  # [N_truth, N_answer]
+    rows, cols = linear_sum_assignment(-iou)
+    keep = [(int(r), int(c)) for r, c in zip(rows, cols) if iou[r, c] > 0]
+    return Matching(keep, [float(iou[r, c]) for r, c in keep], len(truth), len(answer))
+
+
+def detection_reward(matching: Matching) -> float:
+    """Summed IoU of the matched pairs over max(n_truth, n_answer); 1 for an empty photo answered with `[]`."""
+    if matching.denominator == 0:
+        return 1.0
+    return float(np.sum(matching.iou)) / matching.denominator
+
+
+def label_credit(truth: str, answer: str, hierarchy: Hierarchy) -> float:
+    """The levels (category, attribute, state) both labels share from the top, over the deeper one's levels:
+    category right and state wrong earns 2/3 of a three-level label, a wrong category nothing."""
+    t = (hierarchy.canonical(truth) or truth).split(SEP)
+    a = (hierarchy.canonical(answer) or answer).split(SEP)
+    same = 0
+    for x, y in zip(t, a):
+        if label_key(x) != label_key(y):
+            break
+        same += 1
+    return same / max(len(t), len(a))
+
+
+def label_reward(truth: Sequence[LabelledBox], answer: Sequence[LabelledBox], matching: Matching,
+                 hierarchy: Hierarchy) -> float:
+    """Hierarchy credit of the matched pairs over max(n_truth, n_answer); 1 for an empty photo answered with `[]`."""
+    if matching.denominator == 0:
+        return 1.0
+    credit = sum(label_credit(truth[t].label, answer[a].label, hierarchy) for t, a in matching.pairs)
+    return credit / matching.denominator
+
+
+def format_reward(parsed: bool, answer: Sequence[LabelledBox], vocabulary: Sequence[str]) -> float:
+    """0.5 for an answer that parses (infer/parse.py's `ok`), 0.5 more when every label is in the vocabulary.
+
+    Only meaningful when decoding is free (grpo.constrained: false): under the grammar every answer earns 1.
+    """
+    if not parsed:
+        return 0.0
+    known = {label_key(v) for v in vocabulary}
+    return 0.5 + 0.5 * all(label_key(a.label) in known for a in answer)
+
+
+UserReward = Callable[[list[LabelledBox], list[LabelledBox]], float]
+
+
+def load_user_reward(path: str) -> UserReward:
+    """The function `package.module:function` (or `package.module.function`) names; ValueError saying what is wrong."""
+    module_name, _, attr = path.rpartition(":") if ":" in path else path.rpartition(".")
+    if not module_name or not attr:
+        raise ValueError(f"grpo.rewards.user_function: '{path}' is not module:function (e.g. my_rewards:precision)")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"grpo.rewards.user_function: cannot import module '{module_name}': {e}") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ValueError(f"grpo.rewards.user_function: module '{module_name}' has no function '{attr}'")
+    return fn
+
+
+REWARD_TERMS = ("detection", "label", "format", "user")
+
+
+@dataclass
+class RewardScorer:
+    """The run's rewards, weighted as `grpo.rewards` says: `score` gives every term and their weighted total."""
+
+    weights: RewardWeights
+    hierarchy: Hierarchy
+    vocabulary: list[str]
+    user: UserReward | None = None
+
+    @classmethod
+    def from_config(cls, weights: RewardWeights, hierarchy: Hierarchy, vocabulary: list[str]) -> "RewardScorer":
+        """Resolve the user's function once, before any rollout (a bad import path fails at the start)."""
+        user = load_user_reward(weights.user_function) if weights.user_function else None
+        return cls(weights, hierarchy, vocabulary, user)
+
+    def score(self, truth: list[LabelledBox], answer: list[LabelledBox], parsed: bool) -> dict[str, float]:
+        """`{"reward": weighted total, term: value, ...}` for the terms with a weight above 0."""
+        matching = match_boxes(truth, answer)
+        w = self.weights
+        terms: dict[str, float] = {}
+        if w.detection > 0:
+            terms["detection"] = detection_reward(matching)
+        if w.label > 0:
+            terms["label"] = label_reward(truth, answer, matching, self.hierarchy)
+        if w.format > 0:
+            terms["format"] = format_reward(parsed, answer, self.vocabulary)
+        if w.user > 0 and self.user is not None:
+            value = self.user(list(truth), list(answer))
+            try:
+                terms["user"] = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"grpo.rewards.user_function returned {value!r}, not a number") from None
+        return {"reward": sum(getattr(w, k) * v for k, v in terms.items()), **terms}

@@ -1,0 +1,290 @@
+"""GRPO on the project's trainer: `bbuvl train CONFIG` with `training.method: grpo`.
+
+`GrpoTrainer` is `BBUTrainer` (HF Trainer: accumulation, accelerate's DDP and DeepSpeed, checkpoints, exact
+resume, TensorBoard) with two methods of its own. `get_batch_samples` turns each optimizer step's photos into
+scored rollouts (rl/rollouts.py) and counts what the step's loss is divided by; `compute_loss` is the GRPO
+objective (rl/objective.py) on one micro-batch of them. Why not TRL's `GRPOTrainer`: docs/grpo.md.
+
+What trains is what writes the answer (the VLM and the vision positions); the detection head is frozen and saved
+as it came, so `head` and `name` modes keep working on a GRPO checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+from transformers import set_seed
+from transformers.trainer_callback import PrinterCallback
+
+from bbuvl.config import Config
+from bbuvl.data.labels import Hierarchy
+from bbuvl.data.layout import data_labels
+from bbuvl.data.families import IMAGE_TOKEN
+from bbuvl.encode.collate import Batch, PaddedCollator
+from bbuvl.infer.predictor import Predictor
+from bbuvl.model.checkpoint import is_peft, is_plain_model_folder, load_model, load_weights_into, read_model_folder, save_checkpoint
+from bbuvl.model.lora import apply_lora
+from bbuvl.model.vlm import BBUVLModel, core_model
+from bbuvl.rl.objective import StepCounts, grpo_loss
+from bbuvl.rl.rewards import LabelledBox, RewardScorer
+from bbuvl.rl.rollouts import Photo, PhotoBatch, completion_logprobs, draw_rollouts
+from bbuvl.train.callbacks import NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
+from bbuvl.train.dataset import read_training_data, sources_from
+from bbuvl.train.param_groups import freeze_zero_lr_groups, optimizer_groups
+from bbuvl.train.run_dir import FINAL_DIR
+from bbuvl.train.trainer import BBUTrainer, Run, fit, training_arguments
+
+
+class Policy(nn.Module):
+    """The model being trained, called as the trainer calls it: log-probabilities of answer tokens.
+
+    A module of its own so that DDP wraps the call that computes them (its gradient hooks follow `forward`).
+    """
+
+    accepts_loss_kwargs = True  # HF then leaves the accumulation scaling to us (the step's counts)
+
+    def __init__(self, model: BBUVLModel, temperature: float):
+        super().__init__()
+        self.model, self.temperature = model, temperature
+
+    @property
+    def config(self) -> Any:
+        """The VLM's config (HF Trainer reads it)."""
+        return self.model.config
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(logp [R, T], mask [R, T])` of the rows' answer tokens (rl/rollouts.py `completion_logprobs`)."""
+        return completion_logprobs(self.model, batch, self.temperature)
+
+
+@dataclass
+class RolloutBatch:
+    """A micro-batch of rollouts: the conversations collated right-padded and their advantages `[R]`."""
+
+    batch: Batch
+    advantages: torch.Tensor
+
+    def __len__(self) -> int:
+        """Rollouts in the micro-batch."""
+        return self.advantages.numel()
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "RolloutBatch":
+        """The micro-batch on `device`."""
+        return RolloutBatch(self.batch.to(device, non_blocking), self.advantages.to(device))
+
+
+def collate_photos(photos: list[Photo]) -> PhotoBatch:
+    """The data loader's collator: photos stay photos until the trainer draws their rollouts."""
+    return PhotoBatch(list(photos))
+
+
+METRICS = ("reward", "answer_length", "zero_spread_groups", "kl", "clip_fraction")
+
+
+@dataclass
+class Window:
+    """Sums and counts of every logged metric since the last log (each metric is sum / count over the window)."""
+
+    sums: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, float] = field(default_factory=dict)
+
+    def add(self, name: str, total: float, count: float) -> None:
+        """Add `total` over `count` items (rollouts, tokens or groups) to `name`."""
+        self.sums[name] = self.sums.get(name, 0.0) + total
+        self.counts[name] = self.counts.get(name, 0.0) + count
+
+    def means(self, device: torch.device) -> dict[str, float]:
+        """Each metric's mean over the window and over every rank; then the window is empty."""
+        names = sorted(self.sums)
+        t = torch.tensor([[self.sums[k], self.counts[k]] for k in names], dtype=torch.float64, device=device).view(-1, 2)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(t)
+        self.sums, self.counts = {}, {}
+        return {k: float(t[i, 0] / t[i, 1]) if t[i, 1] > 0 else 0.0 for i, k in enumerate(names)}
+
+
+class GrpoTrainer(BBUTrainer):
+    """BBUTrainer whose micro-batches are rollouts drawn at the start of each optimizer step (module docstring)."""
+
+    def __init__(self, *args: Any, predictor: Predictor, scorer: RewardScorer, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.predictor, self.scorer = predictor, scorer
+        self.grpo = self.run.cfg.grpo
+        self.window = Window()
+        self.reference: BBUVLModel | None = None
+        if self.grpo.beta > 0 and not is_peft(predictor.model.vlm):
+            # The starting weights: built before HF loads a checkpoint to resume, so a resumed run keeps them.
+            self.reference = copy.deepcopy(predictor.model).eval().requires_grad_(False)
+
+    def get_batch_samples(self, epoch_iterator: Iterator, num_batches: int, device: torch.device) -> tuple[list, StepCounts | None]:
+        """The step's photos, each answered `group_size` times and scored, as rollout micro-batches; and the
+        step's counts over every rank (the loss's denominators)."""
+        photos: list[PhotoBatch] = []
+        for _ in range(num_batches):
+            try:
+                photos.append(next(epoch_iterator))
+            except StopIteration:
+                break
+        if not photos:
+            return [], None
+        model = self.predictor.model
+        was_training = model.training
+        model.eval()  # no dropout while sampling; the policy's log-probabilities are recomputed in train mode
+        try:
+            drawn = [draw_rollouts(self.predictor, p.photos, self.grpo, self.scorer, self.args.seed, self.state.global_step)
+                     for p in photos]
+        finally:
+            model.train(was_training)
+        answers = sum(len(r.samples) for r in drawn)
+        tokens = sum(int(r.lengths.sum()) for r in drawn)
+        totals = torch.tensor([answers, tokens], dtype=torch.float64, device=self.args.device)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(totals)
+        for r in drawn:
+            self.window.add("reward", float(r.rewards.sum()), r.rewards.numel())
+            for k, v in r.terms.items():
+                self.window.add(f"reward_{k}", float(v.sum()), v.numel())
+            self.window.add("answer_length", float(r.lengths.sum()), r.lengths.numel())
+            spread = r.rewards.max(dim=1).values - r.rewards.min(dim=1).values
+            self.window.add("zero_spread_groups", float((spread <= 1e-8).sum()), spread.numel())
+        counts = StepCounts(int(totals[0]), int(totals[1]), self.grpo.max_new_tokens, self.args.world_size)
+        batches = [RolloutBatch(self.run.collator_for_rollouts(r.samples), r.advantages) for r in drawn]
+        return batches, counts
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
+        if not isinstance(num_items_in_batch, StepCounts):
+            raise RuntimeError("GrpoTrainer.compute_loss needs the step's StepCounts (from get_batch_samples)")
+        inputs = inputs.to(self.args.device)
+        logp, mask = model(inputs.batch)
+        ref = None
+        if self.grpo.beta > 0:
+            ref = self.reference_logprobs(inputs.batch)
+        g = self.grpo
+        out = grpo_loss(logp, logp.detach(), ref, inputs.advantages, mask, num_items_in_batch, g.loss_type,
+                        g.epsilon_low, g.epsilon_high, g.beta)
+        tokens = float(out.tokens)
+        if ref is not None:
+            self.window.add("kl", float(out.kl_sum), tokens)
+        self.window.add("clip_fraction", float(out.clipped_tokens), tokens)
+        self.throughput.samples += len(inputs)
+        self.throughput.text_tokens += int(tokens)
+        self.throughput.vision_tokens += int(inputs.batch.mm_token_type_ids.sum())
+        # The counts cover every rank, but DDP and ZeRO average gradients over ranks: undo that average.
+        loss = out.loss * num_items_in_batch.world_size
+        return (loss, out) if return_outputs else loss
+
+    @torch.no_grad()
+    def reference_logprobs(self, batch: Batch) -> torch.Tensor:
+        """The starting model's log-probabilities of the same tokens `[R, T]` (LoRA: the adapters switched off)."""
+        policy = self.accelerator.unwrap_model(self.model)
+        if self.reference is not None:
+            return completion_logprobs(self.reference, batch, policy.temperature)[0]
+        with policy.model.vlm.disable_adapter():
+            return completion_logprobs(policy.model, batch, policy.temperature)[0]
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:  # noqa: D102
+        if "loss" in logs:
+            logs.update(self.window.means(self.args.device))
+        super().log(logs, start_time)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):  # noqa: D102
+        raise RuntimeError("GRPO runs have no evaluation loss: measure the held-out reward (rl/evaluate.py)")
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:  # noqa: D102
+        if self.args.should_save:
+            r = self.run
+            save_checkpoint(self.accelerator.unwrap_model(self.model).model, r.processor, r.cfg, r.contract, r.prompt,
+                            output_dir or self.args.output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:  # noqa: D102
+        load_weights_into((model or self.model).model, resume_from_checkpoint)
+
+
+@dataclass
+class GrpoRun(Run):
+    """A `Run` whose data are photos with their truth; rollouts are collated as the model's batches."""
+
+    predictor: Predictor | None = None
+    scorer: RewardScorer | None = None
+
+    def collator_for_rollouts(self, samples: list) -> Batch:
+        """Right-padded rows, one rollout each (the policy's forward)."""
+        return self.collator(samples)
+
+
+def read_photos(path: str) -> list[Photo]:
+    """The training photos of a JSONL with their truth (teachers, if any, play no part in GRPO)."""
+    sources = sources_from(read_training_data(path), path)
+    return [Photo(i, s.student.image_path, tuple(LabelledBox(tuple(o.bbox_2d), o.desc) for o in s.student.record.objects))
+            for i, s in enumerate(sources)]
+
+
+def build_grpo_run(cfg: Config) -> GrpoRun:
+    """Load the starting model (an SFT checkpoint with its own prompt and frame, or a base model), the photos and
+    the rewards; fails before any weights on a bad reward function or data file."""
+    set_seed(cfg.training.seed)
+    hierarchy = Hierarchy.load(cfg.data.hierarchy)
+    photos = read_photos(cfg.data.train)
+    if is_plain_model_folder(cfg.model.path):
+        labels = data_labels((cfg.data.train, cfg.data.val), hierarchy)
+        folder = read_model_folder(cfg.model.path, labels=labels, lang=cfg.data.lang, cfg=cfg)
+    else:
+        folder = read_model_folder(cfg.model.path)
+    scorer = RewardScorer.from_config(cfg.grpo.rewards, hierarchy, folder.prompt.labels)
+    model, processor, run_cfg, contract, prompt = load_model(folder, dtype=cfg.model.dtype)
+    saved = run_cfg.model_copy(update={"training": cfg.training, "grpo": cfg.grpo}, deep=True)
+    if cfg.model.lora.enabled and not is_peft(model.vlm):
+        model.vlm = apply_lora(model.vlm, cfg.model.lora)
+        saved.model.lora, saved.model.path = cfg.model.lora, cfg.model.path  # adapters on the weights we started from
+    if model.detection_head is not None:
+        model.detection_head.requires_grad_(False)  # rewards reach the answer's tokens only
+    if cfg.training.gradient_checkpointing:
+        core_model(model.vlm).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    freeze_zero_lr_groups(model, cfg.training.lr)
+    optimizer_groups(model, cfg.training.lr, cfg.training.weight_decay)
+    model.train()
+    predictor = Predictor(model, processor, contract, prompt, saved)
+    tok = processor.tokenizer
+    right = PaddedCollator(tok.pad_token_id, tok.convert_tokens_to_ids(IMAGE_TOKEN), padding_side="right")
+    return GrpoRun(saved, model, processor, contract, prompt, photos, None, right, predictor, scorer)
+
+
+def make_grpo_trainer(run: GrpoRun, progress: bool = True, callbacks: list | None = None) -> GrpoTrainer:
+    """A ready-to-train GrpoTrainer for a built run."""
+    cfg = run.cfg
+    policy = Policy(run.model, cfg.grpo.temperature)
+    throughput = Throughput()
+    guard = NonFiniteGuard(policy, cfg.training.max_consecutive_nan)
+    trainer = GrpoTrainer(
+        model=policy,
+        args=training_arguments(cfg, has_eval=False),
+        train_dataset=run.train_dataset,
+        data_collator=collate_photos,
+        callbacks=[RunTensorBoard(Path(cfg.training.output_dir) / "tb"), guard, RichProgress(throughput, progress),
+                   *(callbacks or [])],
+        run=run, throughput=throughput, guard=guard, predictor=run.predictor, scorer=run.scorer,
+    )
+    trainer.remove_callback(PrinterCallback)
+    run.predictor.device = str(trainer.args.device)
+    return trainer
+
+
+def train_grpo(cfg: Config, resume: bool | str = False, progress: bool = True, callbacks: list | None = None,
+               overwrite: bool = False) -> dict[str, Any]:
+    """Run GRPO; returns the final checkpoint folder and the logged history (as `train.trainer.train` does)."""
+    if cfg.training.method != "grpo":
+        raise ValueError(f"train_grpo runs training.method: grpo, the config says {cfg.training.method}")
+    made: list[GrpoTrainer] = []
+
+    def make() -> GrpoTrainer:
+        made.append(make_grpo_trainer(build_grpo_run(cfg), progress, callbacks))
+        return made[0]
+
+    trainer = fit(cfg, make, resume, overwrite)
+    return {"final": str(Path(cfg.training.output_dir) / FINAL_DIR), "history": trainer.state.log_history,
+            "nan_skipped": trainer.guard.skipped}

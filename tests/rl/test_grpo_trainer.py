@@ -1,0 +1,129 @@
+"""The GRPO stage end to end on the tiny model: accumulation, exact resume, the CLI, what a checkpoint keeps."""
+
+import pytest
+import torch
+from transformers import TrainerCallback
+from typer.testing import CliRunner
+
+from bbuvl.cli import app
+from bbuvl.config import dump_config, load_config
+from bbuvl.infer.predictor import Predictor
+from bbuvl.model.checkpoint import load_model
+from bbuvl.rl.trainer import train_grpo
+from tests.callbacks import StopAt
+from tests.diagnostics.conftest import one_thread  # noqa: F401 - one torch thread, as the training tests
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture()
+def grpo_config(trained_checkpoint, small_dataset, tmp_path):
+    """`make(*overrides)`: GRPO from the session's tiny checkpoint, 3 short rollouts per photo, a log per step."""
+
+    def make(*overrides):
+        return load_config(None, [
+            f"model.path={trained_checkpoint}", "model.dtype=float32", "training.method=grpo",
+            f"data.train={small_dataset / 'train.jsonl'}", "data.val=null", "data.teachers=null", "data.num_workers=0",
+            f"training.output_dir={tmp_path / 'grpo'}", "training.per_device_batch_size=2",
+            "training.gradient_accumulation_steps=1", "training.max_steps=2", "training.logging_steps=1",
+            "training.save_steps=100", "training.bf16=false", "training.gradient_checkpointing=false",
+            "training.use_cpu=true", "training.warmup_ratio=0", "training.lr.llm=1e-3", "training.lr.vision=1e-3",
+            "training.lr.merger=1e-3", "training.lr.adapter=1e-3", "grpo.group_size=3", "grpo.max_new_tokens=48",
+            "grpo.rewards.user=1.0", "grpo.rewards.user_function=tests.rl.reward_fns:answer_size", *overrides,
+        ])
+
+    return make
+
+
+class _Grads(TrainerCallback):
+    """Every parameter's gradient just before the first optimizer step."""
+
+    def __init__(self):
+        self.grads = None
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if self.grads is None:
+            self.grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("loss_type", ["dapo", "grpo"])
+def test_accumulating_two_micro_batches_of_one_photo_gives_the_gradient_of_one_batch_of_two(grpo_config, tmp_path,
+                                                                                             loss_type):
+    common = ("training.max_steps=1", "training.max_grad_norm=1e9", f"grpo.loss_type={loss_type}")
+    one, two = _Grads(), _Grads()
+    train_grpo(grpo_config(*common, f"training.output_dir={tmp_path / 'b2'}"), progress=False, callbacks=[one])
+    train_grpo(grpo_config(*common, f"training.output_dir={tmp_path / 'b1a2'}", "training.per_device_batch_size=1",
+                           "training.gradient_accumulation_steps=2"), progress=False, callbacks=[two])
+    assert one.grads.keys() == two.grads.keys()
+    assert any(g.abs().max() > 1e-6 for g in one.grads.values())  # the rewards had spread: something to compare
+    for name, g in one.grads.items():
+        assert torch.allclose(g, two.grads[name], atol=1e-6, rtol=1e-4), name
+
+
+def _logged(history):
+    return {h["step"]: h for h in history if "loss" in h and "train_runtime" not in h}
+
+
+def test_resume_continues_rewards_loss_and_weights_exactly(grpo_config, tmp_path):
+    common = ("training.max_steps=4", "training.save_steps=2", "grpo.beta=0.05")
+    full = train_grpo(grpo_config(*common, f"training.output_dir={tmp_path / 'a'}"), progress=False)
+    cfg_b = grpo_config(*common, f"training.output_dir={tmp_path / 'b'}")
+    train_grpo(cfg_b, progress=False, callbacks=[StopAt(2)])
+    resumed = train_grpo(cfg_b, resume=True, progress=False)
+    a, b = _logged(full["history"]), _logged(resumed["history"])
+    assert sorted(k for k in b if k > 2) == [3, 4]
+    for step in (3, 4):
+        for key in ("loss", "reward", "reward_detection", "reward_user", "kl", "answer_length"):
+            assert b[step][key] == pytest.approx(a[step][key], abs=1e-5), (step, key)
+    wa, wb = load_model(full["final"])[0].state_dict(), load_model(resumed["final"])[0].state_dict()
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+
+
+def test_every_reward_term_kl_length_clip_and_spread_are_logged_per_step(grpo_config):
+    history = train_grpo(grpo_config("grpo.beta=0.05"), progress=False)["history"]
+    for h in _logged(history).values():
+        for key in ("reward", "reward_detection", "reward_label", "reward_user", "kl", "answer_length", "clip_fraction",
+                    "zero_spread_groups"):
+            assert key in h, key
+        assert 0 < h["answer_length"] <= 49 and 0 <= h["zero_spread_groups"] <= 1
+
+
+def test_bbuvl_train_runs_grpo_and_its_checkpoint_predicts_with_the_head_it_started_with(grpo_config, trained_checkpoint,
+                                                                                     small_dataset, tmp_path):
+    cfg = tmp_path / "grpo.yaml"
+    cfg.write_text(dump_config(grpo_config()), encoding="utf-8")
+    result = CliRunner().invoke(app, ["train", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert "GRPO" in result.output and "reward" in result.output
+    final = tmp_path / "grpo" / "final"
+    before, after = load_model(trained_checkpoint)[0], load_model(final)[0]
+    head_before, head_after = before.detection_head.state_dict(), after.detection_head.state_dict()
+    assert all(torch.equal(head_before[k], head_after[k]) for k in head_before)
+    assert load_config(final / "bbuvl.yaml").training.method == "grpo"
+    out = Predictor.load(final, device="cpu").predict([small_dataset / "images" / p.name
+                                                        for p in sorted((small_dataset / "images").iterdir())[:1]],
+                                                       mode="head")
+    assert out[0].error is None
+
+
+@pytest.mark.parametrize("override, message", [
+    ("grpo.rewards.format=1.0", "rewards.format counts only when decoding is free"),
+    ("grpo.rewards.user_function=nosuchmodule_xyz:f", "cannot import module 'nosuchmodule_xyz'"),
+    ("grpo.group_size=1", "grpo.group_size"),
+])
+def test_a_bad_grpo_config_is_one_clear_line_before_any_training(grpo_config, tmp_path, override, message):
+    cfg = tmp_path / "grpo.yaml"
+    cfg.write_text(dump_config(grpo_config()), encoding="utf-8")
+    result = CliRunner().invoke(app, ["train", str(cfg), override])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "grpo" / "final").exists()
+
+
+def test_lora_grpo_trains_only_adapters_keeps_a_kl_to_them_switched_off_and_its_checkpoint_loads(grpo_config):
+    result = train_grpo(grpo_config("model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8", "grpo.beta=0.05"),
+                        progress=False)
+    logs = _logged(result["history"])
+    assert logs[2]["kl"] > 0  # the adapters moved away from the weights they started on
+    model = load_model(result["final"])[0]
+    lora_b = [p for n, p in model.vlm.named_parameters() if "lora_B" in n]
+    assert lora_b and any(p.abs().sum() > 0 for p in lora_b)
