@@ -74,6 +74,25 @@ class ModelConfig(_Strict):
                                   family=self.resolve_family(offline).model_type)
 
 
+class CropConfig(_Strict):
+    """Random crops of the training photos, magnified to the photo's frame: small parts at the scale tiles show them.
+
+    With probability `p` a student photo is shown as a window of its own aspect, its side a uniform share in
+    [min_side, max_side] of the photo's, resized to the whole photo's frame; boxes follow the one visibility rule
+    (data/regions.py, docs/tiles.md). The draw depends on (seed, epoch, index), so a resumed run sees the same crops.
+    """
+
+    p: float = Field(0.0, ge=0, le=1)
+    min_side: float = Field(0.25, gt=0, le=1)
+    max_side: float = Field(0.5, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "CropConfig":
+        if self.min_side > self.max_side:
+            raise ValueError(f"crop.min_side {self.min_side} is above crop.max_side {self.max_side}")
+        return self
+
+
 class DataConfig(_Strict):
     """Where the dataset is and how samples are built from it."""
 
@@ -91,6 +110,7 @@ class DataConfig(_Strict):
     pack_max_tokens: int = Field(8192, gt=0)
     oversize: Literal["resize", "skip"] = "resize"
     num_workers: int = Field(2, ge=0)
+    crop: CropConfig = CropConfig()
 
 
 class LearningRates(_Strict):
@@ -237,7 +257,7 @@ class InferenceConfig(_Strict):
     objectness_threshold: float = Field(0.5, ge=0, le=1)
     nms_iou: float | None = Field(None, gt=0, le=1)
     # Tiles and zoom for small parts (docs/tiles.md): "off", "auto" (the grid that shows the photo at tile_zoom,
-    # or at full size) or a COLSxROWS grid; each tile at tile_zoom frame pixels per stored pixel (None: each tile
+    # else at the scale the checkpoint trained at, else at full size) or a COLSxROWS grid; each tile at tile_zoom frame pixels per stored pixel (None: each tile
     # fills the whole photo's frame), the whole photo too unless tile_whole is false; zoom_containers: categories
     # whose boxes a first pass finds and a second pass predicts again at full resolution.
     tiles: str = "off"

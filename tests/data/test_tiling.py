@@ -87,6 +87,7 @@ def test_zoomed_tiles_are_magnified_with_their_boxes_and_empty_ones_thinned(phot
         x, y = (int(v) for v in rec.id.split("@")[1].split(",")[:2])
         w, h = (int(v) for v in rec.id.split(",")[-1].split("x"))
         assert (rec.width, rec.height) == (2 * w, 2 * h)
+        assert rec.magnified == 2.0  # what the run's training scale counts (data/scale.py)
         tile = Image.open(resolve_image(out / "train.jsonl", rec.image))
         assert tile.size == (rec.width, rec.height)
         expected = window_objects([([30.0, 40.0, 60.0, 70.0], SCREW), ([190.0, 140.0, 215.0, 160.0], SCREW)], (x, y), (w, h))

@@ -8,8 +8,11 @@ import pytest
 from PIL import Image
 
 from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.scale import TrainingScale
+from bbuvl.data.schema import read_records
 from bbuvl.data.families import FAMILIES
 from bbuvl.data.regions import grid_regions, parse_grid
+from bbuvl.infer.options import PredictOptions
 from bbuvl.infer.predictor import Predictor
 from bbuvl.infer.tiles import (
     TiledDetection,
@@ -18,6 +21,7 @@ from bbuvl.infer.tiles import (
     container_regions,
     crop_region,
     merge_detections,
+    plan_cost,
     predict_regions,
     predict_tiled,
     to_photo,
@@ -164,3 +168,22 @@ def test_a_misspelt_or_bad_tile_option_is_an_error(predictor, small_dataset):
         predictor.predict([photo], "head", tile_zom=2)
     with pytest.raises(ValueError, match="COLSxROWS"):
         predictor.predict([photo], "head", tiles="two")
+
+
+def test_auto_tiles_reuse_the_scale_the_checkpoint_trained_at(predictor, trained_checkpoint, small_dataset):
+    saved = TrainingScale.load(trained_checkpoint)
+    assert saved is not None and predictor.train_scale == saved.median
+    assert saved == TrainingScale.of(read_records(small_dataset / "train.jsonl"), predictor.contract)
+    photo = Image.open(next((small_dataset / "images").rglob("*.jpg"))).convert("RGB")
+    big = photo.resize((photo.width * 3, photo.height * 3))
+    [tiled] = predictor.predict([big], "head", tiles="auto", tile_whole=False)
+    plan = TilePlan(auto=True, whole=False, train_scale=saved.median)
+    assert auto_grid(big.size, predictor.contract, saved.median) != (1, 1)
+    assert tiled.vision_tokens == plan_cost(big.size, plan, predictor.contract)
+    # An explicit tile_zoom is the scale the user asks for, over the checkpoint's.
+    asked = TilePlan(auto=True, whole=False, zoom=0.25, train_scale=0.25)
+    assert predictor.predict([big], "head", tiles="auto", tile_whole=False, tile_zoom=0.25)[0].vision_tokens == \
+        plan_cost(big.size, asked, predictor.contract)
+    assert PredictOptions.of(predictor.cfg.inference, tiles="auto").plan(1.5).train_scale == 1.5
+    assert PredictOptions.of(predictor.cfg.inference, tiles="auto", tile_zoom=0.5).plan(1.5).train_scale == 0.5
+    assert PredictOptions.of(predictor.cfg.inference, tiles="auto").plan(None).train_scale == 1.0

@@ -80,7 +80,8 @@ def read_folder(checkpoint: Path, labels: Path | None, lang: str) -> "ModelFolde
 
 
 TILES = typer.Option(None, "--tiles", help="Small parts (docs/tiles.md): off | auto | COLSxROWS, e.g. 2x2: predict on "
-                     "overlapping tiles, each at the checkpoint's frame (default: inference.tiles).")
+                     "overlapping tiles, each at the checkpoint's frame; auto: the grid that shows the photo at the "
+                     "scale the checkpoint trained at (default: inference.tiles).")
 TILE_ZOOM = typer.Option(None, "--tile-zoom", help="Show tiles and zoomed containers at this many frame pixels per stored "
                          "pixel, the scale `bbuvl data tile --zoom` trained at (default: inference.tile_zoom; none: each "
                          "tile fills the whole photo's frame).", callback=finite_range(0, 8, lo_open=True))
@@ -109,7 +110,7 @@ def describe_tiles(predictor, options, size: tuple[int, int]) -> str | None:  # 
     """One line on what tiles and zoom cost for a photo of `size`, in vision tokens; None for one pass."""
     from bbuvl.infer.tiles import plan_cost
 
-    plan = options.plan()
+    plan = options.plan(predictor.train_scale)
     if plan is None:
         return None
     one = predictor.contract.vision_tokens(size)

@@ -1,7 +1,7 @@
 """Parts of a photo: the tile grid, and what a window cut from a photo keeps of its boxes.
 
 The visibility rule is stated once here and used by every crop the project makes: the close-up framing of the
-synthetic scene, `bbuvl data tile`, and tiles at inference (docs/tiles.md). A box cut by the window is kept
+synthetic scene, `bbuvl data tile`, random crops in training, and tiles at inference (docs/tiles.md). A box cut by the window is kept
 when at least half of it shows, or when what shows still covers a tenth of the window (a BBU or a cable run
 through the frame); of two boxes that clipping made nearly the same (IoU > DUPLICATE_IOU, e.g. a BBU and the
 cabinet space both filling the window), the more visible one stays. Parts cut below those thresholds stay
@@ -11,12 +11,13 @@ unlabelled, as annotators leave them.
 from __future__ import annotations
 
 import math
+import random
 from typing import Sequence
 
 from bbuvl.data.boxes import box_iou
 from bbuvl.data.check import DUPLICATE_IOU
 from bbuvl.data.coords import box_is_degenerate, clip_box
-from bbuvl.data.schema import ObjectAnn, sort_objects
+from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
 
 Size = tuple[int, int]
 Region = tuple[int, int, int, int]  # x1, y1, x2, y2 in stored pixels, integers, x2/y2 exclusive
@@ -80,3 +81,25 @@ def window_objects(objects: Sequence[tuple[Sequence[float], str]], origin: tuple
         if all(float(box_iou(c, o.bbox_2d)) <= DUPLICATE_IOU for o in kept):
             kept.append(ObjectAnn(bbox_2d=c, desc=label))
     return sort_objects(kept)
+
+
+def random_region(size: Size, rng: random.Random, min_side: float, max_side: float) -> Region:
+    """A window of the photo's aspect, its side a uniform share in [min_side, max_side] of the photo's, anywhere in it."""
+    share = rng.uniform(min_side, max_side)
+    w, h = max(1, round(size[0] * share)), max(1, round(size[1] * share))
+    x, y = rng.randint(0, size[0] - w), rng.randint(0, size[1] - h)
+    return (x, y, x + w, y + h)
+
+
+def magnified_record(record: ImageRecord, region: Region, size: Size) -> ImageRecord:
+    """The record of `region` cut from `record`'s photo and resized to `size`: the boxes the visibility rule keeps,
+    in the resized crop's pixels, and its magnification over the photo as taken."""
+    x1, y1, x2, y2 = region
+    rw, rh = x2 - x1, y2 - y1
+    sx, sy = size[0] / rw, size[1] / rh
+    kept = window_objects([(o.bbox_2d, o.desc) for o in record.objects], (x1, y1), (rw, rh))
+    objects = [o.model_copy(update={"bbox_2d": [round(o.bbox_2d[0] * sx, 1), round(o.bbox_2d[1] * sy, 1),
+                                                round(o.bbox_2d[2] * sx, 1), round(o.bbox_2d[3] * sy, 1)]})
+               for o in kept]
+    return ImageRecord(images=record.images, width=size[0], height=size[1], objects=objects, id=record.id,
+                       source=record.source, magnified=(record.magnified or 1.0) * math.sqrt(sx * sy))

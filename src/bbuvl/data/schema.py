@@ -64,6 +64,9 @@ class ImageRecord(BaseModel):
     objects: list[ObjectAnn] = Field(default_factory=list)
     id: str | None = None
     source: str | None = None  # where it came from (vendor file), for tracing errors back
+    # Stored pixels per pixel of the photo this one was cut from (`bbuvl data tile --zoom`); None: as taken. Lets a
+    # run know the scale it trained at (data/scale.py), which tiles' `auto` grid reuses.
+    magnified: float | None = Field(None, gt=0)
 
     @property
     def image(self) -> str:

@@ -22,7 +22,7 @@ from PIL import Image
 from bbuvl.atomic import write_bytes_atomic
 from bbuvl.data.images import load_image
 from bbuvl.data.layout import TRAIN, VAL, write_dataset_folder
-from bbuvl.data.regions import grid_regions, tile_side_overlap, window_objects
+from bbuvl.data.regions import grid_regions, magnified_record, tile_side_overlap, window_objects
 from bbuvl.data.schema import ImageRecord, read_records, require_photos, resolve_image
 
 IMAGES = "images"
@@ -86,18 +86,16 @@ def tile_record(record: ImageRecord, photo: Path, out: Path, name: str, spec: Ti
         zoom = 1.0 if region == whole_region else spec.zoom
         if zoom != 1.0:
             crop = crop.resize((max(1, round(rw * zoom)), max(1, round(rh * zoom))), Image.BICUBIC)
-            sx, sy = crop.size[0] / rw, crop.size[1] / rh
-            kept = [o.model_copy(update={"bbox_2d": [round(o.bbox_2d[0] * sx, 1), round(o.bbox_2d[1] * sy, 1),
-                                                      round(o.bbox_2d[2] * sx, 1), round(o.bbox_2d[3] * sy, 1)]})
-                    for o in kept]
+        tile = magnified_record(record, region, crop.size)
         data = _encoded(crop, suffix)
         digest = hashlib.sha256(data).hexdigest()
         if digest in written:
             continue
         written.add(digest)
         write_bytes_atomic(out / rel, data)
-        tiles.append(ImageRecord(images=[rel], width=crop.size[0], height=crop.size[1], objects=kept,
-                                 id=f"{record.id or name}@{x1},{y1},{rw}x{rh}", source=record.image))
+        tiles.append(tile.model_copy(update={"images": [rel], "id": f"{record.id or name}@{x1},{y1},{rw}x{rh}",
+                                             "source": record.image,
+                                             "magnified": None if tile.magnified == 1.0 else tile.magnified}))
     return tiles
 
 

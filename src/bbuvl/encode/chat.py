@@ -223,12 +223,16 @@ class ChatEncoder:
         )
 
 
-def image_for_model(path: str, record_size: tuple[int, int], contract: CoordinateContract) -> Image.Image:
-    """Load a stored photo and resize it to its model frame (a no-op when the dataset was pre-scaled)."""
+def image_for_model(path: str, record_size: tuple[int, int], contract: CoordinateContract,
+                    region: tuple[int, int, int, int] | None = None) -> Image.Image:
+    """Load a stored photo and resize it to its model frame (a no-op when the dataset was pre-scaled); with `region`,
+    that window of it, magnified to the whole photo's frame (a random crop in training)."""
     from bbuvl.data.images import load_image
 
     img = load_image(path).image
     if img.size != tuple(record_size):
         raise ValueError(f"{path}: image is {img.width}x{img.height} but its record says {record_size[0]}x{record_size[1]}")
     msize = contract.model_size(img.size)
+    if region is not None:
+        img = img.crop(region)
     return img if img.size == msize else img.resize(msize, Image.BICUBIC)

@@ -35,14 +35,18 @@ class PredictOptions(BaseModel):
     zoom_containers: tuple[str, ...] = ()
     merge_overlap: float = 0.6
 
-    def plan(self) -> TilePlan | None:
-        """The tiles-and-zoom plan these options ask for; None for one pass over the whole photo."""
+    def plan(self, train_scale: float | None = None) -> TilePlan | None:
+        """The tiles-and-zoom plan these options ask for; None for one pass over the whole photo.
+
+        `auto` shows each tile at `tile_zoom` when given, else at `train_scale` (the scale the checkpoint trained at,
+        data/scale.py), else at the photo's full size.
+        """
         if self.tiles == "off" and not self.zoom_containers:
             return None
         grid = None if self.tiles in ("off", "auto") else parse_grid(self.tiles)
         return TilePlan(grid=grid, auto=self.tiles == "auto", overlap=self.tile_overlap, zoom=self.tile_zoom,
                         whole=self.tile_whole, containers=tuple(self.zoom_containers), min_overlap=self.merge_overlap,
-                        train_scale=self.tile_zoom or 1.0)
+                        train_scale=self.tile_zoom or train_scale or 1.0)
 
     def one_pass(self) -> "PredictOptions":
         """These options without tiles or zoom: what each region's pass runs with."""

@@ -21,6 +21,7 @@ from bbuvl.config import PREDICT_MODES
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.families import IMAGE_TOKEN, TURN_END, get_family
 from bbuvl.data.images import load_image, to_rgb
+from bbuvl.data.scale import TrainingScale
 from bbuvl.data.schema import ImageRecord, read_records, resolve_image
 from bbuvl.encode.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, EncodedSample, Turn, format_answer
 from bbuvl.encode.collate import Batch, PaddedCollator
@@ -116,9 +117,11 @@ class Prepared:
 class Predictor:
     """A trained checkpoint ready to predict; see the module docstring for the modes."""
 
-    def __init__(self, model: Any, processor: Any, contract: CoordinateContract, prompt: Any, cfg: Any, device: str = "cpu"):
+    def __init__(self, model: Any, processor: Any, contract: CoordinateContract, prompt: Any, cfg: Any, device: str = "cpu",
+                 train_scale: float | None = None):
         self.model, self.processor, self.contract, self.prompt, self.cfg = model, processor, contract, prompt, cfg
         self.device = device
+        self.train_scale = train_scale  # frame pixels per photo pixel the checkpoint trained at (tiles: auto)
         self.encoder = ChatEncoder(processor, prompt.system, prompt.lang, get_family(contract.family).assistant_prefix)
         tok = processor.tokenizer
         self.tokenizer = tok
@@ -134,7 +137,8 @@ class Predictor:
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model, processor, run, contract, prompt = load_model(folder, dtype=dtype, device=device)
-        return cls(model, processor, contract, prompt, run, device)
+        scale = TrainingScale.load(folder.path if isinstance(folder, ModelFolder) else folder)
+        return cls(model, processor, contract, prompt, run, device, None if scale is None else scale.median)
 
     # --- inputs ------------------------------------------------------------------------------
 
@@ -303,7 +307,7 @@ class Predictor:
 
     def _run(self, prepared: list[Prepared], mode: str, options: PredictOptions) -> list[ImageResult]:
         self.check_mode(mode)
-        plan = options.plan()
+        plan = options.plan(self.train_scale)
         if plan:
             results = [self._tiled(p, mode, options, plan) for p in prepared]
         else:

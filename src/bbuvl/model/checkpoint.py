@@ -8,6 +8,7 @@ config, the coordinate contract and the prompt — everything inference needs to
       preprocessor_config.json, tokenizer files, chat_template
       bbuvl.yaml                          the run config used
       coordinate_contract.json            min/max pixels of the model frame
+      training_scale.json                 frame pixels per photo pixel the run trained at (tiles: auto)
       prompt.json                         system prompt, label vocabulary, language
 """
 
@@ -27,6 +28,7 @@ from bbuvl.config import Config, dump_config, load_config
 from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.families import family_of
 from bbuvl.data.jsonfile import read_json
+from bbuvl.data.scale import TrainingScale
 
 HEAD_FILE = "detection_head.safetensors"
 POSITIONS_FILE = "vision_positions.safetensors"
@@ -63,8 +65,8 @@ def is_peft(model: torch.nn.Module) -> bool:
 
 
 def save_checkpoint(model: Any, processor: Any, cfg: Config, contract: CoordinateContract, prompt: Prompt,
-                    directory: str | Path) -> Path:
-    """Write a complete checkpoint folder for a `BBUVLModel`."""
+                    directory: str | Path, scale: TrainingScale | None = None) -> Path:
+    """Write a complete checkpoint folder for a `BBUVLModel` (with the scale it trained at, when known)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model.vlm.save_pretrained(directory, safe_serialization=True)
@@ -76,6 +78,8 @@ def save_checkpoint(model: Any, processor: Any, cfg: Config, contract: Coordinat
     processor.save_pretrained(directory)
     write_text_atomic(directory / CONFIG_FILE, dump_config(cfg))
     contract.save(directory)
+    if scale is not None:
+        scale.save(directory)
     prompt.save(directory)
     return directory
 
@@ -274,4 +278,4 @@ def merge_lora(src: str | Path, dst: str | Path) -> Path:
     cfg = cfg.model_copy(deep=True)
     cfg.model.lora.enabled = False
     cfg.model.path = str(dst)
-    return save_checkpoint(model, processor, cfg, contract, prompt, dst)
+    return save_checkpoint(model, processor, cfg, contract, prompt, dst, scale=TrainingScale.load(src))

@@ -24,6 +24,7 @@ from transformers.trainer_callback import PrinterCallback
 from bbuvl.config import Config
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import data_labels
+from bbuvl.data.scale import TrainingScale
 from bbuvl.data.families import IMAGE_TOKEN
 from bbuvl.encode.collate import Batch, PaddedCollator
 from bbuvl.infer.predictor import Predictor
@@ -34,7 +35,7 @@ from bbuvl.rl.objective import StepCounts, grpo_loss
 from bbuvl.rl.rewards import LabelledBox, RewardScorer
 from bbuvl.rl.rollouts import Photo, PhotoBatch, completion_logprobs, draw_rollouts
 from bbuvl.train.callbacks import NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
-from bbuvl.train.dataset import read_training_data, sources_from
+from bbuvl.train.dataset import SampleSource, read_training_data, sources_from
 from bbuvl.train.param_groups import freeze_zero_lr_groups, optimizer_groups
 from bbuvl.train.run_dir import FINAL_DIR
 from bbuvl.train.trainer import BBUTrainer, Run, fit, training_arguments
@@ -199,7 +200,7 @@ class GrpoTrainer(BBUTrainer):
         if self.args.should_save:
             r = self.run
             save_checkpoint(self.accelerator.unwrap_model(self.model).model, r.processor, r.cfg, r.contract, r.prompt,
-                            output_dir or self.args.output_dir)
+                            output_dir or self.args.output_dir, scale=r.scale)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:  # noqa: D102
         load_weights_into((model or self.model).model, resume_from_checkpoint)
@@ -219,7 +220,11 @@ class GrpoRun(Run):
 
 def read_photos(path: str) -> list[Photo]:
     """The training photos of a JSONL with their truth (teachers, if any, play no part in GRPO)."""
-    sources = sources_from(read_training_data(path), path)
+    return photos_of(sources_from(read_training_data(path), path))
+
+
+def photos_of(sources: list[SampleSource]) -> list[Photo]:
+    """Each source's student photo with its truth."""
     return [Photo(i, s.student.image_path, tuple(LabelledBox(tuple(o.bbox_2d), o.desc) for o in s.student.record.objects))
             for i, s in enumerate(sources)]
 
@@ -229,7 +234,8 @@ def build_grpo_run(cfg: Config) -> GrpoRun:
     the rewards; fails before any weights on a bad reward function or data file."""
     set_seed(cfg.training.seed)
     hierarchy = Hierarchy.load(cfg.data.hierarchy)
-    photos = read_photos(cfg.data.train)
+    sources = sources_from(read_training_data(cfg.data.train), cfg.data.train)
+    photos = photos_of(sources)
     if is_plain_model_folder(cfg.model.path):
         labels = data_labels((cfg.data.train, cfg.data.val), hierarchy)
         folder = read_model_folder(cfg.model.path, labels=labels, lang=cfg.data.lang, cfg=cfg)
@@ -251,7 +257,8 @@ def build_grpo_run(cfg: Config) -> GrpoRun:
     predictor = Predictor(model, processor, contract, prompt, saved)
     tok = processor.tokenizer
     right = PaddedCollator(tok.pad_token_id, tok.convert_tokens_to_ids(IMAGE_TOKEN), padding_side="right")
-    return GrpoRun(saved, model, processor, contract, prompt, photos, None, right, predictor, scorer)
+    scale = TrainingScale.of((s.student.record for s in sources), contract)
+    return GrpoRun(saved, model, processor, contract, prompt, scale, photos, None, right, predictor, scorer)
 
 
 def make_grpo_trainer(run: GrpoRun, progress: bool = True, callbacks: list | None = None) -> GrpoTrainer:

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import torch
 
+from bbuvl.config import CropConfig
 from bbuvl.data.check import check_boxes, sample_records
 from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.regions import Region, magnified_record, random_region
 from bbuvl.data.schema import ImageRecord, Sample, iter_dataset, resolve_image
 from bbuvl.encode.chat import (SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, EncodedSample, Turn, answer_objects, format_answer,
                                image_for_model, objects_within)
@@ -108,8 +110,10 @@ class ConversationDataset(torch.utils.data.Dataset):
         oversize: str = "resize",
         seed: int = 42,
         max_length: int | None = None,
+        crop: CropConfig | None = None,
     ):
         self.encoder, self.contract = encoder, contract
+        self.crop = crop if crop is not None and crop.p > 0 else None
         self.teacher_ratio, self.num_teachers, self.seed = teacher_ratio, num_teachers, seed
         self.oversize, self.max_length = oversize, max_length
         self.epoch = 0
@@ -213,16 +217,27 @@ class ConversationDataset(torch.utils.data.Dataset):
                 if t.image_path != src.student.image_path and n <= room]
         return self._within(index, rng.sample(pool, min(self.num_teachers, len(pool))))
 
-    def _turn(self, src: SourcedRecord, span: int) -> Turn:
-        image = image_for_model(src.image_path, src.record.size, self.contract)
-        return Turn(image, format_answer(src.record, self.contract), span)
+    def crop_for(self, index: int) -> Region | None:
+        """The window sample `index`'s student photo is shown through this epoch; None: the whole photo."""
+        if self.crop is None:
+            return None
+        rng = random.Random(f"{self.seed}-{self.epoch}-{index}-crop")
+        if rng.random() >= self.crop.p:
+            return None
+        return random_region(self.sources[index].student.record.size, rng, self.crop.min_side, self.crop.max_side)
+
+    def _turn(self, src: SourcedRecord, span: int, region: Region | None = None) -> tuple[Turn, ImageRecord]:
+        """The turn showing `src` (through `region`, magnified to its frame) and the record its answer is written from."""
+        image = image_for_model(src.image_path, src.record.size, self.contract, region)
+        record = src.record if region is None else magnified_record(src.record, region, image.size)
+        return Turn(image, format_answer(record, self.contract), span), record
 
     def __getitem__(self, index: int) -> EncodedSample:
         src = self.sources[index]
         teachers = self.teachers_for(index)
-        turns = [self._turn(t, SPAN_TEACHER) for t in teachers] + [self._turn(src.student, SPAN_STUDENT)]
+        student, rec = self._turn(src.student, SPAN_STUDENT, self.crop_for(index))
+        turns = [self._turn(t, SPAN_TEACHER)[0] for t in teachers] + [student]
         enc = self.encoder.encode(turns, max_length=self.max_length)
-        rec = src.student.record
         W, H = rec.size
         boxes = torch.tensor([[o.bbox_2d[0] / W, o.bbox_2d[1] / H, o.bbox_2d[2] / W, o.bbox_2d[3] / H] for o in rec.objects],
                              dtype=torch.float32).reshape(-1, 4).clamp(0, 1)  # read_training_data refused any box

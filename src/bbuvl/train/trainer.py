@@ -26,6 +26,7 @@ from bbuvl.config import Config
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import data_labels
+from bbuvl.data.scale import TrainingScale
 from bbuvl.data.families import IMAGE_TOKEN
 from bbuvl.encode.chat import ChatEncoder
 from bbuvl.encode.collate import Batch, PackedCollator, PaddedCollator
@@ -56,6 +57,7 @@ class Run:
     processor: Any
     contract: CoordinateContract
     prompt: Prompt
+    scale: TrainingScale  # how the training photos were shown, saved with every checkpoint (tiles: auto)
     train_dataset: ConversationDataset
     eval_dataset: ConversationDataset | None
     collator: PaddedCollator | PackedCollator
@@ -102,7 +104,7 @@ def build_run(cfg: Config) -> Run:
     encoder = ChatEncoder(processor, prompt.system, cfg.data.lang, family.assistant_prefix)
     common = dict(oversize=cfg.data.oversize, seed=cfg.training.seed, max_length=cfg.data.max_length)
     train_ds = ConversationDataset(train_sources, encoder, contract, pool,
-                                   cfg.data.teacher_ratio, cfg.data.num_teachers, **common)
+                                   cfg.data.teacher_ratio, cfg.data.num_teachers, crop=cfg.data.crop, **common)
     eval_ds = None
     if val_sources is not None:
         eval_ds = ConversationDataset(val_sources, encoder, contract, pool,
@@ -112,7 +114,9 @@ def build_run(cfg: Config) -> Run:
                max_vision_tokens_per_batch=cfg.model.max_vision_tokens_per_batch)
     collator = (PackedCollator(**ids, max_tokens=cfg.data.pack_max_tokens) if cfg.data.collator == "packed"
                 else PaddedCollator(**ids, padding_side=cfg.data.padding_side))
-    return Run(cfg, model, processor, contract, prompt, train_ds, eval_ds, collator)
+    crop = cfg.data.crop
+    scale = TrainingScale.of((s.student.record for s in train_ds.sources), contract, crop.p, (crop.min_side, crop.max_side))
+    return Run(cfg, model, processor, contract, prompt, scale, train_ds, eval_ds, collator)
 
 
 def _finite_float(t: torch.Tensor) -> float:
@@ -255,7 +259,7 @@ class BBUTrainer(Trainer):
         if self.args.should_save:
             r = self.run
             save_checkpoint(self.accelerator.unwrap_model(self.model), r.processor, r.cfg, r.contract, r.prompt,
-                            output_dir or self.args.output_dir)
+                            output_dir or self.args.output_dir, scale=r.scale)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:  # noqa: D102
         load_weights_into(model or self.model, resume_from_checkpoint)

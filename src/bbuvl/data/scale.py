@@ -1,0 +1,96 @@
+"""The scale a run trained at: frame pixels per pixel of the photos as taken, saved with its checkpoint.
+
+A model that learned its screws at one scale finds them at that scale. Tiles' `auto` grid (docs/tiles.md) cuts a
+new photo so that each tile shows it at the scale the checkpoint trained at; this module measures that scale over
+the training photos, where a photo written by `bbuvl data tile --zoom` counts its magnification
+(`ImageRecord.magnified`), and writes it beside the checkpoint's coordinate contract.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+from bbuvl.atomic import write_text_atomic
+from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.jsonfile import read_json
+from bbuvl.data.schema import ImageRecord
+
+SCALE_FILE = "training_scale.json"
+
+
+def photo_scale(record: ImageRecord, contract: CoordinateContract) -> float:
+    """Frame pixels per pixel of the original photo, for one stored photo resized to the contract's frame."""
+    frame_w, frame_h = contract.model_size(record.size)
+    shown = math.sqrt(frame_w * frame_h / (record.width * record.height))  # the frame keeps the aspect up to rounding
+    return shown * (record.magnified or 1.0)
+
+
+CROP_DRAWS = 8  # crop sides per photo standing for the uniform draw (their midpoints): the quantiles move < 1%
+
+
+def _quantile(weighted: list[tuple[float, float]], q: float) -> float:
+    """The `q` quantile of (value, weight) pairs sorted by value: the first value whose cumulative weight reaches it."""
+    total = sum(w for _, w in weighted)
+    seen = 0.0
+    for value, weight in weighted:
+        seen += weight
+        if seen >= q * total - 1e-12:
+            return value
+    return weighted[-1][0]
+
+
+@dataclass(frozen=True)
+class TrainingScale:
+    """How the training photos were shown: the median scale (what `auto` reuses), its 10th-90th percentile range."""
+
+    median: float
+    low: float
+    high: float
+    photos: int
+
+    @classmethod
+    def of(cls, records: Iterable[ImageRecord], contract: CoordinateContract, crop_p: float = 0.0,
+           crop_sides: tuple[float, float] = (1.0, 1.0)) -> "TrainingScale":
+        """The scale of `records` (the students a run trains on) in `contract`'s frame; ValueError with none.
+
+        With random crops (`crop_p` of the photos shown through a window whose side is a uniform share in
+        `crop_sides` of the photo's, magnified to the photo's frame), a photo counts at each crop's magnification.
+        """
+        lo, hi = crop_sides
+        sides = [lo + (hi - lo) * (k + 0.5) / CROP_DRAWS for k in range(CROP_DRAWS)]
+        weighted: list[tuple[float, float]] = []
+        photos = 0
+        for r in records:
+            scale = photo_scale(r, contract)
+            photos += 1
+            weighted.append((scale, 1.0 - crop_p))
+            if crop_p > 0:
+                weighted += [(scale / side, crop_p / CROP_DRAWS) for side in sides]
+        if not photos:
+            raise ValueError("no training photos to measure the scale of")
+        weighted = sorted(w for w in weighted if w[1] > 0)
+        return cls(round(_quantile(weighted, 0.5), 4), round(_quantile(weighted, 0.1), 4),
+                   round(_quantile(weighted, 0.9), 4), photos)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write `training_scale.json` into a checkpoint folder."""
+        return write_text_atomic(Path(directory) / SCALE_FILE, json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "TrainingScale | None":
+        """The scale a checkpoint trained at; None for a checkpoint saved without one (older, or a plain model folder)."""
+        path = Path(directory) / SCALE_FILE
+        if not path.exists():
+            return None
+        fields = read_json(path, "training scale")
+        try:
+            scale = cls(**fields)
+        except TypeError as e:
+            raise ValueError(f"{path}: not a training scale ({e})") from e
+        if not all(isinstance(v, (int, float)) and v > 0 for v in (scale.median, scale.low, scale.high)):
+            raise ValueError(f"{path}: scales must be positive numbers, got {fields}")
+        return scale

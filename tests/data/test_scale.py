@@ -1,0 +1,57 @@
+"""The scale a run trained at: frame pixels per pixel of the photo as taken, over the training photos."""
+
+from __future__ import annotations
+
+import pytest
+
+from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.scale import SCALE_FILE, TrainingScale, photo_scale
+from bbuvl.data.schema import ImageRecord
+
+
+def record(width: int, height: int, magnified: float | None = None) -> ImageRecord:
+    return ImageRecord(images=["a.jpg"], width=width, height=height, magnified=magnified)
+
+
+def test_a_photo_shrunk_to_the_frame_is_shown_at_frame_over_stored_pixels():
+    contract = CoordinateContract(min_pixels=3136, max_pixels=448 * 336)
+    assert photo_scale(record(448, 336), contract) == pytest.approx(1.0)
+    assert photo_scale(record(1792, 1344), contract) == pytest.approx(0.25)
+
+
+def test_a_magnified_tile_counts_its_magnification():
+    # A 224x168 region written at zoom 2 is a 448x336 photo that the frame shows whole: 2 frame pixels per pixel
+    # of the photo it was cut from.
+    contract = CoordinateContract(min_pixels=3136, max_pixels=448 * 336)
+    assert photo_scale(record(448, 336, magnified=2.0), contract) == pytest.approx(2.0)
+
+
+def test_the_median_and_range_over_the_photos_and_a_round_trip(tmp_path):
+    contract = CoordinateContract(min_pixels=3136, max_pixels=448 * 336)
+    records = [record(1792, 1344)] + [record(448, 336, magnified=2.0)] * 8 + [record(448, 336)]
+    scale = TrainingScale.of(records, contract)
+    assert (scale.median, scale.photos) == (2.0, 10)
+    assert (scale.low, scale.high) == (0.25, 2.0)
+    scale.save(tmp_path)
+    assert TrainingScale.load(tmp_path) == scale
+
+
+def test_no_file_is_no_scale_and_a_bad_one_is_an_error_naming_it(tmp_path):
+    assert TrainingScale.load(tmp_path) is None
+    (tmp_path / SCALE_FILE).write_text('{"median": -1, "low": 1, "high": 1, "photos": 3}')
+    with pytest.raises(ValueError, match=SCALE_FILE):
+        TrainingScale.load(tmp_path)
+    (tmp_path / SCALE_FILE).write_text('{"median": 1}')
+    with pytest.raises(ValueError, match=SCALE_FILE):
+        TrainingScale.load(tmp_path)
+    with pytest.raises(ValueError, match="no training photos"):
+        TrainingScale.of([], CoordinateContract())
+
+
+def test_random_crops_count_at_their_magnification():
+    contract = CoordinateContract(min_pixels=3136, max_pixels=448 * 336)
+    photos = [record(448, 336)] * 4
+    always_half = TrainingScale.of(photos, contract, crop_p=1.0, crop_sides=(0.5, 0.5))
+    assert (always_half.low, always_half.median, always_half.high) == (2.0, 2.0, 2.0)
+    mixed = TrainingScale.of(photos, contract, crop_p=0.6, crop_sides=(0.25, 0.5))  # crops magnify 2x to 4x
+    assert mixed.low == 1.0 and 2.0 < mixed.median < 2.5 and 3.0 < mixed.high < 4.0 and mixed.photos == 4
