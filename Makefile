@@ -26,13 +26,18 @@ demo-rl: $(STAMP)
 	BBUVL_DEMO_OUT=$(DEMO) bash scripts/demo_rl.sh
 
 # lint-imports: the layers contract in pyproject.toml (every import points down, docs/architecture.md).
+# Two pytest workers, one test file each at a time: most tests use one thread, so two keep both cores busy; the
+# learning guards go first and train at one thread each (tests/conftest.py, tests/threads.py). TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+
 test: $(STAMP)
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest
+	$(PYTEST)
 
 test-all: $(STAMP)
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -m "slow or not slow"
+	$(PYTEST) -m "slow or not slow"
 
 # Optional: a CJK font so reports draw Chinese labels (without one they fall back to English glosses, with a warning);
 # browsers: headless Chromium for the report and page tests. The same script .ci/run calls.

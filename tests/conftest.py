@@ -14,6 +14,45 @@ torch.set_num_threads(1)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+# The longest files of the default run, sent to the pytest-xdist workers first (`make test`, --dist loadfile): one
+# worker trains a guard while the other runs the short tests, instead of a guard starting last and running alone.
+LONGEST_FIRST = ("tests/test_learnability.py", "tests/test_gpu_bench.py", "tests/train/test_monitors.py")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Put the longest files first (stable otherwise): with workers, the run ends when the longest file does."""
+    def rank(item) -> int:
+        path = Path(str(item.fspath)).as_posix()
+        return next((k for k, name in enumerate(LONGEST_FIRST) if path.endswith(name)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)
+
+
+def pytest_deselected(items) -> None:
+    """Count what the marker expression left out, on a pytest-xdist worker too (its controller collects nothing)."""
+    global _DESELECTED
+    _DESELECTED += len(items)
+
+
+_DESELECTED = 0
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """A pytest-xdist worker hands its deselected count to the controller (`pytest_testnodedown`)."""
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["deselected"] = _DESELECTED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """Every worker collects the whole suite and deselects alike: the controller keeps one worker's count."""
+    global _WORKER_DESELECTED
+    _WORKER_DESELECTED = max(_WORKER_DESELECTED, getattr(node, "workeroutput", {}).get("deselected", 0))
+
+
+_WORKER_DESELECTED = 0
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     """How many tests skipped, grouped by reason (most first), and how many the marker expression deselected:
     a test that never runs is not a test, so the summary says which ones did not and why."""
@@ -23,7 +62,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
         reason = reason.removeprefix("Skipped: ")
         reasons[reason] = reasons.get(reason, 0) + 1
-    deselected = len(terminalreporter.stats.get("deselected", []))
+    deselected = len(terminalreporter.stats.get("deselected", [])) or _WORKER_DESELECTED
     if not reasons and not deselected:
         return
     # Under CI a skip is a test the pipeline believes it ran: make it hard to miss.

@@ -6,13 +6,15 @@ import os
 
 
 def guard_threads() -> int:
-    """Two threads (one core's worth each on a 2-core machine), fewer when OMP_NUM_THREADS or the machine says so.
+    """Two threads (one core's worth each on a 2-core machine), fewer when OMP_NUM_THREADS, the test workers sharing
+    the machine, or its load say so.
 
     On a machine already busy (one-minute load average at or above its core count, this suite included), one
     thread: two torch threads that must wait for each other's core run several times slower than one (a guard
     on 2 cores under a load of 6 overran the 10-minute test timeout at two threads), and the bars hold at both.
     """
     wanted = int(os.environ.get("OMP_NUM_THREADS") or 2)
-    cores = os.cpu_count() or 1
-    busy = hasattr(os, "getloadavg") and os.getloadavg()[0] >= cores
+    # Under pytest-xdist (`make test`) the other workers keep their cores busy: the guard gets its share of them.
+    cores = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1))
+    busy = hasattr(os, "getloadavg") and os.getloadavg()[0] >= (os.cpu_count() or 1)
     return max(1, min(1 if busy else 2, wanted, cores))
