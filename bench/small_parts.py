@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/small_parts.py --checkpoint RUN/final --val small/val.jsonl --grid 2x2
     .venv/bin/python bench/small_parts.py --checkpoint demo_out/bbu/run/final --scene bbu-wide --grid 4x3 \\
-        --containers bbu基带处理单元,ODF,接地排
+        --containers bbu基带处理单元,ODF,接地排 --category 螺丝连接点
 
 Each plan predicts every validation photo (`--mode`, head by default) and is scored with the project's COCO
 evaluation: AP50 per label and class-agnostic, AP50 at the category level (`--level 1`), and recall and AP50 per
@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("--containers", default="", help="Comma-separated categories to zoom into (enables the zoom plan).")
     ap.add_argument("--mode", default="head")
     ap.add_argument("--level", type=int, default=1, help="Hierarchy level of the category AP50 column.")
+    ap.add_argument("--category", default="", help="A category at --level whose own AP50 gets a column (e.g. 螺丝连接点).")
     args = ap.parse_args()
     if (args.val is None) == (args.scene is None):
         ap.error("give exactly one of --val and --scene")
@@ -94,10 +95,11 @@ def main() -> None:
         print(f"{len(records)} photos from {val}; mode {args.mode}; best constant box AP50 {prior.ap50 or 0:.3f} per label, "
               f"{prior.ap50_agnostic:.3f} class-agnostic")
         buckets = [name for name, _, _ in TOKEN_BUCKETS]
-        header = (f"{'plan':<22} {'tokens':>7} {'s/photo':>8} {'AP50':>6} {'agn.':>6} {'L' + str(args.level):>6}"
+        own = f" {args.category[:6]:>6}" if args.category else ""
+        header = (f"{'plan':<22} {'tokens':>7} {'s/photo':>8} {'AP50':>6} {'agn.':>6} {'L' + str(args.level):>6}{own}"
                   + "".join(f" {b:>13}" for b in buckets))
         print(header)
-        print(" " * 59 + "".join(f" {'AP50 / rec.':>13}" for _ in buckets))
+        print(" " * (59 + len(own)) + "".join(f" {'AP50 / rec.':>13}" for _ in buckets))
         for name, plan in plans.items():
             preds, tokens, seconds = run_plan(predictor, photos, plan, args.mode)
             result = coco_evaluate(records, preds)
@@ -108,8 +110,9 @@ def main() -> None:
                 return "  -  " if v is None else f"{v:.3f}"
 
             cells = "".join(f" {fmt(sizes.buckets[b]['AP50_agnostic']):>6}/{fmt(sizes.buckets[b]['recall']):<6}" for b in buckets)
+            mine = f" {fmt(level.per_category.get(args.category, {}).get('AP50')):>6}" if args.category else ""
             print(f"{name:<22} {tokens:>7.0f} {seconds:>8.3f} {fmt(result.summary['AP50']):>6} {fmt(result.agnostic['AP50']):>6} "
-                  f"{fmt(level.summary['AP50']):>6}{cells}", flush=True)
+                  f"{fmt(level.summary['AP50']):>6}{mine}{cells}", flush=True)
         print("objects per bucket: " + ", ".join(f"{b} {sizes.buckets[b]['objects']}" for b in buckets))
 
 

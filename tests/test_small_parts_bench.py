@@ -13,7 +13,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench" / "small_parts.py"
 
 def test_bench_prints_every_plan_with_its_tokens_beside_the_prior(trained_checkpoint, small_dataset):
     args = ["--checkpoint", str(trained_checkpoint), "--val", str(small_dataset / "val.jsonl"), "--grid", "2x2",
-            "--containers", "bbu基带处理单元"]
+            "--containers", "bbu基带处理单元", "--category", "螺丝连接点"]
     env = {**os.environ, "PYTHONPATH": str(BENCH.parents[1] / "src")}
     result = subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -27,3 +27,4 @@ def test_bench_prints_every_plan_with_its_tokens_beside_the_prior(trained_checkp
     assert 3 * tokens["one pass"] <= tokens["tiles 2x2"] <= 5 * tokens["one pass"]
     assert tokens["tiles 2x2 + whole"] > tokens["tiles 2x2"]
     assert re.search(r"objects per bucket: <1 token \d+, 1-4 tokens \d+", result.stdout)
+    assert re.search(r"L1\s+螺丝连接点", result.stdout)  # the category's own AP50 has its column
