@@ -32,6 +32,7 @@ from bbuvl.tiny.model import build_tiny_model
 from bbuvl.train.trainer import train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+ARMS = ("sft", "sft+ntl", "sft>grpo")
 
 
 def score(ckpt: Path, heldout: Path) -> tuple[float, float, float]:
@@ -60,8 +61,13 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=20, help="GRPO steps between scored checkpoints.")
     ap.add_argument("--heldout", type=int, default=40, help="Held-out photos (seed 7, never trained on).")
     ap.add_argument("--ntl-weight", type=float, default=0.1, help="loss.number_token of the sft+ntl arm.")
-    ap.add_argument("--work", type=Path, help="Keep the runs here (default: a temporary folder).")
+    ap.add_argument("--work", type=Path, help="Keep the runs here (default: a temporary folder); a finished run found "
+                    "there (its final checkpoint) is scored again, not retrained.")
+    ap.add_argument("--arms", default=",".join(ARMS), help=f"Comma-separated subset of {', '.join(ARMS)}.")
     args = ap.parse_args()
+    wanted = [a.strip() for a in args.arms.split(",") if a.strip()]
+    if not wanted or any(a not in ARMS for a in wanted):
+        ap.error(f"--arms: choose among {', '.join(ARMS)}, got {args.arms!r}")
     for steps, every, names in ((args.sft_steps, args.sft_every, "--sft-every / --sft-steps"),
                                 (args.grpo_steps, args.every, "--every / --grpo-steps")):
         if every <= 0 or steps < every:
@@ -72,34 +78,41 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         data, held = work / "data", work / "heldout"
-        synthesize_shapes(data, 1000, 10, seed=100, size=(224, 224), min_objects=1, max_objects=1)
-        synthesize_shapes(held, 10, args.heldout, seed=7, size=(224, 224), min_objects=1, max_objects=1)
+        if not (data / "train.jsonl").exists():  # kept from an earlier run in --work: the same seed, the same photos
+            synthesize_shapes(data, 1000, 10, seed=100, size=(224, 224), min_objects=1, max_objects=1)
+        if not (held / "val.jsonl").exists():
+            synthesize_shapes(held, 10, args.heldout, seed=7, size=(224, 224), min_objects=1, max_objects=1)
         heldout = held / "val.jsonl"
         prior = best_constant_box(read_records(heldout))
-        model = build_tiny_model(work / "tiny-model")
+        model = work / "tiny-model" if (work / "tiny-model" / "config.json").exists() else build_tiny_model(work / "tiny-model")
         rows: list[tuple[str, int, tuple[float, float, float]]] = []
-        arms = [("sft", [])]
-        if "number_token" in LossConfig.model_fields:
-            arms.append(("sft+ntl", [f"loss.number_token={args.ntl_weight}"]))
-        else:
-            print("sft+ntl: this build has no loss.number_token; the arm is left out")
+        arms = [("sft", [])] if "sft" in wanted or "sft>grpo" in wanted else []
+        if "sft+ntl" in wanted:
+            if "number_token" in LossConfig.model_fields:
+                arms.append(("sft+ntl", [f"loss.number_token={args.ntl_weight}"]))
+            else:
+                print("sft+ntl: this build has no loss.number_token; the arm is left out")
         for name, extra in arms:
             run = work / name
             start = time.perf_counter()
-            train(load_config(CONFIGS / "demo_shapes.yaml", [
-                f"model.path={model}", f"data.train={data / 'train.jsonl'}", "data.val=null", f"training.output_dir={run}",
-                f"training.max_steps={args.sft_steps}", f"training.save_steps={args.sft_every}",
-                "training.save_total_limit=1000", "monitor.enabled=false", *extra]), progress=False)
-            print(f"  [{name}] {args.sft_steps} steps in {time.perf_counter() - start:.0f} s", flush=True)
+            if (run / "final").exists():
+                print(f"  [{name}] reusing the finished run in {run}", flush=True)
+            else:
+                train(load_config(CONFIGS / "demo_shapes.yaml", [
+                    f"model.path={model}", f"data.train={data / 'train.jsonl'}", "data.val=null", f"training.output_dir={run}",
+                    f"training.max_steps={args.sft_steps}", f"training.save_steps={args.sft_every}",
+                    "training.save_total_limit=1000", "monitor.enabled=false", *extra]), progress=False)
+                print(f"  [{name}] {args.sft_steps} steps in {time.perf_counter() - start:.0f} s", flush=True)
             rows += [(name, step, score(ckpt, heldout)) for step, ckpt in checkpoints(run)]
-        start = time.perf_counter()
-        grpo = work / "grpo"
-        train_grpo(load_config(CONFIGS / "demo_grpo.yaml", [
-            f"model.path={work / 'sft' / 'final'}", f"data.train={data / 'train.jsonl'}", f"training.output_dir={grpo}",
-            f"training.max_steps={args.grpo_steps}", f"training.save_steps={args.every}", "training.save_total_limit=1000"]),
-            progress=False)
-        print(f"  [sft>grpo] {args.grpo_steps} steps in {time.perf_counter() - start:.0f} s", flush=True)
-        rows += [("sft>grpo", args.sft_steps + step, score(ckpt, heldout)) for step, ckpt in checkpoints(grpo)]
+        if "sft>grpo" in wanted:
+            start = time.perf_counter()
+            grpo = work / "grpo"
+            train_grpo(load_config(CONFIGS / "demo_grpo.yaml", [
+                f"model.path={work / 'sft' / 'final'}", f"data.train={data / 'train.jsonl'}", f"training.output_dir={grpo}",
+                f"training.max_steps={args.grpo_steps}", f"training.save_steps={args.every}", "training.save_total_limit=1000"]),
+                progress=False)
+            print(f"  [sft>grpo] {args.grpo_steps} steps in {time.perf_counter() - start:.0f} s", flush=True)
+            rows += [("sft>grpo", args.sft_steps + step, score(ckpt, heldout)) for step, ckpt in checkpoints(grpo)]
         print(f"\nshapes, generate mode, {len(read_records(heldout))} held-out photos of an unseen seed; "
               f"best constant box AP50 {prior.ap50 or 0:.3f} / {prior.ap50_agnostic:.3f}")
         print(f"  {'arm':<9} {'step':>5}  {'AP50 label / agnostic':>22}  {'detection reward':>16}")
