@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "small_shapes_one_pass.py"
 
 
+@pytest.mark.slow  # a training subprocess: minutes on a shared 2-core machine
 def test_bench_appends_a_scored_row_per_seed_and_skips_it_on_a_rerun(tmp_path):
     out = tmp_path / "runs.jsonl"
     args = ["--seeds", "1", "--steps", "2", "--train", "8", "--val", "2", "--eval-every", "1", "--out", str(out),
