@@ -183,6 +183,10 @@ class DetectionConfig(_Strict):
     # Each decoder query also reads the memory sampled on a P x P grid inside its reference box (RoIAlign,
     # Faster R-CNN's second stage); 0 = off.
     roi_points: int = Field(4, ge=0)
+    # The vision tower's pre-merge patches (14 or 16 px, 2x the token grid) as a second, finer level: folded into the
+    # token grid before the proposals and RoI-sampled per query, both through zero-initialised projections
+    # (docs/tiles.md, "Finer features"). Two-stage head only.
+    fine_features: bool = False
     decoder_layers: int = Field(2, gt=0)
     # How much of the head's gradient reaches the VLM (0 = the VLM learns from its language loss only). In full,
     # the head's box losses swamped the vision features and its captions stayed at chance; a tenth trains the

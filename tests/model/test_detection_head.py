@@ -338,3 +338,98 @@ def test_the_encoder_layer_computes_what_the_stock_layer_does_in_training_and_in
         fused, plain = stock(x, src_key_padding_mask=pad), ours(x, src_key_padding_mask=pad)
     real = ~pad
     torch.testing.assert_close(plain[real], fused[real], atol=1e-5, rtol=1e-5)
+
+
+# --- finer (pre-merge) features ----------------------------------------------------------------
+
+PATCH_DIM = 24
+
+
+def fine_maps_for(grid_hw: torch.Tensor, seed: int = 3) -> torch.Tensor:
+    """Random pre-merge maps `[B, PATCH_DIM, 2Hmax, 2Wmax]`, zero outside each image's own 2h x 2w."""
+    g = torch.Generator().manual_seed(seed)
+    hmax, wmax = (int(v) for v in grid_hw.max(0).values)
+    maps = torch.randn(len(grid_hw), PATCH_DIM, 2 * hmax, 2 * wmax, generator=g)
+    for b, (h, w) in enumerate(grid_hw.tolist()):
+        maps[b, :, 2 * h:], maps[b, :, :, 2 * w:] = 0, 0
+    return maps
+
+
+def fine_head(num_queries=5, seed=0, **kw) -> DetectionHead:
+    torch.manual_seed(seed)
+    cfg = DetectionConfig(num_queries=num_queries, decoder_layers=2, caption_layers=2, num_heads=4, dropout=0.0,
+                          caption_max_tokens=10, fine_features=True, **kw)
+    return DetectionHead(HIDDEN, nn.Embedding(VOCAB, HIDDEN), cfg, bos_token_id=BOS, eos_token_id=EOS,
+                         pad_token_id=PAD, patch_dim=PATCH_DIM).eval()
+
+
+def _nudge_fine_projections(head: DetectionHead) -> None:
+    """Move the zero-initialised fine projections, as training would."""
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for layer in (head.fine_fold, head.fine_roi):
+            if layer is not None:  # no fine RoI with roi_points 0
+                layer.weight.copy_(torch.randn(layer.weight.shape, generator=g) * 0.05)
+
+
+@pytest.mark.parametrize("local", LOCAL)
+def test_fine_features_start_exactly_where_the_head_without_them_is(local):
+    off, _ = make_head(two_stage=True, num_queries=5, **local)
+    on = fine_head(**local)
+    missing, unexpected = on.load_state_dict(off.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("fine_") for k in missing)
+    vis, vm, txt, tm = features(batch=2)
+    vm[1, 9:] = False
+    grid_hw = torch.tensor([[3, 4], [3, 3]])
+    a = off(vis, vm, txt, tm, vision_grid_hw=grid_hw)
+    b = on(vis, vm, txt, tm, vision_grid_hw=grid_hw, fine_maps=fine_maps_for(grid_hw))
+    for name in ("boxes", "objectness_logits", "query_hidden"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    # Proposals on padding tokens are no proposals (proposal_valid is False there, nothing reads them).
+    assert torch.equal(a.proposal_valid, b.proposal_valid)
+    assert torch.equal(a.proposal_boxes[vm], b.proposal_boxes[vm]) and torch.equal(a.proposal_logits[vm], b.proposal_logits[vm])
+
+
+def test_fine_features_train_from_zero_and_then_change_the_answer():
+    head = fine_head(roi_points=2).train()
+    vis, vm, txt, tm = features(batch=2)
+    grid_hw = GRID
+    fine = fine_maps_for(grid_hw)
+    out = head(vis, vm, txt, tm, vision_grid_hw=grid_hw, fine_maps=fine)
+    (out.boxes.sum() + out.proposal_logits.sum() + out.objectness_logits.sum()).backward()
+    for layer in (head.fine_fold, head.fine_roi):
+        assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
+    head.eval()
+    _nudge_fine_projections(head)
+    moved = head(vis, vm, txt, tm, vision_grid_hw=grid_hw, fine_maps=fine)
+    other = head(vis, vm, txt, tm, vision_grid_hw=grid_hw, fine_maps=fine_maps_for(grid_hw, seed=4))
+    assert not torch.allclose(moved.proposal_logits, other.proposal_logits)
+    assert not torch.allclose(moved.query_hidden, other.query_hidden)
+
+
+@pytest.mark.parametrize("local", LOCAL)
+def test_fine_features_give_each_image_of_a_batch_the_answer_it_gets_alone(local):
+    head = fine_head(**local)
+    _nudge_fine_projections(head)
+    vis, vm, txt, tm = features(batch=2)
+    vm[1, 9:] = False  # image 1 is a 3x3 grid padded to image 0's 3x4, its fine map to 6x8
+    grid_hw = torch.tensor([[3, 4], [3, 3]])
+    fine = fine_maps_for(grid_hw)
+    fine[1, :, 6:], fine[1, :, :, 6:] = 100.0, 100.0  # whatever lies on the padding must not matter
+    both = head(vis, vm, txt, tm, vision_grid_hw=grid_hw, fine_maps=fine)
+    alone = head(vis[1:, :9], vm[1:, :9], txt[1:], tm[1:], vision_grid_hw=grid_hw[1:], fine_maps=fine[1:, :, :6, :6])
+    assert torch.allclose(both.boxes[1], alone.boxes[0], atol=1e-5)
+    assert torch.allclose(both.objectness_logits[1], alone.objectness_logits[0], atol=1e-5)
+    assert torch.allclose(both.proposal_logits[1, :9], alone.proposal_logits[0], atol=1e-5)
+
+
+def test_fine_features_need_the_towers_width_and_maps_under_the_token_grid():
+    cfg = DetectionConfig(num_queries=5, num_heads=4, fine_features=True)
+    with pytest.raises(ValueError, match="needs patch_dim"):
+        DetectionHead(HIDDEN, nn.Embedding(VOCAB, HIDDEN), cfg, bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD)
+    head = fine_head()
+    vis, vm, txt, tm = features()
+    with pytest.raises(ValueError, match="needs fine_maps"):
+        head(vis, vm, txt, tm, vision_grid_hw=GRID)
+    with pytest.raises(ValueError, match="do not lie under"):
+        head(vis, vm, txt, tm, vision_grid_hw=GRID, fine_maps=torch.zeros(2, PATCH_DIM, 4, 4))

@@ -38,6 +38,7 @@ class Batch:
     pixel_values: torch.Tensor  # [P, D], every image's patches in sample order
     image_grid_thw: torch.Tensor  # [num_images, 3], in sample order
     det_grid_hw: torch.Tensor  # [S, 2], each student image's merged token grid
+    det_image_index: torch.Tensor  # [S], each student image's index in image_grid_thw (its sample's last image)
     det_boxes: list[torch.Tensor]  # S x [N_s, 4], normalised xyxy
     det_caption_ids: list[list[torch.Tensor]]  # S x N_s label token ids
     meta: list[dict[str, Any]]  # S, what a dump names (image paths)
@@ -113,6 +114,7 @@ def _common(samples: list[EncodedSample], masks: list[tuple[torch.Tensor, torch.
         "pixel_values": torch.cat([s.pixel_values for s in samples]),
         "image_grid_thw": torch.cat([s.image_grid_thw for s in samples]),
         "det_grid_hw": torch.stack([m[2] for m in masks]),
+        "det_image_index": torch.tensor([len(s.image_grid_thw) for s in samples]).cumsum(0) - 1,
         "det_boxes": [s.det_boxes for s in samples],
         "det_caption_ids": [s.det_caption_ids for s in samples],
         "meta": [s.meta for s in samples],

@@ -37,6 +37,7 @@ from bbuvl.model.box_ops import BoxFormat, box_cxcywh_to_xyxy
 
 DEFAULT_D_MODEL = 512
 OBJECTNESS_PRIOR = 0.01  # focal-loss convention (Lin et al. 2017): every query starts as "probably nothing"
+FINE_MERGE = 2  # patches merged per side into one token in every family (data/families.py): fine grid = 2x the token grid
 
 
 @dataclass
@@ -261,6 +262,7 @@ class DetectionHead(nn.Module):
         eos_token_id: int,
         pad_token_id: int,
         d_model: int | None = None,
+        patch_dim: int | None = None,
     ):
         super().__init__()
         d_model = d_model or min(hidden_size, DEFAULT_D_MODEL)
@@ -303,6 +305,15 @@ class DetectionHead(nn.Module):
         self.local_tower = LocalTower(d_model, local) if local else None
         self.roi_points = roi
         self.roi_proj = nn.Linear(d_model * roi**2, d_model) if roi else None
+        # The tower's pre-merge patches as a second, finer level (FPN-style; docs/tiles.md, "Finer features"):
+        # folded into the token grid before the proposals, and RoI-sampled inside each query's reference box.
+        self.fine_features = config.fine_features and self.two_stage
+        if self.fine_features:
+            if patch_dim is None:
+                raise ValueError("detection.fine_features needs patch_dim, the vision tower's width before its merger")
+            self.fine_in = nn.Sequential(nn.LayerNorm(patch_dim), nn.Linear(patch_dim, d_model), nn.GELU())
+            self.fine_fold = nn.Linear(FINE_MERGE**2 * d_model, d_model)
+            self.fine_roi = nn.Linear(d_model * roi**2, d_model) if roi else None
         self.decoder = _decoder(d_model, config.num_heads, config.decoder_layers, config.dropout)
 
         self.box_head = MLP(d_model, d_model, 4, 3)
@@ -337,6 +348,12 @@ class DetectionHead(nn.Module):
             nn.init.zeros_(self.proposal_box.layers[-1].bias)
             nn.init.normal_(self.proposal_objectness.weight, std=0.01)
             nn.init.constant_(self.proposal_objectness.bias, -math.log((1 - OBJECTNESS_PRIOR) / OBJECTNESS_PRIOR))
+        if self.fine_features:
+            # Zero: a checkpoint's outputs stay exactly what they were until training moves them.
+            for layer in (self.fine_fold, self.fine_roi):
+                if layer is not None:
+                    nn.init.zeros_(layer.weight)
+                    nn.init.zeros_(layer.bias)
 
     @property
     def token_embedding(self) -> nn.Embedding:
@@ -355,6 +372,7 @@ class DetectionHead(nn.Module):
         text_hidden: Tensor,
         text_mask: Tensor,
         vision_grid_hw: Tensor | None = None,
+        fine_maps: Tensor | None = None,
     ) -> DetectionOutput:
         """Boxes, objectness logits and query vectors for a batch.
 
@@ -363,8 +381,12 @@ class DetectionHead(nn.Module):
         with text_mask `[B, Nt]`. vision_grid_hw `[B, 2]`: each image's merged token grid (grid_thw h/2,
         w/2), which gives the vision tokens 2-D sine positions (DETR). A two-stage head (the default) requires
         it, since its proposals sit on that grid; only a one-stage head runs without it, and then its decoder
-        can only guess where a vision token sits.
+        can only guess where a vision token sits. fine_maps `[B, Cv, 2 * Hmax, 2 * Wmax]`: the tower's pre-merge
+        patches of each image under its token grid (`patch_features.patch_maps`), required with
+        `detection.fine_features`.
         """
+        if self.fine_features and fine_maps is None:
+            raise ValueError("detection.fine_features is on: the head needs fine_maps (the tower's pre-merge patches)")
         dtype = self._param_dtype()
         batch, num_vision = vision_mask.shape
         valid = torch.cat([vision_mask, text_mask], dim=1).bool()
@@ -387,7 +409,8 @@ class DetectionHead(nn.Module):
         if self.two_stage:
             if vision_grid_hw is None:
                 raise ValueError("a two-stage head needs vision_grid_hw: its proposals sit on the vision token grid")
-            return self._two_stage(memory, valid, num_vision, vision_mask, vision_grid_hw)
+            return self._two_stage(memory, valid, num_vision, vision_mask, vision_grid_hw,
+                                   fine_maps.to(dtype) if self.fine_features else None)
         # Conditional/DAB-DETR: a query carries the sine encoding of its reference centre, the same encoding the
         # vision tokens carry, so cross-attention starts local instead of every query reading the same tokens
         # (content-only queries were measured to collapse to one answer on the synthetic set).
@@ -398,7 +421,8 @@ class DetectionHead(nn.Module):
         boxes = boxes_from_logits(self.box_head(hs) + self.box_reference, self.box_format)
         return DetectionOutput(boxes=boxes, objectness_logits=self.objectness_head(hs).squeeze(-1), query_hidden=hs)
 
-    def _two_stage(self, memory: Tensor, valid: Tensor, num_vision: int, vision_mask: Tensor, grid_hw: Tensor) -> DetectionOutput:
+    def _two_stage(self, memory: Tensor, valid: Tensor, num_vision: int, vision_mask: Tensor, grid_hw: Tensor,
+                   fine_maps: Tensor | None = None) -> DetectionOutput:
         """Deformable-DETR two-stage: every vision token proposes a box; the best `num_queries` seed the decoder.
 
         A proposal is its token's cell plus a learned offset, so what one token learns about "a screw
@@ -410,11 +434,18 @@ class DetectionHead(nn.Module):
         batch = memory.shape[0]
         vision_mask = vision_mask.bool()
         vis = memory[:, :num_vision]
-        maps = None
-        if self.local_tower is not None or self.roi_proj is not None:
+        maps = fine = None
+        if self.local_tower is not None or self.roi_proj is not None or self.fine_features:
             maps = vision_grid(vis, vision_mask, grid_hw)  # [B, D, Hmax, Wmax]
+            inside = grid_inside(grid_hw, maps)
+            if fine_maps is not None:
+                fine = self._fine_level(fine_maps, grid_hw, maps.shape[2:])  # [B, D, 2Hmax, 2Wmax]
+                # Each token gains its 2x2 patches' features side by side: where inside the token its object sits.
+                folded = F.pixel_unshuffle(fine, FINE_MERGE)  # [B, 4D, Hmax, Wmax]
+                maps = maps + self.fine_fold(folded.permute(0, 2, 3, 1)).permute(0, 3, 1, 2) * inside
             if self.local_tower is not None:
-                maps = self.local_tower(maps, grid_inside(grid_hw, maps))
+                maps = self.local_tower(maps, inside)
+            if self.local_tower is not None or fine is not None:
                 vis = grid_tokens(maps, vision_mask, grid_hw)
         vis = self.proposal_norm(self.proposal_proj(vis))  # [B, Nv, D]
         cells = self._token_cells(grid_hw, vision_mask).to(vis)  # [B, Nv, 4] cxcywh
@@ -437,6 +468,8 @@ class DetectionHead(nn.Module):
         hs = self.decoder(content + query_pos.to(content), memory, memory_key_padding_mask=~valid)  # [B, Q, D]
         if self.roi_proj is not None:
             hs = hs + self.roi_proj(roi_sample(maps, grid_hw, ref.clamp(0, 1), self.roi_points))
+        if fine is not None and self.fine_roi is not None:
+            hs = hs + self.fine_roi(roi_sample(fine, FINE_MERGE * grid_hw, ref.clamp(0, 1), self.roi_points))
         return DetectionOutput(
             boxes=boxes_from_deltas(ref, self.box_head(hs), self.box_format),
             objectness_logits=self.objectness_head(hs).squeeze(-1),
@@ -446,6 +479,15 @@ class DetectionHead(nn.Module):
             proposal_valid=vision_mask,
             proposal_centres=cells[..., :2],
         )
+
+    def _fine_level(self, fine_maps: Tensor, grid_hw: Tensor, coarse_hw: torch.Size) -> Tensor:
+        """`[B, Cv, 2Hmax, 2Wmax]` pre-merge patch maps -> `[B, D, 2Hmax, 2Wmax]` at the head's width, zeros on padding."""
+        expected = (FINE_MERGE * coarse_hw[0], FINE_MERGE * coarse_hw[1])
+        if tuple(fine_maps.shape[2:]) != expected:
+            raise ValueError(f"fine maps {tuple(fine_maps.shape[2:])} do not lie under the {tuple(coarse_hw)} token grid "
+                             f"(expected {expected})")
+        fine = self.fine_in(fine_maps.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return fine * grid_inside(FINE_MERGE * grid_hw, fine)
 
     def _token_cells(self, grid_hw: Tensor, vision_mask: Tensor) -> Tensor:
         """`[B, Nv, 4]` cxcywh cell of each valid vision token (raster order); padding gets the whole image."""

@@ -8,6 +8,7 @@ collators' typed `Batch` (encode/collate.py).
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -23,6 +24,7 @@ from bbuvl.model.detection_loss import DetectionCriterion
 from bbuvl.model.lm_loss import span_lm_loss
 from bbuvl.model.loss_scale import LossDenominators
 from bbuvl.model.number_token_loss import digit_token_ids, span_number_token_loss
+from bbuvl.model.patch_features import PatchCapture, PatchFeatures, patch_maps
 from bbuvl.model.vision_positions import VisionPositions
 
 
@@ -86,6 +88,11 @@ class BBUVLModel(nn.Module):
         if vision_positions is not None:
             # Every image encoding (training, the head's pass, generate's prefill) goes through the tower.
             vision_positions.attach(core_model(vlm).model.visual)
+        # The head's fine level reads the tower's pre-merge patches, recorded by a hook during the head's passes.
+        self.patch_capture = PatchCapture() if head is not None and head.fine_features else None
+        if self.patch_capture is not None:
+            self.patch_capture.attach(core_model(vlm).model.visual)
+        self.merge_size = int(getattr(core_model(vlm).config.vision_config, "spatial_merge_size", 2))
         self.criterion = DetectionCriterion.from_config(cfg.loss, cfg.detection) if head is not None else None
         self.loss_cfg = cfg.loss
         self.box_format = cfg.detection.box_format
@@ -111,6 +118,7 @@ class BBUVLModel(nn.Module):
                 text_cfg.hidden_size, core.get_input_embeddings(), cfg.detection,
                 bos_token_id=bos, eos_token_id=tokenizer.convert_tokens_to_ids(TURN_END),
                 pad_token_id=tokenizer.pad_token_id, d_model=min(cfg.detection.d_model, text_cfg.hidden_size),
+                patch_dim=int(core.config.vision_config.hidden_size),
             )
             head.to(next(vlm.parameters()).dtype)
         digits = digit_token_ids(tokenizer) if cfg.loss.number_token > 0 else None
@@ -121,13 +129,28 @@ class BBUVLModel(nn.Module):
         """The VLM's config (HF Trainer reads it)."""
         return core_model(self.vlm).config
 
-    def head_forward(self, embeds: torch.Tensor, hidden: torch.Tensor, batch: Batch) -> DetectionOutput:
-        """Run the detection head on a batch's pass through the VLM."""
+    def recording_patches(self) -> AbstractContextManager[PatchCapture | None]:
+        """Around a VLM pass whose head reads the fine level: records the tower's pre-merge patches and yields the
+        capture (`take()` them inside); yields None when the head has no fine level."""
+        return self.patch_capture.recording() if self.patch_capture is not None else nullcontext()
+
+    def head_forward(self, embeds: torch.Tensor, hidden: torch.Tensor, batch: Batch,
+                     patches: PatchFeatures | None = None) -> DetectionOutput:
+        """Run the detection head on a batch's pass through the VLM.
+
+        patches: the tower's pre-merge features of that pass (`detection.fine_features`; `recording_patches`
+        gives them), or None to take them from a recording still open.
+        """
         embeds, hidden = scale_gradient(embeds, self.head_grad_to_vlm), scale_gradient(hidden, self.head_grad_to_vlm)
         vis, vis_valid, txt, txt_valid = gather_head_inputs(
             embeds, hidden, batch.sample_index, batch.det_vision_mask, batch.det_text_mask
         )
-        return self.detection_head(vis, vis_valid, txt, txt_valid, vision_grid_hw=batch.det_grid_hw)
+        fine = None
+        if self.patch_capture is not None:
+            patches = patches if patches is not None else self.patch_capture.take()
+            fine, _ = patch_maps(patches, batch.det_image_index, self.merge_size)
+            fine = scale_gradient(fine, self.head_grad_to_vlm)
+        return self.detection_head(vis, vis_valid, txt, txt_valid, vision_grid_hw=batch.det_grid_hw, fine_maps=fine)
 
     def detect(self, batch: Batch) -> DetectionOutput:
         """Boxes, objectness and query vectors for a collated batch: one VLM pass (no cache), then the head.
@@ -136,12 +159,14 @@ class BBUVLModel(nn.Module):
         """
         if self.detection_head is None:
             raise ValueError("this model has no detection head (detection.enabled was false)")
-        out = core_model(self.vlm).model(
-            input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
-            pixel_values=batch.pixel_values, image_grid_thw=batch.image_grid_thw, use_cache=False,
-            output_hidden_states=True, return_dict=True,
-        )
-        return self.head_forward(out.hidden_states[0], out.last_hidden_state, batch)
+        with self.recording_patches() as capture:
+            out = core_model(self.vlm).model(
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
+                pixel_values=batch.pixel_values, image_grid_thw=batch.image_grid_thw, use_cache=False,
+                output_hidden_states=True, return_dict=True,
+            )
+            patches = capture.take() if capture is not None else None
+        return self.head_forward(out.hidden_states[0], out.last_hidden_state, batch, patches)
 
     def forward(self, batch: Batch, num_items_in_batch: LossDenominators | None = None) -> LossTerms:
         """All loss terms for a collated batch; `loss` is the weighted total.
@@ -151,16 +176,20 @@ class BBUVLModel(nn.Module):
         """
         core = core_model(self.vlm)
         use_head = self.detection_head is not None and self.detection_active
-        out = core.model(
-            input_ids=batch.input_ids,
-            attention_mask=batch.attention_mask,
-            position_ids=batch.position_ids,
-            pixel_values=batch.pixel_values,
-            image_grid_thw=batch.image_grid_thw,
-            use_cache=False,  # packed rows are isolated only without a cache (docs/design.md, "Packed rows isolate their samples")
-            output_hidden_states=use_head,
-            return_dict=True,
-        )
+        patches = None
+        with self.recording_patches() if use_head else nullcontext() as capture:
+            out = core.model(
+                input_ids=batch.input_ids,
+                attention_mask=batch.attention_mask,
+                position_ids=batch.position_ids,
+                pixel_values=batch.pixel_values,
+                image_grid_thw=batch.image_grid_thw,
+                use_cache=False,  # packed rows are isolated only without a cache (docs/design.md, "Packed rows isolate their samples")
+                output_hidden_states=use_head,
+                return_dict=True,
+            )
+            if capture is not None:
+                patches = capture.take()
         hidden = out.last_hidden_state
         lm = span_lm_loss(hidden, core.lm_head, batch.labels, batch.span_ids)
         norm = num_items_in_batch
@@ -183,7 +212,7 @@ class BBUVLModel(nn.Module):
             total = total + self.loss_cfg.number_token * number_token
         detection: dict[str, torch.Tensor] = {}
         if use_head:
-            det = self.head_forward(out.hidden_states[0], hidden, batch)
+            det = self.head_forward(out.hidden_states[0], hidden, batch, patches)
             targets = [
                 {"boxes": (box_xyxy_to_cxcywh(b) if self.box_format == "cxcywh" else b).to(det.boxes.device),
                  "caption_ids": c}

@@ -1,0 +1,136 @@
+"""Sub-token shapes in one pass: the whole-photo recipe, with and without a head option, over seeds (docs/tiles.md).
+
+    .venv/bin/python bench/small_shapes_one_pass.py --seeds 100,200 --steps 300 --out runs/fine.jsonl
+    .venv/bin/python bench/small_shapes_one_pass.py --seeds 100,200 --steps 300 --out runs/fine.jsonl detection.fine_features=true
+
+The small-shapes scene (`bbuvl data synth --scene shapes --size 448x336 --object-px 10-24`, 1-3 shapes a photo)
+shown whole at its 448x336 frame (192 tokens): every shape lies inside one 28-px token. Each run trains
+`configs/demo_shapes.yaml` on `--train` whole photos for `--steps` steps (the seed sets the photos, the tiny
+model's initialisation and the training order), then predicts the `--val` validation photos of the same seed in
+one pass (head mode) at every `--eval-every` steps and scores them with the project's COCO evaluation: AP50 per
+label and class-agnostic, beside the best constant box. Each run is a subprocess with its thread count fixed
+before torch starts, and appends one JSON line to `--out`, so a killed sweep resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_shapes.yaml"
+# The whole 448x336 photo at full size: 16 x 12 = 192 tokens; 8 photos a batch.
+WHOLE_PHOTOS = ["model.min_pixels=3136", "model.max_pixels=150528", "model.max_vision_tokens=192",
+                "model.max_vision_tokens_per_batch=1536"]
+
+
+def seed_list(text: str) -> list[int]:
+    """`"0-7"` or `"0,3,9"` -> a list of seeds."""
+    if "-" in text:
+        lo, hi = (int(v) for v in text.split("-"))
+        return list(range(lo, hi + 1))
+    return [int(v) for v in text.split(",")]
+
+
+def score(checkpoint: Path, val: Path) -> dict:
+    """One-pass head AP50 per label and class-agnostic of a checkpoint on a validation file."""
+    from bbuvl.data.schema import read_records, resolve_image
+    from bbuvl.eval.coco_metrics import coco_evaluate
+    from bbuvl.infer.predictor import Predictor
+
+    records = read_records(val)
+    predictor = Predictor.load(checkpoint, device="cpu")
+    start = time.perf_counter()
+    results = predictor.predict([resolve_image(val, r.image) for r in records], "head")
+    seconds = (time.perf_counter() - start) / len(records)
+    result = coco_evaluate(records, [[d.to_dict() for d in r.objects] for r in results])
+    return {"AP50": result.summary["AP50"], "AP50_agnostic": result.agnostic["AP50"], "AP": result.summary["AP"],
+            "tokens": sum(r.vision_tokens for r in results) / len(results), "s_per_photo": round(seconds, 3)}
+
+
+def one_run(seed: int, threads: int, steps: int, n_train: int, n_val: int, every: int, overrides: list[str]) -> dict:
+    """Train the whole-photo recipe once and score one pass at every `every` steps (runs in the child)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from bbuvl.config import load_config
+    from bbuvl.data.schema import read_records
+    from bbuvl.eval.prior import best_constant_box
+    from bbuvl.synthetic.shapes import synthesize_shapes
+    from bbuvl.tiny.model import build_tiny_model
+    from bbuvl.train.trainer import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        synthesize_shapes(root / "data", n_train, n_val, seed=seed, size=(448, 336), min_objects=1, max_objects=3,
+                          object_px=(10, 24), num_teachers=0)
+        model_dir = build_tiny_model(root / "tiny", seed=seed)
+        save = every if every else 100000
+        cfg = load_config(CONFIG, [
+            f"model.path={model_dir}", f"data.train={root / 'data' / 'train.jsonl'}", "data.val=null",
+            f"training.output_dir={root / 'run'}", f"training.max_steps={steps}", f"training.seed={seed}",
+            "training.logging_steps=50", f"training.save_steps={save}", "training.save_total_limit=100",
+            "training.eval_steps=100000", "monitor.enabled=false", *WHOLE_PHOTOS, *overrides])
+        start = time.perf_counter()
+        final = train(cfg, progress=False)["final"]
+        trained = time.perf_counter() - start
+        val = root / "data" / "val.jsonl"
+        row: dict = {"seed": seed, "threads": threads, "steps": steps, "train": n_train, "val": n_val,
+                     "overrides": overrides, "train_s": round(trained, 1)}
+        curve = {}
+        for ckpt in sorted((root / "run").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
+            curve[int(ckpt.name.split("-")[1])] = score(ckpt, val)
+        curve[steps] = score(final, val)
+        row["curve"] = curve
+        row["final"] = curve[steps]
+        prior = best_constant_box(read_records(val))
+        row["prior_ap50"], row["prior_ap50_agnostic"] = prior.ap50, prior.ap50_agnostic
+    return row
+
+
+def main() -> None:
+    """Run every seed not yet in `--out` for these overrides, one subprocess each, then print the file's rows."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", default="100,200")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--train", type=int, default=1000)
+    ap.add_argument("--val", type=int, default=40)
+    ap.add_argument("--eval-every", type=int, default=100, help="also score checkpoints every N steps (0: final only)")
+    ap.add_argument("--out", type=Path, default=Path("runs/small_shapes_one_pass.jsonl"))
+    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("overrides", nargs="*", help="config overrides (key=value) for the recipe")
+    args = ap.parse_args()
+    if args.child is not None:
+        print(json.dumps(one_run(args.child, args.threads, args.steps, args.train, args.val, args.eval_every,
+                                 args.overrides)))
+        return
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    done = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.exists() else []
+    keys = {(r["seed"], r["threads"], r["steps"], r["train"], tuple(r["overrides"])) for r in done}
+    for seed in seed_list(args.seeds):
+        if (seed, args.threads, args.steps, args.train, tuple(args.overrides)) in keys:
+            continue
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+        cmd = [sys.executable, __file__, "--child", str(seed), "--threads", str(args.threads), "--steps", str(args.steps),
+               "--train", str(args.train), "--val", str(args.val), "--eval-every", str(args.eval_every), *args.overrides]
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if out.returncode != 0:
+            print(f"seed {seed}: failed\n{out.stderr[-3000:]}", file=sys.stderr)
+            continue
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        with args.out.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        done.append(row)
+        curve = ", ".join(f"{k}: {v['AP50']:.3f} ({v['AP50_agnostic']:.3f})" for k, v in row["curve"].items())
+        print(f"seed {seed} {' '.join(args.overrides) or '(recipe)'}: {curve}; constant box {row['prior_ap50']:.3f} "
+              f"({row['prior_ap50_agnostic']:.3f}); trained in {row['train_s']:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

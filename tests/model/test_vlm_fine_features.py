@@ -1,0 +1,110 @@
+"""`detection.fine_features` in the whole model: the student image's patches reach the head in any batch layout,
+start exactly at the model without them, and survive a checkpoint."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from bbuvl.data.families import get_family
+from bbuvl.data.schema import read_records, resolve_image, write_dataset
+from bbuvl.encode.collate import PackedCollator, PaddedCollator
+from bbuvl.model.checkpoint import load_model, save_checkpoint
+from bbuvl.synthetic.dataset import synthesize
+from bbuvl.train.trainer import build_run
+
+FIELDS = ("boxes", "objectness_logits", "query_hidden")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def two_shapes(tmp_path_factory) -> Path:
+    """A landscape and a portrait photo (different token grids) in one training file."""
+    root = tmp_path_factory.mktemp("two-shapes")
+    (root / "images").mkdir()
+    records = []
+    for name, size in (("wide", (224, 168)), ("tall", (168, 224))):
+        synthesize(root / name, 1, 0, seed=5, size=size, num_teachers=0)
+        train = root / name / "train.jsonl"
+        for r in read_records(train):
+            shutil.copy(resolve_image(train, r.image), root / "images" / f"{name}.jpg")
+            records.append(r.model_copy(update={"images": [f"images/{name}.jpg"]}))
+    write_dataset(root / "train.jsonl", records)
+    return root / "train.jsonl"
+
+
+def _nudge_fine(model) -> None:
+    """Move the zero-initialised fine projections, as training would, so the fine level changes the answer."""
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for layer in (model.detection_head.fine_fold, model.detection_head.fine_roi):
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=g) * 0.05)
+
+
+def _fine_run(run_config, two_shapes, *overrides):
+    # Teachers in every sample: the head must read the student image, not the batch's first images.
+    return build_run(run_config(f"data.train={two_shapes}", "data.teacher_ratio=1.0", "detection.fine_features=true",
+                                *overrides))
+
+
+def test_each_sample_reads_its_own_student_image_alone_padded_or_packed(run_config, two_shapes, tiny_family):
+    run = _fine_run(run_config, two_shapes)
+    model = run.model.eval()
+    _nudge_fine(model)
+    samples = [run.train_dataset[0], run.train_dataset[1]]
+    assert all(len(s.image_grid_thw) >= 2 for s in samples)  # a teacher photo, then the student's
+    padded = PaddedCollator(run.collator.pad_token_id, run.collator.image_token_id, merge=run.collator.merge)
+    packed = PackedCollator(run.collator.pad_token_id, run.collator.image_token_id, merge=run.collator.merge)
+    batch = padded(samples)
+    student = batch.image_grid_thw[batch.det_image_index]
+    assert torch.equal(student[:, 1:], 2 * batch.det_grid_hw)
+    assert batch.det_grid_hw[0].tolist() != batch.det_grid_hw[1].tolist()  # the fine maps are padded too
+    with torch.no_grad():
+        both = model.detect(batch)
+        alone = [model.detect(padded([s])) for s in samples]
+        in_row = model.detect(packed(samples))
+    for name in FIELDS:
+        for k in range(2):
+            torch.testing.assert_close(getattr(both, name)[k], getattr(alone[k], name)[0], atol=1e-4, rtol=1e-4)
+            if get_family(tiny_family).packs_isolated:  # packing is refused for the others (docs/families.md)
+                torch.testing.assert_close(getattr(in_row, name)[k], getattr(alone[k], name)[0], atol=1e-4, rtol=1e-4)
+
+
+def test_the_model_with_fine_features_starts_exactly_at_the_model_without(run_config, two_shapes):
+    off = build_run(run_config(f"data.train={two_shapes}", "data.teacher_ratio=1.0")).model.eval()
+    on = _fine_run(run_config, two_shapes).model.eval()
+    missing, unexpected = on.detection_head.load_state_dict(off.detection_head.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("fine_") for k in missing)
+    run = build_run(run_config(f"data.train={two_shapes}", "data.teacher_ratio=1.0"))
+    batch = run.collator([run.train_dataset[0], run.train_dataset[1]])
+    with torch.no_grad():
+        a, b = off.detect(batch), on.detect(batch)
+    for name in FIELDS:
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    loss_off, loss_on = off(batch), on(batch)  # training's pass too
+    assert torch.equal(loss_off.loss, loss_on.loss)
+
+
+def test_fine_features_round_trip_through_a_checkpoint(run_config, two_shapes, tmp_path):
+    run = _fine_run(run_config, two_shapes)
+    _nudge_fine(run.model)
+    folder = save_checkpoint(run.model, run.processor, run.cfg, run.contract, run.prompt, tmp_path / "ckpt")
+    model, _, cfg, _, _ = load_model(folder, device="cpu")
+    assert cfg.detection.fine_features and model.detection_head.fine_features
+    saved = run.model.detection_head.state_dict()
+    loaded = model.detection_head.state_dict()
+    assert saved.keys() == loaded.keys() and any(k.startswith("fine_fold") for k in loaded)
+    assert all(torch.equal(saved[k], loaded[k]) for k in saved)
+    batch = run.collator([run.train_dataset[0]])
+    with torch.no_grad():
+        before, after = run.model.eval().detect(batch), model.detect(batch)
+    for name in FIELDS:
+        assert torch.equal(getattr(before, name), getattr(after, name)), name
