@@ -17,24 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from child_runs import run_child, seed_list
+
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_shapes.yaml"
 MODES = ("head", "name", "generate")
-
-
-def seed_list(text: str) -> list[int]:
-    """`"0-7"` or `"0,3,9"` -> a list of seeds."""
-    if "-" in text:
-        lo, hi = (int(v) for v in text.split("-"))
-        return list(range(lo, hi + 1))
-    return [int(v) for v in text.split(",")]
 
 
 def one_run(seed: int, threads: int, steps: int, n_train: int, n_val: int, overrides: list[str]) -> dict:
@@ -155,16 +147,11 @@ def main() -> None:
             for seed in seed_list(args.seeds):
                 if (seed, threads, args.steps, args.train, tuple(args.overrides)) in keys:
                     continue
-                env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
                 cmd = [sys.executable, __file__, "--child", f"{seed},{threads}", "--steps", str(args.steps),
                        "--train", str(args.train), "--val", str(args.val), *args.overrides]
-                out = subprocess.run(cmd, env=env, capture_output=True, text=True)
-                if out.returncode != 0:
-                    print(f"seed {seed} threads {threads}: failed\n{out.stderr[-3000:]}", file=sys.stderr)
+                row = run_child(cmd, threads, args.out, f"seed {seed} threads {threads}")
+                if row is None:
                     continue
-                row = json.loads(out.stdout.strip().splitlines()[-1])
-                with args.out.open("a") as fh:
-                    fh.write(json.dumps(row) + "\n")
                 done.append(row)
                 print(f"seed {seed} threads {threads} steps {args.steps}: head {row['head']['AP50']:.3f} "
                       f"name {row['name']['AP50']:.3f} generate {row['generate']['AP50']:.3f} ({row['total_s']:.0f} s)",

@@ -16,25 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from child_runs import run_child, seed_list
+
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_shapes.yaml"
 # The whole 448x336 photo at full size: 16 x 12 = 192 tokens; 8 photos a batch.
 WHOLE_PHOTOS = ["model.min_pixels=3136", "model.max_pixels=150528", "model.max_vision_tokens=192",
                 "model.max_vision_tokens_per_batch=1536"]
-
-
-def seed_list(text: str) -> list[int]:
-    """`"0-7"` or `"0,3,9"` -> a list of seeds."""
-    if "-" in text:
-        lo, hi = (int(v) for v in text.split("-"))
-        return list(range(lo, hi + 1))
-    return [int(v) for v in text.split(",")]
 
 
 def score(checkpoint: Path, val: Path) -> dict:
@@ -116,16 +108,11 @@ def main() -> None:
     for seed in seed_list(args.seeds):
         if (seed, args.threads, args.steps, args.train, tuple(args.overrides)) in keys:
             continue
-        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
         cmd = [sys.executable, __file__, "--child", str(seed), "--threads", str(args.threads), "--steps", str(args.steps),
                "--train", str(args.train), "--val", str(args.val), "--eval-every", str(args.eval_every), *args.overrides]
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if out.returncode != 0:
-            print(f"seed {seed}: failed\n{out.stderr[-3000:]}", file=sys.stderr)
+        row = run_child(cmd, args.threads, args.out, f"seed {seed}")
+        if row is None:
             continue
-        row = json.loads(out.stdout.strip().splitlines()[-1])
-        with args.out.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
         done.append(row)
         curve = ", ".join(f"{k}: {v['AP50']:.3f} ({v['AP50_agnostic']:.3f})" for k, v in row["curve"].items())
         print(f"seed {seed} {' '.join(args.overrides) or '(recipe)'}: {curve}; constant box {row['prior_ap50']:.3f} "

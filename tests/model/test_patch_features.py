@@ -7,14 +7,7 @@ from PIL import Image
 
 from bbuvl.data.families import get_family
 from bbuvl.model.patch_features import PatchCapture, PatchFeatures, map_to_unit_order, patch_maps, unit_order_to_map
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from tests.diagnostics.conftest import one_thread  # noqa: F401 - one torch thread, as the training tests
 
 
 def _record(model, images: list[Image.Image], processor) -> tuple[PatchFeatures, torch.Tensor, torch.Tensor]:

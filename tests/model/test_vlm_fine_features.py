@@ -13,16 +13,9 @@ from bbuvl.encode.collate import PackedCollator, PaddedCollator
 from bbuvl.model.checkpoint import load_model, save_checkpoint
 from bbuvl.synthetic.dataset import synthesize
 from bbuvl.train.trainer import build_run
+from tests.diagnostics.conftest import one_thread  # noqa: F401 - one torch thread, as the training tests
 
 FIELDS = ("boxes", "objectness_logits", "query_hidden")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
