@@ -27,9 +27,10 @@ demo-rl: $(STAMP)
 
 # lint-imports: the layers contract in pyproject.toml (every import points down, docs/architecture.md).
 # Two pytest workers, one test file each at a time: most tests use one thread, so two keep both cores busy; the
-# learning guards go first and train at one thread each (tests/conftest.py, tests/threads.py). TEST_WORKERS=0: serial.
+# learning guards go first and train at one thread each (tests/conftest.py, tests/threads.py). xdist would reorder
+# the files by test count and start the guard last, alone: --no-loadscope-reorder keeps ours. TEST_WORKERS=0: serial.
 TEST_WORKERS ?= 2
-PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: $(STAMP)
 	$(VENV)/bin/lint-imports
