@@ -22,7 +22,7 @@ from PIL import Image
 from bbuvl.atomic import write_bytes_atomic
 from bbuvl.data.images import load_image
 from bbuvl.data.layout import TRAIN, VAL, write_dataset_folder
-from bbuvl.data.regions import grid_regions, magnified_record, tile_side_overlap, window_objects
+from bbuvl.data.regions import grid_regions, magnified_record, tile_side_overlap
 from bbuvl.data.schema import ImageRecord, read_records, require_photos, resolve_image
 
 IMAGES = "images"
@@ -69,7 +69,6 @@ def tile_record(record: ImageRecord, photo: Path, out: Path, name: str, spec: Ti
         raise ValueError(f"{photo}: the photo is {loaded.image.size[0]}x{loaded.image.size[1]} but its record says "
                          f"{record.width}x{record.height}: boxes would land in the wrong place")
     suffix = ".jpg" if photo.suffix.lower() in (".jpg", ".jpeg") else ".png"
-    objects = [(o.bbox_2d, o.desc) for o in record.objects]
     whole_region = (0, 0, *record.size)
     regions = grid_regions(record.size, *spec.grid, overlap=tile_side_overlap(record.size, spec.grid, spec.overlap))
     if spec.whole and regions != [whole_region]:
@@ -78,15 +77,15 @@ def tile_record(record: ImageRecord, photo: Path, out: Path, name: str, spec: Ti
     for region in regions:
         x1, y1, x2, y2 = region
         rw, rh = x2 - x1, y2 - y1
-        kept = window_objects(objects, (x1, y1), (rw, rh))
+        zoom = 1.0 if region == whole_region else spec.zoom
+        size = (rw, rh) if zoom == 1.0 else (max(1, round(rw * zoom)), max(1, round(rh * zoom)))
+        tile = magnified_record(record, region, size)
         rel = f"{IMAGES}/{name}__{x1}_{y1}_{rw}x{rh}{suffix}"
-        if not kept and region != whole_region and not spec.keeps_empty(rel):
+        if not tile.objects and region != whole_region and not spec.keeps_empty(rel):
             continue
         crop = loaded.image.crop(region)
-        zoom = 1.0 if region == whole_region else spec.zoom
-        if zoom != 1.0:
-            crop = crop.resize((max(1, round(rw * zoom)), max(1, round(rh * zoom))), Image.BICUBIC)
-        tile = magnified_record(record, region, crop.size)
+        if crop.size != size:
+            crop = crop.resize(size, Image.BICUBIC)
         data = _encoded(crop, suffix)
         digest = hashlib.sha256(data).hexdigest()
         if digest in written:
