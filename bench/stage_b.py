@@ -1,0 +1,143 @@
+"""The demo's stage B (BBU close-ups) with a recipe's levers, over seeds: head AP50, the screws, and their state.
+
+    .venv/bin/python bench/stage_b.py --seeds 1 --steps 600 --train 1200 --out runs/stage_b.jsonl
+    .venv/bin/python bench/stage_b.py --seeds 1 --steps 600 --train 1200 --out runs/stage_b.jsonl \\
+        detection.fine_features=true data.teachers=null
+
+Each run renders `--train` close-ups (448x336, the demo's framing) from its seed, builds the tiny Qwen2.5-VL from
+the same seed, trains `configs/demo.yaml` with the overrides for `--steps` steps (`teachers` in an override stands
+for the run's own teachers file), and scores head mode at every `--eval-every` steps on `--val` close-ups rendered
+from a seed no demo, test or guard uses. Per checkpoint: AP50 per label and class-agnostic, AP50 of the
+screw-and-connection-point category at hierarchy level 1, and the full-label accuracy of the matched screws (is a
+correct screw called correct), beside the best constant box. One subprocess per run with its thread count fixed
+before torch starts; each appends a JSON line to `--out`, so a killed sweep resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from child_runs import run_child, seed_list
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+UNSEEN_SEED = 7919  # no demo, test or guard renders from this seed
+SCREWS = "螺丝连接点"
+
+
+def score(checkpoint: Path, val: Path) -> dict:
+    """Head-mode AP50s, the screw category's AP50 and the matched screws' full-label accuracy of a checkpoint."""
+    from bbuvl.data.labels import label_at_level
+    from bbuvl.data.schema import read_records, resolve_image
+    from bbuvl.eval.coco_metrics import coco_evaluate
+    from bbuvl.eval.matching import match_image
+    from bbuvl.infer.predictor import Predictor
+
+    records = read_records(val)
+    predictor = Predictor.load(checkpoint, device="cpu")
+    start = time.perf_counter()
+    results = predictor.predict([resolve_image(val, r.image) for r in records], "head")
+    seconds = (time.perf_counter() - start) / len(records)
+    preds = [[d.to_dict() for d in r.objects] for r in results]
+    aware = coco_evaluate(records, preds)
+    level1 = coco_evaluate(records, preds, level=1)
+    right = matched = 0
+    for record, objects in zip(records, preds):
+        gt_labels = [o.desc for o in record.objects]
+        match = match_image([o.bbox_2d for o in record.objects], gt_labels, [o["bbox_2d"] for o in objects],
+                            [o["label"] for o in objects], [o.get("score", 1.0) for o in objects])
+        for p, g, _ in match.matched:
+            if label_at_level(gt_labels[g], 1) == SCREWS:
+                matched += 1
+                right += objects[p]["label"] == gt_labels[g]
+    return {"AP50": aware.summary["AP50"], "AP50_agnostic": aware.agnostic["AP50"],
+            "screws_AP50": level1.per_category.get(SCREWS, {}).get("AP50"), "level1_AP50": level1.summary["AP50"],
+            "screws_matched": matched, "screws_full_label": right / matched if matched else None,
+            "s_per_photo": round(seconds, 3)}
+
+
+def one_run(seed: int, threads: int, steps: int, n_train: int, n_val: int, every: int, overrides: list[str]) -> dict:
+    """Render, build, train once and score every saved checkpoint (runs in the child)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from bbuvl.config import load_config
+    from bbuvl.data.schema import read_records
+    from bbuvl.eval.prior import best_constant_box
+    from bbuvl.synthetic.dataset import synthesize
+    from bbuvl.tiny.model import build_tiny_model
+    from bbuvl.train.trainer import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        synthesize(root / "data", n_train, 0, seed=seed, size=(448, 336), framing="closeup")
+        synthesize(root / "val", 0, n_val, seed=UNSEEN_SEED, size=(448, 336), framing="closeup", num_teachers=0)
+        model_dir = build_tiny_model(root / "tiny", seed=seed)
+        teachers = root / "data" / "teachers.jsonl"
+        cfg = load_config(CONFIG, [
+            f"model.path={model_dir}", f"data.train={root / 'data' / 'train.jsonl'}", "data.val=null",
+            f"data.teachers={teachers}", f"training.output_dir={root / 'run'}", f"training.max_steps={steps}",
+            f"training.seed={seed}", "training.logging_steps=50", f"training.save_steps={every or 100000}",
+            "training.save_total_limit=100", "training.eval_steps=100000", "monitor.enabled=false", *overrides])
+        start = time.perf_counter()
+        final = train(cfg, progress=False)["final"]
+        trained = time.perf_counter() - start
+        val = root / "val" / "val.jsonl"
+        row: dict = {"seed": seed, "threads": threads, "steps": steps, "train": n_train, "val": n_val,
+                     "overrides": overrides, "train_s": round(trained, 1)}
+        curve = {}
+        for ckpt in sorted((root / "run").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
+            curve[int(ckpt.name.split("-")[1])] = score(ckpt, val)
+        curve[steps] = score(final, val)
+        row["curve"] = curve
+        prior = best_constant_box(read_records(val))
+        row["prior_ap50"], row["prior_ap50_agnostic"] = prior.ap50, prior.ap50_agnostic
+    return row
+
+
+def fmt(v: float | None) -> str:
+    """Three decimals, or a dash for undefined."""
+    return "  -  " if v is None else f"{v:.3f}"
+
+
+def main() -> None:
+    """Run every seed not yet in `--out` for these overrides, one subprocess each, and print each curve."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", default="1")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--train", type=int, default=1200)
+    ap.add_argument("--val", type=int, default=40)
+    ap.add_argument("--eval-every", type=int, default=200, help="also score checkpoints every N steps (0: final only)")
+    ap.add_argument("--out", type=Path, default=Path("runs/stage_b.jsonl"))
+    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("overrides", nargs="*", help="config overrides (key=value) for the recipe")
+    args = ap.parse_args()
+    if args.child is not None:
+        print(json.dumps(one_run(args.child, args.threads, args.steps, args.train, args.val, args.eval_every,
+                                 args.overrides)))
+        return
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    done = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.exists() else []
+    keys = {(r["seed"], r["threads"], r["steps"], r["train"], tuple(r["overrides"])) for r in done}
+    for seed in seed_list(args.seeds):
+        if (seed, args.threads, args.steps, args.train, tuple(args.overrides)) in keys:
+            continue
+        cmd = [sys.executable, __file__, "--child", str(seed), "--threads", str(args.threads), "--steps", str(args.steps),
+               "--train", str(args.train), "--val", str(args.val), "--eval-every", str(args.eval_every), *args.overrides]
+        row = run_child(cmd, args.threads, args.out, f"seed {seed}")
+        if row is None:
+            continue
+        print(f"seed {seed} {' '.join(args.overrides) or '(recipe)'}: trained {row['steps']} steps in {row['train_s']:.0f} s; "
+              f"constant box {fmt(row['prior_ap50'])} / {fmt(row['prior_ap50_agnostic'])}")
+        for step, s in row["curve"].items():
+            print(f"  {step:>5}: AP50 {fmt(s['AP50'])} / {fmt(s['AP50_agnostic'])}, screws {fmt(s['screws_AP50'])}, "
+                  f"matched screws {s['screws_matched']} full label {fmt(s['screws_full_label'])}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
