@@ -45,7 +45,8 @@ def score(checkpoint: Path, val: Path) -> dict:
             "tokens": sum(r.vision_tokens for r in results) / len(results), "s_per_photo": round(seconds, 3)}
 
 
-def one_run(seed: int, threads: int, steps: int, n_train: int, n_val: int, every: int, overrides: list[str]) -> dict:
+def one_run(seed: int, threads: int, steps: int, n_train: int, n_val: int, every: int, overrides: list[str],
+            size: tuple[int, int] = (448, 336)) -> dict:
     """Train the whole-photo recipe once and score one pass at every `every` steps (runs in the child)."""
     import torch
 
@@ -59,7 +60,7 @@ def one_run(seed: int, threads: int, steps: int, n_train: int, n_val: int, every
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        synthesize_shapes(root / "data", n_train, n_val, seed=seed, size=(448, 336), min_objects=1, max_objects=3,
+        synthesize_shapes(root / "data", n_train, n_val, seed=seed, size=size, min_objects=1, max_objects=3,
                           object_px=(10, 24), num_teachers=0)
         model_dir = build_tiny_model(root / "tiny", seed=seed)
         save = every if every else 100000
@@ -73,7 +74,7 @@ def one_run(seed: int, threads: int, steps: int, n_train: int, n_val: int, every
         trained = time.perf_counter() - start
         val = root / "data" / "val.jsonl"
         row: dict = {"seed": seed, "threads": threads, "steps": steps, "train": n_train, "val": n_val,
-                     "overrides": overrides, "train_s": round(trained, 1)}
+                     "size": f"{size[0]}x{size[1]}", "overrides": overrides, "train_s": round(trained, 1)}
         curve = {}
         for ckpt in sorted((root / "run").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
             curve[int(ckpt.name.split("-")[1])] = score(ckpt, val)
@@ -93,23 +94,26 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--train", type=int, default=1000)
     ap.add_argument("--val", type=int, default=40)
+    ap.add_argument("--size", default="448x336", help="photo size WxH (the shapes stay 10-24 px)")
     ap.add_argument("--eval-every", type=int, default=100, help="also score checkpoints every N steps (0: final only)")
     ap.add_argument("--out", type=Path, default=Path("runs/small_shapes_one_pass.jsonl"))
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*", help="config overrides (key=value) for the recipe")
     args = ap.parse_args()
     if args.child is not None:
+        size = tuple(int(v) for v in args.size.split("x"))
         print(json.dumps(one_run(args.child, args.threads, args.steps, args.train, args.val, args.eval_every,
-                                 args.overrides)))
+                                 args.overrides, size)))
         return
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.exists() else []
-    keys = {(r["seed"], r["threads"], r["steps"], r["train"], tuple(r["overrides"])) for r in done}
+    keys = {(r["seed"], r["threads"], r["steps"], r["train"], r.get("size", "448x336"), tuple(r["overrides"])) for r in done}
     for seed in seed_list(args.seeds):
-        if (seed, args.threads, args.steps, args.train, tuple(args.overrides)) in keys:
+        if (seed, args.threads, args.steps, args.train, args.size, tuple(args.overrides)) in keys:
             continue
         cmd = [sys.executable, __file__, "--child", str(seed), "--threads", str(args.threads), "--steps", str(args.steps),
-               "--train", str(args.train), "--val", str(args.val), "--eval-every", str(args.eval_every), *args.overrides]
+               "--train", str(args.train), "--val", str(args.val), "--eval-every", str(args.eval_every), "--size", args.size,
+               *args.overrides]
         row = run_child(cmd, args.threads, args.out, f"seed {seed}")
         if row is None:
             continue

@@ -2,14 +2,16 @@
 
     .venv/bin/python bench/stage_b.py --seeds 1 --steps 600 --train 1200 --out runs/stage_b.jsonl
     .venv/bin/python bench/stage_b.py --seeds 1 --steps 600 --train 1200 --out runs/stage_b.jsonl \\
-        detection.fine_features=true data.teachers=null
+        detection.fine_features=false
+    .venv/bin/python bench/stage_b.py --checkpoint demo_out/bbu/run/final      # score the demo's checkpoint only
 
 Each run renders `--train` close-ups (448x336, the demo's framing) from its seed, builds the tiny Qwen2.5-VL from
 the same seed, trains `configs/demo.yaml` with the overrides for `--steps` steps (`teachers` in an override stands
 for the run's own teachers file), and scores head mode at every `--eval-every` steps on `--val` close-ups rendered
 from a seed no demo, test or guard uses. Per checkpoint: AP50 per label and class-agnostic, AP50 of the
 screw-and-connection-point category at hierarchy level 1, and the full-label accuracy of the matched screws (is a
-correct screw called correct), beside the best constant box. One subprocess per run with its thread count fixed
+correct screw called correct), beside the best constant box. `--checkpoint` scores a trained checkpoint (the
+demo's) on the same unseen photos instead of training. One subprocess per run with its thread count fixed
 before torch starts; each appends a JSON line to `--out`, so a killed sweep resumes where it stopped.
 """
 
@@ -114,9 +116,23 @@ def main() -> None:
     ap.add_argument("--val", type=int, default=40)
     ap.add_argument("--eval-every", type=int, default=200, help="also score checkpoints every N steps (0: final only)")
     ap.add_argument("--out", type=Path, default=Path("runs/stage_b.jsonl"))
+    ap.add_argument("--checkpoint", type=Path, help="score this checkpoint on the unseen close-ups; no training")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*", help="config overrides (key=value) for the recipe")
     args = ap.parse_args()
+    if args.checkpoint is not None:
+        from bbuvl.data.schema import read_records
+        from bbuvl.eval.prior import best_constant_box
+        from bbuvl.synthetic.dataset import synthesize
+
+        with tempfile.TemporaryDirectory() as tmp:
+            synthesize(Path(tmp), 0, args.val, seed=UNSEEN_SEED, size=(448, 336), framing="closeup", num_teachers=0)
+            val = Path(tmp) / "val.jsonl"
+            s, prior = score(args.checkpoint, val), best_constant_box(read_records(val))
+        print(f"{args.checkpoint} on {args.val} close-ups from seed {UNSEEN_SEED}: AP50 {fmt(s['AP50'])} / "
+              f"{fmt(s['AP50_agnostic'])}, screws {fmt(s['screws_AP50'])}, matched screws {s['screws_matched']} full label "
+              f"{fmt(s['screws_full_label'])}; constant box {fmt(prior.ap50)} / {fmt(prior.ap50_agnostic)}")
+        return
     if args.child is not None:
         print(json.dumps(one_run(args.child, args.threads, args.steps, args.train, args.val, args.eval_every,
                                  args.overrides)))

@@ -74,6 +74,13 @@ def test_two_neighbouring_objects_of_one_label_stay_two_and_other_labels_never_m
     assert len(merge_detections([a, b, other])) == 3
 
 
+def test_a_zero_area_box_is_kept_once_and_does_not_break_the_merge():
+    # A head box clipped to a region's edge can have no width: it overlaps nothing, not even itself.
+    flat, cut_flat = tiled((30, 10, 30, 40)), tiled((50, 10, 50, 40), cut=True)
+    merged = merge_detections([tiled((0, 0, 20, 20)), flat, cut_flat])
+    assert sorted(d.bbox_2d for d in merged) == [[0, 0, 20, 20], [30, 10, 30, 40], [50, 10, 50, 40]]
+
+
 def test_a_photo_sized_object_cut_by_every_tile_is_kept_as_the_union_of_its_parts():
     parts = [tiled(r, label=BBU, cut=True) for r in [(10, 10, 250, 190), (200, 10, 440, 190), (10, 150, 250, 330),
                                                        (200, 150, 440, 330)]]

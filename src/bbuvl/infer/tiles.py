@@ -162,7 +162,8 @@ def merge_detections(found: Sequence[TiledDetection], min_overlap: float = 0.6) 
     boxes = np.array([found[i].bbox_2d for i in order], dtype=np.float64)
     labels = [found[i].label for i in order]
     same = np.array([[a == b for b in labels] for a in labels])
-    linked = (intersection_over_smaller(boxes, boxes) >= min_overlap) & same
+    # A box is always in its own group: a zero-area box (clipped to a region's edge) overlaps nothing, itself included.
+    linked = ((intersection_over_smaller(boxes, boxes) >= min_overlap) & same) | np.eye(len(order), dtype=bool)
     taken = np.zeros(len(order), dtype=bool)
     merged = []
     for i in range(len(order)):
