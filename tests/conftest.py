@@ -16,7 +16,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # The longest files of the default run, sent to the pytest-xdist workers first (`make test`, --dist loadfile): one
 # worker trains a guard while the other runs the short tests, instead of a guard starting last and running alone.
-LONGEST_FIRST = ("tests/test_learnability.py", "tests/test_gpu_bench.py", "tests/train/test_monitors.py")
+LONGEST_FIRST = ("tests/test_learnability.py", "tests/test_small_parts_learnability.py", "tests/test_gpu_bench.py",
+                 "tests/train/test_monitors.py")
 
 
 def pytest_collection_modifyitems(config, items) -> None:

@@ -9,13 +9,16 @@ over seeds (one of three recipes' seeds stays at 0.33 after 800 steps), so the g
 until the recipe is robust.
 
 The second guard needs no tiles: whole photos, one pass, with the head reading the tower's pre-merge patches
-(`detection.fine_features`, docs/tiles.md "Finer features": 0.61-0.87 AP50 over three seeds after 300 steps,
-the same recipe without them 0.00-0.16).
+(`detection.fine_features`, docs/tiles.md "Finer features": 0.61-0.87 AP50 over four seeds after 300 steps,
+the same recipe without them 0.00-0.16). In the default run it trains on 224x168 photos of the same 10-24 px
+shapes (48 tokens a photo instead of 192: every shape is still inside one token, and a step costs a quarter),
+so it fits its 3-minute budget; the 448x336 scene runs with the slow tests. docs/tiles.md has the spread of both.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -37,9 +40,6 @@ TILES = {"tiles": "2x2", "tile_zoom": 2.0, "tile_whole": False}
 HEAD_AP50 = 0.6
 ABOVE_PRIOR = 0.4
 MAX_TOKEN_RATIO = 4.0
-
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -80,38 +80,52 @@ def ap50(run: dict, key: str) -> float:
     return coco_evaluate(run["records"], [[d.to_dict() for d in r.objects] for r in run[key]]).summary["AP50"] or 0.0
 
 
+@pytest.mark.slow
 def test_tiles_find_and_name_sub_token_shapes_far_above_the_constant_box(small_run):
     tiled, one, prior = ap50(small_run, "tiled"), ap50(small_run, "one"), small_run["prior"]
     print(f"small shapes, head AP50: tiles {tiled:.3f}, one pass {one:.3f}, constant box {prior.ap50:.3f}")
     assert tiled >= max(HEAD_AP50, prior.ap50 + ABOVE_PRIOR), (tiled, one, prior)
 
 
+@pytest.mark.slow
 def test_tiles_cost_at_most_four_times_the_vision_tokens_of_one_pass(small_run):
     one = sum(r.vision_tokens for r in small_run["one"])
     tiled = sum(r.vision_tokens for r in small_run["tiled"])
     assert one > 0 and tiled <= MAX_TOKEN_RATIO * one, (tiled, one)
 
 
-ONE_PASS_STEPS = int(os.environ.get("BBUVL_SMALL_ONE_PASS_STEPS", "300"))
-ONE_PASS_SEED = 300  # one of the seeds docs/tiles.md measured (0.867 there, 1 thread)
+@dataclass(frozen=True)
+class OnePass:
+    """A whole-photo small-shapes recipe with fine features, and the photo size it trains and predicts at."""
+
+    size: tuple[int, int]
+    steps: int
+    seed: int
+
+
 ONE_PASS_AP50 = 0.6
+# Default run: 224x168 photos (48 tokens), 300 steps, about 2.5 minutes at one thread beside the other worker.
+QUICK = OnePass((224, 168), int(os.environ.get("BBUVL_SMALL_ONE_PASS_STEPS", "300")), seed=300)
+# The acceptance scene: 448x336 (192 tokens), 300 steps (docs/tiles.md: 0.61-0.87 over four seeds).
+FULL = OnePass((448, 336), 300, seed=300)
 
 
-@pytest.fixture(scope="module")
-def one_pass_run(tmp_path_factory) -> dict:
+@pytest.fixture(scope="module", params=[QUICK, pytest.param(FULL, marks=pytest.mark.slow)], ids=["224x168", "448x336"])
+def one_pass_run(request, tmp_path_factory) -> dict:
     """Whole photos with fine features, as bench/small_shapes_one_pass.py trains them; one-pass predictions."""
     from bbuvl.train.trainer import train
 
+    recipe: OnePass = request.param
     root = tmp_path_factory.mktemp("small-one-pass")
     threads = torch.get_num_threads()
     torch.set_num_threads(guard_threads())
     try:
-        synthesize_shapes(root / "data", 1000, 40, seed=ONE_PASS_SEED, size=(448, 336), min_objects=1, max_objects=3,
+        synthesize_shapes(root / "data", 1000, 40, seed=recipe.seed, size=recipe.size, min_objects=1, max_objects=3,
                           object_px=(10, 24), num_teachers=0)
-        model_dir = build_tiny_model(root / "tiny", seed=ONE_PASS_SEED)
+        model_dir = build_tiny_model(root / "tiny", seed=recipe.seed)
         cfg = load_config(CONFIG, [
             f"model.path={model_dir}", f"data.train={root / 'data' / 'train.jsonl'}", "data.val=null",
-            f"training.output_dir={root / 'run'}", f"training.max_steps={ONE_PASS_STEPS}", f"training.seed={ONE_PASS_SEED}",
+            f"training.output_dir={root / 'run'}", f"training.max_steps={recipe.steps}", f"training.seed={recipe.seed}",
             "training.logging_steps=100", "training.save_steps=100000", "training.eval_steps=100000", "monitor.enabled=false",
             "model.min_pixels=3136", "model.max_pixels=150528", "model.max_vision_tokens=192",
             "model.max_vision_tokens_per_batch=1536", "detection.fine_features=true",
@@ -122,14 +136,15 @@ def one_pass_run(tmp_path_factory) -> dict:
         one = Predictor.load(final, device="cpu").predict([resolve_image(val, r.image) for r in records], "head")
     finally:
         torch.set_num_threads(threads)
-    return {"records": records, "one": one, "prior": best_constant_box(records)}
+    return {"records": records, "one": one, "prior": best_constant_box(records), "recipe": recipe}
 
 
 @pytest.mark.timeout(1200)
 def test_fine_features_find_and_name_sub_token_shapes_in_one_pass(one_pass_run):
-    one, prior = ap50(one_pass_run, "one"), one_pass_run["prior"]
+    one, prior, recipe = ap50(one_pass_run, "one"), one_pass_run["prior"], one_pass_run["recipe"]
     tokens = sum(r.vision_tokens for r in one_pass_run["one"]) / len(one_pass_run["one"])
-    print(f"small shapes, one pass with fine features, head AP50 {one:.3f} at {tokens:.0f} tokens a photo, "
-          f"constant box {prior.ap50:.3f}")
+    print(f"small shapes at {recipe.size[0]}x{recipe.size[1]}, one pass with fine features, head AP50 {one:.3f} "
+          f"at {tokens:.0f} tokens a photo, constant box {prior.ap50:.3f}")
     assert one >= max(ONE_PASS_AP50, prior.ap50 + ABOVE_PRIOR), (one, prior)
-    assert tokens <= 192
+    # One pass: the photo at full size, no more tokens than its 28-px cells.
+    assert tokens <= (recipe.size[0] // 28) * (recipe.size[1] // 28)
