@@ -1,5 +1,6 @@
 """One training run per child process, its thread count fixed before torch starts: the benches measuring spread
-over seeds (guard_spread.py, small_shapes_one_pass.py) run each seed this way and append its JSON row to a file."""
+over seeds (guard_spread.py, small_shapes_one_pass.py, stage_b.py) run each seed this way and append its JSON row to
+a file, which a later sweep reads to skip the runs already done."""
 
 from __future__ import annotations
 
@@ -32,3 +33,29 @@ def run_child(cmd: list[str], threads: int, out: Path, what: str) -> dict | None
     with out.open("a") as fh:
         fh.write(json.dumps(row) + "\n")
     return row
+
+
+def finished_rows(out: Path) -> list[dict]:
+    """The rows earlier sweeps appended to `out` (its folder is created), so a killed sweep resumes."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+
+
+def already_run(rows: list[dict], defaults: dict | None = None, **fields) -> bool:
+    """Whether a row holds every field's value; a row written before a field existed takes its `defaults` value."""
+    defaults = defaults or {}
+    return any(all(r.get(k, defaults.get(k)) == v for k, v in fields.items()) for r in rows)
+
+
+def head_predictions(checkpoint: Path, val: Path) -> tuple[list, list, float]:
+    """A checkpoint's head-mode predictions on a validation file: its records, the results, seconds a photo."""
+    import time
+
+    from bbuvl.data.schema import read_records, resolve_image
+    from bbuvl.infer.predictor import Predictor
+
+    records = read_records(val)
+    predictor = Predictor.load(checkpoint, device="cpu")
+    start = time.perf_counter()
+    results = predictor.predict([resolve_image(val, r.image) for r in records], "head")
+    return records, results, (time.perf_counter() - start) / len(records)

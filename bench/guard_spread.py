@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from child_runs import run_child, seed_list
+from child_runs import already_run, finished_rows, run_child, seed_list
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_shapes.yaml"
 MODES = ("head", "name", "generate")
@@ -139,13 +139,12 @@ def main() -> None:
         seed, threads = (int(v) for v in args.child.split(","))
         print(json.dumps(one_run(seed, threads, args.steps, args.train, args.val, args.overrides)))
         return
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    done = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.exists() else []
-    keys = {(r["seed"], r["threads"], r["steps"], r["train"], tuple(r["overrides"])) for r in done}
+    done = finished_rows(args.out)
     if not args.summary_only:
         for threads in (int(v) for v in args.threads.split(",")):
             for seed in seed_list(args.seeds):
-                if (seed, threads, args.steps, args.train, tuple(args.overrides)) in keys:
+                if already_run(done, seed=seed, threads=threads, steps=args.steps, train=args.train,
+                               overrides=args.overrides):
                     continue
                 cmd = [sys.executable, __file__, "--child", f"{seed},{threads}", "--steps", str(args.steps),
                        "--train", str(args.train), "--val", str(args.val), *args.overrides]

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from child_runs import run_child, seed_list
+from child_runs import already_run, finished_rows, head_predictions, run_child, seed_list
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_shapes.yaml"
 # The whole 448x336 photo at full size: 16 x 12 = 192 tokens; 8 photos a batch.
@@ -31,15 +31,9 @@ WHOLE_PHOTOS = ["model.min_pixels=3136", "model.max_pixels=150528", "model.max_v
 
 def score(checkpoint: Path, val: Path) -> dict:
     """One-pass head AP50 per label and class-agnostic of a checkpoint on a validation file."""
-    from bbuvl.data.schema import read_records, resolve_image
     from bbuvl.eval.coco_metrics import coco_evaluate
-    from bbuvl.infer.predictor import Predictor
 
-    records = read_records(val)
-    predictor = Predictor.load(checkpoint, device="cpu")
-    start = time.perf_counter()
-    results = predictor.predict([resolve_image(val, r.image) for r in records], "head")
-    seconds = (time.perf_counter() - start) / len(records)
+    records, results, seconds = head_predictions(checkpoint, val)
     result = coco_evaluate(records, [[d.to_dict() for d in r.objects] for r in results])
     return {"AP50": result.summary["AP50"], "AP50_agnostic": result.agnostic["AP50"], "AP": result.summary["AP"],
             "tokens": sum(r.vision_tokens for r in results) / len(results), "s_per_photo": round(seconds, 3)}
@@ -105,11 +99,10 @@ def main() -> None:
         print(json.dumps(one_run(args.child, args.threads, args.steps, args.train, args.val, args.eval_every,
                                  args.overrides, size)))
         return
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    done = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.exists() else []
-    keys = {(r["seed"], r["threads"], r["steps"], r["train"], r.get("size", "448x336"), tuple(r["overrides"])) for r in done}
+    done = finished_rows(args.out)
     for seed in seed_list(args.seeds):
-        if (seed, args.threads, args.steps, args.train, args.size, tuple(args.overrides)) in keys:
+        if already_run(done, {"size": "448x336"}, seed=seed, threads=args.threads, steps=args.steps, train=args.train,
+                       size=args.size, overrides=args.overrides):
             continue
         cmd = [sys.executable, __file__, "--child", str(seed), "--threads", str(args.threads), "--steps", str(args.steps),
                "--train", str(args.train), "--val", str(args.val), "--eval-every", str(args.eval_every), "--size", args.size,

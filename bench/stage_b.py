@@ -3,11 +3,13 @@
     .venv/bin/python bench/stage_b.py --seeds 1 --steps 600 --train 1200 --out runs/stage_b.jsonl
     .venv/bin/python bench/stage_b.py --seeds 1 --steps 600 --train 1200 --out runs/stage_b.jsonl \\
         detection.fine_features=false
+    .venv/bin/python bench/stage_b.py --seeds 0 --steps 700 model.path=demo_out/shapes/run/final   # the demo's start
     .venv/bin/python bench/stage_b.py --checkpoint demo_out/bbu/run/final      # score the demo's checkpoint only
 
 Each run renders `--train` close-ups (448x336, the demo's framing) from its seed, builds the tiny Qwen2.5-VL from
-the same seed, trains `configs/demo.yaml` with the overrides for `--steps` steps (`teachers` in an override stands
-for the run's own teachers file), and scores head mode at every `--eval-every` steps on `--val` close-ups rendered
+the same seed, trains `configs/demo.yaml` with the overrides for `--steps` steps (the run's own teachers file is
+set: `data.teacher_ratio=0.5` trains with it; `model.path=` starts from another checkpoint, as the demo starts
+from stage A's), and scores head mode at every `--eval-every` steps on `--val` close-ups rendered
 from a seed no demo, test or guard uses. Per checkpoint: AP50 per label and class-agnostic, AP50 of the
 screw-and-connection-point category at hierarchy level 1, and the full-label accuracy of the matched screws (is a
 correct screw called correct), beside the best constant box. `--checkpoint` scores a trained checkpoint (the
@@ -24,26 +26,28 @@ import tempfile
 import time
 from pathlib import Path
 
-from child_runs import run_child, seed_list
+from child_runs import already_run, finished_rows, head_predictions, run_child, seed_list
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 UNSEEN_SEED = 7919  # no demo, test or guard renders from this seed
 SCREWS = "螺丝连接点"
 
 
+def unseen_closeups(folder: Path, n_val: int) -> Path:
+    """`n_val` validation close-ups rendered from UNSEEN_SEED into `folder`; returns their val.jsonl."""
+    from bbuvl.synthetic.dataset import synthesize
+
+    synthesize(folder, 0, n_val, seed=UNSEEN_SEED, size=(448, 336), framing="closeup", num_teachers=0)
+    return folder / "val.jsonl"
+
+
 def score(checkpoint: Path, val: Path) -> dict:
     """Head-mode AP50s, the screw category's AP50 and the matched screws' full-label accuracy of a checkpoint."""
     from bbuvl.data.labels import label_at_level
-    from bbuvl.data.schema import read_records, resolve_image
     from bbuvl.eval.coco_metrics import coco_evaluate
     from bbuvl.eval.matching import match_image
-    from bbuvl.infer.predictor import Predictor
 
-    records = read_records(val)
-    predictor = Predictor.load(checkpoint, device="cpu")
-    start = time.perf_counter()
-    results = predictor.predict([resolve_image(val, r.image) for r in records], "head")
-    seconds = (time.perf_counter() - start) / len(records)
+    records, results, seconds = head_predictions(checkpoint, val)
     preds = [[d.to_dict() for d in r.objects] for r in results]
     aware = coco_evaluate(records, preds)
     level1 = coco_evaluate(records, preds, level=1)
@@ -77,7 +81,7 @@ def one_run(seed: int, threads: int, steps: int, n_train: int, n_val: int, every
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         synthesize(root / "data", n_train, 0, seed=seed, size=(448, 336), framing="closeup")
-        synthesize(root / "val", 0, n_val, seed=UNSEEN_SEED, size=(448, 336), framing="closeup", num_teachers=0)
+        val = unseen_closeups(root / "val", n_val)
         model_dir = build_tiny_model(root / "tiny", seed=seed)
         teachers = root / "data" / "teachers.jsonl"
         cfg = load_config(CONFIG, [
@@ -88,7 +92,6 @@ def one_run(seed: int, threads: int, steps: int, n_train: int, n_val: int, every
         start = time.perf_counter()
         final = train(cfg, progress=False)["final"]
         trained = time.perf_counter() - start
-        val = root / "val" / "val.jsonl"
         row: dict = {"seed": seed, "threads": threads, "steps": steps, "train": n_train, "val": n_val,
                      "overrides": overrides, "train_s": round(trained, 1)}
         curve = {}
@@ -123,11 +126,9 @@ def main() -> None:
     if args.checkpoint is not None:
         from bbuvl.data.schema import read_records
         from bbuvl.eval.prior import best_constant_box
-        from bbuvl.synthetic.dataset import synthesize
 
         with tempfile.TemporaryDirectory() as tmp:
-            synthesize(Path(tmp), 0, args.val, seed=UNSEEN_SEED, size=(448, 336), framing="closeup", num_teachers=0)
-            val = Path(tmp) / "val.jsonl"
+            val = unseen_closeups(Path(tmp), args.val)
             s, prior = score(args.checkpoint, val), best_constant_box(read_records(val))
         print(f"{args.checkpoint} on {args.val} close-ups from seed {UNSEEN_SEED}: AP50 {fmt(s['AP50'])} / "
               f"{fmt(s['AP50_agnostic'])}, screws {fmt(s['screws_AP50'])}, matched screws {s['screws_matched']} full label "
@@ -137,11 +138,9 @@ def main() -> None:
         print(json.dumps(one_run(args.child, args.threads, args.steps, args.train, args.val, args.eval_every,
                                  args.overrides)))
         return
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    done = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.exists() else []
-    keys = {(r["seed"], r["threads"], r["steps"], r["train"], tuple(r["overrides"])) for r in done}
+    done = finished_rows(args.out)
     for seed in seed_list(args.seeds):
-        if (seed, args.threads, args.steps, args.train, tuple(args.overrides)) in keys:
+        if already_run(done, seed=seed, threads=args.threads, steps=args.steps, train=args.train, overrides=args.overrides):
             continue
         cmd = [sys.executable, __file__, "--child", str(seed), "--threads", str(args.threads), "--steps", str(args.steps),
                "--train", str(args.train), "--val", str(args.val), "--eval-every", str(args.eval_every), *args.overrides]
