@@ -261,9 +261,10 @@ class InferenceConfig(_Strict):
     objectness_threshold: float = Field(0.5, ge=0, le=1)
     nms_iou: float | None = Field(None, gt=0, le=1)
     # Tiles and zoom for small parts (docs/tiles.md): "off", "auto" (the grid that shows the photo at tile_zoom,
-    # else at the scale the checkpoint trained at, else at full size) or a COLSxROWS grid; each tile at tile_zoom frame pixels per stored pixel (None: each tile
-    # fills the whole photo's frame), the whole photo too unless tile_whole is false; zoom_containers: categories
-    # whose boxes a first pass finds and a second pass predicts again at full resolution.
+    # else at the scale the checkpoint trained at, else at full size) or a COLSxROWS grid; each tile at tile_zoom
+    # frame pixels per stored pixel (None: each tile fills the whole photo's frame), the whole photo too unless
+    # tile_whole is false; zoom_containers: categories whose boxes a first pass finds and a second pass predicts
+    # again at full resolution.
     tiles: str = "off"
     tile_overlap: float = Field(0.15, ge=0, lt=0.9)
     tile_zoom: float | None = Field(None, gt=0, le=8)
