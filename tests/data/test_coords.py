@@ -10,7 +10,6 @@ from PIL import Image, ImageOps
 
 from bbuvl.data.coords import (
     CoordinateContract,
-    _smart_resize_py,
     box_inside,
     orient_box,
     oriented_size,
@@ -33,15 +32,23 @@ def box_in(draw, size):
     return [x1, y1, x2, y2]
 
 
+def _transformers_smart_resize():
+    try:  # transformers 5: the PIL image processor's module (the other one needs torchvision)
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize as hf
+    except ImportError:  # transformers 4
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as hf
+    return hf
+
+
 @settings(deadline=None)  # the first call imports transformers
 @given(sizes, pixels)
-def test_smart_resize_obeys_qwen_rules(size, px):
+def test_smart_resize_obeys_qwen_rules_and_equals_transformers(size, px):
     w, h = size
     hb, wb = smart_resize(h, w, min_pixels=px[0], max_pixels=px[1])
     assert hb % 28 == 0 and wb % 28 == 0
     assert hb * wb <= px[1] or min(hb, wb) == 28  # Qwen never goes below one patch on the short side
     assert hb * wb >= px[0]
-    assert (hb, wb) == _smart_resize_py(h, w, 28, px[0], px[1])  # our fallback equals transformers'
+    assert (hb, wb) == tuple(_transformers_smart_resize()(h, w, factor=28, min_pixels=px[0], max_pixels=px[1]))
 
 
 def test_smart_resize_rejects_extreme_aspect():

@@ -32,20 +32,13 @@ CONTRACT_FILE = "coordinate_contract.json"
 
 
 
-@lru_cache(maxsize=1)
-def _hf_smart_resize():  # noqa: ANN202
-    """transformers' own smart_resize when importable (so we can never drift from it), else None.
-
-    Imported lazily: transformers pulls in torch, ~2.5 s that data-only commands should not pay.
-    """
-    try:
-        from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as hf
-    except Exception:  # pragma: no cover - exercised only without transformers
-        return None
-    return hf
-
-
 def _smart_resize_py(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """transformers' Qwen2-VL `smart_resize`, line for line.
+
+    Not imported from transformers: its module pulls in torch and the image processors (6-7 s on 2 cores), which
+    `eval`, `data check` and the other data-only commands should not pay. A property test holds it equal to
+    transformers' own function over random sizes and pixel bounds.
+    """
     if max(height, width) / min(height, width) > MAX_ASPECT:
         raise ValueError(f"aspect ratio must be at most {MAX_ASPECT}, got {max(height, width) / min(height, width)}")
     h_bar = round(height / factor) * factor
@@ -74,10 +67,6 @@ def smart_resize(
 
 @lru_cache(maxsize=65536)
 def _smart_resize_cached(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
-    hf = _hf_smart_resize()
-    if hf is not None and height >= factor and width >= factor:
-        h, w = hf(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
-        return int(h), int(w)
     return _smart_resize_py(height, width, factor, min_pixels, max_pixels)
 
 
