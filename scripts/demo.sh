@@ -11,12 +11,27 @@ FAMILY=${BBUVL_DEMO_FAMILY:-qwen2_5_vl}
 STAGES=${BBUVL_DEMO_STAGES:-shapes bbu}
 BBUVL=.venv/bin/bbuvl
 PY=.venv/bin/python
+# Training runs as one-thread processes side by side (DDP over gloo) where the machine has two cores or more: the
+# tiny model's steps are many small tensor operations, and on 2 cores two processes trained 1.3x faster than one
+# process with two threads (bench/train_processes.py). BBUVL_DEMO_PROCS=1 trains in one process.
+PROCS=${BBUVL_DEMO_PROCS:-$(( $(nproc) >= 2 ? 2 : 1 ))}
 start=$(date +%s)
 rm -rf "$OUT"
 
-stage() {  # stage NAME CONFIG SYNTH_ARGS... -- TRAIN_OVERRIDES...
-  local name=$1 config=$2 dir="$OUT/$1"
+train() {  # train CONFIG BATCH OVERRIDES...: BATCH photos a step in all, shared by the processes
+  local config=$1 per_process=$(( $2 / PROCS ))
   shift 2
+  if [ "$PROCS" -gt 1 ]; then
+    OMP_NUM_THREADS=1 ACCELERATE_USE_CPU=true $PY -m torch.distributed.run --standalone --nproc-per-node "$PROCS" \
+      -m bbuvl.cli train "$config" "training.per_device_batch_size=$per_process" "$@"
+  else
+    $BBUVL train "$config" "$@"
+  fi
+}
+
+stage() {  # stage NAME CONFIG BATCH SYNTH_ARGS... -- TRAIN_OVERRIDES...
+  local name=$1 config=$2 batch=$3 dir="$OUT/$1"
+  shift 3
   local synth=() overrides=()
   while [ $# -gt 0 ] && [ "$1" != "--" ]; do synth+=("$1"); shift; done
   [ $# -gt 0 ] && shift
@@ -33,8 +48,8 @@ stage() {  # stage NAME CONFIG SYNTH_ARGS... -- TRAIN_OVERRIDES...
     echo "== [$name] build a tiny offline $FAMILY -> $model"
     $BBUVL model tiny "$model" --family "$FAMILY"
   fi
-  echo "== [$name] train ($config) -> $dir/run"
-  $BBUVL train "$config" "training.output_dir=$dir/run" "model.path=$model" \
+  echo "== [$name] train ($config, $PROCS process(es)) -> $dir/run"
+  train "$config" "$batch" "training.output_dir=$dir/run" "model.path=$model" \
     "data.train=$dir/data/train.jsonl" "data.val=$dir/data/val.jsonl" "${overrides[@]}"
   for mode in head name generate; do
     echo "== [$name] predict the validation photos ($mode)"
@@ -50,13 +65,13 @@ stage() {  # stage NAME CONFIG SYNTH_ARGS... -- TRAIN_OVERRIDES...
 
 # Stage A: 1,000 photos of one shape at 224x224; 1,000 steps of batch 8 (about 6 minutes on 2 cores). At 800
 # steps the head's boxes were not yet tight (AP50 0.655 per label) and stage B, built on it, fell with it.
-[[ " $STAGES " == *" shapes "* ]] && stage shapes configs/demo_shapes.yaml --scene shapes --n-train 1000 --n-val 50 --seed 0 --size 224x224 \
+[[ " $STAGES " == *" shapes "* ]] && stage shapes configs/demo_shapes.yaml 8 --scene shapes --n-train 1000 --n-val 50 --seed 0 --size 224x224 \
   --min-objects 1 --max-objects 1
 # Stage B: close-ups of BBUs, panels and ground bars at 448x336, where parts are >= ~40 px: 1,200 photos
 # (synthetic photos cost nothing but rendering, two processes), 700 steps of batch 4, the head reading the
 # tower's pre-merge patches, the VLM starting from stage A's weights when stage A ran (it has learned to see
 # and to place; a new head is built): docs/tiles.md, "Stage B", has every lever measured.
-[[ " $STAGES " == *" bbu "* ]] && START_FROM="$OUT/shapes/run/final" stage bbu configs/demo.yaml --framing closeup \
+[[ " $STAGES " == *" bbu "* ]] && START_FROM="$OUT/shapes/run/final" stage bbu configs/demo.yaml 4 --framing closeup \
   --n-train 1200 --n-val 16 --seed 0 --size 448x336 --workers 2
 
 $PY - "$OUT" "$(( $(date +%s) - start ))" "$FAMILY" <<'SUMMARY'

@@ -55,6 +55,10 @@ class ModelConfig(_Strict):
     max_vision_tokens_per_batch: int = Field(8192, gt=0)
     # Absolute (row, col) codes added to the vision tokens, zero-initialised (docs/localisation.md).
     vision_positions: bool = True
+    # When `path` is a checkpoint written by `bbuvl train`: start this run's detection head and vision positions
+    # from its files wherever a tensor's name and shape agree (the box tower, proposals, decoder), the rest (the
+    # queries, label-specific layers, new options) built fresh. Off: the VLM's weights alone carry over.
+    reuse_modules: bool = False
     lora: LoraConfig = LoraConfig()
 
     @model_validator(mode="after")

@@ -169,6 +169,25 @@ def load_extra_modules(model: Any, directory: str | Path) -> None:
         module.to(device)
 
 
+def reuse_extra_modules(model: Any, directory: str | Path) -> dict[str, tuple[int, int]]:
+    """Copy a checkpoint's head and vision-position tensors into a new `BBUVLModel`'s where name and shape agree.
+
+    Returns, per module file found, (tensors copied, tensors of the new module). A new run on another label set
+    or query count keeps what does not fit as built, so its head starts with the old one's boxes, not its labels.
+    """
+    reused: dict[str, tuple[int, int]] = {}
+    for module, name in ((model.detection_head, HEAD_FILE), (model.vision_positions, POSITIONS_FILE)):
+        file = Path(directory) / name
+        if module is None or not file.exists():
+            continue
+        saved = load_file(file)
+        state = module.state_dict()
+        fits = {k: v for k, v in saved.items() if k in state and state[k].shape == v.shape}
+        module.load_state_dict(fits, strict=False)
+        reused[name] = (len(fits), len(state))
+    return reused
+
+
 def read_run_config(directory: str | Path) -> Config:
     """The config a checkpoint was trained with."""
     return load_config(Path(directory) / CONFIG_FILE)

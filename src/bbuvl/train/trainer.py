@@ -32,7 +32,7 @@ from bbuvl.encode.chat import ChatEncoder
 from bbuvl.encode.collate import Batch, PackedCollator, PaddedCollator
 from bbuvl.encode.loss_terms import LossTerms
 from bbuvl.encode.prompts import system_prompt
-from bbuvl.model.checkpoint import Prompt, load_weights_into, save_checkpoint
+from bbuvl.model.checkpoint import Prompt, load_weights_into, reuse_extra_modules, save_checkpoint
 from bbuvl.model.loading import load_model_and_processor
 from bbuvl.model.lora import apply_lora
 from bbuvl.model.loss_scale import LossDenominators
@@ -98,6 +98,9 @@ def build_run(cfg: Config) -> Run:
     if cfg.training.gradient_checkpointing:
         core_model(vlm).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = BBUVLModel.build(vlm, cfg, processor.tokenizer)
+    if cfg.model.reuse_modules:
+        for name, (copied, total) in reuse_extra_modules(model, cfg.model.path).items():
+            log.info("model.reuse_modules: %d of %d tensors from %s", copied, total, Path(cfg.model.path) / name)
     freeze_zero_lr_groups(model, cfg.training.lr)
     optimizer_groups(model, cfg.training.lr, cfg.training.weight_decay)  # raises naming a parameter in no group, or nothing to train
 
