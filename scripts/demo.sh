@@ -12,8 +12,9 @@ STAGES=${BBUVL_DEMO_STAGES:-shapes bbu}
 BBUVL=.venv/bin/bbuvl
 PY=.venv/bin/python
 # Training runs as one-thread processes side by side (DDP over gloo) where the machine has two cores or more: the
-# tiny model's steps are many small tensor operations, and on 2 cores two processes trained 1.3x faster than one
-# process with two threads (bench/train_processes.py). BBUVL_DEMO_PROCS=1 trains in one process.
+# tiny model's steps are many small tensor operations, which a second thread speeds up little. On 2 cores two
+# processes trained stage B 1.3x faster than one process with two threads, stage A 1.05x (docs/design.md,
+# bench/train_processes.py). BBUVL_DEMO_PROCS=1 trains in one process.
 PROCS=${BBUVL_DEMO_PROCS:-$(( $(nproc) >= 2 ? 2 : 1 ))}
 start=$(date +%s)
 rm -rf "$OUT"
@@ -68,9 +69,10 @@ stage() {  # stage NAME CONFIG BATCH SYNTH_ARGS... -- TRAIN_OVERRIDES...
 [[ " $STAGES " == *" shapes "* ]] && stage shapes configs/demo_shapes.yaml 8 --scene shapes --n-train 1000 --n-val 50 --seed 0 --size 224x224 \
   --min-objects 1 --max-objects 1
 # Stage B: close-ups of BBUs, panels and ground bars at 448x336, where parts are >= ~40 px: 1,200 photos
-# (synthetic photos cost nothing but rendering, two processes), 700 steps of batch 4, the head reading the
-# tower's pre-merge patches, the VLM starting from stage A's weights when stage A ran (it has learned to see
-# and to place; a new head is built): docs/tiles.md, "Stage B", has every lever measured.
+# (synthetic photos cost nothing but rendering, two processes), 400 steps of batch 4, the head reading the
+# tower's pre-merge patches. When stage A ran, stage B starts from its checkpoint: the VLM has learned to see and
+# to place, and its head's box layers and vision positions carry over (model.reuse_modules); the queries and the
+# label layers are new. docs/tiles.md, "Stage B", has every lever measured.
 [[ " $STAGES " == *" bbu "* ]] && START_FROM="$OUT/shapes/run/final" stage bbu configs/demo.yaml 4 --framing closeup \
   --n-train 1200 --n-val 16 --seed 0 --size 448x336 --workers 2
 
