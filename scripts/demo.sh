@@ -69,7 +69,7 @@ stage() {  # stage NAME CONFIG BATCH SYNTH_ARGS... -- TRAIN_OVERRIDES...
 [[ " $STAGES " == *" shapes "* ]] && stage shapes configs/demo_shapes.yaml 8 --scene shapes --n-train 1000 --n-val 50 --seed 0 --size 224x224 \
   --min-objects 1 --max-objects 1
 # Stage B: close-ups of BBUs, panels and ground bars at 448x336, where parts are >= ~40 px: 1,200 photos
-# (synthetic photos cost nothing but rendering, two processes), 400 steps of batch 4, the head reading the
+# (synthetic photos cost nothing but rendering, two processes), 500 steps of batch 4, the head reading the
 # tower's pre-merge patches. When stage A ran, stage B starts from its checkpoint: the VLM has learned to see and
 # to place, and its head's box layers and vision positions carry over (model.reuse_modules); the queries and the
 # label layers are new. docs/tiles.md, "Stage B", has every lever measured.
@@ -107,9 +107,9 @@ for stage, what in (("shapes", "A, shapes (one shape per photo)"), ("bbu", "B, B
                 print(f"    head, objects of {name} at the frame: {b['objects']}, found (recall at IoU 0.5) {num(b['recall'])}")
 print("\nWhat a randomly initialised 1M-parameter model learns in a few CPU-minutes: on shapes the head finds and\n"
       "names every shape, and name mode (the head's boxes, named by the VLM) scores as high; generate mode alone\n"
-      "names the colour but does not yet write the place. On BBU close-ups, built on stage A's weights, the head\n"
-      "finds the screws and connection points at the category level well above the constant box, but tells a\n"
-      "correct from a wrong screw only part of the time (19 full labels): compare each number with its constant\n"
+      "names the colour but does not yet write the place. On BBU close-ups, built on stage A's weights and head,\n"
+      "the head finds the screws and connection points well above the constant box and tells a correct from a\n"
+      "wrong screw on about two in three of those it finds (19 full labels): compare each number with its constant\n"
       "box. A pretrained Qwen2.5-VL starts far ahead (docs/localisation.md; docs/tiles.md has stage B's levers).")
 print(f"\nEverything is under {out}/: <stage>/data, <stage>/run/final (checkpoint), <stage>/metrics_*.json, "
       "<stage>/report_*/index.html, <stage>/run/tb (TensorBoard)")
