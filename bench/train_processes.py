@@ -20,12 +20,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bbuvl.config import load_config
+
 ROOT = Path(__file__).resolve().parents[1]
-# stage: (config, global batch, synth arguments)
+# stage: (config, synth arguments); the config's batch is each step's, split over the processes
 STAGES = {
-    "shapes": ("configs/demo_shapes.yaml", 8, ["--scene", "shapes", "--size", "224x224", "--min-objects", "1",
-                                              "--max-objects", "1"]),
-    "bbu": ("configs/demo.yaml", 4, ["--framing", "closeup", "--size", "448x336"]),
+    "shapes": ("configs/demo_shapes.yaml", ["--scene", "shapes", "--size", "224x224", "--min-objects", "1",
+                                           "--max-objects", "1"]),
+    "bbu": ("configs/demo.yaml", ["--framing", "closeup", "--size", "448x336"]),
 }
 
 
@@ -57,7 +59,8 @@ def main() -> None:
     print(f"{'stage':<7} {'round':>5} {'1 process, s/step':>18} {f'{args.procs} processes, s/step':>20} {'speed-up':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         for stage in args.stages.split(","):
-            config, batch, synth = STAGES[stage]
+            config, synth = STAGES[stage]
+            batch = load_config(ROOT / config).training.per_device_batch_size
             root = Path(tmp) / stage
             subprocess.run(bbuvl + ["data", "synth", str(root / "data"), *synth, "--n-train", str(batch * args.steps),
                                     "--n-val", "2", "--seed", "0"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)

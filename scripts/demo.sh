@@ -19,20 +19,23 @@ PROCS=${BBUVL_DEMO_PROCS:-$(( $(nproc) >= 2 ? 2 : 1 ))}
 start=$(date +%s)
 rm -rf "$OUT"
 
-train() {  # train CONFIG BATCH OVERRIDES...: BATCH photos a step in all, shared by the processes
-  local config=$1 per_process=$(( $2 / PROCS ))
-  shift 2
+train() {  # train CONFIG OVERRIDES...: the config's batch is the step's, shared by the processes
+  local config=$1 batch=0
+  shift
   if [ "$PROCS" -gt 1 ]; then
+    batch=$($PY -c "import sys; from bbuvl.config import load_config; print(load_config(sys.argv[1]).training.per_device_batch_size)" "$config")
+  fi
+  if [ "$PROCS" -gt 1 ] && [ $(( batch % PROCS )) -eq 0 ]; then
     OMP_NUM_THREADS=1 ACCELERATE_USE_CPU=true $PY -m torch.distributed.run --standalone --nproc-per-node "$PROCS" \
-      -m bbuvl.cli train "$config" "training.per_device_batch_size=$per_process" "$@"
-  else
+      -m bbuvl.cli train "$config" "training.per_device_batch_size=$(( batch / PROCS ))" "$@"
+  else  # one process, or a batch the processes cannot share evenly: the config's batch as it is
     $BBUVL train "$config" "$@"
   fi
 }
 
-stage() {  # stage NAME CONFIG BATCH SYNTH_ARGS... -- TRAIN_OVERRIDES...
-  local name=$1 config=$2 batch=$3 dir="$OUT/$1"
-  shift 3
+stage() {  # stage NAME CONFIG SYNTH_ARGS... -- TRAIN_OVERRIDES...
+  local name=$1 config=$2 dir="$OUT/$1"
+  shift 2
   local synth=() overrides=()
   while [ $# -gt 0 ] && [ "$1" != "--" ]; do synth+=("$1"); shift; done
   [ $# -gt 0 ] && shift
@@ -50,7 +53,7 @@ stage() {  # stage NAME CONFIG BATCH SYNTH_ARGS... -- TRAIN_OVERRIDES...
     $BBUVL model tiny "$model" --family "$FAMILY"
   fi
   echo "== [$name] train ($config, $PROCS process(es)) -> $dir/run"
-  train "$config" "$batch" "training.output_dir=$dir/run" "model.path=$model" \
+  train "$config" "training.output_dir=$dir/run" "model.path=$model" \
     "data.train=$dir/data/train.jsonl" "data.val=$dir/data/val.jsonl" "${overrides[@]}"
   for mode in head name generate; do
     echo "== [$name] predict the validation photos ($mode)"
@@ -66,14 +69,14 @@ stage() {  # stage NAME CONFIG BATCH SYNTH_ARGS... -- TRAIN_OVERRIDES...
 
 # Stage A: 1,000 photos of one shape at 224x224; 1,000 steps of batch 8 (about 6 minutes on 2 cores). At 800
 # steps the head's boxes were not yet tight (AP50 0.655 per label) and stage B, built on it, fell with it.
-[[ " $STAGES " == *" shapes "* ]] && stage shapes configs/demo_shapes.yaml 8 --scene shapes --n-train 1000 --n-val 50 --seed 0 --size 224x224 \
+[[ " $STAGES " == *" shapes "* ]] && stage shapes configs/demo_shapes.yaml --scene shapes --n-train 1000 --n-val 50 --seed 0 --size 224x224 \
   --min-objects 1 --max-objects 1
 # Stage B: close-ups of BBUs, panels and ground bars at 448x336, where parts are >= ~40 px: 1,200 photos
 # (synthetic photos cost nothing but rendering, two processes), 500 steps of batch 4, the head reading the
 # tower's pre-merge patches. When stage A ran, stage B starts from its checkpoint: the VLM has learned to see and
 # to place, and its head's box layers and vision positions carry over (model.reuse_modules); the queries and the
 # label layers are new. docs/tiles.md, "Stage B", has every lever measured.
-[[ " $STAGES " == *" bbu "* ]] && START_FROM="$OUT/shapes/run/final" stage bbu configs/demo.yaml 4 --framing closeup \
+[[ " $STAGES " == *" bbu "* ]] && START_FROM="$OUT/shapes/run/final" stage bbu configs/demo.yaml --framing closeup \
   --n-train 1200 --n-val 16 --seed 0 --size 448x336 --workers 2
 
 $PY - "$OUT" "$(( $(date +%s) - start ))" "$FAMILY" <<'SUMMARY'

@@ -31,16 +31,14 @@ QWEN_MAX_PIXELS = 28 * 28 * 1280
 CONTRACT_FILE = "coordinate_contract.json"
 
 
-
-def _smart_resize_py(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
-    """transformers' Qwen2-VL `smart_resize`, line for line.
+@lru_cache(maxsize=65536)
+def _smart_resize_rule(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """transformers' Qwen2-VL `smart_resize`, line for line (cached: every record of a dataset asks it again).
 
     Not imported from transformers: its module pulls in torch and the image processors (6-7 s on 2 cores), which
     `eval`, `data check` and the other data-only commands should not pay. A property test holds it equal to
     transformers' own function over random sizes and pixel bounds.
     """
-    if max(height, width) / min(height, width) > MAX_ASPECT:
-        raise ValueError(f"aspect ratio must be at most {MAX_ASPECT}, got {max(height, width) / min(height, width)}")
     h_bar = round(height / factor) * factor
     w_bar = round(width / factor) * factor
     if h_bar * w_bar > max_pixels:
@@ -62,12 +60,7 @@ def smart_resize(
         raise ValueError(f"image size must be positive, got {width}x{height}")
     if max(height, width) / min(height, width) > MAX_ASPECT:
         raise ValueError(f"aspect ratio {max(height, width) / min(height, width):.1f} exceeds {MAX_ASPECT}")
-    return _smart_resize_cached(height, width, factor, min_pixels, max_pixels)
-
-
-@lru_cache(maxsize=65536)
-def _smart_resize_cached(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
-    return _smart_resize_py(height, width, factor, min_pixels, max_pixels)
+    return _smart_resize_rule(height, width, factor, min_pixels, max_pixels)
 
 
 def scale_box(box: Sequence[float], src: Size, dst: Size) -> Box:

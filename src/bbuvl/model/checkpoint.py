@@ -64,13 +64,19 @@ def is_peft(model: torch.nn.Module) -> bool:
     return hasattr(model, "peft_config")
 
 
+def extra_modules(model: Any) -> list[tuple[Any, str, str]]:
+    """A `BBUVLModel`'s modules saved beside the VLM: (module or None, its file, the config key that builds it)."""
+    return [(model.detection_head, HEAD_FILE, "detection.enabled"),
+            (model.vision_positions, POSITIONS_FILE, "model.vision_positions")]
+
+
 def save_checkpoint(model: Any, processor: Any, cfg: Config, contract: CoordinateContract, prompt: Prompt,
                     directory: str | Path, scale: TrainingScale | None = None) -> Path:
     """Write a complete checkpoint folder for a `BBUVLModel` (with the scale it trained at, when known)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model.vlm.save_pretrained(directory, safe_serialization=True)
-    for module, name in ((model.detection_head, HEAD_FILE), (model.vision_positions, POSITIONS_FILE)):
+    for module, name, _ in extra_modules(model):
         if module is not None:
             state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
             with atomic_path(directory / name) as tmp:
@@ -158,8 +164,7 @@ def load_weights_into(model: Any, directory: str | Path) -> None:
 def load_extra_modules(model: Any, directory: str | Path) -> None:
     """Load the detection head and vision positions a built `BBUVLModel` has from a checkpoint folder."""
     device = next(model.vlm.parameters()).device
-    for module, name, what in ((model.detection_head, HEAD_FILE, "detection.enabled"),
-                               (model.vision_positions, POSITIONS_FILE, "model.vision_positions")):
+    for module, name, what in extra_modules(model):
         if module is None:
             continue
         file = Path(directory) / name
@@ -176,7 +181,7 @@ def reuse_extra_modules(model: Any, directory: str | Path) -> dict[str, tuple[in
     or query count keeps what does not fit as built, so its head starts with the old one's boxes, not its labels.
     """
     reused: dict[str, tuple[int, int]] = {}
-    for module, name in ((model.detection_head, HEAD_FILE), (model.vision_positions, POSITIONS_FILE)):
+    for module, name, _ in extra_modules(model):
         file = Path(directory) / name
         if module is None or not file.exists():
             continue

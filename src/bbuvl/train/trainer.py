@@ -99,8 +99,12 @@ def build_run(cfg: Config) -> Run:
         core_model(vlm).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = BBUVLModel.build(vlm, cfg, processor.tokenizer)
     if cfg.model.reuse_modules:
-        for name, (copied, total) in reuse_extra_modules(model, cfg.model.path).items():
+        reused = reuse_extra_modules(model, cfg.model.path)
+        for name, (copied, total) in reused.items():
             log.info("model.reuse_modules: %d of %d tensors from %s", copied, total, Path(cfg.model.path) / name)
+        if not reused:  # a plain model folder: the run is built fresh, as without the option
+            log.warning("model.reuse_modules: %s holds no head or vision positions to reuse; they are built new",
+                        cfg.model.path)
     freeze_zero_lr_groups(model, cfg.training.lr)
     optimizer_groups(model, cfg.training.lr, cfg.training.weight_decay)  # raises naming a parameter in no group, or nothing to train
 
