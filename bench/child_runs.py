@@ -35,6 +35,19 @@ def run_child(cmd: list[str], threads: int, out: Path, what: str) -> dict | None
     return row
 
 
+def train_command(procs: int) -> list[str]:
+    """`bbuvl` as one process, or as `procs` processes of one DDP run over gloo (docs/design.md, "Two processes on two cores")."""
+    if procs == 1:
+        return [sys.executable, "-m", "bbuvl.cli"]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(procs), "-m", "bbuvl.cli"]
+
+
+def train_env(procs: int, threads: int) -> dict[str, str]:
+    """The environment of a training launch: `threads` threads for one process, one thread each for several."""
+    threads = 1 if procs > 1 else threads
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "ACCELERATE_USE_CPU": "true"}
+
+
 def finished_rows(out: Path) -> list[dict]:
     """The rows earlier sweeps appended to `out` (its folder is created), so a killed sweep resumes."""
     out.parent.mkdir(parents=True, exist_ok=True)

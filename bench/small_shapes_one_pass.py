@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from child_runs import already_run, finished_rows, head_predictions, run_child, seed_list
+from child_runs import already_run, finished_rows, head_predictions, run_child, seed_list, train_command, train_env
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_shapes.yaml"
 # The whole 448x336 photo at full size: 16 x 12 = 192 tokens; 8 photos a batch.
@@ -40,8 +41,12 @@ def score(checkpoint: Path, val: Path) -> dict:
 
 
 def one_run(seed: int, threads: int, steps: int, n_train: int, n_val: int, every: int, overrides: list[str],
-            size: tuple[int, int] = (448, 336)) -> dict:
-    """Train the whole-photo recipe once and score one pass at every `every` steps (runs in the child)."""
+            size: tuple[int, int] = (448, 336), procs: int = 1) -> dict:
+    """Train the whole-photo recipe once and score one pass at every `every` steps (runs in the child).
+
+    procs > 1 trains as that many one-thread processes of one DDP run (the step's batch shared among them, as
+    `make demo` trains); scoring stays in this process.
+    """
     import torch
 
     torch.set_num_threads(threads)
@@ -58,16 +63,26 @@ def one_run(seed: int, threads: int, steps: int, n_train: int, n_val: int, every
                           object_px=(10, 24), num_teachers=0)
         model_dir = build_tiny_model(root / "tiny", seed=seed)
         save = every if every else 100000
-        cfg = load_config(CONFIG, [
+        recipe = [
             f"model.path={model_dir}", f"data.train={root / 'data' / 'train.jsonl'}", "data.val=null",
             f"training.output_dir={root / 'run'}", f"training.max_steps={steps}", f"training.seed={seed}",
             "training.logging_steps=50", f"training.save_steps={save}", "training.save_total_limit=100",
-            "training.eval_steps=100000", "monitor.enabled=false", *WHOLE_PHOTOS, *overrides])
+            "training.eval_steps=100000", "monitor.enabled=false", *WHOLE_PHOTOS, *overrides]
+        cfg = load_config(CONFIG, recipe)
         start = time.perf_counter()
-        final = train(cfg, progress=False)["final"]
+        if procs > 1:
+            batch = cfg.training.per_device_batch_size
+            if batch % procs:
+                raise ValueError(f"a batch of {batch} does not split over {procs} processes")
+            subprocess.run(train_command(procs) + ["train", str(CONFIG), *recipe,
+                                                   f"training.per_device_batch_size={batch // procs}"],
+                           check=True, env=train_env(procs, threads), stdout=subprocess.DEVNULL)
+            final = root / "run" / "final"
+        else:
+            final = train(cfg, progress=False)["final"]
         trained = time.perf_counter() - start
         val = root / "data" / "val.jsonl"
-        row: dict = {"seed": seed, "threads": threads, "steps": steps, "train": n_train, "val": n_val,
+        row: dict = {"seed": seed, "threads": threads, "procs": procs, "steps": steps, "train": n_train, "val": n_val,
                      "size": f"{size[0]}x{size[1]}", "overrides": overrides, "train_s": round(trained, 1)}
         curve = {}
         for ckpt in sorted((root / "run").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
@@ -85,6 +100,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="100,200")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--procs", type=int, default=1, help="train as this many one-thread processes (DDP), as `make demo` does")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--train", type=int, default=1000)
     ap.add_argument("--val", type=int, default=40)
@@ -97,22 +113,23 @@ def main() -> None:
     if args.child is not None:
         size = tuple(int(v) for v in args.size.split("x"))
         print(json.dumps(one_run(args.child, args.threads, args.steps, args.train, args.val, args.eval_every,
-                                 args.overrides, size)))
+                                 args.overrides, size, args.procs)))
         return
     done = finished_rows(args.out)
     for seed in seed_list(args.seeds):
-        if already_run(done, {"size": "448x336"}, seed=seed, threads=args.threads, steps=args.steps, train=args.train,
-                       size=args.size, overrides=args.overrides):
+        if already_run(done, {"size": "448x336", "procs": 1}, seed=seed, threads=args.threads, steps=args.steps, train=args.train,
+                       size=args.size, overrides=args.overrides, procs=args.procs):
             continue
         cmd = [sys.executable, __file__, "--child", str(seed), "--threads", str(args.threads), "--steps", str(args.steps),
                "--train", str(args.train), "--val", str(args.val), "--eval-every", str(args.eval_every), "--size", args.size,
-               *args.overrides]
+               "--procs", str(args.procs), *args.overrides]
         row = run_child(cmd, args.threads, args.out, f"seed {seed}")
         if row is None:
             continue
         done.append(row)
         curve = ", ".join(f"{k}: {v['AP50']:.3f} ({v['AP50_agnostic']:.3f})" for k, v in row["curve"].items())
-        print(f"seed {seed} {' '.join(args.overrides) or '(recipe)'}: {curve}; constant box {row['prior_ap50']:.3f} "
+        layout = f"{args.procs} processes" if args.procs > 1 else f"{args.threads} thread(s)"
+        print(f"seed {seed} {' '.join(args.overrides) or '(recipe)'}, {layout}: {curve}; constant box {row['prior_ap50']:.3f} "
               f"({row['prior_ap50_agnostic']:.3f}); trained in {row['train_s']:.0f} s", flush=True)
 
 

@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from child_runs import train_command, train_env
+
 from bbuvl.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,10 +35,8 @@ STAGES = {
 
 def seconds_per_step(config: str, batch: int, procs: int, data: Path, model: Path, out: Path, steps: int) -> float:
     """Train `steps` steps of `batch` photos as `procs` one-thread processes (or one process with 2 threads)."""
-    threads = 1 if procs > 1 else os.cpu_count() or 1
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "ACCELERATE_USE_CPU": "true"}
-    launch = [sys.executable, "-m", "bbuvl.cli"] if procs == 1 else [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(procs), "-m", "bbuvl.cli"]
+    env = train_env(procs, os.cpu_count() or 1)
+    launch = train_command(procs)
     overrides = [f"model.path={model}", f"data.train={data / 'train.jsonl'}", "data.val=null",
                  f"training.output_dir={out}", f"training.max_steps={steps}", f"training.per_device_batch_size={batch // procs}",
                  "training.save_steps=100000", "training.eval_steps=100000", "monitor.enabled=false"]

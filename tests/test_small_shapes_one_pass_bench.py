@@ -27,3 +27,9 @@ def test_bench_appends_a_scored_row_per_seed_and_skips_it_on_a_rerun(tmp_path):
     assert 0 <= row["final"]["AP50_agnostic"] <= 1 and row["prior_ap50"] >= 0
     again = subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 0 and len(out.read_text().splitlines()) == 1
+    two = subprocess.run([sys.executable, str(BENCH), *args, "--procs", "2"], capture_output=True, text=True, timeout=300,
+                         env=env)
+    assert two.returncode == 0, two.stdout + two.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r.get("procs", 1) for r in rows] == [1, 2] and sorted(rows[1]["curve"], key=int) == ["1", "2"]
+    assert "2 processes" in two.stdout

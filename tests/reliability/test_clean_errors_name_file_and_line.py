@@ -27,6 +27,7 @@ def one_line_error(result, *needles: str) -> str:
     ["doctor", "model", "{ckpt}", "--device", "bogus"],
     ["doctor", "memory", "{ckpt}", "--device", "bogus"],
     ["doctor", "features", "{ckpt}", "--device", "bogus"],
+    ["doctor", "coordinates", "{ckpt}", "--device", "bogus"],
     ["doctor", "attention", "{ckpt}", "{img}", "--device", "bogus"],
     ["doctor", "landscape", "{ckpt}", "{img}", "--device", "bogus"],
     ["fewshot", "classify", "--support", "{ckpt}", "--query", "{ckpt}", "--backbone", "pixels", "--out", "{out}.csv",

@@ -69,6 +69,7 @@ BAD_OPTIONS = [
     (["doctor", "memory", "{d}"], "--n", "0", "0"),
     (["doctor", "memory", "{d}"], "--tolerance-mb", "nan", "nan"),
     (["doctor", "features", "{d}"], "--samples", "0", "0"),
+    (["doctor", "coordinates", "{d}"], "--samples", "0", "0"),
     (["doctor", "attention", "{d}", "{d}/x.png"], "--top-k", "0", "0"),
     (["doctor", "landscape", "{d}", "{d}/t"], "--steps", "1", "1"),
     (["doctor", "landscape", "{d}", "{d}/t"], "--span", "0", "0.0"),

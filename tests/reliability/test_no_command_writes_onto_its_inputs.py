@@ -123,6 +123,8 @@ def world_cases(w: Path) -> dict[str, Case]:
                                  w / "photo.png", w / "photo.png", w / "att.png", after_guard=[]),
         "doctor landscape": Case(lambda o: ["doctor", "landscape", str(ckpt), str(train), "--out", str(o)], train, train,
                                  w / "land.png", after_guard=[]),
+        "doctor coordinates": Case(lambda o: ["doctor", "coordinates", str(ckpt), "--data", str(train), "--out", str(o)],
+                                   train, train, w / "coords.json", after_guard=[]),
     }
 
 

@@ -280,6 +280,52 @@ def attention(
     console.print(f"plot: {plot_attention(maps, out, image.name, font)}")
 
 
+@app.command("coordinates")
+def coordinates(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint or model folder."),
+    data: Path = typer.Option(None, help="Dataset JSONL to probe with (default: the run's validation or training set)."),
+    samples: int = typer.Option(200, help="Photos to probe with (one row per object of their answers).",
+                                callback=int_range(1)),
+    out: Path = typer.Option(None, help="Also write the R² table as JSON here."),
+    device: str = typer.Option(None, help="cpu, cuda ... (default: cuda when available)."),
+    overwrite: bool = OVERWRITE,
+) -> None:
+    """Whether the LLM knows each box's coordinates before it writes them: cross-validated R² of a linear probe per layer."""
+    from bbuvl.diagnostics.coordinates import COORDINATES, probe_coordinates
+    from bbuvl.diagnostics.probe import dataset_batches
+
+    check_device(device)
+    claim_outputs("doctor coordinates", {"CHECKPOINT": checkpoint, "--data": data}, [out] if out else [],
+                  overwrite=overwrite)
+    predictor = _predictor(checkpoint, device)
+    source = data or _default_dataset(predictor.cfg)
+    if source is None:
+        fail("no dataset to probe with: pass --data DATASET.jsonl")
+    with user_errors(OSError, ValueError):
+        batches = dataset_batches(predictor, source, samples, predictor.cfg.inference.batch_size)
+        probe = probe_coordinates(predictor.model, predictor.tokenizer, batches)
+    table = Table(title=f"doctor coordinates: {escape(str(checkpoint))} on {probe.objects} boxes of {escape(str(source))} "
+                        "(cross-validated R², 1 = known, 0 = no better than the mean)")
+    table.add_column("read from")
+    for name in COORDINATES:
+        table.add_column(name, justify="right")
+    last = len(probe.r2) - 1
+    for layer, row in enumerate(probe.r2):
+        name = "input embeddings" if layer == 0 else f"layer {layer}" + (" (last)" if layer == last else "")
+        table.add_row(name, *(f"{v:.2f}" for v in row))
+    table.add_row("[dim]coordinates written before it[/]", *(f"[dim]{v:.2f}[/]" for v in probe.from_written))
+    console.print(table)
+    known = max(probe.r2[last][0], probe.r2[last][1])
+    if known < 0.5:
+        console.print(f"[yellow]the last layer does not know where a box starts (R² of x1, y1 at most {known:.2f}): "
+                      "generate mode cannot place boxes yet; its misses are not a matter of spelling digits[/]")
+    if out:
+        payload = {"checkpoint": str(checkpoint), "data": str(source), "objects": probe.objects,
+                   "coordinates": list(COORDINATES), "r2": probe.r2, "from_written": probe.from_written}
+        write_text_atomic(out, json.dumps(payload, indent=2) + "\n")
+        console.print(f"json: {escape(str(out))}")
+
+
 @app.command("landscape")
 def landscape(
     checkpoint: Path = typer.Argument(..., help="Checkpoint folder written by `bbuvl train`."),

@@ -1,0 +1,113 @@
+"""Does the language model know where an object is before it writes its box? (`bbuvl doctor coordinates`)
+
+Generate mode writes `[{"bbox_2d": [x1, y1, x2, y2], "label": ...}]` token by token. When its boxes miss,
+two failures look alike in AP: the model may not know where the object is when it starts a coordinate
+(the answer's hidden state never gathered the object's position from the image), or it may know and fail
+to spell the number in digits. This tells them apart with a linear probe (Alain & Bengio 2016): each
+photo is fed with its true answer (teacher forcing, exactly as in training), the hidden state after every
+layer is read at the position that predicts each coordinate's first digit, and a ridge regression from it
+to the coordinate's value is scored by cross-validated R² (1 = the value can be read off linearly, 0 = no
+better than the mean coordinate). Beside it, the R² of the coordinates already written (x1 and y1 for x2):
+a model can write x2 from x1 and a typical width without looking, so only x1 and y1 show whether it looked.
+docs/localisation.md has what it measured on the demo's models.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.linear_model import RidgeCV
+from sklearn.metrics import r2_score
+from sklearn.model_selection import KFold, cross_val_predict
+
+from bbuvl.encode.chat import IGNORE_INDEX, SPAN_STUDENT
+from bbuvl.encode.collate import Batch
+from bbuvl.model.vlm import core_model
+
+COORDINATES = ("x1", "y1", "x2", "y2")
+_BOX = re.compile(r'"bbox_2d":\s*\[(\d+),\s*(\d+),\s*(\d+),\s*(\d+)\]')
+ALPHAS = np.logspace(-3, 4, 15)
+MIN_OBJECTS = 10  # fewer rows than this cannot be cross-validated five ways with any meaning
+
+
+@dataclass
+class CoordinateProbe:
+    """Cross-validated R² of each coordinate, read from each layer's hidden state and from the coordinates before it."""
+
+    objects: int  # rows probed: one per object of the answers
+    r2: list[list[float]]  # [layers + 1][4]: row 0 the input embeddings, row L the last layer's output
+    from_written: list[float]  # [4]: R² from the true values of the coordinates written before it (x1: 0.0)
+    values: np.ndarray  # [objects, 4] the coordinates as the answers write them (model frame)
+
+
+def coordinate_positions(token_texts: list[str], supervised: list[bool]) -> list[tuple[list[int], list[int]]]:
+    """For each box of one answer: the index of each coordinate's first digit token, and the four values.
+
+    token_texts: every token of the sequence decoded alone; supervised: which tokens are the student's answer.
+    A box counts only when its four numbers start on token boundaries (digits split, as Qwen's tokenizers do).
+    """
+    starts, text, owner = [], [], []
+    for i, (piece, sup) in enumerate(zip(token_texts, supervised)):
+        if not sup:
+            continue
+        starts.append((len("".join(text)), i))
+        text.append(piece)
+        owner.extend([i] * len(piece))
+    answer = "".join(text)
+    begins = {offset: index for offset, index in starts}
+    found = []
+    for m in _BOX.finditer(answer):
+        tokens = [begins.get(m.start(k + 1)) for k in range(4)]
+        if all(t is not None for t in tokens):
+            found.append(([int(t) for t in tokens if t is not None], [int(m.group(k + 1)) for k in range(4)]))
+    return found
+
+
+def probe_rows(model: Any, tokenizer: Any, batches: list[Batch]) -> tuple[np.ndarray, np.ndarray]:
+    """Hidden states `[objects, layers + 1, 4, hidden]` before each coordinate's first digit, and its values `[objects, 4]`."""
+    core = core_model(model.vlm)
+    device = next(model.parameters()).device
+    states, values = [], []
+    for batch in batches:
+        batch = batch.to(device)
+        with torch.no_grad():
+            out = core.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                             position_ids=batch.position_ids, pixel_values=batch.pixel_values,
+                             image_grid_thw=batch.image_grid_thw, use_cache=False, output_hidden_states=True,
+                             return_dict=True)
+        hidden = torch.stack(out.hidden_states, dim=1).float().cpu()  # [B, layers + 1, L, D]
+        for row in range(batch.input_ids.shape[0]):
+            ids = batch.input_ids[row].tolist()
+            supervised = ((batch.labels[row] != IGNORE_INDEX) & (batch.span_ids[row] == SPAN_STUDENT)).tolist()
+            texts = [tokenizer.decode([t]) for t in ids]
+            for tokens, vals in coordinate_positions(texts, supervised):
+                # The hidden state at t - 1 is what predicts the token at t (the causal shift of the LM loss).
+                states.append(hidden[row, :, [t - 1 for t in tokens], :].numpy())
+                values.append(vals)
+    if not states:
+        return np.zeros((0, 0, 4, 0), np.float32), np.zeros((0, 4))
+    return np.stack(states), np.asarray(values, dtype=np.float64)
+
+
+def cross_validated_r2(x: np.ndarray, y: np.ndarray, folds: int = 5) -> float:
+    """R² of a ridge regression from `x` `[N, F]` to `y` `[N]`, each row predicted by a model that never saw it."""
+    if np.ptp(y) == 0:
+        return 0.0
+    model = RidgeCV(alphas=ALPHAS)
+    pred = cross_val_predict(model, x, y, cv=KFold(folds, shuffle=True, random_state=0))
+    return float(r2_score(y, pred))
+
+
+def probe_coordinates(model: Any, tokenizer: Any, batches: list[Batch]) -> CoordinateProbe:
+    """Probe every layer for every coordinate on the teacher-forced answers of `batches`."""
+    states, values = probe_rows(model, tokenizer, batches)
+    if len(values) < MIN_OBJECTS:
+        raise ValueError(f"the answers held {len(values)} boxes; the probe needs at least {MIN_OBJECTS}: pass more photos")
+    layers = states.shape[1]
+    r2 = [[cross_validated_r2(states[:, layer, k], values[:, k]) for k in range(4)] for layer in range(layers)]
+    written = [0.0] + [cross_validated_r2(values[:, :k], values[:, k]) for k in range(1, 4)]
+    return CoordinateProbe(objects=len(values), r2=r2, from_written=written, values=values)
