@@ -52,9 +52,10 @@ def test_r2_is_one_for_a_linear_code_and_about_zero_for_noise():
 
 def test_the_input_embeddings_before_a_number_know_nothing_of_it(predictor, small_dataset):
     batches = dataset_batches(predictor, small_dataset / "train.jsonl", 8, 4)
-    states, values = probe_rows(predictor.model, predictor.tokenizer, batches)
+    states, images, values = probe_rows(predictor.model, predictor.tokenizer, batches)
     layers = predictor.model.vlm.config.get_text_config().num_hidden_layers
-    assert states.shape[0] == values.shape[0] >= 10 and states.shape[1:3] == (layers + 1, 4)
+    assert states.shape[0] == images.shape[0] == values.shape[0] >= 10 and states.shape[1:3] == (layers + 1, 4)
+    assert images.shape[1] == layers + 1 and images.shape[2] == states.shape[3]
     probe = probe_coordinates(predictor.model, predictor.tokenizer, batches)
     # Row 0 is the embedding of the token before each number ("[" or ", "): the same for every photo.
     assert all(v < 0.05 for v in probe.r2[0]) and probe.from_written[0] == 0.0
@@ -67,10 +68,10 @@ def test_doctor_coordinates_prints_every_layer_and_writes_json(trained_checkpoin
     result = CliRunner().invoke(app, ["coordinates", str(trained_checkpoint), "--data", str(small_dataset / "train.jsonl"),
                                       "--samples", "8", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "input embeddings" in result.output and "layer 1" in result.output and "(last)" in result.output
+    assert "answer, input embeddings" in result.output and "image tokens' mean" in result.output and "layer 1" in result.output and "(last)" in result.output
     payload = json.loads(out.read_text())
     assert payload["coordinates"] == ["x1", "y1", "x2", "y2"] and payload["objects"] >= 10
-    assert len(payload["r2"]) >= 2 and all(len(row) == 4 for row in payload["r2"])
+    assert len(payload["r2"]) == len(payload["image_r2"]) >= 2 and all(len(row) == 4 for row in payload["r2"])
     mine = tmp_path / "notes.json"
     mine.write_text("a user's file")
     refused = CliRunner().invoke(app, ["coordinates", str(trained_checkpoint), "--data", str(small_dataset / "train.jsonl"),

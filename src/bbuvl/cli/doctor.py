@@ -310,10 +310,15 @@ def coordinates(
     for name in COORDINATES:
         table.add_column(name, justify="right")
     last = len(probe.r2) - 1
+
+    def layer_name(layer: int) -> str:
+        return "input embeddings" if layer == 0 else f"layer {layer}" + (" (last)" if layer == last else "")
+
     for layer, row in enumerate(probe.r2):
-        name = "input embeddings" if layer == 0 else f"layer {layer}" + (" (last)" if layer == last else "")
-        table.add_row(name, *(f"{v:.2f}" for v in row))
+        table.add_row(f"answer, {layer_name(layer)}", *(f"{v:.2f}" for v in row))
     table.add_row("[dim]coordinates written before it[/]", *(f"[dim]{v:.2f}[/]" for v in probe.from_written))
+    for layer, row in enumerate(probe.image_r2):
+        table.add_row(f"[dim]image tokens' mean, {layer_name(layer)}[/]", *(f"[dim]{v:.2f}[/]" for v in row))
     console.print(table)
     known = max(probe.r2[last][0], probe.r2[last][1])
     if known < 0.5:
@@ -321,7 +326,8 @@ def coordinates(
                       "generate mode cannot place boxes yet; its misses are not a matter of spelling digits[/]")
     if out:
         payload = {"checkpoint": str(checkpoint), "data": str(source), "objects": probe.objects,
-                   "coordinates": list(COORDINATES), "r2": probe.r2, "from_written": probe.from_written}
+                   "coordinates": list(COORDINATES), "r2": probe.r2, "from_written": probe.from_written,
+                   "image_r2": probe.image_r2}
         write_text_atomic(out, json.dumps(payload, indent=2) + "\n")
         console.print(f"json: {escape(str(out))}")
 

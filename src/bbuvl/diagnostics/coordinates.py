@@ -9,6 +9,8 @@ layer is read at the position that predicts each coordinate's first digit, and a
 to the coordinate's value is scored by cross-validated R² (1 = the value can be read off linearly, 0 = no
 better than the mean coordinate). Beside it, the R² of the coordinates already written (x1 and y1 for x2):
 a model can write x2 from x1 and a typical width without looking, so only x1 and y1 show whether it looked.
+And the R² of the mean of the photo's own image tokens at each layer: what the image holds for an answer that
+attended to all of it evenly (a photo with one object; with several, the mean is of the whole scene).
 docs/localisation.md has what it measured on the demo's models.
 """
 
@@ -41,6 +43,7 @@ class CoordinateProbe:
     objects: int  # rows probed: one per object of the answers
     r2: list[list[float]]  # [layers + 1][4]: row 0 the input embeddings, row L the last layer's output
     from_written: list[float]  # [4]: R² from the true values of the coordinates written before it (x1: 0.0)
+    image_r2: list[list[float]]  # [layers + 1][4]: R² from the mean of the photo's image tokens at each layer
     values: np.ndarray  # [objects, 4] the coordinates as the answers write them (model frame)
 
 
@@ -67,11 +70,12 @@ def coordinate_positions(token_texts: list[str], supervised: list[bool]) -> list
     return found
 
 
-def probe_rows(model: Any, tokenizer: Any, batches: list[Batch]) -> tuple[np.ndarray, np.ndarray]:
-    """Hidden states `[objects, layers + 1, 4, hidden]` before each coordinate's first digit, and its values `[objects, 4]`."""
+def probe_rows(model: Any, tokenizer: Any, batches: list[Batch]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hidden states `[objects, layers + 1, 4, hidden]` before each coordinate's first digit, the mean of the
+    photo's image tokens `[objects, layers + 1, hidden]`, and the coordinates' values `[objects, 4]`."""
     core = core_model(model.vlm)
     device = next(model.parameters()).device
-    states, values = [], []
+    states, images, values = [], [], []
     for batch in batches:
         batch = batch.to(device)
         with torch.no_grad():
@@ -80,17 +84,20 @@ def probe_rows(model: Any, tokenizer: Any, batches: list[Batch]) -> tuple[np.nda
                              image_grid_thw=batch.image_grid_thw, use_cache=False, output_hidden_states=True,
                              return_dict=True)
         hidden = torch.stack(out.hidden_states, dim=1).float().cpu()  # [B, layers + 1, L, D]
+        pads = batch.det_vision_mask.cpu()  # the student photo's image tokens, one sample a row (padded batches)
         for row in range(batch.input_ids.shape[0]):
+            image_mean = hidden[row][:, pads[row]].mean(dim=1).numpy()  # [layers + 1, D]
             ids = batch.input_ids[row].tolist()
             supervised = ((batch.labels[row] != IGNORE_INDEX) & (batch.span_ids[row] == SPAN_STUDENT)).tolist()
             texts = [tokenizer.decode([t]) for t in ids]
             for tokens, vals in coordinate_positions(texts, supervised):
                 # The hidden state at t - 1 is what predicts the token at t (the causal shift of the LM loss).
                 states.append(hidden[row, :, [t - 1 for t in tokens], :].numpy())
+                images.append(image_mean)
                 values.append(vals)
     if not states:
-        return np.zeros((0, 0, 4, 0), np.float32), np.zeros((0, 4))
-    return np.stack(states), np.asarray(values, dtype=np.float64)
+        return np.zeros((0, 0, 4, 0), np.float32), np.zeros((0, 0, 0), np.float32), np.zeros((0, 4))
+    return np.stack(states), np.stack(images), np.asarray(values, dtype=np.float64)
 
 
 def cross_validated_r2(x: np.ndarray, y: np.ndarray, folds: int = 5) -> float:
@@ -104,10 +111,11 @@ def cross_validated_r2(x: np.ndarray, y: np.ndarray, folds: int = 5) -> float:
 
 def probe_coordinates(model: Any, tokenizer: Any, batches: list[Batch]) -> CoordinateProbe:
     """Probe every layer for every coordinate on the teacher-forced answers of `batches`."""
-    states, values = probe_rows(model, tokenizer, batches)
+    states, images, values = probe_rows(model, tokenizer, batches)
     if len(values) < MIN_OBJECTS:
         raise ValueError(f"the answers held {len(values)} boxes; the probe needs at least {MIN_OBJECTS}: pass more photos")
     layers = states.shape[1]
     r2 = [[cross_validated_r2(states[:, layer, k], values[:, k]) for k in range(4)] for layer in range(layers)]
     written = [0.0] + [cross_validated_r2(values[:, :k], values[:, k]) for k in range(1, 4)]
-    return CoordinateProbe(objects=len(values), r2=r2, from_written=written, values=values)
+    image = [[cross_validated_r2(images[:, layer], values[:, k]) for k in range(4)] for layer in range(layers)]
+    return CoordinateProbe(objects=len(values), r2=r2, from_written=written, image_r2=image, values=values)
