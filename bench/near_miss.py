@@ -60,7 +60,8 @@ def main() -> None:
     ap.add_argument("--grpo-steps", type=int, default=40)
     ap.add_argument("--every", type=int, default=20, help="GRPO steps between scored checkpoints.")
     ap.add_argument("--heldout", type=int, default=40, help="Held-out photos (seed 7, never trained on).")
-    ap.add_argument("--ntl-weight", type=float, default=0.1, help="loss.number_token of the sft+ntl arm.")
+    ap.add_argument("--ntl-weight", type=float, default=1.0,
+                    help="loss.number_token of the sft+ntl arm (1.0: the weight docs/number_token_loss.md recommends).")
     ap.add_argument("--work", type=Path, help="Keep the runs here (default: a temporary folder); a finished run found "
                     "there (its final checkpoint) is scored again, not retrained.")
     ap.add_argument("--arms", default=",".join(ARMS), help=f"Comma-separated subset of {', '.join(ARMS)}.")
@@ -107,11 +108,14 @@ def main() -> None:
         if "sft>grpo" in wanted:
             start = time.perf_counter()
             grpo = work / "grpo"
-            train_grpo(load_config(CONFIGS / "demo_grpo.yaml", [
-                f"model.path={work / 'sft' / 'final'}", f"data.train={data / 'train.jsonl'}", f"training.output_dir={grpo}",
-                f"training.max_steps={args.grpo_steps}", f"training.save_steps={args.every}", "training.save_total_limit=1000"]),
-                progress=False)
-            print(f"  [sft>grpo] {args.grpo_steps} steps in {time.perf_counter() - start:.0f} s", flush=True)
+            if (grpo / "final").exists():
+                print(f"  [sft>grpo] reusing the finished run in {grpo}", flush=True)
+            else:
+                train_grpo(load_config(CONFIGS / "demo_grpo.yaml", [
+                    f"model.path={work / 'sft' / 'final'}", f"data.train={data / 'train.jsonl'}",
+                    f"training.output_dir={grpo}", f"training.max_steps={args.grpo_steps}",
+                    f"training.save_steps={args.every}", "training.save_total_limit=1000"]), progress=False)
+                print(f"  [sft>grpo] {args.grpo_steps} steps in {time.perf_counter() - start:.0f} s", flush=True)
             rows += [("sft>grpo", args.sft_steps + step, score(ckpt, heldout)) for step, ckpt in checkpoints(grpo)]
         print(f"\nshapes, generate mode, {len(read_records(heldout))} held-out photos of an unseen seed; "
               f"best constant box AP50 {prior.ap50 or 0:.3f} / {prior.ap50_agnostic:.3f}")

@@ -24,7 +24,9 @@ import numpy as np
 import torch
 from sklearn.linear_model import RidgeCV
 from sklearn.metrics import r2_score
-from sklearn.model_selection import KFold, cross_val_predict
+from sklearn.model_selection import KFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from bbuvl.encode.chat import IGNORE_INDEX, SPAN_STUDENT
 from bbuvl.encode.collate import Batch
@@ -101,11 +103,19 @@ def probe_rows(model: Any, tokenizer: Any, batches: list[Batch]) -> tuple[np.nda
 
 
 def cross_validated_r2(x: np.ndarray, y: np.ndarray, folds: int = 5) -> float:
-    """R² of a ridge regression from `x` `[N, F]` to `y` `[N]`, each row predicted by a model that never saw it."""
+    """R² of a ridge regression from `x` `[N, F]` to `y` `[N]`, each row predicted by a model that never saw it.
+
+    Features are standardised within each fold, and each prediction is clipped to the range of the values its
+    model trained on: hidden units differ in scale by orders of magnitude, and a unit that is nearly constant in
+    the training rows but not in a held-out one would otherwise throw that row's prediction far out (a probe says
+    what can be read, so no coordinate outside what it was shown).
+    """
     if np.ptp(y) == 0:
         return 0.0
-    model = RidgeCV(alphas=ALPHAS)
-    pred = cross_val_predict(model, x, y, cv=KFold(folds, shuffle=True, random_state=0))
+    pred = np.empty_like(y, dtype=np.float64)
+    for train, held in KFold(folds, shuffle=True, random_state=0).split(x):
+        model = make_pipeline(StandardScaler(), RidgeCV(alphas=ALPHAS)).fit(x[train], y[train])
+        pred[held] = np.clip(model.predict(x[held]), y[train].min(), y[train].max())
     return float(r2_score(y, pred))
 
 
