@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -57,6 +58,8 @@ def train(
 
         with user_errors(ValueError, OSError), disk_full_is_resumable(Path(cfg.training.output_dir)):
             result = train_grpo(cfg, resume=str(resume_from) if resume_from else resume, overwrite=overwrite)
+        if not _main_process():
+            return
         print_grpo_summary(result["history"])
         console.print(f"non-finite steps skipped: {result['nan_skipped']}")
         console.print(f"[green]checkpoint[/]: {escape(result['final'])}  (TensorBoard: "
@@ -76,6 +79,8 @@ def train(
         fail("--overwrite replaces the run that --resume would continue: pass one of them")
     with user_errors(ValueError, OSError), disk_full_is_resumable(Path(cfg.training.output_dir)):
         result = run_train(cfg, resume=str(resume_from) if resume_from else resume, overwrite=overwrite)
+    if not _main_process():
+        return
     logs = [h for h in result["history"] if "loss" in h]
     if logs:
         table = Table(title="training loss (first, last)")
@@ -94,6 +99,11 @@ def train(
                   f"{result['budget_dropped']}; over-budget photos skipped: {result['oversize_skipped']}; answers cut at "
                   f"data.max_length: {result['answers_truncated']}")
     console.print(f"[green]checkpoint[/]: {escape(result['final'])}  (TensorBoard: {escape(str(Path(cfg.training.output_dir) / 'tb'))})")
+
+
+def _main_process() -> bool:
+    """Whether this is the run's first process: under torchrun or accelerate only it prints the summary."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def print_grpo_summary(history: list[dict]) -> None:
