@@ -55,15 +55,14 @@ def coordinate_positions(token_texts: list[str], supervised: list[bool]) -> list
     token_texts: every token of the sequence decoded alone; supervised: which tokens are the student's answer.
     A box counts only when its four numbers start on token boundaries (digits split, as Qwen's tokenizers do).
     """
-    starts, text, owner = [], [], []
+    begins: dict[int, int] = {}  # character offset in the answer -> the token starting there
+    pieces, offset = [], 0
     for i, (piece, sup) in enumerate(zip(token_texts, supervised)):
-        if not sup:
-            continue
-        starts.append((len("".join(text)), i))
-        text.append(piece)
-        owner.extend([i] * len(piece))
-    answer = "".join(text)
-    begins = {offset: index for offset, index in starts}
+        if sup:
+            begins[offset] = i
+            pieces.append(piece)
+            offset += len(piece)
+    answer = "".join(pieces)
     found = []
     for m in _BOX.finditer(answer):
         tokens = [begins.get(m.start(k + 1)) for k in range(4)]
