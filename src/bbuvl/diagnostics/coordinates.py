@@ -84,16 +84,20 @@ def probe_rows(model: Any, tokenizer: Any, batches: list[Batch]) -> tuple[np.nda
                              position_ids=batch.position_ids, pixel_values=batch.pixel_values,
                              image_grid_thw=batch.image_grid_thw, use_cache=False, output_hidden_states=True,
                              return_dict=True)
-        hidden = torch.stack(out.hidden_states, dim=1).float().cpu()  # [B, layers + 1, L, D]
-        pads = batch.det_vision_mask.cpu()  # the student photo's image tokens, one sample a row (padded batches)
+        layers = out.hidden_states  # (layers + 1) x [B, L, D]; not stacked: for a 3B model that copy is gigabytes
+        pads = batch.det_vision_mask  # the student photo's image tokens, one sample a row (padded batches)
         for row in range(batch.input_ids.shape[0]):
-            image_mean = hidden[row][:, pads[row]].mean(dim=1).numpy()  # [layers + 1, D]
             ids = batch.input_ids[row].tolist()
             supervised = ((batch.labels[row] != IGNORE_INDEX) & (batch.span_ids[row] == SPAN_STUDENT)).tolist()
-            texts = [tokenizer.decode([t]) for t in ids]
-            for tokens, vals in coordinate_positions(texts, supervised):
+            texts = [tokenizer.decode([t]) if sup else "" for t, sup in zip(ids, supervised)]  # only the answer is read
+            boxes = coordinate_positions(texts, supervised)
+            if not boxes:
+                continue
+            image_mean = torch.stack([h[row, pads[row]].float().mean(dim=0) for h in layers]).cpu().numpy()
+            for tokens, vals in boxes:
                 # The hidden state at t - 1 is what predicts the token at t (the causal shift of the LM loss).
-                states.append(hidden[row, :, [t - 1 for t in tokens], :].numpy())
+                before = [t - 1 for t in tokens]
+                states.append(torch.stack([h[row, before].float() for h in layers]).cpu().numpy())
                 images.append(image_mean)
                 values.append(vals)
     if not states:
