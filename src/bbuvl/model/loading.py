@@ -18,6 +18,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedM
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.families import TURN_START, VISION_SPECIAL_TOKENS, family_of
+from bbuvl.model.patch_projection import use_linear_patch_projection
 from bbuvl.model.processor import IMAGE_ONLY_PROCESSORS, image_only_processor_class, set_pixel_range
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -119,6 +120,7 @@ def load_model_and_processor(
         path, dtype=DTYPES[dtype], attn_implementation=attn_implementation, **kwargs
     )
     check_special_tokens(model.config, processor, source=path)
+    use_linear_patch_projection(model)  # the same numbers, a fraction of the convolution's time
     if device is not None:
         model = model.to(device)
     return model.eval(), processor
