@@ -5,6 +5,7 @@
         detection.fine_features=false
     .venv/bin/python bench/stage_b.py --seeds 0 --steps 700 model.path=demo_out/shapes/run/final   # the demo's start
     .venv/bin/python bench/stage_b.py --checkpoint demo_out/bbu/run/final      # score the demo's checkpoint only
+    .venv/bin/python bench/stage_b.py --checkpoint demo_out/bbu/run/final --val-seeds 7919-7922
 
 Each run renders `--train` close-ups (448x336, the demo's framing) from its seed, builds the tiny Qwen2.5-VL from
 the same seed, trains `configs/demo.yaml` with the overrides for `--steps` steps (the run's own teachers file is
@@ -12,8 +13,10 @@ set: `data.teacher_ratio=0.5` trains with it; `model.path=` starts from another 
 from stage A's), and scores head mode at every `--eval-every` steps on `--val` close-ups rendered
 from a seed no demo, test or guard uses. Per checkpoint: AP50 per label and class-agnostic, AP50 of the
 screw-and-connection-point category at hierarchy level 1, and the full-label accuracy of the matched screws (is a
-correct screw called correct), beside the best constant box. `--checkpoint` scores a trained checkpoint (the
-demo's) on the same unseen photos instead of training. One subprocess per run with its thread count fixed
+correct screw called correct), beside the best constant box. The state is then read apart from the kind: among
+matched screws whose kind (hierarchy level 2) is right, the share whose state is right too, beside the share a
+model that always said "correct" would get. `--checkpoint` scores a trained checkpoint (the demo's) on the same
+unseen photos instead of training, or on close-ups from each of `--val-seeds`. One subprocess per run with its thread count fixed
 before torch starts; each appends a JSON line to `--out`, so a killed sweep resumes where it stopped.
 """
 
@@ -31,13 +34,14 @@ from child_runs import already_run, finished_rows, head_predictions, run_child, 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 UNSEEN_SEED = 7919  # no demo, test or guard renders from this seed
 SCREWS = "螺丝连接点"
+CORRECT = "连接正确"  # the state a mounted part is in when nothing is wrong
 
 
-def unseen_closeups(folder: Path, n_val: int) -> Path:
-    """`n_val` validation close-ups rendered from UNSEEN_SEED into `folder`; returns their val.jsonl."""
+def unseen_closeups(folder: Path, n_val: int, seed: int = UNSEEN_SEED) -> Path:
+    """`n_val` validation close-ups rendered from `seed` into `folder`; returns their val.jsonl."""
     from bbuvl.synthetic.dataset import synthesize
 
-    synthesize(folder, 0, n_val, seed=UNSEEN_SEED, size=(448, 336), framing="closeup", num_teachers=0)
+    synthesize(folder, 0, n_val, seed=seed, size=(448, 336), framing="closeup", num_teachers=0)
     return folder / "val.jsonl"
 
 
@@ -51,7 +55,7 @@ def score(checkpoint: Path, val: Path) -> dict:
     preds = [[d.to_dict() for d in r.objects] for r in results]
     aware = coco_evaluate(records, preds)
     level1 = coco_evaluate(records, preds, level=1)
-    right = matched = 0
+    right = matched = kind_right = state_right = said_correct = 0
     for record, objects in zip(records, preds):
         gt_labels = [o.desc for o in record.objects]
         match = match_image([o.bbox_2d for o in record.objects], gt_labels, [o["bbox_2d"] for o in objects],
@@ -60,9 +64,15 @@ def score(checkpoint: Path, val: Path) -> dict:
             if label_at_level(gt_labels[g], 1) == SCREWS:
                 matched += 1
                 right += objects[p]["label"] == gt_labels[g]
+                if label_at_level(objects[p]["label"], 2) == label_at_level(gt_labels[g], 2):
+                    kind_right += 1
+                    state_right += objects[p]["label"] == gt_labels[g]
+                    said_correct += gt_labels[g].endswith(CORRECT)
     return {"AP50": aware.summary["AP50"], "AP50_agnostic": aware.agnostic["AP50"],
             "screws_AP50": level1.per_category.get(SCREWS, {}).get("AP50"), "level1_AP50": level1.summary["AP50"],
             "screws_matched": matched, "screws_full_label": right / matched if matched else None,
+            "screws_kind_right": kind_right, "screws_state_right": state_right / kind_right if kind_right else None,
+            "screws_always_correct": said_correct / kind_right if kind_right else None,
             "s_per_photo": round(seconds, 3)}
 
 
@@ -120,6 +130,7 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=200, help="also score checkpoints every N steps (0: final only)")
     ap.add_argument("--out", type=Path, default=Path("runs/stage_b.jsonl"))
     ap.add_argument("--checkpoint", type=Path, help="score this checkpoint on the unseen close-ups; no training")
+    ap.add_argument("--val-seeds", default=str(UNSEEN_SEED), help="with --checkpoint: render the close-ups from each")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*", help="config overrides (key=value) for the recipe")
     args = ap.parse_args()
@@ -127,12 +138,15 @@ def main() -> None:
         from bbuvl.data.schema import read_records
         from bbuvl.eval.prior import best_constant_box
 
-        with tempfile.TemporaryDirectory() as tmp:
-            val = unseen_closeups(Path(tmp), args.val)
-            s, prior = score(args.checkpoint, val), best_constant_box(read_records(val))
-        print(f"{args.checkpoint} on {args.val} close-ups from seed {UNSEEN_SEED}: AP50 {fmt(s['AP50'])} / "
-              f"{fmt(s['AP50_agnostic'])}, screws {fmt(s['screws_AP50'])}, matched screws {s['screws_matched']} full label "
-              f"{fmt(s['screws_full_label'])}; constant box {fmt(prior.ap50)} / {fmt(prior.ap50_agnostic)}")
+        for seed in seed_list(args.val_seeds):
+            with tempfile.TemporaryDirectory() as tmp:
+                val = unseen_closeups(Path(tmp), args.val, seed)
+                s, prior = score(args.checkpoint, val), best_constant_box(read_records(val))
+            print(f"{args.checkpoint} on {args.val} close-ups from seed {seed}: AP50 {fmt(s['AP50'])} / "
+                  f"{fmt(s['AP50_agnostic'])}, screws {fmt(s['screws_AP50'])}, matched screws {s['screws_matched']} "
+                  f"full label {fmt(s['screws_full_label'])}, state among {s['screws_kind_right']} of the right kind "
+                  f"{fmt(s['screws_state_right'])} (always 'correct': {fmt(s['screws_always_correct'])}); "
+                  f"constant box {fmt(prior.ap50)} / {fmt(prior.ap50_agnostic)}", flush=True)
         return
     if args.child is not None:
         print(json.dumps(one_run(args.child, args.threads, args.steps, args.train, args.val, args.eval_every,
@@ -151,7 +165,9 @@ def main() -> None:
               f"constant box {fmt(row['prior_ap50'])} / {fmt(row['prior_ap50_agnostic'])}")
         for step, s in row["curve"].items():
             print(f"  {step:>5}: AP50 {fmt(s['AP50'])} / {fmt(s['AP50_agnostic'])}, screws {fmt(s['screws_AP50'])}, "
-                  f"matched screws {s['screws_matched']} full label {fmt(s['screws_full_label'])}", flush=True)
+                  f"matched screws {s['screws_matched']} full label {fmt(s['screws_full_label'])}, state "
+                  f"{fmt(s.get('screws_state_right'))} (always 'correct' {fmt(s.get('screws_always_correct'))})",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@ effective batch (docs/training_loss_scale.md)."""
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.launch import launch_command
 
 pytestmark = pytest.mark.slow
 
@@ -41,10 +42,8 @@ def _history(name: str, run_config, tmp_path: Path, histories: dict) -> list[dic
         cfg_file.write_text(dump_config(run_config(*COMMON, *overrides, f"training.output_dir={out}")), encoding="utf-8")
         deepspeed = any(o.startswith("training.deepspeed=") for o in overrides)
         env = {**os.environ, "OMP_NUM_THREADS": "1", **({} if deepspeed else {"ACCELERATE_USE_CPU": "true"})}
-        cli = [str(HERE / "deepspeed_cpu_launch.py")] if deepspeed else ["-m", "bbuvl.cli"]
-        launch = [sys.executable, *cli] if processes == 1 else [
-            sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes),
-            "--master-port", str(29517 + len(histories)), *cli]
+        cli = (str(HERE / "deepspeed_cpu_launch.py"),) if deepspeed else ("-m", "bbuvl.cli")
+        launch = launch_command(processes, 29517 + len(histories), cli)
         subprocess.run(launch + ["train", str(cfg_file)], check=True, env=env, timeout=600)
         logged = json.loads((out / "history.json").read_text())
         histories[name] = [h for h in logged if "loss" in h and "train_runtime" not in h]
