@@ -111,9 +111,10 @@ for stage, what in (("shapes", "A, shapes (one shape per photo)"), ("bbu", "B, B
 print("\nWhat a randomly initialised 1M-parameter model learns in a few CPU-minutes: on shapes the head finds and\n"
       "names every shape, and name mode (the head's boxes, named by the VLM) scores as high; generate mode alone\n"
       "names the colour but does not yet write the place. On BBU close-ups, built on stage A's weights and head,\n"
-      "the head finds the screws and connection points well above the constant box and tells a correct from a\n"
-      "wrong screw on about two in three of those it finds (19 full labels): compare each number with its constant\n"
-      "box. A pretrained Qwen2.5-VL starts far ahead (docs/localisation.md; docs/tiles.md has stage B's levers).")
+      "the head finds the screws and connection points well above the constant box, but does not yet tell a\n"
+      "correct from a wrong one: on the ones it finds, it names the state about as often right as always saying\n"
+      "'correct' would. Compare each number with its constant box. A pretrained Qwen2.5-VL starts far ahead\n"
+      "(docs/localisation.md; docs/tiles.md has stage B's levers).")
 print(f"\nEverything is under {out}/: <stage>/data, <stage>/run/final (checkpoint), <stage>/metrics_*.json, "
       "<stage>/report_*/index.html, <stage>/run/tb (TensorBoard)")
 SUMMARY
