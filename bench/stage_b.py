@@ -5,7 +5,7 @@
         detection.fine_features=false
     .venv/bin/python bench/stage_b.py --seeds 0 --steps 700 model.path=demo_out/shapes/run/final   # the demo's start
     .venv/bin/python bench/stage_b.py --checkpoint demo_out/bbu/run/final      # score the demo's checkpoint only
-    .venv/bin/python bench/stage_b.py --checkpoint demo_out/bbu/run/final --val-seeds 7919-7922
+    .venv/bin/python bench/stage_b.py --checkpoint demo_out/bbu/run/final --val-seeds 7919-7922 --state-ranking
 
 Each run renders `--train` close-ups (448x336, the demo's framing) from its seed, builds the tiny Qwen2.5-VL from
 the same seed, trains `configs/demo.yaml` with the overrides for `--steps` steps (the run's own teachers file is
@@ -16,7 +16,8 @@ screw-and-connection-point category at hierarchy level 1, and the full-label acc
 correct screw called correct), beside the best constant box. The state is then read apart from the kind: among
 matched screws whose kind (hierarchy level 2) is right, the share whose state is right too, beside the share a
 model that always said "correct" would get. `--checkpoint` scores a trained checkpoint (the demo's) on the same
-unseen photos instead of training, or on close-ups from each of `--val-seeds`. One subprocess per run with its thread count fixed
+unseen photos instead of training, or on close-ups from each of `--val-seeds`; `--state-ranking` adds how well
+the head's own caption probabilities rank wrong screws above correct ones (ROC AUC), whatever its greedy labels say. One subprocess per run with its thread count fixed
 before torch starts; each appends a JSON line to `--out`, so a killed sweep resumes where it stopped.
 """
 
@@ -35,6 +36,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 UNSEEN_SEED = 7919  # no demo, test or guard renders from this seed
 SCREWS = "螺丝连接点"
 CORRECT = "连接正确"  # the state a mounted part is in when nothing is wrong
+WRONG = "连接错误"
 
 
 def unseen_closeups(folder: Path, n_val: int, seed: int = UNSEEN_SEED) -> Path:
@@ -74,6 +76,57 @@ def score(checkpoint: Path, val: Path) -> dict:
             "screws_kind_right": kind_right, "screws_state_right": state_right / kind_right if kind_right else None,
             "screws_always_correct": said_correct / kind_right if kind_right else None,
             "s_per_photo": round(seconds, 3)}
+
+
+def state_ranking(checkpoint: Path, val: Path) -> dict:
+    """How well the head's own caption probabilities rank wrong screws above correct ones, for every true screw or
+    connection point some query's box covers at IoU >= 0.5 (the best-overlapping query, before NMS).
+
+    Per screw: log P(kind/连接错误) - log P(kind/连接正确), teacher-forced from that query, with the true kind. Returns
+    the ROC AUC of that margin for the true state, the share its sign gets right (what greedy captions decide), and
+    the share the best threshold would get on these same screws (in-sample, an upper bound).
+    """
+    import numpy as np
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    from bbuvl.data.boxes import box_iou
+    from bbuvl.data.schema import read_records, resolve_image
+    from bbuvl.infer.predictor import Predictor
+    from bbuvl.model.box_ops import to_xyxy
+
+    predictor = Predictor.load(checkpoint, device="cpu")
+    head, tokenizer = predictor.model.detection_head, predictor.tokenizer
+    wrong, margin = [], []
+    for record in read_records(val):
+        prepared = predictor.prepare(resolve_image(val, record.image))
+        with torch.inference_mode():
+            det = predictor.model.detect(predictor.batch([prepared], with_teachers=False))
+            boxes = to_xyxy(det.boxes.float(), head.box_format).clamp(0, 1)[0].tolist()
+            for o in record.objects:
+                kind, _, state = o.desc.rpartition("/")
+                if not kind.startswith(SCREWS) or state not in (CORRECT, WRONG):
+                    continue
+                truth = [o.bbox_2d[0] / record.width, o.bbox_2d[1] / record.height,
+                         o.bbox_2d[2] / record.width, o.bbox_2d[3] / record.height]
+                ious = [box_iou(b, truth) for b in boxes]
+                q = max(range(len(ious)), key=ious.__getitem__)
+                if ious[q] < 0.5:
+                    continue
+                logp = []
+                for s in (CORRECT, WRONG):
+                    ids = torch.tensor([tokenizer.encode(f"{kind}/{s}", add_special_tokens=False) + [head.eos_token_id]])
+                    logits = head.caption_logits(det.query_hidden[0, q][None], ids).float().log_softmax(-1)  # [1, T, V]
+                    logp.append(float(logits[0].gather(1, ids[0][:, None]).sum()))
+                wrong.append(state == WRONG)
+                margin.append(logp[1] - logp[0])
+    y, m = np.array(wrong), np.array(margin)
+    both = 0 < y.sum() < len(y)
+    return {"screws": len(y), "wrong_share": float(y.mean()) if len(y) else None,
+            "auc": float(roc_auc_score(y, m)) if both else None,
+            "sign_right": float(((m > 0) == y).mean()) if len(y) else None,
+            "best_threshold_right": float(max(((m > t) == y).mean() for t in np.concatenate([[-np.inf], m])))
+            if len(y) else None}
 
 
 def one_run(seed: int, threads: int, steps: int, n_train: int, n_val: int, every: int, overrides: list[str]) -> dict:
@@ -131,6 +184,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/stage_b.jsonl"))
     ap.add_argument("--checkpoint", type=Path, help="score this checkpoint on the unseen close-ups; no training")
     ap.add_argument("--val-seeds", default=str(UNSEEN_SEED), help="with --checkpoint: render the close-ups from each")
+    ap.add_argument("--state-ranking", action="store_true",
+                    help="with --checkpoint: also rank wrong above correct screws by the head's caption probabilities")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*", help="config overrides (key=value) for the recipe")
     args = ap.parse_args()
@@ -142,11 +197,16 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 val = unseen_closeups(Path(tmp), args.val, seed)
                 s, prior = score(args.checkpoint, val), best_constant_box(read_records(val))
-            print(f"{args.checkpoint} on {args.val} close-ups from seed {seed}: AP50 {fmt(s['AP50'])} / "
-                  f"{fmt(s['AP50_agnostic'])}, screws {fmt(s['screws_AP50'])}, matched screws {s['screws_matched']} "
-                  f"full label {fmt(s['screws_full_label'])}, state among {s['screws_kind_right']} of the right kind "
-                  f"{fmt(s['screws_state_right'])} (always 'correct': {fmt(s['screws_always_correct'])}); "
-                  f"constant box {fmt(prior.ap50)} / {fmt(prior.ap50_agnostic)}", flush=True)
+                print(f"{args.checkpoint} on {args.val} close-ups from seed {seed}: AP50 {fmt(s['AP50'])} / "
+                      f"{fmt(s['AP50_agnostic'])}, screws {fmt(s['screws_AP50'])}, matched screws {s['screws_matched']} "
+                      f"full label {fmt(s['screws_full_label'])}, state among {s['screws_kind_right']} of the right "
+                      f"kind {fmt(s['screws_state_right'])} (always 'correct': {fmt(s['screws_always_correct'])}); "
+                      f"constant box {fmt(prior.ap50)} / {fmt(prior.ap50_agnostic)}", flush=True)
+                if args.state_ranking:
+                    r = state_ranking(args.checkpoint, val)
+                    print(f"  state ranking over {r['screws']} covered screws ({fmt(r['wrong_share'])} wrong): AUC "
+                          f"{fmt(r['auc'])}, sign right {fmt(r['sign_right'])}, best threshold right (in-sample) "
+                          f"{fmt(r['best_threshold_right'])}", flush=True)
         return
     if args.child is not None:
         print(json.dumps(one_run(args.child, args.threads, args.steps, args.train, args.val, args.eval_every,
