@@ -17,8 +17,9 @@ correct screw called correct), beside the best constant box. The state is then r
 matched screws whose kind (hierarchy level 2) is right, the share whose state is right too, beside the share a
 model that always said "correct" would get. `--checkpoint` scores a trained checkpoint (the demo's) on the same
 unseen photos instead of training, or on close-ups from each of `--val-seeds`; `--state-ranking` adds how well
-the head's own caption probabilities rank wrong screws above correct ones (ROC AUC), whatever its greedy labels say. One subprocess per run with its thread count fixed
-before torch starts; each appends a JSON line to `--out`, so a killed sweep resumes where it stopped.
+the head's own caption probabilities rank wrong screws above correct ones (ROC AUC), whatever its greedy labels
+say. One subprocess per run with its thread count fixed before torch starts; each appends a JSON line to `--out`,
+so a killed sweep resumes where it stopped.
 """
 
 from __future__ import annotations

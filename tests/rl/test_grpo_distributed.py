@@ -31,7 +31,8 @@ def _run(trained_checkpoint: Path, small_dataset: Path, out: Path, processes: in
     config = out.parent / f"{out.name}.yaml"
     config.write_text(dump_config(cfg), encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
-    done = subprocess.run(launch_command(processes, 29541) + ["train", str(config)], env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(launch_command(processes, 29541) + ["train", str(config)], env=env, capture_output=True,
+                          text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     logged = json.loads((out / "history.json").read_text())
     return [h for h in logged if "reward" in h], done.stdout
