@@ -59,6 +59,9 @@ class ModelConfig(_Strict):
     # from its files wherever a tensor's name and shape agree (the box tower, proposals, decoder), the rest (the
     # queries, label-specific layers, new options) built fresh. Off: the VLM's weights alone carry over.
     reuse_modules: bool = False
+    # Read the system prompt every row of a batch starts with once, not once a row: same loss and gradients, fewer
+    # LLM tokens (docs/design.md, "The shared prompt is read once"). Off: every row reads its whole sequence.
+    shared_prefix: bool = True
     lora: LoraConfig = LoraConfig()
 
     @model_validator(mode="after")

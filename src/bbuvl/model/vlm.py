@@ -25,6 +25,7 @@ from bbuvl.model.lm_loss import span_lm_loss
 from bbuvl.model.loss_scale import LossDenominators
 from bbuvl.model.number_token_loss import digit_token_ids, span_number_token_loss
 from bbuvl.model.patch_features import PatchCapture, PatchFeatures, patch_maps
+from bbuvl.model.shared_prefix import checkpointed, forward_shared_prefix, shared_prefix_length, shares_prefix
 from bbuvl.model.vision_positions import VisionPositions
 
 
@@ -93,6 +94,8 @@ class BBUVLModel(nn.Module):
         if self.patch_capture is not None:
             self.patch_capture.attach(core_model(vlm).model.visual)
         self.merge_size = int(getattr(core_model(vlm).config.vision_config, "spatial_merge_size", 2))
+        text_cfg = getattr(core_model(vlm).config, "text_config", core_model(vlm).config)
+        self.shared_prefix = cfg.model.shared_prefix and shares_prefix(text_cfg)
         self.criterion = DetectionCriterion.from_config(cfg.loss, cfg.detection) if head is not None else None
         self.loss_cfg = cfg.loss
         self.box_format = cfg.detection.box_format
@@ -160,13 +163,31 @@ class BBUVLModel(nn.Module):
         if self.detection_head is None:
             raise ValueError("this model has no detection head (detection.enabled was false)")
         with self.recording_patches() as capture:
-            out = core_model(self.vlm).model(
-                input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
-                pixel_values=batch.pixel_values, image_grid_thw=batch.image_grid_thw, use_cache=False,
-                output_hidden_states=True, return_dict=True,
-            )
+            embeds, hidden = self.vlm_pass(batch, input_embeds=True)
             patches = capture.take() if capture is not None else None
-        return self.head_forward(out.hidden_states[0], out.last_hidden_state, batch, patches)
+        return self.head_forward(embeds, hidden, batch, patches)
+
+    def vlm_pass(self, batch: Batch, input_embeds: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """`(input embeddings [B, L, H] or None unless asked for, last hidden states [B, L, H])` of one pass through
+        the VLM without a cache; the prompt every row shares is read once where that is exact (model/shared_prefix.py)."""
+        core = core_model(self.vlm)
+        prefix = 0
+        if self.shared_prefix and not checkpointed(core.model):
+            prefix = shared_prefix_length(batch)
+        if prefix:
+            shared = forward_shared_prefix(core.model, batch, prefix, output_input_embeds=input_embeds)
+            return shared.input_embeds, shared.last_hidden_state
+        out = core.model(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            pixel_values=batch.pixel_values,
+            image_grid_thw=batch.image_grid_thw,
+            use_cache=False,  # packed rows are isolated only without a cache (docs/design.md, "Packed rows isolate their samples")
+            output_hidden_states=input_embeds,
+            return_dict=True,
+        )
+        return (out.hidden_states[0] if input_embeds else None), out.last_hidden_state
 
     def forward(self, batch: Batch, num_items_in_batch: LossDenominators | None = None) -> LossTerms:
         """All loss terms for a collated batch; `loss` is the weighted total.
@@ -178,19 +199,9 @@ class BBUVLModel(nn.Module):
         use_head = self.detection_head is not None and self.detection_active
         patches = None
         with self.recording_patches() if use_head else nullcontext() as capture:
-            out = core.model(
-                input_ids=batch.input_ids,
-                attention_mask=batch.attention_mask,
-                position_ids=batch.position_ids,
-                pixel_values=batch.pixel_values,
-                image_grid_thw=batch.image_grid_thw,
-                use_cache=False,  # packed rows are isolated only without a cache (docs/design.md, "Packed rows isolate their samples")
-                output_hidden_states=use_head,
-                return_dict=True,
-            )
+            embeds, hidden = self.vlm_pass(batch, input_embeds=use_head)
             if capture is not None:
                 patches = capture.take()
-        hidden = out.last_hidden_state
         lm = span_lm_loss(hidden, core.lm_head, batch.labels, batch.span_ids)
         norm = num_items_in_batch
         if norm is None:
@@ -212,7 +223,7 @@ class BBUVLModel(nn.Module):
             total = total + self.loss_cfg.number_token * number_token
         detection: dict[str, torch.Tensor] = {}
         if use_head:
-            det = self.head_forward(out.hidden_states[0], hidden, batch, patches)
+            det = self.head_forward(embeds, hidden, batch, patches)
             targets = [
                 {"boxes": (box_xyxy_to_cxcywh(b) if self.box_format == "cxcywh" else b).to(det.boxes.device),
                  "caption_ids": c}
