@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +75,19 @@ def test_predict_starting_over_removes_the_file_and_its_manifest_unless_another_
     assert out.exists()
     discard_output(out)
     assert not out.exists() and not manifest_path(out).exists()
+
+
+def _claim_many(folder: str, command: str, count: int) -> None:
+    for i in range(count):
+        claim_outputs(command, {}, files=[Path(folder) / f"{command}_{i}.jsonl"])
+
+
+def test_commands_writing_into_one_folder_at_once_keep_every_ledger_entry(tmp_path):
+    # Two predictions side by side in one folder (as `make demo` runs them): neither may drop the other's entries.
+    commands = [f"predict{k}" for k in range(4)]
+    with ProcessPoolExecutor(max_workers=4, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for done in [pool.submit(_claim_many, str(tmp_path), c, 25) for c in commands]:
+            done.result()
+    for command in commands:
+        for i in range(25):
+            assert writer_of(tmp_path / f"{command}_{i}.jsonl") == command

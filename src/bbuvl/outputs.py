@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
 from bbuvl.atomic import write_text_atomic
 
@@ -134,9 +135,26 @@ def _read_ledger(folder: Path) -> dict[str, str]:
 
 
 def _record(folder: Path, names: list[str], command: str) -> None:
-    ledger = _read_ledger(folder)
-    if all(ledger.get(name) == command for name in names):
+    with _ledger_lock(folder):  # two commands writing into one folder at once must not drop each other's entries
+        ledger = _read_ledger(folder)
+        if all(ledger.get(name) == command for name in names):
+            return
+        ledger.update(dict.fromkeys(names, command))
+        write_text_atomic(folder / LEDGER, json.dumps({"written_by": dict(sorted(ledger.items()))},
+                                                      ensure_ascii=False, indent=1) + "\n")
+
+
+@contextmanager
+def _ledger_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on `folder` itself (no lock file left behind) while its ledger is read and replaced."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        yield
         return
-    ledger.update(dict.fromkeys(names, command))
-    write_text_atomic(folder / LEDGER, json.dumps({"written_by": dict(sorted(ledger.items()))}, ensure_ascii=False,
-                                                  indent=1) + "\n")
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
