@@ -55,16 +55,35 @@ stage() {  # stage NAME CONFIG SYNTH_ARGS... -- TRAIN_OVERRIDES...
   echo "== [$name] train ($config, $PROCS process(es)) -> $dir/run"
   train "$config" "training.output_dir=$dir/run" "model.path=$model" \
     "data.train=$dir/data/train.jsonl" "data.val=$dir/data/val.jsonl" "${overrides[@]}"
-  for mode in head name generate; do
-    echo "== [$name] predict the validation photos ($mode)"
-    $BBUVL predict -c "$dir/run/final" -i "$dir/data/val.jsonl" -o "$dir/pred_$mode.jsonl" --mode $mode
-    echo "== [$name] evaluate ($mode)"
-    $BBUVL eval --pred "$dir/pred_$mode.jsonl" --gt "$dir/data/val.jsonl" --out "$dir/metrics_$mode.json" \
-      --report "$dir/report_$mode"
-    echo "== [$name] evaluate ($mode) by category (hierarchy level 1)"
-    $BBUVL eval --pred "$dir/pred_$mode.jsonl" --gt "$dir/data/val.jsonl" --out "$dir/metrics_${mode}_level1.json" \
-      --level 1 > /dev/null
-  done
+  evaluate "$name"
+}
+
+score() {  # score STAGE MODE: predict the validation photos in one mode, evaluate per label and by category
+  local dir="$OUT/$1" mode=$2
+  echo "== [$1] predict the validation photos ($mode)"
+  $BBUVL predict -c "$dir/run/final" -i "$dir/data/val.jsonl" -o "$dir/pred_$mode.jsonl" --mode "$mode"
+  echo "== [$1] evaluate ($mode)"
+  $BBUVL eval --pred "$dir/pred_$mode.jsonl" --gt "$dir/data/val.jsonl" --out "$dir/metrics_$mode.json" \
+    --report "$dir/report_$mode"
+  echo "== [$1] evaluate ($mode) by category (hierarchy level 1)"
+  $BBUVL eval --pred "$dir/pred_$mode.jsonl" --gt "$dir/data/val.jsonl" --out "$dir/metrics_${mode}_level1.json" \
+    --level 1 > /dev/null
+}
+
+evaluate() {  # evaluate STAGE: the three modes in two one-thread lanes side by side (head then name; generate)
+  # Each command spends seconds importing and scoring on one core: two lanes keep both cores busy. Each lane
+  # writes its own log, shown when both are done, so the two do not interleave.
+  local dir="$OUT/$1" pids=() status=0
+  if [ "$PROCS" -gt 1 ]; then
+    (set -e; for mode in head name; do OMP_NUM_THREADS=1 score "$1" $mode; done) > "$dir/evaluate_head_name.log" 2>&1 &
+    pids+=($!)
+    (set -e; OMP_NUM_THREADS=1 score "$1" generate) > "$dir/evaluate_generate.log" 2>&1 &
+    pids+=($!)
+    for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
+    cat "$dir/evaluate_head_name.log" "$dir/evaluate_generate.log"
+    return $status
+  fi
+  for mode in head name generate; do score "$1" $mode; done
 }
 
 # Stage A: 1,000 photos of one shape at 224x224; 1,000 steps of batch 8 (about 6 minutes on 2 cores). At 800

@@ -117,23 +117,18 @@ class ChatEncoder:
         for name, tid in ((IMAGE_TOKEN, self.image_pad_id), (TURN_END, self.im_end_id)):
             if tid is None or tid == tok.unk_token_id:
                 raise ValueError(f"tokenizer has no special token {name}: not a Qwen VL tokenizer")
-        # Token counts of encode's fixed pieces, so that a sample's length is known without its image.
-        self._system_len = len(self._system_ids())
-        self._turn_len = len(self._user_head_ids()) + len(self._user_tail_ids())
+        # encode's fixed pieces, tokenised once (every sample has them; the system prompt alone is ~170 tokens),
+        # and their counts, so that a sample's length is known without its image.
+        self._system = self._ids(f"{TURN_START}system\n{self.system_prompt}{TURN_END}\n")
+        self._user_head = self._ids(f"{TURN_START}user\n{VISION_START_TOKEN}")
+        self._user_tail = self._ids(f"{VISION_END_TOKEN}{self.user_text}{TURN_END}\n{TURN_START}assistant\n")
+        self._system_len = len(self._system)
+        self._turn_len = len(self._user_head) + len(self._user_tail)
         self._prefix_ids = self._ids(assistant_prefix) if assistant_prefix else []
         self._answer_end_len = 1 + len(self._ids("\n"))  # <|im_end|> and the newline after it
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
-
-    def _system_ids(self) -> list[int]:
-        return self._ids(f"{TURN_START}system\n{self.system_prompt}{TURN_END}\n")
-
-    def _user_head_ids(self) -> list[int]:
-        return self._ids(f"{TURN_START}user\n{VISION_START_TOKEN}")
-
-    def _user_tail_ids(self) -> list[int]:
-        return self._ids(f"{VISION_END_TOKEN}{self.user_text}{TURN_END}\n{TURN_START}assistant\n")
 
     @property
     def system_length(self) -> int:
@@ -190,13 +185,13 @@ class ChatEncoder:
             spans.extend([span] * len(token_ids))
             supervised.extend([span != SPAN_NONE] * len(token_ids))
 
-        add(self._system_ids())
+        add(self._system)
         answer_start = 0
         for i, turn in enumerate(turns):
             n_pad = int(grid[i].prod()) // (self.merge**2)
-            add(self._user_head_ids())
+            add(self._user_head)
             add([self.image_pad_id] * n_pad)
-            add(self._user_tail_ids())
+            add(self._user_tail)
             if i == len(turns) - 1:
                 add(self._prefix_ids)
             if turn.answer is None:
