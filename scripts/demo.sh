@@ -70,17 +70,18 @@ score() {  # score STAGE MODE: predict the validation photos in one mode, evalua
     --level 1 > /dev/null
 }
 
-evaluate() {  # evaluate STAGE: the three modes in two one-thread lanes side by side (head then name; generate)
-  # Each command spends seconds importing and scoring on one core: two lanes keep both cores busy. Each lane
-  # writes its own log, shown when both are done, so the two do not interleave.
-  local dir="$OUT/$1" pids=() status=0
+evaluate() {  # evaluate STAGE: the three modes side by side, one one-thread process each
+  # Each command spends seconds importing and scoring on one core: three lanes keep both cores busy (stage A's
+  # evaluation 55 s one after another, 45 s in two lanes). Each lane writes its own log, shown when all are done,
+  # so that they do not interleave.
+  local dir="$OUT/$1" pids=() status=0 mode
   if [ "$PROCS" -gt 1 ]; then
-    (set -e; for mode in head name; do OMP_NUM_THREADS=1 score "$1" $mode; done) > "$dir/evaluate_head_name.log" 2>&1 &
-    pids+=($!)
-    (set -e; OMP_NUM_THREADS=1 score "$1" generate) > "$dir/evaluate_generate.log" 2>&1 &
-    pids+=($!)
+    for mode in head name generate; do
+      (set -e; OMP_NUM_THREADS=1 score "$1" $mode) > "$dir/evaluate_$mode.log" 2>&1 &
+      pids+=($!)
+    done
     for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
-    cat "$dir/evaluate_head_name.log" "$dir/evaluate_generate.log"
+    for mode in head name generate; do cat "$dir/evaluate_$mode.log"; done
     return $status
   fi
   for mode in head name generate; do score "$1" $mode; done
