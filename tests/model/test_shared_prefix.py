@@ -112,3 +112,22 @@ def test_gradient_checkpointing_reads_every_row_whole(run_and_batch):
     finally:
         core.activation_checkpointing_disable()
         run.model.zero_grad(set_to_none=True)
+
+
+def test_head_mode_pads_on_the_right_so_photos_of_two_sizes_share_the_prompt(trained_checkpoint):
+    from PIL import Image
+
+    from bbuvl.infer.predictor import Predictor
+
+    predictor = Predictor.load(trained_checkpoint, device="cpu")
+    photos = [Image.new("RGB", size, colour) for size, colour in
+              (((224, 168), (200, 40, 40)), ((168, 224), (40, 200, 40)), ((224, 224), (40, 40, 200)))]
+    prepared = [predictor.prepare(photo) for photo in photos]
+    left = predictor.batch(prepared, with_teachers=False)
+    right = predictor.batch(prepared, with_teachers=False, for_generation=False)
+    assert shared_prefix_length(left) == 0  # rows of different lengths do not start together on the left
+    assert shared_prefix_length(right) >= MIN_SHARED_TOKENS
+    with torch.no_grad():
+        a, b = predictor.model.detect(left), predictor.model.detect(right)
+    torch.testing.assert_close(b.boxes, a.boxes, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(b.objectness_logits, a.objectness_logits, atol=1e-5, rtol=1e-5)

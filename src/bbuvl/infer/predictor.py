@@ -126,6 +126,10 @@ class Predictor:
         tok = processor.tokenizer
         self.tokenizer = tok
         self.collator = PaddedCollator(tok.pad_token_id, tok.convert_tokens_to_ids(IMAGE_TOKEN), padding_side="left")
+        # The head's pass generates nothing: right padding lets its rows start together and the shared system
+        # prompt be read once (model/shared_prefix.py).
+        self.right_collator = PaddedCollator(tok.pad_token_id, tok.convert_tokens_to_ids(IMAGE_TOKEN),
+                                             padding_side="right")
         self.teachers: list[tuple[Image.Image, str]] = []
         self._constraint: AnswerConstraint | None = None
 
@@ -174,8 +178,9 @@ class Predictor:
         """The photo's encoded prompt without teachers: encoded ahead (`encode`) or now."""
         return p.sample if p.sample is not None else self.encode(p).sample
 
-    def batch(self, prepared: Sequence[Prepared], with_teachers: bool) -> Batch:
-        """The photos' prompts (after the teachers' turns when `with_teachers`) collated on the model's device."""
+    def batch(self, prepared: Sequence[Prepared], with_teachers: bool, for_generation: bool = True) -> Batch:
+        """The photos' prompts (after the teachers' turns when `with_teachers`) collated on the model's device:
+        padded on the left to generate after them, on the right for one pass (the head's)."""
         samples = []
         for p in prepared:
             if not with_teachers:
@@ -183,7 +188,7 @@ class Predictor:
                 continue
             turns = [Turn(img, ans, SPAN_TEACHER) for img, ans in self.teachers]
             samples.append(self.encoder.encode(turns + [Turn(p.image, None, SPAN_STUDENT)], add_generation_prompt=True))
-        return self.collator(samples).to(self.device)
+        return (self.collator if for_generation else self.right_collator)(samples).to(self.device)
 
     # --- decoding ----------------------------------------------------------------------------
 
