@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from bbuvl.encode.collate import PackedCollator
-from bbuvl.model.shared_prefix import MIN_SHARED_TOKENS, checkpointed, shared_prefix_length
+from bbuvl.model.shared_prefix import (MIN_SHARED_TOKENS, can_share_prefix, checkpointed, partitioned,
+                                        shared_prefix_length)
 from bbuvl.model.vlm import core_model
 from bbuvl.train.trainer import build_run
 
@@ -131,3 +132,15 @@ def test_head_mode_pads_on_the_right_so_photos_of_two_sizes_share_the_prompt(tra
         a, b = predictor.model.detect(left), predictor.model.detect(right)
     torch.testing.assert_close(b.boxes, a.boxes, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(b.objectness_logits, a.objectness_logits, atol=1e-5, rtol=1e-5)
+
+
+def test_zero3_sharded_weights_read_every_row_whole(run_and_batch):
+    run, _ = run_and_batch
+    core = core_model(run.model.vlm)
+    assert can_share_prefix(core.model)
+    first = next(core.model.language_model.parameters())
+    first.ds_id = 0  # what DeepSpeed ZeRO-3 marks each sharded parameter with
+    try:
+        assert partitioned(core.model) and not can_share_prefix(core.model)
+    finally:
+        del first.ds_id

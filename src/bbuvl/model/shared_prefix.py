@@ -7,7 +7,8 @@ expanded to B rows, take their place in front of the rest's. Gradients reach the
 over the rows as the B copies would have summed them, so the loss and every gradient equal the full pass's.
 
 Only for LLMs whose every layer is plain attention: a Gated DeltaNet layer (Qwen3.5) updates its cache in place,
-which autograd cannot see through. Not under gradient checkpointing, which would replay the cache updates.
+which autograd cannot see through. Not under gradient checkpointing, which would replay the cache updates, nor
+under ZeRO-3, which would gather every LLM weight twice a step.
 """
 
 from __future__ import annotations
@@ -33,6 +34,18 @@ def shares_prefix(text_config: Any) -> bool:
 def checkpointed(language_vlm: nn.Module) -> bool:
     """True when the family's `...Model` recomputes its LLM layers in the backward pass (gradient checkpointing)."""
     return any(getattr(m, "gradient_checkpointing", False) for m in language_vlm.language_model.modules())
+
+
+def partitioned(language_vlm: nn.Module) -> bool:
+    """True when DeepSpeed ZeRO-3 holds the LLM's weights in shards (its parameters carry a `ds_id`): a second pass
+    through the layers would gather every shard twice a step, more than the prompt's tokens save."""
+    first = next(language_vlm.language_model.parameters(), None)
+    return first is not None and hasattr(first, "ds_id")
+
+
+def can_share_prefix(language_vlm: nn.Module) -> bool:
+    """Whether reading the shared prompt once is exact and cheaper for this model as it is set up now."""
+    return not checkpointed(language_vlm) and not partitioned(language_vlm)
 
 
 def shared_prefix_length(batch: Batch) -> int:

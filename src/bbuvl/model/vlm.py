@@ -25,7 +25,7 @@ from bbuvl.model.lm_loss import span_lm_loss
 from bbuvl.model.loss_scale import LossDenominators
 from bbuvl.model.number_token_loss import digit_token_ids, span_number_token_loss
 from bbuvl.model.patch_features import PatchCapture, PatchFeatures, patch_maps
-from bbuvl.model.shared_prefix import checkpointed, forward_shared_prefix, shared_prefix_length, shares_prefix
+from bbuvl.model.shared_prefix import can_share_prefix, forward_shared_prefix, shared_prefix_length, shares_prefix
 from bbuvl.model.vision_positions import VisionPositions
 
 
@@ -172,7 +172,7 @@ class BBUVLModel(nn.Module):
         the VLM without a cache; the prompt every row shares is read once where that is exact (model/shared_prefix.py)."""
         core = core_model(self.vlm)
         prefix = 0
-        if self.shared_prefix and not checkpointed(core.model):
+        if self.shared_prefix and can_share_prefix(core.model):
             prefix = shared_prefix_length(batch)
         if prefix:
             shared = forward_shared_prefix(core.model, batch, prefix, output_input_embeds=input_embeds)
