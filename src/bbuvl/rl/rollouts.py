@@ -110,12 +110,10 @@ def completion_logprobs(model: BBUVLModel, batch: Batch, temperature: float = 1.
     batch: R right-padded rows (one conversation each); logits are divided by `temperature`, the distribution
     the rollouts were sampled from (before the grammar's mask).
     """
-    core = core_model(model.vlm)
-    out = core.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
-                     pixel_values=batch.pixel_values, image_grid_thw=batch.image_grid_thw, use_cache=False, return_dict=True)
+    _, hidden = model.vlm_pass(batch, input_embeds=False)  # the shared system prompt read once (model/vlm.py)
     pos = supervised_positions(batch.labels)  # [R, L], positions whose next token is an answer token
     targets = batch.labels[:, 1:][pos[:, :-1]]  # [N]
-    logits = core.lm_head(out.last_hidden_state[pos]).float() / temperature  # [N, V]
+    logits = core_model(model.vlm).lm_head(hidden[pos]).float() / temperature  # [N, V]
     lp = logits.log_softmax(-1).gather(-1, targets[:, None]).squeeze(-1)  # [N]
     counts = pos.sum(dim=1)  # [R]
     mask = torch.arange(int(counts.max()), device=lp.device)[None, :] < counts[:, None]  # [R, T]
