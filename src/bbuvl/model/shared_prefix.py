@@ -21,7 +21,8 @@ from torch import nn
 
 from bbuvl.encode.collate import Batch
 
-# Below this many shared tokens the extra pass costs more than it saves.
+# A floor for the extra pass's fixed cost: every system prompt here is far longer (168 tokens or more); the exact
+# break-even was not measured.
 MIN_SHARED_TOKENS = 16
 
 
@@ -38,7 +39,7 @@ def checkpointed(language_vlm: nn.Module) -> bool:
 
 def partitioned(language_vlm: nn.Module) -> bool:
     """True when DeepSpeed ZeRO-3 holds the LLM's weights in shards (its parameters carry a `ds_id`): a second pass
-    through the layers would gather every shard twice a step, more than the prompt's tokens save."""
+    through the layers would gather every shard twice a step, a cost not measured here, so sharing stays off."""
     first = next(language_vlm.language_model.parameters(), None)
     return first is not None and hasattr(first, "ds_id")
 
