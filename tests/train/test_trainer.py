@@ -1,6 +1,8 @@
 """Training: LR groups, logged loss = optimised loss, non-finite guard, resume, LoRA merge, head freezing."""
 
 import json
+import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -145,3 +147,16 @@ def test_the_run_applies_data_max_length(run_config):
     assert max(len(run.train_dataset[i].input_ids) for i in range(len(run.train_dataset))) <= 400
     with pytest.raises(ValueError, match=r"train\.jsonl:\d+.*data\.max_length"):
         build_run(run_config("data.max_length=60", "data.teacher_ratio=0"))
+
+
+def test_gradient_checkpointing_recomputes_the_llm_layers_and_a_run_trains(run_config):
+    from bbuvl.model.shared_prefix import checkpointed
+    from bbuvl.model.vlm import core_model
+
+    cfg = run_config("training.gradient_checkpointing=true", "training.max_steps=2", "data.teacher_ratio=0")
+    run = build_run(cfg)
+    assert checkpointed(core_model(run.model.vlm).model)
+    train(cfg, progress=False)
+    history = json.loads((Path(cfg.training.output_dir) / "history.json").read_text())
+    losses = [h["loss"] for h in history if "loss" in h]
+    assert losses and all(math.isfinite(v) for v in losses)

@@ -250,7 +250,7 @@ def build_grpo_run(cfg: Config) -> GrpoRun:
     if model.detection_head is not None:
         model.detection_head.requires_grad_(False)  # rewards reach the answer's tokens only
     if cfg.training.gradient_checkpointing:
-        core_model(model.vlm).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        core_model(model.vlm).activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     freeze_zero_lr_groups(model, cfg.training.lr)
     optimizer_groups(model, cfg.training.lr, cfg.training.weight_decay)
     model.train()

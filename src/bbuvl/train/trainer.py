@@ -96,7 +96,7 @@ def build_run(cfg: Config) -> Run:
     if cfg.model.lora.enabled:
         vlm = apply_lora(vlm, cfg.model.lora)
     if cfg.training.gradient_checkpointing:
-        core_model(vlm).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        core_model(vlm).activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model = BBUVLModel.build(vlm, cfg, processor.tokenizer)
     if cfg.model.reuse_modules:
         reused = reuse_extra_modules(model, cfg.model.path)
