@@ -89,6 +89,17 @@ FAMILIES = [
 ]
 
 
+@pytest.fixture()
+def one_thread():
+    """One torch thread while a test runs (use with `pytestmark = pytest.mark.usefixtures("one_thread")`): tiny
+    matrices gain nothing from a second thread, and on the shared 2-core machines two intra-op threads made the
+    head's overfit test ~5x slower (measured 40 s vs 8 s), spinning against other processes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session", params=FAMILIES)
 def tiny_family(request) -> str:
     """The model family of the shared tiny model (`model_type`)."""

@@ -21,14 +21,7 @@ BOS, EOS, PAD = 1, 2, 0
 HIDDEN, VOCAB = 64, 200
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny matrices: on our shared 2-core machines two intra-op threads made the overfit test ~5x
-    # slower (measured 40 s vs 8 s), spinning against other processes for no parallel gain.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def make_head(box_format="cxcywh", num_queries=8, caption_layers=2, seed=0, two_stage=False) -> DetectionHead:

@@ -8,12 +8,7 @@ from bbuvl.model.vlm import core_model
 from bbuvl.train.trainer import build_run
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # small ops: threads only add contention on a shared 2-core machine
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_head_alone_on_one_synthetic_photo_reproduces_its_boxes_and_captions(run_config):
