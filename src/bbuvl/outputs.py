@@ -14,6 +14,7 @@ and folders it fills with names it picks as it goes (pictures, checkpoints). Two
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from contextlib import contextmanager
@@ -147,11 +148,6 @@ def _record(folder: Path, names: list[str], command: str) -> None:
 @contextmanager
 def _ledger_lock(folder: Path) -> Iterator[None]:
     """An exclusive lock on `folder` itself (no lock file left behind) while its ledger is read and replaced."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock, as before
-        yield
-        return
     fd = os.open(folder, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

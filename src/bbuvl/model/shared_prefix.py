@@ -13,7 +13,6 @@ under ZeRO-3, which would gather every LLM weight twice a step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -66,19 +65,14 @@ def shared_prefix_length(batch: Batch) -> int:
     return length if length >= MIN_SHARED_TOKENS else 0
 
 
-@dataclass
-class PrefixSharedOutput:
-    """What the callers read of a VLM pass: last hidden states `[B, L, H]` and input embeddings `[B, L, H]` (None
-    unless asked for), as `hidden_states[0]` of transformers' output."""
-
-    last_hidden_state: torch.Tensor
-    input_embeds: torch.Tensor | None
-
-
 def forward_shared_prefix(language_vlm: nn.Module, batch: Batch, prefix: int,
-                          output_input_embeds: bool) -> PrefixSharedOutput:
+                          output_input_embeds: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
     """The family's `...Model` (`core_model(vlm).model`) over a padded batch whose first `prefix` tokens every row
-    shares (`shared_prefix_length`): the prefix once, then every row's rest against its repeated cache."""
+    shares (`shared_prefix_length`): the prefix once, then every row's rest against its repeated cache.
+
+    Returns `(input embeddings [B, L, H] or None unless asked for, last hidden states [B, L, H])`, as
+    `BBUVLModel.vlm_pass` does.
+    """
     rows = batch.input_ids.shape[0]
     head = language_vlm(
         input_ids=batch.input_ids[:1, :prefix], attention_mask=batch.attention_mask[:1, :prefix],
@@ -98,4 +92,4 @@ def forward_shared_prefix(language_vlm: nn.Module, batch: Batch, prefix: int,
         return torch.cat([first.expand(rows, -1, -1), second], dim=1)
 
     embeds = join(head.hidden_states[0], rest.hidden_states[0]) if output_input_embeds else None
-    return PrefixSharedOutput(join(head.last_hidden_state, rest.last_hidden_state), embeds)
+    return embeds, join(head.last_hidden_state, rest.last_hidden_state)

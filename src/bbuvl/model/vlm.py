@@ -175,8 +175,7 @@ class BBUVLModel(nn.Module):
         if self.shared_prefix and can_share_prefix(core.model):
             prefix = shared_prefix_length(batch)
         if prefix:
-            shared = forward_shared_prefix(core.model, batch, prefix, output_input_embeds=input_embeds)
-            return shared.input_embeds, shared.last_hidden_state
+            return forward_shared_prefix(core.model, batch, prefix, output_input_embeds=input_embeds)
         out = core.model(
             input_ids=batch.input_ids,
             attention_mask=batch.attention_mask,
