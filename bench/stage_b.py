@@ -6,6 +6,7 @@
     .venv/bin/python bench/stage_b.py --seeds 0 --steps 700 model.path=demo_out/shapes/run/final   # the demo's start
     .venv/bin/python bench/stage_b.py --checkpoint demo_out/bbu/run/final      # score the demo's checkpoint only
     .venv/bin/python bench/stage_b.py --checkpoint demo_out/bbu/run/final --val-seeds 7919-7922 --state-ranking
+    .venv/bin/python bench/stage_b.py --checkpoint demo_out/bbu/run/final --state-probe 300
 
 Each run renders `--train` close-ups (448x336, the demo's framing) from its seed, builds the tiny Qwen2.5-VL from
 the same seed, trains `configs/demo.yaml` with the overrides for `--steps` steps (the run's own teachers file is
@@ -18,7 +19,9 @@ matched screws whose kind (hierarchy level 2) is right, the share whose state is
 model that always said "correct" would get. `--checkpoint` scores a trained checkpoint (the demo's) on the same
 unseen photos instead of training, or on close-ups from each of `--val-seeds`; `--state-ranking` adds how well
 the head's own caption probabilities rank wrong screws above correct ones (ROC AUC), whatever its greedy labels
-say. One subprocess per run with its thread count fixed before torch starts; each appends a JSON line to `--out`,
+say; `--state-probe N` fits a linear probe of the state on N close-ups of another seed, from the head's query
+vector and from thumbnails of the photo in the true and in the query's box, to show where the state is lost. One
+subprocess per run with its thread count fixed before torch starts; each appends a JSON line to `--out`,
 so a killed sweep resumes where it stopped.
 """
 
@@ -30,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 from child_runs import already_run, finished_rows, head_predictions, run_child, seed_list
 
@@ -79,17 +83,11 @@ def score(checkpoint: Path, val: Path) -> dict:
             "s_per_photo": round(seconds, 3)}
 
 
-def state_ranking(checkpoint: Path, val: Path) -> dict:
-    """How well the head's own caption probabilities rank wrong screws above correct ones, for every true screw or
-    connection point some query's box covers at IoU >= 0.5 (the best-overlapping query, before NMS).
-
-    Per screw: log P(kind/连接错误) - log P(kind/连接正确), teacher-forced from that query, with the true kind. Returns
-    the ROC AUC of that margin for the true state, the share its sign gets right (what greedy captions decide), and
-    the share the best threshold would get on these same screws (in-sample, an upper bound).
-    """
-    import numpy as np
+def covered_screws(checkpoint: Path, val: Path) -> Iterator[dict]:
+    """Every true screw or connection point in a known state that some query's box covers at IoU >= 0.5 (the
+    best-overlapping query, before NMS): the head's pass, that query, the truth and the photo."""
     import torch
-    from sklearn.metrics import roc_auc_score
+    from PIL import Image
 
     from bbuvl.data.boxes import box_iou
     from bbuvl.data.schema import read_records, resolve_image
@@ -97,30 +95,50 @@ def state_ranking(checkpoint: Path, val: Path) -> dict:
     from bbuvl.model.box_ops import to_xyxy
 
     predictor = Predictor.load(checkpoint, device="cpu")
-    head, tokenizer = predictor.model.detection_head, predictor.tokenizer
-    wrong, margin = [], []
+    head = predictor.model.detection_head
     for record in read_records(val):
-        prepared = predictor.prepare(resolve_image(val, record.image))
+        path = resolve_image(val, record.image)
+        prepared = predictor.prepare(path)
         with torch.inference_mode():
             det = predictor.model.detect(predictor.batch([prepared], with_teachers=False))
-            boxes = to_xyxy(det.boxes.float(), head.box_format).clamp(0, 1)[0].tolist()
-            for o in record.objects:
-                kind, _, state = o.desc.rpartition("/")
-                if not kind.startswith(SCREWS) or state not in (CORRECT, WRONG):
-                    continue
-                truth = [o.bbox_2d[0] / record.width, o.bbox_2d[1] / record.height,
-                         o.bbox_2d[2] / record.width, o.bbox_2d[3] / record.height]
-                ious = [box_iou(b, truth) for b in boxes]
-                q = max(range(len(ious)), key=ious.__getitem__)
-                if ious[q] < 0.5:
-                    continue
-                logp = []
-                for s in (CORRECT, WRONG):
-                    ids = torch.tensor([tokenizer.encode(f"{kind}/{s}", add_special_tokens=False) + [head.eos_token_id]])
-                    logits = head.caption_logits(det.query_hidden[0, q][None], ids).float().log_softmax(-1)  # [1, T, V]
-                    logp.append(float(logits[0].gather(1, ids[0][:, None]).sum()))
-                wrong.append(state == WRONG)
-                margin.append(logp[1] - logp[0])
+        boxes = to_xyxy(det.boxes.float(), head.box_format).clamp(0, 1)[0].tolist()
+        photo = Image.open(path).convert("RGB")
+        for o in record.objects:
+            kind, _, state = o.desc.rpartition("/")
+            if not kind.startswith(SCREWS) or state not in (CORRECT, WRONG):
+                continue
+            w, h = record.width, record.height
+            truth = [o.bbox_2d[0] / w, o.bbox_2d[1] / h, o.bbox_2d[2] / w, o.bbox_2d[3] / h]
+            ious = [box_iou(b, truth) for b in boxes]
+            q = max(range(len(ious)), key=ious.__getitem__)
+            if ious[q] >= 0.5:
+                yield {"predictor": predictor, "det": det, "query": q, "kind": kind, "wrong": state == WRONG,
+                       "photo": photo, "truth": truth, "box": boxes[q]}
+
+
+def state_ranking(checkpoint: Path, val: Path) -> dict:
+    """How well the head's own caption probabilities rank wrong screws above correct ones, over `covered_screws`.
+
+    Per screw: log P(kind/连接错误) - log P(kind/连接正确), teacher-forced from its query, with the true kind. Returns
+    the ROC AUC of that margin for the true state, the share its sign gets right (what greedy captions decide), and
+    the share the best threshold would get on these same screws (in-sample, an upper bound).
+    """
+    import numpy as np
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    wrong, margin = [], []
+    for screw in covered_screws(checkpoint, val):
+        head, tokenizer = screw["predictor"].model.detection_head, screw["predictor"].tokenizer
+        logp = []
+        for s in (CORRECT, WRONG):
+            ids = torch.tensor([tokenizer.encode(f"{screw['kind']}/{s}", add_special_tokens=False) + [head.eos_token_id]])
+            with torch.inference_mode():
+                hidden = screw["det"].query_hidden[0, screw["query"]][None]
+                logits = head.caption_logits(hidden, ids).float().log_softmax(-1)  # [1, T, V]
+            logp.append(float(logits[0].gather(1, ids[0][:, None]).sum()))
+        wrong.append(screw["wrong"])
+        margin.append(logp[1] - logp[0])
     y, m = np.array(wrong), np.array(margin)
     both = 0 < y.sum() < len(y)
     return {"screws": len(y), "wrong_share": float(y.mean()) if len(y) else None,
@@ -128,6 +146,47 @@ def state_ranking(checkpoint: Path, val: Path) -> dict:
             "sign_right": float(((m > 0) == y).mean()) if len(y) else None,
             "best_threshold_right": float(max(((m > t) == y).mean() for t in np.concatenate([[-np.inf], m])))
             if len(y) else None}
+
+
+PROBE_SEED = 7930  # the probe's own training close-ups: no demo, test, guard or validation seed renders it
+PROBE_PIXELS = 8  # an 8 x 8 thumbnail of a box, RGB
+
+
+def state_probe(checkpoint: Path, val: Path, n_fit: int) -> dict:
+    """Where the state is lost: a linear probe (logistic regression) for wrong vs correct, fitted on `covered_screws`
+    of `n_fit` close-ups from `PROBE_SEED` and scored on `val`'s, from three inputs: the head's query vector, an
+    8 x 8 thumbnail of the photo inside the true box, and one inside the query's own box. Accuracy and AUC of each,
+    beside always answering "correct"."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def thumbnail(photo, box) -> np.ndarray:
+        w, h = photo.size
+        crop = photo.crop((round(box[0] * w), round(box[1] * h), round(box[2] * w), round(box[3] * h)))
+        return np.asarray(crop.resize((PROBE_PIXELS, PROBE_PIXELS)), dtype=np.float32).ravel() / 255
+
+    def inputs(folder: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        rows = {"query vector": [], "pixels in the true box": [], "pixels in the query's box": []}
+        wrong = []
+        for screw in covered_screws(checkpoint, folder):
+            rows["query vector"].append(screw["det"].query_hidden[0, screw["query"]].float().numpy())
+            rows["pixels in the true box"].append(thumbnail(screw["photo"], screw["truth"]))
+            rows["pixels in the query's box"].append(thumbnail(screw["photo"], screw["box"]))
+            wrong.append(screw["wrong"])
+        return {k: np.stack(v) for k, v in rows.items()}, np.array(wrong)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fit_x, fit_y = inputs(unseen_closeups(Path(tmp), n_fit, PROBE_SEED))
+    val_x, val_y = inputs(val)
+    out: dict = {"fit_screws": len(fit_y), "val_screws": len(val_y), "always_correct": float(1 - val_y.mean())}
+    for name in fit_x:
+        probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000)).fit(fit_x[name], fit_y)
+        p = probe.predict_proba(val_x[name])[:, 1]
+        out[name] = {"accuracy": float(((p > 0.5) == val_y).mean()), "auc": float(roc_auc_score(val_y, p))}
+    return out
 
 
 def one_run(seed: int, threads: int, steps: int, n_train: int, n_val: int, every: int, overrides: list[str]) -> dict:
@@ -187,6 +246,9 @@ def main() -> None:
     ap.add_argument("--val-seeds", default=str(UNSEEN_SEED), help="with --checkpoint: render the close-ups from each")
     ap.add_argument("--state-ranking", action="store_true",
                     help="with --checkpoint: also rank wrong above correct screws by the head's caption probabilities")
+    ap.add_argument("--state-probe", type=int, default=0, metavar="N",
+                    help="with --checkpoint: fit a linear probe of the state on N close-ups of another seed and score "
+                         "it from the query vector and from the pixels in the true and the query's box")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*", help="config overrides (key=value) for the recipe")
     args = ap.parse_args()
@@ -208,6 +270,12 @@ def main() -> None:
                     print(f"  state ranking over {r['screws']} covered screws ({fmt(r['wrong_share'])} wrong): AUC "
                           f"{fmt(r['auc'])}, sign right {fmt(r['sign_right'])}, best threshold right (in-sample) "
                           f"{fmt(r['best_threshold_right'])}", flush=True)
+                if args.state_probe:
+                    r = state_probe(args.checkpoint, val, args.state_probe)
+                    probes = "; ".join(f"{k} {fmt(r[k]['accuracy'])} (AUC {fmt(r[k]['auc'])})"
+                                       for k in ("query vector", "pixels in the true box", "pixels in the query's box"))
+                    print(f"  state probe fitted on {r['fit_screws']} screws, scored on {r['val_screws']}: {probes}; "
+                          f"always 'correct' {fmt(r['always_correct'])}", flush=True)
         return
     if args.child is not None:
         print(json.dumps(one_run(args.child, args.threads, args.steps, args.train, args.val, args.eval_every,

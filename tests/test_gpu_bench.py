@@ -35,6 +35,9 @@ def _bench(args: list[str], tmp_path: Path, timeout: int = 600) -> subprocess.Co
                                                 "TMPDIR": str(tmp_path)})
 
 
+# A minute of the default run's two workers (building and initialising half a billion random parameters is 25 s
+# of it, importing 14 s): it runs under -m slow with the other rows, and on any machine that runs bench/gpu.py.
+@pytest.mark.slow
 def test_cpu_smoke_run_at_two_layers_prints_every_column_and_writes_the_json(tmp_path):
     out = tmp_path / "gpu.json"
     result = _bench([*SMOKE, "--out", str(out)], tmp_path)
