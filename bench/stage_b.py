@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from child_runs import already_run, finished_rows, head_predictions, run_child, seed_list
 
@@ -83,18 +83,17 @@ def score(checkpoint: Path, val: Path) -> dict:
             "s_per_photo": round(seconds, 3)}
 
 
-def covered_screws(checkpoint: Path, val: Path) -> Iterator[dict]:
+def covered_screws(predictor: Any, val: Path) -> Iterator[dict]:
     """Every true screw or connection point in a known state that some query's box covers at IoU >= 0.5 (the
-    best-overlapping query, before NMS): the head's pass, that query, the truth and the photo."""
+    best-overlapping query, before NMS): the head's pass, that query, the truth and the photo. `predictor`: a
+    loaded `bbuvl.infer.predictor.Predictor`."""
     import torch
     from PIL import Image
 
     from bbuvl.data.boxes import box_iou
     from bbuvl.data.schema import read_records, resolve_image
-    from bbuvl.infer.predictor import Predictor
     from bbuvl.model.box_ops import to_xyxy
 
-    predictor = Predictor.load(checkpoint, device="cpu")
     head = predictor.model.detection_head
     for record in read_records(val):
         path = resolve_image(val, record.image)
@@ -112,7 +111,7 @@ def covered_screws(checkpoint: Path, val: Path) -> Iterator[dict]:
             ious = [box_iou(b, truth) for b in boxes]
             q = max(range(len(ious)), key=ious.__getitem__)
             if ious[q] >= 0.5:
-                yield {"predictor": predictor, "det": det, "query": q, "kind": kind, "wrong": state == WRONG,
+                yield {"det": det, "query": q, "kind": kind, "wrong": state == WRONG,
                        "photo": photo, "truth": truth, "box": boxes[q]}
 
 
@@ -127,9 +126,12 @@ def state_ranking(checkpoint: Path, val: Path) -> dict:
     import torch
     from sklearn.metrics import roc_auc_score
 
+    from bbuvl.infer.predictor import Predictor
+
+    predictor = Predictor.load(checkpoint, device="cpu")
+    head, tokenizer = predictor.model.detection_head, predictor.tokenizer
     wrong, margin = [], []
-    for screw in covered_screws(checkpoint, val):
-        head, tokenizer = screw["predictor"].model.detection_head, screw["predictor"].tokenizer
+    for screw in covered_screws(predictor, val):
         logp = []
         for s in (CORRECT, WRONG):
             ids = torch.tensor([tokenizer.encode(f"{screw['kind']}/{s}", add_special_tokens=False) + [head.eos_token_id]])
@@ -163,6 +165,10 @@ def state_probe(checkpoint: Path, val: Path, n_fit: int) -> dict:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from bbuvl.infer.predictor import Predictor
+
+    predictor = Predictor.load(checkpoint, device="cpu")
+
     def thumbnail(photo, box) -> np.ndarray:
         w, h = photo.size
         crop = photo.crop((round(box[0] * w), round(box[1] * h), round(box[2] * w), round(box[3] * h)))
@@ -171,7 +177,7 @@ def state_probe(checkpoint: Path, val: Path, n_fit: int) -> dict:
     def inputs(folder: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
         rows = {"query vector": [], "pixels in the true box": [], "pixels in the query's box": []}
         wrong = []
-        for screw in covered_screws(checkpoint, folder):
+        for screw in covered_screws(predictor, folder):
             rows["query vector"].append(screw["det"].query_hidden[0, screw["query"]].float().numpy())
             rows["pixels in the true box"].append(thumbnail(screw["photo"], screw["truth"]))
             rows["pixels in the query's box"].append(thumbnail(screw["photo"], screw["box"]))

@@ -9,7 +9,7 @@ infer/modes/ (generate, head, name, teachers), declared in config.py's `PREDICT_
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -128,8 +128,7 @@ class Predictor:
         self.collator = PaddedCollator(tok.pad_token_id, tok.convert_tokens_to_ids(IMAGE_TOKEN), padding_side="left")
         # The head's pass generates nothing: right padding lets its rows start together and the shared system
         # prompt be read once (model/shared_prefix.py).
-        self.right_collator = PaddedCollator(tok.pad_token_id, tok.convert_tokens_to_ids(IMAGE_TOKEN),
-                                             padding_side="right")
+        self.right_collator = replace(self.collator, padding_side="right")
         self.teachers: list[tuple[Image.Image, str]] = []
         self._constraint: AnswerConstraint | None = None
 

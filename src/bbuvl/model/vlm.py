@@ -94,8 +94,7 @@ class BBUVLModel(nn.Module):
         if self.patch_capture is not None:
             self.patch_capture.attach(core_model(vlm).model.visual)
         self.merge_size = int(getattr(core_model(vlm).config.vision_config, "spatial_merge_size", 2))
-        text_cfg = getattr(core_model(vlm).config, "text_config", core_model(vlm).config)
-        self.shared_prefix = cfg.model.shared_prefix and shares_prefix(text_cfg)
+        self.shared_prefix = cfg.model.shared_prefix and shares_prefix(core_model(vlm).config.get_text_config())
         self.criterion = DetectionCriterion.from_config(cfg.loss, cfg.detection) if head is not None else None
         self.loss_cfg = cfg.loss
         self.box_format = cfg.detection.box_format
@@ -111,7 +110,7 @@ class BBUVLModel(nn.Module):
         tokenizer does not split digits."""
         head = positions = None
         core = core_model(vlm)
-        text_cfg = getattr(core.config, "text_config", core.config)
+        text_cfg = core.config.get_text_config()
         if cfg.model.vision_positions:
             merge = int(getattr(core.config.vision_config, "spatial_merge_size", 2))
             positions = VisionPositions(text_cfg.hidden_size, merge).to(next(vlm.parameters()).dtype)
