@@ -156,8 +156,9 @@ def test_early_stopping_on_a_metric_that_should_rise():
 def test_training_on_four_photos_raises_an_overfit_alarm(monitor_config, small_dataset, tmp_path):
     """Four training photos, validated on six others: the training loss falls away from the validation loss.
 
-    The default head (local tower, IoU objectness) memorises more slowly than the one this test was written for:
-    its train/validation ratio passes 2 after ~70 steps, not ~40, hence 96 steps."""
+    The default head (local tower, IoU objectness) memorises slowly: the validation / training ratio passes the
+    default 2.0 only after ~80 steps, but is past 1.3 and rising within ~40, so the alarm is set at 1.3 here
+    (a monitor setting, `monitor.overfit_ratio`) and the run is 56 steps."""
     lines = (small_dataset / "train.jsonl").read_text(encoding="utf-8").splitlines()
     train4, val6 = tmp_path / "train4.jsonl", tmp_path / "val6.jsonl"
     train4.write_text("\n".join(lines[:4]) + "\n", encoding="utf-8")
@@ -165,11 +166,12 @@ def test_training_on_four_photos_raises_an_overfit_alarm(monitor_config, small_d
     images = small_dataset / "images"
     (tmp_path / "images").symlink_to(images)
     cfg = monitor_config(tmp_path / "run", f"data.train={train4}", f"data.val={val6}", "data.teacher_ratio=0",
-                         "training.per_device_batch_size=4", "training.max_steps=96", "training.eval_steps=4",
+                         "training.per_device_batch_size=4", "training.max_steps=56", "training.eval_steps=4",
                          "training.lr_scheduler=constant", *(f"training.lr.{g}=3e-3" for g in GROUPS), "monitor.every_steps=4",
+                         "monitor.overfit_ratio=1.3",
                          "detection.grad_to_vlm=1")  # the whole model memorising the four photos, as before the default changed
     result = train(cfg, progress=False)
     assert "overfit" in result["alarms"], result["alarms"]
     ratios = _scalars(tmp_path / "run")["health/overfit_ratio"]
     first = result["alarms"]["overfit"]["first_step"]
-    assert ratios[first] > 2.0 and ratios[first] > ratios[first - 4]
+    assert ratios[first] > 1.3 and ratios[first] > ratios[first - 4]
