@@ -8,11 +8,14 @@ import runpy
 import sys
 from pathlib import Path
 
+import torch
+
 
 def run_bench_in_process(script: Path, args: list[str]) -> tuple[int, str, str]:
     """Exit code, stdout and stderr of `python script *args`, without paying a new interpreter's imports."""
     out, err = io.StringIO(), io.StringIO()
     argv, sys.argv = sys.argv, [str(script), *args]
+    threads = torch.get_num_threads()  # a bench may set its own; the test process keeps the suite's
     code = 0
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -21,4 +24,5 @@ def run_bench_in_process(script: Path, args: list[str]) -> tuple[int, str, str]:
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     finally:
         sys.argv = argv
+        torch.set_num_threads(threads)
     return code, out.getvalue(), err.getvalue()

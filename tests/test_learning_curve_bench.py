@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from tests.bench_runner import run_bench_in_process
@@ -14,11 +12,11 @@ BENCH = Path(__file__).resolve().parents[1] / "bench" / "learning_curve.py"
 
 def test_bench_prints_ap50_for_every_mode_at_every_checkpoint_beside_the_prior():
     args = ["--scenes", "shapes", "--steps", "2", "--every", "1", "--train", "8", "--val", "2"]
-    result = subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r"best constant box \d\.\d{3} / \d\.\d{3}", result.stdout), result.stdout
-    rows = [line.split() for line in result.stdout.splitlines() if re.match(r"\s+default\s+\d+\s", line)]
-    assert [r[1] for r in rows] == ["1", "2"], result.stdout
+    code, stdout, stderr = run_bench_in_process(BENCH, args)
+    assert code == 0, stdout + stderr
+    assert re.search(r"best constant box \d\.\d{3} / \d\.\d{3}", stdout), stdout
+    rows = [line.split() for line in stdout.splitlines() if re.match(r"\s+default\s+\d+\s", line)]
+    assert [r[1] for r in rows] == ["1", "2"], stdout
     for r in rows:  # model, step, then per label / agnostic for head, name and generate
         values = [float(v) for v in r[2:] if v != "/"]
         assert len(values) == 6 and all(0.0 <= v <= 1.0 for v in values), r
