@@ -175,6 +175,20 @@ class TrainingConfig(_Strict):
         return v
 
 
+class CaptionRefitConfig(_Strict):
+    """A last phase of training: the head's caption decoder alone, refit on the finished model's frozen query vectors.
+
+    Each training photo's objects are paired with the query whose box covers them best (IoU >= `min_iou`), the
+    query that names them at inference; only the caption layers learn, for `steps` batches of `batch_size` pairs
+    (docs/tiles.md, "A caption refit"). 0 steps: off.
+    """
+
+    steps: int = Field(0, ge=0)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, gt=0)
+    min_iou: float = Field(0.5, gt=0, le=1)
+
+
 class DetectionConfig(_Strict):
     """The optional DETR-style head on the VLM's hidden states."""
 
@@ -206,6 +220,7 @@ class DetectionConfig(_Strict):
     box_format: Literal["cxcywh", "xyxy"] = "cxcywh"
     caption_max_tokens: int = Field(32, gt=0)
     dropout: float = Field(0.1, ge=0, lt=1)
+    caption_refit: CaptionRefitConfig = Field(default_factory=CaptionRefitConfig)
 
 
 class LossConfig(_Strict):

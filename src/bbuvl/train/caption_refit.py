@@ -1,0 +1,187 @@
+"""The caption refit: a last phase of training in which only the head's caption decoder learns, on frozen features.
+
+During training the caption decoder learns from the queries the Hungarian matcher pairs with objects while the
+boxes, the queries and the VLM under them are all still moving, a few objects per step beside every other loss.
+Once they have settled, the finished model's query vectors are fixed inputs: every training photo is passed
+through the frozen model once, each object is paired with the query whose box covers it best (the query that
+names it at inference), and the caption layers alone are fitted to those pairs. It is the classifier
+re-training of "Decoupling Representation and Classifier" (Kang et al., ICLR 2020) applied to the head's
+captions; docs/tiles.md ("A caption refit") has what it measured.
+
+Under DDP every process passes its share of the photos and the pairs are gathered, so every process fits the
+same pairs in the same order and ends with the same weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from transformers import TrainerCallback
+
+from bbuvl.config import CaptionRefitConfig
+from bbuvl.encode.chat import SPAN_STUDENT, ChatEncoder, Turn, image_for_model
+from bbuvl.encode.collate import PaddedCollator
+from bbuvl.model.box_ops import box_iou, to_xyxy
+from bbuvl.model.vlm import BBUVLModel
+
+log = logging.getLogger(__name__)
+
+# The head's modules that turn a query vector into caption tokens; the token embedding they share with the
+# language model stays frozen.
+CAPTION_MODULES = ("caption_in", "caption_in_norm", "caption_pos", "caption_decoder", "caption_out")
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A training photo as the refit reads it: the file, its stored size, and its objects' boxes and labels."""
+
+    path: str
+    size: tuple[int, int]
+    boxes: list[list[float]]  # stored pixels, xyxy
+    labels: list[str]
+
+
+@dataclass
+class RefitResult:
+    """What a refit did: pairs found, objects no query covered, and its loss at the first and last steps."""
+
+    pairs: int
+    uncovered: int
+    first_loss: float
+    last_loss: float
+    seconds: float
+
+
+@torch.no_grad()
+def covered_pairs(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedCollator, contract, photos: Sequence[Photo],
+                  min_iou: float, batch_size: int = 4) -> tuple[torch.Tensor, list[str], int]:
+    """`(query vectors [N, D], labels, uncovered)`: each object with the query whose box covers it best at IoU >=
+    `min_iou`, from one inference pass of the frozen model over `photos` (prompt only, as `predict` encodes it)."""
+    head = model.detection_head
+    device = next(model.parameters()).device
+    vectors, labels, uncovered = [], [], 0
+    for start in range(0, len(photos), batch_size):
+        part = photos[start:start + batch_size]
+        samples = [encoder.encode([Turn(image_for_model(p.path, p.size, contract), None, SPAN_STUDENT)],
+                                  add_generation_prompt=True) for p in part]
+        det = model.detect(collator(samples).to(device))
+        boxes = to_xyxy(det.boxes.float(), head.box_format).clamp(0, 1)  # [S, Q, 4], relative
+        for s, p in enumerate(part):
+            if not p.boxes:
+                continue
+            W, H = p.size
+            truth = torch.tensor(p.boxes, dtype=torch.float32, device=boxes.device) / torch.tensor(
+                [W, H, W, H], dtype=torch.float32, device=boxes.device)
+            iou = box_iou(truth, boxes[s])  # [objects, Q]
+            best, query = iou.max(dim=1)
+            for k, label in enumerate(p.labels):
+                if float(best[k]) >= min_iou:
+                    vectors.append(det.query_hidden[s, int(query[k])].float().cpu())
+                    labels.append(label)
+                else:
+                    uncovered += 1
+    stacked = torch.stack(vectors) if vectors else torch.zeros(0, head.d_model)
+    return stacked, labels, uncovered
+
+
+def _gather(vectors: torch.Tensor, labels: list[str], uncovered: int) -> tuple[torch.Tensor, list[str], int]:
+    """Every process's pairs, in rank order (identical on every process); unchanged without DDP."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return vectors, labels, uncovered
+    parts: list = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, (vectors, labels, uncovered))
+    return (torch.cat([v for v, _, _ in parts]), [x for _, ls, _ in parts for x in ls], sum(u for _, _, u in parts))
+
+
+def refit_captions(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedCollator, contract, photos: Sequence[Photo],
+                   cfg: CaptionRefitConfig, seed: int) -> RefitResult:
+    """Fit the head's caption layers to the frozen model's covered objects for `cfg.steps` steps; every other
+    parameter, and every module's train/eval mode, is left as it was."""
+    start = time.perf_counter()
+    head = model.detection_head
+    was_training = model.training
+    model.eval()
+    try:
+        if dist.is_available() and dist.is_initialized():
+            photos = photos[dist.get_rank()::dist.get_world_size()]
+        vectors, labels, uncovered = _gather(*covered_pairs(model, encoder, collator, contract, photos, cfg.min_iou))
+    finally:
+        model.train(was_training)
+    if not labels:
+        raise ValueError(f"detection.caption_refit: no training object is covered by a query's box at IoU >= "
+                         f"{cfg.min_iou:g} ({uncovered} objects): the head has not learned to find them yet")
+    captions = [torch.tensor(encoder.tokenizer.encode(label, add_special_tokens=False) + [head.eos_token_id])
+                for label in labels]
+    # The fit runs on copies of the caption layers, swapped in for its duration and copied back after: under DDP
+    # the model's own parameters carry the reducer's gradient hooks, which expect every backward to come from a
+    # DDP forward. The shared token embedding is read, not trained.
+    originals = {name: getattr(head, name) for name in CAPTION_MODULES}
+    copies = {name: copy.deepcopy(module).train() for name, module in originals.items()}
+    params = [p for module in copies.values() for p in module.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    embedding = head.token_embedding.weight
+    embedding_trains = embedding.requires_grad
+    embedding.requires_grad_(False)
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(seed)
+    dtype, device = params[0].dtype, params[0].device
+    losses = []
+    try:
+        for name, module in copies.items():
+            setattr(head, name, module)
+        for _ in range(cfg.steps):
+            pick = torch.randint(0, len(labels), (cfg.batch_size,), generator=generator).tolist()
+            hidden = vectors[pick].to(device=device, dtype=dtype)
+            targets = torch.nn.utils.rnn.pad_sequence([captions[i] for i in pick], batch_first=True,
+                                                      padding_value=-100).to(device)
+            logits = head.caption_logits(hidden, targets)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+    finally:
+        for name, module in originals.items():
+            setattr(head, name, module)
+        embedding.requires_grad_(embedding_trains)
+    if not all(math.isfinite(v) for v in losses):
+        raise FloatingPointError("detection.caption_refit: the caption loss became non-finite; lower its lr")
+    with torch.no_grad():
+        for name in CAPTION_MODULES:
+            for mine, fitted in zip(originals[name].parameters(), copies[name].parameters()):
+                mine.copy_(fitted)
+    result = RefitResult(len(labels), uncovered, losses[0] if losses else float("nan"),
+                         losses[-1] if losses else float("nan"), time.perf_counter() - start)
+    log.info("caption refit: %d objects paired with a query (%d not covered at IoU >= %g), %d steps, loss %.4f -> %.4f, "
+             "%.0f s", result.pairs, result.uncovered, cfg.min_iou, cfg.steps, result.first_loss, result.last_loss,
+             result.seconds)
+    return result
+
+
+class CaptionRefitCallback(TrainerCallback):
+    """Runs the refit when training ends (a resumed run that had already ended refits again, the same way), so the
+    final checkpoint holds the refitted captions; its numbers go into the run's history."""
+
+    def __init__(self, cfg: CaptionRefitConfig, seed: int, encoder: ChatEncoder, collator: PaddedCollator, contract,
+                 photos: Sequence[Photo]):
+        self.cfg, self.seed, self.encoder, self.collator, self.contract = cfg, seed, encoder, collator, contract
+        self.photos = list(photos)
+        self.result: RefitResult | None = None
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        """Refit the captions of the model the trainer is about to save."""
+        self.result = refit_captions(model, self.encoder, self.collator, self.contract, self.photos, self.cfg, self.seed)
+        state.log_history.append({"caption_refit_pairs": self.result.pairs,
+                                  "caption_refit_uncovered": self.result.uncovered,
+                                  "caption_refit_loss_first": self.result.first_loss,
+                                  "caption_refit_loss_last": self.result.last_loss,
+                                  "caption_refit_seconds": round(self.result.seconds, 1), "step": state.global_step})

@@ -1,0 +1,85 @@
+"""The caption refit: only the head's caption layers change, they fit the frozen model's covered objects, and the
+run's history says what it did."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bbuvl.config import CaptionRefitConfig
+from bbuvl.train.caption_refit import CAPTION_MODULES, Photo, covered_pairs, refit_captions
+from bbuvl.train.trainer import build_run, train
+from bbuvl.encode.collate import PaddedCollator
+
+REFIT = ["detection.caption_refit.steps=30", "detection.caption_refit.min_iou=0.01", "detection.caption_refit.batch_size=16"]
+
+
+def _weights(final: Path) -> dict[str, torch.Tensor]:
+    return {**{f"vlm.{k}": v for k, v in load_file(final / "model.safetensors").items()},
+            **{f"head.{k}": v for k, v in load_file(final / "detection_head.safetensors").items()}}
+
+
+def test_a_run_with_a_refit_differs_from_one_without_in_the_caption_layers_alone(run_config, tmp_path):
+    plain = train(run_config(f"training.output_dir={tmp_path / 'plain'}"), progress=False)
+    refit = train(run_config(f"training.output_dir={tmp_path / 'refit'}", *REFIT), progress=False)
+    a, b = _weights(Path(plain["final"])), _weights(Path(refit["final"]))
+    assert a.keys() == b.keys()
+    changed = {k for k in a if not torch.equal(a[k], b[k])}
+    assert changed, "the refit changed nothing"
+    assert all(k.split(".")[1] in CAPTION_MODULES for k in changed), sorted(changed)
+    assert any(k.split(".")[1] == "caption_decoder" for k in changed)
+    [entry] = [h for h in refit["history"] if "caption_refit_pairs" in h]
+    assert entry["caption_refit_pairs"] > 0 and entry["step"] == 4
+    assert entry["caption_refit_loss_last"] < entry["caption_refit_loss_first"]
+    saved = json.loads((tmp_path / "refit" / "history.json").read_text(encoding="utf-8"))
+    assert any("caption_refit_pairs" in h for h in saved)
+    assert not any("caption_refit_pairs" in h for h in plain["history"])
+
+
+@pytest.fixture()
+def built(run_config, tmp_path):
+    """A built (untrained) run and the refit's inputs for its training photos."""
+    run = build_run(run_config(f"training.output_dir={tmp_path / 'run'}"))
+    collator = PaddedCollator(run.collator.pad_token_id, run.collator.image_token_id, padding_side="right")
+    photos = [Photo(s.student.image_path, s.student.record.size, [o.bbox_2d for o in s.student.record.objects],
+                    [o.desc for o in s.student.record.objects]) for s in run.train_dataset.sources]
+    return run, collator, photos
+
+
+def test_the_refit_fits_the_covered_objects_and_leaves_every_flag_as_it_was(built):
+    run, collator, photos = built
+    model, head = run.model, run.model.detection_head
+    model.train()
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    vectors, labels, uncovered = covered_pairs(model, run.train_dataset.encoder, collator, run.contract, photos, 0.01)
+    assert len(labels) == vectors.shape[0] > 0 and vectors.shape[1] == head.d_model
+    assert len(labels) + uncovered == sum(len(p.labels) for p in photos)
+    tok = run.train_dataset.encoder.tokenizer
+
+    def loss() -> float:
+        targets = torch.nn.utils.rnn.pad_sequence(
+            [torch.tensor(tok.encode(x, add_special_tokens=False) + [head.eos_token_id]) for x in labels],
+            batch_first=True, padding_value=-100)
+        with torch.no_grad():
+            logits = head.caption_logits(vectors.to(head._param_dtype()), targets)
+        return float(torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100))
+
+    before = loss()
+    result = refit_captions(model, run.train_dataset.encoder, collator, run.contract, photos,
+                            CaptionRefitConfig(steps=60, min_iou=0.01, batch_size=16), seed=0)
+    assert result.pairs == len(labels) and result.uncovered == uncovered
+    assert loss() < 0.5 * before, (before, loss())
+    assert model.training and {n: p.requires_grad for n, p in model.named_parameters()} == flags
+    assert all(getattr(head, name) is not None for name in CAPTION_MODULES)
+
+
+def test_a_refit_with_no_covered_object_is_refused_by_name(built):
+    run, collator, photos = built
+    no_boxes = [Photo(p.path, p.size, [[0.0, 0.0, 1.0, 1.0]] * len(p.labels), p.labels) for p in photos]
+    with pytest.raises(ValueError, match=r"detection.caption_refit: no training object is covered"):
+        refit_captions(run.model, run.train_dataset.encoder, collator, run.contract, no_boxes,
+                       CaptionRefitConfig(steps=5, min_iou=0.9), seed=0)
