@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from bbuvl.config import CaptionRefitConfig
-from bbuvl.train.caption_refit import CAPTION_MODULES, Photo, covered_pairs, refit_captions
-from bbuvl.train.trainer import build_run, train
 from bbuvl.encode.collate import PaddedCollator
+from bbuvl.train.caption_refit import CAPTION_MODULES, Photo, covered_pairs, refit_captions, training_photos
+from bbuvl.train.trainer import build_run, train
 
 REFIT = ["detection.caption_refit.steps=30", "detection.caption_refit.min_iou=0.01", "detection.caption_refit.batch_size=16"]
 
@@ -45,9 +45,7 @@ def built(run_config, tmp_path):
     """A built (untrained) run and the refit's inputs for its training photos."""
     run = build_run(run_config(f"training.output_dir={tmp_path / 'run'}"))
     collator = PaddedCollator(run.collator.pad_token_id, run.collator.image_token_id, padding_side="right")
-    photos = [Photo(s.student.image_path, s.student.record.size, [o.bbox_2d for o in s.student.record.objects],
-                    [o.desc for o in s.student.record.objects]) for s in run.train_dataset.sources]
-    return run, collator, photos
+    return run, collator, training_photos(run.train_dataset)
 
 
 def test_the_refit_fits_the_covered_objects_and_leaves_every_flag_as_it_was(built):

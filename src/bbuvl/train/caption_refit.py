@@ -27,10 +27,12 @@ import torch.nn.functional as F
 from transformers import TrainerCallback
 
 from bbuvl.config import CaptionRefitConfig
+from bbuvl.data.coords import CoordinateContract
 from bbuvl.encode.chat import SPAN_STUDENT, ChatEncoder, Turn, image_for_model
 from bbuvl.encode.collate import PaddedCollator
 from bbuvl.model.box_ops import box_iou, to_xyxy
 from bbuvl.model.vlm import BBUVLModel
+from bbuvl.train.dataset import ConversationDataset
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,12 @@ class Photo:
     labels: list[str]
 
 
+def training_photos(dataset: ConversationDataset) -> list[Photo]:
+    """The student photos of a training dataset, as the refit reads them (teachers and crops play no part)."""
+    return [Photo(s.student.image_path, s.student.record.size, [o.bbox_2d for o in s.student.record.objects],
+                  [o.desc for o in s.student.record.objects]) for s in dataset.sources]
+
+
 @dataclass
 class RefitResult:
     """What a refit did: pairs found, objects no query covered, and its loss at the first and last steps."""
@@ -61,8 +69,8 @@ class RefitResult:
 
 
 @torch.no_grad()
-def covered_pairs(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedCollator, contract, photos: Sequence[Photo],
-                  min_iou: float, batch_size: int = 4) -> tuple[torch.Tensor, list[str], int]:
+def covered_pairs(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedCollator, contract: CoordinateContract,
+                  photos: Sequence[Photo], min_iou: float, batch_size: int = 4) -> tuple[torch.Tensor, list[str], int]:
     """`(query vectors [N, D], labels, uncovered)`: each object with the query whose box covers it best at IoU >=
     `min_iou`, from one inference pass of the frozen model over `photos` (prompt only, as `predict` encodes it)."""
     head = model.detection_head
@@ -101,8 +109,8 @@ def _gather(vectors: torch.Tensor, labels: list[str], uncovered: int) -> tuple[t
     return (torch.cat([v for v, _, _ in parts]), [x for _, ls, _ in parts for x in ls], sum(u for _, _, u in parts))
 
 
-def refit_captions(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedCollator, contract, photos: Sequence[Photo],
-                   cfg: CaptionRefitConfig, seed: int) -> RefitResult:
+def refit_captions(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedCollator, contract: CoordinateContract,
+                   photos: Sequence[Photo], cfg: CaptionRefitConfig, seed: int) -> RefitResult:
     """Fit the head's caption layers to the frozen model's covered objects for `cfg.steps` steps; every other
     parameter, and every module's train/eval mode, is left as it was."""
     start = time.perf_counter()
@@ -171,17 +179,15 @@ class CaptionRefitCallback(TrainerCallback):
     """Runs the refit when training ends (a resumed run that had already ended refits again, the same way), so the
     final checkpoint holds the refitted captions; its numbers go into the run's history."""
 
-    def __init__(self, cfg: CaptionRefitConfig, seed: int, encoder: ChatEncoder, collator: PaddedCollator, contract,
-                 photos: Sequence[Photo]):
+    def __init__(self, cfg: CaptionRefitConfig, seed: int, encoder: ChatEncoder, collator: PaddedCollator,
+                 contract: CoordinateContract, photos: Sequence[Photo]):
         self.cfg, self.seed, self.encoder, self.collator, self.contract = cfg, seed, encoder, collator, contract
         self.photos = list(photos)
-        self.result: RefitResult | None = None
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         """Refit the captions of the model the trainer is about to save."""
-        self.result = refit_captions(model, self.encoder, self.collator, self.contract, self.photos, self.cfg, self.seed)
-        state.log_history.append({"caption_refit_pairs": self.result.pairs,
-                                  "caption_refit_uncovered": self.result.uncovered,
-                                  "caption_refit_loss_first": self.result.first_loss,
-                                  "caption_refit_loss_last": self.result.last_loss,
-                                  "caption_refit_seconds": round(self.result.seconds, 1), "step": state.global_step})
+        result = refit_captions(model, self.encoder, self.collator, self.contract, self.photos, self.cfg, self.seed)
+        state.log_history.append({"caption_refit_pairs": result.pairs, "caption_refit_uncovered": result.uncovered,
+                                  "caption_refit_loss_first": result.first_loss,
+                                  "caption_refit_loss_last": result.last_loss,
+                                  "caption_refit_seconds": round(result.seconds, 1), "step": state.global_step})

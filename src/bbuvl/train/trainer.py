@@ -38,7 +38,7 @@ from bbuvl.model.lora import apply_lora
 from bbuvl.model.loss_scale import LossDenominators
 from bbuvl.model.packed_attention import use_packed_sdpa
 from bbuvl.model.vlm import BBUVLModel, core_model
-from bbuvl.train.caption_refit import CaptionRefitCallback, Photo
+from bbuvl.train.caption_refit import CaptionRefitCallback, training_photos
 from bbuvl.train.callbacks import EpochCallback, NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
 from bbuvl.train.dataset import ConversationDataset, SourcedRecord, read_training_data, sources_from
 from bbuvl.train.monitors import health_summary, training_health
@@ -338,10 +338,8 @@ def make_trainer(run: Run, progress: bool = True, callbacks: list | None = None)
     refit = cfg.detection.caption_refit
     if cfg.detection.enabled and refit.steps > 0:
         collator = PaddedCollator(run.collator.pad_token_id, run.collator.image_token_id, padding_side="right")
-        photos = [Photo(s.student.image_path, s.student.record.size, [o.bbox_2d for o in s.student.record.objects],
-                        [o.desc for o in s.student.record.objects]) for s in run.train_dataset.sources]
         trainer.add_callback(CaptionRefitCallback(refit, cfg.training.seed, run.train_dataset.encoder, collator,
-                                                  run.contract, photos))
+                                                  run.contract, training_photos(run.train_dataset)))
     return trainer
 
 
