@@ -93,7 +93,8 @@ evaluate() {  # evaluate STAGE: the three modes side by side, one one-thread pro
   --min-objects 1 --max-objects 1
 # Stage B: close-ups of BBUs, panels and ground bars at 448x336, where parts are >= ~40 px: 1,200 photos
 # (synthetic photos cost nothing but rendering, two processes), 500 steps of batch 4, the head reading the
-# tower's pre-merge patches. When stage A ran, stage B starts from its checkpoint: the VLM has learned to see and
+# tower's pre-merge patches and the pixels inside each box, then a refit of its captions and pixel level on the
+# finished model's queries (configs/demo.yaml). When stage A ran, stage B starts from its checkpoint: the VLM has learned to see and
 # to place, and its head's box layers and vision positions carry over (model.reuse_modules); the queries and the
 # label layers are new. docs/tiles.md, "Stage B", has every lever measured.
 [[ " $STAGES " == *" bbu "* ]] && START_FROM="$OUT/shapes/run/final" stage bbu configs/demo.yaml --framing closeup \
@@ -131,10 +132,11 @@ for stage, what in (("shapes", "A, shapes (one shape per photo)"), ("bbu", "B, B
 print("\nWhat a randomly initialised 1M-parameter model learns in a few CPU-minutes: on shapes the head finds and\n"
       "names every shape, and name mode (the head's boxes, named by the VLM) scores as high; generate mode alone\n"
       "names the colour but does not yet write the place. On BBU close-ups, built on stage A's weights and head,\n"
-      "the head finds the screws and connection points well above the constant box, but does not yet tell a\n"
-      "correct from a wrong one: on the ones it finds, it names the state about as often right as always saying\n"
-      "'correct' would. Compare each number with its constant box. A pretrained Qwen2.5-VL starts far ahead\n"
-      "(docs/localisation.md; docs/tiles.md has stage B's levers).")
+      "the head finds the screws and connection points well above the constant box, and after the refit of its\n"
+      "captions on the pixels inside each box it tells a correct one from a wrong one more often than always\n"
+      "saying 'correct' would, though not yet as well as those pixels allow. Compare each number with its\n"
+      "constant box. A pretrained Qwen2.5-VL starts far ahead (docs/localisation.md; docs/tiles.md has stage B's\n"
+      "levers).")
 print(f"\nEverything is under {out}/: <stage>/data, <stage>/run/final (checkpoint), <stage>/metrics_*.json, "
       "<stage>/report_*/index.html, <stage>/run/tb (TensorBoard)")
 SUMMARY

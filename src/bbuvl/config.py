@@ -208,6 +208,10 @@ class DetectionConfig(_Strict):
     # token grid before the proposals and RoI-sampled per query, both through zero-initialised projections
     # (docs/tiles.md, "Finer features"). Two-stage head only.
     fine_features: bool = False
+    # The photo's own pixels, as the tower received them, sampled on a P x P grid inside each query's reference box
+    # through a zero-initialised MLP: a third level, for what lies inside a part (a screw's empty hole, a plug half
+    # out) rather than where it is (docs/tiles.md, "The state"). 0 = off; two-stage head only.
+    pixel_points: int = Field(0, ge=0)
     decoder_layers: int = Field(2, gt=0)
     # How much of the head's gradient reaches the VLM (0 = the VLM learns from its language loss only). In full,
     # the head's box losses swamped the vision features and its captions stayed at chance; a tenth trains the

@@ -433,3 +433,91 @@ def test_fine_features_need_the_towers_width_and_maps_under_the_token_grid():
         head(vis, vm, txt, tm, vision_grid_hw=GRID)
     with pytest.raises(ValueError, match="do not lie under"):
         head(vis, vm, txt, tm, vision_grid_hw=GRID, fine_maps=torch.zeros(2, PATCH_DIM, 4, 4))
+
+
+# --- the pixel level -----------------------------------------------------------------------------
+
+PIXELS_PER_TOKEN = 4  # a toy token of 4 x 4 pixels
+
+
+def pixel_maps_for(grid_hw: torch.Tensor, seed: int = 5) -> torch.Tensor:
+    """Random pixels `[B, 3, k Hmax, k Wmax]`, zero outside each image's own k h x k w."""
+    g = torch.Generator().manual_seed(seed)
+    k = PIXELS_PER_TOKEN
+    hmax, wmax = (int(v) for v in grid_hw.max(0).values)
+    maps = torch.randn(len(grid_hw), 3, k * hmax, k * wmax, generator=g)
+    for b, (h, w) in enumerate(grid_hw.tolist()):
+        maps[b, :, k * h:], maps[b, :, :, k * w:] = 0, 0
+    return maps
+
+
+def pixel_head(num_queries=5, seed=0, **kw) -> DetectionHead:
+    torch.manual_seed(seed)
+    cfg = DetectionConfig(num_queries=num_queries, decoder_layers=2, caption_layers=2, num_heads=4, dropout=0.0,
+                          caption_max_tokens=10, pixel_points=4, **kw)
+    return DetectionHead(HIDDEN, nn.Embedding(VOCAB, HIDDEN), cfg, bos_token_id=BOS, eos_token_id=EOS,
+                         pad_token_id=PAD).eval()
+
+
+def _nudge_pixel_layer(head: DetectionHead) -> None:
+    """Move the zero-initialised last pixel layer, as training would."""
+    g = torch.Generator().manual_seed(8)
+    with torch.no_grad():
+        last = head.pixel_roi.layers[-1]
+        last.weight.copy_(torch.randn(last.weight.shape, generator=g) * 0.05)
+
+
+def test_the_pixel_level_starts_exactly_where_the_head_without_it_is():
+    off, _ = make_head(two_stage=True, num_queries=5)
+    on = pixel_head()
+    missing, unexpected = on.load_state_dict(off.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("pixel_roi.") for k in missing)
+    vis, vm, txt, tm = features(batch=2)
+    vm[1, 9:] = False
+    grid_hw = torch.tensor([[3, 4], [3, 3]])
+    a = off(vis, vm, txt, tm, vision_grid_hw=grid_hw)
+    b = on(vis, vm, txt, tm, vision_grid_hw=grid_hw, pixel_maps=pixel_maps_for(grid_hw))
+    for name in ("boxes", "objectness_logits", "query_hidden"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+
+
+def test_the_pixel_level_trains_from_zero_and_then_reads_the_pixels_inside_each_box():
+    head = pixel_head().train()
+    vis, vm, txt, tm = features(batch=2)
+    pixels = pixel_maps_for(GRID)
+    out = head(vis, vm, txt, tm, vision_grid_hw=GRID, pixel_maps=pixels)
+    out.query_hidden.sum().backward()
+    assert head.pixel_roi.layers[-1].weight.grad.abs().sum() > 0
+    head.eval()
+    _nudge_pixel_layer(head)
+    before = head(vis, vm, txt, tm, vision_grid_hw=GRID, pixel_maps=pixels)
+    other = head(vis, vm, txt, tm, vision_grid_hw=GRID, pixel_maps=pixel_maps_for(GRID, seed=6))
+    assert not torch.allclose(before.query_hidden, other.query_hidden)
+    # The pixels name the parts; where they are and whether they are there stay the tokens' and patches' answer.
+    for name in ("proposal_logits", "boxes", "objectness_logits"):
+        assert torch.equal(getattr(before, name), getattr(other, name)), name
+
+
+def test_the_pixel_level_gives_each_image_of_a_batch_the_answer_it_gets_alone():
+    head = pixel_head()
+    _nudge_pixel_layer(head)
+    vis, vm, txt, tm = features(batch=2)
+    vm[1, 9:] = False  # image 1 is a 3x3 grid padded to image 0's 3x4
+    grid_hw = torch.tensor([[3, 4], [3, 3]])
+    pixels = pixel_maps_for(grid_hw)
+    k = PIXELS_PER_TOKEN
+    pixels[1, :, 3 * k:], pixels[1, :, :, 3 * k:] = 100.0, 100.0  # whatever lies on the padding must not matter
+    both = head(vis, vm, txt, tm, vision_grid_hw=grid_hw, pixel_maps=pixels)
+    alone = head(vis[1:, :9], vm[1:, :9], txt[1:], tm[1:], vision_grid_hw=grid_hw[1:],
+                 pixel_maps=pixels[1:, :, :3 * k, :3 * k])
+    assert torch.allclose(both.boxes[1], alone.boxes[0], atol=1e-5)
+    assert torch.allclose(both.query_hidden[1], alone.query_hidden[0], atol=1e-5)
+
+
+def test_the_pixel_level_needs_pixel_maps_under_the_token_grid():
+    head = pixel_head()
+    vis, vm, txt, tm = features()
+    with pytest.raises(ValueError, match="needs pixel_maps"):
+        head(vis, vm, txt, tm, vision_grid_hw=GRID)
+    with pytest.raises(ValueError, match="do not lie under"):
+        head(vis, vm, txt, tm, vision_grid_hw=GRID, pixel_maps=torch.zeros(2, 3, 7, 9))

@@ -6,15 +6,23 @@ import torch
 from PIL import Image
 
 from bbuvl.data.families import get_family
-from bbuvl.model.patch_features import PatchCapture, PatchFeatures, map_to_unit_order, patch_maps, unit_order_to_map
+from bbuvl.model.patch_features import (
+    PatchCapture,
+    PatchFeatures,
+    map_to_unit_order,
+    patch_maps,
+    pixel_maps,
+    unit_order_to_map,
+)
 from tests.diagnostics.conftest import one_thread  # noqa: F401 - one torch thread, as the training tests
 
 
-def _record(model, images: list[Image.Image], processor) -> tuple[PatchFeatures, torch.Tensor, torch.Tensor]:
+def _record(model, images: list[Image.Image], processor,
+            pixels: bool = False) -> tuple[PatchFeatures, torch.Tensor, torch.Tensor]:
     """The tower's recorded pre-merge features, its merged output and the images' patch grids."""
     visual = model.model.visual
     enc = processor.image_processor(images=images, return_tensors="pt")
-    capture = PatchCapture()
+    capture = PatchCapture(pixels=pixels)
     handle = capture.attach(visual)
     try:
         with torch.no_grad(), capture.recording():
@@ -97,3 +105,32 @@ def test_nothing_is_recorded_outside_recording(tiny):
             capture.take()
     finally:
         handle.remove()
+
+
+def test_the_pixel_map_is_the_photo_the_tower_received(tiny, tiny_family):
+    """Merge units, the [C, T, p, p] rows and the T copies are undone: de-normalised, the map is the photo again."""
+    model, processor = tiny
+    patch = get_family(tiny_family).patch_size
+    rng = np.random.default_rng(1)
+    sizes = (_frame_photo(tiny_family, 8, 6).size, _frame_photo(tiny_family, 6, 4).size)  # not resized
+    photos = [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for w, h in sizes]
+    patches, _, grids = _record(model, photos, processor, pixels=True)
+    assert patches.pixels is not None
+    maps = pixel_maps(patches, torch.tensor([1, 0]), patch)  # the smaller photo first: it is padded
+    ip = processor.image_processor
+    mean = torch.tensor(ip.image_mean)[:, None, None]
+    std = torch.tensor(ip.image_std)[:, None, None]
+    assert maps.shape == (2, 3, 12 * patch, 16 * patch)
+    for s, photo in enumerate((photos[1], photos[0])):
+        w, h = photo.size
+        want = torch.from_numpy(np.asarray(photo, dtype=np.float32) / 255).permute(2, 0, 1)
+        torch.testing.assert_close(maps[s, :, :h, :w] * std + mean, want, rtol=0, atol=1e-5)
+    assert maps[0, :, sizes[1][1]:].abs().sum() == 0 and maps[0, :, :, sizes[1][0]:].abs().sum() == 0
+
+
+def test_pixel_maps_need_recorded_pixels_and_a_matching_row_width():
+    grids = torch.tensor([[1, 2, 2]])
+    with pytest.raises(ValueError, match="no pixels recorded"):
+        pixel_maps(PatchFeatures(torch.zeros(4, 8), grids), torch.tensor([0]), 14)
+    with pytest.raises(ValueError, match="do not hold 3 x T x 14 x 14"):
+        pixel_maps(PatchFeatures(torch.zeros(4, 8), grids, torch.zeros(4, 3 * 14 * 14 + 1)), torch.tensor([0]), 14)

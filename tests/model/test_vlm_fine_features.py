@@ -1,5 +1,5 @@
-"""`detection.fine_features` in the whole model: the student image's patches reach the head in any batch layout,
-start exactly at the model without them, and survive a checkpoint."""
+"""`detection.fine_features` and `detection.pixel_points` in the whole model: the student image's patches and pixels
+reach the head in any batch layout, start exactly at the model without them, and survive a checkpoint."""
 
 import shutil
 from pathlib import Path
@@ -16,6 +16,12 @@ from bbuvl.train.trainer import build_run
 from tests.diagnostics.conftest import one_thread  # noqa: F401 - one torch thread, as the training tests
 
 FIELDS = ("boxes", "objectness_logits", "query_hidden")
+# The tower's pre-merge patches, the pixels it received, and both.
+LEVELS = {
+    "fine": ("detection.fine_features=true",),
+    "pixels": ("detection.pixel_points=4",),
+    "both": ("detection.fine_features=true", "detection.pixel_points=4"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -35,21 +41,25 @@ def two_shapes(tmp_path_factory) -> Path:
 
 
 def _nudge_fine(model) -> None:
-    """Move the zero-initialised fine projections, as training would, so the fine level changes the answer."""
+    """Move the zero-initialised fine and pixel projections, as training would, so each level changes the answer."""
     g = torch.Generator().manual_seed(7)
+    head = model.detection_head
+    layers = (getattr(head, "fine_fold", None), getattr(head, "fine_roi", None),
+              head.pixel_roi.layers[-1] if head.pixel_roi is not None else None)
     with torch.no_grad():
-        for layer in (model.detection_head.fine_fold, model.detection_head.fine_roi):
-            layer.weight.copy_(torch.randn(layer.weight.shape, generator=g) * 0.05)
+        for layer in layers:
+            if layer is not None:
+                layer.weight.copy_(torch.randn(layer.weight.shape, generator=g) * 0.05)
 
 
-def _fine_run(run_config, two_shapes, *overrides):
+def _fine_run(run_config, two_shapes, level: str = "fine"):
     # Teachers in every sample: the head must read the student image, not the batch's first images.
-    return build_run(run_config(f"data.train={two_shapes}", "data.teacher_ratio=1.0", "detection.fine_features=true",
-                                *overrides))
+    return build_run(run_config(f"data.train={two_shapes}", "data.teacher_ratio=1.0", *LEVELS[level]))
 
 
-def test_each_sample_reads_its_own_student_image_alone_padded_or_packed(run_config, two_shapes, tiny_family):
-    run = _fine_run(run_config, two_shapes)
+@pytest.mark.parametrize("level", LEVELS)
+def test_each_sample_reads_its_own_student_image_alone_padded_or_packed(run_config, two_shapes, tiny_family, level):
+    run = _fine_run(run_config, two_shapes, level)
     model = run.model.eval()
     _nudge_fine(model)
     samples = [run.train_dataset[0], run.train_dataset[1]]
@@ -71,11 +81,12 @@ def test_each_sample_reads_its_own_student_image_alone_padded_or_packed(run_conf
                 torch.testing.assert_close(getattr(in_row, name)[k], getattr(alone[k], name)[0], atol=1e-4, rtol=1e-4)
 
 
-def test_the_model_with_fine_features_starts_exactly_at_the_model_without(run_config, two_shapes):
+@pytest.mark.parametrize("level", LEVELS)
+def test_the_model_with_finer_levels_starts_exactly_at_the_model_without(run_config, two_shapes, level):
     off = build_run(run_config(f"data.train={two_shapes}", "data.teacher_ratio=1.0")).model.eval()
-    on = _fine_run(run_config, two_shapes).model.eval()
+    on = _fine_run(run_config, two_shapes, level).model.eval()
     missing, unexpected = on.detection_head.load_state_dict(off.detection_head.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith("fine_") for k in missing)
+    assert not unexpected and missing and all(k.startswith(("fine_", "pixel_roi.")) for k in missing)
     run = build_run(run_config(f"data.train={two_shapes}", "data.teacher_ratio=1.0"))
     batch = run.collator([run.train_dataset[0], run.train_dataset[1]])
     with torch.no_grad():
@@ -86,15 +97,20 @@ def test_the_model_with_fine_features_starts_exactly_at_the_model_without(run_co
     assert torch.equal(loss_off.loss, loss_on.loss)
 
 
-def test_fine_features_round_trip_through_a_checkpoint(run_config, two_shapes, tmp_path):
-    run = _fine_run(run_config, two_shapes)
+@pytest.mark.parametrize("level", ["fine", "pixels"])
+def test_finer_levels_round_trip_through_a_checkpoint(run_config, two_shapes, tmp_path, level):
+    run = _fine_run(run_config, two_shapes, level)
     _nudge_fine(run.model)
     folder = save_checkpoint(run.model, run.processor, run.cfg, run.contract, run.prompt, tmp_path / "ckpt")
     model, _, cfg, _, _ = load_model(folder, device="cpu")
-    assert cfg.detection.fine_features and model.detection_head.fine_features
+    head = model.detection_head
+    if level == "fine":
+        assert cfg.detection.fine_features and head.fine_features
+    else:
+        assert cfg.detection.pixel_points == 4 and head.pixel_points == 4 and not head.fine_features
     saved = run.model.detection_head.state_dict()
-    loaded = model.detection_head.state_dict()
-    assert saved.keys() == loaded.keys() and any(k.startswith("fine_fold") for k in loaded)
+    loaded = head.state_dict()
+    assert saved.keys() == loaded.keys() and any(k.startswith(("fine_fold", "pixel_roi")) for k in loaded)
     assert all(torch.equal(saved[k], loaded[k]) for k in saved)
     batch = run.collator([run.train_dataset[0]])
     with torch.no_grad():

@@ -12,7 +12,16 @@ from safetensors.torch import load_file
 
 from bbuvl.config import CaptionRefitConfig
 from bbuvl.encode.collate import PaddedCollator
-from bbuvl.train.caption_refit import CAPTION_MODULES, Photo, covered_pairs, refit_captions, training_photos
+from bbuvl.train.caption_refit import (
+    CAPTION_MODULES,
+    PIXEL_MODULE,
+    Photo,
+    caption_queries,
+    covered_pairs,
+    refit_captions,
+    refit_modules,
+    training_photos,
+)
 from bbuvl.train.trainer import build_run, train
 
 REFIT = ["detection.caption_refit.steps=30", "detection.caption_refit.min_iou=0.01", "detection.caption_refit.batch_size=16"]
@@ -40,10 +49,11 @@ def test_a_run_with_a_refit_differs_from_one_without_in_the_caption_layers_alone
     assert not any("caption_refit_pairs" in h for h in plain["history"])
 
 
-@pytest.fixture()
-def built(run_config, tmp_path):
-    """A built (untrained) run and the refit's inputs for its training photos."""
-    run = build_run(run_config(f"training.output_dir={tmp_path / 'run'}"))
+@pytest.fixture(params=["captions", "captions and pixels"])
+def built(run_config, tmp_path, request):
+    """A built (untrained) run and the refit's inputs for its training photos; with a pixel level, or without."""
+    pixels = ["detection.pixel_points=4"] if request.param == "captions and pixels" else []
+    run = build_run(run_config(f"training.output_dir={tmp_path / 'run'}", *pixels))
     collator = PaddedCollator(run.collator.pad_token_id, run.collator.image_token_id, padding_side="right")
     return run, collator, training_photos(run.train_dataset)
 
@@ -53,9 +63,15 @@ def test_the_refit_fits_the_covered_objects_and_leaves_every_flag_as_it_was(buil
     model, head = run.model, run.model.detection_head
     model.train()
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
-    vectors, labels, uncovered = covered_pairs(model, run.train_dataset.encoder, collator, run.contract, photos, 0.01)
-    assert len(labels) == vectors.shape[0] > 0 and vectors.shape[1] == head.d_model
+    before_weights = {n: p.detach().clone() for n, p in head.named_parameters()}
+    pairs = covered_pairs(model, run.train_dataset.encoder, collator, run.contract, photos, 0.01)
+    labels, uncovered = pairs.labels, pairs.uncovered
+    assert len(labels) == pairs.vectors.shape[0] > 0 and pairs.vectors.shape[1] == head.d_model
     assert len(labels) + uncovered == sum(len(p.labels) for p in photos)
+    if head.pixel_roi is None:
+        assert pairs.pixels is None
+    else:  # 4 x 4 points of 3 channels read for every pair
+        assert pairs.pixels.shape == (len(labels), 3 * 4 * 4) and pairs.pixels.abs().sum() > 0
     tok = run.train_dataset.encoder.tokenizer
 
     def loss() -> float:
@@ -63,7 +79,7 @@ def test_the_refit_fits_the_covered_objects_and_leaves_every_flag_as_it_was(buil
             [torch.tensor(tok.encode(x, add_special_tokens=False) + [head.eos_token_id]) for x in labels],
             batch_first=True, padding_value=-100)
         with torch.no_grad():
-            logits = head.caption_logits(vectors.to(head._param_dtype()), targets)
+            logits = head.caption_logits(caption_queries(head, pairs), targets)
         return float(torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100))
 
     before = loss()
@@ -73,6 +89,9 @@ def test_the_refit_fits_the_covered_objects_and_leaves_every_flag_as_it_was(buil
     assert loss() < 0.5 * before, (before, loss())
     assert model.training and {n: p.requires_grad for n, p in model.named_parameters()} == flags
     assert all(getattr(head, name) is not None for name in CAPTION_MODULES)
+    changed = {n.split(".")[0] for n, p in head.named_parameters() if not torch.equal(p, before_weights[n])}
+    assert changed == set(refit_modules(head)), changed
+    assert (PIXEL_MODULE in changed) == (head.pixel_roi is not None)
 
 
 def test_a_refit_with_no_covered_object_is_refused_by_name(built):

@@ -52,6 +52,9 @@ class DetectionOutput:
     proposal_logits: Tensor | None = None  # [batch_size, num_vision]
     proposal_valid: Tensor | None = None  # [batch_size, num_vision], False on padding
     proposal_centres: Tensor | None = None  # [batch_size, num_vision, 2], each token's cell centre (x, y), normalised
+    # With a pixel level: what it read, [batch_size, num_queries, C * P * P]; query_hidden already holds its MLP's
+    # output, so query_hidden - pixel_roi(pixel_samples) is the query the boxes were read from.
+    pixel_samples: Tensor | None = None
 
 
 class ResidualAdapter(nn.Module):
@@ -263,6 +266,7 @@ class DetectionHead(nn.Module):
         pad_token_id: int,
         d_model: int | None = None,
         patch_dim: int | None = None,
+        pixel_channels: int = 3,
     ):
         super().__init__()
         d_model = d_model or min(hidden_size, DEFAULT_D_MODEL)
@@ -314,6 +318,10 @@ class DetectionHead(nn.Module):
             self.fine_in = nn.Sequential(nn.LayerNorm(patch_dim), nn.Linear(patch_dim, d_model), nn.GELU())
             self.fine_fold = nn.Linear(FINE_MERGE**2 * d_model, d_model)
             self.fine_roi = nn.Linear(d_model * roi**2, d_model) if roi else None
+        # The pixels inside each query's reference box (docs/tiles.md, "The state"): an MLP whose last layer starts at
+        # zero, so a checkpoint without the level answers exactly as before until training moves it.
+        self.pixel_points = config.pixel_points if self.two_stage else 0
+        self.pixel_roi = MLP(pixel_channels * self.pixel_points**2, d_model, d_model, 2) if self.pixel_points else None
         self.decoder = _decoder(d_model, config.num_heads, config.decoder_layers, config.dropout)
 
         self.box_head = MLP(d_model, d_model, 4, 3)
@@ -354,6 +362,9 @@ class DetectionHead(nn.Module):
                 if layer is not None:
                     nn.init.zeros_(layer.weight)
                     nn.init.zeros_(layer.bias)
+        if self.pixel_roi is not None:
+            nn.init.zeros_(self.pixel_roi.layers[-1].weight)
+            nn.init.zeros_(self.pixel_roi.layers[-1].bias)
 
     @property
     def token_embedding(self) -> nn.Embedding:
@@ -373,6 +384,7 @@ class DetectionHead(nn.Module):
         text_mask: Tensor,
         vision_grid_hw: Tensor | None = None,
         fine_maps: Tensor | None = None,
+        pixel_maps: Tensor | None = None,
     ) -> DetectionOutput:
         """Boxes, objectness logits and query vectors for a batch.
 
@@ -383,10 +395,13 @@ class DetectionHead(nn.Module):
         it, since its proposals sit on that grid; only a one-stage head runs without it, and then its decoder
         can only guess where a vision token sits. fine_maps `[B, Cv, 2 * Hmax, 2 * Wmax]`: the tower's pre-merge
         patches of each image under its token grid (`patch_features.patch_maps`), required with
-        `detection.fine_features`.
+        `detection.fine_features`. pixel_maps `[B, C, k * Hmax, k * Wmax]`: each image's pixels as the tower received
+        them, k pixels a token (`patch_features.pixel_maps`), required with `detection.pixel_points`.
         """
         if self.fine_features and fine_maps is None:
             raise ValueError("detection.fine_features is on: the head needs fine_maps (the tower's pre-merge patches)")
+        if self.pixel_points and pixel_maps is None:
+            raise ValueError("detection.pixel_points is on: the head needs pixel_maps (the pixels the tower received)")
         dtype = self._param_dtype()
         batch, num_vision = vision_mask.shape
         valid = torch.cat([vision_mask, text_mask], dim=1).bool()
@@ -410,7 +425,8 @@ class DetectionHead(nn.Module):
             if vision_grid_hw is None:
                 raise ValueError("a two-stage head needs vision_grid_hw: its proposals sit on the vision token grid")
             return self._two_stage(memory, valid, num_vision, vision_mask, vision_grid_hw,
-                                   fine_maps.to(dtype) if self.fine_features else None)
+                                   fine_maps.to(dtype) if self.fine_features else None,
+                                   pixel_maps.to(dtype) if self.pixel_points else None)
         # Conditional/DAB-DETR: a query carries the sine encoding of its reference centre, the same encoding the
         # vision tokens carry, so cross-attention starts local instead of every query reading the same tokens
         # (content-only queries were measured to collapse to one answer on the synthetic set).
@@ -422,7 +438,7 @@ class DetectionHead(nn.Module):
         return DetectionOutput(boxes=boxes, objectness_logits=self.objectness_head(hs).squeeze(-1), query_hidden=hs)
 
     def _two_stage(self, memory: Tensor, valid: Tensor, num_vision: int, vision_mask: Tensor, grid_hw: Tensor,
-                   fine_maps: Tensor | None = None) -> DetectionOutput:
+                   fine_maps: Tensor | None = None, pixel_maps: Tensor | None = None) -> DetectionOutput:
         """Deformable-DETR two-stage: every vision token proposes a box; the best `num_queries` seed the decoder.
 
         A proposal is its token's cell plus a learned offset, so what one token learns about "a screw
@@ -470,14 +486,22 @@ class DetectionHead(nn.Module):
             hs = hs + self.roi_proj(roi_sample(maps, grid_hw, ref.clamp(0, 1), self.roi_points))
         if fine is not None and self.fine_roi is not None:
             hs = hs + self.fine_roi(roi_sample(fine, FINE_MERGE * grid_hw, ref.clamp(0, 1), self.roi_points))
+        named, samples = hs, None
+        if pixel_maps is not None:
+            # Captions only: the box and objectness losses would otherwise pull the branch towards where the part is,
+            # and the state's weaker signal stayed out of it (docs/tiles.md, "The state").
+            samples = roi_sample(pixel_maps, self._pixels_per_token(pixel_maps, grid_hw) * grid_hw, ref.clamp(0, 1),
+                                 self.pixel_points)
+            named = hs + self.pixel_roi(samples)
         return DetectionOutput(
             boxes=boxes_from_deltas(ref, self.box_head(hs), self.box_format),
             objectness_logits=self.objectness_head(hs).squeeze(-1),
-            query_hidden=hs,
+            query_hidden=named,
             proposal_boxes=proposals if self.box_format == "cxcywh" else box_cxcywh_to_xyxy(proposals),
             proposal_logits=proposal_logits,
             proposal_valid=vision_mask,
             proposal_centres=cells[..., :2],
+            pixel_samples=samples,
         )
 
     def _fine_level(self, fine_maps: Tensor, grid_hw: Tensor, coarse_hw: torch.Size) -> Tensor:
@@ -488,6 +512,15 @@ class DetectionHead(nn.Module):
                              f"(expected {expected})")
         fine = self.fine_in(fine_maps.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         return fine * grid_inside(FINE_MERGE * grid_hw, fine)
+
+    @staticmethod
+    def _pixels_per_token(pixel_maps: Tensor, grid_hw: Tensor) -> int:
+        """How many pixels of `pixel_maps` one token covers per side (28 for Qwen2.5-VL, 32 for the others)."""
+        hmax, wmax = int(grid_hw[:, 0].max()), int(grid_hw[:, 1].max())
+        k = pixel_maps.shape[3] // wmax
+        if k < 1 or pixel_maps.shape[2] != k * hmax or pixel_maps.shape[3] != k * wmax:
+            raise ValueError(f"pixel maps {tuple(pixel_maps.shape[2:])} do not lie under the {hmax}x{wmax} token grid")
+        return k
 
     def _token_cells(self, grid_hw: Tensor, vision_mask: Tensor) -> Tensor:
         """`[B, Nv, 4]` cxcywh cell of each valid vision token (raster order); padding gets the whole image."""

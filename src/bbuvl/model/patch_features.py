@@ -35,6 +35,9 @@ class PatchFeatures:
 
     features: Tensor  # [P, Cv], images one after another, each as rows of [h/2, w/2, 2, 2] patch blocks
     grid_thw: Tensor  # [num_images, 3], patch grids (t, h, w) in the same order
+    # [P, C * T * p * p]: the tower's input, the processor's normalised pixels of each patch in the same order
+    # (recorded only for a head with a pixel level, `PatchCapture(pixels=True)`)
+    pixels: Tensor | None = None
 
 
 def is_windowed(tower: nn.Module) -> bool:
@@ -68,6 +71,14 @@ def map_to_unit_order(maps: Tensor, merge: int = 2) -> Tensor:
     return maps.reshape(cv, h // merge, merge, w // merge, merge).permute(1, 3, 2, 4, 0).reshape(h * w, cv)
 
 
+def _image_starts(grid: list[list[int]]) -> list[int]:
+    """Each image's first patch row in a tower call's rows (images one after another, t * h * w rows each)."""
+    starts = [0]
+    for t, h, w in grid:
+        starts.append(starts[-1] + t * h * w)
+    return starts
+
+
 def patch_maps(patches: PatchFeatures, image_index: Tensor, merge: int = 2) -> tuple[Tensor, Tensor]:
     """The student images' fine maps: `[S, Cv, 2 * Hmax, 2 * Wmax]` (each top-left, zeros elsewhere) and their `[S, 2]` grids.
 
@@ -75,9 +86,7 @@ def patch_maps(patches: PatchFeatures, image_index: Tensor, merge: int = 2) -> t
     grid (`Batch.det_grid_hw`), so `roi_sample` with normalised boxes reads the same place on both maps.
     """
     grid = patches.grid_thw.tolist()
-    starts = [0]
-    for t, h, w in grid:
-        starts.append(starts[-1] + t * h * w)
+    starts = _image_starts(grid)
     chosen = [grid[i] for i in image_index.tolist()]
     if any(t != 1 for t, _, _ in chosen):
         raise ValueError(f"student images must be single frames (t = 1), got grids {chosen}")
@@ -90,10 +99,38 @@ def patch_maps(patches: PatchFeatures, image_index: Tensor, merge: int = 2) -> t
     return out, hw
 
 
-class PatchCapture:
-    """A forward hook on a vision tower that records its pre-merge features while `recording()` is active."""
+def pixel_maps(patches: PatchFeatures, image_index: Tensor, patch_size: int, channels: int = 3, merge: int = 2) -> Tensor:
+    """The student images as the tower saw them: `[S, C, 2 * Hmax * p, 2 * Wmax * p]` normalised pixels, top-left.
 
-    def __init__(self) -> None:
+    Each patch row holds `[C, T, p, p]` (the processor's layout in every family); a photo's T frames are copies of
+    it, so they are averaged. Pixel `(y, x)` lies under fine cell `(y // p, x // p)` of `patch_maps`' map.
+    """
+    if patches.pixels is None:
+        raise ValueError("no pixels recorded: the capture was built without pixels=True")
+    grid = patches.grid_thw.tolist()
+    starts = _image_starts(grid)
+    chosen = [grid[i] for i in image_index.tolist()]
+    hmax, wmax = max(h for _, h, _ in chosen), max(w for _, _, w in chosen)
+    width = patches.pixels.shape[1]
+    frames = width // (channels * patch_size * patch_size)
+    if frames < 1 or width != channels * frames * patch_size * patch_size:
+        raise ValueError(f"patch rows of {width} values do not hold {channels} x T x {patch_size} x {patch_size} pixels")
+    out = patches.pixels.new_zeros(len(chosen), channels, hmax * patch_size, wmax * patch_size)
+    for s, i in enumerate(image_index.tolist()):
+        _, h, w = grid[i]
+        cells = unit_order_to_map(patches.pixels[starts[i]:starts[i + 1]], h, w, merge)  # [C*T*p*p, h, w]
+        cells = cells.reshape(channels, frames, patch_size, patch_size, h, w).mean(1)  # [C, p, p, h, w]
+        out[s, :, :h * patch_size, :w * patch_size] = cells.permute(0, 3, 1, 4, 2).reshape(channels, h * patch_size,
+                                                                                          w * patch_size)
+    return out
+
+
+class PatchCapture:
+    """A forward hook on a vision tower that records its pre-merge features (and, with `pixels`, its input pixels)
+    while `recording()` is active."""
+
+    def __init__(self, pixels: bool = False) -> None:
+        self.pixels = pixels
         self._on = False
         self._last: PatchFeatures | None = None
 
@@ -119,7 +156,9 @@ class PatchCapture:
         grid = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
         if grid is None:
             raise ValueError("the vision tower was called without grid_thw: cannot place its patches")
-        self._last = PatchFeatures(unwindow(output.last_hidden_state, grid, module), grid)
+        # The input is in the processor's merge-unit order: the tower windows it only after its patch embedding.
+        pixels = kwargs.get("hidden_states", args[0] if args else None) if self.pixels else None
+        self._last = PatchFeatures(unwindow(output.last_hidden_state, grid, module), grid, pixels)
 
     def attach(self, vision_tower: nn.Module) -> Any:
         """Register the hook on a Qwen vision tower (`model.visual`); returns the removable handle."""

@@ -24,7 +24,7 @@ from bbuvl.model.detection_loss import DetectionCriterion
 from bbuvl.model.lm_loss import span_lm_loss
 from bbuvl.model.loss_scale import LossDenominators
 from bbuvl.model.number_token_loss import digit_token_ids, span_number_token_loss
-from bbuvl.model.patch_features import PatchCapture, PatchFeatures, patch_maps
+from bbuvl.model.patch_features import PatchCapture, PatchFeatures, patch_maps, pixel_maps
 from bbuvl.model.shared_prefix import can_share_prefix, forward_shared_prefix, shared_prefix_length, shares_prefix
 from bbuvl.model.vision_positions import VisionPositions
 
@@ -89,11 +89,16 @@ class BBUVLModel(nn.Module):
         if vision_positions is not None:
             # Every image encoding (training, the head's pass, generate's prefill) goes through the tower.
             vision_positions.attach(core_model(vlm).model.visual)
-        # The head's fine level reads the tower's pre-merge patches, recorded by a hook during the head's passes.
-        self.patch_capture = PatchCapture() if head is not None and head.fine_features else None
+        # The head's fine and pixel levels read the tower's pre-merge patches and its input, recorded by a hook during
+        # the head's passes.
+        reads_tower = head is not None and (head.fine_features or head.pixel_points > 0)
+        self.patch_capture = PatchCapture(pixels=head.pixel_points > 0) if reads_tower else None
         if self.patch_capture is not None:
             self.patch_capture.attach(core_model(vlm).model.visual)
-        self.merge_size = int(getattr(core_model(vlm).config.vision_config, "spatial_merge_size", 2))
+        vision_cfg = core_model(vlm).config.vision_config
+        self.merge_size = int(getattr(vision_cfg, "spatial_merge_size", 2))
+        self.patch_size = int(getattr(vision_cfg, "patch_size", 14))
+        self.pixel_channels = int(getattr(vision_cfg, "in_channels", 3))
         self.shared_prefix = cfg.model.shared_prefix and shares_prefix(core_model(vlm).config.get_text_config())
         self.criterion = DetectionCriterion.from_config(cfg.loss, cfg.detection) if head is not None else None
         self.loss_cfg = cfg.loss
@@ -121,6 +126,7 @@ class BBUVLModel(nn.Module):
                 bos_token_id=bos, eos_token_id=tokenizer.convert_tokens_to_ids(TURN_END),
                 pad_token_id=tokenizer.pad_token_id, d_model=min(cfg.detection.d_model, text_cfg.hidden_size),
                 patch_dim=int(core.config.vision_config.hidden_size),
+                pixel_channels=int(getattr(core.config.vision_config, "in_channels", 3)),
             )
             head.to(next(vlm.parameters()).dtype)
         digits = digit_token_ids(tokenizer) if cfg.loss.number_token > 0 else None
@@ -147,12 +153,16 @@ class BBUVLModel(nn.Module):
         vis, vis_valid, txt, txt_valid = gather_head_inputs(
             embeds, hidden, batch.sample_index, batch.det_vision_mask, batch.det_text_mask
         )
-        fine = None
+        fine = pixels = None
         if self.patch_capture is not None:
             patches = patches if patches is not None else self.patch_capture.take()
-            fine, _ = patch_maps(patches, batch.det_image_index, self.merge_size)
-            fine = scale_gradient(fine, self.head_grad_to_vlm)
-        return self.detection_head(vis, vis_valid, txt, txt_valid, vision_grid_hw=batch.det_grid_hw, fine_maps=fine)
+            if self.detection_head.fine_features:
+                fine, _ = patch_maps(patches, batch.det_image_index, self.merge_size)
+                fine = scale_gradient(fine, self.head_grad_to_vlm)
+            if self.detection_head.pixel_points:
+                pixels = pixel_maps(patches, batch.det_image_index, self.patch_size, self.pixel_channels, self.merge_size)
+        return self.detection_head(vis, vis_valid, txt, txt_valid, vision_grid_hw=batch.det_grid_hw, fine_maps=fine,
+                                   pixel_maps=pixels)
 
     def detect(self, batch: Batch) -> DetectionOutput:
         """Boxes, objectness and query vectors for a collated batch: one VLM pass (no cache), then the head.

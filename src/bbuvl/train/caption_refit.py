@@ -37,8 +37,15 @@ from bbuvl.train.dataset import ConversationDataset
 log = logging.getLogger(__name__)
 
 # The head's modules that turn a query vector into caption tokens; the token embedding they share with the
-# language model stays frozen.
+# language model stays frozen. A head with a pixel level refits it too: it adds what lies inside the query's box to
+# the caption's query alone (docs/tiles.md, "The state").
 CAPTION_MODULES = ("caption_in", "caption_in_norm", "caption_pos", "caption_decoder", "caption_out")
+PIXEL_MODULE = "pixel_roi"
+
+
+def refit_modules(head: torch.nn.Module) -> tuple[str, ...]:
+    """The names of the head's modules a refit trains: the caption layers, and the pixel level where there is one."""
+    return CAPTION_MODULES + ((PIXEL_MODULE,) if getattr(head, PIXEL_MODULE, None) is not None else ())
 
 
 @dataclass(frozen=True)
@@ -68,20 +75,34 @@ class RefitResult:
     seconds: float
 
 
+@dataclass
+class Pairs:
+    """Covered objects: the query vector that names each (without the pixel level's share), what the pixel level
+    read for it (None without one), its label; and how many objects no query covered."""
+
+    vectors: torch.Tensor  # [N, D]
+    pixels: torch.Tensor | None  # [N, C * P * P]
+    labels: list[str]
+    uncovered: int
+
+
 @torch.no_grad()
 def covered_pairs(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedCollator, contract: CoordinateContract,
-                  photos: Sequence[Photo], min_iou: float, batch_size: int = 4) -> tuple[torch.Tensor, list[str], int]:
-    """`(query vectors [N, D], labels, uncovered)`: each object with the query whose box covers it best at IoU >=
-    `min_iou`, from one inference pass of the frozen model over `photos` (prompt only, as `predict` encodes it)."""
+                  photos: Sequence[Photo], min_iou: float, batch_size: int = 4) -> Pairs:
+    """Each object with the query whose box covers it best at IoU >= `min_iou`, from one inference pass of the
+    frozen model over `photos` (prompt only, as `predict` encodes it)."""
     head = model.detection_head
     device = next(model.parameters()).device
-    vectors, labels, uncovered = [], [], 0
+    vectors, pixels, labels, uncovered = [], [], [], 0
     for start in range(0, len(photos), batch_size):
         part = photos[start:start + batch_size]
         samples = [encoder.encode([Turn(image_for_model(p.path, p.size, contract), None, SPAN_STUDENT)],
                                   add_generation_prompt=True) for p in part]
         det = model.detect(collator(samples).to(device))
         boxes = to_xyxy(det.boxes.float(), head.box_format).clamp(0, 1)  # [S, Q, 4], relative
+        base = det.query_hidden
+        if det.pixel_samples is not None:
+            base = base - head.pixel_roi(det.pixel_samples)
         for s, p in enumerate(part):
             if not p.boxes:
                 continue
@@ -92,21 +113,39 @@ def covered_pairs(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColla
             best, query = iou.max(dim=1)
             for k, label in enumerate(p.labels):
                 if float(best[k]) >= min_iou:
-                    vectors.append(det.query_hidden[s, int(query[k])].float().cpu())
+                    vectors.append(base[s, int(query[k])].float().cpu())
+                    if det.pixel_samples is not None:
+                        pixels.append(det.pixel_samples[s, int(query[k])].float().cpu())
                     labels.append(label)
                 else:
                     uncovered += 1
     stacked = torch.stack(vectors) if vectors else torch.zeros(0, head.d_model)
-    return stacked, labels, uncovered
+    read = None
+    if head.pixel_roi is not None:
+        read = torch.stack(pixels) if pixels else torch.zeros(0, head.pixel_roi.layers[0].in_features)
+    return Pairs(stacked, read, labels, uncovered)
 
 
-def _gather(vectors: torch.Tensor, labels: list[str], uncovered: int) -> tuple[torch.Tensor, list[str], int]:
+def caption_queries(head: torch.nn.Module, pairs: Pairs, index: list[int] | None = None) -> torch.Tensor:
+    """`[M, D]` what the head's captions read for the pairs at `index` (all by default): the query vector, plus the
+    pixel level's share as the head's pixel level now computes it."""
+    param = next(head.parameters())
+    pick = slice(None) if index is None else index
+    hidden = pairs.vectors[pick].to(device=param.device, dtype=param.dtype)
+    if pairs.pixels is not None:
+        hidden = hidden + head.pixel_roi(pairs.pixels[pick].to(device=param.device, dtype=param.dtype))
+    return hidden
+
+
+def _gather(pairs: Pairs) -> Pairs:
     """Every process's pairs, in rank order (identical on every process); unchanged without DDP."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return vectors, labels, uncovered
+        return pairs
     parts: list = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, (vectors, labels, uncovered))
-    return (torch.cat([v for v, _, _ in parts]), [x for _, ls, _ in parts for x in ls], sum(u for _, _, u in parts))
+    dist.all_gather_object(parts, pairs)
+    return Pairs(torch.cat([p.vectors for p in parts]),
+                 torch.cat([p.pixels for p in parts]) if pairs.pixels is not None else None,
+                 [x for p in parts for x in p.labels], sum(p.uncovered for p in parts))
 
 
 def refit_captions(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedCollator, contract: CoordinateContract,
@@ -120,18 +159,20 @@ def refit_captions(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColl
     try:
         if dist.is_available() and dist.is_initialized():
             photos = photos[dist.get_rank()::dist.get_world_size()]
-        vectors, labels, uncovered = _gather(*covered_pairs(model, encoder, collator, contract, photos, cfg.min_iou))
+        pairs = _gather(covered_pairs(model, encoder, collator, contract, photos, cfg.min_iou))
     finally:
         model.train(was_training)
+    labels = pairs.labels
     if not labels:
         raise ValueError(f"detection.caption_refit: no training object is covered by a query's box at IoU >= "
-                         f"{cfg.min_iou:g} ({uncovered} objects): the head has not learned to find them yet")
+                         f"{cfg.min_iou:g} ({pairs.uncovered} objects): the head has not learned to find them yet")
     captions = [torch.tensor(encoder.tokenizer.encode(label, add_special_tokens=False) + [head.eos_token_id])
                 for label in labels]
     # The fit runs on copies of the caption layers, swapped in for its duration and copied back after: under DDP
     # the model's own parameters carry the reducer's gradient hooks, which expect every backward to come from a
     # DDP forward. The shared token embedding is read, not trained.
-    originals = {name: getattr(head, name) for name in CAPTION_MODULES}
+    names = refit_modules(head)
+    originals = {name: getattr(head, name) for name in names}
     copies = {name: copy.deepcopy(module).train() for name, module in originals.items()}
     params = [p for module in copies.values() for p in module.parameters()]
     for p in params:
@@ -141,14 +182,14 @@ def refit_captions(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColl
     embedding.requires_grad_(False)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(seed)
-    dtype, device = params[0].dtype, params[0].device
+    device = params[0].device
     losses = []
     try:
         for name, module in copies.items():
             setattr(head, name, module)
         for _ in range(cfg.steps):
             pick = torch.randint(0, len(labels), (cfg.batch_size,), generator=generator).tolist()
-            hidden = vectors[pick].to(device=device, dtype=dtype)
+            hidden = caption_queries(head, pairs, pick)
             targets = torch.nn.utils.rnn.pad_sequence([captions[i] for i in pick], batch_first=True,
                                                       padding_value=-100).to(device)
             logits = head.caption_logits(hidden, targets)
@@ -164,10 +205,10 @@ def refit_captions(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColl
     if not all(math.isfinite(v) for v in losses):
         raise FloatingPointError("detection.caption_refit: the caption loss became non-finite; lower its lr")
     with torch.no_grad():
-        for name in CAPTION_MODULES:
+        for name in names:
             for mine, fitted in zip(originals[name].parameters(), copies[name].parameters()):
                 mine.copy_(fitted)
-    result = RefitResult(len(labels), uncovered, losses[0] if losses else float("nan"),
+    result = RefitResult(len(labels), pairs.uncovered, losses[0] if losses else float("nan"),
                          losses[-1] if losses else float("nan"), time.perf_counter() - start)
     log.info("caption refit: %d objects paired with a query (%d not covered at IoU >= %g), %d steps, loss %.4f -> %.4f, "
              "%.0f s", result.pairs, result.uncovered, cfg.min_iou, cfg.steps, result.first_loss, result.last_loss,
