@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/near_miss.py                       # SFT 1000 steps, then GRPO 40 steps (about 15 min, 2 cores)
     .venv/bin/python bench/near_miss.py --sft-steps 300 --grpo-steps 40 --every 20
+    .venv/bin/python bench/near_miss.py --arms sft --sft-steps 4000 --sft-every 1000 --train 8000 --model wide
 
 Three arms on the shapes scene (one shape per photo, configs/demo_shapes.yaml), scored on photos of an unseen seed:
   sft       SFT alone (cross-entropy on the answer's digits)
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from learning_curve import MODEL_SHAPES
 
 from bbuvl.config import LossConfig, load_config
 from bbuvl.data.schema import read_records, resolve_image
@@ -60,6 +62,10 @@ def main() -> None:
     ap.add_argument("--grpo-steps", type=int, default=40)
     ap.add_argument("--every", type=int, default=20, help="GRPO steps between scored checkpoints.")
     ap.add_argument("--heldout", type=int, default=40, help="Held-out photos (seed 7, never trained on).")
+    ap.add_argument("--train", type=int, default=1000, help="Training photos (seed 100): synthetic photos cost nothing, "
+                    "so a longer run need not repeat them.")
+    ap.add_argument("--model", default="default", choices=sorted(MODEL_SHAPES),
+                    help="The tiny model's size (bench/learning_curve.py: default 0.94M parameters, wide 4.3M).")
     ap.add_argument("--ntl-weight", type=float, default=1.0,
                     help="loss.number_token of the sft+ntl arm (1.0: the weight docs/number_token_loss.md recommends).")
     ap.add_argument("--work", type=Path, help="Keep the runs here (default: a temporary folder); a finished run found "
@@ -73,19 +79,24 @@ def main() -> None:
                                 (args.grpo_steps, args.every, "--every / --grpo-steps")):
         if every <= 0 or steps < every:
             ap.error(f"{names}: the interval must be positive and at most the steps, got {every} / {steps}")
-    if args.heldout <= 0:
-        ap.error("--heldout must be positive")
+    if args.heldout <= 0 or args.train <= 0:
+        ap.error("--heldout and --train must be positive")
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         data, held = work / "data", work / "heldout"
-        if not (data / "train.jsonl").exists():  # kept from an earlier run in --work: the same seed, the same photos
-            synthesize_shapes(data, 1000, 10, seed=100, size=(224, 224), min_objects=1, max_objects=1)
+        if (data / "train.jsonl").exists():  # kept from an earlier run in --work: the same seed, the same photos
+            if (kept := len(read_records(data / "train.jsonl"))) != args.train:
+                ap.error(f"--work {work} holds {kept} training photos, not --train {args.train}: use another folder")
+        else:
+            synthesize_shapes(data, args.train, 10, seed=100, size=(224, 224), min_objects=1, max_objects=1)
         if not (held / "val.jsonl").exists():
             synthesize_shapes(held, 10, args.heldout, seed=7, size=(224, 224), min_objects=1, max_objects=1)
         heldout = held / "val.jsonl"
         prior = best_constant_box(read_records(heldout))
-        model = work / "tiny-model" if (work / "tiny-model" / "config.json").exists() else build_tiny_model(work / "tiny-model")
+        model = work / ("tiny-model" if args.model == "default" else f"tiny-model-{args.model}")
+        if not (model / "config.json").exists():
+            build_tiny_model(model, **MODEL_SHAPES[args.model])
         rows: list[tuple[str, int, tuple[float, float, float]]] = []
         arms = [("sft", [])] if "sft" in wanted or "sft>grpo" in wanted else []
         if "sft+ntl" in wanted:
