@@ -98,6 +98,7 @@ def main() -> None:
         if not (model / "config.json").exists():
             build_tiny_model(model, **MODEL_SHAPES[args.model])
         rows: list[tuple[str, int, tuple[float, float, float]]] = []
+        suffix = "" if args.model == "default" else f"-{args.model}"  # a kept run of one size is never another's
         arms = [("sft", [])] if "sft" in wanted or "sft>grpo" in wanted else []
         if "sft+ntl" in wanted:
             if "number_token" in LossConfig.model_fields:
@@ -105,7 +106,7 @@ def main() -> None:
             else:
                 print("sft+ntl: this build has no loss.number_token; the arm is left out")
         for name, extra in arms:
-            run = work / name
+            run = work / f"{name}{suffix}"
             start = time.perf_counter()
             if (run / "final").exists():
                 print(f"  [{name}] reusing the finished run in {run}", flush=True)
@@ -118,12 +119,12 @@ def main() -> None:
             rows += [(name, step, score(ckpt, heldout)) for step, ckpt in checkpoints(run)]
         if "sft>grpo" in wanted:
             start = time.perf_counter()
-            grpo = work / "grpo"
+            grpo = work / f"grpo{suffix}"
             if (grpo / "final").exists():
                 print(f"  [sft>grpo] reusing the finished run in {grpo}", flush=True)
             else:
                 train_grpo(load_config(CONFIGS / "demo_grpo.yaml", [
-                    f"model.path={work / 'sft' / 'final'}", f"data.train={data / 'train.jsonl'}",
+                    f"model.path={work / f'sft{suffix}' / 'final'}", f"data.train={data / 'train.jsonl'}",
                     f"training.output_dir={grpo}", f"training.max_steps={args.grpo_steps}",
                     f"training.save_steps={args.every}", "training.save_total_limit=1000"]), progress=False)
                 print(f"  [sft>grpo] {args.grpo_steps} steps in {time.perf_counter() - start:.0f} s", flush=True)
