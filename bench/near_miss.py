@@ -94,11 +94,11 @@ def main() -> None:
             synthesize_shapes(held, 10, args.heldout, seed=7, size=(224, 224), min_objects=1, max_objects=1)
         heldout = held / "val.jsonl"
         prior = best_constant_box(read_records(heldout))
-        model = work / ("tiny-model" if args.model == "default" else f"tiny-model-{args.model}")
+        suffix = "" if args.model == "default" else f"-{args.model}"  # a kept run of one size is never another's
+        model = work / f"tiny-model{suffix}"
         if not (model / "config.json").exists():
             build_tiny_model(model, **MODEL_SHAPES[args.model])
         rows: list[tuple[str, int, tuple[float, float, float]]] = []
-        suffix = "" if args.model == "default" else f"-{args.model}"  # a kept run of one size is never another's
         arms = [("sft", [])] if "sft" in wanted or "sft>grpo" in wanted else []
         if "sft+ntl" in wanted:
             if "number_token" in LossConfig.model_fields:

@@ -8,12 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.launch import launch_command
+from tests.launch import DEEPSPEED_CPU_CLI, ZERO2, launch_command
 
 pytestmark = pytest.mark.slow
 
-HERE = Path(__file__).resolve().parent
-ZERO2 = HERE.parents[1] / "configs" / "deepspeed" / "zero2.json"
 # Teachers in some samples only and the head on: every denominator (teacher and student tokens, objects) varies
 # between micro-batches and ranks.
 COMMON = ("training.max_steps=3", "data.teacher_ratio=0.5", "detection.enabled=true", "data.val=null")
@@ -42,7 +40,7 @@ def _history(name: str, run_config, tmp_path: Path, histories: dict) -> list[dic
         cfg_file.write_text(dump_config(run_config(*COMMON, *overrides, f"training.output_dir={out}")), encoding="utf-8")
         deepspeed = any(o.startswith("training.deepspeed=") for o in overrides)
         env = {**os.environ, "OMP_NUM_THREADS": "1", **({} if deepspeed else {"ACCELERATE_USE_CPU": "true"})}
-        cli = (str(HERE / "deepspeed_cpu_launch.py"),) if deepspeed else ("-m", "bbuvl.cli")
+        cli = DEEPSPEED_CPU_CLI if deepspeed else ("-m", "bbuvl.cli")
         launch = launch_command(processes, 29517 + len(histories), cli)
         subprocess.run(launch + ["train", str(cfg_file)], check=True, env=env, timeout=600)
         logged = json.loads((out / "history.json").read_text())
