@@ -239,6 +239,9 @@ class LossConfig(_Strict):
     # Weight of the number-token loss on answer digits (model/number_token_loss.py, docs/number_token_loss.md):
     # added per span like the LM terms; 0 computes nothing and needs no digit-splitting tokenizer.
     number_token: float = Field(0.0, ge=0)
+    # Weight of the coordinate regression (model/coordinate_loss.py, docs/grpo.md): a training-only linear read-out
+    # of each box coordinate from the hidden states that write its digits; 0 builds nothing.
+    coordinate_regression: float = Field(0.0, ge=0)
     focal_alpha: float = Field(0.25, ge=0, le=1)
     focal_gamma: float = Field(2.0, ge=0)
     # What objectness learns for a positive: "binary" = 1 (focal loss), "iou" = the IoU of its own box with its

@@ -108,3 +108,15 @@ def test_the_number_token_term_accumulates_like_one_batch_of_two(run_config, two
     assert _rel(acc.update, big.update) <= 1e-5
     for k in ("loss", "lm_teacher", "lm_student", "number_token"):
         assert acc_log[k] == pytest.approx(big_log[k], rel=1e-5, abs=1e-7), k
+
+
+def test_the_coordinate_term_accumulates_like_one_batch_of_two(run_config, two_photos, tmp_path):
+    # Its sum is divided by the step's student tokens, like lm_student; the photos write 1 and 3 boxes.
+    overrides = ("data.collator=padded", "detection.enabled=false", "loss.coordinate_regression=1.0")
+    big, big_log = _one_step(run_config, two_photos, tmp_path, "b2", 2, 1, *overrides)
+    acc, acc_log = _one_step(run_config, two_photos, tmp_path, "ga2", 1, 2, *overrides)
+    assert big_log["coordinate"] > 0
+    assert _rel(acc.grads, big.grads) <= 1e-5
+    assert _rel(acc.update, big.update) <= 1e-5
+    for k in ("loss", "lm_teacher", "lm_student", "coordinate"):
+        assert acc_log[k] == pytest.approx(big_log[k], rel=1e-5, abs=1e-7), k

@@ -8,6 +8,7 @@ it belongs to (teacher or student). The result is identical to the chat template
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
@@ -21,6 +22,9 @@ from bbuvl.encode.prompts import USER_TEXT
 
 IGNORE_INDEX = -100
 SPAN_NONE, SPAN_TEACHER, SPAN_STUDENT = 0, 1, 2
+NO_COORDINATE = -1  # `coord_marks` of a token that is no box coordinate
+# A box as format_answer writes it; its four groups are x1, y1, x2, y2.
+BOX_PATTERN = re.compile(r'"bbox_2d":\s*\[(\d+),\s*(\d+),\s*(\d+),\s*(\d+)\]')
 
 
 def answer_objects(record: ImageRecord, contract: CoordinateContract) -> list[dict[str, Any]]:
@@ -46,13 +50,47 @@ def objects_within(objects: list[dict[str, Any]], chars: int) -> int:
     return len(objects)
 
 
+def answer_boxes(answer: str) -> list[tuple[list[int], list[tuple[int, int]]]]:
+    """Every box an answer writes: its four numbers and each number's (start, end) characters in the answer."""
+    return [([int(m.group(k)) for k in range(1, 5)], [m.span(k) for k in range(1, 5)])
+            for m in BOX_PATTERN.finditer(answer)]
+
+
+def coordinate_marks(answer: str, offsets: Sequence[tuple[int, int]],
+                     extent: tuple[float, float]) -> tuple[list[int], torch.Tensor]:
+    """Which box coordinate each answer token writes, and the boxes normalised to the answer's extent.
+
+    offsets: each token's (start, end) characters in `answer`; extent: the (x, y) an answer writes at the photo's
+    right and bottom edge (`CoordinateContract.answer_extent`). Returns one mark per token, `4 * box + coordinate`
+    (x1, y1, x2, y2 = 0..3) for a token holding a digit of that number and NO_COORDINATE otherwise, and the boxes
+    `[N, 4]` in [0, 1], in the answer's order.
+    """
+    boxes = answer_boxes(answer)
+    marks = [NO_COORDINATE] * len(offsets)
+    # Tokens come in order, so one walk over both: a token holds a number when their character ranges overlap.
+    spans = [(start, end, 4 * b + k) for b, (_, chars) in enumerate(boxes) for k, (start, end) in enumerate(chars)]
+    for i, (start, end) in enumerate(offsets):
+        for lo, hi, mark in spans:
+            if start < hi and lo < end:
+                marks[i] = mark
+                break
+    scale = torch.tensor([extent[0], extent[1], extent[0], extent[1]], dtype=torch.float32)
+    values = torch.tensor([v for v, _ in boxes], dtype=torch.float32).reshape(-1, 4)
+    return marks, values / scale
+
+
 @dataclass
 class Turn:
-    """One user image and, when supervised, the assistant's answer."""
+    """One user image and, when supervised, the assistant's answer.
+
+    `extent`: the (x, y) the answer writes at the photo's right and bottom edge; given for a student turn in training,
+    the encoder marks its coordinate tokens (`EncodedSample.coord_marks`) for the coordinate losses.
+    """
 
     image: Image.Image  # already at its model-frame size
     answer: str | None
     span: int  # SPAN_TEACHER or SPAN_STUDENT
+    extent: tuple[float, float] | None = None
 
 
 @dataclass
@@ -62,7 +100,10 @@ class EncodedSample:
     input_ids / labels / span_ids / mm_token_type_ids: `[L]` (labels IGNORE_INDEX where unsupervised, span_ids
     SPAN_*, mm_token_type_ids 1 at image pads); pixel_values: `[P, C*T*p*p]`; image_grid_thw: `[num_images, 3]`
     (the student image is the last one); det_boxes: `[N, 4]` the student photo's boxes, xyxy normalised to its
-    sides; det_caption_ids: N label token ids, `[T_i]` each; meta: what a dump of the sample names (image paths).
+    sides; det_caption_ids: N label token ids, `[T_i]` each; meta: what a dump of the sample names (image paths);
+    coord_marks: `[L]`, `4 * box + coordinate` at each token of the student answer's box numbers (NO_COORDINATE
+    elsewhere), None when no turn gave its extent; coord_boxes: `[N, 4]` those boxes, in the answer's order,
+    normalised to the answer's extent (model/coordinate_loss.py reads both).
     """
 
     input_ids: torch.Tensor
@@ -74,6 +115,8 @@ class EncodedSample:
     det_boxes: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4))
     det_caption_ids: list[torch.Tensor] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    coord_marks: torch.Tensor | None = None
+    coord_boxes: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 4))
 
     def with_targets(self, det_boxes: torch.Tensor, det_caption_ids: list[torch.Tensor],
                      meta: dict[str, Any]) -> "EncodedSample":
@@ -87,7 +130,9 @@ class EncodedSample:
         return replace(self, input_ids=torch.cat([self.input_ids, extra]),
                        labels=torch.cat([self.labels, extra if supervised else torch.full_like(extra, IGNORE_INDEX)]),
                        span_ids=torch.cat([self.span_ids, torch.full_like(extra, SPAN_STUDENT if supervised else SPAN_NONE)]),
-                       mm_token_type_ids=torch.cat([self.mm_token_type_ids, torch.zeros_like(extra)]))
+                       mm_token_type_ids=torch.cat([self.mm_token_type_ids, torch.zeros_like(extra)]),
+                       coord_marks=None if self.coord_marks is None else
+                       torch.cat([self.coord_marks, torch.full_like(extra, NO_COORDINATE)]))
 
     @property
     def num_vision_tokens(self) -> int:
@@ -179,11 +224,15 @@ class ChatEncoder:
         ids: list[int] = []
         spans: list[int] = []
         supervised: list[bool] = []
+        marks: list[int] = []
+        coord_boxes = torch.zeros(0, 4)
+        marked = False
 
-        def add(token_ids: list[int], span: int = SPAN_NONE) -> None:
+        def add(token_ids: list[int], span: int = SPAN_NONE, token_marks: list[int] | None = None) -> None:
             ids.extend(token_ids)
             spans.extend([span] * len(token_ids))
             supervised.extend([span != SPAN_NONE] * len(token_ids))
+            marks.extend(token_marks if token_marks is not None else [NO_COORDINATE] * len(token_ids))
 
         add(self._system)
         answer_start = 0
@@ -199,13 +248,20 @@ class ChatEncoder:
                     raise ValueError("only the last turn may lack an answer, and only for generation")
                 break
             answer_start = len(ids)
-            add(self._ids(turn.answer) + [self.im_end_id], turn.span)
+            if turn.extent is None or turn.span != SPAN_STUDENT:  # teacher boxes are of other photos
+                add(self._ids(turn.answer) + [self.im_end_id], turn.span)
+            else:
+                # The same ids as `_ids`, with each token's characters, to find the box numbers' tokens.
+                enc = self.tokenizer(turn.answer, add_special_tokens=False, return_offsets_mapping=True)
+                token_marks, coord_boxes = coordinate_marks(turn.answer, enc["offset_mapping"], turn.extent)
+                marked = True
+                add(list(enc["input_ids"]) + [self.im_end_id], turn.span, token_marks + [NO_COORDINATE])
             add(self._ids("\n"))
         if max_length is not None and len(ids) > max_length:
             if answer_start >= max_length or add_generation_prompt:
                 raise ValueError(f"the conversation needs {answer_start or len(ids)} tokens before its last answer, "
                                  f"more than max_length {max_length}")
-            del ids[max_length:], spans[max_length:], supervised[max_length:]
+            del ids[max_length:], spans[max_length:], supervised[max_length:], marks[max_length:]
         input_ids = torch.tensor(ids, dtype=torch.long)
         labels = torch.where(torch.tensor(supervised), input_ids, torch.full_like(input_ids, IGNORE_INDEX))
         return EncodedSample(
@@ -215,6 +271,8 @@ class ChatEncoder:
             mm_token_type_ids=(input_ids == self.image_pad_id).long(),
             pixel_values=pixel_values,
             image_grid_thw=grid,
+            coord_marks=torch.tensor(marks, dtype=torch.long) if marked else None,
+            coord_boxes=coord_boxes,
         )
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-from bbuvl.encode.chat import IGNORE_INDEX, SPAN_NONE, SPAN_STUDENT, EncodedSample
+from bbuvl.encode.chat import IGNORE_INDEX, NO_COORDINATE, SPAN_NONE, SPAN_STUDENT, EncodedSample
 from bbuvl.encode.positions import mrope_positions
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,9 @@ class Batch:
     det_boxes: list[torch.Tensor]  # S x [N_s, 4], normalised xyxy
     det_caption_ids: list[list[torch.Tensor]]  # S x N_s label token ids
     meta: list[dict[str, Any]]  # S, what a dump names (image paths)
+    # [B, L], 4 * box + coordinate at the student answers' box-number tokens, NO_COORDINATE elsewhere (encode/chat.py)
+    coord_marks: torch.Tensor
+    coord_boxes: list[torch.Tensor]  # S x [N_s, 4], the student answers' boxes in their order, normalised
     attention_mask: torch.Tensor | None = None  # [B, L] padded (1 = token); None packed
 
     def __len__(self) -> int:
@@ -118,7 +121,15 @@ def _common(samples: list[EncodedSample], masks: list[tuple[torch.Tensor, torch.
         "det_boxes": [s.det_boxes for s in samples],
         "det_caption_ids": [s.det_caption_ids for s in samples],
         "meta": [s.meta for s in samples],
+        "coord_boxes": [s.coord_boxes for s in samples],
     }
+
+
+def marks_of(sample: EncodedSample) -> torch.Tensor:
+    """A sample's coordinate marks `[L]` (all NO_COORDINATE when it has none: inference, or the losses off)."""
+    if sample.coord_marks is None:
+        return torch.full_like(sample.input_ids, NO_COORDINATE)
+    return sample.coord_marks
 
 
 @dataclass
@@ -146,6 +157,7 @@ class PaddedCollator:
             "position_ids": torch.zeros(3, B, L, dtype=torch.long),
             "det_vision_mask": torch.zeros(B, L, dtype=torch.bool),
             "det_text_mask": torch.zeros(B, L, dtype=torch.bool),
+            "coord_marks": torch.full((B, L), NO_COORDINATE, dtype=torch.long),
         }
         for b, s in enumerate(samples):
             n = s.input_ids.numel()
@@ -155,6 +167,7 @@ class PaddedCollator:
             batch["labels"][b, sl] = s.labels
             batch["span_ids"][b, sl] = s.span_ids
             batch["mm_token_type_ids"][b, sl] = s.mm_token_type_ids
+            batch["coord_marks"][b, sl] = marks_of(s)
             batch["sample_index"][b, sl] = b
             batch["position_ids"][:, b, sl] = mrope_positions(s.input_ids, s.image_grid_thw, self.image_token_id, self.merge)
             batch["det_vision_mask"][b, sl], batch["det_text_mask"][b, sl] = masks[b][0], masks[b][1]
@@ -183,6 +196,7 @@ class PackedCollator:
             labels=torch.cat([s.labels for s in samples])[None],
             span_ids=torch.cat([s.span_ids for s in samples])[None],
             mm_token_type_ids=torch.cat([s.mm_token_type_ids for s in samples])[None],
+            coord_marks=torch.cat([marks_of(s) for s in samples])[None],
             sample_index=torch.cat([torch.full((s.input_ids.numel(),), i) for i, s in enumerate(samples)])[None],
             position_ids=torch.cat([text[None], rope], dim=0)[:, None, :],  # [4, 1, L]
             det_vision_mask=torch.cat([m[0] for m in masks])[None],

@@ -5,6 +5,7 @@ config, the coordinate contract and the prompt — everything inference needs to
       config.json, model.safetensors      the VLM (or adapter_config.json + adapter_model.safetensors with LoRA)
       detection_head.safetensors          when the run has a head
       vision_positions.safetensors        when the run adds absolute positions to the vision tokens
+      coordinate_readout.safetensors      when the run trains with loss.coordinate_regression (for --resume)
       preprocessor_config.json, tokenizer files, chat_template
       bbuvl.yaml                          the run config used
       coordinate_contract.json            min/max pixels of the model frame
@@ -32,6 +33,7 @@ from bbuvl.data.scale import TrainingScale
 
 HEAD_FILE = "detection_head.safetensors"
 POSITIONS_FILE = "vision_positions.safetensors"
+READOUT_FILE = "coordinate_readout.safetensors"
 CONFIG_FILE = "bbuvl.yaml"
 PROMPT_FILE = "prompt.json"
 
@@ -67,7 +69,8 @@ def is_peft(model: torch.nn.Module) -> bool:
 def extra_modules(model: Any) -> list[tuple[Any, str, str]]:
     """A `BBUVLModel`'s modules saved beside the VLM: (module or None, its file, the config key that builds it)."""
     return [(model.detection_head, HEAD_FILE, "detection.enabled"),
-            (model.vision_positions, POSITIONS_FILE, "model.vision_positions")]
+            (model.vision_positions, POSITIONS_FILE, "model.vision_positions"),
+            (model.coordinate_readout, READOUT_FILE, "loss.coordinate_regression")]
 
 
 def save_checkpoint(model: Any, processor: Any, cfg: Config, contract: CoordinateContract, prompt: Prompt,

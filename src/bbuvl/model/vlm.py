@@ -1,7 +1,8 @@
 """The trained model: a Qwen VL model of any family in data/families.py (optionally with LoRA) plus the optional detection head.
 
 `forward(batch)` computes every loss term of a step from one pass through the VLM:
-total = teacher_w * LM_teacher + student_w * LM_student (+ number_token_w * NTL) + sum_k w_k * det_k, and returns each term
+total = teacher_w * LM_teacher + student_w * LM_student (+ number_token_w * NTL + coordinate_w * coordinate)
++ sum_k w_k * det_k, and returns each term
 (`LossTerms`, encode/loss_terms.py) so that what is logged is exactly what is optimised. The batch is the
 collators' typed `Batch` (encode/collate.py).
 """
@@ -19,6 +20,7 @@ from bbuvl.data.families import TURN_END, TURN_START
 from bbuvl.encode.collate import Batch
 from bbuvl.encode.loss_terms import LossTerms
 from bbuvl.model.box_ops import box_xyxy_to_cxcywh
+from bbuvl.model.coordinate_loss import CoordinateReadout, coordinate_regression_sum
 from bbuvl.model.detection_head import DetectionHead, DetectionOutput
 from bbuvl.model.detection_loss import DetectionCriterion
 from bbuvl.model.lm_loss import span_lm_loss
@@ -79,13 +81,17 @@ class BBUVLModel(nn.Module):
     accepts_loss_kwargs = True
 
     def __init__(self, vlm: nn.Module, cfg: Config, head: DetectionHead | None = None,
-                 vision_positions: VisionPositions | None = None, digit_ids: torch.Tensor | None = None):
+                 vision_positions: VisionPositions | None = None, digit_ids: torch.Tensor | None = None,
+                 coordinate_readout: CoordinateReadout | None = None):
         super().__init__()
+        if cfg.loss.coordinate_regression > 0 and coordinate_readout is None:
+            raise ValueError("loss.coordinate_regression > 0 needs a coordinate read-out (BBUVLModel.build makes it)")
         if cfg.loss.number_token > 0 and digit_ids is None:
             raise ValueError("loss.number_token > 0 needs the digit token ids (BBUVLModel.build reads them)")
         self.vlm = vlm
         self.detection_head = head
         self.vision_positions = vision_positions
+        self.coordinate_readout = coordinate_readout
         if vision_positions is not None:
             # Every image encoding (training, the head's pass, generate's prefill) goes through the tower.
             vision_positions.attach(core_model(vlm).model.visual)
@@ -130,7 +136,10 @@ class BBUVLModel(nn.Module):
             )
             head.to(next(vlm.parameters()).dtype)
         digits = digit_token_ids(tokenizer) if cfg.loss.number_token > 0 else None
-        return cls(vlm, cfg, head, positions, digits)
+        readout = None
+        if cfg.loss.coordinate_regression > 0:
+            readout = CoordinateReadout(text_cfg.hidden_size).to(next(vlm.parameters()).dtype)
+        return cls(vlm, cfg, head, positions, digits, readout)
 
     @property
     def config(self) -> Any:
@@ -229,6 +238,14 @@ class BBUVLModel(nn.Module):
             number_token = (self.loss_cfg.teacher_weight * teacher_sum / max(teacher_n, 1)
                             + self.loss_cfg.student_weight * student_sum / max(student_n, 1))
             total = total + self.loss_cfg.number_token * number_token
+        coordinate = None
+        if self.coordinate_readout is not None:
+            # Only student answers carry coordinate marks; divided by the student tokens like lm_student, so that
+            # accumulation and ranks add up to the effective batch's mean (docs/training_loss_scale.md).
+            summed = coordinate_regression_sum(hidden, self.coordinate_readout, batch.coord_marks, batch.sample_index,
+                                               batch.coord_boxes)
+            coordinate = summed / max(lm.n_student if norm is None else norm.student_tokens, 1)
+            total = total + self.loss_cfg.coordinate_regression * coordinate
         detection: dict[str, torch.Tensor] = {}
         if use_head:
             det = self.head_forward(embeds, hidden, batch, patches)
@@ -239,4 +256,5 @@ class BBUVLModel(nn.Module):
             ]
             detection = self.criterion(det, targets, self.detection_head, num_targets)
             total = total + detection.pop("loss_detection")
-        return LossTerms(loss=total, lm_teacher=lm_teacher, lm_student=lm_student, number_token=number_token, **detection)
+        return LossTerms(loss=total, lm_teacher=lm_teacher, lm_student=lm_student, number_token=number_token,
+                         coordinate=coordinate, **detection)

@@ -230,7 +230,9 @@ class ConversationDataset(torch.utils.data.Dataset):
         """The turn showing `src` (through `region`, magnified to its frame) and the record its answer is written from."""
         image = image_for_model(src.image_path, src.record.size, self.contract, region)
         record = src.record if region is None else magnified_record(src.record, region, image.size)
-        return Turn(image, format_answer(record, self.contract), span), record
+        # The student's extent marks its box numbers for the coordinate losses (model/coordinate_loss.py).
+        extent = self.contract.answer_extent(record.size) if span == SPAN_STUDENT else None
+        return Turn(image, format_answer(record, self.contract), span, extent), record
 
     def __getitem__(self, index: int) -> EncodedSample:
         src = self.sources[index]

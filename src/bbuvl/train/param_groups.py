@@ -17,6 +17,7 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("vision", re.compile(r"(^|\.)visual\.")),
     ("adapter", re.compile(r"(^|\.)detection_head\.(vision_adapter|language_adapter)\.")),
     ("adapter", re.compile(r"(^|\.)vision_positions\.")),
+    ("adapter", re.compile(r"(^|\.)coordinate_readout\.")),
     ("detection", re.compile(r"(^|\.)detection_head\.")),
     ("llm", re.compile(r"(^|\.)(language_model|lm_head)\.")),
 )
