@@ -242,6 +242,11 @@ class LossConfig(_Strict):
     # Weight of the coordinate regression (model/coordinate_loss.py, docs/grpo.md): a training-only linear read-out
     # of each box coordinate from the hidden states that write its digits; 0 builds nothing.
     coordinate_regression: float = Field(0.0, ge=0)
+    # Weight of grounding attention (model/grounding_attention.py, docs/grpo.md): while the answer writes a box, the
+    # first `grounding_heads` heads of every attention layer are pulled onto the object's image tokens. Needs
+    # model.attn_implementation: eager (the attention probabilities); 0 computes nothing.
+    grounding_attention: float = Field(0.0, ge=0)
+    grounding_heads: int = Field(1, ge=1)
     focal_alpha: float = Field(0.25, ge=0, le=1)
     focal_gamma: float = Field(2.0, ge=0)
     # What objectness learns for a positive: "binary" = 1 (focal loss), "iou" = the IoU of its own box with its
@@ -380,6 +385,13 @@ class Config(_Strict):
     inference: InferenceConfig = InferenceConfig()
     monitor: MonitorConfig = MonitorConfig()
     grpo: GrpoConfig = GrpoConfig()
+
+    @model_validator(mode="after")
+    def _grounding_reads_attention(self) -> "Config":
+        if self.loss.grounding_attention > 0 and self.model.attn_implementation != "eager":
+            raise ValueError(f"loss.grounding_attention reads the attention probabilities, which only "
+                             f"model.attn_implementation: eager forms (it is {self.model.attn_implementation})")
+        return self
 
 
 class ConfigError(ValueError):

@@ -120,3 +120,15 @@ def test_the_coordinate_term_accumulates_like_one_batch_of_two(run_config, two_p
     assert _rel(acc.update, big.update) <= 1e-5
     for k in ("loss", "lm_teacher", "lm_student", "coordinate"):
         assert acc_log[k] == pytest.approx(big_log[k], rel=1e-5, abs=1e-7), k
+
+
+def test_the_grounding_term_accumulates_like_one_batch_of_two(run_config, two_photos, tmp_path):
+    overrides = ("data.collator=padded", "detection.enabled=false", "loss.grounding_attention=1.0",
+                 "model.attn_implementation=eager")
+    big, big_log = _one_step(run_config, two_photos, tmp_path, "b2", 2, 1, *overrides)
+    acc, acc_log = _one_step(run_config, two_photos, tmp_path, "ga2", 1, 2, *overrides)
+    assert big_log["grounding"] > 0
+    assert _rel(acc.grads, big.grads) <= 1e-5
+    assert _rel(acc.update, big.update) <= 1e-5
+    for k in ("loss", "lm_teacher", "lm_student", "grounding"):
+        assert acc_log[k] == pytest.approx(big_log[k], rel=1e-5, abs=1e-7), k

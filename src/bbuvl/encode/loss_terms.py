@@ -16,7 +16,8 @@ import torch
 class LossTerms:
     """Scalar tensors; `loss` is the weighted total that is optimised, the others are logged beside it.
 
-    `number_token` is None when `loss.number_token` is 0, `coordinate` when `loss.coordinate_regression` is 0. The detection terms are None when the run has no head or
+    `number_token` is None when `loss.number_token` is 0, `coordinate` when `loss.coordinate_regression` is 0,
+    `grounding` when `loss.grounding_attention` is 0. The detection terms are None when the run has no head or
     `training.detection_freeze_epochs` holds it back; they are unweighted except `loss_proposal`, which is already
     weighted and comes from two-stage heads only.
     """
@@ -28,6 +29,8 @@ class LossTerms:
     number_token: torch.Tensor | None = None
     # Smooth L1 of the coordinate read-out per student token; None at loss.coordinate_regression 0
     coordinate: torch.Tensor | None = None
+    # Grounding attention's cross-entropy per student token; None at loss.grounding_attention 0
+    grounding: torch.Tensor | None = None
     loss_bbox: torch.Tensor | None = None  # L1 of matched boxes, in the head's box format
     loss_giou: torch.Tensor | None = None  # 1 - GIoU of matched boxes
     loss_objectness: torch.Tensor | None = None  # focal (or quality focal) objectness over all queries

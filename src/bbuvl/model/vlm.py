@@ -1,8 +1,8 @@
 """The trained model: a Qwen VL model of any family in data/families.py (optionally with LoRA) plus the optional detection head.
 
 `forward(batch)` computes every loss term of a step from one pass through the VLM:
-total = teacher_w * LM_teacher + student_w * LM_student (+ number_token_w * NTL + coordinate_w * coordinate)
-+ sum_k w_k * det_k, and returns each term
+total = teacher_w * LM_teacher + student_w * LM_student (+ number_token_w * NTL + coordinate_w * coordinate
++ grounding_w * grounding) + sum_k w_k * det_k, and returns each term
 (`LossTerms`, encode/loss_terms.py) so that what is logged is exactly what is optimised. The batch is the
 collators' typed `Batch` (encode/collate.py).
 """
@@ -23,6 +23,7 @@ from bbuvl.model.box_ops import box_xyxy_to_cxcywh
 from bbuvl.model.coordinate_loss import CoordinateReadout, coordinate_regression_sum
 from bbuvl.model.detection_head import DetectionHead, DetectionOutput
 from bbuvl.model.detection_loss import DetectionCriterion
+from bbuvl.model.grounding_attention import AttentionCapture, grounding_attention_sum
 from bbuvl.model.lm_loss import span_lm_loss
 from bbuvl.model.loss_scale import LossDenominators
 from bbuvl.model.number_token_loss import digit_token_ids, span_number_token_loss
@@ -105,7 +106,13 @@ class BBUVLModel(nn.Module):
         self.merge_size = int(getattr(vision_cfg, "spatial_merge_size", 2))
         self.patch_size = int(getattr(vision_cfg, "patch_size", 14))
         self.pixel_channels = int(getattr(vision_cfg, "in_channels", 3))
-        self.shared_prefix = cfg.model.shared_prefix and shares_prefix(core_model(vlm).config.get_text_config())
+        # Grounding attention reads every answer position's attention over the whole sequence, which a pass that reads
+        # the shared prompt once never forms.
+        self.attention_capture = AttentionCapture(cfg.loss.grounding_heads) if cfg.loss.grounding_attention > 0 else None
+        if self.attention_capture is not None:
+            self.attention_capture.attach(core_model(vlm).model.language_model)
+        self.shared_prefix = (cfg.model.shared_prefix and self.attention_capture is None
+                              and shares_prefix(core_model(vlm).config.get_text_config()))
         self.criterion = DetectionCriterion.from_config(cfg.loss, cfg.detection) if head is not None else None
         self.loss_cfg = cfg.loss
         self.box_format = cfg.detection.box_format
@@ -215,10 +222,15 @@ class BBUVLModel(nn.Module):
         core = core_model(self.vlm)
         use_head = self.detection_head is not None and self.detection_active
         patches = None
-        with self.recording_patches() if use_head else nullcontext() as capture:
+        grounding = None
+        attention = self.attention_capture.recording() if self.attention_capture is not None else nullcontext()
+        with self.recording_patches() if use_head else nullcontext() as capture, attention as maps:
             embeds, hidden = self.vlm_pass(batch, input_embeds=use_head)
             if capture is not None:
                 patches = capture.take()
+            if maps is not None:
+                grounding = grounding_attention_sum(maps.maps, batch.coord_marks, batch.sample_index,
+                                                    batch.det_vision_mask, batch.det_grid_hw, batch.coord_boxes)
         lm = span_lm_loss(hidden, core.lm_head, batch.labels, batch.span_ids)
         norm = num_items_in_batch
         if norm is None:
@@ -246,6 +258,9 @@ class BBUVLModel(nn.Module):
                                                batch.coord_boxes)
             coordinate = summed / max(lm.n_student if norm is None else norm.student_tokens, 1)
             total = total + self.loss_cfg.coordinate_regression * coordinate
+        if grounding is not None:
+            grounding = grounding / max(lm.n_student if norm is None else norm.student_tokens, 1)  # as coordinate
+            total = total + self.loss_cfg.grounding_attention * grounding
         detection: dict[str, torch.Tensor] = {}
         if use_head:
             det = self.head_forward(embeds, hidden, batch, patches)
@@ -257,4 +272,4 @@ class BBUVLModel(nn.Module):
             detection = self.criterion(det, targets, self.detection_head, num_targets)
             total = total + detection.pop("loss_detection")
         return LossTerms(loss=total, lm_teacher=lm_teacher, lm_student=lm_student, number_token=number_token,
-                         coordinate=coordinate, **detection)
+                         coordinate=coordinate, grounding=grounding, **detection)
