@@ -3,11 +3,15 @@
     .venv/bin/python bench/near_miss.py                       # SFT 1000 steps, then GRPO 40 steps (about 15 min, 2 cores)
     .venv/bin/python bench/near_miss.py --sft-steps 300 --grpo-steps 40 --every 20
     .venv/bin/python bench/near_miss.py --arms sft --sft-steps 4000 --sft-every 1000 --train 8000 --model wide
+    .venv/bin/python bench/near_miss.py --arms sft+ground,sft+ground>grpo --seed 101 --heldout-seed 8
 
-Three arms on the shapes scene (one shape per photo, configs/demo_shapes.yaml), scored on photos of an unseen seed:
-  sft       SFT alone (cross-entropy on the answer's digits)
-  sft+ntl   SFT with the number-token loss (`loss.number_token`, when this build has it)
-  sft>grpo  the SFT arm's last checkpoint, then GRPO (configs/demo_grpo.yaml, rewards in rl/rewards.py)
+Arms on the shapes scene (one shape per photo, configs/demo_shapes.yaml), scored on photos of an unseen seed:
+  sft              SFT alone (cross-entropy on the answer's digits)
+  sft+ntl          SFT with the number-token loss (`loss.number_token`)
+  sft+ground       SFT with coordinate regression and grounding attention (`loss.coordinate_regression`,
+                   `loss.grounding_attention`: model/coordinate_loss.py, model/grounding_attention.py)
+  sft>grpo         the SFT arm's last checkpoint, then GRPO (configs/demo_grpo.yaml, rewards in rl/rewards.py)
+  sft+ground>grpo  the same GRPO from the sft+ground arm's last checkpoint
 Each row: AP50 per label / class-agnostic of generate mode, the mean detection reward of its greedy answers
 (rl/evaluate.py), and the best constant box beside them. Numbers and what limits them: docs/grpo.md.
 """
@@ -34,7 +38,7 @@ from bbuvl.tiny.model import build_tiny_model
 from bbuvl.train.trainer import train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-ARMS = ("sft", "sft+ntl", "sft>grpo")
+ARMS = ("sft", "sft+ntl", "sft+ground", "sft>grpo", "sft+ground>grpo")
 
 
 def score(ckpt: Path, heldout: Path) -> tuple[float, float, float]:
@@ -68,6 +72,11 @@ def main() -> None:
                     help="The tiny model's size (bench/learning_curve.py: default 0.94M parameters, wide 4.3M).")
     ap.add_argument("--ntl-weight", type=float, default=1.0,
                     help="loss.number_token of the sft+ntl arm (1.0: the weight docs/number_token_loss.md recommends).")
+    ap.add_argument("--ground-weight", type=float, default=4.0,
+                    help="loss.coordinate_regression and loss.grounding_attention of the sft+ground arm.")
+    ap.add_argument("--seed", type=int, default=100, help="Seed of the training photos (the tiny model's is seed - 100, "
+                    "training's seed - 58: the defaults are those of the runs in docs/grpo.md).")
+    ap.add_argument("--heldout-seed", type=int, default=7, help="Seed of the held-out photos; never a training seed.")
     ap.add_argument("--work", type=Path, help="Keep the runs here (default: a temporary folder); a finished run found "
                     "there (its final checkpoint) is scored again, not retrained.")
     ap.add_argument("--arms", default=",".join(ARMS), help=f"Comma-separated subset of {', '.join(ARMS)}.")
@@ -81,30 +90,39 @@ def main() -> None:
             ap.error(f"{names}: the interval must be positive and at most the steps, got {every} / {steps}")
     if args.heldout <= 0 or args.train <= 0:
         ap.error("--heldout and --train must be positive")
+    if args.heldout_seed == args.seed:
+        ap.error("--heldout-seed must differ from --seed: held-out photos are never trained on")
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
-        data, held = work / "data", work / "heldout"
+        # Folders named by their seeds (the defaults keep the names of earlier runs), so a kept folder is never
+        # another seed's.
+        data = work / ("data" if args.seed == 100 else f"data-seed{args.seed}")
+        held = work / ("heldout" if args.heldout_seed == 7 else f"heldout-seed{args.heldout_seed}")
         if (data / "train.jsonl").exists():  # kept from an earlier run in --work: the same seed, the same photos
             if (kept := len(read_records(data / "train.jsonl"))) != args.train:
                 ap.error(f"--work {work} holds {kept} training photos, not --train {args.train}: use another folder")
         else:
-            synthesize_shapes(data, args.train, 10, seed=100, size=(224, 224), min_objects=1, max_objects=1)
+            synthesize_shapes(data, args.train, 10, seed=args.seed, size=(224, 224), min_objects=1, max_objects=1)
         if not (held / "val.jsonl").exists():
-            synthesize_shapes(held, 10, args.heldout, seed=7, size=(224, 224), min_objects=1, max_objects=1)
+            synthesize_shapes(held, 10, args.heldout, seed=args.heldout_seed, size=(224, 224), min_objects=1, max_objects=1)
         heldout = held / "val.jsonl"
         prior = best_constant_box(read_records(heldout))
-        suffix = "" if args.model == "default" else f"-{args.model}"  # a kept run of one size is never another's
+        # A kept run of one size or seed is never another's.
+        suffix = ("" if args.model == "default" else f"-{args.model}") + ("" if args.seed == 100 else f"-seed{args.seed}")
         model = work / f"tiny-model{suffix}"
         if not (model / "config.json").exists():
-            build_tiny_model(model, **MODEL_SHAPES[args.model])
+            build_tiny_model(model, seed=args.seed - 100, **MODEL_SHAPES[args.model])
         rows: list[tuple[str, int, tuple[float, float, float]]] = []
-        arms = [("sft", [])] if "sft" in wanted or "sft>grpo" in wanted else []
-        if "sft+ntl" in wanted:
-            if "number_token" in LossConfig.model_fields:
-                arms.append(("sft+ntl", [f"loss.number_token={args.ntl_weight}"]))
-            else:
-                print("sft+ntl: this build has no loss.number_token; the arm is left out")
+        sft_arms = {
+            "sft": [],
+            "sft+ntl": [f"loss.number_token={args.ntl_weight}"],
+            "sft+ground": [f"loss.coordinate_regression={args.ground_weight}",
+                           f"loss.grounding_attention={args.ground_weight}", "model.attn_implementation=eager"],
+        }
+        # A GRPO arm needs its SFT arm's checkpoint.
+        needed = {a.split(">")[0] for a in wanted}
+        arms = [(name, extra) for name, extra in sft_arms.items() if name in needed]
         for name, extra in arms:
             run = work / f"{name}{suffix}"
             start = time.perf_counter()
@@ -114,9 +132,11 @@ def main() -> None:
                 train(load_config(CONFIGS / "demo_shapes.yaml", [
                     f"model.path={model}", f"data.train={data / 'train.jsonl'}", "data.val=null", f"training.output_dir={run}",
                     f"training.max_steps={args.sft_steps}", f"training.save_steps={args.sft_every}",
-                    "training.save_total_limit=1000", "monitor.enabled=false", *extra]), progress=False)
+                    "training.save_total_limit=1000", "monitor.enabled=false", f"training.seed={args.seed - 58}", *extra]),
+                    progress=False)
                 print(f"  [{name}] {args.sft_steps} steps in {time.perf_counter() - start:.0f} s", flush=True)
-            rows += [(name, step, score(ckpt, heldout)) for step, ckpt in checkpoints(run)]
+            if name in wanted:
+                rows += [(name, step, score(ckpt, heldout)) for step, ckpt in checkpoints(run)]
         if "sft>grpo" in wanted:
             start = time.perf_counter()
             grpo = work / f"grpo{suffix}"

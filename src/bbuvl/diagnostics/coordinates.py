@@ -16,7 +16,6 @@ docs/localisation.md has what it measured on the demo's models.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,12 +27,11 @@ from sklearn.model_selection import KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from bbuvl.encode.chat import IGNORE_INDEX, SPAN_STUDENT
+from bbuvl.encode.chat import BOX_PATTERN, IGNORE_INDEX, SPAN_STUDENT
 from bbuvl.encode.collate import Batch
 from bbuvl.model.vlm import core_model
 
 COORDINATES = ("x1", "y1", "x2", "y2")
-_BOX = re.compile(r'"bbox_2d":\s*\[(\d+),\s*(\d+),\s*(\d+),\s*(\d+)\]')
 ALPHAS = np.logspace(-3, 4, 15)
 MIN_OBJECTS = 10  # fewer rows than this cannot be cross-validated five ways with any meaning
 
@@ -64,7 +62,7 @@ def coordinate_positions(token_texts: list[str], supervised: list[bool]) -> list
             offset += len(piece)
     answer = "".join(pieces)
     found = []
-    for m in _BOX.finditer(answer):
+    for m in BOX_PATTERN.finditer(answer):
         tokens = [begins.get(m.start(k + 1)) for k in range(4)]
         if all(t is not None for t in tokens):
             found.append(([int(t) for t in tokens if t is not None], [int(m.group(k + 1)) for k in range(4)]))

@@ -18,6 +18,7 @@ from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
 from bbuvl.config import MonitorConfig
+from bbuvl.encode.loss_terms import LossTerms
 
 if TYPE_CHECKING:
     from bbuvl.train.monitors import HealthLog
@@ -140,7 +141,9 @@ class RichProgress(TrainerCallback):
             return
         if "loss" in logs:
             self.last_loss = logs["loss"]
-        shown = {k: v for k, v in logs.items() if k.startswith(("loss", "lm_", "eval_loss", "eval_lm")) or k == "nan_skipped"}
+        terms = set(LossTerms.names())  # every loss term the model computed, training's and evaluation's
+        shown = {k: v for k, v in logs.items()
+                 if k in terms or k.removeprefix("eval_") in terms or k in ("eval_loss", "nan_skipped")}
         if shown:
             text = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
             (self.progress.console.print if self.progress else print)(f"step {state.global_step}: {text}")
