@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from learning_curve import MODEL_SHAPES
 
-from bbuvl.config import LossConfig, load_config
+from bbuvl.config import load_config
 from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.eval.coco_metrics import coco_evaluate
 from bbuvl.eval.prior import best_constant_box
@@ -137,23 +137,24 @@ def main() -> None:
                 print(f"  [{name}] {args.sft_steps} steps in {time.perf_counter() - start:.0f} s", flush=True)
             if name in wanted:
                 rows += [(name, step, score(ckpt, heldout)) for step, ckpt in checkpoints(run)]
-        if "sft>grpo" in wanted:
+        for arm in (a for a in ARMS if ">" in a and a in wanted):
+            source = arm.split(">")[0]
             start = time.perf_counter()
-            grpo = work / f"grpo{suffix}"
+            grpo = work / (f"grpo{suffix}" if source == "sft" else f"{source}-grpo{suffix}")  # sft's: earlier runs' name
             if (grpo / "final").exists():
-                print(f"  [sft>grpo] reusing the finished run in {grpo}", flush=True)
+                print(f"  [{arm}] reusing the finished run in {grpo}", flush=True)
             else:
                 train_grpo(load_config(CONFIGS / "demo_grpo.yaml", [
-                    f"model.path={work / f'sft{suffix}' / 'final'}", f"data.train={data / 'train.jsonl'}",
+                    f"model.path={work / f'{source}{suffix}' / 'final'}", f"data.train={data / 'train.jsonl'}",
                     f"training.output_dir={grpo}", f"training.max_steps={args.grpo_steps}",
                     f"training.save_steps={args.every}", "training.save_total_limit=1000"]), progress=False)
-                print(f"  [sft>grpo] {args.grpo_steps} steps in {time.perf_counter() - start:.0f} s", flush=True)
-            rows += [("sft>grpo", args.sft_steps + step, score(ckpt, heldout)) for step, ckpt in checkpoints(grpo)]
+                print(f"  [{arm}] {args.grpo_steps} steps in {time.perf_counter() - start:.0f} s", flush=True)
+            rows += [(arm, args.sft_steps + step, score(ckpt, heldout)) for step, ckpt in checkpoints(grpo)]
         print(f"\nshapes, generate mode, {len(read_records(heldout))} held-out photos of an unseen seed; "
               f"best constant box AP50 {prior.ap50 or 0:.3f} / {prior.ap50_agnostic:.3f}")
-        print(f"  {'arm':<9} {'step':>5}  {'AP50 label / agnostic':>22}  {'detection reward':>16}")
+        print(f"  {'arm':<15} {'step':>5}  {'AP50 label / agnostic':>22}  {'detection reward':>16}")
         for name, step, (ap50, agnostic, reward) in rows:
-            print(f"  {name:<9} {step:>5}  {ap50:>12.3f} / {agnostic:.3f}  {reward:>16.3f}")
+            print(f"  {name:<15} {step:>5}  {ap50:>12.3f} / {agnostic:.3f}  {reward:>16.3f}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ def run_bench_in_process(script: Path, args: list[str]) -> tuple[int, str, str]:
     """Exit code, stdout and stderr of `python script *args`, without paying a new interpreter's imports."""
     out, err = io.StringIO(), io.StringIO()
     argv, sys.argv = sys.argv, [str(script), *args]
+    path = list(sys.path)
+    sys.path.insert(0, str(script.parent))  # as `python script` does: a bench may import its siblings
     threads = torch.get_num_threads()  # a bench may set its own; the test process keeps the suite's
     code = 0
     try:
@@ -24,5 +26,6 @@ def run_bench_in_process(script: Path, args: list[str]) -> tuple[int, str, str]:
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     finally:
         sys.argv = argv
+        sys.path[:] = path
         torch.set_num_threads(threads)
     return code, out.getvalue(), err.getvalue()
