@@ -119,8 +119,11 @@ def test_a_batch_without_coordinates_gives_a_zero_that_backpropagates():
 
 # --- in training -------------------------------------------------------------------------------------------------
 
-def test_the_batch_marks_every_coordinate_of_the_students_answer(run_config):
-    run = build_run(run_config("loss.coordinate_regression=1.0", "detection.enabled=false"))
+@pytest.mark.parametrize("collator", ["padded", "packed"])
+def test_the_batch_marks_every_coordinate_of_the_students_answer(run_config, collator, tiny_family):
+    if collator == "packed" and not get_family(tiny_family).packs_isolated:
+        pytest.skip(f"{tiny_family} cannot isolate packed samples; training refuses packing")
+    run = build_run(run_config("loss.coordinate_regression=1.0", "detection.enabled=false", f"data.collator={collator}"))
     sample = run.train_dataset[0]
     batch = run.collator([sample, run.train_dataset[1]])
     assert batch.coord_marks.shape == batch.input_ids.shape
