@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from bbuvl.config import ConfigError
 from bbuvl.data.families import get_family
 from bbuvl.data.labels import Hierarchy
 from bbuvl.encode.chat import IGNORE_INDEX, NO_COORDINATE, SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, coordinate_marks
@@ -19,7 +20,9 @@ from bbuvl.encode.prompts import system_prompt
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.checkpoint import READOUT_FILE
 from bbuvl.model.coordinate_loss import SMOOTH_L1_BETA, CoordinateReadout, coordinate_regression_sum
+from bbuvl.model.grounding_attention import cell_coverage, grounding_attention_sum
 from bbuvl.train.trainer import build_run, train
+from tests.callbacks import StopAt
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -155,8 +158,6 @@ def test_a_run_logs_the_term_saves_the_readout_and_prediction_never_reads_it(run
 
 
 def test_grounding_attention_logs_and_needs_eager_attention(run_config, tmp_path):
-    from bbuvl.config import ConfigError
-
     with pytest.raises(ConfigError, match="eager"):
         run_config("loss.grounding_attention=1.0", "model.attn_implementation=sdpa")
     result = train(run_config("loss.grounding_attention=1.0", "loss.coordinate_regression=1.0", "model.attn_implementation=eager",
@@ -169,8 +170,6 @@ def test_grounding_attention_logs_and_needs_eager_attention(run_config, tmp_path
 
 
 def test_cell_coverage_and_grounding_attention_on_a_hand_computed_case():
-    from bbuvl.model.grounding_attention import cell_coverage, grounding_attention_sum
-
     # A 2x2 grid; the box spans 1.5 cells across and 1 down: the top-left cell whole, the top-right half.
     assert torch.allclose(cell_coverage(torch.tensor([0.0, 0.0, 0.75, 0.5]), 2, 2), torch.tensor([1.0, 0.5, 0.0, 0.0]))
     # One sample: text, 4 image tokens, then position 5 predicts the digit at 6 (x1 of box 0) and position 6 the
@@ -195,3 +194,19 @@ def test_cell_coverage_and_grounding_attention_on_a_hand_computed_case():
 
     expected = (ce(0.4, 0.2) + ce(0.2, 0.1)) / 2 + (ce(0.5, 0.25) + ce(0.25, 0.125)) / 2
     assert float(total) == pytest.approx(expected, abs=1e-5)
+
+
+def test_resume_with_both_terms_continues_exactly(run_config, tmp_path):
+    common = ("training.max_steps=6", "training.save_steps=3", "detection.enabled=false", "loss.coordinate_regression=1.0",
+              "loss.grounding_attention=1.0", "model.attn_implementation=eager")
+    full = train(run_config(*common, f"training.output_dir={tmp_path / 'a'}"), progress=False)["history"]
+    cfg_b = run_config(*common, f"training.output_dir={tmp_path / 'b'}")
+    train(cfg_b, progress=False, callbacks=[StopAt(3)])
+    assert (tmp_path / "b" / "checkpoint-3" / READOUT_FILE).exists()
+    resumed = train(cfg_b, resume=True, progress=False)["history"]
+    a = {h["step"]: h for h in full if "loss" in h and "train_runtime" not in h}
+    b = {h["step"]: h for h in resumed if "loss" in h and "train_runtime" not in h and h["step"] > 3}
+    assert sorted(b) == [4, 5, 6]
+    for step, h in b.items():
+        for k in ("loss", "coordinate", "grounding"):
+            assert h[k] == pytest.approx(a[step][k], abs=1e-5), (step, k)
