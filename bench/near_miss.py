@@ -3,7 +3,7 @@
     .venv/bin/python bench/near_miss.py                       # SFT 1000 steps, then GRPO 40 steps (about 15 min, 2 cores)
     .venv/bin/python bench/near_miss.py --sft-steps 300 --grpo-steps 40 --every 20
     .venv/bin/python bench/near_miss.py --arms sft --sft-steps 4000 --sft-every 1000 --train 8000 --model wide
-    .venv/bin/python bench/near_miss.py --arms sft+ground,sft+ground>grpo --seed 101 --heldout-seed 8
+    .venv/bin/python bench/near_miss.py --arms 'sft+ground,sft+ground>grpo' --sft-steps 2000 --seed 101 --heldout-seed 8
 
 Arms on the shapes scene (one shape per photo, configs/demo_shapes.yaml), scored on photos of an unseen seed:
   sft              SFT alone (cross-entropy on the answer's digits)
