@@ -1,6 +1,6 @@
 """Training that values a near miss, measured: generate-mode AP50 and mean held-out detection reward against steps.
 
-    .venv/bin/python bench/near_miss.py                       # SFT 1000 steps, then GRPO 40 steps (about 15 min, 2 cores)
+    .venv/bin/python bench/near_miss.py                       # every arm: 3 SFT runs of 1000 steps, 2 GRPO runs of 40 (estimated 45-50 min)
     .venv/bin/python bench/near_miss.py --sft-steps 300 --grpo-steps 40 --every 20
     .venv/bin/python bench/near_miss.py --arms sft --sft-steps 4000 --sft-every 1000 --train 8000 --model wide
     .venv/bin/python bench/near_miss.py --arms 'sft+ground,sft+ground>grpo' --sft-steps 2000 --seed 101 --heldout-seed 8
