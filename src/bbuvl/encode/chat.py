@@ -67,13 +67,15 @@ def coordinate_marks(answer: str, offsets: Sequence[tuple[int, int]],
     """
     boxes = answer_boxes(answer)
     marks = [NO_COORDINATE] * len(offsets)
-    # Tokens come in order, so one walk over both: a token holds a number when their character ranges overlap.
+    # Tokens and numbers both come in order, so one walk over the two (linear: an answer may hold thousands of boxes).
+    # A token holds a number when their character ranges overlap.
     spans = [(start, end, 4 * b + k) for b, (_, chars) in enumerate(boxes) for k, (start, end) in enumerate(chars)]
+    n = 0
     for i, (start, end) in enumerate(offsets):
-        for lo, hi, mark in spans:
-            if start < hi and lo < end:
-                marks[i] = mark
-                break
+        while n < len(spans) and spans[n][1] <= start:  # numbers that end before this token
+            n += 1
+        if n < len(spans) and spans[n][0] < end:
+            marks[i] = spans[n][2]
     scale = torch.tensor([extent[0], extent[1], extent[0], extent[1]], dtype=torch.float32)
     values = torch.tensor([v for v, _ in boxes], dtype=torch.float32).reshape(-1, 4)
     return marks, values / scale
