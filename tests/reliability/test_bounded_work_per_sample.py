@@ -175,3 +175,17 @@ def test_the_near_duplicate_search_finds_exactly_what_comparing_every_pair_finds
                 if objs[i].desc == objs[j].desc and objs[i].bbox_2d != objs[j].bbox_2d
                 and float(box_iou(objs[i].bbox_2d, objs[j].bbox_2d)) > DUPLICATE_IOU}
         assert got == want
+
+
+def test_coordinate_marks_are_linear_in_the_answers_boxes():
+    import json
+    import time
+
+    from bbuvl.encode.chat import coordinate_marks
+
+    answer = json.dumps([{"bbox_2d": [i % 900, i % 700, i % 900 + 5, i % 700 + 5], "label": "x"} for i in range(10_000)])
+    offsets = [(i, i + 1) for i in range(len(answer))]  # one token a character: the most tokens an answer can have
+    start = time.perf_counter()
+    marks, boxes = coordinate_marks(answer, offsets, (1000.0, 1000.0))
+    assert time.perf_counter() - start < 10  # was minutes when every token was compared with every number
+    assert boxes.shape == (10_000, 4) and max(marks) == 4 * 10_000 - 1
