@@ -98,37 +98,19 @@ def test_two_accumulated_micro_batches_of_one_equal_one_batch_of_two(run_config,
         assert acc_log[k] == pytest.approx(big_log[k], rel=1e-5, abs=1e-7), k
 
 
-def test_the_number_token_term_accumulates_like_one_batch_of_two(run_config, two_photos, tmp_path):
-    # Its sums are divided by the step's span token counts, like the LM terms, so the split cannot matter.
-    overrides = ("data.collator=padded", "detection.enabled=false", "loss.number_token=1.0")
+# The language model's extra terms: each sum is divided by the step's span token counts (number_token) or its
+# student tokens (coordinate, grounding), like the LM terms, so the split cannot matter; the photos write 1 and 3 boxes.
+@pytest.mark.parametrize("term, overrides", [
+    ("number_token", ("loss.number_token=1.0",)),
+    ("coordinate", ("loss.coordinate_regression=1.0",)),
+    ("grounding", ("loss.grounding_attention=1.0", "model.attn_implementation=eager")),
+])
+def test_an_lm_side_term_accumulates_like_one_batch_of_two(run_config, two_photos, tmp_path, term, overrides):
+    overrides = ("data.collator=padded", "detection.enabled=false", *overrides)
     big, big_log = _one_step(run_config, two_photos, tmp_path, "b2", 2, 1, *overrides)
     acc, acc_log = _one_step(run_config, two_photos, tmp_path, "ga2", 1, 2, *overrides)
-    assert big_log["number_token"] > 0
+    assert big_log[term] > 0
     assert _rel(acc.grads, big.grads) <= 1e-5
     assert _rel(acc.update, big.update) <= 1e-5
-    for k in ("loss", "lm_teacher", "lm_student", "number_token"):
-        assert acc_log[k] == pytest.approx(big_log[k], rel=1e-5, abs=1e-7), k
-
-
-def test_the_coordinate_term_accumulates_like_one_batch_of_two(run_config, two_photos, tmp_path):
-    # Its sum is divided by the step's student tokens, like lm_student; the photos write 1 and 3 boxes.
-    overrides = ("data.collator=padded", "detection.enabled=false", "loss.coordinate_regression=1.0")
-    big, big_log = _one_step(run_config, two_photos, tmp_path, "b2", 2, 1, *overrides)
-    acc, acc_log = _one_step(run_config, two_photos, tmp_path, "ga2", 1, 2, *overrides)
-    assert big_log["coordinate"] > 0
-    assert _rel(acc.grads, big.grads) <= 1e-5
-    assert _rel(acc.update, big.update) <= 1e-5
-    for k in ("loss", "lm_teacher", "lm_student", "coordinate"):
-        assert acc_log[k] == pytest.approx(big_log[k], rel=1e-5, abs=1e-7), k
-
-
-def test_the_grounding_term_accumulates_like_one_batch_of_two(run_config, two_photos, tmp_path):
-    overrides = ("data.collator=padded", "detection.enabled=false", "loss.grounding_attention=1.0",
-                 "model.attn_implementation=eager")
-    big, big_log = _one_step(run_config, two_photos, tmp_path, "b2", 2, 1, *overrides)
-    acc, acc_log = _one_step(run_config, two_photos, tmp_path, "ga2", 1, 2, *overrides)
-    assert big_log["grounding"] > 0
-    assert _rel(acc.grads, big.grads) <= 1e-5
-    assert _rel(acc.update, big.update) <= 1e-5
-    for k in ("loss", "lm_teacher", "lm_student", "grounding"):
+    for k in ("loss", "lm_teacher", "lm_student", term):
         assert acc_log[k] == pytest.approx(big_log[k], rel=1e-5, abs=1e-7), k

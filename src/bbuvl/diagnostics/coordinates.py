@@ -27,7 +27,7 @@ from sklearn.model_selection import KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from bbuvl.encode.chat import BOX_PATTERN, IGNORE_INDEX, SPAN_STUDENT
+from bbuvl.encode.chat import IGNORE_INDEX, SPAN_STUDENT, answer_boxes
 from bbuvl.encode.collate import Batch
 from bbuvl.model.vlm import core_model
 
@@ -62,10 +62,10 @@ def coordinate_positions(token_texts: list[str], supervised: list[bool]) -> list
             offset += len(piece)
     answer = "".join(pieces)
     found = []
-    for m in BOX_PATTERN.finditer(answer):
-        tokens = [begins.get(m.start(k + 1)) for k in range(4)]
+    for values, chars in answer_boxes(answer):
+        tokens = [begins.get(start) for start, _ in chars]
         if all(t is not None for t in tokens):
-            found.append(([int(t) for t in tokens if t is not None], [int(m.group(k + 1)) for k in range(4)]))
+            found.append(([int(t) for t in tokens if t is not None], values))
     return found
 
 

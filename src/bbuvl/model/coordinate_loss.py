@@ -5,8 +5,8 @@ image tokens to the answer only through ten-way digit choices, and from scratch 
 part (docs/localisation.md, "What the language model knows before it writes a box"). This term gives it a
 direct, continuous gradient: at every position that predicts a digit of a box coordinate, a linear layer reads
 the coordinate's value (normalised to the photo's sides, 0..1) from the last hidden state, scored by a smooth L1
-loss. Prediction never uses the layer: the answer format and decoding are unchanged. docs/grpo.md, "Coordinate
-regression", has what it measured.
+loss. Prediction never uses the layer: the answer format and decoding are unchanged. docs/grpo.md ("Teaching the
+answer where to look", "Generate mode localises") has why and what it measured.
 """
 
 from __future__ import annotations
@@ -32,17 +32,22 @@ class CoordinateReadout(nn.Module):
         return self.proj(hidden)
 
 
+def predicts_coordinate(coord_marks: torch.Tensor) -> torch.Tensor:
+    """`[B, L]` positions whose NEXT token is a coordinate digit (the causal shift of the LM loss)."""
+    at = torch.zeros_like(coord_marks, dtype=torch.bool)
+    at[:, :-1] = coord_marks[:, 1:] >= 0
+    return at
+
+
 def coordinate_targets(coord_marks: torch.Tensor, sample_index: torch.Tensor,
                        coord_boxes: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Where the coordinate losses read and what they aim at.
 
     coord_marks / sample_index: `[B, L]` (encode/collate.py; a mark `4 * box + coordinate` sits on each token of a
-    box number); coord_boxes: S x `[N_s, 4]`. Returns `at [B, L]`, the positions whose NEXT token is a coordinate
-    digit (the causal shift of the LM loss; the last column is never one), and for those positions in row-major
-    order the coordinate index `[N]` (0..3) and its normalised value `[N]`.
+    box number); coord_boxes: S x `[N_s, 4]`. Returns `at [B, L]` (`predicts_coordinate`), and for those positions
+    in row-major order the coordinate index `[N]` (0..3) and its normalised value `[N]`.
     """
-    at = torch.zeros_like(coord_marks, dtype=torch.bool)
-    at[:, :-1] = coord_marks[:, 1:] >= 0
+    at = predicts_coordinate(coord_marks)
     marks = coord_marks[:, 1:][at[:, :-1]]  # [N]
     samples = sample_index[:, 1:][at[:, :-1]]  # [N] the sample the digit belongs to
     if marks.numel() == 0:

@@ -12,7 +12,7 @@ left free, and prediction is unchanged (the same model, the same answers' format
 
 The attention probabilities are read from the eager attention implementation (`model.attn_implementation:
 eager`, which the config requires with this term); sdpa and flash attention never form them.
-docs/grpo.md, "Coordinate regression and grounding attention", has what it measured.
+docs/grpo.md ("Teaching the answer where to look", "Generate mode localises") has why and what it measured.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from typing import Any, Iterator
 
 import torch
 from torch import nn
+
+from bbuvl.model.coordinate_loss import predicts_coordinate
 
 EPS = 1e-6  # keeps log() finite where a head gives a covered token no attention at all
 
@@ -89,9 +91,10 @@ def grounding_attention_sum(maps: list[torch.Tensor], coord_marks: torch.Tensor,
     nothing is supervised.
     """
     total = 0.0 * maps[0].sum().float()
+    queries_at = predicts_coordinate(coord_marks)
     for s, boxes in enumerate(coord_boxes):
         in_s = sample_index == s
-        rows, cols = torch.nonzero(in_s[:, 1:] & (coord_marks[:, 1:] >= 0), as_tuple=True)  # digit positions
+        rows, cols = torch.nonzero(queries_at & in_s, as_tuple=True)  # positions that predict a digit
         if rows.numel() == 0:
             continue
         b = int(rows[0])  # one sample lies in one row, padded or packed

@@ -111,8 +111,10 @@ class ConversationDataset(torch.utils.data.Dataset):
         seed: int = 42,
         max_length: int | None = None,
         crop: CropConfig | None = None,
+        mark_coordinates: bool = False,
     ):
         self.encoder, self.contract = encoder, contract
+        self.mark_coordinates = mark_coordinates  # the coordinate losses read the student's marks (encode/chat.py)
         self.crop = crop if crop is not None and crop.p > 0 else None
         self.teacher_ratio, self.num_teachers, self.seed = teacher_ratio, num_teachers, seed
         self.oversize, self.max_length = oversize, max_length
@@ -231,7 +233,7 @@ class ConversationDataset(torch.utils.data.Dataset):
         image = image_for_model(src.image_path, src.record.size, self.contract, region)
         record = src.record if region is None else magnified_record(src.record, region, image.size)
         # The student's extent marks its box numbers for the coordinate losses (model/coordinate_loss.py).
-        extent = self.contract.answer_extent(record.size) if span == SPAN_STUDENT else None
+        extent = self.contract.answer_extent(record.size) if self.mark_coordinates and span == SPAN_STUDENT else None
         return Turn(image, format_answer(record, self.contract), span, extent), record
 
     def __getitem__(self, index: int) -> EncodedSample:

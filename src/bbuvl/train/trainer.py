@@ -110,7 +110,8 @@ def build_run(cfg: Config) -> Run:
     optimizer_groups(model, cfg.training.lr, cfg.training.weight_decay)  # raises naming a parameter in no group, or nothing to train
 
     encoder = ChatEncoder(processor, prompt.system, cfg.data.lang, family.assistant_prefix)
-    common = dict(oversize=cfg.data.oversize, seed=cfg.training.seed, max_length=cfg.data.max_length)
+    common = dict(oversize=cfg.data.oversize, seed=cfg.training.seed, max_length=cfg.data.max_length,
+                  mark_coordinates=cfg.loss.coordinate_regression > 0 or cfg.loss.grounding_attention > 0)
     train_ds = ConversationDataset(train_sources, encoder, contract, pool,
                                    cfg.data.teacher_ratio, cfg.data.num_teachers, crop=cfg.data.crop, **common)
     eval_ds = None
