@@ -14,6 +14,7 @@ from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, int_
 from bbuvl.data.layout import DATASET_FILES
 from bbuvl.synthetic.camera import FRAMINGS
 from bbuvl.synthetic.dataset import ANNOTATIONS, IMAGES, synthesize
+from bbuvl.synthetic.scene import FaultRate
 from bbuvl.synthetic.shapes import MAX_SHAPES, SHAPE_CLASSES, synthesize_shapes
 
 FORMATS = ("jsonl", "vendor")
@@ -50,6 +51,13 @@ def synth(
         None, "--object-px",
         help="shapes scene: every box side MIN-MAX pixels (e.g. 10-24: small parts, below one vision token at the "
         "model's frame); default 15-40 % of the photo's side."),
+    fault_rate: float | None = typer.Option(
+        None, "--fault-rate", min=0.0, max=1.0,
+        help="bbu scene: the share of photos holding any fault (e.g. 0.3: 70%% pass, as in the field); "
+        "default: each part wrong at its own odds, most photos hold a fault."),
+    part_fault_rate: float = typer.Option(
+        0.3, "--part-fault-rate", min=0.0, max=1.0,
+        help="bbu scene with --fault-rate: the share of parts drawn wrong in a photo that holds a fault (at least one is)."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Render equipment-room photos (cabinets, BBUs, screws, plugs, baffles...) or coloured shapes, with exact boxes and labels."""
@@ -65,6 +73,8 @@ def synth(
         fail("--min-objects/--max-objects are for --scene shapes; the bbu scene plans its own objects")
     if scene == "bbu" and object_px is not None:
         fail("--object-px is for --scene shapes; the bbu scene sizes its own objects")
+    if scene == "shapes" and fault_rate is not None:
+        fail("--fault-rate is for --scene bbu; shapes have no faults")
     px = parse_range(object_px, "--object-px") if object_px is not None else None
     wh = parse_size(size)
     if fmt == "jsonl":
@@ -80,8 +90,12 @@ def synth(
             summary = synthesize_shapes(out, n_train, n_val, min_objects=1 if min_objects is None else min_objects,
                                         max_objects=3 if max_objects is None else max_objects, object_px=px, **common)  # type: ignore[arg-type]
         else:
-            summary = synthesize(out, n_train, n_val, framing=framing, **common)  # type: ignore[arg-type]
+            faults = FaultRate(fault_rate, part_fault_rate) if fault_rate is not None else None
+            summary = synthesize(out, n_train, n_val, framing=framing, faults=faults, **common)  # type: ignore[arg-type]
     console.print(f"{n_train + n_val} photos, {sum(summary['categories'].values())} objects, {summary['labels']} distinct labels")
+    for split, c in (summary.get("faults") or {}).items():
+        console.print(f"{split}: {c['faulty_photos']} of {c['photos']} photos hold a fault; {c['faults']} faulty parts "
+                      f"of {c['objects']} objects")
     table = Table(show_edge=False)
     table.add_column("category")
     table.add_column("objects", justify="right")

@@ -14,7 +14,7 @@ from PIL import Image
 
 from bbuvl.data.regions import window_objects
 from bbuvl.data.schema import ObjectAnn, sort_objects
-from bbuvl.synthetic.scene import MIN_SIDE, SS, Box, Scene
+from bbuvl.synthetic.scene import FAULT_LABELS, MIN_SIDE, SS, Box, FaultRate, Scene
 
 def _camera(img: Image.Image, rng: random.Random, noise: np.random.Generator) -> Image.Image:
     """Focus, uneven light and vignette, white balance, contrast and sensor noise of a site photo."""
@@ -42,11 +42,28 @@ def check_size(size: tuple[int, int]) -> None:
         raise ValueError(f"image size {size[0]}x{size[1]} is too small: both sides must be at least {MIN_SIDE} px")
 
 
-def render_scene(rng_seed: int, size: tuple[int, int], framing: Framing = "wide") -> tuple[Image.Image, list[ObjectAnn]]:
+def _painted(rng_seed: int, canvas: tuple[int, int], faults: FaultRate | None) -> tuple[Scene, random.Random]:
+    """The scene of `rng_seed` painted on `canvas`, and its random stream (the camera draws on from it).
+
+    With a fault rate, a coin of the photo's own stream makes it faulty; a faulty photo whose draws left every part
+    correct is painted again with its first state draws forced wrong, so it holds a fault."""
+    faulty = faults is not None and random.Random(rng_seed ^ _FAULT_SALT).random() < faults.photos
+    for force in range(0, 8):
+        rng = random.Random(rng_seed)
+        scene = Scene(rng, canvas, faults, faulty, force)
+        scene.paint()
+        if not faulty or any(label in FAULT_LABELS for _, label in scene.objects):
+            break
+    return scene, rng
+
+
+def render_scene(rng_seed: int, size: tuple[int, int], framing: Framing = "wide",
+                 faults: FaultRate | None = None) -> tuple[Image.Image, list[ObjectAnn]]:
     """One synthetic photo of `size` (width, height) and its objects in its pixels, sorted by (y1, x1).
 
     `framing`: wide (the cabinet), closeup (near one BBU, the ODF panel or the ground bar) or mixed (either,
-    by a coin seeded from `rng_seed`); the scene is the same for a seed, only the camera moves.
+    by a coin seeded from `rng_seed`); the scene is the same for a seed, only the camera moves. `faults`: how
+    often photos and parts are wrong (None: each part at its own odds, most photos hold a fault).
     """
     check_size(size)
     if framing not in FRAMINGS:
@@ -54,11 +71,9 @@ def render_scene(rng_seed: int, size: tuple[int, int], framing: Framing = "wide"
     if framing == "mixed":
         framing = "closeup" if random.Random(rng_seed ^ _MIXED_SALT).random() < 0.5 else "wide"
     if framing == "closeup":
-        return _render_closeup(rng_seed, size)
+        return _render_closeup(rng_seed, size, faults)
     w, h = size
-    rng = random.Random(rng_seed)
-    scene = Scene(rng, (w * SS, h * SS))
-    scene.paint()
+    scene, rng = _painted(rng_seed, (w * SS, h * SS), faults)
     img = _camera(scene.img.reduce(SS), rng, np.random.default_rng(rng_seed))
     objects = []
     for box, label in scene.objects:
@@ -76,25 +91,42 @@ FRAMINGS: tuple[str, ...] = ("wide", "closeup", "mixed")
 Framing = Literal["wide", "closeup", "mixed"]
 CLOSEUP_PART = (0.10, 0.13)  # screw/plug size in a close-up, as a fraction of the photo width (45-58 px at 448)
 _CLOSEUP_SALT, _MIXED_SALT = 0xC105E, 0x31BED  # framing draws its own random streams: the scene's stays the same
+_FAULT_SALT = 0xFA017
 
 
-def _render_closeup(rng_seed: int, size: tuple[int, int]) -> tuple[Image.Image, list[ObjectAnn]]:
-    """A close-up photo: the scene of `rng_seed` painted at the zoom that gives parts CLOSEUP_PART, then cropped."""
+def _render_closeup(rng_seed: int, size: tuple[int, int], faults: FaultRate | None = None) -> tuple[Image.Image, list[ObjectAnn]]:
+    """A close-up photo: the scene of `rng_seed` painted at the zoom that gives parts CLOSEUP_PART, then cropped.
+
+    With a fault rate, a faulty photo is framed on one of its faults (an inspector photographs what is wrong), a
+    passing one as before: its scene holds no fault anywhere."""
     w, h = size
     framer = random.Random(rng_seed ^ _CLOSEUP_SALT)
     probe = Scene(random.Random(rng_seed), (w * SS, h * SS))
     probe.scale()  # every length in the scene is proportional to the canvas, so d at the photo size sets the zoom
     zoom = max(1.0, framer.uniform(*CLOSEUP_PART) * w * SS / probe.d)
-    rng = random.Random(rng_seed)
-    scene = Scene(rng, (round(w * zoom) * SS, round(h * zoom) * SS))
-    scene.paint()
+    scene, rng = _painted(rng_seed, (round(w * zoom) * SS, round(h * zoom) * SS), faults)
     x0, y0, x1, y1 = framer.choice([b for b, _ in scene.bbus] + scene.panels)
     # look at a point along the target (an ear with its screws, the ports, a plug row), the target's row centred
     fx, fy = framer.uniform(x0, x1), (y0 + y1) / 2 + framer.uniform(-0.25, 0.25) * h * SS
-    ox = int(round(min(max(0.0, fx - w * SS / 2), scene.W - w * SS)))
-    oy = int(round(min(max(0.0, fy - h * SS / 2), scene.H - h * SS)))
+    wrong = [b for b, label in scene.objects if label in FAULT_LABELS] if faults is not None else []
+    framer.shuffle(wrong)
+    for fault in wrong:  # centred on a fault, shifted by up to a quarter of the photo: it must show in the window
+        fx = (fault[0] + fault[2]) / 2 + framer.uniform(-0.25, 0.25) * w * SS
+        fy = (fault[1] + fault[3]) / 2 + framer.uniform(-0.25, 0.25) * h * SS
+        origin = _origin(fx, fy, scene, size)
+        if any(o.desc in FAULT_LABELS for o in _framed_objects(scene.objects, origin, size)):
+            break
+    ox, oy = _origin(fx, fy, scene, size)
     img = _camera(scene.img.crop((ox, oy, ox + w * SS, oy + h * SS)).reduce(SS), rng, np.random.default_rng(rng_seed))
     return img, _framed_objects(scene.objects, (ox, oy), size)
+
+
+def _origin(fx: float, fy: float, scene: Scene, size: tuple[int, int]) -> tuple[int, int]:
+    """Top-left canvas pixel of a `size` photo looking at (`fx`, `fy`), kept on the canvas."""
+    w, h = size
+    ox = int(round(min(max(0.0, fx - w * SS / 2), scene.W - w * SS)))
+    oy = int(round(min(max(0.0, fy - h * SS / 2), scene.H - h * SS)))
+    return ox, oy
 
 
 def _framed_objects(objects: list[tuple[Box, str]], origin: tuple[int, int], size: tuple[int, int]) -> list[ObjectAnn]:

@@ -27,6 +27,7 @@ from bbuvl.data.layout import write_dataset_folder
 from bbuvl.data.schema import ImageRecord, ObjectAnn
 from bbuvl.synthetic.camera import FRAMINGS, Framing, check_size, render_scene
 from bbuvl.synthetic.export import INVERSE_ROTATION, PlatformNames, vendor_document
+from bbuvl.synthetic.scene import FAULT_LABELS, FaultRate
 
 JPEG_QUALITY = 90
 IMAGES, ANNOTATIONS = "images", "annotations"
@@ -84,6 +85,13 @@ def _render_job(job: _Job) -> tuple[ImageRecord, dict]:
     return record, meta
 
 
+def fault_counts(records: list[ImageRecord]) -> dict[str, int]:
+    """Photos, photos holding a fault, objects and faulty objects of the synthetic scene's `records`."""
+    wrong = [sum(o.desc in FAULT_LABELS for o in r.objects) for r in records]
+    return {"photos": len(records), "faulty_photos": sum(n > 0 for n in wrong),
+            "objects": sum(len(r.objects) for r in records), "faults": sum(wrong)}
+
+
 def _run(jobs: list[_Job], workers: int) -> Iterator[tuple[ImageRecord, dict]]:
     if workers <= 1 or len(jobs) < 2:
         yield from map(_render_job, jobs)
@@ -123,12 +131,14 @@ def synthesize(
     framing: Framing = "wide",
     render: Renderer | None = None,
     about: dict | None = None,
+    faults: FaultRate | None = None,
 ) -> dict:
     """Render `n_train + n_val` photos into `out`: a dataset folder (jsonl) or a platform export (vendor).
 
     Returns the summary (counts per split and per category). `progress(done, total)` is called per photo.
     `render` swaps the equipment room for another scene (a picklable `(seed, size) -> (photo, objects)`, e.g.
-    `bbuvl.synthetic.shapes`), `about` adds what describes it to the summary; `framing` moves the room's camera.
+    `bbuvl.synthetic.shapes`), `about` adds what describes it to the summary; `framing` moves the room's camera;
+    `faults` sets how often photos and parts are wrong (None: each part at its own odds), and the summary counts them.
     """
     if fmt not in ("jsonl", "vendor"):
         raise ValueError(f"format must be 'jsonl' or 'vendor', got '{fmt}'")
@@ -136,13 +146,15 @@ def synthesize(
         raise ValueError(f"need a positive number of photos, got n_train={n_train}, n_val={n_val}")
     if framing not in FRAMINGS:
         raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, got '{framing}'")
-    if render is not None and framing != "wide":
-        raise ValueError("framing moves the equipment room's camera; it does not apply to another scene")
+    if render is not None and (framing != "wide" or faults is not None):
+        raise ValueError("framing or a fault rate does not apply to another scene: both belong to the equipment room")
     check_size(size)
     out = Path(out)
     if render is None:
-        render = render_scene if framing == "wide" else partial(render_scene, framing=framing)
+        render = render_scene if framing == "wide" and faults is None else partial(render_scene, framing=framing, faults=faults)
         about = {"framing": framing, **(about or {})} if framing != "wide" else about  # wide: the summary of old
+        if faults is not None:
+            about = {**(about or {}), "fault_rate": {"photos": faults.photos, "parts": faults.parts}}
     names = [("train", i) for i in range(n_train)] + [("val", i) for i in range(n_val)]
     jobs = [_Job(out, f"{split}_{i:05d}", k, image_seed(seed, split, i), tuple(size), fmt, render)
             for k, (split, i) in enumerate(names)]
@@ -160,6 +172,8 @@ def synthesize(
     categories = Counter(o.desc.split(SEP)[0] for r in records for o in r.objects)
     extra = {"generator": "bbuvl data synth", "format": fmt, "seed": seed, "size": list(size), **(about or {}),
              "categories": dict(sorted(categories.items(), key=lambda kv: -kv[1]))}
+    if faults is not None:
+        extra["faults"] = {"train": fault_counts(records[:n_train]), "val": fault_counts(records[n_train:])}
     if fmt == "jsonl":
         return write_dataset_folder(out, records[:n_train], records[n_train:], num_teachers, seed, extra)
     metas = [m for _, m in results]

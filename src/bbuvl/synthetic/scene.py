@@ -58,6 +58,11 @@ def point_label(kind: str, ok: bool) -> str:
     return SEP.join(("螺丝连接点", kind, "连接正确" if ok else "连接错误"))
 
 
+# The states the scene draws wrong: what an inspector must flag (the hierarchy file marks them for the product).
+FAULT_LABELS = frozenset((
+    *(point_label(k, False) for k in (MOUNT_SCREW, CPRI, PIGTAIL, GROUND_TERMINAL, GROUND_BAR_SCREW)), BAFFLE[False],
+))
+
 ALL_LABELS = (
     *(f"{BBU_CAT}/{b}" for b in BRANDS),
     *(point_label(k, ok) for k in (MOUNT_SCREW, CPRI, PIGTAIL, GROUND_TERMINAL, GROUND_BAR_SCREW) for ok in (True, False)),
@@ -121,6 +126,21 @@ def _font(size: float) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     return ImageFont.load_default(max(6, int(size)))
 
 
+@dataclass(frozen=True)
+class FaultRate:
+    """How often a scene is wrong: `photos` is the share of photos with any fault, `parts` the share of parts drawn
+    wrong in such a photo (the others show none). Field photos mostly pass (docs/synthetic_scenes.md, "Faults")."""
+
+    photos: float
+    parts: float = 0.3
+
+    def __post_init__(self) -> None:
+        for name in ("photos", "parts"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"fault rate: {name} must be a share between 0 and 1, got {v}")
+
+
 @dataclass
 class _Slot:
     """One horizontal band of the mounting area."""
@@ -142,8 +162,12 @@ class _Slot:
 class Scene:
     """Paints one photo on a supersampled canvas and records every labelled box as it is drawn."""
 
-    def __init__(self, rng: random.Random, size: tuple[int, int]):
+    def __init__(self, rng: random.Random, size: tuple[int, int], faults: FaultRate | None = None,
+                 faulty: bool = False, force: int = 0):
+        """`faults` None draws each part's state at its own odds; otherwise only a `faulty` photo has wrong parts,
+        and its first `force` state draws come out wrong (so that a faulty photo is never drawn without a fault)."""
         self.rng = rng
+        self.faults, self.faulty, self.force = faults, faulty, force
         self.W, self.H = size
         self.img = Image.new("RGB", size)
         self.draw = ImageDraw.Draw(self.img)
@@ -162,6 +186,16 @@ class Scene:
             self.busy.append(box)
         if reserved:
             self.reserved -= 1
+
+    def part_ok(self, p_wrong: float) -> bool:
+        """Whether the next part is drawn correct: at odds `p_wrong` of wrong, or by the photo's fault rate."""
+        r = self.rng.random()  # drawn either way: the scene's random stream does not depend on the fault rate
+        if self.faults is None:
+            return r > p_wrong
+        if self.faulty and self.force > 0:
+            self.force -= 1
+            return False
+        return not (self.faulty and r < self.faults.parts)
 
     def room(self, n: int = 1) -> bool:
         return len(self.objects) + self.reserved + n <= MAX_OBJECTS
@@ -275,10 +309,15 @@ class Scene:
         per_ear = 2 if units >= 2 and rng.random() < 0.5 else 1
         out = [_Slot("bbu", units, brand=brand, screws_per_ear=per_ear)]
         if rng.random() < 0.4:
-            out.insert(0, _Slot("baffle", 1.0, installed=rng.random() < 0.55))
+            out.insert(0, _Slot("baffle", 1.0, installed=self._baffle_ok()))
         if rng.random() < 0.55:
-            out.append(_Slot("baffle", 1.0, installed=rng.random() < 0.55))
+            out.append(_Slot("baffle", 1.0, installed=self._baffle_ok()))
         return out
+
+    def _baffle_ok(self) -> bool:
+        if self.faults is None:
+            return self.rng.random() < 0.55
+        return self.part_ok(0.45)
 
     @staticmethod
     def _fit(slots: list[_Slot], avail: float) -> list[_Slot]:
@@ -455,7 +494,7 @@ class Scene:
         fracs = (0.27, 0.73) if per_ear == 2 else (0.5,)
         for f in fracs:
             cy = ear[1] + f * (ear[3] - ear[1])
-            ok = self.rng.random() > 0.3
+            ok = self.part_ok(0.3)
             box = self.screw(cx, cy, self.d, ok, surface=colour)
             self.add(box, point_label(MOUNT_SCREW, ok), reserved=True)
 
@@ -593,7 +632,7 @@ class Scene:
             if not self.room():
                 break
             right = ports[k + 1][0] if k + 1 < len(ports) else hi
-            ok = self.rng.random() > p_wrong
+            ok = self.part_ok(p_wrong)
             box, tail = self.plug(port, ok, kind, (port[0] - left, right - port[2]))
             self.add(box, point_label(CPRI if kind == "cpri" else PIGTAIL, ok))
             tails.append(tail)
@@ -786,7 +825,7 @@ class Scene:
         step = (width - 0.9 * u) / n
         for k in range(n):
             cx, cy = bar[0] + 0.45 * u + (k + 0.5) * step, by0 + bh / 2
-            ok = rng.random() > 0.35
+            ok = self.part_ok(0.35)
             if ok:  # the lug and its wire hang below the screw
                 colour = YELLOW_GREEN[k % 2]
                 dr.line([(cx, cy), (cx + rng.uniform(-0.5, 0.5) * u, by0 + bh + 1.6 * u)], fill=colour, width=int(0.3 * d))
@@ -864,7 +903,7 @@ class Scene:
                 break
         else:
             return 0
-        ok = rng.random() > 0.45
+        ok = self.part_ok(0.45)
         lug = _jit(rng, (204, 204, 208), 6)
         r = 0.5 * d
         sw, sh = int(d) + 4, int(2.2 * d) + 4
