@@ -118,7 +118,7 @@ def main() -> None:
             "sft": [],
             "sft+ntl": [f"loss.number_token={args.ntl_weight}"],
             "sft+ground": [f"loss.coordinate_regression={args.ground_weight}",
-                           f"loss.grounding_attention={args.ground_weight}", "model.attn_implementation=eager"],
+                           f"loss.grounding_attention={args.ground_weight}"],
         }
         # A GRPO arm needs its SFT arm's checkpoint.
         needed = {a.split(">")[0] for a in wanted}

@@ -243,8 +243,8 @@ class LossConfig(_Strict):
     # of each box coordinate from the hidden states that write its digits; 0 builds nothing.
     coordinate_regression: float = Field(0.0, ge=0)
     # Weight of grounding attention (model/grounding_attention.py, docs/grpo.md): while the answer writes a box, the
-    # first `grounding_heads` heads of every attention layer are pulled onto the object's image tokens. Needs
-    # model.attn_implementation: eager (the attention probabilities); 0 computes nothing.
+    # first `grounding_heads` heads of every attention layer are pulled onto the object's image tokens. Works with
+    # every model.attn_implementation (only the supervised rows are recomputed); 0 computes nothing.
     grounding_attention: float = Field(0.0, ge=0)
     grounding_heads: int = Field(1, ge=1)
     focal_alpha: float = Field(0.25, ge=0, le=1)
@@ -385,13 +385,6 @@ class Config(_Strict):
     inference: InferenceConfig = InferenceConfig()
     monitor: MonitorConfig = MonitorConfig()
     grpo: GrpoConfig = GrpoConfig()
-
-    @model_validator(mode="after")
-    def _grounding_reads_attention(self) -> "Config":
-        if self.loss.grounding_attention > 0 and self.model.attn_implementation != "eager":
-            raise ValueError(f"loss.grounding_attention reads the attention probabilities, which only "
-                             f"model.attn_implementation: eager forms (it is {self.model.attn_implementation})")
-        return self
 
 
 class ConfigError(ValueError):

@@ -12,7 +12,6 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from bbuvl.config import ConfigError
 from bbuvl.data.families import get_family
 from bbuvl.data.labels import Hierarchy
 from bbuvl.encode.chat import IGNORE_INDEX, NO_COORDINATE, SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, Turn, coordinate_marks
@@ -20,7 +19,6 @@ from bbuvl.encode.prompts import system_prompt
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.checkpoint import READOUT_FILE
 from bbuvl.model.coordinate_loss import SMOOTH_L1_BETA, CoordinateReadout, coordinate_regression_sum
-from bbuvl.model.grounding_attention import cell_coverage, grounding_attention_sum
 from bbuvl.train.trainer import build_run, train
 from tests.callbacks import StopAt
 
@@ -157,10 +155,8 @@ def test_a_run_logs_the_term_saves_the_readout_and_prediction_never_reads_it(run
     assert predictor.predict_detection([photo], mode="generate") == before
 
 
-def test_grounding_attention_logs_and_needs_eager_attention(run_config, tmp_path):
-    with pytest.raises(ConfigError, match="eager"):
-        run_config("loss.grounding_attention=1.0", "model.attn_implementation=sdpa")
-    result = train(run_config("loss.grounding_attention=1.0", "loss.coordinate_regression=1.0", "model.attn_implementation=eager",
+def test_grounding_attention_logs_its_term_with_sdpa(run_config, tmp_path):
+    result = train(run_config("loss.grounding_attention=1.0", "loss.coordinate_regression=1.0", "model.attn_implementation=sdpa",
                               "detection.enabled=false", "training.max_steps=3", "data.val=null",
                               f"training.output_dir={tmp_path / 'run'}"), progress=False)
     logs = [h for h in result["history"] if "loss" in h and "train_runtime" not in h]
@@ -169,36 +165,9 @@ def test_grounding_attention_logs_and_needs_eager_attention(run_config, tmp_path
                                           rel=1e-4) for h in logs)
 
 
-def test_cell_coverage_and_grounding_attention_on_a_hand_computed_case():
-    # A 2x2 grid; the box spans 1.5 cells across and 1 down: the top-left cell whole, the top-right half.
-    assert torch.allclose(cell_coverage(torch.tensor([0.0, 0.0, 0.75, 0.5]), 2, 2), torch.tensor([1.0, 0.5, 0.0, 0.0]))
-    # One sample: text, 4 image tokens, then position 5 predicts the digit at 6 (x1 of box 0) and position 6 the
-    # digit at 7 (y1). Two layers of one head; a second head that is not supervised holds nonsense.
-    marks = torch.tensor([[-1, -1, -1, -1, -1, -1, 0, 1]])
-    sample_index = torch.zeros(1, 8, dtype=torch.long)
-    vision = torch.tensor([[False, True, True, True, True, False, False, False]])
-    row5 = torch.tensor([0.1, 0.4, 0.2, 0.1, 0.1, 0.1, 0.0, 0.0])
-    row6 = torch.tensor([0.0, 0.5, 0.25, 0.0, 0.0, 0.125, 0.125, 0.0])
-    maps = []
-    for scale in (1.0, 0.5):  # the second layer gives each image token half the first's attention
-        m = torch.zeros(1, 1, 8, 8)
-        m[0, 0, 5] = row5 * torch.tensor([1, scale, scale, scale, scale, 1, 1, 1])
-        m[0, 0, 6] = row6 * torch.tensor([1, scale, scale, scale, scale, 1, 1, 1])
-        maps.append(m)
-    total = grounding_attention_sum(maps, marks, sample_index, vision, torch.tensor([[2, 2]]),
-                                    [torch.tensor([[0.0, 0.0, 0.75, 0.5]])])
-    eps = 1e-6
-
-    def ce(p_left: float, p_right: float) -> float:
-        return -(2 / 3 * np.log(p_left + eps) + 1 / 3 * np.log(p_right + eps))
-
-    expected = (ce(0.4, 0.2) + ce(0.2, 0.1)) / 2 + (ce(0.5, 0.25) + ce(0.25, 0.125)) / 2
-    assert float(total) == pytest.approx(expected, abs=1e-5)
-
-
 def test_resume_with_both_terms_continues_exactly(run_config, tmp_path):
     common = ("training.max_steps=6", "training.save_steps=3", "detection.enabled=false", "loss.coordinate_regression=1.0",
-              "loss.grounding_attention=1.0", "model.attn_implementation=eager")
+              "loss.grounding_attention=1.0")
     full = train(run_config(*common, f"training.output_dir={tmp_path / 'a'}"), progress=False)["history"]
     cfg_b = run_config(*common, f"training.output_dir={tmp_path / 'b'}")
     train(cfg_b, progress=False, callbacks=[StopAt(3)])

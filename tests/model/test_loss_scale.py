@@ -103,7 +103,7 @@ def test_two_accumulated_micro_batches_of_one_equal_one_batch_of_two(run_config,
 @pytest.mark.parametrize("term, overrides", [
     ("number_token", ("loss.number_token=1.0",)),
     ("coordinate", ("loss.coordinate_regression=1.0",)),
-    ("grounding", ("loss.grounding_attention=1.0", "model.attn_implementation=eager")),
+    ("grounding", ("loss.grounding_attention=1.0", "model.attn_implementation=sdpa")),
 ])
 def test_an_lm_side_term_accumulates_like_one_batch_of_two(run_config, two_photos, tmp_path, term, overrides):
     overrides = ("data.collator=padded", "detection.enabled=false", *overrides)

@@ -23,7 +23,7 @@ from bbuvl.model.box_ops import box_xyxy_to_cxcywh
 from bbuvl.model.coordinate_loss import CoordinateReadout, coordinate_regression_sum
 from bbuvl.model.detection_head import DetectionHead, DetectionOutput
 from bbuvl.model.detection_loss import DetectionCriterion
-from bbuvl.model.grounding_attention import AttentionCapture, grounding_attention_sum
+from bbuvl.model.grounding_attention import QueryKeyCapture, grounding_attention_sum
 from bbuvl.model.lm_loss import span_lm_loss
 from bbuvl.model.loss_scale import LossDenominators
 from bbuvl.model.number_token_loss import digit_token_ids, span_number_token_loss
@@ -106,9 +106,9 @@ class BBUVLModel(nn.Module):
         self.merge_size = int(getattr(vision_cfg, "spatial_merge_size", 2))
         self.patch_size = int(getattr(vision_cfg, "patch_size", 14))
         self.pixel_channels = int(getattr(vision_cfg, "in_channels", 3))
-        # Grounding attention reads every answer position's attention over the whole sequence, which a pass that reads
-        # the shared prompt once never forms.
-        self.attention_capture = AttentionCapture(cfg.loss.grounding_heads) if cfg.loss.grounding_attention > 0 else None
+        # Grounding attention recomputes answer positions' attention over their whole sample from each layer's inputs,
+        # which a pass that reads the shared prompt once never gives every row.
+        self.attention_capture = QueryKeyCapture(cfg.loss.grounding_heads) if cfg.loss.grounding_attention > 0 else None
         if self.attention_capture is not None:
             self.attention_capture.attach(core_model(vlm).model.language_model)
         self.shared_prefix = (cfg.model.shared_prefix and self.attention_capture is None
@@ -229,7 +229,7 @@ class BBUVLModel(nn.Module):
             if capture is not None:
                 patches = capture.take()
             if maps is not None:
-                grounding = grounding_attention_sum(maps.maps, batch.coord_marks, batch.sample_index,
+                grounding = grounding_attention_sum(maps.rows, maps.zero(), batch.coord_marks, batch.sample_index,
                                                     batch.det_vision_mask, batch.det_grid_hw, batch.coord_boxes)
         lm = span_lm_loss(hidden, core.lm_head, batch.labels, batch.span_ids)
         norm = num_items_in_batch
