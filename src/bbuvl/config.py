@@ -305,6 +305,17 @@ class InferenceConfig(_Strict):
     tile_whole: bool = True
     zoom_containers: list[str] = Field(default_factory=list)
     merge_overlap: float = Field(0.6, gt=0, le=1)  # intersection over the smaller box at which two boxes are one object
+    # The photo verdict (infer/verdict.py, docs/faults.md): a predicted fault scoring at least verdict_fail fails the
+    # photo, one scoring at least verdict_review sends it to review. The checkpoint's verdict_thresholds.json, chosen
+    # by `bbuvl eval --choose-thresholds` on validation photos, overrides these.
+    verdict_review: float = Field(0.25, ge=0, le=1)
+    verdict_fail: float = Field(0.5, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _verdict_order(self) -> "InferenceConfig":
+        if self.verdict_review > self.verdict_fail:
+            raise ValueError(f"verdict_review ({self.verdict_review}) must not exceed verdict_fail ({self.verdict_fail})")
+        return self
 
     @field_validator("tiles")
     @classmethod

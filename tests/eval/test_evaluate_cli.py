@@ -15,7 +15,7 @@ from bbuvl.eval.coco_metrics import coco_evaluate
 from bbuvl.eval.predictions import align_predictions, read_predictions
 
 METRIC_KEYS = ["AP", "AP50", "AP75", "AP_agnostic", "AP50_agnostic", "per_category", "label_accuracy", "parse_failure_rate",
-               "duplicate_rate", "errors", "prior"]
+               "duplicate_rate", "errors", "prior", "faults"]
 
 app = typer.Typer()
 app.command("eval")(evaluate)

@@ -36,6 +36,9 @@ class Hierarchy:
 
     categories: dict[str, Category]
     source: str = "<builtin>"
+    # Complete label paths the file marks `"fault": true` (a state, or an attribute without states): what an
+    # inspection must flag. Only the file says which (data/faults.py reads them; docs/faults.md).
+    faults: frozenset[str] = frozenset()
     _by_key: dict[str, str] = field(default_factory=dict, repr=False)  # label_key -> the label as spelt here
     # A dataset repeats one bad label thousands of times; the nearest-label search runs once per spelling.
     _problems: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -119,17 +122,42 @@ def _load_hierarchy(path: str) -> Hierarchy:
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: cannot read label hierarchy: {e}") from e
     cats: dict[str, Category] = {}
+    faults: set[str] = set()
     for name, spec in raw.get("categories", {}).items():
-        attrs = {
-            a: (aspec.get("gloss", a), dict(aspec.get("states", {})))
-            for a, aspec in spec.get("attributes", {}).items()
-        }
+        if spec.get("fault"):
+            raise ValueError(f"{path}: category '{name}' is marked \"fault\": mark the attribute or state that is "
+                             "wrong instead (a fault is a part's state, docs/faults.md)")
+        attrs = {}
+        for a, aspec in spec.get("attributes", {}).items():
+            states = _states(path, name, a, aspec.get("states", {}), faults)
+            if aspec.get("fault"):
+                if states:
+                    raise ValueError(f"{path}: attribute '{name}/{a}' has states and is marked \"fault\": mark the "
+                                     "state that is wrong instead")
+                faults.add(SEP.join((name, a)))
+            attrs[a] = (aspec.get("gloss", a), states)
         cats[name] = Category(name, spec.get("gloss", name), spec.get("cue_zh", ""), spec.get("cue_en", ""), attrs)
     if not cats:
         raise ValueError(f"{path}: label hierarchy has no 'categories'")
-    h = Hierarchy(cats, source=path)
+    h = Hierarchy(cats, source=path, faults=frozenset(faults))
     object.__setattr__(h, "_by_key", {label_key(label): label for label in h.labels()})
     return h
+
+
+def _states(path: str, category: str, attribute: str, spec: dict, faults: set[str]) -> dict[str, str]:
+    """`{state: gloss}` of one attribute; a state is a gloss or `{"gloss": ..., "fault": true}` (added to `faults`)."""
+    out: dict[str, str] = {}
+    for state, value in spec.items():
+        if isinstance(value, dict):
+            out[state] = str(value.get("gloss", state))
+            if value.get("fault"):
+                faults.add(SEP.join((category, attribute, state)))
+        elif isinstance(value, str):
+            out[state] = value
+        else:
+            raise ValueError(f"{path}: state '{category}/{attribute}/{state}' must be a gloss or an object "
+                             f"{{\"gloss\": ..., \"fault\": true}}, got {value!r}")
+    return out
 
 
 def _keyed(names: Iterable[str]) -> dict[str, str]:

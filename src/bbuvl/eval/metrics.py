@@ -5,7 +5,8 @@ AR, the class-agnostic breakdown, the precision-recall curves) goes into the `de
 (`METRICS.coco.json`), so the headline file stays small and stable for scripts that compare runs.
 
 COCO AP ranks every prediction whatever its score; the error counts, label accuracy and duplicate
-rate describe what a user would see at `min_score` (0 keeps every prediction).
+rate describe what a user would see at `min_score` (0 keeps every prediction). The fault metrics
+(`faults`, eval/faults.py) score every prediction and the verdict at its thresholds.
 """
 
 from __future__ import annotations
@@ -14,18 +15,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bbuvl.config import InferenceConfig
+from bbuvl.data.faults import Faults
 from bbuvl.data.schema import ImageRecord
 from bbuvl.data.text import spelling_of
 from bbuvl.eval.coco_metrics import CocoResult, coco_evaluate
 from bbuvl.eval.collector import collector_paused
+from bbuvl.eval.faults import FaultMetrics, fault_metrics
 from bbuvl.eval.match_many import match_photos
 from bbuvl.eval.matching import ImageMatch, MatchTotals, label_accuracy, label_levels
 from bbuvl.eval.predictions import PredictionLine, align_predictions
 from bbuvl.eval.prior import best_constant_box
+from bbuvl.infer.verdict import VerdictThresholds
 
 METRIC_KEYS = (
     "AP", "AP50", "AP75", "AP_agnostic", "AP50_agnostic", "per_category", "label_accuracy", "parse_failure_rate",
-    "duplicate_rate", "errors", "prior",
+    "duplicate_rate", "errors", "prior", "faults",
 )
 
 
@@ -62,6 +67,7 @@ class Evaluation:
     coco: CocoResult
     images: list[ImageResult]
     settings: dict[str, Any]
+    faults: FaultMetrics
     notes: list[str] = field(default_factory=list)
 
     def details(self) -> dict[str, Any]:
@@ -115,18 +121,25 @@ def evaluate_predictions(
     level: int | None = None,
     iou: float = 0.5,
     min_score: float = 0.0,
+    faults: Faults | None = None,
+    thresholds: VerdictThresholds | None = None,
 ) -> Evaluation:
     """Pair predictions with ground truth and compute every metric (see METRIC_KEYS and `Evaluation.details`).
 
     Raises ValueError when there is nothing to score: no ground-truth photos, no prediction lines, or no line
     that names a ground-truth photo (AP 0 would then describe the inputs, not the model).
+    `faults` (default: the shipped hierarchy's) and the verdict's `thresholds` (default: the config's) drive the
+    fault metrics (eval/faults.py).
     """
+    if thresholds is None:
+        defaults = InferenceConfig()
+        thresholds = VerdictThresholds(defaults.verdict_review, defaults.verdict_fail)
     with collector_paused():
-        return _evaluate(records, gt_path, lines, pred_path, level, iou, min_score)
+        return _evaluate(records, gt_path, lines, pred_path, level, iou, min_score, faults or Faults.load(), thresholds)
 
 
 def _evaluate(records: list[ImageRecord], gt_path: str | Path, lines: list[PredictionLine], pred_path: str | Path | None,
-              level: int | None, iou: float, min_score: float) -> Evaluation:
+              level: int | None, iou: float, min_score: float, faults: Faults, thresholds: VerdictThresholds) -> Evaluation:
     if not 0.0 < iou <= 1.0:
         raise ValueError(f"--iou must be in (0, 1], got {iou}")
     if not 0.0 <= min_score <= 1.0:
@@ -164,11 +177,15 @@ def _evaluate(records: list[ImageRecord], gt_path: str | Path, lines: list[Predi
         "errors": errors,
         "prior": _prior(records),
     }
+    # Fault IoU is the issue's 0.5 whatever --iou says: "found" has one meaning across runs (docs/faults.md).
+    found = fault_metrics(records, per_image, faults, thresholds,
+                          [p is None or p.failed for p in alignment.predictions])
+    metrics["faults"] = found.to_dict()
     settings = {
         "gt": str(gt_path), "pred": str(pred_path) if pred_path else None, "level": level, "iou": iou,
         "min_score": min_score,
     }
-    return Evaluation(metrics, coco, images, settings, alignment.notes())
+    return Evaluation(metrics, coco, images, settings, found, alignment.notes() + found.notes)
 
 
 def _check_something_to_score(records: list[ImageRecord], gt_path: str | Path, lines: list[PredictionLine],

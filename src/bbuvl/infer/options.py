@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bbuvl.config import InferenceConfig
 from bbuvl.data.regions import parse_grid
 from bbuvl.infer.tiles import TilePlan
+from bbuvl.infer.verdict import VerdictThresholds
 
 
 class PredictOptions(BaseModel):
@@ -34,6 +35,8 @@ class PredictOptions(BaseModel):
     tile_whole: bool = True
     zoom_containers: tuple[str, ...] = ()
     merge_overlap: float = 0.6
+    verdict_review: float = 0.25  # a fault scoring at least this sends the photo to review (infer/verdict.py)
+    verdict_fail: float = 0.5  # ... at least this fails it
 
     def plan(self, train_scale: float | None = None) -> TilePlan | None:
         """The tiles-and-zoom plan these options ask for; None for one pass over the whole photo.
@@ -47,6 +50,10 @@ class PredictOptions(BaseModel):
         return TilePlan(grid=grid, auto=self.tiles == "auto", overlap=self.tile_overlap, zoom=self.tile_zoom,
                         whole=self.tile_whole, containers=tuple(self.zoom_containers), min_overlap=self.merge_overlap,
                         train_scale=self.tile_zoom or train_scale or 1.0)
+
+    def thresholds(self) -> VerdictThresholds:
+        """The photo verdict's thresholds."""
+        return VerdictThresholds(self.verdict_review, self.verdict_fail)
 
     def one_pass(self) -> "PredictOptions":
         """These options without tiles or zoom: what each region's pass runs with."""

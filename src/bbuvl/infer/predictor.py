@@ -19,6 +19,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from bbuvl.config import PREDICT_MODES
 from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.faults import Faults
 from bbuvl.data.families import IMAGE_TOKEN, TURN_END, get_family
 from bbuvl.data.images import load_image, to_rgb
 from bbuvl.data.scale import TrainingScale
@@ -30,6 +31,7 @@ from bbuvl.infer.modes import runner
 from bbuvl.infer.options import PredictOptions
 from bbuvl.infer.parse import parse_detections
 from bbuvl.infer.tiles import TilePlan, predict_tiled
+from bbuvl.infer.verdict import ChosenThresholds, Verdict, judge
 from bbuvl.model.checkpoint import ModelFolder
 
 logger = logging.getLogger(__name__)
@@ -131,6 +133,7 @@ class Predictor:
         self.right_collator = replace(self.collator, padding_side="right")
         self.teachers: list[tuple[Image.Image, str]] = []
         self._constraint: AnswerConstraint | None = None
+        self._faults: Faults | None = None
 
     @classmethod
     def load(cls, folder: ModelFolder | str | Path, device: str | None = None, dtype: str | None = None) -> "Predictor":
@@ -139,9 +142,26 @@ class Predictor:
         from bbuvl.model.checkpoint import load_model
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        path = folder.path if isinstance(folder, ModelFolder) else folder
+        chosen = ChosenThresholds.load(path)  # before minutes of loading: a damaged file is an error naming it
         model, processor, run, contract, prompt = load_model(folder, dtype=dtype, device=device)
-        scale = TrainingScale.load(folder.path if isinstance(folder, ModelFolder) else folder)
+        if chosen is not None:
+            run = run.model_copy(deep=True)
+            run.inference = run.inference.model_copy(update={"verdict_review": chosen.thresholds.review,
+                                                             "verdict_fail": chosen.thresholds.fail})
+        scale = TrainingScale.load(path)
         return cls(model, processor, contract, prompt, run, device, None if scale is None else scale.median)
+
+    @property
+    def faults(self) -> Faults:
+        """The fault labels of the run's hierarchy (`data.hierarchy`, else the shipped one), read once."""
+        if self._faults is None:
+            self._faults = Faults.load(self.cfg.data.hierarchy)
+        return self._faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        self._faults = faults
 
     # --- inputs ------------------------------------------------------------------------------
 
@@ -306,8 +326,16 @@ class Predictor:
             results[i] = r if isinstance(r, ImageResult) else ImageResult(
                 width=prepared[i].size[0], height=prepared[i].size[1], error=f"{type(r).__name__}: {r}")
         return [{"image": str(p), "width": r.width, "height": r.height, "objects": [d.to_dict() for d in r.objects],
-                 "raw": r.raw, "error": r.error, **({"parse_ok": r.parse_ok} if r.parse_ok is not None else {})}
+                 "raw": r.raw, "error": r.error, **({"parse_ok": r.parse_ok} if r.parse_ok is not None else {}),
+                 "verdict": self.verdict(r, opts).to_dict()}
                 for p, r in zip(paths, results)]
+
+    def verdict(self, result: ImageResult, options: PredictOptions | None = None) -> Verdict:
+        """The photo verdict of one result (infer/verdict.py): an error or an unreadable answer is sent to review."""
+        failed = bool(result.error) or (result.parse_ok is False) or (
+            result.raw is not None and result.parse_ok is None and not parse_detections(result.raw).ok)
+        return judge([(d.bbox_2d, d.label, d.score) for d in result.objects], self.faults,
+                     (options or self.options()).thresholds(), failed)
 
     def _run(self, prepared: list[Prepared], mode: str, options: PredictOptions) -> list[ImageResult]:
         self.check_mode(mode)

@@ -1,0 +1,84 @@
+"""Which labels are faults, and of which part they are a state: read from the hierarchy file, never written here.
+
+The hierarchy file marks a fault where it is a state (`"连接错误": {"gloss": "wrong", "fault": true}`) or an
+attribute without states (`"未安装": {..., "fault": true}`); data/labels.py reads the marks. A fault label splits
+into its *kind*, the part being judged (`螺丝连接点/BBU安装螺丝`, `挡风板`), and its *state* (`连接错误`,
+`未安装`); the kind's states are its children in the hierarchy, faults or not. A label as a platform spells it is
+first mapped by the token map (`install_screw_false` -> `连接错误`). docs/faults.md says why and how to add one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bbuvl.data.labels import Hierarchy, TokenMap
+from bbuvl.data.text import SEP
+
+
+@dataclass(frozen=True)
+class FaultKind:
+    """A part whose state an inspection judges: its label path, every state the hierarchy allows, those that are faults."""
+
+    kind: str
+    states: tuple[str, ...]
+    faults: tuple[str, ...]
+
+    def label(self, state: str) -> str:
+        """The full label of this kind in `state`."""
+        return SEP.join((self.kind, state))
+
+
+@dataclass(frozen=True)
+class Faults:
+    """The fault labels of one hierarchy: which labels are faults, and each judged part's kind and states."""
+
+    labels: frozenset[str]  # complete canonical label paths that are faults
+    kinds: dict[str, FaultKind]  # kind path -> its states; only kinds with at least one fault state
+    hierarchy: Hierarchy
+    token_map: TokenMap | None = None
+    _canonical: dict[str, str | None] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def load(cls, hierarchy: str | Path | Hierarchy | None = None, token_map: str | Path | TokenMap | None = None) -> "Faults":
+        """The faults a hierarchy file marks (the shipped one when None), platform spellings read through `token_map`."""
+        h = hierarchy if isinstance(hierarchy, Hierarchy) else Hierarchy.load(hierarchy)
+        tm = token_map if isinstance(token_map, TokenMap) or token_map is None else TokenMap.load(token_map)
+        return cls.of(h, tm if tm is not None else TokenMap.load())
+
+    @classmethod
+    def of(cls, hierarchy: Hierarchy, token_map: TokenMap | None = None) -> "Faults":
+        """The faults `hierarchy` marks."""
+        labels = hierarchy.labels()
+        kinds: dict[str, FaultKind] = {}
+        for fault in sorted(hierarchy.faults, key=labels.index):
+            kind = fault.rsplit(SEP, 1)[0]
+            if kind in kinds:
+                continue
+            states = tuple(label[len(kind) + 1:] for label in labels if label.rsplit(SEP, 1)[0] == kind and SEP in label)
+            kinds[kind] = FaultKind(kind, states, tuple(s for s in states if SEP.join((kind, s)) in hierarchy.faults))
+        return cls(frozenset(hierarchy.faults), kinds, hierarchy, token_map)
+
+    def canonical(self, label: str) -> str | None:
+        """The hierarchy's spelling of `label`, as typed or as the token map maps a platform's spelling; None if neither."""
+        if label not in self._canonical:
+            found = self.hierarchy.canonical(label)
+            if found is None and self.token_map is not None:
+                found = self.hierarchy.canonical(self.token_map.map_path(label))
+            self._canonical[label] = found
+        return self._canonical[label]
+
+    def is_fault(self, label: str) -> bool:
+        """True when `label` (however spelt) is a fault the hierarchy marks."""
+        return self.canonical(label) in self.labels
+
+    def kind_state(self, label: str) -> tuple[str, str] | None:
+        """`(kind, state)` of a label of a judged kind (faulty or not); None for any other label."""
+        canonical = self.canonical(label)
+        if canonical is None or SEP not in canonical:
+            return None
+        kind, state = canonical.rsplit(SEP, 1)
+        return (kind, state) if kind in self.kinds else None
+
+    def __bool__(self) -> bool:
+        return bool(self.labels)

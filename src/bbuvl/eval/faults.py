@@ -1,0 +1,347 @@
+"""Fault metrics: does the model find the parts that are wrong, and is each photo's verdict right?
+
+Three views, each beside what "always pass" and "always fail" score on the same photos (docs/faults.md):
+- objects: a ground-truth fault is found by a predicted box with the same label (the same kind and the same state,
+  data/faults.py) at IoU >= 0.5, predictions matched greedily by score, each to the free fault it overlaps most.
+  Recall and precision at the verdict's thresholds, AP (COCO's 101-point interpolation) and the PR curve over all
+  fault scores. "Always pass" flags nothing; "always fail" calls every true part of a judged kind faulty, in each
+  of its kind's fault states, on its own box: recall 1 at the precision of the parts' fault rate.
+- photos: a photo is faulty when its ground truth holds a fault; the verdict (infer/verdict.py) flags it when
+  `review` or `fail`, fails it when `fail`. Precision, recall and accuracy of both, and ROC AUC of the photo's fault
+  score (scikit-learn), undefined (None, with a note) when every photo is faulty or none is.
+- states: per judged kind, the confusion of true state and predicted state over parts found as that kind (a box of
+  the kind at IoU >= 0.5, whatever its state), with the parts of the kind no box found.
+Faults are scored on full labels whatever `bbuvl eval --level` says: a state is the label's last part.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from bbuvl.data.boxes import box_iou
+from bbuvl.data.faults import Faults
+from bbuvl.data.schema import ImageRecord
+from bbuvl.infer.verdict import FAIL, PASS, REVIEW, VERDICTS, VerdictThresholds, judge
+
+CURVE_POINTS = 101  # the PR curve in METRICS.json is thinned to at most this many operating points
+PRECISION_LEVELS = (0.5, 0.6, 0.8)  # recall reported at these precisions (the bars docs/faults.md quotes)
+
+
+@dataclass
+class ObjectScores:
+    """Fault recall, precision and AP of one predictor (the model, or a constant baseline)."""
+
+    recall: float | None  # None without ground-truth faults
+    precision: float | None  # None without predicted faults
+    AP: float | None  # None without ground-truth faults
+    found: int  # ground-truth faults found
+    flagged: int  # predicted faults counted
+
+
+@dataclass
+class PRCurve:
+    """Precision and recall of fault objects at each score threshold, highest threshold first."""
+
+    threshold: list[float]
+    precision: list[float]
+    recall: list[float]
+
+    def recall_at_precision(self, min_precision: float) -> float:
+        """The highest recall among the operating points with precision >= `min_precision` (0.0 when none)."""
+        return max((r for p, r in zip(self.precision, self.recall) if p >= min_precision), default=0.0)
+
+    def thinned(self, n: int = CURVE_POINTS) -> "PRCurve":
+        """At most `n` of the points, evenly spaced in rank, the first and last kept."""
+        if len(self.threshold) <= n:
+            return self
+        keep = np.unique(np.linspace(0, len(self.threshold) - 1, n).round().astype(int))
+        return PRCurve(*([xs[i] for i in keep] for xs in (self.threshold, self.precision, self.recall)))
+
+
+@dataclass
+class ObjectFaults:
+    """Object-level fault metrics."""
+
+    gt: int  # ground-truth fault objects
+    predicted: int  # predicted fault objects (any score)
+    iou: float
+    at_fail: ObjectScores  # counting predicted faults scoring >= the fail threshold
+    at_review: ObjectScores  # counting predicted faults scoring >= the review threshold
+    always_pass: ObjectScores
+    always_fail: ObjectScores
+    curve: PRCurve
+
+    def recall_at_precision(self, min_precision: float) -> float | None:
+        """The best fault recall at precision >= `min_precision` over every score threshold (None without faults)."""
+        return self.curve.recall_at_precision(min_precision) if self.gt else None
+
+
+@dataclass
+class BinaryScores:
+    """Precision, recall and accuracy of a yes/no call per photo (yes = faulty)."""
+
+    precision: float | None  # None when nothing is called faulty
+    recall: float | None  # None without faulty photos
+    accuracy: float
+
+
+@dataclass
+class PhotoScores:
+    """One predictor's photo verdicts: `flagged` = review or fail, `failed` = fail; ROC AUC of its photo scores."""
+
+    flagged: BinaryScores
+    failed: BinaryScores
+    roc_auc: float | None  # None when every photo is faulty or none is
+
+
+@dataclass
+class PhotoFaults:
+    """Photo-level verdict metrics."""
+
+    photos: int
+    faulty: int  # photos whose ground truth holds a fault
+    verdicts: dict[str, dict[str, int]]  # verdict -> {"faulty": n, "clean": n}
+    model: PhotoScores
+    always_pass: PhotoScores
+    always_fail: PhotoScores
+
+
+@dataclass
+class StateConfusion:
+    """For one judged kind: true state (rows) x predicted state (columns) of parts found as that kind."""
+
+    kind: str
+    states: list[str]
+    faults: list[str]  # which of `states` are faults
+    counts: list[list[int]]  # [true state][predicted state]
+    missed: list[int]  # per true state: parts of this kind no box of the kind found
+    accuracy: float | None  # right state among found parts (None when none was found)
+    always_pass: float | None  # calling every found part not faulty
+    always_fail: float | None  # calling every found part faulty
+
+
+@dataclass
+class FaultMetrics:
+    """Everything `bbuvl eval` reports about faults: METRICS.json's "faults" key is `to_dict()`."""
+
+    labels: list[str]  # the fault labels the hierarchy marks
+    thresholds: VerdictThresholds
+    objects: ObjectFaults
+    photos: PhotoFaults
+    states: list[StateConfusion]
+    photo_scores: list[float] = field(repr=False)  # per photo, its best fault score (0 without one)
+    photo_verdicts: list[str] = field(repr=False)  # per photo, pass / review / fail
+    photo_missed: list[int] = field(repr=False)  # per photo, ground-truth faults no predicted fault found
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON under METRICS.json's "faults" (the curve thinned to `CURVE_POINTS`; no per-photo lists)."""
+        objects = asdict(self.objects)
+        objects["curve"] = asdict(self.objects.curve.thinned())
+        objects["recall_at_precision"] = {f"{p:g}": self.objects.recall_at_precision(p) for p in PRECISION_LEVELS}
+        return {"labels": self.labels, "thresholds": asdict(self.thresholds), "objects": objects,
+                "photos": asdict(self.photos), "states": [asdict(s) for s in self.states], "notes": self.notes}
+
+
+def fault_metrics(records: Sequence[ImageRecord], predictions: Sequence[Sequence[dict[str, Any]]], faults: Faults,
+                  thresholds: VerdictThresholds, failed: Sequence[bool] | None = None, iou: float = 0.5) -> FaultMetrics:
+    """Every fault metric of `predictions[i]` (`{bbox_2d, label, score}` dicts) on `records[i]`; `failed[i]`: photo i
+    has no usable answer (its verdict is review)."""
+    failed = list(failed) if failed is not None else [False] * len(records)
+    if not len(records) == len(predictions) == len(failed):
+        raise ValueError(f"{len(records)} photos, {len(predictions)} prediction lists and {len(failed)} failed flags")
+    notes = [] if faults else ["the hierarchy marks no fault: every photo passes (mark states \"fault\": true, docs/faults.md)"]
+    hits: list[tuple[float, bool]] = []
+    n_gt, photo_missed = 0, []
+    for record, objects in zip(records, predictions):
+        found, gt_faults = _match_faults(record, objects, faults, iou)
+        hits += found
+        n_gt += gt_faults
+        photo_missed.append(gt_faults - sum(tp for _, tp in found))
+    objects = _object_faults(hits, n_gt, records, faults, thresholds, iou)
+
+    verdicts = [judge([(o["bbox_2d"], o["label"], o["score"]) for o in objs], faults, thresholds, bad)
+                for objs, bad in zip(predictions, failed)]
+    truth = [any(faults.is_fault(o.desc) for o in r.objects) for r in records]
+    photos, photo_notes = _photo_faults(truth, [v.verdict for v in verdicts], [v.score for v in verdicts])
+    return FaultMetrics(sorted(faults.labels), thresholds, objects, photos, _state_confusions(records, predictions, faults, iou),
+                        [v.score for v in verdicts], [v.verdict for v in verdicts], photo_missed, notes + photo_notes)
+
+
+def _match_faults(record: ImageRecord, objects: Sequence[dict[str, Any]], faults: Faults,
+                  iou: float) -> tuple[list[tuple[float, bool]], int]:
+    """One photo's predicted faults as (score, found a ground-truth fault), and its number of ground-truth faults."""
+    gt = [(faults.canonical(o.desc), o.bbox_2d) for o in record.objects if faults.is_fault(o.desc)]
+    pred = sorted(((faults.canonical(o["label"]), o["bbox_2d"], o["score"]) for o in objects if faults.is_fault(o["label"])),
+                  key=lambda p: -p[2])
+    if not pred:
+        return [], len(gt)
+    ious = box_iou(np.asarray([p[1] for p in pred], dtype=np.float64).reshape(-1, 4),
+                   np.asarray([g[1] for g in gt], dtype=np.float64).reshape(-1, 4))
+    free = np.ones(len(gt), dtype=bool)
+    out = []
+    for i, (label, _, score) in enumerate(pred):
+        allowed = free & np.array([g[0] == label for g in gt], dtype=bool) & (ious[i] >= iou)
+        j = int(np.argmax(np.where(allowed, ious[i], -1.0))) if allowed.any() else None
+        if j is not None:
+            free[j] = False
+        out.append((float(score), j is not None))
+    return out, len(gt)
+
+
+def _object_faults(hits: list[tuple[float, bool]], n_gt: int, records: Sequence[ImageRecord], faults: Faults,
+                   thresholds: VerdictThresholds, iou: float) -> ObjectFaults:
+    hits = sorted(hits, key=lambda h: -h[0])
+    curve = _pr_curve(hits, n_gt)
+
+    def at(threshold: float) -> ObjectScores:
+        kept = [tp for s, tp in hits if s >= threshold]
+        tp = sum(kept)
+        return ObjectScores(tp / n_gt if n_gt else None, tp / len(kept) if kept else None, _ap(curve, n_gt), tp, len(kept))
+
+    # "Always fail": every true part of a judged kind called faulty in each fault state of its kind, on its own box.
+    parts = [faults.kind_state(o.desc) for r in records for o in r.objects]
+    calls = sum(len(faults.kinds[p[0]].faults) for p in parts if p is not None)
+    fail_precision = n_gt / calls if calls else None
+    always_fail = ObjectScores(1.0 if n_gt else None, fail_precision, fail_precision if n_gt else None, n_gt, calls)
+    always_pass = ObjectScores(0.0 if n_gt else None, None, 0.0 if n_gt else None, 0, 0)
+    return ObjectFaults(n_gt, len(hits), iou, at(thresholds.fail), at(thresholds.review), always_pass, always_fail, curve)
+
+
+def _pr_curve(hits: list[tuple[float, bool]], n_gt: int) -> PRCurve:
+    """One operating point per distinct score (ties counted together), highest first."""
+    out = PRCurve([], [], [])
+    tp = 0
+    for k, (score, hit) in enumerate(hits):
+        tp += hit
+        if k + 1 < len(hits) and hits[k + 1][0] == score:
+            continue
+        out.threshold.append(score)
+        out.precision.append(tp / (k + 1))
+        out.recall.append(tp / n_gt if n_gt else 0.0)
+    return out
+
+
+def _ap(curve: PRCurve, n_gt: int) -> float | None:
+    """COCO's AP: precision made non-increasing in recall, read at 101 recall levels, averaged (None without faults)."""
+    if not n_gt:
+        return None
+    if not curve.recall:
+        return 0.0
+    precision = np.maximum.accumulate(np.asarray(curve.precision)[::-1])[::-1]
+    recall = np.asarray(curve.recall)
+    levels = np.linspace(0.0, 1.0, 101)
+    idx = np.searchsorted(recall, levels, side="left")
+    return float(np.mean([precision[i] if i < len(precision) else 0.0 for i in idx]))
+
+
+def binary_scores(truth: Sequence[bool], called: Sequence[bool]) -> BinaryScores:
+    """Precision, recall and accuracy of `called` against `truth` (yes = faulty)."""
+    t, c = np.asarray(truth, dtype=bool), np.asarray(called, dtype=bool)
+    tp = int((t & c).sum())
+    return BinaryScores(tp / int(c.sum()) if c.any() else None, tp / int(t.sum()) if t.any() else None,
+                        float((t == c).mean()) if len(t) else 0.0)
+
+
+def roc_auc(truth: Sequence[bool], scores: Sequence[float]) -> float | None:
+    """ROC AUC of `scores` for `truth` (scikit-learn); None when only one class is present (it is undefined)."""
+    if len(set(truth)) < 2:
+        return None
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(np.asarray(truth, dtype=bool), np.asarray(scores, dtype=np.float64)))
+
+
+def _photo_faults(truth: list[bool], verdicts: list[str], scores: list[float]) -> tuple[PhotoFaults, list[str]]:
+    n = len(truth)
+    counts = {v: {"faulty": sum(t for t, w in zip(truth, verdicts) if w == v),
+                  "clean": sum(not t for t, w in zip(truth, verdicts) if w == v)} for v in VERDICTS}
+
+    def scored(flagged: list[bool], failed: list[bool], photo_scores: list[float]) -> PhotoScores:
+        return PhotoScores(binary_scores(truth, flagged), binary_scores(truth, failed), roc_auc(truth, photo_scores))
+
+    model = scored([v != PASS for v in verdicts], [v == FAIL for v in verdicts], scores)
+    always_pass = scored([False] * n, [False] * n, [0.0] * n)
+    always_fail = scored([True] * n, [True] * n, [1.0] * n)
+    notes = []
+    if n and (all(truth) or not any(truth)):
+        which = "every photo holds a fault" if all(truth) else "no photo holds a fault"
+        notes.append(f"photo ROC AUC is undefined: {which} (it needs faulty and clean photos)")
+    return PhotoFaults(n, sum(truth), counts, model, always_pass, always_fail), notes
+
+
+def _state_confusions(records: Sequence[ImageRecord], predictions: Sequence[Sequence[dict[str, Any]]], faults: Faults,
+                      iou: float) -> list[StateConfusion]:
+    table = {kind: (np.zeros((len(k.states), len(k.states)), dtype=int), np.zeros(len(k.states), dtype=int))
+             for kind, k in faults.kinds.items()}
+    for record, objects in zip(records, predictions):
+        gt = [(ks, o.bbox_2d) for o in record.objects if (ks := faults.kind_state(o.desc)) is not None]
+        pred = sorted(((ks, o["bbox_2d"], o["score"]) for o in objects if (ks := faults.kind_state(o["label"])) is not None),
+                      key=lambda p: -p[2])
+        free = [True] * len(gt)
+        if gt and pred:
+            ious = box_iou(np.asarray([p[1] for p in pred], dtype=np.float64), np.asarray([g[1] for g in gt], dtype=np.float64))
+            for i, ((kind, state), _, _) in enumerate(pred):
+                allowed = np.array([f and g[0][0] == kind for f, g in zip(free, gt)]) & (ious[i] >= iou)
+                if not allowed.any():
+                    continue
+                j = int(np.argmax(np.where(allowed, ious[i], -1.0)))
+                free[j] = False
+                states = faults.kinds[kind].states
+                table[kind][0][states.index(gt[j][0][1]), states.index(state)] += 1
+        for (kind, state), is_free in zip((g[0] for g in gt), free):
+            if is_free:
+                table[kind][1][faults.kinds[kind].states.index(state)] += 1
+    out = []
+    for kind, (counts, missed) in table.items():
+        k = faults.kinds[kind]
+        found = int(counts.sum())
+        faulty_rows = int(sum(counts[i].sum() for i, s in enumerate(k.states) if s in k.faults))
+        out.append(StateConfusion(kind, list(k.states), list(k.faults), counts.tolist(), missed.tolist(),
+                                  float(np.trace(counts)) / found if found else None,
+                                  (found - faulty_rows) / found if found else None, faulty_rows / found if found else None))
+    return out
+
+
+def choose_thresholds(truth: Sequence[bool], scores: Sequence[float], target_recall: float,
+                      target_precision: float) -> tuple[VerdictThresholds, float | None, float | None, list[str]]:
+    """Verdict thresholds from photos' truth and fault scores: `review`, the highest that flags at least
+    `target_recall` of the faulty photos; `fail`, the lowest at or above it at which at least `target_precision` of
+    the failed photos are faulty (1.0 when none reaches it: every flagged photo then goes to review).
+
+    Returns the thresholds, the recall reached at `review`, the precision at `fail`, and notes on targets missed.
+    A photo without a predicted fault (score 0) always passes, so no threshold flags it.
+    """
+    if not 0.0 < target_recall <= 1.0 or not 0.0 < target_precision <= 1.0:
+        raise ValueError(f"target recall and precision must be in (0, 1], got {target_recall} and {target_precision}")
+    t, s = np.asarray(truth, dtype=bool), np.asarray(scores, dtype=np.float64)
+    if not t.any():
+        raise ValueError("no photo of the validation set holds a fault: thresholds cannot be chosen for a recall")
+    notes = []
+    candidates = np.unique(s[s > 0])[::-1]  # highest first
+    review = None
+    for c in candidates:
+        if (t & (s >= c)).sum() / t.sum() >= target_recall:
+            review = float(c)
+            break
+    if review is None:
+        review = float(candidates[-1]) if len(candidates) else 1.0
+        reached = float((t & (s >= review) & (s > 0)).sum() / t.sum())
+        notes.append(f"no threshold flags {target_recall:.0%} of the faulty photos (a fault is predicted in "
+                     f"{reached:.0%} of them): review is set at the lowest fault score, {review:.3g}")
+    recall = float((t & (s >= review) & (s > 0)).sum() / t.sum())
+    fail, precision = 1.0, None
+    for c in candidates[::-1]:  # lowest first
+        if c < review:
+            continue
+        called = s >= c
+        if t[called].mean() >= target_precision:
+            fail, precision = float(c), float(t[called].mean())
+            break
+    if precision is None:
+        notes.append(f"no threshold fails photos at precision {target_precision:.0%}: fail is set at 1.0, so every "
+                     "flagged photo goes to review")
+    return VerdictThresholds(review, fail), recall, precision, notes

@@ -1,0 +1,140 @@
+"""The photo verdict: `pass`, `review` or `fail`, from the faults predicted in it and two score thresholds.
+
+A photo fails when any predicted fault (a label the hierarchy marks, data/faults.py) scores at least `fail`; it
+goes to a person for `review` when its best fault scores at least `review` but below `fail`, or when no usable
+answer came back for it (an error, an unreadable answer: nothing seen is not "nothing wrong"); otherwise it passes.
+The photo's fault score is its best fault's score (0 without one): what ROC AUC ranks (eval/faults.py).
+
+The thresholds come from the run config (`inference.verdict_review`, `inference.verdict_fail`), overridden by
+`verdict_thresholds.json` in the checkpoint when `bbuvl eval --choose-thresholds` wrote one (docs/faults.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from bbuvl.atomic import write_text_atomic
+from bbuvl.data.faults import Faults
+from bbuvl.data.jsonfile import read_json
+
+PASS, REVIEW, FAIL = "pass", "review", "fail"
+VERDICTS = (PASS, REVIEW, FAIL)
+THRESHOLDS_FILE = "verdict_thresholds.json"
+TOOL = "bbuvl eval --choose-thresholds"
+
+
+@dataclass(frozen=True)
+class VerdictThresholds:
+    """A fault scoring at least `fail` fails the photo; at least `review` (and below `fail`) sends it to review."""
+
+    review: float
+    fail: float
+
+    def __post_init__(self) -> None:
+        for name in ("review", "fail"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0.0 <= v <= 1.0:
+                raise ValueError(f"verdict threshold '{name}' must be a number in [0, 1], got {v!r}")
+        if self.review > self.fail:
+            raise ValueError(f"verdict thresholds: review ({self.review}) must not exceed fail ({self.fail})")
+
+
+@dataclass(frozen=True)
+class ChosenThresholds:
+    """Thresholds `bbuvl eval --choose-thresholds` chose on a validation set, with what they reached there."""
+
+    thresholds: VerdictThresholds
+    target_recall: float  # share of faulty photos the review threshold had to flag (review or fail)
+    target_precision: float  # share of failed photos that had to be faulty at the fail threshold
+    recall: float | None  # photos flagged / faulty photos, at `review`, on the validation photos
+    precision: float | None  # faulty photos among those failed, at `fail`
+    photos: int
+    faulty_photos: int
+    faults: list[str]  # the fault labels the hierarchy marked when they were chosen
+    chosen_on: str  # the ground truth they were chosen on
+    notes: list[str] = field(default_factory=list)
+
+    def save(self, checkpoint: str | Path) -> Path:
+        """Write verdict_thresholds.json into the checkpoint folder (atomically)."""
+        path = Path(checkpoint) / THRESHOLDS_FILE
+        body = {"tool": TOOL, "review": self.thresholds.review, "fail": self.thresholds.fail,
+                **{k: v for k, v in asdict(self).items() if k != "thresholds"}}
+        write_text_atomic(path, json.dumps(body, ensure_ascii=False, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, checkpoint: str | Path) -> "ChosenThresholds | None":
+        """The thresholds in a checkpoint folder (None when it has none); ValueError naming the file when damaged."""
+        path = Path(checkpoint) / THRESHOLDS_FILE
+        if not path.is_file():
+            return None
+        data = read_json(path, "verdict thresholds")
+        try:
+            if not isinstance(data, dict) or data.get("tool") != TOOL:
+                raise ValueError(f"not written by `{TOOL}`")
+            faults = data.get("faults", [])
+            if not isinstance(faults, list) or not all(isinstance(f, str) for f in faults):
+                raise ValueError("'faults' must be a list of labels")
+            return cls(VerdictThresholds(data["review"], data["fail"]), float(data["target_recall"]),
+                       float(data["target_precision"]), _number(data.get("recall")), _number(data.get("precision")),
+                       int(data["photos"]), int(data["faulty_photos"]), faults, str(data["chosen_on"]),
+                       [str(n) for n in data.get("notes", [])])
+        except (KeyError, TypeError, ValueError) as e:
+            what = f"missing key {e}" if isinstance(e, KeyError) else str(e)
+            raise ValueError(f"{path}: damaged verdict thresholds ({what}); choose them again with `bbuvl eval "
+                             "--choose-thresholds --overwrite`, or delete the file to use the run config's") from None
+
+
+def _number(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+@dataclass(frozen=True)
+class FoundFault:
+    """One predicted fault: its label as predicted, its score and box (stored image pixels)."""
+
+    label: str
+    score: float
+    bbox_2d: list[float]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One photo's verdict, its fault score, the faults at or above the review threshold, and why it is not a pass."""
+
+    verdict: str  # pass | review | fail
+    score: float  # the best predicted fault's score; 0.0 without one
+    faults: list[FoundFault]  # best first
+    reason: str | None = None  # why review or fail, in words
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON a predictions line and the server carry under "verdict"."""
+        return {"verdict": self.verdict, "score": round(self.score, 5), "reason": self.reason,
+                "faults": [{"label": f.label, "score": round(f.score, 5), "bbox_2d": [round(v, 1) for v in f.bbox_2d]}
+                           for f in self.faults]}
+
+
+def photo_fault_score(labels: Sequence[str], scores: Sequence[float], faults: Faults) -> float:
+    """The best score of a fault among the predicted objects (0.0 without one)."""
+    return max((s for label, s in zip(labels, scores) if faults.is_fault(label)), default=0.0)
+
+
+def judge(objects: Sequence[tuple[Sequence[float], str, float]], faults: Faults, thresholds: VerdictThresholds,
+          failed: bool = False) -> Verdict:
+    """The verdict of one photo from its predicted `(bbox_2d, label, score)` objects; `failed`: no usable answer."""
+    found = sorted((FoundFault(label, float(score), [float(v) for v in box])
+                    for box, label, score in objects if faults.is_fault(label)), key=lambda f: -f.score)
+    score = found[0].score if found else 0.0
+    shown = [f for f in found if f.score >= thresholds.review]
+    if score >= thresholds.fail and found:
+        return Verdict(FAIL, score, shown, f"{found[0].label} scored {score:.2f} (fail at {thresholds.fail:g})")
+    if failed:
+        return Verdict(REVIEW, score, shown, "no usable answer for this photo: a person must look")
+    if score >= thresholds.review and found:
+        return Verdict(REVIEW, score, shown, f"{found[0].label} scored {score:.2f} (review from {thresholds.review:g}, "
+                                              f"fail at {thresholds.fail:g})")
+    return Verdict(PASS, score, [], None)

@@ -1,0 +1,169 @@
+"""Known answers for every fault metric: objects (recall, precision, AP, curve), photos (verdict scores, ROC AUC),
+state given kind, the "always pass" / "always fail" baselines, and threshold choice."""
+
+import pytest
+
+from bbuvl.data.faults import Faults
+from bbuvl.data.schema import ImageRecord, ObjectAnn
+from bbuvl.eval.faults import binary_scores, choose_thresholds, fault_metrics, roc_auc
+from bbuvl.infer.verdict import VerdictThresholds
+
+FAULTS = Faults.load()
+KINDS = list(FAULTS.kinds.values())
+A, B = KINDS[0], KINDS[1]  # two judged kinds, each with one fault state and one sound state
+A_BAD, A_OK = A.label(A.faults[0]), A.label(next(s for s in A.states if s not in A.faults))
+B_BAD, B_OK = B.label(B.faults[0]), B.label(next(s for s in B.states if s not in B.faults))
+T = VerdictThresholds(review=0.3, fail=0.6)
+BOX1, BOX2, BOX3 = [0, 0, 10, 10], [50, 50, 60, 60], [100, 0, 120, 20]
+NEAR1 = [0, 0, 10, 12]  # IoU 10/12 with BOX1
+OFF1 = [5, 0, 15, 10]  # IoU 50/150 with BOX1: below 0.5
+
+
+def photo(*objects):
+    return ImageRecord(images=["p.jpg"], width=200, height=200, objects=[ObjectAnn(bbox_2d=b, desc=d) for b, d in objects])
+
+
+def pred(box, label, score):
+    return {"bbox_2d": box, "label": label, "score": score}
+
+
+def test_a_photo_with_no_fault_and_no_prediction_passes_and_has_nothing_to_find():
+    m = fault_metrics([photo((BOX1, A_OK))], [[]], FAULTS, T)
+    o = m.objects
+    assert (o.gt, o.predicted) == (0, 0)
+    assert (o.at_fail.recall, o.at_fail.precision, o.at_fail.AP) == (None, None, None)
+    assert o.always_fail.precision == 0.0 and o.always_fail.recall is None
+    assert m.photo_verdicts == ["pass"] and m.photos.faulty == 0
+    assert m.photos.model.failed.accuracy == 1.0 and m.photos.model.failed.recall is None
+    assert m.photos.model.roc_auc is None and any("no photo holds a fault" in n for n in m.notes)
+    a = m.states[0]
+    assert a.kind == A.kind and a.counts == [[0, 0], [0, 0]] and a.accuracy is None
+    assert a.missed[a.states.index(A_OK.rsplit("/", 1)[1])] == 1 and sum(a.missed) == 1
+
+
+def test_a_photo_of_nothing_but_faults_found_at_the_right_states():
+    record = photo((BOX1, A_BAD), (BOX2, B_BAD))
+    m = fault_metrics([record], [[pred(NEAR1, A_BAD, 0.9), pred(BOX2, B_BAD, 0.4)]], FAULTS, T)
+    o = m.objects
+    assert (o.gt, o.predicted) == (2, 2)
+    assert (o.at_fail.found, o.at_fail.flagged, o.at_fail.recall, o.at_fail.precision) == (1, 1, 0.5, 1.0)
+    assert (o.at_review.found, o.at_review.recall, o.at_review.precision) == (2, 1.0, 1.0)
+    assert o.at_fail.AP == pytest.approx(1.0)
+    assert (o.curve.threshold, o.curve.precision, o.curve.recall) == ([0.9, 0.4], [1.0, 1.0], [0.5, 1.0])
+    # always fail: each of the 2 parts called faulty in its kind's one fault state: 2 calls, both right
+    assert (o.always_fail.recall, o.always_fail.precision, o.always_fail.AP) == (1.0, 1.0, 1.0)
+    assert (o.always_pass.recall, o.always_pass.precision, o.always_pass.AP) == (0.0, None, 0.0)
+    assert m.photo_verdicts == ["fail"] and m.photo_scores == [0.9] and m.photo_missed == [0]
+    assert m.photos.model.roc_auc is None and any("every photo holds a fault" in n for n in m.notes)
+
+
+def test_a_wrong_state_another_kind_or_a_loose_box_does_not_find_a_fault():
+    record = photo((BOX1, A_BAD))
+    for guess in (pred(BOX1, A_OK, 0.9), pred(BOX1, B_BAD, 0.9), pred(OFF1, A_BAD, 0.9)):
+        m = fault_metrics([record], [[guess]], FAULTS, T)
+        assert m.objects.at_review.found == 0 and m.photo_missed == [1]
+        assert m.objects.at_review.recall == 0.0 and m.objects.at_fail.AP == 0.0
+
+
+def test_ap_is_cocos_101_point_interpolation_over_every_fault_score():
+    # 2 faults; scores 0.9 (hit), 0.8 (false alarm on a sound part), 0.7 (hit), 0.2 (duplicate of a found fault)
+    record = photo((BOX1, A_BAD), (BOX2, A_OK), (BOX3, B_BAD))
+    preds = [pred(BOX1, A_BAD, 0.9), pred(BOX2, A_BAD, 0.8), pred(BOX3, B_BAD, 0.7), pred(BOX1, A_BAD, 0.2)]
+    m = fault_metrics([record], [preds], FAULTS, T)
+    o = m.objects
+    assert o.curve.precision == pytest.approx([1.0, 0.5, 2 / 3, 0.5]) and o.curve.recall == [0.5, 0.5, 1.0, 1.0]
+    # precision envelope [1, 2/3, 2/3, 1/2]: recall levels 0..0.5 (51 of them) read 1, 0.51..1 (50) read 2/3
+    assert o.at_fail.AP == pytest.approx((51 * 1.0 + 50 * 2 / 3) / 101)
+    assert (o.at_fail.found, o.at_fail.flagged, o.at_fail.precision) == (2, 3, pytest.approx(2 / 3))
+    assert o.recall_at_precision(0.6) == 1.0 and o.recall_at_precision(0.9) == 0.5 and o.recall_at_precision(1.01) == 0.0
+    # always fail: 3 parts of judged kinds, 2 of them faulty
+    assert o.always_fail.precision == pytest.approx(2 / 3) and o.always_fail.flagged == 3
+
+
+def test_empty_predictions_find_nothing_and_pass_every_photo():
+    records = [photo((BOX1, A_BAD)), photo((BOX1, A_OK)), photo()]
+    m = fault_metrics(records, [[], [], []], FAULTS, T)
+    o = m.objects
+    assert (o.at_fail.recall, o.at_fail.precision, o.at_fail.AP, o.curve.threshold) == (0.0, None, 0.0, [])
+    assert m.photo_verdicts == ["pass"] * 3
+    assert m.photos.model.failed == binary_scores([True, False, False], [False] * 3)
+    assert (m.photos.model.failed.precision, m.photos.model.failed.recall) == (None, 0.0)
+    assert m.photos.model.failed.accuracy == pytest.approx(2 / 3)
+    assert m.photos.model.roc_auc == 0.5  # every photo scores 0: no ranking
+    assert m.photos.model == m.photos.always_pass
+
+
+def test_photo_verdicts_and_their_baselines_on_a_mixed_set():
+    records = [photo((BOX1, A_BAD)), photo((BOX1, A_OK)), photo((BOX1, B_BAD)), photo((BOX1, A_OK)), photo((BOX1, A_BAD))]
+    preds = [[pred(BOX1, A_BAD, 0.9)], [pred(BOX1, A_BAD, 0.8)], [pred(BOX1, B_BAD, 0.4)], [pred(BOX1, A_OK, 0.9)], []]
+    m = fault_metrics(records, preds, FAULTS, T, failed=[False, False, False, False, True])
+    assert m.photo_verdicts == ["fail", "fail", "review", "pass", "review"]
+    p = m.photos
+    assert (p.photos, p.faulty) == (5, 3)
+    assert p.verdicts == {"pass": {"faulty": 0, "clean": 1}, "review": {"faulty": 2, "clean": 0},
+                          "fail": {"faulty": 1, "clean": 1}}
+    assert (p.model.failed.precision, p.model.failed.recall, p.model.failed.accuracy) == (0.5, pytest.approx(1 / 3), 0.4)
+    assert (p.model.flagged.precision, p.model.flagged.recall, p.model.flagged.accuracy) == (0.75, 1.0, 0.8)
+    # scores [0.9, 0.8, 0.4, 0, 0], truth [T, F, T, F, T]: of the 6 (faulty, clean) pairs, 0.9 ranks above both
+    # clean photos, 0.4 above the clean 0, and the faulty 0 ties the clean 0 (half a pair): 3.5 of 6
+    assert p.model.roc_auc == pytest.approx(roc_auc([True, False, True, False, True], [0.9, 0.8, 0.4, 0.0, 0.0]))
+    assert p.model.roc_auc == pytest.approx((2 + 1 + 0.5) / 6)
+    assert (p.always_pass.failed.precision, p.always_pass.failed.recall, p.always_pass.failed.accuracy) == (None, 0.0, 0.4)
+    assert (p.always_fail.failed.precision, p.always_fail.failed.recall, p.always_fail.failed.accuracy) == (0.6, 1.0, 0.6)
+    assert p.always_pass.roc_auc == p.always_fail.roc_auc == 0.5
+
+
+def test_every_photo_failing_is_scored_against_the_baselines():
+    records = [photo((BOX1, A_BAD)), photo((BOX1, A_OK))]
+    m = fault_metrics(records, [[pred(BOX1, A_BAD, 0.9)], [pred(BOX1, A_BAD, 0.7)]], FAULTS, T)
+    assert m.photo_verdicts == ["fail", "fail"]
+    assert m.photos.model.failed == m.photos.always_fail.failed
+    assert m.photos.model.roc_auc == 1.0  # the faulty photo still ranks first
+
+
+def test_state_given_kind_counts_found_parts_by_true_and_predicted_state():
+    records = [photo((BOX1, A_BAD), (BOX2, A_OK), (BOX3, A_OK)), photo((BOX1, A_BAD), (BOX2, B_OK))]
+    preds = [[pred(BOX1, A_OK, 0.9), pred(BOX2, A_OK, 0.8)], [pred(BOX1, A_BAD, 0.7), pred(BOX2, A_OK, 0.9)]]
+    m = fault_metrics(records, preds, FAULTS, T)
+    a = next(s for s in m.states if s.kind == A.kind)
+    bad, ok = a.states.index(A.faults[0]), a.states.index(A_OK.rsplit("/", 1)[1])
+    expected = [[0, 0], [0, 0]]
+    expected[bad][ok] = 1  # the first photo's fault called sound
+    expected[ok][ok] = 1
+    expected[bad][bad] = 1
+    assert a.counts == expected
+    missed = [0, 0]
+    missed[ok] = 1  # BOX3
+    assert a.missed == missed
+    assert a.accuracy == pytest.approx(2 / 3)
+    assert (a.always_pass, a.always_fail) == (pytest.approx(1 / 3), pytest.approx(2 / 3))
+    b = next(s for s in m.states if s.kind == B.kind)
+    assert sum(map(sum, b.counts)) == 0 and sum(b.missed) == 1  # a box of another kind does not find it
+    assert b.accuracy is None
+
+
+def test_metrics_json_holds_every_view_and_a_thinned_curve():
+    records = [photo(*[([i * 10, 0, i * 10 + 8, 8], A_BAD) for i in range(15)])] * 20
+    preds = [[pred([i * 10, 0, i * 10 + 8, 8], A_BAD, (k * 15 + i + 1) / 301) for i in range(15)] for k in range(20)]
+    d = fault_metrics(records, preds, FAULTS, T).to_dict()
+    assert set(d) == {"labels", "thresholds", "objects", "photos", "states", "notes"}
+    assert sorted(FAULTS.labels) == d["labels"] and d["thresholds"] == {"review": 0.3, "fail": 0.6}
+    assert len(d["objects"]["curve"]["threshold"]) == 101 and d["objects"]["curve"]["recall"][-1] == 1.0
+    assert d["objects"]["recall_at_precision"] == {"0.5": 1.0, "0.6": 1.0, "0.8": 1.0}
+
+
+def test_thresholds_chosen_for_a_target_recall_and_precision():
+    truth = [True, True, True, True, False, False, False]
+    scores = [0.9, 0.8, 0.5, 0.0, 0.85, 0.3, 0.0]
+    t, recall, precision, notes = choose_thresholds(truth, scores, target_recall=0.75, target_precision=0.6)
+    assert t.review == 0.5 and recall == 0.75  # 0.9, 0.8, 0.5 flagged: 3 of 4
+    assert t.fail == 0.5 and precision == 0.75 and not notes  # at 0.5: 3 faulty of 4 failed
+    t, recall, precision, notes = choose_thresholds(truth, scores, target_recall=0.75, target_precision=0.9)
+    assert t.fail == 0.9 and precision == 1.0
+    t, recall, precision, notes = choose_thresholds(truth, scores, target_recall=1.0, target_precision=0.99)
+    assert t.review == 0.3 and recall == 0.75 and any("no threshold flags 100%" in n for n in notes)
+    assert t.fail == 0.9 and precision == 1.0
+    t, _, precision, notes = choose_thresholds([True, False], [0.5, 0.9], 0.5, 0.9)
+    assert t.fail == 1.0 and precision is None and any("every flagged photo goes to review" in n for n in notes)
+    with pytest.raises(ValueError, match="no photo of the validation set holds a fault"):
+        choose_thresholds([False, False], [0.1, 0.2], 0.8, 0.9)

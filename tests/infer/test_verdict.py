@@ -1,0 +1,70 @@
+"""The photo verdict: pass, review or fail from the faults the hierarchy marks and two thresholds; thresholds in a
+checkpoint are validated when read."""
+
+import json
+
+import pytest
+
+from bbuvl.data.faults import Faults
+from bbuvl.infer.verdict import THRESHOLDS_FILE, ChosenThresholds, VerdictThresholds, judge
+
+FAULTS = Faults.load()
+FAULT = sorted(FAULTS.labels)[0]
+KIND = FAULTS.kind_state(FAULT)[0]
+OK = FAULTS.kinds[KIND].label(next(s for s in FAULTS.kinds[KIND].states if s not in FAULTS.kinds[KIND].faults))
+T = VerdictThresholds(review=0.3, fail=0.6)
+BOX = [1.0, 2.0, 30.0, 40.0]
+
+
+@pytest.mark.parametrize("objects,verdict,score", [
+    ([], "pass", 0.0),  # nothing found
+    ([(BOX, OK, 0.99)], "pass", 0.0),  # a sound part, however sure
+    ([(BOX, FAULT, 0.29)], "pass", 0.29),  # a fault below review
+    ([(BOX, FAULT, 0.3)], "review", 0.3),  # at review
+    ([(BOX, FAULT, 0.59), (BOX, OK, 0.9)], "review", 0.59),
+    ([(BOX, FAULT, 0.6)], "fail", 0.6),  # at fail
+    ([(BOX, FAULT, 0.4), (BOX, FAULT, 0.95)], "fail", 0.95),  # the best fault decides
+])
+def test_the_best_fault_score_decides_the_verdict(objects, verdict, score):
+    v = judge(objects, FAULTS, T)
+    assert (v.verdict, v.score) == (verdict, score)
+    assert [f.score for f in v.faults] == sorted((s for _, label, s in objects if label == FAULT and s >= T.review), reverse=True)
+    assert (v.reason is None) == (verdict == "pass")
+
+
+def test_a_photo_without_a_usable_answer_goes_to_review_unless_a_fault_already_fails_it():
+    assert judge([], FAULTS, T, failed=True).verdict == "review"
+    assert "no usable answer" in judge([], FAULTS, T, failed=True).reason
+    assert judge([(BOX, FAULT, 0.9)], FAULTS, T, failed=True).verdict == "fail"
+
+
+def test_the_verdict_serialises_its_faults_best_first():
+    d = judge([(BOX, FAULT, 0.4), (BOX, FAULT, 0.951234567)], FAULTS, T).to_dict()
+    assert d["verdict"] == "fail" and d["score"] == 0.95123
+    assert [f["score"] for f in d["faults"]] == [0.95123, 0.4] and d["faults"][0]["label"] == FAULT
+    json.dumps(d, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("review,fail,needle", [(0.7, 0.6, "must not exceed"), (-0.1, 0.5, "in \\[0, 1\\]"),
+                                                (0.2, float("nan"), "in \\[0, 1\\]"), (True, 0.5, "in \\[0, 1\\]")])
+def test_thresholds_out_of_order_or_range_are_refused(review, fail, needle):
+    with pytest.raises(ValueError, match=needle):
+        VerdictThresholds(review, fail)
+
+
+def test_chosen_thresholds_round_trip_through_the_checkpoint(tmp_path):
+    chosen = ChosenThresholds(VerdictThresholds(0.2, 0.7), 0.8, 0.9, 0.85, None, 40, 12, sorted(FAULTS.labels), "val.jsonl",
+                              ["a note"])
+    path = chosen.save(tmp_path)
+    assert path == tmp_path / THRESHOLDS_FILE
+    assert ChosenThresholds.load(tmp_path) == chosen
+    assert ChosenThresholds.load(tmp_path / "elsewhere") is None
+
+
+@pytest.mark.parametrize("body", ['{"tool": "bbuvl eval --choose-thresholds", "review": 0.9, "fail": 0.2}', '[1, 2]',
+                                  '{"review": 0.1', '{"tool": "someone else", "review": 0.1, "fail": 0.2}'])
+def test_a_damaged_thresholds_file_is_an_error_naming_it(tmp_path, body):
+    (tmp_path / THRESHOLDS_FILE).write_text(body, encoding="utf-8")
+    with pytest.raises(ValueError) as e:
+        ChosenThresholds.load(tmp_path)
+    assert str(tmp_path / THRESHOLDS_FILE) in str(e.value)
