@@ -1,4 +1,5 @@
-"""bbuvl/outputs.py: outputs are never inputs, and only their own writer (or --overwrite) replaces them."""
+"""bbuvl/outputs.py: outputs are never inputs (nor inside one), one process writes each, and only their own writer
+(by content, or --overwrite) replaces them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bbuvl.infer.output import OutputLock, OutputError, discard_output, manifest_path
+from tests.reliability.faults import held_elsewhere
+
+from bbuvl.infer.output import OutputError, discard_output, manifest_path
 from bbuvl.outputs import LEDGER, OutputConflict, check_not_inputs, claim_outputs, same_path, writer_of
 
 
@@ -29,48 +32,109 @@ def test_a_folder_output_holding_an_input_is_refused(tmp_path):
         check_not_inputs({"--gt": tmp_path / "data" / "val.jsonl"}, folders=[tmp_path / "data"])
 
 
-def test_a_refused_claim_writes_no_ledger(tmp_path):
+def test_a_refused_claim_writes_no_ledger_and_holds_nothing(tmp_path):
     (tmp_path / "m.json").write_text("theirs", encoding="utf-8")
     with pytest.raises(OutputConflict, match="written by someone else.*--overwrite"):
         claim_outputs("eval", {}, [tmp_path / "m.json", tmp_path / "m.coco.json"])
-    assert not (tmp_path / LEDGER).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]  # no ledger, no lock file
+    claim_outputs("eval", {}, [tmp_path / "m.json"], overwrite=True).finish(succeeded=True)  # nothing left locked
 
 
-def test_files_inside_a_folder_a_command_wrote_are_that_commands(tmp_path):
-    claim_outputs("viz", {}, folders=[tmp_path / "pictures"])
+def test_files_inside_a_folder_a_command_wrote_are_that_commands_while_unchanged(tmp_path):
+    with claim_outputs("viz", {}, folders=[tmp_path / "pictures"]):
+        (tmp_path / "pictures" / "deep").mkdir(parents=True)
+        (tmp_path / "pictures" / "deep" / "0000_a.png").write_bytes(b"png")
     assert writer_of(tmp_path / "pictures" / "deep" / "0000_a.png") == "viz"
-    (tmp_path / "pictures").mkdir()
-    (tmp_path / "pictures" / "0000_a.png").write_bytes(b"png")
-    claim_outputs("viz", {}, folders=[tmp_path / "pictures"])  # its own: no --overwrite needed
+    claim_outputs("viz", {}, folders=[tmp_path / "pictures"]).finish(True)  # its own: no --overwrite needed
     with pytest.raises(OutputConflict, match="written by `bbuvl viz`"):
-        claim_outputs("eval", {}, [tmp_path / "pictures" / "0000_a.png"])
+        claim_outputs("eval", {}, [tmp_path / "pictures" / "deep" / "0000_a.png"])
+    (tmp_path / "pictures" / "mine.txt").write_text("a note of the user's", encoding="utf-8")
+    assert writer_of(tmp_path / "pictures" / "deep" / "0000_a.png") is None  # the folder is no longer what viz wrote
+    with pytest.raises(OutputConflict, match="changed since `bbuvl viz` wrote it"):
+        claim_outputs("viz", {}, folders=[tmp_path / "pictures"])
+
+
+def test_a_hand_edited_output_is_no_longer_the_commands(tmp_path):
+    with claim_outputs("data split", {}, [tmp_path / "val.jsonl"]):
+        (tmp_path / "val.jsonl").write_text('{"image": "a.jpg"}\n', encoding="utf-8")
+    assert writer_of(tmp_path / "val.jsonl") == "data split"
+    (tmp_path / "val.jsonl").write_text('{"image": "a.jpg", "fixed": "by hand"}\n', encoding="utf-8")
+    assert writer_of(tmp_path / "val.jsonl") is None
+    with pytest.raises(OutputConflict, match="changed since `bbuvl data split` wrote it.*--overwrite"):
+        claim_outputs("data split", {}, [tmp_path / "val.jsonl"])
+
+
+def test_a_failed_run_claims_only_what_it_wrote(tmp_path):
+    with pytest.raises(RuntimeError):
+        with claim_outputs("eval", {}, [tmp_path / "m.json", tmp_path / "report.html"]):
+            (tmp_path / "report.html").write_text("<html>", encoding="utf-8")
+            raise RuntimeError("failed before m.json")
+    assert writer_of(tmp_path / "report.html") == "eval"  # its bytes: a re-run may redo it
+    assert writer_of(tmp_path / "m.json") is None
+    (tmp_path / "m.json").write_text('{"the user": "put this here"}', encoding="utf-8")
+    with pytest.raises(OutputConflict, match="written by someone else"):
+        claim_outputs("eval", {}, [tmp_path / "m.json"])
 
 
 def test_a_damaged_ledger_makes_nothing_ours(tmp_path):
-    claim_outputs("eval", {}, [tmp_path / "m.json"])
-    (tmp_path / "m.json").write_text("{}", encoding="utf-8")
+    with claim_outputs("eval", {}, [tmp_path / "m.json"]):
+        (tmp_path / "m.json").write_text("{}", encoding="utf-8")
     (tmp_path / LEDGER).write_text("{not json", encoding="utf-8")
     with pytest.raises(OutputConflict):
         claim_outputs("eval", {}, [tmp_path / "m.json"])
-    claim_outputs("eval", {}, [tmp_path / "m.json"], overwrite=True)
+    claim_outputs("eval", {}, [tmp_path / "m.json"], overwrite=True).finish(succeeded=True)
     assert writer_of(tmp_path / "m.json") == "eval"
 
 
-def test_what_lies_under_an_input_folder_is_kept_even_with_overwrite(tmp_path):
+def test_a_ledger_of_names_only_proves_nothing(tmp_path):
+    (tmp_path / "m.json").write_text("{}", encoding="utf-8")
+    (tmp_path / LEDGER).write_text('{"written_by": {"m.json": "eval"}}', encoding="utf-8")  # as earlier versions wrote
+    assert writer_of(tmp_path / "m.json") is None
+
+
+def test_nothing_is_written_inside_an_input_folder_even_where_nothing_lies(tmp_path):
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     (ckpt / "config.json").write_text("{}", encoding="utf-8")
-    with pytest.raises(OutputConflict, match="inside the input CHECKPOINT"):
-        claim_outputs("doctor memory", {"CHECKPOINT": ckpt}, [ckpt / "config.json"], overwrite=True)
-    claim_outputs("doctor memory", {"CHECKPOINT": ckpt}, [ckpt / "plot.png"])  # nothing there yet: nothing to lose
+    for out in (ckpt / "config.json", ckpt / "plot.png", ckpt / "deeper" / "plot.png"):
+        with pytest.raises(OutputConflict, match="input CHECKPOINT"):
+            claim_outputs("doctor memory", {"CHECKPOINT": ckpt}, [out], overwrite=True)
+    assert sorted(p.name for p in ckpt.iterdir()) == ["config.json"]
+
+
+def test_a_second_writer_of_one_output_is_refused_naming_the_first(tmp_path):
+    first = claim_outputs("eval", {}, [tmp_path / "m.json"])
+    with pytest.raises(OutputConflict, match=f"another `bbuvl eval` \\(pid {os.getpid()}\\) is writing it"):
+        _claim_in_child(tmp_path / "m.json")
+    first.finish(succeeded=True)
+    _claim_in_child(tmp_path / "m.json")  # free again
+
+
+def test_a_writer_into_a_folder_another_writes_is_refused_and_so_is_the_reverse(tmp_path):
+    with claim_outputs("data synth", {}, folders=[tmp_path / "ds" / "images"]):
+        with pytest.raises(OutputConflict, match="ds/images: another `bbuvl data synth`.*is inside it"):
+            _claim_in_child(tmp_path / "ds" / "images" / "x.json")
+    with claim_outputs("eval", {}, [tmp_path / "ds" / "m.json"]):
+        with pytest.raises(OutputConflict, match="m.json: another `bbuvl eval`"):
+            _claim_in_child(tmp_path / "ds", folder=True)
+
+
+def _claim_in_child(out: Path, folder: bool = False) -> None:
+    """Claim `out` from another process (a lock is per process: this one may take its own twice)."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(_claim_and_finish, str(out), folder).result()
+
+
+def _claim_and_finish(out: str, folder: bool) -> None:
+    claim_outputs("other", {}, [] if folder else [Path(out)], [Path(out)] if folder else []).finish(succeeded=False)
 
 
 def test_predict_starting_over_removes_the_file_and_its_manifest_unless_another_run_holds_it(tmp_path):
     out = tmp_path / "pred.jsonl"
     out.write_text('{"image": "a.jpg"}\n', encoding="utf-8")
     manifest_path(out).write_text("{}", encoding="utf-8")
-    with OutputLock(out):
-        with pytest.raises(OutputError, match="is writing it"):
+    with held_elsewhere(out, "predict"):
+        with pytest.raises(OutputError, match="another `bbuvl predict` \\(pid 4242\\) is writing it"):
             discard_output(out)
     assert out.exists()
     discard_output(out)
@@ -79,7 +143,9 @@ def test_predict_starting_over_removes_the_file_and_its_manifest_unless_another_
 
 def _claim_many(folder: str, command: str, count: int) -> None:
     for i in range(count):
-        claim_outputs(command, {}, files=[Path(folder) / f"{command}_{i}.jsonl"])
+        out = Path(folder) / f"{command}_{i}.jsonl"
+        with claim_outputs(command, {}, files=[out]):
+            out.write_text(command, encoding="utf-8")
 
 
 def test_commands_writing_into_one_folder_at_once_keep_every_ledger_entry(tmp_path):

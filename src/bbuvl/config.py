@@ -12,15 +12,20 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bbuvl.data.coords import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, CoordinateContract
 from bbuvl.data.families import FAMILIES, Family, family_of, get_family
 from bbuvl.data.regions import parse_grid
 from bbuvl.data.yamlfile import YamlError, load_yaml
+from bbuvl.paths import expand_path
+
+
+# Every path the config takes: `~` and `$VAR` expanded as a shell would, an unset variable refused (bbuvl/paths.py).
+UserPath = Annotated[str, BeforeValidator(lambda v: expand_path(v) if isinstance(v, str) else v)]
 
 
 class _Strict(BaseModel):
@@ -43,7 +48,7 @@ class LoraConfig(_Strict):
 class ModelConfig(_Strict):
     """Which checkpoint to load and how the model sees images."""
 
-    path: str = "Qwen/Qwen2.5-VL-3B-Instruct"  # local folder or hub id
+    path: UserPath = "Qwen/Qwen2.5-VL-3B-Instruct"  # local folder or hub id
     # "auto": the checkpoint's config.json model_type. Naming it lets data commands work before the model is
     # downloaded; training then checks that the checkpoint agrees (docs/families.md).
     family: Literal[("auto", *FAMILIES)] = "auto"  # type: ignore[valid-type]  # data/families.py's entries
@@ -103,10 +108,10 @@ class CropConfig(_Strict):
 class DataConfig(_Strict):
     """Where the dataset is and how samples are built from it."""
 
-    train: str = "data/train.jsonl"
-    val: str | None = "data/val.jsonl"
-    teachers: str | None = "data/teachers.jsonl"
-    hierarchy: str | None = None  # label hierarchy JSON; None = shipped default
+    train: UserPath = "data/train.jsonl"
+    val: UserPath | None = "data/val.jsonl"
+    teachers: UserPath | None = "data/teachers.jsonl"
+    hierarchy: UserPath | None = None  # label hierarchy JSON; None = shipped default
     lang: Literal["zh", "en"] = "zh"
     teacher_ratio: float = Field(0.7, ge=0, le=1)
     num_teachers: int = Field(1, ge=0)
@@ -143,7 +148,7 @@ class TrainingConfig(_Strict):
     # "sft": imitate the answers (train/trainer.py); "grpo": reinforcement fine-tuning with detection rewards,
     # from an SFT checkpoint or a base model in model.path, with the `grpo:` section (rl/, docs/grpo.md).
     method: Literal["sft", "grpo"] = "sft"
-    output_dir: str = "runs/bbu-3b"
+    output_dir: UserPath = "runs/bbu-3b"
     seed: int = Field(42, ge=0, lt=2**32)  # numpy's seed range (HF's set_seed seeds numpy too)
     num_epochs: float = Field(10, gt=0)
     max_steps: int = -1  # -1: train num_epochs; else this many optimizer steps
@@ -162,7 +167,7 @@ class TrainingConfig(_Strict):
     save_total_limit: int = Field(3, gt=0)
     detection_freeze_epochs: float = Field(0, ge=0)
     max_consecutive_nan: int = Field(5, gt=0)
-    deepspeed: str | None = None
+    deepspeed: UserPath | None = None
     use_cpu: bool = False
 
     @field_validator("max_steps")

@@ -1,33 +1,43 @@
-"""Who may write where: a command never writes onto one of its inputs, nor replaces a file it did not write.
+"""Who may write where: a command never writes onto one of its inputs, never replaces a file it did not write,
+and never shares an output with another process.
 
 Every command that writes files names, before any work, its inputs and what it will write: exact files,
-and folders it fills with names it picks as it goes (pictures, checkpoints). Two rules follow:
+and folders it fills with names it picks as it goes (pictures, checkpoints). Three rules follow:
 
-- An output is never one of the inputs, nor a folder holding one, `--overwrite` or not. Paths are
-  compared after resolving links, and existing files also by inode, so a symlink or a hard link to an
-  input is caught as well.
-- An output that is already there is replaced only when this same command wrote it (a re-run redoes or
-  resumes its own work) or when the user passes `--overwrite`. What wrote what is kept in a small ledger,
-  `.bbuvl-outputs.json`, in the folder that holds the output; a file inside a folder a command wrote
-  belongs to that command too.
+- An output is never one of the inputs, nor a folder holding one, nor inside an input folder, `--overwrite` or
+  not. Paths are compared after resolving links, and existing files also by inode, so a symlink or a hard link
+  to an input is caught as well.
+- An output is owned by its content, not its name. When a command succeeds it records, for each output it
+  wrote, a SHA-256 of what it wrote (for a folder, of every file under it) in a small ledger,
+  `.bbuvl-outputs.json`, in the folder that holds the output. An output that is already there is replaced
+  only when the same command wrote exactly what is there now (a re-run redoes its own work) or when the user
+  passes `--overwrite`: a file edited by hand since is nobody's. A run that fails records only what it
+  did write, never what it merely claimed.
+- One output, one process: each output is locked (flock on a `.NAME.lock` file beside it, holding the pid and
+  the command) from the claim to the end of the command; a second writer is refused naming the first's pid.
+  The kernel drops the lock when its holder dies, even by SIGKILL, so a killed run leaves no stale lock.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
+import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from bbuvl.atomic import write_text_atomic
 
 LEDGER = ".bbuvl-outputs.json"
+LOCK_SUFFIX = ".lock"
 
 
 class OutputConflict(ValueError):
-    """An output is one of the command's inputs, or is in the way and was not written by the command."""
+    """An output is one of the command's inputs, is in the way and was not written by the command, or is busy."""
 
 
 def same_path(a: Path, b: Path) -> bool:
@@ -41,107 +51,333 @@ def same_path(a: Path, b: Path) -> bool:
 
 
 def check_not_inputs(inputs: Mapping[str, Path | None], files: Iterable[Path] = (), folders: Iterable[Path] = ()) -> None:
-    """Raise OutputConflict when an output is an input, or a folder written into holds one.
+    """Raise OutputConflict when an output is an input, a folder written into holds one, or an output lies
+    inside an input folder (what a command writes there would be read as input next time).
 
     `inputs` maps how the user gave each input (`--pred`, `DATASET`) to its path; None entries, and paths that
     do not exist (nothing to lose; the command reports them itself), are skipped.
     """
     given = {what: Path(p) for what, p in inputs.items() if p is not None and os.path.lexists(p)}
-    for out in map(Path, files):
+    files, folders = [Path(p) for p in files], [Path(p) for p in folders]
+    for out in files:
         if out.is_dir():
             raise OutputConflict(f"{out}: is a folder, expected a file name to write")
         for what, path in given.items():
             if same_path(out, path):
                 raise OutputConflict(f"{out}: is also the input {what} ({path}); writing it would destroy the input. "
                                      "Choose another output")
-    for folder in map(Path, folders):
+    for folder in folders:
         for what, path in given.items():
             if same_path(folder, path) or path.resolve().is_relative_to(folder.resolve()):
                 raise OutputConflict(f"{folder}: holds the input {what} ({path}); writing into it could destroy "
                                      "the input. Choose another output folder")
+    for out in files + folders:
+        for what, path in given.items():
+            if path.is_dir() and out.resolve().is_relative_to(path.resolve()):
+                raise OutputConflict(f"{out}: is inside the input {what} ({path}); what is written there would be "
+                                     "read as input, or replace it. Choose an output outside it")
 
 
-def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterable[Path] = (),
-                  folders: Iterable[Path] = (), overwrite: bool = False) -> list[tuple[Path, list[str]]]:
-    """Check the outputs of one run of `bbuvl COMMAND`, then record them as its own; raises OutputConflict.
-
-    Call it before any expensive work: nothing is written when it refuses. Outputs in folders that exist are
-    recorded at once (a killed run can then be re-run over its own partial output); those in folders the
-    command has yet to create are returned as `[(folder, names)]`, for `record_outputs` once the command has
-    succeeded, so that a command that fails early leaves no folder behind.
-    """
-    files, folders = [Path(p) for p in files], [Path(p) for p in folders]
-    check_not_inputs(inputs, files, folders)
-    read = {what: Path(p) for what, p in inputs.items() if p is not None and Path(p).is_dir()}
-    for path in files + folders:
-        owner = writer_of(path) if _in_the_way(path) else command
-        if owner == command:
+def output_digest(path: Path) -> str | None:
+    """SHA-256 of what is at `path`: a file's bytes, or every file under a folder (names and bytes; links as
+    their targets, not followed); None when nothing is there to lose (missing, an empty file or folder)."""
+    path = Path(path)
+    if not os.path.lexists(path):
+        return None
+    if path.is_symlink():
+        return hashlib.sha256(b"link\0" + os.readlink(path).encode("utf-8", "surrogateescape")).hexdigest()
+    if path.is_file():
+        if path.stat().st_size == 0:
+            return None
+        with path.open("rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    if not path.is_dir():
+        return hashlib.sha256(b"special\0" + str(path.stat().st_mode).encode()).hexdigest()
+    total, seen = hashlib.sha256(), False
+    for child in sorted(path.rglob("*")):
+        if _bookkeeping(child.name) or (child.is_dir() and not child.is_symlink()):
             continue
-        for what, folder in read.items():
-            # Under a folder the command reads, what is already there is input, --overwrite or not.
-            if path.resolve().is_relative_to(folder.resolve()):
-                raise OutputConflict(f"{path}: is inside the input {what} ({folder}) and was not written by "
-                                     f"`bbuvl {command}`; writing it would change the input. Choose another output")
-        if not overwrite:
-            by = f"by `bbuvl {owner}`" if owner else "by someone else"
-            raise OutputConflict(f"{path}: exists and was not written by `bbuvl {command}` (written {by}); refusing to "
-                                 "replace it. Pass --overwrite to replace it, or choose another output")
-    by_folder: dict[Path, list[str]] = {}
-    for path in files + folders:
-        by_folder.setdefault(Path(os.path.abspath(path)).parent, []).append(path.name)
-    later = []
-    for folder, names in by_folder.items():
-        if folder.is_dir():
-            _record(folder, names, command)
-        else:
-            later.append((folder, names))
-    return later
-
-
-def record_outputs(command: str, pending: Iterable[tuple[Path, list[str]]]) -> None:
-    """Record outputs that `claim_outputs` left for later as written by `bbuvl COMMAND` (their folders exist now)."""
-    for folder, names in pending:
-        if folder.is_dir():
-            _record(folder, names, command)
+        seen = True
+        total.update(child.relative_to(path).as_posix().encode("utf-8", "surrogateescape") + b"\0")
+        total.update((output_digest(child) or "empty").encode() + b"\n")
+    return total.hexdigest() if seen else None
 
 
 def writer_of(path: Path) -> str | None:
-    """The command recorded as having written `path` (or a folder holding it); None when no ledger names one."""
+    """The command that wrote what is at `path` now (or a folder holding it): None when no ledger names one, or
+    when the content changed since that command wrote it."""
     path = Path(os.path.abspath(path))
     for child in [path, *path.parents]:
         if child.parent == child:
             return None
-        owner = _read_ledger(child.parent).get(child.name)
-        if owner is not None:
-            return owner
+        entry = _read_ledger(child.parent).get(child.name)
+        if entry is not None:
+            command, digest = entry
+            return command if digest == output_digest(child) else None
     return None
 
 
-def _in_the_way(path: Path) -> bool:
-    """True when writing `path` would replace something: it exists and is not an empty file or folder."""
-    if not os.path.lexists(path):
-        return False
-    if path.is_dir():
-        return any(p.name != LEDGER for p in path.iterdir())
-    return not path.is_file() or path.stat().st_size > 0
+@dataclass
+class Claim:
+    """The outputs one run of a command holds: locked until `finish`, recorded (by content) only as written."""
+
+    command: str
+    outputs: list[Path]
+    before: dict[Path, str | None]  # each output's digest when it was claimed
+    locks: list["OutputLock"] = field(default_factory=list)
+    record: bool = True  # False: the command keeps its own record of what is its (predict's manifest, train's run folder)
+    done: bool = False
+
+    def finish(self, succeeded: bool) -> None:
+        """Record what this run wrote and release the outputs.
+
+        After success every output that is there is recorded as the command's; after a failure only those whose
+        content this run changed (they hold its bytes, and a re-run may redo them), never one it merely claimed.
+        """
+        if self.done:
+            return
+        self.done = True
+        try:
+            if not self.record:
+                return
+            by_folder: dict[Path, dict[str, str | None]] = {}
+            for out in self.outputs:
+                now = output_digest(out)
+                if succeeded or now != self.before[out]:
+                    by_folder.setdefault(out.parent, {})[out.name] = now
+            for folder, digests in by_folder.items():
+                if folder.is_dir():
+                    _record(folder, digests, self.command)
+        finally:
+            for lock in reversed(self.locks):
+                lock.release()
+
+    def __enter__(self) -> "Claim":
+        return self
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        self.finish(succeeded=kind is None)
 
 
-def _read_ledger(folder: Path) -> dict[str, str]:
+def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterable[Path] = (),
+                  folders: Iterable[Path] = (), overwrite: bool = False) -> Claim:
+    """Check and lock the outputs of one run of `bbuvl COMMAND`; raises OutputConflict (and holds nothing) when
+    one is an input, is being written by another process, or is in the way and not the command's own.
+
+    Call it before any expensive work, then `finish` the claim (or use it as a context manager) when done.
+    """
+    files, folders = [Path(p) for p in files], [Path(p) for p in folders]
+    check_not_inputs(inputs, files, folders)
+    outputs = list(dict.fromkeys(Path(os.path.abspath(p)) for p in files + folders))
+    claim = Claim(command, outputs, {})
+    try:
+        for out in outputs:
+            claim.locks.append(OutputLock(out, command).acquire())
+        for out, given in zip(outputs, files + folders):
+            claim.before[out] = digest = output_digest(out)
+            if digest is None or overwrite:
+                continue
+            owner = writer_of(out)
+            if owner != command:
+                if owner is not None:
+                    by = f"written by `bbuvl {owner}`"
+                else:
+                    recorded = _recorded_writer(out)
+                    by = (f"changed since `bbuvl {recorded}` wrote it" if recorded else "written by someone else")
+                raise OutputConflict(f"{given}: exists and was not written by `bbuvl {command}` ({by}); refusing to "
+                                     "replace it. Pass --overwrite to replace it, or choose another output")
+    except BaseException:
+        for lock in reversed(claim.locks):
+            lock.release()
+        raise
+    return claim
+
+
+def hold_outputs(command: str, outputs: Iterable[Path]) -> Claim:
+    """Lock outputs against other processes only (raises OutputConflict naming the holder), for commands that
+    decide what is theirs themselves; `finish` releases them."""
+    claim = Claim(command, [Path(os.path.abspath(p)) for p in outputs], {}, record=False)
+    try:
+        for out in claim.outputs:
+            claim.locks.append(OutputLock(out, command).acquire())
+    except BaseException:
+        claim.finish(succeeded=False)
+        raise
+    return claim
+
+
+class OutputLock:
+    """An exclusive lock on one output for the life of a run; a second process fails naming the holder's pid.
+
+    flock rather than a bare pid file: the kernel drops it when the holder dies, even by SIGKILL, so a killed run
+    never leaves a stale lock behind. (filelock does the same but cannot say who holds it.) Re-entrant within a
+    process: a command's claim and the library code it calls may both lock one output. Folders the lock file
+    needed are removed again on release when still empty, so a refused command leaves no folder behind.
+    """
+
+    def __init__(self, out: Path, command: str):
+        self.out = Path(os.path.abspath(out))
+        self.path = lock_path(self.out)
+        self.command = command
+        self._created: list[Path] = []
+
+    def acquire(self) -> "OutputLock":
+        """Take the lock, or raise OutputConflict naming the process that holds it."""
+        held = _HELD.get(self.path)
+        if held is not None:
+            held[0] += 1
+            return self
+        missing = [p for p in [self.path.parent, *self.path.parent.parents] if not p.exists()]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._created = missing  # deepest first
+        while True:
+            fh = self.path.open("a+", encoding="utf-8")
+            try:
+                _flock_soon(fh.fileno())
+            except BlockingIOError:
+                fh.seek(0)
+                pid, _, command = fh.read().strip().partition(" ")
+                fh.close()
+                self._remove_created()
+                raise OutputConflict(f"{self.out}: another `bbuvl {command or self.command}` (pid {pid or 'unknown'}) "
+                                     "is writing it; wait for it to finish, or stop it and re-run") from None
+            # The holder before us may have unlinked the file between our open and our flock: then we hold a
+            # lock on a name nobody else sees, so take it again on the file that is there now.
+            if self.path.exists() and os.path.samestat(os.fstat(fh.fileno()), self.path.stat()):
+                break
+            fh.close()
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()} {self.command}\n")
+        fh.flush()
+        _HELD[self.path] = [1, fh, self]
+        # Taken first, then the folders around it checked: of two runs that start at once on a folder and a file
+        # inside it, at least one sees the other (at worst both are refused, never both let through).
+        busy = _busy_around(self.out)
+        if busy is not None:
+            self.release()
+            where, pid, command = busy
+            raise OutputConflict(f"{where}: another `bbuvl {command or self.command}` (pid {pid or 'unknown'}) is "
+                                 f"writing it, and {self.out} is {'inside it' if where != self.out else 'in it'}; "
+                                 "wait for it to finish, or choose another output")
+        return self
+
+    def release(self) -> None:
+        """Let go (the last of the re-entrant holders removes the lock file)."""
+        held = _HELD.get(self.path)
+        if held is None:
+            return
+        held[0] -= 1
+        if held[0] > 0:
+            return
+        del _HELD[self.path]
+        self.path.unlink(missing_ok=True)  # while still locked, so no one else can be holding this inode
+        held[1].close()
+        held[2]._remove_created()
+
+    def _remove_created(self) -> None:
+        for folder in self._created:
+            try:
+                folder.rmdir()
+            except OSError:  # something was written there: it stays
+                break
+        self._created = []
+
+    def __enter__(self) -> "OutputLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _flock_soon(fd: int, tries: int = 5) -> None:
+    """An exclusive flock, retried briefly: another run checking this lock holds it shared for microseconds
+    (`_busy_around`); BlockingIOError when a writer holds it."""
+    for attempt in range(tries):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.02)
+
+
+def _busy_around(out: Path) -> tuple[Path, str, str] | None:
+    """(output, pid, command) of a lock another process holds on a folder holding `out`, or on anything under `out`
+    when it is a folder: one output's writer must not write into another's (a dataset folder and its images/)."""
+    candidates = [lock_path(folder) for folder in out.parents if folder.parent != folder]
+    if out.is_dir():
+        candidates += [p for p in out.rglob(f".*{LOCK_SUFFIX}") if p.is_file()]
+    for candidate in candidates:
+        if candidate in _HELD or not candidate.is_file():
+            continue
+        try:
+            fh = candidate.open("r", encoding="utf-8")
+        except OSError:  # gone meanwhile, or unreadable: nothing we can tell
+            continue
+        with fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid, _, command = fh.read().strip().partition(" ")
+                return candidate.with_name(candidate.name[1:-len(LOCK_SUFFIX)]), pid, command
+            except OSError:
+                continue
+    return None
+
+
+# lock file -> [holders in this process, its open file, the OutputLock that took it]
+_HELD: dict[Path, list[Any]] = {}
+
+
+def lock_path(out: Path) -> Path:
+    """The lock file of an output: hidden, beside it."""
+    out = Path(os.path.abspath(out))
+    return out.with_name(f".{out.name}{LOCK_SUFFIX}")
+
+
+def _bookkeeping(name: str) -> bool:
+    """Ledger and lock files: ours, never part of an output's content."""
+    return name == LEDGER or (name.startswith(".") and name.endswith(LOCK_SUFFIX))
+
+
+def _read_ledger(folder: Path) -> dict[str, tuple[str, str]]:
+    """name -> (command, digest) of what the commands recorded in `folder`; entries without a digest (ledgers of
+    earlier versions, which recorded names only) prove nothing and are left out."""
     try:
         data = json.loads((folder / LEDGER).read_text(encoding="utf-8"))
     except (OSError, ValueError):  # none, unreadable or damaged: nothing there is known to be ours
         return {}
-    written = data.get("written_by") if isinstance(data, dict) else None
-    return {k: v for k, v in written.items() if isinstance(v, str)} if isinstance(written, dict) else {}
+    written = data.get("written") if isinstance(data, dict) else None
+    if not isinstance(written, dict):
+        return {}
+    return {name: (e["by"], e["sha256"]) for name, e in written.items()
+            if isinstance(e, dict) and isinstance(e.get("by"), str) and isinstance(e.get("sha256"), str)}
 
 
-def _record(folder: Path, names: list[str], command: str) -> None:
+def _recorded_writer(path: Path) -> str | None:
+    """The command the ledger names for `path` itself, whatever is there now."""
+    entry = _read_ledger(path.parent).get(path.name)
+    return entry[0] if entry else None
+
+
+def _record(folder: Path, digests: Mapping[str, str | None], command: str) -> None:
+    """Record `command` as the writer of each name's content (a None digest: nothing there, the entry goes)."""
     with _ledger_lock(folder):  # two commands writing into one folder at once must not drop each other's entries
-        ledger = _read_ledger(folder)
-        if all(ledger.get(name) == command for name in names):
+        ledger = {name: {"by": by, "sha256": digest} for name, (by, digest) in _read_ledger(folder).items()}
+        new = dict(ledger)
+        for name, digest in digests.items():
+            if digest is None:
+                new.pop(name, None)
+            else:
+                new[name] = {"by": command, "sha256": digest}
+        if new == ledger:
             return
-        ledger.update(dict.fromkeys(names, command))
-        write_text_atomic(folder / LEDGER, json.dumps({"written_by": dict(sorted(ledger.items()))},
+        if not new:
+            (folder / LEDGER).unlink(missing_ok=True)
+            return
+        write_text_atomic(folder / LEDGER, json.dumps({"written": dict(sorted(new.items()))},
                                                       ensure_ascii=False, indent=1) + "\n")
 
 

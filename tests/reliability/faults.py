@@ -1,7 +1,9 @@
-"""Planting faults for real: a small full filesystem, a slow predictor to kill, stand-in prediction lines."""
+"""Planting faults for real: a small full filesystem, a slow predictor to kill, stand-in prediction lines, another
+writer's lock."""
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 import sys
 import time
@@ -10,6 +12,25 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+
+@contextmanager
+def held_elsewhere(out: Path, command: str, pid: int = 4242) -> Iterator[Path]:
+    """Hold the lock of output `out` as another writer would (its own open file: flock tells the two apart even in
+    one process), with `pid` and `command` in it; yields the lock file."""
+    from bbuvl.outputs import lock_path
+
+    path = lock_path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+", encoding="utf-8") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fh.truncate(0)
+        fh.write(f"{pid} {command}\n")
+        fh.flush()
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bbuvl.cli.common import forget_claimed_outputs, record_claimed_outputs
+from bbuvl.cli.common import record_claimed_outputs, start_command
 from bbuvl.cli.config import app as config_app
 from bbuvl.cli.data import app as data_app
 from bbuvl.cli.doctor import app as doctor_app
@@ -21,9 +21,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    # Outputs claimed in folders a command creates are recorded as its own only once it succeeds
-    # (bbuvl/outputs.py): a command refused half-way leaves no folder behind.
-    callback=forget_claimed_outputs,
+    # Outputs a command claimed are held until it ends, then recorded by what it wrote (bbuvl/outputs.py);
+    # path options are expanded for every command in one place (cli/common.py).
+    callback=start_command,
     result_callback=record_claimed_outputs,
 )
 app.add_typer(config_app, name="config")

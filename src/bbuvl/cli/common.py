@@ -5,16 +5,18 @@ from __future__ import annotations
 import math
 import sys
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
+from pathlib import Path, PurePath
+from typing import Any, Callable, Iterable, Iterator, Mapping, get_args
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from bbuvl.outputs import OutputConflict
+from bbuvl.outputs import Claim, OutputConflict
 from bbuvl.outputs import claim_outputs as _claim_outputs
-from bbuvl.outputs import record_outputs
+from bbuvl.outputs import hold_outputs as _hold_outputs
+from bbuvl.paths import expand_path
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -35,33 +37,52 @@ def user_errors(*kinds: type[BaseException]) -> Iterator[None]:
         fail(str(e))
 
 
+# The metavar of an option that takes a folder or a hub id as text: expanded like any path (`expand_path_options`).
+PATH_OR_ID = "FOLDER|HUB_ID"
+
 OVERWRITE_HELP = "Replace outputs already there that another command (or person) wrote; never an input."
 
 
 def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterable[Path] = (),
                   folders: Iterable[Path] = (), overwrite: bool = False) -> None:
-    """Refuse, as a clean error, outputs that are inputs or that would replace what `bbuvl COMMAND` did not write.
+    """Refuse, as a clean error, outputs that are inputs, that another process is writing, or that would replace
+    what `bbuvl COMMAND` did not write; hold them until the command ends (bbuvl/outputs.py).
 
-    Outputs in folders the command has yet to create are recorded only if it succeeds (`record_claimed_outputs`).
+    What the command wrote is recorded as its own when it ends: all of it after success, after a failure only
+    what it changed (`finish_claims`).
     """
     with user_errors(OutputConflict):
-        _PENDING.append((command, _claim_outputs(command, inputs, files, folders, overwrite)))
+        _CLAIMS.append(_claim_outputs(command, inputs, files, folders, overwrite))
 
 
-# (command, [(folder, names)]) claimed by the running command in folders it had yet to create.
-_PENDING: list[tuple[str, list[tuple[Path, list[str]]]]] = []
+def hold_outputs(command: str, outputs: Iterable[Path]) -> None:
+    """Refuse, as a clean error, outputs another process is writing; hold them until the command ends. For commands
+    that keep their own record of what is theirs (predict's manifest, train's run folder)."""
+    with user_errors(OutputConflict):
+        _CLAIMS.append(_hold_outputs(command, outputs))
 
 
-def forget_claimed_outputs() -> None:
-    """Start a command with nothing pending (one process may run many commands: tests, notebooks)."""
-    _PENDING.clear()
+# The outputs claimed by the running command.
+_CLAIMS: list[Claim] = []
+
+
+def finish_claims(succeeded: bool) -> None:
+    """Record what the command wrote and release its outputs (the CLI calls this when a command ends)."""
+    while _CLAIMS:
+        _CLAIMS.pop().finish(succeeded)
+
+
+def start_command(ctx: typer.Context) -> None:
+    """Before any command: nothing claimed yet (one process may run many: tests, notebooks), claims released
+    however the command ends, and paths given as options expanded (`expand_path_options`)."""
+    finish_claims(succeeded=False)
+    ctx.call_on_close(lambda: finish_claims(succeeded=False))  # a command that succeeded has finished them already
+    expand_path_options(ctx.command)
 
 
 def record_claimed_outputs(*_: object, **__: object) -> None:
-    """After a command succeeded: record what it claimed in folders it created (the CLI's result callback)."""
-    for command, pending in _PENDING:
-        record_outputs(command, pending)
-    _PENDING.clear()
+    """After a command succeeded: record what it wrote as its own (the CLI's result callback)."""
+    finish_claims(succeeded=True)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -153,3 +174,40 @@ def check_device(device: str | None) -> str | None:
     if parsed.type not in ("cpu", "cuda", "mps"):
         fail(f"--device {device}: unsupported device type; use cpu, cuda, cuda:N or mps")
     return device
+
+
+def expand_path_options(command: Any) -> None:
+    """Make every path option and argument of `command` (and its sub-commands) expand `~` and `$VAR` as a shell
+    would, or refuse an unset variable: `--out=~/run` is then the same folder as `--out ~/run` (bbuvl/paths.py)."""
+    for sub in getattr(command, "commands", {}).values():
+        expand_path_options(sub)
+    for param in command.params:
+        if _takes_paths(param) and not getattr(param.process_value, "expands_paths", False):
+            param.process_value = _expanding(param.process_value, param)
+
+
+def _takes_paths(param: Any) -> bool:
+    """Whether a typer parameter's value is a path (or paths): its annotation names Path, or (typer on click) its
+    click type is a click.Path."""
+    if getattr(param, "metavar", None) == PATH_OR_ID:
+        return True
+    descriptor = getattr(param, "type_descriptor", None)
+    if descriptor is not None:
+        annotation = descriptor.annotation
+        return any(isinstance(t, type) and issubclass(t, PurePath) for t in (annotation, *get_args(annotation)))
+    return isinstance(getattr(param, "type", None), click.Path)
+
+
+def _expanding(process: Callable[[Any, Any], Any], param: Any) -> Callable[[Any, Any], Any]:
+    def process_value(ctx: Any, value: Any) -> Any:
+        try:
+            if isinstance(value, str):
+                value = expand_path(value)
+            elif isinstance(value, (list, tuple)):
+                value = type(value)(expand_path(v) if isinstance(v, str) else v for v in value)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), ctx=ctx, param=param) from None
+        return process(ctx, value)
+
+    process_value.expands_paths = True  # type: ignore[attr-defined]
+    return process_value

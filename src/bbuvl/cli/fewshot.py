@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bbuvl.cli.common import (OVERWRITE_HELP, check_device, claim_outputs, console, err_console, fail, finite_range,
+from bbuvl.cli.common import (OVERWRITE_HELP, PATH_OR_ID, check_device, claim_outputs, console, err_console, fail, finite_range,
                               int_range, stdout_is_tty, user_errors)
 
 if TYPE_CHECKING:  # the heavy imports (torch, transformers) wait until a command runs
@@ -22,7 +22,7 @@ app = typer.Typer(help="Few-shot recognition of new part types (support set + ba
                   no_args_is_help=True)
 
 SUPPORT = typer.Option(..., "--support", help="Support folder: <class>/*.jpg, shot<K>/<class>/*.jpg or <class>/shot<K>/*.jpg.")
-BACKBONE = typer.Option(..., "--backbone", help="CLIP / DINOv2 / ResNet checkpoint folder or hub id, or 'pixels[:SIDE]'.")
+BACKBONE = typer.Option(..., "--backbone", metavar=PATH_OR_ID, help="CLIP / DINOv2 / ResNet checkpoint folder or hub id, or 'pixels[:SIDE]'.")
 MODE = typer.Option("mean", "--mode", help="Class score: 'mean' cosine to its support images, or cosine to the 'prototype'.")
 SEED = typer.Option(0, "--seed", help="Seed for drawing K support images per class.")
 SHOTS = typer.Option(None, "--shots", callback=int_range(1), help="Use K support images per class (default: all).")

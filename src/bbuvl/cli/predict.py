@@ -10,7 +10,7 @@ import typer
 
 from rich.markup import escape
 
-from bbuvl.cli.common import OVERWRITE_HELP, check_device, console, fail, finite_range, int_range, user_errors
+from bbuvl.cli.common import OVERWRITE_HELP, check_device, console, fail, finite_range, hold_outputs, int_range, user_errors
 from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_WHOLE, TILE_ZOOM, TILES, ZOOM_INTO, check_mode_name,
                                  describe_tiles, mode_help, plain_model_mode, read_folder, tile_options)
 
@@ -66,6 +66,7 @@ def predict(
     check_mode_name(mode)
     tiled = tile_options(tiles, tile_zoom, tile_whole, zoom_into)
     mode = plain_model_mode(checkpoint, labels, lang, mode)
+    hold_outputs("predict", [out])  # the lock run_predictions takes, held from here: a busy --out is refused now
     with user_errors(ValueError, OSError):
         # Refuse a foreign or busy --out before minutes of model loading, not after.
         # Only the run config, for the default mode: a foreign or busy --out is refused before the checkpoint's

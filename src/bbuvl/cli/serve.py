@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from bbuvl.cli.common import check_device, console, finite_range, int_range, one_of, user_errors
+from bbuvl.cli.common import PATH_OR_ID, check_device, console, finite_range, int_range, one_of, user_errors
 from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_WHOLE, TILE_ZOOM, TILES, ZOOM_INTO, check_mode_name,
                                  mode_help, plain_model_mode, read_folder, tile_options)
 
@@ -28,7 +28,7 @@ def serve(
                                                 "(also read: $BBUVL_API_KEYS, comma-separated). Keys are never options."),
     fewshot: Optional[Path] = typer.Option(None, "--fewshot", help="Support folder: re-score every box with the few-shot "
                                            "classifier and flag weak matches `unknown`."),
-    fewshot_backbone: str = typer.Option("pixels", help="Few-shot backbone: CLIP / DINOv2 / ResNet folder, or 'pixels[:SIDE]'."),
+    fewshot_backbone: str = typer.Option("pixels", metavar=PATH_OR_ID, help="Few-shot backbone: CLIP / DINOv2 / ResNet folder, or 'pixels[:SIDE]'."),
     fewshot_threshold: float = typer.Option(0.6, help="Few-shot best score below this -> unknown; in [-1, 1].",
                                             callback=finite_range(-1, 1)),
     max_batch: int = typer.Option(8, callback=int_range(1), help="Most images in one forward pass."),

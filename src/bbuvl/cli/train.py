@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bbuvl.cli.common import console, fail, user_errors
+from bbuvl.cli.common import console, fail, hold_outputs, user_errors
 from bbuvl.config import ConfigError, dump_config, load_config
 
 
@@ -49,6 +49,8 @@ def train(
     from bbuvl.train.trainer import dry_run as run_dry
     from bbuvl.train.trainer import train as run_train
 
+    if not dry_run and _main_process():
+        hold_outputs("train", [Path(cfg.training.output_dir)])  # one run per folder at a time (bbuvl/outputs.py)
     if cfg.training.method == "grpo":
         if dry_run:
             fail("--dry-run checks an sft run; a grpo run shows its first step's rewards in its log (docs/grpo.md)")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from bbuvl.data.jsonfile import read_json
+from bbuvl.paths import check_model_source
 
 # How answers write boxes: absolute pixels of the resized frame, or integers relative to the image's sides.
 # (Not the detection head's cxcywh/xyxy layout, which is `model/box_ops.py:BoxFormat`.)
@@ -123,6 +124,7 @@ def model_type_of(path: str | Path, offline: bool = False) -> str:
     """
     if Path(path).is_dir():
         return _read_model_type(Path(path) / "config.json", missing=f"{path}: no config.json: not a Hugging Face model folder")
+    check_model_source(str(path))
     from huggingface_hub import try_to_load_from_cache
 
     # The cache is read directly: transformers' local_files_only still lets the hub library fetch its own

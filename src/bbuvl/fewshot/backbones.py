@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from bbuvl.data.images import to_rgb
+from bbuvl.paths import check_model_source
 
 # Bump when the way pixels become vectors changes (crop, RGB handling, pooling): old cache entries then miss.
 EMBED_VERSION = 1
@@ -148,6 +149,7 @@ def detect_kind(path: str) -> str:
     """The backbone kind of a checkpoint folder or hub id, from its config's `model_type`."""
     from transformers import AutoConfig
 
+    check_model_source(path, "backbone")
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as e:

@@ -6,7 +6,7 @@ a time. So beside `OUT` live:
 
     OUT.predict.json   the manifest: which input, checkpoint and mode the lines came from (a line's
                    `image` is relative to that input: `prediction_root`)
-    OUT.lock           held (flock) by the running process, with its pid in it
+    .OUT.lock          held (flock) by the running process, with its pid in it (bbuvl/outputs.py)
 
 Any other existing file is refused, never appended to. On resume the file is repaired first: a line cut
 short by a kill or a full disk, a damaged line, or a second line for one image is dropped (atomically,
@@ -15,18 +15,17 @@ by rewriting the file), so eval always reads it and every image appears once.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from bbuvl.atomic import write_bytes_atomic, write_text_atomic
 from bbuvl.data.jsonfile import read_json
+from bbuvl.outputs import OutputConflict
+from bbuvl.outputs import OutputLock as _OutputLock
 
 MANIFEST_SUFFIX = ".predict.json"
-LOCK_SUFFIX = ".lock"
 TOOL = "bbuvl predict"
 
 
@@ -117,44 +116,20 @@ def _read_manifest(path: Path) -> Manifest:
         raise OutputError(f"{path}: not a `{TOOL}` manifest; delete it and the predictions beside it to start over") from None
 
 
-class OutputLock:
-    """An exclusive lock on a predictions file for the life of one run; a second run fails naming the holder's pid.
-
-    flock rather than a bare pid file: the kernel drops it when the holder dies, even by SIGKILL, so a
-    killed run never leaves a stale lock behind. (filelock does the same but cannot say who holds it.)
-    """
+class OutputLock(_OutputLock):
+    """The lock every writer takes on its output (bbuvl/outputs.py), for a predictions file: a second run fails
+    naming the first's pid, as an OutputError."""
 
     def __init__(self, out: Path):
-        self.path = out.with_name(out.name + LOCK_SUFFIX)
-        self._fh: Any = None
+        super().__init__(out, "predict")
 
-    def __enter__(self) -> "OutputLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            fh = self.path.open("a+")
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                fh.seek(0)
-                holder = fh.read().strip() or "unknown"
-                fh.close()
-                raise OutputError(f"{self.path.with_suffix('')}: another `{TOOL}` (pid {holder}) is writing it; "
-                                  "wait for it to finish, or stop it and re-run to resume") from None
-            # The holder before us may have unlinked the file between our open and our flock: then we hold a
-            # lock on a name nobody else sees, so take it again on the file that is there now.
-            if self.path.exists() and os.path.samestat(os.fstat(fh.fileno()), self.path.stat()):
-                break
-            fh.close()
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
-        self._fh = fh
+    def acquire(self) -> "OutputLock":
+        """Take the lock, or raise OutputError naming the process that holds it."""
+        try:
+            super().acquire()
+        except OutputConflict as e:
+            raise OutputError(str(e)) from None
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.path.unlink(missing_ok=True)  # while still locked, so no one else can be holding this inode
-        self._fh.close()
 
 
 @dataclass

@@ -20,6 +20,7 @@ from bbuvl.data.jsonfile import read_json
 from bbuvl.data.families import TURN_START, VISION_SPECIAL_TOKENS, family_of
 from bbuvl.model.patch_projection import use_linear_patch_projection
 from bbuvl.model.processor import IMAGE_ONLY_PROCESSORS, image_only_processor_class, set_pixel_range
+from bbuvl.paths import check_model_source
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -111,6 +112,7 @@ def load_model_and_processor(
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got '{dtype}'")
+    check_model_source(str(path))
     processor = load_processor(processor_path or path, frame)
     kwargs: dict[str, Any] = {}
     if load_in_bits != 16:
