@@ -16,6 +16,8 @@ from bbuvl.cli.common import OVERWRITE_HELP, claim_outputs, console, fail, finit
 LEVEL_HELP = "Evaluate categories at this hierarchy level (1 = category, 2 = category/attribute; default: full label)."
 FONT_HELP = "Font file with Chinese glyphs for labels in pictures (default: search the system; warns if none)."
 HIERARCHY_HELP = "Label hierarchy JSON, for English glosses (default: the shipped one)."
+FAULTS_HIERARCHY_HELP = ("Label hierarchy JSON: English glosses and which labels are faults (default: the hierarchy of the "
+                         "checkpoint that wrote --pred, else the shipped one).")
 
 
 def details_path(out: Path) -> Path:
@@ -35,7 +37,21 @@ def evaluate(
                                     "(COCO AP always ranks every prediction).", callback=finite_range(0, 1)),
     worst: int = typer.Option(20, "--worst", help="How many of the worst photos the report shows.", callback=int_range(0)),
     font_path: Optional[Path] = typer.Option(None, "--font-path", help=FONT_HELP),
-    hierarchy: Optional[Path] = typer.Option(None, "--hierarchy", help=HIERARCHY_HELP),
+    hierarchy: Optional[Path] = typer.Option(None, "--hierarchy", help=FAULTS_HIERARCHY_HELP),
+    verdict_review: Optional[float] = typer.Option(None, "--verdict-review", help="A fault scoring at least this sends its "
+                                                   "photo to review (default: the checkpoint's threshold, else the config's).",
+                                                   callback=finite_range(0, 1)),
+    verdict_fail: Optional[float] = typer.Option(None, "--verdict-fail", help="A fault scoring at least this fails its photo "
+                                                 "(default: the checkpoint's threshold, else the config's).",
+                                                 callback=finite_range(0, 1)),
+    choose_thresholds: bool = typer.Option(False, "--choose-thresholds", help="Choose the verdict thresholds on these "
+                                           "(validation) photos for --target-recall and --target-precision, and write "
+                                           "them into the checkpoint that wrote --pred (verdict_thresholds.json)."),
+    target_recall: float = typer.Option(0.8, "--target-recall", help="--choose-thresholds: the share of faulty photos "
+                                        "the review threshold must flag.", callback=finite_range(0, 1, lo_open=True)),
+    target_precision: float = typer.Option(0.9, "--target-precision", help="--choose-thresholds: the share of failed "
+                                           "photos that must be faulty at the fail threshold.",
+                                           callback=finite_range(0, 1, lo_open=True)),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A METRICS.json to compare with side by side (e.g. "
                                             "the base model's zero-shot evaluation), in the terminal and the report."),
     frame: Optional[Path] = typer.Option(None, "--frame", help="A checkpoint whose frame sizes objects in vision tokens for "
@@ -54,11 +70,15 @@ def evaluate(
     The other COCO numbers (APs/APm/APl, AR1/AR10/AR100 and their class-agnostic twins), the
     precision-recall curves and AP50 and recall by object size in vision tokens at the checkpoint's frame
     (`size_tokens`, with --frame or the predictions' checkpoint) go to METRICS.coco.json beside it.
+    faults (docs/faults.md): fault recall, precision, AP and PR curve at the object level, the photo verdict's
+    precision, recall, accuracy and ROC AUC, the confusion of state given kind, each beside "always pass" and
+    "always fail".
     """
-    from bbuvl.data.labels import Hierarchy
     from bbuvl.data.schema import read_records
     from bbuvl.eval.compare import compare, read_metrics
     from bbuvl.eval.fonts import find_cjk_font
+    from bbuvl.eval.judging import choose_verdict, verdict_setup
+    from bbuvl.infer.verdict import THRESHOLDS_FILE
     from bbuvl.eval.metrics import evaluate_predictions
     from bbuvl.eval.predictions import read_predictions
     from bbuvl.eval.report import PR_CURVE_FILE, WORST_DIR
@@ -68,19 +88,24 @@ def evaluate(
         if not path.is_file():
             fail(f"{path}: no such file ({what})")
     reported = ([report / "index.html", report / PR_CURVE_FILE], [report / WORST_DIR]) if report else ([], [])
+    with user_errors(ValueError, OSError):
+        judged = verdict_setup(pred, hierarchy, verdict_review, verdict_fail, choose_thresholds)
+    chosen_file = [Path(judged.checkpoint) / THRESHOLDS_FILE] if choose_thresholds else []
     claim_outputs("eval", {"--pred": pred, "--gt": gt, "--baseline": baseline, "--hierarchy": hierarchy, "--font-path": font_path,
                            "--frame": frame},
-                  [out, details_path(out), *reported[0]], reported[1], overwrite)
+                  [out, details_path(out), *reported[0], *chosen_file], reported[1], overwrite)
     with user_errors(ValueError, OSError):
         base_metrics = read_metrics(baseline) if baseline is not None else None
         records = read_records(gt)
         lines = read_predictions(pred)
-        h = Hierarchy.load(hierarchy)
+        h = judged.faults.hierarchy
         font = find_cjk_font(font_path) if report else None
     with user_errors(ValueError, OSError):
         contract, frame_note = frame_contract(frame, pred)
     with console.status("computing metrics", spinner="dots"), user_errors(ValueError):
-        evaluation = evaluate_predictions(records, gt, lines, pred, level=level, iou=iou, min_score=min_score)
+        evaluation = evaluate_predictions(records, gt, lines, pred, level=level, iou=iou, min_score=min_score,
+                                          faults=judged.faults, thresholds=judged.thresholds)
+        chosen = choose_verdict(evaluation, judged, gt, target_recall, target_precision) if choose_thresholds else None
         sizes = None
         if contract is not None:
             paired = [(r.record, r.prediction.objects if r.prediction else []) for r in evaluation.images]
@@ -92,7 +117,14 @@ def evaluate(
     with user_errors(OSError):
         write_text_atomic(out, json.dumps(evaluation.metrics, ensure_ascii=False, indent=2) + "\n")
         write_text_atomic(details_path(out), json.dumps(details, ensure_ascii=False, indent=2) + "\n")
+        if chosen is not None:
+            written = chosen.save(judged.checkpoint)
     print_metrics(evaluation, h)
+    print_faults(evaluation.faults, judged.source)
+    if chosen is not None:
+        console.print(f"[green]verdict thresholds[/]: review {chosen.thresholds.review:.3g}, fail {chosen.thresholds.fail:.3g} "
+                      f"(flag {_num(chosen.recall)} of the faulty photos, {_num(chosen.precision)} of failed photos faulty) "
+                      f"written to {escape(str(written))}; measured on the photos they were chosen on", soft_wrap=True)
     if sizes is not None:
         print_sizes(sizes)
     comparison = compare(evaluation.metrics, base_metrics) if base_metrics is not None else None
@@ -156,6 +188,54 @@ def print_comparison(rows: list[dict[str, Any]], baseline: Path) -> None:
         change = "" if r["delta"] is None else f"{r['delta']:+.3f}" if abs(r["delta"]) < 10 else f"{r['delta']:+.0f}"
         table.add_row(r["name"], _num(r["baseline"]), _num(r["value"]), f"[{colour}]{change}[/]" if colour else change)
     console.print(table)
+
+
+def print_faults(faults: Any, source: str) -> None:
+    """Fault recall, precision and AP, the photo verdict and the state given kind, each beside always pass / fail."""
+    o, p, t = faults.objects, faults.photos, faults.thresholds
+    if not faults.labels:
+        console.print("[yellow]faults:[/] the hierarchy marks no fault, so every photo passes (docs/faults.md)")
+        return
+    table = Table(title=f"Faults: {o.gt} in the ground truth, {o.predicted} predicted (found = same kind and state at "
+                        f"IoU ≥ {o.iou})", title_justify="left")
+    columns = ((f"score ≥ fail {t.fail:g}", o.at_fail), (f"score ≥ review {t.review:g}", o.at_review),
+               ("always pass", o.always_pass), ("always fail", o.always_fail))
+    table.add_column("")
+    for name, _ in columns:
+        table.add_column(name, justify="right")
+    for key, name in (("recall", "recall"), ("precision", "precision"), ("AP", "AP (every score)"), ("found", "found"),
+                      ("flagged", "predicted faults counted")):
+        table.add_row(name, *(_num(getattr(row, key)) for _, row in columns))
+    console.print(table)
+    levels = ", ".join(f"{_num(o.recall_at_precision(level))} at precision ≥ {level:g}" for level in (0.5, 0.6, 0.8))
+    console.print(f"best fault recall over every threshold: {levels}; \"always fail\" calls every part of a judged kind "
+                  "faulty on its true box", soft_wrap=True)
+
+    verdict = Table(title=f"Photo verdict: {p.faulty} of {p.photos} photos faulty; review ≥ {t.review:g}, fail ≥ {t.fail:g}",
+                    title_justify="left")
+    verdict.add_column("")
+    for name in ("model", "always pass", "always fail"):
+        verdict.add_column(name, justify="right")
+    rows = (p.model, p.always_pass, p.always_fail)
+    for which, meaning in (("flagged", "review or fail"), ("failed", "fail")):
+        for k in ("precision", "recall", "accuracy"):
+            verdict.add_row(f"{k} ({meaning})", *(_num(getattr(getattr(r, which), k)) for r in rows))
+    verdict.add_row("ROC AUC of the photo's fault score", *(_num(r.roc_auc) for r in rows))
+    console.print(verdict)
+    console.print(f"thresholds from {escape(source)}; verdicts: "
+                  + ", ".join(f"{v} {c['faulty']} faulty / {c['clean']} clean" for v, c in p.verdicts.items()), soft_wrap=True)
+
+    states = Table(title="State given kind (parts found as their kind at IoU ≥ 0.5)", title_justify="left")
+    for col in ("kind", "found", "state accuracy", "always pass", "always fail", "missed", "true → predicted"):
+        states.add_column(col, justify="left" if col in ("kind", "true → predicted") else "right", overflow="fold")
+    for c in faults.states:
+        if not sum(map(sum, c.counts)) + sum(c.missed):
+            continue  # no part of this kind in the ground truth
+        moves = ", ".join(f"{c.states[i]}→{c.states[j]} {n}" for i, row in enumerate(c.counts) for j, n in enumerate(row)
+                          if n and i != j)
+        states.add_row(escape(c.kind), str(sum(map(sum, c.counts))), _num(c.accuracy), _num(c.always_pass),
+                       _num(c.always_fail), str(sum(c.missed)), escape(moves))
+    console.print(states)
 
 
 def print_metrics(evaluation: Any, hierarchy: Any, max_categories: int = 30) -> None:

@@ -132,6 +132,7 @@ class FaultMetrics:
     objects: ObjectFaults
     photos: PhotoFaults
     states: list[StateConfusion]
+    photo_faulty: list[bool] = field(repr=False)  # per photo, whether its ground truth holds a fault
     photo_scores: list[float] = field(repr=False)  # per photo, its best fault score (0 without one)
     photo_verdicts: list[str] = field(repr=False)  # per photo, pass / review / fail
     photo_missed: list[int] = field(repr=False)  # per photo, ground-truth faults no predicted fault found
@@ -168,7 +169,7 @@ def fault_metrics(records: Sequence[ImageRecord], predictions: Sequence[Sequence
     truth = [any(faults.is_fault(o.desc) for o in r.objects) for r in records]
     photos, photo_notes = _photo_faults(truth, [v.verdict for v in verdicts], [v.score for v in verdicts])
     return FaultMetrics(sorted(faults.labels), thresholds, objects, photos, _state_confusions(records, predictions, faults, iou),
-                        [v.score for v in verdicts], [v.verdict for v in verdicts], photo_missed, notes + photo_notes)
+                        truth, [v.score for v in verdicts], [v.verdict for v in verdicts], photo_missed, notes + photo_notes)
 
 
 def _match_faults(record: ImageRecord, objects: Sequence[dict[str, Any]], faults: Faults,

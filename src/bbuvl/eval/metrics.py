@@ -80,6 +80,13 @@ class Evaluation:
             "notes": self.notes,
         }
 
+    def score_faults(self, faults: Faults, thresholds: VerdictThresholds) -> FaultMetrics:
+        """The fault metrics again, with other faults or verdict thresholds (`faults` and METRICS.json's replaced)."""
+        found = _score_faults(self.images, faults, thresholds)
+        self.notes = [n for n in self.notes if n not in self.faults.notes] + found.notes
+        self.faults, self.metrics["faults"] = found, found.to_dict()
+        return found
+
     def worst(self, n: int) -> list[ImageResult]:
         """The `n` photos to look at first: lowest F1, then most errors."""
         ranked = sorted(self.images, key=lambda r: (r.f1, -r.error_count))
@@ -177,15 +184,20 @@ def _evaluate(records: list[ImageRecord], gt_path: str | Path, lines: list[Predi
         "errors": errors,
         "prior": _prior(records),
     }
-    # Fault IoU is the issue's 0.5 whatever --iou says: "found" has one meaning across runs (docs/faults.md).
-    found = fault_metrics(records, per_image, faults, thresholds,
-                          [p is None or p.failed for p in alignment.predictions])
+    found = _score_faults(images, faults, thresholds)
     metrics["faults"] = found.to_dict()
     settings = {
         "gt": str(gt_path), "pred": str(pred_path) if pred_path else None, "level": level, "iou": iou,
         "min_score": min_score,
     }
     return Evaluation(metrics, coco, images, settings, found, alignment.notes() + found.notes)
+
+
+def _score_faults(images: list[ImageResult], faults: Faults, thresholds: VerdictThresholds) -> FaultMetrics:
+    """Fault metrics over every prediction (whatever --min-score) at IoU 0.5 (whatever --iou): a found fault means
+    one thing across runs (docs/faults.md). A photo without a usable answer is sent to review."""
+    return fault_metrics([r.record for r in images], [r.prediction.objects if r.prediction else [] for r in images],
+                         faults, thresholds, [r.prediction is None or r.failed for r in images])
 
 
 def _check_something_to_score(records: list[ImageRecord], gt_path: str | Path, lines: list[PredictionLine],

@@ -138,3 +138,20 @@ def judge(objects: Sequence[tuple[Sequence[float], str, float]], faults: Faults,
         return Verdict(REVIEW, score, shown, f"{found[0].label} scored {score:.2f} (review from {thresholds.review:g}, "
                                               f"fail at {thresholds.fail:g})")
     return Verdict(PASS, score, [], None)
+
+
+def checkpoint_verdict(checkpoint: str | Path) -> tuple[VerdictThresholds, str | None, str]:
+    """What a checkpoint judges photos with: its thresholds (its verdict_thresholds.json, else its run config's
+    `inference.verdict_*`), its run config's hierarchy (None: the shipped one), and where the thresholds came from."""
+    from bbuvl.model.checkpoint import CONFIG_FILE, read_run_config  # here: it loads torch, the verdict alone does not
+
+    checkpoint = Path(checkpoint)
+    run = read_run_config(checkpoint) if (checkpoint / CONFIG_FILE).is_file() else None
+    hierarchy = run.data.hierarchy if run is not None else None
+    chosen = ChosenThresholds.load(checkpoint)
+    if chosen is not None:
+        return chosen.thresholds, hierarchy, f"{checkpoint / THRESHOLDS_FILE} (chosen on {chosen.chosen_on})"
+    if run is not None:
+        return (VerdictThresholds(run.inference.verdict_review, run.inference.verdict_fail), hierarchy,
+                f"{checkpoint / CONFIG_FILE} (inference.verdict_review, inference.verdict_fail)")
+    raise ValueError(f"{checkpoint}: no {THRESHOLDS_FILE} and no {CONFIG_FILE}: not a checkpoint written by bbuvl train")

@@ -1,0 +1,92 @@
+"""`bbuvl eval --choose-thresholds` chooses the verdict thresholds on validation photos and writes them into the
+checkpoint that made the predictions; later evaluations (and the predictor) judge with them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from bbuvl.cli.evaluate import evaluate, viz
+from bbuvl.config import Config, dump_config
+from bbuvl.data.faults import Faults
+from bbuvl.eval.judging import verdict_setup
+from bbuvl.infer.output import Manifest, claim_output
+from bbuvl.infer.verdict import THRESHOLDS_FILE, ChosenThresholds
+
+app = typer.Typer()
+app.command("eval")(evaluate)
+app.command("viz")(viz)  # two commands, so "eval" is named on the command line
+FAULTS = Faults.load()
+KIND = next(iter(FAULTS.kinds.values()))
+BAD = KIND.label(KIND.faults[0])
+OK = KIND.label(next(s for s in KIND.states if s not in KIND.faults))
+BOX = [10.0, 10.0, 50.0, 50.0]
+
+
+@pytest.fixture
+def files(tmp_path):
+    """4 photos (2 faulty) predicted by a checkpoint folder holding its run config: fault scores 0.9, 0.4 on the
+    faulty photos, 0.6 and none on the clean ones."""
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "bbuvl.yaml").write_text(dump_config(Config()), encoding="utf-8")
+    photos = [("a.jpg", BAD, BAD, 0.9), ("b.jpg", BAD, BAD, 0.4), ("c.jpg", OK, BAD, 0.6), ("d.jpg", OK, OK, 0.8)]
+    gt, pred = tmp_path / "val.jsonl", tmp_path / "pred.jsonl"
+    gt.write_text("".join(json.dumps({"images": [n], "width": 100, "height": 100, "objects": [{"bbox_2d": BOX, "desc": t}]},
+                                     ensure_ascii=False) + "\n" for n, t, _, _ in photos), encoding="utf-8")
+    claim_output(pred, Manifest(input=str(gt), checkpoint=str(ckpt), mode="head"))
+    pred.write_text("".join(json.dumps({"image": n, "width": 100, "height": 100, "raw": None, "error": None,
+                                        "objects": [{"bbox_2d": BOX, "label": p, "score": s}]}, ensure_ascii=False) + "\n"
+                            for n, _, p, s in photos), encoding="utf-8")
+    return gt, pred, ckpt
+
+
+def run(gt, pred, out, *extra, ok=True):
+    result = CliRunner().invoke(app, ["eval", "--pred", str(pred), "--gt", str(gt), "--out", str(out), *extra])
+    assert (result.exit_code == 0) == ok, result.output
+    return result.output
+
+
+def test_chosen_thresholds_go_into_the_checkpoint_and_later_evaluations_judge_with_them(files, tmp_path):
+    gt, pred, ckpt = files
+    output = run(gt, pred, tmp_path / "m1.json", "--choose-thresholds", "--target-recall", "1", "--target-precision", "1")
+    chosen = ChosenThresholds.load(ckpt)
+    # review: the highest score flagging both faulty photos (0.4); fail: the lowest at which every failed photo is faulty
+    assert (chosen.thresholds.review, chosen.thresholds.fail, chosen.recall, chosen.precision) == (0.4, 0.9, 1.0, 1.0)
+    assert (chosen.photos, chosen.faulty_photos, chosen.chosen_on) == (4, 2, str(gt))
+    metrics = json.loads((tmp_path / "m1.json").read_text(encoding="utf-8"))["faults"]
+    assert metrics["thresholds"] == {"review": 0.4, "fail": 0.9}
+    assert metrics["photos"]["verdicts"] == {"pass": {"faulty": 0, "clean": 1}, "review": {"faulty": 1, "clean": 1},
+                                             "fail": {"faulty": 1, "clean": 0}}
+    assert "verdict thresholds" in output and THRESHOLDS_FILE in output
+
+    setup = verdict_setup(pred)
+    assert (setup.thresholds.review, setup.thresholds.fail) == (0.4, 0.9) and THRESHOLDS_FILE in setup.source
+    run(gt, pred, tmp_path / "m2.json")
+    again = json.loads((tmp_path / "m2.json").read_text(encoding="utf-8"))
+    assert again["faults"]["thresholds"] == {"review": 0.4, "fail": 0.9}
+    flags = verdict_setup(pred, review=0.1)
+    assert (flags.thresholds.review, flags.thresholds.fail) == (0.1, 0.9)
+
+    # Choosing again replaces the file only when asked to.
+    refused = run(gt, pred, tmp_path / "m3.json", "--choose-thresholds", ok=False)
+    assert THRESHOLDS_FILE in refused
+    run(gt, pred, tmp_path / "m3.json", "--choose-thresholds", "--target-recall", "0.5", "--overwrite")
+    assert ChosenThresholds.load(ckpt).thresholds.review == 0.9
+
+
+def test_choosing_needs_the_checkpoint_that_made_the_predictions(files, tmp_path):
+    gt, pred, ckpt = files
+    (pred.with_name(pred.name + ".predict.json")).unlink()
+    output = run(gt, pred, tmp_path / "m.json", "--choose-thresholds", ok=False)
+    assert "--choose-thresholds writes into the checkpoint" in output
+    assert not (ckpt / THRESHOLDS_FILE).exists()
+
+
+def test_thresholds_out_of_order_on_the_command_line_are_refused(files, tmp_path):
+    gt, pred, _ = files
+    output = run(gt, pred, tmp_path / "m.json", "--verdict-review", "0.8", "--verdict-fail", "0.3", ok=False)
+    assert "must not exceed" in output
