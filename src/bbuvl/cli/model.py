@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from bbuvl.cli.common import OVERWRITE_HELP, claim_outputs, console, int_range, user_errors
+from bbuvl.cli.common import OVERWRITE_HELP, claim_outputs, console, fail, int_range, user_errors
 
 app = typer.Typer(help="Build and inspect vision-language checkpoints.", no_args_is_help=True)
 
@@ -73,3 +73,46 @@ def merge_lora_cmd(
     with user_errors():
         merge_lora(checkpoint, out)
     console.print(f"[green]merged[/] {escape(str(checkpoint))} -> {escape(str(out))}")
+
+
+@app.command("export")
+def export_cmd(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint folder written by `bbuvl train` (LoRA or full)."),
+    out: Path = typer.Argument(..., help="Folder for the stock Hugging Face model (weights, processor, model card)."),
+    drop_vision_positions: bool = typer.Option(
+        False, "--drop-vision-positions", help="Leave the checkpoint's vision positions out (no stock loader runs them), "
+        "with their cost in AP measured on --val and written into the model card."),
+    val: Optional[Path] = typer.Option(None, "--val", help="Validation JSONL on which --drop-vision-positions measures "
+                                       "what leaving them out costs (generate mode, greedy, unconstrained)."),
+    batch_size: int = typer.Option(4, help="Photos per forward pass while measuring on --val.", callback=int_range(1)),
+    device: Optional[str] = typer.Option(None, help="Where --val is predicted: cpu, cuda ... (default: cuda when available)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+) -> None:
+    """Export a checkpoint as a stock Hugging Face folder that transformers and vLLM load alone, with a model card.
+
+    LoRA is merged, the processor is saved under its stock class, and README.md in OUT says which prompt, frame and
+    box convention to use. A part no stock loader runs is refused by name (docs/serving.md, "Export").
+    """
+    if drop_vision_positions and val is None:
+        fail("--drop-vision-positions needs --val VAL.jsonl: its cost in AP is measured there and written into the card")
+    if val is not None and not drop_vision_positions:
+        fail("--val measures what --drop-vision-positions costs; add --drop-vision-positions")
+    claim_outputs("model export", {"CHECKPOINT": checkpoint, "--val": val}, folders=[out], overwrite=overwrite)
+    from bbuvl.model.checkpoint import CheckpointError
+    from bbuvl.model.export import export_checkpoint
+
+    costs = []
+    if drop_vision_positions:
+        from bbuvl.eval.part_cost import vision_positions_cost
+
+        with user_errors(ValueError, OSError, CheckpointError), console.status("measuring the cost on --val"):
+            costs.append(vision_positions_cost(checkpoint, val, batch_size=batch_size, device=device))
+        c = costs[0]
+        console.print(f"vision positions on {c.photos} photos of {escape(str(val))}: AP50 {c.with_part.AP50:.3f} with, "
+                      f"{c.without_part.AP50:.3f} without")
+    with user_errors(ValueError, OSError, CheckpointError):
+        result = export_checkpoint(checkpoint, out, costs)
+    left = ", ".join(p.part for p in result.left_out) or "nothing"
+    console.print(f"[green]exported[/] {escape(str(checkpoint))} -> {escape(str(out))} ({escape(result.family)}"
+                  f"{', LoRA merged' if result.merged_lora else ''}; left out: {escape(left)})")
+    console.print(f"model card: {escape(str(result.card))}")

@@ -252,6 +252,11 @@ def _plain_folder(path: Path, labels: list[str], lang: str | None, cfg: Config |
     if own_frame:
         cfg = Config()
         cfg.model.family, cfg.detection.enabled, cfg.model.vision_positions = family.model_type, False, False
+        generation = path / "generation_config.json"
+        saved = read_json(generation, "generation config") if generation.is_file() else None
+        budget = saved.get("max_new_tokens") if isinstance(saved, dict) else None
+        if isinstance(budget, int) and not isinstance(budget, bool) and budget > 0:
+            cfg.inference.max_new_tokens = budget  # the folder's own answer budget (`bbuvl model export` writes it)
     else:
         cfg = cfg.model_copy(deep=True)
     cfg.model.path = str(path)

@@ -8,10 +8,16 @@ them with `AutoProcessor` for every family's config; without that, AutoProcessor
 falls back to returning the bare tokenizer. transformers 5.17/5.18 ignore that registration for a built-in
 config class, and a stock checkpoint names its stock processor outright: for both,
 `bbuvl.model.loading.load_processor` falls back to the family's class here.
+
+Saved, they name the stock class (`Qwen2_5_VLProcessor`, `Qwen3VLProcessor`) in `processor_config.json` and
+`tokenizer_config.json`: a folder bbu-vl writes is then a stock folder, which stock `AutoProcessor` loads as the
+full processor wherever torchvision imports, and bbu-vl's loader maps back to the stand-in where it does not.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from transformers import AutoProcessor
@@ -21,6 +27,7 @@ from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProce
 from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
 from transformers.processing_utils import ProcessorMixin
 
+from bbuvl.atomic import write_text_atomic
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.families import FAMILIES, IMAGE_TOKEN, VIDEO_TOKEN, VISION_END_TOKEN, VISION_START_TOKEN, get_family
 
@@ -48,6 +55,20 @@ class ImageOnlyMixin:
         # Skip the stock __init__: it passes a third (video) sub-processor to ProcessorMixin.
         ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
+    def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> Any:
+        """Save as the stock processor does, naming the stock class so that stock loaders recognise the folder.
+
+        Beside transformers 5's `processor_config.json`, the image processor is also written to the legacy
+        `preprocessor_config.json`, as Qwen's own checkpoints ship it: a stock processor's video processor reads its
+        settings from there when the folder has no video processor config of its own, and this one has none.
+        """
+        out = super().save_pretrained(save_directory, *args, **kwargs)
+        folder, name = Path(save_directory), stock_processor_name(type(self))
+        legacy = {**self.image_processor.to_dict(), "processor_class": name}
+        write_text_atomic(folder / "preprocessor_config.json", json.dumps(legacy, ensure_ascii=False, indent=2) + "\n")
+        name_stock_processor(folder, name)
+        return out
+
     def replace_video_token(self, video_inputs: dict, video_idx: int, **kwargs: Any) -> str:
         """Videos are not supported: say so instead of failing on a missing video processor."""
         raise ValueError(f"bbu-vl's {type(self).__name__} handles images only; videos are not supported")
@@ -66,6 +87,27 @@ IMAGE_ONLY_PROCESSORS: dict[str, type[ProcessorMixin]] = {
     "Qwen2_5_VLProcessor": Qwen2_5_VLImageOnlyProcessor,
     "Qwen3VLProcessor": Qwen3VLImageOnlyProcessor,
 }
+
+
+# Files in which transformers records the processor class a folder was saved with.
+PROCESSOR_CLASS_FILES = ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
+
+
+def stock_processor_name(cls: type) -> str:
+    """The stock class name an image-only stand-in saves itself as (`Qwen2_5_VLProcessor`, `Qwen3VLProcessor`)."""
+    return next(name for name, stand_in in IMAGE_ONLY_PROCESSORS.items() if issubclass(cls, stand_in))
+
+
+def name_stock_processor(folder: Path, name: str) -> None:
+    """Rewrite `processor_class` to `name` in a saved folder's processor files that record one."""
+    for file in PROCESSOR_CLASS_FILES:
+        path = folder / file
+        if not path.is_file():
+            continue
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and "processor_class" in data and data["processor_class"] != name:
+            data["processor_class"] = name
+            write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
 
 def image_only_processor_class(model_type: str) -> type[ProcessorMixin]:

@@ -1,0 +1,57 @@
+"""What leaving vision positions out of an export costs, in COCO AP on validation photos (model/export.py).
+
+Both arms are the same checkpoint answering the same photos in generate mode, greedy and unconstrained (what a
+stock server decodes): once as bbu-vl runs it, once with the vision positions' projection zeroed, which adds
+exactly nothing to the vision tokens and so answers as the exported folder does.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from bbuvl.data.schema import read_records, resolve_image
+from bbuvl.eval.metrics import evaluate_predictions
+from bbuvl.eval.predictions import read_predictions
+from bbuvl.infer.predictor import Predictor
+from bbuvl.model.checkpoint import POSITIONS_FILE
+from bbuvl.model.export import PartCost, Scores
+
+
+def generate_scores(predictor: Predictor, val: Path, batch_size: int = 4) -> Scores:
+    """Generate-mode AP, AP50 and class-agnostic AP50 of `predictor` on the photos of `val` (greedy, unconstrained)."""
+    records = read_records(val)
+    if not records:
+        raise ValueError(f"{val}: no photos to measure on")
+    lines = []
+    for start in range(0, len(records), batch_size):
+        chunk = records[start:start + batch_size]
+        paths = [str(resolve_image(val, r.images[0])) for r in chunk]
+        for record, line in zip(chunk, predictor.predict_lines(paths, "generate", constrained=False)):
+            lines.append({**line, "image": record.images[0]})  # named as the JSONL names it, as predict writes it
+    with tempfile.TemporaryDirectory() as tmp:
+        pred = Path(tmp) / "predictions.jsonl"
+        pred.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+        metrics = evaluate_predictions(records, val, read_predictions(pred), pred).metrics
+    return Scores(AP=float(metrics["AP"]), AP50=float(metrics["AP50"]), AP50_agnostic=float(metrics["AP50_agnostic"]))
+
+
+def vision_positions_cost(checkpoint: str | Path, val: str | Path, batch_size: int = 4,
+                          device: str | None = None) -> PartCost:
+    """Scores on `val` with the checkpoint's vision positions and without them (ValueError when it has none)."""
+    val = Path(val)
+    if not val.is_file():
+        raise FileNotFoundError(f"{val}: no such validation file (--val)")
+    predictor = Predictor.load(checkpoint, device=device)
+    positions = predictor.model.vision_positions
+    if positions is None:
+        raise ValueError(f"{checkpoint}: has no vision positions ({POSITIONS_FILE}); nothing to drop")
+    with_part = generate_scores(predictor, val, batch_size)
+    with torch.no_grad():
+        positions.proj.weight.zero_()
+        positions.proj.bias.zero_()
+    without_part = generate_scores(predictor, val, batch_size)
+    return PartCost(POSITIONS_FILE, str(val), len(read_records(val)), with_part, without_part)

@@ -1,0 +1,149 @@
+"""`bbuvl model export`: a bbu-vl checkpoint as a stock Hugging Face folder that transformers and vLLM load alone.
+
+What goes in: the VLM's weights with LoRA merged, the processor under its stock class name (model/processor.py),
+the family's chat template, a greedy generation config, `labels.json` (what `bbuvl predict --labels` reads) and a
+model card (`README.md`, model/model_card.py) saying how to prompt it and how to read its boxes.
+
+What no stock loader runs is decided part by part (docs/serving.md, "Export"):
+- the detection head (and so the head and name modes) stays bbu-vl's: left out, and the card says so; generate
+  mode never reads it;
+- the coordinate read-out is a training-only loss module: left out, it changes no answer;
+- vision positions change every answer. No family has a place that takes them exactly (Qwen3-VL's learned
+  position embedding is added before the vision blocks, interpolated over the photo's fraction; ours are added
+  after the merger, per absolute cell), so export refuses them by name unless the caller drops them with their
+  measured cost (`PartCost`, measured by eval/part_cost.py), which the card then states.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from safetensors.torch import load_file
+
+from bbuvl.atomic import write_text_atomic
+from bbuvl.data.families import TURN_END
+from bbuvl.model.checkpoint import (HEAD_FILE, POSITIONS_FILE, READOUT_FILE, ModelFolder, is_peft,
+                                    is_plain_model_folder, load_model, read_model_folder)
+
+LABELS_FILE = "labels.json"
+CARD_FILE = "README.md"
+
+
+class ExportRefused(ValueError):
+    """The checkpoint carries a part that changes its answers and that no stock loader runs."""
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Generate-mode COCO scores of one arm on the validation photos (eval's METRICS.json keys)."""
+
+    AP: float
+    AP50: float
+    AP50_agnostic: float
+
+
+@dataclass(frozen=True)
+class PartCost:
+    """What leaving a part out costs, measured on validation photos: the checkpoint with it and without it."""
+
+    part: str  # the checkpoint file no stock loader reads
+    val: str  # the validation JSONL it was measured on
+    photos: int
+    with_part: Scores  # bbu-vl's answers (greedy, unconstrained)
+    without_part: Scores  # the export's answers (greedy, unconstrained)
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """A part of the checkpoint the export does not carry, and why it may be left."""
+
+    part: str
+    why: str
+
+
+@dataclass
+class ExportResult:
+    """What `export_checkpoint` wrote."""
+
+    out: Path
+    family: str
+    merged_lora: bool
+    left_out: list[LeftOut] = field(default_factory=list)
+    costs: list[PartCost] = field(default_factory=list)
+
+    @property
+    def card(self) -> Path:
+        """The model card's path."""
+        return self.out / CARD_FILE
+
+
+def portability_problem(folder: ModelFolder) -> str | None:
+    """Why a checkpoint cannot be exported as it is (a part that changes its answers), or None."""
+    if folder.cfg.model.vision_positions and (folder.path / POSITIONS_FILE).exists() and _positions_learned(folder.path):
+        return (f"{folder.path / POSITIONS_FILE}: vision positions (model.vision_positions) change every answer and no "
+                "stock loader (transformers, vLLM, SGLang) runs them; export with --drop-vision-positions --val VAL.jsonl "
+                "to leave them out and write their measured AP cost into the model card, or train with "
+                "model.vision_positions=false for a portable checkpoint")
+    return None
+
+
+def _positions_learned(directory: Path) -> bool:
+    """Whether the saved vision positions add anything (they start at zero: untrained, dropping them is exact)."""
+    return any(bool(t.abs().max() > 0) for t in load_file(directory / POSITIONS_FILE).values())
+
+
+def left_out_parts(folder: ModelFolder, costs: list[PartCost]) -> list[LeftOut]:
+    """The checkpoint's parts the export leaves out, each with its reason."""
+    parts = []
+    if (folder.path / HEAD_FILE).exists():
+        parts.append(LeftOut(HEAD_FILE, "the detection head (`bbuvl predict --mode head|name`) is bbu-vl's; generate "
+                                        "mode, what this folder answers, never reads it"))
+    if (folder.path / READOUT_FILE).exists():
+        parts.append(LeftOut(READOUT_FILE, "the coordinate read-out is a training loss only; no answer reads it"))
+    if (folder.path / POSITIONS_FILE).exists():
+        if any(c.part == POSITIONS_FILE for c in costs):
+            parts.append(LeftOut(POSITIONS_FILE, "vision positions: no stock loader runs them; their measured cost is below"))
+        elif folder.cfg.model.vision_positions:
+            parts.append(LeftOut(POSITIONS_FILE, "vision positions still at their zero start: leaving them out changes "
+                                                 "no answer"))
+    return parts
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartCost] | None = None) -> ExportResult:
+    """Write `checkpoint` (a folder `bbuvl train` wrote) to `out` as a stock Hugging Face folder with a model card.
+
+    ExportRefused names a part that changes the answers and that no stock loader runs, unless `costs` holds its
+    measured cost (then it is left out and the card states the cost).
+    """
+    from bbuvl.model.model_card import model_card
+
+    costs = list(costs or [])
+    if is_plain_model_folder(checkpoint):
+        raise ValueError(f"{checkpoint}: a plain model folder already (no bbuvl.yaml); stock loaders read it as it is")
+    folder = read_model_folder(checkpoint)
+    problem = portability_problem(folder)
+    if problem and not any(c.part == POSITIONS_FILE for c in costs):
+        raise ExportRefused(problem)
+    model, processor, cfg, contract, prompt = load_model(folder, device="cpu")
+    vlm = model.vlm
+    merged = is_peft(vlm)
+    if merged:
+        vlm = vlm.merge_and_unload()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = processor.tokenizer
+    stops = [tokenizer.convert_tokens_to_ids(TURN_END), tokenizer.pad_token_id]
+    generation = vlm.generation_config
+    # Greedy, stopping where `bbuvl predict` stops (the turn's end, or padding), with its answer budget.
+    generation.do_sample, generation.eos_token_id, generation.pad_token_id = False, stops, tokenizer.pad_token_id
+    generation.max_new_tokens = cfg.inference.max_new_tokens
+    for name in ("temperature", "top_p", "top_k"):
+        setattr(generation, name, None)
+    vlm.save_pretrained(out, safe_serialization=True)
+    processor.save_pretrained(out)  # the frame's min/max pixels are the processor's now (load_model set them)
+    write_text_atomic(out / LABELS_FILE, json.dumps(prompt.labels, ensure_ascii=False, indent=2) + "\n")
+    result = ExportResult(out, contract.family, merged, left_out_parts(folder, costs), costs)
+    write_text_atomic(result.card, model_card(folder, contract, prompt, cfg, result))
+    return result
+

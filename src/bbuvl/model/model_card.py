@@ -1,0 +1,136 @@
+"""The model card (`README.md`) of an exported folder: everything a stock loader needs to answer as bbu-vl does.
+
+The prompt is written out verbatim, because a model fine-tuned on one system prompt answers worse under another;
+the frame (min/max pixels), because a photo resized otherwise is read, and answered, in another frame; and the
+box convention with the arithmetic that turns an answer into the photo's pixels, because that is where deployed
+boxes go wrong (docs/families.md).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from bbuvl.config import Config
+from bbuvl.data.coords import RELATIVE_SCALE, CoordinateContract
+from bbuvl.data.families import get_family
+from bbuvl.encode.prompts import USER_TEXT
+from bbuvl.model.checkpoint import ModelFolder, Prompt
+
+if TYPE_CHECKING:
+    from bbuvl.model.export import ExportResult
+
+
+def _fence(text: str, lang: str = "") -> str:
+    fence = "````" if "```" in text else "```"
+    return f"{fence}{lang}\n{text}\n{fence}"
+
+
+def _conversion(contract: CoordinateContract) -> str:
+    if contract.box_format == "relative":
+        return (f"Boxes are relative: each coordinate is an integer from 0 to {RELATIVE_SCALE} of the photo's side "
+                f"({RELATIVE_SCALE} = the right or bottom edge). In the photo's pixels (`W` x `H`, EXIF rotation "
+                f"applied): `x_photo = x / {RELATIVE_SCALE} * W`, `y_photo = y / {RELATIVE_SCALE} * H`.")
+    return ("Boxes are absolute pixels of the resized photo (the frame). The frame of a `W` x `H` photo (EXIF rotation "
+            f"applied) is `h, w = smart_resize(H, W, factor={contract.factor}, min_pixels={contract.min_pixels}, "
+            f"max_pixels={contract.max_pixels})` (transformers' `Qwen2-VL` rule); in the photo's pixels: "
+            "`x_photo = x * W / w`, `y_photo = y * H / h`.")
+
+
+def _scores_table(card: list[str], result: "ExportResult") -> None:
+    for cost in result.costs:
+        card += [f"Leaving out `{cost.part}` was measured on {cost.photos} validation photos (`{cost.val}`), generate "
+                 "mode, greedy, unconstrained:", "",
+                 "| answers | AP | AP50 | AP50 class-agnostic |", "|---|---|---|---|"]
+        for name, s in (("bbu-vl, with it", cost.with_part), ("this export, without it", cost.without_part)):
+            card.append(f"| {name} | {s.AP:.3f} | {s.AP50:.3f} | {s.AP50_agnostic:.3f} |")
+        card.append(f"| cost | {cost.with_part.AP - cost.without_part.AP:+.3f} | "
+                    f"{cost.with_part.AP50 - cost.without_part.AP50:+.3f} | "
+                    f"{cost.with_part.AP50_agnostic - cost.without_part.AP50_agnostic:+.3f} |")
+        card.append("")
+
+
+def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt, cfg: Config,
+               result: "ExportResult") -> str:
+    """The card's Markdown text."""
+    family = get_family(contract.family)
+    user = USER_TEXT[prompt.lang]
+    messages = [{"role": "system", "content": prompt.system},
+                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": user}]}]
+    thinking = family.assistant_prefix != ""
+    template_kwargs = ", enable_thinking=False" if thinking else ""
+    budget = ""
+    if contract.max_vision_tokens is not None:
+        budget = (f" Training also capped each photo at {contract.max_vision_tokens} vision tokens (a photo over it is "
+                  f"shrunk to fit): with these bounds that binds only above {contract.max_vision_tokens * contract.factor ** 2:,} "
+                  "pixels.")
+    card = [
+        f"# {folder.path.name}: a {family.name} model fine-tuned with bbu-vl",
+        "",
+        f"Exported by `bbuvl model export` from `{folder.path}` (model family `{family.model_type}`"
+        f"{', LoRA merged' if result.merged_lora else ''}). It loads with stock transformers "
+        "(`AutoModelForImageTextToText`, `AutoProcessor`) and vLLM; nothing from bbu-vl is needed.",
+        "",
+        "It answers a photo with a JSON list of `{\"bbox_2d\": [x1, y1, x2, y2], \"label\": \"...\"}`.",
+        "",
+        "## Prompt",
+        "",
+        "The system prompt, verbatim (the model was trained with exactly this text):",
+        "",
+        _fence(prompt.system, "text"),
+        "",
+        f"The user turn: the photo, then the text `{user}`. As chat messages:",
+        "",
+        _fence(json.dumps(messages, ensure_ascii=False, indent=2), "json"),
+        "",
+        "The chat template in this folder renders them; add the generation prompt"
+        + (" and pass `enable_thinking=False` (the answer opens with an empty think block, as in training)."
+           if thinking else "."),
+        "Decode greedily (`generation_config.json` says so) and stop at `<|im_end|>`.",
+        "",
+        "## Frame",
+        "",
+        f"Photos are resized with `smart_resize` to sides that are multiples of {contract.factor} px and an area within "
+        f"`min_pixels` {contract.min_pixels:,} and `max_pixels` {contract.max_pixels:,}; the image processor in this folder "
+        f"is set to exactly these bounds. A server that resizes otherwise reads the photo in another frame: keep them "
+        f"(vLLM: `--mm-processor-kwargs '{{\"min_pixels\": {contract.min_pixels}, \"max_pixels\": {contract.max_pixels}}}'`)."
+        + budget,
+        "",
+        "## Boxes",
+        "",
+        _conversion(contract),
+        "`bbuvl.infer.openai_answers` does this for a file of OpenAI-style answers (docs/serving.md in bbu-vl).",
+        "",
+        "## Labels",
+        "",
+        f"{len(prompt.labels)} labels, also in `labels.json` (`bbuvl predict -c THIS_FOLDER --labels labels.json "
+        f"--lang {prompt.lang}` runs this folder in generate mode):",
+        "",
+        *[f"- {label}" for label in prompt.labels],
+        "",
+        "## Use it",
+        "",
+        _fence("\n".join([
+            "from PIL import Image",
+            "from transformers import AutoModelForImageTextToText, AutoProcessor",
+            "",
+            "model = AutoModelForImageTextToText.from_pretrained(FOLDER)",
+            "processor = AutoProcessor.from_pretrained(FOLDER)",
+            f"text = processor.apply_chat_template(messages, add_generation_prompt=True{template_kwargs})",
+            "inputs = processor(images=[Image.open(PHOTO).convert('RGB')], text=[text], return_tensors='pt')",
+            "new = model.generate(**inputs)[0, inputs['input_ids'].shape[1]:]",
+            "answer = processor.decode(new, skip_special_tokens=True)",
+        ]), "python"),
+        "",
+        "## What the export left out",
+        "",
+    ]
+    if result.left_out:
+        card += [f"- `{p.part}`: {p.why}." for p in result.left_out]
+    else:
+        card.append("Nothing: the checkpoint had no part that a stock loader does not run.")
+    card.append("")
+    _scores_table(card, result)
+    card += ["The bbu-vl checkpoint itself still runs every mode it was trained for (`bbuvl predict -c CHECKPOINT --mode ...`).",
+             ""]
+    return "\n".join(card)

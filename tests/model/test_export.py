@@ -1,0 +1,215 @@
+"""`bbuvl model export`: stock transformers, in a Python that never imports bbuvl, answers an exported folder token
+for token as `bbuvl predict --mode generate --no-constrained` answers the checkpoint; parts no stock loader runs
+are refused by name or left out with their measured cost in the card."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from bbuvl.cli import app as cli
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+# What a user without bbu-vl runs: the folder and its model card, stock transformers, nothing else. Where the stock
+# processor cannot be built for want of torchvision (its video processor needs it), the processor is built from
+# the same classes the stock one wraps (AutoImageProcessor, AutoTokenizer, the folder's chat template) and the
+# stock processor's image step is done by hand: each `<|image_pad|>` becomes grid_t*grid_h*grid_w / merge**2 of
+# them, and mm_token_type_ids marks them (Qwen2_5_VLProcessor.__call__ and Qwen3VLProcessor.__call__ do this).
+STOCK = r'''
+import json, re, sys
+from pathlib import Path
+from PIL import Image, ImageOps
+from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+
+folder, photos = Path(sys.argv[1]), sys.argv[2:]
+card = (folder / "README.md").read_text(encoding="utf-8")
+messages = json.loads(re.search(r"As chat messages:\n\n```json\n(.*?)\n```", card, re.S).group(1))
+frame = json.loads(re.search(r"--mm-processor-kwargs '(\{.*?\})'", card).group(1))
+size = {"shortest_edge": frame["min_pixels"], "longest_edge": frame["max_pixels"]}
+model = AutoModelForImageTextToText.from_pretrained(folder).eval()
+try:
+    processor = AutoProcessor.from_pretrained(folder)
+    how = "stock AutoProcessor: " + type(processor).__name__
+except ImportError as e:
+    if "torchvision" not in str(e).lower():
+        raise
+    processor, how = None, "built: AutoImageProcessor + AutoTokenizer"
+    image_processor = AutoImageProcessor.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+stops = model.generation_config.eos_token_id
+stops = set(stops if isinstance(stops, list) else [stops])
+for photo in photos:
+    image = ImageOps.exif_transpose(Image.open(photo)).convert("RGB")
+    if processor is not None:
+        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, enable_thinking=False)
+        inputs = processor(images=[image], text=[text], images_kwargs={"size": size}, return_tensors="pt")
+    else:
+        text = tokenizer.apply_chat_template(messages, chat_template=template, add_generation_prompt=True,
+                                             tokenize=False, enable_thinking=False)
+        pixels = image_processor(images=[image], size=size, return_tensors="pt")
+        pads = int(pixels["image_grid_thw"][0].prod()) // image_processor.merge_size ** 2
+        text = text.replace("<|image_pad|>", "<|image_pad|>" * pads)
+        inputs = dict(tokenizer([text], return_tensors="pt"), **pixels)
+        pad_id = tokenizer.convert_tokens_to_ids("<|image_pad|>")
+        inputs["mm_token_type_ids"] = (inputs["input_ids"] == pad_id).long()
+    out = model.generate(**inputs, output_scores=True, return_dict_in_generate=True)
+    new = out.sequences[0, inputs["input_ids"].shape[1]:].tolist()
+    ids = new[:next((i for i, t in enumerate(new) if t in stops), len(new))]
+    logprobs = [float(s[0].float().log_softmax(-1)[t]) for s, t in zip(out.scores, new)]
+    decode = (processor or tokenizer).decode
+    print(json.dumps({"photo": Path(photo).name, "ids": ids, "text": decode(ids, skip_special_tokens=True),
+                      "logprobs": logprobs}))
+print(json.dumps({"processor": how, "bbuvl_imported": any(m.split(".")[0] == "bbuvl" for m in sys.modules)}))
+'''
+
+
+def stock_answers(folder: Path, photos: list[Path]) -> tuple[dict[str, dict], str]:
+    """Each photo's answer from stock transformers in a clean subprocess, and how its processor was built."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-c", STOCK, str(folder), *map(str, photos)], capture_output=True, text=True,
+                         env=env, cwd=folder, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert lines[-1]["bbuvl_imported"] is False
+    return {line["photo"]: line for line in lines[:-1]}, lines[-1]["processor"]
+
+
+def predict_answers(checkpoint: Path, photos: Path, out: Path, *extra: str) -> dict[str, str]:
+    """`bbuvl predict --mode generate --no-constrained`, one photo a pass: each photo's raw answer."""
+    r = CliRunner().invoke(cli, ["predict", "-c", str(checkpoint), "-i", str(photos), "-o", str(out), "--mode", "generate",
+                                 "--no-constrained", "--batch-size", "1", "--device", "cpu", *extra])
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    # A model a few steps old rarely writes valid JSON; its raw answer is what is compared.
+    assert all(line["error"] in (None, "unparseable output") for line in lines), lines
+    return {Path(line["image"]).name: line["raw"] for line in lines}
+
+
+@pytest.fixture(scope="module")
+def photos(small_dataset, tmp_path_factory) -> Path:
+    """Four photos: one at its frame already, one resized within the bounds, one above max_pixels, one below min_pixels."""
+    folder = tmp_path_factory.mktemp("photos")
+    sources = sorted((small_dataset / "images").rglob("*.*"))[:2]
+    first, second = Image.open(sources[0]).convert("RGB"), Image.open(sources[1]).convert("RGB")
+    first.save(folder / "a_as_is.png")
+    second.resize((300, 200), Image.BICUBIC).save(folder / "b_within.png")
+    first.resize((640, 480), Image.BICUBIC).save(folder / "c_above_max.png")
+    second.resize((120, 100), Image.BICUBIC).save(folder / "d_below_min.png")
+    return folder
+
+
+def chosen_logprobs(checkpoint: Path, photos: list[Path], max_new_tokens: int) -> dict[str, list[float]]:
+    """The log-probability of each greedy choice as `bbuvl predict` decodes it (its Predictor, one photo a pass)."""
+    from bbuvl.infer.predictor import Predictor
+
+    predictor = Predictor.load(checkpoint, device="cpu")
+    chosen = {}
+    for photo in photos:
+        _, logprobs = predictor.greedy(predictor.batch([predictor.prepare(photo)], False), None, max_new_tokens)
+        chosen[photo.name] = logprobs[0].tolist()
+    return chosen
+
+
+def train_tiny(family: str, small_dataset: Path, out: Path, *overrides: str) -> Path:
+    """A checkpoint of a tiny `family` model after a few steps on the small dataset (head on, as `bbuvl train` saves)."""
+    from bbuvl.config import load_config
+    from bbuvl.tiny.model import build_tiny_model
+    from bbuvl.train.trainer import train
+
+    base = build_tiny_model(out / "tiny", family=family, seed=0)
+    cfg = load_config(None, [
+        f"model.path={base}", "model.dtype=float32", "model.min_pixels=12544", "model.max_pixels=50176",
+        f"data.train={small_dataset / 'train.jsonl'}", "data.val=null", "data.teachers=null", "data.teacher_ratio=0",
+        "data.num_workers=0", f"training.output_dir={out / 'run'}", "training.per_device_batch_size=2",
+        "training.max_steps=3", "training.gradient_accumulation_steps=1", "training.bf16=false",
+        "training.gradient_checkpointing=false", "training.use_cpu=true", "training.save_steps=100", "training.warmup_ratio=0",
+        "training.lr.llm=1e-3", "training.lr.vision=1e-3", "training.lr.merger=1e-3",
+        "detection.num_queries=8", "detection.num_heads=4", "detection.caption_layers=1", "detection.decoder_layers=1",
+        "inference.max_new_tokens=24", *overrides,
+    ])
+    return Path(train(cfg, progress=False)["final"])
+
+
+def export(checkpoint: Path, out: Path, *extra: str):
+    """`bbuvl model export` through the CLI."""
+    return CliRunner().invoke(cli, ["model", "export", str(checkpoint), str(out), *extra])
+
+
+@pytest.mark.parametrize("family", [
+    "qwen2_5_vl",
+    pytest.param("qwen3_vl", marks=pytest.mark.slow),
+    pytest.param("qwen3_5", marks=pytest.mark.slow),
+])
+def test_stock_transformers_answers_an_export_token_for_token_as_bbuvl_predict(family, small_dataset, photos, tmp_path):
+    checkpoint = train_tiny(family, small_dataset, tmp_path, "model.vision_positions=false")
+    r = export(checkpoint, tmp_path / "exported")
+    assert r.exit_code == 0, r.output
+    assert "detection_head.safetensors" in r.output  # left out, and said so
+    exported = tmp_path / "exported"
+    expected = predict_answers(checkpoint, photos, tmp_path / "pred.jsonl")
+    got, how = stock_answers(exported, sorted(photos.iterdir()))
+    assert set(got) == set(expected) == {p.name for p in photos.iterdir()}
+    assert {name: a["text"] for name, a in got.items()} == expected
+    assert any(a["ids"] for a in got.values()), "every answer empty: nothing was compared"
+    # A model a few steps old answers alike whatever the photo; the probabilities of its choices do depend on the
+    # photo, through every step the two sides must share (resize, normalisation, image pads, positions).
+    ours = chosen_logprobs(checkpoint, sorted(photos.iterdir()), 24)
+    for name, answer in got.items():
+        assert answer["logprobs"] == pytest.approx(ours[name], abs=1e-4), name
+    firsts = sorted(v[0] for v in ours.values())
+    assert firsts[-1] - firsts[0] > 1e-3, f"the photos do not move the answer's probabilities: {firsts}"
+    from transformers.utils import is_torchvision_available
+
+    assert how.startswith("stock") == is_torchvision_available(), how
+
+
+def test_predict_on_an_exported_folder_with_its_labels_answers_as_on_the_checkpoint(small_dataset, photos, tmp_path):
+    checkpoint = train_tiny("qwen2_5_vl", small_dataset, tmp_path, "model.vision_positions=false", "detection.enabled=false")
+    assert export(checkpoint, tmp_path / "exported").exit_code == 0
+    exported = tmp_path / "exported"
+    one = tmp_path / "one"
+    one.mkdir()
+    for name in ("b_within.png", "c_above_max.png"):
+        (one / name).write_bytes((photos / name).read_bytes())
+    expected = predict_answers(checkpoint, one, tmp_path / "ckpt.jsonl")
+    got = predict_answers(exported, one, tmp_path / "exported.jsonl", "--labels", str(exported / "labels.json"))
+    assert got == expected
+
+
+def test_a_checkpoint_of_the_demo_recipe_is_refused_naming_vision_positions_or_exported_with_their_ap_cost(
+        small_dataset, tmp_path):
+    from bbuvl.config import load_config
+    from bbuvl.tiny.model import build_tiny_model
+    from bbuvl.train.trainer import train
+
+    base = build_tiny_model(tmp_path / "tiny", seed=0)
+    demo = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+    cfg = load_config(demo, [
+        f"model.path={base}", "model.reuse_modules=false", "model.max_pixels=50176", "model.max_vision_tokens=64",
+        f"data.train={small_dataset / 'train.jsonl'}", "data.val=null", f"training.output_dir={tmp_path / 'run'}",
+        "training.max_steps=2", "training.per_device_batch_size=2", "training.save_steps=100", "training.warmup_ratio=0",
+        "detection.caption_refit.steps=0", "inference.max_new_tokens=16",
+    ])
+    assert cfg.model.vision_positions  # the demo's recipe trains them
+    checkpoint = Path(train(cfg, progress=False)["final"])
+
+    refused = export(checkpoint, tmp_path / "refused")
+    assert refused.exit_code != 0
+    assert "vision_positions.safetensors" in refused.output and "--drop-vision-positions" in refused.output
+    assert not (tmp_path / "refused" / "config.json").exists()
+
+    val = small_dataset / "val.jsonl"
+    r = export(checkpoint, tmp_path / "exported", "--drop-vision-positions", "--val", str(val))
+    assert r.exit_code == 0, r.output
+    card = (tmp_path / "exported" / "README.md").read_text(encoding="utf-8")
+    assert "Leaving out `vision_positions.safetensors` was measured on 2 validation photos" in card
+    assert "| bbu-vl, with it |" in card and "| this export, without it |" in card and "| cost |" in card
