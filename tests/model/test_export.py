@@ -213,3 +213,23 @@ def test_a_checkpoint_of_the_demo_recipe_is_refused_naming_vision_positions_or_e
     card = (tmp_path / "exported" / "README.md").read_text(encoding="utf-8")
     assert "Leaving out `vision_positions.safetensors` was measured on 2 validation photos" in card
     assert "| bbu-vl, with it |" in card and "| this export, without it |" in card and "| cost |" in card
+
+
+def test_a_checkpoint_bbuvl_train_saves_names_the_stock_processor_that_stock_autoprocessor_loads_where_it_can(
+        trained_checkpoint):
+    from transformers import AutoProcessor
+    from transformers.utils import is_torchvision_available
+    from transformers.video_processing_utils import BaseVideoProcessor
+
+    from bbuvl.data.families import family_of
+
+    stock = family_of(trained_checkpoint).processor_class
+    for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+        assert json.loads((trained_checkpoint / name).read_text())["processor_class"] == stock, name
+    BaseVideoProcessor.get_video_processor_dict(str(trained_checkpoint))  # the stock processor's video settings resolve
+    if is_torchvision_available():
+        processor = AutoProcessor.from_pretrained(str(trained_checkpoint))
+        assert type(processor).__name__ == stock and processor.image_processor is not None
+    else:  # the one thing missing here
+        with pytest.raises(ImportError, match="(?i)torchvision"):
+            AutoProcessor.from_pretrained(str(trained_checkpoint))

@@ -68,10 +68,22 @@ def test_loader_returns_the_image_only_processor_and_an_eval_model(loaded):
     assert processor.chat_template and pixel_range(processor) == (12544, 50176)
 
 
-def test_autoprocessor_returns_the_registered_image_only_processor(tiny_dir):
-    if PROCESSOR_MAPPING[Qwen2_5_VLConfig] is not Qwen2_5_VLImageOnlyProcessor:
-        pytest.skip("this transformers ignores AutoProcessor.register for built-in configs; load_processor covers it")
-    assert isinstance(AutoProcessor.from_pretrained(str(tiny_dir)), Qwen2_5_VLImageOnlyProcessor)
+def test_a_saved_folder_names_the_stock_processor_which_stock_autoprocessor_builds_where_torchvision_imports(tiny_dir):
+    from transformers.utils import is_torchvision_available
+    from transformers.video_processing_utils import BaseVideoProcessor
+
+    for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+        assert json.loads((tiny_dir / name).read_text())["processor_class"] == "Qwen2_5_VLProcessor", name
+    # What the stock processor's video processor reads its settings from: present, so torchvision is all it lacks here.
+    video, _ = BaseVideoProcessor.get_video_processor_dict(str(tiny_dir))
+    assert video["patch_size"] == 14 and video["merge_size"] == 2
+    if is_torchvision_available():
+        processor = AutoProcessor.from_pretrained(str(tiny_dir))
+        assert type(processor).__name__ == "Qwen2_5_VLProcessor" and processor.image_processor is not None
+    else:
+        with pytest.raises(ImportError, match="(?i)torchvision"):
+            AutoProcessor.from_pretrained(str(tiny_dir))
+        assert isinstance(load_processor(str(tiny_dir)), Qwen2_5_VLImageOnlyProcessor)  # bbu-vl's stand-in
 
 
 def test_image_pad_count_matches_grid_for_images_of_different_sizes(loaded, batch):
@@ -198,6 +210,7 @@ def test_folder_without_image_processor_config_is_an_error_naming_the_file(tiny_
     bare = tmp_path / "bare"
     shutil.copytree(tiny_dir, bare)
     (bare / "processor_config.json").unlink()
+    (bare / "preprocessor_config.json").unlink()
     with pytest.raises((OSError, ValueError), match="preprocessor_config.json"):
         load_processor(str(bare))
 
