@@ -154,7 +154,7 @@ def test_metrics_json_holds_every_view_and_a_thinned_curve():
 
 def test_thresholds_chosen_for_a_target_recall_and_precision():
     truth = [True, True, True, True, False, False, False]
-    scores = [0.9, 0.8, 0.5, 0.0, 0.85, 0.3, 0.0]
+    scores = [0.9, 0.8, 0.5, None, 0.85, 0.3, None]  # None: no fault predicted
     t, recall, precision, notes = choose_thresholds(truth, scores, target_recall=0.75, target_precision=0.6)
     assert t.review == 0.5 and recall == 0.75  # 0.9, 0.8, 0.5 flagged: 3 of 4
     assert t.fail == 0.5 and precision == 0.75 and not notes  # at 0.5: 3 faulty of 4 failed
@@ -165,5 +165,8 @@ def test_thresholds_chosen_for_a_target_recall_and_precision():
     assert t.fail == 0.9 and precision == 1.0
     t, _, precision, notes = choose_thresholds([True, False], [0.5, 0.9], 0.5, 0.9)
     assert t.fail == 1.0 and precision is None and any("every flagged photo goes to review" in n for n in notes)
+    # a fault predicted at score 0 can still be flagged (review at 0), a photo with none cannot
+    t, recall, precision, notes = choose_thresholds([True, True, False], [0.0, None, None], 0.5, 0.9)
+    assert (t, recall, precision, notes) == (VerdictThresholds(0.0, 0.0), 0.5, 1.0, [])
     with pytest.raises(ValueError, match="no photo of the validation set holds a fault"):
         choose_thresholds([False, False], [0.1, 0.2], 0.8, 0.9)

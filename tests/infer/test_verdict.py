@@ -68,3 +68,13 @@ def test_a_damaged_thresholds_file_is_an_error_naming_it(tmp_path, body):
     with pytest.raises(ValueError) as e:
         ChosenThresholds.load(tmp_path)
     assert str(tmp_path / THRESHOLDS_FILE) in str(e.value)
+
+
+def test_verdicts_are_counted_over_a_predictions_file(tmp_path):
+    from bbuvl.infer.verdict import verdict_counts
+
+    lines = [judge([(BOX, FAULT, 0.9)], FAULTS, T).to_dict(), judge([], FAULTS, T).to_dict(), judge([], FAULTS, T).to_dict()]
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps({"image": f"{i}.jpg", "verdict": v}) + "\n" for i, v in enumerate(lines))
+                    + '{"image": "old.jpg"}\n\n[1, 2]\n', encoding="utf-8")
+    assert verdict_counts(path) == {"pass": 2, "review": 0, "fail": 1, "unjudged": 2}

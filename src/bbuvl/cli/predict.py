@@ -41,6 +41,14 @@ def predict(
     tile_zoom: float = TILE_ZOOM,
     tile_whole: bool = TILE_WHOLE,
     zoom_into: str = ZOOM_INTO,
+    verdict_review: float = typer.Option(None, "--verdict-review", help="A fault scoring at least this sends its photo to "
+                                         "review (default: the checkpoint's verdict_thresholds.json, else "
+                                         "inference.verdict_review).", callback=finite_range(0, 1)),
+    verdict_fail: float = typer.Option(None, "--verdict-fail", help="A fault scoring at least this fails its photo (default: "
+                                       "the checkpoint's verdict_thresholds.json, else inference.verdict_fail).",
+                                       callback=finite_range(0, 1)),
+    hierarchy: Path = typer.Option(None, "--hierarchy", help="Label hierarchy JSON saying which labels are faults (default: "
+                                   "the run config's data.hierarchy, else the shipped one; docs/faults.md)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start --out over instead of resuming or refusing it "
                                    "(never an input)."),
 ) -> None:
@@ -54,18 +62,23 @@ def predict(
 
     from bbuvl.infer.batch import PredictJob, photo_names, run_predictions
     from bbuvl.infer.output import check_output, discard_output, input_root, manifest_path
+    from bbuvl.data.faults import Faults
     from bbuvl.infer.predictor import Predictor
+    from bbuvl.infer.verdict import verdict_counts
     from bbuvl.model.checkpoint import CheckpointError, read_run_config
     from bbuvl.outputs import check_not_inputs
 
     with user_errors(ValueError):
-        check_not_inputs({"--input": input, "--checkpoint": checkpoint, "--teachers": teachers, "--labels": labels},
+        check_not_inputs({"--input": input, "--checkpoint": checkpoint, "--teachers": teachers, "--labels": labels,
+                          "--hierarchy": hierarchy},
                          [out, manifest_path(out)])
     if overwrite and int(os.environ.get("WORLD_SIZE", 1)) > 1:
         fail("--overwrite starts --out over from one process; under torchrun delete --out (and its .rank* parts) instead")
     check_mode_name(mode)
     tiled = tile_options(tiles, tile_zoom, tile_whole, zoom_into)
     mode = plain_model_mode(checkpoint, labels, lang, mode)
+    with user_errors(ValueError, OSError):
+        faults = Faults.load(hierarchy) if hierarchy is not None else None  # a bad file is refused before the model loads
     hold_outputs("predict", [out])  # the lock run_predictions takes, held from here: a busy --out is refused now
     with user_errors(ValueError, OSError):
         # Refuse a foreign or busy --out before minutes of model loading, not after.
@@ -87,8 +100,11 @@ def predict(
             predictor.set_teachers(source)
     with user_errors(ValueError):
         predictor.check_mode(mode)  # before any photo: a mode this checkpoint cannot run is one error, not one per photo
+    if faults is not None:
+        predictor.faults = faults
     given = {k: v for k, v in (("score_threshold", score_threshold), ("objectness_threshold", objectness_threshold),
-                               ("constrained", constrained)) if v is not None}
+                               ("constrained", constrained), ("verdict_review", verdict_review),
+                               ("verdict_fail", verdict_fail)) if v is not None}
     given |= tiled
     with user_errors(ValueError):
         options = predictor.options(**given)
@@ -113,6 +129,12 @@ def predict(
             stats = run_predictions(job, lambda chunk: predictor.predict_lines(chunk, mode, **options.model_dump()), on_progress)
     console.print(f"[green]done[/]: {stats['predicted']} predicted ({stats['images_per_s']:.2f} img/s), "
                   f"{stats['skipped']} already in {escape(str(out))}, {stats['errors']} with errors")
+    with user_errors(ValueError, OSError):
+        verdicts = verdict_counts(out)
+    thresholds = options.thresholds()
+    console.print(f"verdicts: {verdicts['pass']} pass, {verdicts['review']} review, {verdicts['fail']} fail "
+                  f"(review at a fault score ≥ {thresholds.review:g}, fail ≥ {thresholds.fail:g})"
+                  + (f", {verdicts['unjudged']} lines without a verdict" if verdicts["unjudged"] else ""))
 
 
 def first_photo_size(job) -> tuple[int, int] | None:  # noqa: ANN001 - a PredictJob

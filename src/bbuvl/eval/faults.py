@@ -133,7 +133,7 @@ class FaultMetrics:
     photos: PhotoFaults
     states: list[StateConfusion]
     photo_faulty: list[bool] = field(repr=False)  # per photo, whether its ground truth holds a fault
-    photo_scores: list[float] = field(repr=False)  # per photo, its best fault score (0 without one)
+    photo_scores: list[float | None] = field(repr=False)  # per photo, its best fault score (None: no fault predicted)
     photo_verdicts: list[str] = field(repr=False)  # per photo, pass / review / fail
     photo_missed: list[int] = field(repr=False)  # per photo, ground-truth faults no predicted fault found
     notes: list[str] = field(default_factory=list)
@@ -168,8 +168,9 @@ def fault_metrics(records: Sequence[ImageRecord], predictions: Sequence[Sequence
                 for objs, bad in zip(predictions, failed)]
     truth = [any(faults.is_fault(o.desc) for o in r.objects) for r in records]
     photos, photo_notes = _photo_faults(truth, [v.verdict for v in verdicts], [v.score for v in verdicts])
+    best = [max((o["score"] for o in objs if faults.is_fault(o["label"])), default=None) for objs in predictions]
     return FaultMetrics(sorted(faults.labels), thresholds, objects, photos, _state_confusions(records, predictions, faults, iou),
-                        truth, [v.score for v in verdicts], [v.verdict for v in verdicts], photo_missed, notes + photo_notes)
+                        truth, best, [v.verdict for v in verdicts], photo_missed, notes + photo_notes)
 
 
 def _match_faults(record: ImageRecord, objects: Sequence[dict[str, Any]], faults: Faults,
@@ -307,22 +308,24 @@ def _state_confusions(records: Sequence[ImageRecord], predictions: Sequence[Sequ
     return out
 
 
-def choose_thresholds(truth: Sequence[bool], scores: Sequence[float], target_recall: float,
+def choose_thresholds(truth: Sequence[bool], scores: Sequence[float | None], target_recall: float,
                       target_precision: float) -> tuple[VerdictThresholds, float | None, float | None, list[str]]:
-    """Verdict thresholds from photos' truth and fault scores: `review`, the highest that flags at least
-    `target_recall` of the faulty photos; `fail`, the lowest at or above it at which at least `target_precision` of
-    the failed photos are faulty (1.0 when none reaches it: every flagged photo then goes to review).
+    """Verdict thresholds from photos' truth and best fault scores (None: no fault predicted): `review`, the highest
+    that flags at least `target_recall` of the faulty photos; `fail`, the lowest at or above it at which at least
+    `target_precision` of the failed photos are faulty (1.0 when none reaches it: every flagged photo then goes to
+    review).
 
     Returns the thresholds, the recall reached at `review`, the precision at `fail`, and notes on targets missed.
-    A photo without a predicted fault (score 0) always passes, so no threshold flags it.
+    A photo without a predicted fault always passes, so no threshold flags it.
     """
     if not 0.0 < target_recall <= 1.0 or not 0.0 < target_precision <= 1.0:
         raise ValueError(f"target recall and precision must be in (0, 1], got {target_recall} and {target_precision}")
-    t, s = np.asarray(truth, dtype=bool), np.asarray(scores, dtype=np.float64)
+    t = np.asarray(truth, dtype=bool)
+    s = np.asarray([-1.0 if v is None else v for v in scores], dtype=np.float64)  # -1: below every threshold
     if not t.any():
         raise ValueError("no photo of the validation set holds a fault: thresholds cannot be chosen for a recall")
     notes = []
-    candidates = np.unique(s[s > 0])[::-1]  # highest first
+    candidates = np.unique(s[s >= 0])[::-1]  # highest first
     review = None
     for c in candidates:
         if (t & (s >= c)).sum() / t.sum() >= target_recall:
@@ -330,10 +333,10 @@ def choose_thresholds(truth: Sequence[bool], scores: Sequence[float], target_rec
             break
     if review is None:
         review = float(candidates[-1]) if len(candidates) else 1.0
-        reached = float((t & (s >= review) & (s > 0)).sum() / t.sum())
+        reachable = float((t & (s >= 0)).sum() / t.sum())
         notes.append(f"no threshold flags {target_recall:.0%} of the faulty photos (a fault is predicted in "
-                     f"{reached:.0%} of them): review is set at the lowest fault score, {review:.3g}")
-    recall = float((t & (s >= review) & (s > 0)).sum() / t.sum())
+                     f"{reachable:.0%} of them): review is set at the lowest fault score, {review:.3g}")
+    recall = float((t & (s >= review)).sum() / t.sum())
     fail, precision = 1.0, None
     for c in candidates[::-1]:  # lowest first
         if c < review:

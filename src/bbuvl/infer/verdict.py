@@ -155,3 +155,18 @@ def checkpoint_verdict(checkpoint: str | Path) -> tuple[VerdictThresholds, str |
         return (VerdictThresholds(run.inference.verdict_review, run.inference.verdict_fail), hierarchy,
                 f"{checkpoint / CONFIG_FILE} (inference.verdict_review, inference.verdict_fail)")
     raise ValueError(f"{checkpoint}: no {THRESHOLDS_FILE} and no {CONFIG_FILE}: not a checkpoint written by bbuvl train")
+
+
+def verdict_counts(predictions: str | Path) -> dict[str, int]:
+    """How many lines of a predictions file hold each verdict (`unjudged`: lines written before verdicts existed)."""
+    counts = dict.fromkeys((*VERDICTS, "unjudged"), 0)
+    with Path(predictions).open(encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                verdict = json.loads(line).get("verdict")
+            except (ValueError, AttributeError):
+                verdict = None  # a damaged line: resuming drops and redoes it (infer/output.py)
+            counts[verdict["verdict"] if isinstance(verdict, dict) and verdict.get("verdict") in VERDICTS else "unjudged"] += 1
+    return counts

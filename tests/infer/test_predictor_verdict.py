@@ -1,0 +1,79 @@
+"""Every predictions line carries the photo's verdict, judged with the faults of the run's hierarchy and the
+thresholds of the config, overridden by the checkpoint's verdict_thresholds.json and then by the options."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from bbuvl.data.faults import Faults
+from bbuvl.data.labels import DEFAULT_HIERARCHY
+from bbuvl.data.schema import read_records, resolve_image
+from bbuvl.infer.predictor import Predictor
+from bbuvl.infer.verdict import THRESHOLDS_FILE, ChosenThresholds, VerdictThresholds, judge
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_checkpoint):
+    return Predictor.load(trained_checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def photos(small_dataset):
+    return [str(resolve_image(small_dataset / "val.jsonl", r.image)) for r in read_records(small_dataset / "val.jsonl")]
+
+
+def every_label_a_fault(tmp_path) -> Faults:
+    """The shipped hierarchy with every state and every attribute without states marked a fault."""
+    raw = json.loads(DEFAULT_HIERARCHY.read_text(encoding="utf-8"))
+    for spec in raw["categories"].values():
+        for attr in spec.get("attributes", {}).values():
+            if attr.get("states"):
+                attr["states"] = {s: {"gloss": str(g if isinstance(g, str) else g["gloss"]), "fault": True}
+                                  for s, g in attr["states"].items()}
+            else:
+                attr["fault"] = True
+    path = tmp_path / "all_faults.json"
+    path.write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
+    return Faults.load(path)
+
+
+def test_each_line_carries_the_verdict_of_its_objects(predictor, photos, tmp_path):
+    lines = predictor.predict_lines(photos + [str(tmp_path / "missing.jpg")], "head")
+    thresholds = predictor.options().thresholds()
+    assert (thresholds.review, thresholds.fail) == (predictor.cfg.inference.verdict_review, predictor.cfg.inference.verdict_fail)
+    for line in lines[:-1]:
+        expected = judge([(o["bbox_2d"], o["label"], o["score"]) for o in line["objects"]], predictor.faults, thresholds)
+        assert line["verdict"]["verdict"] == expected.verdict and line["verdict"]["score"] == pytest.approx(expected.score, abs=1e-5)
+    assert lines[-1]["error"] and lines[-1]["verdict"]["verdict"] == "review"  # nothing seen is not "nothing wrong"
+    json.dumps(lines, ensure_ascii=False)
+
+
+def test_a_photo_fails_on_any_fault_the_hierarchy_marks_at_the_given_thresholds(predictor, photos, tmp_path):
+    before, every = predictor.faults, every_label_a_fault(tmp_path)
+    try:
+        predictor.faults = every
+        lines = predictor.predict_lines(photos, "head", verdict_review=0.0, verdict_fail=0.0)
+    finally:
+        predictor.faults = before
+    assert any(line["objects"] for line in lines)
+    for line in lines:
+        judged = [o for o in line["objects"] if every.is_fault(o["label"])]  # all but the leaf categories
+        assert line["verdict"]["verdict"] == ("fail" if judged else "pass")
+        assert len(line["verdict"]["faults"]) == len(judged)
+
+
+def test_the_checkpoints_chosen_thresholds_replace_the_configs(trained_checkpoint, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    ChosenThresholds(VerdictThresholds(0.15, 0.85), 0.8, 0.9, 0.8, 0.9, 10, 4, [], "val.jsonl").save(ckpt)
+    p = Predictor.load(ckpt, device="cpu")
+    assert p.options().thresholds() == VerdictThresholds(0.15, 0.85)
+    assert p.options(verdict_fail=0.5).thresholds() == VerdictThresholds(0.15, 0.5)
+    with pytest.raises(ValueError, match="must not exceed"):
+        p.options(verdict_review=0.9)
+    (ckpt / THRESHOLDS_FILE).write_text('{"tool": "bbuvl eval --choose-thresholds", "review": 0.5}', encoding="utf-8")
+    with pytest.raises(ValueError, match=str(ckpt / THRESHOLDS_FILE)):
+        Predictor.load(ckpt, device="cpu")
