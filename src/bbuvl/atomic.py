@@ -9,6 +9,7 @@ kill during the write leaves the previous file untouched and at most a stray `.N
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -61,3 +62,42 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write UTF-8 `text` to `path` atomically; returns the path."""
     return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+@contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """A temporary folder beside `path` to fill; it replaces `path` (and all that was in it) only if the block
+    finishes without error, so a checkpoint folder is never half-saved under its name.
+
+    The old folder is renamed aside, the new one renamed in, then the old one removed: a kill between the two
+    renames leaves the previous folder whole as `.NAME.*.old` (and nothing under NAME), never a mixture.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path}: is a file, expected a folder to write")
+    tmp: Path | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        os.chmod(tmp, 0o777 & ~_UMASK)
+        yield tmp
+        for file in [p for p in tmp.rglob("*") if p.is_file() and not p.is_symlink()]:
+            with file.open("rb") as fh:
+                os.fsync(fh.fileno())
+        old = None
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.rename(path, old / path.name)
+        os.rename(tmp, path)
+        tmp = None
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        kept = "the previous folder is kept" if path.exists() else "nothing was written"
+        raise OSError(e.errno, f"{path}: writing failed ({e.strerror or e}); {kept}") from e
+    except BaseException:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise

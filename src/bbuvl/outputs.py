@@ -78,6 +78,19 @@ def check_not_inputs(inputs: Mapping[str, Path | None], files: Iterable[Path] = 
                                      "read as input, or replace it. Choose an output outside it")
 
 
+def check_distinct(outputs: Iterable[Path]) -> None:
+    """Raise OutputConflict when two outputs of one command are one file, or one lies inside another (`--out` named
+    inside `--report`): the second write would replace the first."""
+    seen: list[tuple[Path, Path]] = []
+    for out in map(Path, outputs):
+        real = out.resolve()
+        for other, other_real in seen:
+            if real == other_real or real.is_relative_to(other_real) or other_real.is_relative_to(real):
+                raise OutputConflict(f"{out} and {other}: one command would write both, and one is (or holds) the "
+                                     "other; choose outputs apart")
+        seen.append((out, real))
+
+
 def output_digest(path: Path) -> str | None:
     """SHA-256 of what is at `path`: a file's bytes, or every file under a folder (names and bytes; links as
     their targets, not followed); None when nothing is there to lose (missing, an empty file or folder)."""
@@ -168,7 +181,8 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
     """
     files, folders = [Path(p) for p in files], [Path(p) for p in folders]
     check_not_inputs(inputs, files, folders)
-    outputs = list(dict.fromkeys(Path(os.path.abspath(p)) for p in files + folders))
+    check_distinct(files + folders)
+    outputs = [Path(os.path.abspath(p)) for p in files + folders]
     claim = Claim(command, outputs, {})
     try:
         for out in outputs:

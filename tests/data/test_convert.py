@@ -11,6 +11,7 @@ import typer
 from PIL import Image, ImageDraw, ImageOps
 from typer.testing import CliRunner
 
+from bbuvl.cli.common import command_group
 from bbuvl.cli.data_convert import convert
 from bbuvl.data.convert import ConvertOptions, convert_dataset
 from bbuvl.data.coords import CoordinateContract, scale_box
@@ -154,9 +155,8 @@ BAD = {"j_trunc": "cannot decode image", "k_notjson": "not valid JSON", "l_ratio
 
 def cli_app() -> typer.Typer:
     # Only our command: the sibling `data` commands are developed separately.
-    app = typer.Typer()
+    app = command_group()  # a group, so `convert` stays a subcommand as under `bbuvl data`; its outputs are released
     app.command("convert")(convert)
-    app.callback()(lambda: None)  # keep `convert` a subcommand, as under `bbuvl data`
     return app
 
 

@@ -85,6 +85,12 @@ def record_claimed_outputs(*_: object, **__: object) -> None:
     finish_claims(succeeded=True)
 
 
+def command_group(**kwargs: Any) -> typer.Typer:
+    """A group of `bbuvl` commands: what its commands claim ends with them and their path options are expanded,
+    also when the group runs on its own (as tests run it), not only under `bbuvl`."""
+    return typer.Typer(callback=start_command, result_callback=record_claimed_outputs, **kwargs)
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """`"640x480"` -> `(640, 480)`."""
     try:

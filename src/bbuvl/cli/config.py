@@ -7,10 +7,10 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from bbuvl.cli.common import console, fail
+from bbuvl.cli.common import command_group, console, fail
 from bbuvl.config import ConfigError, dump_config, load_config
 
-app = typer.Typer(help="Show and validate run configs.", no_args_is_help=True)
+app = command_group(help="Show and validate run configs.", no_args_is_help=True)
 
 
 @app.command("print")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import typer
 
 from bbuvl.cli import data_convert, data_synth, data_tools
+from bbuvl.cli.common import command_group
 
-app = typer.Typer(help="Build, convert and check datasets.", no_args_is_help=True)
+app = command_group(help="Build, convert and check datasets.", no_args_is_help=True)
 
 app.command("synth")(data_synth.synth)
 app.command("convert")(data_convert.convert)

@@ -13,11 +13,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.cli.common import (OVERWRITE_HELP, check_device, claim_outputs, console, fail, finite_range, int_range,
+from bbuvl.cli.common import (OVERWRITE_HELP, check_device, claim_outputs, command_group, console, fail, finite_range, int_range,
                               user_errors)
 from bbuvl.config import Config, ConfigError, load_config
 
-app = typer.Typer(help="Diagnose datasets, checkpoints and memory; look inside the detection head.", no_args_is_help=True)
+app = command_group(help="Diagnose datasets, checkpoints and memory; look inside the detection head.", no_args_is_help=True)
 
 OVERWRITE = typer.Option(False, "--overwrite", help=OVERWRITE_HELP)
 _STATUS = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]",

@@ -11,14 +11,14 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bbuvl.cli.common import (OVERWRITE_HELP, PATH_OR_ID, check_device, claim_outputs, console, err_console, fail, finite_range,
-                              int_range, stdout_is_tty, user_errors)
+from bbuvl.cli.common import (OVERWRITE_HELP, PATH_OR_ID, check_device, claim_outputs, command_group, console, err_console,
+                              fail, finite_range, int_range, stdout_is_tty, user_errors)
 
 if TYPE_CHECKING:  # the heavy imports (torch, transformers) wait until a command runs
     from bbuvl.fewshot.backbones import Backbone
     from bbuvl.fewshot.cache import EmbeddingCache
 
-app = typer.Typer(help="Few-shot recognition of new part types (support set + backbone, no retraining).",
+app = command_group(help="Few-shot recognition of new part types (support set + backbone, no retraining).",
                   no_args_is_help=True)
 
 SUPPORT = typer.Option(..., "--support", help="Support folder: <class>/*.jpg, shot<K>/<class>/*.jpg or <class>/shot<K>/*.jpg.")
@@ -109,12 +109,13 @@ def tiny_backbone_cmd(
     claim_outputs("fewshot tiny-backbone", {}, folders=[out], overwrite=overwrite)
     from transformers.utils import logging as hf_logging
 
+    from bbuvl.atomic import atomic_folder
     from bbuvl.tiny.backbones import tiny_backbone
 
     hf_logging.disable_progress_bar()
     start = time.perf_counter()
-    with user_errors():
-        tiny_backbone(kind, out, image_size=image_size, seed=seed, full=full)
+    with user_errors(), atomic_folder(out) as tmp:  # whole, or the previous folder kept
+        tiny_backbone(kind, tmp, image_size=image_size, seed=seed, full=full)
     console.print(f"[green]saved[/] random-weight {kind} backbone to {escape(str(out))} in {time.perf_counter() - start:.1f} s")
 
 

@@ -9,9 +9,9 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from bbuvl.cli.common import OVERWRITE_HELP, claim_outputs, console, fail, int_range, user_errors
+from bbuvl.cli.common import OVERWRITE_HELP, claim_outputs, command_group, console, fail, int_range, user_errors
 
-app = typer.Typer(help="Build and inspect vision-language checkpoints.", no_args_is_help=True)
+app = command_group(help="Build and inspect vision-language checkpoints.", no_args_is_help=True)
 
 
 @app.command("tiny")
@@ -35,14 +35,15 @@ def tiny(
     """Build a tiny randomly initialised model of a family with a trained offline tokenizer, saved like a real checkpoint."""
     claim_outputs("model tiny", {}, folders=[out], overwrite=overwrite)
     # Imported here so that `bbuvl --help` and other commands do not pay for importing transformers.
+    from bbuvl.atomic import atomic_folder
     from bbuvl.data.families import get_family
     from bbuvl.tiny.model import build_tiny_model, count_saved_parameters
 
     start = time.perf_counter()
-    with user_errors():
+    with user_errors(), atomic_folder(out) as tmp:  # whole, or the previous folder kept
         name = get_family(family).name
         build_tiny_model(
-            out,
+            tmp,
             family=family,
             hidden=hidden,
             layers=layers,
@@ -67,8 +68,10 @@ def merge_lora_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Merge LoRA adapters into the base model and save a standalone checkpoint (head, prompt and contract kept)."""
-    claim_outputs("model merge-lora", {"CHECKPOINT": checkpoint}, folders=[out], overwrite=overwrite)
-    from bbuvl.model.checkpoint import merge_lora
+    from bbuvl.model.checkpoint import lora_base, merge_lora
+
+    claim_outputs("model merge-lora", {"CHECKPOINT": checkpoint, "its base model": lora_base(checkpoint)}, folders=[out],
+                  overwrite=overwrite)
 
     with user_errors():
         merge_lora(checkpoint, out)
@@ -97,8 +100,10 @@ def export_cmd(
         fail("--drop-vision-positions needs --val VAL.jsonl: its cost in AP is measured there and written into the card")
     if val is not None and not drop_vision_positions:
         fail("--val measures what --drop-vision-positions costs; add --drop-vision-positions")
-    claim_outputs("model export", {"CHECKPOINT": checkpoint, "--val": val}, folders=[out], overwrite=overwrite)
-    from bbuvl.model.checkpoint import CheckpointError
+    from bbuvl.model.checkpoint import CheckpointError, lora_base
+
+    claim_outputs("model export", {"CHECKPOINT": checkpoint, "its base model": lora_base(checkpoint), "--val": val},
+                  folders=[out], overwrite=overwrite)
     from bbuvl.model.export import export_checkpoint
 
     costs = []

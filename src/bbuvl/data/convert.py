@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
-import os
 import shutil
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -24,6 +23,7 @@ from typing import Any, Callable, Iterator
 
 from PIL import Image
 
+from bbuvl.atomic import atomic_path, write_text_atomic
 from bbuvl.data.coords import (
     ROTATING_ORIENTATIONS,
     CoordinateContract,
@@ -291,17 +291,16 @@ def _fit_box(box: list[float], size: Size, written: list[float]) -> tuple[list[f
 
 
 def _store_image(image: Image.Image, source: Path, dest: Path, size: Size, mode: str, orientation: int) -> str:
-    """Write the upright RGB photo as JPEG at `size` (atomically); returns the file name."""
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    if size == image.size and orientation == 1 and mode == "RGB" and _is_jpeg(source):
-        # Already an upright RGB JPEG: copying keeps it bit-exact (no second lossy encode) and is faster.
-        shutil.copyfile(source, tmp)
-    else:
-        if size != image.size:
-            # Bicubic, as Qwen's image processor resizes: the model sees the same pixels either way.
-            image = image.resize(size, Image.Resampling.BICUBIC)
-        image.save(tmp, "JPEG", quality=JPEG_QUALITY)  # no exif= given, so no orientation tag is written
-    os.replace(tmp, dest)
+    """Write the upright RGB photo as JPEG at `size` (atomically: bbuvl/atomic.py); returns the file name."""
+    with atomic_path(dest) as tmp:
+        if size == image.size and orientation == 1 and mode == "RGB" and _is_jpeg(source):
+            # Already an upright RGB JPEG: copying keeps it bit-exact (no second lossy encode) and is faster.
+            shutil.copyfile(source, tmp)
+        else:
+            if size != image.size:
+                # Bicubic, as Qwen's image processor resizes: the model sees the same pixels either way.
+                image = image.resize(size, Image.Resampling.BICUBIC)
+            image.save(tmp, "JPEG", quality=JPEG_QUALITY)  # no exif= given, so no orientation tag is written
     return dest.name
 
 
@@ -439,9 +438,7 @@ def convert_dataset(src: Path, out: Path, opts: ConvertOptions, progress: bool =
     errors = [e for r in results for e in r.errors]
     summary = summarize(src, results, opts)
     out.mkdir(parents=True, exist_ok=True)
-    with (out / ERRORS).open("w", encoding="utf-8") as fh:
-        for e in errors:
-            fh.write(json.dumps(e, ensure_ascii=False) + "\n")
+    write_text_atomic(out / ERRORS, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
     if not records:
         write_json(out / SUMMARY, summary)
         return summary

@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
+from bbuvl.atomic import atomic_path
 from bbuvl.data.images import file_digest
 from bbuvl.data.text import file_name_key
 
@@ -62,6 +63,5 @@ class ImagePlacer:
                 return
             except OSError:  # another filesystem: fall back to a copy
                 pass
-        tmp = dst.with_name(f".{dst.name}.tmp")
-        shutil.copy2(src, tmp)
-        os.replace(tmp, dst)  # a killed import leaves no half-copied photo under a real name
+        with atomic_path(dst) as tmp:  # a killed import leaves no half-copied photo under a real name
+            shutil.copy2(src, tmp)

@@ -22,6 +22,7 @@ from PIL import Image
 from bbuvl.atomic import write_bytes_atomic
 from bbuvl.data.images import load_image
 from bbuvl.data.layout import TRAIN, VAL, write_dataset_folder
+from bbuvl.data.names import NameBook
 from bbuvl.data.regions import grid_regions, magnified_record, tile_side_overlap
 from bbuvl.data.schema import ImageRecord, read_records, require_photos, resolve_image
 
@@ -112,10 +113,13 @@ def tile_dataset(dataset: str | Path, out: str | Path, spec: TileSpec, num_teach
     total, done = sum(len(v) for v in parts.values()), 0
     tiled: dict[str, list[ImageRecord]] = {"train": [], "val": []}
     written: set[str] = set()
+    names = NameBook()  # `a.jpg` and `a.jpeg` (or `../x.jpg` and `up/x.jpg`) would share a stem: never their tiles
     for split, rows in parts.items():
         for path, record in rows:
             stem = Path(record.image).with_suffix("").as_posix().replace("../", "up/").lstrip("/").removeprefix(f"{IMAGES}/")
-            tiled[split] += tile_record(record, resolve_image(path, record.image), out, f"{split}/{stem}", spec, written)
+            photo = resolve_image(path, record.image)
+            name = names.name(f"{split}/{stem}", f"{split}:{photo}")
+            tiled[split] += tile_record(record, photo, out, name, spec, written)
             done += 1
             if progress:
                 progress(done, total)

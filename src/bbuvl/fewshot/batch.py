@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from bbuvl.atomic import atomic_path
 from bbuvl.fewshot.backbones import Backbone
 from bbuvl.fewshot.cache import EmbeddingCache
 from bbuvl.fewshot.classifier import FewShotClassifier, Mode, decide
@@ -104,7 +105,7 @@ def write_rows(rows: Iterable[dict], out: str | Path, on_row: Callable[[dict], N
         raise ValueError(f"{out}: the output must end in .csv or .jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
     n = 0
-    with out.open("w", newline="", encoding="utf-8") as fh:
+    with atomic_path(out) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:  # whole, or the old file kept
         writer = csv.writer(fh) if out.suffix.lower() == ".csv" else None
         if writer is not None:
             writer.writerow(FIELDS)

@@ -10,8 +10,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
 
+from bbuvl.atomic import atomic_path
 from bbuvl.data.images import load_image
 from bbuvl.data.labels import label_at_level
+from bbuvl.data.names import NameBook
 from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.fewshot.embed import crop_box
 
@@ -28,19 +30,23 @@ def write_crops(
     dataset, out = Path(dataset), Path(out)
     wanted = set(classes) if classes is not None else None
     counts: dict[str, int] = defaultdict(int)
+    names = NameBook()  # `a.jpg` and `a.jpeg`, or two folders' `a.jpg`, crop to one stem
     for record in read_records(dataset):
         boxes = [(i, label_at_level(o.desc, level), o.bbox_2d) for i, o in enumerate(record.objects)]
         boxes = [(i, label, box) for i, label, box in boxes
                  if (wanted is None or label in wanted) and (per_class is None or counts[label] < per_class)]
         if not boxes:
             continue
-        image = load_image(resolve_image(dataset, record.image)).image
+        photo = resolve_image(dataset, record.image)
+        image = load_image(photo).image
         for i, label, box in boxes:
             if per_class is not None and counts[label] >= per_class:
                 continue
             folder = out.joinpath(*label.split("/"))
             folder.mkdir(parents=True, exist_ok=True)
             x1, y1, x2, y2 = (int(round(v)) for v in crop_box(box, margin, image.size))
-            image.crop((x1, y1, max(x2, x1 + 1), max(y2, y1 + 1))).save(folder / f"{Path(record.image).stem}_{i:02d}.png")
+            name = names.name(f"{folder.relative_to(out).as_posix()}/{Path(record.image).stem}_{i:02d}.png", f"{photo}#{i}")
+            with atomic_path(out / name) as tmp:
+                image.crop((x1, y1, max(x2, x1 + 1), max(y2, y1 + 1))).save(tmp)
             counts[label] += 1
     return dict(counts)

@@ -25,7 +25,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from bbuvl.atomic import write_text_atomic
+from bbuvl.atomic import atomic_path, write_text_atomic
 from bbuvl.fewshot.backbones import Backbone
 from bbuvl.fewshot.batch import FittedSupport, Shots, fit_support, shots_name
 from bbuvl.fewshot.cache import EmbeddingCache
@@ -124,7 +124,7 @@ def _with_truth(items: Iterator[ImageItem], classes: set[str], problems: list[st
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
         if not rows:
             return
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -135,7 +135,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 def _write_query_rows(path: Path, runs: list[ShotRun], origins: list[str], truth: list[str]) -> None:
     """queries.csv, written row by row: per query and shot count, the top two classes, margin, confidence."""
     fields = ["query", "truth", "shots", "best_class", "score", "second_class", "second_score", "margin", "confidence"]
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(fields)
         for run in runs:

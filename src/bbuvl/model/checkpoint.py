@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from bbuvl.atomic import atomic_path, write_text_atomic
+from bbuvl.atomic import atomic_folder, atomic_path, write_text_atomic
 from bbuvl.config import Config, dump_config, load_config
 from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.families import family_of
@@ -269,6 +269,18 @@ def _plain_folder(path: Path, labels: list[str], lang: str | None, cfg: Config |
     return ModelFolder(path, False, cfg, prompt, None if own_frame else cfg.model.frame())
 
 
+def lora_base(path: str | Path) -> Path | None:
+    """The local folder a LoRA checkpoint loads its base weights from: an input of whatever reads the checkpoint, so
+    never an output (merging into it would change what the adapters apply to). None: not a readable LoRA checkpoint,
+    or a base given as a hub id."""
+    try:
+        folder = read_model_folder(path)
+    except (ValueError, OSError):
+        return None
+    base = Path(folder.cfg.model.path)
+    return base if folder.adapter and base.exists() else None
+
+
 def load_model(folder: ModelFolder | str | Path, dtype: str | None = None,
                device: str | None = None) -> tuple[Any, Any, Config, CoordinateContract, Prompt]:
     """A `BBUVLModel` (eval mode) ready to predict, its processor, run config, coordinate contract and prompt: the
@@ -310,4 +322,6 @@ def merge_lora(src: str | Path, dst: str | Path) -> Path:
     cfg = cfg.model_copy(deep=True)
     cfg.model.lora.enabled = False
     cfg.model.path = str(dst)
-    return save_checkpoint(model, processor, cfg, contract, prompt, dst, scale=TrainingScale.load(src))
+    with atomic_folder(dst) as tmp:  # a merge killed half-way leaves the previous folder, never half a model
+        save_checkpoint(model, processor, cfg, contract, prompt, tmp, scale=TrainingScale.load(src))
+    return Path(dst)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from safetensors.torch import load_file
 
-from bbuvl.atomic import write_text_atomic
+from bbuvl.atomic import atomic_folder, write_text_atomic
 from bbuvl.data.families import TURN_END
 from bbuvl.model.checkpoint import (HEAD_FILE, POSITIONS_FILE, READOUT_FILE, ModelFolder, is_peft,
                                     is_plain_model_folder, load_model, read_model_folder)
@@ -131,7 +131,6 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
     if merged:
         vlm = vlm.merge_and_unload()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     tokenizer = processor.tokenizer
     stops = [tokenizer.convert_tokens_to_ids(TURN_END), tokenizer.pad_token_id]
     generation = vlm.generation_config
@@ -140,10 +139,11 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
     generation.max_new_tokens = cfg.inference.max_new_tokens
     for name in ("temperature", "top_p", "top_k"):
         setattr(generation, name, None)
-    vlm.save_pretrained(out, safe_serialization=True)
-    processor.save_pretrained(out)  # the frame's min/max pixels are the processor's now (load_model set them)
-    write_text_atomic(out / LABELS_FILE, json.dumps(prompt.labels, ensure_ascii=False, indent=2) + "\n")
     result = ExportResult(out, contract.family, merged, left_out_parts(folder, costs), costs)
-    write_text_atomic(result.card, model_card(folder, contract, prompt, cfg, result))
+    with atomic_folder(out) as tmp:  # the whole folder, or the previous one kept (bbuvl/atomic.py)
+        vlm.save_pretrained(tmp, safe_serialization=True)
+        processor.save_pretrained(tmp)  # the frame's min/max pixels are the processor's now (load_model set them)
+        write_text_atomic(tmp / LABELS_FILE, json.dumps(prompt.labels, ensure_ascii=False, indent=2) + "\n")
+        write_text_atomic(tmp / result.card.relative_to(out), model_card(folder, contract, prompt, cfg, result))
     return result
 

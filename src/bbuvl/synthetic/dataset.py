@@ -20,6 +20,7 @@ from typing import Callable, Iterator, Literal
 
 from PIL import Image
 
+from bbuvl.atomic import atomic_path, write_text_atomic
 from bbuvl.data.coords import orient_box
 from bbuvl.data.images import EXIF_ORIENTATION
 from bbuvl.data.labels import SEP
@@ -61,7 +62,7 @@ def _render_job(job: _Job) -> tuple[ImageRecord, dict]:
     rel = f"{IMAGES}/{job.name}.jpg"
     record = ImageRecord(images=[rel], width=img.width, height=img.height, objects=objects, id=job.name)
     if job.fmt == "jsonl":
-        img.save(job.out / rel, quality=JPEG_QUALITY)
+        _save_photo(img, job.out / rel)
         return record, {}
     rng = random.Random(job.seed ^ 0x5EED_5EED)  # vendor choices must not disturb the scene's random stream
     shape = "dataList" if rng.random() < 0.2 else "FeatureCollection"
@@ -73,16 +74,23 @@ def _render_job(job: _Job) -> tuple[ImageRecord, dict]:
         raw = img.transpose(Image.Transpose.ROTATE_90 if orientation == 6 else Image.Transpose.ROTATE_270)
         exif = Image.Exif()
         exif[EXIF_ORIENTATION] = orientation
-        raw.save(job.out / rel, quality=JPEG_QUALITY, exif=exif)
+        _save_photo(raw, job.out / rel, exif=exif)
         meta["orientation"] = orientation
         if (job.index // 20) % 2 == 1:  # annotated on the raw grid, as some annotation tools show it
             boxes = [(orient_box(b, img.size, INVERSE_ROTATION[orientation]), label) for b, label in boxes]
             frame_size, meta["frame"] = raw.size, "raw"
     else:
-        img.save(job.out / rel, quality=JPEG_QUALITY)
+        _save_photo(img, job.out / rel)
     doc = vendor_document(boxes, frame_size, _platform_names(), rng, job.index, shape)
-    (job.out / ANNOTATIONS / f"{job.name}.json").write_text(json.dumps(doc, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_text_atomic(job.out / ANNOTATIONS / f"{job.name}.json", json.dumps(doc, ensure_ascii=False) + "\n")
     return record, meta
+
+
+def _save_photo(image: Image.Image, path: Path, **kwargs: object) -> None:
+    """A JPEG written whole under a new inode, or not at all (bbuvl/atomic.py): a full disk leaves no cut-short photo,
+    and a hard link to the previous photo (a snapshot) keeps its bytes."""
+    with atomic_path(path) as tmp:
+        image.save(tmp, "JPEG", quality=JPEG_QUALITY, **kwargs)
 
 
 def fault_counts(records: list[ImageRecord]) -> dict[str, int]:
