@@ -1,0 +1,72 @@
+"""Answers from a stock server (OpenAI-style) come back into each photo's pixels, in every family's convention."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from bbuvl.data.schema import read_records, resolve_image
+from bbuvl.encode.chat import format_answer
+from bbuvl.infer.openai_answers import folder_frame, read_answers, write_answers
+from bbuvl.tiny.model import build_tiny_model
+
+
+@pytest.fixture(scope="module", params=["qwen2_5_vl", "qwen3_vl"])
+def folder(request, tmp_path_factory) -> Path:
+    """A stock folder of each box convention (absolute frame pixels, relative 0-1000), frame 12,544-50,176 px."""
+    return build_tiny_model(tmp_path_factory.mktemp(request.param) / "model", family=request.param)
+
+
+def test_the_frame_is_read_from_the_folder_itself(folder):
+    frame = folder_frame(folder)
+    assert (frame.min_pixels, frame.max_pixels) == (12544, 50176)
+    assert frame.family == json.loads((folder / "config.json").read_text())["model_type"]
+
+
+def test_answers_written_in_the_frame_come_back_as_the_photos_boxes_within_rounding(folder, small_dataset, tmp_path):
+    frame = folder_frame(folder)
+    records = read_records(small_dataset / "train.jsonl")[:3]
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    lines = []
+    for i, record in enumerate(records):
+        # A photo larger than max_pixels, so the frame is not the photo: its boxes must be scaled back.
+        big = record.model_copy(update={"width": record.width * 3, "height": record.height * 3, "objects": [
+            o.model_copy(update={"bbox_2d": [v * 3 for v in o.bbox_2d]}) for o in record.objects]})
+        Image.open(resolve_image(small_dataset / "train.jsonl", record.images[0])).resize(big.size).save(photos / f"{i}.png")
+        response = {"id": "x", "object": "chat.completion", "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": format_answer(big, frame)}, "finish_reason": "stop"}]}
+        lines.append((big, {"image": f"photos/{i}.png", "response": response}))
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for _, line in lines), encoding="utf-8")
+
+    got = read_answers(answers, folder)
+    assert [g["image"] for g in got] == [f"photos/{i}.png" for i in range(3)]
+    for (big, _), line in zip(lines, got):
+        assert (line["width"], line["height"]) == big.size and line["error"] is None
+        want = sorted((o.desc, o.bbox_2d) for o in big.objects)
+        have = sorted((o["label"], o["bbox_2d"]) for o in line["objects"])
+        assert [label for label, _ in have] == [label for label, _ in want]
+        # One unit of the answer is a frame pixel (several photo pixels here) or 1/1000 of a side; rounding to it moves
+        # a coordinate by half a unit at most.
+        unit = max(big.size[0] / frame.answer_extent(big.size)[0], big.size[1] / frame.answer_extent(big.size)[1])
+        for (_, a), (_, b) in zip(have, want):
+            assert max(abs(x - y) for x, y in zip(a, b)) <= unit / 2 + 0.1
+
+    out = tmp_path / "pred.jsonl"
+    assert write_answers(answers, folder, out) == 3
+    assert [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()] == got
+    with pytest.raises(FileExistsError):
+        write_answers(answers, folder, out)
+
+
+def test_a_bad_line_is_an_error_naming_the_file_and_line(folder, tmp_path):
+    Image.new("RGB", (64, 48)).save(tmp_path / "a.png")
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text(json.dumps({"image": "a.png", "text": "[]"}) + "\n" + json.dumps({"image": "a.png"}) + "\n",
+                       encoding="utf-8")
+    with pytest.raises(ValueError, match=r"answers\.jsonl:2: neither `text` nor an OpenAI"):
+        read_answers(answers, folder)
