@@ -18,8 +18,9 @@ from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_WHOLE, TILE
 def predict(
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help=CHECKPOINT_HELP),
     input: Path = typer.Option(..., "--input", "-i", help="Image folder (recursive) or dataset JSONL."),
-    out: Path = typer.Option(..., "--out", "-o", help="Predictions JSONL; one this command wrote for the same input, checkpoint "
-                             "and mode is resumed, any other existing file is refused."),
+    out: Path = typer.Option(..., "--out", "-o", help="Predictions JSONL; one this command wrote for the same photos, "
+                             "checkpoint, mode and options (each by content) is resumed, any other existing file is "
+                             "refused, naming what differs (docs/resume.md)."),
     mode: str = typer.Option(None, help=mode_help()),
     batch_size: int = typer.Option(None, help="Images per forward pass (default: inference.batch_size).",
                                     callback=int_range(1)),
@@ -61,11 +62,12 @@ def predict(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from bbuvl.infer.batch import PredictJob, photo_names, run_predictions
-    from bbuvl.infer.output import check_output, discard_output, input_root, manifest_path
+    from bbuvl.infer.output import check_ours, check_output, discard_output, input_root, manifest_path
     from bbuvl.data.faults import Faults
     from bbuvl.infer.predictor import Predictor
     from bbuvl.infer.verdict import verdict_counts
-    from bbuvl.model.checkpoint import CheckpointError, read_run_config
+    from bbuvl.infer.tiles import check_containers
+    from bbuvl.model.checkpoint import CheckpointError
     from bbuvl.outputs import check_not_inputs
 
     with user_errors(ValueError):
@@ -79,33 +81,39 @@ def predict(
     mode = plain_model_mode(checkpoint, labels, lang, mode)
     with user_errors(ValueError, OSError):
         faults = Faults.load(hierarchy) if hierarchy is not None else None  # a bad file is refused before the model loads
+    given = {k: v for k, v in (("score_threshold", score_threshold), ("objectness_threshold", objectness_threshold),
+                               ("constrained", constrained), ("verdict_review", verdict_review),
+                               ("verdict_fail", verdict_fail)) if v is not None}
+    given |= tiled
+    with user_errors(ValueError, OSError, CheckpointError):
+        # Refuse a foreign --out, or one another run wrote, before minutes of model loading, not after; the run
+        # config alone gives the mode and the options, the checkpoint's completeness is checked by read_folder below.
+        found = None if overwrite else check_ours(out)
+        cfg = run_config(checkpoint)
+        mode = mode or cfg.inference.mode
+        source = teachers or (Path(cfg.data.teachers) if cfg.data.teachers else None)
+        if mode == "teachers" and (source is None or not Path(source).exists()):
+            fail("--mode teachers needs --teachers TEACHERS.jsonl")
+        job = PredictJob(photo_names(input), out, mode, 1, source=str(input.resolve()),
+                         checkpoint=str(checkpoint.resolve()), root=input_root(input))
+        job.key = predict_key(job, checkpoint, cfg, given, source if mode == "teachers" else None, labels, lang,
+                              found.key if found else None)
     hold_outputs("predict", [out])  # the lock run_predictions takes, held from here: a busy --out is refused now
     with user_errors(ValueError, OSError):
-        # Refuse a foreign or busy --out before minutes of model loading, not after.
-        # Only the run config, for the default mode: a foreign or busy --out is refused before the checkpoint's
-        # completeness is checked (with the rest of it, by read_folder below).
-        mode = mode or read_run_config(checkpoint).inference.mode
-        job = PredictJob([], out, mode, 1, source=str(input.resolve()), checkpoint=str(checkpoint.resolve()))
         if not overwrite:
             check_output(out, job.manifest)
-        job.inputs, job.root = photo_names(input), input_root(input)
     check_device(device)
     with user_errors(ValueError, OSError, CheckpointError):
-        predictor = Predictor.load(read_folder(checkpoint, labels, lang), device=device)
+        folder = read_folder(checkpoint, labels, lang)
+        check_containers(given.get("zoom_containers", cfg.inference.zoom_containers), folder.prompt.labels)
+        predictor = Predictor.load(folder, device=device)
     if mode == "teachers":
-        source = teachers or (Path(predictor.cfg.data.teachers) if predictor.cfg.data.teachers else None)
-        if source is None or not Path(source).exists():
-            fail("--mode teachers needs --teachers TEACHERS.jsonl")
         with user_errors(ValueError, OSError):
             predictor.set_teachers(source)
     with user_errors(ValueError):
         predictor.check_mode(mode)  # before any photo: a mode this checkpoint cannot run is one error, not one per photo
     if faults is not None:
         predictor.faults = faults
-    given = {k: v for k, v in (("score_threshold", score_threshold), ("objectness_threshold", objectness_threshold),
-                               ("constrained", constrained), ("verdict_review", verdict_review),
-                               ("verdict_fail", verdict_fail)) if v is not None}
-    given |= tiled
     with user_errors(ValueError):
         options = predictor.options(**given)
     if job.inputs and (size := first_photo_size(job)) and (cost := describe_tiles(predictor, options, size)):
@@ -135,6 +143,31 @@ def predict(
     console.print(f"verdicts: {verdicts['pass']} pass, {verdicts['review']} review, {verdicts['fail']} fail "
                   f"(review at a fault score ≥ {thresholds.review:g}, fail ≥ {thresholds.fail:g})"
                   + (f", {verdicts['unjudged']} lines without a verdict" if verdicts["unjudged"] else ""))
+
+
+def run_config(checkpoint: Path):  # noqa: ANN201 - a Config
+    """The config a checkpoint was trained with, or the defaults a plain model folder predicts with (no weights read)."""
+    from bbuvl.config import Config
+    from bbuvl.model.checkpoint import is_plain_model_folder, read_run_config
+
+    return Config() if is_plain_model_folder(checkpoint) else read_run_config(checkpoint)
+
+
+def predict_key(job, checkpoint: Path, cfg, given: dict, teachers: Path | None, labels: Path | None,  # noqa: ANN001
+                lang: str, previous=None):  # noqa: ANN001, ANN201 - ResumeKeys
+    """The resume key of this run (infer/resume_key.py): the photos, the checkpoint (and a LoRA base), the mode, every
+    option, and the files a mode reads (teachers, a plain folder's labels and language); `previous`, the key the
+    output records, spares hashing what has not changed since."""
+    from bbuvl.infer.options import PredictOptions
+    from bbuvl.infer.resume_key import file_key, resume_key
+    from bbuvl.model.checkpoint import is_plain_model_folder
+
+    options = PredictOptions.of(cfg.inference, **given).model_dump(mode="json")
+    options |= {"teachers": file_key(teachers)} if teachers is not None else {}
+    if is_plain_model_folder(checkpoint):
+        options |= {"labels": file_key(labels), "lang": lang}
+    base = cfg.model.path if (checkpoint / "adapter_config.json").exists() else None
+    return resume_key(job.photos(), checkpoint, base, job.mode, options, previous)
 
 
 def first_photo_size(job) -> tuple[int, int] | None:  # noqa: ANN001 - a PredictJob

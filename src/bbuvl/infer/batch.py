@@ -22,6 +22,7 @@ from bbuvl.atomic import write_text_atomic
 from bbuvl.data.images import IMAGE_SUFFIXES, list_images
 from bbuvl.data.schema import iter_dataset, require_photos
 from bbuvl.infer.output import Manifest, OutputLock, claim_output, input_root, repair_output
+from bbuvl.infer.resume_key import ResumeKey
 
 
 @dataclass
@@ -35,11 +36,16 @@ class PredictJob:
     source: str = ""  # the input folder or JSONL, for the manifest
     checkpoint: str = ""
     root: Path | None = None  # the folder the names are relative to (`input_root` of the source)
+    key: ResumeKey | None = None  # what decides its lines (infer/resume_key.py); None: compared by path alone
+
+    def photos(self) -> list[tuple[str, Path]]:
+        """(name, file) of every photo, for the resume key."""
+        return [(name, Path(self.path_of(name))) for name in self.inputs]
 
     @property
     def manifest(self) -> Manifest:
         """What the output's manifest must say for this job to append to it."""
-        return Manifest(input=self.source, checkpoint=self.checkpoint, mode=self.mode)
+        return Manifest(input=self.source, checkpoint=self.checkpoint, mode=self.mode, key=self.key)
 
     def path_of(self, name: str) -> str:
         """The file a photo name stands for (a link stays a link: it is opened, never renamed)."""

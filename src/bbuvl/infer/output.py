@@ -5,10 +5,12 @@ safe to a file predict wrote itself, for the same input, checkpoint and mode, an
 a time. So beside `OUT` live:
 
     OUT.predict.json   the manifest: which input, checkpoint and mode the lines came from (a line's
-                   `image` is relative to that input: `prediction_root`)
+                   `image` is relative to that input: `prediction_root`), and the resume key: everything
+                   that decides a line, by content (infer/resume_key.py)
     .OUT.lock          held (flock) by the running process, with its pid in it (bbuvl/outputs.py)
 
-Any other existing file is refused, never appended to. On resume the file is repaired first: a line cut
+Any other existing file is refused, never appended to, and so is one written with another key: one file
+never mixes two runs' lines. On resume the file is repaired first: a line cut
 short by a kill or a full disk, a damaged line, or a second line for one image is dropped (atomically,
 by rewriting the file), so eval always reads it and every image appears once.
 """
@@ -24,6 +26,7 @@ from bbuvl.atomic import write_bytes_atomic, write_text_atomic
 from bbuvl.data.jsonfile import read_json
 from bbuvl.outputs import OutputConflict
 from bbuvl.outputs import OutputLock as _OutputLock
+from bbuvl.infer.resume_key import ResumeKey, differences
 
 MANIFEST_SUFFIX = ".predict.json"
 TOOL = "bbuvl predict"
@@ -41,6 +44,14 @@ class Manifest:
     checkpoint: str
     mode: str
     tool: str = TOOL
+    # Everything that decides a line, by content; None only for library callers that name their inputs by path
+    # alone (then the paths and the mode are compared, as before keys existed).
+    key: ResumeKey | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest file's content."""
+        data = {k: v for k, v in asdict(self).items() if k != "key"}
+        return data | ({"key": self.key.to_json()} if self.key is not None else {})
 
 
 def manifest_path(out: Path) -> Path:
@@ -54,28 +65,45 @@ def check_output(out: Path, manifest: Manifest) -> bool:
     A missing or empty file is free; one with lines must carry a manifest for the same input, checkpoint
     and mode.
     """
+    found = check_ours(out)
+    if found is None:
+        return False
+    mpath = manifest_path(out)
+    if (found.key is None) != (manifest.key is None):
+        raise OutputError(f"{out}: its manifest {mpath.name} was written by an older bbu-vl that did not record what "
+                          "decides its lines (the input, checkpoint and options by content), so resuming it could mix two "
+                          "runs; choose another --out, or pass --overwrite to start it over")
+    if manifest.key is not None:
+        diff = "; ".join(differences(found.key, manifest.key))
+    else:
+        diff = ", ".join(f"{k} {getattr(found, k)!r} (now {getattr(manifest, k)!r})"
+                         for k in ("input", "checkpoint", "mode") if getattr(found, k) != getattr(manifest, k))
+    if diff:
+        raise OutputError(f"{out}: holds predictions of another run ({diff}); resuming would mix two runs in one file. "
+                          "Choose another --out, or pass --overwrite to start it over")
+    return True
+
+
+def check_ours(out: Path) -> Manifest | None:
+    """The manifest of predictions `out` holds (None when it holds none: missing or empty); OutputError when `out` is
+    a folder, or holds lines `bbuvl predict` did not write. Cheap: nothing but the manifest is read."""
     if out.is_dir():
         raise OutputError(f"{out}: is a folder; --out takes a file name such as {out / 'predictions.jsonl'}")
-    has_lines = out.exists() and out.stat().st_size > 0
-    if not has_lines:
-        return False
+    if not (out.exists() and out.stat().st_size > 0):
+        return None
     mpath = manifest_path(out)
     if not mpath.exists():
         raise OutputError(f"{out}: exists and was not written by `{TOOL}` (no {mpath.name} beside it); "
                           "refusing to append to it. Choose another --out, or pass --overwrite to start it over")
-    found = _read_manifest(mpath)
-    if found != manifest:
-        diff = ", ".join(f"{k} {getattr(found, k)!r} (now {getattr(manifest, k)!r})"
-                         for k in ("input", "checkpoint", "mode") if getattr(found, k) != getattr(manifest, k))
-        raise OutputError(f"{out}: holds predictions of another run ({diff}); "
-                          "choose another --out, or pass --overwrite to start it over")
-    return True
+    return _read_manifest(mpath)
 
 
 def claim_output(out: Path, manifest: Manifest) -> None:
     """Make `out` ours to append to (writing its manifest), or raise OutputError like `check_output`."""
-    if not check_output(out, manifest):
-        write_text_atomic(manifest_path(out), json.dumps(asdict(manifest), ensure_ascii=False, indent=2) + "\n")
+    has_lines = check_output(out, manifest)
+    if not has_lines or manifest.key is not None:
+        # Rewritten on resume too: the same content under new paths, and the stats each digest was taken at.
+        write_text_atomic(manifest_path(out), json.dumps(manifest.to_json(), ensure_ascii=False, indent=1) + "\n")
 
 
 def read_manifest(out: Path) -> Manifest | None:
@@ -111,7 +139,8 @@ def _read_manifest(path: Path) -> Manifest:
         data: Any = read_json(path)
         if data.get("tool") != TOOL:
             raise ValueError
-        return Manifest(input=data["input"], checkpoint=data["checkpoint"], mode=data["mode"])
+        key = ResumeKey.from_json(data["key"]) if "key" in data else None
+        return Manifest(input=data["input"], checkpoint=data["checkpoint"], mode=data["mode"], key=key)
     except (ValueError, KeyError, TypeError, AttributeError):
         raise OutputError(f"{path}: not a `{TOOL}` manifest; delete it and the predictions beside it to start over") from None
 

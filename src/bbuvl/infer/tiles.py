@@ -15,6 +15,7 @@ whole-photo pass.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ class TiledDetection:
     score: float
     zoom: float  # how magnified the region was (1.0 = the whole photo at its frame)
     cut: bool  # touches an inner edge of its region: the object may continue beyond it
+    whole: bool = False  # found by the whole-photo pass
 
 
 @dataclass
@@ -184,6 +186,24 @@ def merge_detections(found: Sequence[TiledDetection], min_overlap: float = 0.6) 
     return merged
 
 
+def check_containers(containers: Sequence[str], labels: Sequence[str]) -> None:
+    """Raise ValueError naming each zoom container that is no category (first label level) of `labels`, the
+    checkpoint's vocabulary: such a container would never be found, and the zoom pass would silently never run."""
+    categories = sorted({label_at_level(label, 1) for label in labels})
+    unknown = [c for c in containers if c.strip() not in categories]
+    if not unknown or not labels:
+        return
+    hints = []
+    for c in unknown:
+        close = difflib.get_close_matches(c.strip(), categories, n=1, cutoff=0.5)
+        level = label_at_level(c.strip(), 1)
+        hint = (f"did you mean '{level}'? a container is a category, the first level of a label" if level in categories
+                else f"did you mean '{close[0]}'?" if close else "")
+        hints.append(f"'{c}'" + (f" ({hint})" if hint else ""))
+    raise ValueError(f"--zoom-into / inference.zoom_containers: {', '.join(hints)} is no category of this checkpoint's "
+                     f"labels, so it would never be found; its categories: {', '.join(categories)}")
+
+
 def container_regions(found: Sequence[TiledDetection], containers: Sequence[str], photo_size: Size,
                       margin: float = 0.1) -> list[Region]:
     """A region around each box whose category (first label level) is one of `containers`, grown by `margin`."""
@@ -225,7 +245,7 @@ def predict_regions(predict: PredictImages, image: Image.Image, regions: Sequenc
         for box, label, score in objects:
             photo_box = to_photo(box, region, crop.size)
             found.append(TiledDetection(photo_box, label, score, magnified,
-                                        touches_inner_edge(photo_box, region, image.size, cell)))
+                                        touches_inner_edge(photo_box, region, image.size, cell), region == whole))
     return found, cost
 
 
@@ -242,10 +262,20 @@ class TilePlan:
     container_margin: float = 0.1
     min_overlap: float = 0.6  # intersection over the smaller box at which two boxes of one label are one object
     train_scale: float = 1.0  # frame pixels per stored pixel the checkpoint trained at (for `auto`)
+    # Who answers for what when tiles and the whole photo are both predicted (docs/tiles.md, "Big parts"): a box
+    # whose side is at least `whole_above` of a tile's side is the whole pass's to find (a tile sees only part of
+    # it), a smaller one the tiles' (None: both answer for every box); with `drop_cut`, a tile's box that its
+    # region's inner edge cuts is no part at all.
+    whole_above: float | None = None
+    drop_cut: bool = False
+    # (category, median side in frame pixels) of the checkpoint's training boxes: with these, `auto` zooms until the
+    # whole pass's parts come out at the size they trained at (`part_zoom`); without, it uses `train_scale`.
+    part_sides: tuple[tuple[str, float], ...] = ()
 
-    def tiles(self, size: Size, contract: CoordinateContract) -> list[Region]:
-        """The grid's regions for a photo of `size` (none when the plan has no grid, one tile is the whole photo)."""
-        grid = auto_grid(size, contract, self.train_scale) if self.auto else self.grid
+    def tiles(self, size: Size, contract: CoordinateContract, scale: float | None = None) -> list[Region]:
+        """The grid's regions for a photo of `size` (none when the plan has no grid, one tile is the whole photo);
+        `auto` shows the photo at `scale` frame pixels per stored pixel when given, else at `train_scale`."""
+        grid = auto_grid(size, contract, scale or self.train_scale) if self.auto else self.grid
         if grid is None or grid == (1, 1):
             return []
         return grid_regions(size, *grid, overlap=tile_side_overlap(size, grid, self.overlap))
@@ -262,6 +292,52 @@ class TiledResult:
     raw: str  # JSON: [{"region": [x1, y1, x2, y2], "raw": answer}, ...]
 
 
+PART_SCORE = 0.3  # whole-pass boxes at least this sure tell `auto` how large the photo's parts are
+
+
+def part_zoom(found: Sequence[TiledDetection], part_sides: Sequence[tuple[str, float]], size: Size,
+              contract: CoordinateContract) -> float | None:
+    """How many times the whole photo's frame must be magnified for its parts to show at their trained size.
+
+    Per category, the median over the whole pass's boxes (score >= PART_SCORE) of trained side / side at the whole
+    frame; the category whose boxes trained smallest decides, since tiles exist for the smallest parts. None when the
+    whole pass found none of the trained categories.
+    """
+    trained = dict(part_sides)
+    frame = math.sqrt(contract.model_size(size)[0] * contract.model_size(size)[1] / (size[0] * size[1]))
+    ratios: dict[str, list[float]] = {}
+    for d in found:
+        category = label_at_level(d.label, 1)
+        x1, y1, x2, y2 = d.bbox_2d
+        side = math.sqrt(max(0.0, (x2 - x1) * (y2 - y1))) * frame
+        if d.whole and d.score >= PART_SCORE and category in trained and side > 0:
+            ratios.setdefault(category, []).append(trained[category] / side)
+    if not ratios:
+        return None
+    smallest = min(ratios, key=lambda c: trained[c])
+    return float(np.median(ratios[smallest]))
+
+
+def answering(found: Sequence[TiledDetection], tile: Size | None, plan: TilePlan) -> list[TiledDetection]:
+    """The boxes each pass answers for under `plan`'s rules, for tiles of `tile` (width, height) stored pixels.
+
+    With `whole_above`, the whole pass keeps the boxes at least that share of a tile's side along either axis and the
+    tiles keep the smaller ones; with `drop_cut`, a tile's box cut by its region's inner edge is dropped.
+    """
+    if tile is None:
+        return list(found)
+    kept = []
+    for d in found:
+        x1, y1, x2, y2 = d.bbox_2d
+        big = plan.whole_above is not None and max((x2 - x1) / tile[0], (y2 - y1) / tile[1]) >= plan.whole_above
+        if d.whole:
+            if plan.whole_above is None or big:
+                kept.append(d)
+        elif not (plan.drop_cut and d.cut) and not (big and plan.whole):
+            kept.append(d)
+    return kept
+
+
 def first_regions(size: Size, plan: TilePlan, contract: CoordinateContract) -> list[Region]:
     """The first pass's regions: the whole photo (when asked, or needed to find containers), then the tiles."""
     whole: Region = (0, 0, *size)
@@ -276,9 +352,21 @@ def predict_tiled(predict: PredictImages, image: Image.Image, plan: TilePlan,
     whole_region: Region = (0, 0, *size)
     found: list[TiledDetection] = []
     passes: list[RegionPass] = []
-    first = first_regions(size, plan, contract)
-    dets, cost = predict_regions(predict, image, first, contract, plan.zoom)
-    found += dets
+    if plan.auto and plan.part_sides and plan.whole:
+        # The whole pass first: how large its parts come out sets the grid (`part_zoom`).
+        dets, cost = predict_regions(predict, image, [whole_region], contract, plan.zoom)
+        zoom = part_zoom(dets, plan.part_sides, size, contract)
+        frame = contract.model_size(size)[0] / size[0]
+        tiles = plan.tiles(size, contract, None if zoom is None else frame * zoom)
+        more, more_cost = predict_regions(predict, image, tiles, contract, plan.zoom)
+        dets += more
+        cost = RegionPass(cost.regions + more_cost.regions, cost.vision_tokens + more_cost.vision_tokens,
+                          cost.raws + more_cost.raws)
+    else:
+        first = first_regions(size, plan, contract)
+        dets, cost = predict_regions(predict, image, first, contract, plan.zoom)
+        tiles = [r for r in first if r != whole_region]
+    found += answering(dets, (tiles[0][2] - tiles[0][0], tiles[0][3] - tiles[0][1]) if tiles else None, plan)
     passes.append(cost)
     if plan.containers:
         zoom_regions = [r for r in container_regions(merge_detections(found, plan.min_overlap), plan.containers, size,

@@ -30,6 +30,7 @@ from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.families import family_of
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.scale import TrainingScale
+from bbuvl.model.identity import record_digests
 
 HEAD_FILE = "detection_head.safetensors"
 POSITIONS_FILE = "vision_positions.safetensors"
@@ -90,6 +91,7 @@ def save_checkpoint(model: Any, processor: Any, cfg: Config, contract: Coordinat
     if scale is not None:
         scale.save(directory)
     prompt.save(directory)
+    record_digests(directory)  # last: what a resume compares this checkpoint by (model/identity.py)
     return directory
 
 

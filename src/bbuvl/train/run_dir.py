@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")  # HF's names; `checkpoint-16.bak` and the like are not ours
 FINAL_DIR = "final"
-RUN_FILES = ("history.json",)
+RUN_FILES = ("history.json", "run.json")  # run.json: what the run was started with (train/run_record.py)
 RUN_DIRS = (FINAL_DIR, "tb", "nan_batches")
 
 

@@ -45,6 +45,7 @@ from bbuvl.train.monitors import health_summary, training_health
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, optimizer_groups
 from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_run_inputs, checkpoint_incomplete, latest_complete_checkpoint,
                                  prepare_output_dir)
+from bbuvl.train.run_record import RUN_RECORD, check_resume, write_run_record
 
 log = logging.getLogger(__name__)
 
@@ -385,7 +386,12 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
             why = "".join(f"; {p.name}: {reason}" for p, reason in skipped)
             raise RunDirError(f"--resume: no complete checkpoint-N folder in {out}{why}")
         ckpt = str(found)
+    if ckpt is not None:
+        check_resume(cfg, ckpt)  # before minutes of loading, and before a head that does not fit is loaded
     trainer = make()
+    if trainer.args.should_save and not (out / RUN_RECORD).exists():
+        out.mkdir(parents=True, exist_ok=True)
+        write_run_record(out, cfg)  # once the run has started: a build that failed leaves nothing to resume
     trainer.train(resume_from_checkpoint=ckpt)
     final = out / FINAL_DIR
     staging = out / f".{FINAL_DIR}.saving"

@@ -1,0 +1,117 @@
+"""What decides a predictions line, so that `bbuvl predict` resumes an output only for the run that wrote it.
+
+A line depends on the photo, the model and how it was asked. So the key is:
+
+- the input by content: every photo's name and SHA-256, in input order (a photo replaced under its name, added
+  or removed changes it; the same photos under another path to the input do not);
+- the checkpoint by content (model/identity.py; a checkpoint retrained in place changes it, a copy does not);
+- the mode and every prediction option (`PredictOptions`, resolved against the checkpoint's defaults), with
+  the files a mode reads beside the checkpoint: the teachers JSONL (teachers mode) and a plain model folder's
+  labels and language.
+
+What cannot change a line is left out: the device, the batch size, the path spellings. The digests are kept
+with their stats, so a resume hashes only the files changed since (data/digests.py; costs in docs/resume.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from bbuvl.data.digests import FileDigest, by_name, combined, file_digest
+from bbuvl.model.identity import identify
+
+UNREADABLE = "unreadable"  # a photo that cannot be read has no digest; its line is an error line, redone on change
+
+
+@dataclass(frozen=True)
+class ResumeKey:
+    """Everything that decides a predictions line; two runs with equal keys write equal lines."""
+
+    input: str  # digest over (photo name, content) in input order
+    checkpoint: str  # ModelIdentity.digest
+    mode: str
+    options: dict[str, Any]  # every prediction option, plus the digests of the files a mode reads
+    photos: list[FileDigest] = field(default_factory=list, compare=False)  # what `input` was made of
+    checkpoint_files: list[FileDigest] = field(default_factory=list, compare=False)  # what `checkpoint` was made of
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (the predictions manifest's `key`)."""
+        return {"input": self.input, "checkpoint": self.checkpoint, "mode": self.mode, "options": self.options,
+                "photos": [p.to_json() for p in self.photos],
+                "checkpoint_files": [f.to_json() for f in self.checkpoint_files]}
+
+    @classmethod
+    def from_json(cls, data: Any) -> "ResumeKey":
+        """The key a manifest recorded; ValueError when it is not one."""
+        if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("input", "checkpoint", "mode")) \
+                or not isinstance(data.get("options"), dict):
+            raise ValueError("not a resume key")
+        return cls(data["input"], data["checkpoint"], data["mode"], data["options"],
+                   list(by_name(data.get("photos") or []).values()),
+                   list(by_name(data.get("checkpoint_files") or []).values()))
+
+
+def photo_digests(photos: Iterable[tuple[str, Path]], known: Mapping[str, FileDigest] | None = None) -> list[FileDigest]:
+    """(name, path) of every photo -> its digest (recorded ones trusted while their stat matches)."""
+    out = []
+    for name, path in photos:
+        try:
+            out.append(file_digest(path, name, known))
+        except OSError:
+            out.append(FileDigest(name, UNREADABLE, 0, 0, 0, 0))
+    return out
+
+
+def file_key(path: str | Path | None) -> str | None:
+    """The SHA-256 of a file a mode reads (teachers, labels), None when there is none."""
+    return None if path is None else file_digest(Path(path), str(path)).sha256
+
+
+def resume_key(photos: list[tuple[str, Path]], checkpoint: Path, base: str | None, mode: str, options: Mapping[str, Any],
+               previous: ResumeKey | None = None) -> ResumeKey:
+    """The key of a predict run; `previous` (the output's recorded key) spares hashing files unchanged since."""
+    known_photos = by_name(p.to_json() for p in previous.photos) if previous else {}
+    known_files = by_name(f.to_json() for f in previous.checkpoint_files) if previous else {}
+    digests = photo_digests(photos, known_photos)
+    model = identify(checkpoint, base, known_files)
+    return ResumeKey(combined(digests), model.digest, mode, _plain(dict(options)), digests, model.files)
+
+
+def _plain(options: dict[str, Any]) -> dict[str, Any]:
+    """Options as JSON gives them back (tuples as lists), so a recorded key compares equal to a fresh one."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(options.items())}
+
+
+def differences(old: ResumeKey, new: ResumeKey) -> list[str]:
+    """What differs between two keys, each as a phrase naming the old and the new (empty when equal)."""
+    out = []
+    if old.mode != new.mode:
+        out.append(f"mode '{old.mode}' (now '{new.mode}')")
+    for name in sorted(set(old.options) | set(new.options)):
+        was, now = old.options.get(name, "<unset>"), new.options.get(name, "<unset>")
+        if was != now:
+            out.append(f"{name} {was!r} (now {now!r})")
+    if old.checkpoint != new.checkpoint:
+        out.append(f"the checkpoint's content changed ({_changed(old.checkpoint_files, new.checkpoint_files, 'file')})")
+    if old.input != new.input:
+        out.append(f"the input changed ({_changed(old.photos, new.photos, 'photo')})")
+    return out
+
+
+def _changed(old: list[FileDigest], new: list[FileDigest], what: str) -> str:
+    """Which named files were added, removed or differ in content, a few named each."""
+    before, after = {d.name: d.sha256 for d in old}, {d.name: d.sha256 for d in new}
+    if not before:
+        return "no record of what it held"
+    parts = []
+    for label, names in (("differ", [n for n in after if n in before and before[n] != after[n]]),
+                         ("added", [n for n in after if n not in before]),
+                         ("removed", [n for n in before if n not in after])):
+        if names:
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            parts.append(f"{len(names)} {what}{'s' if len(names) > 1 else ''} {label}: {shown}")
+    if not parts and list(before) != list(after):
+        parts.append(f"the same {what}s in another order")
+    return "; ".join(parts) or f"{what}s equal"

@@ -1,0 +1,85 @@
+"""A model folder's identity by content: one digest over every file that decides what it predicts.
+
+A path says nothing about what a folder holds (a checkpoint retrained in place keeps its path), so a resume
+compares this digest instead. Every file counts except the optimizer's and the trainer's state, which decide
+how training goes on, never what the model answers. A LoRA checkpoint's base weights decide its answers too:
+its identity covers the base folder as well (`base/` names).
+
+Hashing ~7 GB of a 3B checkpoint on every resume would take tens of seconds, so `bbuvl train` records each
+file's digest when it saves (`content_digest.json`) and `identify` trusts a recorded digest while the file's
+stat still matches (data/digests.py); a foreign folder is hashed in full, once per output that records it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from bbuvl.atomic import write_text_atomic
+from bbuvl.data.digests import FileDigest, by_name, combined, file_digest
+
+DIGEST_FILE = "content_digest.json"
+# What HF Trainer adds to a numbered checkpoint to resume the loop: no part of what the model answers.
+TRAINING_STATE = re.compile(r"^(optimizer\.pt|scheduler\.pt|scaler\.pt|trainer_state\.json|training_args\.bin|"
+                            r"rng_state(_\d+)?\.pth|content_digest\.json)$")
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What a model folder holds, by content: one digest, and the per-file digests it was made of."""
+
+    digest: str
+    files: list[FileDigest]
+
+
+def deciding_files(folder: Path) -> list[Path]:
+    """The files of a model folder that decide its answers, sorted (hidden files and training state left out)."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not TRAINING_STATE.match(p.name)
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def recorded_digests(folder: Path) -> dict[str, FileDigest]:
+    """The digests `bbuvl train` recorded in a checkpoint when saving it (none for a foreign folder)."""
+    try:
+        data = json.loads((folder / DIGEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # none, or damaged: every file is then hashed, which is slower, never wrong
+    return by_name(data.get("files", []) if isinstance(data, dict) else [])
+
+
+def record_digests(folder: str | Path) -> None:
+    """Hash every deciding file of a checkpoint just saved and record the digests in it (`content_digest.json`)."""
+    folder = Path(folder)
+    known = recorded_digests(folder)
+    files = [file_digest(p, p.relative_to(folder).as_posix(), known) for p in deciding_files(folder)]
+    write_text_atomic(folder / DIGEST_FILE, json.dumps({"files": [f.to_json() for f in files]}, indent=1) + "\n")
+
+
+def identify(folder: str | Path, base: str | Path | None = None,
+             known: Mapping[str, FileDigest] | None = None) -> ModelIdentity:
+    """The identity of a model folder (and of its LoRA base folder `base`), hashing only files no record vouches for.
+
+    `known`: digests recorded earlier (by a predictions manifest), named as `files` names them. A `base` that is
+    not a local folder (a hub id) counts by its name.
+    """
+    folder = Path(folder)
+    files = _digests(folder, "", recorded_digests(folder) | dict(known or {}))
+    if base is not None:
+        if Path(base).is_dir():
+            base_known = {f"base/{k}": v for k, v in recorded_digests(Path(base)).items()}
+            files += _digests(Path(base), "base/", base_known | {k: v for k, v in (known or {}).items()
+                                                                if k.startswith("base/")})
+        else:
+            files.append(FileDigest(f"base:{base}", "", 0, 0, 0, 0))
+    return ModelIdentity(combined(files), files)
+
+
+def _digests(folder: Path, prefix: str, known: Mapping[str, FileDigest]) -> list[FileDigest]:
+    out = []
+    for path in deciding_files(folder):
+        name = prefix + path.relative_to(folder).as_posix()
+        out.append(file_digest(path, name, {name: known[name]} if name in known else None))
+    return out

@@ -1,0 +1,157 @@
+"""What a run was started with, so that `train --resume` continues only that run.
+
+A fresh run writes `run.json` into its output folder: the whole config as given (GRPO's section included) and
+its input files by content (model.path by model/identity.py, the data files and the DeepSpeed config by
+SHA-256). A resume compares the config it is given with that record, key by key, and refuses any difference
+outside `MAY_CHANGE`, naming each key with its old and new value: a resumed run with another `num_queries`
+would otherwise load a head that does not fit, and one with other learning rates or data would silently be a
+mix of two runs. Paths are compared by what they hold, so a dataset or base model moved elsewhere resumes.
+
+A run started before records existed is compared with its checkpoint's `bbuvl.yaml` (all of it for SFT;
+`training` and `grpo` for GRPO, whose checkpoints keep the starting model's other sections). docs/resume.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bbuvl.atomic import write_text_atomic
+from bbuvl.config import Config, load_config
+from bbuvl.data.digests import by_name, file_digest
+from bbuvl.model.identity import identify
+
+RUN_RECORD = "run.json"
+# What a resume may change: how long the run goes on (the schedule is recomputed over the new length), how often
+# it logs, saves and evaluates, where it writes, how many loader processes read the data, the health alarms, and
+# the prediction defaults the checkpoints carry (training never reads them).
+MAY_CHANGE = ("training.max_steps", "training.num_epochs", "training.logging_steps", "training.save_steps",
+              "training.eval_steps", "training.save_total_limit", "training.output_dir", "data.num_workers",
+              "monitor.enabled", "monitor.every_steps", "monitor.grad_norm_max", "monitor.collapse_std",
+              "monitor.overfit_ratio", "monitor.memory_growth_mb", "inference.")
+# Keys naming a file or folder: compared by content, not by spelling.
+CONTENT_KEYS = ("model.path", "data.train", "data.val", "data.teachers", "data.hierarchy", "training.deepspeed")
+
+
+class ResumeMismatch(ValueError):
+    """A resume was given another config or other inputs than the run it would continue."""
+
+
+@dataclass
+class InputDigest:
+    """One input of a run by content: its digest and, for a model folder, the per-file digests (a stat cache)."""
+
+    path: str
+    digest: str
+    files: list[dict[str, Any]]
+
+
+def may_change(key: str) -> bool:
+    """True for a config key a resume may change."""
+    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in MAY_CHANGE)
+
+
+def flat(cfg: Config) -> dict[str, Any]:
+    """The config as `section.key` -> value (JSON values), every key present."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        for k, v in node.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            else:
+                out[f"{prefix}{k}"] = v
+
+    walk(cfg.model_dump(mode="json"), "")
+    return out
+
+
+def digest_inputs(cfg: Config, previous: dict[str, InputDigest] | None = None) -> dict[str, InputDigest]:
+    """Each content key's input by content (missing or hub ids by name); `previous` spares re-hashing unchanged files."""
+    values = flat(cfg)
+    out = {}
+    for key in CONTENT_KEYS:
+        value = values.get(key)
+        if value is None:
+            continue
+        path = Path(os.path.expanduser(str(value)))
+        old = (previous or {}).get(key)
+        known = by_name(old.files) if old else {}
+        if path.is_dir():
+            ident = identify(path, known=known)
+            out[key] = InputDigest(str(value), ident.digest, [f.to_json() for f in ident.files])
+        elif path.is_file():
+            d = file_digest(path, path.name, {path.name: known[path.name]} if path.name in known else None)
+            out[key] = InputDigest(str(value), d.sha256, [d.to_json()])
+        else:
+            out[key] = InputDigest(str(value), f"name:{value}", [])  # a hub id: its name is all there is to compare
+    return out
+
+
+def write_run_record(output_dir: str | Path, cfg: Config) -> None:
+    """Record a fresh run's config and inputs in its output folder (`run.json`)."""
+    record = {"config": cfg.model_dump(mode="json"),
+              "inputs": {k: vars(v) for k, v in digest_inputs(cfg).items()}}
+    write_text_atomic(Path(output_dir) / RUN_RECORD, json.dumps(record, ensure_ascii=False, indent=1) + "\n")
+
+
+def check_resume(cfg: Config, checkpoint: str | Path) -> None:
+    """Raise ResumeMismatch, naming every differing key (old and new values), when `cfg` is not the config and
+    inputs of the run `checkpoint` belongs to (its folder's `run.json`, else the checkpoint's `bbuvl.yaml`)."""
+    checkpoint = Path(checkpoint)
+    record_path = checkpoint.parent / RUN_RECORD
+    new = flat(cfg)
+    if record_path.is_file():
+        old, inputs = _read_record(record_path)
+        diffs = [_phrase(k, old.get(k, "<unset>"), new.get(k, "<unset>")) for k in sorted(set(old) | set(new))
+                 if old.get(k, "<unset>") != new.get(k, "<unset>") and not may_change(k) and k not in CONTENT_KEYS]
+        now = digest_inputs(cfg, inputs)
+        for key in CONTENT_KEYS:
+            was, is_ = inputs.get(key), now.get(key)
+            if (was.digest if was else None) != (is_.digest if is_ else None):
+                diffs.append(_content_phrase(key, was, is_))
+        source = f"{record_path} (what the run was started with)"
+    else:
+        try:
+            saved = load_config(checkpoint / "bbuvl.yaml")
+        except ValueError as e:
+            raise ResumeMismatch(f"{checkpoint}: cannot read the config it was trained with ({e})") from None
+        old = flat(saved)
+        sections = ("training.", "grpo.") if cfg.training.method == "grpo" else ("",)
+        diffs = [_phrase(k, old.get(k, "<unset>"), new.get(k, "<unset>")) for k in sorted(set(old) | set(new))
+                 if k.startswith(sections) and old.get(k, "<unset>") != new.get(k, "<unset>") and not may_change(k)]
+        source = f"{checkpoint / 'bbuvl.yaml'} (the config that checkpoint trained with)"
+    if diffs:
+        raise ResumeMismatch(
+            f"--resume from {checkpoint}: this config differs from {source}: " + "; ".join(diffs) +
+            ". Resuming would continue one run with another's settings. A resume may change only "
+            f"{', '.join(k + '*' if k.endswith('.') else k for k in MAY_CHANGE)}. Start a new run in another "
+            "training.output_dir (set model.path to a checkpoint to start from its weights), put the old values "
+            "back, or pass --overwrite to replace this run")
+
+
+def _read_record(path: Path) -> tuple[dict[str, Any], dict[str, InputDigest]]:
+    from bbuvl.data.jsonfile import read_json
+
+    data = read_json(path, "run record")
+    try:
+        config = flat(Config.model_validate(data["config"]))
+        inputs = {k: InputDigest(v["path"], v["digest"], list(v.get("files") or [])) for k, v in data["inputs"].items()}
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise ResumeMismatch(f"{path}: damaged run record ({type(e).__name__}: {e}); it says what this run was started "
+                             "with, so the run cannot be resumed safely: pass --overwrite to start it over") from None
+    return config, inputs
+
+
+def _phrase(key: str, old: Any, new: Any) -> str:
+    return f"{key} {old!r} (now {new!r})"
+
+
+def _content_phrase(key: str, old: InputDigest | None, new: InputDigest | None) -> str:
+    if old is None or new is None:
+        return _phrase(key, old.path if old else None, new.path if new else None)
+    where = f"{old.path!r}" + (f" (now {new.path!r})" if old.path != new.path else "")
+    return f"{key} {where}: its content changed"
