@@ -170,3 +170,13 @@ def test_thresholds_chosen_for_a_target_recall_and_precision():
     assert (t, recall, precision, notes) == (VerdictThresholds(0.0, 0.0), 0.5, 1.0, [])
     with pytest.raises(ValueError, match="no photo of the validation set holds a fault"):
         choose_thresholds([False, False], [0.1, 0.2], 0.8, 0.9)
+
+
+def test_photos_to_check_put_missed_faults_first_then_clean_photos_flagged():
+    records = [photo((BOX1, A_OK)), photo((BOX1, A_BAD)), photo((BOX1, A_BAD), (BOX2, B_BAD)), photo((BOX1, A_OK)),
+               photo((BOX1, A_OK)), photo((BOX1, A_BAD))]
+    preds = [[pred(BOX1, A_BAD, 0.4)], [], [], [pred(BOX1, A_BAD, 0.9)], [], [pred(BOX1, A_BAD, 0.9)]]
+    m = fault_metrics(records, preds, FAULTS, T)
+    assert m.photo_missed == [0, 1, 2, 0, 0, 0]
+    assert m.photos_to_check(10) == [2, 1, 3, 0]  # 2 missed, 1 missed, clean failed, clean sent to review
+    assert m.photos_to_check(1) == [2]

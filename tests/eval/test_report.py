@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 
 from bbuvl.data.schema import ImageRecord, ObjectAnn, read_records
-from bbuvl.eval.draw import GREEN, RED, DrawBox, LabelNamer, draw_boxes
+from bbuvl.eval.draw import GREEN, MAGENTA, RED, DrawBox, LabelNamer, draw_boxes
 from bbuvl.eval.fonts import FontChoice, find_cjk_font, has_cjk_glyphs
 from bbuvl.eval.metrics import evaluate_predictions
 from bbuvl.eval.predictions import read_predictions
-from bbuvl.eval.report import PR_CURVE_FILE, write_report
+from bbuvl.eval.report import FAULT_CURVE_FILE, FAULTS_DIR, PR_CURVE_FILE, write_report
 from tests.system import CHROMIUM, need
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -37,10 +37,11 @@ def image_sources(page: str) -> list[str]:
     return re.findall(r"<img [^>]*src=['\"]([^'\"]+)['\"]", page)
 
 
-def test_report_is_self_contained_and_every_embedded_picture_decodes(report):
+def test_report_is_self_contained_and_every_embedded_picture_decodes(report, evaluation):
     page = report.read_text(encoding="utf-8")
     sources = image_sources(page)
-    assert len(sources) == 1 + 4  # the precision-recall plot and the four worst photos
+    # the fault and COCO precision-recall plots, the photos to check for faults and the four worst photos
+    assert len(sources) == 2 + len(evaluation.faults.photos_to_check(4)) + 4
     for src in sources:
         assert src.startswith("data:image/")
         Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()
@@ -122,3 +123,24 @@ def test_report_opens_in_headless_chromium_with_every_picture_loaded(report, tmp
     found = re.search(r'id="imgcheck">images=(\d+) broken=(\d+)<', out.stdout)
     assert found, out.stderr[-2000:]
     assert int(found.group(1)) == 5 and int(found.group(2)) == 0
+
+
+def test_report_opens_with_the_faults_and_shows_photos_with_a_missed_fault_first(report, evaluation):
+    page = report.read_text(encoding="utf-8")
+    assert page.index("<h2>Faults</h2>") < page.index("<h2>COCO</h2>")
+    f = evaluation.faults
+    assert f.objects.gt and any(f.photo_missed)  # the fixture's perturbed predictions miss some faults
+    shown = sorted((report.parent / FAULTS_DIR).glob("*.png"))
+    order = f.photos_to_check(4)
+    assert len(shown) == len(order) and f.photo_missed[order[0]] == max(f.photo_missed)
+    assert evaluation.images[order[0]].image_path.stem in shown[0].name
+    assert "always fail" in page and "ROC AUC" in page and "State given kind" in page
+    assert Image.open(report.parent / FAULT_CURVE_FILE).size == (600, 450)
+
+
+def test_a_fault_is_drawn_with_a_magenta_frame_and_caption():
+    canvas = Image.new("RGB", (200, 200), (255, 255, 255))
+    plain = draw_boxes(canvas, [DrawBox([40, 40, 120, 120], "part", GREEN)], NO_CJK)
+    fault = draw_boxes(canvas, [DrawBox([40, 40, 120, 120], "! part", GREEN, fault=True)], NO_CJK)
+    assert MAGENTA not in {c for _, c in plain.getcolors(1 << 16)}
+    assert fault.getpixel((37, 80)) == MAGENTA and fault.getpixel((40, 80)) == GREEN  # frame outside, outcome inside

@@ -81,13 +81,14 @@ def evaluate(
     from bbuvl.infer.verdict import THRESHOLDS_FILE
     from bbuvl.eval.metrics import evaluate_predictions
     from bbuvl.eval.predictions import read_predictions
-    from bbuvl.eval.report import PR_CURVE_FILE, WORST_DIR
+    from bbuvl.eval.report import FAULT_CURVE_FILE, FAULTS_DIR, PR_CURVE_FILE, WORST_DIR
     from bbuvl.eval.size_buckets import size_metrics
 
     for path, what in ((pred, "--pred"), (gt, "--gt")):
         if not path.is_file():
             fail(f"{path}: no such file ({what})")
-    reported = ([report / "index.html", report / PR_CURVE_FILE], [report / WORST_DIR]) if report else ([], [])
+    reported = (([report / "index.html", report / PR_CURVE_FILE, report / FAULT_CURVE_FILE], [report / WORST_DIR, report / FAULTS_DIR])
+                if report else ([], []))
     with user_errors(ValueError, OSError):
         judged = verdict_setup(pred, hierarchy, verdict_review, verdict_fail, choose_thresholds)
     chosen_file = [Path(judged.checkpoint) / THRESHOLDS_FILE] if choose_thresholds else []

@@ -4,14 +4,15 @@ Used by the evaluation report and by `bbuvl viz`. Boxes are in pixels of the sto
 record's width x height); pictures are shrunk to `max_side` for the report, boxes with them.
 Colours on the prediction side follow the error buckets of `bbuvl.eval.matching`:
 green right, orange wrong label, yellow mislocated, red extra; on the ground-truth side green found,
-yellow mislocated, red missed.
+yellow mislocated, red missed. A fault (a label the hierarchy marks, data/faults.py) also gets a thick magenta
+frame around its box and a magenta caption starting with "!", on both sides, whatever its outcome colour.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from PIL import Image, ImageDraw
 
@@ -28,6 +29,8 @@ ORANGE: RGB = (245, 130, 20)
 YELLOW: RGB = (225, 200, 0)
 RED: RGB = (225, 35, 35)
 BLUE: RGB = (40, 110, 230)
+MAGENTA: RGB = (200, 0, 200)  # faults: no outcome colour is near it
+FAULT_LEGEND = "magenta frame and caption: a fault"
 PREDICTION_LEGEND = "green right · orange wrong label · yellow mislocated · red extra"
 TRUTH_LEGEND = "green found · yellow mislocated · red missed"
 MIN_SIDE = 480  # small photos are enlarged so captions stay readable
@@ -40,6 +43,7 @@ class DrawBox:
     box: Sequence[float]
     text: str
     color: RGB
+    fault: bool = False  # drawn with a magenta frame and caption
 
 
 class LabelNamer:
@@ -88,6 +92,9 @@ def draw_boxes(image: Image.Image, boxes: Sequence[DrawBox], font: FontChoice, s
     text_font = font.load(max(11, side // 55))
     scaled = [(tuple(v * scale for v in b.box), b) for b in boxes]
     for (x1, y1, x2, y2), b in scaled:
+        if b.fault:
+            pad = width * 2
+            draw.rectangle([x1 - pad, y1 - pad, x2 + pad, y2 + pad], outline=MAGENTA, width=width * 2)
         draw.rectangle([x1, y1, x2, y2], outline=b.color, width=width)
     placed: list[tuple[float, float, float, float]] = []
     for (x1, y1, x2, y2), b in scaled:
@@ -100,7 +107,7 @@ def draw_boxes(image: Image.Image, boxes: Sequence[DrawBox], font: FontChoice, s
         spots = [min(max(0.0, y), max(0.0, out.height - h)) for y in spots]
         y = next((y for y in spots if not any(_overlap((x, y, x + w, y + h), r) for r in placed)), spots[0])
         placed.append((x, y, x + w, y + h))
-        draw.rectangle([x, y, x + w, y + h], fill=b.color)
+        draw.rectangle([x, y, x + w, y + h], fill=MAGENTA if b.fault else b.color)
         draw.text((x + 2 - left, y + 2 - top), b.text, font=text_font, fill=(255, 255, 255))
     return out
 
@@ -145,44 +152,55 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> list[s
     return lines
 
 
-def truth_boxes(record: ImageRecord, match: ImageMatch | None, name: LabelNamer) -> list[DrawBox]:
-    """Ground-truth boxes: green when found, yellow mislocated, red missed (all green without a match)."""
+def truth_boxes(record: ImageRecord, match: ImageMatch | None, name: LabelNamer,
+                is_fault: Callable[[str], bool] | None = None) -> list[DrawBox]:
+    """Ground-truth boxes: green when found, yellow mislocated, red missed (all green without a match); faults framed."""
     missed = set(match.missed) if match else set()
     mislocated = {g for _, g, _ in match.mislocated} if match else set()
     out = []
     for i, o in enumerate(record.objects):
         color = RED if i in missed else YELLOW if i in mislocated else GREEN
-        out.append(DrawBox(o.bbox_2d, name(o.desc), color))
+        out.append(_box(o.bbox_2d, name(o.desc), color, o.desc, is_fault))
     return out
+
+
+def _box(box: Sequence[float], text: str, color: RGB, label: str, is_fault: Callable[[str], bool] | None) -> DrawBox:
+    fault = is_fault is not None and is_fault(label)
+    return DrawBox(box, f"! {text}" if fault else text, color, fault)
 
 
 def prediction_boxes(
     objects: Sequence[dict[str, Any]], record: ImageRecord | None, match: ImageMatch | None, name: LabelNamer,
+    is_fault: Callable[[str], bool] | None = None,
 ) -> list[DrawBox]:
-    """Predicted boxes coloured by outcome (all blue when there is no ground truth to compare with)."""
+    """Predicted boxes coloured by outcome (all blue when there is no ground truth to compare with); faults framed."""
     color: dict[int, RGB] = {}
     if match is not None and record is not None:
         for p, g, _ in match.matched:
             color[p] = GREEN if same_label(objects[p]["label"], record.objects[g].desc) else ORANGE
         color.update({p: YELLOW for p, _, _ in match.mislocated})
         color.update({p: RED for p in match.extra})
-    return [DrawBox(o["bbox_2d"], name(o["label"], o.get("score")), color.get(i, BLUE)) for i, o in enumerate(objects)]
+    return [_box(o["bbox_2d"], name(o["label"], o.get("score")), color.get(i, BLUE), o["label"], is_fault)
+            for i, o in enumerate(objects)]
 
 
 def compare_picture(
     record: ImageRecord, image_path: Path, objects: Sequence[dict[str, Any]] | None, match: ImageMatch | None,
     font: FontChoice, name: LabelNamer, max_side: int = 800, prediction_title: str = "prediction",
+    is_fault: Callable[[str], bool] | None = None,
 ) -> Image.Image:
-    """Ground truth on the left and, when `objects` is given, predictions on the right, both on the photo."""
+    """Ground truth on the left and, when `objects` is given, predictions on the right, both on the photo; with
+    `is_fault`, faults framed in magenta."""
     photo, problem = open_photo(image_path, record.size)
     photo, scale = fit(photo, max_side, MIN_SIDE)
     compared = objects is not None and match is not None
-    left = draw_boxes(photo, truth_boxes(record, match if compared else None, name), font, scale)
-    truth_title = f"ground truth ({len(record.objects)})" + (f"\n{TRUTH_LEGEND}" if compared else "")
+    faults = f" · {FAULT_LEGEND}" if is_fault is not None else ""
+    left = draw_boxes(photo, truth_boxes(record, match if compared else None, name, is_fault), font, scale)
+    truth_title = f"ground truth ({len(record.objects)})" + (f"\n{TRUTH_LEGEND}{faults}" if compared else "")
     panels = [(truth_title if problem is None else problem, left)]
     if objects is not None:
-        right = draw_boxes(photo, prediction_boxes(objects, record, match, name), font, scale)
-        legend = f"\n{PREDICTION_LEGEND}" if compared else ""
+        right = draw_boxes(photo, prediction_boxes(objects, record, match, name, is_fault), font, scale)
+        legend = f"\n{PREDICTION_LEGEND}{faults}" if compared else ""
         panels.append((f"{prediction_title} ({len(objects)}){legend}", right))
     return side_by_side(panels, font)
 

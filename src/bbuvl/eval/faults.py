@@ -136,7 +136,17 @@ class FaultMetrics:
     photo_scores: list[float | None] = field(repr=False)  # per photo, its best fault score (None: no fault predicted)
     photo_verdicts: list[str] = field(repr=False)  # per photo, pass / review / fail
     photo_missed: list[int] = field(repr=False)  # per photo, ground-truth faults no predicted fault found
+    judged_with: Faults = field(repr=False, compare=False)  # which labels are faults, to draw them
     notes: list[str] = field(default_factory=list)
+
+    def photos_to_check(self, n: int) -> list[int]:
+        """Up to `n` photo indices an inspector should look at first: a missed fault (most first), then a clean
+        photo failed, then a clean photo sent to review."""
+        wrong = {FAIL: 1, REVIEW: 2}
+        keys = [((0, -missed) if missed else (wrong[v], 0), i) for i, (missed, v, faulty)
+                in enumerate(zip(self.photo_missed, self.photo_verdicts, self.photo_faulty))
+                if missed or (not faulty and v != PASS)]
+        return [i for _, i in sorted(keys)[:n]]
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON under METRICS.json's "faults" (the curve thinned to `CURVE_POINTS`; no per-photo lists)."""
@@ -170,7 +180,7 @@ def fault_metrics(records: Sequence[ImageRecord], predictions: Sequence[Sequence
     photos, photo_notes = _photo_faults(truth, [v.verdict for v in verdicts], [v.score for v in verdicts])
     best = [max((o["score"] for o in objs if faults.is_fault(o["label"])), default=None) for objs in predictions]
     return FaultMetrics(sorted(faults.labels), thresholds, objects, photos, _state_confusions(records, predictions, faults, iou),
-                        truth, best, [v.verdict for v in verdicts], photo_missed, notes + photo_notes)
+                        truth, best, [v.verdict for v in verdicts], photo_missed, faults, notes + photo_notes)
 
 
 def _match_faults(record: ImageRecord, objects: Sequence[dict[str, Any]], faults: Faults,

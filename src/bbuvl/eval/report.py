@@ -1,7 +1,11 @@
 """The evaluation report: one self-contained HTML page plus the PNGs it shows.
 
 REPORT_DIR/
-  index.html            metrics, per-category table, precision-recall plot, worst photos first
+  index.html            the faults first (docs/faults.md), then metrics, per-category table, precision-recall plot,
+                        worst photos
+  fault_pr_curve.png    precision-recall of fault objects over every score threshold
+  faults/NNN_<photo>.png ground truth | prediction, faults framed in magenta: photos with a missed fault first, then
+                        clean photos flagged
   pr_curve.png          precision-recall curves (COCO's interpolated precision at 101 recall points)
   worst/NNN_<photo>.png ground truth | prediction, for the photos with the lowest F1
 
@@ -25,13 +29,16 @@ from PIL import Image
 
 from bbuvl.atomic import atomic_path, write_text_atomic
 from bbuvl.data.labels import Hierarchy
-from bbuvl.eval.draw import LabelNamer, compare_picture
+from bbuvl.eval.draw import FAULT_LEGEND, LabelNamer, compare_picture
+from bbuvl.eval.faults import FaultMetrics
 from bbuvl.eval.fonts import FontChoice
 from bbuvl.eval.metrics import Evaluation, ImageResult
 from bbuvl.eval.size_buckets import SizeResult
 
 PR_CURVE_FILE = "pr_curve.png"
 WORST_DIR = "worst"
+FAULT_CURVE_FILE = "fault_pr_curve.png"
+FAULTS_DIR = "faults"
 MAX_CATEGORY_CURVES = 10
 
 
@@ -43,22 +50,40 @@ def write_report(
     baseline-vs-this table, `sizes` the recall of small parts (AP50 and recall by size in vision tokens)."""
     out_dir = Path(out_dir)
     (out_dir / WORST_DIR).mkdir(parents=True, exist_ok=True)
+    (out_dir / FAULTS_DIR).mkdir(parents=True, exist_ok=True)
     hierarchy = hierarchy or Hierarchy.load()
     name = LabelNamer(font, hierarchy)
+    faults = evaluation.faults
+    is_fault = faults.judged_with.is_fault
+
+    fault_curve = plot_fault_curve(faults)
+    with atomic_path(out_dir / FAULT_CURVE_FILE) as tmp:
+        fault_curve.save(tmp)
+    fault_pictures = []
+    for rank, i in enumerate(faults.photos_to_check(worst), start=1):
+        result = evaluation.images[i]
+        picture = compare_picture(result.record, result.image_path, result.objects, result.match, font, name,
+                                  is_fault=is_fault)
+        file = out_dir / FAULTS_DIR / f"{rank:03d}_{_safe(result.image_path.stem)}.png"
+        with atomic_path(file) as tmp:
+            picture.save(tmp)
+        fault_pictures.append((i, picture, file))
 
     curve = plot_pr_curves(evaluation, font, name)
     with atomic_path(out_dir / PR_CURVE_FILE) as tmp:
         curve.save(tmp)
     pictures = []
     for rank, result in enumerate(evaluation.worst(worst), start=1):
-        picture = compare_picture(result.record, result.image_path, result.objects, result.match, font, name)
+        picture = compare_picture(result.record, result.image_path, result.objects, result.match, font, name,
+                                  is_fault=is_fault)
         file = out_dir / WORST_DIR / f"{rank:03d}_{_safe(result.image_path.stem)}.png"
         with atomic_path(file) as tmp:
             picture.save(tmp)
         pictures.append((result, picture, file))
 
     page = _page(evaluation, font, hierarchy, curve, pictures, out_dir,
-                 _sizes_html(sizes) + _comparison_html(comparison, baseline_name))
+                 _sizes_html(sizes) + _comparison_html(comparison, baseline_name),
+                 _faults_html(evaluation, fault_curve, fault_pictures, out_dir))
     index = out_dir / "index.html"
     write_text_atomic(index, page)
     return index
@@ -111,6 +136,34 @@ def plot_pr_curves(evaluation: Evaluation, font: FontChoice, name: LabelNamer) -
     return Image.open(buffer).convert("RGB")
 
 
+def plot_fault_curve(faults: FaultMetrics) -> Image.Image:
+    """Precision-recall of fault objects over every score threshold, the verdict's thresholds and "always fail" marked."""
+    o = faults.objects
+    fig = Figure(figsize=(6, 4.5), dpi=100)
+    ax = fig.subplots()
+    if not o.gt:
+        ax.text(0.5, 0.5, "no fault in the ground truth: no curve", ha="center", va="center")
+    else:
+        ax.plot(o.curve.recall, o.curve.precision, color="C3", label=f"model (AP {_fmt(o.at_fail.AP)})")
+        for point, marker, label in ((o.at_fail, "o", f"fail ≥ {faults.thresholds.fail:g}"),
+                                     (o.at_review, "s", f"review ≥ {faults.thresholds.review:g}"),
+                                     (o.always_fail, "x", "always fail (every judged part)")):
+            if point.recall is not None and point.precision is not None:
+                ax.plot([point.recall], [point.precision], marker, color="k" if marker == "x" else "C3", label=label)
+        ax.legend(loc="lower left", fontsize=8)
+    ax.set_title(f"Faults: {o.gt} in the ground truth, found = same kind and state at IoU ≥ {o.iou:g}", fontsize=10)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
+
+
 def _defined(xs: list[float], ys: list[float | None]) -> tuple[list[float], list[float]]:
     pairs = [(x, y) for x, y in zip(xs, ys) if y is not None]
     return [p[0] for p in pairs], [p[1] for p in pairs]
@@ -153,6 +206,58 @@ def _sizes_html(sizes: SizeResult | None) -> str:
             f"{rows}</table>")
 
 
+def _table(head: list[str], rows: list[list[Any]]) -> str:
+    cells = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" if i else f"<th>{html.escape(str(v))}</th>"
+                                     for i, v in enumerate(row)) + "</tr>" for row in rows)
+    return "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + f"</tr>{cells}</table>"
+
+
+def _faults_html(evaluation: Evaluation, curve: Image.Image, pictures: list[tuple[int, Image.Image, Path]], out_dir: Path) -> str:
+    """The section the report opens with: fault metrics beside always pass / always fail, then the photos to check."""
+    f = evaluation.faults
+    if not f.labels:
+        return "<h2>Faults</h2><p class='warn'>The hierarchy marks no fault, so every photo passes (docs/faults.md).</p>"
+    o, p, t = f.objects, f.photos, f.thresholds
+    objects = _table(["", f"score ≥ fail {t.fail:g}", f"score ≥ review {t.review:g}", "always pass", "always fail"],
+                     [[name, *(getattr(s, key) for s in (o.at_fail, o.at_review, o.always_pass, o.always_fail))]
+                      for key, name in (("recall", "recall"), ("precision", "precision"), ("AP", "AP (every score)"),
+                                        ("found", "found"), ("flagged", "predicted faults counted"))])
+    verdict_rows = [[f"{k} ({meaning})", *(getattr(getattr(s, which), k) for s in (p.model, p.always_pass, p.always_fail))]
+                    for which, meaning in (("flagged", "review or fail"), ("failed", "fail"))
+                    for k in ("precision", "recall", "accuracy")]
+    verdict_rows.append(["ROC AUC of the photo's fault score", p.model.roc_auc, p.always_pass.roc_auc, p.always_fail.roc_auc])
+    verdicts = _table(["", "model", "always pass", "always fail"], verdict_rows)
+    counts = _table(["verdict", "faulty photos", "clean photos"], [[v, c["faulty"], c["clean"]] for v, c in p.verdicts.items()])
+    state_rows = []
+    for c in f.states:
+        if not sum(map(sum, c.counts)) + sum(c.missed):
+            continue
+        moves = ", ".join(f"{c.states[i]}→{c.states[j]} {n}" for i, row in enumerate(c.counts) for j, n in enumerate(row)
+                          if n and i != j)
+        state_rows.append([c.kind, sum(map(sum, c.counts)), c.accuracy, c.always_pass, c.always_fail, sum(c.missed), moves or "–"])
+    states = _table(["kind", "found", "state accuracy", "always pass", "always fail", "missed", "true → predicted"], state_rows)
+    items = "".join(_fault_item(evaluation, i, pic, file, out_dir) for i, pic, file in pictures)
+    items = items or "<p>No fault missed and no clean photo flagged.</p>"
+    return (f"<h2>Faults</h2><p>{o.gt} faults in {p.faulty} of {p.photos} photos; found = a box with the same kind and "
+            f"state at IoU ≥ {o.iou:g}; a photo fails at a fault score ≥ {t.fail:g} and goes to review from "
+            f"{t.review:g}; {html.escape(FAULT_LEGEND)} in the pictures.</p>"
+            f"<div class='grid'><div><h3>Fault objects</h3>{objects}</div><div><h3>Photo verdict</h3>{verdicts}{counts}</div>"
+            f"<div><h3>State given kind</h3>{states}</div></div>"
+            f"<img alt='fault precision-recall' src='{_data_uri(curve, 'PNG')}'>"
+            f"<h3>Photos with a missed fault first, then clean photos flagged</h3>{items}")
+
+
+def _fault_item(evaluation: Evaluation, i: int, picture: Image.Image, file: Path, out_dir: Path) -> str:
+    f, result = evaluation.faults, evaluation.images[i]
+    truth = sum(f.judged_with.is_fault(o.desc) for o in result.record.objects)
+    facts = (f"verdict {f.photo_verdicts[i]} · fault score {_fmt(f.photo_scores[i])} · faults in the ground truth {truth} · "
+             f"missed {f.photo_missed[i]}")
+    rel = file.relative_to(out_dir).as_posix()
+    return (f"<figure><figcaption><b>{html.escape(str(result.image_path))}</b><br>{html.escape(facts)} · "
+            f"<a href='{html.escape(rel)}'>PNG</a></figcaption>"
+            f"<img alt='{html.escape(result.image_path.name)}' src='{_data_uri(picture)}'></figure>")
+
+
 def _comparison_html(rows: list[dict[str, Any]] | None, baseline_name: str | None) -> str:
     if not rows:
         return ""
@@ -168,7 +273,7 @@ def _comparison_html(rows: list[dict[str, Any]] | None, baseline_name: str | Non
 
 def _page(
     evaluation: Evaluation, font: FontChoice, hierarchy: Hierarchy, curve: Image.Image,
-    pictures: list[tuple[ImageResult, Image.Image, Path]], out_dir: Path, comparison_html: str = "",
+    pictures: list[tuple[ImageResult, Image.Image, Path]], out_dir: Path, comparison_html: str = "", faults_html: str = "",
 ) -> str:
     m, coco, s = evaluation.metrics, evaluation.details()["coco"], evaluation.settings
     agnostic = evaluation.coco.agnostic
@@ -203,6 +308,7 @@ img {{ max-width: 100%; border: 1px solid #ddd; }} td.better {{ color: #1a7f37; 
 <p>{html.escape(str(s['pred']))} against {html.escape(str(s['gt']))} · categories at {level} · matching IoU ≥ {s['iou']}
  · error counts at score ≥ {s['min_score']} · {datetime.now():%Y-%m-%d %H:%M}</p>
 {warning_html}
+{faults_html}
 <div class="grid">
 <div><h2>COCO</h2><table>{_rows(coco_rows)}</table></div>
 <div><h2>Label accuracy (matched boxes)</h2><table>{_rows(acc_rows)}</table></div>
