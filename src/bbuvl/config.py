@@ -192,6 +192,10 @@ class CaptionRefitConfig(_Strict):
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, gt=0)
     min_iou: float = Field(0.5, gt=0, le=1)
+    # How the pairs are drawn: 0 each object alike, 1 each label alike (class-balanced, as Kang et al. refit their
+    # classifier), between: an object of a label seen n times drawn with weight n^-balance. Faults are the rarest
+    # labels (docs/faults_learning.md, "Balanced refit").
+    balance: float = Field(0.0, ge=0, le=1)
 
 
 class DetectionConfig(_Strict):
@@ -310,6 +314,18 @@ class InferenceConfig(_Strict):
     tile_whole: bool = True
     zoom_containers: list[str] = Field(default_factory=list)
     merge_overlap: float = Field(0.6, gt=0, le=1)  # intersection over the smaller box at which two boxes are one object
+    # With tiles and the whole photo (docs/tiles.md, "Big parts"): the whole pass answers for boxes at least
+    # tile_whole_above of a tile's side, the tiles for smaller ones (None: both for all); tile_drop_cut drops a
+    # tile's box cut by the tile's inner edge.
+    # head mode: the likeliest labels reported per box, each at objectness x its probability among the
+    # checkpoint's labels (1: the greedy caption alone). 2 reports a part's other state beside the one it believes
+    # (docs/faults_learning.md, "Labels per box").
+    labels_per_box: int = Field(1, ge=1, le=8)
+    tile_whole_above: float | None = Field(None, gt=0, le=4)
+    tile_drop_cut: bool = False
+    # auto: the grid that shows the whole pass's parts at the size the checkpoint trained them at (its
+    # training_scale.json's part sides), not the photo at the frame scale it trained at (docs/tiles.md, "Big parts").
+    tile_auto_parts: bool = False
     # The photo verdict (infer/verdict.py, docs/faults.md): a predicted fault scoring at least verdict_fail fails the
     # photo, one scoring at least verdict_review sends it to review. The checkpoint's verdict_thresholds.json, chosen
     # by `bbuvl eval --choose-thresholds` on validation photos, overrides these.

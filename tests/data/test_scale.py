@@ -55,3 +55,14 @@ def test_random_crops_count_at_their_magnification():
     assert (always_half.low, always_half.median, always_half.high) == (2.0, 2.0, 2.0)
     mixed = TrainingScale.of(photos, contract, crop_p=0.6, crop_sides=(0.25, 0.5))  # crops magnify 2x to 4x
     assert mixed.low == 1.0 and 2.0 < mixed.median < 2.5 and 3.0 < mixed.high < 4.0 and mixed.photos == 4
+
+
+def test_each_category_keeps_the_median_side_of_its_boxes_at_the_frame():
+    from bbuvl.data.schema import ImageRecord, ObjectAnn
+
+    contract = CoordinateContract(min_pixels=3136, max_pixels=448 * 336)
+    screws = [ObjectAnn(bbox_2d=[0, 0, s, s], desc="螺丝连接点/BBU安装螺丝/连接正确") for s in (40, 50, 60)]
+    bbu = ObjectAnn(bbox_2d=[0, 0, 800, 200], desc="bbu基带处理单元/华为")
+    big = ImageRecord(images=["a.jpg"], width=896, height=672, objects=[*screws, bbu])  # shown at half size
+    scale = TrainingScale.of([big], contract)
+    assert scale.part_sides == {"bbu基带处理单元": 200.0, "螺丝连接点": 25.0}

@@ -17,10 +17,12 @@ from bbuvl.infer.predictor import Predictor
 from bbuvl.infer.tiles import (
     TiledDetection,
     TilePlan,
+    answering,
     auto_grid,
     container_regions,
     crop_region,
     merge_detections,
+    part_zoom,
     plan_cost,
     predict_regions,
     predict_tiled,
@@ -57,8 +59,8 @@ def test_a_bad_grid_is_refused_with_its_text():
     assert parse_grid("3X2") == (3, 2)
 
 
-def tiled(box, label=SCREW, score=0.9, zoom=2.0, cut=False):
-    return TiledDetection(list(map(float, box)), label, score, zoom, cut)
+def tiled(box, label=SCREW, score=0.9, zoom=2.0, cut=False, whole=False):
+    return TiledDetection(list(map(float, box)), label, score, zoom, cut, whole)
 
 
 def test_an_object_cut_by_a_tile_border_is_found_once_with_its_whole_box():
@@ -194,3 +196,34 @@ def test_auto_tiles_reuse_the_scale_the_checkpoint_trained_at(predictor, trained
     assert PredictOptions.of(predictor.cfg.inference, tiles="auto").plan(1.5).train_scale == 1.5
     assert PredictOptions.of(predictor.cfg.inference, tiles="auto", tile_zoom=0.5).plan(1.5).train_scale == 0.5
     assert PredictOptions.of(predictor.cfg.inference, tiles="auto").plan(None).train_scale == 1.0
+
+
+def test_the_whole_pass_answers_for_parts_a_tile_cannot_hold_and_the_tiles_for_the_rest():
+    tile = (500, 400)
+    whole_bbu = tiled((0, 0, 400, 80), label=BBU, zoom=1.0, whole=True)  # 0.8 of a tile's width
+    whole_screw = tiled((10, 10, 30, 30), zoom=1.0, whole=True)
+    tile_bbu_part = tiled((0, 0, 300, 80), label=BBU)  # a tile saw part of the BBU: 0.6 of its width
+    tile_screw = tiled((12, 12, 31, 31))
+    found = [whole_bbu, whole_screw, tile_bbu_part, tile_screw]
+    assert answering(found, tile, TilePlan(grid=(2, 2), whole_above=0.5)) == [whole_bbu, tile_screw]
+    assert answering(found, tile, TilePlan(grid=(2, 2))) == found  # no rule: everyone answers for everything
+    assert answering(found, None, TilePlan(whole_above=0.5)) == found  # no tiles: the whole pass is all there is
+
+
+def test_a_tile_box_cut_by_its_tiles_inner_edge_is_no_part_when_asked():
+    cut, whole_one = tiled((0, 0, 20, 20), cut=True), tiled((40, 40, 60, 60))
+    assert answering([cut, whole_one], (500, 400), TilePlan(grid=(2, 2), drop_cut=True)) == [whole_one]
+    assert answering([cut, whole_one], (500, 400), TilePlan(grid=(2, 2))) == [cut, whole_one]
+
+
+def test_auto_zooms_until_the_smallest_trained_parts_come_out_at_their_trained_size():
+    contract = CoordinateContract(min_pixels=3136, max_pixels=448 * 336)
+    size = (1792, 1344)  # the whole frame shows it at 0.25
+    sides = (("螺丝连接点", 50.0), ("bbu基带处理单元", 200.0))
+    screws = [tiled((0, 0, 80, 80), zoom=1.0, whole=True), tiled((0, 0, 100, 100), zoom=1.0, whole=True)]  # 20, 25 frame px
+    bbu = tiled((0, 0, 800, 200), label=BBU, zoom=1.0, whole=True)  # 100 frame px: zoom 2 for the BBUs
+    assert part_zoom(screws + [bbu], sides, size, contract) == pytest.approx((50 / 20 + 50 / 25) / 2)
+    assert part_zoom([bbu], sides, size, contract) == pytest.approx(2.0)
+    unsure = tiled((0, 0, 80, 80), score=0.1, zoom=1.0, whole=True)
+    from_a_tile = tiled((0, 0, 80, 80))
+    assert part_zoom([unsure, from_a_tile], sides, size, contract) is None

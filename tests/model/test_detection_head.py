@@ -521,3 +521,18 @@ def test_the_pixel_level_needs_pixel_maps_under_the_token_grid():
         head(vis, vm, txt, tm, vision_grid_hw=GRID)
     with pytest.raises(ValueError, match="do not lie under"):
         head(vis, vm, txt, tm, vision_grid_hw=GRID, pixel_maps=torch.zeros(2, 3, 7, 9))
+
+
+def test_a_whole_label_scores_the_sum_of_the_token_log_probabilities_greedy_decoding_records():
+    head, _ = make_head(seed=5)
+    query = head(*features()).query_hidden[0, :4]
+    allowed = [[11, 12], [11, 13, 14], [21], [30, 31]]
+    ids, logprobs = head.generate_captions(query, max_tokens=6, captions=allowed)
+    scores = head.caption_logprobs(query, allowed)  # [4 queries, 4 labels]
+    assert scores.shape == (4, 4) and (scores < 0).all()
+    for m in range(4):
+        row = ids[m].tolist()
+        chosen = allowed.index(row[:row.index(EOS)])
+        assert scores[m, chosen].item() == pytest.approx(logprobs[m].sum().item(), abs=1e-4)
+    assert (scores.exp().sum(-1) <= 1 + 1e-5).all()  # distinct captions ending in eos are disjoint events
+    assert head.caption_logprobs(torch.empty(0, head.d_model), allowed).shape == (0, 4)

@@ -16,6 +16,7 @@ from bbuvl.train.caption_refit import (
     CAPTION_MODULES,
     PIXEL_MODULE,
     Photo,
+    draw_weights,
     caption_queries,
     covered_pairs,
     refit_captions,
@@ -100,3 +101,12 @@ def test_a_refit_with_no_covered_object_is_refused_by_name(built):
     with pytest.raises(ValueError, match=r"detection.caption_refit: no training object is covered"):
         refit_captions(run.model, run.train_dataset.encoder, collator, run.contract, no_boxes,
                        CaptionRefitConfig(steps=5, min_iou=0.9), seed=0)
+
+
+def test_a_balanced_refit_draws_every_label_alike_and_an_unbalanced_one_every_object_alike():
+    labels = ["seated", "seated", "seated", "loose"]
+    assert draw_weights(labels, 0.0) is None
+    w = draw_weights(labels, 1.0)
+    assert w[:3].sum().item() == pytest.approx(w[3].item())  # three seated screws weigh what one loose screw does
+    half = draw_weights(labels, 0.5)
+    assert half[3].item() / half[0].item() == pytest.approx(3 ** 0.5)

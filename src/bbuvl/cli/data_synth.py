@@ -53,7 +53,7 @@ def synth(
         "model's frame); default 15-40 % of the photo's side."),
     fault_rate: float | None = typer.Option(
         None, "--fault-rate", min=0.0, max=1.0,
-        help="bbu scene: the share of photos holding any fault (e.g. 0.3: 70%% pass, as in the field); "
+        help="bbu scene: the share of photos holding any fault (e.g. 0.3: seven photos in ten pass, as in the field); "
         "default: each part wrong at its own odds, most photos hold a fault."),
     part_fault_rate: float = typer.Option(
         0.3, "--part-fault-rate", min=0.0, max=1.0,
@@ -94,8 +94,9 @@ def synth(
             summary = synthesize(out, n_train, n_val, framing=framing, faults=faults, **common)  # type: ignore[arg-type]
     console.print(f"{n_train + n_val} photos, {sum(summary['categories'].values())} objects, {summary['labels']} distinct labels")
     for split, c in (summary.get("faults") or {}).items():
-        console.print(f"{split}: {c['faulty_photos']} of {c['photos']} photos hold a fault; {c['faults']} faulty parts "
-                      f"of {c['objects']} objects")
+        if c["photos"]:
+            console.print(f"{split}: {c['faulty_photos']} of {c['photos']} photos hold a fault; {c['faults']} faulty parts "
+                          f"of {c['objects']} objects")
     table = Table(show_edge=False)
     table.add_column("category")
     table.add_column("objects", justify="right")

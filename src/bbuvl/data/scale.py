@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+import statistics
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.jsonfile import read_json
+from bbuvl.data.labels import label_at_level
 from bbuvl.data.schema import ImageRecord
 
 SCALE_FILE = "training_scale.json"
@@ -51,6 +53,9 @@ class TrainingScale:
     low: float
     high: float
     photos: int
+    # Per category (first label level): the median side (square root of the area) of its training boxes in frame
+    # pixels, crops not counted. `auto` tiles zoom until the whole pass's parts come out at this size (docs/tiles.md).
+    part_sides: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def of(cls, records: Iterable[ImageRecord], contract: CoordinateContract, crop_p: float = 0.0,
@@ -63,10 +68,15 @@ class TrainingScale:
         lo, hi = crop_sides
         sides = [lo + (hi - lo) * (k + 0.5) / CROP_DRAWS for k in range(CROP_DRAWS)]
         weighted: list[tuple[float, float]] = []
+        parts: dict[str, list[float]] = {}
         photos = 0
         for r in records:
             scale = photo_scale(r, contract)
             photos += 1
+            shown = scale / (r.magnified or 1.0)
+            for o in r.objects:
+                x1, y1, x2, y2 = o.bbox_2d
+                parts.setdefault(label_at_level(o.desc, 1), []).append(math.sqrt(max(0.0, (x2 - x1) * (y2 - y1))) * shown)
             weighted.append((scale, 1.0 - crop_p))
             if crop_p > 0:
                 weighted += [(scale / side, crop_p / CROP_DRAWS) for side in sides]
@@ -74,7 +84,8 @@ class TrainingScale:
             raise ValueError("no training photos to measure the scale of")
         weighted = sorted(w for w in weighted if w[1] > 0)
         return cls(round(_quantile(weighted, 0.5), 4), round(_quantile(weighted, 0.1), 4),
-                   round(_quantile(weighted, 0.9), 4), photos)
+                   round(_quantile(weighted, 0.9), 4), photos,
+                   {c: round(float(statistics.median(v)), 2) for c, v in sorted(parts.items()) if v})
 
     def save(self, directory: str | Path) -> Path:
         """Write `training_scale.json` into a checkpoint folder."""
@@ -91,6 +102,7 @@ class TrainingScale:
             scale = cls(**fields)
         except TypeError as e:
             raise ValueError(f"{path}: not a training scale ({e})") from e
-        if not all(isinstance(v, (int, float)) and v > 0 for v in (scale.median, scale.low, scale.high)):
+        if not all(isinstance(v, (int, float)) and v > 0
+                   for v in (scale.median, scale.low, scale.high, *dict(scale.part_sides).values())):
             raise ValueError(f"{path}: scales must be positive numbers, got {fields}")
         return scale

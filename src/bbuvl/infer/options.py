@@ -35,10 +35,14 @@ class PredictOptions(BaseModel):
     tile_whole: bool = True
     zoom_containers: tuple[str, ...] = ()
     merge_overlap: float = 0.6
+    labels_per_box: int = 1  # head: the likeliest labels reported per box
+    tile_whole_above: float | None = None
+    tile_drop_cut: bool = False
+    tile_auto_parts: bool = False  # auto: the grid from the whole pass's part sizes (TilePlan.part_sides)
     verdict_review: float = 0.25  # a fault scoring at least this sends the photo to review (infer/verdict.py)
     verdict_fail: float = 0.5  # ... at least this fails it
 
-    def plan(self, train_scale: float | None = None) -> TilePlan | None:
+    def plan(self, train_scale: float | None = None, part_sides: tuple[tuple[str, float], ...] = ()) -> TilePlan | None:
         """The tiles-and-zoom plan these options ask for; None for one pass over the whole photo.
 
         `auto` shows each tile at `tile_zoom` when given, else at `train_scale` (the scale the checkpoint trained at,
@@ -49,7 +53,8 @@ class PredictOptions(BaseModel):
         grid = None if self.tiles in ("off", "auto") else parse_grid(self.tiles)
         return TilePlan(grid=grid, auto=self.tiles == "auto", overlap=self.tile_overlap, zoom=self.tile_zoom,
                         whole=self.tile_whole, containers=tuple(self.zoom_containers), min_overlap=self.merge_overlap,
-                        train_scale=self.tile_zoom or train_scale or 1.0)
+                        train_scale=self.tile_zoom or train_scale or 1.0, whole_above=self.tile_whole_above,
+                        drop_cut=self.tile_drop_cut, part_sides=part_sides if self.tile_auto_parts else ())
 
     def thresholds(self) -> VerdictThresholds:
         """The photo verdict's thresholds."""

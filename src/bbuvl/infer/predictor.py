@@ -124,6 +124,7 @@ class Predictor:
         self.model, self.processor, self.contract, self.prompt, self.cfg = model, processor, contract, prompt, cfg
         self.device = device
         self.train_scale = train_scale  # frame pixels per photo pixel the checkpoint trained at (tiles: auto)
+        self.part_sides: tuple[tuple[str, float], ...] = ()  # each category's trained box side (tiles: auto)
         self.encoder = ChatEncoder(processor, prompt.system, prompt.lang, get_family(contract.family).assistant_prefix)
         tok = processor.tokenizer
         self.tokenizer = tok
@@ -150,7 +151,9 @@ class Predictor:
             run.inference = run.inference.model_copy(update={"verdict_review": chosen.thresholds.review,
                                                              "verdict_fail": chosen.thresholds.fail})
         scale = TrainingScale.load(path)
-        return cls(model, processor, contract, prompt, run, device, None if scale is None else scale.median)
+        predictor = cls(model, processor, contract, prompt, run, device, None if scale is None else scale.median)
+        predictor.part_sides = () if scale is None else tuple(scale.part_sides.items())
+        return predictor
 
     @property
     def faults(self) -> Faults:
@@ -339,7 +342,7 @@ class Predictor:
 
     def _run(self, prepared: list[Prepared], mode: str, options: PredictOptions) -> list[ImageResult]:
         self.check_mode(mode)
-        plan = options.plan(self.train_scale)
+        plan = options.plan(self.train_scale, self.part_sides)
         if plan:
             results = [self._tiled(p, mode, options, plan) for p in prepared]
         else:

@@ -574,6 +574,27 @@ class DetectionHead(nn.Module):
         return self._logits(self._caption_hidden(query_hidden, self.shift_right(caption_ids)))
 
     @torch.no_grad()
+    def caption_logprobs(self, query_hidden: Tensor, captions: Sequence[Sequence[int]]) -> Tensor:
+        """`[M, L]`: log-probability of each of `L` captions (token ids without eos; eos is scored) for `[M, D]`
+        queries, the sum over its tokens: the model's own probability of the whole label, kind and state together."""
+        targets = torch.nn.utils.rnn.pad_sequence(
+            [torch.tensor([*c, self.eos_token_id], dtype=torch.long) for c in captions], batch_first=True,
+            padding_value=-100).to(query_hidden.device)  # [L, T]
+        m, n = query_hidden.shape[0], targets.shape[0]
+        if m == 0:
+            return query_hidden.new_zeros(0, n, dtype=torch.float32)
+        flat = targets.repeat(m, 1)  # [M * L, T]: every query with every caption
+        queries = query_hidden.repeat_interleave(n, dim=0)
+        # [rows, T, V] logits for a chunk of rows at a time: about 16 M floats, whatever the vocabulary
+        rows = max(1, (1 << 24) // (targets.shape[1] * self.token_embedding.weight.shape[0]))
+        sums = []
+        for start in range(0, flat.shape[0], rows):
+            chunk = flat[start:start + rows]
+            logp = self.caption_logits(queries[start:start + rows], chunk).float().log_softmax(-1)
+            sums.append(logp.gather(-1, chunk.clamp(min=0)[..., None]).squeeze(-1).masked_fill(chunk < 0, 0.0).sum(-1))
+        return torch.cat(sums).view(m, n)
+
+    @torch.no_grad()
     def generate_captions(self, query_hidden: Tensor, max_tokens: int | None = None,
                           captions: Sequence[Sequence[int]] | None = None) -> tuple[Tensor, Tensor]:
         """Greedy captions for `[M, D]` queries -> ids `[M, T]`, token log-probabilities `[M, T]`.

@@ -148,6 +148,16 @@ def _gather(pairs: Pairs) -> Pairs:
                  [x for p in parts for x in p.labels], sum(p.uncovered for p in parts))
 
 
+def draw_weights(labels: Sequence[str], balance: float) -> torch.Tensor | None:
+    """`[N]` weights drawing each pair with weight (pairs of its label)^-`balance`; None for 0 (uniform draws)."""
+    if balance == 0:
+        return None
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    return torch.tensor([counts[label] ** -balance for label in labels], dtype=torch.float64)
+
+
 def refit_captions(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedCollator, contract: CoordinateContract,
                    photos: Sequence[Photo], cfg: CaptionRefitConfig, seed: int) -> RefitResult:
     """Fit the head's caption layers to the frozen model's covered objects for `cfg.steps` steps; every other
@@ -183,12 +193,14 @@ def refit_captions(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColl
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(seed)
     device = params[0].device
+    weights = draw_weights(labels, cfg.balance)
     losses = []
     try:
         for name, module in copies.items():
             setattr(head, name, module)
         for _ in range(cfg.steps):
-            pick = torch.randint(0, len(labels), (cfg.batch_size,), generator=generator).tolist()
+            pick = (torch.randint(0, len(labels), (cfg.batch_size,), generator=generator) if weights is None else
+                    torch.multinomial(weights, cfg.batch_size, replacement=True, generator=generator)).tolist()
             hidden = caption_queries(head, pairs, pick)
             targets = torch.nn.utils.rnn.pad_sequence([captions[i] for i in pick], batch_first=True,
                                                       padding_value=-100).to(device)

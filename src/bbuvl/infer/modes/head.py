@@ -47,7 +47,11 @@ def head_objects(predictor: "Predictor", prepared: Sequence["Prepared"],
     for b, p in enumerate(prepared):
         keep = torch.nonzero(objectness[b] >= options.objectness_threshold).flatten()
         found: list[tuple[Detection, float]] = []
-        if keep.numel():
+        if keep.numel() and vocabulary is not None and options.labels_per_box > 1:
+            found = _ranked_labels(predictor, det.query_hidden[b, keep.to(det.query_hidden.device)], vocabulary,
+                                   [(boxes[b, q].tolist(), float(objectness[b, q])) for q in keep.tolist()], p.size,
+                                   options.labels_per_box)
+        elif keep.numel():
             ids, logp = head.generate_captions(det.query_hidden[b, keep.to(det.query_hidden.device)],
                                                captions=None if vocabulary is None else list(vocabulary))
             ids, logp = ids.cpu(), logp.cpu()
@@ -67,6 +71,28 @@ def head_objects(predictor: "Predictor", prepared: Sequence["Prepared"],
         found.sort(key=lambda f: (f[0].bbox_2d[1], f[0].bbox_2d[0]))
         out.append(found)
     return out
+
+
+def _ranked_labels(predictor: "Predictor", query_hidden: torch.Tensor, vocabulary: dict[tuple[int, ...], str],
+                   queries: list[tuple[list[float], float]], size: tuple[int, int],
+                   k: int) -> list[tuple[Detection, float]]:
+    """Each query's `k` likeliest labels, each a detection of score objectness x P(label | query).
+
+    P(label | query) is the caption decoder's probability of the whole label renormalised over the checkpoint's
+    labels: a screw the head finds 70 % seated and 30 % loose is reported as both, so a fault it is unsure of is
+    still found at a score that says how unsure (docs/faults_learning.md, "Labels per box").
+    """
+    head = predictor.model.detection_head
+    ids = list(vocabulary)
+    names = [vocabulary[i] for i in ids]
+    probs = head.caption_logprobs(query_hidden, ids).softmax(-1).cpu()  # [M, L]
+    top = probs.topk(min(k, len(ids)), dim=-1)
+    found = []
+    for j, (box, obj) in enumerate(queries):
+        bbox = predictor.contract.from_unit(box, size)
+        for p_label, i in zip(top.values[j].tolist(), top.indices[j].tolist()):
+            found.append((Detection(list(bbox), names[i], obj * p_label), obj))
+    return found
 
 
 def run(predictor: "Predictor", prepared: Sequence["Prepared"], options: "PredictOptions") -> list[ImageResult]:
