@@ -1,6 +1,7 @@
 """Faults are marked in the hierarchy file, read from it (and through the token map), never written in code."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +82,29 @@ def test_a_misplaced_fault_mark_is_an_error_naming_the_file(tmp_path, spec, need
     with pytest.raises(ValueError, match=needle) as e:
         Hierarchy.load(path)
     assert str(path) in str(e.value)
+
+
+def test_no_fault_label_is_written_in_the_products_code():
+    """Only the hierarchy file names faults: no module, page or script of the product spells a fault state.
+
+    The synthetic scenes (synthetic/) are the exception that proves it: they draw parts wrong, so they name what they
+    drew; the test below holds them to the file."""
+    import bbuvl
+
+    root = DEFAULT_HIERARCHY.parents[1]
+    assert root == Path(bbuvl.__file__).parent
+    states = {label.rsplit("/", 1)[1] for label in Faults.load().labels}
+    found = []
+    for path in root.rglob("*"):
+        rel = path.relative_to(root)
+        if not path.is_file() or path.suffix not in {".py", ".js", ".html", ".css", ".yaml"} or rel.parts[0] in ("resources", "synthetic"):
+            continue
+        text = path.read_text(encoding="utf-8")
+        found += [f"{rel}: {s}" for s in states if s in text]
+    assert not found
+
+
+def test_the_synthetic_scenes_draw_exactly_the_faults_the_hierarchy_marks():
+    from bbuvl.synthetic.scene import FAULT_LABELS
+
+    assert FAULT_LABELS == Faults.load().labels

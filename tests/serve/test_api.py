@@ -43,6 +43,8 @@ def test_detect_answers_in_the_uploaded_images_pixels_equal_to_bbuvl_predict(eng
         got = reply.json()
         assert (got["width"], got["height"]) == (expected["width"], expected["height"]) == (224, 168)
         assert [{k: o[k] for k in ("bbox_2d", "label", "score")} for o in got["objects"]] == expected["objects"]
+        assert got["verdict"] == expected["verdict"]  # the photo's verdict, as predict writes it (docs/faults.md)
+        assert [o["fault"] for o in got["objects"]] == [engine.predictor.faults.is_fault(o["label"]) for o in got["objects"]]
         assert not any(o["unknown"] for o in got["objects"])
         assert got["model"]["mode"] == mode and got["model"]["contract"]["max_pixels"] == 50176
         assert {"decode", "queue", "inference", "total"} <= set(got["timing_ms"])

@@ -28,7 +28,8 @@ def test_a_dropped_photo_gets_its_boxes_drawn_and_findings_listed(browser, serve
     from selenium.webdriver.support.ui import WebDriverWait
 
     client = serve()
-    expected = client.detect_file(photos[0]).json()["objects"]
+    answer = client.detect_file(photos[0]).json()
+    expected = answer["objects"]
     assert expected
     # The key as the password of the URL: what the browser sends when it answers the page's Basic challenge,
     # and what it then keeps in its credential cache for the page's own files and requests.
@@ -42,6 +43,9 @@ def test_a_dropped_photo_gets_its_boxes_drawn_and_findings_listed(browser, serve
     assert len(items) == len(expected)
     listed = " ".join(li.text for li in items)
     assert all(o["label"] in listed for o in expected)
+    # The verdict heads the findings; faults are listed first, as the server marks them.
+    assert browser.find_element(By.ID, "verdict").get_attribute("class").split() == ["verdict", answer["verdict"]["verdict"]]
+    assert [("problem" in li.get_attribute("class")) for li in items] == sorted((o["fault"] for o in expected), reverse=True)
     # The page holds no key of its own: nothing in storage, cookies or the address it shows.
     assert browser.execute_script("return window.localStorage.length + document.cookie.length") == 0
     assert client.key not in browser.execute_script("return location.href + document.documentElement.outerHTML")

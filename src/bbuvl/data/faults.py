@@ -1,10 +1,10 @@
 """Which labels are faults, and of which part they are a state: read from the hierarchy file, never written here.
 
-The hierarchy file marks a fault where it is a state (`"连接错误": {"gloss": "wrong", "fault": true}`) or an
-attribute without states (`"未安装": {..., "fault": true}`); data/labels.py reads the marks. A fault label splits
-into its *kind*, the part being judged (`螺丝连接点/BBU安装螺丝`, `挡风板`), and its *state* (`连接错误`,
-`未安装`); the kind's states are its children in the hierarchy, faults or not. A label as a platform spells it is
-first mapped by the token map (`install_screw_false` -> `连接错误`). docs/faults.md says why and how to add one.
+The hierarchy file marks a fault where it is a state (`{"gloss": "wrong", "fault": true}` in place of the state's
+gloss) or an attribute without states (`"fault": true` beside its gloss); data/labels.py reads the marks. A fault
+label splits into its *kind*, the part being judged (a category/attribute path, or a category), and its *state*
+(the label's last part); the kind's states are its children in the hierarchy, faults or not. A label as a platform
+spells it is first mapped by the token map (resources/token_map.json). docs/faults.md says why and how to add one.
 """
 
 from __future__ import annotations

@@ -132,7 +132,7 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
         data = await image_bytes(request, settings.max_body_bytes)
         result, timing = await answer(data, engine.mode)
         return JSONResponse({"width": result.width, "height": result.height, "objects": result.objects,
-                             "model": engine.info(), "timing_ms": timing})
+                             "verdict": result.verdict.to_dict(), "model": engine.info(), "timing_ms": timing})
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> JSONResponse:
@@ -141,7 +141,8 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
             raise ApiError(415, "unsupported_media_type", f"content type '{ctype or 'none'}' is not accepted: send application/json")
         body = parse_json(await read_body(request, settings.max_body_bytes))
         result, timing = await answer(image_from_chat(body), "generate")
-        extra = {"width": result.width, "height": result.height, "model_info": engine.info("generate"), "timing_ms": timing}
+        extra = {"width": result.width, "height": result.height, "verdict": result.verdict.to_dict(),
+                 "model_info": engine.info("generate"), "timing_ms": timing}
         return JSONResponse(chat_response(result.objects, result.raw, engine.checkpoint, extra))
 
     @app.get("/")

@@ -20,6 +20,7 @@ from PIL import Image
 from bbuvl.config import PREDICT_MODES
 from bbuvl.infer.options import PredictOptions
 from bbuvl.infer.predictor import Predictor, Prepared
+from bbuvl.infer.verdict import Verdict
 from bbuvl.serve.fewshot import FewShotRescorer
 
 SERVE_MODES = tuple(name for name, m in PREDICT_MODES.items() if m.serves)
@@ -35,11 +36,13 @@ class Photo:
 
 @dataclass
 class Answer:
-    """One photo's result: objects in its own pixels, the model's raw text (generate mode) and compute times."""
+    """One photo's result: objects in its own pixels (each saying whether it is a fault), the photo's verdict
+    (infer/verdict.py), the model's raw text (generate mode) and compute times."""
 
     width: int
     height: int
     objects: list[dict[str, Any]]
+    verdict: Verdict
     raw: str | None = None
     timing_ms: dict[str, float] = field(default_factory=dict)
 
@@ -97,11 +100,12 @@ class Engine:
             if isinstance(r, Exception):
                 answers.append(r)
                 continue
-            objects = [{**d.to_dict(), "unknown": False} for d in r.objects]
+            is_fault = self.predictor.faults.is_fault
+            objects = [{**d.to_dict(), "unknown": False, "fault": is_fault(d.label)} for d in r.objects]
             timing = {"inference": round(infer_ms, 2)}
             if self.fewshot is not None and objects:
                 t = time.perf_counter()
                 self.fewshot.rescore(photo.image, objects)
                 timing["fewshot"] = round((time.perf_counter() - t) * 1000, 2)
-            answers.append(Answer(r.width, r.height, objects, r.raw, timing))
+            answers.append(Answer(r.width, r.height, objects, self.predictor.verdict(r, self.options), r.raw, timing))
         return answers

@@ -4,7 +4,6 @@
 // written to localStorage, cookies or the URL (docs/serving.md, "The page").
 (function () {
   "use strict";
-  const PROBLEM_STATES = ["连接错误", "未安装"];  // findings an inspector must see first
   const FONT = '"Noto Sans CJK SC", "WenQuanYi Micro Hei", "Microsoft YaHei", "PingFang SC", "bbuvl-cjk", sans-serif';
   let lastResult = null;
   let lastName = "photo";
@@ -20,13 +19,27 @@
     status.className = isError ? "error" : "";
   }
 
-  function isProblem(label) {
-    return PROBLEM_STATES.some((s) => String(label).split("/").includes(s));
+  // Which findings are faults is the server's to say (its hierarchy file marks them, docs/faults.md): never a
+  // list of labels here.
+  function isProblem(o) {
+    return o.fault === true;
   }
 
   function colourFor(o) {
     if (o.unknown) return "#d4a600";
-    return isProblem(o.label) ? "#e02424" : "#0e9f6e";
+    return isProblem(o) ? "#e02424" : "#0e9f6e";
+  }
+
+  const VERDICT_TEXT = { pass: "合格 · pass", review: "需复核 · review", fail: "不合格 · fail" };
+
+  function showVerdict(verdict) {
+    const box = $("verdict");
+    box.className = "verdict " + verdict.verdict;
+    const head = document.createElement("strong");
+    head.textContent = VERDICT_TEXT[verdict.verdict] || verdict.verdict;
+    const why = document.createElement("span");
+    why.textContent = verdict.reason ? " · " + verdict.reason : "";  // textContent: labels are data, never markup
+    box.replaceChildren(head, why);
   }
 
   function draw(img, result) {
@@ -67,11 +80,11 @@
     order.sort((a, b) => rank(a[0]) - rank(b[0]) || a[1] - b[1]);
     for (const [o, i] of order) {
       const li = document.createElement("li");
-      if (isProblem(o.label)) li.classList.add("problem");
+      if (isProblem(o)) li.classList.add("problem");
       if (o.unknown) li.classList.add("unknown");
       const name = document.createElement("span");
       name.textContent = (i + 1) + ". " + o.label;  // textContent: a label is data, never markup
-      if (isProblem(o.label)) name.append(tag("state", "⚠"));
+      if (isProblem(o)) name.append(tag("state", "⚠"));
       if (o.unknown) name.append(tag("unknown", "unknown" + (o.fewshot ? " (" + o.fewshot.label + " " + o.fewshot.score.toFixed(2) + ")" : "")));
       const score = document.createElement("span");
       score.className = "score";
@@ -83,7 +96,7 @@
     $("model").textContent = JSON.stringify({ model: result.model, timing_ms: result.timing_ms }, null, 2);
   }
 
-  function rank(o) { return isProblem(o.label) ? 0 : o.unknown ? 1 : 2; }
+  function rank(o) { return isProblem(o) ? 0 : o.unknown ? 1 : 2; }
 
   function tag(kind, text) {
     const t = document.createElement("span");
@@ -119,9 +132,11 @@
       try { await document.fonts.load('16px "bbuvl-cjk"', "螺柜"); } catch (e) { /* drawn with what there is */ }
       draw(img, body);
       list(body);
+      showVerdict(body.verdict);
       $("result").hidden = false;
-      const bad = body.objects.filter((o) => isProblem(o.label)).length;
-      say(body.objects.length + " 个目标 · objects, " + bad + " 个问题 · problems (" + body.timing_ms.total + " ms)");
+      const bad = body.objects.filter(isProblem).length;
+      say((VERDICT_TEXT[body.verdict.verdict] || body.verdict.verdict) + " · " + body.objects.length + " 个目标 · objects, "
+          + bad + " 个问题 · faults (" + body.timing_ms.total + " ms)");
       URL.revokeObjectURL(img.src);
     };
     img.src = URL.createObjectURL(file);
