@@ -9,8 +9,9 @@ runs the project's trainer (`build_run`, `make_trainer`) or Predictor, at the co
 precision and vision-token budget, on photos with dense answers (--objects per photo). Training rows cross
 full fine-tuning / LoRA, head / no head, padded / packed rows (flash-attention varlen when flash_attn imports,
 else SDPA per packed sample) and gradient checkpointing on / off; prediction rows time head, name and generate
-mode (with and without the answer grammar) at batch 1 and 8. Writes a JSON file and prints two tables;
-docs/gpu.md says how to run it on a lent GPU and how to read it.
+mode (with and without the answer grammar) at batch 1 and 8, and the same generate rows in vLLM where vllm imports
+(bench/gpu_vllm.py; skipped with a message elsewhere). Writes a JSON file and prints its tables; docs/gpu.md says
+how to run it on a lent GPU and how to read it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ import transformers
 from gpu_flops import bf16_peak_tflops, device_name
 from gpu_model import architecture_file, build_model_folder, cut_depth, frame_for, read_architecture, write_dense_dataset
 from gpu_rows import PredictVariant, TrainVariant, measure_prediction, measure_training, prediction_setup, release
+from gpu_vllm import measure_vllm, vllm_missing, vllm_prompt
+from PIL import Image
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -41,6 +44,7 @@ from bbuvl.atomic import write_text_atomic
 from bbuvl.config import load_config
 from bbuvl.data.families import get_family
 from bbuvl.data.schema import read_records
+from bbuvl.encode.prompts import USER_TEXT
 
 PREDICT_MODES = {"head": ("head", True), "name": ("name", True), "generate": ("generate", True),
                  "generate-free": ("generate", False)}
@@ -76,6 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--checkpointing", default="off,on")
     ap.add_argument("--predict", default="head,name,generate,generate-free", help="prediction modes; 'none' for none")
     ap.add_argument("--predict-batch", default="1,8")
+    ap.add_argument("--vllm", choices=("on", "off"), default="on",
+                    help="the vLLM arm: generate-mode photos/s of vLLM at --predict-batch (skipped where vllm does not import)")
     ap.add_argument("--peak-tflops", type=float, default=None, help="the device's bf16 peak, for a GPU not in the table")
     args = ap.parse_args(argv)
     try:
@@ -203,7 +209,7 @@ def run_benchmark(args: argparse.Namespace, console: Console, save: Callable[[di
             report["training"].append(row)
             save(report)
         if args.predict:
-            predict_rows(args, report, common, train, save, console)
+            predict_rows(args, report, common, train, save, console, work / "model")
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -211,9 +217,9 @@ def run_benchmark(args: argparse.Namespace, console: Console, save: Callable[[di
 
 
 def predict_rows(args: argparse.Namespace, report: dict[str, Any], common: list[str], train: Path,
-                 save: Callable[[dict[str, Any]], None], console: Console) -> None:
-    """The prediction rows, on one model with a head (full fine-tuning's, padded); a setup that fails (out of
-    memory) is recorded as `prediction_error` and no row runs."""
+                 save: Callable[[dict[str, Any]], None], console: Console, folder: Path) -> None:
+    """The prediction rows, on one model with a head (full fine-tuning's, padded), then the vLLM arm on the model
+    `folder`; a setup that fails (out of memory) is recorded as `prediction_error` and no row runs."""
     started = time.perf_counter()
     record = read_records(train)[0]
     overrides = common + TrainVariant("full", True, "padded", False).overrides(None)
@@ -239,6 +245,53 @@ def predict_rows(args: argparse.Namespace, report: dict[str, Any], common: list[
         row["row_s"] = round(time.perf_counter() - started, 1)
         report["prediction"].append(row)
         save(report)
+    generate = [name for name in args.predict if PREDICT_MODES[name][0] == "generate"]
+    if args.vllm == "on" and generate:
+        answer_tokens, run = len(setup["predictor"].target), setup["run"]
+        system, user, contract = run.prompt.system, USER_TEXT[run.prompt.lang], run.contract
+        del setup  # vLLM needs the GPU memory the bbu-vl rows held
+        release()
+        vllm_rows(args, report, folder, train.parent / record.image, (contract.min_pixels, contract.max_pixels),
+                  (system, user), answer_tokens, save, console)
+
+
+def vllm_rows(args: argparse.Namespace, report: dict[str, Any], folder: Path, photo: Path, frame: tuple[int, int],
+              prompt: tuple[str, str], answer_tokens: int, save: Callable[[dict[str, Any]], None], console: Console) -> None:
+    """The vLLM arm on the same model folder, photo, prompt and answer length as the generate rows (bench/gpu_vllm.py),
+    each row beside bbu-vl's generate row of its batch; skipped with a message where vllm does not import."""
+    missing = vllm_missing()
+    if missing:
+        report["vllm"] = {"skipped": missing}
+        console.print(f"[yellow]vLLM arm skipped:[/yellow] {escape(missing)}")
+        save(report)
+        return
+    started = time.perf_counter()
+    try:
+        rows = measure_vllm(folder, vllm_prompt(folder, *prompt), Image.open(photo).convert("RGB"), frame, answer_tokens,
+                            args.predict_batch, args.calls, args.warmup, report["dtype"])
+    except Exception as e:  # noqa: BLE001 - vLLM's own failures (a model it does not support, memory) end the arm, not the run
+        report["vllm"] = {"error": short_error(e)}
+        save(report)
+        return
+    ours = {r["batch"]: r for r in report["prediction"] if r["mode"] == "generate" and not r["grammar"]}
+    ours = ours or {r["batch"]: r for r in report["prediction"] if r["mode"] == "generate"}
+    for row in rows:
+        mine = ours.get(row["batch"], {}).get("photos_per_s")
+        row["bbuvl_photos_per_s"] = mine
+        row["ratio"] = row["photos_per_s"] / mine if mine else None
+    report["vllm"] = {"rows": rows, "arm_s": round(time.perf_counter() - started, 1)}
+    save(report)
+
+
+def vllm_table(report: dict[str, Any]) -> Table:
+    """One line per vLLM row, beside `bbuvl predict`'s generate row of the same batch."""
+    t = Table(title="generate mode: vLLM against bbuvl predict (same model, photo, prompt and answer length)")
+    for col in ("batch", "vLLM photos/s", "bbuvl photos/s", "vLLM / bbuvl", "answer tokens"):
+        t.add_column(col, justify="right")
+    for r in report["vllm"]["rows"]:
+        t.add_row(str(r["batch"]), _num(r["photos_per_s"], ".2f"), _num(r["bbuvl_photos_per_s"], ".2f"),
+                  _num(r["ratio"], ".2f"), _num(r["answer_tokens"], "d"))
+    return t
 
 
 def _num(v: Any, fmt: str) -> str:
@@ -296,6 +349,10 @@ def main(argv: list[str] | None = None) -> int:
         console.print(training_table(report))
     if report["prediction"]:
         console.print(prediction_table(report))
+    if "rows" in report.get("vllm", {}):
+        console.print(vllm_table(report))
+    elif "error" in report.get("vllm", {}):
+        console.print(f"[red]vLLM arm failed:[/red] {escape(report['vllm']['error'])}")
     if "prediction_error" in report:
         console.print(f"[red]prediction rows not run:[/red] {escape(report['prediction_error'])}")
     console.print(f"wrote {escape(str(out))}")
