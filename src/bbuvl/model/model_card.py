@@ -94,7 +94,9 @@ def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt
         f"`min_pixels` {contract.min_pixels:,} and `max_pixels` {contract.max_pixels:,}; the image processor in this folder "
         f"is set to exactly these bounds. A server that resizes otherwise reads the photo in another frame: keep them "
         f"(vLLM: `--mm-processor-kwargs '{{\"min_pixels\": {contract.min_pixels}, \"max_pixels\": {contract.max_pixels}}}'`)."
-        + budget,
+        + budget + " bbu-vl resized each photo to its frame with Pillow's bicubic; an image processor that resizes "
+        "with torchvision interpolates slightly differently, so for the very answers bbu-vl gives, resize the photo to "
+        "its frame with Pillow first (the processor's resize is then the identity).",
         "",
         "## Boxes",
         "",
