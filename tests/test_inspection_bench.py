@@ -1,0 +1,33 @@
+"""bench/inspection.py renders unseen close-ups and wide photos at a fault rate and prints every inspector's number."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.bench_runner import run_bench_in_process
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "inspection.py"
+
+
+def test_bench_prints_detection_fault_and_verdict_numbers_beside_the_constants(trained_checkpoint, tmp_path):
+    out = tmp_path / "rows.jsonl"
+    args = ["--checkpoint", str(trained_checkpoint), "--seeds", "9001", "--closeups", "3", "--wide", "2",
+            "--size", "224x168", "--wide-scale", "2", "--fault-rate", "0.5", "--workdir", str(tmp_path / "work"),
+            "--json", str(out)]
+    code, stdout, stderr = run_bench_in_process(BENCH, args)
+    assert code == 0, stdout + stderr
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [(r["framing"], r["size"], r["photos"]) for r in rows] == [("closeup", [224, 168], 3), ("wide", [448, 336], 2)]
+    for r in rows:
+        assert re.search(rf"{r['framing']}\s+seed 9001: {r['photos']} photos, {r['faulty_photos']} with a fault, "
+                         rf"{r['faults']} faults; AP50 per label \S+ \(constant \d\.\d{{3}}\)", stdout), stdout
+        assert 0 <= r["verdict_accuracy"] <= 1
+        assert r["always_pass_accuracy"] == pytest.approx(1 - r["faulty_photos"] / r["photos"])
+        assert r["always_fail_accuracy"] == pytest.approx(r["faulty_photos"] / r["photos"])
+    assert re.search(r"faults: recall \S+ at precision .+? \(fail >= \d\.\d{2}; always pass: 0\.000, always fail: "
+                     r"1\.000 at \S+\), best recall at precision >= 0\.5: \S+, AP \S+; verdict accuracy \d\.\d{3} "
+                     r"\(always pass \d\.\d{3}, always fail \d\.\d{3}\)", stdout), stdout
