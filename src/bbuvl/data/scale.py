@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -31,6 +30,7 @@ def photo_scale(record: ImageRecord, contract: CoordinateContract) -> float:
     return shown * (record.magnified or 1.0)
 
 
+PART_QUANTILE = 0.9  # of a category's training box sides: what `part_sides` keeps
 CROP_DRAWS = 8  # crop sides per photo standing for the uniform draw (their midpoints): the quantiles move < 1%
 
 
@@ -53,8 +53,10 @@ class TrainingScale:
     low: float
     high: float
     photos: int
-    # Per category (first label level): the median side (square root of the area) of its training boxes in frame
-    # pixels, crops not counted. `auto` tiles zoom until the whole pass's parts come out at this size (docs/tiles.md).
+    # Per category (first label level): the 90th percentile side (square root of the area) of its training boxes in
+    # frame pixels, crops not counted: the size it was seen at, at its largest. Mixed framing trains a category at two
+    # sizes (screws ~20 px in whole cabinets, ~50 in close-ups) and tiles are for the larger; `auto` tiles zoom
+    # until the whole pass's parts come out at this size (docs/tiles.md, "Big parts").
     part_sides: dict[str, float] = field(default_factory=dict)
 
     @classmethod
@@ -85,7 +87,8 @@ class TrainingScale:
         weighted = sorted(w for w in weighted if w[1] > 0)
         return cls(round(_quantile(weighted, 0.5), 4), round(_quantile(weighted, 0.1), 4),
                    round(_quantile(weighted, 0.9), 4), photos,
-                   {c: round(float(statistics.median(v)), 2) for c, v in sorted(parts.items()) if v})
+                   {c: round(_quantile(sorted((side, 1.0) for side in v), PART_QUANTILE), 2)
+                    for c, v in sorted(parts.items()) if v})
 
     def save(self, directory: str | Path) -> Path:
         """Write `training_scale.json` into a checkpoint folder."""
