@@ -110,10 +110,14 @@ def describe_tiles(predictor, options, size: tuple[int, int]) -> str | None:  # 
     """One line on what tiles and zoom cost for a photo of `size`, in vision tokens; None for one pass."""
     from bbuvl.infer.tiles import plan_cost
 
-    plan = options.plan(predictor.train_scale)
+    plan = options.plan(predictor.train_scale, predictor.part_sides)
     if plan is None:
         return None
     one = predictor.contract.vision_tokens(size)
+    if plan.auto and plan.part_sides and plan.whole:
+        return (f"tiles auto + the whole photo: the grid follows the sizes of the parts the whole pass finds in each "
+                f"photo; when it finds none, the grid of the scale the checkpoint trained at: "
+                f"{plan_cost(size, plan, predictor.contract)} vision tokens for a {size[0]}x{size[1]} photo")
     cost = plan_cost(size, plan, predictor.contract)
     what = [f"tiles {options.tiles}" if options.tiles != "off" else "", "the whole photo" if plan.whole else "",
             f"zoom into {', '.join(plan.containers)}" if plan.containers else ""]

@@ -293,6 +293,7 @@ class TiledResult:
 
 
 PART_SCORE = 0.3  # whole-pass boxes at least this sure tell `auto` how large the photo's parts are
+PART_TOLERANCE = 1.5  # parts shown within this factor of their trained size get no tiles (a close-up's 1.1 is noise)
 
 
 def part_zoom(found: Sequence[TiledDetection], part_sides: Sequence[tuple[str, float]], size: Size,
@@ -357,7 +358,10 @@ def predict_tiled(predict: PredictImages, image: Image.Image, plan: TilePlan,
         dets, cost = predict_regions(predict, image, [whole_region], contract, plan.zoom)
         zoom = part_zoom(dets, plan.part_sides, size, contract)
         frame = contract.model_size(size)[0] / size[0]
-        tiles = plan.tiles(size, contract, None if zoom is None else frame * zoom)
+        if zoom is not None and zoom < PART_TOLERANCE:  # parts already near their trained size: no tiles
+            tiles = []
+        else:
+            tiles = plan.tiles(size, contract, None if zoom is None else frame * zoom)
         more, more_cost = predict_regions(predict, image, tiles, contract, plan.zoom)
         dets += more
         cost = RegionPass(cost.regions + more_cost.regions, cost.vision_tokens + more_cost.vision_tokens,

@@ -1,0 +1,39 @@
+"""Head mode's labels per box: each kept box reported with its likeliest labels, at objectness x P(label)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+from PIL import Image
+
+from bbuvl.infer.predictor import Predictor
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_checkpoint):
+    return Predictor.load(trained_checkpoint, device="cpu")
+
+
+def test_each_box_comes_with_its_two_likeliest_labels_whose_shares_of_its_objectness_sum_to_at_most_one(
+        predictor, small_dataset):
+    photo = Image.open(next((small_dataset / "images").rglob("*.jpg"))).convert("RGB")
+    options = dict(objectness_threshold=0.0, nms_iou=None, score_threshold=0.0)
+    [one] = predictor.predict([photo], "head", labels_per_box=1, **options)
+    [two] = predictor.predict([photo], "head", labels_per_box=2, **options)
+    by_box = defaultdict(list)
+    for d in two.objects:
+        by_box[tuple(d.bbox_2d)].append(d)
+    assert len(by_box) == len(one.objects) > 0  # the same boxes, each twice
+    labels = set(predictor.prompt.labels)
+    for box, found in by_box.items():
+        assert len(found) == 2 and found[0].label != found[1].label and {d.label for d in found} <= labels
+    # objectness x P(label): two labels of one box share at most its objectness, which the one-label run bounds too
+    total = {tuple(d.bbox_2d): sum(x.score for x in by_box[tuple(d.bbox_2d)]) for d in two.objects}
+    assert all(0 < t <= 1 for t in total.values())
+
+
+def test_labels_per_box_out_of_range_is_refused(predictor, small_dataset):
+    photo = Image.open(next((small_dataset / "images").rglob("*.jpg"))).convert("RGB")
+    with pytest.raises(ValueError, match="labels_per_box"):
+        predictor.predict([photo], "head", labels_per_box=0)
