@@ -162,7 +162,7 @@ def predict_key(job, checkpoint: Path, cfg, given: dict, teachers: Path | None, 
     from bbuvl.infer.resume_key import file_key, resume_key
     from bbuvl.model.checkpoint import is_plain_model_folder
 
-    options = PredictOptions.of(cfg.inference, **given).model_dump(mode="json")
+    options = PredictOptions.of(cfg.inference, **given).model_dump(mode="json", exclude={"batch_rows"})  # batching only
     options |= {"teachers": file_key(teachers)} if teachers is not None else {}
     if is_plain_model_folder(checkpoint):
         options |= {"labels": file_key(labels), "lang": lang}

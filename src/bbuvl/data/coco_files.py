@@ -62,6 +62,10 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
         rel = placer.place(src, preferred_name(src, images_dir))
         objects = [o.model_copy(update={"desc": hierarchy.canonical(o.desc) or o.desc}) for o in r.objects]
         kept.append(r.model_copy(update={"images": [rel.as_posix()], "objects": objects}))
+    if not kept:  # an empty dataset written with exit 0 reads as success
+        why = (f"; the first, {errors[0]['file']}: {errors[0]['reason']}" if errors else "")
+        raise ValueError(f"{annotations}: none of its {len(records)} photos could be used{why}. Is {images_dir} the "
+                         "folder its file_name paths are relative to? Nothing was written")
     unknown = Counter(o.desc for r in kept for o in r.objects if not hierarchy.is_valid(o.desc))
     train, val = split_items(kept, val_ratio, seed)
     extra = {"source": str(annotations), "skipped": len(errors), "outside_images_dir": outside,

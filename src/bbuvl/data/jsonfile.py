@@ -22,3 +22,5 @@ def read_json(path: str | Path, what: str = "file") -> Any:
         raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); is this a JSON file?") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not valid JSON (nested too deep to read: thousands of [ or {{)") from None

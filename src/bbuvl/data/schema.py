@@ -68,9 +68,18 @@ class ImageRecord(BaseModel):
     # run know the scale it trained at (data/scale.py), which tiles' `auto` grid reuses.
     magnified: float | None = Field(None, gt=0)
 
+    @field_validator("images")
+    @classmethod
+    def _one_photo(cls, v: list[str]) -> list[str]:
+        # Every reader takes `images[0]`: a second photo would pass every check and never be trained on or scored.
+        if len(v) > 1:
+            raise ValueError(f"a record holds one photo, this one lists {len(v)} ({', '.join(map(show_text, v[:3]))}"
+                             f"{' ...' if len(v) > 3 else ''}): write one record per photo, each with its own boxes")
+        return v
+
     @property
     def image(self) -> str:
-        """The (first) image path, relative to the JSONL file."""
+        """The image path, relative to the JSONL file."""
         return self.images[0]
 
     @property
@@ -173,6 +182,8 @@ def iter_json_lines(path: str | Path, what: str = "dataset") -> Iterator[tuple[i
                 yield no, json.loads(text.removeprefix("\ufeff"))  # files joined with `cat` carry a BOM mid-file
             except json.JSONDecodeError as e:
                 yield no, DatasetError(path, no, f"invalid JSON: {e.msg} at column {e.colno}")
+            except RecursionError:  # `[[[[...` thousands deep: no record is, and Python's parser cannot follow
+                yield no, DatasetError(path, no, "invalid JSON: nested too deep to read (thousands of [ or {)")
 
 
 def iter_dataset(path: str | Path) -> Iterator[Row]:

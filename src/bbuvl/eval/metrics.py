@@ -152,6 +152,11 @@ def _evaluate(records: list[ImageRecord], gt_path: str | Path, lines: list[Predi
     if not 0.0 <= min_score <= 1.0:
         raise ValueError(f"--min-score must be in [0, 1], got {min_score}")
     _check_something_to_score(records, gt_path, lines, pred_path)
+    depth = label_levels([o.desc for r in records for o in r.objects])
+    if level is not None and not 1 <= level <= depth:
+        # Deeper than every label, level N is the full label: the report would say "level 99" and mean "full".
+        raise ValueError(f"--level {level}: the labels of {gt_path} have {depth} level{'s' if depth > 1 else ''} "
+                         f"(category/attribute/...); give 1 to {depth}, or leave --level out for the full label")
     records, lines = _one_spelling(records, lines)
     alignment = align_predictions(records, gt_path, lines, pred_path)
     per_image = [p.objects if p is not None else [] for p in alignment.predictions]

@@ -207,7 +207,7 @@ def repair_output(path: Path, rewrite: bool = True) -> tuple[set[str], Repair]:
 def _image_of(line: bytes) -> str | None:
     try:
         data = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     image = data.get("image") if isinstance(data, dict) else None
     return image if isinstance(image, str) else None

@@ -11,6 +11,9 @@ config, the coordinate contract and the prompt — everything inference needs to
       coordinate_contract.json            min/max pixels of the model frame
       training_scale.json                 frame pixels per photo pixel the run trained at (tiles: auto)
       prompt.json                         system prompt, label vocabulary, language
+      content_digest.json                 SHA-256 of every file above, for resumes (model/identity.py)
+
+Every file is checked when the folder is read, each error naming the file (model/checkpoint_files.py).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.families import family_of
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.scale import TrainingScale
+from bbuvl.model.checkpoint_files import check_module_state, check_prompt, json_problem, template_problem
 from bbuvl.model.identity import record_digests
 
 HEAD_FILE = "detection_head.safetensors"
@@ -58,8 +62,12 @@ class Prompt:
 
     @classmethod
     def load(cls, directory: str | Path) -> "Prompt":
-        """Read prompt.json."""
-        return cls(**read_json(Path(directory) / PROMPT_FILE, "prompt file"))
+        """Read prompt.json; CheckpointError naming the file when it is not an object of exactly its three keys."""
+        path = Path(directory) / PROMPT_FILE
+        try:
+            return cls(**check_prompt(read_json(path, "prompt file"), path))
+        except ValueError as e:
+            raise CheckpointError(str(e)) from None
 
 
 def is_peft(model: torch.nn.Module) -> bool:
@@ -143,7 +151,7 @@ def checkpoint_problem(directory: str | Path) -> str | None:
             verify_safetensors(w)
         except CheckpointError as e:
             return str(e).split(";")[0]
-    return None
+    return json_problem(directory) or template_problem(directory)
 
 
 def load_weights_into(model: Any, directory: str | Path) -> None:
@@ -175,7 +183,12 @@ def load_extra_modules(model: Any, directory: str | Path) -> None:
         file = Path(directory) / name
         if not file.exists():
             raise FileNotFoundError(f"{file}: missing, but the checkpoint's config sets {what}")
-        module.load_state_dict(load_file(file))
+        saved = load_file(file)
+        try:
+            check_module_state(file, module.state_dict(), saved, "detection.*" if name == HEAD_FILE else what)
+        except ValueError as e:
+            raise CheckpointError(str(e)) from None
+        module.load_state_dict(saved)
         module.to(device)
 
 
@@ -229,6 +242,8 @@ def read_model_folder(path: str | Path, labels: list[str] | None = None, lang: s
     if is_plain_model_folder(path):
         if labels is None:
             raise ValueError(f"{path} is a plain model folder (no {CONFIG_FILE}): give the labels it answers with")
+        if problem := json_problem(path) or template_problem(path):
+            raise CheckpointError(f"{path}: damaged model folder ({problem}); re-copy it or use another")
         return _plain_folder(path, labels, lang, cfg)
     if labels is not None or cfg is not None:
         raise ValueError(f"{path}: a checkpoint written by bbu-vl answers with the labels and config it was trained "

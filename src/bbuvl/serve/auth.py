@@ -18,6 +18,7 @@ from pathlib import Path
 
 ENV_VAR = "BBUVL_API_KEYS"
 MIN_KEY_LENGTH = 16
+BOM = "\ufeff"  # a byte-order mark: Windows editors start a file with one, `cat` puts one mid-file
 
 
 def _digest(key: str) -> bytes:
@@ -62,11 +63,40 @@ def _basic_password(credentials: str) -> str | None:
 
 
 def read_keys(key_file: str | Path | None = None, environ: dict[str, str] | None = None) -> KeyStore:
-    """Keys from `key_file` (one per line, blank lines and `#` comments skipped) and from $BBUVL_API_KEYS (commas)."""
+    """Keys from `key_file` (one per line, blank lines and `#` comments skipped) and from $BBUVL_API_KEYS (commas).
+
+    Editors add what no client sends: a byte-order mark (Notepad), CR line ends, UTF-16, trailing spaces. Each
+    would make a key that never matches (every request a 401), so they are removed, and a key holding any other
+    character a header cannot carry as typed (outside printable ASCII) is refused, naming the line.
+    """
     environ = os.environ if environ is None else environ
     keys: list[str] = []
     if key_file is not None:
-        text = Path(key_file).read_text(encoding="utf-8")
-        keys += [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    keys += [k.strip() for k in environ.get(ENV_VAR, "").split(",") if k.strip()]
+        for no, line in enumerate(_key_lines(Path(key_file)), start=1):
+            key = line.replace(BOM, "").strip()
+            if key and not key.startswith("#"):
+                keys.append(_printable(key, f"{key_file}: line {no}"))
+        if not keys and not environ.get(ENV_VAR, "").strip():
+            raise ValueError(f"{key_file}: holds no API key (only blank lines and # comments); put one key per line")
+    keys += [_printable(k.strip(), f"${ENV_VAR}") for k in environ.get(ENV_VAR, "").split(",") if k.strip()]
     return KeyStore(keys)
+
+
+def _key_lines(path: Path) -> list[str]:
+    """The lines of a key file: UTF-8 (with or without a BOM) or UTF-16 with its BOM; any line end."""
+    raw = path.read_bytes()
+    encoding = "utf-16" if raw.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
+    try:
+        return raw.decode(encoding).splitlines()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save the key file as UTF-8") from None
+
+
+def _printable(key: str, where: str) -> str:
+    """`key` when every character is printable ASCII, else ValueError naming `where` and the first other character."""
+    for i, ch in enumerate(key):
+        if not (" " <= ch <= "~"):
+            raise ValueError(f"{where}: the API key holds U+{ord(ch):04X} at character {i + 1}, which no client sends as "
+                             "typed (an invisible or non-ASCII character pasted in?); keys are printable ASCII, "
+                             "e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+    return key

@@ -88,9 +88,31 @@ async def image_bytes(request: Request, limit: int) -> bytes:
     return decode_base64(payload["image"], "image")
 
 
+MAX_JSON_DEPTH = 32  # an OpenAI-style chat body nests 6 deep; deeper is no request this server answers
+
+
 def parse_json(body: bytes) -> Any:
-    """The JSON value of a body; ApiError 400 when it is not JSON."""
+    """The JSON value of a body; ApiError 400 when it is not JSON or nests deeper than `MAX_JSON_DEPTH`."""
+    too_deep = ApiError(400, "json_too_deep", f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels of [ and {{; "
+                        "no request to this server needs that many")
     try:
-        return json.loads(body)
+        value = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from None
+    except RecursionError:  # the parser's own limit (~1,000 levels): answered as any other too-deep body
+        raise too_deep from None
+    if _depth_exceeds(value, MAX_JSON_DEPTH):
+        raise too_deep
+    return value
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """True when `value` nests lists and objects more than `limit` deep (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (list, dict)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return False

@@ -42,6 +42,7 @@ from bbuvl.train.caption_refit import CaptionRefitCallback, training_photos
 from bbuvl.train.callbacks import EpochCallback, NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
 from bbuvl.train.dataset import ConversationDataset, SourcedRecord, read_training_data, sources_from
 from bbuvl.train.monitors import health_summary, training_health
+from bbuvl.train.held_out import check_held_out
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, optimizer_groups
 from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_run_inputs, checkpoint_incomplete, latest_complete_checkpoint,
                                  prepare_output_dir)
@@ -224,7 +225,7 @@ class BBUTrainer(Trainer):
         record = {"step": self.state.global_step + 1, "loss_terms": {k: _finite_float(v) for k, v in parts.computed().items()},
                   "images": [m.get("images") for m in inputs.meta], "rows": rows}
         path = folder / f"step{self.state.global_step + 1:07d}_{len(list(folder.glob('*.json')))}.json"
-        path.write_text(json.dumps(record, ensure_ascii=False, indent=1, allow_nan=True), encoding="utf-8")
+        write_text_atomic(path, json.dumps(record, ensure_ascii=False, indent=1, allow_nan=True))
         log.warning("non-finite loss %s at step %d; batch written to %s", record["loss_terms"].get("loss"), record["step"], path)
 
     def floating_point_ops(self, inputs: Batch) -> int:
@@ -373,6 +374,7 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
     check_run_inputs(out, {"model.path": cfg.model.path, "data.train": cfg.data.train, "data.val": cfg.data.val,
                            "data.teachers": cfg.data.teachers, "--resume-from": resume if isinstance(resume, str) else None},
                      overwrite)
+    check_held_out(cfg)  # before the folder is touched: validation shown in training is no run to start
     prepare_output_dir(out, resume=bool(resume), overwrite=overwrite)
     ckpt = None
     if isinstance(resume, str):
@@ -417,6 +419,7 @@ def dry_run(cfg: Config) -> dict[str, Any]:
     """Config check, model load, one batch forward + backward: memory and token counts, no optimizer step."""
     import resource
 
+    check_held_out(cfg)
     run = build_run(cfg)
     batch = run.collator([run.train_dataset[i] for i in range(min(cfg.training.per_device_batch_size, len(run.train_dataset)))])
     run.model.train()

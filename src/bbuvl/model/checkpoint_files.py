@@ -1,0 +1,104 @@
+"""Every file of a checkpoint read with an error that names the file and what is wrong in it.
+
+A checkpoint is read by HF (config.json, tokenizer and processor files, the chat template, the weights) and by
+us (bbuvl.yaml, prompt.json, the contract, the scale, the head, vision positions and coordinate read-out). A
+hand-edited or damaged file used to end in a traceback far from the cause (a `TypeError` inside HF, a shape
+mismatch inside `load_state_dict`). So each is checked when the folder is read, before any weights load: JSON
+files parse to an object, the chat template compiles, prompt.json has exactly its three keys, and each module
+file holds exactly the tensors, shapes and finite values the run config builds.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+PROMPT_KEYS = {"system": str, "labels": list, "lang": str}
+LANGS = ("zh", "en")
+
+
+def json_problem(folder: Path) -> str | None:
+    """Why one of a model folder's JSON files cannot be read as HF and bbu-vl read it (None when all can)."""
+    from bbuvl.data.jsonfile import read_json
+
+    for path in sorted(folder.glob("*.json")):
+        try:
+            data = read_json(path)
+        except (ValueError, OSError) as e:
+            return str(e).replace(f"{path}: ", f"{path.name}: ", 1)
+        if not isinstance(data, dict):
+            return f"{path.name}: holds a JSON {type(data).__name__}, expected an object ({{...}})"
+    return None
+
+
+def template_problem(folder: Path) -> str | None:
+    """Why a model folder's chat template does not compile (None when it does, or there is none)."""
+    import jinja2
+
+    path = folder / "chat_template.jinja"
+    if not path.is_file():
+        return None
+    try:
+        jinja2.Environment().parse(path.read_text(encoding="utf-8"))
+    except jinja2.TemplateSyntaxError as e:
+        return f"{path.name}: line {e.lineno}: not a valid chat template ({e.message})"
+    except UnicodeDecodeError as e:
+        return f"{path.name}: not UTF-8 text ({e.reason} at byte {e.start})"
+    return None
+
+
+def check_prompt(data: Any, path: Path) -> dict[str, Any]:
+    """prompt.json's fields; ValueError naming the file and the problem (a list, a missing or unknown key, a type)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: holds a JSON {type(data).__name__}, expected an object with "
+                         f"{', '.join(PROMPT_KEYS)}")
+    missing = [k for k in PROMPT_KEYS if k not in data]
+    unknown = [k for k in data if k not in PROMPT_KEYS]
+    if missing or unknown:
+        what = ([f"missing {', '.join(repr(k) for k in missing)}"] if missing else []) + \
+               ([f"unknown key {', '.join(repr(k) for k in unknown)}"] if unknown else [])
+        raise ValueError(f"{path}: {'; '.join(what)} (prompt.json holds exactly {', '.join(PROMPT_KEYS)})")
+    for key, kind in PROMPT_KEYS.items():
+        if not isinstance(data[key], kind):
+            raise ValueError(f"{path}: '{key}' must be a JSON {'string' if kind is str else 'list'}, got "
+                             f"{type(data[key]).__name__} {data[key]!r:.60}")
+    bad = [label for label in data["labels"] if not isinstance(label, str) or not label.strip()]
+    if bad:
+        raise ValueError(f"{path}: 'labels' must be non-empty strings, got {bad[0]!r:.60}")
+    if data["lang"] not in LANGS:
+        raise ValueError(f"{path}: 'lang' must be one of {', '.join(LANGS)}, got {data['lang']!r:.60}")
+    return data
+
+
+def check_module_state(path: Path, expected: Mapping[str, torch.Tensor], saved: Mapping[str, torch.Tensor],
+                       built_by: str) -> None:
+    """Raise ValueError naming `path` when `saved` is not exactly `expected`'s tensors: a missing or unknown tensor,
+    another shape, or a value that is not finite. `built_by` names the config keys the module is built from."""
+    missing = [k for k in expected if k not in saved]
+    unknown = [k for k in saved if k not in expected]
+    shapes = [(k, tuple(saved[k].shape), tuple(v.shape)) for k, v in expected.items()
+              if k in saved and saved[k].shape != v.shape]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} tensor{'s' if len(missing) > 1 else ''} missing ({_few(missing)})")
+    if unknown:
+        problems.append(f"{len(unknown)} unknown tensor{'s' if len(unknown) > 1 else ''} ({_few(unknown)})")
+    if shapes:
+        shown = ", ".join(f"{k} is {list(s)}, the config builds {list(e)}" for k, s, e in shapes[:3])
+        problems.append(f"{len(shapes)} of another shape ({shown}{' ...' if len(shapes) > 3 else ''})")
+    if problems:
+        raise ValueError(f"{path}: does not fit the module the checkpoint's bbuvl.yaml builds ({built_by}): "
+                         f"{'; '.join(problems)}. The file and bbuvl.yaml come from different runs; re-copy the "
+                         "checkpoint or use another")
+    for k, v in saved.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            bad = int((~torch.isfinite(v)).sum())
+            raise ValueError(f"{path}: tensor {k} holds {bad} value{'s' if bad > 1 else ''} that are not finite "
+                             f"(NaN or infinity) of {math.prod(v.shape)}; the checkpoint is damaged: use another")
+
+
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")

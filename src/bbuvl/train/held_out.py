@@ -1,0 +1,93 @@
+"""Validation stays out of training: data.val is never also data.train or the teacher pool, nor shares photos with it.
+
+Teachers are shown to the model with their answers, so a teacher pool that is the validation file (or holds its
+photos) shows the validation answers during training, and the validation loss then measures recall, not
+learning. The same holds for data.train. Files are compared as the file system sees them (a symbolic link, a
+hard link or another spelling of the path is the same file) and by content (a copy is the same data); photos
+by the file each resolves to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from bbuvl.config import Config
+from bbuvl.data.schema import iter_dataset, resolve_image
+
+
+class HeldOutError(ValueError):
+    """A training input is, or holds photos of, the validation set."""
+
+
+def check_held_out(cfg: Config) -> None:
+    """Raise HeldOutError when data.train, or a teacher pool shown in training, is data.val or shares photos with it."""
+    if cfg.data.val is None:
+        return
+    val = _path(cfg.data.val)
+    shown = {"data.train": cfg.data.train}
+    if cfg.training.method == "sft" and cfg.data.teachers and cfg.data.teacher_ratio > 0 and cfg.data.num_teachers > 0:
+        shown["data.teachers"] = cfg.data.teachers
+    for key, value in shown.items():
+        path = _path(value)
+        how = _same_data(path, val)
+        if how:
+            raise HeldOutError(f"{key} {value} and data.val {cfg.data.val} {how}: the validation answers would be "
+                               f"shown in training{' as teacher examples' if key == 'data.teachers' else ''}, and the "
+                               "validation loss would measure recall, not learning. Give data.val photos the run never "
+                               "sees (`bbuvl data split` writes train, val and a teacher pool drawn from train)")
+    if "data.teachers" in shown:
+        val_photos = _photo_ids(val)
+        teachers = _path(shown["data.teachers"])
+        both = [(line, name) for line, name, key in _photos(teachers) if key in val_photos]
+        if both:
+            line, name = both[0]
+            raise HeldOutError(f"{teachers}:{line}: teacher photo {name} is also a photo of data.val {cfg.data.val} "
+                               f"({len(both)} teacher photo{'s' if len(both) > 1 else ''} in all): its answer would be "
+                               "shown in training. Draw the teacher pool from the training photos "
+                               "(`bbuvl data teachers TRAIN.jsonl`)")
+
+
+def _path(value: str) -> Path:
+    return Path(os.path.expanduser(os.path.expandvars(value)))
+
+
+def _same_data(a: Path, b: Path) -> str | None:
+    """How `a` and `b` are the same data ("are one file", "hold the same bytes"), None when they are not."""
+    if not (a.is_file() and b.is_file()):
+        return None  # a missing file is the data reader's error to name
+    if a.resolve() == b.resolve() or os.path.samefile(a, b):
+        return "are the same file"
+    if a.stat().st_size == b.stat().st_size and _sha256(a) == _sha256(b):
+        return "hold the same bytes"
+    return None
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _photos(dataset: Path) -> list[tuple[int, str, tuple]]:
+    """(line, photo name, the file it resolves to) for every student photo of a dataset; bad lines are skipped here
+    (the training data reader names them)."""
+    out = []
+    for row in iter_dataset(dataset):
+        if row.sample is not None:
+            image = row.sample.student.image
+            out.append((row.line, image, _file_id(resolve_image(dataset, image))))
+    return out
+
+
+def _photo_ids(dataset: Path) -> set[tuple]:
+    return {key for _, _, key in _photos(dataset)} if dataset.is_file() else set()
+
+
+def _file_id(path: Path) -> tuple:
+    """The file a path names: its device and inode when it exists (links and spellings agree), else its resolved path."""
+    try:
+        st = path.stat()
+        return (st.st_dev, st.st_ino)
+    except OSError:
+        return (str(path.resolve()),)
