@@ -21,10 +21,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from bbuvl.data.boxes import box_iou
 from bbuvl.data.faults import Faults
 from bbuvl.data.schema import ImageRecord
-from bbuvl.infer.verdict import FAIL, PASS, REVIEW, VERDICTS, VerdictThresholds, judge
+from bbuvl.eval.match_many import _iou
+from bbuvl.infer.verdict import FAIL, PASS, REVIEW, VERDICTS, VerdictThresholds, verdict_of
 
 CURVE_POINTS = 101  # the PR curve in METRICS.json is thinned to at most this many operating points
 PRECISION_LEVELS = (0.5, 0.6, 0.8)  # recall reported at these precisions (the bars docs/faults.md quotes)
@@ -165,47 +165,112 @@ def fault_metrics(records: Sequence[ImageRecord], predictions: Sequence[Sequence
     if not len(records) == len(predictions) == len(failed):
         raise ValueError(f"{len(records)} photos, {len(predictions)} prediction lists and {len(failed)} failed flags")
     notes = [] if faults else ["the hierarchy marks no fault: every photo passes (mark states \"fault\": true, docs/faults.md)"]
-    hits: list[tuple[float, bool]] = []
-    n_gt, photo_missed = 0, []
-    for record, objects in zip(records, predictions):
-        found, gt_faults = _match_faults(record, objects, faults, iou)
-        hits += found
-        n_gt += gt_faults
-        photo_missed.append(gt_faults - sum(tp for _, tp in found))
-    objects = _object_faults(hits, n_gt, records, faults, thresholds, iou)
+    ids = _LabelIds(faults)
+    n = len(records)
+    # Labels first: only a judged part's box is read (a record's fields cost an attribute lookup each).
+    gt = _Judged.of([[(o.bbox_2d, 1.0, d) for o in r.objects if ids(d := o.desc)[1] >= 0] for r in records], ids)
+    pred = _Judged.of([[(o["bbox_2d"], o["score"], o["label"]) for o in objs if ids(o["label"])[1] >= 0]
+                       for objs in predictions], ids)
+    fault_match, kind_match = _match(gt, pred, iou)
 
-    verdicts = [judge([(o["bbox_2d"], o["label"], o["score"]) for o in objs], faults, thresholds, bad)
-                for objs, bad in zip(predictions, failed)]
-    truth = [any(faults.is_fault(o.desc) for o in r.objects) for r in records]
-    photos, photo_notes = _photo_faults(truth, [v.verdict for v in verdicts], [v.score for v in verdicts])
-    best = [max((o["score"] for o in objs if faults.is_fault(o["label"])), default=None) for objs in predictions]
-    return FaultMetrics(sorted(faults.labels), thresholds, objects, photos, _state_confusions(records, predictions, faults, iou),
-                        truth, best, [v.verdict for v in verdicts], photo_missed, faults, notes + photo_notes)
-
-
-def _match_faults(record: ImageRecord, objects: Sequence[dict[str, Any]], faults: Faults,
-                  iou: float) -> tuple[list[tuple[float, bool]], int]:
-    """One photo's predicted faults as (score, found a ground-truth fault), and its number of ground-truth faults."""
-    gt = [(faults.canonical(o.desc), o.bbox_2d) for o in record.objects if faults.is_fault(o.desc)]
-    pred = sorted(((faults.canonical(o["label"]), o["bbox_2d"], o["score"]) for o in objects if faults.is_fault(o["label"])),
-                  key=lambda p: -p[2])
-    if not pred:
-        return [], len(gt)
-    ious = box_iou(np.asarray([p[1] for p in pred], dtype=np.float64).reshape(-1, 4),
-                   np.asarray([g[1] for g in gt], dtype=np.float64).reshape(-1, 4))
-    free = np.ones(len(gt), dtype=bool)
-    out = []
-    for i, (label, _, score) in enumerate(pred):
-        allowed = free & np.array([g[0] == label for g in gt], dtype=bool) & (ious[i] >= iou)
-        j = int(np.argmax(np.where(allowed, ious[i], -1.0))) if allowed.any() else None
-        if j is not None:
-            free[j] = False
-        out.append((float(score), j is not None))
-    return out, len(gt)
+    is_fault = pred.fault >= 0
+    found = np.zeros(len(pred.fault), dtype=bool)
+    found[list(fault_match)] = True
+    hits = list(zip(pred.score[is_fault].tolist(), found[is_fault].tolist()))
+    gt_faults = np.bincount(gt.photo[gt.fault >= 0], minlength=n)
+    found_per_photo = np.bincount(pred.photo[found], minlength=n)
+    best_score = np.full(n, -np.inf)
+    np.maximum.at(best_score, pred.photo[is_fault], pred.score[is_fault])
+    best = [None if b == -np.inf else float(b) for b in best_score]
+    truth = (gt_faults > 0).tolist()
+    # "Always fail": every true part of a judged kind called faulty in each fault state of its kind, on its own box.
+    fault_states = np.array([len(faults.kinds[kind].faults) for kind in ids.kinds], dtype=np.int64)
+    objects = _object_faults(hits, int(gt_faults.sum()), int(fault_states[gt.kind].sum()), thresholds, iou)
+    verdicts = [verdict_of(score, bad, thresholds) for score, bad in zip(best, failed)]
+    photos, photo_notes = _photo_faults(truth, verdicts, [0.0 if b is None else b for b in best])
+    states = _state_confusions(faults, ids, gt, pred, kind_match)
+    return FaultMetrics(sorted(faults.labels), thresholds, objects, photos, states, truth, best, verdicts,
+                        (gt_faults - found_per_photo).tolist(), faults, notes + photo_notes)
 
 
-def _object_faults(hits: list[tuple[float, bool]], n_gt: int, records: Sequence[ImageRecord], faults: Faults,
-                   thresholds: VerdictThresholds, iou: float) -> ObjectFaults:
+class _LabelIds:
+    """Each distinct label's fault id (-1: not a fault), kind and state index (-1: not a judged kind), worked out once:
+    a dataset repeats a few dozen labels hundreds of thousands of times."""
+
+    def __init__(self, faults: Faults):
+        self.faults = faults
+        self.kinds = list(faults.kinds)
+        self.fault_ids = {label: i for i, label in enumerate(sorted(faults.labels))}
+        self._ids: dict[str, tuple[int, int, int]] = {}
+
+    def __call__(self, label: str) -> tuple[int, int, int]:
+        """`(fault id, kind index, state index)` of a label."""
+        if label not in self._ids:
+            canonical = self.faults.canonical(label)
+            ks = self.faults.kind_state(label)
+            kind = -1 if ks is None else self.kinds.index(ks[0])
+            state = -1 if ks is None else self.faults.kinds[ks[0]].states.index(ks[1])
+            self._ids[label] = (self.fault_ids.get(canonical, -1) if canonical else -1, kind, state)
+        return self._ids[label]
+
+
+@dataclass
+class _Judged:
+    """The boxes of judged kinds (fault labels are states of them) of every photo in one array, each photo's in
+    descending score order: boxes `[M, 4]`, score, photo, fault id, kind, state `[M]`, each photo's first at `start`."""
+
+    boxes: np.ndarray
+    score: np.ndarray
+    photo: np.ndarray
+    fault: np.ndarray
+    kind: np.ndarray
+    state: np.ndarray
+    start: np.ndarray
+
+    @classmethod
+    def of(cls, per_photo: Sequence[Sequence[tuple[Sequence[float], float, str]]], ids: _LabelIds) -> "_Judged":
+        rows = [(box, score, k, *ids(label)) for k, items in enumerate(per_photo)
+                for box, score, label in sorted(items, key=lambda item: -item[1]) if ids(label)[1] >= 0]
+        counts = np.bincount(np.array([r[2] for r in rows], dtype=np.int64), minlength=len(per_photo))
+        col = [np.array([r[i] for r in rows], dtype=np.float64 if i < 2 else np.int64) for i in range(1, 6)]
+        return cls(np.array([r[0] for r in rows], dtype=np.float64).reshape(-1, 4), *col, np.r_[0, np.cumsum(counts)])
+
+
+def _match(gt: _Judged, pred: _Judged, iou: float) -> tuple[dict[int, int], dict[int, int]]:
+    """Predictions matched greedily in score order to the free ground-truth box they overlap most at IoU >= `iou`:
+    faults to faults of the same label, any judged box to a part of its kind. `{prediction: ground truth}` each.
+
+    Every (prediction, ground truth) pair of a photo has its IoU computed in one array (`_iou`, as eval/match_many.py
+    does); the greedy walk then visits only the pairs that may match (few: a box overlaps few others at 0.5)."""
+    n_pred, n_gt = np.diff(pred.start), np.diff(gt.start)
+    pairs = n_pred * n_gt
+    photo = np.repeat(np.arange(len(pairs)), pairs)
+    offset = np.arange(int(pairs.sum())) - np.repeat(np.cumsum(pairs) - pairs, pairs)
+    p = pred.start[:-1][photo] + offset // np.maximum(n_gt[photo], 1)
+    g = gt.start[:-1][photo] + offset % np.maximum(n_gt[photo], 1)
+    overlap = _iou(pred.boxes[p], gt.boxes[g])
+    close = overlap >= iou
+    same_fault = close & (pred.fault[p] >= 0) & (pred.fault[p] == gt.fault[g])
+    same_kind = close & (pred.kind[p] == gt.kind[g])
+    return _greedy(p[same_fault], g[same_fault], overlap[same_fault]), _greedy(p[same_kind], g[same_kind], overlap[same_kind])
+
+
+def _greedy(p: np.ndarray, g: np.ndarray, overlap: np.ndarray) -> dict[int, int]:
+    """Candidate pairs walked by prediction (each photo's in score order), each one's best overlap first, ties to the
+    earlier ground-truth box as `np.argmax` breaks them: `{prediction: ground truth}`."""
+    taken: set[int] = set()
+    out: dict[int, int] = {}
+    order = np.lexsort((g, -overlap, p))
+    for i, j in zip(p[order].tolist(), g[order].tolist()):
+        if i not in out and j not in taken:
+            out[i] = j
+            taken.add(j)
+    return out
+
+
+def _object_faults(hits: list[tuple[float, bool]], n_gt: int, calls: int, thresholds: VerdictThresholds,
+                   iou: float) -> ObjectFaults:
+    """Object-level scores from every predicted fault's (score, found); `calls`: what "always fail" predicts."""
     hits = sorted(hits, key=lambda h: -h[0])
     curve = _pr_curve(hits, n_gt)
 
@@ -214,9 +279,6 @@ def _object_faults(hits: list[tuple[float, bool]], n_gt: int, records: Sequence[
         tp = sum(kept)
         return ObjectScores(tp / n_gt if n_gt else None, tp / len(kept) if kept else None, _ap(curve, n_gt), tp, len(kept))
 
-    # "Always fail": every true part of a judged kind called faulty in each fault state of its kind, on its own box.
-    parts = [faults.kind_state(o.desc) for r in records for o in r.objects]
-    calls = sum(len(faults.kinds[p[0]].faults) for p in parts if p is not None)
     fail_precision = n_gt / calls if calls else None
     always_fail = ObjectScores(1.0 if n_gt else None, fail_precision, fail_precision if n_gt else None, n_gt, calls)
     always_pass = ObjectScores(0.0 if n_gt else None, None, 0.0 if n_gt else None, 0, 0)
@@ -285,34 +347,22 @@ def _photo_faults(truth: list[bool], verdicts: list[str], scores: list[float]) -
     return PhotoFaults(n, sum(truth), counts, model, always_pass, always_fail), notes
 
 
-def _state_confusions(records: Sequence[ImageRecord], predictions: Sequence[Sequence[dict[str, Any]]], faults: Faults,
-                      iou: float) -> list[StateConfusion]:
-    table = {kind: (np.zeros((len(k.states), len(k.states)), dtype=int), np.zeros(len(k.states), dtype=int))
-             for kind, k in faults.kinds.items()}
-    for record, objects in zip(records, predictions):
-        gt = [(ks, o.bbox_2d) for o in record.objects if (ks := faults.kind_state(o.desc)) is not None]
-        pred = sorted(((ks, o["bbox_2d"], o["score"]) for o in objects if (ks := faults.kind_state(o["label"])) is not None),
-                      key=lambda p: -p[2])
-        free = [True] * len(gt)
-        if gt and pred:
-            ious = box_iou(np.asarray([p[1] for p in pred], dtype=np.float64), np.asarray([g[1] for g in gt], dtype=np.float64))
-            for i, ((kind, state), _, _) in enumerate(pred):
-                allowed = np.array([f and g[0][0] == kind for f, g in zip(free, gt)]) & (ious[i] >= iou)
-                if not allowed.any():
-                    continue
-                j = int(np.argmax(np.where(allowed, ious[i], -1.0)))
-                free[j] = False
-                states = faults.kinds[kind].states
-                table[kind][0][states.index(gt[j][0][1]), states.index(state)] += 1
-        for (kind, state), is_free in zip((g[0] for g in gt), free):
-            if is_free:
-                table[kind][1][faults.kinds[kind].states.index(state)] += 1
+def _state_confusions(faults: Faults, ids: _LabelIds, gt: _Judged, pred: _Judged,
+                      kind_match: dict[int, int]) -> list[StateConfusion]:
+    """Per judged kind, true state x predicted state of the parts a box of their kind found, and the parts none found."""
     out = []
-    for kind, (counts, missed) in table.items():
-        k = faults.kinds[kind]
+    matched_gt = np.full(len(gt.kind), -1)
+    matched_gt[list(kind_match.values())] = list(kind_match)
+    for k, kind in enumerate(ids.kinds):
+        fk = faults.kinds[kind]
+        counts = np.zeros((len(fk.states), len(fk.states)), dtype=int)
+        mine = gt.kind == k
+        hit = mine & (matched_gt >= 0)
+        np.add.at(counts, (gt.state[hit], pred.state[matched_gt[hit]]), 1)
+        missed = np.bincount(gt.state[mine & (matched_gt < 0)], minlength=len(fk.states))
         found = int(counts.sum())
-        faulty_rows = int(sum(counts[i].sum() for i, s in enumerate(k.states) if s in k.faults))
-        out.append(StateConfusion(kind, list(k.states), list(k.faults), counts.tolist(), missed.tolist(),
+        faulty_rows = int(sum(counts[i].sum() for i, s in enumerate(fk.states) if s in fk.faults))
+        out.append(StateConfusion(kind, list(fk.states), list(fk.faults), counts.tolist(), missed.tolist(),
                                   float(np.trace(counts)) / found if found else None,
                                   (found - faulty_rows) / found if found else None, faulty_rows / found if found else None))
     return out

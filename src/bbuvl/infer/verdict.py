@@ -118,26 +118,30 @@ class Verdict:
                            for f in self.faults]}
 
 
-def photo_fault_score(labels: Sequence[str], scores: Sequence[float], faults: Faults) -> float:
-    """The best score of a fault among the predicted objects (0.0 without one)."""
-    return max((s for label, s in zip(labels, scores) if faults.is_fault(label)), default=0.0)
-
-
 def judge(objects: Sequence[tuple[Sequence[float], str, float]], faults: Faults, thresholds: VerdictThresholds,
           failed: bool = False) -> Verdict:
     """The verdict of one photo from its predicted `(bbox_2d, label, score)` objects; `failed`: no usable answer."""
     found = sorted((FoundFault(label, float(score), [float(v) for v in box])
                     for box, label, score in objects if faults.is_fault(label)), key=lambda f: -f.score)
+    verdict = verdict_of(found[0].score if found else None, failed, thresholds)
     score = found[0].score if found else 0.0
     shown = [f for f in found if f.score >= thresholds.review]
-    if score >= thresholds.fail and found:
-        return Verdict(FAIL, score, shown, f"{found[0].label} scored {score:.2f} (fail at {thresholds.fail:g})")
-    if failed:
+    if verdict == PASS:
+        return Verdict(PASS, score, [], None)
+    if failed and (not found or score < thresholds.fail):
         return Verdict(REVIEW, score, shown, "no usable answer for this photo: a person must look")
-    if score >= thresholds.review and found:
-        return Verdict(REVIEW, score, shown, f"{found[0].label} scored {score:.2f} (review from {thresholds.review:g}, "
-                                              f"fail at {thresholds.fail:g})")
-    return Verdict(PASS, score, [], None)
+    bound = f"fail at {thresholds.fail:g}" if verdict == FAIL else f"review from {thresholds.review:g}, fail at {thresholds.fail:g}"
+    return Verdict(verdict, score, shown, f"{found[0].label} scored {score:.2f} ({bound})")
+
+
+def verdict_of(best: float | None, failed: bool, thresholds: VerdictThresholds) -> str:
+    """The verdict of a photo whose best predicted fault scores `best` (None: no fault predicted); `failed`: no
+    usable answer came back for it."""
+    if best is not None and best >= thresholds.fail:
+        return FAIL
+    if failed or (best is not None and best >= thresholds.review):
+        return REVIEW
+    return PASS
 
 
 def checkpoint_verdict(checkpoint: str | Path) -> tuple[VerdictThresholds, str | None, str]:
