@@ -227,3 +227,19 @@ def test_auto_zooms_until_the_smallest_trained_parts_come_out_at_their_trained_s
     unsure = tiled((0, 0, 80, 80), score=0.1, zoom=1.0, whole=True)
     from_a_tile = tiled((0, 0, 80, 80))
     assert part_zoom([unsure, from_a_tile], sides, size, contract) is None
+
+
+def test_auto_with_part_sides_cuts_the_grid_the_whole_pass_s_screws_ask_for():
+    contract = CoordinateContract(min_pixels=3136, max_pixels=448 * 336)
+    photo = Image.new("RGB", (1792, 1344))  # its whole frame is 448x336: a quarter of its side
+
+    def screws(score):  # every region answers one screw 20 px wide in its own crop's pixels
+        return lambda crops: [([([10.0, 10.0, 30.0, 30.0], SCREW, score)], None) for _ in crops]
+
+    def regions(trained_side, score=0.9):
+        plan = TilePlan(auto=True, whole=True, part_sides=(("螺丝连接点", trained_side),))
+        return predict_tiled(screws(score), photo, plan, contract).regions
+
+    assert len(regions(50.0)) == 1 + 3 * 3  # zoom 2.5: the photo shown at 0.625, a 3x3 grid
+    assert regions(25.0) == [(0, 0, 1792, 1344)]  # zoom 1.25: near the trained size already, no tiles
+    assert len(regions(50.0, score=0.1)) == 1 + 4 * 4  # no sure screw: the frame scale's grid (trained at 1.0)
