@@ -19,6 +19,11 @@ HEADLINE: tuple[tuple[str, tuple[str, ...], bool], ...] = (
     ("missed objects", ("errors", "missed"), False),
     ("extra objects", ("errors", "extra"), False),
     ("parse failure rate", ("parse_failure_rate",), False),
+    ("fault recall (score >= fail)", ("faults", "objects", "at_fail", "recall"), True),
+    ("fault precision (score >= fail)", ("faults", "objects", "at_fail", "precision"), True),
+    ("fault AP", ("faults", "objects", "at_fail", "AP"), True),
+    ("photo verdict accuracy (fail)", ("faults", "photos", "model", "failed", "accuracy"), True),
+    ("photo fault score ROC AUC", ("faults", "photos", "model", "roc_auc"), True),
 )
 
 

@@ -1,0 +1,23 @@
+"""Side by side with a baseline: the fault numbers are compared too, and a baseline written before them shows none."""
+
+from bbuvl.eval.compare import compare
+
+
+def metrics(recall, accuracy):
+    return {"AP": 0.5, "AP50": 0.7, "label_accuracy": {"full": 0.8}, "faults": {
+        "objects": {"at_fail": {"recall": recall, "precision": 0.5, "AP": 0.4}},
+        "photos": {"model": {"failed": {"accuracy": accuracy}, "roc_auc": None}}}}
+
+
+def test_fault_rows_compare_recall_and_verdict_accuracy_and_leave_undefined_ones_empty():
+    rows = {r["name"]: r for r in compare(metrics(0.75, 0.9), metrics(0.5, 0.95))}
+    assert rows["fault recall (score >= fail)"]["delta"] == 0.25 and rows["fault recall (score >= fail)"]["better"]
+    assert rows["photo verdict accuracy (fail)"]["better"] is False
+    assert rows["photo fault score ROC AUC"]["delta"] is None and rows["fault AP"]["delta"] == 0.0
+
+
+def test_a_baseline_from_before_the_fault_metrics_has_no_fault_numbers():
+    old = {"AP": 0.4, "AP50": 0.6, "label_accuracy": {"full": 0.7}}
+    rows = {r["name"]: r for r in compare(metrics(0.75, 0.9), old)}
+    assert rows["fault recall (score >= fail)"] == {"name": "fault recall (score >= fail)", "baseline": None,
+                                                    "value": 0.75, "delta": None, "better": None}
