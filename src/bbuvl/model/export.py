@@ -17,14 +17,16 @@ What no stock loader runs is decided part by part (docs/serving.md, "Export"):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from safetensors.torch import load_file
 
 from bbuvl.atomic import atomic_folder, write_text_atomic
+from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.families import TURN_END
 from bbuvl.model.checkpoint import (HEAD_FILE, POSITIONS_FILE, READOUT_FILE, ModelFolder, is_peft,
                                     is_plain_model_folder, load_model, read_model_folder)
+from bbuvl.model.processor import set_pixel_range
 
 LABELS_FILE = "labels.json"
 CARD_FILE = "README.md"
@@ -93,6 +95,13 @@ def _positions_learned(directory: Path) -> bool:
     return any(bool(t.abs().max() > 0) for t in load_file(directory / POSITIONS_FILE).values())
 
 
+def stock_frame(contract: CoordinateContract) -> CoordinateContract:
+    """The frame as a stock image processor can hold it: `max_pixels` no larger than the vision-token budget allows."""
+    if contract.max_vision_tokens is None:
+        return contract
+    return replace(contract, max_pixels=min(contract.max_pixels, contract.max_vision_tokens * contract.factor ** 2))
+
+
 def left_out_parts(folder: ModelFolder, costs: list[PartCost]) -> list[LeftOut]:
     """The checkpoint's parts the export leaves out, each with its reason."""
     parts = []
@@ -126,6 +135,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
     if problem and not any(c.part == POSITIONS_FILE for c in costs):
         raise ExportRefused(problem)
     model, processor, cfg, contract, prompt = load_model(folder, device="cpu")
+    contract = stock_frame(contract)
+    set_pixel_range(processor, contract)  # the stock resize then shrinks a photo over the token budget as training did
     vlm = model.vlm
     merged = is_peft(vlm)
     if merged:
@@ -142,8 +153,10 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
     result = ExportResult(out, contract.family, merged, left_out_parts(folder, costs), costs)
     with atomic_folder(out) as tmp:  # the whole folder, or the previous one kept (bbuvl/atomic.py)
         vlm.save_pretrained(tmp, safe_serialization=True)
-        processor.save_pretrained(tmp)  # the frame's min/max pixels are the processor's now (load_model set them)
-        write_text_atomic(tmp / LABELS_FILE, json.dumps(prompt.labels, ensure_ascii=False, indent=2) + "\n")
+        processor.save_pretrained(tmp)  # with the frame's min/max pixels (set above)
+        # An object, as every JSON file of a model folder must be; `--labels` reads it (data/layout.py read_vocabulary).
+        labels = {"labels": prompt.labels, "lang": prompt.lang}
+        write_text_atomic(tmp / LABELS_FILE, json.dumps(labels, ensure_ascii=False, indent=2) + "\n")
         write_text_atomic(tmp / result.card.relative_to(out), model_card(folder, contract, prompt, cfg, result))
     return result
 

@@ -61,11 +61,10 @@ def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt
     template_kwargs = ", enable_thinking=False" if thinking else ""
     budget = ""
     if contract.max_vision_tokens is not None:
-        budget = (f" Training also capped each photo at {contract.max_vision_tokens} vision tokens (a photo over it is "
-                  f"shrunk to fit): with these bounds that binds only above {contract.max_vision_tokens * contract.factor ** 2:,} "
-                  "pixels.")
+        budget = (f" Training also capped each photo at {contract.max_vision_tokens} vision tokens, which `max_pixels` "
+                  "already holds to.")
     card = [
-        f"# {folder.path.name}: a {family.name} model fine-tuned with bbu-vl",
+        f"# A {family.name} model fine-tuned with bbu-vl",
         "",
         f"Exported by `bbuvl model export` from `{folder.path}` (model family `{family.model_type}`"
         f"{', LoRA merged' if result.merged_lora else ''}). It loads with stock transformers "
@@ -113,13 +112,15 @@ def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt
         "## Use it",
         "",
         _fence("\n".join([
-            "from PIL import Image",
+            "from PIL import Image, ImageOps",
             "from transformers import AutoModelForImageTextToText, AutoProcessor",
             "",
             "model = AutoModelForImageTextToText.from_pretrained(FOLDER)",
             "processor = AutoProcessor.from_pretrained(FOLDER)",
-            f"text = processor.apply_chat_template(messages, add_generation_prompt=True{template_kwargs})",
-            "inputs = processor(images=[Image.open(PHOTO).convert('RGB')], text=[text], return_tensors='pt')",
+            "messages = ...  # the chat messages above",
+            f"text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False{template_kwargs})",
+            "photo = ImageOps.exif_transpose(Image.open(PHOTO)).convert('RGB')",
+            "inputs = processor(images=[photo], text=[text], return_tensors='pt')",
             "new = model.generate(**inputs)[0, inputs['input_ids'].shape[1]:]",
             "answer = processor.decode(new, skip_special_tokens=True)",
         ]), "python"),
