@@ -90,3 +90,24 @@ def test_thresholds_out_of_order_on_the_command_line_are_refused(files, tmp_path
     gt, pred, _ = files
     output = run(gt, pred, tmp_path / "m.json", "--verdict-review", "0.8", "--verdict-fail", "0.3", ok=False)
     assert "must not exceed" in output
+
+
+def test_the_faults_come_from_the_checkpoints_hierarchy_unless_one_is_given(files, tmp_path):
+    from bbuvl.config import load_config
+    from bbuvl.data.labels import DEFAULT_HIERARCHY
+
+    gt, pred, ckpt = files
+    raw = json.loads(DEFAULT_HIERARCHY.read_text(encoding="utf-8"))
+    sound = OK.rsplit("/", 1)[1]
+    cat, attr = KIND.kind.split("/")[:2] if KIND.kind.count("/") else (KIND.kind, None)
+    states = raw["categories"][cat]["attributes"][attr]["states"] if attr else None
+    if states is not None:  # the sound state of the first judged kind becomes a fault in the checkpoint's hierarchy
+        states[sound] = {"gloss": "now a fault", "fault": True}
+    else:
+        raw["categories"][cat]["attributes"][sound]["fault"] = True
+    own = tmp_path / "own_hierarchy.json"
+    own.write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
+    cfg = load_config(ckpt / "bbuvl.yaml", [f"data.hierarchy={own}"])
+    (ckpt / "bbuvl.yaml").write_text(dump_config(cfg), encoding="utf-8")
+    assert verdict_setup(pred).faults.is_fault(OK)
+    assert not verdict_setup(pred, hierarchy=DEFAULT_HIERARCHY).faults.is_fault(OK)

@@ -77,3 +77,14 @@ def test_the_checkpoints_chosen_thresholds_replace_the_configs(trained_checkpoin
     (ckpt / THRESHOLDS_FILE).write_text('{"tool": "bbuvl eval --choose-thresholds", "review": 0.5}', encoding="utf-8")
     with pytest.raises(ValueError, match=str(ckpt / THRESHOLDS_FILE)):
         Predictor.load(ckpt, device="cpu")
+
+
+def test_the_predictor_judges_with_the_hierarchy_its_run_config_names(trained_checkpoint, tmp_path):
+    from bbuvl.config import dump_config, load_config
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    every = every_label_a_fault(tmp_path)
+    cfg = load_config(ckpt / "bbuvl.yaml", [f"data.hierarchy={every.hierarchy.source}"])
+    (ckpt / "bbuvl.yaml").write_text(dump_config(cfg), encoding="utf-8")
+    assert Predictor.load(ckpt, device="cpu").faults.labels == every.labels != Faults.load().labels
