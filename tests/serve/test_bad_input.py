@@ -56,6 +56,9 @@ BAD = {
     "json_with_bad_base64": (json.dumps({"image": "@@@not base64@@@"}).encode(), JSON, 400, "bad_base64"),
     "json_with_a_url": (json.dumps({"image": "https://example.com/a.jpg"}).encode(), JSON, 400, "url_not_allowed"),
     "json_with_base64_text": (json.dumps({"image": base64.b64encode(b"plain words").decode()}).encode(), JSON, 400, "not_an_image"),
+    # A bare 500 (a RecursionError inside the JSON parser) before: too deep is the client's error, named.
+    "json_nested_100000_deep": (b"[" * 100_000 + b"]" * 100_000, JSON, 400, "json_too_deep"),
+    "json_nested_100000_deep_unclosed": (b'{"a":' * 100_000, JSON, 400, "json_too_deep"),
     "multipart_without_a_file": (b"--b\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--b--\r\n",
                                  {"Content-Type": "multipart/form-data; boundary=b"}, 400, "missing_image"),
 }
@@ -79,6 +82,14 @@ def test_bad_input_gets_a_4xx_naming_it_and_the_next_good_request_succeeds(bad_s
     assert error["kind"] == kind and error["message"]
     good = bad_server.detect_file(photos[0])
     assert good.status == 200 and good.json()["objects"]
+
+
+def test_a_chat_body_nested_deeper_than_any_request_is_a_400_naming_it(bad_server, photos):
+    body = b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    r = bad_server.request("POST", "/v1/chat/completions", body, JSON)
+    assert r.status == 400 and r.json()["error"]["kind"] == "json_too_deep", r.body
+    assert "deeper than" in r.json()["error"]["message"]
+    assert bad_server.detect_file(photos[0]).status == 200
 
 
 def test_a_body_over_the_limit_without_a_declared_length_is_refused_as_it_arrives(bad_server):
