@@ -27,7 +27,7 @@ from matplotlib.figure import Figure  # the object API needs no display and touc
 from matplotlib.font_manager import FontProperties
 from PIL import Image
 
-from bbuvl.atomic import atomic_path, write_text_atomic
+from bbuvl.atomic import save_atomic, write_text_atomic
 from bbuvl.data.labels import Hierarchy
 from bbuvl.eval.draw import FAULT_LEGEND, LabelNamer, compare_picture
 from bbuvl.eval.faults import FaultMetrics
@@ -57,28 +57,24 @@ def write_report(
     is_fault = faults.judged_with.is_fault
 
     fault_curve = plot_fault_curve(faults)
-    with atomic_path(out_dir / FAULT_CURVE_FILE) as tmp:
-        fault_curve.save(tmp)
+    save_atomic(out_dir / FAULT_CURVE_FILE, lambda fh: fault_curve.save(fh, "PNG"))
     fault_pictures = []
     for rank, i in enumerate(faults.photos_to_check(worst), start=1):
         result = evaluation.images[i]
         picture = compare_picture(result.record, result.image_path, result.objects, result.match, font, name,
                                   is_fault=is_fault)
         file = out_dir / FAULTS_DIR / f"{rank:03d}_{_safe(result.image_path.stem)}.png"
-        with atomic_path(file) as tmp:
-            picture.save(tmp)
+        save_atomic(file, lambda fh: picture.save(fh, "PNG"))
         fault_pictures.append((i, picture, file))
 
     curve = plot_pr_curves(evaluation, font, name)
-    with atomic_path(out_dir / PR_CURVE_FILE) as tmp:
-        curve.save(tmp)
+    save_atomic(out_dir / PR_CURVE_FILE, lambda fh: curve.save(fh, "PNG"))
     pictures = []
     for rank, result in enumerate(evaluation.worst(worst), start=1):
         picture = compare_picture(result.record, result.image_path, result.objects, result.match, font, name,
                                   is_fault=is_fault)
         file = out_dir / WORST_DIR / f"{rank:03d}_{_safe(result.image_path.stem)}.png"
-        with atomic_path(file) as tmp:
-            picture.save(tmp)
+        save_atomic(file, lambda fh: picture.save(fh, "PNG"))
         pictures.append((result, picture, file))
 
     page = _page(evaluation, font, hierarchy, curve, pictures, out_dir,
@@ -123,7 +119,12 @@ def plot_pr_curves(evaluation: Evaluation, font: FontChoice, name: LabelNamer) -
         ax_cat.set_title(f"Per category, IoU 0.5 (top {len(ranked)} by ground-truth count)")
         if ranked:
             ax_cat.legend(loc="lower left", prop=legend_font or {"size": 7})
-    for ax in (ax_all, ax_cat):
+    return _pr_figure(fig, (ax_all, ax_cat))
+
+
+def _pr_figure(fig: Figure, axes: tuple[Any, ...]) -> Image.Image:
+    """Precision-recall axes set alike, the figure rendered to an RGB picture."""
+    for ax in axes:
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("recall")
@@ -152,16 +153,7 @@ def plot_fault_curve(faults: FaultMetrics) -> Image.Image:
                 ax.plot([point.recall], [point.precision], marker, color="k" if marker == "x" else "C3", label=label)
         ax.legend(loc="lower left", fontsize=8)
     ax.set_title(f"Faults: {o.gt} in the ground truth, found = same kind and state at IoU ≥ {o.iou:g}", fontsize=10)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    buffer.seek(0)
-    return Image.open(buffer).convert("RGB")
+    return _pr_figure(fig, (ax,))
 
 
 def _defined(xs: list[float], ys: list[float | None]) -> tuple[list[float], list[float]]:
