@@ -4,16 +4,24 @@ Every output bbuvl writes (metrics, reports, summaries, checkpoints) goes throug
 temporary file beside the target, are flushed to disk, and only then renamed over it. A full disk or a
 kill during the write leaves the previous file untouched and at most a stray `.NAME.*.tmp.EXT` beside it
 (the extension kept so that Pillow and matplotlib still know the format).
+
+Pictures go through `save_atomic`, which has them encoded in memory first: Pillow's C encoders write to the
+file descriptor themselves and ignore a full disk (Pillow 13: a 13,904-byte JPEG saved with 8 KiB free left an
+8,192-byte file and no error), so a picture is written here, by Python, whose writes fail loudly. Libraries that
+word a full disk their own way (safetensors' SafetensorError, torch's RuntimeError) are reported as the
+OSError(ENOSPC) naming the path that it is.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Callable, Iterator
 
 # mkstemp creates 0600 files; a finished output gets the permissions a plain open() would have given it.
 _UMASK = os.umask(0)
@@ -24,7 +32,7 @@ os.umask(_UMASK)
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside `path` to write to; it replaces `path` only if the block finishes without error.
 
-    For writers that want a file name (Pillow's `save`, matplotlib's `savefig`, safetensors' `save_file`).
+    For writers that want a file name (safetensors' `save_file`, `shutil.copyfile`); pictures use `save_atomic`.
     """
     path = Path(path)
     if path.is_dir():
@@ -40,15 +48,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with tmp.open("rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
+        code = _write_errno(e)
+        if code is None:
+            raise
         kept = "the previous file is kept" if path.exists() else "nothing was written"
-        raise OSError(e.errno, f"{path}: writing failed ({e.strerror or e}); {kept}") from e
-    except BaseException:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-        raise
+        raise OSError(code, f"{path}: writing failed ({_why(e)}); {kept}") from e
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
@@ -92,12 +99,31 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
         tmp = None
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except OSError as e:
+    except BaseException as e:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+        code = _write_errno(e)
+        if code is None:
+            raise
         kept = "the previous folder is kept" if path.exists() else "nothing was written"
-        raise OSError(e.errno, f"{path}: writing failed ({e.strerror or e}); {kept}") from e
-    except BaseException:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        raise OSError(code, f"{path}: writing failed ({_why(e)}); {kept}") from e
+
+
+def save_atomic(path: str | Path, save: Callable[[BinaryIO], object]) -> Path:
+    """Write what `save(file)` writes (`lambda fh: image.save(fh, "JPEG")`, a figure's `savefig`; the format named,
+    as a buffer has no file name) to `path` atomically, encoded in memory first; returns the path."""
+    buffer = io.BytesIO()
+    save(buffer)
+    return write_bytes_atomic(path, buffer.getvalue())
+
+
+def _write_errno(e: BaseException) -> int | None:
+    """The errno of a failed write: an OSError's, or ENOSPC from a library that words it its own way."""
+    if isinstance(e, OSError):
+        return e.errno
+    text = str(e)
+    return errno.ENOSPC if "No space left on device" in text or "os error 28" in text else None
+
+
+def _why(e: BaseException) -> str:
+    return (e.strerror if isinstance(e, OSError) else None) or (str(e).splitlines() or [type(e).__name__])[0]

@@ -6,7 +6,8 @@ writes (or why it writes nothing). For each writing command:
 - its output given as one of its inputs (directly, through a symlink, through a hard link) is refused with
   exit code 2, even with --overwrite, and the input is left byte for byte;
 - its output where a file of the same name already lies that it did not write is refused (exit 2, naming
-  --overwrite) and that file is kept; with --overwrite it is accepted, and a re-run replaces its own output.
+  --overwrite) and that file is kept; with --overwrite it is accepted, and a re-run replaces its own output,
+  unless that output was edited since (ownership is by content: bbuvl/outputs.py).
 
 Commands that need a trained model are checked up to the guard (it runs before any model loads); the
 model folders here are stand-ins, so those runs stop at loading, never at the guard.
@@ -97,6 +98,8 @@ def world_cases(w: Path) -> dict[str, Case]:
                            after_guard=["--family", "no-such-family"]),
         "model merge-lora": Case(lambda o: ["model", "merge-lora", str(ckpt), str(o)], ckpt, ckpt, w / "merged",
                                  "config.json", after_guard=[]),
+        "model export": Case(lambda o: ["model", "export", str(ckpt), str(o)], ckpt, ckpt, w / "exported", "config.json",
+                             after_guard=[]),
         "train": Case(lambda o: ["train", str(w / "run.yaml"), f"training.output_dir={o}", f"model.path={w / 'run' / 'final'}",
                                  f"data.train={train}", "data.val=null", "data.teachers=null"],
                       w / "run", w / "run" / "final", w / "run2", "history.json", after_guard=[]),
@@ -235,3 +238,10 @@ def test_a_file_it_did_not_write_is_kept_unless_overwrite(w, name):
     assert planted.read_bytes() != FOREIGN
     again = invoke(case.argv(case.out))  # its own output: a re-run replaces it without --overwrite
     assert again.exit_code == 0, again.output
+    # Owned by content, not name: once edited by hand it is nobody's, and a re-run keeps the edit.
+    edited = planted.read_bytes() + b"\n"
+    why = "changed since" if planted.stat().st_size else "written by someone else"  # an empty output held nothing
+    planted.write_bytes(edited)
+    r = invoke(case.argv(case.out))
+    assert r.exit_code == 2 and why in r.output and "--overwrite" in r.output, r.output
+    assert planted.read_bytes() == edited

@@ -44,13 +44,13 @@ def train(
     if validate_only:
         console.print(f"[green]ok[/]: {escape(str(config))} is valid")
         return
+    if not dry_run and _main_process():
+        hold_outputs("train", [Path(cfg.training.output_dir)])  # one run per folder (bbuvl/outputs.py)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from bbuvl.encode.loss_terms import LossTerms
     from bbuvl.train.trainer import dry_run as run_dry
     from bbuvl.train.trainer import train as run_train
 
-    if not dry_run and _main_process():
-        hold_outputs("train", [Path(cfg.training.output_dir)])  # one run per folder at a time (bbuvl/outputs.py)
     if cfg.training.method == "grpo":
         if dry_run:
             fail("--dry-run checks an sft run; a grpo run shows its first step's rewards in its log (docs/grpo.md)")

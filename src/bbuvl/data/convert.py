@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 
 from PIL import Image
 
-from bbuvl.atomic import atomic_path, write_text_atomic
+from bbuvl.atomic import atomic_path, save_atomic, write_text_atomic
 from bbuvl.data.coords import (
     ROTATING_ORIENTATIONS,
     CoordinateContract,
@@ -292,15 +292,16 @@ def _fit_box(box: list[float], size: Size, written: list[float]) -> tuple[list[f
 
 def _store_image(image: Image.Image, source: Path, dest: Path, size: Size, mode: str, orientation: int) -> str:
     """Write the upright RGB photo as JPEG at `size` (atomically: bbuvl/atomic.py); returns the file name."""
-    with atomic_path(dest) as tmp:
-        if size == image.size and orientation == 1 and mode == "RGB" and _is_jpeg(source):
-            # Already an upright RGB JPEG: copying keeps it bit-exact (no second lossy encode) and is faster.
+    if size == image.size and orientation == 1 and mode == "RGB" and _is_jpeg(source):
+        # Already an upright RGB JPEG: copying keeps it bit-exact (no second lossy encode) and is faster.
+        with atomic_path(dest) as tmp:
             shutil.copyfile(source, tmp)
-        else:
-            if size != image.size:
-                # Bicubic, as Qwen's image processor resizes: the model sees the same pixels either way.
-                image = image.resize(size, Image.Resampling.BICUBIC)
-            image.save(tmp, "JPEG", quality=JPEG_QUALITY)  # no exif= given, so no orientation tag is written
+    else:
+        if size != image.size:
+            # Bicubic, as Qwen's image processor resizes: the model sees the same pixels either way.
+            image = image.resize(size, Image.Resampling.BICUBIC)
+        # no exif= given, so no orientation tag is written
+        save_atomic(dest, lambda fh: image.save(fh, "JPEG", quality=JPEG_QUALITY))
     return dest.name
 
 

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Rectangle
 
-from bbuvl.atomic import atomic_path
+from bbuvl.atomic import save_atomic
 from bbuvl.diagnostics.attention import AttentionMaps
 from bbuvl.diagnostics.features import LayerStats
 from bbuvl.diagnostics.landscape import Landscape
@@ -25,8 +25,7 @@ _MEMORY_LABELS = {"rss": "resident memory (MB)", "cuda_allocated": "CUDA allocat
 def _save(fig: Figure, out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110)
+    save_atomic(out, lambda fh: fig.savefig(fh, format=(out.suffix.lstrip('.') or 'png').lower(), dpi=110))
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bbuvl.atomic import atomic_path
+from bbuvl.atomic import save_atomic
 from bbuvl.data.schema import read_records, require_photos, resolve_image
 from bbuvl.data.text import label_key
 from bbuvl.eval.draw import LabelNamer, compare_picture, prediction_picture
@@ -43,8 +43,7 @@ def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name
             path = root / line.image
             size = (line.width, line.height) if line.width and line.height else None
             picture = prediction_picture(path, line.objects, font, name, size=size)
-            with atomic_path(out_dir / f"{i:04d}_{path.stem}.png") as tmp:
-                picture.save(tmp)
+            save_atomic(out_dir / f"{i:04d}_{path.stem}.png", lambda fh: picture.save(fh, "PNG"))
             written += 1
         return written
     records = require_photos(read_records(input), input)[:limit]
@@ -59,7 +58,6 @@ def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name
                                 [o["bbox_2d"] for o in objects], [label_key(o["label"]) for o in objects],
                                 [o["score"] for o in objects], iou_threshold=iou)
         picture = compare_picture(record, path, objects, match, font, name)
-        with atomic_path(out_dir / f"{i:04d}_{path.stem}.png") as tmp:
-            picture.save(tmp)
+        save_atomic(out_dir / f"{i:04d}_{path.stem}.png", lambda fh: picture.save(fh, "PNG"))
         written += 1
     return written

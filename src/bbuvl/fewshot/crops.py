@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
 
-from bbuvl.atomic import atomic_path
+from bbuvl.atomic import save_atomic
 from bbuvl.data.images import load_image
 from bbuvl.data.labels import label_at_level
 from bbuvl.data.names import NameBook
@@ -46,7 +46,7 @@ def write_crops(
             folder.mkdir(parents=True, exist_ok=True)
             x1, y1, x2, y2 = (int(round(v)) for v in crop_box(box, margin, image.size))
             name = names.name(f"{folder.relative_to(out).as_posix()}/{Path(record.image).stem}_{i:02d}.png", f"{photo}#{i}")
-            with atomic_path(out / name) as tmp:
-                image.crop((x1, y1, max(x2, x1 + 1), max(y2, y1 + 1))).save(tmp)
+            crop = image.crop((x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)))
+            save_atomic(out / name, lambda fh: crop.save(fh, "PNG"))
             counts[label] += 1
     return dict(counts)

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bbuvl.atomic import atomic_path
+from bbuvl.atomic import save_atomic
 from bbuvl.data.labels import Hierarchy
 
 CJK_FAMILIES = ("Noto Sans CJK", "Noto Serif CJK", "WenQuanYi", "Source Han", "SimHei", "Microsoft YaHei",
@@ -51,8 +51,7 @@ def display_labels(labels: Sequence[str]) -> tuple[list[str], str | None]:
 def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
+    save_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
     return path
 
 

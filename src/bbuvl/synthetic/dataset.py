@@ -20,7 +20,7 @@ from typing import Callable, Iterator, Literal
 
 from PIL import Image
 
-from bbuvl.atomic import atomic_path, write_text_atomic
+from bbuvl.atomic import save_atomic, write_text_atomic
 from bbuvl.data.coords import orient_box
 from bbuvl.data.images import EXIF_ORIENTATION
 from bbuvl.data.labels import SEP
@@ -89,8 +89,7 @@ def _render_job(job: _Job) -> tuple[ImageRecord, dict]:
 def _save_photo(image: Image.Image, path: Path, **kwargs: object) -> None:
     """A JPEG written whole under a new inode, or not at all (bbuvl/atomic.py): a full disk leaves no cut-short photo,
     and a hard link to the previous photo (a snapshot) keeps its bytes."""
-    with atomic_path(path) as tmp:
-        image.save(tmp, "JPEG", quality=JPEG_QUALITY, **kwargs)
+    save_atomic(path, lambda fh: image.save(fh, "JPEG", quality=JPEG_QUALITY, **kwargs))
 
 
 def fault_counts(records: list[ImageRecord]) -> dict[str, int]:
