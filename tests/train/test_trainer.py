@@ -9,6 +9,7 @@ import torch
 
 from transformers import TrainerCallback
 
+from bbuvl.infer.verdict import ChosenThresholds, VerdictThresholds
 from bbuvl.model.checkpoint import load_model, merge_lora
 from bbuvl.train.param_groups import GROUPS, ParameterGroupError, assign_groups, group_of
 from bbuvl.train.trainer import build_run, train
@@ -108,8 +109,11 @@ def test_lora_trains_only_adapters_and_head_and_merge_keeps_logits(run_config, t
     assert trainable and all("lora_" in n or n.startswith(("detection_head.", "vision_positions.")) for n in trainable)
     result = train(cfg, progress=False)
     adapter_model, processor, _, _, _ = load_model(result["final"])
+    chosen = ChosenThresholds(VerdictThresholds(0.2, 0.7), 0.8, 0.9, 0.8, 0.9, 10, 4, [], "val.jsonl")
+    chosen.save(result["final"])
     merged_dir = merge_lora(result["final"], tmp_path / "merged")
     merged_model = load_model(merged_dir)[0]
+    assert ChosenThresholds.load(merged_dir) == chosen  # the verdict's thresholds stay with the model
     batch = run.collator([run.train_dataset[0], run.train_dataset[1]])
     kw = {k: getattr(batch, k) for k in ("input_ids", "attention_mask", "position_ids", "pixel_values", "image_grid_thw")}
     with torch.no_grad():

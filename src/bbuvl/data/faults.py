@@ -15,6 +15,10 @@ from pathlib import Path
 from bbuvl.data.labels import Hierarchy, TokenMap
 from bbuvl.data.text import SEP
 
+# The verdict's thresholds a checkpoint carries once `bbuvl eval --choose-thresholds` chose them (infer/verdict.py
+# reads and writes it); named here, below both, so that copying a checkpoint (model/checkpoint.py) keeps it.
+THRESHOLDS_FILE = "verdict_thresholds.json"
+
 
 @dataclass(frozen=True)
 class FaultKind:

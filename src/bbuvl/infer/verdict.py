@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.data.faults import Faults
+from bbuvl.data.faults import THRESHOLDS_FILE, Faults
 from bbuvl.data.jsonfile import read_json
 
 PASS, REVIEW, FAIL = "pass", "review", "fail"
 VERDICTS = (PASS, REVIEW, FAIL)
-THRESHOLDS_FILE = "verdict_thresholds.json"
 TOOL = "bbuvl eval --choose-thresholds"
 
 

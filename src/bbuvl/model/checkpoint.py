@@ -11,6 +11,7 @@ config, the coordinate contract and the prompt — everything inference needs to
       coordinate_contract.json            min/max pixels of the model frame
       training_scale.json                 frame pixels per photo pixel the run trained at (tiles: auto)
       prompt.json                         system prompt, label vocabulary, language
+      verdict_thresholds.json             the photo verdict's thresholds, once `bbuvl eval --choose-thresholds` chose them
       content_digest.json                 SHA-256 of every file above, for resumes (model/identity.py)
 
 Every file is checked when the folder is read, each error naming the file (model/checkpoint_files.py).
@@ -19,6 +20,7 @@ Every file is checked when the folder is read, each error naming the file (model
 from __future__ import annotations
 
 import json
+import shutil
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ from bbuvl.atomic import atomic_folder, atomic_path, write_text_atomic
 from bbuvl.config import Config, dump_config, load_config
 from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.families import family_of
+from bbuvl.data.faults import THRESHOLDS_FILE
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.scale import TrainingScale
 from bbuvl.model.checkpoint_files import check_module_state, check_prompt, json_problem, template_problem
@@ -340,5 +343,7 @@ def merge_lora(src: str | Path, dst: str | Path) -> Path:
     cfg.model.lora.enabled = False
     cfg.model.path = str(dst)
     with atomic_folder(dst) as tmp:  # a merge killed half-way leaves the previous folder, never half a model
+        if (Path(src) / THRESHOLDS_FILE).is_file():  # before save_checkpoint, so its digests cover it
+            shutil.copy2(Path(src) / THRESHOLDS_FILE, Path(tmp) / THRESHOLDS_FILE)
         save_checkpoint(model, processor, cfg, contract, prompt, tmp, scale=TrainingScale.load(src))
     return Path(dst)
