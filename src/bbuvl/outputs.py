@@ -23,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import time
 from contextlib import contextmanager
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from bbuvl.atomic import write_text_atomic
+
+log = logging.getLogger(__name__)
 
 LEDGER = ".bbuvl-outputs.json"
 LOCK_SUFFIX = ".lock"
@@ -160,7 +163,11 @@ class Claim:
                     by_folder.setdefault(out.parent, {})[out.name] = now
             for folder, digests in by_folder.items():
                 if folder.is_dir():
-                    _record(folder, digests, self.command)
+                    try:
+                        _record(folder, digests, self.command)
+                    except OSError as e:  # a full disk: unrecorded outputs are nobody's, the safe side to err on
+                        log.warning("%s; what `bbuvl %s` wrote there is not recorded as its own (a re-run will "
+                                    "need --overwrite)", e, self.command)
         finally:
             for lock in reversed(self.locks):
                 lock.release()

@@ -60,6 +60,16 @@ def test_synth_on_a_full_disk_stops_naming_the_photo_and_leaves_no_cut_short_pho
         assert not [p.name for p in (disk / "ds").rglob("*") if ".tmp" in p.name]
 
 
+def test_convert_on_a_full_disk_is_one_clean_error_naming_a_file_and_leaves_no_cut_short_photo(tmp_path):
+    synthesize(tmp_path / "vendor", 12, 0, seed=0, size=(320, 240), fmt="vendor")
+    with small_tmpfs(tmp_path / "disk", kib=96) as disk:
+        r = CliRunner().invoke(app, ["data", "convert", str(tmp_path / "vendor"), str(disk / "out"), "--workers", "1",
+                                     "--teachers", "0"])
+        assert r.exit_code == 2 and "writing failed (No space left on device)" in " ".join(r.output.split()), r.output
+        assert str(disk / "out") in " ".join(r.output.split()) and "Traceback" not in r.output
+        assert photos_decode_whole(disk / "out" / "images") == []
+
+
 def test_a_failing_photo_write_keeps_the_previous_photo_whole(tmp_path, monkeypatch):
     out = tmp_path / "ds"
     synthesize(out, 3, 1, seed=1, size=(160, 120))
