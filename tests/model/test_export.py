@@ -212,7 +212,8 @@ def test_a_checkpoint_of_the_demo_recipe_is_refused_naming_vision_positions_or_e
     assert r.exit_code == 0, r.output
     card = (tmp_path / "exported" / "README.md").read_text(encoding="utf-8")
     assert "Leaving out `vision_positions.safetensors` was measured on 2 validation photos" in card
-    assert "| bbu-vl, with it |" in card and "| this export, without it |" in card and "| cost |" in card
+    assert "| bbu-vl, with it |" in card and "| this export, without it |" in card and "| cost (with - without) |" in card
+    assert "of the 2 answers differ" in card
 
 
 def test_a_checkpoint_bbuvl_train_saves_names_the_stock_processor_that_stock_autoprocessor_loads_where_it_can(

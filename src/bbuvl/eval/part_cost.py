@@ -21,8 +21,9 @@ from bbuvl.model.checkpoint import POSITIONS_FILE
 from bbuvl.model.export import PartCost, Scores
 
 
-def generate_scores(predictor: Predictor, val: Path, batch_size: int = 4) -> Scores:
-    """Generate-mode AP, AP50 and class-agnostic AP50 of `predictor` on the photos of `val` (greedy, unconstrained)."""
+def generate_scores(predictor: Predictor, val: Path, batch_size: int = 4) -> tuple[Scores, list[str]]:
+    """Generate-mode AP, AP50 and class-agnostic AP50 of `predictor` on the photos of `val` (greedy, unconstrained),
+    and each photo's raw answer."""
     records = read_records(val)
     if not records:
         raise ValueError(f"{val}: no photos to measure on")
@@ -36,7 +37,8 @@ def generate_scores(predictor: Predictor, val: Path, batch_size: int = 4) -> Sco
         pred = Path(tmp) / "predictions.jsonl"
         pred.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
         metrics = evaluate_predictions(records, val, read_predictions(pred), pred).metrics
-    return Scores(AP=float(metrics["AP"]), AP50=float(metrics["AP50"]), AP50_agnostic=float(metrics["AP50_agnostic"]))
+    scores = Scores(AP=float(metrics["AP"]), AP50=float(metrics["AP50"]), AP50_agnostic=float(metrics["AP50_agnostic"]))
+    return scores, [line["raw"] for line in lines]
 
 
 def vision_positions_cost(checkpoint: str | Path, val: str | Path, batch_size: int = 4,
@@ -49,9 +51,10 @@ def vision_positions_cost(checkpoint: str | Path, val: str | Path, batch_size: i
     positions = predictor.model.vision_positions
     if positions is None:
         raise ValueError(f"{checkpoint}: has no vision positions ({POSITIONS_FILE}); nothing to drop")
-    with_part = generate_scores(predictor, val, batch_size)
+    with_part, answers = generate_scores(predictor, val, batch_size)
     with torch.no_grad():
         positions.proj.weight.zero_()
         positions.proj.bias.zero_()
-    without_part = generate_scores(predictor, val, batch_size)
-    return PartCost(POSITIONS_FILE, str(val), len(read_records(val)), with_part, without_part)
+    without_part, exported = generate_scores(predictor, val, batch_size)
+    changed = sum(a != b for a, b in zip(answers, exported))
+    return PartCost(POSITIONS_FILE, str(val), len(answers), with_part, without_part, changed)

@@ -54,6 +54,7 @@ class PartCost:
     photos: int
     with_part: Scores  # bbu-vl's answers (greedy, unconstrained)
     without_part: Scores  # the export's answers (greedy, unconstrained)
+    changed: int  # photos whose answer differs without the part
 
 
 @dataclass(frozen=True)

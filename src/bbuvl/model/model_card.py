@@ -44,10 +44,10 @@ def _scores_table(card: list[str], result: "ExportResult") -> None:
                  "| answers | AP | AP50 | AP50 class-agnostic |", "|---|---|---|---|"]
         for name, s in (("bbu-vl, with it", cost.with_part), ("this export, without it", cost.without_part)):
             card.append(f"| {name} | {s.AP:.3f} | {s.AP50:.3f} | {s.AP50_agnostic:.3f} |")
-        card.append(f"| cost | {cost.with_part.AP - cost.without_part.AP:+.3f} | "
+        card.append(f"| cost (with - without) | {cost.with_part.AP - cost.without_part.AP:+.3f} | "
                     f"{cost.with_part.AP50 - cost.without_part.AP50:+.3f} | "
                     f"{cost.with_part.AP50_agnostic - cost.without_part.AP50_agnostic:+.3f} |")
-        card.append("")
+        card += ["", f"Without it, {cost.changed} of the {cost.photos} answers differ from bbu-vl's.", ""]
 
 
 def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt, cfg: Config,

@@ -59,9 +59,10 @@ def build_tiny_model(
     model.generation_config.bos_token_id = ids(PAD_TOKEN)
     model.generation_config.do_sample = False
     mean, std = IMAGE_STATS[family]
+    # The bounds once, as transformers 5 stores them (`size`); passing min_pixels/max_pixels too made some releases
+    # save them twice, beside the coordinate contract's own copy (data/coords.py).
     image_processor = _image_processor_class()(
-        min_pixels=min_pixels,
-        max_pixels=max_pixels,
+        size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
         patch_size=fam.patch_size,
         temporal_patch_size=TEMPORAL_PATCH_SIZE,
         merge_size=fam.merge_size,
