@@ -144,17 +144,32 @@ def export(checkpoint: Path, out: Path, *extra: str):
     return CliRunner().invoke(cli, ["model", "export", str(checkpoint), str(out), *extra])
 
 
+def portable_export(family: str, small_dataset: Path, out: Path) -> tuple[Path, Path]:
+    """A tiny checkpoint trained without vision positions (head on) and its export."""
+    checkpoint = train_tiny(family, small_dataset, out, "model.vision_positions=false")
+    r = export(checkpoint, out / "exported")
+    assert r.exit_code == 0, r.output
+    assert "detection_head.safetensors" in r.output  # left out, and said so
+    return checkpoint, out / "exported"
+
+
+@pytest.fixture(scope="module")
+def portable(small_dataset, tmp_path_factory) -> tuple[Path, Path]:
+    """The Qwen2.5-VL portable checkpoint and its export, shared by the default run's tests."""
+    return portable_export("qwen2_5_vl", small_dataset, tmp_path_factory.mktemp("portable"))
+
+
 @pytest.mark.parametrize("family", [
     "qwen2_5_vl",
     pytest.param("qwen3_vl", marks=pytest.mark.slow),
     pytest.param("qwen3_5", marks=pytest.mark.slow),
 ])
-def test_stock_transformers_answers_an_export_token_for_token_as_bbuvl_predict(family, small_dataset, photos, tmp_path):
-    checkpoint = train_tiny(family, small_dataset, tmp_path, "model.vision_positions=false")
-    r = export(checkpoint, tmp_path / "exported")
-    assert r.exit_code == 0, r.output
-    assert "detection_head.safetensors" in r.output  # left out, and said so
-    exported = tmp_path / "exported"
+def test_stock_transformers_answers_an_export_token_for_token_as_bbuvl_predict(family, small_dataset, photos, tmp_path,
+                                                                              request):
+    if family == "qwen2_5_vl":  # shared with the next test: one training fewer in the default run
+        checkpoint, exported = request.getfixturevalue("portable")
+    else:
+        checkpoint, exported = portable_export(family, small_dataset, tmp_path)
     expected = predict_answers(checkpoint, photos, tmp_path / "pred.jsonl")
     got, how = stock_answers(exported, sorted(photos.iterdir()))
     assert set(got) == set(expected) == {p.name for p in photos.iterdir()}
@@ -172,10 +187,8 @@ def test_stock_transformers_answers_an_export_token_for_token_as_bbuvl_predict(f
     assert how.startswith("stock") == is_torchvision_available(), how
 
 
-def test_predict_on_an_exported_folder_with_its_labels_answers_as_on_the_checkpoint(small_dataset, photos, tmp_path):
-    checkpoint = train_tiny("qwen2_5_vl", small_dataset, tmp_path, "model.vision_positions=false", "detection.enabled=false")
-    assert export(checkpoint, tmp_path / "exported").exit_code == 0
-    exported = tmp_path / "exported"
+def test_predict_on_an_exported_folder_with_its_labels_answers_as_on_the_checkpoint(portable, photos, tmp_path):
+    checkpoint, exported = portable
     one = tmp_path / "one"
     one.mkdir()
     for name in ("b_within.png", "c_above_max.png"):
