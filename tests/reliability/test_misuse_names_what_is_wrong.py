@@ -42,6 +42,12 @@ def test_zoom_into_a_category_the_checkpoint_does_not_know_is_refused_before_loa
     assert not (tmp_path / "p.jsonl").exists()
 
 
+def test_serve_refuses_a_zoom_container_the_checkpoint_does_not_know_before_loading(trained_checkpoint):
+    r = CliRunner().invoke(app, ["serve", "-c", str(trained_checkpoint), "--zoom-into", "nosuchpart", "--device", "cpu"],
+                           env={"COLUMNS": "400", "BBUVL_API_KEYS": "k" * 32})
+    refused(r, "'nosuchpart' is no category of this checkpoint's labels")
+
+
 def test_zoom_into_a_full_label_points_at_its_category():
     from bbuvl.infer.tiles import check_containers
 
@@ -167,6 +173,14 @@ def test_eval_level_deeper_than_the_labels_is_an_error(small_dataset, tmp_path):
     refused(invoke(["eval", "--pred", pred, "--gt", gt, "--out", tmp_path / "m.json", "--level", "99"]),
             "--level 99", "have 3 levels", "give 1 to 3")
     assert not (tmp_path / "m.json").exists()
+
+
+def test_fewshot_query_level_deeper_than_the_labels_is_an_error(small_dataset):
+    from bbuvl.fewshot.queries import iter_queries
+
+    with pytest.raises(ValueError, match=r"--level 99: the labels of .*val.jsonl have 3 levels; give 1 to 3"):
+        iter_queries(small_dataset / "val.jsonl", [], level=99)
+    assert next(iter(iter_queries(small_dataset / "val.jsonl", [], level=1))).label.count("/") == 0
 
 
 # --- API key files -------------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ def serve(
     """
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from bbuvl.infer.predictor import Predictor
+    from bbuvl.infer.tiles import check_containers
     from bbuvl.model.checkpoint import CheckpointError
     from bbuvl.serve.app import ServeSettings, create_app
     from bbuvl.serve.auth import read_keys
@@ -70,7 +71,9 @@ def serve(
         with user_errors(ValueError, OSError):
             rescorer = FewShotRescorer.load(fewshot, fewshot_backbone, fewshot_threshold, device or "auto")
     with user_errors(ValueError, OSError, CheckpointError):
-        predictor = Predictor.load(read_folder(checkpoint, labels, lang), device=device)
+        folder = read_folder(checkpoint, labels, lang)
+        check_containers(tiled.get("zoom_containers", folder.cfg.inference.zoom_containers), folder.prompt.labels)
+        predictor = Predictor.load(folder, device=device)
         options = predictor.options(**tiled)
         engine = Engine(predictor, mode, checkpoint.name, rescorer, options)
     settings = ServeSettings(max_batch, max_wait_ms, queue_size, timeout, max_body_mb, list(cors_origin or []))

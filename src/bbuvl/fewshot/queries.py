@@ -145,5 +145,16 @@ def iter_queries(
         raise ValueError(f"{path}: cannot read: {e}") from None
     if predictions:
         return _prediction_items(path, margin, min_score, problems)
+    if level is not None:
+        _check_level(path, level)
     return _dataset_items(path, margin, level, problems)
+
+
+def _check_level(path: Path, level: int) -> None:
+    """ValueError when `level` is deeper than every label of the dataset: it would silently mean the full label."""
+    depth = max((o.desc.count(SEP) + 1 for row in iter_dataset(path) if row.sample is not None
+                 for o in row.sample.student.objects), default=1)
+    if not 1 <= level <= depth:
+        raise ValueError(f"--level {level}: the labels of {path} have {depth} level{'s' if depth > 1 else ''}; give 1 "
+                         f"to {depth}, or leave --level out for the full label")
 
