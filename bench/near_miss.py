@@ -114,9 +114,10 @@ def main() -> None:
         if not (model / "config.json").exists():
             build_tiny_model(model, seed=args.seed - 100, **MODEL_SHAPES[args.model])
         rows: list[tuple[str, int, tuple[float, float, float]]] = []
+        no_ground = ["loss.coordinate_regression=0", "loss.grounding_attention=0"]  # the stage-A config has them on
         sft_arms = {
-            "sft": [],
-            "sft+ntl": [f"loss.number_token={args.ntl_weight}"],
+            "sft": no_ground,
+            "sft+ntl": [f"loss.number_token={args.ntl_weight}", *no_ground],
             "sft+ground": [f"loss.coordinate_regression={args.ground_weight}",
                            f"loss.grounding_attention={args.ground_weight}"],
         }
