@@ -144,12 +144,13 @@ def export(checkpoint: Path, out: Path, *extra: str):
     return CliRunner().invoke(cli, ["model", "export", str(checkpoint), str(out), *extra])
 
 
-def portable_export(family: str, small_dataset: Path, out: Path) -> tuple[Path, Path]:
+def portable_export(family: str, small_dataset: Path, out: Path, *overrides: str) -> tuple[Path, Path]:
     """A tiny checkpoint trained without vision positions (head on) and its export."""
-    checkpoint = train_tiny(family, small_dataset, out, "model.vision_positions=false")
+    checkpoint = train_tiny(family, small_dataset, out, "model.vision_positions=false", *overrides)
     r = export(checkpoint, out / "exported")
     assert r.exit_code == 0, r.output
     assert "detection_head.safetensors" in r.output  # left out, and said so
+    assert ("LoRA merged" in r.output) == ("model.lora.enabled=true" in overrides)
     return checkpoint, out / "exported"
 
 
@@ -168,8 +169,9 @@ def test_stock_transformers_answers_an_export_token_for_token_as_bbuvl_predict(f
                                                                               request):
     if family == "qwen2_5_vl":  # shared with the next test: one training fewer in the default run
         checkpoint, exported = request.getfixturevalue("portable")
-    else:
-        checkpoint, exported = portable_export(family, small_dataset, tmp_path)
+    else:  # Qwen3-VL trains LoRA adapters, which the export merges
+        lora = ["model.lora.enabled=true", "training.lr.adapter=1e-3"] if family == "qwen3_vl" else []
+        checkpoint, exported = portable_export(family, small_dataset, tmp_path, *lora)
     expected = predict_answers(checkpoint, photos, tmp_path / "pred.jsonl")
     got, how = stock_answers(exported, sorted(photos.iterdir()))
     assert set(got) == set(expected) == {p.name for p in photos.iterdir()}
@@ -247,3 +249,10 @@ def test_a_checkpoint_bbuvl_train_saves_names_the_stock_processor_that_stock_aut
     else:  # the one thing missing here
         with pytest.raises(ImportError, match="(?i)torchvision"):
             AutoProcessor.from_pretrained(str(trained_checkpoint))
+
+
+def test_serve_on_an_exported_folder_needs_its_labels_as_predict_does(portable, photos, tmp_path):
+    _, exported = portable
+    for command in (["serve", "--port", "0"], ["predict", "-i", str(photos), "-o", str(tmp_path / "x.jsonl")]):
+        r = CliRunner().invoke(cli, [command[0], "-c", str(exported), *command[1:]], env={"BBUVL_API_KEYS": "k" * 32})
+        assert r.exit_code == 2 and "--labels labels.json" in r.output.replace("\n", " "), r.output
