@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
 from safetensors.torch import load_file
 
 from bbuvl.atomic import atomic_folder, write_text_atomic
