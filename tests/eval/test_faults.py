@@ -180,3 +180,14 @@ def test_photos_to_check_put_missed_faults_first_then_clean_photos_flagged():
     assert m.photo_missed == [0, 1, 2, 0, 0, 0]
     assert m.photos_to_check(10) == [2, 1, 3, 0]  # 2 missed, 1 missed, clean failed, clean sent to review
     assert m.photos_to_check(1) == [2]
+
+
+def test_a_hierarchy_marking_no_fault_passes_every_photo_and_says_why(tmp_path):
+    path = tmp_path / "no_faults.json"
+    path.write_text('{"categories": {"门": {"attributes": {"开": {}, "关": {}}}}}', encoding="utf-8")
+    none = Faults.load(path)
+    record = photo((BOX1, "门/开"))
+    m = fault_metrics([record, record], [[pred(BOX1, "门/开", 0.9)], []], none, T, failed=[False, True])
+    assert m.labels == [] and m.states == [] and m.objects.gt == 0
+    assert m.photo_verdicts == ["pass", "review"]  # no usable answer is still a person's to look at
+    assert any("marks no fault" in n for n in m.notes)
