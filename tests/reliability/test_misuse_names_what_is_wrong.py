@@ -181,6 +181,8 @@ def test_fewshot_query_level_deeper_than_the_labels_is_an_error(small_dataset):
     with pytest.raises(ValueError, match=r"--level 99: the labels of .*val.jsonl have 3 levels; give 1 to 3"):
         iter_queries(small_dataset / "val.jsonl", [], level=99)
     assert next(iter(iter_queries(small_dataset / "val.jsonl", [], level=1))).label.count("/") == 0
+    with pytest.raises(ValueError, match="cuts the labels of a dataset JSONL; .* is not one"):
+        iter_queries(small_dataset / "images", [], level=2)  # a folder's labels are its subfolders: --level did nothing
 
 
 # --- API key files -------------------------------------------------------------------------------------------

@@ -128,6 +128,10 @@ def iter_queries(
     path = Path(path)
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
+    if level is not None and (path.is_dir() or path.suffix.lower() != ".jsonl" or _is_predictions(path)):
+        raise ValueError(f"--level {level} cuts the labels of a dataset JSONL; {path} is not one (a folder's labels are "
+                         "its subfolder names, a predictions file's and a photo's are not the truth): give the "
+                         "queries as a dataset, or leave --level out")
     if path.is_dir():
         images = list_images(path)
         if not images:  # before any output is written: zero queries answered is not a result
@@ -148,6 +152,13 @@ def iter_queries(
     if level is not None:
         _check_level(path, level)
     return _dataset_items(path, margin, level, problems)
+
+
+def _is_predictions(path: Path) -> bool:
+    try:
+        return path.is_file() and is_predictions_file(path)
+    except (OSError, UnicodeDecodeError):
+        return False  # named when the queries are read
 
 
 def _check_level(path: Path, level: int) -> None:

@@ -314,9 +314,17 @@ def load_model(folder: ModelFolder | str | Path, dtype: str | None = None,
         folder = read_model_folder(folder)
     run = folder.cfg.model_copy(deep=True)  # the folder's stays as read (a plain folder's bounds are set below)
     # LoRA: the base weights from where training loaded them, the processor (and adapters) from the checkpoint.
-    vlm, processor = load_model_and_processor(run.model.path if folder.adapter else str(folder.path),
-                                              dtype=dtype or run.model.dtype, attn_implementation=run.model.attn_implementation,
-                                              frame=folder.frame, device=device, processor_path=str(folder.path))
+    weights = run.model.path if folder.adapter else str(folder.path)
+    try:
+        vlm, processor = load_model_and_processor(weights, dtype=dtype or run.model.dtype,
+                                                  attn_implementation=run.model.attn_implementation,
+                                                  frame=folder.frame, device=device, processor_path=str(folder.path))
+    except RuntimeError as e:
+        if "mismatched_sizes" not in str(e) and "size mismatch" not in str(e):
+            raise
+        raise CheckpointError(f"{weights}: a weight in its model*.safetensors has another shape than its config.json "
+                              "builds (HF's loading report above names it): the weights and config.json come from "
+                              "different models; re-copy the checkpoint or use another") from None
     if folder.adapter:
         from peft import PeftModel
 
