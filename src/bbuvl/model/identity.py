@@ -23,8 +23,10 @@ from bbuvl.data.digests import FileDigest, by_name, combined, file_digest
 
 DIGEST_FILE = "content_digest.json"
 # What HF Trainer adds to a numbered checkpoint to resume the loop: no part of what the model answers.
+# DeepSpeed adds `latest`, `zero_to_fp32.py` and a `global_stepN/` folder of optimizer shards (folders never count:
+# HF saves a model's files flat).
 TRAINING_STATE = re.compile(r"^(optimizer\.pt|scheduler\.pt|scaler\.pt|trainer_state\.json|training_args\.bin|"
-                            r"rng_state(_\d+)?\.pth|content_digest\.json)$")
+                            r"rng_state(_\d+)?\.pth|content_digest\.json|latest|zero_to_fp32\.py)$")
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,9 @@ class ModelIdentity:
 
 
 def deciding_files(folder: Path) -> list[Path]:
-    """The files of a model folder that decide its answers, sorted (hidden files and training state left out)."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not TRAINING_STATE.match(p.name)
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    """The files of a model folder that decide its answers, sorted (hidden files, folders and training state left out)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and not TRAINING_STATE.match(p.name)
+                  and not p.name.startswith("."))
 
 
 def recorded_digests(folder: Path) -> dict[str, FileDigest]:
