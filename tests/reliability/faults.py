@@ -3,7 +3,9 @@ writer's lock."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import os
 import subprocess
 import sys
 import time
@@ -31,6 +33,19 @@ def held_elsewhere(out: Path, command: str, pid: int = 4242) -> Iterator[Path]:
             yield path
         finally:
             path.unlink(missing_ok=True)
+
+
+def disk_full_after(monkeypatch, syncs: int) -> None:  # noqa: ANN001 - pytest's monkeypatch
+    """Make every `os.fsync` after the first `syncs` fail with ENOSPC, as a disk that fills up mid-run does."""
+    real_fsync, calls = os.fsync, []
+
+    def fsync(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) > syncs:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
 
 
 @contextmanager

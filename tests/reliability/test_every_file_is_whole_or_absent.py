@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from bbuvl.atomic import atomic_folder
 from bbuvl.cli import app
 from bbuvl.synthetic.dataset import synthesize
-from tests.reliability.faults import small_tmpfs
+from tests.reliability.faults import disk_full_after, small_tmpfs
 
 SYNTH = ["data", "synth", "--n-train", "3", "--n-val", "1", "--size", "160x120", "--teachers", "1"]
 
@@ -74,15 +74,7 @@ def test_a_failing_photo_write_keeps_the_previous_photo_whole(tmp_path, monkeypa
     out = tmp_path / "ds"
     synthesize(out, 3, 1, seed=1, size=(160, 120))
     before = {p.name: p.read_bytes() for p in (out / "images").iterdir()}
-    real_fsync, calls = os.fsync, []
-
-    def full_after_two(fd: int) -> None:
-        calls.append(fd)
-        if len(calls) > 2:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", full_after_two)
+    disk_full_after(monkeypatch, 2)
     with pytest.raises(OSError, match=r"images/\w+\.jpg: writing failed .* the previous file is kept"):
         synthesize(out, 3, 1, seed=2, size=(160, 120))
     monkeypatch.undo()

@@ -91,7 +91,9 @@ def world_cases(w: Path) -> dict[str, Case]:
         "data tile": Case(lambda o: ["data", "tile", str(ds), str(o), "--teachers", "1"], ds, train, w / "tiled",
                           "val.jsonl"),
         # A COCO export named labels.json (as FiftyOne writes it) imported into its own folder.
-        "data import-coco": Case(lambda o: ["data", "import-coco", str(w / "coco" / "labels.json"), str(w / "coco"), str(o)],
+        # (its photos lie in ds/images, outside the COCO folder: --allow-outside copies them)
+        "data import-coco": Case(lambda o: ["data", "import-coco", str(w / "coco" / "labels.json"), str(w / "coco"), str(o),
+                                            "--allow-outside"],
                                  w / "coco", w / "coco" / "labels.json", w / "imported", "val.jsonl"),
         "data export-coco": Case(lambda o: ["data", "export-coco", str(train), str(o)], train, train, w / "c.json"),
         "model tiny": Case(lambda o: ["model", "tiny", str(o)], None, None, w / "tiny", "config.json",

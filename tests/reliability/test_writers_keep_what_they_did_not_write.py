@@ -15,7 +15,7 @@ from bbuvl.cli import app
 from bbuvl.eval.predictions import read_predictions
 from bbuvl.infer.batch import PredictJob, run_predictions
 from bbuvl.infer.output import OutputError, manifest_path
-from tests.reliability.faults import fake_lines, small_tmpfs, start_slow_run, wait_for
+from tests.reliability.faults import disk_full_after, fake_lines, small_tmpfs, start_slow_run, wait_for
 
 PATHS = [f"/photos/img{i}.jpg" for i in range(12)]
 
@@ -106,15 +106,7 @@ def test_a_damaged_middle_line_and_a_repeated_image_are_repaired_on_resume(tmp_p
 
 def test_an_injected_enospc_on_predict_is_one_clean_error_and_resumes_without_loss(tmp_path, monkeypatch):
     out = tmp_path / "pred.jsonl"
-    real_fsync, calls = os.fsync, []
-
-    def full_after_three(fd: int) -> None:
-        calls.append(fd)
-        if len(calls) > 3:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", full_after_three)
+    disk_full_after(monkeypatch, 3)
     with pytest.raises(OSError, match=r"pred.jsonl: writing predictions failed.*re-run the same command to resume"):
         run_predictions(job(out), fake_lines)
     monkeypatch.undo()
