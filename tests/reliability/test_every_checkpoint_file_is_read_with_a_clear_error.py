@@ -58,6 +58,8 @@ READ = [
     ("processor config a list", "processor_config.json", lambda p: write_json(p, [1]), "holds a JSON list"),
     ("generation config not UTF-8", "generation_config.json", lambda p: p.write_bytes(b"\xff\xfe{"), "not UTF-8"),
     ("contract a list", "coordinate_contract.json", lambda p: write_json(p, [1]), "holds a JSON list"),
+    ("contract has an unknown key", "coordinate_contract.json", lambda p: edit_json(p, lambda d: d | {"x": 1}),
+     "unknown key 'x'"),
     ("chat template broken", "chat_template.jinja", lambda p: p.write_text("{% if %}", encoding="utf-8"),
      "not a valid chat template"),
 ]

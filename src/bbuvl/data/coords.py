@@ -10,6 +10,7 @@ Sizes are always `(width, height)`; boxes are always `[x1, y1, x2, y2]` (left, t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -272,6 +273,12 @@ class CoordinateContract:
             fields = read_json(path)
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{path}: missing; this checkpoint was not saved by bbuvl train") from e
+        known = [f.name for f in dataclasses.fields(cls)]
+        if not isinstance(fields, dict):
+            raise ValueError(f"{path}: holds a JSON {type(fields).__name__}, expected an object with {', '.join(known)}")
+        unknown = [k for k in fields if k not in known]
+        if unknown:
+            raise ValueError(f"{path}: unknown key {', '.join(map(repr, unknown))} (a contract holds {', '.join(known)})")
         try:
             # Contracts saved before families existed hold no family: they were all Qwen2.5-VL's.
             return cls(**fields)
