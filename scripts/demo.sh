@@ -34,6 +34,8 @@ train() {  # train CONFIG OVERRIDES...: the config's batch is the step's, shared
 }
 
 stage() {  # stage NAME CONFIG SYNTH_ARGS... -- TRAIN_OVERRIDES...
+  # VAL_SYNTH="ARGS...": the validation photos are rendered apart, into $dir/val (another framing or fault rate
+  # than training's); CHOOSE_SYNTH="ARGS...": photos on which the verdict's thresholds are chosen after training.
   local name=$1 config=$2 dir="$OUT/$1"
   shift 2
   local synth=() overrides=()
@@ -42,6 +44,14 @@ stage() {  # stage NAME CONFIG SYNTH_ARGS... -- TRAIN_OVERRIDES...
   overrides=("$@")
   echo "== [$name] synthesise -> $dir/data"
   $BBUVL data synth "$dir/data" "${synth[@]}"
+  local val="$dir/data/val.jsonl"
+  if [ -n "${VAL_SYNTH:-}" ]; then
+    echo "== [$name] synthesise the validation photos -> $dir/val"
+    # shellcheck disable=SC2086
+    $BBUVL data synth "$dir/val" --n-train 0 --teachers 0 $VAL_SYNTH
+    val="$dir/val/val.jsonl"
+  fi
+  echo "$val" > "$dir/val_path"
   echo "== [$name] check the dataset"
   $BBUVL data check "$dir/data"
   local model="$dir/tiny-model"
@@ -54,37 +64,59 @@ stage() {  # stage NAME CONFIG SYNTH_ARGS... -- TRAIN_OVERRIDES...
   fi
   echo "== [$name] train ($config, $PROCS process(es)) -> $dir/run"
   train "$config" "training.output_dir=$dir/run" "model.path=$model" \
-    "data.train=$dir/data/train.jsonl" "data.val=$dir/data/val.jsonl" "${overrides[@]}"
+    "data.train=$dir/data/train.jsonl" "data.val=$val" "${overrides[@]}"
+  if [ -n "${CHOOSE_SYNTH:-}" ]; then
+    echo "== [$name] choose the verdict's thresholds on photos of their own -> $dir/run/final/verdict_thresholds.json"
+    # shellcheck disable=SC2086
+    $BBUVL data synth "$dir/choose" --n-train 0 --teachers 0 $CHOOSE_SYNTH
+    $BBUVL predict -c "$dir/run/final" -i "$dir/choose/val.jsonl" -o "$dir/choose/pred_head.jsonl" --mode head
+    $BBUVL eval --pred "$dir/choose/pred_head.jsonl" --gt "$dir/choose/val.jsonl" --out "$dir/choose/metrics.json" \
+      --choose-thresholds --target-recall 0.8 --target-precision 0.7 > /dev/null
+  fi
   evaluate "$name"
 }
 
-score() {  # score STAGE MODE: predict the validation photos in one mode, evaluate per label and by category
-  local dir="$OUT/$1" mode=$2
-  echo "== [$1] predict the validation photos ($mode)"
-  $BBUVL predict -c "$dir/run/final" -i "$dir/data/val.jsonl" -o "$dir/pred_$mode.jsonl" --mode "$mode"
-  echo "== [$1] evaluate ($mode)"
-  $BBUVL eval --pred "$dir/pred_$mode.jsonl" --gt "$dir/data/val.jsonl" --out "$dir/metrics_$mode.json" \
-    --report "$dir/report_$mode"
-  echo "== [$1] evaluate ($mode) by category (hierarchy level 1)"
-  $BBUVL eval --pred "$dir/pred_$mode.jsonl" --gt "$dir/data/val.jsonl" --out "$dir/metrics_${mode}_level1.json" \
-    --level 1 > /dev/null
+score() {  # score STAGE MODE [NAME VAL]: predict validation photos in one mode, evaluate per label and by category
+  local dir="$OUT/$1" mode=$2 name=${3:-$2} val=${4:-$(cat "$OUT/$1/val_path")}
+  echo "== [$1] predict the validation photos ($name)"
+  $BBUVL predict -c "$dir/run/final" -i "$val" -o "$dir/pred_$name.jsonl" --mode "$mode"
+  echo "== [$1] evaluate ($name)"
+  $BBUVL eval --pred "$dir/pred_$name.jsonl" --gt "$val" --out "$dir/metrics_$name.json" --report "$dir/report_$name"
+  echo "== [$1] evaluate ($name) by category (hierarchy level 1)"
+  $BBUVL eval --pred "$dir/pred_$name.jsonl" --gt "$val" --out "$dir/metrics_${name}_level1.json" --level 1 > /dev/null
 }
 
-evaluate() {  # evaluate STAGE: the three modes side by side, one one-thread process each
+lanes() {  # lanes STAGE: what evaluate runs, one line each: MODE [NAME VAL]
+  echo head; echo name; echo generate
+  # Whole-cabinet photos at 4x the close-ups' side, in head mode with the checkpoint's default plan (tiles: auto)
+  [ -n "${WIDE_SYNTH:-}" ] && echo "head wide $OUT/$1/wide/val.jsonl"
+  return 0
+}
+
+evaluate() {  # evaluate STAGE: the three modes (and the wide photos) side by side, one one-thread process each
   # Each command spends seconds importing and scoring on one core: three lanes keep both cores busy (stage A's
   # evaluation 55 s one after another, 45 s in two lanes). Each lane writes its own log, shown when all are done,
   # so that they do not interleave.
-  local dir="$OUT/$1" pids=() status=0 mode
+  local dir="$OUT/$1" pids=() status=0 lane k=0
+  if [ -n "${WIDE_SYNTH:-}" ]; then
+    echo "== [$1] synthesise whole-cabinet photos -> $dir/wide"
+    # shellcheck disable=SC2086
+    $BBUVL data synth "$dir/wide" --n-train 0 --teachers 0 $WIDE_SYNTH
+  fi
+  mapfile -t all < <(lanes "$1")
   if [ "$PROCS" -gt 1 ]; then
-    for mode in head name generate; do
-      (set -e; OMP_NUM_THREADS=1 score "$1" $mode) > "$dir/evaluate_$mode.log" 2>&1 &
+    for lane in "${all[@]}"; do
+      # shellcheck disable=SC2086
+      (set -e; OMP_NUM_THREADS=1 score "$1" $lane) > "$dir/evaluate_$k.log" 2>&1 &
       pids+=($!)
+      k=$((k + 1))
     done
     for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
-    for mode in head name generate; do cat "$dir/evaluate_$mode.log"; done
+    for k in "${!all[@]}"; do cat "$dir/evaluate_$k.log"; done
     return $status
   fi
-  for mode in head name generate; do score "$1" $mode; done
+  # shellcheck disable=SC2086
+  for lane in "${all[@]}"; do score "$1" $lane; done
 }
 
 # Stage A: 1,000 photos of one shape at 224x224; 1,000 steps of batch 8 (about 6 minutes on 2 cores). At 800
@@ -92,13 +124,20 @@ evaluate() {  # evaluate STAGE: the three modes side by side, one one-thread pro
 [[ " $STAGES " == *" shapes "* ]] && stage shapes configs/demo_shapes.yaml --scene shapes --n-train 1000 --n-val 50 --seed 0 --size 224x224 \
   --min-objects 1 --max-objects 1
 # Stage B: close-ups of BBUs, panels and ground bars at 448x336, where parts are >= ~40 px: 1,200 photos
-# (synthetic photos cost nothing but rendering, two processes), 500 steps of batch 4, the head reading the
+# (synthetic photos cost nothing but rendering, two processes), 450 steps of batch 4, the head reading the
 # tower's pre-merge patches and the pixels inside each box, then a refit of its captions and pixel level on the
-# finished model's queries (configs/demo.yaml). When stage A ran, stage B starts from its checkpoint: the VLM has learned to see and
-# to place, and its head's box layers and vision positions carry over (model.reuse_modules); the queries and the
-# label layers are new. docs/tiles.md, "Stage B", has every lever measured.
-[[ " $STAGES " == *" bbu "* ]] && START_FROM="$OUT/shapes/run/final" stage bbu configs/demo.yaml --framing closeup \
-  --n-train 1200 --n-val 16 --seed 0 --size 448x336 --workers 2
+# finished model's queries (configs/demo.yaml). When stage A ran, stage B starts from its checkpoint: the VLM has
+# learned to see and to place, and its head's box layers and vision positions carry over (model.reuse_modules); the
+# queries and the label layers are new. Training keeps the fault-rich default (a third of the parts wrong: more
+# faults to learn from); it is scored as an inspection: 32 close-ups with seven photos in ten passing, the verdict's
+# thresholds chosen on 48 others, and 8 whole-cabinet photos at 1792x1344 predicted with the checkpoint's default
+# plan (tiles: auto). Half close-ups, half whole cabinets (--framing mixed) left the boxes loose at 450 steps
+# (docs/faults_learning.md). docs/tiles.md ("Stage B", "Big parts") has every lever measured.
+[[ " $STAGES " == *" bbu "* ]] && START_FROM="$OUT/shapes/run/final" \
+  VAL_SYNTH="--n-val 32 --framing closeup --size 448x336 --seed 1 --fault-rate 0.3" \
+  CHOOSE_SYNTH="--n-val 48 --framing closeup --size 448x336 --seed 2 --fault-rate 0.3" \
+  WIDE_SYNTH="--n-val 8 --framing wide --size 1792x1344 --seed 1 --fault-rate 0.3 --workers 2" \
+  stage bbu configs/demo.yaml --framing closeup --n-train 1200 --n-val 16 --seed 0 --size 448x336 --workers 2
 
 $PY - "$OUT" "$(( $(date +%s) - start ))" "$FAMILY" <<'SUMMARY'
 import json, sys
@@ -106,6 +145,25 @@ from pathlib import Path
 out, seconds, family = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 def num(v):
     return "  -  " if v is None else f"{v:.3f}"
+def faults(m, modes, at):  # the inspector's numbers: faults found, and the photo verdict, beside the constant answers
+    f = m[modes[0]].get("faults") or {}
+    p = f.get("photos") or {}
+    o = f.get("objects") or {}
+    if not p:
+        return
+    print(f"    faults: {p['faulty']} of {p['photos']} photos hold one, {o['gt']} faulty parts; the verdict's thresholds "
+          f"review {f['thresholds']['review']:.2f}, fail {f['thresholds']['fail']:.2f} (chosen on other photos)")
+    for mode in modes:
+        f = m[mode].get("faults") or {}
+        o, p = f["objects"], f["photos"]
+        a = o["at_fail"]
+        print(f"    {mode:<9} faults found {num(a['recall'])} at precision {num(a['precision'])} (always pass finds "
+              f"none; always fail all at {num(o['always_fail']['precision'])}), best at precision >= {at}: "
+              f"{num(max((r for q, r in zip(o['curve']['precision'], o['curve']['recall']) if q >= at), default=0.0))}, "
+              f"AP {num(a['AP'])}")
+        print(f"    {'':<9} photo verdict accuracy {num(p['model']['failed']['accuracy'])} (always pass "
+              f"{num(p['always_pass']['failed']['accuracy'])}, always fail {num(p['always_fail']['failed']['accuracy'])}), "
+              f"ROC AUC {num(p['model']['roc_auc'])}")
 print(f"\nDemo ({family}) finished in {seconds // 60} min {seconds % 60} s. AP50 on the validation photos "
       "(per label / class-agnostic):")
 for stage, what in (("shapes", "A, shapes (one shape per photo)"), ("bbu", "B, BBU close-ups")):
@@ -129,14 +187,29 @@ for stage, what in (("shapes", "A, shapes (one shape per photo)"), ("bbu", "B, B
         for name, b in (sizes.get("buckets") or {}).items():
             if b["objects"]:
                 print(f"    head, objects of {name} at the frame: {b['objects']}, found (recall at IoU 0.5) {num(b['recall'])}")
+        faults(m, ("head", "name"), 0.5)
+        wide = out / stage / "metrics_wide.json"
+        if wide.exists():
+            w = json.loads(wide.read_text())
+            lv = json.loads((out / stage / "metrics_wide_level1.json").read_text())
+            cat = lv["per_category"]
+            prior = lv["prior"] or {}
+            size = json.loads((out / stage / "wide" / "summary.json").read_text())["size"]
+            print(f"  whole-cabinet photos ({w['faults']['photos']['photos']} at {size[0]}x{size[1]}, head mode, the checkpoint's "
+                  f"default plan), AP50 by category (level 1): all {num(lv['AP50'])} (constant {num(prior.get('AP50'))}), "
+                  f"BBUs {num(cat.get('bbu基带处理单元', {}).get('AP50'))}, screws and connection points "
+                  f"{num(cat.get('螺丝连接点', {}).get('AP50'))}; per label {num(w['AP50'])}")
+            faults({"head": w}, ("head",), 0.4)
 print("\nWhat a randomly initialised 1M-parameter model learns in a few CPU-minutes: on shapes the head finds and\n"
       "names every shape, and name mode (the head's boxes, named by the VLM) scores as high; generate mode alone\n"
       "names the colour but does not yet write the place. On BBU close-ups, built on stage A's weights and head,\n"
       "the head finds the screws and connection points well above the constant box, and after the refit of its\n"
       "captions on the pixels inside each box it tells a correct one from a wrong one more often than always\n"
       "saying 'correct' would, though not yet as well as those pixels allow. Compare each number with its\n"
-      "constant box. A pretrained Qwen2.5-VL starts far ahead (docs/localisation.md; docs/tiles.md has stage B's\n"
-      "levers).")
+      "constant box. As an inspection (seven photos in ten without a fault), read the faults found and the photo\n"
+      "verdict against 'always pass' and 'always fail'; the whole-cabinet photos need a model that has seen whole\n"
+      "cabinets. A pretrained Qwen2.5-VL starts far ahead (docs/localisation.md; docs/tiles.md has stage B's\n"
+      "levers, docs/faults_learning.md the fault levers).")
 print(f"\nEverything is under {out}/: <stage>/data, <stage>/run/final (checkpoint), <stage>/metrics_*.json, "
       "<stage>/report_*/index.html, <stage>/run/tb (TensorBoard)")
 SUMMARY
