@@ -36,7 +36,9 @@ def one_line_error(result, *needles: str) -> str:
      "--device", "bogus"],
 ])
 def test_device_bogus_is_one_clean_line_in_doctor_and_fewshot(tmp_path, command):
-    args = [a.format(ckpt=tmp_path, img=tmp_path / "x.png", out=tmp_path / "out") for a in command]
+    ckpt = tmp_path / "ckpt"  # the output beside the input folder, not inside it (that is refused first)
+    ckpt.mkdir()
+    args = [a.format(ckpt=ckpt, img=tmp_path / "x.png", out=tmp_path / "out") for a in command]
     r = CliRunner().invoke(app, args)
     one_line_error(r, "--device bogus: not a device name")
 
@@ -46,7 +48,9 @@ def test_fewshot_device_cuda_without_a_gpu_is_a_clean_line(tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    r = CliRunner().invoke(app, ["fewshot", "classify", "--support", str(tmp_path), "--query", str(tmp_path),
+    support = tmp_path / "support"
+    support.mkdir()
+    r = CliRunner().invoke(app, ["fewshot", "classify", "--support", str(support), "--query", str(support),
                                  "--backbone", "pixels", "--out", str(tmp_path / "o.csv"), "--device", "cuda"])
     one_line_error(r, "--device cuda: no such CUDA device here")
 

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, int_range, parse_range, parse_size, stdout_is_tty,
+from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, finite_range, int_range, parse_range, parse_size, stdout_is_tty,
                               user_errors)
 from bbuvl.data.layout import DATASET_FILES
 from bbuvl.synthetic.camera import FRAMINGS
@@ -52,11 +52,11 @@ def synth(
         help="shapes scene: every box side MIN-MAX pixels (e.g. 10-24: small parts, below one vision token at the "
         "model's frame); default 15-40 % of the photo's side."),
     fault_rate: float | None = typer.Option(
-        None, "--fault-rate", min=0.0, max=1.0,
+        None, "--fault-rate", callback=finite_range(0, 1),
         help="bbu scene: the share of photos holding any fault (e.g. 0.3: seven photos in ten pass, as in the field); "
         "default: each part wrong at its own odds, most photos hold a fault."),
     part_fault_rate: float = typer.Option(
-        0.3, "--part-fault-rate", min=0.0, max=1.0,
+        0.3, "--part-fault-rate", callback=finite_range(0, 1),
         help="bbu scene with --fault-rate: the share of parts drawn wrong in a photo that holds a fault (at least one is)."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
