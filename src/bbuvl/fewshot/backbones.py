@@ -149,7 +149,10 @@ def detect_kind(path: str) -> str:
     """The backbone kind of a checkpoint folder or hub id, from its config's `model_type`."""
     from transformers import AutoConfig
 
-    check_model_source(path, "backbone")
+    try:
+        check_model_source(path, "backbone")
+    except ValueError as e:
+        raise ValueError(f"{e}; give '{PIXELS}' or '{PIXELS}:SIDE', or build one with `bbuvl fewshot tiny-backbone`") from None
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as e:

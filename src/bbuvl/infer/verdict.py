@@ -145,7 +145,7 @@ def verdict_of(best: float | None, failed: bool, thresholds: VerdictThresholds) 
 
 def checkpoint_verdict(checkpoint: str | Path) -> tuple[VerdictThresholds, str | None, str]:
     """What a checkpoint judges photos with: its thresholds (its verdict_thresholds.json, else its run config's
-    `inference.verdict_*`), its run config's hierarchy (None: the shipped one), and where the thresholds came from."""
+    `inference.verdict_*`, else the config's defaults), its run config's hierarchy (None: the shipped one), and where the thresholds came from."""
     from bbuvl.model.checkpoint import CONFIG_FILE, read_run_config  # here: it loads torch, the verdict alone does not
 
     checkpoint = Path(checkpoint)
@@ -157,7 +157,12 @@ def checkpoint_verdict(checkpoint: str | Path) -> tuple[VerdictThresholds, str |
     if run is not None:
         return (VerdictThresholds(run.inference.verdict_review, run.inference.verdict_fail), hierarchy,
                 f"{checkpoint / CONFIG_FILE} (inference.verdict_review, inference.verdict_fail)")
-    raise ValueError(f"{checkpoint}: no {THRESHOLDS_FILE} and no {CONFIG_FILE}: not a checkpoint written by bbuvl train")
+    from bbuvl.config import InferenceConfig
+
+    # A plain model folder (a base model, an export) holds neither file: the config's defaults judge its answers.
+    defaults = InferenceConfig()
+    return (VerdictThresholds(defaults.verdict_review, defaults.verdict_fail), None,
+            f"the config's defaults ({checkpoint} is a plain model folder: no {THRESHOLDS_FILE}, no {CONFIG_FILE})")
 
 
 def verdict_counts(predictions: str | Path) -> dict[str, int]:
