@@ -75,7 +75,10 @@ def train_and_predict(root: Path, scene: Scene, overrides: tuple[str, ...] = ())
     cfg = load_config(CONFIG, [
         f"model.path={model_dir}", f"data.train={root / 'data' / 'train.jsonl'}", "data.val=null",
         f"training.output_dir={root / 'run'}", f"training.max_steps={scene.steps}", "training.logging_steps=50",
-        "training.save_steps=100000", "training.eval_steps=100000", "monitor.enabled=false", *overrides,
+        "training.save_steps=100000", "training.eval_steps=100000", "monitor.enabled=false",
+        # The head's and name mode's bars and their spread were measured without the grounding terms, which teach
+        # generate mode (docs/grpo.md; tests/test_generate_learnability.py guards them) and cost this guard time.
+        "loss.grounding_attention=0", "loss.coordinate_regression=0", *overrides,
     ])
     try:
         final = train(cfg, progress=False)["final"]
