@@ -6,12 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bbuvl.config import InferenceConfig
 from bbuvl.data.faults import Faults
 from bbuvl.eval.faults import choose_thresholds
 from bbuvl.eval.metrics import Evaluation
 from bbuvl.infer.output import read_manifest
-from bbuvl.infer.verdict import ChosenThresholds, VerdictThresholds, checkpoint_verdict
+from bbuvl.infer.verdict import ChosenThresholds, VerdictThresholds, checkpoint_verdict, default_thresholds
 
 
 @dataclass
@@ -36,8 +35,7 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
     if need_checkpoint and checkpoint is None:
         why = "it names none (not written by `bbuvl predict`)" if manifest is None else f"{manifest.checkpoint} is not there"
         raise ValueError(f"{pred}: --choose-thresholds writes into the checkpoint that made these predictions, but {why}")
-    defaults = InferenceConfig()
-    own, own_hierarchy, source = (VerdictThresholds(defaults.verdict_review, defaults.verdict_fail), None,
+    own, own_hierarchy, source = (default_thresholds(), None,
                                   "the config's defaults (inference.verdict_review, inference.verdict_fail)")
     if checkpoint is not None:
         own, own_hierarchy, source = checkpoint_verdict(checkpoint)

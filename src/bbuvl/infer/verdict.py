@@ -157,12 +157,17 @@ def checkpoint_verdict(checkpoint: str | Path) -> tuple[VerdictThresholds, str |
     if run is not None:
         return (VerdictThresholds(run.inference.verdict_review, run.inference.verdict_fail), hierarchy,
                 f"{checkpoint / CONFIG_FILE} (inference.verdict_review, inference.verdict_fail)")
+    # A plain model folder (a base model, an export) holds neither file: the config's defaults judge its answers.
+    return (default_thresholds(), None,
+            f"the config's defaults ({checkpoint} is a plain model folder: no {THRESHOLDS_FILE}, no {CONFIG_FILE})")
+
+
+def default_thresholds() -> VerdictThresholds:
+    """The config's default thresholds (`inference.verdict_review`, `inference.verdict_fail`)."""
     from bbuvl.config import InferenceConfig
 
-    # A plain model folder (a base model, an export) holds neither file: the config's defaults judge its answers.
     defaults = InferenceConfig()
-    return (VerdictThresholds(defaults.verdict_review, defaults.verdict_fail), None,
-            f"the config's defaults ({checkpoint} is a plain model folder: no {THRESHOLDS_FILE}, no {CONFIG_FILE})")
+    return VerdictThresholds(defaults.verdict_review, defaults.verdict_fail)
 
 
 def verdict_counts(predictions: str | Path) -> dict[str, int]:
