@@ -104,9 +104,30 @@ def test_a_closeup_folder_is_deterministic_and_passes_data_check(tmp_path):
     assert json.loads((tmp_path / "a" / "summary.json").read_text(encoding="utf-8"))["framing"] == "closeup"
 
 
+def test_the_wide_share_sets_the_odds_of_a_wide_photo_and_half_is_the_mixed_coin_of_old():
+    seeds = [image_seed(3, "train", i) for i in range(40)]
+    is_wide = {share: [render_scene(s, (200, 150), framing="mixed", wide_share=share)[0].tobytes()
+                       == render_scene(s, (200, 150))[0].tobytes() for s in seeds] for share in (0.0, 0.2, 1.0)}
+    assert not any(is_wide[0.0]) and all(is_wide[1.0])
+    assert 3 <= sum(is_wide[0.2]) <= 14  # 8 expected of 40
+    for s in seeds[:6]:
+        default, _ = render_scene(s, (200, 150), framing="mixed")
+        assert render_scene(s, (200, 150), framing="mixed", wide_share=0.5)[0].tobytes() == default.tobytes()
+    # a photo wide at a small share stays wide at a larger one: the close-ups of a small share are a larger one's
+    assert all(b for a, b in zip(is_wide[0.2], is_wide[1.0]) if a)
+
+
+def test_a_wide_share_folder_records_its_share_and_passes_data_check(tmp_path):
+    synthesize(tmp_path / "a", 3, 1, seed=2, size=(200, 150), num_teachers=1, framing="mixed", wide_share=0.25)
+    assert json.loads((tmp_path / "a" / "summary.json").read_text(encoding="utf-8"))["wide_share"] == 0.25
+    assert check_dataset(tmp_path / "a") == []
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"framing": "aerial"}, "framing must be one of"),
     ({"framing": "closeup", "render": render_shapes}, "does not apply"),
+    ({"framing": "closeup", "wide_share": 0.2}, "needs framing 'mixed'"),
+    ({"framing": "mixed", "wide_share": 1.5}, "between 0 and 1"),
 ])
 def test_impossible_framings_are_refused(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -123,3 +144,5 @@ def test_synth_command_renders_closeups(tmp_path):
     assert json.loads((tmp_path / "c" / "summary.json").read_text(encoding="utf-8"))["framing"] == "closeup"
     result = CliRunner().invoke(app, ["synth", str(tmp_path / "d"), "--framing", "aerial"])
     assert result.exit_code == 2 and "--framing" in result.output
+    result = CliRunner().invoke(app, ["synth", str(tmp_path / "e"), "--framing", "closeup", "--wide-share", "0.2"])
+    assert result.exit_code == 2 and "--framing mixed" in result.output and not (tmp_path / "e").exists()

@@ -41,8 +41,13 @@ def synth(
     ),
     framing: str = typer.Option(
         "wide", "--framing",
-        help="bbu scene: wide (the cabinet), closeup (near one BBU, the ODF panel or the ground bar) or mixed (half each).",
+        help="bbu scene: wide (the cabinet), closeup (near one BBU, the ODF panel or the ground bar) or mixed (wide at "
+        "--wide-share's odds, close-up otherwise).",
     ),
+    wide_share: float = typer.Option(
+        0.5, "--wide-share", callback=finite_range(0, 1),
+        help="--framing mixed: the share of wide photos (e.g. 0.2: a few whole cabinets among close-ups, "
+        "docs/faults_learning.md)."),
     min_objects: int | None = typer.Option(None, "--min-objects", help="shapes scene: fewest shapes per photo (default 1).",
                                            callback=int_range(1, MAX_SHAPES)),
     max_objects: int | None = typer.Option(None, "--max-objects", help="shapes scene: most shapes per photo (default 3).",
@@ -69,6 +74,8 @@ def synth(
         fail(f"--framing must be one of {', '.join(FRAMINGS)}, got '{escape(framing)}'")
     if scene == "shapes" and framing != "wide":
         fail("--framing moves the camera of the bbu scene; the shapes scene has none (drop --framing)")
+    if framing != "mixed" and wide_share != 0.5:
+        fail(f"--wide-share mixes framings: it needs --framing mixed, not '{framing}'")
     if scene == "bbu" and (min_objects is not None or max_objects is not None):
         fail("--min-objects/--max-objects are for --scene shapes; the bbu scene plans its own objects")
     if scene == "bbu" and object_px is not None:
@@ -91,7 +98,7 @@ def synth(
                                         max_objects=3 if max_objects is None else max_objects, object_px=px, **common)  # type: ignore[arg-type]
         else:
             faults = FaultRate(fault_rate, part_fault_rate) if fault_rate is not None else None
-            summary = synthesize(out, n_train, n_val, framing=framing, faults=faults, **common)  # type: ignore[arg-type]
+            summary = synthesize(out, n_train, n_val, framing=framing, faults=faults, wide_share=wide_share, **common)  # type: ignore[arg-type]
     console.print(f"{n_train + n_val} photos, {sum(summary['categories'].values())} objects, {summary['labels']} distinct labels")
     for split, c in (summary.get("faults") or {}).items():
         if c["photos"]:

@@ -42,6 +42,16 @@ def check_size(size: tuple[int, int]) -> None:
         raise ValueError(f"image size {size[0]}x{size[1]} is too small: both sides must be at least {MIN_SIDE} px")
 
 
+def check_wide_share(framing: str, wide_share: float) -> None:
+    """Raise ValueError for an unknown framing, or a wide share outside [0, 1] or set for a framing that is not mixed."""
+    if framing not in FRAMINGS:
+        raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, got '{framing}'")
+    if not 0.0 <= wide_share <= 1.0:
+        raise ValueError(f"the wide share is the odds of a wide photo, between 0 and 1; got {wide_share}")
+    if framing != "mixed" and wide_share != 0.5:
+        raise ValueError(f"a wide share mixes framings: it needs framing 'mixed', not '{framing}'")
+
+
 def _painted(rng_seed: int, canvas: tuple[int, int], faults: FaultRate | None) -> tuple[Scene, random.Random]:
     """The scene of `rng_seed` painted on `canvas`, and its random stream (the camera draws on from it).
 
@@ -58,18 +68,18 @@ def _painted(rng_seed: int, canvas: tuple[int, int], faults: FaultRate | None) -
 
 
 def render_scene(rng_seed: int, size: tuple[int, int], framing: Framing = "wide",
-                 faults: FaultRate | None = None) -> tuple[Image.Image, list[ObjectAnn]]:
+                 faults: FaultRate | None = None, wide_share: float = 0.5) -> tuple[Image.Image, list[ObjectAnn]]:
     """One synthetic photo of `size` (width, height) and its objects in its pixels, sorted by (y1, x1).
 
-    `framing`: wide (the cabinet), closeup (near one BBU, the ODF panel or the ground bar) or mixed (either,
-    by a coin seeded from `rng_seed`); the scene is the same for a seed, only the camera moves. `faults`: how
-    often photos and parts are wrong (None: each part at its own odds, most photos hold a fault).
+    `framing`: wide (the cabinet), closeup (near one BBU, the ODF panel or the ground bar) or mixed (wide at odds
+    `wide_share`, by a coin seeded from `rng_seed`); the scene is the same for a seed, only the camera moves.
+    `faults`: how often photos and parts are wrong (None: each part at its own odds, most photos hold a fault).
     """
     check_size(size)
-    if framing not in FRAMINGS:
-        raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, got '{framing}'")
+    check_wide_share(framing, wide_share)
     if framing == "mixed":
-        framing = "closeup" if random.Random(rng_seed ^ _MIXED_SALT).random() < 0.5 else "wide"
+        # closeup below 1 - share: at 0.5 the same coin as before the share existed, the same photos
+        framing = "closeup" if random.Random(rng_seed ^ _MIXED_SALT).random() < 1 - wide_share else "wide"
     if framing == "closeup":
         return _render_closeup(rng_seed, size, faults)
     w, h = size

@@ -26,7 +26,7 @@ from bbuvl.data.images import EXIF_ORIENTATION
 from bbuvl.data.labels import SEP
 from bbuvl.data.layout import write_dataset_folder
 from bbuvl.data.schema import ImageRecord, ObjectAnn
-from bbuvl.synthetic.camera import FRAMINGS, Framing, check_size, render_scene
+from bbuvl.synthetic.camera import Framing, check_size, check_wide_share, render_scene
 from bbuvl.synthetic.export import INVERSE_ROTATION, PlatformNames, vendor_document
 from bbuvl.synthetic.scene import FAULT_LABELS, FaultRate
 
@@ -139,27 +139,31 @@ def synthesize(
     render: Renderer | None = None,
     about: dict | None = None,
     faults: FaultRate | None = None,
+    wide_share: float = 0.5,
 ) -> dict:
     """Render `n_train + n_val` photos into `out`: a dataset folder (jsonl) or a platform export (vendor).
 
     Returns the summary (counts per split and per category). `progress(done, total)` is called per photo.
     `render` swaps the equipment room for another scene (a picklable `(seed, size) -> (photo, objects)`, e.g.
     `bbuvl.synthetic.shapes`), `about` adds what describes it to the summary; `framing` moves the room's camera;
-    `faults` sets how often photos and parts are wrong (None: each part at its own odds), and the summary counts them.
+    `faults` sets how often photos and parts are wrong (None: each part at its own odds), and the summary counts them;
+    `wide_share` is the odds of a wide photo under mixed framing.
     """
     if fmt not in ("jsonl", "vendor"):
         raise ValueError(f"format must be 'jsonl' or 'vendor', got '{fmt}'")
     if n_train < 0 or n_val < 0 or n_train + n_val == 0:
         raise ValueError(f"need a positive number of photos, got n_train={n_train}, n_val={n_val}")
-    if framing not in FRAMINGS:
-        raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, got '{framing}'")
+    check_wide_share(framing, wide_share)
     if render is not None and (framing != "wide" or faults is not None):
         raise ValueError("framing or a fault rate does not apply to another scene: both belong to the equipment room")
     check_size(size)
     out = Path(out)
     if render is None:
-        render = render_scene if framing == "wide" and faults is None else partial(render_scene, framing=framing, faults=faults)
+        render = (render_scene if framing == "wide" and faults is None
+                  else partial(render_scene, framing=framing, faults=faults, wide_share=wide_share))
         about = {"framing": framing, **(about or {})} if framing != "wide" else about  # wide: the summary of old
+        if wide_share != 0.5:
+            about = {**(about or {}), "wide_share": wide_share}
         if faults is not None:
             about = {**(about or {}), "fault_rate": {"photos": faults.photos, "parts": faults.parts}}
     names = [("train", i) for i in range(n_train)] + [("val", i) for i in range(n_val)]
