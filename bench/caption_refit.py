@@ -1,0 +1,49 @@
+"""Refit a finished checkpoint's caption layers with other refit settings, one new checkpoint per setting.
+
+    .venv/bin/python bench/caption_refit.py --checkpoint demo_out/bbu/run/final --train demo_out/bbu/data/train.jsonl \\
+        --out runs/refit --balance 0,0.5,1 --steps 400
+
+Each setting writes `<out>/balance<B>_steps<S>` (train/caption_refit_checkpoint.py): the checkpoint's model with its
+captions refit again on the training photos, so that settings are compared on one trained model with no training
+run between them. Score the folders with bench/inspection.py; docs/faults_learning.md ("Balanced refit") has the
+measured runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    """Parse the arguments and refit once per balance; returns the new checkpoint folders."""
+    from bbuvl.config import CaptionRefitConfig
+    from bbuvl.train.caption_refit_checkpoint import refit_checkpoint
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", type=Path, required=True, help="a finished checkpoint with a detection head")
+    ap.add_argument("--train", type=Path, required=True, help="the training JSONL whose photos the refit reads")
+    ap.add_argument("--out", type=Path, required=True, help="folder for the new checkpoints")
+    ap.add_argument("--balance", default="0", help="comma-separated draw balances, each in [0, 1]")
+    ap.add_argument("--steps", type=int, default=400, help="refit steps")
+    ap.add_argument("--batch-size", type=int, default=64, help="covered objects a step")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    folders = []
+    for balance in (float(b) for b in args.balance.split(",")):
+        cfg = CaptionRefitConfig(steps=args.steps, balance=balance, batch_size=args.batch_size, lr=args.lr)
+        out = args.out / f"balance{balance:g}_steps{args.steps}"
+        result = refit_checkpoint(args.checkpoint, args.train, out, cfg, seed=args.seed, overwrite=True)
+        print(f"{out}: {result.pairs} objects covered ({result.uncovered} not), loss {result.first_loss:.4f} -> "
+              f"{result.last_loss:.4f}, {result.seconds:.0f} s", flush=True)
+        folders.append(out)
+    return folders
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO / "src"))
+    main()

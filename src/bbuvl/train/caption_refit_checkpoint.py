@@ -1,0 +1,66 @@
+"""The caption refit on a finished checkpoint: refit its head's caption layers (train/caption_refit.py) on a training
+set's photos and write the result as a new checkpoint, without training again.
+
+A refit's settings (its steps, its balanced draws) can then be compared on one trained model: what differs between
+two such checkpoints is the refit alone (docs/faults_learning.md, "Balanced refit"). The new folder is the source's
+model with the refitted caption layers, its run config recording the refit that made them; the source's verdict
+thresholds are not carried over, since they were chosen for the old captions' scores.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+from bbuvl.atomic import write_text_atomic
+from bbuvl.config import CaptionRefitConfig
+from bbuvl.data.families import IMAGE_TOKEN, get_family
+from bbuvl.data.scale import TrainingScale
+from bbuvl.data.schema import read_records, resolve_image
+from bbuvl.encode.chat import ChatEncoder
+from bbuvl.encode.collate import PaddedCollator
+from bbuvl.model.checkpoint import load_model, save_checkpoint
+from bbuvl.train.caption_refit import Photo, RefitResult, refit_captions
+
+RECORD_FILE = "caption_refit.json"  # what the refit that wrote the folder did: source, photos, settings, losses
+
+
+def dataset_photos(train_jsonl: str | Path) -> list[Photo]:
+    """The photos of a training JSONL as the refit reads them (a bad line is a DatasetError naming file and line)."""
+    return [Photo(str(resolve_image(train_jsonl, r.image)), r.size, [o.bbox_2d for o in r.objects],
+                  [o.desc for o in r.objects]) for r in read_records(train_jsonl)]
+
+
+def refit_checkpoint(checkpoint: str | Path, train_jsonl: str | Path, out: str | Path, cfg: CaptionRefitConfig,
+                     seed: int = 0, overwrite: bool = False) -> RefitResult:
+    """Refit `checkpoint`'s caption layers on `train_jsonl`'s photos with `cfg` and write the new checkpoint to `out`
+    (complete or not at all: written beside it, then renamed). FileExistsError when `out` exists and not `overwrite`."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists: choose another folder, or overwrite it")
+    if cfg.steps <= 0:
+        raise ValueError("caption refit: steps must be at least 1 to refit a checkpoint")
+    photos = dataset_photos(train_jsonl)
+    if not photos:
+        raise ValueError(f"{train_jsonl}: no photos to refit on")
+    model, processor, run, contract, prompt = load_model(checkpoint, device="cpu")
+    if model.detection_head is None:
+        raise ValueError(f"{checkpoint}: this checkpoint has no detection head, so no captions to refit")
+    tok = processor.tokenizer
+    encoder = ChatEncoder(processor, prompt.system, prompt.lang, get_family(contract.family).assistant_prefix)
+    collator = PaddedCollator(tok.pad_token_id, tok.convert_tokens_to_ids(IMAGE_TOKEN), padding_side="right")
+    result = refit_captions(model, encoder, collator, contract, photos, cfg, seed)
+    run = run.model_copy(deep=True)
+    run.detection.caption_refit = cfg
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_checkpoint(model, processor, run, contract, prompt, tmp, scale=TrainingScale.load(checkpoint))
+    record = {"source": str(checkpoint), "photos": str(train_jsonl), "seed": seed, "config": cfg.model_dump(),
+              **asdict(result)}
+    write_text_atomic(tmp / RECORD_FILE, json.dumps(record, ensure_ascii=False, indent=2) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return result
