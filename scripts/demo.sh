@@ -19,6 +19,11 @@ PROCS=${BBUVL_DEMO_PROCS:-$(( $(nproc) >= 2 ? 2 : 1 ))}
 start=$(date +%s)
 rm -rf "$OUT"
 
+say() {  # say TEXT: a phase's heading, with the time since the demo started (each phase's cost is the difference)
+  local t=$(( $(date +%s) - start ))
+  printf '== %d:%02d %s\n' $(( t / 60 )) $(( t % 60 )) "$*"
+}
+
 train() {  # train CONFIG OVERRIDES...: the config's batch is the step's, shared by the processes
   local config=$1 batch=0
   shift
@@ -42,31 +47,31 @@ stage() {  # stage NAME CONFIG SYNTH_ARGS... -- TRAIN_OVERRIDES...
   while [ $# -gt 0 ] && [ "$1" != "--" ]; do synth+=("$1"); shift; done
   [ $# -gt 0 ] && shift
   overrides=("$@")
-  echo "== [$name] synthesise -> $dir/data"
+  say "[$name] synthesise -> $dir/data"
   $BBUVL data synth "$dir/data" "${synth[@]}"
   local val="$dir/data/val.jsonl"
   if [ -n "${VAL_SYNTH:-}" ]; then
-    echo "== [$name] synthesise the validation photos -> $dir/val"
+    say "[$name] synthesise the validation photos -> $dir/val"
     # shellcheck disable=SC2086
     $BBUVL data synth "$dir/val" --n-train 0 --teachers 0 $VAL_SYNTH
     val="$dir/val/val.jsonl"
   fi
   echo "$val" > "$dir/val_path"
-  echo "== [$name] check the dataset"
+  say "[$name] check the dataset"
   $BBUVL data check "$dir/data"
   local model="$dir/tiny-model"
   if [ -n "${START_FROM:-}" ] && [ -d "$START_FROM" ]; then
     model=$START_FROM
-    echo "== [$name] start from $model"
+    say "[$name] start from $model"
   else
-    echo "== [$name] build a tiny offline $FAMILY -> $model"
+    say "[$name] build a tiny offline $FAMILY -> $model"
     $BBUVL model tiny "$model" --family "$FAMILY"
   fi
-  echo "== [$name] train ($config, $PROCS process(es)) -> $dir/run"
+  say "[$name] train ($config, $PROCS process(es)) -> $dir/run"
   train "$config" "training.output_dir=$dir/run" "model.path=$model" \
     "data.train=$dir/data/train.jsonl" "data.val=$val" "${overrides[@]}"
   if [ -n "${CHOOSE_SYNTH:-}" ]; then
-    echo "== [$name] choose the verdict's thresholds on photos of their own -> $dir/run/final/verdict_thresholds.json"
+    say "[$name] choose the verdict's thresholds on photos of their own -> $dir/run/final/verdict_thresholds.json"
     # shellcheck disable=SC2086
     $BBUVL data synth "$dir/choose" --n-train 0 --teachers 0 $CHOOSE_SYNTH
     $BBUVL predict -c "$dir/run/final" -i "$dir/choose/val.jsonl" -o "$dir/choose/pred_head.jsonl" --mode head
@@ -74,15 +79,16 @@ stage() {  # stage NAME CONFIG SYNTH_ARGS... -- TRAIN_OVERRIDES...
       --choose-thresholds --target-recall 0.8 --target-precision 0.7 > /dev/null
   fi
   evaluate "$name"
+  say "[$name] scored"
 }
 
 score() {  # score STAGE MODE [NAME VAL]: predict validation photos in one mode, evaluate per label and by category
   local dir="$OUT/$1" mode=$2 name=${3:-$2} val=${4:-$(cat "$OUT/$1/val_path")}
-  echo "== [$1] predict the validation photos ($name)"
+  say "[$1] predict the validation photos ($name)"
   $BBUVL predict -c "$dir/run/final" -i "$val" -o "$dir/pred_$name.jsonl" --mode "$mode"
-  echo "== [$1] evaluate ($name)"
+  say "[$1] evaluate ($name)"
   $BBUVL eval --pred "$dir/pred_$name.jsonl" --gt "$val" --out "$dir/metrics_$name.json" --report "$dir/report_$name"
-  echo "== [$1] evaluate ($name) by category (hierarchy level 1)"
+  say "[$1] evaluate ($name) by category (hierarchy level 1)"
   $BBUVL eval --pred "$dir/pred_$name.jsonl" --gt "$val" --out "$dir/metrics_${name}_level1.json" --level 1 > /dev/null
 }
 
@@ -99,7 +105,7 @@ evaluate() {  # evaluate STAGE: the three modes (and the wide photos) side by si
   # so that they do not interleave.
   local dir="$OUT/$1" pids=() status=0 lane k=0
   if [ -n "${WIDE_SYNTH:-}" ]; then
-    echo "== [$1] synthesise whole-cabinet photos -> $dir/wide"
+    say "[$1] synthesise whole-cabinet photos -> $dir/wide"
     # shellcheck disable=SC2086
     $BBUVL data synth "$dir/wide" --n-train 0 --teachers 0 $WIDE_SYNTH
   fi
