@@ -17,6 +17,10 @@ photos with another one). Printed, each beside what ignoring the photo scores:
   (finds nothing) and "always fail" (calls every judged part faulty);
 - the photo verdict: accuracy at the checkpoint's thresholds and ROC AUC of the photo's fault score, beside "always
   pass" and "always fail".
+Then where the faults are lost: faulty parts that no box of their kind found (no score can find those: the recall
+the scores could reach at best) and how often the state is right on the others. `--choose-on SEED` judges with
+thresholds chosen on close-ups of another seed (`bbuvl eval --choose-thresholds`'s rule), for a checkpoint that
+has none of its own.
 `--recipe CMD` first runs CMD (with BBUVL_DEMO_OUT set to a folder of its own) and scores the checkpoints it wrote
 (`bbu/run/final`). `--json` appends one line per seed and framing. docs/faults_learning.md has the measured runs;
 tests/test_inspection_bench.py runs a tiny one.
@@ -69,11 +73,10 @@ def render(folder: Path, framing: Framing, seed: int, fault_rate: float, part_ra
     return folder / "val.jsonl"
 
 
-def score(framing: Framing, val: Path, mode: str, predictors: dict) -> dict:
-    """Predict `val` with the framing's checkpoint at its defaults, then every number the bench prints."""
+def predict(framing: Framing, val: Path, mode: str, predictors: dict) -> tuple[list, Path, float, object]:
+    """Predict `val` with the framing's checkpoint at its defaults: the records, the predictions file, the seconds a
+    photo, and the checkpoint's verdict thresholds."""
     from bbuvl.data.schema import read_records
-    from bbuvl.eval.metrics import evaluate_predictions
-    from bbuvl.eval.predictions import read_predictions
     from bbuvl.infer.predictor import Predictor
 
     if framing.checkpoint not in predictors:
@@ -88,14 +91,43 @@ def score(framing: Framing, val: Path, mode: str, predictors: dict) -> dict:
     seconds = (time.perf_counter() - start) / len(paths)
     pred = val.parent / f"pred_{mode}.jsonl"
     pred.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
-    thresholds = predictor.options().thresholds()
+    return records, pred, seconds, predictor.options().thresholds()
+
+
+def choose(framing: Framing, val: Path, mode: str, predictors: dict, target_recall: float, target_precision: float):
+    """Verdict thresholds chosen on `val`'s photos as `bbuvl eval --choose-thresholds` chooses them (photos other
+    than the scored ones: what the demo does on its own seed)."""
+    from bbuvl.eval.faults import choose_thresholds
+    from bbuvl.eval.metrics import evaluate_predictions
+    from bbuvl.eval.predictions import read_predictions
+
+    records, pred, _, _ = predict(framing, val, mode, predictors)
+    f = evaluate_predictions(records, val, read_predictions(pred), pred).faults
+    return choose_thresholds(f.photo_faulty, f.photo_scores, target_recall, target_precision)[0]
+
+
+def score(framing: Framing, val: Path, mode: str, predictors: dict, chosen=None) -> dict:
+    """Predict `val` with the framing's checkpoint at its defaults, then every number the bench prints; `chosen`:
+    verdict thresholds to judge with instead of the checkpoint's."""
+    from bbuvl.eval.metrics import evaluate_predictions
+    from bbuvl.eval.predictions import read_predictions
+
+    records, pred, seconds, thresholds = predict(framing, val, mode, predictors)
+    thresholds = chosen or thresholds
     full = evaluate_predictions(records, val, read_predictions(pred), pred, thresholds=thresholds)
     by_category = evaluate_predictions(records, val, read_predictions(pred), pred, level=1, thresholds=thresholds)
     f = full.faults
     cats = by_category.metrics["per_category"] or {}
     prior_cats = by_category.metrics["prior"] or {}
+    # Where the faults are lost: a faulty part no box of its kind found at IoU 0.5 cannot be found whatever the
+    # scores (the recall the scores could reach at best), and among those found, how often the state is right.
+    unboxed = sum(m for s in f.states for state, m in zip(s.states, s.missed) if state in s.faults)
+    found = [(s.counts[i][i], sum(s.counts[i])) for s in f.states for i, state in enumerate(s.states) if state in s.faults]
+    boxed = sum(n for _, n in found)
     return {
         "photos": len(records), "faulty_photos": sum(f.photo_faulty), "faults": f.objects.gt,
+        "faults_unboxed": unboxed, "fault_recall_ceiling": None if not f.objects.gt else 1 - unboxed / f.objects.gt,
+        "fault_state_right": None if not boxed else sum(r for r, _ in found) / boxed,
         "s_per_photo": round(seconds, 2),
         "AP50": full.metrics["AP50"], "AP50_constant": (full.metrics["prior"] or {}).get("AP50"),
         "AP50_level1": by_category.metrics["AP50"], "AP50_level1_constant": prior_cats.get("AP50"),
@@ -129,6 +161,9 @@ def print_row(name: str, seed: int, row: dict) -> None:
           f"{num(row['fault_recall_at_min_precision'])}, AP {num(row['fault_AP'])}; verdict accuracy "
           f"{num(row['verdict_accuracy'])} (always pass {num(row['always_pass_accuracy'])}, always fail "
           f"{num(row['always_fail_accuracy'])}), ROC AUC {num(row['verdict_auc'])}", flush=True)
+    print(f"{'':<8}   faulty parts no box of their kind found: {row['faults_unboxed']} of {row['faults']} (recall at "
+          f"best {num(row['fault_recall_ceiling'])}); state right for {num(row['fault_state_right'])} of the boxed "
+          "ones", flush=True)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -145,6 +180,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--fault-rate", type=float, default=0.3, help="share of photos holding any fault")
     ap.add_argument("--part-fault-rate", type=float, default=0.3, help="share of wrong parts in a faulty photo")
     ap.add_argument("--mode", default="head", help="prediction mode")
+    ap.add_argument("--choose-on", type=int, help="choose the verdict's thresholds on close-ups of this seed (as many "
+                    "as --closeups), as the demo does, instead of judging with the checkpoint's")
+    ap.add_argument("--target-recall", type=float, default=0.8, help="--choose-on: faulty photos flagged (the demo's)")
+    ap.add_argument("--target-precision", type=float, default=0.7, help="--choose-on: failed photos faulty (the demo's)")
     ap.add_argument("--workdir", type=Path, help="where photos and predictions go (default: a temporary folder)")
     ap.add_argument("--json", type=Path, help="append one JSON line per seed and framing")
     args = ap.parse_args(argv)
@@ -164,11 +203,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ) if f.photos > 0]
     predictors: dict = {}
     rows = []
+    chosen = None
+    if args.choose_on is not None:
+        closeup = Framing("closeup", "closeup", (w, h), args.closeups or 48, checkpoint, 0.5)
+        val = render(work / f"choose_{args.choose_on}", closeup, args.choose_on, args.fault_rate, args.part_fault_rate)
+        chosen = choose(closeup, val, args.mode, predictors, args.target_recall, args.target_precision)
+        print(f"verdict thresholds chosen on close-ups of seed {args.choose_on}: review {chosen.review:.3f}, fail "
+              f"{chosen.fail:.3f}", flush=True)
     for seed in seeds_of(args.seeds):
         for framing in framings:
             val = render(work / f"{framing.name}_{seed}", framing, seed, args.fault_rate, args.part_fault_rate)
             row = {"framing": framing.name, "seed": seed, "size": list(framing.size), "checkpoint": str(framing.checkpoint),
-                   "mode": args.mode, "fault_rate": args.fault_rate, **score(framing, val, args.mode, predictors)}
+                   "mode": args.mode, "fault_rate": args.fault_rate, "chosen_on": args.choose_on,
+                   **score(framing, val, args.mode, predictors, chosen)}
             print_row(framing.name, seed, row)
             rows.append(row)
             if args.json:

@@ -17,7 +17,7 @@ def test_bench_prints_detection_fault_and_verdict_numbers_beside_the_constants(t
     out = tmp_path / "rows.jsonl"
     args = ["--checkpoint", str(trained_checkpoint), "--seeds", "9001", "--closeups", "3", "--wide", "2",
             "--size", "224x168", "--wide-scale", "2", "--fault-rate", "0.5", "--workdir", str(tmp_path / "work"),
-            "--json", str(out)]
+            "--json", str(out), "--choose-on", "9003"]
     code, stdout, stderr = run_bench_in_process(BENCH, args)
     assert code == 0, stdout + stderr
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
@@ -25,9 +25,16 @@ def test_bench_prints_detection_fault_and_verdict_numbers_beside_the_constants(t
     for r in rows:
         assert re.search(rf"{r['framing']}\s+seed 9001: {r['photos']} photos, {r['faulty_photos']} with a fault, "
                          rf"{r['faults']} faults; AP50 per label \S+ \(constant \d\.\d{{3}}\)", stdout), stdout
-        assert 0 <= r["verdict_accuracy"] <= 1
+        assert 0 <= r["verdict_accuracy"] <= 1 and r["chosen_on"] == 9003
+        assert 0 <= r["faults_unboxed"] <= r["faults"]
+        if r["faults"]:
+            assert r["fault_recall_ceiling"] == pytest.approx(1 - r["faults_unboxed"] / r["faults"])
+            assert r["fault_recall"] is None or r["fault_recall"] <= r["fault_recall_ceiling"] + 1e-9
         assert r["always_pass_accuracy"] == pytest.approx(1 - r["faulty_photos"] / r["photos"])
         assert r["always_fail_accuracy"] == pytest.approx(r["faulty_photos"] / r["photos"])
     assert re.search(r"faults: recall \S+ at precision .+? \(fail >= \d\.\d{2}; always pass: 0\.000, always fail: "
                      r"1\.000 at \S+\), best recall at precision >= 0\.5: \S+, AP \S+; verdict accuracy \d\.\d{3} "
                      r"\(always pass \d\.\d{3}, always fail \d\.\d{3}\)", stdout), stdout
+    assert re.search(r"verdict thresholds chosen on close-ups of seed 9003: review \d\.\d{3}, fail \d\.\d{3}", stdout), stdout
+    assert re.search(r"faulty parts no box of their kind found: \d+ of \d+ \(recall at best \S+\); state right for "
+                     r".+? of the boxed ones", stdout), stdout
