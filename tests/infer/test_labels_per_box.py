@@ -7,12 +7,6 @@ from collections import defaultdict
 import pytest
 from PIL import Image
 
-from bbuvl.infer.predictor import Predictor
-
-
-@pytest.fixture(scope="module")
-def predictor(trained_checkpoint):
-    return Predictor.load(trained_checkpoint, device="cpu")
 
 
 def test_each_box_comes_with_its_two_likeliest_labels_whose_shares_of_its_objectness_sum_to_at_most_one(

@@ -12,21 +12,10 @@ import torch
 from PIL import Image
 
 from bbuvl.data.coords import CoordinateContract
-from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.infer.batch import PredictJob, list_inputs, run_predictions
 from bbuvl.infer.output import repair_output
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.vlm import core_model
-
-
-@pytest.fixture(scope="module")
-def predictor(trained_checkpoint):
-    return Predictor.load(trained_checkpoint, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def photos(small_dataset):
-    return [str(resolve_image(small_dataset / "val.jsonl", r.image)) for r in read_records(small_dataset / "val.jsonl")]
 
 
 def test_contract_and_prompt_come_from_the_checkpoint(predictor, trained_checkpoint):

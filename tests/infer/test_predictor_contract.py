@@ -17,11 +17,6 @@ MODEL_FRAME_BOX = [10.0, 20.0, 30.0, 5000.0]  # the bottom edge lies outside eve
 
 
 @pytest.fixture(scope="module")
-def predictor(trained_checkpoint):
-    return Predictor.load(trained_checkpoint, device="cpu")
-
-
-@pytest.fixture(scope="module")
 def photos(small_dataset):
     return [str(resolve_image(small_dataset / "val.jsonl", r.image)) for r in read_records(small_dataset / "val.jsonl")][:2]
 

@@ -10,19 +10,8 @@ import pytest
 
 from bbuvl.data.faults import Faults
 from bbuvl.data.labels import DEFAULT_HIERARCHY
-from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.infer.predictor import Predictor
 from bbuvl.infer.verdict import THRESHOLDS_FILE, ChosenThresholds, VerdictThresholds, judge
-
-
-@pytest.fixture(scope="module")
-def predictor(trained_checkpoint):
-    return Predictor.load(trained_checkpoint, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def photos(small_dataset):
-    return [str(resolve_image(small_dataset / "val.jsonl", r.image)) for r in read_records(small_dataset / "val.jsonl")]
 
 
 def every_label_a_fault(tmp_path) -> Faults:

@@ -13,7 +13,6 @@ from bbuvl.data.schema import read_records
 from bbuvl.data.families import FAMILIES
 from bbuvl.data.regions import grid_regions, parse_grid
 from bbuvl.infer.options import PredictOptions
-from bbuvl.infer.predictor import Predictor
 from bbuvl.infer.tiles import (
     TiledDetection,
     TilePlan,
@@ -133,11 +132,6 @@ def test_zoom_regions_surround_the_containers_only():
 def regions_of(predictor, mode):
     """Crops in, each crop's boxes (in its own pixels) and raw answer out: what `predict_tiled` calls."""
     return lambda crops: [([(d.bbox_2d, d.label, d.score) for d in r.objects], r.raw) for r in predictor.predict(crops, mode)]
-
-
-@pytest.fixture(scope="module")
-def predictor(trained_checkpoint):
-    return Predictor.load(trained_checkpoint, device="cpu")
 
 
 def test_a_single_whole_photo_region_predicts_what_predict_does(predictor, small_dataset):
