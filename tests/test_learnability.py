@@ -22,6 +22,7 @@ from bbuvl.data.schema import read_records, resolve_image, write_dataset
 from bbuvl.eval.coco_metrics import coco_evaluate
 from bbuvl.eval.prior import best_constant_box
 from bbuvl.infer.predictor import Predictor
+from tests.recipes import WITHOUT_GROUNDING
 from tests.threads import guard_threads
 from bbuvl.synthetic.shapes import synthesize_shapes
 from bbuvl.tiny.model import build_tiny_model
@@ -78,7 +79,7 @@ def train_and_predict(root: Path, scene: Scene, overrides: tuple[str, ...] = ())
         "training.save_steps=100000", "training.eval_steps=100000", "monitor.enabled=false",
         # The head's and name mode's bars and their spread were measured without the grounding terms, which teach
         # generate mode (docs/grpo.md; tests/test_generate_learnability.py guards them) and cost this guard time.
-        "loss.grounding_attention=0", "loss.coordinate_regression=0", *overrides,
+        *WITHOUT_GROUNDING, *overrides,
     ])
     try:
         final = train(cfg, progress=False)["final"]

@@ -32,6 +32,7 @@ from bbuvl.eval.prior import best_constant_box
 from bbuvl.infer.predictor import Predictor
 from bbuvl.synthetic.shapes import synthesize_shapes
 from bbuvl.tiny.model import build_tiny_model
+from tests.recipes import WITHOUT_GROUNDING
 from tests.threads import guard_threads
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_shapes.yaml"
@@ -62,7 +63,7 @@ def small_run(tmp_path_factory) -> dict:
             "training.save_steps=100000", "training.eval_steps=100000", "monitor.enabled=false",
             # Tiles keep their written size (min_pixels low); a whole 448x336 photo is 192 tokens at full size.
             "model.min_pixels=3136", "model.max_pixels=150528", "model.max_vision_tokens=192",
-            "model.max_vision_tokens_per_batch=1536",
+            "model.max_vision_tokens_per_batch=1536", *WITHOUT_GROUNDING,
         ])
         final = train(cfg, progress=False)["final"]
         val = root / "data" / "val.jsonl"
@@ -128,7 +129,7 @@ def one_pass_run(request, tmp_path_factory) -> dict:
             f"training.output_dir={root / 'run'}", f"training.max_steps={recipe.steps}", f"training.seed={recipe.seed}",
             "training.logging_steps=100", "training.save_steps=100000", "training.eval_steps=100000", "monitor.enabled=false",
             "model.min_pixels=3136", "model.max_pixels=150528", "model.max_vision_tokens=192",
-            "model.max_vision_tokens_per_batch=1536", "detection.fine_features=true",
+            "model.max_vision_tokens_per_batch=1536", "detection.fine_features=true", *WITHOUT_GROUNDING,
         ])
         final = train(cfg, progress=False)["final"]
         val = root / "data" / "val.jsonl"

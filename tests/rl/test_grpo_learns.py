@@ -14,6 +14,7 @@ from bbuvl.synthetic.shapes import synthesize_shapes
 from bbuvl.tiny.model import build_tiny_model
 from bbuvl.train.trainer import train
 from tests.diagnostics.conftest import one_thread  # noqa: F401
+from tests.recipes import WITHOUT_GROUNDING
 
 MARGIN = 0.05  # mean detection reward (matched IoU over max(truth, answer)) on 40 photos of an unseen seed
 
@@ -27,7 +28,8 @@ def test_grpo_raises_the_heldout_detection_reward_of_a_stage_a_checkpoint_by_0_0
     model = build_tiny_model(tmp_path / "tiny-model")
     sft = train(load_config("configs/demo_shapes.yaml", [
         f"model.path={model}", f"data.train={data / 'train.jsonl'}", "data.val=null",
-        f"training.output_dir={tmp_path / 'sft'}", "training.max_steps=500", "monitor.enabled=false"]), progress=False)["final"]
+        f"training.output_dir={tmp_path / 'sft'}", "training.max_steps=500", "monitor.enabled=false",
+        *WITHOUT_GROUNDING]), progress=False)["final"]
     before = heldout_reward(Predictor.load(sft, device="cpu"), held / "val.jsonl")["detection"]
     grpo = train_grpo(load_config("configs/demo_grpo.yaml", [
         f"model.path={sft}", f"data.train={data / 'train.jsonl'}", f"training.output_dir={tmp_path / 'grpo'}",
