@@ -204,6 +204,20 @@ def test_the_whole_pass_answers_for_parts_a_tile_cannot_hold_and_the_tiles_for_t
     assert answering(found, None, TilePlan(whole_above=0.5)) == found  # no tiles: the whole pass is all there is
 
 
+def test_a_tiles_small_piece_of_a_big_part_the_whole_pass_found_is_that_part_and_leaves_the_merge_alone():
+    tile = (500, 400)
+    whole_bbu = tiled((100, 100, 1300, 320), label=BBU, score=0.3, zoom=1.0, whole=True)
+    piece = tiled((500, 150, 740, 240), label="bbu基带处理单元/中兴", score=0.2)  # inside it, another BBU label, < 0.5 tile
+    elsewhere = tiled((100, 600, 300, 700), label=BBU, score=0.2)  # a small BBU box away from the whole pass's
+    screw_on_it = tiled((520, 160, 560, 200))  # inside the BBU, but a screw: the tiles answer for it
+    kept = answering([whole_bbu, piece, elsewhere, screw_on_it], tile, TilePlan(grid=(4, 4), whole_above=0.5))
+    assert kept == [whole_bbu, elsewhere, screw_on_it]
+    # Without the rule the merge groups the piece with the whole box and keeps the piece's box, the more magnified.
+    merged = merge_detections([whole_bbu, tiled(piece.bbox_2d, label=BBU, score=0.2)])
+    assert [d.bbox_2d for d in merged] == [piece.bbox_2d]
+    assert [d.bbox_2d for d in merge_detections([d for d in kept if d.label == BBU])] == [whole_bbu.bbox_2d, elsewhere.bbox_2d]
+
+
 def test_a_tile_box_cut_by_its_tiles_inner_edge_is_no_part_when_asked():
     cut, whole_one = tiled((0, 0, 20, 20), cut=True), tiled((40, 40, 60, 60))
     assert answering([cut, whole_one], (500, 400), TilePlan(grid=(2, 2), drop_cut=True)) == [whole_one]

@@ -323,7 +323,10 @@ def answering(found: Sequence[TiledDetection], tile: Size | None, plan: TilePlan
     """The boxes each pass answers for under `plan`'s rules, for tiles of `tile` (width, height) stored pixels.
 
     With `whole_above`, the whole pass keeps the boxes at least that share of a tile's side along either axis and the
-    tiles keep the smaller ones; with `drop_cut`, a tile's box cut by its region's inner edge is dropped.
+    tiles keep the smaller ones, less those lying inside (by `plan.min_overlap` of their area) a kept whole-pass box of
+    their category: a tile's view of part of a big part is that part, not a smaller one (without this the merge lets
+    the magnified piece replace the whole box, docs/tiles.md "Big parts"); with `drop_cut`, a tile's box cut by its
+    region's inner edge is dropped.
     """
     if tile is None:
         return list(found)
@@ -336,7 +339,20 @@ def answering(found: Sequence[TiledDetection], tile: Size | None, plan: TilePlan
                 kept.append(d)
         elif not (plan.drop_cut and d.cut) and not (big and plan.whole):
             kept.append(d)
-    return kept
+    wholes = [d for d in kept if d.whole]
+    if plan.whole_above is None or not wholes:
+        return kept
+    return [d for d in kept if d.whole or not any(
+        label_at_level(d.label, 1) == label_at_level(w.label, 1) and share_inside(d.bbox_2d, w.bbox_2d) >= plan.min_overlap
+        for w in wholes)]
+
+
+def share_inside(box: Sequence[float], outer: Sequence[float]) -> float:
+    """The share of `box`'s area that lies inside `outer` (0 for an empty box)."""
+    w = min(box[2], outer[2]) - max(box[0], outer[0])
+    h = min(box[3], outer[3]) - max(box[1], outer[1])
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    return max(0.0, w) * max(0.0, h) / area if area > 0 else 0.0
 
 
 def first_regions(size: Size, plan: TilePlan, contract: CoordinateContract) -> list[Region]:
