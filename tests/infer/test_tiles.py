@@ -210,8 +210,14 @@ def test_a_tiles_small_piece_of_a_big_part_the_whole_pass_found_is_that_part_and
     piece = tiled((500, 150, 740, 240), label="bbu基带处理单元/中兴", score=0.2)  # inside it, another BBU label, < 0.5 tile
     elsewhere = tiled((100, 600, 300, 700), label=BBU, score=0.2)  # a small BBU box away from the whole pass's
     screw_on_it = tiled((520, 160, 560, 200))  # inside the BBU, but a screw: the tiles answer for it
-    kept = answering([whole_bbu, piece, elsewhere, screw_on_it], tile, TilePlan(grid=(4, 4), whole_above=0.5))
-    assert kept == [whole_bbu, elsewhere, screw_on_it]
+    whole_screws = tiled((500, 140, 900, 260), score=0.2, zoom=1.0, whole=True)  # a wrong big box of screws
+    found = [whole_bbu, whole_screws, piece, elsewhere, screw_on_it]
+    sides = ((BBU.split("/")[0], 270.0), (SCREW.split("/")[0], 60.0))  # trained: BBUs >= half a 388-px tile, screws not
+    plan = TilePlan(grid=(4, 4), whole_above=0.5, whole_sides=sides)
+    assert answering(found, tile, plan, 388.0) == [whole_bbu, whole_screws, elsewhere, screw_on_it]
+    assert answering(found, tile, plan, 600.0) == found  # at a larger tile frame no category is too big for a tile
+    assert answering(found, tile, TilePlan(grid=(4, 4), whole_above=0.5), 388.0) == found  # sizes unknown: left alone
+    kept = answering(found, tile, plan, 388.0)
     # Without the rule the merge groups the piece with the whole box and keeps the piece's box, the more magnified.
     merged = merge_detections([whole_bbu, tiled(piece.bbox_2d, label=BBU, score=0.2)])
     assert [d.bbox_2d for d in merged] == [piece.bbox_2d]

@@ -271,6 +271,9 @@ class TilePlan:
     # (category, median side in frame pixels) of the checkpoint's training boxes: with these, `auto` zooms until the
     # whole pass's parts come out at the size they trained at (`part_zoom`); without, it uses `train_scale`.
     part_sides: tuple[tuple[str, float], ...] = ()
+    # The same sizes for `whole_above`: a category trained at a side of at least `whole_above` of a tile's frame side
+    # is one a tile cannot hold, so a tile's box of it inside the whole pass's box of it is a piece of that part.
+    whole_sides: tuple[tuple[str, float], ...] = ()
 
     def tiles(self, size: Size, contract: CoordinateContract, scale: float | None = None) -> list[Region]:
         """The grid's regions for a photo of `size` (none when the plan has no grid, one tile is the whole photo);
@@ -319,14 +322,17 @@ def part_zoom(found: Sequence[TiledDetection], part_sides: Sequence[tuple[str, f
     return float(np.median(ratios[smallest]))
 
 
-def answering(found: Sequence[TiledDetection], tile: Size | None, plan: TilePlan) -> list[TiledDetection]:
+def answering(found: Sequence[TiledDetection], tile: Size | None, plan: TilePlan,
+              tile_frame_side: float | None = None) -> list[TiledDetection]:
     """The boxes each pass answers for under `plan`'s rules, for tiles of `tile` (width, height) stored pixels.
 
     With `whole_above`, the whole pass keeps the boxes at least that share of a tile's side along either axis and the
-    tiles keep the smaller ones, less those lying inside (by `plan.min_overlap` of their area) a kept whole-pass box of
-    their category: a tile's view of part of a big part is that part, not a smaller one (without this the merge lets
-    the magnified piece replace the whole box, docs/tiles.md "Big parts"); with `drop_cut`, a tile's box cut by its
-    region's inner edge is dropped.
+    tiles keep the smaller ones, less those of a big category (`plan.whole_sides`: trained at a side of at least
+    `whole_above` x `tile_frame_side`, the tile's side at its frame) lying inside (by `plan.min_overlap` of their area)
+    a kept whole-pass box of their category: a tile's view of part of a BBU is that BBU, not a smaller one (without
+    this the merge lets the magnified piece replace the whole box; a small category is left alone, since the whole
+    pass's wrong big box of screws would swallow the tiles' screws, docs/tiles.md "Big parts"); with `drop_cut`, a
+    tile's box cut by its region's inner edge is dropped.
     """
     if tile is None:
         return list(found)
@@ -339,10 +345,12 @@ def answering(found: Sequence[TiledDetection], tile: Size | None, plan: TilePlan
                 kept.append(d)
         elif not (plan.drop_cut and d.cut) and not (big and plan.whole):
             kept.append(d)
-    wholes = [d for d in kept if d.whole]
-    if plan.whole_above is None or not wholes:
+    big_categories = {c for c, side in plan.whole_sides
+           if plan.whole_above is not None and tile_frame_side is not None and side >= plan.whole_above * tile_frame_side}
+    wholes = [d for d in kept if d.whole and label_at_level(d.label, 1) in big_categories]
+    if not wholes:
         return kept
-    return [d for d in kept if d.whole or not any(
+    return [d for d in kept if d.whole or label_at_level(d.label, 1) not in big_categories or not any(
         label_at_level(d.label, 1) == label_at_level(w.label, 1) and share_inside(d.bbox_2d, w.bbox_2d) >= plan.min_overlap
         for w in wholes)]
 
@@ -386,7 +394,9 @@ def predict_tiled(predict: PredictImages, image: Image.Image, plan: TilePlan,
         first = first_regions(size, plan, contract)
         dets, cost = predict_regions(predict, image, first, contract, plan.zoom)
         tiles = [r for r in first if r != whole_region]
-    found += answering(dets, (tiles[0][2] - tiles[0][0], tiles[0][3] - tiles[0][1]) if tiles else None, plan)
+    frame = zoomed_size(tiles[0], size, contract, plan.zoom) if tiles else None
+    found += answering(dets, (tiles[0][2] - tiles[0][0], tiles[0][3] - tiles[0][1]) if tiles else None, plan,
+                       math.sqrt(frame[0] * frame[1]) if frame else None)
     passes.append(cost)
     if plan.containers:
         zoom_regions = [r for r in container_regions(merge_detections(found, plan.min_overlap), plan.containers, size,
