@@ -11,6 +11,7 @@ import torch
 from bbuvl.config import load_config
 from bbuvl.data.families import get_family
 from bbuvl.model.grounding_attention import attention_layers, cell_coverage, grounding_attention_sum
+from bbuvl.model.shared_prefix import shared_prefix_length
 from bbuvl.model.vlm import core_model
 from bbuvl.train.trainer import build_run
 
@@ -71,6 +72,7 @@ def test_sdpa_rows_equal_eager_attention_on_the_same_batch(run_config, tiny_fami
     if collator == "packed" and not get_family(tiny_family).packs_isolated:
         pytest.skip(f"{tiny_family} cannot isolate packed samples; training refuses packing")
     ref_run = _run(run_config, "eager", "padded" if collator == "packed" else collator, heads)
+    ref_run.model.shared_prefix = False  # the reference reads every row whole: one full map per layer
     run = _run(run_config, "sdpa", collator, heads)
     if side:
         ref_run.collator.padding_side = run.collator.padding_side = side
@@ -84,6 +86,17 @@ def test_sdpa_rows_equal_eager_attention_on_the_same_batch(run_config, tiny_fami
     # The model's own pass is sdpa, and the layer count matches what eager recorded.
     assert core_model(run.model.vlm).config._attn_implementation != "eager"
     assert len(eager.maps) == len(attention_layers(core_model(run.model.vlm).model.language_model))
+
+
+def test_the_shared_prompt_read_once_gives_the_same_term_and_gradients(run_config, tiny_family):
+    run = _run(run_config, "sdpa", "padded", 2)
+    if not run.model.shared_prefix:
+        pytest.skip(f"{tiny_family} reads every row whole (model/shared_prefix.py)")
+    batch = run.collator([run.train_dataset[i] for i in range(3)])
+    assert shared_prefix_length(batch) > 0 and batch.coord_marks.ge(0).sum() > 0
+    shared = _grounding(run, batch)
+    run.model.shared_prefix = False
+    _assert_same(shared, _grounding(run, batch))
 
 
 def test_activation_checkpointing_gives_the_same_term_and_gradients(run_config):

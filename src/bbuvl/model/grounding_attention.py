@@ -17,6 +17,10 @@ the supervised heads at the positions that predict a digit, against the keys of 
 projected and rotated by the layer's own modules and rotary function. That is `[heads, Q, n]` per layer and sample
 instead of eager's `[batch, all heads, L, L]`. docs/grpo.md ("Grounding without eager attention") has the memory
 and time measured, and ("Teaching the answer where to look", "Generate mode localises") why the term exists.
+
+When the batch's shared prompt is read once (model/shared_prefix.py), each layer is called twice: on the prompt as a
+batch of one, then on every row's rest. Both calls are kept, and a row's positions are read from the prompt's call
+before the prompt's end and from the rest's after it, so the rows are the same as a full pass's.
 """
 
 from __future__ import annotations
@@ -46,12 +50,25 @@ def attention_layers(text_model: nn.Module) -> list[nn.Module]:
 
 @dataclass
 class LayerInputs:
-    """What one attention layer was called with: the module, its normed input `[B, L, H]`, rotary cos / sin."""
+    """What one attention layer was called with: the module, its normed input `[B, L, H]`, rotary cos / sin; with a
+    shared prompt, `prefix` holds the prompt's call (`[1, P, H]`, cos / sin `[1, P, d]`) and these tensors the rest's
+    (`[B, L - P, ...]`)."""
 
     module: nn.Module
     hidden: torch.Tensor
     cos: torch.Tensor
     sin: torch.Tensor
+    prefix: "LayerInputs | None" = None
+
+    def at(self, b: int, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Row `b`'s `(hidden [n, H], cos [n, d], sin [n, d])` at `positions` `[n]` (ascending) of the whole row."""
+        if self.prefix is None:
+            return self.hidden[b, positions], self.cos[b, positions], self.sin[b, positions]
+        p = self.prefix.hidden.shape[1]
+        first, rest = positions[positions < p], positions[positions >= p] - p
+        return tuple(torch.cat([head[0, first], tail[b, rest]])  # type: ignore[return-value]
+                     for head, tail in ((self.prefix.hidden, self.hidden), (self.prefix.cos, self.cos),
+                                        (self.prefix.sin, self.sin)))
 
 
 def _rotate(module: nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -80,7 +97,8 @@ def supervised_rows(layer: LayerInputs, heads: int, b: int, segment: torch.Tenso
         raise ValueError("loss.grounding_attention: sliding-window attention layers are not supported")
     segment = segment[segment <= queries.max()]  # later keys are masked for every supervised query
     head_dim, groups = int(m.head_dim), int(m.num_key_value_groups)
-    h_q, h_k = layer.hidden[b, queries], layer.hidden[b, segment]
+    h_q, cos_q, sin_q = layer.at(b, queries)
+    h_k, cos_k, sin_k = layer.at(b, segment)
     q_out = m.q_proj(h_q)
     q = _heads(q_out, len(queries), head_dim, gated=q_out.shape[-1] == 2 * m.config.num_attention_heads * head_dim)
     q = q[:, :heads]
@@ -88,8 +106,8 @@ def supervised_rows(layer: LayerInputs, heads: int, b: int, segment: torch.Tenso
     k = _heads(m.k_proj(h_k), len(segment), head_dim, gated=False)[:, : int(kv.max()) + 1]
     if hasattr(m, "q_norm"):  # Qwen3-VL, Qwen3.5: per-head RMSNorm before the rotation
         q, k = m.q_norm(q), m.k_norm(k)
-    q = _rotate(m, q.transpose(0, 1), layer.cos[b, queries], layer.sin[b, queries])  # [heads, Q, hd]
-    k = _rotate(m, k.transpose(0, 1), layer.cos[b, segment], layer.sin[b, segment])[kv]  # [heads, n, hd]
+    q = _rotate(m, q.transpose(0, 1), cos_q, sin_q)  # [heads, Q, hd]
+    k = _rotate(m, k.transpose(0, 1), cos_k, sin_k)[kv]  # [heads, n, hd]
     scores = (q @ k.transpose(1, 2)).float() * m.scaling  # [heads, Q, n]
     scores = scores.masked_fill(segment[None, None, :] > queries[None, :, None], float("-inf"))
     probs = scores.softmax(-1)
@@ -124,7 +142,15 @@ class QueryKeyCapture:
             raise ValueError(f"loss.grounding_attention: rotary cos of shape {tuple(cos.shape)}, expected [B, L, d]")
         if cos.shape[0] != hidden.shape[0]:  # one cos / sin for every row
             cos, sin = cos.expand(hidden.shape[0], -1, -1), sin.expand(hidden.shape[0], -1, -1)
-        self.layers.append(LayerInputs(module, hidden, cos, sin))
+        call = LayerInputs(module, hidden, cos, sin)
+        first = next((i for i, layer in enumerate(self.layers) if layer.module is module), None)
+        if first is None:
+            self.layers.append(call)
+        elif self.layers[first].prefix is None and self.layers[first].hidden.shape[0] == 1:
+            call.prefix = self.layers[first]  # the shared prompt's call, then the rows' rest
+            self.layers[first] = call
+        else:
+            raise RuntimeError("loss.grounding_attention: an attention layer was called more than twice in one pass")
 
     def attach(self, text_model: nn.Module) -> list[Any]:
         """Register the hook on every softmax-attention layer of the LLM; returns the removable handles."""

@@ -106,13 +106,12 @@ class BBUVLModel(nn.Module):
         self.merge_size = int(getattr(vision_cfg, "spatial_merge_size", 2))
         self.patch_size = int(getattr(vision_cfg, "patch_size", 14))
         self.pixel_channels = int(getattr(vision_cfg, "in_channels", 3))
-        # Grounding attention recomputes answer positions' attention over their whole sample from each layer's inputs,
-        # which a pass that reads the shared prompt once never gives every row.
+        # Grounding attention recomputes answer positions' attention over their whole sample from each layer's inputs
+        # (with a shared prompt, from its call and the rows' rest: model/grounding_attention.py).
         self.attention_capture = QueryKeyCapture(cfg.loss.grounding_heads) if cfg.loss.grounding_attention > 0 else None
         if self.attention_capture is not None:
             self.attention_capture.attach(core_model(vlm).model.language_model)
-        self.shared_prefix = (cfg.model.shared_prefix and self.attention_capture is None
-                              and shares_prefix(core_model(vlm).config.get_text_config()))
+        self.shared_prefix = cfg.model.shared_prefix and shares_prefix(core_model(vlm).config.get_text_config())
         self.criterion = DetectionCriterion.from_config(cfg.loss, cfg.detection) if head is not None else None
         self.loss_cfg = cfg.loss
         self.box_format = cfg.detection.box_format
