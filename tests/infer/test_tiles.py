@@ -204,24 +204,23 @@ def test_the_whole_pass_answers_for_parts_a_tile_cannot_hold_and_the_tiles_for_t
     assert answering(found, None, TilePlan(whole_above=0.5)) == found  # no tiles: the whole pass is all there is
 
 
-def test_a_tiles_small_piece_of_a_big_part_the_whole_pass_found_is_that_part_and_leaves_the_merge_alone():
+def test_with_trained_sizes_the_whole_pass_answers_for_the_big_categories_and_the_tiles_for_the_small_ones():
     tile = (500, 400)
     whole_bbu = tiled((100, 100, 1300, 320), label=BBU, score=0.3, zoom=1.0, whole=True)
-    piece = tiled((500, 150, 740, 240), label="bbu基带处理单元/中兴", score=0.2)  # inside it, another BBU label, < 0.5 tile
-    elsewhere = tiled((100, 600, 300, 700), label=BBU, score=0.2)  # a small BBU box away from the whole pass's
-    screw_on_it = tiled((520, 160, 560, 200))  # inside the BBU, but a screw: the tiles answer for it
+    piece = tiled((500, 150, 740, 240), label="bbu基带处理单元/中兴", score=0.2)  # a tile's view of part of it
+    elsewhere = tiled((100, 600, 300, 700), label=BBU, score=0.2)  # a small BBU box from a tile
+    screw_on_it = tiled((520, 160, 560, 200))
     whole_screws = tiled((500, 140, 900, 260), score=0.2, zoom=1.0, whole=True)  # a wrong big box of screws
     found = [whole_bbu, whole_screws, piece, elsewhere, screw_on_it]
     sides = ((BBU.split("/")[0], 270.0), (SCREW.split("/")[0], 60.0))  # trained: BBUs >= half a 388-px tile, screws not
     plan = TilePlan(grid=(4, 4), whole_above=0.5, whole_sides=sides)
-    assert answering(found, tile, plan, 388.0) == [whole_bbu, whole_screws, elsewhere, screw_on_it]
-    assert answering(found, tile, plan, 600.0) == found  # at a larger tile frame no category is too big for a tile
-    assert answering(found, tile, TilePlan(grid=(4, 4), whole_above=0.5), 388.0) == found  # sizes unknown: left alone
-    kept = answering(found, tile, plan, 388.0)
-    # Without the rule the merge groups the piece with the whole box and keeps the piece's box, the more magnified.
-    merged = merge_detections([whole_bbu, tiled(piece.bbox_2d, label=BBU, score=0.2)])
-    assert [d.bbox_2d for d in merged] == [piece.bbox_2d]
-    assert [d.bbox_2d for d in merge_detections([d for d in kept if d.label == BBU])] == [whole_bbu.bbox_2d, elsewhere.bbox_2d]
+    assert answering(found, tile, plan, 388.0) == [whole_bbu, screw_on_it]
+    # At a larger tile frame no category is too big for a tile: the rule by box size alone.
+    by_size = [whole_bbu, whole_screws, piece, elsewhere, screw_on_it]
+    assert answering(found, tile, plan, 600.0) == by_size
+    assert answering(found, tile, TilePlan(grid=(4, 4), whole_above=0.5), 388.0) == by_size  # sizes unknown
+    # Without the category rule the merge groups the piece with the whole box and keeps the piece's box, the more magnified.
+    assert [d.bbox_2d for d in merge_detections([whole_bbu, tiled(piece.bbox_2d, label=BBU, score=0.2)])] == [piece.bbox_2d]
 
 
 def test_a_tile_box_cut_by_its_tiles_inner_edge_is_no_part_when_asked():

@@ -272,7 +272,7 @@ class TilePlan:
     # whole pass's parts come out at the size they trained at (`part_zoom`); without, it uses `train_scale`.
     part_sides: tuple[tuple[str, float], ...] = ()
     # The same sizes for `whole_above`: a category trained at a side of at least `whole_above` of a tile's frame side
-    # is one a tile cannot hold, so a tile's box of it inside the whole pass's box of it is a piece of that part.
+    # is one a tile cannot hold, the whole pass's alone; the others are the tiles' alone.
     whole_sides: tuple[tuple[str, float], ...] = ()
 
     def tiles(self, size: Size, contract: CoordinateContract, scale: float | None = None) -> list[Region]:
@@ -327,40 +327,29 @@ def answering(found: Sequence[TiledDetection], tile: Size | None, plan: TilePlan
     """The boxes each pass answers for under `plan`'s rules, for tiles of `tile` (width, height) stored pixels.
 
     With `whole_above`, the whole pass keeps the boxes at least that share of a tile's side along either axis and the
-    tiles keep the smaller ones, less those of a big category (`plan.whole_sides`: trained at a side of at least
-    `whole_above` x `tile_frame_side`, the tile's side at its frame) lying inside (by `plan.min_overlap` of their area)
-    a kept whole-pass box of their category: a tile's view of part of a BBU is that BBU, not a smaller one (without
-    this the merge lets the magnified piece replace the whole box; a small category is left alone, since the whole
-    pass's wrong big box of screws would swallow the tiles' screws, docs/tiles.md "Big parts"); with `drop_cut`, a
-    tile's box cut by its region's inner edge is dropped.
+    tiles keep the smaller ones. With the trained part sizes too (`plan.whole_sides`), the split is also by category:
+    a category trained at a side of at least `whole_above` x `tile_frame_side` (the tile's side at its frame) is the
+    whole pass's alone, the others the tiles' alone. A tile sees a piece of a BBU, a complete box the merge would
+    prefer to the whole pass's BBU, and the whole pass's big box of screws is wrong (docs/tiles.md, "Big parts").
+    With `drop_cut`, a tile's box cut by its region's inner edge is dropped.
     """
     if tile is None:
         return list(found)
+    big_categories = {c for c, side in plan.whole_sides
+                      if plan.whole_above is not None and tile_frame_side is not None
+                      and side >= plan.whole_above * tile_frame_side}
     kept = []
     for d in found:
         x1, y1, x2, y2 = d.bbox_2d
         big = plan.whole_above is not None and max((x2 - x1) / tile[0], (y2 - y1) / tile[1]) >= plan.whole_above
+        if big_categories and plan.whole and (label_at_level(d.label, 1) in big_categories) != d.whole:
+            continue
         if d.whole:
             if plan.whole_above is None or big:
                 kept.append(d)
         elif not (plan.drop_cut and d.cut) and not (big and plan.whole):
             kept.append(d)
-    big_categories = {c for c, side in plan.whole_sides
-           if plan.whole_above is not None and tile_frame_side is not None and side >= plan.whole_above * tile_frame_side}
-    wholes = [d for d in kept if d.whole and label_at_level(d.label, 1) in big_categories]
-    if not wholes:
-        return kept
-    return [d for d in kept if d.whole or label_at_level(d.label, 1) not in big_categories or not any(
-        label_at_level(d.label, 1) == label_at_level(w.label, 1) and share_inside(d.bbox_2d, w.bbox_2d) >= plan.min_overlap
-        for w in wholes)]
-
-
-def share_inside(box: Sequence[float], outer: Sequence[float]) -> float:
-    """The share of `box`'s area that lies inside `outer` (0 for an empty box)."""
-    w = min(box[2], outer[2]) - max(box[0], outer[0])
-    h = min(box[3], outer[3]) - max(box[1], outer[1])
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    return max(0.0, w) * max(0.0, h) / area if area > 0 else 0.0
+    return kept
 
 
 def first_regions(size: Size, plan: TilePlan, contract: CoordinateContract) -> list[Region]:
