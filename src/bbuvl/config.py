@@ -316,8 +316,10 @@ class InferenceConfig(_Strict):
     zoom_containers: list[str] = Field(default_factory=list)
     merge_overlap: float = Field(0.6, gt=0, le=1)  # intersection over the smaller box at which two boxes are one object
     # With tiles and the whole photo (docs/tiles.md, "Big parts"): the whole pass answers for boxes at least
-    # tile_whole_above of a tile's side, the tiles for smaller ones (None: both for all); tile_drop_cut drops a
-    # tile's box cut by the tile's inner edge.
+    # tile_whole_above of a tile's side, the tiles for smaller ones (None: both for all), and, when the checkpoint
+    # knows its trained part sizes, for the categories trained that large (with a fifth of stage B's photos whole
+    # cabinets, 0.5 took BBUs on 1792x1344 photos from 0.00-0.03 to 0.38-0.40 AP50, docs/faults_learning.md);
+    # tile_drop_cut drops a tile's box cut by the tile's inner edge.
     # head mode: the likeliest labels reported per box, each at objectness x its probability among the
     # checkpoint's labels (1: the greedy caption alone). 2 reports a part's other state beside the one it believes
     # (docs/faults_learning.md, "Labels per box").
