@@ -194,8 +194,8 @@ class CaptionRefitConfig(_Strict):
     min_iou: float = Field(0.5, gt=0, le=1)
     # How the pairs are drawn: 0 each object alike, 1 each label alike (class-balanced, as Kang et al. refit their
     # classifier), between: an object of a label seen n times drawn with weight n^-balance. Faults are the rarest
-    # labels, but on the demo's checkpoint 0.5 and 1 moved fault recall by a fault a seed either way: the faults are
-    # lost to parts with no box, not to their state (docs/faults_learning.md, "Balanced refit").
+    # labels, but on the demo's checkpoint 0.5 and 1 gained at most one fault a seed and 1 lost three to five on
+    # one: the faults are lost to parts with no box, not to their state (docs/faults_learning.md, "Balanced refit").
     balance: float = Field(0.0, ge=0, le=1)
 
 
