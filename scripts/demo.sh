@@ -125,9 +125,10 @@ evaluate() {  # evaluate STAGE: the three modes (and the wide photos) side by si
   for lane in "${all[@]}"; do score "$1" $lane; done
 }
 
-# Stage A: 1,000 photos of one shape at 224x224; 1,500 steps of batch 8 with the grounding terms, so that generate
-# mode writes the place too (docs/grpo.md, "Generate mode in the demo": 0.20-0.41 AP50 at 1,000 steps, 0.74-0.86 at
-# 1,500). At 800 steps the head's boxes were not yet tight (AP50 0.655 per label) and stage B, built on it, fell with it.
+# Stage A: 1,000 photos of one shape at 224x224; 1,250 steps of batch 8 with the grounding terms, so that generate
+# mode writes the place too (docs/grpo.md, "Generate mode in the demo": 0.22 AP50 at 1,000 steps, 0.57-0.79 at 1,250,
+# 0.74-0.86 at 1,500). At 800 steps the head's boxes were not yet tight (AP50 0.655 per label) and stage B, built on
+# it, fell with it.
 [[ " $STAGES " == *" shapes "* ]] && stage shapes configs/demo_shapes.yaml --scene shapes --n-train 1000 --n-val 50 --seed 0 --size 224x224 \
   --min-objects 1 --max-objects 1
 # Stage B: close-ups of BBUs, panels and ground bars at 448x336, where parts are >= ~40 px: 1,200 photos
@@ -138,13 +139,15 @@ evaluate() {  # evaluate STAGE: the three modes (and the wide photos) side by si
 # queries and the label layers are new. Training keeps the fault-rich default (a third of the parts wrong: more
 # faults to learn from); it is scored as an inspection: 32 close-ups with seven photos in ten passing, the verdict's
 # thresholds chosen on 48 others, and 8 whole-cabinet photos at 1792x1344 predicted with the checkpoint's default
-# plan (tiles: auto). Half close-ups, half whole cabinets (--framing mixed) left the boxes loose at 450 steps
-# (docs/faults_learning.md). docs/tiles.md ("Stage B", "Big parts") has every lever measured.
+# plan (tiles: auto, the whole pass answering for BBUs). One training photo in five is a whole cabinet at the frame
+# (--wide-share 0.2), so that the whole pass has seen BBUs at that scale; half (--framing mixed alone) or a third
+# left the close-ups' boxes loose at 450 steps (docs/faults_learning.md). docs/tiles.md ("Stage B", "Big parts") has
+# every lever measured.
 [[ " $STAGES " == *" bbu "* ]] && START_FROM="$OUT/shapes/run/final" \
   VAL_SYNTH="--n-val 32 --framing closeup --size 448x336 --seed 1 --fault-rate 0.3" \
   CHOOSE_SYNTH="--n-val 48 --framing closeup --size 448x336 --seed 2 --fault-rate 0.3" \
   WIDE_SYNTH="--n-val 8 --framing wide --size 1792x1344 --seed 1 --fault-rate 0.3 --workers 2" \
-  stage bbu configs/demo.yaml --framing closeup --n-train 1200 --n-val 16 --seed 0 --size 448x336 --workers 2
+  stage bbu configs/demo.yaml --framing mixed --wide-share 0.2 --n-train 1200 --n-val 16 --seed 0 --size 448x336 --workers 2
 
 $PY - "$OUT" "$(( $(date +%s) - start ))" "$FAMILY" <<'SUMMARY'
 import json, sys
@@ -214,8 +217,9 @@ print("\nWhat a randomly initialised 1M-parameter model learns in a few CPU-minu
       "captions on the pixels inside each box it tells a correct one from a wrong one more often than always\n"
       "saying 'correct' would, though not yet as well as those pixels allow. Compare each number with its\n"
       "constant box. As an inspection (seven photos in ten without a fault), read the faults found and the photo\n"
-      "verdict against 'always pass' and 'always fail'; the whole-cabinet photos need a model that has seen whole\n"
-      "cabinets. A pretrained Qwen2.5-VL starts far ahead (docs/localisation.md; docs/tiles.md has stage B's\n"
+      "verdict against 'always pass' and 'always fail'. On whole cabinets (a fifth of stage B's training photos),\n"
+      "the whole photo's pass finds the BBUs and the tiles the screws. A pretrained Qwen2.5-VL starts far ahead\n"
+      "(docs/localisation.md; docs/tiles.md has stage B's\n"
       "levers, docs/faults_learning.md the fault levers).")
 print(f"\nEverything is under {out}/: <stage>/data, <stage>/run/final (checkpoint), <stage>/metrics_*.json, "
       "<stage>/report_*/index.html, <stage>/run/tb (TensorBoard)")
