@@ -5,7 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.bench_runner import run_bench_in_process
+
+# A bench's own check, not the product's: it trains three arms end to end (about 15 s), so it runs with the slow tests (`make test-all`).
+pytestmark = pytest.mark.slow
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "near_miss.py"
 

@@ -43,7 +43,7 @@ from bbuvl.train.callbacks import EpochCallback, NonFiniteGuard, RichProgress, R
 from bbuvl.train.dataset import ConversationDataset, SourcedRecord, read_training_data, sources_from
 from bbuvl.train.monitors import health_summary, training_health
 from bbuvl.train.held_out import check_held_out
-from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, optimizer_groups
+from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, fused_on_cpu, optimizer_groups
 from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_run_inputs, checkpoint_incomplete, latest_complete_checkpoint,
                                  prepare_output_dir)
 from bbuvl.train.run_record import RUN_RECORD, check_resume, write_run_record
@@ -156,7 +156,8 @@ class BBUTrainer(Trainer):
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:  # noqa: D102
         if self.optimizer is None:
             groups = optimizer_groups(self.model, self.run.cfg.training.lr, self.args.weight_decay)
-            self.optimizer = torch.optim.AdamW(groups, betas=(self.args.adam_beta1, self.args.adam_beta2), eps=self.args.adam_epsilon)
+            self.optimizer = torch.optim.AdamW(groups, betas=(self.args.adam_beta1, self.args.adam_beta2),
+                                               eps=self.args.adam_epsilon, fused=fused_on_cpu(groups))
         return self.optimizer
 
     def get_batch_samples(self, epoch_iterator: Iterator, num_batches: int, device: torch.device) -> tuple[list, LossDenominators | None]:
