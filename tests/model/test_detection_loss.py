@@ -257,10 +257,10 @@ def overfit_one_sample(box_format: str, max_steps: int, num_queries: int = 100, 
     return step, time.perf_counter() - start, report
 
 
-# The default head (two-stage, cxcywh) in the default run; the other two variants with the slow tests.
-@pytest.mark.parametrize(("box_format", "two_stage"), [pytest.param("cxcywh", False, marks=pytest.mark.slow),
-                                                       pytest.param("xyxy", False, marks=pytest.mark.slow),
-                                                       ("cxcywh", True)])
+# With the slow tests: the default run has the whole model memorising one photo through the default head
+# (tests/model/test_vlm.py, test_head_alone_on_one_synthetic_photo_reproduces_its_boxes_and_captions).
+@pytest.mark.slow
+@pytest.mark.parametrize(("box_format", "two_stage"), [("cxcywh", False), ("xyxy", False), ("cxcywh", True)])
 def test_head_alone_memorises_one_sample_boxes_and_captions(box_format, two_stage):
     # Acceptance: with a frozen VLM's features, the head must be able to fit one image exactly:
     # every object found (IoU >= 0.9) by exactly the confident queries, and every caption greedy-decoded.

@@ -153,6 +153,7 @@ def test_early_stopping_on_a_metric_that_should_rise():
     assert control.should_training_stop and stopper.best == (2, 0.35)
 
 
+@pytest.mark.slow  # 56 steps with 14 evaluations, about 30 s: the default run keeps the alarm's own tests above
 def test_training_on_four_photos_raises_an_overfit_alarm(monitor_config, small_dataset, tmp_path):
     """Four training photos, validated on six others: the training loss falls away from the validation loss.
 
