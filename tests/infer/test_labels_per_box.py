@@ -8,7 +8,6 @@ import pytest
 from PIL import Image
 
 
-
 def test_each_box_comes_with_its_two_likeliest_labels_whose_shares_of_its_objectness_sum_to_at_most_one(
         predictor, small_dataset):
     photo = Image.open(next((small_dataset / "images").rglob("*.jpg"))).convert("RGB")

@@ -9,7 +9,6 @@ from PIL import Image
 
 import bbuvl.infer.modes.generate as generate_mode
 from bbuvl.data.coords import CoordinateContract
-from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.infer.parse import ParseResult
 from bbuvl.infer.predictor import Predictor
 
@@ -17,8 +16,9 @@ MODEL_FRAME_BOX = [10.0, 20.0, 30.0, 5000.0]  # the bottom edge lies outside eve
 
 
 @pytest.fixture(scope="module")
-def photos(small_dataset):
-    return [str(resolve_image(small_dataset / "val.jsonl", r.image)) for r in read_records(small_dataset / "val.jsonl")][:2]
+def photos(photos):
+    """Two of the validation photos (tests/infer/conftest.py)."""
+    return photos[:2]
 
 
 def _spy(monkeypatch, name: str) -> list:

@@ -10,11 +10,10 @@ thresholds are not carried over, since they were chosen for the old captions' sc
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from bbuvl.atomic import write_text_atomic
+from bbuvl.atomic import atomic_folder, write_text_atomic
 from bbuvl.config import CaptionRefitConfig
 from bbuvl.data.families import IMAGE_TOKEN, get_family
 from bbuvl.data.scale import TrainingScale
@@ -36,7 +35,7 @@ def dataset_photos(train_jsonl: str | Path) -> list[Photo]:
 def refit_checkpoint(checkpoint: str | Path, train_jsonl: str | Path, out: str | Path, cfg: CaptionRefitConfig,
                      seed: int = 0, overwrite: bool = False) -> RefitResult:
     """Refit `checkpoint`'s caption layers on `train_jsonl`'s photos with `cfg` and write the new checkpoint to `out`
-    (complete or not at all: written beside it, then renamed). FileExistsError when `out` exists and not `overwrite`."""
+    (complete or not at all, `atomic_folder`). FileExistsError when `out` exists and not `overwrite`."""
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists: choose another folder, or overwrite it")
@@ -54,13 +53,9 @@ def refit_checkpoint(checkpoint: str | Path, train_jsonl: str | Path, out: str |
     result = refit_captions(model, encoder, collator, contract, photos, cfg, seed)
     run = run.model_copy(deep=True)
     run.detection.caption_refit = cfg
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_checkpoint(model, processor, run, contract, prompt, tmp, scale=TrainingScale.load(checkpoint))
     record = {"source": str(checkpoint), "photos": str(train_jsonl), "seed": seed, "config": cfg.model_dump(),
               **asdict(result)}
-    write_text_atomic(tmp / RECORD_FILE, json.dumps(record, ensure_ascii=False, indent=2) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    with atomic_folder(out) as tmp:  # the whole folder, or the previous one kept (bbuvl/atomic.py)
+        save_checkpoint(model, processor, run, contract, prompt, tmp, scale=TrainingScale.load(checkpoint))
+        write_text_atomic(tmp / RECORD_FILE, json.dumps(record, ensure_ascii=False, indent=2) + "\n")
     return result
