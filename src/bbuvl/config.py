@@ -205,6 +205,10 @@ class DetectionConfig(_Strict):
     enabled: bool = True
     num_queries: int = Field(100, gt=0)
     two_stage: bool = True  # queries start from the best per-vision-token proposals (Deformable DETR two-stage)
+    # Two-stage: the queries are seeded by the best proposals that no better one overlaps above this IoU (DDQ-DETR's
+    # distinct queries), so a big part's many tokens do not take every query from the small parts beside it
+    # (docs/faults_learning.md, "Distinct queries"). 1 = plain top-k.
+    query_nms: float = Field(1.0, gt=0, le=1)
     # Self-attention over the memory before proposals and queries (Deformable DETR's encoder): gives each
     # vision token the context to say where its object's edges are (docs/localisation.md).
     encoder_layers: int = Field(1, ge=0)
@@ -222,6 +226,10 @@ class DetectionConfig(_Strict):
     # through a zero-initialised MLP: a third level, for what lies inside a part (a screw's empty hole, a plug half
     # out) rather than where it is (docs/tiles.md, "The state"). 0 = off; two-stage head only.
     pixel_points: int = Field(0, ge=0)
+    # Which box the pixel level samples: "reference" (the query's proposal, as first built) or "refined" (the
+    # decoder's own box, detached: tighter on a small part, where its state lies; docs/faults_learning.md, "The pixels
+    # of the refined box").
+    pixel_box: Literal["reference", "refined"] = "reference"
     decoder_layers: int = Field(2, gt=0)
     # How much of the head's gradient reaches the VLM (0 = the VLM learns from its language loss only). In full,
     # the head's box losses swamped the vision features and its captions stayed at chance; a tenth trains the

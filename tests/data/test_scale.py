@@ -66,3 +66,4 @@ def test_each_category_keeps_the_90th_percentile_side_of_its_boxes_at_the_frame(
     big = ImageRecord(images=["a.jpg"], width=896, height=672, objects=[*screws, bbu])  # shown at half size
     scale = TrainingScale.of([big], contract)
     assert scale.part_sides == {"bbu基带处理单元": 200.0, "螺丝连接点": 30.0}
+    assert scale.part_long_sides == {"bbu基带处理单元": 400.0, "螺丝连接点": 30.0}  # longest side, for who answers

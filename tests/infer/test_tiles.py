@@ -223,6 +223,32 @@ def test_with_trained_sizes_the_whole_pass_answers_for_the_big_categories_and_th
     assert [d.bbox_2d for d in merge_detections([whole_bbu, tiled(piece.bbox_2d, label=BBU, score=0.2)])] == [piece.bbox_2d]
 
 
+def test_by_longest_side_a_long_thin_part_is_the_whole_pass_s_though_its_area_is_small():
+    baffle = "挡风板/已安装"
+    tile = (448, 336)
+    whole_baffle = tiled((100, 400, 1330, 470), label=baffle, score=0.4, zoom=1.0, whole=True)
+    tile_piece = tiled((0, 400, 200, 470), label=baffle, score=0.3)  # a tile's view of a sixth of it
+    screw = tiled((120, 410, 160, 450))
+    found = [whole_baffle, tile_piece, screw]
+    # Trained in close-ups at 448 x 68 frame px: side 175, under half a 388-px tile, so by side the tiles answer.
+    by_side = TilePlan(grid=(4, 4), whole_above=0.5, whole_sides=(("挡风板", 175.0), ("螺丝连接点", 60.0), ("bbu基带处理单元", 270.0)))
+    assert answering(found, tile, by_side, 388.0) == [tile_piece, screw]
+    # Its longest side, 448, is the tile frame's whole width: no tile holds it, the whole pass answers.
+    by_longest = TilePlan(grid=(4, 4), whole_above=0.5, whole_sides=(("挡风板", 448.0), ("螺丝连接点", 70.0), ("bbu基带处理单元", 448.0)),
+                          whole_by_longest=True)
+    assert answering(found, tile, by_longest, 448.0) == [whole_baffle, screw]
+
+
+def test_the_predictor_splits_by_longest_side_where_the_checkpoint_has_them():
+    from bbuvl.config import InferenceConfig
+
+    options = PredictOptions.of(InferenceConfig(), tiles="auto", tile_whole_above=0.5)
+    sides, longest = (("挡风板", 175.0),), (("挡风板", 448.0),)
+    assert options.plan(1.0, sides, longest).whole_sides == longest and options.plan(1.0, sides, longest).whole_by_longest
+    old = options.plan(1.0, sides)  # a checkpoint written before the longest sides: by side, as it was trained to
+    assert old.whole_sides == sides and not old.whole_by_longest
+
+
 def test_a_tile_box_cut_by_its_tiles_inner_edge_is_no_part_when_asked():
     cut, whole_one = tiled((0, 0, 20, 20), cut=True), tiled((40, 40, 60, 60))
     assert answering([cut, whole_one], (500, 400), TilePlan(grid=(2, 2), drop_cut=True)) == [whole_one]

@@ -6,7 +6,7 @@ from torch import nn
 
 from bbuvl.config import DetectionConfig
 from bbuvl.model.detection_head import (
-    DetectionHead, grid_reference_boxes, grid_tokens, roi_sample, sine_position_2d, vision_grid,
+    DetectionHead, distinct_top, grid_reference_boxes, grid_tokens, roi_sample, sine_position_2d, vision_grid,
 )
 
 BOS, EOS, PAD = 1, 2, 0
@@ -248,6 +248,29 @@ def test_two_stage_queries_start_on_the_most_confident_proposals():
     for b in range(2):
         top = out.proposal_logits[b].topk(4).indices
         assert torch.allclose(out.boxes[b], out.proposal_boxes[b, top], atol=1e-6)
+
+
+def test_distinct_queries_skip_proposals_a_better_one_overlaps_then_fill_with_the_best_of_them():
+    # Tokens 0-2 propose one big part (nested boxes), token 3 a small part beside it, token 4 a second small part.
+    boxes = torch.tensor([[[0.0, 0.0, 0.6, 0.6], [0.0, 0.0, 0.58, 0.6], [0.02, 0.0, 0.6, 0.6],
+                           [0.7, 0.7, 0.8, 0.8], [0.85, 0.1, 0.95, 0.2]]])
+    score = torch.tensor([[5.0, 4.0, 3.0, 1.0, 0.5]])
+    assert score.topk(3).indices.tolist() == [[0, 1, 2]]  # plain top-k: three queries on the big part
+    assert distinct_top(score, boxes, 3, 0.7).tolist() == [[0, 3, 4]]
+    # More queries than distinct proposals: the overlapped ones follow, best first.
+    assert distinct_top(score, boxes, 5, 0.7).tolist() == [[0, 3, 4, 1, 2]]
+    # Slots that are no token (-inf) come last and are never taken twice.
+    padded = torch.cat([score, torch.full((1, 2), float("-inf"))], 1)
+    top = distinct_top(padded, boxes, 7, 0.7)
+    assert top[0, :5].tolist() == [0, 3, 4, 1, 2] and sorted(top[0, 5:].tolist()) == [5, 6]
+
+
+def test_distinct_queries_change_nothing_where_no_proposals_overlap():
+    head, _ = make_head(two_stage=True, num_queries=4)
+    plain = head(*features(), vision_grid_hw=GRID)
+    head.query_nms = 0.7  # the untrained proposals are the tokens' own cells, which do not overlap
+    distinct = head(*features(), vision_grid_hw=GRID)
+    assert torch.equal(plain.boxes, distinct.boxes)
 
 
 def test_two_stage_needs_the_token_grid():
@@ -512,6 +535,28 @@ def test_the_pixel_level_gives_each_image_of_a_batch_the_answer_it_gets_alone():
                  pixel_maps=pixels[1:, :, :3 * k, :3 * k])
     assert torch.allclose(both.boxes[1], alone.boxes[0], atol=1e-5)
     assert torch.allclose(both.query_hidden[1], alone.query_hidden[0], atol=1e-5)
+
+
+def test_the_pixel_level_samples_the_decoder_s_own_box_when_asked_and_passes_no_gradient_to_it():
+    from bbuvl.model.box_ops import box_xyxy_to_cxcywh, to_xyxy
+
+    vis, vm, txt, tm = features(batch=2)
+    pixels = pixel_maps_for(GRID)
+    for box_format in ("cxcywh", "xyxy"):
+        reference, refined = pixel_head(box_format=box_format), pixel_head(box_format=box_format, pixel_box="refined")
+        refined.load_state_dict(reference.state_dict())
+        with torch.no_grad():  # move the box layer off zero, so the decoder's box differs from the proposal
+            refined.box_head.layers[-1].bias.copy_(torch.tensor([0.1, -0.1, 0.3, 0.2]))
+        out = refined(vis, vm, txt, tm, vision_grid_hw=GRID, pixel_maps=pixels)
+        where = box_xyxy_to_cxcywh(to_xyxy(out.boxes, box_format)).clamp(0, 1)
+        expected = roi_sample(pixels, PIXELS_PER_TOKEN * GRID, where, 4)
+        assert torch.allclose(out.pixel_samples, expected, atol=1e-6)
+        assert not torch.allclose(out.pixel_samples, reference(vis, vm, txt, tm, vision_grid_hw=GRID, pixel_maps=pixels).pixel_samples)
+    head = pixel_head(pixel_box="refined").train()
+    _nudge_pixel_layer(head)
+    out = head(vis, vm, txt, tm, vision_grid_hw=GRID, pixel_maps=pixels)
+    out.query_hidden.sum().backward()  # the captions' loss must not move the boxes through where the pixels are read
+    assert head.box_head.layers[-1].weight.grad is None or not head.box_head.layers[-1].weight.grad.any()
 
 
 def test_the_pixel_level_needs_pixel_maps_under_the_token_grid():

@@ -110,7 +110,7 @@ def describe_tiles(predictor, options, size: tuple[int, int]) -> str | None:  # 
     """One line on what tiles and zoom cost for a photo of `size`, in vision tokens; None for one pass."""
     from bbuvl.infer.tiles import plan_cost
 
-    plan = options.plan(predictor.train_scale, predictor.part_sides)
+    plan = options.plan(predictor.train_scale, predictor.part_sides, predictor.long_sides)
     if plan is None:
         return None
     one = predictor.contract.vision_tokens(size)

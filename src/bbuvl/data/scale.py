@@ -58,6 +58,10 @@ class TrainingScale:
     # sizes (screws ~20 px in whole cabinets, ~50 in close-ups) and tiles are for the larger; `auto` tiles zoom
     # until the whole pass's parts come out at this size (docs/tiles.md, "Big parts").
     part_sides: dict[str, float] = field(default_factory=dict)
+    # Per category, the 90th percentile of its boxes' longest side in frame pixels: whether a tile can hold the part
+    # whole. An air baffle is a long thin plate (448 x 68 px in a close-up: side 175, longest side 448), which a tile
+    # cuts into pieces although its side looks small (docs/tiles.md, "Big parts"). Empty in files written before it.
+    part_long_sides: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def of(cls, records: Iterable[ImageRecord], contract: CoordinateContract, crop_p: float = 0.0,
@@ -71,6 +75,7 @@ class TrainingScale:
         sides = [lo + (hi - lo) * (k + 0.5) / CROP_DRAWS for k in range(CROP_DRAWS)]
         weighted: list[tuple[float, float]] = []
         parts: dict[str, list[float]] = {}
+        longest: dict[str, list[float]] = {}
         photos = 0
         for r in records:
             scale = photo_scale(r, contract)
@@ -78,17 +83,21 @@ class TrainingScale:
             shown = scale / (r.magnified or 1.0)
             for o in r.objects:
                 x1, y1, x2, y2 = o.bbox_2d
-                parts.setdefault(label_at_level(o.desc, 1), []).append(math.sqrt(max(0.0, (x2 - x1) * (y2 - y1))) * shown)
+                category = label_at_level(o.desc, 1)
+                parts.setdefault(category, []).append(math.sqrt(max(0.0, (x2 - x1) * (y2 - y1))) * shown)
+                longest.setdefault(category, []).append(max(x2 - x1, y2 - y1) * shown)
             weighted.append((scale, 1.0 - crop_p))
             if crop_p > 0:
                 weighted += [(scale / side, crop_p / CROP_DRAWS) for side in sides]
         if not photos:
             raise ValueError("no training photos to measure the scale of")
         weighted = sorted(w for w in weighted if w[1] > 0)
+        def per_category(sides: dict[str, list[float]]) -> dict[str, float]:
+            return {c: round(_quantile(sorted((side, 1.0) for side in v), PART_QUANTILE), 2)
+                    for c, v in sorted(sides.items()) if v}
+
         return cls(round(_quantile(weighted, 0.5), 4), round(_quantile(weighted, 0.1), 4),
-                   round(_quantile(weighted, 0.9), 4), photos,
-                   {c: round(_quantile(sorted((side, 1.0) for side in v), PART_QUANTILE), 2)
-                    for c, v in sorted(parts.items()) if v})
+                   round(_quantile(weighted, 0.9), 4), photos, per_category(parts), per_category(longest))
 
     def save(self, directory: str | Path) -> Path:
         """Write `training_scale.json` into a checkpoint folder."""
@@ -106,6 +115,7 @@ class TrainingScale:
         except TypeError as e:
             raise ValueError(f"{path}: not a training scale ({e})") from e
         if not all(isinstance(v, (int, float)) and v > 0
-                   for v in (scale.median, scale.low, scale.high, *dict(scale.part_sides).values())):
+                   for v in (scale.median, scale.low, scale.high, *dict(scale.part_sides).values(),
+                             *dict(scale.part_long_sides).values())):
             raise ValueError(f"{path}: scales must be positive numbers, got {fields}")
         return scale

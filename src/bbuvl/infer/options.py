@@ -42,11 +42,13 @@ class PredictOptions(BaseModel):
     verdict_review: float = 0.25  # a fault scoring at least this sends the photo to review (infer/verdict.py)
     verdict_fail: float = 0.5  # ... at least this fails it
 
-    def plan(self, train_scale: float | None = None, part_sides: tuple[tuple[str, float], ...] = ()) -> TilePlan | None:
+    def plan(self, train_scale: float | None = None, part_sides: tuple[tuple[str, float], ...] = (),
+             long_sides: tuple[tuple[str, float], ...] = ()) -> TilePlan | None:
         """The tiles-and-zoom plan these options ask for; None for one pass over the whole photo.
 
         `auto` shows each tile at `tile_zoom` when given, else at `train_scale` (the scale the checkpoint trained at,
-        data/scale.py), else at the photo's full size.
+        data/scale.py), else at the photo's full size. `part_sides` and `long_sides`: each category's trained side and
+        longest side (data/scale.py); who answers for a category goes by its longest side where the checkpoint has them.
         """
         if self.tiles == "off" and not self.zoom_containers:
             return None
@@ -55,7 +57,8 @@ class PredictOptions(BaseModel):
                         whole=self.tile_whole, containers=tuple(self.zoom_containers), min_overlap=self.merge_overlap,
                         train_scale=self.tile_zoom or train_scale or 1.0, whole_above=self.tile_whole_above,
                         drop_cut=self.tile_drop_cut, part_sides=part_sides if self.tile_auto_parts else (),
-                        whole_sides=part_sides if self.tile_whole_above is not None else ())
+                        whole_sides=(long_sides or part_sides) if self.tile_whole_above is not None else (),
+                        whole_by_longest=bool(long_sides))
 
     def thresholds(self) -> VerdictThresholds:
         """The photo verdict's thresholds."""

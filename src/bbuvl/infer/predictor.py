@@ -125,6 +125,7 @@ class Predictor:
         self.device = device
         self.train_scale = train_scale  # frame pixels per photo pixel the checkpoint trained at (tiles: auto)
         self.part_sides: tuple[tuple[str, float], ...] = ()  # each category's trained box side (tiles: auto)
+        self.long_sides: tuple[tuple[str, float], ...] = ()  # ... and longest side (who answers: tiles or whole)
         self.encoder = ChatEncoder(processor, prompt.system, prompt.lang, get_family(contract.family).assistant_prefix)
         tok = processor.tokenizer
         self.tokenizer = tok
@@ -153,6 +154,7 @@ class Predictor:
         scale = TrainingScale.load(path)
         predictor = cls(model, processor, contract, prompt, run, device, None if scale is None else scale.median)
         predictor.part_sides = () if scale is None else tuple(scale.part_sides.items())
+        predictor.long_sides = () if scale is None else tuple(scale.part_long_sides.items())
         return predictor
 
     @property
@@ -342,7 +344,7 @@ class Predictor:
 
     def _run(self, prepared: list[Prepared], mode: str, options: PredictOptions) -> list[ImageResult]:
         self.check_mode(mode)
-        plan = options.plan(self.train_scale, self.part_sides)
+        plan = options.plan(self.train_scale, self.part_sides, self.long_sides)
         if plan:
             results = [self._tiled(p, mode, options, plan) for p in prepared]
         else:

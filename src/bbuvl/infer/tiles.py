@@ -272,8 +272,11 @@ class TilePlan:
     # whole pass's parts come out at the size they trained at (`part_zoom`); without, it uses `train_scale`.
     part_sides: tuple[tuple[str, float], ...] = ()
     # The same sizes for `whole_above`: a category trained at a side of at least `whole_above` of a tile's frame side
-    # is one a tile cannot hold, the whole pass's alone; the others are the tiles' alone.
+    # is one a tile cannot hold, the whole pass's alone; the others are the tiles' alone. With `whole_by_longest`,
+    # these are the categories' longest sides, compared with the tile frame's longest side (a long thin air baffle
+    # does not fit a tile however small its area).
     whole_sides: tuple[tuple[str, float], ...] = ()
+    whole_by_longest: bool = False
 
     def tiles(self, size: Size, contract: CoordinateContract, scale: float | None = None) -> list[Region]:
         """The grid's regions for a photo of `size` (none when the plan has no grid, one tile is the whole photo);
@@ -328,8 +331,8 @@ def answering(found: Sequence[TiledDetection], tile: Size | None, plan: TilePlan
 
     With `whole_above`, the whole pass keeps the boxes at least that share of a tile's side along either axis and the
     tiles keep the smaller ones. With the trained part sizes too (`plan.whole_sides`), the split is also by category:
-    a category trained at a side of at least `whole_above` x `tile_frame_side` (the tile's side at its frame) is the
-    whole pass's alone, the others the tiles' alone. A tile sees a piece of a BBU, a complete box the merge would
+    a category trained at a side of at least `whole_above` x `tile_frame_side` (the tile's side at its frame, its
+    longest with `plan.whole_by_longest`) is the whole pass's alone, the others the tiles' alone. A tile sees a piece of a BBU, a complete box the merge would
     prefer to the whole pass's BBU, and the whole pass's big box of screws is wrong (docs/tiles.md, "Big parts").
     With `drop_cut`, a tile's box cut by its region's inner edge is dropped.
     """
@@ -384,8 +387,9 @@ def predict_tiled(predict: PredictImages, image: Image.Image, plan: TilePlan,
         dets, cost = predict_regions(predict, image, first, contract, plan.zoom)
         tiles = [r for r in first if r != whole_region]
     frame = zoomed_size(tiles[0], size, contract, plan.zoom) if tiles else None
+    frame_side = None if not frame else max(frame) if plan.whole_by_longest else math.sqrt(frame[0] * frame[1])
     found += answering(dets, (tiles[0][2] - tiles[0][0], tiles[0][3] - tiles[0][1]) if tiles else None, plan,
-                       math.sqrt(frame[0] * frame[1]) if frame else None)
+                       frame_side)
     passes.append(cost)
     if plan.containers:
         zoom_regions = [r for r in container_regions(merge_detections(found, plan.min_overlap), plan.containers, size,

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bbuvl.config import DetectionConfig
-from bbuvl.model.box_ops import BoxFormat, box_cxcywh_to_xyxy
+from bbuvl.model.box_ops import BoxFormat, box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, nms, to_xyxy
 
 DEFAULT_D_MODEL = 512
 OBJECTNESS_PRIOR = 0.01  # focal-loss convention (Lin et al. 2017): every query starts as "probably nothing"
@@ -245,6 +245,28 @@ def roi_sample(maps: Tensor, grid_hw: Tensor, boxes: Tensor, points: int) -> Ten
     return sampled.reshape(b, -1, q, points, points).permute(0, 2, 1, 3, 4).reshape(b, q, -1)
 
 
+def distinct_top(score: Tensor, boxes: Tensor, k: int, iou: float) -> Tensor:
+    """`[B, k]` token indices seeding the queries: the best-scoring proposals that no better one overlaps above `iou`,
+    then, where fewer than `k` are distinct, the best of the overlapped ones (DDQ-DETR's distinct queries).
+
+    score `[B, N]` (-inf where a slot is not a token; `N >= k`), boxes `[B, N', 4]` xyxy with `N' <= N` (the tokens).
+    Plain top-k gives a big part every one of its tokens' proposals and leaves the small parts beside it without a
+    query (docs/faults_learning.md, "Distinct queries").
+    """
+    out = score.topk(k, dim=1).indices.clone()
+    n_tokens = boxes.shape[1]
+    for b in range(score.shape[0]):
+        finite = torch.isfinite(score[b, :n_tokens]).nonzero().flatten()
+        if len(finite) <= 1:
+            continue
+        kept = finite[nms(boxes[b, finite], score[b, finite], iou)]
+        is_kept = torch.zeros(score.shape[1], dtype=torch.bool, device=score.device)
+        is_kept[kept] = True
+        order = score[b].argsort(descending=True)  # every slot, the tokens first
+        out[b] = torch.cat([kept, order[~is_kept[order]]])[:k]
+    return out
+
+
 def _decoder(d_model: int, num_heads: int, num_layers: int, dropout: float) -> nn.TransformerDecoder:
     layer = nn.TransformerDecoderLayer(
         d_model, num_heads, dim_feedforward=4 * d_model, dropout=dropout, activation="gelu",
@@ -285,6 +307,7 @@ class DetectionHead(nn.Module):
         object.__setattr__(self, "_token_embedding", token_embedding)
         self.hidden_size, self.d_model = hidden_size, d_model
         self.num_queries = config.num_queries
+        self.query_nms = config.query_nms
         self.box_format: BoxFormat = config.box_format
         self.caption_max_tokens = config.caption_max_tokens
         self.bos_token_id, self.eos_token_id, self.pad_token_id = bos_token_id, eos_token_id, pad_token_id
@@ -321,6 +344,7 @@ class DetectionHead(nn.Module):
         # The pixels inside each query's reference box (docs/tiles.md, "The state"): an MLP whose last layer starts at
         # zero, so a checkpoint without the level answers exactly as before until training moves it.
         self.pixel_points = config.pixel_points if self.two_stage else 0
+        self.pixel_box = config.pixel_box
         self.pixel_roi = MLP(pixel_channels * self.pixel_points**2, d_model, d_model, 2) if self.pixel_points else None
         self.decoder = _decoder(d_model, config.num_heads, config.decoder_layers, config.dropout)
 
@@ -472,7 +496,10 @@ class DetectionHead(nn.Module):
         score = proposal_logits.detach().float().masked_fill(~vision_mask, float("-inf"))
         if num_vision < q:  # fewer tokens than queries: the extra slots can only be learned queries
             score = F.pad(score, (0, q - num_vision), value=float("-inf"))
-        top = score.topk(q, dim=1).indices  # [B, Q]
+        if self.query_nms < 1:
+            top = distinct_top(score, box_cxcywh_to_xyxy(proposals.detach().float()), q, self.query_nms)  # [B, Q]
+        else:
+            top = score.topk(q, dim=1).indices  # [B, Q]
         from_token = torch.isfinite(score.gather(1, top))[..., None]  # [B, Q, 1]
         token_idx = top.clamp(max=num_vision - 1)[..., None]
         token_ref = proposals.detach().gather(1, token_idx.expand(-1, -1, 4))
@@ -486,15 +513,17 @@ class DetectionHead(nn.Module):
             hs = hs + self.roi_proj(roi_sample(maps, grid_hw, ref.clamp(0, 1), self.roi_points))
         if fine is not None and self.fine_roi is not None:
             hs = hs + self.fine_roi(roi_sample(fine, FINE_MERGE * grid_hw, ref.clamp(0, 1), self.roi_points))
+        boxes = boxes_from_deltas(ref, self.box_head(hs), self.box_format)  # [B, Q, 4]
         named, samples = hs, None
         if pixel_maps is not None:
             # Captions only: the box and objectness losses would otherwise pull the branch towards where the part is,
             # and the state's weaker signal stayed out of it (docs/tiles.md, "The state").
-            samples = roi_sample(pixel_maps, self._pixels_per_token(pixel_maps, grid_hw) * grid_hw, ref.clamp(0, 1),
+            where = ref if self.pixel_box == "reference" else box_xyxy_to_cxcywh(to_xyxy(boxes.detach(), self.box_format))
+            samples = roi_sample(pixel_maps, self._pixels_per_token(pixel_maps, grid_hw) * grid_hw, where.clamp(0, 1),
                                  self.pixel_points)
             named = hs + self.pixel_roi(samples)
         return DetectionOutput(
-            boxes=boxes_from_deltas(ref, self.box_head(hs), self.box_format),
+            boxes=boxes,
             objectness_logits=self.objectness_head(hs).squeeze(-1),
             query_hidden=named,
             proposal_boxes=proposals if self.box_format == "cxcywh" else box_cxcywh_to_xyxy(proposals),
