@@ -230,6 +230,10 @@ class DetectionConfig(_Strict):
     # decoder's own box, detached: tighter on a small part, where its state lies; docs/faults_learning.md, "The pixels
     # of the refined box").
     pixel_box: Literal["reference", "refined"] = "reference"
+    # A second look at the decoder's box (two-stage, with roi_points): the token grid (and the fine level) sampled again
+    # inside the box the decoder drew, and a box layer, zero at the start, that corrects it; Cascade R-CNN's and
+    # Deformable DETR's refinement in one step. For the loose boxes of faulty parts (docs/faults_learning.md).
+    box_refine: bool = False
     decoder_layers: int = Field(2, gt=0)
     # How much of the head's gradient reaches the VLM (0 = the VLM learns from its language loss only). In full,
     # the head's box losses swamped the vision features and its captions stayed at chance; a tenth trains the

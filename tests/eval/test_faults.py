@@ -165,6 +165,12 @@ def test_thresholds_chosen_for_a_target_recall_and_precision():
     assert t.fail == 0.9 and precision == 1.0
     t, _, precision, notes = choose_thresholds([True, False], [0.5, 0.9], 0.5, 0.9)
     assert t.fail == 1.0 and precision is None and any("every flagged photo goes to review" in n for n in notes)
+    # Out of reach, but failing the surest photos gets more verdicts right than failing none (4 of 7 right):
+    # at 0.6, 0.8 (clean), 0.7 and 0.6 (faulty) fail and 5 of 7 are right.
+    truth = [True, True, True, False, False, False, False]
+    t, _, precision, notes = choose_thresholds(truth, [0.7, 0.6, 0.2, 0.8, 0.3, 0.1, None], 0.75, 0.9)
+    assert t == VerdictThresholds(0.2, 0.6) and precision == pytest.approx(2 / 3)
+    assert any("fail is set at 0.6, where the fewest photos get a wrong verdict (5 of 7 right" in n for n in notes)
     # a fault predicted at score 0 can still be flagged (review at 0), a photo with none cannot
     t, recall, precision, notes = choose_thresholds([True, True, False], [0.0, None, None], 0.5, 0.9)
     assert (t, recall, precision, notes) == (VerdictThresholds(0.0, 0.0), 0.5, 1.0, [])

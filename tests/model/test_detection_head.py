@@ -559,6 +559,26 @@ def test_the_pixel_level_samples_the_decoder_s_own_box_when_asked_and_passes_no_
     assert head.box_head.layers[-1].weight.grad is None or not head.box_head.layers[-1].weight.grad.any()
 
 
+@pytest.mark.parametrize("fine", [False, True])
+def test_the_second_look_starts_at_the_decoder_s_box_and_both_box_layers_learn(fine):
+    vis, vm, txt, tm = features(batch=2)
+    kw = {"fine_maps": fine_maps_for(GRID)} if fine else {"pixel_maps": pixel_maps_for(GRID)}
+    make = fine_head if fine else pixel_head
+    plain, refined = make(num_queries=5), make(num_queries=5, box_refine=True)
+    missing, unexpected = refined.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("refine_") for k in missing)
+    with torch.no_grad():
+        plain.box_head.layers[-1].bias.copy_(torch.tensor([0.1, -0.1, 0.3, 0.2]))
+        refined.box_head.layers[-1].bias.copy_(torch.tensor([0.1, -0.1, 0.3, 0.2]))
+    a = plain(vis, vm, txt, tm, vision_grid_hw=GRID, **kw)
+    b = refined(vis, vm, txt, tm, vision_grid_hw=GRID, **kw)
+    assert torch.allclose(a.boxes, b.boxes, atol=1e-6)  # the correction starts at zero
+    refined.train()
+    refined(vis, vm, txt, tm, vision_grid_hw=GRID, **kw).boxes.sum().backward()
+    assert refined.refine_box.layers[-1].weight.grad.abs().sum() > 0
+    assert refined.box_head.layers[-1].weight.grad.abs().sum() > 0  # the first box still learns through the second
+
+
 def test_the_pixel_level_needs_pixel_maps_under_the_token_grid():
     head = pixel_head()
     vis, vm, txt, tm = features()

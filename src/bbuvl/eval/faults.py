@@ -372,8 +372,8 @@ def choose_thresholds(truth: Sequence[bool], scores: Sequence[float | None], tar
                       target_precision: float) -> tuple[VerdictThresholds, float | None, float | None, list[str]]:
     """Verdict thresholds from photos' truth and best fault scores (None: no fault predicted): `review`, the highest
     that flags at least `target_recall` of the faulty photos; `fail`, the lowest at or above it at which at least
-    `target_precision` of the failed photos are faulty (1.0 when none reaches it: every flagged photo then goes to
-    review).
+    `target_precision` of the failed photos are faulty; when none reaches it, the one at or above `review` with the
+    fewest wrong verdicts, if that is fewer than failing no photo (else 1.0: every flagged photo goes to review).
 
     Returns the thresholds, the recall reached at `review`, the precision at `fail`, and notes on targets missed.
     A photo without a predicted fault always passes, so no threshold flags it.
@@ -406,6 +406,16 @@ def choose_thresholds(truth: Sequence[bool], scores: Sequence[float | None], tar
             fail, precision = float(c), float(t[called].mean())
             break
     if precision is None:
-        notes.append(f"no threshold fails photos at precision {target_precision:.0%}: fail is set at 1.0, so every "
-                     "flagged photo goes to review")
+        # Out of reach: fail where the fewest photos get a wrong verdict, if that beats failing none; a threshold of
+        # 1.0 would make the verdict "always pass" whatever the model sees (docs/faults.md, "Choosing thresholds").
+        right = {float(c): int(((s >= c) == t).sum()) for c in candidates if c >= review}
+        best = max(right, key=lambda c: (right[c], c), default=None)
+        if best is not None and right[best] > int((~t).sum()):
+            fail, precision = best, float(t[s >= best].mean())
+            notes.append(f"no threshold fails photos at precision {target_precision:.0%}: fail is set at {best:.3g}, "
+                         f"where the fewest photos get a wrong verdict ({right[best]} of {len(t)} right, precision "
+                         f"{precision:.0%})")
+        else:
+            notes.append(f"no threshold fails photos at precision {target_precision:.0%}: fail is set at 1.0, so every "
+                         "flagged photo goes to review")
     return VerdictThresholds(review, fail), recall, precision, notes

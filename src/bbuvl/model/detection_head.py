@@ -347,6 +347,12 @@ class DetectionHead(nn.Module):
         self.pixel_box = config.pixel_box
         self.pixel_roi = MLP(pixel_channels * self.pixel_points**2, d_model, d_model, 2) if self.pixel_points else None
         self.decoder = _decoder(d_model, config.num_heads, config.decoder_layers, config.dropout)
+        # The second look at the decoder's own box (config.box_refine): needs the token grid's RoI samples.
+        self.box_refine = config.box_refine and self.two_stage and roi > 0
+        if self.box_refine:
+            self.refine_roi = nn.Linear(d_model * roi**2, d_model)
+            self.refine_fine_roi = nn.Linear(d_model * roi**2, d_model) if self.fine_features else None
+            self.refine_box = MLP(d_model, d_model, 4, 2)
 
         self.box_head = MLP(d_model, d_model, 4, 3)
         # Per-query reference box (cxcywh logits) added to the box MLP's output, as in Deformable DETR.
@@ -389,6 +395,9 @@ class DetectionHead(nn.Module):
         if self.pixel_roi is not None:
             nn.init.zeros_(self.pixel_roi.layers[-1].weight)
             nn.init.zeros_(self.pixel_roi.layers[-1].bias)
+        if self.box_refine:  # the refined box starts exactly at the decoder's
+            nn.init.zeros_(self.refine_box.layers[-1].weight)
+            nn.init.zeros_(self.refine_box.layers[-1].bias)
 
     @property
     def token_embedding(self) -> nn.Embedding:
@@ -514,6 +523,15 @@ class DetectionHead(nn.Module):
         if fine is not None and self.fine_roi is not None:
             hs = hs + self.fine_roi(roi_sample(fine, FINE_MERGE * grid_hw, ref.clamp(0, 1), self.roi_points))
         boxes = boxes_from_deltas(ref, self.box_head(hs), self.box_format)  # [B, Q, 4]
+        if self.box_refine:
+            # Read the grid again where the decoder put the box (detached: the samples' positions take no gradient),
+            # then correct it; the correction is composed with the first box, so both box layers learn from the loss.
+            first = box_xyxy_to_cxcywh(to_xyxy(boxes, self.box_format))
+            look = first.detach().clamp(0, 1)
+            again = hs + self.refine_roi(roi_sample(maps, grid_hw, look, self.roi_points))
+            if self.refine_fine_roi is not None and fine is not None:
+                again = again + self.refine_fine_roi(roi_sample(fine, FINE_MERGE * grid_hw, look, self.roi_points))
+            boxes = boxes_from_deltas(first, self.refine_box(again), self.box_format)
         named, samples = hs, None
         if pixel_maps is not None:
             # Captions only: the box and objectness losses would otherwise pull the branch towards where the part is,
