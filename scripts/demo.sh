@@ -132,21 +132,22 @@ evaluate() {  # evaluate STAGE: the three modes (and the wide photos) side by si
 [[ " $STAGES " == *" shapes "* ]] && stage shapes configs/demo_shapes.yaml --scene shapes --n-train 1000 --n-val 50 --seed 0 --size 224x224 \
   --min-objects 1 --max-objects 1
 # Stage B: close-ups of BBUs, panels and ground bars at 448x336, where parts are >= ~40 px: 1,200 photos
-# (synthetic photos cost nothing but rendering, two processes), 450 steps of batch 4, the head reading the
+# (synthetic photos cost nothing but rendering, two processes), 650 steps of batch 4, the head reading the
 # tower's pre-merge patches and the pixels inside each box, then a refit of its captions and pixel level on the
 # finished model's queries (configs/demo.yaml). When stage A ran, stage B starts from its checkpoint: the VLM has
 # learned to see and to place, and its head's box layers and vision positions carry over (model.reuse_modules); the
 # queries and the label layers are new. Training keeps the fault-rich default (a third of the parts wrong: more
 # faults to learn from); it is scored as an inspection: 32 close-ups with seven photos in ten passing, the verdict's
-# thresholds chosen on 48 others, and 8 whole-cabinet photos at 1792x1344 predicted with the checkpoint's default
+# thresholds chosen on 96 others, and 8 whole-cabinet photos at 1792x1344 predicted with the checkpoint's default
 # plan (tiles: auto, the whole pass answering for BBUs; seed 3, whose 8 photos hold 13 faulty parts: seed 1's held
 # none, so the wide faults could not be scored). One training photo in five is a whole cabinet at the frame
 # (--wide-share 0.2), so that the whole pass has seen BBUs at that scale; half (--framing mixed alone) or a third
-# left the close-ups' boxes loose at 450 steps (docs/faults_learning.md). docs/tiles.md ("Stage B", "Big parts") has
-# every lever measured.
+# left the close-ups' boxes loose at 450 steps (docs/faults_learning.md). The head seeds its queries with distinct
+# proposals and reads the pixels inside the boxes its decoder drew (configs/demo.yaml; docs/faults_learning.md,
+# "Distinct queries", "The pixels of the refined box"). docs/tiles.md ("Stage B", "Big parts") has every lever measured.
 [[ " $STAGES " == *" bbu "* ]] && START_FROM="$OUT/shapes/run/final" \
   VAL_SYNTH="--n-val 32 --framing closeup --size 448x336 --seed 1 --fault-rate 0.3" \
-  CHOOSE_SYNTH="--n-val 48 --framing closeup --size 448x336 --seed 2 --fault-rate 0.3" \
+  CHOOSE_SYNTH="--n-val 96 --framing closeup --size 448x336 --seed 2 --fault-rate 0.3" \
   WIDE_SYNTH="--n-val 8 --framing wide --size 1792x1344 --seed 3 --fault-rate 0.3 --workers 2" \
   stage bbu configs/demo.yaml --framing mixed --wide-share 0.2 --n-train 1200 --n-val 16 --seed 0 --size 448x336 --workers 2
 
