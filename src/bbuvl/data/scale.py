@@ -92,6 +92,7 @@ class TrainingScale:
         if not photos:
             raise ValueError("no training photos to measure the scale of")
         weighted = sorted(w for w in weighted if w[1] > 0)
+
         def per_category(sides: dict[str, list[float]]) -> dict[str, float]:
             return {c: round(_quantile(sorted((side, 1.0) for side in v), PART_QUANTILE), 2)
                     for c, v in sorted(sides.items()) if v}

@@ -332,8 +332,9 @@ def answering(found: Sequence[TiledDetection], tile: Size | None, plan: TilePlan
     With `whole_above`, the whole pass keeps the boxes at least that share of a tile's side along either axis and the
     tiles keep the smaller ones. With the trained part sizes too (`plan.whole_sides`), the split is also by category:
     a category trained at a side of at least `whole_above` x `tile_frame_side` (the tile's side at its frame, its
-    longest with `plan.whole_by_longest`) is the whole pass's alone, the others the tiles' alone. A tile sees a piece of a BBU, a complete box the merge would
-    prefer to the whole pass's BBU, and the whole pass's big box of screws is wrong (docs/tiles.md, "Big parts").
+    longest with `plan.whole_by_longest`) is the whole pass's alone, the others the tiles' alone. A tile sees a piece
+    of a BBU, a complete box the merge would prefer to the whole pass's BBU, and the whole pass's big box of screws is
+    wrong (docs/tiles.md, "Big parts").
     With `drop_cut`, a tile's box cut by its region's inner edge is dropped.
     """
     if tile is None:
