@@ -25,16 +25,11 @@ from collections import Counter
 from pathlib import Path
 
 
-def kind_of(label: str) -> str:
-    """`螺丝连接点/BBU安装螺丝/连接正确` -> `螺丝连接点/BBU安装螺丝`: the part judged, without its state."""
-    parts = label.split("/")
-    return "/".join(parts[:2]) if len(parts) > 2 else label
-
-
 def coverage(checkpoint: Path, val: Path, distinct: list[float], iou: float, batch_size: int = 4) -> dict[str, dict[str, float]]:
     """`{column: {kind: share covered}}` with the kinds' part counts under "parts" and every part under "ALL"."""
     import torch
 
+    from bbuvl.data.labels import label_at_level
     from bbuvl.data.schema import read_records
     from bbuvl.infer.predictor import Predictor
     from bbuvl.model.box_ops import box_iou, to_xyxy
@@ -74,7 +69,7 @@ def coverage(checkpoint: Path, val: Path, distinct: list[float], iou: float, bat
                         continue
                     gt = torch.tensor([[o.bbox_2d[0] / r.width, o.bbox_2d[1] / r.height, o.bbox_2d[2] / r.width,
                                         o.bbox_2d[3] / r.height] for o in r.objects])
-                    kinds = [kind_of(o.desc) for o in r.objects]
+                    kinds = [label_at_level(o.desc, 2) for o in r.objects]  # the part, without a third level's state
                     parts.update(kinds)
                     parts["ALL"] += len(kinds)
                     valid = det.proposal_valid[b].bool()

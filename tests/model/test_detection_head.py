@@ -538,7 +538,7 @@ def test_the_pixel_level_gives_each_image_of_a_batch_the_answer_it_gets_alone():
 
 
 def test_the_pixel_level_samples_the_decoder_s_own_box_when_asked_and_passes_no_gradient_to_it():
-    from bbuvl.model.box_ops import box_xyxy_to_cxcywh, to_xyxy
+    from bbuvl.model.box_ops import box_xyxy_to_cxcywh
 
     vis, vm, txt, tm = features(batch=2)
     pixels = pixel_maps_for(GRID)
@@ -548,9 +548,10 @@ def test_the_pixel_level_samples_the_decoder_s_own_box_when_asked_and_passes_no_
         with torch.no_grad():  # move the box layer off zero, so the decoder's box differs from the proposal
             refined.box_head.layers[-1].bias.copy_(torch.tensor([0.1, -0.1, 0.3, 0.2]))
         out = refined(vis, vm, txt, tm, vision_grid_hw=GRID, pixel_maps=pixels)
-        where = box_xyxy_to_cxcywh(to_xyxy(out.boxes, box_format)).clamp(0, 1)
+        where = (out.boxes if box_format == "cxcywh" else box_xyxy_to_cxcywh(out.boxes)).clamp(0, 1)
         expected = roi_sample(pixels, PIXELS_PER_TOKEN * GRID, where, 4)
-        assert torch.allclose(out.pixel_samples, expected, atol=1e-6)
+        # The head samples its cxcywh box; an xyxy output rebuilt into cxcywh here differs by float rounding only.
+        assert torch.allclose(out.pixel_samples, expected, atol=1e-6 if box_format == "cxcywh" else 1e-5)
         assert not torch.allclose(out.pixel_samples, reference(vis, vm, txt, tm, vision_grid_hw=GRID, pixel_maps=pixels).pixel_samples)
     head = pixel_head(pixel_box="refined").train()
     _nudge_pixel_layer(head)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bbuvl.config import DetectionConfig
-from bbuvl.model.box_ops import BoxFormat, box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, nms, to_xyxy
+from bbuvl.model.box_ops import BoxFormat, box_cxcywh_to_xyxy, nms
 
 DEFAULT_D_MODEL = 512
 OBJECTNESS_PRIOR = 0.01  # focal-loss convention (Lin et al. 2017): every query starts as "probably nothing"
@@ -522,26 +522,25 @@ class DetectionHead(nn.Module):
             hs = hs + self.roi_proj(roi_sample(maps, grid_hw, ref.clamp(0, 1), self.roi_points))
         if fine is not None and self.fine_roi is not None:
             hs = hs + self.fine_roi(roi_sample(fine, FINE_MERGE * grid_hw, ref.clamp(0, 1), self.roi_points))
-        boxes = boxes_from_deltas(ref, self.box_head(hs), self.box_format)  # [B, Q, 4]
+        drawn = boxes_from_deltas(ref, self.box_head(hs), "cxcywh")  # [B, Q, 4]: the decoder's box
         if self.box_refine:
             # Read the grid again where the decoder put the box (detached: the samples' positions take no gradient),
             # then correct it; the correction is composed with the first box, so both box layers learn from the loss.
-            first = box_xyxy_to_cxcywh(to_xyxy(boxes, self.box_format))
-            look = first.detach().clamp(0, 1)
+            look = drawn.detach().clamp(0, 1)
             again = hs + self.refine_roi(roi_sample(maps, grid_hw, look, self.roi_points))
             if self.refine_fine_roi is not None and fine is not None:
                 again = again + self.refine_fine_roi(roi_sample(fine, FINE_MERGE * grid_hw, look, self.roi_points))
-            boxes = boxes_from_deltas(first, self.refine_box(again), self.box_format)
+            drawn = boxes_from_deltas(drawn, self.refine_box(again), "cxcywh")
         named, samples = hs, None
         if pixel_maps is not None:
             # Captions only: the box and objectness losses would otherwise pull the branch towards where the part is,
             # and the state's weaker signal stayed out of it (docs/tiles.md, "The state").
-            where = ref if self.pixel_box == "reference" else box_xyxy_to_cxcywh(to_xyxy(boxes.detach(), self.box_format))
+            where = ref if self.pixel_box == "reference" else drawn.detach()
             samples = roi_sample(pixel_maps, self._pixels_per_token(pixel_maps, grid_hw) * grid_hw, where.clamp(0, 1),
                                  self.pixel_points)
             named = hs + self.pixel_roi(samples)
         return DetectionOutput(
-            boxes=boxes,
+            boxes=drawn if self.box_format == "cxcywh" else box_cxcywh_to_xyxy(drawn),
             objectness_logits=self.objectness_head(hs).squeeze(-1),
             query_hidden=named,
             proposal_boxes=proposals if self.box_format == "cxcywh" else box_cxcywh_to_xyxy(proposals),
