@@ -73,13 +73,19 @@ def _one_step(run_config, two_photos, tmp_path, name, batch, accumulation, *over
     return cap, log
 
 
+# The head as the demo trains it: distinct queries and the pixel level reading the decoder's box.
+HEADS = {"lm": (), "head": (), "head-demo": ("detection.query_nms=0.7", "detection.pixel_points=4",
+                                             "detection.pixel_box=refined")}
+
+
 @pytest.mark.parametrize("collator", ["padded", "packed"])
-@pytest.mark.parametrize("detection", [False, True], ids=["lm", "head"])
-def test_two_accumulated_micro_batches_of_one_equal_one_batch_of_two(run_config, two_photos, tmp_path, collator, detection,
+@pytest.mark.parametrize("head", list(HEADS))
+def test_two_accumulated_micro_batches_of_one_equal_one_batch_of_two(run_config, two_photos, tmp_path, collator, head,
                                                                     tiny_family):
     if collator == "packed" and not get_family(tiny_family).packs_isolated:
         pytest.skip(f"{tiny_family} cannot isolate packed samples; training refuses packing (tests/test_families.py)")
-    overrides = (f"data.collator={collator}", f"detection.enabled={str(detection).lower()}")
+    detection = head != "lm"
+    overrides = (f"data.collator={collator}", f"detection.enabled={str(detection).lower()}", *HEADS[head])
     # The test has teeth only if the photos' supervised token counts differ.
     run = build_run(run_config(*_data(two_photos), *overrides))
     alone = [LossDenominators.count([run.collator([run.train_dataset[i]])]) for i in range(2)]
