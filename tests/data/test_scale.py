@@ -44,6 +44,12 @@ def test_no_file_is_no_scale_and_a_bad_one_is_an_error_naming_it(tmp_path):
     (tmp_path / SCALE_FILE).write_text('{"median": 1}')
     with pytest.raises(ValueError, match=SCALE_FILE):
         TrainingScale.load(tmp_path)
+    for sides in ('[1, 2]', '"x"', '{"螺丝连接点": -5}', '{"螺丝连接点": "big"}'):
+        for key in ("part_sides", "part_long_sides"):
+            (tmp_path / SCALE_FILE).write_text(f'{{"median": 1, "low": 1, "high": 1, "photos": 3, "{key}": {sides}}}',
+                                               encoding="utf-8")
+            with pytest.raises(ValueError, match=SCALE_FILE):
+                TrainingScale.load(tmp_path)
     with pytest.raises(ValueError, match="no training photos"):
         TrainingScale.of([], CoordinateContract())
 

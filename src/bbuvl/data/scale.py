@@ -115,8 +115,10 @@ class TrainingScale:
             scale = cls(**fields)
         except TypeError as e:
             raise ValueError(f"{path}: not a training scale ({e})") from e
+        sides = (scale.part_sides, scale.part_long_sides)
+        if not all(isinstance(d, dict) and all(isinstance(k, str) for k in d) for d in sides):
+            raise ValueError(f"{path}: part_sides and part_long_sides must map category names to sides, got {fields}")
         if not all(isinstance(v, (int, float)) and v > 0
-                   for v in (scale.median, scale.low, scale.high, *dict(scale.part_sides).values(),
-                             *dict(scale.part_long_sides).values())):
+                   for v in (scale.median, scale.low, scale.high, *(v for d in sides for v in d.values()))):
             raise ValueError(f"{path}: scales must be positive numbers, got {fields}")
         return scale
