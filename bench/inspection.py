@@ -21,6 +21,8 @@ Then where the faults are lost: faulty parts that no box of their kind found (no
 the scores could reach at best) and how often the state is right on the others. `--choose-on SEED` judges with
 thresholds chosen on close-ups of another seed (`bbuvl eval --choose-thresholds`'s rule), for a checkpoint that
 has none of its own.
+`--wide-tiles PLAN` predicts the wide photos with another plan than the checkpoint's (`3x3`, `off`): how the grids
+compare on whole cabinets (docs/faults_learning.md, "Whole cabinets: the grid").
 `--recipe CMD` first runs CMD (with BBUVL_DEMO_OUT set to a folder of its own) and scores the checkpoints it wrote
 (`bbu/run/final`). `--json` appends one line per seed and framing. docs/faults_learning.md has the measured runs;
 tests/test_inspection_bench.py runs a tiny one.
@@ -52,6 +54,7 @@ class Framing:
     photos: int
     checkpoint: Path
     min_precision: float  # the precision the fault recall is read at (the acceptance bars, docs/faults_learning.md)
+    tiles: str | None = None  # a prediction plan other than the checkpoint's (`--wide-tiles`); None: its default
 
 
 def seeds_of(text: str) -> list[int]:
@@ -74,8 +77,8 @@ def render(folder: Path, framing: Framing, seed: int, fault_rate: float, part_ra
 
 
 def predict(framing: Framing, val: Path, mode: str, predictors: dict) -> tuple[list, Path, float, object]:
-    """Predict `val` with the framing's checkpoint at its defaults: the records, the predictions file, the seconds a
-    photo, and the checkpoint's verdict thresholds."""
+    """Predict `val` with the framing's checkpoint at its defaults (its tiles replaced by the framing's, when it has
+    its own): the records, the predictions file, the seconds a photo, and the checkpoint's verdict thresholds."""
     from bbuvl.data.schema import read_records
     from bbuvl.infer.predictor import Predictor
 
@@ -86,8 +89,9 @@ def predict(framing: Framing, val: Path, mode: str, predictors: dict) -> tuple[l
     paths = [str(val.parent / r.images[0]) for r in records]
     start = time.perf_counter()
     lines = []
+    plan = {} if framing.tiles is None else {"tiles": framing.tiles}
     for i in range(0, len(paths), predictor.cfg.inference.batch_size):
-        lines += predictor.predict_lines(paths[i:i + predictor.cfg.inference.batch_size], mode)
+        lines += predictor.predict_lines(paths[i:i + predictor.cfg.inference.batch_size], mode, **plan)
     seconds = (time.perf_counter() - start) / len(paths)
     pred = val.parent / f"pred_{mode}.jsonl"
     pred.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
@@ -177,6 +181,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--wide", type=int, default=12, help="whole-cabinet photos per seed (0: none)")
     ap.add_argument("--size", default="448x336", help="the close-ups' size, the demo's")
     ap.add_argument("--wide-scale", type=int, default=4, help="the wide photos' side as a multiple of --size's")
+    ap.add_argument("--wide-tiles", help="predict the wide photos with this plan (auto, off, COLSxROWS) instead of "
+                    "the checkpoint's default")
     ap.add_argument("--fault-rate", type=float, default=0.3, help="share of photos holding any fault")
     ap.add_argument("--part-fault-rate", type=float, default=0.3, help="share of wrong parts in a faulty photo")
     ap.add_argument("--mode", default="head", help="prediction mode")
@@ -199,7 +205,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     w, h = (int(v) for v in args.size.lower().split("x"))
     framings = [f for f in (
         Framing("closeup", "closeup", (w, h), args.closeups, checkpoint, 0.5),
-        Framing("wide", "wide", (w * args.wide_scale, h * args.wide_scale), args.wide, args.wide_checkpoint or checkpoint, 0.4),
+        Framing("wide", "wide", (w * args.wide_scale, h * args.wide_scale), args.wide, args.wide_checkpoint or checkpoint, 0.4,
+                args.wide_tiles),
     ) if f.photos > 0]
     predictors: dict = {}
     rows = []
@@ -214,7 +221,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for framing in framings:
             val = render(work / f"{framing.name}_{seed}", framing, seed, args.fault_rate, args.part_fault_rate)
             row = {"framing": framing.name, "seed": seed, "size": list(framing.size), "checkpoint": str(framing.checkpoint),
-                   "mode": args.mode, "fault_rate": args.fault_rate, "chosen_on": args.choose_on,
+                   "mode": args.mode, "tiles": framing.tiles, "fault_rate": args.fault_rate, "chosen_on": args.choose_on,
                    **score(framing, val, args.mode, predictors, chosen)}
             print_row(framing.name, seed, row)
             rows.append(row)

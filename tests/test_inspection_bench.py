@@ -38,3 +38,19 @@ def test_bench_prints_detection_fault_and_verdict_numbers_beside_the_constants(t
     assert re.search(r"verdict thresholds chosen on close-ups of seed 9003: review \d\.\d{3}, fail \d\.\d{3}", stdout), stdout
     assert re.search(r"faulty parts no box of their kind found: \d+ of \d+ \(recall at best \S+\); state right for "
                      r".+? of the boxed ones", stdout), stdout
+
+
+def test_wide_tiles_predicts_the_wide_photos_with_that_plan(trained_checkpoint, tmp_path):
+    from bbuvl.data.schema import read_records
+    from bbuvl.infer.predictor import Predictor
+
+    work, out = tmp_path / "work", tmp_path / "rows.jsonl"
+    args = ["--checkpoint", str(trained_checkpoint), "--seeds", "9001", "--closeups", "0", "--wide", "2",
+            "--size", "224x168", "--wide-scale", "2", "--wide-tiles", "2x2", "--workdir", str(work), "--json", str(out)]
+    code, stdout, stderr = run_bench_in_process(BENCH, args)
+    assert code == 0, stdout + stderr
+    assert [r["tiles"] for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())] == ["2x2"]
+    val = work / "wide_9001" / "val.jsonl"
+    paths = [str(val.parent / r.images[0]) for r in read_records(val)]
+    written = [json.loads(line)["objects"] for line in (val.parent / "pred_head.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert written == [line["objects"] for line in Predictor.load(trained_checkpoint).predict_lines(paths, "head", tiles="2x2")]
