@@ -52,5 +52,6 @@ def test_wide_tiles_predicts_the_wide_photos_with_that_plan(trained_checkpoint, 
     assert [r["tiles"] for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())] == ["2x2"]
     val = work / "wide_9001" / "val.jsonl"
     paths = [str(val.parent / r.images[0]) for r in read_records(val)]
-    written = [json.loads(line)["objects"] for line in (val.parent / "pred_head.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert written == [line["objects"] for line in Predictor.load(trained_checkpoint).predict_lines(paths, "head", tiles="2x2")]
+    lines = (val.parent / "pred_head.jsonl").read_text(encoding="utf-8").splitlines()
+    direct = Predictor.load(trained_checkpoint).predict_lines(paths, "head", tiles="2x2")
+    assert [json.loads(line)["objects"] for line in lines] == [line["objects"] for line in direct]
