@@ -195,6 +195,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = ap.parse_args(argv)
     if (args.checkpoint is None) == (args.recipe is None):
         ap.error("give --checkpoint or --recipe")
+    if args.wide_tiles is not None:  # refused before any photo is rendered or model trained, as predict would refuse it
+        from bbuvl.config import InferenceConfig
+        from bbuvl.infer.options import PredictOptions
+
+        try:
+            PredictOptions.of(InferenceConfig(), tiles=args.wide_tiles)
+        except ValueError as e:
+            ap.error(f"--wide-tiles: {e}")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="inspection-"))
     checkpoint = args.checkpoint
     if args.recipe:

@@ -55,3 +55,11 @@ def test_wide_tiles_predicts_the_wide_photos_with_that_plan(trained_checkpoint, 
     lines = (val.parent / "pred_head.jsonl").read_text(encoding="utf-8").splitlines()
     direct = Predictor.load(trained_checkpoint).predict_lines(paths, "head", tiles="2x2")
     assert [json.loads(line)["objects"] for line in lines] == [line["objects"] for line in direct]
+
+
+def test_a_malformed_wide_tiles_is_refused_before_anything_is_rendered(trained_checkpoint, tmp_path):
+    args = ["--checkpoint", str(trained_checkpoint), "--seeds", "9001", "--closeups", "1", "--wide", "1",
+            "--wide-tiles", "3y3", "--workdir", str(tmp_path / "work")]
+    code, stdout, stderr = run_bench_in_process(BENCH, args)
+    assert code == 2 and "--wide-tiles" in stderr and "COLSxROWS" in stderr, stdout + stderr
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
