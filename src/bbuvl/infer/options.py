@@ -36,6 +36,7 @@ class PredictOptions(BaseModel):
     zoom_containers: tuple[str, ...] = ()
     merge_overlap: float = 0.6
     labels_per_box: int = 1  # head: the likeliest labels reported per box
+    part_nms: float | None = None  # head, name: one box a part above this IoU (modes/head.py, `one_box_per_part`)
     tile_whole_above: float | None = None
     tile_drop_cut: bool = False
     tile_auto_parts: bool = False  # auto: the grid from the whole pass's part sizes (TilePlan.part_sides)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
+from bbuvl.data.faults import Faults
 from bbuvl.infer.predictor import Detection, ImageResult
 from bbuvl.model.box_ops import nms, to_xyxy
 
@@ -46,11 +47,11 @@ def head_objects(predictor: "Predictor", prepared: Sequence["Prepared"],
     out = []
     for b, p in enumerate(prepared):
         keep = torch.nonzero(objectness[b] >= options.objectness_threshold).flatten()
-        found: list[tuple[Detection, float]] = []
+        queries: list[list[tuple[Detection, float]]] = []  # per kept query, its labels, likeliest first
         if keep.numel() and vocabulary is not None and options.labels_per_box > 1:
-            found = _ranked_labels(predictor, det.query_hidden[b, keep.to(det.query_hidden.device)], vocabulary,
-                                   [(boxes[b, q].tolist(), float(objectness[b, q])) for q in keep.tolist()], p.size,
-                                   options.labels_per_box)
+            queries = _ranked_labels(predictor, det.query_hidden[b, keep.to(det.query_hidden.device)], vocabulary,
+                                     [(boxes[b, q].tolist(), float(objectness[b, q])) for q in keep.tolist()], p.size,
+                                     options.labels_per_box)
         elif keep.numel():
             ids, logp = head.generate_captions(det.query_hidden[b, keep.to(det.query_hidden.device)],
                                                captions=None if vocabulary is None else list(vocabulary))
@@ -61,8 +62,11 @@ def head_objects(predictor: "Predictor", prepared: Sequence["Prepared"],
                 caption_p = math.exp(float(logp[j, :n].mean())) if n else 0.0
                 obj = float(objectness[b, q])
                 label = vocabulary[tuple(toks)] if vocabulary is not None else predictor.tokenizer.decode(toks).strip()
-                found.append((Detection(predictor.contract.from_unit(boxes[b, q].tolist(), p.size), label,
-                                        obj * caption_p), obj))
+                queries.append([(Detection(predictor.contract.from_unit(boxes[b, q].tolist(), p.size), label,
+                                           obj * caption_p), obj)])
+        if options.part_nms is not None and queries:
+            queries = one_box_per_part(queries, predictor.faults, options.part_nms)
+        found = [f for labels in queries for f in labels]
         if options.nms_iou and found:
             t_boxes = torch.tensor([d.bbox_2d for d, _ in found])
             t_scores = torch.tensor([d.score for d, _ in found])
@@ -75,8 +79,8 @@ def head_objects(predictor: "Predictor", prepared: Sequence["Prepared"],
 
 def _ranked_labels(predictor: "Predictor", query_hidden: torch.Tensor, vocabulary: dict[tuple[int, ...], str],
                    queries: list[tuple[list[float], float]], size: tuple[int, int],
-                   k: int) -> list[tuple[Detection, float]]:
-    """Each query's `k` likeliest labels, each a detection of score objectness x P(label | query).
+                   k: int) -> list[list[tuple[Detection, float]]]:
+    """Each query's `k` likeliest labels, likeliest first, each a detection of score objectness x P(label | query).
 
     P(label | query) is the caption decoder's probability of the whole label renormalised over the checkpoint's
     labels: a screw the head finds 70 % seated and 30 % loose is reported as both, so a fault it is unsure of is
@@ -90,9 +94,39 @@ def _ranked_labels(predictor: "Predictor", query_hidden: torch.Tensor, vocabular
     found = []
     for j, (box, obj) in enumerate(queries):
         bbox = predictor.contract.from_unit(box, size)
-        for p_label, i in zip(top.values[j].tolist(), top.indices[j].tolist()):
-            found.append((Detection(list(bbox), names[i], obj * p_label), obj))
+        found.append([(Detection(list(bbox), names[i], obj * p_label), obj)
+                      for p_label, i in zip(top.values[j].tolist(), top.indices[j].tolist())])
     return found
+
+
+def one_box_per_part(queries: Sequence[list[tuple[Detection, float]]], faults: Faults,
+                     iou: float) -> list[list[tuple[Detection, float]]]:
+    """The queries left when, of two whose boxes overlap above `iou` and name the same part, the less sure is dropped
+    with all its labels.
+
+    Each query is its labels, likeliest first, with the query's objectness. The part a query names is its likeliest
+    label's judged kind (data/faults.py: a screw whatever its state), or that label itself for a label no inspection
+    judges; the surer query is the one of higher objectness x P(that part), its labels naming it summed. Without it, a
+    second box on a correct screw, offset from it, reads its pixels as a screw out of place and fails the photo
+    (docs/faults_learning.md, "One box a part").
+    """
+    kept = [q for q in queries if q]
+    if len(kept) < 2:
+        return kept
+
+    def part(label: str) -> str:
+        judged = faults.kind_state(label)
+        return judged[0] if judged else label
+
+    parts: dict[str, int] = {}
+    classes, sure = [], []
+    for labels in kept:
+        named = part(labels[0][0].label)
+        classes.append(parts.setdefault(named, len(parts)))
+        sure.append(sum(d.score for d, _ in labels if part(d.label) == named))
+    order = nms(torch.tensor([labels[0][0].bbox_2d for labels in kept], dtype=torch.float32),
+                torch.tensor(sure, dtype=torch.float32), iou, torch.tensor(classes))
+    return [kept[i] for i in sorted(order.tolist())]
 
 
 def run(predictor: "Predictor", prepared: Sequence["Prepared"], options: "PredictOptions") -> list[ImageResult]:
