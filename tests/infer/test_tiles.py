@@ -169,8 +169,11 @@ def test_a_misspelt_or_bad_tile_option_is_an_error(predictor, small_dataset):
     photo = Image.open(next((small_dataset / "images").rglob("*.jpg"))).convert("RGB")
     with pytest.raises(ValueError, match="tile_zoom"):
         predictor.predict([photo], "head", tile_zom=2)
-    with pytest.raises(ValueError, match="COLSxROWS"):
+    with pytest.raises(ValueError, match="COLSxROWS") as bad:
         predictor.predict([photo], "head", tiles="two")
+    assert str(bad.value).count("'two'") == 1  # the value named once
+    with pytest.raises(ValueError, match="tile_overlap.*got -0.5$"):  # pydantic's own message gets the value
+        predictor.predict([photo], "head", tile_overlap=-0.5)
 
 
 def test_auto_tiles_reuse_the_scale_the_checkpoint_trained_at(predictor, trained_checkpoint, small_dataset):

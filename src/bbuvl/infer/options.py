@@ -88,4 +88,7 @@ class PredictOptions(BaseModel):
         except ValidationError as e:
             first = e.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            raise ValueError(f"prediction option '{where}': {first['msg']}, got {first.get('input')!r}") from None
+            msg, value = first["msg"], first.get("input")
+            if f"got '{value}'" not in msg and f"got {value!r}" not in msg:  # our own checks name the value already
+                msg = f"{msg}, got {value!r}"
+            raise ValueError(f"prediction option '{where}': {msg}") from None
