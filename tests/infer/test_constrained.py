@@ -166,6 +166,41 @@ def test_random_walks_always_close_within_the_budget(constraint, tokenizer, labe
         assert all(o["label"] in labels and len(o["bbox_2d"]) == 4 for o in objs)
 
 
+def _follow(constraint, tokenizer, target: str, budget: int) -> tuple[str, bool]:
+    """A model that always prefers the next token of `target` (then the end of turn), decoded through the processor
+    with `budget` new tokens: the answer it wrote, and whether the processor marked it cut."""
+    import torch
+
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    wanted = tokenizer(target, add_special_tokens=False)["input_ids"] + [eos]
+    processor = constraint.processor([FRAME], budget)
+    out: list[int] = []
+    while len(out) < budget and (not out or out[-1] != eos):
+        scores = torch.zeros(1, len(tokenizer))
+        scores[0, wanted[len(out)] if len(out) < len(wanted) else eos] = 10.0
+        out.append(int(processor(torch.tensor([[0, 0] + out]), scores).argmax()))
+    assert out[-1] == eos, "the answer closes within the budget"
+    return tokenizer.decode(out[:-1]), processor.cut[0]
+
+
+def test_near_the_budget_the_list_closes_after_the_last_whole_object(constraint, tokenizer, labels):
+    """Never a shortened number or a cheaper label to fit: the objects written are the model's own, whole, and the
+    answer is marked cut when the budget, not the model, ended it."""
+    longest = max(labels, key=lambda label: len(tokenizer(json.dumps(label, ensure_ascii=False))["input_ids"]))
+    objects = [{"bbox_2d": [101 + 11 * i, 102, 199, 167], "label": longest if i % 2 else labels[i]} for i in range(4)]
+    target = json.dumps(objects, ensure_ascii=False)  # as encode/chat.py's format_answer writes an answer
+    full = len(tokenizer(target, add_special_tokens=False)["input_ids"]) + 1
+    written = []
+    for budget in range(full // 4, full + 40, 3):
+        text, cut = _follow(constraint, tokenizer, target, budget)
+        answer = json.loads(text)
+        assert answer == objects[:len(answer)], (budget, text)  # whole objects, exactly as the model wrote them
+        assert cut == (len(answer) < len(objects)), (budget, text)
+        written.append(len(answer))
+    assert written == sorted(written) and written[0] < len(objects) and written[-1] == len(objects)
+    assert 0 < written[len(written) // 2] < len(objects)  # the budget between fits some of the objects
+
+
 def test_token_bytes_spell_what_the_tokenizer_decodes(constraint, tokenizer):
     spelled = dict(zip(constraint.index.ids, constraint.index.keys))
     for i, b in spelled.items():
@@ -246,3 +281,27 @@ def test_predict_command_switches_the_constraint(untrained_checkpoint, photos, t
     assert result.exit_code == 0, result.output
     line = json.loads(out.read_text(encoding="utf-8"))
     assert parse_detections(line["raw"]).ok is parses
+
+
+def test_predict_command_marks_and_counts_answers_the_budget_cut(untrained_checkpoint, photos, tmp_path):
+    """This model repeats objects up to any limit: at 40 tokens its answers are cut, and predict says so."""
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, photo in enumerate(photos[:2]):
+        photo.save(folder / f"{i}.png")
+    out = tmp_path / "pred.jsonl"
+    result = CliRunner().invoke(app, ["predict", "-c", str(untrained_checkpoint), "-i", str(folder), "-o", str(out),
+                                      "--mode", "generate", "--device", "cpu", "--max-new-tokens", "40"],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    cut = [line for line in lines if line.get("cut")]
+    assert cut and all(json.loads(line["raw"]) is not None for line in cut)  # cut, still whole JSON
+    assert f"{len(cut)} of 2 answers reached the token budget (max_new_tokens 40)" in " ".join(result.output.split())
+    again = CliRunner().invoke(app, ["predict", "-c", str(untrained_checkpoint), "-i", str(folder), "-o", str(out),
+                                     "--mode", "generate", "--device", "cpu", "--max-new-tokens", "400"])
+    assert again.exit_code != 0 and "max_new_tokens" in again.output  # another budget is another run: not mixed in

@@ -31,6 +31,8 @@ def predict(
         None, help="Head mode: keep queries at least this sure an object is there (default: inference.objectness_threshold).",
         callback=finite_range(0, 1),
     ),
+    max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="Generate and teachers modes: the answer's token "
+                                       "budget (default: inference.max_new_tokens).", callback=int_range(1)),
     labels: Path = LABELS,
     lang: str = LANG,
     constrained: bool = typer.Option(
@@ -83,7 +85,7 @@ def predict(
         faults = Faults.load(hierarchy) if hierarchy is not None else None  # a bad file is refused before the model loads
     given = {k: v for k, v in (("score_threshold", score_threshold), ("objectness_threshold", objectness_threshold),
                                ("constrained", constrained), ("verdict_review", verdict_review),
-                               ("verdict_fail", verdict_fail)) if v is not None}
+                               ("verdict_fail", verdict_fail), ("max_new_tokens", max_new_tokens)) if v is not None}
     given |= tiled
     with user_errors(ValueError, OSError, CheckpointError):
         # Refuse a foreign --out, or one another run wrote, before minutes of model loading, not after; the run
@@ -137,6 +139,11 @@ def predict(
             stats = run_predictions(job, lambda chunk: predictor.predict_lines(chunk, mode, **options.model_dump()), on_progress)
     console.print(f"[green]done[/]: {stats['predicted']} predicted ({stats['images_per_s']:.2f} img/s), "
                   f"{stats['skipped']} already in {escape(str(out))}, {stats['errors']} with errors")
+    if stats["cut"]:
+        console.print(f"[yellow]warning[/]: {stats['cut']} of {stats['predicted']} answers reached the token budget "
+                      f"(max_new_tokens {options.max_new_tokens}) with more to write: their lines say \"cut\": true, "
+                      "and the objects after the last written are missing. Raise `inference.max_new_tokens` in the "
+                      "checkpoint's bbuvl.yaml, or pass --max-new-tokens.", soft_wrap=True)
     with user_errors(ValueError, OSError):
         verdicts = verdict_counts(out)
     thresholds = options.thresholds()

@@ -121,7 +121,7 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
         done = repair_output(job.out, rewrite=rank == 0)[0] | (repair_output(part)[0] if part != job.out else set())
         done = {job.name_of(image) for image in done}
         todo = [p for i, p in enumerate(job.inputs) if i % world == rank and p not in done]
-        start, written, errors = time.perf_counter(), 0, 0
+        start, written, errors, cut = time.perf_counter(), 0, 0, 0
         # Unbuffered: each chunk reaches the file in one call, so a failed write leaves nothing behind to flush later.
         with part.open("ab", buffering=0) as fh:
             for chunk in batched(todo, job.batch_size):
@@ -138,13 +138,14 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
                                   f"{len(done) + written} images written before are kept: fix the cause and re-run "
                                   "the same command to resume") from e
                 errors += sum(line.get("error") is not None for line in lines)
+                cut += sum(bool(line.get("cut")) for line in lines)
                 written += len(chunk)
                 if on_progress:
                     on_progress(written, len(todo))
         elapsed = time.perf_counter() - start
         if world > 1:
             _merge_when_all_done(job, rank, world)
-    return {"skipped": len(done), "predicted": written, "errors": errors, "seconds": elapsed,
+    return {"skipped": len(done), "predicted": written, "errors": errors, "cut": cut, "seconds": elapsed,
             "images_per_s": written / elapsed if elapsed > 0 else 0.0}
 
 

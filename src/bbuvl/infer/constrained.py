@@ -15,11 +15,12 @@ Design (docs/constrained_decoding.md has the reasons and measurements):
 - `TokenIndex` keeps every token's bytes sorted, so all tokens sharing a prefix form one contiguous range.
   The allowed set of a state is found by walking only the bytes the grammar accepts, narrowing the range with
   `bisect` at each byte: the work is proportional to the grammar-consistent prefixes, never to the vocabulary.
-- Budget: `cost(state)` is an upper bound on the tokens needed to close the answer (the rest of the object, the
-  cheapest label, `]`, `<|im_end|>`), computed from optimal tokenisations of fixed pieces, such that from every
-  state the first token of that cheapest closing lowers it by at least one. A token is allowed only if the cost
-  after it fits in the tokens left, so the answer always closes within `max_new_tokens` and no object is started
-  that cannot be finished.
+- Budget: `cost(state)` is an upper bound on the tokens needed to close the answer (the rest of the object with
+  every coordinate still to write at its most digits and the costliest label, then `]`, `<|im_end|>`), computed
+  from optimal tokenisations of fixed pieces, such that every digit and every token of the cheapest closing lowers
+  it by at least one. A token is allowed only if the cost after it fits in the tokens left, so the answer always
+  closes within `max_new_tokens`, and no object is started that could not be finished as the model would write
+  it: near the limit the list closes after the last whole object instead of shortening a number.
 - Per-row state: the logits processor follows each row's last token (left-padded batches are fine: the new
   tokens are always the last column).
 """
@@ -309,7 +310,7 @@ class AnswerGrammar:
         if p == LIT:
             rest = self._lit_costs[s.lit][s.pos]
             if s.lit == LIT_TAIL:
-                return rest + self.labels.cost[0] + after_label
+                return rest + self.labels.longest + after_label
             return rest + self._box_cost(s.k, 0, 0, s.box)
         if p == NUM:
             return self._box_cost(s.k, s.val, s.nd, s.box)
@@ -320,19 +321,19 @@ class AnswerGrammar:
         return int(self.labels.longest + self._close + self._end + 1)
 
     def _box_cost(self, k: int, val: int, nd: int, box: tuple[int, ...]) -> float:
-        """Closing cost from inside coordinate `k`: its remaining digits, the cheapest other coordinates, a label."""
+        """Closing cost from inside coordinate `k`: its remaining digits and the later coordinates, each at their
+        most digits, and the costliest label."""
         lo, hi = self.bounds(k, box)
-        more = _fits(val, nd, lo, hi, self.max_digits)
-        if more is None:
+        if _fits(val, nd, lo, hi, self.max_digits) is None:
             return math.inf
-        # One token per digit (the single-digit tokens exist): the cheapest closing writes x1 = y1 = 0 (or finishes
-        # them), then x2 = x1 and y2 = y1, so later widths are those of the finished x1 / y1.
-        widths = [len(str(v)) for v in box] + [nd + more]
-        for j in range(k + 1, 4):
-            widths.append(widths[j - 2] if j >= 2 else 1)
+        # One token per digit (the single-digit tokens exist), each coordinate at the width of its upper bound: the
+        # budget holds the widest box the model may write, so it never has to shorten a number to close in time.
+        more = 0 if nd and val == 0 else max(len(str(hi)) - nd, 0)
+        W, H = self.frame
+        later = sum(len(str(W if j % 2 == 0 else H)) for j in range(k + 1, 4))
         sep = self._lit_costs[LIT_NUM_SEP][0]
-        tokens = more + sum(widths[k + 1 :]) + sep * (3 - k)
-        return tokens + self._lit_costs[LIT_TAIL][0] + self.labels.cost[0] + self._close + self._end + 1
+        tokens = more + later + sep * (3 - k)
+        return tokens + self._lit_costs[LIT_TAIL][0] + self.labels.longest + self._close + self._end + 1
 
     # --- allowed tokens ----------------------------------------------------------------------
 
@@ -414,6 +415,9 @@ class AnswerLogitsProcessor(LogitsProcessor):
         self._entries: list[_Entry | None] = [None] * len(self.grammars)
         self._prompt_len: int | None = None
         self.off_grammar = 0  # tokens that arrived although masked (another processor, or all-NaN scores)
+        # Per row: the budget refused the token the model preferred among those the grammar allows (a further
+        # object, a wider number): the answer was closed by `max_new_tokens`, not by the model.
+        self.cut = [False] * len(self.grammars)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         """`scores` [batch, vocab] with every refused token at -inf."""
@@ -436,6 +440,10 @@ class AnswerLogitsProcessor(LogitsProcessor):
             entry = self._entries[r] = grammar.entry(self.states[r])
             ids = entry.allowed(tokens_left)
             ids = ids[ids < vocab]
+            if not self.cut[r] and len(ids) < int((entry.ids < vocab).sum()):
+                grammar_ids = entry.ids[entry.ids < vocab]
+                preferred = int(grammar_ids[int(scores[r, torch.from_numpy(grammar_ids).to(scores.device)].argmax())])
+                self.cut[r] = preferred not in set(ids.tolist())
             cols.append(ids)
             rows.append(np.full(len(ids), r, dtype=np.int64))
         # Copy the few allowed scores into a -inf row rather than masking the whole vocabulary (one fill, no

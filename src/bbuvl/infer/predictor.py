@@ -64,6 +64,7 @@ class ImageResult:
     error: str | None = None
     parse_ok: bool | None = None  # tiles and zoom: whether every region's answer parsed (raw then lists them all)
     vision_tokens: int = 0  # what the photo cost the LLM, over every region it was shown in
+    cut: bool = False  # generate modes: the answer reached `max_new_tokens` with more to write (objects may be missing)
 
 
 class _ChosenLogProb(LogitsProcessor):
@@ -332,6 +333,7 @@ class Predictor:
                 width=prepared[i].size[0], height=prepared[i].size[1], error=f"{type(r).__name__}: {r}")
         return [{"image": str(p), "width": r.width, "height": r.height, "objects": [d.to_dict() for d in r.objects],
                  "raw": r.raw, "error": r.error, **({"parse_ok": r.parse_ok} if r.parse_ok is not None else {}),
+                 **({"cut": True} if r.cut else {}),
                  "verdict": self.verdict(r, opts).to_dict()}
                 for p, r in zip(paths, results)]
 
@@ -360,13 +362,17 @@ class Predictor:
         if p.stored is None:
             raise ValueError("tiles and zoom cut regions from the stored photo: prepare it with keep_stored=True")
         one_pass = options.one_pass()
+        cut = False
 
         def regions(crops: list[Image.Image]) -> list[tuple[list[tuple[list[float], str, float]], str | None]]:
+            nonlocal cut
             found = runner(mode)(self, [self.prepare(c) for c in crops], one_pass)
+            cut = cut or any(r.cut for r in found)
             return [([(d.bbox_2d, d.label, d.score) for d in r.objects], r.raw) for r in found]
 
         tiled = predict_tiled(regions, p.stored, plan, self.contract)
         parsed = [raw is None or parse_detections(raw).ok for raw in tiled.raws]
         return ImageResult(objects=[Detection(d.bbox_2d, d.label, d.score) for d in tiled.objects],
                            raw=tiled.raw if any(raw is not None for raw in tiled.raws) else None,
-                           width=p.size[0], height=p.size[1], parse_ok=all(parsed), vision_tokens=tiled.vision_tokens)
+                           width=p.size[0], height=p.size[1], parse_ok=all(parsed), vision_tokens=tiled.vision_tokens,
+                           cut=cut)

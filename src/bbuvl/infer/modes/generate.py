@@ -23,7 +23,13 @@ def answers(predictor: "Predictor", prepared: Sequence["Prepared"], options: "Pr
     constraint = predictor.answer_constraint(prepared, options.constrained, options.max_new_tokens)
     new, logprobs = predictor.greedy(batch, constraint, options.max_new_tokens)
     del batch
-    return read_answers(predictor, prepared, new, logprobs)
+    results = read_answers(predictor, prepared, new, logprobs)
+    budget_cut = getattr(constraint, "cut", None)  # the grammar closed the answer for the budget (infer/constrained.py)
+    for row, r in enumerate(results):
+        # Unconstrained, an answer that never wrote its end used every token: it was cut wherever it stood.
+        r.cut = bool(budget_cut[row]) if budget_cut is not None else (
+            len(answer_ids(predictor, new[row])) >= options.max_new_tokens)
+    return results
 
 
 def answer_ids(predictor: "Predictor", row: torch.Tensor) -> list[int]:
