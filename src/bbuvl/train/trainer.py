@@ -116,6 +116,10 @@ def build_run(cfg: Config) -> Run:
                   mark_coordinates=cfg.loss.coordinate_regression > 0 or cfg.loss.grounding_attention > 0)
     train_ds = ConversationDataset(train_sources, encoder, contract, pool,
                                    cfg.data.teacher_ratio, cfg.data.num_teachers, crop=cfg.data.crop, **common)
+    if train_ds.longest_answer + 1 > cfg.inference.max_new_tokens:  # + the end of turn
+        log.warning("the longest training answer is %d tokens, and inference.max_new_tokens is %d: generate mode will "
+                    "cut answers like it short (predict marks them \"cut\"); raise inference.max_new_tokens",
+                    train_ds.longest_answer, cfg.inference.max_new_tokens)
     eval_ds = None
     if val_sources is not None:
         eval_ds = ConversationDataset(val_sources, encoder, contract, pool,
@@ -365,6 +369,7 @@ def train(cfg: Config, resume: bool | str = False, progress: bool = True, callba
     return {"final": str(Path(cfg.training.output_dir) / FINAL_DIR), "history": trainer.state.log_history,
             "nan_skipped": trainer.guard.skipped, "budget_dropped": run.collator.budget.dropped,
             "oversize_skipped": len(run.train_dataset.skipped), "answers_truncated": len(run.train_dataset.truncated),
+            "longest_answer": run.train_dataset.longest_answer,
             "alarms": health_summary(trainer.callback_handler.callbacks)}
 
 
