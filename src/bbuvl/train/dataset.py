@@ -121,7 +121,7 @@ class ConversationDataset(torch.utils.data.Dataset):
         self.epoch = 0
         self.skipped: list[str] = []
         self.truncated: list[str] = []  # "file:line: ..." of each photo whose answer is cut at max_length
-        self.longest_answer = 0  # the longest student answer's tokens (measured with max_length; else 0)
+        self.answer_tokens: list[int] = []  # each student answer's tokens, sources' order (measured with max_length)
         self.sources = [s for s in sources if self._fits(s.student)]
         self.teacher_pool = [t for t in (teacher_pool or []) if self._fits(t)]
         if self.skipped:
@@ -157,7 +157,7 @@ class ConversationDataset(torch.utils.data.Dataset):
                 lengths.append(self.encoder.turn_length(vision, len(ids)))
                 if k >= n:
                     continue
-                self.longest_answer = max(self.longest_answer, len(ids))
+                self.answer_tokens.append(len(ids))
                 prompt = self.encoder.prompt_length(vision)
                 if prompt >= max_length:
                     refused.append((r, prompt, vision))

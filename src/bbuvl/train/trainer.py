@@ -116,10 +116,12 @@ def build_run(cfg: Config) -> Run:
                   mark_coordinates=cfg.loss.coordinate_regression > 0 or cfg.loss.grounding_attention > 0)
     train_ds = ConversationDataset(train_sources, encoder, contract, pool,
                                    cfg.data.teacher_ratio, cfg.data.num_teachers, crop=cfg.data.crop, **common)
-    if train_ds.longest_answer + 1 > cfg.inference.max_new_tokens:  # + the end of turn
-        log.warning("the longest training answer is %d tokens, and inference.max_new_tokens is %d: generate mode will "
-                    "cut answers like it short (predict marks them \"cut\"); raise inference.max_new_tokens",
-                    train_ds.longest_answer, cfg.inference.max_new_tokens)
+    longer = sum(n + 1 > cfg.inference.max_new_tokens for n in train_ds.answer_tokens)  # + the end of turn
+    if longer:
+        log.warning("%d of %d training answers (the longest %d tokens) are longer than inference.max_new_tokens (%d): "
+                    "generate mode will cut answers like them short (predict marks them \"cut\"); raise "
+                    "inference.max_new_tokens if photos like them are to be predicted in generate mode", longer,
+                    len(train_ds.answer_tokens), max(train_ds.answer_tokens), cfg.inference.max_new_tokens)
     eval_ds = None
     if val_sources is not None:
         eval_ds = ConversationDataset(val_sources, encoder, contract, pool,
@@ -369,7 +371,7 @@ def train(cfg: Config, resume: bool | str = False, progress: bool = True, callba
     return {"final": str(Path(cfg.training.output_dir) / FINAL_DIR), "history": trainer.state.log_history,
             "nan_skipped": trainer.guard.skipped, "budget_dropped": run.collator.budget.dropped,
             "oversize_skipped": len(run.train_dataset.skipped), "answers_truncated": len(run.train_dataset.truncated),
-            "longest_answer": run.train_dataset.longest_answer,
+            "answer_tokens": run.train_dataset.answer_tokens,
             "alarms": health_summary(trainer.callback_handler.callbacks)}
 
 
