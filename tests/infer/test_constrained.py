@@ -305,3 +305,29 @@ def test_predict_command_marks_and_counts_answers_the_budget_cut(untrained_check
     again = CliRunner().invoke(app, ["predict", "-c", str(untrained_checkpoint), "-i", str(folder), "-o", str(out),
                                      "--mode", "generate", "--device", "cpu", "--max-new-tokens", "400"])
     assert again.exit_code != 0 and "max_new_tokens" in again.output  # another budget is another run: not mixed in
+
+
+def test_the_server_says_finish_reason_length_when_the_budget_cut_the_answer(untrained_checkpoint, photos, tmp_path):
+    """OpenAI's convention on /v1/chat/completions: "length" when the budget, not the model, ended the answer."""
+    import base64
+    import io
+
+    from bbuvl.serve.app import ServeSettings, create_app
+    from bbuvl.serve.auth import KeyStore
+    from bbuvl.serve.engine import Engine
+    from tests.serve.conftest import API_KEY, running
+
+    buf = io.BytesIO()
+    photos[0].save(buf, format="PNG")
+    body = json.dumps({"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()}}]}]})
+    loaded = Engine.load(untrained_checkpoint, mode="generate", device="cpu")
+    answers = {}
+    for budget in (40, 4000):
+        engine = Engine(loaded.predictor, "generate", loaded.checkpoint, options=loaded.predictor.options(max_new_tokens=budget))
+        with running(create_app(engine, KeyStore([API_KEY]), ServeSettings())) as client:
+            r = client.request("POST", "/v1/chat/completions", body.encode(), {"Content-Type": "application/json"})
+        assert r.status == 200, r.body
+        answers[budget] = (r.json()["choices"][0]["finish_reason"], json.loads(r.json()["choices"][0]["message"]["content"]))
+    assert answers[40][0] == "length" and answers[40][1]  # whole objects, then cut
+    assert answers[4000][0] == "stop"  # with room, this model ends its answer itself

@@ -132,7 +132,8 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
         data = await image_bytes(request, settings.max_body_bytes)
         result, timing = await answer(data, engine.mode)
         return JSONResponse({"width": result.width, "height": result.height, "objects": result.objects,
-                             "verdict": result.verdict.to_dict(), "model": engine.info(), "timing_ms": timing})
+                             "verdict": result.verdict.to_dict(), "model": engine.info(), "timing_ms": timing,
+                             **({"cut": True} if result.cut else {})})
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> JSONResponse:
@@ -143,7 +144,7 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
         result, timing = await answer(image_from_chat(body), "generate")
         extra = {"width": result.width, "height": result.height, "verdict": result.verdict.to_dict(),
                  "model_info": engine.info("generate"), "timing_ms": timing}
-        return JSONResponse(chat_response(result.objects, result.raw, engine.checkpoint, extra))
+        return JSONResponse(chat_response(result.objects, result.raw, engine.checkpoint, extra, result.cut))
 
     @app.get("/")
     async def page() -> FileResponse:

@@ -45,6 +45,7 @@ class Answer:
     verdict: Verdict
     raw: str | None = None
     timing_ms: dict[str, float] = field(default_factory=dict)
+    cut: bool = False  # generate mode: the answer reached the token budget with more to write
 
 
 class Engine:
@@ -107,5 +108,6 @@ class Engine:
                 t = time.perf_counter()
                 self.fewshot.rescore(photo.image, objects)
                 timing["fewshot"] = round((time.perf_counter() - t) * 1000, 2)
-            answers.append(Answer(r.width, r.height, objects, self.predictor.verdict(r, self.options), r.raw, timing))
+            answers.append(Answer(r.width, r.height, objects, self.predictor.verdict(r, self.options), r.raw, timing,
+                                  r.cut))
         return answers

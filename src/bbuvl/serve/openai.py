@@ -42,12 +42,14 @@ def image_from_chat(body: Any) -> bytes:
     return decode_base64(url, where)
 
 
-def chat_response(objects: list[dict[str, Any]], raw: str | None, model: str, extra: dict[str, Any]) -> dict[str, Any]:
-    """A `chat.completion` object whose message content is the objects as JSON text."""
+def chat_response(objects: list[dict[str, Any]], raw: str | None, model: str, extra: dict[str, Any],
+                  cut: bool = False) -> dict[str, Any]:
+    """A `chat.completion` object whose message content is the objects as JSON text; `cut`: the answer reached the
+    token budget with more to write (OpenAI's `finish_reason` "length")."""
     content = json.dumps([{"bbox_2d": o["bbox_2d"], "label": o["label"]} for o in objects], ensure_ascii=False)
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "length" if cut else "stop"}],
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         "bbuvl": {"raw": raw, "objects": objects, **extra},
     }
