@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -117,7 +118,7 @@ def build_run(cfg: Config) -> Run:
     train_ds = ConversationDataset(train_sources, encoder, contract, pool,
                                    cfg.data.teacher_ratio, cfg.data.num_teachers, crop=cfg.data.crop, **common)
     longer = sum(n + 1 > cfg.inference.max_new_tokens for n in train_ds.answer_tokens)  # + the end of turn
-    if longer:
+    if longer and int(os.environ.get("RANK", "0")) == 0:  # every process measures the same answers: one says so
         log.warning("%d of %d training answers (the longest %d tokens) are longer than inference.max_new_tokens (%d): "
                     "generate mode will cut answers like them short (predict marks them \"cut\"); raise "
                     "inference.max_new_tokens if photos like them are to be predicted in generate mode", longer,
