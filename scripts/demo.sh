@@ -132,7 +132,7 @@ evaluate() {  # evaluate STAGE: the three modes (and the wide photos) side by si
 [[ " $STAGES " == *" shapes "* ]] && stage shapes configs/demo_shapes.yaml --scene shapes --n-train 1000 --n-val 50 --seed 0 --size 224x224 \
   --min-objects 1 --max-objects 1
 # Stage B: close-ups of BBUs, panels and ground bars at 448x336, where parts are >= ~40 px: 1,200 photos
-# (synthetic photos cost nothing but rendering, two processes), 1,100 steps of batch 4, the head reading the
+# (synthetic photos cost nothing but rendering, two processes), 900 steps of batch 4, the head reading the
 # tower's pre-merge patches and the pixels inside each box, then a refit of its captions and pixel level on the
 # finished model's queries (configs/demo.yaml). When stage A ran, stage B starts from its checkpoint: the VLM has
 # learned to see and to place, and its head's box layers and vision positions carry over (model.reuse_modules); the
