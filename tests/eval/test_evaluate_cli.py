@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import typer
@@ -56,6 +57,22 @@ def test_every_box_is_counted_once_and_failures_are_rated(eval_files, tmp_path):
     assert e["images"] == 6 and e["prediction_errors"] == 1 and e["parse_failures"] == 2
     assert metrics["parse_failure_rate"] == pytest.approx(2 / 6)
     assert metrics["label_accuracy"]["matched_boxes"] == e["matched"]
+
+
+def test_answers_the_token_budget_cut_are_counted_and_shown(eval_files, tmp_path):
+    metrics, output = run_eval(eval_files, tmp_path / "metrics.json")
+    assert metrics["errors"]["cut_answers"] == 0 and "token budget" not in output
+    lines = [json.loads(line) for line in eval_files.pred.read_text(encoding="utf-8").splitlines()]
+    lines[0]["cut"] = lines[2]["cut"] = True
+    lines[1]["cut"] = "yes"  # not what predict writes: not counted
+    pred = tmp_path / "cut.jsonl"
+    pred.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+    result = runner.invoke(app, ["eval", "--pred", str(pred), "--gt", str(eval_files.gt), "--out", str(tmp_path / "c.json")],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    cut = json.loads((tmp_path / "c.json").read_text(encoding="utf-8"))
+    assert cut["errors"]["cut_answers"] == 2 and cut["AP"] == metrics["AP"]
+    assert re.search(r"answers cut by the token budget\s*│\s*2", result.output), result.output
 
 
 def test_iou_flag_changes_the_matching_but_not_coco_ap(eval_files, tmp_path):

@@ -64,7 +64,8 @@ def evaluate(
     (COCO AP with every label one class), AP50_agnostic, per_category (label -> AP, AP50, AP75, APs, APm, APl, AR100,
     gt, pred), label_accuracy (matched boxes right at level_1..level_N and in full), parse_failure_rate
     (lines with an error or an unreadable answer), duplicate_rate (predictions repeating a higher-scored
-    same-label box at IoU > 0.9), errors (missed, extra, mislocated, mislabelled, matched and totals) and prior
+    same-label box at IoU > 0.9), errors (missed, extra, mislocated, mislabelled, matched and totals; answers the
+    token budget cut) and prior
     (the best constant box: the one relative box that, predicted on every photo, scores the highest AP50;
     its AP50 per category and class-agnostic are what a model that ignores the photo would get).
     The other COCO numbers (APs/APm/APl, AR1/AR10/AR100 and their class-agnostic twins), the
@@ -267,6 +268,8 @@ def print_metrics(evaluation: Any, hierarchy: Any, max_categories: int = 30) -> 
         summary.add_row(k.replace("_", " "), _num(e[k]))
     summary.add_row("parse failure rate", _num(m["parse_failure_rate"]))
     summary.add_row("duplicate rate", _num(m["duplicate_rate"]))
+    if m["errors"].get("cut_answers"):
+        summary.add_row("answers cut by the token budget", str(m["errors"]["cut_answers"]))
     console.print(summary)
 
     cats = sorted(m["per_category"].items(), key=lambda kv: (-kv[1]["gt"], kv[0]))

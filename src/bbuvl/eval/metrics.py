@@ -175,6 +175,7 @@ def _evaluate(records: list[ImageRecord], gt_path: str | Path, lines: list[Predi
         "repeated_gt_images": len(alignment.gt_repeats),
         "prediction_errors": sum(bool(p.error) for p in present),
         "parse_failures": failures,
+        "cut_answers": sum(p.cut for p in present),  # closed by the token budget, not by the model
     }
     metrics = {
         "AP": coco.summary["AP"],

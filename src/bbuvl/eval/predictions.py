@@ -37,6 +37,7 @@ class PredictionLine:
     raw: str | None = None
     error: str | None = None
     parse_ok: bool | None = None  # the predictor's own flag, when it wrote one
+    cut: bool = False  # generate modes: the answer reached the token budget with more to write (objects may be missing)
 
     @cached_property
     def failed(self) -> bool:
@@ -71,7 +72,7 @@ def _prediction_line(data: Any, path: Path, no: int) -> PredictionLine:
         width=size[0] if valid_size else None, height=size[1] if valid_size else None,
         objects=objects, raw=data.get("raw") if isinstance(data.get("raw"), str) else None,
         error=str(data["error"]) if data.get("error") else None,
-        parse_ok=parse_ok if isinstance(parse_ok, bool) else None,
+        parse_ok=parse_ok if isinstance(parse_ok, bool) else None, cut=data.get("cut") is True,
     )
 
 
