@@ -301,6 +301,7 @@ def test_predict_command_marks_and_counts_answers_the_budget_cut(untrained_check
     lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     cut = [line for line in lines if line.get("cut")]
     assert cut and all(json.loads(line["raw"]) is not None for line in cut)  # cut, still whole JSON
+    assert all(line["verdict"]["verdict"] != "pass" for line in cut)  # what was not written may hold a fault
     assert f"{len(cut)} of 2 answers reached the token budget (max_new_tokens 40)" in " ".join(result.output.split())
     again = CliRunner().invoke(app, ["predict", "-c", str(untrained_checkpoint), "-i", str(folder), "-o", str(out),
                                      "--mode", "generate", "--device", "cpu", "--max-new-tokens", "400"])

@@ -38,6 +38,14 @@ def test_a_photo_without_a_usable_answer_goes_to_review_unless_a_fault_already_f
     assert judge([(BOX, FAULT, 0.9)], FAULTS, T, failed=True).verdict == "fail"
 
 
+def test_an_answer_the_token_budget_cut_goes_to_review_unless_a_fault_already_fails_it():
+    """What the answer did not write may hold the fault: a cut answer never passes."""
+    assert judge([], FAULTS, T, cut=True).verdict == "review"
+    assert "token budget" in judge([], FAULTS, T, cut=True).reason
+    assert judge([(BOX, FAULT, 0.9)], FAULTS, T, cut=True).verdict == "fail"
+    assert judge([], FAULTS, T).verdict == "pass"
+
+
 def test_the_verdict_serialises_its_faults_best_first():
     d = judge([(BOX, FAULT, 0.4), (BOX, FAULT, 0.951234567)], FAULTS, T).to_dict()
     assert d["verdict"] == "fail" and d["score"] == 0.95123

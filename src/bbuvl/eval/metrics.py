@@ -201,9 +201,10 @@ def _evaluate(records: list[ImageRecord], gt_path: str | Path, lines: list[Predi
 
 def _score_faults(images: list[ImageResult], faults: Faults, thresholds: VerdictThresholds) -> FaultMetrics:
     """Fault metrics over every prediction (whatever --min-score) at IoU 0.5 (whatever --iou): a found fault means
-    one thing across runs (docs/faults.md). A photo without a usable answer is sent to review."""
+    one thing across runs (docs/faults.md). A photo without a usable answer, or whose answer the token budget cut,
+    is sent to review, as `bbuvl predict` judges it (infer/verdict.py)."""
     return fault_metrics([r.record for r in images], [r.prediction.objects if r.prediction else [] for r in images],
-                         faults, thresholds, [r.prediction is None or r.failed for r in images])
+                         faults, thresholds, [r.prediction is None or r.failed or r.prediction.cut for r in images])
 
 
 def _check_something_to_score(records: list[ImageRecord], gt_path: str | Path, lines: list[PredictionLine],

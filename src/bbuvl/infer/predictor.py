@@ -338,11 +338,12 @@ class Predictor:
                 for p, r in zip(paths, results)]
 
     def verdict(self, result: ImageResult, options: PredictOptions | None = None) -> Verdict:
-        """The photo verdict of one result (infer/verdict.py): an error or an unreadable answer is sent to review."""
+        """The photo verdict of one result (infer/verdict.py): an error, an unreadable answer or one the token budget
+        cut is sent to review."""
         failed = bool(result.error) or (result.parse_ok is False) or (
             result.raw is not None and result.parse_ok is None and not parse_detections(result.raw).ok)
         return judge([(d.bbox_2d, d.label, d.score) for d in result.objects], self.faults,
-                     (options or self.options()).thresholds(), failed)
+                     (options or self.options()).thresholds(), failed, result.cut)
 
     def _run(self, prepared: list[Prepared], mode: str, options: PredictOptions) -> list[ImageResult]:
         self.check_mode(mode)

@@ -2,7 +2,8 @@
 
 A photo fails when any predicted fault (a label the hierarchy marks, data/faults.py) scores at least `fail`; it
 goes to a person for `review` when its best fault scores at least `review` but below `fail`, or when no usable
-answer came back for it (an error, an unreadable answer: nothing seen is not "nothing wrong"); otherwise it passes.
+answer came back for it (an error, an unreadable answer: nothing seen is not "nothing wrong"), or when the answer
+reached the token budget with more to write (what it did not write may hold the fault); otherwise it passes.
 The photo's fault score is its best fault's score (0 without one): what ROC AUC ranks (eval/faults.py).
 
 The thresholds come from the run config (`inference.verdict_review`, `inference.verdict_fail`), overridden by
@@ -118,17 +119,21 @@ class Verdict:
 
 
 def judge(objects: Sequence[tuple[Sequence[float], str, float]], faults: Faults, thresholds: VerdictThresholds,
-          failed: bool = False) -> Verdict:
-    """The verdict of one photo from its predicted `(bbox_2d, label, score)` objects; `failed`: no usable answer."""
+          failed: bool = False, cut: bool = False) -> Verdict:
+    """The verdict of one photo from its predicted `(bbox_2d, label, score)` objects; `failed`: no usable answer;
+    `cut`: the answer reached the token budget with more to write, so a fault may be among what it did not write."""
     found = sorted((FoundFault(label, float(score), [float(v) for v in box])
                     for box, label, score in objects if faults.is_fault(label)), key=lambda f: -f.score)
-    verdict = verdict_of(found[0].score if found else None, failed, thresholds)
+    verdict = verdict_of(found[0].score if found else None, failed or cut, thresholds)
     score = found[0].score if found else 0.0
     shown = [f for f in found if f.score >= thresholds.review]
     if verdict == PASS:
         return Verdict(PASS, score, [], None)
     if failed and (not found or score < thresholds.fail):
         return Verdict(REVIEW, score, shown, "no usable answer for this photo: a person must look")
+    if cut and (not found or score < thresholds.fail):
+        return Verdict(REVIEW, score, shown, "the answer reached the token budget before its end (inference."
+                       "max_new_tokens): what it did not write may hold a fault, so a person must look")
     bound = f"fail at {thresholds.fail:g}" if verdict == FAIL else f"review from {thresholds.review:g}, fail at {thresholds.fail:g}"
     return Verdict(verdict, score, shown, f"{found[0].label} scored {score:.2f} ({bound})")
 
