@@ -100,12 +100,12 @@ def train(
     console.print(f"non-finite steps skipped: {result['nan_skipped']}; samples dropped for budget: "
                   f"{result['budget_dropped']}; over-budget photos skipped: {result['oversize_skipped']}; answers cut at "
                   f"data.max_length: {result['answers_truncated']}")
-    if result.get("answer_tokens"):
-        budget, lengths = cfg.inference.max_new_tokens, result["answer_tokens"]
-        longer = sum(n + 1 > budget for n in lengths)  # + the end of turn
-        console.print(f"training answers: up to {max(lengths)} tokens; generate mode's budget (inference.max_new_tokens) "
-                      f"{budget}" + (f": [yellow]{longer} of {len(lengths)} answers are longer, and answers like them "
-                                     "will be cut[/]" if longer else ""))
+    if result.get("longest_answer"):
+        longer = result["answers_over_budget"]
+        console.print(f"training answers: up to {result['longest_answer']} tokens; generate mode's budget "
+                      f"(inference.max_new_tokens) {cfg.inference.max_new_tokens}"
+                      + (f": [yellow]{longer} of {result['answers_measured']} answers are longer, and answers like them will "
+                         "be cut[/]" if longer else ""))
     console.print(f"[green]checkpoint[/]: {escape(result['final'])}  (TensorBoard: {escape(str(Path(cfg.training.output_dir) / 'tb'))})")
 
 

@@ -438,12 +438,12 @@ class AnswerLogitsProcessor(LogitsProcessor):
         rows, cols = [], []
         for r, grammar in enumerate(self.grammars):
             entry = self._entries[r] = grammar.entry(self.states[r])
+            grammar_ids = entry.ids[entry.ids < vocab]
             ids = entry.allowed(tokens_left)
             ids = ids[ids < vocab]
-            if not self.cut[r] and len(ids) < int((entry.ids < vocab).sum()):
-                grammar_ids = entry.ids[entry.ids < vocab]
-                preferred = int(grammar_ids[int(scores[r, torch.from_numpy(grammar_ids).to(scores.device)].argmax())])
-                self.cut[r] = preferred not in set(ids.tolist())
+            if not self.cut[r] and len(ids) < len(grammar_ids):
+                preferred = grammar_ids[int(scores[r, torch.from_numpy(grammar_ids).to(scores.device)].argmax())]
+                self.cut[r] = not (ids == preferred).any()
             cols.append(ids)
             rows.append(np.full(len(ids), r, dtype=np.int64))
         # Copy the few allowed scores into a -inf row rather than masking the whole vocabulary (one fill, no

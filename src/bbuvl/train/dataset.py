@@ -135,6 +135,10 @@ class ConversationDataset(torch.utils.data.Dataset):
         if max_length is not None:
             self._measure(max_length)
 
+    def answers_longer_than(self, max_new_tokens: int) -> int:
+        """Student answers that, with the end of turn, need more than `max_new_tokens` new tokens to generate."""
+        return sum(n + 1 > max_new_tokens for n in self.answer_tokens)
+
     def _fits(self, src: SourcedRecord) -> bool:
         if self.oversize == "skip" and self.contract.over_budget(src.record.size):
             self.skipped.append(src.image_path)

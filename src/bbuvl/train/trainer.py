@@ -117,7 +117,7 @@ def build_run(cfg: Config) -> Run:
                   mark_coordinates=cfg.loss.coordinate_regression > 0 or cfg.loss.grounding_attention > 0)
     train_ds = ConversationDataset(train_sources, encoder, contract, pool,
                                    cfg.data.teacher_ratio, cfg.data.num_teachers, crop=cfg.data.crop, **common)
-    longer = sum(n + 1 > cfg.inference.max_new_tokens for n in train_ds.answer_tokens)  # + the end of turn
+    longer = train_ds.answers_longer_than(cfg.inference.max_new_tokens)
     if longer and int(os.environ.get("RANK", "0")) == 0:  # every process measures the same answers: one says so
         log.warning("%d of %d training answers (the longest %d tokens) are longer than inference.max_new_tokens (%d): "
                     "generate mode will cut answers like them short (predict marks them \"cut\"); raise "
@@ -372,7 +372,9 @@ def train(cfg: Config, resume: bool | str = False, progress: bool = True, callba
     return {"final": str(Path(cfg.training.output_dir) / FINAL_DIR), "history": trainer.state.log_history,
             "nan_skipped": trainer.guard.skipped, "budget_dropped": run.collator.budget.dropped,
             "oversize_skipped": len(run.train_dataset.skipped), "answers_truncated": len(run.train_dataset.truncated),
-            "answer_tokens": run.train_dataset.answer_tokens,
+            "answers_measured": len(run.train_dataset.answer_tokens),
+            "longest_answer": max(run.train_dataset.answer_tokens, default=0),
+            "answers_over_budget": run.train_dataset.answers_longer_than(cfg.inference.max_new_tokens),
             "alarms": health_summary(trainer.callback_handler.callbacks)}
 
 
