@@ -230,7 +230,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
             val = render(work / f"{framing.name}_{seed}", framing, seed, args.fault_rate, args.part_fault_rate)
             row = {"framing": framing.name, "seed": seed, "size": list(framing.size), "checkpoint": str(framing.checkpoint),
                    "mode": args.mode, "tiles": framing.tiles, "fault_rate": args.fault_rate, "chosen_on": args.choose_on,
-                   **score(framing, val, args.mode, predictors, chosen)}
+                   **score(framing, val, args.mode, predictors, chosen),
+                   # the scale `tiles: auto` cut at: the checkpoint's chosen one (tile_scale.json), else its training scale
+                   "auto_scale": predictors[framing.checkpoint].train_scale}
             print_row(framing.name, seed, row)
             rows.append(row)
             if args.json:

@@ -40,7 +40,8 @@ train() {  # train CONFIG OVERRIDES...: the config's batch is the step's, shared
 
 stage() {  # stage NAME CONFIG SYNTH_ARGS... -- TRAIN_OVERRIDES...
   # VAL_SYNTH="ARGS...": the validation photos are rendered apart, into $dir/val (another framing or fault rate
-  # than training's); CHOOSE_SYNTH="ARGS...": photos on which the verdict's thresholds are chosen after training.
+  # than training's); CHOOSE_SYNTH="ARGS...": photos on which the verdict's thresholds are chosen after training;
+  # CHOOSE_WIDE_SYNTH="ARGS...": whole cabinets on which `bbuvl choose-tiles` chooses the scale `tiles: auto` cuts at.
   local name=$1 config=$2 dir="$OUT/$1"
   shift 2
   local synth=() overrides=()
@@ -70,14 +71,29 @@ stage() {  # stage NAME CONFIG SYNTH_ARGS... -- TRAIN_OVERRIDES...
   say "[$name] train ($config, $PROCS process(es)) -> $dir/run"
   train "$config" "training.output_dir=$dir/run" "model.path=$model" \
     "data.train=$dir/data/train.jsonl" "data.val=$val" "${overrides[@]}"
+  local pids=() status=0 pid
   if [ -n "${CHOOSE_SYNTH:-}" ]; then
     say "[$name] choose the verdict's thresholds on photos of their own -> $dir/run/final/verdict_thresholds.json"
     # shellcheck disable=SC2086
     $BBUVL data synth "$dir/choose" --n-train 0 --teachers 0 $CHOOSE_SYNTH
-    $BBUVL predict -c "$dir/run/final" -i "$dir/choose/val.jsonl" -o "$dir/choose/pred_head.jsonl" --mode head
-    $BBUVL eval --pred "$dir/choose/pred_head.jsonl" --gt "$dir/choose/val.jsonl" --out "$dir/choose/metrics.json" \
-      --choose-thresholds --target-recall 0.8 --target-precision 0.7 > /dev/null
+    (set -e; export OMP_NUM_THREADS=1
+     $BBUVL predict -c "$dir/run/final" -i "$dir/choose/val.jsonl" -o "$dir/choose/pred_head.jsonl" --mode head
+     $BBUVL eval --pred "$dir/choose/pred_head.jsonl" --gt "$dir/choose/val.jsonl" --out "$dir/choose/metrics.json" \
+       --choose-thresholds --target-recall 0.8 --target-precision 0.7 > /dev/null) > "$dir/choose.log" 2>&1 &
+    pids+=($!)
   fi
+  if [ -n "${CHOOSE_WIDE_SYNTH:-}" ]; then
+    # Alongside (one core each): the scale `tiles: auto` cuts whole cabinets at, chosen on whole cabinets of their own.
+    say "[$name] choose the tile scale on whole cabinets of their own -> $dir/run/final/tile_scale.json"
+    # shellcheck disable=SC2086
+    $BBUVL data synth "$dir/choose_wide" --n-train 0 --teachers 0 $CHOOSE_WIDE_SYNTH
+    (OMP_NUM_THREADS=1 $BBUVL choose-tiles -c "$dir/run/final" --gt "$dir/choose_wide/val.jsonl" \
+       -o "$dir/choose_wide/candidates") > "$dir/choose_wide.log" 2>&1 &
+    pids+=($!)
+  fi
+  for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
+  [ -f "$dir/choose_wide.log" ] && cat "$dir/choose_wide.log"
+  if [ "$status" -ne 0 ]; then cat "$dir/choose.log" 2>/dev/null; return "$status"; fi
   evaluate "$name"
   say "[$name] scored"
 }
@@ -140,7 +156,9 @@ evaluate() {  # evaluate STAGE: the three modes (and the wide photos) side by si
 # faults to learn from); it is scored as an inspection: 32 close-ups with seven photos in ten passing, the verdict's
 # thresholds chosen on 96 others, and 8 whole-cabinet photos at 1792x1344 predicted with the checkpoint's default
 # plan (tiles: auto, the whole pass answering for BBUs; seed 3, whose 8 photos hold 13 faulty parts: seed 1's held
-# none, so the wide faults could not be scored). One training photo in five is a whole cabinet at the frame
+# none, so the wide faults could not be scored), auto's scale chosen on 8 whole cabinets of seed 4 (`bbuvl
+# choose-tiles`: a 1792x1344 cabinet shows its screws larger than the close-ups do, docs/tiles.md, "Choosing the tile
+# scale"). One training photo in five is a whole cabinet at the frame
 # (--wide-share 0.2), so that the whole pass has seen BBUs at that scale; half (--framing mixed alone) or a third
 # left the close-ups' boxes loose at 450 steps (docs/faults_learning.md). The head seeds its queries with distinct
 # proposals and reads the pixels inside the boxes its decoder drew (configs/demo.yaml; docs/faults_learning.md,
@@ -148,6 +166,7 @@ evaluate() {  # evaluate STAGE: the three modes (and the wide photos) side by si
 [[ " $STAGES " == *" bbu "* ]] && START_FROM="$OUT/shapes/run/final" \
   VAL_SYNTH="--n-val 32 --framing closeup --size 448x336 --seed 1 --fault-rate 0.3" \
   CHOOSE_SYNTH="--n-val 96 --framing closeup --size 448x336 --seed 2 --fault-rate 0.3" \
+  CHOOSE_WIDE_SYNTH="--n-val 8 --framing wide --size 1792x1344 --seed 4 --fault-rate 0.3 --workers 2" \
   WIDE_SYNTH="--n-val 8 --framing wide --size 1792x1344 --seed 3 --fault-rate 0.3 --workers 2" \
   stage bbu configs/demo.yaml --framing mixed --wide-share 0.2 --n-train 1200 --n-val 16 --seed 0 --size 448x336 --workers 2
 
@@ -207,8 +226,15 @@ for stage, what in (("shapes", "A, shapes (one shape per photo)"), ("bbu", "B, B
             cat = lv["per_category"]
             prior = lv["prior"] or {}
             size = json.loads((out / stage / "wide" / "summary.json").read_text())["size"]
-            print(f"  whole-cabinet photos ({w['faults']['photos']['photos']} at {size[0]}x{size[1]}, head mode, the checkpoint's "
-                  f"default plan), AP50 by category (level 1): all {num(lv['AP50'])} (constant {num(prior.get('AP50'))}), "
+            chosen = out / stage / "run" / "final" / "tile_scale.json"
+            plan = "the checkpoint's default plan"
+            if chosen.exists():
+                c = json.loads(chosen.read_text())
+                grid = next((", ".join(x["grids"]) for x in c["candidates"] if x["scale"] == c["scale"]), "?")
+                plan = (f"tiles: auto at the scale chosen on other whole cabinets, {c['scale']:g} ({grid}; trained at "
+                        f"{c['train_scale']:g})")
+            print(f"  whole-cabinet photos ({w['faults']['photos']['photos']} at {size[0]}x{size[1]}, head mode, {plan}), "
+                  f"AP50 by category (level 1): all {num(lv['AP50'])} (constant {num(prior.get('AP50'))}), "
                   f"BBUs {num(cat.get('bbu基带处理单元', {}).get('AP50'))}, screws and connection points "
                   f"{num(cat.get('螺丝连接点', {}).get('AP50'))}; per label {num(w['AP50'])}")
             faults({"head": w}, ("head",), 0.4)

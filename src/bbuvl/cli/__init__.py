@@ -1,10 +1,11 @@
-"""The `bbuvl` command: one verb per job (config, data, model, train, predict, eval, fewshot, doctor, serve)."""
+"""The `bbuvl` command: one verb per job (config, data, model, train, predict, eval, choose-tiles, fewshot, doctor, serve)."""
 
 from __future__ import annotations
 
 import typer
 
 from bbuvl.cli.common import record_claimed_outputs, start_command
+from bbuvl.cli.choose_tiles import choose_tiles
 from bbuvl.cli.config import app as config_app
 from bbuvl.cli.data import app as data_app
 from bbuvl.cli.doctor import app as doctor_app
@@ -35,4 +36,5 @@ app.command("train")(train)
 app.command("predict")(predict)
 app.command("eval")(evaluate)
 app.command("viz")(viz)
+app.command("choose-tiles")(choose_tiles)
 app.command("serve")(serve)

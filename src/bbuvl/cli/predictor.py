@@ -81,7 +81,8 @@ def read_folder(checkpoint: Path, labels: Path | None, lang: str) -> "ModelFolde
 
 TILES = typer.Option(None, "--tiles", help="Small parts (docs/tiles.md): off | auto | COLSxROWS, e.g. 2x2: predict on "
                      "overlapping tiles, each at the checkpoint's frame; auto: the grid that shows the photo at the "
-                     "scale the checkpoint trained at (default: inference.tiles).")
+                     "scale `bbuvl choose-tiles` chose, else at the one the checkpoint trained at (default: "
+                     "inference.tiles).")
 TILE_ZOOM = typer.Option(None, "--tile-zoom", help="Show tiles and zoomed containers at this many frame pixels per stored "
                          "pixel, the scale `bbuvl data tile --zoom` trained at (default: inference.tile_zoom; none: each "
                          "tile fills the whole photo's frame).", callback=finite_range(0, 8, lo_open=True))
@@ -108,7 +109,7 @@ def tile_options(tiles: str | None, tile_zoom: float | None, tile_whole: bool | 
 
 def describe_tiles(predictor, options, size: tuple[int, int]) -> str | None:  # noqa: ANN001 - Predictor, PredictOptions
     """One line on what tiles and zoom cost for a photo of `size`, in vision tokens; None for one pass."""
-    from bbuvl.infer.tiles import plan_cost
+    from bbuvl.infer.tiles import auto_grid, plan_cost
 
     plan = options.plan(predictor.train_scale, predictor.part_sides, predictor.long_sides)
     if plan is None:
@@ -119,7 +120,13 @@ def describe_tiles(predictor, options, size: tuple[int, int]) -> str | None:  # 
                 f"photo; when it finds none, the grid of the scale the checkpoint trained at: "
                 f"{plan_cost(size, plan, predictor.contract)} vision tokens for a {size[0]}x{size[1]} photo")
     cost = plan_cost(size, plan, predictor.contract)
-    what = [f"tiles {options.tiles}" if options.tiles != "off" else "", "the whole photo" if plan.whole else "",
+    tiles = f"tiles {options.tiles}" if options.tiles != "off" else ""
+    if plan.auto:
+        cols, rows = auto_grid(size, predictor.contract, plan.train_scale)
+        source = ("asked with tile_zoom" if options.tile_zoom else "chosen by `bbuvl choose-tiles`"
+                  if predictor.tile_scale is not None else "the scale the checkpoint trained at")
+        tiles += f" ({cols}x{rows} at scale {plan.train_scale:g}, {source})"
+    what = [tiles, "the whole photo" if plan.whole else "",
             f"zoom into {', '.join(plan.containers)}" if plan.containers else ""]
     return (f"{' + '.join(w for w in what if w)}: {cost} vision tokens for a {size[0]}x{size[1]} photo "
             f"({cost / max(one, 1):.1f}x one pass{', plus each container found' if plan.containers else ''})")

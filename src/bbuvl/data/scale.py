@@ -21,6 +21,8 @@ from bbuvl.data.labels import label_at_level
 from bbuvl.data.schema import ImageRecord
 
 SCALE_FILE = "training_scale.json"
+# The scale `tiles: auto` uses instead, once `bbuvl choose-tiles` chose one on validation photos (infer/tile_scale.py).
+TILE_SCALE_FILE = "tile_scale.json"
 
 
 def photo_scale(record: ImageRecord, contract: CoordinateContract) -> float:

@@ -31,6 +31,7 @@ from bbuvl.infer.modes import runner
 from bbuvl.infer.options import PredictOptions
 from bbuvl.infer.parse import parse_detections
 from bbuvl.infer.tiles import TilePlan, predict_tiled
+from bbuvl.infer.tile_scale import ChosenTileScale
 from bbuvl.infer.verdict import ChosenThresholds, Verdict, judge
 from bbuvl.model.checkpoint import ModelFolder
 
@@ -124,7 +125,10 @@ class Predictor:
                  train_scale: float | None = None):
         self.model, self.processor, self.contract, self.prompt, self.cfg = model, processor, contract, prompt, cfg
         self.device = device
-        self.train_scale = train_scale  # frame pixels per photo pixel the checkpoint trained at (tiles: auto)
+        # Frame pixels per photo pixel `tiles: auto` shows photos at: the checkpoint's chosen tile scale, else its
+        # training scale (infer/tile_scale.py).
+        self.train_scale = train_scale
+        self.tile_scale: ChosenTileScale | None = None  # where `train_scale` came from, when chosen
         self.part_sides: tuple[tuple[str, float], ...] = ()  # each category's trained box side (tiles: auto)
         self.long_sides: tuple[tuple[str, float], ...] = ()  # ... and longest side (who answers: tiles or whole)
         self.encoder = ChatEncoder(processor, prompt.system, prompt.lang, get_family(contract.family).assistant_prefix)
@@ -147,13 +151,17 @@ class Predictor:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         path = folder.path if isinstance(folder, ModelFolder) else folder
         chosen = ChosenThresholds.load(path)  # before minutes of loading: a damaged file is an error naming it
+        tile_scale = ChosenTileScale.load(path)
         model, processor, run, contract, prompt = load_model(folder, dtype=dtype, device=device)
         if chosen is not None:
             run = run.model_copy(deep=True)
             run.inference = run.inference.model_copy(update={"verdict_review": chosen.thresholds.review,
                                                              "verdict_fail": chosen.thresholds.fail})
         scale = TrainingScale.load(path)
-        predictor = cls(model, processor, contract, prompt, run, device, None if scale is None else scale.median)
+        # `auto` shows photos at the scale chosen on validation photos when there is one, else at the training scale.
+        shown = tile_scale.scale if tile_scale is not None else None if scale is None else scale.median
+        predictor = cls(model, processor, contract, prompt, run, device, shown)
+        predictor.tile_scale = tile_scale
         predictor.part_sides = () if scale is None else tuple(scale.part_sides.items())
         predictor.long_sides = () if scale is None else tuple(scale.part_long_sides.items())
         return predictor

@@ -1,0 +1,84 @@
+"""`bbuvl choose-tiles`: the scale `tiles: auto` shows photos at, chosen on validation photos (infer/tile_scale.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from bbuvl.cli.common import OVERWRITE_HELP, check_device, claim_outputs, console, fail, one_of, user_errors
+from bbuvl.cli.predictor import CHECKPOINT_HELP, read_folder
+
+
+def parse_factors(text: str) -> list[float]:
+    """`0.5,0.75,1` -> the factors; ValueError naming the bad one."""
+    out = []
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            raise ValueError(f"--factors: '{part}' is not a number (expected e.g. 0.5,0.75,1,1.25)") from None
+        if not 0 < value <= 8:
+            raise ValueError(f"--factors: {value:g} is out of range (0, 8]")
+        out.append(value)
+    return out
+
+
+def choose_tiles(
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help=CHECKPOINT_HELP),
+    gt: Path = typer.Option(..., "--gt", help="Validation dataset JSONL: photos like the ones `auto` will tile (their "
+                            "size and framing), with their ground truth."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for each candidate's predictions (pred_scale_S.jsonl)."),
+    mode: str = typer.Option("head", help="Prediction mode the candidates are scored in.", callback=one_of("head", "name", "generate")),
+    factors: str = typer.Option("0.5,0.75,1,1.25", help="Candidate scales, as factors of the checkpoint's training scale."),
+    metric: str = typer.Option("AP50", help="What is compared, by category over the judged categories the tiles answer for: AP50 or AP.",
+                               callback=one_of("AP50", "AP")),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
+) -> None:
+    """Predict the validation photos with `tiles: auto` at each candidate scale and write the best into the checkpoint.
+
+    The checkpoint's `tile_scale.json` then decides `auto`'s grid in `predict`, `serve` and every bench, in place of
+    the scale it trained at (docs/tiles.md, "Choosing the tile scale"). A photo `auto` shows at a scale its frame
+    already reaches gets no tiles, so close-ups among the validation photos score the same under every candidate.
+    """
+    from bbuvl.data.scale import TILE_SCALE_FILE, TrainingScale
+    from bbuvl.eval.tile_choice import choose_tile_scale
+    from bbuvl.infer.predictor import Predictor
+
+    for path, what in ((gt, "--gt"),):
+        if not path.is_file():
+            fail(f"{path}: no such file ({what})")
+    with user_errors(ValueError):
+        candidates = parse_factors(factors)
+    check_device(device)
+    # The checkpoint is read, and tile_scale.json written into it, as `bbuvl eval --choose-thresholds` writes its file.
+    claim_outputs("choose-tiles", {"--gt": gt}, [checkpoint / TILE_SCALE_FILE], [out], overwrite)
+    with user_errors(ValueError, OSError):
+        predictor = Predictor.load(read_folder(checkpoint, None, "zh"), device=device)
+        predictor.check_mode(mode)
+        trained = TrainingScale.load(checkpoint)
+    table = Table(title=f"tiles: auto on {escape(str(gt))} ({escape(mode)} mode)")
+    for column in ("scale", "grids (photos)", "passes", escape(metric)):
+        table.add_column(column, justify="right")
+
+    def show(c) -> None:  # noqa: ANN001 - a Candidate
+        console.print(f"scale {c.scale:g}: {escape(', '.join(f'{g} ({n})' for g, n in c.grids.items()))}, {c.passes} "
+                      f"passes, {metric} {'-' if c.score is None else f'{c.score:.3f}'}")
+
+    with user_errors(ValueError, OSError):
+        chosen = choose_tile_scale(predictor, gt, out, None if trained is None else trained.median, mode, candidates,
+                                   metric, on_candidate=show)
+        path = chosen.save(checkpoint)
+    for c in chosen.candidates:
+        mark = " *" if c.scale == chosen.scale else ""
+        table.add_row(f"{c.scale:g}{mark}", escape(", ".join(f"{g} ({n})" for g, n in c.grids.items())), str(c.passes),
+                      "-" if c.score is None else f"{c.score:.3f}")
+    console.print(table)
+    for note in chosen.notes:
+        console.print(f"[yellow]note[/]: {escape(note)}")
+    console.print(f"compared: {escape(chosen.metric)}")
+    console.print(f"chose scale {chosen.scale:g} (trained at {chosen.train_scale:g}); written to {escape(str(path))}")

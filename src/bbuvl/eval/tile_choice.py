@@ -1,0 +1,125 @@
+"""Choose the scale `tiles: auto` shows photos at, on validation photos (`bbuvl choose-tiles`, infer/tile_scale.py).
+
+Each candidate is the checkpoint's own scale times a factor; a candidate whose grids on these photos are those of
+one already scored is not predicted again. The best score wins; of equal ones, the factor nearest 1 (the training
+scale), then the cheaper.
+
+The score is AP50 at the category level (every label of a category one class) over the categories the tiles answer
+for that inspections judge (those with fault states, data/faults.py): with `inference.tile_whole_above`, a category
+trained at a longest side of at least that share of a tile's frame is the whole pass's (infer/tiles.py,
+`answering`), and its boxes do not depend on the grid. A mean over every label drowns the screws under the big parts
+and the rare labels: on 8 whole cabinets of one seed the demo's checkpoint scored 2x2 highest per label (0.337
+against 0.326) with its screws at 0.36 against 0.70 in 3x3 (docs/tiles.md, "Choosing the tile scale").
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Callable, Sequence
+
+from bbuvl.atomic import write_text_atomic
+from bbuvl.data.labels import label_at_level
+from bbuvl.data.schema import read_records, resolve_image
+from bbuvl.eval.metrics import evaluate_predictions
+from bbuvl.eval.predictions import read_predictions
+from bbuvl.infer.predictor import Predictor
+from bbuvl.infer.tile_scale import Candidate, ChosenTileScale
+from bbuvl.infer.tiles import auto_grid
+
+FACTORS = (0.5, 0.75, 1.0, 1.25)  # of the training scale: 2x2, 3x3, 4x4 and 5x5 for a photo 4x the frame's side
+METRICS = ("AP50", "AP")
+
+
+def tiled_categories(predictor: Predictor, size: tuple[int, int]) -> set[str] | None:
+    """The categories (first label level) the tiles answer for in a photo of `size`; None: every category (no split)."""
+    above = predictor.cfg.inference.tile_whole_above
+    sides = predictor.long_sides or predictor.part_sides
+    if above is None or not sides:
+        return None
+    fw, fh = predictor.contract.model_size(size)
+    frame_side = max(fw, fh) if predictor.long_sides else (fw * fh) ** 0.5  # a tile fills the photo's frame
+    return {c for c, side in sides if side < above * frame_side}
+
+
+def judged_tiled(tiled: set[str] | None, judged: set[str]) -> set[str] | None:
+    """The categories the score is read on: the tiles' categories that inspections judge (those with fault states),
+    else all the tiles' categories."""
+    if tiled is None:
+        return judged or None
+    return (tiled & judged) or tiled
+
+
+def category_score(per_category: dict[str, dict], metric: str, categories: set[str] | None) -> float | None:
+    """The mean `metric` over `categories` (first label level) that hold ground truth (over all with None)."""
+    values = [m[metric] for c, m in per_category.items()
+              if m.get(metric) is not None and m.get("gt") and (categories is None or c in categories)]
+    return sum(values) / len(values) if values else None
+
+
+def best_candidate(candidates: Sequence[Candidate], train_scale: float) -> Candidate:
+    """The highest score; of equal ones the scale nearest `train_scale`, then the fewer passes (none scored: the
+    nearest)."""
+    ranked = [c for c in candidates if c.score is not None]
+    top = max((c.score for c in ranked), default=None)
+    pool = [c for c in ranked if c.score == top] if ranked else list(candidates)
+    return min(pool, key=lambda c: (abs(c.scale / train_scale - 1.0), c.passes, c.scale))
+
+
+def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, train_scale: float | None,
+                      mode: str = "head", factors: Sequence[float] = FACTORS, metric: str = "AP50",
+                      on_candidate: Callable[[Candidate], None] | None = None) -> ChosenTileScale:
+    """Predict `gt`'s photos with `tiles: auto` at each candidate scale (`factors` x `train_scale`, the checkpoint's
+    training scale, 1.0 when it has none), score each with `metric`, return the best.
+
+    Each candidate's predictions are written to `out/pred_scale_<scale>.jsonl`. The predictor is left as it was.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got '{metric}'")
+    if not factors or any(f <= 0 for f in factors):
+        raise ValueError(f"the scale factors must be positive numbers, got {list(factors)}")
+    gt, out = Path(gt), Path(out)
+    records = read_records(gt)
+    if not records:
+        raise ValueError(f"{gt}: no photos to choose the tile scale on")
+    paths = [str(resolve_image(gt, r.images[0])) for r in records]
+    original = predictor.train_scale  # a scale chosen before is replaced, never a base
+    own = train_scale or 1.0
+    judged = {label_at_level(kind, 1) for kind in predictor.faults.kinds}
+    scored_on = judged_tiled(tiled_categories(predictor, records[0].size), judged)
+    batch = predictor.cfg.inference.batch_size
+    out.mkdir(parents=True, exist_ok=True)
+    scored: dict[tuple, tuple[float | None, int]] = {}
+    candidates: list[Candidate] = []
+    try:
+        for factor in sorted(set(factors), key=lambda f: (abs(f - 1.0), f)):
+            scale = round(own * factor, 4)
+            grids = [auto_grid(r.size, predictor.contract, scale) for r in records]
+            key = tuple(grids)
+            if key not in scored:
+                predictor.train_scale = scale
+                lines: list[dict] = []
+                for i in range(0, len(paths), batch):
+                    lines += predictor.predict_lines(paths[i:i + batch], mode, tiles="auto", tile_zoom=None)
+                pred = out / f"pred_scale_{scale:g}.jsonl"
+                write_text_atomic(pred, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+                found = evaluate_predictions(records, gt, read_predictions(pred), pred, level=1, faults=predictor.faults)
+                value = category_score(found.metrics["per_category"] or {}, metric, scored_on)
+                passes = sum(c * r + (1 if (c, r) != (1, 1) and predictor.options(tiles="auto").tile_whole else 0)
+                             for c, r in grids)
+                scored[key] = (value, passes)
+            value, passes = scored[key]
+            counts = Counter(f"{c}x{r}" for c, r in grids)
+            candidate = Candidate(scale, dict(sorted(counts.items())), value, passes)
+            candidates.append(candidate)
+            if on_candidate is not None:
+                on_candidate(candidate)
+    finally:
+        predictor.train_scale = original
+    best = best_candidate(candidates, own)
+    notes = [] if best.score is not None else [
+        f"no candidate could be scored ({metric} undefined on these photos): the one nearest the training scale is kept"]
+    what = f"{metric} by category" + ("" if scored_on is None else f" ({', '.join(sorted(scored_on))})")
+    return ChosenTileScale(best.scale, what, own, sorted(candidates, key=lambda c: c.scale), len(records),
+                           str(gt.resolve()), notes)

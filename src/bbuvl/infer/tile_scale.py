@@ -1,0 +1,71 @@
+"""The scale `tiles: auto` shows photos at, when `bbuvl choose-tiles` chose it on validation photos.
+
+`auto` cuts a photo into the grid whose tiles, each filling the model's frame, show it at a scale: frame pixels per
+stored pixel. By default that is the scale the checkpoint trained at (data/scale.py), which assumes new photos show
+a part with as many pixels as the training photos did. A whole-cabinet photo taken at another resolution does not:
+the demo's 1792x1344 cabinets show a screw at about 1.5 times its close-up size, and the grid chosen by the training
+scale (4x4) found fewer of their faults than a coarser one (docs/faults_learning.md, "Whole cabinets: the grid").
+The scale that finds the most on photos like the ones to predict is measured there, not guessed: `bbuvl
+choose-tiles` predicts validation photos at each candidate scale and writes the best into the checkpoint
+(`tile_scale.json`), which `auto` then uses in place of the training scale (`inference.tile_zoom` still wins).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bbuvl.atomic import write_text_atomic
+from bbuvl.data.jsonfile import read_json
+from bbuvl.data.scale import TILE_SCALE_FILE
+
+TOOL = "bbuvl choose-tiles"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One scale tried: the grids it gave the validation photos (`COLSxROWS` -> photos) and what it scored."""
+
+    scale: float
+    grids: dict[str, int]
+    score: float | None  # the metric on the validation photos (None: nothing to score, e.g. no object)
+    passes: int  # model passes over all the validation photos (tiles and the whole photo)
+
+
+@dataclass(frozen=True)
+class ChosenTileScale:
+    """The scale `auto` shows photos at, chosen on validation photos, with every candidate's score."""
+
+    scale: float
+    metric: str  # what was compared (e.g. "AP50": COCO AP50 per label)
+    train_scale: float  # the checkpoint's own training scale, the default it replaces
+    candidates: list[Candidate]
+    photos: int
+    chosen_on: str  # the ground truth it was chosen on
+    notes: list[str] = field(default_factory=list)
+
+    def save(self, checkpoint: str | Path) -> Path:
+        """Write tile_scale.json into the checkpoint folder (atomically)."""
+        body = {"tool": TOOL, **asdict(self)}
+        return write_text_atomic(Path(checkpoint) / TILE_SCALE_FILE, json.dumps(body, ensure_ascii=False, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, checkpoint: str | Path) -> "ChosenTileScale | None":
+        """The chosen scale in a checkpoint folder (None when it has none); ValueError naming the file when damaged."""
+        path = Path(checkpoint) / TILE_SCALE_FILE
+        if not path.is_file():
+            return None
+        data = read_json(path, "tile scale")
+        try:
+            if not isinstance(data, dict) or data.pop("tool", None) != TOOL:
+                raise ValueError(f"not written by `{TOOL}`")
+            data["candidates"] = [Candidate(**c) for c in data.get("candidates", [])]
+            chosen = cls(**data)
+            if isinstance(chosen.scale, bool) or not isinstance(chosen.scale, (int, float)) or not math.isfinite(chosen.scale) \
+                    or chosen.scale <= 0:
+                raise ValueError(f"scale must be a positive number, got {chosen.scale!r}")
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: not a tile scale ({e}); choose again with `{TOOL}` or delete the file") from e
+        return chosen

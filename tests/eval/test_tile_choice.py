@@ -1,0 +1,128 @@
+"""`bbuvl choose-tiles`: each candidate scale predicted once, scored on the judged parts the tiles answer for, the best
+written into the checkpoint, and `tiles: auto` following it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from bbuvl.cli import app
+from bbuvl.data.scale import TILE_SCALE_FILE, TrainingScale
+from bbuvl.data.schema import read_records, resolve_image, write_dataset
+from bbuvl.eval.metrics import evaluate_predictions
+from bbuvl.eval.predictions import read_predictions
+from bbuvl.data.labels import label_at_level
+from bbuvl.eval.tile_choice import best_candidate, category_score, judged_tiled, tiled_categories
+from bbuvl.infer.predictor import Predictor
+from bbuvl.infer.tile_scale import Candidate, ChosenTileScale
+from bbuvl.infer.tiles import TilePlan, auto_grid, plan_cost
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    """`bbuvl choose-tiles ARGS` through the real CLI (which records what each command wrote)."""
+    return runner.invoke(app, ["choose-tiles", *args])
+
+
+def test_the_best_score_wins_and_ties_go_to_the_training_scale_then_the_cheaper():
+    c = lambda scale, score, passes: Candidate(scale, {}, score, passes)  # noqa: E731
+    assert best_candidate([c(0.5, 0.2, 5), c(0.75, 0.7, 10), c(1.0, 0.6, 17)], 1.0).scale == 0.75
+    assert best_candidate([c(0.5, 0.7, 5), c(0.75, 0.7, 10), c(1.0, 0.7, 17)], 1.0).scale == 1.0
+    assert best_candidate([c(0.5, 0.7, 5), c(0.75, 0.7, 10)], 1.0).scale == 0.75  # nearer 1 before cheaper
+    assert best_candidate([c(0.75, 0.7, 10), c(1.25, 0.7, 26)], 1.0).scale == 0.75  # equally near: cheaper
+    assert best_candidate([c(0.5, None, 5), c(1.0, None, 17)], 1.0).scale == 1.0  # nothing scored: the training scale
+    assert best_candidate([c(0.5, None, 5), c(1.0, 0.0, 17)], 1.0).scale == 1.0  # 0 is a score, None is not
+
+
+def test_the_score_is_read_on_the_judged_categories_the_tiles_answer_for():
+    per = {"螺丝": {"AP50": 0.8, "gt": 10}, "标签": {"AP50": 0.2, "gt": 4}, "挡风板": {"AP50": 0.4, "gt": 3},
+           "线缆": {"AP50": None, "gt": 0}}
+    judged = {"螺丝", "挡风板"}
+    assert judged_tiled({"螺丝", "标签"}, judged) == {"螺丝"}  # the baffles are the whole pass's
+    assert judged_tiled({"标签"}, judged) == {"标签"}  # no judged category among the tiles': all the tiles' ones
+    assert judged_tiled(None, judged) == judged  # no split: both passes answer for the judged ones
+    assert judged_tiled(None, set()) is None
+    assert category_score(per, "AP50", {"螺丝"}) == 0.8
+    assert category_score(per, "AP50", {"螺丝", "标签"}) == pytest.approx(0.5)
+    assert category_score(per, "AP50", None) == pytest.approx((0.8 + 0.2 + 0.4) / 3)  # no ground truth: not averaged
+    assert category_score(per, "AP50", {"线缆"}) is None
+
+
+@pytest.fixture()
+def wide_val(small_dataset, tmp_path):
+    """The small dataset's validation photos at 3x their side (boxes scaled with them): photos `auto` tiles."""
+    src = small_dataset / "val.jsonl"
+    (tmp_path / "images").mkdir()
+    records = []
+    for r in read_records(src):
+        photo = Image.open(resolve_image(src, r.image)).convert("RGB")
+        name = f"images/{r.image.rsplit('/', 1)[-1]}"
+        photo.resize((photo.width * 3, photo.height * 3)).save(tmp_path / name)
+        objects = [o.model_copy(update={"bbox_2d": [v * 3 for v in o.bbox_2d]}) for o in r.objects]
+        records.append(r.model_copy(update={"images": [name], "width": photo.width * 3, "height": photo.height * 3,
+                                            "objects": objects}))
+    write_dataset(tmp_path / "val.jsonl", records)
+    return tmp_path / "val.jsonl"
+
+
+def test_choose_tiles_scores_every_grid_once_and_auto_follows_the_chosen_scale(trained_checkpoint, wide_val, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    trained = TrainingScale.load(ckpt).median
+    result = run("-c", str(ckpt), "--gt", str(wide_val), "-o", str(tmp_path / "cands"),
+                                 "--factors", "0.5,1,0.75,0.5")
+    assert result.exit_code == 0, result.output
+    chosen = ChosenTileScale.load(ckpt)
+    assert chosen is not None and chosen.train_scale == trained and chosen.photos == len(read_records(wide_val))
+    assert [c.scale for c in chosen.candidates] == sorted({round(trained * f, 4) for f in (0.5, 0.75, 1.0)})
+    predictor = Predictor.load(ckpt, device="cpu")
+    records = read_records(wide_val)
+    judged = {label_at_level(kind, 1) for kind in predictor.faults.kinds}
+    scored_on = judged_tiled(tiled_categories(predictor, records[0].size), judged)
+    assert scored_on and "螺丝连接点" in scored_on  # the screws, whatever the split
+    scored = {}
+    for c in chosen.candidates:
+        grids = [auto_grid(r.size, predictor.contract, c.scale) for r in records]
+        assert sum(c.grids.values()) == len(records) and set(c.grids) == {f"{g[0]}x{g[1]}" for g in grids}
+        pred = tmp_path / "cands" / f"pred_scale_{c.scale:g}.jsonl"
+        if tuple(grids) in scored:  # the same grids as a scale already predicted: scored once, not predicted again
+            assert not pred.exists() and c.score == scored[tuple(grids)]
+            continue
+        found = evaluate_predictions(records, wide_val, read_predictions(pred), pred, level=1, faults=predictor.faults)
+        assert c.score == category_score(found.metrics["per_category"], "AP50", scored_on)
+        scored[tuple(grids)] = c.score
+    assert chosen.scale == best_candidate(chosen.candidates, trained).scale
+    # The chosen scale is what `auto` cuts new photos at, in place of the training scale; tile_zoom still wins.
+    assert predictor.train_scale == chosen.scale
+    big = Image.open(resolve_image(wide_val, records[0].image)).convert("RGB")
+    [tiled] = predictor.predict([big], "head", tiles="auto", tile_whole=False)
+    assert tiled.vision_tokens == plan_cost(big.size, TilePlan(auto=True, whole=False, train_scale=chosen.scale),
+                                            predictor.contract)
+    # Choosing again starts from the training scale, not from the scale chosen before.
+    again = run("-c", str(ckpt), "--gt", str(wide_val), "-o", str(tmp_path / "cands"), "--factors", "1")
+    assert again.exit_code == 0, again.output
+    assert ChosenTileScale.load(ckpt).scale == trained
+
+
+def test_a_damaged_tile_scale_is_an_error_naming_it_and_bad_factors_are_refused(trained_checkpoint, wide_val, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    for body in ('{"tool": "bbuvl choose-tiles", "scale": -1, "metric": "AP50", "train_scale": 1, "candidates": [], '
+                 '"photos": 1, "chosen_on": "v"}', '{"scale": 0.5}', "[1, 2"):
+        (ckpt / TILE_SCALE_FILE).write_text(body, encoding="utf-8")
+        with pytest.raises(ValueError, match=str(ckpt / TILE_SCALE_FILE)):
+            Predictor.load(ckpt, device="cpu")
+    (ckpt / TILE_SCALE_FILE).unlink()
+    result = run("-c", str(ckpt), "--gt", str(wide_val), "-o", str(tmp_path / "c"), "--factors", "0.5,x")
+    assert result.exit_code != 0 and "'x' is not a number" in result.output
+    assert not (ckpt / TILE_SCALE_FILE).exists()
+    body = json.dumps({"tool": "bbuvl choose-tiles", "scale": 0.5, "metric": "AP50", "train_scale": 1.0,
+                       "candidates": [{"scale": 0.5, "grids": {"2x2": 1}, "score": 0.1, "passes": 5}], "photos": 1,
+                       "chosen_on": "v"})
+    (ckpt / TILE_SCALE_FILE).write_text(body, encoding="utf-8")
+    assert ChosenTileScale.load(ckpt).candidates[0] == Candidate(0.5, {"2x2": 1}, 0.1, 5)
