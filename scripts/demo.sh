@@ -87,12 +87,14 @@ stage() {  # stage NAME CONFIG SYNTH_ARGS... -- TRAIN_OVERRIDES...
     say "[$name] choose the tile scale on whole cabinets of their own -> $dir/run/final/tile_scale.json"
     # shellcheck disable=SC2086
     $BBUVL data synth "$dir/choose_wide" --n-train 0 --teachers 0 $CHOOSE_WIDE_SYNTH
+    # Three candidates, not the default four: 5x5 (scale 1.25) costs 208 of the 464 passes and scored lowest on every
+    # checkpoint measured (docs/tiles.md, "Choosing the tile scale").
     (OMP_NUM_THREADS=1 $BBUVL choose-tiles -c "$dir/run/final" --gt "$dir/choose_wide/val.jsonl" \
-       -o "$dir/choose_wide/candidates") > "$dir/choose_wide.log" 2>&1 &
+       -o "$dir/choose_wide/candidates" --factors 0.5,0.75,1) > "$dir/choose_wide.log" 2>&1 &
     pids+=($!)
   fi
   for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
-  [ -f "$dir/choose_wide.log" ] && cat "$dir/choose_wide.log"
+  [ -f "$dir/choose_wide.log" ] && grep -E "^(scale|chose|compared)" "$dir/choose_wide.log"
   if [ "$status" -ne 0 ]; then cat "$dir/choose.log" 2>/dev/null; return "$status"; fi
   evaluate "$name"
   say "[$name] scored"

@@ -49,9 +49,8 @@ def choose_tiles(
     from bbuvl.eval.tile_choice import choose_tile_scale
     from bbuvl.infer.predictor import Predictor
 
-    for path, what in ((gt, "--gt"),):
-        if not path.is_file():
-            fail(f"{path}: no such file ({what})")
+    if not gt.is_file():
+        fail(f"{gt}: no such file (--gt)")
     with user_errors(ValueError):
         candidates = parse_factors(factors)
     check_device(device)
