@@ -42,8 +42,8 @@ def choose_tiles(
     """Predict the validation photos with `tiles: auto` at each candidate scale and write the best into the checkpoint.
 
     The checkpoint's `tile_scale.json` then decides `auto`'s grid in `predict`, `serve` and every bench, in place of
-    the scale it trained at (docs/tiles.md, "Choosing the tile scale"). A photo `auto` shows at a scale its frame
-    already reaches gets no tiles, so close-ups among the validation photos score the same under every candidate.
+    the scale it trained at (docs/tiles.md, "Choosing the tile scale"). A photo its frame already shows at a candidate's
+    scale gets no tiles under it: close-ups at the training photos' size are tiled only by candidates above 1.
     """
     from bbuvl.data.scale import TILE_SCALE_FILE, TrainingScale
     from bbuvl.eval.tile_choice import choose_tile_scale
@@ -66,7 +66,7 @@ def choose_tiles(
 
     def show(c) -> None:  # noqa: ANN001 - a Candidate
         console.print(f"scale {c.scale:g}: {escape(', '.join(f'{g} ({n})' for g, n in c.grids.items()))}, {c.passes} "
-                      f"passes, {metric} {'-' if c.score is None else f'{c.score:.3f}'}")
+                      f"passes, {metric} {'-' if c.score is None else f'{c.score:.3f}'}", soft_wrap=True)
 
     with user_errors(ValueError, OSError):
         chosen = choose_tile_scale(predictor, gt, out, None if trained is None else trained.median, mode, candidates,
@@ -79,5 +79,6 @@ def choose_tiles(
     console.print(table)
     for note in chosen.notes:
         console.print(f"[yellow]note[/]: {escape(note)}")
-    console.print(f"compared: {escape(chosen.metric)}")
-    console.print(f"chose scale {chosen.scale:g} (trained at {chosen.train_scale:g}); written to {escape(str(path))}")
+    console.print(f"compared: {escape(chosen.metric)}", soft_wrap=True)
+    console.print(f"chose scale {chosen.scale:g} (trained at {chosen.train_scale:g}); written to {escape(str(path))}",
+                  soft_wrap=True)
