@@ -108,6 +108,8 @@ def world_cases(w: Path) -> dict[str, Case]:
         "predict": Case(lambda o: ["predict", "-c", str(ckpt), "-i", str(val), "-o", str(o), "--mode", "head"], val, val,
                         w / "p.jsonl", after_guard=[]),
         "eval": Case(lambda o: ["eval", "--pred", str(pred), "--gt", str(val), "--out", str(o)], pred, pred, w / "m.json"),
+        "choose-tiles": Case(lambda o: ["choose-tiles", "-c", str(ckpt), "--gt", str(val), "-o", str(o)], val, val,
+                             w / "cands", "pred_scale_1.jsonl", after_guard=[]),
         "viz": Case(lambda o: ["viz", str(val), str(o), "--limit", "1"], ds, val, w / "viz",
                     "0000_val_00000.png"),  # synth names the first validation photo val_00000
         "fewshot tiny-backbone": Case(lambda o: ["fewshot", "tiny-backbone", "clip", str(o)], None, None, w / "bb",
