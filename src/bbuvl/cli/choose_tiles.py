@@ -32,10 +32,12 @@ def choose_tiles(
     gt: Path = typer.Option(..., "--gt", help="Validation dataset JSONL: photos like the ones `auto` will tile (their "
                             "size and framing), with their ground truth."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for each candidate's predictions (pred_scale_S.jsonl)."),
-    mode: str = typer.Option("head", help="Prediction mode the candidates are scored in.", callback=one_of("head", "name", "generate")),
-    factors: str = typer.Option("0.5,0.75,1,1.25", help="Candidate scales, as factors of the checkpoint's training scale."),
-    metric: str = typer.Option("AP50", help="What is compared, by category over the judged categories the tiles answer for: AP50 or AP.",
-                               callback=one_of("AP50", "AP")),
+    mode: str = typer.Option("head", help="Prediction mode the candidates are scored in.",
+                             callback=one_of("head", "name", "generate")),
+    factors: str = typer.Option("0.5,0.75,1,1.25", help="Candidate scales, as factors of the checkpoint's training "
+                                "scale."),
+    metric: str = typer.Option("AP50", help="What is compared, by category over the judged categories the tiles answer "
+                               "for: AP50 or AP.", callback=one_of("AP50", "AP")),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:

@@ -104,7 +104,8 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
                     lines += predictor.predict_lines(paths[i:i + batch], mode, tiles="auto", tile_zoom=None)
                 pred = out / f"pred_scale_{scale:g}.jsonl"
                 write_text_atomic(pred, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
-                found = evaluate_predictions(records, gt, read_predictions(pred), pred, level=1, faults=predictor.faults)
+                found = evaluate_predictions(records, gt, read_predictions(pred), pred, level=1,
+                                             faults=predictor.faults)
                 value = category_score(found.metrics["per_category"] or {}, metric, scored_on)
                 passes = sum(c * r + (1 if (c, r) != (1, 1) and predictor.options(tiles="auto").tile_whole else 0)
                              for c, r in grids)
@@ -119,7 +120,8 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
         predictor.train_scale = original
     best = best_candidate(candidates, own)
     notes = [] if best.score is not None else [
-        f"no candidate could be scored ({metric} undefined on these photos): the one nearest the training scale is kept"]
+        f"no candidate could be scored ({metric} undefined on these photos): the one nearest the training scale is "
+        "kept"]
     what = f"{metric} by category" + ("" if scored_on is None else f" ({', '.join(sorted(scored_on))})")
     return ChosenTileScale(best.scale, what, own, sorted(candidates, key=lambda c: c.scale), len(records),
                            str(gt.resolve()), notes)

@@ -49,7 +49,8 @@ class ChosenTileScale:
     def save(self, checkpoint: str | Path) -> Path:
         """Write tile_scale.json into the checkpoint folder (atomically)."""
         body = {"tool": TOOL, **asdict(self)}
-        return write_text_atomic(Path(checkpoint) / TILE_SCALE_FILE, json.dumps(body, ensure_ascii=False, indent=2) + "\n")
+        text = json.dumps(body, ensure_ascii=False, indent=2) + "\n"
+        return write_text_atomic(Path(checkpoint) / TILE_SCALE_FILE, text)
 
     @classmethod
     def load(cls, checkpoint: str | Path) -> "ChosenTileScale | None":
@@ -63,8 +64,8 @@ class ChosenTileScale:
                 raise ValueError(f"not written by `{TOOL}`")
             data["candidates"] = [Candidate(**c) for c in data.get("candidates", [])]
             chosen = cls(**data)
-            if isinstance(chosen.scale, bool) or not isinstance(chosen.scale, (int, float)) or not math.isfinite(chosen.scale) \
-                    or chosen.scale <= 0:
+            scale = chosen.scale
+            if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
                 raise ValueError(f"scale must be a positive number, got {chosen.scale!r}")
         except (TypeError, ValueError) as e:
             raise ValueError(f"{path}: not a tile scale ({e}); choose again with `{TOOL}` or delete the file") from e
