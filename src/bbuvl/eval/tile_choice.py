@@ -26,21 +26,28 @@ from bbuvl.eval.metrics import evaluate_predictions
 from bbuvl.eval.predictions import read_predictions
 from bbuvl.infer.predictor import Predictor
 from bbuvl.infer.tile_scale import Candidate, ChosenTileScale
-from bbuvl.infer.tiles import auto_grid
+from bbuvl.infer.tiles import TilePlan, auto_grid, first_regions
 
 FACTORS = (0.5, 0.75, 1.0, 1.25)  # of the training scale: 2x2, 3x3, 4x4 and 5x5 for a photo 4x the frame's side
 METRICS = ("AP50", "AP")
 
 
 def tiled_categories(predictor: Predictor, size: tuple[int, int]) -> set[str] | None:
-    """The categories (first label level) the tiles answer for in a photo of `size`; None: every category (no split)."""
-    above = predictor.cfg.inference.tile_whole_above
-    sides = predictor.long_sides or predictor.part_sides
-    if above is None or not sides:
+    """The categories (first label level) the tiles answer for in a photo of `size`, split as the checkpoint's plan
+    splits them (infer/tiles.py, `TilePlan.whole_categories`) for a tile filling the photo's frame; None: every
+    category (no split)."""
+    plan = auto_plan(predictor, predictor.train_scale)
+    if plan.whole_above is None or not plan.whole_sides:
         return None
-    fw, fh = predictor.contract.model_size(size)
-    frame_side = max(fw, fh) if predictor.long_sides else (fw * fh) ** 0.5  # a tile fills the photo's frame
-    return {c for c, side in sides if side < above * frame_side}
+    big = plan.whole_categories(plan.frame_side((0, 0, *size), size, predictor.contract))
+    return {c for c, _ in plan.whole_sides} - big
+
+
+def auto_plan(predictor: Predictor, scale: float | None) -> TilePlan:
+    """The checkpoint's plan with `tiles: auto` at `scale` (tiles filling the frame: no tile_zoom)."""
+    plan = predictor.options(tiles="auto", tile_zoom=None).plan(scale, predictor.part_sides, predictor.long_sides)
+    assert plan is not None  # tiles: auto always plans
+    return plan
 
 
 def judged_tiled(tiled: set[str] | None, judged: set[str]) -> set[str] | None:
@@ -107,8 +114,8 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
                 found = evaluate_predictions(records, gt, read_predictions(pred), pred, level=1,
                                              faults=predictor.faults)
                 value = category_score(found.metrics["per_category"] or {}, metric, scored_on)
-                passes = sum(c * r + (1 if (c, r) != (1, 1) and predictor.options(tiles="auto").tile_whole else 0)
-                             for c, r in grids)
+                plan = auto_plan(predictor, scale)
+                passes = sum(len(first_regions(r.size, plan, predictor.contract)) for r in records)
                 scored[key] = (value, passes)
             value, passes = scored[key]
             counts = Counter(f"{c}x{r}" for c, r in grids)

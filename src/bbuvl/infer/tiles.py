@@ -278,6 +278,19 @@ class TilePlan:
     whole_sides: tuple[tuple[str, float], ...] = ()
     whole_by_longest: bool = False
 
+    def frame_side(self, tile: Region, size: Size, contract: CoordinateContract) -> float:
+        """The side of `tile`'s frame that `whole_categories` compares with: its longest with `whole_by_longest`, else
+        the square root of its area."""
+        w, h = zoomed_size(tile, size, contract, self.zoom)
+        return max(w, h) if self.whole_by_longest else math.sqrt(w * h)
+
+    def whole_categories(self, frame_side: float) -> set[str]:
+        """The categories trained at a side of at least `whole_above` x `frame_side` (a tile's frame): the whole
+        pass's alone, as `answering` splits them (none without `whole_above` or trained sizes)."""
+        if self.whole_above is None:
+            return set()
+        return {c for c, side in self.whole_sides if side >= self.whole_above * frame_side}
+
     def tiles(self, size: Size, contract: CoordinateContract, scale: float | None = None) -> list[Region]:
         """The grid's regions for a photo of `size` (none when the plan has no grid, one tile is the whole photo);
         `auto` shows the photo at `scale` frame pixels per stored pixel when given, else at `train_scale`."""
@@ -339,9 +352,7 @@ def answering(found: Sequence[TiledDetection], tile: Size | None, plan: TilePlan
     """
     if tile is None:
         return list(found)
-    big_categories = {c for c, side in plan.whole_sides
-                      if plan.whole_above is not None and tile_frame_side is not None
-                      and side >= plan.whole_above * tile_frame_side}
+    big_categories = plan.whole_categories(tile_frame_side) if tile_frame_side is not None else set()
     kept = []
     for d in found:
         x1, y1, x2, y2 = d.bbox_2d
@@ -387,8 +398,7 @@ def predict_tiled(predict: PredictImages, image: Image.Image, plan: TilePlan,
         first = first_regions(size, plan, contract)
         dets, cost = predict_regions(predict, image, first, contract, plan.zoom)
         tiles = [r for r in first if r != whole_region]
-    frame = zoomed_size(tiles[0], size, contract, plan.zoom) if tiles else None
-    frame_side = None if not frame else max(frame) if plan.whole_by_longest else math.sqrt(frame[0] * frame[1])
+    frame_side = plan.frame_side(tiles[0], size, contract) if tiles else None
     found += answering(dets, (tiles[0][2] - tiles[0][0], tiles[0][3] - tiles[0][1]) if tiles else None, plan,
                        frame_side)
     passes.append(cost)
