@@ -280,6 +280,10 @@ class LossConfig(_Strict):
     match_cost_class: float = Field(1.0, ge=0)
     match_cost_bbox: float = Field(5.0, ge=0)
     match_cost_giou: float = Field(2.0, ge=0)
+    # How many times a fault (a label the hierarchy file marks as one) counts in the head's terms: its matched
+    # query's box, objectness and caption, and its proposals' box and objectness. 1 = every object alike
+    # (docs/faults_learning.md, "Faults weighed more").
+    fault_weight: float = Field(1.0, gt=0)
 
 
 @dataclass(frozen=True)

@@ -367,3 +367,46 @@ def test_overlap_assignment_weighs_every_object_the_same_in_the_box_loss():
     out = DetectionOutput(boxes, torch.zeros(1, 3), torch.randn(1, 3, head.d_model))
     losses = crit(out, [{"boxes": tgt, "caption_ids": [torch.tensor([5])]}], head)
     assert losses["loss_bbox"].item() == pytest.approx(0.02)  # two positives 0.02 off, averaged, one object
+
+
+def test_an_objects_weight_multiplies_its_matched_box_objectness_and_caption_terms():
+    # Two queries sitting on two objects; the first object weighs 3 (a fault under loss.fault_weight: 3).
+    head, crit = make_head(num_queries=2), criterion()
+    head.eval()
+    tgt = torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.2, 0.2, 0.1, 0.1]])
+    pred = tgt + torch.tensor([[0.02, 0.0, 0.0, 0.0], [0.0, 0.01, 0.01, 0.0]])
+    hidden = torch.randn(1, 2, head.d_model, generator=torch.Generator().manual_seed(0))
+    out = DetectionOutput(pred[None], torch.tensor([[0.5, -0.5]]), hidden)
+    captions = [torch.tensor([5, 6]), torch.tensor([7])]
+    plain = crit(out, [{"boxes": tgt, "caption_ids": captions}], head)
+    ones = crit(out, [{"boxes": tgt, "caption_ids": captions, "weights": torch.tensor([1.0, 1.0])}], head)
+    weighed = crit(out, [{"boxes": tgt, "caption_ids": captions, "weights": torch.tensor([3.0, 1.0])}], head)
+    for name in plain:
+        assert torch.allclose(plain[name], ones[name]), name
+    assert weighed["loss_bbox"].item() == pytest.approx((3 * 0.02 + 0.01 + 0.01) / 2)
+    giou = torch.diag(generalized_box_iou(box_cxcywh_to_xyxy(pred), box_cxcywh_to_xyxy(tgt)))
+    assert weighed["loss_giou"].item() == pytest.approx(((1 - giou) * torch.tensor([3.0, 1.0])).sum().item() / 2, rel=1e-5)
+    per_caption = []
+    for q, caption in enumerate(captions):
+        target = torch.cat([caption, torch.tensor([EOS])])
+        per_caption.append(F.cross_entropy(head.caption_logits(hidden[0, q][None], target[None])[0], target).item())
+    assert weighed["loss_caption"].item() == pytest.approx((3 * per_caption[0] + per_caption[1]) / 2, rel=1e-5)
+    focal = sigmoid_focal_loss(torch.tensor([0.5, -0.5]), torch.ones(2))  # both queries matched
+    assert weighed["loss_objectness"].item() == pytest.approx((3 * focal[0] + focal[1]).item() / 2, rel=1e-5)
+
+
+def test_an_objects_weight_multiplies_its_proposals_box_and_objectness_terms():
+    g = torch.Generator().manual_seed(0)
+    head, out = two_stage_outputs(g)
+    target = sample_targets(3, g)
+    weights = torch.tensor([1.0, 4.0, 1.0])
+    losses = criterion()(out, [{**target, "weights": weights}], head)
+    tok, box = centre_assignment(out.proposal_centres[0], out.proposal_valid[0], box_cxcywh_to_xyxy(target["boxes"]))
+    pred, tgt = out.proposal_boxes[0, tok], target["boxes"][box]
+    giou = torch.diag(generalized_box_iou(box_cxcywh_to_xyxy(pred), box_cxcywh_to_xyxy(tgt)))
+    per_token = 5 * (pred - tgt).abs().sum(-1) + 2 * (1 - giou)
+    share = weights[box] / torch.bincount(box, minlength=3)[box].float()  # each object's tokens share its weight
+    labels, scale = torch.zeros(12), torch.ones(12)
+    labels[tok], scale[tok] = 1, weights[box]  # negatives count once, every positive as much as its object
+    focal = (sigmoid_focal_loss(out.proposal_logits[0], labels) * scale).sum()
+    assert torch.allclose(losses["loss_proposal"], ((per_token * share).sum() + focal) / 3, atol=1e-5)

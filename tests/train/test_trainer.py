@@ -185,3 +185,38 @@ def test_gradient_checkpointing_recomputes_the_llm_layers_and_a_run_trains(run_c
     history = json.loads((Path(cfg.training.output_dir) / "history.json").read_text())
     losses = [h["loss"] for h in history if "loss" in h]
     assert losses and all(math.isfinite(v) for v in losses)
+
+
+def test_fault_weight_weighs_the_training_labels_the_hierarchy_file_marks_as_faults(run_config, tmp_path):
+    from bbuvl.data.faults import Faults
+    from bbuvl.data.layout import data_labels
+    from bbuvl.data.labels import Hierarchy
+
+    cfg = run_config("loss.fault_weight=3")
+    run = build_run(cfg)
+    tok = run.processor.tokenizer
+    labels = data_labels((cfg.data.train, cfg.data.val), Hierarchy.load(None))
+    faulty = [label for label in labels if Faults.load().is_fault(label)]
+    assert faulty and len(faulty) < len(labels)  # the small dataset holds faults and parts installed right
+    assert run.model.fault_captions == {tuple(tok.encode(label, add_special_tokens=False)) for label in faulty}
+    # A sample's objects weigh 3 where their caption is a fault's, 1 elsewhere
+    sample = run.train_dataset[0]
+    weights = run.model._fault_weights(sample.det_caption_ids)["weights"].tolist()
+    assert weights == [3.0 if tuple(c.tolist()) in run.model.fault_captions else 1.0 for c in sample.det_caption_ids]
+    assert build_run(run_config()).model.fault_captions == frozenset()  # off by default: nothing weighed
+
+    # A hierarchy file with no fault marked: the option would change nothing, so it is refused, naming the file
+    unmarked = json.loads((Path(__file__).parents[2] / "src/bbuvl/resources/hierarchy.json").read_text(encoding="utf-8"))
+
+    def unmark(node):
+        if isinstance(node, dict):
+            node.pop("fault", None)
+            for value in node.values():
+                unmark(value)
+
+    unmark(unmarked)
+    path = tmp_path / "no_faults.json"
+    path.write_text(json.dumps(unmarked, ensure_ascii=False), encoding="utf-8")
+    assert not Faults.load(path)
+    with pytest.raises(ValueError, match="no training label is a fault.*no_faults.json"):
+        build_run(run_config("loss.fault_weight=3", f"data.hierarchy={path}"))

@@ -90,6 +90,13 @@ class DetectionCriterion(nn.Module):
         return batch_idx, query_idx
 
     @staticmethod
+    def object_weight(targets: list[dict], indices: Indices) -> Tensor | None:
+        """`[K]` the optional per-object "weights" of the matched targets, in `_matched_queries` order (None: all 1)."""
+        if not any("weights" in t for t in targets):
+            return None
+        return torch.cat([t["weights"][j] if "weights" in t else torch.ones(len(j)) for t, (_, j) in zip(targets, indices)])
+
+    @staticmethod
     def num_targets(targets: list[dict], device: torch.device) -> Tensor:
         """Target boxes per process (averaged over ranks when distributed, as DETR does), at least 1."""
         n = torch.tensor(float(sum(len(t["boxes"]) for t in targets)), device=device)
@@ -115,13 +122,14 @@ class DetectionCriterion(nn.Module):
 
     def loss_objectness(
         self, outputs: DetectionOutput, indices: Indices, num_targets: Tensor, valid: Tensor | None = None,
-        quality: Tensor | None = None,
+        quality: Tensor | None = None, positive_weight: Tensor | None = None,
     ) -> Tensor:
         """Focal loss over every query (others = 0), summed / num_targets.
 
         Matched queries' target is 1, or with `objectness_target: iou` their `quality` `[K]` (the IoU of their
         box with their object, in `_matched_queries` order) under the quality focal loss.
         `valid` `[B, Q]` (optional): only these queries count (padding of a ragged batch).
+        `positive_weight` `[K]` (optional, `_matched_queries` order) scales the matched queries' terms.
         """
         logits = outputs.objectness_logits.float()
         labels = torch.zeros_like(logits)
@@ -131,6 +139,10 @@ class DetectionCriterion(nn.Module):
         else:
             labels[self._matched_queries(indices)] = 1.0
             focal = sigmoid_focal_loss(logits, labels, self.focal_alpha, self.focal_gamma)
+        if positive_weight is not None:
+            scale = torch.ones_like(focal)
+            scale[self._matched_queries(indices)] = positive_weight.to(scale)
+            focal = focal * scale
         return (focal if valid is None else focal[valid]).sum() / num_targets
 
     def matched_iou(self, boxes: Tensor, targets: list[dict], indices: Indices) -> Tensor:
@@ -188,7 +200,9 @@ class DetectionCriterion(nn.Module):
 
         targets: one dict per image with "boxes" `[Ni, 4]` (normalised, in the head's box format) and
         "caption_ids" (`[Ni, Ti]` padded with -100, or Ni 1-D tensors; without eos, which is added
-        here). The first four values are unweighted; "loss_detection" is their weighted sum. `num_targets`
+        here), and optionally "weights" `[Ni]`: each object's terms (its matched query's box, objectness and
+        caption, its proposals' box and objectness) count that many times (`loss.fault_weight`). The first four
+        values are unweighted by the config's term weights; "loss_detection" is their weighted sum. `num_targets`
         (optional) replaces this batch's box count as the divisor: the trainer passes the effective batch's.
         """
         if not (torch.isfinite(outputs.boxes).all() and torch.isfinite(outputs.objectness_logits).all()):
@@ -200,11 +214,15 @@ class DetectionCriterion(nn.Module):
         weight = None
         if self.assignment == "overlap":
             indices, weight = overlap_assignment(outputs.boxes, targets, indices, self.box_format)
+        objects = self.object_weight(targets, indices)
+        if objects is not None:
+            weight = objects if weight is None else weight * objects.to(weight)
         if num_targets is None:
             num_targets = self.num_targets(targets, outputs.boxes.device)
         losses = self.loss_boxes(outputs, targets, indices, num_targets, weight)
         losses["loss_objectness"] = self.loss_objectness(
-            outputs, indices, num_targets, quality=self.matched_iou(outputs.boxes, targets, indices)
+            outputs, indices, num_targets, quality=self.matched_iou(outputs.boxes, targets, indices),
+            positive_weight=objects,
         )
         losses["loss_caption"] = self.loss_caption(outputs, targets, indices, num_targets, head, weight)
         losses["loss_detection"] = sum(w * losses[name] for name, w in self.weights.items())
@@ -233,8 +251,13 @@ class DetectionCriterion(nn.Module):
             indices.append((tok, tgt))
             weight.append(per_object_weight(tgt, len(t["boxes"])))
         proposals = DetectionOutput(outputs.proposal_boxes, outputs.proposal_logits, outputs.query_hidden)
-        box = self.loss_boxes(proposals, targets, indices, num_targets, torch.cat(weight))
-        focal = self.loss_objectness(proposals, indices, num_targets, valid, self.matched_iou(outputs.proposal_boxes, targets, indices))
+        objects = self.object_weight(targets, indices)
+        spread = torch.cat(weight)
+        if objects is not None:
+            spread = spread * objects.to(spread)
+        box = self.loss_boxes(proposals, targets, indices, num_targets, spread)
+        quality = self.matched_iou(outputs.proposal_boxes, targets, indices)
+        focal = self.loss_objectness(proposals, indices, num_targets, valid, quality, positive_weight=objects)
         w = self.weights
         return w["loss_bbox"] * box["loss_bbox"] + w["loss_giou"] * box["loss_giou"] + w["loss_objectness"] * focal
 

@@ -114,11 +114,21 @@ class BBUVLModel(nn.Module):
         self.shared_prefix = cfg.model.shared_prefix and shares_prefix(core_model(vlm).config.get_text_config())
         self.criterion = DetectionCriterion.from_config(cfg.loss, cfg.detection) if head is not None else None
         self.loss_cfg = cfg.loss
+        # Token ids of the labels that are faults, which `loss.fault_weight` weighs: set by the run that trains
+        # (train/trainer.py, from the hierarchy file), empty otherwise.
+        self.fault_captions: frozenset[tuple[int, ...]] = frozenset()
         self.box_format = cfg.detection.box_format
         self.head_grad_to_vlm = cfg.detection.grad_to_vlm
         self.detection_active = head is not None  # False while `detection_freeze_epochs` holds the head back
         # [10] ids of '0'..'9', only when the number-token loss is on; not saved: the tokenizer gives them back.
         self.register_buffer("digit_ids", digit_ids if cfg.loss.number_token > 0 else None, persistent=False)
+
+    def _fault_weights(self, captions: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """{"weights": `[N]`} for one sample's objects (`loss.fault_weight` for faults, else 1); {} when off."""
+        weight = self.loss_cfg.fault_weight
+        if weight == 1 or not self.fault_captions:
+            return {}
+        return {"weights": torch.tensor([weight if tuple(c.tolist()) in self.fault_captions else 1.0 for c in captions])}
 
     @classmethod
     def build(cls, vlm: nn.Module, cfg: Config, tokenizer: Any) -> "BBUVLModel":
@@ -265,7 +275,7 @@ class BBUVLModel(nn.Module):
             det = self.head_forward(embeds, hidden, batch, patches)
             targets = [
                 {"boxes": (box_xyxy_to_cxcywh(b) if self.box_format == "cxcywh" else b).to(det.boxes.device),
-                 "caption_ids": c}
+                 "caption_ids": c, **self._fault_weights(c)}
                 for b, c in zip(batch.det_boxes, batch.det_caption_ids)
             ]
             detection = self.criterion(det, targets, self.detection_head, num_targets)

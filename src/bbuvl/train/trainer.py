@@ -25,6 +25,7 @@ from transformers.trainer_callback import PrinterCallback
 from bbuvl.atomic import write_text_atomic
 from bbuvl.config import Config
 from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.faults import Faults
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import data_labels
 from bbuvl.data.scale import TrainingScale
@@ -102,6 +103,9 @@ def build_run(cfg: Config) -> Run:
     if cfg.training.gradient_checkpointing:
         core_model(vlm).activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model = BBUVLModel.build(vlm, cfg, processor.tokenizer)
+    if cfg.detection.enabled and cfg.loss.fault_weight != 1:
+        model.fault_captions = fault_captions(labels, Faults.load(cfg.data.hierarchy), processor.tokenizer,
+                                              cfg.data.hierarchy)
     if cfg.model.reuse_modules:
         reused = reuse_extra_modules(model, cfg.model.path)
         for name, (copied, total) in reused.items():
@@ -135,6 +139,16 @@ def build_run(cfg: Config) -> Run:
     crop = cfg.data.crop
     scale = TrainingScale.of((s.student.record for s in train_ds.sources), contract, crop.p, (crop.min_side, crop.max_side))
     return Run(cfg, model, processor, contract, prompt, scale, train_ds, eval_ds, collator)
+
+
+def fault_captions(labels: list[str], faults: Faults, tokenizer: Any, hierarchy: str | None) -> frozenset[tuple[int, ...]]:
+    """The token ids of the training labels that are faults, as the head's captions spell them (`loss.fault_weight`);
+    ValueError when none is, since the option would then change nothing."""
+    found = frozenset(tuple(tokenizer.encode(label, add_special_tokens=False)) for label in labels if faults.is_fault(label))
+    if not found:
+        raise ValueError(f"loss.fault_weight is set but no training label is a fault in the hierarchy file "
+                         f"({hierarchy or 'the shipped default'}): mark the faulty states there (docs/faults.md)")
+    return found
 
 
 def _finite_float(t: torch.Tensor) -> float:
