@@ -4,6 +4,7 @@ written into the checkpoint, and `tiles: auto` following it."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pytest
@@ -16,7 +17,7 @@ from bbuvl.data.schema import read_records, resolve_image, write_dataset
 from bbuvl.eval.metrics import evaluate_predictions
 from bbuvl.eval.predictions import read_predictions
 from bbuvl.data.labels import label_at_level
-from bbuvl.eval.tile_choice import best_candidate, category_score, judged_tiled, tiled_categories
+from bbuvl.eval.tile_choice import best_candidate, category_score, jackknife_spread, judged_tiled, tiled_categories
 from bbuvl.infer.predictor import Predictor
 from bbuvl.infer.tile_scale import Candidate, ChosenTileScale
 from bbuvl.infer.tiles import TilePlan, auto_grid, plan_cost
@@ -29,14 +30,28 @@ def run(*args: str):
     return runner.invoke(app, ["choose-tiles", *args])
 
 
-def test_the_best_score_wins_and_ties_go_to_the_training_scale_then_the_cheaper():
-    c = lambda scale, score, passes: Candidate(scale, {}, score, passes)  # noqa: E731
+def test_the_cheapest_within_one_standard_error_of_the_best_wins_then_the_training_scale():
+    c = lambda scale, score, passes, spread=None: Candidate(scale, {}, score, passes, spread)  # noqa: E731
+    # Without a measured spread only equal scores tie: the cheaper, then the nearer the training scale
     assert best_candidate([c(0.5, 0.2, 5), c(0.75, 0.7, 10), c(1.0, 0.6, 17)], 1.0).scale == 0.75
-    assert best_candidate([c(0.5, 0.7, 5), c(0.75, 0.7, 10), c(1.0, 0.7, 17)], 1.0).scale == 1.0
-    assert best_candidate([c(0.5, 0.7, 5), c(0.75, 0.7, 10)], 1.0).scale == 0.75  # nearer 1 before cheaper
-    assert best_candidate([c(0.75, 0.7, 10), c(1.25, 0.7, 26)], 1.0).scale == 0.75  # equally near: cheaper
+    assert best_candidate([c(0.5, 0.7, 5), c(0.75, 0.7, 10), c(1.0, 0.7, 17)], 1.0).scale == 0.5
+    assert best_candidate([c(0.75, 0.7, 10), c(1.25, 0.7, 10)], 1.0).scale == 0.75  # equally cheap: nearer 1
     assert best_candidate([c(0.5, None, 5), c(1.0, None, 17)], 1.0).scale == 1.0  # nothing scored: the training scale
     assert best_candidate([c(0.5, None, 5), c(1.0, 0.0, 17)], 1.0).scale == 1.0  # 0 is a score, None is not
+    # 3x3 scores 0.016 under 4x4, within the 0.158 the grids differ by chance: the cheaper 3x3; 2x2 is 0.249 under,
+    # beyond its 0.161
+    grids = [c(0.5, 0.361, 40, 0.161), c(0.75, 0.594, 80, 0.158), c(1.0, 0.610, 136, 0.0)]
+    assert best_candidate(grids, 1.0).scale == 0.75
+    assert best_candidate([*grids[:2], c(1.0, 0.9, 136, 0.158)], 1.0).scale == 1.0  # far better: worth its passes
+
+
+def test_the_spread_is_the_jackknife_standard_error_of_the_difference():
+    # Differences with each photo left out: 0.1, 0.2, 0.3 -> mean 0.2, sqrt(2/3 * 0.02) = 0.11547
+    assert jackknife_spread([0.5, 0.6, 0.7], [0.4, 0.4, 0.4]) == pytest.approx(math.sqrt(2 / 3 * 0.02))
+    assert jackknife_spread([0.5, 0.6, 0.7], [0.4, 0.5, 0.6]) == pytest.approx(0.0)  # always 0.1 apart: no chance
+    assert jackknife_spread([0.5, 0.6], [0.5, 0.6]) == 0.0  # a candidate against itself
+    assert jackknife_spread([0.5], [0.4]) is None  # one photo: nothing to leave out
+    assert jackknife_spread([0.5, None], [0.4, 0.3]) is None  # a replicate with nothing to score
 
 
 def test_the_score_is_read_on_the_judged_categories_the_tiles_answer_for():
@@ -86,7 +101,7 @@ def test_choose_tiles_scores_every_grid_once_and_auto_follows_the_chosen_scale(t
     scored_on = judged_tiled(tiled_categories(predictor, records[0].size), judged)
     assert scored_on and "螺丝连接点" in scored_on  # the screws, whatever the split
     scored = {}
-    for c in chosen.candidates:
+    for c in sorted(chosen.candidates, key=lambda c: (abs(c.scale / trained - 1.0), c.scale)):  # the order tried in
         grids = [auto_grid(r.size, predictor.contract, c.scale) for r in records]
         assert sum(c.grids.values()) == len(records) and set(c.grids) == {f"{g[0]}x{g[1]}" for g in grids}
         pred = tmp_path / "cands" / f"pred_scale_{c.scale:g}.jsonl"
@@ -96,6 +111,18 @@ def test_choose_tiles_scores_every_grid_once_and_auto_follows_the_chosen_scale(t
         found = evaluate_predictions(records, wide_val, read_predictions(pred), pred, level=1, faults=predictor.faults)
         assert c.score == category_score(found.metrics["per_category"], "AP50", scored_on)
         scored[tuple(grids)] = c.score
+    # Each candidate's spread: the jackknife over the photos of the best score minus its own
+    def left_out(scale: float) -> list:
+        grids = tuple(auto_grid(r.size, predictor.contract, scale) for r in records)
+        same = [x.scale for x in chosen.candidates
+                if tuple(auto_grid(r.size, predictor.contract, x.scale) for r in records) == grids]
+        [pred] = [p for x in same if (p := tmp_path / "cands" / f"pred_scale_{x:g}.jsonl").exists()]  # predicted once
+        return [category_score(evaluate_predictions(records[:i] + records[i + 1:], wide_val, read_predictions(pred), pred,
+                                                    level=1, faults=predictor.faults).metrics["per_category"], "AP50",
+                               scored_on) for i in range(len(records))]
+    top = max((c for c in chosen.candidates if c.score is not None), key=lambda c: c.score)
+    for c in chosen.candidates:
+        assert c.spread == pytest.approx(jackknife_spread(left_out(top.scale), left_out(c.scale)))
     assert chosen.scale == best_candidate(chosen.candidates, trained).scale
     # The chosen scale is what `auto` cuts new photos at, in place of the training scale; tile_zoom still wins.
     assert predictor.train_scale == chosen.scale

@@ -63,7 +63,7 @@ def choose_tiles(
         predictor.check_mode(mode)
         trained = TrainingScale.load(checkpoint)
     table = Table(title=f"tiles: auto on {escape(str(gt))} ({escape(mode)} mode)")
-    for column in ("scale", "grids (photos)", "passes", escape(metric)):
+    for column in ("scale", "grids (photos)", "passes", escape(metric), "best minus it, by chance (1 s.e.)"):
         table.add_column(column, justify="right")
 
     def show(c) -> None:  # noqa: ANN001 - a Candidate
@@ -77,10 +77,11 @@ def choose_tiles(
     for c in chosen.candidates:
         mark = " *" if c.scale == chosen.scale else ""
         table.add_row(f"{c.scale:g}{mark}", escape(", ".join(f"{g} ({n})" for g, n in c.grids.items())), str(c.passes),
-                      "-" if c.score is None else f"{c.score:.3f}")
+                      "-" if c.score is None else f"{c.score:.3f}", "-" if c.spread is None else f"{c.spread:.3f}")
     console.print(table)
     for note in chosen.notes:
         console.print(f"[yellow]note[/]: {escape(note)}")
-    console.print(f"compared: {escape(chosen.metric)}", soft_wrap=True)
+    console.print(f"compared: {escape(chosen.metric)}; chosen: the fewest passes of those within one standard error "
+                  "of the best", soft_wrap=True)
     console.print(f"chose scale {chosen.scale:g} (trained at {chosen.train_scale:g}); written to {escape(str(path))}",
                   soft_wrap=True)

@@ -1,8 +1,12 @@
 """Choose the scale `tiles: auto` shows photos at, on validation photos (`bbuvl choose-tiles`, infer/tile_scale.py).
 
 Each candidate is the checkpoint's own scale times a factor; a candidate whose grids on these photos are those of
-one already scored is not predicted again. The best score wins; of equal ones, the factor nearest 1 (the training
-scale), then the cheaper.
+one already scored is not predicted again. The choice follows the one-standard-error rule of model selection: of the
+candidates scoring within one standard error of the best (the jackknife's, over the validation photos, of the
+difference between the two scores), the cheapest wins (fewest passes), then the factor nearest 1 (the training
+scale). On 8 whole cabinets a score moves by 0.1-0.17 between grids by chance, and the best score alone picked 4x4 by
+0.016 and 0.009 where 3x3 found more screws and faults on every unseen seed (docs/tiles.md, "Choosing the tile
+scale").
 
 The score is AP50 at the category level (every label of a category one class) over the categories the tiles answer
 for that inspections judge (those with fault states, data/faults.py): with `inference.tile_whole_above`, a category
@@ -15,7 +19,9 @@ against 0.326) with its screws at 0.36 against 0.70 in 3x3 (docs/tiles.md, "Choo
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -66,12 +72,24 @@ def category_score(per_category: dict[str, dict], metric: str, categories: set[s
 
 
 def best_candidate(candidates: Sequence[Candidate], train_scale: float) -> Candidate:
-    """The highest score; of equal ones the scale nearest `train_scale`, then the fewer passes (none scored: the
-    nearest)."""
+    """Of the candidates scoring within their `spread` of the best score, the fewest passes, then the scale nearest
+    `train_scale` (a spread not measured: equal scores only; none scored: the nearest)."""
     ranked = [c for c in candidates if c.score is not None]
-    top = max((c.score for c in ranked), default=None)
-    pool = [c for c in ranked if c.score == top] if ranked else list(candidates)
-    return min(pool, key=lambda c: (abs(c.scale / train_scale - 1.0), c.passes, c.scale))
+    if not ranked:
+        return min(candidates, key=lambda c: (abs(c.scale / train_scale - 1.0), c.passes, c.scale))
+    top = max(c.score for c in ranked)
+    pool = [c for c in ranked if c.score >= top - (c.spread or 0.0)]
+    return min(pool, key=lambda c: (c.passes, abs(c.scale / train_scale - 1.0), c.scale))
+
+
+def jackknife_spread(best: Sequence[float | None], other: Sequence[float | None]) -> float | None:
+    """The jackknife standard error of (best - other) from their scores with each photo left out in turn; None when
+    fewer than two photos, or a replicate could not be scored."""
+    if len(best) < 2 or len(best) != len(other) or any(v is None for v in (*best, *other)):
+        return None
+    diffs = [b - o for b, o in zip(best, other)]
+    mean = sum(diffs) / len(diffs)
+    return math.sqrt((len(diffs) - 1) / len(diffs) * sum((d - mean) ** 2 for d in diffs))
 
 
 def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, train_scale: float | None,
@@ -97,7 +115,8 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
     scored_on = judged_tiled(tiled_categories(predictor, records[0].size), judged)
     batch = predictor.cfg.inference.batch_size
     out.mkdir(parents=True, exist_ok=True)
-    scored: dict[tuple, tuple[float | None, int]] = {}
+    scored: dict[tuple, tuple[float | None, int, list[float | None]]] = {}
+    replicates: dict[float, list[float | None]] = {}  # each scale's score with each photo left out in turn
     candidates: list[Candidate] = []
     try:
         for factor in sorted(set(factors), key=lambda f: (abs(f - 1.0), f)):
@@ -111,13 +130,18 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
                     lines += predictor.predict_lines(paths[i:i + batch], mode, tiles="auto", tile_zoom=None)
                 pred = out / f"pred_scale_{scale:g}.jsonl"
                 write_text_atomic(pred, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
-                found = evaluate_predictions(records, gt, read_predictions(pred), pred, level=1,
-                                             faults=predictor.faults)
-                value = category_score(found.metrics["per_category"] or {}, metric, scored_on)
+                lines_read = read_predictions(pred)
+
+                def score(photos: list) -> float | None:
+                    found = evaluate_predictions(photos, gt, lines_read, pred, level=1, faults=predictor.faults)
+                    return category_score(found.metrics["per_category"] or {}, metric, scored_on)
+
                 plan = auto_plan(predictor, scale)
                 passes = sum(len(first_regions(r.size, plan, predictor.contract)) for r in records)
-                scored[key] = (value, passes)
-            value, passes = scored[key]
+                left_out = [score(records[:i] + records[i + 1:]) for i in range(len(records))] if len(records) > 1 else []
+                scored[key] = (score(records), passes, left_out)
+            value, passes, left_out = scored[key]
+            replicates[scale] = left_out
             counts = Counter(f"{c}x{r}" for c, r in grids)
             candidate = Candidate(scale, dict(sorted(counts.items())), value, passes)
             candidates.append(candidate)
@@ -125,6 +149,9 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
                 on_candidate(candidate)
     finally:
         predictor.train_scale = original
+    top = max((c for c in candidates if c.score is not None), key=lambda c: c.score, default=None)
+    if top is not None:
+        candidates = [replace(c, spread=jackknife_spread(replicates[top.scale], replicates[c.scale])) for c in candidates]
     best = best_candidate(candidates, own)
     notes = [] if best.score is not None else [
         f"no candidate could be scored ({metric} undefined on these photos): the one nearest the training scale is "

@@ -32,6 +32,9 @@ class Candidate:
     grids: dict[str, int]
     score: float | None  # the metric on the validation photos (None: nothing to score, e.g. no object)
     passes: int  # model passes over all the validation photos (tiles and the whole photo)
+    # The jackknife standard error (each photo left out in turn) of the best candidate's score minus this one's: how
+    # far apart two grids score on photos like these by chance (None: not measured, e.g. a single photo).
+    spread: float | None = None
 
 
 @dataclass(frozen=True)
