@@ -349,6 +349,10 @@ class InferenceConfig(_Strict):
     part_nms: float | None = Field(None, gt=0, le=1)
     tile_whole_above: float | None = Field(None, gt=0, le=4)
     tile_drop_cut: bool = False
+    # head and name modes: how many of the head's queries each tile's pass runs (None: all it trained with; the whole
+    # photo's pass always runs all). A two-stage head's queries are its surest proposals, and a tile holds a few of the
+    # parts a whole training photo does: the rest are boxes of parts already found (docs/tiles.md, "Queries in a tile").
+    tile_queries: int | None = Field(None, ge=1)
     # auto: the grid that shows the whole pass's parts at the size the checkpoint trained them at (its
     # training_scale.json's part sides), not the photo at the frame scale it trained at (docs/tiles.md, "Big parts").
     tile_auto_parts: bool = False

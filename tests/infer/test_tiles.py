@@ -131,7 +131,47 @@ def test_zoom_regions_surround_the_containers_only():
 
 def regions_of(predictor, mode):
     """Crops in, each crop's boxes (in its own pixels) and raw answer out: what `predict_tiled` calls."""
-    return lambda crops: [([(d.bbox_2d, d.label, d.score) for d in r.objects], r.raw) for r in predictor.predict(crops, mode)]
+    return lambda crops, tiles: [([(d.bbox_2d, d.label, d.score) for d in r.objects], r.raw)
+                                 for r in predictor.predict(crops, mode)]
+
+
+def test_the_whole_photo_and_the_tiles_are_predicted_apart_and_answered_in_region_order():
+    photo = Image.new("RGB", (400, 300))
+    regions = [(0, 0, 200, 150), (0, 0, 400, 300), (200, 150, 400, 300)]
+    calls = []
+
+    def predict(crops, tiles):  # each crop answers one box as wide as itself, named after the call
+        calls.append((len(crops), tiles))
+        return [([([0.0, 0.0, float(c.size[0]), 10.0], "tile" if tiles else "whole", 0.5)], None) for c in crops]
+
+    found, _ = predict_regions(predict, photo, regions, CoordinateContract(min_pixels=3136, max_pixels=448 * 336))
+    assert calls == [(1, False), (2, True)]
+    assert [(d.label, d.bbox_2d[0], d.bbox_2d[2]) for d in found] == [("tile", 0, 200), ("whole", 0, 400),
+                                                                         ("tile", 200, 400)]
+
+
+def test_tile_queries_run_fewer_of_the_heads_queries_in_each_tile_and_all_in_the_whole_photo(predictor, small_dataset):
+    photo = Image.open(next((small_dataset / "images").rglob("*.jpg"))).convert("RGB")
+    every = dict(objectness_threshold=0.0, nms_iou=None, part_nms=None, labels_per_box=1, score_threshold=0.0)
+    queries = predictor.model.detection_head.num_queries
+    assert len(predictor.predict([photo], "head", queries=2, **every)[0].objects) == 2
+    assert len(predictor.predict([photo], "head", **every)[0].objects) == queries
+    seen = []
+
+    def regions(crops, tiles):
+        opts = predictor.options(tile_queries=2, **every).one_pass(tiles)
+        found = predictor.predict(crops, "head", **{k: v for k, v in opts.model_dump().items() if k in every or k == "queries"})
+        seen.append((tiles, [len(r.objects) for r in found]))
+        return [([(d.bbox_2d, d.label, d.score) for d in r.objects], r.raw) for r in found]
+
+    predict_tiled(regions, photo, TilePlan(grid=(2, 2), whole=True), predictor.contract)
+    assert seen == [(False, [queries]), (True, [2, 2, 2, 2])]
+    # Through `predict` itself: four tiles of one query each leave at most four objects after the merge
+    tiled = dict(tiles="2x2", tile_whole=False, **every)
+    assert len(predictor.predict([photo], "head", tile_queries=1, **tiled)[0].objects) <= 4
+    assert len(predictor.predict([photo], "head", **tiled)[0].objects) > 4
+    with pytest.raises(ValueError, match="'tile_queries'.*at most its"):
+        predictor.options(tile_queries=queries + 1)
 
 
 def test_a_single_whole_photo_region_predicts_what_predict_does(predictor, small_dataset):
@@ -276,7 +316,7 @@ def test_auto_with_part_sides_cuts_the_grid_the_whole_pass_s_screws_ask_for():
     photo = Image.new("RGB", (1792, 1344))  # its whole frame is 448x336: a quarter of its side
 
     def screws(score):  # every region answers one screw 20 px wide in its own crop's pixels
-        return lambda crops: [([([10.0, 10.0, 30.0, 30.0], SCREW, score)], None) for _ in crops]
+        return lambda crops, tiles: [([([10.0, 10.0, 30.0, 30.0], SCREW, score)], None) for _ in crops]
 
     def regions(trained_side, score=0.9):
         plan = TilePlan(auto=True, whole=True, part_sides=(("螺丝连接点", trained_side),))

@@ -250,6 +250,23 @@ def test_two_stage_queries_start_on_the_most_confident_proposals():
         assert torch.allclose(out.boxes[b], out.proposal_boxes[b, top], atol=1e-6)
 
 
+def test_fewer_queries_run_the_surest_proposals_and_all_of_them_is_the_default():
+    head, _ = make_head(two_stage=True, num_queries=4)
+    full = head(*features(), vision_grid_hw=GRID)
+    assert torch.equal(head(*features(), vision_grid_hw=GRID, num_queries=4).boxes, full.boxes)
+    fewer = head(*features(), vision_grid_hw=GRID, num_queries=2)
+    assert fewer.boxes.shape[:2] == (2, 2) and fewer.query_hidden.shape[:2] == (2, 2)
+    for b in range(2):  # each box still its reference: the proposals of the two surest tokens, best first
+        top = fewer.proposal_logits[b].topk(2).indices
+        assert torch.allclose(fewer.boxes[b], fewer.proposal_boxes[b, top], atol=1e-6)
+    for wrong in (0, 5):
+        with pytest.raises(ValueError, match="1 to its 4 queries"):
+            head(*features(), vision_grid_hw=GRID, num_queries=wrong)
+    learned, _ = make_head(num_queries=4)  # one-stage: learned queries have no order to keep the surest by
+    with pytest.raises(ValueError, match="two-stage"):
+        learned(*features(), vision_grid_hw=GRID, num_queries=2)
+
+
 def test_distinct_queries_skip_proposals_a_better_one_overlaps_then_fill_with_the_best_of_them():
     # Tokens 0-2 propose one big part (nested boxes), token 3 a small part beside it, token 4 a second small part.
     boxes = torch.tensor([[[0.0, 0.0, 0.6, 0.6], [0.0, 0.0, 0.58, 0.6], [0.02, 0.0, 0.6, 0.6],

@@ -39,6 +39,8 @@ class PredictOptions(BaseModel):
     part_nms: float | None = None  # head, name: one box a part above this IoU (modes/head.py, `one_box_per_part`)
     tile_whole_above: float | None = None
     tile_drop_cut: bool = False
+    tile_queries: int | None = None  # head, name: the head's queries in each tile's pass (None: all)
+    queries: int | None = Field(None, ge=1)  # head, name: the head's queries in every pass (None: all)
     tile_auto_parts: bool = False  # auto: the grid from the whole pass's part sizes (TilePlan.part_sides)
     verdict_review: float = 0.25  # a fault scoring at least this sends the photo to review (infer/verdict.py)
     verdict_fail: float = 0.5  # ... at least this fails it
@@ -65,9 +67,12 @@ class PredictOptions(BaseModel):
         """The photo verdict's thresholds."""
         return VerdictThresholds(self.verdict_review, self.verdict_fail)
 
-    def one_pass(self) -> "PredictOptions":
-        """These options without tiles or zoom: what each region's pass runs with."""
-        return self.model_copy(update={"tiles": "off", "zoom_containers": ()})
+    def one_pass(self, tile: bool = False) -> "PredictOptions":
+        """These options without tiles or zoom: what each region's pass runs with (a tile's with `tile_queries`)."""
+        update: dict[str, Any] = {"tiles": "off", "zoom_containers": ()}
+        if tile and self.tile_queries is not None:
+            update["queries"] = self.tile_queries
+        return self.model_copy(update=update)
 
     @classmethod
     def of(cls, inference: InferenceConfig, **given: Any) -> "PredictOptions":
@@ -84,7 +89,7 @@ class PredictOptions(BaseModel):
             fields = {k: getattr(checked, k) for k in valid if k in InferenceConfig.model_fields}
             fields["zoom_containers"] = tuple(fields.get("zoom_containers", ()))
             return cls(**fields,
-                       batch_rows=given.get("batch_rows", inference.batch_size * 4))
+                       batch_rows=given.get("batch_rows", inference.batch_size * 4), queries=given.get("queries"))
         except ValidationError as e:
             first = e.errors()[0]
             where = ".".join(str(p) for p in first["loc"])

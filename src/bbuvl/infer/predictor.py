@@ -275,7 +275,14 @@ class Predictor:
 
     def options(self, **given: Any) -> PredictOptions:
         """The checkpoint's inference defaults with `given` over them; ValueError for a misspelt option or a bad value."""
-        return PredictOptions.of(self.cfg.inference, **given)
+        options = PredictOptions.of(self.cfg.inference, **given)
+        head = self.model.detection_head
+        for name in ("queries", "tile_queries"):
+            wanted = getattr(options, name)
+            if wanted is not None and head is not None and (not head.two_stage or wanted > head.num_queries):
+                raise ValueError(f"prediction option '{name}': this checkpoint's head runs at most its "
+                                 f"{head.num_queries} queries, and fewer only when two-stage, got {wanted}")
+        return options
 
     def check_mode(self, mode: str) -> None:
         """Raise ValueError, before any photo, when this checkpoint cannot predict in `mode` (predict and serve ask this)."""
@@ -370,12 +377,11 @@ class Predictor:
         """One photo through tiles and zoom (infer/tiles.py): each region is a photo of one batch in `mode`."""
         if p.stored is None:
             raise ValueError("tiles and zoom cut regions from the stored photo: prepare it with keep_stored=True")
-        one_pass = options.one_pass()
         cut = False
 
-        def regions(crops: list[Image.Image]) -> list[tuple[list[tuple[list[float], str, float]], str | None]]:
+        def regions(crops: list[Image.Image], tiles: bool) -> list[tuple[list[tuple[list[float], str, float]], str | None]]:
             nonlocal cut
-            found = runner(mode)(self, [self.prepare(c) for c in crops], one_pass)
+            found = runner(mode)(self, [self.prepare(c) for c in crops], options.one_pass(tiles))
             cut = cut or any(r.cut for r in found)
             return [([(d.bbox_2d, d.label, d.score) for d in r.objects], r.raw) for r in found]
 

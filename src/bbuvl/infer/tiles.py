@@ -221,21 +221,29 @@ def container_regions(found: Sequence[TiledDetection], containers: Sequence[str]
     return regions
 
 
-PredictImages = Callable[[list[Image.Image]], list[tuple[list[tuple[list[float], str, float]], str | None]]]
+# (crops, whether they are tiles rather than the whole photo) -> per crop, its boxes (crop pixels, label, score), raw answer
+PredictImages = Callable[[list[Image.Image], bool], list[tuple[list[tuple[list[float], str, float]], str | None]]]
 
 
 def predict_regions(predict: PredictImages, image: Image.Image, regions: Sequence[Region],
                     contract: CoordinateContract, zoom: float | None = None) -> tuple[list[TiledDetection], RegionPass]:
     """Run `predict` on every region's zoomed crop; every box comes back in the stored photo's pixels.
 
-    `predict(crops)` returns, per crop, its `[(box in the crop's pixels, label, score)]` and its raw answer. The
-    whole photo is always shown at its frame; other regions at `zoom` (`zoomed_size`).
+    `predict(crops, tiles)` returns, per crop, its `[(box in the crop's pixels, label, score)]` and its raw answer;
+    it is called once for the whole photo (`tiles` False) and once for the other regions, tiles or zoomed
+    containers (`tiles` True), which may be predicted otherwise (`inference.tile_queries`). The whole photo is always
+    shown at its frame; other regions at `zoom` (`zoomed_size`).
     A box is marked cut when it reaches within one of its region's model cells of an inner edge: a part ends there,
     and a whole object marked cut by mistake still survives the merge (a group of cut boxes keeps their union).
     """
     whole = (0, 0, *image.size)
     crops = [crop_region(image, r, contract, None if r == whole else zoom) for r in regions]
-    answers = predict(crops) if crops else []
+    answers: list = [None] * len(crops)
+    for tiles in (False, True):
+        picked = [i for i, r in enumerate(regions) if (r != whole) == tiles]
+        if picked:
+            for i, answer in zip(picked, predict([crops[i] for i in picked], tiles)):
+                answers[i] = answer
     found, cost = [], RegionPass(list(regions))
     for region, crop, (objects, raw) in zip(regions, crops, answers):
         magnified = region_zoom(region, image.size, contract, None if region == whole else zoom)

@@ -418,6 +418,7 @@ class DetectionHead(nn.Module):
         vision_grid_hw: Tensor | None = None,
         fine_maps: Tensor | None = None,
         pixel_maps: Tensor | None = None,
+        num_queries: int | None = None,
     ) -> DetectionOutput:
         """Boxes, objectness logits and query vectors for a batch.
 
@@ -430,7 +431,12 @@ class DetectionHead(nn.Module):
         patches of each image under its token grid (`patch_features.patch_maps`), required with
         `detection.fine_features`. pixel_maps `[B, C, k * Hmax, k * Wmax]`: each image's pixels as the tower received
         them, k pixels a token (`patch_features.pixel_maps`), required with `detection.pixel_points`.
+        num_queries: how many of the head's queries to run (None: all). A two-stage head's queries are its best
+        proposals in rank order, so fewer keeps the surest; a one-stage head's learned queries have no order.
         """
+        if num_queries is not None and not (self.two_stage and 1 <= num_queries <= self.num_queries):
+            raise ValueError(f"the head runs 1 to its {self.num_queries} queries, and fewer only when two-stage "
+                             f"(detection.two_stage), got {num_queries}")
         if self.fine_features and fine_maps is None:
             raise ValueError("detection.fine_features is on: the head needs fine_maps (the tower's pre-merge patches)")
         if self.pixel_points and pixel_maps is None:
@@ -459,7 +465,7 @@ class DetectionHead(nn.Module):
                 raise ValueError("a two-stage head needs vision_grid_hw: its proposals sit on the vision token grid")
             return self._two_stage(memory, valid, num_vision, vision_mask, vision_grid_hw,
                                    fine_maps.to(dtype) if self.fine_features else None,
-                                   pixel_maps.to(dtype) if self.pixel_points else None)
+                                   pixel_maps.to(dtype) if self.pixel_points else None, num_queries or self.num_queries)
         # Conditional/DAB-DETR: a query carries the sine encoding of its reference centre, the same encoding the
         # vision tokens carry, so cross-attention starts local instead of every query reading the same tokens
         # (content-only queries were measured to collapse to one answer on the synthetic set).
@@ -471,8 +477,10 @@ class DetectionHead(nn.Module):
         return DetectionOutput(boxes=boxes, objectness_logits=self.objectness_head(hs).squeeze(-1), query_hidden=hs)
 
     def _two_stage(self, memory: Tensor, valid: Tensor, num_vision: int, vision_mask: Tensor, grid_hw: Tensor,
-                   fine_maps: Tensor | None = None, pixel_maps: Tensor | None = None) -> DetectionOutput:
-        """Deformable-DETR two-stage: every vision token proposes a box; the best `num_queries` seed the decoder.
+                   fine_maps: Tensor | None = None, pixel_maps: Tensor | None = None,
+                   num_queries: int | None = None) -> DetectionOutput:
+        """Deformable-DETR two-stage: every vision token proposes a box; the best `num_queries` (default: all the
+        head's) seed the decoder.
 
         A proposal is its token's cell plus a learned offset, so what one token learns about "a screw
         sits here" holds at every position (translation-equivariant, like a one-stage detector);
@@ -501,7 +509,7 @@ class DetectionHead(nn.Module):
         proposals = boxes_from_deltas(cells, self.proposal_box(vis), "cxcywh")  # [B, Nv, 4]
         proposal_logits = self.proposal_objectness(vis).squeeze(-1)  # [B, Nv]
 
-        q = self.num_queries
+        q = num_queries or self.num_queries
         score = proposal_logits.detach().float().masked_fill(~vision_mask, float("-inf"))
         if num_vision < q:  # fewer tokens than queries: the extra slots can only be learned queries
             score = F.pad(score, (0, q - num_vision), value=float("-inf"))
@@ -512,10 +520,10 @@ class DetectionHead(nn.Module):
         from_token = torch.isfinite(score.gather(1, top))[..., None]  # [B, Q, 1]
         token_idx = top.clamp(max=num_vision - 1)[..., None]
         token_ref = proposals.detach().gather(1, token_idx.expand(-1, -1, 4))
-        learned_ref = self.box_reference.sigmoid()[None].to(token_ref)
+        learned_ref = self.box_reference[:q].sigmoid()[None].to(token_ref)
         ref = torch.where(from_token, token_ref, learned_ref)  # [B, Q, 4] cxcywh
         token_content = vis.gather(1, token_idx.expand(-1, -1, self.d_model))
-        content = torch.where(from_token, token_content, torch.zeros_like(token_content)) + self.query_embed.weight
+        content = torch.where(from_token, token_content, torch.zeros_like(token_content)) + self.query_embed.weight[:q]
         query_pos = sine_encode_points(ref[..., :2].clamp(0, 1).reshape(-1, 2), self.d_model).view(batch, q, -1)
         hs = self.decoder(content + query_pos.to(content), memory, memory_key_padding_mask=~valid)  # [B, Q, D]
         if self.roi_proj is not None:

@@ -168,11 +168,12 @@ class BBUVLModel(nn.Module):
         return self.patch_capture.recording() if self.patch_capture is not None else nullcontext()
 
     def head_forward(self, embeds: torch.Tensor, hidden: torch.Tensor, batch: Batch,
-                     patches: PatchFeatures | None = None) -> DetectionOutput:
+                     patches: PatchFeatures | None = None, num_queries: int | None = None) -> DetectionOutput:
         """Run the detection head on a batch's pass through the VLM.
 
         patches: the tower's pre-merge features of that pass (`detection.fine_features`; `recording_patches`
-        gives them), or None to take them from a recording still open.
+        gives them), or None to take them from a recording still open. num_queries: the head's queries to run
+        (None: all; `DetectionHead.forward`).
         """
         embeds, hidden = scale_gradient(embeds, self.head_grad_to_vlm), scale_gradient(hidden, self.head_grad_to_vlm)
         vis, vis_valid, txt, txt_valid = gather_head_inputs(
@@ -187,19 +188,20 @@ class BBUVLModel(nn.Module):
             if self.detection_head.pixel_points:
                 pixels = pixel_maps(patches, batch.det_image_index, self.patch_size, self.pixel_channels, self.merge_size)
         return self.detection_head(vis, vis_valid, txt, txt_valid, vision_grid_hw=batch.det_grid_hw, fine_maps=fine,
-                                   pixel_maps=pixels)
+                                   pixel_maps=pixels, num_queries=num_queries)
 
-    def detect(self, batch: Batch) -> DetectionOutput:
+    def detect(self, batch: Batch, num_queries: int | None = None) -> DetectionOutput:
         """Boxes, objectness and query vectors for a collated batch: one VLM pass (no cache), then the head.
 
-        boxes `[S, Q, 4]`, objectness_logits `[S, Q]`, query_hidden `[S, Q, D]` for the batch's S samples.
+        boxes `[S, Q, 4]`, objectness_logits `[S, Q]`, query_hidden `[S, Q, D]` for the batch's S samples; Q is
+        `num_queries` when given (fewer than the head's: its surest proposals), else all the head's.
         """
         if self.detection_head is None:
             raise ValueError("this model has no detection head (detection.enabled was false)")
         with self.recording_patches() as capture:
             embeds, hidden = self.vlm_pass(batch, input_embeds=True)
             patches = capture.take() if capture is not None else None
-        return self.head_forward(embeds, hidden, batch, patches)
+        return self.head_forward(embeds, hidden, batch, patches, num_queries)
 
     def vlm_pass(self, batch: Batch, input_embeds: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
         """`(input embeddings [B, L, H] or None unless asked for, last hidden states [B, L, H])` of one pass through

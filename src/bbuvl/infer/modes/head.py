@@ -39,7 +39,7 @@ def head_objects(predictor: "Predictor", prepared: Sequence["Prepared"],
     Constrained, every caption is one of the checkpoint's labels; unconstrained, a caption may come out
     empty (the head's first token its end): such a box keeps an empty label, for the caller to decide.
     """
-    det = predictor.model.detect(predictor.batch(prepared, with_teachers=False, for_generation=False))
+    det = predictor.model.detect(predictor.batch(prepared, with_teachers=False, for_generation=False), options.queries)
     head = predictor.model.detection_head
     vocabulary = caption_vocabulary(predictor, options.constrained)
     boxes = to_xyxy(det.boxes.float(), head.box_format).clamp(0, 1).cpu()
