@@ -143,11 +143,12 @@ def build_run(cfg: Config) -> Run:
 
 def fault_captions(labels: list[str], faults: Faults, tokenizer: Any, hierarchy: str | None) -> frozenset[tuple[int, ...]]:
     """The token ids of the training labels that are faults, as the head's captions spell them (`loss.fault_weight`);
-    ValueError when none is, since the option would then change nothing."""
+    a warning when none is, since the option then changes nothing (a dataset of shapes, or photos without faults)."""
     found = frozenset(tuple(tokenizer.encode(label, add_special_tokens=False)) for label in labels if faults.is_fault(label))
-    if not found:
-        raise ValueError(f"loss.fault_weight is set but no training label is a fault in the hierarchy file "
-                         f"({hierarchy or 'the shipped default'}): mark the faulty states there (docs/faults.md)")
+    if not found and int(os.environ.get("RANK", "0")) == 0:
+        log.warning("loss.fault_weight is set but no training label is a fault in the hierarchy file (%s): every object "
+                    "weighs the same; mark the faulty states there to weigh them (docs/faults.md)",
+                    hierarchy or "the shipped default")
     return found
 
 
