@@ -126,6 +126,8 @@ def describe_tiles(predictor, options, size: tuple[int, int]) -> str | None:  # 
         source = ("asked with tile_zoom" if options.tile_zoom else "chosen by `bbuvl choose-tiles`"
                   if predictor.tile_scale is not None else "the scale the checkpoint trained at")
         tiles += f" ({cols}x{rows} at scale {plan.train_scale:g}, {source})"
+    if tiles and options.tile_queries is not None:
+        tiles += f", {options.tile_queries} queries a tile"
     what = [tiles, "the whole photo" if plan.whole else "",
             f"zoom into {', '.join(plan.containers)}" if plan.containers else ""]
     return (f"{' + '.join(w for w in what if w)}: {cost} vision tokens for a {size[0]}x{size[1]} photo "
