@@ -279,7 +279,7 @@ class Predictor:
         head = self.model.detection_head
         for name in ("queries", "tile_queries"):
             wanted = getattr(options, name)
-            if wanted is not None and head is not None and (not head.two_stage or wanted > head.num_queries):
+            if wanted is not None and head is not None and not head.runs_queries(wanted):
                 raise ValueError(f"prediction option '{name}': this checkpoint's head runs at most its "
                                  f"{head.num_queries} queries, and fewer only when two-stage, got {wanted}")
         return options

@@ -434,7 +434,7 @@ class DetectionHead(nn.Module):
         num_queries: how many of the head's queries to run (None: all). A two-stage head's queries are its best
         proposals in rank order, so fewer keeps the surest; a one-stage head's learned queries have no order.
         """
-        if num_queries is not None and not (self.two_stage and 1 <= num_queries <= self.num_queries):
+        if num_queries is not None and not self.runs_queries(num_queries):
             raise ValueError(f"the head runs 1 to its {self.num_queries} queries, and fewer only when two-stage "
                              f"(detection.two_stage), got {num_queries}")
         if self.fine_features and fine_maps is None:
@@ -475,6 +475,11 @@ class DetectionHead(nn.Module):
         hs = self.decoder(queries, memory, memory_key_padding_mask=~valid)  # [B, Q, D]
         boxes = boxes_from_logits(self.box_head(hs) + self.box_reference, self.box_format)
         return DetectionOutput(boxes=boxes, objectness_logits=self.objectness_head(hs).squeeze(-1), query_hidden=hs)
+
+    def runs_queries(self, num_queries: int) -> bool:
+        """Whether `forward` can be asked for this many queries: 1 to all the head's, and only when two-stage (a
+        one-stage head's learned queries have no order to keep the surest by)."""
+        return self.two_stage and 1 <= num_queries <= self.num_queries
 
     def _two_stage(self, memory: Tensor, valid: Tensor, num_vision: int, vision_mask: Tensor, grid_hw: Tensor,
                    fine_maps: Tensor | None = None, pixel_maps: Tensor | None = None,
