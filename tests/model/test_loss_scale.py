@@ -73,9 +73,9 @@ def _one_step(run_config, two_photos, tmp_path, name, batch, accumulation, *over
     return cap, log
 
 
-# The head as the demo trains it: distinct queries and the pixel level reading the decoder's box.
+# The head as the demo trains it: distinct queries, the pixel level reading the decoder's box, faults weighed three times.
 HEADS = {"lm": (), "head": (), "head-demo": ("detection.query_nms=0.7", "detection.pixel_points=4",
-                                             "detection.pixel_box=refined")}
+                                             "detection.pixel_box=refined", "loss.fault_weight=3")}
 
 
 @pytest.mark.parametrize("collator", ["padded", "packed"])
@@ -91,6 +91,9 @@ def test_two_accumulated_micro_batches_of_one_equal_one_batch_of_two(run_config,
     alone = [LossDenominators.count([run.collator([run.train_dataset[i]])]) for i in range(2)]
     a, b = alone
     assert a.teacher_tokens != b.teacher_tokens and a.student_tokens != b.student_tokens and a.objects != b.objects, alone
+    if "loss.fault_weight=3" in overrides:  # faults weighed: one photo holds one, so the weights differ between them
+        weighed = [run.model._fault_weights(run.train_dataset[i].det_caption_ids).get("weights") for i in range(2)]
+        assert any(w is not None and (w == 3).any() for w in weighed), weighed
 
     big, big_log = _one_step(run_config, two_photos, tmp_path, "b2", 2, 1, *overrides)
     acc, acc_log = _one_step(run_config, two_photos, tmp_path, "ga2", 1, 2, *overrides)
