@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--choose-on", type=int, help="choose the verdict's thresholds on close-ups of this seed (as many "
                     "as --closeups), as the demo does, instead of judging with the checkpoint's")
     ap.add_argument("--target-recall", type=float, default=0.8, help="--choose-on: faulty photos flagged (the demo's)")
-    ap.add_argument("--target-precision", type=float, default=0.7, help="--choose-on: failed photos faulty (the demo's)")
+    ap.add_argument("--target-precision", type=float, default=0.8, help="--choose-on: failed photos faulty (the demo's)")
     ap.add_argument("--workdir", type=Path, help="where photos and predictions go (default: a temporary folder)")
     ap.add_argument("--json", type=Path, help="append one JSON line per seed and framing")
     args = ap.parse_args(argv)
