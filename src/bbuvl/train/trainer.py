@@ -121,7 +121,7 @@ def build_run(cfg: Config) -> Run:
     train_ds = ConversationDataset(train_sources, encoder, contract, pool,
                                    cfg.data.teacher_ratio, cfg.data.num_teachers, crop=cfg.data.crop, **common)
     longer = train_ds.answers_longer_than(cfg.inference.max_new_tokens)
-    if longer and int(os.environ.get("RANK", "0")) == 0:  # every process measures the same answers: one says so
+    if longer and _first_process():  # every process measures the same answers: one says so
         log.warning("%d of %d training answers (the longest %d tokens) are longer than inference.max_new_tokens (%d): "
                     "generate mode will cut answers like them short (predict marks them \"cut\"); raise "
                     "inference.max_new_tokens if photos like them are to be predicted in generate mode", longer,
@@ -144,11 +144,16 @@ def fault_captions(labels: list[str], faults: Faults, tokenizer: Any, hierarchy:
     """The token ids of the training labels that are faults, as the head's captions spell them (`loss.fault_weight`);
     a warning when none is, since the option then changes nothing (a dataset of shapes, or photos without faults)."""
     found = frozenset(tuple(tokenizer.encode(label, add_special_tokens=False)) for label in labels if faults.is_fault(label))
-    if not found and int(os.environ.get("RANK", "0")) == 0:
+    if not found and _first_process():  # every process reads the same labels: one says so
         log.warning("loss.fault_weight is set but no training label is a fault in the hierarchy file (%s): every object "
                     "weighs the same; mark the faulty states there to weigh them (docs/faults.md)",
                     hierarchy or "the shipped default")
     return found
+
+
+def _first_process() -> bool:
+    """Whether this is the run's first process (under torchrun every process builds the same run)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _finite_float(t: torch.Tensor) -> float:
