@@ -14,8 +14,10 @@ PY=.venv/bin/python
 # Training runs as one-thread processes side by side (DDP over gloo) where the machine has two cores or more: the
 # tiny model's steps are many small tensor operations, which a second thread speeds up little. On 2 cores two
 # processes trained stage B 1.3x faster than one process with two threads, stage A 1.05x (docs/design.md,
-# bench/train_processes.py). BBUVL_DEMO_PROCS=1 trains in one process.
-PROCS=${BBUVL_DEMO_PROCS:-$(( $(nproc) >= 2 ? 2 : 1 ))}
+# bench/train_processes.py). BBUVL_DEMO_PROCS=1 trains in one process. The cores are counted without OMP_NUM_THREADS
+# and OMP_THREAD_LIMIT, which `nproc` would report instead: under OMP_NUM_THREADS=1 the demo trained in one process and
+# took 21 minutes on 2 cores.
+PROCS=${BBUVL_DEMO_PROCS:-$(( $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) >= 2 ? 2 : 1 ))}
 start=$(date +%s)
 rm -rf "$OUT"
 
