@@ -59,6 +59,37 @@ def test_the_answer_prefix_is_the_trained_tokenisation_cut_before_the_label(pred
     assert state is not None and state.phase <= LABEL
 
 
+@pytest.mark.parametrize("constrained", [True, False])
+def test_answers_begun_after_a_prompt_read_once_decode_as_the_full_rows_do(predictor, photos, constrained):
+    from bbuvl.infer.continuations import can_continue_prompt
+    from bbuvl.infer.modes.name import answer_prefix
+    from bbuvl.model.shared_prefix import shares_prefix
+
+    p = predictor.prepare(photos[0])
+    prompt = predictor.student_sample(p)
+    frame = predictor.contract.answer_extent(p.size)
+    # Prefixes of different token lengths: each row's own tokens are placed after a masked gap of its own width.
+    W, H = frame
+    begun = [answer_prefix(predictor, box) for box in ([3, 4, 5, 6], [W // 2, H // 2, W - 1, H - 1], [12, 40, 96, 60])]
+    assert len({len(ids) for ids, _ in begun}) > 1
+    steps = 12
+
+    def constraint():
+        if not constrained:
+            return None
+        grammar = predictor.labels_constraint().grammar(frame)
+        states = [grammar.run(text.encode()) for _, text in begun]
+        return predictor.labels_constraint().processor([frame] * len(begun), steps, states)
+
+    rows = predictor.collator([prompt.continued(ids) for ids, _ in begun]).to(predictor.device)
+    full_ids, full_logp = predictor.greedy(rows, constraint(), steps)
+    ids, logp = predictor.greedy_continued(prompt, [ids for ids, _ in begun], constraint(), steps)
+    assert torch.equal(ids, full_ids)
+    assert torch.allclose(logp, full_logp, atol=1e-5)
+    # Read once wherever every LLM layer is full attention; the recurrent layers of Qwen3.5 decode full rows.
+    assert can_continue_prompt(predictor.model.vlm) == shares_prefix(core_model(predictor.model.vlm).config.get_text_config())
+
+
 def test_a_misspelt_prediction_option_is_an_error_naming_the_option_it_resembles(predictor, photos):
     for call in (lambda: predictor.predict(photos[:1], "head", score_treshold=0.5),
                  lambda: predictor.predict_lines(photos[:1], "head", score_treshold=0.5)):

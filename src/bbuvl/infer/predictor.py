@@ -27,6 +27,7 @@ from bbuvl.data.schema import ImageRecord, read_records, resolve_image
 from bbuvl.encode.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, EncodedSample, Turn, format_answer
 from bbuvl.encode.collate import Batch, PaddedCollator
 from bbuvl.infer.constrained import AnswerConstraint
+from bbuvl.infer.continuations import can_continue_prompt, greedy_continuations
 from bbuvl.infer.modes import runner
 from bbuvl.infer.options import PredictOptions
 from bbuvl.infer.parse import parse_detections
@@ -244,6 +245,19 @@ class Predictor:
         """Greedy decoding of a collated batch: new token ids `[B, T]` and each choice's log-probability `[B, T]`."""
         recorder = _ChosenLogProb(constraint)
         new = self._generate(batch, recorder, max_new_tokens, do_sample=False)
+        logprobs = torch.stack(recorder.steps, dim=1) if recorder.steps else torch.zeros(new.shape[0], 0)
+        return new, logprobs
+
+    def greedy_continued(self, prompt: EncodedSample, continuations: Sequence[list[int]],
+                         constraint: LogitsProcessor | None, max_new_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """`greedy` over rows that are one photo's prompt followed by each of `continuations` (answers begun): the
+        prompt and its photo are read once where the LLM allows it (infer/continuations.py), else each row whole."""
+        if not can_continue_prompt(self.model.vlm):
+            return self.greedy(self.collator([prompt.continued(c) for c in continuations]).to(self.device), constraint,
+                               max_new_tokens)
+        recorder = _ChosenLogProb(constraint)
+        new = greedy_continuations(self.model.vlm, self.collator, prompt, continuations, recorder,
+                                   self.tokenizer.convert_tokens_to_ids(TURN_END), max_new_tokens)
         logprobs = torch.stack(recorder.steps, dim=1) if recorder.steps else torch.zeros(new.shape[0], 0)
         return new, logprobs
 

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
-from bbuvl.encode.chat import EncodedSample
 from bbuvl.infer.modes.head import head_objects
 from bbuvl.infer.parse import parse_detections
 from bbuvl.infer.predictor import Detection, ImageResult, token_char_ends
@@ -36,11 +35,8 @@ def answer_prefix(predictor: "Predictor", model_box: list[int]) -> tuple[list[in
     return ids[:k], full[: ends[k - 1]] if k else ""
 
 
-def decode_labels(predictor: "Predictor", samples: list[EncodedSample], constraint: "LogitsProcessor",
-                  max_new_tokens: int) -> tuple[list[str], list[float]]:
-    """Greedy constrained continuations of prompts that end inside an answer: text and the mean probability of
-    the tokens up to the label's closing quote."""
-    new, logprobs = predictor.greedy(predictor.collator(samples).to(predictor.device), constraint, max_new_tokens)
+def read_labels(predictor: "Predictor", new: torch.Tensor, logprobs: torch.Tensor) -> tuple[list[str], list[float]]:
+    """Each decoded row's text and the mean probability of its tokens up to the label's closing quote."""
     texts, probs = [], []
     for row in range(new.shape[0]):
         ids = new[row].tolist()
@@ -66,23 +62,26 @@ def run(predictor: "Predictor", prepared: Sequence["Prepared"], options: "Predic
             ids, text = answer_prefix(predictor, predictor.contract.to_model(d.bbox_2d, p.size))
             rows.append((b, d, obj, ids, text))
     named: list[list[Detection]] = [[] for _ in prepared]
-    # Each photo's prompt is encoded once, however many of its boxes are named.
-    students = {b: predictor.student_sample(prepared[b]) for b in {row[0] for row in rows}}
-    for start in range(0, len(rows), options.batch_rows):
-        chunk = rows[start : start + options.batch_rows]
-        samples, frames, states = [], [], []
-        for b, _, _, ids, text in chunk:
-            samples.append(students[b].continued(ids))
-            frame = predictor.contract.answer_extent(prepared[b].size)
-            state = constraint.grammar(frame).run(text.encode("utf-8"))
-            if state is None:
-                raise ValueError(f"the answer prefix {text!r} is outside the answer grammar")
-            frames.append(frame)
-            states.append(state)
-        budget = max(constraint.grammar(f).label_budget() for f in frames)
-        texts, probs = decode_labels(predictor, samples, constraint.processor(frames, budget, states), budget)
-        for (b, d, obj, _, prefix), text, prob in zip(chunk, texts, probs):
-            parsed = parse_detections(prefix + text)
-            if parsed.objects:
-                named[b].append(Detection(d.bbox_2d, parsed.objects[0]["label"], obj * prob))
+    for b in sorted({row[0] for row in rows}):
+        mine = [row for row in rows if row[0] == b]
+        # The photo's prompt is read once for all of its boxes (infer/continuations.py).
+        prompt = predictor.student_sample(prepared[b])
+        frame = predictor.contract.answer_extent(prepared[b].size)
+        grammar = constraint.grammar(frame)
+        budget = grammar.label_budget()
+        for start in range(0, len(mine), options.batch_rows):
+            chunk = mine[start : start + options.batch_rows]
+            states = []
+            for _, _, _, _, text in chunk:
+                state = grammar.run(text.encode("utf-8"))
+                if state is None:
+                    raise ValueError(f"the answer prefix {text!r} is outside the answer grammar")
+                states.append(state)
+            new, logprobs = predictor.greedy_continued(prompt, [ids for *_, ids, _ in chunk],
+                                                       constraint.processor([frame] * len(chunk), budget, states), budget)
+            texts, probs = read_labels(predictor, new, logprobs)
+            for (_, d, obj, _, prefix), text, prob in zip(chunk, texts, probs):
+                parsed = parse_detections(prefix + text)
+                if parsed.objects:
+                    named[b].append(Detection(d.bbox_2d, parsed.objects[0]["label"], obj * prob))
     return [ImageResult(n, None, p.size[0], p.size[1]) for n, p in zip(named, prepared)]
