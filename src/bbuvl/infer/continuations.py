@@ -10,7 +10,7 @@ prefix do not depend on what follows it, so each row's logits are those of the f
 The rows' own tokens differ in length: each is placed at the end of a common width, with the gap before it masked
 out and its positions continuing the prompt's without a gap, so every row sees exactly its own sequence. Only for
 LLMs whose every layer is plain attention (`shares_prefix`): a Gated DeltaNet layer (Qwen3.5) carries a recurrent
-state that a masked gap would still update, and `continue_prompt` reports that the caller must decode full rows.
+state that a masked gap would still update: `can_continue_prompt` says so, and the caller decodes full rows.
 """
 
 from __future__ import annotations

@@ -89,6 +89,10 @@ class _ChosenLogProb(LogitsProcessor):
         self.steps.append(logp.gather(-1, scores.argmax(-1, keepdim=True)).squeeze(-1).cpu())
         return scores
 
+    def logprobs(self, rows: int) -> torch.Tensor:
+        """The recorded choices' log-probabilities, `[rows, steps]`."""
+        return torch.stack(self.steps, dim=1) if self.steps else torch.zeros(rows, 0)
+
 
 def token_char_ends(tokenizer: Any, ids: list[int]) -> list[int]:
     """Character offset in `decode(ids)` where each token ends, in O(len(ids)) decodes (byte-level BPE safe).
@@ -245,8 +249,7 @@ class Predictor:
         """Greedy decoding of a collated batch: new token ids `[B, T]` and each choice's log-probability `[B, T]`."""
         recorder = _ChosenLogProb(constraint)
         new = self._generate(batch, recorder, max_new_tokens, do_sample=False)
-        logprobs = torch.stack(recorder.steps, dim=1) if recorder.steps else torch.zeros(new.shape[0], 0)
-        return new, logprobs
+        return new, recorder.logprobs(new.shape[0])
 
     def greedy_continued(self, prompt: EncodedSample, continuations: Sequence[list[int]],
                          constraint: LogitsProcessor | None, max_new_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -258,8 +261,7 @@ class Predictor:
         recorder = _ChosenLogProb(constraint)
         new = greedy_continuations(self.model.vlm, self.collator, prompt, continuations, recorder,
                                    self.tokenizer.convert_tokens_to_ids(TURN_END), max_new_tokens)
-        logprobs = torch.stack(recorder.steps, dim=1) if recorder.steps else torch.zeros(new.shape[0], 0)
-        return new, logprobs
+        return new, recorder.logprobs(new.shape[0])
 
     def sample(self, batch: Batch, constraint: LogitsProcessor | None, max_new_tokens: int, temperature: float = 1.0,
                top_p: float = 1.0) -> torch.Tensor:
