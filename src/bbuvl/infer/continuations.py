@@ -41,8 +41,10 @@ def greedy_continuations(vlm: Any, collator: PaddedCollator, prompt: EncodedSamp
     `processor` sees, at each step, every row's full ids so far `[B, P + W + t]` (the gap holds pad ids) and the
     next-token logits `[B, V]`, and returns the scores the choice is the argmax of.
     """
-    if not continuations:
-        return torch.zeros(0, 0, dtype=torch.long)
+    if min((len(c) for c in continuations), default=1) == 0:
+        raise ValueError("every continuation needs at least one token (the prompt alone is one row of generate)")
+    if not continuations or max_new_tokens <= 0:
+        return torch.zeros(len(continuations), 0, dtype=torch.long)
     core = core_model(vlm)
     device = next(core.parameters()).device
     head = collator([prompt]).to(device)  # one row: no padding
@@ -51,8 +53,6 @@ def greedy_continuations(vlm: Any, collator: PaddedCollator, prompt: EncodedSamp
                      return_dict=True)
     cache = out.past_key_values
     rows, width = len(continuations), max(len(c) for c in continuations)
-    if min(len(c) for c in continuations) == 0:
-        raise ValueError("every continuation needs at least one token (the prompt alone is one row of generate)")
     cache.batch_repeat_interleave(rows)
     start = int(head.position_ids.max()) + 1  # text after the prompt continues from its furthest position
     ids = torch.full((rows, width), collator.pad_token_id, dtype=torch.long, device=device)

@@ -56,32 +56,29 @@ def run(predictor: "Predictor", prepared: Sequence["Prepared"], options: "Predic
     `[{"bbox_2d": [box], "label": ` in answer coordinates, then decoding constrained to the checkpoint's labels."""
     found = head_objects(predictor, prepared, options)
     constraint = predictor.labels_constraint()
-    rows: list[tuple[int, Detection, float, list[int], str]] = []
-    for b, (p, objs) in enumerate(zip(prepared, found)):
-        for d, obj in objs:
-            ids, text = answer_prefix(predictor, predictor.contract.to_model(d.bbox_2d, p.size))
-            rows.append((b, d, obj, ids, text))
     named: list[list[Detection]] = [[] for _ in prepared]
-    for b in sorted({row[0] for row in rows}):
-        mine = [row for row in rows if row[0] == b]
-        # The photo's prompt is read once for all of its boxes (infer/continuations.py).
-        prompt = predictor.student_sample(prepared[b])
-        frame = predictor.contract.answer_extent(prepared[b].size)
+    for p, objs, out in zip(prepared, found, named):
+        if not objs:
+            continue
+        # One row per box; the photo's prompt is read once for all of them (infer/continuations.py).
+        rows = [(d, obj, *answer_prefix(predictor, predictor.contract.to_model(d.bbox_2d, p.size))) for d, obj in objs]
+        prompt = predictor.student_sample(p)
+        frame = predictor.contract.answer_extent(p.size)
         grammar = constraint.grammar(frame)
         budget = grammar.label_budget()
-        for start in range(0, len(mine), options.batch_rows):
-            chunk = mine[start : start + options.batch_rows]
+        for start in range(0, len(rows), options.batch_rows):
+            chunk = rows[start : start + options.batch_rows]
             states = []
-            for _, _, _, _, text in chunk:
+            for *_, text in chunk:
                 state = grammar.run(text.encode("utf-8"))
                 if state is None:
                     raise ValueError(f"the answer prefix {text!r} is outside the answer grammar")
                 states.append(state)
-            new, logprobs = predictor.greedy_continued(prompt, [ids for *_, ids, _ in chunk],
+            new, logprobs = predictor.greedy_continued(prompt, [ids for _, _, ids, _ in chunk],
                                                        constraint.processor([frame] * len(chunk), budget, states), budget)
             texts, probs = read_labels(predictor, new, logprobs)
-            for (_, d, obj, _, prefix), text, prob in zip(chunk, texts, probs):
+            for (d, obj, _, prefix), text, prob in zip(chunk, texts, probs):
                 parsed = parse_detections(prefix + text)
                 if parsed.objects:
-                    named[b].append(Detection(d.bbox_2d, parsed.objects[0]["label"], obj * prob))
+                    out.append(Detection(d.bbox_2d, parsed.objects[0]["label"], obj * prob))
     return [ImageResult(n, None, p.size[0], p.size[1]) for n, p in zip(named, prepared)]
