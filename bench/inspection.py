@@ -20,7 +20,8 @@ photos with another one). Printed, each beside what ignoring the photo scores:
 Then where the faults are lost: faulty parts that no box of their kind found (no score can find those: the recall
 the scores could reach at best) and how often the state is right on the others. `--choose-on SEED` judges with
 thresholds chosen on close-ups of another seed (`bbuvl eval --choose-thresholds`'s rule), for a checkpoint that
-has none of its own.
+has none of its own; photos cut into tiles keep the checkpoint's own pair for them when it has one
+(verdict_thresholds_tiled.json).
 `--wide-tiles PLAN` predicts the wide photos with another plan than the checkpoint's (`3x3`, `off`): how the grids
 compare on whole cabinets (docs/faults_learning.md, "Whole cabinets: the grid").
 `--recipe CMD` first runs CMD (with BBUVL_DEMO_OUT set to a folder of its own) and scores the checkpoints it wrote
@@ -78,7 +79,8 @@ def render(folder: Path, framing: Framing, seed: int, fault_rate: float, part_ra
 
 def predict(framing: Framing, val: Path, mode: str, predictors: dict) -> tuple[list, Path, float, object]:
     """Predict `val` with the framing's checkpoint at its defaults (its tiles replaced by the framing's, when it has
-    its own): the records, the predictions file, the seconds a photo, and the checkpoint's verdict thresholds."""
+    its own): the records, the predictions file, the seconds a photo, and the checkpoint's verdict thresholds (for
+    each framing: a whole cabinet cut into tiles may have its own)."""
     from bbuvl.data.schema import read_records
     from bbuvl.infer.predictor import Predictor
 
@@ -95,7 +97,7 @@ def predict(framing: Framing, val: Path, mode: str, predictors: dict) -> tuple[l
     seconds = (time.perf_counter() - start) / len(paths)
     pred = val.parent / f"pred_{mode}.jsonl"
     pred.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
-    return records, pred, seconds, predictor.options().thresholds()
+    return records, pred, seconds, predictor.options(**plan).framed()
 
 
 def choose(framing: Framing, val: Path, mode: str, predictors: dict, target_recall: float, target_precision: float):
@@ -112,15 +114,17 @@ def choose(framing: Framing, val: Path, mode: str, predictors: dict, target_reca
 
 def score(framing: Framing, val: Path, mode: str, predictors: dict, chosen=None) -> dict:
     """Predict `val` with the framing's checkpoint at its defaults, then every number the bench prints; `chosen`:
-    verdict thresholds to judge with instead of the checkpoint's."""
+    verdict thresholds to judge the photos predicted in one pass with instead of the checkpoint's."""
     from bbuvl.eval.metrics import evaluate_predictions
     from bbuvl.eval.predictions import read_predictions
+    from bbuvl.infer.verdict import FramedThresholds
 
     records, pred, seconds, thresholds = predict(framing, val, mode, predictors)
-    thresholds = chosen or thresholds
+    thresholds = FramedThresholds(chosen, thresholds.tiled) if chosen else thresholds
     full = evaluate_predictions(records, val, read_predictions(pred), pred, thresholds=thresholds)
     by_category = evaluate_predictions(records, val, read_predictions(pred), pred, level=1, thresholds=thresholds)
     f = full.faults
+    judged = f.one_pair() or f.thresholds  # the pair that judged every photo (each framing's own: the one-pass one)
     cats = by_category.metrics["per_category"] or {}
     prior_cats = by_category.metrics["prior"] or {}
     # Where the faults are lost: a faulty part no box of its kind found at IoU 0.5 cannot be found whatever the
@@ -144,7 +148,7 @@ def score(framing: Framing, val: Path, mode: str, predictors: dict, chosen=None)
         "verdict_accuracy": f.photos.model.failed.accuracy, "verdict_flagged_accuracy": f.photos.model.flagged.accuracy,
         "verdict_auc": f.photos.model.roc_auc, "always_pass_accuracy": f.photos.always_pass.failed.accuracy,
         "always_fail_accuracy": f.photos.always_fail.failed.accuracy,
-        "thresholds": {"review": thresholds.review, "fail": thresholds.fail},
+        "thresholds": {"review": judged.review, "fail": judged.fail}, "photos_tiled": f.photos_tiled,
     }
 
 

@@ -361,11 +361,22 @@ class InferenceConfig(_Strict):
     # by `bbuvl eval --choose-thresholds` on validation photos, overrides these.
     verdict_review: float = Field(0.25, ge=0, le=1)
     verdict_fail: float = Field(0.5, ge=0, le=1)
+    # ... for a photo predicted through tiles or zoom (a whole cabinet): its faults are scored by passes that saw
+    # parts at another scale, and the close-ups' fail threshold judged whole cabinets worse than "always pass"
+    # (docs/faults.md, "Thresholds per framing"). None: the one-pass thresholds above. The checkpoint's
+    # verdict_thresholds_tiled.json overrides these.
+    verdict_review_tiled: float | None = Field(None, ge=0, le=1)
+    verdict_fail_tiled: float | None = Field(None, ge=0, le=1)
 
     @model_validator(mode="after")
     def _verdict_order(self) -> "InferenceConfig":
         if self.verdict_review > self.verdict_fail:
             raise ValueError(f"verdict_review ({self.verdict_review}) must not exceed verdict_fail ({self.verdict_fail})")
+        review = self.verdict_review if self.verdict_review_tiled is None else self.verdict_review_tiled
+        fail = self.verdict_fail if self.verdict_fail_tiled is None else self.verdict_fail_tiled
+        if review > fail:
+            raise ValueError(f"the tiled photos' verdict_review ({review}) must not exceed their verdict_fail ({fail}); "
+                             "set verdict_review_tiled and verdict_fail_tiled together")
         return self
 
     @field_validator("tiles")

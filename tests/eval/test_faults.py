@@ -6,7 +6,7 @@ import pytest
 from bbuvl.data.faults import Faults
 from bbuvl.data.schema import ImageRecord, ObjectAnn
 from bbuvl.eval.faults import binary_scores, choose_thresholds, fault_metrics, roc_auc
-from bbuvl.infer.verdict import VerdictThresholds
+from bbuvl.infer.verdict import FramedThresholds, VerdictThresholds
 
 FAULTS = Faults.load()
 KINDS = list(FAULTS.kinds.values())
@@ -121,6 +121,30 @@ def test_every_photo_failing_is_scored_against_the_baselines():
     assert m.photos.model.roc_auc == 1.0  # the faulty photo still ranks first
 
 
+def test_a_photo_predicted_through_tiles_is_judged_by_the_tiled_photos_thresholds():
+    # The same faulty photo and the same prediction (a found fault at 0.5), once predicted in one pass (fail at 0.6:
+    # review) and once through tiles (fail at 0.4: fail); a clean photo with a false fault at 0.5 likewise.
+    framed = FramedThresholds(T, VerdictThresholds(review=0.2, fail=0.4))
+    records = [photo((BOX1, A_BAD)), photo((BOX1, A_BAD)), photo((BOX1, A_OK)), photo((BOX1, A_OK))]
+    preds = [[pred(BOX1, A_BAD, 0.5)]] * 4
+    m = fault_metrics(records, preds, FAULTS, framed, tiled=[False, True, False, True])
+    assert m.photo_verdicts == ["review", "fail", "review", "fail"]
+    assert (m.photos_tiled, m.thresholds, m.thresholds_tiled) == (2, T, framed.tiled)
+    assert m.one_pair() is None and "the 2 predicted through tiles or zoom: review ≥ 0.2, fail ≥ 0.4" in m.judged()
+    # At the fail threshold, each fault counts against its own photo's: the two tiled ones (one found, one false).
+    assert (m.objects.at_fail.found, m.objects.at_fail.flagged) == (1, 2)
+    assert (m.objects.at_review.found, m.objects.at_review.flagged) == (2, 4)
+    d = m.to_dict()
+    assert (d["photos_tiled"], d["thresholds_tiled"]) == (2, {"review": 0.2, "fail": 0.4})
+    # Without a pair of their own, tiled photos are judged as the others; with no tiled photo none is reported.
+    alone = fault_metrics(records, preds, FAULTS, FramedThresholds(T), tiled=[False, True, False, True])
+    assert alone.photo_verdicts == ["review"] * 4 and alone.one_pair() == T
+    assert fault_metrics(records, preds, FAULTS, framed).thresholds_tiled is None
+    # Every photo tiled: the tiled pair judged them all, and is the one reported.
+    every = fault_metrics(records, preds, FAULTS, framed, tiled=[True] * 4)
+    assert every.one_pair() == framed.tiled and every.judged() == "review ≥ 0.2, fail ≥ 0.4"
+
+
 def test_state_given_kind_counts_found_parts_by_true_and_predicted_state():
     records = [photo((BOX1, A_BAD), (BOX2, A_OK), (BOX3, A_OK)), photo((BOX1, A_BAD), (BOX2, B_OK))]
     preds = [[pred(BOX1, A_OK, 0.9), pred(BOX2, A_OK, 0.8)], [pred(BOX1, A_BAD, 0.7), pred(BOX2, A_OK, 0.9)]]
@@ -146,7 +170,7 @@ def test_metrics_json_holds_every_view_and_a_thinned_curve():
     records = [photo(*[([i * 10, 0, i * 10 + 8, 8], A_BAD) for i in range(15)])] * 20
     preds = [[pred([i * 10, 0, i * 10 + 8, 8], A_BAD, (k * 15 + i + 1) / 301) for i in range(15)] for k in range(20)]
     d = fault_metrics(records, preds, FAULTS, T).to_dict()
-    assert set(d) == {"labels", "thresholds", "objects", "photos", "states", "notes"}
+    assert set(d) == {"labels", "thresholds", "photos_tiled", "thresholds_tiled", "objects", "photos", "states", "notes"}
     assert sorted(FAULTS.labels) == d["labels"] and d["thresholds"] == {"review": 0.3, "fail": 0.6}
     assert len(d["objects"]["curve"]["threshold"]) == 101 and d["objects"]["curve"]["recall"][-1] == 1.0
     assert d["objects"]["recall_at_precision"] == {"0.5": 1.0, "0.6": 1.0, "0.8": 1.0}

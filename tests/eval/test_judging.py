@@ -14,7 +14,7 @@ from bbuvl.config import Config, dump_config
 from bbuvl.data.faults import Faults
 from bbuvl.eval.judging import verdict_setup
 from bbuvl.infer.output import Manifest, claim_output
-from bbuvl.infer.verdict import THRESHOLDS_FILE, ChosenThresholds
+from bbuvl.infer.verdict import TILED_THRESHOLDS_FILE, THRESHOLDS_FILE, ChosenThresholds, VerdictThresholds
 
 app = typer.Typer()
 app.command("eval")(evaluate)
@@ -64,18 +64,56 @@ def test_chosen_thresholds_go_into_the_checkpoint_and_later_evaluations_judge_wi
     assert "verdict thresholds" in output and THRESHOLDS_FILE in output
 
     setup = verdict_setup(pred)
-    assert (setup.thresholds.review, setup.thresholds.fail) == (0.4, 0.9) and THRESHOLDS_FILE in setup.source
+    assert setup.thresholds.whole == VerdictThresholds(0.4, 0.9) and setup.thresholds.tiled is None
+    assert THRESHOLDS_FILE in setup.source
     run(gt, pred, tmp_path / "m2.json")
     again = json.loads((tmp_path / "m2.json").read_text(encoding="utf-8"))
     assert again["faults"]["thresholds"] == {"review": 0.4, "fail": 0.9}
     flags = verdict_setup(pred, review=0.1)
-    assert (flags.thresholds.review, flags.thresholds.fail) == (0.1, 0.9)
+    assert flags.thresholds.whole == VerdictThresholds(0.1, 0.9)
 
     # Choosing again replaces the file only when asked to.
     refused = run(gt, pred, tmp_path / "m3.json", "--choose-thresholds", ok=False)
     assert THRESHOLDS_FILE in refused
     run(gt, pred, tmp_path / "m3.json", "--choose-thresholds", "--target-recall", "0.5", "--overwrite")
     assert ChosenThresholds.load(ckpt).thresholds.review == 0.9
+
+
+def test_photos_predicted_through_tiles_get_thresholds_of_their_own(files, tmp_path):
+    gt, pred, ckpt = files
+    # Four whole cabinets predicted through tiles beside the four photos predicted in one pass: their faults score
+    # lower (0.7 and 0.65 on the faulty ones, 0.3 and 0.2 on the clean ones).
+    cabinets = [("e.jpg", BAD, 0.7), ("f.jpg", BAD, 0.65), ("g.jpg", OK, 0.3), ("h.jpg", OK, 0.2)]
+    with gt.open("a", encoding="utf-8") as fh:
+        fh.write("".join(json.dumps({"images": [n], "width": 100, "height": 100, "objects": [{"bbox_2d": BOX, "desc": t}]},
+                                    ensure_ascii=False) + "\n" for n, t, _ in cabinets))
+    with pred.open("a", encoding="utf-8") as fh:
+        fh.write("".join(json.dumps({"image": n, "width": 100, "height": 100, "raw": None, "error": None, "tiled": True,
+                                     "objects": [{"bbox_2d": BOX, "label": BAD, "score": s}]}, ensure_ascii=False) + "\n"
+                         for n, _, s in cabinets))
+    output = run(gt, pred, tmp_path / "m1.json", "--choose-thresholds", "--target-recall", "1", "--target-precision", "1")
+    whole, tiled = ChosenThresholds.load(ckpt), ChosenThresholds.load(ckpt, tiled=True)
+    assert whole.thresholds == VerdictThresholds(0.4, 0.9) and (whole.photos, whole.tiled) == (4, False)
+    # Chosen on the tiled photos alone: 0.65 flags both faulty cabinets and fails only faulty ones.
+    assert tiled.thresholds == VerdictThresholds(0.65, 0.65) and (tiled.photos, tiled.faulty_photos, tiled.tiled) == (4, 2, True)
+    assert THRESHOLDS_FILE in output and TILED_THRESHOLDS_FILE in output
+
+    run(gt, pred, tmp_path / "m2.json")  # a later evaluation judges each photo by its own framing's pair
+    again = json.loads((tmp_path / "m2.json").read_text(encoding="utf-8"))["faults"]
+    assert (again["photos_tiled"], again["thresholds_tiled"]) == (4, {"review": 0.65, "fail": 0.65})
+    # The cabinets: both faulty ones fail, both clean ones pass (judged at the one-pass pair, both faulty ones would
+    # go to review and neither would fail).
+    assert again["photos"]["verdicts"] == {"pass": {"faulty": 0, "clean": 3}, "review": {"faulty": 1, "clean": 1},
+                                           "fail": {"faulty": 3, "clean": 0}}
+    setup = verdict_setup(pred)
+    assert setup.thresholds.tiled == VerdictThresholds(0.65, 0.65) and TILED_THRESHOLDS_FILE in setup.source
+    # A threshold given on the command line judges every photo, tiled or not.
+    assert verdict_setup(pred, fail=0.95).thresholds.tiled == VerdictThresholds(0.65, 0.95)
+
+    # A damaged or misplaced file is an error naming it, not a silent fallback.
+    (ckpt / TILED_THRESHOLDS_FILE).write_text((ckpt / THRESHOLDS_FILE).read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(ValueError, match=TILED_THRESHOLDS_FILE):
+        ChosenThresholds.load(ckpt, tiled=True)
 
 
 def test_choosing_needs_the_checkpoint_that_made_the_predictions(files, tmp_path):

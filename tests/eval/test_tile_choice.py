@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from bbuvl.cli import app
 from bbuvl.data.scale import TILE_SCALE_FILE, TrainingScale
 from bbuvl.data.schema import read_records, resolve_image, write_dataset
+from bbuvl.eval.faults import choose_thresholds
 from bbuvl.eval.metrics import evaluate_predictions
 from bbuvl.eval.predictions import read_predictions
 from bbuvl.data.labels import label_at_level
@@ -21,6 +22,7 @@ from bbuvl.eval.tile_choice import best_candidate, category_score, jackknife_spr
 from bbuvl.infer.predictor import Predictor
 from bbuvl.infer.tile_scale import Candidate, ChosenTileScale
 from bbuvl.infer.tiles import TilePlan, auto_grid, plan_cost
+from bbuvl.infer.verdict import ChosenThresholds
 
 runner = CliRunner()
 
@@ -153,3 +155,27 @@ def test_a_damaged_tile_scale_is_an_error_naming_it_and_bad_factors_are_refused(
                        "chosen_on": "v"})
     (ckpt / TILE_SCALE_FILE).write_text(body, encoding="utf-8")
     assert ChosenTileScale.load(ckpt).candidates[0] == Candidate(0.5, {"2x2": 1}, 0.1, 5)
+
+
+def test_choose_tiles_chooses_the_tiled_photos_verdict_thresholds_on_the_chosen_scales_predictions(
+        trained_checkpoint, wide_val, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    result = run("-c", str(ckpt), "--gt", str(wide_val), "-o", str(tmp_path / "cands"), "--factors", "1",
+                 "--choose-thresholds", "--target-recall", "0.8", "--target-precision", "0.8")
+    assert result.exit_code == 0, result.output
+    chosen = ChosenTileScale.load(ckpt)
+    pred = tmp_path / "cands" / f"pred_scale_{chosen.scale:g}.jsonl"
+    lines = read_predictions(pred)
+    assert lines and all(line.tiled for line in lines)  # every photo 3x the frame's side: cut into tiles
+    predictor = Predictor.load(ckpt, device="cpu")
+    f = evaluate_predictions(read_records(wide_val), wide_val, lines, pred, faults=predictor.faults).faults
+    expected, *_ = choose_thresholds(f.photo_faulty, f.photo_scores, 0.8, 0.8)
+    tiled = ChosenThresholds.load(ckpt, tiled=True)
+    assert tiled.tiled and tiled.thresholds == expected and tiled.photos == len(lines)
+    assert ChosenThresholds.load(ckpt) is None  # the one-pass photos' pair is not touched
+    assert predictor.options().thresholds(tiled=True) == expected
+    assert "verdict thresholds of photos cut into tiles" in result.output
+    # Choosing the scale again without them leaves the file, and says it was chosen at the scale before.
+    again = run("-c", str(ckpt), "--gt", str(wide_val), "-o", str(tmp_path / "cands2"), "--factors", "1", "--overwrite")
+    assert again.exit_code == 0 and "choose it again" in again.output

@@ -77,3 +77,33 @@ def test_the_predictor_judges_with_the_hierarchy_its_run_config_names(trained_ch
     cfg = load_config(ckpt / "bbuvl.yaml", [f"data.hierarchy={every.hierarchy.source}"])
     (ckpt / "bbuvl.yaml").write_text(dump_config(cfg), encoding="utf-8")
     assert Predictor.load(ckpt, device="cpu").faults.labels == every.labels != Faults.load().labels
+
+
+def test_a_photo_predicted_through_tiles_is_judged_by_the_tiled_thresholds(predictor, photos, tmp_path):
+    before, every = predictor.faults, every_label_a_fault(tmp_path)
+    strict = {"verdict_review": 1.0, "verdict_fail": 1.0, "verdict_review_tiled": 0.0, "verdict_fail_tiled": 0.0}
+    try:
+        predictor.faults = every
+        tiled = predictor.predict_lines(photos, "head", tiles="2x2", **strict)
+        whole = predictor.predict_lines(photos, "head", **strict)
+    finally:
+        predictor.faults = before
+    assert any(line["objects"] for line in tiled)
+    for line in tiled:
+        judged = [o for o in line["objects"] if every.is_fault(o["label"])]
+        assert line["tiled"] is True and line["verdict"]["verdict"] == ("fail" if judged else "pass")
+    for line in whole:  # scores below 1.0: nothing reaches the one-pass thresholds
+        assert "tiled" not in line and line["verdict"]["verdict"] == "pass"
+
+
+def test_the_checkpoints_tiled_thresholds_judge_tiled_photos_alone(trained_checkpoint, tmp_path):
+    from bbuvl.infer.verdict import TILED_THRESHOLDS_FILE
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    ChosenThresholds(VerdictThresholds(0.3, 0.6), 0.8, 0.8, 0.8, 0.8, 8, 3, [], "wide.jsonl", tiled=True).save(ckpt)
+    assert (ckpt / TILED_THRESHOLDS_FILE).is_file() and not (ckpt / THRESHOLDS_FILE).exists()
+    p = Predictor.load(ckpt, device="cpu")
+    own = VerdictThresholds(p.cfg.inference.verdict_review, p.cfg.inference.verdict_fail)
+    assert p.options().thresholds() == own and p.options().thresholds(tiled=True) == VerdictThresholds(0.3, 0.6)
+    assert p.options().framed().tiled == VerdictThresholds(0.3, 0.6)

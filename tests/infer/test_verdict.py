@@ -85,4 +85,16 @@ def test_verdicts_are_counted_over_a_predictions_file(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text("".join(json.dumps({"image": f"{i}.jpg", "verdict": v}) + "\n" for i, v in enumerate(lines))
                     + '{"image": "old.jpg"}\n\n[1, 2]\n', encoding="utf-8")
-    assert verdict_counts(path) == {"pass": 2, "review": 0, "fail": 1, "unjudged": 2}
+    assert verdict_counts(path) == {"pass": 2, "review": 0, "fail": 1, "unjudged": 2, "tiled": 0}
+
+
+def test_the_tiled_photos_thresholds_fall_back_to_the_one_pass_ones_and_keep_their_order():
+    from bbuvl.config import InferenceConfig
+    from bbuvl.infer.verdict import config_thresholds
+
+    plain = InferenceConfig(verdict_review=0.2, verdict_fail=0.6)
+    assert config_thresholds(plain, tiled=True) == config_thresholds(plain) == VerdictThresholds(0.2, 0.6)
+    half = InferenceConfig(verdict_review=0.2, verdict_fail=0.6, verdict_fail_tiled=0.4)
+    assert config_thresholds(half, tiled=True) == VerdictThresholds(0.2, 0.4)
+    with pytest.raises(ValueError, match="tiled photos' verdict_review"):
+        InferenceConfig(verdict_review=0.2, verdict_fail=0.6, verdict_fail_tiled=0.1)

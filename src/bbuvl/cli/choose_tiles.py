@@ -9,7 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bbuvl.cli.common import OVERWRITE_HELP, check_device, claim_outputs, console, fail, one_of, user_errors
+from bbuvl.cli.common import (OVERWRITE_HELP, check_device, claim_outputs, console, fail, finite_range, one_of,
+                              user_errors)
 from bbuvl.cli.predictor import CHECKPOINT_HELP, read_folder
 
 
@@ -39,6 +40,15 @@ def choose_tiles(
     metric: str = typer.Option("AP50", help="What is compared, by category over the judged categories the tiles answer "
                                "for: AP50 or AP.", callback=one_of("AP50", "AP")),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
+    choose_thresholds: bool = typer.Option(False, "--choose-thresholds", help="Also choose the verdict thresholds of "
+                                           "photos cut into tiles, on the chosen scale's predictions of these photos, "
+                                           "as `bbuvl eval --choose-thresholds` chooses them, and write them into the "
+                                           "checkpoint (verdict_thresholds_tiled.json)."),
+    target_recall: float = typer.Option(0.8, "--target-recall", help="--choose-thresholds: the share of faulty photos "
+                                        "the review threshold must flag.", callback=finite_range(0, 1, lo_open=True)),
+    target_precision: float = typer.Option(0.9, "--target-precision", help="--choose-thresholds: the share of failed "
+                                           "photos that must be faulty at the fail threshold.",
+                                           callback=finite_range(0, 1, lo_open=True)),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Predict the validation photos with `tiles: auto` at each candidate scale and write the best into the checkpoint.
@@ -46,9 +56,13 @@ def choose_tiles(
     The checkpoint's `tile_scale.json` then decides `auto`'s grid in `predict`, `serve` and every bench, in place of
     the scale it trained at (docs/tiles.md, "Choosing the tile scale"). A photo its frame already shows at a candidate's
     scale gets no tiles under it: close-ups at the training photos' size are tiled only by candidates above 1.
+    With --choose-thresholds the verdict's thresholds for photos cut into tiles are chosen on the chosen scale's
+    predictions: a fault's score depends on the grid it was found in (docs/faults.md, "Thresholds per framing").
     """
+    from bbuvl.data.faults import TILED_THRESHOLDS_FILE
     from bbuvl.data.scale import TILE_SCALE_FILE, TrainingScale
-    from bbuvl.eval.tile_choice import choose_tile_scale
+    from bbuvl.eval.judging import choose_tiled_verdict
+    from bbuvl.eval.tile_choice import choose_tile_scale, prediction_file
     from bbuvl.infer.predictor import Predictor
 
     if not gt.is_file():
@@ -57,7 +71,9 @@ def choose_tiles(
         candidates = parse_factors(factors)
     check_device(device)
     # The checkpoint is read, and tile_scale.json written into it, as `bbuvl eval --choose-thresholds` writes its file.
-    claim_outputs("choose-tiles", {"--gt": gt}, [checkpoint / TILE_SCALE_FILE], [out], overwrite)
+    claim_outputs("choose-tiles", {"--gt": gt},
+                  [checkpoint / TILE_SCALE_FILE, *([checkpoint / TILED_THRESHOLDS_FILE] if choose_thresholds else [])],
+                  [out], overwrite)
     with user_errors(ValueError, OSError):
         predictor = Predictor.load(read_folder(checkpoint, None, "zh"), device=device)
         predictor.check_mode(mode)
@@ -74,6 +90,11 @@ def choose_tiles(
         chosen = choose_tile_scale(predictor, gt, out, None if trained is None else trained.median, mode, candidates,
                                    metric, on_candidate=show)
         path = chosen.save(checkpoint)
+        verdict = (choose_tiled_verdict(prediction_file(out, chosen.scale), gt, predictor.faults,
+                                        predictor.options().framed(), target_recall, target_precision)
+                   if choose_thresholds else None)
+        if verdict is not None and verdict.chosen is not None:
+            verdict.chosen.save(checkpoint)
     for c in chosen.candidates:
         mark = " *" if c.scale == chosen.scale else ""
         table.add_row(f"{c.scale:g}{mark}", escape(", ".join(f"{g} ({n})" for g, n in c.grids.items())), str(c.passes),
@@ -85,3 +106,20 @@ def choose_tiles(
                   "of the best", soft_wrap=True)
     console.print(f"chose scale {chosen.scale:g} (trained at {chosen.train_scale:g}); written to {escape(str(path))}",
                   soft_wrap=True)
+    if verdict is not None:
+        for note in verdict.notes:
+            console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
+        if verdict.chosen is not None:
+            c = verdict.chosen
+            console.print(f"verdict thresholds of photos cut into tiles ({c.photos}, {c.faulty_photos} faulty): review "
+                          f"{c.thresholds.review:.3g}, fail {c.thresholds.fail:.3g} (flag {_num(c.recall)} of the faulty "
+                          f"photos, {_num(c.precision)} of failed photos faulty); written to "
+                          f"{escape(str(checkpoint / TILED_THRESHOLDS_FILE))}", soft_wrap=True)
+    elif (checkpoint / TILED_THRESHOLDS_FILE).is_file():
+        console.print(f"[yellow]note[/]: {escape(str(checkpoint / TILED_THRESHOLDS_FILE))} was chosen on photos cut at "
+                      "the scale before this one; choose it again (--choose-thresholds) so that it fits this scale's "
+                      "fault scores", soft_wrap=True)
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"

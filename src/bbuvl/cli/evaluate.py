@@ -39,14 +39,15 @@ def evaluate(
     font_path: Optional[Path] = typer.Option(None, "--font-path", help=FONT_HELP),
     hierarchy: Optional[Path] = typer.Option(None, "--hierarchy", help=FAULTS_HIERARCHY_HELP),
     verdict_review: Optional[float] = typer.Option(None, "--verdict-review", help="A fault scoring at least this sends its "
-                                                   "photo to review (default: the checkpoint's threshold, else the config's).",
+                                                   "photo to review, tiled or not (default: the checkpoint's threshold, else the config's).",
                                                    callback=finite_range(0, 1)),
     verdict_fail: Optional[float] = typer.Option(None, "--verdict-fail", help="A fault scoring at least this fails its photo "
-                                                 "(default: the checkpoint's threshold, else the config's).",
+                                                 "tiled or not (default: the checkpoint's threshold, else the config's).",
                                                  callback=finite_range(0, 1)),
     choose_thresholds: bool = typer.Option(False, "--choose-thresholds", help="Choose the verdict thresholds on these "
                                            "(validation) photos for --target-recall and --target-precision, and write "
-                                           "them into the checkpoint that wrote --pred (verdict_thresholds.json)."),
+                                           "them into the checkpoint that wrote --pred (verdict_thresholds.json; verdict_thresholds_tiled.json "
+                                           "from the photos predicted through tiles or zoom)."),
     target_recall: float = typer.Option(0.8, "--target-recall", help="--choose-thresholds: the share of faulty photos "
                                         "the review threshold must flag.", callback=finite_range(0, 1, lo_open=True)),
     target_precision: float = typer.Option(0.9, "--target-precision", help="--choose-thresholds: the share of failed "
@@ -79,7 +80,7 @@ def evaluate(
     from bbuvl.eval.compare import compare, read_metrics
     from bbuvl.eval.fonts import find_cjk_font
     from bbuvl.eval.judging import choose_verdict, verdict_setup
-    from bbuvl.infer.verdict import THRESHOLDS_FILE
+    from bbuvl.infer.verdict import thresholds_file
     from bbuvl.eval.metrics import evaluate_predictions
     from bbuvl.eval.predictions import read_predictions
     from bbuvl.eval.report import FAULT_CURVE_FILE, FAULTS_DIR, PR_CURVE_FILE, WORST_DIR
@@ -92,14 +93,16 @@ def evaluate(
                 if report else ([], []))
     with user_errors(ValueError, OSError):
         judged = verdict_setup(pred, hierarchy, verdict_review, verdict_fail, choose_thresholds)
-    chosen_file = [Path(judged.checkpoint) / THRESHOLDS_FILE] if choose_thresholds else []
+        lines = read_predictions(pred)
+    # A pair for each framing the predictions hold: photos predicted in one pass, and through tiles or zoom.
+    chosen_file = ([Path(judged.checkpoint) / thresholds_file(t) for t in sorted({line.tiled for line in lines})]
+                   if choose_thresholds else [])
     claim_outputs("eval", {"--pred": pred, "--gt": gt, "--baseline": baseline, "--hierarchy": hierarchy, "--font-path": font_path,
                            "--frame": frame},
                   [out, details_path(out), *reported[0], *chosen_file], reported[1], overwrite)
     with user_errors(ValueError, OSError):
         base_metrics = read_metrics(baseline) if baseline is not None else None
         records = read_records(gt)
-        lines = read_predictions(pred)
         h = judged.faults.hierarchy
         font = find_cjk_font(font_path) if report else None
     with user_errors(ValueError, OSError):
@@ -107,7 +110,7 @@ def evaluate(
     with console.status("computing metrics", spinner="dots"), user_errors(ValueError):
         evaluation = evaluate_predictions(records, gt, lines, pred, level=level, iou=iou, min_score=min_score,
                                           faults=judged.faults, thresholds=judged.thresholds)
-        chosen = choose_verdict(evaluation, judged, gt, target_recall, target_precision) if choose_thresholds else None
+        chosen = choose_verdict(evaluation, judged, gt, target_recall, target_precision) if choose_thresholds else []
         sizes = None
         if contract is not None:
             paired = [(r.record, r.prediction.objects if r.prediction else []) for r in evaluation.images]
@@ -119,14 +122,15 @@ def evaluate(
     with user_errors(OSError):
         write_text_atomic(out, json.dumps(evaluation.metrics, ensure_ascii=False, indent=2) + "\n")
         write_text_atomic(details_path(out), json.dumps(details, ensure_ascii=False, indent=2) + "\n")
-        if chosen is not None:
-            written = chosen.save(judged.checkpoint)
+        written = [c.save(judged.checkpoint) for c in chosen]
     print_metrics(evaluation, h)
     print_faults(evaluation.faults, judged.source)
-    if chosen is not None:
-        console.print(f"[green]verdict thresholds[/]: review {chosen.thresholds.review:.3g}, fail {chosen.thresholds.fail:.3g} "
-                      f"(flag {_num(chosen.recall)} of the faulty photos, {_num(chosen.precision)} of failed photos faulty) "
-                      f"written to {escape(str(written))}; measured on the photos they were chosen on", soft_wrap=True)
+    for c, path in zip(chosen, written):
+        which = "photos predicted through tiles or zoom" if c.tiled else "photos predicted in one pass"
+        console.print(f"[green]verdict thresholds[/] ({which}, {c.photos}): review {c.thresholds.review:.3g}, fail "
+                      f"{c.thresholds.fail:.3g} (flag {_num(c.recall)} of the faulty photos, {_num(c.precision)} of failed "
+                      f"photos faulty) written to {escape(str(path))}; measured on the photos they were chosen on",
+                      soft_wrap=True)
     if sizes is not None:
         print_sizes(sizes)
     comparison = compare(evaluation.metrics, base_metrics) if base_metrics is not None else None
@@ -194,13 +198,15 @@ def print_comparison(rows: list[dict[str, Any]], baseline: Path) -> None:
 
 def print_faults(faults: Any, source: str) -> None:
     """Fault recall, precision and AP, the photo verdict and the state given kind, each beside always pass / fail."""
-    o, p, t = faults.objects, faults.photos, faults.thresholds
+    o, p, t = faults.objects, faults.photos, faults.one_pair()
     if not faults.labels:
         console.print("[yellow]faults:[/] the hierarchy marks no fault, so every photo passes (docs/faults.md)")
         return
     table = Table(title=f"Faults: {o.gt} in the ground truth, {o.predicted} predicted (found = same kind and state at "
                         f"IoU ≥ {o.iou})", title_justify="left")
-    columns = ((f"score ≥ fail {t.fail:g}", o.at_fail), (f"score ≥ review {t.review:g}", o.at_review),
+    at = ((f"score ≥ fail {t.fail:g}", f"score ≥ review {t.review:g}") if t is not None
+          else ("score ≥ its photo's fail", "score ≥ its photo's review"))
+    columns = ((at[0], o.at_fail), (at[1], o.at_review),
                ("always pass", o.always_pass), ("always fail", o.always_fail))
     table.add_column("")
     for name, _ in columns:
@@ -213,7 +219,7 @@ def print_faults(faults: Any, source: str) -> None:
     console.print(f"best fault recall over every threshold: {levels}; \"always fail\" calls every part of a judged kind "
                   "faulty on its true box", soft_wrap=True)
 
-    verdict = Table(title=f"Photo verdict: {p.faulty} of {p.photos} photos faulty; review ≥ {t.review:g}, fail ≥ {t.fail:g}",
+    verdict = Table(title=f"Photo verdict: {p.faulty} of {p.photos} photos faulty; {faults.judged()}",
                     title_justify="left")
     verdict.add_column("")
     for name in ("model", "always pass", "always fail"):

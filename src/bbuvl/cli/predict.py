@@ -45,11 +45,13 @@ def predict(
     tile_whole: bool = TILE_WHOLE,
     zoom_into: str = ZOOM_INTO,
     verdict_review: float = typer.Option(None, "--verdict-review", help="A fault scoring at least this sends its photo to "
-                                         "review (default: the checkpoint's verdict_thresholds.json, else "
-                                         "inference.verdict_review).", callback=finite_range(0, 1)),
-    verdict_fail: float = typer.Option(None, "--verdict-fail", help="A fault scoring at least this fails its photo (default: "
-                                       "the checkpoint's verdict_thresholds.json, else inference.verdict_fail).",
-                                       callback=finite_range(0, 1)),
+                                         "review, tiled or not (default: the checkpoint's verdict_thresholds.json, "
+                                         "else inference.verdict_review; for photos predicted through tiles or zoom "
+                                         "its verdict_thresholds_tiled.json first).", callback=finite_range(0, 1)),
+    verdict_fail: float = typer.Option(None, "--verdict-fail", help="A fault scoring at least this fails its photo, tiled "
+                                       "or not (default: the checkpoint's verdict_thresholds.json, else "
+                                       "inference.verdict_fail; for photos predicted through tiles or zoom its "
+                                       "verdict_thresholds_tiled.json first).", callback=finite_range(0, 1)),
     hierarchy: Path = typer.Option(None, "--hierarchy", help="Label hierarchy JSON saying which labels are faults (default: "
                                    "the run config's data.hierarchy, else the shipped one; docs/faults.md)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start --out over instead of resuming or refusing it "
@@ -86,6 +88,10 @@ def predict(
     given = {k: v for k, v in (("score_threshold", score_threshold), ("objectness_threshold", objectness_threshold),
                                ("constrained", constrained), ("verdict_review", verdict_review),
                                ("verdict_fail", verdict_fail), ("max_new_tokens", max_new_tokens)) if v is not None}
+    # A threshold given on the command line judges every photo: a tiled photo's own pair from the checkpoint would
+    # otherwise judge it at a number the user did not give.
+    given |= {f"{k}_tiled": v for k, v in (("verdict_review", verdict_review), ("verdict_fail", verdict_fail))
+              if v is not None}
     given |= tiled
     with user_errors(ValueError, OSError, CheckpointError):
         # Refuse a foreign --out, or one another run wrote, before minutes of model loading, not after; the run
@@ -146,10 +152,13 @@ def predict(
                       "checkpoint's bbuvl.yaml, or pass --max-new-tokens.", soft_wrap=True)
     with user_errors(ValueError, OSError):
         verdicts = verdict_counts(out)
-    thresholds = options.thresholds()
+    thresholds, tiled_thresholds = options.thresholds(), options.thresholds(tiled=True)
     console.print(f"verdicts: {verdicts['pass']} pass, {verdicts['review']} review, {verdicts['fail']} fail "
-                  f"(review at a fault score ≥ {thresholds.review:g}, fail ≥ {thresholds.fail:g})"
-                  + (f", {verdicts['unjudged']} lines without a verdict" if verdicts["unjudged"] else ""))
+                  f"(review at a fault score ≥ {thresholds.review:g}, fail ≥ {thresholds.fail:g}"
+                  + (f"; the {verdicts['tiled']} photos predicted through tiles or zoom: review ≥ "
+                     f"{tiled_thresholds.review:g}, fail ≥ {tiled_thresholds.fail:g}"
+                     if verdicts["tiled"] and tiled_thresholds != thresholds else "") + ")"
+                  + (f", {verdicts['unjudged']} lines without a verdict" if verdicts["unjudged"] else ""), soft_wrap=True)
 
 
 def run_config(checkpoint: Path):  # noqa: ANN201 - a Config

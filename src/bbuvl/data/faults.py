@@ -18,6 +18,7 @@ from bbuvl.data.text import SEP
 # The verdict's thresholds a checkpoint carries once `bbuvl eval --choose-thresholds` chose them (infer/verdict.py
 # reads and writes it); named here, below both, so that copying a checkpoint (model/checkpoint.py) keeps it.
 THRESHOLDS_FILE = "verdict_thresholds.json"
+TILED_THRESHOLDS_FILE = "verdict_thresholds_tiled.json"  # photos predicted through tiles or zoom
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Three views, each beside what "always pass" and "always fail" score on the same photos (docs/faults.md):
 - objects: a ground-truth fault is found by a predicted box with the same label (the same kind and the same state,
   data/faults.py) at IoU >= 0.5, predictions matched greedily by score, each to the free fault it overlaps most.
-  Recall and precision at the verdict's thresholds, AP (COCO's 101-point interpolation) and the PR curve over all
+  Recall and precision at the verdict's thresholds (each photo's: a photo predicted through tiles or zoom may have
+  its own, infer/verdict.py), AP (COCO's 101-point interpolation) and the PR curve over all
   fault scores. "Always pass" flags nothing; "always fail" calls every true part of a judged kind faulty, in each
   of its kind's fault states, on its own box: recall 1 at the precision of the parts' fault rate.
 - photos: a photo is faulty when its ground truth holds a fault; the verdict (infer/verdict.py) flags it when
@@ -24,7 +25,7 @@ import numpy as np
 from bbuvl.data.faults import Faults
 from bbuvl.data.schema import ImageRecord
 from bbuvl.eval.match_many import _iou
-from bbuvl.infer.verdict import FAIL, PASS, REVIEW, VERDICTS, VerdictThresholds, verdict_of
+from bbuvl.infer.verdict import FAIL, PASS, REVIEW, VERDICTS, FramedThresholds, VerdictThresholds, verdict_of
 
 CURVE_POINTS = 101  # the PR curve in METRICS.json is thinned to at most this many operating points
 PRECISION_LEVELS = (0.5, 0.6, 0.8)  # recall reported at these precisions (the bars docs/faults.md quotes)
@@ -128,7 +129,7 @@ class FaultMetrics:
     """Everything `bbuvl eval` reports about faults: METRICS.json's "faults" key is `to_dict()`."""
 
     labels: list[str]  # the fault labels the hierarchy marks
-    thresholds: VerdictThresholds
+    thresholds: VerdictThresholds  # what judged the photos predicted in one pass
     objects: ObjectFaults
     photos: PhotoFaults
     states: list[StateConfusion]
@@ -138,6 +139,23 @@ class FaultMetrics:
     photo_missed: list[int] = field(repr=False)  # per photo, ground-truth faults no predicted fault found
     judged_with: Faults = field(repr=False, compare=False)  # which labels are faults, to draw them
     notes: list[str] = field(default_factory=list)
+    photos_tiled: int = 0  # photos predicted through tiles or zoom
+    thresholds_tiled: VerdictThresholds | None = None  # what judged them (None: no such photo)
+
+    def one_pair(self) -> VerdictThresholds | None:
+        """The thresholds that judged every photo, when one pair did (None when each framing had its own)."""
+        if self.thresholds_tiled is None or self.thresholds_tiled == self.thresholds:
+            return self.thresholds
+        return self.thresholds_tiled if self.photos_tiled == self.photos.photos else None
+
+    def judged(self) -> str:
+        """The thresholds that judged the photos, in words: each framing's when photos of both were judged."""
+        whole, tiled = self.photos.photos - self.photos_tiled, self.thresholds_tiled
+        parts = [] if not whole else [f"review ≥ {self.thresholds.review:g}, fail ≥ {self.thresholds.fail:g}"]
+        if tiled is not None:
+            parts.append(("" if not whole else f"the {self.photos_tiled} predicted through tiles or zoom: ")
+                         + f"review ≥ {tiled.review:g}, fail ≥ {tiled.fail:g}")
+        return "; ".join(parts)
 
     def photos_to_check(self, n: int) -> list[int]:
         """Up to `n` photo indices an inspector should look at first: a missed fault (most first), then a clean
@@ -153,17 +171,25 @@ class FaultMetrics:
         objects = asdict(self.objects)
         objects["curve"] = asdict(self.objects.curve.thinned())
         objects["recall_at_precision"] = {f"{p:g}": self.objects.recall_at_precision(p) for p in PRECISION_LEVELS}
-        return {"labels": self.labels, "thresholds": asdict(self.thresholds), "objects": objects,
-                "photos": asdict(self.photos), "states": [asdict(s) for s in self.states], "notes": self.notes}
+        return {"labels": self.labels, "thresholds": asdict(self.thresholds), "photos_tiled": self.photos_tiled,
+                "thresholds_tiled": None if self.thresholds_tiled is None else asdict(self.thresholds_tiled),
+                "objects": objects, "photos": asdict(self.photos), "states": [asdict(s) for s in self.states],
+                "notes": self.notes}
 
 
 def fault_metrics(records: Sequence[ImageRecord], predictions: Sequence[Sequence[dict[str, Any]]], faults: Faults,
-                  thresholds: VerdictThresholds, failed: Sequence[bool] | None = None, iou: float = 0.5) -> FaultMetrics:
+                  thresholds: VerdictThresholds | FramedThresholds, failed: Sequence[bool] | None = None,
+                  iou: float = 0.5, tiled: Sequence[bool] | None = None) -> FaultMetrics:
     """Every fault metric of `predictions[i]` (`{bbox_2d, label, score}` dicts) on `records[i]`; `failed[i]`: photo i
-    has no usable answer (its verdict is review)."""
+    has no usable answer (its verdict is review); `tiled[i]`: photo i was predicted through tiles or zoom, and is
+    judged by `thresholds.tiled` when given."""
     failed = list(failed) if failed is not None else [False] * len(records)
-    if not len(records) == len(predictions) == len(failed):
-        raise ValueError(f"{len(records)} photos, {len(predictions)} prediction lists and {len(failed)} failed flags")
+    tiled = list(tiled) if tiled is not None else [False] * len(records)
+    if not len(records) == len(predictions) == len(failed) == len(tiled):
+        raise ValueError(f"{len(records)} photos, {len(predictions)} prediction lists, {len(failed)} failed flags and "
+                         f"{len(tiled)} tiled flags")
+    framed = thresholds if isinstance(thresholds, FramedThresholds) else FramedThresholds(thresholds)
+    judging = [framed.of(t) for t in tiled]
     notes = [] if faults else ["the hierarchy marks no fault: every photo passes (mark states \"fault\": true, docs/faults.md)"]
     ids = _LabelIds(faults)
     n = len(records)
@@ -176,7 +202,8 @@ def fault_metrics(records: Sequence[ImageRecord], predictions: Sequence[Sequence
     is_fault = pred.fault >= 0
     found = np.zeros(len(pred.fault), dtype=bool)
     found[list(fault_match)] = True
-    hits = list(zip(pred.score[is_fault].tolist(), found[is_fault].tolist()))
+    hits = [(score, hit, judging[k]) for score, hit, k in
+            zip(pred.score[is_fault].tolist(), found[is_fault].tolist(), pred.photo[is_fault].tolist())]
     gt_faults = np.bincount(gt.photo[gt.fault >= 0], minlength=n)
     found_per_photo = np.bincount(pred.photo[found], minlength=n)
     best_score = np.full(n, -np.inf)
@@ -185,12 +212,13 @@ def fault_metrics(records: Sequence[ImageRecord], predictions: Sequence[Sequence
     truth = (gt_faults > 0).tolist()
     # "Always fail": every true part of a judged kind called faulty in each fault state of its kind, on its own box.
     fault_states = np.array([len(faults.kinds[kind].faults) for kind in ids.kinds], dtype=np.int64)
-    objects = _object_faults(hits, int(gt_faults.sum()), int(fault_states[gt.kind].sum()), thresholds, iou)
-    verdicts = [verdict_of(score, bad, thresholds) for score, bad in zip(best, failed)]
+    objects = _object_faults(hits, int(gt_faults.sum()), int(fault_states[gt.kind].sum()), iou)
+    verdicts = [verdict_of(score, bad, t) for score, bad, t in zip(best, failed, judging)]
     photos, photo_notes = _photo_faults(truth, verdicts, [0.0 if b is None else b for b in best])
     states = _state_confusions(faults, ids, gt, pred, kind_match)
-    return FaultMetrics(sorted(faults.labels), thresholds, objects, photos, states, truth, best, verdicts,
-                        (gt_faults - found_per_photo).tolist(), faults, notes + photo_notes)
+    return FaultMetrics(sorted(faults.labels), framed.whole, objects, photos, states, truth, best, verdicts,
+                        (gt_faults - found_per_photo).tolist(), faults, notes + photo_notes, sum(tiled),
+                        framed.of(True) if any(tiled) else None)
 
 
 class _LabelIds:
@@ -268,21 +296,21 @@ def _greedy(p: np.ndarray, g: np.ndarray, overlap: np.ndarray) -> dict[int, int]
     return out
 
 
-def _object_faults(hits: list[tuple[float, bool]], n_gt: int, calls: int, thresholds: VerdictThresholds,
-                   iou: float) -> ObjectFaults:
-    """Object-level scores from every predicted fault's (score, found); `calls`: what "always fail" predicts."""
+def _object_faults(hits: list[tuple[float, bool, VerdictThresholds]], n_gt: int, calls: int, iou: float) -> ObjectFaults:
+    """Object-level scores from every predicted fault's (score, found, its photo's thresholds); `calls`: what
+    "always fail" predicts."""
     hits = sorted(hits, key=lambda h: -h[0])
-    curve = _pr_curve(hits, n_gt)
+    curve = _pr_curve([(s, tp) for s, tp, _ in hits], n_gt)
 
-    def at(threshold: float) -> ObjectScores:
-        kept = [tp for s, tp in hits if s >= threshold]
+    def at(which: str) -> ObjectScores:
+        kept = [tp for s, tp, t in hits if s >= getattr(t, which)]
         tp = sum(kept)
         return ObjectScores(tp / n_gt if n_gt else None, tp / len(kept) if kept else None, _ap(curve, n_gt), tp, len(kept))
 
     fail_precision = n_gt / calls if calls else None
     always_fail = ObjectScores(1.0 if n_gt else None, fail_precision, fail_precision if n_gt else None, n_gt, calls)
     always_pass = ObjectScores(0.0 if n_gt else None, None, 0.0 if n_gt else None, 0, 0)
-    return ObjectFaults(n_gt, len(hits), iou, at(thresholds.fail), at(thresholds.review), always_pass, always_fail, curve)
+    return ObjectFaults(n_gt, len(hits), iou, at("fail"), at("review"), always_pass, always_fail, curve)
 
 
 def _pr_curve(hits: list[tuple[float, bool]], n_gt: int) -> PRCurve:

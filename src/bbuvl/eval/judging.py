@@ -3,14 +3,16 @@ predictions (or the ones given), and choosing new thresholds on validation photo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bbuvl.data.faults import Faults
 from bbuvl.eval.faults import choose_thresholds
-from bbuvl.eval.metrics import Evaluation
+from bbuvl.data.schema import read_records
+from bbuvl.eval.metrics import Evaluation, evaluate_predictions
+from bbuvl.eval.predictions import read_predictions
 from bbuvl.infer.output import read_manifest
-from bbuvl.infer.verdict import ChosenThresholds, VerdictThresholds, checkpoint_verdict, default_thresholds
+from bbuvl.infer.verdict import ChosenThresholds, FramedThresholds, VerdictThresholds, checkpoint_verdict, default_thresholds
 
 
 @dataclass
@@ -18,7 +20,7 @@ class VerdictSetup:
     """The faults and thresholds an evaluation judges with, where the thresholds came from, and the checkpoint."""
 
     faults: Faults
-    thresholds: VerdictThresholds
+    thresholds: FramedThresholds  # for photos predicted in one pass, and through tiles or zoom
     source: str  # where the thresholds came from, in words
     checkpoint: str | None  # the checkpoint that wrote the predictions, when it is at hand
 
@@ -26,7 +28,8 @@ class VerdictSetup:
 def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review: float | None = None,
                   fail: float | None = None, need_checkpoint: bool = False) -> VerdictSetup:
     """Faults from `hierarchy`, else the predicting checkpoint's run config, else the shipped file; thresholds from
-    `review` / `fail`, else that checkpoint's (thresholds file, then run config), else the config defaults.
+    `review` / `fail` (for every photo, tiled or not), else that checkpoint's (thresholds files, then run config), else
+    the config defaults.
 
     `need_checkpoint`: the checkpoint must be at hand (thresholds are to be written into it); ValueError if not.
     """
@@ -35,24 +38,75 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
     if need_checkpoint and checkpoint is None:
         why = "it names none (not written by `bbuvl predict`)" if manifest is None else f"{manifest.checkpoint} is not there"
         raise ValueError(f"{pred}: --choose-thresholds writes into the checkpoint that made these predictions, but {why}")
-    own, own_hierarchy, source = (default_thresholds(), None,
+    own, own_hierarchy, source = (FramedThresholds(default_thresholds()), None,
                                   "the config's defaults (inference.verdict_review, inference.verdict_fail)")
     if checkpoint is not None:
         own, own_hierarchy, source = checkpoint_verdict(checkpoint)
     if review is not None or fail is not None:
         source = "the command line" if review is not None and fail is not None else f"the command line and {source}"
-    thresholds = VerdictThresholds(own.review if review is None else review, own.fail if fail is None else fail)
+
+    def given(t: VerdictThresholds) -> VerdictThresholds:
+        return VerdictThresholds(t.review if review is None else review, t.fail if fail is None else fail)
+
+    thresholds = FramedThresholds(given(own.whole), None if own.tiled is None else given(own.tiled))
     return VerdictSetup(Faults.load(hierarchy or own_hierarchy), thresholds, source, checkpoint)
 
 
 def choose_verdict(evaluation: Evaluation, setup: VerdictSetup, gt: str | Path, target_recall: float,
-                   target_precision: float) -> ChosenThresholds:
-    """Thresholds chosen on the evaluation's photos (`choose_thresholds`); the evaluation's fault metrics and `setup`
-    are rescored at them. Nothing is written: `ChosenThresholds.save` does that."""
+                   target_precision: float) -> list[ChosenThresholds]:
+    """Thresholds chosen on the evaluation's photos (`choose_thresholds`), a pair for the photos predicted in one pass
+    and one for those predicted through tiles or zoom, each where such photos hold a fault; the evaluation's fault
+    metrics and `setup` are rescored at them. Nothing is written: `ChosenThresholds.save` does that."""
     f = evaluation.faults
-    thresholds, recall, precision, notes = choose_thresholds(f.photo_faulty, f.photo_scores, target_recall, target_precision)
-    evaluation.score_faults(setup.faults, thresholds)
-    evaluation.notes.extend(notes)
-    setup.thresholds, setup.source = thresholds, f"chosen on {gt} (--choose-thresholds)"
-    return ChosenThresholds(thresholds, target_recall, target_precision, recall, precision, len(f.photo_faulty),
-                            sum(f.photo_faulty), sorted(setup.faults.labels), str(gt), notes)
+    tiled = [r.prediction is not None and r.prediction.tiled for r in evaluation.images]
+    framings = sorted(set(tiled))
+    chosen: list[ChosenThresholds] = []
+    for framing in framings:
+        which = [i for i, t in enumerate(tiled) if t == framing]
+        truth = [f.photo_faulty[i] for i in which]
+        named = "through tiles or zoom" if framing else "in one pass"
+        if len(framings) > 1 and not any(truth):
+            evaluation.notes.append(f"no faulty photo among the {len(which)} photos predicted {named}: their verdict "
+                                    "thresholds are not chosen")
+            continue
+        thresholds, recall, precision, notes = choose_thresholds(truth, [f.photo_scores[i] for i in which],
+                                                                 target_recall, target_precision)
+        notes = [f"photos predicted {named}: {n}" for n in notes] if len(framings) > 1 else notes
+        evaluation.notes.extend(notes)
+        chosen.append(ChosenThresholds(thresholds, target_recall, target_precision, recall, precision, len(truth),
+                                       sum(truth), sorted(setup.faults.labels), str(gt), notes, framing))
+    pairs = {c.tiled: c.thresholds for c in chosen}
+    setup.thresholds = FramedThresholds(pairs.get(False, setup.thresholds.whole), pairs.get(True, setup.thresholds.tiled))
+    evaluation.score_faults(setup.faults, setup.thresholds)
+    setup.source = f"chosen on {gt} (--choose-thresholds)"
+    return chosen
+
+
+@dataclass
+class TiledVerdict:
+    """The thresholds chosen for photos cut into tiles (None when none could be), and why not."""
+
+    chosen: ChosenThresholds | None
+    notes: list[str] = field(default_factory=list)
+
+
+def choose_tiled_verdict(pred: str | Path, gt: str | Path, faults: Faults, thresholds: FramedThresholds,
+                         target_recall: float, target_precision: float) -> TiledVerdict:
+    """The verdict thresholds of photos cut into tiles, chosen on the ones `pred` holds (as `choose_verdict` chooses
+    them); photos `pred` predicted in one pass are left out. Nothing is written."""
+    records, lines = read_records(gt), read_predictions(pred)
+    tiled = {line.image for line in lines if line.tiled}
+    if not tiled:
+        return TiledVerdict(None, [f"{pred}: no photo was cut into tiles, so no thresholds were chosen for such photos"])
+    lines = [line for line in lines if line.tiled]
+    evaluation = evaluate_predictions(records, gt, lines, pred, faults=faults, thresholds=thresholds)
+    keep = [i for i, r in enumerate(evaluation.images) if r.prediction is not None]
+    f = evaluation.faults
+    truth = [f.photo_faulty[i] for i in keep]
+    if not any(truth):
+        return TiledVerdict(None, [f"no faulty photo among the {len(keep)} photos cut into tiles: their verdict "
+                                   "thresholds are not chosen"])
+    chosen, recall, precision, notes = choose_thresholds(truth, [f.photo_scores[i] for i in keep], target_recall,
+                                                         target_precision)
+    return TiledVerdict(ChosenThresholds(chosen, target_recall, target_precision, recall, precision, len(truth),
+                                         sum(truth), sorted(faults.labels), str(gt), notes, tiled=True), notes)

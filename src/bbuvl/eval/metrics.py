@@ -26,7 +26,7 @@ from bbuvl.eval.match_many import match_photos
 from bbuvl.eval.matching import ImageMatch, MatchTotals, label_accuracy, label_levels
 from bbuvl.eval.predictions import PredictionLine, align_predictions
 from bbuvl.eval.prior import best_constant_box
-from bbuvl.infer.verdict import VerdictThresholds
+from bbuvl.infer.verdict import FramedThresholds, VerdictThresholds
 
 METRIC_KEYS = (
     "AP", "AP50", "AP75", "AP_agnostic", "AP50_agnostic", "per_category", "label_accuracy", "parse_failure_rate",
@@ -80,7 +80,7 @@ class Evaluation:
             "notes": self.notes,
         }
 
-    def score_faults(self, faults: Faults, thresholds: VerdictThresholds) -> FaultMetrics:
+    def score_faults(self, faults: Faults, thresholds: VerdictThresholds | FramedThresholds) -> FaultMetrics:
         """The fault metrics again, with other faults or verdict thresholds (`faults` and METRICS.json's replaced)."""
         found = _score_faults(self.images, faults, thresholds)
         self.notes = [n for n in self.notes if n not in self.faults.notes] + found.notes
@@ -129,7 +129,7 @@ def evaluate_predictions(
     iou: float = 0.5,
     min_score: float = 0.0,
     faults: Faults | None = None,
-    thresholds: VerdictThresholds | None = None,
+    thresholds: VerdictThresholds | FramedThresholds | None = None,
 ) -> Evaluation:
     """Pair predictions with ground truth and compute every metric (see METRIC_KEYS and `Evaluation.details`).
 
@@ -146,7 +146,8 @@ def evaluate_predictions(
 
 
 def _evaluate(records: list[ImageRecord], gt_path: str | Path, lines: list[PredictionLine], pred_path: str | Path | None,
-              level: int | None, iou: float, min_score: float, faults: Faults, thresholds: VerdictThresholds) -> Evaluation:
+              level: int | None, iou: float, min_score: float, faults: Faults,
+              thresholds: VerdictThresholds | FramedThresholds) -> Evaluation:
     if not 0.0 < iou <= 1.0:
         raise ValueError(f"--iou must be in (0, 1], got {iou}")
     if not 0.0 <= min_score <= 1.0:
@@ -199,12 +200,14 @@ def _evaluate(records: list[ImageRecord], gt_path: str | Path, lines: list[Predi
     return Evaluation(metrics, coco, images, settings, found, alignment.notes() + found.notes)
 
 
-def _score_faults(images: list[ImageResult], faults: Faults, thresholds: VerdictThresholds) -> FaultMetrics:
+def _score_faults(images: list[ImageResult], faults: Faults, thresholds: VerdictThresholds | FramedThresholds) -> FaultMetrics:
     """Fault metrics over every prediction (whatever --min-score) at IoU 0.5 (whatever --iou): a found fault means
     one thing across runs (docs/faults.md). A photo without a usable answer, or whose answer the token budget cut,
-    is sent to review, as `bbuvl predict` judges it (infer/verdict.py)."""
+    is sent to review, and one predicted through tiles or zoom is judged by the tiled photos' thresholds, as `bbuvl
+    predict` judges it (infer/verdict.py)."""
     return fault_metrics([r.record for r in images], [r.prediction.objects if r.prediction else [] for r in images],
-                         faults, thresholds, [r.prediction is None or r.failed or r.prediction.cut for r in images])
+                         faults, thresholds, [r.prediction is None or r.failed or r.prediction.cut for r in images],
+                         tiled=[r.prediction is not None and r.prediction.tiled for r in images])
 
 
 def _check_something_to_score(records: list[ImageRecord], gt_path: str | Path, lines: list[PredictionLine],

@@ -38,6 +38,7 @@ class PredictionLine:
     error: str | None = None
     parse_ok: bool | None = None  # the predictor's own flag, when it wrote one
     cut: bool = False  # generate modes: the answer reached the token budget with more to write (objects may be missing)
+    tiled: bool = False  # predicted through tiles or zoom (judged by the tiled photos' verdict thresholds)
 
     @cached_property
     def failed(self) -> bool:
@@ -73,6 +74,7 @@ def _prediction_line(data: Any, path: Path, no: int) -> PredictionLine:
         objects=objects, raw=data.get("raw") if isinstance(data.get("raw"), str) else None,
         error=str(data["error"]) if data.get("error") else None,
         parse_ok=parse_ok if isinstance(parse_ok, bool) else None, cut=data.get("cut") is True,
+        tiled=data.get("tiled") is True,
     )
 
 

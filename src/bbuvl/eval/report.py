@@ -146,8 +146,9 @@ def plot_fault_curve(faults: FaultMetrics) -> Image.Image:
         ax.text(0.5, 0.5, "no fault in the ground truth: no curve", ha="center", va="center")
     else:
         ax.plot(o.curve.recall, o.curve.precision, color="C3", label=f"model (AP {_fmt(o.at_fail.AP)})")
-        for point, marker, label in ((o.at_fail, "o", f"fail ≥ {faults.thresholds.fail:g}"),
-                                     (o.at_review, "s", f"review ≥ {faults.thresholds.review:g}"),
+        t = faults.one_pair()
+        for point, marker, label in ((o.at_fail, "o", "each photo's fail" if t is None else f"fail ≥ {t.fail:g}"),
+                                     (o.at_review, "s", "each photo's review" if t is None else f"review ≥ {t.review:g}"),
                                      (o.always_fail, "x", "always fail (every judged part)")):
             if point.recall is not None and point.precision is not None:
                 ax.plot([point.recall], [point.precision], marker, color="k" if marker == "x" else "C3", label=label)
@@ -209,8 +210,10 @@ def _faults_html(evaluation: Evaluation, curve: Image.Image, pictures: list[tupl
     f = evaluation.faults
     if not f.labels:
         return "<h2>Faults</h2><p class='warn'>The hierarchy marks no fault, so every photo passes (docs/faults.md).</p>"
-    o, p, t = f.objects, f.photos, f.thresholds
-    objects = _table(["", f"score ≥ fail {t.fail:g}", f"score ≥ review {t.review:g}", "always pass", "always fail"],
+    o, p, t = f.objects, f.photos, f.one_pair()
+    at = ([f"score ≥ fail {t.fail:g}", f"score ≥ review {t.review:g}"] if t is not None
+          else ["score ≥ its photo's fail", "score ≥ its photo's review"])
+    objects = _table(["", *at, "always pass", "always fail"],
                      [[name, *(getattr(s, key) for s in (o.at_fail, o.at_review, o.always_pass, o.always_fail))]
                       for key, name in (("recall", "recall"), ("precision", "precision"), ("AP", "AP (every score)"),
                                         ("found", "found"), ("flagged", "predicted faults counted"))])
@@ -231,12 +234,19 @@ def _faults_html(evaluation: Evaluation, curve: Image.Image, pictures: list[tupl
     items = "".join(_fault_item(evaluation, i, pic, file, out_dir) for i, pic, file in pictures)
     items = items or "<p>No fault missed and no clean photo flagged.</p>"
     return (f"<h2>Faults</h2><p>{o.gt} faults in {p.faulty} of {p.photos} photos; found = a box with the same kind and "
-            f"state at IoU ≥ {o.iou:g}; a photo fails at a fault score ≥ {t.fail:g} and goes to review from "
-            f"{t.review:g}; {html.escape(FAULT_LEGEND)} in the pictures.</p>"
+            f"state at IoU ≥ {o.iou:g}; {html.escape(_verdict_rule(f))}; {html.escape(FAULT_LEGEND)} in the pictures.</p>"
             f"<div class='grid'><div><h3>Fault objects</h3>{objects}</div><div><h3>Photo verdict</h3>{verdicts}{counts}</div>"
             f"<div><h3>State given kind</h3>{states}</div></div>"
             f"<img alt='fault precision-recall' src='{_data_uri(curve, 'PNG')}'>"
             f"<h3>Photos with a missed fault first, then clean photos flagged</h3>{items}")
+
+
+def _verdict_rule(f: FaultMetrics) -> str:
+    """When a photo fails and when it goes to review, in words (each framing's rule when they differ)."""
+    t = f.one_pair()
+    if t is not None:
+        return f"a photo fails at a fault score ≥ {t.fail:g} and goes to review from {t.review:g}"
+    return f"a photo goes to review or fails at its framing's thresholds ({f.judged()})"
 
 
 def _fault_item(evaluation: Evaluation, i: int, picture: Image.Image, file: Path, out_dir: Path) -> str:

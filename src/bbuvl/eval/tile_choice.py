@@ -71,6 +71,11 @@ def category_score(per_category: dict[str, dict], metric: str, categories: set[s
     return sum(values) / len(values) if values else None
 
 
+def prediction_file(out: str | Path, scale: float) -> Path:
+    """Where `choose_tile_scale` writes a candidate scale's predictions."""
+    return Path(out) / f"pred_scale_{scale:g}.jsonl"
+
+
 def best_candidate(candidates: Sequence[Candidate], train_scale: float) -> Candidate:
     """Of the candidates scoring within their `spread` of the best score, the fewest passes, then the scale nearest
     `train_scale` (a spread not measured: equal scores only; none scored: the nearest)."""
@@ -128,7 +133,7 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
                 lines: list[dict] = []
                 for i in range(0, len(paths), batch):
                     lines += predictor.predict_lines(paths[i:i + batch], mode, tiles="auto", tile_zoom=None)
-                pred = out / f"pred_scale_{scale:g}.jsonl"
+                pred = prediction_file(out, scale)
                 write_text_atomic(pred, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
                 lines_read = read_predictions(pred)
 

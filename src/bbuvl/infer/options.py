@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bbuvl.config import InferenceConfig
 from bbuvl.data.regions import parse_grid
 from bbuvl.infer.tiles import TilePlan
-from bbuvl.infer.verdict import VerdictThresholds
+from bbuvl.infer.verdict import FramedThresholds, VerdictThresholds, config_thresholds
 
 
 class PredictOptions(BaseModel):
@@ -44,6 +44,8 @@ class PredictOptions(BaseModel):
     tile_auto_parts: bool = False  # auto: the grid from the whole pass's part sizes (TilePlan.part_sides)
     verdict_review: float = 0.25  # a fault scoring at least this sends the photo to review (infer/verdict.py)
     verdict_fail: float = 0.5  # ... at least this fails it
+    verdict_review_tiled: float | None = None  # the same for a photo predicted through tiles or zoom (None: as above)
+    verdict_fail_tiled: float | None = None
 
     def plan(self, train_scale: float | None = None, part_sides: tuple[tuple[str, float], ...] = (),
              long_sides: tuple[tuple[str, float], ...] = ()) -> TilePlan | None:
@@ -63,9 +65,14 @@ class PredictOptions(BaseModel):
                         whole_sides=(long_sides or part_sides) if self.tile_whole_above is not None else (),
                         whole_by_longest=bool(long_sides))
 
-    def thresholds(self) -> VerdictThresholds:
-        """The photo verdict's thresholds."""
-        return VerdictThresholds(self.verdict_review, self.verdict_fail)
+    def thresholds(self, tiled: bool = False) -> VerdictThresholds:
+        """The verdict's thresholds for a photo predicted in one pass, or through tiles or zoom (`tiled`)."""
+        return config_thresholds(self, tiled)
+
+    def framed(self) -> FramedThresholds:
+        """The verdict's thresholds for each framing (`tiled` None when tiled photos are judged as the others)."""
+        tiled = self.verdict_review_tiled is not None or self.verdict_fail_tiled is not None
+        return FramedThresholds(self.thresholds(), self.thresholds(True) if tiled else None)
 
     def one_pass(self, tile: bool = False) -> "PredictOptions":
         """These options without tiles or zoom: what each region's pass runs with (a tile's with `tile_queries`)."""

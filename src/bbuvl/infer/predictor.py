@@ -67,6 +67,7 @@ class ImageResult:
     parse_ok: bool | None = None  # tiles and zoom: whether every region's answer parsed (raw then lists them all)
     vision_tokens: int = 0  # what the photo cost the LLM, over every region it was shown in
     cut: bool = False  # generate modes: the answer reached `max_new_tokens` with more to write (objects may be missing)
+    tiled: bool = False  # predicted through tiles or zoom: regions beside the whole photo (its own verdict thresholds)
 
 
 class _ChosenLogProb(LogitsProcessor):
@@ -156,12 +157,18 @@ class Predictor:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         path = folder.path if isinstance(folder, ModelFolder) else folder
         chosen = ChosenThresholds.load(path)  # before minutes of loading: a damaged file is an error naming it
+        chosen_tiled = ChosenThresholds.load(path, tiled=True)
         tile_scale = ChosenTileScale.load(path)
         model, processor, run, contract, prompt = load_model(folder, dtype=dtype, device=device)
+        update: dict[str, float] = {}
         if chosen is not None:
+            update |= {"verdict_review": chosen.thresholds.review, "verdict_fail": chosen.thresholds.fail}
+        if chosen_tiled is not None:
+            update |= {"verdict_review_tiled": chosen_tiled.thresholds.review,
+                       "verdict_fail_tiled": chosen_tiled.thresholds.fail}
+        if update:
             run = run.model_copy(deep=True)
-            run.inference = run.inference.model_copy(update={"verdict_review": chosen.thresholds.review,
-                                                             "verdict_fail": chosen.thresholds.fail})
+            run.inference = run.inference.model_copy(update=update)
         scale = TrainingScale.load(path)
         # `auto` shows photos at the scale chosen on validation photos when there is one, else at the training scale.
         shown = tile_scale.scale if tile_scale is not None else None if scale is None else scale.median
@@ -364,7 +371,7 @@ class Predictor:
                 width=prepared[i].size[0], height=prepared[i].size[1], error=f"{type(r).__name__}: {r}")
         return [{"image": str(p), "width": r.width, "height": r.height, "objects": [d.to_dict() for d in r.objects],
                  "raw": r.raw, "error": r.error, **({"parse_ok": r.parse_ok} if r.parse_ok is not None else {}),
-                 **({"cut": True} if r.cut else {}),
+                 **({"cut": True} if r.cut else {}), **({"tiled": True} if r.tiled else {}),
                  "verdict": self.verdict(r, opts).to_dict()}
                 for p, r in zip(paths, results)]
 
@@ -374,7 +381,7 @@ class Predictor:
         failed = bool(result.error) or (result.parse_ok is False) or (
             result.raw is not None and result.parse_ok is None and not parse_detections(result.raw).ok)
         return judge([(d.bbox_2d, d.label, d.score) for d in result.objects], self.faults,
-                     (options or self.options()).thresholds(), failed, result.cut)
+                     (options or self.options()).thresholds(result.tiled), failed, result.cut)
 
     def _run(self, prepared: list[Prepared], mode: str, options: PredictOptions) -> list[ImageResult]:
         self.check_mode(mode)
@@ -406,4 +413,4 @@ class Predictor:
         return ImageResult(objects=[Detection(d.bbox_2d, d.label, d.score) for d in tiled.objects],
                            raw=tiled.raw if any(raw is not None for raw in tiled.raws) else None,
                            width=p.size[0], height=p.size[1], parse_ok=all(parsed), vision_tokens=tiled.vision_tokens,
-                           cut=cut)
+                           cut=cut, tiled=any(r != (0, 0, *p.stored.size) for r in tiled.regions))

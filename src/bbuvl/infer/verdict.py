@@ -7,7 +7,10 @@ reached the token budget with more to write (what it did not write may hold the 
 The photo's fault score is its best fault's score (0 without one): what ROC AUC ranks (eval/faults.py).
 
 The thresholds come from the run config (`inference.verdict_review`, `inference.verdict_fail`), overridden by
-`verdict_thresholds.json` in the checkpoint when `bbuvl eval --choose-thresholds` wrote one (docs/faults.md).
+`verdict_thresholds.json` in the checkpoint when `bbuvl eval --choose-thresholds` wrote one (docs/faults.md). A photo
+predicted through tiles or zoom (a whole cabinet) is judged by a pair of its own when the checkpoint has one
+(`verdict_thresholds_tiled.json`, or `inference.verdict_*_tiled`): its fault scores come from passes that saw the
+parts at another scale (docs/faults.md, "Thresholds per framing").
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.data.faults import THRESHOLDS_FILE, Faults
+from bbuvl.data.faults import THRESHOLDS_FILE, TILED_THRESHOLDS_FILE, Faults
 from bbuvl.data.jsonfile import read_json
 
 PASS, REVIEW, FAIL = "pass", "review", "fail"
@@ -44,6 +47,24 @@ class VerdictThresholds:
 
 
 @dataclass(frozen=True)
+class FramedThresholds:
+    """The thresholds of photos predicted in one pass (`whole`), and of photos predicted through tiles or zoom
+    (`tiled`; None: the same as `whole`)."""
+
+    whole: VerdictThresholds
+    tiled: VerdictThresholds | None = None
+
+    def of(self, tiled: bool) -> VerdictThresholds:
+        """The pair that judges a photo predicted through tiles or zoom (`tiled`) or in one pass."""
+        return self.tiled if tiled and self.tiled is not None else self.whole
+
+
+def thresholds_file(tiled: bool) -> str:
+    """The checkpoint file that holds the chosen thresholds of photos predicted through tiles or zoom, or in one pass."""
+    return TILED_THRESHOLDS_FILE if tiled else THRESHOLDS_FILE
+
+
+@dataclass(frozen=True)
 class ChosenThresholds:
     """Thresholds `bbuvl eval --choose-thresholds` chose on a validation set, with what they reached there."""
 
@@ -57,19 +78,22 @@ class ChosenThresholds:
     faults: list[str]  # the fault labels the hierarchy marked when they were chosen
     chosen_on: str  # the ground truth they were chosen on
     notes: list[str] = field(default_factory=list)
+    tiled: bool = False  # chosen on photos predicted through tiles or zoom, for such photos
 
     def save(self, checkpoint: str | Path) -> Path:
-        """Write verdict_thresholds.json into the checkpoint folder (atomically)."""
-        path = Path(checkpoint) / THRESHOLDS_FILE
+        """Write verdict_thresholds.json (verdict_thresholds_tiled.json when `tiled`) into the checkpoint folder
+        (atomically)."""
+        path = Path(checkpoint) / thresholds_file(self.tiled)
         body = {"tool": TOOL, "review": self.thresholds.review, "fail": self.thresholds.fail,
                 **{k: v for k, v in asdict(self).items() if k != "thresholds"}}
         write_text_atomic(path, json.dumps(body, ensure_ascii=False, indent=2) + "\n")
         return path
 
     @classmethod
-    def load(cls, checkpoint: str | Path) -> "ChosenThresholds | None":
-        """The thresholds in a checkpoint folder (None when it has none); ValueError naming the file when damaged."""
-        path = Path(checkpoint) / THRESHOLDS_FILE
+    def load(cls, checkpoint: str | Path, tiled: bool = False) -> "ChosenThresholds | None":
+        """The thresholds in a checkpoint folder for photos predicted in one pass, or through tiles or zoom (`tiled`);
+        None when it has none; ValueError naming the file when damaged."""
+        path = Path(checkpoint) / thresholds_file(tiled)
         if not path.is_file():
             return None
         data = read_json(path, "verdict thresholds")
@@ -79,10 +103,13 @@ class ChosenThresholds:
             faults = data.get("faults", [])
             if not isinstance(faults, list) or not all(isinstance(f, str) for f in faults):
                 raise ValueError("'faults' must be a list of labels")
+            if data.get("tiled", False) is not tiled:
+                raise ValueError(f"chosen for photos predicted {'in one pass' if tiled else 'through tiles or zoom'} "
+                                 f"('tiled': {data.get('tiled')!r}), not for the photos this file judges")
             return cls(VerdictThresholds(data["review"], data["fail"]), float(data["target_recall"]),
                        float(data["target_precision"]), _number(data.get("recall")), _number(data.get("precision")),
                        int(data["photos"]), int(data["faulty_photos"]), faults, str(data["chosen_on"]),
-                       [str(n) for n in data.get("notes", [])])
+                       [str(n) for n in data.get("notes", [])], tiled)
         except (KeyError, TypeError, ValueError) as e:
             what = f"missing key {e}" if isinstance(e, KeyError) else str(e)
             raise ValueError(f"{path}: damaged verdict thresholds ({what}); choose them again with `bbuvl eval "
@@ -148,23 +175,47 @@ def verdict_of(best: float | None, failed: bool, thresholds: VerdictThresholds) 
     return PASS
 
 
-def checkpoint_verdict(checkpoint: str | Path) -> tuple[VerdictThresholds, str | None, str]:
-    """What a checkpoint judges photos with: its thresholds (its verdict_thresholds.json, else its run config's
-    `inference.verdict_*`, else the config's defaults), its run config's hierarchy (None: the shipped one), and where the thresholds came from."""
+def checkpoint_verdict(checkpoint: str | Path) -> tuple[FramedThresholds, str | None, str]:
+    """What a checkpoint judges photos with: its thresholds for each framing (its verdict_thresholds*.json, else its
+    run config's `inference.verdict_*`, else the config's defaults), its run config's hierarchy (None: the shipped
+    one), and where the thresholds came from."""
     from bbuvl.model.checkpoint import CONFIG_FILE, read_run_config  # here: it loads torch, the verdict alone does not
 
     checkpoint = Path(checkpoint)
     run = read_run_config(checkpoint) if (checkpoint / CONFIG_FILE).is_file() else None
     hierarchy = run.data.hierarchy if run is not None else None
+    if run is not None:
+        inference = run.inference
+        whole, source = (VerdictThresholds(inference.verdict_review, inference.verdict_fail),
+                         f"{checkpoint / CONFIG_FILE} (inference.verdict_review, inference.verdict_fail)")
+    else:  # a plain model folder (a base model, an export) holds no run config: the config's defaults judge its answers
+        inference = None
+        whole, source = (default_thresholds(), f"the config's defaults ({checkpoint} is a plain model folder: no "
+                                               f"{THRESHOLDS_FILE}, no {CONFIG_FILE})")
+    tiled, tiled_source = None, None
+    if inference is not None and (inference.verdict_review_tiled is not None or inference.verdict_fail_tiled is not None):
+        tiled = config_thresholds(inference, True)
+        tiled_source = f"{checkpoint / CONFIG_FILE} (inference.verdict_*_tiled)"
     chosen = ChosenThresholds.load(checkpoint)
     if chosen is not None:
-        return chosen.thresholds, hierarchy, f"{checkpoint / THRESHOLDS_FILE} (chosen on {chosen.chosen_on})"
-    if run is not None:
-        return (VerdictThresholds(run.inference.verdict_review, run.inference.verdict_fail), hierarchy,
-                f"{checkpoint / CONFIG_FILE} (inference.verdict_review, inference.verdict_fail)")
-    # A plain model folder (a base model, an export) holds neither file: the config's defaults judge its answers.
-    return (default_thresholds(), None,
-            f"the config's defaults ({checkpoint} is a plain model folder: no {THRESHOLDS_FILE}, no {CONFIG_FILE})")
+        whole, source = chosen.thresholds, f"{checkpoint / THRESHOLDS_FILE} (chosen on {chosen.chosen_on})"
+    chosen_tiled = ChosenThresholds.load(checkpoint, tiled=True)
+    if chosen_tiled is not None:
+        tiled = chosen_tiled.thresholds
+        tiled_source = f"{checkpoint / TILED_THRESHOLDS_FILE} (chosen on {chosen_tiled.chosen_on})"
+    if tiled_source is not None:
+        source = f"{source}; photos predicted through tiles or zoom: {tiled_source}"
+    return FramedThresholds(whole, tiled), hierarchy, source
+
+
+def config_thresholds(inference: Any, tiled: bool = False) -> VerdictThresholds:
+    """The thresholds an `InferenceConfig` (or `PredictOptions`) sets for photos predicted in one pass, or through
+    tiles or zoom (`tiled`: its `verdict_*_tiled`, each falling back to the one-pass value)."""
+    review, fail = inference.verdict_review, inference.verdict_fail
+    if tiled:
+        review = review if inference.verdict_review_tiled is None else inference.verdict_review_tiled
+        fail = fail if inference.verdict_fail_tiled is None else inference.verdict_fail_tiled
+    return VerdictThresholds(review, fail)
 
 
 def default_thresholds() -> VerdictThresholds:
@@ -176,15 +227,18 @@ def default_thresholds() -> VerdictThresholds:
 
 
 def verdict_counts(predictions: str | Path) -> dict[str, int]:
-    """How many lines of a predictions file hold each verdict (`unjudged`: lines written before verdicts existed)."""
-    counts = dict.fromkeys((*VERDICTS, "unjudged"), 0)
+    """How many lines of a predictions file hold each verdict (`unjudged`: lines written before verdicts existed), and
+    how many photos were predicted through tiles or zoom (`tiled`)."""
+    counts = dict.fromkeys((*VERDICTS, "unjudged", "tiled"), 0)
     with Path(predictions).open(encoding="utf-8") as fh:
         for line in fh:
             if not line.strip():
                 continue
             try:
-                verdict = json.loads(line).get("verdict")
+                data = json.loads(line)
+                verdict, tiled = data.get("verdict"), data.get("tiled") is True
             except (ValueError, AttributeError):
-                verdict = None  # a damaged line: resuming drops and redoes it (infer/output.py)
+                verdict, tiled = None, False  # a damaged line: resuming drops and redoes it (infer/output.py)
             counts[verdict["verdict"] if isinstance(verdict, dict) and verdict.get("verdict") in VERDICTS else "unjudged"] += 1
+            counts["tiled"] += tiled
     return counts

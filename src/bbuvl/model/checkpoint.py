@@ -12,6 +12,7 @@ config, the coordinate contract and the prompt — everything inference needs to
       training_scale.json                 frame pixels per photo pixel the run trained at (tiles: auto)
       prompt.json                         system prompt, label vocabulary, language
       verdict_thresholds.json             the photo verdict's thresholds, once `bbuvl eval --choose-thresholds` chose them
+      verdict_thresholds_tiled.json       ... for photos predicted through tiles or zoom, chosen on such photos
       tile_scale.json                     the scale tiles: auto shows photos at, once `bbuvl choose-tiles` chose it
       content_digest.json                 SHA-256 of every file above, for resumes (model/identity.py)
 
@@ -34,7 +35,7 @@ from bbuvl.atomic import atomic_folder, atomic_path, write_text_atomic
 from bbuvl.config import Config, dump_config, load_config
 from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.families import family_of
-from bbuvl.data.faults import THRESHOLDS_FILE
+from bbuvl.data.faults import THRESHOLDS_FILE, TILED_THRESHOLDS_FILE
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.scale import TILE_SCALE_FILE, TrainingScale
 from bbuvl.model.checkpoint_files import check_module_state, check_prompt, json_problem, template_problem
@@ -352,7 +353,7 @@ def merge_lora(src: str | Path, dst: str | Path) -> Path:
     cfg.model.lora.enabled = False
     cfg.model.path = str(dst)
     with atomic_folder(dst) as tmp:  # a merge killed half-way leaves the previous folder, never half a model
-        for chosen in (THRESHOLDS_FILE, TILE_SCALE_FILE):  # before save_checkpoint, so its digests cover them
+        for chosen in (THRESHOLDS_FILE, TILED_THRESHOLDS_FILE, TILE_SCALE_FILE):  # before save_checkpoint, so its digests cover them
             if (Path(src) / chosen).is_file():
                 shutil.copy2(Path(src) / chosen, Path(tmp) / chosen)
         save_checkpoint(model, processor, cfg, contract, prompt, tmp, scale=TrainingScale.load(src))
