@@ -90,11 +90,11 @@ def choose_tiles(
         chosen = choose_tile_scale(predictor, gt, out, None if trained is None else trained.median, mode, candidates,
                                    metric, on_candidate=show)
         path = chosen.save(checkpoint)
-        verdict = (choose_tiled_verdict(prediction_file(out, chosen.scale), gt, predictor.faults,
-                                        predictor.options().framed(), target_recall, target_precision)
-                   if choose_thresholds else None)
-        if verdict is not None and verdict.chosen is not None:
-            verdict.chosen.save(checkpoint)
+        verdict, why_not = (choose_tiled_verdict(prediction_file(out, chosen.scale), gt, predictor.faults,
+                                                 predictor.options().framed(), target_recall, target_precision)
+                            if choose_thresholds else (None, None))
+        if verdict is not None:
+            verdict.save(checkpoint)
     for c in chosen.candidates:
         mark = " *" if c.scale == chosen.scale else ""
         table.add_row(f"{c.scale:g}{mark}", escape(", ".join(f"{g} ({n})" for g, n in c.grids.items())), str(c.passes),
@@ -106,16 +106,15 @@ def choose_tiles(
                   "of the best", soft_wrap=True)
     console.print(f"chose scale {chosen.scale:g} (trained at {chosen.train_scale:g}); written to {escape(str(path))}",
                   soft_wrap=True)
+    for note in ([why_not] if why_not else []) + (verdict.notes if verdict is not None else []):
+        console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
     if verdict is not None:
-        for note in verdict.notes:
-            console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
-        if verdict.chosen is not None:
-            c = verdict.chosen
-            console.print(f"verdict thresholds of photos cut into tiles ({c.photos}, {c.faulty_photos} faulty): review "
-                          f"{c.thresholds.review:.3g}, fail {c.thresholds.fail:.3g} (flag {_num(c.recall)} of the faulty "
-                          f"photos, {_num(c.precision)} of failed photos faulty); written to "
-                          f"{escape(str(checkpoint / TILED_THRESHOLDS_FILE))}", soft_wrap=True)
-    elif (checkpoint / TILED_THRESHOLDS_FILE).is_file():
+        console.print(f"verdict thresholds of photos cut into tiles ({verdict.photos}, {verdict.faulty_photos} faulty): "
+                      f"review {verdict.thresholds.review:.3g}, fail {verdict.thresholds.fail:.3g} (flag "
+                      f"{_num(verdict.recall)} of the faulty photos, {_num(verdict.precision)} of failed photos faulty); "
+                      "written to "
+                      f"{escape(str(checkpoint / TILED_THRESHOLDS_FILE))}", soft_wrap=True)
+    elif not choose_thresholds and (checkpoint / TILED_THRESHOLDS_FILE).is_file():
         console.print(f"[yellow]note[/]: {escape(str(checkpoint / TILED_THRESHOLDS_FILE))} was chosen on photos cut at "
                       "the scale before this one; choose it again (--choose-thresholds) so that it fits this scale's "
                       "fault scores", soft_wrap=True)

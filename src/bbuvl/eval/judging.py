@@ -3,12 +3,12 @@ predictions (or the ones given), and choosing new thresholds on validation photo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from bbuvl.data.faults import Faults
-from bbuvl.eval.faults import choose_thresholds
 from bbuvl.data.schema import read_records
+from bbuvl.eval.faults import FaultMetrics, choose_thresholds
 from bbuvl.eval.metrics import Evaluation, evaluate_predictions
 from bbuvl.eval.predictions import read_predictions
 from bbuvl.infer.output import read_manifest
@@ -57,24 +57,20 @@ def choose_verdict(evaluation: Evaluation, setup: VerdictSetup, gt: str | Path, 
     """Thresholds chosen on the evaluation's photos (`choose_thresholds`), a pair for the photos predicted in one pass
     and one for those predicted through tiles or zoom, each where such photos hold a fault; the evaluation's fault
     metrics and `setup` are rescored at them. Nothing is written: `ChosenThresholds.save` does that."""
-    f = evaluation.faults
     tiled = [r.prediction is not None and r.prediction.tiled for r in evaluation.images]
     framings = sorted(set(tiled))
     chosen: list[ChosenThresholds] = []
     for framing in framings:
         which = [i for i, t in enumerate(tiled) if t == framing]
-        truth = [f.photo_faulty[i] for i in which]
-        named = "through tiles or zoom" if framing else "in one pass"
-        if len(framings) > 1 and not any(truth):
-            evaluation.notes.append(f"no faulty photo among the {len(which)} photos predicted {named}: their verdict "
-                                    "thresholds are not chosen")
+        named = f"photos predicted {'through tiles or zoom' if framing else 'in one pass'}"
+        if len(framings) > 1 and not any(evaluation.faults.photo_faulty[i] for i in which):
+            evaluation.notes.append(f"no faulty photo among the {len(which)} {named}: their verdict thresholds are not "
+                                    "chosen")
             continue
-        thresholds, recall, precision, notes = choose_thresholds(truth, [f.photo_scores[i] for i in which],
-                                                                 target_recall, target_precision)
-        notes = [f"photos predicted {named}: {n}" for n in notes] if len(framings) > 1 else notes
-        evaluation.notes.extend(notes)
-        chosen.append(ChosenThresholds(thresholds, target_recall, target_precision, recall, precision, len(truth),
-                                       sum(truth), sorted(setup.faults.labels), str(gt), notes, framing))
+        one = _chosen_among(evaluation.faults, which, setup.faults, gt, target_recall, target_precision, framing,
+                            f"{named}: " if len(framings) > 1 else "")
+        evaluation.notes.extend(one.notes)
+        chosen.append(one)
     pairs = {c.tiled: c.thresholds for c in chosen}
     setup.thresholds = FramedThresholds(pairs.get(False, setup.thresholds.whole), pairs.get(True, setup.thresholds.tiled))
     evaluation.score_faults(setup.faults, setup.thresholds)
@@ -82,31 +78,25 @@ def choose_verdict(evaluation: Evaluation, setup: VerdictSetup, gt: str | Path, 
     return chosen
 
 
-@dataclass
-class TiledVerdict:
-    """The thresholds chosen for photos cut into tiles (None when none could be), and why not."""
-
-    chosen: ChosenThresholds | None
-    notes: list[str] = field(default_factory=list)
-
-
 def choose_tiled_verdict(pred: str | Path, gt: str | Path, faults: Faults, thresholds: FramedThresholds,
-                         target_recall: float, target_precision: float) -> TiledVerdict:
+                         target_recall: float, target_precision: float) -> tuple[ChosenThresholds | None, str | None]:
     """The verdict thresholds of photos cut into tiles, chosen on the ones `pred` holds (as `choose_verdict` chooses
-    them); photos `pred` predicted in one pass are left out. Nothing is written."""
-    records, lines = read_records(gt), read_predictions(pred)
-    tiled = {line.image for line in lines if line.tiled}
-    if not tiled:
-        return TiledVerdict(None, [f"{pred}: no photo was cut into tiles, so no thresholds were chosen for such photos"])
-    lines = [line for line in lines if line.tiled]
-    evaluation = evaluate_predictions(records, gt, lines, pred, faults=faults, thresholds=thresholds)
-    keep = [i for i, r in enumerate(evaluation.images) if r.prediction is not None]
-    f = evaluation.faults
-    truth = [f.photo_faulty[i] for i in keep]
-    if not any(truth):
-        return TiledVerdict(None, [f"no faulty photo among the {len(keep)} photos cut into tiles: their verdict "
-                                   "thresholds are not chosen"])
-    chosen, recall, precision, notes = choose_thresholds(truth, [f.photo_scores[i] for i in keep], target_recall,
-                                                         target_precision)
-    return TiledVerdict(ChosenThresholds(chosen, target_recall, target_precision, recall, precision, len(truth),
-                                         sum(truth), sorted(faults.labels), str(gt), notes, tiled=True), notes)
+    them; photos `pred` predicted in one pass are left out), or None and why none could be. Nothing is written."""
+    lines = [line for line in read_predictions(pred) if line.tiled]
+    if not lines:
+        return None, f"{pred}: no photo was cut into tiles, so no thresholds were chosen for such photos"
+    evaluation = evaluate_predictions(read_records(gt), gt, lines, pred, faults=faults, thresholds=thresholds)
+    which = [i for i, r in enumerate(evaluation.images) if r.prediction is not None]
+    if not any(evaluation.faults.photo_faulty[i] for i in which):
+        return None, f"no faulty photo among the {len(which)} photos cut into tiles: their verdict thresholds are not chosen"
+    return _chosen_among(evaluation.faults, which, faults, gt, target_recall, target_precision, True, ""), None
+
+
+def _chosen_among(f: FaultMetrics, which: list[int], faults: Faults, gt: str | Path, target_recall: float,
+                  target_precision: float, tiled: bool, prefix: str) -> ChosenThresholds:
+    """Thresholds chosen (`choose_thresholds`) on the photos `which` of fault metrics `f`; `prefix` leads each note."""
+    truth = [f.photo_faulty[i] for i in which]
+    thresholds, recall, precision, notes = choose_thresholds(truth, [f.photo_scores[i] for i in which], target_recall,
+                                                             target_precision)
+    return ChosenThresholds(thresholds, target_recall, target_precision, recall, precision, len(truth), sum(truth),
+                            sorted(faults.labels), str(gt), [prefix + n for n in notes], tiled)
