@@ -35,6 +35,8 @@ def test_serve_with_tiles_answers_as_predict_with_tiles_does(trained_checkpoint,
     assert got["model"]["tiles"] == {"grid": "2x2", "zoom": 1.5, "whole": True, "zoom_into": []}
     assert [(o["bbox_2d"], o["label"], o["score"]) for o in got["objects"]] == \
         [(o["bbox_2d"], o["label"], o["score"]) for o in expected["objects"]]
+    # Predicted through tiles, so judged by the tiled photos' thresholds, and said so as predict's line says it.
+    assert got["tiled"] is expected["tiled"] is True and got["verdict"] == expected["verdict"]
 
 
 def test_serve_refuses_a_bad_tile_grid_before_listening(trained_checkpoint, tmp_path):

@@ -133,7 +133,7 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
         result, timing = await answer(data, engine.mode)
         return JSONResponse({"width": result.width, "height": result.height, "objects": result.objects,
                              "verdict": result.verdict.to_dict(), "model": engine.info(), "timing_ms": timing,
-                             **({"cut": True} if result.cut else {})})
+                             **({"cut": True} if result.cut else {}), **({"tiled": True} if result.tiled else {})})
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> JSONResponse:

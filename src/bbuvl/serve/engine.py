@@ -46,6 +46,7 @@ class Answer:
     raw: str | None = None
     timing_ms: dict[str, float] = field(default_factory=dict)
     cut: bool = False  # generate mode: the answer reached the token budget with more to write
+    tiled: bool = False  # predicted through tiles or zoom, judged by the tiled photos' thresholds (infer/verdict.py)
 
 
 class Engine:
@@ -109,5 +110,5 @@ class Engine:
                 self.fewshot.rescore(photo.image, objects)
                 timing["fewshot"] = round((time.perf_counter() - t) * 1000, 2)
             answers.append(Answer(r.width, r.height, objects, self.predictor.verdict(r, self.options), r.raw, timing,
-                                  r.cut))
+                                  r.cut, r.tiled))
         return answers
