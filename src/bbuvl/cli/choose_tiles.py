@@ -9,8 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bbuvl.cli.common import (OVERWRITE_HELP, check_device, claim_outputs, console, fail, finite_range, one_of,
-                              user_errors)
+from bbuvl.cli.common import (OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, check_device, claim_outputs, console,
+                              fail, one_of, user_errors)
 from bbuvl.cli.predictor import CHECKPOINT_HELP, read_folder
 
 
@@ -44,11 +44,8 @@ def choose_tiles(
                                            "photos cut into tiles, on the chosen scale's predictions of these photos, "
                                            "as `bbuvl eval --choose-thresholds` chooses them, and write them into the "
                                            "checkpoint (verdict_thresholds_tiled.json)."),
-    target_recall: float = typer.Option(0.8, "--target-recall", help="--choose-thresholds: the share of faulty photos "
-                                        "the review threshold must flag.", callback=finite_range(0, 1, lo_open=True)),
-    target_precision: float = typer.Option(0.9, "--target-precision", help="--choose-thresholds: the share of failed "
-                                           "photos that must be faulty at the fail threshold.",
-                                           callback=finite_range(0, 1, lo_open=True)),
+    target_recall: float = TARGET_RECALL,
+    target_precision: float = TARGET_PRECISION,
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Predict the validation photos with `tiles: auto` at each candidate scale and write the best into the checkpoint.

@@ -139,6 +139,13 @@ def finite_range(lo: float, hi: float = math.inf, *, lo_open: bool = False,
     return check
 
 
+# What `--choose-thresholds` aims the verdict's thresholds at (eval/faults.py, `choose_thresholds`).
+TARGET_RECALL = typer.Option(0.8, "--target-recall", help="--choose-thresholds: the share of faulty photos the review "
+                             "threshold must flag.", callback=finite_range(0, 1, lo_open=True))
+TARGET_PRECISION = typer.Option(0.9, "--target-precision", help="--choose-thresholds: the share of failed photos that "
+                                "must be faulty at the fail threshold.", callback=finite_range(0, 1, lo_open=True))
+
+
 def int_range(lo: int, hi: int | None = None) -> Callable[[int | None], int | None]:
     """A typer callback that accepts a whole number in [lo, hi] (no upper bound when `hi` is None), naming what was given."""
     interval = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"

@@ -11,7 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.cli.common import OVERWRITE_HELP, claim_outputs, console, fail, finite_range, int_range, user_errors
+from bbuvl.cli.common import (OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, claim_outputs, console, fail, finite_range,
+                              int_range, user_errors)
 
 LEVEL_HELP = "Evaluate categories at this hierarchy level (1 = category, 2 = category/attribute; default: full label)."
 FONT_HELP = "Font file with Chinese glyphs for labels in pictures (default: search the system; warns if none)."
@@ -46,13 +47,11 @@ def evaluate(
                                                  callback=finite_range(0, 1)),
     choose_thresholds: bool = typer.Option(False, "--choose-thresholds", help="Choose the verdict thresholds on these "
                                            "(validation) photos for --target-recall and --target-precision, and write "
-                                           "them into the checkpoint that wrote --pred (verdict_thresholds.json; verdict_thresholds_tiled.json "
-                                           "from the photos predicted through tiles or zoom)."),
-    target_recall: float = typer.Option(0.8, "--target-recall", help="--choose-thresholds: the share of faulty photos "
-                                        "the review threshold must flag.", callback=finite_range(0, 1, lo_open=True)),
-    target_precision: float = typer.Option(0.9, "--target-precision", help="--choose-thresholds: the share of failed "
-                                           "photos that must be faulty at the fail threshold.",
-                                           callback=finite_range(0, 1, lo_open=True)),
+                                           "them into the checkpoint that wrote --pred (verdict_thresholds.json; "
+                                           "verdict_thresholds_tiled.json from the photos predicted through tiles "
+                                           "or zoom)."),
+    target_recall: float = TARGET_RECALL,
+    target_precision: float = TARGET_PRECISION,
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A METRICS.json to compare with side by side (e.g. "
                                             "the base model's zero-shot evaluation), in the terminal and the report."),
     frame: Optional[Path] = typer.Option(None, "--frame", help="A checkpoint whose frame sizes objects in vision tokens for "
