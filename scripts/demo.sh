@@ -92,13 +92,14 @@ stage() {  # stage NAME CONFIG SYNTH_ARGS... -- TRAIN_OVERRIDES...
     say "[$name] choose the tile scale on whole cabinets of their own -> $dir/run/final/tile_scale.json"
     # shellcheck disable=SC2086
     $BBUVL data synth "$dir/choose_wide" --n-train 0 --teachers 0 $CHOOSE_WIDE_SYNTH
-    # Three candidates, not the default four: 5x5 (scale 1.25) costs 208 of the 464 passes and scored lowest on every
-    # checkpoint measured (docs/tiles.md, "Choosing the tile scale"). On the chosen scale's predictions, the verdict's
-    # thresholds for photos cut into tiles, by the close-ups' rule: with the close-ups' own, 90 unseen cabinets got a
-    # verdict right on 0.633 of the photos, below "always pass" (0.744); with these, 0.844 (docs/faults.md,
-    # "Thresholds per framing").
+    # Two candidates, 2x2 and 3x3, not the default four: 5x5 (scale 1.25) scored lowest on every checkpoint measured,
+    # and the rule chose 3x3 over 4x4 (scale 1) on all nine choosing sets (docs/tiles.md, "Choosing the tile scale").
+    # 4x4's passes buy twice the cabinets in the same 41 s. On the chosen scale's predictions, the verdict's thresholds
+    # for photos cut into tiles, by the close-ups' rule: with the close-ups' own, 90 unseen cabinets got a verdict
+    # right on 0.633 of the photos, below "always pass" (0.744); with these, 0.844 (docs/faults.md, "Thresholds per
+    # framing"); on 8 cabinets a checkpoint with only two faulty ones among them found no fail threshold at all.
     (OMP_NUM_THREADS=1 $BBUVL choose-tiles -c "$dir/run/final" --gt "$dir/choose_wide/val.jsonl" \
-       -o "$dir/choose_wide/candidates" --factors 0.5,0.75,1 \
+       -o "$dir/choose_wide/candidates" --factors 0.5,0.75 \
        --choose-thresholds --target-recall 0.8 --target-precision 0.8) > "$dir/choose_wide.log" 2>&1 &
     pids+=($!)
   fi
@@ -167,9 +168,9 @@ evaluate() {  # evaluate STAGE: the three modes (and the wide photos) side by si
 # faults to learn from); it is scored as an inspection: 32 close-ups with seven photos in ten passing, the verdict's
 # thresholds chosen on 96 others, and 8 whole-cabinet photos at 1792x1344 predicted with the checkpoint's default
 # plan (tiles: auto, the whole pass answering for BBUs; seed 3, whose 8 photos hold 13 faulty parts: seed 1's held
-# none, so the wide faults could not be scored), auto's scale chosen on 8 whole cabinets of seed 4 (`bbuvl
-# choose-tiles`: a 1792x1344 cabinet shows its screws larger than the close-ups do, docs/tiles.md, "Choosing the tile
-# scale"). One training photo in five is a whole cabinet at the frame
+# none, so the wide faults could not be scored), auto's scale and their verdict's thresholds chosen on 16 whole
+# cabinets of seed 4 (`bbuvl choose-tiles`: a 1792x1344 cabinet shows its screws larger than the close-ups do,
+# docs/tiles.md, "Choosing the tile scale"). One training photo in five is a whole cabinet at the frame
 # (--wide-share 0.2), so that the whole pass has seen BBUs at that scale; half (--framing mixed alone) or a third
 # left the close-ups' boxes loose at 450 steps (docs/faults_learning.md). The head seeds its queries with distinct
 # proposals and reads the pixels inside the boxes its decoder drew (configs/demo.yaml; docs/faults_learning.md,
@@ -177,7 +178,7 @@ evaluate() {  # evaluate STAGE: the three modes (and the wide photos) side by si
 [[ " $STAGES " == *" bbu "* ]] && START_FROM="$OUT/shapes/run/final" \
   VAL_SYNTH="--n-val 32 --framing closeup --size 448x336 --seed 1 --fault-rate 0.3" \
   CHOOSE_SYNTH="--n-val 96 --framing closeup --size 448x336 --seed 2 --fault-rate 0.3" \
-  CHOOSE_WIDE_SYNTH="--n-val 8 --framing wide --size 1792x1344 --seed 4 --fault-rate 0.3 --workers 2" \
+  CHOOSE_WIDE_SYNTH="--n-val 16 --framing wide --size 1792x1344 --seed 4 --fault-rate 0.3 --workers 2" \
   WIDE_SYNTH="--n-val 8 --framing wide --size 1792x1344 --seed 3 --fault-rate 0.3 --workers 2" \
   stage bbu configs/demo.yaml --framing mixed --wide-share 0.2 --n-train 1200 --n-val 16 --seed 0 --size 448x336 --workers 2
 
