@@ -40,9 +40,10 @@ def evaluate(
     font_path: Optional[Path] = typer.Option(None, "--font-path", help=FONT_HELP),
     hierarchy: Optional[Path] = typer.Option(None, "--hierarchy", help=FAULTS_HIERARCHY_HELP),
     verdict_review: Optional[float] = typer.Option(None, "--verdict-review", help="A fault scoring at least this sends its "
-                                                   "photo to review, tiled or not (default: the checkpoint's threshold, else the config's).",
+                                                   "photo to review, tiled or not (default: the checkpoint's threshold, else "
+                                                   "the config's).",
                                                    callback=finite_range(0, 1)),
-    verdict_fail: Optional[float] = typer.Option(None, "--verdict-fail", help="A fault scoring at least this fails its photo "
+    verdict_fail: Optional[float] = typer.Option(None, "--verdict-fail", help="A fault scoring at least this fails its photo, "
                                                  "tiled or not (default: the checkpoint's threshold, else the config's).",
                                                  callback=finite_range(0, 1)),
     choose_thresholds: bool = typer.Option(False, "--choose-thresholds", help="Choose the verdict thresholds on these "
@@ -197,15 +198,14 @@ def print_comparison(rows: list[dict[str, Any]], baseline: Path) -> None:
 
 def print_faults(faults: Any, source: str) -> None:
     """Fault recall, precision and AP, the photo verdict and the state given kind, each beside always pass / fail."""
-    o, p, t = faults.objects, faults.photos, faults.one_pair()
+    o, p = faults.objects, faults.photos
     if not faults.labels:
         console.print("[yellow]faults:[/] the hierarchy marks no fault, so every photo passes (docs/faults.md)")
         return
     table = Table(title=f"Faults: {o.gt} in the ground truth, {o.predicted} predicted (found = same kind and state at "
                         f"IoU ≥ {o.iou})", title_justify="left")
-    at = ((f"score ≥ fail {t.fail:g}", f"score ≥ review {t.review:g}") if t is not None
-          else ("score ≥ its photo's fail", "score ≥ its photo's review"))
-    columns = ((at[0], o.at_fail), (at[1], o.at_review),
+    at_fail, at_review = faults.at_thresholds()
+    columns = ((at_fail, o.at_fail), (at_review, o.at_review),
                ("always pass", o.always_pass), ("always fail", o.always_fail))
     table.add_column("")
     for name, _ in columns:

@@ -148,6 +148,13 @@ class FaultMetrics:
             return self.thresholds
         return self.thresholds_tiled if self.photos_tiled == self.photos.photos else None
 
+    def at_thresholds(self) -> tuple[str, str]:
+        """The names of the object-level columns at the fail and review thresholds (`objects.at_fail`, `at_review`)."""
+        t = self.one_pair()
+        if t is None:
+            return "score ≥ its photo's fail", "score ≥ its photo's review"
+        return f"score ≥ fail {t.fail:g}", f"score ≥ review {t.review:g}"
+
     def judged(self) -> str:
         """The thresholds that judged the photos, in words: each framing's when photos of both were judged."""
         whole, tiled = self.photos.photos - self.photos_tiled, self.thresholds_tiled

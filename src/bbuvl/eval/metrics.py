@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bbuvl.config import InferenceConfig
 from bbuvl.data.faults import Faults
 from bbuvl.data.schema import ImageRecord
 from bbuvl.data.text import spelling_of
@@ -26,7 +25,7 @@ from bbuvl.eval.match_many import match_photos
 from bbuvl.eval.matching import ImageMatch, MatchTotals, label_accuracy, label_levels
 from bbuvl.eval.predictions import PredictionLine, align_predictions
 from bbuvl.eval.prior import best_constant_box
-from bbuvl.infer.verdict import FramedThresholds, VerdictThresholds
+from bbuvl.infer.verdict import FramedThresholds, VerdictThresholds, default_thresholds
 
 METRIC_KEYS = (
     "AP", "AP50", "AP75", "AP_agnostic", "AP50_agnostic", "per_category", "label_accuracy", "parse_failure_rate",
@@ -139,8 +138,7 @@ def evaluate_predictions(
     fault metrics (eval/faults.py).
     """
     if thresholds is None:
-        defaults = InferenceConfig()
-        thresholds = VerdictThresholds(defaults.verdict_review, defaults.verdict_fail)
+        thresholds = default_thresholds()
     with collector_paused():
         return _evaluate(records, gt_path, lines, pred_path, level, iou, min_score, faults or Faults.load(), thresholds)
 

@@ -210,10 +210,8 @@ def _faults_html(evaluation: Evaluation, curve: Image.Image, pictures: list[tupl
     f = evaluation.faults
     if not f.labels:
         return "<h2>Faults</h2><p class='warn'>The hierarchy marks no fault, so every photo passes (docs/faults.md).</p>"
-    o, p, t = f.objects, f.photos, f.one_pair()
-    at = ([f"score ≥ fail {t.fail:g}", f"score ≥ review {t.review:g}"] if t is not None
-          else ["score ≥ its photo's fail", "score ≥ its photo's review"])
-    objects = _table(["", *at, "always pass", "always fail"],
+    o, p = f.objects, f.photos
+    objects = _table(["", *f.at_thresholds(), "always pass", "always fail"],
                      [[name, *(getattr(s, key) for s in (o.at_fail, o.at_review, o.always_pass, o.always_fail))]
                       for key, name in (("recall", "recall"), ("precision", "precision"), ("AP", "AP (every score)"),
                                         ("found", "found"), ("flagged", "predicted faults counted"))])

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bbuvl.config import InferenceConfig
 from bbuvl.data.regions import parse_grid
 from bbuvl.infer.tiles import TilePlan
-from bbuvl.infer.verdict import FramedThresholds, VerdictThresholds, config_thresholds
+from bbuvl.infer.verdict import FramedThresholds, VerdictThresholds, config_thresholds, framed_thresholds
 
 
 class PredictOptions(BaseModel):
@@ -71,8 +71,7 @@ class PredictOptions(BaseModel):
 
     def framed(self) -> FramedThresholds:
         """The verdict's thresholds for each framing (`tiled` None when tiled photos are judged as the others)."""
-        tiled = self.verdict_review_tiled is not None or self.verdict_fail_tiled is not None
-        return FramedThresholds(self.thresholds(), self.thresholds(True) if tiled else None)
+        return framed_thresholds(self)
 
     def one_pass(self, tile: bool = False) -> "PredictOptions":
         """These options without tiles or zoom: what each region's pass runs with (a tile's with `tile_queries`)."""

@@ -33,7 +33,7 @@ from bbuvl.infer.options import PredictOptions
 from bbuvl.infer.parse import parse_detections
 from bbuvl.infer.tiles import TilePlan, predict_tiled
 from bbuvl.infer.tile_scale import ChosenTileScale
-from bbuvl.infer.verdict import ChosenThresholds, Verdict, judge
+from bbuvl.infer.verdict import ChosenThresholds, Verdict, judge, with_chosen
 from bbuvl.model.checkpoint import ModelFolder
 
 logger = logging.getLogger(__name__)
@@ -160,15 +160,7 @@ class Predictor:
         chosen_tiled = ChosenThresholds.load(path, tiled=True)
         tile_scale = ChosenTileScale.load(path)
         model, processor, run, contract, prompt = load_model(folder, dtype=dtype, device=device)
-        update: dict[str, float] = {}
-        if chosen is not None:
-            update |= {"verdict_review": chosen.thresholds.review, "verdict_fail": chosen.thresholds.fail}
-        if chosen_tiled is not None:
-            update |= {"verdict_review_tiled": chosen_tiled.thresholds.review,
-                       "verdict_fail_tiled": chosen_tiled.thresholds.fail}
-        if update:
-            run = run.model_copy(deep=True)
-            run.inference = run.inference.model_copy(update=update)
+        run = run.model_copy(update={"inference": with_chosen(run.inference, chosen, chosen_tiled)})
         scale = TrainingScale.load(path)
         # `auto` shows photos at the scale chosen on validation photos when there is one, else at the training scale.
         shown = tile_scale.scale if tile_scale is not None else None if scale is None else scale.median

@@ -179,33 +179,39 @@ def checkpoint_verdict(checkpoint: str | Path) -> tuple[FramedThresholds, str | 
     """What a checkpoint judges photos with: its thresholds for each framing (its verdict_thresholds*.json, else its
     run config's `inference.verdict_*`, else the config's defaults), its run config's hierarchy (None: the shipped
     one), and where the thresholds came from."""
+    from bbuvl.config import InferenceConfig
     from bbuvl.model.checkpoint import CONFIG_FILE, read_run_config  # here: it loads torch, the verdict alone does not
 
     checkpoint = Path(checkpoint)
     run = read_run_config(checkpoint) if (checkpoint / CONFIG_FILE).is_file() else None
-    hierarchy = run.data.hierarchy if run is not None else None
-    if run is not None:
-        inference = run.inference
-        whole, source = (VerdictThresholds(inference.verdict_review, inference.verdict_fail),
-                         f"{checkpoint / CONFIG_FILE} (inference.verdict_review, inference.verdict_fail)")
-    else:  # a plain model folder (a base model, an export) holds no run config: the config's defaults judge its answers
-        inference = None
-        whole, source = (default_thresholds(), f"the config's defaults ({checkpoint} is a plain model folder: no "
-                                               f"{THRESHOLDS_FILE}, no {CONFIG_FILE})")
-    tiled, tiled_source = None, None
-    if inference is not None and (inference.verdict_review_tiled is not None or inference.verdict_fail_tiled is not None):
-        tiled = config_thresholds(inference, True)
-        tiled_source = f"{checkpoint / CONFIG_FILE} (inference.verdict_*_tiled)"
-    chosen = ChosenThresholds.load(checkpoint)
+    # A plain model folder (a base model, an export) holds no run config: the config's defaults judge its answers.
+    inference = run.inference if run is not None else InferenceConfig()
+    chosen, chosen_tiled = ChosenThresholds.load(checkpoint), ChosenThresholds.load(checkpoint, tiled=True)
+    framed = framed_thresholds(with_chosen(inference, chosen, chosen_tiled))
     if chosen is not None:
-        whole, source = chosen.thresholds, f"{checkpoint / THRESHOLDS_FILE} (chosen on {chosen.chosen_on})"
-    chosen_tiled = ChosenThresholds.load(checkpoint, tiled=True)
+        source = f"{checkpoint / THRESHOLDS_FILE} (chosen on {chosen.chosen_on})"
+    elif run is not None:
+        source = f"{checkpoint / CONFIG_FILE} (inference.verdict_review, inference.verdict_fail)"
+    else:
+        source = f"the config's defaults ({checkpoint} is a plain model folder: no {THRESHOLDS_FILE}, no {CONFIG_FILE})"
     if chosen_tiled is not None:
-        tiled = chosen_tiled.thresholds
-        tiled_source = f"{checkpoint / TILED_THRESHOLDS_FILE} (chosen on {chosen_tiled.chosen_on})"
-    if tiled_source is not None:
-        source = f"{source}; photos predicted through tiles or zoom: {tiled_source}"
-    return FramedThresholds(whole, tiled), hierarchy, source
+        source += (f"; photos predicted through tiles or zoom: {checkpoint / TILED_THRESHOLDS_FILE} (chosen on "
+                   f"{chosen_tiled.chosen_on})")
+    elif framed.tiled is not None:
+        source += f"; photos predicted through tiles or zoom: {checkpoint / CONFIG_FILE} (inference.verdict_*_tiled)"
+    return framed, run.data.hierarchy if run is not None else None, source
+
+
+def with_chosen(inference: Any, chosen: ChosenThresholds | None, chosen_tiled: ChosenThresholds | None) -> Any:
+    """An `InferenceConfig` with a checkpoint's chosen thresholds (one pass, tiled) in place of its own verdict_*
+    (itself when none was chosen): what the checkpoint judges with."""
+    update: dict[str, float] = {}
+    if chosen is not None:
+        update |= {"verdict_review": chosen.thresholds.review, "verdict_fail": chosen.thresholds.fail}
+    if chosen_tiled is not None:
+        update |= {"verdict_review_tiled": chosen_tiled.thresholds.review,
+                   "verdict_fail_tiled": chosen_tiled.thresholds.fail}
+    return inference.model_copy(update=update) if update else inference
 
 
 def config_thresholds(inference: Any, tiled: bool = False) -> VerdictThresholds:
@@ -218,12 +224,18 @@ def config_thresholds(inference: Any, tiled: bool = False) -> VerdictThresholds:
     return VerdictThresholds(review, fail)
 
 
+def framed_thresholds(inference: Any) -> FramedThresholds:
+    """Both framings' thresholds of an `InferenceConfig` (or `PredictOptions`); `tiled` None when it sets none of its
+    own, so that tiled photos are judged as the others."""
+    own = inference.verdict_review_tiled is not None or inference.verdict_fail_tiled is not None
+    return FramedThresholds(config_thresholds(inference), config_thresholds(inference, True) if own else None)
+
+
 def default_thresholds() -> VerdictThresholds:
     """The config's default thresholds (`inference.verdict_review`, `inference.verdict_fail`)."""
     from bbuvl.config import InferenceConfig
 
-    defaults = InferenceConfig()
-    return VerdictThresholds(defaults.verdict_review, defaults.verdict_fail)
+    return config_thresholds(InferenceConfig())
 
 
 def verdict_counts(predictions: str | Path) -> dict[str, int]:
