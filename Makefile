@@ -1,19 +1,17 @@
 # Two commands: `make demo` and `make test`. Both create .venv when missing and install into it;
-# torch is installed first and pinned (constraints.txt) so CPU machines never pull CUDA wheels.
+# torch is installed first and pinned (constraints.txt) so CPU machines never pull CUDA wheels. scripts/install.py
+# installs through uv with pip's settings, or through pip where uv cannot (BBUVL_INSTALLER=pip: pip alone).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-PIP    := $(PY) -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed
-TORCH  := $(shell sed -n 's/^torch==//p' constraints.txt)
 DEMO   ?= demo_out
 
 .PHONY: demo demo-rl test test-all install fonts browsers clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt scripts/install.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -c "import torch" 2>/dev/null || $(PIP) install "torch==$(TORCH)"
-	$(PIP) install -c constraints.txt -e ".[dev]"
+	$(PY) scripts/install.py dev
 	touch $(STAMP)
 
 install: $(STAMP)
