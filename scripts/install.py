@@ -2,8 +2,8 @@
 
     .venv/bin/python scripts/install.py dev
 
-uv installs the same pinned set in about half pip's time on a 2-core machine, most of it pip's one-at-a-time
-unpacking and byte-compiling (docs/design.md, "Installing"); `make demo` counts that time against its budget. uv is
+uv installs the same pinned set in under half pip's time on a 2-core machine, where pip unpacks and byte-compiles
+one package after another (docs/design.md, "Installing"); `make demo` counts that time against its budget. uv is
 itself installed from the package index. It does not read pip's configuration, so this script hands it the
 settings pip would use (wheel folders, indexes, constraints, certificate), read with `pip config list`. Where uv
 cannot be installed, or fails, pip does the whole install, as before. BBUVL_INSTALLER=pip skips uv.
