@@ -29,6 +29,7 @@ PIP_TO_UV = {
     "extra-index-url": "--extra-index-url",
     "constraint": "--constraint",
 }
+PIP_INSTALL = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "install"]
 
 
 def pip_settings() -> dict[str, list[str]]:
@@ -74,16 +75,15 @@ def run(command: list[str], env: dict[str, str] | None = None) -> int:
     return subprocess.run(command, env=env, check=False).returncode
 
 
-def with_pip(extras: str) -> int:
-    """Torch first, then the package: pip reads its own configuration."""
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "install"]
-    status = 0 if has_torch() else run([*pip, torch_pin()])
-    return status or run([*pip, "-c", str(CONSTRAINTS), "-e", package(extras)])
+def with_pip(extras: str, keep_torch: bool) -> int:
+    """Torch first (unless kept), then the package: pip reads its own configuration."""
+    status = 0 if keep_torch else run([*PIP_INSTALL, torch_pin()])
+    return status or run([*PIP_INSTALL, "-c", str(CONSTRAINTS), "-e", package(extras)])
 
 
-def with_uv(extras: str) -> int:
+def with_uv(extras: str, keep_torch: bool) -> int:
     """The same two installs through uv, with pip's settings passed on; non-zero when uv is missing or fails."""
-    if run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "install", "uv"]):
+    if run([*PIP_INSTALL, "uv"]):
         return 1
     uv = Path(sys.executable).parent / "uv"
     settings = pip_settings()
@@ -94,19 +94,20 @@ def with_uv(extras: str) -> int:
     # unsafe-best-match: the highest version on any index, as pip chooses; uv's default takes the first index's only
     uv_pip = [str(uv), "pip", "install", "--quiet", "--python", sys.executable, "--compile-bytecode",
               "--index-strategy", "unsafe-best-match", *options]
-    status = 0 if has_torch() else run([*uv_pip, torch_pin()], env)
+    status = 0 if keep_torch else run([*uv_pip, torch_pin()], env)
     return status or run([*uv_pip, "--constraint", str(CONSTRAINTS), "--editable", package(extras)], env)
 
 
 def main() -> int:
     """uv, else pip."""
     extras = sys.argv[1] if len(sys.argv) > 1 else ""
+    keep_torch = has_torch()
     if os.environ.get("BBUVL_INSTALLER", "uv") == "pip":
-        return with_pip(extras)
-    if with_uv(extras) == 0:
+        return with_pip(extras, keep_torch)
+    if with_uv(extras, keep_torch) == 0:
         return 0
     print("uv could not install the environment; pip does it instead", file=sys.stderr, flush=True)
-    return with_pip(extras)
+    return with_pip(extras, keep_torch)
 
 
 if __name__ == "__main__":

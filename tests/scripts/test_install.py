@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from scripts import install
 @pytest.fixture
 def pip_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No PIP_* variable of the machine's leaks in."""
-    for name in list(install.os.environ):
+    for name in list(os.environ):
         if name.startswith("PIP_"):
             monkeypatch.delenv(name)
 
@@ -39,7 +40,7 @@ def test_sections_and_variables_in_pips_order(pip_env: None, tmp_path: Path, mon
 
 def test_no_configuration_gives_no_options(pip_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a pip configuration (PIP_CONFIG_FILE=/dev/null reads no file) uv runs on its own defaults."""
-    monkeypatch.setenv("PIP_CONFIG_FILE", install.os.devnull)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     assert install.pip_settings() == {}
 
 
