@@ -392,7 +392,11 @@ class MonitorConfig(_Strict):
     """Training-health alarms (diagnostics); each alarm is one log line, a TensorBoard scalar and a summary entry."""
 
     enabled: bool = True
-    every_steps: int = Field(10, gt=0)  # gradient / weight norms and collapse checks every N optimizer steps
+    every_steps: int = Field(10, gt=0)  # gradient / weight norms and the memory check every N optimizer steps
+    # The collapse probe is a forward pass over a few training photos, with the other processes waiting for it: every
+    # 10 steps it took 4% of the demo's stage-B training; a collapse builds over hundreds of steps (docs/design.md,
+    # "Training health").
+    collapse_every_steps: int = Field(50, gt=0)
     grad_norm_max: float = Field(100.0, gt=0)  # warn when a group's gradient norm exceeds this
     collapse_std: float = Field(1e-3, ge=0)  # warn when predicted boxes barely differ across a batch
     overfit_ratio: float = Field(2.0, gt=1)  # warn when eval_loss / train loss exceeds this and is rising
@@ -561,6 +565,9 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
                 pass
         out.append((key.strip(), value))
     return out
+
+
+CONFIG_FILE = "bbuvl.yaml"  # the run config, in every checkpoint `bbuvl train` writes
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

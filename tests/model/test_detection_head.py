@@ -6,7 +6,7 @@ from torch import nn
 
 from bbuvl.config import DetectionConfig
 from bbuvl.model.detection_head import (
-    DetectionHead, distinct_top, grid_reference_boxes, grid_tokens, roi_sample, sine_position_2d, vision_grid,
+    CaptionLattice, DetectionHead, distinct_top, grid_reference_boxes, grid_tokens, roi_sample, sine_position_2d, vision_grid,
 )
 
 BOS, EOS, PAD = 1, 2, 0
@@ -619,3 +619,18 @@ def test_a_whole_label_scores_the_sum_of_the_token_log_probabilities_greedy_deco
         assert scores[m, chosen].item() == pytest.approx(logprobs[m].sum().item(), abs=1e-4)
     assert (scores.exp().sum(-1) <= 1 + 1e-5).all()  # distinct captions ending in eos are disjoint events
     assert head.caption_logprobs(torch.empty(0, head.d_model), allowed).shape == (0, 4)
+
+
+def test_scoring_every_label_on_the_prefix_lattice_equals_teacher_forcing_each_label_alone():
+    head, _ = make_head(seed=5)
+    query = head(*features()).query_hidden[0, :6]
+    # shared beginnings, a label that is the start of another, and one alone
+    allowed = [[11, 12], [11, 12, 13], [11, 14], [21], [30, 31, 32]]
+    lattice = CaptionLattice.of(allowed, head.bos_token_id, EOS)
+    assert lattice.tokens.shape[0] == 1 + 4 + 1 + 3  # bos; 11, 12, 13, 14 under it; 21; 30, 31, 32
+    with torch.no_grad():
+        scores = head.caption_logprobs(query, allowed)
+        for l, caption in enumerate(allowed):
+            targets = torch.tensor([[*caption, EOS]] * query.shape[0])
+            logp = head.caption_logits(query, targets).log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
+            assert torch.allclose(scores[:, l], logp.sum(-1), atol=1e-5)

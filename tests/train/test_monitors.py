@@ -59,7 +59,7 @@ class _Leak(TrainerCallback):
 def healthy(monitor_config, tmp_path_factory):
     out = tmp_path_factory.mktemp("healthy") / "run"
     cfg = monitor_config(out, "training.max_steps=4", "training.eval_steps=2", "monitor.every_steps=2",
-                         "monitor.early_stopping_metric=eval_loss")
+                         "monitor.collapse_every_steps=2", "monitor.early_stopping_metric=eval_loss")
     return out, train(cfg, progress=False)
 
 
@@ -68,7 +68,7 @@ def sick(monitor_config, tmp_path_factory):
     """One run provoking five alarms: NaN weight at step 2, constant head, a leak, gradients over 1, no improvement."""
     out = tmp_path_factory.mktemp("sick") / "run"
     cfg = monitor_config(out, "training.max_steps=8", "training.eval_steps=2", "monitor.every_steps=2",
-                         "monitor.grad_norm_max=1.0", "monitor.memory_growth_mb=100", "monitor.early_stopping_metric=eval_loss",
+                         "monitor.collapse_every_steps=2", "monitor.grad_norm_max=1.0", "monitor.memory_growth_mb=100", "monitor.early_stopping_metric=eval_loss",
                          "monitor.early_stopping_patience=1", "monitor.early_stopping_min_delta=1000",
                          "detection.grad_to_vlm=0")  # the poisoned head's NaN must stay in the head's groups
     result = train(cfg, progress=False, callbacks=[PoisonHeadOnce(step=2), _ConstantHead(), _Leak(mb=64)])

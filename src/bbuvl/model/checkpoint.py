@@ -32,7 +32,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from bbuvl.atomic import atomic_folder, atomic_path, write_text_atomic
-from bbuvl.config import Config, dump_config, load_config
+from bbuvl.config import CONFIG_FILE, Config, dump_config, load_config
 from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.families import family_of
 from bbuvl.data.faults import THRESHOLDS_FILE, TILED_THRESHOLDS_FILE
@@ -44,7 +44,6 @@ from bbuvl.model.identity import record_digests
 HEAD_FILE = "detection_head.safetensors"
 POSITIONS_FILE = "vision_positions.safetensors"
 READOUT_FILE = "coordinate_readout.safetensors"
-CONFIG_FILE = "bbuvl.yaml"
 PROMPT_FILE = "prompt.json"
 
 

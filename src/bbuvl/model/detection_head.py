@@ -614,6 +614,16 @@ class DetectionHead(nn.Module):
         h = self.caption_decoder(x, query_hidden.unsqueeze(1), tgt_mask=causal, tgt_is_causal=True)
         return self.caption_out(h)
 
+    def _lattice_hidden(self, query_hidden: Tensor, lattice: "CaptionLattice") -> Tensor:
+        """`[M, D]` queries -> `[M, N, H]` states at the lattice's N prefixes, each reading only its own prefix."""
+        tokens, depth = lattice.tokens.to(query_hidden.device), lattice.depth.to(query_hidden.device)
+        x = self.caption_in_norm(self.caption_in(self.token_embedding(tokens).to(self._param_dtype())))  # [N, E]
+        x = (x + self.caption_pos.weight[depth]).expand(query_hidden.shape[0], -1, -1)  # [M, N, E]
+        mask = torch.zeros(lattice.reads.shape, dtype=x.dtype, device=x.device).masked_fill(
+            ~lattice.reads.to(x.device), float("-inf"))  # [N, N]: each prefix attends to its own prefixes only
+        h = self.caption_decoder(x, query_hidden.unsqueeze(1), tgt_mask=mask, tgt_is_causal=False)
+        return self.caption_out(h)
+
     def _logits(self, hidden: Tensor) -> Tensor:
         weight = self.token_embedding.weight
         return hidden.to(weight.dtype) @ weight.T
@@ -635,23 +645,28 @@ class DetectionHead(nn.Module):
     @torch.no_grad()
     def caption_logprobs(self, query_hidden: Tensor, captions: Sequence[Sequence[int]]) -> Tensor:
         """`[M, L]`: log-probability of each of `L` captions (token ids without eos; eos is scored) for `[M, D]`
-        queries, the sum over its tokens: the model's own probability of the whole label, kind and state together."""
-        targets = torch.nn.utils.rnn.pad_sequence(
-            [torch.tensor([*c, self.eos_token_id], dtype=torch.long) for c in captions], batch_first=True,
-            padding_value=-100).to(query_hidden.device)  # [L, T]
-        m, n = query_hidden.shape[0], targets.shape[0]
+        queries, the sum over its tokens: the model's own probability of the whole label, kind and state together.
+
+        The captions share prefixes (a kind, then its states), and a causal decoder's state at a token depends on the
+        tokens before it only: the decoder and the vocabulary's log-softmax run once at each distinct prefix
+        (`CaptionLattice`), 29 positions a query on the demo's 19 labels instead of 76 (docs/design.md, "Scoring
+        every label")."""
+        lattice = CaptionLattice.of(captions, self.bos_token_id, self.eos_token_id)
+        if lattice.targets.shape[1] > self.caption_max_tokens:
+            raise ValueError(f"caption of {lattice.targets.shape[1]} tokens exceeds detection.caption_max_tokens "
+                             f"({self.caption_max_tokens})")
+        m, n = query_hidden.shape[0], len(captions)
         if m == 0:
             return query_hidden.new_zeros(0, n, dtype=torch.float32)
-        flat = targets.repeat(m, 1)  # [M * L, T]: every query with every caption
-        queries = query_hidden.repeat_interleave(n, dim=0)
-        # [rows, T, V] logits for a chunk of rows at a time: about 16 M floats, whatever the vocabulary
-        rows = max(1, (1 << 24) // (targets.shape[1] * self.token_embedding.weight.shape[0]))
+        where, targets = lattice.where.to(query_hidden.device), lattice.targets.to(query_hidden.device)  # [L, T]
+        # [chunk, N, V] log-probabilities at a time: about 16 M floats, whatever the vocabulary
+        chunk = max(1, (1 << 24) // (lattice.tokens.shape[0] * self.token_embedding.weight.shape[0]))
         sums = []
-        for start in range(0, flat.shape[0], rows):
-            chunk = flat[start:start + rows]
-            logp = self.caption_logits(queries[start:start + rows], chunk).float().log_softmax(-1)
-            sums.append(logp.gather(-1, chunk.clamp(min=0)[..., None]).squeeze(-1).masked_fill(chunk < 0, 0.0).sum(-1))
-        return torch.cat(sums).view(m, n)
+        for start in range(0, m, chunk):
+            logp = self._logits(self._lattice_hidden(query_hidden[start:start + chunk], lattice)).float().log_softmax(-1)
+            picked = logp[:, where.flatten(), targets.clamp(min=0).flatten()].view(-1, *targets.shape)  # [c, L, T]
+            sums.append(picked.masked_fill(targets < 0, 0.0).sum(-1))
+        return torch.cat(sums)
 
     @torch.no_grad()
     def generate_captions(self, query_hidden: Tensor, max_tokens: int | None = None,
@@ -692,6 +707,45 @@ class DetectionHead(nn.Module):
         if not ids:
             return inputs.new_empty(m, 0), query_hidden.new_empty(m, 0, dtype=torch.float32)
         return torch.stack(ids, dim=1), torch.stack(logprobs, dim=1)
+
+
+@dataclass
+class CaptionLattice:
+    """Captions laid out for teacher forcing as a tree of their distinct prefixes.
+
+    Caption l's decoder input is `[bos, c_0, ..., c_{n-1}]`: position t reads the first t + 1 of them and predicts
+    `c_t` (eos at t = n). A causal decoder's state at t depends on those inputs alone, so captions that begin alike
+    share the states of their common beginning: each distinct prefix is one position of the lattice, attending to the
+    prefixes it extends, at the position embedding of its depth.
+    """
+
+    tokens: Tensor  # [N] the last input token of each distinct prefix
+    depth: Tensor  # [N] its position in the caption (0: bos)
+    reads: Tensor  # [N, N] bool: prefix i extends prefix j (or is it)
+    where: Tensor  # [L, T] for each caption and position, the prefix it reads (0 past its end)
+    targets: Tensor  # [L, T] each caption's tokens and eos, -100 past its end
+
+    @classmethod
+    def of(cls, captions: Sequence[Sequence[int]], bos: int, eos: int) -> "CaptionLattice":
+        """The lattice of `captions` (token ids without eos)."""
+        inputs = [(bos, *caption) for caption in captions]
+        steps = max(len(r) for r in inputs)
+        index: dict[tuple[int, ...], int] = {}  # prefix -> its position in the lattice
+        for r in inputs:
+            for t in range(1, len(r) + 1):
+                index.setdefault(r[:t], len(index))
+        reads = torch.zeros(len(index), len(index), dtype=torch.bool)
+        for prefix, i in index.items():
+            for t in range(1, len(prefix) + 1):
+                reads[i, index[prefix[:t]]] = True
+        where = torch.zeros(len(inputs), steps, dtype=torch.long)
+        targets = torch.full((len(inputs), steps), -100, dtype=torch.long)
+        for l, (r, caption) in enumerate(zip(inputs, captions)):
+            where[l, :len(r)] = torch.tensor([index[r[:t + 1]] for t in range(len(r))], dtype=torch.long)
+            targets[l, :len(r)] = torch.tensor([*caption, eos], dtype=torch.long)
+        tokens = torch.tensor([prefix[-1] for prefix in index], dtype=torch.long)
+        depth = torch.tensor([len(prefix) - 1 for prefix in index], dtype=torch.long)
+        return cls(tokens, depth, reads, where, targets)
 
 
 def caption_prefixes(captions: Sequence[Sequence[int]], eos_token_id: int, max_tokens: int) -> dict[tuple[int, ...], list[int]]:

@@ -214,7 +214,7 @@ class GradientMonitor(TrainerCallback):
 class CollapseMonitor(TrainerCallback):
     """Mode-collapse alarm: the head's boxes stop depending on the image.
 
-    Every `every_steps` steps the head runs (eval mode, no gradients) on the first few training
+    Every `collapse_every_steps` steps the head runs (eval mode, no gradients) on the first few training
     samples. Box spread = standard deviation across the probe images of each query's box, averaged
     over queries and coordinates (below `monitor.collapse_std`, 1e-3 by default, is collapse); caption spread = the same
     for the first caption token's log-probabilities of the most confident queries (reported with it).
@@ -262,7 +262,8 @@ class CollapseMonitor(TrainerCallback):
         return box_spread, caption_spread
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
-        if self.batch is None or not self.model.detection_active or not _due(state.global_step, self.cfg.every_steps):
+        if (self.batch is None or not self.model.detection_active
+                or not _due(state.global_step, self.cfg.collapse_every_steps)):
             return
         box_spread, caption_spread = self.spread()
         step = state.global_step

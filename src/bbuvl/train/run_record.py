@@ -30,7 +30,7 @@ RUN_RECORD = "run.json"
 # the prediction defaults the checkpoints carry (training never reads them).
 MAY_CHANGE = ("training.max_steps", "training.num_epochs", "training.logging_steps", "training.save_steps",
               "training.eval_steps", "training.save_total_limit", "training.output_dir", "data.num_workers",
-              "monitor.enabled", "monitor.every_steps", "monitor.grad_norm_max", "monitor.collapse_std",
+              "monitor.enabled", "monitor.every_steps", "monitor.collapse_every_steps", "monitor.grad_norm_max", "monitor.collapse_std",
               "monitor.overfit_ratio", "monitor.memory_growth_mb", "inference.")
 # Keys naming a file or folder: compared by content, not by spelling.
 CONTENT_KEYS = ("model.path", "data.train", "data.val", "data.teachers", "data.hierarchy", "training.deepspeed")
