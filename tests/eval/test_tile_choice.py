@@ -32,7 +32,7 @@ def run(*args: str):
     return runner.invoke(app, ["choose-tiles", *args])
 
 
-def test_the_cheapest_within_one_standard_error_of_the_best_wins_then_the_training_scale():
+def test_the_cheapest_within_half_a_standard_error_of_the_best_wins_then_the_training_scale():
     c = lambda scale, score, passes, spread=None: Candidate(scale, {}, score, passes, spread)  # noqa: E731
     # Without a measured spread only equal scores tie: the cheaper, then the nearer the training scale
     assert best_candidate([c(0.5, 0.2, 5), c(0.75, 0.7, 10), c(1.0, 0.6, 17)], 1.0).scale == 0.75
@@ -45,6 +45,11 @@ def test_the_cheapest_within_one_standard_error_of_the_best_wins_then_the_traini
     grids = [c(0.5, 0.361, 40, 0.161), c(0.75, 0.594, 80, 0.158), c(1.0, 0.610, 136, 0.0)]
     assert best_candidate(grids, 1.0).scale == 0.75
     assert best_candidate([*grids[:2], c(1.0, 0.9, 136, 0.158)], 1.0).scale == 1.0  # far better: worth its passes
+    # 2x2 scored 0.056 under 3x3 on 16 cabinets, 0.73 errors of 0.076: 3x3 (2x2 lost 0.3 of the screws' AP on unseen
+    # cabinets); a whole error, the rule of model selection, would take 2x2
+    close = [c(0.5, 0.523, 80, 0.076), c(0.75, 0.579, 160, 0.0)]
+    assert best_candidate(close, 1.0).scale == 0.75
+    assert best_candidate(close, 1.0, within=1.0).scale == 0.5
 
 
 def test_the_spread_is_the_jackknife_standard_error_of_the_difference():

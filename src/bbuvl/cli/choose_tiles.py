@@ -12,6 +12,7 @@ from rich.table import Table
 from bbuvl.cli.common import (OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, check_device, claim_outputs, console,
                               fail, one_of, user_errors)
 from bbuvl.cli.predictor import CHECKPOINT_HELP, read_folder
+from bbuvl.infer.tile_scale import WITHIN
 
 
 def parse_factors(text: str) -> list[float]:
@@ -39,6 +40,8 @@ def choose_tiles(
                                 "scale."),
     metric: str = typer.Option("AP50", help="What is compared, by category over the judged categories the tiles answer "
                                "for: AP50 or AP.", callback=one_of("AP50", "AP")),
+    within: float = typer.Option(WITHIN, min=0.0, help="A cheaper candidate is taken when its score is within this many "
+                                 "standard errors (the jackknife's over the photos) of the best."),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
     choose_thresholds: bool = typer.Option(False, "--choose-thresholds", help="Also choose the verdict thresholds of "
                                            "photos cut into tiles, on the chosen scale's predictions of these photos, "
@@ -85,7 +88,7 @@ def choose_tiles(
 
     with user_errors(ValueError, OSError):
         chosen = choose_tile_scale(predictor, gt, out, None if trained is None else trained.median, mode, candidates,
-                                   metric, on_candidate=show)
+                                   metric, on_candidate=show, within=within)
         path = chosen.save(checkpoint)
         verdict, why_not = (choose_tiled_verdict(prediction_file(out, chosen.scale), gt, predictor.faults,
                                                  predictor.options().framed(), target_recall, target_precision)
@@ -99,8 +102,8 @@ def choose_tiles(
     console.print(table)
     for note in chosen.notes:
         console.print(f"[yellow]note[/]: {escape(note)}")
-    console.print(f"compared: {escape(chosen.metric)}; chosen: the fewest passes of those within one standard error "
-                  "of the best", soft_wrap=True)
+    console.print(f"compared: {escape(chosen.metric)}; chosen: the fewest passes of those within {within:g} standard "
+                  "errors of the best", soft_wrap=True)
     console.print(f"chose scale {chosen.scale:g} (trained at {chosen.train_scale:g}); written to {escape(str(path))}",
                   soft_wrap=True)
     for note in ([why_not] if why_not else []) + (verdict.notes if verdict is not None else []):

@@ -1,12 +1,13 @@
 """Choose the scale `tiles: auto` shows photos at, on validation photos (`bbuvl choose-tiles`, infer/tile_scale.py).
 
 Each candidate is the checkpoint's own scale times a factor; a candidate whose grids on these photos are those of
-one already scored is not predicted again. The choice follows the one-standard-error rule of model selection: of the
-candidates scoring within one standard error of the best (the jackknife's, over the validation photos, of the
-difference between the two scores), the cheapest wins (fewest passes), then the factor nearest 1 (the training
-scale). On 8 whole cabinets a score moves by 0.1-0.17 between grids by chance, and the best score alone picked 4x4 by
-0.016 and 0.009 where 3x3 found more screws and faults on every unseen seed (docs/tiles.md, "Choosing the tile
-scale").
+one already scored is not predicted again. Of the candidates scoring within half a standard error of the best (the
+jackknife's, over the validation photos, of the difference between the two scores), the cheapest wins (fewest
+passes), then the factor nearest 1 (the training scale). On 8 whole cabinets a score moves by 0.1-0.17 between grids
+by chance, and the best score alone picked 4x4 by 0.016 and 0.009 (0.10 and 0.07 errors) where 3x3 found more screws
+and faults on every unseen seed; a whole error, the rule of model selection, let 2x2 in at 0.73 errors under 3x3 and
+lost 0.3 of the screws' AP on unseen cabinets (docs/tiles.md, "Choosing the tile scale", "Where the rule chose
+wrong").
 
 The score is AP50 at the category level (every label of a category one class) over the categories the tiles answer
 for that inspections judge (those with fault states, data/faults.py): with `inference.tile_whole_above`, a category
@@ -31,7 +32,7 @@ from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.eval.metrics import evaluate_predictions
 from bbuvl.eval.predictions import read_predictions
 from bbuvl.infer.predictor import Predictor
-from bbuvl.infer.tile_scale import Candidate, ChosenTileScale
+from bbuvl.infer.tile_scale import WITHIN, Candidate, ChosenTileScale
 from bbuvl.infer.tiles import TilePlan, auto_grid, first_regions
 
 FACTORS = (0.5, 0.75, 1.0, 1.25)  # of the training scale: 2x2, 3x3, 4x4 and 5x5 for a photo 4x the frame's side
@@ -76,14 +77,14 @@ def prediction_file(out: str | Path, scale: float) -> Path:
     return Path(out) / f"pred_scale_{scale:g}.jsonl"
 
 
-def best_candidate(candidates: Sequence[Candidate], train_scale: float) -> Candidate:
-    """Of the candidates scoring within their `spread` of the best score, the fewest passes, then the scale nearest
-    `train_scale` (a spread not measured: equal scores only; none scored: the nearest)."""
+def best_candidate(candidates: Sequence[Candidate], train_scale: float, within: float = WITHIN) -> Candidate:
+    """Of the candidates scoring within `within` times their `spread` of the best score, the fewest passes, then the
+    scale nearest `train_scale` (a spread not measured: equal scores only; none scored: the nearest)."""
     ranked = [c for c in candidates if c.score is not None]
     if not ranked:
         return min(candidates, key=lambda c: (abs(c.scale / train_scale - 1.0), c.passes, c.scale))
     top = max(c.score for c in ranked)
-    pool = [c for c in ranked if c.score >= top - (c.spread or 0.0)]
+    pool = [c for c in ranked if c.score >= top - within * (c.spread or 0.0)]
     return min(pool, key=lambda c: (c.passes, abs(c.scale / train_scale - 1.0), c.scale))
 
 
@@ -99,9 +100,10 @@ def jackknife_spread(best: Sequence[float | None], other: Sequence[float | None]
 
 def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, train_scale: float | None,
                       mode: str = "head", factors: Sequence[float] = FACTORS, metric: str = "AP50",
-                      on_candidate: Callable[[Candidate], None] | None = None) -> ChosenTileScale:
+                      on_candidate: Callable[[Candidate], None] | None = None, within: float = WITHIN) -> ChosenTileScale:
     """Predict `gt`'s photos with `tiles: auto` at each candidate scale (`factors` x `train_scale`, the checkpoint's
-    training scale, 1.0 when it has none), score each with `metric`, return the best.
+    training scale, 1.0 when it has none), score each with `metric`, return the best
+    (`best_candidate`, `within` standard errors).
 
     Each candidate's predictions are written to `out/pred_scale_<scale>.jsonl`. The predictor is left as it was.
     """
@@ -157,7 +159,7 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
     top = max((c for c in candidates if c.score is not None), key=lambda c: c.score, default=None)
     if top is not None:
         candidates = [replace(c, spread=jackknife_spread(replicates[top.scale], replicates[c.scale])) for c in candidates]
-    best = best_candidate(candidates, own)
+    best = best_candidate(candidates, own, within)
     notes = [] if best.score is not None else [
         f"no candidate could be scored ({metric} undefined on these photos): the one nearest the training scale is "
         "kept"]

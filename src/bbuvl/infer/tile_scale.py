@@ -22,6 +22,7 @@ from bbuvl.data.jsonfile import read_json
 from bbuvl.data.scale import TILE_SCALE_FILE
 
 TOOL = "bbuvl choose-tiles"
+WITHIN = 0.5  # standard errors under the best score within which a cheaper candidate is taken (eval/tile_choice.py)
 
 
 @dataclass(frozen=True)
