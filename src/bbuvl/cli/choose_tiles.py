@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bbuvl.cli.common import (OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, check_device, claim_outputs, console,
-                              fail, one_of, user_errors)
+                              fail, finite_range, one_of, user_errors)
 from bbuvl.cli.predictor import CHECKPOINT_HELP, read_folder
 from bbuvl.infer.tile_scale import WITHIN
 
@@ -40,8 +40,9 @@ def choose_tiles(
                                 "scale."),
     metric: str = typer.Option("AP50", help="What is compared, by category over the judged categories the tiles answer "
                                "for: AP50 or AP.", callback=one_of("AP50", "AP")),
-    within: float = typer.Option(WITHIN, min=0.0, help="A cheaper candidate is taken when its score is within this many "
-                                 "standard errors (the jackknife's over the photos) of the best."),
+    within: float = typer.Option(WITHIN, help="A cheaper candidate is taken when its score is within this many "
+                                 "standard errors (the jackknife's over the photos) of the best.",
+                                 callback=finite_range(0)),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
     choose_thresholds: bool = typer.Option(False, "--choose-thresholds", help="Also choose the verdict thresholds of "
                                            "photos cut into tiles, on the chosen scale's predictions of these photos, "
