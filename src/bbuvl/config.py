@@ -122,10 +122,6 @@ class DataConfig(_Strict):
     pack_max_tokens: int = Field(8192, gt=0)
     oversize: Literal["resize", "skip"] = "resize"
     num_workers: int = Field(2, ge=0)
-    # Encoded training samples kept in memory, up to this many MB per process (and per loader worker), where a sample
-    # is the same every epoch (no teachers drawn, no crop): decoding and processing the photo again each epoch was 8%
-    # of a stage-A step in the demo (docs/design.md, "Samples kept between epochs"). 0: none kept.
-    cache_mb: int = Field(0, ge=0)
     crop: CropConfig = CropConfig()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -91,15 +91,8 @@ def locate(records: list[SourcedRecord]) -> list[str]:
     return [found.get(id(r), f"{r.dataset_path} ({r.record.image})") for r in records]
 
 
-def sample_bytes(sample: EncodedSample) -> int:
-    """The bytes an encoded sample's tensors hold (its photo's pixels, most of them)."""
-    tensors = [getattr(sample, f.name) for f in fields(sample)] + list(sample.det_caption_ids)
-    return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
-
-
 class ConversationDataset(torch.utils.data.Dataset):
-    """Encodes samples on the fly (images are decoded per item, so memory does not grow with the dataset), keeping up
-    to `cache_mb` of them encoded where a sample is the same every epoch.
+    """Encodes samples on the fly (images are decoded per item, so memory does not grow with the dataset).
 
     With `max_length` no sample is longer (docs/design.md, "Long answers are cut, never split"): teachers that
     would push a sample past it are left out, and a student answer too long on its own is cut there; the photos
@@ -119,7 +112,6 @@ class ConversationDataset(torch.utils.data.Dataset):
         max_length: int | None = None,
         crop: CropConfig | None = None,
         mark_coordinates: bool = False,
-        cache_mb: int = 0,
     ):
         self.encoder, self.contract = encoder, contract
         self.mark_coordinates = mark_coordinates  # the coordinate losses read the student's marks (encode/chat.py)
@@ -142,12 +134,6 @@ class ConversationDataset(torch.utils.data.Dataset):
         self._pool_len = [0] * len(self.teacher_pool)
         if max_length is not None:
             self._measure(max_length)
-        # A sample that is the same every epoch is kept once encoded, up to `cache_mb` (docs/design.md, "Samples kept
-        # between epochs"): no teacher is ever drawn and no crop, so nothing in it depends on the epoch.
-        drawn = (self.teacher_pool and self.teacher_ratio > 0 and self.num_teachers > 0) or any(
-            s.teachers for s in self.sources)
-        self._cache_left = cache_mb * 2**20 if self.crop is None and not drawn else 0
-        self._cache: dict[int, EncodedSample] = {}
 
     def answers_longer_than(self, max_new_tokens: int) -> int:
         """Student answers that, with the end of turn, need more than `max_new_tokens` new tokens to generate."""
@@ -257,17 +243,6 @@ class ConversationDataset(torch.utils.data.Dataset):
         return Turn(image, format_answer(record, self.contract), span, extent), record
 
     def __getitem__(self, index: int) -> EncodedSample:
-        kept = self._cache.get(index)
-        if kept is not None:
-            return kept
-        sample = self._encode(index)
-        size = sample_bytes(sample)
-        if size <= self._cache_left:
-            self._cache[index] = sample
-            self._cache_left -= size
-        return sample
-
-    def _encode(self, index: int) -> EncodedSample:
         src = self.sources[index]
         teachers = self.teachers_for(index)
         student, rec = self._turn(src.student, SPAN_STUDENT, self.crop_for(index))

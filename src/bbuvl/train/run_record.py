@@ -26,13 +26,12 @@ from bbuvl.model.identity import identify
 
 RUN_RECORD = "run.json"
 # What a resume may change: how long the run goes on (the schedule is recomputed over the new length), how often
-# it logs, saves and evaluates, where it writes, how many loader processes read the data and how much they keep
-# encoded, the health alarms, and the prediction defaults the checkpoints carry (training never reads them).
+# it logs, saves and evaluates, where it writes, how many loader processes read the data, the health alarms, and
+# the prediction defaults the checkpoints carry (training never reads them).
 MAY_CHANGE = ("training.max_steps", "training.num_epochs", "training.logging_steps", "training.save_steps",
               "training.eval_steps", "training.save_total_limit", "training.output_dir", "data.num_workers",
-              "data.cache_mb", "monitor.enabled", "monitor.every_steps", "monitor.collapse_every_steps",
-              "monitor.grad_norm_max", "monitor.collapse_std", "monitor.overfit_ratio", "monitor.memory_growth_mb",
-              "inference.")
+              "monitor.enabled", "monitor.every_steps", "monitor.collapse_every_steps", "monitor.grad_norm_max", "monitor.collapse_std",
+              "monitor.overfit_ratio", "monitor.memory_growth_mb", "inference.")
 # Keys naming a file or folder: compared by content, not by spelling.
 CONTENT_KEYS = ("model.path", "data.train", "data.val", "data.teachers", "data.hierarchy", "training.deepspeed")
 
