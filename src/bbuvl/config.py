@@ -602,6 +602,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError(_format_errors(e, source, lines, given)) from None
 
 
+def read_run_config(directory: str | Path) -> Config:
+    """The config a checkpoint was trained with (its CONFIG_FILE)."""
+    return load_config(Path(directory) / CONFIG_FILE)
+
+
 def dump_config(cfg: Config) -> str:
     """The config as YAML, every key present (what `config print` shows and checkpoints store)."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

@@ -179,10 +179,10 @@ def checkpoint_verdict(checkpoint: str | Path) -> tuple[FramedThresholds, str | 
     """What a checkpoint judges photos with: its thresholds for each framing (its verdict_thresholds*.json, else its
     run config's `inference.verdict_*`, else the config's defaults), its run config's hierarchy (None: the shipped
     one), and where the thresholds came from."""
-    from bbuvl.config import CONFIG_FILE, InferenceConfig, load_config
+    from bbuvl.config import CONFIG_FILE, InferenceConfig, read_run_config
 
     checkpoint = Path(checkpoint)
-    run = load_config(checkpoint / CONFIG_FILE) if (checkpoint / CONFIG_FILE).is_file() else None
+    run = read_run_config(checkpoint) if (checkpoint / CONFIG_FILE).is_file() else None
     # A plain model folder (a base model, an export) holds no run config: the config's defaults judge its answers.
     inference = run.inference if run is not None else InferenceConfig()
     chosen, chosen_tiled = ChosenThresholds.load(checkpoint), ChosenThresholds.load(checkpoint, tiled=True)

@@ -32,7 +32,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from bbuvl.atomic import atomic_folder, atomic_path, write_text_atomic
-from bbuvl.config import CONFIG_FILE, Config, dump_config, load_config
+from bbuvl.config import CONFIG_FILE, Config, dump_config, read_run_config
 from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.families import family_of
 from bbuvl.data.faults import THRESHOLDS_FILE, TILED_THRESHOLDS_FILE
@@ -213,11 +213,6 @@ def reuse_extra_modules(model: Any, directory: str | Path) -> dict[str, tuple[in
         module.load_state_dict(fits, strict=False)
         reused[name] = (len(fits), len(state))
     return reused
-
-
-def read_run_config(directory: str | Path) -> Config:
-    """The config a checkpoint was trained with."""
-    return load_config(Path(directory) / CONFIG_FILE)
 
 
 @dataclass

@@ -600,13 +600,17 @@ class DetectionHead(nn.Module):
 
     # --- captions --------------------------------------------------------------------------------
 
-    def _caption_hidden(self, query_hidden: Tensor, input_ids: Tensor) -> Tensor:
-        """`[M, D]` queries, `[M, T]` decoder input ids -> `[M, T, H]` states before the tied projection."""
-        steps = input_ids.shape[1]
+    def _check_caption_steps(self, steps: int) -> None:
+        """ValueError when a caption of `steps` tokens has no position embedding left for its last tokens."""
         if steps > self.caption_max_tokens:
             raise ValueError(
                 f"caption of {steps} tokens exceeds detection.caption_max_tokens ({self.caption_max_tokens})"
             )
+
+    def _caption_hidden(self, query_hidden: Tensor, input_ids: Tensor) -> Tensor:
+        """`[M, D]` queries, `[M, T]` decoder input ids -> `[M, T, H]` states before the tied projection."""
+        steps = input_ids.shape[1]
+        self._check_caption_steps(steps)
         x = self.caption_in_norm(self.caption_in(self.token_embedding(input_ids).to(self._param_dtype())))
         x = x + self.caption_pos.weight[:steps]
         causal = nn.Transformer.generate_square_subsequent_mask(steps, device=x.device, dtype=x.dtype)
@@ -652,9 +656,7 @@ class DetectionHead(nn.Module):
         (`CaptionLattice`), 29 positions a query on the demo's 19 labels instead of 76 (docs/design.md, "Scoring
         every label")."""
         lattice = CaptionLattice.of(captions, self.bos_token_id, self.eos_token_id)
-        if lattice.targets.shape[1] > self.caption_max_tokens:
-            raise ValueError(f"caption of {lattice.targets.shape[1]} tokens exceeds detection.caption_max_tokens "
-                             f"({self.caption_max_tokens})")
+        self._check_caption_steps(lattice.targets.shape[1])
         m, n = query_hidden.shape[0], len(captions)
         if m == 0:
             return query_hidden.new_zeros(0, n, dtype=torch.float32)
