@@ -57,6 +57,16 @@ def test_report_writes_the_pngs_it_shows(report, evaluation):
     assert first.image_path.stem in worst[0].name
 
 
+def test_a_photo_in_both_lists_is_the_same_picture_in_both_folders(report, evaluation):
+    faulty = {evaluation.images[i].image_path.stem for i in evaluation.faults.photos_to_check(4)}
+    both = [r.image_path.stem for r in evaluation.worst(4) if r.image_path.stem in faulty]
+    assert both, "the fixture's worst photos and photos to check share none: the case is not exercised"
+    for stem in both:
+        (in_faults,) = (report.parent / FAULTS_DIR).glob(f"*_{stem}.png")
+        (in_worst,) = (report.parent / "worst").glob(f"*_{stem}.png")
+        assert in_faults.read_bytes() == in_worst.read_bytes()
+
+
 def test_report_lists_every_category_and_shows_failed_answers(report, evaluation):
     page = report.read_text(encoding="utf-8")
     for category in evaluation.metrics["per_category"]:

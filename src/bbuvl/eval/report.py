@@ -29,7 +29,7 @@ from matplotlib.figure import Figure  # the object API needs no display and touc
 from matplotlib.font_manager import FontProperties
 from PIL import Image
 
-from bbuvl.atomic import save_atomic, write_text_atomic
+from bbuvl.atomic import save_atomic, write_bytes_atomic, write_text_atomic
 from bbuvl.data.labels import Hierarchy
 from bbuvl.eval.draw import FAULT_LEGEND, LabelNamer, compare_picture
 from bbuvl.eval.faults import FaultMetrics
@@ -66,24 +66,32 @@ def write_report(
 
     fault_curve = plot_fault_curve(faults)
     _save_png(out_dir / FAULT_CURVE_FILE, fault_curve)
+    drawn: dict[int, tuple[Image.Image, Path]] = {}  # id of an image's result -> its picture and first file
+
+    def draw(result: ImageResult, file: Path) -> Image.Image:
+        """The result's picture written to `file`: drawn and encoded once, copied where a photo is in both lists."""
+        if id(result) in drawn:
+            picture, first = drawn[id(result)]
+            write_bytes_atomic(file, first.read_bytes())
+            return picture
+        picture = compare_picture(result.record, result.image_path, result.objects, result.match, font, name,
+                                  is_fault=is_fault)
+        _save_png(file, picture)
+        drawn[id(result)] = (picture, file)
+        return picture
+
     fault_pictures = []
     for rank, i in enumerate(faults.photos_to_check(worst), start=1):
         result = evaluation.images[i]
-        picture = compare_picture(result.record, result.image_path, result.objects, result.match, font, name,
-                                  is_fault=is_fault)
         file = out_dir / FAULTS_DIR / f"{rank:03d}_{_safe(result.image_path.stem)}.png"
-        _save_png(file, picture)
-        fault_pictures.append((i, picture, file))
+        fault_pictures.append((i, draw(result, file), file))
 
     curve = plot_pr_curves(evaluation, font, name)
     _save_png(out_dir / PR_CURVE_FILE, curve)
     pictures = []
     for rank, result in enumerate(evaluation.worst(worst), start=1):
-        picture = compare_picture(result.record, result.image_path, result.objects, result.match, font, name,
-                                  is_fault=is_fault)
         file = out_dir / WORST_DIR / f"{rank:03d}_{_safe(result.image_path.stem)}.png"
-        _save_png(file, picture)
-        pictures.append((result, picture, file))
+        pictures.append((result, draw(result, file), file))
 
     page = _page(evaluation, font, hierarchy, curve, pictures, out_dir,
                  _sizes_html(sizes) + _comparison_html(comparison, baseline_name),
