@@ -123,6 +123,8 @@ class DataConfig(_Strict):
     oversize: Literal["resize", "skip"] = "resize"
     num_workers: int = Field(2, ge=0)
     crop: CropConfig = CropConfig()
+    # The chance a training photo is shown mirrored left to right in an epoch (its boxes with it); 0: never.
+    mirror: float = Field(0.0, ge=0, le=1)
 
 
 class LearningRates(_Strict):

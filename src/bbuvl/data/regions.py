@@ -103,3 +103,12 @@ def magnified_record(record: ImageRecord, region: Region, size: Size) -> ImageRe
                for o in kept]
     return ImageRecord(images=record.images, width=size[0], height=size[1], objects=objects, id=record.id,
                        source=record.source, magnified=(record.magnified or 1.0) * math.sqrt(sx * sy))
+
+
+def mirrored_record(record: ImageRecord) -> ImageRecord:
+    """The record of `record`'s photo mirrored left to right: every box's x reflected about the photo's middle."""
+    width = record.size[0]
+    objects = [o.model_copy(update={"bbox_2d": [round(width - o.bbox_2d[2], 1), o.bbox_2d[1],
+                                                round(width - o.bbox_2d[0], 1), o.bbox_2d[3]]})
+               for o in record.objects]
+    return record.model_copy(update={"objects": objects})

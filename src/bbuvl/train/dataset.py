@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import ImageOps
 
 from bbuvl.config import CropConfig
 from bbuvl.data.check import check_boxes, sample_records
 from bbuvl.data.coords import CoordinateContract
-from bbuvl.data.regions import Region, magnified_record, random_region
+from bbuvl.data.regions import Region, magnified_record, mirrored_record, random_region
 from bbuvl.data.schema import ImageRecord, Sample, iter_dataset, resolve_image
 from bbuvl.encode.chat import (SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, EncodedSample, Turn, answer_objects, format_answer,
                                image_for_model, objects_within)
@@ -112,10 +113,12 @@ class ConversationDataset(torch.utils.data.Dataset):
         max_length: int | None = None,
         crop: CropConfig | None = None,
         mark_coordinates: bool = False,
+        mirror: float = 0.0,
     ):
         self.encoder, self.contract = encoder, contract
         self.mark_coordinates = mark_coordinates  # the coordinate losses read the student's marks (encode/chat.py)
         self.crop = crop if crop is not None and crop.p > 0 else None
+        self.mirror = mirror  # the chance a student photo is shown mirrored left to right, drawn per (seed, epoch, index)
         self.teacher_ratio, self.num_teachers, self.seed = teacher_ratio, num_teachers, seed
         self.oversize, self.max_length = oversize, max_length
         self.epoch = 0
@@ -234,10 +237,18 @@ class ConversationDataset(torch.utils.data.Dataset):
             return None
         return random_region(self.sources[index].student.record.size, rng, self.crop.min_side, self.crop.max_side)
 
-    def _turn(self, src: SourcedRecord, span: int, region: Region | None = None) -> tuple[Turn, ImageRecord]:
-        """The turn showing `src` (through `region`, magnified to its frame) and the record its answer is written from."""
+    def mirrored(self, index: int) -> bool:
+        """Whether sample `index`'s student photo is shown mirrored this epoch."""
+        return self.mirror > 0 and random.Random(f"{self.seed}-{self.epoch}-{index}-mirror").random() < self.mirror
+
+    def _turn(self, src: SourcedRecord, span: int, region: Region | None = None,
+              mirror: bool = False) -> tuple[Turn, ImageRecord]:
+        """The turn showing `src` (through `region`, magnified to its frame; mirrored left to right) and the record its
+        answer is written from."""
         image = image_for_model(src.image_path, src.record.size, self.contract, region)
         record = src.record if region is None else magnified_record(src.record, region, image.size)
+        if mirror:
+            image, record = ImageOps.mirror(image), mirrored_record(record)
         # The student's extent marks its box numbers for the coordinate losses (model/coordinate_loss.py).
         extent = self.contract.answer_extent(record.size) if self.mark_coordinates and span == SPAN_STUDENT else None
         return Turn(image, format_answer(record, self.contract), span, extent), record
@@ -245,7 +256,7 @@ class ConversationDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> EncodedSample:
         src = self.sources[index]
         teachers = self.teachers_for(index)
-        student, rec = self._turn(src.student, SPAN_STUDENT, self.crop_for(index))
+        student, rec = self._turn(src.student, SPAN_STUDENT, self.crop_for(index), self.mirrored(index))
         turns = [self._turn(t, SPAN_TEACHER)[0] for t in teachers] + [student]
         enc = self.encoder.encode(turns, max_length=self.max_length)
         W, H = rec.size

@@ -119,7 +119,8 @@ def build_run(cfg: Config) -> Run:
     common = dict(oversize=cfg.data.oversize, seed=cfg.training.seed, max_length=cfg.data.max_length,
                   mark_coordinates=cfg.loss.coordinate_regression > 0 or cfg.loss.grounding_attention > 0)
     train_ds = ConversationDataset(train_sources, encoder, contract, pool,
-                                   cfg.data.teacher_ratio, cfg.data.num_teachers, crop=cfg.data.crop, **common)
+                                   cfg.data.teacher_ratio, cfg.data.num_teachers, crop=cfg.data.crop,
+                                   mirror=cfg.data.mirror, **common)
     longer = train_ds.answers_longer_than(cfg.inference.max_new_tokens)
     if longer and _first_process():  # every process measures the same answers: one says so
         log.warning("%d of %d training answers (the longest %d tokens) are longer than inference.max_new_tokens (%d): "
