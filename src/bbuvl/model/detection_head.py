@@ -24,6 +24,7 @@ and registering it here would count it twice in parameter groups and save it twi
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -655,7 +656,7 @@ class DetectionHead(nn.Module):
         tokens before it only: the decoder and the vocabulary's log-softmax run once at each distinct prefix
         (`CaptionLattice`), 29 positions a query on the demo's 19 labels instead of 76 (docs/design.md, "Scoring
         every label")."""
-        lattice = CaptionLattice.of(captions, self.bos_token_id, self.eos_token_id)
+        lattice = _lattice(tuple(tuple(c) for c in captions), self.bos_token_id, self.eos_token_id)
         self._check_caption_steps(lattice.targets.shape[1])
         m, n = query_hidden.shape[0], len(captions)
         if m == 0:
@@ -711,7 +712,7 @@ class DetectionHead(nn.Module):
         return torch.stack(ids, dim=1), torch.stack(logprobs, dim=1)
 
 
-@dataclass
+@dataclass(frozen=True)
 class CaptionLattice:
     """Captions laid out for teacher forcing as a tree of their distinct prefixes.
 
@@ -748,6 +749,13 @@ class CaptionLattice:
         tokens = torch.tensor([prefix[-1] for prefix in index], dtype=torch.long)
         depth = torch.tensor([len(prefix) - 1 for prefix in index], dtype=torch.long)
         return cls(tokens, depth, reads, where, targets)
+
+
+@functools.lru_cache(maxsize=8)
+def _lattice(captions: tuple[tuple[int, ...], ...], bos: int, eos: int) -> CaptionLattice:
+    """The lattice of a label set, built once: every photo of a prediction run scores the same labels (its tensors are
+    read, never written)."""
+    return CaptionLattice.of(captions, bos, eos)
 
 
 def caption_prefixes(captions: Sequence[Sequence[int]], eos_token_id: int, max_tokens: int) -> dict[tuple[int, ...], list[int]]:
