@@ -10,20 +10,19 @@
 
 Each run renders `--train` close-ups (448x336, the demo's framing) from its seed, builds the tiny Qwen2.5-VL from
 the same seed, trains `configs/demo.yaml` with the overrides for `--steps` steps (the run's own teachers file is
-set: `data.teacher_ratio=0.5` trains with it; `model.path=` starts from another checkpoint, as the demo starts
-from stage A's), and scores head mode at every `--eval-every` steps on `--val` close-ups rendered
-from a seed no demo, test or guard uses. Per checkpoint: AP50 per label and class-agnostic, AP50 of the
-screw-and-connection-point category at hierarchy level 1, and the full-label accuracy of the matched screws (is a
-correct screw called correct), beside the best constant box. The state is then read apart from the kind: among
-matched screws whose kind (hierarchy level 2) is right, the share whose state is right too, beside the share a
-model that always said "correct" would get. `--checkpoint` scores a trained checkpoint (the demo's) on the same
-unseen photos instead of training, or on close-ups from each of `--val-seeds`; `--state-ranking` adds how well
-the head's own caption probabilities rank wrong screws above correct ones (ROC AUC), whatever its greedy labels
-say; `--state-probe N` fits a linear probe of the state on N close-ups of another seed, from the head's query
-vector and from thumbnails of the photo in the true and in the query's box, to show where the state is lost. One
-subprocess per run with its thread count fixed before torch starts; each appends a JSON line to `--out`,
-so a killed sweep resumes where it stopped.
-"""
+set: `data.teacher_ratio=0.5 data.max_length=1536` trains with it, with room for the teachers; `model.path=` starts
+from another checkpoint, as the demo starts from stage A's), and scores head mode at every `--eval-every` steps on
+`--val` close-ups rendered from a seed no demo, test or guard uses. Per checkpoint: AP50 per label and
+class-agnostic, AP50 of the screw-and-connection-point category at hierarchy level 1, and the full-label accuracy of
+the matched screws (is a correct screw called correct), beside the best constant box. The state is then read apart
+from the kind: among matched screws whose kind (hierarchy level 2) is right, the share whose state is right too,
+beside the share a model that always said "correct" would get. `--checkpoint` scores a trained checkpoint (the
+demo's) on the same unseen photos instead of training, or on close-ups from each of `--val-seeds`; `--state-ranking`
+adds how well the head's own caption probabilities rank wrong screws above correct ones (ROC AUC), whatever its
+greedy labels say; `--state-probe N` fits a linear probe of the state on N close-ups of another seed, from the
+head's query vector and from thumbnails of the photo in the true and in the query's box, to show where the state is
+lost. One subprocess per run with its thread count fixed before torch starts; each appends a JSON line to `--out`,
+so a killed sweep resumes where it stopped. """
 
 from __future__ import annotations
 
