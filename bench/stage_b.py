@@ -22,7 +22,8 @@ adds how well the head's own caption probabilities rank wrong screws above corre
 greedy labels say; `--state-probe N` fits a linear probe of the state on N close-ups of another seed, from the
 head's query vector and from thumbnails of the photo in the true and in the query's box, to show where the state is
 lost. One subprocess per run with its thread count fixed before torch starts; each appends a JSON line to `--out`,
-so a killed sweep resumes where it stopped. """
+so a killed sweep resumes where it stopped.
+"""
 
 from __future__ import annotations
 
