@@ -215,12 +215,17 @@ class ConversationDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.sources)
 
+    def _rng(self, index: int, draw: str = "") -> random.Random:
+        """Sample `index`'s generator for one kind of draw this epoch (teachers: "", "crop", "mirror"): seeded by
+        (seed, epoch, index) alone, so a resumed run, and any loader worker, sees the same samples."""
+        return random.Random(f"{self.seed}-{self.epoch}-{index}" + (f"-{draw}" if draw else ""))
+
     def teachers_for(self, index: int) -> list[SourcedRecord]:
         """Teachers shown before sample `index` this epoch (never the student photo itself)."""
         src = self.sources[index]
         if src.teachers:
             return self._within(index, list(zip(src.teachers, self._teacher_len[index])))
-        rng = random.Random(f"{self.seed}-{self.epoch}-{index}")
+        rng = self._rng(index)
         if not self.teacher_pool or self.num_teachers == 0 or rng.random() >= self.teacher_ratio:
             return []
         room = self._room(index)  # drawn among those that fit, rather than drawn and then dropped
@@ -232,14 +237,14 @@ class ConversationDataset(torch.utils.data.Dataset):
         """The window sample `index`'s student photo is shown through this epoch; None: the whole photo."""
         if self.crop is None:
             return None
-        rng = random.Random(f"{self.seed}-{self.epoch}-{index}-crop")
+        rng = self._rng(index, "crop")
         if rng.random() >= self.crop.p:
             return None
         return random_region(self.sources[index].student.record.size, rng, self.crop.min_side, self.crop.max_side)
 
     def mirrored(self, index: int) -> bool:
         """Whether sample `index`'s student photo is shown mirrored this epoch."""
-        return self.mirror > 0 and random.Random(f"{self.seed}-{self.epoch}-{index}-mirror").random() < self.mirror
+        return self.mirror > 0 and self._rng(index, "mirror").random() < self.mirror
 
     def _turn(self, src: SourcedRecord, span: int, region: Region | None = None,
               mirror: bool = False) -> tuple[Turn, ImageRecord]:
