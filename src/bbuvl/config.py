@@ -161,6 +161,10 @@ class TrainingConfig(_Strict):
     warmup_ratio: float = Field(0.03, ge=0, le=1)
     lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
     max_grad_norm: float = Field(1.0, gt=0)
+    # > 0: the run saves an exponential moving average of its weights with this decay, not the last step's, ramped in
+    # as min(decay, (1 + n) / (10 + n)) after n steps (0.99 only from step 890). On the demo's 900 cosine steps it
+    # lost close-up faults (train/weight_average.py, docs/faults_learning.md "Averaged weights"). 0: off.
+    ema_decay: float = Field(0.0, ge=0, lt=1)
     bf16: bool = True
     gradient_checkpointing: bool = True
     logging_steps: int = Field(10, gt=0)

@@ -191,7 +191,8 @@ def run_folder(cfg, trained_checkpoint: Path, record: bool = True) -> Path:
     ("training.lr.llm=0.5", "training.lr.llm 0.001 (now 0.5)"),
     ("loss.bbox_weight=1", "loss.bbox_weight 5.0 (now 1.0)"),
     ("data.teacher_ratio=0.1", "data.teacher_ratio 0.5 (now 0.1)"),
-], ids=["num_queries", "lr", "loss-weight", "teacher-ratio"])
+    ("training.ema_decay=0.99", "training.ema_decay 0.0 (now 0.99)"),
+], ids=["num_queries", "lr", "loss-weight", "teacher-ratio", "weight-average"])
 def test_sft_resume_refuses_another_config_naming_each_key(run_config, trained_checkpoint, override, named):
     from bbuvl.train.run_record import ResumeMismatch
     from bbuvl.train.trainer import train

@@ -49,6 +49,7 @@ from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, fused
 from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_run_inputs, checkpoint_incomplete, latest_complete_checkpoint,
                                  prepare_output_dir)
 from bbuvl.train.run_record import RUN_RECORD, check_resume, write_run_record
+from bbuvl.train.weight_average import WeightAverage
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,11 @@ class BBUTrainer(Trainer):
         self._window_steps: dict[str, int] = {}
         self._eval_parts: dict[str, float] = {}
         self._eval_n = 0
+        decay = run.cfg.training.ema_decay
+        # Before any callback added later (the caption refit): they read the averaged weights (train/weight_average.py).
+        self.average = WeightAverage(run.model, decay) if decay > 0 else None
+        if self.average is not None:
+            self.add_callback(self.average)
 
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:  # noqa: D102
         if self.optimizer is None:
@@ -302,6 +308,16 @@ class BBUTrainer(Trainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:  # noqa: D102
         load_weights_into(model or self.model, resume_from_checkpoint)
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:  # noqa: D102
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self.average is not None and self.args.should_save:
+            self.average.save(output_dir)  # optimizer-like state: numbered checkpoints only, not final/
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:  # noqa: D102
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if self.average is not None and checkpoint is not None:
+            self.average.load(checkpoint, self.optimizer)
 
 
 def warmup_steps(ratio: float) -> float:
