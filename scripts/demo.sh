@@ -81,7 +81,7 @@ stage() {  # stage NAME CONFIG SYNTH_ARGS... -- TRAIN_OVERRIDES...
   say "[$name] train ($config, $PROCS process(es)) -> $dir/run"
   train "$config" "training.output_dir=$dir/run" "model.path=$model" \
     "data.train=$dir/data/train.jsonl" "data.val=$val" "${overrides[@]}"
-  local pids=() status=0 pid
+  local pids=() status=0 pid choosing=""
   if [ -n "${CHOOSE_SYNTH:-}" ]; then
     say "[$name] choose the verdict's thresholds on photos of their own -> $dir/run/final/verdict_thresholds.json"
     # shellcheck disable=SC2086
@@ -109,12 +109,16 @@ stage() {  # stage NAME CONFIG SYNTH_ARGS... -- TRAIN_OVERRIDES...
     (OMP_NUM_THREADS=1 $BBUVL choose-tiles -c "$dir/run/final" --gt "$dir/choose_wide/val.jsonl" \
        -o "$dir/choose_wide/candidates" --factors 0.5,0.75 \
        --choose-thresholds --target-recall 0.8 --target-precision 0.8) > "$dir/choose_wide.log" 2>&1 &
-    pids+=($!)
+    choosing=$!
   fi
   for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
-  [ -f "$dir/choose_wide.log" ] && grep -E "^(scale|chose|compared|verdict thresholds)" "$dir/choose_wide.log"
-  if [ "$status" -ne 0 ]; then cat "$dir/choose.log" 2>/dev/null; return "$status"; fi
-  evaluate "$name"
+  if [ "$status" -ne 0 ]; then
+    cat "$dir/choose.log" 2>/dev/null
+    [ -z "$choosing" ] || wait "$choosing" || true
+    return "$status"
+  fi
+  # The close-ups are scored while the tile scale is still being chosen: only the whole cabinets' lane needs it.
+  evaluate "$name" "$choosing"
   say "[$name] scored"
 }
 
@@ -135,23 +139,44 @@ lanes() {  # lanes STAGE: what evaluate runs, one line each: MODE [NAME VAL]
   return 0
 }
 
-evaluate() {  # evaluate STAGE: the three modes (and the wide photos) side by side, one one-thread process each
+evaluate() {  # evaluate STAGE [CHOOSING_PID]: the three modes (and the wide photos) side by side, one one-thread process each
   # Each command spends seconds importing and scoring on one core: three lanes keep both cores busy (stage A's
   # evaluation 55 s one after another, 45 s in two lanes). Each lane writes its own log, shown when all are done,
-  # so that they do not interleave.
-  local dir="$OUT/$1" pids=() status=0 lane k=0
+  # so that they do not interleave. CHOOSING_PID: `bbuvl choose-tiles` still at work on the checkpoint's tile scale;
+  # the whole cabinets' lane, which predicts with that scale, starts when it is done, and until then the other lanes
+  # run at a lower priority, so that the choosing keeps a core and the wide lane, the longest, starts early.
+  local dir="$OUT/$1" choosing=${2:-} pids=() status=0 lane k=0 wide=() niceness=0
   if [ -n "${WIDE_SYNTH:-}" ]; then
     say "[$1] synthesise whole-cabinet photos -> $dir/wide"
     # shellcheck disable=SC2086
     $BBUVL data synth "$dir/wide" --n-train 0 --teachers 0 $WIDE_SYNTH
   fi
   mapfile -t all < <(lanes "$1")
+  [ -n "$choosing" ] && niceness=5
   if [ "$PROCS" -gt 1 ]; then
     for lane in "${all[@]}"; do
+      if [[ "$lane" == "head wide "* ]]; then wide+=("$k"); k=$((k + 1)); continue; fi
       # shellcheck disable=SC2086
-      (set -e; OMP_NUM_THREADS=1 score "$1" $lane) > "$dir/evaluate_$k.log" 2>&1 &
+      (set -e; [ "$niceness" -eq 0 ] || renice -n "$niceness" -p "$BASHPID" > /dev/null 2>&1 || true
+       OMP_NUM_THREADS=1 score "$1" $lane) > "$dir/evaluate_$k.log" 2>&1 &
       pids+=($!)
       k=$((k + 1))
+    done
+  fi
+  if [ -n "$choosing" ]; then
+    wait "$choosing" || status=$?
+    grep -E "^(scale|chose|compared|verdict thresholds)" "$dir/choose_wide.log" || true
+    if [ "$status" -ne 0 ]; then
+      cat "$dir/choose_wide.log"
+      for pid in "${pids[@]}"; do wait "$pid" || true; done
+      return "$status"
+    fi
+  fi
+  if [ "$PROCS" -gt 1 ]; then
+    for k in "${wide[@]}"; do
+      # shellcheck disable=SC2086
+      (set -e; OMP_NUM_THREADS=1 score "$1" ${all[$k]}) > "$dir/evaluate_$k.log" 2>&1 &
+      pids+=($!)
     done
     for pid in "${pids[@]}"; do wait "$pid" || status=$?; done
     for k in "${!all[@]}"; do cat "$dir/evaluate_$k.log"; done
