@@ -203,6 +203,10 @@ class CaptionRefitConfig(_Strict):
     # labels, but on the demo's checkpoint 0.5 and 1 gained at most one fault a seed and 1 lost three to five on
     # one: the faults are lost to parts with no box, not to their state (docs/faults_learning.md, "Balanced refit").
     balance: float = Field(0.0, ge=0, le=1)
+    # The learning rate over the refit's steps: "constant", or "cosine" from `lr` down to 0 at the last step, so
+    # that the fit ends where its draws have settled instead of on the last batch's step (docs/faults_learning.md,
+    # "The refit's learning rate").
+    schedule: Literal["constant", "cosine"] = "constant"
 
 
 class DetectionConfig(_Strict):

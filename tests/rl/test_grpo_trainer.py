@@ -79,6 +79,19 @@ def test_resume_continues_rewards_loss_and_weights_exactly(grpo_config, tmp_path
     assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
 
 
+def test_a_grpo_run_with_a_weight_average_saves_the_average(grpo_config, tmp_path):
+    from safetensors.torch import load_file
+
+    from bbuvl.train.weight_average import AVERAGE_FILE
+
+    result = train_grpo(grpo_config("training.ema_decay=0.5", "training.save_steps=2"), progress=False)
+    saved = load_file(str(tmp_path / "grpo" / "checkpoint-2" / AVERAGE_FILE))
+    live = dict(load_model(tmp_path / "grpo" / "checkpoint-2")[0].named_parameters())
+    final = dict(load_model(result["final"])[0].named_parameters())
+    assert saved and all(torch.equal(final[n], t) for n, t in saved.items())
+    assert any(not torch.equal(live[n], t) for n, t in saved.items())
+
+
 def test_every_reward_term_kl_length_clip_and_spread_are_logged_per_step(grpo_config):
     history = train_grpo(grpo_config("grpo.beta=0.05"), progress=False)["history"]
     for h in _logged(history).values():

@@ -110,3 +110,27 @@ def test_a_balanced_refit_draws_every_label_alike_and_an_unbalanced_one_every_ob
     assert w[:3].sum().item() == pytest.approx(w[3].item())  # three seated screws weigh what one loose screw does
     half = draw_weights(labels, 0.5)
     assert half[3].item() / half[0].item() == pytest.approx(3 ** 0.5)
+
+
+def test_a_cosine_refit_starts_at_the_constant_ones_rate_and_ends_elsewhere(run_config, tmp_path):
+    run = build_run(run_config(f"training.output_dir={tmp_path / 'run'}"))
+    collator = PaddedCollator(run.collator.pad_token_id, run.collator.image_token_id, padding_side="right")
+    photos, head = training_photos(run.train_dataset), run.model.detection_head
+    start = {n: p.detach().clone() for n, p in head.named_parameters()}
+
+    def refit(steps: int, schedule: str) -> tuple[dict[str, torch.Tensor], float]:
+        with torch.no_grad():
+            for n, p in head.named_parameters():
+                p.copy_(start[n])
+        result = refit_captions(run.model, run.train_dataset.encoder, collator, run.contract, photos,
+                                CaptionRefitConfig(steps=steps, min_iou=0.01, batch_size=16, schedule=schedule), seed=0)
+        return {n: p.detach().clone() for n, p in head.named_parameters()}, result.last_loss
+
+    one_constant, _ = refit(1, "constant")
+    one_cosine, _ = refit(1, "cosine")
+    assert all(torch.equal(one_constant[n], one_cosine[n]) for n in start)  # the first step at the full rate
+    constant, constant_loss = refit(60, "constant")
+    cosine, cosine_loss = refit(60, "cosine")
+    assert any(not torch.equal(constant[n], cosine[n]) for n in start)  # later steps at a lower one
+    first_loss = refit(1, "constant")[1]
+    assert cosine_loss < 0.75 * first_loss and constant_loss < 0.75 * first_loss  # both fit

@@ -191,6 +191,8 @@ def refit_captions(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColl
     embedding_trains = embedding.requires_grad
     embedding.requires_grad_(False)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.steps) if cfg.schedule == "cosine"
+                else None)
     generator = torch.Generator().manual_seed(seed)
     device = params[0].device
     weights = draw_weights(labels, cfg.balance)
@@ -209,6 +211,8 @@ def refit_captions(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColl
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if schedule is not None:
+                schedule.step()
             losses.append(float(loss.detach()))
     finally:
         for name, module in originals.items():
