@@ -1,12 +1,13 @@
 """Refit a finished checkpoint's caption layers with other refit settings, one new checkpoint per setting.
 
     .venv/bin/python bench/caption_refit.py --checkpoint demo_out/bbu/run/final --train demo_out/bbu/data/train.jsonl \\
-        --out runs/refit --balance 0,0.5,1 --steps 400
+        --out runs/refit --balance 0,0.5,1 --steps 400 --schedule cosine,constant
 
-Each setting writes `<out>/balance<B>_steps<S>` (train/caption_refit_checkpoint.py): the checkpoint's model with its
+Each setting writes `<out>/balance<B>_steps<S>_<schedule>` (train/caption_refit_checkpoint.py): the checkpoint's model with its
 captions refit again on the training photos, so that settings are compared on one trained model with no training
 run between them. Score the folders with bench/inspection.py; docs/faults_learning.md ("Balanced refit") has the
-measured runs.
+measured runs, and "The refit's learning rate" the schedules, refit from a run's step-900 checkpoint (the weights
+before the run's own refit).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> list[Path]:
-    """Parse the arguments and refit once per balance; returns the new checkpoint folders."""
+    """Parse the arguments and refit once per balance and schedule; returns the new checkpoint folders."""
     from bbuvl.config import CaptionRefitConfig
     from bbuvl.train.caption_refit_checkpoint import refit_checkpoint
 
@@ -31,12 +32,15 @@ def main(argv: list[str] | None = None) -> list[Path]:
     ap.add_argument("--steps", type=int, default=400, help="refit steps")
     ap.add_argument("--batch-size", type=int, default=64, help="covered objects a step")
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--schedule", default="cosine", help="comma-separated learning-rate schedules: cosine, constant")
+    ap.add_argument("--seed", type=int, default=0, help="seeds the refit's draws (a run's refit uses its training seed)")
     args = ap.parse_args(argv)
     folders = []
-    for balance in (float(b) for b in args.balance.split(",")):
-        cfg = CaptionRefitConfig(steps=args.steps, balance=balance, batch_size=args.batch_size, lr=args.lr)
-        out = args.out / f"balance{balance:g}_steps{args.steps}"
+    settings = [(float(b), s) for b in args.balance.split(",") for s in args.schedule.split(",")]
+    for balance, schedule in settings:
+        cfg = CaptionRefitConfig(steps=args.steps, balance=balance, batch_size=args.batch_size, lr=args.lr,
+                                 schedule=schedule)
+        out = args.out / f"balance{balance:g}_steps{args.steps}_{schedule}"
         result = refit_checkpoint(args.checkpoint, args.train, out, cfg, seed=args.seed, overwrite=True)
         print(f"{out}: {result.pairs} objects covered ({result.uncovered} not), loss {result.first_loss:.4f} -> "
               f"{result.last_loss:.4f}, {result.seconds:.0f} s", flush=True)
