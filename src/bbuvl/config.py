@@ -185,6 +185,14 @@ class TrainingConfig(_Strict):
             raise ValueError(f"must be -1 (train num_epochs) or a positive number of steps, got {v}")
         return v
 
+    @model_validator(mode="after")
+    def _average_without_shards(self) -> "TrainingConfig":
+        # ZeRO-3 holds each weight in shards across the ranks: an average of the local tensors would be of slices.
+        if self.ema_decay > 0 and self.deepspeed is not None:
+            raise ValueError("training.ema_decay averages the full weights on every process, which DeepSpeed's ZeRO "
+                             "stages shard: set training.ema_decay: 0 or train without training.deepspeed")
+        return self
+
 
 class CaptionRefitConfig(_Strict):
     """A last phase of training: the head's caption decoder alone, refit on the finished model's frozen query vectors.

@@ -80,3 +80,10 @@ def test_a_checkpoint_saved_without_its_average_is_refused_by_name(run_config, t
     (tmp_path / "run" / "checkpoint-2" / AVERAGE_FILE).unlink()
     with pytest.raises(WeightAverageError, match=f"checkpoint-2/{AVERAGE_FILE}: missing"):
         train(cfg, resume=True, progress=False)
+
+
+def test_an_average_with_deepspeed_is_refused_at_load_time(run_config, tmp_path):
+    ds = tmp_path / "ds.json"
+    ds.write_text('{"zero_optimization": {"stage": 3}}', encoding="utf-8")
+    with pytest.raises(ValueError, match="training.ema_decay averages the full weights"):
+        run_config("training.ema_decay=0.9", f"training.deepspeed={ds}")
