@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import TrainerCallback
 from typer.testing import CliRunner
 
@@ -10,6 +11,7 @@ from bbuvl.config import dump_config, load_config
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.checkpoint import load_model
 from bbuvl.rl.trainer import train_grpo
+from bbuvl.train.weight_average import AVERAGE_FILE
 from tests.callbacks import StopAt
 from tests.diagnostics.conftest import one_thread  # noqa: F401 - one torch thread, as the training tests
 
@@ -80,10 +82,6 @@ def test_resume_continues_rewards_loss_and_weights_exactly(grpo_config, tmp_path
 
 
 def test_a_grpo_run_with_a_weight_average_saves_the_average(grpo_config, tmp_path):
-    from safetensors.torch import load_file
-
-    from bbuvl.train.weight_average import AVERAGE_FILE
-
     result = train_grpo(grpo_config("training.ema_decay=0.5", "training.save_steps=2"), progress=False)
     saved = load_file(str(tmp_path / "grpo" / "checkpoint-2" / AVERAGE_FILE))
     live = dict(load_model(tmp_path / "grpo" / "checkpoint-2")[0].named_parameters())

@@ -52,6 +52,28 @@ def test_the_average_follows_the_updated_weights_only_and_is_swapped_in_at_the_e
     assert torch.equal(model[1].weight, frozen)
 
 
+def test_bfloat16_weights_are_averaged_in_float32(tmp_path):
+    model = torch.nn.Linear(8, 8).to(torch.bfloat16)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
+    average = WeightAverage(model, 0.99)
+    args, state = TrainingArguments(str(tmp_path), report_to="none", use_cpu=True), TrainerState()
+    average.on_train_begin(args, state, None, optimizer=optimizer)
+    expect = model.weight.detach().float().clone()
+    for step in range(1001, 1041):  # past the ramp: each step moves the average by 1% of the difference
+        optimizer.zero_grad()
+        model(torch.randn(4, 8, dtype=torch.bfloat16)).float().pow(2).sum().backward()
+        optimizer.step()
+        state.global_step = step
+        average.on_step_end(args, state, None)
+        expect = 0.99 * expect + 0.01 * model.weight.detach().float()
+    assert average.average[0].dtype == torch.float32
+    assert torch.allclose(average.average[0], expect, atol=1e-6)
+    average.save(tmp_path)
+    resumed = WeightAverage(model, 0.99)
+    resumed.load(tmp_path, optimizer)
+    assert all(torch.equal(a, b) for a, b in zip(resumed.average, average.average))
+
+
 def test_final_holds_the_average_and_each_checkpoint_the_live_weights_beside_it(run_config, tmp_path):
     cfg = run_config("training.ema_decay=0.5", "training.max_steps=4", "training.save_steps=4", "data.val=null")
     final = _weights(train(cfg, progress=False)["final"])

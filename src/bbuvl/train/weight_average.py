@@ -3,7 +3,9 @@
 After each optimizer step the average moves towards the live weights: a <- a + (1 - d) (w - a), with the decay d
 ramped in as min(decay, (1 + n) / (10 + n)) after n steps, so the first steps' weights do not dominate a short run.
 Only the weights the optimizer updates are averaged (a LoRA run averages its adapters and head, not the frozen base
-model). When training ends the average is copied into the model before anything else reads it: the caption refit
+model), and always in float32: weights held in bfloat16 (the shipped configs' `model.dtype`) have 8 bits of mantissa,
+below which a step of 1 - d = 1% of the difference rounds away, and an average kept in their dtype would stay where it
+started. When training ends the average is copied into the model before anything else reads it: the caption refit
 fits its captions on the averaged features, and `final/` holds the averaged weights. Numbered checkpoints keep the
 live weights, which resuming continues from, and the average beside them (`AVERAGE_FILE`), so that a resumed run
 ends with the same average as one that never stopped (docs/faults_learning.md, "Averaged weights").
@@ -55,12 +57,12 @@ class WeightAverage(TrainerCallback):
         if not self.names:
             self.track(optimizer)
         if self.average is None:  # a fresh run; a resumed one has loaded its average already (`load`)
-            self.average = [p.detach().clone() for p in self.live]
+            self.average = [p.detach().float().clone() for p in self.live]
 
     @torch.no_grad()
     def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
         d = ramped_decay(self.decay, state.global_step)
-        torch._foreach_lerp_(self.average, [p.detach() for p in self.live], 1 - d)
+        torch._foreach_lerp_(self.average, [p.detach().float() for p in self.live], 1 - d)
 
     @torch.no_grad()
     def on_train_end(self, args, state, control, **kwargs):  # noqa: D102
@@ -87,4 +89,4 @@ class WeightAverage(TrainerCallback):
         for n, p in zip(self.names, self.live):
             if saved[n].shape != p.shape:
                 raise WeightAverageError(f"{path}: {n} is {tuple(saved[n].shape)}, the model's is {tuple(p.shape)}")
-        self.average = [saved[n].to(device=p.device, dtype=p.dtype) for n, p in zip(self.names, self.live)]
+        self.average = [saved[n].to(device=p.device, dtype=torch.float32) for n, p in zip(self.names, self.live)]
