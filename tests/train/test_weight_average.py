@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 from transformers import TrainerState, TrainingArguments
 
 from bbuvl.model.checkpoint import load_model
+from bbuvl.train.run_dir import RunDirError
 from bbuvl.train.trainer import train
 from bbuvl.train.weight_average import AVERAGE_FILE, WeightAverage, WeightAverageError, ramped_decay
 from tests.callbacks import StopAt
@@ -109,3 +110,11 @@ def test_an_average_with_deepspeed_is_refused_at_load_time(run_config, tmp_path)
     ds.write_text('{"zero_optimization": {"stage": 3}}', encoding="utf-8")
     with pytest.raises(ValueError, match="training.ema_decay averages the full weights"):
         run_config("training.ema_decay=0.9", f"training.deepspeed={ds}")
+
+
+def test_a_damaged_average_is_refused_naming_its_file(run_config, tmp_path):
+    cfg = run_config("training.ema_decay=0.6", "training.max_steps=4", "training.save_steps=2", "data.val=null")
+    train(cfg, progress=False, callbacks=[StopAt(2)])
+    (tmp_path / "run" / "checkpoint-2" / AVERAGE_FILE).write_bytes(b"cut short")
+    with pytest.raises(RunDirError, match=f"checkpoint-2/{AVERAGE_FILE}: damaged safetensors header"):
+        train(cfg, resume=True, progress=False)

@@ -81,7 +81,7 @@ class WeightAverage(TrainerCallback):
             raise WeightAverageError(f"{path}: missing, so the run's weight average cannot be resumed "
                                      f"(training.ema_decay is set; the checkpoint was saved without it)")
         self.track(optimizer)
-        saved = load_file(str(path))
+        saved = load_file(str(path))  # its header was checked with the checkpoint's other files (train/run_dir.py)
         if sorted(saved) != sorted(self.names):
             extra, missing = sorted(set(saved) - set(self.names)), sorted(set(self.names) - set(saved))
             raise WeightAverageError(f"{path}: the average holds other weights than the model trains "
