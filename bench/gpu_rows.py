@@ -136,7 +136,7 @@ def measure_training(cfg: Config, device: str, warmup: int, counts_cache: list[S
     marks = clock.marks[warmup:]
     ran = len(clock.marks) - 1
     row: dict[str, Any] = {"attention": core.config._attn_implementation, "trainable_params": trainable,
-                           "dropped_over_budget": run.collator.budget.dropped, **memory.read()}
+                           "dropped_over_budget": trainer.budget_dropped, **memory.read()}
     del trainer, run, core, clock
     release()
     if len(marks) < 2:

@@ -119,3 +119,23 @@ def test_the_frame_comes_from_one_source_then_explicit_bounds(tmp_path):
         resolve_frame(cfg, tmp_path)
     with pytest.raises(ValueError, match="must not exceed"):
         resolve_frame(cfg, min_pixels=10**6)
+
+
+def test_a_batch_of_full_size_photos_that_would_overflow_a_budget_is_refused_at_load_naming_the_value_that_fits():
+    """The collator drops what overflows a budget; a config whose batches would overflow is refused instead."""
+    qwen35 = ROOT / "configs" / "qwen3_5_0.8b.yaml"
+    # The Qwen3.5 config's old budget: 8 photos of 1280 tokens, each with a teacher, are 20,480 vision tokens.
+    with pytest.raises(ConfigError, match=r"max_vision_tokens_per_batch=8192 \(override\).*raise it to 20480"):
+        load_config(qwen35, ["model.max_vision_tokens_per_batch=8192"])
+    load_config(qwen35, ["model.max_vision_tokens_per_batch=8192", "data.teacher_ratio=0",
+                         "training.per_device_batch_size=6"])  # 6 x 1280 fits without teachers
+    # max_pixels caps a photo's tokens too: 50,176 px are 64 tokens of 28 x 28 px (the family unnamed: the smallest factor).
+    small = ["model.max_pixels=50176", "model.min_pixels=3136", "model.max_vision_tokens_per_batch=256"]
+    load_config(None, [*small, "training.per_device_batch_size=2", "data.teacher_ratio=0.5"])
+    with pytest.raises(ConfigError, match=r"raise it to 384"):
+        load_config(None, [*small, "training.per_device_batch_size=3", "data.teacher_ratio=0.5"])
+    # Packed rows: the batch's samples at data.max_length must fit data.pack_max_tokens.
+    with pytest.raises(ConfigError, match=r"data.pack_max_tokens \(8192\).*raise it to 12288"):
+        load_config(None, ["data.collator=packed", "training.per_device_batch_size=3", "data.max_length=4096"])
+    # GRPO collates its rollouts without budgets: nothing to refuse.
+    load_config(ROOT / "configs" / "grpo.yaml", ["model.max_vision_tokens_per_batch=1024"])

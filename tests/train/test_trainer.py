@@ -223,3 +223,11 @@ def test_fault_weight_weighs_the_training_labels_the_hierarchy_file_marks_as_fau
         unweighed = build_run(run_config("loss.fault_weight=3", f"data.hierarchy={path}"))
     assert unweighed.model.fault_captions == frozenset()
     assert any("no training label is a fault" in r.getMessage() and "no_faults.json" in r.getMessage() for r in caplog.records)
+
+
+def test_samples_the_collator_drops_are_counted_where_training_runs_also_with_loader_workers(run_config):
+    """Each loader worker holds its own copy of the collator: the run's count comes from the batches themselves."""
+    cfg = run_config("data.num_workers=2", "training.max_steps=2", "data.teacher_ratio=0")
+    cfg.model.max_vision_tokens_per_batch = 1  # below any photo: each batch of 2 keeps its first sample only
+    result = train(cfg, progress=False)
+    assert result["budget_dropped"] == 2

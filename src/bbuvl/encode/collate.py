@@ -46,6 +46,9 @@ class Batch:
     coord_marks: torch.Tensor
     coord_boxes: list[torch.Tensor]  # S x [N_s, 4], the student answers' boxes in their order, normalised
     attention_mask: torch.Tensor | None = None  # [B, L] padded (1 = token); None packed
+    # Samples the collator left out of this batch for its budgets. Counted where the batch is used, since a loader's
+    # worker processes each hold their own copy of the collator and its counter.
+    dropped: int = 0
 
     def __len__(self) -> int:
         """Samples in the batch (HF Trainer refuses a batch whose length is 0)."""
@@ -90,7 +93,7 @@ def _within_budget(samples: list[EncodedSample], max_vision: int, max_tokens: in
         vision, tokens = vision + v, tokens + t
     counter.seen += len(samples)
     if len(kept) < len(samples):
-        log.warning("batch over budget: dropped %d of %d samples (%d dropped so far)", len(samples) - len(kept),
+        log.warning("batch over budget: dropped %d of %d samples (%d so far by this process)", len(samples) - len(kept),
                     len(samples), counter.dropped)
     return kept
 
@@ -144,6 +147,7 @@ class PaddedCollator:
     budget: BudgetCounter = field(default_factory=BudgetCounter)
 
     def __call__(self, samples: list[EncodedSample]) -> Batch:
+        given = len(samples)
         samples = _within_budget(samples, self.max_vision_tokens_per_batch, None, self.budget)
         B, L = len(samples), max(s.input_ids.numel() for s in samples)
         masks = [head_masks(s, self.merge) for s in samples]
@@ -171,7 +175,7 @@ class PaddedCollator:
             batch["sample_index"][b, sl] = b
             batch["position_ids"][:, b, sl] = mrope_positions(s.input_ids, s.image_grid_thw, self.image_token_id, self.merge)
             batch["det_vision_mask"][b, sl], batch["det_text_mask"][b, sl] = masks[b][0], masks[b][1]
-        return Batch(**batch, **_common(samples, masks))
+        return Batch(**batch, **_common(samples, masks), dropped=given - B)
 
 
 @dataclass
@@ -186,6 +190,7 @@ class PackedCollator:
     budget: BudgetCounter = field(default_factory=BudgetCounter)
 
     def __call__(self, samples: list[EncodedSample]) -> Batch:
+        given = len(samples)
         samples = _within_budget(samples, self.max_vision_tokens_per_batch, self.max_tokens, self.budget)
         masks = [head_masks(s, self.merge) for s in samples]
         text = torch.cat([torch.arange(s.input_ids.numel()) for s in samples])
@@ -202,4 +207,5 @@ class PackedCollator:
             det_vision_mask=torch.cat([m[0] for m in masks])[None],
             det_text_mask=torch.cat([m[1] for m in masks])[None],
             **_common(samples, masks),
+            dropped=given - len(samples),
         )

@@ -180,6 +180,7 @@ class BBUTrainer(Trainer):
         self._window_steps: dict[str, int] = {}
         self._eval_parts: dict[str, float] = {}
         self._eval_n = 0
+        self.budget_dropped = 0  # samples the collator left out of training batches (encode/collate.py, `Batch.dropped`)
         decay = run.cfg.training.ema_decay
         # Before any callback added later (the caption refit): they read the averaged weights (train/weight_average.py).
         self.average = WeightAverage(run.model, decay) if decay > 0 else None
@@ -221,6 +222,7 @@ class BBUTrainer(Trainer):
             valid = inputs.sample_index >= 0
             vision = int(inputs.mm_token_type_ids.sum())
             self.throughput.samples += len(inputs)
+            self.budget_dropped += inputs.dropped
             self.throughput.vision_tokens += vision
             self.throughput.text_tokens += int(valid.sum()) - vision
             # The terms are already divided by counts over all ranks, but DDP and ZeRO average gradients over
@@ -406,7 +408,7 @@ def train(cfg: Config, resume: bool | str = False, progress: bool = True, callba
     trainer = fit(cfg, make, resume, overwrite)
     run = built[0]
     return {"final": str(Path(cfg.training.output_dir) / FINAL_DIR), "history": trainer.state.log_history,
-            "nan_skipped": trainer.guard.skipped, "budget_dropped": run.collator.budget.dropped,
+            "nan_skipped": trainer.guard.skipped, "budget_dropped": trainer.budget_dropped,
             "oversize_skipped": len(run.train_dataset.skipped), "answers_truncated": len(run.train_dataset.truncated),
             "answers_measured": len(run.train_dataset.answer_tokens),
             "longest_answer": max(run.train_dataset.answer_tokens, default=0),

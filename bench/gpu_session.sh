@@ -1,0 +1,42 @@
+#!/bin/bash
+# One lent-GPU session's bench/gpu.py rows (docs/gpu.md, "Measured on an H200"): the shipped settings of the
+# three GPU configs first, each command capped so that a slow one leaves time to the next; every row's JSON
+# is written as soon as it ends. Run from the repository root:
+#   bash bench/gpu_session.sh OUT_DIR        # on the GPU machine, wheels carried in .gpu-wheels/ (docs/gpu.md)
+#   bash bench/gpu_session.sh OUT_DIR cpu    # here: the same commands on two-layer models (a dry run)
+set -u
+out=$1; mode=${2:-gpu}
+mkdir -p "$out"
+if [ "$mode" = gpu ]; then
+  if ls .gpu-wheels/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/bbuvl-site \
+      .gpu-wheels/*.whl || exit 3
+    export PYTHONPATH=/tmp/bbuvl-site:src
+  else
+    export PYTHONPATH=src
+  fi
+  py=python3; extra=()
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+else
+  export PYTHONPATH=src
+  py=.venv/bin/python; extra=(--layers 2 --device cpu)
+fi
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+$py -c "import bbuvl.train.trainer, bbuvl.infer.predictor, transformers, torch
+print('imports ok: transformers', transformers.__version__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available())" || exit 4
+t0=$(date +%s)
+row() {  # NAME SECONDS ARGS...: one bench/gpu.py command, killed after SECONDS (its finished rows stay in NAME.json)
+  local name=$1 limit=$2; shift 2
+  echo "=== $name (at most ${limit} s) from +$(( $(date +%s) - t0 )) s"
+  timeout "$limit" $py bench/gpu.py "${extra[@]}" --out "$out/$name.json" "$@" 2>&1 \
+    | grep -vE "Writing model shards|Loading weights|^\s*$" | tee "$out/$name.log" | tail -40
+}
+row base-train 170 --config configs/base.yaml --tuning full,lora --head on --layout padded,packed --checkpointing on \
+  --predict none --steps 2 --warmup 1
+row q4b-train 130 --config configs/qwen3_vl_4b.yaml --tuning full,lora --head on --layout padded --checkpointing on \
+  --predict none --steps 2 --warmup 1
+row q08-train 70 --config configs/qwen3_5_0.8b.yaml --tuning full --head on --layout padded --checkpointing on \
+  --predict none --steps 2 --warmup 1
+row base-predict 110 --config configs/base.yaml --tuning none --predict head,generate --predict-batch 1,8 --calls 1 \
+  --warmup 1 --vllm off
+echo "=== done at +$(( $(date +%s) - t0 )) s"
