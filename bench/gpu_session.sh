@@ -31,6 +31,10 @@ row() {  # NAME SECONDS ARGS...: one bench/gpu.py command, killed after SECONDS 
   timeout "$limit" $py bench/gpu.py "${extra[@]}" --out "$out/$name.json" "$@" 2>&1 \
     | grep -vE "Writing model shards|Loading weights|^\s*$" | tee "$out/$name.log" | tail -40
 }
+if [ "$mode" = gpu ]; then  # the vision towers' attention per window vs per window length (docs/design.md)
+  echo "=== window attention from +$(( $(date +%s) - t0 )) s"
+  timeout 120 $py bench/window_attention.py --device cuda --layers 32 --steps 5 2>&1 | tee "$out/window.log" | tail -8
+fi
 row base-train 170 --config configs/base.yaml --tuning full,lora --head on --layout padded,packed --checkpointing on \
   --predict none --steps 2 --warmup 1
 row q4b-train 130 --config configs/qwen3_vl_4b.yaml --tuning full,lora --head on --layout padded --checkpointing on \

@@ -19,6 +19,7 @@ from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.families import TURN_START, VISION_SPECIAL_TOKENS, family_of
 from bbuvl.model.patch_projection import use_linear_patch_projection
+from bbuvl.model.window_attention import use_batched_window_attention
 from bbuvl.model.processor import IMAGE_ONLY_PROCESSORS, image_only_processor_class, set_pixel_range
 from bbuvl.paths import check_model_source
 
@@ -123,6 +124,7 @@ def load_model_and_processor(
     )
     check_special_tokens(model.config, processor, source=path)
     use_linear_patch_projection(model)  # the same numbers, a fraction of the convolution's time
+    use_batched_window_attention(model)  # one SDPA call per window size, not per window (model/window_attention.py)
     if device is not None:
         model = model.to(device)
     return model.eval(), processor
