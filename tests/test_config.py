@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bbuvl.config import Config, ConfigError, dump_config, load_config, parse_overrides
+from bbuvl.config import Config, ConfigError, batch_budget_problems, dump_config, load_config, parse_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,21 +121,42 @@ def test_the_frame_comes_from_one_source_then_explicit_bounds(tmp_path):
         resolve_frame(cfg, min_pixels=10**6)
 
 
-def test_a_batch_of_full_size_photos_that_would_overflow_a_budget_is_refused_at_load_naming_the_value_that_fits():
-    """The collator drops what overflows a budget; a config whose batches would overflow is refused instead."""
+def test_a_batch_of_full_size_photos_that_would_overflow_a_budget_is_named_with_the_value_that_fits():
+    """The collator drops what overflows a budget; training refuses such a config instead, `config check` names it."""
     qwen35 = ROOT / "configs" / "qwen3_5_0.8b.yaml"
-    # The Qwen3.5 config's old budget: 8 photos of 1280 tokens, each with a teacher, are 20,480 vision tokens.
-    with pytest.raises(ConfigError, match=r"max_vision_tokens_per_batch=8192 \(override\).*raise it to 20480"):
-        load_config(qwen35, ["model.max_vision_tokens_per_batch=8192"])
-    load_config(qwen35, ["model.max_vision_tokens_per_batch=8192", "data.teacher_ratio=0",
-                         "training.per_device_batch_size=6"])  # 6 x 1280 fits without teachers
-    # max_pixels caps a photo's tokens too: 50,176 px are 64 tokens of 28 x 28 px (the family unnamed: the smallest factor).
+    assert batch_budget_problems(load_config(qwen35)) == []
+    # The Qwen3.5 config's old budget: 8 photos of 1280 tokens, each with a teacher, are 20,480 vision tokens. A
+    # checkpoint trained with it still loads; only a run's start refuses it.
+    old = load_config(qwen35, ["model.max_vision_tokens_per_batch=8192"])
+    [problem] = batch_budget_problems(old)
+    assert "model.max_vision_tokens_per_batch (8192)" in problem and "raise it to 20480" in problem
+    assert batch_budget_problems(load_config(qwen35, ["model.max_vision_tokens_per_batch=8192", "data.teacher_ratio=0",
+                                                      "training.per_device_batch_size=6"])) == []  # 6 x 1280 fits
+    # max_pixels caps a photo's tokens too: 50,176 px are 64 tokens of 28 x 28 px (the family unnamed: the smallest
+    # factor), 49 of 32 x 32 px.
     small = ["model.max_pixels=50176", "model.min_pixels=3136", "model.max_vision_tokens_per_batch=256"]
-    load_config(None, [*small, "training.per_device_batch_size=2", "data.teacher_ratio=0.5"])
-    with pytest.raises(ConfigError, match=r"raise it to 384"):
-        load_config(None, [*small, "training.per_device_batch_size=3", "data.teacher_ratio=0.5"])
+    assert batch_budget_problems(load_config(None, [*small, "training.per_device_batch_size=2"])) == []
+    [problem] = batch_budget_problems(load_config(None, [*small, "training.per_device_batch_size=3"]))
+    assert "raise it to 384" in problem
+    [problem] = batch_budget_problems(load_config(None, [*small, "training.per_device_batch_size=3"]), factor=32)
+    assert "(49 vision tokens" in problem and "raise it to 294" in problem
     # Packed rows: the batch's samples at data.max_length must fit data.pack_max_tokens.
-    with pytest.raises(ConfigError, match=r"data.pack_max_tokens \(8192\).*raise it to 12288"):
-        load_config(None, ["data.collator=packed", "training.per_device_batch_size=3", "data.max_length=4096"])
-    # GRPO collates its rollouts without budgets: nothing to refuse.
-    load_config(ROOT / "configs" / "grpo.yaml", ["model.max_vision_tokens_per_batch=1024"])
+    [problem] = batch_budget_problems(load_config(None, ["data.collator=packed", "training.per_device_batch_size=3",
+                                                         "data.max_length=4096"]))
+    assert "data.pack_max_tokens (8192)" in problem and "raise it to 12288" in problem
+
+
+def test_config_check_and_a_training_start_refuse_a_batch_that_would_overflow_its_budget(run_config, tmp_path):
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+    from bbuvl.train.trainer import build_run
+
+    qwen35 = ROOT / "configs" / "qwen3_5_0.8b.yaml"
+    result = CliRunner().invoke(app, ["config", "check", str(qwen35), "model.max_vision_tokens_per_batch=8192"])
+    assert result.exit_code == 2 and "raise it to 20480" in result.output
+    assert CliRunner().invoke(app, ["config", "check", str(qwen35)]).exit_code == 0
+    # The tests' tiny photos are 64 tokens at most (max_pixels 50,176): 2 photos with a teacher each need 256.
+    with pytest.raises(ConfigError, match="raise it to 256"):
+        build_run(run_config("model.max_vision_tokens_per_batch=255"))
+    assert not (tmp_path / "run").exists()

@@ -58,7 +58,7 @@ class ModelConfig(_Strict):
     max_pixels: int = Field(QWEN_MAX_PIXELS, gt=0)
     max_vision_tokens: int = Field(1280, gt=0)  # per image, after the 2x2 merge
     # Per training micro-batch, students' and teachers' photos together: it must hold a batch of full-size photos
-    # with their teachers (Config._batches_fit_their_budgets), since the collator drops what does not fit.
+    # with their teachers (`batch_budget_problems`), since the collator drops what does not fit.
     max_vision_tokens_per_batch: int = Field(8192, gt=0)
     # Absolute (row, col) codes added to the vision tokens, zero-initialised (docs/localisation.md).
     vision_positions: bool = True
@@ -485,39 +485,39 @@ class Config(_Strict):
     monitor: MonitorConfig = MonitorConfig()
     grpo: GrpoConfig = GrpoConfig()
 
-    @model_validator(mode="after")
-    def _batches_fit_their_budgets(self) -> "Config":
-        # The training collator drops the samples that would take a batch over a budget (encode/collate.py). A batch
-        # of full-size photos, each with its teachers, must fit, or a dataset of large photos loses samples on most
-        # steps: the Qwen3.5 config once dropped 2 of every 8 (docs/gpu.md, "Measured on an H200").
-        if self.training.method != "sft":
-            return self  # GRPO's rollouts are collated without budgets (rl/trainer.py)
-        m, batch = self.model, self.training.per_device_batch_size
-        images = 1 + (self.data.num_teachers if self.data.teacher_ratio > 0 else 0)
-        # A photo's tokens are capped by max_vision_tokens and by max_pixels; with the family unnamed, the smallest
-        # factor (the most tokens) stands for it.
-        factor = get_family(m.family).factor if m.family != "auto" else min(get_family(f).factor for f in FAMILIES)
-        per_image = min(m.max_vision_tokens, m.max_pixels // factor ** 2)
-        vision = batch * images * per_image
-        problems = []
-        if vision > m.max_vision_tokens_per_batch:
-            problems.append(
-                f"model.max_vision_tokens_per_batch ({m.max_vision_tokens_per_batch}) is below a batch of "
-                f"training.per_device_batch_size ({batch}) full-size photos ({per_image} vision tokens, from "
-                f"model.max_vision_tokens and model.max_pixels) with {images - 1} teacher photo(s) each: {vision} vision "
-                f"tokens; raise it to {vision}, or lower the batch or the photos' size")
-        if self.data.collator == "packed" and batch * self.data.max_length > self.data.pack_max_tokens:
-            problems.append(
-                f"data.pack_max_tokens ({self.data.pack_max_tokens}) is below a packed row of training.per_device_batch_size "
-                f"({batch}) samples at data.max_length ({self.data.max_length}): {batch * self.data.max_length} tokens; "
-                f"raise it to {batch * self.data.max_length}, or lower the batch or data.max_length")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
 
 class ConfigError(ValueError):
     """Invalid config; the message lists every problem, one per line."""
+
+
+def batch_budget_problems(cfg: Config, factor: int | None = None) -> list[str]:
+    """Why the training collator could drop samples from `cfg`'s batches (empty: it never will).
+
+    The collator drops what would take a batch over a budget (encode/collate.py): a batch of full-size photos, each
+    with its teachers, must fit, or a dataset of large photos loses samples on most steps; the Qwen3.5 config once
+    dropped 2 of every 8 (docs/gpu.md, "Measured on an H200"). `factor`: the family's pixels per token side (None:
+    the family's when named, else the smallest, which counts the most tokens). Checked when training starts and by
+    `bbuvl config check`, not when a checkpoint's config is read: a checkpoint trained before the check still loads.
+    """
+    m, batch = cfg.model, cfg.training.per_device_batch_size
+    if factor is None:
+        factor = get_family(m.family).factor if m.family != "auto" else min(get_family(f).factor for f in FAMILIES)
+    images = 1 + (cfg.data.num_teachers if cfg.data.teacher_ratio > 0 else 0)
+    per_image = min(m.max_vision_tokens, m.max_pixels // factor ** 2)  # a photo's tokens: capped by both
+    vision = batch * images * per_image
+    problems = []
+    if vision > m.max_vision_tokens_per_batch:
+        problems.append(
+            f"model.max_vision_tokens_per_batch ({m.max_vision_tokens_per_batch}) is below a batch of "
+            f"training.per_device_batch_size ({batch}) full-size photos ({per_image} vision tokens, from "
+            f"model.max_vision_tokens and model.max_pixels) with {images - 1} teacher photo(s) each: {vision} vision "
+            f"tokens; raise it to {vision}, or lower the batch or the photos' size")
+    if cfg.data.collator == "packed" and batch * cfg.data.max_length > cfg.data.pack_max_tokens:
+        problems.append(
+            f"data.pack_max_tokens ({cfg.data.pack_max_tokens}) is below a packed row of training.per_device_batch_size "
+            f"({batch}) samples at data.max_length ({cfg.data.max_length}): {batch * cfg.data.max_length} tokens; "
+            f"raise it to {batch * cfg.data.max_length}, or lower the batch or data.max_length")
+    return problems
 
 
 # --- loading -----------------------------------------------------------------------------------

@@ -226,8 +226,14 @@ def test_fault_weight_weighs_the_training_labels_the_hierarchy_file_marks_as_fau
 
 
 def test_samples_the_collator_drops_are_counted_where_training_runs_also_with_loader_workers(run_config):
-    """Each loader worker holds its own copy of the collator: the run's count comes from the batches themselves."""
-    cfg = run_config("data.num_workers=2", "training.max_steps=2", "data.teacher_ratio=0")
-    cfg.model.max_vision_tokens_per_batch = 1  # below any photo: each batch of 2 keeps its first sample only
-    result = train(cfg, progress=False)
-    assert result["budget_dropped"] == 2
+    """Each loader worker holds its own copy of the collator: the run's count comes from the batches themselves.
+
+    Training refuses a config whose batches could overflow a budget; the collator's drop is the guard behind that
+    check, lowered here on a built run to make it fire."""
+    from bbuvl.train.trainer import make_trainer
+
+    run = build_run(run_config("data.num_workers=2", "training.max_steps=2", "data.teacher_ratio=0"))
+    run.collator.max_vision_tokens_per_batch = 1  # below any photo: each batch of 2 keeps its first sample only
+    trainer = make_trainer(run, progress=False)
+    trainer.train()
+    assert trainer.budget_dropped == 2 and run.collator.budget.dropped == 0  # the workers' copies counted, not this one

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from bbuvl.cli.common import command_group, console, fail
-from bbuvl.config import ConfigError, dump_config, load_config
+from bbuvl.config import ConfigError, batch_budget_problems, dump_config, load_config
 
 app = command_group(help="Show and validate run configs.", no_args_is_help=True)
 
@@ -31,9 +31,13 @@ def check_config(
     config: Path = typer.Argument(..., help="YAML config file."),
     overrides: list[str] = typer.Argument(None, help="key.sub=value overrides."),
 ) -> None:
-    """Validate a config: unknown keys, wrong types and bad values are errors with file:line."""
+    """Validate a config: unknown keys, wrong types and bad values are errors with file:line; batches that would
+    overflow a budget too."""
     try:
-        load_config(config, overrides or [])
+        cfg = load_config(config, overrides or [])
     except ConfigError as e:
         fail(str(e))
+    problems = batch_budget_problems(cfg) if cfg.training.method == "sft" else []
+    if problems:
+        fail(f"{config}: " + "\n".join(problems))
     console.print(f"[green]ok[/]: {escape(str(config))} is valid")

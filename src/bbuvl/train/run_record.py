@@ -26,10 +26,12 @@ from bbuvl.model.identity import identify
 
 RUN_RECORD = "run.json"
 # What a resume may change: how long the run goes on (the schedule is recomputed over the new length), how often
-# it logs, saves and evaluates, where it writes, how many loader processes read the data, the health alarms, and
-# the prediction defaults the checkpoints carry (training never reads them).
+# it logs, saves and evaluates, where it writes, how many loader processes read the data, the collator's budgets
+# (a run saved before training refused overflowing ones must be able to raise them; docs/resume.md), the health
+# alarms, and the prediction defaults the checkpoints carry (training never reads them).
 MAY_CHANGE = ("training.max_steps", "training.num_epochs", "training.logging_steps", "training.save_steps",
               "training.eval_steps", "training.save_total_limit", "training.output_dir", "data.num_workers",
+              "model.max_vision_tokens_per_batch", "data.pack_max_tokens",
               "monitor.enabled", "monitor.every_steps", "monitor.collapse_every_steps", "monitor.grad_norm_max", "monitor.collapse_std",
               "monitor.overfit_ratio", "monitor.memory_growth_mb", "inference.")
 # Keys naming a file or folder: compared by content, not by spelling.

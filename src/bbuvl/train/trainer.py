@@ -23,7 +23,7 @@ from transformers import Trainer, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.config import Config
+from bbuvl.config import Config, ConfigError, batch_budget_problems
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.faults import Faults
 from bbuvl.data.labels import Hierarchy
@@ -77,6 +77,9 @@ def build_run(cfg: Config) -> Run:
         raise ValueError(f"data.collator: packed is refused for {family.name}: {family.packing_note}; "
                          "use data.collator: padded (docs/families.md)")
     contract = cfg.model.frame()
+    problems = batch_budget_problems(cfg, contract.factor)
+    if problems:
+        raise ConfigError("\n".join(problems))
     hierarchy = Hierarchy.load(cfg.data.hierarchy)
     # Every data file is read (an empty one, a box `data check` calls an error: refused) before the model loads.
     train_sources = sources_from(read_training_data(cfg.data.train), cfg.data.train)
