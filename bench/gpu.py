@@ -82,6 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--predict-batch", default="1,8")
     ap.add_argument("--vllm", choices=("on", "off"), default="on",
                     help="the vLLM arm: generate-mode photos/s of vLLM at --predict-batch (skipped where vllm does not import)")
+    ap.add_argument("--profile", action="store_true",
+                    help="profile one more step per training row (not timed): its top operators and attention calls in the JSON")
     ap.add_argument("--peak-tflops", type=float, default=None, help="the device's bf16 peak, for a GPU not in the table")
     args = ap.parse_args(argv)
     try:
@@ -112,7 +114,7 @@ def base_overrides(args: argparse.Namespace, folder: Path, train: Path, teachers
     cpu = args.device == "cpu"
     out = [f"model.path={folder}", f"data.train={train}", "data.val=null", f"data.teachers={teachers}",
            f"model.max_vision_tokens={vision_tokens}", f"model.max_pixels={vision_tokens * factor * factor}",
-           f"training.output_dir={run_dir}", f"training.max_steps={args.warmup + args.steps}",
+           f"training.output_dir={run_dir}", f"training.max_steps={args.warmup + args.steps + int(args.profile)}",
            "training.save_steps=100000", "training.logging_steps=100000", "training.eval_steps=100000",
            "training.warmup_ratio=0", "monitor.enabled=false"]
     if cpu:  # no bf16 matrix units to speak of on the CPUs here; fp32 keeps the smoke run honest and fast
@@ -199,7 +201,7 @@ def run_benchmark(args: argparse.Namespace, console: Console, save: Callable[[di
             started = time.perf_counter()
             try:
                 run_cfg = load_config(args.config, common + v.overrides("flash_attention_2" if flash else None))
-                row.update(measure_training(run_cfg, device, args.warmup, counts, peak))
+                row.update(measure_training(run_cfg, device, args.warmup, counts, peak, args.profile))
             except (RuntimeError, ValueError, torch.cuda.OutOfMemoryError) as e:
                 row["error"] = short_error(e)
                 if not isinstance(e, (torch.cuda.OutOfMemoryError, ValueError)):
@@ -313,6 +315,24 @@ def training_table(report: dict[str, Any]) -> Table:
     return t
 
 
+def profile_tables(report: dict[str, Any]) -> list[Table]:
+    """One table per profiled training row (--profile): its step's top operators by self time."""
+    tables = []
+    for r in report["training"]:
+        p = r.get("profile")
+        if not p:
+            continue
+        t = Table(title=f"one step of {r['tuning']}, head {'on' if r['head'] else 'off'}, {r['layout']}, checkpointing "
+                        f"{'on' if r['checkpointing'] else 'off'}: {p['total_ms']:,.0f} ms of {p['sorted_by']}, "
+                        f"{p['cpu_total_ms']:,.0f} ms on the CPU, {p['attention_calls']:,} attention calls")
+        for col in ("operator", "calls", "self ms"):
+            t.add_column(col, justify="left" if col == "operator" else "right")
+        for op in p["ops"]:
+            t.add_row(escape(op["name"]), f"{op['calls']:,}", f"{op['self_ms']:,.1f}")
+        tables.append(t)
+    return tables
+
+
 def prediction_table(report: dict[str, Any]) -> Table:
     """One line per prediction row."""
     t = Table(title=f"prediction: {report['objects_per_photo']} objects a photo")
@@ -347,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{report['params']['total'] / 1e9:.2f}B parameters ({report['params']['vision'] / 1e9:.2f}B vision)")
     if report["training"]:
         console.print(training_table(report))
+        for table in profile_tables(report):
+            console.print(table)
     if report["prediction"]:
         console.print(prediction_table(report))
     if "rows" in report.get("vllm", {}):

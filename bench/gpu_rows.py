@@ -87,6 +87,43 @@ class StepClock(TrainerCallback):
         return control
 
 
+class StepProfile(TrainerCallback):
+    """torch.profiler over one optimizer step (`step`, 1-based): which operators took that step's time, and how many
+    attention calls it made (docs/gpu.md, "Reading the output")."""
+
+    def __init__(self, device: str, step: int, top: int = 12):
+        self.device, self.step, self.top = device, step, top
+        self.profiler: torch.profiler.profile | None = None
+        self.summary: dict[str, Any] | None = None
+
+    def on_step_begin(self, args, state, control, **kwargs):  # noqa: D102
+        if state.global_step + 1 == self.step:
+            synchronize(self.device)
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            if self.device.startswith("cuda"):
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
+            self.profiler = torch.profiler.profile(activities=activities)
+            self.profiler.__enter__()
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
+        if self.profiler is not None and state.global_step == self.step:
+            synchronize(self.device)
+            self.profiler.__exit__(None, None, None)
+            self.summary = profile_summary(self.profiler.key_averages(), self.device.startswith("cuda"), self.top)
+            self.profiler = None
+
+
+def profile_summary(events: Any, device_time: bool, top: int) -> dict[str, Any]:
+    """The `top` operators of profiled `events` by self time (the device's on a GPU, else the CPU's), the totals, and
+    the attention calls (scaled_dot_product_attention: one per window or image in the vision towers under SDPA)."""
+    key = "self_device_time_total" if device_time else "self_cpu_time_total"
+    ranked = sorted(events, key=lambda e: getattr(e, key), reverse=True)[:top]
+    return {"sorted_by": key, "total_ms": sum(getattr(e, key) for e in events) / 1e3,
+            "cpu_total_ms": sum(e.self_cpu_time_total for e in events) / 1e3,
+            "attention_calls": sum(e.count for e in events if e.key == "aten::scaled_dot_product_attention"),
+            "ops": [{"name": e.key, "calls": e.count, "self_ms": getattr(e, key) / 1e3} for e in ranked]}
+
+
 @dataclass(frozen=True)
 class TrainVariant:
     """One training row: what is trained, with what, laid out how."""
@@ -119,8 +156,9 @@ def release() -> None:
 
 
 def measure_training(cfg: Config, device: str, warmup: int, counts_cache: list[SampleCounts],
-                     peak_tflops: float | None) -> dict[str, Any]:
-    """Train `cfg` for its `max_steps` (warm-up + measured) and measure the steps after `warmup`."""
+                     peak_tflops: float | None, profile: bool = False) -> dict[str, Any]:
+    """Train `cfg` for its `max_steps` (warm-up + measured, + 1 profiled when `profile`) and measure the steps after
+    `warmup`; the profiled step, the last, is not timed (the profiler slows it)."""
     memory = PeakMemory(device)
     memory.reset()
     run = build_run(cfg)
@@ -130,13 +168,16 @@ def measure_training(cfg: Config, device: str, warmup: int, counts_cache: list[S
     flops_per_sample = training_flops(ModelShape.of(core), training_multipliers(core), counts_cache) / len(counts_cache)
     trainable = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
     clock = StepClock(device)
-    trainer = make_trainer(run, progress=False, callbacks=[clock])
+    profiler = StepProfile(device, cfg.training.max_steps) if profile else None
+    trainer = make_trainer(run, progress=False, callbacks=[clock] + ([profiler] if profiler else []))
     clock.throughput = trainer.throughput
     trainer.train()
-    marks = clock.marks[warmup:]
+    marks = clock.marks[warmup:len(clock.marks) - (1 if profile else 0)]
     ran = len(clock.marks) - 1
     row: dict[str, Any] = {"attention": core.config._attn_implementation, "trainable_params": trainable,
                            "dropped_over_budget": trainer.budget_dropped, **memory.read()}
+    if profiler is not None:
+        row["profile"] = profiler.summary
     del trainer, run, core, clock
     release()
     if len(marks) < 2:

@@ -1,11 +1,12 @@
 #!/bin/bash
 # One lent-GPU session's bench/gpu.py rows (docs/gpu.md, "Measured on an H200"): the shipped settings of the
-# three GPU configs first, each command capped so that a slow one leaves time to the next; every row's JSON
-# is written as soon as it ends. Run from the repository root:
-#   bash bench/gpu_session.sh OUT_DIR        # on the GPU machine, wheels carried in .gpu-wheels/ (docs/gpu.md)
-#   bash bench/gpu_session.sh OUT_DIR cpu    # here: the same commands on two-layer models (a dry run)
+# three GPU configs, each command capped so that a slow one leaves time to the next; every row's JSON is written
+# as soon as it ends. In two parts of about 6 and 5 minutes, one device command each. From the repository root:
+#   bash bench/gpu_session.sh OUT_DIR gpu first    # on the GPU machine, wheels carried in .gpu-wheels/ (docs/gpu.md)
+#   bash bench/gpu_session.sh OUT_DIR gpu second
+#   bash bench/gpu_session.sh OUT_DIR cpu all      # here: the same commands on two-layer models (a dry run)
 set -u
-out=$1; mode=${2:-gpu}
+out=$1; mode=${2:-gpu}; part=${3:-all}
 mkdir -p "$out"
 if [ "$mode" = gpu ]; then
   if ls .gpu-wheels/*.whl >/dev/null 2>&1; then
@@ -31,16 +32,23 @@ row() {  # NAME SECONDS ARGS...: one bench/gpu.py command, killed after SECONDS 
   timeout "$limit" $py bench/gpu.py "${extra[@]}" --out "$out/$name.json" "$@" 2>&1 \
     | grep -vE "Writing model shards|Loading weights|^\s*$" | tee "$out/$name.log" | tail -40
 }
-if [ "$mode" = gpu ]; then  # the vision towers' attention per window vs per window length (docs/design.md)
-  echo "=== window attention from +$(( $(date +%s) - t0 )) s"
-  timeout 120 $py bench/window_attention.py --device cuda --layers 32 --steps 5 2>&1 | tee "$out/window.log" | tail -8
+if [ "$part" != second ]; then
+  if [ "$mode" = gpu ]; then  # the vision towers' attention per window vs per window length (docs/design.md)
+    echo "=== window attention from +$(( $(date +%s) - t0 )) s"
+    timeout 120 $py bench/window_attention.py --device cuda --layers 32 --steps 5 2>&1 | tee "$out/window.log" | tail -8
+  fi
+  # Beside the H200 rows of 2026-11-27 (11.79 s and 6.07 s a step): what the batched windows changed, and a profile.
+  row base-train 150 --config configs/base.yaml --tuning full --head on --layout padded --checkpointing on,off \
+    --predict none --steps 2 --warmup 1 --profile
+  row q4b-train 130 --config configs/qwen3_vl_4b.yaml --tuning full,lora --head on --layout padded --checkpointing on \
+    --predict none --steps 2 --warmup 1
 fi
-row base-train 170 --config configs/base.yaml --tuning full,lora --head on --layout padded,packed --checkpointing on \
-  --predict none --steps 2 --warmup 1
-row q4b-train 130 --config configs/qwen3_vl_4b.yaml --tuning full,lora --head on --layout padded --checkpointing on \
-  --predict none --steps 2 --warmup 1
-row q08-train 70 --config configs/qwen3_5_0.8b.yaml --tuning full --head on --layout padded --checkpointing on \
-  --predict none --steps 2 --warmup 1
-row base-predict 110 --config configs/base.yaml --tuning none --predict head,generate --predict-batch 1,8 --calls 1 \
-  --warmup 1 --vllm off
+if [ "$part" != first ]; then
+  row q08-train 70 --config configs/qwen3_5_0.8b.yaml --tuning full --head on --layout padded --checkpointing on \
+    --predict none --steps 2 --warmup 1
+  row base-predict 110 --config configs/base.yaml --tuning none --predict head,generate --predict-batch 1,8 --calls 1 \
+    --warmup 1 --vllm off
+  row base-lora 110 --config configs/base.yaml --tuning lora --head on --layout padded,packed --checkpointing on \
+    --predict none --steps 2 --warmup 1
+fi
 echo "=== done at +$(( $(date +%s) - t0 )) s"

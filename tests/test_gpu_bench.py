@@ -25,7 +25,8 @@ PREDICT_COLUMNS = ("mode", "grammar", "batch", "photos/s", "s/batch", "answer to
 # training row (LoRA, head, packed rows), one generate row under the grammar; `make test-all` runs every row.
 SMOKE = ["--config", "configs/base.yaml", "--layers", "2", "--device", "cpu", "--steps", "1", "--warmup", "0",
          "--objects", "1", "--vision-tokens", "64", "--accumulation", "1", "--tuning", "lora", "--head", "on",
-         "--layout", "packed", "--checkpointing", "off", "--predict", "generate", "--predict-batch", "1", "--calls", "1"]
+         "--layout", "packed", "--checkpointing", "off", "--predict", "generate", "--predict-batch", "1", "--calls", "1",
+         "--profile"]
 
 
 def _bench(args: list[str], tmp_path: Path, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -56,6 +57,11 @@ def test_cpu_smoke_run_at_two_layers_prints_every_column_and_writes_the_json(tmp
     for key in ("step_s", "tokens_per_s", "photos_per_s", "tflops_per_s", "peak_gb"):
         assert train[key] > 0, (key, train)
     assert train["mfu"] is None  # no bf16 peak for a CPU
+    # --profile: one more step, profiled and not timed; the 64-token photo is one window of the vision tower per
+    # windowed block, and each LLM layer attends once.
+    profile = train["profile"]
+    assert profile["sorted_by"] == "self_cpu_time_total" and profile["ops"] and profile["attention_calls"] > 0
+    assert "attention calls" in result.stdout
     assert train["trainable_params"] < report["params"]["total"] / 5  # LoRA + head, not the whole model
     [predict] = report["prediction"]
     assert "error" not in predict and predict["errors"] == 0, predict
