@@ -101,6 +101,14 @@ def test_clean_dataset_has_no_findings_and_counts_tokens_per_batch(small_dataset
     assert report.worst_batch == 2 * per_photo + 2 * per_photo
 
 
+def test_a_budget_that_a_batch_could_overflow_is_an_error_naming_the_value_that_fits(small_dataset, tmp_path):
+    cfg = load_config(_config_file(small_dataset, tmp_path))
+    cfg.model.max_vision_tokens_per_batch = 10  # the loaded config checks each section; training checks the batch
+    [problem] = diagnose_data(small_dataset, cfg).problems
+    assert problem.severity == "error" and "model.max_vision_tokens_per_batch (10)" in problem.message
+    assert "raise it to" in problem.message and "`bbuvl train` refuses this config" in problem.message
+
+
 def test_one_jsonl_file_is_costed_with_the_runs_teacher_pool(small_dataset, tmp_path):
     cfg = load_config(_config_file(small_dataset, tmp_path))
     report = diagnose_data(small_dataset / "train.jsonl", cfg)

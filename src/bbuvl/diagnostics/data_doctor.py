@@ -1,8 +1,9 @@
 """`bbuvl doctor data`: what a dataset will cost and where it disagrees with the run before training starts.
 
 - vision tokens per photo at the config's min/max pixels, the photos over `model.max_vision_tokens`
-  named (a 256x364 photo became 896 tokens and memory climbed every batch: docs/design.md), and the
-  worst batch against `model.max_vision_tokens_per_batch`;
+  named (a 256x364 photo became 896 tokens and memory climbed every batch: docs/design.md), the worst batch
+  beside `model.max_vision_tokens_per_batch`, and that budget as `bbuvl train` checks it (a batch of full-size
+  photos must fit);
 - image files whose size is not the record's, and EXIF-rotated files (their stored pixels are not the upright ones bbuvl reads);
 - labels the data uses that the prompt never names, and prompt labels no photo has (docs/design.md).
 
@@ -18,7 +19,7 @@ import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from bbuvl.config import Config
+from bbuvl.config import Config, batch_budget_problems
 from bbuvl.data.check import ImageInfo, Problem, check_size, dataset_files, probe_image
 from bbuvl.data.coords import ROTATING_ORIENTATIONS, CoordinateContract
 from bbuvl.data.families import Family
@@ -176,12 +177,10 @@ def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None
     if not any(f.name == TEACHERS for f in files) and cfg.data.teachers and Path(cfg.data.teachers).exists():
         teacher_tokens = _pool_tokens(Path(cfg.data.teachers), contract)  # the run draws its teachers from there
     report.worst_batch = _worst_batch(report, cfg, teacher_tokens)
-    if report.worst_batch > cfg.model.max_vision_tokens_per_batch:
-        report.problems.append(Problem(str(path), 0, f"a batch of the {report.batch_size} costliest samples (with teachers) "
-                                       f"needs {report.worst_batch} vision tokens, over model.max_vision_tokens_per_batch="
-                                       f"{cfg.model.max_vision_tokens_per_batch}: the collator will drop samples from such "
-                                       "batches; lower training.per_device_batch_size, data.num_teachers or model.max_pixels",
-                                       "warning"))
+    # `bbuvl train` refuses a budget that a batch of full-size photos could overflow, whatever this data holds.
+    if cfg.training.method == "sft":
+        for problem in batch_budget_problems(cfg, family.factor):
+            report.problems.append(Problem(str(path), 0, f"{problem}: `bbuvl train` refuses this config", "error"))
     report.lengths = _length_problems([f for f in files if f.name != TEACHERS], cfg, family, report, hierarchy)
     return report
 
