@@ -498,7 +498,10 @@ def batch_budget_problems(cfg: Config, factor: int | None = None) -> list[str]:
     dropped 2 of every 8 (docs/gpu.md, "Measured on an H200"). `factor`: the family's pixels per token side (None:
     the family's when named, else the smallest, which counts the most tokens). Checked when training starts and by
     `bbuvl config check`, not when a checkpoint's config is read: a checkpoint trained before the check still loads.
+    GRPO collates its rollouts without budgets (rl/trainer.py): nothing to check.
     """
+    if cfg.training.method != "sft":
+        return []
     m, batch = cfg.model, cfg.training.per_device_batch_size
     if factor is None:
         factor = get_family(m.family).factor if m.family != "auto" else min(get_family(f).factor for f in FAMILIES)

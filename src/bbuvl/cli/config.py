@@ -37,7 +37,7 @@ def check_config(
         cfg = load_config(config, overrides or [])
     except ConfigError as e:
         fail(str(e))
-    problems = batch_budget_problems(cfg) if cfg.training.method == "sft" else []
+    problems = batch_budget_problems(cfg)
     if problems:
         fail(f"{config}: " + "\n".join(problems))
     console.print(f"[green]ok[/]: {escape(str(config))} is valid")

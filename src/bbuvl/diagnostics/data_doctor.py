@@ -178,9 +178,8 @@ def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None
         teacher_tokens = _pool_tokens(Path(cfg.data.teachers), contract)  # the run draws its teachers from there
     report.worst_batch = _worst_batch(report, cfg, teacher_tokens)
     # `bbuvl train` refuses a budget that a batch of full-size photos could overflow, whatever this data holds.
-    if cfg.training.method == "sft":
-        for problem in batch_budget_problems(cfg, family.factor):
-            report.problems.append(Problem(str(path), 0, f"{problem}: `bbuvl train` refuses this config", "error"))
+    for problem in batch_budget_problems(cfg, family.factor):
+        report.problems.append(Problem(str(path), 0, f"{problem}: `bbuvl train` refuses this config", "error"))
     report.lengths = _length_problems([f for f in files if f.name != TEACHERS], cfg, family, report, hierarchy)
     return report
 
