@@ -33,17 +33,21 @@ def main(argv: list[str] | None = None) -> list[Path]:
     ap.add_argument("--batch-size", type=int, default=64, help="covered objects a step")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--schedule", default="cosine", help="comma-separated learning-rate schedules: cosine, constant")
+    ap.add_argument("--background", default="0", help="comma-separated shares of each batch taught to name nothing, "
+                    "each in [0, 1)")
     ap.add_argument("--seed", type=int, default=0, help="seeds the refit's draws (a run's refit uses its training seed)")
     args = ap.parse_args(argv)
     folders = []
-    settings = [(float(b), s) for b in args.balance.split(",") for s in args.schedule.split(",")]
-    for balance, schedule in settings:
+    settings = [(float(b), s, float(g)) for b in args.balance.split(",") for s in args.schedule.split(",")
+                for g in args.background.split(",")]
+    for balance, schedule, background in settings:
         cfg = CaptionRefitConfig(steps=args.steps, balance=balance, batch_size=args.batch_size, lr=args.lr,
-                                 schedule=schedule)
-        out = args.out / f"balance{balance:g}_steps{args.steps}_{schedule}"
+                                 schedule=schedule, background=background)
+        out = args.out / (f"balance{balance:g}_steps{args.steps}_{schedule}"
+                          + (f"_background{background:g}" if background else ""))
         result = refit_checkpoint(args.checkpoint, args.train, out, cfg, seed=args.seed, overwrite=True)
-        print(f"{out}: {result.pairs} objects covered ({result.uncovered} not), loss {result.first_loss:.4f} -> "
-              f"{result.last_loss:.4f}, {result.seconds:.0f} s", flush=True)
+        print(f"{out}: {result.pairs} objects covered ({result.uncovered} not), {result.background} queries covering "
+              f"nothing, loss {result.first_loss:.4f} -> {result.last_loss:.4f}, {result.seconds:.0f} s", flush=True)
         folders.append(out)
     return folders
 

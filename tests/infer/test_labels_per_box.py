@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from contextlib import contextmanager
 
 import pytest
 from PIL import Image
@@ -30,3 +31,33 @@ def test_labels_per_box_out_of_range_is_refused(predictor, small_dataset):
     photo = Image.open(next((small_dataset / "images").rglob("*.jpg"))).convert("RGB")
     with pytest.raises(ValueError, match="labels_per_box"):
         predictor.predict([photo], "head", labels_per_box=0)
+
+
+
+@contextmanager
+def refit_to_name_nothing(predictor, background: float):
+    """The predictor's run config saying its captions were refit with `background` (0: not), restored after."""
+    refit = predictor.cfg.detection.caption_refit
+    saved = (refit.steps, refit.background)
+    refit.steps, refit.background = (10, background) if background else (0, 0.0)
+    try:
+        yield predictor
+    finally:
+        refit.steps, refit.background = saved
+
+
+def test_captions_that_can_name_nothing_give_every_label_a_smaller_share_and_drop_boxes_naming_nothing(
+        predictor, small_dataset):
+    photo = Image.open(next((small_dataset / "images").rglob("*.jpg"))).convert("RGB")
+    options = dict(objectness_threshold=0.0, nms_iou=None, score_threshold=0.0, part_nms=None)
+    found = {}
+    for background in (0.0, 0.25):
+        with refit_to_name_nothing(predictor, background):
+            found[background] = [predictor.predict([photo], "head", labels_per_box=k, **options)[0] for k in (2, 1)]
+    before = {(tuple(d.bbox_2d), d.label): d.score for d in found[0.0][0].objects}
+    after = {(tuple(d.bbox_2d), d.label): d.score for d in found[0.25][0].objects}
+    shared = before.keys() & after.keys()
+    assert shared, "the same boxes keep some of their labels"
+    assert all(after[k] < before[k] for k in shared)  # the empty caption takes its share of every box
+    # one label a box: a box whose likeliest caption is the empty one is no detection
+    assert {tuple(d.bbox_2d) for d in found[0.25][1].objects} <= {tuple(d.bbox_2d) for d in found[0.0][1].objects}

@@ -134,3 +134,32 @@ def test_a_cosine_refit_starts_at_the_constant_ones_rate_and_ends_elsewhere(run_
     assert any(not torch.equal(constant[n], cosine[n]) for n in start)  # later steps at a lower one
     first_loss = refit(1, "constant")[1]
     assert cosine_loss < 0.75 * first_loss and constant_loss < 0.75 * first_loss  # both fit
+
+
+def test_a_refit_with_background_teaches_the_queries_that_cover_nothing_the_empty_caption(built):
+    run, collator, photos = built
+    model, head = run.model, run.model.detection_head
+    with torch.no_grad():  # an untrained head reports no query; make every one a box prediction would report
+        head.objectness_head.bias.fill_(5.0)
+    pairs = covered_pairs(model, run.train_dataset.encoder, collator, run.contract, photos, 0.01, background=True)
+    nothing = pairs.background_pairs()
+    assert pairs.background is not None and len(nothing.labels) == pairs.background.shape[0] > 0
+    assert (nothing.pixels is None) == (head.pixel_roi is None)
+    plain = covered_pairs(model, run.train_dataset.encoder, collator, run.contract, photos, 0.01)
+    assert plain.background is None and plain.background_pairs().labels == []
+    assert torch.equal(plain.vectors, pairs.vectors) and plain.labels == pairs.labels  # the objects' pairs unchanged
+
+    def p_empty() -> float:
+        return float(head.caption_logprobs(caption_queries(head, nothing), [()]).exp().mean())
+
+    before = p_empty()
+    refit_captions(model, run.train_dataset.encoder, collator, run.contract, photos,
+                   CaptionRefitConfig(steps=60, min_iou=0.01, batch_size=16, background=0.5), seed=0)
+    assert p_empty() > max(0.25, 100 * before), (before, p_empty())
+
+
+def test_background_is_a_share_of_a_batch_below_one():
+    with pytest.raises(ValueError):
+        CaptionRefitConfig(steps=1, background=1.0)
+    with pytest.raises(ValueError):
+        CaptionRefitConfig(steps=1, background=-0.1)

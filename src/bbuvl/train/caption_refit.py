@@ -42,6 +42,11 @@ log = logging.getLogger(__name__)
 CAPTION_MODULES = ("caption_in", "caption_in_norm", "caption_pos", "caption_decoder", "caption_out")
 PIXEL_MODULE = "pixel_roi"
 
+# A query the refit may teach to name nothing (`background`): its box covers no object at this IoU or more, and its
+# objectness reaches what prediction reports by default, so it is a box a user would otherwise see.
+BACKGROUND_IOU = 0.1
+BACKGROUND_OBJECTNESS = 0.05
+
 
 def refit_modules(head: torch.nn.Module) -> tuple[str, ...]:
     """The names of the head's modules a refit trains: the caption layers, and the pixel level where there is one."""
@@ -66,13 +71,15 @@ def training_photos(dataset: ConversationDataset) -> list[Photo]:
 
 @dataclass
 class RefitResult:
-    """What a refit did: pairs found, objects no query covered, and its loss at the first and last steps."""
+    """What a refit did: pairs found, objects no query covered, its loss at the first and last steps, and the queries
+    covering nothing it could teach the empty caption (0 without `background`)."""
 
     pairs: int
     uncovered: int
     first_loss: float
     last_loss: float
     seconds: float
+    background: int = 0
 
 
 @dataclass
@@ -84,16 +91,26 @@ class Pairs:
     pixels: torch.Tensor | None  # [N, C * P * P]
     labels: list[str]
     uncovered: int
+    background: torch.Tensor | None = None  # [Nb, D] queries that cover nothing (only when asked for)
+    background_pixels: torch.Tensor | None = None  # [Nb, C * P * P]
+
+    def background_pairs(self) -> "Pairs":
+        """The queries that cover nothing, as pairs of their own (labels empty: each names nothing)."""
+        n = 0 if self.background is None else self.background.shape[0]
+        return Pairs(self.background if n else self.vectors[:0], self.background_pixels if n else
+                     (None if self.pixels is None else self.pixels[:0]), [""] * n, 0)
 
 
 @torch.no_grad()
 def covered_pairs(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedCollator, contract: CoordinateContract,
-                  photos: Sequence[Photo], min_iou: float, batch_size: int = 4) -> Pairs:
+                  photos: Sequence[Photo], min_iou: float, batch_size: int = 4, background: bool = False) -> Pairs:
     """Each object with the query whose box covers it best at IoU >= `min_iou`, from one inference pass of the
-    frozen model over `photos` (prompt only, as `predict` encodes it)."""
+    frozen model over `photos` (prompt only, as `predict` encodes it); with `background`, also every query whose box
+    covers nothing (`BACKGROUND_IOU`, `BACKGROUND_OBJECTNESS`)."""
     head = model.detection_head
     device = next(model.parameters()).device
     vectors, pixels, labels, uncovered = [], [], [], 0
+    empty, empty_pixels = [], []
     for start in range(0, len(photos), batch_size):
         part = photos[start:start + batch_size]
         samples = [encoder.encode([Turn(image_for_model(p.path, p.size, contract), None, SPAN_STUDENT)],
@@ -103,13 +120,20 @@ def covered_pairs(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColla
         base = det.query_hidden
         if det.pixel_samples is not None:
             base = base - head.pixel_roi(det.pixel_samples)
+        objectness = det.objectness_logits.float().sigmoid()  # [S, Q]
         for s, p in enumerate(part):
-            if not p.boxes:
-                continue
             W, H = p.size
-            truth = torch.tensor(p.boxes, dtype=torch.float32, device=boxes.device) / torch.tensor(
+            truth = torch.tensor(p.boxes, dtype=torch.float32, device=boxes.device).reshape(-1, 4) / torch.tensor(
                 [W, H, W, H], dtype=torch.float32, device=boxes.device)
             iou = box_iou(truth, boxes[s])  # [objects, Q]
+            if background:
+                covers = iou.max(dim=0).values if p.boxes else torch.zeros_like(objectness[s])  # [Q]
+                for q in torch.nonzero((covers < BACKGROUND_IOU) & (objectness[s] >= BACKGROUND_OBJECTNESS)).flatten():
+                    empty.append(base[s, int(q)].float().cpu())
+                    if det.pixel_samples is not None:
+                        empty_pixels.append(det.pixel_samples[s, int(q)].float().cpu())
+            if not p.boxes:
+                continue
             best, query = iou.max(dim=1)
             for k, label in enumerate(p.labels):
                 if float(best[k]) >= min_iou:
@@ -119,11 +143,16 @@ def covered_pairs(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColla
                     labels.append(label)
                 else:
                     uncovered += 1
-    stacked = torch.stack(vectors) if vectors else torch.zeros(0, head.d_model)
-    read = None
-    if head.pixel_roi is not None:
-        read = torch.stack(pixels) if pixels else torch.zeros(0, head.pixel_roi.layers[0].in_features)
-    return Pairs(stacked, read, labels, uncovered)
+    def stack(rows: list[torch.Tensor], pixel_rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        read = None
+        if head.pixel_roi is not None:
+            read = torch.stack(pixel_rows) if pixel_rows else torch.zeros(0, head.pixel_roi.layers[0].in_features)
+        return (torch.stack(rows) if rows else torch.zeros(0, head.d_model)), read
+
+    stacked, read = stack(vectors, pixels)
+    if not background:
+        return Pairs(stacked, read, labels, uncovered)
+    return Pairs(stacked, read, labels, uncovered, *stack(empty, empty_pixels))
 
 
 def caption_queries(head: torch.nn.Module, pairs: Pairs, index: list[int] | None = None) -> torch.Tensor:
@@ -145,7 +174,9 @@ def _gather(pairs: Pairs) -> Pairs:
     dist.all_gather_object(parts, pairs)
     return Pairs(torch.cat([p.vectors for p in parts]),
                  torch.cat([p.pixels for p in parts]) if pairs.pixels is not None else None,
-                 [x for p in parts for x in p.labels], sum(p.uncovered for p in parts))
+                 [x for p in parts for x in p.labels], sum(p.uncovered for p in parts),
+                 torch.cat([p.background for p in parts]) if pairs.background is not None else None,
+                 torch.cat([p.background_pixels for p in parts]) if pairs.background_pixels is not None else None)
 
 
 def draw_weights(labels: Sequence[str], balance: float) -> torch.Tensor | None:
@@ -169,7 +200,8 @@ def refit_captions(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColl
     try:
         if dist.is_available() and dist.is_initialized():
             photos = photos[dist.get_rank()::dist.get_world_size()]
-        pairs = _gather(covered_pairs(model, encoder, collator, contract, photos, cfg.min_iou))
+        pairs = _gather(covered_pairs(model, encoder, collator, contract, photos, cfg.min_iou,
+                                      background=cfg.background > 0))
     finally:
         model.train(was_training)
     labels = pairs.labels
@@ -178,6 +210,10 @@ def refit_captions(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColl
                          f"{cfg.min_iou:g} ({pairs.uncovered} objects): the head has not learned to find them yet")
     captions = [torch.tensor(encoder.tokenizer.encode(label, add_special_tokens=False) + [head.eos_token_id])
                 for label in labels]
+    nothing = pairs.background_pairs()
+    # Each batch's share of queries that cover nothing, each taught the empty caption (its eos alone).
+    n_empty = round(cfg.background * cfg.batch_size) if len(nothing.labels) else 0
+    empty_caption = torch.tensor([head.eos_token_id])
     # The fit runs on copies of the caption layers, swapped in for its duration and copied back after: under DDP
     # the model's own parameters carry the reducer's gradient hooks, which expect every backward to come from a
     # DDP forward. The shared token embedding is read, not trained.
@@ -201,11 +237,16 @@ def refit_captions(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColl
         for name, module in copies.items():
             setattr(head, name, module)
         for _ in range(cfg.steps):
-            pick = (torch.randint(0, len(labels), (cfg.batch_size,), generator=generator) if weights is None else
-                    torch.multinomial(weights, cfg.batch_size, replacement=True, generator=generator)).tolist()
+            n = cfg.batch_size - n_empty
+            pick = (torch.randint(0, len(labels), (n,), generator=generator) if weights is None else
+                    torch.multinomial(weights, n, replacement=True, generator=generator)).tolist()
             hidden = caption_queries(head, pairs, pick)
-            targets = torch.nn.utils.rnn.pad_sequence([captions[i] for i in pick], batch_first=True,
-                                                      padding_value=-100).to(device)
+            wanted = [captions[i] for i in pick]
+            if n_empty:
+                pick_empty = torch.randint(0, len(nothing.labels), (n_empty,), generator=generator).tolist()
+                hidden = torch.cat([hidden, caption_queries(head, nothing, pick_empty)])
+                wanted += [empty_caption] * n_empty
+            targets = torch.nn.utils.rnn.pad_sequence(wanted, batch_first=True, padding_value=-100).to(device)
             logits = head.caption_logits(hidden, targets)
             loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
             optimizer.zero_grad(set_to_none=True)
@@ -225,10 +266,10 @@ def refit_captions(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColl
             for mine, fitted in zip(originals[name].parameters(), copies[name].parameters()):
                 mine.copy_(fitted)
     result = RefitResult(len(labels), pairs.uncovered, losses[0] if losses else float("nan"),
-                         losses[-1] if losses else float("nan"), time.perf_counter() - start)
-    log.info("caption refit: %d objects paired with a query (%d not covered at IoU >= %g), %d steps, loss %.4f -> %.4f, "
-             "%.0f s", result.pairs, result.uncovered, cfg.min_iou, cfg.steps, result.first_loss, result.last_loss,
-             result.seconds)
+                         losses[-1] if losses else float("nan"), time.perf_counter() - start, len(nothing.labels))
+    log.info("caption refit: %d objects paired with a query (%d not covered at IoU >= %g), %d queries covering nothing"
+             " (%d a batch), %d steps, loss %.4f -> %.4f, %.0f s", result.pairs, result.uncovered, cfg.min_iou,
+             result.background, n_empty, cfg.steps, result.first_loss, result.last_loss, result.seconds)
     return result
 
 
@@ -247,4 +288,5 @@ class CaptionRefitCallback(TrainerCallback):
         state.log_history.append({"caption_refit_pairs": result.pairs, "caption_refit_uncovered": result.uncovered,
                                   "caption_refit_loss_first": result.first_loss,
                                   "caption_refit_loss_last": result.last_loss,
-                                  "caption_refit_seconds": round(result.seconds, 1), "step": state.global_step})
+                                  "caption_refit_seconds": round(result.seconds, 1),
+                                  "caption_refit_background": result.background, "step": state.global_step})

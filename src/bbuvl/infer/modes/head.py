@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
@@ -31,6 +31,13 @@ def caption_vocabulary(predictor: "Predictor", constrained: bool) -> dict[tuple[
     return {tuple(predictor.tokenizer.encode(label, add_special_tokens=False)): label for label in predictor.prompt.labels}
 
 
+def names_nothing(cfg: Any) -> bool:
+    """Whether the checkpoint's captions were taught to name nothing (a caption refit with `background`): then each
+    label is scored against the empty caption too, and a box whose likeliest caption is empty is no detection."""
+    refit = cfg.detection.caption_refit
+    return refit.steps > 0 and refit.background > 0
+
+
 @torch.inference_mode()
 def head_objects(predictor: "Predictor", prepared: Sequence["Prepared"],
                  options: "PredictOptions") -> list[list[tuple[Detection, float]]]:
@@ -42,6 +49,7 @@ def head_objects(predictor: "Predictor", prepared: Sequence["Prepared"],
     det = predictor.model.detect(predictor.batch(prepared, with_teachers=False, for_generation=False), options.queries)
     head = predictor.model.detection_head
     vocabulary = caption_vocabulary(predictor, options.constrained)
+    nothing = vocabulary is not None and names_nothing(predictor.cfg)
     boxes = to_xyxy(det.boxes.float(), head.box_format).clamp(0, 1).cpu()
     objectness = det.objectness_logits.float().sigmoid().cpu()
     out = []
@@ -51,13 +59,15 @@ def head_objects(predictor: "Predictor", prepared: Sequence["Prepared"],
         if keep.numel() and vocabulary is not None and options.labels_per_box > 1:
             queries = _ranked_labels(predictor, det.query_hidden[b, keep.to(det.query_hidden.device)], vocabulary,
                                      [(boxes[b, q].tolist(), float(objectness[b, q])) for q in keep.tolist()], p.size,
-                                     options.labels_per_box)
+                                     options.labels_per_box, nothing)
         elif keep.numel():
-            ids, logp = head.generate_captions(det.query_hidden[b, keep.to(det.query_hidden.device)],
-                                               captions=None if vocabulary is None else list(vocabulary))
+            allowed = None if vocabulary is None else list(vocabulary) + ([()] if nothing else [])
+            ids, logp = head.generate_captions(det.query_hidden[b, keep.to(det.query_hidden.device)], captions=allowed)
             ids, logp = ids.cpu(), logp.cpu()
             for j, q in enumerate(keep.tolist()):
                 toks = [t for t in ids[j].tolist() if t not in (head.eos_token_id, head.pad_token_id)]
+                if nothing and not toks:
+                    continue  # the head says nothing is there
                 n = int((ids[j] != head.pad_token_id).sum())
                 caption_p = math.exp(float(logp[j, :n].mean())) if n else 0.0
                 obj = float(objectness[b, q])
@@ -79,17 +89,19 @@ def head_objects(predictor: "Predictor", prepared: Sequence["Prepared"],
 
 def _ranked_labels(predictor: "Predictor", query_hidden: torch.Tensor, vocabulary: dict[tuple[int, ...], str],
                    queries: list[tuple[list[float], float]], size: tuple[int, int],
-                   k: int) -> list[list[tuple[Detection, float]]]:
+                   k: int, nothing: bool = False) -> list[list[tuple[Detection, float]]]:
     """Each query's `k` likeliest labels, likeliest first, each a detection of score objectness x P(label | query).
 
     P(label | query) is the caption decoder's probability of the whole label renormalised over the checkpoint's
     labels: a screw the head finds 70 % seated and 30 % loose is reported as both, so a fault it is unsure of is
-    still found at a score that says how unsure (docs/faults_learning.md, "Labels per box").
+    still found at a score that says how unsure (docs/faults_learning.md, "Labels per box"). With `nothing`, the
+    empty caption is among them: what it takes is the head's belief that no part is there, and no label gets it.
     """
     head = predictor.model.detection_head
     ids = list(vocabulary)
     names = [vocabulary[i] for i in ids]
-    probs = head.caption_logprobs(query_hidden, ids).softmax(-1).cpu()  # [M, L]
+    scored = ids + [()] if nothing else ids
+    probs = head.caption_logprobs(query_hidden, scored).softmax(-1)[:, :len(ids)].cpu()  # [M, L]
     top = probs.topk(min(k, len(ids)), dim=-1)
     found = []
     for j, (box, obj) in enumerate(queries):
