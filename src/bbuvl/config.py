@@ -220,9 +220,9 @@ class CaptionRefitConfig(_Strict):
     # learning rate").
     schedule: Literal["constant", "cosine"] = "cosine"
     # The share of each refit batch drawn from queries that cover nothing: a box no object lies under (IoU < 0.1 with
-    # every one) that prediction would still report (objectness >= 0.05), taught to write an empty caption. A head
-    # refit with it scores each label against "nothing" too, so a box on an unlabelled outlet that reads as a
-    # missing screw loses its score (docs/faults_learning.md, "Captions that can say nothing"). 0: off.
+    # every one) whose objectness reaches 0.2, taught to write an empty caption. A head refit with it scores each
+    # label against "nothing" too, so a box on an unlabelled outlet that reads as a missing screw loses its score
+    # (docs/faults_learning.md, "Captions that can say nothing"). 0: off.
     background: float = Field(0.0, ge=0, lt=1)
 
 
