@@ -311,6 +311,11 @@ class LossConfig(_Strict):
     # query's box, objectness and caption, and its proposals' box and objectness. 1 = every object alike
     # (docs/faults_learning.md, "Faults weighed more").
     fault_weight: float = Field(1.0, gt=0)
+    # Weight of the empty caption taught, in training, to each query the matcher left unmatched whose box covers no
+    # object (IoU < 0.1) and whose objectness reaches 0.2: the caption refit's `background`, learned by the features
+    # too (docs/faults_learning.md, "Captions that can say nothing"). Each such query counts this much beside a
+    # matched object's caption. 0: off.
+    caption_nothing_weight: float = Field(0.0, ge=0)
 
 
 @dataclass(frozen=True)

@@ -410,3 +410,28 @@ def test_an_objects_weight_multiplies_its_proposals_box_and_objectness_terms():
     labels[tok], scale[tok] = 1, weights[box]  # negatives count once, every positive as much as its object
     focal = (sigmoid_focal_loss(out.proposal_logits[0], labels) * scale).sum()
     assert torch.allclose(losses["loss_proposal"], ((per_token * share).sum() + focal) / 3, atol=1e-5)
+
+
+def test_the_empty_caption_is_taught_to_unmatched_sure_queries_on_no_object_and_to_no_other():
+    g = torch.Generator().manual_seed(0)
+    head = make_head(seed=1, num_queries=16)
+    head.eval()
+    out = head(*features(1, g))
+    out.objectness_logits.data[0, :8] = 5.0  # the first half of the queries sure of a part, the rest not
+    out.objectness_logits.data[0, 8:] = -5.0
+    targets = [sample_targets(3, g)]
+    plain, nothing = criterion(), criterion(caption_nothing_weight=0.5)
+    indices = plain.matcher(out.boxes, out.objectness_logits, targets)
+    matched = set(indices[0][0].tolist())
+    iou = box_iou(to_xyxy(out.boxes[0].detach(), "cxcywh"), to_xyxy(targets[0]["boxes"], "cxcywh")).max(-1).values
+    picked = [q for q in range(8) if q not in matched and iou[q] < 0.1]
+    assert picked, "the draw leaves some sure queries on no object"
+    expected = sum(F.cross_entropy(head.caption_logits(out.query_hidden[0, q][None], torch.tensor([[EOS]]))[0],
+                                   torch.tensor([EOS])).item() for q in picked) / 3
+    extra = nothing(out, targets, head)["loss_caption"].item() - plain(out, targets, head)["loss_caption"].item()
+    assert extra == pytest.approx(0.5 * expected, rel=1e-5)
+    # no query sure of a part: the term adds nothing, and the graph stays whole
+    out.objectness_logits.data[:] = -5.0
+    losses = nothing(out, targets, head)
+    assert losses["loss_caption"].item() == pytest.approx(plain(out, targets, head)["loss_caption"].item(), rel=1e-6)
+    losses["loss_detection"].backward()

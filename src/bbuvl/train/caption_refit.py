@@ -31,6 +31,7 @@ from bbuvl.data.coords import CoordinateContract
 from bbuvl.encode.chat import SPAN_STUDENT, ChatEncoder, Turn, image_for_model
 from bbuvl.encode.collate import PaddedCollator
 from bbuvl.model.box_ops import box_iou, to_xyxy
+from bbuvl.model.detection_loss import NOTHING_IOU, NOTHING_OBJECTNESS
 from bbuvl.model.vlm import BBUVLModel
 from bbuvl.train.dataset import ConversationDataset
 
@@ -41,14 +42,6 @@ log = logging.getLogger(__name__)
 # the caption's query alone (docs/tiles.md, "The state").
 CAPTION_MODULES = ("caption_in", "caption_in_norm", "caption_pos", "caption_decoder", "caption_out")
 PIXEL_MODULE = "pixel_roi"
-
-# A query the refit may teach to name nothing (`background`): its box covers no object at this IoU or more, and its
-# objectness is high enough for its box to compete with real parts. Every query prediction reports (objectness
-# 0.05) gave about 17 a photo, mostly on plain panel; the surer ones (0.2) about 5, on the outlets, switches and logos
-# that read as parts, and found more faults on close-ups and whole cabinets over three training seeds
-# (docs/faults_learning.md, "Captions that can say nothing").
-BACKGROUND_IOU = 0.1
-BACKGROUND_OBJECTNESS = 0.2
 
 
 def refit_modules(head: torch.nn.Module) -> tuple[str, ...]:
@@ -109,7 +102,7 @@ def covered_pairs(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColla
                   photos: Sequence[Photo], min_iou: float, batch_size: int = 4, background: bool = False) -> Pairs:
     """Each object with the query whose box covers it best at IoU >= `min_iou`, from one inference pass of the
     frozen model over `photos` (prompt only, as `predict` encodes it); with `background`, also every query whose box
-    covers nothing (`BACKGROUND_IOU`, `BACKGROUND_OBJECTNESS`)."""
+    covers nothing (`NOTHING_IOU`, `NOTHING_OBJECTNESS`)."""
     head = model.detection_head
     device = next(model.parameters()).device
     vectors, pixels, labels, uncovered = [], [], [], 0
@@ -131,7 +124,7 @@ def covered_pairs(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColla
             iou = box_iou(truth, boxes[s])  # [objects, Q]
             if background:
                 covers = iou.max(dim=0).values if p.boxes else torch.zeros_like(objectness[s])  # [Q]
-                for q in torch.nonzero((covers < BACKGROUND_IOU) & (objectness[s] >= BACKGROUND_OBJECTNESS)).flatten():
+                for q in torch.nonzero((covers < NOTHING_IOU) & (objectness[s] >= NOTHING_OBJECTNESS)).flatten():
                     empty.append(base[s, int(q)].float().cpu())
                     if det.pixel_samples is not None:
                         empty_pixels.append(det.pixel_samples[s, int(q)].float().cpu())

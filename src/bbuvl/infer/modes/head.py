@@ -32,10 +32,11 @@ def caption_vocabulary(predictor: "Predictor", constrained: bool) -> dict[tuple[
 
 
 def names_nothing(cfg: Any) -> bool:
-    """Whether the checkpoint's captions were taught to name nothing (a caption refit with `background`): then each
-    label is scored against the empty caption too, and a box whose likeliest caption is empty is no detection."""
+    """Whether the checkpoint's captions were taught to name nothing (a caption refit with `background`, or training
+    with `loss.caption_nothing_weight`): then each label is scored against the empty caption too, and a box whose
+    likeliest caption is empty is no detection."""
     refit = cfg.detection.caption_refit
-    return refit.steps > 0 and refit.background > 0
+    return (refit.steps > 0 and refit.background > 0) or cfg.loss.caption_nothing_weight > 0
 
 
 @torch.inference_mode()
