@@ -207,8 +207,9 @@ def refit_captions(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColl
     captions = [torch.tensor(encoder.tokenizer.encode(label, add_special_tokens=False) + [head.eos_token_id])
                 for label in labels]
     nothing = pairs.background_pairs()
-    # Each batch's share of queries that cover nothing, each taught the empty caption (its eos alone).
-    n_empty = round(cfg.background * cfg.batch_size) if len(nothing.labels) else 0
+    # Each batch's share of queries that cover nothing, each taught the empty caption (its eos alone); at least one
+    # covered object a batch.
+    n_empty = min(round(cfg.background * cfg.batch_size), cfg.batch_size - 1) if len(nothing.labels) else 0
     empty_caption = torch.tensor([head.eos_token_id])
     # The fit runs on copies of the caption layers, swapped in for its duration and copied back after: under DDP
     # the model's own parameters carry the reducer's gradient hooks, which expect every backward to come from a
