@@ -314,7 +314,8 @@ class LossConfig(_Strict):
     # Weight of the empty caption taught, in training, to each query the matcher left unmatched whose box covers no
     # object (IoU < 0.1) and whose objectness reaches 0.2: the caption refit's `background`, learned by the features
     # too (docs/faults_learning.md, "Captions that can say nothing"). Each such query counts this much beside a
-    # matched object's caption. 0: off.
+    # matched object's caption. 0: off. At 0.5 on the demo's stage B (three training seeds) AP50 per label fell on
+    # every seed and the whole cabinets' faults lost three seed pairs of 33, the verdict's ranking unchanged.
     caption_nothing_weight: float = Field(0.0, ge=0)
 
 
