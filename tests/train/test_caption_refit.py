@@ -15,7 +15,9 @@ from bbuvl.encode.collate import PaddedCollator
 from bbuvl.train.caption_refit import (
     CAPTION_MODULES,
     PIXEL_MODULE,
+    Pairs,
     Photo,
+    _concat,
     draw_weights,
     caption_queries,
     covered_pairs,
@@ -142,11 +144,11 @@ def test_a_refit_with_background_teaches_the_queries_that_cover_nothing_the_empt
     with torch.no_grad():  # an untrained head reports no query; make every one a box prediction would report
         head.objectness_head.bias.fill_(5.0)
     pairs = covered_pairs(model, run.train_dataset.encoder, collator, run.contract, photos, 0.01, background=True)
-    nothing = pairs.background_pairs()
-    assert pairs.background is not None and len(nothing.labels) == pairs.background.shape[0] > 0
+    nothing = pairs.nothing
+    assert nothing is not None and len(nothing.labels) == nothing.vectors.shape[0] > 0 and set(nothing.labels) == {""}
     assert (nothing.pixels is None) == (head.pixel_roi is None)
     plain = covered_pairs(model, run.train_dataset.encoder, collator, run.contract, photos, 0.01)
-    assert plain.background is None and plain.background_pairs().labels == []
+    assert plain.nothing is None
     assert torch.equal(plain.vectors, pairs.vectors) and plain.labels == pairs.labels  # the objects' pairs unchanged
 
     def p_empty() -> float:
@@ -163,3 +165,15 @@ def test_background_is_a_share_of_a_batch_below_one():
         CaptionRefitConfig(steps=1, background=1.0)
     with pytest.raises(ValueError):
         CaptionRefitConfig(steps=1, background=-0.1)
+
+
+def test_the_processes_pairs_are_joined_in_order_with_their_queries_that_cover_nothing():
+    def pairs(k: float, n: int, m: int) -> Pairs:
+        nothing = Pairs(torch.full((m, 2), -k), torch.full((m, 3), -k), [""] * m, 0)
+        return Pairs(torch.full((n, 2), k), torch.full((n, 3), k), [f"{k:g}"] * n, n, nothing)
+
+    joined = _concat([pairs(1.0, 2, 1), pairs(2.0, 1, 3)])
+    assert joined.labels == ["1", "1", "2"] and joined.uncovered == 3
+    assert joined.vectors[:, 0].tolist() == [1.0, 1.0, 2.0] and joined.pixels.shape == (3, 3)
+    assert joined.nothing.vectors[:, 0].tolist() == [-1.0, -2.0, -2.0, -2.0] and joined.nothing.labels == [""] * 4
+    assert _concat([Pairs(torch.zeros(1, 2), None, ["a"], 0)]).nothing is None

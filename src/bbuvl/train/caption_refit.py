@@ -87,14 +87,7 @@ class Pairs:
     pixels: torch.Tensor | None  # [N, C * P * P]
     labels: list[str]
     uncovered: int
-    background: torch.Tensor | None = None  # [Nb, D] queries that cover nothing (only when asked for)
-    background_pixels: torch.Tensor | None = None  # [Nb, C * P * P]
-
-    def background_pairs(self) -> "Pairs":
-        """The queries that cover nothing, as pairs of their own (labels empty: each names nothing)."""
-        n = 0 if self.background is None else self.background.shape[0]
-        return Pairs(self.background if n else self.vectors[:0], self.background_pixels if n else
-                     (None if self.pixels is None else self.pixels[:0]), [""] * n, 0)
+    nothing: "Pairs | None" = None  # the queries that cover nothing, each labelled "" (only when asked for)
 
 
 @torch.no_grad()
@@ -145,10 +138,8 @@ def covered_pairs(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColla
             read = torch.stack(pixel_rows) if pixel_rows else torch.zeros(0, head.pixel_roi.layers[0].in_features)
         return (torch.stack(rows) if rows else torch.zeros(0, head.d_model)), read
 
-    stacked, read = stack(vectors, pixels)
-    if not background:
-        return Pairs(stacked, read, labels, uncovered)
-    return Pairs(stacked, read, labels, uncovered, *stack(empty, empty_pixels))
+    nothing = Pairs(*stack(empty, empty_pixels), [""] * len(empty), 0) if background else None
+    return Pairs(*stack(vectors, pixels), labels, uncovered, nothing)
 
 
 def caption_queries(head: torch.nn.Module, pairs: Pairs, index: list[int] | None = None) -> torch.Tensor:
@@ -168,11 +159,16 @@ def _gather(pairs: Pairs) -> Pairs:
         return pairs
     parts: list = [None] * dist.get_world_size()
     dist.all_gather_object(parts, pairs)
+    return _concat(parts)
+
+
+def _concat(parts: list[Pairs]) -> Pairs:
+    """Pairs one after another, in order (their queries that cover nothing too)."""
+    first = parts[0]
     return Pairs(torch.cat([p.vectors for p in parts]),
-                 torch.cat([p.pixels for p in parts]) if pairs.pixels is not None else None,
+                 torch.cat([p.pixels for p in parts]) if first.pixels is not None else None,
                  [x for p in parts for x in p.labels], sum(p.uncovered for p in parts),
-                 torch.cat([p.background for p in parts]) if pairs.background is not None else None,
-                 torch.cat([p.background_pixels for p in parts]) if pairs.background_pixels is not None else None)
+                 _concat([p.nothing for p in parts]) if first.nothing is not None else None)
 
 
 def draw_weights(labels: Sequence[str], balance: float) -> torch.Tensor | None:
@@ -206,10 +202,11 @@ def refit_captions(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColl
                          f"{cfg.min_iou:g} ({pairs.uncovered} objects): the head has not learned to find them yet")
     captions = [torch.tensor(encoder.tokenizer.encode(label, add_special_tokens=False) + [head.eos_token_id])
                 for label in labels]
-    nothing = pairs.background_pairs()
+    nothing = pairs.nothing
+    found = 0 if nothing is None else len(nothing.labels)
     # Each batch's share of queries that cover nothing, each taught the empty caption (its eos alone); at least one
     # covered object a batch.
-    n_empty = min(round(cfg.background * cfg.batch_size), cfg.batch_size - 1) if len(nothing.labels) else 0
+    n_empty = min(round(cfg.background * cfg.batch_size), cfg.batch_size - 1) if found else 0
     empty_caption = torch.tensor([head.eos_token_id])
     # The fit runs on copies of the caption layers, swapped in for its duration and copied back after: under DDP
     # the model's own parameters carry the reducer's gradient hooks, which expect every backward to come from a
@@ -240,7 +237,7 @@ def refit_captions(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColl
             hidden = caption_queries(head, pairs, pick)
             wanted = [captions[i] for i in pick]
             if n_empty:
-                pick_empty = torch.randint(0, len(nothing.labels), (n_empty,), generator=generator).tolist()
+                pick_empty = torch.randint(0, found, (n_empty,), generator=generator).tolist()
                 hidden = torch.cat([hidden, caption_queries(head, nothing, pick_empty)])
                 wanted += [empty_caption] * n_empty
             targets = torch.nn.utils.rnn.pad_sequence(wanted, batch_first=True, padding_value=-100).to(device)
@@ -263,7 +260,7 @@ def refit_captions(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColl
             for mine, fitted in zip(originals[name].parameters(), copies[name].parameters()):
                 mine.copy_(fitted)
     result = RefitResult(len(labels), pairs.uncovered, losses[0] if losses else float("nan"),
-                         losses[-1] if losses else float("nan"), time.perf_counter() - start, len(nothing.labels))
+                         losses[-1] if losses else float("nan"), time.perf_counter() - start, found)
     log.info("caption refit: %d objects paired with a query (%d not covered at IoU >= %g), %d queries covering nothing"
              " (%d a batch), %d steps, loss %.4f -> %.4f, %.0f s", result.pairs, result.uncovered, cfg.min_iou,
              result.background, n_empty, cfg.steps, result.first_loss, result.last_loss, result.seconds)
