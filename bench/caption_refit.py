@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     ap.add_argument("--background", default="0", help="comma-separated shares of each batch taught to name nothing, "
                     "each in [0, 1)")
     ap.add_argument("--seed", type=int, default=0, help="seeds the refit's draws (a run's refit uses its training seed)")
+    ap.add_argument("--pixel-context", type=float, default=0.0,
+                    help="above 1: add the pixel level's context (the box widened this many times) and fit it too")
     args = ap.parse_args(argv)
     folders = []
     settings = [(float(b), s, float(g)) for b in args.balance.split(",") for s in args.schedule.split(",")
@@ -44,8 +46,10 @@ def main(argv: list[str] | None = None) -> list[Path]:
         cfg = CaptionRefitConfig(steps=args.steps, balance=balance, batch_size=args.batch_size, lr=args.lr,
                                  schedule=schedule, background=background)
         out = args.out / (f"balance{balance:g}_steps{args.steps}_{schedule}"
-                          + (f"_background{background:g}" if background else ""))
-        result = refit_checkpoint(args.checkpoint, args.train, out, cfg, seed=args.seed, overwrite=True)
+                          + (f"_background{background:g}" if background else "")
+                          + (f"_context{args.pixel_context:g}" if args.pixel_context else ""))
+        result = refit_checkpoint(args.checkpoint, args.train, out, cfg, seed=args.seed, overwrite=True,
+                                  pixel_context=args.pixel_context)
         print(f"{out}: {result.pairs} objects covered ({result.uncovered} not), {result.background} queries covering "
               f"nothing, loss {result.first_loss:.4f} -> {result.last_loss:.4f}, {result.seconds:.0f} s", flush=True)
         folders.append(out)

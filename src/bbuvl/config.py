@@ -257,6 +257,11 @@ class DetectionConfig(_Strict):
     # decoder's own box, detached: tighter on a small part, where its state lies; docs/faults_learning.md, "The pixels
     # of the refined box").
     pixel_box: Literal["reference", "refined"] = "reference"
+    # With the pixel level: a second P x P grid over the box widened this many times about its centre, through a
+    # zero-initialised MLP of its own, so a caption also reads what surrounds a part (an empty screw hole on a BBU's
+    # ear, or on a rail). Training leaves it at zero and the caption refit alone fits it, so it needs
+    # caption_refit.steps. 0 = off; else above 1 (docs/faults_learning.md, "The pixels around the box").
+    pixel_context: float = Field(0.0, ge=0, le=8)
     # A second look at the decoder's box (two-stage, with roi_points): the token grid (and the fine level) sampled again
     # inside the box the decoder drew, and a box layer, zero at the start, that corrects it; Cascade R-CNN's and
     # Deformable DETR's refinement in one step. For the loose boxes of faulty parts (docs/faults_learning.md).
@@ -274,6 +279,23 @@ class DetectionConfig(_Strict):
     caption_max_tokens: int = Field(32, gt=0)
     dropout: float = Field(0.1, ge=0, lt=1)
     caption_refit: CaptionRefitConfig = Field(default_factory=CaptionRefitConfig)
+
+    @field_validator("pixel_context")
+    @classmethod
+    def _context_is_wider(cls, v: float) -> float:
+        if 0 < v <= 1:
+            raise ValueError(f"must be 0 (off) or a factor above 1 that widens the box, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _context_needs_pixels(self) -> "DetectionConfig":
+        if self.pixel_context and not self.pixel_points:
+            raise ValueError("detection.pixel_context samples a grid of detection.pixel_points a side: set pixel_points "
+                             "above 0, or pixel_context: 0")
+        if self.pixel_context and self.caption_refit.steps <= 0:
+            raise ValueError("detection.pixel_context is fitted by the caption refit alone (training leaves it at "
+                             "zero): set detection.caption_refit.steps above 0, or pixel_context: 0")
+        return self
 
 
 class LossConfig(_Strict):

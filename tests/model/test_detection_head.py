@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from bbuvl.config import DetectionConfig
+from bbuvl.config import CaptionRefitConfig, DetectionConfig
 from bbuvl.model.detection_head import (
     CaptionLattice, DetectionHead, distinct_top, grid_reference_boxes, grid_tokens, roi_sample, sine_position_2d, vision_grid,
 )
@@ -595,6 +595,52 @@ def test_the_second_look_starts_at_the_decoder_s_box_and_both_box_layers_learn(f
     refined(vis, vm, txt, tm, vision_grid_hw=GRID, **kw).boxes.sum().backward()
     assert refined.refine_box.layers[-1].weight.grad.abs().sum() > 0
     assert refined.box_head.layers[-1].weight.grad.abs().sum() > 0  # the first box still learns through the second
+
+
+def test_the_context_reads_the_widened_box_starts_at_zero_and_sees_what_lies_around_the_box():
+    vis, vm, txt, tm = features(batch=2)
+    k = 16  # pixels a token side here: a box a token wide spans 16 pixels, so a grid 3 times wider reaches outside it
+    hmax, wmax = (int(v) for v in GRID.max(0).values)
+    pixels = torch.randn(len(GRID), 3, k * hmax, k * wmax, generator=torch.Generator().manual_seed(5))
+    inside = pixel_head(pixel_box="refined")
+    around = pixel_head(pixel_box="refined", pixel_context=3.0, caption_refit=CaptionRefitConfig(steps=1))
+    missing, unexpected = around.load_state_dict(inside.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("pixel_context_roi.") for k in missing)
+    _nudge_pixel_layer(inside)
+    _nudge_pixel_layer(around)
+    a = inside(vis, vm, txt, tm, vision_grid_hw=GRID, pixel_maps=pixels)
+    b = around(vis, vm, txt, tm, vision_grid_hw=GRID, pixel_maps=pixels)
+    assert torch.equal(a.query_hidden, b.query_hidden)  # its last layer starts at zero
+    assert not any(p.requires_grad for p in around.pixel_context_roi.parameters())  # the caption refit alone fits it
+    assert b.pixel_samples.shape[-1] == around.pixel_width == 2 * inside.pixel_width == 2 * 3 * 4 * 4
+    widened = torch.cat([b.boxes[..., :2], 3 * b.boxes[..., 2:]], dim=-1).clamp(0, 1)
+    assert torch.allclose(b.pixel_samples[..., :48], a.pixel_samples)
+    assert torch.allclose(b.pixel_samples[..., 48:], roi_sample(pixels, k * GRID, widened, 4), atol=1e-6)
+    with torch.no_grad():
+        last = around.pixel_context_roi.layers[-1]
+        last.weight.copy_(torch.randn(last.weight.shape, generator=torch.Generator().manual_seed(9)) * 0.05)
+    # Pixels around a query's box but outside it: its inside samples stay, its caption's query moves.
+    size = torch.tensor([GRID[0, 1] * k, GRID[0, 0] * k, GRID[0, 1] * k, GRID[0, 0] * k], dtype=torch.float32)
+    xyxy = torch.cat([b.boxes[0, :, :2] - b.boxes[0, :, 2:] / 2, b.boxes[0, :, :2] + b.boxes[0, :, 2:] / 2], -1).clamp(0, 1)
+    q = int(((xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])).argmax())  # image 0's largest box
+    x0, y0, x1, y1 = (xyxy[q] * size).tolist()
+    assert x1 - x0 > 4 and y1 - y0 > 4  # pixels: wide enough for its widened grid to reach outside it
+    blank = torch.zeros_like(pixels)
+    framed = pixels.clone()  # the same photo with the box (and a pixel round it) blank
+    framed[0, :, max(int(y0) - 1, 0):int(y1) + 2, max(int(x0) - 1, 0):int(x1) + 2] = 0
+    on_blank = around(vis, vm, txt, tm, vision_grid_hw=GRID, pixel_maps=blank)
+    moved = around(vis, vm, txt, tm, vision_grid_hw=GRID, pixel_maps=framed)
+    assert torch.equal(moved.pixel_samples[0, q, :48], on_blank.pixel_samples[0, q, :48])
+    assert not torch.allclose(moved.query_hidden[0, q], on_blank.query_hidden[0, q])
+    for name in ("boxes", "objectness_logits"):  # where and whether stay the tokens' answer
+        assert torch.equal(getattr(moved, name), getattr(on_blank, name)), name
+    refit = CaptionRefitConfig(steps=1)
+    with pytest.raises(ValueError, match="pixel_points"):
+        DetectionConfig(pixel_points=0, pixel_context=2.0, caption_refit=refit)
+    with pytest.raises(ValueError, match="above 1"):
+        DetectionConfig(pixel_points=4, pixel_context=0.5, caption_refit=refit)
+    with pytest.raises(ValueError, match="caption_refit.steps"):
+        DetectionConfig(pixel_points=4, pixel_context=2.0)
 
 
 def test_the_pixel_level_needs_pixel_maps_under_the_token_grid():

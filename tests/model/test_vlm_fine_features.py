@@ -1,5 +1,6 @@
-"""`detection.fine_features` and `detection.pixel_points` in the whole model: the student image's patches and pixels
-reach the head in any batch layout, start exactly at the model without them, and survive a checkpoint."""
+"""`detection.fine_features`, `detection.pixel_points` and `detection.pixel_context` in the whole model: the student
+image's patches and pixels reach the head in any batch layout, start exactly at the model without them, and survive a
+checkpoint."""
 
 import shutil
 from pathlib import Path
@@ -21,6 +22,7 @@ LEVELS = {
     "fine": ("detection.fine_features=true",),
     "pixels": ("detection.pixel_points=4",),
     "both": ("detection.fine_features=true", "detection.pixel_points=4"),
+    "pixels and context": ("detection.pixel_points=4", "detection.pixel_context=3", "detection.caption_refit.steps=1"),
 }
 
 
@@ -45,7 +47,7 @@ def _nudge_fine(model) -> None:
     g = torch.Generator().manual_seed(7)
     head = model.detection_head
     layers = (getattr(head, "fine_fold", None), getattr(head, "fine_roi", None),
-              head.pixel_roi.layers[-1] if head.pixel_roi is not None else None)
+              *(level.layers[-1] for level in (head.pixel_roi, head.pixel_context_roi) if level is not None))
     with torch.no_grad():
         for layer in layers:
             if layer is not None:
@@ -86,7 +88,7 @@ def test_the_model_with_finer_levels_starts_exactly_at_the_model_without(run_con
     off = build_run(run_config(f"data.train={two_shapes}", "data.teacher_ratio=1.0")).model.eval()
     on = _fine_run(run_config, two_shapes, level).model.eval()
     missing, unexpected = on.detection_head.load_state_dict(off.detection_head.state_dict(), strict=False)
-    assert not unexpected and missing and all(k.startswith(("fine_", "pixel_roi.")) for k in missing)
+    assert not unexpected and missing and all(k.startswith(("fine_", "pixel_roi.", "pixel_context_roi.")) for k in missing)
     run = build_run(run_config(f"data.train={two_shapes}", "data.teacher_ratio=1.0"))
     batch = run.collator([run.train_dataset[0], run.train_dataset[1]])
     with torch.no_grad():
@@ -97,7 +99,7 @@ def test_the_model_with_finer_levels_starts_exactly_at_the_model_without(run_con
     assert torch.equal(loss_off.loss, loss_on.loss)
 
 
-@pytest.mark.parametrize("level", ["fine", "pixels"])
+@pytest.mark.parametrize("level", ["fine", "pixels", "pixels and context"])
 def test_finer_levels_round_trip_through_a_checkpoint(run_config, two_shapes, tmp_path, level):
     run = _fine_run(run_config, two_shapes, level)
     _nudge_fine(run.model)
@@ -108,6 +110,9 @@ def test_finer_levels_round_trip_through_a_checkpoint(run_config, two_shapes, tm
         assert cfg.detection.fine_features and head.fine_features
     else:
         assert cfg.detection.pixel_points == 4 and head.pixel_points == 4 and not head.fine_features
+        context = 3 if level == "pixels and context" else 0
+        assert cfg.detection.pixel_context == head.pixel_context == context
+        assert (head.pixel_context_roi is not None) == bool(context)
     saved = run.model.detection_head.state_dict()
     loaded = head.state_dict()
     assert saved.keys() == loaded.keys() and any(k.startswith(("fine_fold", "pixel_roi")) for k in loaded)

@@ -14,7 +14,7 @@ from bbuvl.config import CaptionRefitConfig
 from bbuvl.encode.collate import PaddedCollator
 from bbuvl.train.caption_refit import (
     CAPTION_MODULES,
-    PIXEL_MODULE,
+    PIXEL_MODULES,
     Pairs,
     Photo,
     _concat,
@@ -52,10 +52,15 @@ def test_a_run_with_a_refit_differs_from_one_without_in_the_caption_layers_alone
     assert not any("caption_refit_pairs" in h for h in plain["history"])
 
 
-@pytest.fixture(params=["captions", "captions and pixels"])
+PIXELS = {"captions": [], "captions and pixels": ["detection.pixel_points=4"],
+          "captions, pixels and their context": ["detection.pixel_points=4", "detection.pixel_context=3",
+                                                 "detection.caption_refit.steps=1"]}
+
+
+@pytest.fixture(params=list(PIXELS))
 def built(run_config, tmp_path, request):
-    """A built (untrained) run and the refit's inputs for its training photos; with a pixel level, or without."""
-    pixels = ["detection.pixel_points=4"] if request.param == "captions and pixels" else []
+    """A built (untrained) run and the refit's inputs for its training photos; with pixel levels, or without."""
+    pixels = PIXELS[request.param]
     run = build_run(run_config(f"training.output_dir={tmp_path / 'run'}", *pixels))
     collator = PaddedCollator(run.collator.pad_token_id, run.collator.image_token_id, padding_side="right")
     return run, collator, training_photos(run.train_dataset)
@@ -73,8 +78,10 @@ def test_the_refit_fits_the_covered_objects_and_leaves_every_flag_as_it_was(buil
     assert len(labels) + uncovered == sum(len(p.labels) for p in photos)
     if head.pixel_roi is None:
         assert pairs.pixels is None
-    else:  # 4 x 4 points of 3 channels read for every pair
-        assert pairs.pixels.shape == (len(labels), 3 * 4 * 4) and pairs.pixels.abs().sum() > 0
+    else:  # 4 x 4 points of 3 channels read for every pair, inside its box and (with the context) around it
+        levels = 2 if head.pixel_context_roi is not None else 1
+        assert pairs.pixels.shape == (len(labels), levels * 3 * 4 * 4) == (len(labels), head.pixel_width)
+        assert pairs.pixels.abs().sum() > 0
     tok = run.train_dataset.encoder.tokenizer
 
     def loss() -> float:
@@ -87,14 +94,16 @@ def test_the_refit_fits_the_covered_objects_and_leaves_every_flag_as_it_was(buil
 
     before = loss()
     result = refit_captions(model, run.train_dataset.encoder, collator, run.contract, photos,
-                            CaptionRefitConfig(steps=60, min_iou=0.01, batch_size=16), seed=0)
+                            CaptionRefitConfig(steps=120, min_iou=0.01, batch_size=16), seed=0)
     assert result.pairs == len(labels) and result.uncovered == uncovered
     assert loss() < 0.5 * before, (before, loss())
     assert model.training and {n: p.requires_grad for n, p in model.named_parameters()} == flags
     assert all(getattr(head, name) is not None for name in CAPTION_MODULES)
     changed = {n.split(".")[0] for n, p in head.named_parameters() if not torch.equal(p, before_weights[n])}
     assert changed == set(refit_modules(head)), changed
-    assert (PIXEL_MODULE in changed) == (head.pixel_roi is not None)
+    assert ("pixel_roi" in changed) == (head.pixel_roi is not None)
+    assert ("pixel_context_roi" in changed) == (head.pixel_context_roi is not None)
+    assert set(PIXEL_MODULES) >= changed - set(CAPTION_MODULES)
 
 
 def test_a_refit_with_no_covered_object_is_refused_by_name(built):
@@ -177,3 +186,13 @@ def test_the_processes_pairs_are_joined_in_order_with_their_queries_that_cover_n
     assert joined.vectors[:, 0].tolist() == [1.0, 1.0, 2.0] and joined.pixels.shape == (3, 3)
     assert joined.nothing.vectors[:, 0].tolist() == [-1.0, -2.0, -2.0, -2.0] and joined.nothing.labels == [""] * 4
     assert _concat([Pairs(torch.zeros(1, 2), None, ["a"], 0)]).nothing is None
+
+
+def test_training_leaves_the_pixel_context_to_the_refit(run_config, tmp_path):
+    from bbuvl.train.param_groups import assign_groups
+
+    run = build_run(run_config(f"training.output_dir={tmp_path / 'run'}", *PIXELS["captions, pixels and their context"]))
+    trained = {name for named in assign_groups(run.model).values() for name, _ in named}
+    assert any(".pixel_roi." in name for name in trained)
+    assert not any(".pixel_context_roi." in name for name in trained)  # no optimizer moves it; refit_modules lists it
+    assert "pixel_context_roi" in refit_modules(run.model.detection_head)

@@ -51,3 +51,38 @@ def test_the_photos_are_read_from_the_jsonl_with_their_paths_resolved(small_data
 def test_a_refit_of_zero_steps_is_refused_before_anything_loads(tmp_path):
     with pytest.raises(ValueError, match="steps"):
         refit_checkpoint(tmp_path / "nowhere", tmp_path / "train.jsonl", tmp_path / "out", CaptionRefitConfig(steps=0))
+
+
+def test_a_refit_can_add_the_pixel_context_to_a_checkpoint_with_a_pixel_level(tiny_model_dir, small_dataset, tmp_path):
+    from bbuvl.config import load_config
+    from bbuvl.model.checkpoint import load_model
+    from bbuvl.train.trainer import train
+
+    cfg = load_config(None, [
+        f"model.path={tiny_model_dir}", "model.dtype=float32", "model.min_pixels=12544", "model.max_pixels=50176",
+        f"data.train={small_dataset / 'train.jsonl'}", "data.val=null", "data.teachers=null", "data.teacher_ratio=0",
+        "data.num_workers=0", f"training.output_dir={tmp_path / 'run'}", "training.per_device_batch_size=2",
+        "training.max_steps=2", "training.bf16=false", "training.gradient_checkpointing=false", "training.use_cpu=true",
+        "training.save_steps=100", "detection.num_queries=8", "detection.num_heads=4", "detection.caption_layers=1",
+        "detection.decoder_layers=1", "detection.pixel_points=4", "inference.objectness_threshold=0.0",
+    ])
+    source = Path(train(cfg, progress=False)["final"])
+    out = tmp_path / "context"
+    refit_checkpoint(source, small_dataset / "train.jsonl", out, CFG, seed=3, pixel_context=3.0)
+    a, b = _weights(source), _weights(out)
+    assert {k.split(".")[1] for k in b.keys() - a.keys()} == {"pixel_context_roi"} and a.keys() <= b.keys()
+    changed = {k.split(".")[1] for k in a if not torch.equal(a[k], b[k])} | {"pixel_context_roi"}
+    assert changed <= {*CAPTION_MODULES, "pixel_roi", "pixel_context_roi"}, changed
+    assert any(b[k].any() for k in b.keys() - a.keys() if k.endswith("layers.1.weight"))  # fitted off its zero start
+    assert read_run_config(out).detection.pixel_context == 3.0
+    assert json.loads((out / RECORD_FILE).read_text(encoding="utf-8"))["pixel_context"] == 3.0
+    model, *_ = load_model(out, device="cpu")
+    assert model.detection_head.pixel_context == 3.0 and model.detection_head.pixel_context_roi is not None
+    with pytest.raises(ValueError, match="already reads the pixels around"):
+        refit_checkpoint(out, small_dataset / "train.jsonl", tmp_path / "twice", CFG, pixel_context=2.0)
+
+
+def test_adding_the_pixel_context_to_a_head_without_a_pixel_level_is_refused(trained_checkpoint, small_dataset, tmp_path):
+    with pytest.raises(ValueError, match="needs the pixel level"):
+        refit_checkpoint(trained_checkpoint, small_dataset / "train.jsonl", tmp_path / "out", CFG, pixel_context=3.0)
+    assert not (tmp_path / "out").exists()

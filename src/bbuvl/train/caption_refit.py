@@ -41,12 +41,12 @@ log = logging.getLogger(__name__)
 # language model stays frozen. A head with a pixel level refits it too: it adds what lies inside the query's box to
 # the caption's query alone (docs/tiles.md, "The state").
 CAPTION_MODULES = ("caption_in", "caption_in_norm", "caption_pos", "caption_decoder", "caption_out")
-PIXEL_MODULE = "pixel_roi"
+PIXEL_MODULES = ("pixel_roi", "pixel_context_roi")
 
 
 def refit_modules(head: torch.nn.Module) -> tuple[str, ...]:
-    """The names of the head's modules a refit trains: the caption layers, and the pixel level where there is one."""
-    return CAPTION_MODULES + ((PIXEL_MODULE,) if getattr(head, PIXEL_MODULE, None) is not None else ())
+    """The names of the head's modules a refit trains: the caption layers, and the pixel levels where there are any."""
+    return CAPTION_MODULES + tuple(name for name in PIXEL_MODULES if getattr(head, name, None) is not None)
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def covered_pairs(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColla
         boxes = to_xyxy(det.boxes.float(), head.box_format).clamp(0, 1)  # [S, Q, 4], relative
         base = det.query_hidden
         if det.pixel_samples is not None:
-            base = base - head.pixel_roi(det.pixel_samples)
+            base = base - head.pixel_level(det.pixel_samples)
         objectness = det.objectness_logits.float().sigmoid()  # [S, Q]
         for s, p in enumerate(part):
             W, H = p.size
@@ -135,7 +135,7 @@ def covered_pairs(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColla
     def stack(rows: list[torch.Tensor], pixel_rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         read = None
         if head.pixel_roi is not None:
-            read = torch.stack(pixel_rows) if pixel_rows else torch.zeros(0, head.pixel_roi.layers[0].in_features)
+            read = torch.stack(pixel_rows) if pixel_rows else torch.zeros(0, head.pixel_width)
         return (torch.stack(rows) if rows else torch.zeros(0, head.d_model)), read
 
     nothing = Pairs(*stack(empty, empty_pixels), [""] * len(empty), 0) if background else None
@@ -149,7 +149,7 @@ def caption_queries(head: torch.nn.Module, pairs: Pairs, index: list[int] | None
     pick = slice(None) if index is None else index
     hidden = pairs.vectors[pick].to(device=param.device, dtype=param.dtype)
     if pairs.pixels is not None:
-        hidden = hidden + head.pixel_roi(pairs.pixels[pick].to(device=param.device, dtype=param.dtype))
+        hidden = hidden + head.pixel_level(pairs.pixels[pick].to(device=param.device, dtype=param.dtype))
     return hidden
 
 

@@ -13,6 +13,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
+
 from bbuvl.atomic import atomic_folder, write_text_atomic
 from bbuvl.config import CaptionRefitConfig
 from bbuvl.data.families import IMAGE_TOKEN, get_family
@@ -33,9 +35,12 @@ def dataset_photos(train_jsonl: str | Path) -> list[Photo]:
 
 
 def refit_checkpoint(checkpoint: str | Path, train_jsonl: str | Path, out: str | Path, cfg: CaptionRefitConfig,
-                     seed: int = 0, overwrite: bool = False) -> RefitResult:
+                     seed: int = 0, overwrite: bool = False, pixel_context: float = 0.0) -> RefitResult:
     """Refit `checkpoint`'s caption layers on `train_jsonl`'s photos with `cfg` and write the new checkpoint to `out`
-    (complete or not at all, `atomic_folder`). FileExistsError when `out` exists and not `overwrite`."""
+    (complete or not at all, `atomic_folder`). FileExistsError when `out` exists and not `overwrite`.
+
+    `pixel_context` above 1 first gives a head that has a pixel level and no context its context level
+    (`DetectionHead.add_pixel_context`, seeded by `seed`), which the refit then fits with the captions."""
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists: choose another folder, or overwrite it")
@@ -47,14 +52,18 @@ def refit_checkpoint(checkpoint: str | Path, train_jsonl: str | Path, out: str |
     model, processor, run, contract, prompt = load_model(checkpoint, device="cpu")
     if model.detection_head is None:
         raise ValueError(f"{checkpoint}: this checkpoint has no detection head, so no captions to refit")
+    run = run.model_copy(deep=True)
+    run.detection.caption_refit = cfg
+    if pixel_context:
+        torch.manual_seed(seed)
+        model.detection_head.add_pixel_context(pixel_context)
+        run.detection.pixel_context = pixel_context
     tok = processor.tokenizer
     encoder = ChatEncoder(processor, prompt.system, prompt.lang, get_family(contract.family).assistant_prefix)
     collator = PaddedCollator(tok.pad_token_id, tok.convert_tokens_to_ids(IMAGE_TOKEN), padding_side="right")
     result = refit_captions(model, encoder, collator, contract, photos, cfg, seed)
-    run = run.model_copy(deep=True)
-    run.detection.caption_refit = cfg
     record = {"source": str(checkpoint), "photos": str(train_jsonl), "seed": seed, "config": cfg.model_dump(),
-              **asdict(result)}
+              "pixel_context": pixel_context, **asdict(result)}
     with atomic_folder(out) as tmp:  # the whole folder, or the previous one kept (bbuvl/atomic.py)
         save_checkpoint(model, processor, run, contract, prompt, tmp, scale=TrainingScale.load(checkpoint))
         write_text_atomic(tmp / RECORD_FILE, json.dumps(record, ensure_ascii=False, indent=2) + "\n")
