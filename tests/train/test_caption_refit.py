@@ -196,3 +196,12 @@ def test_training_leaves_the_pixel_context_to_the_refit(run_config, tmp_path):
     assert any(".pixel_roi." in name for name in trained)
     assert not any(".pixel_context_roi." in name for name in trained)  # no optimizer moves it; refit_modules lists it
     assert "pixel_context_roi" in refit_modules(run.model.detection_head)
+
+
+def test_a_run_with_the_pixel_context_starts_bit_for_bit_as_one_without(run_config, tmp_path):
+    plain = build_run(run_config(f"training.output_dir={tmp_path / 'a'}", "detection.pixel_points=4",
+                                 "detection.caption_refit.steps=1")).model.state_dict()
+    context = build_run(run_config(f"training.output_dir={tmp_path / 'b'}",
+                                   *PIXELS["captions, pixels and their context"])).model.state_dict()
+    assert {k.split(".")[1] for k in context.keys() - plain.keys()} == {"pixel_context_roi"}
+    assert all(torch.equal(plain[k], context[k]) for k in plain)  # its level is drawn apart from the run's stream

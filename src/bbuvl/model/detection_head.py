@@ -226,6 +226,9 @@ def grid_tokens(maps: Tensor, vision_mask: Tensor, grid_hw: Tensor) -> Tensor:
     return out
 
 
+PIXEL_CONTEXT_SEED = 0  # the pixel context level's first layer, drawn apart from the run's random stream
+
+
 def roi_sample(maps: Tensor, grid_hw: Tensor, boxes: Tensor, points: int) -> Tensor:
     """Bilinear samples of `[B, D, Hmax, Wmax]` maps on a `points x points` grid inside each cxcywh box `[B, Q, 4]`.
 
@@ -587,8 +590,13 @@ class DetectionHead(nn.Module):
             raise ValueError(f"the pixel context must widen the box: a factor above 1, got {factor:g}")
         like = self.pixel_roi.layers[-1].weight
         inside = self.pixel_roi.layers[0].in_features
+        # Drawn from a generator of its own: a run with the level trains bit for bit as one without (the level adds
+        # exact zeros until the refit), and a level added to a finished checkpoint starts where a run's does.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(PIXEL_CONTEXT_SEED)
+            level = MLP(inside, self.d_model, self.d_model, 2)
         self.pixel_context = float(factor)
-        self.pixel_context_roi = MLP(inside, self.d_model, self.d_model, 2).to(device=like.device, dtype=like.dtype)
+        self.pixel_context_roi = level.to(device=like.device, dtype=like.dtype)
         nn.init.zeros_(self.pixel_context_roi.layers[-1].weight)
         nn.init.zeros_(self.pixel_context_roi.layers[-1].bias)
         self.pixel_context_roi.requires_grad_(False)

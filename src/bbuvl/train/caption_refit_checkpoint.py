@@ -13,8 +13,6 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from bbuvl.atomic import atomic_folder, write_text_atomic
 from bbuvl.config import CaptionRefitConfig
 from bbuvl.data.families import IMAGE_TOKEN, get_family
@@ -40,7 +38,7 @@ def refit_checkpoint(checkpoint: str | Path, train_jsonl: str | Path, out: str |
     (complete or not at all, `atomic_folder`). FileExistsError when `out` exists and not `overwrite`.
 
     `pixel_context` above 1 first gives a head that has a pixel level and no context its context level
-    (`DetectionHead.add_pixel_context`, seeded by `seed`), which the refit then fits with the captions."""
+    (`DetectionHead.add_pixel_context`, drawn as a run's is), which the refit then fits with the captions."""
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists: choose another folder, or overwrite it")
@@ -55,7 +53,6 @@ def refit_checkpoint(checkpoint: str | Path, train_jsonl: str | Path, out: str |
     run = run.model_copy(deep=True)
     run.detection.caption_refit = cfg
     if pixel_context:
-        torch.manual_seed(seed)
         model.detection_head.add_pixel_context(pixel_context)
         run.detection.pixel_context = pixel_context
     tok = processor.tokenizer
