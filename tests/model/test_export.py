@@ -212,7 +212,7 @@ def test_a_checkpoint_of_the_demo_recipe_is_refused_naming_vision_positions_or_e
         f"model.path={base}", "model.reuse_modules=false", "model.max_pixels=50176", "model.max_vision_tokens=64",
         f"data.train={small_dataset / 'train.jsonl'}", "data.val=null", f"training.output_dir={tmp_path / 'run'}",
         "training.max_steps=2", "training.per_device_batch_size=2", "training.save_steps=100", "training.warmup_ratio=0",
-        "detection.caption_refit.steps=0", "inference.max_new_tokens=16",
+        "detection.caption_refit.steps=0", "detection.pixel_context=0", "inference.max_new_tokens=16",
     ])
     assert cfg.model.vision_positions  # the demo's recipe trains them
     checkpoint = Path(train(cfg, progress=False)["final"])
