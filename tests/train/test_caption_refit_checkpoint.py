@@ -86,3 +86,15 @@ def test_adding_the_pixel_context_to_a_head_without_a_pixel_level_is_refused(tra
     with pytest.raises(ValueError, match="needs the pixel level"):
         refit_checkpoint(trained_checkpoint, small_dataset / "train.jsonl", tmp_path / "out", CFG, pixel_context=3.0)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_refit_never_writes_over_its_own_checkpoint_or_photos(trained_checkpoint, small_dataset, tmp_path):
+    from bbuvl.outputs import OutputConflict
+
+    before = _weights(trained_checkpoint)
+    for out in (trained_checkpoint, trained_checkpoint.parent, trained_checkpoint / "refit", small_dataset):
+        with pytest.raises(OutputConflict, match="input"):
+            refit_checkpoint(trained_checkpoint, small_dataset / "train.jsonl", out, CFG, overwrite=True)
+    after = _weights(trained_checkpoint)
+    assert after.keys() == before.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert (small_dataset / "train.jsonl").is_file()

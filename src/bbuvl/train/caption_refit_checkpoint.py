@@ -21,6 +21,7 @@ from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.encode.chat import ChatEncoder
 from bbuvl.encode.collate import PaddedCollator
 from bbuvl.model.checkpoint import load_model, save_checkpoint
+from bbuvl.outputs import check_not_inputs
 from bbuvl.train.caption_refit import Photo, RefitResult, refit_captions
 
 RECORD_FILE = "caption_refit.json"  # what the refit that wrote the folder did: source, photos, settings, losses
@@ -35,11 +36,14 @@ def dataset_photos(train_jsonl: str | Path) -> list[Photo]:
 def refit_checkpoint(checkpoint: str | Path, train_jsonl: str | Path, out: str | Path, cfg: CaptionRefitConfig,
                      seed: int = 0, overwrite: bool = False, pixel_context: float = 0.0) -> RefitResult:
     """Refit `checkpoint`'s caption layers on `train_jsonl`'s photos with `cfg` and write the new checkpoint to `out`
-    (complete or not at all, `atomic_folder`). FileExistsError when `out` exists and not `overwrite`.
+    (complete or not at all, `atomic_folder`). FileExistsError when `out` exists and not `overwrite`; OutputConflict
+    when `out` is the checkpoint, holds it or the photos, or lies inside the checkpoint.
 
     `pixel_context` above 1 first gives a head that has a pixel level and no context its context level
     (`DetectionHead.add_pixel_context`, drawn as a run's is), which the refit then fits with the captions."""
     out = Path(out)
+    # `overwrite` replaces the whole folder: never the source checkpoint, a folder holding it or the photos' file.
+    check_not_inputs({"checkpoint": Path(checkpoint), "photos": Path(train_jsonl)}, folders=[out])
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists: choose another folder, or overwrite it")
     if cfg.steps <= 0:
