@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     ap.add_argument("--background", default="0", help="comma-separated shares of each batch taught to name nothing, "
                     "each in [0, 1)")
     ap.add_argument("--seed", type=int, default=0, help="seeds the refit's draws (a run's refit uses its training seed)")
+    ap.add_argument("--photos", type=Path, default=None,
+                    help="a JSONL of more photos the refit reads after --train's (detection.caption_refit.photos)")
     ap.add_argument("--pixel-context", type=float, default=0.0,
                     help="above 1: add the pixel level's context (the box widened this many times) and fit it too")
     args = ap.parse_args(argv)
@@ -44,10 +46,12 @@ def main(argv: list[str] | None = None) -> list[Path]:
                 for g in args.background.split(",")]
     for balance, schedule, background in settings:
         cfg = CaptionRefitConfig(steps=args.steps, balance=balance, batch_size=args.batch_size, lr=args.lr,
-                                 schedule=schedule, background=background)
+                                 schedule=schedule, background=background,
+                                 photos=None if args.photos is None else str(args.photos))
         out = args.out / (f"balance{balance:g}_steps{args.steps}_{schedule}"
                           + (f"_background{background:g}" if background else "")
-                          + (f"_context{args.pixel_context:g}" if args.pixel_context else ""))
+                          + (f"_context{args.pixel_context:g}" if args.pixel_context else "")
+                          + ("_photos" if args.photos else ""))
         result = refit_checkpoint(args.checkpoint, args.train, out, cfg, seed=args.seed, overwrite=True,
                                   pixel_context=args.pixel_context)
         print(f"{out}: {result.pairs} objects covered ({result.uncovered} not), {result.background} queries covering "

@@ -205,3 +205,70 @@ def test_a_run_with_the_pixel_context_starts_bit_for_bit_as_one_without(run_conf
                                    *PIXELS["captions, pixels and their context"])).model.state_dict()
     assert {k.split(".")[1] for k in context.keys() - plain.keys()} == {"pixel_context_roi"}
     assert all(torch.equal(plain[k], context[k]) for k in plain)  # its level is drawn apart from the run's stream
+
+
+def _tiles(small_dataset: Path, out: Path) -> Path:
+    """The small dataset's training photos cut into 2x2 tiles, tiles alone: what a user hands the refit."""
+    from bbuvl.data.tiling import TileSpec, tile_dataset
+
+    tile_dataset(small_dataset / "train.jsonl", out, TileSpec(grid=(2, 2), overlap=0.15, zoom=1.0, whole=False),
+                 num_teachers=0)
+    return out / "train.jsonl"
+
+
+def test_a_run_refits_on_its_refit_photos_after_the_training_photos(run_config, small_dataset, tmp_path):
+    tiles = _tiles(small_dataset, tmp_path / "tiles")
+    run = build_run(run_config(f"training.output_dir={tmp_path / 'run'}", *REFIT,
+                               f"detection.caption_refit.photos={tiles}"))
+    n_tiles = sum(1 for line in tiles.read_text(encoding="utf-8").splitlines() if line.strip())
+    assert len(run.refit_photos) == n_tiles > 0
+    assert all(Path(p.path).is_file() and len(p.boxes) == len(p.labels) for p in run.refit_photos)
+    collator = PaddedCollator(run.collator.pad_token_id, run.collator.image_token_id, padding_side="right")
+    cfg = CaptionRefitConfig(steps=1, min_iou=0.01, batch_size=16)
+    own = training_photos(run.train_dataset)
+    alone = refit_captions(run.model, run.train_dataset.encoder, collator, run.contract, own, cfg, seed=0)
+    both = refit_captions(run.model, run.train_dataset.encoder, collator, run.contract, own + run.refit_photos, cfg, 0)
+    tile_objects = sum(len(p.boxes) for p in run.refit_photos)
+    assert alone.pairs + alone.uncovered + tile_objects == both.pairs + both.uncovered
+    assert both.pairs > alone.pairs
+    # Never trained on: the training samples are the training file's alone.
+    assert len(run.train_dataset) == len(training_photos(run.train_dataset)) == 8
+    assert not build_run(run_config(f"training.output_dir={tmp_path / 'plain'}", *REFIT)).refit_photos
+
+
+def test_bad_refit_photos_are_refused_naming_the_file_and_line_before_the_run_starts(run_config, small_dataset,
+                                                                                     tmp_path):
+    lines = (small_dataset / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("\n".join([lines[0], "{not json", *lines[1:]]) + "\n", encoding="utf-8")
+    # The photos resolve next to the file they are listed in, so the copy sits beside the originals' folder name.
+    (tmp_path / "images").symlink_to(small_dataset / "images")
+    with pytest.raises(Exception, match=f"{broken}:2"):
+        build_run(run_config(f"training.output_dir={tmp_path / 'run'}", *REFIT, f"detection.caption_refit.photos={broken}"))
+    assert not (tmp_path / "run").exists()
+    record = json.loads(lines[0])
+    record["objects"][0]["desc"] = "机柜空间/未见过的状态"
+    unknown = tmp_path / "unknown.jsonl"
+    unknown.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="training data does not hold"):
+        build_run(run_config(f"training.output_dir={tmp_path / 'run'}", *REFIT, f"detection.caption_refit.photos={unknown}"))
+    with pytest.raises(ValueError, match="nowhere.jsonl.*cannot open"):
+        build_run(run_config(f"training.output_dir={tmp_path / 'run'}", *REFIT,
+                             f"detection.caption_refit.photos={tmp_path / 'nowhere.jsonl'}"))
+
+
+def test_refit_photos_that_are_validation_photos_are_refused(run_config, small_dataset, tmp_path):
+    from bbuvl.train.held_out import HeldOutError, check_held_out
+
+    val = small_dataset / "val.jsonl"
+    with pytest.raises(HeldOutError, match="detection.caption_refit.photos"):
+        check_held_out(run_config(*REFIT, f"detection.caption_refit.photos={val}"))
+    mixed = small_dataset / "refit_with_a_val_photo.jsonl"
+    mixed.write_text((small_dataset / "train.jsonl").read_text(encoding="utf-8").splitlines()[0] + "\n"
+                     + val.read_text(encoding="utf-8").splitlines()[1] + "\n", encoding="utf-8")
+    try:
+        with pytest.raises(HeldOutError, match=f"{mixed}:2: refit photo"):
+            check_held_out(run_config(*REFIT, f"detection.caption_refit.photos={mixed}"))
+        check_held_out(run_config(f"detection.caption_refit.photos={mixed}"))  # no refit: nothing shown
+    finally:
+        mixed.unlink()

@@ -13,8 +13,9 @@ from safetensors.torch import load_file
 from bbuvl.config import CaptionRefitConfig
 from bbuvl.data.faults import THRESHOLDS_FILE
 from bbuvl.model.checkpoint import read_run_config
-from bbuvl.train.caption_refit import CAPTION_MODULES
-from bbuvl.train.caption_refit_checkpoint import RECORD_FILE, dataset_photos, refit_checkpoint
+from bbuvl.outputs import OutputConflict
+from bbuvl.train.caption_refit import CAPTION_MODULES, jsonl_photos
+from bbuvl.train.caption_refit_checkpoint import RECORD_FILE, refit_checkpoint
 
 CFG = CaptionRefitConfig(steps=6, min_iou=0.01, batch_size=8, balance=1.0)
 
@@ -43,9 +44,26 @@ def test_a_refit_checkpoint_differs_from_its_source_in_the_caption_layers_alone(
 
 
 def test_the_photos_are_read_from_the_jsonl_with_their_paths_resolved(small_dataset):
-    photos = dataset_photos(small_dataset / "train.jsonl")
+    photos = jsonl_photos(small_dataset / "train.jsonl")
     assert len(photos) == 8
     assert all(Path(p.path).is_file() and len(p.boxes) == len(p.labels) for p in photos)
+
+
+def test_a_refit_checkpoint_reads_its_configs_photos_after_the_training_photos(trained_checkpoint, small_dataset,
+                                                                              tmp_path):
+    cfg = CFG.model_copy(update={"photos": str(small_dataset / "val.jsonl")})
+    plain = refit_checkpoint(trained_checkpoint, small_dataset / "train.jsonl", tmp_path / "plain", CFG, seed=3)
+    more = refit_checkpoint(trained_checkpoint, small_dataset / "train.jsonl", tmp_path / "more", cfg, seed=3)
+    val_objects = sum(len(p.boxes) for p in jsonl_photos(small_dataset / "val.jsonl"))
+    assert more.pairs + more.uncovered == plain.pairs + plain.uncovered + val_objects
+    assert read_run_config(tmp_path / "more").detection.caption_refit.photos == str(small_dataset / "val.jsonl")
+    inside = tmp_path / "elsewhere" / "tiles.jsonl"
+    inside.parent.mkdir()
+    inside.write_text((small_dataset / "val.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(OutputConflict, match="caption_refit.photos"):  # the folder it would replace holds them
+        refit_checkpoint(trained_checkpoint, small_dataset / "train.jsonl", inside.parent,
+                         cfg.model_copy(update={"photos": str(inside)}), overwrite=True)
+    assert inside.is_file()
 
 
 def test_a_refit_of_zero_steps_is_refused_before_anything_loads(tmp_path):

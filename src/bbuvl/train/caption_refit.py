@@ -19,6 +19,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -28,12 +29,13 @@ from transformers import TrainerCallback
 
 from bbuvl.config import CaptionRefitConfig
 from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.schema import require_photos, resolve_image
 from bbuvl.encode.chat import SPAN_STUDENT, ChatEncoder, Turn, image_for_model
 from bbuvl.encode.collate import PaddedCollator
 from bbuvl.model.box_ops import box_iou, to_xyxy
 from bbuvl.model.detection_loss import NOTHING_IOU, NOTHING_OBJECTNESS
 from bbuvl.model.vlm import BBUVLModel
-from bbuvl.train.dataset import ConversationDataset
+from bbuvl.train.dataset import ConversationDataset, read_training_data
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,14 @@ def training_photos(dataset: ConversationDataset) -> list[Photo]:
     """The student photos of a training dataset, as the refit reads them (teachers and crops play no part)."""
     return [Photo(s.student.image_path, s.student.record.size, [o.bbox_2d for o in s.student.record.objects],
                   [o.desc for o in s.student.record.objects]) for s in dataset.sources]
+
+
+def jsonl_photos(path: str | Path) -> list[Photo]:
+    """The student photos of a JSONL as the refit reads them; a bad line, a box `bbuvl data check` calls an error, or
+    no photo at all is refused naming the file (and line)."""
+    samples = require_photos(read_training_data(path), path)
+    return [Photo(str(resolve_image(path, s.student.image)), s.student.size, [o.bbox_2d for o in s.student.objects],
+                  [o.desc for o in s.student.objects]) for s in samples]
 
 
 @dataclass

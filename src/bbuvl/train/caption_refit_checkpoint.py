@@ -17,40 +17,33 @@ from bbuvl.atomic import atomic_folder, write_text_atomic
 from bbuvl.config import CaptionRefitConfig
 from bbuvl.data.families import IMAGE_TOKEN, get_family
 from bbuvl.data.scale import TrainingScale
-from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.encode.chat import ChatEncoder
 from bbuvl.encode.collate import PaddedCollator
 from bbuvl.model.checkpoint import load_model, save_checkpoint
 from bbuvl.outputs import check_not_inputs
-from bbuvl.train.caption_refit import Photo, RefitResult, refit_captions
+from bbuvl.train.caption_refit import RefitResult, jsonl_photos, refit_captions
 
 RECORD_FILE = "caption_refit.json"  # what the refit that wrote the folder did: source, photos, settings, losses
 
 
-def dataset_photos(train_jsonl: str | Path) -> list[Photo]:
-    """The photos of a training JSONL as the refit reads them (a bad line is a DatasetError naming file and line)."""
-    return [Photo(str(resolve_image(train_jsonl, r.image)), r.size, [o.bbox_2d for o in r.objects],
-                  [o.desc for o in r.objects]) for r in read_records(train_jsonl)]
-
-
 def refit_checkpoint(checkpoint: str | Path, train_jsonl: str | Path, out: str | Path, cfg: CaptionRefitConfig,
                      seed: int = 0, overwrite: bool = False, pixel_context: float = 0.0) -> RefitResult:
-    """Refit `checkpoint`'s caption layers on `train_jsonl`'s photos with `cfg` and write the new checkpoint to `out`
-    (complete or not at all, `atomic_folder`). FileExistsError when `out` exists and not `overwrite`; OutputConflict
-    when `out` is the checkpoint, holds it or the photos, or lies inside the checkpoint.
+    """Refit `checkpoint`'s caption layers on `train_jsonl`'s photos (and `cfg.photos`' after them) with `cfg` and write
+    the new checkpoint to `out` (complete or not at all, `atomic_folder`). FileExistsError when `out` exists and not
+    `overwrite`; OutputConflict when `out` is the checkpoint, holds it or the photos, or lies inside the checkpoint.
 
     `pixel_context` above 1 first gives a head that has a pixel level and no context its context level
     (`DetectionHead.add_pixel_context`, drawn as a run's is), which the refit then fits with the captions."""
     out = Path(out)
     # `overwrite` replaces the whole folder: never the source checkpoint, a folder holding it or the photos' file.
-    check_not_inputs({"checkpoint": Path(checkpoint), "photos": Path(train_jsonl)}, folders=[out])
+    more = None if cfg.photos is None else Path(cfg.photos)
+    check_not_inputs({"checkpoint": Path(checkpoint), "photos": Path(train_jsonl), "caption_refit.photos": more},
+                     folders=[out])
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists: choose another folder, or overwrite it")
     if cfg.steps <= 0:
         raise ValueError("caption refit: steps must be at least 1 to refit a checkpoint")
-    photos = dataset_photos(train_jsonl)
-    if not photos:
-        raise ValueError(f"{train_jsonl}: no photos to refit on")
+    photos = jsonl_photos(train_jsonl) + (jsonl_photos(more) if more is not None else [])
     model, processor, run, contract, prompt = load_model(checkpoint, device="cpu")
     if model.detection_head is None:
         raise ValueError(f"{checkpoint}: this checkpoint has no detection head, so no captions to refit")

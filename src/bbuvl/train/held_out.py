@@ -1,4 +1,5 @@
-"""Validation stays out of training: data.val is never also data.train or the teacher pool, nor shares photos with it.
+"""Validation stays out of training: data.val is never also data.train, the teacher pool or the caption refit's
+photos, nor shares photos with them.
 
 Teachers are shown to the model with their answers, so a teacher pool that is the validation file (or holds its
 photos) shows the validation answers during training, and the validation loss then measures recall, not
@@ -22,13 +23,17 @@ class HeldOutError(ValueError):
 
 
 def check_held_out(cfg: Config) -> None:
-    """Raise HeldOutError when data.train, or a teacher pool shown in training, is data.val or shares photos with it."""
+    """Raise HeldOutError when data.train, a teacher pool shown in training, or the caption refit's photos is data.val
+    or shares photos with it."""
     if cfg.data.val is None:
         return
     val = _path(cfg.data.val)
     shown = {"data.train": cfg.data.train}
     if cfg.training.method == "sft" and cfg.data.teachers and cfg.data.teacher_ratio > 0 and cfg.data.num_teachers > 0:
         shown["data.teachers"] = cfg.data.teachers
+    refit = cfg.detection.caption_refit
+    if cfg.detection.enabled and refit.steps > 0 and refit.photos:
+        shown["detection.caption_refit.photos"] = refit.photos
     for key, value in shown.items():
         path = _path(value)
         how = _same_data(path, val)
@@ -37,16 +42,20 @@ def check_held_out(cfg: Config) -> None:
                                f"shown in training{' as teacher examples' if key == 'data.teachers' else ''}, and the "
                                "validation loss would measure recall, not learning. Give data.val photos the run never "
                                "sees (`bbuvl data split` writes train, val and a teacher pool drawn from train)")
-    if "data.teachers" in shown:
-        val_photos = _photo_ids(val)
-        teachers = _path(shown["data.teachers"])
-        both = [(line, name) for line, name, key in _photos(teachers) if key in val_photos]
+    fixes = {"data.teachers": ("teacher", "Draw the teacher pool from the training photos (`bbuvl data teachers "
+                                          "TRAIN.jsonl`)"),
+             "detection.caption_refit.photos": ("refit", "Give the refit photos the run never validates on")}
+    val_photos = _photo_ids(val) if any(key in shown for key in fixes) else set()
+    for key, (what, fix) in fixes.items():
+        if key not in shown:
+            continue
+        path = _path(shown[key])
+        both = [(line, name) for line, name, photo in _photos(path) if photo in val_photos] if path.is_file() else []
         if both:
             line, name = both[0]
-            raise HeldOutError(f"{teachers}:{line}: teacher photo {name} is also a photo of data.val {cfg.data.val} "
-                               f"({len(both)} teacher photo{'s' if len(both) > 1 else ''} in all): its answer would be "
-                               "shown in training. Draw the teacher pool from the training photos "
-                               "(`bbuvl data teachers TRAIN.jsonl`)")
+            raise HeldOutError(f"{path}:{line}: {what} photo {name} is also a photo of data.val {cfg.data.val} "
+                               f"({len(both)} {what} photo{'s' if len(both) > 1 else ''} in all): its answer would be "
+                               f"shown in training. {fix}")
 
 
 def _path(value: str) -> Path:

@@ -35,7 +35,8 @@ MAY_CHANGE = ("training.max_steps", "training.num_epochs", "training.logging_ste
               "monitor.enabled", "monitor.every_steps", "monitor.collapse_every_steps", "monitor.grad_norm_max", "monitor.collapse_std",
               "monitor.overfit_ratio", "monitor.memory_growth_mb", "inference.")
 # Keys naming a file or folder: compared by content, not by spelling.
-CONTENT_KEYS = ("model.path", "data.train", "data.val", "data.teachers", "data.hierarchy", "training.deepspeed")
+CONTENT_KEYS = ("model.path", "data.train", "data.val", "data.teachers", "data.hierarchy", "training.deepspeed",
+                "detection.caption_refit.photos")
 
 
 class ResumeMismatch(ValueError):

@@ -14,7 +14,7 @@ import math
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from bbuvl.model.lora import apply_lora
 from bbuvl.model.loss_scale import LossDenominators
 from bbuvl.model.packed_attention import use_packed_sdpa
 from bbuvl.model.vlm import BBUVLModel, core_model
-from bbuvl.train.caption_refit import CaptionRefitCallback, training_photos
+from bbuvl.train.caption_refit import CaptionRefitCallback, Photo, jsonl_photos, training_photos
 from bbuvl.train.callbacks import EpochCallback, NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
 from bbuvl.train.dataset import ConversationDataset, SourcedRecord, read_training_data, sources_from
 from bbuvl.train.monitors import health_summary, training_health
@@ -67,6 +67,7 @@ class Run:
     train_dataset: ConversationDataset
     eval_dataset: ConversationDataset | None
     collator: PaddedCollator | PackedCollator
+    refit_photos: list[Photo] = field(default_factory=list)  # `detection.caption_refit.photos`, read before training
 
 
 def build_run(cfg: Config) -> Run:
@@ -89,7 +90,15 @@ def build_run(cfg: Config) -> Run:
     val_sources = None
     if cfg.data.val and Path(cfg.data.val).exists():
         val_sources = sources_from(read_training_data(cfg.data.val), cfg.data.val)
+    refit = cfg.detection.caption_refit
+    # Read now, not when the refit starts after the last step: a bad line there would cost the whole run.
+    refit_photos = jsonl_photos(refit.photos) if cfg.detection.enabled and refit.steps > 0 and refit.photos else []
     labels = data_labels((cfg.data.train, cfg.data.val), hierarchy)
+    known = set(labels) | {o.desc for s in train_sources for o in s.student.record.objects}
+    unknown = sorted({label for p in refit_photos for label in p.labels} - known)
+    if unknown:  # the captions would learn to write a label the prompt never offers and no metric expects
+        raise ValueError(f"detection.caption_refit.photos {refit.photos}: {len(unknown)} label(s) the training data "
+                         f"does not hold, e.g. {unknown[0]!r}: give the refit photos of the training labels")
     prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang, contract.family), labels, cfg.data.lang)
 
     vlm, processor = load_model_and_processor(cfg.model.path, dtype=cfg.model.dtype,
@@ -142,7 +151,7 @@ def build_run(cfg: Config) -> Run:
                 else PaddedCollator(**ids, padding_side=cfg.data.padding_side))
     crop = cfg.data.crop
     scale = TrainingScale.of((s.student.record for s in train_ds.sources), contract, crop.p, (crop.min_side, crop.max_side))
-    return Run(cfg, model, processor, contract, prompt, scale, train_ds, eval_ds, collator)
+    return Run(cfg, model, processor, contract, prompt, scale, train_ds, eval_ds, collator, refit_photos)
 
 
 def fault_captions(labels: list[str], faults: Faults, tokenizer: Any, hierarchy: str | None) -> frozenset[tuple[int, ...]]:
@@ -391,7 +400,7 @@ def make_trainer(run: Run, progress: bool = True, callbacks: list | None = None)
     if cfg.detection.enabled and refit.steps > 0:
         collator = PaddedCollator(run.collator.pad_token_id, run.collator.image_token_id, padding_side="right")
         trainer.add_callback(CaptionRefitCallback(refit, cfg.training.seed, run.train_dataset.encoder, collator,
-                                                  run.contract, training_photos(run.train_dataset)))
+                                                  run.contract, training_photos(run.train_dataset) + run.refit_photos))
     return trainer
 
 
