@@ -258,7 +258,7 @@ def build_grpo_run(cfg: Config) -> GrpoRun:
     tok = processor.tokenizer
     right = PaddedCollator(tok.pad_token_id, tok.convert_tokens_to_ids(IMAGE_TOKEN), padding_side="right")
     scale = TrainingScale.of((s.student.record for s in sources), contract)
-    return GrpoRun(saved, model, processor, contract, prompt, scale, photos, None, right, predictor, scorer)
+    return GrpoRun(saved, model, processor, contract, prompt, scale, photos, None, right, predictor=predictor, scorer=scorer)
 
 
 def make_grpo_trainer(run: GrpoRun, progress: bool = True, callbacks: list | None = None) -> GrpoTrainer:
