@@ -43,9 +43,7 @@ train() {  # train CONFIG OVERRIDES...: the config's batch is the step's, shared
 stage() {  # stage NAME CONFIG SYNTH_ARGS... -- TRAIN_OVERRIDES...
   # VAL_SYNTH="ARGS...": the validation photos are rendered apart, into $dir/val (another framing or fault rate
   # than training's); CHOOSE_SYNTH="ARGS...": photos on which the verdict's thresholds are chosen after training;
-  # CHOOSE_WIDE_SYNTH="ARGS...": whole cabinets on which `bbuvl choose-tiles` chooses the scale `tiles: auto` cuts at;
-  # REFIT_SYNTH="ARGS..." with REFIT_GRID=COLSxROWS: whole cabinets, whole and cut into tiles, which the caption refit
-  # reads beside the training photos (detection.caption_refit.photos) and training never does.
+  # CHOOSE_WIDE_SYNTH="ARGS...": whole cabinets on which `bbuvl choose-tiles` chooses the scale `tiles: auto` cuts at.
   local name=$1 config=$2 dir="$OUT/$1"
   shift 2
   local synth=() overrides=()
@@ -72,13 +70,6 @@ stage() {  # stage NAME CONFIG SYNTH_ARGS... -- TRAIN_OVERRIDES...
     val="$dir/val/val.jsonl"
   fi
   echo "$val" > "$dir/val_path"
-  if [ -n "${REFIT_SYNTH:-}" ]; then
-    say "[$name] synthesise whole cabinets, whole and in ${REFIT_GRID} tiles, for the caption refit -> $dir/refit_tiles"
-    # shellcheck disable=SC2086
-    $BBUVL data synth "$dir/refit_wide" --n-val 0 --teachers 0 $REFIT_SYNTH > "$dir/refit_wide.log"
-    $BBUVL data tile "$dir/refit_wide/train.jsonl" "$dir/refit_tiles" --grid "$REFIT_GRID" --teachers 0
-    overrides+=("detection.caption_refit.photos=$dir/refit_tiles/train.jsonl")
-  fi
   say "[$name] check the dataset"
   $BBUVL data check "$dir/data"
   if [ -n "$building" ]; then
@@ -206,9 +197,7 @@ evaluate() {  # evaluate STAGE [CHOOSING_PID]: the three modes (and the wide pho
 # Stage B: close-ups of BBUs, panels and ground bars at 448x336, where parts are >= ~40 px: 1,200 photos
 # (synthetic photos cost nothing but rendering, two processes), 900 steps of batch 4, the head reading the
 # tower's pre-merge patches and the pixels inside each box, then a refit of its captions and pixel level on the
-# finished model's queries (configs/demo.yaml), on the training photos and on 80 whole cabinets of seed 11, whole and
-# cut into 3x3 tiles, the grid `choose-tiles` chooses for the demo's cabinets: the captions also learn what a tile
-# shows (docs/faults_learning.md, "Whole cabinets in the refit"). When stage A ran, stage B starts from its checkpoint: the VLM has
+# finished model's queries (configs/demo.yaml). When stage A ran, stage B starts from its checkpoint: the VLM has
 # learned to see and to place, and its head's box layers and vision positions carry over (model.reuse_modules); the
 # queries and the label layers are new. Training keeps the fault-rich default (a third of the parts wrong: more
 # faults to learn from); it is scored as an inspection: 32 close-ups with seven photos in ten passing, the verdict's
@@ -225,7 +214,6 @@ evaluate() {  # evaluate STAGE [CHOOSING_PID]: the three modes (and the wide pho
   VAL_SYNTH="--n-val 32 --framing closeup --size 448x336 --seed 1 --fault-rate 0.3" \
   CHOOSE_SYNTH="--n-val 192 --framing closeup --size 448x336 --seed 2 --fault-rate 0.3" \
   CHOOSE_WIDE_SYNTH="--n-val 16 --framing wide --size 1792x1344 --seed 4 --fault-rate 0.3 --workers 2" \
-  REFIT_SYNTH="--n-train 80 --framing wide --size 1792x1344 --seed 11 --workers 2" REFIT_GRID=3x3 \
   WIDE_SYNTH="--n-val 8 --framing wide --size 1792x1344 --seed 3 --fault-rate 0.3 --workers 2" \
   stage bbu configs/demo.yaml --framing mixed --wide-share 0.2 --n-train 1200 --n-val 16 --seed 0 --size 448x336 --workers 2
 
