@@ -303,6 +303,11 @@ class DetectionConfig(_Strict):
                              "zero): set detection.caption_refit.steps above 0, or pixel_context: 0")
         return self
 
+    @property
+    def refits(self) -> bool:
+        """Whether a run ends with the caption refit: it has a head, and the refit has steps."""
+        return self.enabled and self.caption_refit.steps > 0
+
 
 class LossConfig(_Strict):
     """Weights of every loss term and the matcher's costs."""

@@ -31,9 +31,8 @@ def check_held_out(cfg: Config) -> None:
     shown = {"data.train": cfg.data.train}
     if cfg.training.method == "sft" and cfg.data.teachers and cfg.data.teacher_ratio > 0 and cfg.data.num_teachers > 0:
         shown["data.teachers"] = cfg.data.teachers
-    refit = cfg.detection.caption_refit
-    if cfg.detection.enabled and refit.steps > 0 and refit.photos:
-        shown["detection.caption_refit.photos"] = refit.photos
+    if cfg.detection.refits and cfg.detection.caption_refit.photos:
+        shown["detection.caption_refit.photos"] = cfg.detection.caption_refit.photos
     for key, value in shown.items():
         path = _path(value)
         how = _same_data(path, val)

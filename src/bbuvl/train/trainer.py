@@ -92,7 +92,7 @@ def build_run(cfg: Config) -> Run:
         val_sources = sources_from(read_training_data(cfg.data.val), cfg.data.val)
     refit = cfg.detection.caption_refit
     # Read now, not when the refit starts after the last step: a bad line there would cost the whole run.
-    refit_photos = jsonl_photos(refit.photos) if cfg.detection.enabled and refit.steps > 0 and refit.photos else []
+    refit_photos = jsonl_photos(refit.photos) if cfg.detection.refits and refit.photos else []
     labels = data_labels((cfg.data.train, cfg.data.val), hierarchy)
     known = set(labels) | {o.desc for s in train_sources for o in s.student.record.objects}
     unknown = sorted({label for p in refit_photos for label in p.labels} - known)
@@ -397,7 +397,7 @@ def make_trainer(run: Run, progress: bool = True, callbacks: list | None = None)
     )
     trainer.remove_callback(PrinterCallback)  # RichProgress prints one compact line per log instead
     refit = cfg.detection.caption_refit
-    if cfg.detection.enabled and refit.steps > 0:
+    if cfg.detection.refits:
         collator = PaddedCollator(run.collator.pad_token_id, run.collator.image_token_id, padding_side="right")
         trainer.add_callback(CaptionRefitCallback(refit, cfg.training.seed, run.train_dataset.encoder, collator,
                                                   run.contract, training_photos(run.train_dataset) + run.refit_photos))
