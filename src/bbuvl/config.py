@@ -393,6 +393,9 @@ class InferenceConfig(_Strict):
     # again at full resolution.
     tiles: str = "off"
     tile_overlap: float = Field(0.15, ge=0, lt=0.9)
+    # The grid's tiles, at the size its scale gives them, starting at most tile_stride of a tile's side apart: more
+    # tiles, each part seen whole in more of them (docs/tiles.md, "Tiles a stride apart"; None: the grid alone).
+    tile_stride: float | None = Field(None, ge=0.25, le=1)
     tile_zoom: float | None = Field(None, gt=0, le=8)
     tile_whole: bool = True
     zoom_containers: list[str] = Field(default_factory=list)

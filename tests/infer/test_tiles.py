@@ -11,7 +11,7 @@ from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.scale import TrainingScale
 from bbuvl.data.schema import read_records
 from bbuvl.data.families import FAMILIES
-from bbuvl.data.regions import grid_regions, parse_grid
+from bbuvl.data.regions import grid_regions, parse_grid, strided_regions
 from bbuvl.infer.options import PredictOptions
 from bbuvl.infer.tiles import (
     TiledDetection,
@@ -124,6 +124,40 @@ def test_auto_grid_shows_a_wide_photo_at_the_scale_the_checkpoint_trained_at():
     assert auto_grid((1792, 1344), contract, scale=0.5) == (2, 2)
 
 
+def test_tiles_a_stride_apart_keep_the_grids_size_and_show_each_part_whole_twice():
+    contract = CoordinateContract(min_pixels=3136, max_pixels=448 * 336)
+    size = (1792, 1344)
+    grid = TilePlan(grid=(3, 3)).tiles(size, contract)
+    strided = TilePlan(grid=(3, 3), stride=0.6).tiles(size, contract)
+    side = (grid[0][2] - grid[0][0], grid[0][3] - grid[0][1])
+    assert len(grid) == 9 and len(strided) == 16  # 4x4: the 3x3 grid's tiles, starting 0.6 of a side apart or less
+    assert {(r[2] - r[0], r[3] - r[1]) for r in strided} == {side}
+    xs, ys = sorted({r[0] for r in strided}), sorted({r[1] for r in strided})
+    assert xs[0] == ys[0] == 0 and xs[-1] + side[0] == size[0] and ys[-1] + side[1] == size[1]
+    assert all(b - a <= 0.6 * side[0] for a, b in zip(xs, xs[1:])) and all(b - a <= 0.6 * side[1] for a, b in zip(ys, ys[1:]))
+    # A part up to 0.4 of a tile wide lies whole in some tile wherever it is (in the grid, only up to its overlap),
+    # and a screw-sized one (a tenth) in two tiles over a third of the photo's width (the grid: a few pixels).
+    def holding(regions: list, x: int, w: int) -> int:
+        return sum(1 for r in regions if r[1] == 0 and r[0] <= x and x + w <= r[2])
+
+    wide, screw = int(0.4 * side[0]) - 1, side[0] // 10
+    assert all(holding(strided, x, wide) >= 1 for x in range(size[0] - wide))
+    assert not all(holding(grid, x, wide) >= 1 for x in range(size[0] - wide))
+    twice = [holding(strided, x, screw) >= 2 for x in range(size[0] - screw)]
+    assert sum(twice) / len(twice) > 1 / 3
+    assert sum(holding(grid, x, screw) >= 2 for x in range(size[0] - screw)) / len(twice) < 0.01
+    # A stride the grid already meets adds nothing; auto strides the grid its scale picks.
+    assert TilePlan(grid=(3, 3), stride=1.0).tiles(size, contract) == grid
+    assert TilePlan(auto=True, train_scale=0.75, stride=0.6).tiles(size, contract) == strided
+    assert TilePlan(grid=(1, 1), stride=0.5).tiles(size, contract) == []  # one tile is the whole photo: none
+
+
+@pytest.mark.parametrize("stride", [0.0, -0.5, 1.5])
+def test_a_stride_outside_a_tiles_side_is_refused(stride):
+    with pytest.raises(ValueError, match=f"tile stride.*got {stride}"):
+        strided_regions((1792, 1344), (642, 493), stride)
+
+
 def test_zoom_regions_surround_the_containers_only():
     found = [tiled((100, 50, 300, 150), label=BBU, zoom=1.0), tiled((10, 10, 20, 20), zoom=1.0)]
     assert container_regions(found, ["bbu基带处理单元"], (448, 336), margin=0.1) == [(80, 40, 320, 160)]
@@ -214,6 +248,9 @@ def test_a_misspelt_or_bad_tile_option_is_an_error(predictor, small_dataset):
     assert str(bad.value).count("'two'") == 1  # the value named once
     with pytest.raises(ValueError, match="tile_overlap.*got -0.5$"):  # pydantic's own message gets the value
         predictor.predict([photo], "head", tile_overlap=-0.5)
+    for stride in (0.1, 1.2):
+        with pytest.raises(ValueError, match=f"tile_stride.*got {stride}$"):
+            predictor.predict([photo], "head", tile_stride=stride)
 
 
 def test_auto_tiles_reuse_the_scale_the_checkpoint_trained_at(predictor, trained_checkpoint, small_dataset):

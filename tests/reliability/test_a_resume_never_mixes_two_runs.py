@@ -76,7 +76,8 @@ def again(run: dict[str, Path], *extra) -> object:
     (["--objectness-threshold", "0.9"], "objectness_threshold 0.0 (now 0.9)"),
     (["--no-constrained"], "constrained True (now False)"),
     (["--tile-zoom", "2"], "tile_zoom None (now 2.0)"),
-], ids=["score-threshold", "tiles", "objectness-threshold", "constrained", "tile-zoom"])
+    (["--tile-stride", "0.5"], "tile_stride None (now 0.5)"),
+], ids=["score-threshold", "tiles", "objectness-threshold", "constrained", "tile-zoom", "tile-stride"])
 def test_predict_refuses_to_resume_with_another_option_naming_its_old_and_new_value(predicted, tmp_path, extra, named):
     run = fresh(predicted, tmp_path)
     before = run["out"].read_bytes()

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from bbuvl.cli import app as cli
 from tests.serve.conftest import cli_server
 
-TILES = ["--mode", "head", "--tiles", "2x2", "--tile-zoom", "1.5", "--device", "cpu"]
+TILES = ["--mode", "head", "--tiles", "2x2", "--tile-zoom", "1.5", "--tile-stride", "0.75", "--device", "cpu"]
 
 
 def test_serve_with_tiles_answers_as_predict_with_tiles_does(trained_checkpoint, photos, tmp_path):
@@ -20,7 +20,8 @@ def test_serve_with_tiles_answers_as_predict_with_tiles_does(trained_checkpoint,
     out = tmp_path / "pred.jsonl"
     r = CliRunner().invoke(cli, ["predict", "-c", str(trained_checkpoint), "-i", str(folder), "-o", str(out), *TILES])
     assert r.exit_code == 0, r.output
-    assert "tiles 2x2 + the whole photo" in r.output and "vision tokens" in r.output  # the cost, said before the run
+    assert "tiles 2x2, its tiles" in r.output and "at most 0.75 of a side apart + the whole photo" in r.output
+    assert "vision tokens" in r.output  # the cost, said before the run
     expected = json.loads(out.read_text(encoding="utf-8").splitlines()[0])
     plain = tmp_path / "plain.jsonl"
     r = CliRunner().invoke(cli, ["predict", "-c", str(trained_checkpoint), "-i", str(folder), "-o", str(plain), "--mode",
@@ -32,7 +33,7 @@ def test_serve_with_tiles_answers_as_predict_with_tiles_does(trained_checkpoint,
         detect = client.detect_file(photo)
     assert detect.status == 200, detect.body
     got = detect.json()
-    assert got["model"]["tiles"] == {"grid": "2x2", "zoom": 1.5, "whole": True, "zoom_into": []}
+    assert got["model"]["tiles"] == {"grid": "2x2", "zoom": 1.5, "stride": 0.75, "whole": True, "zoom_into": []}
     assert [(o["bbox_2d"], o["label"], o["score"]) for o in got["objects"]] == \
         [(o["bbox_2d"], o["label"], o["score"]) for o in expected["objects"]]
     # Predicted through tiles, so judged by the tiled photos' thresholds, and said so as predict's line says it.
@@ -42,3 +43,5 @@ def test_serve_with_tiles_answers_as_predict_with_tiles_does(trained_checkpoint,
 def test_serve_refuses_a_bad_tile_grid_before_listening(trained_checkpoint, tmp_path):
     r = CliRunner().invoke(cli, ["serve", "-c", str(trained_checkpoint), "--tiles", "2by2", "--device", "cpu"])
     assert r.exit_code == 2 and "COLSxROWS" in r.output
+    r = CliRunner().invoke(cli, ["serve", "-c", str(trained_checkpoint), "--tile-stride", "0.1", "--device", "cpu"])
+    assert r.exit_code == 2 and "--tile-stride" in r.output and "0.1" in r.output

@@ -11,8 +11,8 @@ import typer
 from rich.markup import escape
 
 from bbuvl.cli.common import OVERWRITE_HELP, check_device, console, fail, finite_range, hold_outputs, int_range, user_errors
-from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_WHOLE, TILE_ZOOM, TILES, ZOOM_INTO, check_mode_name,
-                                 describe_tiles, mode_help, plain_model_mode, read_folder, tile_options)
+from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM, TILES, ZOOM_INTO,
+                                 check_mode_name, describe_tiles, mode_help, plain_model_mode, read_folder, tile_options)
 
 
 def predict(
@@ -42,6 +42,7 @@ def predict(
     ),
     tiles: str = TILES,
     tile_zoom: float = TILE_ZOOM,
+    tile_stride: float = TILE_STRIDE,
     tile_whole: bool = TILE_WHOLE,
     zoom_into: str = ZOOM_INTO,
     verdict_review: float = typer.Option(None, "--verdict-review", help="A fault scoring at least this sends its photo to "
@@ -81,7 +82,7 @@ def predict(
     if overwrite and int(os.environ.get("WORLD_SIZE", 1)) > 1:
         fail("--overwrite starts --out over from one process; under torchrun delete --out (and its .rank* parts) instead")
     check_mode_name(mode)
-    tiled = tile_options(tiles, tile_zoom, tile_whole, zoom_into)
+    tiled = tile_options(tiles, tile_zoom, tile_whole, zoom_into, tile_stride)
     mode = plain_model_mode(checkpoint, labels, lang, mode)
     with user_errors(ValueError, OSError):
         faults = Faults.load(hierarchy) if hierarchy is not None else None  # a bad file is refused before the model loads

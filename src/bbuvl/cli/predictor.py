@@ -86,13 +86,17 @@ TILES = typer.Option(None, "--tiles", help="Small parts (docs/tiles.md): off | a
 TILE_ZOOM = typer.Option(None, "--tile-zoom", help="Show tiles and zoomed containers at this many frame pixels per stored "
                          "pixel, the scale `bbuvl data tile --zoom` trained at (default: inference.tile_zoom; none: each "
                          "tile fills the whole photo's frame).", callback=finite_range(0, 8, lo_open=True))
+TILE_STRIDE = typer.Option(None, "--tile-stride", help="Keep the grid's tile size and start tiles at most this share of a "
+                           "tile's side apart, so that more parts are whole in some tile (default: inference.tile_stride; "
+                           "docs/tiles.md, \"Tiles a stride apart\").", callback=finite_range(0.25, 1))
 TILE_WHOLE = typer.Option(None, "--tile-whole/--tiles-only", help="Also predict the whole photo, for objects no tile "
                           "holds whole (default: inference.tile_whole).")
 ZOOM_INTO = typer.Option(None, "--zoom-into", help="Comma-separated categories (e.g. bbu基带处理单元): a first pass finds "
                          "them, a second predicts each one's crop at full resolution (default: inference.zoom_containers).")
 
 
-def tile_options(tiles: str | None, tile_zoom: float | None, tile_whole: bool | None, zoom_into: str | None) -> dict:
+def tile_options(tiles: str | None, tile_zoom: float | None, tile_whole: bool | None, zoom_into: str | None,
+                 tile_stride: float | None = None) -> dict:
     """The prediction options the tile flags give (those left unset keep the checkpoint's defaults); a grid that is
     not one fails here, before any model loads."""
     if tiles is not None and tiles.strip().lower() not in ("off", "auto"):
@@ -102,7 +106,7 @@ def tile_options(tiles: str | None, tile_zoom: float | None, tile_whole: bool | 
             parse_grid(tiles)
         except ValueError as e:
             fail(f"--tiles: {e}")
-    given: dict = {"tiles": tiles, "tile_zoom": tile_zoom, "tile_whole": tile_whole,
+    given: dict = {"tiles": tiles, "tile_zoom": tile_zoom, "tile_whole": tile_whole, "tile_stride": tile_stride,
                    "zoom_containers": None if zoom_into is None else [c.strip() for c in zoom_into.split(",") if c.strip()]}
     return {k: v for k, v in given.items() if v is not None}
 
@@ -126,6 +130,9 @@ def describe_tiles(predictor, options, size: tuple[int, int]) -> str | None:  # 
         source = ("asked with tile_zoom" if options.tile_zoom else "chosen by `bbuvl choose-tiles`"
                   if predictor.tile_scale is not None else "the scale the checkpoint trained at")
         tiles += f" ({cols}x{rows} at scale {plan.train_scale:g}, {source})"
+    if tiles and plan.stride is not None and (cut := plan.tiles(size, predictor.contract)):
+        tiles += (f", its tiles {len({r[0] for r in cut})}x{len({r[1] for r in cut})} at most {plan.stride:g} of a side "
+                  "apart")
     if tiles and options.tile_queries is not None:
         tiles += f", {options.tile_queries} queries a tile"
     what = [tiles, "the whole photo" if plan.whole else "",

@@ -10,8 +10,8 @@ import typer
 from rich.markup import escape
 
 from bbuvl.cli.common import PATH_OR_ID, check_device, console, finite_range, int_range, one_of, user_errors
-from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_WHOLE, TILE_ZOOM, TILES, ZOOM_INTO, check_mode_name,
-                                 mode_help, plain_model_mode, read_folder, tile_options)
+from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM, TILES, ZOOM_INTO,
+                                 check_mode_name, mode_help, plain_model_mode, read_folder, tile_options)
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
@@ -42,6 +42,7 @@ def serve(
                                   callback=one_of("debug", "info", "warning", "error")),
     tiles: str = TILES,
     tile_zoom: float = TILE_ZOOM,
+    tile_stride: float = TILE_STRIDE,
     tile_whole: bool = TILE_WHOLE,
     zoom_into: str = ZOOM_INTO,
 ) -> None:
@@ -59,7 +60,7 @@ def serve(
     from bbuvl.serve.server import bind, serve_app
 
     check_mode_name(mode, serving=True)
-    tiled = tile_options(tiles, tile_zoom, tile_whole, zoom_into)
+    tiled = tile_options(tiles, tile_zoom, tile_whole, zoom_into, tile_stride)
     mode = plain_model_mode(checkpoint, labels, lang, mode)
     with user_errors(ValueError, OSError):
         keys = read_keys(api_key_file)  # before minutes of loading: a server without keys never starts

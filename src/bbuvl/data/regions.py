@@ -45,6 +45,29 @@ def grid_regions(size: Size, cols: int, rows: int, overlap: int) -> list[Region]
     return [(x1, y1, x2, y2) for y1, y2 in spans(h, rows) for x1, x2 in spans(w, cols)]
 
 
+def strided_regions(size: Size, tile: Size, stride: float, least: tuple[int, int] = (1, 1)) -> list[Region]:
+    """Tiles of `tile` (width, height) covering a `size` photo, each starting at most `stride` of a tile's side after
+    the one before it along each axis (at least `least` columns and rows, at most MAX_GRID), row by row.
+
+    A grid cut for a scale shares a few pixels between neighbours: a part wider than that strip is whole in no tile
+    when it crosses it. With a stride, a part up to (1 - stride) of a tile is whole in some tile wherever it lies,
+    and in two where neighbours share it (docs/tiles.md, "Tiles a stride apart").
+    """
+    if not 0 < stride <= 1:
+        raise ValueError(f"a tile stride is a share of the tile's side in (0, 1], got {stride}")
+
+    def spans(total: int, side: int, least: int) -> list[tuple[int, int]]:
+        side = min(total, side)
+        n = 1 if side >= total else math.ceil((total - side) / (stride * side)) + 1
+        n = min(MAX_GRID, max(n, least))
+        if n == 1:
+            return [(0, side)]
+        return [(round(i * (total - side) / (n - 1)), round(i * (total - side) / (n - 1)) + side) for i in range(n)]
+
+    w, h = size
+    return [(x1, y1, x2, y2) for y1, y2 in spans(h, tile[1], least[1]) for x1, x2 in spans(w, tile[0], least[0])]
+
+
 def parse_grid(text: str) -> tuple[int, int]:
     """`"3x2"` -> `(3, 2)` columns and rows."""
     try:

@@ -31,6 +31,7 @@ class PredictOptions(BaseModel):
     batch_rows: int = Field(gt=0)  # name: boxes named per forward pass
     tiles: str = "off"  # every mode: "off", "auto" or COLSxROWS (docs/tiles.md)
     tile_overlap: float = 0.15
+    tile_stride: float | None = None
     tile_zoom: float | None = None
     tile_whole: bool = True
     zoom_containers: tuple[str, ...] = ()
@@ -58,8 +59,8 @@ class PredictOptions(BaseModel):
         if self.tiles == "off" and not self.zoom_containers:
             return None
         grid = None if self.tiles in ("off", "auto") else parse_grid(self.tiles)
-        return TilePlan(grid=grid, auto=self.tiles == "auto", overlap=self.tile_overlap, zoom=self.tile_zoom,
-                        whole=self.tile_whole, containers=tuple(self.zoom_containers), min_overlap=self.merge_overlap,
+        return TilePlan(grid=grid, auto=self.tiles == "auto", overlap=self.tile_overlap, stride=self.tile_stride,
+                        zoom=self.tile_zoom, whole=self.tile_whole, containers=tuple(self.zoom_containers), min_overlap=self.merge_overlap,
                         train_scale=self.tile_zoom or train_scale or 1.0, whole_above=self.tile_whole_above,
                         drop_cut=self.tile_drop_cut, part_sides=part_sides if self.tile_auto_parts else (),
                         whole_sides=(long_sides or part_sides) if self.tile_whole_above is not None else (),

@@ -26,7 +26,7 @@ from PIL import Image
 
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import label_at_level
-from bbuvl.data.regions import MAX_GRID, Region, Size, grid_regions, tile_side_overlap
+from bbuvl.data.regions import MAX_GRID, Region, Size, grid_regions, strided_regions, tile_side_overlap
 
 
 
@@ -264,6 +264,7 @@ class TilePlan:
     grid: tuple[int, int] | None = None  # None with `auto` False: no tiles
     auto: bool = False
     overlap: float = 0.15  # share of a tile's side its neighbour also covers
+    stride: float | None = None  # tiles keep the grid's size and start at most this share of a side apart (None: the grid)
     zoom: float | None = None  # frame pixels per stored pixel for tiles and containers (None: the whole frame's pixels)
     whole: bool = True  # also predict the whole photo, for objects no tile holds whole
     containers: tuple[str, ...] = ()  # categories whose boxes the first pass zooms into
@@ -305,7 +306,11 @@ class TilePlan:
         grid = auto_grid(size, contract, scale or self.train_scale) if self.auto else self.grid
         if grid is None or grid == (1, 1):
             return []
-        return grid_regions(size, *grid, overlap=tile_side_overlap(size, grid, self.overlap))
+        regions = grid_regions(size, *grid, overlap=tile_side_overlap(size, grid, self.overlap))
+        if self.stride is None:
+            return regions
+        x1, y1, x2, y2 = regions[0]
+        return strided_regions(size, (x2 - x1, y2 - y1), self.stride, least=grid)
 
 
 @dataclass

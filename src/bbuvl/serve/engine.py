@@ -80,8 +80,8 @@ class Engine:
         o = self.options
         return {"checkpoint": self.checkpoint, "mode": mode or self.mode,
                 "contract": {"min_pixels": c.min_pixels, "max_pixels": c.max_pixels, "factor": c.factor},
-                "tiles": None if o.plan() is None else {"grid": o.tiles, "zoom": o.tile_zoom, "whole": o.tile_whole,
-                                                         "zoom_into": list(o.zoom_containers)},
+                "tiles": None if o.plan() is None else {"grid": o.tiles, "zoom": o.tile_zoom, "stride": o.tile_stride,
+                                                         "whole": o.tile_whole, "zoom_into": list(o.zoom_containers)},
                 "labels": len(self.predictor.prompt.labels or []),
                 "fewshot": self.fewshot.info() if self.fewshot is not None else None}
 
