@@ -143,6 +143,27 @@ def test_choose_tiles_scores_every_grid_once_and_auto_follows_the_chosen_scale(t
     assert ChosenTileScale.load(ckpt).scale == trained
 
 
+def test_choose_tiles_cuts_each_candidate_a_stride_apart_when_the_checkpoint_asks(trained_checkpoint, wide_val, tmp_path):
+    import yaml
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    cfg = yaml.safe_load((ckpt / "bbuvl.yaml").read_text(encoding="utf-8"))
+    cfg["inference"]["tile_stride"] = 0.5
+    (ckpt / "bbuvl.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    result = run("-c", str(ckpt), "--gt", str(wide_val), "-o", str(tmp_path / "cands"), "--factors", "1")
+    assert result.exit_code == 0, result.output
+    [c] = ChosenTileScale.load(ckpt).candidates
+    predictor = Predictor.load(ckpt, device="cpu")
+    records = read_records(wide_val)
+    plan = TilePlan(auto=True, train_scale=c.scale, stride=0.5)
+    cut = [plan.tiles(r.size, predictor.contract) for r in records]
+    # The candidate names the grid the stride cuts and counts its passes (the whole photo and each tile).
+    assert c.grids == {f"{len({t[0] for t in cut[0]})}x{len({t[1] for t in cut[0]})}": len(records)}
+    assert c.passes == sum(1 + len(t) for t in cut)
+    assert c.passes > sum(1 + len(TilePlan(auto=True, train_scale=c.scale).tiles(r.size, predictor.contract)) for r in records)
+
+
 def test_a_damaged_tile_scale_is_an_error_naming_it_and_bad_factors_are_refused(trained_checkpoint, wide_val, tmp_path):
     ckpt = tmp_path / "ckpt"
     shutil.copytree(trained_checkpoint, ckpt)

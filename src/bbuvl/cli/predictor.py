@@ -113,7 +113,7 @@ def tile_options(tiles: str | None, tile_zoom: float | None, tile_whole: bool | 
 
 def describe_tiles(predictor, options, size: tuple[int, int]) -> str | None:  # noqa: ANN001 - Predictor, PredictOptions
     """One line on what tiles and zoom cost for a photo of `size`, in vision tokens; None for one pass."""
-    from bbuvl.infer.tiles import auto_grid, plan_cost
+    from bbuvl.infer.tiles import auto_grid, grid_shape, plan_cost
 
     plan = options.plan(predictor.train_scale, predictor.part_sides, predictor.long_sides)
     if plan is None:
@@ -131,8 +131,8 @@ def describe_tiles(predictor, options, size: tuple[int, int]) -> str | None:  # 
                   if predictor.tile_scale is not None else "the scale the checkpoint trained at")
         tiles += f" ({cols}x{rows} at scale {plan.train_scale:g}, {source})"
     if tiles and plan.stride is not None and (cut := plan.tiles(size, predictor.contract)):
-        tiles += (f", its tiles {len({r[0] for r in cut})}x{len({r[1] for r in cut})} at most {plan.stride:g} of a side "
-                  "apart")
+        cols, rows = grid_shape(cut)
+        tiles += f", its tiles {cols}x{rows} at most {plan.stride:g} of a side apart"
     if tiles and options.tile_queries is not None:
         tiles += f", {options.tile_queries} queries a tile"
     what = [tiles, "the whole photo" if plan.whole else "",

@@ -33,7 +33,7 @@ from bbuvl.eval.metrics import evaluate_predictions
 from bbuvl.eval.predictions import read_predictions
 from bbuvl.infer.predictor import Predictor
 from bbuvl.infer.tile_scale import WITHIN, Candidate, ChosenTileScale
-from bbuvl.infer.tiles import TilePlan, auto_grid, first_regions
+from bbuvl.infer.tiles import TilePlan, first_regions, grid_shape
 
 FACTORS = (0.5, 0.75, 1.0, 1.25)  # of the training scale: 2x2, 3x3, 4x4 and 5x5 for a photo 4x the frame's side
 METRICS = ("AP50", "AP")
@@ -128,7 +128,8 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
     try:
         for factor in sorted(set(factors), key=lambda f: (abs(f - 1.0), f)):
             scale = round(own * factor, 4)
-            grids = [auto_grid(r.size, predictor.contract, scale) for r in records]
+            plan = auto_plan(predictor, scale)
+            grids = [grid_shape(plan.tiles(r.size, predictor.contract)) for r in records]
             key = tuple(grids)
             if key not in scored:
                 predictor.train_scale = scale
@@ -143,7 +144,6 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
                     found = evaluate_predictions(photos, gt, lines_read, pred, level=1, faults=predictor.faults)
                     return category_score(found.metrics["per_category"] or {}, metric, scored_on)
 
-                plan = auto_plan(predictor, scale)
                 passes = sum(len(first_regions(r.size, plan, predictor.contract)) for r in records)
                 left_out = [score(records[:i] + records[i + 1:]) for i in range(len(records))] if len(records) > 1 else []
                 scored[key] = (score(records), passes, left_out)

@@ -63,6 +63,12 @@ def auto_grid(size: Size, contract: CoordinateContract, scale: float) -> tuple[i
     return cols, rows
 
 
+def grid_shape(regions: Sequence[Region]) -> tuple[int, int]:
+    """The columns and rows of tiles cut as a grid (a grid, strided or not, starts its tiles on shared columns and
+    rows); (1, 1) for no tiles, the whole photo."""
+    return (len({r[0] for r in regions}), len({r[1] for r in regions})) if regions else (1, 1)
+
+
 def zoomed_size(region: Region, photo_size: Size, contract: CoordinateContract, zoom: float | None = None) -> Size:
     """The size a region's crop is resized to: `zoom` frame pixels per stored pixel, or by default as many pixels as
     the whole photo's frame holds, in the region's aspect; the frame's bounds and token budget still apply."""
