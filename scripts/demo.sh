@@ -205,9 +205,12 @@ evaluate() {  # evaluate STAGE [CHOOSING_PID]: the three modes (and the wide pho
 # plan (tiles: auto, the whole pass answering for BBUs; seed 3, whose 8 photos hold 13 faulty parts: seed 1's held
 # none, so the wide faults could not be scored), auto's scale and their verdict's thresholds chosen on 16 whole
 # cabinets of seed 4 (`bbuvl choose-tiles`: a 1792x1344 cabinet shows its screws larger than the close-ups do,
-# docs/tiles.md, "Choosing the tile scale"). One training photo in five is a whole cabinet at the frame
-# (--wide-share 0.2), so that the whole pass has seen BBUs at that scale; half (--framing mixed alone) or a third
-# left the close-ups' boxes loose at 450 steps (docs/faults_learning.md). The head seeds its queries with distinct
+# docs/tiles.md, "Choosing the tile scale"). One training photo in ten is a whole cabinet at the frame
+# (--wide-share 0.1), so that the whole pass has seen BBUs at that scale, and one in ten a cell of the 3x3 grid cut from
+# a whole cabinet at 1792x1344 (--tile-share 0.1), so that the tiles have seen what only whole cabinets hold (the
+# power supplies' outlets); the close-ups are the same 960 photos as with a fifth whole cabinets. Half (--framing mixed
+# alone) or a third whole cabinets left the close-ups' boxes loose at 450 steps (docs/faults_learning.md, "Tiles
+# among the whole cabinets"). The head seeds its queries with distinct
 # proposals and reads the pixels inside the boxes its decoder drew (configs/demo.yaml; docs/faults_learning.md,
 # "Distinct queries", "The pixels of the refined box"). docs/tiles.md ("Stage B", "Big parts") has every lever measured.
 [[ " $STAGES " == *" bbu "* ]] && START_FROM="$OUT/shapes/run/final" \
@@ -215,7 +218,7 @@ evaluate() {  # evaluate STAGE [CHOOSING_PID]: the three modes (and the wide pho
   CHOOSE_SYNTH="--n-val 192 --framing closeup --size 448x336 --seed 2 --fault-rate 0.3" \
   CHOOSE_WIDE_SYNTH="--n-val 16 --framing wide --size 1792x1344 --seed 4 --fault-rate 0.3 --workers 2" \
   WIDE_SYNTH="--n-val 8 --framing wide --size 1792x1344 --seed 3 --fault-rate 0.3 --workers 2" \
-  stage bbu configs/demo.yaml --framing mixed --wide-share 0.2 --n-train 1200 --n-val 16 --seed 0 --size 448x336 --workers 2
+  stage bbu configs/demo.yaml --framing mixed --wide-share 0.1 --tile-share 0.1 --n-train 1200 --n-val 16 --seed 0 --size 448x336 --workers 2
 
 $PY - "$OUT" "$(( $(date +%s) - start ))" "$FAMILY" <<'SUMMARY'
 import json, sys

@@ -9,10 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
+from PIL import Image
 from typer.testing import CliRunner
 
 from bbuvl.cli.data_synth import synth
 from bbuvl.data.check import check_dataset
+from bbuvl.data.regions import grid_regions, tile_side_overlap, window_objects
+from bbuvl.data.schema import sort_objects
 from bbuvl.synthetic.camera import render_scene
 from bbuvl.synthetic.dataset import image_seed, synthesize
 from bbuvl.synthetic.shapes import render_shapes
@@ -117,6 +120,36 @@ def test_the_wide_share_sets_the_odds_of_a_wide_photo_and_half_is_the_mixed_coin
     assert all(b for a, b in zip(is_wide[0.2], is_wide[0.5]) if a) and sum(is_wide[0.5]) > sum(is_wide[0.2])
 
 
+def test_tiles_replace_wide_photos_keep_every_close_up_and_show_a_cabinet_cell_at_the_tiles_scale():
+    seeds = [image_seed(5, "train", i) for i in range(40)]
+    size = (224, 168)
+    before = {s: render_scene(s, size, framing="mixed", wide_share=0.5) for s in seeds}
+    after = {s: render_scene(s, size, framing="mixed", wide_share=0.25, tile_share=0.25) for s in seeds}
+    wide = {s: render_scene(s, size)[0].tobytes() for s in seeds}
+    closeups = [s for s in seeds if before[s][0].tobytes() != wide[s]]
+    assert closeups and all(after[s][0].tobytes() == before[s][0].tobytes() for s in closeups)  # every close-up kept
+    tiles = [s for s in seeds if s not in closeups and after[s][0].tobytes() != wide[s]]
+    still_wide = [s for s in seeds if s not in closeups and after[s][0].tobytes() == wide[s]]
+    assert tiles and still_wide  # about half of the wide photos became tiles
+    # A tile is one cell of the 3x3 grid (overlap 0.15) of the cabinet photographed at 4x the side, at the photo's
+    # aspect around the cell's centre, resized to the photo; its boxes are the cabinet's seen through that window.
+    source = (size[0] * 4, size[1] * 4)
+    cells = grid_regions(source, 3, 3, overlap=tile_side_overlap(source, (3, 3), 0.15))
+    for s in tiles:
+        img, objects = after[s]
+        cabinet, boxes = render_scene(s, source)
+        windows = []
+        for x1, y1, x2, y2 in cells:
+            k = min((x2 - x1) / size[0], (y2 - y1) / size[1])
+            ox, oy = (x1 + x2 - size[0] * k) / 2, (y1 + y2 - size[1] * k) / 2
+            windows.append((cabinet.resize(size, Image.Resampling.BICUBIC, box=(ox, oy, ox + size[0] * k, oy + size[1] * k)),
+                            window_objects([(o.bbox_2d, o.desc) for o in boxes], (ox, oy), size, scale=k)))
+        assert any(w.tobytes() == img.tobytes() and sort_objects(o) == objects for w, o in windows), s
+        assert 1.4 < k < 1.5  # a 3x3 cell of a 4x cabinet: its parts at 0.7 of their size there
+    grid2 = render_scene(tiles[0], size, framing="mixed", wide_share=0.25, tile_share=0.25, tile_grid=(2, 2))
+    assert grid2[0].tobytes() != after[tiles[0]][0].tobytes()
+
+
 def test_a_wide_share_folder_records_its_share_and_passes_data_check(tmp_path):
     synthesize(tmp_path / "a", 3, 1, seed=2, size=(200, 150), num_teachers=1, framing="mixed", wide_share=0.25)
     assert json.loads((tmp_path / "a" / "summary.json").read_text(encoding="utf-8"))["wide_share"] == 0.25
@@ -128,6 +161,8 @@ def test_a_wide_share_folder_records_its_share_and_passes_data_check(tmp_path):
     ({"framing": "closeup", "render": render_shapes}, "does not apply"),
     ({"framing": "closeup", "wide_share": 0.2}, "needs framing 'mixed'"),
     ({"framing": "mixed", "wide_share": 1.5}, "between 0 and 1"),
+    ({"framing": "closeup", "tile_share": 0.2}, "needs framing 'mixed'"),
+    ({"framing": "mixed", "wide_share": 0.6, "tile_share": 0.5}, "tile share .* less the wide share"),
 ])
 def test_impossible_framings_are_refused(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -146,3 +181,16 @@ def test_synth_command_renders_closeups(tmp_path):
     assert result.exit_code == 2 and "--framing" in result.output
     result = CliRunner().invoke(app, ["synth", str(tmp_path / "e"), "--framing", "closeup", "--wide-share", "0.2"])
     assert result.exit_code == 2 and "--framing mixed" in result.output and not (tmp_path / "e").exists()
+    result = CliRunner().invoke(app, ["synth", str(tmp_path / "f"), "--framing", "closeup", "--tile-share", "0.2"])
+    assert result.exit_code == 2 and "--tile-share" in result.output and not (tmp_path / "f").exists()
+    result = CliRunner().invoke(app, ["synth", str(tmp_path / "g"), "--framing", "mixed", "--wide-share", "0.6",
+                                      "--tile-share", "0.5"])
+    assert result.exit_code == 2 and "at most 1" in result.output and not (tmp_path / "g").exists()
+    result = CliRunner().invoke(app, ["synth", str(tmp_path / "h"), "--framing", "mixed", "--tile-share", "0.2",
+                                      "--tile-grid", "3by3"])
+    assert result.exit_code == 2 and "--tile-grid" in result.output and not (tmp_path / "h").exists()
+    result = CliRunner().invoke(app, ["synth", str(tmp_path / "t"), "--n-train", "3", "--n-val", "1", "--size", "200x150",
+                                      "--framing", "mixed", "--wide-share", "0.1", "--tile-share", "0.1", "--teachers", "1"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "t" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["tile_share"] == 0.1 and summary["tile_grid"] == "3x3" and check_dataset(tmp_path / "t") == []

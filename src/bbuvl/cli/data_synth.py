@@ -12,6 +12,7 @@ from rich.table import Table
 from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, finite_range, int_range, parse_range, parse_size, stdout_is_tty,
                               user_errors)
 from bbuvl.data.layout import DATASET_FILES
+from bbuvl.data.regions import parse_grid
 from bbuvl.synthetic.camera import FRAMINGS
 from bbuvl.synthetic.dataset import ANNOTATIONS, IMAGES, synthesize
 from bbuvl.synthetic.scene import FaultRate
@@ -48,6 +49,12 @@ def synth(
         0.5, "--wide-share", callback=finite_range(0, 1),
         help="--framing mixed: the share of wide photos (e.g. 0.2: a few whole cabinets among close-ups, "
         "docs/faults_learning.md)."),
+    tile_share: float = typer.Option(
+        0.0, "--tile-share", callback=finite_range(0, 1),
+        help="--framing mixed: the share of tiles, each one cell of --tile-grid cut from a whole cabinet four times "
+        "the photo's side, as inference tiles the photos technicians take (docs/faults_learning.md); with "
+        "--wide-share, at most 1 together."),
+    tile_grid: str = typer.Option("3x3", "--tile-grid", help="--tile-share: the grid, COLSxROWS, the tiles are cells of."),
     min_objects: int | None = typer.Option(None, "--min-objects", help="shapes scene: fewest shapes per photo (default 1).",
                                            callback=int_range(1, MAX_SHAPES)),
     max_objects: int | None = typer.Option(None, "--max-objects", help="shapes scene: most shapes per photo (default 3).",
@@ -76,6 +83,14 @@ def synth(
         fail("--framing moves the camera of the bbu scene; the shapes scene has none (drop --framing)")
     if framing != "mixed" and wide_share != 0.5:
         fail(f"--wide-share mixes framings: it needs --framing mixed, not '{framing}'")
+    if framing != "mixed" and tile_share:
+        fail(f"--tile-share mixes framings: it needs --framing mixed, not '{framing}'")
+    if wide_share + tile_share > 1:
+        fail(f"--wide-share {wide_share:g} and --tile-share {tile_share:g} are odds of one draw: together at most 1")
+    try:
+        grid = parse_grid(tile_grid)
+    except ValueError as e:
+        fail(f"--tile-grid: {e}")
     if scene == "bbu" and (min_objects is not None or max_objects is not None):
         fail("--min-objects/--max-objects are for --scene shapes; the bbu scene plans its own objects")
     if scene == "bbu" and object_px is not None:
@@ -98,7 +113,8 @@ def synth(
                                         max_objects=3 if max_objects is None else max_objects, object_px=px, **common)  # type: ignore[arg-type]
         else:
             faults = FaultRate(fault_rate, part_fault_rate) if fault_rate is not None else None
-            summary = synthesize(out, n_train, n_val, framing=framing, faults=faults, wide_share=wide_share, **common)  # type: ignore[arg-type]
+            summary = synthesize(out, n_train, n_val, framing=framing, faults=faults, wide_share=wide_share,
+                                 tile_share=tile_share, tile_grid=grid, **common)  # type: ignore[arg-type]
     console.print(f"{n_train + n_val} photos, {sum(summary['categories'].values())} objects, {summary['labels']} distinct labels")
     for split, c in (summary.get("faults") or {}).items():
         if c["photos"]:

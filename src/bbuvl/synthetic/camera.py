@@ -1,7 +1,8 @@
 """The camera: how a synthetic room becomes a photo (focus, light, white balance, noise) and where it looks.
 
 `framing` moves the camera: wide (the cabinet), closeup (near one BBU, the ODF panel or the ground bar,
-parts about 50 px in a 448x336 photo) or mixed; see docs/synthetic_scenes.md.
+parts about 50 px in a 448x336 photo) or mixed, which can also hold tiles: one cell of the grid inference cuts a
+whole cabinet four times the photo's side into; see docs/synthetic_scenes.md.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from bbuvl.data.regions import window_objects
+from bbuvl.data.regions import grid_regions, tile_side_overlap, window_objects
 from bbuvl.data.schema import ObjectAnn, sort_objects
 from bbuvl.synthetic.scene import FAULT_LABELS, MIN_SIDE, SS, Box, FaultRate, Scene
 
@@ -42,14 +43,18 @@ def check_size(size: tuple[int, int]) -> None:
         raise ValueError(f"image size {size[0]}x{size[1]} is too small: both sides must be at least {MIN_SIDE} px")
 
 
-def check_wide_share(framing: str, wide_share: float) -> None:
-    """Raise ValueError for an unknown framing, or a wide share outside [0, 1] or set for a framing that is not mixed."""
+def check_wide_share(framing: str, wide_share: float, tile_share: float = 0.0) -> None:
+    """Raise ValueError for an unknown framing, or a wide or tile share outside [0, 1], together above 1, or set for a
+    framing that is not mixed."""
     if framing not in FRAMINGS:
         raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, got '{framing}'")
     if not 0.0 <= wide_share <= 1.0:
         raise ValueError(f"the wide share is the odds of a wide photo, between 0 and 1; got {wide_share}")
-    if framing != "mixed" and wide_share != 0.5:
-        raise ValueError(f"a wide share mixes framings: it needs framing 'mixed', not '{framing}'")
+    if not 0.0 <= tile_share <= 1.0 or wide_share + tile_share > 1.0:
+        raise ValueError(f"the tile share is the odds of a tile, between 0 and 1 less the wide share ({wide_share}); "
+                         f"got {tile_share}")
+    if framing != "mixed" and (wide_share != 0.5 or tile_share != 0.0):
+        raise ValueError(f"a wide or tile share mixes framings: it needs framing 'mixed', not '{framing}'")
 
 
 def _painted(rng_seed: int, canvas: tuple[int, int], faults: FaultRate | None) -> tuple[Scene, random.Random]:
@@ -68,20 +73,31 @@ def _painted(rng_seed: int, canvas: tuple[int, int], faults: FaultRate | None) -
 
 
 def render_scene(rng_seed: int, size: tuple[int, int], framing: Framing = "wide",
-                 faults: FaultRate | None = None, wide_share: float = 0.5) -> tuple[Image.Image, list[ObjectAnn]]:
+                 faults: FaultRate | None = None, wide_share: float = 0.5, tile_share: float = 0.0,
+                 tile_grid: tuple[int, int] = (3, 3)) -> tuple[Image.Image, list[ObjectAnn]]:
     """One synthetic photo of `size` (width, height) and its objects in its pixels, sorted by (y1, x1).
 
     `framing`: wide (the cabinet), closeup (near one BBU, the ODF panel or the ground bar) or mixed (wide at odds
-    `wide_share`, by a coin seeded from `rng_seed`); the scene is the same for a seed, only the camera moves.
+    `wide_share`, a tile of `tile_grid` at odds `tile_share`, by a coin seeded from `rng_seed`); the scene is the same
+    for a seed, only the camera moves.
     `faults`: how often photos and parts are wrong (None: each part at its own odds, most photos hold a fault).
     """
     check_size(size)
-    check_wide_share(framing, wide_share)
+    check_wide_share(framing, wide_share, tile_share)
     if framing == "mixed":
-        # closeup below 1 - share: at 0.5 the same coin as before the share existed, the same photos
-        framing = "closeup" if random.Random(rng_seed ^ _MIXED_SALT).random() < 1 - wide_share else "wide"
+        # closeup below 1 - both shares, then tile, then wide: without tiles the same coin as before they existed,
+        # and shares (w, t) keep the close-ups of the wide share w + t, its lower wide coins become tiles
+        coin = random.Random(rng_seed ^ _MIXED_SALT).random()
+        if 1 - wide_share - tile_share <= coin < 1 - wide_share:
+            return _render_tile(rng_seed, size, faults, tile_grid)
+        framing = "closeup" if coin < 1 - wide_share else "wide"
     if framing == "closeup":
         return _render_closeup(rng_seed, size, faults)
+    return _render_wide(rng_seed, size, faults)
+
+
+def _render_wide(rng_seed: int, size: tuple[int, int], faults: FaultRate | None) -> tuple[Image.Image, list[ObjectAnn]]:
+    """The whole cabinet in a `size` photo."""
     w, h = size
     scene, rng = _painted(rng_seed, (w * SS, h * SS), faults)
     img = _camera(scene.img.reduce(SS), rng, np.random.default_rng(rng_seed))
@@ -90,6 +106,32 @@ def render_scene(rng_seed: int, size: tuple[int, int], framing: Framing = "wide"
         x1, y1, x2, y2 = (round(v / SS, 1) for v in box)
         objects.append(ObjectAnn(bbox_2d=[max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)], desc=label))
     return img, sort_objects(objects)
+
+
+# --- tiles ---------------------------------------------------------------------------------------------
+# A whole cabinet predicted through tiles shows the model windows of it that neither a close-up (framed on a
+# BBU, the ODF panel or the ground bar) nor the whole frame does: the power supplies' outlets and the rails at about
+# a close-up's scale (docs/faults_learning.md, "Tiles of whole cabinets in stage B"). A tile photo is one cell of the
+# grid, with inference's default overlap, of the cabinet photographed at TILE_SOURCE times the photo's side, cut
+# at the photo's aspect around the cell's centre and resized to the photo.
+
+TILE_SOURCE = 4  # the whole cabinets' side over the photo's: 1792x1344 for 448x336 photos, as the demo predicts
+TILE_OVERLAP = 0.15  # inference.tile_overlap's default
+_TILE_SALT = 0x711E5
+
+
+def _render_tile(rng_seed: int, size: tuple[int, int], faults: FaultRate | None,
+                 grid: tuple[int, int]) -> tuple[Image.Image, list[ObjectAnn]]:
+    """One cell of `grid` cut from the whole cabinet of `rng_seed` photographed at TILE_SOURCE x `size`."""
+    w, h = size
+    source = (w * TILE_SOURCE, h * TILE_SOURCE)
+    cabinet, objects = _render_wide(rng_seed, source, faults)
+    cells = grid_regions(source, *grid, overlap=tile_side_overlap(source, grid, TILE_OVERLAP))
+    x1, y1, x2, y2 = random.Random(rng_seed ^ _TILE_SALT).choice(cells)
+    scale = min((x2 - x1) / w, (y2 - y1) / h)  # source pixels per photo pixel: the photo's aspect inside the cell
+    ox, oy = (x1 + x2 - w * scale) / 2, (y1 + y2 - h * scale) / 2
+    img = cabinet.resize(size, Image.Resampling.BICUBIC, box=(ox, oy, ox + w * scale, oy + h * scale))
+    return img, sort_objects(window_objects([(o.bbox_2d, o.desc) for o in objects], (ox, oy), size, scale=scale))
 
 
 # --- close-up framing ------------------------------------------------------------------------------

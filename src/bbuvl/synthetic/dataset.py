@@ -140,6 +140,8 @@ def synthesize(
     about: dict | None = None,
     faults: FaultRate | None = None,
     wide_share: float = 0.5,
+    tile_share: float = 0.0,
+    tile_grid: tuple[int, int] = (3, 3),
 ) -> dict:
     """Render `n_train + n_val` photos into `out`: a dataset folder (jsonl) or a platform export (vendor).
 
@@ -147,23 +149,27 @@ def synthesize(
     `render` swaps the equipment room for another scene (a picklable `(seed, size) -> (photo, objects)`, e.g.
     `bbuvl.synthetic.shapes`), `about` adds what describes it to the summary; `framing` moves the room's camera;
     `faults` sets how often photos and parts are wrong (None: each part at its own odds), and the summary counts them;
-    `wide_share` is the odds of a wide photo under mixed framing.
+    `wide_share` is the odds of a wide photo under mixed framing, `tile_share` of a cell of `tile_grid` cut from a whole
+    cabinet (camera.py, "tiles").
     """
     if fmt not in ("jsonl", "vendor"):
         raise ValueError(f"format must be 'jsonl' or 'vendor', got '{fmt}'")
     if n_train < 0 or n_val < 0 or n_train + n_val == 0:
         raise ValueError(f"need a positive number of photos, got n_train={n_train}, n_val={n_val}")
-    check_wide_share(framing, wide_share)
+    check_wide_share(framing, wide_share, tile_share)
     if render is not None and (framing != "wide" or faults is not None):
         raise ValueError("framing or a fault rate does not apply to another scene: both belong to the equipment room")
     check_size(size)
     out = Path(out)
     if render is None:
         render = (render_scene if framing == "wide" and faults is None
-                  else partial(render_scene, framing=framing, faults=faults, wide_share=wide_share))
+                  else partial(render_scene, framing=framing, faults=faults, wide_share=wide_share,
+                               tile_share=tile_share, tile_grid=tuple(tile_grid)))
         about = {"framing": framing, **(about or {})} if framing != "wide" else about  # wide: the summary of old
         if wide_share != 0.5:
             about = {**(about or {}), "wide_share": wide_share}
+        if tile_share:
+            about = {**(about or {}), "tile_share": tile_share, "tile_grid": f"{tile_grid[0]}x{tile_grid[1]}"}
         if faults is not None:
             about = {**(about or {}), "fault_rate": {"photos": faults.photos, "parts": faults.parts}}
     names = [("train", i) for i in range(n_train)] + [("val", i) for i in range(n_val)]
