@@ -297,8 +297,9 @@ print("\nWhat a randomly initialised 1M-parameter model learns in a few CPU-minu
       "captions on the pixels inside each box it tells a correct one from a wrong one more often than always\n"
       "saying 'correct' would, though not yet as well as those pixels allow. Compare each number with its\n"
       "constant box. As an inspection (seven photos in ten without a fault), read the faults found and the photo\n"
-      "verdict against 'always pass' and 'always fail'. On whole cabinets (a fifth of stage B's training photos),\n"
-      "the whole photo's pass answers for the BBUs and the tiles for the screws. A pretrained Qwen2.5-VL starts far ahead\n"
+      "verdict against 'always pass' and 'always fail'. On whole cabinets (a tenth of stage B's training photos,\n"
+      "and a tenth tiles cut from them), the whole photo's pass answers for the BBUs and the tiles for the screws.\n"
+      "A pretrained Qwen2.5-VL starts far ahead\n"
       "(docs/localisation.md; docs/tiles.md has stage B's\n"
       "levers, docs/faults_learning.md the fault levers).")
 print(f"\nEverything is under {out}/: <stage>/data, <stage>/run/final (checkpoint), <stage>/metrics_*.json, "
