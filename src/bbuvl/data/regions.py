@@ -27,6 +27,14 @@ KEEP_AREA = 0.1  # ... or when what shows still covers this much of the window
 MAX_GRID = 16  # tiles per side: beyond this a photo is better resized than cut into slivers
 
 
+def _even_spans(total: int, side: int, n: int) -> list[tuple[int, int]]:
+    """`n` spans of `side` (at most `total`) along a `total`-pixel axis, their starts evenly spaced from 0 to
+    total - side: the first touches one border, the last the other."""
+    if n == 1:
+        return [(0, side)]
+    return [(round(i * (total - side) / (n - 1)), round(i * (total - side) / (n - 1)) + side) for i in range(n)]
+
+
 def grid_regions(size: Size, cols: int, rows: int, overlap: int) -> list[Region]:
     """`cols` x `rows` equal tiles covering a `size` photo, neighbours sharing `overlap` pixels, row by row."""
     if not (1 <= cols <= MAX_GRID and 1 <= rows <= MAX_GRID):
@@ -36,11 +44,7 @@ def grid_regions(size: Size, cols: int, rows: int, overlap: int) -> list[Region]
     w, h = size
 
     def spans(total: int, n: int) -> list[tuple[int, int]]:
-        side = min(total, math.ceil((total + (n - 1) * overlap) / n))
-        if n == 1:
-            return [(0, total)]
-        # Evenly spaced starts from 0 to total - side: the first tile touches one border, the last the other.
-        return [(round(i * (total - side) / (n - 1)), round(i * (total - side) / (n - 1)) + side) for i in range(n)]
+        return _even_spans(total, total if n == 1 else min(total, math.ceil((total + (n - 1) * overlap) / n)), n)
 
     return [(x1, y1, x2, y2) for y1, y2 in spans(h, rows) for x1, x2 in spans(w, cols)]
 
@@ -59,10 +63,7 @@ def strided_regions(size: Size, tile: Size, stride: float, least: tuple[int, int
     def spans(total: int, side: int, least: int) -> list[tuple[int, int]]:
         side = min(total, side)
         n = 1 if side >= total else math.ceil((total - side) / (stride * side)) + 1
-        n = min(MAX_GRID, max(n, least))
-        if n == 1:
-            return [(0, side)]
-        return [(round(i * (total - side) / (n - 1)), round(i * (total - side) / (n - 1)) + side) for i in range(n)]
+        return _even_spans(total, side, min(MAX_GRID, max(n, least)))
 
     w, h = size
     return [(x1, y1, x2, y2) for y1, y2 in spans(h, tile[1], least[1]) for x1, x2 in spans(w, tile[0], least[0])]

@@ -60,7 +60,8 @@ class PredictOptions(BaseModel):
             return None
         grid = None if self.tiles in ("off", "auto") else parse_grid(self.tiles)
         return TilePlan(grid=grid, auto=self.tiles == "auto", overlap=self.tile_overlap, stride=self.tile_stride,
-                        zoom=self.tile_zoom, whole=self.tile_whole, containers=tuple(self.zoom_containers), min_overlap=self.merge_overlap,
+                        zoom=self.tile_zoom, whole=self.tile_whole, containers=tuple(self.zoom_containers),
+                        min_overlap=self.merge_overlap,
                         train_scale=self.tile_zoom or train_scale or 1.0, whole_above=self.tile_whole_above,
                         drop_cut=self.tile_drop_cut, part_sides=part_sides if self.tile_auto_parts else (),
                         whole_sides=(long_sides or part_sides) if self.tile_whole_above is not None else (),
