@@ -167,7 +167,7 @@ evaluate() {  # evaluate STAGE [CHOOSING_PID]: the three modes (and the wide pho
   fi
   if [ -n "$choosing" ]; then
     wait "$choosing" || status=$?
-    grep -E "^(scale|chose|compared|verdict thresholds)" "$dir/choose_wide.log" || true
+    grep -E "^(scale|chose|compared|refine|verdict thresholds)" "$dir/choose_wide.log" || true
     if [ "$status" -ne 0 ]; then
       cat "$dir/choose_wide.log"
       for pid in "${pids[@]}"; do wait "$pid" || true; done

@@ -418,6 +418,10 @@ class InferenceConfig(_Strict):
     part_nms: float | None = Field(None, gt=0, le=1)
     tile_whole_above: float | None = Field(None, gt=0, le=4)
     tile_drop_cut: bool = False
+    # Categories whose whole-pass boxes take their short side and state from the tiles' pieces (a long thin air baffle
+    # the whole pass sees one model cell tall; infer/tile_refine.py, docs/tiles.md "Thin parts from the tiles"). None:
+    # those `bbuvl choose-tiles` chose for the checkpoint (none if it was not run); []: none.
+    tile_refine: list[str] | None = None
     # head and name modes: how many of the head's queries each tile's pass runs (None: all it trained with; the whole
     # photo's pass always runs all). A two-stage head's queries are its surest proposals, and a tile holds a few of the
     # parts a whole training photo does: the rest are boxes of parts already found (docs/tiles.md, "Queries in a tile").

@@ -18,7 +18,8 @@ from bbuvl.eval.faults import choose_thresholds
 from bbuvl.eval.metrics import evaluate_predictions
 from bbuvl.eval.predictions import read_predictions
 from bbuvl.data.labels import label_at_level
-from bbuvl.eval.tile_choice import best_candidate, category_score, jackknife_spread, judged_tiled, tiled_categories
+from bbuvl.eval.tile_choice import (best_candidate, category_score, chosen_predictions, jackknife_spread, judged_tiled,
+                                   prediction_file, refined_file, tiled_categories, whole_categories, with_categories)
 from bbuvl.infer.predictor import Predictor
 from bbuvl.infer.tile_scale import Candidate, ChosenTileScale
 from bbuvl.infer.tiles import TilePlan, auto_grid, plan_cost
@@ -205,3 +206,89 @@ def test_choose_tiles_chooses_the_tiled_photos_verdict_thresholds_on_the_chosen_
     # Choosing the scale again without them leaves the file, and says it was chosen at the scale before.
     again = run("-c", str(ckpt), "--gt", str(wide_val), "-o", str(tmp_path / "cands2"), "--factors", "1", "--overwrite")
     assert again.exit_code == 0 and "choose it again" in again.output
+
+
+def _whole_above(trained_checkpoint, tmp_path):
+    """A copy of the checkpoint whose whole pass answers for the categories trained at half a tile's side or more."""
+    import yaml
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    cfg = yaml.safe_load((ckpt / "bbuvl.yaml").read_text(encoding="utf-8"))
+    cfg["inference"]["tile_whole_above"] = 0.5
+    (ckpt / "bbuvl.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    return ckpt
+
+
+def test_choose_tiles_scores_each_whole_pass_category_with_and_without_the_tiles_refinement(
+        trained_checkpoint, wide_val, tmp_path):
+    ckpt = _whole_above(trained_checkpoint, tmp_path)
+    result = run("-c", str(ckpt), "--gt", str(wide_val), "-o", str(tmp_path / "cands"), "--factors", "1")
+    assert result.exit_code == 0, result.output
+    chosen = ChosenTileScale.load(ckpt)
+    predictor = Predictor.load(ckpt, device="cpu")
+    records = read_records(wide_val)
+    held = {label_at_level(o.desc, 1) for r in records for o in r.objects}
+    expected = [c for c in whole_categories(predictor, records[0].size, chosen.scale) if c in held]
+    assert expected and [r.category for r in chosen.refine_scores] == expected
+    base, every = prediction_file(tmp_path / "cands", chosen.scale), refined_file(tmp_path / "cands", chosen.scale, True)
+    scores = [evaluate_predictions(records, wide_val, read_predictions(p), p, level=1,
+                                   faults=predictor.faults).metrics["per_category"] for p in (base, every)]
+    for r in chosen.refine_scores:
+        assert (r.without, r.refined) == (scores[0][r.category]["AP50"], scores[1][r.category]["AP50"])
+        gain = r.refined - r.without
+        assert r.kept == (gain > 0 and (r.spread is None or gain > r.spread))
+        assert f"refine {r.category} by the tiles" in result.output
+    assert chosen.refine == [r.category for r in chosen.refine_scores if r.kept]
+    assert predictor.tile_refine == tuple(chosen.refine)
+    assert chosen_predictions(tmp_path / "cands", chosen) == (refined_file(tmp_path / "cands", chosen.scale)
+                                                              if chosen.refine else base)
+    # --no-refine chooses the scale alone, and leaves the refinement off.
+    again = run("-c", str(ckpt), "--gt", str(wide_val), "-o", str(tmp_path / "c2"), "--factors", "1", "--no-refine",
+                "--overwrite")
+    assert again.exit_code == 0 and ChosenTileScale.load(ckpt).refine_scores == [] and "refine" not in again.output
+
+
+def test_a_category_s_objects_from_the_refined_prediction_are_what_refining_it_alone_predicts(trained_checkpoint):
+    from dataclasses import replace
+
+    from bbuvl.data.coords import CoordinateContract
+    from bbuvl.infer.predictor import Detection, ImageResult
+    from bbuvl.infer.tiles import predict_tiled
+
+    contract = CoordinateContract(min_pixels=3136, max_pixels=448 * 336)
+    photo = Image.new("RGB", (1344, 1008))
+    plan = TilePlan(grid=(2, 2), whole=True, whole_above=0.5)
+    regions = plan.tiles(photo.size, contract)
+    parts = {"挡风板/未安装": (100, 600, 1244, 660), "bbu基带处理单元/华为": (100, 700, 1244, 820)}
+
+    def predict(crops, tiles):
+        """The whole pass boxes both long parts too tall; the tiles box their pieces exactly."""
+        if not tiles:
+            [c] = crops
+            sx, sy = c.size[0] / photo.size[0], c.size[1] / photo.size[1]
+            return [([([b[0] * sx, (b[1] - 30) * sy, b[2] * sx, (b[3] + 30) * sy], label, 0.1)
+                      for label, b in parts.items()], None)]
+        out = []
+        for (x1, y1, x2, y2), c in zip(regions, crops):
+            sx, sy = c.size[0] / (x2 - x1), c.size[1] / (y2 - y1)
+            out.append(([([(max(b[0], x1) - x1) * sx, (b[1] - y1) * sy, (min(b[2], x2) - x1) * sx, (b[3] - y1) * sy],
+                          label, 0.8) for label, b in parts.items() if b[1] >= y1 and b[3] <= y2], None))
+        return out
+
+    def line(categories: tuple) -> dict:
+        objects = predict_tiled(predict, photo, replace(plan, refine=categories), contract).objects
+        return {"image": "p.jpg", "width": 1344, "height": 1008, "raw": None, "error": None, "tiled": True,
+                "objects": [{"bbox_2d": d.bbox_2d, "label": d.label, "score": d.score} for d in objects]}
+
+    predictor = Predictor.load(trained_checkpoint, device="cpu")
+    base, every = line(()), line(("挡风板", "bbu基带处理单元"))
+    assert base["objects"] != every["objects"]
+    for one in ("挡风板", "bbu基带处理单元"):
+        alone = line((one,))
+        got = with_categories(predictor, base, every, {one}, "head")
+        key = lambda o: (o["label"], o["bbox_2d"], o["score"])  # noqa: E731
+        assert sorted(map(key, got["objects"])) == sorted(map(key, alone["objects"]))
+        result = ImageResult([Detection(o["bbox_2d"], o["label"], o["score"]) for o in alone["objects"]], None, 1344,
+                             1008, tiled=True)
+        assert got["verdict"] == predictor.verdict(result, predictor.options(tiles="auto")).to_dict()

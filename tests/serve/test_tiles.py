@@ -33,7 +33,7 @@ def test_serve_with_tiles_answers_as_predict_with_tiles_does(trained_checkpoint,
         detect = client.detect_file(photo)
     assert detect.status == 200, detect.body
     got = detect.json()
-    assert got["model"]["tiles"] == {"grid": "2x2", "zoom": 1.5, "stride": 0.75, "whole": True, "zoom_into": []}
+    assert got["model"]["tiles"] == {"grid": "2x2", "zoom": 1.5, "stride": 0.75, "whole": True, "zoom_into": [], "refine": []}
     assert [(o["bbox_2d"], o["label"], o["score"]) for o in got["objects"]] == \
         [(o["bbox_2d"], o["label"], o["score"]) for o in expected["objects"]]
     # Predicted through tiles, so judged by the tiled photos' thresholds, and said so as predict's line says it.

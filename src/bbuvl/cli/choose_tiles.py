@@ -44,6 +44,10 @@ def choose_tiles(
                                  "standard errors (the jackknife's over the photos) of the best.",
                                  callback=finite_range(0)),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
+    refine: bool = typer.Option(True, "--refine/--no-refine", help="Also choose the categories whose whole-photo boxes "
+                                "the tiles refine (a long thin air baffle): each category the whole pass answers for, "
+                                "kept when refining it gains more than one standard error on these photos "
+                                "(docs/tiles.md, \"Thin parts from the tiles\")."),
     choose_thresholds: bool = typer.Option(False, "--choose-thresholds", help="Also choose the verdict thresholds of "
                                            "photos cut into tiles, on the chosen scale's predictions of these photos, "
                                            "as `bbuvl eval --choose-thresholds` chooses them, and write them into the "
@@ -63,7 +67,7 @@ def choose_tiles(
     from bbuvl.data.faults import TILED_THRESHOLDS_FILE
     from bbuvl.data.scale import TILE_SCALE_FILE, TrainingScale
     from bbuvl.eval.judging import choose_tiled_verdict
-    from bbuvl.eval.tile_choice import choose_tile_scale, prediction_file
+    from bbuvl.eval.tile_choice import choose_tile_scale, chosen_predictions
     from bbuvl.infer.predictor import Predictor
 
     if not gt.is_file():
@@ -89,9 +93,9 @@ def choose_tiles(
 
     with user_errors(ValueError, OSError):
         chosen = choose_tile_scale(predictor, gt, out, None if trained is None else trained.median, mode, candidates,
-                                   metric, on_candidate=show, within=within)
+                                   metric, on_candidate=show, within=within, refine=refine)
         path = chosen.save(checkpoint)
-        verdict, why_not = (choose_tiled_verdict(prediction_file(out, chosen.scale), gt, predictor.faults,
+        verdict, why_not = (choose_tiled_verdict(chosen_predictions(out, chosen), gt, predictor.faults,
                                                  predictor.options().framed(), target_recall, target_precision)
                             if choose_thresholds else (None, None))
         if verdict is not None:
@@ -107,6 +111,9 @@ def choose_tiles(
                   "errors of the best", soft_wrap=True)
     console.print(f"chose scale {chosen.scale:g} (trained at {chosen.train_scale:g}); written to {escape(str(path))}",
                   soft_wrap=True)
+    for r in chosen.refine_scores:
+        console.print(f"refine {escape(r.category)} by the tiles: {escape(metric)} {_num(r.without)} -> {_num(r.refined)} "
+                      f"(1 s.e. {_num(r.spread)}): {'kept' if r.kept else 'not kept'}", soft_wrap=True)
     for note in ([why_not] if why_not else []) + (verdict.notes if verdict is not None else []):
         console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
     if verdict is not None:

@@ -11,8 +11,9 @@ import typer
 from rich.markup import escape
 
 from bbuvl.cli.common import OVERWRITE_HELP, check_device, console, fail, finite_range, hold_outputs, int_range, user_errors
-from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM, TILES, ZOOM_INTO,
-                                 check_mode_name, describe_tiles, mode_help, plain_model_mode, read_folder, tile_options)
+from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
+                                 TILES, ZOOM_INTO, check_mode_name, describe_tiles, mode_help, plain_model_mode,
+                                 read_folder, tile_options)
 
 
 def predict(
@@ -45,6 +46,7 @@ def predict(
     tile_stride: float = TILE_STRIDE,
     tile_whole: bool = TILE_WHOLE,
     zoom_into: str = ZOOM_INTO,
+    tile_refine: str = TILE_REFINE,
     verdict_review: float = typer.Option(None, "--verdict-review", help="A fault scoring at least this sends its photo to "
                                          "review, tiled or not (default: the checkpoint's verdict_thresholds.json, "
                                          "else inference.verdict_review; for photos predicted through tiles or zoom "
@@ -82,7 +84,7 @@ def predict(
     if overwrite and int(os.environ.get("WORLD_SIZE", 1)) > 1:
         fail("--overwrite starts --out over from one process; under torchrun delete --out (and its .rank* parts) instead")
     check_mode_name(mode)
-    tiled = tile_options(tiles, tile_zoom, tile_whole, zoom_into, tile_stride)
+    tiled = tile_options(tiles, tile_zoom, tile_whole, zoom_into, tile_stride, tile_refine)
     mode = plain_model_mode(checkpoint, labels, lang, mode)
     with user_errors(ValueError, OSError):
         faults = Faults.load(hierarchy) if hierarchy is not None else None  # a bad file is refused before the model loads
@@ -115,6 +117,8 @@ def predict(
     with user_errors(ValueError, OSError, CheckpointError):
         folder = read_folder(checkpoint, labels, lang)
         check_containers(given.get("zoom_containers", cfg.inference.zoom_containers), folder.prompt.labels)
+        check_containers(given.get("tile_refine", cfg.inference.tile_refine) or [], folder.prompt.labels,
+                         "--tile-refine / inference.tile_refine")
         predictor = Predictor.load(folder, device=device)
     if mode == "teachers":
         with user_errors(ValueError, OSError):

@@ -91,12 +91,16 @@ TILE_STRIDE = typer.Option(None, "--tile-stride", help="Keep the grid's tile siz
                            "docs/tiles.md, \"Tiles a stride apart\").", callback=finite_range(0.25, 1))
 TILE_WHOLE = typer.Option(None, "--tile-whole/--tiles-only", help="Also predict the whole photo, for objects no tile "
                           "holds whole (default: inference.tile_whole).")
+TILE_REFINE = typer.Option(None, "--tile-refine", help="Comma-separated categories whose whole-photo boxes take their "
+                           "short side and state from the tiles (a long thin air baffle), or none (default: "
+                           "inference.tile_refine, else those `bbuvl choose-tiles` chose; docs/tiles.md, \"Thin parts "
+                           "from the tiles\").")
 ZOOM_INTO = typer.Option(None, "--zoom-into", help="Comma-separated categories (e.g. bbu基带处理单元): a first pass finds "
                          "them, a second predicts each one's crop at full resolution (default: inference.zoom_containers).")
 
 
 def tile_options(tiles: str | None, tile_zoom: float | None, tile_whole: bool | None, zoom_into: str | None,
-                 tile_stride: float | None = None) -> dict:
+                 tile_stride: float | None = None, tile_refine: str | None = None) -> dict:
     """The prediction options the tile flags give (those left unset keep the checkpoint's defaults); a grid that is
     not one fails here, before any model loads."""
     if tiles is not None and tiles.strip().lower() not in ("off", "auto"):
@@ -107,7 +111,9 @@ def tile_options(tiles: str | None, tile_zoom: float | None, tile_whole: bool | 
         except ValueError as e:
             fail(f"--tiles: {e}")
     given: dict = {"tiles": tiles, "tile_zoom": tile_zoom, "tile_whole": tile_whole, "tile_stride": tile_stride,
-                   "zoom_containers": None if zoom_into is None else [c.strip() for c in zoom_into.split(",") if c.strip()]}
+                   "zoom_containers": None if zoom_into is None else [c.strip() for c in zoom_into.split(",") if c.strip()],
+                   "tile_refine": None if tile_refine is None else [] if tile_refine.strip().lower() == "none"
+                   else [c.strip() for c in tile_refine.split(",") if c.strip()]}
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -115,7 +121,7 @@ def describe_tiles(predictor, options, size: tuple[int, int]) -> str | None:  # 
     """One line on what tiles and zoom cost for a photo of `size`, in vision tokens; None for one pass."""
     from bbuvl.infer.tiles import auto_grid, grid_shape, plan_cost
 
-    plan = options.plan(predictor.train_scale, predictor.part_sides, predictor.long_sides)
+    plan = options.plan(predictor.train_scale, predictor.part_sides, predictor.long_sides, predictor.tile_refine)
     if plan is None:
         return None
     one = predictor.contract.vision_tokens(size)
@@ -135,6 +141,8 @@ def describe_tiles(predictor, options, size: tuple[int, int]) -> str | None:  # 
         tiles += f", its tiles {cols}x{rows} at most {plan.stride:g} of a side apart"
     if tiles and options.tile_queries is not None:
         tiles += f", {options.tile_queries} queries a tile"
+    if tiles and plan.whole and plan.refine:
+        tiles += f", the whole pass's {', '.join(plan.refine)} refined by the tiles"
     what = [tiles, "the whole photo" if plan.whole else "",
             f"zoom into {', '.join(plan.containers)}" if plan.containers else ""]
     return (f"{' + '.join(w for w in what if w)}: {cost} vision tokens for a {size[0]}x{size[1]} photo "

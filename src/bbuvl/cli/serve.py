@@ -10,8 +10,9 @@ import typer
 from rich.markup import escape
 
 from bbuvl.cli.common import PATH_OR_ID, check_device, console, finite_range, int_range, one_of, user_errors
-from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM, TILES, ZOOM_INTO,
-                                 check_mode_name, mode_help, plain_model_mode, read_folder, tile_options)
+from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
+                                 TILES, ZOOM_INTO, check_mode_name, mode_help, plain_model_mode, read_folder,
+                                 tile_options)
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
@@ -45,6 +46,7 @@ def serve(
     tile_stride: float = TILE_STRIDE,
     tile_whole: bool = TILE_WHOLE,
     zoom_into: str = ZOOM_INTO,
+    tile_refine: str = TILE_REFINE,
 ) -> None:
     """Serve a checkpoint over HTTP: POST /v1/detect, /v1/chat/completions, /healthz, /readyz, /metrics, and a page at /.
 
@@ -60,7 +62,7 @@ def serve(
     from bbuvl.serve.server import bind, serve_app
 
     check_mode_name(mode, serving=True)
-    tiled = tile_options(tiles, tile_zoom, tile_whole, zoom_into, tile_stride)
+    tiled = tile_options(tiles, tile_zoom, tile_whole, zoom_into, tile_stride, tile_refine)
     mode = plain_model_mode(checkpoint, labels, lang, mode)
     with user_errors(ValueError, OSError):
         keys = read_keys(api_key_file)  # before minutes of loading: a server without keys never starts
@@ -74,6 +76,8 @@ def serve(
     with user_errors(ValueError, OSError, CheckpointError):
         folder = read_folder(checkpoint, labels, lang)
         check_containers(tiled.get("zoom_containers", folder.cfg.inference.zoom_containers), folder.prompt.labels)
+        check_containers(tiled.get("tile_refine", folder.cfg.inference.tile_refine) or [], folder.prompt.labels,
+                         "--tile-refine / inference.tile_refine")
         predictor = Predictor.load(folder, device=device)
         options = predictor.options(**tiled)
         engine = Engine(predictor, mode, checkpoint.name, rescorer, options)

@@ -31,8 +31,8 @@ from bbuvl.data.labels import label_at_level
 from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.eval.metrics import evaluate_predictions
 from bbuvl.eval.predictions import read_predictions
-from bbuvl.infer.predictor import Predictor
-from bbuvl.infer.tile_scale import WITHIN, Candidate, ChosenTileScale
+from bbuvl.infer.predictor import Detection, ImageResult, Predictor
+from bbuvl.infer.tile_scale import REFINE_WITHIN, WITHIN, Candidate, ChosenTileScale, RefineScore
 from bbuvl.infer.tiles import TilePlan, first_regions, grid_shape
 
 FACTORS = (0.5, 0.75, 1.0, 1.25)  # of the training scale: 2x2, 3x3, 4x4 and 5x5 for a photo 4x the frame's side
@@ -52,7 +52,8 @@ def tiled_categories(predictor: Predictor, size: tuple[int, int]) -> set[str] | 
 
 def auto_plan(predictor: Predictor, scale: float | None) -> TilePlan:
     """The checkpoint's plan with `tiles: auto` at `scale` (tiles filling the frame: no tile_zoom)."""
-    plan = predictor.options(tiles="auto", tile_zoom=None).plan(scale, predictor.part_sides, predictor.long_sides)
+    plan = predictor.options(tiles="auto", tile_zoom=None).plan(scale, predictor.part_sides, predictor.long_sides,
+                                                                predictor.tile_refine)
     assert plan is not None  # tiles: auto always plans
     return plan
 
@@ -75,6 +76,96 @@ def category_score(per_category: dict[str, dict], metric: str, categories: set[s
 def prediction_file(out: str | Path, scale: float) -> Path:
     """Where `choose_tile_scale` writes a candidate scale's predictions."""
     return Path(out) / f"pred_scale_{scale:g}.jsonl"
+
+
+def refined_file(out: str | Path, scale: float, every: bool = False) -> Path:
+    """Where `choose_tile_scale` writes the chosen scale's predictions with the kept categories refined by the tiles
+    (`every`: with every candidate category refined)."""
+    return Path(out) / f"pred_scale_{scale:g}_{'refine_all' if every else 'refined'}.jsonl"
+
+
+def chosen_predictions(out: str | Path, chosen: ChosenTileScale) -> Path:
+    """The predictions of the validation photos as `auto` now predicts them: the chosen scale, the kept refinement."""
+    return refined_file(out, chosen.scale) if chosen.refine else prediction_file(out, chosen.scale)
+
+
+def whole_categories(predictor: Predictor, size: tuple[int, int], scale: float) -> list[str]:
+    """The categories the whole pass alone answers for in a photo of `size` at `scale` (infer/tiles.py, `answering`):
+    those the tiles could refine."""
+    plan = auto_plan(predictor, scale)
+    if plan.whole_above is None or not plan.whole_sides or not plan.tiles(size, predictor.contract):
+        return []
+    return sorted(plan.whole_categories(plan.frame_side((0, 0, *size), size, predictor.contract)))
+
+
+def _write_lines(path: Path, lines: list[dict]) -> None:
+    write_text_atomic(path, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+
+
+def with_categories(predictor: Predictor, base: dict, refined: dict, categories: set[str], mode: str) -> dict:
+    """`base`'s line with the objects of `categories` (first label level) taken from `refined`, its verdict judged
+    again. The merge groups boxes of one label and the refinement moves only its categories' whole-pass boxes, so this
+    is the line a prediction refining just `categories` writes."""
+    objects = ([o for o in base["objects"] if label_at_level(o["label"], 1) not in categories]
+               + [o for o in refined["objects"] if label_at_level(o["label"], 1) in categories])
+    objects.sort(key=lambda o: -o["score"])
+    result = ImageResult([Detection(list(o["bbox_2d"]), o["label"], o["score"]) for o in objects], base.get("raw"),
+                         base["width"] or 0, base["height"] or 0, base.get("error"), base.get("parse_ok"), 0,
+                         bool(base.get("cut")), bool(base.get("tiled")))
+    options = predictor.options(tiles="auto", tile_zoom=None, tile_refine=sorted(categories))
+    return {**base, "objects": objects, "verdict": predictor.verdict(result, options).to_dict()}
+
+
+def choose_refine(predictor: Predictor, gt: Path, out: Path, scale: float, mode: str, metric: str,
+                  within: float = REFINE_WITHIN) -> list[RefineScore]:
+    """Predict `gt`'s photos at `scale` once more with every category the whole pass answers for refined by the tiles,
+    score each such category (`metric` at the category level) with and without, and keep those that gain more than
+    `within` jackknife standard errors; the predictions with the kept ones refined go to `refined_file`."""
+    records = read_records(gt)
+    held = {label_at_level(o.desc, 1) for r in records for o in r.objects}
+    candidates = [c for c in whole_categories(predictor, records[0].size, scale) if c in held]
+    if not candidates:
+        return []
+    paths = [str(resolve_image(gt, r.images[0])) for r in records]
+    batch = predictor.cfg.inference.batch_size
+    original = predictor.train_scale
+    try:
+        predictor.train_scale = scale
+        lines: list[dict] = []
+        for i in range(0, len(paths), batch):
+            lines += predictor.predict_lines(paths[i:i + batch], mode, tiles="auto", tile_zoom=None,
+                                             tile_refine=candidates)
+    finally:
+        predictor.train_scale = original
+    every = refined_file(out, scale, every=True)
+    _write_lines(every, lines)
+    base_file = prediction_file(out, scale)
+    base_lines, refined_lines = read_predictions(base_file), read_predictions(every)
+
+    def per_category(photos: list, pred: Path, found: list) -> dict:
+        return evaluate_predictions(photos, gt, found, pred, level=1, faults=predictor.faults).metrics["per_category"] or {}
+
+    def value(scores: dict, category: str) -> float | None:
+        return (scores.get(category) or {}).get(metric)
+
+    both = [(per_category(records, base_file, base_lines), per_category(records, every, refined_lines))]
+    left_out = [(per_category(records[:i] + records[i + 1:], base_file, base_lines),
+                 per_category(records[:i] + records[i + 1:], every, refined_lines)) for i in range(len(records))]
+    scores = []
+    for c in candidates:
+        without, refined = value(both[0][0], c), value(both[0][1], c)
+        spread = (jackknife_spread([value(r, c) for _, r in left_out], [value(b, c) for b, _ in left_out])
+                  if len(records) > 1 else None)
+        gain = None if without is None or refined is None else refined - without
+        kept = gain is not None and gain > 0 and (spread is None or gain > within * spread)
+        scores.append(RefineScore(c, without, refined, spread, kept))
+    kept = {s.category for s in scores if s.kept}
+    if kept:
+        raw_base = [json.loads(t) for t in base_file.read_text(encoding="utf-8").splitlines() if t.strip()]
+        raw_refined = [json.loads(t) for t in every.read_text(encoding="utf-8").splitlines() if t.strip()]
+        _write_lines(refined_file(out, scale), [with_categories(predictor, b, r, kept, mode)
+                                                for b, r in zip(raw_base, raw_refined)])
+    return scores
 
 
 def best_candidate(candidates: Sequence[Candidate], train_scale: float, within: float = WITHIN) -> Candidate:
@@ -100,12 +191,15 @@ def jackknife_spread(best: Sequence[float | None], other: Sequence[float | None]
 
 def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, train_scale: float | None,
                       mode: str = "head", factors: Sequence[float] = FACTORS, metric: str = "AP50",
-                      on_candidate: Callable[[Candidate], None] | None = None, within: float = WITHIN) -> ChosenTileScale:
+                      on_candidate: Callable[[Candidate], None] | None = None, within: float = WITHIN,
+                      refine: bool = True) -> ChosenTileScale:
     """Predict `gt`'s photos with `tiles: auto` at each candidate scale (`factors` x `train_scale`, the checkpoint's
     training scale, 1.0 when it has none), score each with `metric`, return the best
-    (`best_candidate`, `within` standard errors).
+    (`best_candidate`, `within` standard errors); with `refine`, also the categories the tiles refine at it
+    (`choose_refine`).
 
-    Each candidate's predictions are written to `out/pred_scale_<scale>.jsonl`. The predictor is left as it was.
+    Each candidate's predictions are written to `out/pred_scale_<scale>.jsonl`, none refined by the tiles. The
+    predictor is left as it was.
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}, got '{metric}'")
@@ -117,6 +211,7 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
         raise ValueError(f"{gt}: no photos to choose the tile scale on")
     paths = [str(resolve_image(gt, r.images[0])) for r in records]
     original = predictor.train_scale  # a scale chosen before is replaced, never a base
+    original_refine = predictor.tile_refine
     own = train_scale or 1.0
     judged = {label_at_level(kind, 1) for kind in predictor.faults.kinds}
     scored_on = judged_tiled(tiled_categories(predictor, records[0].size), judged)
@@ -126,6 +221,7 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
     replicates: dict[float, list[float | None]] = {}  # each scale's score with each photo left out in turn
     candidates: list[Candidate] = []
     try:
+        predictor.tile_refine = ()
         for factor in sorted(set(factors), key=lambda f: (abs(f - 1.0), f)):
             scale = round(own * factor, 4)
             plan = auto_plan(predictor, scale)
@@ -135,9 +231,10 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
                 predictor.train_scale = scale
                 lines: list[dict] = []
                 for i in range(0, len(paths), batch):
-                    lines += predictor.predict_lines(paths[i:i + batch], mode, tiles="auto", tile_zoom=None)
+                    lines += predictor.predict_lines(paths[i:i + batch], mode, tiles="auto", tile_zoom=None,
+                                                     tile_refine=[])
                 pred = prediction_file(out, scale)
-                write_text_atomic(pred, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+                _write_lines(pred, lines)
                 lines_read = read_predictions(pred)
 
                 def score(photos: list) -> float | None:
@@ -154,15 +251,20 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
             candidates.append(candidate)
             if on_candidate is not None:
                 on_candidate(candidate)
+        top = max((c for c in candidates if c.score is not None), key=lambda c: c.score, default=None)
+        if top is not None:
+            candidates = [replace(c, spread=jackknife_spread(replicates[top.scale], replicates[c.scale]))
+                          for c in candidates]
+        # The best is the first scale tried among those cutting the same grids (both prefer the factor nearest 1), so
+        # its predictions are on file.
+        best = best_candidate(candidates, own, within)
+        refined = choose_refine(predictor, gt, out, best.scale, mode, metric) if refine else []
     finally:
         predictor.train_scale = original
-    top = max((c for c in candidates if c.score is not None), key=lambda c: c.score, default=None)
-    if top is not None:
-        candidates = [replace(c, spread=jackknife_spread(replicates[top.scale], replicates[c.scale])) for c in candidates]
-    best = best_candidate(candidates, own, within)
+        predictor.tile_refine = original_refine
     notes = [] if best.score is not None else [
         f"no candidate could be scored ({metric} undefined on these photos): the one nearest the training scale is "
         "kept"]
     what = f"{metric} by category" + ("" if scored_on is None else f" ({', '.join(sorted(scored_on))})")
     return ChosenTileScale(best.scale, what, own, sorted(candidates, key=lambda c: c.scale), len(records),
-                           str(gt.resolve()), notes)
+                           str(gt.resolve()), notes, [r.category for r in refined if r.kept], refined)

@@ -40,6 +40,7 @@ class PredictOptions(BaseModel):
     part_nms: float | None = None  # head, name: one box a part above this IoU (modes/head.py, `one_box_per_part`)
     tile_whole_above: float | None = None
     tile_drop_cut: bool = False
+    tile_refine: tuple[str, ...] | None = None  # None: the categories `bbuvl choose-tiles` chose (`plan`'s `chosen_refine`)
     tile_queries: int | None = None  # head, name: the head's queries in each tile's pass (None: all)
     queries: int | None = Field(None, ge=1)  # head, name: the head's queries in every pass (None: all)
     tile_auto_parts: bool = False  # auto: the grid from the whole pass's part sizes (TilePlan.part_sides)
@@ -49,12 +50,13 @@ class PredictOptions(BaseModel):
     verdict_fail_tiled: float | None = None
 
     def plan(self, train_scale: float | None = None, part_sides: tuple[tuple[str, float], ...] = (),
-             long_sides: tuple[tuple[str, float], ...] = ()) -> TilePlan | None:
+             long_sides: tuple[tuple[str, float], ...] = (), chosen_refine: tuple[str, ...] = ()) -> TilePlan | None:
         """The tiles-and-zoom plan these options ask for; None for one pass over the whole photo.
 
         `auto` shows each tile at `tile_zoom` when given, else at `train_scale` (the scale the checkpoint trained at,
         data/scale.py), else at the photo's full size. `part_sides` and `long_sides`: each category's trained side and
         longest side (data/scale.py); who answers for a category goes by its longest side where the checkpoint has them.
+        `chosen_refine`: the categories the tiles refine when `tile_refine` is None (infer/tile_refine.py).
         """
         if self.tiles == "off" and not self.zoom_containers:
             return None
@@ -65,7 +67,8 @@ class PredictOptions(BaseModel):
                         train_scale=self.tile_zoom or train_scale or 1.0, whole_above=self.tile_whole_above,
                         drop_cut=self.tile_drop_cut, part_sides=part_sides if self.tile_auto_parts else (),
                         whole_sides=(long_sides or part_sides) if self.tile_whole_above is not None else (),
-                        whole_by_longest=bool(long_sides))
+                        whole_by_longest=bool(long_sides),
+                        refine=tuple(self.tile_refine) if self.tile_refine is not None else tuple(chosen_refine))
 
     def thresholds(self, tiled: bool = False) -> VerdictThresholds:
         """The verdict's thresholds for a photo predicted in one pass, or through tiles or zoom (`tiled`)."""
@@ -96,6 +99,8 @@ class PredictOptions(BaseModel):
             checked = InferenceConfig.model_validate(inference.model_dump() | shared)
             fields = {k: getattr(checked, k) for k in valid if k in InferenceConfig.model_fields}
             fields["zoom_containers"] = tuple(fields.get("zoom_containers", ()))
+            if fields.get("tile_refine") is not None:
+                fields["tile_refine"] = tuple(fields["tile_refine"])
             return cls(**fields,
                        batch_rows=given.get("batch_rows", inference.batch_size * 4), queries=given.get("queries"))
         except ValidationError as e:

@@ -137,6 +137,7 @@ class Predictor:
         self.tile_scale: ChosenTileScale | None = None  # where `train_scale` came from, when chosen
         self.part_sides: tuple[tuple[str, float], ...] = ()  # each category's trained box side (tiles: auto)
         self.long_sides: tuple[tuple[str, float], ...] = ()  # ... and longest side (who answers: tiles or whole)
+        self.tile_refine: tuple[str, ...] = ()  # categories the tiles refine, as `bbuvl choose-tiles` chose them
         self.encoder = ChatEncoder(processor, prompt.system, prompt.lang, get_family(contract.family).assistant_prefix)
         tok = processor.tokenizer
         self.tokenizer = tok
@@ -168,6 +169,7 @@ class Predictor:
         predictor.tile_scale = tile_scale
         predictor.part_sides = () if scale is None else tuple(scale.part_sides.items())
         predictor.long_sides = () if scale is None else tuple(scale.part_long_sides.items())
+        predictor.tile_refine = () if tile_scale is None else tuple(tile_scale.refine)
         return predictor
 
     @property
@@ -377,7 +379,7 @@ class Predictor:
 
     def _run(self, prepared: list[Prepared], mode: str, options: PredictOptions) -> list[ImageResult]:
         self.check_mode(mode)
-        plan = options.plan(self.train_scale, self.part_sides, self.long_sides)
+        plan = options.plan(self.train_scale, self.part_sides, self.long_sides, self.tile_refine)
         if plan:
             results = [self._tiled(p, mode, options, plan) for p in prepared]
         else:

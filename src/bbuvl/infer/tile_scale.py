@@ -23,6 +23,7 @@ from bbuvl.data.scale import TILE_SCALE_FILE
 
 TOOL = "bbuvl choose-tiles"
 WITHIN = 0.5  # standard errors under the best score within which a cheaper candidate is taken (eval/tile_choice.py)
+REFINE_WITHIN = 1.0  # standard errors a category's gain from the tiles' refinement must exceed to be kept
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,17 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class RefineScore:
+    """One category the whole pass answers for, scored with and without the tiles' refinement (infer/tile_refine.py)."""
+
+    category: str
+    without: float | None  # the metric at the category level, the whole pass's boxes as they are
+    refined: float | None  # ... with their short side and state from the tiles
+    spread: float | None  # the jackknife standard error of (refined - without) over the photos
+    kept: bool  # refined gained more than REFINE_WITHIN standard errors
+
+
+@dataclass(frozen=True)
 class ChosenTileScale:
     """The scale `auto` shows photos at, chosen on validation photos, with every candidate's score."""
 
@@ -49,6 +61,8 @@ class ChosenTileScale:
     photos: int
     chosen_on: str  # the ground truth it was chosen on
     notes: list[str] = field(default_factory=list)
+    refine: list[str] = field(default_factory=list)  # the categories the tiles refine at this scale (kept below)
+    refine_scores: list[RefineScore] = field(default_factory=list)
 
     def save(self, checkpoint: str | Path) -> Path:
         """Write tile_scale.json into the checkpoint folder (atomically)."""
@@ -67,7 +81,10 @@ class ChosenTileScale:
             if not isinstance(data, dict) or data.pop("tool", None) != TOOL:
                 raise ValueError(f"not written by `{TOOL}`")
             data["candidates"] = [Candidate(**c) for c in data.get("candidates", [])]
+            data["refine_scores"] = [RefineScore(**r) for r in data.get("refine_scores", [])]
             chosen = cls(**data)
+            if not isinstance(chosen.refine, list) or not all(isinstance(c, str) for c in chosen.refine):
+                raise ValueError(f"refine must be a list of category names, got {chosen.refine!r}")
             scale = chosen.scale
             if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
                 raise ValueError(f"scale must be a positive number, got {chosen.scale!r}")

@@ -27,6 +27,7 @@ from PIL import Image
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import label_at_level
 from bbuvl.data.regions import MAX_GRID, Region, Size, grid_regions, strided_regions, tile_side_overlap
+from bbuvl.infer.tile_refine import refine_thin
 
 
 
@@ -40,6 +41,7 @@ class TiledDetection:
     zoom: float  # how magnified the region was (1.0 = the whole photo at its frame)
     cut: bool  # touches an inner edge of its region: the object may continue beyond it
     whole: bool = False  # found by the whole-photo pass
+    cut_across: tuple[bool, bool] = (False, False)  # which of its sides an inner edge cuts: (left or right, top or bottom)
 
 
 @dataclass
@@ -100,12 +102,13 @@ def to_photo(box: Sequence[float], region: Region, crop_size: Size) -> list[floa
     return [region[0] + box[0] * sx, region[1] + box[1] * sy, region[0] + box[2] * sx, region[1] + box[3] * sy]
 
 
-def touches_inner_edge(box: Sequence[float], region: Region, photo_size: Size, margin: float) -> bool:
-    """Whether `box` reaches within `margin` pixels of a side of `region` that is not the photo's border."""
+def inner_edges(box: Sequence[float], region: Region, photo_size: Size, margin: float) -> tuple[bool, bool]:
+    """Whether `box` reaches within `margin` pixels of a side of `region` that is not the photo's border: (its left or
+    right side, its top or bottom side)."""
     x1, y1, x2, y2 = region
     w, h = photo_size
-    return ((x1 > 0 and box[0] <= x1 + margin) or (y1 > 0 and box[1] <= y1 + margin)
-            or (x2 < w and box[2] >= x2 - margin) or (y2 < h and box[3] >= y2 - margin))
+    return ((x1 > 0 and box[0] <= x1 + margin) or (x2 < w and box[2] >= x2 - margin),
+            (y1 > 0 and box[1] <= y1 + margin) or (y2 < h and box[3] >= y2 - margin))
 
 
 def intersection_over_smaller(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -192,9 +195,11 @@ def merge_detections(found: Sequence[TiledDetection], min_overlap: float = 0.6) 
     return merged
 
 
-def check_containers(containers: Sequence[str], labels: Sequence[str]) -> None:
-    """Raise ValueError naming each zoom container that is no category (first label level) of `labels`, the
-    checkpoint's vocabulary: such a container would never be found, and the zoom pass would silently never run."""
+def check_containers(containers: Sequence[str], labels: Sequence[str],
+                     option: str = "--zoom-into / inference.zoom_containers") -> None:
+    """Raise ValueError naming each zoom container (or other category `option` names) that is no category (first label
+    level) of `labels`, the checkpoint's vocabulary: such a container would never be found, and the zoom pass would
+    silently never run."""
     categories = sorted({label_at_level(label, 1) for label in labels})
     unknown = [c for c in containers if c.strip() not in categories]
     if not unknown or not labels:
@@ -203,10 +208,10 @@ def check_containers(containers: Sequence[str], labels: Sequence[str]) -> None:
     for c in unknown:
         close = difflib.get_close_matches(c.strip(), categories, n=1, cutoff=0.5)
         level = label_at_level(c.strip(), 1)
-        hint = (f"did you mean '{level}'? a container is a category, the first level of a label" if level in categories
+        hint = (f"did you mean '{level}'? a category is the first level of a label" if level in categories
                 else f"did you mean '{close[0]}'?" if close else "")
         hints.append(f"'{c}'" + (f" ({hint})" if hint else ""))
-    raise ValueError(f"--zoom-into / inference.zoom_containers: {', '.join(hints)} is no category of this checkpoint's "
+    raise ValueError(f"{option}: {', '.join(hints)} is no category of this checkpoint's "
                      f"labels, so it would never be found; its categories: {', '.join(categories)}")
 
 
@@ -258,8 +263,8 @@ def predict_regions(predict: PredictImages, image: Image.Image, regions: Sequenc
         cost.raws.append(raw)
         for box, label, score in objects:
             photo_box = to_photo(box, region, crop.size)
-            found.append(TiledDetection(photo_box, label, score, magnified,
-                                        touches_inner_edge(photo_box, region, image.size, cell), region == whole))
+            across = inner_edges(photo_box, region, image.size, cell)
+            found.append(TiledDetection(photo_box, label, score, magnified, any(across), region == whole, across))
     return found, cost
 
 
@@ -292,6 +297,8 @@ class TilePlan:
     # does not fit a tile however small its area).
     whole_sides: tuple[tuple[str, float], ...] = ()
     whole_by_longest: bool = False
+    # Categories whose whole-pass boxes take their short side and state from the tiles' pieces (infer/tile_refine.py).
+    refine: tuple[str, ...] = ()
 
     def frame_side(self, tile: Region, size: Size, contract: CoordinateContract) -> float:
         """The side of `tile`'s frame that `whole_categories` compares with: its longest with `whole_by_longest`, else
@@ -418,8 +425,9 @@ def predict_tiled(predict: PredictImages, image: Image.Image, plan: TilePlan,
         dets, cost = predict_regions(predict, image, first, contract, plan.zoom)
         tiles = [r for r in first if r != whole_region]
     frame_side = plan.frame_side(tiles[0], size, contract) if tiles else None
-    found += answering(dets, (tiles[0][2] - tiles[0][0], tiles[0][3] - tiles[0][1]) if tiles else None, plan,
-                       frame_side)
+    answered = answering(dets, (tiles[0][2] - tiles[0][0], tiles[0][3] - tiles[0][1]) if tiles else None, plan,
+                         frame_side)
+    found += refine_thin(answered, [d for d in dets if not d.whole], plan.refine) if tiles and plan.whole else answered
     passes.append(cost)
     if plan.containers:
         zoom_regions = [r for r in container_regions(merge_detections(found, plan.min_overlap), plan.containers, size,
