@@ -77,7 +77,8 @@ def again(run: dict[str, Path], *extra) -> object:
     (["--no-constrained"], "constrained True (now False)"),
     (["--tile-zoom", "2"], "tile_zoom None (now 2.0)"),
     (["--tile-stride", "0.5"], "tile_stride None (now 0.5)"),
-], ids=["score-threshold", "tiles", "objectness-threshold", "constrained", "tile-zoom", "tile-stride"])
+    (["--tile-refine", "挡风板"], "tile_refine None (now ['挡风板'])"),
+], ids=["score-threshold", "tiles", "objectness-threshold", "constrained", "tile-zoom", "tile-stride", "tile-refine"])
 def test_predict_refuses_to_resume_with_another_option_naming_its_old_and_new_value(predicted, tmp_path, extra, named):
     run = fresh(predicted, tmp_path)
     before = run["out"].read_bytes()

@@ -53,8 +53,10 @@ def test_zoom_into_a_full_label_points_at_its_category():
 
     labels = ["bbu/screw/ok", "bbu/screw/loose", "cabinet"]
     check_containers(["bbu", " cabinet "], labels)
-    with pytest.raises(ValueError, match=r"'bbu/screw/ok' \(did you mean 'bbu'\? a container is a category"):
+    with pytest.raises(ValueError, match=r"--zoom-into.*'bbu/screw/ok' \(did you mean 'bbu'\? a category is the first"):
         check_containers(["bbu/screw/ok"], labels)
+    with pytest.raises(ValueError, match=r"^--tile-refine / inference.tile_refine: 'bbu/screw/ok' \(did you mean 'bbu'"):
+        check_containers(["bbu/screw/ok"], labels, "--tile-refine / inference.tile_refine")
     with pytest.raises(ValueError, match=r"'cabinett' \(did you mean 'cabinet'\?\)"):
         check_containers(["cabinett"], labels)
 
