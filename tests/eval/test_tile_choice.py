@@ -21,7 +21,7 @@ from bbuvl.data.labels import label_at_level
 from bbuvl.eval.tile_choice import (best_candidate, category_score, chosen_predictions, jackknife_spread, judged_tiled,
                                    prediction_file, refined_file, tiled_categories, whole_categories, with_categories)
 from bbuvl.infer.predictor import Predictor
-from bbuvl.infer.tile_scale import Candidate, ChosenTileScale
+from bbuvl.infer.tile_scale import REFINE_WITHIN, Candidate, ChosenTileScale
 from bbuvl.infer.tiles import TilePlan, auto_grid, plan_cost
 from bbuvl.infer.verdict import ChosenThresholds
 
@@ -237,12 +237,18 @@ def test_choose_tiles_scores_each_whole_pass_category_with_and_without_the_tiles
     for r in chosen.refine_scores:
         assert (r.without, r.refined) == (scores[0][r.category]["AP50"], scores[1][r.category]["AP50"])
         gain = r.refined - r.without
-        assert r.kept == (gain > 0 and (r.spread is None or gain > r.spread))
+        assert r.kept == (gain > 0 and (r.spread is None or gain > REFINE_WITHIN * r.spread))
         assert f"refine {r.category} by the tiles" in result.output
     assert chosen.refine == [r.category for r in chosen.refine_scores if r.kept]
     assert predictor.tile_refine == tuple(chosen.refine)
     assert chosen_predictions(tmp_path / "cands", chosen) == (refined_file(tmp_path / "cands", chosen.scale)
                                                               if chosen.refine else base)
+    # --refine-within 0 keeps every category that gains at all.
+    loose = run("-c", str(ckpt), "--gt", str(wide_val), "-o", str(tmp_path / "c0"), "--factors", "1", "--refine-within",
+                "0", "--overwrite")
+    assert loose.exit_code == 0, loose.output
+    assert [r.kept for r in ChosenTileScale.load(ckpt).refine_scores] == [
+        r.refined is not None and r.without is not None and r.refined > r.without for r in chosen.refine_scores]
     # --no-refine chooses the scale alone, and leaves the refinement off.
     again = run("-c", str(ckpt), "--gt", str(wide_val), "-o", str(tmp_path / "c2"), "--factors", "1", "--no-refine",
                 "--overwrite")

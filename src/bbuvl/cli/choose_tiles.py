@@ -12,7 +12,7 @@ from rich.table import Table
 from bbuvl.cli.common import (OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, check_device, claim_outputs, console,
                               fail, finite_range, one_of, user_errors)
 from bbuvl.cli.predictor import CHECKPOINT_HELP, read_folder
-from bbuvl.infer.tile_scale import WITHIN
+from bbuvl.infer.tile_scale import REFINE_WITHIN, WITHIN
 
 
 def parse_factors(text: str) -> list[float]:
@@ -46,8 +46,11 @@ def choose_tiles(
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
     refine: bool = typer.Option(True, "--refine/--no-refine", help="Also choose the categories whose whole-photo boxes "
                                 "the tiles refine (a long thin air baffle): each category the whole pass answers for, "
-                                "kept when refining it gains more than one standard error on these photos "
-                                "(docs/tiles.md, \"Thin parts from the tiles\")."),
+                                "kept when refining it gains more than --refine-within standard errors on these "
+                                "photos (docs/tiles.md, \"Thin parts from the tiles\")."),
+    refine_within: float = typer.Option(REFINE_WITHIN, help="A category is refined by the tiles when that gains more "
+                                        "than this many standard errors (the jackknife's over the photos).",
+                                        callback=finite_range(0)),
     choose_thresholds: bool = typer.Option(False, "--choose-thresholds", help="Also choose the verdict thresholds of "
                                            "photos cut into tiles, on the chosen scale's predictions of these photos, "
                                            "as `bbuvl eval --choose-thresholds` chooses them, and write them into the "
@@ -93,7 +96,8 @@ def choose_tiles(
 
     with user_errors(ValueError, OSError):
         chosen = choose_tile_scale(predictor, gt, out, None if trained is None else trained.median, mode, candidates,
-                                   metric, on_candidate=show, within=within, refine=refine)
+                                   metric, on_candidate=show, within=within, refine=refine,
+                                   refine_within=refine_within)
         path = chosen.save(checkpoint)
         verdict, why_not = (choose_tiled_verdict(chosen_predictions(out, chosen), gt, predictor.faults,
                                                  predictor.options().framed(), target_recall, target_precision)
@@ -113,7 +117,8 @@ def choose_tiles(
                   soft_wrap=True)
     for r in chosen.refine_scores:
         console.print(f"refine {escape(r.category)} by the tiles: {escape(metric)} {_num(r.without)} -> {_num(r.refined)} "
-                      f"(1 s.e. {_num(r.spread)}): {'kept' if r.kept else 'not kept'}", soft_wrap=True)
+                      f"(1 s.e. {_num(r.spread)}): {'kept' if r.kept else 'not kept'} (kept above {refine_within:g} "
+                      "s.e.)", soft_wrap=True)
     for note in ([why_not] if why_not else []) + (verdict.notes if verdict is not None else []):
         console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
     if verdict is not None:

@@ -192,11 +192,11 @@ def jackknife_spread(best: Sequence[float | None], other: Sequence[float | None]
 def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, train_scale: float | None,
                       mode: str = "head", factors: Sequence[float] = FACTORS, metric: str = "AP50",
                       on_candidate: Callable[[Candidate], None] | None = None, within: float = WITHIN,
-                      refine: bool = True) -> ChosenTileScale:
+                      refine: bool = True, refine_within: float = REFINE_WITHIN) -> ChosenTileScale:
     """Predict `gt`'s photos with `tiles: auto` at each candidate scale (`factors` x `train_scale`, the checkpoint's
     training scale, 1.0 when it has none), score each with `metric`, return the best
     (`best_candidate`, `within` standard errors); with `refine`, also the categories the tiles refine at it
-    (`choose_refine`).
+    (`choose_refine`, `refine_within` standard errors).
 
     Each candidate's predictions are written to `out/pred_scale_<scale>.jsonl`, none refined by the tiles. The
     predictor is left as it was.
@@ -258,7 +258,7 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
         # The best is the first scale tried among those cutting the same grids (both prefer the factor nearest 1), so
         # its predictions are on file.
         best = best_candidate(candidates, own, within)
-        refined = choose_refine(predictor, gt, out, best.scale, mode, metric) if refine else []
+        refined = choose_refine(predictor, gt, out, best.scale, mode, metric, refine_within) if refine else []
     finally:
         predictor.train_scale = original
         predictor.tile_refine = original_refine
