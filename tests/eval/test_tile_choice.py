@@ -292,7 +292,7 @@ def test_a_category_s_objects_from_the_refined_prediction_are_what_refining_it_a
     assert base["objects"] != every["objects"]
     for one in ("挡风板", "bbu基带处理单元"):
         alone = line((one,))
-        got = with_categories(predictor, base, every, {one}, "head")
+        got = with_categories(predictor, base, every, {one}, predictor.options(tiles="auto", tile_refine=[one]))
         key = lambda o: (o["label"], o["bbox_2d"], o["score"])  # noqa: E731
         assert sorted(map(key, got["objects"])) == sorted(map(key, alone["objects"]))
         result = ImageResult([Detection(o["bbox_2d"], o["label"], o["score"]) for o in alone["objects"]], None, 1344,

@@ -31,6 +31,7 @@ from bbuvl.data.labels import label_at_level
 from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.eval.metrics import evaluate_predictions
 from bbuvl.eval.predictions import read_predictions
+from bbuvl.infer.options import PredictOptions
 from bbuvl.infer.predictor import Detection, ImageResult, Predictor
 from bbuvl.infer.tile_scale import REFINE_WITHIN, WITHIN, Candidate, ChosenTileScale, RefineScore
 from bbuvl.infer.tiles import TilePlan, first_regions, grid_shape
@@ -102,18 +103,35 @@ def _write_lines(path: Path, lines: list[dict]) -> None:
     write_text_atomic(path, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
 
 
-def with_categories(predictor: Predictor, base: dict, refined: dict, categories: set[str], mode: str) -> dict:
+def with_categories(predictor: Predictor, base: dict, refined: dict, categories: set[str],
+                    options: PredictOptions) -> dict:
     """`base`'s line with the objects of `categories` (first label level) taken from `refined`, its verdict judged
-    again. The merge groups boxes of one label and the refinement moves only its categories' whole-pass boxes, so this
-    is the line a prediction refining just `categories` writes."""
+    again under `options`. The merge groups boxes of one label and the refinement moves only its categories' whole-pass
+    boxes, so this is the line a prediction refining just `categories` writes."""
     objects = ([o for o in base["objects"] if label_at_level(o["label"], 1) not in categories]
                + [o for o in refined["objects"] if label_at_level(o["label"], 1) in categories])
     objects.sort(key=lambda o: -o["score"])
     result = ImageResult([Detection(list(o["bbox_2d"]), o["label"], o["score"]) for o in objects], base.get("raw"),
                          base["width"] or 0, base["height"] or 0, base.get("error"), base.get("parse_ok"), 0,
                          bool(base.get("cut")), bool(base.get("tiled")))
-    options = predictor.options(tiles="auto", tile_zoom=None, tile_refine=sorted(categories))
     return {**base, "objects": objects, "verdict": predictor.verdict(result, options).to_dict()}
+
+
+def _predict_at(predictor: Predictor, paths: list[str], mode: str, scale: float,
+                refine: list[str]) -> list[dict]:
+    """Predictions lines of `paths` with `tiles: auto` at `scale`, refining `refine`; the predictor is left as it
+    was."""
+    batch = predictor.cfg.inference.batch_size
+    original = predictor.train_scale
+    try:
+        predictor.train_scale = scale
+        lines: list[dict] = []
+        for i in range(0, len(paths), batch):
+            lines += predictor.predict_lines(paths[i:i + batch], mode, tiles="auto", tile_zoom=None,
+                                             tile_refine=refine)
+    finally:
+        predictor.train_scale = original
+    return lines
 
 
 def choose_refine(predictor: Predictor, gt: Path, out: Path, scale: float, mode: str, metric: str,
@@ -127,33 +145,25 @@ def choose_refine(predictor: Predictor, gt: Path, out: Path, scale: float, mode:
     if not candidates:
         return []
     paths = [str(resolve_image(gt, r.images[0])) for r in records]
-    batch = predictor.cfg.inference.batch_size
-    original = predictor.train_scale
-    try:
-        predictor.train_scale = scale
-        lines: list[dict] = []
-        for i in range(0, len(paths), batch):
-            lines += predictor.predict_lines(paths[i:i + batch], mode, tiles="auto", tile_zoom=None,
-                                             tile_refine=candidates)
-    finally:
-        predictor.train_scale = original
+    lines = _predict_at(predictor, paths, mode, scale, candidates)
     every = refined_file(out, scale, every=True)
     _write_lines(every, lines)
     base_file = prediction_file(out, scale)
     base_lines, refined_lines = read_predictions(base_file), read_predictions(every)
 
     def per_category(photos: list, pred: Path, found: list) -> dict:
-        return evaluate_predictions(photos, gt, found, pred, level=1, faults=predictor.faults).metrics["per_category"] or {}
+        found_metrics = evaluate_predictions(photos, gt, found, pred, level=1, faults=predictor.faults).metrics
+        return found_metrics["per_category"] or {}
 
     def value(scores: dict, category: str) -> float | None:
         return (scores.get(category) or {}).get(metric)
 
-    both = [(per_category(records, base_file, base_lines), per_category(records, every, refined_lines))]
+    all_base, all_refined = per_category(records, base_file, base_lines), per_category(records, every, refined_lines)
     left_out = [(per_category(records[:i] + records[i + 1:], base_file, base_lines),
                  per_category(records[:i] + records[i + 1:], every, refined_lines)) for i in range(len(records))]
     scores = []
     for c in candidates:
-        without, refined = value(both[0][0], c), value(both[0][1], c)
+        without, refined = value(all_base, c), value(all_refined, c)
         spread = (jackknife_spread([value(r, c) for _, r in left_out], [value(b, c) for b, _ in left_out])
                   if len(records) > 1 else None)
         gain = None if without is None or refined is None else refined - without
@@ -162,9 +172,9 @@ def choose_refine(predictor: Predictor, gt: Path, out: Path, scale: float, mode:
     kept = {s.category for s in scores if s.kept}
     if kept:
         raw_base = [json.loads(t) for t in base_file.read_text(encoding="utf-8").splitlines() if t.strip()]
-        raw_refined = [json.loads(t) for t in every.read_text(encoding="utf-8").splitlines() if t.strip()]
-        _write_lines(refined_file(out, scale), [with_categories(predictor, b, r, kept, mode)
-                                                for b, r in zip(raw_base, raw_refined)])
+        options = predictor.options(tiles="auto", tile_zoom=None, tile_refine=sorted(kept))
+        _write_lines(refined_file(out, scale), [with_categories(predictor, b, r, kept, options)
+                                                for b, r in zip(raw_base, lines)])
     return scores
 
 
@@ -210,12 +220,10 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
     if not records:
         raise ValueError(f"{gt}: no photos to choose the tile scale on")
     paths = [str(resolve_image(gt, r.images[0])) for r in records]
-    original = predictor.train_scale  # a scale chosen before is replaced, never a base
-    original_refine = predictor.tile_refine
+    original_refine = predictor.tile_refine  # a refinement chosen before is replaced, never a base
     own = train_scale or 1.0
     judged = {label_at_level(kind, 1) for kind in predictor.faults.kinds}
     scored_on = judged_tiled(tiled_categories(predictor, records[0].size), judged)
-    batch = predictor.cfg.inference.batch_size
     out.mkdir(parents=True, exist_ok=True)
     scored: dict[tuple, tuple[float | None, int, list[float | None]]] = {}
     replicates: dict[float, list[float | None]] = {}  # each scale's score with each photo left out in turn
@@ -228,11 +236,7 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
             grids = [grid_shape(plan.tiles(r.size, predictor.contract)) for r in records]
             key = tuple(grids)
             if key not in scored:
-                predictor.train_scale = scale
-                lines: list[dict] = []
-                for i in range(0, len(paths), batch):
-                    lines += predictor.predict_lines(paths[i:i + batch], mode, tiles="auto", tile_zoom=None,
-                                                     tile_refine=[])
+                lines = _predict_at(predictor, paths, mode, scale, [])
                 pred = prediction_file(out, scale)
                 _write_lines(pred, lines)
                 lines_read = read_predictions(pred)
@@ -260,7 +264,6 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
         best = best_candidate(candidates, own, within)
         refined = choose_refine(predictor, gt, out, best.scale, mode, metric, refine_within) if refine else []
     finally:
-        predictor.train_scale = original
         predictor.tile_refine = original_refine
     notes = [] if best.score is not None else [
         f"no candidate could be scored ({metric} undefined on these photos): the one nearest the training scale is "

@@ -35,13 +35,18 @@ def span_iou(a: tuple[float, float], b: tuple[float, float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def short_axis(box: Sequence[float]) -> int:
+    """The axis a box's short side runs along: 1 (y) for a box at least as wide as tall, else 0 (x)."""
+    return 1 if box[2] - box[0] >= box[3] - box[1] else 0
+
+
 def pieces_of(box: Sequence[float], category: str, tiles: Sequence["TiledDetection"]) -> list["TiledDetection"]:
     """The tiles' boxes of `category` that lie within half the short side of `box`, overlap it across its short side by
     at least ACROSS_OVERLAP, and are whole across that side in their tile."""
     x1, y1, x2, y2 = box
-    axis = 1 if x2 - x1 >= y2 - y1 else 0  # the short side runs along y for a wide box
+    axis = short_axis(box)
     grow = 0.5 * min(x2 - x1, y2 - y1)
-    lo, hi = (1, 3) if axis == 1 else (0, 2)
+    lo, hi = axis, axis + 2
     kept = []
     for t in tiles:
         b = t.bbox_2d
@@ -72,8 +77,8 @@ def refine_thin(found: Sequence["TiledDetection"], tiles: Sequence["TiledDetecti
         if not pieces:
             out.append(d)
             continue
-        x1, y1, x2, y2 = d.bbox_2d
-        lo, hi = (1, 3) if x2 - x1 >= y2 - y1 else (0, 2)
+        lo = short_axis(d.bbox_2d)
+        hi = lo + 2
         boxes = np.array([p.bbox_2d for p in pieces], dtype=np.float64)  # [P, 4]
         weights = np.array([p.score for p in pieces], dtype=np.float64) + 1e-6  # [P]
         box = list(d.bbox_2d)
