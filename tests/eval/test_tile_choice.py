@@ -169,7 +169,11 @@ def test_a_damaged_tile_scale_is_an_error_naming_it_and_bad_factors_are_refused(
     ckpt = tmp_path / "ckpt"
     shutil.copytree(trained_checkpoint, ckpt)
     for body in ('{"tool": "bbuvl choose-tiles", "scale": -1, "metric": "AP50", "train_scale": 1, "candidates": [], '
-                 '"photos": 1, "chosen_on": "v"}', '{"scale": 0.5}', "[1, 2"):
+                 '"photos": 1, "chosen_on": "v"}', '{"scale": 0.5}', "[1, 2",
+                 '{"tool": "bbuvl choose-tiles", "scale": 0.5, "metric": "AP50", "train_scale": 1, "candidates": [], '
+                 '"photos": 1, "chosen_on": "v", "refine": "挡风板"}',
+                 '{"tool": "bbuvl choose-tiles", "scale": 0.5, "metric": "AP50", "train_scale": 1, "candidates": [], '
+                 '"photos": 1, "chosen_on": "v", "refine_scores": [1]}'):
         (ckpt / TILE_SCALE_FILE).write_text(body, encoding="utf-8")
         with pytest.raises(ValueError, match=str(ckpt / TILE_SCALE_FILE)):
             Predictor.load(ckpt, device="cpu")
