@@ -78,12 +78,12 @@ class Engine:
         """The `model` object of every answer."""
         c = self.predictor.contract
         o = self.options
-        refine = list(o.plan(chosen_refine=self.predictor.tile_refine).refine) if o.plan() is not None else []
+        plan = o.plan(chosen_refine=self.predictor.tile_refine)
         return {"checkpoint": self.checkpoint, "mode": mode or self.mode,
                 "contract": {"min_pixels": c.min_pixels, "max_pixels": c.max_pixels, "factor": c.factor},
-                "tiles": None if o.plan() is None else {"grid": o.tiles, "zoom": o.tile_zoom, "stride": o.tile_stride,
-                                                         "whole": o.tile_whole, "zoom_into": list(o.zoom_containers),
-                                                         "refine": refine},
+                "tiles": None if plan is None else {"grid": o.tiles, "zoom": o.tile_zoom, "stride": o.tile_stride,
+                                                     "whole": o.tile_whole, "zoom_into": list(o.zoom_containers),
+                                                     "refine": list(plan.refine)},
                 "labels": len(self.predictor.prompt.labels or []),
                 "fewshot": self.fewshot.info() if self.fewshot is not None else None}
 
