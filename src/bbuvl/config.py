@@ -127,6 +127,18 @@ class DataConfig(_Strict):
     crop: CropConfig = CropConfig()
     # The chance a training photo is shown mirrored left to right in an epoch (its boxes with it); 0: never.
     mirror: float = Field(0.0, ge=0, le=1)
+    # Keep encoded training samples in memory between epochs, up to this many MiB per training process (0: encode each
+    # draw anew). Only with num_workers 0: a loader worker's copy would last one epoch (docs/design.md, "Samples kept
+    # between epochs").
+    sample_cache_mb: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _cache_in_process(self) -> "DataConfig":
+        if self.sample_cache_mb > 0 and self.num_workers > 0:
+            raise ValueError(f"data.sample_cache_mb ({self.sample_cache_mb:g}) keeps samples in the training process, and "
+                             f"data.num_workers ({self.num_workers}) encodes them in loader workers that start again each "
+                             "epoch: set data.num_workers: 0 to keep them, or data.sample_cache_mb: 0")
+        return self
 
 
 class LearningRates(_Strict):

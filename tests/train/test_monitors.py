@@ -14,7 +14,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState
 
 from bbuvl.config import MonitorConfig
 from bbuvl.train.callbacks import EarlyStopping
-from bbuvl.train.monitors import HEALTH_FILE, HealthLog, OverfitMonitor
+from bbuvl.train.monitors import HEALTH_FILE, HealthLog, MemoryMonitor, OverfitMonitor
 from bbuvl.train.param_groups import GROUPS
 from bbuvl.train.trainer import train
 from tests.callbacks import PoisonHeadOnce
@@ -176,3 +176,20 @@ def test_training_on_four_photos_raises_an_overfit_alarm(monitor_config, small_d
     ratios = _scalars(tmp_path / "run")["health/overfit_ratio"]
     first = result["alarms"]["overfit"]["first_step"]
     assert ratios[first] > 1.3 and ratios[first] > ratios[first - 4]
+
+
+def test_memory_the_sample_cache_keeps_is_not_growth_and_a_leak_beside_it_is():
+    health, kept = HealthLog(), []
+    held = {"mb": 0.0}
+    monitor = MemoryMonitor(MonitorConfig(memory_growth_mb=48), health, kept_mb=lambda: held["mb"])
+    state, control = TrainerState(), TrainerControl()
+    for step in (1, 2, 3):
+        state.global_step = step
+        if step == 2:  # the cache fills with 96 MB: what it holds is subtracted
+            kept.append(torch.ones(96 * 2**18))
+            held["mb"] = 96.0
+        if step == 3:  # 96 MB more that nothing accounts for
+            kept.append(torch.ones(96 * 2**18))
+        monitor.on_step_end(None, state, control)
+        assert bool(health.alarms) == (step == 3), step
+    assert health.alarms[0].kind == "memory" and health.alarms[0].value > 48

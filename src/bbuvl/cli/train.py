@@ -100,6 +100,11 @@ def train(
     console.print(f"non-finite steps skipped: {result['nan_skipped']}; samples dropped for budget: "
                   f"{result['budget_dropped']}; over-budget photos skipped: {result['oversize_skipped']}; answers cut at "
                   f"data.max_length: {result['answers_truncated']}")
+    if cache := result.get("sample_cache"):
+        draws = cache["hits"] + cache["misses"]
+        console.print(f"samples kept between epochs (data.sample_cache_mb={cfg.data.sample_cache_mb:g}, this process): "
+                      f"{cache['hits']} of {draws} draws read from memory, {cache['samples']} samples in "
+                      f"{cache['held_mb']:.0f} MiB")
     if result.get("longest_answer"):
         longer = result["answers_over_budget"]
         console.print(f"training answers: up to {result['longest_answer']} tokens; generate mode's budget "

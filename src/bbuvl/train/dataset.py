@@ -18,6 +18,7 @@ from bbuvl.data.regions import Region, magnified_record, mirrored_record, random
 from bbuvl.data.schema import ImageRecord, Sample, iter_dataset, resolve_image
 from bbuvl.encode.chat import (SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, EncodedSample, Turn, answer_objects, format_answer,
                                image_for_model, objects_within)
+from bbuvl.train.sample_cache import SampleCache
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,9 @@ def locate(records: list[SourcedRecord]) -> list[str]:
 
 
 class ConversationDataset(torch.utils.data.Dataset):
-    """Encodes samples on the fly (images are decoded per item, so memory does not grow with the dataset).
+    """Encodes samples on the fly (images are decoded per item, so memory does not grow with the dataset), or keeps
+    them between epochs up to `cache_mb` (train/sample_cache.py; with loader workers each would hold its own copy for
+    one epoch, so the config allows it only with `data.num_workers: 0`).
 
     With `max_length` no sample is longer (docs/design.md, "Long answers are cut, never split"): teachers that
     would push a sample past it are left out, and a student answer too long on its own is cut there; the photos
@@ -114,8 +117,10 @@ class ConversationDataset(torch.utils.data.Dataset):
         crop: CropConfig | None = None,
         mark_coordinates: bool = False,
         mirror: float = 0.0,
+        cache_mb: float = 0.0,
     ):
         self.encoder, self.contract = encoder, contract
+        self.cache = SampleCache(int(cache_mb * 2**20)) if cache_mb > 0 else None
         self.mark_coordinates = mark_coordinates  # the coordinate losses read the student's marks (encode/chat.py)
         self.crop = crop if crop is not None and crop.p > 0 else None
         self.mirror = mirror  # the chance a student photo is shown mirrored left to right, drawn per (seed, epoch, index)
@@ -259,9 +264,22 @@ class ConversationDataset(torch.utils.data.Dataset):
         return Turn(image, format_answer(record, self.contract), span, extent), record
 
     def __getitem__(self, index: int) -> EncodedSample:
+        teachers, region, mirror = self.teachers_for(index), self.crop_for(index), self.mirrored(index)
+        if self.cache is None:
+            return self._encode(index, teachers, region, mirror)
+        # Everything the encoding depends on: the teachers by identity (records live as long as the dataset; two
+        # records may share a photo and differ in their answers), this epoch's window and mirror.
+        key = (index, tuple(id(t) for t in teachers), region, mirror)
+        sample = self.cache.get(key)
+        if sample is None:
+            sample = self._encode(index, teachers, region, mirror)
+            self.cache.put(key, sample)
+        return sample
+
+    def _encode(self, index: int, teachers: list[SourcedRecord], region: Region | None, mirror: bool) -> EncodedSample:
+        """Sample `index` with these teachers before it, its student photo seen through `region` and mirrored or not."""
         src = self.sources[index]
-        teachers = self.teachers_for(index)
-        student, rec = self._turn(src.student, SPAN_STUDENT, self.crop_for(index), self.mirrored(index))
+        student, rec = self._turn(src.student, SPAN_STUDENT, region, mirror)
         turns = [self._turn(t, SPAN_TEACHER)[0] for t in teachers] + [student]
         enc = self.encoder.encode(turns, max_length=self.max_length)
         W, H = rec.size

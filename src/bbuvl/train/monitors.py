@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -333,18 +334,25 @@ class MemoryMonitor(TrainerCallback):
 
     The first step is the baseline because it allocates the optimizer state; growth after it that
     exceeds `memory_growth_mb` means something keeps references (docs/design.md, "Memory that grows": gradients or cached
-    tensors). The alarm re-arms at each further multiple of the threshold.
+    tensors). The alarm re-arms at each further multiple of the threshold. Memory kept on purpose, the samples the
+    dataset keeps between epochs (`data.sample_cache_mb`), is not growth: `kept_mb` says how much that is.
     """
 
-    def __init__(self, cfg: MonitorConfig, health: HealthLog):
-        self.cfg, self.health = cfg, health
+    def __init__(self, cfg: MonitorConfig, health: HealthLog, kept_mb: Callable[[], float] | None = None):
+        self.cfg, self.health, self.kept_mb = cfg, health, kept_mb
         self.baseline: dict[str, float] | None = None
         self.epoch_start: dict[str, float] | None = None
         self.alarmed_at: dict[str, int] = {}
         self.samples: list[tuple[int, dict[str, float]]] = []
 
-    def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
+    def _now(self) -> dict[str, float]:
         now = process_memory_mb()
+        if self.kept_mb is not None:
+            now["rss"] -= self.kept_mb()
+        return now
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
+        now = self._now()
         step = state.global_step
         if self.baseline is None:
             self.baseline, self.epoch_start = now, now
@@ -366,7 +374,7 @@ class MemoryMonitor(TrainerCallback):
     def on_epoch_end(self, args, state, control, **kwargs):  # noqa: D102
         if self.epoch_start is None:
             return
-        now = process_memory_mb()
+        now = self._now()
         for k, v in now.items():
             growth = v - self.epoch_start.get(k, v)
             if growth > self.cfg.memory_growth_mb:
@@ -387,6 +395,12 @@ def process_memory_mb() -> dict[str, float]:
 _MEMORY_NAMES = {"rss": "resident memory", "cuda_allocated": "CUDA allocated memory"}
 
 
+def _cache_mb(dataset: Any) -> Callable[[], float] | None:
+    """What the dataset's sample cache holds, in MB, read when called; None without one."""
+    cache = getattr(dataset, "cache", None)
+    return None if cache is None else (lambda: cache.held / 2**20)
+
+
 def training_health(model: Any, train_dataset: Any, collator: Any, cfg: MonitorConfig) -> list[TrainerCallback]:
     """The monitors a config asks for, `HealthLog` first (empty when `monitor.enabled` is false).
 
@@ -404,7 +418,7 @@ def training_health(model: Any, train_dataset: Any, collator: Any, cfg: MonitorC
         GradientMonitor(model, cfg, health),
         CollapseMonitor(model, train_dataset, probe_collator, cfg, health),
         OverfitMonitor(cfg, health),
-        MemoryMonitor(cfg, health),
+        MemoryMonitor(cfg, health, kept_mb=_cache_mb(train_dataset)),
     ]
     if cfg.early_stopping_metric:
         callbacks.append(EarlyStopping(cfg, health))

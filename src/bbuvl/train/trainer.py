@@ -49,6 +49,7 @@ from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, fused
 from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_run_inputs, checkpoint_incomplete, latest_complete_checkpoint,
                                  prepare_output_dir)
 from bbuvl.train.run_record import RUN_RECORD, check_resume, write_run_record
+from bbuvl.train.sample_cache import SampleCache
 from bbuvl.train.weight_average import WeightAverage
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ def build_run(cfg: Config) -> Run:
                   mark_coordinates=cfg.loss.coordinate_regression > 0 or cfg.loss.grounding_attention > 0)
     train_ds = ConversationDataset(train_sources, encoder, contract, pool,
                                    cfg.data.teacher_ratio, cfg.data.num_teachers, crop=cfg.data.crop,
-                                   mirror=cfg.data.mirror, **common)
+                                   mirror=cfg.data.mirror, cache_mb=cfg.data.sample_cache_mb, **common)
     longer = train_ds.answers_longer_than(cfg.inference.max_new_tokens)
     if longer and _first_process():  # every process measures the same answers: one says so
         log.warning("%d of %d training answers (the longest %d tokens) are longer than inference.max_new_tokens (%d): "
@@ -425,7 +426,15 @@ def train(cfg: Config, resume: bool | str = False, progress: bool = True, callba
             "answers_measured": len(run.train_dataset.answer_tokens),
             "longest_answer": max(run.train_dataset.answer_tokens, default=0),
             "answers_over_budget": run.train_dataset.answers_longer_than(cfg.inference.max_new_tokens),
+            "sample_cache": cache_summary(run.train_dataset.cache),
             "alarms": health_summary(trainer.callback_handler.callbacks)}
+
+
+def cache_summary(cache: SampleCache | None) -> dict[str, float] | None:
+    """This process's sample cache at the end of training: draws read from it, draws encoded, MiB held; None without."""
+    if cache is None:
+        return None
+    return {"hits": cache.hits, "misses": cache.misses, "held_mb": cache.held / 2**20, "samples": len(cache)}
 
 
 def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False, overwrite: bool = False) -> BBUTrainer:
