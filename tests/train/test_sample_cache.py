@@ -8,7 +8,7 @@ import torch
 from bbuvl.config import ConfigError, load_config
 from bbuvl.encode.chat import EncodedSample
 from bbuvl.train.sample_cache import SampleCache, sample_bytes
-from bbuvl.train.trainer import build_run, make_trainer
+from bbuvl.train.trainer import build_run, cache_plan, make_trainer
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -86,3 +86,19 @@ def test_the_cache_with_loader_workers_is_refused_naming_both_keys():
     assert load_config(None, ["data.sample_cache_mb=100", "data.num_workers=0"]).data.sample_cache_mb == 100
     with pytest.raises(ConfigError):
         load_config(None, ["data.sample_cache_mb=-1", "data.num_workers=0"])
+
+
+def test_the_plan_says_how_many_samples_the_budget_holds_and_whether_the_machine_can(run_config):
+    """The estimate is the first sample's bytes per vision token over every photo: for photos of one size, what
+    keeping them all takes, but for their answers' few tokens."""
+    ds = build_run(run_config("data.teacher_ratio=0", "data.sample_cache_mb=64")).train_dataset
+    need = ds.cache_need_bytes()
+    assert len({s.student.record.size for s in ds.sources}) == 1  # the small dataset's photos share one size
+    assert need == pytest.approx(sum(sample_bytes(ds[i]) for i in range(len(ds))), rel=0.001)
+    mb = need / 2**20
+    text, fits = cache_plan(ds, 64, 2, 1e6)
+    assert fits and f"keeping all {len(ds)} training samples" in text
+    text, fits = cache_plan(ds, mb / 2, 2, 1e6)
+    assert fits and f"keeping about {len(ds) // 2} of {len(ds)}" in text
+    text, fits = cache_plan(ds, 64, 4, 3 * mb)  # four processes keeping all of them need 4x, three are free
+    assert not fits and "4 process(es)" in text and "lower data.sample_cache_mb" in text

@@ -18,7 +18,7 @@ from bbuvl.data.regions import Region, magnified_record, mirrored_record, random
 from bbuvl.data.schema import ImageRecord, Sample, iter_dataset, resolve_image
 from bbuvl.encode.chat import (SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, EncodedSample, Turn, answer_objects, format_answer,
                                image_for_model, objects_within)
-from bbuvl.train.sample_cache import SampleCache
+from bbuvl.train.sample_cache import SampleCache, sample_bytes
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,15 @@ class ConversationDataset(torch.utils.data.Dataset):
         self._pool_len = [0] * len(self.teacher_pool)
         if max_length is not None:
             self._measure(max_length)
+
+    def cache_need_bytes(self) -> int:
+        """About what keeping every sample takes (`data.sample_cache_mb`): the first sample's bytes per vision token,
+        times every student photo's vision tokens (teachers shown before a student add theirs on top)."""
+        if not self.sources:
+            return 0
+        tokens = [self.contract.vision_tokens(s.student.record.size) for s in self.sources]
+        first = self._encode(0, [], None, False)
+        return round(sample_bytes(first) / max(tokens[0], 1) * sum(tokens))
 
     def answers_longer_than(self, max_new_tokens: int) -> int:
         """Student answers that, with the end of turn, need more than `max_new_tokens` new tokens to generate."""

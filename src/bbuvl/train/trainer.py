@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil  # a dependency of accelerate
 import torch
 from transformers import Trainer, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback
@@ -141,6 +142,10 @@ def build_run(cfg: Config) -> Run:
                     "generate mode will cut answers like them short (predict marks them \"cut\"); raise "
                     "inference.max_new_tokens if photos like them are to be predicted in generate mode", longer,
                     len(train_ds.answer_tokens), max(train_ds.answer_tokens), cfg.inference.max_new_tokens)
+    if train_ds.cache is not None and _first_process():
+        plan, fits = cache_plan(train_ds, cfg.data.sample_cache_mb, int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
+                                psutil.virtual_memory().available / 2**20)
+        (log.info if fits else log.warning)("%s", plan)
     eval_ds = None
     if val_sources is not None:
         eval_ds = ConversationDataset(val_sources, encoder, contract, pool,
@@ -428,6 +433,21 @@ def train(cfg: Config, resume: bool | str = False, progress: bool = True, callba
             "answers_over_budget": run.train_dataset.answers_longer_than(cfg.inference.max_new_tokens),
             "sample_cache": cache_summary(run.train_dataset.cache),
             "alarms": health_summary(trainer.callback_handler.callbacks)}
+
+
+def cache_plan(dataset: ConversationDataset, budget_mb: float, processes: int, available_mb: float) -> tuple[str, bool]:
+    """What `data.sample_cache_mb` will keep (how many of the samples its budget holds), and whether the `processes`
+    on this machine can hold that in the memory available now."""
+    need = dataset.cache_need_bytes() / 2**20
+    n = len(dataset)
+    held = n if need <= budget_mb else int(n * budget_mb / need)
+    text = (f"data.sample_cache_mb={budget_mb:g}: keeping {'all' if held == n else f'about {held} of'} {n} training "
+            f"samples between epochs (about {min(need, budget_mb):.0f} MiB a process, {need:.0f} MiB for all)")
+    fits = processes * min(need, budget_mb) <= available_mb
+    if not fits:
+        text += (f"; {processes} process(es) on this machine would keep {processes * min(need, budget_mb):.0f} MiB and "
+                 f"{available_mb:.0f} MiB are available: lower data.sample_cache_mb")
+    return text, fits
 
 
 def cache_summary(cache: SampleCache | None) -> dict[str, float] | None:
