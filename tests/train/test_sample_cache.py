@@ -64,10 +64,13 @@ def test_every_draw_of_a_cached_dataset_is_the_sample_it_would_encode_anew(run_c
     assert cached.cache.hits >= len(plain)
 
 
-def test_training_with_the_cache_ends_with_the_same_weights(run_config, tmp_path):
-    """Eight steps of two photos over eight photos: the second epoch is read from the cache, and the weights after it
-    are those of the run that encoded every sample."""
-    common = ("training.max_steps=8", "data.teacher_ratio=0", "data.val=null", "monitor.enabled=false")
+@pytest.mark.parametrize("steps, accumulation", [(8, 1), (4, 2)])
+def test_training_with_the_cache_ends_with_the_same_weights(run_config, tmp_path, steps, accumulation):
+    """Sixteen draws of eight photos (eight steps of two, or four of two micro-batches of two, as the shipped configs
+    accumulate): the second epoch is read from the cache, and the weights after it are those of the run that encoded
+    every sample."""
+    common = (f"training.max_steps={steps}", f"training.gradient_accumulation_steps={accumulation}",
+              "data.teacher_ratio=0", "data.val=null", "monitor.enabled=false")
     weights = []
     for name, extra in (("plain", ()), ("cached", ("data.sample_cache_mb=256",))):
         run = build_run(run_config(*common, *extra, f"training.output_dir={tmp_path / name}"))

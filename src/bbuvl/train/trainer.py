@@ -142,7 +142,8 @@ def build_run(cfg: Config) -> Run:
                     "generate mode will cut answers like them short (predict marks them \"cut\"); raise "
                     "inference.max_new_tokens if photos like them are to be predicted in generate mode", longer,
                     len(train_ds.answer_tokens), max(train_ds.answer_tokens), cfg.inference.max_new_tokens)
-    if train_ds.cache is not None and _first_process():
+    # Once a machine, not once a run: the memory the plan is checked against is each machine's own.
+    if train_ds.cache is not None and int(os.environ.get("LOCAL_RANK", "0")) == 0:
         plan, fits = cache_plan(train_ds, cfg.data.sample_cache_mb, int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
                                 psutil.virtual_memory().available / 2**20)
         (log.info if fits else log.warning)("%s", plan)
