@@ -84,6 +84,8 @@ stage() {  # stage NAME CONFIG SYNTH_ARGS... -- TRAIN_OVERRIDES...
   local pids=() status=0 pid choosing=""
   if [ -n "${CHOOSE_SYNTH:-}" ]; then
     say "[$name] choose the verdict's thresholds on photos of their own -> $dir/run/final/verdict_thresholds.json"
+    # Nothing else runs while they are rendered, so CHOOSE_SYNTH renders on both cores (--workers 2: the same files;
+    # 192 close-ups in 7.5 s against 12.6 s on one core, docs/design.md, "Two processes on two cores").
     # shellcheck disable=SC2086
     $BBUVL data synth "$dir/choose" --n-train 0 --teachers 0 $CHOOSE_SYNTH
     # Fail at precision 0.8 among the failed photos: with faults weighed three times, 0.7 let in clean photos with one
@@ -215,7 +217,7 @@ evaluate() {  # evaluate STAGE [CHOOSING_PID]: the three modes (and the wide pho
 # "Distinct queries", "The pixels of the refined box"). docs/tiles.md ("Stage B", "Big parts") has every lever measured.
 [[ " $STAGES " == *" bbu "* ]] && START_FROM="$OUT/shapes/run/final" \
   VAL_SYNTH="--n-val 32 --framing closeup --size 448x336 --seed 1 --fault-rate 0.3" \
-  CHOOSE_SYNTH="--n-val 192 --framing closeup --size 448x336 --seed 2 --fault-rate 0.3" \
+  CHOOSE_SYNTH="--n-val 192 --framing closeup --size 448x336 --seed 2 --fault-rate 0.3 --workers 2" \
   CHOOSE_WIDE_SYNTH="--n-val 16 --framing wide --size 1792x1344 --seed 4 --fault-rate 0.3 --workers 2" \
   WIDE_SYNTH="--n-val 8 --framing wide --size 1792x1344 --seed 3 --fault-rate 0.3 --workers 2" \
   stage bbu configs/demo.yaml --framing mixed --wide-share 0.1 --tile-share 0.1 --n-train 1200 --n-val 16 --seed 0 --size 448x336 --workers 2
