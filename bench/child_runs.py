@@ -48,6 +48,21 @@ def train_env(procs: int, threads: int) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "ACCELERATE_USE_CPU": "true"}
 
 
+def timed_training(config: str, batch: int, procs: int, data: Path, model: Path, out: Path, steps: int,
+                   overrides: list[str], root: Path) -> tuple[float, str]:
+    """Train `steps` steps of `batch` photos of `config` as `procs` one-thread processes (or one process with all the
+    threads), from `root`; returns the trainer's seconds a step (process start and model loading excluded) and what
+    the run printed (wide, so that its summary lines are not wrapped). `overrides` come after the run's own."""
+    own = [f"model.path={model}", f"data.train={data / 'train.jsonl'}", "data.val=null", f"training.output_dir={out}",
+           f"training.max_steps={steps}", f"training.per_device_batch_size={batch // procs}",
+           "training.save_steps=100000", "training.eval_steps=100000"]
+    done = subprocess.run(train_command(procs) + ["train", config, *own, *overrides, "--overwrite"], check=True,
+                          env={**train_env(procs, os.cpu_count() or 1), "COLUMNS": "200"}, cwd=root,
+                          capture_output=True, text=True)
+    history = json.loads((out / "history.json").read_text())
+    return next(h["train_runtime"] for h in history if "train_runtime" in h) / steps, done.stdout
+
+
 def finished_rows(out: Path) -> list[dict]:
     """The rows earlier sweeps appended to `out` (its folder is created), so a killed sweep resumes."""
     out.parent.mkdir(parents=True, exist_ok=True)

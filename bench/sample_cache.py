@@ -13,15 +13,13 @@ the same either way (tests/train/test_sample_cache.py).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from child_runs import train_command, train_env
+from child_runs import timed_training
 
 from bbuvl.config import load_config
 
@@ -39,17 +37,10 @@ HITS = re.compile(r"(\d+) of (\d+) draws read from memory")
 def run(config: str, batch: int, procs: int, data: Path, model: Path, out: Path, steps: int,
         cache_mb: float) -> tuple[float, float | None]:
     """Seconds a step, and the first process's share of draws read from memory (None without the cache)."""
-    overrides = [f"model.path={model}", f"data.train={data / 'train.jsonl'}", "data.val=null", "data.num_workers=0",
-                 f"data.sample_cache_mb={cache_mb:g}", f"training.output_dir={out}", f"training.max_steps={steps}",
-                 f"training.per_device_batch_size={batch // procs}", "training.save_steps=100000",
-                 "training.eval_steps=100000", "detection.caption_refit.steps=1"]
-    done = subprocess.run(train_command(procs) + ["train", config, *overrides, "--overwrite"], check=True,
-                          env={**train_env(procs, os.cpu_count() or 1), "COLUMNS": "200"}, cwd=ROOT,
-                          capture_output=True, text=True)
-    history = json.loads((out / "history.json").read_text())
-    runtime = next(h["train_runtime"] for h in history if "train_runtime" in h)
-    hit = HITS.search(done.stdout)
-    return runtime / steps, (int(hit[1]) / int(hit[2]) if hit else None)
+    overrides = ["data.num_workers=0", f"data.sample_cache_mb={cache_mb:g}", "detection.caption_refit.steps=1"]
+    seconds, printed = timed_training(config, batch, procs, data, model, out, steps, overrides, ROOT)
+    hit = HITS.search(printed)
+    return seconds, (int(hit[1]) / int(hit[2]) if hit else None)
 
 
 def main() -> None:

@@ -13,14 +13,12 @@ step (the trainer's own runtime over the steps, process start and model loading 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from child_runs import train_command, train_env
+from child_runs import timed_training
 
 from bbuvl.config import load_config
 
@@ -35,16 +33,7 @@ STAGES = {
 
 def seconds_per_step(config: str, batch: int, procs: int, data: Path, model: Path, out: Path, steps: int) -> float:
     """Train `steps` steps of `batch` photos as `procs` one-thread processes (or one process with 2 threads)."""
-    env = train_env(procs, os.cpu_count() or 1)
-    launch = train_command(procs)
-    overrides = [f"model.path={model}", f"data.train={data / 'train.jsonl'}", "data.val=null",
-                 f"training.output_dir={out}", f"training.max_steps={steps}", f"training.per_device_batch_size={batch // procs}",
-                 "training.save_steps=100000", "training.eval_steps=100000", "monitor.enabled=false"]
-    subprocess.run(launch + ["train", config, *overrides, "--overwrite"], check=True, env=env, cwd=ROOT,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    history = json.loads((out / "history.json").read_text())
-    runtime = next(h["train_runtime"] for h in history if "train_runtime" in h)
-    return runtime / steps
+    return timed_training(config, batch, procs, data, model, out, steps, ["monitor.enabled=false"], ROOT)[0]
 
 
 def main() -> None:

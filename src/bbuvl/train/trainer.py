@@ -440,13 +440,14 @@ def cache_plan(dataset: ConversationDataset, budget_mb: float, processes: int, a
     """What `data.sample_cache_mb` will keep (how many of the samples its budget holds), and whether the `processes`
     on this machine can hold that in the memory available now."""
     need = dataset.cache_need_bytes() / 2**20
+    kept = min(need, budget_mb)  # MiB each process will hold
     n = len(dataset)
     held = n if need <= budget_mb else int(n * budget_mb / need)
     text = (f"data.sample_cache_mb={budget_mb:g}: keeping {'all' if held == n else f'about {held} of'} {n} training "
-            f"samples between epochs (about {min(need, budget_mb):.0f} MiB a process, {need:.0f} MiB for all)")
-    fits = processes * min(need, budget_mb) <= available_mb
+            f"samples between epochs (about {kept:.0f} MiB a process, {need:.0f} MiB for all)")
+    fits = processes * kept <= available_mb
     if not fits:
-        text += (f"; {processes} process(es) on this machine would keep {processes * min(need, budget_mb):.0f} MiB and "
+        text += (f"; {processes} process(es) on this machine would keep {processes * kept:.0f} MiB and "
                  f"{available_mb:.0f} MiB are available: lower data.sample_cache_mb")
     return text, fits
 
