@@ -451,3 +451,23 @@ def test_source_inside_the_output_folder_is_read_and_overwriting_the_photos_is_r
         convert_dataset(tmp_path / "raw", tmp_path / "raw", ConvertOptions())
     with pytest.raises(ValueError, match="overwrite the photos"):
         convert_dataset(tmp_path / "images", tmp_path, ConvertOptions())
+
+
+def test_a_json_nested_thousands_deep_or_with_a_number_past_any_float_is_an_error_line_not_a_crash(tmp_path):
+    src = tmp_path / "src"
+    one_photo(src, [feature(OBJ, "线缆")], stem="good")
+    save_jpeg(drawn(), src / "deep.jpg")
+    (src / "deep.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    one_photo(src, [feature(OBJ, "线缆"), feature((80, 10, 120, 40), "线缆")], stem="long")
+    text = (src / "long.json").read_text(encoding="utf-8")
+    (src / "long.json").write_text(text.replace("120", "1" + "0" * 5000, 1), encoding="utf-8")
+    one_photo(src, [feature(OBJ, "线缆")], stem="wide")
+    (src / "wide.json").write_text((src / "wide.json").read_text(encoding="utf-8").replace(
+        f'"width": {SIZE[0]}', '"width": 1' + "0" * 400), encoding="utf-8")
+    result = run_cli(src, tmp_path / "out", "--workers", "1", "--val-ratio", "0")
+    assert result.exit_code == 0, result.output
+    assert sorted(records_by_id(tmp_path / "out")) == ["good", "long"]
+    reasons = {(e["file"], e["object"]): e["reason"] for e in errors(tmp_path / "out")}
+    assert reasons == {("deep.json", None): "not valid JSON: nested too deep to read (thousands of [ or {)",
+                       ("long.json", 1): "coordinate [inf, 10.0] is not finite",
+                       ("wide.json", None): "wide.json: 'info' size infx96 is not a positive finite size"}

@@ -75,3 +75,42 @@ def test_write_then_read_round_trips_and_sorts(tmp_path):
 
 def test_image_paths_resolve_relative_to_the_jsonl(tmp_path):
     assert resolve_image(tmp_path / "d" / "train.jsonl", "images/a.jpg") == (tmp_path / "d" / "images" / "a.jpg").resolve()
+
+
+def test_a_line_that_is_not_utf8_is_an_error_of_its_line_and_the_lines_after_it_are_read(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_bytes(b"\n".join([json.dumps(REC).encode(), b'{"images": ["caf\xe9.jpg"]}', json.dumps(REC).encode()]) + b"\n")
+    rows = list(iter_dataset(p))
+    assert [r.line for r in rows] == [1, 2, 3] and rows[0].sample and rows[2].sample
+    assert str(rows[1].error) == f"{p}:2: not UTF-8 text (byte 0xe9 at column 17); is this a JSONL dataset file?"
+
+
+def test_a_file_that_is_not_text_is_one_error_for_the_file(tmp_path):
+    p = tmp_path / "photo.jsonl"
+    p.write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40)  # a JPEG's first bytes, then many "lines" of binary
+    with pytest.raises(DatasetError, match=r"photo\.jsonl:1: not UTF-8 text \(byte 0xff at column 1\)"):
+        list(iter_dataset(p))
+
+
+@pytest.mark.parametrize(("number", "says"), [
+    ("1" + "0" * 5000, "student.width: Input should be a finite number"),  # Python's int refuses > 4,300 digits
+    ("1" + "0" * 400, "student.width: Input should be a finite number"),  # an int no float holds
+])
+def test_a_number_longer_than_any_float_is_an_error_naming_file_and_line(tmp_path, number, says):
+    p = tmp_path / "d.jsonl"
+    _write(p, [json.dumps(REC), json.dumps(REC).replace('"width": 64', f'"width": {number}')])
+    rows = list(iter_dataset(p))
+    assert rows[0].sample is not None and str(rows[1].error) == f"{p}:2: {says}"
+    box = json.dumps(REC).replace("[1, 2, 10, 20]", f"[1, 2, {number}, 20]")
+    _write(p, [box])
+    with pytest.raises(DatasetError, match=r"d\.jsonl:1: .*not a finite number"):
+        read_records(p)
+
+
+def test_a_line_of_another_kind_names_a_few_problems_the_record_s_own_first(tmp_path):
+    p = tmp_path / "d.jsonl"
+    objects = [{"bbox_2d": [1, 2, 3, 4], "label": "线缆", "score": 0.5}] * 10
+    _write(p, [json.dumps({"image": "a.jpg", "objects": objects}, ensure_ascii=False)])  # a prediction line
+    (row,) = iter_dataset(p)
+    assert row.error.message == ("missing key 'student.images'; missing key 'student.width'; missing key 'student.height'; "
+                                 "unknown key 'student.image' (did you mean 'images'?); and 30 more")

@@ -144,3 +144,11 @@ def test_import_coco_records_skipped_entries_and_warns_on_foreign_labels(tmp_pat
     assert sorted(r.image for r in records) == ["images/a.jpg", "images/sub/b.jpg"]
     assert {o.desc for r in records for o in r.objects} == {"person", "标签贴纸"}
     assert (tmp_path / "ds" / "images" / "sub" / "b.jpg").is_file()
+
+
+def test_stats_of_a_photo_no_frame_can_hold_names_the_photo(dataset: Path):
+    lines = dataset.read_text(encoding="utf-8").splitlines()
+    lines[3] = lines[3].replace('"width": 160', '"width": 100000')  # 100000x120: beyond smart_resize's aspect ratio
+    dataset.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(make_app(), ["stats", str(dataset)])
+    assert result.exit_code == 2 and "error: images/03.jpg: image size 100000x120: aspect ratio" in result.output, result.output

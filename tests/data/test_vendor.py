@@ -108,7 +108,7 @@ def test_unknown_shape_is_an_error_naming_the_source():
 
 
 def test_unusable_info_size_is_an_error_naming_the_source():
-    with pytest.raises(ValueError, match=r"x\.json.*not positive"):
+    with pytest.raises(ValueError, match=r"x\.json.*not a positive finite size"):
         parse_vendor(collection(info=(0, 480)), "x.json")
     with pytest.raises(ValueError, match=r"x\.json.*numeric width and height"):
         parse_vendor({"info": {"width": "wide", "height": 4}, "dataList": []}, "x.json")

@@ -42,9 +42,17 @@ def test_reads_lines_and_defaults_a_missing_score_to_one(tmp_path):
     (json.dumps(line("b.jpg", [{"bbox_2d": [1, 2, 3, 4], "label": " "}])), "objects[0].label: empty label ' '"),
     (json.dumps(line("b.jpg", [{"bbox_2d": [1, 2, 3, 4], "label": 3}])), "objects[0].label: expected a string, got 3"),
     (json.dumps(line("b.jpg", [{"bbox_2d": [1, 2, 3, 4], "label": "x", "score": "high"}])), "objects[0].score"),
+    (json.dumps({"image": "b.jpg", "objects": {"bbox_2d": [1, 2, 3, 4]}}), "p.jsonl:2: objects: expected a list of objects, got dict"),
+    (json.dumps({"image": "b.jpg", "objects": "[]"}), "p.jsonl:2: objects: expected a list of objects, got str"),
+    ('{"image": "b.jpg", "objects": [{"bbox_2d": [1, 2, 1' + "0" * 400 + ', 4], "label": "x"}]}', "p.jsonl:2: objects[0].bbox_2d"),
+    ('{"image": "b.jpg", "width": 1' + "0" * 5000 + ', "objects": []}', None),
+    ('{"image": "b.jpg", "objects": [{"bbox_2d": [1, 2, 3, 4], "label": "x", "score": 1' + "0" * 400 + '}]}', "objects[0].score"),
 ])
 def test_malformed_lines_are_errors_naming_file_and_line(tmp_path, bad, message):
     path = write_lines(tmp_path / "p.jsonl", [line("a.jpg"), bad])
+    if message is None:  # a size no photo has is left out, as any unusable size is
+        assert read_predictions(path)[1].width is None
+        return
     with pytest.raises(DatasetError, match=message.replace("[", r"\[").replace("]", r"\]")):
         read_predictions(path)
 

@@ -257,12 +257,8 @@ def check_dataset(
                     problems.append(Problem(row.error.path, row.error.line, row.error.message))
                 else:
                     rows.append((file, row.line, row.sample))
-        except DatasetError as e:  # the file itself cannot be opened
+        except DatasetError as e:  # the file itself cannot be opened, or is no text
             problems.append(Problem(e.path, e.line, e.message))
-            continue
-        except UnicodeDecodeError as e:
-            why = f"not UTF-8 text ({e.reason} at byte {e.start}); is this a JSONL file?"
-            problems.append(Problem(str(file), 0, why))
             continue
         if lines == 0:  # "ok" for a file with nothing in it would read as a clean dataset
             optional = path.is_dir() and file.name != TRAIN

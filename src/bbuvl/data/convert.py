@@ -37,6 +37,7 @@ from bbuvl.data.coords import (
 )
 from bbuvl.data.images import IMAGE_SUFFIXES, load_image
 from bbuvl.data.input_paths import OutsideFolderError, file_inside
+from bbuvl.data.jsonfile import parse_json
 from bbuvl.data.labels import SEP, Hierarchy, TokenMap
 from bbuvl.data.layout import ERRORS, SUMMARY, write_dataset_folder, write_json
 from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
@@ -175,7 +176,7 @@ def convert_photo(pair: Pair, ctx: _Context) -> PhotoResult:
     result = PhotoResult(None)
     try:
         _convert_into(pair, ctx, file, result)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, RecursionError) as e:  # RecursionError: JSON nested thousands deep
         result.record = None
         result.errors.append(_error(file, None, _reason(e, pair, ctx.src)))
     return result
@@ -184,7 +185,7 @@ def convert_photo(pair: Pair, ctx: _Context) -> PhotoResult:
 def _convert_into(pair: Pair, ctx: _Context, file: str, result: PhotoResult) -> None:
     """The body of `convert_photo`; raises for a problem that sinks the whole photo."""
     assert pair.json is not None and pair.image is not None
-    data = json.loads(pair.json.read_bytes())  # bytes: json detects UTF-8/16/32 and a BOM itself
+    data = parse_json(pair.json.read_bytes())  # bytes: UTF-8/16/32 and a BOM detected
     vendor = parse_vendor(data, file)
     result.objects_found = len(vendor.objects) + len(vendor.problems)
     for p in vendor.problems:
@@ -316,6 +317,8 @@ def _reason(e: BaseException, pair: Pair, src: Path) -> str:
         return f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
     if isinstance(e, UnicodeDecodeError):
         return f"not UTF-8 text: {e.reason} at byte {e.start}"
+    if isinstance(e, RecursionError):
+        return "not valid JSON: nested too deep to read (thousands of [ or {)"
     text = str(e)
     for path in (pair.json, pair.image):  # messages from other modules start with a full path; keep them short
         if path is not None:

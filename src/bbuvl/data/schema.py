@@ -20,6 +20,7 @@ from typing import Any, Iterable, Iterator
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bbuvl.data.input_paths import find_file
+from bbuvl.data.jsonfile import parse_json
 from bbuvl.data.text import clean_label, show_text
 
 
@@ -128,10 +129,15 @@ _KNOWN_KEYS = {
 }
 
 
+# At most this many of a line's problems are named: a file of another kind (predictions given as a dataset) has one
+# per object, and a screenful of them would hide the one that says what the file is.
+_MAX_PROBLEMS = 4
+
+
 def _describe(err: ValidationError) -> str:
-    """One readable sentence per pydantic error, with a did-you-mean for unknown keys."""
+    """One readable sentence per pydantic error (the record's own first), with a did-you-mean for unknown keys."""
     parts = []
-    for e in err.errors():
+    for e in sorted(err.errors(), key=lambda e: len(e["loc"])):
         loc = ".".join(str(p) for p in e["loc"])
         if e["type"] == "extra_forbidden":
             key = str(e["loc"][-1])
@@ -145,7 +151,8 @@ def _describe(err: ValidationError) -> str:
             parts.append(f"missing key '{loc}'")
         else:
             parts.append(f"{loc}: {e['msg']}")
-    return "; ".join(parts)
+    more = [f"and {len(parts) - _MAX_PROBLEMS} more"] if len(parts) > _MAX_PROBLEMS else []
+    return "; ".join(parts[:_MAX_PROBLEMS] + more)
 
 
 def parse_sample(obj: Any, path: str | Path = "<memory>", line: int = 0) -> Sample:
@@ -168,18 +175,32 @@ class Row:
 
 
 def iter_json_lines(path: str | Path, what: str = "dataset") -> Iterator[tuple[int, Any]]:
-    """`(line number, decoded JSON or DatasetError)` for each non-blank line of a JSONL file."""
+    """`(line number, decoded JSON or DatasetError)` for each non-blank line of a JSONL file; DatasetError raised when
+    it cannot be opened or its first line is not text."""
     path = Path(path)
     try:
-        fh = path.open(encoding="utf-8-sig")  # a BOM (Windows editors write one) is no part of the first line
+        # A BOM (Windows editors write one) is no part of the first line; bytes that are not UTF-8 are kept as
+        # surrogates, so that their line is an error of its own and the lines after it are still read.
+        fh = path.open(encoding="utf-8-sig", errors="surrogateescape")
     except OSError as e:
         raise DatasetError(path, 0, f"cannot open {what}: {e.strerror or e}") from None
     with fh:
+        read = False
         for no, text in enumerate(fh, start=1):
             if not text.strip():
                 continue
             try:
-                yield no, json.loads(text.removeprefix("\ufeff"))  # files joined with `cat` carry a BOM mid-file
+                text.encode("utf-8")
+            except UnicodeEncodeError as e:
+                error = DatasetError(path, no, f"not UTF-8 text (byte 0x{ord(text[e.start]) - 0xDC00:02x} at column "
+                                               f"{e.start + 1}); is this a JSONL {what} file?")
+                if not read:  # a photo or an archive: one error for the file, not one per chunk of its bytes
+                    raise error from None
+                yield no, error
+                continue
+            read = True
+            try:
+                yield no, parse_json(text.removeprefix("\ufeff"))  # files joined with `cat` carry a BOM mid-file
             except json.JSONDecodeError as e:
                 yield no, DatasetError(path, no, f"invalid JSON: {e.msg} at column {e.colno}")
             except RecursionError:  # `[[[[...` thousands deep: no record is, and Python's parser cannot follow

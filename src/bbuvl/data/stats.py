@@ -54,7 +54,8 @@ def dataset_stats(records: list[ImageRecord], contract: CoordinateContract) -> d
         try:
             tokens_of[size] = contract.vision_tokens(size)
         except ValueError as e:
-            raise ValueError(f"image size {size[0]}x{size[1]}: {e}") from None
+            first = next(r.image for r in records if r.size == size)  # the record to fix, as the dataset names it
+            raise ValueError(f"{first}: image size {size[0]}x{size[1]}: {e}") from None
     tokens = [tokens_of[r.size] for r in records]
     by_area = sorted(sizes, key=lambda s: (s[0] * s[1], s))
 

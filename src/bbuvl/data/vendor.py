@@ -94,7 +94,7 @@ def _info_size(info: Any, source: str) -> tuple[int, int] | None:
             f"{source}: 'info' must give a numeric width and height, got {info.get('width')!r} x {info.get('height')!r}"
         ) from None
     if not (math.isfinite(w) and math.isfinite(h)) or w <= 0 or h <= 0:
-        raise ValueError(f"{source}: 'info' size {w:g}x{h:g} is not positive")
+        raise ValueError(f"{source}: 'info' size {w:g}x{h:g} is not a positive finite size")
     return (round(w), round(h))
 
 

@@ -62,9 +62,10 @@ def _prediction_line(data: Any, path: Path, no: int) -> PredictionLine:
         raise DatasetError(path, no, data.message + hint)
     if not isinstance(data, dict) or not isinstance(data.get("image"), str):
         raise DatasetError(path, no, "expected an object with an 'image' path (a `bbuvl predict` output line)")
-    objects = []
-    for i, o in enumerate(data.get("objects") or []):
-        objects.append(_prediction_object(o, path, no, i))
+    listed = data.get("objects") or []
+    if type(listed) is not list:  # a string or an object would be read key by key, each an error of its own
+        raise DatasetError(path, no, f"objects: expected a list of objects, got {type(listed).__name__}")
+    objects = [_prediction_object(o, path, no, i) for i, o in enumerate(listed)]
     size = (data.get("width"), data.get("height"))
     valid_size = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
     parse_ok = data.get("parse_ok")

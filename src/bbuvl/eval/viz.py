@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from bbuvl.atomic import save_atomic
-from bbuvl.data.schema import read_records, require_photos, resolve_image
+from bbuvl.data.schema import iter_json_lines, read_records, require_photos, resolve_image
 from bbuvl.data.text import label_key
 from bbuvl.eval.draw import LabelNamer, compare_picture, prediction_picture
 from bbuvl.eval.fonts import FontChoice
@@ -17,14 +16,8 @@ from bbuvl.infer.output import prediction_root
 
 def is_prediction_file(path: str | Path) -> bool:
     """True when the first line of `path` is a `bbuvl predict` output line rather than a dataset record."""
-    with Path(path).open(encoding="utf-8-sig") as fh:
-        for text in fh:
-            if text.strip():
-                try:
-                    first = json.loads(text)
-                except json.JSONDecodeError:
-                    return False
-                return isinstance(first, dict) and isinstance(first.get("image"), str) and "images" not in first
+    for _, first in iter_json_lines(path):  # a line that is no JSON is the dataset reader's to report
+        return isinstance(first, dict) and isinstance(first.get("image"), str) and "images" not in first
     return False
 
 
