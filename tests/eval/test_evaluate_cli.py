@@ -122,3 +122,25 @@ def test_viz_draws_ground_truth_and_predictions(eval_files, tmp_path):
     result = runner.invoke(app, ["viz", str(eval_files.pred), str(tmp_path / "pred"), "--limit", "3"])
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "pred").glob("*.png"))) == 3
+
+
+def test_an_output_where_a_file_is_in_the_way_is_a_clean_error_and_the_file_is_kept(eval_files, tmp_path):
+    in_the_way = tmp_path / "notes.txt"
+    in_the_way.write_text("mine\n", encoding="utf-8")
+    for args in (["eval", "--pred", str(eval_files.pred), "--gt", str(eval_files.gt), "--out", str(in_the_way / "m.json")],
+                 ["eval", "--pred", str(eval_files.pred), "--gt", str(eval_files.gt), "--out", str(tmp_path / "m.json"),
+                  "--report", str(in_the_way / "report")],
+                 ["viz", str(eval_files.gt), str(in_the_way / "pictures")]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and "cannot be made a folder" in result.output, result.output
+        assert "Traceback" not in result.output and in_the_way.read_text(encoding="utf-8") == "mine\n"
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8, r"photo.jsonl:1: not UTF-8 text \(byte 0xff at column 1\)"),
+    (b"[" * 100_000 + b"\n", r"photo.jsonl:1: invalid JSON: nested too deep"),
+])
+def test_viz_of_a_file_that_is_no_jsonl_names_it(eval_files, tmp_path, content, says):
+    (tmp_path / "photo.jsonl").write_bytes(content)
+    result = runner.invoke(app, ["viz", str(tmp_path / "photo.jsonl"), str(tmp_path / "pictures")])
+    assert result.exit_code == 2 and re.search(says, result.output.replace("\n", "")), result.output

@@ -51,15 +51,30 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
     What the command wrote is recorded as its own when it ends: all of it after success, after a failure only
     what it changed (`finish_claims`).
     """
-    with user_errors(OutputConflict):
+    with _claiming():
         _CLAIMS.append(_claim_outputs(command, inputs, files, folders, overwrite))
 
 
 def hold_outputs(command: str, outputs: Iterable[Path]) -> None:
     """Refuse, as a clean error, outputs another process is writing; hold them until the command ends. For commands
     that keep their own record of what is theirs (predict's manifest, train's run folder)."""
-    with user_errors(OutputConflict):
+    with _claiming():
         _CLAIMS.append(_hold_outputs(command, outputs))
+
+
+@contextmanager
+def _claiming() -> Iterator[None]:
+    """A refused output, or one where nothing can be written (a read-only or full disk, another user's folder), as
+    a clean error before any work."""
+    try:
+        yield
+    except OutputConflict as e:
+        fail(str(e))
+    except (FileExistsError, NotADirectoryError) as e:  # mkdir of a folder whose name (or a parent's) is a file
+        fail(f"{e.filename}: cannot be made a folder: a file has its name, or a folder above it is a file; "
+             "choose another output")
+    except OSError as e:  # the lock beside each output is the first thing written
+        fail(f"cannot write the outputs: {e.strerror or e}: {e.filename or ''}; choose another output")
 
 
 # The outputs claimed by the running command.
