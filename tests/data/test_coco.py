@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -65,6 +66,48 @@ def test_import_skips_and_reports_unusable_annotations():
     assert "crowd" in reasons[2] and "degenerate" in reasons[3] and "outside" in reasons[4]
     assert "unknown image id" in reasons[5] and "unknown category id 42" in reasons[6]
     assert "width/height" in reasons[None]
+
+
+def test_import_skips_entries_that_are_no_objects_or_whose_ids_are_ambiguous_and_keeps_the_rest():
+    coco = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 50}, None, "b.jpg",
+                   {"id": 2, "file_name": "b.jpg", "width": 100, "height": 50},
+                   {"id": 2, "file_name": "c.jpg", "width": 100, "height": 50},  # id 2 twice: b or c?
+                   {"id": [3], "file_name": "d.jpg", "width": 100, "height": 50}],
+        "categories": [{"id": 1, "name": "标签贴纸"}, {"id": 5, "name": "线缆"}, {"id": 5, "name": "挡风板/已安装"}, 7],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20]},
+            5,
+            {"id": 3, "image_id": 2, "category_id": 1, "bbox": [10, 10, 20, 20]},
+            {"id": 4, "image_id": 1, "category_id": 5, "bbox": [10, 10, 20, 20]},
+            {"id": 5, "image_id": [1], "category_id": 1, "bbox": [10, 10, 20, 20]},
+            {"id": 6, "image_id": 1, "category_id": {"id": 1}, "bbox": [10, 10, 20, 20]},
+            {"id": 7, "image_id": 1, "category_id": 1, "bbox": [True, 10, 20, 20]},
+            {"id": 8, "image_id": 1, "category_id": 1, "bbox": ["10", 10, 20, 20]},
+            {"id": 9, "image_id": 1, "category_id": 1, "bbox": [10, 10, float("inf"), 20]},
+        ],
+    }
+    records, errors = coco_to_records(coco, Path("imgs"))
+    assert [(r.image, [o.bbox_2d for o in r.objects]) for r in records] == [("imgs/a.jpg", [[10, 10, 30, 30]])]
+    reasons = {str(e.get("annotation_id", e.get("entry", e.get("image_id")))): e["reason"] for e in errors}
+    assert reasons["images[1]"] == "images[1] is NoneType, not an object" and "images[2]" in reasons
+    assert reasons["categories[3]"] == "categories[3] is int, not an object"
+    assert reasons["annotations[1]"] == "annotations[1] is int, not an object"
+    assert "image id 2 is listed more than once (also for b.jpg)" in reasons["2"]
+    assert "id [3] is no number or string" in reasons["[3]"]  # an id that cannot be a key is named, not used
+    assert reasons["3"] == "its image id is listed more than once: which photo it belongs to is unknown"
+    assert reasons["4"] == "category id 5 is listed with more than one name (挡风板/已安装, 线缆)"
+    assert reasons["5"] == "unknown image id" and reasons["6"] == "unknown category id {'id': 1}"
+    assert all("bbox must be [x, y, width, height]" in reasons[i] for i in ("7", "8")) and "not a finite" in reasons["9"]
+
+
+@pytest.mark.parametrize("annotations", [None, {}, "[]"])
+def test_a_file_without_an_annotations_list_is_no_coco_detection_file(annotations):
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 50}], "categories": []}
+    if annotations is not None:
+        coco["annotations"] = annotations
+    with pytest.raises(ValueError, match="not a COCO detection file: 'annotations' must be a list of boxes"):
+        coco_to_records(coco, Path("imgs"))
 
 
 boxes = st.tuples(

@@ -152,3 +152,21 @@ def test_stats_of_a_photo_no_frame_can_hold_names_the_photo(dataset: Path):
     dataset.write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = CliRunner().invoke(make_app(), ["stats", str(dataset)])
     assert result.exit_code == 2 and "error: images/03.jpg: image size 100000x120: aspect ratio" in result.output, result.output
+
+
+def test_import_coco_of_one_photo_listed_twice_keeps_its_first_entry_once(tmp_path: Path):
+    images = tmp_path / "coco_images"
+    images.mkdir()
+    Image.new("RGB", (100, 80)).save(images / "a.jpg")
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 80},
+                       {"id": 2, "file_name": "./a.jpg", "width": 100, "height": 80}],
+            "categories": [{"id": 1, "name": "标签贴纸"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 30, 40]},
+                            {"id": 2, "image_id": 2, "category_id": 1, "bbox": [1, 2, 30, 40]}]}
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps(coco), encoding="utf-8")
+    invoke("import-coco", ann, images, tmp_path / "ds", "--val-ratio", "0")
+    (record,) = read_records(tmp_path / "ds" / TRAIN)
+    assert record.id == "1" and len(record.objects) == 1  # one photo, its boxes once: it cannot land in train and val
+    (error,) = [json.loads(line) for line in (tmp_path / "ds" / ERRORS).read_text(encoding="utf-8").splitlines()]
+    assert error["image_id"] == "2" and error["reason"].startswith("the same photo as image id 1")

@@ -55,20 +55,59 @@ def _error(reason: str, **where: Any) -> dict[str, Any]:
     return {**where, "reason": reason}
 
 
+def _listed(coco: dict[str, Any], key: str, errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The objects listed under `coco[key]`; an entry that is no object is an error of its own, and a `key` that is no
+    list a ValueError (the file is no COCO detection file)."""
+    entries = coco.get(key, [])
+    if not isinstance(entries, list):
+        raise ValueError(f"'{key}' must be a list, got {type(entries).__name__}")
+    kept = []
+    for i, entry in enumerate(entries):
+        if isinstance(entry, dict):
+            kept.append(entry)
+        else:
+            errors.append(_error(f"{key}[{i}] is {type(entry).__name__}, not an object", entry=f"{key}[{i}]"))
+    return kept
+
+
+def _id(value: Any) -> int | str | None:
+    """A COCO id as a key: an int, or a string as some tools write it; anything else names nothing."""
+    return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageRecord], list[dict[str, Any]]]:
     """Records (one per COCO image, objects sorted, image path `images_dir/file_name`) and the skipped entries.
 
     Paths are only joined here; whether the file exists, stays inside `images_dir` and is a photo is
     decided where files are read (`coco_files.import_coco`).
 
-    Crowd annotations, degenerate or outside boxes, unknown image or category ids, and images without a
-    usable size are skipped, each with an error entry naming its id.
+    Crowd annotations, degenerate or outside boxes, unknown image or category ids, images without a usable
+    size, entries that are no objects, and ids listed twice (their annotations could belong to either) are
+    skipped, each with an error entry naming it. ValueError when the file has no `annotations` list.
     """
+    if not isinstance(coco.get("annotations"), list):
+        got = type(coco["annotations"]).__name__ if "annotations" in coco else "none"
+        raise ValueError(f"not a COCO detection file: 'annotations' must be a list of boxes, got {got}")
     errors: list[dict[str, Any]] = []
-    categories = {c["id"]: str(c["name"]) for c in coco.get("categories", []) if "id" in c and clean_label(str(c.get("name") or ""))}
-    images: dict[Any, dict[str, Any]] = {}
-    for im in coco.get("images", []):
+    categories: dict[int | str, str] = {}
+    ambiguous: dict[int | str, set[str]] = {}  # category id -> its names, when listed with more than one
+    for c in _listed(coco, "categories", errors):
+        cat_id, name = _id(c.get("id")), str(c.get("name") or "")
+        if cat_id is None or not clean_label(name):
+            continue  # its annotations are reported as of an unknown category
+        if categories.setdefault(cat_id, name) != name:
+            ambiguous.setdefault(cat_id, {categories[cat_id]}).add(name)
+    images: dict[int | str, dict[str, Any]] = {}
+    repeated: set[int | str] = set()  # image ids listed twice
+    for im in _listed(coco, "images", errors):
+        image_id = _id(im.get("id"))
         try:
+            if image_id is None:
+                raise ValueError(f"id {im.get('id')!r} is no number or string")
             size = (int(im["width"]), int(im["height"]))
             file_name = im["file_name"]
             if not isinstance(file_name, str) or not file_name.strip():
@@ -77,14 +116,25 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             file_name = file_name.replace("\\", "/")
             if size[0] <= 0 or size[1] <= 0:
                 raise ValueError(f"size {size[0]}x{size[1]}")
-        except (KeyError, TypeError, ValueError) as e:
-            errors.append(_error(f"image entry without a usable file_name/width/height ({e})", image_id=im.get("id")))
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
+            errors.append(_error(f"image entry without a usable id/file_name/width/height ({e})", image_id=im.get("id")))
             continue
-        images[im.get("id")] = {"file_name": file_name, "size": size, "objects": []}
+        if image_id in images or image_id in repeated:
+            errors.append(_error(f"image id {image_id!r} is listed more than once (also for "
+                                 f"{images.get(image_id, {}).get('file_name', 'another entry')}): give each image its "
+                                 "own id", image_id=image_id, file=file_name))
+            repeated.add(image_id)
+            images.pop(image_id, None)
+            continue
+        images[image_id] = {"file_name": file_name, "size": size, "objects": []}
 
-    for ann in coco.get("annotations", []):
+    for ann in _listed(coco, "annotations", errors):
         where = {"annotation_id": ann.get("id"), "image_id": ann.get("image_id")}
-        image = images.get(ann.get("image_id"))
+        image_id = _id(ann.get("image_id"))
+        if image_id in repeated:
+            errors.append(_error("its image id is listed more than once: which photo it belongs to is unknown", **where))
+            continue
+        image = images.get(image_id) if image_id is not None else None
         if image is None:
             errors.append(_error("unknown image id", **where))
             continue
@@ -92,16 +142,21 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
         if ann.get("iscrowd"):
             errors.append(_error("crowd annotation (a region of many objects, not one box)", **where))
             continue
-        label = categories.get(ann.get("category_id"))
+        cat_id = _id(ann.get("category_id"))
+        if cat_id in ambiguous:
+            names = ", ".join(sorted(ambiguous[cat_id]))
+            errors.append(_error(f"category id {cat_id!r} is listed with more than one name ({names})", **where))
+            continue
+        label = categories.get(cat_id) if cat_id is not None else None
         if label is None:
             errors.append(_error(f"unknown category id {ann.get('category_id')}", **where))
             continue
         where["label"] = label
-        try:
-            x, y, w, h = (float(v) for v in ann["bbox"])
-        except (KeyError, TypeError, ValueError):
-            errors.append(_error(f"bbox must be [x, y, width, height], got {ann.get('bbox')}", **where))
+        bbox = ann.get("bbox")
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(_is_number, bbox))):
+            errors.append(_error(f"bbox must be [x, y, width, height], got {bbox}", **where))
             continue
+        x, y, w, h = (float(v) for v in bbox)
         if not all(math.isfinite(v) for v in (x, y, w, h)):
             errors.append(_error(f"bbox {ann['bbox']} has a value that is not a finite number (NaN or infinity)", **where))
             continue

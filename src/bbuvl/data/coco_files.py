@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,9 +47,12 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
         raise ValueError(f"{annotations}: not a COCO file (expected a JSON object with images/annotations/categories)")
     try:
         records, errors = coco_to_records(coco, images_dir)
+    except ValueError as e:
+        raise ValueError(f"{annotations}: {e}") from None
     except (AttributeError, TypeError, KeyError) as e:  # entries that are not objects, ids that are not hashable
         raise ValueError(f"{annotations}: not a COCO detection file ({type(e).__name__}: {e})") from e
     kept, placer, outside = [], ImagePlacer(out, link), 0
+    listed: dict[str, str | None] = {}  # photo -> the image id that listed it first
     for r in records:
         src = Path(r.image)
         try:
@@ -59,6 +63,12 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
             outside += isinstance(e, OutsideFolderError)
             errors.append({"file": r.image, "image_id": r.id, "reason": str(e).removeprefix(f"{src}: ")})
             continue
+        photo = os.path.normpath(os.path.abspath(src))  # a photo is its path (links not resolved), as predict names it
+        if photo in listed:
+            errors.append({"file": r.image, "image_id": r.id, "reason": f"the same photo as image id {listed[photo]}: "
+                           f"a photo listed twice would count its boxes twice; its {len(r.objects)} boxes were skipped"})
+            continue
+        listed[photo] = r.id
         rel = placer.place(src, preferred_name(src, images_dir))
         objects = [o.model_copy(update={"desc": hierarchy.canonical(o.desc) or o.desc}) for o in r.objects]
         kept.append(r.model_copy(update={"images": [rel.as_posix()], "objects": objects}))
