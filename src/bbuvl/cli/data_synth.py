@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from PIL import Image
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -99,6 +100,8 @@ def synth(
         fail("--fault-rate is for --scene bbu; shapes have no faults")
     px = parse_range(object_px, "--object-px") if object_px is not None else None
     wh = parse_size(size)
+    if wh[0] * wh[1] > Image.MAX_IMAGE_PIXELS:  # every reader here refuses such a photo (a decompression bomb)
+        fail(f"--size {size}: {wh[0] * wh[1]:,} pixels, more than the {Image.MAX_IMAGE_PIXELS:,} a photo may hold")
     if fmt == "jsonl":
         claim_outputs("data synth", {}, [out / n for n in DATASET_FILES], [out / IMAGES], overwrite)
     else:
