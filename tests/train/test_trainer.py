@@ -237,3 +237,11 @@ def test_samples_the_collator_drops_are_counted_where_training_runs_also_with_lo
     trainer = make_trainer(run, progress=False)
     trainer.train()
     assert trainer.budget_dropped == 2 and run.collator.budget.dropped == 0  # the workers' copies counted, not this one
+
+
+@pytest.mark.parametrize("key", ["val", "teachers"])
+def test_a_data_file_the_config_names_that_is_not_there_is_a_startup_error(run_config, tmp_path, key):
+    missing = tmp_path / f"typo_{key}.jsonl"
+    with pytest.raises(ValueError, match=f"data.{key} {missing}: no such file.*data.{key}: null"):
+        build_run(run_config(f"data.{key}={missing}"))
+    assert not (tmp_path / "run").exists()

@@ -12,7 +12,7 @@ import torch
 from PIL import ImageOps
 
 from bbuvl.config import CropConfig
-from bbuvl.data.check import check_boxes, sample_records
+from bbuvl.data.check import check_boxes, check_size, probe_image, sample_records
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.regions import Region, magnified_record, mirrored_record, random_region
 from bbuvl.data.schema import ImageRecord, Sample, iter_dataset, resolve_image
@@ -45,26 +45,41 @@ class SampleSource:
 
 
 def read_training_data(path: str | Path, show: int = 5) -> list[Sample]:
-    """The samples of a JSONL for training (train, val or teachers), refusing the boxes `bbuvl data check` calls errors.
+    """The samples of a JSONL for training (train, val or teachers), refusing the records `bbuvl data check` calls
+    errors.
 
-    Check's own rules (data/check.py `check_boxes`): a box outside its photo or without area would be clipped to a
-    target that is not the object, and an object annotated twice would be taught twice. A bad line raises
-    naming file and line; so does the first box error, with how many more there are.
+    Check's own rules (data/check.py): a box outside its photo or without area would be clipped to a target that is
+    not the object, and an object annotated twice would be taught twice. A photo that is missing, no image, or of
+    another size than its record says would stop the run at the step that first draws it, perhaps hours in: its
+    header is read now (not its pixels: a header costs well under a millisecond). A bad line raises naming file and
+    line; so does the first record error, with how many more there are.
     """
     samples: list[Sample] = []
-    errors: list[str] = []
+    errors: dict[str, list[str]] = {"box": [], "photo": []}
     for row in iter_dataset(path):
         if row.error is not None:
             raise row.error
         samples.append(row.sample)
         for prefix, record in sample_records(row.sample):
-            errors += [f"{path}:{row.line}: {prefix}{message}" for message, severity in check_boxes(record)
-                       if severity == "error"]
-    if errors:
-        more = f" (and {len(errors) - 1} more box error(s): {'; '.join(errors[1:show])}{' ...' if len(errors) > show else ''})"
-        raise ValueError(f"{errors[0]}{more if len(errors) > 1 else ''}; training uses no box `bbuvl data check` "
-                         f"calls an error: fix or remove them (`bbuvl data check {path}` lists every one)")
+            errors["box"] += [f"{path}:{row.line}: {prefix}{message}" for message, severity in check_boxes(record)
+                              if severity == "error"]
+            if problem := photo_problem(path, record):
+                errors["photo"].append(f"{path}:{row.line}: {prefix}{problem}")
+    for what, found in errors.items():
+        if found:
+            more = (f" (and {len(found) - 1} more {what} error(s): {'; '.join(found[1:show])}"
+                    f"{' ...' if len(found) > show else ''})")
+            raise ValueError(f"{found[0]}{more if len(found) > 1 else ''}; training uses no {what} `bbuvl data check` "
+                             f"calls an error: fix or remove them (`bbuvl data check {path}` lists every one)")
     return samples
+
+
+def photo_problem(dataset_path: str | Path, record: ImageRecord) -> str | None:
+    """What `bbuvl data check` says of a record's photo from its header (missing, no image, another size), or None."""
+    info = probe_image(resolve_image(dataset_path, record.image), decode=False)
+    if isinstance(info, str):
+        return f"image {record.image}: {info}"
+    return check_size(record, record.image, info)
 
 
 def sources_from(samples: list[Sample], dataset_path: str | Path) -> list[SampleSource]:

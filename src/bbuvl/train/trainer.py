@@ -72,6 +72,22 @@ class Run:
     refit_photos: list[Photo] = field(default_factory=list)  # `detection.caption_refit.photos`, read before training
 
 
+def optional_data(cfg: Config, key: str) -> str | None:
+    """The file `data.<key>` (val or teachers) names; None when unset, or left at its default and absent.
+
+    One the config names that is not there is refused: a misspelt path would train without validation or teachers
+    and say nothing. The defaults (data/val.jsonl, data/teachers.jsonl) stay optional, as `data convert` may write none.
+    """
+    path = getattr(cfg.data, key)
+    if path is None or Path(path).is_file():
+        return path
+    if key in cfg.data.model_fields_set:
+        what = "no such file" if not Path(path).exists() else "not a file"
+        raise ValueError(f"data.{key} {path}: {what}; fix the path, or set data.{key}: null to train without "
+                         f"{'validation' if key == 'val' else 'teacher photos'}")
+    return None
+
+
 def build_run(cfg: Config) -> Run:
     """Load the model and data a config describes and check parameter groups (fails fast, before any step)."""
     set_seed(cfg.training.seed)  # the head's initial weights must not depend on what ran before in this process
@@ -87,11 +103,11 @@ def build_run(cfg: Config) -> Run:
     # Every data file is read (an empty one, a box `data check` calls an error: refused) before the model loads.
     train_sources = sources_from(read_training_data(cfg.data.train), cfg.data.train)
     pool = []
-    if cfg.data.teachers and Path(cfg.data.teachers).exists():
-        pool = [SourcedRecord(s.student, cfg.data.teachers) for s in read_training_data(cfg.data.teachers)]
+    if teachers := optional_data(cfg, "teachers"):
+        pool = [SourcedRecord(s.student, teachers) for s in read_training_data(teachers)]
     val_sources = None
-    if cfg.data.val and Path(cfg.data.val).exists():
-        val_sources = sources_from(read_training_data(cfg.data.val), cfg.data.val)
+    if val := optional_data(cfg, "val"):
+        val_sources = sources_from(read_training_data(val), val)
     refit = cfg.detection.caption_refit
     # Read now, not when the refit starts after the last step: a bad line there would cost the whole run.
     refit_photos = jsonl_photos(refit.photos) if cfg.detection.refits and refit.photos else []
