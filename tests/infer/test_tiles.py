@@ -362,3 +362,34 @@ def test_auto_with_part_sides_cuts_the_grid_the_whole_pass_s_screws_ask_for():
     assert len(regions(50.0)) == 1 + 3 * 3  # zoom 2.5: the photo shown at 0.625, a 3x3 grid
     assert regions(25.0) == [(0, 0, 1792, 1344)]  # zoom 1.25: near the trained size already, no tiles
     assert len(regions(50.0, score=0.1)) == 1 + 4 * 4  # no sure screw: the frame scale's grid (trained at 1.0)
+
+
+@pytest.mark.parametrize("size", [(20, 4000), (4000, 20), (27, 4000), (3000, 16)])
+@pytest.mark.parametrize("grid", [(2, 2), (3, 1), (1, 3), (4, 4)])
+def test_a_photo_near_the_aspect_limit_is_cut_only_into_tiles_a_frame_holds(size, grid):
+    contract = CoordinateContract(min_pixels=50176, max_pixels=50176, max_vision_tokens=64)
+    for plan in (TilePlan(grid=grid), TilePlan(grid=grid, stride=0.6)):
+        for region in [(0, 0, *size), *plan.tiles(size, contract)]:
+            zoomed_size(region, size, contract)  # raised ValueError ("aspect ratio 200.4 exceeds 200") before
+    tiles = TilePlan(grid=grid).tiles(size, contract)
+    cols, rows = (len({t[0] for t in tiles}), len({t[1] for t in tiles})) if tiles else (1, 1)
+    assert cols <= grid[0] and rows <= grid[1]  # fewer cuts, never more
+
+
+def test_a_container_thinner_than_a_frame_holds_keeps_its_first_pass_box_and_the_photo_its_answer():
+    photo = Image.new("RGB", (448, 336))
+
+    def predict(crops, tiles):  # the whole pass finds a BBU 2 px wide and 330 tall: no region a frame holds
+        return [([([100.0, 2.0, 101.0, 332.0], BBU, 0.9)] if not tiles else [], None) for _ in crops]
+
+    plan = TilePlan(containers=("bbu基带处理单元",), container_margin=0.0)
+    result = predict_tiled(predict, photo, plan, CoordinateContract(min_pixels=3136, max_pixels=448 * 336))
+    assert [d.label for d in result.objects] == [BBU]
+
+
+@pytest.mark.parametrize("size", [(20, 4000), (4000, 20)])
+def test_a_photo_at_the_aspect_limit_is_predicted_through_tiles(predictor, size, tmp_path):
+    path = tmp_path / "strip.png"
+    Image.new("RGB", size, (90, 90, 200)).save(path)
+    line = predictor.predict_lines([str(path)], "head", tiles="2x2")[0]
+    assert line["error"] is None and line.get("tiled") is True

@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.coords import MAX_ASPECT, CoordinateContract
 from bbuvl.data.labels import label_at_level
 from bbuvl.data.regions import MAX_GRID, Region, Size, grid_regions, strided_regions, tile_side_overlap
 from bbuvl.infer.tile_refine import refine_thin
@@ -78,7 +78,14 @@ def zoomed_size(region: Region, photo_size: Size, contract: CoordinateContract, 
     if zoom is None:
         fw, fh = contract.model_size(photo_size)
         zoom = math.sqrt(fw * fh / (rw * rh))
-    return contract.model_size((max(1, round(rw * zoom)), max(1, round(rh * zoom))))
+    w, h = max(1, round(rw * zoom)), max(1, round(rh * zoom))
+    # Rounding can carry a region at smart_resize's aspect limit past it (a 20x4000 photo's whole pass, 21x4209): the
+    # short side is rounded up instead.
+    if w < h and h > MAX_ASPECT * w:
+        w = math.ceil(h / MAX_ASPECT)
+    elif h < w and w > MAX_ASPECT * h:
+        h = math.ceil(w / MAX_ASPECT)
+    return contract.model_size((w, h))
 
 
 def region_zoom(region: Region, photo_size: Size, contract: CoordinateContract, zoom: float | None = None) -> float:
@@ -315,15 +322,31 @@ class TilePlan:
 
     def tiles(self, size: Size, contract: CoordinateContract, scale: float | None = None) -> list[Region]:
         """The grid's regions for a photo of `size` (none when the plan has no grid, one tile is the whole photo);
-        `auto` shows the photo at `scale` frame pixels per stored pixel when given, else at `train_scale`."""
+        `auto` shows the photo at `scale` frame pixels per stored pixel when given, else at `train_scale`.
+
+        A photo near smart_resize's aspect limit (a 20x4000 strip) cut across its short side gives slivers no frame
+        holds, and one such tile would fail the whole photo: the grid loses a cut along the tiles' short side until
+        every tile can be framed."""
         grid = auto_grid(size, contract, scale or self.train_scale) if self.auto else self.grid
-        if grid is None or grid == (1, 1):
-            return []
-        regions = grid_regions(size, *grid, overlap=tile_side_overlap(size, grid, self.overlap))
-        if self.stride is None:
-            return regions
-        x1, y1, x2, y2 = regions[0]
-        return strided_regions(size, (x2 - x1, y2 - y1), self.stride, least=grid)
+        while grid is not None and grid != (1, 1):
+            regions = grid_regions(size, *grid, overlap=tile_side_overlap(size, grid, self.overlap))
+            x1, y1, x2, y2 = regions[0]
+            if self.stride is not None:
+                regions = strided_regions(size, (x2 - x1, y2 - y1), self.stride, least=grid)
+            if all(self.framable(r, size, contract) for r in regions):
+                return regions
+            cols, rows = grid
+            grid = (max(1, cols - 1), rows) if x2 - x1 < y2 - y1 else (cols, max(1, rows - 1))
+        return []
+
+    def framable(self, region: Region, size: Size, contract: CoordinateContract) -> bool:
+        """Whether the model can be shown `region` of a photo of `size` at the plan's zoom (its aspect within
+        smart_resize's limit once zoomed)."""
+        try:
+            zoomed_size(region, size, contract, self.zoom)
+        except ValueError:
+            return False
+        return True
 
 
 @dataclass
@@ -430,8 +453,10 @@ def predict_tiled(predict: PredictImages, image: Image.Image, plan: TilePlan,
     found += refine_thin(answered, [d for d in dets if not d.whole], plan.refine) if tiles and plan.whole else answered
     passes.append(cost)
     if plan.containers:
+        # A container box thinner than smart_resize's aspect limit is no region to zoom into: its first-pass box stays.
         zoom_regions = [r for r in container_regions(merge_detections(found, plan.min_overlap), plan.containers, size,
-                                                     plan.container_margin) if r != whole_region]
+                                                     plan.container_margin)
+                        if r != whole_region and plan.framable(r, size, contract)]
         dets, cost = predict_regions(predict, image, zoom_regions, contract, plan.zoom)
         found += dets
         passes.append(cost)
