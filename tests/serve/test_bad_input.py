@@ -29,6 +29,12 @@ def truncated_jpeg() -> bytes:
     return buf.getvalue()[: len(buf.getvalue()) // 2]
 
 
+def png(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (120, 40, 200)).save(buf, "PNG")
+    return buf.getvalue()
+
+
 def gif() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (64, 48), (120, 40, 200)).save(buf, "GIF")
@@ -48,6 +54,8 @@ BAD = {
     "empty_file": (*as_file(b""), 400, "empty_image"),
     "decompression_bomb": (*as_file(png_header_only(30000, 30000)), 413, "image_too_large"),
     "over_the_contracts_pixel_limit": (*as_file(png_header_only(3000, 2000)), 413, "image_too_large"),
+    # A 500 `inference_failed` before: smart_resize refuses it, which is the photo's fault, not the model's.
+    "longer_than_any_frame_holds": (*as_file(png(3, 900)), 400, "bad_aspect_ratio"),
     "body_over_the_limit": (*as_file(b"\xff\xd8" + b"0" * (1536 * 1024)), 413, "body_too_large"),
     "wrong_content_type": (b"hello", {"Content-Type": "text/plain"}, 415, "unsupported_media_type"),
     "no_content_type": (b"hello", {}, 415, "unsupported_media_type"),
@@ -113,3 +121,9 @@ def test_a_body_over_the_limit_without_a_declared_length_is_refused_as_it_arrive
         assert r.status == 413 and json.loads(r.read())["error"]["kind"] == "body_too_large"
     finally:
         conn.close()
+
+
+def test_a_photo_at_the_aspect_limit_is_answered(bad_server):
+    body, headers = as_file(png(20, 4000))
+    r = bad_server.request("POST", "/v1/detect", body, headers)
+    assert r.status == 200 and (r.json()["width"], r.json()["height"]) == (20, 4000), r.body

@@ -15,6 +15,7 @@ import re
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from bbuvl.data.coords import MAX_ASPECT
 from bbuvl.data.images import EXIF_ORIENTATION, convert_to_rgb, unsupported_format
 from bbuvl.serve.errors import ApiError
 
@@ -41,6 +42,9 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
             if w * h > max_pixels:
                 raise ApiError(413, "image_too_large", f"the image is {w}x{h} = {w * h} pixels; this server accepts "
                                f"at most {max_pixels} (a decompression bomb, or a photo to scale down first)")
+            if max(w, h) > MAX_ASPECT * min(w, h):  # no model frame holds it: the client's photo, not the model, fails
+                raise ApiError(400, "bad_aspect_ratio", f"the image is {w}x{h}, {max(w, h) / min(w, h):.1f} times as long "
+                               f"as it is wide; the model frame takes at most {MAX_ASPECT}:1: crop it first")
             im.load()
             orientation = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
             upright = ImageOps.exif_transpose(im) if orientation != 1 else im
