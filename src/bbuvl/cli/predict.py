@@ -137,19 +137,24 @@ def predict(
             discard_output(out)  # only now, with the model loaded: a failed start keeps the old file
     with Progress(TextColumn(f"predict ({mode})"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   TextColumn("{task.fields[rate]}"), console=console) as progress:
+        import time
+
         task = progress.add_task("predict", total=None, rate="")
-        start = [None]
+        start = time.perf_counter()  # not at the first chunk's end: the rate would be that chunk over no time at all
 
         def on_progress(done: int, total: int) -> None:
-            import time
-
-            start[0] = start[0] or time.perf_counter()
-            progress.update(task, completed=done, total=total, rate=f"{done / max(time.perf_counter() - start[0], 1e-9):.2f} img/s")
+            progress.update(task, completed=done, total=total, rate=f"{done / max(time.perf_counter() - start, 1e-9):.2f} img/s")
 
         with user_errors(ValueError, OSError):
             stats = run_predictions(job, lambda chunk: predictor.predict_lines(chunk, mode, **options.model_dump()), on_progress)
     console.print(f"[green]done[/]: {stats['predicted']} predicted ({stats['images_per_s']:.2f} img/s), "
                   f"{stats['skipped']} already in {escape(str(out))}, {stats['errors']} with errors")
+    shown = 5  # a folder of broken photos would bury the summary: the output's lines hold every error
+    for failed in stats["failed"][:shown]:
+        console.print(f"[yellow]error[/]: {escape(failed)}", soft_wrap=True)
+    if len(stats["failed"]) > shown:
+        console.print(f"... and {len(stats['failed']) - shown} more: their lines in {escape(str(out))} say why "
+                      "(\"error\")", soft_wrap=True)
     if stats["cut"]:
         console.print(f"[yellow]warning[/]: {stats['cut']} of {stats['predicted']} answers reached the token budget "
                       f"(max_new_tokens {options.max_new_tokens}) with more to write: their lines say \"cut\": true, "

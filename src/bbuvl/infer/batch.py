@@ -16,7 +16,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.images import IMAGE_SUFFIXES, list_images
@@ -103,7 +103,7 @@ def batched(items: list[str], n: int) -> Iterator[list[str]]:
 
 
 def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
-                    on_progress: Callable[[int, int], None] | None = None) -> dict[str, int | float]:
+                    on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Predict every input not yet in the output (this rank's share), appending one line per image as it goes.
 
     `predict(paths) -> lines` must return one JSON-ready dict per path (with an "error" for a failed image)
@@ -121,11 +121,13 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
         done = repair_output(job.out, rewrite=rank == 0)[0] | (repair_output(part)[0] if part != job.out else set())
         done = {job.name_of(image) for image in done}
         todo = [p for i, p in enumerate(job.inputs) if i % world == rank and p not in done]
-        start, written, errors, cut = time.perf_counter(), 0, 0, 0
+        start, written, cut = time.perf_counter(), 0, 0
+        failed: list[str] = []  # "name: error" of each photo this run could not predict
         # Unbuffered: each chunk reaches the file in one call, so a failed write leaves nothing behind to flush later.
         with part.open("ab", buffering=0) as fh:
             for chunk in batched(todo, job.batch_size):
-                lines = predict([job.path_of(name) for name in chunk])
+                paths = [job.path_of(name) for name in chunk]
+                lines = predict(paths)
                 for line, name in zip(lines, chunk):
                     line["image"] = name
                 data = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode("utf-8")
@@ -137,7 +139,8 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
                     raise OSError(e.errno, f"{part}: writing predictions failed ({e.strerror or e}); the "
                                   f"{len(done) + written} images written before are kept: fix the cause and re-run "
                                   "the same command to resume") from e
-                errors += sum(line.get("error") is not None for line in lines)
+                failed += [f"{name}: {str(line['error']).removeprefix(f'{path}: ')}"
+                           for name, path, line in zip(chunk, paths, lines) if line.get("error") is not None]
                 cut += sum(bool(line.get("cut")) for line in lines)
                 written += len(chunk)
                 if on_progress:
@@ -145,8 +148,8 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
         elapsed = time.perf_counter() - start
         if world > 1:
             _merge_when_all_done(job, rank, world)
-    return {"skipped": len(done), "predicted": written, "errors": errors, "cut": cut, "seconds": elapsed,
-            "images_per_s": written / elapsed if elapsed > 0 else 0.0}
+    return {"skipped": len(done), "predicted": written, "errors": len(failed), "failed": failed, "cut": cut,
+            "seconds": elapsed, "images_per_s": written / elapsed if elapsed > 0 else 0.0}
 
 
 def merge_parts(job: PredictJob, world: int) -> int:

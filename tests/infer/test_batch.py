@@ -1,0 +1,28 @@
+"""Batch prediction over a folder: a photo that cannot be read is its own error line, named on the console."""
+
+import json
+
+from PIL import Image
+from typer.testing import CliRunner
+
+from bbuvl.cli import app
+
+
+def test_predict_names_each_photo_it_could_not_read_and_predicts_the_others(trained_checkpoint, tmp_path):
+    folder = tmp_path / "photos"
+    for sub in ("a", "b"):  # one name in two folders: two photos, two lines
+        (folder / sub).mkdir(parents=True)
+        Image.new("RGB", (224, 168), (200, 30, 30)).save(folder / sub / "same photo.png")
+    (folder / "[red]empty 照片.jpg").write_bytes(b"")
+    (folder / "cut.png").write_bytes((folder / "a" / "same photo.png").read_bytes()[:60])
+    out = tmp_path / "pred.jsonl"
+    result = CliRunner().invoke(app, ["predict", "-c", str(trained_checkpoint), "-i", str(folder), "-o", str(out),
+                                      "--mode", "head", "--device", "cpu"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = {line["image"]: line for line in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    assert sorted(lines) == ["[red]empty 照片.jpg", "a/same photo.png", "b/same photo.png", "cut.png"]
+    assert [name for name, line in lines.items() if line["error"]] == ["[red]empty 照片.jpg", "cut.png"]
+    text = " ".join(result.output.split())
+    assert "2 with errors" in text
+    # Named as the output names them, the markup in a name printed as typed, not read as a colour.
+    assert "error: [red]empty 照片.jpg: not an image" in text and "error: cut.png: " in text
