@@ -104,6 +104,9 @@ def choose_tiles(
                             if choose_thresholds else (None, None))
         if verdict is not None:
             verdict.save(checkpoint)
+    for failed in unreadable(chosen_predictions(out, chosen)):
+        console.print(f"[yellow]warning[/]: {escape(failed)}; it counts as a photo where nothing was found, at every "
+                      "scale", soft_wrap=True)
     for c in chosen.candidates:
         mark = " *" if c.scale == chosen.scale else ""
         table.add_row(f"{c.scale:g}{mark}", escape(", ".join(f"{g} ({n})" for g, n in c.grids.items())), str(c.passes),
@@ -131,6 +134,15 @@ def choose_tiles(
         console.print(f"[yellow]note[/]: {escape(str(checkpoint / TILED_THRESHOLDS_FILE))} was chosen on photos cut at "
                       "the scale before this one; choose it again (--choose-thresholds) so that it fits this scale's "
                       "fault scores", soft_wrap=True)
+
+
+def unreadable(predictions: Path) -> list[str]:
+    """`photo: why` for each validation photo a predictions file says could not be predicted (missing, corrupt)."""
+    import json
+
+    lines = (json.loads(text) for text in predictions.read_text(encoding="utf-8").splitlines() if text.strip())
+    return [f"{line['image']}: {str(line['error']).removeprefix(str(line['image']) + ': ')}" for line in lines
+            if line.get("error")]
 
 
 def _num(v: float | None) -> str:

@@ -1,0 +1,27 @@
+"""`bbuvl choose-tiles` over validation photos one of which cannot be read: it chooses, and names that photo."""
+
+import json
+import shutil
+
+from typer.testing import CliRunner
+
+from bbuvl.cli import app
+
+
+def test_a_validation_photo_that_cannot_be_read_is_named_and_the_others_are_scored(trained_checkpoint, small_dataset,
+                                                                                   tmp_path):
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)  # choose-tiles writes its tile_scale.json into the checkpoint
+    lines = (small_dataset / "val.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines]
+    for r in records:
+        r["images"] = [str(small_dataset / r["images"][0])]
+    gone = {**records[0], "images": [str(tmp_path / "[red]gone.png")]}
+    gt = tmp_path / "val.jsonl"
+    gt.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in [*records, gone]), encoding="utf-8")
+    result = CliRunner().invoke(app, ["choose-tiles", "-c", str(ckpt), "--gt", str(gt), "-o", str(tmp_path / "cands"),
+                                      "--factors", "1", "--no-refine", "--device", "cpu"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert f"warning: {tmp_path / '[red]gone.png'}: image file not found" in text
+    assert text.count("warning:") == 1 and "chose scale 1" in text
