@@ -245,3 +245,13 @@ def test_a_data_file_the_config_names_that_is_not_there_is_a_startup_error(run_c
     with pytest.raises(ValueError, match=f"data.{key} {missing}: no such file.*data.{key}: null"):
         build_run(run_config(f"data.{key}={missing}"))
     assert not (tmp_path / "run").exists()
+
+
+def test_bf16_where_nothing_computes_in_it_is_a_startup_error_naming_the_keys(run_config, tmp_path):
+    from transformers.utils import is_torch_bf16_gpu_available
+
+    if is_torch_bf16_gpu_available():
+        pytest.skip("this machine trains in bf16")
+    with pytest.raises(ValueError, match=r"training.bf16 is true.*training.bf16=false.*training.use_cpu=true"):
+        train(run_config("training.bf16=true", "training.use_cpu=false"), progress=False)
+    assert not (tmp_path / "run").exists()  # refused before the output folder, and before the model loads

@@ -72,6 +72,17 @@ class Run:
     refit_photos: list[Photo] = field(default_factory=list)  # `detection.caption_refit.photos`, read before training
 
 
+def check_precision(cfg: Config) -> None:
+    """Refuse `training.bf16` where nothing computes in it, before the model loads: transformers refuses it only once
+    the trainer is built, minutes later, and names no key of ours."""
+    from transformers.utils import is_torch_bf16_gpu_available, is_torch_xla_available
+
+    t = cfg.training
+    if t.bf16 and not t.use_cpu and not is_torch_bf16_gpu_available() and not is_torch_xla_available():
+        raise ValueError("training.bf16 is true, but this machine has no GPU that computes in bf16: set "
+                         "training.bf16=false to train in float32, or training.use_cpu=true to train on the CPU")
+
+
 def optional_data(cfg: Config, key: str) -> str | None:
     """The file `data.<key>` (val or teachers) names; None when unset, or left at its default and absent.
 
@@ -483,6 +494,7 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
                            "data.teachers": cfg.data.teachers, "--resume-from": resume if isinstance(resume, str) else None},
                      overwrite)
     check_held_out(cfg)  # before the folder is touched: validation shown in training is no run to start
+    check_precision(cfg)
     prepare_output_dir(out, resume=bool(resume), overwrite=overwrite)
     ckpt = None
     if isinstance(resume, str):
