@@ -59,3 +59,9 @@ def test_a_config_with_another_pixel_range_than_the_checkpoint_fails(predictor, 
     checks = check_contract(trained_checkpoint, predictor, other)
     assert [c.status for c in checks] == ["ok", "fail"] and "3136" in checks[-1].detail
     assert [c.status for c in check_contract(trained_checkpoint, predictor, predictor.cfg)] == ["ok"]
+
+
+def test_a_missing_checkpoint_folder_fails_the_load_check_naming_it_once(tmp_path):
+    missing = tmp_path / "nope"
+    report = diagnose_model(missing, device="cpu")
+    assert [(c.name, c.status, c.detail) for c in report.checks] == [("load", "fail", f"{missing}: no such checkpoint folder")]

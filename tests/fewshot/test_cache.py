@@ -75,3 +75,15 @@ def test_moved_file_hits_edited_file_misses_other_backbone_misses(tmp_path, tiny
     clip = load_backbone(str(tiny_backbones["clip"]))
     vec, report = run([ImageItem(paths[0])], clip, cache)
     assert report.embedded == 1 and vec.shape == (1, clip.dim)
+
+
+def test_a_cache_path_that_is_a_file_is_an_error_saying_what_to_do(tmp_path):
+    (tmp_path / "cache").write_text("not a folder", encoding="utf-8")
+    try:
+        EmbeddingCache(tmp_path / "cache")
+    except ValueError as e:  # "[Errno 17] File exists: ..." before
+        assert str(e) == (f"{tmp_path / 'cache'}: cannot be the embedding cache folder (a file, not a folder); pick "
+                          "another --cache, or pass --no-cache")
+    else:
+        raise AssertionError("a file was taken for a cache folder")
+    assert (tmp_path / "cache").read_text(encoding="utf-8") == "not a folder"

@@ -26,3 +26,13 @@ def test_predict_names_each_photo_it_could_not_read_and_predicts_the_others(trai
     assert "2 with errors" in text
     # Named as the output names them, the markup in a name printed as typed, not read as a colour.
     assert "error: [red]empty 照片.jpg: not an image" in text and "error: cut.png: " in text
+
+
+def test_predict_from_a_checkpoint_folder_that_is_not_there_names_the_folder(tmp_path):
+    (tmp_path / "photos").mkdir()
+    for checkpoint, what in ((tmp_path / "nope", "no such"), (tmp_path / "file", "a file, not a")):
+        (tmp_path / "file").write_text("x", encoding="utf-8")
+        result = CliRunner().invoke(app, ["predict", "-c", str(checkpoint), "-i", str(tmp_path / "photos"), "-o",
+                                          str(tmp_path / "pred.jsonl")], env={"COLUMNS": "200"})
+        assert result.exit_code == 2
+        assert " ".join(result.output.split()) == f"error: {checkpoint}: {what} checkpoint folder (--checkpoint)"

@@ -176,6 +176,9 @@ def run_config(checkpoint: Path):  # noqa: ANN201 - a Config
     from bbuvl.config import Config
     from bbuvl.model.checkpoint import is_plain_model_folder, read_run_config
 
+    if not checkpoint.is_dir():  # else the error names bbuvl.yaml inside a folder that is not there
+        raise FileNotFoundError(f"{checkpoint}: {'a file, not a' if checkpoint.exists() else 'no such'} checkpoint "
+                                "folder (--checkpoint)")
     return Config() if is_plain_model_folder(checkpoint) else read_run_config(checkpoint)
 
 

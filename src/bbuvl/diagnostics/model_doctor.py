@@ -323,7 +323,8 @@ def diagnose_model(checkpoint: str | Path, cfg: Config | None = None, image: str
         else:
             predictor = Predictor.load(directory, device=device)
     except (OSError, ValueError, RuntimeError) as e:  # missing files, token mismatch, head weights that do not fit
-        report.checks.append(Check("load", "fail", f"{directory}: {e}"))
+        why = str(e)  # most errors name the folder or a file in it already
+        report.checks.append(Check("load", "fail", why if why.startswith(str(directory)) else f"{directory}: {why}"))
         return report
     run_cfg = cfg or predictor.cfg
     picture = sample_image(predictor.cfg, image)

@@ -65,7 +65,12 @@ class EmbeddingCache:
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file by that name, a read-only disk: said as what to do, not as an errno
+            why = "a file, not a folder" if self.folder.is_file() else e.strerror or str(e)
+            raise ValueError(f"{self.folder}: cannot be the embedding cache folder ({why}); pick another --cache, or "
+                             "pass --no-cache") from None
         self.path = self.folder / CACHE_FILE
         try:
             self._db = sqlite3.connect(self.path, timeout=60)
