@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -157,3 +158,34 @@ def test_commands_writing_into_one_folder_at_once_keep_every_ledger_entry(tmp_pa
     for command in commands:
         for i in range(25):
             assert writer_of(tmp_path / f"{command}_{i}.jsonl") == command
+
+
+def _claim_write_and_die(folder: str, command: str) -> None:
+    claim_outputs(command, {}, folders=[Path(folder)])
+    Path(folder).mkdir(parents=True)
+    (Path(folder) / "half.jpg").write_bytes(b"half of what a run writes")
+    os.kill(os.getpid(), signal.SIGKILL)  # no finish, no ledger entry: what a `kill -9` or the OOM killer leaves
+
+
+def test_a_killed_runs_half_written_output_is_the_same_commands_to_redo_and_nobody_elses(tmp_path):
+    out = tmp_path / "ds" / "images"
+    child = multiprocessing.get_context("spawn").Process(target=_claim_write_and_die, args=(str(out), "data convert"))
+    child.start()
+    child.join(60)
+    assert child.exitcode == -signal.SIGKILL and (out / "half.jpg").exists() and writer_of(out) is None
+    with pytest.raises(OutputConflict, match="not written by `bbuvl data synth`"):
+        claim_outputs("data synth", {}, folders=[out])
+    # A run of the same command that fails before it writes there (another check refused it) leaves that so
+    claim_outputs("data convert", {}, folders=[out]).finish(succeeded=False)
+    with claim_outputs("data convert", {}, folders=[out]):  # the same command redoes it, no --overwrite needed
+        (out / "half.jpg").write_bytes(b"whole")
+    assert writer_of(out) == "data convert"
+
+
+def test_an_output_nobody_recorded_and_no_killed_run_left_is_still_refused(tmp_path):
+    out = tmp_path / "images"
+    out.mkdir()
+    (out / "mine.jpg").write_bytes(b"the user's own photo")
+    with pytest.raises(OutputConflict, match="written by someone else"):
+        claim_outputs("data convert", {}, folders=[out])
+    assert (out / "mine.jpg").read_bytes() == b"the user's own photo"

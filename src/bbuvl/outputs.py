@@ -15,7 +15,10 @@ and folders it fills with names it picks as it goes (pictures, checkpoints). Thr
   did write, never what it merely claimed.
 - One output, one process: each output is locked (flock on a `.NAME.lock` file beside it, holding the pid and
   the command) from the claim to the end of the command; a second writer is refused naming the first's pid.
-  The kernel drops the lock when its holder dies, even by SIGKILL, so a killed run leaves no stale lock.
+  The kernel drops the lock when its holder dies, even by SIGKILL, so a killed run leaves no stale lock. Its lock
+  file stays (a run that ends removes its own), naming the command: the output was claimed by that command (its
+  own, or given up with --overwrite) and half written when it died, unrecorded. So the next run of the same command
+  takes what is there as its own and redoes it; any other command, and anything without such a file, is refused.
 """
 
 from __future__ import annotations
@@ -148,11 +151,14 @@ class Claim:
         """Record what this run wrote and release the outputs.
 
         After success every output that is there is recorded as the command's; after a failure only those whose
-        content this run changed (they hold its bytes, and a re-run may redo them), never one it merely claimed.
+        content this run changed (they hold its bytes, and a re-run may redo them), never one it merely claimed. A
+        failed run leaves a killed run's lock file it found on an output it did not change as it was, so that the
+        next run of that command may still redo it.
         """
         if self.done:
             return
         self.done = True
+        recorded: set[Path] = set()
         try:
             if not self.record:
                 return
@@ -165,12 +171,13 @@ class Claim:
                 if folder.is_dir():
                     try:
                         _record(folder, digests, self.command)
+                        recorded.update(folder / name for name in digests)
                     except OSError as e:  # a full disk: unrecorded outputs are nobody's, the safe side to err on
                         log.warning("%s; what `bbuvl %s` wrote there is not recorded as its own (a re-run will "
                                     "need --overwrite)", e, self.command)
         finally:
-            for lock in reversed(self.locks):
-                lock.release()
+            for out, lock in reversed(list(zip(self.outputs, self.locks))):
+                lock.release(restore=not succeeded and out not in recorded)
 
     def __enter__(self) -> "Claim":
         return self
@@ -194,11 +201,14 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
     try:
         for out in outputs:
             claim.locks.append(OutputLock(out, command).acquire())
-        for out, given in zip(outputs, files + folders):
+        for out, given, lock in zip(outputs, files + folders, claim.locks):
             claim.before[out] = digest = output_digest(out)
             if digest is None or overwrite:
                 continue
             owner = writer_of(out)
+            if owner is None and lock.killed_command == command:
+                log.info("%s: taken as `bbuvl %s`'s own: a run of it was killed while writing it", given, command)
+                continue
             if owner != command:
                 if owner is not None:
                     by = f"written by `bbuvl {owner}`"
@@ -209,7 +219,7 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
                                      "replace it. Pass --overwrite to replace it, or choose another output")
     except BaseException:
         for lock in reversed(claim.locks):
-            lock.release()
+            lock.release(restore=True)  # a refused claim leaves a killed run's lock file as it found it
         raise
     return claim
 
@@ -240,6 +250,8 @@ class OutputLock:
         self.out = Path(os.path.abspath(out))
         self.path = lock_path(self.out)
         self.command = command
+        self.killed_command: str | None = None  # the command of a killed holder whose lock file this one found
+        self._found = ""  # that holder's line, as the lock file held it
         self._created: list[Path] = []
 
     def acquire(self) -> "OutputLock":
@@ -268,6 +280,11 @@ class OutputLock:
                 break
             fh.close()
         fh.seek(0)
+        # A holder that ends removes its lock file before letting go, so a file with a holder's line in it, now
+        # unheld, is a killed run's.
+        self._found = fh.read().strip()
+        self.killed_command = self._found.partition(" ")[2] or None
+        fh.seek(0)
         fh.truncate()
         fh.write(f"{os.getpid()} {self.command}\n")
         fh.flush()
@@ -283,8 +300,9 @@ class OutputLock:
                                  "wait for it to finish, or choose another output")
         return self
 
-    def release(self) -> None:
-        """Let go (the last of the re-entrant holders removes the lock file)."""
+    def release(self, restore: bool = False) -> None:
+        """Let go (the last of the re-entrant holders removes the lock file; with `restore`, one that held a killed
+        run's line gets that line back and stays, for the run that will redo its output)."""
         held = _HELD.get(self.path)
         if held is None:
             return
@@ -292,7 +310,13 @@ class OutputLock:
         if held[0] > 0:
             return
         del _HELD[self.path]
-        self.path.unlink(missing_ok=True)  # while still locked, so no one else can be holding this inode
+        if restore and held[2]._found:
+            held[1].seek(0)
+            held[1].truncate()
+            held[1].write(held[2]._found + "\n")
+            held[1].flush()
+        else:
+            self.path.unlink(missing_ok=True)  # while still locked, so no one else can be holding this inode
         held[1].close()
         held[2]._remove_created()
 
