@@ -471,3 +471,11 @@ def test_a_json_nested_thousands_deep_or_with_a_number_past_any_float_is_an_erro
     assert reasons == {("deep.json", None): "not valid JSON: nested too deep to read (thousands of [ or {)",
                        ("long.json", 1): "coordinate [inf, 10.0] is not finite",
                        ("wide.json", None): "wide.json: 'info' size infx96 is not a positive finite size"}
+
+
+def test_a_file_given_as_the_export_folder_is_named_as_a_file(tmp_path):
+    export = tmp_path / "export.json"
+    export.write_text("{}", encoding="utf-8")
+    with pytest.raises(ValueError, match="export.json: a file; give the folder of the platform's export"):
+        convert_dataset(export, tmp_path / "out", ConvertOptions())
+    assert not (tmp_path / "out").exists()

@@ -114,3 +114,14 @@ def test_a_line_of_another_kind_names_a_few_problems_the_record_s_own_first(tmp_
     (row,) = iter_dataset(p)
     assert row.error.message == ("missing key 'student.images'; missing key 'student.width'; missing key 'student.height'; "
                                  "unknown key 'student.image' (did you mean 'images'?); and 30 more")
+
+
+def test_a_line_cut_short_is_reported_at_its_own_end_and_an_unopenable_file_without_a_line(tmp_path):
+    p = tmp_path / "cut.jsonl"
+    cut = json.dumps(REC)[:40]
+    p.write_text(json.dumps(REC) + "\n" + cut + "\r\n", encoding="utf-8")
+    rows = list(iter_dataset(p))
+    assert str(rows[1].error).startswith(f"{p}:2: invalid JSON") and f"column {len(cut) + 1}" in str(rows[1].error)
+    with pytest.raises(DatasetError) as missing:
+        list(iter_dataset(tmp_path / "nowhere.jsonl"))
+    assert str(missing.value).startswith(f"{tmp_path / 'nowhere.jsonl'}: cannot open dataset")

@@ -36,3 +36,14 @@ def test_labels_for_a_checkpoint_and_no_labels_for_a_plain_folder_are_errors(tra
     (tmp_path / "half" / "bbuvl.yaml").write_text("{}", encoding="utf-8")
     with pytest.raises(CheckpointError, match="incomplete or damaged checkpoint"):
         read_model_folder(tmp_path / "half")
+
+
+def test_a_checkpoint_without_its_tokenizer_is_refused_naming_the_file(trained_checkpoint, tmp_path):
+    import shutil
+
+    copy = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, copy)
+    for name in ("tokenizer.json", "vocab.json", "tokenizer.model"):
+        (copy / name).unlink(missing_ok=True)
+    with pytest.raises(CheckpointError, match=r"no tokenizer \(tokenizer.json or vocab.json or tokenizer.model missing\)"):
+        read_model_folder(copy)

@@ -417,7 +417,8 @@ def convert_dataset(src: Path, out: Path, opts: ConvertOptions, progress: bool =
     """
     src, out = Path(src), Path(out)
     if not src.is_dir():
-        raise ValueError(f"{src}: source folder not found")
+        raise ValueError(f"{src}: " + ("a file; give the folder of the platform's export (its photos and their "
+                                       "annotation JSON)" if src.exists() else "source folder not found"))
     if opts.lang not in ("zh", "en"):
         raise ValueError(f"--lang must be 'zh' or 'en', got '{opts.lang}'")
     if not 0 <= opts.val_ratio < 1:

@@ -119,7 +119,7 @@ class DatasetError(ValueError):
 
     def __init__(self, path: str | Path, line: int, message: str):
         self.path, self.line, self.message = str(path), line, message
-        super().__init__(f"{path}:{line}: {message}")
+        super().__init__(f"{path}:{line}: {message}" if line else f"{path}: {message}")  # line 0: the whole file
 
 
 _KNOWN_KEYS = {
@@ -200,7 +200,8 @@ def iter_json_lines(path: str | Path, what: str = "dataset") -> Iterator[tuple[i
                 continue
             read = True
             try:
-                yield no, parse_json(text.removeprefix("\ufeff"))  # files joined with `cat` carry a BOM mid-file
+                # Without its line break, a line cut short is reported at its own end, not at column 1 of the next
+                yield no, parse_json(text.rstrip("\r\n").removeprefix("\ufeff"))  # files joined with `cat` carry a BOM mid-file
             except json.JSONDecodeError as e:
                 yield no, DatasetError(path, no, f"invalid JSON: {e.msg} at column {e.colno}")
             except RecursionError:  # `[[[[...` thousands deep: no record is, and Python's parser cannot follow

@@ -126,6 +126,9 @@ def verify_safetensors(path: Path) -> None:
 
 
 TRAINING_FILES = (CONFIG_FILE, CONTRACT_FILE, PROMPT_FILE)  # what `bbuvl train` adds to a model folder
+# A tokenizer's vocabulary in one of the forms HF saves it: without one, loading fails with a message about the
+# config and tokenizer disagreeing, far from the missing file.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")
 
 
 def _has_training_files(directory: Path) -> bool:
@@ -147,6 +150,8 @@ def checkpoint_problem(directory: str | Path) -> str | None:
     for name in TRAINING_FILES:
         if not (directory / name).is_file():
             return f"{name} missing"
+    if not any((directory / name).is_file() for name in TOKENIZER_FILES):
+        return f"no tokenizer ({' or '.join(TOKENIZER_FILES)} missing)"
     weights = sorted(directory.glob("*.safetensors"))
     if not any(w.name.startswith(("model", "adapter_model")) for w in weights):
         return "no model*.safetensors or adapter_model.safetensors"
