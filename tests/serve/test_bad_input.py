@@ -67,6 +67,13 @@ BAD = {
     # A bare 500 (a RecursionError inside the JSON parser) before: too deep is the client's error, named.
     "json_nested_100000_deep": (b"[" * 100_000 + b"]" * 100_000, JSON, 400, "json_too_deep"),
     "json_nested_100000_deep_unclosed": (b'{"a":' * 100_000, JSON, 400, "json_too_deep"),
+    # Ignored before, so a client believed its own threshold applied
+    "json_with_a_setting_beside_the_image": (json.dumps({"image": base64.b64encode(png(64, 48)).decode(),
+                                                         "score_threshold": 0.5}).encode(), JSON, 400, "unknown_field"),
+    "multipart_with_a_setting_beside_the_image": (
+        b"--b\r\nContent-Disposition: form-data; name=\"tiles\"\r\n\r\n2x2\r\n--b\r\nContent-Disposition: form-data; "
+        b"name=\"image\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n" + png(64, 48) + b"\r\n--b--\r\n",
+        {"Content-Type": "multipart/form-data; boundary=b"}, 400, "unknown_field"),
     "multipart_without_a_file": (b"--b\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--b--\r\n",
                                  {"Content-Type": "multipart/form-data; boundary=b"}, 400, "missing_image"),
 }

@@ -66,6 +66,7 @@ async def _multipart_image(request: Request, body: bytes) -> bytes:
         upload = part if isinstance(part, UploadFile) else files[0] if len(files) == 1 else None
         if upload is None:
             raise ApiError(400, "missing_image", "the multipart body has no file part named 'image'")
+        refuse_other_fields([name for name, v in form.multi_items() if v is not upload])
         return await upload.read()
     finally:
         await form.close()
@@ -85,7 +86,18 @@ async def image_bytes(request: Request, limit: int) -> bytes:
     payload = parse_json(body)
     if not isinstance(payload, dict) or "image" not in payload:
         raise ApiError(400, "missing_image", "the JSON body has no 'image' field (base64 or a data: URI)")
+    refuse_other_fields([key for key in payload if key != "image"])
     return decode_base64(payload["image"], "image")
+
+
+def refuse_other_fields(names: list[str]) -> None:
+    """ApiError 400 naming the fields a detect request sent beside its image: a setting sent that way (a score
+    threshold, a tile grid) would be ignored while the client believes it applied."""
+    if names:
+        shown = ", ".join(repr(n) for n in names[:5]) + (" ..." if len(names) > 5 else "")
+        raise ApiError(400, "unknown_field", f"the request sends {shown} beside the image; /v1/detect takes the image "
+                       "alone, and the server's own settings (`bbuvl serve` options, the checkpoint's config) apply to "
+                       "every request")
 
 
 MAX_JSON_DEPTH = 32  # an OpenAI-style chat body nests 6 deep; deeper is no request this server answers
