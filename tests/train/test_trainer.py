@@ -13,6 +13,7 @@ from transformers import TrainerCallback
 from bbuvl.infer.verdict import ChosenThresholds, VerdictThresholds
 from bbuvl.model.checkpoint import load_model, merge_lora
 from bbuvl.train.param_groups import GROUPS, ParameterGroupError, assign_groups, group_of
+from bbuvl.train.run_dir import RunDirError
 from bbuvl.train.trainer import build_run, train
 from tests.callbacks import PoisonHeadOnce, StopAt
 
@@ -255,3 +256,11 @@ def test_bf16_where_nothing_computes_in_it_is_a_startup_error_naming_the_keys(ru
     with pytest.raises(ValueError, match=r"training.bf16 is true.*training.bf16=false.*training.use_cpu=true"):
         train(run_config("training.bf16=true", "training.use_cpu=false"), progress=False)
     assert not (tmp_path / "run").exists()  # refused before the output folder, and before the model loads
+    # A previous run there: refused as such without --overwrite, and kept with it (the bf16 refusal comes first)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "history.json").write_text("[]", encoding="utf-8")
+    with pytest.raises(RunDirError, match="holds another run"):
+        train(run_config("training.bf16=true", "training.use_cpu=false"), progress=False)
+    with pytest.raises(ValueError, match=r"training.bf16 is true"):
+        train(run_config("training.bf16=true", "training.use_cpu=false"), progress=False, overwrite=True)
+    assert (tmp_path / "run" / "history.json").read_text(encoding="utf-8") == "[]"

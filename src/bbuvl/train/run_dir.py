@@ -48,18 +48,25 @@ def previous_run(output_dir: str | Path) -> list[str]:
     return found
 
 
-def prepare_output_dir(output_dir: str | Path, resume: bool, overwrite: bool) -> None:
-    """Refuse a folder holding another run unless resuming it; with `overwrite`, clear that run first."""
+def check_output_dir(output_dir: str | Path, resume: bool, overwrite: bool) -> list[str]:
+    """Refuse a folder holding another run unless resuming it or `overwrite`; returns what `overwrite` will remove."""
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise RunDirError(f"training.output_dir {out}: is a file, not a folder")
     found = previous_run(out)
     if not found or resume:
-        return
+        return []
     if not overwrite:
         shown = ", ".join(found[:4]) + (" ..." if len(found) > 4 else "")
         raise RunDirError(f"training.output_dir {out}: holds another run ({shown}); pass --resume to continue it, "
                           "--overwrite to replace it, or choose another training.output_dir")
+    return found
+
+
+def prepare_output_dir(output_dir: str | Path, resume: bool, overwrite: bool) -> None:
+    """Refuse a folder holding another run unless resuming it; with `overwrite`, clear that run first."""
+    out = Path(output_dir)
+    found = check_output_dir(out, resume, overwrite)
     for name in found:
         path = out / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()

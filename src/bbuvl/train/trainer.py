@@ -47,8 +47,8 @@ from bbuvl.train.dataset import ConversationDataset, SourcedRecord, read_trainin
 from bbuvl.train.monitors import health_summary, training_health
 from bbuvl.train.held_out import check_held_out
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, fused_on_cpu, optimizer_groups
-from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_run_inputs, checkpoint_incomplete, latest_complete_checkpoint,
-                                 prepare_output_dir)
+from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_output_dir, check_run_inputs, checkpoint_incomplete,
+                                 latest_complete_checkpoint, prepare_output_dir)
 from bbuvl.train.run_record import RUN_RECORD, check_resume, write_run_record
 from bbuvl.train.sample_cache import SampleCache
 from bbuvl.train.weight_average import WeightAverage
@@ -494,7 +494,8 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
                            "data.teachers": cfg.data.teachers, "--resume-from": resume if isinstance(resume, str) else None},
                      overwrite)
     check_held_out(cfg)  # before the folder is touched: validation shown in training is no run to start
-    check_precision(cfg)
+    check_output_dir(out, resume=bool(resume), overwrite=overwrite)  # another run's folder is refused first
+    check_precision(cfg)  # and before --overwrite clears it
     prepare_output_dir(out, resume=bool(resume), overwrite=overwrite)
     ckpt = None
     if isinstance(resume, str):
