@@ -3,6 +3,7 @@ run's history says what it did."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -112,6 +113,25 @@ def test_a_refit_with_no_covered_object_is_refused_by_name(built):
     with pytest.raises(ValueError, match=r"detection.caption_refit: no training object is covered"):
         refit_captions(run.model, run.train_dataset.encoder, collator, run.contract, no_boxes,
                        CaptionRefitConfig(steps=5, min_iou=0.9), seed=0)
+
+
+
+def test_a_refit_with_dropout_fits_the_same_whatever_the_random_state_training_left(run_config, tmp_path):
+    # A run killed during its refit and resumed reaches the refit with another global random state (HF restores it
+    # only when steps are left): the refit's dropout must not depend on it, nor change it.
+    run = build_run(run_config(f"training.output_dir={tmp_path / 'run'}", "detection.dropout=0.3"))
+    collator = PaddedCollator(run.collator.pad_token_id, run.collator.image_token_id, padding_side="right")
+    photos = training_photos(run.train_dataset)
+    fitted = []
+    for state in (1, 2):
+        model = copy.deepcopy(run.model)
+        torch.manual_seed(state)
+        before = torch.get_rng_state()
+        refit_captions(model, run.train_dataset.encoder, collator, run.contract, photos,
+                       CaptionRefitConfig(steps=5, min_iou=0.01, batch_size=8), seed=0)
+        assert torch.equal(torch.get_rng_state(), before)
+        fitted.append({n: p.detach().clone() for n, p in model.detection_head.named_parameters()})
+    assert all(torch.equal(fitted[0][n], fitted[1][n]) for n in fitted[0])
 
 
 def test_a_balanced_refit_draws_every_label_alike_and_an_unbalanced_one_every_object_alike():

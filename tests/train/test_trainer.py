@@ -264,3 +264,16 @@ def test_bf16_where_nothing_computes_in_it_is_a_startup_error_naming_the_keys(ru
     with pytest.raises(ValueError, match=r"training.bf16 is true"):
         train(run_config("training.bf16=true", "training.use_cpu=false"), progress=False, overwrite=True)
     assert (tmp_path / "run" / "history.json").read_text(encoding="utf-8") == "[]"
+
+
+def test_a_final_save_killed_half_way_leaves_none_of_its_files_in_the_next_runs_final(run_config, tmp_path):
+    # What a run killed while saving final/ leaves in its staging folder: here a part the next run does not have.
+    staging = tmp_path / "run" / ".final.saving"
+    staging.mkdir(parents=True)
+    (staging / "vision_positions.safetensors").write_bytes(b"another run's positions")
+    result = train(run_config("model.vision_positions=false", f"training.output_dir={tmp_path / 'run'}"),
+                   progress=False)
+    final = Path(result["final"])
+    assert not (final / "vision_positions.safetensors").exists()
+    assert "vision_positions.safetensors" not in (final / "content_digest.json").read_text(encoding="utf-8")
+    assert not staging.exists()

@@ -18,9 +18,10 @@ import copy
 import logging
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -191,6 +192,18 @@ def draw_weights(labels: Sequence[str], balance: float) -> torch.Tensor | None:
     return torch.tensor([counts[label] ** -balance for label in labels], dtype=torch.float64)
 
 
+@contextmanager
+def seeded_random_state(seed: int, device: torch.device) -> Iterator[None]:
+    """The global random state (the CPU's, and `device`'s when it is a GPU) seeded with `seed` inside the block and
+    put back as it was after it."""
+    forked = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=forked, device_type=device.type):
+        torch.random.default_generator.manual_seed(seed)
+        if forked:
+            torch.cuda.manual_seed(seed)  # the current device's alone: the only one forked
+        yield
+
+
 def refit_captions(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedCollator, contract: CoordinateContract,
                    photos: Sequence[Photo], cfg: CaptionRefitConfig, seed: int) -> RefitResult:
     """Fit the head's caption layers to the frozen model's covered objects for `cfg.steps` steps; every other
@@ -237,32 +250,36 @@ def refit_captions(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColl
     device = params[0].device
     weights = draw_weights(labels, cfg.balance)
     losses = []
-    try:
-        for name, module in copies.items():
-            setattr(head, name, module)
-        for _ in range(cfg.steps):
-            n = cfg.batch_size - n_empty
-            pick = (torch.randint(0, len(labels), (n,), generator=generator) if weights is None else
-                    torch.multinomial(weights, n, replacement=True, generator=generator)).tolist()
-            hidden = caption_queries(head, pairs, pick)
-            wanted = [captions[i] for i in pick]
-            if n_empty:
-                pick_empty = torch.randint(0, found, (n_empty,), generator=generator).tolist()
-                hidden = torch.cat([hidden, caption_queries(head, nothing, pick_empty)])
-                wanted += [empty_caption] * n_empty
-            targets = torch.nn.utils.rnn.pad_sequence(wanted, batch_first=True, padding_value=-100).to(device)
-            logits = head.caption_logits(hidden, targets)
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if schedule is not None:
-                schedule.step()
-            losses.append(float(loss.detach()))
-    finally:
-        for name, module in originals.items():
-            setattr(head, name, module)
-        embedding.requires_grad_(embedding_trains)
+    # The caption layers' dropout draws from the global generator, whose state when training ends differs in a
+    # resumed run (HF restores it only when steps are left): drawn from the refit's own seed, a run killed during
+    # its refit and resumed saves what one never killed saves, and the caller's random state is left as it was.
+    with seeded_random_state(seed, device):
+        try:
+            for name, module in copies.items():
+                setattr(head, name, module)
+            for _ in range(cfg.steps):
+                n = cfg.batch_size - n_empty
+                pick = (torch.randint(0, len(labels), (n,), generator=generator) if weights is None else
+                        torch.multinomial(weights, n, replacement=True, generator=generator)).tolist()
+                hidden = caption_queries(head, pairs, pick)
+                wanted = [captions[i] for i in pick]
+                if n_empty:
+                    pick_empty = torch.randint(0, found, (n_empty,), generator=generator).tolist()
+                    hidden = torch.cat([hidden, caption_queries(head, nothing, pick_empty)])
+                    wanted += [empty_caption] * n_empty
+                targets = torch.nn.utils.rnn.pad_sequence(wanted, batch_first=True, padding_value=-100).to(device)
+                logits = head.caption_logits(hidden, targets)
+                loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if schedule is not None:
+                    schedule.step()
+                losses.append(float(loss.detach()))
+        finally:
+            for name, module in originals.items():
+                setattr(head, name, module)
+            embedding.requires_grad_(embedding_trains)
     if not all(math.isfinite(v) for v in losses):
         raise FloatingPointError("detection.caption_refit: the caption loss became non-finite; lower its lr")
     with torch.no_grad():

@@ -518,6 +518,8 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
     trainer.train(resume_from_checkpoint=ckpt)
     final = out / FINAL_DIR
     staging = out / f".{FINAL_DIR}.saving"
+    if trainer.args.should_save and staging.exists():
+        shutil.rmtree(staging)  # a killed save's files, maybe another run's (a file this one does not write stays)
     trainer.save_model(str(staging))
     if trainer.args.should_save:
         _swap_in(staging, final)
