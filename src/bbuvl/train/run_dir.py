@@ -70,7 +70,8 @@ def prepare_output_dir(output_dir: str | Path, resume: bool, overwrite: bool) ->
     for name in found:
         path = out / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-    log.warning("--overwrite: removed the previous run's %s from %s", ", ".join(found), out)
+    if found:
+        log.warning("--overwrite: removed the previous run's %s from %s", ", ".join(found), out)
 
 
 def check_run_inputs(output_dir: str | Path, inputs: Mapping[str, str | Path | None], overwrite: bool) -> None:
