@@ -1,5 +1,7 @@
 """GRPO's rewards (rl/rewards.py) on answers whose value is known by hand."""
 
+import sys
+
 import pytest
 
 from bbuvl.config import RewardWeights
@@ -106,3 +108,36 @@ def test_the_weighted_total_is_the_sum_of_weighted_terms():
     scored = scorer.score(truth, [box(1, 0, 11, 10, GREEN_WRONG_STATE)], True)
     assert scored["detection"] == pytest.approx(90 / 110) and scored["label"] == pytest.approx(2 / 3)
     assert scored["reward"] == pytest.approx(90 / 110 + 0.5 * 2 / 3)
+
+
+@pytest.mark.parametrize("source, path, message", [
+    ("def f(:\n    pass\n", "broken_reward_zz:f", r"broken_reward_zz.py:1: SyntaxError"),
+    ("import missing_dependency_zz\n", "broken_reward_zz:f", r"broken_reward_zz.py:1: ModuleNotFoundError: No module "
+                                                             "named 'missing_dependency_zz'"),
+    ("def f(truth):\n    return 1.0\n", "broken_reward_zz:f", r"cannot be called as fn\(truth, answer\)"),
+    ("def f(truth, answer):\n    return 1.0\n", "broken_reward_zz.py:f", r"names a file; give its module: broken_reward_zz:f"),
+])
+def test_a_user_reward_module_that_cannot_be_used_is_refused_naming_its_file_and_line(tmp_path, monkeypatch, source,
+                                                                                      path, message):
+    (tmp_path / "broken_reward_zz.py").write_text(source, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "broken_reward_zz", raising=False)
+    with pytest.raises(ValueError, match=message):
+        load_user_reward(path)
+
+
+def test_a_user_reward_module_off_the_import_path_is_refused_saying_where_python_looks():
+    with pytest.raises(ValueError, match=r"on PYTHONPATH\? the current folder is not searched"):
+        load_user_reward("nosuchmodule_xyz:f")
+
+
+@pytest.mark.parametrize("body, message", [("raise RuntimeError('boom')", r"raised .*rewards_zz.py:2: RuntimeError: boom"),
+                                           ("return float('nan')", r"returned nan: a reward must be a finite number")])
+def test_a_user_reward_that_raises_or_is_not_finite_is_an_error_naming_it(tmp_path, monkeypatch, body, message):
+    (tmp_path / "rewards_zz.py").write_text(f"def f(truth, answer):\n    {body}\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "rewards_zz", raising=False)
+    scorer = RewardScorer.from_config(RewardWeights(detection=1.0, user=1.0, user_function="rewards_zz:f"),
+                                      Hierarchy.load(), [RED])
+    with pytest.raises(ValueError, match=message):
+        scorer.score([box(0, 0, 10, 10)], [box(0, 0, 10, 10)], True)

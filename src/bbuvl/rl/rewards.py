@@ -14,6 +14,9 @@ unmatched. VLM-R1 reaches the same end by multiplying AP with min(1, n_truth / n
 from __future__ import annotations
 
 import importlib
+import inspect
+import math
+import traceback
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -109,12 +112,37 @@ def load_user_reward(path: str) -> UserReward:
         raise ValueError(f"grpo.rewards.user_function: '{path}' is not module:function (e.g. my_rewards:precision)")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ValueError(f"grpo.rewards.user_function: cannot import module '{module_name}': {e}") from None
+    except ModuleNotFoundError as e:
+        if module_name.endswith(".py"):
+            raise ValueError(f"grpo.rewards.user_function: '{path}' names a file; give its module: "
+                             f"{module_name[:-3]}:{attr}, with its folder on PYTHONPATH") from None
+        if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
+            # `bbuvl` is an installed script: the current folder is not on the import path as it is for `python -m`.
+            raise ValueError(f"grpo.rewards.user_function: cannot import module '{module_name}': {e} (is its folder on "
+                             "PYTHONPATH? the current folder is not searched)") from None
+        raise ValueError(f"grpo.rewards.user_function: cannot import module '{module_name}': {_where(e)}") from None
+    except Exception as e:  # noqa: BLE001 - whatever the user's module raises when it runs, said in one line
+        raise ValueError(f"grpo.rewards.user_function: cannot import module '{module_name}': {_where(e)}") from None
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise ValueError(f"grpo.rewards.user_function: module '{module_name}' has no function '{attr}'")
+    try:
+        inspect.signature(fn).bind([], [])
+    except TypeError:
+        raise ValueError(f"grpo.rewards.user_function: {path} cannot be called as fn(truth, answer) (its signature: "
+                         f"{inspect.signature(fn)})") from None
+    except ValueError:
+        pass  # no signature to read (a builtin): its first call says
     return fn
+
+
+def _where(e: BaseException) -> str:
+    """An exception as `file:line: Type: message`, at the line of the user's code that raised it."""
+    if isinstance(e, SyntaxError):
+        return f"{e.filename}:{e.lineno}: SyntaxError: {e.msg}"
+    frames = traceback.extract_tb(e.__traceback__)
+    place = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
+    return f"{place}{type(e).__name__}: {e}"
 
 
 REWARD_TERMS = ("detection", "label", "format", "user")
@@ -147,9 +175,15 @@ class RewardScorer:
         if w.format > 0:
             terms["format"] = format_reward(parsed, answer, self.vocabulary)
         if w.user > 0 and self.user is not None:
-            value = self.user(list(truth), list(answer))
+            try:
+                value = self.user(list(truth), list(answer))
+            except Exception as e:  # noqa: BLE001 - the user's code: where it raised, in one line
+                raise ValueError(f"grpo.rewards.user_function {w.user_function} raised {_where(e)}") from None
             try:
                 terms["user"] = float(value)
             except (TypeError, ValueError):
                 raise ValueError(f"grpo.rewards.user_function returned {value!r}, not a number") from None
+            if not math.isfinite(terms["user"]):  # every step of the run would be skipped as non-finite
+                raise ValueError(f"grpo.rewards.user_function {w.user_function} returned {value!r}: a reward must be "
+                                 "a finite number")
         return {"reward": sum(getattr(w, k) * v for k, v in terms.items()), **terms}
