@@ -199,3 +199,25 @@ def test_doctor_data_counts_vision_tokens_by_the_named_family_without_the_model(
     assert report.counted and _found(report, file, line, image, "vision tokens", "max_vision_tokens=200")
     assert report.lengths.startswith("answer lengths not checked") and "download" in report.lengths
     assert no_network == []
+
+
+def test_an_empty_dataset_file_is_an_error_and_an_empty_optional_one_in_a_folder_a_warning(small_dataset, tmp_path):
+    (tmp_path / "empty.jsonl").write_text("\n  \n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["data", str(tmp_path / "empty.jsonl")])
+    assert result.exit_code == 1 and "no photos: the file is empty" in " ".join(result.output.split()), result.output
+    folder = tmp_path / "ds"
+    shutil.copytree(small_dataset, folder)
+    (folder / "teachers.jsonl").write_text("", encoding="utf-8")
+    report = diagnose_data(folder, load_config(None, ["model.family=qwen2_5_vl"]))
+    [empty] = [p for p in report.problems if "no photos" in p.message]
+    assert empty.file == str(folder / "teachers.jsonl") and empty.severity == "warning"
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_a_checkpoint_that_is_no_folder_is_refused_as_such(small_dataset, tmp_path, kind):
+    checkpoint = tmp_path / "ckpt"
+    if kind == "file":
+        checkpoint.write_text("not a checkpoint", encoding="utf-8")
+    result = CliRunner().invoke(app, ["data", str(small_dataset), "--checkpoint", str(checkpoint)])
+    said = "a file, not a checkpoint folder" if kind == "file" else "no such checkpoint folder"
+    assert result.exit_code == 2 and said in " ".join(result.output.split()) and "Errno" not in result.output, result.output

@@ -32,6 +32,9 @@ def test_labels_for_a_checkpoint_and_no_labels_for_a_plain_folder_are_errors(tra
         read_model_folder(tiny_model_dir)
     with pytest.raises(FileNotFoundError, match="no such checkpoint folder"):
         read_model_folder(tmp_path / "nowhere")
+    (tmp_path / "a file").write_text("not a checkpoint", encoding="utf-8")
+    with pytest.raises(NotADirectoryError, match="a file, not a checkpoint folder"):
+        read_model_folder(tmp_path / "a file")
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "bbuvl.yaml").write_text("{}", encoding="utf-8")
     with pytest.raises(CheckpointError, match="incomplete or damaged checkpoint"):

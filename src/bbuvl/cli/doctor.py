@@ -83,6 +83,8 @@ def data(
     if checkpoint is not None:
         from bbuvl.model.checkpoint import Prompt
 
+        if not checkpoint.is_dir():
+            fail(f"{checkpoint}: {'a file, not a' if checkpoint.exists() else 'no such'} checkpoint folder (--checkpoint)")
         with user_errors(OSError, ValueError):
             prompt_labels = Prompt.load(checkpoint).labels
     with user_errors(OSError, ValueError):

@@ -253,6 +253,8 @@ def read_model_folder(path: str | Path, labels: list[str] | None = None, lang: s
         raise ValueError(f"{path}: a checkpoint written by bbu-vl answers with the labels and config it was trained "
                          "with; labels and cfg are for a plain model folder")
     if not path.is_dir():
+        if path.exists():
+            raise NotADirectoryError(f"{path}: a file, not a checkpoint folder")
         raise FileNotFoundError(f"{path}: no such checkpoint folder")
     problem = checkpoint_problem(path)
     if problem:
