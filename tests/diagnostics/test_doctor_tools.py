@@ -85,7 +85,7 @@ def test_landscape_leaves_every_parameter_bit_identical(predictor, small_dataset
     assert len({v for row in land.losses for v in row}) > 1  # the directions really moved the head
 
 
-def test_doctor_commands_write_pictures(trained_checkpoint, small_dataset, tmp_path):
+def test_doctor_commands_write_pictures_and_name_them_as_typed(trained_checkpoint, small_dataset, tmp_path):
     runner = CliRunner()
     image = small_dataset / "images" / "val_00001.jpg"
     commands = {
@@ -95,8 +95,14 @@ def test_doctor_commands_write_pictures(trained_checkpoint, small_dataset, tmp_p
         "landscape": ["landscape", str(trained_checkpoint), str(small_dataset / "val.jsonl"), "--steps", "2", "--samples", "1"],
     }
     for name, args in commands.items():
-        out = tmp_path / f"{name}.png"
+        out = tmp_path / f"[red]{name} 图.png"  # rich markup in a name is printed, not applied
         result = runner.invoke(app, [*args, "--out", str(out)])
         assert result.exit_code == 0, (name, result.output)
+        assert f"[red]{name} 图.png" in "".join(result.output.split("\n")), (name, result.output)
         with Image.open(out) as png:
             assert png.format == "PNG" and png.width > 400 and png.height > 250, name
+
+
+def test_doctor_memory_refuses_too_few_iterations_before_loading_anything(tmp_path):
+    result = CliRunner().invoke(app, ["memory", str(tmp_path / "no checkpoint"), "--n", "4"])
+    assert result.exit_code == 2 and "--n" in result.output and "no checkpoint" not in result.output, result.output

@@ -146,7 +146,7 @@ def model(
         for g, s in report.groups.items():
             groups.add_row(g, f"{s.trainable:,}", f"{s.frozen:,}", str(s.tensors))
         console.print(groups)
-    checks = Table(title=f"doctor model: {checkpoint}")
+    checks = Table(title=f"doctor model: {escape(str(checkpoint))}")
     for col in ("check", "status", "detail"):
         checks.add_column(col, overflow="fold")
     for c in report.checks:
@@ -161,7 +161,8 @@ def model(
 @app.command("memory")
 def memory(
     checkpoint: Path = typer.Argument(..., help="Checkpoint folder written by `bbuvl train`."),
-    n: int = typer.Option(1000, "--n", help="Inference iterations on the same images.", callback=int_range(1)),
+    n: int = typer.Option(1000, "--n", help="Inference iterations on the same images (at least 5: 2 warm up).",
+                          callback=int_range(5)),
     mode: str = typer.Option("head", help="generate or head."),
     images: Path = typer.Option(None, help="Image, image folder or dataset JSONL (default: the run's validation or training set)."),
     batch_size: int = typer.Option(1, help="Images per iteration.", callback=int_range(1)),
@@ -210,7 +211,7 @@ def memory(
         table.add_row(metric, f"{v[trace.warmup]:.1f}", f"{v[-1]:.1f}", f"{t.per_1000:+.2f}",
                       "[red]leaking[/]" if t.verdict == "leaking" else "[green]flat[/]")
     console.print(table)
-    console.print(f"plot: {plot_memory(trace, out, f'{mode} mode, {_name(checkpoint)}')}")
+    console.print(f"plot: {escape(str(plot_memory(trace, out, f'{mode} mode, {_name(checkpoint)}')))}")
     if trace.verdict == "leaking":
         raise typer.Exit(1)
 
@@ -237,14 +238,14 @@ def features(
         fail("no dataset to probe with: pass --data DATASET.jsonl")
     with user_errors(OSError, ValueError):
         stats = feature_stats(predictor.model, dataset_batches(predictor, source, samples, predictor.cfg.inference.batch_size))
-    table = Table(title=f"doctor features: {checkpoint} on {samples} photos of {source}")
+    table = Table(title=f"doctor features: {escape(str(checkpoint))} on {samples} photos of {escape(str(source))}")
     for col in ("layer", "units", "mean", "std", "min", "max", "dead"):
         table.add_column(col, justify="left" if col == "layer" else "right")
     for s in stats:
         dead = f"[red]{s.dead}[/]" if s.dead else "0"
         table.add_row(s.name, str(s.units), f"{s.mean:.3g}", f"{s.std:.3g}", f"{s.min:.3g}", f"{s.max:.3g}", dead)
     console.print(table)
-    console.print(f"plot: {plot_features(stats, out, _name(checkpoint))}")
+    console.print(f"plot: {escape(str(plot_features(stats, out, _name(checkpoint))))}")
 
 
 @app.command("attention")
@@ -272,14 +273,14 @@ def attention(
         maps = cross_attention(predictor, image, top_k, layer)
     if font.warning:
         console.print(f"[yellow]warning[/]: {escape(font.warning)}")
-    table = Table(title=f"doctor attention: {image.name}, decoder layer {maps.layer}")
+    table = Table(title=f"doctor attention: {escape(image.name)}, decoder layer {maps.layer}")
     for col in ("query", "objectness", "on image", "peak patch (row, col)", "caption"):
         table.add_column(col)
     for q in maps.queries:
         peak = divmod(int(q.heat.flatten().argmax()), maps.grid[1])
         table.add_row(str(q.query), f"{q.score:.3f}", f"{100 * q.vision_share:.0f}%", str(peak), escape(q.caption))
     console.print(table)
-    console.print(f"plot: {plot_attention(maps, out, image.name, font)}")
+    console.print(f"plot: {escape(str(plot_attention(maps, out, image.name, font)))}")
 
 
 @app.command("coordinates")
@@ -370,4 +371,4 @@ def landscape(
     flat = [v for row in land.losses for v in row if v == v] or [float("nan")]  # NaN: a diverged grid point
     console.print(f"loss at the checkpoint {land.center:.4g}; over the grid {min(flat):.4g} .. {max(flat):.4g} "
                   f"({land.parameters:,} parameters in {', '.join(land.groups)})")
-    console.print(f"plot: {plot_landscape(land, out, f'{_name(checkpoint)} on {dataset.name}')}")
+    console.print(f"plot: {escape(str(plot_landscape(land, out, f'{_name(checkpoint)} on {dataset.name}')))}")
