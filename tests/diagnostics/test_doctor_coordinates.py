@@ -77,3 +77,20 @@ def test_doctor_coordinates_prints_every_layer_and_writes_json(trained_checkpoin
     refused = CliRunner().invoke(app, ["coordinates", str(trained_checkpoint), "--data", str(small_dataset / "train.jsonl"),
                                        "--samples", "8", "--out", str(mine)])
     assert refused.exit_code != 0 and "notes.json" in refused.output and mine.read_text() == "a user's file"
+
+
+def test_doctor_coordinates_probes_a_plain_model_folder_with_the_labels_of_its_data(tiny_model_dir, small_dataset,
+                                                                                    tmp_path):
+    out = tmp_path / "r2.json"
+    result = CliRunner().invoke(app, ["coordinates", str(tiny_model_dir), "--data", str(small_dataset / "train.jsonl"),
+                                      "--samples", "8", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text(encoding="utf-8"))["objects"] >= 10
+
+
+@pytest.mark.parametrize("args", [["coordinates"], ["features"], ["memory", "--n", "5"]])
+def test_a_plain_model_folder_where_a_checkpoint_is_needed_is_refused_saying_what_is(tiny_model_dir, tmp_path, args):
+    result = CliRunner().invoke(app, [args[0], str(tiny_model_dir), *args[1:], "--out", str(tmp_path / "out.png")])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "a plain model folder" in said and "give the labels" not in said, result.output
+    assert "written by `bbuvl train`" in said

@@ -36,13 +36,25 @@ def _progress(label: str) -> Progress:
     return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console)
 
 
-def _predictor(checkpoint: Path, device: str | None):  # noqa: ANN202 - a Predictor (imported lazily: torch)
+def _predictor(checkpoint: Path, device: str | None, command: str,  # noqa: ANN202 - a Predictor (lazily: torch)
+               labels_from: Path | None = None):
+    """The checkpoint's predictor; a plain model folder answers with the labels of `labels_from` (a dataset JSONL),
+    and is refused where there is none (it has no prompt of its own)."""
     logging.basicConfig(level=logging.WARNING)
     check_device(device)
+    from bbuvl.data.labels import Hierarchy
+    from bbuvl.data.layout import data_labels
     from bbuvl.infer.predictor import Predictor
+    from bbuvl.model.checkpoint import is_plain_model_folder, read_model_folder
 
     with user_errors(ValueError, OSError):
-        return Predictor.load(checkpoint, device=device)
+        if not is_plain_model_folder(checkpoint):
+            return Predictor.load(checkpoint, device=device)
+        if labels_from is None:
+            fail(f"{checkpoint}: a plain model folder (no bbuvl.yaml): `bbuvl doctor {command}` reads a checkpoint "
+                 "written by `bbuvl train`" + (" (or a model folder with --data)" if command == "coordinates" else ""))
+        labels = data_labels([labels_from], Hierarchy.load())
+        return Predictor.load(read_model_folder(checkpoint, labels=labels), device=device)
 
 
 def _name(checkpoint: Path) -> str:
@@ -186,7 +198,7 @@ def memory(
         fail(f"--mode must be generate or head, got '{mode}'")
     check_device(device)  # a bad option fails before anything is claimed
     claim_outputs("doctor memory", {"CHECKPOINT": checkpoint, "--images": images}, [out], overwrite=overwrite)
-    predictor = _predictor(checkpoint, device)
+    predictor = _predictor(checkpoint, device, "memory")
     with user_errors(ValueError):
         predictor.check_mode(mode)  # a mode this checkpoint cannot run fails once, before any iteration
     source = images or _default_dataset(predictor.cfg)
@@ -232,7 +244,7 @@ def features(
 
     check_device(device)
     claim_outputs("doctor features", {"CHECKPOINT": checkpoint, "--data": data}, [out], overwrite=overwrite)
-    predictor = _predictor(checkpoint, device)
+    predictor = _predictor(checkpoint, device, "features")
     source = data or _default_dataset(predictor.cfg)
     if source is None:
         fail("no dataset to probe with: pass --data DATASET.jsonl")
@@ -267,7 +279,7 @@ def attention(
     check_device(device)
     claim_outputs("doctor attention", {"CHECKPOINT": checkpoint, "IMAGE": image, "--font-path": font_path}, [out],
                   overwrite=overwrite)
-    predictor = _predictor(checkpoint, device)
+    predictor = _predictor(checkpoint, device, "attention")
     with user_errors(OSError, ValueError):
         font = find_cjk_font(font_path)
         maps = cross_attention(predictor, image, top_k, layer)
@@ -285,7 +297,8 @@ def attention(
 
 @app.command("coordinates")
 def coordinates(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint or model folder."),
+    checkpoint: Path = typer.Argument(..., help="Checkpoint folder, or a plain model folder with --data (it answers "
+                                      "with the labels of that data)."),
     data: Path = typer.Option(None, help="Dataset JSONL to probe with (default: the run's validation or training set)."),
     samples: int = typer.Option(200, help="Photos to probe with (one row per object of their answers).",
                                 callback=int_range(1)),
@@ -300,7 +313,7 @@ def coordinates(
     check_device(device)
     claim_outputs("doctor coordinates", {"CHECKPOINT": checkpoint, "--data": data}, [out] if out else [],
                   overwrite=overwrite)
-    predictor = _predictor(checkpoint, device)
+    predictor = _predictor(checkpoint, device, "coordinates", labels_from=data)
     source = data or _default_dataset(predictor.cfg)
     if source is None:
         fail("no dataset to probe with: pass --data DATASET.jsonl")
@@ -361,7 +374,7 @@ def landscape(
         chosen = parse_groups(groups)  # before minutes of loading
     check_device(device)
     claim_outputs("doctor landscape", {"CHECKPOINT": checkpoint, "DATASET": dataset}, [out], overwrite=overwrite)
-    predictor = _predictor(checkpoint, device)
+    predictor = _predictor(checkpoint, device, "landscape")
     with user_errors(OSError, ValueError):
         batches = dataset_batches(predictor, dataset, samples, predictor.cfg.inference.batch_size)
         with _progress("landscape") as progress:
