@@ -3,6 +3,7 @@
 import json
 import logging
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 from transformers import TrainerCallback
 
 from bbuvl.infer.verdict import ChosenThresholds, VerdictThresholds
-from bbuvl.model.checkpoint import load_model, merge_lora
+from bbuvl.model.checkpoint import CheckpointError, load_model, merge_lora
 from bbuvl.train.param_groups import GROUPS, ParameterGroupError, assign_groups, group_of
 from bbuvl.train.run_dir import RunDirError
 from bbuvl.train.trainer import build_run, train
@@ -277,3 +278,20 @@ def test_a_final_save_killed_half_way_leaves_none_of_its_files_in_the_next_runs_
     assert not (final / "vision_positions.safetensors").exists()
     assert "vision_positions.safetensors" not in (final / "content_digest.json").read_text(encoding="utf-8")
     assert not staging.exists()
+
+
+def test_a_lora_checkpoint_finds_its_base_from_any_folder_and_names_it_when_it_is_gone(run_config, tiny_model_dir,
+                                                                                      tmp_path, monkeypatch):
+    shutil.copytree(tiny_model_dir, tmp_path / "base")
+    monkeypatch.chdir(tmp_path)
+    cfg = run_config("model.path=base", "model.lora.enabled=true", "model.lora.r=4", "training.max_steps=1",
+                     f"training.output_dir={tmp_path / 'run'}")
+    final = Path(train(cfg, progress=False)["final"])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # a relative base would be looked for here, then on the hub
+    assert load_model(final)[2].model.path == str(tmp_path / "base")
+    (tmp_path / "base").rename(tmp_path / "moved")
+    with pytest.raises(CheckpointError, match=r"a LoRA checkpoint whose base model .*base' \(model.path in its bbuvl.yaml\) "
+                                              r"is not a folder here"):
+        load_model(final)

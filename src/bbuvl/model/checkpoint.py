@@ -322,6 +322,15 @@ def load_model(folder: ModelFolder | str | Path, dtype: str | None = None,
         vlm, processor = load_model_and_processor(weights, dtype=dtype or run.model.dtype,
                                                   attn_implementation=run.model.attn_implementation,
                                                   frame=folder.frame, device=device, processor_path=str(folder.path))
+    except (OSError, ValueError) as e:  # ValueError: a local-looking path that is not there (paths.py)
+        if not folder.adapter or Path(weights).is_dir():
+            raise
+        # HF's words would speak of a hub connection or a repository id, not of the base the adapters need.
+        raise CheckpointError(f"{folder.path}: a LoRA checkpoint whose base model '{weights}' (model.path in its "
+                              f"{CONFIG_FILE}) is not a folder here, and loading it by that name failed "
+                              f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); put "
+                              f"the base back there, or set model.path in {folder.path / CONFIG_FILE} to where it "
+                              "is") from None
     except RuntimeError as e:
         if "mismatched_sizes" not in str(e) and "size mismatch" not in str(e):
             raise

@@ -38,7 +38,7 @@ from bbuvl.train.callbacks import NonFiniteGuard, RichProgress, RunTensorBoard, 
 from bbuvl.train.dataset import SampleSource, read_training_data, sources_from
 from bbuvl.train.param_groups import freeze_zero_lr_groups, optimizer_groups
 from bbuvl.train.run_dir import FINAL_DIR
-from bbuvl.train.trainer import BBUTrainer, Run, fit, training_arguments
+from bbuvl.train.trainer import BBUTrainer, Run, fit, training_arguments, with_base_located
 
 
 class Policy(nn.Module):
@@ -246,7 +246,8 @@ def build_grpo_run(cfg: Config) -> GrpoRun:
     saved = run_cfg.model_copy(update={"training": cfg.training, "grpo": cfg.grpo}, deep=True)
     if cfg.model.lora.enabled and not is_peft(model.vlm):
         model.vlm = apply_lora(model.vlm, cfg.model.lora)
-        saved.model.lora, saved.model.path = cfg.model.lora, cfg.model.path  # adapters on the weights we started from
+        # adapters on the weights we started from, found from any folder
+        saved.model.lora, saved.model.path = cfg.model.lora, with_base_located(cfg).model.path
     if model.detection_head is not None:
         model.detection_head.requires_grad_(False)  # rewards reach the answer's tokens only
     if cfg.training.gradient_checkpointing:

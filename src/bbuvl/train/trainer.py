@@ -99,9 +99,21 @@ def optional_data(cfg: Config, key: str) -> str | None:
     return None
 
 
+def with_base_located(cfg: Config) -> Config:
+    """`cfg` with a LoRA run's local base folder written as an absolute path: its checkpoints load their base weights
+    from `model.path`, and a relative one would be looked for under whatever folder reads them (or on the hub)."""
+    base = Path(cfg.model.path)
+    if not cfg.model.lora.enabled or base.is_absolute() or not base.is_dir():
+        return cfg
+    cfg = cfg.model_copy(deep=True)
+    cfg.model.path = str(base.absolute())
+    return cfg
+
+
 def build_run(cfg: Config) -> Run:
     """Load the model and data a config describes and check parameter groups (fails fast, before any step)."""
     set_seed(cfg.training.seed)  # the head's initial weights must not depend on what ran before in this process
+    cfg = with_base_located(cfg)
     family = cfg.model.resolve_family()
     if cfg.data.collator == "packed" and not family.packs_isolated:
         raise ValueError(f"data.collator: packed is refused for {family.name}: {family.packing_note}; "
