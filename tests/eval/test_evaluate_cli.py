@@ -144,3 +144,10 @@ def test_viz_of_a_file_that_is_no_jsonl_names_it(eval_files, tmp_path, content, 
     (tmp_path / "photo.jsonl").write_bytes(content)
     result = runner.invoke(app, ["viz", str(tmp_path / "photo.jsonl"), str(tmp_path / "pictures")])
     assert result.exit_code == 2 and re.search(says, result.output.replace("\n", "")), result.output
+
+
+def test_viz_of_a_folder_says_it_is_a_folder_not_that_nothing_is_there(eval_files, tmp_path):
+    result = runner.invoke(app, ["viz", str(tmp_path), str(tmp_path / "pictures")])
+    assert result.exit_code == 2 and "a folder, not a JSONL file" in result.output, result.output
+    result = runner.invoke(app, ["viz", str(eval_files.gt), str(tmp_path / "pictures"), "--pred", str(tmp_path)])
+    assert result.exit_code == 2 and "a folder, not a JSONL file (--pred)" in result.output, result.output

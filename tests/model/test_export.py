@@ -256,3 +256,8 @@ def test_serve_on_an_exported_folder_needs_its_labels_as_predict_does(portable, 
     for command in (["serve", "--port", "0"], ["predict", "-i", str(photos), "-o", str(tmp_path / "x.jsonl")]):
         r = CliRunner().invoke(cli, [command[0], "-c", str(exported), *command[1:]], env={"BBUVL_API_KEYS": "k" * 32})
         assert r.exit_code == 2 and "--labels labels.json" in r.output.replace("\n", " "), r.output
+
+
+def test_a_val_that_is_a_folder_is_refused_before_anything_loads(tmp_path):
+    r = export(tmp_path / "no checkpoint", tmp_path / "out", "--drop-vision-positions", "--val", str(tmp_path))
+    assert r.exit_code == 2 and "a folder; --val is a validation JSONL file" in r.output, r.output

@@ -309,10 +309,9 @@ def viz(
     from bbuvl.eval.fonts import find_cjk_font
     from bbuvl.eval.viz import draw_pictures
 
-    if not input.is_file():
-        fail(f"{input}: no such file (give a dataset or predictions JSONL)")
-    if pred is not None and not pred.is_file():
-        fail(f"{pred}: no such file (--pred)")
+    for path, what in ((input, "give a dataset or predictions JSONL"), (pred, "--pred")):
+        if path is not None and not path.is_file():
+            fail(f"{path}: {'a folder, not a JSONL file' if path.is_dir() else 'no such file'} ({what})")
     claim_outputs("viz", {"INPUT": input, "--pred": pred, "--font-path": font_path, "--hierarchy": hierarchy},
                   folders=[out_dir], overwrite=overwrite)
     with user_errors(ValueError, OSError):

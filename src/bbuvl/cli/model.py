@@ -100,6 +100,8 @@ def export_cmd(
         fail("--drop-vision-positions needs --val VAL.jsonl: its cost in AP is measured there and written into the card")
     if val is not None and not drop_vision_positions:
         fail("--val measures what --drop-vision-positions costs; add --drop-vision-positions")
+    if val is not None and val.is_dir():
+        fail(f"{val}: a folder; --val is a validation JSONL file (a dataset folder's val.jsonl)")
     from bbuvl.model.checkpoint import CheckpointError, lora_base
 
     claim_outputs("model export", {"CHECKPOINT": checkpoint, "its base model": lora_base(checkpoint), "--val": val},
