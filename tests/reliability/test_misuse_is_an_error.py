@@ -363,7 +363,7 @@ def test_doctor_landscape_refuses_an_unknown_group_before_loading_the_checkpoint
 def test_doctor_memory_in_head_mode_on_a_headless_checkpoint_is_refused_before_any_iteration(headless_checkpoint, tmp_path):
     image = tmp_path / "a.png"
     Image.new("RGB", (64, 48), (10, 90, 160)).save(image)
-    r = invoke(["doctor", "memory", str(headless_checkpoint), "--mode", "head", "--images", str(image), "--n", "3",
+    r = invoke(["doctor", "memory", str(headless_checkpoint), "--mode", "head", "--images", str(image), "--n", "5",
                 "--device", "cpu", "--out", str(tmp_path / "memory.png")])
     usage_error(r, "mode 'head' needs a checkpoint with a detection head")
     assert not (tmp_path / "memory.png").exists()
