@@ -118,6 +118,9 @@ def test_a_writer_into_a_folder_another_writes_is_refused_and_so_is_the_reverse(
     with claim_outputs("eval", {}, [tmp_path / "ds" / "m.json"]):
         with pytest.raises(OutputConflict, match="m.json: another `bbuvl eval`"):
             _claim_in_child(tmp_path / "ds", folder=True)
+    with claim_outputs("data synth", {}, folders=[tmp_path / "runs" / "a"]):
+        with pytest.raises(OutputConflict, match=r"runs/a: another `bbuvl data synth`.*and \S*runs holds it"):
+            _claim_in_child(tmp_path / "runs", folder=True)
 
 
 def _claim_in_child(out: Path, folder: bool = False) -> None:

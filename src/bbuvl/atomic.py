@@ -2,8 +2,10 @@
 
 Every output bbuvl writes (metrics, reports, summaries, checkpoints) goes through here: the bytes go to a
 temporary file beside the target, are flushed to disk, and only then renamed over it. A full disk or a
-kill during the write leaves the previous file untouched and at most a stray `.NAME.*.tmp.EXT` beside it
-(the extension kept so that Pillow and matplotlib still know the format).
+kill during the write leaves the previous file untouched and at most a stray `.NAME.PID.*.tmp.EXT` beside it
+(the extension kept so that Pillow and matplotlib still know the format). The temporary names carry the writer's
+pid, so the next write of the same name removes what a killed writer left there (a whole model's size, for an
+export killed half-way) and never the files of a writer still at work.
 
 Pictures go through `save_atomic`, which has them encoded in memory first: Pillow's C encoders write to the
 file descriptor themselves and ignore a full disk (Pillow 13: a 13,904-byte JPEG saved with 8 KiB free left an
@@ -15,8 +17,10 @@ OSError(ENOSPC) naming the path that it is.
 from __future__ import annotations
 
 import errno
+import glob
 import io
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -40,7 +44,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+        remove_dead_writers_temporaries(path)
+        fd, name = tempfile.mkstemp(prefix=_prefix(path), suffix=f".tmp{path.suffix}", dir=path.parent)
         os.close(fd)
         tmp = Path(name)
         os.chmod(tmp, 0o666 & ~_UMASK)
@@ -85,7 +90,8 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        remove_dead_writers_temporaries(path)
+        tmp = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".tmp", dir=path.parent))
         os.chmod(tmp, 0o777 & ~_UMASK)
         yield tmp
         for file in [p for p in tmp.rglob("*") if p.is_file() and not p.is_symlink()]:
@@ -107,6 +113,38 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
             raise
         kept = "the previous folder is kept" if path.exists() else "nothing was written"
         raise OSError(code, f"{path}: writing failed ({_why(e)}); {kept}") from e
+
+
+def _prefix(path: Path) -> str:
+    """The start of a temporary name beside `path`: hidden, and naming this process."""
+    return f".{path.name}.{os.getpid()}."
+
+
+def remove_dead_writers_temporaries(path: str | Path) -> list[Path]:
+    """Remove the temporary files and folders a writer of `path` that is no longer running left beside it (killed
+    before it could clean up); returns what was removed."""
+    path = Path(path)
+    # Exactly what _prefix and mkstemp/mkdtemp write (8 random characters): not another output's temporaries
+    ours = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[a-z0-9_]{{8}}\.tmp(\.[^.]*)?")
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
+        match = ours.fullmatch(tmp.name)
+        if match is None or _running(int(match.group(1))):
+            continue
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() and not tmp.is_symlink() else tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    """Whether a process `pid` exists (one of another user's counts: its files are not ours to judge)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def save_atomic(path: str | Path, save: Callable[[BinaryIO], object]) -> Path:

@@ -296,7 +296,7 @@ class OutputLock:
             self.release()
             where, pid, command = busy
             raise OutputConflict(f"{where}: another `bbuvl {command or self.command}` (pid {pid or 'unknown'}) is "
-                                 f"writing it, and {self.out} is {'inside it' if where != self.out else 'in it'}; "
+                                 f"writing it, and {self.out} {'holds it' if where.is_relative_to(self.out) else 'is inside it'}; "
                                  "wait for it to finish, or choose another output")
         return self
 

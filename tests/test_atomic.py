@@ -1,0 +1,41 @@
+"""bbuvl/atomic.py: the temporaries a killed writer left beside an output go with the next write of that output,
+and a live writer's never."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+
+from bbuvl.atomic import atomic_folder, remove_dead_writers_temporaries, write_text_atomic
+
+
+def _fill_and_die(folder: str) -> None:
+    with atomic_folder(folder) as tmp:
+        (tmp / "weights.bin").write_bytes(b"0" * 1000)
+        os.kill(os.getpid(), signal.SIGKILL)  # an export killed half-way: no clean-up runs
+
+
+def test_a_killed_writers_temporary_folder_goes_with_the_next_write_of_the_same_output(tmp_path):
+    out = tmp_path / "exported"
+    child = multiprocessing.get_context("spawn").Process(target=_fill_and_die, args=(str(out),))
+    child.start()
+    child.join(60)
+    left = [p for p in tmp_path.iterdir() if p.name.startswith(".exported.")]
+    assert child.exitcode == -signal.SIGKILL and len(left) == 1 and (left[0] / "weights.bin").exists()
+    with atomic_folder(out) as tmp:
+        (tmp / "weights.bin").write_bytes(b"whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported"]
+
+
+def test_a_live_writers_and_another_outputs_temporaries_are_kept(tmp_path):
+    out = tmp_path / "a"
+    live = tmp_path / f".a.{os.getpid()}.abcdefgh.tmp"  # this process: still writing
+    other = tmp_path / ".a.123.4567.abcdefgh.tmp"  # output "a.123"'s, whatever its writer
+    unknown = tmp_path / ".a.notapid.tmp.json"  # not a name this module writes
+    for p in (live, other, unknown):
+        p.write_text("x", encoding="utf-8")
+    assert remove_dead_writers_temporaries(out) == []
+    write_text_atomic(out, "done")
+    assert {p.name for p in tmp_path.iterdir()} == {"a", live.name, other.name, unknown.name}
