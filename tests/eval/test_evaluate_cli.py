@@ -124,6 +124,22 @@ def test_viz_draws_ground_truth_and_predictions(eval_files, tmp_path):
     assert len(list((tmp_path / "pred").glob("*.png"))) == 3
 
 
+def test_viz_names_each_photo_it_could_not_read_and_draws_the_others(eval_files, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(eval_files.gt.parent, data)
+    photos = sorted((data / "images").glob("val_*"))
+    photos[0].write_bytes(photos[0].read_bytes()[:100])  # cut short
+    photos[1].unlink()
+    result = runner.invoke(app, ["viz", str(data / "val.jsonl"), str(tmp_path / "out"), "--limit", "3"])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "out").glob("*.png"))) == 3  # the two on placeholders, the third as it is
+    said = " ".join(result.output.split())
+    assert f"{photos[0].name}: cannot decode image" in said and f"{photos[1].name}: image file not found" in said
+    assert said.count("drawn as a grey placeholder") == 2
+
+
 def test_an_output_where_a_file_is_in_the_way_is_a_clean_error_and_the_file_is_kept(eval_files, tmp_path):
     in_the_way = tmp_path / "notes.txt"
     in_the_way.write_text("mine\n", encoding="utf-8")

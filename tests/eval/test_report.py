@@ -112,8 +112,8 @@ def test_a_missing_photo_becomes_a_placeholder_not_a_crash(tmp_path):
     from bbuvl.eval.draw import compare_picture
 
     record = ImageRecord(images=["gone.jpg"], width=320, height=240, objects=[ObjectAnn(bbox_2d=[1, 1, 50, 50], desc="线缆")])
-    picture = compare_picture(record, tmp_path / "gone.jpg", [], None, NO_CJK, LabelNamer(NO_CJK))
-    assert picture.width > 320
+    picture, problem = compare_picture(record, tmp_path / "gone.jpg", [], None, NO_CJK, LabelNamer(NO_CJK))
+    assert picture.width > 320 and "gone.jpg" in problem
 
 
 def test_report_opens_in_headless_chromium_with_every_picture_loaded(report, tmp_path):

@@ -319,6 +319,11 @@ def viz(
         name = LabelNamer(font, Hierarchy.load(hierarchy))
     if font.warning:
         console.print(f"[bold yellow]warning:[/] {escape(font.warning)}", soft_wrap=True)
+    unreadable: list[str] = []
     with user_errors(ValueError, OSError):
-        written = draw_pictures(input, out_dir, font, name, pred=pred, limit=limit, iou=iou)
+        written = draw_pictures(input, out_dir, font, name, pred=pred, limit=limit, iou=iou, unreadable=unreadable)
     console.print(f"[green]drew[/] {written} photo(s) into {escape(str(out_dir))}", soft_wrap=True)
+    for problem in unreadable[:5]:  # their pictures are grey placeholders naming why
+        console.print(f"[yellow]warning[/]: {escape(problem)} (drawn as a grey placeholder)", soft_wrap=True)
+    if len(unreadable) > 5:
+        console.print(f"[yellow]warning[/]: ... and {len(unreadable) - 5} more photos drawn as grey placeholders", soft_wrap=True)

@@ -188,9 +188,9 @@ def compare_picture(
     record: ImageRecord, image_path: Path, objects: Sequence[dict[str, Any]] | None, match: ImageMatch | None,
     font: FontChoice, name: LabelNamer, max_side: int = 800, prediction_title: str = "prediction",
     is_fault: Callable[[str], bool] | None = None,
-) -> Image.Image:
+) -> tuple[Image.Image, str | None]:
     """Ground truth on the left and, when `objects` is given, predictions on the right, both on the photo; with
-    `is_fault`, faults framed in magenta."""
+    `is_fault`, faults framed in magenta. Also why the photo could not be read (drawn on a grey placeholder), or None."""
     photo, problem = open_photo(image_path, record.size)
     photo, scale = fit(photo, max_side, MIN_SIDE)
     compared = objects is not None and match is not None
@@ -202,18 +202,18 @@ def compare_picture(
         right = draw_boxes(photo, prediction_boxes(objects, record, match, name, is_fault), font, scale)
         legend = f"\n{PREDICTION_LEGEND}{faults}" if compared else ""
         panels.append((f"{prediction_title} ({len(objects)}){legend}", right))
-    return side_by_side(panels, font)
+    return side_by_side(panels, font), problem
 
 
 def prediction_picture(
     image_path: Path, objects: Sequence[dict[str, Any]], font: FontChoice, name: LabelNamer, max_side: int = 800,
     size: tuple[int, int] | None = None,
-) -> Image.Image:
-    """Predictions alone on their photo (no ground truth), in blue."""
+) -> tuple[Image.Image, str | None]:
+    """Predictions alone on their photo (no ground truth), in blue; also why the photo could not be read, or None."""
     photo, problem = open_photo(image_path, size) if size else _open_any(image_path)
     photo, scale = fit(photo, max_side, MIN_SIDE)
     drawn = draw_boxes(photo, prediction_boxes(objects, None, None, name), font, scale)
-    return side_by_side([(problem or f"prediction ({len(objects)})", drawn)], font)
+    return side_by_side([(problem or f"prediction ({len(objects)})", drawn)], font), problem
 
 
 def _open_any(path: Path) -> tuple[Image.Image, str | None]:

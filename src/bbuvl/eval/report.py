@@ -74,8 +74,8 @@ def write_report(
             picture, first = drawn[id(result)]
             write_bytes_atomic(file, first.read_bytes())
             return picture
-        picture = compare_picture(result.record, result.image_path, result.objects, result.match, font, name,
-                                  is_fault=is_fault)
+        picture, _ = compare_picture(result.record, result.image_path, result.objects, result.match, font, name,
+                                     is_fault=is_fault)  # an unreadable photo is named on its placeholder
         _save_png(file, picture)
         drawn[id(result)] = (picture, file)
         return picture

@@ -22,10 +22,15 @@ def is_prediction_file(path: str | Path) -> bool:
 
 
 def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name: LabelNamer,
-                  pred: str | Path | None = None, limit: int = 50, iou: float = 0.5) -> int:
-    """Draw up to `limit` photos of `input` (dataset or predictions JSONL) into `out_dir`; returns how many."""
+                  pred: str | Path | None = None, limit: int = 50, iou: float = 0.5,
+                  unreadable: list[str] | None = None) -> int:
+    """Draw up to `limit` photos of `input` (dataset or predictions JSONL) into `out_dir`; returns how many.
+
+    A photo that cannot be read is drawn on a grey placeholder naming why, and `unreadable` (when given) gets
+    why (naming the photo) for it, so that the caller can say so too."""
     input, out_dir = Path(input), Path(out_dir)
     written = 0
+    unreadable = [] if unreadable is None else unreadable
     if is_prediction_file(input):
         if pred is not None:
             raise ValueError(f"{input} is already a predictions file; pass the dataset as INPUT to compare with --pred")
@@ -35,7 +40,9 @@ def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name
         for i, line in enumerate(shown):
             path = root / line.image
             size = (line.width, line.height) if line.width and line.height else None
-            picture = prediction_picture(path, line.objects, font, name, size=size)
+            picture, problem = prediction_picture(path, line.objects, font, name, size=size)
+            if problem is not None:
+                unreadable.append(problem)
             save_atomic(out_dir / f"{i:04d}_{path.stem}.png", lambda fh: picture.save(fh, "PNG"))
             written += 1
         return written
@@ -50,7 +57,9 @@ def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name
             match = match_image([o.bbox_2d for o in record.objects], [label_key(o.desc) for o in record.objects],
                                 [o["bbox_2d"] for o in objects], [label_key(o["label"]) for o in objects],
                                 [o["score"] for o in objects], iou_threshold=iou)
-        picture = compare_picture(record, path, objects, match, font, name)
+        picture, problem = compare_picture(record, path, objects, match, font, name)
+        if problem is not None:
+            unreadable.append(problem)
         save_atomic(out_dir / f"{i:04d}_{path.stem}.png", lambda fh: picture.save(fh, "PNG"))
         written += 1
     return written
