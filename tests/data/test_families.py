@@ -103,3 +103,9 @@ def test_a_hub_id_is_never_looked_up_when_offline_is_asked_or_the_user_switched_
     with pytest.raises(ValueError, match="not a local folder.*the hub was not asked"):
         family_of("org/not-in-the-cache", offline=switch is None)
     assert asked == []
+
+
+def test_an_unsupported_model_type_names_the_config_it_was_read_from(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"config.json: model_type 'llama' is not a model family bbu-vl supports"):
+        family_of(tmp_path)

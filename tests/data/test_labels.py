@@ -59,3 +59,26 @@ def test_broken_hierarchy_file_is_reported(tmp_path):
     p.write_text("{nope", encoding="utf-8")
     with pytest.raises(ValueError, match="cannot read label hierarchy"):
         Hierarchy.load(p)
+
+
+@pytest.mark.parametrize("content, needle", [
+    ([1, 2], "the file must be a JSON object"),
+    ({"categories": ["a"]}, "categories must be a JSON object"),
+    ({"categories": {"a": "gloss"}}, "category 'a' must be a JSON object"),
+    ({"categories": {"a": {"attributes": {"x": {"states": ["s1"]}}}}}, "attribute 'a/x' states must be a JSON object"),
+])
+def test_a_hierarchy_of_the_wrong_shape_names_the_file_and_the_part(tmp_path, content, needle):
+    p = tmp_path / "h.json"
+    p.write_text(json.dumps(content), encoding="utf-8")
+    with pytest.raises(ValueError, match=needle) as caught:
+        Hierarchy.load(p)
+    assert str(caught.value).count(str(p.name)) == 1
+
+
+@pytest.mark.parametrize("content, needle", [([1], "the file must be a JSON object"),
+                                             ({"tokens": {"a": 3}}, "token 'a' must map to a name")])
+def test_a_token_map_of_the_wrong_shape_names_the_file(tmp_path, content, needle):
+    p = tmp_path / "t.json"
+    p.write_text(json.dumps(content), encoding="utf-8")
+    with pytest.raises(ValueError, match=needle):
+        TokenMap.load(p)

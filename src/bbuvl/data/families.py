@@ -163,4 +163,9 @@ def _read_model_type(config: Path, missing: str) -> str:
 
 def family_of(path: str | Path, offline: bool = False) -> Family:
     """The family of the checkpoint at `path` (folder or hub id), from its config.json, never its name."""
-    return get_family(model_type_of(path, offline))
+    try:
+        return get_family(model_type_of(path, offline))
+    except ValueError as e:
+        if str(e).startswith("model_type '"):  # the type was read: say from where
+            raise ValueError(f"{Path(path) / 'config.json' if Path(path).is_dir() else path}: {e}") from None
+        raise

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.text import FULL_WIDTH_SEP, SEP, clean_label, did_you_mean, label_key, show_text
@@ -120,16 +120,19 @@ def _load_hierarchy(path: str) -> Hierarchy:
     try:
         raw = read_json(path)
     except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: cannot read label hierarchy: {e}") from e
+        raise ValueError(f"{path}: cannot read label hierarchy: {str(e).removeprefix(f'{path}: ')}") from e
     cats: dict[str, Category] = {}
     faults: set[str] = set()
-    for name, spec in raw.get("categories", {}).items():
+    for name, spec in _object(path, "categories", _object(path, "the file", raw).get("categories", {})).items():
+        spec = _object(path, f"category '{name}'", spec)
         if spec.get("fault"):
             raise ValueError(f"{path}: category '{name}' is marked \"fault\": mark the attribute or state that is "
                              "wrong instead (a fault is a part's state, docs/faults.md)")
         attrs = {}
-        for a, aspec in spec.get("attributes", {}).items():
-            states = _states(path, name, a, aspec.get("states", {}), faults)
+        for a, aspec in _object(path, f"category '{name}' attributes", spec.get("attributes", {})).items():
+            aspec = _object(path, f"attribute '{name}/{a}'", aspec)
+            states = _states(path, name, a, _object(path, f"attribute '{name}/{a}' states", aspec.get("states", {})),
+                             faults)
             if aspec.get("fault"):
                 if states:
                     raise ValueError(f"{path}: attribute '{name}/{a}' has states and is marked \"fault\": mark the "
@@ -142,6 +145,13 @@ def _load_hierarchy(path: str) -> Hierarchy:
     h = Hierarchy(cats, source=path, faults=frozenset(faults))
     object.__setattr__(h, "_by_key", {label_key(label): label for label in h.labels()})
     return h
+
+
+def _object(path: str | Path, what: str, value: Any) -> dict:
+    """`value` when it is a JSON object; else a ValueError naming the file and what should have been one."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: {what} must be a JSON object ({{...}}), got {type(value).__name__} {str(value)[:40]}")
+    return value
 
 
 def _states(path: str, category: str, attribute: str, spec: dict, faults: set[str]) -> dict[str, str]:
@@ -190,8 +200,11 @@ class TokenMap:
         try:
             raw = read_json(p)
         except (OSError, ValueError) as e:
-            raise ValueError(f"{p}: cannot read token map: {e}") from e
-        return cls(dict(raw.get("tokens", raw)), source=str(p))
+            raise ValueError(f"{p}: cannot read token map: {str(e).removeprefix(f'{p}: ')}") from e
+        tokens = _object(p, "tokens", _object(p, "the file", raw).get("tokens", raw))
+        if bad := [k for k, v in tokens.items() if not isinstance(v, str)]:
+            raise ValueError(f"{p}: token '{bad[0]}' must map to a name (a string), got {tokens[bad[0]]!r}")
+        return cls(dict(tokens), source=str(p))
 
     def map_token(self, token: str) -> str:
         """Canonical name of one token, found however it was typed (itself, cleaned, when unmapped)."""
