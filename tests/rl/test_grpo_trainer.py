@@ -138,3 +138,12 @@ def test_lora_grpo_trains_only_adapters_keeps_a_kl_to_them_switched_off_and_its_
     model = load_model(result["final"])[0]
     lora_b = [p for n, p in model.vlm.named_parameters() if "lora_B" in n]
     assert lora_b and any(p.abs().sum() > 0 for p in lora_b)
+
+
+def test_grpo_names_the_settings_it_reads_nothing_from(grpo_config, small_dataset):
+    from bbuvl.rl.trainer import grpo_ignores
+
+    assert grpo_ignores(grpo_config("training.lr.detection=0")) == []
+    said = " ".join(grpo_ignores(grpo_config(f"data.teachers={small_dataset / 'teachers.jsonl'}", "data.collator=packed")))
+    assert "data.teachers" in said and "training.lr.detection (0.0001): the head is frozen" in said
+    assert "data.collator (packed)" in said

@@ -12,6 +12,7 @@ as it came, so `head` and `name` modes keep working on a GRPO checkpoint.
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -229,10 +230,28 @@ def photos_of(sources: list[SampleSource]) -> list[Photo]:
             for i, s in enumerate(sources)]
 
 
+log = logging.getLogger(__name__)
+
+
+def grpo_ignores(cfg: Config) -> list[str]:
+    """The settings of `cfg` that GRPO reads nothing from (each with why), so that a run can say so."""
+    ignored = []
+    if cfg.data.teachers is not None:
+        ignored.append(f"data.teachers ({cfg.data.teachers}): rollouts are drawn from the photo alone, no teacher shown")
+    if cfg.training.lr.detection > 0:
+        ignored.append(f"training.lr.detection ({cfg.training.lr.detection:g}): the head is frozen, rewards reach the "
+                       "answer's tokens only")
+    if cfg.data.collator != "padded":
+        ignored.append(f"data.collator ({cfg.data.collator}): rollouts are scored as padded rows")
+    return ignored
+
+
 def build_grpo_run(cfg: Config) -> GrpoRun:
     """Load the starting model (an SFT checkpoint with its own prompt and frame, or a base model), the photos and
     the rewards; fails before any weights on a bad reward function or data file."""
     set_seed(cfg.training.seed)
+    for setting in grpo_ignores(cfg):
+        log.warning("training.method grpo ignores %s", setting)
     hierarchy = Hierarchy.load(cfg.data.hierarchy)
     sources = sources_from(read_training_data(cfg.data.train), cfg.data.train)
     photos = photos_of(sources)
