@@ -178,8 +178,12 @@ def test_a_killed_runs_half_written_output_is_the_same_commands_to_redo_and_nobo
     assert child.exitcode == -signal.SIGKILL and (out / "half.jpg").exists() and writer_of(out) is None
     with pytest.raises(OutputConflict, match="not written by `bbuvl data synth`"):
         claim_outputs("data synth", {}, folders=[out])
-    # A run of the same command that fails before it writes there (another check refused it) leaves that so
+    # A run of the same command that fails before it writes there (another check refused it) leaves that so, and
+    # so does one refused because another writer holds the folder above
     claim_outputs("data convert", {}, folders=[out]).finish(succeeded=False)
+    with held_elsewhere(out.parent, "data synth"):
+        with pytest.raises(OutputConflict, match="another `bbuvl data synth` \\(pid 4242\\)"):
+            claim_outputs("data convert", {}, folders=[out])
     with claim_outputs("data convert", {}, folders=[out]):  # the same command redoes it, no --overwrite needed
         (out / "half.jpg").write_bytes(b"whole")
     assert writer_of(out) == "data convert"

@@ -250,8 +250,7 @@ class OutputLock:
         self.out = Path(os.path.abspath(out))
         self.path = lock_path(self.out)
         self.command = command
-        self.killed_command: str | None = None  # the command of a killed holder whose lock file this one found
-        self._found = ""  # that holder's line, as the lock file held it
+        self._found = ""  # the line of a killed holder whose lock file this one found ("PID COMMAND"), else ""
         self._created: list[Path] = []
 
     def acquire(self) -> "OutputLock":
@@ -283,7 +282,6 @@ class OutputLock:
         # A holder that ends removes its lock file before letting go, so a file with a holder's line in it, now
         # unheld, is a killed run's.
         self._found = fh.read().strip()
-        self.killed_command = self._found.partition(" ")[2] or None
         fh.seek(0)
         fh.truncate()
         fh.write(f"{os.getpid()} {self.command}\n")
@@ -293,12 +291,17 @@ class OutputLock:
         # inside it, at least one sees the other (at worst both are refused, never both let through).
         busy = _busy_around(self.out)
         if busy is not None:
-            self.release()
+            self.release(restore=True)  # refused: a killed run's lock file stays as it was found
             where, pid, command = busy
             raise OutputConflict(f"{where}: another `bbuvl {command or self.command}` (pid {pid or 'unknown'}) is "
                                  f"writing it, and {self.out} {'holds it' if where.is_relative_to(self.out) else 'is inside it'}; "
                                  "wait for it to finish, or choose another output")
         return self
+
+    @property
+    def killed_command(self) -> str | None:
+        """The command of a killed holder whose lock file this one found, or None."""
+        return self._found.partition(" ")[2] or None
 
     def release(self, restore: bool = False) -> None:
         """Let go (the last of the re-entrant holders removes the lock file; with `restore`, one that held a killed
