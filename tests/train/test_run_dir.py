@@ -2,7 +2,12 @@
 
 import logging
 
-from bbuvl.train.run_dir import prepare_output_dir
+from bbuvl.train.run_dir import check_output_dir, clear_previous_run
+
+
+def prepare_output_dir(out, resume: bool, overwrite: bool) -> None:
+    """What `train` does to its output folder before anything loads: refuse another run, or clear it."""
+    clear_previous_run(out, check_output_dir(out, resume, overwrite))
 
 
 def test_a_new_folder_is_prepared_without_a_word_about_removing_a_run(tmp_path, caplog):

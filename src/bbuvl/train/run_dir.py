@@ -63,10 +63,9 @@ def check_output_dir(output_dir: str | Path, resume: bool, overwrite: bool) -> l
     return found
 
 
-def prepare_output_dir(output_dir: str | Path, resume: bool, overwrite: bool) -> None:
-    """Refuse a folder holding another run unless resuming it; with `overwrite`, clear that run first."""
+def clear_previous_run(output_dir: str | Path, found: list[str]) -> None:
+    """Remove what `check_output_dir` found of the previous run (what `--overwrite` replaces)."""
     out = Path(output_dir)
-    found = check_output_dir(out, resume, overwrite)
     for name in found:
         path = out / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()

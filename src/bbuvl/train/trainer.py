@@ -48,7 +48,7 @@ from bbuvl.train.monitors import health_summary, training_health
 from bbuvl.train.held_out import check_held_out
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, fused_on_cpu, optimizer_groups
 from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_output_dir, check_run_inputs, checkpoint_incomplete,
-                                 latest_complete_checkpoint, prepare_output_dir)
+                                 clear_previous_run, latest_complete_checkpoint)
 from bbuvl.train.run_record import RUN_RECORD, check_resume, write_run_record
 from bbuvl.train.sample_cache import SampleCache
 from bbuvl.train.weight_average import WeightAverage
@@ -506,9 +506,9 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
                            "data.teachers": cfg.data.teachers, "--resume-from": resume if isinstance(resume, str) else None},
                      overwrite)
     check_held_out(cfg)  # before the folder is touched: validation shown in training is no run to start
-    check_output_dir(out, resume=bool(resume), overwrite=overwrite)  # another run's folder is refused first
+    previous = check_output_dir(out, resume=bool(resume), overwrite=overwrite)  # another run's folder is refused first
     check_precision(cfg)  # and before --overwrite clears it
-    prepare_output_dir(out, resume=bool(resume), overwrite=overwrite)
+    clear_previous_run(out, previous)
     ckpt = None
     if isinstance(resume, str):
         why = checkpoint_incomplete(Path(resume)) if Path(resume).is_dir() else "no such folder"
