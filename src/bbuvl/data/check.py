@@ -231,6 +231,14 @@ def duplicate_photos(rows: list[tuple[Path, int, Sample]], digests: dict[Path, s
     return problems
 
 
+def empty_file_problem(path: Path, file: Path) -> Problem:
+    """What a dataset file with no photo in it is ("ok" for one would read as a clean dataset): an error, or a warning
+    for a folder's optional val/teachers file; `path` is what was checked (the file itself, or its folder)."""
+    optional = path.is_dir() and file.name != TRAIN
+    return Problem(str(file), 0, "no photos: the file is empty or holds only blank lines",
+                   "warning" if optional else "error")
+
+
 def check_dataset(
     path: Path,
     hierarchy: Hierarchy | None = None,
@@ -260,10 +268,8 @@ def check_dataset(
         except DatasetError as e:  # the file itself cannot be opened, or is no text
             problems.append(Problem(e.path, e.line, e.message))
             continue
-        if lines == 0:  # "ok" for a file with nothing in it would read as a clean dataset
-            optional = path.is_dir() and file.name != TRAIN
-            problems.append(Problem(str(file), 0, "no photos: the file is empty or holds only blank lines",
-                                    "warning" if optional else "error"))
+        if lines == 0:
+            problems.append(empty_file_problem(path, file))
 
     images = sorted({resolve_image(f, img) for f, _, s in rows for _, r in sample_records(s) for img in r.images})
     infos: dict[Path, ImageInfo | str] = {}

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bbuvl.config import Config, batch_budget_problems
-from bbuvl.data.check import ImageInfo, Problem, check_size, dataset_files, probe_image
+from bbuvl.data.check import ImageInfo, Problem, check_size, dataset_files, empty_file_problem, probe_image
 from bbuvl.data.coords import ROTATING_ORIENTATIONS, CoordinateContract
 from bbuvl.data.families import Family
 from bbuvl.data.labels import Hierarchy
-from bbuvl.data.layout import TEACHERS, TRAIN
+from bbuvl.data.layout import TEACHERS
 from bbuvl.data.schema import ImageRecord, iter_dataset, read_dataset, read_records, resolve_image
 
 _ORIENTATION_NAMES = {2: "mirrored", 3: "rotated 180°", 4: "flipped vertically", 5: "transposed", 6: "rotated 90° clockwise",
@@ -169,10 +169,8 @@ def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None
             summary.per_sample.append(total)
             if file.name == TEACHERS:
                 teacher_tokens.append(total)
-        if rows == 0:  # as `data check` says: a clean report on a file with nothing in it would read as a good dataset
-            optional = path.is_dir() and file.name != TRAIN
-            report.problems.append(Problem(str(file), 0, "no photos: the file is empty or holds only blank lines",
-                                           "warning" if optional else "error"))
+        if rows == 0:  # as `data check` says
+            report.problems.append(empty_file_problem(path, file))
         report.tokens.append(summary)
     _label_problems(report, first_seen, hierarchy)
     if family is None:
