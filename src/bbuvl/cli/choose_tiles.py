@@ -138,11 +138,10 @@ def choose_tiles(
 
 def unreadable(predictions: Path) -> list[str]:
     """`photo: why` for each validation photo a predictions file says could not be predicted (missing, corrupt)."""
-    import json
+    from bbuvl.eval.predictions import read_predictions
 
-    lines = (json.loads(text) for text in predictions.read_text(encoding="utf-8").splitlines() if text.strip())
-    return [f"{line['image']}: {str(line['error']).removeprefix(str(line['image']) + ': ')}" for line in lines
-            if line.get("error")]
+    return [f"{line.image}: {line.error.removeprefix(line.image + ': ')}" for line in read_predictions(predictions)
+            if line.error]
 
 
 def _num(v: float | None) -> str:
