@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 import typer
@@ -137,8 +138,6 @@ def predict(
             discard_output(out)  # only now, with the model loaded: a failed start keeps the old file
     with Progress(TextColumn(f"predict ({mode})"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   TextColumn("{task.fields[rate]}"), console=console) as progress:
-        import time
-
         task = progress.add_task("predict", total=None, rate="")
         start = time.perf_counter()  # not at the first chunk's end: the rate would be that chunk over no time at all
 
