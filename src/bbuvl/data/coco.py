@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bbuvl.data.coords import box_inside, box_is_degenerate, clip_box
+from bbuvl.data.jsonfile import is_json_number
 from bbuvl.data.labels import label_at_level
 from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
 from bbuvl.data.text import clean_label
@@ -73,10 +74,6 @@ def _listed(coco: dict[str, Any], key: str, errors: list[dict[str, Any]]) -> lis
 def _id(value: Any) -> int | str | None:
     """A COCO id as a key: an int, or a string as some tools write it; anything else names nothing."""
     return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageRecord], list[dict[str, Any]]]:
@@ -153,7 +150,7 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             continue
         where["label"] = label
         bbox = ann.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(_is_number, bbox))):
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(is_json_number, bbox))):
             errors.append(_error(f"bbox must be [x, y, width, height], got {bbox}", **where))
             continue
         x, y, w, h = (float(v) for v in bbox)

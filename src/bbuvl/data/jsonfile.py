@@ -32,6 +32,11 @@ def parse_json(text: str | bytes) -> Any:
     return _DECODER.decode(text)
 
 
+def is_json_number(value: Any) -> bool:
+    """Whether a parsed JSON value is a number (`true` and `false` parse as Python bools, which are ints too)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def read_json(path: str | Path, what: str = "file") -> Any:
     """The parsed content of `path`; FileNotFoundError or ValueError naming the file (and line) otherwise."""
     path = Path(path)

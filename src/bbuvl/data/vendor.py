@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from bbuvl.data.jsonfile import is_json_number
 from bbuvl.data.text import FULL_WIDTH_SEP, SEP
 
 LABEL_KEY_ZH = "标签"
@@ -198,7 +199,7 @@ def _extent(coords: Any, label: str | None) -> list[float]:
 
 
 def _points(coords: Any) -> Iterator[tuple[float, float]]:
-    if isinstance(coords, list) and len(coords) == 2 and all(_is_number(v) for v in coords):
+    if isinstance(coords, list) and len(coords) == 2 and all(is_json_number(v) for v in coords):
         x, y = float(coords[0]), float(coords[1])
         if not (math.isfinite(x) and math.isfinite(y)):
             raise _ObjectError(f"coordinate [{x}, {y}] is not finite")
@@ -208,10 +209,6 @@ def _points(coords: Any) -> Iterator[tuple[float, float]]:
             yield from _points(c)
     else:
         raise _ObjectError(f"coordinates hold {_short(coords)}, not [x, y] pairs")
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _short(value: Any, limit: int = 60) -> str:
