@@ -4,8 +4,10 @@ Every output bbuvl writes (metrics, reports, summaries, checkpoints) goes throug
 temporary file beside the target, are flushed to disk, and only then renamed over it. A full disk or a
 kill during the write leaves the previous file untouched and at most a stray `.NAME.PID.*.tmp.EXT` beside it
 (the extension kept so that Pillow and matplotlib still know the format). The temporary names carry the writer's
-pid, so the next write of the same name removes what a killed writer left there (a whole model's size, for an
-export killed half-way) and never the files of a writer still at work.
+pid, so the next write of a folder removes the temporary folder a killed writer of that name left (a whole model's
+size, for an export killed half-way) and never a writer's still at work. A file's stray is at most one file, and
+looking for it would list the folder at every write: 5,000 photos written into one folder took 13.2 s that way
+against 1.6 s, so files are not looked for.
 
 Pictures go through `save_atomic`, which has them encoded in memory first: Pillow's C encoders write to the
 file descriptor themselves and ignore a full disk (Pillow 13: a 13,904-byte JPEG saved with 8 KiB free left an
@@ -44,7 +46,6 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        remove_dead_writers_temporaries(path)
         fd, name = tempfile.mkstemp(prefix=_prefix(path), suffix=f".tmp{path.suffix}", dir=path.parent)
         os.close(fd)
         tmp = Path(name)
