@@ -167,3 +167,20 @@ def test_viz_of_a_folder_says_it_is_a_folder_not_that_nothing_is_there(eval_file
     assert result.exit_code == 2 and "a folder, not a JSONL file" in result.output, result.output
     result = runner.invoke(app, ["viz", str(eval_files.gt), str(tmp_path / "pictures"), "--pred", str(tmp_path)])
     assert result.exit_code == 2 and "a folder, not a JSONL file (--pred)" in result.output, result.output
+
+
+def test_viz_names_the_first_five_unreadable_photos_then_says_how_many_more(eval_files, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(eval_files.gt.parent, data)
+    photos = sorted((data / "images").glob("val_*"))
+    assert len(photos) == 6
+    for photo in photos:
+        photo.unlink()
+    result = runner.invoke(app, ["viz", str(data / "val.jsonl"), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert said.count("image file not found (drawn as a grey placeholder)") == 5
+    assert "warning: ... and 1 more photos drawn as grey placeholders" in said
+    assert len(list((tmp_path / "out").glob("*.png"))) == 6

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bbuvl.cli.common import (OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, check_device, claim_outputs, console,
-                              fail, finite_range, one_of, user_errors)
+                              fail, finite_range, one_of, print_first, user_errors)
 from bbuvl.cli.predictor import CHECKPOINT_HELP, read_folder
 from bbuvl.infer.tile_scale import REFINE_WITHIN, WITHIN
 
@@ -104,9 +104,10 @@ def choose_tiles(
                             if choose_thresholds else (None, None))
         if verdict is not None:
             verdict.save(checkpoint)
-    for failed in unreadable(chosen_predictions(out, chosen)):
-        console.print(f"[yellow]warning[/]: {escape(failed)}; it counts as a photo where nothing was found, at every "
-                      "scale", soft_wrap=True)
+    chosen_file = chosen_predictions(out, chosen)
+    print_first([f"{failed}; it counts as a photo where nothing was found, at every scale"
+                 for failed in unreadable(chosen_file)],
+                f" photos that could not be predicted: their lines in {chosen_file} say why (\"error\")")
     for c in chosen.candidates:
         mark = " *" if c.scale == chosen.scale else ""
         table.add_row(f"{c.scale:g}{mark}", escape(", ".join(f"{g} ({n})" for g, n in c.grids.items())), str(c.passes),

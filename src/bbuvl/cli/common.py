@@ -6,7 +6,7 @@ import math
 import sys
 from contextlib import contextmanager
 from pathlib import Path, PurePath
-from typing import Any, Callable, Iterable, Iterator, Mapping, get_args
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, get_args
 
 import click
 import typer
@@ -26,6 +26,17 @@ def fail(message: str, code: int = 2) -> None:
     """Print an error the user can act on and exit; `message` is plain text (paths and labels are never markup)."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def print_first(messages: Sequence[str], more: str = "", limit: int = 5, prefix: str = "[yellow]warning[/]: ",
+                out: Console | None = None) -> None:
+    """The first `limit` of `messages` (plain text) each after `prefix` (markup), then one line saying how many more
+    were left out, followed by `more` (plain text): a long list would bury the command's summary."""
+    out = out or console
+    for message in messages[:limit]:
+        out.print(f"{prefix}{escape(message)}", soft_wrap=True)
+    if len(messages) > limit:
+        out.print(f"{prefix}... and {len(messages) - limit} more{escape(more)}", soft_wrap=True)
 
 
 @contextmanager

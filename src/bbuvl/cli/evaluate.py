@@ -12,7 +12,7 @@ from rich.table import Table
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.cli.common import (OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, claim_outputs, console, fail, finite_range,
-                              int_range, user_errors)
+                              int_range, print_first, user_errors)
 
 LEVEL_HELP = "Evaluate categories at this hierarchy level (1 = category, 2 = category/attribute; default: full label)."
 FONT_HELP = "Font file with Chinese glyphs for labels in pictures (default: search the system; warns if none)."
@@ -323,7 +323,5 @@ def viz(
     with user_errors(ValueError, OSError):
         written = draw_pictures(input, out_dir, font, name, pred=pred, limit=limit, iou=iou, unreadable=unreadable)
     console.print(f"[green]drew[/] {written} photo(s) into {escape(str(out_dir))}", soft_wrap=True)
-    for problem in unreadable[:5]:  # their pictures are grey placeholders naming why
-        console.print(f"[yellow]warning[/]: {escape(problem)} (drawn as a grey placeholder)", soft_wrap=True)
-    if len(unreadable) > 5:
-        console.print(f"[yellow]warning[/]: ... and {len(unreadable) - 5} more photos drawn as grey placeholders", soft_wrap=True)
+    # their pictures are grey placeholders naming why
+    print_first([f"{p} (drawn as a grey placeholder)" for p in unreadable], " photos drawn as grey placeholders")

@@ -12,7 +12,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from bbuvl.cli.common import (OVERWRITE_HELP, PATH_OR_ID, check_device, claim_outputs, command_group, console, err_console,
-                              fail, finite_range, int_range, stdout_is_tty, user_errors)
+                              fail, finite_range, int_range, print_first, stdout_is_tty, user_errors)
 
 if TYPE_CHECKING:  # the heavy imports (torch, transformers) wait until a command runs
     from bbuvl.fewshot.backbones import Backbone
@@ -89,10 +89,7 @@ def _print_messages(title: str, messages: list[str], limit: int = 10) -> None:
     if not messages:
         return
     err_console.print(f"[yellow]{title}: {len(messages)}[/]")
-    for m in messages[:limit]:
-        err_console.print(f"  {m}", markup=False, soft_wrap=True, style="yellow")
-    if len(messages) > limit:
-        err_console.print(f"  ... and {len(messages) - limit} more", style="yellow")
+    print_first(messages, limit=limit, prefix="[yellow]  ", out=err_console)
 
 
 @app.command("tiny-backbone")

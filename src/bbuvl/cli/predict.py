@@ -11,7 +11,8 @@ import typer
 
 from rich.markup import escape
 
-from bbuvl.cli.common import OVERWRITE_HELP, check_device, console, fail, finite_range, hold_outputs, int_range, user_errors
+from bbuvl.cli.common import (OVERWRITE_HELP, check_device, console, fail, finite_range, hold_outputs, int_range,
+                              print_first, user_errors)
 from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
                                  TILES, ZOOM_INTO, check_mode_name, describe_tiles, mode_help, plain_model_mode,
                                  read_folder, tile_options)
@@ -148,12 +149,7 @@ def predict(
             stats = run_predictions(job, lambda chunk: predictor.predict_lines(chunk, mode, **options.model_dump()), on_progress)
     console.print(f"[green]done[/]: {stats['predicted']} predicted ({stats['images_per_s']:.2f} img/s), "
                   f"{stats['skipped']} already in {escape(str(out))}, {stats['errors']} with errors")
-    shown = 5  # a folder of broken photos would bury the summary: the output's lines hold every error
-    for failed in stats["failed"][:shown]:
-        console.print(f"[yellow]error[/]: {escape(failed)}", soft_wrap=True)
-    if len(stats["failed"]) > shown:
-        console.print(f"... and {len(stats['failed']) - shown} more: their lines in {escape(str(out))} say why "
-                      "(\"error\")", soft_wrap=True)
+    print_first(stats["failed"], f": their lines in {out} say why (\"error\")", prefix="[yellow]error[/]: ")
     if stats["cut"]:
         console.print(f"[yellow]warning[/]: {stats['cut']} of {stats['predicted']} answers reached the token budget "
                       f"(max_new_tokens {options.max_new_tokens}) with more to write: their lines say \"cut\": true, "
