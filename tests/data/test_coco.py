@@ -133,3 +133,30 @@ def test_export_then_import_preserves_boxes_and_labels(recs: list[ImageRecord]):
         assert [o.desc for o in b.objects] == [o.desc for o in a.sorted().objects]
         for oa, ob in zip(a.sorted().objects, b.objects):
             assert all(math.isclose(x, y, rel_tol=1e-12, abs_tol=1e-9) for x, y in zip(oa.bbox_2d, ob.bbox_2d))
+
+
+def test_a_category_name_with_control_characters_is_refused_and_its_photo_left_out_not_kept_empty():
+    coco = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 50},
+                   {"id": 2, "file_name": "b.jpg", "width": 100, "height": 50},
+                   {"id": 3, "file_name": "c.jpg", "width": 100, "height": 50}],  # no annotations: a clean photo
+        "categories": [{"id": 1, "name": "标签贴纸\x1b[2J"}, {"id": 2, "name": "线缆"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20]},
+                        {"id": 2, "image_id": 2, "category_id": 2, "bbox": [10, 10, 20, 20]}],
+    }
+    records, errors = coco_to_records(coco, Path("imgs"))
+    assert [(r.image, len(r.objects)) for r in records] == [("imgs/b.jpg", 1), ("imgs/c.jpg", 0)]
+    reasons = [e["reason"] for e in errors]
+    assert reasons[0] == ("category id 1: label '标签贴纸\\x1b[2J' holds control characters ('\\x1b'): a label is "
+                          "one line of text; remove them")
+    assert reasons[1:] == ["unknown category id 1", "none of its 1 annotations could be used: the photo is left out"]
+
+
+@pytest.mark.parametrize("width", ["100", True, 99.5])
+def test_an_image_size_that_is_no_whole_json_number_is_refused_not_converted(width):
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": width, "height": 50}],
+            "categories": [{"id": 1, "name": "线缆"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20]}]}
+    records, errors = coco_to_records(coco, Path("imgs"))
+    assert records == []
+    assert "is not a whole number" in errors[0]["reason"]

@@ -125,3 +125,34 @@ def test_a_line_cut_short_is_reported_at_its_own_end_and_an_unopenable_file_with
     with pytest.raises(DatasetError) as missing:
         list(iter_dataset(tmp_path / "nowhere.jsonl"))
     assert str(missing.value).startswith(f"{tmp_path / 'nowhere.jsonl'}: cannot open dataset")
+
+
+@pytest.mark.parametrize("field, value, said", [
+    ("width", "64", '"64" is a string, not a number'),
+    ("height", True, "true is a boolean, not a number"),
+    ("magnified", "2", '"2" is a string, not a number'),
+])
+def test_a_size_typed_as_a_string_or_a_boolean_is_refused_naming_the_line(tmp_path, field, value, said):
+    p = tmp_path / "d.jsonl"
+    _write(p, [json.dumps(REC), json.dumps(dict(REC, **{field: value}))])
+    errors = [str(r.error) for r in iter_dataset(p) if r.error]
+    assert errors == [f"{p}:2: student.{field}: {said}"]
+
+
+def test_box_coordinates_typed_as_strings_or_booleans_are_refused_not_read_as_numbers(tmp_path):
+    p = tmp_path / "d.jsonl"
+    _write(p, [json.dumps(dict(REC, objects=[{"bbox_2d": ["1", True, 10, 20], "desc": "线缆"}]))])
+    (row,) = iter_dataset(p)
+    assert str(row.error) == (f"{p}:1: student.objects.0.bbox_2d.0: \"1\" is a string, not a number; "
+                              "student.objects.0.bbox_2d.1: true is a boolean, not a number")
+    assert ObjectAnn(bbox_2d=[1, 2.5, 10, 20], desc="线缆").bbox_2d == [1.0, 2.5, 10.0, 20.0]  # ints stay numbers
+
+
+@pytest.mark.parametrize("label", ["线缆\x1b[2J", "线缆\n标签贴纸", "线\x00缆", "\t线缆"])
+def test_a_label_holding_control_characters_is_refused_with_them_shown_escaped(tmp_path, label):
+    p = tmp_path / "d.jsonl"
+    _write(p, [json.dumps(dict(REC, objects=[{"bbox_2d": [1, 2, 10, 20], "desc": label}]))])
+    (row,) = iter_dataset(p)
+    message = str(row.error)
+    assert message.startswith(f"{p}:1: student.objects.0.desc: label ") and "holds control characters" in message
+    assert message.isprintable()  # the terminal is shown `\x1b`, never sent it

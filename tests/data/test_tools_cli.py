@@ -170,3 +170,20 @@ def test_import_coco_of_one_photo_listed_twice_keeps_its_first_entry_once(tmp_pa
     assert record.id == "1" and len(record.objects) == 1  # one photo, its boxes once: it cannot land in train and val
     (error,) = [json.loads(line) for line in (tmp_path / "ds" / ERRORS).read_text(encoding="utf-8").splitlines()]
     assert error["image_id"] == "2" and error["reason"].startswith("the same photo as image id 1")
+
+
+def test_import_coco_whose_every_entry_is_refused_names_the_first_problem_and_writes_nothing(tmp_path: Path):
+    images = tmp_path / "coco_images"
+    images.mkdir()
+    Image.new("RGB", (100, 80)).save(images / "a.jpg")
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": "100", "height": 80}],
+            "categories": [{"id": 1, "name": "标签贴纸"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 30, 40]}]}
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps(coco), encoding="utf-8")
+    result = CliRunner().invoke(make_app(), ["import-coco", str(ann), str(images), str(tmp_path / "ds")])
+    assert result.exit_code != 0
+    assert (f"{ann}: no photo could be imported (2 problems); the first, image id 1: image entry without a usable "
+            'id/file_name/width/height (width "100" is not a whole number). Nothing was written') in " ".join(
+                result.output.split())
+    assert not (tmp_path / "ds" / TRAIN).exists() and not (tmp_path / "ds" / ERRORS).exists()

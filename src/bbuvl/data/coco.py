@@ -6,6 +6,7 @@ from records exactly as export does.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -15,7 +16,7 @@ from bbuvl.data.coords import box_inside, box_is_degenerate, clip_box
 from bbuvl.data.jsonfile import is_json_number
 from bbuvl.data.labels import label_at_level
 from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
-from bbuvl.data.text import clean_label
+from bbuvl.data.text import clean_label, label_problem
 
 # Annotation tools often let a box overshoot the border by a fraction of a pixel: clip that, reject more.
 OVERSHOOT_TOLERANCE = 1.0
@@ -96,6 +97,10 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
         cat_id, name = _id(c.get("id")), str(c.get("name") or "")
         if cat_id is None or not clean_label(name):
             continue  # its annotations are reported as of an unknown category
+        problem = label_problem(name)
+        if problem:  # its annotations are reported as of an unknown category, after this line saying why
+            errors.append(_error(f"category id {cat_id!r}: {problem}"))
+            continue
         if categories.setdefault(cat_id, name) != name:
             ambiguous.setdefault(cat_id, {categories[cat_id]}).add(name)
     images: dict[int | str, dict[str, Any]] = {}
@@ -105,7 +110,7 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
         try:
             if image_id is None:
                 raise ValueError(f"id {im.get('id')!r} is no number or string")
-            size = (int(im["width"]), int(im["height"]))
+            size = (_whole(im["width"], "width"), _whole(im["height"], "height"))
             file_name = im["file_name"]
             if not isinstance(file_name, str) or not file_name.strip():
                 raise ValueError(f"file_name {file_name!r} names no file")
@@ -123,7 +128,7 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             repeated.add(image_id)
             images.pop(image_id, None)
             continue
-        images[image_id] = {"file_name": file_name, "size": size, "objects": []}
+        images[image_id] = {"file_name": file_name, "size": size, "objects": [], "listed": 0}
 
     for ann in _listed(coco, "annotations", errors):
         where = {"annotation_id": ann.get("id"), "image_id": ann.get("image_id")}
@@ -136,6 +141,7 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             errors.append(_error("unknown image id", **where))
             continue
         where["file"] = image["file_name"]
+        image["listed"] += 1
         if ann.get("iscrowd"):
             errors.append(_error("crowd annotation (a region of many objects, not one box)", **where))
             continue
@@ -169,6 +175,12 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             continue
         image["objects"].append(ObjectAnn(bbox_2d=box, desc=label))
 
+    for image_id, im in list(images.items()):
+        if im["listed"] and not im["objects"]:
+            # Kept, it would teach "nothing here" where the file says there are parts, as convert does not either.
+            errors.append(_error(f"none of its {im['listed']} annotations could be used: the photo is left out",
+                                 image_id=image_id, file=im["file_name"]))
+            del images[image_id]
     records = [
         ImageRecord(
             images=[(images_dir / im["file_name"]).as_posix()],
@@ -180,3 +192,10 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
         for image_id, im in images.items()
     ]
     return records, errors
+
+
+def _whole(value: Any, key: str) -> int:
+    """`value` as an int when JSON wrote it as a whole number; ValueError otherwise (int() would read "64" or 63.9)."""
+    if not is_json_number(value) or not math.isfinite(value) or value != int(value):
+        raise ValueError(f"{key} {json.dumps(value, ensure_ascii=False)} is not a whole number")
+    return int(value)

@@ -73,7 +73,12 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
         objects = [o.model_copy(update={"desc": hierarchy.canonical(o.desc) or o.desc}) for o in r.objects]
         kept.append(r.model_copy(update={"images": [rel.as_posix()], "objects": objects}))
     if not kept:  # an empty dataset written with exit 0 reads as success
-        why = (f"; the first, {errors[0]['file']}: {errors[0]['reason']}" if errors else "")
+        first = errors[0] if errors else {}
+        named = first.get("file") or (f"image id {first['image_id']}" if first.get("image_id") is not None else "")
+        why = f"; the first{', ' + named if named else ''}: {first['reason']}" if errors else ""
+        if not records:  # refused in the file itself, before any photo was looked for
+            raise ValueError(f"{annotations}: no photo could be imported ({len(errors)} problems){why}. Nothing was "
+                             "written")
         raise ValueError(f"{annotations}: none of its {len(records)} photos could be used{why}. Is {images_dir} the "
                          "folder its file_name paths are relative to? Nothing was written")
     unknown = Counter(o.desc for r in kept for o in r.objects if not hierarchy.is_valid(o.desc))

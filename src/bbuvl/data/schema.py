@@ -15,13 +15,27 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Annotated, Any, Iterable, Iterator
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bbuvl.data.input_paths import find_file
 from bbuvl.data.jsonfile import parse_json
-from bbuvl.data.text import clean_label, show_text
+from bbuvl.data.text import clean_label, label_problem, show_text
+
+
+def _json_number(value: Any) -> Any:
+    """`value` unchanged unless JSON typed it as a string or a boolean, which pydantic would read as numbers."""
+    # pydantic's lax mode reads "10" as 10 and true as 1. A quoted number or a boolean where a coordinate or a size
+    # belongs is another tool's format or a typo, and is refused where the error can still name the file and line.
+    if isinstance(value, bool) or isinstance(value, str):
+        raise ValueError(f"{json.dumps(value, ensure_ascii=False)} is a {'boolean' if isinstance(value, bool) else 'string'}"
+                         ", not a number")
+    return value
+
+
+JsonFloat = Annotated[float, BeforeValidator(_json_number)]
+JsonInt = Annotated[int, BeforeValidator(_json_number)]
 
 
 class ObjectAnn(BaseModel):
@@ -29,7 +43,7 @@ class ObjectAnn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    bbox_2d: list[float] = Field(min_length=4, max_length=4)
+    bbox_2d: list[JsonFloat] = Field(min_length=4, max_length=4)
     desc: str = Field(min_length=1)
     extra: dict[str, str] | None = None  # free-text keys from the platform (remarks), never shown to the model
 
@@ -48,10 +62,10 @@ class ObjectAnn(BaseModel):
     @classmethod
     def _clean(cls, v: str) -> str:
         # An invisible character pasted into a label would be learnt and emitted by the model; it never belongs.
-        cleaned = clean_label(v)
-        if not cleaned:
-            raise ValueError(f"label {show_text(v)} is empty once invisible characters and spaces are removed")
-        return cleaned
+        problem = label_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return clean_label(v)
 
 
 class ImageRecord(BaseModel):
@@ -60,14 +74,14 @@ class ImageRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     images: list[str] = Field(min_length=1)
-    width: int = Field(gt=0)
-    height: int = Field(gt=0)
+    width: JsonInt = Field(gt=0)
+    height: JsonInt = Field(gt=0)
     objects: list[ObjectAnn] = Field(default_factory=list)
     id: str | None = None
     source: str | None = None  # where it came from (vendor file), for tracing errors back
     # Stored pixels per pixel of the photo this one was cut from (`bbuvl data tile --zoom`); None: as taken. Lets a
     # run know the scale it trained at (data/scale.py), which tiles' `auto` grid reuses.
-    magnified: float | None = Field(None, gt=0)
+    magnified: JsonFloat | None = Field(None, gt=0)
 
     @field_validator("images")
     @classmethod
@@ -149,8 +163,8 @@ def _describe(err: ValidationError) -> str:
             parts.append(f"unknown key '{loc}'{hint}")
         elif e["type"] == "missing":
             parts.append(f"missing key '{loc}'")
-        else:
-            parts.append(f"{loc}: {e['msg']}")
+        else:  # pydantic prefixes our validators' own sentences with "Value error, ", which tells the user nothing
+            parts.append(f"{loc}: {e['msg'].removeprefix('Value error, ')}")
     more = [f"and {len(parts) - _MAX_PROBLEMS} more"] if len(parts) > _MAX_PROBLEMS else []
     return "; ".join(parts[:_MAX_PROBLEMS] + more)
 

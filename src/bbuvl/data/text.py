@@ -34,6 +34,23 @@ def clean_label(text: str) -> str:
     return unicodedata.normalize("NFC", text).strip()
 
 
+def control_characters(text: str) -> str:
+    """The control characters (Unicode category Cc: ESC, tab, newline, NUL, ...) in `text`, as `show_text` spells
+    them; '' when it has none. In a label they are never meant: a terminal obeys ESC, and a newline splits a line."""
+    found = dict.fromkeys(c for c in text if unicodedata.category(c) == "Cc")
+    return ", ".join(show_text(c) for c in found)
+
+
+def label_problem(text: str) -> str | None:
+    """Why `text` cannot be a label (control characters in it, or nothing left once cleaned); None when it can."""
+    control = control_characters(text)
+    if control:
+        return f"label {show_text(text)} holds control characters ({control}): a label is one line of text; remove them"
+    if not clean_label(text):
+        return f"label {show_text(text)} is empty once invisible characters and spaces are removed"
+    return None
+
+
 def label_key(text: str) -> str:
     """What decides whether two labels are one: NFC, full-width ASCII folded, no invisible characters, parts trimmed."""
     folded = unicodedata.normalize("NFC", drop_invisible(text.translate(_HALF_WIDTH)))
