@@ -1,8 +1,16 @@
-"""A run's output folder: what --overwrite removes, and what it says it removed."""
+"""A run's output folder: what --overwrite removes, what it says it removed, and that it is never on the data or the
+model."""
 
 import logging
+import shutil
+from pathlib import Path
 
-from bbuvl.train.run_dir import check_output_dir, clear_previous_run
+import pytest
+from typer.testing import CliRunner
+
+from bbuvl.cli import app
+from bbuvl.config import dump_config
+from bbuvl.train.run_dir import RunDirError, check_output_dir, check_run_inputs, clear_previous_run
 
 
 def prepare_output_dir(out, resume: bool, overwrite: bool) -> None:
@@ -26,3 +34,64 @@ def test_overwrite_removes_the_previous_run_and_names_what_it_removed(tmp_path, 
         prepare_output_dir(out, resume=False, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     assert "checkpoint-5, run.json" in caplog.text
+
+
+# --- the folder is the run's alone --------------------------------------------------------------------------
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (hidden ones too) with its bytes."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture()
+def world(run_config, small_dataset, tiny_model_dir, tmp_path):
+    """A dataset and a base model of this test's own, and a config training on them."""
+    shutil.copytree(small_dataset, tmp_path / "data")
+    shutil.copytree(tiny_model_dir, tmp_path / "base")
+    d = tmp_path / "data"
+    return run_config(f"model.path={tmp_path / 'base'}", f"data.train={d / 'train.jsonl'}", f"data.val={d / 'val.jsonl'}",
+                      f"data.teachers={d / 'teachers.jsonl'}")
+
+
+@pytest.mark.parametrize(("where", "named"), [
+    ("data", "holds the input data.train"),
+    ("data/images", "holds the input data.train line 1's photo folder"),
+    ("data/images/run", "is inside the input data.train line 1's photo folder"),
+    (".", "holds the input model.path"),
+    ("base", "holds the input model.path"),
+    ("base/run", "is inside the input model.path"),
+], ids=["dataset-folder", "photo-folder", "inside-photos", "parent", "model-path", "inside-model-path"])
+@pytest.mark.parametrize("flag", [[], ["--overwrite"]], ids=["plain", "overwrite"])
+def test_an_output_dir_on_the_data_or_the_model_is_refused_naming_both_keys_and_nothing_is_touched(world, tmp_path,
+                                                                                                    where, named, flag):
+    (tmp_path / "data" / "checkpoint-3").mkdir()  # a folder of the user's that --overwrite would take for a run's
+    (tmp_path / "data" / "health.json").write_text("{}", encoding="utf-8")
+    cfg = world.model_copy(deep=True)
+    cfg.training.output_dir = str(tmp_path / where)
+    config = tmp_path / "run.yaml"
+    config.write_text(dump_config(cfg), encoding="utf-8")
+    before = {name: snapshot(tmp_path / name) for name in ("data", "base")}
+    r = CliRunner().invoke(app, ["train", str(config), *flag])
+    assert r.exit_code == 2, r.output
+    text = " ".join(r.output.split())
+    assert f"training.output_dir {tmp_path / where}".replace("/.", "") in text and named in text
+    assert "Traceback" not in r.output
+    assert {name: snapshot(tmp_path / name) for name in ("data", "base")} == before
+
+
+def test_an_output_dir_beside_the_photos_in_the_dataset_folder_is_allowed(world, tmp_path):
+    check_run_inputs(tmp_path / "data" / "runs" / "a", {"model.path": world.model.path, "data.train": world.data.train},
+                     overwrite=True)
+    with pytest.raises(RunDirError, match="training.output_dir .*: holds the input data.train"):
+        check_run_inputs(tmp_path, {"data.train": world.data.train}, overwrite=False)
+
+
+def test_a_previous_runs_health_report_is_part_of_it(tmp_path, caplog):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "health.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(RunDirError, match=r"holds another run \(health.json\)"):
+        prepare_output_dir(out, resume=False, overwrite=False)
+    prepare_output_dir(out, resume=False, overwrite=True)  # a run without alarms must not keep the old run's report
+    assert not (out / "health.json").exists()

@@ -4,6 +4,10 @@ Training into a folder that already holds a run would replace its `final/` and l
 checkpoints beside the new ones, where a later `--resume` picks the old run's newest. So a used folder is
 refused unless the caller resumes it or asks to overwrite it (which clears the old run's checkpoints).
 
+The folder is the run's alone: it is never model.path, a data file's folder, a photo folder, nor inside or
+around one of them, since a run writes `checkpoint-N/`, `final/`, `tb/` and its files there and `--overwrite` and
+`--resume` take whatever carries those names for the run's own (`check_run_inputs`).
+
 A checkpoint is complete when HF's trainer_state.json (written last by HF Trainer) parses and every
 weights file is as long as its header says (model/checkpoint.py); a save killed half-way or cut short by
 a full disk fails that and is skipped.
@@ -18,14 +22,17 @@ from pathlib import Path
 from typing import Mapping
 
 from bbuvl.data.jsonfile import read_json
+from bbuvl.data.schema import iter_dataset, resolve_image
 from bbuvl.model.checkpoint import checkpoint_problem
-from bbuvl.outputs import check_not_inputs
+from bbuvl.outputs import OutputConflict, check_not_inputs
+from bbuvl.train.monitors import HEALTH_FILE
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")  # HF's names; `checkpoint-16.bak` and the like are not ours
 FINAL_DIR = "final"
-RUN_FILES = ("history.json", "run.json")  # run.json: what the run was started with (train/run_record.py)
+# run.json: what the run was started with (train/run_record.py); health.json: the alarms (train/monitors.py)
+RUN_FILES = ("history.json", "run.json", HEALTH_FILE)
 RUN_DIRS = (FINAL_DIR, "tb", "nan_batches")
 
 
@@ -50,9 +57,7 @@ def previous_run(output_dir: str | Path) -> list[str]:
 
 def check_output_dir(output_dir: str | Path, resume: bool, overwrite: bool) -> list[str]:
     """Refuse a folder holding another run unless resuming it or `overwrite`; returns what `overwrite` will remove."""
-    out = Path(output_dir)
-    if out.exists() and not out.is_dir():
-        raise RunDirError(f"training.output_dir {out}: is a file, not a folder")
+    out = _folder(output_dir)
     found = previous_run(out)
     if not found or resume:
         return []
@@ -61,6 +66,13 @@ def check_output_dir(output_dir: str | Path, resume: bool, overwrite: bool) -> l
         raise RunDirError(f"training.output_dir {out}: holds another run ({shown}); pass --resume to continue it, "
                           "--overwrite to replace it, or choose another training.output_dir")
     return found
+
+
+def _folder(output_dir: str | Path) -> Path:
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"training.output_dir {out}: is a file, not a folder")
+    return out
 
 
 def clear_previous_run(output_dir: str | Path, found: list[str]) -> None:
@@ -73,12 +85,44 @@ def clear_previous_run(output_dir: str | Path, found: list[str]) -> None:
         log.warning("--overwrite: removed the previous run's %s from %s", ", ".join(found), out)
 
 
-def check_run_inputs(output_dir: str | Path, inputs: Mapping[str, str | Path | None], overwrite: bool) -> None:
-    """Refuse a run that would write onto its own inputs (model.path = this folder's final/, say), resuming or not."""
-    out = Path(output_dir)
+def check_run_inputs(output_dir: str | Path, inputs: Mapping[str, str | Path | None], overwrite: bool,
+                     own: Mapping[str, str | Path | None] | None = None) -> None:
+    """Refuse a run whose folder is, holds or lies in one of its inputs (model.path, a data file's folder, a photo
+    folder), or that would write onto one (model.path = this folder's final/, say), resuming or not.
+
+    `inputs` map config keys to paths (data files' photo folders are added here); `own` are inputs that may lie in
+    the folder because the run wrote them (`--resume-from`'s checkpoint), checked only against what it replaces.
+    """
+    out = _folder(output_dir)
+    apart = dict(inputs)
+    for key in ("data.train", "data.val", "data.teachers", "detection.caption_refit.photos"):
+        if inputs.get(key) and Path(inputs[key]).is_file():
+            apart.update(photo_folders(inputs[key], key))
+    given = {k: Path(v) for k, v in apart.items() if v}
+    try:
+        check_not_inputs(given, folders=[out])
+    except OutputConflict as e:
+        raise RunDirError(f"training.output_dir {e} (a run writes checkpoint-N/, final/, tb/, {', '.join(RUN_FILES)} "
+                          "there, and --overwrite and --resume take what carries those names for its own)") from None
     replaced = numbered_checkpoints(out) if overwrite else []  # --overwrite deletes them
-    check_not_inputs({k: Path(v) for k, v in inputs.items() if v}, [out / name for name in RUN_FILES],
+    check_not_inputs(given | {k: Path(v) for k, v in (own or {}).items() if v}, [out / name for name in RUN_FILES],
                      [out / name for name in RUN_DIRS] + replaced)
+
+
+def photo_folders(dataset: str | Path, key: str) -> dict[str, Path]:
+    """The folders a dataset's photos (students and teachers) are in, each named after its first line
+    (`data.train line 3's photo folder`); lines that do not parse are skipped (the data reader names them)."""
+    found: dict[Path, str] = {}
+    seen: set[str] = set()
+    for row in iter_dataset(dataset):
+        if row.sample is None:
+            continue
+        for record in (row.sample.student, *row.sample.teachers):
+            parent = str(Path(record.image).parent)
+            if parent not in seen:  # resolving each photo would cost more than reading the file
+                seen.add(parent)
+                found.setdefault(resolve_image(dataset, record.image).parent, f"{key} line {row.line}'s photo folder")
+    return {what: folder for folder, what in found.items()}
 
 
 def checkpoint_incomplete(path: Path) -> str | None:

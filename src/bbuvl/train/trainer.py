@@ -502,9 +502,11 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
     """What every training method shares around its trainer: claim the output folder, find the checkpoint to
     resume, train, swap in `final/` and write history.json. `make` builds the trainer once the folder is claimed."""
     out = Path(cfg.training.output_dir)
+    refit = cfg.detection.caption_refit.photos if cfg.detection.refits else None
     check_run_inputs(out, {"model.path": cfg.model.path, "data.train": cfg.data.train, "data.val": cfg.data.val,
-                           "data.teachers": cfg.data.teachers, "--resume-from": resume if isinstance(resume, str) else None},
-                     overwrite)
+                           "data.teachers": cfg.data.teachers, "data.hierarchy": cfg.data.hierarchy,
+                           "detection.caption_refit.photos": refit}, overwrite,
+                     own={"--resume-from": resume if isinstance(resume, str) else None})
     check_held_out(cfg)  # before the folder is touched: validation shown in training is no run to start
     previous = check_output_dir(out, resume=bool(resume), overwrite=overwrite)  # another run's folder is refused first
     check_precision(cfg)  # and before --overwrite clears it
