@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -79,6 +80,7 @@ def predict(
     from bbuvl.model.checkpoint import CheckpointError
     from bbuvl.outputs import check_not_inputs
 
+    out = one_name(out)
     with user_errors(ValueError):
         check_not_inputs({"--input": input, "--checkpoint": checkpoint, "--teachers": teachers, "--labels": labels,
                           "--hierarchy": hierarchy},
@@ -110,7 +112,7 @@ def predict(
         job = PredictJob(photo_names(input), out, mode, 1, source=str(input.resolve()),
                          checkpoint=str(checkpoint.resolve()), root=input_root(input))
         job.key = predict_key(job, checkpoint, cfg, given, source if mode == "teachers" else None, labels, lang,
-                              found.key if found else None)
+                              found.key if found else None, hierarchy)
     hold_outputs("predict", [out])  # the lock run_predictions takes, held from here: a busy --out is refused now
     with user_errors(ValueError, OSError):
         if not overwrite:
@@ -122,6 +124,7 @@ def predict(
         check_containers(given.get("tile_refine", cfg.inference.tile_refine) or [], folder.prompt.labels,
                          "--tile-refine / inference.tile_refine")
         predictor = Predictor.load(folder, device=device)
+        check_unchanged(job, checkpoint, cfg)
     if mode == "teachers":
         with user_errors(ValueError, OSError):
             predictor.set_teachers(source)
@@ -178,20 +181,47 @@ def run_config(checkpoint: Path):  # noqa: ANN201 - a Config
 
 
 def predict_key(job, checkpoint: Path, cfg, given: dict, teachers: Path | None, labels: Path | None,  # noqa: ANN001
-                lang: str, previous=None):  # noqa: ANN001, ANN201 - ResumeKeys
+                lang: str, previous=None, hierarchy: Path | None = None):  # noqa: ANN001, ANN201 - ResumeKeys
     """The resume key of this run (infer/resume_key.py): the photos, the checkpoint (and a LoRA base), the mode, every
-    option, and the files a mode reads (teachers, a plain folder's labels and language); `previous`, the key the
-    output records, spares hashing what has not changed since."""
+    option, and the files a mode reads (teachers, a plain folder's labels and language, the hierarchy whose faults
+    decide each verdict); `previous`, the key the output records, spares hashing what has not changed since."""
+    from bbuvl.data.labels import DEFAULT_HIERARCHY
     from bbuvl.infer.options import PredictOptions
     from bbuvl.infer.resume_key import file_key, resume_key
     from bbuvl.model.checkpoint import is_plain_model_folder
 
     options = PredictOptions.of(cfg.inference, **given).model_dump(mode="json", exclude={"batch_rows"})  # batching only
     options |= {"teachers": file_key(teachers)} if teachers is not None else {}
+    # Each line's verdict judges the faults this file marks: another --hierarchy would judge the rest differently.
+    options |= {"hierarchy": file_key(hierarchy or cfg.data.hierarchy or DEFAULT_HIERARCHY)}
     if is_plain_model_folder(checkpoint):
         options |= {"labels": file_key(labels), "lang": lang}
-    base = cfg.model.path if (checkpoint / "adapter_config.json").exists() else None
-    return resume_key(job.photos(), checkpoint, base, job.mode, options, previous)
+    return resume_key(job.photos(), checkpoint, lora_base(checkpoint, cfg), job.mode, options, previous)
+
+
+def lora_base(checkpoint: Path, cfg) -> str | None:  # noqa: ANN001 - a Config
+    """The base model a LoRA checkpoint's adapters sit on (it decides the answers too), None for full weights."""
+    return cfg.model.path if (checkpoint / "adapter_config.json").exists() else None
+
+
+def one_name(out: Path) -> Path:
+    """`out` under its one real name when it is reached through a symbolic link: the lock, the manifest and the
+    writes then follow the file, so two spellings of one output are one output (docs/resume.md)."""
+    real = Path(os.path.realpath(out))
+    return real if real != Path(os.path.abspath(out)) else out
+
+
+def check_unchanged(job, checkpoint: Path, cfg) -> None:  # noqa: ANN001 - a PredictJob, a Config
+    """ValueError when the checkpoint's content changed while its weights loaded: the output would record the key
+    of one model and hold the lines of another (cheap: files whose stat is unchanged are not hashed again)."""
+    from bbuvl.infer.resume_key import differences
+    from bbuvl.model.identity import identify
+
+    now = identify(checkpoint, lora_base(checkpoint, cfg), {f.name: f for f in job.key.checkpoint_files})
+    if now.digest != job.key.checkpoint:
+        changed = differences(job.key, replace(job.key, checkpoint=now.digest, checkpoint_files=now.files))
+        raise ValueError(f"{checkpoint}: {'; '.join(changed)} while it loaded (another process is writing it); "
+                         "wait for that to finish and re-run")
 
 
 def first_photo_size(job) -> tuple[int, int] | None:  # noqa: ANN001 - a PredictJob

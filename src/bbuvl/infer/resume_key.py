@@ -22,6 +22,8 @@ from typing import Any, Iterable, Mapping
 from bbuvl.data.digests import FileDigest, by_name, combined, file_digest
 from bbuvl.model.identity import identify
 
+# Options recorded as the SHA-256 of a file a run reads (`file_key`): a difference is said as a change of content.
+FILE_OPTIONS = ("teachers", "labels", "hierarchy")
 UNREADABLE = "unreadable"  # a photo that cannot be read has no digest; its line is an error line, redone on change
 
 
@@ -91,13 +93,21 @@ def differences(old: ResumeKey, new: ResumeKey) -> list[str]:
         out.append(f"mode '{old.mode}' (now '{new.mode}')")
     for name in sorted(set(old.options) | set(new.options)):
         was, now = old.options.get(name, "<unset>"), new.options.get(name, "<unset>")
-        if was != now:
+        if was != now and name in FILE_OPTIONS:  # two SHA-256 side by side would say nothing a user can act on
+            out.append(f"the {name} file's content changed" if all(isinstance(v, str) and v != "<unset>" for v in (was, now))
+                       else f"{name} {_file_option(was)} (now {_file_option(now)})")
+        elif was != now:
             out.append(f"{name} {was!r} (now {now!r})")
     if old.checkpoint != new.checkpoint:
         out.append(f"the checkpoint's content changed ({_changed(old.checkpoint_files, new.checkpoint_files, 'file')})")
     if old.input != new.input:
         out.append(f"the input changed ({_changed(old.photos, new.photos, 'photo')})")
     return out
+
+
+def _file_option(value: Any) -> str:
+    """How a file option's recorded value reads in a difference: a file, none, or not recorded at all."""
+    return "unrecorded" if value == "<unset>" else "none" if value is None else "a file"
 
 
 def _changed(old: list[FileDigest], new: list[FileDigest], what: str) -> str:

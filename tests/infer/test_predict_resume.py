@@ -1,0 +1,122 @@
+"""`predict` never mixes two runs in one output: variants of the resume key and of the output's name.
+
+The predict run, its copies and the refusal helpers are the ones tests/reliability/test_a_resume_never_mixes_two_runs.py
+uses; these add the hierarchy that judges each verdict, an output named through a link or another spelling, a second
+predict on another spelling while the first runs, and a checkpoint rewritten while its weights load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.reliability.test_a_resume_never_mixes_two_runs import again, fresh, invoke, predicted, refused  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def resumed(result) -> str:
+    """A resume that predicted nothing new: both photos already there."""
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "0 predicted" in text and "2 already in" in text, text
+    return text
+
+
+def test_predict_refuses_to_resume_with_another_hierarchy_whose_faults_judge_the_verdicts(predicted, tmp_path):
+    from bbuvl.data.labels import DEFAULT_HIERARCHY
+
+    run = fresh(predicted, tmp_path)
+    before = run["out"].read_bytes()
+    other = tmp_path / "hierarchy.json"
+    data = json.loads(DEFAULT_HIERARCHY.read_text(encoding="utf-8"))
+    for attribute in next(iter(data["categories"].values())).get("attributes", {}).values():
+        attribute["fault"] = True  # the first category's attributes now fail a photo: its verdicts would change
+    other.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    refused(again(run, "--hierarchy", other), "holds predictions of another run", "the hierarchy file's content changed",
+            "--overwrite")
+    assert run["out"].read_bytes() == before
+    resumed(again(run, "--hierarchy", DEFAULT_HIERARCHY))  # the shipped file by name is the default it was judged by
+
+
+@pytest.mark.parametrize("spelling", ["link to the file", "link to its folder", "relative with ./ and .."])
+def test_predict_resumes_its_output_named_another_way(predicted, tmp_path, monkeypatch, spelling):
+    run = fresh(predicted, tmp_path)
+    before = run["out"].read_bytes()
+    name = named(run["out"], tmp_path, monkeypatch, spelling)
+    resumed(again(run | {"out": name}))
+    assert run["out"].read_bytes() == before
+    assert not run["out"].is_symlink() and (not name.is_symlink() or name.resolve() == run["out"])  # the link kept
+    assert sorted(p.name for p in run["out"].parent.glob("*.predict.json")) == ["pred.jsonl.predict.json"]
+
+
+@pytest.mark.parametrize("spelling", ["link to the file", "link to its folder", "relative with ./ and .."])
+def test_a_second_predict_on_another_spelling_of_a_busy_output_is_refused(predicted, tmp_path, monkeypatch, spelling):
+    run = fresh(predicted, tmp_path)
+    before = run["out"].read_bytes()
+    # The first predict, as another process holds its output while it writes.
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from bbuvl.outputs import OutputLock; OutputLock(Path(sys.argv[1]), 'predict').acquire(); "
+                               "print('held', flush=True); time.sleep(60)", str(run["out"])],
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        name = named(run["out"], tmp_path, monkeypatch, spelling)
+        refused(again(run | {"out": name}), "another `bbuvl predict`", f"(pid {holder.pid})", "is writing it")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run["out"].read_bytes() == before
+
+
+def named(out: Path, tmp_path: Path, monkeypatch, spelling: str) -> Path:
+    """`out` spelt another way: through a link to it, through a link to its folder, or relative with `./` and `..`."""
+    if spelling == "link to the file":
+        link = tmp_path / "elsewhere" / "link.jsonl"
+        link.parent.mkdir()
+        link.symlink_to(out)
+        return link
+    if spelling == "link to its folder":
+        (tmp_path / "folder-link").symlink_to(out.parent, target_is_directory=True)
+        return tmp_path / "folder-link" / out.name
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    return Path(".") / ".." / "." / out.name
+
+
+def test_predict_refuses_a_checkpoint_rewritten_while_its_weights_loaded(predicted, tmp_path):
+    from bbuvl.cli.predict import check_unchanged, predict_key, run_config
+    from bbuvl.infer.batch import PredictJob, photo_names
+
+    run = fresh(predicted, tmp_path)
+    job = PredictJob(photo_names(run["data"] / "val.jsonl"), run["out"], "head", root=run["data"])
+    cfg = run_config(run["ckpt"])
+    job.key = predict_key(job, run["ckpt"], cfg, {}, None, None, "zh")
+    check_unchanged(job, run["ckpt"], cfg)  # nothing changed: no error
+    thresholds = run["ckpt"] / "verdict_thresholds.json"
+    thresholds.write_text(json.dumps({"review": 0.1, "fail": 0.2}), encoding="utf-8")  # another process writes into it
+    with pytest.raises(ValueError, match=r"the checkpoint's content changed \(1 file added: verdict_thresholds.json\) "
+                                         r"while it loaded"):
+        check_unchanged(job, run["ckpt"], cfg)
+
+
+def test_predict_names_the_first_five_failed_photos_then_says_how_many_more(trained_checkpoint, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (224, 168), (200, 30, 30)).save(folder / "good.png")
+    for i in range(7):
+        (folder / f"broken {i}.jpg").write_bytes(b"")
+    out = tmp_path / "pred.jsonl"
+    result = invoke(["predict", "-c", trained_checkpoint, "-i", folder, "-o", out, "--mode", "head", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "7 with errors" in text
+    assert [f"broken {i}.jpg" in text for i in range(7)] == [True] * 5 + [False] * 2
+    assert f"error: ... and 2 more: their lines in {out} say why (\"error\")" in text
+    assert sum(json.loads(line)["error"] is not None for line in out.read_text(encoding="utf-8").splitlines()) == 7
