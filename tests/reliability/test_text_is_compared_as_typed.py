@@ -147,3 +147,15 @@ def test_eval_scores_a_label_typed_differently_as_the_same_label(tmp_path):
 def test_labels_json_counts_a_label_typed_two_ways_once():
     records = [ImageRecord.model_validate(record("a.png", SCREW, "螺丝连接点/ＢＢＵ安装螺丝/连接正确", BBU))]
     assert label_counts(records)["labels"] == {SCREW: 2, BBU: 1}
+
+
+def test_control_characters_in_a_predictions_file_are_shown_spelled_out_never_sent_to_the_terminal(tmp_path):
+    photo(tmp_path / "images" / "a.png")
+    gt = write_jsonl(tmp_path / "val.jsonl", [record("images/a.png", SCREW, BBU)])
+    boxes = record("images/a.png", SCREW, BBU)["objects"]
+    pred = write_jsonl(tmp_path / "pred.jsonl", [{"image": "images/a.png", "objects": [
+        {"bbox_2d": o["bbox_2d"], "label": o["desc"] + "\x1b[2J\r", "score": 0.9} for o in boxes]}])
+    r = CliRunner().invoke(app, ["eval", "--pred", str(pred), "--gt", str(gt), "--out", str(tmp_path / "m.json")])
+    assert r.exit_code == 0, r.output
+    assert "\x1b" not in r.output and "\r" not in r.output
+    assert "\\x1b[2J" in r.output  # the model's label as it wrote it, readable

@@ -12,14 +12,27 @@ import click
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
+from bbuvl.data.text import spell_controls
 from bbuvl.outputs import Claim, OutputConflict
 from bbuvl.outputs import claim_outputs as _claim_outputs
 from bbuvl.outputs import hold_outputs as _hold_outputs
 from bbuvl.paths import expand_path
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+
+
+class _Console(Console):
+    """A rich Console that spells out control characters in the text it prints (table cells included)."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        """`text` rendered as rich would, with an ESC or a carriage return from a label or a file name shown as
+        `\\x1b` or `\\r`: a predictions file or a model's answer may hold them, and the terminal would obey them."""
+        return super().render_str(spell_controls(text), **kwargs)
+
+
+console = _Console(highlight=False)
+err_console = _Console(stderr=True, highlight=False)
 
 
 def fail(message: str, code: int = 2) -> None:

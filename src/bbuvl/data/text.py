@@ -80,6 +80,17 @@ def show_text(text: str) -> str:
     return "'" + "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text) + "'"
 
 
+# C0 and C1 control characters and DEL, but newline and tab, spelled as `show_text` spells them.
+_SPELLED_CONTROLS = {cp: chr(cp).encode("unicode_escape").decode("ascii")
+                     for cp in [*range(0x20), 0x7F, *range(0x80, 0xA0)] if chr(cp) not in "\n\t"}
+
+
+def spell_controls(text: str) -> str:
+    """`text` with its control characters but newline and tab spelled out (`\\x1b`): a terminal shown a label or a file
+    name from data must display it, not obey an ESC sequence or a carriage return in it."""
+    return text.translate(_SPELLED_CONTROLS)
+
+
 def nearest(text: str, known: list[str]) -> str | None:
     """The known string most like `text` (compared as label keys), or None when none is close."""
     keys = {label_key(k): k for k in known}
