@@ -28,13 +28,15 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from bbuvl.atomic import write_text_atomic
+from bbuvl.atomic import remove_dead_writers_temporaries, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +224,50 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
             lock.release(restore=True)  # a refused claim leaves a killed run's lock file as it found it
         raise
     return claim
+
+
+@contextmanager
+def replacing(outputs: Iterable[Path]) -> Iterator[None]:
+    """Write claimed `outputs` anew in the block: what an earlier run left there is set aside first, removed when the
+    block succeeds and put back when it fails, so each output (a dataset's `images/` and its JSONL) is wholly one
+    run's: never the photos of a 2x2 tiling beside those of a 3x3, nor a failed run's half beside the old records.
+
+    Call it only on outputs the command holds by `claim_outputs` (its own, or given up with --overwrite). A kill
+    leaves the earlier outputs aside as `.NAME.PID.*.tmp` (removed by the next run, as atomic.py's temporaries are)
+    and the killed run's unrecorded half under the real names, which the same command then redoes (see above).
+    """
+    paths = [Path(os.path.abspath(p)) for p in outputs]
+    aside: dict[Path, Path] = {}
+    started = False
+    try:
+        for path in paths:
+            remove_dead_writers_temporaries(path)
+            if os.path.lexists(path):
+                folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
+                os.rename(path, folder / path.name)
+                aside[path] = folder
+        started = True
+        yield
+    except BaseException:
+        for path in paths:  # what this run wrote goes (nothing, when setting aside failed); what was there comes back
+            if started:
+                _remove(path)
+            if path in aside:
+                folder = aside.pop(path)
+                os.rename(folder / path.name, path)
+                folder.rmdir()
+        raise
+    finally:
+        for folder in aside.values():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, link or folder at `path`, if any."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        path.unlink()
 
 
 def hold_outputs(command: str, outputs: Iterable[Path]) -> Claim:

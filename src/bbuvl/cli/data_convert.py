@@ -15,6 +15,7 @@ from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, fini
 from bbuvl.config import resolve_frame
 from bbuvl.data.convert import IMAGES_DIR, ConvertOptions, convert_dataset
 from bbuvl.data.layout import DATASET_FILES, ERRORS
+from bbuvl.outputs import replacing
 
 
 def convert(
@@ -42,9 +43,9 @@ def convert(
         fail(f"--lang must be 'zh' or 'en', got '{lang}'")
     if not resize and (config or checkpoint or min_pixels or max_pixels):
         fail("--config, --checkpoint, --min-pixels and --max-pixels set the frame of --resize; add --resize")
+    outputs = [*(out / n for n in (*DATASET_FILES, ERRORS)), out / IMAGES_DIR]
     claim_outputs("data convert", {"SRC": src, "--config": config, "--checkpoint": checkpoint, "--token-map": token_map,
-                                   "--hierarchy": hierarchy},
-                  [out / n for n in (*DATASET_FILES, ERRORS)], [out / IMAGES_DIR], overwrite)
+                                   "--hierarchy": hierarchy}, outputs[:-1], outputs[-1:], overwrite)
     frame = None
     if resize:
         with user_errors():
@@ -53,7 +54,7 @@ def convert(
         frame=frame, val_ratio=val_ratio, teachers=teachers,
         seed=seed, lang=lang, workers=workers or os.cpu_count() or 1, token_map=token_map, hierarchy=hierarchy,
     )
-    with user_errors():
+    with user_errors(), replacing(outputs):  # a re-run from another SRC keeps none of the first's photos
         summary = convert_dataset(src, out, opts, progress=stdout_is_tty())
     console.print(summary_table(summary))
     n_errors = summary["errors"]

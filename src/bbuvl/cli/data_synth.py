@@ -14,6 +14,7 @@ from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, fini
                               user_errors)
 from bbuvl.data.layout import DATASET_FILES
 from bbuvl.data.regions import parse_grid
+from bbuvl.outputs import replacing
 from bbuvl.synthetic.camera import FRAMINGS
 from bbuvl.synthetic.dataset import ANNOTATIONS, IMAGES, synthesize
 from bbuvl.synthetic.scene import FaultRate
@@ -102,12 +103,11 @@ def synth(
     wh = parse_size(size)
     if wh[0] * wh[1] > Image.MAX_IMAGE_PIXELS:  # every reader here refuses such a photo (a decompression bomb)
         fail(f"--size {size}: {wh[0] * wh[1]:,} pixels, more than the {Image.MAX_IMAGE_PIXELS:,} a photo may hold")
-    if fmt == "jsonl":
-        claim_outputs("data synth", {}, [out / n for n in DATASET_FILES], [out / IMAGES], overwrite)
-    else:
-        claim_outputs("data synth", {}, [], [out / IMAGES, out / ANNOTATIONS], overwrite)
+    files, folders = ([out / n for n in DATASET_FILES], [out / IMAGES]) if fmt == "jsonl" else ([], [out / IMAGES, out / ANNOTATIONS])
+    claim_outputs("data synth", {}, files, folders, overwrite)
     columns = (TextColumn("[bold]rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, disable=not stdout_is_tty()) as bar, user_errors():
+    with Progress(*columns, console=console, disable=not stdout_is_tty()) as bar, user_errors(), \
+            replacing(files + folders):  # a re-run with fewer photos keeps none of the first's
         task = bar.add_task("render", total=n_train + n_val)
         common = dict(seed=seed, size=wh, fmt=fmt, num_teachers=teachers, workers=workers,
                       progress=lambda done, total: bar.update(task, completed=done))

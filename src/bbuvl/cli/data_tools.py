@@ -24,8 +24,9 @@ from bbuvl.data.regions import parse_grid
 from bbuvl.data.split import split_dataset
 from bbuvl.data.stats import dataset_stats
 from bbuvl.data.teachers import coverage, write_teacher_pool
-from bbuvl.data.tiling import TileSpec, tile_dataset
+from bbuvl.data.tiling import IMAGES, TileSpec, tile_dataset, tile_sources
 from bbuvl.data.text import show_text
+from bbuvl.outputs import replacing
 
 HIERARCHY_HELP = "Label hierarchy JSON (default: the shipped one)."
 
@@ -191,8 +192,9 @@ def split(
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Seeded train/validation split, and a teacher pool from its train part; image paths resolve from OUT_DIR."""
-    claim_outputs("data split", {"DATASET": dataset}, [out_dir / n for n in (TRAIN, VAL, TEACHERS)], overwrite=overwrite)
-    with user_errors():
+    outputs = [out_dir / n for n in (TRAIN, VAL, TEACHERS)]
+    claim_outputs("data split", {"DATASET": dataset}, outputs, overwrite=overwrite)
+    with user_errors(), replacing(outputs):  # a failed re-run leaves the earlier split whole, never half of each
         n_train, n_val = split_dataset(dataset, out_dir, val_ratio, seed, num_teachers)
     console.print(f"{n_train} train, {n_val} val photos, {min(num_teachers, n_train)} teachers from train (seed {seed}) "
                   f"-> {out_dir}", markup=False)
@@ -215,10 +217,11 @@ def import_coco(
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Turn a COCO detection file into a dataset folder (images copied into OUT/images)."""
+    outputs = [out / n for n in (*DATASET_FILES, ERRORS)]
     claim_outputs("data import-coco", {"ANNOTATIONS": annotations, "IMAGES_DIR": images_dir, "--hierarchy": hierarchy},
-                  [out / n for n in (*DATASET_FILES, ERRORS)], overwrite=overwrite)  # photos: never replaced (placement.py)
+                  outputs, [out / IMAGES], overwrite=overwrite)
     h = _hierarchy(hierarchy)
-    with user_errors():
+    with user_errors(), replacing([*outputs, out / IMAGES]):  # a re-run from another COCO file keeps none of its photos
         result = coco_files.import_coco(annotations, images_dir, out, val_ratio, num_teachers, seed, h, link, allow_outside)
     for label, n in result.unknown_labels.items():
         console.print(f"warning: label {show_text(label)} ({n} objects) is not in the hierarchy: {h.problem(label)}",
@@ -270,12 +273,16 @@ def tile(
     except ValueError as e:
         fail(f"--grid: {e}")
         raise
-    claim_outputs("data tile", {"DATASET": dataset}, [out / n for n in DATASET_FILES], [out / "images"], overwrite)
+    outputs = [out / n for n in DATASET_FILES]
+    claim_outputs("data tile", {"DATASET": dataset}, outputs, [out / IMAGES], overwrite)
+    with user_errors():
+        sources = tile_sources(dataset, out)
     columns = (TextColumn("[bold]tiling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, disable=not stdout_is_tty()) as bar, user_errors():
+    with Progress(*columns, console=console, disable=not stdout_is_tty()) as bar, user_errors(), \
+            replacing([*outputs, out / IMAGES]):  # a re-run with another grid leaves no tile of the first (docs/outputs.md)
         task = bar.add_task("tile", total=None)
         spec = TileSpec(cols_rows, overlap=overlap, zoom=zoom, whole=whole, empty=empty, seed=seed)
-        summary = tile_dataset(dataset, out, spec, num_teachers,
+        summary = tile_dataset(dataset, out, spec, num_teachers, sources=sources,
                                progress=lambda done, total: bar.update(task, completed=done, total=total))
     images, objects = summary["images"], summary["objects"]
     console.print(f"{images['train']} train and {images['val']} val tiles ({objects['train']} and {objects['val']} objects), "

@@ -22,7 +22,7 @@ from PIL import Image
 from bbuvl.atomic import write_bytes_atomic
 from bbuvl.data.images import load_image
 from bbuvl.data.layout import TRAIN, VAL, write_dataset_folder
-from bbuvl.data.names import NameBook
+from bbuvl.data.names import NameBook, safe_stem
 from bbuvl.data.regions import grid_regions, magnified_record, tile_side_overlap
 from bbuvl.data.schema import ImageRecord, read_records, require_photos, resolve_image
 
@@ -99,24 +99,41 @@ def tile_record(record: ImageRecord, photo: Path, out: Path, name: str, spec: Ti
     return tiles
 
 
-def tile_dataset(dataset: str | Path, out: str | Path, spec: TileSpec, num_teachers: int = 10,
-                 progress: Callable[[int, int], None] | None = None) -> dict:
-    """Tile a dataset folder's train and val photos (or one JSONL, as train) into a new dataset folder at `out`."""
-    dataset, out = Path(dataset), Path(out)
+Sources = dict[str, list[tuple[Path, ImageRecord]]]
+
+
+def tile_sources(dataset: str | Path, out: str | Path) -> Sources:
+    """The records to tile, by split, each with the file it was read from; raises ValueError when a photo lies in the
+    `out/images` that tiling rewrites (a dataset tiled into its own folder)."""
+    dataset, images = Path(dataset), (Path(out) / IMAGES).resolve()
     sources = {"train": dataset / TRAIN, "val": dataset / VAL} if dataset.is_dir() else {"train": dataset}
     missing = [str(p) for p in sources.values() if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"{missing[0]}: no such dataset file")
-    parts: dict[str, list[tuple[Path, ImageRecord]]] = {}
+    parts: Sources = {}
     for split, path in sources.items():
-        parts[split] = [(path, r) for r in require_photos(read_records(path), path)]
+        records = require_photos(read_records(path), path)
+        for record in records:
+            if resolve_image(path, record.image).resolve().is_relative_to(images):
+                raise ValueError(f"{path}: its photo {record.image} lies in {Path(out) / IMAGES}, the folder the tiles "
+                                 "are written into; choose another OUT")
+        parts[split] = [(path, r) for r in records]
+    return parts
+
+
+def tile_dataset(dataset: str | Path, out: str | Path, spec: TileSpec, num_teachers: int = 10,
+                 progress: Callable[[int, int], None] | None = None, sources: Sources | None = None) -> dict:
+    """Tile a dataset folder's train and val photos (or one JSONL, as train) into a new dataset folder at `out`
+    (`sources`: what `tile_sources` read already)."""
+    dataset, out = Path(dataset), Path(out)
+    parts = tile_sources(dataset, out) if sources is None else sources
     total, done = sum(len(v) for v in parts.values()), 0
     tiled: dict[str, list[ImageRecord]] = {"train": [], "val": []}
     written: set[str] = set()
-    names = NameBook()  # `a.jpg` and `a.jpeg` (or `../x.jpg` and `up/x.jpg`) would share a stem: never their tiles
+    names = NameBook()  # `a.jpg` and `a.jpeg`, `A.jpg` and `a.jpg`, `../x.jpg` and `up/x.jpg`: one stem, never one tile
     for split, rows in parts.items():
         for path, record in rows:
-            stem = Path(record.image).with_suffix("").as_posix().replace("../", "up/").lstrip("/").removeprefix(f"{IMAGES}/")
+            stem = safe_stem(record.image).removeprefix(f"{IMAGES}/")
             photo = resolve_image(path, record.image)
             name = names.name(f"{split}/{stem}", f"{split}:{photo}")
             tiled[split] += tile_record(record, photo, out, name, spec, written)
