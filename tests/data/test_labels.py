@@ -82,3 +82,18 @@ def test_a_token_map_of_the_wrong_shape_names_the_file(tmp_path, content, needle
     p.write_text(json.dumps(content), encoding="utf-8")
     with pytest.raises(ValueError, match=needle):
         TokenMap.load(p)
+
+
+@pytest.mark.parametrize("state, needle", [
+    ("连接\u001b[2J正确", "name '连接\\x1b[2J正确' holds control characters ('\\x1b')"),
+    ("连接/正确", "name '连接/正确' holds '/', which separates a label's parts"),
+    ("连接／正确", "name '连接／正确' holds '/', which separates a label's parts"),
+    ("\u200b ", "name '\\u200b ' is empty once invisible characters and spaces are removed"),
+])
+def test_a_hierarchy_name_that_cannot_be_part_of_a_label_is_refused_naming_the_file(tmp_path, state, needle):
+    path = tmp_path / "h.json"
+    path.write_text(json.dumps({"categories": {"线缆": {"attributes": {"接头": {"states": {"正常": "ok", state: "x"}}}}}},
+                               ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(ValueError) as e:
+        Hierarchy.load(path)
+    assert str(e.value).startswith(f"{path}: category '线缆': {needle}")

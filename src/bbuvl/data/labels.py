@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from bbuvl.data.jsonfile import read_json
-from bbuvl.data.text import FULL_WIDTH_SEP, SEP, clean_label, did_you_mean, label_key, show_text
+from bbuvl.data.text import FULL_WIDTH_SEP, SEP, clean_label, did_you_mean, label_key, label_problem, show_text
 
 def _resource(name: str) -> Path:
     return Path(str(resources.files("bbuvl.resources").joinpath(name)))
@@ -142,6 +142,13 @@ def _load_hierarchy(path: str) -> Hierarchy:
         cats[name] = Category(name, spec.get("gloss", name), spec.get("cue_zh", ""), spec.get("cue_en", ""), attrs)
     if not cats:
         raise ValueError(f"{path}: label hierarchy has no 'categories'")
+    for cat in cats.values():
+        for part in [cat.name, *cat.attributes, *(s for _, states in cat.attributes.values() for s in states)]:
+            # A label is its parts joined by '/': a part holding one would be read back as two parts.
+            problem = label_problem(part) or (f"name {show_text(part)} holds '{SEP}', which separates a label's parts"
+                                              if SEP in part.replace(FULL_WIDTH_SEP, SEP) else None)
+            if problem:
+                raise ValueError(f"{path}: category '{cat.name}': {problem}".replace("label ", "name ", 1))
     h = Hierarchy(cats, source=path, faults=frozenset(faults))
     object.__setattr__(h, "_by_key", {label_key(label): label for label in h.labels()})
     return h
