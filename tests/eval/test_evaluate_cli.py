@@ -184,3 +184,26 @@ def test_viz_names_the_first_five_unreadable_photos_then_says_how_many_more(eval
     assert said.count("image file not found (drawn as a grey placeholder)") == 5
     assert "warning: ... and 1 more photos drawn as grey placeholders" in said
     assert len(list((tmp_path / "out").glob("*.png"))) == 6
+
+
+@pytest.mark.parametrize("given", ["text", "png", "folder", "missing"])
+@pytest.mark.parametrize("command", ["viz", "eval --report"])
+def test_a_font_path_that_is_no_font_is_an_error_naming_it_and_nothing_is_drawn(eval_files, tmp_path, given, command):
+    font = {"text": tmp_path / "font.ttf", "png": tmp_path / "font.png", "folder": tmp_path / "fonts",
+            "missing": tmp_path / "gone.ttf"}[given]
+    if given == "text":
+        font.write_text("not a font\n", encoding="utf-8")
+    elif given == "png":
+        Image.new("RGB", (8, 8)).save(font)
+    elif given == "folder":
+        font.mkdir()
+    args = (["viz", str(eval_files.gt), str(tmp_path / "out")] if command == "viz" else
+            ["eval", "--pred", str(eval_files.pred), "--gt", str(eval_files.gt), "--out", str(tmp_path / "out" / "m.json"),
+             "--report", str(tmp_path / "out" / "report")])
+    result = runner.invoke(app, [*args, "--font-path", str(font)], env={"COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    why = {"text": "not a font file FreeType can read", "png": "not a font file FreeType can read",
+           "folder": "a folder, not a font file", "missing": "font file not found"}[given]
+    assert said.startswith(f"error: {font}: {why}") and "(--font-path)" in said, said
+    assert [p for p in (tmp_path / "out").rglob("*") if p.is_file() and not p.name.startswith(".")] == []  # locks aside

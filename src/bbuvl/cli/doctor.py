@@ -279,9 +279,10 @@ def attention(
     check_device(device)
     claim_outputs("doctor attention", {"CHECKPOINT": checkpoint, "IMAGE": image, "--font-path": font_path}, [out],
                   overwrite=overwrite)
+    with user_errors(OSError, ValueError):
+        font = find_cjk_font(font_path)  # a --font-path that is no font is refused before the model loads
     predictor = _predictor(checkpoint, device, "attention")
     with user_errors(OSError, ValueError):
-        font = find_cjk_font(font_path)
         maps = cross_attention(predictor, image, top_k, layer)
     if font.warning:
         console.print(f"[yellow]warning[/]: {escape(font.warning)}")

@@ -71,11 +71,19 @@ def _render(font: ImageFont.FreeTypeFont, char: str) -> bytes:
 
 
 def find_cjk_font(font_path: str | Path | None = None) -> FontChoice:
-    """The font to draw labels with: `font_path` when given (it must exist), else the first CJK font found."""
+    """The font to draw labels with: `font_path` when given (it must be a font file: else an error naming it; a font
+    without Chinese glyphs is drawn with, with a warning), else the first CJK font found."""
     if font_path is not None:
         path = Path(font_path).expanduser()
+        if path.is_dir():
+            raise IsADirectoryError(f"{path}: a folder, not a font file (--font-path); give a {'/'.join(FONT_SUFFIXES)} file")
         if not path.is_file():
             raise FileNotFoundError(f"{path}: font file not found (--font-path)")
+        try:
+            ImageFont.truetype(str(path), 24)
+        except OSError as e:  # asked for by name: drawing in another font instead would hide the mistake
+            raise ValueError(f"{path}: not a font file FreeType can read ({e}) (--font-path); give a "
+                             f"{'/'.join(FONT_SUFFIXES)} file with Chinese glyphs") from None
         if not has_cjk_glyphs(path):
             return FontChoice(path, f"{path} has no Chinese glyphs: Chinese labels will not render; {INSTALL_HINT}")
         return FontChoice(path)
