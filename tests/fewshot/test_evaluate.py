@@ -129,3 +129,16 @@ def test_eval_refuses_bad_options_with_a_message(part_crops, tmp_path):
     result = CliRunner().invoke(app, ["eval", "--support", str(tmp_path / "none"), "--query", str(part_crops.query),
                                       "--backbone", "pixels", "--out", str(tmp_path), "--no-cache"])
     assert result.exit_code == 2 and "support folder not found" in result.output
+
+
+def test_a_query_folder_typed_full_width_is_its_class_not_unknown(tmp_path):
+    for root, name in ((tmp_path / "support", "BBU"), (tmp_path / "query", "ＢＢＵ")):
+        for i in range(2):
+            (root / name).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (16, 16), (200, 10 * i, 0)).save(root / name / f"{i}.png")
+    (tmp_path / "support" / "fan").mkdir()
+    Image.new("RGB", (16, 16), (0, 0, 200)).save(tmp_path / "support" / "fan" / "0.png")
+    invoke("eval", "--support", tmp_path / "support", "--query", tmp_path / "query", "--backbone", "pixels:8",
+           "--shots", "1", "--thresholds", "0.5", "--out", tmp_path / "res", "--no-cache")
+    summary = json.loads((tmp_path / "res" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["queries"]["per_truth"] == {"BBU": 2} and summary["queries"]["unknown_truth"] == 0

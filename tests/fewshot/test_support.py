@@ -86,3 +86,22 @@ def test_missing_or_empty_support_folder_is_refused(tmp_path):
         read_support(tmp_path)
     with pytest.raises(ValueError, match="at least 1"):
         sample_support(read_support(put(tmp_path, "a/x.png", 0).parent.parent), 0)
+
+
+def test_class_folders_typed_two_ways_are_one_class_named_as_first_found(tmp_path):
+    import unicodedata
+
+    put(tmp_path, "BBU/0.png", 0)
+    put(tmp_path, "ＢＢＵ/1.png", 1)  # full-width, as a Chinese input method types it
+    put(tmp_path, unicodedata.normalize("NFC", "câble/0.png"), 2)
+    put(tmp_path, unicodedata.normalize("NFD", "câble/1.png"), 3)  # the folder name as macOS writes it
+    s = read_support(tmp_path)
+    assert s.classes == ["BBU", unicodedata.normalize("NFC", "câble")]
+    chosen, _ = sample_support(s, None)
+    assert [len(v) for v in chosen.values()] == [2, 2]
+
+
+def test_unknown_typed_full_width_is_refused_as_a_class(tmp_path):
+    put(tmp_path, "Ｕｎｋｎｏｗｎ/0.png", 0)
+    with pytest.raises(ValueError, match="'Unknown' is the answer for no class"):
+        read_support(tmp_path)

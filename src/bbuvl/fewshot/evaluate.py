@@ -26,6 +26,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from bbuvl.atomic import atomic_path, write_text_atomic
+from bbuvl.data.text import label_key
 from bbuvl.fewshot.backbones import Backbone
 from bbuvl.fewshot.batch import FittedSupport, Shots, fit_support, shots_name
 from bbuvl.fewshot.cache import EmbeddingCache
@@ -113,12 +114,13 @@ class ShotRun:
 
 
 def _with_truth(items: Iterator[ImageItem], classes: set[str], problems: list[str]) -> Iterator[ImageItem]:
-    """Queries with a ground truth (a class, or Unknown for a class without support); the rest reported."""
+    """Queries with a ground truth (a class however typed, or Unknown for a class without support); the rest reported."""
+    spelled = {label_key(c): c for c in classes}
     for item in items:
         if item.label is None:
             problems.append(f"{item.where}: query has no ground truth (put it in a class folder); left out of the evaluation")
             continue
-        truth = item.label if item.label in classes else UNKNOWN
+        truth = spelled.get(label_key(item.label), UNKNOWN)
         yield item if truth == item.label else ImageItem(item.path, item.box, item.margin, truth, item.origin)
 
 

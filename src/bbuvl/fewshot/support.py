@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bbuvl.data.images import IMAGE_SUFFIXES, list_images
 from bbuvl.data.labels import SEP
+from bbuvl.data.text import clean_label, label_key, spelling_of
 from bbuvl.fewshot.cache import file_digest
 from bbuvl.fewshot.embed import ImageItem
 
@@ -82,11 +83,16 @@ def read_support(root: str | Path) -> SupportSet:
     if not root.is_dir():
         raise ValueError(f"{root}: support folder not found (expected support/<class>/*.jpg)")
     images = []
-    for path in list_images(root):
+    paths = list_images(root)
+    # `ＢＢＵ/` beside `BBU/`, or a folder name composed on one disk and decomposed on another, is one class, not two
+    # splitting its votes (data/text.py): the first folder's spelling, cleaned (NFC), names it.
+    spell = spelling_of(_class_of(path.relative_to(root))[0] for path in paths)
+    for path in paths:
         label, shot = _class_of(path.relative_to(root))
+        label = clean_label(spell(label)) if label else label
         if not label:
             raise ValueError(f"{path}: a support image must sit in a class folder (support/<class>/*.jpg)")
-        if label.lower() == UNKNOWN.lower():
+        if label_key(label).casefold() == UNKNOWN.lower():
             raise ValueError(f"{path.parent}: '{UNKNOWN}' is the answer for no class; it cannot be a support class")
         try:
             digest = file_digest(path)
