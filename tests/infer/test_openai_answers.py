@@ -70,3 +70,54 @@ def test_a_bad_line_is_an_error_naming_the_file_and_line(folder, tmp_path):
                        encoding="utf-8")
     with pytest.raises(ValueError, match=r"answers\.jsonl:2: neither `text` nor an OpenAI"):
         read_answers(answers, folder)
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ({"size": 448}, "preprocessor_config.json: size must be an object with shortest_edge and longest_edge (pixels), "
+                    "got a number (448)"),
+    ({"size": [12544, 50176]}, "preprocessor_config.json: size must be an object with shortest_edge and longest_edge "
+                               "(pixels), got a list ([12544, 50176])"),
+    ({"size": {"shortest_edge": "12544", "longest_edge": 50176}},
+     "preprocessor_config.json: size.shortest_edge must be a positive whole number of pixels, got a string (\"12544\")"),
+    ({"size": {"shortest_edge": 12544, "longest_edge": True}},
+     "preprocessor_config.json: size.longest_edge must be a positive whole number of pixels, got a boolean (true)"),
+    ({"size": None, "min_pixels": 12544, "max_pixels": -1},
+     "preprocessor_config.json: max_pixels must be a positive whole number of pixels, got a number (-1)"),
+    ({"size": {"shortest_edge": 50176, "longest_edge": 12544}},
+     "preprocessor_config.json: min_pixels (50176) must not exceed max_pixels (12544)"),
+    ({"image_processor": None}, "preprocessor_config.json: image_processor must be an object, got null"),
+    ({"image_processor": {"size": None, "min_pixels": 1.5, "max_pixels": 50176}},
+     "preprocessor_config.json: image_processor.min_pixels must be a positive whole number of pixels, got a number (1.5)"),
+    ([1, 2], "preprocessor_config.json: expected a JSON object, got a list ([1, 2])"),
+], ids=["size-number", "size-list", "edge-string", "edge-bool", "max-negative", "min-above-max", "nested-null",
+        "nested-float", "not-an-object"])
+def test_a_processor_config_value_of_the_wrong_kind_is_an_error_naming_the_file_and_key(tmp_path, change, says):
+    folder = build_tiny_model(tmp_path / "model", family="qwen2_5_vl")
+    config = folder / "preprocessor_config.json"
+    data = json.loads(config.read_text(encoding="utf-8"))
+    config.write_text(json.dumps(change if isinstance(change, list) else data | change), encoding="utf-8")
+    with pytest.raises(ValueError) as e:
+        folder_frame(folder)
+    assert str(e.value) == f"{config.parent}/{says}"
+
+
+def test_a_processor_config_without_bounds_falls_back_to_the_other_file(tmp_path):
+    folder = build_tiny_model(tmp_path / "model", family="qwen2_5_vl")
+    config = folder / "preprocessor_config.json"
+    config.write_text(json.dumps(json.loads(config.read_text(encoding="utf-8")) | {"size": None}), encoding="utf-8")
+    processor = folder / "processor_config.json"
+    processor.write_text(json.dumps({"image_processor": {"size": {"shortest_edge": 3136, "longest_edge": 50176}}}),
+                         encoding="utf-8")
+    frame = folder_frame(folder)
+    assert (frame.min_pixels, frame.max_pixels) == (3136, 50176)
+
+
+def test_an_answers_file_that_is_not_text_names_the_file(folder, tmp_path):
+    answers = tmp_path / "answers.jsonl"
+    answers.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ValueError, match=r"answers\.jsonl: not UTF-8 text"):
+        read_answers(answers, folder)
+    answers.write_text(json.dumps({"image": "a.png", "response": {"choices": [{"message": {"content": [{"text": 5}]}}]}}),
+                       encoding="utf-8")
+    with pytest.raises(ValueError, match=r"answers\.jsonl:1: choices\[0\]\.message\.content has a part whose text"):
+        read_answers(answers, folder)

@@ -33,21 +33,53 @@ UNSCORED = 1.0
 
 def folder_frame(folder: str | Path) -> CoordinateContract:
     """The frame an exported (or any stock Qwen VL) folder resizes photos to: its family and its image processor's
-    min/max pixels, read from `config.json` and `preprocessor_config.json` / `processor_config.json`."""
+    min/max pixels, read from `config.json` and `preprocessor_config.json` / `processor_config.json` (ValueError
+    naming the file and key of a value of the wrong kind)."""
     folder = Path(folder)
     family = family_of(folder).model_type
     for name in ("preprocessor_config.json", "processor_config.json"):
         path = folder / name
         if not path.is_file():
             continue
-        data = read_json(path, "processor config")
-        image = data.get("image_processor", data) if isinstance(data, dict) else {}
-        size = image.get("size") or {}
-        low, high = size.get("shortest_edge", image.get("min_pixels")), size.get("longest_edge", image.get("max_pixels"))
-        if isinstance(low, int) and isinstance(high, int):
-            return CoordinateContract(low, high, family=family)
+        bounds = _pixel_bounds(path, read_json(path, "processor config"))
+        if bounds is not None:
+            try:
+                return CoordinateContract(*bounds, family=family)
+            except ValueError as e:  # min above max
+                raise ValueError(f"{path}: {e}") from None
     raise ValueError(f"{folder}: no image processor config with min/max pixels (preprocessor_config.json or "
                      "processor_config.json); point at the exported folder")
+
+
+def _pixel_bounds(path: Path, data: Any) -> tuple[int, int] | None:
+    """(min, max) pixels of a processor config's content: `size.shortest_edge` / `size.longest_edge` (transformers 5),
+    else `min_pixels` / `max_pixels`, under `image_processor` when the file nests it; None when it names neither."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {_kind(data)}")
+    where = "image_processor." if "image_processor" in data else ""
+    image = data.get("image_processor", data)
+    if not isinstance(image, dict):
+        raise ValueError(f"{path}: image_processor must be an object, got {_kind(image)}")
+    size = image.get("size")
+    if size is not None and not isinstance(size, dict):
+        raise ValueError(f"{path}: {where}size must be an object with shortest_edge and longest_edge (pixels), got "
+                         f"{_kind(size)}")
+    size = size or {}
+    found = []
+    for edge, flat in (("shortest_edge", "min_pixels"), ("longest_edge", "max_pixels")):
+        key, value = (f"{where}size.{edge}", size[edge]) if edge in size else (f"{where}{flat}", image.get(flat))
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{path}: {key} must be a positive whole number of pixels, got {_kind(value)}")
+        found.append(value)
+    return (found[0], found[1]) if None not in found else None
+
+
+def _kind(value: Any) -> str:
+    """A JSON value as an error names it: its kind, and the value itself when short."""
+    kind = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number")
+    shown = json.dumps(value, ensure_ascii=False)
+    return f"{kind} ({shown})" if value is not None and len(shown) <= 40 else kind
 
 
 def answer_text(line: dict[str, Any]) -> str:
@@ -62,7 +94,10 @@ def answer_text(line: dict[str, Any]) -> str:
     except (KeyError, IndexError, TypeError):
         raise ValueError("neither `text` nor an OpenAI chat.completion `response` with choices[0].message.content") from None
     if isinstance(content, list):  # content parts
-        content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        texts = [part.get("text", "") for part in content if isinstance(part, dict)]
+        if not all(isinstance(t, str) for t in texts):
+            raise ValueError("choices[0].message.content has a part whose text is not text")
+        content = "".join(texts)
     if not isinstance(content, str):
         raise ValueError("choices[0].message.content is not text")
     return content
@@ -84,7 +119,13 @@ def read_answers(answers: str | Path, folder: str | Path) -> list[dict[str, Any]
     answers = Path(answers)
     frame = folder_frame(folder)
     lines = []
-    for no, raw in enumerate(answers.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = answers.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{answers}: not UTF-8 text ({e.reason} at byte {e.start}); is this a JSONL file?") from None
+    except OSError as e:
+        raise OSError(e.errno, f"{answers}: cannot read the answers file ({e.strerror or e})") from None
+    for no, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
             continue
         try:
