@@ -142,6 +142,21 @@ def test_choose_tiles_scores_every_grid_once_and_auto_follows_the_chosen_scale(t
     again = run("-c", str(ckpt), "--gt", str(wide_val), "-o", str(tmp_path / "cands"), "--factors", "1")
     assert again.exit_code == 0, again.output
     assert ChosenTileScale.load(ckpt).scale == trained
+    # ... and its folder holds that run's candidates only, none of the first run's other scales
+    assert {p.name.removeprefix(f"pred_scale_{trained:g}").split(".")[0] for p in (tmp_path / "cands").iterdir()
+            if not p.name.startswith(".")} <= {"", "_refined", "_refine_all"}
+
+
+def test_choose_tiles_never_rewrites_the_checkpoint_as_its_candidates_folder(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}", encoding="utf-8")
+    gt = tmp_path / "val.jsonl"
+    gt.write_text("", encoding="utf-8")
+    for out in (ckpt, tmp_path, ckpt / "cands"):
+        result = run("-c", str(ckpt), "--gt", str(gt), "-o", str(out), "--overwrite")
+        assert result.exit_code == 2 and "--checkpoint" in result.output, result.output
+        assert sorted(p.name for p in ckpt.iterdir()) == ["config.json"]
 
 
 def test_choose_tiles_cuts_each_candidate_a_stride_apart_when_the_checkpoint_asks(trained_checkpoint, wide_val, tmp_path):

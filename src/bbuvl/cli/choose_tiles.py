@@ -13,6 +13,7 @@ from bbuvl.cli.common import (OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, c
                               fail, finite_range, one_of, print_first, user_errors)
 from bbuvl.cli.predictor import CHECKPOINT_HELP, read_folder
 from bbuvl.infer.tile_scale import REFINE_WITHIN, WITHIN
+from bbuvl.outputs import check_not_inputs, replacing
 
 
 def parse_factors(text: str) -> list[float]:
@@ -78,10 +79,11 @@ def choose_tiles(
     with user_errors(ValueError):
         candidates = parse_factors(factors)
     check_device(device)
+    with user_errors(ValueError):  # --out is rewritten whole: never the checkpoint, nor a folder around or inside it
+        check_not_inputs({"--checkpoint": checkpoint}, folders=[out])
     # The checkpoint is read, and tile_scale.json written into it, as `bbuvl eval --choose-thresholds` writes its file.
-    claim_outputs("choose-tiles", {"--gt": gt},
-                  [checkpoint / TILE_SCALE_FILE, *([checkpoint / TILED_THRESHOLDS_FILE] if choose_thresholds else [])],
-                  [out], overwrite)
+    files = [checkpoint / TILE_SCALE_FILE, *([checkpoint / TILED_THRESHOLDS_FILE] if choose_thresholds else [])]
+    claim_outputs("choose-tiles", {"--gt": gt}, files, [out], overwrite)
     with user_errors(ValueError, OSError):
         predictor = Predictor.load(read_folder(checkpoint, None, "zh"), device=device)
         predictor.check_mode(mode)
@@ -94,7 +96,8 @@ def choose_tiles(
         console.print(f"scale {c.scale:g}: {escape(', '.join(f'{g} ({n})' for g, n in c.grids.items()))}, {c.passes} "
                       f"passes, {metric} {'-' if c.score is None else f'{c.score:.3f}'}", soft_wrap=True)
 
-    with user_errors(ValueError, OSError):
+    # Another checkpoint's candidates (other scales) or another --gt's never stay beside this run's (docs/tiles.md)
+    with user_errors(ValueError, OSError), replacing([out, *files]):
         chosen = choose_tile_scale(predictor, gt, out, None if trained is None else trained.median, mode, candidates,
                                    metric, on_candidate=show, within=within, refine=refine,
                                    refine_within=refine_within)
