@@ -11,6 +11,9 @@ from rich.markup import escape
 
 from bbuvl.cli.common import OVERWRITE_HELP, claim_outputs, command_group, console, fail, int_range, user_errors
 
+ACCEPT_BASE_HELP = ("LoRA: merge into the base model.path holds now although it is not the one the adapters trained "
+                    "on (only when it is the same model saved again: re-downloaded, re-copied).")
+
 app = command_group(help="Build and inspect vision-language checkpoints.", no_args_is_help=True)
 
 
@@ -65,6 +68,7 @@ def tiny(
 def merge_lora_cmd(
     checkpoint: Path = typer.Argument(..., help="Checkpoint folder trained with model.lora.enabled=true."),
     out: Path = typer.Argument(..., help="Folder for the merged, adapter-free checkpoint."),
+    accept_base: bool = typer.Option(False, "--accept-base", help=ACCEPT_BASE_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Merge LoRA adapters into the base model and save a standalone checkpoint (head, prompt and contract kept)."""
@@ -74,7 +78,7 @@ def merge_lora_cmd(
                   overwrite=overwrite)
 
     with user_errors():
-        merge_lora(checkpoint, out)
+        merge_lora(checkpoint, out, accept_base=accept_base)
     console.print(f"[green]merged[/] {escape(str(checkpoint))} -> {escape(str(out))}")
 
 
@@ -89,6 +93,7 @@ def export_cmd(
                                        "what leaving them out costs (generate mode, greedy, unconstrained)."),
     batch_size: int = typer.Option(4, help="Photos per forward pass while measuring on --val.", callback=int_range(1)),
     device: Optional[str] = typer.Option(None, help="Where --val is predicted: cpu, cuda ... (default: cuda when available)."),
+    accept_base: bool = typer.Option(False, "--accept-base", help=ACCEPT_BASE_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Export a checkpoint as a stock Hugging Face folder that transformers and vLLM load alone, with a model card.
@@ -118,7 +123,7 @@ def export_cmd(
         console.print(f"vision positions on {c.photos} photos of {escape(str(val))}: AP50 {c.with_part.AP50:.3f} with, "
                       f"{c.without_part.AP50:.3f} without; {c.changed} answers differ without them")
     with user_errors(ValueError, OSError, CheckpointError):
-        result = export_checkpoint(checkpoint, out, costs)
+        result = export_checkpoint(checkpoint, out, costs, accept_base=accept_base)
     left = ", ".join(p.part for p in result.left_out) or "nothing"
     console.print(f"[green]exported[/] {escape(str(checkpoint))} -> {escape(str(out))} ({escape(result.family)}"
                   f"{', LoRA merged' if result.merged_lora else ''}; left out: {escape(left)})")

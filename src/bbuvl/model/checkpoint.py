@@ -14,6 +14,7 @@ config, the coordinate contract and the prompt — everything inference needs to
       verdict_thresholds.json             the photo verdict's thresholds, once `bbuvl eval --choose-thresholds` chose them
       verdict_thresholds_tiled.json       ... for photos predicted through tiles or zoom, chosen on such photos
       tile_scale.json                     the scale tiles: auto shows photos at, once `bbuvl choose-tiles` chose it
+      lora_base.json                      with LoRA: a fingerprint of the base the adapters trained on (model/lora_base.py)
       content_digest.json                 SHA-256 of every file above, for resumes (model/identity.py)
 
 Every file is checked when the folder is read, each error naming the file (model/checkpoint_files.py).
@@ -40,6 +41,7 @@ from bbuvl.data.jsonfile import read_json
 from bbuvl.data.scale import TILE_SCALE_FILE, TrainingScale
 from bbuvl.model.checkpoint_files import check_module_state, check_prompt, json_problem, template_problem
 from bbuvl.model.identity import record_digests
+from bbuvl.model.lora_base import base_changes, record_base
 
 HEAD_FILE = "detection_head.safetensors"
 POSITIONS_FILE = "vision_positions.safetensors"
@@ -103,6 +105,8 @@ def save_checkpoint(model: Any, processor: Any, cfg: Config, contract: Coordinat
     if scale is not None:
         scale.save(directory)
     prompt.save(directory)
+    if is_peft(model.vlm) and Path(cfg.model.path).is_dir():
+        record_base(directory, cfg.model.path)
     record_digests(directory)  # last: what a resume compares this checkpoint by (model/identity.py)
     return directory
 
@@ -304,11 +308,28 @@ def lora_base(path: str | Path) -> Path | None:
     return base if folder.adapter and base.exists() else None
 
 
-def load_model(folder: ModelFolder | str | Path, dtype: str | None = None,
-               device: str | None = None) -> tuple[Any, Any, Config, CoordinateContract, Prompt]:
+def check_lora_base(checkpoint: str | Path, base: str | Path) -> None:
+    """Raise CheckpointError when the base folder a LoRA checkpoint loads is not the one its adapters trained on
+    (a checkpoint saved before fingerprints, or with a base from the hub, is not checked)."""
+    if not Path(base).is_dir():
+        return
+    changes = base_changes(checkpoint, base)
+    if changes:
+        shown = ", ".join(changes[:4]) + (f" and {len(changes) - 4} more" if len(changes) > 4 else "")
+        raise CheckpointError(f"{checkpoint}: its LoRA adapters were trained on another base model than the one now at "
+                              f"{base} (model.path in its {CONFIG_FILE}; {shown}): applied to it they would give wrong "
+                              f"answers. Put that base back at {base}, or set model.path in "
+                              f"{Path(checkpoint) / CONFIG_FILE} to where it is; if {base} holds the same model saved "
+                              f"again, fold the adapters into it with `bbuvl model merge-lora {checkpoint} OUT --accept-base` (or "
+                              "`bbuvl model export --accept-base`)")
+
+
+def load_model(folder: ModelFolder | str | Path, dtype: str | None = None, device: str | None = None,
+               accept_base: bool = False) -> tuple[Any, Any, Config, CoordinateContract, Prompt]:
     """A `BBUVLModel` (eval mode) ready to predict, its processor, run config, coordinate contract and prompt: the
     one way a model folder is loaded. A path is read with `read_model_folder` (a checkpoint; a plain model folder
-    is read there first, with the labels it answers with)."""
+    is read there first, with the labels it answers with). A LoRA checkpoint's base must be the one it trained on,
+    unless `accept_base` (the user says it holds the same model saved again)."""
     from bbuvl.model.loading import load_model_and_processor
     from bbuvl.model.processor import pixel_range
     from bbuvl.model.vlm import BBUVLModel
@@ -318,6 +339,8 @@ def load_model(folder: ModelFolder | str | Path, dtype: str | None = None,
     run = folder.cfg.model_copy(deep=True)  # the folder's stays as read (a plain folder's bounds are set below)
     # LoRA: the base weights from where training loaded them, the processor (and adapters) from the checkpoint.
     weights = run.model.path if folder.adapter else str(folder.path)
+    if folder.adapter and not accept_base:
+        check_lora_base(folder.path, weights)  # before minutes of loading
     try:
         vlm, processor = load_model_and_processor(weights, dtype=dtype or run.model.dtype,
                                                   attn_implementation=run.model.attn_implementation,
@@ -353,9 +376,10 @@ def load_model(folder: ModelFolder | str | Path, dtype: str | None = None,
     return model.eval(), processor, run, contract, folder.prompt
 
 
-def merge_lora(src: str | Path, dst: str | Path) -> Path:
-    """Fold a LoRA checkpoint's adapters into the base weights and save a plain checkpoint (same head, prompt, contract)."""
-    model, processor, cfg, contract, prompt = load_model(src, dtype="float32")
+def merge_lora(src: str | Path, dst: str | Path, accept_base: bool = False) -> Path:
+    """Fold a LoRA checkpoint's adapters into the base weights and save a plain checkpoint (same head, prompt, contract);
+    `accept_base`: fold them into the base model.path holds now even when it is not the one they trained on."""
+    model, processor, cfg, contract, prompt = load_model(src, dtype="float32", accept_base=accept_base)
     if not is_peft(model.vlm):
         raise ValueError(f"{src}: not a LoRA checkpoint (no adapter_config.json)")
     model.vlm = model.vlm.merge_and_unload()

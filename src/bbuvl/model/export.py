@@ -121,11 +121,13 @@ def left_out_parts(folder: ModelFolder, costs: list[PartCost]) -> list[LeftOut]:
     return parts
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartCost] | None = None) -> ExportResult:
+def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartCost] | None = None,
+                      accept_base: bool = False) -> ExportResult:
     """Write `checkpoint` (a folder `bbuvl train` wrote) to `out` as a stock Hugging Face folder with a model card.
 
     ExportRefused names a part that changes the answers and that no stock loader runs, unless `costs` holds its
-    measured cost (then it is left out and the card states the cost).
+    measured cost (then it is left out and the card states the cost). `accept_base`: a LoRA checkpoint's adapters are
+    merged into the base its model.path holds now, even when it is not the one they trained on.
     """
     from bbuvl.model.model_card import model_card
 
@@ -136,7 +138,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
     problem = portability_problem(folder)
     if problem and not any(c.part == POSITIONS_FILE for c in costs):
         raise ExportRefused(problem)
-    model, processor, cfg, contract, prompt = load_model(folder, device="cpu")
+    model, processor, cfg, contract, prompt = load_model(folder, device="cpu", accept_base=accept_base)
     contract = stock_frame(contract)
     set_pixel_range(processor, contract)  # the stock resize then shrinks a photo over the token budget as training did
     vlm = model.vlm

@@ -35,7 +35,7 @@ from bbuvl.encode.chat import ChatEncoder
 from bbuvl.encode.collate import Batch, PackedCollator, PaddedCollator
 from bbuvl.encode.loss_terms import LossTerms
 from bbuvl.encode.prompts import system_prompt
-from bbuvl.model.checkpoint import Prompt, load_weights_into, reuse_extra_modules, save_checkpoint
+from bbuvl.model.checkpoint import Prompt, check_lora_base, load_weights_into, reuse_extra_modules, save_checkpoint
 from bbuvl.model.loading import load_model_and_processor
 from bbuvl.model.lora import apply_lora
 from bbuvl.model.loss_scale import LossDenominators
@@ -525,6 +525,8 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
         ckpt = str(found)
     if ckpt is not None:
         check_resume(cfg, ckpt)  # before minutes of loading, and before a head that does not fit is loaded
+        if cfg.model.lora.enabled:
+            check_lora_base(ckpt, with_base_located(cfg).model.path)  # a run recorded before run.json: its only check
     trainer = make()
     if trainer.args.should_save and not (out / RUN_RECORD).exists():
         out.mkdir(parents=True, exist_ok=True)

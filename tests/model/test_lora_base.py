@@ -1,0 +1,104 @@
+"""A LoRA checkpoint is applied only to the base model its adapters trained on (model/lora_base.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
+
+from bbuvl.cli import app
+from bbuvl.model.checkpoint import CheckpointError, load_model
+from bbuvl.model.lora_base import BASE_FILE
+from bbuvl.train.trainer import train
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory, tiny_model_dir, small_dataset) -> tuple[Path, Path]:
+    """(the run folder, its base) of a one-step LoRA run with checkpoint-1 and final/, trained once per module."""
+    from bbuvl.config import load_config
+
+    root = tmp_path_factory.mktemp("lora")
+    base = shutil.copytree(tiny_model_dir, root / "base")
+    cfg = load_config(None, [
+        f"model.path={base}", "model.dtype=float32", "model.min_pixels=12544", "model.max_pixels=50176",
+        "model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8", f"data.train={small_dataset / 'train.jsonl'}",
+        "data.val=null", "data.teachers=null", "data.num_workers=0", f"training.output_dir={root / 'run'}",
+        "training.per_device_batch_size=2", "training.gradient_accumulation_steps=1", "training.max_steps=1",
+        "training.save_steps=1", "training.bf16=false", "training.gradient_checkpointing=false", "training.use_cpu=true",
+        "detection.num_queries=8", "detection.num_heads=4", "detection.caption_layers=1", "detection.decoder_layers=1",
+    ])
+    train(cfg, progress=False)
+    return root / "run", base
+
+
+@pytest.fixture()
+def copied(lora_run, tmp_path) -> tuple[Path, Path]:
+    """This test's own copy of the run and its base, the checkpoints pointing at the copied base."""
+    run, base = lora_run
+    shutil.copytree(base, tmp_path / "base")
+    shutil.copytree(run, tmp_path / "run")
+    for yaml in (tmp_path / "run").glob("*/bbuvl.yaml"):
+        yaml.write_text(yaml.read_text(encoding="utf-8").replace(str(base), str(tmp_path / "base")), encoding="utf-8")
+    for record in (tmp_path / "run").glob("run.json"):
+        record.write_text(record.read_text(encoding="utf-8").replace(str(base), str(tmp_path / "base")), encoding="utf-8")
+    return tmp_path / "run", tmp_path / "base"
+
+
+def replace_weights(base: Path) -> None:
+    """The base folder replaced in place by another fine-tune of the same model: same config, files and sizes."""
+    weights = base / "model.safetensors"
+    tensors = {k: v + 0.01 if v.is_floating_point() else v for k, v in load_file(weights).items()}
+    weights.unlink()
+    save_file(tensors, weights, metadata={"format": "pt"})
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_a_lora_run_records_a_fingerprint_of_its_base_in_every_checkpoint(lora_run):
+    run, base = lora_run
+    for ckpt in (run / "checkpoint-1", run / "final"):
+        record = json.loads((ckpt / BASE_FILE).read_text(encoding="utf-8"))
+        assert record["base"] == str(base) and set(record["fingerprint"]) == {"config.json", "model.safetensors"}
+
+
+def test_a_base_replaced_in_place_is_refused_by_load_merge_and_export_naming_both(copied, tmp_path):
+    run, base = copied
+    replace_weights(base)
+    with pytest.raises(CheckpointError, match=r"LoRA adapters were trained on another base model than the one now at "
+                                              r".*base .*model.safetensors differs"):
+        load_model(run / "final")
+    for command in (["merge-lora"], ["export"]):
+        r = invoke("model", *command, run / "final", tmp_path / "out")
+        text = " ".join(r.output.split())
+        assert r.exit_code == 2 and f"{run / 'final'}: its LoRA adapters" in text and f"now at {base}" in text, r.output
+        assert "--accept-base" in text and not (tmp_path / "out").exists()
+    r = invoke("model", "merge-lora", run / "final", tmp_path / "out", "--accept-base")
+    assert r.exit_code == 0, r.output
+    assert "merged" in r.output and not (tmp_path / "out" / BASE_FILE).exists()  # merged: no base left to check
+
+
+def test_the_same_base_copied_again_loads_and_a_checkpoint_without_a_fingerprint_loads_as_before(copied, tmp_path):
+    run, base = copied
+    base.rename(tmp_path / "old")
+    shutil.copytree(tmp_path / "old", base, copy_function=shutil.copyfile)  # new files, new times, the same bytes
+    load_model(run / "final")
+    replace_weights(base)
+    (run / "final" / BASE_FILE).unlink()  # saved before fingerprints were recorded
+    load_model(run / "final")
+
+
+def test_resuming_a_run_without_a_record_onto_a_replaced_base_is_refused(copied, tmp_path):
+    run, base = copied
+    (run / "run.json").unlink()  # a run started before run.json: its checkpoint's bbuvl.yaml compares paths only
+    replace_weights(base)
+    config = run / "checkpoint-1" / "bbuvl.yaml"
+    r = invoke("train", config, f"training.output_dir={run}", "training.max_steps=2", "--resume")
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and f"{run / 'checkpoint-1'}: its LoRA adapters were trained on another base" in text, r.output
+    assert not (run / "checkpoint-2").exists()
