@@ -37,3 +37,20 @@ def test_sigterm_answers_every_accepted_request_then_exits_0(trained_checkpoint,
     assert [r.status for r in replies] == [200] * len(replies)
     assert all(r.json()["objects"] for r in replies)
     assert max(r.json()["timing_ms"]["batch_size"] for r in replies) > 1
+
+
+def test_a_second_server_on_a_port_in_use_is_refused_naming_it():
+    from bbuvl.serve.server import bind
+
+    first = bind("127.0.0.1", 0)
+    try:
+        port = first.getsockname()[1]
+        try:
+            bind("127.0.0.1", port)
+        except OSError as e:
+            message = str(e)
+        else:
+            raise AssertionError("two servers listen on one port")
+        assert f"127.0.0.1:{port}: another server" in message and "--port" in message
+    finally:
+        first.close()

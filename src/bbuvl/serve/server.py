@@ -8,6 +8,7 @@ a drained server exits 0 rather than dying by the signal.
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import socket
@@ -19,7 +20,14 @@ import uvicorn
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket on `host`:`port` (port 0: a free one, read it back with `getsockname()`)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=2048)
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as e:
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if e.errno == errno.EADDRINUSE:  # two servers never share a port: the second would never see a request
+            raise OSError(e.errno, f"{where}: another server (another `bbuvl serve`?) is listening there; stop it or "
+                                   "choose another --port") from None
+        raise OSError(e.errno, f"{where}: cannot listen there ({e.strerror or e})") from None
 
 
 def serve_app(app: Any, sock: socket.socket, drain_s: float = 60.0, log_level: str = "info") -> None:
