@@ -65,6 +65,20 @@ def test_wrong_type_names_key_and_expected_type(tmp_path):
     assert "'training.bf16' must be true or false" in str(e.value)
 
 
+def test_a_boolean_where_a_number_belongs_is_refused_and_a_quoted_number_is_read(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("training:\n  seed: yes\n  max_grad_norm: '0.5'\n  lr:\n    llm: 1e-5\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(e.value).startswith(f"{p}:2: 'training.seed': must be a number, got true (YAML reads true/false, "
+                                   "yes/no and on/off as booleans)")
+    with pytest.raises(ConfigError, match=r"training.detection_freeze_epochs=on \(override\): .* must be a number"):
+        load_config(ROOT / "configs" / "demo.yaml", ["training.detection_freeze_epochs=on"])
+    p.write_text("training:\n  seed: 7\n  max_grad_norm: '0.5'\n  bf16: false\n  lr:\n    llm: 1e-5\n", encoding="utf-8")
+    training = load_config(p).training
+    assert (training.seed, training.max_grad_norm, training.bf16, training.lr.llm) == (7, 0.5, False, 1e-5)
+
+
 def test_bad_value_is_rejected(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("model:\n  min_pixels: 9000\n  max_pixels: 100\ndata:\n  collator: zipped\n", encoding="utf-8")

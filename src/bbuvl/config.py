@@ -12,10 +12,12 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from bbuvl.data.coords import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, CoordinateContract
 from bbuvl.data.families import FAMILIES, Family, family_of, get_family
@@ -28,9 +30,26 @@ from bbuvl.paths import expand_path
 UserPath = Annotated[str, BeforeValidator(lambda v: expand_path(v) if isinstance(v, str) else v)]
 
 
+def _takes_numbers_only(annotation: Any) -> bool:
+    """Whether a field annotated `annotation` takes an int or a float and never a bool (`int | None`, `float`)."""
+    kinds = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    kinds = tuple(get_args(k)[0] if get_origin(k) is Annotated else k for k in kinds)
+    return bool not in kinds and any(k in (int, float) for k in kinds)
+
+
 class _Strict(BaseModel):
     # No float in a run is meaningful as inf or NaN: `lr: .inf` used to train to a non-finite final/.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # YAML reads `true`, `yes` and `on` as booleans, which pydantic takes for 1 where a number belongs:
+        # `seed: yes` trained with seed 1. A number typed as a quoted string stays accepted: YAML reads `1e-4` as one.
+        if isinstance(value, bool) and _takes_numbers_only(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"must be a number, got {str(value).lower()} (YAML reads true/false, yes/no and on/off "
+                             "as booleans)")
+        return value
 
 
 class LoraConfig(_Strict):
