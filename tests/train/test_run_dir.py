@@ -95,3 +95,15 @@ def test_a_previous_runs_health_report_is_part_of_it(tmp_path, caplog):
         prepare_output_dir(out, resume=False, overwrite=False)
     prepare_output_dir(out, resume=False, overwrite=True)  # a run without alarms must not keep the old run's report
     assert not (out / "health.json").exists()
+
+
+def test_overwrite_removes_a_linked_checkpoint_and_final_as_links_and_keeps_what_they_point_to(tmp_path):
+    out, elsewhere = tmp_path / "run", tmp_path / "kept"
+    (out / "checkpoint-1").mkdir(parents=True)
+    (elsewhere / "final").mkdir(parents=True)
+    (elsewhere / "final" / "model.safetensors").write_text("theirs", encoding="utf-8")
+    (out / "checkpoint-7").symlink_to(elsewhere / "final")
+    (out / "final").symlink_to(elsewhere / "final")
+    prepare_output_dir(out, resume=False, overwrite=True)
+    assert list(out.iterdir()) == []
+    assert (elsewhere / "final" / "model.safetensors").read_text(encoding="utf-8") == "theirs"

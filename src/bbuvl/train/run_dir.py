@@ -80,7 +80,9 @@ def clear_previous_run(output_dir: str | Path, found: list[str]) -> None:
     out = Path(output_dir)
     for name in found:
         path = out / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        # A link (checkpoint-7 -> another run's) goes, never what it points to (rmtree refuses links anyway, after
+        # the names before it were already removed).
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
     if found:
         log.warning("--overwrite: removed the previous run's %s from %s", ", ".join(found), out)
 
