@@ -20,11 +20,13 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 @pytest.fixture()
 def grpo_config(trained_checkpoint, small_dataset, tmp_path):
-    """`make(*overrides)`: GRPO from the session's tiny checkpoint, 3 short rollouts per photo, a log per step."""
+    """`make(*overrides)`: GRPO from the session's tiny checkpoint (at its frame), 3 short rollouts per photo, a log
+    per step."""
 
     def make(*overrides):
         return load_config(None, [
-            f"model.path={trained_checkpoint}", "model.dtype=float32", "training.method=grpo",
+            f"model.path={trained_checkpoint}", "model.dtype=float32", "model.min_pixels=12544", "model.max_pixels=50176",
+            "training.method=grpo",
             f"data.train={small_dataset / 'train.jsonl'}", "data.val=null", "data.teachers=null", "data.num_workers=0",
             f"training.output_dir={tmp_path / 'grpo'}", "training.per_device_batch_size=2",
             "training.gradient_accumulation_steps=1", "training.max_steps=2", "training.logging_steps=1",
@@ -147,3 +149,43 @@ def test_grpo_names_the_settings_it_reads_nothing_from(grpo_config, small_datase
     said = " ".join(grpo_ignores(grpo_config(f"data.teachers={small_dataset / 'teachers.jsonl'}", "data.collator=packed")))
     assert "data.teachers" in said and "training.lr.detection (0.0001): the head is frozen" in said
     assert "data.collator (packed)" in said
+
+
+def test_grpo_measures_the_reward_on_data_val_every_eval_steps_as_heldout_reward_does(grpo_config, small_dataset):
+    from bbuvl.data.labels import Hierarchy
+    from bbuvl.rl.evaluate import heldout_reward
+
+    cfg = grpo_config(f"data.val={small_dataset / 'val.jsonl'}", "training.eval_steps=1")
+    result = train_grpo(cfg, progress=False)
+    evals = {h["step"]: h for h in result["history"] if "eval_reward" in h}
+    assert sorted(evals) == [1, 2]
+    assert {k for k in evals[2] if k.startswith("eval_")} == {"eval_reward", "eval_reward_detection", "eval_reward_label",
+                                                              "eval_reward_user"}
+    # The last pass scored the weights the run saved: the same greedy answers as the checkpoint gives afterwards.
+    after = heldout_reward(Predictor.load(result["final"], device="cpu"), small_dataset / "val.jsonl", cfg.grpo.rewards,
+                           Hierarchy.load(cfg.data.hierarchy))
+    for term, value in after.items():
+        assert evals[2]["eval_reward" if term == "reward" else f"eval_reward_{term}"] == pytest.approx(value, abs=1e-6)
+
+
+def test_grpo_says_when_data_val_would_never_be_measured(grpo_config, small_dataset):
+    from bbuvl.rl.trainer import grpo_ignores
+
+    val = small_dataset / "val.jsonl"
+    said = " ".join(grpo_ignores(grpo_config(f"data.val={val}", "training.eval_steps=200")))
+    assert f"data.val ({val}): its reward is measured every training.eval_steps (200), and the run stops at " \
+           "training.max_steps (2) before the first" in said
+    assert grpo_ignores(grpo_config(f"data.val={val}", "training.eval_steps=2", "training.lr.detection=0")) == []
+
+
+@pytest.mark.parametrize("override, named", [
+    ("model.max_pixels=100352", "model.max_pixels 100352 (the checkpoint's: 50176)"),
+    ("model.max_vision_tokens=16", "model.max_vision_tokens 16 (the checkpoint's: 1280)"),
+])
+def test_grpo_refuses_a_frame_other_than_its_starting_checkpoints_naming_both(grpo_config, tmp_path, override, named):
+    cfg = tmp_path / "grpo.yaml"
+    cfg.write_text(dump_config(grpo_config()), encoding="utf-8")
+    result = CliRunner().invoke(app, ["train", str(cfg), override], env={"COLUMNS": "400"})
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "is a checkpoint with its own coordinate frame, which GRPO trains in" in said, said
+    assert named in said and "Traceback" not in said and not (tmp_path / "grpo" / "final").exists()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from bbuvl.config import RewardWeights
 from bbuvl.data.labels import Hierarchy
 from bbuvl.infer.predictor import Predictor
 from bbuvl.rl.rewards import LabelledBox, RewardScorer
-from bbuvl.rl.trainer import read_photos
+from bbuvl.rl.rollouts import Photo, read_photos
 
 
 def heldout_reward(predictor: Predictor, jsonl: str | Path, weights: RewardWeights | None = None,
@@ -18,7 +19,12 @@ def heldout_reward(predictor: Predictor, jsonl: str | Path, weights: RewardWeigh
     weights = weights or predictor.cfg.grpo.rewards
     scorer = RewardScorer.from_config(weights, hierarchy or Hierarchy.load(predictor.cfg.data.hierarchy),
                                       predictor.prompt.labels)
-    photos = read_photos(str(jsonl))
+    return photos_reward(predictor, read_photos(str(jsonl)), scorer, batch_size)
+
+
+def photos_reward(predictor: Predictor, photos: Sequence[Photo], scorer: RewardScorer,
+                  batch_size: int = 8) -> dict[str, float]:
+    """`heldout_reward` over photos already read, scored by `scorer`: GRPO's validation pass on `data.val`."""
     sums: dict[str, float] = {}
     for start in range(0, len(photos), batch_size):
         chunk = photos[start:start + batch_size]

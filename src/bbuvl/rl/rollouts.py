@@ -27,6 +27,7 @@ from bbuvl.model.lm_loss import supervised_positions
 from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.rl.objective import group_advantages
 from bbuvl.rl.rewards import LabelledBox, RewardScorer
+from bbuvl.train.dataset import SampleSource, read_training_data, sources_from
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,17 @@ class Photo:
     index: int
     path: str
     truth: tuple[LabelledBox, ...]
+
+
+def read_photos(path: str) -> list[Photo]:
+    """The photos of a JSONL with their truth (teachers, if any, play no part in GRPO)."""
+    return photos_of(sources_from(read_training_data(path), path))
+
+
+def photos_of(sources: list[SampleSource]) -> list[Photo]:
+    """Each source's student photo with its truth."""
+    return [Photo(i, s.student.image_path, tuple(LabelledBox(tuple(o.bbox_2d), o.desc) for o in s.student.record.objects))
+            for i, s in enumerate(sources)]
 
 
 @dataclass

@@ -22,7 +22,8 @@ from torch import nn
 from transformers import set_seed
 from transformers.trainer_callback import PrinterCallback
 
-from bbuvl.config import Config
+from bbuvl.config import Config, ConfigError
+from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import data_labels
 from bbuvl.data.scale import TrainingScale
@@ -33,13 +34,14 @@ from bbuvl.model.checkpoint import is_peft, is_plain_model_folder, load_model, l
 from bbuvl.model.lora import apply_lora
 from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.rl.objective import StepCounts, grpo_loss
-from bbuvl.rl.rewards import LabelledBox, RewardScorer
-from bbuvl.rl.rollouts import Photo, PhotoBatch, completion_logprobs, draw_rollouts
+from bbuvl.rl.evaluate import photos_reward
+from bbuvl.rl.rewards import RewardScorer
+from bbuvl.rl.rollouts import Photo, PhotoBatch, completion_logprobs, draw_rollouts, photos_of, read_photos
 from bbuvl.train.callbacks import NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
-from bbuvl.train.dataset import SampleSource, read_training_data, sources_from
+from bbuvl.train.dataset import read_training_data, sources_from
 from bbuvl.train.param_groups import freeze_zero_lr_groups, optimizer_groups
 from bbuvl.train.run_dir import FINAL_DIR
-from bbuvl.train.trainer import BBUTrainer, Run, fit, training_arguments, with_base_located
+from bbuvl.train.trainer import BBUTrainer, Run, fit, optional_data, training_arguments, with_base_located
 
 
 class Policy(nn.Module):
@@ -197,6 +199,22 @@ class GrpoTrainer(BBUTrainer):
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):  # noqa: D102
         raise RuntimeError("GRPO runs have no evaluation loss: measure the held-out reward (rl/evaluate.py)")
 
+    def evaluate(self, eval_dataset: Any = None, ignore_keys: list[str] | None = None,
+                 metric_key_prefix: str = "eval") -> dict[str, float]:
+        """The validation pass every `training.eval_steps`: the mean reward of greedy answers on `data.val`
+        (rl/evaluate.py), logged as `eval_reward` and `eval_reward_<term>`; GRPO has no loss to evaluate."""
+        model = self.predictor.model
+        was_training = model.training
+        model.eval()
+        try:
+            means = photos_reward(self.predictor, self.run.val_photos or [], self.scorer, self.args.per_device_eval_batch_size)
+        finally:
+            model.train(was_training)
+        metrics = {f"{metric_key_prefix}_{'reward' if k == 'reward' else f'reward_{k}'}": v for k, v in means.items()}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:  # noqa: D102
         if self.args.should_save:
             r = self.run
@@ -213,21 +231,11 @@ class GrpoRun(Run):
 
     predictor: Predictor | None = None
     scorer: RewardScorer | None = None
+    val_photos: list[Photo] | None = None  # data.val's, for the validation pass; None without one
 
     def collator_for_rollouts(self, samples: list) -> Batch:
         """Right-padded rows, one rollout each (the policy's forward)."""
         return self.collator(samples)
-
-
-def read_photos(path: str) -> list[Photo]:
-    """The training photos of a JSONL with their truth (teachers, if any, play no part in GRPO)."""
-    return photos_of(sources_from(read_training_data(path), path))
-
-
-def photos_of(sources: list[SampleSource]) -> list[Photo]:
-    """Each source's student photo with its truth."""
-    return [Photo(i, s.student.image_path, tuple(LabelledBox(tuple(o.bbox_2d), o.desc) for o in s.student.record.objects))
-            for i, s in enumerate(sources)]
 
 
 log = logging.getLogger(__name__)
@@ -243,7 +251,21 @@ def grpo_ignores(cfg: Config) -> list[str]:
                        "answer's tokens only")
     if cfg.data.collator != "padded":
         ignored.append(f"data.collator ({cfg.data.collator}): rollouts are scored as padded rows")
+    t = cfg.training
+    if cfg.data.val is not None and 0 < t.max_steps < t.eval_steps:
+        ignored.append(f"data.val ({cfg.data.val}): its reward is measured every training.eval_steps ({t.eval_steps}), "
+                       f"and the run stops at training.max_steps ({t.max_steps}) before the first")
     return ignored
+
+
+def frame_conflicts(cfg: Config, frame: CoordinateContract) -> list[str]:
+    """The `model.*` frame settings `cfg` names (in its file or an override) that differ from the starting
+    checkpoint's `frame`, each with both values: GRPO answers in the checkpoint's frame, so they cannot apply."""
+    given = cfg.model.model_fields_set
+    ours = {k: getattr(cfg.model, k) for k in ("min_pixels", "max_pixels", "max_vision_tokens") if k in given}
+    if cfg.model.family != "auto":
+        ours["family"] = cfg.model.family
+    return [f"model.{k} {v} (the checkpoint's: {getattr(frame, k)})" for k, v in ours.items() if v != getattr(frame, k)]
 
 
 def build_grpo_run(cfg: Config) -> GrpoRun:
@@ -260,6 +282,13 @@ def build_grpo_run(cfg: Config) -> GrpoRun:
         folder = read_model_folder(cfg.model.path, labels=labels, lang=cfg.data.lang, cfg=cfg)
     else:
         folder = read_model_folder(cfg.model.path)
+        if conflicts := frame_conflicts(cfg, folder.frame):
+            # Rollouts are drawn, scored and saved in the frame the checkpoint learned its answers in (docs/grpo.md).
+            raise ConfigError(f"model.path {cfg.model.path} is a checkpoint with its own coordinate frame, which GRPO "
+                              f"trains in, but the config sets {'; '.join(conflicts)}: remove these keys from the "
+                              "config, or set them to the checkpoint's values")
+    val = optional_data(cfg, "val")
+    val_photos = read_photos(val) if val else None  # a bad validation file fails before any weights load
     scorer = RewardScorer.from_config(cfg.grpo.rewards, hierarchy, folder.prompt.labels)
     model, processor, run_cfg, contract, prompt = load_model(folder, dtype=cfg.model.dtype)
     saved = run_cfg.model_copy(update={"training": cfg.training, "grpo": cfg.grpo}, deep=True)
@@ -278,7 +307,8 @@ def build_grpo_run(cfg: Config) -> GrpoRun:
     tok = processor.tokenizer
     right = PaddedCollator(tok.pad_token_id, tok.convert_tokens_to_ids(IMAGE_TOKEN), padding_side="right")
     scale = TrainingScale.of((s.student.record for s in sources), contract)
-    return GrpoRun(saved, model, processor, contract, prompt, scale, photos, None, right, predictor=predictor, scorer=scorer)
+    return GrpoRun(saved, model, processor, contract, prompt, scale, photos, None, right, predictor=predictor, scorer=scorer,
+                   val_photos=val_photos)
 
 
 def make_grpo_trainer(run: GrpoRun, progress: bool = True, callbacks: list | None = None) -> GrpoTrainer:
@@ -289,8 +319,9 @@ def make_grpo_trainer(run: GrpoRun, progress: bool = True, callbacks: list | Non
     guard = NonFiniteGuard(policy, cfg.training.max_consecutive_nan)
     trainer = GrpoTrainer(
         model=policy,
-        args=training_arguments(cfg, has_eval=False),
+        args=training_arguments(cfg, has_eval=run.val_photos is not None),
         train_dataset=run.train_dataset,
+        eval_dataset=run.val_photos,  # only so HF schedules the pass: `evaluate` reads the photos itself
         data_collator=collate_photos,
         callbacks=[RunTensorBoard(Path(cfg.training.output_dir) / "tb"), guard, RichProgress(throughput, progress),
                    *(callbacks or [])],
