@@ -60,14 +60,21 @@ def test_same_file_name_outside_the_images_folder_gets_a_content_hash(tmp_path):
     assert_each_record_shows_its_own_photo(records, out, {0: a, 1: b})
 
 
-def test_an_earlier_imports_photo_of_the_same_name_is_neither_overwritten_nor_reused(tmp_path):
+def test_a_photo_of_the_same_name_already_in_the_output_is_neither_overwritten_nor_reused(tmp_path):
     out = tmp_path / "ds"
-    earlier = photo(out / "images" / "IMG_0001.png", (0, 255, 0))
+    earlier = photo(out / "images" / "IMG_0001.png", (0, 255, 0))  # put there by someone else
     before = earlier.read_bytes()
     src = photo(tmp_path / "src" / "IMG_0001.png", (255, 0, 0))
-    records = import_coco(tmp_path, ["IMG_0001.png"], tmp_path / "src", out)
-    assert earlier.read_bytes() == before
-    assert_each_record_shows_its_own_photo(records, out, {0: src})
+    ann = tmp_path / "instances.json"
+    ann.write_text(json.dumps(coco(["IMG_0001.png"])), encoding="utf-8")
+    r = CliRunner().invoke(app, ["data", "import-coco", str(ann), str(tmp_path / "src"), str(out), "--val-ratio", "0"])
+    assert r.exit_code == 2 and "was not written by `bbuvl data import-coco`" in r.output, r.output
+    assert earlier.read_bytes() == before and not (out / "train.jsonl").exists()
+    # An earlier import's own photo of that name is replaced by the re-run's, never shown for the new record
+    photo(tmp_path / "first" / "IMG_0001.png", (0, 0, 255))
+    import_coco(tmp_path, ["IMG_0001.png"], tmp_path / "first", tmp_path / "again")
+    records = import_coco(tmp_path, ["IMG_0001.png"], tmp_path / "src", tmp_path / "again")
+    assert_each_record_shows_its_own_photo(records, tmp_path / "again", {0: src})
 
 
 def record(image: str, x: float = 2) -> dict:
