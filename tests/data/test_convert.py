@@ -479,3 +479,19 @@ def test_a_file_given_as_the_export_folder_is_named_as_a_file(tmp_path):
     with pytest.raises(ValueError, match="export.json: a file; give the folder of the platform's export"):
         convert_dataset(export, tmp_path / "out", ConvertOptions())
     assert not (tmp_path / "out").exists()
+
+
+def test_photos_whose_names_differ_only_in_case_are_stored_under_names_distinct_on_every_system(tmp_path):
+    # `A.jpg` and `a.jpg` are one file on macOS and Windows: a dataset copied there would lose a photo.
+    src = tmp_path / "src"
+    for stem, box in (("A", OBJ), ("a", (90, 40, 130, 80))):
+        save_jpeg(drawn(box=box), src / stem / f"{stem}.jpg")
+        shape_a(src / stem / f"{stem}.json", [feature(box, "线缆")], info=SIZE)
+    convert_dataset(src, tmp_path / "out", ConvertOptions(val_ratio=0))
+    records = records_by_id(tmp_path / "out")
+    assert sorted(records) == ["A", "a"]
+    names = [records[stem].image for stem in ("A", "a")]
+    assert names[0] == "images/A.jpg" and len({n.casefold() for n in names}) == 2, names
+    for stem in ("A", "a"):
+        with Image.open(tmp_path / "out" / records[stem].image) as im:
+            assert red_bbox(im) == pytest.approx(records[stem].objects[0].bbox_2d, abs=1), stem

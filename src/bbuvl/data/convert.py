@@ -17,7 +17,7 @@ import shutil
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -40,6 +40,7 @@ from bbuvl.data.input_paths import OutsideFolderError, file_inside
 from bbuvl.data.jsonfile import parse_json
 from bbuvl.data.labels import SEP, Hierarchy, TokenMap
 from bbuvl.data.layout import ERRORS, SUMMARY, write_dataset_folder, write_json
+from bbuvl.data.names import NameBook
 from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
 from bbuvl.data.split import split_items
 from bbuvl.data.text import file_name_key, show_text
@@ -75,6 +76,7 @@ class Pair:
     json: Path | None
     image: Path | None
     problem: str | None = None
+    stored: str = ""  # the file name under images/, one file on every system (data/names.py)
 
 
 @dataclass
@@ -113,6 +115,7 @@ def find_pairs(src: Path, exclude: Path | None = None) -> list[Pair]:
     """Pair every JSON under `src` with the image of the same stem (compared as NFC), sorted by stem.
 
     Hidden files and everything under `exclude` are skipped; a link to a file outside `src` is never read.
+    Each convertible pair gets its own stored name: `A` and `a` are one file on macOS and Windows.
     """
     src = src.resolve()
     exclude = exclude.resolve() if exclude else None
@@ -155,7 +158,8 @@ def find_pairs(src: Path, exclude: Path | None = None) -> list[Pair]:
             pairs.append(Pair(stem, js[0], None, f"no image named '{stem}' ({suffixes}) anywhere under {src}"))
         else:
             pairs.append(Pair(stem, None, ims[0], f"image has no annotation JSON named '{stem}.json'"))
-    return pairs
+    book = NameBook()
+    return [replace(p, stored=book.name(f"{p.stem}.jpg", p.stem)) if p.problem is None else p for p in pairs]
 
 
 def _rel(path: Path, src: Path) -> str:
@@ -237,7 +241,7 @@ def _convert_into(pair: Pair, ctx: _Context, file: str, result: PhotoResult) -> 
     if result.objects_found and not objects:
         # A photo whose objects all failed would teach "nothing here"; it is dropped, not kept empty.
         raise ValueError(f"none of its {result.objects_found} objects could be used")
-    name = _store_image(loaded.image, pair.image, ctx.images_dir / f"{pair.stem}.jpg", final, loaded.mode, orientation)
+    name = _store_image(loaded.image, pair.image, ctx.images_dir / pair.stored, final, loaded.mode, orientation)
     result.record = ImageRecord(
         images=[f"{IMAGES_DIR}/{name}"], width=final[0], height=final[1],
         objects=sort_objects(objects), id=pair.stem, source=file,
