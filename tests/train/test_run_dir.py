@@ -61,12 +61,14 @@ def world(run_config, small_dataset, tiny_model_dir, tmp_path):
     (".", "holds the input model.path"),
     ("base", "holds the input model.path"),
     ("base/run", "is inside the input model.path"),
-], ids=["dataset-folder", "photo-folder", "inside-photos", "parent", "model-path", "inside-model-path"])
+    ("link", "holds the input data.train"),
+], ids=["dataset-folder", "photo-folder", "inside-photos", "parent", "model-path", "inside-model-path", "link-to-data"])
 @pytest.mark.parametrize("flag", [[], ["--overwrite"]], ids=["plain", "overwrite"])
 def test_an_output_dir_on_the_data_or_the_model_is_refused_naming_both_keys_and_nothing_is_touched(world, tmp_path,
                                                                                                     where, named, flag):
     (tmp_path / "data" / "checkpoint-3").mkdir()  # a folder of the user's that --overwrite would take for a run's
     (tmp_path / "data" / "health.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "link").symlink_to(tmp_path / "data")  # the dataset folder under another name
     cfg = world.model_copy(deep=True)
     cfg.training.output_dir = str(tmp_path / where)
     config = tmp_path / "run.yaml"
