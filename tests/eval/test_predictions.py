@@ -83,6 +83,18 @@ def test_pairs_absolute_paths_and_paths_inside_the_dataset(tmp_path):
     assert a.unmatched == [] and a.notes() == []
 
 
+def test_a_name_spelt_decomposed_pairs_with_the_same_name_composed(tmp_path):
+    # A copy of the dataset made on macOS names `é` decomposed (NFD); `data check` takes both spellings for one name.
+    nfc, nfd = "images/caf\u00e9.jpg", "images/cafe\u0301.jpg"
+    root = tmp_path / "s\u00e9ance"
+    records = [record(nfc), record("images/b.jpg")]
+    preds = [PredictionLine(1, nfd, 100, 80, []),
+             PredictionLine(2, str(tmp_path / "se\u0301ance" / "images" / "b.jpg"), 100, 80, [])]
+    a = align_predictions(records, root / "val.jsonl", preds, tmp_path / "copy" / "pred.jsonl")
+    assert [p.line if p else None for p in a.predictions] == [1, 2]
+    assert a.notes() == []
+
+
 def test_a_photo_of_the_same_file_name_in_another_folder_does_not_pair(tmp_path):
     records = [record("images/a.jpg"), record("images/b.jpg")]
     preds = [PredictionLine(1, "/elsewhere/a.jpg", 100, 80, []), PredictionLine(2, "images/b.jpg", 100, 80, []),

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bbuvl.data.schema import DatasetError, ImageRecord, iter_json_lines
+from bbuvl.data.text import file_name_key
 from bbuvl.eval.collector import collector_paused
 from bbuvl.infer.output import prediction_root
 from bbuvl.infer.parse import parse_detections
@@ -167,10 +168,12 @@ class Alignment:
 def photo_key(image: str, root: Path) -> tuple[str, str | None]:
     """A photo name's normalised absolute path, and its path inside `root` (None when it lies outside).
 
-    Neither resolves symbolic links: a link is a photo of its own name, as `bbuvl predict` names it.
+    Neither resolves symbolic links: a link is a photo of its own name, as `bbuvl predict` names it. Names are
+    compared in NFC (`file_name_key`): a copy made on macOS names `é` decomposed, and `data check` takes both for one.
     """
-    absolute = os.path.normpath(os.path.join(root, image))
-    inside = os.path.relpath(absolute, root)
+    folder = file_name_key(str(root))
+    absolute = os.path.normpath(os.path.join(folder, file_name_key(image)))
+    inside = os.path.relpath(absolute, folder)
     return absolute, None if inside == ".." or inside.startswith(".." + os.sep) else Path(inside).as_posix()
 
 
