@@ -74,3 +74,24 @@ def test_a_fault_state_added_to_the_hierarchy_is_scored_and_judged_with_no_code_
     t = VerdictThresholds(0.25, 0.5)
     assert judge([([10, 10, 50, 50], loose, 0.9)], Faults.load(hierarchy), t).verdict == "fail"
     assert judge([([10, 10, 50, 50], loose, 0.9)], Faults.load(), t).verdict == "pass"
+
+
+def test_a_hierarchy_marking_no_fault_is_used_not_replaced_by_the_shipped_one(tmp_path):
+    # A hierarchy marking no fault is falsy: `faults or shipped` once judged these photos by the shipped faults.
+    raw = json.loads(DEFAULT_HIERARCHY.read_text(encoding="utf-8"))
+    for category in raw["categories"].values():
+        for spec in category.get("attributes", {}).values():
+            spec.pop("fault", None)
+            for state, value in spec.get("states", {}).items():
+                if isinstance(value, dict):
+                    spec["states"][state] = value["gloss"]
+    hierarchy = tmp_path / "no_faults.json"
+    hierarchy.write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
+    shipped_fault = sorted(Faults.load().labels)[0]
+    sound = next(k.label(s) for k in Faults.load().kinds.values() for s in k.states if s not in k.faults)
+    gt, pred = write_eval_files(tmp_path, shipped_fault, sound)
+
+    faults, output = run_eval(gt, pred, tmp_path / "m.json", "--hierarchy", str(hierarchy))
+    assert faults["labels"] == [] and faults["objects"]["gt"] == 0
+    assert faults["photos"]["verdicts"]["pass"] == {"faulty": 0, "clean": 2}
+    assert "the hierarchy marks no fault, so every photo passes" in output

@@ -140,7 +140,8 @@ def evaluate_predictions(
     if thresholds is None:
         thresholds = default_thresholds()
     with collector_paused():
-        return _evaluate(records, gt_path, lines, pred_path, level, iou, min_score, faults or Faults.load(), thresholds)
+        return _evaluate(records, gt_path, lines, pred_path, level, iou, min_score,
+                         Faults.load() if faults is None else faults, thresholds)  # Faults marking none are falsy
 
 
 def _evaluate(records: list[ImageRecord], gt_path: str | Path, lines: list[PredictionLine], pred_path: str | Path | None,
