@@ -39,3 +39,19 @@ def test_a_live_writers_and_another_outputs_temporaries_are_kept(tmp_path):
     assert remove_dead_writers_temporaries(out) == []
     write_text_atomic(out, "done")
     assert {p.name for p in tmp_path.iterdir()} == {"a", live.name, other.name, unknown.name}
+
+
+def test_writing_through_a_link_writes_what_it_names_and_keeps_the_link(tmp_path):
+    (tmp_path / "run3.json").write_text("old", encoding="utf-8")
+    os.symlink("run3.json", tmp_path / "latest.json")
+    write_text_atomic(tmp_path / "latest.json", "new")
+    assert os.readlink(tmp_path / "latest.json") == "run3.json"
+    assert (tmp_path / "run3.json").read_text(encoding="utf-8") == "new"
+    (tmp_path / "model-v1").mkdir()
+    (tmp_path / "model-v1" / "old.bin").write_bytes(b"old")
+    os.symlink("model-v1", tmp_path / "model")
+    with atomic_folder(tmp_path / "model") as tmp:
+        (tmp / "weights.bin").write_bytes(b"new")
+    assert os.readlink(tmp_path / "model") == "model-v1"
+    assert sorted(p.name for p in (tmp_path / "model-v1").iterdir()) == ["weights.bin"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "model", "model-v1", "run3.json"]

@@ -34,13 +34,22 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def written_path(path: str | Path) -> Path:
+    """`path`, or the path it links to when it is a symbolic link (absolute then): what writing `path` should replace."""
+    # os.replace onto a link replaces the link with a file and leaves the file it named as it was: `latest.json ->
+    # run3.json` would stop naming run3's result. Writes follow the link instead, and the output's lock and owner
+    # (bbuvl/outputs.py) are the target's, so that two spellings of one output are one output.
+    path = Path(path)
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside `path` to write to; it replaces `path` only if the block finishes without error.
 
     For writers that want a file name (safetensors' `save_file`, `shutil.copyfile`); pictures use `save_atomic`.
     """
-    path = Path(path)
+    path = written_path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path}: is a folder, expected a file name to write")
     tmp: Path | None = None
@@ -85,7 +94,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     The old folder is renamed aside, the new one renamed in, then the old one removed: a kill between the two
     renames leaves the previous folder whole as `.NAME.*.old` (and nothing under NAME), never a mixture.
     """
-    path = Path(path)
+    path = written_path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path}: is a file, expected a folder to write")
     tmp: Path | None = None

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from bbuvl.atomic import remove_dead_writers_temporaries, write_text_atomic
+from bbuvl.atomic import remove_dead_writers_temporaries, write_text_atomic, written_path
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def output_digest(path: Path) -> str | None:
 def writer_of(path: Path) -> str | None:
     """The command that wrote what is at `path` now (or a folder holding it): None when no ledger names one, or
     when the content changed since that command wrote it."""
-    path = Path(os.path.abspath(path))
+    path = Path(os.path.abspath(written_path(path)))
     for child in [path, *path.parents]:
         if child.parent == child:
             return None
@@ -198,7 +198,7 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
     files, folders = [Path(p) for p in files], [Path(p) for p in folders]
     check_not_inputs(inputs, files, folders)
     check_distinct(files + folders)
-    outputs = [Path(os.path.abspath(p)) for p in files + folders]
+    outputs = [Path(os.path.abspath(written_path(p))) for p in files + folders]
     claim = Claim(command, outputs, {})
     try:
         for out in outputs:
@@ -236,7 +236,7 @@ def replacing(outputs: Iterable[Path]) -> Iterator[None]:
     leaves the earlier outputs aside as `.NAME.PID.*.tmp` (removed by the next run, as atomic.py's temporaries are)
     and the killed run's unrecorded half under the real names, which the same command then redoes (see above).
     """
-    paths = [Path(os.path.abspath(p)) for p in outputs]
+    paths = [Path(os.path.abspath(written_path(p))) for p in outputs]
     aside: dict[Path, Path] = {}
     started = False
     try:
@@ -273,7 +273,7 @@ def _remove(path: Path) -> None:
 def hold_outputs(command: str, outputs: Iterable[Path]) -> Claim:
     """Lock outputs against other processes only (raises OutputConflict naming the holder), for commands that
     decide what is theirs themselves; `finish` releases them."""
-    claim = Claim(command, [Path(os.path.abspath(p)) for p in outputs], {}, record=False)
+    claim = Claim(command, [Path(os.path.abspath(written_path(p))) for p in outputs], {}, record=False)
     try:
         for out in claim.outputs:
             claim.locks.append(OutputLock(out, command).acquire())
@@ -293,7 +293,7 @@ class OutputLock:
     """
 
     def __init__(self, out: Path, command: str):
-        self.out = Path(os.path.abspath(out))
+        self.out = Path(os.path.abspath(written_path(out)))
         self.path = lock_path(self.out)
         self.command = command
         self._found = ""  # the line of a killed holder whose lock file this one found ("PID COMMAND"), else ""
@@ -427,7 +427,7 @@ _HELD: dict[Path, list[Any]] = {}
 
 def lock_path(out: Path) -> Path:
     """The lock file of an output: hidden, beside it."""
-    out = Path(os.path.abspath(out))
+    out = Path(os.path.abspath(written_path(out)))
     return out.with_name(f".{out.name}{LOCK_SUFFIX}")
 
 

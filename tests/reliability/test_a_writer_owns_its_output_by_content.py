@@ -88,3 +88,20 @@ def test_a_retouched_photo_in_a_synth_folder_is_kept(tmp_path):
     r = invoke(*argv)
     assert r.exit_code == 2 and "images: exists and was not written" in " ".join(r.output.split()), r.output
     assert photo.read_bytes() == retouched
+
+
+def test_an_output_reached_through_a_link_is_the_file_it_names_and_the_link_stays(tmp_path):
+    synthesize(tmp_path / "ds", 2, 2, seed=0, size=(128, 96))
+    val = tmp_path / "ds" / "val.jsonl"
+    pred = predictions(val, tmp_path / "pred.jsonl")
+    run3 = tmp_path / "run3.json"
+    assert invoke("eval", "--pred", pred, "--gt", val, "--out", run3).exit_code == 0
+    latest = tmp_path / "latest.json"
+    os.symlink(run3.name, latest)  # relative, as `ln -s` makes it
+    assert writer_of(latest) == "eval"
+    run3.write_text("{}", encoding="utf-8")  # refused through the link as through the file: no longer eval's
+    r = invoke("eval", "--pred", pred, "--gt", val, "--out", latest)
+    assert r.exit_code == 2 and "changed since `bbuvl eval` wrote it" in r.output, r.output
+    assert invoke("eval", "--pred", pred, "--gt", val, "--out", latest, "--overwrite").exit_code == 0
+    assert latest.is_symlink() and os.readlink(latest) == run3.name  # the link still names run3's result
+    assert json.loads(run3.read_text(encoding="utf-8"))["AP50"] is not None and writer_of(run3) == "eval"

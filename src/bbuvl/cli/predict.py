@@ -12,6 +12,7 @@ import typer
 
 from rich.markup import escape
 
+from bbuvl.atomic import written_path
 from bbuvl.cli.common import (OVERWRITE_HELP, check_device, console, fail, finite_range, hold_outputs, int_range,
                               print_first, user_errors)
 from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
@@ -207,8 +208,7 @@ def lora_base(checkpoint: Path, cfg) -> str | None:  # noqa: ANN001 - a Config
 def one_name(out: Path) -> Path:
     """`out` under its one real name when it is reached through a symbolic link: the lock, the manifest and the
     writes then follow the file, so two spellings of one output are one output (docs/resume.md)."""
-    real = Path(os.path.realpath(out))
-    return real if real != Path(os.path.abspath(out)) else out
+    return written_path(out)
 
 
 def check_unchanged(job, checkpoint: Path, cfg) -> None:  # noqa: ANN001 - a PredictJob, a Config
