@@ -154,3 +154,14 @@ def test_a_fault_is_drawn_with_a_magenta_frame_and_caption():
     fault = draw_boxes(canvas, [DrawBox([40, 40, 120, 120], "! part", GREEN, fault=True)], NO_CJK)
     assert MAGENTA not in {c for _, c in plain.getcolors(1 << 16)}
     assert fault.getpixel((37, 80)) == MAGENTA and fault.getpixel((40, 80)) == GREEN  # frame outside, outcome inside
+
+
+def test_a_report_written_again_with_fewer_photos_keeps_none_of_the_first_ones_pictures(evaluation, tmp_path):
+    write_report(evaluation, tmp_path, NO_CJK, worst=6)
+    assert len(list((tmp_path / "worst").iterdir())) > 2
+    page = write_report(evaluation, tmp_path, NO_CJK, worst=2).read_text(encoding="utf-8")
+    pictures = sorted(p.relative_to(tmp_path).as_posix() for folder in ("worst", FAULTS_DIR)
+                      for p in (tmp_path / folder).iterdir())
+    assert pictures == sorted(set(re.findall(r"href='((?:worst|faults)/[^']+)'", page)))  # each linked, none stale
+    assert len([p for p in pictures if p.startswith("worst/")]) == 2
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left

@@ -29,7 +29,7 @@ from matplotlib.figure import Figure  # the object API needs no display and touc
 from matplotlib.font_manager import FontProperties
 from PIL import Image
 
-from bbuvl.atomic import save_atomic, write_bytes_atomic, write_text_atomic
+from bbuvl.atomic import atomic_folder, save_atomic, write_bytes_atomic, write_text_atomic
 from bbuvl.data.labels import Hierarchy
 from bbuvl.eval.draw import FAULT_LEGEND, LabelNamer, compare_picture
 from bbuvl.eval.faults import FaultMetrics
@@ -57,8 +57,18 @@ def write_report(
     """Write REPORT_DIR/index.html with its PNGs and return the page's path; `comparison` (eval/compare.py) adds a
     baseline-vs-this table, `sizes` the recall of small parts (AP50 and recall by size in vision tokens)."""
     out_dir = Path(out_dir)
-    (out_dir / WORST_DIR).mkdir(parents=True, exist_ok=True)
-    (out_dir / FAULTS_DIR).mkdir(parents=True, exist_ok=True)
+    # Each picture folder is filled beside its name and swapped in whole: a re-run with fewer photos (--worst 2 after
+    # 20) would otherwise show the earlier run's pictures beside its own (docs/outputs.md, "A re-run replaces").
+    with atomic_folder(out_dir / FAULTS_DIR) as faults_dir, atomic_folder(out_dir / WORST_DIR) as worst_dir:
+        return _write_report(evaluation, out_dir, faults_dir, worst_dir, font, hierarchy, worst, comparison,
+                             baseline_name, sizes)
+
+
+def _write_report(evaluation: Evaluation, out_dir: Path, faults_dir: Path, worst_dir: Path, font: FontChoice,
+                  hierarchy: Hierarchy | None, worst: int, comparison: list[dict[str, Any]] | None,
+                  baseline_name: str | None, sizes: SizeResult | None) -> Path:
+    """`write_report`'s body, the pictures drawn into `faults_dir` and `worst_dir` (filled before they take their
+    names) and linked from the page by their final names."""
     hierarchy = hierarchy or Hierarchy.load()
     name = LabelNamer(font, hierarchy)
     faults = evaluation.faults
@@ -83,15 +93,15 @@ def write_report(
     fault_pictures = []
     for rank, i in enumerate(faults.photos_to_check(worst), start=1):
         result = evaluation.images[i]
-        file = out_dir / FAULTS_DIR / f"{rank:03d}_{_safe(result.image_path.stem)}.png"
-        fault_pictures.append((i, draw(result, file), file))
+        png = f"{rank:03d}_{_safe(result.image_path.stem)}.png"
+        fault_pictures.append((i, draw(result, faults_dir / png), out_dir / FAULTS_DIR / png))
 
     curve = plot_pr_curves(evaluation, font, name)
     _save_png(out_dir / PR_CURVE_FILE, curve)
     pictures = []
     for rank, result in enumerate(evaluation.worst(worst), start=1):
-        file = out_dir / WORST_DIR / f"{rank:03d}_{_safe(result.image_path.stem)}.png"
-        pictures.append((result, draw(result, file), file))
+        png = f"{rank:03d}_{_safe(result.image_path.stem)}.png"
+        pictures.append((result, draw(result, worst_dir / png), out_dir / WORST_DIR / png))
 
     page = _page(evaluation, font, hierarchy, curve, pictures, out_dir,
                  _sizes_html(sizes) + _comparison_html(comparison, baseline_name),
