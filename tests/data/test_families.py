@@ -109,3 +109,14 @@ def test_an_unsupported_model_type_names_the_config_it_was_read_from(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}), encoding="utf-8")
     with pytest.raises(ValueError, match=r"config.json: model_type 'llama' is not a model family bbu-vl supports"):
         family_of(tmp_path)
+
+
+def test_a_lora_checkpoint_where_a_model_belongs_is_named_as_one(tmp_path):
+    from bbuvl.data.families import model_type_of
+
+    (tmp_path / "adapter_config.json").write_text('{"peft_type": "LORA"}', encoding="utf-8")
+    with pytest.raises(ValueError) as e:
+        model_type_of(tmp_path)
+    assert str(e.value) == (f"{tmp_path}: a LoRA checkpoint (adapter_config.json, no config.json): it holds adapters, "
+                            "not a model; use its base model here, or merge the adapters into one first (bbuvl model "
+                            "merge-lora)")

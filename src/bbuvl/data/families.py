@@ -123,7 +123,11 @@ def model_type_of(path: str | Path, offline: bool = False) -> str:
     `offline`: the cache alone answers a hub id, never the network (checks that must work before a download).
     """
     if Path(path).is_dir():
-        return _read_model_type(Path(path) / "config.json", missing=f"{path}: no config.json: not a Hugging Face model folder")
+        missing = f"{path}: no config.json: not a Hugging Face model folder"
+        if (Path(path) / "adapter_config.json").is_file():  # a LoRA run's checkpoint holds the adapters alone
+            missing = (f"{path}: a LoRA checkpoint (adapter_config.json, no config.json): it holds adapters, not a "
+                       "model; use its base model here, or merge the adapters into one first (bbuvl model merge-lora)")
+        return _read_model_type(Path(path) / "config.json", missing=missing)
     check_model_source(str(path))
     from huggingface_hub import try_to_load_from_cache
 
