@@ -69,3 +69,34 @@ def test_no_photos_and_photos_without_boxes():
     result = match_photos(*zip(*photos))
     assert result == one_by_one(photos)
     assert [m.missed for m in result.matches] == [[], [0], []] and result.f1 == [1.0, 0.0, 0.0]
+
+
+def test_repeats_near_repeats_and_empty_boxes_are_found_as_the_one_photo_matcher_finds_them():
+    rng = np.random.default_rng(5)
+    base = np.concatenate([rng.uniform(0, 100, (40, 2)), rng.uniform(0, 100, (40, 2)) + rng.uniform(0, 30, (40, 2))], 1)
+    base[:, 2:] = np.maximum(base[:, 2:], base[:, :2])
+    jitter = base[rng.integers(0, 40, 200)] + rng.normal(0, 0.6, (200, 4)) * rng.integers(0, 2, (200, 1))
+    jitter[:, 2:] = np.maximum(jitter[:, 2:], jitter[:, :2])
+    empty = [[5.0, 5.0, 5.0, 9.0]] * 3  # zero-width: IoU 0 with anything, never a repeat
+    pred = base.tolist() + jitter.tolist() + empty
+    photos = [([[0, 0, 50, 50]], ["线缆"], pred, rng.choice(LABELS[:2], len(pred)).tolist(),
+               np.round(rng.random(len(pred)), 1).tolist())]
+    result = match_photos(*zip(*photos))
+    assert result == one_by_one(photos) and len(result.duplicates[0]) > 50
+
+
+def test_an_answer_of_100000_boxes_on_one_photo_takes_linear_time_and_memory():
+    # Every pair of a photo's boxes was compared for repeats, in arrays of 10^10 cells: out of memory (23 GB).
+    import time
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 300, (100_000, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(1, 20, (100_000, 2))], axis=1).tolist()
+    boxes[1] = boxes[0]
+    labels = rng.choice(LABELS, 100_000).tolist()
+    labels[1] = labels[0]
+    start = time.perf_counter()
+    result = match_photos([[[10, 10, 60, 60]]], [[LABELS[0]]], [boxes], [labels], [[0.5] * 100_000])
+    assert time.perf_counter() - start < 5  # 1.5 s on a 2-core machine
+    assert 1 in result.duplicates[0] and result.totals.pred == 100_000
+    assert result.totals.matched + result.totals.mislocated + result.totals.extra == 100_000
