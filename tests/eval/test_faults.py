@@ -6,7 +6,7 @@ import pytest
 from bbuvl.data.faults import Faults
 from bbuvl.data.schema import ImageRecord, ObjectAnn
 from bbuvl.eval.faults import binary_scores, choose_thresholds, fault_metrics, roc_auc
-from bbuvl.infer.verdict import FramedThresholds, VerdictThresholds
+from bbuvl.infer.verdict import FramedThresholds, VerdictThresholds, verdict_of
 
 FAULTS = Faults.load()
 KINDS = list(FAULTS.kinds.values())
@@ -200,6 +200,18 @@ def test_thresholds_chosen_for_a_target_recall_and_precision():
     assert (t, recall, precision, notes) == (VerdictThresholds(0.0, 0.0), 0.5, 1.0, [])
     with pytest.raises(ValueError, match="no photo of the validation set holds a fault"):
         choose_thresholds([False, False], [0.1, 0.2], 0.8, 0.9)
+
+
+def test_a_fail_threshold_out_of_reach_never_claims_to_fail_none_when_a_photo_scores_1():
+    # Scores of exactly 1 fail at fail 1.0 too: the note said "every flagged photo goes to review" and the
+    # precision was left out, while 3 photos (2 clean) failed.
+    truth, scores = [True, True, False, False, False], [1.0, 0.9, 1.0, 1.0, 0.95]
+    t, recall, precision, notes = choose_thresholds(truth, scores, 0.9, 0.9)
+    assert t == VerdictThresholds(0.9, 1.0) and recall == 1.0
+    assert [verdict_of(s, False, t) for s in scores] == ["fail", "review", "fail", "fail", "review"]
+    assert precision == pytest.approx(1 / 3)
+    assert notes == ["no threshold fails photos at precision 90%: fail is set at 1, where the fewest photos get a wrong "
+                     "verdict (2 of 5 right, precision 33%); 3 photo(s) whose best fault scores 1 fail at any threshold"]
 
 
 def test_photos_to_check_put_missed_faults_first_then_clean_photos_flagged():

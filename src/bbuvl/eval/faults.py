@@ -445,11 +445,14 @@ def choose_thresholds(truth: Sequence[bool], scores: Sequence[float | None], tar
         # 1.0 would make the verdict "always pass" whatever the model sees (docs/faults.md, "Choosing thresholds").
         right = {float(c): int(((s >= c) == t).sum()) for c in candidates if c >= review}
         best = max(right, key=lambda c: (right[c], c), default=None)
-        if best is not None and right[best] > int((~t).sum()):
+        # A photo scoring exactly 1 fails at every threshold (a score at least `fail`): failing none is out of reach.
+        certain = bool((s >= 1.0).any())
+        if best is not None and (right[best] > int((~t).sum()) or certain):
             fail, precision = best, float(t[s >= best].mean())
             notes.append(f"no threshold fails photos at precision {target_precision:.0%}: fail is set at {best:.3g}, "
                          f"where the fewest photos get a wrong verdict ({right[best]} of {len(t)} right, precision "
-                         f"{precision:.0%})")
+                         f"{precision:.0%})" + (f"; {int((s >= 1.0).sum())} photo(s) whose best fault scores 1 fail at "
+                                                "any threshold" if certain else ""))
         else:
             notes.append(f"no threshold fails photos at precision {target_precision:.0%}: fail is set at 1.0, so every "
                          "flagged photo goes to review")
