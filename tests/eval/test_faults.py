@@ -1,6 +1,7 @@
 """Known answers for every fault metric: objects (recall, precision, AP, curve), photos (verdict scores, ROC AUC),
 state given kind, the "always pass" / "always fail" baselines, and threshold choice."""
 
+import numpy as np
 import pytest
 
 from bbuvl.data.faults import Faults
@@ -233,3 +234,20 @@ def test_a_hierarchy_marking_no_fault_passes_every_photo_and_says_why(tmp_path):
     assert m.labels == [] and m.states == [] and m.objects.gt == 0
     assert m.photo_verdicts == ["pass", "review"]  # no usable answer is still a person's to look at
     assert any("marks no fault" in n for n in m.notes)
+
+
+def test_the_fault_pr_curve_with_scores_of_0_and_1_and_ties_everywhere_is_scikit_learns():
+    from sklearn.metrics import precision_recall_curve
+
+    rng = np.random.default_rng(1)
+    scores = np.round(rng.random(120), 1)
+    scores[:15], scores[15:30] = 1.0, 0.0
+    hit = rng.random(120) < 0.5
+    # Photo i holds one fault; its predicted fault lies on it (found) or beside it (not found).
+    records = [photo((BOX1, A_BAD)) for _ in scores]
+    preds = [[pred(BOX1 if h else BOX2, A_BAD, float(s))] for s, h in zip(scores, hit)]
+    curve = fault_metrics(records, preds, FAULTS, T).objects.curve
+    precision, recall, threshold = precision_recall_curve(hit, scores)
+    assert curve.threshold == pytest.approx(threshold[::-1].tolist())
+    assert curve.precision == pytest.approx(precision[:-1][::-1].tolist())
+    assert np.array(curve.recall) * len(scores) / hit.sum() == pytest.approx(recall[:-1][::-1])
