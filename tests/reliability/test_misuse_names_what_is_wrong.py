@@ -254,3 +254,17 @@ def test_a_body_nested_past_the_limit_is_a_400_and_one_within_it_parses():
         with pytest.raises(ApiError) as e:
             parse_json(body)
         assert e.value.status == 400 and e.value.kind == "json_too_deep"
+
+
+# --- options that do nothing without another ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("given, needle", [
+    (["--worst", "3"], "--worst applies only with --report: add --report or leave it out"),
+    (["--worst", "3", "--font-path", "x.ttf"], "--worst, --font-path apply only with --report"),
+    (["--target-recall", "0.5"], "--target-recall applies only with --choose-thresholds"),
+])
+def test_an_eval_option_that_needs_another_is_refused_without_it_before_anything_is_written(tmp_path, given, needle):
+    out = tmp_path / "m.json"
+    refused(invoke(["eval", "--pred", tmp_path / "p.jsonl", "--gt", tmp_path / "gt.jsonl", "--out", out, *given]), needle)
+    assert not out.exists()

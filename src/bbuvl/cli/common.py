@@ -52,6 +52,19 @@ def print_first(messages: Sequence[str], more: str = "", limit: int = 5, prefix:
         out.print(f"{prefix}... and {len(messages) - limit} more{escape(more)}", soft_wrap=True)
 
 
+def refuse_unused(ctx: click.Context, applies: bool, needs: str, *names: str) -> None:
+    """Fail when an option among `names` (parameter names) was typed but does nothing because `needs` is not given:
+    `eval --worst 5` without `--report` used to say nothing and draw nothing."""
+    if applies:
+        return
+    # By name: typer's context may carry its own copy of click's ParameterSource enum, not click.core's.
+    typed = [p.opts[0] for p in ctx.command.params
+             if p.name in names and getattr(ctx.get_parameter_source(p.name), "name", "") in ("COMMANDLINE", "ENVIRONMENT")]
+    if typed:
+        fail(f"{', '.join(typed)} {'applies' if len(typed) == 1 else 'apply'} only with {needs}: add {needs} or "
+             f"leave {'it' if len(typed) == 1 else 'them'} out")
+
+
 @contextmanager
 def user_errors(*kinds: type[BaseException]) -> Iterator[None]:
     """Report the listed exception kinds (default ValueError, OSError) as clean errors, not tracebacks."""

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.cli.common import (OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, claim_outputs, console, fail, finite_range,
-                              int_range, print_first, user_errors)
+                              int_range, print_first, refuse_unused, user_errors)
 
 LEVEL_HELP = "Evaluate categories at this hierarchy level (1 = category, 2 = category/attribute; default: full label)."
 FONT_HELP = "Font file with Chinese glyphs for labels in pictures (default: search the system; warns if none)."
@@ -27,6 +27,7 @@ def details_path(out: Path) -> Path:
 
 
 def evaluate(
+    ctx: typer.Context,
     pred: Path = typer.Option(..., "--pred", help="Predictions JSONL written by `bbuvl predict`."),
     gt: Path = typer.Option(..., "--gt", help="Ground-truth dataset JSONL (image paths relative to it)."),
     out: Path = typer.Option(..., "--out", help="METRICS.json to write."),
@@ -86,6 +87,8 @@ def evaluate(
     from bbuvl.eval.report import FAULT_CURVE_FILE, FAULTS_DIR, PR_CURVE_FILE, WORST_DIR
     from bbuvl.eval.size_buckets import size_metrics
 
+    refuse_unused(ctx, report is not None, "--report", "worst", "font_path")
+    refuse_unused(ctx, choose_thresholds, "--choose-thresholds", "target_recall", "target_precision")
     for path, what in ((pred, "--pred"), (gt, "--gt")):
         if not path.is_file():
             fail(f"{path}: no such file ({what})")
