@@ -268,3 +268,10 @@ def test_an_eval_option_that_needs_another_is_refused_without_it_before_anything
     out = tmp_path / "m.json"
     refused(invoke(["eval", "--pred", tmp_path / "p.jsonl", "--gt", tmp_path / "gt.jsonl", "--out", out, *given]), needle)
     assert not out.exists()
+
+
+def test_choose_tiles_target_precision_without_choose_thresholds_is_refused(tmp_path):
+    refused(invoke(["choose-tiles", "-c", tmp_path / "ckpt", "--gt", tmp_path / "gt.jsonl", "-o", tmp_path / "c",
+                    "--target-precision", "0.9"]),
+            "--target-precision applies only with --choose-thresholds: add --choose-thresholds or leave it out")
+    assert not (tmp_path / "c").exists()

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bbuvl.cli.common import (OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, check_device, claim_outputs, console,
-                              fail, finite_range, one_of, print_first, user_errors)
+                              fail, finite_range, one_of, print_first, refuse_unused, user_errors)
 from bbuvl.cli.predictor import CHECKPOINT_HELP, read_folder
 from bbuvl.infer.tile_scale import REFINE_WITHIN, WITHIN
 from bbuvl.outputs import check_not_inputs, replacing
@@ -31,6 +31,7 @@ def parse_factors(text: str) -> list[float]:
 
 
 def choose_tiles(
+    ctx: typer.Context,
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help=CHECKPOINT_HELP),
     gt: Path = typer.Option(..., "--gt", help="Validation dataset JSONL: photos like the ones `auto` will tile (their "
                             "size and framing), with their ground truth."),
@@ -74,6 +75,7 @@ def choose_tiles(
     from bbuvl.eval.tile_choice import choose_tile_scale, chosen_predictions
     from bbuvl.infer.predictor import Predictor
 
+    refuse_unused(ctx, choose_thresholds, "--choose-thresholds", "target_recall", "target_precision")
     if not gt.is_file():
         fail(f"{gt}: no such file (--gt)")
     with user_errors(ValueError):
