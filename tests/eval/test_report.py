@@ -165,3 +165,33 @@ def test_a_report_written_again_with_fewer_photos_keeps_none_of_the_first_ones_p
     assert pictures == sorted(set(re.findall(r"href='((?:worst|faults)/[^']+)'", page)))  # each linked, none stale
     assert len([p for p in pictures if p.startswith("worst/")]) == 2
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
+
+
+def test_a_photo_with_20000_predictions_draws_in_seconds_keeping_faults_errors_and_the_highest_scored(tmp_path):
+    import random
+    import time
+
+    from bbuvl.eval.draw import BLUE, MAX_BOXES, compare_picture, count_title, prediction_boxes, select_boxes
+
+    rng = random.Random(0)
+    crowd = [{"bbox_2d": [x, y, x + 20, y + 20], "label": "线缆", "score": rng.uniform(0.1, 0.5)}
+             for x, y in ((rng.uniform(0, 180), rng.uniform(0, 180)) for _ in range(20000))]
+    lowest = {"bbox_2d": [400, 50, 450, 100], "label": "线缆", "score": 0.01}
+    fault = {"bbox_2d": [400, 300, 450, 350], "label": "fault", "score": 0.001}
+    best = {"bbox_2d": [100, 380, 150, 430], "label": "线缆", "score": 1.0}
+    objects = [*crowd, lowest, fault, best]
+    name = LabelNamer(NO_CJK)
+    boxes = prediction_boxes(objects, None, None, name, is_fault=lambda label: label == "fault")
+    shown = select_boxes(boxes)
+    drawn = draw_boxes(Image.new("RGB", (640, 480)), shown, NO_CJK)
+    assert len(shown) == MAX_BOXES and drawn.getpixel((400, 75)) == (0, 0, 0)  # the lowest-scored is left out
+    assert drawn.getpixel((396, 325)) == MAGENTA and drawn.getpixel((100, 400)) == BLUE
+    assert count_title("prediction", boxes, shown) == (
+        f"prediction (20003; {20003 - MAX_BOXES} left out, {MAX_BOXES} drawn: faults, errors, then the highest-scored)")
+
+    record = ImageRecord(images=["p.png"], width=640, height=480, objects=[ObjectAnn(bbox_2d=[1, 1, 50, 50], desc="线缆")])
+    Image.new("RGB", (640, 480)).save(tmp_path / "p.png")
+    start = time.perf_counter()
+    picture, problem = compare_picture(record, tmp_path / "p.png", objects, None, NO_CJK, name)
+    assert time.perf_counter() - start < 5 and problem is None  # every caption placed: 23 s before the cap
+    assert picture.width == 640 * 2 + 3 * 12

@@ -34,6 +34,9 @@ FAULT_LEGEND = "magenta frame and caption: a fault"
 PREDICTION_LEGEND = "green right · orange wrong label · yellow mislocated · red extra"
 TRUTH_LEGEND = "green found · yellow mislocated · red missed"
 MIN_SIDE = 480  # small photos are enlarged so captions stay readable
+# Each caption is measured and kept clear of those already placed, so drawing grows with the square of the boxes:
+# 100,000 boxes on one photo took minutes. Past a few hundred the captions hide the photo anyway.
+MAX_BOXES = 300
 
 
 @dataclass
@@ -44,6 +47,22 @@ class DrawBox:
     text: str
     color: RGB
     fault: bool = False  # drawn with a magenta frame and caption
+    score: float | None = None  # a prediction's score: the highest-scored are kept when there are too many
+
+
+def select_boxes(boxes: Sequence[DrawBox], limit: int = MAX_BOXES) -> list[DrawBox]:
+    """At most `limit` of `boxes`, most telling first: faults, then errors (not green), then the highest-scored."""
+    order = sorted(range(len(boxes)), key=lambda i: (not boxes[i].fault, boxes[i].color == GREEN,
+                                                     -(boxes[i].score if boxes[i].score is not None else 0.0), i))
+    return [boxes[i] for i in order[:limit]]
+
+
+def count_title(what: str, boxes: Sequence[DrawBox], drawn: Sequence[DrawBox]) -> str:
+    """"what (N)", and how many were left out when not every box is drawn."""
+    if len(drawn) == len(boxes):
+        return f"{what} ({len(boxes)})"
+    return (f"{what} ({len(boxes)}; {len(boxes) - len(drawn)} left out, {len(drawn)} drawn: faults, errors, then the "
+            "highest-scored)")
 
 
 class LabelNamer:
@@ -80,7 +99,8 @@ def fit(image: Image.Image, max_side: int, min_side: int = 0) -> tuple[Image.Ima
 
 
 def draw_boxes(image: Image.Image, boxes: Sequence[DrawBox], font: FontChoice, scale: float = 1.0) -> Image.Image:
-    """A copy of `image` with every box outlined and captioned (boxes multiplied by `scale` first).
+    """A copy of `image` with every box outlined and captioned (boxes multiplied by `scale` first); callers pass at
+    most a few hundred (`select_boxes`).
 
     Captions go above their box, else inside its top edge, else below it: the first place that
     covers no caption already drawn (small neighbouring parts would otherwise hide each other's names).
@@ -164,9 +184,10 @@ def truth_boxes(record: ImageRecord, match: ImageMatch | None, name: LabelNamer,
     return out
 
 
-def _box(box: Sequence[float], text: str, color: RGB, label: str, is_fault: Callable[[str], bool] | None) -> DrawBox:
+def _box(box: Sequence[float], text: str, color: RGB, label: str, is_fault: Callable[[str], bool] | None,
+         score: float | None = None) -> DrawBox:
     fault = is_fault is not None and is_fault(label)
-    return DrawBox(box, f"! {text}" if fault else text, color, fault)
+    return DrawBox(box, f"! {text}" if fault else text, color, fault, score)
 
 
 def prediction_boxes(
@@ -180,7 +201,7 @@ def prediction_boxes(
             color[p] = GREEN if same_label(objects[p]["label"], record.objects[g].desc) else ORANGE
         color.update({p: YELLOW for p, _, _ in match.mislocated})
         color.update({p: RED for p in match.extra})
-    return [_box(o["bbox_2d"], name(o["label"], o.get("score")), color.get(i, BLUE), o["label"], is_fault)
+    return [_box(o["bbox_2d"], name(o["label"], o.get("score")), color.get(i, BLUE), o["label"], is_fault, o.get("score"))
             for i, o in enumerate(objects)]
 
 
@@ -195,13 +216,17 @@ def compare_picture(
     photo, scale = fit(photo, max_side, MIN_SIDE)
     compared = objects is not None and match is not None
     faults = f" · {FAULT_LEGEND}" if is_fault is not None else ""
-    left = draw_boxes(photo, truth_boxes(record, match if compared else None, name, is_fault), font, scale)
-    truth_title = f"ground truth ({len(record.objects)})" + (f"\n{TRUTH_LEGEND}{faults}" if compared else "")
-    panels = [(truth_title if problem is None else problem, left)]
+    truth = truth_boxes(record, match if compared else None, name, is_fault)
+    shown = select_boxes(truth)
+    left = draw_boxes(photo, shown, font, scale)
+    truth_title = count_title("ground truth", truth, shown) + (f"\n{TRUTH_LEGEND}{faults}" if compared else "")
+    panels = [(truth_title if problem is None else f"{problem}\n{count_title('ground truth', truth, shown)}", left)]
     if objects is not None:
-        right = draw_boxes(photo, prediction_boxes(objects, record, match, name, is_fault), font, scale)
+        predicted = prediction_boxes(objects, record, match, name, is_fault)
+        shown = select_boxes(predicted)
+        right = draw_boxes(photo, shown, font, scale)
         legend = f"\n{PREDICTION_LEGEND}{faults}" if compared else ""
-        panels.append((f"{prediction_title} ({len(objects)}){legend}", right))
+        panels.append((count_title(prediction_title, predicted, shown) + legend, right))
     return side_by_side(panels, font), problem
 
 
@@ -212,8 +237,11 @@ def prediction_picture(
     """Predictions alone on their photo (no ground truth), in blue; also why the photo could not be read, or None."""
     photo, problem = open_photo(image_path, size) if size else _open_any(image_path)
     photo, scale = fit(photo, max_side, MIN_SIDE)
-    drawn = draw_boxes(photo, prediction_boxes(objects, None, None, name), font, scale)
-    return side_by_side([(problem or f"prediction ({len(objects)})", drawn)], font), problem
+    predicted = prediction_boxes(objects, None, None, name)
+    shown = select_boxes(predicted)
+    drawn = draw_boxes(photo, shown, font, scale)
+    title = count_title("prediction", predicted, shown)
+    return side_by_side([(f"{problem}\n{title}" if problem else title, drawn)], font), problem
 
 
 def _open_any(path: Path) -> tuple[Image.Image, str | None]:
