@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch.nn.utils import get_total_norm
-from transformers import TrainerCallback
+from transformers import TrainerCallback, TrainerState
 from transformers.integrations import TensorBoardCallback
+from transformers.trainer_callback import ExportableState
 
 from bbuvl.config import MonitorConfig
 from bbuvl.encode.loss_terms import LossTerms
@@ -62,13 +63,47 @@ class EpochCallback(TrainerCallback):
             self.model.detection_active = active
 
 
-class NonFiniteGuard(TrainerCallback):
+class CarriedState(ExportableState):
+    """A callback whose counters go into every numbered checkpoint and come back when a run resumes from it.
+
+    HF writes `state()` into the checkpoint's trainer_state.json (written last, so a complete checkpoint has them).
+    Its own restore rebuilds a callback from arguments alone, which ours (holding the model, the config) cannot be:
+    so each takes its counters back itself when training begins. A resumed run then counts on as one that never
+    stopped: the skipped steps, a non-finite streak, the alarms, early stopping's patience (docs/resume.md).
+    """
+
+    carried: tuple[str, ...] = ()  # the attributes a resumed run takes back
+
+    def state(self) -> dict:
+        """What HF saves: no arguments, the carried attributes (JSON values)."""
+        return {"args": {}, "attributes": {k: getattr(self, k) for k in self.carried}}
+
+    def load_state(self, attributes: dict) -> None:
+        """Set the carried attributes from their saved JSON values."""
+        for k, v in attributes.items():
+            setattr(self, k, v)
+
+    def take_back(self, state: TrainerState) -> None:
+        """Take the carried attributes back from the checkpoint a run resumes (a fresh run's are its own)."""
+        saved = state.stateful_callbacks.get(type(self).__name__)
+        if isinstance(saved, dict):
+            self.load_state({k: v for k, v in saved.get("attributes", {}).items() if k in self.carried})
+        # A checkpoint saved before this callback carried state has no entry, and HF's next save expects one.
+        state.stateful_callbacks[type(self).__name__] = self.state()
+
+
+class NonFiniteGuard(CarriedState, TrainerCallback):
     """Skips an optimizer step whose gradients are not finite; stops after `max_consecutive` in a row."""
+
+    carried = ("skipped", "consecutive")
 
     def __init__(self, model: torch.nn.Module, max_consecutive: int):
         self.model, self.max_consecutive = model, max_consecutive
         self.skipped = 0
         self.consecutive = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
+        self.take_back(state)
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):  # noqa: D102
         if gradients_finite(self.model):
@@ -161,7 +196,7 @@ class RichProgress(TrainerCallback):
             self.progress = None
 
 
-class EarlyStopping(TrainerCallback):
+class EarlyStopping(CarriedState, TrainerCallback):
     """Stops training when `early_stopping_metric` has not improved by `min_delta` for `patience` evaluations.
 
     Lower is better for a metric whose name contains "loss", higher for any other (AP, accuracy). It controls
@@ -177,6 +212,7 @@ class EarlyStopping(TrainerCallback):
         self._warned = False
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
+        self.take_back(state)
         if args.eval_strategy == "no":
             health_log.warning("monitor.early_stopping_metric=%s but there is no validation set (data.val): early stopping is off",
                         self.metric)

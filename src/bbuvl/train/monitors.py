@@ -25,7 +25,7 @@ from transformers import TrainerCallback
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.config import MonitorConfig
-from bbuvl.train.callbacks import EarlyStopping
+from bbuvl.train.callbacks import CarriedState, EarlyStopping
 from bbuvl.train.param_groups import GROUPS, group_of
 
 log = logging.getLogger("bbuvl.health")
@@ -45,23 +45,36 @@ class Alarm:
     message: str
 
 
-class HealthLog(TrainerCallback):
+class HealthLog(CarriedState, TrainerCallback):
     """Collects alarms and health scalars: log lines, TensorBoard scalars, the end-of-training summary.
 
     A repeated alarm (same kind and subject) is logged at most once per `quiet_steps` steps; every
-    occurrence still counts in the summary and is written to TensorBoard.
+    occurrence still counts in the summary and is written to TensorBoard. A resumed run takes back the alarms
+    up to its checkpoint (train/callbacks.py `CarriedState`): health.json and `alarm/<kind>` count on from there.
     """
+
+    carried = ("alarms", "_last_logged", "_counts")
 
     def __init__(self, quiet_steps: int = 10):
         self.quiet_steps = quiet_steps
         self.alarms: list[Alarm] = []
         self.writer = None
         self.output_dir: Path | None = None
-        self._last_logged: dict[tuple[str, str], int] = {}
+        self._last_logged: dict[str, int] = {}  # "kind:subject" (a JSON key, for the checkpoint) -> step
         self._counts: dict[str, int] = {}
         self._where = ""  # "rank N: " when several processes train
 
+    def state(self) -> dict:  # noqa: D102
+        saved = super().state()
+        saved["attributes"]["alarms"] = [asdict(a) for a in self.alarms]
+        return saved
+
+    def load_state(self, attributes: dict) -> None:  # noqa: D102
+        super().load_state(attributes)
+        self.alarms = [Alarm(**a) for a in attributes.get("alarms", [])]
+
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
+        self.take_back(state)
         self.output_dir = Path(args.output_dir)
         self._where = f"rank {args.process_index}: " if args.world_size > 1 else ""
         if state.is_world_process_zero and self.writer is None:
@@ -80,7 +93,7 @@ class HealthLog(TrainerCallback):
         self.alarms.append(Alarm(step, kind, subject, float(value), message))
         self._counts[kind] = self._counts.get(kind, 0) + 1
         self.scalar(f"alarm/{kind}", self._counts[kind], step)
-        key = (kind, subject)
+        key = f"{kind}:{subject}"  # kinds hold no colon
         last = self._last_logged.get(key)
         if last is None or step - last >= self.quiet_steps:
             self._last_logged[key] = step
@@ -100,6 +113,12 @@ class HealthLog(TrainerCallback):
             s["last_step"], s["last"] = a.step, a.message
         return out
 
+    def write(self, output_dir: Path) -> None:
+        """Write `{output_dir}/health.json`: the summary and every alarm."""
+        output_dir.mkdir(parents=True, exist_ok=True)
+        report = {"summary": self.summary(), "alarms": [asdict(a) for a in self.alarms]}
+        write_text_atomic(output_dir / HEALTH_FILE, json.dumps(report, ensure_ascii=False, indent=1))
+
     def on_train_end(self, args, state, control, **kwargs):  # noqa: D102
         if not state.is_world_process_zero:
             return
@@ -110,9 +129,7 @@ class HealthLog(TrainerCallback):
         else:
             log.info("training health: no alarms")
         if self.output_dir is not None:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            report = {"summary": summary, "alarms": [asdict(a) for a in self.alarms]}
-            write_text_atomic(self.output_dir / HEALTH_FILE, json.dumps(report, ensure_ascii=False, indent=1))
+            self.write(self.output_dir)
         if self.writer is not None:
             self.writer.close()
             self.writer = None
@@ -212,7 +229,7 @@ class GradientMonitor(TrainerCallback):
         self._hooks = []
 
 
-class CollapseMonitor(TrainerCallback):
+class CollapseMonitor(CarriedState, TrainerCallback):
     """Mode-collapse alarm: the head's boxes stop depending on the image.
 
     Every `collapse_every_steps` steps the head runs (eval mode, no gradients) on the first few training
@@ -228,6 +245,7 @@ class CollapseMonitor(TrainerCallback):
     captions are identical for every image (the head ignores its input, e.g. it gets no image features).
     """
 
+    carried = ("peak", "history")  # the peak the fall is measured from outlives a resume
     FALL = 0.1  # below this fraction of the peak spread: diversity was lost, not yet to be gained
     IDENTICAL = 1e-7  # a spread this small is float round-off: the outputs are the same
 
@@ -238,6 +256,7 @@ class CollapseMonitor(TrainerCallback):
         self.history: list[tuple[int, float, float]] = []  # (step, box spread, caption spread)
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
+        self.take_back(state)
         n = min(PROBE_SAMPLES, len(self.dataset))
         if self.model.detection_head is None or n < 2 or not state.is_world_process_zero or _zero3():
             return
@@ -295,14 +314,19 @@ def _zero3() -> bool:
     return bool(is_deepspeed_zero3_enabled())
 
 
-class OverfitMonitor(TrainerCallback):
+class OverfitMonitor(CarriedState, TrainerCallback):
     """Over-fitting alarm: eval loss / mean training loss since the previous evaluation above `overfit_ratio` and rising."""
+
+    carried = ("_train", "_last_train", "ratios")
 
     def __init__(self, cfg: MonitorConfig, health: HealthLog):
         self.cfg, self.health = cfg, health
         self._train: list[float] = []
         self._last_train: float | None = None
         self.ratios: list[tuple[int, float]] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
+        self.take_back(state)
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D102
         value = (logs or {}).get("loss")

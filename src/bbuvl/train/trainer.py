@@ -49,6 +49,7 @@ from bbuvl.train.held_out import check_held_out
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, fused_on_cpu, optimizer_groups
 from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_output_dir, check_run_inputs, checkpoint_incomplete,
                                  clear_previous_run, latest_complete_checkpoint)
+from bbuvl.train.resume_records import HISTORY_FILE, cut_back
 from bbuvl.train.run_record import RUN_RECORD, check_resume, write_run_record
 from bbuvl.train.sample_cache import SampleCache
 from bbuvl.train.weight_average import WeightAverage
@@ -531,6 +532,8 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
     if trainer.args.should_save and not (out / RUN_RECORD).exists():
         out.mkdir(parents=True, exist_ok=True)
         write_run_record(out, cfg)  # once the run has started: a build that failed leaves nothing to resume
+    if trainer.args.should_save and ckpt is not None:
+        cut_back(out, ckpt)  # nothing the stopped run logged past the checkpoint stays beside what this one logs
     trainer.train(resume_from_checkpoint=ckpt)
     final = out / FINAL_DIR
     staging = out / f".{FINAL_DIR}.saving"
@@ -539,7 +542,7 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
     trainer.save_model(str(staging))
     if trainer.args.should_save:
         _swap_in(staging, final)
-    write_text_atomic(out / "history.json", json.dumps(trainer.state.log_history, indent=1))
+    write_text_atomic(out / HISTORY_FILE, json.dumps(trainer.state.log_history, indent=1))
     return trainer
 
 

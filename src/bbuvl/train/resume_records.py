@@ -1,0 +1,88 @@
+"""Cut a run's records back to the checkpoint it resumes from, so that no record holds two runs' steps.
+
+A run killed at step 5 after saving checkpoint-3 has logged steps 4 and 5 to TensorBoard (and maybe dumped a
+non-finite batch at step 5); the resumed run logs steps 4 and 5 again. A run resumed from a checkpoint older than
+its newest (that newest cut short, or `--resume-from`) has written even more past it: history.json, health.json,
+newer checkpoints. Before the resumed run takes its first step, everything past the checkpoint's step goes, so each
+step has one value, the resumed run's (docs/resume.md, "The records around the weights").
+
+TensorBoard's own remedy, a SummaryWriter `purge_step`, does not work here: two writers share `tb/` (the trainer's
+and the health monitors'), and TensorBoard applies a purge marker to every event it has read before it in that
+folder, so the second resumed writer's marker would hide the first one's new steps; and it only hides the old steps
+from readers that honour it. The event files are cut instead, each rewritten atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from bbuvl.atomic import atomic_path, remove_dead_writers_temporaries, write_text_atomic
+from bbuvl.data.jsonfile import read_json
+from bbuvl.train.monitors import HEALTH_FILE, HealthLog
+from bbuvl.train.run_dir import CHECKPOINT, numbered_checkpoints
+
+log = logging.getLogger(__name__)
+
+HISTORY_FILE = "history.json"
+NAN_BATCH = re.compile(r"^step(\d+)_\d+\.json$")  # the non-finite guard's dumps (train/trainer.py)
+
+
+def cut_back(output_dir: str | Path, checkpoint: str | Path) -> None:
+    """Cut the records in `output_dir` back to `checkpoint`'s step: history.json and health.json become the
+    checkpoint's, TensorBoard events, non-finite batch dumps and numbered checkpoints past its step go."""
+    out, checkpoint = Path(output_dir), Path(checkpoint)
+    state = read_json(checkpoint / "trainer_state.json", "trainer state")
+    step = int(state["global_step"])
+    write_text_atomic(out / HISTORY_FILE, json.dumps(state.get("log_history", []), indent=1))
+    _cut_health(out, state, step)
+    for path in sorted((out / "tb").glob("*tfevents*")) if (out / "tb").is_dir() else []:
+        if path.is_file() and not path.name.startswith("."):
+            cut_events(path, step)
+    for path in sorted((out / "nan_batches").glob("step*.json")) if (out / "nan_batches").is_dir() else []:
+        if (m := NAN_BATCH.match(path.name)) and int(m.group(1)) > step:
+            path.unlink()
+    newer = [p for p in numbered_checkpoints(out)
+             if int(CHECKPOINT.match(p.name).group(1)) > step and p.resolve() != checkpoint.resolve()]
+    for path in newer:  # a later --resume would take one of them, a step of the abandoned run, for this run's newest
+        shutil.rmtree(path) if not path.is_symlink() else path.unlink()
+    if newer:
+        log.warning("resuming from step %d: removed the checkpoints past it (%s) from %s", step,
+                    ", ".join(p.name for p in newer), out)
+
+
+def _cut_health(out: Path, state: dict[str, Any], step: int) -> None:
+    """health.json with the alarms up to `step`: the checkpoint's own (train/monitors.py `HealthLog` saves them),
+    else those of the file already there (a checkpoint saved before alarms were kept in it)."""
+    saved = (state.get("stateful_callbacks") or {}).get(HealthLog.__name__)
+    if isinstance(saved, dict):
+        alarms = saved.get("attributes", {}).get("alarms", [])
+    elif (out / HEALTH_FILE).is_file():
+        alarms = [a for a in read_json(out / HEALTH_FILE).get("alarms", []) if a.get("step", 0) <= step]
+    else:
+        return
+    health = HealthLog()
+    health.load_state({"alarms": alarms})
+    health.write(out)
+
+
+def cut_events(path: Path, step: int) -> bool:
+    """Rewrite the TensorBoard event file `path` without its events past `step`; whether anything was cut."""
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    remove_dead_writers_temporaries(path)  # a cut killed half-way: its copy would be read as one more event file
+    records = list(RawEventFileLoader(str(path)).Load())  # a record a kill cut short ends the list
+    kept = [r for r in records if Event.FromString(r).step <= step]
+    if len(kept) == len(records):
+        return False
+    with atomic_path(path) as tmp, tmp.open("wb") as fh:
+        writer = RecordWriter(fh)
+        for record in kept:
+            writer.write(record)
+    return True
