@@ -32,7 +32,7 @@ def run_eval(eval_files, out, *extra: str):
 
 def test_metrics_file_has_exactly_the_documented_keys_and_coco_details_beside_it(eval_files, tmp_path):
     metrics, output = run_eval(eval_files, tmp_path / "m" / "metrics.json")
-    assert list(metrics) == METRIC_KEYS
+    assert list(metrics) == [*METRIC_KEYS, "settings"]  # settings: what --baseline checks (eval/compare.py)
     details = json.loads((tmp_path / "m" / "metrics.coco.json").read_text(encoding="utf-8"))
     assert {"settings", "coco", "coco_agnostic", "pr_curves", "notes"} <= set(details)
     assert details["coco"]["AP"] == metrics["AP"] and details["coco_agnostic"]["AP"] == metrics["AP_agnostic"]
@@ -207,3 +207,68 @@ def test_a_font_path_that_is_no_font_is_an_error_naming_it_and_nothing_is_drawn(
            "folder": "a folder, not a font file", "missing": "font file not found"}[given]
     assert said.startswith(f"error: {font}: {why}") and "(--font-path)" in said, said
     assert [p for p in (tmp_path / "out").rglob("*") if p.is_file() and not p.name.startswith(".")] == []  # locks aside
+
+
+def test_metrics_records_what_its_numbers_depend_on(eval_files, tmp_path):
+    import hashlib
+
+    metrics, _ = run_eval(eval_files, tmp_path / "m.json", "--level", "1", "--iou", "0.6")
+    s = metrics["settings"]
+    assert (s["level"], s["iou"], s["min_score"], s["gt"]) == (1, 0.6, 0.0, str(eval_files.gt))
+    assert s["gt_sha256"] == hashlib.sha256(eval_files.gt.read_bytes()).hexdigest() and len(s["hierarchy_sha256"]) == 64
+
+
+def hierarchy_without_a_fault(tmp_path):
+    from bbuvl.data.labels import DEFAULT_HIERARCHY
+
+    text = DEFAULT_HIERARCHY.read_text(encoding="utf-8")
+    path = tmp_path / "h.json"
+    path.write_text(text.replace('{"gloss": "wrong", "fault": true}', '"wrong"', 1), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("baseline_args, says", [
+    (["--level", "1"], "categories at level 1 in the baseline, full label here"),
+    (["--iou", "0.7"], "matching IoU 0.7 in the baseline, 0.5 here"),
+    (["--min-score", "0.3"], "error counts at score 0.3 in the baseline, 0.0 here"),
+    (["--hierarchy", "HIERARCHY"], "h.json (sha256 "),
+])
+def test_a_baseline_measured_otherwise_is_refused_naming_both_values(eval_files, tmp_path, baseline_args, says):
+    args = [str(hierarchy_without_a_fault(tmp_path)) if a == "HIERARCHY" else a for a in baseline_args]
+    run_eval(eval_files, tmp_path / "base.json", *args)
+    out = tmp_path / "m.json"
+    result = runner.invoke(app, ["eval", "--pred", str(eval_files.pred), "--gt", str(eval_files.gt), "--out", str(out),
+                                 "--baseline", str(tmp_path / "base.json")])
+    assert result.exit_code == 2 and "base.json: not comparable with this evaluation" in result.output
+    assert says in " ".join(result.output.split()) and not out.exists()
+
+
+def test_a_baseline_on_other_ground_truth_is_refused_and_the_same_ground_truth_elsewhere_is_compared(eval_files, tmp_path):
+    lines = eval_files.gt.read_text(encoding="utf-8").splitlines(keepends=True)
+    other = eval_files.gt.with_name("val_fewer.jsonl")  # beside the photos, so that its records resolve
+    other.write_text("".join(lines[:-1]), encoding="utf-8")
+    try:
+        run_eval(eval_files, tmp_path / "base.json", "--gt", str(other))  # the later --gt wins
+    finally:
+        other.unlink()
+    result = runner.invoke(app, ["eval", "--pred", str(eval_files.pred), "--gt", str(eval_files.gt), "--out",
+                                 str(tmp_path / "m.json"), "--baseline", str(tmp_path / "base.json")])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and f"ground truth {other} (sha256 " in said and f"{eval_files.gt} (sha256 " in said
+
+    base, _ = run_eval(eval_files, tmp_path / "same.json")
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "same.json").write_text(json.dumps({**base, "settings": {**base["settings"], "gt": "elsewhere/val.jsonl"}}),
+                                    encoding="utf-8")
+    _, output = run_eval(eval_files, tmp_path / "m2.json", "--baseline", str(copy / "same.json"))
+    assert "Against the baseline" in output and "not comparable" not in output
+
+
+def test_a_baseline_without_settings_is_compared_with_a_note_that_they_are_unknown(eval_files, tmp_path):
+    base, _ = run_eval(eval_files, tmp_path / "base.json")
+    del base["settings"]
+    (tmp_path / "old.json").write_text(json.dumps(base), encoding="utf-8")
+    _, output = run_eval(eval_files, tmp_path / "m.json", "--baseline", str(tmp_path / "old.json"))
+    said = " ".join(output.split())
+    assert "Against the baseline" in said and "old.json: the baseline's settings are unknown" in said

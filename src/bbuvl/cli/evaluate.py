@@ -75,10 +75,11 @@ def evaluate(
     (`size_tokens`, with --frame or the predictions' checkpoint) go to METRICS.coco.json beside it.
     faults (docs/faults.md): fault recall, precision, AP and PR curve at the object level, the photo verdict's
     precision, recall, accuracy and ROC AUC, the confusion of state given kind, each beside "always pass" and
-    "always fail".
+    "always fail". settings: what the numbers depend on (level, iou, min_score, gt and hierarchy with their
+    sha256); --baseline refuses a METRICS.json whose settings differ, naming both values (eval/compare.py).
     """
     from bbuvl.data.schema import read_records
-    from bbuvl.eval.compare import compare, read_metrics
+    from bbuvl.eval.compare import SETTINGS_KEY, compare, incomparable, read_metrics, run_settings, unknown_settings
     from bbuvl.eval.fonts import find_cjk_font
     from bbuvl.eval.judging import choose_verdict, verdict_setup
     from bbuvl.infer.verdict import thresholds_file
@@ -108,6 +109,10 @@ def evaluate(
         records = read_records(gt)
         h = judged.faults.hierarchy
         font = find_cjk_font(font_path) if report else None
+        settings = run_settings(gt, h, level, iou, min_score)
+    if base_metrics is not None and (differ := incomparable(settings, base_metrics)):
+        fail(f"{baseline}: not comparable with this evaluation (--baseline): " + "; ".join(differ)
+             + ". Evaluate the baseline's predictions with the same --gt, --level, --iou, --min-score and --hierarchy")
     with user_errors(ValueError, OSError):
         contract, frame_note = frame_contract(frame, pred)
     with console.status("computing metrics", spinner="dots"), user_errors(ValueError):
@@ -120,10 +125,12 @@ def evaluate(
             sizes = size_metrics([rec for rec, _ in paired], [objs for _, objs in paired], contract, level)
     if frame_note:
         evaluation.notes.append(frame_note)
+    if base_metrics is not None and (unknown := unknown_settings(base_metrics, baseline)):
+        evaluation.notes.append(unknown)
 
     details = {**evaluation.details(), "size_tokens": sizes.to_dict() if sizes else None}
     with user_errors(OSError):
-        write_text_atomic(out, json.dumps(evaluation.metrics, ensure_ascii=False, indent=2) + "\n")
+        write_text_atomic(out, json.dumps({**evaluation.metrics, SETTINGS_KEY: settings}, ensure_ascii=False, indent=2) + "\n")
         write_text_atomic(details_path(out), json.dumps(details, ensure_ascii=False, indent=2) + "\n")
         written = [c.save(judged.checkpoint) for c in chosen]
     print_metrics(evaluation, h)

@@ -1,11 +1,23 @@
-"""Side by side: this evaluation's headline numbers against a baseline's METRICS.json (e.g. the base model, zero-shot)."""
+"""Side by side: this evaluation's headline numbers against a baseline's METRICS.json (e.g. the base model, zero-shot).
+
+Two evaluations compare only when they measured the same thing: the same categories (--level), the same matching
+(--iou, --min-score), the same ground truth (by content, wherever it lies) and the same hierarchy (which labels exist
+and which are faults). METRICS.json records these under "settings"; a baseline that differs is refused, naming both
+values, and one written before the settings were recorded is compared with a warning that they are unknown.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
+from bbuvl.data.digests import file_digest
 from bbuvl.data.jsonfile import read_json
+from bbuvl.data.labels import Hierarchy
+
+SETTINGS_KEY = "settings"
 
 # (row name, path into METRICS.json, higher is better)
 HEADLINE: tuple[tuple[str, tuple[str, ...], bool], ...] = (
@@ -51,3 +63,42 @@ def compare(metrics: dict[str, Any], baseline: dict[str, Any]) -> list[dict[str,
         better = None if delta is None or delta == 0 else (delta > 0) == higher
         rows.append({"name": name, "baseline": base, "value": value, "delta": delta, "better": better})
     return rows
+
+
+def run_settings(gt: Path, hierarchy: Hierarchy, level: int | None, iou: float, min_score: float) -> dict[str, Any]:
+    """What an evaluation's numbers depend on, as METRICS.json records it under "settings"."""
+    # The hierarchy by what it decides (its labels and faults), not by its file: the shipped one and a copy agree.
+    decides = json.dumps({"labels": hierarchy.labels(), "faults": sorted(hierarchy.faults)}, ensure_ascii=False)
+    return {"level": level, "iou": iou, "min_score": min_score, "gt": str(gt),
+            "gt_sha256": file_digest(gt, str(gt)).sha256, "hierarchy": hierarchy.source,
+            "hierarchy_sha256": hashlib.sha256(decides.encode("utf-8")).hexdigest()}
+
+
+def _level(value: Any) -> str:
+    return "full label" if value is None else f"level {value}"
+
+
+def incomparable(settings: dict[str, Any], baseline: dict[str, Any]) -> list[str]:
+    """Why `baseline` (a METRICS.json) measured something other than an evaluation with `settings`; empty when alike."""
+    theirs = baseline.get(SETTINGS_KEY)
+    if not isinstance(theirs, dict):
+        return []
+    found = []
+    for key, what, show in (("level", "categories at", _level), ("iou", "matching IoU", str),
+                            ("min_score", "error counts at score", str)):
+        if theirs.get(key) != settings[key]:
+            found.append(f"{what} {show(theirs.get(key))} in the baseline, {show(settings[key])} here")
+    for key, what in (("gt", "ground truth"), ("hierarchy", "hierarchy")):
+        if theirs.get(f"{key}_sha256") != settings[f"{key}_sha256"]:
+            found.append(f"{what} {theirs.get(key)} (sha256 {str(theirs.get(f'{key}_sha256'))[:12]}) in the baseline, "
+                         f"{settings[key]} (sha256 {settings[f'{key}_sha256'][:12]}) here")
+    return found
+
+
+def unknown_settings(baseline: dict[str, Any], baseline_path: str | Path) -> str | None:
+    """A warning when `baseline` does not record its settings (written before METRICS.json held them), else None."""
+    if isinstance(baseline.get(SETTINGS_KEY), dict):
+        return None
+    return (f"{baseline_path}: the baseline's settings are unknown (its METRICS.json was written before they were "
+            "recorded): its level, IoU, min score, ground truth and hierarchy may differ from this run's, so the "
+            "comparison may not compare like with like; evaluate its predictions again to be sure")

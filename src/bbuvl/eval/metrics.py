@@ -1,6 +1,6 @@
 """Every number `bbuvl eval` reports, from ground-truth records and prediction lines.
 
-METRICS.json has exactly the keys in METRIC_KEYS. Everything else COCO computes (AP per object size,
+METRICS.json has exactly the keys in METRIC_KEYS, then `settings` (eval/compare.py). Everything else COCO computes (AP per object size,
 AR, the class-agnostic breakdown, the precision-recall curves) goes into the `details` file beside it
 (`METRICS.coco.json`), so the headline file stays small and stable for scripts that compare runs.
 
