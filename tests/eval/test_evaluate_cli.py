@@ -272,3 +272,31 @@ def test_a_baseline_without_settings_is_compared_with_a_note_that_they_are_unkno
     _, output = run_eval(eval_files, tmp_path / "m.json", "--baseline", str(tmp_path / "old.json"))
     said = " ".join(output.split())
     assert "Against the baseline" in said and "old.json: the baseline's settings are unknown" in said
+
+
+def test_ground_truth_without_objects_says_why_ap_is_undefined_in_the_terminal_and_the_report(eval_files, tmp_path):
+    records = [json.loads(line) for line in eval_files.gt.read_text(encoding="utf-8").splitlines()]
+    empty = eval_files.gt.with_name("empty.jsonl")  # beside the photos, so that its records resolve
+    empty.write_text("".join(json.dumps({**r, "objects": []}, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    try:
+        metrics, output = run_eval(eval_files, tmp_path / "m.json", "--gt", str(empty), "--report", str(tmp_path / "r"),
+                                   "--worst", "1")
+    finally:
+        empty.unlink()
+    note = f"AP is undefined (–): the ground truth {empty} holds no object"
+    assert metrics["AP"] is None and note in " ".join(output.split())
+    assert note in (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
+
+
+def test_a_category_only_predicted_is_named_as_the_reason_for_its_missing_ap(eval_files, tmp_path):
+    dropped = read_records(eval_files.gt)[0].objects[0].desc
+    records = [json.loads(line) for line in eval_files.gt.read_text(encoding="utf-8").splitlines()]
+    fewer = eval_files.gt.with_name("fewer.jsonl")  # beside the photos, so that its records resolve
+    fewer.write_text("".join(json.dumps({**r, "objects": [o for o in r["objects"] if o["desc"] != dropped]},
+                                        ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    try:
+        metrics, output = run_eval(eval_files, tmp_path / "m.json", "--gt", str(fewer))
+    finally:
+        fewer.unlink()
+    assert metrics["per_category"][dropped]["AP"] is None and metrics["AP"] is not None
+    assert "1 category only predicted, with no object in the ground truth, has no AP (–)" in " ".join(output.split())

@@ -127,6 +127,7 @@ def evaluate(
         evaluation.notes.append(frame_note)
     if base_metrics is not None and (unknown := unknown_settings(base_metrics, baseline)):
         evaluation.notes.append(unknown)
+    evaluation.notes.extend(undefined_ap_notes(evaluation.metrics, gt))
 
     details = {**evaluation.details(), "size_tokens": sizes.to_dict() if sizes else None}
     with user_errors(OSError):
@@ -159,6 +160,19 @@ def evaluate(
             index = write_report(evaluation, report, font, h, worst=worst, comparison=comparison,
                                  baseline_name=str(baseline) if baseline else None, sizes=sizes)
         console.print(f"[green]report[/]: {escape(str(index))}", soft_wrap=True)
+
+
+def undefined_ap_notes(metrics: dict[str, Any], gt: Path) -> list[str]:
+    """Why an AP shows as "–": no ground-truth object at all, or categories only predicted."""
+    if not metrics["errors"]["gt_objects"]:
+        return [f"AP is undefined (–): the ground truth {gt} holds no object, so there is nothing to find and every "
+                "prediction counts as extra"]
+    only_predicted = sum(1 for v in metrics["per_category"].values() if not v["gt"])
+    if only_predicted:
+        one = only_predicted == 1
+        return [f"{only_predicted} categor{'y' if one else 'ies'} only predicted, with no object in the ground truth, "
+                f"ha{'s' if one else 've'} no AP (–); AP averages the others"]
+    return []
 
 
 def frame_contract(frame: Path | None, pred: Path) -> tuple[Any, str | None]:
