@@ -203,6 +203,8 @@ class EarlyStopping(CarriedState, TrainerCallback):
     training, so it is a callback; its stops are alarms in the run's `HealthLog` like the monitors' (train/monitors.py).
     """
 
+    carried = ("best", "waited", "_warned")  # a resumed run stops where one that never stopped would
+
     def __init__(self, cfg: MonitorConfig, health: "HealthLog"):
         self.cfg, self.health = cfg, health
         self.metric = cfg.early_stopping_metric or ""
