@@ -13,6 +13,7 @@ from bbuvl.model.checkpoint import load_model
 from bbuvl.rl.trainer import train_grpo
 from bbuvl.train.weight_average import AVERAGE_FILE
 from tests.callbacks import StopAt
+from tests.train.test_resume_records import scalars
 from tests.diagnostics.conftest import one_thread  # noqa: F401 - one torch thread, as the training tests
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -72,15 +73,17 @@ def test_resume_continues_rewards_loss_and_weights_exactly(grpo_config, tmp_path
     common = ("training.max_steps=4", "training.save_steps=2", "grpo.beta=0.05")
     full = train_grpo(grpo_config(*common, f"training.output_dir={tmp_path / 'a'}"), progress=False)
     cfg_b = grpo_config(*common, f"training.output_dir={tmp_path / 'b'}")
-    train_grpo(cfg_b, progress=False, callbacks=[StopAt(2)])
+    train_grpo(cfg_b, progress=False, callbacks=[StopAt(3)])  # step 3 logged past checkpoint-2, as a kill leaves it
     resumed = train_grpo(cfg_b, resume=True, progress=False)
     a, b = _logged(full["history"]), _logged(resumed["history"])
     assert sorted(k for k in b if k > 2) == [3, 4]
+    curves = scalars(tmp_path / "b")  # TensorBoard shows one curve, the resumed run's
+    assert curves["train/loss"] == scalars(tmp_path / "a")["train/loss"] and [s for s, _ in curves["train/reward"]] == [1, 2, 3, 4]
     for step in (3, 4):
         for key in ("loss", "reward", "reward_detection", "reward_user", "kl", "answer_length"):
             assert b[step][key] == pytest.approx(a[step][key], abs=1e-5), (step, key)
     wa, wb = load_model(full["final"])[0].state_dict(), load_model(resumed["final"])[0].state_dict()
-    assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)  # byte-identical
 
 
 def test_a_grpo_run_with_a_weight_average_saves_the_average(grpo_config, tmp_path):
