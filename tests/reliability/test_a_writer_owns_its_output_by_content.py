@@ -33,6 +33,13 @@ def predictions(val: Path, out: Path) -> Path:
     return out
 
 
+def eval_inputs(tmp_path: Path) -> tuple[Path, Path]:
+    """A small dataset's val.jsonl and predictions that match it exactly."""
+    synthesize(tmp_path / "ds", 2, 2, seed=0, size=(128, 96))
+    val = tmp_path / "ds" / "val.jsonl"
+    return val, predictions(val, tmp_path / "pred.jsonl")
+
+
 def test_a_hand_edited_split_is_kept_by_a_rerun_without_overwrite(tmp_path):
     synthesize(tmp_path / "ds", 6, 0, seed=0, size=(128, 96))
     argv = ("data", "split", tmp_path / "ds" / "train.jsonl", tmp_path / "split", "--teachers", "0", "--val-ratio", "0.5")
@@ -48,9 +55,7 @@ def test_a_hand_edited_split_is_kept_by_a_rerun_without_overwrite(tmp_path):
 
 
 def test_a_failed_eval_claims_nothing_and_a_file_put_there_later_is_kept(tmp_path):
-    synthesize(tmp_path / "ds", 2, 2, seed=0, size=(128, 96))
-    val = tmp_path / "ds" / "val.jsonl"
-    pred = predictions(val, tmp_path / "pred.jsonl")
+    val, pred = eval_inputs(tmp_path)
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"images": ["a.jpg"], "width": 4\n', encoding="utf-8")
     out = tmp_path / "metrics.json"
@@ -63,9 +68,7 @@ def test_a_failed_eval_claims_nothing_and_a_file_put_there_later_is_kept(tmp_pat
 
 
 def test_an_output_swapped_for_a_link_or_another_file_of_the_same_size_is_not_the_commands(tmp_path):
-    synthesize(tmp_path / "ds", 2, 2, seed=0, size=(128, 96))
-    val = tmp_path / "ds" / "val.jsonl"
-    pred = predictions(val, tmp_path / "pred.jsonl")
+    val, pred = eval_inputs(tmp_path)
     out = tmp_path / "m.json"
     assert invoke("eval", "--pred", pred, "--gt", val, "--out", out).exit_code == 0
     data = out.read_bytes()
@@ -91,9 +94,7 @@ def test_a_retouched_photo_in_a_synth_folder_is_kept(tmp_path):
 
 
 def test_an_output_reached_through_a_link_is_the_file_it_names_and_the_link_stays(tmp_path):
-    synthesize(tmp_path / "ds", 2, 2, seed=0, size=(128, 96))
-    val = tmp_path / "ds" / "val.jsonl"
-    pred = predictions(val, tmp_path / "pred.jsonl")
+    val, pred = eval_inputs(tmp_path)
     run3 = tmp_path / "run3.json"
     assert invoke("eval", "--pred", pred, "--gt", val, "--out", run3).exit_code == 0
     latest = tmp_path / "latest.json"
