@@ -127,3 +127,16 @@ def test_resuming_from_an_older_checkpoint_than_the_newest_cuts_every_record_bac
     assert max(losses(json.loads((out / "history.json").read_text()))) == 5
     health = json.loads((out / "health.json").read_text())
     assert max(a["step"] for a in health["alarms"]) == 5 and health["summary"]["grad_norm"]["count"] == 25
+
+
+def test_resume_from_a_checkpoint_older_than_a_complete_one_is_refused_and_removes_nothing(run_config, tmp_path):
+    from bbuvl.train.run_dir import RunDirError
+
+    cfg = run_config("training.max_steps=4", "training.save_steps=2")
+    out = Path(cfg.training.output_dir)
+    train(cfg, progress=False)
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(RunDirError) as e:
+        train(cfg, resume=str(out / "checkpoint-2"), progress=False)
+    assert "holds checkpoint-4, complete and past its step, which resuming from it would remove" in str(e.value)
+    assert sorted(p.name for p in out.iterdir()) == before and "checkpoint-4" in before

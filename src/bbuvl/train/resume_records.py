@@ -24,12 +24,20 @@ from typing import Any
 from bbuvl.atomic import atomic_path, remove_dead_writers_temporaries, write_text_atomic
 from bbuvl.data.jsonfile import read_json
 from bbuvl.train.monitors import HEALTH_FILE, HealthLog
-from bbuvl.train.run_dir import CHECKPOINT, numbered_checkpoints
+from bbuvl.train.run_dir import CHECKPOINT, checkpoint_incomplete, numbered_checkpoints
 
 log = logging.getLogger(__name__)
 
 HISTORY_FILE = "history.json"
 NAN_BATCH = re.compile(r"^step(\d+)_\d+\.json$")  # the non-finite guard's dumps (train/trainer.py)
+
+
+def abandoned_checkpoints(output_dir: str | Path, checkpoint: str | Path) -> list[Path]:
+    """The complete numbered checkpoints in `output_dir` past `checkpoint`'s step: what resuming from it would drop."""
+    step = int(read_json(Path(checkpoint) / "trainer_state.json", "trainer state")["global_step"])
+    return [p for p in numbered_checkpoints(output_dir)
+            if int(CHECKPOINT.match(p.name).group(1)) > step and p.resolve() != Path(checkpoint).resolve()
+            and checkpoint_incomplete(p) is None]
 
 
 def cut_back(output_dir: str | Path, checkpoint: str | Path) -> None:

@@ -49,7 +49,7 @@ from bbuvl.train.held_out import check_held_out
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, fused_on_cpu, optimizer_groups
 from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_output_dir, check_run_inputs, checkpoint_incomplete,
                                  clear_previous_run, latest_complete_checkpoint)
-from bbuvl.train.resume_records import HISTORY_FILE, cut_back
+from bbuvl.train.resume_records import HISTORY_FILE, abandoned_checkpoints, cut_back
 from bbuvl.train.run_record import RUN_RECORD, check_resume, write_run_record
 from bbuvl.train.sample_cache import SampleCache
 from bbuvl.train.weight_average import WeightAverage
@@ -517,6 +517,12 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
         why = checkpoint_incomplete(Path(resume)) if Path(resume).is_dir() else "no such folder"
         if why:
             raise RunDirError(f"--resume-from {resume}: cannot resume from it ({why})")
+        newer = abandoned_checkpoints(out, resume)
+        if newer:  # resuming would cut them (train/resume_records.py): a typo must not cost them
+            raise RunDirError(f"--resume-from {resume}: training.output_dir {out} holds {', '.join(p.name for p in newer)}, "
+                              "complete and past its step, which resuming from it would remove: delete them yourself "
+                              "to go back, pass --resume to continue from the newest, or choose another "
+                              "training.output_dir")
         ckpt = resume
     elif resume:
         found, skipped = latest_complete_checkpoint(out)
