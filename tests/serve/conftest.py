@@ -47,13 +47,16 @@ def keys():
 
 @contextmanager
 def running(app) -> Iterator[Client]:
-    """Serve `app` with uvicorn in a thread on a free port; yields a client; stops (draining) on exit."""
+    """Serve `app` with uvicorn in a thread on a free port, configured as `bbuvl serve` configures it; yields a client;
+    stops (draining) on exit."""
     import uvicorn
+
+    from bbuvl.serve.server import config
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=10))
+    server = uvicorn.Server(config(app, drain_s=9, log_level="warning", read_timeout_s=app.state.settings.read_timeout_s))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -49,6 +49,7 @@ class ServeSettings:
     timeout_s: float = 60.0
     max_body_mb: float = 20.0
     cors_origins: list[str] = field(default_factory=list)
+    read_timeout_s: float = 60.0  # for a request's headers, then again for its body (server.py, bodies.py)
 
     @property
     def max_body_bytes(self) -> int:
@@ -78,7 +79,7 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
         logger.info("stopped")
 
     app = FastAPI(title="bbu-vl", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.state.batcher, app.state.metrics, app.state.engine = batcher, metrics, engine
+    app.state.batcher, app.state.metrics, app.state.engine, app.state.settings = batcher, metrics, engine, settings
 
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, e: ApiError) -> JSONResponse:
@@ -129,7 +130,7 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
 
     @app.post("/v1/detect")
     async def detect(request: Request) -> JSONResponse:
-        data = await image_bytes(request, settings.max_body_bytes)
+        data = await image_bytes(request, settings.max_body_bytes, settings.read_timeout_s)
         result, timing = await answer(data, engine.mode)
         return JSONResponse({"width": result.width, "height": result.height, "objects": result.objects,
                              "verdict": result.verdict.to_dict(), "model": engine.info(), "timing_ms": timing,
@@ -140,7 +141,7 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
             raise ApiError(415, "unsupported_media_type", f"content type '{ctype or 'none'}' is not accepted: send application/json")
-        body = parse_json(await read_body(request, settings.max_body_bytes))
+        body = parse_json(await read_body(request, settings.max_body_bytes, settings.read_timeout_s))
         result, timing = await answer(image_from_chat(body), "generate")
         extra = {"width": result.width, "height": result.height, "verdict": result.verdict.to_dict(),
                  "model_info": engine.info("generate"), "timing_ms": timing}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any, AsyncIterator
 
@@ -14,21 +15,42 @@ from bbuvl.serve.errors import ApiError
 from bbuvl.serve.images import decode_base64
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refused with 413 when it exceeds `limit` bytes (declared or counted as it arrives)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        await _drain(request, int(declared), limit)
-        raise ApiError(413, "body_too_large", f"the body is {int(declared)} bytes; this server accepts at most {limit} "
-                       "(--max-body-mb)")
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The whole body, refused with 413 when it exceeds `limit` bytes (declared or counted as it arrives), 408 when
+    it takes longer than `timeout_s` to arrive, 415 when it is compressed; 499 when the client goes away."""
+    coding = request.headers.get("content-encoding", "identity").strip().lower()
+    if coding not in ("", "identity"):  # inflating it would let a few KB pass --max-body-mb; photos are compressed already
+        raise ApiError(415, "unsupported_content_encoding", f"Content-Encoding '{coding}' is not accepted: send the "
+                       "body uncompressed (JPEG and PNG are compressed already)")
     chunks, seen = [], 0
-    async for chunk in request.stream():
-        seen += len(chunk)
-        if seen > limit:
-            await _drain(request, seen, limit)
-            raise ApiError(413, "body_too_large", f"the body exceeds {limit} bytes (--max-body-mb)")
-        chunks.append(chunk)
+    try:
+        # A whole-body deadline, not one per chunk: a client trickling a byte at a time would reset a per-chunk one
+        # and hold its connection for ever (docs/serving.md, "Slow and vanishing clients").
+        async with asyncio.timeout(timeout_s):
+            declared = request.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                await _drain(request, int(declared), limit)
+                raise ApiError(413, "body_too_large", f"the body is {int(declared)} bytes; this server accepts at most "
+                               f"{limit} (--max-body-mb)")
+            async for chunk in request.stream():
+                seen += len(chunk)
+                if seen > limit:
+                    await _drain(request, seen, limit)
+                    raise ApiError(413, "body_too_large", f"the body exceeds {limit} bytes (--max-body-mb)")
+                chunks.append(chunk)
+    except TimeoutError:
+        # The rest of the body may still come: the connection cannot carry another request, so it is closed at once.
+        raise ApiError(408, "body_timeout", f"the body did not arrive within {timeout_s:g} s ({seen} bytes came); "
+                       "--read-timeout", {"Connection": "close"}) from None
+    except ClientDisconnect:
+        raise client_gone() from None
     return b"".join(chunks)
+
+
+def client_gone() -> ApiError:
+    """The error of a request whose client closed its connection first: nobody reads the answer, but metrics and logs
+    count it as 499 (the status proxies use for it), not as a server failure."""
+    return ApiError(499, "client_disconnected", "the client closed the connection before the request was answered")
 
 
 async def _drain(request: Request, size: int, limit: int) -> None:
@@ -72,13 +94,13 @@ async def _multipart_image(request: Request, body: bytes) -> bytes:
         await form.close()
 
 
-async def image_bytes(request: Request, limit: int) -> bytes:
+async def image_bytes(request: Request, limit: int, timeout_s: float) -> bytes:
     """The uploaded image: a multipart file part, JSON `{"image": BASE64 or data: URI}`, or a raw image/* body."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in ("multipart/form-data", "application/json") and not ctype.startswith("image/"):
         raise ApiError(415, "unsupported_media_type", f"content type '{ctype or 'none'}' is not accepted: send "
                        "multipart/form-data with an 'image' file, application/json with an 'image' field, or image/*")
-    body = await read_body(request, limit)
+    body = await read_body(request, limit, timeout_s)
     if ctype == "multipart/form-data":
         return await _multipart_image(request, body)
     if ctype.startswith("image/"):

@@ -4,6 +4,10 @@ uvicorn closes its listening socket on SIGTERM or SIGINT, lets every open reques
 `drain_s`), then runs the app's lifespan shutdown, which stops the batcher once its queue is empty. It
 then re-raises the signal it caught; a no-op handler installed here turns that into a normal return, so
 a drained server exits 0 rather than dying by the signal.
+
+uvicorn waits for a request's headers for ever: a client that opens connections and sends a header line now
+and then (slowloris) would hold every one of them. `protocol` closes a connection whose headers are not all in
+within the read timeout; bodies.py gives the body the same time (docs/serving.md, "Slow and vanishing clients").
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import signal
 import socket
 from typing import Any
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -30,11 +36,42 @@ def bind(host: str, port: int) -> socket.socket:
         raise OSError(e.errno, f"{where}: cannot listen there ({e.strerror or e})") from None
 
 
-def serve_app(app: Any, sock: socket.socket, drain_s: float = 60.0, log_level: str = "info") -> None:
+def protocol(read_timeout_s: float) -> type[H11Protocol]:
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose next request's headers take over `read_timeout_s`."""
+
+    class HeaderDeadline(H11Protocol):
+        answered = 0  # responses completed on this connection
+
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            self.answered += 1
+            super().on_response_complete()
+            self._arm()  # the next request on a kept-alive connection gets its own deadline
+
+        def _arm(self) -> None:
+            self.loop.call_later(read_timeout_s, self._expire, self.answered)
+
+        def _expire(self, answered: int) -> None:
+            # No complete request line and headers since the deadline was armed: nobody is sending one.
+            if self.answered == answered and self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderDeadline
+
+
+def config(app: Any, drain_s: float = 60.0, log_level: str = "info", read_timeout_s: float = 60.0) -> uvicorn.Config:
+    """The uvicorn settings of a served app: no access log (Guard logs), graceful drain, header deadline."""
+    return uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=int(drain_s) + 1,
+                          lifespan="on", server_header=False, http=protocol(read_timeout_s))
+
+
+def serve_app(app: Any, sock: socket.socket, drain_s: float = 60.0, log_level: str = "info",
+              read_timeout_s: float = 60.0) -> None:
     """Serve `app` on a bound socket until SIGTERM/SIGINT, then drain open requests and return."""
-    config = uvicorn.Config(app, log_level=log_level, access_log=False,
-                            timeout_graceful_shutdown=int(drain_s) + 1, lifespan="on", server_header=False)
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(config(app, drain_s, log_level, read_timeout_s))
     caught: list[int] = []
     previous = {sig: signal.signal(sig, lambda s, f: caught.append(s)) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

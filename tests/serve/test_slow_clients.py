@@ -1,0 +1,111 @@
+"""Slow, stalled and vanishing clients, over raw sockets: each is cut off in time, none holds up another, and
+none is counted or logged as a server failure."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+
+from tests.serve.conftest import API_KEY
+
+
+def raw(port: int, head: str, body: bytes = b"") -> socket.socket:
+    """A connection that has sent `head` (request line and headers, as far as given) and `body`."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(head.encode() + body)
+    return s
+
+
+def reply(s: socket.socket) -> tuple[int, dict]:
+    """The status and JSON body of the answer on `s` (read until the server closes it)."""
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def upload_head(length: int) -> str:
+    return (f"POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\nContent-Type: image/png\r\n"
+            f"Content-Length: {length}\r\n\r\n")
+
+
+def test_a_stalled_upload_gets_408_after_the_read_timeout_and_others_are_answered_meanwhile(serve, photos):
+    client = serve(read_timeout_s=1.5)
+    data = photos[0].read_bytes()
+    stalled = [raw(client.port, upload_head(len(data)), data[:100]) for _ in range(8)]
+    t = time.monotonic()
+    assert client.request("GET", "/readyz").status == 200  # eight stalled uploads hold up nobody
+    for s in stalled:  # held for ever before: no deadline on a body
+        status, body = reply(s)
+        assert status == 408 and body["error"]["kind"] == "body_timeout", body
+        assert "100 bytes came" in body["error"]["message"]
+        s.close()
+    assert time.monotonic() - t < 4
+    assert client.detect_file(photos[1]).status == 200
+
+
+def test_a_connection_trickling_its_headers_is_closed_after_the_read_timeout(serve):
+    client = serve(read_timeout_s=1.0)
+    s = raw(client.port, "GET /readyz HTTP/1.1\r\nHost: x\r\n")
+    t = time.monotonic()
+    for _ in range(20):  # a header line every 0.2 s: a per-byte idle timer would never fire
+        try:
+            s.sendall(b"X-Slow: 1\r\n")
+        except OSError:
+            break
+        time.sleep(0.2)
+    s.settimeout(5)
+    try:
+        closed = s.recv(100) == b""
+    except ConnectionResetError:
+        closed = True
+    s.close()
+    assert closed and time.monotonic() - t < 3  # held for ever before
+    assert client.request("GET", "/readyz").status == 200
+
+
+def test_a_kept_alive_connection_gets_a_fresh_deadline_per_request(serve):
+    import http.client
+
+    client = serve(read_timeout_s=1.0)
+    conn = http.client.HTTPConnection(client.host, client.port, timeout=10)
+    try:
+        for _ in range(3):  # 0.6 s apart: 1.8 s in all on one connection, each request within its own second
+            conn.request("GET", "/readyz", headers={"Authorization": f"Bearer {API_KEY}"})
+            r = conn.getresponse()
+            assert r.status == 200 and json.loads(r.read())["ready"]
+            time.sleep(0.6)
+    finally:
+        conn.close()
+
+
+def test_a_client_gone_mid_upload_is_counted_499_not_500_and_logs_no_traceback(serve, caplog):
+    client = serve()
+    with caplog.at_level(logging.INFO):
+        s = raw(client.port, upload_head(10_000), b"\x89PNG" + b"0" * 100)
+        time.sleep(0.3)
+        s.close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            metrics = client.request("GET", "/metrics").body.decode()
+            if 'status="499"' in metrics:
+                break
+            time.sleep(0.1)
+    assert 'bbuvl_requests_total{route="/v1/detect",status="499"} 1.0' in metrics
+    assert 'bbuvl_errors_total{kind="client_disconnected"} 1.0' in metrics
+    assert 'status="500"' not in metrics  # a server failure before, with uvicorn's traceback in the log
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
+
+
+def test_a_compressed_body_is_refused_naming_its_content_encoding(serve, photos):
+    import gzip
+
+    client = serve()
+    r = client.request("POST", "/v1/detect", gzip.compress(photos[0].read_bytes()),
+                       {"Content-Type": "image/png", "Content-Encoding": "gzip"})
+    assert r.status == 415, r.body  # 400 not_an_image before: the gzip bytes were read as the photo
+    assert r.json()["error"]["kind"] == "unsupported_content_encoding" and "gzip" in r.json()["error"]["message"]
+    assert client.detect_file(photos[0]).status == 200
