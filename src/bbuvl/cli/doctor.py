@@ -57,6 +57,14 @@ def _predictor(checkpoint: Path, device: str | None, command: str,  # noqa: ANN2
         return Predictor.load(read_model_folder(checkpoint, labels=labels), device=device)
 
 
+def _check_plot(out: Path) -> None:
+    """Refuse a plot path whose suffix names no picture format, before the model loads."""
+    from bbuvl.diagnostics.plots import plot_format
+
+    with user_errors(ValueError):
+        plot_format(out)
+
+
 def _name(checkpoint: Path) -> str:
     """`run/final` rather than just `final` in picture titles."""
     parts = checkpoint.resolve().parts
@@ -192,11 +200,13 @@ def memory(
     from bbuvl.diagnostics.memory import inference_memory
     from bbuvl.diagnostics.model_doctor import sample_image
     from bbuvl.diagnostics.plots import plot_memory
+    from bbuvl.diagnostics.probe import prepare_named
     from bbuvl.infer.batch import list_inputs
 
     if mode not in ("generate", "head"):
         fail(f"--mode must be generate or head, got '{mode}'")
     check_device(device)  # a bad option fails before anything is claimed
+    _check_plot(out)
     claim_outputs("doctor memory", {"CHECKPOINT": checkpoint, "--images": images}, [out], overwrite=overwrite)
     predictor = _predictor(checkpoint, device, "memory")
     with user_errors(ValueError):
@@ -211,6 +221,9 @@ def memory(
             inputs = list_inputs(source)[:batch_size]
     if not inputs:
         fail(f"{source}: no images")
+    with user_errors(OSError, ValueError):
+        for path in dict.fromkeys(inputs):  # each photo once, before any iteration: one that cannot be used is named
+            prepare_named(predictor, path)
     with _progress(f"memory ({mode})") as progress, user_errors(ValueError, RuntimeError):
         task = progress.add_task("memory", total=n)
         trace = inference_memory(predictor, inputs, n, mode, tolerance_mb=tolerance_mb,
@@ -223,7 +236,7 @@ def memory(
         table.add_row(metric, f"{v[trace.warmup]:.1f}", f"{v[-1]:.1f}", f"{t.per_1000:+.2f}",
                       "[red]leaking[/]" if t.verdict == "leaking" else "[green]flat[/]")
     console.print(table)
-    console.print(f"plot: {escape(str(plot_memory(trace, out, f'{mode} mode, {_name(checkpoint)}')))}")
+    console.print(f"plot: {escape(str(plot_memory(trace, out, f'{mode} mode, {_name(checkpoint)}')))}", soft_wrap=True)
     if trace.verdict == "leaking":
         raise typer.Exit(1)
 
@@ -243,6 +256,7 @@ def features(
     from bbuvl.diagnostics.probe import dataset_batches
 
     check_device(device)
+    _check_plot(out)
     claim_outputs("doctor features", {"CHECKPOINT": checkpoint, "--data": data}, [out], overwrite=overwrite)
     predictor = _predictor(checkpoint, device, "features")
     source = data or _default_dataset(predictor.cfg)
@@ -257,7 +271,7 @@ def features(
         dead = f"[red]{s.dead}[/]" if s.dead else "0"
         table.add_row(s.name, str(s.units), f"{s.mean:.3g}", f"{s.std:.3g}", f"{s.min:.3g}", f"{s.max:.3g}", dead)
     console.print(table)
-    console.print(f"plot: {escape(str(plot_features(stats, out, _name(checkpoint))))}")
+    console.print(f"plot: {escape(str(plot_features(stats, out, _name(checkpoint))))}", soft_wrap=True)
 
 
 @app.command("attention")
@@ -277,6 +291,7 @@ def attention(
     from bbuvl.eval.fonts import find_cjk_font
 
     check_device(device)
+    _check_plot(out)
     claim_outputs("doctor attention", {"CHECKPOINT": checkpoint, "IMAGE": image, "--font-path": font_path}, [out],
                   overwrite=overwrite)
     with user_errors(OSError, ValueError):
@@ -293,7 +308,7 @@ def attention(
         peak = divmod(int(q.heat.flatten().argmax()), maps.grid[1])
         table.add_row(str(q.query), f"{q.score:.3f}", f"{100 * q.vision_share:.0f}%", str(peak), escape(q.caption))
     console.print(table)
-    console.print(f"plot: {escape(str(plot_attention(maps, out, image.name, font)))}")
+    console.print(f"plot: {escape(str(plot_attention(maps, out, image.name, font)))}", soft_wrap=True)
 
 
 @app.command("coordinates")
@@ -346,7 +361,7 @@ def coordinates(
                    "coordinates": list(COORDINATES), "r2": probe.r2, "from_written": probe.from_written,
                    "image_r2": probe.image_r2}
         write_text_atomic(out, json.dumps(payload, indent=2) + "\n")
-        console.print(f"json: {escape(str(out))}")
+        console.print(f"json: {escape(str(out))}", soft_wrap=True)
 
 
 @app.command("landscape")
@@ -355,7 +370,8 @@ def landscape(
     dataset: Path = typer.Argument(..., help="Dataset JSONL whose loss is mapped."),
     groups: str = typer.Option("detection,adapter", help="LR groups whose parameters the directions move (comma list); "
                                "their parameters are held 3 more times in memory, so llm or vision cost as much as the model."),
-    steps: int = typer.Option(11, help="Grid points per direction.", callback=int_range(2)),
+    steps: int = typer.Option(11, help="Grid points per direction (at most 101: the grid costs steps² evaluations).",
+                              callback=int_range(2)),
     span: float = typer.Option(1.0, help="Grid from -span to +span (1 = each filter moved by its own norm).",
                               callback=finite_range(0, lo_open=True)),
     samples: int = typer.Option(4, help="Photos the loss is averaged over.", callback=int_range(1)),
@@ -365,15 +381,18 @@ def landscape(
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Loss along two random filter-normalised directions around the checkpoint (parameters restored exactly)."""
-    from bbuvl.diagnostics.landscape import loss_landscape
+    from bbuvl.diagnostics.landscape import MAX_STEPS, loss_landscape
     from bbuvl.diagnostics.plots import plot_landscape
     from bbuvl.diagnostics.probe import dataset_batches
 
     from bbuvl.train.param_groups import parse_groups
 
+    if steps > MAX_STEPS:
+        fail(f"--steps {steps}: at most {MAX_STEPS} (the grid costs steps² = {steps * steps:,} loss evaluations)")
     with user_errors(ValueError):
         chosen = parse_groups(groups)  # before minutes of loading
     check_device(device)
+    _check_plot(out)
     claim_outputs("doctor landscape", {"CHECKPOINT": checkpoint, "DATASET": dataset}, [out], overwrite=overwrite)
     predictor = _predictor(checkpoint, device, "landscape")
     with user_errors(OSError, ValueError):
@@ -383,6 +402,7 @@ def landscape(
             land = loss_landscape(predictor.model, batches, chosen, steps, span, seed,
                                   on_progress=lambda done, total: progress.update(task, completed=done))
     flat = [v for row in land.losses for v in row if v == v] or [float("nan")]  # NaN: a diverged grid point
-    console.print(f"loss at the checkpoint {land.center:.4g}; over the grid {min(flat):.4g} .. {max(flat):.4g} "
+    console.print(f"loss at the checkpoint {land.center:.4g}; over the grid {min(flat):.4g} .. {max(flat):.4g}, spread "
+                  f"{max(flat) - min(flat):.3g} "
                   f"({land.parameters:,} parameters in {', '.join(land.groups)})")
-    console.print(f"plot: {escape(str(plot_landscape(land, out, f'{_name(checkpoint)} on {dataset.name}')))}")
+    console.print(f"plot: {escape(str(plot_landscape(land, out, f'{_name(checkpoint)} on {dataset.name}')))}", soft_wrap=True)

@@ -48,6 +48,11 @@ def filter_normalised_direction(params: Sequence[torch.Tensor], generator: torch
     return out
 
 
+# The grid costs steps² loss evaluations and as many numbers held at once: 101² is hours on a real model already,
+# and 100,000 steps hung allocating 10^10 of them before the first evaluation.
+MAX_STEPS = 101
+
+
 def loss_landscape(
     model: Any,
     batches: list[dict[str, Any]],
@@ -59,8 +64,8 @@ def loss_landscape(
 ) -> Landscape:
     """Mean loss over `batches` on a `steps` x `steps` grid in [-span, span]^2 of two directions in `groups`' parameters."""
     groups = parse_groups(",".join(groups))
-    if steps < 2:
-        raise ValueError(f"--steps must be at least 2, got {steps}")
+    if not 2 <= steps <= MAX_STEPS:
+        raise ValueError(f"--steps must be in [2, {MAX_STEPS}], got {steps}")
     named = [(n, p) for n, p in model.named_parameters() if group_of(n) in groups]
     if not named:
         raise ValueError(f"the model has no parameters in group(s) {', '.join(groups)}")

@@ -28,7 +28,7 @@ from bbuvl.data.images import load_image
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import data_labels
 from bbuvl.data.schema import read_records, resolve_image
-from bbuvl.diagnostics.probe import detection_outputs, image_batch
+from bbuvl.diagnostics.probe import detection_outputs, image_batch, prepare_named
 from bbuvl.encode.chat import SPAN_STUDENT, Turn
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.checkpoint import is_plain_model_folder, read_model_folder
@@ -328,6 +328,8 @@ def diagnose_model(checkpoint: str | Path, cfg: Config | None = None, image: str
         return report
     run_cfg = cfg or predictor.cfg
     picture = sample_image(predictor.cfg, image)
+    if image is not None:
+        prepare_named(predictor, image)  # a photo no model frame holds is the user's to fix, named, not a check's crash
     checks, report.groups = check_groups(predictor.model, run_cfg)
     hierarchy = Hierarchy.load(run_cfg.data.hierarchy)
     for part in (checks, check_stored_tensors(directory, predictor.model), check_tokens(predictor.model, predictor.processor),

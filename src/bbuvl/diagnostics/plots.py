@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Rectangle
@@ -22,10 +23,22 @@ from bbuvl.eval.fonts import FontChoice
 _MEMORY_LABELS = {"rss": "resident memory (MB)", "cuda_allocated": "CUDA allocated (MB)"}
 
 
+def plot_format(out: str | Path) -> str:
+    """The picture format `out`'s suffix names (png without one); ValueError naming `out` for one matplotlib cannot
+    write, so that a typo fails before minutes of work rather than at the end of them."""
+    out = Path(out)
+    fmt = (out.suffix.lstrip(".") or "png").lower()
+    known = FigureCanvasBase.get_supported_filetypes()
+    if fmt not in known:
+        raise ValueError(f"{out}: cannot write a picture as .{fmt}; name it .png (or {', '.join('.' + k for k in sorted(known))})")
+    return fmt
+
+
 def _save(fig: Figure, out: str | Path) -> Path:
     out = Path(out)
+    fmt = plot_format(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_atomic(out, lambda fh: fig.savefig(fh, format=(out.suffix.lstrip('.') or 'png').lower(), dpi=110))
+    save_atomic(out, lambda fh: fig.savefig(fh, format=fmt, dpi=110))
     return out
 
 

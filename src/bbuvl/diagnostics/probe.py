@@ -15,7 +15,7 @@ from PIL import Image
 from bbuvl.data.families import IMAGE_TOKEN
 from bbuvl.data.schema import read_dataset
 from bbuvl.encode.collate import Batch, PaddedCollator
-from bbuvl.infer.predictor import Predictor
+from bbuvl.infer.predictor import Predictor, Prepared
 from bbuvl.model.detection_head import DetectionOutput
 from bbuvl.train.dataset import ConversationDataset, sources_from
 
@@ -36,9 +36,18 @@ def dataset_batches(predictor: Predictor, dataset: str | Path, max_samples: int,
     return [collate([ds[i] for i in range(s, min(s + batch_size, len(ds)))]) for s in range(0, len(ds), batch_size)]
 
 
+def prepare_named(predictor: Predictor, image: str | Path | Image.Image) -> Prepared:
+    """`image` in the checkpoint's model frame; a photo no frame holds (e.g. 20000x20) is an error naming its file."""
+    try:
+        return predictor.prepare(image)
+    except ValueError as e:
+        named = isinstance(image, (str, Path)) and not str(e).startswith(str(image))
+        raise ValueError(f"{image}: {e}: no model frame holds it; crop it first" if named else str(e)) from None
+
+
 def image_batch(predictor: Predictor, images: Sequence[str | Path | Image.Image]) -> tuple[Batch, list[Image.Image]]:
     """A prompt-only batch (no answer) for images, and the model-frame pictures the model sees."""
-    prepared = [predictor.prepare(im) for im in images]
+    prepared = [prepare_named(predictor, im) for im in images]
     samples = [predictor.encode(p).sample for p in prepared]
     return collator_for(predictor)(samples), [p.image for p in prepared]
 

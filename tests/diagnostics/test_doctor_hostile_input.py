@@ -1,0 +1,63 @@
+"""`bbuvl doctor` on input nobody meant: a plot path no picture format fits, a grid too large to hold, a photo no
+model frame holds. Each is one error naming what is wrong, before the work it would waste where it can be."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from bbuvl.cli.doctor import app
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+runner = CliRunner()
+
+
+def said(result) -> str:
+    return " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("command", ["memory", "features", "attention", "landscape"])
+def test_a_plot_path_no_picture_format_fits_is_refused_before_the_model_loads(tmp_path, command):
+    # The checkpoint is not there: a refusal that came after loading would name it instead.
+    args = {"memory": ["memory", str(tmp_path / "ckpt")], "features": ["features", str(tmp_path / "ckpt")],
+            "attention": ["attention", str(tmp_path / "ckpt"), str(tmp_path / "photo.png")],
+            "landscape": ["landscape", str(tmp_path / "ckpt"), str(tmp_path / "val.jsonl")]}[command]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "plot.txt")])
+    assert result.exit_code == 2 and f"{tmp_path / 'plot.txt'}: cannot write a picture as .txt; name it .png" in said(result)
+    assert "ckpt" not in said(result).replace(str(tmp_path / "plot.txt"), "") and not (tmp_path / "plot.txt").exists()
+
+
+def test_a_landscape_grid_too_large_to_hold_is_refused_naming_its_cost(tmp_path):
+    result = runner.invoke(app, ["landscape", str(tmp_path / "ckpt"), str(tmp_path / "val.jsonl"), "--steps", "100000"])
+    assert result.exit_code == 2 and "--steps 100000: at most 101 (the grid costs steps² = 10,000,000,000" in said(result)
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory):
+    """A real PNG 20000x20: 1000 times as wide as high, more than any model frame holds."""
+    path = tmp_path_factory.mktemp("wide") / "wide [red]图.png"
+    Image.new("RGB", (20000, 20), (0, 160, 0)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("command", ["model", "memory", "attention"])
+def test_a_photo_no_model_frame_holds_is_an_error_naming_it(trained_checkpoint, wide, tmp_path, command):
+    ckpt = str(trained_checkpoint)
+    args = {"model": ["model", ckpt, "--image", str(wide)],
+            "memory": ["memory", ckpt, "--n", "5", "--images", str(wide), "--out", str(tmp_path / "m.png")],
+            "attention": ["attention", ckpt, str(wide), "--out", str(tmp_path / "a.png")]}[command]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"error: {wide}: aspect ratio 1000.0 exceeds 200: no model frame holds it; crop it first" in said(result)
+    assert "Traceback" not in result.output and not list(tmp_path.glob("*.png"))
+
+
+@pytest.mark.parametrize("size", [(1, 1), (20, 20000 // 200)])
+def test_a_one_pixel_photo_and_one_at_the_frames_limit_are_looked_at(trained_checkpoint, tmp_path, size):
+    photo = tmp_path / "small.png"
+    Image.new("RGB", size, (200, 0, 0)).save(photo)
+    result = runner.invoke(app, ["attention", str(trained_checkpoint), str(photo), "--top-k", "1",
+                                 "--out", str(tmp_path / "a.png")])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "a.png").format == "PNG"
