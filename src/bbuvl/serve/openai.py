@@ -1,6 +1,7 @@
 """The OpenAI chat-completions shape for generate mode: one photo in as a `data:` URI, the answer out as JSON text.
 
-Only what a detector needs of that API is accepted: one image per request, no streaming, no tools. An image
+Only what a detector needs of that API is accepted: one image per request in a user message, no streaming, one
+choice, no tools; sampling parameters are checked, then have no effect (decoding is greedy). An image
 given as an http(s) URL is refused: the server never fetches anything. The prompt is always the checkpoint's
 own (the one the model was trained on); user text is ignored. The reply's content is the answer as a JSON
 list of `{bbox_2d, label}` with boxes in the uploaded image's pixels, the model's own text (in its frame)
@@ -18,17 +19,37 @@ from bbuvl.serve.errors import ApiError
 from bbuvl.serve.images import decode_base64
 
 
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+# Accepted and checked, then of no effect: decoding is greedy with the checkpoint's answer budget (docs/serving.md).
+IGNORED = {"model", "user", "seed", "stop", "presence_penalty", "frequency_penalty", "temperature", "top_p", "max_tokens",
+           "max_completion_tokens"}
+# What would change the answer's shape, which this server cannot give: refused rather than dropped.
+UNSUPPORTED = {"tools", "tool_choice", "functions", "function_call", "response_format", "logprobs", "top_logprobs",
+               "stream_options", "audio", "modalities", "parallel_tool_calls", "logit_bias", "prediction"}
+RANGES = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0), "presence_penalty": (-2.0, 2.0), "frequency_penalty": (-2.0, 2.0)}
+
+
 def image_from_chat(body: Any) -> bytes:
     """The bytes of the one image in a chat-completions request; ApiError 400 naming what is wrong."""
     if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
         raise ApiError(400, "missing_messages", "the body must be a JSON object with a non-empty 'messages' list")
-    if body.get("stream"):
-        raise ApiError(400, "unsupported", "'stream': true is not supported; the answer comes in one response")
+    _check_parameters(body)
     urls = []
     for i, m in enumerate(body["messages"]):
-        content = m.get("content") if isinstance(m, dict) else None
+        if not isinstance(m, dict) or m.get("role") not in ROLES:
+            raise ApiError(400, "bad_message", f"messages[{i}] must be an object with a 'role' of {', '.join(ROLES)}")
+        content = m.get("content")
+        if content is not None and not isinstance(content, (str, list)):
+            raise ApiError(400, "bad_message", f"messages[{i}].content must be a string or a list of parts")
         for j, part in enumerate(content if isinstance(content, list) else []):
-            if isinstance(part, dict) and part.get("type") == "image_url":
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind not in ("text", "image_url"):
+                raise ApiError(400, "bad_message", f"messages[{i}].content[{j}] must be a part of type 'text' or "
+                               f"'image_url', got {json.dumps(kind) if isinstance(kind, str) else type(part).__name__}")
+            if kind == "image_url":
+                if m["role"] != "user":  # a photo said to come from the assistant or the system is no photo to inspect
+                    raise ApiError(400, "bad_message", f"messages[{i}] is a '{m['role']}' message; the image goes in "
+                                   "a 'user' message")
                 ref = part.get("image_url")
                 url = ref.get("url") if isinstance(ref, dict) else ref
                 urls.append((f"messages[{i}].content[{j}].image_url", url))
@@ -40,6 +61,36 @@ def image_from_chat(body: Any) -> bytes:
         raise ApiError(400, "url_not_allowed", f"{where}: only data: URIs are accepted (data:image/jpeg;base64,...); "
                        "the server never fetches a URL")
     return decode_base64(url, where)
+
+
+def _check_parameters(body: dict[str, Any]) -> None:
+    """ApiError 400 for a parameter this server cannot honour, of the wrong type or out of OpenAI's range."""
+    unknown = [k for k in body if k not in IGNORED | UNSUPPORTED | {"messages", "stream", "n"}]
+    if unknown:
+        raise ApiError(400, "unknown_field", f"unknown parameter(s) {', '.join(map(repr, unknown[:5]))}; "
+                       "docs/serving.md lists what /v1/chat/completions takes")
+    given = [k for k in UNSUPPORTED if body.get(k)]  # false, null, 0 or empty: asks for nothing
+    if given:
+        raise ApiError(400, "unsupported", f"{', '.join(map(repr, sorted(given)))} is not supported: the answer is the "
+                       "detector's JSON list of boxes, in one message")
+    if body.get("stream") not in (None, False):
+        raise ApiError(400, "unsupported", "'stream' must be false or absent: the answer comes in one response")
+    if body.get("n") not in (None, 1) or isinstance(body.get("n"), bool):
+        raise ApiError(400, "unsupported", f"'n' must be 1 (one answer per photo), got {json.dumps(body['n'])}")
+    for name, (low, high) in RANGES.items():
+        v = body.get(name)
+        if v is not None and (not _number(v) or not low <= v <= high):
+            raise ApiError(400, "invalid_parameter", f"'{name}' must be a number in [{low:g}, {high:g}], got {json.dumps(v)}")
+    for name in ("max_tokens", "max_completion_tokens", "seed"):
+        v = body.get(name)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or (v < 1 and name != "seed")):
+            raise ApiError(400, "invalid_parameter", f"'{name}' must be a{' positive' if name != 'seed' else 'n'} "
+                           f"integer, got {json.dumps(v)}")
+
+
+def _number(v: Any) -> bool:
+    """True for a JSON number (not a boolean)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def chat_response(objects: list[dict[str, Any]], raw: str | None, model: str, extra: dict[str, Any],

@@ -1,0 +1,73 @@
+"""/v1/chat/completions against bodies no OpenAI client should send, and parameters this server cannot honour:
+each a 400 naming what is wrong, where the server answered 200 with something else before."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+JSON = {"Content-Type": "application/json"}
+URI = "data:image/png;base64," + base64.b64encode(b"not looked at: every case is refused before the image").decode()
+
+
+def user(*parts: dict) -> dict:
+    return {"role": "user", "content": [{"type": "text", "text": "find every part"}, *parts]}
+
+
+IMAGE = {"type": "image_url", "image_url": {"url": URI}}
+BAD = {
+    # 200 with one choice before: the client asked for two
+    "n_of_2": ({"n": 2, "messages": [user(IMAGE)]}, "unsupported", "'n' must be 1"),
+    "stream_as_a_string": ({"stream": "false", "messages": [user(IMAGE)]}, "unsupported", "'stream'"),
+    "tools": ({"tools": [{"type": "function", "function": {"name": "f"}}], "messages": [user(IMAGE)]}, "unsupported", "'tools'"),
+    "json_schema_answer": ({"response_format": {"type": "json_schema"}, "messages": [user(IMAGE)]}, "unsupported",
+                           "'response_format'"),
+    "unknown_parameter": ({"temprature": 0.2, "messages": [user(IMAGE)]}, "unknown_field", "'temprature'"),
+    # 200 before: range and type unchecked
+    "temperature_below_0": ({"temperature": -5, "messages": [user(IMAGE)]}, "invalid_parameter", "'temperature'"),
+    "temperature_as_a_string": ({"temperature": "0.2", "messages": [user(IMAGE)]}, "invalid_parameter", "'temperature'"),
+    "top_p_over_1": ({"top_p": 3, "messages": [user(IMAGE)]}, "invalid_parameter", "'top_p'"),
+    "max_tokens_0": ({"max_tokens": 0, "messages": [user(IMAGE)]}, "invalid_parameter", "'max_tokens'"),
+    "max_tokens_a_float": ({"max_tokens": 1.5, "messages": [user(IMAGE)]}, "invalid_parameter", "'max_tokens'"),
+    # 200 before: any role, or none, was taken
+    "unknown_role": ({"messages": [{"role": "hacker", "content": [IMAGE]}]}, "bad_message", "messages[0]"),
+    "no_role": ({"messages": [{"content": [IMAGE]}]}, "bad_message", "messages[0]"),
+    "image_in_a_system_message": ({"messages": [{"role": "system", "content": [IMAGE]}]}, "bad_message", "'user' message"),
+    "image_in_an_assistant_message": ({"messages": [user(), {"role": "assistant", "content": [IMAGE]}]}, "bad_message",
+                                      "messages[1] is a 'assistant'"),
+    # 400 "found 0 images" before, naming nothing
+    "message_not_an_object": ({"messages": [5]}, "bad_message", "messages[0]"),
+    "content_an_object": ({"messages": [{"role": "user", "content": IMAGE}]}, "bad_message", "messages[0].content"),
+    "image_part_of_another_api": ({"messages": [user({"type": "input_image", "image_url": URI})]}, "bad_message",
+                                  'got "input_image"'),
+    "part_not_an_object": ({"messages": [{"role": "user", "content": ["hello"]}]}, "bad_message", "content[0]"),
+}
+
+
+@pytest.fixture(scope="module")
+def chat_server(engine, keys):
+    from bbuvl.serve.app import ServeSettings, create_app
+    from tests.serve.conftest import running
+
+    with running(create_app(engine, keys, ServeSettings())) as client:
+        yield client
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_a_chat_request_the_server_cannot_honour_is_a_400_naming_it(chat_server, case):
+    body, kind, named = BAD[case]
+    r = chat_server.request("POST", "/v1/chat/completions", json.dumps(body).encode(), JSON)
+    assert r.status == 400, r.body
+    assert r.json()["error"]["kind"] == kind and named in r.json()["error"]["message"], r.json()
+
+
+def test_openai_clients_defaults_are_taken_and_the_answer_is_one_choice(chat_server, photos):
+    uri = "data:image/png;base64," + base64.b64encode(photos[0].read_bytes()).decode()
+    body = {"model": "bbu", "temperature": 0, "top_p": 1, "max_tokens": 1024, "n": 1, "stream": False, "seed": 7,
+            "logprobs": False, "tools": [], "user": "inspector-7",
+            "messages": [{"role": "system", "content": "You inspect photos."}, user({"type": "image_url", "image_url": {"url": uri}})]}
+    r = chat_server.request("POST", "/v1/chat/completions", json.dumps(body).encode(), JSON)
+    assert r.status == 200, r.body
+    assert len(r.json()["choices"]) == 1 and isinstance(json.loads(r.json()["choices"][0]["message"]["content"]), list)
