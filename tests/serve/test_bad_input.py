@@ -63,6 +63,9 @@ BAD = {
     "json_that_is_not_json": (b"{not json", JSON, 400, "invalid_json"),
     "json_with_bad_base64": (json.dumps({"image": "@@@not base64@@@"}).encode(), JSON, 400, "bad_base64"),
     "json_with_a_url": (json.dumps({"image": "https://example.com/a.jpg"}).encode(), JSON, 400, "url_not_allowed"),
+    # 200 before: the declared type was never looked at
+    "json_with_a_text_data_uri": (json.dumps({"image": "data:text/plain;base64," + base64.b64encode(png(64, 48)).decode()}).encode(),
+                                  JSON, 415, "unsupported_media_type"),
     "json_with_base64_text": (json.dumps({"image": base64.b64encode(b"plain words").decode()}).encode(), JSON, 400, "not_an_image"),
     # A bare 500 (a RecursionError inside the JSON parser) before: too deep is the client's error, named.
     "json_nested_100000_deep": (b"[" * 100_000 + b"]" * 100_000, JSON, 400, "json_too_deep"),
@@ -134,3 +137,19 @@ def test_a_photo_at_the_aspect_limit_is_answered(bad_server):
     body, headers = as_file(png(20, 4000))
     r = bad_server.request("POST", "/v1/detect", body, headers)
     assert r.status == 200 and (r.json()["width"], r.json()["height"]) == (20, 4000), r.body
+
+
+def test_base64_in_the_url_safe_alphabet_unpadded_or_wrapped_gives_the_same_answer(bad_server):
+    data = png(61, 44)  # 61x44: its PNG's base64 has '-'/'_' in the URL-safe alphabet and needs padding
+    plain = base64.b64encode(data).decode()
+    url_safe = base64.urlsafe_b64encode(data).decode()
+    assert url_safe != plain and plain.endswith("=")
+    spellings = {"url_safe_unpadded": url_safe.rstrip("="), "unpadded": plain.rstrip("="),
+                 "wrapped_at_76": "\n".join(plain[i:i + 76] for i in range(0, len(plain), 76)),
+                 "data_uri_without_a_type": "data:;base64," + url_safe, "octet_stream": "data:application/octet-stream;base64," + plain}
+    want = bad_server.request("POST", "/v1/detect", json.dumps({"image": plain}).encode(), JSON)
+    assert want.status == 200
+    for name, text in spellings.items():  # the URL-safe ones were 400 bad_base64 before
+        r = bad_server.request("POST", "/v1/detect", json.dumps({"image": text}).encode(), JSON)
+        assert r.status == 200, (name, r.body)
+        assert r.json()["objects"] == want.json()["objects"], name

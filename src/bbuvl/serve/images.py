@@ -22,6 +22,7 @@ from bbuvl.serve.errors import ApiError
 # A photo may have this many times the model frame's largest pixel count: a 12 MP phone photo is 12x the
 # 1 MP frame of configs/base.yaml; anything far beyond is a mistake or an attack (docs/serving.md, "Bad input").
 PIXEL_LIMIT_FACTOR = 100
+_URL_SAFE = str.maketrans("-_", "+/")
 _DATA_URI = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,", re.I)
 
 
@@ -61,18 +62,27 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
 
 
 def decode_base64(text: str, where: str = "image") -> bytes:
-    """Bytes of a base64 string or a `data:` URI; ApiError 400 naming `where` when it is neither."""
+    """Bytes of a base64 string (either alphabet, padded or not) or a `data:` URI; ApiError 400 naming `where` when it
+    is neither, 415 when the URI says it holds no image."""
     if not isinstance(text, str) or not text:
         raise ApiError(400, "missing_image", f"'{where}' must be a non-empty base64 string or data: URI")
     m = _DATA_URI.match(text)
     if m:
         if not m.group("b64"):
             raise ApiError(400, "bad_base64", f"'{where}': only base64 data: URIs are accepted (data:image/png;base64,...)")
+        mime = (m.group("type") or "").lower()
+        if mime and not mime.startswith("image/") and mime != "application/octet-stream":  # octet-stream: "some bytes"
+            raise ApiError(415, "unsupported_media_type", f"'{where}' is a data: URI of type '{mime}', not an image: "
+                           "send data:image/jpeg;base64,... (or image/png, ...)")
         text = text[m.end():]
     elif re.match(r"^[a-z][a-z0-9+.-]*://", text, re.I):
         raise ApiError(400, "url_not_allowed", f"'{where}' is a URL; this server never fetches URLs: send the image as a "
                        "base64 data: URI")
+    text = "".join(text.split())
+    # The URL-safe alphabet and unpadded base64 (RFC 4648, sections 5 and 3.2) are what many encoders write; neither
+    # is ambiguous with the standard alphabet, so both are read rather than answered "not valid base64".
+    text = text.translate(_URL_SAFE) + "=" * (-len(text) % 4)
     try:
-        return base64.b64decode("".join(text.split()), validate=True)
+        return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ApiError(400, "bad_base64", f"'{where}' is not valid base64") from None
