@@ -741,7 +741,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def read_run_config(directory: str | Path) -> Config:
     """The config a checkpoint was trained with (its CONFIG_FILE)."""
+    if not (Path(directory) / CONFIG_FILE).exists() and (what := not_a_checkpoint(Path(directory))):
+        raise ConfigError(what)
     return load_config(Path(directory) / CONFIG_FILE)
+
+
+def not_a_checkpoint(path: Path) -> str | None:
+    """What `path` is when it holds no model at all (a run's folder, a dataset folder), else None."""
+    if any((path / name).exists() for name in ("config.json", "adapter_config.json", CONFIG_FILE)):
+        return None
+    if (path / "final").is_dir() or any(path.glob("checkpoint-*")):  # a run's training.output_dir
+        return (f"{path}: a training run's folder, not a checkpoint: give its final/ (or a checkpoint-N/) "
+                "folder")
+    if any(path.glob("*.jsonl")):
+        return f"{path}: a dataset folder ({', '.join(sorted(p.name for p in path.glob('*.jsonl'))[:3])}), not a checkpoint"
+    if path.is_dir() and not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        return f"{path}: holds no model ({CONFIG_FILE}, config.json or weights): not a checkpoint folder"
+    return None
 
 
 def dump_config(cfg: Config) -> str:

@@ -41,6 +41,29 @@ def test_labels_for_a_checkpoint_and_no_labels_for_a_plain_folder_are_errors(tra
         read_model_folder(tmp_path / "half")
 
 
+@pytest.mark.parametrize("made, said", [
+    (["train.jsonl", "val.jsonl", "images/"], "a dataset folder (train.jsonl, val.jsonl), not a checkpoint"),
+    (["final/", "checkpoint-2/", "history.json"], "a training run's folder, not a checkpoint: give its final/"),
+    ([], "holds no model (bbuvl.yaml, config.json or weights): not a checkpoint folder"),
+])
+def test_a_folder_holding_no_model_is_named_for_what_it_is(tmp_path, made, said):
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    folder = tmp_path / "given"
+    folder.mkdir()
+    for name in made:
+        (folder / name).mkdir() if name.endswith("/") else (folder / name).write_text("{}\n", encoding="utf-8")
+    with pytest.raises(CheckpointError) as e:
+        read_model_folder(folder)
+    assert str(e.value) == f"{folder}: {said}" or str(e.value).startswith(f"{folder}: {said}")
+    (tmp_path / "photos").mkdir()
+    r = CliRunner().invoke(app, ["predict", "-c", str(folder), "-i", str(tmp_path / "photos"), "-o", str(tmp_path / "p.jsonl")],
+                           env={"COLUMNS": "400"})
+    assert r.exit_code == 2 and f"error: {folder}: {said}" in r.output, r.output
+
+
 def test_a_checkpoint_without_its_tokenizer_is_refused_naming_the_file(trained_checkpoint, tmp_path):
     import shutil
 

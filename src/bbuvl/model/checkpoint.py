@@ -33,7 +33,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from bbuvl.atomic import atomic_folder, atomic_path, write_text_atomic
-from bbuvl.config import CONFIG_FILE, Config, dump_config, read_run_config
+from bbuvl.config import CONFIG_FILE, Config, dump_config, not_a_checkpoint, read_run_config
 from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.families import family_of
 from bbuvl.data.faults import THRESHOLDS_FILE, TILED_THRESHOLDS_FILE
@@ -262,7 +262,8 @@ def read_model_folder(path: str | Path, labels: list[str] | None = None, lang: s
         raise FileNotFoundError(f"{path}: no such checkpoint folder")
     problem = checkpoint_problem(path)
     if problem:
-        raise CheckpointError(f"{path}: incomplete or damaged checkpoint ({problem}); use another checkpoint or re-copy it")
+        raise CheckpointError(not_a_checkpoint(path) or
+                              f"{path}: incomplete or damaged checkpoint ({problem}); use another checkpoint or re-copy it")
     run = read_run_config(path)
     if "vision_positions" not in run.model.model_fields_set and not (path / POSITIONS_FILE).exists():
         run.model.vision_positions = False  # trained before vision positions existed
