@@ -369,6 +369,18 @@ def test_doctor_memory_in_head_mode_on_a_headless_checkpoint_is_refused_before_a
     assert not (tmp_path / "memory.png").exists()
 
 
+@pytest.mark.parametrize("command", ["features", "attention"])
+def test_doctor_looking_inside_the_head_of_a_headless_checkpoint_is_refused_naming_it(headless_checkpoint, tmp_path,
+                                                                                      command):
+    image = tmp_path / "a.png"
+    Image.new("RGB", (64, 48), (10, 90, 160)).save(image)
+    args = ["--data", str(image)] if command == "features" else [str(image)]
+    r = invoke(["doctor", command, str(headless_checkpoint), *args, "--device", "cpu", "--out", str(tmp_path / "d.png")])
+    usage_error(r, f"{headless_checkpoint}: this checkpoint has no detection head (detection.enabled was false): "
+                   f"`bbuvl doctor {command}` looks inside one")
+    assert not (tmp_path / "d.png").exists()
+
+
 @pytest.mark.parametrize("given", ["folder", "jsonl"])
 def test_predict_on_an_input_without_photos_is_an_error_not_zero_predicted(headless_checkpoint, tmp_path, given):
     source = tmp_path / "photos"

@@ -37,9 +37,10 @@ def _progress(label: str) -> Progress:
 
 
 def _predictor(checkpoint: Path, device: str | None, command: str,  # noqa: ANN202 - a Predictor (lazily: torch)
-               labels_from: Path | None = None):
+               labels_from: Path | None = None, needs_head: bool = False):
     """The checkpoint's predictor; a plain model folder answers with the labels of `labels_from` (a dataset JSONL),
-    and is refused where there is none (it has no prompt of its own)."""
+    and is refused where there is none (it has no prompt of its own). `needs_head`: a checkpoint without a detection
+    head is refused naming it, before its weights load."""
     logging.basicConfig(level=logging.WARNING)
     check_device(device)
     from bbuvl.data.labels import Hierarchy
@@ -48,6 +49,9 @@ def _predictor(checkpoint: Path, device: str | None, command: str,  # noqa: ANN2
     from bbuvl.model.checkpoint import is_plain_model_folder, read_model_folder
 
     with user_errors(ValueError, OSError):
+        if needs_head and not is_plain_model_folder(checkpoint) and not read_model_folder(checkpoint).cfg.detection.enabled:
+            fail(f"{checkpoint}: this checkpoint has no detection head (detection.enabled was false): `bbuvl doctor "
+                 f"{command}` looks inside one")
         if not is_plain_model_folder(checkpoint):
             return Predictor.load(checkpoint, device=device)
         if labels_from is None:
@@ -258,7 +262,7 @@ def features(
     check_device(device)
     _check_plot(out)
     claim_outputs("doctor features", {"CHECKPOINT": checkpoint, "--data": data}, [out], overwrite=overwrite)
-    predictor = _predictor(checkpoint, device, "features")
+    predictor = _predictor(checkpoint, device, "features", needs_head=True)
     source = data or _default_dataset(predictor.cfg)
     if source is None:
         fail("no dataset to probe with: pass --data DATASET.jsonl")
@@ -296,7 +300,7 @@ def attention(
                   overwrite=overwrite)
     with user_errors(OSError, ValueError):
         font = find_cjk_font(font_path)  # a --font-path that is no font is refused before the model loads
-    predictor = _predictor(checkpoint, device, "attention")
+    predictor = _predictor(checkpoint, device, "attention", needs_head=True)
     with user_errors(OSError, ValueError):
         maps = cross_attention(predictor, image, top_k, layer)
     if font.warning:
