@@ -61,3 +61,12 @@ def test_a_one_pixel_photo_and_one_at_the_frames_limit_are_looked_at(trained_che
                                  "--out", str(tmp_path / "a.png")])
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "a.png").format == "PNG"
+
+
+def test_attention_asked_for_more_queries_than_the_head_has_says_it_shows_them_all(trained_checkpoint, tmp_path):
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (64, 48), (200, 0, 0)).save(photo)
+    result = runner.invoke(app, ["attention", str(trained_checkpoint), str(photo), "--top-k", "999",
+                                 "--out", str(tmp_path / "a.png")])
+    assert result.exit_code == 0, result.output
+    assert "note: --top-k 999: the head has " in said(result) and "queries; all of them are shown" in said(result)

@@ -305,6 +305,8 @@ def attention(
         maps = cross_attention(predictor, image, top_k, layer)
     if font.warning:
         console.print(f"[yellow]warning[/]: {escape(font.warning)}")
+    if top_k > len(maps.queries):
+        console.print(f"note: --top-k {top_k}: the head has {len(maps.queries)} queries; all of them are shown")
     table = Table(title=f"doctor attention: {escape(image.name)}, decoder layer {maps.layer}")
     for col in ("query", "objectness", "on image", "peak patch (row, col)", "caption"):
         table.add_column(col)
