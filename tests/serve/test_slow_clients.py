@@ -109,3 +109,21 @@ def test_a_compressed_body_is_refused_naming_its_content_encoding(serve, photos)
     assert r.status == 415, r.body  # 400 not_an_image before: the gzip bytes were read as the photo
     assert r.json()["error"]["kind"] == "unsupported_content_encoding" and "gzip" in r.json()["error"]["message"]
     assert client.detect_file(photos[0]).status == 200
+
+
+def test_a_connection_past_max_connections_gets_503_with_retry_after_and_the_others_are_served(serve):
+    client = serve(max_connections=3)
+    idle = [socket.create_connection(("127.0.0.1", client.port), timeout=10) for _ in range(3)]
+    time.sleep(0.2)  # the server has taken them
+    s = raw(client.port, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.split()[1] == b"503" and b"retry-after: 1" in head.lower()
+    assert json.loads(body)["error"]["kind"] == "too_many_connections"
+    idle.pop().close()
+    time.sleep(0.2)
+    assert client.request("GET", "/healthz").status == 200
+    for c in idle:
+        c.close()

@@ -39,6 +39,8 @@ def serve(
     max_body_mb: float = typer.Option(20.0, callback=finite_range(0.01), help="Largest request body, in MiB (then 413)."),
     read_timeout: float = typer.Option(60.0, callback=finite_range(0.1), help="Seconds a client may take to send a "
                                        "request's headers (then the connection is closed), and again its body (then 408)."),
+    max_connections: int = typer.Option(512, callback=int_range(1), help="Connections open at once; one more is "
+                                        "answered 503 and closed (each holds a file descriptor)."),
     cors_origin: Optional[List[str]] = typer.Option(None, "--cors-origin", help="Allow browser calls from this origin "
                                                     "(repeatable); CORS is off without it."),
     log_level: str = typer.Option("info", help="debug | info | warning | error.",
@@ -84,7 +86,7 @@ def serve(
         options = predictor.options(**tiled)
         engine = Engine(predictor, mode, checkpoint.name, rescorer, options)
     settings = ServeSettings(max_batch, max_wait_ms, queue_size, timeout, max_body_mb, list(cors_origin or []),
-                             read_timeout)
+                             read_timeout, max_connections)
     with user_errors(OSError):
         sock = bind(host, port)
     if host not in LOOPBACK:
@@ -93,4 +95,5 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     console.print(f"serving {escape(engine.checkpoint)} ({escape(engine.mode)} mode, {len(keys)} API key(s)) on "
                   f"{escape(f'http://{shown}:{sock.getsockname()[1]}/')}", soft_wrap=True)
-    serve_app(create_app(engine, keys, settings), sock, drain_s=timeout, log_level=log_level, read_timeout_s=read_timeout)
+    serve_app(create_app(engine, keys, settings), sock, drain_s=timeout, log_level=log_level, read_timeout_s=read_timeout,
+              max_connections=max_connections)

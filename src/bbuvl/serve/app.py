@@ -50,6 +50,7 @@ class ServeSettings:
     max_body_mb: float = 20.0
     cors_origins: list[str] = field(default_factory=list)
     read_timeout_s: float = 60.0  # for a request's headers, then again for its body (server.py, bodies.py)
+    max_connections: int = 512  # open at once; one more is answered 503 and closed (server.py)
 
     @property
     def max_body_bytes(self) -> int:

@@ -13,6 +13,7 @@ within the read timeout; bodies.py gives the body the same time (docs/serving.md
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import signal
 import socket
@@ -21,6 +22,16 @@ from typing import Any
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from bbuvl.serve.errors import ApiError
+
+
+def _too_many(max_connections: int) -> bytes:
+    """The raw HTTP answer to a connection past the bound: 503, Retry-After, the error shape of errors.py."""
+    body = json.dumps(ApiError(503, "too_many_connections", f"the server holds at most {max_connections} connections "
+                               "at once (--max-connections); retry in a moment").body()).encode()
+    return (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n"
+            b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -36,15 +47,33 @@ def bind(host: str, port: int) -> socket.socket:
         raise OSError(e.errno, f"{where}: cannot listen there ({e.strerror or e})") from None
 
 
-def protocol(read_timeout_s: float) -> type[H11Protocol]:
-    """uvicorn's HTTP/1.1 protocol, closing a connection whose next request's headers take over `read_timeout_s`."""
+def protocol(read_timeout_s: float, max_connections: int = 512) -> type[H11Protocol]:
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose next request's headers take over `read_timeout_s`,
+    and answering one past `max_connections` open at once with a 503 before closing it."""
 
     class HeaderDeadline(H11Protocol):
         answered = 0  # responses completed on this connection
+        refused = False  # past max_connections: answered 503, its request read and dropped
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                # Each connection holds a file descriptor (1,024 a process by default): past the bound a client
+                # hears why at once, where running out of descriptors would fail every accept, for everyone. The
+                # write side closes first and the rest goes a second later: closing with the client's request unread
+                # would reset the connection before the client read the answer.
+                self.refused = True
+                self.connections.discard(self)  # it no longer counts against those that come after it
+                transport.write(_too_many(max_connections))
+                if transport.can_write_eof():
+                    transport.write_eof()
+                self.loop.call_later(1.0, transport.close)
+                return
             self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            if not self.refused:
+                super().data_received(data)
 
         def on_response_complete(self) -> None:
             self.answered += 1
@@ -62,16 +91,18 @@ def protocol(read_timeout_s: float) -> type[H11Protocol]:
     return HeaderDeadline
 
 
-def config(app: Any, drain_s: float = 60.0, log_level: str = "info", read_timeout_s: float = 60.0) -> uvicorn.Config:
-    """The uvicorn settings of a served app: no access log (Guard logs), graceful drain, header deadline."""
+def config(app: Any, drain_s: float = 60.0, log_level: str = "info", read_timeout_s: float = 60.0,
+           max_connections: int = 512) -> uvicorn.Config:
+    """The uvicorn settings of a served app: no access log (Guard logs), graceful drain, header deadline, a bound on
+    open connections."""
     return uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=int(drain_s) + 1,
-                          lifespan="on", server_header=False, http=protocol(read_timeout_s))
+                          lifespan="on", server_header=False, http=protocol(read_timeout_s, max_connections))
 
 
 def serve_app(app: Any, sock: socket.socket, drain_s: float = 60.0, log_level: str = "info",
-              read_timeout_s: float = 60.0) -> None:
+              read_timeout_s: float = 60.0, max_connections: int = 512) -> None:
     """Serve `app` on a bound socket until SIGTERM/SIGINT, then drain open requests and return."""
-    server = uvicorn.Server(config(app, drain_s, log_level, read_timeout_s))
+    server = uvicorn.Server(config(app, drain_s, log_level, read_timeout_s, max_connections))
     caught: list[int] = []
     previous = {sig: signal.signal(sig, lambda s, f: caught.append(s)) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
