@@ -39,7 +39,7 @@ def test_predict_then_eval_writes_lines_metrics_and_report(trained_checkpoint, s
     assert r.exit_code == 0, r.output
     m = json.loads(metrics.read_text(encoding="utf-8"))
     assert set(m) == {"AP", "AP50", "AP75", "AP_agnostic", "AP50_agnostic", "per_category", "label_accuracy",
-                      "parse_failure_rate", "duplicate_rate", "errors", "prior", "faults"}
+                      "parse_failure_rate", "duplicate_rate", "errors", "prior", "faults", "settings"}
     assert (tmp_path / "report" / "index.html").exists()
     # Sizes in vision tokens come from the checkpoint that wrote the predictions (its manifest).
     details = json.loads((tmp_path / "metrics.coco.json").read_text(encoding="utf-8"))

@@ -210,8 +210,8 @@ def memory(
     if mode not in ("generate", "head"):
         fail(f"--mode must be generate or head, got '{mode}'")
     check_device(device)  # a bad option fails before anything is claimed
-    _check_plot(out)
     claim_outputs("doctor memory", {"CHECKPOINT": checkpoint, "--images": images}, [out], overwrite=overwrite)
+    _check_plot(out)  # after the claim: an output that is an input is named as that first
     predictor = _predictor(checkpoint, device, "memory")
     with user_errors(ValueError):
         predictor.check_mode(mode)  # a mode this checkpoint cannot run fails once, before any iteration
@@ -260,8 +260,8 @@ def features(
     from bbuvl.diagnostics.probe import dataset_batches
 
     check_device(device)
-    _check_plot(out)
     claim_outputs("doctor features", {"CHECKPOINT": checkpoint, "--data": data}, [out], overwrite=overwrite)
+    _check_plot(out)  # after the claim: an output that is an input is named as that first
     predictor = _predictor(checkpoint, device, "features", needs_head=True)
     source = data or _default_dataset(predictor.cfg)
     if source is None:
@@ -295,9 +295,9 @@ def attention(
     from bbuvl.eval.fonts import find_cjk_font
 
     check_device(device)
-    _check_plot(out)
     claim_outputs("doctor attention", {"CHECKPOINT": checkpoint, "IMAGE": image, "--font-path": font_path}, [out],
                   overwrite=overwrite)
+    _check_plot(out)  # after the claim: an output that is an input is named as that first
     with user_errors(OSError, ValueError):
         font = find_cjk_font(font_path)  # a --font-path that is no font is refused before the model loads
     predictor = _predictor(checkpoint, device, "attention", needs_head=True)
@@ -398,8 +398,8 @@ def landscape(
     with user_errors(ValueError):
         chosen = parse_groups(groups)  # before minutes of loading
     check_device(device)
-    _check_plot(out)
     claim_outputs("doctor landscape", {"CHECKPOINT": checkpoint, "DATASET": dataset}, [out], overwrite=overwrite)
+    _check_plot(out)  # after the claim: an output that is an input is named as that first
     predictor = _predictor(checkpoint, device, "landscape")
     with user_errors(OSError, ValueError):
         batches = dataset_batches(predictor, dataset, samples, predictor.cfg.inference.batch_size)
