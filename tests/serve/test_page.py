@@ -69,3 +69,62 @@ def test_a_wrong_key_or_none_gets_no_page(browser, serve):
     metrics = client.request("GET", "/metrics").body.decode()
     assert 'bbuvl_requests_total{route="/",status="200"}' not in metrics
     assert 'bbuvl_requests_total{route="/",status="401"}' in metrics
+
+
+class _Proxy:
+    """A reverse proxy in front of the server, as nginx is in production: it passes every GET through, and answers
+    the detection request with its own HTML 502 page, as it does when the server behind it is down."""
+
+    def __init__(self, upstream: str):
+        import http.server
+        import threading
+        import urllib.error
+        import urllib.request
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "accept")}
+                try:
+                    with urllib.request.urlopen(urllib.request.Request(upstream + self.path, headers=headers)) as r:
+                        status, head, body = r.status, r.headers, r.read()
+                except urllib.error.HTTPError as e:
+                    status, head, body = e.code, e.headers, e.read()
+                self.send_response(status)
+                for k, v in head.items():
+                    if k.lower() in ("content-type", "www-authenticate", "cache-control"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = b"<html><body><h1>502 Bad Gateway</h1><hr>nginx</body></html>"
+                self.send_response(502, "Bad Gateway")
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_a_proxys_html_error_page_is_shown_by_its_status_not_as_a_parse_error(browser, serve, photos):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    client = serve()
+    proxy = _Proxy(client.base)
+    try:
+        browser.get(f"http://inspector:{client.key}@127.0.0.1:{proxy.port}/")
+        browser.find_element(By.ID, "file").send_keys(str(photos[0]))
+        WebDriverWait(browser, 30).until(lambda d: "error" in d.find_element(By.ID, "status").get_attribute("class"))
+        said = browser.find_element(By.ID, "status").text
+        assert said.startswith("502 Bad Gateway") and "not the server's JSON" in said and "SyntaxError" not in said, said
+    finally:
+        proxy.server.shutdown()

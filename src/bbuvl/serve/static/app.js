@@ -114,9 +114,15 @@
     let response, body;
     try {
       response = await fetch(DETECT, { method: "POST", credentials: "same-origin", body: form });
-      body = await response.json();
     } catch (e) {
       say("请求失败 · request failed: " + e, true);
+      return;
+    }
+    try {
+      body = await response.json();
+    } catch (e) {
+      // Not JSON: a proxy in front answered (an HTML 502 or 413 page); its status says more than a parse error.
+      say(response.status + " " + (response.statusText || "error") + " (an answer that is not the server's JSON: a proxy in front?)", true);
       return;
     }
     if (!response.ok) {
