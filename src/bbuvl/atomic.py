@@ -55,7 +55,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=_prefix(path), suffix=f".tmp{path.suffix}", dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=f".tmp{path.suffix}", dir=path.parent)
         os.close(fd)
         tmp = Path(name)
         os.chmod(tmp, 0o666 & ~_UMASK)
@@ -101,7 +101,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_dead_writers_temporaries(path)
-        tmp = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".tmp", dir=path.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(path), suffix=".tmp", dir=path.parent))
         os.chmod(tmp, 0o777 & ~_UMASK)
         yield tmp
         for file in [p for p in tmp.rglob("*") if p.is_file() and not p.is_symlink()]:
@@ -125,23 +125,32 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
         raise OSError(code, f"{path}: writing failed ({_why(e)}); {kept}") from e
 
 
-def _prefix(path: Path) -> str:
-    """The start of a temporary name beside `path`: hidden, and naming this process."""
+def temporary_prefix(path: Path) -> str:
+    """The start of a temporary name beside `path`: hidden, and naming this process (what
+    `remove_dead_writers_temporaries` looks for)."""
     return f".{path.name}.{os.getpid()}."
+
+
+def remove_path(path: Path, ignore_errors: bool = False) -> None:
+    """Remove the file, folder or link at `path` (a link itself, never what it names); nothing when there is none."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=ignore_errors)
+    elif os.path.lexists(path):
+        path.unlink(missing_ok=True)
 
 
 def remove_dead_writers_temporaries(path: str | Path) -> list[Path]:
     """Remove the temporary files and folders a writer of `path` that is no longer running left beside it (killed
     before it could clean up); returns what was removed."""
     path = Path(path)
-    # Exactly what _prefix and mkstemp/mkdtemp write (8 random characters): not another output's temporaries
+    # Exactly what temporary_prefix and mkstemp/mkdtemp write (8 random characters): not another output's temporaries
     ours = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[a-z0-9_]{{8}}\.tmp(\.[^.]*)?")
     removed = []
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
         match = ours.fullmatch(tmp.name)
         if match is None or _running(int(match.group(1))):
             continue
-        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() and not tmp.is_symlink() else tmp.unlink(missing_ok=True)
+        remove_path(tmp, ignore_errors=True)
         removed.append(tmp)
     return removed
 

@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from bbuvl.atomic import remove_dead_writers_temporaries, write_text_atomic, written_path
+from bbuvl.atomic import (remove_dead_writers_temporaries, remove_path, temporary_prefix, write_text_atomic,
+                          written_path)
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +125,16 @@ def output_digest(path: Path) -> str | None:
     return total.hexdigest() if seen else None
 
 
+def output_path(path: str | Path) -> Path:
+    """The one name of an output, however it was given: absolute, and the file it names when it is a link (what its
+    lock, its ledger entry and its owner are kept under)."""
+    return Path(os.path.abspath(written_path(path)))
+
+
 def writer_of(path: Path) -> str | None:
     """The command that wrote what is at `path` now (or a folder holding it): None when no ledger names one, or
     when the content changed since that command wrote it."""
-    path = Path(os.path.abspath(written_path(path)))
+    path = output_path(path)
     for child in [path, *path.parents]:
         if child.parent == child:
             return None
@@ -198,7 +205,7 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
     files, folders = [Path(p) for p in files], [Path(p) for p in folders]
     check_not_inputs(inputs, files, folders)
     check_distinct(files + folders)
-    outputs = [Path(os.path.abspath(written_path(p))) for p in files + folders]
+    outputs = [output_path(p) for p in files + folders]
     claim = Claim(command, outputs, {})
     try:
         for out in outputs:
@@ -236,14 +243,14 @@ def replacing(outputs: Iterable[Path]) -> Iterator[None]:
     leaves the earlier outputs aside as `.NAME.PID.*.tmp` (removed by the next run, as atomic.py's temporaries are)
     and the killed run's unrecorded half under the real names, which the same command then redoes (see above).
     """
-    paths = [Path(os.path.abspath(written_path(p))) for p in outputs]
+    paths = [output_path(p) for p in outputs]
     aside: dict[Path, Path] = {}
     started = False
     try:
         for path in paths:
             remove_dead_writers_temporaries(path)
             if os.path.lexists(path):
-                folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
+                folder = Path(tempfile.mkdtemp(prefix=temporary_prefix(path), suffix=".tmp", dir=path.parent))
                 os.rename(path, folder / path.name)
                 aside[path] = folder
         started = True
@@ -251,7 +258,7 @@ def replacing(outputs: Iterable[Path]) -> Iterator[None]:
     except BaseException:
         for path in paths:  # what this run wrote goes (nothing, when setting aside failed); what was there comes back
             if started:
-                _remove(path)
+                remove_path(path)
             if path in aside:
                 folder = aside.pop(path)
                 os.rename(folder / path.name, path)
@@ -262,18 +269,10 @@ def replacing(outputs: Iterable[Path]) -> Iterator[None]:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _remove(path: Path) -> None:
-    """Remove a file, link or folder at `path`, if any."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        path.unlink()
-
-
 def hold_outputs(command: str, outputs: Iterable[Path]) -> Claim:
     """Lock outputs against other processes only (raises OutputConflict naming the holder), for commands that
     decide what is theirs themselves; `finish` releases them."""
-    claim = Claim(command, [Path(os.path.abspath(written_path(p))) for p in outputs], {}, record=False)
+    claim = Claim(command, [output_path(p) for p in outputs], {}, record=False)
     try:
         for out in claim.outputs:
             claim.locks.append(OutputLock(out, command).acquire())
@@ -293,7 +292,7 @@ class OutputLock:
     """
 
     def __init__(self, out: Path, command: str):
-        self.out = Path(os.path.abspath(written_path(out)))
+        self.out = output_path(out)
         self.path = lock_path(self.out)
         self.command = command
         self._found = ""  # the line of a killed holder whose lock file this one found ("PID COMMAND"), else ""
@@ -427,7 +426,7 @@ _HELD: dict[Path, list[Any]] = {}
 
 def lock_path(out: Path) -> Path:
     """The lock file of an output: hidden, beside it."""
-    out = Path(os.path.abspath(written_path(out)))
+    out = output_path(out)
     return out.with_name(f".{out.name}{LOCK_SUFFIX}")
 
 

@@ -81,7 +81,7 @@ def predict(
     from bbuvl.model.checkpoint import CheckpointError
     from bbuvl.outputs import check_not_inputs
 
-    out = one_name(out)
+    out = written_path(out)  # reached through a link: the file's lock, manifest and writes (docs/resume.md)
     with user_errors(ValueError):
         check_not_inputs({"--input": input, "--checkpoint": checkpoint, "--teachers": teachers, "--labels": labels,
                           "--hierarchy": hierarchy},
@@ -203,12 +203,6 @@ def predict_key(job, checkpoint: Path, cfg, given: dict, teachers: Path | None, 
 def lora_base(checkpoint: Path, cfg) -> str | None:  # noqa: ANN001 - a Config
     """The base model a LoRA checkpoint's adapters sit on (it decides the answers too), None for full weights."""
     return cfg.model.path if (checkpoint / "adapter_config.json").exists() else None
-
-
-def one_name(out: Path) -> Path:
-    """`out` under its one real name when it is reached through a symbolic link: the lock, the manifest and the
-    writes then follow the file, so two spellings of one output are one output (docs/resume.md)."""
-    return written_path(out)
 
 
 def check_unchanged(job, checkpoint: Path, cfg) -> None:  # noqa: ANN001 - a PredictJob, a Config

@@ -17,11 +17,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
-from bbuvl.atomic import atomic_path, remove_dead_writers_temporaries, write_text_atomic
+from bbuvl.atomic import atomic_path, remove_dead_writers_temporaries, remove_path, write_text_atomic
 from bbuvl.data.jsonfile import read_json
 from bbuvl.train.monitors import HEALTH_FILE, HealthLog
 from bbuvl.train.run_dir import CHECKPOINT, checkpoint_incomplete, numbered_checkpoints
@@ -32,12 +31,21 @@ HISTORY_FILE = "history.json"
 NAN_BATCH = re.compile(r"^step(\d+)_\d+\.json$")  # the non-finite guard's dumps (train/trainer.py)
 
 
+def checkpoints_past(output_dir: str | Path, checkpoint: str | Path, step: int) -> list[Path]:
+    """The numbered checkpoints in `output_dir` past `step` (`checkpoint`'s), other than `checkpoint` itself."""
+    return [p for p in numbered_checkpoints(output_dir)
+            if int(CHECKPOINT.match(p.name).group(1)) > step and p.resolve() != Path(checkpoint).resolve()]
+
+
+def global_step(checkpoint: str | Path) -> int:
+    """The step a checkpoint was saved at (its trainer_state.json)."""
+    return int(read_json(Path(checkpoint) / "trainer_state.json", "trainer state")["global_step"])
+
+
 def abandoned_checkpoints(output_dir: str | Path, checkpoint: str | Path) -> list[Path]:
     """The complete numbered checkpoints in `output_dir` past `checkpoint`'s step: what resuming from it would drop."""
-    step = int(read_json(Path(checkpoint) / "trainer_state.json", "trainer state")["global_step"])
-    return [p for p in numbered_checkpoints(output_dir)
-            if int(CHECKPOINT.match(p.name).group(1)) > step and p.resolve() != Path(checkpoint).resolve()
-            and checkpoint_incomplete(p) is None]
+    return [p for p in checkpoints_past(output_dir, checkpoint, global_step(checkpoint))
+            if checkpoint_incomplete(p) is None]
 
 
 def cut_back(output_dir: str | Path, checkpoint: str | Path) -> None:
@@ -54,10 +62,9 @@ def cut_back(output_dir: str | Path, checkpoint: str | Path) -> None:
     for path in sorted((out / "nan_batches").glob("step*.json")) if (out / "nan_batches").is_dir() else []:
         if (m := NAN_BATCH.match(path.name)) and int(m.group(1)) > step:
             path.unlink()
-    newer = [p for p in numbered_checkpoints(out)
-             if int(CHECKPOINT.match(p.name).group(1)) > step and p.resolve() != checkpoint.resolve()]
+    newer = checkpoints_past(out, checkpoint, step)
     for path in newer:  # a later --resume would take one of them, a step of the abandoned run, for this run's newest
-        shutil.rmtree(path) if not path.is_symlink() else path.unlink()
+        remove_path(path)
     if newer:
         log.warning("resuming from step %d: removed the checkpoints past it (%s) from %s", step,
                     ", ".join(p.name for p in newer), out)

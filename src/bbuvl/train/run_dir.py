@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 from pathlib import Path
 from typing import Mapping
 
+from bbuvl.atomic import remove_path
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.schema import iter_dataset, resolve_image
 from bbuvl.model.checkpoint import checkpoint_problem
@@ -82,7 +82,7 @@ def clear_previous_run(output_dir: str | Path, found: list[str]) -> None:
         path = out / name
         # A link (checkpoint-7 -> another run's) goes, never what it points to (rmtree refuses links anyway, after
         # the names before it were already removed).
-        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        remove_path(path)
     if found:
         log.warning("--overwrite: removed the previous run's %s from %s", ", ".join(found), out)
 
