@@ -56,9 +56,7 @@ def running(app) -> Iterator[Client]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    settings = app.state.settings
-    server = uvicorn.Server(config(app, drain_s=9, log_level="warning", read_timeout_s=settings.read_timeout_s,
-                                   max_connections=settings.max_connections))
+    server = uvicorn.Server(config(app, drain_s=9, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

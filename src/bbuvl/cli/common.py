@@ -21,7 +21,6 @@ from bbuvl.outputs import hold_outputs as _hold_outputs
 from bbuvl.paths import expand_path
 
 
-
 class _Console(Console):
     """A rich Console that spells out control characters in the text it prints (table cells included)."""
 

@@ -95,5 +95,4 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     console.print(f"serving {escape(engine.checkpoint)} ({escape(engine.mode)} mode, {len(keys)} API key(s)) on "
                   f"{escape(f'http://{shown}:{sock.getsockname()[1]}/')}", soft_wrap=True)
-    serve_app(create_app(engine, keys, settings), sock, drain_s=timeout, log_level=log_level, read_timeout_s=read_timeout,
-              max_connections=max_connections)
+    serve_app(create_app(engine, keys, settings), sock, drain_s=timeout, log_level=log_level)

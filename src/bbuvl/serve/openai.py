@@ -15,6 +15,7 @@ import time
 import uuid
 from typing import Any
 
+from bbuvl.data.jsonfile import is_json_number
 from bbuvl.serve.errors import ApiError
 from bbuvl.serve.images import decode_base64
 
@@ -79,18 +80,13 @@ def _check_parameters(body: dict[str, Any]) -> None:
         raise ApiError(400, "unsupported", f"'n' must be 1 (one answer per photo), got {json.dumps(body['n'])}")
     for name, (low, high) in RANGES.items():
         v = body.get(name)
-        if v is not None and (not _number(v) or not low <= v <= high):
+        if v is not None and (not is_json_number(v) or not low <= v <= high):
             raise ApiError(400, "invalid_parameter", f"'{name}' must be a number in [{low:g}, {high:g}], got {json.dumps(v)}")
     for name in ("max_tokens", "max_completion_tokens", "seed"):
         v = body.get(name)
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or (v < 1 and name != "seed")):
             raise ApiError(400, "invalid_parameter", f"'{name}' must be a{' positive' if name != 'seed' else 'n'} "
                            f"integer, got {json.dumps(v)}")
-
-
-def _number(v: Any) -> bool:
-    """True for a JSON number (not a boolean)."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def chat_response(objects: list[dict[str, Any]], raw: str | None, model: str, extra: dict[str, Any],

@@ -47,7 +47,7 @@ def bind(host: str, port: int) -> socket.socket:
         raise OSError(e.errno, f"{where}: cannot listen there ({e.strerror or e})") from None
 
 
-def protocol(read_timeout_s: float, max_connections: int = 512) -> type[H11Protocol]:
+def protocol(read_timeout_s: float, max_connections: int) -> type[H11Protocol]:
     """uvicorn's HTTP/1.1 protocol, closing a connection whose next request's headers take over `read_timeout_s`,
     and answering one past `max_connections` open at once with a 503 before closing it."""
 
@@ -91,18 +91,18 @@ def protocol(read_timeout_s: float, max_connections: int = 512) -> type[H11Proto
     return HeaderDeadline
 
 
-def config(app: Any, drain_s: float = 60.0, log_level: str = "info", read_timeout_s: float = 60.0,
-           max_connections: int = 512) -> uvicorn.Config:
-    """The uvicorn settings of a served app: no access log (Guard logs), graceful drain, header deadline, a bound on
-    open connections."""
+def config(app: Any, drain_s: float = 60.0, log_level: str = "info") -> uvicorn.Config:
+    """The uvicorn settings of a served app: no access log (Guard logs), graceful drain, and the header deadline and
+    bound on open connections of the app's own `ServeSettings` (`app.state.settings`, set by `create_app`)."""
+    settings = app.state.settings
     return uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=int(drain_s) + 1,
-                          lifespan="on", server_header=False, http=protocol(read_timeout_s, max_connections))
+                          lifespan="on", server_header=False,
+                          http=protocol(settings.read_timeout_s, settings.max_connections))
 
 
-def serve_app(app: Any, sock: socket.socket, drain_s: float = 60.0, log_level: str = "info",
-              read_timeout_s: float = 60.0, max_connections: int = 512) -> None:
+def serve_app(app: Any, sock: socket.socket, drain_s: float = 60.0, log_level: str = "info") -> None:
     """Serve `app` on a bound socket until SIGTERM/SIGINT, then drain open requests and return."""
-    server = uvicorn.Server(config(app, drain_s, log_level, read_timeout_s, max_connections))
+    server = uvicorn.Server(config(app, drain_s, log_level))
     caught: list[int] = []
     previous = {sig: signal.signal(sig, lambda s, f: caught.append(s)) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
