@@ -49,11 +49,12 @@ def _predictor(checkpoint: Path, device: str | None, command: str,  # noqa: ANN2
     from bbuvl.model.checkpoint import is_plain_model_folder, read_model_folder
 
     with user_errors(ValueError, OSError):
-        if needs_head and not is_plain_model_folder(checkpoint) and not read_model_folder(checkpoint).cfg.detection.enabled:
-            fail(f"{checkpoint}: this checkpoint has no detection head (detection.enabled was false): `bbuvl doctor "
-                 f"{command}` looks inside one")
         if not is_plain_model_folder(checkpoint):
-            return Predictor.load(checkpoint, device=device)
+            folder = read_model_folder(checkpoint)  # read once: its config says whether it has a head, then it loads
+            if needs_head and not folder.cfg.detection.enabled:
+                fail(f"{checkpoint}: this checkpoint has no detection head (detection.enabled was false): `bbuvl doctor "
+                     f"{command}` looks inside one")
+            return Predictor.load(folder, device=device)
         if labels_from is None:
             fail(f"{checkpoint}: a plain model folder (no bbuvl.yaml): `bbuvl doctor {command}` reads a checkpoint "
                  "written by `bbuvl train`" + (" (or a model folder with --data)" if command == "coordinates" else ""))
@@ -62,7 +63,8 @@ def _predictor(checkpoint: Path, device: str | None, command: str,  # noqa: ANN2
 
 
 def _check_plot(out: Path) -> None:
-    """Refuse a plot path whose suffix names no picture format, before the model loads."""
+    """Refuse a plot path whose suffix names no picture format, before the model loads (called after the outputs are
+    claimed: an output that is one of the inputs is named as that first)."""
     from bbuvl.diagnostics.plots import plot_format
 
     with user_errors(ValueError):
@@ -211,7 +213,7 @@ def memory(
         fail(f"--mode must be generate or head, got '{mode}'")
     check_device(device)  # a bad option fails before anything is claimed
     claim_outputs("doctor memory", {"CHECKPOINT": checkpoint, "--images": images}, [out], overwrite=overwrite)
-    _check_plot(out)  # after the claim: an output that is an input is named as that first
+    _check_plot(out)
     predictor = _predictor(checkpoint, device, "memory")
     with user_errors(ValueError):
         predictor.check_mode(mode)  # a mode this checkpoint cannot run fails once, before any iteration
@@ -261,7 +263,7 @@ def features(
 
     check_device(device)
     claim_outputs("doctor features", {"CHECKPOINT": checkpoint, "--data": data}, [out], overwrite=overwrite)
-    _check_plot(out)  # after the claim: an output that is an input is named as that first
+    _check_plot(out)
     predictor = _predictor(checkpoint, device, "features", needs_head=True)
     source = data or _default_dataset(predictor.cfg)
     if source is None:
@@ -297,7 +299,7 @@ def attention(
     check_device(device)
     claim_outputs("doctor attention", {"CHECKPOINT": checkpoint, "IMAGE": image, "--font-path": font_path}, [out],
                   overwrite=overwrite)
-    _check_plot(out)  # after the claim: an output that is an input is named as that first
+    _check_plot(out)
     with user_errors(OSError, ValueError):
         font = find_cjk_font(font_path)  # a --font-path that is no font is refused before the model loads
     predictor = _predictor(checkpoint, device, "attention", needs_head=True)
@@ -399,7 +401,7 @@ def landscape(
         chosen = parse_groups(groups)  # before minutes of loading
     check_device(device)
     claim_outputs("doctor landscape", {"CHECKPOINT": checkpoint, "DATASET": dataset}, [out], overwrite=overwrite)
-    _check_plot(out)  # after the claim: an output that is an input is named as that first
+    _check_plot(out)
     predictor = _predictor(checkpoint, device, "landscape")
     with user_errors(OSError, ValueError):
         batches = dataset_batches(predictor, dataset, samples, predictor.cfg.inference.batch_size)

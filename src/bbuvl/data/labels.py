@@ -145,10 +145,11 @@ def _load_hierarchy(path: str) -> Hierarchy:
     for cat in cats.values():
         for part in [cat.name, *cat.attributes, *(s for _, states in cat.attributes.values() for s in states)]:
             # A label is its parts joined by '/': a part holding one would be read back as two parts.
-            problem = label_problem(part) or (f"name {show_text(part)} holds '{SEP}', which separates a label's parts"
-                                              if SEP in part.replace(FULL_WIDTH_SEP, SEP) else None)
+            problem = label_problem(part, "name") or (
+                f"name {show_text(part)} holds '{SEP}', which separates a label's parts"
+                if SEP in part.replace(FULL_WIDTH_SEP, SEP) else None)
             if problem:
-                raise ValueError(f"{path}: category '{cat.name}': {problem}".replace("label ", "name ", 1))
+                raise ValueError(f"{path}: category '{cat.name}': {problem}")
     h = Hierarchy(cats, source=path, faults=frozenset(faults))
     object.__setattr__(h, "_by_key", {label_key(label): label for label in h.labels()})
     return h

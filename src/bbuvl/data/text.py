@@ -41,13 +41,14 @@ def control_characters(text: str) -> str:
     return ", ".join(show_text(c) for c in found)
 
 
-def label_problem(text: str) -> str | None:
-    """Why `text` cannot be a label (control characters in it, or nothing left once cleaned); None when it can."""
+def label_problem(text: str, what: str = "label") -> str | None:
+    """Why `text` cannot be a label, or part of one (`what`: "name"): control characters in it, or nothing left once
+    cleaned; None when it can."""
     control = control_characters(text)
     if control:
-        return f"label {show_text(text)} holds control characters ({control}): a label is one line of text; remove them"
+        return f"{what} {show_text(text)} holds control characters ({control}): a label is one line of text; remove them"
     if not clean_label(text):
-        return f"label {show_text(text)} is empty once invisible characters and spaces are removed"
+        return f"{what} {show_text(text)} is empty once invisible characters and spaces are removed"
     return None
 
 
@@ -80,9 +81,10 @@ def show_text(text: str) -> str:
     return "'" + "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text) + "'"
 
 
-# C0 and C1 control characters and DEL, but newline and tab, spelled as `show_text` spells them.
+# The control characters (category Cc, as `control_characters` finds them: C0, DEL, C1) but newline and tab, spelled
+# as `show_text` spells them.
 _SPELLED_CONTROLS = {cp: chr(cp).encode("unicode_escape").decode("ascii")
-                     for cp in [*range(0x20), 0x7F, *range(0x80, 0xA0)] if chr(cp) not in "\n\t"}
+                     for cp in range(0xA0) if unicodedata.category(chr(cp)) == "Cc" and chr(cp) not in "\n\t"}
 
 
 def spell_controls(text: str) -> str:

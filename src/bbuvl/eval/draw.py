@@ -205,6 +205,13 @@ def prediction_boxes(
             for i, o in enumerate(objects)]
 
 
+def _panel(photo: Image.Image, boxes: Sequence[DrawBox], font: FontChoice, scale: float,
+           what: str) -> tuple[Image.Image, str]:
+    """`boxes` drawn on `photo` (the most telling `MAX_BOXES`: `select_boxes`) and the panel's title counting them."""
+    shown = select_boxes(boxes)
+    return draw_boxes(photo, shown, font, scale), count_title(what, boxes, shown)
+
+
 def compare_picture(
     record: ImageRecord, image_path: Path, objects: Sequence[dict[str, Any]] | None, match: ImageMatch | None,
     font: FontChoice, name: LabelNamer, max_side: int = 800, prediction_title: str = "prediction",
@@ -216,17 +223,15 @@ def compare_picture(
     photo, scale = fit(photo, max_side, MIN_SIDE)
     compared = objects is not None and match is not None
     faults = f" · {FAULT_LEGEND}" if is_fault is not None else ""
-    truth = truth_boxes(record, match if compared else None, name, is_fault)
-    shown = select_boxes(truth)
-    left = draw_boxes(photo, shown, font, scale)
-    truth_title = count_title("ground truth", truth, shown) + (f"\n{TRUTH_LEGEND}{faults}" if compared else "")
-    panels = [(truth_title if problem is None else f"{problem}\n{count_title('ground truth', truth, shown)}", left)]
+    left, truth_count = _panel(photo, truth_boxes(record, match if compared else None, name, is_fault), font, scale,
+                               "ground truth")
+    truth_title = truth_count + (f"\n{TRUTH_LEGEND}{faults}" if compared else "")
+    panels = [(truth_title if problem is None else f"{problem}\n{truth_count}", left)]
     if objects is not None:
-        predicted = prediction_boxes(objects, record, match, name, is_fault)
-        shown = select_boxes(predicted)
-        right = draw_boxes(photo, shown, font, scale)
+        right, count = _panel(photo, prediction_boxes(objects, record, match, name, is_fault), font, scale,
+                              prediction_title)
         legend = f"\n{PREDICTION_LEGEND}{faults}" if compared else ""
-        panels.append((count_title(prediction_title, predicted, shown) + legend, right))
+        panels.append((count + legend, right))
     return side_by_side(panels, font), problem
 
 
@@ -237,10 +242,7 @@ def prediction_picture(
     """Predictions alone on their photo (no ground truth), in blue; also why the photo could not be read, or None."""
     photo, problem = open_photo(image_path, size) if size else _open_any(image_path)
     photo, scale = fit(photo, max_side, MIN_SIDE)
-    predicted = prediction_boxes(objects, None, None, name)
-    shown = select_boxes(predicted)
-    drawn = draw_boxes(photo, shown, font, scale)
-    title = count_title("prediction", predicted, shown)
+    drawn, title = _panel(photo, prediction_boxes(objects, None, None, name), font, scale, "prediction")
     return side_by_side([(f"{problem}\n{title}" if problem else title, drawn)], font), problem
 
 

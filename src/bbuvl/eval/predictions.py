@@ -19,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from bbuvl.data.jsonfile import is_json_number
 from bbuvl.data.schema import DatasetError, ImageRecord, iter_json_lines
 from bbuvl.data.text import file_name_key
 from bbuvl.eval.collector import collector_paused
@@ -130,7 +131,7 @@ def _checked_object(o: Any, path: Path, no: int, i: int) -> dict[str, Any]:
 
 
 def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return is_json_number(v) and math.isfinite(v)
 
 
 @dataclass
