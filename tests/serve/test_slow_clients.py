@@ -27,6 +27,18 @@ def reply(s: socket.socket) -> tuple[int, dict]:
     return int(head.split()[1]), json.loads(body)
 
 
+def reply_kept(s: socket.socket) -> tuple[int, dict]:
+    """The status and JSON body of one answer on a kept-alive `s` (read up to its Content-Length)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")))
+    while len(body) < length:
+        body += s.recv(65536)
+    return int(head.split()[1]), json.loads(body)
+
+
 def upload_head(length: int) -> str:
     return (f"POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\nContent-Type: image/png\r\n"
             f"Content-Length: {length}\r\n\r\n")
@@ -41,10 +53,40 @@ def test_a_stalled_upload_gets_408_after_the_read_timeout_and_others_are_answere
     for s in stalled:  # held for ever before: no deadline on a body
         status, body = reply(s)
         assert status == 408 and body["error"]["kind"] == "body_timeout", body
-        assert "100 bytes came" in body["error"]["message"]
+        assert "100 bytes came" in body["error"]["message"] and "--read-timeout" in body["error"]["message"]
         s.close()
     assert time.monotonic() - t < 4
     assert client.detect_file(photos[1]).status == 200
+
+
+def trickle(s: socket.socket, data: bytes, pieces: int, pause_s: float) -> None:
+    """Send `data` on `s` in `pieces` parts, `pause_s` apart: a slow link that never stalls."""
+    step = -(-len(data) // pieces)
+    for i in range(0, len(data), step):
+        s.sendall(data[i:i + step])
+        time.sleep(pause_s)
+
+
+def test_a_slow_but_steady_upload_taking_longer_than_the_read_timeout_is_answered(serve, photos):
+    client = serve(read_timeout_s=1.0)
+    data = photos[0].read_bytes()
+    s = raw(client.port, upload_head(len(data)))
+    t = time.monotonic()
+    trickle(s, data, pieces=8, pause_s=0.4)  # 3.2 s in all, never silent for 1 s
+    assert time.monotonic() - t > 2.5
+    status, body = reply_kept(s)
+    s.close()
+    assert status == 200, body  # 408 before: the read timeout was a deadline for the whole body
+    assert body["objects"] and (body["width"], body["height"]) == (224, 168)
+
+
+def test_a_body_over_the_limit_sent_slowly_is_still_413_not_408(serve):
+    client = serve(read_timeout_s=1.0, max_body_mb=0.01)  # 10,485 bytes
+    s = raw(client.port, upload_head(16_000))
+    trickle(s, b"\x89PNG" + b"0" * 15_996, pieces=6, pause_s=0.4)  # 2.4 s: the refused rest is read away as it comes
+    status, body = reply(s)
+    s.close()
+    assert status == 413 and body["error"]["kind"] == "body_too_large", body
 
 
 def test_a_connection_trickling_its_headers_is_closed_after_the_read_timeout(serve):

@@ -49,7 +49,7 @@ class ServeSettings:
     timeout_s: float = 60.0
     max_body_mb: float = 20.0
     cors_origins: list[str] = field(default_factory=list)
-    read_timeout_s: float = 60.0  # for a request's headers, then again for its body (server.py, bodies.py)
+    read_timeout_s: float = 60.0  # for a request's headers in all, then per piece of its body (server.py, bodies.py)
     max_connections: int = 512  # open at once; one more is answered 503 and closed (server.py)
 
     @property

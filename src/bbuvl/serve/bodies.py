@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
@@ -17,31 +17,41 @@ from bbuvl.serve.images import decode_base64
 
 async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     """The whole body, refused with 413 when it exceeds `limit` bytes (declared or counted as it arrives), 408 when
-    it takes longer than `timeout_s` to arrive, 415 when it is compressed; 499 when the client goes away."""
+    no piece of it arrives for `timeout_s`, 415 when it is compressed; 499 when the client goes away."""
     coding = request.headers.get("content-encoding", "identity").strip().lower()
     if coding not in ("", "identity"):  # inflating it would let a few KB pass --max-body-mb; photos are compressed already
         raise ApiError(415, "unsupported_content_encoding", f"Content-Encoding '{coding}' is not accepted: send the "
                        "body uncompressed (JPEG and PNG are compressed already)")
-    chunks, seen = [], 0
+    chunks, seen, refused = [], 0, None
+    loop = asyncio.get_running_loop()
     try:
-        # A whole-body deadline, not one per chunk: a client trickling a byte at a time would reset a per-chunk one
-        # and hold its connection for ever (docs/serving.md, "Slow and vanishing clients").
-        async with asyncio.timeout(timeout_s):
+        # A deadline per read, moved on by every piece that arrives: a 20 MB photo over a slow but steady link takes
+        # minutes and completes, while a stalled client is cut after `timeout_s` of silence. A trickling one holds only
+        # its own connection, and --max-connections bounds those (docs/serving.md, "Slow and vanishing clients").
+        async with asyncio.timeout(timeout_s) as deadline:
+            def arrived() -> None:
+                deadline.reschedule(loop.time() + timeout_s)
+
             declared = request.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > limit:
-                await _drain(request, int(declared), limit)
-                raise ApiError(413, "body_too_large", f"the body is {int(declared)} bytes; this server accepts at most "
-                               f"{limit} (--max-body-mb)")
+                refused = ApiError(413, "body_too_large", f"the body is {int(declared)} bytes; this server accepts at "
+                                   f"most {limit} (--max-body-mb)")
+                await _drain(request, int(declared), limit, arrived)
+                raise refused
             async for chunk in request.stream():
+                arrived()
                 seen += len(chunk)
                 if seen > limit:
-                    await _drain(request, seen, limit)
-                    raise ApiError(413, "body_too_large", f"the body exceeds {limit} bytes (--max-body-mb)")
+                    refused = ApiError(413, "body_too_large", f"the body exceeds {limit} bytes (--max-body-mb)")
+                    await _drain(request, seen, limit, arrived)
+                    raise refused
                 chunks.append(chunk)
     except TimeoutError:
+        if refused is not None:  # the client stalled while its refused body was read away: it is still too large
+            raise refused from None
         # The rest of the body may still come: the connection cannot carry another request, so it is closed at once.
-        raise ApiError(408, "body_timeout", f"the body did not arrive within {timeout_s:g} s ({seen} bytes came); "
-                       "--read-timeout", {"Connection": "close"}) from None
+        raise ApiError(408, "body_timeout", f"no part of the body arrived for {timeout_s:g} s ({seen} bytes came "
+                       "before); --read-timeout", {"Connection": "close"}) from None
     except ClientDisconnect:
         raise client_gone() from None
     return b"".join(chunks)
@@ -53,18 +63,19 @@ def client_gone() -> ApiError:
     return ApiError(499, "client_disconnected", "the client closed the connection before the request was answered")
 
 
-async def _drain(request: Request, size: int, limit: int) -> None:
+async def _drain(request: Request, size: int, limit: int, arrived: Callable[[], None]) -> None:
     """Read and discard the rest of a refused body when it is not much larger than the limit.
 
     Closing a connection with unread request bytes makes the kernel send a reset, and a reset may destroy
     the 413 before the client reads it (RFC 9112, section 9.6): a body a little too large is read to its end
-    so its sender sees the answer; a huge one is cut off.
+    so its sender sees the answer; a huge one is cut off. `arrived` is called per piece (it moves the read deadline on).
     """
     if size > 2 * limit + (1 << 20):
         return
     seen = size
     try:
         async for chunk in request.stream():
+            arrived()
             seen += len(chunk)
             if seen > 2 * limit + (1 << 20):
                 return

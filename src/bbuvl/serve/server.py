@@ -7,7 +7,7 @@ a drained server exits 0 rather than dying by the signal.
 
 uvicorn waits for a request's headers for ever: a client that opens connections and sends a header line now
 and then (slowloris) would hold every one of them. `protocol` closes a connection whose headers are not all in
-within the read timeout; bodies.py gives the body the same time (docs/serving.md, "Slow and vanishing clients").
+within the read timeout; bodies.py gives each piece of the body the same time (docs/serving.md, "Slow and vanishing clients").
 """
 
 from __future__ import annotations
