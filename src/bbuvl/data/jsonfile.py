@@ -22,11 +22,28 @@ def _int_or_float(digits: str) -> int | float:
     return int(digits) if len(digits) <= _FLOAT_DIGITS else float(digits)
 
 
-_DECODER = json.JSONDecoder(parse_int=_int_or_float)
+class DuplicateKeyError(ValueError):
+    """A JSON object that names one key twice: every reader keeps the last value and silently drops the first."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise DuplicateKeyError(f"key {json.dumps(key, ensure_ascii=False)} appears twice in one object: one of its "
+                                "values would be dropped without a word; keep one")
+    return obj
+
+
+# A repeated key (an export tool writing `"objects"` twice, a hand edit appending one) would otherwise lose its
+# first value silently: the boxes of a photo, a whole COCO `annotations` list.
+_DECODER = json.JSONDecoder(parse_int=_int_or_float, object_pairs_hook=_unique_keys)
 
 
 def parse_json(text: str | bytes) -> Any:
-    """`json.loads(text)` (bytes in any UTF encoding), with integers too long for a float read as floats (inf)."""
+    """`json.loads(text)` (bytes in any UTF encoding), with integers too long for a float read as floats (inf);
+    DuplicateKeyError for an object that names a key twice."""
     if isinstance(text, bytes):
         text = text.decode(json.detect_encoding(text), "surrogatepass")
     return _DECODER.decode(text)
@@ -41,7 +58,7 @@ def read_json(path: str | Path, what: str = "file") -> Any:
     """The parsed content of `path`; FileNotFoundError or ValueError naming the file (and line) otherwise."""
     path = Path(path)
     try:
-        return parse_json(path.read_text(encoding="utf-8-sig"))
+        return parse_json(path.read_bytes())  # UTF-8 (a BOM too), or UTF-16/32 as Windows tools save it
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such {what}") from None
     except json.JSONDecodeError as e:
@@ -50,3 +67,5 @@ def read_json(path: str | Path, what: str = "file") -> Any:
         raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); is this a JSON file?") from None
     except RecursionError:
         raise ValueError(f"{path}: not valid JSON (nested too deep to read: thousands of [ or {{)") from None
+    except DuplicateKeyError as e:
+        raise ValueError(f"{path}: {e}") from None

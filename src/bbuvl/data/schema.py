@@ -20,7 +20,7 @@ from typing import Annotated, Any, Iterable, Iterator
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bbuvl.data.input_paths import find_file
-from bbuvl.data.jsonfile import parse_json
+from bbuvl.data.jsonfile import DuplicateKeyError, parse_json
 from bbuvl.data.text import clean_label, label_problem, show_text
 
 
@@ -220,6 +220,8 @@ def iter_json_lines(path: str | Path, what: str = "dataset") -> Iterator[tuple[i
                 yield no, DatasetError(path, no, f"invalid JSON: {e.msg} at column {e.colno}")
             except RecursionError:  # `[[[[...` thousands deep: no record is, and Python's parser cannot follow
                 yield no, DatasetError(path, no, "invalid JSON: nested too deep to read (thousands of [ or {)")
+            except DuplicateKeyError as e:
+                yield no, DatasetError(path, no, f"invalid JSON: {e}")
 
 
 def iter_dataset(path: str | Path) -> Iterator[Row]:

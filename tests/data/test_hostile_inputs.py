@@ -1,0 +1,97 @@
+"""Files an outside tool or a hand edit could hand `bbuvl data ...`, each made for real in tmp_path and run through the
+CLI: what would be lost or mixed silently is an error naming the file (and the line), and the rest is kept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PIL import Image
+from typer.testing import CliRunner
+
+from bbuvl.cli.data import app
+
+LABEL = "线缆"
+
+
+def run(*args: str | Path) -> tuple[int, str]:
+    """`bbuvl data ARGS`: the exit code and what it printed."""
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def photo(path: Path, size: tuple[int, int] = (64, 48), colour: tuple[int, int, int] = (90, 120, 30)) -> Path:
+    """A real JPEG of one colour at `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path, "JPEG", quality=95)
+    return path
+
+
+def vendor_text(label: object = LABEL, info: object = None, box: tuple[float, ...] = (4, 5, 30, 40)) -> str:
+    """One photo's FeatureCollection as the annotation platform writes it."""
+    x1, y1, x2, y2 = box
+    data: dict = {"markResult": {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "ExtentPolygon", "coordinates": [[[x1, y1], [x2, y1], [x2, y2], [x1, y2]]]},
+         "properties": {"contentZh": {"标签": label}}}]}}
+    if info is not None:
+        data["info"] = info
+    return json.dumps(data, ensure_ascii=False)
+
+
+def record(image: str, size: tuple[int, int] = (64, 48), box: list[float] | None = None) -> str:
+    """One dataset line."""
+    objects = [{"bbox_2d": box or [4, 5, 30, 40], "desc": LABEL}]
+    return json.dumps({"images": [image], "width": size[0], "height": size[1], "objects": objects}, ensure_ascii=False)
+
+
+def errors_of(out: Path) -> dict[str, str]:
+    """errors.jsonl of a dataset folder as {file: reason} (the last reason of each file)."""
+    lines = (out / "errors.jsonl").read_text(encoding="utf-8").splitlines()
+    return {e["file"]: e["reason"] for e in map(json.loads, lines)}
+
+
+# --- a key written twice ----------------------------------------------------------------------------------------
+
+
+def test_a_key_written_twice_is_an_error_naming_it_never_a_photo_without_its_boxes(tmp_path: Path):
+    # JSON readers keep the last value: a second `"objects": []` (or `"markResult"`, `"annotations"`) emptied a
+    # photo or a whole file without a word, and the result passed every check.
+    photo(tmp_path / "images" / "a.jpg")
+    photo(tmp_path / "images" / "b.jpg", colour=(10, 10, 200))
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text(record("images/a.jpg")[:-1] + ', "objects": []}\n' + record("images/b.jpg") + "\n", encoding="utf-8")
+    code, out = run("check", jsonl)
+    assert code == 1 and f"{jsonl}:1: invalid JSON: key \"objects\" appears twice" in out, out
+    assert ":2:" not in out  # the line after it is read and is fine
+
+    src = tmp_path / "export"
+    photo(src / "p.jpg")
+    (src / "p.json").write_text(vendor_text()[:-1] + ', "markResult": {"features": []}}', encoding="utf-8")
+    photo(src / "q.jpg", colour=(200, 10, 10))
+    (src / "q.json").write_text(vendor_text(), encoding="utf-8")
+    code, out = run("convert", src, tmp_path / "conv", "--workers", "1", "--val-ratio", "0")
+    assert code == 0, out
+    assert "\"markResult\" appears twice" in errors_of(tmp_path / "conv")["p.json"]
+    assert [json.loads(line)["id"] for line in (tmp_path / "conv" / "train.jsonl").open()] == ["q"]
+
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 5, 26, 35]}],
+            "categories": [{"id": 1, "name": LABEL}]}
+    coco_file = tmp_path / "coco.json"
+    coco_file.write_text(json.dumps(coco)[:-1] + ', "annotations": []}', encoding="utf-8")
+    code, out = run("import-coco", coco_file, tmp_path / "images", tmp_path / "imported")
+    assert code != 0 and f"{coco_file}" in out and "\"annotations\" appears twice" in out, out
+    assert not (tmp_path / "imported" / "train.jsonl").exists()
+
+
+def test_a_coco_file_saved_as_utf16_is_read_as_the_vendor_files_are(tmp_path: Path):
+    photo(tmp_path / "images" / "a.jpg")
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 5, 26, 35]}],
+            "categories": [{"id": 1, "name": LABEL}]}
+    coco_file = tmp_path / "coco.json"
+    coco_file.write_bytes(json.dumps(coco, ensure_ascii=False).encode("utf-16"))  # Windows "Unicode", with its BOM
+    code, out = run("import-coco", coco_file, tmp_path / "images", tmp_path / "imported", "--val-ratio", "0")
+    assert code == 0, out
+    [line] = (tmp_path / "imported" / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    assert json.loads(line)["objects"] == [{"bbox_2d": [4.0, 5.0, 30.0, 40.0], "desc": LABEL}]
