@@ -45,9 +45,12 @@ def record(image: str, size: tuple[int, int] = (64, 48), box: list[float] | None
 
 
 def errors_of(out: Path) -> dict[str, str]:
-    """errors.jsonl of a dataset folder as {file: reason} (the last reason of each file)."""
-    lines = (out / "errors.jsonl").read_text(encoding="utf-8").splitlines()
-    return {e["file"]: e["reason"] for e in map(json.loads, lines)}
+    """errors.jsonl of a dataset folder as {file: its first reason}."""
+    found: dict[str, str] = {}
+    for line in (out / "errors.jsonl").read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        found.setdefault(entry["file"], entry["reason"])
+    return found
 
 
 # --- a key written twice ----------------------------------------------------------------------------------------
@@ -95,3 +98,30 @@ def test_a_coco_file_saved_as_utf16_is_read_as_the_vendor_files_are(tmp_path: Pa
     assert code == 0, out
     [line] = (tmp_path / "imported" / "train.jsonl").read_text(encoding="utf-8").splitlines()
     assert json.loads(line)["objects"] == [{"bbox_2d": [4.0, 5.0, 30.0, 40.0], "desc": LABEL}]
+
+
+# --- vendor values of the wrong kind ----------------------------------------------------------------------------
+
+
+def test_vendor_values_of_the_wrong_kind_are_named_not_read_as_a_1x1_photo_or_a_label_like_a_list(tmp_path: Path):
+    src = tmp_path / "export"
+    cases = {
+        "bool_size": vendor_text(info={"width": True, "height": True}),  # float(true) made it a 1x1 photo
+        "huge_size": vendor_text(info={"width": 1e308, "height": 1e308}),  # printed as a 309-digit number
+        "list_label": vendor_text(label=[LABEL]),  # str() made the label "['线缆']"
+        "dict_label": vendor_text(label={"zh": LABEL}),
+        "good": vendor_text(info={"width": 64, "height": 48}),
+    }
+    for i, (stem, text) in enumerate(cases.items()):
+        photo(src / f"{stem}.jpg", colour=(40 * i, 90, 20))
+        (src / f"{stem}.json").write_text(text, encoding="utf-8")
+    code, out = run("convert", src, tmp_path / "out", "--workers", "1", "--val-ratio", "0")
+    assert code == 0, out
+    errors = errors_of(tmp_path / "out")
+    assert errors["bool_size.json"] == "bool_size.json: 'info' must give a numeric width and height, got true x true"
+    assert errors["huge_size.json"] == "huge_size.json: 'info' size 1e+308x1e+308 is larger than any image file can be"
+    assert errors["list_label.json"] == "contentZh['标签'] is ['线缆'], not the text of a label"
+    assert errors["dict_label.json"] == "contentZh['标签'] is {'zh': '线缆'}, not the text of a label"
+    assert "good.json" not in errors
+    kept = [json.loads(line) for line in (tmp_path / "out" / "train.jsonl").open(encoding="utf-8")]
+    assert [r["id"] for r in kept] == ["good"] and kept[0]["objects"][0]["desc"] == LABEL

@@ -14,6 +14,7 @@ saw (`info.width/height`), and label parts stay in the platform's vocabulary.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -24,6 +25,8 @@ from bbuvl.data.text import FULL_WIDTH_SEP, SEP
 LABEL_KEY_ZH = "标签"
 # DataList property names, one tuple per label level (category, attribute, state); first non-empty wins.
 DATALIST_KEYS = (("label", "object_type"), ("property", "question"), ("extra_info", "question_ex"))
+# No image format stores a side longer than this (TIFF's 32-bit width); a size past it is no photo's.
+MAX_SIDE = 2**32 - 1
 
 
 @dataclass
@@ -89,13 +92,17 @@ def _info_size(info: Any, source: str) -> tuple[int, int] | None:
     if not isinstance(info, dict):
         raise ValueError(f"{source}: 'info' must be an object, got {type(info).__name__}")
     try:
+        if any(isinstance(info.get(k), bool) for k in ("width", "height")):  # float(true) is 1.0: a 1x1 photo
+            raise TypeError
         w, h = float(info["width"]), float(info["height"])
     except (KeyError, TypeError, ValueError):
         raise ValueError(
-            f"{source}: 'info' must give a numeric width and height, got {info.get('width')!r} x {info.get('height')!r}"
+            f"{source}: 'info' must give a numeric width and height, got {_json(info.get('width'))} x {_json(info.get('height'))}"
         ) from None
     if not (math.isfinite(w) and math.isfinite(h)) or w <= 0 or h <= 0:
         raise ValueError(f"{source}: 'info' size {w:g}x{h:g} is not a positive finite size")
+    if max(w, h) > MAX_SIDE:
+        raise ValueError(f"{source}: 'info' size {w:g}x{h:g} is larger than any image file can be")
     return (round(w), round(h))
 
 
@@ -138,7 +145,7 @@ def _feature_object(index: int, feature: Any) -> VendorObject:
     zh = zh if isinstance(zh, dict) else {}
     content = content if isinstance(content, dict) else {}
     # The Chinese path is the one the hierarchy is written in; the English one is only a fallback.
-    text = _text(zh.get(LABEL_KEY_ZH)) or _text(content.get("label"))
+    text = _label_text(zh.get(LABEL_KEY_ZH), f"contentZh['{LABEL_KEY_ZH}']") or _label_text(content.get("label"), "content.label")
     parts = _split(text)
     label = SEP.join(parts) or None
     if not parts:
@@ -169,7 +176,7 @@ def _datalist_object(index: int, item: Any) -> VendorObject:
 
 def _first_text(props: dict[str, Any], keys: tuple[str, ...]) -> str:
     for key in keys:
-        text = _text(props.get(key))
+        text = _label_text(props.get(key), key)
         if text:
             return text
     return ""
@@ -180,6 +187,14 @@ def _text(value: Any) -> str:
     if value is None:
         return ""
     return str(value).strip()
+
+
+def _label_text(value: Any, key: str) -> str:
+    """A label property as stripped text; _ObjectError for an array, an object or a boolean, which str() would turn
+    into a label like "['线缆']" that names no part."""
+    if isinstance(value, (list, dict, bool)):
+        raise _ObjectError(f"{key} is {_short(value)}, not the text of a label")
+    return _text(value)
 
 
 def _split(text: str) -> list[str]:
@@ -209,6 +224,11 @@ def _points(coords: Any) -> Iterator[tuple[float, float]]:
             yield from _points(c)
     else:
         raise _ObjectError(f"coordinates hold {_short(coords)}, not [x, y] pairs")
+
+
+def _json(value: Any) -> str:
+    """`value` as the file wrote it (`true`, `"64"`), not as Python shows it."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _short(value: Any, limit: int = 60) -> str:
