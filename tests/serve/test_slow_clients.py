@@ -169,3 +169,29 @@ def test_a_connection_past_max_connections_gets_503_with_retry_after_and_the_oth
     assert client.request("GET", "/healthz").status == 200
     for c in idle:
         c.close()
+
+
+def test_a_connection_answered_before_its_body_came_is_closed_once_the_client_stalls(serve):
+    client = serve(read_timeout_s=1.0)
+    heads = {  # each answered without its body being read: no key, a declared size over the limit, a wrong type
+        401: upload_head(1_000_000).replace(f"Authorization: Bearer {API_KEY}\r\n", ""),
+        413: upload_head(900_000_000),
+        415: upload_head(1_000_000).replace("image/png", "text/plain"),
+    }
+    for status, head in heads.items():
+        s = raw(client.port, head, b"\x89PNG")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(65536)
+        assert data.split()[1] == str(status).encode(), data
+        s.sendall(b"0" * 100)  # more of the body after the answer, then silence
+        t = time.monotonic()
+        s.settimeout(8)
+        try:
+            while s.recv(65536):
+                pass
+        except ConnectionResetError:
+            pass
+        s.close()
+        assert time.monotonic() - t < 3, status  # open for ever before: nothing re-armed a deadline after the answer
+    assert client.request("GET", "/readyz").status == 200

@@ -48,12 +48,14 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def protocol(read_timeout_s: float, max_connections: int) -> type[H11Protocol]:
-    """uvicorn's HTTP/1.1 protocol, closing a connection whose next request's headers take over `read_timeout_s`,
-    and answering one past `max_connections` open at once with a 503 before closing it."""
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose next request's headers take over `read_timeout_s`, or
+    whose client, answered before its body was read, stops sending it for `read_timeout_s`; and answering one past
+    `max_connections` open at once with a 503 before closing it."""
 
     class HeaderDeadline(H11Protocol):
         answered = 0  # responses completed on this connection
         refused = False  # past max_connections: answered 503, its request read and dropped
+        heard = 0.0  # loop time the client last sent bytes
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -73,6 +75,7 @@ def protocol(read_timeout_s: float, max_connections: int) -> type[H11Protocol]:
 
         def data_received(self, data: bytes) -> None:
             if not self.refused:
+                self.heard = self.loop.time()
                 super().data_received(data)
 
         def on_response_complete(self) -> None:
@@ -84,9 +87,19 @@ def protocol(read_timeout_s: float, max_connections: int) -> type[H11Protocol]:
             self.loop.call_later(read_timeout_s, self._expire, self.answered)
 
         def _expire(self, answered: int) -> None:
-            # No complete request line and headers since the deadline was armed: nobody is sending one.
-            if self.answered == answered and self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            if self.answered != answered or self.transport.is_closing():
+                return
+            if self.conn.their_state is h11.IDLE:  # no complete request line and headers since the deadline was armed
                 self.transport.close()
+            elif self.conn.our_state is h11.DONE and self.conn.their_state is h11.SEND_BODY:
+                # Answered before its body was read (a 401, 413, 415): uvicorn drops the rest as it comes and re-arms no
+                # timer, so a client that stops sending it would hold the connection for ever. It is closed once the
+                # client is silent for the read timeout, as an unanswered body would be (bodies.py).
+                silent = self.loop.time() - self.heard
+                if silent >= read_timeout_s:
+                    self.transport.close()
+                else:
+                    self.loop.call_later(read_timeout_s - silent, self._expire, answered)
 
     return HeaderDeadline
 
