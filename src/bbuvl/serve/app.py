@@ -36,6 +36,8 @@ from bbuvl.serve.metrics import ServeMetrics
 from bbuvl.serve.openai import chat_response, image_from_chat
 
 STATIC = Path(__file__).parent / "static"
+# HEAD beside GET: monitors and load balancers probe with it, and HTTP asks every server to answer it
+READ = ["GET", "HEAD"]
 logger = logging.getLogger("bbuvl.serve")
 
 
@@ -89,19 +91,25 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
     @app.exception_handler(HTTPException)
     async def on_http_error(request: Request, e: HTTPException) -> JSONResponse:
         kind = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
-        return error_response(ApiError(e.status_code, kind, str(e.detail), dict(e.headers or {})), metrics)
+        headers = dict(e.headers or {})
+        if "Allow" in headers:  # a set's order, which changes from run to run
+            headers["Allow"] = ", ".join(sorted(m.strip() for m in headers["Allow"].split(",")))
+        asked = f"{request.method} {request.url.path[:200]}"  # the path as sent may be any length
+        message = {404: f"{asked}: no such route or file; docs/serving.md lists the routes",
+                   405: f"{asked}: this route takes {headers.get('Allow', 'other methods')} only"}
+        return error_response(ApiError(e.status_code, kind, message.get(e.status_code, str(e.detail)), headers), metrics)
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=READ)
     async def healthz() -> JSONResponse:
         return JSONResponse({"status": "alive"})
 
-    @app.get("/readyz")
+    @app.api_route("/readyz", methods=READ)
     async def readyz() -> JSONResponse:
         state = {"ready": batcher.alive and not batcher.full, "model_loaded": True, "worker_alive": batcher.alive,
                  "queue_depth": batcher.depth, "queue_size": settings.queue_size}
         return JSONResponse(state, status_code=200 if state["ready"] else 503, headers={} if state["ready"] else {"Retry-After": "1"})
 
-    @app.get("/metrics")
+    @app.api_route("/metrics", methods=READ)
     async def prometheus() -> Response:
         metrics.queue_depth.set(batcher.depth)
         return Response(metrics.render(), media_type=metrics.content_type)
@@ -148,11 +156,11 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
                  "model_info": engine.info("generate"), "timing_ms": timing}
         return JSONResponse(chat_response(result.objects, result.raw, engine.checkpoint, extra, result.cut))
 
-    @app.get("/")
+    @app.api_route("/", methods=READ)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
 
-    @app.get("/font/cjk")
+    @app.api_route("/font/cjk", methods=READ)
     async def cjk_font() -> FileResponse:
         # The page's last-resort font for Chinese labels: this machine's own (the one reports use, eval/fonts.py),
         # for browsers that have none.

@@ -1,0 +1,43 @@
+"""Methods and paths the routes do not take, over real HTTP: HEAD answers as GET does, without a body; a wrong
+method or an unknown path is a JSON error naming what was asked and what the route takes."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def method_server(engine, keys):
+    from bbuvl.serve.app import ServeSettings, create_app
+    from tests.serve.conftest import running
+
+    with running(create_app(engine, keys, ServeSettings())) as client:
+        yield client
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/", "/static/app.js", "/font/cjk"])
+def test_head_answers_as_get_does_without_a_body(method_server, path):
+    get = method_server.request("GET", path)
+    head = method_server.request("HEAD", path)
+    assert head.status == get.status, head.status  # 405 before on every route but /static: a monitor saw it down
+    assert head.body == b"" and head.headers["content-type"] == get.headers["content-type"]
+    assert method_server.request("HEAD", path, key=False).status == (200 if path == "/healthz" else 401)
+
+
+def test_a_wrong_method_names_what_the_route_takes(method_server):
+    for method, path, allowed in (("PUT", "/v1/detect", "POST"), ("DELETE", "/healthz", "GET, HEAD"),
+                                  ("GET", "/v1/chat/completions", "POST"), ("OPTIONS", "/readyz", "GET, HEAD")):
+        r = method_server.request(method, path)
+        assert r.status == 405 and r.headers["allow"] == allowed, (method, path, r.headers)
+        error = r.json()["error"]
+        assert error["kind"] == "method_not_allowed"
+        # "Method Not Allowed" before, naming neither the request nor the methods the route takes
+        assert error["message"] == f"{method} {path}: this route takes {allowed} only", error
+
+
+def test_an_unknown_path_is_named_in_its_404(method_server):
+    for path in ("/v1/detection", "/static/../../etc/passwd", "/static/%2e%2e/app.py", "/x" * 5000):
+        r = method_server.request("GET", path)
+        assert r.status == 404 and r.json()["error"]["kind"] == "not_found", path
+        message = r.json()["error"]["message"]
+        assert message.startswith("GET /") and "no such route" in message and len(message) < 300, message
