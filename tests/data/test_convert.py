@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -30,10 +31,21 @@ SCREW = "连接点（螺丝）/BBU安装螺丝/连接正确"  # platform spellin
 # --- building a vendor export in tmp_path ------------------------------------------------------
 
 
+_DRAWN = itertools.count(1)
+
+
 def drawn(size=SIZE, box=OBJ, mode="RGB", bg=GREY, fg=RED) -> Image.Image:
     img = Image.new(mode, size, bg)
     ImageDraw.Draw(img).rectangle([box[0], box[1], box[2] - 1, box[3] - 1], fill=fg)
+    # Each photo its own: convert keeps one of photos stored alike (one photo exported under two names).
+    ImageDraw.Draw(img).line([(0, size[1] - 1), (size[0] - 1, size[1] - 1)], fill=_mark(mode, next(_DRAWN)))
     return img
+
+
+def _mark(mode: str, n: int):
+    """A light grey of shade `n` in `mode`: never red nor dark, so no test's search for the drawn object finds it."""
+    shade = 150 + 7 * n % 80
+    return {"L": shade, "RGBA": (shade, shade, shade, 255), "CMYK": (0, 0, 0, 255 - shade)}.get(mode, (shade, shade, shade))
 
 
 def save_jpeg(img: Image.Image, path: Path, orientation: int | None = None) -> None:

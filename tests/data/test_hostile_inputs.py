@@ -125,3 +125,44 @@ def test_vendor_values_of_the_wrong_kind_are_named_not_read_as_a_1x1_photo_or_a_
     assert "good.json" not in errors
     kept = [json.loads(line) for line in (tmp_path / "out" / "train.jsonl").open(encoding="utf-8")]
     assert [r["id"] for r in kept] == ["good"] and kept[0]["objects"][0]["desc"] == LABEL
+
+
+# --- the photo of an annotation file ----------------------------------------------------------------------------
+
+
+def test_a_photo_beside_its_json_in_a_format_not_read_is_named_not_called_missing(tmp_path: Path):
+    src = tmp_path / "export"
+    src.mkdir()
+    (src / "p.json").write_text(vendor_text(), encoding="utf-8")
+    (src / "p.heic").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00")  # an iPhone's photo
+    (src / "q.json").write_text(vendor_text(), encoding="utf-8")  # really without a photo
+    code, out = run("convert", src, tmp_path / "out", "--workers", "1")
+    assert code == 1, out  # nothing could be converted
+    errors = errors_of(tmp_path / "out")
+    assert errors["p.json"].endswith("; p.heic has none of those suffixes: convert it to JPEG or PNG"), errors
+    assert errors["q.json"].startswith("no image named 'q'") and "has none of those" not in errors["q.json"]
+
+
+def test_one_photo_exported_under_two_names_is_converted_once_never_into_train_and_val(tmp_path: Path):
+    # Both copies were converted: the split could put one in train and the other in val, and `data check` of
+    # what convert wrote failed on it.
+    src = tmp_path / "export"
+    for i in range(6):
+        photo(src / f"p{i}.jpg", colour=(30 * i, 80, 140))
+        (src / f"p{i}.json").write_text(vendor_text(), encoding="utf-8")
+    (src / "z_again.jpg").write_bytes((src / "p0.jpg").read_bytes())
+    (src / "z_again.json").write_text(vendor_text(box=(10, 10, 20, 20)), encoding="utf-8")
+    Image.open(src / "p1.jpg").save(src / "y_png.png")  # the same pixels as p1, another format: stored alike
+    (src / "y_png.json").write_text(vendor_text(), encoding="utf-8")
+    out = tmp_path / "out"
+    code, text = run("convert", src, out, "--workers", "2", "--val-ratio", "0.5")
+    assert code == 0, text
+    errors = errors_of(out)
+    assert errors["z_again.json"] == ("its photo is the one of p0.json (the same bytes once stored): a photo twice would "
+                                      "count its boxes twice; its 1 boxes were skipped")
+    assert errors["y_png.json"].startswith("its photo is the one of p1.json")
+    ids = sorted(json.loads(line)["id"] for name in ("train.jsonl", "val.jsonl") for line in (out / name).open())
+    assert ids == [f"p{i}" for i in range(6)]
+    assert sorted(p.name for p in (out / "images").iterdir()) == [f"p{i}.jpg" for i in range(6)]
+    code, text = run("check", out)
+    assert code == 0, text

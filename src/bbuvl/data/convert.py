@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 
 from PIL import Image
 
-from bbuvl.atomic import atomic_path, save_atomic, write_text_atomic
+from bbuvl.atomic import atomic_path, remove_path, save_atomic, write_text_atomic
 from bbuvl.data.coords import (
     ROTATING_ORIENTATIONS,
     CoordinateContract,
@@ -35,7 +35,7 @@ from bbuvl.data.coords import (
     scale_box,
     vendor_to_stored,
 )
-from bbuvl.data.images import IMAGE_SUFFIXES, load_image
+from bbuvl.data.images import IMAGE_SUFFIXES, file_digest, load_image
 from bbuvl.data.input_paths import OutsideFolderError, file_inside
 from bbuvl.data.jsonfile import parse_json
 from bbuvl.data.labels import SEP, Hierarchy, TokenMap
@@ -94,6 +94,7 @@ class PhotoResult:
     frame: str | None = None  # "raw" or "oriented": the grid the annotator drew on
     ambiguous: bool = False  # the sizes could not tell raw from displayed; displayed was assumed
     rescaled: bool = False  # the annotator saw the photo at another resolution
+    digest: str | None = None  # SHA-256 of the stored image: one photo under two names is stored twice alike
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ def find_pairs(src: Path, exclude: Path | None = None) -> list[Pair]:
     jsons: dict[str, list[Path]] = {}
     images: dict[str, list[Path]] = {}
     outside: dict[str, str] = {}  # stem -> why one of its files cannot be read
+    others: dict[str, list[Path]] = {}  # stem -> its files of no suffix read here (a HEIC, a GIF)
     for path in sorted(src.rglob("*")):
         rel = path.relative_to(src)
         # Hidden entries are OS and tool metadata (`.DS_Store`, `._IMG_1.jpg`, `.git`), never photos.
@@ -135,6 +137,7 @@ def find_pairs(src: Path, exclude: Path | None = None) -> list[Pair]:
         elif suffix in IMAGE_SUFFIXES:
             images.setdefault(stem, []).append(path)
         else:
+            others.setdefault(stem, []).append(path)
             continue
         try:
             file_inside(path, src)
@@ -155,7 +158,10 @@ def find_pairs(src: Path, exclude: Path | None = None) -> list[Pair]:
                               f"and one image with its name"))
         elif not ims:
             suffixes = "/".join(sorted(IMAGE_SUFFIXES))
-            pairs.append(Pair(stem, js[0], None, f"no image named '{stem}' ({suffixes}) anywhere under {src}"))
+            # The photo may be right beside it in a format no reader here opens: say so, not that it is missing.
+            there = ", ".join(_rel(p, src) for p in others.get(stem, []))
+            found = f"; {there} has none of those suffixes: convert it to JPEG or PNG" if there else ""
+            pairs.append(Pair(stem, js[0], None, f"no image named '{stem}' ({suffixes}) anywhere under {src}{found}"))
         else:
             pairs.append(Pair(stem, None, ims[0], f"image has no annotation JSON named '{stem}.json'"))
     book = NameBook()
@@ -242,6 +248,7 @@ def _convert_into(pair: Pair, ctx: _Context, file: str, result: PhotoResult) -> 
         # A photo whose objects all failed would teach "nothing here"; it is dropped, not kept empty.
         raise ValueError(f"none of its {result.objects_found} objects could be used")
     name = _store_image(loaded.image, pair.image, ctx.images_dir / pair.stored, final, loaded.mode, orientation)
+    result.digest = file_digest(ctx.images_dir / name)
     result.record = ImageRecord(
         images=[f"{IMAGES_DIR}/{name}"], width=final[0], height=final[1],
         objects=sort_objects(objects), id=pair.stem, source=file,
@@ -442,6 +449,7 @@ def convert_dataset(src: Path, out: Path, opts: ConvertOptions, progress: bool =
     pairs = find_pairs(src, exclude=out if out_r.is_relative_to(src_r) else None)
     ctx.images_dir.mkdir(parents=True, exist_ok=True)
     results = convert_pairs(pairs, ctx, opts.workers, progress)
+    _drop_repeated_photos(results, ctx.images_dir)
 
     records = [r.record for r in results if r.record is not None]
     errors = [e for r in results for e in r.errors]
@@ -453,6 +461,25 @@ def convert_dataset(src: Path, out: Path, opts: ConvertOptions, progress: bool =
         return summary
     train, val = split_items(records, opts.val_ratio, opts.seed)
     return write_dataset_folder(out, train, val, opts.teachers, opts.seed, summary)
+
+
+def _drop_repeated_photos(results: list[PhotoResult], images_dir: Path) -> None:
+    """Keep the first of photos stored byte for byte alike (one photo exported under two names): a photo twice counts
+    its boxes twice, and the split could put one copy in train and the other in val (`data check` calls both
+    errors). Each later copy becomes an error naming the first, and its stored image is removed."""
+    first: dict[str, PhotoResult] = {}
+    for r in results:
+        if r.record is None or r.digest is None:
+            continue
+        kept = first.setdefault(r.digest, r)
+        if kept is r:
+            continue
+        assert kept.record is not None
+        remove_path(images_dir / Path(r.record.image).name)
+        r.errors.append(_error(r.record.source or r.record.image, None,
+                               f"its photo is the one of {kept.record.source} (the same bytes once stored): a photo twice "
+                               f"would count its boxes twice; its {len(r.record.objects)} boxes were skipped"))
+        r.record = None
 
 
 def summarize(src: Path, results: list[PhotoResult], opts: ConvertOptions) -> dict[str, Any]:
