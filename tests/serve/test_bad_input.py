@@ -77,6 +77,11 @@ BAD = {
         b"--b\r\nContent-Disposition: form-data; name=\"tiles\"\r\n\r\n2x2\r\n--b\r\nContent-Disposition: form-data; "
         b"name=\"image\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n" + png(64, 48) + b"\r\n--b--\r\n",
         {"Content-Type": "multipart/form-data; boundary=b"}, 400, "unknown_field"),
+    # The last value taken before, silently: here the photo was dropped for the one after it
+    "json_with_the_image_key_twice": (b'{"image": "' + base64.b64encode(png(64, 48)) + b'", "image": "AAAA"}', JSON, 400,
+                                      "duplicate_key"),
+    # A bare text 500 before: Python's int refuses to read more than 4,300 digits
+    "json_with_a_number_of_5000_digits": (b'{"image": ' + b"9" * 5000 + b"}", JSON, 400, "missing_image"),
     "multipart_without_a_file": (b"--b\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--b--\r\n",
                                  {"Content-Type": "multipart/form-data; boundary=b"}, 400, "missing_image"),
 }
@@ -153,3 +158,28 @@ def test_base64_in_the_url_safe_alphabet_unpadded_or_wrapped_gives_the_same_answ
         r = bad_server.request("POST", "/v1/detect", json.dumps({"image": text}).encode(), JSON)
         assert r.status == 200, (name, r.body)
         assert r.json()["objects"] == want.json()["objects"], name
+
+
+def test_a_chat_parameter_of_5000_digits_is_a_400_naming_it(bad_server):
+    body = b'{"seed": ' + b"9" * 5000 + b', "messages": [{"role": "user", "content": "find"}]}'
+    r = bad_server.request("POST", "/v1/chat/completions", body, JSON)
+    assert r.status == 400, r.body  # a bare text 500 with a traceback in the log before
+    assert r.json()["error"]["kind"] == "invalid_parameter" and "'seed'" in r.json()["error"]["message"]
+
+
+def test_an_unexpected_failure_is_a_json_500_and_the_server_goes_on(engine, keys, photos):
+    from bbuvl.serve.app import ServeSettings, create_app
+    from tests.serve.conftest import running
+
+    app = create_app(engine, keys, ServeSettings())
+
+    @app.get("/v1/fails")
+    async def fails() -> None:  # a route with a bug, as any handler could have one
+        raise KeyError("a bug")
+
+    with running(app) as client:
+        r = client.request("GET", "/v1/fails")
+        assert r.status == 500 and r.headers["content-type"] == "application/json", r.body  # text "Internal Server Error" before
+        assert r.json()["error"] == {"kind": "internal_error",
+                                     "message": "the server failed on this request (KeyError); its log holds the traceback"}
+        assert client.detect_file(photos[0]).status == 200

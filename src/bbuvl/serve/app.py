@@ -99,6 +99,13 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
                    405: f"{asked}: this route takes {headers.get('Allow', 'other methods')} only"}
         return error_response(ApiError(e.status_code, kind, message.get(e.status_code, str(e.detail)), headers), metrics)
 
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, e: Exception) -> JSONResponse:
+        # A bug, not bad input: uvicorn logs it with its traceback after this answer; the client still gets the one
+        # error shape (docs/serving.md, "Errors") instead of a bare text "Internal Server Error".
+        return error_response(ApiError(500, "internal_error", f"the server failed on this request ({type(e).__name__}); "
+                                       "its log holds the traceback"), metrics)
+
     @app.api_route("/healthz", methods=READ)
     async def healthz() -> JSONResponse:
         return JSONResponse({"status": "alive"})

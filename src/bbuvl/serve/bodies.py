@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, AsyncIterator, Callable
 
 from fastapi import Request
@@ -11,6 +10,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
+from bbuvl.data import jsonfile
 from bbuvl.serve.errors import ApiError
 from bbuvl.serve.images import decode_base64
 
@@ -141,8 +141,12 @@ def parse_json(body: bytes) -> Any:
     too_deep = ApiError(400, "json_too_deep", f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels of [ and {{; "
                         "no request to this server needs that many")
     try:
-        value = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        # jsonfile's parser, as for the files a user gives: a key named twice is refused rather than one of its values
+        # dropped, and an integer of thousands of digits is read as a float (inf) where Python's int raised (a 500)
+        value = jsonfile.parse_json(body)
+    except jsonfile.DuplicateKeyError as e:
+        raise ApiError(400, "duplicate_key", f"the JSON body is ambiguous: {e}") from None
+    except ValueError as e:  # not JSON, or not UTF-8/16/32 text
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from None
     except RecursionError:  # the parser's own limit (~1,000 levels): answered as any other too-deep body
         raise too_deep from None
