@@ -166,3 +166,39 @@ def test_one_photo_exported_under_two_names_is_converted_once_never_into_train_a
     assert sorted(p.name for p in (out / "images").iterdir()) == [f"p{i}.jpg" for i in range(6)]
     code, text = run("check", out)
     assert code == 0, text
+
+
+# --- data tile ----------------------------------------------------------------------------------------------------
+
+
+def test_the_whole_photo_beside_its_tiles_keeps_every_box_of_its_record(tmp_path: Path):
+    # The whole photo went through the tiles' visibility rule: a 1x1 photo lost its only box, and a box under 2 px
+    # or one of two near-duplicates vanished from the whole photo too, which then taught "nothing here".
+    Image.new("RGB", (1, 1), (0, 200, 0)).save(tmp_path / "dot.png")
+    photo(tmp_path / "wide.jpg", size=(80, 60))
+    thin = [10, 10, 11.5, 40]  # 1.5 px wide: a cable seen edge-on
+    lines = [json.dumps({"images": ["dot.png"], "width": 1, "height": 1,
+                         "objects": [{"bbox_2d": [0, 0, 1, 1], "desc": LABEL}]}, ensure_ascii=False),
+             record("wide.jpg", (80, 60), thin)]
+    (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, out = run("tile", tmp_path / "d.jsonl", tmp_path / "t", "--grid", "2x2")
+    assert code == 0, out
+    wholes = {r["source"]: r["objects"] for r in map(json.loads, (tmp_path / "t" / "train.jsonl").open(encoding="utf-8"))
+              if r["id"].endswith(("@0,0,1x1", "@0,0,80x60"))}
+    assert wholes == {"dot.png": [{"bbox_2d": [0.0, 0.0, 1.0, 1.0], "desc": LABEL}],
+                      "wide.jpg": [{"bbox_2d": thin, "desc": LABEL}]}
+
+
+def test_a_photo_that_cannot_be_tiled_is_named_by_its_dataset_file_and_line(tmp_path: Path):
+    photo(tmp_path / "a.jpg")
+    broken = photo(tmp_path / "b.jpg", colour=(200, 0, 0))
+    broken.write_bytes(broken.read_bytes()[:300])  # cut short by a copy
+    photo(tmp_path / "c.jpg", size=(32, 32), colour=(0, 0, 200))  # its record says 64x48
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text(record("a.jpg") + "\n\n" + record("b.jpg") + "\n", encoding="utf-8")
+    code, out = run("tile", jsonl, tmp_path / "t")
+    assert code == 2 and f"{jsonl}:3: image b.jpg: cannot decode image" in " ".join(out.split()), out
+    assert not (tmp_path / "t" / "train.jsonl").exists()
+    jsonl.write_text(record("a.jpg") + "\n" + record("c.jpg") + "\n", encoding="utf-8")
+    code, out = run("tile", jsonl, tmp_path / "t")
+    assert code == 2 and f"{jsonl}:2: image c.jpg: the photo is 32x32 but its record says 64x48" in " ".join(out.split())

@@ -24,7 +24,7 @@ from bbuvl.data.images import load_image
 from bbuvl.data.layout import TRAIN, VAL, write_dataset_folder
 from bbuvl.data.names import NameBook, safe_stem
 from bbuvl.data.regions import grid_regions, magnified_record, tile_side_overlap
-from bbuvl.data.schema import ImageRecord, read_records, require_photos, resolve_image
+from bbuvl.data.schema import DatasetError, ImageRecord, iter_dataset, require_photos, resolve_image
 
 IMAGES = "images"
 
@@ -80,7 +80,9 @@ def tile_record(record: ImageRecord, photo: Path, out: Path, name: str, spec: Ti
         rw, rh = x2 - x1, y2 - y1
         zoom = 1.0 if region == whole_region else spec.zoom
         size = (rw, rh) if zoom == 1.0 else (max(1, round(rw * zoom)), max(1, round(rh * zoom)))
-        tile = magnified_record(record, region, size)
+        # The whole photo keeps its record's boxes as they are: through the visibility rule, a box under 2 px (a
+        # 1x1 photo's only one) or one of two near-duplicates was dropped, and the photo taught "nothing here".
+        tile = record if region == whole_region else magnified_record(record, region, size)
         rel = f"{IMAGES}/{name}__{x1}_{y1}_{rw}x{rh}{suffix}"
         if not tile.objects and region != whole_region and not spec.keeps_empty(rel):
             continue
@@ -99,12 +101,12 @@ def tile_record(record: ImageRecord, photo: Path, out: Path, name: str, spec: Ti
     return tiles
 
 
-Sources = dict[str, list[tuple[Path, ImageRecord]]]
+Sources = dict[str, list[tuple[Path, int, ImageRecord]]]
 
 
 def tile_sources(dataset: str | Path, out: str | Path) -> Sources:
-    """The records to tile, by split, each with the file it was read from; raises ValueError when a photo lies in the
-    `out/images` that tiling rewrites (a dataset tiled into its own folder)."""
+    """The records to tile, by split, each with the file and line it was read from; raises DatasetError for a bad line
+    or a photo in the `out/images` that tiling rewrites (a dataset tiled into its own folder)."""
     dataset, images = Path(dataset), (Path(out) / IMAGES).resolve()
     sources = {"train": dataset / TRAIN, "val": dataset / VAL} if dataset.is_dir() else {"train": dataset}
     missing = [str(p) for p in sources.values() if not p.is_file()]
@@ -112,12 +114,16 @@ def tile_sources(dataset: str | Path, out: str | Path) -> Sources:
         raise FileNotFoundError(f"{missing[0]}: no such dataset file")
     parts: Sources = {}
     for split, path in sources.items():
-        records = require_photos(read_records(path), path)
-        for record in records:
+        rows = []
+        for row in iter_dataset(path):
+            if row.error is not None:
+                raise row.error
+            record = row.sample.student  # type: ignore[union-attr]
             if resolve_image(path, record.image).resolve().is_relative_to(images):
-                raise ValueError(f"{path}: its photo {record.image} lies in {Path(out) / IMAGES}, the folder the tiles "
-                                 "are written into; choose another OUT")
-        parts[split] = [(path, r) for r in records]
+                raise DatasetError(path, row.line, f"its photo {record.image} lies in {Path(out) / IMAGES}, the folder "
+                                   "the tiles are written into; choose another OUT")
+            rows.append((path, row.line, record))
+        parts[split] = require_photos(rows, path)
     return parts
 
 
@@ -132,11 +138,14 @@ def tile_dataset(dataset: str | Path, out: str | Path, spec: TileSpec, num_teach
     written: set[str] = set()
     names = NameBook()  # `a.jpg` and `a.jpeg`, `A.jpg` and `a.jpg`, `../x.jpg` and `up/x.jpg`: one stem, never one tile
     for split, rows in parts.items():
-        for path, record in rows:
+        for path, line, record in rows:
             stem = safe_stem(record.image).removeprefix(f"{IMAGES}/")
             photo = resolve_image(path, record.image)
             name = names.name(f"{split}/{stem}", f"{split}:{photo}")
-            tiled[split] += tile_record(record, photo, out, name, spec, written)
+            try:
+                tiled[split] += tile_record(record, photo, out, name, spec, written)
+            except ValueError as e:  # ImageError, or a size its record contradicts: named as `data check` names it
+                raise DatasetError(path, line, f"image {record.image}: {str(e).removeprefix(f'{photo}: ')}") from None
             done += 1
             if progress:
                 progress(done, total)
