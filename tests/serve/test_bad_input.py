@@ -82,6 +82,12 @@ BAD = {
                                       "duplicate_key"),
     # A bare text 500 before: Python's int refuses to read more than 4,300 digits
     "json_with_a_number_of_5000_digits": (b'{"image": ' + b"9" * 5000 + b"}", JSON, 400, "missing_image"),
+    # 400 bad_multipart "Too many files" before, as if the body were broken
+    "multipart_with_two_photos": (
+        b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n"
+        + png(64, 48) + b"\r\n--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"b.png\"\r\n"
+        b"Content-Type: image/png\r\n\r\n" + png(64, 48) + b"\r\n--b--\r\n",
+        {"Content-Type": "multipart/form-data; boundary=b"}, 400, "too_many_images"),
     "multipart_without_a_file": (b"--b\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--b--\r\n",
                                  {"Content-Type": "multipart/form-data; boundary=b"}, 400, "missing_image"),
 }
@@ -183,3 +189,12 @@ def test_an_unexpected_failure_is_a_json_500_and_the_server_goes_on(engine, keys
         assert r.json()["error"] == {"kind": "internal_error",
                                      "message": "the server failed on this request (KeyError); its log holds the traceback"}
         assert client.detect_file(photos[0]).status == 200
+
+
+def test_a_setting_in_the_query_is_refused_naming_it(bad_server, photos):
+    body, headers = as_file(photos[0].read_bytes())
+    r = bad_server.request("POST", "/v1/detect?score_threshold=0.9&mode=head&mode=name", body, headers)
+    assert r.status == 400, r.body  # 200 before, answered with the server's own threshold and mode
+    error = r.json()["error"]
+    assert error["kind"] == "unknown_field" and "'?score_threshold', '?mode' beside the image" in error["message"], error
+    assert bad_server.request("POST", "/v1/detect?", body, headers).status == 200  # an empty query asks for nothing

@@ -90,13 +90,17 @@ async def _multipart_image(request: Request, body: bytes) -> bytes:
         yield body
 
     try:
-        form = await MultiPartParser(request.headers, once(), max_files=1, max_fields=16, max_part_size=len(body) + 1).parse()
+        form = await MultiPartParser(request.headers, once(), max_files=16, max_fields=16, max_part_size=len(body) + 1).parse()
     except MultiPartException as e:
         raise ApiError(400, "bad_multipart", f"the multipart body cannot be parsed: {e}") from None
     try:
-        files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+        files = [(name, v) for name, v in form.multi_items() if isinstance(v, UploadFile)]
+        if len(files) > 1:  # "too many files" of the parser before, as if the body were broken
+            raise ApiError(400, "too_many_images", f"the multipart body holds {len(files)} files "
+                           f"({', '.join(repr(n) for n, _ in files[:5])}); /v1/detect takes one photo per request: "
+                           "send each in its own")
         part = form.get("image")
-        upload = part if isinstance(part, UploadFile) else files[0] if len(files) == 1 else None
+        upload = part if isinstance(part, UploadFile) else files[0][1] if files else None
         if upload is None:
             raise ApiError(400, "missing_image", "the multipart body has no file part named 'image'")
         refuse_other_fields([name for name, v in form.multi_items() if v is not upload])
@@ -107,6 +111,8 @@ async def _multipart_image(request: Request, body: bytes) -> bytes:
 
 async def image_bytes(request: Request, limit: int, timeout_s: float) -> bytes:
     """The uploaded image: a multipart file part, JSON `{"image": BASE64 or data: URI}`, or a raw image/* body."""
+    # A setting in the query (?score_threshold=0.5) would be ignored as one in the body would: refused alike
+    refuse_other_fields([f"?{name}" for name in dict.fromkeys(request.query_params.keys())])
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in ("multipart/form-data", "application/json") and not ctype.startswith("image/"):
         raise ApiError(415, "unsupported_media_type", f"content type '{ctype or 'none'}' is not accepted: send "
