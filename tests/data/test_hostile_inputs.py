@@ -202,3 +202,22 @@ def test_a_photo_that_cannot_be_tiled_is_named_by_its_dataset_file_and_line(tmp_
     jsonl.write_text(record("a.jpg") + "\n" + record("c.jpg") + "\n", encoding="utf-8")
     code, out = run("tile", jsonl, tmp_path / "t")
     assert code == 2 and f"{jsonl}:2: image c.jpg: the photo is 32x32 but its record says 64x48" in " ".join(out.split())
+
+
+# --- data split ---------------------------------------------------------------------------------------------------
+
+
+def test_split_refuses_a_photo_on_two_lines_naming_both_instead_of_putting_one_copy_in_val(tmp_path: Path):
+    for i in range(8):
+        photo(tmp_path / "images" / f"{i}.jpg", colour=(25 * i, 60, 90))
+    lines = [record(f"images/{i}.jpg") for i in range(8)]
+    jsonl = tmp_path / "all.jsonl"
+    for again in ("images/3.jpg", "images/../images/3.jpg", "./images/3.jpg"):
+        jsonl.write_text("\n".join([*lines, record(again)]) + "\n", encoding="utf-8")
+        code, out = run("split", jsonl, tmp_path / "parts", "--val-ratio", "0.5")
+        assert code == 2, out
+        assert f"{jsonl}:9: image {again}: the same photo as line 4" in " ".join(out.split()), out
+        assert not (tmp_path / "parts").exists()
+    jsonl.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, out = run("split", jsonl, tmp_path / "parts", "--val-ratio", "0.5")
+    assert code == 0 and "4 train, 4 val photos" in out, out

@@ -236,6 +236,16 @@ def iter_dataset(path: str | Path) -> Iterator[Row]:
             yield Row(no, None, e)
 
 
+def read_lines(path: str | Path) -> list[tuple[int, Sample]]:
+    """Every sample of a JSONL dataset with its line number; the first bad line raises its DatasetError."""
+    out = []
+    for row in iter_dataset(path):
+        if row.error is not None:
+            raise row.error
+        out.append((row.line, row.sample))
+    return out
+
+
 def read_dataset(path: str | Path, skip_invalid: bool = False) -> list[Sample]:
     """Read a whole JSONL dataset; the first bad line raises unless `skip_invalid`."""
     out = []

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Sequence, TypeVar
 
 from bbuvl.data.layout import TEACHERS, TRAIN, VAL
 from bbuvl.data.relocate import relocate_record, relocate_sample
-from bbuvl.data.schema import read_dataset, require_photos, write_dataset
+from bbuvl.data.schema import DatasetError, Sample, read_lines, require_photos, resolve_image, write_dataset
 from bbuvl.data.teachers import select_teachers
 
 T = TypeVar("T")
@@ -32,6 +33,19 @@ def split_items(items: Sequence[T], val_ratio: float = 0.1, seed: int = 42) -> t
     return [items[i] for i in tr], [items[i] for i in va]
 
 
+def once_each(rows: list[tuple[int, Sample]], dataset: str | Path) -> list[tuple[int, Sample]]:
+    """`rows` (line, sample) when no photo is the student of two lines; DatasetError naming both lines otherwise: one
+    copy could be drawn for train and the other for val, and its boxes count twice wherever they land."""
+    first: dict[str, int] = {}
+    for line, sample in rows:
+        photo = os.path.normpath(resolve_image(dataset, sample.student.image))  # a photo is its path, links not resolved
+        seen = first.setdefault(photo, line)
+        if seen != line:
+            raise DatasetError(dataset, line, f"image {sample.student.image}: the same photo as line {seen}; keep one "
+                               "line per photo (bbuvl data check lists every repeat)")
+    return rows
+
+
 def split_dataset(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0.1, seed: int = 42,
                   num_teachers: int = 10) -> tuple[int, int]:
     """Split a dataset JSONL into `out_dir`/train.jsonl, val.jsonl and teachers.jsonl; returns `(train, val)` sizes.
@@ -40,7 +54,7 @@ def split_dataset(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0
     photos and always rewritten: a pool left from an earlier split would show validation photos (and their
     answers) in training prompts.
     """
-    samples = require_photos(read_dataset(dataset), dataset)
+    samples = [sample for _, sample in once_each(require_photos(read_lines(dataset), dataset), dataset)]
     train, val = split_items(samples, val_ratio, seed)
     teachers = [train[i].student for i in select_teachers([s.student for s in train], num_teachers, seed)]
     for name, part in ((TRAIN, train), (VAL, val)):

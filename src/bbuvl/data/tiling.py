@@ -24,7 +24,7 @@ from bbuvl.data.images import load_image
 from bbuvl.data.layout import TRAIN, VAL, write_dataset_folder
 from bbuvl.data.names import NameBook, safe_stem
 from bbuvl.data.regions import grid_regions, magnified_record, tile_side_overlap
-from bbuvl.data.schema import DatasetError, ImageRecord, iter_dataset, require_photos, resolve_image
+from bbuvl.data.schema import DatasetError, ImageRecord, read_lines, require_photos, resolve_image
 
 IMAGES = "images"
 
@@ -114,15 +114,11 @@ def tile_sources(dataset: str | Path, out: str | Path) -> Sources:
         raise FileNotFoundError(f"{missing[0]}: no such dataset file")
     parts: Sources = {}
     for split, path in sources.items():
-        rows = []
-        for row in iter_dataset(path):
-            if row.error is not None:
-                raise row.error
-            record = row.sample.student  # type: ignore[union-attr]
+        rows = [(path, line, sample.student) for line, sample in read_lines(path)]
+        for _, line, record in rows:
             if resolve_image(path, record.image).resolve().is_relative_to(images):
-                raise DatasetError(path, row.line, f"its photo {record.image} lies in {Path(out) / IMAGES}, the folder "
+                raise DatasetError(path, line, f"its photo {record.image} lies in {Path(out) / IMAGES}, the folder "
                                    "the tiles are written into; choose another OUT")
-            rows.append((path, row.line, record))
         parts[split] = require_photos(rows, path)
     return parts
 
