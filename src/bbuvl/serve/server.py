@@ -34,6 +34,28 @@ def _too_many(max_connections: int) -> bytes:
             b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
+class _Remembering(h11.Connection):
+    """h11's server side of a connection, keeping why the client's bytes were not HTTP/1.1 (uvicorn drops the reason)."""
+
+    error: h11.RemoteProtocolError | None = None
+
+    def next_event(self) -> Any:
+        try:
+            return super().next_event()
+        except h11.RemoteProtocolError as e:
+            self.error = e
+            raise
+
+
+def _not_http(error: h11.RemoteProtocolError | None, header_limit: int) -> tuple[int, bytes]:
+    """The status and JSON body (the error shape of errors.py) of an answer to bytes that are not an HTTP/1.1 request
+    whose headers may take `header_limit` bytes."""
+    status = error.error_status_hint if error is not None else 400
+    why = (f"its request line and headers exceed {header_limit} bytes" if status == 431
+           else str(error)[:300] if error is not None else "unreadable")
+    return status, json.dumps(ApiError(status, "bad_request", f"the request is not valid HTTP/1.1: {why}").body()).encode()
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket on `host`:`port` (port 0: a free one, read it back with `getsockname()`)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -56,6 +78,23 @@ def protocol(read_timeout_s: float, max_connections: int) -> type[H11Protocol]:
         answered = 0  # responses completed on this connection
         refused = False  # past max_connections: answered 503, its request read and dropped
         heard = 0.0  # loop time the client last sent bytes
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.conn = _Remembering(h11.SERVER, self.conn._max_incomplete_event_size)
+
+        def send_400_response(self, msg: str) -> None:
+            # uvicorn's own answer is text naming nothing ("Invalid HTTP request received."); this one is the JSON
+            # every other error is, saying what h11 found wrong (a missing Host, a bad chunk, conflicting lengths)
+            if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):  # answered already (a 401, then a broken body)
+                self.transport.close()
+                return
+            status, body = _not_http(self.conn.error, self.conn._max_incomplete_event_size)
+            headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
+                       (b"content-length", str(len(body)).encode())]
+            for event in (h11.Response(status_code=status, headers=headers), h11.Data(data=body), h11.EndOfMessage()):
+                self.transport.write(self.conn.send(event))
+            self.transport.close()
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             super().connection_made(transport)

@@ -1,0 +1,45 @@
+"""Bytes that are not a valid HTTP/1.1 request, sent over raw sockets: each is answered with the JSON error shape
+saying what is wrong, and the server goes on."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from tests.serve.conftest import API_KEY
+
+AUTH = f"Authorization: Bearer {API_KEY}\r\n".encode()
+BROKEN = {
+    "no_host": (b"GET /readyz HTTP/1.1\r\n" + AUTH + b"\r\n", 400, "Host"),
+    "two_lengths": (b"POST /v1/detect HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Type: image/png\r\nContent-Length: 5\r\n"
+                    b"Content-Length: 6\r\n\r\nabcdef", 400, "conflicting Content-Length"),
+    "a_chunk_size_not_hex": (b"POST /v1/detect HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Type: image/png\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400, "chunk"),
+    "tls_to_a_plain_port": (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64 + b"\r\n\r\n", 400, "request line"),
+    "headers_over_the_limit": (b"GET /readyz HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 40_000, 431, "exceed"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_bytes_that_are_not_http_get_a_json_error_naming_why(serve, case):
+    client = serve()
+    data, status, named = BROKEN[case]
+    s = socket.create_connection(("127.0.0.1", client.port), timeout=10)
+    try:
+        s.sendall(data)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    except ConnectionResetError:
+        pass
+    finally:
+        s.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split()[1] == str(status).encode(), answer
+    # text/plain "Invalid HTTP request received." before, naming nothing
+    assert b"content-type: application/json" in head.lower()
+    error = json.loads(body)["error"]
+    assert error["kind"] == "bad_request" and named in error["message"], error
+    assert client.request("GET", "/readyz").status == 200
