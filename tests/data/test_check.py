@@ -61,7 +61,7 @@ def clean(tmp_path: Path) -> Path:
 # line number -> a phrase the problem on that line must contain
 PLANTED = {
     2: "invalid JSON",
-    3: "missing key 'student.width'",
+    3: "missing key 'width'",
     4: "did you mean 'desc'",
     5: "image file not found",
     6: "cannot decode image",

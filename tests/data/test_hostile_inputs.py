@@ -221,3 +221,23 @@ def test_split_refuses_a_photo_on_two_lines_naming_both_instead_of_putting_one_c
     jsonl.write_text("\n".join(lines) + "\n", encoding="utf-8")
     code, out = run("split", jsonl, tmp_path / "parts", "--val-ratio", "0.5")
     assert code == 0 and "4 train, 4 val photos" in out, out
+
+
+# --- what an error in a dataset line names -----------------------------------------------------------------------
+
+
+def test_an_error_in_a_plain_record_names_its_own_keys_and_an_empty_image_path_is_named(tmp_path: Path):
+    # A plain line has no `student` key, but its errors named 'student.width'; an empty path was "a folder".
+    photo(tmp_path / "a.jpg")
+    plain = {"images": ["a.jpg"], "height": 48, "objects": [{"bbox_2d": [1, 2, 3, 4], "label": LABEL}]}
+    explicit = {"student": {"images": ["a.jpg"], "height": 48}}
+    empty = {"images": [" "], "width": 64, "height": 48}
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in (plain, explicit, empty)) + "\n", encoding="utf-8")
+    code, out = run("check", jsonl, "--no-decode")
+    out = " ".join(out.split())
+    assert code == 1
+    assert (f"{jsonl}:1: missing key 'width'; missing key 'objects.0.desc'; unknown key 'objects.0.label' (did you "
+            "mean 'desc'?)") in out, out
+    assert f"{jsonl}:2: missing key 'student.width'" in out  # the explicit form names its own keys
+    assert f"{jsonl}:3: images: the image path is empty" in out

@@ -43,8 +43,8 @@ def test_errors_name_file_and_line_and_keep_other_lines(tmp_path):
     assert rows[0].sample is not None
     errs = {r.line: str(r.error) for r in rows if r.error}
     assert errs[2].startswith(f"{p}:2: invalid JSON")
-    assert "unknown key 'student.objects.0.label' (did you mean 'desc'?)" in errs[3]
-    assert "missing key 'student.width'" in errs[5]
+    assert "unknown key 'objects.0.label' (did you mean 'desc'?)" in errs[3]
+    assert "missing key 'width'" in errs[5]
     assert "is not [x1, y1, x2, y2]" in errs[6]
     assert "expected a JSON object" in errs[7]
     with pytest.raises(DatasetError, match=r"d\.jsonl:2:"):
@@ -93,8 +93,8 @@ def test_a_file_that_is_not_text_is_one_error_for_the_file(tmp_path):
 
 
 @pytest.mark.parametrize(("number", "says"), [
-    ("1" + "0" * 5000, "student.width: Input should be a finite number"),  # Python's int refuses > 4,300 digits
-    ("1" + "0" * 400, "student.width: Input should be a finite number"),  # an int no float holds
+    ("1" + "0" * 5000, "width: Input should be a finite number"),  # Python's int refuses > 4,300 digits
+    ("1" + "0" * 400, "width: Input should be a finite number"),  # an int no float holds
 ])
 def test_a_number_longer_than_any_float_is_an_error_naming_file_and_line(tmp_path, number, says):
     p = tmp_path / "d.jsonl"
@@ -112,8 +112,8 @@ def test_a_line_of_another_kind_names_a_few_problems_the_record_s_own_first(tmp_
     objects = [{"bbox_2d": [1, 2, 3, 4], "label": "线缆", "score": 0.5}] * 10
     _write(p, [json.dumps({"image": "a.jpg", "objects": objects}, ensure_ascii=False)])  # a prediction line
     (row,) = iter_dataset(p)
-    assert row.error.message == ("missing key 'student.images'; missing key 'student.width'; missing key 'student.height'; "
-                                 "unknown key 'student.image' (did you mean 'images'?); and 30 more")
+    assert row.error.message == ("missing key 'images'; missing key 'width'; missing key 'height'; "
+                                 "unknown key 'image' (did you mean 'images'?); and 30 more")
 
 
 def test_a_line_cut_short_is_reported_at_its_own_end_and_an_unopenable_file_without_a_line(tmp_path):
@@ -136,15 +136,15 @@ def test_a_size_typed_as_a_string_or_a_boolean_is_refused_naming_the_line(tmp_pa
     p = tmp_path / "d.jsonl"
     _write(p, [json.dumps(REC), json.dumps(dict(REC, **{field: value}))])
     errors = [str(r.error) for r in iter_dataset(p) if r.error]
-    assert errors == [f"{p}:2: student.{field}: {said}"]
+    assert errors == [f"{p}:2: {field}: {said}"]
 
 
 def test_box_coordinates_typed_as_strings_or_booleans_are_refused_not_read_as_numbers(tmp_path):
     p = tmp_path / "d.jsonl"
     _write(p, [json.dumps(dict(REC, objects=[{"bbox_2d": ["1", True, 10, 20], "desc": "线缆"}]))])
     (row,) = iter_dataset(p)
-    assert str(row.error) == (f"{p}:1: student.objects.0.bbox_2d.0: \"1\" is a string, not a number; "
-                              "student.objects.0.bbox_2d.1: true is a boolean, not a number")
+    assert str(row.error) == (f"{p}:1: objects.0.bbox_2d.0: \"1\" is a string, not a number; "
+                              "objects.0.bbox_2d.1: true is a boolean, not a number")
     assert ObjectAnn(bbox_2d=[1, 2.5, 10, 20], desc="线缆").bbox_2d == [1.0, 2.5, 10.0, 20.0]  # ints stay numbers
 
 
@@ -154,5 +154,5 @@ def test_a_label_holding_control_characters_is_refused_with_them_shown_escaped(t
     _write(p, [json.dumps(dict(REC, objects=[{"bbox_2d": [1, 2, 10, 20], "desc": label}]))])
     (row,) = iter_dataset(p)
     message = str(row.error)
-    assert message.startswith(f"{p}:1: student.objects.0.desc: label ") and "holds control characters" in message
+    assert message.startswith(f"{p}:1: objects.0.desc: label ") and "holds control characters" in message
     assert message.isprintable()  # the terminal is shown `\x1b`, never sent it

@@ -87,6 +87,8 @@ class ImageRecord(BaseModel):
     @classmethod
     def _one_photo(cls, v: list[str]) -> list[str]:
         # Every reader takes `images[0]`: a second photo would pass every check and never be trained on or scored.
+        if not v[0].strip():  # it would name the JSONL's own folder, reported as "a folder, not an image file"
+            raise ValueError("the image path is empty")
         if len(v) > 1:
             raise ValueError(f"a record holds one photo, this one lists {len(v)} ({', '.join(map(show_text, v[:3]))}"
                              f"{' ...' if len(v) > 3 else ''}): write one record per photo, each with its own boxes")
@@ -148,11 +150,13 @@ _KNOWN_KEYS = {
 _MAX_PROBLEMS = 4
 
 
-def _describe(err: ValidationError) -> str:
-    """One readable sentence per pydantic error (the record's own first), with a did-you-mean for unknown keys."""
+def _describe(err: ValidationError, plain: bool = False) -> str:
+    """One readable sentence per pydantic error (the record's own first), with a did-you-mean for unknown keys;
+    `plain`: the line is a plain record, which has no `student` key to name."""
     parts = []
     for e in sorted(err.errors(), key=lambda e: len(e["loc"])):
-        loc = ".".join(str(p) for p in e["loc"])
+        where = e["loc"][1:] if plain and e["loc"][:1] == ("student",) else e["loc"]
+        loc = ".".join(str(p) for p in where)
         if e["type"] == "extra_forbidden":
             key = str(e["loc"][-1])
             kind = "object" if "objects" in e["loc"] else "record"
@@ -176,7 +180,7 @@ def parse_sample(obj: Any, path: str | Path = "<memory>", line: int = 0) -> Samp
     try:
         return Sample.model_validate(obj)
     except ValidationError as e:
-        raise DatasetError(path, line, _describe(e)) from None
+        raise DatasetError(path, line, _describe(e, plain="student" not in obj and "teachers" not in obj)) from None
 
 
 @dataclass
