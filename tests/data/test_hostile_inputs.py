@@ -241,3 +241,17 @@ def test_an_error_in_a_plain_record_names_its_own_keys_and_an_empty_image_path_i
             "mean 'desc'?)") in out, out
     assert f"{jsonl}:2: missing key 'student.width'" in out  # the explicit form names its own keys
     assert f"{jsonl}:3: images: the image path is empty" in out
+
+
+def test_a_zoom_that_would_write_a_tile_no_reader_opens_is_refused_before_any_work(tmp_path: Path):
+    # --zoom 8 on a 4000x3000 photo cut 2x1 built a 17200x24000 tile: 2 GB and 49 s, and a file that data check
+    # then refused as a decompression bomb.
+    photo(tmp_path / "small.jpg")
+    photo(tmp_path / "big.jpg", size=(4000, 3000))
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text(record("small.jpg") + "\n" + record("big.jpg", (4000, 3000)) + "\n", encoding="utf-8")
+    code, out = run("tile", jsonl, tmp_path / "t", "--grid", "2x1", "--zoom", "8")
+    assert code == 2, out
+    assert (f"{jsonl}:2: image big.jpg: its 2150x3000 tiles would be written 17200x24000 at --zoom 8, past the "
+            f"{Image.MAX_IMAGE_PIXELS} pixels") in " ".join(out.split()), out
+    assert not (tmp_path / "t" / "images").exists()

@@ -23,7 +23,7 @@ from bbuvl.atomic import write_bytes_atomic
 from bbuvl.data.images import load_image
 from bbuvl.data.layout import TRAIN, VAL, write_dataset_folder
 from bbuvl.data.names import NameBook, safe_stem
-from bbuvl.data.regions import grid_regions, magnified_record, tile_side_overlap
+from bbuvl.data.regions import Region, grid_regions, magnified_record, tile_side_overlap
 from bbuvl.data.schema import DatasetError, ImageRecord, read_lines, require_photos, resolve_image
 
 IMAGES = "images"
@@ -57,6 +57,28 @@ class TileSpec:
         return h / 2**64 < self.empty
 
 
+def cut(size: tuple[int, int], spec: TileSpec) -> list[tuple[Region, tuple[int, int]]]:
+    """Each region of a `size` photo that `spec` writes (the whole photo first, when kept) and its written size."""
+    whole = (0, 0, *size)
+    regions = grid_regions(size, *spec.grid, overlap=tile_side_overlap(size, spec.grid, spec.overlap))
+    if spec.whole and regions != [whole]:
+        regions = [whole, *regions]
+    zoomed = [(r, (r[2] - r[0], r[3] - r[1])) for r in regions]
+    return [(r, s if r == whole or spec.zoom == 1.0 else (max(1, round(s[0] * spec.zoom)), max(1, round(s[1] * spec.zoom))))
+            for r, s in zoomed]
+
+
+def too_large(size: tuple[int, int], spec: TileSpec) -> str | None:
+    """Why `spec` cannot tile a `size` photo (a zoomed tile past the pixels any photo is read at), or None."""
+    region, (w, h) = max(cut(size, spec), key=lambda rs: rs[1][0] * rs[1][1])
+    if w * h <= Image.MAX_IMAGE_PIXELS:
+        return None
+    # Building such a tile takes gigabytes and minutes, and at twice the bound Pillow refuses to read it back.
+    return (f"its {region[2] - region[0]}x{region[3] - region[1]} tiles would be written {w}x{h} at --zoom {spec.zoom:g}, "
+            f"past the {Image.MAX_IMAGE_PIXELS} pixels Pillow reads without a decompression-bomb warning; lower --zoom "
+            "or cut a finer --grid")
+
+
 def tile_record(record: ImageRecord, photo: Path, out: Path, name: str, spec: TileSpec,
                 written: set[str] | None = None) -> list[ImageRecord]:
     """The record's tiles (and itself, when `spec.whole`) written under `out/images/`, paths relative to `out`.
@@ -71,15 +93,10 @@ def tile_record(record: ImageRecord, photo: Path, out: Path, name: str, spec: Ti
                          f"{record.width}x{record.height}: boxes would land in the wrong place")
     suffix = ".jpg" if photo.suffix.lower() in (".jpg", ".jpeg") else ".png"
     whole_region = (0, 0, *record.size)
-    regions = grid_regions(record.size, *spec.grid, overlap=tile_side_overlap(record.size, spec.grid, spec.overlap))
-    if spec.whole and regions != [whole_region]:
-        regions = [whole_region, *regions]
     tiles = []
-    for region in regions:
+    for region, size in cut(record.size, spec):
         x1, y1, x2, y2 = region
         rw, rh = x2 - x1, y2 - y1
-        zoom = 1.0 if region == whole_region else spec.zoom
-        size = (rw, rh) if zoom == 1.0 else (max(1, round(rw * zoom)), max(1, round(rh * zoom)))
         # The whole photo keeps its record's boxes as they are: through the visibility rule, a box under 2 px (a
         # 1x1 photo's only one) or one of two near-duplicates was dropped, and the photo taught "nothing here".
         tile = record if region == whole_region else magnified_record(record, region, size)
@@ -129,6 +146,10 @@ def tile_dataset(dataset: str | Path, out: str | Path, spec: TileSpec, num_teach
     (`sources`: what `tile_sources` read already)."""
     dataset, out = Path(dataset), Path(out)
     parts = tile_sources(dataset, out) if sources is None else sources
+    for rows in parts.values():  # before any photo is written: one photo too large refuses the run
+        for path, line, record in rows:
+            if (why := too_large(record.size, spec)) is not None:
+                raise DatasetError(path, line, f"image {record.image}: {why}")
     total, done = sum(len(v) for v in parts.values()), 0
     tiled: dict[str, list[ImageRecord]] = {"train": [], "val": []}
     written: set[str] = set()
