@@ -54,6 +54,14 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
                        "before); --read-timeout", {"Connection": "close"}) from None
     except ClientDisconnect:
         raise client_gone() from None
+    except asyncio.CancelledError:
+        # uvicorn cancels what still runs when the drain at shutdown ends; a body still arriving then (a slow upload
+        # may take longer than the drain) is the client's to send again, not a server failure with a traceback
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        raise ApiError(503, "not_ready", f"the server is stopping and the body was still arriving ({seen} bytes came) "
+                       "when its drain (--timeout) ended; send it again", {"Retry-After": "1", "Connection": "close"}) from None
     return b"".join(chunks)
 
 
