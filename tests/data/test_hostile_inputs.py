@@ -255,3 +255,22 @@ def test_a_zoom_that_would_write_a_tile_no_reader_opens_is_refused_before_any_wo
     assert (f"{jsonl}:2: image big.jpg: its 2150x3000 tiles would be written 17200x24000 at --zoom 8, past the "
             f"{Image.MAX_IMAGE_PIXELS} pixels") in " ".join(out.split()), out
     assert not (tmp_path / "t" / "images").exists()
+
+
+# --- a frame no photo fits -----------------------------------------------------------------------------------------
+
+
+def test_a_frame_that_would_enlarge_every_photo_past_what_pillow_reads_is_refused_before_any_photo(tmp_path: Path):
+    # `data convert --resize --min-pixels 1000000000` enlarged a 320x240 photo to 10^9 pixels: 4 GB and 49 s a photo.
+    src = tmp_path / "export"
+    photo(src / "p.jpg")
+    (src / "p.json").write_text(vendor_text(), encoding="utf-8")
+    huge = str(Image.MAX_IMAGE_PIXELS + 1)
+    code, out = run("convert", src, tmp_path / "out", "--resize", "--min-pixels", huge, "--max-pixels", huge)
+    assert code == 2 and f"min_pixels ({huge}) would enlarge every photo past the {Image.MAX_IMAGE_PIXELS} pixels" in \
+        " ".join(out.split()), out
+    assert not (tmp_path / "out" / "images").exists()
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text(record("export/p.jpg") + "\n", encoding="utf-8")
+    code, out = run("stats", jsonl, "--min-pixels", huge, "--max-pixels", huge)
+    assert code == 2 and "would enlarge every photo" in out, out

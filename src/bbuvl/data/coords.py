@@ -18,6 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Sequence
 
+from PIL import Image
+
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.families import DEFAULT_FAMILY, RELATIVE_SCALE, BoxConvention, get_family
@@ -204,6 +206,11 @@ class CoordinateContract:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.min_pixels > self.max_pixels:
             raise ValueError(f"min_pixels ({self.min_pixels}) must not exceed max_pixels ({self.max_pixels})")
+        if self.min_pixels > Image.MAX_IMAGE_PIXELS:
+            # Every photo would be enlarged to it: gigabytes a photo (`data convert --resize` took 4 GB and 49 s for
+            # one at 10^9), into a frame no reader opens and no model holds.
+            raise ValueError(f"min_pixels ({self.min_pixels}) would enlarge every photo past the {Image.MAX_IMAGE_PIXELS} "
+                             f"pixels Pillow reads without a decompression-bomb warning (Qwen's default is {QWEN_MIN_PIXELS})")
         if (self.factor, self.box_format) != (fam.factor, fam.box_format):
             raise ValueError(f"{fam.name} resizes to multiples of {fam.factor} and writes {fam.box_format} boxes, "
                              f"but this contract says factor {self.factor} and {self.box_format} boxes")
