@@ -274,3 +274,29 @@ def test_a_frame_that_would_enlarge_every_photo_past_what_pillow_reads_is_refuse
     jsonl.write_text(record("export/p.jpg") + "\n", encoding="utf-8")
     code, out = run("stats", jsonl, "--min-pixels", huge, "--max-pixels", huge)
     assert code == 2 and "would enlarge every photo" in out, out
+
+
+# --- COCO ids and categories -------------------------------------------------------------------------------------
+
+
+def test_a_coco_category_that_names_nothing_is_listed_and_whole_float_ids_pair(tmp_path: Path):
+    # A category whose id was a list, or whose name was a number or empty, vanished without a line saying why (its
+    # boxes were then "of an unknown category id 1"); a number name became the label '5'. Ids written 1.0 (pandas)
+    # named no image.
+    for i in range(3):
+        photo(tmp_path / "images" / f"{i}.jpg", colour=(60 * i, 20, 20))
+    coco = {"images": [{"id": float(i), "file_name": f"{i}.jpg", "width": 64, "height": 48} for i in range(3)],
+            "annotations": [{"id": 1, "image_id": 0.0, "category_id": 1.0, "bbox": [4, 5, 26, 35]},
+                            {"id": 2, "image_id": 1, "category_id": 2, "bbox": [4, 5, 26, 35]},
+                            {"id": 3, "image_id": 2, "category_id": 3, "bbox": [4, 5, 26, 35]},
+                            {"id": 4, "image_id": 2, "category_id": 1, "bbox": [1, 1, 9, 9]}],
+            "categories": [{"id": 1, "name": LABEL}, {"id": [2], "name": "标签贴纸"}, {"id": 3, "name": 5}]}
+    (tmp_path / "coco.json").write_text(json.dumps(coco, ensure_ascii=False), encoding="utf-8")
+    code, out = run("import-coco", tmp_path / "coco.json", tmp_path / "images", tmp_path / "out", "--val-ratio", "0")
+    assert code == 0, out
+    entries = [json.loads(line) for line in (tmp_path / "out" / "errors.jsonl").open(encoding="utf-8")]
+    assert {"category_id": [2], "reason": "category id [2] is no number or string"} in entries
+    assert {"category_id": 3, "reason": "category id 3: name 5 is no label"} in entries
+    kept = {r["images"][0]: r["objects"] for r in map(json.loads, (tmp_path / "out" / "train.jsonl").open(encoding="utf-8"))}
+    assert kept == {"images/0.jpg": [{"bbox_2d": [4.0, 5.0, 30.0, 40.0], "desc": LABEL}],
+                    "images/2.jpg": [{"bbox_2d": [1.0, 1.0, 10.0, 10.0], "desc": LABEL}]}

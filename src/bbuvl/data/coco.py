@@ -73,7 +73,10 @@ def _listed(coco: dict[str, Any], key: str, errors: list[dict[str, Any]]) -> lis
 
 
 def _id(value: Any) -> int | str | None:
-    """A COCO id as a key: an int, or a string as some tools write it; anything else names nothing."""
+    """A COCO id as a key: an int (1.0 too, as pandas writes ids), or a string as some tools write it; anything else
+    names nothing."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
 
 
@@ -94,9 +97,13 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
     categories: dict[int | str, str] = {}
     ambiguous: dict[int | str, set[str]] = {}  # category id -> its names, when listed with more than one
     for c in _listed(coco, "categories", errors):
-        cat_id, name = _id(c.get("id")), str(c.get("name") or "")
-        if cat_id is None or not clean_label(name):
-            continue  # its annotations are reported as of an unknown category
+        cat_id, name = _id(c.get("id")), c.get("name")
+        if cat_id is None or not isinstance(name, str) or not clean_label(name):
+            # Its annotations are reported as of an unknown category, after this line saying why.
+            why = (f"category id {json.dumps(c.get('id'), ensure_ascii=False)} is no number or string" if cat_id is None
+                   else f"category id {cat_id!r}: name {json.dumps(name, ensure_ascii=False)} is no label")
+            errors.append(_error(why, category_id=c.get("id")))
+            continue
         problem = label_problem(name)
         if problem:  # its annotations are reported as of an unknown category, after this line saying why
             errors.append(_error(f"category id {cat_id!r}: {problem}"))
