@@ -300,3 +300,27 @@ def test_a_coco_category_that_names_nothing_is_listed_and_whole_float_ids_pair(t
     kept = {r["images"][0]: r["objects"] for r in map(json.loads, (tmp_path / "out" / "train.jsonl").open(encoding="utf-8"))}
     assert kept == {"images/0.jpg": [{"bbox_2d": [4.0, 5.0, 30.0, 40.0], "desc": LABEL}],
                     "images/2.jpg": [{"bbox_2d": [1.0, 1.0, 10.0, 10.0], "desc": LABEL}]}
+
+
+def test_a_teacher_pool_is_never_drawn_from_a_file_holding_a_photo_twice(tmp_path: Path):
+    for i in range(3):
+        photo(tmp_path / f"{i}.jpg", colour=(70 * i, 10, 10))
+    jsonl = tmp_path / "train.jsonl"
+    jsonl.write_text("\n".join(record(f"{i}.jpg") for i in (0, 1, 2, 1)) + "\n", encoding="utf-8")
+    code, out = run("teachers", jsonl, tmp_path / "pool" / "teachers.jsonl", "--k", "10")
+    assert code == 2 and f"{jsonl}:4: image 1.jpg: the same photo as line 2" in " ".join(out.split()), out
+    assert not (tmp_path / "pool" / "teachers.jsonl").exists()
+
+
+def test_a_dataset_written_on_windows_finds_its_photos_as_coco_file_names_do(tmp_path: Path):
+    photo(tmp_path / "site 1" / "a.jpg")
+    photo(tmp_path / "site 1" / "b.jpg", colour=(1, 2, 250))
+    jsonl = tmp_path / "all.jsonl"
+    jsonl.write_text(record("site 1\\a.jpg") + "\n" + record("site 1\\b.jpg") + "\n", encoding="utf-8")
+    code, out = run("check", jsonl)
+    assert code == 0, out  # was "image file not found" for each line
+    code, out = run("split", jsonl, tmp_path / "parts", "--val-ratio", "0.5")
+    assert code == 0, out
+    moved = [json.loads(line)["images"][0] for name in ("train.jsonl", "val.jsonl")
+             for line in (tmp_path / "parts" / name).open(encoding="utf-8")]
+    assert sorted(moved) == ["../site 1/a.jpg", "../site 1/b.jpg"]

@@ -250,6 +250,20 @@ def read_lines(path: str | Path) -> list[tuple[int, Sample]]:
     return out
 
 
+def once_each(rows: list[tuple[int, Sample]], dataset: str | Path) -> list[tuple[int, Sample]]:
+    """`rows` (line, sample) when no photo is the student of two lines; DatasetError naming both lines otherwise: a
+    split could draw one copy for train and the other for val, a teacher pool show it twice, and its boxes count
+    twice wherever they land."""
+    first: dict[str, int] = {}
+    for line, sample in rows:
+        photo = os.path.normpath(resolve_image(dataset, sample.student.image))  # a photo is its path, links not resolved
+        seen = first.setdefault(photo, line)
+        if seen != line:
+            raise DatasetError(dataset, line, f"image {sample.student.image}: the same photo as line {seen}; keep one "
+                               "line per photo (bbuvl data check lists every repeat)")
+    return rows
+
+
 def read_dataset(path: str | Path, skip_invalid: bool = False) -> list[Sample]:
     """Read a whole JSONL dataset; the first bad line raises unless `skip_invalid`."""
     out = []
@@ -296,6 +310,11 @@ def write_dataset(path: str | Path, records: Iterable[ImageRecord | Sample]) -> 
 
 
 def resolve_image(dataset_path: str | Path, image: str) -> Path:
-    """Absolute path of an image named in a dataset (relative to the JSONL file's folder), found as NFC or NFD."""
+    """Absolute path of an image named in a dataset (relative to the JSONL file's folder), found as NFC or NFD, and
+    with `\\` read as `/` when only that spelling exists (a dataset written on Windows, as COCO file names are read)."""
     p = Path(image)
-    return find_file(p if p.is_absolute() else Path(dataset_path).resolve().parent / p)
+    found = find_file(p if p.is_absolute() else Path(dataset_path).resolve().parent / p)
+    if "\\" in image and not found.exists():
+        other = resolve_image(dataset_path, image.replace("\\", "/"))
+        return other if other.exists() else found
+    return found

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Sequence, TypeVar
 
 from bbuvl.data.layout import TEACHERS, TRAIN, VAL
 from bbuvl.data.relocate import relocate_record, relocate_sample
-from bbuvl.data.schema import DatasetError, Sample, read_lines, require_photos, resolve_image, write_dataset
+from bbuvl.data.schema import once_each, read_lines, require_photos, write_dataset
 from bbuvl.data.teachers import select_teachers
 
 T = TypeVar("T")
@@ -31,19 +30,6 @@ def split_items(items: Sequence[T], val_ratio: float = 0.1, seed: int = 42) -> t
     """Split a sequence into `(train, val)` with `split_indices`."""
     tr, va = split_indices(len(items), val_ratio, seed)
     return [items[i] for i in tr], [items[i] for i in va]
-
-
-def once_each(rows: list[tuple[int, Sample]], dataset: str | Path) -> list[tuple[int, Sample]]:
-    """`rows` (line, sample) when no photo is the student of two lines; DatasetError naming both lines otherwise: one
-    copy could be drawn for train and the other for val, and its boxes count twice wherever they land."""
-    first: dict[str, int] = {}
-    for line, sample in rows:
-        photo = os.path.normpath(resolve_image(dataset, sample.student.image))  # a photo is its path, links not resolved
-        seen = first.setdefault(photo, line)
-        if seen != line:
-            raise DatasetError(dataset, line, f"image {sample.student.image}: the same photo as line {seen}; keep one "
-                               "line per photo (bbuvl data check lists every repeat)")
-    return rows
 
 
 def split_dataset(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0.1, seed: int = 42,

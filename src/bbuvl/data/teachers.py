@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bbuvl.data.relocate import relocate_record
-from bbuvl.data.schema import ImageRecord, read_records, require_photos, resolve_image, write_dataset
+from bbuvl.data.schema import ImageRecord, once_each, read_lines, read_records, require_photos, resolve_image, write_dataset
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def write_teacher_pool(dataset: str | Path, out: str | Path, k: int = 10, seed: 
     """
     from bbuvl.data.layout import VAL  # layout imports this module
 
-    records = require_photos(read_records(dataset), dataset)
+    records = [s.student for _, s in once_each(require_photos(read_lines(dataset), dataset), dataset)]
     val = Path(out).parent / VAL
     if val.is_file():
         held_out = {resolve_image(val, r.image).resolve() for r in read_records(val)}
