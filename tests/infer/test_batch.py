@@ -1,6 +1,8 @@
 """Batch prediction over a folder: a photo that cannot be read is its own error line, named on the console."""
 
 import json
+import os
+import stat
 
 from PIL import Image
 from typer.testing import CliRunner
@@ -36,3 +38,19 @@ def test_predict_from_a_checkpoint_folder_that_is_not_there_names_the_folder(tmp
                                           str(tmp_path / "pred.jsonl")], env={"COLUMNS": "200"})
         assert result.exit_code == 2
         assert " ".join(result.output.split()) == f"error: {checkpoint}: {what} checkpoint folder (--checkpoint)"
+
+
+def test_predict_refuses_a_fifo_as_its_output_and_never_deletes_it(trained_checkpoint, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (224, 168), (200, 30, 30)).save(folder / "a.png")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)  # size 0, like /dev/null: read as an empty output, its first write hung and --overwrite deleted it
+    for extra in ([], ["--overwrite"]):
+        result = CliRunner().invoke(app, ["predict", "-c", str(trained_checkpoint), "-i", str(folder), "-o", str(fifo),
+                                          "--mode", "head", "--device", "cpu", *extra], env={"COLUMNS": "200"})
+        assert result.exit_code == 2, result.output
+        assert " ".join(result.output.split()) == (f"error: {fifo}: is a FIFO (named pipe), not a file predict can write "
+                                                   "and resume; --out takes a regular file's name")
+        assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos", "pipe"]  # no manifest, no lock beside it

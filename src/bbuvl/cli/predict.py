@@ -73,7 +73,7 @@ def predict(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from bbuvl.infer.batch import PredictJob, photo_names, run_predictions
-    from bbuvl.infer.output import check_ours, check_output, discard_output, input_root, manifest_path
+    from bbuvl.infer.output import check_ours, check_output, check_plain_file, discard_output, input_root, manifest_path
     from bbuvl.data.faults import Faults
     from bbuvl.infer.predictor import Predictor
     from bbuvl.infer.verdict import verdict_counts
@@ -105,6 +105,8 @@ def predict(
         # Refuse a foreign --out, or one another run wrote, before minutes of model loading, not after; the run
         # config alone gives the mode and the options, the checkpoint's completeness is checked by read_folder below.
         found = None if overwrite else check_ours(out)
+        if overwrite:  # a FIFO or a device is refused now, not deleted once the model has loaded
+            check_plain_file(out)
         cfg = run_config(checkpoint)
         mode = mode or cfg.inference.mode
         source = teachers or (Path(cfg.data.teachers) if cfg.data.teachers else None)

@@ -87,11 +87,11 @@ def check_output(out: Path, manifest: Manifest) -> bool:
 def check_ours(out: Path) -> Manifest | None:
     """The manifest of predictions `out` holds (None when it holds none: missing or empty); OutputError when `out` is
     a folder, or holds lines `bbuvl predict` did not write. Cheap: nothing but the manifest is read."""
-    if out.is_dir():
-        raise OutputError(f"{out}: is a folder; --out takes a file name such as {out / 'predictions.jsonl'}")
+    check_plain_file(out)
     if not (out.exists() and out.stat().st_size > 0):
         return None
     mpath = manifest_path(out)
+    check_plain_file(mpath)
     if not mpath.exists():
         raise OutputError(f"{out}: exists and was not written by `{TOOL}` (no {mpath.name} beside it); "
                           "refusing to append to it. Choose another --out, or pass --overwrite to start it over")
@@ -125,10 +125,23 @@ def prediction_root(out: str | Path) -> Path:
     return input_root(manifest.input) if manifest is not None else Path(out).resolve().parent
 
 
+def check_plain_file(path: Path) -> None:
+    """OutputError when `path` exists and is no regular file: a folder, or a FIFO, device or socket, whose size
+    of 0 would read as an empty output that is free to write (a FIFO hangs the first write, and --overwrite would
+    delete a device such as /dev/null)."""
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; --out takes a file name such as {path / 'predictions.jsonl'}")
+    if path.exists() and not path.is_file():
+        kind = next((what for what, test in (("a FIFO (named pipe)", path.is_fifo), ("a device", path.is_char_device),
+                                             ("a device", path.is_block_device), ("a socket", path.is_socket)) if test()),
+                    "not a regular file")
+        raise OutputError(f"{path}: is {kind}, not a file predict can write and resume; --out takes a regular file's name")
+
+
 def discard_output(out: Path) -> None:
     """Start over (`--overwrite`): remove a predictions file and its manifest, unless another run is writing it."""
-    if out.is_dir():
-        raise OutputError(f"{out}: is a folder; --out takes a file name such as {out / 'predictions.jsonl'}")
+    check_plain_file(out)
+    check_plain_file(manifest_path(out))
     with OutputLock(out):
         out.unlink(missing_ok=True)
         manifest_path(out).unlink(missing_ok=True)
