@@ -324,3 +324,16 @@ def test_a_dataset_written_on_windows_finds_its_photos_as_coco_file_names_do(tmp
     moved = [json.loads(line)["images"][0] for name in ("train.jsonl", "val.jsonl")
              for line in (tmp_path / "parts" / name).open(encoding="utf-8")]
     assert sorted(moved) == ["../site 1/a.jpg", "../site 1/b.jpg"]
+
+
+def test_an_images_folder_that_is_a_file_or_missing_is_named_before_the_coco_file_is_read(tmp_path: Path):
+    # A file given as IMAGES_DIR read every entry and then said "cannot decode image: [Errno 20] Not a directory".
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}], "annotations": [], "categories": []}
+    (tmp_path / "coco.json").write_text(json.dumps(coco), encoding="utf-8")
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    code, out = run("import-coco", tmp_path / "coco.json", tmp_path / "afile", tmp_path / "out")
+    assert code == 2 and f"{tmp_path / 'afile'}: a file; give the folder the COCO file's file_name paths are relative " \
+        "to" in " ".join(out.split()), out
+    code, out = run("import-coco", tmp_path / "coco.json", tmp_path / "none", tmp_path / "out")
+    assert code == 2 and f"{tmp_path / 'none'}: no such folder (the folder the COCO" in " ".join(out.split()), out
+    assert not (tmp_path / "out" / "train.jsonl").exists()

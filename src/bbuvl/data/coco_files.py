@@ -13,7 +13,7 @@ from bbuvl.atomic import write_text_atomic
 from bbuvl.data.coco import coco_to_records, records_to_coco
 from bbuvl.data.images import open_image
 from bbuvl.data.jsonfile import read_json
-from bbuvl.data.input_paths import OutsideFolderError, file_inside
+from bbuvl.data.input_paths import OutsideFolderError, file_inside, require_folder
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import ERRORS, write_dataset_folder
 from bbuvl.data.placement import ImagePlacer, preferred_name
@@ -42,6 +42,7 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
     """
     annotations, images_dir, out = Path(annotations), Path(images_dir), Path(out)
     hierarchy = hierarchy or Hierarchy.load(None)
+    require_folder(images_dir, "the folder the COCO file's file_name paths are relative to")
     coco = read_json(annotations, "COCO file")
     if not isinstance(coco, dict):
         raise ValueError(f"{annotations}: not a COCO file (expected a JSON object with images/annotations/categories)")

@@ -36,7 +36,7 @@ from bbuvl.data.coords import (
     vendor_to_stored,
 )
 from bbuvl.data.images import IMAGE_SUFFIXES, file_digest, load_image
-from bbuvl.data.input_paths import OutsideFolderError, file_inside
+from bbuvl.data.input_paths import OutsideFolderError, file_inside, require_folder
 from bbuvl.data.jsonfile import parse_json
 from bbuvl.data.labels import SEP, Hierarchy, TokenMap
 from bbuvl.data.layout import ERRORS, SUMMARY, write_dataset_folder, write_json
@@ -427,9 +427,7 @@ def convert_dataset(src: Path, out: Path, opts: ConvertOptions, progress: bool =
     errors.jsonl. When no photo could be converted only errors.jsonl and summary.json are written.
     """
     src, out = Path(src), Path(out)
-    if not src.is_dir():
-        raise ValueError(f"{src}: " + ("a file; give the folder of the platform's export (its photos and their "
-                                       "annotation JSON)" if src.exists() else "source folder not found"))
+    require_folder(src, "the folder of the platform's export, its photos and their annotation JSON")
     if opts.lang not in ("zh", "en"):
         raise ValueError(f"--lang must be 'zh' or 'en', got '{opts.lang}'")
     if not 0 <= opts.val_ratio < 1:

@@ -50,3 +50,10 @@ def file_inside(path: Path, folder: Path, allow_outside: bool = False) -> Path:
             f"unless you pass --allow-outside"
         )
     return path
+
+
+def require_folder(path: Path, what: str) -> Path:
+    """`path` when it is a folder; ValueError naming it, and `what` it should be, when it is a file or is missing."""
+    if not path.is_dir():
+        raise ValueError(f"{path}: " + (f"a file; give {what}" if path.exists() else f"no such folder ({what})"))
+    return path
