@@ -54,3 +54,35 @@ def test_predict_refuses_a_fifo_as_its_output_and_never_deletes_it(trained_check
                                                    "and resume; --out takes a regular file's name")
         assert stat.S_ISFIFO(fifo.stat().st_mode)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos", "pipe"]  # no manifest, no lock beside it
+
+
+def test_a_photo_no_model_frame_holds_is_named_with_why_in_its_line_and_on_the_console(trained_checkpoint, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (224, 168), (200, 30, 30)).save(folder / "a.png")
+    Image.new("RGB", (10000, 20), (90, 90, 200)).save(folder / "strip.png")
+    out = tmp_path / "pred.jsonl"
+    result = CliRunner().invoke(app, ["predict", "-c", str(trained_checkpoint), "-i", str(folder), "-o", str(out),
+                                      "--mode", "head", "--device", "cpu"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = {line["image"]: line for line in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    why = "aspect ratio 500.0 exceeds 200: no model frame holds it; crop it first"
+    # The line named no photo ("aspect ratio 500.0 exceeds 200"), unlike every other photo's error line.
+    assert lines["strip.png"]["error"] == f"{folder / 'strip.png'}: {why}" and lines["a.png"]["error"] is None
+    assert f"error: strip.png: {why}" in " ".join(result.output.split())
+
+
+def test_a_dataset_naming_one_photo_on_two_lines_is_refused_naming_both_lines(trained_checkpoint, tmp_path):
+    Image.new("RGB", (224, 168), (200, 30, 30)).save(tmp_path / "a.png")
+    record = json.dumps({"images": ["a.png"], "width": 224, "height": 168, "objects": []})
+    dataset = tmp_path / "val.jsonl"
+    dataset.write_text(record + "\n" + record.replace('"a.png"', '"./a.png"') + "\n", encoding="utf-8")
+    out = tmp_path / "pred.jsonl"
+    # Before: two lines named a.png and ./a.png for one photo, or, written alike, two lines of one name that a re-run
+    # silently cut to one ("1 already in pred.jsonl").
+    result = CliRunner().invoke(app, ["predict", "-c", str(trained_checkpoint), "-i", str(dataset), "-o", str(out),
+                                      "--mode", "head", "--device", "cpu"], env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    assert " ".join(result.output.split()) == (f"error: {dataset}:2: image ./a.png: the same photo as line 1; keep one "
+                                               "line per photo (bbuvl data check lists every repeat)")
+    assert not out.exists()

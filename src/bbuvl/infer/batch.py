@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.images import IMAGE_SUFFIXES, list_images
-from bbuvl.data.schema import iter_dataset, require_photos
+from bbuvl.data.schema import once_each, read_lines, require_photos
 from bbuvl.infer.output import Manifest, OutputLock, claim_output, input_root, repair_output
 from bbuvl.infer.resume_key import ResumeKey
 
@@ -73,12 +73,8 @@ def photo_names(path: str | Path) -> list[str]:
         return names
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
-    out = []
-    for row in iter_dataset(path):
-        if row.error is not None:
-            raise row.error
-        out.append(row.sample.student.image)
-    return require_photos(out, path)
+    # A photo on two lines would get two output lines of one name, and a resume would keep one of them.
+    return require_photos([sample.student.image for _, sample in once_each(read_lines(path), path)], path)
 
 
 def list_inputs(path: str | Path) -> list[str]:

@@ -190,7 +190,11 @@ class Predictor:
         keeps the stored pixels too, which tiles and zoom cut their regions from."""
         # A PIL image given directly gets the same mode conversion as a file (16-bit, CMYK, alpha: data/images.py).
         img = load_image(image).image if not isinstance(image, Image.Image) else to_rgb(image)
-        msize = self.contract.model_size(img.size)
+        try:
+            msize = self.contract.model_size(img.size)
+        except ValueError as e:  # a 10000x20 strip: its predictions line and the console name the photo and why
+            named = f"{image}: " if not isinstance(image, Image.Image) else ""
+            raise ValueError(f"{named}{e}: no model frame holds it; crop it first") from None
         return Prepared(img if img.size == msize else img.resize(msize, Image.BICUBIC), img.size,
                         stored=img if keep_stored else None)
 
