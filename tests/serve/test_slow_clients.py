@@ -7,6 +7,7 @@ import json
 import logging
 import socket
 import time
+from pathlib import Path
 
 from tests.serve.conftest import API_KEY
 
@@ -194,4 +195,31 @@ def test_a_connection_answered_before_its_body_came_is_closed_once_the_client_st
             pass
         s.close()
         assert time.monotonic() - t < 3, status  # open for ever before: nothing re-armed a deadline after the answer
+    assert client.request("GET", "/readyz").status == 200
+
+
+def server_side_state(server_port: int, client_port: int) -> str | None:
+    """The TCP state of the server's end of a localhost connection, as /proc/net/tcp gives it ("01" is ESTABLISHED),
+    None once the server has no such socket: what the server holds, seen without reading from the client's end."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, state = line.split()[1:4]
+        if int(local.split(":")[1], 16) == server_port and int(remote.split(":")[1], 16) == client_port:
+            return state
+    return None
+
+
+def test_a_client_that_reads_none_of_its_answers_is_cut_after_the_read_timeout(serve):
+    client = serve(read_timeout_s=1.0)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", client.port))
+    request = f"GET /static/app.js HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n\r\n".encode()
+    s.sendall(request * 1500)  # pipelined and never read: 11 MB of answers, more than the sockets' buffers hold
+    mine = s.getsockname()[1]
+    deadline = time.monotonic() + 60
+    while server_side_state(client.port, mine) == "01" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    state = server_side_state(client.port, mine)
+    s.close()
+    assert state != "01", "the server still holds a connection whose client reads nothing"  # held for ever before
     assert client.request("GET", "/readyz").status == 200

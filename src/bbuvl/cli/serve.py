@@ -39,7 +39,7 @@ def serve(
     max_body_mb: float = typer.Option(20.0, callback=finite_range(0.01), help="Largest request body, in MiB (then 413)."),
     read_timeout: float = typer.Option(60.0, callback=finite_range(0.1), help="Seconds a client may take to send a "
                                        "request's headers (then the connection is closed), and may stay silent while "
-                                       "sending its body: per piece, so a slow but steady upload completes (then 408)."),
+                                       "sending its body (per piece, so a slow but steady upload completes; then 408) or leave its answer unread."),
     max_connections: int = typer.Option(512, callback=int_range(1), help="Connections open at once; one more is "
                                         "answered 503 and closed (each holds a file descriptor)."),
     cors_origin: Optional[List[str]] = typer.Option(None, "--cors-origin", help="Allow browser calls from this origin "

@@ -71,13 +71,15 @@ def bind(host: str, port: int) -> socket.socket:
 
 def protocol(read_timeout_s: float, max_connections: int) -> type[H11Protocol]:
     """uvicorn's HTTP/1.1 protocol, closing a connection whose next request's headers take over `read_timeout_s`, or
-    whose client, answered before its body was read, stops sending it for `read_timeout_s`; and answering one past
-    `max_connections` open at once with a 503 before closing it."""
+    whose client, answered before its body was read, stops sending it for `read_timeout_s`, or whose client reads none
+    of its answer for `read_timeout_s`; and answering one past `max_connections` open at once with a 503 before
+    closing it."""
 
     class HeaderDeadline(H11Protocol):
         answered = 0  # responses completed on this connection
         refused = False  # past max_connections: answered 503, its request read and dropped
         heard = 0.0  # loop time the client last sent bytes
+        unread: Any = None  # the timer closing the connection of a client that stopped reading its answer
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
@@ -116,6 +118,23 @@ def protocol(read_timeout_s: float, max_connections: int) -> type[H11Protocol]:
             if not self.refused:
                 self.heard = self.loop.time()
                 super().data_received(data)
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            # The client reads none of its answer (a slow-read attack, or a client gone without closing): the
+            # handler waits for room to write for ever, holding the connection and its task, so a few hundred such
+            # clients would fill --max-connections. It gets the read timeout to read on, as a body gets to arrive.
+            self.unread = self.loop.call_later(read_timeout_s, self._abort_unread)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            if self.unread is not None:
+                self.unread.cancel()
+                self.unread = None
+
+        def _abort_unread(self) -> None:
+            if not self.transport.is_closing():
+                self.transport.abort()  # close() would wait for the unread answer to be written first
 
         def on_response_complete(self) -> None:
             self.answered += 1
