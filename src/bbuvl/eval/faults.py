@@ -24,7 +24,7 @@ import numpy as np
 
 from bbuvl.data.faults import Faults
 from bbuvl.data.schema import ImageRecord
-from bbuvl.eval.match_many import _iou
+from bbuvl.eval.repeats import pair_iou as _iou
 from bbuvl.infer.verdict import FAIL, PASS, REVIEW, VERDICTS, FramedThresholds, VerdictThresholds, verdict_of
 
 CURVE_POINTS = 101  # the PR curve in METRICS.json is thinned to at most this many operating points

@@ -16,6 +16,8 @@ from typing import Sequence
 import numpy as np
 
 from bbuvl.eval.matching import DUPLICATE_IOU, MISLOCATED_MIN_IOU, ImageMatch, MatchTotals, _cut
+from bbuvl.eval.repeats import pair_iou as _iou
+from bbuvl.eval.repeats import repeated
 
 _CHUNK_ELEMENTS = 1 << 21  # padded photo x box x box cells per chunk (~16 MB per float64 temporary)
 _EXTRA, _MATCHED, _MISLOCATED = 0, 1, 2
@@ -39,18 +41,6 @@ class _Flat:
     @property
     def counts(self) -> np.ndarray:
         return np.diff(self.start)
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of broadcast `[..., 4]` xyxy boxes, computed exactly as `bbuvl.data.boxes.box_iou` (0 where both are empty)."""
-    area_a = np.clip(a[..., 2] - a[..., 0], 0, None) * np.clip(a[..., 3] - a[..., 1], 0, None)
-    area_b = np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
-    lt = np.maximum(a[..., :2], b[..., :2])
-    rb = np.minimum(a[..., 2:], b[..., 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area_a + area_b - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def _codes(labels: Sequence[str], codes: dict[str, int]) -> np.ndarray:
@@ -199,12 +189,17 @@ def _match_chunk(
         kind[p], partner[p], partner_iou[p] = what, g_index[rows, j], best[ok]
 
     # A prediction overlapping no ground-truth box enough takes nothing whatever is free: the rounds of such
-    # predictions only are skipped (an answer of 100,000 boxes spent 8 s in them, a Python step per round).
+    # predictions only are skipped (an answer of 100,000 boxes spent 8 s in them, a Python step per round), and
+    # so are the rounds after every ground-truth box is taken (100,000 boxes over one object: 30 s).
     reach = ious.max(axis=2, initial=0.0)  # [k, Pm]
     for r in np.flatnonzero((reach >= iou_threshold).any(axis=0)):  # greedy by score: every photo's r-th best
+        if not free.any():
+            return
         rows = np.flatnonzero((p_index[:, r] >= 0) & (reach[:, r] >= iou_threshold))
         take(r, rows, free[rows], iou_threshold, np.inf, _MATCHED)
     for r in np.flatnonzero((reach >= mislocated_min_iou).any(axis=0)):  # what is left, same label, lower overlap
+        if not free.any():
+            return
         rows = np.flatnonzero((p_index[:, r] >= 0) & (reach[:, r] >= mislocated_min_iou) & (kind[p_index[:, r]] == _EXTRA))
         allowed = free[rows] & (g_lid[rows] == p_lid[rows, r][:, None])
         take(r, rows, allowed, mislocated_min_iou, iou_threshold, _MISLOCATED)
@@ -212,42 +207,8 @@ def _match_chunk(
 
 
 def _duplicates(pred: _Flat, full: np.ndarray, rank: np.ndarray, iou: float) -> np.ndarray:
-    """Per prediction: does it repeat a higher-ranked one of its photo (same full label, IoU above `iou`)?
-
-    Only pairs that can overlap that much are compared, never every pair of a photo (100,000 boxes on one photo
-    made that 10^10 pairs and ran out of memory). Union >= (x-union) * (y-intersection), so IoU <= the boxes' IoU
-    along x, which exceeds `iou` only when their left edges lie closer than (1 - iou) / iou of the narrower width:
-    sorted by photo, label and left edge, each box is compared with the next ones until that gap. Boxes equal to a
-    higher-ranked one of their label are repeats at once (when not empty), so a file of one box written 100,000
-    times costs one comparison per box.
-    """
-    out = np.zeros(len(rank), dtype=bool)
-    if not len(rank):
-        return out
-    b = pred.boxes
-    order = np.lexsort((rank, b[:, 3], b[:, 2], b[:, 1], b[:, 0], full, pred.photo))
-    group = np.stack([pred.photo[order], full[order]], axis=1)
-    same_as_previous = np.r_[False, (group[1:] == group[:-1]).all(axis=1) & (b[order][1:] == b[order][:-1]).all(axis=1)]
-    # Equal boxes sort together, best ranked first: each later one repeats it (IoU 1; an empty box has IoU 0).
-    out[order[same_as_previous & (_iou(b[order], b[order]) > iou)]] = True
-    distinct = order[~same_as_previous]
-    x1, width = b[distinct, 0], np.clip(b[distinct, 2] - b[distinct, 0], 0, None)
-    reach = x1 + (np.inf if iou <= 0 else (1 - iou) / iou * width * (1 + 1e-9))
-    gap = 1
-    active = np.arange(len(distinct) - 1)
-    while len(active):
-        j = active + gap
-        keep = j < len(distinct)
-        active, j = active[keep], j[keep]
-        near = (pred.photo[distinct[active]] == pred.photo[distinct[j]]) & (full[distinct[active]] == full[distinct[j]])
-        near &= x1[j] <= reach[active]
-        active, j = active[near], j[near]
-        p, q = distinct[active], distinct[j]
-        repeats = _iou(b[p], b[q]) > iou
-        later = np.where(rank[p] > rank[q], p, q)
-        out[later[repeats]] = True
-        gap += 1
-    return out
+    """Per prediction: does it repeat a higher-ranked one of its photo (same full label, IoU above `iou`)?"""
+    return repeated(pred.boxes, pred.photo * (int(full.max(initial=0)) + 1) + full, rank, iou)
 
 
 def _per_photo(
