@@ -337,3 +337,26 @@ def test_an_images_folder_that_is_a_file_or_missing_is_named_before_the_coco_fil
     code, out = run("import-coco", tmp_path / "coco.json", tmp_path / "none", tmp_path / "out")
     assert code == 2 and f"{tmp_path / 'none'}: no such folder (the folder the COCO" in " ".join(out.split()), out
     assert not (tmp_path / "out" / "train.jsonl").exists()
+
+
+# --- a line without end -------------------------------------------------------------------------------------------
+
+
+def test_a_line_longer_than_any_dataset_line_is_an_error_of_its_own_and_is_never_held_whole(tmp_path: Path):
+    # A file without line breaks was read whole as one line (480 MB of memory for 200 MB of zeros); now a line is read
+    # up to MAX_LINE_CHARS, the rest of it is skipped, and the lines after it are still read.
+    from bbuvl.data.schema import MAX_LINE_CHARS
+
+    photo(tmp_path / "a.jpg")
+    photo(tmp_path / "b.jpg", colour=(0, 0, 250))
+    jsonl = tmp_path / "d.jsonl"
+    with jsonl.open("w", encoding="utf-8") as fh:
+        fh.write(record("a.jpg") + "\n" + '{"source": "' + "x" * (MAX_LINE_CHARS + 10) + '"}\n' + record("b.jpg") + "\n")
+    code, out = run("check", jsonl)
+    out = " ".join(out.split())
+    assert code == 1 and f"{jsonl}:2: a line longer than {MAX_LINE_CHARS} characters, which no dataset line is" in out
+    assert "1 error(s)" in out, out  # lines 1 and 3 are read and fine
+    blob = tmp_path / "archive.jsonl"
+    blob.write_bytes(b"\0" * (MAX_LINE_CHARS + 5))  # no line break at all
+    code, out = run("stats", blob)
+    assert code == 2 and f"{blob}:1: a line longer than" in " ".join(out.split()), out

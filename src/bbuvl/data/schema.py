@@ -15,7 +15,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Iterator
+from typing import IO, Annotated, Any, Iterable, Iterator
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -192,6 +192,24 @@ class Row:
     error: DatasetError | None
 
 
+# A photo with ten thousand boxes is about a megabyte a line. A file with no line breaks (an archive, a video, a
+# database dump given by mistake) was read whole as its first line: 480 MB of memory for 200 MB of zeros.
+MAX_LINE_CHARS = 64 * 2**20
+
+
+def _lines(fh: IO[str]) -> Iterator[tuple[int, str | None]]:
+    """Each line of `fh` with its number; None for a line longer than MAX_LINE_CHARS, read past without keeping it."""
+    no = 0
+    while text := fh.readline(MAX_LINE_CHARS):
+        no += 1
+        if len(text) < MAX_LINE_CHARS or text.endswith("\n"):
+            yield no, text
+            continue
+        while (rest := fh.readline(MAX_LINE_CHARS)) and not rest.endswith("\n"):
+            pass
+        yield no, None
+
+
 def iter_json_lines(path: str | Path, what: str = "dataset") -> Iterator[tuple[int, Any]]:
     """`(line number, decoded JSON or DatasetError)` for each non-blank line of a JSONL file; DatasetError raised when
     it cannot be opened or its first line is not text."""
@@ -204,7 +222,14 @@ def iter_json_lines(path: str | Path, what: str = "dataset") -> Iterator[tuple[i
         raise DatasetError(path, 0, f"cannot open {what}: {e.strerror or e}") from None
     with fh:
         read = False
-        for no, text in enumerate(fh, start=1):
+        for no, text in _lines(fh):
+            if text is None:
+                error = DatasetError(path, no, f"a line longer than {MAX_LINE_CHARS} characters, which no {what} line "
+                                               f"is; is this a JSONL {what} file?")
+                if not read:
+                    raise error
+                yield no, error
+                continue
             if not text.strip():
                 continue
             try:
