@@ -31,6 +31,11 @@ BAD = {
     "top_p_over_1": ({"top_p": 3, "messages": [user(IMAGE)]}, "invalid_parameter", "'top_p'"),
     "max_tokens_0": ({"max_tokens": 0, "messages": [user(IMAGE)]}, "invalid_parameter", "'max_tokens'"),
     "max_tokens_a_float": ({"max_tokens": 1.5, "messages": [user(IMAGE)]}, "invalid_parameter", "'max_tokens'"),
+    # 200 before: documented as checked for type, taken as anything
+    "model_a_number": ({"model": 5, "messages": [user(IMAGE)]}, "invalid_parameter", "'model' must be a string"),
+    "user_an_object": ({"user": {"id": 7}, "messages": [user(IMAGE)]}, "invalid_parameter", "'user' must be a string"),
+    "stop_of_numbers": ({"stop": [1, 2], "messages": [user(IMAGE)]}, "invalid_parameter", "'stop'"),
+    "stop_of_five_strings": ({"stop": ["a", "b", "c", "d", "e"], "messages": [user(IMAGE)]}, "invalid_parameter", "'stop'"),
     # 200 before: any role, or none, was taken
     "unknown_role": ({"messages": [{"role": "hacker", "content": [IMAGE]}]}, "bad_message", "messages[0]"),
     "no_role": ({"messages": [{"content": [IMAGE]}]}, "bad_message", "messages[0]"),
@@ -66,7 +71,7 @@ def test_a_chat_request_the_server_cannot_honour_is_a_400_naming_it(chat_server,
 def test_openai_clients_defaults_are_taken_and_the_answer_is_one_choice(chat_server, photos):
     uri = "data:image/png;base64," + base64.b64encode(photos[0].read_bytes()).decode()
     body = {"model": "bbu", "temperature": 0, "top_p": 1, "max_tokens": 1024, "n": 1, "stream": False, "seed": 7,
-            "logprobs": False, "tools": [], "user": "inspector-7",
+            "logprobs": False, "tools": [], "user": "inspector-7", "stop": ["\n\n"],
             "messages": [{"role": "system", "content": "You inspect photos."}, user({"type": "image_url", "image_url": {"url": uri}})]}
     r = chat_server.request("POST", "/v1/chat/completions", json.dumps(body).encode(), JSON)
     assert r.status == 200, r.body

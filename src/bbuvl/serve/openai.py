@@ -82,6 +82,15 @@ def _check_parameters(body: dict[str, Any]) -> None:
         v = body.get(name)
         if v is not None and (not is_json_number(v) or not low <= v <= high):
             raise ApiError(400, "invalid_parameter", f"'{name}' must be a number in [{low:g}, {high:g}], got {json.dumps(v)}")
+    for name in ("model", "user"):
+        v = body.get(name)
+        if v is not None and not isinstance(v, str):
+            raise ApiError(400, "invalid_parameter", f"'{name}' must be a string, got {json.dumps(v)[:100]}")
+    stop = body.get("stop")
+    if stop is not None and not isinstance(stop, str) and not (
+            isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop)):
+        raise ApiError(400, "invalid_parameter", f"'stop' must be a string or a list of at most 4 strings, got "
+                       f"{json.dumps(stop)[:100]}")
     for name in ("max_tokens", "max_completion_tokens", "seed"):
         v = body.get(name)
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or (v < 1 and name != "seed")):
