@@ -86,3 +86,23 @@ def test_a_dataset_naming_one_photo_on_two_lines_is_refused_naming_both_lines(tr
     assert " ".join(result.output.split()) == (f"error: {dataset}:2: image ./a.png: the same photo as line 1; keep one "
                                                "line per photo (bbuvl data check lists every repeat)")
     assert not out.exists()
+
+
+def test_predict_reads_a_linked_folder_names_a_dangling_link_and_never_enters_a_loop(trained_checkpoint, tmp_path):
+    elsewhere, folder = tmp_path / "nas" / "site3", tmp_path / "photos"
+    elsewhere.mkdir(parents=True)
+    folder.mkdir()
+    Image.new("RGB", (224, 168), (200, 30, 30)).save(folder / "a.png")
+    Image.new("RGB", (224, 168), (30, 200, 30)).save(elsewhere / "b.png")
+    (folder / "site3").symlink_to(elsewhere, target_is_directory=True)  # skipped without a word before
+    (folder / "gone.png").symlink_to(tmp_path / "deleted.png")  # skipped without a word before
+    for name, target in (("loop", "."), ("up", ".."), ("root", "/")):  # each would walk forever, or all of the disk
+        (folder / name).symlink_to(target, target_is_directory=True)
+    out = tmp_path / "pred.jsonl"
+    result = CliRunner().invoke(app, ["predict", "-c", str(trained_checkpoint), "-i", str(folder), "-o", str(out),
+                                      "--mode", "head", "--device", "cpu"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = {line["image"]: line for line in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    assert sorted(lines) == ["a.png", "gone.png", "site3/b.png"]
+    assert lines["site3/b.png"]["error"] is None and lines["gone.png"]["error"] == f"{folder / 'gone.png'}: image file not found"
+    assert "error: gone.png: image file not found" in " ".join(result.output.split())

@@ -15,11 +15,11 @@ import os
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.data.images import IMAGE_SUFFIXES, list_images
+from bbuvl.data.images import IMAGE_SUFFIXES
 from bbuvl.data.schema import once_each, read_lines, require_photos
 from bbuvl.infer.output import Manifest, OutputLock, claim_output, input_root, repair_output
 from bbuvl.infer.resume_key import ResumeKey
@@ -66,7 +66,7 @@ def photo_names(path: str | Path) -> list[str]:
     file are two photos with their own names."""
     path = Path(path)
     if path.is_dir():
-        names = [p.relative_to(path).as_posix() for p in list_images(path)]
+        names = folder_photos(path)
         if not names:  # "done: 0 predicted" would read as success
             raise ValueError(f"{path}: no photos in this folder (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, "
                              "in subfolders too)")
@@ -75,6 +75,33 @@ def photo_names(path: str | Path) -> list[str]:
         raise FileNotFoundError(f"{path}: no such file or folder")
     # A photo on two lines would get two output lines of one name, and a resume would keep one of them.
     return require_photos([sample.student.image for _, sample in once_each(read_lines(path), path)], path)
+
+
+def folder_photos(folder: Path) -> list[str]:
+    """The photo names under `folder` (sorted, relative to it), through links: a linked subfolder's photos are named
+    by the link, a link to a missing photo is listed so that its line says it is missing, and a link back to a folder
+    it sits in (a loop, or `/`) is not entered."""
+    names: list[str] = []
+
+    def walk(directory: str, rel: PurePosixPath, chain: tuple[Path, ...]) -> None:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if _is_folder(entry):  # a link to a folder too: `site3 -> /mnt/nas/site3` was skipped without a word
+                    real = Path(os.path.realpath(entry.path))
+                    if not any(c == real or c.is_relative_to(real) for c in chain):
+                        walk(entry.path, rel / entry.name, (*chain, real))
+                elif PurePosixPath(entry.name).suffix.lower() in IMAGE_SUFFIXES and (entry.is_symlink() or entry.is_file()):
+                    names.append((rel / entry.name).as_posix())
+
+    walk(str(folder), PurePosixPath(), (Path(os.path.realpath(folder)),))
+    return sorted(names, key=PurePosixPath)
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a link to itself (ELOOP): listed as a photo, whose line says why it cannot be read
+        return False
 
 
 def list_inputs(path: str | Path) -> list[str]:
