@@ -19,7 +19,7 @@ from bbuvl.data.check import check_dataset
 from bbuvl.data import coco_files
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import DATASET_FILES, ERRORS, TEACHERS, TRAIN, VAL
-from bbuvl.data.schema import ImageRecord, read_records, require_photos
+from bbuvl.data.schema import ImageRecord, read_lines, require_photos
 from bbuvl.data.regions import parse_grid
 from bbuvl.data.split import split_dataset
 from bbuvl.data.stats import dataset_stats
@@ -71,19 +71,21 @@ def check(
 # --- stats -------------------------------------------------------------------------------------
 
 
-def _stats_records(path: Path) -> list[ImageRecord]:
-    """Photos of a JSONL file, or of a dataset folder's train and val files."""
+def _stats_records(path: Path) -> tuple[list[ImageRecord], list[str]]:
+    """Photos of a JSONL file, or of a dataset folder's train and val files, and where each was read (`file:line`)."""
     files = [path / TRAIN, path / VAL] if path.is_dir() else [path]
     files = [f for f in files if f.is_file()]
     if not files:
         fail(f"{path}: no {TRAIN} or {VAL} in this folder")
-    records = []
+    records, where = [], []
     for f in files:
         with user_errors():
-            records += read_records(f)
+            for line, sample in read_lines(f):
+                records.append(sample.student)
+                where.append(f"{f}:{line}")
         console.print(f"read {f}", style="dim", markup=False)
     with user_errors():
-        return require_photos(records, path)
+        return require_photos(records, path), where
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]], keyed: bool = True) -> Table:
@@ -140,9 +142,9 @@ def stats(
         claim_outputs("data stats", {"PATH": path, "--config": config, "--checkpoint": checkpoint}, [json_out], overwrite=overwrite)
     with user_errors():
         contract = resolve_frame(config, checkpoint, min_pixels, max_pixels)
-    records = _stats_records(path)
+    records, where = _stats_records(path)
     with user_errors():
-        s = dataset_stats(records, contract)
+        s = dataset_stats(records, contract, where)
     _print_stats(s)
     if json_out is not None:
         with user_errors(OSError):

@@ -29,10 +29,12 @@ def _bin_name(lo: int, hi: int | None) -> str:
     return f">{lo - 1}" if hi is None else str(lo) if lo == hi else f"{lo}-{hi}"
 
 
-def dataset_stats(records: list[ImageRecord], contract: CoordinateContract) -> dict[str, Any]:
+def dataset_stats(records: list[ImageRecord], contract: CoordinateContract,
+                  where: Sequence[str] | None = None) -> dict[str, Any]:
     """Counts per label and level, objects per image, image sizes and vision tokens, as plain JSON-able data.
 
     Every level's counts sum to the number of objects: a label shorter than a level counts as itself there.
+    `where` names each record in an error (`file:line`); without it, a record is named by its image.
     """
     labels = Counter(o.desc for r in records for o in r.objects)
     depth = max((len(label.split(SEP)) for label in labels), default=0)
@@ -54,8 +56,9 @@ def dataset_stats(records: list[ImageRecord], contract: CoordinateContract) -> d
         try:
             tokens_of[size] = contract.vision_tokens(size)
         except ValueError as e:
-            first = next(r.image for r in records if r.size == size)  # the record to fix, as the dataset names it
-            raise ValueError(f"{first}: image size {size[0]}x{size[1]}: {e}") from None
+            i = next(i for i, r in enumerate(records) if r.size == size)  # the record to fix, as the dataset names it
+            named = f"{where[i]}: image {records[i].image}" if where else records[i].image
+            raise ValueError(f"{named}: image size {size[0]}x{size[1]}: {e}") from None
     tokens = [tokens_of[r.size] for r in records]
     by_area = sorted(sizes, key=lambda s: (s[0] * s[1], s))
 
