@@ -78,6 +78,12 @@ def data_labels(datasets: Iterable[str | Path | None], hierarchy: Hierarchy) -> 
     for path in filter(None, datasets):
         if Path(path).exists():
             seen |= {o.desc for r in read_records(path) for o in r.objects}
+    return ordered_labels(seen, hierarchy)
+
+
+def ordered_labels(seen: Iterable[str], hierarchy: Hierarchy) -> list[str]:
+    """The labels `seen` as one vocabulary (one entry per label however typed), in hierarchy order."""
+    seen = set(seen)
     spell = spelling_of(sorted(seen))  # one entry per label however typed (data/text.py)
     order = {label: i for i, label in enumerate(hierarchy.labels())}
     labels = {spell(label) for label in seen}
