@@ -119,3 +119,12 @@ def test_the_right_key_as_bearer_or_basic_opens_every_route(serve, photos):
         assert client.request("GET", "/no/such/route", headers=headers, key=key).status == 404
         detect = client.request("POST", "/v1/detect", upload, {"Content-Type": ctype, **headers}, key=key)
         assert detect.status == 200 and detect.json()["objects"]
+
+
+def test_basic_credentials_encoded_with_echos_line_end_open_the_api(serve):
+    client = serve()
+    encoded = base64.b64encode(f"inspector:{client.key}\n".encode()).decode()  # what `echo "inspector:KEY" | base64` gives
+    r = client.request("GET", "/readyz", headers={"Authorization": f"Basic {encoded}"}, key=False)
+    assert r.status == 200, r.body  # 401 "wrong API key" before, while the same key as Bearer with a space was taken
+    wrong = base64.b64encode(b"inspector:not-the-key-0123456789abc\n").decode()
+    assert client.request("GET", "/readyz", headers={"Authorization": f"Basic {wrong}"}, key=False).status == 401

@@ -59,7 +59,9 @@ def _basic_password(credentials: str) -> str | None:
     except (binascii.Error, ValueError):
         return None
     _, colon, password = decoded.partition(":")
-    return password if colon else None
+    # `echo "user:KEY" | base64` encodes a line end too; no key starts or ends with white space (read_keys strips
+    # them), so it is stripped here as a Bearer key's is
+    return password.strip() if colon else None
 
 
 def read_keys(key_file: str | Path | None = None, environ: dict[str, str] | None = None) -> KeyStore:
