@@ -360,3 +360,16 @@ def test_a_line_longer_than_any_dataset_line_is_an_error_of_its_own_and_is_never
     blob.write_bytes(b"\0" * (MAX_LINE_CHARS + 5))  # no line break at all
     code, out = run("stats", blob)
     assert code == 2 and f"{blob}:1: a line longer than" in " ".join(out.split()), out
+
+
+def test_a_size_longer_than_any_image_files_side_is_named_as_that(tmp_path: Path):
+    # 10^300 was "Unable to parse input string as an integer, exceeded maximum size"; 10^20 passed the schema and
+    # reached smart_resize as an aspect ratio of 4e17.
+    photo(tmp_path / "a.jpg")
+    jsonl = tmp_path / "d.jsonl"
+    lines = [record("a.jpg").replace('"width": 64', f'"width": {w}') for w in ("1" + "0" * 300, "100000000000000000000")]
+    jsonl.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, out = run("check", jsonl)
+    out = " ".join(out.split())
+    assert code == 1 and f"{jsonl}:1: width: 1e+300 is longer than any image file's side (4294967295)" in out, out
+    assert f"{jsonl}:2: width: 1e+20 is longer than any image file's side (4294967295)" in out

@@ -34,8 +34,20 @@ def _json_number(value: Any) -> Any:
     return value
 
 
+# No image format stores a side longer than this (TIFF's 32-bit width); a size past it is no photo's.
+MAX_SIDE = 2**32 - 1
+
+
+def _json_side(value: Any) -> Any:
+    """`value` unless it is a number past MAX_SIDE, which pydantic would call "unable to parse input string"."""
+    value = _json_number(value)
+    if isinstance(value, (int, float)) and math.isfinite(value) and value > MAX_SIDE:  # inf: "not a finite number"
+        raise ValueError(f"{value:g} is longer than any image file's side ({MAX_SIDE})")
+    return value
+
+
 JsonFloat = Annotated[float, BeforeValidator(_json_number)]
-JsonInt = Annotated[int, BeforeValidator(_json_number)]
+JsonSide = Annotated[int, BeforeValidator(_json_side)]
 
 
 class ObjectAnn(BaseModel):
@@ -74,8 +86,8 @@ class ImageRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     images: list[str] = Field(min_length=1)
-    width: JsonInt = Field(gt=0)
-    height: JsonInt = Field(gt=0)
+    width: JsonSide = Field(gt=0)
+    height: JsonSide = Field(gt=0)
     objects: list[ObjectAnn] = Field(default_factory=list)
     id: str | None = None
     source: str | None = None  # where it came from (vendor file), for tracing errors back

@@ -20,13 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from bbuvl.data.jsonfile import is_json_number
+from bbuvl.data.schema import MAX_SIDE
 from bbuvl.data.text import FULL_WIDTH_SEP, SEP
 
 LABEL_KEY_ZH = "标签"
 # DataList property names, one tuple per label level (category, attribute, state); first non-empty wins.
 DATALIST_KEYS = (("label", "object_type"), ("property", "question"), ("extra_info", "question_ex"))
-# No image format stores a side longer than this (TIFF's 32-bit width); a size past it is no photo's.
-MAX_SIDE = 2**32 - 1
 
 
 @dataclass
