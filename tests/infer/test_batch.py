@@ -106,3 +106,17 @@ def test_predict_reads_a_linked_folder_names_a_dangling_link_and_never_enters_a_
     assert sorted(lines) == ["a.png", "gone.png", "site3/b.png"]
     assert lines["site3/b.png"]["error"] is None and lines["gone.png"]["error"] == f"{folder / 'gone.png'}: image file not found"
     assert "error: gone.png: image file not found" in " ".join(result.output.split())
+
+
+def test_a_newline_in_a_photos_name_is_spelled_and_prints_no_line_of_its_own(trained_checkpoint, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (224, 168), (200, 30, 30)).save(folder / "a.png")
+    (folder / "x\ndone: 9 predicted, 0 with errors\n.jpg").write_bytes(b"not a photo")
+    result = CliRunner().invoke(app, ["predict", "-c", str(trained_checkpoint), "-i", str(folder), "-o",
+                                      str(tmp_path / "pred.jsonl"), "--mode", "head", "--device", "cpu"],
+                                env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    said = result.output.splitlines()
+    assert not any(line.startswith("done: 9") for line in said)  # the name printed a summary line of its own before
+    assert r"error: x\ndone: 9 predicted, 0 with errors\n.jpg: not an image" in result.output

@@ -46,7 +46,9 @@ def print_first(messages: Sequence[str], more: str = "", limit: int = 5, prefix:
     were left out, followed by `more` (plain text): a long list would bury the command's summary."""
     out = out or console
     for message in messages[:limit]:
-        out.print(f"{prefix}{escape(message)}", soft_wrap=True)
+        # One line each: a newline in a file name printed a line of its own ("done: 0 with errors").
+        line = escape(message.replace("\n", "\\n"))
+        out.print(f"{prefix}{line}", soft_wrap=True)
     if len(messages) > limit:
         out.print(f"{prefix}... and {len(messages) - limit} more{escape(more)}", soft_wrap=True)
 
