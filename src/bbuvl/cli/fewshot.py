@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Mapping, Optional
 
 import typer
 from rich.markup import escape
@@ -56,6 +56,22 @@ def _backbone(spec: str, device: str) -> Backbone:
     hf_logging.disable_progress_bar()
     with user_errors():
         return load_backbone(spec, device)
+
+
+def _check_cache(folder: Optional[Path], off: bool, inputs: Mapping[str, Path | None], outputs: list[Path]) -> None:
+    """Refuse a cache whose database would be written inside an input (an `embeddings.sqlite` in the support folder)
+    or on an output (`--cache` typed as `--out`: a folder made where the results go), before anything is claimed."""
+    from bbuvl.fewshot.cache import CACHE_FILE, default_cache_dir
+    from bbuvl.outputs import OutputConflict, check_distinct, check_not_inputs
+
+    if off:
+        return
+    database = (folder or default_cache_dir()) / CACHE_FILE
+    try:
+        check_not_inputs({what: path for what, path in inputs.items() if what != "--cache"}, files=[database])
+        check_distinct([*outputs, database])
+    except OutputConflict as e:
+        fail(f"--cache: {e}")
 
 
 def _cache(folder: Optional[Path], off: bool) -> EmbeddingCache | None:
@@ -142,8 +158,9 @@ def classify(
 
     if out.suffix.lower() not in (".csv", ".jsonl"):
         fail(f"--out must end in .csv or .jsonl, got '{out.name}'")
-    claim_outputs("fewshot classify", {"--support": support, "--query": query, "--backbone": _path(backbone), "--cache": cache},
-                  [out], overwrite=overwrite)
+    inputs = {"--support": support, "--query": query, "--backbone": _path(backbone), "--cache": cache}
+    _check_cache(cache, no_cache, inputs, [out])
+    claim_outputs("fewshot classify", inputs, [out], overwrite=overwrite)
     _mode(mode)
     bb, store = _backbone(backbone, device), _cache(cache, no_cache)
     support_report, query_report, problems = EmbedReport(), EmbedReport(), []
@@ -195,14 +212,17 @@ def evaluate(
 ) -> None:
     """Accuracy, balanced accuracy, macro P/R/F1, MCC and fall-out for every (shots, threshold), as tables and plots."""
     from bbuvl.fewshot.evaluate import parse_shots, parse_thresholds, run_eval, threshold_name
+    from bbuvl.outputs import replacing
 
     with user_errors():
         shot_list, threshold_list = parse_shots(shots), parse_thresholds(thresholds)
-    claim_outputs("fewshot eval", {"--support": support, "--query": query, "--backbone": _path(backbone), "--cache": cache},
-                  folders=[out], overwrite=overwrite)
+    inputs = {"--support": support, "--query": query, "--backbone": _path(backbone), "--cache": cache}
+    _check_cache(cache, no_cache, inputs, [out])
+    claim_outputs("fewshot eval", inputs, folders=[out], overwrite=overwrite)
     _mode(mode)
     bb, store = _backbone(backbone, device), _cache(cache, no_cache)
-    with user_errors(), _progress("embedding queries") as bar:
+    # A re-run writes the folder anew: another run's confusion tables (other shots, thresholds) would stay beside its own.
+    with user_errors(), replacing([out]), _progress("embedding queries") as bar:
         task = bar.add_task("queries", total=None)
         summary = run_eval(support, query, bb, out, shot_list, threshold_list, mode, seed, margin, level, store,  # type: ignore[arg-type]
                            batch_size, on_progress=lambda stage, done: bar.update(task, completed=done))
@@ -263,8 +283,10 @@ def label(
 
     if unknown not in UNKNOWN_POLICIES:
         fail(f"--unknown must be one of {', '.join(UNKNOWN_POLICIES)}, got '{unknown}'")
-    claim_outputs("fewshot label", {"--predictions": predictions, "--support": support, "--backbone": _path(backbone),
-                                    "--hierarchy": hierarchy, "--cache": cache}, [out], overwrite=overwrite)
+    inputs = {"--predictions": predictions, "--support": support, "--backbone": _path(backbone), "--hierarchy": hierarchy,
+              "--cache": cache}
+    _check_cache(cache, no_cache, inputs, [out])
+    claim_outputs("fewshot label", inputs, [out], overwrite=overwrite)
     _mode(mode)
     with user_errors():
         h = Hierarchy.load(hierarchy)

@@ -55,21 +55,29 @@ def parse_shots(text: str) -> list[Shots]:
     return list(dict.fromkeys(out))
 
 
+# Each threshold writes a confusion table per shot count: 0.4:0.9:1e-9 asked for a billion and hung building the list.
+MAX_THRESHOLDS = 1001
+
+
 def parse_thresholds(text: str) -> list[float]:
-    """`"0.4:0.9:0.05"` (start:stop:step, stop included) or `"0.5,0.7"` -> sorted thresholds."""
+    """`"0.4:0.9:0.05"` (start:stop:step, stop included) or `"0.5,0.7"` -> sorted thresholds (at most MAX_THRESHOLDS)."""
+    ranged = ":" in text
     try:
-        if ":" in text:
-            start, stop, step = (float(v) for v in text.split(":"))
-            if step <= 0 or stop < start:
-                raise ValueError
-            n = int(math.floor((stop - start) / step + 1e-9)) + 1
-            values = [round(start + i * step, 6) for i in range(n)]
-        else:
-            values = [float(v) for v in text.split(",")]
+        values = [float(v) for v in text.split(":" if ranged else ",")]
     except ValueError:
-        raise ValueError(f"thresholds must be START:STOP:STEP (e.g. 0.4:0.9:0.05) or a comma list, got '{text}'") from None
-    if not all(math.isfinite(v) and -1.0 <= v <= 1.0 for v in values):
+        values = []
+    if ranged and not (len(values) == 3 and math.isfinite(values[2]) and values[2] > 0 and values[0] <= values[1]):
+        values = []  # a NaN or infinite step would give NaN thresholds, not an error
+    if not values:
+        raise ValueError(f"thresholds must be START:STOP:STEP (e.g. 0.4:0.9:0.05) or a comma list, got '{text}'")
+    if not all(math.isfinite(v) and -1.0 <= v <= 1.0 for v in values[: 2 if ranged else None]):
         raise ValueError(f"thresholds are cosine similarities: each must be a finite number in [-1, 1], got '{text}'")
+    n = math.floor((values[1] - values[0]) / values[2] + 1e-9) + 1 if ranged else len(values)
+    if n > MAX_THRESHOLDS:
+        raise ValueError(f"thresholds '{text}' are {n:,} values, more than {MAX_THRESHOLDS} (each writes a confusion "
+                         "table per shot count): give a larger STEP")
+    if ranged:
+        values = [round(values[0] + i * values[2], 6) for i in range(n)]
     return sorted(set(values))
 
 
@@ -220,8 +228,10 @@ def run_eval(
             run.add(vectors)
         if on_progress:
             on_progress("queries", len(truth))
-    if not truth:
-        raise ValueError(f"{query_path}: no query could be evaluated" + (f" (first problem: {problems[0]})" if problems else ""))
+    if not truth:  # the photos that could not be read are the usual reason: name the first of them too
+        why = problems + query_report.skipped
+        raise ValueError(f"{query_path}: no query could be evaluated"
+                         + (f" ({len(why)} problem(s), the first: {why[0]})" if why else ""))
 
     labels = classes + [UNKNOWN]
     metric_rows, class_rows, confusions = _sweep(runs, truth, list(thresholds), labels)

@@ -110,9 +110,13 @@ def _refuse_empty_folders(root: Path, images: list[SupportImage]) -> None:
     holding = {parent for im in images for parent in im.path.parents}
     for folder in sorted(p for p in root.rglob("*") if p.is_dir()):
         rel = folder.relative_to(root)
-        if folder not in holding and not any(part.startswith(".") for part in rel.parts):
-            raise ValueError(f"{folder}: class folder without images ({' '.join(sorted(IMAGE_SUFFIXES))}); "
-                             "add the class's support images or remove the folder")
+        if folder in holding or any(part.startswith(".") for part in rel.parts):
+            continue
+        if folder.is_symlink():  # its images may well be there: the search does not follow links (nor loop on one)
+            raise ValueError(f"{folder}: a link to a folder ({folder.resolve()}); the support folder is read without "
+                             "following links to folders: copy the class's images into a real folder, or remove the link")
+        raise ValueError(f"{folder}: class folder without images ({' '.join(sorted(IMAGE_SUFFIXES))}); "
+                         "add the class's support images or remove the folder")
 
 
 def sample_support(support: SupportSet, shots: int | None, seed: int = 0) -> tuple[dict[str, list[Path]], list[str]]:

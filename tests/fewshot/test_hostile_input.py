@@ -1,0 +1,97 @@
+"""`bbuvl fewshot` on hostile input through the CLI: threshold sweeps too long to hold, reruns into the same folder,
+queries that all fail, caches placed inside an input or on an output, linked class folders."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from bbuvl.cli.fewshot import app
+from bbuvl.fewshot.evaluate import MAX_THRESHOLDS, parse_thresholds
+
+
+def photos(root: Path, classes: dict[str, int]) -> Path:
+    """`root/<class>/<i>.png`: small plain photos, a colour per class."""
+    for c, (name, n) in enumerate(classes.items()):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.new("RGB", (12, 10), (60 * c % 256, 20 * i, 200 - 50 * c % 200)).save(root / name / f"{i}.png")
+    return root
+
+
+def invoke(*args) -> tuple[int, str]:
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    return r.exit_code, " ".join(r.output.split())
+
+
+def test_a_threshold_step_too_fine_to_hold_is_refused_at_once_naming_the_count(tmp_path):
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"'0:1:1e-9' are 1,000,000,000 values, more than 1001"):
+        parse_thresholds("0:1:1e-9")  # built a billion-value list, then hung writing the tables
+    assert time.perf_counter() - start < 1
+    assert len(parse_thresholds("-1:1:0.002")) == MAX_THRESHOLDS
+    for text in ("0:1:inf", "0:1:nan"):  # a step of inf gave [nan]; nan gave int()'s own message
+        with pytest.raises(ValueError, match="START:STOP:STEP"):
+            parse_thresholds(text)
+    support = photos(tmp_path / "support", {"a": 1})
+    for text in ("0:inf:0.1", "-inf:0:0.1"):  # OverflowError, a traceback through the CLI
+        code, said = invoke("eval", "--support", support, "--query", support, "--backbone", "pixels:8",
+                            "--thresholds", text, "--out", tmp_path / "res", "--no-cache")
+        assert code == 2 and "finite number in [-1, 1]" in said, said
+    assert not (tmp_path / "res").exists()
+
+
+def test_eval_rerun_into_its_folder_keeps_nothing_of_the_earlier_run_and_a_failed_one_keeps_it_whole(tmp_path):
+    support = photos(tmp_path / "support", {"a": 3, "b": 3})
+    query = photos(tmp_path / "query", {"a": 1, "b": 1})
+    out = tmp_path / "res"
+    common = ("--support", support, "--backbone", "pixels:8", "--out", out, "--no-cache")
+    assert invoke("eval", *common, "--query", query, "--shots", "1,3", "--thresholds", "0.5,0.9")[0] == 0
+    assert len(list((out / "confusion").iterdir())) == 4
+    code, said = invoke("eval", *common, "--query", query, "--shots", "1", "--thresholds", "0.7")
+    assert code == 0, said
+    # Before, the first run's shots3_* and t0.50/t0.90 tables stayed beside the second run's summary.
+    assert sorted(p.name for p in (out / "confusion").iterdir()) == ["shots1_t0.70.csv"]
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    (tmp_path / "q.jsonl").write_text("", encoding="utf-8")
+    assert invoke("eval", *common, "--query", tmp_path / "q.jsonl", "--overwrite")[0] == 2
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_eval_whose_every_query_photo_is_missing_names_the_first_of_them(tmp_path):
+    support = photos(tmp_path / "support", {"a": 1})
+    line = {"images": ["gone/x.jpg"], "width": 20, "height": 20, "objects": [{"bbox_2d": [0, 0, 10, 10], "desc": "a"}]}
+    (tmp_path / "val.jsonl").write_text(json.dumps(line) + "\n", encoding="utf-8")
+    code, said = invoke("eval", "--support", support, "--query", tmp_path / "val.jsonl", "--backbone", "pixels:8",
+                        "--out", tmp_path / "res", "--no-cache")
+    # Before: "val.jsonl: no query could be evaluated", nothing said of why.
+    assert code == 2 and "1 problem(s), the first: " in said and "gone/x.jpg: image file not found" in said, said
+    assert not (tmp_path / "res").exists()
+
+
+@pytest.mark.parametrize("command", ["classify", "eval"])
+def test_a_cache_inside_the_support_folder_or_at_the_output_is_refused_before_anything_is_written(tmp_path, command):
+    support = photos(tmp_path / "support", {"a": 1, "b": 1})
+    out = tmp_path / ("res.csv" if command == "classify" else "res")
+    args = ("--support", support, "--query", support, "--backbone", "pixels:8", "--out", out)
+    code, said = invoke(command, *args, "--cache", support)  # wrote embeddings.sqlite among the support photos
+    assert code == 2 and "--cache: " in said and "is inside the input --support" in said, said
+    code, said = invoke(command, *args, "--cache", out)  # made a folder where the results go, then failed on it
+    assert code == 2 and "--cache: " in said and "choose outputs apart" in said, said
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["support"]
+    assert sorted(p.name for p in support.iterdir()) == ["a", "b"]
+
+
+def test_a_class_folder_that_is_a_link_is_named_as_a_link_not_as_empty(tmp_path):
+    photos(tmp_path / "elsewhere", {"c": 2})
+    support = photos(tmp_path / "support", {"a": 1})
+    (support / "c").symlink_to(tmp_path / "elsewhere" / "c", target_is_directory=True)
+    code, said = invoke("classify", "--support", support, "--query", support, "--backbone", "pixels:8",
+                        "--out", tmp_path / "o.csv", "--no-cache")
+    # Before: "support/c: class folder without images", where two images are.
+    assert code == 2 and f"{support / 'c'}: a link to a folder" in said and "without images" not in said, said
