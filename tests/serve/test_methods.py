@@ -41,3 +41,16 @@ def test_an_unknown_path_is_named_in_its_404(method_server):
         assert r.status == 404 and r.json()["error"]["kind"] == "not_found", path
         message = r.json()["error"]["message"]
         assert message.startswith("GET /") and "no such route" in message and len(message) < 300, message
+
+
+def test_a_path_with_a_trailing_slash_is_a_404_naming_the_route_not_a_redirect_to_the_host_header(method_server, photos):
+    from tests.serve.client import multipart
+
+    body, ctype = multipart("image", photos[0].name, photos[0].read_bytes())
+    for method, path, route in (("POST", "/v1/detect/", "/v1/detect"), ("GET", "/readyz/", "/readyz")):
+        r = method_server.request(method, path, body if method == "POST" else None,
+                                  {"Host": "evil.example", **({"Content-Type": ctype} if method == "POST" else {})})
+        # 307 to http://evil.example/v1/detect before: a Location built from the client's Host header
+        assert r.status == 404 and "location" not in r.headers, (path, r.status, r.headers)
+        assert f"the route is {route}, without the last '/'" in r.json()["error"]["message"], r.json()
+    assert method_server.request("GET", "/static", headers={"Host": "evil.example"}).status == 404

@@ -30,7 +30,7 @@ from bbuvl.serve.batching import Batcher
 from bbuvl.serve.bodies import image_bytes, parse_json, read_body
 from bbuvl.serve.engine import Answer, Engine, Photo
 from bbuvl.serve.errors import ApiError
-from bbuvl.serve.guard import Guard, error_response
+from bbuvl.serve.guard import ROUTES, Guard, error_response
 from bbuvl.serve.images import decode_image, pixel_limit
 from bbuvl.serve.metrics import ServeMetrics
 from bbuvl.serve.openai import chat_response, image_from_chat
@@ -81,7 +81,10 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
         decoders.shutdown(wait=False)
         logger.info("stopped")
 
-    app = FastAPI(title="bbu-vl", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    # No redirect of "/v1/detect/" to "/v1/detect": its Location is built from the client's Host header (a redirect to
+    # any host the client names, and plain http behind a TLS proxy), and a redirected POST uploads its photo twice.
+    app = FastAPI(title="bbu-vl", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan,
+                  redirect_slashes=False)
     app.state.batcher, app.state.metrics, app.state.engine, app.state.settings = batcher, metrics, engine, settings
 
     @app.exception_handler(ApiError)
@@ -95,7 +98,9 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
         if "Allow" in headers:  # a set's order, which changes from run to run
             headers["Allow"] = ", ".join(sorted(m.strip() for m in headers["Allow"].split(",")))
         asked = f"{request.method} {request.url.path[:200]}"  # the path as sent may be any length
-        message = {404: f"{asked}: no such route or file; docs/serving.md lists the routes",
+        bare = request.url.path.rstrip("/")
+        hint = f" (the route is {bare}, without the last '/')" if bare != request.url.path and bare in ROUTES else ""
+        message = {404: f"{asked}: no such route or file{hint}; docs/serving.md lists the routes",
                    405: f"{asked}: this route takes {headers.get('Allow', 'other methods')} only"}
         return error_response(ApiError(e.status_code, kind, message.get(e.status_code, str(e.detail)), headers), metrics)
 
