@@ -373,3 +373,33 @@ def test_a_size_longer_than_any_image_files_side_is_named_as_that(tmp_path: Path
     out = " ".join(out.split())
     assert code == 1 and f"{jsonl}:1: width: 1e+300 is longer than any image file's side (4294967295)" in out, out
     assert f"{jsonl}:2: width: 1e+20 is longer than any image file's side (4294967295)" in out
+
+
+# --- names no file can have ---------------------------------------------------------------------------------------
+
+
+def test_a_name_too_long_for_the_system_or_holding_nul_is_an_error_of_its_entry_never_a_traceback(tmp_path: Path):
+    # `data check` died with a traceback (OSError: File name too long, from is_dir) and import-coco stopped the whole
+    # import with "error: [Errno 36] File name too long" naming no entry.
+    photo(tmp_path / "images" / "ok.jpg")
+    names = ["a" * 300 + ".jpg", "é" * 200 + ".jpg", "x\0y.jpg"]
+    jsonl = tmp_path / "images" / "d.jsonl"
+    jsonl.write_text("\n".join(record(n) for n in [*names, "ok.jpg"]) + "\n", encoding="utf-8")
+    code, out = run("check", jsonl)
+    out = " ".join(out.split())
+    assert code == 1 and "Traceback" not in out, out
+    for line, why in ((1, "a file name longer than this system allows"), (2, "a file name longer than this system allows"),
+                      (3, "no file name holds a NUL character")):
+        assert f"{jsonl}:{line}: image " in out and why in out
+    assert "3 error(s)" in out
+
+    coco = {"images": [{"id": i, "file_name": n, "width": 64, "height": 48} for i, n in enumerate([*names, "ok.jpg"])],
+            "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [4, 5, 26, 35]} for i in range(4)],
+            "categories": [{"id": 1, "name": LABEL}]}
+    (tmp_path / "coco.json").write_text(json.dumps(coco, ensure_ascii=False), encoding="utf-8")
+    code, out = run("import-coco", tmp_path / "coco.json", tmp_path / "images", tmp_path / "out", "--val-ratio", "0")
+    assert code == 0, out
+    reasons = {e["image_id"]: e["reason"] for e in map(json.loads, (tmp_path / "out" / "errors.jsonl").open())}
+    assert reasons["0"] == reasons["1"] == "a file name longer than this system allows"
+    assert reasons["2"].endswith("no file name holds a NUL character")
+    assert [json.loads(line)["images"] for line in (tmp_path / "out" / "train.jsonl").open()] == [["images/ok.jpg"]]

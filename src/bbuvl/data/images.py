@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -96,9 +97,9 @@ def unsupported_format(image_format: str | None) -> str | None:
 def open_image(path: str | Path, decode: bool = True) -> Iterator[Image.Image]:
     """An opened photo of a supported format (fully decoded with `decode`); ImageError naming the file otherwise."""
     path = Path(path)
-    if path.is_dir():  # Pillow would say "Is a directory" as if the file were corrupt
-        raise ImageError(f"{path}: a folder, not an image file")
     with _named_errors(path, "decode image" if decode else "read image header"):
+        if path.is_dir():  # Pillow would say "Is a directory" as if the file were corrupt
+            raise ImageError(f"{path}: a folder, not an image file")
         im = Image.open(path)
     with im:
         if (why := unsupported_format(im.format)) is not None:
@@ -122,7 +123,11 @@ def _named_errors(path: Path, doing: str) -> Iterator[None]:
         raise ImageError(f"{path}: not an image (no photo format recognised in its bytes)") from None
     except Image.DecompressionBombError as e:
         raise ImageError(f"{path}: image too large to decode safely: {e}") from None
-    except (OSError, SyntaxError, ValueError) as e:  # truncated / corrupt data
+    except (OSError, SyntaxError, ValueError) as e:  # truncated / corrupt data, or a name no file can have
+        if "\0" in str(path):  # a name from data (a dataset line, a COCO entry), not from the disk
+            raise ImageError(f"{path}: no file name holds a NUL character") from None
+        if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:
+            raise ImageError(f"{path}: a file name longer than this system allows") from None
         raise ImageError(f"{path}: cannot {doing}: {e}") from None
 
 

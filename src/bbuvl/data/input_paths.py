@@ -19,21 +19,29 @@ class OutsideFolderError(ValueError):
     """A file name that resolves outside the folder it must stay in."""
 
 
+def _exists(path: Path) -> bool:
+    """`path.exists()`, False for a name no file can have (too long for the system, a NUL in it) instead of raising."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
 def find_file(path: Path) -> Path:
     """`path` as given when it exists (or is plain ASCII), else with each part matched to the disk's by NFC."""
-    if str(path).isascii() or path.exists():
+    if str(path).isascii() or _exists(path):
         return path
     found = Path(path.anchor)
     for part in path.parts[1:] if path.anchor else path.parts:
         candidate = found / part
-        if not candidate.exists() and found.is_dir():
+        if not _exists(candidate) and found.is_dir():
             key = file_name_key(part)
             try:
                 candidate = next((found / n for n in os.listdir(found) if file_name_key(n) == key), candidate)
             except OSError:  # unreadable folder: report the name as given
                 pass
         found = candidate
-    return found if found.exists() else path
+    return found if _exists(found) else path
 
 
 def file_inside(path: Path, folder: Path, allow_outside: bool = False) -> Path:
@@ -42,6 +50,8 @@ def file_inside(path: Path, folder: Path, allow_outside: bool = False) -> Path:
     Links are followed before the check, so a link inside `folder` to a file outside it is outside.
     """
     path = find_file(path)
+    if "\0" in str(path):  # a name from a foreign file: resolve() would fail on it with "embedded null byte"
+        raise ValueError(f"{show_text(path.as_posix())}: no file name holds a NUL character")
     real, root = path.resolve(), folder.resolve()
     if not allow_outside and not real.is_relative_to(root):
         how = f" (which resolves to {real})" if real != Path(os.path.abspath(path)) else ""
