@@ -73,3 +73,18 @@ def test_a_checkpoint_without_its_tokenizer_is_refused_naming_the_file(trained_c
         (copy / name).unlink(missing_ok=True)
     with pytest.raises(CheckpointError, match=r"no tokenizer \(tokenizer.json or vocab.json or tokenizer.model missing\)"):
         read_model_folder(copy)
+
+
+def test_merge_lora_of_a_folder_without_adapters_says_there_is_nothing_to_merge(trained_checkpoint, tiny_model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    # Before: a whole checkpoint loaded every weight, then said 'not a LoRA checkpoint'; a plain folder was told to
+    # 'give the labels it answers with', which merge-lora has no option for.
+    for folder, said in ((trained_checkpoint, "not a LoRA checkpoint (no adapter_config.json): its weights are whole "
+                                              "already, nothing to merge"),
+                         (tiny_model_dir, "a plain model folder (no bbuvl.yaml), not a LoRA checkpoint: nothing to merge")):
+        r = CliRunner().invoke(app, ["model", "merge-lora", str(folder), str(tmp_path / "merged")], env={"COLUMNS": "400"})
+        assert r.exit_code == 2 and f"error: {folder}: {said}" in r.output, r.output
+    assert not (tmp_path / "merged").exists()
