@@ -223,3 +223,19 @@ def test_a_client_that_reads_none_of_its_answers_is_cut_after_the_read_timeout(s
     s.close()
     assert state != "01", "the server still holds a connection whose client reads nothing"  # held for ever before
     assert client.request("GET", "/readyz").status == 200
+
+
+def test_request_bodies_held_at_once_are_bounded_and_given_back(serve, photos):
+    client = serve(queue_size=1, max_body_mb=1.0, read_timeout_s=10)  # 1 MiB of bodies in all
+    held = raw(client.port, upload_head(1_048_000), b"\x89PNG" + b"0" * 1_039_996)  # 1,040,000 bytes in, then stalled
+    time.sleep(0.5)
+    assert photos[0].stat().st_size > 10_000
+    r = client.detect_file(photos[0])
+    # 200 before, whatever the bodies held: 512 connections x 20 MiB would grow the process by 10 GiB
+    assert r.status == 503 and r.headers["retry-after"] == "1", r.body
+    assert r.json()["error"]["kind"] == "queue_full" and "MiB of request bodies" in r.json()["error"]["message"]
+    held.close()  # its bytes are given back once it is answered (499)
+    deadline = time.monotonic() + 5
+    while (r := client.detect_file(photos[0])).status == 503 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert r.status == 200, r.body

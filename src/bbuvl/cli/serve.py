@@ -34,7 +34,8 @@ def serve(
                                             callback=finite_range(-1, 1)),
     max_batch: int = typer.Option(8, callback=int_range(1), help="Most images in one forward pass."),
     max_wait_ms: float = typer.Option(25.0, callback=finite_range(0), help="Longest wait for more images before a batch starts."),
-    queue_size: int = typer.Option(64, callback=int_range(1), help="Images that may wait; beyond it requests get 503 + Retry-After."),
+    queue_size: int = typer.Option(64, callback=int_range(1), help="Images that may wait; beyond it requests get 503 + Retry-After. "
+                                    "Request bodies held in memory at once stop at queue-size x max-body-mb."),
     timeout: float = typer.Option(60.0, callback=finite_range(0.1), help="Seconds a request may wait for its answer (then 504)."),
     max_body_mb: float = typer.Option(20.0, callback=finite_range(0.01), help="Largest request body, in MiB (then 413)."),
     read_timeout: float = typer.Option(60.0, callback=finite_range(0.1), help="Seconds a client may take to send a "

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException
 from bbuvl.eval.fonts import find_cjk_font
 from bbuvl.serve.auth import KeyStore
 from bbuvl.serve.batching import Batcher
-from bbuvl.serve.bodies import image_bytes, parse_json, read_body
+from bbuvl.serve.bodies import BodyBudget, image_bytes, parse_json, read_body
 from bbuvl.serve.engine import Answer, Engine, Photo
 from bbuvl.serve.errors import ApiError
 from bbuvl.serve.guard import ROUTES, Guard, error_response
@@ -68,6 +68,7 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
                       on_batch=lambda n, s: (metrics.batch_size.observe(n), metrics.batch_seconds.observe(s)),
                       on_depth=metrics.queue_depth.set)
     limit = pixel_limit(engine.max_pixels)
+    bodies = BodyBudget(settings.queue_size * settings.max_body_bytes)  # as many bodies as photos may wait
     # Decoding gets a few threads of its own, not the shared pool of 40: more would not decode faster on a few
     # cores, and every extra thread that allocates keeps a malloc arena of its own (resident memory that grows).
     decoders = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="bbuvl-decode")
@@ -151,8 +152,9 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
 
     @app.post("/v1/detect")
     async def detect(request: Request) -> JSONResponse:
-        data = await image_bytes(request, settings.max_body_bytes, settings.read_timeout_s)
-        result, timing = await answer(data, engine.mode)
+        with bodies.hold() as take:  # the body's bytes count until the photo is answered
+            data = await image_bytes(request, settings.max_body_bytes, settings.read_timeout_s, take)
+            result, timing = await answer(data, engine.mode)
         return JSONResponse({"width": result.width, "height": result.height, "objects": result.objects,
                              "verdict": result.verdict.to_dict(), "model": engine.info(), "timing_ms": timing,
                              **({"cut": True} if result.cut else {}), **({"tiled": True} if result.tiled else {})})
@@ -162,8 +164,9 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
             raise ApiError(415, "unsupported_media_type", f"content type '{ctype or 'none'}' is not accepted: send application/json")
-        body = parse_json(await read_body(request, settings.max_body_bytes, settings.read_timeout_s))
-        result, timing = await answer(image_from_chat(body), "generate")
+        with bodies.hold() as take:
+            body = parse_json(await read_body(request, settings.max_body_bytes, settings.read_timeout_s, take))
+            result, timing = await answer(image_from_chat(body), "generate")
         extra = {"width": result.width, "height": result.height, "verdict": result.verdict.to_dict(),
                  "model_info": engine.info("generate"), "timing_ms": timing}
         return JSONResponse(chat_response(result.objects, result.raw, engine.checkpoint, extra, result.cut))

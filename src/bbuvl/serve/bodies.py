@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Callable
+from contextlib import contextmanager
+from typing import Any, AsyncIterator, Callable, Iterator
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
@@ -15,9 +16,42 @@ from bbuvl.serve.errors import ApiError
 from bbuvl.serve.images import decode_base64
 
 
-async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+class BodyBudget:
+    """The bytes of request bodies held in memory by every request together, up to `limit`.
+
+    Each open connection may send --max-body-mb, and --max-connections of them at once would hold gigabytes (512 x
+    20 MiB): past the budget a request is answered 503 and its bytes dropped instead. Bytes are counted as they arrive,
+    not as declared, so holding the budget costs a client the bytes themselves.
+    """
+
+    def __init__(self, limit: int):
+        self.limit, self.held = limit, 0
+
+    @contextmanager
+    def hold(self) -> Iterator[Callable[[int], None]]:
+        """One request's share: call it with each piece's size as it arrives (ApiError 503 past the budget); all of it
+        is given back when the request is answered."""
+        taken = 0
+
+        def take(size: int) -> None:
+            nonlocal taken
+            if self.held + size > self.limit:
+                raise ApiError(503, "queue_full", f"the server holds {self.held / 2**20:.0f} MiB of request bodies "
+                               f"already, its bound ({self.limit / 2**20:.0f} MiB: --queue-size x --max-body-mb); "
+                               "retry in a moment", {"Retry-After": "1"})
+            self.held += size
+            taken += size
+
+        try:
+            yield take
+        finally:
+            self.held -= taken
+
+
+async def read_body(request: Request, limit: int, timeout_s: float, take: Callable[[int], None] = lambda size: None) -> bytes:
     """The whole body, refused with 413 when it exceeds `limit` bytes (declared or counted as it arrives), 408 when
-    no piece of it arrives for `timeout_s`, 415 when it is compressed; 499 when the client goes away."""
+    no piece of it arrives for `timeout_s`, 415 when it is compressed; 499 when the client goes away. `take` is told
+    each piece's size before it is kept (a `BodyBudget.hold`, which may refuse it)."""
     coding = request.headers.get("content-encoding", "identity").strip().lower()
     if coding not in ("", "identity"):  # inflating it would let a few KB pass --max-body-mb; photos are compressed already
         raise ApiError(415, "unsupported_content_encoding", f"Content-Encoding '{coding}' is not accepted: send the "
@@ -45,6 +79,7 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
                     refused = ApiError(413, "body_too_large", f"the body exceeds {limit} bytes (--max-body-mb)")
                     await _drain(request, seen, limit, arrived)
                     raise refused
+                take(len(chunk))
                 chunks.append(chunk)
     except TimeoutError:
         if refused is not None:  # the client stalled while its refused body was read away: it is still too large
@@ -117,15 +152,16 @@ async def _multipart_image(request: Request, body: bytes) -> bytes:
         await form.close()
 
 
-async def image_bytes(request: Request, limit: int, timeout_s: float) -> bytes:
-    """The uploaded image: a multipart file part, JSON `{"image": BASE64 or data: URI}`, or a raw image/* body."""
+async def image_bytes(request: Request, limit: int, timeout_s: float, take: Callable[[int], None]) -> bytes:
+    """The uploaded image: a multipart file part, JSON `{"image": BASE64 or data: URI}`, or a raw image/* body (read
+    as `read_body` reads it, telling `take`)."""
     # A setting in the query (?score_threshold=0.5) would be ignored as one in the body would: refused alike
     refuse_other_fields([f"?{name}" for name in dict.fromkeys(request.query_params.keys())])
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in ("multipart/form-data", "application/json") and not ctype.startswith("image/"):
         raise ApiError(415, "unsupported_media_type", f"content type '{ctype or 'none'}' is not accepted: send "
                        "multipart/form-data with an 'image' file, application/json with an 'image' field, or image/*")
-    body = await read_body(request, limit, timeout_s)
+    body = await read_body(request, limit, timeout_s, take)
     if ctype == "multipart/form-data":
         return await _multipart_image(request, body)
     if ctype.startswith("image/"):
