@@ -95,3 +95,27 @@ def test_a_class_folder_that_is_a_link_is_named_as_a_link_not_as_empty(tmp_path)
                         "--out", tmp_path / "o.csv", "--no-cache")
     # Before: "support/c: class folder without images", where two images are.
     assert code == 2 and f"{support / 'c'}: a link to a folder" in said and "without images" not in said, said
+
+
+def test_a_query_folder_holding_a_link_to_a_class_folder_is_refused_not_evaluated_without_it(tmp_path):
+    support = photos(tmp_path / "support", {"a": 1, "b": 1})
+    query = photos(tmp_path / "query", {"a": 2})
+    (query / "b").symlink_to(support / "b", target_is_directory=True)
+    code, said = invoke("eval", "--support", support, "--query", query, "--backbone", "pixels:8", "--shots", "1",
+                        "--out", tmp_path / "res", "--no-cache")
+    # Before: evaluated on class a alone, the linked folder's queries left out without a word.
+    assert code == 2 and f"{query / 'b'}: a link to a folder" in said, said
+    assert not (tmp_path / "res").exists()
+
+
+@pytest.mark.parametrize("command", ["classify", "label"])
+def test_an_empty_query_or_predictions_file_is_refused_and_nothing_written(tmp_path, command):
+    support = photos(tmp_path / "support", {"线缆": 1})
+    empty = tmp_path / "pred.jsonl"
+    empty.write_text("\n  \n", encoding="utf-8")
+    given = ["--query", empty] if command == "classify" else ["--predictions", empty]
+    out = tmp_path / ("o.csv" if command == "classify" else "o.jsonl")
+    code, said = invoke(command, "--support", support, *given, "--backbone", "pixels:8", "--out", out, "--no-cache")
+    # Before: exit 0 and an empty result (no rows, or a dataset of no photos), where an empty folder is refused.
+    assert code == 2 and f"{empty}: holds no lines: nothing to classify" in said, said
+    assert not out.exists()

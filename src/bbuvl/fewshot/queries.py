@@ -23,6 +23,7 @@ from bbuvl.data.images import IMAGE_SUFFIXES, list_images
 from bbuvl.data.labels import SEP, label_at_level
 from bbuvl.data.schema import iter_dataset, resolve_image
 from bbuvl.fewshot.embed import ImageItem
+from bbuvl.fewshot.support import refuse_linked_folder
 from bbuvl.infer.output import prediction_root
 
 
@@ -37,17 +38,25 @@ class PredictionLine:
     objects: list[dict[str, Any]] = field(default_factory=list)  # each with a valid `bbox_2d`; `label`, `score`
 
 
+def _first_line(path: str | Path) -> str | None:
+    """The first line of a text file that is not blank; None when it has none."""
+    with open(path, encoding="utf-8") as fh:
+        return next((text for text in fh if text.strip()), None)
+
+
+def _no_lines(path: Path) -> ValueError:
+    """The error for a query or predictions file with nothing in it (a predict that has not run yet, a wrong file)."""
+    return ValueError(f"{path}: holds no lines: nothing to classify (expected a dataset or `bbuvl predict` JSONL)")
+
+
 def is_predictions_file(path: str | Path) -> bool:
     """True when the first JSON line of a JSONL file looks like `bbuvl predict` output (`image`, not `images`)."""
-    with open(path, encoding="utf-8") as fh:
-        for text in fh:
-            if text.strip():
-                try:
-                    obj = json.loads(text)
-                except json.JSONDecodeError:
-                    return False
-                return isinstance(obj, dict) and "image" in obj and "images" not in obj
-    return False
+    text = _first_line(path)
+    try:
+        obj = json.loads(text) if text is not None else None
+    except json.JSONDecodeError:
+        return False
+    return isinstance(obj, dict) and "image" in obj and "images" not in obj
 
 
 def _valid_box(box: Any) -> bool:
@@ -66,10 +75,12 @@ def iter_predictions(path: str | Path, problems: list[str]) -> Iterator[Predicti
     except OSError as e:
         raise ValueError(f"{path}: cannot open predictions file: {e.strerror or e}") from None
     root = prediction_root(path)  # names are relative to predict's input (infer/output.py)
+    blank = True
     with fh:
         for no, text in enumerate(fh, start=1):
             if not text.strip():
                 continue
+            blank = False
             where = f"{path}:{no}"
             try:
                 obj = json.loads(text)
@@ -91,6 +102,8 @@ def iter_predictions(path: str | Path, problems: list[str]) -> Iterator[Predicti
             w, h = obj.get("width"), obj.get("height")
             yield PredictionLine(no, root / obj["image"], w if isinstance(w, int) else None,
                                  h if isinstance(h, int) else None, objects)
+    if blank:  # an empty dataset written by `fewshot label` would pass for a result
+        raise _no_lines(path)
 
 
 def _folder_items(root: Path, images: list[Path]) -> Iterator[ImageItem]:
@@ -133,6 +146,9 @@ def iter_queries(
                          "its subfolder names, a predictions file's and a photo's are not the truth): give the "
                          "queries as a dataset, or leave --level out")
     if path.is_dir():
+        for folder in path.rglob("*"):
+            if folder.is_dir():
+                refuse_linked_folder(folder)
         images = list_images(path)
         if not images:  # before any output is written: zero queries answered is not a result
             raise ValueError(f"{path}: no query images in this folder (searched recursively)")
@@ -144,9 +160,12 @@ def iter_queries(
     if path.suffix.lower() != ".jsonl":
         raise ValueError(f"{path}: queries must be a folder, a .jsonl file or an image, not '{path.suffix}'")
     try:
+        empty = _first_line(path) is None
         predictions = is_predictions_file(path)
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: cannot read: {e}") from None
+    if empty:  # as for an empty folder: zero queries answered is not a result
+        raise _no_lines(path)
     if predictions:
         return _prediction_items(path, margin, min_score, problems)
     if level is not None:

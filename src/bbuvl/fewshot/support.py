@@ -112,11 +112,17 @@ def _refuse_empty_folders(root: Path, images: list[SupportImage]) -> None:
         rel = folder.relative_to(root)
         if folder in holding or any(part.startswith(".") for part in rel.parts):
             continue
-        if folder.is_symlink():  # its images may well be there: the search does not follow links (nor loop on one)
-            raise ValueError(f"{folder}: a link to a folder ({folder.resolve()}); the support folder is read without "
-                             "following links to folders: copy the class's images into a real folder, or remove the link")
+        refuse_linked_folder(folder)
         raise ValueError(f"{folder}: class folder without images ({' '.join(sorted(IMAGE_SUFFIXES))}); "
                          "add the class's support images or remove the folder")
+
+
+def refuse_linked_folder(folder: Path) -> None:
+    """ValueError when `folder`, below a support or query root, is a link: the search for images does not follow links
+    (nor loops on one), so the photos it leads to would be left out without a word."""
+    if folder.is_symlink():
+        raise ValueError(f"{folder}: a link to a folder ({folder.resolve()}); support and query folders are read "
+                         "without following links to folders: copy its images into a real folder, or remove the link")
 
 
 def sample_support(support: SupportSet, shots: int | None, seed: int = 0) -> tuple[dict[str, list[Path]], list[str]]:
