@@ -128,3 +128,22 @@ def test_basic_credentials_encoded_with_echos_line_end_open_the_api(serve):
     assert r.status == 200, r.body  # 401 "wrong API key" before, while the same key as Bearer with a space was taken
     wrong = base64.b64encode(b"inspector:not-the-key-0123456789abc\n").decode()
     assert client.request("GET", "/readyz", headers={"Authorization": f"Basic {wrong}"}, key=False).status == 401
+
+
+def test_a_path_holding_a_line_end_or_escape_cannot_forge_a_log_line(serve, caplog):
+    import logging
+    import time
+
+    client = serve()
+    forged = "127.0.0.1 POST /v1/detect 200 1.0 ms"
+    with caplog.at_level(logging.INFO, logger="bbuvl.serve"):
+        r = client.request("GET", "/x%0a" + forged.replace(" ", "%20") + "%1b%5b31m" + "y" * 1000, key=False)
+        assert r.status == 401
+        deadline = time.monotonic() + 5  # the line is logged once the answer is sent
+        while not (lines := [rec.getMessage() for rec in caplog.records if rec.name == "bbuvl.serve"
+                             and " 401 " in rec.getMessage()]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert len(lines) == 1, lines
+    # a second line of the log reading as a served detection, and a raw ESC, before
+    assert "\n" not in lines[0] and "\x1b" not in lines[0] and "\\n127.0.0.1 POST" in lines[0] and "\\x1b" in lines[0]
+    assert len(lines[0]) < 500 and "characters)" in lines[0], lines[0]

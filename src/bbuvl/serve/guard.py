@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
+from bbuvl.data.text import show_text
 from bbuvl.serve.auth import KeyStore
 from bbuvl.serve.errors import ApiError
 from bbuvl.serve.metrics import ServeMetrics
@@ -76,7 +77,14 @@ class Guard:
             self.metrics.requests.labels(route, str(status[0])).inc()
             self.metrics.latency.labels(route).observe(seconds)
             client = scope.get("client") or ("-",)
-            logger.info("%s %s %s %d %.1f ms", client[0], scope["method"], path, status[0], seconds * 1000)
+            logger.info("%s %s %s %d %.1f ms", client[0], scope["method"], _loggable(path), status[0], seconds * 1000)
+
+
+def _loggable(path: str) -> str:
+    """`path` as the log shows it: any client sends any path, and one holding a line end (`%0a`) or an ESC would write
+    a forged log line or drive the terminal reading the log, so such characters are escaped; a long one is cut."""
+    shown = path if path.isprintable() else show_text(path)
+    return shown if len(shown) <= 300 else shown[:300] + f"... ({len(shown)} characters)"
 
 
 def _header(scope: dict, name: bytes) -> str | None:
