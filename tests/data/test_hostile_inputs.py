@@ -403,3 +403,36 @@ def test_a_name_too_long_for_the_system_or_holding_nul_is_an_error_of_its_entry_
     assert reasons["0"] == reasons["1"] == "a file name longer than this system allows"
     assert reasons["2"].endswith("no file name holds a NUL character")
     assert [json.loads(line)["images"] for line in (tmp_path / "out" / "train.jsonl").open()] == [["images/ok.jpg"]]
+
+
+def test_a_pipe_a_device_or_a_link_loop_named_as_a_photo_is_an_error_never_a_hang(tmp_path: Path):
+    # A named pipe given as a photo made `data check` wait for a writer forever.
+    import os
+
+    pics = tmp_path / "pics"  # IMAGES_DIR of the import below, which writes beside it
+    pics.mkdir()
+    os.mkfifo(pics / "pipe.jpg")
+    (pics / "loop_a.jpg").symlink_to("loop_b.jpg")
+    (pics / "loop_b.jpg").symlink_to("loop_a.jpg")
+    photo(pics / "ok.jpg")
+    jsonl = pics / "d.jsonl"
+    jsonl.write_text("\n".join(record(n) for n in ("pipe.jpg", "/dev/zero", "loop_a.jpg", "ok.jpg")) + "\n", encoding="utf-8")
+    code, out = run("check", jsonl)
+    out = " ".join(out.split())
+    assert code == 1 and "3 error(s)" in out, out
+    assert f"{jsonl}:1: image pipe.jpg: not a regular file (a pipe, a socket or a device)" in out
+    assert f"{jsonl}:2: image /dev/zero: not a regular file" in out
+    assert f"{jsonl}:3: image loop_a.jpg: a symbolic link that never reaches a file" in out
+    # tile and import-coco resolved every photo's links first: a loop was a RuntimeError traceback
+    code, out = run("tile", jsonl, tmp_path / "t")
+    assert code == 2 and f"{jsonl}:1: image pipe.jpg: not a regular file" in " ".join(out.split()), out
+    coco = {"images": [{"id": i, "file_name": n, "width": 64, "height": 48} for i, n in enumerate(["loop_a.jpg", "ok.jpg"])],
+            "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [4, 5, 26, 35]} for i in range(2)],
+            "categories": [{"id": 1, "name": LABEL}]}
+    (pics / "coco.json").write_text(json.dumps(coco), encoding="utf-8")
+    out_dir = tmp_path / "imported"
+    code, out = run("import-coco", pics / "coco.json", pics, out_dir, "--val-ratio", "0")
+    assert code == 0, out
+    [entry] = [json.loads(line) for line in (out_dir / "errors.jsonl").open()]
+    assert entry["image_id"] == "0" and entry["reason"].endswith("a symbolic link that never reaches a file (its links "
+                                                                "lead in a loop)")

@@ -100,6 +100,8 @@ def open_image(path: str | Path, decode: bool = True) -> Iterator[Image.Image]:
     with _named_errors(path, "decode image" if decode else "read image header"):
         if path.is_dir():  # Pillow would say "Is a directory" as if the file were corrupt
             raise ImageError(f"{path}: a folder, not an image file")
+        if path.exists() and not path.is_file():  # opening a named pipe waits for a writer: forever
+            raise ImageError(f"{path}: not a regular file (a pipe, a socket or a device), so never read as a photo")
         im = Image.open(path)
     with im:
         if (why := unsupported_format(im.format)) is not None:
@@ -128,6 +130,8 @@ def _named_errors(path: Path, doing: str) -> Iterator[None]:
             raise ImageError(f"{path}: no file name holds a NUL character") from None
         if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:
             raise ImageError(f"{path}: a file name longer than this system allows") from None
+        if isinstance(e, OSError) and e.errno == errno.ELOOP:
+            raise ImageError(f"{path}: a symbolic link that never reaches a file (its links lead in a loop)") from None
         raise ImageError(f"{path}: cannot {doing}: {e}") from None
 
 

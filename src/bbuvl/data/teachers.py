@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from bbuvl.data.input_paths import real_path
 from bbuvl.data.relocate import relocate_record
 from bbuvl.data.schema import ImageRecord, once_each, read_lines, read_records, require_photos, resolve_image, write_dataset
 
@@ -86,8 +87,8 @@ def write_teacher_pool(dataset: str | Path, out: str | Path, k: int = 10, seed: 
     records = [s.student for _, s in once_each(require_photos(read_lines(dataset), dataset), dataset)]
     val = Path(out).parent / VAL
     if val.is_file():
-        held_out = {resolve_image(val, r.image).resolve() for r in read_records(val)}
-        shared = [r.image for r in records if resolve_image(dataset, r.image).resolve() in held_out]
+        held_out = {real_path(resolve_image(val, r.image)) for r in read_records(val)}
+        shared = [r.image for r in records if real_path(resolve_image(dataset, r.image)) in held_out]
         if shared:
             raise ValueError(f"{dataset}: {len(shared)} photo(s) are validation photos in {val} (e.g. {shared[0]}); "
                              "choose teachers from the training file")

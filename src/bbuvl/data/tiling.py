@@ -21,6 +21,7 @@ from PIL import Image
 
 from bbuvl.atomic import write_bytes_atomic
 from bbuvl.data.images import load_image
+from bbuvl.data.input_paths import real_path
 from bbuvl.data.layout import TRAIN, VAL, write_dataset_folder
 from bbuvl.data.names import NameBook, safe_stem
 from bbuvl.data.regions import Region, grid_regions, magnified_record, tile_side_overlap
@@ -133,7 +134,7 @@ def tile_sources(dataset: str | Path, out: str | Path) -> Sources:
     for split, path in sources.items():
         rows = [(path, line, sample.student) for line, sample in read_lines(path)]
         for _, line, record in rows:
-            if resolve_image(path, record.image).resolve().is_relative_to(images):
+            if real_path(resolve_image(path, record.image)).is_relative_to(images):
                 raise DatasetError(path, line, f"its photo {record.image} lies in {Path(out) / IMAGES}, the folder "
                                    "the tiles are written into; choose another OUT")
         parts[split] = require_photos(rows, path)
