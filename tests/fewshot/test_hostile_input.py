@@ -119,3 +119,13 @@ def test_an_empty_query_or_predictions_file_is_refused_and_nothing_written(tmp_p
     # Before: exit 0 and an empty result (no rows, or a dataset of no photos), where an empty folder is refused.
     assert code == 2 and f"{empty}: holds no lines: nothing to classify" in said, said
     assert not out.exists()
+
+
+@pytest.mark.parametrize("side", ["1", "257", "100000"])
+def test_a_pixel_backbone_too_small_or_too_large_to_hold_is_a_clean_error(tmp_path, side):
+    support = photos(tmp_path / "support", {"a": 1})
+    code, said = invoke("classify", "--support", support, "--query", support, "--backbone", f"pixels:{side}",
+                        "--out", tmp_path / "o.csv", "--no-cache")
+    # Before: pixels:100000 was numpy's traceback, 'Unable to allocate 1006. GiB'.
+    assert code == 2 and f"pixel backbone side must be 2 to 256, got {side}" in said, said
+    assert not (tmp_path / "o.csv").exists()

@@ -26,6 +26,9 @@ EMBED_VERSION = 1
 
 PIXELS = "pixels"
 PIXELS_DEFAULT_SIDE = 16
+# A vector is side * side * 3 floats per photo, in every batch, support matrix and cache entry: pixels:100000 asked
+# for 1006 GiB a batch and died in numpy. 256 (768 KB a vector) is far past where raw pixels stop helping.
+PIXELS_MAX_SIDE = 256
 
 # config.model_type -> our kind. A full CLIP checkpoint ("clip") loads its image tower and projection only.
 MODEL_TYPES = {"clip": "clip", "clip_vision_model": "clip", "dinov2": "dinov2", "resnet": "resnet"}
@@ -84,8 +87,9 @@ class PixelBackbone:
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.side < 2:
-            raise ValueError(f"pixel backbone side must be at least 2, got {self.side}")
+        if not 2 <= self.side <= PIXELS_MAX_SIDE:
+            raise ValueError(f"pixel backbone side must be 2 to {PIXELS_MAX_SIDE}, got {self.side} (each photo becomes "
+                             "side x side x 3 numbers)")
         self.key = f"{PIXELS}:side={self.side}:v{EMBED_VERSION}"
 
     @property
