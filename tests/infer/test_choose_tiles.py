@@ -25,3 +25,14 @@ def test_a_validation_photo_that_cannot_be_read_is_named_and_the_others_are_scor
     text = " ".join(result.output.split())
     assert f"warning: {tmp_path / '[red]gone.png'}: image file not found" in text
     assert text.count("warning:") == 1 and "chose scale 1" in text
+
+
+def test_a_gt_that_is_a_folder_is_named_as_a_folder_and_one_not_there_as_missing(tmp_path):
+    (tmp_path / "data").mkdir()
+    for gt, what in ((tmp_path / "data", "a folder, not a JSONL file"), (tmp_path / "nope.jsonl", "no such file")):
+        result = CliRunner().invoke(app, ["choose-tiles", "-c", str(tmp_path / "ckpt"), "--gt", str(gt), "-o",
+                                          str(tmp_path / "out")], env={"COLUMNS": "200"})
+        assert result.exit_code == 2
+        # A folder was "no such file", though it was there.
+        assert " ".join(result.output.split()) == f"error: {gt}: {what} (--gt)"
+    assert not (tmp_path / "out").exists()

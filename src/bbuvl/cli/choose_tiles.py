@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bbuvl.cli.common import (OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, check_device, claim_outputs, console,
-                              fail, finite_range, one_of, print_first, refuse_unused, user_errors)
+                              finite_range, one_of, print_first, refuse_unused, require_file, user_errors)
 from bbuvl.cli.predictor import CHECKPOINT_HELP, read_folder
 from bbuvl.infer.tile_scale import REFINE_WITHIN, WITHIN
 from bbuvl.outputs import check_not_inputs, replacing
@@ -76,8 +76,7 @@ def choose_tiles(
     from bbuvl.infer.predictor import Predictor
 
     refuse_unused(ctx, choose_thresholds, "--choose-thresholds", "target_recall", "target_precision")
-    if not gt.is_file():
-        fail(f"{gt}: no such file (--gt)")
+    require_file(gt, "--gt")  # a folder was 'no such file'
     with user_errors(ValueError):
         candidates = parse_factors(factors)
     check_device(device)

@@ -40,6 +40,12 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def require_file(path: Path, what: str) -> None:
+    """Fail (one red line) unless `path` is a file, saying whether it is a folder or not there (`what`: its option)."""
+    if not path.is_file():
+        fail(f"{path}: {'a folder, not a JSONL file' if path.is_dir() else 'no such file'} ({what})")
+
+
 def print_first(messages: Sequence[str], more: str = "", limit: int = 5, prefix: str = "[yellow]warning[/]: ",
                 out: Console | None = None) -> None:
     """The first `limit` of `messages` (plain text) each after `prefix` (markup), then one line saying how many more
