@@ -28,6 +28,7 @@ from bbuvl.infer.tiles import (
     to_photo,
     zoomed_size,
 )
+from bbuvl.model.vlm import core_model
 
 SCREW = "螺丝连接点/BBU安装螺丝/连接正确"
 BBU = "bbu基带处理单元/华为"
@@ -393,3 +394,25 @@ def test_a_photo_at_the_aspect_limit_is_predicted_through_tiles(predictor, size,
     Image.new("RGB", size, (90, 90, 200)).save(path)
     line = predictor.predict_lines([str(path)], "head", tiles="2x2")[0]
     assert line["error"] is None and line.get("tiled") is True
+
+
+@pytest.mark.parametrize("mode", ["head", "generate"])
+def test_a_tiled_photos_regions_are_read_at_most_region_batch_at_a_time(predictor, small_dataset, mode):
+    photo = Image.open(next((small_dataset / "images").rglob("*.jpg"))).convert("RGB")
+    rows: list[int] = []  # the photos each forward pass reads, as the vision tower sees them (one grid_thw row each)
+    hook = core_model(predictor.model.vlm).model.visual.register_forward_pre_hook(
+        lambda m, args, kwargs: rows.append(kwargs.get("grid_thw", args[1] if len(args) > 1 else None).shape[0]),
+        with_kwargs=True)
+    before = predictor.region_batch
+    try:
+        results = {}
+        for n in (2, 64):
+            predictor.region_batch, rows[:] = n, []
+            [results[n]] = predictor.predict([photo], mode, tiles="4x4", max_new_tokens=8)
+            assert max(rows) <= n and results[n].tiled
+    finally:
+        predictor.region_batch = before
+        hook.remove()
+    # Before, all 16 tiles went through one pass whatever --batch-size said; chunked, the answer is the same.
+    assert max(rows) == 16 and results[2].vision_tokens == results[64].vision_tokens
+    assert [d.label for d in results[2].objects] == [d.label for d in results[64].objects]

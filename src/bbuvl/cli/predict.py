@@ -140,6 +140,7 @@ def predict(
     if job.inputs and (size := first_photo_size(job)) and (cost := describe_tiles(predictor, options, size)):
         console.print(escape(cost), soft_wrap=True)
     job.batch_size = batch_size or predictor.cfg.inference.batch_size
+    predictor.region_batch = job.batch_size  # a tiled photo's regions are read as many at a time as photos are
     if overwrite:
         with user_errors(ValueError, OSError):
             discard_output(out)  # only now, with the model loaded: a failed start keeps the old file

@@ -138,6 +138,9 @@ class Predictor:
         self.part_sides: tuple[tuple[str, float], ...] = ()  # each category's trained box side (tiles: auto)
         self.long_sides: tuple[tuple[str, float], ...] = ()  # ... and longest side (who answers: tiles or whole)
         self.tile_refine: tuple[str, ...] = ()  # categories the tiles refine, as `bbuvl choose-tiles` chose them
+        # A tiled photo's regions (tiles, zoomed containers) read per forward pass: all of a 16x16 grid at a stride
+        # in one pass held hundreds of photos' activations, whatever --batch-size said (`bbuvl predict` sets it).
+        self.region_batch: int = cfg.inference.batch_size
         self.encoder = ChatEncoder(processor, prompt.system, prompt.lang, get_family(contract.family).assistant_prefix)
         tok = processor.tokenizer
         self.tokenizer = tok
@@ -402,7 +405,9 @@ class Predictor:
 
         def regions(crops: list[Image.Image], tiles: bool) -> list[tuple[list[tuple[list[float], str, float]], str | None]]:
             nonlocal cut
-            found = runner(mode)(self, [self.prepare(c) for c in crops], options.one_pass(tiles))
+            one_pass, n = options.one_pass(tiles), max(self.region_batch, 1)
+            found = [r for start in range(0, len(crops), n)
+                     for r in runner(mode)(self, [self.prepare(c) for c in crops[start:start + n]], one_pass)]
             cut = cut or any(r.cut for r in found)
             return [([(d.bbox_2d, d.label, d.score) for d in r.objects], r.raw) for r in found]
 
