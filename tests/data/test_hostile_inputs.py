@@ -436,3 +436,23 @@ def test_a_pipe_a_device_or_a_link_loop_named_as_a_photo_is_an_error_never_a_han
     [entry] = [json.loads(line) for line in (out_dir / "errors.jsonl").open()]
     assert entry["image_id"] == "0" and entry["reason"].endswith("a symbolic link that never reaches a file (its links "
                                                                 "lead in a loop)")
+
+
+# --- how a dataset file is written -------------------------------------------------------------------------------
+
+
+def test_a_dataset_file_reached_through_a_link_is_written_through_it_and_the_link_stays(tmp_path: Path):
+    # write_dataset renamed its own temporary onto the link: `latest.jsonl -> pool.jsonl` became a file of its own and
+    # pool.jsonl kept the old pool, where every other writer writes through a link (bbuvl/atomic.py).
+    for i in range(4):
+        photo(tmp_path / f"{i}.jpg", colour=(50 * i, 30, 30))
+    jsonl = tmp_path / "train.jsonl"
+    jsonl.write_text("\n".join(record(f"{i}.jpg") for i in range(4)) + "\n", encoding="utf-8")
+    code, out = run("teachers", jsonl, tmp_path / "pool.jsonl", "--k", "1")
+    assert code == 0, out
+    (tmp_path / "latest.jsonl").symlink_to("pool.jsonl")
+    code, out = run("teachers", jsonl, tmp_path / "latest.jsonl", "--k", "3", "--overwrite")
+    assert code == 0, out
+    assert (tmp_path / "latest.jsonl").is_symlink()
+    assert len((tmp_path / "pool.jsonl").read_text(encoding="utf-8").splitlines()) == 3
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]

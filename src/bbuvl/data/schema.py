@@ -19,6 +19,7 @@ from typing import IO, Annotated, Any, Iterable, Iterator
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bbuvl.atomic import atomic_path
 from bbuvl.data.input_paths import find_file
 from bbuvl.data.jsonfile import DuplicateKeyError, parse_json
 from bbuvl.data.text import clean_label, label_problem, show_text
@@ -333,16 +334,13 @@ def dump_record(record: ImageRecord | Sample) -> str:
 
 
 def write_dataset(path: str | Path, records: Iterable[ImageRecord | Sample]) -> int:
-    """Write records atomically (temp file + rename) and return how many were written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    """Write records atomically (bbuvl/atomic.py: a link is written through, a full disk keeps the old file) and
+    return how many were written."""
     n = 0
-    with tmp.open("w", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
         for r in records:
             fh.write(dump_record(r) + "\n")
             n += 1
-    os.replace(tmp, path)
     return n
 
 
