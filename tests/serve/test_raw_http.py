@@ -43,3 +43,14 @@ def test_bytes_that_are_not_http_get_a_json_error_naming_why(serve, case):
     error = json.loads(body)["error"]
     assert error["kind"] == "bad_request" and named in error["message"], error
     assert client.request("GET", "/readyz").status == 200
+
+
+def test_a_websocket_upgrade_is_a_plain_request_that_needs_the_key(serve):
+    client = serve()
+    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+               "Sec-WebSocket-Version": "13"}
+    r = client.request("GET", "/readyz", headers=upgrade, key=False)
+    # a bodiless 403 from the WebSocket side before, the request never seen by the key check, log or metrics
+    assert r.status == 401 and r.json()["error"]["kind"] == "unauthorized", (r.status, r.body)
+    assert client.request("GET", "/readyz", headers=upgrade).status == 200
+    assert 'bbuvl_requests_total{route="/readyz",status="401"} 1.0' in client.request("GET", "/metrics").body.decode()

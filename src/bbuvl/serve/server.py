@@ -166,8 +166,10 @@ def config(app: Any, drain_s: float = 60.0, log_level: str = "info") -> uvicorn.
     """The uvicorn settings of a served app: no access log (Guard logs), graceful drain, and the header deadline and
     bound on open connections of the app's own `ServeSettings` (`app.state.settings`, set by `create_app`)."""
     settings = app.state.settings
+    # ws="none": the app has no WebSocket route, and an upgrade handed to a WebSocket protocol would reach it past
+    # Guard's key check (Guard checks HTTP requests); without one an upgrade request is a plain request, key and all
     return uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=int(drain_s) + 1,
-                          lifespan="on", server_header=False,
+                          lifespan="on", server_header=False, ws="none",
                           http=protocol(settings.read_timeout_s, settings.max_connections))
 
 
