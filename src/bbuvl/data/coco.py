@@ -163,12 +163,19 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             continue
         where["label"] = label
         bbox = ann.get("bbox")
+        if bbox is None and ann.get("segmentation"):
+            errors.append(_error("no bbox, only a segmentation: a detection file gives each object's bbox", **where))
+            continue
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(is_json_number, bbox))):
-            errors.append(_error(f"bbox must be [x, y, width, height], got {bbox}", **where))
+            errors.append(_error(f"bbox must be [x, y, width, height], got {json.dumps(bbox, ensure_ascii=False)}", **where))
             continue
         x, y, w, h = (float(v) for v in bbox)
         if not all(math.isfinite(v) for v in (x, y, w, h)):
             errors.append(_error(f"bbox {ann['bbox']} has a value that is not a finite number (NaN or infinity)", **where))
+            continue
+        if w < 0 or h < 0:  # reported as "degenerate [1, 2, -4, 12]" before, a box the file never wrote
+            errors.append(_error(f"bbox {json.dumps(bbox)} has a negative width or height (COCO boxes are [x, y, width, "
+                                 "height])", **where))
             continue
         box = [x, y, x + w, y + h]
         size = image["size"]
