@@ -47,6 +47,10 @@ def test_reads_lines_and_defaults_a_missing_score_to_one(tmp_path):
     ('{"image": "b.jpg", "objects": [{"bbox_2d": [1, 2, 1' + "0" * 400 + ', 4], "label": "x"}]}', "p.jsonl:2: objects[0].bbox_2d"),
     ('{"image": "b.jpg", "width": 1' + "0" * 5000 + ', "objects": []}', None),
     ('{"image": "b.jpg", "objects": [{"bbox_2d": [1, 2, 3, 4], "label": "x", "score": 1' + "0" * 400 + '}]}', "objects[0].score"),
+    # a score past 1 failed its photo at every verdict threshold, a negative one passed it (both were read)
+    (json.dumps(line("b.jpg", [{"bbox_2d": [1, 2, 3, 4], "label": "x", "score": 5.0}])), "p.jsonl:2: objects[0].score: 5.0 is outside [0, 1]"),
+    (json.dumps(line("b.jpg", [{"bbox_2d": [1, 2, 3, 4], "label": "x", "score": -0.5}])), "p.jsonl:2: objects[0].score: -0.5 is outside [0, 1]"),
+    ('{"image": "b.jpg", "objects": [{"bbox_2d": [1, 2, 3, 4], "label": "x", "score": NaN}]}', "p.jsonl:2: objects[0].score: expected a number, got nan"),
 ])
 def test_malformed_lines_are_errors_naming_file_and_line(tmp_path, bad, message):
     path = write_lines(tmp_path / "p.jsonl", [line("a.jpg"), bad])

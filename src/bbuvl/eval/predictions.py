@@ -101,7 +101,7 @@ def _well_formed(o: Any) -> dict[str, Any] | None:
     if not (type(x1) in _NUMBER and type(y1) in _NUMBER and type(x2) in _NUMBER and type(y2) in _NUMBER):
         return None
     if not (math.isfinite(x1) and math.isfinite(y1) and math.isfinite(x2) and math.isfinite(y2)
-            and math.isfinite(score) and x2 >= x1 and y2 >= y1 and label.strip()):
+            and 0 <= score <= 1 and x2 >= x1 and y2 >= y1 and label.strip()):
         return None
     return {"bbox_2d": [float(x1), float(y1), float(x2), float(y2)], "label": label, "score": float(score)}
 
@@ -127,6 +127,10 @@ def _checked_object(o: Any, path: Path, no: int, i: int) -> dict[str, Any]:
     score = o.get("score", 1.0)
     if not _finite(score):
         raise DatasetError(path, no, f"{where}.score: expected a number, got {score!r}")
+    if not 0 <= score <= 1:
+        # A score past 1 would fail its photo at every threshold a verdict can have, a negative one pass it at all.
+        raise DatasetError(path, no, f"{where}.score: {score!r} is outside [0, 1]; a score is the model's confidence "
+                                     "(`bbuvl predict` writes it in [0, 1]): rescale the scores")
     return {"bbox_2d": [x1, y1, x2, y2], "label": label, "score": float(score)}
 
 
