@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 
 import pytest
 import typer
@@ -138,6 +139,45 @@ def test_viz_names_each_photo_it_could_not_read_and_draws_the_others(eval_files,
     said = " ".join(result.output.split())
     assert f"{photos[0].name}: cannot decode image" in said and f"{photos[1].name}: image file not found" in said
     assert said.count("drawn as a grey placeholder") == 2
+
+
+def test_the_report_names_each_photo_it_drew_as_a_placeholder(eval_files, tmp_path):
+    # The report drew a missing photo grey and the terminal said nothing of it.
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(eval_files.gt.parent, data)
+    pred = data / "pred.jsonl"
+    pred.write_text(eval_files.pred.read_text(encoding="utf-8").replace(str(eval_files.gt.parent) + "/", ""),
+                    encoding="utf-8")
+    missing = sorted((data / "images").glob("val_*"))[0]
+    missing.unlink()
+    result = runner.invoke(app, ["eval", "--pred", str(pred), "--gt", str(data / "val.jsonl"), "--out",
+                                 str(tmp_path / "m.json"), "--report", str(tmp_path / "report"), "--worst", "6"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert said.count(f"{missing.name}: image file not found (drawn as a grey placeholder in the report)") == 1
+    assert said.count("grey placeholder") == 1  # the only one, named once though it is in both lists
+    assert (tmp_path / "report" / "index.html").is_file()
+
+
+def test_a_box_a_billion_billion_times_the_photo_is_scored_without_warnings(eval_files, tmp_path):
+    # IoU of a 1e300-pixel box overflowed: numpy's RuntimeWarning and the line of code were printed to the user.
+    lines = [json.loads(x) for x in eval_files.pred.read_text(encoding="utf-8").splitlines()]
+    lines[0]["objects"].append({"bbox_2d": [-1e300, -1e300, 1e300, 1e300], "label": "线缆", "score": 0.99})
+    lines[0]["objects"].append({"bbox_2d": [-1e300, -1e300, 1e300, 1e300], "label": "线缆", "score": 0.98})
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
+    base, _ = run_eval(eval_files, tmp_path / "base.json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        result = runner.invoke(app, ["eval", "--pred", str(pred), "--gt", str(eval_files.gt), "--out", str(tmp_path / "m.json")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
+    # an area past the largest float has IoU 0 with every box: two more extra boxes, neither a repeat of the other
+    assert metrics["errors"]["extra"] == base["errors"]["extra"] + 2
+    assert metrics["duplicate_rate"] * metrics["errors"]["predicted_objects"] == pytest.approx(
+        base["duplicate_rate"] * base["errors"]["predicted_objects"])
 
 
 def test_an_output_where_a_file_is_in_the_way_is_a_clean_error_and_the_file_is_kept(eval_files, tmp_path):

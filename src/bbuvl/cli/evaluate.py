@@ -156,9 +156,12 @@ def evaluate(
 
         if font.warning:
             console.print(f"[bold yellow]warning:[/] {escape(font.warning)}", soft_wrap=True)
+        unreadable: list[str] = []
         with console.status("drawing the report", spinner="dots"), user_errors(OSError):
             index = write_report(evaluation, report, font, h, worst=worst, comparison=comparison,
-                                 baseline_name=str(baseline) if baseline else None, sizes=sizes)
+                                 baseline_name=str(baseline) if baseline else None, sizes=sizes, unreadable=unreadable)
+        print_first([f"{p} (drawn as a grey placeholder in the report)" for p in unreadable],
+                    " photos drawn as grey placeholders")
         console.print(f"[green]report[/]: {escape(str(index))}", soft_wrap=True)
 
 

@@ -23,14 +23,15 @@ _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 def pair_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of broadcast `[..., 4]` xyxy boxes, operation for operation `bbuvl.data.boxes.box_iou` (0 where both empty)."""
-    area_a = np.clip(a[..., 2] - a[..., 0], 0, None) * np.clip(a[..., 3] - a[..., 1], 0, None)
-    area_b = np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
-    lt = np.maximum(a[..., :2], b[..., :2])
-    rb = np.minimum(a[..., 2:], b[..., 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area_a + area_b - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    with np.errstate(over="ignore", invalid="ignore"):  # a box of 1e300 pixels overflows to IoU 0, as in box_iou
+        area_a = np.clip(a[..., 2] - a[..., 0], 0, None) * np.clip(a[..., 3] - a[..., 1], 0, None)
+        area_b = np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
+        lt = np.maximum(a[..., :2], b[..., :2])
+        rb = np.minimum(a[..., 2:], b[..., 2:])
+        wh = np.clip(rb - lt, 0, None)
+        inter = wh[..., 0] * wh[..., 1]
+        union = area_a + area_b - inter
+        return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def repeated(boxes: np.ndarray, group: np.ndarray, rank: np.ndarray, iou: float) -> np.ndarray:
@@ -43,7 +44,8 @@ def repeated(boxes: np.ndarray, group: np.ndarray, rank: np.ndarray, iou: float)
     out = np.zeros(len(boxes), dtype=bool)
     w = np.clip(boxes[:, 2] - boxes[:, 0], 0, None)
     h = np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
-    area = w * h
+    with np.errstate(over="ignore"):
+        area = w * h
     # An empty box, or one whose area overflows, has IoU 0 with every box: it neither repeats nor is repeated.
     live = np.flatnonzero((area > 0) & np.isfinite(area))
     if len(live) < 2:

@@ -53,20 +53,23 @@ def _save_png(path: Path, picture: Image.Image) -> None:
 def write_report(
     evaluation: Evaluation, out_dir: str | Path, font: FontChoice, hierarchy: Hierarchy | None = None, worst: int = 20,
     comparison: list[dict[str, Any]] | None = None, baseline_name: str | None = None, sizes: SizeResult | None = None,
+    unreadable: list[str] | None = None,
 ) -> Path:
     """Write REPORT_DIR/index.html with its PNGs and return the page's path; `comparison` (eval/compare.py) adds a
-    baseline-vs-this table, `sizes` the recall of small parts (AP50 and recall by size in vision tokens)."""
+    baseline-vs-this table, `sizes` the recall of small parts (AP50 and recall by size in vision tokens).
+    A photo that cannot be read is drawn on a grey placeholder naming why, and `unreadable` (when given) gets why
+    (naming the photo) once for it, so that the caller can say so too."""
     out_dir = Path(out_dir)
     # Each picture folder is filled beside its name and swapped in whole: a re-run with fewer photos (--worst 2 after
     # 20) would otherwise show the earlier run's pictures beside its own (docs/outputs.md, "A re-run replaces").
     with atomic_folder(out_dir / FAULTS_DIR) as faults_dir, atomic_folder(out_dir / WORST_DIR) as worst_dir:
         return _write_report(evaluation, out_dir, faults_dir, worst_dir, font, hierarchy, worst, comparison,
-                             baseline_name, sizes)
+                             baseline_name, sizes, [] if unreadable is None else unreadable)
 
 
 def _write_report(evaluation: Evaluation, out_dir: Path, faults_dir: Path, worst_dir: Path, font: FontChoice,
                   hierarchy: Hierarchy | None, worst: int, comparison: list[dict[str, Any]] | None,
-                  baseline_name: str | None, sizes: SizeResult | None) -> Path:
+                  baseline_name: str | None, sizes: SizeResult | None, unreadable: list[str]) -> Path:
     """`write_report`'s body, the pictures drawn into `faults_dir` and `worst_dir` (filled before they take their
     names) and linked from the page by their final names."""
     hierarchy = hierarchy or Hierarchy.load()
@@ -84,8 +87,10 @@ def _write_report(evaluation: Evaluation, out_dir: Path, faults_dir: Path, worst
             picture, first = drawn[id(result)]
             write_bytes_atomic(file, first.read_bytes())
             return picture
-        picture, _ = compare_picture(result.record, result.image_path, result.objects, result.match, font, name,
-                                     is_fault=is_fault)  # an unreadable photo is named on its placeholder
+        picture, problem = compare_picture(result.record, result.image_path, result.objects, result.match, font, name,
+                                           is_fault=is_fault)  # an unreadable photo is named on its placeholder
+        if problem is not None:
+            unreadable.append(problem)
         _save_png(file, picture)
         drawn[id(result)] = (picture, file)
         return picture
