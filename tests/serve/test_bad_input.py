@@ -198,3 +198,25 @@ def test_a_setting_in_the_query_is_refused_naming_it(bad_server, photos):
     error = r.json()["error"]
     assert error["kind"] == "unknown_field" and "'?score_threshold', '?mode' beside the image" in error["message"], error
     assert bad_server.request("POST", "/v1/detect?", body, headers).status == 200  # an empty query asks for nothing
+
+
+def test_a_long_value_is_named_by_its_start_not_echoed_whole(bad_server):
+    image = base64.b64encode(png(64, 48)).decode()
+    long = "k" * 100_000
+    cases = [
+        ("/v1/detect", json.dumps({"image": image, long: 1}).encode(), JSON, "unknown_field"),
+        ("/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": "x"}], long: 1}).encode(), JSON,
+         "unknown_field"),
+        ("/v1/chat/completions", json.dumps({"n": long, "messages": [{"role": "user", "content": "x"}]}).encode(), JSON,
+         "unsupported"),
+        ("/v1/chat/completions", json.dumps({"seed": [1] * 30_000, "messages": [{"role": "user", "content": "x"}]}).encode(),
+         JSON, "invalid_parameter"),
+        ("/v1/detect", b"x", {"Content-Type": "text/" + "x" * 5000}, "unsupported_media_type"),
+        ("/v1/detect", b"x", {"Content-Type": "image/png", "Content-Encoding": "x" * 5000}, "unsupported_content_encoding"),
+    ]
+    for path, body, headers, kind in cases:
+        r = bad_server.request("POST", path, body, headers)
+        error = r.json()["error"]
+        assert error["kind"] == kind, error
+        # the whole 100 KB value in the message before
+        assert len(error["message"]) < 600 and "characters)" in error["message"], (kind, error["message"][:300])

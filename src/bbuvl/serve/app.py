@@ -29,7 +29,7 @@ from bbuvl.serve.auth import KeyStore
 from bbuvl.serve.batching import Batcher
 from bbuvl.serve.bodies import BodyBudget, image_bytes, parse_json, read_body
 from bbuvl.serve.engine import Answer, Engine, Photo
-from bbuvl.serve.errors import ApiError
+from bbuvl.serve.errors import ApiError, cut
 from bbuvl.serve.guard import ROUTES, Guard, error_response
 from bbuvl.serve.images import decode_image, pixel_limit
 from bbuvl.serve.metrics import ServeMetrics
@@ -98,7 +98,7 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
         headers = dict(e.headers or {})
         if "Allow" in headers:  # a set's order, which changes from run to run
             headers["Allow"] = ", ".join(sorted(m.strip() for m in headers["Allow"].split(",")))
-        asked = f"{request.method} {request.url.path[:200]}"  # the path as sent may be any length
+        asked = f"{request.method} {cut(request.url.path, 200)}"
         bare = request.url.path.rstrip("/")
         hint = f" (the route is {bare}, without the last '/')" if bare != request.url.path and bare in ROUTES else ""
         message = {404: f"{asked}: no such route or file{hint}; docs/serving.md lists the routes",
@@ -163,7 +163,7 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
     async def chat(request: Request) -> JSONResponse:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
-            raise ApiError(415, "unsupported_media_type", f"content type '{ctype or 'none'}' is not accepted: send application/json")
+            raise ApiError(415, "unsupported_media_type", f"content type '{cut(ctype) or 'none'}' is not accepted: send application/json")
         with bodies.hold() as take:
             body = parse_json(await read_body(request, settings.max_body_bytes, settings.read_timeout_s, take))
             result, timing = await answer(image_from_chat(body), "generate")

@@ -12,7 +12,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
 from bbuvl.data import jsonfile
-from bbuvl.serve.errors import ApiError
+from bbuvl.serve.errors import ApiError, cut
 from bbuvl.serve.images import decode_base64
 
 
@@ -54,7 +54,7 @@ async def read_body(request: Request, limit: int, timeout_s: float, take: Callab
     each piece's size before it is kept (a `BodyBudget.hold`, which may refuse it)."""
     coding = request.headers.get("content-encoding", "identity").strip().lower()
     if coding not in ("", "identity"):  # inflating it would let a few KB pass --max-body-mb; photos are compressed already
-        raise ApiError(415, "unsupported_content_encoding", f"Content-Encoding '{coding}' is not accepted: send the "
+        raise ApiError(415, "unsupported_content_encoding", f"Content-Encoding '{cut(coding)}' is not accepted: send the "
                        "body uncompressed (JPEG and PNG are compressed already)")
     chunks, seen, refused = [], 0, None
     loop = asyncio.get_running_loop()
@@ -140,7 +140,7 @@ async def _multipart_image(request: Request, body: bytes) -> bytes:
         files = [(name, v) for name, v in form.multi_items() if isinstance(v, UploadFile)]
         if len(files) > 1:  # "too many files" of the parser before, as if the body were broken
             raise ApiError(400, "too_many_images", f"the multipart body holds {len(files)} files "
-                           f"({', '.join(repr(n) for n, _ in files[:5])}); /v1/detect takes one photo per request: "
+                           f"({', '.join(cut(repr(n)) for n, _ in files[:5])}); /v1/detect takes one photo per request: "
                            "send each in its own")
         part = form.get("image")
         upload = part if isinstance(part, UploadFile) else files[0][1] if files else None
@@ -159,7 +159,7 @@ async def image_bytes(request: Request, limit: int, timeout_s: float, take: Call
     refuse_other_fields([f"?{name}" for name in dict.fromkeys(request.query_params.keys())])
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in ("multipart/form-data", "application/json") and not ctype.startswith("image/"):
-        raise ApiError(415, "unsupported_media_type", f"content type '{ctype or 'none'}' is not accepted: send "
+        raise ApiError(415, "unsupported_media_type", f"content type '{cut(ctype) or 'none'}' is not accepted: send "
                        "multipart/form-data with an 'image' file, application/json with an 'image' field, or image/*")
     body = await read_body(request, limit, timeout_s, take)
     if ctype == "multipart/form-data":
@@ -177,7 +177,7 @@ def refuse_other_fields(names: list[str]) -> None:
     """ApiError 400 naming the fields a detect request sent beside its image: a setting sent that way (a score
     threshold, a tile grid) would be ignored while the client believes it applied."""
     if names:
-        shown = ", ".join(repr(n) for n in names[:5]) + (" ..." if len(names) > 5 else "")
+        shown = ", ".join(cut(repr(n)) for n in names[:5]) + (" ..." if len(names) > 5 else "")
         raise ApiError(400, "unknown_field", f"the request sends {shown} beside the image; /v1/detect takes the image "
                        "alone, and the server's own settings (`bbuvl serve` options, the checkpoint's config) apply to "
                        "every request")

@@ -13,3 +13,9 @@ class ApiError(Exception):
     def body(self) -> dict[str, dict[str, str]]:
         """The JSON body."""
         return {"error": {"kind": self.kind, "message": self.message}}
+
+
+def cut(text: str, limit: int = 80) -> str:
+    """`text` (a client's value, as a message quotes it) cut to `limit` characters with its length said: a message
+    names a 100 KB field by its start rather than echoing all of it."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

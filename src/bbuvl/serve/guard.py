@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 
 from bbuvl.data.text import show_text
 from bbuvl.serve.auth import KeyStore
-from bbuvl.serve.errors import ApiError
+from bbuvl.serve.errors import ApiError, cut
 from bbuvl.serve.metrics import ServeMetrics
 
 OPEN_PATHS = ("/healthz",)
@@ -83,8 +83,7 @@ class Guard:
 def _loggable(path: str) -> str:
     """`path` as the log shows it: any client sends any path, and one holding a line end (`%0a`) or an ESC would write
     a forged log line or drive the terminal reading the log, so such characters are escaped; a long one is cut."""
-    shown = path if path.isprintable() else show_text(path)
-    return shown if len(shown) <= 300 else shown[:300] + f"... ({len(shown)} characters)"
+    return cut(path if path.isprintable() else show_text(path), 300)
 
 
 def _header(scope: dict, name: bytes) -> str | None:

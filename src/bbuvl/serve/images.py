@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from bbuvl.data.coords import MAX_ASPECT
 from bbuvl.data.images import EXIF_ORIENTATION, convert_to_rgb, unsupported_format
-from bbuvl.serve.errors import ApiError
+from bbuvl.serve.errors import ApiError, cut
 
 # A photo may have this many times the model frame's largest pixel count: a 12 MP phone photo is 12x the
 # 1 MP frame of configs/base.yaml; anything far beyond is a mistake or an attack (docs/serving.md, "Bad input").
@@ -72,7 +72,7 @@ def decode_base64(text: str, where: str = "image") -> bytes:
             raise ApiError(400, "bad_base64", f"'{where}': only base64 data: URIs are accepted (data:image/png;base64,...)")
         mime = (m.group("type") or "").lower()
         if mime and not mime.startswith("image/") and mime != "application/octet-stream":  # octet-stream: "some bytes"
-            raise ApiError(415, "unsupported_media_type", f"'{where}' is a data: URI of type '{mime}', not an image: "
+            raise ApiError(415, "unsupported_media_type", f"'{where}' is a data: URI of type '{cut(mime)}', not an image: "
                            "send data:image/jpeg;base64,... (or image/png, ...)")
         text = text[m.end():]
     elif re.match(r"^[a-z][a-z0-9+.-]*://", text, re.I):

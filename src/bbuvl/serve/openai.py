@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 from bbuvl.data.jsonfile import is_json_number
-from bbuvl.serve.errors import ApiError
+from bbuvl.serve.errors import ApiError, cut
 from bbuvl.serve.images import decode_base64
 
 
@@ -46,7 +46,7 @@ def image_from_chat(body: Any) -> bytes:
             kind = part.get("type") if isinstance(part, dict) else None
             if kind not in ("text", "image_url"):
                 raise ApiError(400, "bad_message", f"messages[{i}].content[{j}] must be a part of type 'text' or "
-                               f"'image_url', got {json.dumps(kind) if isinstance(kind, str) else type(part).__name__}")
+                               f"'image_url', got {cut(json.dumps(kind)) if isinstance(kind, str) else type(part).__name__}")
             if kind == "image_url":
                 if m["role"] != "user":  # a photo said to come from the assistant or the system is no photo to inspect
                     raise ApiError(400, "bad_message", f"messages[{i}] is a '{m['role']}' message; the image goes in "
@@ -68,7 +68,7 @@ def _check_parameters(body: dict[str, Any]) -> None:
     """ApiError 400 for a parameter this server cannot honour, of the wrong type or out of OpenAI's range."""
     unknown = [k for k in body if k not in IGNORED | UNSUPPORTED | {"messages", "stream", "n"}]
     if unknown:
-        raise ApiError(400, "unknown_field", f"unknown parameter(s) {', '.join(map(repr, unknown[:5]))}; "
+        raise ApiError(400, "unknown_field", f"unknown parameter(s) {', '.join(cut(repr(k)) for k in unknown[:5])}; "
                        "docs/serving.md lists what /v1/chat/completions takes")
     given = [k for k in UNSUPPORTED if body.get(k)]  # false, null, 0 or empty: asks for nothing
     if given:
@@ -77,25 +77,25 @@ def _check_parameters(body: dict[str, Any]) -> None:
     if body.get("stream") not in (None, False):
         raise ApiError(400, "unsupported", "'stream' must be false or absent: the answer comes in one response")
     if body.get("n") not in (None, 1) or isinstance(body.get("n"), bool):
-        raise ApiError(400, "unsupported", f"'n' must be 1 (one answer per photo), got {json.dumps(body['n'])}")
+        raise ApiError(400, "unsupported", f"'n' must be 1 (one answer per photo), got {cut(json.dumps(body['n']))}")
     for name, (low, high) in RANGES.items():
         v = body.get(name)
         if v is not None and (not is_json_number(v) or not low <= v <= high):
-            raise ApiError(400, "invalid_parameter", f"'{name}' must be a number in [{low:g}, {high:g}], got {json.dumps(v)}")
+            raise ApiError(400, "invalid_parameter", f"'{name}' must be a number in [{low:g}, {high:g}], got {cut(json.dumps(v))}")
     for name in ("model", "user"):
         v = body.get(name)
         if v is not None and not isinstance(v, str):
-            raise ApiError(400, "invalid_parameter", f"'{name}' must be a string, got {json.dumps(v)[:100]}")
+            raise ApiError(400, "invalid_parameter", f"'{name}' must be a string, got {cut(json.dumps(v))}")
     stop = body.get("stop")
     if stop is not None and not isinstance(stop, str) and not (
             isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop)):
         raise ApiError(400, "invalid_parameter", f"'stop' must be a string or a list of at most 4 strings, got "
-                       f"{json.dumps(stop)[:100]}")
+                       f"{cut(json.dumps(stop))}")
     for name in ("max_tokens", "max_completion_tokens", "seed"):
         v = body.get(name)
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or (v < 1 and name != "seed")):
             raise ApiError(400, "invalid_parameter", f"'{name}' must be a{' positive' if name != 'seed' else 'n'} "
-                           f"integer, got {json.dumps(v)}")
+                           f"integer, got {cut(json.dumps(v))}")
 
 
 def chat_response(objects: list[dict[str, Any]], raw: str | None, model: str, extra: dict[str, Any],
