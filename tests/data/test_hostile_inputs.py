@@ -472,3 +472,19 @@ def test_coco_boxes_that_are_no_boxes_say_what_the_file_wrote(tmp_path: Path):
     assert reasons == ["bbox [1, 2, -5, 10] has a negative width or height (COCO boxes are [x, y, width, height])",
                        "no bbox, only a segmentation: a detection file gives each object's bbox",
                        'bbox must be [x, y, width, height], got ["1", 2, 3, 4]']
+
+
+def test_an_empty_json_file_is_called_empty_not_a_value_mistyped_at_line_1(tmp_path: Path):
+    src = tmp_path / "export"
+    photo(src / "p.jpg")
+    (src / "p.json").write_text("  \n", encoding="utf-8")  # saved before the platform wrote anything
+    photo(src / "q.jpg", colour=(0, 99, 0))
+    (src / "q.json").write_text('{"markResult": {"features": [', encoding="utf-8")
+    code, out = run("convert", src, tmp_path / "out", "--workers", "1")
+    assert code == 1, out
+    errors = errors_of(tmp_path / "out")
+    assert errors == {"p.json": "empty: the file holds no JSON at all",
+                      "q.json": "line 1: not valid JSON (Expecting value at column 30)"}
+    (tmp_path / "coco.json").write_bytes(b"")
+    code, out = run("import-coco", tmp_path / "coco.json", src, tmp_path / "imported")
+    assert code == 2 and f"{tmp_path / 'coco.json'}: empty: the file holds no JSON at all" in " ".join(out.split()), out

@@ -49,6 +49,14 @@ def parse_json(text: str | bytes) -> Any:
     return _DECODER.decode(text)
 
 
+def json_problem(e: json.JSONDecodeError) -> str:
+    """What is wrong with a whole JSON file: where its syntax breaks, or that it holds nothing (0 bytes, only spaces),
+    which the parser words as "Expecting value at line 1 column 1", as if a value were mistyped."""
+    if not e.doc.strip():
+        return "empty: the file holds no JSON at all"
+    return f"line {e.lineno}: not valid JSON ({e.msg} at column {e.colno})"
+
+
 def is_json_number(value: Any) -> bool:
     """Whether a parsed JSON value is a number (`true` and `false` parse as Python bools, which are ints too)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -62,7 +70,7 @@ def read_json(path: str | Path, what: str = "file") -> Any:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such {what}") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+        raise ValueError(f"{path}: {json_problem(e)}") from None
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); is this a JSON file?") from None
     except RecursionError:
