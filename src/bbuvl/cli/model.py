@@ -17,6 +17,21 @@ ACCEPT_BASE_HELP = ("LoRA: merge into the base model.path holds now although it 
 app = command_group(help="Build and inspect vision-language checkpoints.", no_args_is_help=True)
 
 
+# A tiny model is for tests and benchmarks; sizes past this were a torch allocation traceback (--hidden 100000
+# --layers 100 asked for 40 GB in one tensor), or on a machine that over-commits, a process the kernel kills.
+TINY_MAX_PARAMETERS = 1_000_000_000
+
+
+def _check_tiny_size(hidden: int, layers: int, vision_hidden: int, vision_depth: int) -> None:
+    """Refuse sizes whose model would not be tiny, before anything is built: a block holds about 10 x width^2
+    weights (attention 4, the MLP at twice the width 6; tiny/configs.py)."""
+    about = 10 * (layers * hidden**2 + vision_depth * vision_hidden**2)
+    if about > TINY_MAX_PARAMETERS:
+        fail(f"--hidden {hidden} --layers {layers} --vision-hidden {vision_hidden} --vision-depth {vision_depth} make "
+             f"about {about:,} parameters ({about * 4 / 1e9:,.0f} GB as float32); `model tiny` builds at most "
+             f"{TINY_MAX_PARAMETERS:,}: give smaller sizes")
+
+
 @app.command("tiny")
 def tiny(
     out: Path = typer.Argument(..., help="Folder to save the checkpoint to (created if missing)."),
@@ -36,6 +51,7 @@ def tiny(
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Build a tiny randomly initialised model of a family with a trained offline tokenizer, saved like a real checkpoint."""
+    _check_tiny_size(hidden, layers, vision_hidden, vision_depth)
     claim_outputs("model tiny", {}, folders=[out], overwrite=overwrite)
     # Imported here so that `bbuvl --help` and other commands do not pay for importing transformers.
     from bbuvl.atomic import atomic_folder
