@@ -88,6 +88,10 @@ BAD = {
         + png(64, 48) + b"\r\n--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"b.png\"\r\n"
         b"Content-Type: image/png\r\n\r\n" + png(64, 48) + b"\r\n--b--\r\n",
         {"Content-Type": "multipart/form-data; boundary=b"}, 400, "too_many_images"),
+    # 400 missing_image "no file part named 'image'" before, for a body that holds one, cut off
+    "multipart_cut_before_its_closing_boundary": (
+        b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n"
+        + png(64, 48)[:100], {"Content-Type": "multipart/form-data; boundary=b"}, 400, "bad_multipart"),
     "multipart_without_a_file": (b"--b\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--b--\r\n",
                                  {"Content-Type": "multipart/form-data; boundary=b"}, 400, "missing_image"),
 }
@@ -220,3 +224,17 @@ def test_a_long_value_is_named_by_its_start_not_echoed_whole(bad_server):
         assert error["kind"] == kind, error
         # the whole 100 KB value in the message before
         assert len(error["message"]) < 600 and "characters)" in error["message"], (kind, error["message"][:300])
+
+
+def test_a_multipart_image_field_sent_as_text_says_to_send_the_file(bad_server, photos):
+    body = b"--b\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nphoto.jpg\r\n--b--\r\n"
+    r = bad_server.request("POST", "/v1/detect", body, {"Content-Type": "multipart/form-data; boundary=b"})
+    assert r.status == 400 and r.json()["error"]["kind"] == "missing_image", r.body
+    # "no file part named 'image'" before, while the request did name one
+    assert "'image' is text, not a file" in r.json()["error"]["message"] and "image=@" in r.json()["error"]["message"]
+    cut = b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n\r\n" + photos[0].read_bytes()[:500]
+    r = bad_server.request("POST", "/v1/detect", cut, {"Content-Type": "multipart/form-data; boundary=b"})
+    assert r.status == 400 and "ends before its closing boundary '--b--'" in r.json()["error"]["message"], r.body
+    quoted, ctype = as_file(photos[0].read_bytes())
+    ctype["Content-Type"] = ctype["Content-Type"].replace("boundary=", 'boundary="') + '"'
+    assert bad_server.request("POST", "/v1/detect", quoted, ctype).status == 200

@@ -8,7 +8,7 @@ from typing import Any, AsyncIterator, Callable, Iterator
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.formparsers import MultiPartException, MultiPartParser, parse_options_header
 from starlette.requests import ClientDisconnect
 
 from bbuvl.data import jsonfile
@@ -136,6 +136,12 @@ async def _multipart_image(request: Request, body: bytes) -> bytes:
         form = await MultiPartParser(request.headers, once(), max_files=16, max_fields=16, max_part_size=len(body) + 1).parse()
     except MultiPartException as e:
         raise ApiError(400, "bad_multipart", f"the multipart body cannot be parsed: {e}") from None
+    boundary = parse_options_header(request.headers["content-type"])[1].get(b"boundary", b"")
+    if b"--" + boundary + b"--" not in body[-len(boundary) - 256:]:
+        # The parser keeps what came before the cut: a truncated upload was "no file part named 'image'" before
+        await form.close()
+        raise ApiError(400, "bad_multipart", f"the multipart body ends before its closing boundary "
+                       f"'--{cut(boundary.decode('latin-1'))}--': the upload was cut off, or the body is not multipart")
     try:
         files = [(name, v) for name, v in form.multi_items() if isinstance(v, UploadFile)]
         if len(files) > 1:  # "too many files" of the parser before, as if the body were broken
@@ -144,6 +150,9 @@ async def _multipart_image(request: Request, body: bytes) -> bytes:
                            "send each in its own")
         part = form.get("image")
         upload = part if isinstance(part, UploadFile) else files[0][1] if files else None
+        if isinstance(part, str) and upload is None:  # `curl -F image=photo.jpg`: the name, not the file
+            raise ApiError(400, "missing_image", "the multipart field 'image' is text, not a file (its part has no "
+                           "filename): send the photo as a file, e.g. curl -F image=@photo.jpg")
         if upload is None:
             raise ApiError(400, "missing_image", "the multipart body has no file part named 'image'")
         refuse_other_fields([name for name, v in form.multi_items() if v is not upload])
