@@ -488,3 +488,16 @@ def test_an_empty_json_file_is_called_empty_not_a_value_mistyped_at_line_1(tmp_p
     (tmp_path / "coco.json").write_bytes(b"")
     code, out = run("import-coco", tmp_path / "coco.json", src, tmp_path / "imported")
     assert code == 2 and f"{tmp_path / 'coco.json'}: empty: the file holds no JSON at all" in " ".join(out.split()), out
+
+
+def test_tiling_that_keeps_no_tile_is_an_error_not_an_empty_dataset_with_exit_0(tmp_path: Path):
+    photo(tmp_path / "a.jpg")
+    photo(tmp_path / "b.jpg", colour=(200, 200, 0))
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text("".join(json.dumps({"images": [n], "width": 64, "height": 48, "objects": []}) + "\n"
+                             for n in ("a.jpg", "b.jpg")), encoding="utf-8")
+    code, out = run("tile", jsonl, tmp_path / "t", "--tiles-only", "--empty", "0")
+    assert code == 2 and f"{jsonl}: none of its 2 photos gave a tile to keep" in " ".join(out.split()), out
+    assert not (tmp_path / "t" / "train.jsonl").exists()
+    code, out = run("tile", jsonl, tmp_path / "t", "--tiles-only", "--empty", "0.5")
+    assert code == 0 and (tmp_path / "t" / "train.jsonl").read_text(encoding="utf-8").strip(), out

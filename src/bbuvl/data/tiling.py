@@ -167,6 +167,10 @@ def tile_dataset(dataset: str | Path, out: str | Path, spec: TileSpec, num_teach
             done += 1
             if progress:
                 progress(done, total)
+    if not tiled["train"]:  # an empty training file written with exit 0 reads as success
+        raise ValueError(f"{parts['train'][0][0]}: none of its {len(parts['train'])} photos gave a tile to keep: without "
+                         f"--whole only tiles with an object in them, and a share --empty {spec.empty:g} of the others, "
+                         "are kept")
     about = {"tiles": {"grid": list(spec.grid), "overlap": spec.overlap, "zoom": spec.zoom, "whole": spec.whole,
                        "empty": spec.empty, "from": str(dataset)}}
     return write_dataset_folder(out, tiled["train"], tiled["val"], num_teachers=num_teachers, seed=spec.seed, summary=about)
