@@ -120,3 +120,23 @@ def test_a_newline_in_a_photos_name_is_spelled_and_prints_no_line_of_its_own(tra
     said = result.output.splitlines()
     assert not any(line.startswith("done: 9") for line in said)  # the name printed a summary line of its own before
     assert r"error: x\ndone: 9 predicted, 0 with errors\n.jpg: not an image" in result.output
+
+
+def test_a_tile_option_without_tiles_is_refused_before_the_model_loads(trained_checkpoint, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (224, 168), (200, 30, 30)).save(folder / "a.png")
+    out = tmp_path / "pred.jsonl"
+    # The checkpoint predicts without tiles (inference.tiles: off): each of these changed nothing, without a word.
+    for extra, said in ((["--tile-stride", "0.5"], "--tile-stride applies only with --tiles: add --tiles or leave it out"),
+                        (["--tile-refine", "线缆"], "--tile-refine applies only with --tiles: add --tiles or leave it out"),
+                        (["--tile-zoom", "2"], "--tile-zoom applies only with --tiles or --zoom-into: add --tiles or "
+                                               "--zoom-into or leave it out")):
+        result = CliRunner().invoke(app, ["predict", "-c", str(trained_checkpoint), "-i", str(folder), "-o", str(out),
+                                          "--mode", "head", "--device", "cpu", *extra], env={"COLUMNS": "200"})
+        assert result.exit_code == 2, result.output
+        assert " ".join(result.output.split()) == f"error: {said}"
+        assert not out.exists()
+    result = CliRunner().invoke(app, ["predict", "-c", str(trained_checkpoint), "-i", str(folder), "-o", str(out),
+                                      "--mode", "head", "--device", "cpu", "--tile-zoom", "2", "--zoom-into", "线缆"])
+    assert result.exit_code == 0, result.output

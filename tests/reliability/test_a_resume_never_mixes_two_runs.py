@@ -75,9 +75,9 @@ def again(run: dict[str, Path], *extra) -> object:
     (["--tiles", "2x2"], "tiles 'off' (now '2x2')"),
     (["--objectness-threshold", "0.9"], "objectness_threshold 0.0 (now 0.9)"),
     (["--no-constrained"], "constrained True (now False)"),
-    (["--tile-zoom", "2"], "tile_zoom None (now 2.0)"),
-    (["--tile-stride", "0.5"], "tile_stride None (now 0.5)"),
-    (["--tile-refine", "挡风板"], "tile_refine None (now ['挡风板'])"),
+    (["--tiles", "2x2", "--tile-zoom", "2"], "tile_zoom None (now 2.0)"),
+    (["--tiles", "2x2", "--tile-stride", "0.5"], "tile_stride None (now 0.5)"),
+    (["--tiles", "2x2", "--tile-refine", "挡风板"], "tile_refine None (now ['挡风板'])"),
 ], ids=["score-threshold", "tiles", "objectness-threshold", "constrained", "tile-zoom", "tile-stride", "tile-refine"])
 def test_predict_refuses_to_resume_with_another_option_naming_its_old_and_new_value(predicted, tmp_path, extra, named):
     run = fresh(predicted, tmp_path)

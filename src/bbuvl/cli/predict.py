@@ -14,13 +14,14 @@ from rich.markup import escape
 
 from bbuvl.atomic import written_path
 from bbuvl.cli.common import (OVERWRITE_HELP, check_device, console, fail, finite_range, hold_outputs, int_range,
-                              print_first, user_errors)
+                              print_first, refuse_unused, user_errors)
 from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
                                  TILES, ZOOM_INTO, check_mode_name, describe_tiles, mode_help, plain_model_mode,
                                  read_folder, tile_options)
 
 
 def predict(
+    ctx: typer.Context,
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help=CHECKPOINT_HELP),
     input: Path = typer.Option(..., "--input", "-i", help="Image folder (recursive) or dataset JSONL."),
     out: Path = typer.Option(..., "--out", "-o", help="Predictions JSONL; one this command wrote for the same photos, "
@@ -108,6 +109,7 @@ def predict(
         if overwrite:  # a FIFO or a device is refused now, not deleted once the model has loaded
             check_plain_file(out)
         cfg = run_config(checkpoint)
+        refuse_untiled(ctx, given, cfg)
         mode = mode or cfg.inference.mode
         source = teachers or (Path(cfg.data.teachers) if cfg.data.teachers else None)
         if mode == "teachers" and (source is None or not Path(source).exists()):
@@ -171,6 +173,15 @@ def predict(
                      f"{tiled_thresholds.review:g}, fail ≥ {tiled_thresholds.fail:g}"
                      if verdicts["tiled"] and tiled_thresholds != thresholds else "") + ")"
                   + (f", {verdicts['unjudged']} lines without a verdict" if verdicts["unjudged"] else ""), soft_wrap=True)
+
+
+def refuse_untiled(ctx: typer.Context, given: dict, cfg) -> None:  # noqa: ANN001 - a Config
+    """Fail when a tile option was typed but neither --tiles nor the checkpoint's inference.tiles cuts tiles (nor
+    --zoom-into zooms, for --tile-zoom): it would change nothing, where the user meant it to."""
+    tiled = given.get("tiles", cfg.inference.tiles) != "off"
+    zoomed = bool(given.get("zoom_containers", cfg.inference.zoom_containers))
+    refuse_unused(ctx, tiled, "--tiles", "tile_stride", "tile_whole", "tile_refine")
+    refuse_unused(ctx, tiled or zoomed, "--tiles or --zoom-into", "tile_zoom")
 
 
 def run_config(checkpoint: Path):  # noqa: ANN201 - a Config
