@@ -51,6 +51,8 @@ def test_reads_lines_and_defaults_a_missing_score_to_one(tmp_path):
     (json.dumps(line("b.jpg", [{"bbox_2d": [1, 2, 3, 4], "label": "x", "score": 5.0}])), "p.jsonl:2: objects[0].score: 5.0 is outside [0, 1]"),
     (json.dumps(line("b.jpg", [{"bbox_2d": [1, 2, 3, 4], "label": "x", "score": -0.5}])), "p.jsonl:2: objects[0].score: -0.5 is outside [0, 1]"),
     ('{"image": "b.jpg", "objects": [{"bbox_2d": [1, 2, 3, 4], "label": "x", "score": NaN}]}', "p.jsonl:2: objects[0].score: expected a number, got nan"),
+    # a ground-truth record given as --pred was 'expected an object with an image path'
+    (json.dumps({"images": ["a.jpg"], "width": 100, "height": 80, "objects": []}), "p.jsonl:2: a dataset record .*were --pred and --gt swapped"),
 ])
 def test_malformed_lines_are_errors_naming_file_and_line(tmp_path, bad, message):
     path = write_lines(tmp_path / "p.jsonl", [line("a.jpg"), bad])
@@ -156,6 +158,7 @@ def test_a_prediction_made_on_a_photo_of_another_size_is_an_error_naming_both(tm
     {"bbox_2d": [1, 2, 3, 4], "label": "线缆", "score": "high"},
     {"bbox_2d": [1, 2, 3], "label": "线缆"},
     ["not", "an", "object"],
+    {"bbox_2d": [1, 2, 3, 4], "label": "线缆", "score": 1.5},
 ])
 def test_the_quick_check_of_an_object_reads_it_as_the_full_check_or_leaves_it_to_it(obj):
     quick = _well_formed(obj)

@@ -62,6 +62,9 @@ def _prediction_line(data: Any, path: Path, no: int) -> PredictionLine:
     if isinstance(data, DatasetError):
         hint = " (a prediction run killed mid-line? re-run `bbuvl predict` with the same --out to finish it)"
         raise DatasetError(path, no, data.message + hint)
+    if isinstance(data, dict) and "images" in data and "image" not in data:
+        raise DatasetError(path, no, "a dataset record ('images', 'objects' with 'desc'), not a prediction line: "
+                                     "--pred takes what `bbuvl predict` wrote (were --pred and --gt swapped?)")
     if not isinstance(data, dict) or not isinstance(data.get("image"), str):
         raise DatasetError(path, no, "expected an object with an 'image' path (a `bbuvl predict` output line)")
     listed = data.get("objects") or []
