@@ -140,3 +140,13 @@ def test_a_tile_option_without_tiles_is_refused_before_the_model_loads(trained_c
     result = CliRunner().invoke(app, ["predict", "-c", str(trained_checkpoint), "-i", str(folder), "-o", str(out),
                                       "--mode", "head", "--device", "cpu", "--tile-zoom", "2", "--zoom-into", "线缆"])
     assert result.exit_code == 0, result.output
+
+
+def test_an_empty_out_is_named_as_the_folder_it_stands_for(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photos").mkdir()
+    result = CliRunner().invoke(app, ["predict", "-c", str(tmp_path / "ckpt"), "-i", "photos", "-o", ""],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    # It was "error: PosixPath('.') has an empty name".
+    assert " ".join(result.output.split()) == "error: .: is a folder; --out takes a file name such as predictions.jsonl"

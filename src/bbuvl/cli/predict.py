@@ -84,6 +84,8 @@ def predict(
 
     out = written_path(out)  # reached through a link: the file's lock, manifest and writes (docs/resume.md)
     with user_errors(ValueError):
+        # A folder ('-o ""' is '.'), a FIFO or a device, before anything: --overwrite would delete a device.
+        check_plain_file(out)
         check_not_inputs({"--input": input, "--checkpoint": checkpoint, "--teachers": teachers, "--labels": labels,
                           "--hierarchy": hierarchy},
                          [out, manifest_path(out)])
@@ -106,8 +108,6 @@ def predict(
         # Refuse a foreign --out, or one another run wrote, before minutes of model loading, not after; the run
         # config alone gives the mode and the options, the checkpoint's completeness is checked by read_folder below.
         found = None if overwrite else check_ours(out)
-        if overwrite:  # a FIFO or a device is refused now, not deleted once the model has loaded
-            check_plain_file(out)
         cfg = run_config(checkpoint)
         refuse_untiled(ctx, given, cfg)
         mode = mode or cfg.inference.mode
