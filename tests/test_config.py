@@ -177,3 +177,35 @@ def test_config_check_and_a_training_start_refuse_a_batch_that_would_overflow_it
     with pytest.raises(ConfigError, match="raise it to 256"):
         build_run(run_config("model.max_vision_tokens_per_batch=255"))
     assert not (tmp_path / "run").exists()
+
+
+def test_a_file_far_larger_than_any_config_is_refused_without_reading_it_whole(tmp_path):
+    """A dataset, a log or /dev/zero given as the config was read whole into memory (/dev/zero: a MemoryError), and
+    YAML parses about 50 KB a second (a 100 MB list ran past five minutes)."""
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+    from bbuvl.config import MAX_CONFIG_BYTES
+
+    path = tmp_path / "huge.yaml"
+    path.write_text("training:\n  seed: 1\n# " + "x" * MAX_CONFIG_BYTES + "\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 2 and "larger than 256 KiB, which no config is" in result.output
+    assert str(path) in result.output.replace("\n", "")
+    with pytest.raises(ConfigError, match="larger than 256 KiB"):
+        load_config("/dev/zero")
+    path.write_text("training:\n  seed: 1\n# " + "x" * (MAX_CONFIG_BYTES - 40) + "\n", encoding="utf-8")
+    assert load_config(path).training.seed == 1  # up to the bound, a config reads as before
+
+
+def test_more_values_than_any_config_holds_are_refused_as_they_are_read(tmp_path):
+    """The count of values used to be taken once YAML had built every node of the file."""
+    import time
+
+    path = tmp_path / "list.yaml"
+    path.write_text("training:\n  seed: 1\nx:\n"
+                    + "".join(f"  - {i}\n" for i in range(25_000)), encoding="utf-8")
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=rf"{path}:\d+: more than 20,000 values; a config is a few hundred"):
+        load_config(path)
+    assert time.perf_counter() - start < 10

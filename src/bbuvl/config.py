@@ -705,6 +705,25 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
 
 
 CONFIG_FILE = "bbuvl.yaml"  # the run config, in every checkpoint `bbuvl train` writes
+# The shipped configs are about 11 KB with every key and its comments. A file far larger is no config (a dataset, a
+# log, /dev/zero given by mistake): it was read whole into memory, and YAML parses about 50 KB a second.
+MAX_CONFIG_BYTES = 256 * 1024
+
+
+def read_config_text(path: str | Path) -> str:
+    """The text of the config file `path`, read up to MAX_CONFIG_BYTES; ConfigError naming the file otherwise."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config: {e.strerror or e}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB, which no config is (configs/base.yaml, "
+                          "every key with its comments, is about 11 KB); is this a YAML config?")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); is this a YAML config?") from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -713,12 +732,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     data: dict[str, Any] = {}
     lines: dict[tuple[str, ...], int] = {}
     if path:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read config: {e.strerror or e}") from None
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); is this a YAML config?") from None
+        text = read_config_text(path)
         try:
             data, lines = load_yaml(text, str(path))
         except YamlError as e:

@@ -25,9 +25,15 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 def _check_depth(text: str, source: str) -> None:
-    """Refuse nesting deeper than MAX_YAML_DEPTH (the parser is iterative; the composer after it is not)."""
-    depth = 0
+    """Refuse nesting deeper than MAX_YAML_DEPTH (the parser is iterative; the composer after it is not), and more than
+    MAX_YAML_NODES values as written: the composer builds every node before they are counted, about 20 s a megabyte."""
+    depth = values = 0
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            values += 1
+            if values > MAX_YAML_NODES:
+                raise YamlError(f"{source}:{event.start_mark.line + 1}: more than {MAX_YAML_NODES:,} values; a config "
+                                "is a few hundred")
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_YAML_DEPTH:
