@@ -209,3 +209,36 @@ def test_more_values_than_any_config_holds_are_refused_as_they_are_read(tmp_path
     with pytest.raises(ConfigError, match=rf"{path}:\d+: more than 20,000 values; a config is a few hundred"):
         load_config(path)
     assert time.perf_counter() - start < 10
+
+
+@pytest.mark.parametrize("key", ["training.output_dir", "model.path", "data.train", "data.val", "data.hierarchy",
+                                 "detection.caption_refit.photos"])
+@pytest.mark.parametrize("typed", ['""', "' '"])
+def test_an_empty_path_is_refused_naming_the_key(tmp_path, key, typed):
+    """Path("") is the current folder: `training.output_dir=""` trained into the folder the command ran in."""
+    with pytest.raises(ConfigError, match=rf"{key}={typed} \(override\): '{key}': an empty path"):
+        load_config(None, [f"{key}={typed}"])
+    p = tmp_path / "c.yaml"
+    section, name = key.rsplit(".", 1)
+    nested = "".join(f"{'  ' * i}{part}:\n" for i, part in enumerate(section.split(".")))
+    p.write_text(f"{nested}{'  ' * len(section.split('.'))}{name}: {typed}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"{p}:{len(section.split('.')) + 1}: '{key}': an empty path"):
+        load_config(p)
+    assert load_config(None, ["data.val=null"]).data.val is None  # null still unsets what may be unset
+
+
+def test_an_empty_config_file_is_refused_and_braces_still_mean_every_default(tmp_path):
+    """An empty file (cut short, or the wrong one) trained with every default: a 3B model from the hub, runs/bbu-3b."""
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    for text in ("", "# only a comment\n\n"):
+        p = tmp_path / "c.yaml"
+        p.write_text(text, encoding="utf-8")
+        result = CliRunner().invoke(app, ["config", "check", str(p)])
+        assert result.exit_code == 2 and "holds no settings (the file is empty or only comments)" in result.output
+        with pytest.raises(ConfigError, match=f"{p}: holds no settings"):
+            load_config(p)
+    p.write_text("{}\n", encoding="utf-8")
+    assert load_config(p) == Config()

@@ -26,8 +26,18 @@ from bbuvl.data.yamlfile import YamlError, load_yaml
 from bbuvl.paths import expand_path
 
 
+def _user_path(value: Any) -> Any:
+    """A path as typed, expanded (bbuvl/paths.py); an empty one is refused."""
+    if not isinstance(value, str):
+        return value
+    if not value.strip():
+        # Path("") is the current folder: `training.output_dir=""` trained into whatever folder the command ran in.
+        raise ValueError(f"an empty path ({value!r}); give a file or folder (null where the key may be unset)")
+    return expand_path(value)
+
+
 # Every path the config takes: `~` and `$VAR` expanded as a shell would, an unset variable refused (bbuvl/paths.py).
-UserPath = Annotated[str, BeforeValidator(lambda v: expand_path(v) if isinstance(v, str) else v)]
+UserPath = Annotated[str, BeforeValidator(_user_path)]
 
 
 def _takes_numbers_only(annotation: Any) -> bool:
@@ -737,7 +747,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             data, lines = load_yaml(text, str(path))
         except YamlError as e:
             raise ConfigError(str(e)) from None
-        data = {} if data is None else data
+        if data is None:  # `{}` still means every default: an empty file is more often a cut-short or wrong one
+            raise ConfigError(f"{path}: holds no settings (the file is empty or only comments), so every key would take "
+                              "its default (a 3B model from the hub, data/train.jsonl, runs/bbu-3b); write the keys "
+                              "(configs/base.yaml lists them all), or `{}` to mean every default")
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a config must be a mapping of sections, got {type(data).__name__}")
     given: dict[tuple[str, ...], str] = {}
