@@ -70,3 +70,26 @@ def test_attention_asked_for_more_queries_than_the_head_has_says_it_shows_them_a
                                  "--out", str(tmp_path / "a.png")])
     assert result.exit_code == 0, result.output
     assert "note: --top-k 999: the head has " in said(result) and "queries; all of them are shown" in said(result)
+
+
+# A dataset's lines are read after loading (its problems named there); a photo's header, and any path's existence, before.
+@pytest.mark.parametrize("command, given", [(c, "missing") for c in ("memory", "features", "coordinates", "landscape")]
+                         + [("attention", g) for g in ("missing", "folder", "not a picture")])
+def test_a_photo_or_dataset_that_is_not_there_is_named_before_the_checkpoint_loads(tmp_path, command, given):
+    # The checkpoint is not there either: a refusal that came after loading would name it instead (before, each
+    # command loaded every weight, then said 'nope.jsonl: cannot open dataset').
+    ckpt = str(tmp_path / "ckpt")
+    path = tmp_path / ("photo.png" if command == "attention" else "val.jsonl")
+    if given == "folder":
+        path.mkdir()
+    elif given == "not a picture":
+        path.write_text("not a picture\n", encoding="utf-8")
+    args = {"memory": ["memory", ckpt, "--images", str(path)], "features": ["features", ckpt, "--data", str(path)],
+            "coordinates": ["coordinates", ckpt, "--data", str(path)], "attention": ["attention", ckpt, str(path)],
+            "landscape": ["landscape", ckpt, str(path)]}[command]
+    out = [] if command == "coordinates" else ["--out", str(tmp_path / "plot.png")]
+    result = runner.invoke(app, [*args, *out, "--device", "cpu"])
+    why = {"missing": "image file not found" if command == "attention" else "no such file or folder",
+           "folder": "a folder, not an image file", "not a picture": "not an image"}[given]
+    assert result.exit_code == 2 and f"error: {path}: {why}" in said(result), result.output
+    assert "ckpt" not in said(result) and not (tmp_path / "plot.png").exists()

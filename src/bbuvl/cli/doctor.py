@@ -71,6 +71,14 @@ def _check_plot(out: Path) -> None:
         plot_format(out)
 
 
+def _check_given(inputs: dict[str, Path | None]) -> None:
+    """Name a photo or dataset that is not there before the checkpoint loads (minutes on a real model); what is in
+    one is read, and its problems named, after."""
+    for what, path in inputs.items():
+        if path is not None and not path.exists():
+            fail(f"{path}: no such file or folder ({what})")
+
+
 def _name(checkpoint: Path) -> str:
     """`run/final` rather than just `final` in picture titles."""
     parts = checkpoint.resolve().parts
@@ -214,6 +222,7 @@ def memory(
     check_device(device)  # a bad option fails before anything is claimed
     claim_outputs("doctor memory", {"CHECKPOINT": checkpoint, "--images": images}, [out], overwrite=overwrite)
     _check_plot(out)
+    _check_given({"--images": images})
     predictor = _predictor(checkpoint, device, "memory")
     with user_errors(ValueError):
         predictor.check_mode(mode)  # a mode this checkpoint cannot run fails once, before any iteration
@@ -264,6 +273,7 @@ def features(
     check_device(device)
     claim_outputs("doctor features", {"CHECKPOINT": checkpoint, "--data": data}, [out], overwrite=overwrite)
     _check_plot(out)
+    _check_given({"--data": data})
     predictor = _predictor(checkpoint, device, "features", needs_head=True)
     source = data or _default_dataset(predictor.cfg)
     if source is None:
@@ -292,6 +302,7 @@ def attention(
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Decoder cross-attention of the top queries over the image, with their boxes and captions."""
+    from bbuvl.data.images import open_image
     from bbuvl.diagnostics.attention import cross_attention
     from bbuvl.diagnostics.plots import plot_attention
     from bbuvl.eval.fonts import find_cjk_font
@@ -302,6 +313,8 @@ def attention(
     _check_plot(out)
     with user_errors(OSError, ValueError):
         font = find_cjk_font(font_path)  # a --font-path that is no font is refused before the model loads
+        with open_image(image, decode=False):  # so is a photo that is missing, a folder or no picture at all
+            pass
     predictor = _predictor(checkpoint, device, "attention", needs_head=True)
     with user_errors(OSError, ValueError):
         maps = cross_attention(predictor, image, top_k, layer)
@@ -337,6 +350,7 @@ def coordinates(
     check_device(device)
     claim_outputs("doctor coordinates", {"CHECKPOINT": checkpoint, "--data": data}, [out] if out else [],
                   overwrite=overwrite)
+    _check_given({"--data": data})
     predictor = _predictor(checkpoint, device, "coordinates", labels_from=data)
     source = data or _default_dataset(predictor.cfg)
     if source is None:
@@ -402,6 +416,7 @@ def landscape(
     check_device(device)
     claim_outputs("doctor landscape", {"CHECKPOINT": checkpoint, "DATASET": dataset}, [out], overwrite=overwrite)
     _check_plot(out)
+    _check_given({"DATASET": dataset})
     predictor = _predictor(checkpoint, device, "landscape")
     with user_errors(OSError, ValueError):
         batches = dataset_batches(predictor, dataset, samples, predictor.cfg.inference.batch_size)
