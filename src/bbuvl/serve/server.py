@@ -23,7 +23,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from bbuvl.serve.errors import ApiError
+from bbuvl.serve.errors import ApiError, cut
 
 
 def _too_many(max_connections: int) -> bytes:
@@ -52,7 +52,7 @@ def _not_http(error: h11.RemoteProtocolError | None, header_limit: int) -> tuple
     whose headers may take `header_limit` bytes."""
     status = error.error_status_hint if error is not None else 400
     why = (f"its request line and headers exceed {header_limit} bytes" if status == 431
-           else str(error)[:300] if error is not None else "unreadable")
+           else cut(str(error), 300) if error is not None else "unreadable")
     return status, json.dumps(ApiError(status, "bad_request", f"the request is not valid HTTP/1.1: {why}").body()).encode()
 
 
@@ -75,7 +75,7 @@ def protocol(read_timeout_s: float, max_connections: int) -> type[H11Protocol]:
     of its answer for `read_timeout_s`; and answering one past `max_connections` open at once with a 503 before
     closing it."""
 
-    class HeaderDeadline(H11Protocol):
+    class Deadlines(H11Protocol):
         answered = 0  # responses completed on this connection
         refused = False  # past max_connections: answered 503, its request read and dropped
         heard = 0.0  # loop time the client last sent bytes
@@ -121,6 +121,8 @@ def protocol(read_timeout_s: float, max_connections: int) -> type[H11Protocol]:
 
         def pause_writing(self) -> None:
             super().pause_writing()
+            if self.unread is not None:
+                self.unread.cancel()
             # The client reads none of its answer (a slow-read attack, or a client gone without closing): the
             # handler waits for room to write for ever, holding the connection and its task, so a few hundred such
             # clients would fill --max-connections. It gets the read timeout to read on, as a body gets to arrive.
@@ -159,7 +161,7 @@ def protocol(read_timeout_s: float, max_connections: int) -> type[H11Protocol]:
                 else:
                     self.loop.call_later(read_timeout_s - silent, self._expire, answered)
 
-    return HeaderDeadline
+    return Deadlines
 
 
 def config(app: Any, drain_s: float = 60.0, log_level: str = "info") -> uvicorn.Config:
