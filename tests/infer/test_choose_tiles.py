@@ -36,3 +36,22 @@ def test_a_gt_that_is_a_folder_is_named_as_a_folder_and_one_not_there_as_missing
         # A folder was "no such file", though it was there.
         assert " ".join(result.output.split()) == f"error: {gt}: {what} (--gt)"
     assert not (tmp_path / "out").exists()
+
+
+def test_a_gt_none_of_whose_photos_can_be_read_writes_no_scale_into_the_checkpoint(trained_checkpoint, small_dataset,
+                                                                                   tmp_path):
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    gt = tmp_path / "copied" / "val.jsonl"  # a --gt copied without its images/ folder
+    gt.parent.mkdir()
+    shutil.copy(small_dataset / "val.jsonl", gt)
+    result = CliRunner().invoke(app, ["choose-tiles", "-c", str(ckpt), "--gt", str(gt), "-o", str(tmp_path / "cands"),
+                                      "--factors", "1,2", "--no-refine", "--device", "cpu", "--overwrite"],
+                                env={"COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    first = tmp_path / "copied" / json.loads(gt.read_text(encoding="utf-8").splitlines()[0])["images"][0]
+    # Before: "chose scale 1", measured on no photo, and written into the checkpoint (over any chosen before).
+    assert (f"error: {gt}: none of its 2 photos could be predicted (the first: {first}: image file not found), so no "
+            "scale was measured and none is written") in " ".join(result.output.split())
+    assert not (ckpt / "tile_scale.json").exists()
+    assert not (tmp_path / "cands").exists()

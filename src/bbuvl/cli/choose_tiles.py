@@ -102,6 +102,7 @@ def choose_tiles(
         chosen = choose_tile_scale(predictor, gt, out, None if trained is None else trained.median, mode, candidates,
                                    metric, on_candidate=show, within=within, refine=refine,
                                    refine_within=refine_within)
+        refuse_unmeasured(chosen_predictions(out, chosen), gt)
         path = chosen.save(checkpoint)
         verdict, why_not = (choose_tiled_verdict(chosen_predictions(out, chosen), gt, predictor.faults,
                                                  predictor.options().framed(), target_recall, target_precision)
@@ -139,6 +140,17 @@ def choose_tiles(
         console.print(f"[yellow]note[/]: {escape(str(checkpoint / TILED_THRESHOLDS_FILE))} was chosen on photos cut at "
                       "the scale before this one; choose it again (--choose-thresholds) so that it fits this scale's "
                       "fault scores", soft_wrap=True)
+
+
+def refuse_unmeasured(predictions: Path, gt: Path) -> None:
+    """ValueError when not one validation photo could be predicted (a --gt copied without its images): every score
+    would be 0 on no photo, and the scale written into the checkpoint, in place of one measured before, a guess."""
+    from bbuvl.eval.predictions import read_predictions
+
+    failed = unreadable(predictions)
+    if failed and len(failed) == len(read_predictions(predictions)):
+        raise ValueError(f"{gt}: none of its {len(failed)} photos could be predicted (the first: {failed[0]}), so no "
+                         "scale was measured and none is written; give the photos beside it, or another --gt")
 
 
 def unreadable(predictions: Path) -> list[str]:
