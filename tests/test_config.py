@@ -242,3 +242,21 @@ def test_an_empty_config_file_is_refused_and_braces_still_mean_every_default(tmp
             load_config(p)
     p.write_text("{}\n", encoding="utf-8")
     assert load_config(p) == Config()
+
+
+def test_train_validate_only_refuses_what_config_check_and_a_training_start_refuse(tmp_path):
+    """`bbuvl train --validate-only` said "is valid" of a config whose batches overflow a budget, which `config check`
+    and the training start refuse."""
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    qwen35 = str(ROOT / "configs" / "qwen3_5_0.8b.yaml")
+    over = ["model.max_vision_tokens_per_batch=8192", f"training.output_dir={tmp_path / 'run'}"]
+    checked = CliRunner().invoke(app, ["config", "check", qwen35, *over])
+    validated = CliRunner().invoke(app, ["train", qwen35, *over, "--validate-only"])
+    assert checked.exit_code == validated.exit_code == 2
+    assert "raise it to 20480" in validated.output and validated.output == checked.output
+    ok = CliRunner().invoke(app, ["train", qwen35, f"training.output_dir={tmp_path / 'run'}", "--validate-only"])
+    assert ok.exit_code == 0 and "is valid" in ok.output
+    assert not (tmp_path / "run").exists()

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from bbuvl.cli.common import command_group, console, fail
-from bbuvl.config import ConfigError, batch_budget_problems, dump_config, load_config
+from bbuvl.config import Config, ConfigError, batch_budget_problems, dump_config, load_config
 
 app = command_group(help="Show and validate run configs.", no_args_is_help=True)
 
@@ -37,6 +37,11 @@ def check_config(
         cfg = load_config(config, overrides or [])
     except ConfigError as e:
         fail(str(e))
+    report_valid(config, cfg)
+
+
+def report_valid(config: Path, cfg: Config) -> None:
+    """Say `config` is valid, or fail naming what a training start would refuse in it (a batch over its budget)."""
     problems = batch_budget_problems(cfg)
     if problems:
         fail(f"{config}: " + "\n".join(problems))

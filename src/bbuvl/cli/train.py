@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bbuvl.cli.common import console, fail, hold_outputs, user_errors
+from bbuvl.cli.config import report_valid
 from bbuvl.config import ConfigError, dump_config, load_config
 
 
@@ -42,7 +43,7 @@ def train(
         console.print(dump_config(cfg), end="", markup=False)
         return
     if validate_only:
-        console.print(f"[green]ok[/]: {escape(str(config))} is valid")
+        report_valid(config, cfg)  # what `bbuvl config check` says: a start refuses a batch over its budget too
         return
     if not dry_run and _main_process():
         hold_outputs("train", [Path(cfg.training.output_dir)])  # one run per folder (bbuvl/outputs.py)
