@@ -340,3 +340,37 @@ def test_a_category_only_predicted_is_named_as_the_reason_for_its_missing_ap(eva
         fewer.unlink()
     assert metrics["per_category"][dropped]["AP"] is None and metrics["AP"] is not None
     assert "1 category only predicted, with no object in the ground truth, has no AP (–)" in " ".join(output.split())
+
+
+def test_boxes_beyond_their_photo_are_counted_in_a_note_naming_the_first(eval_files, tmp_path):
+    # Boxes written in 0-1000 (another family's frame) scored AP near 0 with no word of why.
+    lines = [json.loads(x) for x in eval_files.pred.read_text(encoding="utf-8").splitlines()]
+    total = sum(len(x["objects"]) for x in lines)
+    lines[0]["objects"][0]["bbox_2d"] = [10, 10, lines[0]["width"] * 1.2, 20]  # 20% past the right edge
+    lines[3]["objects"][1]["bbox_2d"] = [-50, 10, 20, 20]
+    lines[3]["objects"][2]["bbox_2d"] = [10, 10, lines[3]["width"] * 1.04, 20]  # within the 5% slack: not counted
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
+    result = runner.invoke(app, ["eval", "--pred", str(pred), "--gt", str(eval_files.gt), "--out", str(tmp_path / "m.json")])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert f"2 of {total} predicted boxes, in 2 photo(s), reach more than 5% of a side beyond their photo" in said
+    assert f"pred.jsonl:1: {lines[0]['image']} is {lines[0]['width']}x{lines[0]['height']}, box [10, 10, 384, 20]" in said
+    _, plain = run_eval(eval_files, tmp_path / "plain.json")
+    assert "beyond their photo" not in plain
+
+
+@pytest.mark.parametrize("option", ["--pred", "--gt"])
+def test_a_folder_or_a_pipe_given_as_a_file_is_named_for_what_it_is(eval_files, tmp_path, option):
+    # Both were 'no such file', though they are there; a pipe read as a file would be waited on forever.
+    import os
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    for given, says in ((tmp_path, "a folder, not a JSONL file"), (pipe, "not a regular file (a device or a pipe)")):
+        args = {"--pred": str(eval_files.pred), "--gt": str(eval_files.gt), option: str(given)}
+        result = runner.invoke(app, ["eval", *[x for kv in args.items() for x in kv], "--out", str(tmp_path / "m.json")])
+        assert result.exit_code == 2 and f"{given}: {says} ({option})" in " ".join(result.output.split())
+    result = runner.invoke(app, ["viz", str(pipe), str(tmp_path / "out")])
+    assert result.exit_code == 2 and f"{pipe}: not a regular file" in " ".join(result.output.split())
+    assert not (tmp_path / "m.json").exists() and not (tmp_path / "out").exists()

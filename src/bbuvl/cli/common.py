@@ -43,7 +43,10 @@ def fail(message: str, code: int = 2) -> None:
 def require_file(path: Path, what: str) -> None:
     """Fail (one red line) unless `path` is a file, saying whether it is a folder or not there (`what`: its option)."""
     if not path.is_file():
-        fail(f"{path}: {'a folder, not a JSONL file' if path.is_dir() else 'no such file'} ({what})")
+        # a pipe would be waited on forever, /dev/zero read without end: neither is "no such file"
+        kind = ("a folder, not a JSONL file" if path.is_dir() else "not a regular file (a device or a pipe)"
+                if path.exists() else "no such file")
+        fail(f"{path}: {kind} ({what})")
 
 
 def print_first(messages: Sequence[str], more: str = "", limit: int = 5, prefix: str = "[yellow]warning[/]: ",

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.cli.common import (OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, claim_outputs, console, fail, finite_range,
-                              int_range, print_first, refuse_unused, user_errors)
+                              int_range, print_first, refuse_unused, require_file, user_errors)
 
 LEVEL_HELP = "Evaluate categories at this hierarchy level (1 = category, 2 = category/attribute; default: full label)."
 FONT_HELP = "Font file with Chinese glyphs for labels in pictures (default: search the system; warns if none)."
@@ -91,8 +91,7 @@ def evaluate(
     refuse_unused(ctx, report is not None, "--report", "worst", "font_path")
     refuse_unused(ctx, choose_thresholds, "--choose-thresholds", "target_recall", "target_precision")
     for path, what in ((pred, "--pred"), (gt, "--gt")):
-        if not path.is_file():
-            fail(f"{path}: no such file ({what})")
+        require_file(path, what)  # a folder was 'no such file'
     reported = (([report / "index.html", report / PR_CURVE_FILE, report / FAULT_CURVE_FILE], [report / WORST_DIR, report / FAULTS_DIR])
                 if report else ([], []))
     with user_errors(ValueError, OSError):
@@ -337,8 +336,8 @@ def viz(
     from bbuvl.eval.viz import draw_pictures
 
     for path, what in ((input, "give a dataset or predictions JSONL"), (pred, "--pred")):
-        if path is not None and not path.is_file():
-            fail(f"{path}: {'a folder, not a JSONL file' if path.is_dir() else 'no such file'} ({what})")
+        if path is not None:
+            require_file(path, what)
     claim_outputs("viz", {"INPUT": input, "--pred": pred, "--font-path": font_path, "--hierarchy": hierarchy},
                   folders=[out_dir], overwrite=overwrite)
     with user_errors(ValueError, OSError):

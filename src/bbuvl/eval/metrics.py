@@ -23,7 +23,7 @@ from bbuvl.eval.collector import collector_paused
 from bbuvl.eval.faults import FaultMetrics, fault_metrics
 from bbuvl.eval.match_many import match_photos
 from bbuvl.eval.matching import ImageMatch, MatchTotals, label_accuracy, label_levels
-from bbuvl.eval.predictions import PredictionLine, align_predictions
+from bbuvl.eval.predictions import PredictionLine, align_predictions, beyond_frame_note
 from bbuvl.eval.prior import best_constant_box
 from bbuvl.infer.verdict import FramedThresholds, VerdictThresholds, default_thresholds
 
@@ -196,7 +196,8 @@ def _evaluate(records: list[ImageRecord], gt_path: str | Path, lines: list[Predi
         "gt": str(gt_path), "pred": str(pred_path) if pred_path else None, "level": level, "iou": iou,
         "min_score": min_score,
     }
-    return Evaluation(metrics, coco, images, settings, found, alignment.notes() + found.notes)
+    notes = alignment.notes() + beyond_frame_note(records, alignment, pred_path) + found.notes
+    return Evaluation(metrics, coco, images, settings, found, notes)
 
 
 def _score_faults(images: list[ImageResult], faults: Faults, thresholds: VerdictThresholds | FramedThresholds) -> FaultMetrics:

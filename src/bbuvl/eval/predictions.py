@@ -235,3 +235,31 @@ def align_predictions(
             f"{pred_root}); lines pair with records by the photo's path inside each dataset: predict on the ground "
             f"truth (bbuvl predict -i {gt_path}) or on its images folder"))
     return result
+
+
+FRAME_SLACK = 0.05  # a box may overshoot its photo a little (a model's edge, rounding) before it is named
+
+
+def beyond_frame_note(records: list[ImageRecord], alignment: Alignment, pred_path: str | Path | None) -> list[str]:
+    """A note when predicted boxes reach more than FRAME_SLACK of a side beyond their photo: boxes written in another
+    frame (0-1000, or a resized photo's pixels) score as misses and extras, and nothing else would say why."""
+    count = boxes = photos = 0
+    first = ""
+    for record, p in zip(records, alignment.predictions):
+        if p is None or not p.objects:
+            continue
+        w, h = record.size
+        lo_x, lo_y, hi_x, hi_y = -FRAME_SLACK * w, -FRAME_SLACK * h, (1 + FRAME_SLACK) * w, (1 + FRAME_SLACK) * h
+        out = [o["bbox_2d"] for o in p.objects
+               if o["bbox_2d"][0] < lo_x or o["bbox_2d"][1] < lo_y or o["bbox_2d"][2] > hi_x or o["bbox_2d"][3] > hi_y]
+        boxes += len(p.objects)
+        if out:
+            count += len(out)
+            photos += 1
+            first = first or (f"{pred_path or 'predictions'}:{p.line}: {p.image} is {w}x{h}, box "
+                              f"[{', '.join(f'{v:g}' for v in out[0])}]")
+    if not count:
+        return []
+    return [f"{count} of {boxes} predicted boxes, in {photos} photo(s), reach more than {FRAME_SLACK:.0%} of a side "
+            f"beyond their photo ({first}): boxes are read in the photo's pixels, so boxes written in another frame "
+            "(0-1000, or a resized photo's pixels) count as extra and their objects as missed"]
