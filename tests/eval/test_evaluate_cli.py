@@ -374,3 +374,19 @@ def test_a_folder_or_a_pipe_given_as_a_file_is_named_for_what_it_is(eval_files, 
     result = runner.invoke(app, ["viz", str(pipe), str(tmp_path / "out")])
     assert result.exit_code == 2 and f"{pipe}: not a regular file" in " ".join(result.output.split())
     assert not (tmp_path / "m.json").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("option", "expected"), [("--hierarchy", "hierarchy JSON file"), ("--baseline", "METRICS.json")])
+def test_a_pipe_or_a_folder_as_hierarchy_or_baseline_is_refused_not_waited_on(eval_files, tmp_path, option, expected):
+    # A pipe as either hung eval (and viz --hierarchy) for ever; a folder was '[Errno 21] Is a directory'.
+    import os
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    for given, says in ((pipe, "not a regular file (a device or a pipe)"), (tmp_path, f"a folder, not a {expected}")):
+        result = runner.invoke(app, ["eval", "--pred", str(eval_files.pred), "--gt", str(eval_files.gt), "--out",
+                                     str(tmp_path / "m.json"), option, str(given)])
+        assert result.exit_code == 2 and f"{given}: {says} ({option})" in " ".join(result.output.split())
+    if option == "--hierarchy":
+        result = runner.invoke(app, ["viz", str(eval_files.gt), str(tmp_path / "out"), "--hierarchy", str(pipe)])
+        assert result.exit_code == 2 and f"{pipe}: not a regular file" in " ".join(result.output.split())

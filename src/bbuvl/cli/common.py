@@ -40,11 +40,12 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def require_file(path: Path, what: str) -> None:
-    """Fail (one red line) unless `path` is a file, saying whether it is a folder or not there (`what`: its option)."""
+def require_file(path: Path, what: str, expected: str = "JSONL file") -> None:
+    """Fail (one red line) unless `path` is a file, saying whether it is a folder or not there (`what`: its option,
+    `expected`: what it should be)."""
     if not path.is_file():
         # a pipe would be waited on forever, /dev/zero read without end: neither is "no such file"
-        kind = ("a folder, not a JSONL file" if path.is_dir() else "not a regular file (a device or a pipe)"
+        kind = (f"a folder, not a {expected}" if path.is_dir() else "not a regular file (a device or a pipe)"
                 if path.exists() else "no such file")
         fail(f"{path}: {kind} ({what})")
 

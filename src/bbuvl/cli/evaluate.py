@@ -92,6 +92,10 @@ def evaluate(
     refuse_unused(ctx, choose_thresholds, "--choose-thresholds", "target_recall", "target_precision")
     for path, what in ((pred, "--pred"), (gt, "--gt")):
         require_file(path, what)  # a folder was 'no such file'
+    # a pipe given as either was waited on forever, a folder was Python's '[Errno 21] Is a directory'
+    for path, what, expected in ((hierarchy, "--hierarchy", "hierarchy JSON file"), (baseline, "--baseline", "METRICS.json")):
+        if path is not None:
+            require_file(path, what, expected)
     reported = (([report / "index.html", report / PR_CURVE_FILE, report / FAULT_CURVE_FILE], [report / WORST_DIR, report / FAULTS_DIR])
                 if report else ([], []))
     with user_errors(ValueError, OSError):
@@ -335,9 +339,10 @@ def viz(
     from bbuvl.eval.fonts import find_cjk_font
     from bbuvl.eval.viz import draw_pictures
 
-    for path, what in ((input, "give a dataset or predictions JSONL"), (pred, "--pred")):
+    for path, what, expected in ((input, "give a dataset or predictions JSONL", "JSONL file"), (pred, "--pred", "JSONL file"),
+                                 (hierarchy, "--hierarchy", "hierarchy JSON file")):
         if path is not None:
-            require_file(path, what)
+            require_file(path, what, expected)
     claim_outputs("viz", {"INPUT": input, "--pred": pred, "--font-path": font_path, "--hierarchy": hierarchy},
                   folders=[out_dir], overwrite=overwrite)
     with user_errors(ValueError, OSError):
