@@ -150,3 +150,16 @@ def test_an_empty_out_is_named_as_the_folder_it_stands_for(tmp_path, monkeypatch
     assert result.exit_code == 2
     # It was "error: PosixPath('.') has an empty name".
     assert " ".join(result.output.split()) == "error: .: is a folder; --out takes a file name such as predictions.jsonl"
+
+
+def test_a_review_threshold_above_the_fail_threshold_is_one_line_naming_both(trained_checkpoint, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (224, 168), (200, 30, 30)).save(folder / "a.png")
+    result = CliRunner().invoke(app, ["predict", "-c", str(trained_checkpoint), "-i", str(folder), "-o",
+                                      str(tmp_path / "pred.jsonl"), "--mode", "head", "--verdict-review", "0.9",
+                                      "--verdict-fail", "0.1"], env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    # It was "prediction option '': Value error, ... got {'mode': 'generate', 'batch_size': 2, ...}" (every option).
+    assert " ".join(result.output.split()) == ("error: prediction options: verdict_review (0.9) must not exceed "
+                                               "verdict_fail (0.1)")

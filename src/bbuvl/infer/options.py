@@ -106,7 +106,9 @@ class PredictOptions(BaseModel):
         except ValidationError as e:
             first = e.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            msg, value = first["msg"], first.get("input")
+            msg, value = first["msg"].removeprefix("Value error, "), first.get("input")
+            if not where:  # a rule between options (review above fail): its message names them, the input is all of them
+                raise ValueError(f"prediction options: {msg}") from None
             if f"got '{value}'" not in msg and f"got {value!r}" not in msg:  # our own checks name the value already
                 msg = f"{msg}, got {value!r}"
             raise ValueError(f"prediction option '{where}': {msg}") from None
