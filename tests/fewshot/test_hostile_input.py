@@ -129,3 +129,18 @@ def test_a_pixel_backbone_too_small_or_too_large_to_hold_is_a_clean_error(tmp_pa
     # Before: pixels:100000 was numpy's traceback, 'Unable to allocate 1006. GiB'.
     assert code == 2 and f"pixel backbone side must be 2 to 256, got {side}" in said, said
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_one_photo_in_two_support_classes_is_a_warning_naming_both_files(tmp_path):
+    support = photos(tmp_path / "support", {"a": 2, "b": 2})
+    (support / "b" / "copy of a0.png").write_bytes((support / "a" / "0.png").read_bytes())
+    r = CliRunner().invoke(app, ["classify", "--support", str(support), "--query", str(support / "a"), "--backbone",
+                                 "pixels:8", "--out", str(tmp_path / "o.csv"), "--no-cache"], env={"COLUMNS": "400"})
+    # Before: classified with the photo pulling 'a' and 'b' together, not a word said.
+    assert r.exit_code == 0, r.output
+    assert (f"one photo is a support image of 2 classes: 'a' ({support / 'a' / '0.png'}), "
+            f"'b' ({support / 'b' / 'copy of a0.png'}); keep it in the class it shows") in r.output
+    (support / "b" / "copy of a0.png").unlink()
+    r = CliRunner().invoke(app, ["classify", "--support", str(support), "--query", str(support / "a"), "--backbone",
+                                 "pixels:8", "--out", str(tmp_path / "o.csv"), "--no-cache"], env={"COLUMNS": "400"})
+    assert r.exit_code == 0 and "support image of 2 classes" not in r.output, r.output

@@ -53,8 +53,9 @@ def fit_support(
     report: EmbedReport,
     mode: Mode = "mean",
 ) -> tuple[list[FittedSupport], list[str]]:
-    """A classifier per shot count, every distinct support image embedded once; also warnings (short classes)."""
-    samples, warnings = {}, []
+    """A classifier per shot count, every distinct support image embedded once; also warnings (short classes, a photo
+    in two classes)."""
+    samples, warnings = {}, support.shared_photos()
     for shots in shot_list:
         chosen, short = sample_support(support, shots, seed)
         samples[shots] = chosen

@@ -54,6 +54,16 @@ class SupportSet:
         """The K of every `shot<K>` folder present, sorted."""
         return sorted({im.shot for im in self.images if im.shot is not None})
 
+    def shared_photos(self) -> list[str]:
+        """A warning per photo (by content) that is a support image of more than one class: a query like it cannot
+        tell those classes apart, and each one's score is pulled towards the others."""
+        classes_of: dict[str, dict[str, Path]] = {}
+        for im in sorted(self.images, key=lambda im: str(im.path)):
+            classes_of.setdefault(im.digest, {}).setdefault(im.label, im.path)
+        return [f"one photo is a support image of {len(by)} classes: "
+                + ", ".join(f"'{label}' ({path})" for label, path in by.items()) + "; keep it in the class it shows"
+                for by in classes_of.values() if len(by) > 1]
+
     def pool(self, label: str) -> list[SupportImage]:
         """All distinct images of a class (by content: the same photo in shot1/ and shot5/ counts once), by path."""
         seen: dict[str, SupportImage] = {}
