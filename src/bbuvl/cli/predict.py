@@ -28,7 +28,7 @@ def predict(
                              "checkpoint, mode and options (each by content) is resumed, any other existing file is "
                              "refused, naming what differs (docs/resume.md)."),
     mode: str = typer.Option(None, help=mode_help()),
-    batch_size: int = typer.Option(None, help="Images per forward pass (default: inference.batch_size).",
+    batch_size: int = typer.Option(None, help="Images, or a tiled photo's tiles, per forward pass (default: inference.batch_size).",
                                     callback=int_range(1)),
     teachers: Path = typer.Option(None, help="Teachers JSONL for --mode teachers (default: the run's data.teachers)."),
     device: str = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
