@@ -501,3 +501,22 @@ def test_tiling_that_keeps_no_tile_is_an_error_not_an_empty_dataset_with_exit_0(
     assert not (tmp_path / "t" / "train.jsonl").exists()
     code, out = run("tile", jsonl, tmp_path / "t", "--tiles-only", "--empty", "0.5")
     assert code == 0 and (tmp_path / "t" / "train.jsonl").read_text(encoding="utf-8").strip(), out
+
+
+def test_import_coco_refuses_a_photo_whose_file_is_another_size_than_the_coco_file_says(tmp_path: Path):
+    # It was imported as the COCO file sized it: its boxes in the wrong frame, and `data check` refused the result.
+    photo(tmp_path / "images" / "a.jpg", size=(320, 240))
+    photo(tmp_path / "images" / "b.jpg", colour=(5, 5, 90))
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 640, "height": 480},
+                       {"id": 2, "file_name": "b.jpg", "width": 64, "height": 48}],
+            "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [4, 5, 26, 35]} for i in (1, 2)],
+            "categories": [{"id": 1, "name": LABEL}]}
+    (tmp_path / "coco.json").write_text(json.dumps(coco), encoding="utf-8")
+    out = tmp_path / "out"
+    code, text = run("import-coco", tmp_path / "coco.json", tmp_path / "images", out, "--val-ratio", "0")
+    assert code == 0, text
+    [entry] = [json.loads(line) for line in (out / "errors.jsonl").open(encoding="utf-8")]
+    assert entry["image_id"] == "1" and entry["reason"] == "width/height 640x480 do not match image a.jpg, which is 320x240"
+    assert [json.loads(line)["images"] for line in (out / "train.jsonl").open()] == [["images/b.jpg"]]
+    code, text = run("check", out)
+    assert code == 0, text

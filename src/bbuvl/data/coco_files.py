@@ -11,7 +11,8 @@ from typing import Any
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.coco import coco_to_records, records_to_coco
-from bbuvl.data.images import open_image
+from bbuvl.data.check import check_size, probe_image
+from bbuvl.data.images import ImageError
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.input_paths import OutsideFolderError, file_inside, require_folder
 from bbuvl.data.labels import Hierarchy
@@ -58,8 +59,12 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
         src = Path(r.image)
         try:
             src = file_inside(src, images_dir, allow_outside)
-            with open_image(src):  # decodes it: a text file or a GIF named `.jpg` is never copied
-                pass
+            info = probe_image(src)  # decodes it: a text file or a GIF named `.jpg` is never copied
+            # The size the file gives is the frame of its boxes: a photo of another size (a resized copy) would put
+            # them in the wrong place, and `data check` refuse what was written.
+            why = info if isinstance(info, str) else check_size(r, Path(r.image).name, info)
+            if why is not None:
+                raise ImageError(f"{src}: {why}")
         except ValueError as e:  # OutsideFolderError, ImageError
             outside += isinstance(e, OutsideFolderError)
             errors.append({"file": r.image, "image_id": r.id, "reason": str(e).removeprefix(f"{src}: ")})
