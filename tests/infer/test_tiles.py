@@ -18,6 +18,7 @@ from bbuvl.infer.tiles import (
     TilePlan,
     answering,
     auto_grid,
+    check_containers,
     container_regions,
     crop_region,
     merge_detections,
@@ -416,3 +417,15 @@ def test_a_tiled_photos_regions_are_read_at_most_region_batch_at_a_time(predicto
     # Before, all 16 tiles went through one pass whatever --batch-size said; chunked, the answer is the same.
     assert max(rows) == 16 and results[2].vision_tokens == results[64].vision_tokens
     assert [d.label for d in results[2].objects] == [d.label for d in results[64].objects]
+
+
+def test_a_zoom_container_spelt_another_way_is_the_category_and_is_zoomed_into(predictor, small_dataset):
+    photo = Image.open(next((small_dataset / "images").rglob("*.jpg"))).convert("RGB")
+    category = "机柜空间"
+    [typed] = predictor.predict([photo], "head", zoom_containers=[category], objectness_threshold=0.0)
+    assert typed.tiled  # the first pass found one, and its crop was predicted
+    check_containers(["机柜\u200b空间 "], predictor.prompt.labels)  # copied with a zero-width space: the category
+    [pasted] = predictor.predict([photo], "head", zoom_containers=["机柜\u200b空间 "], objectness_threshold=0.0)
+    # It matched no box's category, so no crop was ever predicted, without a word.
+    assert pasted.tiled and pasted.vision_tokens == typed.vision_tokens
+    assert [(d.bbox_2d, d.label) for d in pasted.objects] == [(d.bbox_2d, d.label) for d in typed.objects]

@@ -31,7 +31,7 @@ from bbuvl.infer.continuations import can_continue_prompt, greedy_continuations
 from bbuvl.infer.modes import runner
 from bbuvl.infer.options import PredictOptions
 from bbuvl.infer.parse import parse_detections
-from bbuvl.infer.tiles import TilePlan, predict_tiled
+from bbuvl.infer.tiles import TilePlan, category_spellings, predict_tiled
 from bbuvl.infer.tile_scale import ChosenTileScale
 from bbuvl.infer.verdict import ChosenThresholds, Verdict, judge, with_chosen
 from bbuvl.model.checkpoint import ModelFolder
@@ -300,6 +300,9 @@ class Predictor:
     def options(self, **given: Any) -> PredictOptions:
         """The checkpoint's inference defaults with `given` over them; ValueError for a misspelt option or a bad value."""
         options = PredictOptions.of(self.cfg.inference, **given)
+        spelt = {name: category_spellings(value, self.prompt.labels) for name in ("zoom_containers", "tile_refine")
+                 if (value := getattr(options, name))}
+        options = options.model_copy(update=spelt) if spelt else options
         head = self.model.detection_head
         for name in ("queries", "tile_queries"):
             wanted = getattr(options, name)

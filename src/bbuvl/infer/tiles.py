@@ -27,6 +27,7 @@ from PIL import Image
 from bbuvl.data.coords import MAX_ASPECT, CoordinateContract
 from bbuvl.data.labels import label_at_level
 from bbuvl.data.regions import MAX_GRID, Region, Size, grid_regions, strided_regions, tile_side_overlap
+from bbuvl.data.text import label_key, spelling_of
 from bbuvl.infer.tile_refine import refine_thin
 
 
@@ -208,7 +209,8 @@ def check_containers(containers: Sequence[str], labels: Sequence[str],
     level) of `labels`, the checkpoint's vocabulary: such a container would never be found, and the zoom pass would
     silently never run."""
     categories = sorted({label_at_level(label, 1) for label in labels})
-    unknown = [c for c in containers if c.strip() not in categories]
+    known = {label_key(c) for c in categories}  # another spelling (a zero-width space, NFD) is the category still
+    unknown = [c for c in containers if label_key(c) not in known]
     if not unknown or not labels:
         return
     hints = []
@@ -220,6 +222,14 @@ def check_containers(containers: Sequence[str], labels: Sequence[str],
         hints.append(f"'{c}'" + (f" ({hint})" if hint else ""))
     raise ValueError(f"{option}: {', '.join(hints)} is no category of this checkpoint's "
                      f"labels, so it would never be found; its categories: {', '.join(categories)}")
+
+
+def category_spellings(categories: Sequence[str], labels: Sequence[str]) -> tuple[str, ...]:
+    """`categories` (zoom containers, refined categories) each spelt as the checkpoint's `labels` spell it: the
+    regions and the refinement compare categories as written, so another spelling would never match, and nothing
+    would be zoomed into or refined."""
+    spell = spelling_of(label_at_level(label, 1) for label in labels)
+    return tuple(spell(c) for c in categories)
 
 
 def container_regions(found: Sequence[TiledDetection], containers: Sequence[str], photo_size: Size,
