@@ -25,7 +25,7 @@ def photos(root: Path, classes: dict[str, int]) -> Path:
 
 
 def invoke(*args) -> tuple[int, str]:
-    r = CliRunner().invoke(app, [str(a) for a in args])
+    r = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "400"})  # a usage error's box unwrapped
     return r.exit_code, " ".join(r.output.split())
 
 
@@ -144,3 +144,10 @@ def test_one_photo_in_two_support_classes_is_a_warning_naming_both_files(tmp_pat
     r = CliRunner().invoke(app, ["classify", "--support", str(support), "--query", str(support / "a"), "--backbone",
                                  "pixels:8", "--out", str(tmp_path / "o.csv"), "--no-cache"], env={"COLUMNS": "400"})
     assert r.exit_code == 0 and "support image of 2 classes" not in r.output, r.output
+
+
+def test_a_tiny_backbone_side_past_1024_is_a_usage_error_before_anything_is_built(tmp_path):
+    code, said = invoke("tiny-backbone", "clip", tmp_path / "bb", "--image-size", "100000")
+    # Before: torch's 'DefaultCPUAllocator: can't allocate memory: you tried to allocate 240000000000 bytes' traceback.
+    assert code == 2 and "must be a whole number in [8, 1024], got 100000" in said, said
+    assert list(tmp_path.iterdir()) == []
