@@ -390,3 +390,16 @@ def test_a_pipe_or_a_folder_as_hierarchy_or_baseline_is_refused_not_waited_on(ev
     if option == "--hierarchy":
         result = runner.invoke(app, ["viz", str(eval_files.gt), str(tmp_path / "out"), "--hierarchy", str(pipe)])
         assert result.exit_code == 2 and f"{pipe}: not a regular file" in " ".join(result.output.split())
+
+
+def test_viz_draws_a_box_of_1e300_pixels_without_warnings(eval_files, tmp_path):
+    # Matching it for its colour printed numpy's overflow RuntimeWarning and the line of code.
+    lines = [json.loads(x) for x in eval_files.pred.read_text(encoding="utf-8").splitlines()]
+    lines[0]["objects"].append({"bbox_2d": [-1e300, -1e300, 1e300, 1e300], "label": "线缆", "score": 0.99})
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        result = runner.invoke(app, ["viz", str(eval_files.gt), str(tmp_path / "out"), "--pred", str(pred), "--limit", "1"])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "out").glob("*.png"))) == 1 and "RuntimeWarning" not in result.output

@@ -58,7 +58,8 @@ def match_image(
     mislocated_min_iou: float = MISLOCATED_MIN_IOU,
 ) -> ImageMatch:
     """Match one photo's predictions to its ground truth (see the module docstring for the rules)."""
-    ious = box_iou(np.asarray(pred_boxes, dtype=np.float64), np.asarray(gt_boxes, dtype=np.float64))
+    with np.errstate(over="ignore", invalid="ignore"):  # a box of 1e300 pixels has IoU 0, without numpy's warning
+        ious = box_iou(np.asarray(pred_boxes, dtype=np.float64), np.asarray(gt_boxes, dtype=np.float64))
     order = score_order(pred_scores)
     result = ImageMatch()
     gt_free = np.ones(len(gt_labels), dtype=bool)
@@ -97,7 +98,8 @@ def duplicate_predictions(
     boxes: Sequence[Sequence[float]], labels: Sequence[str], scores: Sequence[float], iou: float = DUPLICATE_IOU,
 ) -> list[int]:
     """Predictions that repeat a higher-scored one: same full label and IoU above `iou`."""
-    ious = box_iou(np.asarray(boxes, dtype=np.float64), np.asarray(boxes, dtype=np.float64))
+    with np.errstate(over="ignore", invalid="ignore"):
+        ious = box_iou(np.asarray(boxes, dtype=np.float64), np.asarray(boxes, dtype=np.float64))
     order = score_order(scores)
     out = []
     for rank, p in enumerate(order):
