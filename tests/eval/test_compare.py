@@ -1,6 +1,8 @@
 """Side by side with a baseline: the fault numbers are compared too, and a baseline written before them shows none."""
 
-from bbuvl.eval.compare import compare
+import pytest
+
+from bbuvl.eval.compare import compare, read_metrics
 
 
 def metrics(recall, accuracy):
@@ -21,3 +23,9 @@ def test_a_baseline_from_before_the_fault_metrics_has_no_fault_numbers():
     rows = {r["name"]: r for r in compare(metrics(0.75, 0.9), old)}
     assert rows["fault recall (score >= fail)"] == {"name": "fault recall (score >= fail)", "baseline": None,
                                                     "value": 0.75, "delta": None, "better": None}
+
+
+def test_a_predictions_file_given_as_baseline_says_what_baseline_takes(eval_files, tmp_path):
+    # It said only "line 2: not valid JSON (Extra data at column 1)".
+    with pytest.raises(ValueError, match=r"pred.jsonl: line 2: not valid JSON .*--baseline takes a METRICS.json"):
+        read_metrics(eval_files.pred)

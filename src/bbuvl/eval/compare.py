@@ -41,7 +41,10 @@ HEADLINE: tuple[tuple[str, tuple[str, ...], bool], ...] = (
 
 def read_metrics(path: str | Path) -> dict[str, Any]:
     """A METRICS.json written by `bbuvl eval`; a clear error for any other file."""
-    data = read_json(path, "metrics file")
+    try:
+        data = read_json(path, "metrics file")
+    except ValueError as e:  # a predictions JSONL given as --baseline said only "line 2: not valid JSON"
+        raise ValueError(f"{e}; --baseline takes a METRICS.json written by `bbuvl eval`") from None
     if not isinstance(data, dict) or "AP50" not in data or "label_accuracy" not in data:
         raise ValueError(f"{path}: not a METRICS.json written by `bbuvl eval` (no AP50 / label_accuracy)")
     return data
