@@ -93,3 +93,21 @@ def test_a_photo_or_dataset_that_is_not_there_is_named_before_the_checkpoint_loa
            "folder": "a folder, not an image file", "not a picture": "not an image"}[given]
     assert result.exit_code == 2 and f"error: {path}: {why}" in said(result), result.output
     assert "ckpt" not in said(result) and not (tmp_path / "plot.png").exists()
+
+
+def test_doctor_model_names_a_missing_image_before_the_checkpoint_loads(tmp_path):
+    result = runner.invoke(app, ["model", str(tmp_path / "ckpt"), "--image", str(tmp_path / "nope.png")])
+    # Before: the checkpoint's weights loaded, then 'nope.png: image file not found'.
+    assert result.exit_code == 2 and f"error: {tmp_path / 'nope.png'}: no such file or folder (--image)" in said(result)
+    assert "ckpt" not in said(result)
+
+
+def test_doctor_data_against_a_plain_model_folder_says_it_has_no_prompt_not_that_a_file_is_lost(tmp_path):
+    plain = tmp_path / "base"
+    plain.mkdir()
+    (plain / "config.json").write_text('{"model_type": "qwen2_5_vl"}\n', encoding="utf-8")
+    (tmp_path / "train.jsonl").write_text("", encoding="utf-8")
+    result = runner.invoke(app, ["data", str(tmp_path / "train.jsonl"), "--checkpoint", str(plain)])
+    # Before: 'base/prompt.json: no such prompt file'.
+    assert result.exit_code == 2 and f"{plain}: a plain model folder (no bbuvl.yaml) has no prompt of its own" in said(result)
+    assert "prompt.json" not in said(result)

@@ -115,10 +115,13 @@ def data(
     cfg = _config(config)
     prompt_labels = None
     if checkpoint is not None:
-        from bbuvl.model.checkpoint import Prompt
+        from bbuvl.model.checkpoint import Prompt, is_plain_model_folder
 
         if not checkpoint.is_dir():
             fail(f"{checkpoint}: {'a file, not a' if checkpoint.exists() else 'no such'} checkpoint folder (--checkpoint)")
+        if is_plain_model_folder(checkpoint):  # said 'prompt.json: no such prompt file', as if a file were lost
+            fail(f"{checkpoint}: a plain model folder (no bbuvl.yaml) has no prompt of its own to compare the labels "
+                 "with (--checkpoint); give a checkpoint written by `bbuvl train`, or leave --checkpoint out")
         with user_errors(OSError, ValueError):
             prompt_labels = Prompt.load(checkpoint).labels
     with user_errors(OSError, ValueError):
@@ -171,6 +174,7 @@ def model(
 
     check_device(device)
     cfg = _config(config) if config else None
+    _check_given({"--image": image})
     with user_errors(OSError, ValueError):
         report = diagnose_model(checkpoint, cfg, image, device)
     if report.groups:
