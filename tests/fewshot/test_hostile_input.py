@@ -151,3 +151,16 @@ def test_a_tiny_backbone_side_past_1024_is_a_usage_error_before_anything_is_buil
     # Before: torch's 'DefaultCPUAllocator: can't allocate memory: you tried to allocate 240000000000 bytes' traceback.
     assert code == 2 and "must be a whole number in [8, 1024], got 100000" in said, said
     assert list(tmp_path.iterdir()) == []
+
+
+def test_eval_on_queries_that_are_support_photos_warns_its_numbers_are_inflated(tmp_path):
+    support = photos(tmp_path / "support", {"a": 2, "b": 2})
+    query = photos(tmp_path / "query", {"a": 1})  # the same bytes as support/a/0.png
+    Image.new("RGB", (12, 10), (1, 2, 3)).save(query / "a" / "new.png")
+    code, said = invoke("eval", "--support", support, "--query", query, "--backbone", "pixels:8", "--shots", "1",
+                        "--thresholds", "0.5", "--out", tmp_path / "res", "--no-cache")
+    # Before: accuracy reported as if the queries were new photos, not a word said.
+    assert code == 0, said
+    assert f"1 of 2 queries are support photos themselves (the same bytes; the first: {query / 'a' / '0.png'})" in said
+    summary = json.loads((tmp_path / "res" / "summary.json").read_text(encoding="utf-8"))
+    assert any("support photos themselves" in w for w in summary["warnings"])

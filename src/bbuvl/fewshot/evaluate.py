@@ -29,7 +29,7 @@ from bbuvl.atomic import atomic_path, write_text_atomic
 from bbuvl.data.text import label_key
 from bbuvl.fewshot.backbones import Backbone
 from bbuvl.fewshot.batch import FittedSupport, Shots, fit_support, shots_name
-from bbuvl.fewshot.cache import EmbeddingCache
+from bbuvl.fewshot.cache import DigestMemo, EmbeddingCache
 from bbuvl.fewshot.classifier import Mode, confidence_band, decide
 from bbuvl.fewshot.embed import EmbedReport, ImageItem, embed_items
 from bbuvl.fewshot.metrics import METRIC_NAMES, classification_metrics, confusion, per_class
@@ -221,9 +221,12 @@ def run_eval(
     queries = _with_truth(iter_queries(query_path, problems, margin=margin, level=level), set(classes), problems)
     origins: list[str] = []
     truth: list[str] = []
+    # A query that is a support photo scores 1 against its class by construction (query = support folder, a copy).
+    support_photos, digest, seen = {im.digest for im in support.images}, DigestMemo(), []
     for items, vectors in embed_items(queries, backbone, cache, batch_size, query_report):
         origins += [item.where for item in items]
         truth += [item.label for item in items]  # type: ignore[misc]
+        seen += [item.where for item in items if item.box is None and digest(item.path) in support_photos]
         for run in runs:
             run.add(vectors)
         if on_progress:
@@ -233,6 +236,9 @@ def run_eval(
         raise ValueError(f"{query_path}: no query could be evaluated"
                          + (f" ({len(why)} problem(s), the first: {why[0]})" if why else ""))
 
+    if seen:
+        warnings.append(f"{len(seen)} of {len(truth)} queries are support photos themselves (the same bytes; the first: "
+                        f"{seen[0]}): each scores 1 against its own class, so these numbers are higher than on new photos")
     labels = classes + [UNKNOWN]
     metric_rows, class_rows, confusions = _sweep(runs, truth, list(thresholds), labels)
     _write_query_rows(out / "queries.csv", runs, origins, truth)
