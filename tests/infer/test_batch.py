@@ -163,3 +163,19 @@ def test_a_review_threshold_above_the_fail_threshold_is_one_line_naming_both(tra
     # It was "prediction option '': Value error, ... got {'mode': 'generate', 'batch_size': 2, ...}" (every option).
     assert " ".join(result.output.split()) == ("error: prediction options: verdict_review (0.9) must not exceed "
                                                "verdict_fail (0.1)")
+
+
+def test_a_zoom_into_or_tile_refine_of_commas_alone_is_refused_and_none_turns_them_off(trained_checkpoint, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (224, 168), (200, 30, 30)).save(folder / "a.png")
+    out = tmp_path / "pred.jsonl"
+    base = ["predict", "-c", str(trained_checkpoint), "-i", str(folder), "-o", str(out), "--mode", "head", "--device", "cpu"]
+    for option in ("--zoom-into", "--tile-refine"):  # each turned zoom or refinement off, as none does, without a word
+        result = CliRunner().invoke(app, [*base, "--tiles", "2x2", option, " , ,"], env={"COLUMNS": "200"})
+        assert result.exit_code == 2
+        assert " ".join(result.output.split()) == (f"error: {option}: no category in ' , ,'; give categories separated "
+                                                   "by commas (e.g. bbu基带处理单元), or none")
+        assert not out.exists()
+    result = CliRunner().invoke(app, [*base, "--zoom-into", "none"])
+    assert result.exit_code == 0, result.output

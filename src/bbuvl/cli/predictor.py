@@ -96,7 +96,8 @@ TILE_REFINE = typer.Option(None, "--tile-refine", help="Comma-separated categori
                            "inference.tile_refine, else those `bbuvl choose-tiles` chose; docs/tiles.md, \"Thin parts "
                            "from the tiles\").")
 ZOOM_INTO = typer.Option(None, "--zoom-into", help="Comma-separated categories (e.g. bbu基带处理单元): a first pass finds "
-                         "them, a second predicts each one's crop at full resolution (default: inference.zoom_containers).")
+                         "them, a second predicts each one's crop at full resolution, or none (default: "
+                         "inference.zoom_containers).")
 
 
 def tile_options(tiles: str | None, tile_zoom: float | None, tile_whole: bool | None, zoom_into: str | None,
@@ -111,10 +112,20 @@ def tile_options(tiles: str | None, tile_zoom: float | None, tile_whole: bool | 
         except ValueError as e:
             fail(f"--tiles: {e}")
     given: dict = {"tiles": tiles, "tile_zoom": tile_zoom, "tile_whole": tile_whole, "tile_stride": tile_stride,
-                   "zoom_containers": None if zoom_into is None else [c.strip() for c in zoom_into.split(",") if c.strip()],
-                   "tile_refine": None if tile_refine is None else [] if tile_refine.strip().lower() == "none"
-                   else [c.strip() for c in tile_refine.split(",") if c.strip()]}
+                   "zoom_containers": None if zoom_into is None else categories(zoom_into, "--zoom-into"),
+                   "tile_refine": None if tile_refine is None else categories(tile_refine, "--tile-refine")}
     return {k: v for k, v in given.items() if v is not None}
+
+
+def categories(text: str, option: str) -> list[str]:
+    """`a, b` -> the categories; `none` -> none; fails (one red line) on commas alone (' , ,'), which turned zoom
+    or refinement off as `none` does, where categories were meant."""
+    if text.strip().lower() == "none":
+        return []
+    found = [c.strip() for c in text.split(",") if c.strip()]
+    if not found:
+        fail(f"{option}: no category in '{text}'; give categories separated by commas (e.g. bbu基带处理单元), or none")
+    return found
 
 
 def describe_tiles(predictor, options, size: tuple[int, int]) -> str | None:  # noqa: ANN001 - Predictor, PredictOptions
