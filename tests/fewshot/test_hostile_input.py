@@ -164,3 +164,15 @@ def test_eval_on_queries_that_are_support_photos_warns_its_numbers_are_inflated(
     assert f"1 of 2 queries are support photos themselves (the same bytes; the first: {query / 'a' / '0.png'})" in said
     summary = json.loads((tmp_path / "res" / "summary.json").read_text(encoding="utf-8"))
     assert any("support photos themselves" in w for w in summary["warnings"])
+
+
+def test_classify_whose_every_query_is_unreadable_is_an_error_naming_the_first_and_writes_nothing(tmp_path):
+    support = photos(tmp_path / "support", {"a": 1})
+    (tmp_path / "query").mkdir()
+    (tmp_path / "query" / "x.png").write_text("not a picture", encoding="utf-8")
+    code, said = invoke("classify", "--support", support, "--query", tmp_path / "query", "--backbone", "pixels:8",
+                        "--out", tmp_path / "o.csv", "--no-cache")
+    # Before: exit 0 and a CSV of no rows, the photo listed as skipped above the table.
+    assert code == 2 and f"{tmp_path / 'query'}: no query could be classified (1 problem(s), the first: " \
+                         f"{tmp_path / 'query' / 'x.png'}: not an image" in said, said
+    assert not (tmp_path / "o.csv").exists()

@@ -154,7 +154,7 @@ def classify(
     """Classify query images or box crops against the support set; weak matches become Unknown."""
     from bbuvl.fewshot.batch import classified_rows, fit_support, write_rows
     from bbuvl.fewshot.embed import EmbedReport, embed_items
-    from bbuvl.fewshot.queries import iter_queries
+    from bbuvl.fewshot.queries import answered, iter_queries
     from bbuvl.fewshot.support import read_support
 
     if out.suffix.lower() not in (".csv", ".jsonl"):
@@ -177,8 +177,9 @@ def classify(
                 counts[row["label"]] = counts.get(row["label"], 0) + 1
                 bar.advance(task)
 
-            n = write_rows(classified_rows(fitted[0].classifier, embed_items(items, bb, store, batch_size, query_report),
-                                           threshold), out, count)
+            rows = classified_rows(fitted[0].classifier, embed_items(items, bb, store, batch_size, query_report), threshold)
+            # Every query unreadable is an error, not an empty result; the list is read when the rows run out.
+            n = write_rows(answered(rows, query, problems, query_report.skipped), out, count)
     _print_messages("warnings", warnings)
     _print_messages("skipped", problems + support_report.skipped + query_report.skipped)
     table = Table(show_edge=False, title=f"{n} queries, threshold {threshold}", title_justify="left")

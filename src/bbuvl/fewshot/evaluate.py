@@ -34,7 +34,7 @@ from bbuvl.fewshot.classifier import Mode, confidence_band, decide
 from bbuvl.fewshot.embed import EmbedReport, ImageItem, embed_items
 from bbuvl.fewshot.metrics import METRIC_NAMES, classification_metrics, confusion, per_class
 from bbuvl.fewshot.plots import plot_confusion, plot_metric_vs_threshold
-from bbuvl.fewshot.queries import iter_queries
+from bbuvl.fewshot.queries import iter_queries, none_answered
 from bbuvl.fewshot.support import UNKNOWN, read_support
 
 Progress = Callable[[str, int], None]  # (stage, items done so far)
@@ -231,10 +231,8 @@ def run_eval(
             run.add(vectors)
         if on_progress:
             on_progress("queries", len(truth))
-    if not truth:  # the photos that could not be read are the usual reason: name the first of them too
-        why = problems + query_report.skipped
-        raise ValueError(f"{query_path}: no query could be evaluated"
-                         + (f" ({len(why)} problem(s), the first: {why[0]})" if why else ""))
+    if not truth:
+        raise none_answered(query_path, "evaluated", problems + query_report.skipped)
 
     if seen:
         warnings.append(f"{len(seen)} of {len(truth)} queries are support photos themselves (the same bytes; the first: "

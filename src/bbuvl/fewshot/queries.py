@@ -49,6 +49,23 @@ def _no_lines(path: Path) -> ValueError:
     return ValueError(f"{path}: holds no lines: nothing to classify (expected a dataset or `bbuvl predict` JSONL)")
 
 
+def none_answered(path: str | Path, verb: str, why: list[str]) -> ValueError:
+    """The error for queries of which none could be used: the photos that could not be read are the usual reason,
+    so the first of them is named."""
+    return ValueError(f"{path}: no query could be {verb}" + (f" ({len(why)} problem(s), the first: {why[0]})" if why else ""))
+
+
+def answered(rows: Iterator[dict], path: str | Path, *why: list[str]) -> Iterator[dict]:
+    """`rows` as they come; ValueError at their end when there were none and queries were skipped (the lists `why`,
+    filled while the rows run): a file of no answers would pass for a result."""
+    n = 0
+    for n, row in enumerate(rows, start=1):
+        yield row
+    skipped = [message for messages in why for message in messages]
+    if n == 0 and skipped:
+        raise none_answered(path, "classified", skipped)
+
+
 def is_predictions_file(path: str | Path) -> bool:
     """True when the first JSON line of a JSONL file looks like `bbuvl predict` output (`image`, not `images`)."""
     text = _first_line(path)
