@@ -497,9 +497,10 @@ class InferenceConfig(_Strict):
     @classmethod
     def _tiles(cls, v: str) -> str:
         v = v.strip().lower()
-        if v not in ("off", "auto"):
-            parse_grid(v)  # ValueError naming the text
-        return v
+        if v in ("off", "auto"):
+            return v
+        cols, rows = parse_grid(v)  # ValueError naming the text
+        return f"{cols}x{rows}"  # one spelling a grid: '02x2' and ' 2 x 2' resume a '2x2' run
 
 
 class MonitorConfig(_Strict):

@@ -429,3 +429,10 @@ def test_a_zoom_container_spelt_another_way_is_the_category_and_is_zoomed_into(p
     # It matched no box's category, so no crop was ever predicted, without a word.
     assert pasted.tiled and pasted.vision_tokens == typed.vision_tokens
     assert [(d.bbox_2d, d.label) for d in pasted.objects] == [(d.bbox_2d, d.label) for d in typed.objects]
+
+
+@pytest.mark.parametrize("typed", ["2x2", "2X2", "02x2", " 2 x 2 "])
+def test_a_grid_is_spelt_one_way_whatever_way_it_was_typed(predictor, typed):
+    # The resume key holds the spelling: '02x2' refused to resume a '2x2' run as another option, and the cost
+    # line printed the grid as typed.
+    assert PredictOptions.of(predictor.cfg.inference, tiles=typed).tiles == "2x2"
