@@ -90,6 +90,8 @@ def merge_lora_cmd(
     """Merge LoRA adapters into the base model and save a standalone checkpoint (head, prompt and contract kept)."""
     from bbuvl.model.checkpoint import is_plain_model_folder, lora_base, merge_lora, read_model_folder
 
+    claim_outputs("model merge-lora", {"CHECKPOINT": checkpoint, "its base model": lora_base(checkpoint)}, folders=[out],
+                  overwrite=overwrite)
     # Before any weights load (minutes on a real model): a folder with no adapters has nothing to merge.
     if is_plain_model_folder(checkpoint):
         fail(f"{checkpoint}: a plain model folder (no bbuvl.yaml), not a LoRA checkpoint: nothing to merge")
@@ -97,8 +99,6 @@ def merge_lora_cmd(
         if not read_model_folder(checkpoint).adapter:
             fail(f"{checkpoint}: not a LoRA checkpoint (no adapter_config.json): its weights are whole already, "
                  "nothing to merge")
-    claim_outputs("model merge-lora", {"CHECKPOINT": checkpoint, "its base model": lora_base(checkpoint)}, folders=[out],
-                  overwrite=overwrite)
 
     with user_errors():
         merge_lora(checkpoint, out, accept_base=accept_base)
