@@ -36,6 +36,7 @@ from bbuvl.encode.collate import PaddedCollator
 from bbuvl.model.box_ops import box_iou, to_xyxy
 from bbuvl.model.detection_loss import NOTHING_IOU, NOTHING_OBJECTNESS
 from bbuvl.model.vlm import BBUVLModel
+from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import ConversationDataset, read_training_data
 
 log = logging.getLogger(__name__)
@@ -68,10 +69,10 @@ def training_photos(dataset: ConversationDataset) -> list[Photo]:
                   [o.desc for o in s.student.record.objects]) for s in dataset.sources]
 
 
-def jsonl_photos(path: str | Path) -> list[Photo]:
+def jsonl_photos(path: str | Path, files: DataFiles | None = None) -> list[Photo]:
     """The student photos of a JSONL as the refit reads them; a bad line, a box `bbuvl data check` calls an error, or
-    no photo at all is refused naming the file (and line)."""
-    samples = require_photos(read_training_data(path), path)
+    no photo at all is refused naming the file (and line). Read through `files` when given (train/data_files.py)."""
+    samples = require_photos(read_training_data(path, files=files), path)
     return [Photo(str(resolve_image(path, s.student.image)), s.student.size, [o.bbox_2d for o in s.student.objects],
                   [o.desc for o in s.student.objects]) for s in samples]
 

@@ -15,9 +15,10 @@ from bbuvl.config import CropConfig
 from bbuvl.data.check import check_boxes, check_size, probe_image, sample_records
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.regions import Region, magnified_record, mirrored_record, random_region
-from bbuvl.data.schema import ImageRecord, Sample, iter_dataset, resolve_image
+from bbuvl.data.schema import ImageRecord, Row, Sample, iter_dataset, resolve_image
 from bbuvl.encode.chat import (SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, EncodedSample, Turn, answer_objects, format_answer,
                                image_for_model, objects_within)
+from bbuvl.train.data_files import DataFiles
 from bbuvl.train.sample_cache import SampleCache, sample_bytes
 
 log = logging.getLogger(__name__)
@@ -25,10 +26,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SourcedRecord:
-    """A record with the JSONL file it came from (image paths are relative to it)."""
+    """A record with the JSONL file it came from (image paths are relative to it) and its line there, when known."""
 
     record: ImageRecord
     dataset_path: str
+    line: int | None = None
 
     @property
     def image_path(self) -> str:
@@ -44,9 +46,15 @@ class SampleSource:
     teachers: tuple[SourcedRecord, ...] = ()
 
 
-def read_training_data(path: str | Path, show: int = 5) -> list[Sample]:
+def read_training_data(path: str | Path, show: int = 5, files: DataFiles | None = None) -> list[Sample]:
     """The samples of a JSONL for training (train, val or teachers), refusing the records `bbuvl data check` calls
-    errors.
+    errors; see `read_training_rows`."""
+    return [row.sample for row in read_training_rows(path, show, files) if row.sample is not None]
+
+
+def read_training_rows(path: str | Path, show: int = 5, files: DataFiles | None = None) -> list[Row]:
+    """Every line of a JSONL for training (train, val or teachers) with its sample, refusing the records `bbuvl data
+    check` calls errors; the lines come from `files` when given (read there once for the whole start-up).
 
     Check's own rules (data/check.py): a box outside its photo or without area would be clipped to a target that is
     not the object, and an object annotated twice would be taught twice. A photo that is missing, no image, or of
@@ -54,12 +62,11 @@ def read_training_data(path: str | Path, show: int = 5) -> list[Sample]:
     header is read now (not its pixels: a header costs well under a millisecond). A bad line raises naming file and
     line; so does the first record error, with how many more there are.
     """
-    samples: list[Sample] = []
+    rows = (files or DataFiles()).rows(path)
     errors: dict[str, list[str]] = {"box": [], "photo": []}
-    for row in iter_dataset(path):
+    for row in rows:
         if row.error is not None:
             raise row.error
-        samples.append(row.sample)
         for prefix, record in sample_records(row.sample):
             errors["box"] += [f"{path}:{row.line}: {prefix}{message}" for message, severity in check_boxes(record)
                               if severity == "error"]
@@ -71,7 +78,7 @@ def read_training_data(path: str | Path, show: int = 5) -> list[Sample]:
                     f"{' ...' if len(found) > show else ''})")
             raise ValueError(f"{found[0]}{more if len(found) > 1 else ''}; training uses no {what} `bbuvl data check` "
                              f"calls an error: fix or remove them (`bbuvl data check {path}` lists every one)")
-    return samples
+    return rows
 
 
 def photo_problem(dataset_path: str | Path, record: ImageRecord) -> str | None:
@@ -82,23 +89,31 @@ def photo_problem(dataset_path: str | Path, record: ImageRecord) -> str | None:
     return check_size(record, record.image, info)
 
 
-def sources_from(samples: list[Sample], dataset_path: str | Path) -> list[SampleSource]:
-    """Wrap samples read from `dataset_path` so that their image paths resolve (none at all is an error)."""
+def sources_from(samples: list[Sample], dataset_path: str | Path, lines: list[int] | None = None) -> list[SampleSource]:
+    """Wrap samples read from `dataset_path` (at `lines`, when known) so that their image paths resolve (none at all is
+    an error)."""
     p = str(dataset_path)
     if not samples:
         raise ValueError(f"{p}: no samples: the file is empty or holds only blank lines (expected one JSON photo "
                          "record per line; `bbuvl data check` shows what a dataset needs)")
-    return [SampleSource(SourcedRecord(s.student, p), tuple(SourcedRecord(t, p) for t in s.teachers)) for s in samples]
+    at: list[int | None] = list(lines) if lines is not None else [None] * len(samples)
+    return [SampleSource(SourcedRecord(s.student, p, n), tuple(SourcedRecord(t, p, n) for t in s.teachers))
+            for s, n in zip(samples, at, strict=True)]
+
+
+def rows_as_sources(rows: list[Row], dataset_path: str | Path) -> list[SampleSource]:
+    """`sources_from` the rows `read_training_rows` returned, each record knowing its line."""
+    return sources_from([row.sample for row in rows if row.sample is not None], dataset_path, [row.line for row in rows])
 
 
 def locate(records: list[SourcedRecord]) -> list[str]:
-    """`file:line` of each record, found by reading its file once (records do not carry their line; only
+    """`file:line` of each record: its own line when it carries one, else found by reading its file once (only
     messages need it)."""
-    found: dict[int, str] = {}
-    for path in {r.dataset_path for r in records}:
+    found: dict[int, str] = {id(r): f"{r.dataset_path}:{r.line}" for r in records if r.line is not None}
+    for path in {r.dataset_path for r in records if r.line is None}:
         wanted: dict[str, list[SourcedRecord]] = {}
         for r in records:
-            if r.dataset_path == path:
+            if r.dataset_path == path and r.line is None:
                 wanted.setdefault(r.record.image, []).append(r)
         for row in iter_dataset(path):
             for rec in ([row.sample.student, *row.sample.teachers] if row.sample else []):

@@ -15,18 +15,20 @@ import os
 from pathlib import Path
 
 from bbuvl.config import Config
-from bbuvl.data.schema import iter_dataset, resolve_image
+from bbuvl.data.schema import resolve_image
+from bbuvl.train.data_files import DataFiles
 
 
 class HeldOutError(ValueError):
     """A training input is, or holds photos of, the validation set."""
 
 
-def check_held_out(cfg: Config) -> None:
+def check_held_out(cfg: Config, files: DataFiles | None = None) -> None:
     """Raise HeldOutError when data.train, a teacher pool shown in training, or the caption refit's photos is data.val
-    or shares photos with it."""
+    or shares photos with it (the files read through `files` when given, train/data_files.py)."""
     if cfg.data.val is None:
         return
+    files = files or DataFiles()
     val = _path(cfg.data.val)
     shown = {"data.train": cfg.data.train}
     if cfg.training.method == "sft" and cfg.data.teachers and cfg.data.teacher_ratio > 0 and cfg.data.num_teachers > 0:
@@ -44,12 +46,12 @@ def check_held_out(cfg: Config) -> None:
     fixes = {"data.teachers": ("teacher", "Draw the teacher pool from the training photos (`bbuvl data teachers "
                                           "TRAIN.jsonl`)"),
              "detection.caption_refit.photos": ("refit", "Give the refit photos the run never validates on")}
-    val_photos = _photo_ids(val) if any(key in shown for key in fixes) else set()
+    val_photos = _photo_ids(val, files) if any(key in shown for key in fixes) else set()
     for key, (what, fix) in fixes.items():
         if key not in shown:
             continue
         path = _path(shown[key])
-        both = [(line, name) for line, name, photo in _photos(path) if photo in val_photos] if path.is_file() else []
+        both = [(line, name) for line, name, photo in _photos(path, files) if photo in val_photos] if path.is_file() else []
         if both:
             line, name = both[0]
             raise HeldOutError(f"{path}:{line}: {what} photo {name} is also a photo of data.val {cfg.data.val} "
@@ -77,19 +79,19 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _photos(dataset: Path) -> list[tuple[int, str, tuple]]:
+def _photos(dataset: Path, files: DataFiles) -> list[tuple[int, str, tuple]]:
     """(line, photo name, the file it resolves to) for every student photo of a dataset; bad lines are skipped here
     (the training data reader names them)."""
     out = []
-    for row in iter_dataset(dataset):
+    for row in files.rows(dataset):
         if row.sample is not None:
             image = row.sample.student.image
             out.append((row.line, image, _file_id(resolve_image(dataset, image))))
     return out
 
 
-def _photo_ids(dataset: Path) -> set[tuple]:
-    return {key for _, _, key in _photos(dataset)} if dataset.is_file() else set()
+def _photo_ids(dataset: Path, files: DataFiles) -> set[tuple]:
+    return {key for _, _, key in _photos(dataset, files)} if dataset.is_file() else set()
 
 
 def _file_id(path: Path) -> tuple:

@@ -22,9 +22,10 @@ from typing import Mapping
 
 from bbuvl.atomic import remove_path
 from bbuvl.data.jsonfile import read_json
-from bbuvl.data.schema import iter_dataset, resolve_image
+from bbuvl.data.schema import resolve_image
 from bbuvl.model.checkpoint import checkpoint_problem
 from bbuvl.outputs import OutputConflict, check_not_inputs
+from bbuvl.train.data_files import DataFiles
 from bbuvl.train.monitors import HEALTH_FILE
 
 log = logging.getLogger(__name__)
@@ -88,18 +89,20 @@ def clear_previous_run(output_dir: str | Path, found: list[str]) -> None:
 
 
 def check_run_inputs(output_dir: str | Path, inputs: Mapping[str, str | Path | None], overwrite: bool,
-                     own: Mapping[str, str | Path | None] | None = None) -> None:
+                     own: Mapping[str, str | Path | None] | None = None, files: DataFiles | None = None) -> None:
     """Refuse a run whose folder is, holds or lies in one of its inputs (model.path, a data file's folder, a photo
     folder), or that would write onto one (model.path = this folder's final/, say), resuming or not.
 
     `inputs` map config keys to paths (data files' photo folders are added here); `own` are inputs that may lie in
     the folder because the run wrote them (`--resume-from`'s checkpoint), checked only against what it replaces.
+    The data files are read through `files` when given (train/data_files.py).
     """
     out = _folder(output_dir)
     apart = dict(inputs)
+    files = files or DataFiles()
     for key in ("data.train", "data.val", "data.teachers", "detection.caption_refit.photos"):
         if inputs.get(key) and Path(inputs[key]).is_file():
-            apart.update(photo_folders(inputs[key], key))
+            apart.update(photo_folders(inputs[key], key, files))
     given = {k: Path(v) for k, v in apart.items() if v}
     try:
         check_not_inputs(given, folders=[out])
@@ -111,12 +114,12 @@ def check_run_inputs(output_dir: str | Path, inputs: Mapping[str, str | Path | N
                      [out / name for name in RUN_DIRS] + replaced)
 
 
-def photo_folders(dataset: str | Path, key: str) -> dict[str, Path]:
+def photo_folders(dataset: str | Path, key: str, files: DataFiles | None = None) -> dict[str, Path]:
     """The folders a dataset's photos (students and teachers) are in, each named after its first line
     (`data.train line 3's photo folder`); lines that do not parse are skipped (the data reader names them)."""
     found: dict[Path, str] = {}
     seen: set[str] = set()
-    for row in iter_dataset(dataset):
+    for row in (files or DataFiles()).rows(dataset):
         if row.sample is None:
             continue
         for record in (row.sample.student, *row.sample.teachers):

@@ -24,32 +24,31 @@ from transformers import Trainer, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.config import Config, ConfigError, batch_budget_problems
+from bbuvl.config import Config
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.faults import Faults
-from bbuvl.data.labels import Hierarchy
-from bbuvl.data.layout import data_labels
 from bbuvl.data.scale import TrainingScale
 from bbuvl.data.families import IMAGE_TOKEN
 from bbuvl.encode.chat import ChatEncoder
 from bbuvl.encode.collate import Batch, PackedCollator, PaddedCollator
 from bbuvl.encode.loss_terms import LossTerms
-from bbuvl.encode.prompts import system_prompt
 from bbuvl.model.checkpoint import Prompt, check_lora_base, load_weights_into, reuse_extra_modules, save_checkpoint
 from bbuvl.model.loading import load_model_and_processor
 from bbuvl.model.lora import apply_lora
 from bbuvl.model.loss_scale import LossDenominators
 from bbuvl.model.packed_attention import use_packed_sdpa
 from bbuvl.model.vlm import BBUVLModel, core_model
-from bbuvl.train.caption_refit import CaptionRefitCallback, Photo, jsonl_photos, training_photos
+from bbuvl.train.caption_refit import CaptionRefitCallback, Photo, training_photos
 from bbuvl.train.callbacks import EpochCallback, NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
-from bbuvl.train.dataset import ConversationDataset, SourcedRecord, read_training_data, sources_from
+from bbuvl.train.data_files import DataFiles
+from bbuvl.train.dataset import ConversationDataset
 from bbuvl.train.monitors import health_summary, training_health
 from bbuvl.train.held_out import check_held_out
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, fused_on_cpu, optimizer_groups
 from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_output_dir, check_run_inputs, checkpoint_incomplete,
                                  clear_previous_run, latest_complete_checkpoint)
 from bbuvl.train.resume_records import HISTORY_FILE, abandoned_checkpoints, cut_back
+from bbuvl.train.run_inputs import RunInputs, check_inputs, optional_data, read_run_inputs  # noqa: F401 - rl's too
 from bbuvl.train.run_record import RUN_RECORD, check_resume, write_run_record
 from bbuvl.train.sample_cache import SampleCache
 from bbuvl.train.weight_average import WeightAverage
@@ -84,22 +83,6 @@ def check_precision(cfg: Config) -> None:
                          "training.bf16=false to train in float32, or training.use_cpu=true to train on the CPU")
 
 
-def optional_data(cfg: Config, key: str) -> str | None:
-    """The file `data.<key>` (val or teachers) names; None when unset, or left at its default and absent.
-
-    One the config names that is not there is refused: a misspelt path would train without validation or teachers
-    and say nothing. The defaults (data/val.jsonl, data/teachers.jsonl) stay optional, as `data convert` may write none.
-    """
-    path = getattr(cfg.data, key)
-    if path is None or Path(path).is_file():
-        return path
-    if key in cfg.data.model_fields_set:
-        what = "no such file" if not Path(path).exists() else "not a file"
-        raise ValueError(f"data.{key} {path}: {what}; fix the path, or set data.{key}: null to train without "
-                         f"{'validation' if key == 'val' else 'teacher photos'}")
-    return None
-
-
 def with_base_located(cfg: Config) -> Config:
     """`cfg` with a LoRA run's local base folder written as an absolute path: its checkpoints load their base weights
     from `model.path`, and a relative one would be looked for under whatever folder reads them (or on the hub)."""
@@ -111,37 +94,13 @@ def with_base_located(cfg: Config) -> Config:
     return cfg
 
 
-def build_run(cfg: Config) -> Run:
-    """Load the model and data a config describes and check parameter groups (fails fast, before any step)."""
+def build_run(cfg: Config, files: DataFiles | None = None, inputs: RunInputs | None = None) -> Run:
+    """Load the model and data a config describes and check parameter groups (fails fast, before any step): `inputs`
+    when read already (train/run_inputs.py), else read now, through `files` when given (train/data_files.py)."""
     set_seed(cfg.training.seed)  # the head's initial weights must not depend on what ran before in this process
     cfg = with_base_located(cfg)
-    family = cfg.model.resolve_family()
-    if cfg.data.collator == "packed" and not family.packs_isolated:
-        raise ValueError(f"data.collator: packed is refused for {family.name}: {family.packing_note}; "
-                         "use data.collator: padded (docs/families.md)")
-    contract = cfg.model.frame()
-    problems = batch_budget_problems(cfg, contract.factor)
-    if problems:
-        raise ConfigError("\n".join(problems))
-    hierarchy = Hierarchy.load(cfg.data.hierarchy)
-    # Every data file is read (an empty one, a box `data check` calls an error: refused) before the model loads.
-    train_sources = sources_from(read_training_data(cfg.data.train), cfg.data.train)
-    pool = []
-    if teachers := optional_data(cfg, "teachers"):
-        pool = [SourcedRecord(s.student, teachers) for s in read_training_data(teachers)]
-    val_sources = None
-    if val := optional_data(cfg, "val"):
-        val_sources = sources_from(read_training_data(val), val)
-    refit = cfg.detection.caption_refit
-    # Read now, not when the refit starts after the last step: a bad line there would cost the whole run.
-    refit_photos = jsonl_photos(refit.photos) if cfg.detection.refits and refit.photos else []
-    labels = data_labels((cfg.data.train, cfg.data.val), hierarchy)
-    known = set(labels) | {o.desc for s in train_sources for o in s.student.record.objects}
-    unknown = sorted({label for p in refit_photos for label in p.labels} - known)
-    if unknown:  # the captions would learn to write a label the prompt never offers and no metric expects
-        raise ValueError(f"detection.caption_refit.photos {refit.photos}: {len(unknown)} label(s) the training data "
-                         f"does not hold, e.g. {unknown[0]!r}: give the refit photos of the training labels")
-    prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang, contract.family), labels, cfg.data.lang)
+    inputs = inputs or read_run_inputs(cfg, files)
+    family, contract, prompt, labels = inputs.family, inputs.contract, inputs.prompt, inputs.labels
 
     vlm, processor = load_model_and_processor(cfg.model.path, dtype=cfg.model.dtype,
                                               attn_implementation=cfg.model.attn_implementation,
@@ -159,7 +118,8 @@ def build_run(cfg: Config) -> Run:
         core_model(vlm).activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model = BBUVLModel.build(vlm, cfg, processor.tokenizer)
     if cfg.detection.enabled and cfg.loss.fault_weight != 1:
-        model.fault_captions = fault_captions(labels, Faults.load(hierarchy), processor.tokenizer, cfg.data.hierarchy)
+        model.fault_captions = fault_captions(labels, Faults.load(inputs.hierarchy), processor.tokenizer,
+                                              cfg.data.hierarchy)
     if cfg.model.reuse_modules:
         reused = reuse_extra_modules(model, cfg.model.path)
         for name, (copied, total) in reused.items():
@@ -173,7 +133,7 @@ def build_run(cfg: Config) -> Run:
     encoder = ChatEncoder(processor, prompt.system, cfg.data.lang, family.assistant_prefix)
     common = dict(oversize=cfg.data.oversize, seed=cfg.training.seed, max_length=cfg.data.max_length,
                   mark_coordinates=cfg.loss.coordinate_regression > 0 or cfg.loss.grounding_attention > 0)
-    train_ds = ConversationDataset(train_sources, encoder, contract, pool,
+    train_ds = ConversationDataset(inputs.train, encoder, contract, inputs.pool,
                                    cfg.data.teacher_ratio, cfg.data.num_teachers, crop=cfg.data.crop,
                                    mirror=cfg.data.mirror, cache_mb=cfg.data.sample_cache_mb, **common)
     longer = train_ds.answers_longer_than(cfg.inference.max_new_tokens)
@@ -188,8 +148,8 @@ def build_run(cfg: Config) -> Run:
                                 psutil.virtual_memory().available / 2**20)
         (log.info if fits else log.warning)("%s", plan)
     eval_ds = None
-    if val_sources is not None:
-        eval_ds = ConversationDataset(val_sources, encoder, contract, pool,
+    if inputs.val is not None:
+        eval_ds = ConversationDataset(inputs.val, encoder, contract, inputs.pool,
                                       cfg.data.teacher_ratio if cfg.data.val_teachers else 0.0, cfg.data.num_teachers, **common)
     tok = processor.tokenizer
     ids = dict(pad_token_id=tok.pad_token_id, image_token_id=tok.convert_tokens_to_ids(IMAGE_TOKEN),
@@ -198,7 +158,7 @@ def build_run(cfg: Config) -> Run:
                 else PaddedCollator(**ids, padding_side=cfg.data.padding_side))
     crop = cfg.data.crop
     scale = TrainingScale.of((s.student.record for s in train_ds.sources), contract, crop.p, (crop.min_side, crop.max_side))
-    return Run(cfg, model, processor, contract, prompt, scale, train_ds, eval_ds, collator, refit_photos)
+    return Run(cfg, model, processor, contract, prompt, scale, train_ds, eval_ds, collator, inputs.refit_photos)
 
 
 def fault_captions(labels: list[str], faults: Faults, tokenizer: Any, hierarchy: str | None) -> frozenset[tuple[int, ...]]:
@@ -459,12 +419,17 @@ def train(cfg: Config, resume: bool | str = False, progress: bool = True, callba
     continues from the newest complete checkpoint, skipping ones a kill or a full disk left half-written.
     """
     built: list[Run] = []
+    files = DataFiles()  # the checks before the folder is claimed and the run's datasets read each file once
+    inputs: list[RunInputs] = []
+
+    def prepare() -> None:
+        inputs.append(read_run_inputs(with_base_located(cfg), files))
 
     def make() -> BBUTrainer:
-        built.append(build_run(cfg))
+        built.append(build_run(cfg, files, inputs[0]))
         return make_trainer(built[0], progress, callbacks)
 
-    trainer = fit(cfg, make, resume, overwrite)
+    trainer = fit(cfg, make, resume, overwrite, files, prepare)
     run = built[0]
     return {"final": str(Path(cfg.training.output_dir) / FINAL_DIR), "history": trainer.state.log_history,
             "nan_skipped": trainer.guard.skipped, "budget_dropped": trainer.budget_dropped,
@@ -499,18 +464,25 @@ def cache_summary(cache: SampleCache | None) -> dict[str, float] | None:
     return {"hits": cache.hits, "misses": cache.misses, "held_mb": cache.held / 2**20, "samples": len(cache)}
 
 
-def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False, overwrite: bool = False) -> BBUTrainer:
+def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False, overwrite: bool = False,
+        files: DataFiles | None = None, prepare: Callable[[], None] | None = None) -> BBUTrainer:
     """What every training method shares around its trainer: claim the output folder, find the checkpoint to
-    resume, train, swap in `final/` and write history.json. `make` builds the trainer once the folder is claimed."""
+    resume, train, swap in `final/` and write history.json. `make` builds the trainer once the folder is claimed;
+    `prepare`, the method's own start-up checks, runs before `--overwrite` clears the folder. The checks here read
+    the data files through `files` (shared with `prepare` and `make`, train/data_files.py)."""
     out = Path(cfg.training.output_dir)
+    files = files or DataFiles()
+    check_inputs(cfg)  # each missing input named by its key, before anything else reads it
     refit = cfg.detection.caption_refit.photos if cfg.detection.refits else None
     check_run_inputs(out, {"model.path": cfg.model.path, "data.train": cfg.data.train, "data.val": cfg.data.val,
                            "data.teachers": cfg.data.teachers, "data.hierarchy": cfg.data.hierarchy,
                            "detection.caption_refit.photos": refit}, overwrite,
-                     own={"--resume-from": resume if isinstance(resume, str) else None})
-    check_held_out(cfg)  # before the folder is touched: validation shown in training is no run to start
+                     own={"--resume-from": resume if isinstance(resume, str) else None}, files=files)
+    check_held_out(cfg, files)  # before the folder is touched: validation shown in training is no run to start
     previous = check_output_dir(out, resume=bool(resume), overwrite=overwrite)  # another run's folder is refused first
     check_precision(cfg)  # and before --overwrite clears it
+    if prepare is not None:
+        prepare()  # a typo in data.val or a bad line must not cost the run --overwrite would replace
     clear_previous_run(out, previous)
     ckpt = None
     if isinstance(resume, str):
@@ -567,8 +539,9 @@ def dry_run(cfg: Config) -> dict[str, Any]:
     """Config check, model load, one batch forward + backward: memory and token counts, no optimizer step."""
     import resource
 
-    check_held_out(cfg)
-    run = build_run(cfg)
+    files = DataFiles()
+    check_held_out(cfg, files)
+    run = build_run(cfg, files)
     batch = run.collator([run.train_dataset[i] for i in range(min(cfg.training.per_device_batch_size, len(run.train_dataset)))])
     run.model.train()
     parts = run.model(batch.to(next(run.model.parameters()).device))

@@ -1,0 +1,118 @@
+"""What a run is built from before its model loads, read and checked before its output folder is touched.
+
+The files a run must read are there, each named by its config key: data.train and the caption refit's photos were
+found missing only by their reader ("/x/train.jsonl: cannot open dataset", which key?), training.deepspeed as a
+traceback from transformers once the model had loaded. Then the model's family and frame, the batch budgets, the
+label hierarchy, every data file (each line and each photo's header) and the prompt: all of them used to be read
+after `--overwrite` had cleared the previous run, so a typo in data.val cost that run and started none.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from bbuvl.config import Config, ConfigError, batch_budget_problems
+from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.families import Family
+from bbuvl.data.jsonfile import read_json
+from bbuvl.data.labels import Hierarchy
+from bbuvl.data.layout import ordered_labels
+from bbuvl.encode.prompts import system_prompt
+from bbuvl.model.checkpoint import Prompt
+from bbuvl.train.caption_refit import Photo, jsonl_photos
+from bbuvl.train.data_files import DataFiles
+from bbuvl.train.dataset import SampleSource, SourcedRecord, read_training_rows, rows_as_sources
+
+
+@dataclass
+class RunInputs:
+    """A run's family, frame, hierarchy, data and prompt: everything `build_run` needs but the model."""
+
+    family: Family
+    contract: CoordinateContract
+    hierarchy: Hierarchy
+    train: list[SampleSource]
+    pool: list[SourcedRecord]  # the teacher pool (data.teachers)
+    val: list[SampleSource] | None
+    refit_photos: list[Photo]  # `detection.caption_refit.photos`, read now: a bad line there would cost the whole run
+    labels: list[str]
+    prompt: Prompt
+
+
+def check_inputs(cfg: Config) -> None:
+    """Raise ValueError naming the key of a file the run reads that is missing or no file, of a DeepSpeed config
+    that is no JSON object, or when training.deepspeed is set and the deepspeed package is not installed."""
+    named = {"data.train": cfg.data.train, "data.hierarchy": cfg.data.hierarchy,
+             "training.deepspeed": cfg.training.deepspeed}
+    if cfg.detection.refits:
+        named["detection.caption_refit.photos"] = cfg.detection.caption_refit.photos
+    for key, path in named.items():
+        if path is not None and not Path(path).is_file():
+            what = "no such file" if not Path(path).exists() else "not a file"
+            raise ValueError(f"{key} {path}: {what}")
+    if cfg.training.deepspeed is None:
+        return
+    try:
+        settings = read_json(cfg.training.deepspeed, "DeepSpeed config")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"training.deepspeed {e}") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"training.deepspeed {cfg.training.deepspeed}: a DeepSpeed config is a JSON object "
+                         "(configs/deepspeed/ has two)")
+    if importlib.util.find_spec("deepspeed") is None:
+        raise ValueError("training.deepspeed is set but the deepspeed package is not installed: "
+                         "`DS_BUILD_OPS=0 pip install -c constraints.txt -e \".[deepspeed]\"`, or set "
+                         "training.deepspeed: null")
+
+
+def optional_data(cfg: Config, key: str) -> str | None:
+    """The file `data.<key>` (val or teachers) names; None when unset, or left at its default and absent.
+
+    One the config names that is not there is refused: a misspelt path would train without validation or teachers
+    and say nothing. The defaults (data/val.jsonl, data/teachers.jsonl) stay optional, as `data convert` may write none.
+    """
+    path = getattr(cfg.data, key)
+    if path is None or Path(path).is_file():
+        return path
+    if key in cfg.data.model_fields_set:
+        what = "no such file" if not Path(path).exists() else "not a file"
+        raise ValueError(f"data.{key} {path}: {what}; fix the path, or set data.{key}: null to train without "
+                         f"{'validation' if key == 'val' else 'teacher photos'}")
+    return None
+
+
+def read_run_inputs(cfg: Config, files: DataFiles | None = None) -> RunInputs:
+    """Everything of `cfg`'s run but its model, each data file read through `files` (train/data_files.py): a problem
+    with any of it raises here, naming the key or file and line."""
+    check_inputs(cfg)
+    family = cfg.model.resolve_family()
+    if cfg.data.collator == "packed" and not family.packs_isolated:
+        raise ValueError(f"data.collator: packed is refused for {family.name}: {family.packing_note}; "
+                         "use data.collator: padded (docs/families.md)")
+    contract = cfg.model.frame()
+    problems = batch_budget_problems(cfg, contract.factor)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    hierarchy = Hierarchy.load(cfg.data.hierarchy)
+    # Every data file is read (an empty one, a box `data check` calls an error: refused) before the model loads.
+    files = files or DataFiles()
+    train = rows_as_sources(read_training_rows(cfg.data.train, files=files), cfg.data.train)
+    pool = []
+    if teachers := optional_data(cfg, "teachers"):
+        pool = [SourcedRecord(row.sample.student, teachers, row.line) for row in read_training_rows(teachers, files=files)
+                if row.sample is not None]
+    val = None
+    if val_path := optional_data(cfg, "val"):
+        val = rows_as_sources(read_training_rows(val_path, files=files), val_path)
+    refit = cfg.detection.caption_refit
+    refit_photos = jsonl_photos(refit.photos, files) if cfg.detection.refits and refit.photos else []
+    labels = ordered_labels((o.desc for s in train + (val or []) for o in s.student.record.objects), hierarchy)
+    known = set(labels) | {o.desc for s in train for o in s.student.record.objects}
+    unknown = sorted({label for p in refit_photos for label in p.labels} - known)
+    if unknown:  # the captions would learn to write a label the prompt never offers and no metric expects
+        raise ValueError(f"detection.caption_refit.photos {refit.photos}: {len(unknown)} label(s) the training data "
+                         f"does not hold, e.g. {unknown[0]!r}: give the refit photos of the training labels")
+    prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang, contract.family), labels, cfg.data.lang)
+    return RunInputs(family, contract, hierarchy, train, pool, val, refit_photos, labels, prompt)
