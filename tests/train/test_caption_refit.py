@@ -272,7 +272,7 @@ def test_bad_refit_photos_are_refused_naming_the_file_and_line_before_the_run_st
     unknown.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match="training data does not hold"):
         build_run(run_config(f"training.output_dir={tmp_path / 'run'}", *REFIT, f"detection.caption_refit.photos={unknown}"))
-    with pytest.raises(ValueError, match="nowhere.jsonl.*cannot open"):
+    with pytest.raises(ValueError, match=r"detection.caption_refit.photos .*nowhere.jsonl: no such file"):
         build_run(run_config(f"training.output_dir={tmp_path / 'run'}", *REFIT,
                              f"detection.caption_refit.photos={tmp_path / 'nowhere.jsonl'}"))
 
