@@ -176,3 +176,12 @@ def test_classify_whose_every_query_is_unreadable_is_an_error_naming_the_first_a
     assert code == 2 and f"{tmp_path / 'query'}: no query could be classified (1 problem(s), the first: " \
                          f"{tmp_path / 'query' / 'x.png'}: not an image" in said, said
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_a_class_folder_named_with_a_control_character_is_refused_naming_it(tmp_path):
+    support = photos(tmp_path / "support", {"a": 1, "b\x1b[31mred": 1})
+    code, said = invoke("classify", "--support", support, "--query", support / "a", "--backbone", "pixels:8",
+                        "--out", tmp_path / "o.csv", "--no-cache")
+    # Before: the ESC went into every answer, table and CSV row of that class.
+    assert code == 2 and "the class folder's label 'b\\x1b[31mred' holds control characters ('\\x1b')" in said, said
+    assert not (tmp_path / "o.csv").exists()

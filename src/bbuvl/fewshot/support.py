@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bbuvl.data.images import IMAGE_SUFFIXES, list_images
 from bbuvl.data.labels import SEP
-from bbuvl.data.text import clean_label, label_key, spelling_of
+from bbuvl.data.text import clean_label, label_key, label_problem, spelling_of
 from bbuvl.fewshot.cache import file_digest
 from bbuvl.fewshot.embed import ImageItem
 
@@ -99,6 +99,8 @@ def read_support(root: str | Path) -> SupportSet:
     spell = spelling_of(_class_of(path.relative_to(root))[0] for path in paths)
     for path in paths:
         label, shot = _class_of(path.relative_to(root))
+        if problem := label and label_problem(label):  # an ESC in a folder name would reach every answer and table
+            raise ValueError(f"{path.parent}: the class folder's {problem}")
         label = clean_label(spell(label)) if label else label
         if not label:
             raise ValueError(f"{path}: a support image must sit in a class folder (support/<class>/*.jpg)")
