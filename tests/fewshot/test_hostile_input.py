@@ -35,7 +35,7 @@ def test_a_threshold_step_too_fine_to_hold_is_refused_at_once_naming_the_count(t
         parse_thresholds("0:1:1e-9")  # built a billion-value list, then hung writing the tables
     assert time.perf_counter() - start < 1
     assert len(parse_thresholds("-1:1:0.002")) == MAX_THRESHOLDS
-    for text in ("0:1:inf", "0:1:nan"):  # a step of inf gave [nan]; nan gave int()'s own message
+    for text in ("0:1:inf", "0:1:nan"):  # a step that is no number is the form's error, never a NaN threshold
         with pytest.raises(ValueError, match="START:STOP:STEP"):
             parse_thresholds(text)
     support = photos(tmp_path / "support", {"a": 1})
