@@ -30,7 +30,8 @@ from bbuvl.data.scale import TrainingScale
 from bbuvl.data.families import IMAGE_TOKEN
 from bbuvl.encode.collate import Batch, PaddedCollator
 from bbuvl.infer.predictor import Predictor
-from bbuvl.model.checkpoint import is_peft, is_plain_model_folder, load_model, load_weights_into, read_model_folder, save_checkpoint
+from bbuvl.model.checkpoint import (ModelFolder, is_peft, is_plain_model_folder, load_model, load_weights_into,
+                                   read_model_folder, save_checkpoint)
 from bbuvl.model.lora import apply_lora
 from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.rl.objective import StepCounts, grpo_loss
@@ -38,7 +39,8 @@ from bbuvl.rl.evaluate import photos_reward
 from bbuvl.rl.rewards import RewardScorer
 from bbuvl.rl.rollouts import Photo, PhotoBatch, completion_logprobs, draw_rollouts, photos_of, read_photos
 from bbuvl.train.callbacks import NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
-from bbuvl.train.dataset import read_training_data, sources_from
+from bbuvl.train.data_files import DataFiles
+from bbuvl.train.dataset import SampleSource, read_training_data, sources_from
 from bbuvl.train.param_groups import freeze_zero_lr_groups, optimizer_groups
 from bbuvl.train.run_dir import FINAL_DIR
 from bbuvl.train.trainer import BBUTrainer, Run, fit, optional_data, training_arguments, with_base_located
@@ -268,15 +270,23 @@ def frame_conflicts(cfg: Config, frame: CoordinateContract) -> list[str]:
     return [f"model.{k} {v} (the checkpoint's: {getattr(frame, k)})" for k, v in ours.items() if v != getattr(frame, k)]
 
 
-def build_grpo_run(cfg: Config) -> GrpoRun:
-    """Load the starting model (an SFT checkpoint with its own prompt and frame, or a base model), the photos and
-    the rewards; fails before any weights on a bad reward function or data file."""
-    set_seed(cfg.training.seed)
-    for setting in grpo_ignores(cfg):
-        log.warning("training.method grpo ignores %s", setting)
+@dataclass
+class GrpoInputs:
+    """What a GRPO run reads before its model loads: read and checked before `--overwrite` clears the previous run,
+    so that a typo in data.val or a bad line does not cost it (train/run_inputs.py does the same for SFT)."""
+
+    sources: list[SampleSource]
+    photos: list[Photo]
+    folder: ModelFolder  # the starting checkpoint (its own prompt and frame) or a plain model folder
+    val_photos: list[Photo] | None  # data.val's, for the validation pass; None without one
+    scorer: RewardScorer
+
+
+def read_grpo_inputs(cfg: Config, files: DataFiles | None = None) -> GrpoInputs:
+    """The photos, the starting model's folder and the rewards of `cfg`'s GRPO run, each data file read through
+    `files`; fails on a bad reward function, data file or frame setting, before any weights load."""
     hierarchy = Hierarchy.load(cfg.data.hierarchy)
-    sources = sources_from(read_training_data(cfg.data.train), cfg.data.train)
-    photos = photos_of(sources)
+    sources = sources_from(read_training_data(cfg.data.train, files=files), cfg.data.train)
     if is_plain_model_folder(cfg.model.path):
         labels = data_labels((cfg.data.train, cfg.data.val), hierarchy)
         folder = read_model_folder(cfg.model.path, labels=labels, lang=cfg.data.lang, cfg=cfg)
@@ -288,8 +298,20 @@ def build_grpo_run(cfg: Config) -> GrpoRun:
                               f"trains in, but the config sets {'; '.join(conflicts)}: remove these keys from the "
                               "config, or set them to the checkpoint's values")
     val = optional_data(cfg, "val")
-    val_photos = read_photos(val) if val else None  # a bad validation file fails before any weights load
+    val_photos = read_photos(val) if val else None
     scorer = RewardScorer.from_config(cfg.grpo.rewards, hierarchy, folder.prompt.labels)
+    return GrpoInputs(sources, photos_of(sources), folder, val_photos, scorer)
+
+
+def build_grpo_run(cfg: Config, inputs: GrpoInputs | None = None) -> GrpoRun:
+    """Load the starting model (an SFT checkpoint with its own prompt and frame, or a base model) with `inputs`, its
+    photos and rewards (read here when not given: `read_grpo_inputs`)."""
+    set_seed(cfg.training.seed)
+    for setting in grpo_ignores(cfg):
+        log.warning("training.method grpo ignores %s", setting)
+    inputs = inputs or read_grpo_inputs(cfg)
+    sources, photos, folder, val_photos, scorer = (inputs.sources, inputs.photos, inputs.folder, inputs.val_photos,
+                                                   inputs.scorer)
     model, processor, run_cfg, contract, prompt = load_model(folder, dtype=cfg.model.dtype)
     saved = run_cfg.model_copy(update={"training": cfg.training, "grpo": cfg.grpo}, deep=True)
     if cfg.model.lora.enabled and not is_peft(model.vlm):
@@ -338,11 +360,16 @@ def train_grpo(cfg: Config, resume: bool | str = False, progress: bool = True, c
     if cfg.training.method != "grpo":
         raise ValueError(f"train_grpo runs training.method: grpo, the config says {cfg.training.method}")
     made: list[GrpoTrainer] = []
+    files = DataFiles()  # the checks before the folder is claimed and the run's photos read each file once
+    inputs: list[GrpoInputs] = []
+
+    def prepare() -> None:
+        inputs.append(read_grpo_inputs(cfg, files))
 
     def make() -> GrpoTrainer:
-        made.append(make_grpo_trainer(build_grpo_run(cfg), progress, callbacks))
+        made.append(make_grpo_trainer(build_grpo_run(cfg, inputs[0]), progress, callbacks))
         return made[0]
 
-    trainer = fit(cfg, make, resume, overwrite)
+    trainer = fit(cfg, make, resume, overwrite, files, prepare)
     return {"final": str(Path(cfg.training.output_dir) / FINAL_DIR), "history": trainer.state.log_history,
             "nan_skipped": trainer.guard.skipped}
