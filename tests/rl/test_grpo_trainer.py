@@ -14,6 +14,7 @@ from bbuvl.rl.trainer import train_grpo
 from bbuvl.train.weight_average import AVERAGE_FILE
 from tests.callbacks import StopAt
 from tests.train.test_resume_records import scalars
+from tests.train.test_run_inputs import _tree
 from tests.diagnostics.conftest import one_thread  # noqa: F401 - one torch thread, as the training tests
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -199,7 +200,7 @@ def test_a_refused_grpo_start_with_overwrite_keeps_the_previous_run(grpo_config,
     data.val or a frame it cannot train in cost that run and started none."""
     train_grpo(grpo_config("training.max_steps=1", "training.save_steps=1"), progress=False)
     out = tmp_path / "grpo"
-    before = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    before = _tree(out)
     assert "final/model.safetensors" in before and "checkpoint-1/trainer_state.json" in before
     bad = {
         f"data.val={tmp_path / 'typo.jsonl'}": "data.val .*typo.jsonl: no such file",
@@ -209,5 +210,4 @@ def test_a_refused_grpo_start_with_overwrite_keeps_the_previous_run(grpo_config,
     for override, says in bad.items():
         with pytest.raises(ValueError, match=says):
             train_grpo(grpo_config("training.max_steps=1", override), progress=False, overwrite=True)
-        after = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
-        assert after == before, override
+        assert _tree(out) == before, override

@@ -276,7 +276,6 @@ class GrpoInputs:
     so that a typo in data.val or a bad line does not cost it (train/run_inputs.py does the same for SFT)."""
 
     sources: list[SampleSource]
-    photos: list[Photo]
     folder: ModelFolder  # the starting checkpoint (its own prompt and frame) or a plain model folder
     val_photos: list[Photo] | None  # data.val's, for the validation pass; None without one
     scorer: RewardScorer
@@ -300,7 +299,7 @@ def read_grpo_inputs(cfg: Config, files: DataFiles | None = None) -> GrpoInputs:
     val = optional_data(cfg, "val")
     val_photos = read_photos(val) if val else None
     scorer = RewardScorer.from_config(cfg.grpo.rewards, hierarchy, folder.prompt.labels)
-    return GrpoInputs(sources, photos_of(sources), folder, val_photos, scorer)
+    return GrpoInputs(sources, folder, val_photos, scorer)
 
 
 def build_grpo_run(cfg: Config, inputs: GrpoInputs | None = None) -> GrpoRun:
@@ -310,9 +309,7 @@ def build_grpo_run(cfg: Config, inputs: GrpoInputs | None = None) -> GrpoRun:
     for setting in grpo_ignores(cfg):
         log.warning("training.method grpo ignores %s", setting)
     inputs = inputs or read_grpo_inputs(cfg)
-    sources, photos, folder, val_photos, scorer = (inputs.sources, inputs.photos, inputs.folder, inputs.val_photos,
-                                                   inputs.scorer)
-    model, processor, run_cfg, contract, prompt = load_model(folder, dtype=cfg.model.dtype)
+    model, processor, run_cfg, contract, prompt = load_model(inputs.folder, dtype=cfg.model.dtype)
     saved = run_cfg.model_copy(update={"training": cfg.training, "grpo": cfg.grpo}, deep=True)
     if cfg.model.lora.enabled and not is_peft(model.vlm):
         model.vlm = apply_lora(model.vlm, cfg.model.lora)
@@ -328,9 +325,9 @@ def build_grpo_run(cfg: Config, inputs: GrpoInputs | None = None) -> GrpoRun:
     predictor = Predictor(model, processor, contract, prompt, saved)
     tok = processor.tokenizer
     right = PaddedCollator(tok.pad_token_id, tok.convert_tokens_to_ids(IMAGE_TOKEN), padding_side="right")
-    scale = TrainingScale.of((s.student.record for s in sources), contract)
-    return GrpoRun(saved, model, processor, contract, prompt, scale, photos, None, right, predictor=predictor, scorer=scorer,
-                   val_photos=val_photos)
+    scale = TrainingScale.of((s.student.record for s in inputs.sources), contract)
+    return GrpoRun(saved, model, processor, contract, prompt, scale, photos_of(inputs.sources), None, right,
+                   predictor=predictor, scorer=inputs.scorer, val_photos=inputs.val_photos)
 
 
 def make_grpo_trainer(run: GrpoRun, progress: bool = True, callbacks: list | None = None) -> GrpoTrainer:
