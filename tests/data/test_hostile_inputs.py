@@ -420,8 +420,8 @@ def test_a_pipe_a_device_or_a_link_loop_named_as_a_photo_is_an_error_never_a_han
     code, out = run("check", jsonl)
     out = " ".join(out.split())
     assert code == 1 and "3 error(s)" in out, out
-    assert f"{jsonl}:1: image pipe.jpg: not a regular file (a pipe, a socket or a device)" in out
-    assert f"{jsonl}:2: image /dev/zero: not a regular file" in out
+    assert f"{jsonl}:1: image pipe.jpg: not a regular file (a FIFO (named pipe))" in out
+    assert f"{jsonl}:2: image /dev/zero: not a regular file (a device)" in out
     assert f"{jsonl}:3: image loop_a.jpg: a symbolic link that never reaches a file" in out
     # tile and import-coco resolved every photo's links first: a loop was a RuntimeError traceback
     code, out = run("tile", jsonl, tmp_path / "t")

@@ -367,12 +367,12 @@ def test_a_folder_or_a_pipe_given_as_a_file_is_named_for_what_it_is(eval_files, 
 
     pipe = tmp_path / "pipe"
     os.mkfifo(pipe)
-    for given, says in ((tmp_path, "a folder, not a JSONL file"), (pipe, "not a regular file (a device or a pipe)")):
+    for given, says in ((tmp_path, "a folder, not a JSONL file"), (pipe, "a FIFO (named pipe), not a JSONL file")):
         args = {"--pred": str(eval_files.pred), "--gt": str(eval_files.gt), option: str(given)}
         result = runner.invoke(app, ["eval", *[x for kv in args.items() for x in kv], "--out", str(tmp_path / "m.json")])
         assert result.exit_code == 2 and f"{given}: {says} ({option})" in " ".join(result.output.split())
     result = runner.invoke(app, ["viz", str(pipe), str(tmp_path / "out")])
-    assert result.exit_code == 2 and f"{pipe}: not a regular file" in " ".join(result.output.split())
+    assert result.exit_code == 2 and f"{pipe}: a FIFO (named pipe), not a" in " ".join(result.output.split())
     assert not (tmp_path / "m.json").exists() and not (tmp_path / "out").exists()
 
 
@@ -383,13 +383,13 @@ def test_a_pipe_or_a_folder_as_hierarchy_or_baseline_is_refused_not_waited_on(ev
 
     pipe = tmp_path / "pipe"
     os.mkfifo(pipe)
-    for given, says in ((pipe, "not a regular file (a device or a pipe)"), (tmp_path, f"a folder, not a {expected}")):
+    for given, says in ((pipe, f"a FIFO (named pipe), not a {expected}"), (tmp_path, f"a folder, not a {expected}")):
         result = runner.invoke(app, ["eval", "--pred", str(eval_files.pred), "--gt", str(eval_files.gt), "--out",
                                      str(tmp_path / "m.json"), option, str(given)])
         assert result.exit_code == 2 and f"{given}: {says} ({option})" in " ".join(result.output.split())
     if option == "--hierarchy":
         result = runner.invoke(app, ["viz", str(eval_files.gt), str(tmp_path / "out"), "--hierarchy", str(pipe)])
-        assert result.exit_code == 2 and f"{pipe}: not a regular file" in " ".join(result.output.split())
+        assert result.exit_code == 2 and f"{pipe}: a FIFO (named pipe), not a" in " ".join(result.output.split())
 
 
 def test_viz_draws_a_box_of_1e300_pixels_without_warnings(eval_files, tmp_path):
@@ -403,3 +403,18 @@ def test_viz_draws_a_box_of_1e300_pixels_without_warnings(eval_files, tmp_path):
         result = runner.invoke(app, ["viz", str(eval_files.gt), str(tmp_path / "out"), "--pred", str(pred), "--limit", "1"])
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "out").glob("*.png"))) == 1 and "RuntimeWarning" not in result.output
+
+
+def test_a_predicted_label_with_a_newline_stays_on_its_row(eval_files, tmp_path):
+    # The ground truth refuses a label with a control character; a model's answer may hold one, and its newline split
+    # the table cell it was shown in over two rows.
+    lines = [json.loads(line) for line in eval_files.pred.read_text(encoding="utf-8").splitlines()]
+    for line in lines:
+        for obj in line.get("objects") or []:
+            obj["label"] = obj["label"].replace("/", "\nfake row\t/", 1)
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
+    result = runner.invoke(app, ["eval", "--pred", str(pred), "--gt", str(eval_files.gt), "--out", str(tmp_path / "m.json")],
+                           env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert not any(line.lstrip("│ ").startswith("fake row") for line in result.output.splitlines()), result.output

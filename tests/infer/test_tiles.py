@@ -58,6 +58,11 @@ def test_a_bad_grid_is_refused_with_its_text():
     with pytest.raises(ValueError, match="1..16"):
         parse_grid("0x2")
     assert parse_grid("3X2") == (3, 2)
+    assert parse_grid(" 02x2 ") == (2, 2)
+    # int() took each of these as a number
+    for text in ("1_0x1", "+2x2", "\uff13x2", "2.0x2", "2x2x2"):
+        with pytest.raises(ValueError, match="COLSxROWS"):
+            parse_grid(text)
 
 
 def tiled(box, label=SCREW, score=0.9, zoom=2.0, cut=False, whole=False):

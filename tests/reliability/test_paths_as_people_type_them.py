@@ -14,7 +14,7 @@ import typer
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
-from bbuvl.cli.common import _takes_paths, start_command
+from bbuvl.cli.common import FILE_OUT, _takes_paths, start_command
 from bbuvl.config import ConfigError, load_config
 from bbuvl.data.families import model_type_of
 from bbuvl.paths import check_model_source, expand_path
@@ -125,3 +125,22 @@ def test_predict_with_a_missing_local_checkpoint_names_the_folder(tmp_path):
     r = CliRunner().invoke(app, ["predict", "-c", "./no/such/ckpt", "-i", str(photos), "-o", str(tmp_path / "p.jsonl")])
     assert r.exit_code == 2 and "hub" not in r.output.replace("the hub was not asked", ""), r.output
     assert Path("no/such/ckpt").as_posix() in r.output
+
+
+def test_a_file_output_typed_as_a_folder_is_refused_by_every_command_that_writes_one(tmp_path):
+    # A Path drops the trailing slash: `predict -o preds/` wrote predictions into a file named `preds`.
+    root = typer.main.get_command(app)
+    start_command(typer.Context(root))
+    file_outputs = [(c, p) for c, p in path_params(root) if p.metavar == FILE_OUT]
+    assert {("predict", "out"), ("eval", "out"), ("data export-coco", "out"), ("doctor data", "json_out")} <= \
+        {(c, p.name) for c, p in file_outputs}
+    for command, param in file_outputs:
+        with pytest.raises(typer.BadParameter, match="ends in '/', which names a folder, but this takes a file's name"):
+            param.process_value(typer.Context(root), f"{tmp_path}/preds/")
+        assert str(param.process_value(typer.Context(root), f"{tmp_path}/preds")) == f"{tmp_path}/preds"
+    gt = tmp_path / "gt.jsonl"
+    gt.write_text("", encoding="utf-8")
+    r = CliRunner().invoke(app, ["predict", "-c", str(tmp_path), "-i", str(gt), "-o", f"{tmp_path}/preds/"],
+                           env={"COLUMNS": "400"})
+    assert r.exit_code == 2 and "ends in '/', which names a folder" in " ".join(r.output.split()), r.output
+    assert not (tmp_path / "preds").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path, PurePath
@@ -14,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+from bbuvl.data.input_paths import file_kind
 from bbuvl.data.text import spell_controls
 from bbuvl.outputs import Claim, OutputConflict
 from bbuvl.outputs import claim_outputs as _claim_outputs
@@ -41,13 +43,17 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def require_file(path: Path, what: str, expected: str = "JSONL file") -> None:
-    """Fail (one red line) unless `path` is a file, saying whether it is a folder or not there (`what`: its option,
-    `expected`: what it should be)."""
-    if not path.is_file():
-        # a pipe would be waited on forever, /dev/zero read without end: neither is "no such file"
-        kind = (f"a folder, not a {expected}" if path.is_dir() else "not a regular file (a device or a pipe)"
-                if path.exists() else "no such file")
-        fail(f"{path}: {kind} ({what})")
+    """Fail (one red line) unless `path` is a regular file, saying what it is instead: missing, a folder, a pipe or a
+    device (`what`: its option, `expected`: what it should be)."""
+    kind = file_kind(path)
+    if kind is not None:
+        fail(f"{path}: {kind if kind == 'no such file' else f'{kind}, not a {expected}'} ({what})")
+
+
+def cell(text: str) -> str:
+    """`text` from data as one table cell's markup: escaped, its control characters spelled out, and a newline or tab
+    as `\\n` / `\\t`, which would otherwise split the row (a label with a newline drew two rows for one)."""
+    return escape(spell_controls(text).replace("\n", "\\n").replace("\t", "\\t"))
 
 
 def print_first(messages: Sequence[str], more: str = "", limit: int = 5, prefix: str = "[yellow]warning[/]: ",
@@ -57,7 +63,7 @@ def print_first(messages: Sequence[str], more: str = "", limit: int = 5, prefix:
     out = out or console
     for message in messages[:limit]:
         # One line each: a newline in a file name printed a line of its own ("done: 0 with errors").
-        line = escape(message.replace("\n", "\\n"))
+        line = cell(message)
         out.print(f"{prefix}{line}", soft_wrap=True)
     if len(messages) > limit:
         out.print(f"{prefix}... and {len(messages) - limit} more{escape(more)}", soft_wrap=True)
@@ -87,6 +93,9 @@ def user_errors(*kinds: type[BaseException]) -> Iterator[None]:
 
 # The metavar of an option that takes a folder or a hub id as text: expanded like any path (`expand_path_options`).
 PATH_OR_ID = "FOLDER|HUB_ID"
+# The metavar of a file a command writes: a name typed with a trailing '/' is refused (`expand_path_options`), since
+# a Path drops the slash and `-o preds/` wrote a file named `preds` where the user meant a folder.
+FILE_OUT = "FILE"
 
 OVERWRITE_HELP = "Replace outputs already there that another command (or person) wrote; never an input."
 
@@ -279,6 +288,9 @@ def _expanding(process: Callable[[Any, Any], Any], param: Any) -> Callable[[Any,
         try:
             if isinstance(value, str):
                 value = expand_path(value)
+                if getattr(param, "metavar", None) == FILE_OUT and value.endswith(("/", os.sep)):
+                    raise ValueError(f"{value}: ends in '/', which names a folder, but this takes a file's name "
+                                     f"(one inside {value}, say)")
             elif isinstance(value, (list, tuple)):
                 value = type(value)(expand_path(v) if isinstance(v, str) else v for v in value)
         except ValueError as e:

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, finite_range, int_range, stdout_is_tty,
+from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, claim_outputs, console, fail, finite_range, int_range, stdout_is_tty,
                               user_errors)
 from bbuvl.config import resolve_frame
 from bbuvl.data.check import check_dataset
@@ -157,7 +157,7 @@ def stats(
 
 def teachers(
     dataset: Path = typer.Argument(..., help="Training JSONL to choose teacher photos from."),
-    out: Path = typer.Argument(..., help="Teacher JSONL to write."),
+    out: Path = typer.Argument(..., metavar=FILE_OUT, help="Teacher JSONL to write."),
     k: int = typer.Option(10, "--k", callback=int_range(1), help="How many teacher photos."),
     seed: int = typer.Option(42, "--seed", help="Seed for tie-breaking."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
@@ -240,7 +240,7 @@ def import_coco(
 
 def export_coco(
     dataset: Path = typer.Argument(..., help="Dataset JSONL to export."),
-    out: Path = typer.Argument(..., help="COCO JSON to write (file_name relative to its folder)."),
+    out: Path = typer.Argument(..., metavar=FILE_OUT, help="COCO JSON to write (file_name relative to its folder)."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Write a dataset as a COCO detection file (categories = sorted labels, boxes xywh)."""

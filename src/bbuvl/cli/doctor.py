@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.cli.common import (OVERWRITE_HELP, check_device, claim_outputs, command_group, console, fail, finite_range, int_range,
+from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, check_device, claim_outputs, command_group, console, fail, finite_range, int_range,
                               user_errors)
 from bbuvl.config import Config, ConfigError, load_config
 
@@ -97,7 +97,7 @@ def data(
                                 help="Run config (min/max pixels, token budgets, batch size); default: built-in defaults."),
     checkpoint: Path = typer.Option(None,
                                     help="Compare labels with this checkpoint's prompt (default: the config's train+val labels)."),
-    json_out: Path = typer.Option(None, "--json", help="Also write the findings as JSON here."),
+    json_out: Path = typer.Option(None, "--json", metavar=FILE_OUT, help="Also write the findings as JSON here."),
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Vision tokens per sample and batch, image files that do not match their records, EXIF rotation, label vocabulary.
@@ -206,7 +206,7 @@ def memory(
     batch_size: int = typer.Option(1, help="Images per iteration.", callback=int_range(1)),
     tolerance_mb: float = typer.Option(16.0, help="Fitted growth over the run above which memory counts as leaking.",
                                       callback=finite_range(0)),
-    out: Path = typer.Option(Path("doctor-memory.png"), help="PNG plot of memory per iteration."),
+    out: Path = typer.Option(Path("doctor-memory.png"), metavar=FILE_OUT, help="PNG plot of memory per iteration."),
     device: str = typer.Option(None, help="cpu, cuda ... (default: cuda when available)."),
     overwrite: bool = OVERWRITE,
 ) -> None:
@@ -265,7 +265,7 @@ def features(
     checkpoint: Path = typer.Argument(..., help="Checkpoint folder with a detection head."),
     data: Path = typer.Option(None, help="Dataset JSONL to probe with (default: the run's validation or training set)."),
     samples: int = typer.Option(8, help="Photos to probe with.", callback=int_range(1)),
-    out: Path = typer.Option(Path("doctor-features.png"), help="PNG of dead units and activations per layer."),
+    out: Path = typer.Option(Path("doctor-features.png"), metavar=FILE_OUT, help="PNG of dead units and activations per layer."),
     device: str = typer.Option(None, help="cpu, cuda ... (default: cuda when available)."),
     overwrite: bool = OVERWRITE,
 ) -> None:
@@ -300,7 +300,7 @@ def attention(
     image: Path = typer.Argument(..., help="Image to look at."),
     top_k: int = typer.Option(4, help="How many of the most confident queries to show.", callback=int_range(1)),
     layer: int = typer.Option(-1, help="Decoder layer (default: the last)."),
-    out: Path = typer.Option(Path("doctor-attention.png"), help="PNG of the attention maps."),
+    out: Path = typer.Option(Path("doctor-attention.png"), metavar=FILE_OUT, help="PNG of the attention maps."),
     font_path: Path = typer.Option(None, help="A TTF/TTC font with Chinese glyphs for captions."),
     device: str = typer.Option(None, help="cpu, cuda ... (default: cuda when available)."),
     overwrite: bool = OVERWRITE,
@@ -343,7 +343,7 @@ def coordinates(
     data: Path = typer.Option(None, help="Dataset JSONL to probe with (default: the run's validation or training set)."),
     samples: int = typer.Option(200, help="Photos to probe with (one row per object of their answers).",
                                 callback=int_range(1)),
-    out: Path = typer.Option(None, help="Also write the R² table as JSON here."),
+    out: Path = typer.Option(None, metavar=FILE_OUT, help="Also write the R² table as JSON here."),
     device: str = typer.Option(None, help="cpu, cuda ... (default: cuda when available)."),
     overwrite: bool = OVERWRITE,
 ) -> None:
@@ -402,7 +402,7 @@ def landscape(
                               callback=finite_range(0, lo_open=True)),
     samples: int = typer.Option(4, help="Photos the loss is averaged over.", callback=int_range(1)),
     seed: int = typer.Option(0, help="Seed of the random directions."),
-    out: Path = typer.Option(Path("doctor-landscape.png"), help="PNG contour plot."),
+    out: Path = typer.Option(Path("doctor-landscape.png"), metavar=FILE_OUT, help="PNG contour plot."),
     device: str = typer.Option(None, help="cpu, cuda ... (default: cuda when available)."),
     overwrite: bool = OVERWRITE,
 ) -> None:

@@ -11,8 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.cli.common import (OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, claim_outputs, console, fail, finite_range,
-                              int_range, print_first, refuse_unused, require_file, user_errors)
+from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, claim_outputs, console, fail, finite_range,
+                              int_range, cell, print_first, refuse_unused, require_file, user_errors)
 
 LEVEL_HELP = "Evaluate categories at this hierarchy level (1 = category, 2 = category/attribute; default: full label)."
 FONT_HELP = "Font file with Chinese glyphs for labels in pictures (default: search the system; warns if none)."
@@ -30,7 +30,7 @@ def evaluate(
     ctx: typer.Context,
     pred: Path = typer.Option(..., "--pred", help="Predictions JSONL written by `bbuvl predict`."),
     gt: Path = typer.Option(..., "--gt", help="Ground-truth dataset JSONL (image paths relative to it)."),
-    out: Path = typer.Option(..., "--out", help="METRICS.json to write."),
+    out: Path = typer.Option(..., "--out", metavar=FILE_OUT, help="METRICS.json to write."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write REPORT_DIR/index.html with pictures."),
     level: Optional[int] = typer.Option(None, "--level", help=LEVEL_HELP, callback=int_range(1)),
     iou: float = typer.Option(0.5, "--iou", help="IoU at which a prediction matches a ground-truth box (error counts, label "
@@ -270,8 +270,8 @@ def print_faults(faults: Any, source: str) -> None:
             continue  # no part of this kind in the ground truth
         moves = ", ".join(f"{c.states[i]}→{c.states[j]} {n}" for i, row in enumerate(c.counts) for j, n in enumerate(row)
                           if n and i != j)
-        states.add_row(escape(c.kind), str(sum(map(sum, c.counts))), _num(c.accuracy), _num(c.always_pass),
-                       _num(c.always_fail), str(sum(c.missed)), escape(moves))
+        states.add_row(cell(c.kind), str(sum(map(sum, c.counts))), _num(c.accuracy), _num(c.always_pass),
+                       _num(c.always_fail), str(sum(c.missed)), cell(moves))
     console.print(states)
 
 
@@ -318,7 +318,7 @@ def print_metrics(evaluation: Any, hierarchy: Any, max_categories: int = 30) -> 
         table.add_column(k, justify="right")
     for name, v in cats[:max_categories]:
         english = [hierarchy.english(name)] if gloss else []
-        table.add_row(escape(name), *map(escape, english), *(_num(v.get(k)) for k in ("gt", "pred", "AP", "AP50", "AP75")))
+        table.add_row(cell(name), *map(cell, english), *(_num(v.get(k)) for k in ("gt", "pred", "AP", "AP50", "AP75")))
     console.print(table)
 
 

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bbuvl.cli.common import (OVERWRITE_HELP, PATH_OR_ID, check_device, claim_outputs, command_group, console, err_console,
+from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, PATH_OR_ID, check_device, claim_outputs, command_group, console, err_console,
                               fail, finite_range, int_range, print_first, stdout_is_tty, user_errors)
 
 if TYPE_CHECKING:  # the heavy imports (torch, transformers) wait until a command runs
@@ -138,7 +138,7 @@ def classify(
     support: Path = SUPPORT,
     query: Path = typer.Option(..., "--query", help="Query folder, dataset JSONL (box crops), predictions JSONL or image."),
     backbone: str = BACKBONE,
-    out: Path = typer.Option(..., "--out", help="Results file, .csv or .jsonl (jsonl also has every class score)."),
+    out: Path = typer.Option(..., "--out", metavar=FILE_OUT, help="Results file, .csv or .jsonl (jsonl also has every class score)."),
     threshold: float = THRESHOLD,
     mode: str = MODE,
     shots: Optional[int] = SHOTS,
@@ -259,7 +259,7 @@ def label(
     predictions: Path = typer.Option(..., "--predictions", help="Predictions JSONL from `bbuvl predict`."),
     support: Path = SUPPORT,
     backbone: str = BACKBONE,
-    out: Path = typer.Option(..., "--out", help="Dataset JSONL to write (image paths relative to it)."),
+    out: Path = typer.Option(..., "--out", metavar=FILE_OUT, help="Dataset JSONL to write (image paths relative to it)."),
     threshold: float = THRESHOLD,
     unknown: str = typer.Option("drop", "--unknown", help="Unknown boxes: 'drop' them, or 'flag' them (kept under "
                                                           "the detector's label, extra.fewshot = Unknown)."),

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from bbuvl.atomic import written_path
-from bbuvl.cli.common import (OVERWRITE_HELP, check_device, console, fail, finite_range, hold_outputs, int_range,
+from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, check_device, console, fail, finite_range, hold_outputs, int_range,
                               print_first, refuse_unused, user_errors)
 from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
                                  TILES, ZOOM_INTO, check_mode_name, describe_tiles, mode_help, plain_model_mode,
@@ -24,7 +24,7 @@ def predict(
     ctx: typer.Context,
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help=CHECKPOINT_HELP),
     input: Path = typer.Option(..., "--input", "-i", help="Image folder (recursive) or dataset JSONL."),
-    out: Path = typer.Option(..., "--out", "-o", help="Predictions JSONL; one this command wrote for the same photos, "
+    out: Path = typer.Option(..., "--out", "-o", metavar=FILE_OUT, help="Predictions JSONL; one this command wrote for the same photos, "
                              "checkpoint, mode and options (each by content) is resumed, any other existing file is "
                              "refused, naming what differs (docs/resume.md)."),
     mode: str = typer.Option(None, help=mode_help()),

@@ -11,6 +11,8 @@ from typing import Iterator
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from bbuvl.data.input_paths import file_kind
+
 EXIF_ORIENTATION = 0x0112
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 # Pillow's format names for those suffixes. MPO is how Pillow names the JPEG that phones write with a
@@ -98,10 +100,12 @@ def open_image(path: str | Path, decode: bool = True) -> Iterator[Image.Image]:
     """An opened photo of a supported format (fully decoded with `decode`); ImageError naming the file otherwise."""
     path = Path(path)
     with _named_errors(path, "decode image" if decode else "read image header"):
-        if path.is_dir():  # Pillow would say "Is a directory" as if the file were corrupt
+        # Pillow would say "Is a directory" as if the file were corrupt; opening a named pipe waits for a writer: forever
+        kind = file_kind(path)
+        if kind == "a folder":
             raise ImageError(f"{path}: a folder, not an image file")
-        if path.exists() and not path.is_file():  # opening a named pipe waits for a writer: forever
-            raise ImageError(f"{path}: not a regular file (a pipe, a socket or a device), so never read as a photo")
+        if kind not in (None, "no such file", "a link that reaches no file"):  # those two: Pillow's error, named below
+            raise ImageError(f"{path}: not a regular file ({kind}), so never read as a photo")
         im = Image.open(path)
     with im:
         if (why := unsupported_format(im.format)) is not None:

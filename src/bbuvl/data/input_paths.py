@@ -68,6 +68,21 @@ def file_inside(path: Path, folder: Path, allow_outside: bool = False) -> Path:
     return path
 
 
+def file_kind(path: Path) -> str | None:
+    """None when `path` is a regular file (links followed), else what it is, as a phrase: "a folder", "a FIFO (named
+    pipe)", "a device", "a socket", "a link that reaches no file" or "no such file". Opening a pipe waits for a writer
+    forever and a device such as /dev/zero reads without end, so none of them may pass for a missing or empty file."""
+    tests = (("a folder", path.is_dir), ("a FIFO (named pipe)", path.is_fifo), ("a device", path.is_char_device),
+             ("a device", path.is_block_device), ("a socket", path.is_socket),
+             ("a link that reaches no file", path.is_symlink))
+    try:
+        if path.is_file():
+            return None
+        return next((what for what, test in tests if test()), "no such file")
+    except (OSError, ValueError):  # a name too long for the system, or a NUL in it
+        return "no such file"
+
+
 def require_folder(path: Path, what: str) -> Path:
     """`path` when it is a folder; ValueError naming it, and `what` it should be, when it is a file or is missing."""
     if not path.is_dir():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from typing import Sequence
 
 from bbuvl.data.boxes import box_iou
@@ -71,10 +72,10 @@ def strided_regions(size: Size, tile: Size, stride: float, least: tuple[int, int
 
 def parse_grid(text: str) -> tuple[int, int]:
     """`"3x2"` -> `(3, 2)` columns and rows."""
-    try:
-        cols, rows = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"a tile grid looks like COLSxROWS (e.g. 2x2), got '{text}'") from None
+    # ASCII digits only: int() alone also took "1_0" as 10, "+2", and digits of other scripts
+    if (match := re.fullmatch(r"\s*([0-9]+)\s*x\s*([0-9]+)\s*", text.lower())) is None:
+        raise ValueError(f"a tile grid looks like COLSxROWS (e.g. 2x2), got '{text}'")
+    cols, rows = int(match[1]), int(match[2])
     if not (1 <= cols <= MAX_GRID and 1 <= rows <= MAX_GRID):
         raise ValueError(f"a tile grid has 1..{MAX_GRID} tiles per side, got '{text}'")
     return cols, rows

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bbuvl.atomic import write_bytes_atomic, write_text_atomic
+from bbuvl.data.input_paths import file_kind
 from bbuvl.data.jsonfile import read_json
 from bbuvl.outputs import OutputConflict
 from bbuvl.outputs import OutputLock as _OutputLock
@@ -129,12 +130,10 @@ def check_plain_file(path: Path) -> None:
     """OutputError when `path` exists and is no regular file: a folder, or a FIFO, device or socket, whose size
     of 0 would read as an empty output that is free to write (a FIFO hangs the first write, and --overwrite would
     delete a device such as /dev/null)."""
-    if path.is_dir():
+    kind = file_kind(path)
+    if kind == "a folder":
         raise OutputError(f"{path}: is a folder; --out takes a file name such as {path / 'predictions.jsonl'}")
-    if path.exists() and not path.is_file():
-        kind = next((what for what, test in (("a FIFO (named pipe)", path.is_fifo), ("a device", path.is_char_device),
-                                             ("a device", path.is_block_device), ("a socket", path.is_socket)) if test()),
-                    "not a regular file")
+    if kind not in (None, "no such file", "a link that reaches no file"):
         raise OutputError(f"{path}: is {kind}, not a file predict can write and resume; --out takes a regular file's name")
 
 
