@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +11,11 @@ from rich.table import Table
 
 from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, finite_range, int_range, stdout_is_tty,
                               user_errors)
+from bbuvl.cli.data_tools import workers_option
 from bbuvl.config import resolve_frame
 from bbuvl.data.convert import IMAGES_DIR, ConvertOptions, convert_dataset
 from bbuvl.data.layout import DATASET_FILES, ERRORS
+from bbuvl.data.workers import bound_workers
 from bbuvl.outputs import replacing
 
 
@@ -32,8 +33,8 @@ def convert(
                                   callback=int_range(0)),
     seed: int = typer.Option(42, "--seed", help="Seed of the split and the teacher choice."),
     lang: str = typer.Option("zh", "--lang", help="Label language written to the dataset: zh or en."),
-    workers: int | None = typer.Option(None, "--workers", help="Worker processes (default: all CPU cores).",
-                                         callback=int_range(1)),
+    workers: int | None = typer.Option(None, "--workers", callback=workers_option(1),
+                                       help="Worker processes (default, and most: one per CPU core this process may use)."),
     token_map: Path | None = typer.Option(None, "--token-map", help="JSON mapping platform tokens to canonical ones."),
     hierarchy: Path | None = typer.Option(None, "--hierarchy", help="Label hierarchy JSON (default: the shipped one)."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
@@ -52,7 +53,7 @@ def convert(
             frame = resolve_frame(config, checkpoint, min_pixels, max_pixels)
     opts = ConvertOptions(
         frame=frame, val_ratio=val_ratio, teachers=teachers,
-        seed=seed, lang=lang, workers=workers or os.cpu_count() or 1, token_map=token_map, hierarchy=hierarchy,
+        seed=seed, lang=lang, workers=bound_workers(workers), token_map=token_map, hierarchy=hierarchy,
     )
     with user_errors(), replacing(outputs):  # a re-run from another SRC keeps none of the first's photos
         summary = convert_dataset(src, out, opts, progress=stdout_is_tty())

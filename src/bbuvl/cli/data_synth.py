@@ -12,6 +12,7 @@ from rich.table import Table
 
 from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, finite_range, int_range, parse_range, parse_size, stdout_is_tty,
                               user_errors)
+from bbuvl.cli.data_tools import workers_option
 from bbuvl.data.layout import DATASET_FILES
 from bbuvl.data.regions import parse_grid
 from bbuvl.outputs import replacing
@@ -36,7 +37,8 @@ def synth(
         "vendor: annotation-platform export (images/ + annotations/, for `bbuvl data convert`).",
     ),
     teachers: int = typer.Option(10, "--teachers", callback=int_range(0), help="Teacher photos to pick from train (jsonl only)."),
-    workers: int = typer.Option(1, "--workers", callback=int_range(1), help="Rendering processes; the output does not depend on it."),
+    workers: int = typer.Option(1, "--workers", callback=workers_option(1),
+                                help="Rendering processes, at most one per CPU core; the output does not depend on it."),
     scene: str = typer.Option(
         "bbu", "--scene",
         help="bbu: equipment rooms (cabinets, BBUs, screws, plugs...); shapes: 1-3 coloured shapes on a plain "

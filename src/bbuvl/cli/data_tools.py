@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import typer
 from rich.markup import escape
@@ -26,6 +26,7 @@ from bbuvl.data.stats import dataset_stats
 from bbuvl.data.teachers import coverage, write_teacher_pool
 from bbuvl.data.tiling import IMAGES, TileSpec, tile_dataset, tile_sources
 from bbuvl.data.text import show_text
+from bbuvl.data.workers import bound_workers, workers_note
 from bbuvl.outputs import replacing
 
 HIERARCHY_HELP = "Label hierarchy JSON (default: the shipped one)."
@@ -36,6 +37,21 @@ def _hierarchy(path: Optional[Path]) -> Hierarchy:
         return Hierarchy.load(path)
 
 
+def workers_option(lo: int) -> Callable[[int | None], int | None]:
+    """A typer callback for `--workers`: a whole number >= `lo`, clamped to the CPU cores this process may use with a
+    one-line note (data/workers.py): the output never depends on it, and 100000 started that many processes."""
+    in_range = int_range(lo)
+
+    def bound(value: int | None) -> int | None:
+        in_range(value)
+        note = workers_note(value)
+        if note:
+            console.print(note, style="yellow", markup=False, soft_wrap=True)
+        return bound_workers(value) if value else value
+
+    return bound
+
+
 # --- check -------------------------------------------------------------------------------------
 
 
@@ -43,7 +59,8 @@ def check(
     path: Path = typer.Argument(..., help="A dataset JSONL, or a dataset folder (checks train/val/teachers.jsonl)."),
     hierarchy: Optional[Path] = typer.Option(None, "--hierarchy", help=HIERARCHY_HELP),
     decode: bool = typer.Option(True, "--decode/--no-decode", help="Decode every image (slow, finds truncated files)."),
-    workers: int = typer.Option(0, "--workers", callback=int_range(0), help="Image threads (0 = automatic)."),
+    workers: int = typer.Option(0, "--workers", callback=workers_option(0),
+                                help="Image threads, at most one per CPU core (0 = automatic)."),
 ) -> None:
     """Find every problem in a dataset: schema, images, sizes, boxes, labels, duplicates, order."""
     if not path.exists():

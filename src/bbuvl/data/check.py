@@ -6,7 +6,6 @@ JSONL line, so a user can fix a whole export in one pass.
 
 from __future__ import annotations
 
-import os
 from bisect import bisect_left, bisect_right
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import TEACHERS, TRAIN, VAL
 from bbuvl.data.schema import DatasetError, ImageRecord, ObjectAnn, Sample, iter_dataset, resolve_image, sort_objects
 from bbuvl.data.text import difference, label_key, show_text
+from bbuvl.data.workers import bound_workers, worker_limit
 
 Severity = Literal["error", "warning"]
 
@@ -248,8 +248,8 @@ def check_dataset(
 ) -> list[Problem]:
     """Every problem in a JSONL dataset or a dataset folder, in file and line order.
 
-    Images are probed on a thread pool (Pillow releases the GIL while decoding); `on_progress(done, total)`
-    is called after each image.
+    Images are probed on a thread pool (Pillow releases the GIL while decoding) of `workers` threads, at most one per
+    usable core (data/workers.py); `on_progress(done, total)` is called after each image.
     """
     path = Path(path)
     hierarchy = hierarchy or Hierarchy.load()
@@ -274,7 +274,9 @@ def check_dataset(
     images = sorted({resolve_image(f, img) for f, _, s in rows for _, r in sample_records(s) for img in r.images})
     infos: dict[Path, ImageInfo | str] = {}
     digests: dict[Path, str] = {}
-    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) + 2)) as pool:
+    # Automatic: a thread per core, at most 8 (beyond that the disk, not the decoder, is what waits).
+    threads = bound_workers(workers) if workers else min(8, worker_limit())
+    with ThreadPoolExecutor(max_workers=threads) as pool:
         for done, (p, (info, digest)) in enumerate(zip(images, pool.map(lambda p: _probe(p, decode_images), images)), 1):
             infos[p] = info
             if digest is not None:

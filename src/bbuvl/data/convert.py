@@ -45,6 +45,7 @@ from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
 from bbuvl.data.split import split_items
 from bbuvl.data.text import file_name_key, show_text
 from bbuvl.data.vendor import VendorObject, parse_vendor
+from bbuvl.data.workers import bound_workers
 
 IMAGES_DIR = "images"
 JPEG_QUALITY = 95
@@ -394,7 +395,9 @@ def _progress_bar(enabled: bool, total: int) -> Iterator[Callable[[int], None]]:
 
 
 def convert_pairs(pairs: list[Pair], ctx: _Context, workers: int, progress: bool = False) -> list[PhotoResult]:
-    """Convert every pair with `workers` processes; results come back in the order of `pairs`."""
+    """Convert every pair with `workers` processes, at most one per usable core (data/workers.py); results come back
+    in the order of `pairs`."""
+    workers = bound_workers(workers)
     chunks = _chunks(pairs, workers)
     if workers <= 1 or len(chunks) <= 1:
         results = []

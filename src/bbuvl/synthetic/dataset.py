@@ -26,6 +26,7 @@ from bbuvl.data.images import EXIF_ORIENTATION
 from bbuvl.data.labels import SEP
 from bbuvl.data.layout import write_dataset_folder
 from bbuvl.data.schema import ImageRecord, ObjectAnn
+from bbuvl.data.workers import bound_workers
 from bbuvl.synthetic.camera import Framing, check_size, check_wide_share, render_scene
 from bbuvl.synthetic.export import INVERSE_ROTATION, PlatformNames, vendor_document
 from bbuvl.synthetic.scene import FAULT_LABELS, FaultRate
@@ -100,7 +101,9 @@ def fault_counts(records: list[ImageRecord]) -> dict[str, int]:
 
 
 def _run(jobs: list[_Job], workers: int) -> Iterator[tuple[ImageRecord, dict]]:
-    if workers <= 1 or len(jobs) < 2:
+    # At most a process per usable core and per photo: with fork the pool starts all of them at once (data/workers.py).
+    workers = min(bound_workers(workers), len(jobs)) if workers > 1 else 1
+    if workers <= 1:
         yield from map(_render_job, jobs)
         return
     # fork where there is one: a spawned worker re-imports torch/transformers (via coords), ~3 s each.

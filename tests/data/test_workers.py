@@ -1,0 +1,50 @@
+"""`--workers` of `bbuvl data convert|check|synth`: never more processes or threads than the cores this process may use.
+A larger number is clamped with a one-line note (the output does not depend on it), run through the real CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bbuvl.data.workers import worker_limit
+from tests.data.test_hostile_inputs import photo, run, vendor_text
+
+ASKED = "100000"  # started that many processes (convert, synth) or threads (check)
+
+
+def note(limit: int) -> str:
+    """The note a clamped `--workers 100000` prints."""
+    return f"note: --workers {ASKED} is more than the {limit} CPU core(s) this process may use; using {limit}"
+
+
+def test_convert_and_check_clamp_workers_to_the_cores_and_say_so(tmp_path: Path):
+    src = tmp_path / "export"
+    for i in range(3):
+        photo(src / f"p{i}.jpg", colour=(70 * i, 40, 90))
+        (src / f"p{i}.json").write_text(vendor_text(), encoding="utf-8")
+    out = tmp_path / "out"
+    code, text = run("convert", src, out, "--workers", ASKED, "--val-ratio", "0")
+    assert code == 0, text
+    assert note(worker_limit()) in " ".join(text.split()), text
+    assert [json.loads(line)["id"] for line in (out / "train.jsonl").open()] == ["p0", "p1", "p2"]
+    code, text = run("check", out, "--workers", ASKED)
+    assert code == 0 and note(worker_limit()) in " ".join(text.split()), text
+    code, text = run("check", out, "--workers", str(worker_limit()))
+    assert code == 0 and "note:" not in text, text  # the cores themselves are no note
+
+
+def test_synth_clamps_workers_and_writes_what_one_process_writes(tmp_path: Path):
+    common = ["--scene", "shapes", "--size", "96x96", "--n-train", "3", "--n-val", "1", "--teachers", "1"]
+    code, text = run("synth", tmp_path / "many", *common, "--workers", ASKED)
+    assert code == 0 and note(worker_limit()) in " ".join(text.split()), text
+    code, text = run("synth", tmp_path / "one", *common)
+    assert code == 0 and "note:" not in text, text
+    for name in ("train.jsonl", "val.jsonl", "teachers.jsonl"):
+        assert (tmp_path / "many" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()
+
+
+def test_workers_below_the_least_are_still_refused_by_name(tmp_path: Path):
+    code, text = run("synth", tmp_path / "s", "--workers", "0")
+    assert code == 2 and "must be a whole number >= 1, got 0" in text, text
+    code, text = run("check", tmp_path / "none.jsonl", "--workers", "-1")
+    assert code == 2 and "must be a whole number >= 0, got -1" in text, text
