@@ -3,6 +3,7 @@ none is counted or logged as a server failure."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import socket
@@ -239,3 +240,59 @@ def test_request_bodies_held_at_once_are_bounded_and_given_back(serve, photos):
     while (r := client.detect_file(photos[0])).status == 503 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert r.status == 200, r.body
+
+
+def trickle_until_closed(s: socket.socket, piece: bytes, pause_s: float, limit_s: float) -> tuple[bytes, float]:
+    """Send `piece` every `pause_s` on `s` until the server closes it or `limit_s` pass; what the server sent back,
+    and the seconds it took to close (`limit_s` when it never did)."""
+    t, answer = time.monotonic(), b""
+    while time.monotonic() - t < limit_s:
+        try:
+            s.sendall(piece)
+            s.settimeout(pause_s)
+            while data := s.recv(65536):
+                answer += data
+            return answer, time.monotonic() - t
+        except socket.timeout:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            return answer, time.monotonic() - t
+    return answer, limit_s
+
+
+def test_the_default_floor_cuts_a_byte_a_minute_and_lets_20_kb_s_of_a_5_mb_photo_through():
+    from bbuvl.serve.app import ServeSettings
+
+    pace = ServeSettings().body_pace  # --read-timeout 60, --min-body-rate 1 KiB/s
+    # a byte every 59 s is never silent for 60 s: only the floor cuts it, at the first byte due after 60 s
+    assert pace.deadline(0.0, 59.0, 1) < 118.0
+    size, rate = 5_000_000, 20_000
+    assert all(t < pace.deadline(0.0, t, rate * t) for t in range(1, size // rate + 1))  # every piece in time
+
+
+def test_a_body_trickled_under_the_floor_gets_408_while_a_slow_one_above_it_completes(serve, photos):
+    client = serve(read_timeout_s=1.0, min_body_rate_kib=4.0)
+    s = raw(client.port, upload_head(10_000))
+    answer, took = trickle_until_closed(s, b"\x89", pause_s=0.3, limit_s=6)  # never silent for the read timeout
+    s.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split()[1:2] == [b"408"] and took < 3, (answer, took)  # held for as long as it trickled before
+    error = json.loads(body)["error"]
+    assert error["kind"] == "body_too_slow" and "--min-body-rate" in error["message"], error
+    # 16 KiB/s, four times the floor, for 3.5 s: longer than the read timeout, never under the floor
+    data = json.dumps({"image": base64.b64encode(photos[0].read_bytes()).decode()}).encode()
+    data += b" " * (56 * 1024 - len(data))  # white space after the JSON value: its size, not its meaning
+    s = raw(client.port, upload_head(len(data)).replace("image/png", "application/json"))
+    trickle(s, data, pieces=14, pause_s=0.25)
+    status, body = reply_kept(s)
+    s.close()
+    assert status == 200 and body["objects"], body
+
+
+def test_a_connection_answered_before_its_body_came_is_closed_once_the_rest_comes_under_the_floor(serve):
+    client = serve(read_timeout_s=1.0, min_body_rate_kib=4.0)
+    s = raw(client.port, upload_head(1_000_000).replace(f"Authorization: Bearer {API_KEY}\r\n", ""), b"\x89PNG")
+    answer, took = trickle_until_closed(s, b"0", pause_s=0.3, limit_s=6)
+    s.close()
+    assert answer.split()[1:2] == [b"401"] and took < 3, (answer[:100], took)  # open for as long as it trickled before
+    assert client.request("GET", "/readyz").status == 200

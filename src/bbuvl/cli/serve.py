@@ -41,6 +41,10 @@ def serve(
     read_timeout: float = typer.Option(60.0, callback=finite_range(0.1), help="Seconds a client may take to send a "
                                        "request's headers (then the connection is closed), and may stay silent while "
                                        "sending its body (per piece, so a slow but steady upload completes; then 408) or leave its answer unread."),
+    min_body_rate: float = typer.Option(1.0, "--min-body-rate", callback=finite_range(0), help="Least average rate of "
+                                        "a request's body, in KiB/s, once its first --read-timeout seconds have passed "
+                                        "(then 408): a client trickling a byte now and then cannot hold a connection "
+                                        "for ever. 0: no floor."),
     max_connections: int = typer.Option(512, callback=int_range(1), help="Connections open at once; one more is "
                                         "answered 503 and closed (each holds a file descriptor)."),
     cors_origin: Optional[List[str]] = typer.Option(None, "--cors-origin", help="Allow browser calls from this origin "
@@ -88,7 +92,7 @@ def serve(
         options = predictor.options(**tiled)
         engine = Engine(predictor, mode, checkpoint.name, rescorer, options)
     settings = ServeSettings(max_batch, max_wait_ms, queue_size, timeout, max_body_mb, list(cors_origin or []),
-                             read_timeout, max_connections)
+                             read_timeout, max_connections, min_body_rate)
     with user_errors(OSError):
         sock = bind(host, port)
     if host not in LOOPBACK:

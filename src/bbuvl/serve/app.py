@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException
 from bbuvl.eval.fonts import find_cjk_font
 from bbuvl.serve.auth import KeyStore
 from bbuvl.serve.batching import Batcher
-from bbuvl.serve.bodies import BodyBudget, image_bytes, parse_json, read_body
+from bbuvl.serve.bodies import BodyBudget, Pace, image_bytes, parse_json, read_body
 from bbuvl.serve.engine import Answer, Engine, Photo
 from bbuvl.serve.errors import ApiError, cut
 from bbuvl.serve.guard import ROUTES, Guard, error_response
@@ -53,11 +53,17 @@ class ServeSettings:
     cors_origins: list[str] = field(default_factory=list)
     read_timeout_s: float = 60.0  # for a request's headers in all, then per piece of its body (server.py, bodies.py)
     max_connections: int = 512  # open at once; one more is answered 503 and closed (server.py)
+    min_body_rate_kib: float = 1.0  # a body's least average rate, in KiB/s, past its first read_timeout_s (0: none)
 
     @property
     def max_body_bytes(self) -> int:
         """`max_body_mb` in bytes."""
         return int(self.max_body_mb * 1024 * 1024)
+
+    @property
+    def body_pace(self) -> Pace:
+        """How slowly a request's body may arrive (bodies.py)."""
+        return Pace(self.read_timeout_s, self.min_body_rate_kib * 1024)
 
 
 def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = None) -> FastAPI:
@@ -153,7 +159,7 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
     @app.post("/v1/detect")
     async def detect(request: Request) -> JSONResponse:
         with bodies.hold() as take:  # the body's bytes count until the photo is answered
-            data = await image_bytes(request, settings.max_body_bytes, settings.read_timeout_s, take)
+            data = await image_bytes(request, settings.max_body_bytes, settings.body_pace, take)
             result, timing = await answer(data, engine.mode)
         return JSONResponse({"width": result.width, "height": result.height, "objects": result.objects,
                              "verdict": result.verdict.to_dict(), "model": engine.info(), "timing_ms": timing,
@@ -165,7 +171,7 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
         if ctype != "application/json":
             raise ApiError(415, "unsupported_media_type", f"content type '{cut(ctype) or 'none'}' is not accepted: send application/json")
         with bodies.hold() as take:
-            body = parse_json(await read_body(request, settings.max_body_bytes, settings.read_timeout_s, take))
+            body = parse_json(await read_body(request, settings.max_body_bytes, settings.body_pace, take))
             result, timing = await answer(image_from_chat(body), "generate")
         extra = {"width": result.width, "height": result.height, "verdict": result.verdict.to_dict(),
                  "model_info": engine.info("generate"), "timing_ms": timing}

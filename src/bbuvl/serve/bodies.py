@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Iterator
 
 from fastapi import Request
@@ -48,23 +49,50 @@ class BodyBudget:
             self.held -= taken
 
 
-async def read_body(request: Request, limit: int, timeout_s: float, take: Callable[[int], None] = lambda size: None) -> bytes:
+@dataclass(frozen=True)
+class Pace:
+    """How slowly a body may arrive: at most `idle_s` of silence between pieces, and, once its first `idle_s` have
+    passed, `min_rate` bytes a second on average (0: no floor). docs/serving.md, "Slow and vanishing clients"."""
+
+    idle_s: float
+    min_rate: float = 0.0
+
+    def deadline(self, started: float, heard: float, seen: int) -> float:
+        """When the next piece is due, for a body begun at `started` whose last piece came at `heard`, `seen` bytes in."""
+        # Each byte buys 1 / min_rate s on top of the first idle_s: an honest slow upload earns its time as it sends,
+        # while a byte every idle_s - 1 s, which the idle deadline alone never cuts, earns almost none.
+        silent = heard + self.idle_s
+        return silent if self.min_rate <= 0 else min(silent, started + self.idle_s + seen / self.min_rate)
+
+    def too_slow(self, started: float, now: float, seen: int) -> ApiError:
+        """The 408 of a body whose average rate fell under the floor."""
+        took = now - started
+        return ApiError(408, "body_too_slow", f"the body came at {seen / max(took, 1e-9):.0f} bytes/s on average ({seen} "
+                        f"bytes in {took:.1f} s), under this server's floor of {self.min_rate / 1024:g} KiB/s once the "
+                        f"first {self.idle_s:g} s have passed; --min-body-rate", {"Connection": "close"})
+
+
+async def read_body(request: Request, limit: int, pace: Pace, take: Callable[[int], None] = lambda size: None) -> bytes:
     """The whole body, refused with 413 when it exceeds `limit` bytes (declared or counted as it arrives), 408 when
-    no piece of it arrives for `timeout_s`, 415 when it is compressed; 499 when the client goes away. `take` is told
-    each piece's size before it is kept (a `BodyBudget.hold`, which may refuse it)."""
+    it stalls or comes slower than `pace` allows, 415 when it is compressed; 499 when the client goes away. `take` is
+    told each piece's size before it is kept (a `BodyBudget.hold`, which may refuse it)."""
     coding = request.headers.get("content-encoding", "identity").strip().lower()
     if coding not in ("", "identity"):  # inflating it would let a few KB pass --max-body-mb; photos are compressed already
         raise ApiError(415, "unsupported_content_encoding", f"Content-Encoding '{cut(coding)}' is not accepted: send the "
                        "body uncompressed (JPEG and PNG are compressed already)")
     chunks, seen, refused = [], 0, None
     loop = asyncio.get_running_loop()
+    started = heard = loop.time()
+    got = 0  # bytes read, those of a refused body read away included
     try:
-        # A deadline per read, moved on by every piece that arrives: a 20 MB photo over a slow but steady link takes
-        # minutes and completes, while a stalled client is cut after `timeout_s` of silence. A trickling one holds only
-        # its own connection, and --max-connections bounds those (docs/serving.md, "Slow and vanishing clients").
-        async with asyncio.timeout(timeout_s) as deadline:
-            def arrived() -> None:
-                deadline.reschedule(loop.time() + timeout_s)
+        # A deadline moved on by every piece that arrives, as far as `pace` allows: a 20 MB photo over a slow but
+        # steady link takes minutes and completes, while a stalled client is cut after --read-timeout of silence and a
+        # trickling one once its average falls under --min-body-rate (docs/serving.md, "Slow and vanishing clients").
+        async with asyncio.timeout_at(pace.deadline(started, heard, 0)) as deadline:
+            def arrived(size: int) -> None:
+                nonlocal heard, got
+                heard, got = loop.time(), got + size
+                deadline.reschedule(pace.deadline(started, heard, got))
 
             declared = request.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -73,7 +101,7 @@ async def read_body(request: Request, limit: int, timeout_s: float, take: Callab
                 await _drain(request, int(declared), limit, arrived)
                 raise refused
             async for chunk in request.stream():
-                arrived()
+                arrived(len(chunk))
                 seen += len(chunk)
                 if seen > limit:
                     refused = ApiError(413, "body_too_large", f"the body exceeds {limit} bytes (--max-body-mb)")
@@ -85,7 +113,10 @@ async def read_body(request: Request, limit: int, timeout_s: float, take: Callab
         if refused is not None:  # the client stalled while its refused body was read away: it is still too large
             raise refused from None
         # The rest of the body may still come: the connection cannot carry another request, so it is closed at once.
-        raise ApiError(408, "body_timeout", f"no part of the body arrived for {timeout_s:g} s ({seen} bytes came "
+        now = loop.time()
+        if now - heard < pace.idle_s:  # pieces still came, too few of them
+            raise pace.too_slow(started, now, got) from None
+        raise ApiError(408, "body_timeout", f"no part of the body arrived for {pace.idle_s:g} s ({seen} bytes came "
                        "before); --read-timeout", {"Connection": "close"}) from None
     except ClientDisconnect:
         raise client_gone() from None
@@ -106,19 +137,20 @@ def client_gone() -> ApiError:
     return ApiError(499, "client_disconnected", "the client closed the connection before the request was answered")
 
 
-async def _drain(request: Request, size: int, limit: int, arrived: Callable[[], None]) -> None:
+async def _drain(request: Request, size: int, limit: int, arrived: Callable[[int], None]) -> None:
     """Read and discard the rest of a refused body when it is not much larger than the limit.
 
     Closing a connection with unread request bytes makes the kernel send a reset, and a reset may destroy
     the 413 before the client reads it (RFC 9112, section 9.6): a body a little too large is read to its end
-    so its sender sees the answer; a huge one is cut off. `arrived` is called per piece (it moves the read deadline on).
+    so its sender sees the answer; a huge one is cut off. `arrived` is told each piece's size (it moves the read
+    deadline on).
     """
     if size > 2 * limit + (1 << 20):
         return
     seen = size
     try:
         async for chunk in request.stream():
-            arrived()
+            arrived(len(chunk))
             seen += len(chunk)
             if seen > 2 * limit + (1 << 20):
                 return
@@ -161,7 +193,7 @@ async def _multipart_image(request: Request, body: bytes) -> bytes:
         await form.close()
 
 
-async def image_bytes(request: Request, limit: int, timeout_s: float, take: Callable[[int], None]) -> bytes:
+async def image_bytes(request: Request, limit: int, pace: Pace, take: Callable[[int], None]) -> bytes:
     """The uploaded image: a multipart file part, JSON `{"image": BASE64 or data: URI}`, or a raw image/* body (read
     as `read_body` reads it, telling `take`)."""
     # A setting in the query (?score_threshold=0.5) would be ignored as one in the body would: refused alike
@@ -170,7 +202,7 @@ async def image_bytes(request: Request, limit: int, timeout_s: float, take: Call
     if ctype not in ("multipart/form-data", "application/json") and not ctype.startswith("image/"):
         raise ApiError(415, "unsupported_media_type", f"content type '{cut(ctype) or 'none'}' is not accepted: send "
                        "multipart/form-data with an 'image' file, application/json with an 'image' field, or image/*")
-    body = await read_body(request, limit, timeout_s, take)
+    body = await read_body(request, limit, pace, take)
     if ctype == "multipart/form-data":
         return await _multipart_image(request, body)
     if ctype.startswith("image/"):

@@ -23,6 +23,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from bbuvl.serve.bodies import Pace
 from bbuvl.serve.errors import ApiError, cut
 
 
@@ -69,16 +70,19 @@ def bind(host: str, port: int) -> socket.socket:
         raise OSError(e.errno, f"{where}: cannot listen there ({e.strerror or e})") from None
 
 
-def protocol(read_timeout_s: float, max_connections: int) -> type[H11Protocol]:
-    """uvicorn's HTTP/1.1 protocol, closing a connection whose next request's headers take over `read_timeout_s`, or
-    whose client, answered before its body was read, stops sending it for `read_timeout_s`, or whose client reads none
-    of its answer for `read_timeout_s`; and answering one past `max_connections` open at once with a 503 before
+def protocol(pace: Pace, max_connections: int) -> type[H11Protocol]:
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose next request's headers take over `pace.idle_s`, or
+    whose client, answered before its body was read, sends the rest slower than `pace` allows, or whose client reads
+    none of its answer for `pace.idle_s`; and answering one past `max_connections` open at once with a 503 before
     closing it."""
+    read_timeout_s = pace.idle_s
 
     class Deadlines(H11Protocol):
         answered = 0  # responses completed on this connection
         refused = False  # past max_connections: answered 503, its request read and dropped
         heard = 0.0  # loop time the client last sent bytes
+        got = 0  # bytes the client sent on this connection
+        answered_at, got_then = 0.0, 0  # loop time of the last answer, and `got` at that time
         unread: Any = None  # the timer closing the connection of a client that stopped reading its answer
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -116,7 +120,7 @@ def protocol(read_timeout_s: float, max_connections: int) -> type[H11Protocol]:
 
         def data_received(self, data: bytes) -> None:
             if not self.refused:
-                self.heard = self.loop.time()
+                self.heard, self.got = self.loop.time(), self.got + len(data)
                 super().data_received(data)
 
         def pause_writing(self) -> None:
@@ -140,6 +144,7 @@ def protocol(read_timeout_s: float, max_connections: int) -> type[H11Protocol]:
 
         def on_response_complete(self) -> None:
             self.answered += 1
+            self.answered_at, self.got_then = self.loop.time(), self.got
             super().on_response_complete()
             self._arm()  # the next request on a kept-alive connection gets its own deadline
 
@@ -153,13 +158,13 @@ def protocol(read_timeout_s: float, max_connections: int) -> type[H11Protocol]:
                 self.transport.close()
             elif self.conn.our_state is h11.DONE and self.conn.their_state is h11.SEND_BODY:
                 # Answered before its body was read (a 401, 413, 415): uvicorn drops the rest as it comes and re-arms no
-                # timer, so a client that stops sending it would hold the connection for ever. It is closed once the
-                # client is silent for the read timeout, as an unanswered body would be (bodies.py).
-                silent = self.loop.time() - self.heard
-                if silent >= read_timeout_s:
+                # timer, so a client that stops sending it, or trickles it, would hold the connection for ever. The
+                # rest gets the pace an unanswered body gets (bodies.py), counted from the answer; past it, closed.
+                due, now = pace.deadline(self.answered_at, self.heard, self.got - self.got_then), self.loop.time()
+                if now >= due:
                     self.transport.close()
                 else:
-                    self.loop.call_later(read_timeout_s - silent, self._expire, answered)
+                    self.loop.call_later(due - now, self._expire, answered)
 
     return Deadlines
 
@@ -172,7 +177,7 @@ def config(app: Any, drain_s: float = 60.0, log_level: str = "info") -> uvicorn.
     # Guard's key check (Guard checks HTTP requests); without one an upgrade request is a plain request, key and all
     return uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=int(drain_s) + 1,
                           lifespan="on", server_header=False, ws="none",
-                          http=protocol(settings.read_timeout_s, settings.max_connections))
+                          http=protocol(settings.body_pace, settings.max_connections))
 
 
 def serve_app(app: Any, sock: socket.socket, drain_s: float = 60.0, log_level: str = "info") -> None:
