@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +121,49 @@ def test_predict_names_the_first_five_failed_photos_then_says_how_many_more(trai
     assert [f"broken {i}.jpg" in text for i in range(7)] == [True] * 5 + [False] * 2
     assert f"error: ... and 2 more: their lines in {out} say why (\"error\")" in text
     assert sum(json.loads(line)["error"] is not None for line in out.read_text(encoding="utf-8").splitlines()) == 7
+
+
+def other_photos_of_the_same_names(data: Path, other: Path) -> Path:
+    """A copy of the dataset `data` whose photos keep their names and sizes but not their content (another seed's
+    synthetic photos are named alike): returns its val.jsonl."""
+    shutil.copytree(data, other)
+    for photo in (other / "images").iterdir():
+        with Image.open(photo) as im:
+            flipped = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        flipped.save(photo)
+    return other / "val.jsonl"
+
+
+def evaluated(run: dict[str, Path], gt: Path, tmp_path: Path) -> object:
+    return invoke(["eval", "--pred", run["out"], "--gt", gt, "--out", tmp_path / "m.json"])
+
+
+def test_eval_refuses_predictions_made_on_other_photos_of_the_same_names_and_sizes(predicted, tmp_path):
+    run = fresh(predicted, tmp_path)
+    other = other_photos_of_the_same_names(run["data"], tmp_path / "other")
+    predicted_from = json.loads(run["out"].with_name(run["out"].name + ".predict.json").read_text(encoding="utf-8"))["input"]
+    text = refused(evaluated(run, other, tmp_path), f"{run['out']}:1: photo images/", f"predicted from {predicted_from}",
+                   "has other content than ground-truth photo images/", str(other))
+    assert not (tmp_path / "m.json").exists()
+    assert "bbuvl predict -i" in text
+    # The photos predicted, here or copied elsewhere (hashed, not trusted by their stat), are scored.
+    assert evaluated(run, run["data"] / "val.jsonl", tmp_path).exit_code == 0
+    copy = tmp_path / "copy"
+    shutil.copytree(run["data"], copy)
+    result = evaluated(run, copy / "val.jsonl", tmp_path)
+    assert result.exit_code == 0, result.output
+
+
+def test_eval_compares_the_photos_on_disk_when_the_manifest_records_no_digest_and_scores_a_file_without_one(predicted, tmp_path):
+    run = fresh(predicted, tmp_path)
+    other = other_photos_of_the_same_names(run["data"], tmp_path / "other")
+    manifest = run["out"].with_name(run["out"].name + ".predict.json")
+    older = {k: v for k, v in json.loads(manifest.read_text(encoding="utf-8")).items() if k != "key"}  # an older bbu-vl's
+    manifest.write_text(json.dumps(older), encoding="utf-8")
+    refused(evaluated(run, other, tmp_path), "has other content than ground-truth photo")
+    assert evaluated(run, run["data"] / "val.jsonl", tmp_path).exit_code == 0
+    # Another tool's file (no manifest) names nothing to compare with: it is scored, as before.
+    manifest.unlink()
+    shutil.copy(run["out"], other.with_name("pred.jsonl"))
+    result = invoke(["eval", "--pred", other.with_name("pred.jsonl"), "--gt", other, "--out", tmp_path / "m2.json"])
+    assert result.exit_code == 0, result.output

@@ -19,12 +19,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from bbuvl.data.digests import FileDigest, file_digest
 from bbuvl.data.jsonfile import is_json_number
-from bbuvl.data.schema import DatasetError, ImageRecord, iter_json_lines
+from bbuvl.data.schema import DatasetError, ImageRecord, iter_json_lines, resolve_image
 from bbuvl.data.text import file_name_key
 from bbuvl.eval.collector import collector_paused
-from bbuvl.infer.output import prediction_root
+from bbuvl.infer.output import Manifest, prediction_root, read_manifest
 from bbuvl.infer.parse import parse_detections
+from bbuvl.infer.resume_key import UNREADABLE
 
 
 @dataclass
@@ -193,8 +195,9 @@ def align_predictions(
     A line names a photo relative to its own dataset (`prediction_root`: predict's input folder or JSONL), a
     record relative to the ground-truth JSONL's folder. They pair when both name one file, or the same path inside
     their datasets (predictions made on a copy of the dataset elsewhere). File names alone never pair: two
-    folders may both hold an IMG_0001.jpg. A paired line made on a photo of another size is an error, naming both:
-    it was not made on this photo. Without `pred_path`, line names are taken relative to the ground truth.
+    folders may both hold an IMG_0001.jpg. A paired line made on a photo of another size, or of other content than
+    its manifest recorded (`check_same_photos`), is an error naming both: it was not made on this photo. Without
+    `pred_path`, line names are taken relative to the ground truth.
     """
     gt_root = Path(gt_path).resolve().parent
     pred_root = prediction_root(pred_path) if pred_path is not None else gt_root
@@ -228,6 +231,8 @@ def align_predictions(
                 "datasets but are not the same photo; predict on the ground truth's own photos "
                 f"(bbuvl predict -i {gt_path})"))
         result.predictions[found] = p
+    if pred_path is not None:
+        check_same_photos(records, gt_path, result, pred_path)
     if predictions and records and len(result.unmatched) == len(predictions):
         raise DatasetError(pred_path or "predictions", predictions[0].line, (
             f"no prediction line names a photo of {gt_path} (none of its {len(predictions)}; this one names "
@@ -235,6 +240,50 @@ def align_predictions(
             f"{pred_root}); lines pair with records by the photo's path inside each dataset: predict on the ground "
             f"truth (bbuvl predict -i {gt_path}) or on its images folder"))
     return result
+
+
+def check_same_photos(records: list[ImageRecord], gt_path: str | Path, alignment: Alignment, pred_path: str | Path) -> None:
+    """DatasetError when a paired line was predicted on a photo whose content differs from its ground-truth photo.
+
+    Two synthetic datasets (or two sites' exports) name their photos alike, at the same size: only the content tells
+    them apart. The manifest beside `pred_path` records each predicted photo's SHA-256 (infer/resume_key.py); an older
+    manifest without it is compared with the predicted photo as it is on disk now. A file without a manifest (another
+    tool's) is not checked. Photos unread at either end are left to the rest of eval. A ground-truth photo that is the
+    very file predicted, unchanged since (same stat), is not hashed again (data/digests.py).
+    """
+    manifest = read_manifest(Path(pred_path))
+    if manifest is None:
+        return
+    recorded = {d.name: d for d in manifest.key.photos} if manifest.key is not None else {}
+    root = prediction_root(pred_path)
+    for i, (record, line) in enumerate(zip(records, alignment.predictions)):
+        if line is None:
+            continue
+        predicted = _predicted_digest(line.image, recorded, root, manifest)
+        if predicted is None:
+            continue
+        try:
+            truth = file_digest(resolve_image(gt_path, record.image), line.image, {line.image: predicted})
+        except OSError:
+            continue
+        if truth.sha256 != predicted.sha256:
+            raise DatasetError(pred_path, line.line, (
+                f"photo {line.image} was predicted from {manifest.input}, whose photo of that name has other content "
+                f"than ground-truth photo {record.image} ({gt_path}, record {i + 1}): these predictions were made on "
+                f"other photos (another dataset, or photos changed since); predict on the ground truth's own photos "
+                f"(bbuvl predict -i {gt_path})"))
+
+
+def _predicted_digest(image: str, recorded: dict[str, FileDigest], root: Path, manifest: Manifest) -> FileDigest | None:
+    """The digest of the photo a line was predicted on: as the manifest recorded it, else (a manifest without
+    digests) of the file there now; None when unknown."""
+    if manifest.key is not None:
+        found = recorded.get(image)
+        return found if found is not None and found.sha256 != UNREADABLE else None
+    try:
+        return file_digest(root / image, image)
+    except OSError:
+        return None
 
 
 FRAME_SLACK = 0.05  # a box may overshoot its photo a little (a model's edge, rounding) before it is named
