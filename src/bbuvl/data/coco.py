@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from bbuvl.data.coords import box_inside, box_is_degenerate, clip_box
 from bbuvl.data.jsonfile import is_json_number
@@ -80,6 +81,25 @@ def _id(value: Any) -> int | str | None:
     return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
 
 
+def _same_digits(key: int | str | None) -> int | str | None:
+    """The id of the other JSON type written with the same digits ("1" for 1, 1 for "1"); None when there is none."""
+    if isinstance(key, int):
+        return str(key)
+    return int(key) if isinstance(key, str) and re.fullmatch(r"-?[0-9]+", key) and str(int(key)) == key else None
+
+
+def _typed_otherwise(what: str, value: Any, key: int | str | None, listed: Mapping[Any, Any], listing: str) -> str | None:
+    """Why an annotation's `what` (image_id, category_id) names nothing when `listing` holds its digits as the other
+    JSON type: every COCO reader tells the string "1" from the number 1, so the box would belong to nothing there
+    either. None when no listed id is written with its digits."""
+    other = _same_digits(key)
+    if other is None or other not in listed:
+        return None
+    kinds = ("the string", "the number") if isinstance(key, str) else ("the number", "the string")
+    return (f"{what} is {kinds[0]} {json.dumps(value)} but the {listing} list {kinds[1]} {json.dumps(other)}: a string "
+            f"and a number are different ids to every COCO reader; write {what} as the {listing} do")
+
+
 def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageRecord], list[dict[str, Any]]]:
     """Records (one per COCO image, objects sorted, image path `images_dir/file_name`) and the skipped entries.
 
@@ -145,7 +165,10 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             continue
         image = images.get(image_id) if image_id is not None else None
         if image is None:
-            errors.append(_error("unknown image id", **where))
+            typed = _typed_otherwise("image_id", ann.get("image_id"), image_id, images, "images")
+            if typed is not None:  # the file does name a photo that has parts: never keep it empty
+                images[_same_digits(image_id)]["listed"] += 1
+            errors.append(_error(typed or "unknown image id", **where))
             continue
         where["file"] = image["file_name"]
         image["listed"] += 1
@@ -159,7 +182,8 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             continue
         label = categories.get(cat_id) if cat_id is not None else None
         if label is None:
-            errors.append(_error(f"unknown category id {ann.get('category_id')}", **where))
+            typed = _typed_otherwise("category_id", ann.get("category_id"), cat_id, categories, "categories")
+            errors.append(_error(typed or f"unknown category id {ann.get('category_id')}", **where))
             continue
         where["label"] = label
         bbox = ann.get("bbox")

@@ -37,7 +37,7 @@ from bbuvl.data.coords import (
 )
 from bbuvl.data.images import IMAGE_SUFFIXES, file_digest, load_image
 from bbuvl.data.input_paths import OutsideFolderError, file_inside, require_folder
-from bbuvl.data.jsonfile import json_problem, parse_json
+from bbuvl.data.jsonfile import DuplicateKeyError, json_problem, parse_json
 from bbuvl.data.labels import SEP, Hierarchy, TokenMap
 from bbuvl.data.layout import ERRORS, SUMMARY, write_dataset_folder, write_json
 from bbuvl.data.names import NameBook
@@ -325,7 +325,7 @@ def _is_jpeg(path: Path) -> bool:
 
 def _reason(e: BaseException, pair: Pair, src: Path) -> str:
     """A photo-level error message that names the file it is about."""
-    if isinstance(e, json.JSONDecodeError):
+    if isinstance(e, (json.JSONDecodeError, DuplicateKeyError)):
         return json_problem(e)
     if isinstance(e, UnicodeDecodeError):
         return f"not UTF-8 text: {e.reason} at byte {e.start}"

@@ -8,6 +8,9 @@ they are read, each with its own error (the line number, the status code, the pa
 from __future__ import annotations
 
 import json
+import json.decoder
+import json.scanner
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,35 +26,96 @@ def _int_or_float(digits: str) -> int | float:
 
 
 class DuplicateKeyError(ValueError):
-    """A JSON object that names one key twice: every reader keeps the last value and silently drops the first."""
+    """A JSON object that names one key twice: every reader keeps the last value and silently drops the first.
+    `lineno` and `colno` (from 1, as JSONDecodeError's) say where the key is named the second time, when known."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"key {json.dumps(key, ensure_ascii=False)} appears twice in one object: one of its values "
+                         "would be dropped without a word; keep one")
+        self.key = key
+        self.lineno: int | None = None
+        self.colno: int | None = None
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
         seen: set[str] = set()
-        key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise DuplicateKeyError(f"key {json.dumps(key, ensure_ascii=False)} appears twice in one object: one of its "
-                                "values would be dropped without a word; keep one")
+        raise DuplicateKeyError(next(k for k, _ in pairs if k in seen or seen.add(k)))  # type: ignore[func-returns-value]
     return obj
 
 
 # A repeated key (an export tool writing `"objects"` twice, a hand edit appending one) would otherwise lose its
 # first value silently: the boxes of a photo, a whole COCO `annotations` list.
 _DECODER = json.JSONDecoder(parse_int=_int_or_float, object_pairs_hook=_unique_keys)
+# Skips a value while the second key of an object is looked for: its own duplicates do not matter there.
+_LENIENT = json.JSONDecoder(parse_int=_int_or_float)
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _skip_space(text: str, at: int) -> int:
+    return _SPACE.match(text, at).end()  # type: ignore[union-attr]  # the pattern matches the empty string too
+
+
+def _second_key_at(text: str, start: int) -> int | None:
+    """Where, in the object whose `{` ends just before `start`, a key is named the second time (its opening quote)."""
+    seen: set[str] = set()
+    at = start
+    while True:
+        at = _skip_space(text, at)
+        if text[at:at + 1] != '"':
+            return None
+        key, end = json.decoder.scanstring(text, at + 1)
+        if key in seen:
+            return at
+        seen.add(key)
+        _, end = _LENIENT.raw_decode(text, _skip_space(text, _skip_space(text, end) + 1))  # the value after the ':'
+        at = _skip_space(text, end) + 1  # past the ',' (or the '}')
+
+
+def _locate_duplicate(text: str, error: DuplicateKeyError) -> None:
+    """Set `error`'s line and column: the first object (innermost first) that names a key twice, parsed again with
+    the pure-Python scanner, whose objects can be watched, since the parser's hook is told the pairs, not where."""
+    found: list[int | None] = []
+
+    def parse_object(s_and_end: tuple[str, int], *args: Any) -> Any:
+        try:
+            return json.decoder.JSONObject(s_and_end, *args)
+        except DuplicateKeyError:
+            if not found:
+                found.append(_second_key_at(*s_and_end))
+            raise
+
+    decoder = json.JSONDecoder(parse_int=_int_or_float, object_pairs_hook=_unique_keys)
+    decoder.parse_object = parse_object  # type: ignore[assignment]
+    decoder.scan_once = json.scanner.py_make_scanner(decoder)  # type: ignore[attr-defined]
+    try:
+        decoder.decode(text)
+    except (ValueError, RecursionError):  # the DuplicateKeyError found, or a file the first parse also refused
+        pass
+    if found and found[0] is not None:
+        error.lineno = text.count("\n", 0, found[0]) + 1
+        error.colno = found[0] - text.rfind("\n", 0, found[0])
 
 
 def parse_json(text: str | bytes) -> Any:
     """`json.loads(text)` (bytes in any UTF encoding), with integers too long for a float read as floats (inf);
-    DuplicateKeyError for an object that names a key twice."""
+    DuplicateKeyError, with the line and column of the key named again, for an object that names a key twice."""
     if isinstance(text, bytes):
         text = text.decode(json.detect_encoding(text), "surrogatepass")
-    return _DECODER.decode(text)
+    try:
+        return _DECODER.decode(text)
+    except DuplicateKeyError as e:
+        _locate_duplicate(text, e)
+        raise
 
 
-def json_problem(e: json.JSONDecodeError) -> str:
+def json_problem(e: json.JSONDecodeError | DuplicateKeyError) -> str:
     """What is wrong with a whole JSON file: where its syntax breaks, or that it holds nothing (0 bytes, only spaces),
-    which the parser words as "Expecting value at line 1 column 1", as if a value were mistyped."""
+    which the parser words as "Expecting value at line 1 column 1", as if a value were mistyped; or where it names a
+    key twice."""
+    if isinstance(e, DuplicateKeyError):
+        return f"line {e.lineno}, column {e.colno}: {e}" if e.lineno is not None else str(e)
     if not e.doc.strip():
         return "empty: the file holds no JSON at all"
     return f"line {e.lineno}: not valid JSON ({e.msg} at column {e.colno})"
@@ -76,4 +140,4 @@ def read_json(path: str | Path, what: str = "file") -> Any:
     except RecursionError:
         raise ValueError(f"{path}: not valid JSON (nested too deep to read: thousands of [ or {{)") from None
     except DuplicateKeyError as e:
-        raise ValueError(f"{path}: {e}") from None
+        raise ValueError(f"{path}: {json_problem(e)}") from None
