@@ -12,13 +12,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, claim_outputs, console, fail, finite_range, int_range, stdout_is_tty,
-                              user_errors)
+from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, claim_outputs, console, fail, finite_range, int_range, print_first,
+                              stdout_is_tty, user_errors)
 from bbuvl.config import resolve_frame
 from bbuvl.data.check import check_dataset
 from bbuvl.data import coco_files
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import DATASET_FILES, ERRORS, TEACHERS, TRAIN, VAL
+from bbuvl.data.names import portability_problem
 from bbuvl.data.schema import ImageRecord, read_lines, require_photos
 from bbuvl.data.regions import parse_grid
 from bbuvl.data.split import split_dataset
@@ -266,6 +267,9 @@ def export_coco(
         coco = coco_files.export_coco(dataset, out)
     console.print(f"{len(coco['images'])} images, {len(coco['annotations'])} boxes, "
                   f"{len(coco['categories'])} categories -> {out}", markup=False)
+    # The names are the dataset's own files, so none is renamed here (data/names.py).
+    print_first([f"file_name {im['file_name']}: {why}" for im in coco["images"]
+                 if (why := portability_problem(im["file_name"])) is not None])
 
 
 # --- tile --------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from bbuvl.data.boxes import box_iou
 from bbuvl.data.coords import box_inside, box_is_degenerate, oriented_size
 from bbuvl.data.images import EXIF_ORIENTATION, ImageError, file_digest, load_image, open_image
 from bbuvl.data.labels import Hierarchy
+from bbuvl.data.names import portability_problem
 from bbuvl.data.layout import TEACHERS, TRAIN, VAL
 from bbuvl.data.schema import DatasetError, ImageRecord, ObjectAnn, Sample, iter_dataset, resolve_image, sort_objects
 from bbuvl.data.text import difference, label_key, show_text
@@ -292,6 +293,8 @@ def check_dataset(
                 msg = f"image {image}: {info}" if isinstance(info, str) else check_size(record, image, info)
                 if msg:
                     problems.append(Problem(str(file), line, prefix + msg))
+                if (unportable := portability_problem(image)) is not None:
+                    problems.append(Problem(str(file), line, f"{prefix}image {image}: {unportable}", "warning"))
                 if not isinstance(info, str) and info.conversion:
                     problems.append(Problem(str(file), line, f"{prefix}image {image}: mode needed more than a plain RGB "
                                             f"conversion: {info.conversion}; check that it looks right", "warning"))

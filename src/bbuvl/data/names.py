@@ -8,15 +8,67 @@ same name with a short hash of that source added, so one writer's outputs are on
 Two names are one name when they would be one file anywhere the output is copied to: `./a` and `a` (one path
 on every system), `A` and `a` (one file on macOS and Windows), `é` composed and decomposed (one file on macOS,
 and `data check` compares file names in NFC: data/text.py). So names are compared by `name_key`.
+
+The photos a dataset writer creates (convert, tile, import-coco) are named so every system can hold them
+(`portable_path`): a dataset is made on Linux and copied to Windows, where `a:b.jpg`, `a.` or `CON.jpg` cannot be
+created (an unzip stops or renames them, and the records then name files that are not there). Names a writer only
+refers to (a hand-made JSONL's photos, export-coco's file_name) are the user's: `data check` and `export-coco` warn
+about them (`portability_problem`) and nothing renames them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 from pathlib import PurePosixPath
 
+from bbuvl.data.text import show_text
+
 HASH_CHARS = 10
+# What Windows refuses in a file name: these characters (`\` is its separator) and the control characters.
+_FORBIDDEN = re.compile(r'[<>:"|?*\\\x00-\x1f]')
+# Names Windows keeps for devices, whatever the suffix: `con.jpg` opens the console there, not a file.
+_DEVICES = frozenset({"CON", "PRN", "AUX", "NUL", *(f"{port}{n}" for port in ("COM", "LPT") for n in "123456789¹²³")})
+
+
+def _device(part: str) -> bool:
+    return part.split(".")[0].rstrip(" ").upper() in _DEVICES
+
+
+def portable_part(part: str) -> str:
+    """`part` (one file or folder name) as every system can hold it: a character Windows refuses (`<>:"|?*\\`, a
+    control character) as `_`, each trailing dot or space as `_` (Windows drops them), and `_` after a device name
+    (`CON.jpg` -> `CON_.jpg`). A name that needs none of it is returned as it is."""
+    part = _FORBIDDEN.sub("_", part)
+    kept = part.rstrip(". ")
+    part = kept + "_" * (len(part) - len(kept))
+    if _device(part):
+        head, dot, rest = part.partition(".")
+        part = f"{head}_{dot}{rest}"
+    return part
+
+
+def portable_path(path: str) -> str:
+    """The relative POSIX path `path` with each part made portable (`portable_part`); `..` is left as it is."""
+    return "/".join(part if part == ".." else portable_part(part) for part in PurePosixPath(path).parts)
+
+
+def portability_problem(path: str) -> str | None:
+    """Why Windows could not hold the relative path `path` (a photo as a dataset names it), or None when it can. An
+    absolute path is not judged: it names a file on this machine, which moves with no dataset."""
+    posix = PurePosixPath(path.replace("\\", "/"))
+    if posix.is_absolute() or re.match(r"[A-Za-z]:(/|$)", posix.as_posix()):
+        return None
+    for part in (p for p in posix.parts if p not in (".", "..")):
+        if part == portable_part(part):
+            continue
+        bad = "".join(dict.fromkeys(_FORBIDDEN.findall(part)))
+        why = (f"holds {show_text(bad)}, which Windows refuses in a file name" if bad
+               else "ends in a dot or a space, which Windows drops" if part != part.rstrip(". ")
+               else f"is the device name {part.split('.')[0].rstrip(' ').upper()} on Windows")
+        return f"{show_text(part)} {why}: copied there, this photo would be lost or renamed"
+    return None
 
 
 def name_key(name: str) -> str:

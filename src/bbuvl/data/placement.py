@@ -14,22 +14,22 @@ from pathlib import Path
 
 from bbuvl.atomic import atomic_path
 from bbuvl.data.images import file_digest
+from bbuvl.data.names import portable_part
 from bbuvl.data.text import file_name_key
 
 HASH_CHARS = 10
 
 
 def preferred_name(src: Path, images_dir: Path) -> Path:
-    """`images/` + the path under `images_dir` (just the file name for a file outside it), composed as NFC.
+    """`images/` + the path under `images_dir` (just the file name for a file outside it), composed as NFC, each
+    part as every system can hold it (data/names.py: `a:b.jpg` is written `a_b.jpg`).
 
     The photo's own path is normalised, never resolved: a symbolic link keeps the name the user gave it.
     """
     photo = Path(os.path.abspath(src))
-    for base in (Path(os.path.abspath(images_dir)), images_dir.resolve()):
-        if photo.is_relative_to(base):
-            return Path("images") / file_name_key(photo.relative_to(base).as_posix())
-    # an absolute or `..` file_name outside images_dir, imported with allow_outside
-    return Path("images") / file_name_key(src.name)
+    rel = next((photo.relative_to(base) for base in (Path(os.path.abspath(images_dir)), images_dir.resolve())
+                if photo.is_relative_to(base)), Path(src.name))  # outside: a file_name imported with allow_outside
+    return Path("images", *(portable_part(file_name_key(part)) for part in rel.parts))
 
 
 class ImagePlacer:

@@ -1,0 +1,75 @@
+"""A dataset made on Linux is copied to Windows: the names `bbuvl data convert|tile|import-coco` write are ones every
+system holds, and the names a user's own dataset refers to are warned about by `data check` and `data export-coco`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bbuvl.data.names import portability_problem
+from tests.data.test_hostile_inputs import LABEL, photo, record, run, vendor_text
+
+UNPORTABLE = ("a:b", "CON", "why?", "nul.old")  # each a name Windows refuses, or a device there
+
+
+def written_names(folder: Path) -> list[str]:
+    """Every file under `folder`, relative to it."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def test_convert_writes_names_windows_can_hold_and_their_records_follow(tmp_path: Path):
+    src = tmp_path / "export"
+    for i, stem in enumerate((*UNPORTABLE, "a_b")):  # `a_b` is also what `a:b` becomes: it keeps its own file
+        photo(src / f"{stem}.jpg", colour=(50 * i, 90, 20))
+        (src / f"{stem}.json").write_text(vendor_text(), encoding="utf-8")
+    out = tmp_path / "out"
+    code, text = run("convert", src, out, "--workers", "1", "--val-ratio", "0")
+    assert code == 0, text
+    images = written_names(out / "images")
+    assert [n for n in images if portability_problem(n)] == [], images
+    assert {"CON_.jpg", "nul_.old.jpg", "why_.jpg", "a_b.jpg"} <= set(images) and len(images) == 5
+    kept = [json.loads(line)["images"][0] for line in (out / "train.jsonl").open(encoding="utf-8")]
+    assert sorted(kept) == [f"images/{n}" for n in images]
+    code, text = run("check", out)
+    assert code == 0 and "Windows" not in text, text
+
+
+def test_import_coco_copies_photos_under_names_windows_can_hold(tmp_path: Path):
+    names = ["site./a:1.jpg", "AUX.jpg", "ok.jpg"]
+    for i, name in enumerate(names):
+        photo(tmp_path / "pics" / name, colour=(80 * i, 10, 10))
+    coco = {"images": [{"id": i, "file_name": n, "width": 64, "height": 48} for i, n in enumerate(names)],
+            "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [4, 5, 26, 35]} for i in range(3)],
+            "categories": [{"id": 1, "name": LABEL}]}
+    (tmp_path / "coco.json").write_text(json.dumps(coco), encoding="utf-8")
+    out = tmp_path / "out"
+    code, text = run("import-coco", tmp_path / "coco.json", tmp_path / "pics", out, "--val-ratio", "0")
+    assert code == 0, text
+    assert written_names(out / "images") == ["AUX_.jpg", "ok.jpg", "site_/a_1.jpg"]
+    code, text = run("check", out)
+    assert code == 0 and "Windows" not in text, text
+
+
+def test_check_and_export_coco_warn_of_a_users_photo_name_windows_cannot_hold(tmp_path: Path):
+    photo(tmp_path / "a:b.jpg")
+    photo(tmp_path / "sub." / "ok.jpg", colour=(0, 0, 200))
+    photo(tmp_path / "fine.jpg", colour=(0, 200, 0))
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text("\n".join(record(n) for n in ("a:b.jpg", "sub./ok.jpg", "fine.jpg")) + "\n", encoding="utf-8")
+    code, text = run("check", jsonl)
+    text = " ".join(text.split())
+    assert code == 0 and "2 warning(s)" in text, text
+    assert f"{jsonl}:1: image a:b.jpg: 'a:b.jpg' holds ':', which Windows refuses in a file name" in text
+    assert f"{jsonl}:2: image sub./ok.jpg: 'sub.' ends in a dot or a space, which Windows drops" in text
+    code, text = run("export-coco", jsonl, tmp_path / "coco.json")
+    assert code == 0 and "warning: file_name a:b.jpg: 'a:b.jpg' holds ':'" in " ".join(text.split()), text
+    # the COCO file names the photos as they are: renaming them is the user's call
+    assert [im["file_name"] for im in json.loads((tmp_path / "coco.json").read_text(encoding="utf-8"))["images"]] == \
+        ["a:b.jpg", "sub./ok.jpg", "fine.jpg"]
+    # tiling writes photos of its own: those are named so Windows holds them
+    code, text = run("tile", jsonl, tmp_path / "tiles", "--grid", "2x1")
+    assert code == 0, text
+    tiles = written_names(tmp_path / "tiles" / "images")
+    assert len(tiles) == 6 and [n for n in tiles if portability_problem(n)] == [], tiles
+    code, text = run("check", tmp_path / "tiles")
+    assert code == 0 and "Windows" not in text, text
