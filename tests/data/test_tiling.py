@@ -93,3 +93,22 @@ def test_zoomed_tiles_are_magnified_with_their_boxes_and_empty_ones_thinned(phot
         expected = window_objects([([30.0, 40.0, 60.0, 70.0], SCREW), ([190.0, 140.0, 215.0, 160.0], SCREW)], (x, y), (w, h))
         assert [o.bbox_2d for o in rec.objects] == [[2 * v for v in o.bbox_2d] for o in expected]
     assert not [i for i in check_dataset(out) if i.severity == "error"]
+
+
+def test_a_dataset_folder_whose_val_file_is_empty_tiles_into_an_empty_val(tmp_path: Path):
+    # `data convert|split|import-coco --val-ratio 0` write an empty val.jsonl; tiling that folder was refused
+    # ("val.jsonl: no photos"), where data check only warns of it.
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.new("RGB", (64, 48), (10, 90, 200)).save(src / "a.jpg")
+    line = {"images": ["a.jpg"], "width": 64, "height": 48, "objects": [{"bbox_2d": [4, 5, 30, 40], "desc": "线缆"}]}
+    (src / "train.jsonl").write_text(json.dumps(line, ensure_ascii=False) + "\n", encoding="utf-8")
+    (src / "val.jsonl").write_text("", encoding="utf-8")
+    result = CliRunner().invoke(app, ["data", "tile", str(src), str(tmp_path / "t"), "--grid", "2x1"])
+    assert result.exit_code == 0, result.output
+    assert "0 val tiles" in result.output
+    assert (tmp_path / "t" / "train.jsonl").read_text(encoding="utf-8").strip()
+    assert (tmp_path / "t" / "val.jsonl").read_text(encoding="utf-8") == ""
+    (src / "train.jsonl").write_text("", encoding="utf-8")  # no training photo is still refused
+    result = CliRunner().invoke(app, ["data", "tile", str(src), str(tmp_path / "t2")])
+    assert result.exit_code == 2 and "train.jsonl: no photos" in result.output, result.output

@@ -137,7 +137,8 @@ def tile_sources(dataset: str | Path, out: str | Path) -> Sources:
             if real_path(resolve_image(path, record.image)).is_relative_to(images):
                 raise DatasetError(path, line, f"its photo {record.image} lies in {Path(out) / IMAGES}, the folder "
                                    "the tiles are written into; choose another OUT")
-        parts[split] = require_photos(rows, path)
+        # An empty val is a dataset split with --val-ratio 0 (data check only warns of it): it tiles into an empty val.
+        parts[split] = require_photos(rows, path) if split == "train" else rows
     return parts
 
 
