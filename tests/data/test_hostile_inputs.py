@@ -520,3 +520,25 @@ def test_import_coco_refuses_a_photo_whose_file_is_another_size_than_the_coco_fi
     assert [json.loads(line)["images"] for line in (out / "train.jsonl").open()] == [["images/b.jpg"]]
     code, text = run("check", out)
     assert code == 0, text
+
+
+def test_vendor_sizes_and_points_python_reads_but_no_tool_meant_are_named_and_the_rest_converted(tmp_path: Path):
+    # An `info` of 0.4x0.4 rounded to 0x0 and stopped the whole conversion with a ZeroDivisionError traceback; float()
+    # read the size "6_4" as 64; a point given as text was named as Python shows it ('4').
+    src = tmp_path / "export"
+    cases = {
+        "tiny": vendor_text(info={"width": 0.4, "height": 0.4}),
+        "underscore": vendor_text(info={"width": "6_4", "height": "4_8"}),
+        "text_points": vendor_text().replace("[[[4, 5], [30, 5]", '[[["4", "5"], [30, 5]'),
+        "quoted": vendor_text(info={"width": "64", "height": "48"}),  # a quoted JSON number is still read
+    }
+    for i, (stem, text) in enumerate(cases.items()):
+        photo(src / f"{stem}.jpg", colour=(60 * i, 30, 90))
+        (src / f"{stem}.json").write_text(text, encoding="utf-8")
+    code, out = run("convert", src, tmp_path / "out", "--workers", "1", "--val-ratio", "0")
+    assert code == 0, out
+    errors = errors_of(tmp_path / "out")
+    assert errors["tiny.json"] == "tiny.json: 'info' size 0.4x0.4 rounds to 0x0 pixels; a photo is at least 1x1"
+    assert errors["underscore.json"] == "underscore.json: 'info' must give a numeric width and height, got \"6_4\" x \"4_8\""
+    assert errors["text_points.json"] == 'coordinates hold the text "4", not [x, y] pairs of numbers'
+    assert [json.loads(line)["id"] for line in (tmp_path / "out" / "train.jsonl").open()] == ["quoted"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -91,18 +92,32 @@ def _info_size(info: Any, source: str) -> tuple[int, int] | None:
     if not isinstance(info, dict):
         raise ValueError(f"{source}: 'info' must be an object, got {type(info).__name__}")
     try:
-        if any(isinstance(info.get(k), bool) for k in ("width", "height")):  # float(true) is 1.0: a 1x1 photo
-            raise TypeError
-        w, h = float(info["width"]), float(info["height"])
-    except (KeyError, TypeError, ValueError):
+        w, h = _size_number(info["width"]), _size_number(info["height"])
+    except (KeyError, TypeError):
         raise ValueError(
             f"{source}: 'info' must give a numeric width and height, got {_json(info.get('width'))} x {_json(info.get('height'))}"
         ) from None
     if not (math.isfinite(w) and math.isfinite(h)) or w <= 0 or h <= 0:
         raise ValueError(f"{source}: 'info' size {w:g}x{h:g} is not a positive finite size")
+    if round(w) < 1 or round(h) < 1:  # a side of 0 px, which no photo has and every aspect ratio divides by
+        raise ValueError(f"{source}: 'info' size {w:g}x{h:g} rounds to {round(w)}x{round(h)} pixels; a photo is at least 1x1")
     if max(w, h) > MAX_SIDE:
         raise ValueError(f"{source}: 'info' size {w:g}x{h:g} is larger than any image file can be")
     return (round(w), round(h))
+
+
+# A number as JSON writes one: some exports quote their sizes ("64"), but Python's float() also reads "6_4" as 64,
+# "٦٤" (Arabic-Indic digits) as 64 and "nan" as a number, none of which any tool meant as a width.
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
+def _size_number(value: Any) -> float:
+    """A side of `info`: a JSON number, or one quoted as text; TypeError otherwise (`true` would be a 1-px side)."""
+    if is_json_number(value):
+        return float(value)
+    if isinstance(value, str) and _JSON_NUMBER.fullmatch(value.strip()):
+        return float(value)
+    raise TypeError(value)
 
 
 def _features(mark: Any, source: str) -> list[Any]:
@@ -221,6 +236,8 @@ def _points(coords: Any) -> Iterator[tuple[float, float]]:
     elif isinstance(coords, list):
         for c in coords:
             yield from _points(c)
+    elif isinstance(coords, str):  # a quoted number is text, which no point of the platform's is
+        raise _ObjectError(f"coordinates hold the text {_json(coords[:40])}, not [x, y] pairs of numbers")
     else:
         raise _ObjectError(f"coordinates hold {_short(coords)}, not [x, y] pairs")
 
