@@ -48,6 +48,8 @@ BAD = {
     "image_part_of_another_api": ({"messages": [user({"type": "input_image", "image_url": URI})]}, "bad_message",
                                   'got "input_image"'),
     "part_not_an_object": ({"messages": [{"role": "user", "content": ["hello"]}]}, "bad_message", "content[0]"),
+    # 400 bad_message after building and walking every message on the event loop before
+    "twenty_thousand_messages": ({"messages": [user(IMAGE)] + [{}] * 20_000}, "json_too_many_values", "more than 10000"),
 }
 
 
@@ -76,3 +78,11 @@ def test_openai_clients_defaults_are_taken_and_the_answer_is_one_choice(chat_ser
     r = chat_server.request("POST", "/v1/chat/completions", json.dumps(body).encode(), JSON)
     assert r.status == 200, r.body
     assert len(r.json()["choices"]) == 1 and isinstance(json.loads(r.json()["choices"][0]["message"]["content"]), list)
+
+
+def test_brackets_and_commas_inside_strings_count_for_nothing(chat_server, photos):
+    uri = "data:image/png;base64," + base64.b64encode(photos[0].read_bytes()).decode()
+    text = "[{" * 5_000 + "," * 20_000 + '\\"[' * 100  # far past both limits, were they not text
+    body = {"messages": [{"role": "system", "content": text}, user({"type": "image_url", "image_url": {"url": uri}})]}
+    r = chat_server.request("POST", "/v1/chat/completions", json.dumps(body).encode(), JSON)
+    assert r.status == 200, r.body

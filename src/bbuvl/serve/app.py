@@ -19,17 +19,17 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 from fastapi import FastAPI, Request
-from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse, Response
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from bbuvl.eval.fonts import find_cjk_font
 from bbuvl.serve.auth import KeyStore
 from bbuvl.serve.batching import Batcher
 from bbuvl.serve.bodies import BodyBudget, Pace, image_bytes, parse_json, read_body
+from bbuvl.serve.cors import Cors
 from bbuvl.serve.engine import Answer, Engine, Photo
 from bbuvl.serve.errors import ApiError, cut
+from bbuvl.serve.files import RangedFile, Static
 from bbuvl.serve.guard import ROUTES, Guard, error_response
 from bbuvl.serve.images import decode_image, pixel_limit
 from bbuvl.serve.metrics import ServeMetrics
@@ -159,7 +159,7 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
     @app.post("/v1/detect")
     async def detect(request: Request) -> JSONResponse:
         with bodies.hold() as take:  # the body's bytes count until the photo is answered
-            data = await image_bytes(request, settings.max_body_bytes, settings.body_pace, take)
+            data = await image_bytes(request, settings.max_body_bytes, settings.body_pace, take, decoders)
             result, timing = await answer(data, engine.mode)
         return JSONResponse({"width": result.width, "height": result.height, "objects": result.objects,
                              "verdict": result.verdict.to_dict(), "model": engine.info(), "timing_ms": timing,
@@ -171,31 +171,32 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
         if ctype != "application/json":
             raise ApiError(415, "unsupported_media_type", f"content type '{cut(ctype) or 'none'}' is not accepted: send application/json")
         with bodies.hold() as take:
-            body = parse_json(await read_body(request, settings.max_body_bytes, settings.body_pace, take))
-            result, timing = await answer(image_from_chat(body), "generate")
+            body = await read_body(request, settings.max_body_bytes, settings.body_pace, take)
+            # parsed and decoded off the event loop, as a detect body is (bodies.py)
+            image = await asyncio.get_running_loop().run_in_executor(decoders, lambda: image_from_chat(parse_json(body)))
+            result, timing = await answer(image, "generate")
         extra = {"width": result.width, "height": result.height, "verdict": result.verdict.to_dict(),
                  "model_info": engine.info("generate"), "timing_ms": timing}
         return JSONResponse(chat_response(result.objects, result.raw, engine.checkpoint, extra, result.cut))
 
     @app.api_route("/", methods=READ)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+    async def page() -> RangedFile:
+        return RangedFile(STATIC / "index.html", media_type="text/html; charset=utf-8")
 
     @app.api_route("/font/cjk", methods=READ)
-    async def cjk_font() -> FileResponse:
+    async def cjk_font() -> RangedFile:
         # The page's last-resort font for Chinese labels: this machine's own (the one reports use, eval/fonts.py),
         # for browsers that have none.
         font = await asyncio.get_running_loop().run_in_executor(None, lambda: find_cjk_font().path)
         if font is None:
             raise ApiError(404, "not_found", "no CJK font on the server (`make fonts` installs one)")
-        return FileResponse(font, media_type="font/collection" if font.suffix.lower() == ".ttc" else "font/ttf",
+        return RangedFile(font, media_type="font/collection" if font.suffix.lower() == ".ttc" else "font/ttf",
                             headers={"Cache-Control": "max-age=86400"})
 
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/static", Static(directory=STATIC), name="static")
     app.add_middleware(Guard, keys=keys, metrics=metrics)  # CORS, added after, wraps it: preflights carry no key
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type"])
+        app.add_middleware(Cors, origins=settings.cors_origins, metrics=metrics)
     return app
 
 

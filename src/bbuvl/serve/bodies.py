@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Iterator
@@ -193,9 +196,10 @@ async def _multipart_image(request: Request, body: bytes) -> bytes:
         await form.close()
 
 
-async def image_bytes(request: Request, limit: int, pace: Pace, take: Callable[[int], None]) -> bytes:
+async def image_bytes(request: Request, limit: int, pace: Pace, take: Callable[[int], None],
+                      pool: Executor | None = None) -> bytes:
     """The uploaded image: a multipart file part, JSON `{"image": BASE64 or data: URI}`, or a raw image/* body (read
-    as `read_body` reads it, telling `take`)."""
+    as `read_body` reads it, telling `take`); a JSON body is parsed and decoded on `pool`'s threads."""
     # A setting in the query (?score_threshold=0.5) would be ignored as one in the body would: refused alike
     refuse_other_fields([f"?{name}" for name in dict.fromkeys(request.query_params.keys())])
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -207,6 +211,12 @@ async def image_bytes(request: Request, limit: int, pace: Pace, take: Callable[[
         return await _multipart_image(request, body)
     if ctype.startswith("image/"):
         return body
+    # Megabytes of JSON and base64 take the CPU for a while: off the event loop, as a photo's decoding is (app.py)
+    return await asyncio.get_running_loop().run_in_executor(pool, _json_image, body)
+
+
+def _json_image(body: bytes) -> bytes:
+    """The image of a JSON detect body, `{"image": BASE64 or data: URI}`."""
     payload = parse_json(body)
     if not isinstance(payload, dict) or "image" not in payload:
         raise ApiError(400, "missing_image", "the JSON body has no 'image' field (base64 or a data: URI)")
@@ -225,34 +235,63 @@ def refuse_other_fields(names: list[str]) -> None:
 
 
 MAX_JSON_DEPTH = 32  # an OpenAI-style chat body nests 6 deep; deeper is no request this server answers
+# Commas, [ and { outside strings: a chat body holds tens, a detect body one. Each is a value the parser builds in
+# Python (the duplicate-key hook, the long-integer hook), and 20 MB of "0," took 5 s to parse and 10 s to walk, on the
+# event loop, while every other client waited.
+MAX_JSON_VALUES = 10_000
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # unrolled: one C loop per string, not one step per byte
+_BRACKETS = bytes.maketrans(b"[]{}", b"()()")
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 
 
 def parse_json(body: bytes) -> Any:
-    """The JSON value of a body; ApiError 400 when it is not JSON or nests deeper than `MAX_JSON_DEPTH`."""
+    """The JSON value of a body; ApiError 400 when it is not JSON, nests deeper than `MAX_JSON_DEPTH` or holds more
+    than `MAX_JSON_VALUES` values."""
     too_deep = ApiError(400, "json_too_deep", f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels of [ and {{; "
                         "no request to this server needs that many")
+    bare = _JSON_STRING.sub(b'""', _as_utf8(body))  # its structure: what the parser would build, counted in C first
+    if bare.count(b",") > MAX_JSON_VALUES:
+        raise _too_many(bare)
+    if _nests_deeper(bare.translate(_BRACKETS, _NOT_BRACKETS), MAX_JSON_DEPTH):
+        raise too_deep
+    if bare.count(b",") + bare.count(b"[") + bare.count(b"{") > MAX_JSON_VALUES:
+        raise _too_many(bare)
     try:
         # jsonfile's parser, as for the files a user gives: a key named twice is refused rather than one of its values
         # dropped, and an integer of thousands of digits is read as a float (inf) where Python's int raised (a 500)
-        value = jsonfile.parse_json(body)
+        return jsonfile.parse_json(body)
     except jsonfile.DuplicateKeyError as e:
         raise ApiError(400, "duplicate_key", f"the JSON body is ambiguous: {e}") from None
     except ValueError as e:  # not JSON, or not UTF-8/16/32 text
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from None
-    except RecursionError:  # the parser's own limit (~1,000 levels): answered as any other too-deep body
+    except RecursionError:  # the parser's own limit (~1,000 levels), should the count above ever miss one
         raise too_deep from None
-    if _depth_exceeds(value, MAX_JSON_DEPTH):
-        raise too_deep
-    return value
 
 
-def _depth_exceeds(value: Any, limit: int) -> bool:
-    """True when `value` nests lists and objects more than `limit` deep (walked without recursion)."""
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, (list, dict)):
-            if depth > limit:
-                return True
-            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
-    return False
+def _as_utf8(body: bytes) -> bytes:
+    """`body` in UTF-8, whichever UTF encoding JSON allows it is in (bytes that are none stay as they are)."""
+    encoding = json.detect_encoding(body)
+    if encoding == "utf-8":
+        return body
+    try:
+        return body.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
+    except UnicodeError:  # the parser names it
+        return body
+
+
+def _too_many(bare: bytes) -> ApiError:
+    """The 400 of a JSON body holding more values than any request to this server."""
+    marks = bare.count(b",") + bare.count(b"[") + bare.count(b"{")
+    return ApiError(400, "json_too_many_values", f"the JSON body holds {marks} values and containers (its ',', '[' and "
+                    f"'{{' outside strings); no request to this server needs more than {MAX_JSON_VALUES}")
+
+
+def _nests_deeper(brackets: bytes, limit: int) -> bool:
+    """Whether `brackets` (only '(' and ')', one per [ { and ] }) nest deeper than `limit`, or leave more than `limit`
+    open: each pass drops every innermost pair, so what `limit` passes leave is deeper than `limit`."""
+    for _ in range(limit):
+        inner = brackets.replace(b"()", b"")
+        if len(inner) == len(brackets):
+            break
+        brackets = inner
+    return b"()" in brackets or b"(" * (limit + 1) in brackets

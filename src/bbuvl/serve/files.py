@@ -1,0 +1,42 @@
+"""The page's files (`/`, `/static/...`, `/font/cjk`) as Starlette serves them, but with a Range it cannot use ignored
+and one past the file's end answered in the JSON error shape of errors.py (docs/serving.md, "The page")."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response
+from starlette.staticfiles import NotModifiedResponse, StaticFiles
+from starlette.types import Scope
+
+from bbuvl.serve.errors import ApiError, cut
+
+
+class RangedFile(FileResponse):
+    """A file whose Range is served as Starlette serves it, ignored when malformed, and a JSON 416 past the end."""
+
+    @classmethod
+    def _parse_range_header(cls, http_range: str, file_size: int) -> list[tuple[int, int]]:
+        try:
+            return super()._parse_range_header(http_range, file_size)
+        except MalformedRangeHeader:
+            # Starlette answered a text 400 here; HTTP asks a server to ignore a Range in a unit it does not know, and
+            # lets it ignore a malformed one: the whole file, 200, which every client can use
+            return []
+        except RangeNotSatisfiable as e:
+            # raised inside the response, before anything is sent: the app's ApiError handler answers it
+            raise ApiError(416, "range_not_satisfiable", f"the Range '{cut(http_range)}' asks for bytes past the end "
+                           f"of the file ({e.max_size} bytes)", {"Content-Range": f"bytes */{e.max_size}"}) from None
+
+
+class Static(StaticFiles):
+    """Starlette's static files, each sent as a `RangedFile`."""
+
+    def file_response(self, full_path: Any, stat_result: os.stat_result, scope: Scope, status_code: int = 200) -> Response:
+        """The file at `full_path`, or 304 when the client's copy is current (as StaticFiles answers)."""
+        response = RangedFile(full_path, status_code=status_code, stat_result=stat_result)
+        if self.is_not_modified(response.headers, Headers(scope=scope)):
+            return NotModifiedResponse(response.headers)
+        return response
