@@ -60,3 +60,15 @@ def test_teachers_from_a_file_sharing_photos_with_the_validation_set_beside_them
     r = CliRunner().invoke(app, ["data", "teachers", str(tmp_path / TRAIN), str(tmp_path / "pool.jsonl"), "--k", "2"])
     assert r.exit_code == 0, r.output
     assert photos_of(tmp_path / "pool.jsonl") <= photos_of(tmp_path / TRAIN)
+
+
+def test_one_photo_split_at_a_high_val_ratio_stays_in_train_never_leaves_train_empty(photos: Path, tmp_path: Path):
+    # round(1 * 0.9) sent the only photo to val: a train.jsonl of nothing, which data check and train refuse.
+    one = tmp_path / "one.jsonl"
+    first = read_records(photos)[0]
+    write_dataset(one, [first.model_copy(update={"images": [str(resolve_image(photos, first.image))]})])
+    result = CliRunner().invoke(app, ["data", "split", str(one), str(tmp_path / "parts"), "--val-ratio", "0.9"])
+    assert result.exit_code == 0 and "1 train, 0 val photos" in result.output, result.output
+    assert len(read_records(tmp_path / "parts" / TRAIN)) == 1
+    result = CliRunner().invoke(app, ["data", "check", str(tmp_path / "parts"), "--no-decode"])
+    assert result.exit_code == 0, result.output

@@ -15,14 +15,16 @@ T = TypeVar("T")
 
 
 def split_indices(n: int, val_ratio: float = 0.1, seed: int = 42) -> tuple[list[int], list[int]]:
-    """`(train, val)` index lists; at least one of each when `n >= 2` and `0 < val_ratio < 1`."""
+    """`(train, val)` index lists; train keeps at least one photo, and val gets one too when `n >= 2` and
+    `0 < val_ratio < 1`."""
     if not 0 <= val_ratio < 1:
         raise ValueError(f"val_ratio must be in [0, 1), got {val_ratio}")
     order = list(range(n))
     random.Random(seed).shuffle(order)
-    n_val = round(n * val_ratio)
+    # One photo at --val-ratio 0.9 went to val, leaving a train file of none, which every later command refuses.
+    n_val = min(round(n * val_ratio), max(n - 1, 0))
     if val_ratio > 0 and n >= 2:
-        n_val = min(max(n_val, 1), n - 1)
+        n_val = max(n_val, 1)
     return sorted(order[n_val:]), sorted(order[:n_val])
 
 
