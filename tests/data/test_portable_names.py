@@ -73,3 +73,27 @@ def test_check_and_export_coco_warn_of_a_users_photo_name_windows_cannot_hold(tm
     assert len(tiles) == 6 and [n for n in tiles if portability_problem(n)] == [], tiles
     code, text = run("check", tmp_path / "tiles")
     assert code == 0 and "Windows" not in text, text
+
+
+def test_a_photo_named_in_another_letter_case_is_not_found_and_the_file_that_is_there_is_named(tmp_path: Path):
+    # A dataset made on Windows or macOS names `IMG_1.JPG` for `IMG_1.jpg` and worked there: "image file not found"
+    # alone sent the user looking for a missing photo.
+    photo(tmp_path / "pics" / "IMG_1.jpg")
+    photo(tmp_path / "pics" / "ok.jpg", colour=(0, 0, 200))
+    jsonl = tmp_path / "pics" / "d.jsonl"
+    jsonl.write_text(record("img_1.JPG") + "\n" + record("missing.jpg") + "\n", encoding="utf-8")
+    code, text = run("check", jsonl)
+    text = " ".join(text.split())
+    assert code == 1, text
+    assert (f"{jsonl}:1: image img_1.JPG: image file not found (IMG_1.jpg is there: only the letter case differs, which "
+            "Windows and macOS ignore)") in text
+    assert f"{jsonl}:2: image missing.jpg: image file not found" in text and "missing.jpg: image file not found (" not in text
+    coco = {"images": [{"id": i, "file_name": n, "width": 64, "height": 48} for i, n in enumerate(["IMG_1.JPG", "ok.jpg"])],
+            "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [4, 5, 26, 35]} for i in range(2)],
+            "categories": [{"id": 1, "name": LABEL}]}
+    (tmp_path / "coco.json").write_text(json.dumps(coco), encoding="utf-8")
+    code, text = run("import-coco", tmp_path / "coco.json", tmp_path / "pics", tmp_path / "out", "--val-ratio", "0")
+    assert code == 0, text
+    [entry] = [json.loads(line) for line in (tmp_path / "out" / "errors.jsonl").open(encoding="utf-8")]
+    assert entry["reason"] == "image file not found (IMG_1.jpg is there: only the letter case differs, which Windows " \
+        "and macOS ignore)"

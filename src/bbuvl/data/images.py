@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
@@ -124,7 +126,7 @@ def _named_errors(path: Path, doing: str) -> Iterator[None]:
     except ImageError:
         raise
     except FileNotFoundError:
-        raise ImageError(f"{path}: image file not found") from None
+        raise ImageError(f"{path}: image file not found{_other_case(path)}") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image (no photo format recognised in its bytes)") from None
     except Image.DecompressionBombError as e:
@@ -137,6 +139,25 @@ def _named_errors(path: Path, doing: str) -> Iterator[None]:
         if isinstance(e, OSError) and e.errno == errno.ELOOP:
             raise ImageError(f"{path}: a symbolic link that never reaches a file (its links lead in a loop)") from None
         raise ImageError(f"{path}: cannot {doing}: {e}") from None
+
+
+@lru_cache(maxsize=16)
+def _names_by_case(folder: str) -> dict[str, str]:
+    """The names in `folder` by their casefold (the first of names alike), read once for a dataset's many photos."""
+    names: dict[str, str] = {}
+    for name in sorted(os.listdir(folder)):
+        names.setdefault(name.casefold(), name)
+    return names
+
+
+def _other_case(path: Path) -> str:
+    """For a missing file, the note that its folder holds the name in other letter case, as a dataset written on
+    Windows or macOS names it (they tell no case apart, so it worked there); '' when it does not."""
+    try:
+        other = _names_by_case(str(path.parent)).get(path.name.casefold())
+    except (OSError, ValueError):  # no such folder, or a name no folder can have
+        return ""
+    return f" ({other} is there: only the letter case differs, which Windows and macOS ignore)" if other else ""
 
 
 def load_image(path: str | Path, orient: bool = True) -> LoadedImage:
