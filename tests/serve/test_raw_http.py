@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+from http import HTTPStatus
 
 import pytest
 
@@ -19,6 +20,10 @@ BROKEN = {
                              b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400, "chunk"),
     "tls_to_a_plain_port": (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64 + b"\r\n\r\n", 400, "request line"),
     "headers_over_the_limit": (b"GET /readyz HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 40_000, 431, "exceed"),
+    # answered as chunked before (h11 drops the length): a proxy reading the length would take the rest as a request
+    "a_length_and_chunks": (b"POST /v1/detect HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Type: image/png\r\n"
+                            b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400,
+                            "both Content-Length and Transfer-Encoding"),
 }
 
 
@@ -38,6 +43,7 @@ def test_bytes_that_are_not_http_get_a_json_error_naming_why(serve, case):
         s.close()
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.split()[1] == str(status).encode(), answer
+    assert head.split(b"\r\n")[0] == f"HTTP/1.1 {status} {HTTPStatus(status).phrase}".encode()  # no reason before
     # text/plain "Invalid HTTP request received." before, naming nothing
     assert b"content-type: application/json" in head.lower()
     error = json.loads(body)["error"]
@@ -54,3 +60,33 @@ def test_a_websocket_upgrade_is_a_plain_request_that_needs_the_key(serve):
     assert r.status == 401 and r.json()["error"]["kind"] == "unauthorized", (r.status, r.body)
     assert client.request("GET", "/readyz", headers=upgrade).status == 200
     assert 'bbuvl_requests_total{route="/readyz",status="401"} 1.0' in client.request("GET", "/metrics").body.decode()
+
+
+def test_a_transfer_encoding_other_than_chunked_is_a_501_saying_so(serve):
+    client = serve()
+    s = socket.create_connection(("127.0.0.1", client.port), timeout=10)
+    s.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Type: image/png\r\n"
+              b"Transfer-Encoding: gzip, chunked\r\n\r\n")
+    answer = b""
+    while chunk := s.recv(65536):
+        answer += chunk
+    s.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 501 Not Implemented\r\n"), answer
+    error = json.loads(body)["error"]
+    # kind bad_request, "not valid HTTP/1.1", before: the request is valid, the server does not take it
+    assert error["kind"] == "not_implemented" and "chunked" in error["message"], error
+
+
+@pytest.mark.parametrize("target", ["http://x/readyz", "HTTP://x:8000/readyz?probe=1", "https://elsewhere.example/readyz"])
+def test_a_request_in_absolute_form_reaches_its_route(serve, target):
+    client = serve()
+    s = socket.create_connection(("127.0.0.1", client.port), timeout=10)
+    s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n".encode() + AUTH + b"Connection: close\r\n\r\n")
+    answer = b""
+    while chunk := s.recv(65536):
+        answer += chunk
+    s.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split()[1] == b"200", answer  # 404 "GET /http://x/readyz" before
+    assert json.loads(body)["ready"] is True

@@ -15,8 +15,10 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import re
 import signal
 import socket
+from http import HTTPStatus
 from typing import Any
 
 import h11
@@ -36,24 +38,49 @@ def _too_many(max_connections: int) -> bytes:
 
 
 class _Remembering(h11.Connection):
-    """h11's server side of a connection, keeping why the client's bytes were not HTTP/1.1 (uvicorn drops the reason)."""
+    """h11's server side of a connection, keeping why the client's bytes were not HTTP/1.1 (uvicorn drops the reason),
+    and checking each request's framing and target beyond what h11 checks (`_checked`)."""
 
     error: h11.RemoteProtocolError | None = None
 
     def next_event(self) -> Any:
         try:
-            return super().next_event()
+            event = super().next_event()
+            return _checked(event) if isinstance(event, h11.Request) else event
         except h11.RemoteProtocolError as e:
             self.error = e
             raise
 
 
+_ABSOLUTE = re.compile(rb"https?://[^/?#]*", re.I)
+
+
+def _checked(request: h11.Request) -> h11.Request:
+    """`request` with an absolute-form target (`GET http://host/readyz`) made its path and query; RemoteProtocolError
+    400 for one whose body's length is declared both by Content-Length and by Transfer-Encoding."""
+    names = {name for name, _ in request.headers}
+    if b"content-length" in names and b"transfer-encoding" in names:
+        # h11 took the chunks and dropped the length; a proxy in front that read the length instead would take the
+        # rest as another request (request smuggling): refused, and the connection closed, as HTTP asks
+        raise h11.RemoteProtocolError("both Content-Length and Transfer-Encoding declare the body's length; send one", 400)
+    absolute = _ABSOLUTE.match(request.target)
+    if absolute is None:
+        return request
+    # what a client speaking to a proxy sends; HTTP asks every server to accept it (uvicorn read it as a path, a 404)
+    rest = request.target[absolute.end():]
+    return h11.Request(method=request.method, target=rest if rest.startswith(b"/") else b"/" + rest,
+                       headers=request.headers, http_version=request.http_version)
+
+
 def _not_http(error: h11.RemoteProtocolError | None, header_limit: int) -> tuple[int, bytes]:
     """The status and JSON body (the error shape of errors.py) of an answer to bytes that are not an HTTP/1.1 request
-    whose headers may take `header_limit` bytes."""
+    whose headers may take `header_limit` bytes, or that ask for what h11 does not implement (501)."""
     status = error.error_status_hint if error is not None else 400
     why = (f"its request line and headers exceed {header_limit} bytes" if status == 431
            else cut(str(error), 300) if error is not None else "unreadable")
+    if status == 501:  # a Transfer-Encoding other than chunked: valid HTTP, which this server does not take
+        return status, json.dumps(ApiError(status, "not_implemented", f"the request asks for what this server does "
+                                           f"not implement: {why}").body()).encode()
     return status, json.dumps(ApiError(status, "bad_request", f"the request is not valid HTTP/1.1: {why}").body()).encode()
 
 
@@ -98,7 +125,9 @@ def protocol(pace: Pace, max_connections: int) -> type[H11Protocol]:
             status, body = _not_http(self.conn.error, self.conn._max_incomplete_event_size)
             headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
                        (b"content-length", str(len(body)).encode())]
-            for event in (h11.Response(status_code=status, headers=headers), h11.Data(data=body), h11.EndOfMessage()):
+            reason = HTTPStatus(status).phrase.encode()  # h11 hints 400, 431 or 501 only
+            for event in (h11.Response(status_code=status, headers=headers, reason=reason), h11.Data(data=body),
+                          h11.EndOfMessage()):
                 self.transport.write(self.conn.send(event))
             self.transport.close()
 
