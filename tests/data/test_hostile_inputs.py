@@ -542,3 +542,25 @@ def test_vendor_sizes_and_points_python_reads_but_no_tool_meant_are_named_and_th
     assert errors["underscore.json"] == "underscore.json: 'info' must give a numeric width and height, got \"6_4\" x \"4_8\""
     assert errors["text_points.json"] == 'coordinates hold the text "4", not [x, y] pairs of numbers'
     assert [json.loads(line)["id"] for line in (tmp_path / "out" / "train.jsonl").open()] == ["quoted"]
+
+
+def test_two_tokens_or_labels_alike_once_typed_alike_are_refused_never_one_silently_standing_for_both(tmp_path: Path):
+    # Tokens and labels are looked up by their key (full width folded, spaces trimmed): `ＢＢＵ` replaced `BBU` in the
+    # token map without a word, and every BBU was converted to the other's name.
+    src = tmp_path / "export"
+    photo(src / "p.jpg")
+    (src / "p.json").write_text(vendor_text(label="BBU"), encoding="utf-8")
+    token_map = tmp_path / "tokens.json"
+    token_map.write_text(json.dumps({"BBU": "bbu基带处理单元", "ＢＢＵ": "螺丝连接点"}, ensure_ascii=False), encoding="utf-8")
+    code, out = run("convert", src, tmp_path / "out", "--token-map", token_map)
+    assert code == 2 and (f"{token_map}: tokens 'BBU' and 'ＢＢＵ' are one token however typed, but map to "
+                          "'bbu基带处理单元' and '螺丝连接点'; keep one") in " ".join(out.split()), out
+    assert not (tmp_path / "out" / "train.jsonl").exists()
+
+    hierarchy = tmp_path / "hierarchy.json"
+    hierarchy.write_text(json.dumps({"categories": {LABEL: {}, LABEL + " ": {}}}, ensure_ascii=False), encoding="utf-8")
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text(record("export/p.jpg") + "\n", encoding="utf-8")
+    code, out = run("check", jsonl, "--hierarchy", hierarchy)
+    assert code == 2 and f"{hierarchy}: labels '{LABEL}' and '{LABEL} ' are one label however typed" in \
+        " ".join(out.split()), out

@@ -151,7 +151,13 @@ def _load_hierarchy(path: str) -> Hierarchy:
             if problem:
                 raise ValueError(f"{path}: category '{cat.name}': {problem}")
     h = Hierarchy(cats, source=path, faults=frozenset(faults))
-    object.__setattr__(h, "_by_key", {label_key(label): label for label in h.labels()})
+    by_key: dict[str, str] = {}
+    for label in h.labels():
+        # Labels are found by their key: of two alike, the later would silently stand for both.
+        if (other := by_key.setdefault(label_key(label), label)) != label:
+            raise ValueError(f"{path}: labels {show_text(other)} and {show_text(label)} are one label however typed "
+                             "(spaces, width or invisible characters differ); keep one")
+    object.__setattr__(h, "_by_key", by_key)
     return h
 
 
@@ -190,6 +196,17 @@ def label_at_level(label: str, level: int | None) -> str:
     return SEP.join(label.split(SEP)[:level])
 
 
+def _refuse_alike_tokens(path: Path, tokens: dict[str, str]) -> None:
+    """ValueError for two tokens that are one once typed alike (`BBU` and full-width `ＢＢＵ`, a trailing space) but
+    map to different names: tokens are looked up by `label_key`, so the later silently replaced the earlier."""
+    first: dict[str, str] = {}
+    for token, name in tokens.items():
+        other = first.setdefault(label_key(token), token)
+        if tokens[other] != name:
+            raise ValueError(f"{path}: tokens {show_text(other)} and {show_text(token)} are one token however typed, "
+                             f"but map to {show_text(tokens[other])} and {show_text(name)}; keep one")
+
+
 @dataclass(frozen=True)
 class TokenMap:
     """Maps platform tokens (each '/'-separated part of a label path) to canonical ones."""
@@ -212,6 +229,7 @@ class TokenMap:
         tokens = _object(p, "tokens", _object(p, "the file", raw).get("tokens", raw))
         if bad := [k for k, v in tokens.items() if not isinstance(v, str)]:
             raise ValueError(f"{p}: token '{bad[0]}' must map to a name (a string), got {tokens[bad[0]]!r}")
+        _refuse_alike_tokens(p, tokens)
         return cls(dict(tokens), source=str(p))
 
     def map_token(self, token: str) -> str:
