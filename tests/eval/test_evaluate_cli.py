@@ -15,6 +15,7 @@ from bbuvl.cli.evaluate import evaluate, viz
 from bbuvl.data.schema import read_records
 from bbuvl.eval.coco_metrics import coco_evaluate
 from bbuvl.eval.predictions import align_predictions, read_predictions
+from tests.eval.conftest import EvalFiles
 
 METRIC_KEYS = ["AP", "AP50", "AP75", "AP_agnostic", "AP50_agnostic", "per_category", "label_accuracy", "parse_failure_rate",
                "duplicate_rate", "errors", "prior", "faults"]
@@ -418,3 +419,21 @@ def test_a_predicted_label_with_a_newline_stays_on_its_row(eval_files, tmp_path)
                            env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
     assert not any(line.lstrip("│ ").startswith("fake row") for line in result.output.splitlines()), result.output
+
+
+def test_a_photo_predicted_twice_scores_as_the_file_predict_leaves_when_it_resumes_it(eval_files, tmp_path):
+    from bbuvl.infer.output import repair_output
+
+    lines = eval_files.pred.read_text(encoding="utf-8").splitlines()
+    first = json.loads(lines[0])
+    twice = tmp_path / "twice.jsonl"  # an earlier run's line for the first photo, found nothing, then the later one
+    twice.write_text("\n".join([json.dumps({**first, "objects": [], "raw": "[]"}), *lines]) + "\n", encoding="utf-8")
+    repaired = tmp_path / "repaired.jsonl"
+    repaired.write_bytes(twice.read_bytes())
+    repair_output(repaired)  # what `bbuvl predict` leaves of it when it resumes
+    assert len(repaired.read_text(encoding="utf-8").splitlines()) == len(lines)
+    got, output = run_eval(EvalFiles(eval_files.gt, twice), tmp_path / "twice.json")
+    want, _ = run_eval(EvalFiles(eval_files.gt, repaired), tmp_path / "repaired.json")
+    # Before, the first line was scored: the photo's objects all missed, where predict keeps the later line.
+    assert {k: v for k, v in got.items() if k != "settings"} == {k: v for k, v in want.items() if k != "settings"}
+    assert "the last line of each photo was used" in " ".join(output.split())

@@ -132,11 +132,19 @@ def test_names_are_read_relative_to_the_predict_input_the_manifest_names(tmp_pat
     assert a.predictions[0].line == 1 and a.predictions[1] is None
 
 
-def test_repeated_lines_keep_the_first(tmp_path):
+def test_repeated_lines_keep_the_last_as_predict_does_when_it_resumes_the_file(tmp_path):
     records = [record("a.jpg")]
     preds = [PredictionLine(1, "a.jpg", 100, 80, []), PredictionLine(7, "a.jpg", 100, 80, [])]
     a = align_predictions(records, tmp_path / "val.jsonl", preds)
-    assert a.predictions[0].line == 1 and [p.line for p in a.repeated] == [7]
+    assert a.predictions[0].line == 7 and [p.line for p in a.repeated] == [1]
+    assert "1 prediction line(s) name a photo a later line names again (a.jpg (line 1))" in " ".join(a.notes())
+
+
+def test_a_repeated_line_made_on_a_photo_of_another_size_is_an_error_too(tmp_path):
+    records = [record("a.jpg")]
+    preds = [PredictionLine(1, "a.jpg", 100, 80, []), PredictionLine(2, "a.jpg", 200, 160, [])]
+    with pytest.raises(DatasetError, match=r"pred.jsonl:2: photo a.jpg was predicted at 200x160"):
+        align_predictions(records, tmp_path / "val.jsonl", preds, tmp_path / "pred.jsonl")
 
 
 def test_a_prediction_made_on_a_photo_of_another_size_is_an_error_naming_both(tmp_path):

@@ -152,7 +152,7 @@ class Alignment:
 
     predictions: list[PredictionLine | None]
     unmatched: list[PredictionLine] = field(default_factory=list)  # lines naming no ground-truth photo
-    repeated: list[PredictionLine] = field(default_factory=list)  # later lines for an already-paired photo
+    repeated: list[PredictionLine] = field(default_factory=list)  # earlier lines of a photo a later line paired with
     gt_repeats: list[tuple[int, int, str]] = field(default_factory=list)  # (first record, repeat, image): one photo twice
 
     def notes(self) -> list[str]:
@@ -171,7 +171,9 @@ class Alignment:
             out.append(f"{len(self.unmatched)} prediction line(s) name photos that are not in the ground truth "
                        f"and were left out ({ex})")
         if self.repeated:
-            out.append(f"{len(self.repeated)} photo(s) have more than one prediction line: the first one was used")
+            ex = ", ".join(f"{p.image} (line {p.line})" for p in self.repeated[:3])
+            out.append(f"{len(self.repeated)} prediction line(s) name a photo a later line names again ({ex}): the last "
+                       "line of each photo was used, as `bbuvl predict` keeps it when it resumes the file")
         return out
 
 
@@ -220,9 +222,6 @@ def align_predictions(
         if found is None:
             result.unmatched.append(p)
             continue
-        if result.predictions[found] is not None:
-            result.repeated.append(p)
-            continue
         record = records[found]
         if p.width and p.height and (p.width, p.height) != record.size:
             raise DatasetError(pred_path or "predictions", p.line, (
@@ -230,6 +229,10 @@ def align_predictions(
                 f"({gt_path}, record {found + 1}) is {record.size[0]}x{record.size[1]}: they share a path inside their "
                 "datasets but are not the same photo; predict on the ground truth's own photos "
                 f"(bbuvl predict -i {gt_path})"))
+        if result.predictions[found] is not None:
+            # The later line wins, as `bbuvl predict` keeps it when it resumes the file (infer/output.py): the
+            # same file scores alike before and after a resume.
+            result.repeated.append(result.predictions[found])
         result.predictions[found] = p
     if pred_path is not None:
         check_same_photos(records, gt_path, result, pred_path)
