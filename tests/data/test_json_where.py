@@ -79,3 +79,18 @@ def test_a_coco_file_whose_every_category_id_is_a_string_says_why_in_its_one_lin
     code, out = run("import-coco", tmp_path / "coco.json", tmp_path / "images", tmp_path / "out")
     assert code == 2, out
     assert 'category_id is the number 1 but the categories list the string "1"' in " ".join(out.split()), out
+
+
+def test_an_iscrowd_flag_written_as_text_is_read_as_the_number_it_spells(tmp_path: Path):
+    # "0" is true to Python: every box of a file that quotes its flags was dropped as a crowd region.
+    photo(tmp_path / "images" / "a.jpg")
+    anns = [{"id": i, "image_id": 1, "category_id": 1, "bbox": [4 * i, 5, 20, 30], "iscrowd": flag}
+            for i, flag in enumerate(["0", "1", "no", 0, None], start=1)]
+    (tmp_path / "coco.json").write_text(coco_text(anns), encoding="utf-8")
+    out = tmp_path / "out"
+    code, printed = run("import-coco", tmp_path / "coco.json", tmp_path / "images", out, "--val-ratio", "0")
+    assert code == 0, printed
+    reasons = {e["annotation_id"]: e["reason"] for e in map(json.loads, (out / "errors.jsonl").open(encoding="utf-8"))}
+    assert reasons == {2: "crowd annotation (a region of many objects, not one box)", 3: 'iscrowd "no" is neither 0 nor 1'}
+    [kept] = [json.loads(line) for line in (out / "train.jsonl").open(encoding="utf-8")]
+    assert sorted(o["bbox_2d"][0] for o in kept["objects"]) == [4.0, 16.0, 20.0]  # "0", 0 and null

@@ -172,7 +172,11 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             continue
         where["file"] = image["file_name"]
         image["listed"] += 1
-        if ann.get("iscrowd"):
+        crowd = _flag(ann.get("iscrowd", 0))
+        if crowd is None:
+            errors.append(_error(f"iscrowd {json.dumps(ann['iscrowd'], ensure_ascii=False)} is neither 0 nor 1", **where))
+            continue
+        if crowd:
             errors.append(_error("crowd annotation (a region of many objects, not one box)", **where))
             continue
         cat_id = _id(ann.get("category_id"))
@@ -230,6 +234,16 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
         for image_id, im in images.items()
     ]
     return records, errors
+
+
+def _flag(value: Any) -> bool | None:
+    """A COCO 0/1 flag (`iscrowd`): 0, 1, false, true or null, or "0"/"1" as some tools quote it; None for anything
+    else. Python's truth took the string "0" for a crowd, dropping a box the file marks as one object."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if is_json_number(value) and value in (0, 1):
+        return bool(value)
+    return {"0": False, "1": True}.get(value.strip()) if isinstance(value, str) else None
 
 
 def _whole(value: Any, key: str) -> int:
