@@ -564,3 +564,17 @@ def test_two_tokens_or_labels_alike_once_typed_alike_are_refused_never_one_silen
     code, out = run("check", jsonl, "--hierarchy", hierarchy)
     assert code == 2 and f"{hierarchy}: labels '{LABEL}' and '{LABEL} ' are one label however typed" in \
         " ".join(out.split()), out
+
+
+def test_a_hierarchy_fault_flag_that_is_no_boolean_is_refused_not_read_as_true(tmp_path: Path):
+    # `"fault": "false"` is true to Python: the state was taught as a fault, and eval counted it as one.
+    hierarchy = tmp_path / "hierarchy.json"
+    states = {"连接正确": {"gloss": "ok", "fault": "false"}, "连接错误": {"gloss": "wrong", "fault": True}}
+    hierarchy.write_text(json.dumps({"categories": {LABEL: {"attributes": {"接头": {"states": states}}}}},
+                                    ensure_ascii=False), encoding="utf-8")
+    photo(tmp_path / "a.jpg")
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text(record("a.jpg") + "\n", encoding="utf-8")
+    code, out = run("check", jsonl, "--hierarchy", hierarchy)
+    assert code == 2 and (f"{hierarchy}: state '{LABEL}/接头/连接正确': \"fault\" must be true or false, got \"false\"") in \
+        " ".join(out.split()), out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -125,7 +126,7 @@ def _load_hierarchy(path: str) -> Hierarchy:
     faults: set[str] = set()
     for name, spec in _object(path, "categories", _object(path, "the file", raw).get("categories", {})).items():
         spec = _object(path, f"category '{name}'", spec)
-        if spec.get("fault"):
+        if _fault(path, f"category '{name}'", spec):
             raise ValueError(f"{path}: category '{name}' is marked \"fault\": mark the attribute or state that is "
                              "wrong instead (a fault is a part's state, docs/faults.md)")
         attrs = {}
@@ -133,7 +134,7 @@ def _load_hierarchy(path: str) -> Hierarchy:
             aspec = _object(path, f"attribute '{name}/{a}'", aspec)
             states = _states(path, name, a, _object(path, f"attribute '{name}/{a}' states", aspec.get("states", {})),
                              faults)
-            if aspec.get("fault"):
+            if _fault(path, f"attribute '{name}/{a}'", aspec):
                 if states:
                     raise ValueError(f"{path}: attribute '{name}/{a}' has states and is marked \"fault\": mark the "
                                      "state that is wrong instead")
@@ -174,7 +175,7 @@ def _states(path: str, category: str, attribute: str, spec: dict, faults: set[st
     for state, value in spec.items():
         if isinstance(value, dict):
             out[state] = str(value.get("gloss", state))
-            if value.get("fault"):
+            if _fault(path, f"state '{category}/{attribute}/{state}'", value):
                 faults.add(SEP.join((category, attribute, state)))
         elif isinstance(value, str):
             out[state] = value
@@ -182,6 +183,15 @@ def _states(path: str, category: str, attribute: str, spec: dict, faults: set[st
             raise ValueError(f"{path}: state '{category}/{attribute}/{state}' must be a gloss or an object "
                              f"{{\"gloss\": ..., \"fault\": true}}, got {value!r}")
     return out
+
+
+def _fault(path: str | Path, what: str, spec: dict) -> bool:
+    """Whether `spec` marks `what` as a fault: `"fault": true`; ValueError for a value neither true nor false, since
+    Python's truth read the text "false" as a fault and taught its parts as wrong."""
+    value = spec.get("fault", False)
+    if not isinstance(value, bool) and value is not None:
+        raise ValueError(f"{path}: {what}: \"fault\" must be true or false, got {json.dumps(value, ensure_ascii=False)}")
+    return bool(value)
 
 
 def _keyed(names: Iterable[str]) -> dict[str, str]:
