@@ -37,19 +37,48 @@ def _too_many(max_connections: int) -> bytes:
             b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
+# Every piece of a body (a chunk, or what one read brought) costs h11 and uvicorn the same few microseconds whatever
+# its size: 1 MB sent as 1-byte chunks took 21 s of the event loop's time. Past the first pieces, they must average
+# this many bytes, which any client sending its file in blocks does many times over.
+MIN_PIECE_BYTES, FREE_PIECES = 256, 1024
+
+
+class _Refused(h11.RemoteProtocolError):
+    """A request h11 takes that this server refuses: its own error kind, and a message that stands alone."""
+
+    def __init__(self, message: str, kind: str, status: int = 400):
+        super().__init__(message, status)
+        self.kind = kind
+
+
 class _Remembering(h11.Connection):
     """h11's server side of a connection, keeping why the client's bytes were not HTTP/1.1 (uvicorn drops the reason),
-    and checking each request's framing and target beyond what h11 checks (`_checked`)."""
+    and checking each request's framing and target (`_checked`) and its body's pieces beyond what h11 checks."""
 
     error: h11.RemoteProtocolError | None = None
+    pieces, piece_bytes = 0, 0  # of the current request's body
 
     def next_event(self) -> Any:
         try:
             event = super().next_event()
-            return _checked(event) if isinstance(event, h11.Request) else event
+            if isinstance(event, h11.Request):
+                self.pieces = self.piece_bytes = 0
+                return _checked(event)
+            if isinstance(event, h11.Data):
+                self._count(len(event.data))
+            return event
         except h11.RemoteProtocolError as e:
             self.error = e
             raise
+
+    def _count(self, size: int) -> None:
+        """Count a piece of the body; _Refused once there are too many for their bytes (`MIN_PIECE_BYTES`)."""
+        self.pieces, self.piece_bytes = self.pieces + 1, self.piece_bytes + size
+        if self.pieces > FREE_PIECES and self.pieces * MIN_PIECE_BYTES > self.piece_bytes:
+            raise _Refused(f"the body came in {self.pieces} pieces of {self.piece_bytes / self.pieces:.0f} bytes on "
+                           f"average; past the first {FREE_PIECES} this server takes pieces (chunks) of "
+                           f"{MIN_PIECE_BYTES} bytes on average at least: send the file in larger blocks",
+                           "body_in_tiny_pieces")
 
 
 _ABSOLUTE = re.compile(rb"https?://[^/?#]*", re.I)
@@ -62,7 +91,8 @@ def _checked(request: h11.Request) -> h11.Request:
     if b"content-length" in names and b"transfer-encoding" in names:
         # h11 took the chunks and dropped the length; a proxy in front that read the length instead would take the
         # rest as another request (request smuggling): refused, and the connection closed, as HTTP asks
-        raise h11.RemoteProtocolError("both Content-Length and Transfer-Encoding declare the body's length; send one", 400)
+        raise _Refused("the request is refused: both Content-Length and Transfer-Encoding declare its body's length, "
+                       "which a proxy in front may read otherwise than this server; send one", "bad_request")
     absolute = _ABSOLUTE.match(request.target)
     if absolute is None:
         return request
@@ -76,6 +106,8 @@ def _not_http(error: h11.RemoteProtocolError | None, header_limit: int) -> tuple
     """The status and JSON body (the error shape of errors.py) of an answer to bytes that are not an HTTP/1.1 request
     whose headers may take `header_limit` bytes, or that ask for what h11 does not implement (501)."""
     status = error.error_status_hint if error is not None else 400
+    if isinstance(error, _Refused):
+        return status, json.dumps(ApiError(status, error.kind, cut(str(error), 300)).body()).encode()
     why = (f"its request line and headers exceed {header_limit} bytes" if status == 431
            else cut(str(error), 300) if error is not None else "unreadable")
     if status == 501:  # a Transfer-Encoding other than chunked: valid HTTP, which this server does not take
