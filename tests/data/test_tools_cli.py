@@ -14,6 +14,7 @@ from bbuvl.cli import data_tools
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.layout import ERRORS, LABELS, SUMMARY, TEACHERS, TRAIN, VAL
 from bbuvl.data.schema import read_dataset, read_records, resolve_image
+from tests.data.test_hostile_inputs import photo, record, run, vendor_text
 
 LABELS_CYCLE = ["bbu基带处理单元/华为", "螺丝连接点/BBU安装螺丝/连接正确", "挡风板/已安装", "标签贴纸"]
 
@@ -189,3 +190,21 @@ def test_import_coco_whose_every_entry_is_refused_names_the_first_problem_and_wr
             'id/file_name/width/height (width "100" is not a whole number). Nothing was written') in " ".join(
                 result.output.split())
     assert not (tmp_path / "ds" / TRAIN).exists() and not (tmp_path / "ds" / ERRORS).exists()
+
+
+def test_a_long_output_path_is_printed_whole_on_one_line_never_folded_where_output_is_piped(tmp_path: Path):
+    # Piped or in a log, rich folded the line at 80 columns: a path longer than that came out cut in two.
+    deep = tmp_path.joinpath(*["a_long_folder_name_for_a_site"] * 4)
+    for i in range(2):
+        photo(deep / "export" / f"{i}.jpg", colour=(90 * i, 40, 40))
+        (deep / "export" / f"{i}.json").write_text(vendor_text(), encoding="utf-8")
+    jsonl = deep / "export" / "d.jsonl"
+    jsonl.write_text(record("0.jpg") + "\n" + record("1.jpg") + "\n", encoding="utf-8")
+    runs = {("split", jsonl, deep / "parts"): f"-> {deep / 'parts'}",
+            ("teachers", jsonl, deep / "t.jsonl", "--k", "1"): f"wrote {deep / 't.jsonl'}",
+            ("export-coco", jsonl, deep / "coco.json"): f"-> {deep / 'coco.json'}",
+            ("tile", jsonl, deep / "tiles"): f"-> {deep / 'tiles'}",
+            ("convert", deep / "export", deep / "conv", "--workers", "1"): f"ok: dataset written to {deep / 'conv'}"}
+    for args, line in runs.items():
+        code, out = run(*args)
+        assert code == 0 and line in out.splitlines()[-1], out

@@ -60,10 +60,10 @@ def convert(
     console.print(summary_table(summary))
     n_errors = summary["errors"]
     if n_errors:
-        console.print(f"[yellow]{n_errors} problem(s)[/] listed in {escape(str(out / ERRORS))}")
+        console.print(f"[yellow]{n_errors} problem(s)[/] listed in {escape(str(out / ERRORS))}", soft_wrap=True)
     if summary["photos"]["converted"] == 0:
         fail(f"no photo under {src} could be converted; see {out / ERRORS}", code=1)
-    console.print(f"[green]ok[/]: dataset written to {escape(str(out))}")
+    console.print(f"[green]ok[/]: dataset written to {escape(str(out))}", soft_wrap=True)
 
 
 def summary_table(summary: dict[str, Any]) -> Table:

@@ -136,9 +136,9 @@ def synth(
     where = escape(str(out))
     if fmt == "jsonl":
         console.print(f"[green]wrote[/] {where}/: train.jsonl ({n_train}), val.jsonl ({n_val}), "
-                      f"teachers.jsonl ({summary['images']['teachers']}), labels.json, summary.json, images/")
+                      f"teachers.jsonl ({summary['images']['teachers']}), labels.json, summary.json, images/", soft_wrap=True)
     else:
         v = summary["vendor"]
         console.print(f"[green]wrote[/] {where}/: images/ and annotations/ ({v['FeatureCollection']} FeatureCollection, "
                       f"{v['dataList']} dataList; EXIF-rotated: {v['exif_rotated_oriented_frame']} annotated upright, "
-                      f"{v['exif_rotated_raw_frame']} on the raw grid)")
+                      f"{v['exif_rotated_raw_frame']} on the raw grid)", soft_wrap=True)

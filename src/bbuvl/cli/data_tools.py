@@ -101,7 +101,7 @@ def _stats_records(path: Path) -> tuple[list[ImageRecord], list[str]]:
             for line, sample in read_lines(f):
                 records.append(sample.student)
                 where.append(f"{f}:{line}")
-        console.print(f"read {f}", style="dim", markup=False)
+        console.print(f"read {f}", style="dim", markup=False, soft_wrap=True)
     with user_errors():
         return require_photos(records, path), where
 
@@ -167,7 +167,7 @@ def stats(
     if json_out is not None:
         with user_errors(OSError):
             write_text_atomic(json_out, json.dumps(s, ensure_ascii=False, indent=2) + "\n")
-        console.print(f"wrote {json_out}", markup=False)
+        console.print(f"wrote {json_out}", markup=False, soft_wrap=True)
 
 
 # --- teachers and split ------------------------------------------------------------------------
@@ -199,8 +199,8 @@ def teachers(
     all_labels = {o.desc for r in records for o in r.objects}
     missing = sorted(all_labels - seen)
     missing_text = f"; missing: {', '.join(missing)}" if missing else ""
-    console.print(f"labels covered: {len(seen)} of {len(all_labels)}{missing_text}", markup=False)
-    console.print(f"wrote {out}", markup=False)
+    console.print(f"labels covered: {len(seen)} of {len(all_labels)}{missing_text}", markup=False, soft_wrap=True)
+    console.print(f"wrote {out}", markup=False, soft_wrap=True)
 
 
 def split(
@@ -217,7 +217,7 @@ def split(
     with user_errors(), replacing(outputs):  # a failed re-run leaves the earlier split whole, never half of each
         n_train, n_val = split_dataset(dataset, out_dir, val_ratio, seed, num_teachers)
     console.print(f"{n_train} train, {n_val} val photos, {min(num_teachers, n_train)} teachers from train (seed {seed}) "
-                  f"-> {out_dir}", markup=False)
+                  f"-> {out_dir}", markup=False, soft_wrap=True)
 
 
 # --- COCO --------------------------------------------------------------------------------------
@@ -248,7 +248,7 @@ def import_coco(
                       style="yellow", markup=False, soft_wrap=True)
     n = result.summary["images"]
     console.print(f"{n['train']} train, {n['val']} val, {n['teachers']} teachers, {result.summary['labels']} labels -> {out}",
-                  markup=False)
+                  markup=False, soft_wrap=True)
     if result.outside:
         console.print(f"[yellow]{result.outside} photos outside {escape(str(images_dir))} were not copied[/] "
                       "(--allow-outside copies them)", soft_wrap=True)
@@ -266,7 +266,7 @@ def export_coco(
     with user_errors():
         coco = coco_files.export_coco(dataset, out)
     console.print(f"{len(coco['images'])} images, {len(coco['annotations'])} boxes, "
-                  f"{len(coco['categories'])} categories -> {out}", markup=False)
+                  f"{len(coco['categories'])} categories -> {out}", markup=False, soft_wrap=True)
     # The names are the dataset's own files, so none is renamed here (data/names.py).
     print_first([f"file_name {im['file_name']}: {why}" for im in coco["images"]
                  if (why := portability_problem(im["file_name"])) is not None])
@@ -309,4 +309,5 @@ def tile(
                                progress=lambda done, total: bar.update(task, completed=done, total=total))
     images, objects = summary["images"], summary["objects"]
     console.print(f"{images['train']} train and {images['val']} val tiles ({objects['train']} and {objects['val']} objects), "
-                  f"grid {cols_rows[0]}x{cols_rows[1]}{', with each whole photo' if whole else ''} -> {out}", markup=False)
+                  f"grid {cols_rows[0]}x{cols_rows[1]}{', with each whole photo' if whole else ''} -> {out}", markup=False,
+                  soft_wrap=True)
