@@ -21,6 +21,8 @@ BROKEN = {
     "a_chunk_size_not_hex": (b"POST /v1/detect HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Type: image/png\r\n"
                              b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400, "chunk"),
     "tls_to_a_plain_port": (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64 + b"\r\n\r\n", 400, "request line"),
+    # 200 before: h11 checks that there is one Host, not what it holds
+    "a_host_that_is_no_host": (b"GET /readyz HTTP/1.1\r\nHost: a b/c\r\n" + AUTH + b"\r\n", 400, "'a b/c' is not a host"),
     "headers_over_the_limit": (b"GET /readyz HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 40_000, 431, "exceed"),
     # answered as chunked before (h11 drops the length): a proxy reading the length would take the rest as a request
     "a_length_and_chunks": (b"POST /v1/detect HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Type: image/png\r\n"
@@ -121,3 +123,15 @@ def test_a_body_in_tiny_chunks_is_refused_and_one_in_blocks_is_answered(serve, p
         answer += chunk
     s.close()
     assert answer.startswith(b"HTTP/1.1 200 OK") and answer.count(b"HTTP/1.1 200 OK") == 2, answer[:300]
+
+
+@pytest.mark.parametrize("host", ["", "example.com", "example.com:8000", "127.0.0.1:80", "[::1]:8000", "xn--fsq.example"])
+def test_every_form_of_host_is_taken(serve, host):
+    client = serve()
+    s = socket.create_connection(("127.0.0.1", client.port), timeout=10)
+    s.sendall(f"GET /readyz HTTP/1.1\r\nHost: {host}\r\n".encode() + AUTH + b"Connection: close\r\n\r\n")
+    answer = b""
+    while chunk := s.recv(65536):
+        answer += chunk
+    s.close()
+    assert answer.startswith(b"HTTP/1.1 200 OK"), answer

@@ -82,11 +82,16 @@ class _Remembering(h11.Connection):
 
 
 _ABSOLUTE = re.compile(rb"https?://[^/?#]*", re.I)
+_HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9]*)?")  # host[:port], empty allowed
 
 
 def _checked(request: h11.Request) -> h11.Request:
-    """`request` with an absolute-form target (`GET http://host/readyz`) made its path and query; RemoteProtocolError
-    400 for one whose body's length is declared both by Content-Length and by Transfer-Encoding."""
+    """`request` with an absolute-form target (`GET http://host/readyz`) made its path and query; _Refused 400 for one
+    whose Host is no host[:port], or whose body's length is declared both by Content-Length and by Transfer-Encoding."""
+    host = next((value for name, value in request.headers if name == b"host"), b"")
+    if not _HOST.fullmatch(host):  # HTTP asks a server to refuse it (h11 checks that there is one Host, not its value)
+        raise _Refused(f"the Host header '{cut(host.decode('latin-1'))}' is not a host name or address with an "
+                       "optional :port", "bad_request")
     names = {name for name, _ in request.headers}
     if b"content-length" in names and b"transfer-encoding" in names:
         # h11 took the chunks and dropped the length; a proxy in front that read the length instead would take the
