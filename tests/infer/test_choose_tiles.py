@@ -55,3 +55,17 @@ def test_a_gt_none_of_whose_photos_can_be_read_writes_no_scale_into_the_checkpoi
             "scale was measured and none is written") in " ".join(result.output.split())
     assert not (ckpt / "tile_scale.json").exists()
     assert not (tmp_path / "cands").exists()
+
+
+def test_an_out_that_is_the_folder_of_the_gt_photos_is_refused_before_they_are_set_aside(small_dataset, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    photos = sorted(p.name for p in (data / "images").iterdir())
+    result = CliRunner().invoke(app, ["choose-tiles", "-c", str(tmp_path / "ckpt"), "--gt", str(data / "val.jsonl"), "-o",
+                                      str(data / "images"), "--factors", "1", "--no-refine", "--device", "cpu",
+                                      "--overwrite"], env={"COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    # Before, the photos were set aside as the old output and every one was 'image file not found'.
+    assert (f"error: {data / 'images'}: holds the input --gt line 1's photo folder ({data / 'images'}); writing into it "
+            "could destroy the input") in " ".join(result.output.split())
+    assert sorted(p.name for p in (data / "images").iterdir()) == photos

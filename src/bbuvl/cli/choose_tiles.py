@@ -74,14 +74,17 @@ def choose_tiles(
     from bbuvl.eval.judging import choose_tiled_verdict
     from bbuvl.eval.tile_choice import choose_tile_scale, chosen_predictions
     from bbuvl.infer.predictor import Predictor
+    from bbuvl.train.run_dir import photo_folders
 
     refuse_unused(ctx, choose_thresholds, "--choose-thresholds", "target_recall", "target_precision")
     require_file(gt, "--gt")  # a folder was 'no such file'
     with user_errors(ValueError):
         candidates = parse_factors(factors)
     check_device(device)
-    with user_errors(ValueError):  # --out is rewritten whole: never the checkpoint, nor a folder around or inside it
-        check_not_inputs({"--checkpoint": checkpoint}, folders=[out])
+    with user_errors(ValueError, OSError):
+        # --out is rewritten whole: never the checkpoint, nor a folder of --gt's photos (set aside while it runs, they
+        # were 'image file not found'), nor a folder around or inside one of them.
+        check_not_inputs({"--checkpoint": checkpoint, **photo_folders(gt, "--gt")}, folders=[out])
     # The checkpoint is read, and tile_scale.json written into it, as `bbuvl eval --choose-thresholds` writes its file.
     files = [checkpoint / TILE_SCALE_FILE, *([checkpoint / TILED_THRESHOLDS_FILE] if choose_thresholds else [])]
     claim_outputs("choose-tiles", {"--gt": gt}, files, [out], overwrite)
