@@ -69,3 +69,20 @@ def test_an_out_that_is_the_folder_of_the_gt_photos_is_refused_before_they_are_s
     assert (f"error: {data / 'images'}: holds the input --gt line 1's photo folder ({data / 'images'}); writing into it "
             "could destroy the input") in " ".join(result.output.split())
     assert sorted(p.name for p in (data / "images").iterdir()) == photos
+
+
+def test_an_out_beside_the_gt_photos_in_a_flat_dataset_is_not_refused_for_them(small_dataset, tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for photo in (small_dataset / "images").iterdir():
+        shutil.copy(photo, flat / photo.name)
+    records = [json.loads(line) for line in (small_dataset / "val.jsonl").read_text(encoding="utf-8").splitlines()]
+    for r in records:
+        r["images"] = [r["images"][0].removeprefix("images/")]
+    (flat / "val.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    result = CliRunner().invoke(app, ["choose-tiles", "-c", str(tmp_path / "ckpt"), "--gt", str(flat / "val.jsonl"), "-o",
+                                      str(flat / "cands"), "--factors", "1", "--no-refine", "--device", "cpu"],
+                                env={"COLUMNS": "300"})
+    # It gets as far as the checkpoint, which is not there: no word about the photos beside --out.
+    assert result.exit_code != 0 and "photo folder" not in result.output, result.output
+    assert "ckpt" in result.output

@@ -82,9 +82,10 @@ def choose_tiles(
         candidates = parse_factors(factors)
     check_device(device)
     with user_errors(ValueError, OSError):
-        # --out is rewritten whole: never the checkpoint, nor a folder of --gt's photos (set aside while it runs, they
-        # were 'image file not found'), nor a folder around or inside one of them.
-        check_not_inputs({"--checkpoint": checkpoint, **photo_folders(gt, "--gt")}, folders=[out])
+        # --out is rewritten whole: never the checkpoint (nor a folder around or inside it), nor a folder holding --gt's
+        # photos (set aside while it ran, every one was 'image file not found'); beside them, as in a flat dataset, is fine.
+        holding = {k: f for k, f in photo_folders(gt, "--gt").items() if f.resolve().is_relative_to(out.resolve())}
+        check_not_inputs({"--checkpoint": checkpoint, **holding}, folders=[out])
     # The checkpoint is read, and tile_scale.json written into it, as `bbuvl eval --choose-thresholds` writes its file.
     files = [checkpoint / TILE_SCALE_FILE, *([checkpoint / TILED_THRESHOLDS_FILE] if choose_thresholds else [])]
     claim_outputs("choose-tiles", {"--gt": gt}, files, [out], overwrite)
