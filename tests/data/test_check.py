@@ -141,8 +141,9 @@ def test_unsorted_objects_are_a_warning_not_an_error(tmp_path: Path):
 
 def test_teacher_records_of_a_sample_are_checked_and_named(tmp_path: Path):
     write_jpeg(tmp_path / "a.jpg")
+    write_jpeg(tmp_path / "b.jpg")
     bad_teacher = record("gone.jpg")
-    sample = {"teachers": [record("a.jpg"), bad_teacher], "student": record("a.jpg", (321, 240))}
+    sample = {"teachers": [record("b.jpg"), bad_teacher], "student": record("a.jpg", (321, 240))}
     problems = check_dataset(write_jsonl(tmp_path / "s.jsonl", [sample]))
     assert [str(p).split(": ", 1)[1] for p in problems] == [
         "teachers[1]: image gone.jpg: image file not found",
@@ -197,3 +198,24 @@ def test_cli_exits_0_on_the_clean_dataset(clean: Path):
     result = CliRunner().invoke(cli(), ["check", str(clean)])
     assert result.exit_code == 0, result.output
     assert "ok" in result.output and "no errors" in result.output
+
+
+def test_a_sample_whose_teacher_is_its_own_student_photo_is_an_error(tmp_path: Path):
+    # The prompt then shows the answer: the model learns to copy the teacher's boxes, and check said "ok".
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        write_jpeg(tmp_path / name)
+    shutil.copy(tmp_path / "b.jpg", tmp_path / "copy_of_b.jpg")
+    samples = [{"teachers": [record("c.jpg"), record("./a.jpg")], "student": record("a.jpg")},
+               {"teachers": [record("copy_of_b.jpg")], "student": record("b.jpg")},
+               {"teachers": [record("a.jpg")], "student": record("c.jpg")}]
+    jsonl = tmp_path / "explicit.jsonl"
+    jsonl.write_text("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples), encoding="utf-8")
+    app = typer.Typer()
+    app.command()(data_tools.check)
+    result = CliRunner().invoke(app, [str(jsonl), "--no-decode"])
+    out = " ".join(result.output.split())
+    assert result.exit_code == 1, out
+    assert (f"{jsonl}:1: teachers[1]: image ./a.jpg is the student photo (the same file): its answer would be in its "
+            "own prompt") in out
+    assert f"{jsonl}:2: teachers[0]: image copy_of_b.jpg is the student photo (the same content as b.jpg)" in out
+    assert ":3: teachers" not in out and "2 error(s)" in out

@@ -232,6 +232,19 @@ def duplicate_photos(rows: list[tuple[Path, int, Sample]], digests: dict[Path, s
     return problems
 
 
+def teacher_is_student(file: Path, sample: Sample, digests: dict[Path, str]) -> str | None:
+    """What is wrong when one of a sample's teachers is its student photo (the same file, or the same bytes): the
+    prompt then holds the answer, and the model learns to copy it instead of looking."""
+    student = resolve_image(file, sample.student.image)
+    for i, teacher in enumerate(sample.teachers):
+        path = resolve_image(file, teacher.image)
+        if path == student or (path in digests and digests[path] == digests.get(student)):
+            how = "the same file" if path == student else f"the same content as {sample.student.image}"
+            return (f"teachers[{i}]: image {teacher.image} is the student photo ({how}): its answer would be in its "
+                    "own prompt; choose teachers among the other photos")
+    return None
+
+
 def empty_file_problem(path: Path, file: Path) -> Problem:
     """What a dataset file with no photo in it is ("ok" for one would read as a clean dataset): an error, or a warning
     for a folder's optional val/teachers file; `path` is what was checked (the file itself, or its folder)."""
@@ -285,6 +298,8 @@ def check_dataset(
             if on_progress:
                 on_progress(done, len(images))
     problems += duplicate_photos(rows, digests)
+    problems += [Problem(str(file), line, why) for file, line, sample in rows
+                 if (why := teacher_is_student(file, sample, digests)) is not None]
 
     for file, line, sample in rows:
         for prefix, record in sample_records(sample):
