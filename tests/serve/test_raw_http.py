@@ -23,6 +23,14 @@ BROKEN = {
     "tls_to_a_plain_port": (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64 + b"\r\n\r\n", 400, "request line"),
     # 200 before: h11 checks that there is one Host, not what it holds
     "a_host_that_is_no_host": (b"GET /readyz HTTP/1.1\r\nHost: a b/c\r\n" + AUTH + b"\r\n", 400, "'a b/c' is not a host"),
+    # 401 with the wrong key first, 200 with the right one first, before: the first was read, a proxy may check the last
+    "two_keys": (b"GET /readyz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong-key-0123456789\r\n" + AUTH + b"\r\n", 400,
+                 "2 Authorization headers"),
+    "two_keys_the_right_one_first": (b"GET /readyz HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Authorization: Bearer wrong\r\n\r\n",
+                                     400, "2 Authorization headers"),
+    # answered as a PNG before, the multipart type dropped
+    "two_content_types": (b"POST /v1/detect HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Type: image/png\r\nContent-Type: "
+                          b"multipart/form-data; boundary=b\r\nContent-Length: 3\r\n\r\nabc", 400, "2 Content-Type headers"),
     "headers_over_the_limit": (b"GET /readyz HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 40_000, 431, "exceed"),
     # answered as chunked before (h11 drops the length): a proxy reading the length would take the rest as a request
     "a_length_and_chunks": (b"POST /v1/detect HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Type: image/png\r\n"

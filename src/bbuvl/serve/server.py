@@ -87,12 +87,17 @@ _HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9]*)
 
 def _checked(request: h11.Request) -> h11.Request:
     """`request` with an absolute-form target (`GET http://host/readyz`) made its path and query; _Refused 400 for one
-    whose Host is no host[:port], or whose body's length is declared both by Content-Length and by Transfer-Encoding."""
+    whose Host is no host[:port], that names its key or its body's type twice, or whose body's length is declared both
+    by Content-Length and by Transfer-Encoding."""
     host = next((value for name, value in request.headers if name == b"host"), b"")
     if not _HOST.fullmatch(host):  # HTTP asks a server to refuse it (h11 checks that there is one Host, not its value)
         raise _Refused(f"the Host header '{cut(host.decode('latin-1'))}' is not a host name or address with an "
                        "optional :port", "bad_request")
-    names = {name for name, _ in request.headers}
+    names = [name for name, _ in request.headers]
+    for twice in (b"authorization", b"content-type"):
+        if names.count(twice) > 1:  # the server read the first; a proxy in front may have checked another
+            raise _Refused(f"the request holds {names.count(twice)} {twice.decode().title()} headers; which one is meant "
+                           "is ambiguous: send one", "bad_request")
     if b"content-length" in names and b"transfer-encoding" in names:
         # h11 took the chunks and dropped the length; a proxy in front that read the length instead would take the
         # rest as another request (request smuggling): refused, and the connection closed, as HTTP asks
