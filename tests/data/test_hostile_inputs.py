@@ -578,3 +578,20 @@ def test_a_hierarchy_fault_flag_that_is_no_boolean_is_refused_not_read_as_true(t
     code, out = run("check", jsonl, "--hierarchy", hierarchy)
     assert code == 2 and (f"{hierarchy}: state '{LABEL}/接头/连接正确': \"fault\" must be true or false, got \"false\"") in \
         " ".join(out.split()), out
+
+
+def test_a_vendor_point_of_three_numbers_is_named_whole_and_a_remark_object_is_kept_as_json(tmp_path: Path):
+    # [x, y, z] was "coordinates hold 4, not [x, y] pairs", naming its first number; a remark that was an object was
+    # kept in Python's spelling ({'a': [1]}), which no JSON reader reads back.
+    src = tmp_path / "export"
+    photo(src / "z.jpg")
+    (src / "z.json").write_text(vendor_text().replace("[4, 5], [30, 5]", "[4, 5, 0], [30, 5]"), encoding="utf-8")
+    photo(src / "r.jpg", colour=(0, 0, 250))
+    data = json.loads(vendor_text())
+    data["markResult"]["features"][0]["properties"]["contentZh"].update({"备注": {"a": [1], "ok": True}, "编号": 7})
+    (src / "r.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    code, out = run("convert", src, tmp_path / "out", "--workers", "1", "--val-ratio", "0")
+    assert code == 0, out
+    assert errors_of(tmp_path / "out")["z.json"] == "point [4, 5, 0] has 3 numbers; a point is [x, y]"
+    [kept] = [json.loads(line) for line in (tmp_path / "out" / "train.jsonl").open(encoding="utf-8")]
+    assert kept["objects"][0]["extra"] == {"备注": '{"a": [1], "ok": true}', "编号": "7"}

@@ -197,10 +197,11 @@ def _first_text(props: dict[str, Any], keys: tuple[str, ...]) -> str:
 
 
 def _text(value: Any) -> str:
-    """A property value as stripped text ('' for null and empty values)."""
+    """A property value as stripped text ('' for null and empty values); a number, list or object as the file wrote
+    it (str() gave a remark `{'a': [1]}` in Python's spelling, and `true` as `True`)."""
     if value is None:
         return ""
-    return str(value).strip()
+    return (value if isinstance(value, str) else _json(value)).strip()
 
 
 def _label_text(value: Any, key: str) -> str:
@@ -228,6 +229,10 @@ def _extent(coords: Any, label: str | None) -> list[float]:
 
 
 def _points(coords: Any) -> Iterator[tuple[float, float]]:
+    if isinstance(coords, list) and len(coords) != 2 and coords and all(is_json_number(v) for v in coords):
+        # [x, y, z] (a GeoJSON height) or a flat [x1, y1, x2, y2]: no reading of it is safe, so it is named whole.
+        raise _ObjectError(f"point {_json(coords[:6])[:-1]}{', ...' if len(coords) > 6 else ''}] has {len(coords)} "
+                           "numbers; a point is [x, y]")
     if isinstance(coords, list) and len(coords) == 2 and all(is_json_number(v) for v in coords):
         x, y = float(coords[0]), float(coords[1])
         if not (math.isfinite(x) and math.isfinite(y)):
