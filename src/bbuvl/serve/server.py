@@ -7,7 +7,9 @@ a drained server exits 0 rather than dying by the signal.
 
 uvicorn waits for a request's headers for ever: a client that opens connections and sends a header line now
 and then (slowloris) would hold every one of them. `protocol` closes a connection whose headers are not all in
-within the read timeout; bodies.py gives each piece of the body the same time (docs/serving.md, "Slow and vanishing clients").
+within the read timeout; bodies.py gives each piece of the body the same time, and the body as a whole a floor on its
+average rate, which `protocol` applies too to a body the server answered before reading it (docs/serving.md, "Slow
+and vanishing clients").
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class _Refused(h11.RemoteProtocolError):
 
 class _Remembering(h11.Connection):
     """h11's server side of a connection, keeping why the client's bytes were not HTTP/1.1 (uvicorn drops the reason),
-    and checking each request's framing and target (`_checked`) and its body's pieces beyond what h11 checks."""
+    and checking each request's headers, target and body's pieces beyond what h11 checks."""
 
     error: h11.RemoteProtocolError | None = None
     pieces, piece_bytes = 0, 0  # of the current request's body
@@ -63,7 +65,8 @@ class _Remembering(h11.Connection):
             event = super().next_event()
             if isinstance(event, h11.Request):
                 self.pieces = self.piece_bytes = 0
-                return _checked(event)
+                _refuse_ambiguous(event.headers)
+                return _origin_form(event)
             if isinstance(event, h11.Data):
                 self._count(len(event.data))
             return event
@@ -85,15 +88,14 @@ _ABSOLUTE = re.compile(rb"https?://[^/?#]*", re.I)
 _HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9]*)?")  # host[:port], empty allowed
 
 
-def _checked(request: h11.Request) -> h11.Request:
-    """`request` with an absolute-form target (`GET http://host/readyz`) made its path and query; _Refused 400 for one
-    whose Host is no host[:port], that names its key or its body's type twice, or whose body's length is declared both
-    by Content-Length and by Transfer-Encoding."""
-    host = next((value for name, value in request.headers if name == b"host"), b"")
+def _refuse_ambiguous(headers: Any) -> None:
+    """_Refused 400 for a request whose Host is no host[:port], that names its key or its body's type twice, or whose
+    body's length is declared both by Content-Length and by Transfer-Encoding: each what h11 lets through."""
+    host = next((value for name, value in headers if name == b"host"), b"")
     if not _HOST.fullmatch(host):  # HTTP asks a server to refuse it (h11 checks that there is one Host, not its value)
         raise _Refused(f"the Host header '{cut(host.decode('latin-1'))}' is not a host name or address with an "
                        "optional :port", "bad_request")
-    names = [name for name, _ in request.headers]
+    names = [name for name, _ in headers]
     for twice in (b"authorization", b"content-type"):
         if names.count(twice) > 1:  # the server read the first; a proxy in front may have checked another
             raise _Refused(f"the request holds {names.count(twice)} {twice.decode().title()} headers; which one is meant "
@@ -103,6 +105,10 @@ def _checked(request: h11.Request) -> h11.Request:
         # rest as another request (request smuggling): refused, and the connection closed, as HTTP asks
         raise _Refused("the request is refused: both Content-Length and Transfer-Encoding declare its body's length, "
                        "which a proxy in front may read otherwise than this server; send one", "bad_request")
+
+
+def _origin_form(request: h11.Request) -> h11.Request:
+    """`request` with an absolute-form target (`GET http://host/readyz`) made its path and query."""
     absolute = _ABSOLUTE.match(request.target)
     if absolute is None:
         return request
