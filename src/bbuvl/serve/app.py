@@ -191,7 +191,7 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
         if font is None:
             raise ApiError(404, "not_found", "no CJK font on the server (`make fonts` installs one)")
         return RangedFile(font, media_type="font/collection" if font.suffix.lower() == ".ttc" else "font/ttf",
-                            headers={"Cache-Control": "max-age=86400"})
+                          headers={"Cache-Control": "max-age=86400"})
 
     app.mount("/static", Static(directory=STATIC), name="static")
     app.add_middleware(Guard, keys=keys, metrics=metrics)  # CORS, added after, wraps it: preflights carry no key
