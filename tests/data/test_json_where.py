@@ -94,3 +94,18 @@ def test_an_iscrowd_flag_written_as_text_is_read_as_the_number_it_spells(tmp_pat
     assert reasons == {2: "crowd annotation (a region of many objects, not one box)", 3: 'iscrowd "no" is neither 0 nor 1'}
     [kept] = [json.loads(line) for line in (out / "train.jsonl").open(encoding="utf-8")]
     assert sorted(o["bbox_2d"][0] for o in kept["objects"]) == [4.0, 16.0, 20.0]  # "0", 0 and null
+
+
+def test_a_coco_id_that_is_a_fraction_is_named_as_no_whole_number_and_an_unknown_id_is_shown(tmp_path: Path):
+    # 1.5 was "no number or string", and an annotation's unknown image id was not shown at all.
+    photo(tmp_path / "images" / "a.jpg")
+    anns = [{"id": 1, "image_id": 1.5, "category_id": 1, "bbox": [4, 5, 26, 35]},
+            {"id": 2, "image_id": 9, "category_id": 1, "bbox": [4, 5, 26, 35]},
+            {"id": 3, "image_id": 1, "category_id": 1, "bbox": [4, 5, 26, 35]}]
+    (tmp_path / "coco.json").write_text(coco_text(anns), encoding="utf-8")
+    out = tmp_path / "out"
+    code, printed = run("import-coco", tmp_path / "coco.json", tmp_path / "images", out, "--val-ratio", "0")
+    assert code == 0, printed
+    reasons = {e["annotation_id"]: e["reason"] for e in map(json.loads, (out / "errors.jsonl").open(encoding="utf-8"))}
+    assert reasons == {1: "image_id 1.5 is neither a whole number nor a string, so it names no entry",
+                       2: "unknown image id 9"}

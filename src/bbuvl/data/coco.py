@@ -73,6 +73,10 @@ def _listed(coco: dict[str, Any], key: str, errors: list[dict[str, Any]]) -> lis
     return kept
 
 
+# 1.5 or true named as an id: "no number" was wrong for 1.5, which is one.
+_NO_ID = "is neither a whole number nor a string, so it names no entry"
+
+
 def _id(value: Any) -> int | str | None:
     """A COCO id as a key: an int (1.0 too, as pandas writes ids), or a string as some tools write it; anything else
     names nothing."""
@@ -120,7 +124,7 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
         cat_id, name = _id(c.get("id")), c.get("name")
         if cat_id is None or not isinstance(name, str) or not clean_label(name):
             # Its annotations are reported as of an unknown category, after this line saying why.
-            why = (f"category id {json.dumps(c.get('id'), ensure_ascii=False)} is no number or string" if cat_id is None
+            why = (f"category id {json.dumps(c.get('id'), ensure_ascii=False)} {_NO_ID}" if cat_id is None
                    else f"category id {cat_id!r}: name {json.dumps(name, ensure_ascii=False)} is no label")
             errors.append(_error(why, category_id=c.get("id")))
             continue
@@ -136,7 +140,7 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
         image_id = _id(im.get("id"))
         try:
             if image_id is None:
-                raise ValueError(f"id {im.get('id')!r} is no number or string")
+                raise ValueError(f"id {json.dumps(im.get('id'), ensure_ascii=False)} {_NO_ID}")
             size = (_whole(im["width"], "width"), _whole(im["height"], "height"))
             file_name = im["file_name"]
             if not isinstance(file_name, str) or not file_name.strip():
@@ -168,7 +172,9 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             typed = _typed_otherwise("image_id", ann.get("image_id"), image_id, images, "images")
             if typed is not None:  # the file does name a photo that has parts: never keep it empty
                 images[_same_digits(image_id)]["listed"] += 1
-            errors.append(_error(typed or "unknown image id", **where))
+            shown = json.dumps(ann.get("image_id"), ensure_ascii=False)
+            why = f"image_id {shown} {_NO_ID}" if image_id is None else f"unknown image id {shown}"
+            errors.append(_error(typed or why, **where))
             continue
         where["file"] = image["file_name"]
         image["listed"] += 1
