@@ -17,6 +17,10 @@ from tests.diagnostics.conftest import one_thread  # noqa: F401
 from tests.recipes import WITHOUT_GROUNDING
 
 MARGIN = 0.05  # mean detection reward (matched IoU over max(truth, answer)) on 40 photos of an unseen seed
+# The recipe measured for a checkpoint that has not learned its boxes, as this 500-step one without the grounding
+# terms: configs/demo_grpo.yaml's own is the gentle one for the demo's stage A, which already has (docs/grpo.md).
+WEAK_START = ("training.lr.vision=3e-4", "training.lr.merger=3e-4", "training.lr.llm=3e-4", "training.lr.adapter=3e-4",
+              "grpo.beta=0", "grpo.temperature=1.0")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800), pytest.mark.filterwarnings("ignore")]
 
@@ -33,6 +37,6 @@ def test_grpo_raises_the_heldout_detection_reward_of_a_stage_a_checkpoint_by_0_0
     before = heldout_reward(Predictor.load(sft, device="cpu"), held / "val.jsonl")["detection"]
     grpo = train_grpo(load_config("configs/demo_grpo.yaml", [
         f"model.path={sft}", f"data.train={data / 'train.jsonl'}", f"training.output_dir={tmp_path / 'grpo'}",
-        "training.max_steps=40"]), progress=False)["final"]
+        "training.max_steps=40", *WEAK_START]), progress=False)["final"]
     after = heldout_reward(Predictor.load(grpo, device="cpu"), held / "val.jsonl")["detection"]
     assert after >= before + MARGIN, (before, after)
