@@ -10,6 +10,8 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.serve.conftest import API_KEY
 
 
@@ -296,3 +298,18 @@ def test_a_connection_answered_before_its_body_came_is_closed_once_the_rest_come
     s.close()
     assert answer.split()[1:2] == [b"401"] and took < 3, (answer[:100], took)  # open for as long as it trickled before
     assert client.request("GET", "/readyz").status == 200
+
+
+@pytest.mark.slow  # a process of its own: 14 s, most of it loading
+def test_bbuvl_serve_takes_the_floor_as_min_body_rate(trained_checkpoint, tmp_path):
+    from tests.serve.conftest import cli_server
+
+    args = ["-c", str(trained_checkpoint), "--mode", "head", "--device", "cpu", "--read-timeout", "1",
+            "--min-body-rate", "4"]
+    with cli_server(args, tmp_path / "serve.log") as (client, _):
+        s = raw(client.port, upload_head(10_000))
+        answer, took = trickle_until_closed(s, b"\x89", pause_s=0.3, limit_s=6)
+        s.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split()[1:2] == [b"408"] and took < 3, (answer, took)
+    assert "floor of 4 KiB/s" in json.loads(body)["error"]["message"]

@@ -91,8 +91,9 @@ def serve(
         predictor = Predictor.load(folder, device=device)
         options = predictor.options(**tiled)
         engine = Engine(predictor, mode, checkpoint.name, rescorer, options)
-    settings = ServeSettings(max_batch, max_wait_ms, queue_size, timeout, max_body_mb, list(cors_origin or []),
-                             read_timeout, max_connections, min_body_rate)
+    settings = ServeSettings(max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, timeout_s=timeout,
+                             max_body_mb=max_body_mb, cors_origins=list(cors_origin or []), read_timeout_s=read_timeout,
+                             max_connections=max_connections, min_body_rate_kib=min_body_rate)
     with user_errors(OSError):
         sock = bind(host, port)
     if host not in LOOPBACK:
