@@ -239,6 +239,13 @@ def test_a_multipart_image_field_sent_as_text_says_to_send_the_file(bad_server, 
     cut = b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n\r\n" + photos[0].read_bytes()[:500]
     r = bad_server.request("POST", "/v1/detect", cut, {"Content-Type": "multipart/form-data; boundary=b"})
     assert r.status == 400 and "ends before its closing boundary '--b--'" in r.json()["error"]["message"], r.body
+    # the extended form some clients write for a file named 照片.png: "its part has no filename" before
+    extended = (b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename*=utf-8''%E7%85%A7%E7%89%87.png\r\n"
+                b"Content-Type: image/png\r\n\r\n" + photos[0].read_bytes() + b"\r\n--b--\r\n")
+    r = bad_server.request("POST", "/v1/detect", extended, {"Content-Type": "multipart/form-data; boundary=b"})
+    assert r.status == 400 and "filename*=" in r.json()["error"]["message"], r.body
+    named = extended.replace(b"filename*=utf-8''%E7%85%A7%E7%89%87.png", 'filename="照片.png"'.encode())
+    assert bad_server.request("POST", "/v1/detect", named, {"Content-Type": "multipart/form-data; boundary=b"}).status == 200
     quoted, ctype = as_file(photos[0].read_bytes())
     ctype["Content-Type"] = ctype["Content-Type"].replace("boundary=", 'boundary="') + '"'
     assert bad_server.request("POST", "/v1/detect", quoted, ctype).status == 200

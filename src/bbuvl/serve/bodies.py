@@ -161,6 +161,9 @@ async def _drain(request: Request, size: int, limit: int, arrived: Callable[[int
         return
 
 
+_EXTENDED_FILENAME = re.compile(rb'^content-disposition:[^\r\n]*name="?image"?;[^\r\n]*filename\*=', re.I | re.M)
+
+
 async def _multipart_image(request: Request, body: bytes) -> bytes:
     """The `image` file part of a multipart body (or its only file part)."""
 
@@ -185,6 +188,12 @@ async def _multipart_image(request: Request, body: bytes) -> bytes:
                            "send each in its own")
         part = form.get("image")
         upload = part if isinstance(part, UploadFile) else files[0][1] if files else None
+        if isinstance(part, str) and upload is None and _EXTENDED_FILENAME.search(body):
+            # the parser drops `filename*=UTF-8''...` (the extended form, which multipart bodies must not use), so the
+            # photo arrived as text: "its part has no filename" before, while the client did name one
+            raise ApiError(400, "missing_image", "the multipart part 'image' names its file only as filename*=..., "
+                           "which multipart/form-data does not take: name it filename=\"...\" (UTF-8 may stand in it "
+                           "as it is)")
         if isinstance(part, str) and upload is None:  # `curl -F image=photo.jpg`: the name, not the file
             raise ApiError(400, "missing_image", "the multipart field 'image' is text, not a file (its part has no "
                            "filename): send the photo as a file, e.g. curl -F image=@photo.jpg")
