@@ -95,6 +95,10 @@ def test_every_route_but_healthz_answers_401_without_the_right_key(serve):
             r = client.request(method, target, b"{}", {"Content-Type": "application/json", **headers}, key=False)
             assert r.status == 401, (method, path, case)
             assert r.json()["error"]["kind"] == "unauthorized"
+            message = r.json()["error"]["message"]
+            # a key in the address was answered as no key at all before, as if it had not been sent
+            assert ("'?api_key=') is not read" in message) == (case == "the key in the query"), (case, message)
+            assert client.key not in message
             page = path in ("/", "/font/cjk") or path.startswith("/static/")
             # The page's routes challenge a browser to ask for the key itself; the API tells a script to send Bearer.
             assert r.headers["www-authenticate"] == ('Basic realm="bbu-vl", charset="UTF-8"' if page else "Bearer"), path

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from urllib.parse import parse_qsl
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -23,6 +24,7 @@ from bbuvl.serve.metrics import ServeMetrics
 OPEN_PATHS = ("/healthz",)
 PAGE_PATHS = ("/", "/font/cjk")  # and everything under /static/
 BASIC_CHALLENGE = 'Basic realm="bbu-vl", charset="UTF-8"'
+KEY_NAMES = ("key", "api_key", "apikey", "api-key", "token", "access_token", "auth")  # where a key may be put by mistake
 ROUTES = ("/healthz", "/readyz", "/metrics", "/v1/detect", "/v1/chat/completions", "/", "/font/cjk")
 logger = logging.getLogger("bbuvl.serve")
 
@@ -32,12 +34,16 @@ def _is_page(path: str) -> bool:
     return path in PAGE_PATHS or path.startswith("/static/")
 
 
-def _unauthorized(path: str) -> ApiError:
-    """The 401 for `path`: a Basic challenge for the page's routes (the browser asks for the key), else Bearer."""
+def _unauthorized(path: str, query: bytes = b"") -> ApiError:
+    """The 401 for `path`: a Basic challenge for the page's routes (the browser asks for the key), else Bearer; it says
+    so when `query` holds what looks like the key, which is never read there."""
+    named = [name for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True) if name.lower() in KEY_NAMES]
+    # an address is written to proxies' logs and browsers' history: a key there is leaked, so it is not taken
+    where = f"; a key in the address ('?{cut(named[0])}=') is not read: it would end up in logs" if named else ""
     if _is_page(path):
-        return ApiError(401, "unauthorized", "missing or wrong API key: give any user name and the API key as password",
-                        {"WWW-Authenticate": BASIC_CHALLENGE})
-    return ApiError(401, "unauthorized", "missing or wrong API key: send 'Authorization: Bearer KEY'",
+        return ApiError(401, "unauthorized", f"missing or wrong API key: give any user name and the API key as password"
+                        f"{where}", {"WWW-Authenticate": BASIC_CHALLENGE})
+    return ApiError(401, "unauthorized", f"missing or wrong API key: send 'Authorization: Bearer KEY'{where}",
                     {"WWW-Authenticate": "Bearer"})
 
 
@@ -70,7 +76,7 @@ class Guard:
             if path in OPEN_PATHS or self.keys.accepts(_header(scope, b"authorization")):
                 await self.app(scope, receive, watched)
             else:
-                await error_response(_unauthorized(path), self.metrics)(scope, receive, watched)
+                await error_response(_unauthorized(path, scope["query_string"]), self.metrics)(scope, receive, watched)
         finally:
             seconds = time.perf_counter() - start
             route = _route_name(path)
