@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -595,3 +596,27 @@ def test_a_vendor_point_of_three_numbers_is_named_whole_and_a_remark_object_is_k
     assert errors_of(tmp_path / "out")["z.json"] == "point [4, 5, 0] has 3 numbers; a point is [x, y]"
     [kept] = [json.loads(line) for line in (tmp_path / "out" / "train.jsonl").open(encoding="utf-8")]
     assert kept["objects"][0]["extra"] == {"备注": '{"a": [1], "ok": true}', "编号": "7"}
+
+
+@pytest.mark.timeout(120)
+def test_a_pipe_or_a_folder_given_as_a_dataset_file_is_named_never_waited_on(tmp_path: Path):
+    # check, split, teachers and export-coco opened a named pipe and waited for a writer forever; a folder under
+    # train.jsonl's name was "missing" to check, "no photos" to stats and "no such dataset file" to tile.
+    import os
+
+    pipe = tmp_path / "d.jsonl"
+    os.mkfifo(pipe)
+    for args in (("check", pipe), ("stats", pipe), ("split", pipe, tmp_path / "parts"),
+                 ("teachers", pipe, tmp_path / "t.jsonl"), ("export-coco", pipe, tmp_path / "c.json"),
+                 ("tile", pipe, tmp_path / "tiles")):
+        code, out = run(*args)
+        out = " ".join(out.split()).replace(f"{pipe}:0:", f"{pipe}:")  # check numbers a whole-file problem line 0
+        assert code in (1, 2) and f"{pipe}: a FIFO (named pipe), not a JSONL dataset file" in out, out
+    folder = tmp_path / "ds"
+    (folder / "train.jsonl").mkdir(parents=True)
+    photo(folder / "a.jpg")
+    (folder / "val.jsonl").write_text(record("a.jpg") + "\n", encoding="utf-8")
+    for args in (("check", folder), ("stats", folder), ("tile", folder, tmp_path / "tiles")):
+        code, out = run(*args)
+        out = " ".join(out.split()).replace(f"{folder / 'train.jsonl'}:0:", f"{folder / 'train.jsonl'}:")
+        assert code in (1, 2) and f"{folder / 'train.jsonl'}: a folder, not a JSONL dataset file" in out, out

@@ -18,6 +18,7 @@ from bbuvl.config import resolve_frame
 from bbuvl.data.check import check_dataset
 from bbuvl.data import coco_files
 from bbuvl.data.labels import Hierarchy
+from bbuvl.data.input_paths import file_kind
 from bbuvl.data.layout import DATASET_FILES, ERRORS, TEACHERS, TRAIN, VAL
 from bbuvl.data.names import portability_problem
 from bbuvl.data.schema import ImageRecord, read_lines, require_photos
@@ -92,7 +93,7 @@ def check(
 def _stats_records(path: Path) -> tuple[list[ImageRecord], list[str]]:
     """Photos of a JSONL file, or of a dataset folder's train and val files, and where each was read (`file:line`)."""
     files = [path / TRAIN, path / VAL] if path.is_dir() else [path]
-    files = [f for f in files if f.is_file()]
+    files = [f for f in files if file_kind(f) != "no such file"]  # reading a folder or a pipe names what it is
     if not files:
         fail(f"{path}: no {TRAIN} or {VAL} in this folder")
     records, where = [], []

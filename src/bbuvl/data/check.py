@@ -15,6 +15,7 @@ from typing import Callable, Iterator, Literal, Sequence
 from bbuvl.data.boxes import box_iou
 from bbuvl.data.coords import box_inside, box_is_degenerate, oriented_size
 from bbuvl.data.images import EXIF_ORIENTATION, ImageError, file_digest, load_image, open_image
+from bbuvl.data.input_paths import file_kind
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.names import portability_problem
 from bbuvl.data.layout import TEACHERS, TRAIN, VAL
@@ -78,12 +79,13 @@ def dataset_files(path: Path) -> tuple[list[Path], list[Problem]]:
     """The JSONL files to check under `path` (itself, or a dataset folder's train/val/teachers)."""
     if not path.is_dir():
         return [path], []
-    files = [path / name for name in (TRAIN, VAL, TEACHERS) if (path / name).is_file()]
+    # A folder or a pipe under a dataset file's name is checked, so that reading it names what it is, not "missing".
+    files = [path / name for name in (TRAIN, VAL, TEACHERS) if file_kind(path / name) != "no such file"]
     problems = []
-    if not (path / TRAIN).is_file():
+    if path / TRAIN not in files:
         problems.append(Problem(str(path / TRAIN), 0, "missing: a dataset folder needs a train.jsonl"))
     for name in (VAL, TEACHERS):
-        if not (path / name).is_file():
+        if path / name not in files:
             problems.append(Problem(str(path / name), 0, "missing (optional, but usual in a dataset folder)", "warning"))
     return files, problems
 

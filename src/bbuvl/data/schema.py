@@ -20,7 +20,7 @@ from typing import IO, Annotated, Any, Iterable, Iterator
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bbuvl.atomic import atomic_path
-from bbuvl.data.input_paths import find_file
+from bbuvl.data.input_paths import file_kind, find_file
 from bbuvl.data.jsonfile import DuplicateKeyError, parse_json
 from bbuvl.data.text import clean_label, label_problem, show_text
 
@@ -227,6 +227,10 @@ def iter_json_lines(path: str | Path, what: str = "dataset") -> Iterator[tuple[i
     """`(line number, decoded JSON or DatasetError)` for each non-blank line of a JSONL file; DatasetError raised when
     it cannot be opened or its first line is not text."""
     path = Path(path)
+    kind = file_kind(path)
+    if kind not in (None, "no such file", "a link that reaches no file"):  # those two: open() names them below
+        # A pipe with no writer waited forever; a dataset is also the folder its photos are found from.
+        raise DatasetError(path, 0, f"{kind}, not a JSONL {what} file")
     try:
         # A BOM (Windows editors write one) is no part of the first line; bytes that are not UTF-8 are kept as
         # surrogates, so that their line is an error of its own and the lines after it are still read.

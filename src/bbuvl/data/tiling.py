@@ -21,7 +21,7 @@ from PIL import Image
 
 from bbuvl.atomic import write_bytes_atomic
 from bbuvl.data.images import load_image
-from bbuvl.data.input_paths import real_path
+from bbuvl.data.input_paths import file_kind, real_path
 from bbuvl.data.layout import TRAIN, VAL, write_dataset_folder
 from bbuvl.data.names import NameBook, portable_path, safe_stem
 from bbuvl.data.regions import Region, grid_regions, magnified_record, tile_side_overlap
@@ -127,7 +127,7 @@ def tile_sources(dataset: str | Path, out: str | Path) -> Sources:
     or a photo in the `out/images` that tiling rewrites (a dataset tiled into its own folder)."""
     dataset, images = Path(dataset), (Path(out) / IMAGES).resolve()
     sources = {"train": dataset / TRAIN, "val": dataset / VAL} if dataset.is_dir() else {"train": dataset}
-    missing = [str(p) for p in sources.values() if not p.is_file()]
+    missing = [str(p) for p in sources.values() if file_kind(p) == "no such file"]  # reading names any other kind
     if missing:
         raise FileNotFoundError(f"{missing[0]}: no such dataset file")
     parts: Sources = {}
