@@ -31,12 +31,19 @@ from bbuvl.serve.bodies import Pace
 from bbuvl.serve.errors import ApiError, cut
 
 
+def _raw(e: ApiError) -> bytes:
+    """The raw HTTP answer, closing its connection, of an error met before h11 holds a request to answer."""
+    body = json.dumps(e.body()).encode()
+    head = [f"HTTP/1.1 {e.status} {HTTPStatus(e.status).phrase}", "content-type: application/json",
+            *(f"{name.lower()}: {value}" for name, value in e.headers.items()), "connection: close",
+            f"content-length: {len(body)}"]
+    return "\r\n".join(head).encode("latin-1") + b"\r\n\r\n" + body
+
+
 def _too_many(max_connections: int) -> bytes:
     """The raw HTTP answer to a connection past the bound: 503, Retry-After, the error shape of errors.py."""
-    body = json.dumps(ApiError(503, "too_many_connections", f"the server holds at most {max_connections} connections "
-                               "at once (--max-connections); retry in a moment").body()).encode()
-    return (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n"
-            b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    return _raw(ApiError(503, "too_many_connections", f"the server holds at most {max_connections} connections at "
+                         "once (--max-connections); retry in a moment", {"Retry-After": "1"}))
 
 
 # Every piece of a body (a chunk, or what one read brought) costs h11 and uvicorn the same few microseconds whatever
@@ -183,17 +190,20 @@ def protocol(pace: Pace, max_connections: int) -> type[H11Protocol]:
             super().connection_made(transport)
             if len(self.connections) > max_connections:
                 # Each connection holds a file descriptor (1,024 a process by default): past the bound a client
-                # hears why at once, where running out of descriptors would fail every accept, for everyone. The
-                # write side closes first and the rest goes a second later: closing with the client's request unread
-                # would reset the connection before the client read the answer.
-                self.refused = True
+                # hears why at once, where running out of descriptors would fail every accept, for everyone.
                 self.connections.discard(self)  # it no longer counts against those that come after it
-                transport.write(_too_many(max_connections))
-                if transport.can_write_eof():
-                    transport.write_eof()
-                self.loop.call_later(1.0, transport.close)
+                self._answer_and_close(_too_many(max_connections))
                 return
             self._arm()
+
+        def _answer_and_close(self, answer: bytes) -> None:
+            """Write `answer` and close, dropping whatever the client sends meanwhile: the write side first, the rest
+            a second later (closing with the client's bytes unread would reset the connection before it read it)."""
+            self.refused = True
+            self.transport.write(answer)
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self.loop.call_later(1.0, self.transport.close)
 
         def data_received(self, data: bytes) -> None:
             if not self.refused:
@@ -231,7 +241,12 @@ def protocol(pace: Pace, max_connections: int) -> type[H11Protocol]:
         def _expire(self, answered: int) -> None:
             if self.answered != answered or self.transport.is_closing():
                 return
-            if self.conn.their_state is h11.IDLE:  # no complete request line and headers since the deadline was armed
+            if self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:
+                # part of a request line and headers came, not all of them: the client hears why (closed without a
+                # word before), as a body's client does (bodies.py)
+                self._answer_and_close(_raw(ApiError(408, "header_timeout", f"the request line and headers did not all "
+                                                     f"arrive within {read_timeout_s:g} s; --read-timeout")))
+            elif self.conn.their_state is h11.IDLE:  # nothing of a next request: an idle connection, closed quietly
                 self.transport.close()
             elif self.conn.our_state is h11.DONE and self.conn.their_state is h11.SEND_BODY:
                 # Answered before its body was read (a 401, 413, 415): uvicorn drops the rest as it comes and re-arms no
