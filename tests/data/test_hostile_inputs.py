@@ -612,6 +612,16 @@ def test_a_pipe_or_a_folder_given_as_a_dataset_file_is_named_never_waited_on(tmp
         code, out = run(*args)
         out = " ".join(out.split()).replace(f"{pipe}:0:", f"{pipe}:")  # check numbers a whole-file problem line 0
         assert code in (1, 2) and f"{pipe}: a FIFO (named pipe), not a JSONL dataset file" in out, out
+    # the JSON files read whole waited on a pipe too: a COCO file, a hierarchy, a token map
+    src = tmp_path / "export"
+    photo(src / "p.jpg")
+    (src / "p.json").write_text(vendor_text(), encoding="utf-8")
+    for args, says in ((("import-coco", pipe, src, tmp_path / "imported"), "a FIFO (named pipe), not a COCO file"),
+                       (("convert", src, tmp_path / "c1", "--token-map", pipe), "cannot read token map: a FIFO"),
+                       (("convert", src, tmp_path / "c2", "--hierarchy", pipe), "cannot read label hierarchy: a FIFO"),
+                       (("import-coco", src, src, tmp_path / "imported"), f"{src}: a folder, not a COCO file")):
+        code, out = run(*args)
+        assert code == 2 and says in " ".join(out.split()), out
     folder = tmp_path / "ds"
     (folder / "train.jsonl").mkdir(parents=True)
     photo(folder / "a.jpg")

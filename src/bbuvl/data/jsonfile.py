@@ -14,6 +14,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from bbuvl.data.input_paths import file_kind
+
 
 # An integer of more digits than a float's range (1.8e308) is read as the float it rounds to (inf), which every box
 # and size check already refuses by name. Python's own int would fail later as an OverflowError, and beyond 4,300
@@ -127,8 +129,14 @@ def is_json_number(value: Any) -> bool:
 
 
 def read_json(path: str | Path, what: str = "file") -> Any:
-    """The parsed content of `path`; FileNotFoundError or ValueError naming the file (and line) otherwise."""
+    """The parsed content of `path`; FileNotFoundError or ValueError naming the file (and line) otherwise, and an
+    OSError naming what `path` is when it is a folder, a pipe or a device."""
     path = Path(path)
+    kind = file_kind(path)
+    if kind == "a folder":
+        raise IsADirectoryError(f"{path}: a folder, not a {what}")
+    if kind not in (None, "no such file", "a link that reaches no file"):  # reading a pipe waited for a writer forever
+        raise OSError(f"{path}: {kind}, not a {what}")
     try:
         return parse_json(path.read_bytes())  # UTF-8 (a BOM too), or UTF-16/32 as Windows tools save it
     except FileNotFoundError:
