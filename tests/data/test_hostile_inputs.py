@@ -630,3 +630,20 @@ def test_a_pipe_or_a_folder_given_as_a_dataset_file_is_named_never_waited_on(tmp
         code, out = run(*args)
         out = " ".join(out.split()).replace(f"{folder / 'train.jsonl'}:0:", f"{folder / 'train.jsonl'}:")
         assert code in (1, 2) and f"{folder / 'train.jsonl'}: a folder, not a JSONL dataset file" in out, out
+
+
+def test_a_vendor_json_larger_than_any_photos_annotations_is_an_error_of_its_own_never_read_whole(tmp_path: Path):
+    from bbuvl.data.convert import MAX_VENDOR_JSON_BYTES
+
+    src = tmp_path / "export"
+    photo(src / "big.jpg")
+    with (src / "big.json").open("wb") as fh:  # sparse: no disk is used for its zeros
+        fh.truncate(MAX_VENDOR_JSON_BYTES + 1)
+    photo(src / "ok.jpg", colour=(0, 0, 200))
+    (src / "ok.json").write_text(vendor_text(), encoding="utf-8")
+    code, out = run("convert", src, tmp_path / "out", "--workers", "1", "--val-ratio", "0")
+    assert code == 0, out
+    assert errors_of(tmp_path / "out")["big.json"] == (f"{MAX_VENDOR_JSON_BYTES + 1:,} bytes, more than one photo's "
+                                                       f"annotations ever take ({MAX_VENDOR_JSON_BYTES:,}); is this "
+                                                       "another kind of file named .json?")
+    assert [json.loads(line)["id"] for line in (tmp_path / "out" / "train.jsonl").open()] == ["ok"]

@@ -53,6 +53,9 @@ JPEG_QUALITY = 95
 # more than that means the coordinates are wrong, not sloppy.
 CLIP_TOL_FRACTION = 0.02
 CLIP_TOL_PIXELS = 4.0
+# One photo's annotation file: ten thousand boxes take about 3 MB. A file past this is no annotation (a dump, a
+# video's metadata named .json), and reading it whole in each worker could take the memory of the whole run.
+MAX_VENDOR_JSON_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -197,6 +200,9 @@ def convert_photo(pair: Pair, ctx: _Context) -> PhotoResult:
 def _convert_into(pair: Pair, ctx: _Context, file: str, result: PhotoResult) -> None:
     """The body of `convert_photo`; raises for a problem that sinks the whole photo."""
     assert pair.json is not None and pair.image is not None
+    if (size := pair.json.stat().st_size) > MAX_VENDOR_JSON_BYTES:
+        raise ValueError(f"{size:,} bytes, more than one photo's annotations ever take ({MAX_VENDOR_JSON_BYTES:,}); "
+                         "is this another kind of file named .json?")
     data = parse_json(pair.json.read_bytes())  # bytes: UTF-8/16/32 and a BOM detected
     vendor = parse_vendor(data, file)
     result.objects_found = len(vendor.objects) + len(vendor.problems)
