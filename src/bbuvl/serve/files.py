@@ -27,8 +27,8 @@ class RangedFile(FileResponse):
             return []
         except RangeNotSatisfiable as e:
             # raised inside the response, before anything is sent: the app's ApiError handler answers it
-            raise ApiError(416, "range_not_satisfiable", f"the Range '{cut(http_range)}' asks for bytes past the end "
-                           f"of the file ({e.max_size} bytes)", {"Content-Range": f"bytes */{e.max_size}"}) from None
+            raise ApiError(416, "range_not_satisfiable", f"the Range '{cut(http_range)}' asks for no byte within the "
+                           f"file, which holds {e.max_size}", {"Content-Range": f"bytes */{e.max_size}"}) from None
 
 
 class Static(StaticFiles):
