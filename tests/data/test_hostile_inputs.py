@@ -647,3 +647,29 @@ def test_a_vendor_json_larger_than_any_photos_annotations_is_an_error_of_its_own
                                                        f"annotations ever take ({MAX_VENDOR_JSON_BYTES:,}); is this "
                                                        "another kind of file named .json?")
     assert [json.loads(line)["id"] for line in (tmp_path / "out" / "train.jsonl").open()] == ["ok"]
+
+
+def test_json_broken_by_a_character_that_looks_right_on_screen_names_that_character(tmp_path: Path):
+    # A Chinese input method types `：` and `，` for `:` and `,`; a word processor types curly quotes; a BOM or a
+    # no-break space pasted mid-line is invisible. "Expecting ':' delimiter at column 10" left the user staring at a
+    # colon that looks right.
+    photo(tmp_path / "a.jpg")
+    good = record("a.jpg")
+    lines = [good.replace('"width":', '"width"：'), good.replace(', "height"', '， "height"'),
+             good.replace('"images"', "\u201cimages\u201d"), good.replace('"width": ', '"width": \ufeff'), good]
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, out = run("check", jsonl)
+    out = " ".join(out.split())
+    assert code == 1 and "4 error(s)" in out, out
+    assert f"{jsonl}:1: invalid JSON: Expecting ':' delimiter at column " in out
+    for line, says in ((1, "'：' where JSON takes only the ASCII ':'"), (2, "'，' where JSON takes only the ASCII ','"),
+                       (3, "'“' where JSON takes only the ASCII '\"'"), (4, "the invisible character '\\ufeff'")):
+        assert f"{jsonl}:{line}: invalid JSON: " in out and f"; there it holds {says}" in out, (line, out)
+
+    src = tmp_path / "export"
+    photo(src / "p.jpg")
+    (src / "p.json").write_text(vendor_text().replace('"标签": ', '"标签"： '), encoding="utf-8")
+    code, out = run("convert", src, tmp_path / "out", "--workers", "1")
+    assert code == 1, out
+    assert errors_of(tmp_path / "out")["p.json"].endswith("; there it holds '：' where JSON takes only the ASCII ':')")

@@ -11,10 +11,12 @@ import json
 import json.decoder
 import json.scanner
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 
 from bbuvl.data.input_paths import file_kind
+from bbuvl.data.text import show_text
 
 
 # An integer of more digits than a float's range (1.8e308) is read as the float it rounds to (inf), which every box
@@ -112,6 +114,25 @@ def parse_json(text: str | bytes) -> Any:
         raise
 
 
+# Typographic quotes a word processor or a Chinese input method puts where JSON needs its ASCII quote.
+_TYPOGRAPHIC = {"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'", "\u300c": '"', "\u300d": '"'}
+
+
+def unexpected_character(e: json.JSONDecodeError) -> str:
+    """What stands where the syntax broke when the message alone would not show it ('' otherwise): a full-width
+    `：` or `，` typed for `:` or `,`, a typographic quote, or an invisible character (a BOM mid-line, a no-break
+    space), all of which look like valid JSON on screen."""
+    char = e.doc[e.pos:e.pos + 1]
+    if not char or char.isascii():
+        return ""
+    ascii_form = _TYPOGRAPHIC.get(char) or unicodedata.normalize("NFKC", char)
+    if ascii_form.isascii() and ascii_form.strip():
+        return f"; there it holds {show_text(char)} where JSON takes only the ASCII {show_text(ascii_form)}"
+    if not char.isprintable():
+        return f"; there it holds the invisible character {show_text(char)}"
+    return ""
+
+
 def json_problem(e: json.JSONDecodeError | DuplicateKeyError) -> str:
     """What is wrong with a whole JSON file: where its syntax breaks, or that it holds nothing (0 bytes, only spaces),
     which the parser words as "Expecting value at line 1 column 1", as if a value were mistyped; or where it names a
@@ -120,7 +141,7 @@ def json_problem(e: json.JSONDecodeError | DuplicateKeyError) -> str:
         return f"line {e.lineno}, column {e.colno}: {e}" if e.lineno is not None else str(e)
     if not e.doc.strip():
         return "empty: the file holds no JSON at all"
-    return f"line {e.lineno}: not valid JSON ({e.msg} at column {e.colno})"
+    return f"line {e.lineno}: not valid JSON ({e.msg} at column {e.colno}{unexpected_character(e)})"
 
 
 def is_json_number(value: Any) -> bool:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from bbuvl.atomic import atomic_path
 from bbuvl.data.input_paths import file_kind, find_file
-from bbuvl.data.jsonfile import DuplicateKeyError, parse_json
+from bbuvl.data.jsonfile import DuplicateKeyError, parse_json, unexpected_character
 from bbuvl.data.text import clean_label, label_problem, show_text
 
 
@@ -263,7 +263,7 @@ def iter_json_lines(path: str | Path, what: str = "dataset") -> Iterator[tuple[i
                 # Without its line break, a line cut short is reported at its own end, not at column 1 of the next
                 yield no, parse_json(text.rstrip("\r\n").removeprefix("\ufeff"))  # files joined with `cat` carry a BOM mid-file
             except json.JSONDecodeError as e:
-                yield no, DatasetError(path, no, f"invalid JSON: {e.msg} at column {e.colno}")
+                yield no, DatasetError(path, no, f"invalid JSON: {e.msg} at column {e.colno}{unexpected_character(e)}")
             except RecursionError:  # `[[[[...` thousands deep: no record is, and Python's parser cannot follow
                 yield no, DatasetError(path, no, "invalid JSON: nested too deep to read (thousands of [ or {)")
             except DuplicateKeyError as e:
