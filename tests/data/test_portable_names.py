@@ -97,3 +97,22 @@ def test_a_photo_named_in_another_letter_case_is_not_found_and_the_file_that_is_
     [entry] = [json.loads(line) for line in (tmp_path / "out" / "errors.jsonl").open(encoding="utf-8")]
     assert entry["reason"] == "image file not found (IMG_1.jpg is there: only the letter case differs, which Windows " \
         "and macOS ignore)"
+
+
+def test_import_coco_never_writes_two_photos_whose_names_differ_only_in_letter_case(tmp_path: Path):
+    # `A.jpg` and `a.jpg` were copied as two files: one file on Windows and macOS, where the second replaced the first
+    # and its records showed the other photo's pixels.
+    photo(tmp_path / "pics" / "A.jpg")
+    photo(tmp_path / "pics" / "a.jpg", colour=(0, 0, 200))
+    names = ["A.jpg", "a.jpg"]
+    coco = {"images": [{"id": i, "file_name": n, "width": 64, "height": 48} for i, n in enumerate(names)],
+            "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [4, 5, 26, 35]} for i in range(2)],
+            "categories": [{"id": 1, "name": LABEL}]}
+    (tmp_path / "coco.json").write_text(json.dumps(coco), encoding="utf-8")
+    out = tmp_path / "out"
+    code, text = run("import-coco", tmp_path / "coco.json", tmp_path / "pics", out, "--val-ratio", "0")
+    assert code == 0, text
+    written = written_names(out / "images")
+    assert len(written) == 2 and len({n.casefold() for n in written}) == 2, written
+    code, text = run("check", out)
+    assert code == 0, text

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bbuvl.atomic import atomic_path
 from bbuvl.data.images import file_digest
-from bbuvl.data.names import portable_part
+from bbuvl.data.names import name_key, portable_part
 from bbuvl.data.text import file_name_key
 
 HASH_CHARS = 10
@@ -37,22 +37,25 @@ class ImagePlacer:
 
     def __init__(self, out: Path, link: bool = False):
         self.out, self.link = out, link
-        self.claimed: dict[Path, str] = {}  # dataset-relative name -> digest of the bytes placed there
+        # name_key of a dataset-relative name -> that name and the digest of the bytes placed there: `A.jpg` and
+        # `a.jpg` are one file on Windows and macOS, so a second photo never takes the first's name in another case.
+        self.claimed: dict[str, tuple[Path, str]] = {}
 
     def place(self, src: Path, preferred: Path) -> Path:
         """Put `src` into the dataset; returns its dataset-relative name (the same one for the same bytes)."""
         digest = file_digest(src)
         hashed = preferred.with_name(f"{preferred.stem}.{digest[:HASH_CHARS]}{preferred.suffix}")
         for name in (preferred, hashed):
-            owner = self.claimed.get(name)
+            key = name_key(name.as_posix())
+            owner = self.claimed.get(key)
             if owner is None and (self.out / name).exists():
-                owner = file_digest(self.out / name)  # left by an earlier import into this folder
+                owner = (name, file_digest(self.out / name))  # left by an earlier import into this folder
             if owner is None:
                 self._copy(src, self.out / name)
-            elif owner != digest:
-                continue
-            self.claimed[name] = digest
-            return name
+                owner = self.claimed[key] = (name, digest)
+            if owner[1] == digest:
+                self.claimed[key] = owner
+                return owner[0]
         raise ValueError(f"{src}: {hashed} already holds other bytes with the same hash prefix; import into an empty folder")
 
     def _copy(self, src: Path, dst: Path) -> None:
