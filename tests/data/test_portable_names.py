@@ -116,3 +116,16 @@ def test_import_coco_never_writes_two_photos_whose_names_differ_only_in_letter_c
     assert len(written) == 2 and len({n.casefold() for n in written}) == 2, written
     code, text = run("check", out)
     assert code == 0, text
+
+
+def test_check_warns_of_two_photos_whose_names_differ_only_in_letter_case(tmp_path: Path):
+    photo(tmp_path / "A.jpg")
+    photo(tmp_path / "a.jpg", colour=(0, 0, 200))
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text(record("A.jpg") + "\n" + record("a.jpg") + "\n" + record("./A.jpg") + "\n", encoding="utf-8")
+    code, text = run("check", jsonl)
+    text = " ".join(text.split())
+    assert code == 1, text  # line 3 is line 1's photo again: an error of its own
+    assert (f"{jsonl}:2: image a.jpg: differs from A.jpg (line 1) only in letter case: one file on Windows and macOS"
+            in text), text
+    assert f"{jsonl}:3: image ./A.jpg: differs" not in text

@@ -17,7 +17,7 @@ from bbuvl.data.coords import box_inside, box_is_degenerate, oriented_size
 from bbuvl.data.images import EXIF_ORIENTATION, ImageError, file_digest, load_image, open_image
 from bbuvl.data.input_paths import file_kind
 from bbuvl.data.labels import Hierarchy
-from bbuvl.data.names import portability_problem
+from bbuvl.data.names import name_key, portability_problem
 from bbuvl.data.layout import TEACHERS, TRAIN, VAL
 from bbuvl.data.schema import DatasetError, ImageRecord, ObjectAnn, Sample, iter_dataset, resolve_image, sort_objects
 from bbuvl.data.text import difference, label_key, show_text
@@ -234,6 +234,24 @@ def duplicate_photos(rows: list[tuple[Path, int, Sample]], digests: dict[Path, s
     return problems
 
 
+def case_twins(rows: list[tuple[Path, int, Sample]]) -> list[Problem]:
+    """Warnings for photos whose paths differ only in letter case (or composition): one file on Windows and macOS, so
+    a copy of the dataset there keeps one of them for both."""
+    first: dict[str, tuple[Path, Path, int, str]] = {}  # name_key -> (path, file, line, image) that had it first
+    problems = []
+    for file, line, sample in rows:
+        for _, record in sample_records(sample):
+            for image in record.images:
+                path = resolve_image(file, image)
+                other = first.setdefault(name_key(path.as_posix()), (path, file, line, image))
+                if other[0] != path:
+                    where = f"line {other[2]}" if other[1] == file else f"{other[1]} line {other[2]}"
+                    problems.append(Problem(str(file), line, f"image {image}: differs from {other[3]} ({where}) only in "
+                                            "letter case: one file on Windows and macOS, where a copy keeps one of "
+                                            "the two photos", "warning"))
+    return problems
+
+
 def teacher_is_student(file: Path, sample: Sample, digests: dict[Path, str]) -> str | None:
     """What is wrong when one of a sample's teachers is its student photo (the same file, or the same bytes): the
     prompt then holds the answer, and the model learns to copy it instead of looking."""
@@ -300,6 +318,7 @@ def check_dataset(
             if on_progress:
                 on_progress(done, len(images))
     problems += duplicate_photos(rows, digests)
+    problems += case_twins(rows)
     problems += [Problem(str(file), line, why) for file, line, sample in rows
                  if (why := teacher_is_student(file, sample, digests)) is not None]
 
