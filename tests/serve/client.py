@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,20 @@ class Reply:
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+
+def exchange(port: int, data: bytes, timeout: float = 10) -> bytes:
+    """Send `data` over a raw socket to the server on `port` and read its answer until it closes (or resets) the
+    connection: requests no client library would send."""
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+            while chunk := s.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+    return answer
 
 
 def multipart(field: str, filename: str, data: bytes, content_type: str = "image/png") -> tuple[bytes, str]:

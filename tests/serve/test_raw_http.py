@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from http import HTTPStatus
 
 import pytest
 
 from bbuvl.serve.server import FREE_PIECES
+from tests.serve.client import exchange
 from tests.serve.conftest import API_KEY
 
 AUTH = f"Authorization: Bearer {API_KEY}\r\n".encode()
@@ -43,16 +43,7 @@ BROKEN = {
 def test_bytes_that_are_not_http_get_a_json_error_naming_why(serve, case):
     client = serve()
     data, status, named = BROKEN[case]
-    s = socket.create_connection(("127.0.0.1", client.port), timeout=10)
-    try:
-        s.sendall(data)
-        answer = b""
-        while chunk := s.recv(65536):
-            answer += chunk
-    except ConnectionResetError:
-        pass
-    finally:
-        s.close()
+    answer = exchange(client.port, data)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.split()[1] == str(status).encode(), answer
     assert head.split(b"\r\n")[0] == f"HTTP/1.1 {status} {HTTPStatus(status).phrase}".encode()  # no reason before
@@ -76,13 +67,8 @@ def test_a_websocket_upgrade_is_a_plain_request_that_needs_the_key(serve):
 
 def test_a_transfer_encoding_other_than_chunked_is_a_501_saying_so(serve):
     client = serve()
-    s = socket.create_connection(("127.0.0.1", client.port), timeout=10)
-    s.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Type: image/png\r\n"
-              b"Transfer-Encoding: gzip, chunked\r\n\r\n")
-    answer = b""
-    while chunk := s.recv(65536):
-        answer += chunk
-    s.close()
+    answer = exchange(client.port, b"POST /v1/detect HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Type: image/png\r\n"
+                                   b"Transfer-Encoding: gzip, chunked\r\n\r\n")
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 501 Not Implemented\r\n"), answer
     error = json.loads(body)["error"]
@@ -93,12 +79,7 @@ def test_a_transfer_encoding_other_than_chunked_is_a_501_saying_so(serve):
 @pytest.mark.parametrize("target", ["http://x/readyz", "HTTP://x:8000/readyz?probe=1", "https://elsewhere.example/readyz"])
 def test_a_request_in_absolute_form_reaches_its_route(serve, target):
     client = serve()
-    s = socket.create_connection(("127.0.0.1", client.port), timeout=10)
-    s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n".encode() + AUTH + b"Connection: close\r\n\r\n")
-    answer = b""
-    while chunk := s.recv(65536):
-        answer += chunk
-    s.close()
+    answer = exchange(client.port, f"GET {target} HTTP/1.1\r\nHost: x\r\n".encode() + AUTH + b"Connection: close\r\n\r\n")
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.split()[1] == b"200", answer  # 404 "GET /http://x/readyz" before
     assert json.loads(body)["ready"] is True
@@ -108,38 +89,20 @@ def test_a_body_in_tiny_chunks_is_refused_and_one_in_blocks_is_answered(serve, p
     client = serve()
     head = b"POST /v1/detect HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n"
     data = photos[0].read_bytes()
-    s = socket.create_connection(("127.0.0.1", client.port), timeout=10)
-    s.sendall(head + b"".join(b"1\r\n%c\r\n" % b for b in data[:5000]) + b"0\r\n\r\n")
-    answer = b""
-    try:
-        while chunk := s.recv(65536):
-            answer += chunk
-    except ConnectionResetError:
-        pass
-    s.close()
+    answer = exchange(client.port, head + b"".join(b"1\r\n%c\r\n" % b for b in data[:5000]) + b"0\r\n\r\n")
     head_out, _, body = answer.partition(b"\r\n\r\n")
     assert head_out.split()[1] == b"400", answer
     # parsed chunk by chunk before (1 MB of them held the event loop for 21 s), then answered not_an_image
     error = json.loads(body)["error"]
     assert error["kind"] == "body_in_tiny_pieces", error
     assert int(re.search(r"came in (\d+) pieces", error["message"]).group(1)) == FREE_PIECES + 1, error  # cut there
-    s = socket.create_connection(("127.0.0.1", client.port), timeout=10)
-    s.sendall(head + b"".join(b"%x\r\n%s\r\n" % (len(data[i:i + 500]), data[i:i + 500]) for i in range(0, len(data), 500))
-              + b"0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    answer = b""
-    while chunk := s.recv(65536):
-        answer += chunk
-    s.close()
+    blocks = b"".join(b"%x\r\n%s\r\n" % (len(data[i:i + 500]), data[i:i + 500]) for i in range(0, len(data), 500))
+    answer = exchange(client.port, head + blocks + b"0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200 OK") and answer.count(b"HTTP/1.1 200 OK") == 2, answer[:300]
 
 
 @pytest.mark.parametrize("host", ["", "example.com", "example.com:8000", "127.0.0.1:80", "[::1]:8000", "xn--fsq.example"])
 def test_every_form_of_host_is_taken(serve, host):
     client = serve()
-    s = socket.create_connection(("127.0.0.1", client.port), timeout=10)
-    s.sendall(f"GET /readyz HTTP/1.1\r\nHost: {host}\r\n".encode() + AUTH + b"Connection: close\r\n\r\n")
-    answer = b""
-    while chunk := s.recv(65536):
-        answer += chunk
-    s.close()
+    answer = exchange(client.port, f"GET /readyz HTTP/1.1\r\nHost: {host}\r\n".encode() + AUTH + b"Connection: close\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200 OK"), answer
