@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import json.decoder
-import json.scanner
 import re
 import unicodedata
 from pathlib import Path
@@ -52,8 +51,6 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 # A repeated key (an export tool writing `"objects"` twice, a hand edit appending one) would otherwise lose its
 # first value silently: the boxes of a photo, a whole COCO `annotations` list.
 _DECODER = json.JSONDecoder(parse_int=_int_or_float, object_pairs_hook=_unique_keys)
-# Skips a value while the second key of an object is looked for: its own duplicates do not matter there.
-_LENIENT = json.JSONDecoder(parse_int=_int_or_float)
 _SPACE = re.compile(r"[ \t\n\r]*")
 
 
@@ -61,45 +58,44 @@ def _skip_space(text: str, at: int) -> int:
     return _SPACE.match(text, at).end()  # type: ignore[union-attr]  # the pattern matches the empty string too
 
 
-def _second_key_at(text: str, start: int) -> int | None:
-    """Where, in the object whose `{` ends just before `start`, a key is named the second time (its opening quote)."""
+def _duplicate_in(text: str, at: int) -> int | None:
+    """Where the key that the parser refused is named the second time (its opening quote), in the value at `at`.
+
+    The parser refuses the first object to close that names a key twice: a nested one before its parent. So each
+    member is parsed again (at the C parser's speed; the hook is told the pairs, not where they are), a member that
+    fails is searched first, and only then a key this object repeats itself."""
+    at = _skip_space(text, at)
+    closing, again = {"{": "}", "[": "]"}.get(text[at:at + 1]), None
     seen: set[str] = set()
-    at = start
-    while True:
-        at = _skip_space(text, at)
-        if text[at:at + 1] != '"':
-            return None
-        key, end = json.decoder.scanstring(text, at + 1)
-        if key in seen:
-            return at
-        seen.add(key)
-        _, end = _LENIENT.raw_decode(text, _skip_space(text, _skip_space(text, end) + 1))  # the value after the ':'
-        at = _skip_space(text, end) + 1  # past the ',' (or the '}')
+    at = _skip_space(text, at + 1)
+    while closing is not None and text[at:at + 1] not in (closing, ""):
+        if closing == "}":
+            key, end = json.decoder.scanstring(text, at + 1)
+            again = at if again is None and key in seen else again
+            seen.add(key)
+            value_at = _skip_space(text, _skip_space(text, end) + 1)  # past the ':'
+        else:
+            value_at = at
+        try:
+            _, end = _DECODER.raw_decode(text, value_at)
+        except DuplicateKeyError:
+            return _duplicate_in(text, value_at)
+        at = _skip_space(text, end)
+        if text[at:at + 1] != ",":  # the closing bracket
+            break
+        at = _skip_space(text, at + 1)
+    return again
 
 
 def _locate_duplicate(text: str, error: DuplicateKeyError) -> None:
-    """Set `error`'s line and column: the first object (innermost first) that names a key twice, parsed again with
-    the pure-Python scanner, whose objects can be watched, since the parser's hook is told the pairs, not where."""
-    found: list[int | None] = []
-
-    def parse_object(s_and_end: tuple[str, int], *args: Any) -> Any:
-        try:
-            return json.decoder.JSONObject(s_and_end, *args)
-        except DuplicateKeyError:
-            if not found:
-                found.append(_second_key_at(*s_and_end))
-            raise
-
-    decoder = json.JSONDecoder(parse_int=_int_or_float, object_pairs_hook=_unique_keys)
-    decoder.parse_object = parse_object  # type: ignore[assignment]
-    decoder.scan_once = json.scanner.py_make_scanner(decoder)  # type: ignore[attr-defined]
+    """Set `error`'s line and column, when the key can be found again (`_duplicate_in`)."""
     try:
-        decoder.decode(text)
-    except (ValueError, RecursionError):  # the DuplicateKeyError found, or a file the first parse also refused
-        pass
-    if found and found[0] is not None:
-        error.lineno = text.count("\n", 0, found[0]) + 1
-        error.colno = found[0] - text.rfind("\n", 0, found[0])
+        at = _duplicate_in(text, 0)
+    except (ValueError, RecursionError):  # not to be: the first parse read this far
+        return
+    if at is not None and json.decoder.scanstring(text, at + 1)[0] == error.key:
+        error.lineno = text.count("\n", 0, at) + 1
+        error.colno = at - text.rfind("\n", 0, at)
 
 
 def parse_json(text: str | bytes) -> Any:
