@@ -441,3 +441,24 @@ def test_a_grid_is_spelt_one_way_whatever_way_it_was_typed(predictor, typed):
     # The resume key holds the spelling: '02x2' refused to resume a '2x2' run as another option, and the cost
     # line printed the grid as typed.
     assert PredictOptions.of(predictor.cfg.inference, tiles=typed).tiles == "2x2"
+
+
+@pytest.mark.parametrize("mode", ["head", "generate"])
+def test_on_the_cpu_a_tiled_photos_regions_go_in_one_pass_with_the_same_lines_as_in_batch_size_chunks(
+        predictor, small_dataset, mode):
+    path = str(next((small_dataset / "images").rglob("*.jpg")))
+    rows: list[int] = []
+    hook = core_model(predictor.model.vlm).model.visual.register_forward_pre_hook(
+        lambda m, args, kwargs: rows.append(kwargs.get("grid_thw", args[1] if len(args) > 1 else None).shape[0]),
+        with_kwargs=True)
+    before = predictor.region_batch
+    try:
+        assert predictor.device == "cpu" and predictor.cfg.inference.batch_size == 2
+        one_pass = predictor.predict_lines([path], mode, tiles="4x4", max_new_tokens=8)
+        # Before, the CPU read them --batch-size (2) at a time too: 5-13% slower (docs/tiles.md, "Regions per pass").
+        assert max(rows) == 16
+        predictor.region_batch = 2
+        assert predictor.predict_lines([path], mode, tiles="4x4", max_new_tokens=8) == one_pass
+    finally:
+        predictor.region_batch = before
+        hook.remove()

@@ -28,7 +28,8 @@ def predict(
                              "checkpoint, mode and options (each by content) is resumed, any other existing file is "
                              "refused, naming what differs (docs/resume.md)."),
     mode: str = typer.Option(None, help=mode_help()),
-    batch_size: int = typer.Option(None, help="Images, or a tiled photo's tiles, per forward pass (default: inference.batch_size).",
+    batch_size: int = typer.Option(None, help="Images per forward pass, and on an accelerator a tiled photo's regions (on the "
+                                    "CPU up to 64 of them; docs/tiles.md) (default: inference.batch_size).",
                                     callback=int_range(1)),
     teachers: Path = typer.Option(None, help="Teachers JSONL for --mode teachers (default: the run's data.teachers)."),
     device: str = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda when available)."),
@@ -76,7 +77,7 @@ def predict(
     from bbuvl.infer.batch import PredictJob, photo_names, run_predictions
     from bbuvl.infer.output import check_ours, check_output, check_plain_file, discard_output, input_root, manifest_path
     from bbuvl.data.faults import Faults
-    from bbuvl.infer.predictor import Predictor
+    from bbuvl.infer.predictor import Predictor, region_batch
     from bbuvl.infer.verdict import verdict_counts
     from bbuvl.infer.tiles import check_containers
     from bbuvl.model.checkpoint import CheckpointError
@@ -142,7 +143,7 @@ def predict(
     if job.inputs and (size := first_photo_size(job)) and (cost := describe_tiles(predictor, options, size)):
         console.print(escape(cost), soft_wrap=True)
     job.batch_size = batch_size or predictor.cfg.inference.batch_size
-    predictor.region_batch = job.batch_size  # a tiled photo's regions are read as many at a time as photos are
+    predictor.region_batch = region_batch(predictor.device, job.batch_size)
     if overwrite:
         with user_errors(ValueError, OSError):
             discard_output(out)  # only now, with the model loaded: a failed start keeps the old file

@@ -124,6 +124,17 @@ class Prepared:
     stored: Image.Image | None = None  # the stored (EXIF-oriented) RGB, kept only for tiles and zoom
 
 
+# On the CPU a tiled photo's regions go through the model up to this many at a time, whatever the batch size: the
+# memory is the machine's, and --batch-size chunks cost choose-tiles 5-13% (docs/tiles.md, "Regions per pass").
+CPU_REGION_BATCH = 64
+
+
+def region_batch(device: str, batch_size: int) -> int:
+    """How many of a tiled photo's regions one forward pass reads on `device`: `batch_size` on an accelerator, where
+    all of a 16x16 grid at a stride in one pass ran out of memory; on the CPU at least CPU_REGION_BATCH."""
+    return max(batch_size, CPU_REGION_BATCH) if str(device).split(":")[0] == "cpu" else batch_size
+
+
 class Predictor:
     """A trained checkpoint ready to predict; see the module docstring for the modes."""
 
@@ -138,9 +149,9 @@ class Predictor:
         self.part_sides: tuple[tuple[str, float], ...] = ()  # each category's trained box side (tiles: auto)
         self.long_sides: tuple[tuple[str, float], ...] = ()  # ... and longest side (who answers: tiles or whole)
         self.tile_refine: tuple[str, ...] = ()  # categories the tiles refine, as `bbuvl choose-tiles` chose them
-        # A tiled photo's regions (tiles, zoomed containers) read per forward pass: all of a 16x16 grid at a stride
-        # in one pass held hundreds of photos' activations, whatever --batch-size said (`bbuvl predict` sets it).
-        self.region_batch: int = cfg.inference.batch_size
+        # A tiled photo's regions (tiles, zoomed containers) read per forward pass (`region_batch`; `bbuvl predict`
+        # sets it from --batch-size).
+        self.region_batch: int = region_batch(device, cfg.inference.batch_size)
         self.encoder = ChatEncoder(processor, prompt.system, prompt.lang, get_family(contract.family).assistant_prefix)
         tok = processor.tokenizer
         self.tokenizer = tok
