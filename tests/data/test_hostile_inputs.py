@@ -673,3 +673,25 @@ def test_json_broken_by_a_character_that_looks_right_on_screen_names_that_charac
     code, out = run("convert", src, tmp_path / "out", "--workers", "1")
     assert code == 1, out
     assert errors_of(tmp_path / "out")["p.json"].endswith("; there it holds '：' where JSON takes only the ASCII ':')")
+
+
+def test_a_file_saved_as_gbk_says_so_where_it_was_only_not_utf8(tmp_path: Path):
+    # Windows Notepad saves Chinese as GBK ("ANSI"): "not UTF-8 text (byte 0xcf at column 99); is this a JSONL
+    # dataset file?" did not say what the file was, nor what to do.
+    gbk = "; it reads as GBK (GB18030) text, as Windows saves Chinese by default: save it as UTF-8"
+    photo(tmp_path / "export" / "p.jpg")
+    (tmp_path / "export" / "p.json").write_bytes(vendor_text().encode("gbk"))
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_bytes(record("export/p.jpg").encode("gbk") + b"\n")
+    coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": LABEL}]}
+    (tmp_path / "coco.json").write_bytes(json.dumps(coco, ensure_ascii=False).encode("gbk"))
+    code, out = run("check", jsonl)
+    assert code == 1 and f"{jsonl}:1: not UTF-8 text (byte 0xcf at column 106){gbk}" in " ".join(out.split()), out
+    code, out = run("import-coco", tmp_path / "coco.json", tmp_path / "export", tmp_path / "imported")
+    assert code == 2 and gbk in " ".join(out.split()), out
+    code, out = run("convert", tmp_path / "export", tmp_path / "out", "--workers", "1")
+    assert code == 1 and errors_of(tmp_path / "out")["p.json"].endswith(gbk), out
+    photo(tmp_path / "a.jpg")
+    (tmp_path / "photo.jsonl").write_bytes((tmp_path / "a.jpg").read_bytes())  # a photo is no GBK text
+    code, out = run("check", tmp_path / "photo.jsonl")
+    assert code == 1 and "is this a JSONL dataset file?" in out and "GBK" not in out, out

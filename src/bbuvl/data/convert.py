@@ -43,7 +43,7 @@ from bbuvl.data.layout import ERRORS, SUMMARY, write_dataset_folder, write_json
 from bbuvl.data.names import NameBook, portable_path
 from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
 from bbuvl.data.split import split_items
-from bbuvl.data.text import file_name_key, show_text
+from bbuvl.data.text import file_name_key, gbk_hint, show_text
 from bbuvl.data.vendor import VendorObject, parse_vendor
 from bbuvl.data.workers import bound_workers
 
@@ -335,7 +335,7 @@ def _reason(e: BaseException, pair: Pair, src: Path) -> str:
     if isinstance(e, (json.JSONDecodeError, DuplicateKeyError)):
         return json_problem(e)
     if isinstance(e, UnicodeDecodeError):
-        return f"not UTF-8 text: {e.reason} at byte {e.start}"
+        return f"not UTF-8 text: {e.reason} at byte {e.start}{gbk_hint(e.object)}"
     if isinstance(e, RecursionError):
         return "not valid JSON: nested too deep to read (thousands of [ or {)"
     text = str(e)

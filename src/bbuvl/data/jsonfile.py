@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bbuvl.data.input_paths import file_kind
-from bbuvl.data.text import show_text
+from bbuvl.data.text import gbk_hint, show_text
 
 
 # An integer of more digits than a float's range (1.8e308) is read as the float it rounds to (inf), which every box
@@ -161,7 +161,8 @@ def read_json(path: str | Path, what: str = "file") -> Any:
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: {json_problem(e)}") from None
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); is this a JSON file?") from None
+        why = gbk_hint(e.object) or "; is this a JSON file?"
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}){why}") from None
     except RecursionError:
         raise ValueError(f"{path}: not valid JSON (nested too deep to read: thousands of [ or {{)") from None
     except DuplicateKeyError as e:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from bbuvl.atomic import atomic_path
 from bbuvl.data.input_paths import file_kind, find_file
 from bbuvl.data.jsonfile import DuplicateKeyError, parse_json, unexpected_character
-from bbuvl.data.text import clean_label, label_problem, show_text
+from bbuvl.data.text import clean_label, gbk_hint, label_problem, show_text
 
 
 def _json_number(value: Any) -> Any:
@@ -252,8 +252,9 @@ def iter_json_lines(path: str | Path, what: str = "dataset") -> Iterator[tuple[i
             try:
                 text.encode("utf-8")
             except UnicodeEncodeError as e:
+                why = gbk_hint(text.encode("utf-8", "surrogateescape")) or f"; is this a JSONL {what} file?"
                 error = DatasetError(path, no, f"not UTF-8 text (byte 0x{ord(text[e.start]) - 0xDC00:02x} at column "
-                                               f"{e.start + 1}); is this a JSONL {what} file?")
+                                               f"{e.start + 1}){why}")
                 if not read:  # a photo or an archive: one error for the file, not one per chunk of its bytes
                     raise error from None
                 yield no, error

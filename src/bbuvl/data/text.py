@@ -120,3 +120,15 @@ def did_you_mean(text: str, known: list[str]) -> str:
         return ""
     diff = difference(text, near)
     return f" (nearest known label: {show_text(near)}" + (f"; this one differs by: {diff})" if diff else ")")
+
+
+def gbk_hint(data: bytes) -> str:
+    """'; it reads as GBK ...' when `data`, which is not UTF-8, reads cleanly as GB18030 (GBK) text holding Chinese,
+    as Windows saves Chinese text by default ("ANSI" in Notepad); '' otherwise (a photo or an archive does not)."""
+    try:
+        text = data.decode("gb18030")
+    except UnicodeDecodeError:
+        return ""
+    if not any("\u4e00" <= c <= "\u9fff" for c in text):
+        return ""
+    return "; it reads as GBK (GB18030) text, as Windows saves Chinese by default: save it as UTF-8"
