@@ -437,3 +437,18 @@ def test_a_photo_predicted_twice_scores_as_the_file_predict_leaves_when_it_resum
     # Before, the first line was scored: the photo's objects all missed, where predict keeps the later line.
     assert {k: v for k, v in got.items() if k != "settings"} == {k: v for k, v in want.items() if k != "settings"}
     assert "the last line of each photo was used" in " ".join(output.split())
+
+
+def test_a_damaged_manifest_beside_the_predictions_is_named_without_advice_to_delete_them(eval_files, tmp_path):
+    pred = tmp_path / "pred.jsonl"
+    pred.write_bytes(eval_files.pred.read_bytes())
+    manifest = tmp_path / "pred.jsonl.predict.json"
+    manifest.write_text("garbage\n", encoding="utf-8")
+    result = runner.invoke(app, ["eval", "--pred", str(pred), "--gt", str(eval_files.gt), "--out", str(tmp_path / "m.json")])
+    assert result.exit_code != 0
+    text = " ".join(result.output.split())
+    # Before: "delete it and the predictions beside it to start over", said to someone who only meant to score them.
+    assert f"{manifest}: not a `bbuvl predict` manifest" in text and "delete it and the predictions" not in text
+    assert "remove it to read them as another tool's" in text
+    manifest.unlink()  # as it says: the lines are then scored
+    run_eval(EvalFiles(eval_files.gt, pred), tmp_path / "m.json")

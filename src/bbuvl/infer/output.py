@@ -154,7 +154,10 @@ def _read_manifest(path: Path) -> Manifest:
         key = ResumeKey.from_json(data["key"]) if "key" in data else None
         return Manifest(input=data["input"], checkpoint=data["checkpoint"], mode=data["mode"], key=key)
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise OutputError(f"{path}: not a `{TOOL}` manifest; delete it and the predictions beside it to start over") from None
+        # Read by eval and viz too, where deleting the predictions would lose them for nothing.
+        raise OutputError(f"{path}: not a `{TOOL}` manifest, so the predictions beside it cannot be tied to their input; "
+                          "remove it to read them as another tool's (photo names relative to their own folder), or "
+                          "re-run `bbuvl predict` with --overwrite to start them over") from None
 
 
 class OutputLock(_OutputLock):
