@@ -31,10 +31,10 @@ def test_a_key_named_twice_in_a_whole_json_file_is_given_its_line_and_column(tmp
     text = text.replace('"bbox": [\n        1,', '"bbox": [1, 1, 2, 2],\n        "bbox": [\n        1,')  # the 2nd box
     coco_file = tmp_path / "coco.json"
     coco_file.write_text(text, encoding="utf-8")
-    line, column = where(text, '"bbox"', 3)
+    (line, column), (first, _) = where(text, '"bbox"', 3), where(text, '"bbox"', 2)
     code, out = run("import-coco", coco_file, tmp_path / "images", tmp_path / "out")
-    assert code == 2 and f"{coco_file}: line {line}, column {column}: key \"bbox\" appears twice" in \
-        " ".join(out.split()), out
+    assert code == 2 and f"{coco_file}: line {line}, column {column} (first at line {first}): key \"bbox\" appears " \
+        "twice" in " ".join(out.split()), out
     assert not (tmp_path / "out" / "train.jsonl").exists()
 
     src = tmp_path / "export"
@@ -46,8 +46,9 @@ def test_a_key_named_twice_in_a_whole_json_file_is_given_its_line_and_column(tmp
     (src / "q.json").write_text(vendor_text(), encoding="utf-8")
     code, out = run("convert", src, tmp_path / "conv", "--workers", "1", "--val-ratio", "0")
     assert code == 0, out
-    line, column = where(vendor, '"标签"', 2)
-    assert errors_of(tmp_path / "conv")["p.json"].startswith(f"line {line}, column {column}: key \"标签\" appears twice")
+    (line, column), (first, _) = where(vendor, '"标签"', 2), where(vendor, '"标签"', 1)
+    assert errors_of(tmp_path / "conv")["p.json"].startswith(f"line {line}, column {column} (first at line {first}): key "
+                                                             "\"标签\" appears twice")
 
 
 def test_a_coco_id_written_as_a_string_where_the_file_lists_numbers_is_named_as_that(tmp_path: Path):

@@ -30,7 +30,8 @@ def _int_or_float(digits: str) -> int | float:
 
 class DuplicateKeyError(ValueError):
     """A JSON object that names one key twice: every reader keeps the last value and silently drops the first.
-    `lineno` and `colno` (from 1, as JSONDecodeError's) say where the key is named the second time, when known."""
+    `lineno` and `colno` (from 1, as JSONDecodeError's) say where the key is named the second time, `first_lineno` where
+    it is named first, when known."""
 
     def __init__(self, key: str) -> None:
         super().__init__(f"key {json.dumps(key, ensure_ascii=False)} appears twice in one object: one of its values "
@@ -38,6 +39,7 @@ class DuplicateKeyError(ValueError):
         self.key = key
         self.lineno: int | None = None
         self.colno: int | None = None
+        self.first_lineno: int | None = None
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -58,21 +60,22 @@ def _skip_space(text: str, at: int) -> int:
     return _SPACE.match(text, at).end()  # type: ignore[union-attr]  # the pattern matches the empty string too
 
 
-def _duplicate_in(text: str, at: int) -> int | None:
-    """Where the key that the parser refused is named the second time (its opening quote), in the value at `at`.
+def _duplicate_in(text: str, at: int) -> tuple[int, int] | None:
+    """Where the key that the parser refused is named first and the second time (its opening quotes), in the value at
+    `at`.
 
     The parser refuses the first object to close that names a key twice: a nested one before its parent. So each
     member is parsed again (at the C parser's speed; the hook is told the pairs, not where they are), a member that
     fails is searched first, and only then a key this object repeats itself."""
     at = _skip_space(text, at)
     closing, again = {"{": "}", "[": "]"}.get(text[at:at + 1]), None
-    seen: set[str] = set()
+    seen: dict[str, int] = {}  # key -> where it is named first
     at = _skip_space(text, at + 1)
     while closing is not None and text[at:at + 1] not in (closing, ""):
         if closing == "}":
             key, end = json.decoder.scanstring(text, at + 1)
-            again = at if again is None and key in seen else again
-            seen.add(key)
+            again = (seen[key], at) if again is None and key in seen else again
+            seen.setdefault(key, at)
             value_at = _skip_space(text, _skip_space(text, end) + 1)  # past the ':'
         else:
             value_at = at
@@ -90,12 +93,13 @@ def _duplicate_in(text: str, at: int) -> int | None:
 def _locate_duplicate(text: str, error: DuplicateKeyError) -> None:
     """Set `error`'s line and column, when the key can be found again (`_duplicate_in`)."""
     try:
-        at = _duplicate_in(text, 0)
+        at = _duplicate_in(text, 0)  # (first, again)
     except (ValueError, RecursionError):  # not to be: the first parse read this far
         return
-    if at is not None and json.decoder.scanstring(text, at + 1)[0] == error.key:
-        error.lineno = text.count("\n", 0, at) + 1
-        error.colno = at - text.rfind("\n", 0, at)
+    if at is not None and json.decoder.scanstring(text, at[1] + 1)[0] == error.key:
+        error.first_lineno = text.count("\n", 0, at[0]) + 1
+        error.lineno = text.count("\n", 0, at[1]) + 1
+        error.colno = at[1] - text.rfind("\n", 0, at[1])
 
 
 def parse_json(text: str | bytes) -> Any:
@@ -134,7 +138,8 @@ def json_problem(e: json.JSONDecodeError | DuplicateKeyError) -> str:
     which the parser words as "Expecting value at line 1 column 1", as if a value were mistyped; or where it names a
     key twice."""
     if isinstance(e, DuplicateKeyError):
-        return f"line {e.lineno}, column {e.colno}: {e}" if e.lineno is not None else str(e)
+        first = f" (first at line {e.first_lineno})" if e.first_lineno is not None else ""
+        return f"line {e.lineno}, column {e.colno}{first}: {e}" if e.lineno is not None else str(e)
     if not e.doc.strip():
         return "empty: the file holds no JSON at all"
     return f"line {e.lineno}: not valid JSON ({e.msg} at column {e.colno}{unexpected_character(e)})"
