@@ -46,7 +46,7 @@ def test_a_missing_input_is_named_by_its_key_before_anything_is_written(run_conf
     missing = tmp_path / "typo.json"
     with pytest.raises(ValueError, match=f"^{key} {missing}: no such file$"):
         train(run_config(f"{key}={missing}", *refit), progress=False)
-    with pytest.raises(ValueError, match=f"^{key} {tmp_path}: not a file$"):
+    with pytest.raises(ValueError, match=f"^{key} {tmp_path}: a folder$"):
         train(run_config(f"{key}={tmp_path}", *refit), progress=False)
     assert not (tmp_path / "run").exists()
 
@@ -66,3 +66,40 @@ def test_a_deepspeed_config_is_read_before_the_model_loads(run_config, tmp_path)
     with pytest.raises(ValueError, match=r"deepspeed package is not installed: .*\.\[deepspeed\]"):
         train(run_config(f"training.deepspeed={ds}"), progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_bbuvl_train_says_how_many_faults_its_training_and_validation_photos_hold(run_config, small_dataset, tmp_path):
+    """Nothing said whether a run's validation photos could measure faults at all: a set without a faulty photo
+    scores no fault recall and no verdict, and the run finished without a word about it."""
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+    from bbuvl.config import dump_config
+    from bbuvl.data.schema import read_records, write_dataset
+
+    records = read_records(small_dataset / "val.jsonl")
+    screw = "螺丝连接点/BBU安装螺丝/"
+    boxes = [[10.0, 10.0, 40.0, 40.0], [60.0, 60.0, 90.0, 90.0]]
+    # two photos: one with a loose screw beside a seated one (1 fault of 2 objects), one with a seated screw only
+    labels = [[screw + "连接错误", screw + "连接正确"], [screw + "连接正确"]]
+    val = tmp_path / "val.jsonl"
+    shutil.copytree(small_dataset / "images", tmp_path / "images")
+    write_dataset(val, [r.model_copy(update={"objects": [o.model_copy(update={"desc": d, "bbox_2d": box})
+                                                         for o, d, box in zip(r.objects, ds, boxes)]})
+                        for r, ds in zip(records, labels)])
+    assert [len(r.objects) for r in read_records(val)] == [2, 1]
+    config = tmp_path / "run.yaml"
+    config.write_text(dump_config(run_config("training.max_steps=1", f"data.val={val}")), encoding="utf-8")
+    result = CliRunner().invoke(app, ["train", str(config)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "data.val: 1 of 2 photos hold a fault; 1 faulty part of 3 objects" in result.output, result.output
+    assert "data.train: " in result.output and "note" not in result.output
+
+    write_dataset(val, [r.model_copy(update={"objects": r.objects[1:]}) for r in read_records(val)])  # no fault left: 1 object
+    config.write_text(dump_config(run_config("training.max_steps=1", f"data.val={val}",
+                                             f"training.output_dir={tmp_path / 'run2'}")), encoding="utf-8")
+    result = CliRunner().invoke(app, ["train", str(config)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "data.val: 0 of 2 photos hold a fault; 0 faulty parts of 1 object" in out, out
+    assert "data.val holds no faulty photo, so neither fault recall nor the photo verdict can be measured" in out, out

@@ -81,7 +81,8 @@ def train(
     if overwrite and (resume or resume_from):
         fail("--overwrite replaces the run that --resume would continue: pass one of them")
     with user_errors(ValueError, OSError), disk_full_is_resumable(Path(cfg.training.output_dir)):
-        result = run_train(cfg, resume=str(resume_from) if resume_from else resume, overwrite=overwrite)
+        result = run_train(cfg, resume=str(resume_from) if resume_from else resume, overwrite=overwrite,
+                           announce=print_fault_counts)
     if not _main_process():
         return
     logs = [h for h in result["history"] if "loss" in h]
@@ -113,6 +114,23 @@ def train(
                       + (f": [yellow]{longer} of {result['answers_measured']} answers are longer, and answers like them will "
                          "be cut[/]" if longer else ""))
     console.print(f"[green]checkpoint[/]: {escape(result['final'])}  (TensorBoard: {escape(str(Path(cfg.training.output_dir) / 'tb'))})")
+
+
+def print_fault_counts(inputs) -> None:  # noqa: ANN001 - a RunInputs
+    """How many faults the training and validation photos hold, as the run's hierarchy marks them: a validation set
+    without a faulty photo (or without a clean one) measures no fault recall and no verdict."""
+    from bbuvl.data.faults import Faults
+
+    faults = Faults.load(inputs.hierarchy)
+    counts = {key: faults.count([o.desc for o in s.student.record.objects] for s in sources)
+              for key, sources in (("data.train", inputs.train), ("data.val", inputs.val)) if sources is not None}
+    for key, count in counts.items():
+        console.print(f"{key}: {escape(count.describe())}")
+    val = counts.get("data.val")
+    if counts["data.train"].faults and val is not None and val.faulty_photos in (0, val.photos):
+        held = "no faulty photo, so neither fault recall nor" if not val.faulty_photos else "only faulty photos, so not"
+        console.print(f"[yellow]note[/]: data.val holds {held} the photo verdict can be measured on it (the verdict "
+                      "needs faulty and clean photos: docs/faults.md)", soft_wrap=True)
 
 
 def _main_process() -> bool:

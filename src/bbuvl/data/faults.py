@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable, Sequence
 
 from bbuvl.data.labels import Hierarchy, TokenMap
 from bbuvl.data.text import SEP
@@ -32,6 +33,24 @@ class FaultKind:
     def label(self, state: str) -> str:
         """The full label of this kind in `state`."""
         return SEP.join((self.kind, state))
+
+
+@dataclass(frozen=True)
+class FaultCount:
+    """How many photos and objects a set holds, and how many of each are faults: whether it can measure them at all."""
+
+    photos: int
+    faulty_photos: int
+    objects: int
+    faults: int
+
+    def describe(self) -> str:
+        """One line for a person: '6 of 32 photos hold a fault; 11 faulty parts of 147 objects'."""
+        def many(n: int, what: str) -> str:
+            return f"{n} {what}{'' if n == 1 else 's'}"
+
+        return (f"{self.faulty_photos} of {many(self.photos, 'photo')} {'holds' if self.photos == 1 else 'hold'} a "
+                f"fault; {many(self.faults, 'faulty part')} of {many(self.objects, 'object')}")
 
 
 @dataclass(frozen=True)
@@ -84,6 +103,11 @@ class Faults:
             return None
         kind, state = canonical.rsplit(SEP, 1)
         return (kind, state) if kind in self.kinds else None
+
+    def count(self, photos: Iterable[Sequence[str]]) -> FaultCount:
+        """The faults among `photos`, each given as its objects' labels."""
+        wrong = [(len(labels), sum(map(self.is_fault, labels))) for labels in photos]
+        return FaultCount(len(wrong), sum(n > 0 for _, n in wrong), sum(k for k, _ in wrong), sum(n for _, n in wrong))
 
     def __bool__(self) -> bool:
         return bool(self.labels)

@@ -16,6 +16,7 @@ from pathlib import Path
 from bbuvl.config import Config, ConfigError, batch_budget_problems
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.families import Family
+from bbuvl.data.input_paths import file_kind
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import ordered_labels
@@ -49,9 +50,8 @@ def check_inputs(cfg: Config) -> None:
     if cfg.detection.refits:
         named["detection.caption_refit.photos"] = cfg.detection.caption_refit.photos
     for key, path in named.items():
-        if path is not None and not Path(path).is_file():
-            what = "no such file" if not Path(path).exists() else "not a file"
-            raise ValueError(f"{key} {path}: {what}")
+        if path is not None and (kind := file_kind(Path(path))) is not None:
+            raise ValueError(f"{key} {path}: {kind}")
     if cfg.training.deepspeed is None:
         return
     try:
@@ -74,11 +74,10 @@ def optional_data(cfg: Config, key: str) -> str | None:
     and say nothing. The defaults (data/val.jsonl, data/teachers.jsonl) stay optional, as `data convert` may write none.
     """
     path = getattr(cfg.data, key)
-    if path is None or Path(path).is_file():
+    if path is None or (kind := file_kind(Path(path))) is None:
         return path
     if key in cfg.data.model_fields_set:
-        what = "no such file" if not Path(path).exists() else "not a file"
-        raise ValueError(f"data.{key} {path}: {what}; fix the path, or set data.{key}: null to train without "
+        raise ValueError(f"data.{key} {path}: {kind}; fix the path, or set data.{key}: null to train without "
                          f"{'validation' if key == 'val' else 'teacher photos'}")
     return None
 

@@ -412,11 +412,12 @@ def make_trainer(run: Run, progress: bool = True, callbacks: list | None = None)
 
 
 def train(cfg: Config, resume: bool | str = False, progress: bool = True, callbacks: list | None = None,
-          overwrite: bool = False) -> dict[str, Any]:
+          overwrite: bool = False, announce: Callable[[RunInputs], None] | None = None) -> dict[str, Any]:
     """Train a run; returns the final checkpoint folder and the logged history.
 
     A folder holding another run is refused unless resuming or `overwrite` (train/run_dir.py); `resume=True`
     continues from the newest complete checkpoint, skipping ones a kill or a full disk left half-written.
+    `announce`: called once (by the first process) with the run's inputs when they are read, before the model loads.
     """
     built: list[Run] = []
     files = DataFiles()  # the checks before the folder is claimed and the run's datasets read each file once
@@ -424,6 +425,8 @@ def train(cfg: Config, resume: bool | str = False, progress: bool = True, callba
 
     def prepare() -> None:
         inputs.append(read_run_inputs(with_base_located(cfg), files))
+        if announce is not None and _first_process():
+            announce(inputs[0])
 
     def make() -> BBUTrainer:
         built.append(build_run(cfg, files, inputs[0]))
