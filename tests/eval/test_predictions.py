@@ -176,3 +176,17 @@ def test_the_quick_check_of_an_object_reads_it_as_the_full_check_or_leaves_it_to
         assert quick is None
     else:
         assert quick is None or (quick == full and all(type(v) is float for v in quick["bbox_2d"]))
+
+
+def test_a_ground_truth_record_whose_size_is_not_its_photos_is_named_as_the_fault_not_the_predictions(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (100, 80), (10, 20, 30)).save(tmp_path / "images" / "a.jpg")
+    records = [record("images/a.jpg", width=200, height=160)]  # the record's size, not its photo's
+    preds = [PredictionLine(3, "images/a.jpg", 100, 80, [])]
+    # Before: "not the same photo; predict on the ground truth's own photos", which gives the same line again.
+    with pytest.raises(DatasetError, match=r"pred.jsonl:3: ground-truth record 1 of .*val.jsonl: width/height 200x160 do "
+                                           r"not match image images/a.jpg, which is 100x80, the size images/a.jpg was "
+                                           r"predicted at: the record's width/height are wrong"):
+        align_predictions(records, tmp_path / "val.jsonl", preds, tmp_path / "pred.jsonl")

@@ -19,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from bbuvl.data.check import ImageInfo, check_size, probe_image
 from bbuvl.data.digests import FileDigest, file_digest
 from bbuvl.data.jsonfile import is_json_number
 from bbuvl.data.schema import DatasetError, ImageRecord, iter_json_lines, resolve_image
@@ -224,11 +225,7 @@ def align_predictions(
             continue
         record = records[found]
         if p.width and p.height and (p.width, p.height) != record.size:
-            raise DatasetError(pred_path or "predictions", p.line, (
-                f"photo {p.image} was predicted at {p.width}x{p.height}, but ground-truth photo {record.image} "
-                f"({gt_path}, record {found + 1}) is {record.size[0]}x{record.size[1]}: they share a path inside their "
-                "datasets but are not the same photo; predict on the ground truth's own photos "
-                f"(bbuvl predict -i {gt_path})"))
+            raise DatasetError(pred_path or "predictions", p.line, _size_mismatch(p, record, found, gt_path))
         if result.predictions[found] is not None:
             # The later line wins, as `bbuvl predict` keeps it when it resumes the file (infer/output.py): the
             # same file scores alike before and after a resume.
@@ -243,6 +240,20 @@ def align_predictions(
             f"{pred_root}); lines pair with records by the photo's path inside each dataset: predict on the ground "
             f"truth (bbuvl predict -i {gt_path}) or on its images folder"))
     return result
+
+
+def _size_mismatch(p: PredictionLine, record: ImageRecord, index: int, gt_path: str | Path) -> str:
+    """Why a line predicted at another size than its ground-truth record says: another photo, or (when the record's
+    own photo is the predicted size) a record whose width/height are wrong, which predicting again would not mend."""
+    photo = resolve_image(gt_path, record.image)
+    info = probe_image(photo, decode=False) if photo.is_file() else None
+    if isinstance(info, ImageInfo) and info.upright == (p.width, p.height):
+        return (f"ground-truth record {index + 1} of {gt_path}: {check_size(record, record.image, info)}, the size "
+                f"{p.image} was predicted at: the record's width/height are wrong, and its boxes may be in another "
+                f"frame; fix them (bbuvl data check {gt_path} lists every such record)")
+    return (f"photo {p.image} was predicted at {p.width}x{p.height}, but ground-truth photo {record.image} "
+            f"({gt_path}, record {index + 1}) is {record.size[0]}x{record.size[1]}: they share a path inside their "
+            f"datasets but are not the same photo; predict on the ground truth's own photos (bbuvl predict -i {gt_path})")
 
 
 def check_same_photos(records: list[ImageRecord], gt_path: str | Path, alignment: Alignment, pred_path: str | Path) -> None:
