@@ -69,6 +69,6 @@ def test_synth_command_takes_a_fault_rate_and_prints_the_faults_of_each_split(tm
     summary = json.loads((out / "summary.json").read_text())
     assert summary["fault_rate"] == {"photos": 0.3, "parts": 0.5}
     val = summary["faults"]["val"]
-    assert f"val: {val['faulty_photos']} of 10 photos hold a fault; {val['faults']} faulty parts" in result.output
+    assert f"val: {val['faulty_photos']} of 10 photos hold a fault; {val['faults']} faulty part" in result.output
     rows = [json.loads(line) for line in (out / "val.jsonl").read_text().splitlines()]
     assert val["faults"] == sum(o["desc"] in FAULT_LABELS for r in rows for o in r["objects"])

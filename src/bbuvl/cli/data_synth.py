@@ -13,6 +13,7 @@ from rich.table import Table
 from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, finite_range, int_range, parse_range, parse_size, stdout_is_tty,
                               user_errors)
 from bbuvl.cli.data_tools import workers_option
+from bbuvl.data.faults import FaultCount
 from bbuvl.data.layout import DATASET_FILES
 from bbuvl.data.regions import parse_grid
 from bbuvl.outputs import replacing
@@ -123,8 +124,7 @@ def synth(
     console.print(f"{n_train + n_val} photos, {sum(summary['categories'].values())} objects, {summary['labels']} distinct labels")
     for split, c in (summary.get("faults") or {}).items():
         if c["photos"]:
-            console.print(f"{split}: {c['faulty_photos']} of {c['photos']} photos hold a fault; {c['faults']} faulty parts "
-                          f"of {c['objects']} objects")
+            console.print(f"{split}: {FaultCount(**c).describe()}")
     table = Table(show_edge=False)
     table.add_column("category")
     table.add_column("objects", justify="right")

@@ -13,7 +13,7 @@ import multiprocessing
 import random
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import Callable, Iterator, Literal
@@ -22,6 +22,7 @@ from PIL import Image
 
 from bbuvl.atomic import save_atomic, write_text_atomic
 from bbuvl.data.coords import orient_box
+from bbuvl.data.faults import Faults
 from bbuvl.data.images import EXIF_ORIENTATION
 from bbuvl.data.labels import SEP
 from bbuvl.data.layout import write_dataset_folder
@@ -29,7 +30,7 @@ from bbuvl.data.schema import ImageRecord, ObjectAnn
 from bbuvl.data.workers import bound_workers
 from bbuvl.synthetic.camera import Framing, check_size, check_wide_share, render_scene
 from bbuvl.synthetic.export import INVERSE_ROTATION, PlatformNames, vendor_document
-from bbuvl.synthetic.scene import FAULT_LABELS, FaultRate
+from bbuvl.synthetic.scene import FaultRate
 
 JPEG_QUALITY = 90
 IMAGES, ANNOTATIONS = "images", "annotations"
@@ -94,10 +95,8 @@ def _save_photo(image: Image.Image, path: Path, **kwargs: object) -> None:
 
 
 def fault_counts(records: list[ImageRecord]) -> dict[str, int]:
-    """Photos, photos holding a fault, objects and faulty objects of the synthetic scene's `records`."""
-    wrong = [sum(o.desc in FAULT_LABELS for o in r.objects) for r in records]
-    return {"photos": len(records), "faulty_photos": sum(n > 0 for n in wrong),
-            "objects": sum(len(r.objects) for r in records), "faults": sum(wrong)}
+    """Photos, photos holding a fault, objects and faulty objects of the synthetic scene's `records` (`FaultCount`)."""
+    return asdict(Faults.load().count([o.desc for o in r.objects] for r in records))
 
 
 def _run(jobs: list[_Job], workers: int) -> Iterator[tuple[ImageRecord, dict]]:
