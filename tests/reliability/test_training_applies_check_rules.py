@@ -1,6 +1,7 @@
 """Class 5: training reads data by `data check`'s rules: a box check calls an error is refused, never clipped and taught."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,17 @@ def test_every_box_error_is_counted_in_the_one_message(small_dataset, tmp_path):
 
 def test_clean_data_reads_as_before(small_dataset):
     assert len(read_training_data(small_dataset / "train.jsonl")) == len(read_records(small_dataset / "train.jsonl"))
+
+
+def test_train_refuses_a_sample_whose_teacher_is_its_own_student_photo(small_dataset, tmp_path):
+    # `bbuvl data check` calls it an error (the prompt would show the answer); training read such a line and taught it.
+    records = [json.loads(line) for line in copy_dataset(small_dataset / "train.jsonl", tmp_path / "plain.jsonl")
+               .read_text(encoding="utf-8").splitlines()]
+    samples = [{"teachers": [records[1]], "student": records[0]}, {"teachers": [records[1]], "student": records[1]}]
+    path = tmp_path / "explicit.jsonl"
+    path.write_text("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples), encoding="utf-8")
+    said = [p.message for p in check_dataset(path) if p.severity == "error"]
+    assert len(said) == 1 and "is the student photo" in said[0], said
+    with pytest.raises(ValueError, match=rf"explicit.jsonl:2: {re.escape(said[0])}; training uses no teacher `bbuvl data "
+                                         "check` calls an error"):
+        read_training_data(path)

@@ -12,7 +12,7 @@ import torch
 from PIL import ImageOps
 
 from bbuvl.config import CropConfig
-from bbuvl.data.check import check_boxes, check_size, probe_image, sample_records
+from bbuvl.data.check import check_boxes, check_size, probe_image, sample_records, teacher_is_student
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.regions import Region, magnified_record, mirrored_record, random_region
 from bbuvl.data.schema import ImageRecord, Row, Sample, iter_dataset, resolve_image
@@ -63,10 +63,14 @@ def read_training_rows(path: str | Path, show: int = 5, files: DataFiles | None 
     line; so does the first record error, with how many more there are.
     """
     rows = (files or DataFiles()).rows(path)
-    errors: dict[str, list[str]] = {"box": [], "photo": []}
+    errors: dict[str, list[str]] = {"box": [], "photo": [], "teacher": []}
     for row in rows:
         if row.error is not None:
             raise row.error
+        # A teacher that is its student's own photo puts the answer in the prompt (the same file: photos are not
+        # hashed here, as `bbuvl data check` does to find the same bytes under two names).
+        if row.sample.teachers and (problem := teacher_is_student(Path(path), row.sample, {})) is not None:
+            errors["teacher"].append(f"{path}:{row.line}: {problem}")
         for prefix, record in sample_records(row.sample):
             errors["box"] += [f"{path}:{row.line}: {prefix}{message}" for message, severity in check_boxes(record)
                               if severity == "error"]
