@@ -86,3 +86,25 @@ def test_an_out_beside_the_gt_photos_in_a_flat_dataset_is_not_refused_for_them(s
     # It gets as far as the checkpoint, which is not there: no word about the photos beside --out.
     assert result.exit_code != 0 and "photo folder" not in result.output, result.output
     assert "ckpt" in result.output
+
+
+def test_a_gt_without_objects_to_score_writes_no_scale_and_keeps_the_one_there(trained_checkpoint, small_dataset, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+
+    def choose(gt, out):
+        return CliRunner().invoke(app, ["choose-tiles", "-c", str(ckpt), "--gt", str(gt), "-o", str(out), "--factors",
+                                        "1", "--no-refine", "--device", "cpu"], env={"COLUMNS": "300"})
+
+    assert choose(small_dataset / "val.jsonl", tmp_path / "first").exit_code == 0  # a scale chosen on objects
+    earlier = (ckpt / "tile_scale.json").read_bytes()
+    records = [json.loads(line) for line in (small_dataset / "val.jsonl").read_text(encoding="utf-8").splitlines()]
+    gt = tmp_path / "val.jsonl"
+    gt.write_text("".join(json.dumps({**r, "images": [str(small_dataset / r["images"][0])], "objects": []},
+                                     ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    result = choose(gt, tmp_path / "cands")
+    assert result.exit_code == 2, result.output
+    # Before: "chose scale ... written to ckpt/tile_scale.json", chosen on no object at all, over the one chosen before.
+    assert f"error: {gt}: no candidate scale could be scored" in " ".join(result.output.split())
+    assert (ckpt / "tile_scale.json").read_bytes() == earlier
+    assert not (tmp_path / "cands").exists()

@@ -107,6 +107,7 @@ def choose_tiles(
                                    metric, on_candidate=show, within=within, refine=refine,
                                    refine_within=refine_within)
         refuse_unmeasured(chosen_predictions(out, chosen), gt)
+        refuse_unscored(chosen, gt)
         path = chosen.save(checkpoint)
         verdict, why_not = (choose_tiled_verdict(chosen_predictions(out, chosen), gt, predictor.faults,
                                                  predictor.options().framed(), target_recall, target_precision)
@@ -155,6 +156,15 @@ def refuse_unmeasured(predictions: Path, gt: Path) -> None:
     if failed and len(failed) == len(read_predictions(predictions)):
         raise ValueError(f"{gt}: none of its {len(failed)} photos could be predicted (the first: {failed[0]}), so no "
                          "scale was measured and none is written; give the photos beside it, or another --gt")
+
+
+def refuse_unscored(chosen, gt: Path) -> None:  # noqa: ANN001 - a ChosenTileScale
+    """ValueError when no candidate could be scored (no object of the categories compared in --gt): the scale nearest
+    the training scale would be written into the checkpoint, over one measured before, as if it had been chosen."""
+    if all(c.score is None for c in chosen.candidates):
+        raise ValueError(f"{gt}: no candidate scale could be scored ({chosen.metric} is undefined on its "
+                         f"{chosen.photos} photos: they hold no object of those categories), so none is written; "
+                         "give validation photos with such objects")
 
 
 def unreadable(predictions: Path) -> list[str]:
