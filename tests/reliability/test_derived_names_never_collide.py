@@ -61,6 +61,16 @@ def test_crops_of_two_photos_of_one_stem_are_two_files(tmp_path):
     assert sorted(mean_colour(p)[0] > 100 for p in crops) == [False, True]
 
 
+def test_a_crop_of_a_photo_whose_name_windows_refuses_is_named_so_it_can_hold_it(tmp_path):
+    ds = two_photos_one_stem(tmp_path)
+    (ds / "images" / "a.jpg").rename(ds / "images" / "a:b?.jpg")
+    records = read_records(ds / "train.jsonl")
+    write_dataset(ds / "train.jsonl", [records[0].model_copy(update={"images": ["images/a:b?.jpg"]}), records[1]])
+    assert write_crops(ds / "train.jsonl", tmp_path / "crops") == {"bbu基带处理单元/华为": 2}
+    names = sorted(p.name for p in (tmp_path / "crops").rglob("*.png"))
+    assert names == ["a_00.png", "a_b__00.png"], names
+
+
 def test_a_name_book_gives_each_source_its_own_name_and_one_source_always_the_same():
     book = NameBook()
     assert book.name("train/a", "x/a.jpg") == "train/a"
