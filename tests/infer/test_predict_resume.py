@@ -146,6 +146,8 @@ def test_eval_refuses_predictions_made_on_other_photos_of_the_same_names_and_siz
                    "has other content than ground-truth photo images/", str(other))
     assert not (tmp_path / "m.json").exists()
     assert "bbuvl predict -i" in text
+    refused(invoke(["viz", other, tmp_path / "drawn", "--pred", run["out"]]), "has other content than ground-truth photo")
+    assert not (tmp_path / "drawn").exists()
     # The photos predicted, here or copied elsewhere (hashed, not trusted by their stat), are scored.
     assert evaluated(run, run["data"] / "val.jsonl", tmp_path).exit_code == 0
     copy = tmp_path / "copy"
