@@ -35,6 +35,8 @@ def test_reads_lines_and_defaults_a_missing_score_to_one(tmp_path):
 @pytest.mark.parametrize(("bad", "message"), [
     ("{not json", "p.jsonl:2: invalid JSON"),
     (json.dumps({"objects": []}), "p.jsonl:2: expected an object with an 'image'"),
+    (json.dumps(line("")), "p.jsonl:2: image: '' names no photo"),
+    (json.dumps(line("  ")), "p.jsonl:2: image: '  ' names no photo"),
     (json.dumps(line("b.jpg", [{"bbox_2d": [1, 2, 3], "label": "x"}])), "p.jsonl:2: objects[0].bbox_2d"),
     (json.dumps(line("b.jpg", [{"bbox_2d": [5, 2, 3, 4], "label": "x"}])), "x2 < x1"),
     (json.dumps(line("b.jpg", [{"bbox_2d": [1, 2, 3, 4]}])), "objects[0]: missing 'label'"),

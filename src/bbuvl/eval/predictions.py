@@ -70,6 +70,8 @@ def _prediction_line(data: Any, path: Path, no: int) -> PredictionLine:
                                      "--pred takes what `bbuvl predict` wrote (were --pred and --gt swapped?)")
     if not isinstance(data, dict) or not isinstance(data.get("image"), str):
         raise DatasetError(path, no, "expected an object with an 'image' path (a `bbuvl predict` output line)")
+    if not data["image"].strip():  # it named the dataset's folder, paired with nothing, and was left out with a note
+        raise DatasetError(path, no, f"image: {data['image']!r} names no photo")
     listed = data.get("objects") or []
     if type(listed) is not list:  # a string or an object would be read key by key, each an error of its own
         raise DatasetError(path, no, f"objects: expected a list of objects, got {type(listed).__name__}")
