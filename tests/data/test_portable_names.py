@@ -4,7 +4,11 @@ system holds, and the names a user's own dataset refers to are warned about by `
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+
+import pytest
+from PIL import Image
 
 from bbuvl.data.names import portability_problem
 from tests.data.test_hostile_inputs import LABEL, photo, record, run, vendor_text
@@ -129,3 +133,20 @@ def test_check_warns_of_two_photos_whose_names_differ_only_in_letter_case(tmp_pa
     assert (f"{jsonl}:2: image a.jpg: differs from A.jpg (line 1) only in letter case: one file on Windows and macOS"
             in text), text
     assert f"{jsonl}:3: image ./A.jpg: differs" not in text
+
+
+def test_the_letter_case_hint_follows_the_folder_and_never_names_the_missing_file_itself(tmp_path):
+    from bbuvl.data.images import ImageError, load_image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "other.jpg")
+    with pytest.raises(ImageError) as missing:
+        load_image(tmp_path / "img.jpg")
+    assert "letter case" not in str(missing.value)
+    time.sleep(0.01)  # a later modification time for the folder on every file system
+    Image.new("RGB", (8, 8)).save(tmp_path / "IMG.jpg")  # the listing read above was kept: it must be read again
+    with pytest.raises(ImageError, match=r"IMG\.jpg is there: only the letter case differs"):
+        load_image(tmp_path / "img.jpg")
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")  # its own name is there: no hint naming itself
+    with pytest.raises(ImageError) as dangling:
+        load_image(tmp_path / "gone.jpg")
+    assert "letter case" not in str(dangling.value), dangling.value

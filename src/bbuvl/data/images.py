@@ -142,8 +142,9 @@ def _named_errors(path: Path, doing: str) -> Iterator[None]:
 
 
 @lru_cache(maxsize=16)
-def _names_by_case(folder: str) -> dict[str, str]:
-    """The names in `folder` by their casefold (the first of names alike), read once for a dataset's many photos."""
+def _names_by_case(folder: str, changed_ns: int) -> dict[str, str]:
+    """The names in `folder` by their casefold (the first of names alike), read once for a dataset's many photos;
+    `changed_ns`, the folder's modification time, reads it again once a name is added or removed."""
     names: dict[str, str] = {}
     for name in sorted(os.listdir(folder)):
         names.setdefault(name.casefold(), name)
@@ -152,12 +153,16 @@ def _names_by_case(folder: str) -> dict[str, str]:
 
 def _other_case(path: Path) -> str:
     """For a missing file, the note that its folder holds the name in other letter case, as a dataset written on
-    Windows or macOS names it (they tell no case apart, so it worked there); '' when it does not."""
+    Windows or macOS names it (they tell no case apart, so it worked there); '' when it does not, or when the name
+    itself is there (a link that reaches no file)."""
     try:
-        other = _names_by_case(str(path.parent)).get(path.name.casefold())
+        folder = str(path.parent)
+        other = _names_by_case(folder, os.stat(folder).st_mtime_ns).get(path.name.casefold())
     except (OSError, ValueError):  # no such folder, or a name no folder can have
         return ""
-    return f" ({other} is there: only the letter case differs, which Windows and macOS ignore)" if other else ""
+    if other is None or other == path.name:
+        return ""
+    return f" ({other} is there: only the letter case differs, which Windows and macOS ignore)"
 
 
 def load_image(path: str | Path, orient: bool = True) -> LoadedImage:
