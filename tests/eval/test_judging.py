@@ -149,3 +149,23 @@ def test_the_faults_come_from_the_checkpoints_hierarchy_unless_one_is_given(file
     (ckpt / "bbuvl.yaml").write_text(dump_config(cfg), encoding="utf-8")
     assert verdict_setup(pred).faults.is_fault(OK)
     assert not verdict_setup(pred, hierarchy=DEFAULT_HIERARCHY).faults.is_fault(OK)
+
+
+def test_thresholds_chosen_on_one_modes_predictions_judge_that_mode_alone(files, tmp_path):
+    # Chosen on the head's scores, they judged generate mode's too, whose scores are on another scale.
+    gt, pred, ckpt = files
+    run(gt, pred, tmp_path / "m1.json", "--choose-thresholds", "--target-recall", "1", "--target-precision", "1")
+    chosen = ChosenThresholds.load(ckpt)
+    assert chosen.mode == "head" and json.loads((ckpt / THRESHOLDS_FILE).read_text(encoding="utf-8"))["mode"] == "head"
+    generated = tmp_path / "generated.jsonl"
+    claim_output(generated, Manifest(input=str(gt), checkpoint=str(ckpt), mode="generate"))
+    generated.write_text(pred.read_text(encoding="utf-8"), encoding="utf-8")
+    setup = verdict_setup(generated)
+    assert setup.thresholds.whole == VerdictThresholds(Config().inference.verdict_review, Config().inference.verdict_fail)
+    assert "was chosen on head mode's predictions, not generate mode's" in setup.source, setup.source
+    assert verdict_setup(pred).thresholds.whole == VerdictThresholds(0.4, 0.9)
+    # A file written before modes were recorded judges every mode, as it did.
+    body = json.loads((ckpt / THRESHOLDS_FILE).read_text(encoding="utf-8"))
+    del body["mode"]
+    (ckpt / THRESHOLDS_FILE).write_text(json.dumps(body), encoding="utf-8")
+    assert verdict_setup(generated).thresholds.whole == VerdictThresholds(0.4, 0.9)

@@ -7,6 +7,7 @@ import json
 import shutil
 
 import pytest
+from PIL import Image
 
 from bbuvl.data.faults import Faults
 from bbuvl.data.labels import DEFAULT_HIERARCHY
@@ -68,6 +69,25 @@ def test_the_checkpoints_chosen_thresholds_replace_the_configs(trained_checkpoin
         Predictor.load(ckpt, device="cpu")
 
 
+def test_the_predictor_judges_each_mode_by_the_thresholds_chosen_in_it(trained_checkpoint, photos, tmp_path):
+    # Chosen on the head's scores, they judged every mode's photos, generate mode's among them.
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    ChosenThresholds(VerdictThresholds(0.0, 0.0), 0.8, 0.9, 0.8, 0.9, 10, 4, [], "val.jsonl", mode="head").save(ckpt)
+    p = Predictor.load(ckpt, device="cpu")
+    p.faults = every_label_a_fault(tmp_path)
+    config = VerdictThresholds(p.cfg.inference.verdict_review, p.cfg.inference.verdict_fail)
+    assert p.options("head").thresholds() == VerdictThresholds(0.0, 0.0)
+    assert p.options("name").thresholds() == config != VerdictThresholds(0.0, 0.0)
+    assert p.options().thresholds() == VerdictThresholds(0.0, 0.0)  # no mode named: as before modes were recorded
+    for line in p.predict_lines(photos, "name"):
+        found = [(o["bbox_2d"], o["label"], o["score"]) for o in line["objects"]]
+        assert line["verdict"]["verdict"] == judge(found, p.faults, config).verdict
+    head = p.predict_lines(photos, "head")
+    assert any(line["objects"] for line in head)
+    assert all(line["verdict"]["verdict"] == ("fail" if line["objects"] else "pass") for line in head)
+
+
 def test_the_predictor_judges_with_the_hierarchy_its_run_config_names(trained_checkpoint, tmp_path):
     from bbuvl.config import dump_config, load_config
 
@@ -107,3 +127,26 @@ def test_the_checkpoints_tiled_thresholds_judge_tiled_photos_alone(trained_check
     own = VerdictThresholds(p.cfg.inference.verdict_review, p.cfg.inference.verdict_fail)
     assert p.options().thresholds() == own and p.options().thresholds(tiled=True) == VerdictThresholds(0.3, 0.6)
     assert p.options().framed().tiled == VerdictThresholds(0.3, 0.6)
+
+
+def test_predict_says_when_the_checkpoints_thresholds_were_chosen_in_another_mode(trained_checkpoint, tmp_path):
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    ChosenThresholds(VerdictThresholds(0.15, 0.85), 0.8, 0.9, 0.8, 0.9, 10, 4, [], "val.jsonl", mode="head").save(ckpt)
+    (tmp_path / "photos").mkdir()
+    Image.new("RGB", (224, 168), (200, 30, 30)).save(tmp_path / "photos" / "a.png")
+    said = {}
+    for mode in ("head", "name"):
+        result = CliRunner().invoke(app, ["predict", "-c", str(ckpt), "-i", str(tmp_path / "photos"), "-o",
+                                          str(tmp_path / f"{mode}.jsonl"), "--mode", mode, "--device", "cpu"],
+                                    env={"COLUMNS": "300"})
+        assert result.exit_code == 0, result.output
+        said[mode] = " ".join(result.output.split())
+    assert "review at a fault score ≥ 0.15, fail ≥ 0.85" in said["head"] and "note" not in said["head"]
+    assert "review at a fault score ≥ 0.25, fail ≥ 0.5" in said["name"], said["name"]
+    assert (f"note: {THRESHOLDS_FILE} was chosen on head mode's predictions, not name mode's, whose scores are on "
+            "another scale") in said["name"], said["name"]

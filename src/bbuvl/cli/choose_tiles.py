@@ -110,7 +110,8 @@ def choose_tiles(
         refuse_unscored(chosen, gt)
         path = chosen.save(checkpoint)
         verdict, why_not = (choose_tiled_verdict(chosen_predictions(out, chosen), gt, predictor.faults,
-                                                 predictor.options().framed(), target_recall, target_precision)
+                                                 predictor.options(mode).framed(), target_recall, target_precision,
+                                                 mode)
                             if choose_thresholds else (None, None))
         if verdict is not None:
             verdict.save(checkpoint)

@@ -78,7 +78,7 @@ def predict(
     from bbuvl.infer.output import check_ours, check_output, check_plain_file, discard_output, input_root, manifest_path
     from bbuvl.data.faults import Faults
     from bbuvl.infer.predictor import Predictor, region_batch
-    from bbuvl.infer.verdict import verdict_counts
+    from bbuvl.infer.verdict import other_mode, verdict_counts
     from bbuvl.infer.tiles import check_containers
     from bbuvl.model.checkpoint import CheckpointError
     from bbuvl.outputs import check_not_inputs
@@ -139,7 +139,7 @@ def predict(
     if faults is not None:
         predictor.faults = faults
     with user_errors(ValueError):
-        options = predictor.options(**given)
+        options = predictor.options(mode, **given)
     if job.inputs and (size := first_photo_size(job)) and (cost := describe_tiles(predictor, options, size)):
         console.print(escape(cost), soft_wrap=True)
     job.batch_size = batch_size or predictor.cfg.inference.batch_size
@@ -174,6 +174,8 @@ def predict(
                      f"{tiled_thresholds.review:g}, fail ≥ {tiled_thresholds.fail:g}"
                      if verdicts["tiled"] and tiled_thresholds != thresholds else "") + ")"
                   + (f", {verdicts['unjudged']} lines without a verdict" if verdicts["unjudged"] else ""), soft_wrap=True)
+    if passed_over := other_mode(*predictor.chosen, mode):
+        console.print(f"[yellow]note[/]: {escape(passed_over)}", soft_wrap=True)
 
 
 def refuse_untiled(ctx: typer.Context, given: dict, cfg) -> None:  # noqa: ANN001 - a Config

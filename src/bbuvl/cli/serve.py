@@ -65,6 +65,7 @@ def serve(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from bbuvl.infer.predictor import Predictor
     from bbuvl.infer.tiles import check_containers
+    from bbuvl.infer.verdict import other_mode
     from bbuvl.model.checkpoint import CheckpointError
     from bbuvl.serve.app import ServeSettings, create_app
     from bbuvl.serve.auth import read_keys
@@ -89,7 +90,7 @@ def serve(
         check_containers(tiled.get("tile_refine", folder.cfg.inference.tile_refine) or [], folder.prompt.labels,
                          "--tile-refine / inference.tile_refine")
         predictor = Predictor.load(folder, device=device)
-        options = predictor.options(**tiled)
+        options = predictor.options(mode or predictor.cfg.inference.mode, **tiled)
         engine = Engine(predictor, mode, checkpoint.name, rescorer, options)
     settings = ServeSettings(max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, timeout_s=timeout,
                              max_body_mb=max_body_mb, cors_origins=list(cors_origin or []), read_timeout_s=read_timeout,
@@ -102,4 +103,6 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     console.print(f"serving {escape(engine.checkpoint)} ({escape(engine.mode)} mode, {len(keys)} API key(s)) on "
                   f"{escape(f'http://{shown}:{sock.getsockname()[1]}/')}", soft_wrap=True)
+    if passed_over := other_mode(*predictor.chosen, engine.mode):
+        console.print(f"[yellow]note[/]: {escape(passed_over)}", soft_wrap=True)
     serve_app(create_app(engine, keys, settings), sock, drain_s=timeout, log_level=log_level)

@@ -23,6 +23,7 @@ class VerdictSetup:
     thresholds: FramedThresholds  # for photos predicted in one pass, and through tiles or zoom
     source: str  # where the thresholds came from, in words
     checkpoint: str | None  # the checkpoint that wrote the predictions, when it is at hand
+    mode: str | None = None  # the mode they were predicted in, as their manifest records it (None: not known)
 
 
 def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review: float | None = None,
@@ -41,7 +42,7 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
     own, own_hierarchy, source = (FramedThresholds(default_thresholds()), None,
                                   "the config's defaults (inference.verdict_review, inference.verdict_fail)")
     if checkpoint is not None:
-        own, own_hierarchy, source = checkpoint_verdict(checkpoint)
+        own, own_hierarchy, source = checkpoint_verdict(checkpoint, manifest.mode)
     if review is not None or fail is not None:
         source = "the command line" if review is not None and fail is not None else f"the command line and {source}"
 
@@ -49,7 +50,8 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
         return VerdictThresholds(t.review if review is None else review, t.fail if fail is None else fail)
 
     thresholds = FramedThresholds(given(own.whole), None if own.tiled is None else given(own.tiled))
-    return VerdictSetup(Faults.load(hierarchy or own_hierarchy), thresholds, source, checkpoint)
+    return VerdictSetup(Faults.load(hierarchy or own_hierarchy), thresholds, source, checkpoint,
+                        manifest.mode if manifest is not None else None)
 
 
 def choose_verdict(evaluation: Evaluation, setup: VerdictSetup, gt: str | Path, target_recall: float,
@@ -68,7 +70,7 @@ def choose_verdict(evaluation: Evaluation, setup: VerdictSetup, gt: str | Path, 
                                     "chosen")
             continue
         one = _chosen_among(evaluation.faults, which, setup.faults, gt, target_recall, target_precision, framing,
-                            f"{named}: " if len(framings) > 1 else "")
+                            f"{named}: " if len(framings) > 1 else "", setup.mode)
         evaluation.notes.extend(one.notes)
         chosen.append(one)
     pairs = {c.tiled: c.thresholds for c in chosen}
@@ -79,9 +81,11 @@ def choose_verdict(evaluation: Evaluation, setup: VerdictSetup, gt: str | Path, 
 
 
 def choose_tiled_verdict(pred: str | Path, gt: str | Path, faults: Faults, thresholds: FramedThresholds,
-                         target_recall: float, target_precision: float) -> tuple[ChosenThresholds | None, str | None]:
-    """The verdict thresholds of photos cut into tiles, chosen on the ones `pred` holds (as `choose_verdict` chooses
-    them; photos `pred` predicted in one pass are left out), or None and why none could be. Nothing is written."""
+                         target_recall: float, target_precision: float,
+                         mode: str | None = None) -> tuple[ChosenThresholds | None, str | None]:
+    """The verdict thresholds of photos cut into tiles, chosen on the ones `pred` holds (predicted in `mode`, as
+    `choose_verdict` chooses them; photos `pred` predicted in one pass are left out), or None and why none could be.
+    Nothing is written."""
     lines = [line for line in read_predictions(pred) if line.tiled]
     if not lines:
         return None, f"{pred}: no photo was cut into tiles, so no thresholds were chosen for such photos"
@@ -89,14 +93,14 @@ def choose_tiled_verdict(pred: str | Path, gt: str | Path, faults: Faults, thres
     which = [i for i, r in enumerate(evaluation.images) if r.prediction is not None]
     if not any(evaluation.faults.photo_faulty[i] for i in which):
         return None, f"no faulty photo among the {len(which)} photos cut into tiles: their verdict thresholds are not chosen"
-    return _chosen_among(evaluation.faults, which, faults, gt, target_recall, target_precision, True, ""), None
+    return _chosen_among(evaluation.faults, which, faults, gt, target_recall, target_precision, True, "", mode), None
 
 
 def _chosen_among(f: FaultMetrics, which: list[int], faults: Faults, gt: str | Path, target_recall: float,
-                  target_precision: float, tiled: bool, prefix: str) -> ChosenThresholds:
+                  target_precision: float, tiled: bool, prefix: str, mode: str | None) -> ChosenThresholds:
     """Thresholds chosen (`choose_thresholds`) on the photos `which` of fault metrics `f`; `prefix` leads each note."""
     truth = [f.photo_faulty[i] for i in which]
     thresholds, recall, precision, notes = choose_thresholds(truth, [f.photo_scores[i] for i in which], target_recall,
                                                              target_precision)
     return ChosenThresholds(thresholds, target_recall, target_precision, recall, precision, len(truth), sum(truth),
-                            sorted(faults.labels), str(gt), [prefix + n for n in notes], tiled)
+                            sorted(faults.labels), str(gt), [prefix + n for n in notes], tiled, mode)

@@ -172,7 +172,7 @@ def choose_refine(predictor: Predictor, gt: Path, out: Path, scale: float, mode:
     kept = {s.category for s in scores if s.kept}
     if kept:
         raw_base = [json.loads(t) for t in base_file.read_text(encoding="utf-8").splitlines() if t.strip()]
-        options = predictor.options(tiles="auto", tile_zoom=None, tile_refine=sorted(kept))
+        options = predictor.options(mode, tiles="auto", tile_zoom=None, tile_refine=sorted(kept))
         _write_lines(refined_file(out, scale), [with_categories(predictor, b, r, kept, options)
                                                 for b, r in zip(raw_base, lines)])
     return scores

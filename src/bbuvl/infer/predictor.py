@@ -162,6 +162,9 @@ class Predictor:
         self.teachers: list[tuple[Image.Image, str]] = []
         self._constraint: AnswerConstraint | None = None
         self._faults: Faults | None = None
+        # The verdict thresholds `bbuvl eval --choose-thresholds` wrote into the checkpoint (one pass, tiled): each
+        # judges the photos of the mode it was chosen in (`options`), the run config's the others.
+        self.chosen: tuple[ChosenThresholds | None, ChosenThresholds | None] = (None, None)
 
     @classmethod
     def load(cls, folder: ModelFolder | str | Path, device: str | None = None, dtype: str | None = None) -> "Predictor":
@@ -175,11 +178,11 @@ class Predictor:
         chosen_tiled = ChosenThresholds.load(path, tiled=True)
         tile_scale = ChosenTileScale.load(path)
         model, processor, run, contract, prompt = load_model(folder, dtype=dtype, device=device)
-        run = run.model_copy(update={"inference": with_chosen(run.inference, chosen, chosen_tiled)})
         scale = TrainingScale.load(path)
         # `auto` shows photos at the scale chosen on validation photos when there is one, else at the training scale.
         shown = tile_scale.scale if tile_scale is not None else None if scale is None else scale.median
         predictor = cls(model, processor, contract, prompt, run, device, shown)
+        predictor.chosen = (chosen, chosen_tiled)
         predictor.tile_scale = tile_scale
         predictor.part_sides = () if scale is None else tuple(scale.part_sides.items())
         predictor.long_sides = () if scale is None else tuple(scale.part_long_sides.items())
@@ -308,9 +311,11 @@ class Predictor:
 
     # --- predicting --------------------------------------------------------------------------
 
-    def options(self, **given: Any) -> PredictOptions:
-        """The checkpoint's inference defaults with `given` over them; ValueError for a misspelt option or a bad value."""
-        options = PredictOptions.of(self.cfg.inference, **given)
+    def options(self, mode: str | None = None, **given: Any) -> PredictOptions:
+        """The checkpoint's inference defaults for photos predicted in `mode` (its verdict thresholds those chosen in
+        that mode, else the run config's; None: any mode's) with `given` over them; ValueError for a misspelt option
+        or a bad value."""
+        options = PredictOptions.of(with_chosen(self.cfg.inference, *self.chosen, mode), **given)
         spelt = {name: category_spellings(value, self.prompt.labels) for name in ("zoom_containers", "tile_refine")
                  if (value := getattr(options, name))}
         options = options.model_copy(update=spelt) if spelt else options
@@ -338,7 +343,7 @@ class Predictor:
     def predict(self, images: Sequence[str | Path | Image.Image], mode: str = "generate", **options: Any) -> list[ImageResult]:
         """Full results (objects, raw text, sizes) for a batch of images (a bad image raises); `options` as
         `PredictOptions` names them."""
-        opts = self.options(**options)
+        opts = self.options(mode, **options)
         return self._run([self.prepare(im, keep_stored=opts.plan() is not None) for im in images], mode, opts)
 
     def predict_detection(self, images: Sequence[str | Path | Image.Image], mode: str = "generate",
@@ -353,7 +358,7 @@ class Predictor:
 
         The one retry policy of `predict_lines` and the server (serve/engine.py).
         """
-        opts = options or self.options()
+        opts = options or self.options(mode)
         try:
             return list(self._run(list(prepared), mode, opts))
         except (RuntimeError, ValueError) as e:
@@ -371,7 +376,7 @@ class Predictor:
 
         A mode this checkpoint cannot run, or a misspelt option, raises ValueError: that is no photo's fault.
         """
-        opts = self.options(**options)
+        opts = self.options(mode, **options)
         self.check_mode(mode)
         results: list[ImageResult | None] = [None] * len(paths)
         prepared: dict[int, Prepared] = {}

@@ -79,6 +79,13 @@ class ChosenThresholds:
     chosen_on: str  # the ground truth they were chosen on
     notes: list[str] = field(default_factory=list)
     tiled: bool = False  # chosen on photos predicted through tiles or zoom, for such photos
+    # The prediction mode of the predictions they were chosen on: a head's scores and generate mode's are not on one
+    # scale, so they judge that mode's photos alone. None (a file written before modes were recorded): every mode.
+    mode: str | None = None
+
+    def applies(self, mode: str | None) -> bool:
+        """Whether these thresholds judge photos predicted in `mode` (None: a mode not known, which they do)."""
+        return mode is None or self.mode is None or self.mode == mode
 
     def save(self, checkpoint: str | Path) -> Path:
         """Write verdict_thresholds.json (verdict_thresholds_tiled.json when `tiled`) into the checkpoint folder
@@ -103,13 +110,16 @@ class ChosenThresholds:
             faults = data.get("faults", [])
             if not isinstance(faults, list) or not all(isinstance(f, str) for f in faults):
                 raise ValueError("'faults' must be a list of labels")
+            mode = data.get("mode")
+            if mode is not None and not isinstance(mode, str):
+                raise ValueError(f"'mode' must be a prediction mode's name, got {mode!r}")
             if data.get("tiled", False) is not tiled:
                 raise ValueError(f"chosen for photos predicted {'in one pass' if tiled else 'through tiles or zoom'} "
                                  f"('tiled': {data.get('tiled')!r}), not for the photos this file judges")
             return cls(VerdictThresholds(data["review"], data["fail"]), float(data["target_recall"]),
                        float(data["target_precision"]), _number(data.get("recall")), _number(data.get("precision")),
                        int(data["photos"]), int(data["faulty_photos"]), faults, str(data["chosen_on"]),
-                       [str(n) for n in data.get("notes", [])], tiled)
+                       [str(n) for n in data.get("notes", [])], tiled, mode)
         except (KeyError, TypeError, ValueError) as e:
             what = f"missing key {e}" if isinstance(e, KeyError) else str(e)
             raise ValueError(f"{path}: damaged verdict thresholds ({what}); choose them again with `bbuvl eval "
@@ -175,10 +185,10 @@ def verdict_of(best: float | None, failed: bool, thresholds: VerdictThresholds) 
     return PASS
 
 
-def checkpoint_verdict(checkpoint: str | Path) -> tuple[FramedThresholds, str | None, str]:
-    """What a checkpoint judges photos with: its thresholds for each framing (its verdict_thresholds*.json, else its
-    run config's `inference.verdict_*`, else the config's defaults), its run config's hierarchy (None: the shipped
-    one), and where the thresholds came from."""
+def checkpoint_verdict(checkpoint: str | Path, mode: str | None = None) -> tuple[FramedThresholds, str | None, str]:
+    """What a checkpoint judges photos predicted in `mode` with (None: any mode): its thresholds for each framing (its
+    verdict_thresholds*.json chosen in that mode, else its run config's `inference.verdict_*`, else the config's
+    defaults), its run config's hierarchy (None: the shipped one), and where the thresholds came from."""
     from bbuvl.config import CONFIG_FILE, InferenceConfig, read_run_config
 
     checkpoint = Path(checkpoint)
@@ -186,28 +196,44 @@ def checkpoint_verdict(checkpoint: str | Path) -> tuple[FramedThresholds, str | 
     # A plain model folder (a base model, an export) holds no run config: the config's defaults judge its answers.
     inference = run.inference if run is not None else InferenceConfig()
     chosen, chosen_tiled = ChosenThresholds.load(checkpoint), ChosenThresholds.load(checkpoint, tiled=True)
-    framed = framed_thresholds(with_chosen(inference, chosen, chosen_tiled))
-    if chosen is not None:
+    framed = framed_thresholds(with_chosen(inference, chosen, chosen_tiled, mode))
+    if chosen is not None and chosen.applies(mode):
         source = f"{checkpoint / THRESHOLDS_FILE} (chosen on {chosen.chosen_on})"
     elif run is not None:
         source = f"{checkpoint / CONFIG_FILE} (inference.verdict_review, inference.verdict_fail)"
     else:
         source = f"the config's defaults ({checkpoint} is a plain model folder: no {THRESHOLDS_FILE}, no {CONFIG_FILE})"
-    if chosen_tiled is not None:
+    if chosen_tiled is not None and chosen_tiled.applies(mode):
         source += (f"; photos predicted through tiles or zoom: {checkpoint / TILED_THRESHOLDS_FILE} (chosen on "
                    f"{chosen_tiled.chosen_on})")
     elif framed.tiled is not None:
         source += f"; photos predicted through tiles or zoom: {checkpoint / CONFIG_FILE} (inference.verdict_*_tiled)"
+    if passed_over := other_mode(chosen, chosen_tiled, mode):
+        source += f" ({passed_over})"
     return framed, run.data.hierarchy if run is not None else None, source
 
 
-def with_chosen(inference: Any, chosen: ChosenThresholds | None, chosen_tiled: ChosenThresholds | None) -> Any:
+def other_mode(chosen: ChosenThresholds | None, chosen_tiled: ChosenThresholds | None, mode: str | None) -> str | None:
+    """The sentence saying that a checkpoint's chosen thresholds were left out because they were chosen on another
+    mode's predictions than `mode`'s; None when none was."""
+    files = [f"{thresholds_file(c.tiled)} was chosen on {c.mode} mode's predictions" for c in (chosen, chosen_tiled)
+             if c is not None and not c.applies(mode)]
+    if not files:
+        return None
+    return (f"{' and '.join(files)}, not {mode} mode's, whose scores are on another scale: {mode} mode's photos are "
+            f"judged by the run config's thresholds; choose {mode} mode's own with `bbuvl eval --choose-thresholds` "
+            f"on its predictions")
+
+
+def with_chosen(inference: Any, chosen: ChosenThresholds | None, chosen_tiled: ChosenThresholds | None,
+                mode: str | None = None) -> Any:
     """An `InferenceConfig` with a checkpoint's chosen thresholds (one pass, tiled) in place of its own verdict_*
-    (itself when none was chosen): what the checkpoint judges with."""
+    (itself when none was chosen): what the checkpoint judges photos predicted in `mode` with (None: any mode; a
+    pair chosen in another mode is left out)."""
     update: dict[str, float] = {}
-    if chosen is not None:
+    if chosen is not None and chosen.applies(mode):
         update |= {"verdict_review": chosen.thresholds.review, "verdict_fail": chosen.thresholds.fail}
-    if chosen_tiled is not None:
+    if chosen_tiled is not None and chosen_tiled.applies(mode):
         update |= {"verdict_review_tiled": chosen_tiled.thresholds.review,
                    "verdict_fail_tiled": chosen_tiled.thresholds.fail}
     return inference.model_copy(update=update) if update else inference

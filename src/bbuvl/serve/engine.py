@@ -59,7 +59,7 @@ class Engine:
             raise ValueError(f"mode must be one of {', '.join(SERVE_MODES)}, got '{mode}'")
         predictor.check_mode(mode)
         self.predictor, self.mode, self.checkpoint, self.fewshot = predictor, mode, checkpoint, fewshot
-        self.options = options or predictor.options()  # tiles and zoom among them: every answer uses the same
+        self.options = options or predictor.options(mode)  # tiles and zoom among them: every answer uses the same
         # A Hugging Face fast tokenizer may refuse two threads at once ("Already borrowed"): one encoding at a time.
         self._encoding = threading.Lock()
 
