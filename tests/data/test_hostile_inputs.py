@@ -45,6 +45,16 @@ def record(image: str, size: tuple[int, int] = (64, 48), box: list[float] | None
     return json.dumps({"images": [image], "width": size[0], "height": size[1], "objects": objects}, ensure_ascii=False)
 
 
+def convert_cases(src: Path, out: Path, cases: dict[str, str], colour: int) -> dict[str, str]:
+    """Convert one vendor file and photo per case (`stem: text`) from `src` into `out`; errors.jsonl by file."""
+    for i, (stem, text) in enumerate(cases.items()):
+        photo(src / f"{stem}.jpg", colour=(colour * i, 90, 20))  # a colour each: no two photos are one
+        (src / f"{stem}.json").write_text(text, encoding="utf-8")
+    code, said = run("convert", src, out, "--workers", "1", "--val-ratio", "0")
+    assert code == 0, said
+    return errors_of(out)
+
+
 def errors_of(out: Path) -> dict[str, str]:
     """errors.jsonl of a dataset folder as {file: its first reason}."""
     found: dict[str, str] = {}
@@ -113,12 +123,7 @@ def test_vendor_values_of_the_wrong_kind_are_named_not_read_as_a_1x1_photo_or_a_
         "dict_label": vendor_text(label={"zh": LABEL}),
         "good": vendor_text(info={"width": 64, "height": 48}),
     }
-    for i, (stem, text) in enumerate(cases.items()):
-        photo(src / f"{stem}.jpg", colour=(40 * i, 90, 20))
-        (src / f"{stem}.json").write_text(text, encoding="utf-8")
-    code, out = run("convert", src, tmp_path / "out", "--workers", "1", "--val-ratio", "0")
-    assert code == 0, out
-    errors = errors_of(tmp_path / "out")
+    errors = convert_cases(src, tmp_path / "out", cases, 40)
     assert errors["bool_size.json"] == "bool_size.json: 'info' must give a numeric width and height, got true x true"
     assert errors["huge_size.json"] == "huge_size.json: 'info' size 1e+308x1e+308 is larger than any image file can be"
     assert errors["list_label.json"] == "contentZh['标签'] is ['线缆'], not the text of a label"
@@ -533,12 +538,7 @@ def test_vendor_sizes_and_points_python_reads_but_no_tool_meant_are_named_and_th
         "text_points": vendor_text().replace("[[[4, 5], [30, 5]", '[[["4", "5"], [30, 5]'),
         "quoted": vendor_text(info={"width": "64", "height": "48"}),  # a quoted JSON number is still read
     }
-    for i, (stem, text) in enumerate(cases.items()):
-        photo(src / f"{stem}.jpg", colour=(60 * i, 30, 90))
-        (src / f"{stem}.json").write_text(text, encoding="utf-8")
-    code, out = run("convert", src, tmp_path / "out", "--workers", "1", "--val-ratio", "0")
-    assert code == 0, out
-    errors = errors_of(tmp_path / "out")
+    errors = convert_cases(src, tmp_path / "out", cases, 60)
     assert errors["tiny.json"] == "tiny.json: 'info' size 0.4x0.4 rounds to 0x0 pixels; a photo is at least 1x1"
     assert errors["underscore.json"] == "underscore.json: 'info' must give a numeric width and height, got \"6_4\" x \"4_8\""
     assert errors["text_points.json"] == 'coordinates hold the text "4", not [x, y] pairs of numbers'

@@ -38,16 +38,22 @@ def test_convert_writes_names_windows_can_hold_and_their_records_follow(tmp_path
     assert code == 0 and "Windows" not in text, text
 
 
-def test_import_coco_copies_photos_under_names_windows_can_hold(tmp_path: Path):
-    names = ["site./a:1.jpg", "AUX.jpg", "ok.jpg"]
-    for i, name in enumerate(names):
-        photo(tmp_path / "pics" / name, colour=(80 * i, 10, 10))
+def import_coco(tmp_path: Path, names: list[str]) -> tuple[Path, int, str]:
+    """`data import-coco` of a COCO file naming `names` (photos already in tmp_path/pics), one box each."""
     coco = {"images": [{"id": i, "file_name": n, "width": 64, "height": 48} for i, n in enumerate(names)],
-            "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [4, 5, 26, 35]} for i in range(3)],
+            "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [4, 5, 26, 35]} for i in range(len(names))],
             "categories": [{"id": 1, "name": LABEL}]}
     (tmp_path / "coco.json").write_text(json.dumps(coco), encoding="utf-8")
     out = tmp_path / "out"
     code, text = run("import-coco", tmp_path / "coco.json", tmp_path / "pics", out, "--val-ratio", "0")
+    return out, code, text
+
+
+def test_import_coco_copies_photos_under_names_windows_can_hold(tmp_path: Path):
+    names = ["site./a:1.jpg", "AUX.jpg", "ok.jpg"]
+    for i, name in enumerate(names):
+        photo(tmp_path / "pics" / name, colour=(80 * i, 10, 10))
+    out, code, text = import_coco(tmp_path, names)
     assert code == 0, text
     assert written_names(out / "images") == ["AUX_.jpg", "ok.jpg", "site_/a_1.jpg"]
     code, text = run("check", out)
@@ -108,13 +114,7 @@ def test_import_coco_never_writes_two_photos_whose_names_differ_only_in_letter_c
     # and its records showed the other photo's pixels.
     photo(tmp_path / "pics" / "A.jpg")
     photo(tmp_path / "pics" / "a.jpg", colour=(0, 0, 200))
-    names = ["A.jpg", "a.jpg"]
-    coco = {"images": [{"id": i, "file_name": n, "width": 64, "height": 48} for i, n in enumerate(names)],
-            "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [4, 5, 26, 35]} for i in range(2)],
-            "categories": [{"id": 1, "name": LABEL}]}
-    (tmp_path / "coco.json").write_text(json.dumps(coco), encoding="utf-8")
-    out = tmp_path / "out"
-    code, text = run("import-coco", tmp_path / "coco.json", tmp_path / "pics", out, "--val-ratio", "0")
+    out, code, text = import_coco(tmp_path, ["A.jpg", "a.jpg"])
     assert code == 0, text
     written = written_names(out / "images")
     assert len(written) == 2 and len({n.casefold() for n in written}) == 2, written
