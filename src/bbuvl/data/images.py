@@ -13,7 +13,7 @@ from typing import Iterator
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from bbuvl.data.input_paths import file_kind
+from bbuvl.data.input_paths import NOTHING_THERE, file_kind
 
 EXIF_ORIENTATION = 0x0112
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -106,7 +106,7 @@ def open_image(path: str | Path, decode: bool = True) -> Iterator[Image.Image]:
         kind = file_kind(path)
         if kind == "a folder":
             raise ImageError(f"{path}: a folder, not an image file")
-        if kind not in (None, "no such file", "a link that reaches no file"):  # those two: Pillow's error, named below
+        if kind is not None and kind not in NOTHING_THERE:  # nothing there: Pillow's error, named below
             raise ImageError(f"{path}: not a regular file ({kind}), so never read as a photo")
         im = Image.open(path)
     with im:

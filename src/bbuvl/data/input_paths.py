@@ -68,6 +68,11 @@ def file_inside(path: Path, folder: Path, allow_outside: bool = False) -> Path:
     return path
 
 
+# What `file_kind` says of a path where nothing is: a writer may create a file there, and a reader's own error
+# ("image file not found") names it better than "not a regular file".
+NOTHING_THERE = frozenset({"no such file", "a link that reaches no file"})
+
+
 def file_kind(path: Path) -> str | None:
     """None when `path` is a regular file (links followed), else what it is, as a phrase: "a folder", "a FIFO (named
     pipe)", "a device", "a socket", "a link that reaches no file" or "no such file". Opening a pipe waits for a writer

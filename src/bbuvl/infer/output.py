@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bbuvl.atomic import write_bytes_atomic, write_text_atomic
-from bbuvl.data.input_paths import file_kind
+from bbuvl.data.input_paths import NOTHING_THERE, file_kind
 from bbuvl.data.jsonfile import read_json
 from bbuvl.outputs import OutputConflict
 from bbuvl.outputs import OutputLock as _OutputLock
@@ -133,7 +133,7 @@ def check_plain_file(path: Path) -> None:
     kind = file_kind(path)
     if kind == "a folder":
         raise OutputError(f"{path}: is a folder; --out takes a file name such as {path / 'predictions.jsonl'}")
-    if kind not in (None, "no such file", "a link that reaches no file"):
+    if kind is not None and kind not in NOTHING_THERE:
         raise OutputError(f"{path}: is {kind}, not a file predict can write and resume; --out takes a regular file's name")
 
 
