@@ -129,14 +129,15 @@ def _not_http(error: h11.RemoteProtocolError | None, header_limit: int) -> tuple
     """The status and JSON body (the error shape of errors.py) of an answer to bytes that are not an HTTP/1.1 request
     whose headers may take `header_limit` bytes, or that ask for what h11 does not implement (501)."""
     status = error.error_status_hint if error is not None else 400
-    if isinstance(error, _Refused):
-        return status, json.dumps(ApiError(status, error.kind, cut(str(error), 300)).body()).encode()
     why = (f"its request line and headers exceed {header_limit} bytes" if status == 431
            else cut(str(error), 300) if error is not None else "unreadable")
-    if status == 501:  # a Transfer-Encoding other than chunked: valid HTTP, which this server does not take
-        return status, json.dumps(ApiError(status, "not_implemented", f"the request asks for what this server does "
-                                           f"not implement: {why}").body()).encode()
-    return status, json.dumps(ApiError(status, "bad_request", f"the request is not valid HTTP/1.1: {why}").body()).encode()
+    if isinstance(error, _Refused):
+        answer = ApiError(status, error.kind, why)
+    elif status == 501:  # a Transfer-Encoding other than chunked: valid HTTP, which this server does not take
+        answer = ApiError(status, "not_implemented", f"the request asks for what this server does not implement: {why}")
+    else:
+        answer = ApiError(status, "bad_request", f"the request is not valid HTTP/1.1: {why}")
+    return status, json.dumps(answer.body()).encode()
 
 
 def bind(host: str, port: int) -> socket.socket:
