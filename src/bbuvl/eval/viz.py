@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from bbuvl.atomic import save_atomic
-from bbuvl.data.schema import iter_json_lines, read_records, require_photos, resolve_image
+from bbuvl.data.digests import file_digest
+from bbuvl.data.schema import DatasetError, iter_json_lines, read_records, require_photos, resolve_image
 from bbuvl.data.text import label_key
 from bbuvl.eval.draw import LabelNamer, compare_picture, prediction_picture
 from bbuvl.eval.fonts import FontChoice
 from bbuvl.eval.matching import match_image
-from bbuvl.eval.predictions import align_predictions, read_predictions
-from bbuvl.infer.output import prediction_root
+from bbuvl.eval.predictions import PredictionLine, _predicted_digest, align_predictions, read_predictions
+from bbuvl.infer.output import manifest_path, prediction_root, read_manifest
 
 
 def is_prediction_file(path: str | Path) -> bool:
@@ -36,6 +37,7 @@ def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name
             raise ValueError(f"{input} is already a predictions file; pass the dataset as INPUT to compare with --pred")
         root = prediction_root(input)
         shown = require_photos(read_predictions(input), input)[:limit]
+        check_photos_unchanged(shown, input)
         out_dir.mkdir(parents=True, exist_ok=True)  # only once there is something to draw
         for i, line in enumerate(shown):
             path = root / line.image
@@ -63,3 +65,31 @@ def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name
         save_atomic(out_dir / f"{i:04d}_{path.stem}.png", lambda fh: picture.save(fh, "PNG"))
         written += 1
     return written
+
+
+def check_photos_unchanged(lines: list[PredictionLine], pred: Path) -> None:
+    """DatasetError naming `pred`'s line when a photo to draw has other content than the photo it was predicted on.
+
+    The boxes would be drawn on another photo (replaced under its name, or another dataset's at the predict input's
+    path). As eval does (`check_same_photos`), each photo is compared with the digest the manifest beside `pred`
+    recorded, trusted by its stat when unchanged (data/digests.py). A manifest without digests, or none, records
+    nothing to compare with: the photos there now are drawn.
+    """
+    manifest = read_manifest(pred)
+    if manifest is None or manifest.key is None:
+        return
+    recorded = {d.name: d for d in manifest.key.photos}
+    root = prediction_root(pred)
+    for line in lines:
+        predicted = _predicted_digest(line.image, recorded, root, manifest)
+        if predicted is None:
+            continue
+        try:
+            now = file_digest(root / line.image, line.image, {line.image: predicted})
+        except OSError:
+            continue  # drawn on a placeholder naming why
+        if now.sha256 != predicted.sha256:
+            raise DatasetError(pred, line.line, (
+                f"photo {line.image} ({root / line.image}) has other content than the photo it was predicted on "
+                f"(its SHA-256 in {manifest_path(pred).name}): it was replaced or changed since, and these boxes are "
+                f"not of it; predict it again (bbuvl predict -i {manifest.input}) to draw it"))

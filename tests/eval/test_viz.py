@@ -1,0 +1,63 @@
+"""`bbuvl viz` on real files: it draws only the photos that were predicted, and odd input never loses a picture."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+from PIL import Image
+from typer.testing import CliRunner
+
+from bbuvl.cli.evaluate import evaluate, viz
+from bbuvl.infer.output import Manifest, claim_output
+from bbuvl.infer.resume_key import ResumeKey, combined, photo_digests
+
+app = typer.Typer()
+app.command("eval")(evaluate)
+app.command("viz")(viz)  # two commands, so "viz" is named on the command line
+runner = CliRunner()
+BOX = [2.0, 2.0, 30.0, 30.0]
+
+
+def predicted(root: Path, names: list[str], size: tuple[int, int] = (64, 48)) -> Path:
+    """Photos `names` in root/photos, and predictions of them with the manifest `bbuvl predict` writes (their
+    digests recorded): returns the predictions file."""
+    photos = root / "photos"
+    photos.mkdir(parents=True)
+    for i, name in enumerate(names):
+        Image.new("RGB", size, (200, 40 * i, 0)).save(photos / name)
+    digests = photo_digests([(name, photos / name) for name in names])
+    pred = root / "pred.jsonl"
+    claim_output(pred, Manifest(str(photos), "/ckpt", "head", key=ResumeKey(combined(digests), "ckpt", "head", {}, digests)))
+    pred.write_text("".join(json.dumps({"image": name, "width": size[0], "height": size[1], "raw": None, "error": None,
+                                        "objects": [{"bbox_2d": BOX, "label": "线缆", "score": 0.9}]}) + "\n"
+                            for name in names), encoding="utf-8")
+    return pred
+
+
+def said(result) -> str:
+    return " ".join(result.output.split())
+
+
+def test_viz_of_predictions_refuses_a_photo_changed_since_it_was_predicted_naming_it(tmp_path):
+    # It drew the boxes on whatever photo had the name now, as eval refuses to score them.
+    pred = predicted(tmp_path, ["a.png", "b.png"])
+    Image.new("RGB", (64, 48), (0, 0, 255)).save(tmp_path / "photos" / "b.png")  # same name and size, other content
+    result = runner.invoke(app, ["viz", str(pred), str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert f"error: {pred}:2: photo b.png ({tmp_path / 'photos' / 'b.png'}) has other content than the photo it was " \
+           "predicted on" in said(result)
+    assert not (tmp_path / "out").exists()
+
+
+def test_viz_of_predictions_draws_photos_unchanged_in_content_and_those_it_cannot_read(tmp_path):
+    pred = predicted(tmp_path, ["a.png", "b.png", "c.png"])
+    a = tmp_path / "photos" / "a.png"
+    a.write_bytes(a.read_bytes())  # rewritten with the same bytes: a new stat, so hashed again, and found the same
+    os.utime(a, (1, 1))
+    (tmp_path / "photos" / "c.png").unlink()  # drawn as a placeholder naming why, as before
+    result = runner.invoke(app, ["viz", str(pred), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "out").glob("*.png"))) == 3 and "c.png: image file not found" in said(result)
