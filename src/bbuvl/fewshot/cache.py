@@ -76,13 +76,18 @@ class EmbeddingCache:
             self._db = sqlite3.connect(self.path, timeout=60)
             self._db.execute("PRAGMA journal_mode=WAL")  # readers in other processes do not block writers
             self._db.execute("CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vec BLOB NOT NULL) WITHOUT ROWID")
+            columns = [row[1] for row in self._db.execute("PRAGMA table_info(embeddings)")]
         except sqlite3.DatabaseError as e:
             raise ValueError(f"{self.path}: cannot open the embedding cache ({e}); delete it or pick another --cache") from None
+        if columns != ["key", "vec"]:  # another program's database by that name: every lookup was an sqlite traceback
+            self._db.close()
+            raise ValueError(f"{self.path}: not an embedding cache (its 'embeddings' table has columns "
+                             f"{', '.join(columns)}, not key, vec); pick another --cache, or pass --no-cache")
         self.hits = 0
         self.writes = 0
 
-    def get_many(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
-        """The cached vectors among `keys` (missing keys are simply absent)."""
+    def get_many(self, keys: Sequence[str], dim: int | None = None) -> dict[str, np.ndarray]:
+        """The cached vectors among `keys` (missing keys are simply absent, and so are vectors not `dim` long)."""
         found: dict[str, np.ndarray] = {}
         unique = list(dict.fromkeys(keys))
         for i in range(0, len(unique), 500):  # SQLite caps the number of bound parameters
@@ -91,7 +96,10 @@ class EmbeddingCache:
                 f"SELECT key, vec FROM embeddings WHERE key IN ({','.join('?' * len(part))})", part
             )
             for key, blob in rows:
-                found[key] = np.frombuffer(blob, dtype=np.float32)
+                # A damaged entry (cut short, rewritten by hand) is embedded again: read as it is, it scored every
+                # query Unknown without a word, or broke the stack of a batch.
+                if isinstance(blob, bytes) and len(blob) % 4 == 0 and (dim is None or len(blob) == 4 * dim):
+                    found[key] = np.frombuffer(blob, dtype=np.float32)
         self.hits += sum(k in found for k in keys)
         return found
 

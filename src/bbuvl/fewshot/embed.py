@@ -126,7 +126,7 @@ def embed_items(
                 report.skipped.append(_skipped(item, f"{item.path}: image file not found"))
             except OSError as e:
                 report.skipped.append(_skipped(item, f"{item.path}: cannot read: {e.strerror or e}"))
-        found = cache.get_many([k for _, k in keyed]) if cache is not None else {}
+        found = cache.get_many([k for _, k in keyed], backbone.dim) if cache is not None and keyed else {}
         todo_items, todo_keys, pixels = [], [], []
         for item, key in keyed:
             if key in found:

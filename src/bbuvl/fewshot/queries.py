@@ -84,6 +84,30 @@ def _valid_box(box: Any) -> bool:
     )
 
 
+def _valid_score(score: Any) -> bool:
+    """A detection's score as predict writes it: absent (None) or a finite number."""
+    return score is None or (isinstance(score, (int, float)) and not isinstance(score, bool) and math.isfinite(score))
+
+
+def _valid_objects(objects: Any, where: str, problems: list[str]) -> list[dict[str, Any]]:
+    """The detections of one predictions line that hold a box and a score; the rest go to `problems`, named by line."""
+    if objects is None:
+        return []
+    if not isinstance(objects, list):
+        problems.append(f"{where}: 'objects' must be a list of detections, got {type(objects).__name__}")
+        return []
+    valid = []
+    for i, o in enumerate(objects):
+        if not (isinstance(o, dict) and _valid_box(o.get("bbox_2d"))):
+            problems.append(f"{where}: objects[{i}]: expected a bbox_2d of 4 finite numbers [x1, y1, x2, y2]")
+        elif not _valid_score(o.get("score")):
+            # float('high') stopped the whole run naming no line, a list was a traceback, NaN passed no --min-score.
+            problems.append(f"{where}: objects[{i}]: score {json.dumps(o['score'])} is not a finite number")
+        else:
+            valid.append(o)
+    return valid
+
+
 def iter_predictions(path: str | Path, problems: list[str]) -> Iterator[PredictionLine]:
     """The lines of a predictions file that name an image; failed or malformed lines go to `problems`."""
     path = Path(path)
@@ -110,12 +134,7 @@ def iter_predictions(path: str | Path, problems: list[str]) -> Iterator[Predicti
             if obj.get("error"):
                 problems.append(f"{where}: prediction failed for {obj['image']}: {obj['error']}")
                 continue
-            objects = []
-            for i, o in enumerate(obj.get("objects") or []):
-                if isinstance(o, dict) and _valid_box(o.get("bbox_2d")):
-                    objects.append(o)
-                else:
-                    problems.append(f"{where}: objects[{i}]: expected a bbox_2d of 4 finite numbers [x1, y1, x2, y2]")
+            objects = _valid_objects(obj.get("objects"), where, problems)
             w, h = obj.get("width"), obj.get("height")
             yield PredictionLine(no, root / obj["image"], w if isinstance(w, int) else None,
                                  h if isinstance(h, int) else None, objects)

@@ -1,0 +1,97 @@
+"""`bbuvl fewshot` on damaged files it reads: a cache database written by something else or damaged, predictions whose
+scores are not numbers."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from bbuvl.cli.fewshot import app
+from bbuvl.fewshot.backbones import PixelBackbone
+from bbuvl.fewshot.cache import CACHE_FILE, EmbeddingCache
+from bbuvl.fewshot.embed import EmbedReport, ImageItem, embed_items
+
+
+def photos(root: Path, classes: dict[str, int]) -> Path:
+    """`root/<class>/<i>.png`: small plain photos, a colour per class."""
+    for c, (name, n) in enumerate(classes.items()):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.new("RGB", (12, 10), (60 * c % 256, 20 * i, 200 - 50 * c % 200)).save(root / name / f"{i}.png")
+    return root
+
+
+def invoke(*args) -> tuple[int, str]:
+    r = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "400"})
+    assert not r.exception or isinstance(r.exception, SystemExit), r.exception  # a traceback is never an answer
+    return r.exit_code, " ".join(r.output.split())
+
+
+def test_a_cache_file_of_another_program_is_refused_naming_it_and_left_as_it_was(tmp_path):
+    support = photos(tmp_path / "support", {"a": 1, "b": 1})
+    (tmp_path / "cache").mkdir()
+    with sqlite3.connect(tmp_path / "cache" / CACHE_FILE) as db:
+        db.execute("CREATE TABLE embeddings (id INTEGER, data TEXT)")
+        db.execute("INSERT INTO embeddings VALUES (1, 'theirs')")
+    db.close()
+    code, said = invoke("classify", "--support", support, "--query", support, "--backbone", "pixels:8",
+                        "--out", tmp_path / "o.csv", "--cache", tmp_path / "cache")
+    # Before: sqlite3.OperationalError 'no such column: key', a traceback.
+    assert code == 2 and f"{tmp_path / 'cache' / CACHE_FILE}: not an embedding cache" in said, said
+    assert not (tmp_path / "o.csv").exists()
+    with sqlite3.connect(tmp_path / "cache" / CACHE_FILE) as db:
+        assert db.execute("SELECT * FROM embeddings").fetchall() == [(1, "theirs")]
+    db.close()
+
+
+def test_damaged_cache_entries_are_embedded_again_not_used(tmp_path):
+    support = photos(tmp_path / "support", {"a": 1, "b": 1})
+    items = [ImageItem(p) for p in sorted(support.rglob("*.png"))]
+    bb = PixelBackbone(8)
+    cache = EmbeddingCache(tmp_path / "cache")
+    good = np.concatenate([v for _, v in embed_items(items, bb, cache)])
+    with cache._db:  # one entry cut to a single float, as a torn write or a hand edit leaves it
+        key = cache._db.execute("SELECT key FROM embeddings LIMIT 1").fetchone()[0]
+        cache._db.execute("UPDATE embeddings SET vec = ? WHERE key = ?", (np.zeros(1, np.float32).tobytes(), key))
+    report = EmbedReport()
+    again = np.concatenate([v for _, v in embed_items(items, bb, cache, report=report)])
+    # Before: the 1-float vector was taken as the photo's embedding (a broken batch, or every query Unknown).
+    assert (report.embedded, report.cached) == (1, 1)
+    np.testing.assert_array_equal(again, good)
+    report = EmbedReport()
+    list(embed_items(items, bb, cache, report=report))
+    assert (report.embedded, report.cached) == (0, 2)  # the entry was written anew
+
+
+@pytest.mark.parametrize("score", ["high", [0.9], float("nan"), True])
+def test_a_detection_score_that_is_not_a_number_is_skipped_naming_its_line(tmp_path, score):
+    support = photos(tmp_path / "support", {"a": 1, "b": 1})
+    Image.new("RGB", (40, 30), (1, 2, 3)).save(tmp_path / "p.png")
+    line = {"image": "p.png", "width": 40, "height": 30,
+            "objects": [{"bbox_2d": [0, 0, 20, 10], "label": "a", "score": 0.9},
+                        {"bbox_2d": [0, 0, 10, 10], "label": "a", "score": score}]}
+    (tmp_path / "pred.jsonl").write_text(json.dumps(line) + "\n", encoding="utf-8")
+    code, said = invoke("classify", "--support", support, "--query", tmp_path / "pred.jsonl", "--backbone", "pixels:8",
+                        "--out", tmp_path / "o.csv", "--no-cache")
+    # Before: 'could not convert string to float' naming no file, a TypeError traceback, a NaN box dropped unsaid,
+    # or true taken as a score of 1.
+    assert code == 0, said
+    assert f"{tmp_path / 'pred.jsonl'}:1: objects[1]: score {json.dumps(score)} is not a finite number" in said, said
+    assert len((tmp_path / "o.csv").read_text(encoding="utf-8").splitlines()) == 2  # header + the valid box
+
+
+def test_objects_that_are_not_a_list_are_named_as_such(tmp_path):
+    support = photos(tmp_path / "support", {"a": 1})
+    Image.new("RGB", (40, 30), (1, 2, 3)).save(tmp_path / "p.png")
+    line = {"image": "p.png", "objects": {"bbox_2d": [0, 0, 10, 10]}}
+    (tmp_path / "pred.jsonl").write_text(json.dumps(line) + "\n", encoding="utf-8")
+    code, said = invoke("classify", "--support", support, "--query", tmp_path / "pred.jsonl", "--backbone", "pixels:8",
+                        "--out", tmp_path / "o.csv", "--no-cache")
+    # Before: 'objects[0]: expected a bbox_2d', the dict's first key taken for a detection.
+    assert code == 2 and f"{tmp_path / 'pred.jsonl'}:1: 'objects' must be a list of detections, got dict" in said, said
