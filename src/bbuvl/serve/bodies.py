@@ -8,11 +8,10 @@ import re
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from fastapi import Request
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser, parse_options_header
+from starlette.formparsers import FormParserError, multipart, parse_options_header
 from starlette.requests import ClientDisconnect
 
 from bbuvl.data import jsonfile
@@ -162,53 +161,105 @@ async def _drain(request: Request, size: int, limit: int, arrived: Callable[[int
 
 
 _EXTENDED_FILENAME = re.compile(rb'^content-disposition:[^\r\n]*name="?image"?;[^\r\n]*filename\*=', re.I | re.M)
+MAX_PARTS = 32  # a detect body holds one; each part costs the parser its headers' work
 
 
-async def _multipart_image(request: Request, body: bytes) -> bytes:
-    """The `image` file part of a multipart body (or its only file part)."""
+@dataclass
+class _Part:
+    """One part of a multipart body: its field name, its filename (None for a text field) and its bytes."""
 
-    async def once() -> AsyncIterator[bytes]:
-        yield body
+    name: str
+    filename: str | None
+    pieces: list[memoryview]
 
+
+def _field_text(raw: bytes) -> str:
+    """A name from a part's Content-Disposition: UTF-8, or Latin-1 when it is not (as Starlette's form parser reads it)."""
     try:
-        form = await MultiPartParser(request.headers, once(), max_files=16, max_fields=16, max_part_size=len(body) + 1).parse()
-    except MultiPartException as e:
-        raise ApiError(400, "bad_multipart", f"the multipart body cannot be parsed: {e}") from None
-    boundary = parse_options_header(request.headers["content-type"])[1].get(b"boundary", b"")
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _parts(boundary: bytes, body: bytes) -> list[_Part]:
+    """The parts of a multipart body; ApiError 400 when it cannot be parsed or holds over `MAX_PARTS` parts."""
+    parts: list[_Part] = []
+    headers: dict[bytes, bytes] = {}
+    field, value = bytearray(), bytearray()
+
+    def header_end() -> None:
+        headers[bytes(field).lower()] = bytes(value)
+        field.clear()
+        value.clear()
+
+    def headers_finished() -> None:
+        if len(parts) == MAX_PARTS:
+            raise ApiError(400, "bad_multipart", f"the multipart body holds more than {MAX_PARTS} parts; /v1/detect "
+                           "takes one, the photo")
+        _, options = parse_options_header(headers.get(b"content-disposition", b""))
+        if b"name" not in options:
+            raise ApiError(400, "bad_multipart", f"multipart part {len(parts) + 1} has no Content-Disposition with a "
+                           "name (form-data; name=\"image\"; filename=\"...\")")
+        filename = _field_text(options[b"filename"]) if b"filename" in options else None
+        parts.append(_Part(_field_text(options[b"name"]), filename, []))
+        headers.clear()
+
+    callbacks = {"on_header_field": lambda data, a, b: field.extend(data[a:b]),
+                 "on_header_value": lambda data, a, b: value.extend(data[a:b]), "on_header_end": header_end,
+                 "on_headers_finished": headers_finished,
+                 # views, not copies: the photo's bytes are copied once, when its part is joined
+                 "on_part_data": lambda data, a, b: parts[-1].pieces.append(memoryview(data)[a:b])}
+    try:
+        parser = multipart.MultipartParser(boundary, callbacks)
+        parser.write(body)
+        parser.finalize()
+    except FormParserError as e:
+        raise ApiError(400, "bad_multipart", f"the multipart body cannot be parsed: {cut(str(e), 200)}") from None
+    return parts
+
+
+def _multipart_image(content_type: str, body: bytes) -> bytes:
+    """The `image` file part of a multipart body (or its only file part).
+
+    Parsed here, on a decoding thread, not on the event loop: the parser steps through some bodies a byte at a time in
+    Python (a part of "\\r\\n--BOUNDARY" and one byte, over and over, takes it a second a megabyte), and every other
+    client waited meanwhile (docs/serving.md, "Slow and vanishing clients").
+    """
+    boundary = parse_options_header(content_type)[1].get(b"boundary", b"")
+    if not boundary:
+        raise ApiError(400, "bad_multipart", "the multipart Content-Type names no boundary "
+                       "(multipart/form-data; boundary=...): a client library sets it when it builds the body")
+    parts = _parts(boundary, body)
     if b"--" + boundary + b"--" not in body[-len(boundary) - 256:]:
         # The parser keeps what came before the cut: a truncated upload was "no file part named 'image'" before
-        await form.close()
         raise ApiError(400, "bad_multipart", f"the multipart body ends before its closing boundary "
                        f"'--{cut(boundary.decode('latin-1'))}--': the upload was cut off, or the body is not multipart")
-    try:
-        files = [(name, v) for name, v in form.multi_items() if isinstance(v, UploadFile)]
-        if len(files) > 1:  # "too many files" of the parser before, as if the body were broken
-            raise ApiError(400, "too_many_images", f"the multipart body holds {len(files)} files "
-                           f"({', '.join(cut(repr(n)) for n, _ in files[:5])}); /v1/detect takes one photo per request: "
-                           "send each in its own")
-        part = form.get("image")
-        upload = part if isinstance(part, UploadFile) else files[0][1] if files else None
-        if isinstance(part, str) and upload is None and _EXTENDED_FILENAME.search(body):
-            # the parser drops `filename*=UTF-8''...` (the extended form, which multipart bodies must not use), so the
-            # photo arrived as text: "its part has no filename" before, while the client did name one
-            raise ApiError(400, "missing_image", "the multipart part 'image' names its file only as filename*=..., "
-                           "which multipart/form-data does not take: name it filename=\"...\" (UTF-8 may stand in it "
-                           "as it is)")
-        if isinstance(part, str) and upload is None:  # `curl -F image=photo.jpg`: the name, not the file
-            raise ApiError(400, "missing_image", "the multipart field 'image' is text, not a file (its part has no "
-                           "filename): send the photo as a file, e.g. curl -F image=@photo.jpg")
-        if upload is None:
-            raise ApiError(400, "missing_image", "the multipart body has no file part named 'image'")
-        refuse_other_fields([name for name, v in form.multi_items() if v is not upload])
-        return await upload.read()
-    finally:
-        await form.close()
+    files = [p for p in parts if p.filename is not None]
+    if len(files) > 1:  # "too many files" of the parser before, as if the body were broken
+        raise ApiError(400, "too_many_images", f"the multipart body holds {len(files)} files "
+                       f"({', '.join(cut(repr(p.name)) for p in files[:5])}); /v1/detect takes one photo per request: "
+                       "send each in its own")
+    upload = files[0] if files else None
+    as_text = any(p.name == "image" for p in parts)
+    if as_text and upload is None and _EXTENDED_FILENAME.search(body):
+        # the parser drops `filename*=UTF-8''...` (the extended form, which multipart bodies must not use), so the
+        # photo arrived as text: "its part has no filename" before, while the client did name one
+        raise ApiError(400, "missing_image", "the multipart part 'image' names its file only as filename*=..., "
+                       "which multipart/form-data does not take: name it filename=\"...\" (UTF-8 may stand in it "
+                       "as it is)")
+    if as_text and upload is None:  # `curl -F image=photo.jpg`: the name, not the file
+        raise ApiError(400, "missing_image", "the multipart field 'image' is text, not a file (its part has no "
+                       "filename): send the photo as a file, e.g. curl -F image=@photo.jpg")
+    if upload is None:
+        raise ApiError(400, "missing_image", "the multipart body has no file part named 'image'")
+    refuse_other_fields([p.name for p in parts if p is not upload])
+    return b"".join(upload.pieces)
 
 
 async def image_bytes(request: Request, limit: int, pace: Pace, take: Callable[[int], None],
                       pool: Executor | None = None) -> bytes:
     """The uploaded image: a multipart file part, JSON `{"image": BASE64 or data: URI}`, or a raw image/* body (read
-    as `read_body` reads it, telling `take`); a JSON body is parsed and decoded on `pool`'s threads."""
+    as `read_body` reads it, telling `take`); a multipart or JSON body is parsed and decoded on `pool`'s threads."""
     # A setting in the query (?score_threshold=0.5) would be ignored as one in the body would: refused alike
     refuse_other_fields([f"?{name}" for name in dict.fromkeys(request.query_params.keys())])
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -216,11 +267,12 @@ async def image_bytes(request: Request, limit: int, pace: Pace, take: Callable[[
         raise ApiError(415, "unsupported_media_type", f"content type '{cut(ctype) or 'none'}' is not accepted: send "
                        "multipart/form-data with an 'image' file, application/json with an 'image' field, or image/*")
     body = await read_body(request, limit, pace, take)
-    if ctype == "multipart/form-data":
-        return await _multipart_image(request, body)
     if ctype.startswith("image/"):
         return body
-    # Megabytes of JSON and base64 take the CPU for a while: off the event loop, as a photo's decoding is (app.py)
+    # Megabytes of JSON and base64, or of multipart, take the CPU for a while: off the event loop, as a photo's
+    # decoding is (app.py)
+    if ctype == "multipart/form-data":
+        return await asyncio.get_running_loop().run_in_executor(pool, _multipart_image, request.headers["content-type"], body)
     return await asyncio.get_running_loop().run_in_executor(pool, _json_image, body)
 
 
