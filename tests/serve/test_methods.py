@@ -3,6 +3,8 @@ method or an unknown path is a JSON error naming what was asked and what the rou
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 
@@ -54,3 +56,20 @@ def test_a_path_with_a_trailing_slash_is_a_404_naming_the_route_not_a_redirect_t
         assert r.status == 404 and "location" not in r.headers, (path, r.status, r.headers)
         assert f"the route is {route}, without the last '/'" in r.json()["error"]["message"], r.json()
     assert method_server.request("GET", "/static", headers={"Host": "evil.example"}).status == 404
+
+
+def test_options_asterisk_names_the_servers_methods_and_asterisk_is_refused_with_any_other_method(method_server):
+    from tests.serve.client import exchange
+
+    for key in (b"", f"Authorization: Bearer {method_server.key}\r\n".encode()):
+        answer = exchange(method_server.port, b"OPTIONS * HTTP/1.1\r\nHost: x\r\n" + key + b"Connection: close\r\n\r\n")
+        head, _, body = answer.partition(b"\r\n\r\n")
+        # a JSON 404 "OPTIONS *: no such route" before (with the key; a 401 without): the server in general is no route
+        assert head.startswith(b"HTTP/1.1 204 No Content\r\n"), answer
+        assert b"\r\nallow: GET, HEAD, POST\r\n" in head + b"\r\n", head
+        assert body == b""
+    answer = exchange(method_server.port, b"GET * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer
+    assert json.loads(body)["error"] == {"kind": "bad_request", "message": "GET *: the target '*' is for OPTIONS "
+                                         "alone (the server in general); name a route, e.g. GET /readyz"}

@@ -14,7 +14,7 @@ import time
 from urllib.parse import parse_qsl
 from typing import Any
 
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from bbuvl.data.text import show_text
 from bbuvl.serve.auth import KeyStore
@@ -26,6 +26,7 @@ PAGE_PATHS = ("/", "/font/cjk")  # and everything under /static/
 BASIC_CHALLENGE = 'Basic realm="bbu-vl", charset="UTF-8"'
 KEY_NAMES = ("key", "api_key", "apikey", "api-key", "token", "access_token", "auth")  # where a key may be put by mistake
 ROUTES = ("/healthz", "/readyz", "/metrics", "/v1/detect", "/v1/chat/completions", "/", "/font/cjk")
+METHODS = ("GET", "HEAD", "POST")  # every method some route takes: what `OPTIONS *` names
 logger = logging.getLogger("bbuvl.serve")
 
 
@@ -73,7 +74,9 @@ class Guard:
             await send(message)
 
         try:
-            if path in OPEN_PATHS or self.keys.accepts(_header(scope, b"authorization")):
+            if path == "*":
+                await _server_wide(scope["method"], self.metrics)(scope, receive, watched)
+            elif path in OPEN_PATHS or self.keys.accepts(_header(scope, b"authorization")):
                 await self.app(scope, receive, watched)
             else:
                 await error_response(_unauthorized(path, scope["query_string"]), self.metrics)(scope, receive, watched)
@@ -84,6 +87,16 @@ class Guard:
             self.metrics.latency.labels(route).observe(seconds)
             client = scope.get("client") or ("-",)
             logger.info("%s %s %s %d %.1f ms", client[0], scope["method"], _loggable(path), status[0], seconds * 1000)
+
+
+def _server_wide(method: str, metrics: ServeMetrics) -> Response:
+    """The answer to a request for `*`, the server in general rather than a resource: for OPTIONS, a bodiless 204
+    naming the methods the server takes (no key: it tells what any 405 tells); for another method, a 400."""
+    # `OPTIONS *` is HTTP's ping of a server; the routes found no '*' and answered a JSON 404 (docs/serving.md, "Routes")
+    if method == "OPTIONS":
+        return Response(status_code=204, headers={"Allow": ", ".join(METHODS)})
+    return error_response(ApiError(400, "bad_request", f"{cut(method, 20)} *: the target '*' is for OPTIONS alone (the "
+                                   "server in general); name a route, e.g. GET /readyz"), metrics)
 
 
 def _loggable(path: str) -> str:
