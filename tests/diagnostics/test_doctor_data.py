@@ -221,3 +221,28 @@ def test_a_checkpoint_that_is_no_folder_is_refused_as_such(small_dataset, tmp_pa
     result = CliRunner().invoke(app, ["data", str(small_dataset), "--checkpoint", str(checkpoint)])
     said = "a file, not a checkpoint folder" if kind == "file" else "no such checkpoint folder"
     assert result.exit_code == 2 and said in " ".join(result.output.split()) and "Errno" not in result.output, result.output
+
+
+def test_what_training_refuses_in_a_record_is_an_error_naming_file_and_line(tmp_path):
+    from bbuvl.train.dataset import read_training_rows
+
+    Image.new("RGB", (40, 30), (90, 120, 60)).save(tmp_path / "a.png")
+    Image.new("RGB", (40, 30), (10, 20, 30)).save(tmp_path / "b.png")
+    ok = {"images": ["a.png"], "width": 40, "height": 30, "objects": [{"bbox_2d": [0, 0, 10, 10], "desc": "线缆"}]}
+    lines = [ok, {**ok, "objects": [{"bbox_2d": [0, 0, 100, 100], "desc": "线缆"}]},
+             {**ok, "objects": [{"bbox_2d": [5, 5, 5, 9], "desc": "线缆"}]},
+             {**ok, "objects": [ok["objects"][0], ok["objects"][0]]},
+             {"teachers": [{**ok, "images": ["b.png"]}], "student": {**ok, "images": ["b.png"]}}]
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
+    with pytest.raises(ValueError, match="lies outside"):
+        read_training_rows(data)
+    out = tmp_path / "findings.json"
+    result = CliRunner().invoke(app, ["data", str(data), "--json", str(out)], env={"COLUMNS": "400"})
+    # Before: doctor data found nothing in a file `bbuvl train` refuses at its start.
+    assert result.exit_code == 1, result.output
+    found = {(p["line"], p["message"].split(":")[0]) for p in json.loads(out.read_text(encoding="utf-8"))["problems"]
+             if p["severity"] == "error" and p["file"] == str(data)}
+    assert found == {(2, "objects[0]"), (3, "objects[0]"), (4, "objects[0] and objects[1]"), (5, "teachers[0]")}, found
+    said = " ".join(result.output.split())
+    assert f"{data}:2: objects[0]: box [0, 0, 100, 100] lies outside the 40x30 image" in said, said

@@ -4,6 +4,8 @@
   named (a 256x364 photo became 896 tokens and memory climbed every batch: docs/design.md), the worst batch
   beside `model.max_vision_tokens_per_batch`, and that budget as `bbuvl train` checks it (a batch of full-size
   photos must fit);
+- what `bbuvl train` refuses in a record: boxes outside the photo, without area or given twice, a teacher that is
+  its student's photo;
 - image files whose size is not the record's, and EXIF-rotated files (their stored pixels are not the upright ones bbuvl reads);
 - labels the data uses that the prompt never names, and prompt labels no photo has (docs/design.md).
 
@@ -20,7 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bbuvl.config import Config, batch_budget_problems
-from bbuvl.data.check import ImageInfo, Problem, check_size, dataset_files, empty_file_problem, probe_image
+from bbuvl.data.check import (ImageInfo, Problem, check_boxes, check_size, dataset_files, empty_file_problem, probe_image,
+                              teacher_is_student)
 from bbuvl.data.coords import ROTATING_ORIENTATIONS, CoordinateContract
 from bbuvl.data.families import Family
 from bbuvl.data.labels import Hierarchy
@@ -98,6 +101,18 @@ def _label_problems(report: DataReport, first_seen: dict[str, tuple[str, int]], 
                                            "warning"))
 
 
+def record_problems(file: Path, line: int, sample) -> list[Problem]:  # noqa: ANN001 - a schema.Sample
+    """What `bbuvl train` refuses in a sample before any photo is read: boxes outside their photo, without area or given
+    twice, and a teacher that is its student's photo (train/dataset.py). Left unsaid here, doctor passed a file training
+    then refused."""
+    found = []
+    if sample.teachers and (problem := teacher_is_student(file, sample, {})) is not None:
+        found.append(Problem(str(file), line, problem))
+    for prefix, record in _records(sample):
+        found += [Problem(str(file), line, prefix + message, severity) for message, severity in check_boxes(record)]
+    return found
+
+
 def photo_problems(file: Path, line: int, prefix: str, record: ImageRecord, cfg: Config,
                    contract: CoordinateContract | None, infos: dict[Path, ImageInfo | str]) -> tuple[int, list[Problem]]:
     """Vision tokens of one record's photo and what is wrong with its file: unreadable, size, EXIF, token budget.
@@ -157,6 +172,7 @@ def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None
             if row.error is not None:
                 report.problems.append(Problem(row.error.path, row.error.line, row.error.message))
                 continue
+            report.problems.extend(record_problems(file, row.line, row.sample))
             total = 0
             for prefix, record in _records(row.sample):
                 for obj in record.objects:
