@@ -1,5 +1,6 @@
 """The config loader: every key validated, errors located, overrides typed."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -260,3 +261,69 @@ def test_train_validate_only_refuses_what_config_check_and_a_training_start_refu
     ok = CliRunner().invoke(app, ["train", qwen35, f"training.output_dir={tmp_path / 'run'}", "--validate-only"])
     assert ok.exit_code == 0 and "is valid" in ok.output
     assert not (tmp_path / "run").exists()
+
+
+def test_a_mapping_override_merges_into_its_section_and_the_later_of_two_overrides_wins(tmp_path):
+    """`training={max_steps: 3}` replaced the whole section: the config's output_dir, seed and learning rates went
+    back to their defaults (runs/bbu-3b), where Hydra merges the mapping into the section. Two overrides of one key
+    apply in order, the later winning, as in Hydra (`scripts/demo.sh` passes the user's after its own)."""
+    p = tmp_path / "c.yaml"
+    p.write_text(f"training:\n  seed: 7\n  output_dir: {tmp_path / 'run'}\n  lr:\n    llm: 1.0e-5\n", encoding="utf-8")
+    training = load_config(p, ["training={max_steps: 3, lr: {vision: 0.5}}"]).training
+    assert (training.seed, training.output_dir, training.max_steps) == (7, str(tmp_path / "run"), 3)
+    assert (training.lr.llm, training.lr.vision) == (1e-5, 0.5)
+    assert load_config(p, ["training.seed=1", "training={seed: 2}", "training.seed=3"]).training.seed == 3
+    assert load_config(p, ["training.seed=5", "training={max_steps: 4}"]).training.seed == 5
+    assert load_config(p, ["training={}"]).training == load_config(p).training
+    # A wrong value is blamed on the override that set it, however it was spelt.
+    with pytest.raises(ConfigError, match=r"^training=\{seed: x\} \(override\): 'training.seed' must be an integer"):
+        load_config(p, ["training.seed=1", "training={seed: x}"])
+    with pytest.raises(ConfigError, match=r"^training.seed=x \(override\): 'training.seed' must be an integer"):
+        load_config(p, ["training.seed=x", "training={max_steps: 4}"])
+    with pytest.raises(ConfigError, match=r"^training.seed.x=3 \(override\): 'training.seed' must be an integer"):
+        load_config(p, ["training.seed=5", "training.seed.x=3"])
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    for command in (["train"], ["config", "check"], ["config", "print"]):
+        shown = " ".join(re.sub("[│╭╮╰╯─]", " ", CliRunner().invoke(app, [*command, "--help"]).output).split())
+        assert "of two for one key the later wins, and a mapping (training='{max_steps: 3}') merges" in shown, command
+
+
+@pytest.mark.parametrize(("override", "value"), [("training.output_dir=runs/lr 1e-4 #2", "'runs/lr 1e-4'"),
+                                                 ("data.val=#2", "None"), ("training.seed=1 # why", "1")])
+def test_an_override_yaml_would_cut_at_a_comment_is_refused(override, value):
+    """`training.output_dir="runs/exp #3"` trained into runs/exp, and `data.val=#2` without validation: YAML reads a
+    '#' after a space as a comment. A quoted '#', or one inside a word, is kept."""
+    with pytest.raises(ConfigError, match=rf"override '{re.escape(override)}': YAML reads a '#'.*so the value would be "
+                                          rf"{re.escape(value)}; quote the value"):
+        load_config(None, [override])
+    assert load_config(None, ["training.output_dir='runs/exp #3'"]).training.output_dir == "runs/exp #3"
+    assert load_config(None, ["training.output_dir=runs/exp#3"]).training.output_dir == "runs/exp#3"
+    assert load_config(None, ["training={output_dir: 'a #b'}"]).training.output_dir == "a #b"
+
+
+def test_a_config_with_a_control_character_or_a_latin1_byte_names_its_line(tmp_path):
+    """YAML's message for a NUL named only a position in "<unicode string>", and a byte that is not UTF-8 only its
+    offset: neither said which line of the file to fix."""
+    p = tmp_path / "c.yaml"
+    p.write_bytes(b"training:\n  seed: 1\x00\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(p))}:2: control character '\\x00' at column 10"):
+        load_config(p)
+    p.write_bytes(b"training:\n  seed: 1\n  # caf\xe9\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(p))}:3: not UTF-8 text"):
+        load_config(p)
+    p.write_bytes(b"\xef\xbb\xbftraining:\n  seed: 3\n")  # a byte-order mark, as some editors save, is text
+    assert load_config(p).training.seed == 3
+
+
+def test_a_folder_given_as_the_config_says_so_and_names_a_checkpoints_own_config(tmp_path):
+    """A checkpoint folder given as CONFIG was '[Errno 21] Is a directory'."""
+    (tmp_path / "ckpt").mkdir()
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(tmp_path))}: a folder, not a YAML config$"):
+        load_config(tmp_path)
+    (tmp_path / "ckpt" / "bbuvl.yaml").write_text("{}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"a folder, not a YAML config; the config that checkpoint trained with is "
+                                          rf"{re.escape(str(tmp_path / 'ckpt' / 'bbuvl.yaml'))}"):
+        load_config(tmp_path / "ckpt")

@@ -680,16 +680,35 @@ def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...
     return "\n".join(out)
 
 
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = data
-    for p in parts[:-1]:
+def _apply_override(data: dict[str, Any], path: tuple[str, ...], value: Any) -> list[tuple[str, ...]]:
+    """Set `path` in `data` to `value` and return the keys it replaced. A mapping merges into the mapping already
+    there, key by key, as Hydra's `section={key: value}` does: replacing it reset the section's other keys to their
+    defaults (`training={max_steps: 3}` trained into runs/bbu-3b, not the config's output_dir)."""
+    node, replaced = data, None
+    for i, p in enumerate(path[:-1]):
         nxt = node.get(p)
         if not isinstance(nxt, dict):
+            replaced = replaced or (path[:i + 1] if p in node else None)  # `seed=5 seed.x=3`: the second set seed
             nxt = {}
             node[p] = nxt
         node = nxt
-    node[parts[-1]] = value
+    old = node.get(path[-1])
+    if isinstance(value, dict) and isinstance(old, dict):
+        return [path + k for key, inner in value.items() for k in _apply_override(old, (str(key),), inner)]
+    node[path[-1]] = value
+    return [replaced or path]
+
+
+def _dropped_comment(raw: str, value: Any) -> bool:
+    """Whether YAML read part of an override's `raw` text as a comment: a '#' typed that no string of `value` holds."""
+    def hashes(node: Any) -> int:
+        if isinstance(node, str):
+            return node.count("#")
+        if isinstance(node, dict):
+            return sum(hashes(k) + hashes(v) for k, v in node.items())
+        return sum(map(hashes, node)) if isinstance(node, list) else 0
+
+    return raw.count("#") > hashes(value)
 
 
 def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
@@ -705,6 +724,11 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
             value = load_yaml(raw, f"override '{key.strip()}'")[0] if raw.strip() else None
         except YamlError as e:
             raise ConfigError(str(e)) from None
+        if _dropped_comment(raw, value):
+            # `training.output_dir=runs/lr 1e-4 #2` trained into runs/lr 1e-4, and `data.val=#2` without validation.
+            raise ConfigError(f"override '{item}': YAML reads a '#' at the start or after a space, and all that "
+                              f"follows it, as a comment, so the value would be {value!r}; quote the value to keep "
+                              f"the '#' ('{key.strip()}=\"...\"')")
         # YAML 1.1 reads "1e-5" as a string; users mean a number.
         if isinstance(value, str):
             try:
@@ -726,15 +750,27 @@ def read_config_text(path: str | Path) -> str:
     try:
         with open(path, "rb") as fh:
             raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except IsADirectoryError:
+        saved = Path(path) / CONFIG_FILE  # a checkpoint given where its config belongs
+        raise ConfigError(f"{path}: a folder, not a YAML config" + (f"; the config that checkpoint trained with is "
+                          f"{saved}" if saved.is_file() else "")) from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config: {e.strerror or e}") from None
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB, which no config is (configs/base.yaml, "
                           "every key with its comments, is about 11 KB); is this a YAML config?")
     try:
-        return raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); is this a YAML config?") from None
+        line = raw.count(b"\n", 0, e.start) + 1  # a Latin-1 comment in an edited config is one line to fix
+        raise ConfigError(f"{path}:{line}: not UTF-8 text ({e.reason} at byte {e.start}); is this a YAML config?") from None
+    # YAML's own message for a control character names neither line nor column, only a position in "<unicode string>".
+    if bad := yaml.reader.Reader.NON_PRINTABLE.search(text):
+        line = text.count("\n", 0, bad.start()) + 1
+        column = bad.start() - (text.rfind("\n", 0, bad.start()) + 1) + 1
+        raise ConfigError(f"{path}:{line}: control character {bad.group()!r} at column {column}, which YAML does not "
+                          "allow; is this a YAML config?")
+    return text
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -755,12 +791,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a config must be a mapping of sections, got {type(data).__name__}")
     given: dict[tuple[str, ...], str] = {}
+    # In order, as Hydra applies them: of two overrides of one key the later wins, and a mapping merges into its section.
     for (key, value), text in zip(parse_overrides(overrides or []), overrides or []):
-        _set_dotted(data, key, value)
-        path = tuple(key.split("."))
-        for earlier in [k for k in given if k[:len(path)] == path]:
-            del given[earlier]  # replaced by this one
-        given[path] = text.strip()
+        for path in _apply_override(data, tuple(key.split(".")), value):
+            for earlier in [k for k in given if k[:len(path)] == path]:
+                del given[earlier]  # replaced by this one
+            given[path] = text.strip()
     try:
         return Config.model_validate(data)
     except ValidationError as e:

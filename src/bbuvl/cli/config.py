@@ -12,11 +12,17 @@ from bbuvl.config import Config, ConfigError, batch_budget_problems, dump_config
 
 app = command_group(help="Show and validate run configs.", no_args_is_help=True)
 
+# How `key=value` overrides combine, as a Hydra user expects (config.py `load_config`): in order, so that a script's
+# defaults can be followed by the user's own (scripts/demo.sh).
+OVERRIDES_HELP = ("key.sub=value overrides, each value read as YAML, e.g. training.num_epochs=3. They apply in order, "
+                  "as Hydra's do: of two for one key the later wins, and a mapping (training='{max_steps: 3}') merges "
+                  "into its section. Quote a value holding ' #', which YAML reads as a comment.")
+
 
 @app.command("print")
 def print_config(
     config: Path = typer.Argument(..., help="YAML config file."),
-    overrides: list[str] = typer.Argument(None, help="key.sub=value overrides, e.g. training.num_epochs=3"),
+    overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
 ) -> None:
     """Print the full config (every key, defaults filled in) after overrides."""
     try:
@@ -29,7 +35,7 @@ def print_config(
 @app.command("check")
 def check_config(
     config: Path = typer.Argument(..., help="YAML config file."),
-    overrides: list[str] = typer.Argument(None, help="key.sub=value overrides."),
+    overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
 ) -> None:
     """Validate a config: unknown keys, wrong types and bad values are errors with file:line; batches that would
     overflow a budget too."""

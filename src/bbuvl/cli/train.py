@@ -15,13 +15,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from bbuvl.cli.common import console, fail, hold_outputs, user_errors
-from bbuvl.cli.config import report_valid
+from bbuvl.cli.config import OVERRIDES_HELP, report_valid
 from bbuvl.config import ConfigError, dump_config, load_config
 
 
 def train(
     config: Path = typer.Argument(..., help="Run config (YAML); see configs/base.yaml for every key."),
-    overrides: list[str] = typer.Argument(None, help="key.sub=value overrides, e.g. training.num_epochs=3"),
+    overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint-* in training.output_dir."),
     resume_from: Path = typer.Option(None, help="Continue from this checkpoint folder."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run already in training.output_dir "
