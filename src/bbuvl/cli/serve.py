@@ -90,8 +90,7 @@ def serve(
         check_containers(tiled.get("tile_refine", folder.cfg.inference.tile_refine) or [], folder.prompt.labels,
                          "--tile-refine / inference.tile_refine")
         predictor = Predictor.load(folder, device=device)
-        options = predictor.options(mode or predictor.cfg.inference.mode, **tiled)
-        engine = Engine(predictor, mode, checkpoint.name, rescorer, options)
+        engine = Engine(predictor, mode, checkpoint.name, rescorer, overrides=tiled)
     settings = ServeSettings(max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, timeout_s=timeout,
                              max_body_mb=max_body_mb, cors_origins=list(cors_origin or []), read_timeout_s=read_timeout,
                              max_connections=max_connections, min_body_rate_kib=min_body_rate)

@@ -53,13 +53,20 @@ class Engine:
     """A loaded checkpoint (and support set) that answers batches of photos."""
 
     def __init__(self, predictor: Predictor, mode: str | None, checkpoint: str, fewshot: FewShotRescorer | None = None,
-                 options: PredictOptions | None = None):
-        mode = mode or predictor.cfg.inference.mode
+                 options: PredictOptions | None = None, overrides: dict[str, Any] | None = None):
+        """`mode` None: the checkpoint's `inference.mode`; `options` (else the checkpoint's for `mode` with `overrides`
+        over them, as `bbuvl serve`'s tile flags) are what every answer runs with."""
+        mode = mode or predictor.cfg.inference.mode  # the one place a server's default mode is resolved
         if mode not in SERVE_MODES:
             raise ValueError(f"mode must be one of {', '.join(SERVE_MODES)}, got '{mode}'")
         predictor.check_mode(mode)
         self.predictor, self.mode, self.checkpoint, self.fewshot = predictor, mode, checkpoint, fewshot
-        self.options = options or predictor.options(mode)  # tiles and zoom among them: every answer uses the same
+        self.options = options or predictor.options(mode, **(overrides or {}))  # tiles and zoom: every answer's
+        # An answer in another mode (the chat route's generate) runs with the same options but is judged by the
+        # thresholds chosen in its own mode: a head's scores and generate mode's are on different scales
+        # (docs/serving.md, "POST /v1/chat/completions"); it was judged by the server's mode's before.
+        self._by_mode = {m: self.options if m == mode else self.options.model_copy(update=_verdict_of(predictor.options(m)))
+                         for m in SERVE_MODES}
         # A Hugging Face fast tokenizer may refuse two threads at once ("Already borrowed"): one encoding at a time.
         self._encoding = threading.Lock()
 
@@ -73,6 +80,10 @@ class Engine:
     def max_pixels(self) -> int:
         """The model frame's largest pixel count (the coordinate contract's)."""
         return self.predictor.contract.max_pixels
+
+    def options_for(self, mode: str) -> PredictOptions:
+        """The options answers in `mode` run with: the server's own, judged by the thresholds chosen in `mode`."""
+        return self._by_mode[mode]
 
     def info(self, mode: str | None = None) -> dict[str, Any]:
         """The `model` object of every answer."""
@@ -97,7 +108,8 @@ class Engine:
         """One answer per photo from one forward pass; when the batch fails, each photo is retried alone
         (`Predictor.predict_each`, the retry policy `bbuvl predict` has too)."""
         start = time.perf_counter()
-        results = self.predictor.predict_each([p.prepared for p in photos], mode, self.options)
+        options = self.options_for(mode)
+        results = self.predictor.predict_each([p.prepared for p in photos], mode, options)
         infer_ms = (time.perf_counter() - start) * 1000
         answers: list[Answer | Exception] = []
         for photo, r in zip(photos, results):
@@ -111,6 +123,12 @@ class Engine:
                 t = time.perf_counter()
                 self.fewshot.rescore(photo.image, objects)
                 timing["fewshot"] = round((time.perf_counter() - t) * 1000, 2)
-            answers.append(Answer(r.width, r.height, objects, self.predictor.verdict(r, self.options), r.raw, timing,
+            answers.append(Answer(r.width, r.height, objects, self.predictor.verdict(r, options), r.raw, timing,
                                   r.cut, r.tiled))
         return answers
+
+
+def _verdict_of(options: PredictOptions) -> dict[str, float | None]:
+    """The verdict thresholds of `options` (infer/verdict.py), one pass and tiled."""
+    return {name: getattr(options, name) for name in ("verdict_review", "verdict_fail", "verdict_review_tiled",
+                                                      "verdict_fail_tiled")}
