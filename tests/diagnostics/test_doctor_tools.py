@@ -106,3 +106,16 @@ def test_doctor_commands_write_pictures_and_name_them_as_typed(trained_checkpoin
 def test_doctor_memory_refuses_too_few_iterations_before_loading_anything(tmp_path):
     result = CliRunner().invoke(app, ["memory", str(tmp_path / "no checkpoint"), "--n", "4"])
     assert result.exit_code == 2 and "--n" in result.output and "no checkpoint" not in result.output, result.output
+
+
+def test_a_checkpoint_named_like_mathtext_is_drawn_in_the_plot_titles(tmp_path):
+    from bbuvl.diagnostics.landscape import Landscape
+    from bbuvl.diagnostics.memory import MemoryTrace
+    from bbuvl.diagnostics.plots import plot_landscape, plot_memory
+
+    what = r"run$\frac$/final"  # a folder name any shell lets a user type
+    land = Landscape([-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0], [[1.0, 0.5, 1.0], [0.5, 0.1, 0.5], [1.0, 0.5, 1.0]], ["llm"], 10, 0.1)
+    # Before: matplotlib's 'Expected \frac{num}{den}' when the plot was saved, after the whole measurement.
+    plot_landscape(land, tmp_path / "l.png", what)
+    plot_memory(MemoryTrace({"rss": [100.0, 100.0, 100.0, 100.0]}, warmup=1), tmp_path / "m.png", what)
+    assert Image.open(tmp_path / "l.png").format == Image.open(tmp_path / "m.png").format == "PNG"

@@ -19,6 +19,7 @@ from bbuvl.diagnostics.features import LayerStats
 from bbuvl.diagnostics.landscape import Landscape
 from bbuvl.diagnostics.memory import MemoryTrace
 from bbuvl.eval.fonts import FontChoice
+from bbuvl.fewshot.plots import plain_text
 
 _MEMORY_LABELS = {"rss": "resident memory (MB)", "cuda_allocated": "CUDA allocated (MB)"}
 
@@ -44,6 +45,7 @@ def _save(fig: Figure, out: str | Path) -> Path:
 
 def plot_memory(trace: MemoryTrace, out: str | Path, what: str) -> Path:
     """Memory after each iteration with the fitted trend line; the warm-up shaded."""
+    what = plain_text(what)  # a checkpoint or dataset named with `$`s is drawn as named
     trends = trace.trends()
     fig = Figure(figsize=(8, 3.2 * len(trace.samples)), layout="constrained")
     n = len(next(iter(trace.samples.values())))
@@ -66,6 +68,7 @@ def plot_memory(trace: MemoryTrace, out: str | Path, what: str) -> Path:
 
 def plot_features(stats: list[LayerStats], out: str | Path, what: str) -> Path:
     """Dead-unit fraction per layer (bars) and the spread of activations per layer (box plots)."""
+    what = plain_text(what)  # a checkpoint or dataset named with `$`s is drawn as named
     names = [s.name for s in stats]
     y = np.arange(len(stats))
     fig = Figure(figsize=(12, 0.45 * len(stats) + 2), layout="constrained")
@@ -91,6 +94,7 @@ def plot_features(stats: list[LayerStats], out: str | Path, what: str) -> Path:
 
 def plot_attention(maps: AttentionMaps, out: str | Path, what: str, font: FontChoice) -> Path:
     """The image with each top query's cross-attention as a heat map and its predicted box."""
+    what = plain_text(what)  # a photo named with `$`s is drawn as named
     image = np.asarray(maps.image)
     H, W = image.shape[:2]
     n = len(maps.queries)
@@ -106,7 +110,8 @@ def plot_attention(maps: AttentionMaps, out: str | Path, what: str, font: FontCh
         x1, y1, x2, y2 = q.box
         ax.add_patch(Rectangle((x1 * W, y1 * H), (x2 - x1) * W, (y2 - y1) * H, fill=False, edgecolor="white", lw=2))
         caption = q.caption if font.cjk or q.caption.isascii() else q.caption.encode("ascii", "replace").decode()
-        ax.set_title(f"query {q.query}: p={q.score:.2f}, {100 * q.vision_share:.0f}% on image\n{caption[:40]}",
+        # The model's own words: a `$...$` in them is not mathtext.
+        ax.set_title(f"query {q.query}: p={q.score:.2f}, {100 * q.vision_share:.0f}% on image\n{plain_text(caption[:40])}",
                      fontproperties=label_font)
         ax.set_axis_off()
     h, w = maps.grid
@@ -117,6 +122,7 @@ def plot_attention(maps: AttentionMaps, out: str | Path, what: str, font: FontCh
 
 def plot_landscape(land: Landscape, out: str | Path, what: str) -> Path:
     """Filled contours of the loss over the two directions; the checkpoint marked at (0, 0)."""
+    what = plain_text(what)  # a checkpoint or dataset named with `$`s is drawn as named
     losses = np.ma.masked_invalid(np.asarray(land.losses, dtype=float))
     fig = Figure(figsize=(7, 6), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)

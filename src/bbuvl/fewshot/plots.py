@@ -32,6 +32,12 @@ def cjk_font() -> str | None:
     return None
 
 
+def plain_text(text: str) -> str:
+    """`text` as matplotlib draws it, character for character: a pair of `$` in it would be read as mathtext (a class
+    folder named `$\\frac$` failed `fewshot eval` at its plot, after every embedding was done)."""
+    return text.replace("$", r"\$")
+
+
 def display_labels(labels: Sequence[str]) -> tuple[list[str], str | None]:
     """Tick labels that render: the labels themselves with a CJK font, else English glosses or `c<i>`.
 
@@ -39,12 +45,12 @@ def display_labels(labels: Sequence[str]) -> tuple[list[str], str | None]:
     """
     font = cjk_font()
     if font or all(label.isascii() for label in labels):
-        return list(labels), font
+        return [plain_text(label) for label in labels], font
     hierarchy = Hierarchy.load()
     out = []
     for i, label in enumerate(labels):
         english = hierarchy.english(label)
-        out.append(english if english.isascii() else f"c{i}")
+        out.append(plain_text(english) if english.isascii() else f"c{i}")
     return out, None
 
 
