@@ -95,3 +95,30 @@ def test_objects_that_are_not_a_list_are_named_as_such(tmp_path):
                         "--out", tmp_path / "o.csv", "--no-cache")
     # Before: 'objects[0]: expected a bbox_2d', the dict's first key taken for a detection.
     assert code == 2 and f"{tmp_path / 'pred.jsonl'}:1: 'objects' must be a list of detections, got dict" in said, said
+
+
+def test_eval_with_a_class_named_like_mathtext_draws_its_plots(tmp_path):
+    support = photos(tmp_path / "support", {r"$\frac$": 2, "b": 2})
+    code, said = invoke("eval", "--support", support, "--query", support, "--backbone", "pixels:8", "--shots", "1",
+                        "--thresholds", "0.5", "--out", tmp_path / "res", "--no-cache")
+    # Before: matplotlib's 'Expected \frac{num}{den}' at the confusion plot, after every embedding was done.
+    assert code == 0, said
+    assert Image.open(tmp_path / "res" / "confusion_best.png").format == "PNG"
+
+
+def test_label_leaves_out_a_box_empty_inside_its_photo_not_the_photos_other_boxes(tmp_path):
+    from bbuvl.data.schema import read_records
+
+    support = photos(tmp_path / "support", {"线缆": 1, "标签贴纸": 1})
+    Image.new("RGB", (40, 30), (1, 2, 3)).save(tmp_path / "p.png")
+    line = {"image": "p.png", "width": 40, "height": 30,
+            "objects": [{"bbox_2d": [0, 0, 10, 10], "label": "线缆", "score": 0.9},
+                        {"bbox_2d": [5, 5, 5, 5], "label": "线缆", "score": 0.9}]}
+    (tmp_path / "pred.jsonl").write_text(json.dumps(line, ensure_ascii=False) + "\n", encoding="utf-8")
+    code, said = invoke("label", "--support", support, "--predictions", tmp_path / "pred.jsonl", "--backbone", "pixels:8",
+                        "--out", tmp_path / "o.jsonl", "--threshold", "-1", "--no-cache")
+    assert code == 0, said
+    assert f"{tmp_path / 'pred.jsonl'}:1 objects[1]: {tmp_path / 'p.png'}: box [5, 5, 5, 5] is empty" in said, said
+    # Before: '0 photos (1 left out)', the valid box dropped with the empty one and not a word said of it.
+    [record] = read_records(tmp_path / "o.jsonl")
+    assert [o.bbox_2d for o in record.objects] == [[0, 0, 10, 10]]

@@ -115,9 +115,12 @@ def _record(
     out: Path, where: str, report: LabelReport,
 ) -> ImageRecord | None:
     """The dataset record of one prediction line, or None when its image cannot be used."""
-    wanted = [it for it in items if it is not None]
-    if any(it not in vectors for it in wanted):
+    if any(it is not None for it in items) and not any(it in vectors for it in items):
         return None  # its image failed to decode: already reported by the embedding stream
+    # A box with no crop (empty inside the photo: reported by the embedding stream) is left out, not its photo: the
+    # photo's other boxes were dropped with it, unsaid.
+    items = [it if it in vectors else None for it in items]
+    wanted = [it for it in items if it is not None]
     info = probe_image(line.image, decode=not wanted)  # with no crop, nothing has decoded it yet
     if not isinstance(info, ImageInfo):
         report.problems.append(f"{where}: {line.image}: {info}")
