@@ -106,3 +106,17 @@ def test_every_form_of_host_is_taken(serve, host):
     client = serve()
     answer = exchange(client.port, f"GET /readyz HTTP/1.1\r\nHost: {host}\r\n".encode() + AUTH + b"Connection: close\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200 OK"), answer
+
+
+@pytest.mark.parametrize("data", [b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00",
+                                  b"GET /readyz HTTP/2.0\r\nHost: x\r\n" + AUTH + b"\r\n"])
+def test_a_request_in_another_http_version_than_1_is_a_505_saying_the_server_speaks_http_1_1(serve, data):
+    client = serve()
+    answer = exchange(client.port, data)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    # a 401 (with the key, a 404 "PRI *: no such route"; a 200 for GET) before, then a 400 for the frames that followed
+    assert head.startswith(b"HTTP/1.1 505 HTTP Version Not Supported\r\n"), answer
+    assert json.loads(body)["error"] == {"kind": "http_version_not_supported", "message": "the request is HTTP/2.0; this "
+                                         "server speaks HTTP/1.1 (and 1.0) only: send HTTP/1.1, or put a proxy that "
+                                         "speaks HTTP/2 in front"}
+    assert client.request("GET", "/readyz").status == 200

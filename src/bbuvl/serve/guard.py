@@ -74,7 +74,9 @@ class Guard:
             await send(message)
 
         try:
-            if path == "*":
+            if not scope.get("http_version", "1.1").startswith("1."):
+                await _wrong_version(scope["http_version"], self.metrics)(scope, receive, watched)
+            elif path == "*":
                 await _server_wide(scope["method"], self.metrics)(scope, receive, watched)
             elif path in OPEN_PATHS or self.keys.accepts(_header(scope, b"authorization")):
                 await self.app(scope, receive, watched)
@@ -97,6 +99,15 @@ def _server_wide(method: str, metrics: ServeMetrics) -> Response:
         return Response(status_code=204, headers={"Allow": ", ".join(METHODS)})
     return error_response(ApiError(400, "bad_request", f"{cut(method, 20)} *: the target '*' is for OPTIONS alone (the "
                                    "server in general); name a route, e.g. GET /readyz"), metrics)
+
+
+def _wrong_version(version: str, metrics: ServeMetrics) -> JSONResponse:
+    """The 505 of a request in HTTP/2 or later, which h11 reads as if it were HTTP/1.1 (docs/serving.md, "Routes")."""
+    # `curl --http2-prior-knowledge` opens with "PRI * HTTP/2.0" and binary frames: answered as the '*' of another
+    # method before, then a 400 for the frames; the connection is closed, as nothing after it is HTTP/1.1
+    return error_response(ApiError(505, "http_version_not_supported", f"the request is HTTP/{cut(version, 10)}; this "
+                                   "server speaks HTTP/1.1 (and 1.0) only: send HTTP/1.1, or put a proxy that speaks "
+                                   "HTTP/2 in front", {"Connection": "close"}), metrics)
 
 
 def _loggable(path: str) -> str:
