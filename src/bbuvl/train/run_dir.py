@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+import zipfile
 from pathlib import Path
 from typing import Mapping
 
@@ -132,14 +133,53 @@ def photo_folders(dataset: str | Path, key: str, files: DataFiles | None = None)
 
 def checkpoint_incomplete(path: Path) -> str | None:
     """Why a numbered checkpoint cannot be resumed from (None when it can)."""
-    state = path / "trainer_state.json"
     try:
-        read_json(state)
+        state = read_json(path / "trainer_state.json")
     except FileNotFoundError:
+        if not CHECKPOINT.match(path.name) and not _optimizer_state(path):
+            return ("no trainer_state.json nor optimizer state: a finished model (final/, an export), not a checkpoint-N "
+                    "saved mid-run; resume from a checkpoint-N, or start a new run with model.path set to it")
         return "no trainer_state.json (the save did not finish)"
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, OSError):
         return "trainer_state.json is cut short or damaged"
-    return checkpoint_problem(path)
+    step = state.get("global_step") if isinstance(state, dict) else None
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        return "trainer_state.json is damaged: it holds no global_step (the step the checkpoint was saved at)"
+    return checkpoint_problem(path) or _training_state_problem(path)
+
+
+def _optimizer_state(path: Path) -> bool:
+    """Whether `path` holds an optimizer's state: HF's optimizer.pt, or DeepSpeed's global_step* folder."""
+    return (path / "optimizer.pt").is_file() or any(p.is_dir() for p in path.glob("global_step*"))
+
+
+def _training_state_problem(path: Path) -> str | None:
+    """Why HF could not resume the optimizer, the schedule and the random state from `path` (None when it can)."""
+    # HF resumes the optimizer and the schedule only when both files are there, and says nothing otherwise: a
+    # checkpoint pruned of optimizer.pt went on with Adam's moments at zero and the warm-up started over.
+    if not _optimizer_state(path):
+        return "optimizer.pt missing (the optimizer's state): resuming would start the optimizer and the schedule over"
+    deepspeed = any(p.is_dir() for p in path.glob("global_step*"))  # it keeps the schedule with its own state
+    if not deepspeed and not (path / "scheduler.pt").is_file():
+        return "scheduler.pt missing (the learning-rate schedule's state): HF would resume neither it nor the optimizer"
+    for file in sorted([*path.glob("*.pt"), *path.glob("*.pth")]):
+        if (why := _torch_archive_problem(file)) is not None:
+            return why
+    return None
+
+
+def _torch_archive_problem(path: Path) -> str | None:
+    """Why `path` is no whole file of torch.save (a zip archive, whose index is written last), None when it is one.
+
+    A copy or a save cut short lacks the index: torch.load then failed with a traceback about a "central directory",
+    or (rng_state.pth) with "[Errno 22] Invalid argument", naming no file, once the model had loaded.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            archive.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        return f"{path.name} is cut short or damaged (not a whole PyTorch file: {e})"
+    return None
 
 
 def latest_complete_checkpoint(output_dir: str | Path) -> tuple[Path | None, list[tuple[Path, str]]]:

@@ -1,0 +1,94 @@
+"""Resuming from a checkpoint whose training state is damaged or missing: skipped by --resume, refused by --resume-from,
+each naming the file, before the model loads and before anything in the run's folder changes."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bbuvl.cli import app
+from bbuvl.config import Config, dump_config, load_config
+from bbuvl.train.run_dir import latest_complete_checkpoint
+from bbuvl.train.trainer import train
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_model_dir, small_dataset) -> Config:
+    """A 2-step run saving checkpoint-1 and checkpoint-2 (trained once, copied by each test)."""
+    cfg = load_config(None, [
+        f"model.path={tiny_model_dir}", "model.dtype=float32", "model.min_pixels=12544", "model.max_pixels=50176",
+        f"data.train={small_dataset / 'train.jsonl'}", f"data.teachers={small_dataset / 'teachers.jsonl'}",
+        "data.val=null", "data.num_workers=0", f"training.output_dir={tmp_path_factory.mktemp('run') / 'run'}",
+        "training.per_device_batch_size=2", "training.gradient_accumulation_steps=1", "training.bf16=false",
+        "training.gradient_checkpointing=false", "training.use_cpu=true", "training.warmup_ratio=0",
+        "training.max_steps=2", "training.save_steps=1", "training.logging_steps=1", "detection.num_queries=8",
+        "detection.num_heads=4", "detection.caption_layers=1", "detection.decoder_layers=1",
+    ])
+    train(cfg, progress=False)
+    return cfg
+
+
+def copy_run(cfg: Config, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the finished run and a config file training into it: (output folder, config file)."""
+    out = tmp_path / "run"
+    shutil.copytree(cfg.training.output_dir, out)
+    new = cfg.model_copy(deep=True)
+    new.training.output_dir = str(out)
+    new.training.max_steps = 3
+    config = tmp_path / "run.yaml"
+    config.write_text(dump_config(new), encoding="utf-8")
+    return out, config
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` with its bytes."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def cut(path: Path) -> None:
+    """`path` cut to half its length, as a copy or a full disk leaves it."""
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+DAMAGE = {
+    "optimizer-cut": (lambda c: cut(c / "optimizer.pt"), "optimizer.pt is cut short or damaged"),
+    "scheduler-garbage": (lambda c: (c / "scheduler.pt").write_bytes(b"\0not torch" * 8),
+                          "scheduler.pt is cut short or damaged"),
+    "rng-cut": (lambda c: cut(c / "rng_state.pth"), "rng_state.pth is cut short or damaged"),
+    "optimizer-pruned": (lambda c: (c / "optimizer.pt").unlink(), "optimizer.pt missing"),
+    "scheduler-pruned": (lambda c: (c / "scheduler.pt").unlink(), "scheduler.pt missing"),
+    "state-without-step": (lambda c: (c / "trainer_state.json").write_text("{}", encoding="utf-8"),
+                           "trainer_state.json is damaged: it holds no global_step"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_checkpoint_with_damaged_or_missing_training_state_is_skipped_by_resume_and_refused_by_resume_from(
+        finished, tmp_path, damage):
+    """A cut optimizer.pt was a traceback about a zip "central directory" once the model had loaded (a cut
+    rng_state.pth: "[Errno 22] Invalid argument", no file named), a `{}` trainer state a KeyError; a checkpoint
+    pruned of optimizer.pt or scheduler.pt resumed with Adam's moments at zero and the schedule started over, silently."""
+    out, config = copy_run(finished, tmp_path)
+    spoil, says = DAMAGE[damage]
+    spoil(out / "checkpoint-2")
+    found, skipped = latest_complete_checkpoint(out)
+    assert found == out / "checkpoint-1"
+    assert [(p.name, says in why) for p, why in skipped] == [("checkpoint-2", True)]
+    before = snapshot(out)
+    r = CliRunner().invoke(app, ["train", str(config), "--resume-from", str(out / "checkpoint-2")])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert f"--resume-from {out / 'checkpoint-2'}: cannot resume from it ({says}" in text
+    assert snapshot(out) == before
+
+
+def test_resume_from_a_finished_model_says_it_is_no_checkpoint(finished, tmp_path):
+    """final/ holds the weights but no optimizer or trainer state: "the save did not finish" sent the user looking
+    for a failed save."""
+    out, config = copy_run(finished, tmp_path)
+    shutil.copytree(out / "final", tmp_path / "exported")  # its own run's final/ is refused first: the run writes it
+    r = CliRunner().invoke(app, ["train", str(config), "--resume-from", str(tmp_path / "exported")])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "a finished model (final/, an export), not a checkpoint-N saved mid-run" in text
+    assert "start a new run with model.path set to it" in text
