@@ -122,3 +122,18 @@ def test_label_leaves_out_a_box_empty_inside_its_photo_not_the_photos_other_boxe
     # Before: '0 photos (1 left out)', the valid box dropped with the empty one and not a word said of it.
     [record] = read_records(tmp_path / "o.jsonl")
     assert [o.bbox_2d for o in record.objects] == [[0, 0, 10, 10]]
+
+
+def test_hidden_files_and_folders_are_no_support_class_nor_query(tmp_path):
+    support = photos(tmp_path / "support", {"a": 2, "b": 2})
+    (support / "a" / ".ipynb_checkpoints").mkdir()  # Jupyter writes these beside every photo a notebook opened
+    (support / "a" / ".ipynb_checkpoints" / "0-checkpoint.png").write_bytes((support / "b" / "0.png").read_bytes())
+    (support / "b" / "._0.png").write_bytes(b"\x00\x05\x16\x07 Mac OS X")  # macOS's companion of 0.png in a zip
+    code, said = invoke("eval", "--support", support, "--query", support, "--backbone", "pixels:8", "--shots", "1",
+                        "--thresholds", "0.5", "--out", tmp_path / "res", "--no-cache")
+    assert code == 0, said
+    summary = json.loads((tmp_path / "res" / "summary.json").read_text(encoding="utf-8"))
+    # Before: 'a/.ipynb_checkpoints' was a third class, taking the answers of b's photo, and ._0.png was reported
+    # unreadable twice (as a support image and as a query).
+    assert summary["classes"] == ["a", "b"] and summary["queries"]["evaluated"] == 4, summary
+    assert "._0.png" not in said and "ipynb" not in said, said

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from bbuvl.data.images import IMAGE_SUFFIXES, list_images
+from bbuvl.data.images import IMAGE_SUFFIXES
 from bbuvl.data.labels import SEP, label_at_level
 from bbuvl.data.schema import iter_dataset, resolve_image
 from bbuvl.fewshot.embed import ImageItem
-from bbuvl.fewshot.support import refuse_linked_folder
+from bbuvl.fewshot.support import list_visible_images, refuse_linked_folder
 from bbuvl.infer.output import prediction_root
 
 
@@ -185,7 +185,7 @@ def iter_queries(
         for folder in path.rglob("*"):
             if folder.is_dir():
                 refuse_linked_folder(folder)
-        images = list_images(path)
+        images = list_visible_images(path)
         if not images:  # before any output is written: zero queries answered is not a result
             raise ValueError(f"{path}: no query images in this folder (searched recursively)")
         return _folder_items(path, images)

@@ -8,6 +8,7 @@ Three layouts, which may be mixed:
 
 A class name is the folder path below the root with any `shot<K>` part removed, so nested folders give
 hierarchical labels: `support/螺丝连接点/新接头/连接正确/` is the class `螺丝连接点/新接头/连接正确`.
+Hidden files and folders (`.ipynb_checkpoints/`, macOS's `._x.jpg`) are not read, in support and query folders alike.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def read_support(root: str | Path) -> SupportSet:
     if not root.is_dir():
         raise ValueError(f"{root}: support folder not found (expected support/<class>/*.jpg)")
     images = []
-    paths = list_images(root)
+    paths = list_visible_images(root)
     # `ＢＢＵ/` beside `BBU/`, or a folder name composed on one disk and decomposed on another, is one class, not two
     # splitting its votes (data/text.py): the first folder's spelling, cleaned (NFC), names it.
     spell = spelling_of(_class_of(path.relative_to(root))[0] for path in paths)
@@ -115,6 +116,12 @@ def read_support(root: str | Path) -> SupportSet:
         raise ValueError(f"{root}: no images found (expected support/<class>/*.jpg)")
     _refuse_empty_folders(root, images)
     return SupportSet(root, images)
+
+
+def list_visible_images(root: Path) -> list[Path]:
+    """The images below `root`, sorted, leaving out hidden files and folders: Jupyter's `.ipynb_checkpoints/` copies of
+    a class's photos became a class of their own, and macOS's `._x.jpg` companions were each reported unreadable."""
+    return [p for p in list_images(root) if not any(part.startswith(".") for part in p.relative_to(root).parts)]
 
 
 def _refuse_empty_folders(root: Path, images: list[SupportImage]) -> None:
