@@ -13,7 +13,7 @@ import binascii
 import io
 import re
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from bbuvl.data.coords import MAX_ASPECT
 from bbuvl.data.images import EXIF_ORIENTATION, convert_to_rgb, unsupported_format
@@ -23,6 +23,12 @@ from bbuvl.serve.errors import ApiError, cut
 # 1 MP frame of configs/base.yaml; anything far beyond is a mistake or an attack (docs/serving.md, "Bad input").
 PIXEL_LIMIT_FACTOR = 100
 _URL_SAFE = str.maketrans("-_", "+/")
+# The turn each EXIF orientation asks for, as ImageOps.exif_transpose makes it: that function also writes the EXIF
+# block anew, and fails on a tag of the wrong type (struct.error, TypeError, AttributeError: a 500 before) in a photo
+# whose pixels and turn are sound (docs/serving.md, "Bad input")
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
 _DATA_URI = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,", re.I)
 
 
@@ -47,8 +53,8 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
                 raise ApiError(400, "bad_aspect_ratio", f"the image is {w}x{h}, {max(w, h) / min(w, h):.1f} times as long "
                                f"as it is wide; the model frame takes at most {MAX_ASPECT}:1: crop it first")
             im.load()
-            orientation = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
-            upright = ImageOps.exif_transpose(im) if orientation != 1 else im
+            turn = _UPRIGHT.get(_orientation(im))
+            upright = im.transpose(turn) if turn is not None else im
             rgb, _ = convert_to_rgb(upright)
             return rgb if rgb is not im else im.copy()
     except ApiError:
@@ -59,6 +65,14 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         raise ApiError(413, "image_too_large", f"the image is too large to decode safely: {e}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ApiError(400, "corrupt_image", f"the image cannot be decoded (truncated or corrupt): {e}") from None
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation of an opened image (1: none); ApiError 400 when it is no number."""
+    try:
+        return int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
+    except (TypeError, ValueError) as e:
+        raise ApiError(400, "corrupt_image", f"the image's EXIF orientation is not a number: {cut(str(e))}") from None
 
 
 def decode_base64(text: str, where: str = "image") -> bytes:
