@@ -103,3 +103,16 @@ def test_bbuvl_train_says_how_many_faults_its_training_and_validation_photos_hol
     out = " ".join(result.output.split())
     assert "data.val: 0 of 2 photos hold a fault; 0 faulty parts of 1 object" in out, out
     assert "data.val holds no faulty photo, so neither fault recall nor the photo verdict can be measured" in out, out
+
+
+def test_an_empty_teacher_pool_the_config_names_is_refused_before_anything_is_written(run_config, tmp_path):
+    """An empty data.teachers trained without a single teacher photo, saying nothing, where a misspelt one is refused;
+    one no teacher is drawn from (data.teacher_ratio 0) is not read for teachers."""
+    empty = tmp_path / "teachers.jsonl"
+    empty.write_text("\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"^data.teachers {empty}: no samples .* data.teacher_ratio 0.5 draws "
+                                         r"teachers from it; .* or set data.teachers: null"):
+        train(run_config(f"data.teachers={empty}"), progress=False)
+    assert not (tmp_path / "run").exists()
+    train(run_config(f"data.teachers={empty}", "data.teacher_ratio=0", "training.max_steps=1"), progress=False)
+    assert (tmp_path / "run" / "final").is_dir()

@@ -82,6 +82,17 @@ def optional_data(cfg: Config, key: str) -> str | None:
     return None
 
 
+def check_pool(cfg: Config, teachers: str, pool: list[SourcedRecord]) -> None:
+    """Refuse a teacher pool the config names that holds no photo while teachers are drawn from it."""
+    drawn = cfg.training.method == "sft" and cfg.data.teacher_ratio > 0 and cfg.data.num_teachers > 0
+    if not pool and drawn and "teachers" in cfg.data.model_fields_set:
+        # As a misspelt path would (`optional_data`), an empty pool trained without a teacher photo, saying nothing.
+        raise ValueError(f"data.teachers {teachers}: no samples (the file is empty or holds only blank lines), and "
+                         f"data.teacher_ratio {cfg.data.teacher_ratio:g} draws teachers from it; give a teacher pool "
+                         "(`bbuvl data teachers TRAIN.jsonl` writes one), or set data.teachers: null to train without "
+                         "teacher photos")
+
+
 def read_run_inputs(cfg: Config, files: DataFiles | None = None) -> RunInputs:
     """Everything of `cfg`'s run but its model, each data file read through `files` (train/data_files.py): a problem
     with any of it raises here, naming the key or file and line."""
@@ -102,6 +113,7 @@ def read_run_inputs(cfg: Config, files: DataFiles | None = None) -> RunInputs:
     if teachers := optional_data(cfg, "teachers"):
         pool = [SourcedRecord(row.sample.student, teachers, row.line) for row in read_training_rows(teachers, files=files)
                 if row.sample is not None]
+        check_pool(cfg, teachers, pool)
     val = None
     if val_path := optional_data(cfg, "val"):
         val = rows_as_sources(read_training_rows(val_path, files=files), val_path)
