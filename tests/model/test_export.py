@@ -261,3 +261,19 @@ def test_serve_on_an_exported_folder_needs_its_labels_as_predict_does(portable, 
 def test_a_val_that_is_a_folder_is_refused_before_anything_loads(tmp_path):
     r = export(tmp_path / "no checkpoint", tmp_path / "out", "--drop-vision-positions", "--val", str(tmp_path))
     assert r.exit_code == 2 and "a folder; --val is a validation JSONL file" in r.output, r.output
+
+
+def test_dropping_vision_positions_a_checkpoint_does_not_have_is_refused_before_its_weights_load(portable, tmp_path):
+    import shutil
+
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(portable[0], checkpoint)
+    weights = checkpoint / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # loading it would fail: a refusal after loading names it instead
+    (tmp_path / "val.jsonl").write_text("", encoding="utf-8")
+    r = export(checkpoint, tmp_path / "out", "--drop-vision-positions", "--val", str(tmp_path / "val.jsonl"))
+    said = " ".join(r.output.split())
+    # Before: every weight loaded, then 'has no vision positions'.
+    assert r.exit_code == 2 and f"{checkpoint}: has no vision positions (vision_positions.safetensors); nothing to " \
+                                "drop" in said, said
+    assert not (tmp_path / "out").exists()

@@ -130,8 +130,12 @@ def export_cmd(
         fail("--val measures what --drop-vision-positions costs; add --drop-vision-positions")
     if val is not None and val.is_dir():
         fail(f"{val}: a folder; --val is a validation JSONL file (a dataset folder's val.jsonl)")
-    from bbuvl.model.checkpoint import CheckpointError, lora_base
+    from bbuvl.model.checkpoint import POSITIONS_FILE, CheckpointError, lora_base
 
+    if drop_vision_positions and checkpoint.is_dir() and not (checkpoint / POSITIONS_FILE).is_file():
+        # Said before the weights load (minutes on a real model), not after.
+        fail(f"{checkpoint}: has no vision positions ({POSITIONS_FILE}); nothing to drop: export it without "
+             "--drop-vision-positions and --val")
     claim_outputs("model export", {"CHECKPOINT": checkpoint, "its base model": lora_base(checkpoint), "--val": val},
                   folders=[out], overwrite=overwrite)
     from bbuvl.model.export import export_checkpoint
