@@ -195,3 +195,85 @@ def test_a_photo_with_20000_predictions_draws_in_seconds_keeping_faults_errors_a
     picture, problem = compare_picture(record, tmp_path / "p.png", objects, None, NO_CJK, name)
     assert time.perf_counter() - start < 5 and problem is None  # every caption placed: 23 s before the cap
     assert picture.width == 640 * 2 + 3 * 12
+
+
+# Labels and photo names as a hostile or careless dataset or model writes them.
+HOSTILE_LABELS = ["<script>alert(1)</script>", "a\"b'c&d", "</td></tr></table><h1>injected", "[bold]x[/]", "cost $5",
+                  "$\\frac$", "_hidden", "线缆" * 40]
+HOSTILE_NAMES = ["my photo #1 %20?.png", "sub dir/a&b<c>.png", "q'uote\".png", "ünï 照片.png", "\U00020000" * 60 + ".png"]
+
+
+def hostile_evaluation(root: Path, names: list[str] = HOSTILE_NAMES, labels: list[str] = HOSTILE_LABELS):
+    """An evaluation of photos `names` whose ground truth and predictions carry `labels` (the predictions' also a
+    carriage return and a paragraph separator, which a model's answer may hold)."""
+    import json
+
+    rows, lines = [], []
+    for i, name in enumerate(names):
+        photo = root / "ds" / name
+        photo.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (64, 48), (40 * i, 90, 0)).save(photo, "PNG")
+        shown = [labels[(2 * i + j) % len(labels)] for j in range(2)]
+        rows.append({"images": [name], "width": 64, "height": 48,
+                     "objects": [{"bbox_2d": [2 + 20 * j, 2, 20 + 20 * j, 30], "desc": label} for j, label in enumerate(shown)]})
+        lines.append({"image": name, "width": 64, "height": 48, "raw": None, "error": None,
+                      "objects": [{"bbox_2d": [2, 2, 20, 30], "label": shown[1], "score": 0.9},
+                                  {"bbox_2d": [30, 5, 60, 40], "label": "extra\r\u2029\x85<b>", "score": 0.5}]})
+    gt, pred = root / "ds" / "val.jsonl", root / "ds" / "pred.jsonl"
+    gt.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    pred.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines), encoding="utf-8")
+    return evaluate_predictions(read_records(gt), gt, read_predictions(pred), pred)
+
+
+def test_a_report_of_hostile_labels_and_photo_names_shows_them_as_text_and_links_every_picture(tmp_path):
+    import html
+
+    page = write_report(hostile_evaluation(tmp_path), tmp_path / "report", find_cjk_font(), worst=10).read_text(
+        encoding="utf-8")
+    assert "<script" not in page and "<h1>injected" not in page
+    assert page.count("<b>") == page.count("<figcaption>")  # the report's own: each photo's name in its caption
+    for text in HOSTILE_LABELS + [str(tmp_path / "ds" / name) for name in HOSTILE_NAMES]:
+        assert html.escape(text) in page, text
+    links = re.findall(r"href='([^']+)'", page)
+    assert len(links) == len(HOSTILE_NAMES) and all((tmp_path / "report" / html.unescape(a)).is_file() for a in links)
+    assert not any(c in a for a in links for c in " #%?&'\"<")
+
+
+def test_a_label_matplotlib_would_read_as_tex_is_plotted_as_it_is(tmp_path):
+    # '$\frac$' in the precision-recall legend raised matplotlib's ValueError, and the whole report was lost.
+    evaluation = hostile_evaluation(tmp_path, HOSTILE_NAMES[:1], ["$\\frac$", "_hidden"])
+    assert "$\\frac$" in evaluation.coco.curves["iou_0.50"]["per_category"]
+    assert Image.open(write_report(evaluation, tmp_path / "report", NO_CJK, worst=1).parent / PR_CURVE_FILE).size == (1200, 500)
+
+
+def test_a_photo_named_with_240_bytes_gets_a_picture_with_a_shorter_name(tmp_path):
+    # Its picture's name (and the temporary name beside it) passed the disk's 255 bytes: no report at all.
+    report = write_report(hostile_evaluation(tmp_path, HOSTILE_NAMES, ["线缆"]), tmp_path / "report", NO_CJK, worst=10)
+    (long,) = [p.name for p in (report.parent / "worst").iterdir() if "\U00020000" in p.name]
+    assert len(long.encode("utf-8")) <= 130 and long.endswith(".png")
+
+
+@pytest.mark.parametrize("text", ["a\rb", "a\u2029b", "a\x85b", "a\x1cb"])
+def test_a_caption_or_title_with_a_character_freetype_cannot_lay_out_is_drawn_spelled_out(text):
+    # Pillow's text layout (raqm) failed on these with any font file: "raqm_layout() failed", and every picture after.
+    from bbuvl.eval.draw import side_by_side
+
+    choice = find_cjk_font()
+    need("cjk-font", choice.path is not None, "no CJK font installed: install Debian's `fonts-wqy-microhei` (make fonts)")
+    drawn = draw_boxes(Image.new("RGB", (200, 120)), [DrawBox([20, 60, 180, 110], text, GREEN)], choice)
+    side_by_side([(f"{text}\ntitle", drawn)], choice)
+    assert drawn.getpixel((100, 110)) == GREEN
+
+
+def test_a_category_named_with_a_leading_underscore_keeps_its_line_in_the_legend(tmp_path):
+    # matplotlib leaves such a label out of a legend it finds, and warned that it had none to show.
+    import warnings
+
+    from bbuvl.eval.draw import LabelNamer
+    from bbuvl.eval.report import plot_pr_curves
+
+    evaluation = hostile_evaluation(tmp_path, HOSTILE_NAMES[:1], ["_hidden"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with_legend = plot_pr_curves(evaluation, NO_CJK, LabelNamer(NO_CJK))
+    assert with_legend.size == (1200, 500)

@@ -61,3 +61,25 @@ def test_viz_of_predictions_draws_photos_unchanged_in_content_and_those_it_canno
     result = runner.invoke(app, ["viz", str(pred), str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "out").glob("*.png"))) == 3 and "c.png: image file not found" in said(result)
+
+
+def ground_truth(root: Path, names: list[str], label: str = "线缆") -> Path:
+    """A dataset JSONL of 64x48 photos `names` (relative to it), one box each."""
+    rows = []
+    for i, name in enumerate(names):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (64, 48), (40 * i, 90, 0)).save(root / name, "PNG")
+        rows.append({"images": [name], "width": 64, "height": 48, "objects": [{"bbox_2d": BOX, "desc": label}]})
+    gt = root / "val.jsonl"
+    gt.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return gt
+
+
+def test_photos_named_with_250_bytes_or_odd_characters_get_pictures_with_short_plain_names(tmp_path):
+    # A picture was named 0000_<the photo's name>.png: past the disk's 255 bytes, and viz drew nothing at all.
+    names = ["x" * 251 + ".png", "\U00020000" * 62 + ".png", "my photo #1 %20?.png", "tab\there.png"]
+    result = runner.invoke(app, ["viz", str(ground_truth(tmp_path / "ds", names)), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    drawn = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(drawn) == 4 and all(len(name.encode("utf-8")) <= 130 for name in drawn)
+    assert "0002_my_photo_1_20_.png" in drawn and "0003_tab_here.png" in drawn

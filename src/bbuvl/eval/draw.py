@@ -10,6 +10,7 @@ frame around its box and a magenta caption starting with "!", on both sides, wha
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -37,6 +38,9 @@ MIN_SIDE = 480  # small photos are enlarged so captions stay readable
 # Each caption is measured and kept clear of those already placed, so drawing grows with the square of the boxes:
 # 100,000 boxes on one photo took minutes. Past a few hundred the captions hide the photo anyway.
 MAX_BOXES = 300
+# A caption is laid out at about a millisecond a character (WenQuanYi: a 1,000-character label took 0.8 s, 300 such
+# boxes four minutes a photo, and a model's answer may hold one), and past this many it runs off the picture anyway.
+CAPTION_CHARS = 80
 
 
 @dataclass
@@ -48,6 +52,23 @@ class DrawBox:
     color: RGB
     fault: bool = False  # drawn with a magenta frame and caption
     score: float | None = None  # a prediction's score: the highest-scored are kept when there are too many
+
+
+def drawable(text: str, limit: int | None = None) -> str:
+    """`text` as one line any font can lay out, cut to `limit` characters with "…": characters that are not printable
+    (controls, line and paragraph separators, invisible formatting) spelled out as `\\r`, `\\u2029`; FreeType's
+    layout fails on some of them ("raqm_layout() failed" for a carriage return), losing every picture after it."""
+    spelled = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return spelled if limit is None or len(spelled) <= limit else spelled[:limit - 1] + "…"
+
+
+def file_stem(stem: str) -> str:
+    """A photo's name as part of its picture's file name: letters, digits, `.`, `-` and `_` (every other run one
+    `_`: no `#`, `%`, `?` or space for a link to trip on, no control character), at most 120 bytes."""
+    safe = re.sub(r"[^\w.-]+", "_", stem)
+    # A disk's names stop at 255 bytes, and the picture's temporary name (atomic.py) adds ~30 to it: a photo named
+    # with 250 bytes lost every picture, and 60 letters of CJK Extension B are 240 bytes.
+    return safe.encode("utf-8")[:120].decode("utf-8", "ignore") or "photo"
 
 
 def select_boxes(boxes: Sequence[DrawBox], limit: int = MAX_BOXES) -> list[DrawBox]:
@@ -120,7 +141,8 @@ def draw_boxes(image: Image.Image, boxes: Sequence[DrawBox], font: FontChoice, s
     for (x1, y1, x2, y2), b in scaled:
         if not b.text:
             continue
-        left, top, right, bottom = draw.textbbox((0, 0), b.text, font=text_font)
+        text = drawable(b.text, CAPTION_CHARS)
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=text_font)
         w, h = right - left + 4, bottom - top + 4
         x = min(max(0.0, x1), max(0.0, out.width - w))
         spots = [y1 - h, y1 + width, y2 + 1, y2 - h - width]
@@ -128,7 +150,7 @@ def draw_boxes(image: Image.Image, boxes: Sequence[DrawBox], font: FontChoice, s
         y = next((y for y in spots if not any(_overlap((x, y, x + w, y + h), r) for r in placed)), spots[0])
         placed.append((x, y, x + w, y + h))
         draw.rectangle([x, y, x + w, y + h], fill=MAGENTA if b.fault else b.color)
-        draw.text((x + 2 - left, y + 2 - top), b.text, font=text_font, fill=(255, 255, 255))
+        draw.text((x + 2 - left, y + 2 - top), text, font=text_font, fill=(255, 255, 255))
     return out
 
 
@@ -157,9 +179,10 @@ def side_by_side(panels: Sequence[tuple[str, Image.Image]], font: FontChoice, ga
 
 
 def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> list[str]:
-    """`text` split into lines no wider than `width` (at spaces; explicit newlines kept)."""
+    """`text` split into lines no wider than `width` (at spaces; explicit newlines kept; each line `drawable`)."""
     lines: list[str] = []
     for paragraph in text.split("\n"):
+        paragraph = drawable(paragraph)
         line = ""
         for word in paragraph.split(" "):
             candidate = f"{line} {word}" if line else word

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from PIL import Image
 
 from bbuvl.atomic import atomic_folder, save_atomic, write_bytes_atomic, write_text_atomic
 from bbuvl.data.labels import Hierarchy
-from bbuvl.eval.draw import FAULT_LEGEND, LabelNamer, compare_picture
+from bbuvl.eval.draw import CAPTION_CHARS, FAULT_LEGEND, LabelNamer, compare_picture, drawable, file_stem
 from bbuvl.eval.faults import FaultMetrics
 from bbuvl.eval.fonts import FontChoice
 from bbuvl.eval.metrics import Evaluation, ImageResult
@@ -98,14 +97,14 @@ def _write_report(evaluation: Evaluation, out_dir: Path, faults_dir: Path, worst
     fault_pictures = []
     for rank, i in enumerate(faults.photos_to_check(worst), start=1):
         result = evaluation.images[i]
-        png = f"{rank:03d}_{_safe(result.image_path.stem)}.png"
+        png = f"{rank:03d}_{file_stem(result.image_path.stem)}.png"
         fault_pictures.append((i, draw(result, faults_dir / png), out_dir / FAULTS_DIR / png))
 
     curve = plot_pr_curves(evaluation, font, name)
     _save_png(out_dir / PR_CURVE_FILE, curve)
     pictures = []
     for rank, result in enumerate(evaluation.worst(worst), start=1):
-        png = f"{rank:03d}_{_safe(result.image_path.stem)}.png"
+        png = f"{rank:03d}_{file_stem(result.image_path.stem)}.png"
         pictures.append((result, draw(result, worst_dir / png), out_dir / WORST_DIR / png))
 
     page = _page(evaluation, font, hierarchy, curve, pictures, out_dir,
@@ -114,10 +113,6 @@ def _write_report(evaluation: Evaluation, out_dir: Path, faults_dir: Path, worst
     index = out_dir / "index.html"
     write_text_atomic(index, page)
     return index
-
-
-def _safe(stem: str) -> str:
-    return re.sub(r"[^\w.-]+", "_", stem)[:60] or "photo"
 
 
 # --- precision-recall plot -----------------------------------------------------------------------
@@ -144,13 +139,21 @@ def plot_pr_curves(evaluation: Evaluation, font: FontChoice, name: LabelNamer) -
         ax_all.legend(loc="lower left", fontsize=8)
         per_category = evaluation.metrics["per_category"]
         ranked = sorted(curves["iou_0.50"]["per_category"], key=lambda c: -per_category[c]["gt"])[:MAX_CATEGORY_CURVES]
+        lines, labels = [], []
         for category in ranked:
             xs, ys = _defined(recall, curves["iou_0.50"]["per_category"][category])
-            ax_cat.plot(xs, ys, label=f"{name(category)} (AP50 {_fmt(per_category[category]['AP50'])})")
+            lines += ax_cat.plot(xs, ys)
+            labels.append(f"{_plain_text(name(category))} (AP50 {_fmt(per_category[category]['AP50'])})")
         ax_cat.set_title(f"Per category, IoU 0.5 (top {len(ranked)} by ground-truth count)")
-        if ranked:
-            ax_cat.legend(loc="lower left", prop=legend_font or {"size": 7})
+        if ranked:  # labels given with their lines: matplotlib leaves a label starting with "_" out of a legend it finds
+            ax_cat.legend(lines, labels, loc="lower left", prop=legend_font or {"size": 7})
     return _pr_figure(fig, (ax_all, ax_cat))
+
+
+def _plain_text(label: str) -> str:
+    """A label as matplotlib shows it verbatim: one line (`drawable`), its `$` escaped; between two `$` it is read as
+    TeX, and `$\\frac$` was a ValueError that lost the whole report."""
+    return drawable(label, CAPTION_CHARS).replace("$", r"\$")
 
 
 def _pr_figure(fig: Figure, axes: tuple[Any, ...]) -> Image.Image:

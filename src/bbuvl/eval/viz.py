@@ -8,7 +8,7 @@ from bbuvl.atomic import save_atomic
 from bbuvl.data.digests import file_digest
 from bbuvl.data.schema import DatasetError, iter_json_lines, read_records, require_photos, resolve_image
 from bbuvl.data.text import label_key
-from bbuvl.eval.draw import LabelNamer, compare_picture, prediction_picture
+from bbuvl.eval.draw import LabelNamer, compare_picture, file_stem, prediction_picture
 from bbuvl.eval.fonts import FontChoice
 from bbuvl.eval.matching import match_image
 from bbuvl.eval.predictions import PredictionLine, _predicted_digest, align_predictions, read_predictions
@@ -45,7 +45,7 @@ def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name
             picture, problem = prediction_picture(path, line.objects, font, name, size=size)
             if problem is not None:
                 unreadable.append(problem)
-            save_atomic(out_dir / f"{i:04d}_{path.stem}.png", lambda fh: picture.save(fh, "PNG"))
+            save_atomic(out_dir / f"{i:04d}_{file_stem(path.stem)}.png", lambda fh: picture.save(fh, "PNG"))
             written += 1
         return written
     records = require_photos(read_records(input), input)[:limit]
@@ -62,7 +62,7 @@ def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name
         picture, problem = compare_picture(record, path, objects, match, font, name)
         if problem is not None:
             unreadable.append(problem)
-        save_atomic(out_dir / f"{i:04d}_{path.stem}.png", lambda fh: picture.save(fh, "PNG"))
+        save_atomic(out_dir / f"{i:04d}_{file_stem(path.stem)}.png", lambda fh: picture.save(fh, "PNG"))
         written += 1
     return written
 
