@@ -277,3 +277,16 @@ def test_a_category_named_with_a_leading_underscore_keeps_its_line_in_the_legend
         warnings.simplefilter("error")
         with_legend = plot_pr_curves(evaluation, NO_CJK, LabelNamer(NO_CJK))
     assert with_legend.size == (1200, 500)
+
+
+def test_a_label_of_100000_characters_is_drawn_cut_short_in_a_moment():
+    # A caption is laid out at about a millisecond a character: this one took 82 s, for a caption off the picture.
+    import time
+
+    from bbuvl.eval.draw import CAPTION_CHARS, drawable
+
+    choice = find_cjk_font()
+    start = time.perf_counter()
+    draw_boxes(Image.new("RGB", (800, 600)), [DrawBox([20, 60, 180, 110], "线缆x" * 33_334, GREEN)], choice)
+    assert time.perf_counter() - start < 2
+    assert drawable("线缆x" * 33_334, CAPTION_CHARS) == ("线缆x" * 30)[:CAPTION_CHARS - 1] + "…"
