@@ -109,3 +109,28 @@ def test_overwrite_removes_a_linked_checkpoint_and_final_as_links_and_keeps_what
     prepare_output_dir(out, resume=False, overwrite=True)
     assert list(out.iterdir()) == []
     assert (elsewhere / "final" / "model.safetensors").read_text(encoding="utf-8") == "theirs"
+
+
+def test_a_folder_named_like_a_checkpoint_that_hf_would_rotate_away_is_refused_and_kept(run_config, tmp_path):
+    """HF's rotation (training.save_total_limit) takes any checkpoint-<number>* folder for a checkpoint: a run
+    deleted the user's checkpoint-1.bak, a copy kept beside the run, once it had saved two checkpoints."""
+    from bbuvl.train.run_dir import check_rotation
+    from bbuvl.train.trainer import train
+
+    out = tmp_path / "run"
+    (out / "checkpoint-1.bak").mkdir(parents=True)
+    (out / "checkpoint-1.bak" / "notes.txt").write_text("mine", encoding="utf-8")
+    cfg = run_config("training.max_steps=3", "training.save_steps=1", "training.save_total_limit=2")
+    with pytest.raises(RunDirError, match=r"holds checkpoint-1.bak, not a checkpoint of a run but named like one: HF's "
+                                          r"checkpoint rotation \(training.save_total_limit 2\) .* would delete it"):
+        train(cfg, progress=False)
+    assert snapshot(out) == {"checkpoint-1.bak/notes.txt": b"mine"}
+    # Numbered past the run's last step, it stays the newest, which the rotation keeps when it keeps two or more.
+    (out / "checkpoint-1.bak").rename(out / "checkpoint-16.bak")
+    check_rotation(out, max_steps=3, save_total_limit=2)
+    for steps, limit in ((-1, 2), (3, 1), (16, 2)):
+        with pytest.raises(RunDirError, match="holds checkpoint-16.bak"):
+            check_rotation(out, max_steps=steps, save_total_limit=limit)
+    (out / "checkpoint-2-notes").mkdir()  # any name starting checkpoint-<number>, whatever follows
+    with pytest.raises(RunDirError, match="holds checkpoint-2-notes"):
+        check_rotation(out, max_steps=3, save_total_limit=2)

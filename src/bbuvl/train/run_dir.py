@@ -70,6 +70,32 @@ def check_output_dir(output_dir: str | Path, resume: bool, overwrite: bool) -> l
     return found
 
 
+# How HF's checkpoint rotation (training.save_total_limit) finds a checkpoint: any folder named checkpoint-* whose
+# name holds "checkpoint-" and digits (transformers' trainer_utils.sort_checkpoints), `checkpoint-16.bak` too.
+HF_CHECKPOINT = re.compile(r".*checkpoint-([0-9]+)")
+
+
+def check_rotation(output_dir: str | Path, max_steps: int, save_total_limit: int) -> None:
+    """Refuse a run whose folder holds another folder that HF's checkpoint rotation would take for one of the run's
+    checkpoints by its name and may delete (a copy `checkpoint-200.bak`); RunDirError naming each."""
+    out = Path(output_dir)
+    found = []
+    for path in sorted(out.glob("checkpoint-*")) if out.is_dir() else []:
+        if not path.is_dir() or path.is_symlink() or CHECKPOINT.match(path.name):
+            continue  # rotation removes no file nor link, and the run's own checkpoint-N are its to rotate
+        if (m := HF_CHECKPOINT.match(path.name)) is None:
+            continue
+        # The rotation deletes the oldest by number and keeps the newest: one numbered past the run's last step
+        # is kept, as long as the rotation keeps two or more.
+        if max_steps == -1 or int(m.group(1)) <= max_steps or save_total_limit < 2:
+            found.append(path.name)
+    if found:
+        raise RunDirError(f"training.output_dir {out}: holds {', '.join(found)}, not a checkpoint of a run but named "
+                          f"like one: HF's checkpoint rotation (training.save_total_limit {save_total_limit}) takes "
+                          "it for one by its name and would delete it. Move it out of training.output_dir, or rename "
+                          "it so that its name does not start with checkpoint-")
+
+
 def _folder(output_dir: str | Path) -> Path:
     out = Path(output_dir)
     if out.exists() and not out.is_dir():

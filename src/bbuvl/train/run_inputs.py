@@ -25,6 +25,7 @@ from bbuvl.model.checkpoint import Prompt
 from bbuvl.train.caption_refit import Photo, jsonl_photos
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import SampleSource, SourcedRecord, read_training_rows, rows_as_sources
+from bbuvl.train.run_dir import check_rotation
 
 
 @dataclass
@@ -44,7 +45,10 @@ class RunInputs:
 
 def check_inputs(cfg: Config) -> None:
     """Raise ValueError naming the key of a file the run reads that is missing or no file, of a DeepSpeed config
-    that is no JSON object, or when training.deepspeed is set and the deepspeed package is not installed."""
+    that is no JSON object, or when training.deepspeed is set and the deepspeed package is not installed; and
+    RunDirError naming a folder in training.output_dir that HF's checkpoint rotation would delete (run_dir.py)."""
+    t = cfg.training
+    check_rotation(t.output_dir, t.max_steps, t.save_total_limit)  # first: before anything is read or cleared
     named = {"data.train": cfg.data.train, "data.hierarchy": cfg.data.hierarchy,
              "training.deepspeed": cfg.training.deepspeed}
     if cfg.detection.refits:
