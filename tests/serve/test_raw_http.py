@@ -120,3 +120,24 @@ def test_a_request_in_another_http_version_than_1_is_a_505_saying_the_server_spe
                                          "server speaks HTTP/1.1 (and 1.0) only: send HTTP/1.1, or put a proxy that "
                                          "speaks HTTP/2 in front"}
     assert client.request("GET", "/readyz").status == 200
+
+
+def test_a_client_that_closes_its_sending_side_after_its_request_still_gets_the_answer(serve, photos):
+    import socket
+
+    from tests.serve.client import multipart
+
+    client = serve()
+    body, ctype = multipart("image", photos[0].name, photos[0].read_bytes())
+    for request in (b"GET /readyz HTTP/1.1\r\nHost: x\r\n" + AUTH + b"\r\n",
+                    b"POST /v1/detect HTTP/1.1\r\nHost: x\r\n" + AUTH + f"Content-Type: {ctype}\r\nContent-Length: "
+                    f"{len(body)}\r\n\r\n".encode() + body):
+        with socket.create_connection(("127.0.0.1", client.port), timeout=10) as s:
+            s.sendall(request)
+            s.shutdown(socket.SHUT_WR)  # `nc -N`, or a script done writing: half closed, still reading
+            answer = b""
+            while chunk := s.recv(65536):
+                answer += chunk
+        # nothing before: the server closed the connection on the client's FIN, and the answer was never sent
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
+        assert json.loads(answer.partition(b"\r\n\r\n")[2])  # the whole answer, then the server closed the connection

@@ -167,6 +167,7 @@ def protocol(pace: Pace, max_connections: int) -> type[H11Protocol]:
         got = 0  # bytes the client sent on this connection
         answered_at, got_then = 0.0, 0  # loop time of the last answer, and `got` at that time
         unread: Any = None  # the timer closing the connection of a client that stopped reading its answer
+        half_closed = False  # the client closed its sending side (its FIN came)
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
@@ -230,10 +231,24 @@ def protocol(pace: Pace, max_connections: int) -> type[H11Protocol]:
             if not self.transport.is_closing():
                 self.transport.abort()  # close() would wait for the unread answer to be written first
 
+        def eof_received(self) -> bool | None:
+            # A client may close its sending side once its request is out (`nc -N`, a script's shutdown) and still
+            # read: the connection stays open to send the answer, then closes (it closed at once, the answer unsent).
+            # A request still arriving is cut short by it: closed, and answered 499 as before (bodies.py).
+            self.half_closed = True
+            return True if self._answering() else None
+
+        def _answering(self) -> bool:
+            """Whether a request has all come in and its answer is still to be sent."""
+            return self.cycle is not None and not self.cycle.response_complete and self.conn.their_state is h11.DONE
+
         def on_response_complete(self) -> None:
             self.answered += 1
             self.answered_at, self.got_then = self.loop.time(), self.got
-            super().on_response_complete()
+            super().on_response_complete()  # a request pipelined behind it starts here
+            if self.half_closed and not self._answering():
+                self.transport.close()  # nothing more can come from the client
+                return
             self._arm()  # the next request on a kept-alive connection gets its own deadline
 
         def _arm(self) -> None:
