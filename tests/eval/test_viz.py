@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import typer
 from PIL import Image
@@ -83,3 +86,35 @@ def test_photos_named_with_250_bytes_or_odd_characters_get_pictures_with_short_p
     drawn = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert len(drawn) == 4 and all(len(name.encode("utf-8")) <= 130 for name in drawn)
     assert "0002_my_photo_1_20_.png" in drawn and "0003_tab_here.png" in drawn
+
+
+@contextmanager
+def memory_capped(extra: int = 2 << 30) -> Iterator[None]:
+    """This process may map at most `extra` bytes more than now in the block: a picture drawn at the full size a
+    record claims fails fast (MemoryError) instead of taking the machine's memory."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    now = next(int(line.split()[1]) * 1024 for line in Path("/proc/self/status").read_text().splitlines()
+               if line.startswith("VmSize:"))
+    resource.setrlimit(resource.RLIMIT_AS, (now + extra, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def test_a_record_claiming_60000x60000_pixels_is_drawn_at_the_pictures_size(tmp_path):
+    # The photo was first resized (or a placeholder made) at the record's size, 11 GB: a MemoryError's traceback.
+    gt = ground_truth(tmp_path / "ds", ["small.png"])
+    gt.write_text(gt.read_text(encoding="utf-8").replace('"width": 64, "height": 48', '"width": 60000, "height": 60000'),
+                  encoding="utf-8")
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text(json.dumps({"image": str(tmp_path / "ds" / "small.png"), "width": 60000, "height": 60000,
+                                "objects": [{"bbox_2d": [0, 0, 30000, 30000], "label": "线缆", "score": 0.5}]}) + "\n",
+                    encoding="utf-8")
+    with memory_capped():
+        both = runner.invoke(app, ["viz", str(gt), str(tmp_path / "both"), "--pred", str(pred)])
+        alone = runner.invoke(app, ["viz", str(pred), str(tmp_path / "alone")])
+    assert both.exit_code == 0 and alone.exit_code == 0, both.output + alone.output
+    for folder in ("both", "alone"):
+        (picture,) = (tmp_path / folder).iterdir()
+        assert max(Image.open(picture).size) < 2000

@@ -98,25 +98,35 @@ class LabelNamer:
         return f"{text} {score:.2f}" if score is not None else text
 
 
-def open_photo(path: Path, size: tuple[int, int]) -> tuple[Image.Image, str | None]:
-    """The photo as RGB at the record's `size`, or a grey placeholder and the reason when it cannot be read."""
+def open_photo(path: Path, size: tuple[int, int], max_side: int, min_side: int = 0) -> tuple[Image.Image, float, str | None]:
+    """The photo as RGB in the record's `size` frame, fitted to [min_side, max_side] (`fitted`); the scale from the
+    record's pixels to the picture's; and why the photo could not be read (drawn on a grey placeholder), or None."""
+    shown, scale = fitted(size, max_side, min_side)
     try:
         image = load_image(path).image
     except ImageError as e:
-        placeholder = Image.new("RGB", size, (90, 90, 90))
-        return placeholder, str(e)
-    if image.size != size:  # boxes are in the record's pixels: show the photo in that frame
-        image = image.resize(size, Image.BILINEAR)
-    return image, None
+        return Image.new("RGB", shown, (90, 90, 90)), scale, str(e)
+    # Boxes are in the record's pixels: the photo is shown in that frame, resized once to the picture's size, never
+    # first to the record's, which may be far past any photo's (60000x60000 is 11 GB of pixels: a MemoryError).
+    if image.size != shown:
+        image = image.resize(shown, Image.BILINEAR)
+    return image, scale, None
+
+
+def fitted(size: tuple[int, int], max_side: int, min_side: int = 0) -> tuple[tuple[int, int], float]:
+    """`size` scaled so that its longer side lies in [min_side, max_side] (small photos grow to stay readable), and
+    the scale."""
+    side = max(size)
+    scale = max_side / side if side > max_side else (min_side / side if side < min_side else 1.0)
+    if scale == 1.0:
+        return (size[0], size[1]), scale
+    return (max(1, round(size[0] * scale)), max(1, round(size[1] * scale))), scale
 
 
 def fit(image: Image.Image, max_side: int, min_side: int = 0) -> tuple[Image.Image, float]:
-    """`image` resized so its longer side lies in [min_side, max_side] (small photos grow to stay readable)."""
-    side = max(image.size)
-    scale = max_side / side if side > max_side else (min_side / side if side < min_side else 1.0)
-    if scale != 1.0:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR)
-    return image, scale
+    """`image` resized so its longer side lies in [min_side, max_side] (`fitted`), and the scale."""
+    shown, scale = fitted(image.size, max_side, min_side)
+    return (image if shown == image.size else image.resize(shown, Image.BILINEAR)), scale
 
 
 def draw_boxes(image: Image.Image, boxes: Sequence[DrawBox], font: FontChoice, scale: float = 1.0) -> Image.Image:
@@ -242,8 +252,7 @@ def compare_picture(
 ) -> tuple[Image.Image, str | None]:
     """Ground truth on the left and, when `objects` is given, predictions on the right, both on the photo; with
     `is_fault`, faults framed in magenta. Also why the photo could not be read (drawn on a grey placeholder), or None."""
-    photo, problem = open_photo(image_path, record.size)
-    photo, scale = fit(photo, max_side, MIN_SIDE)
+    photo, scale, problem = open_photo(image_path, record.size, max_side, MIN_SIDE)
     compared = objects is not None and match is not None
     faults = f" · {FAULT_LEGEND}" if is_fault is not None else ""
     left, truth_count = _panel(photo, truth_boxes(record, match if compared else None, name, is_fault), font, scale,
@@ -263,8 +272,11 @@ def prediction_picture(
     size: tuple[int, int] | None = None,
 ) -> tuple[Image.Image, str | None]:
     """Predictions alone on their photo (no ground truth), in blue; also why the photo could not be read, or None."""
-    photo, problem = open_photo(image_path, size) if size else _open_any(image_path)
-    photo, scale = fit(photo, max_side, MIN_SIDE)
+    if size is not None:
+        photo, scale, problem = open_photo(image_path, size, max_side, MIN_SIDE)
+    else:
+        photo, problem = _open_any(image_path)
+        photo, scale = fit(photo, max_side, MIN_SIDE)
     drawn, title = _panel(photo, prediction_boxes(objects, None, None, name), font, scale, "prediction")
     return side_by_side([(f"{problem}\n{title}" if problem else title, drawn)], font), problem
 
