@@ -92,3 +92,14 @@ def test_resume_from_a_finished_model_says_it_is_no_checkpoint(finished, tmp_pat
     text = " ".join(r.output.split())
     assert r.exit_code == 2 and "a finished model (final/, an export), not a checkpoint-N saved mid-run" in text
     assert "start a new run with model.path set to it" in text
+
+
+def test_resume_and_resume_from_together_are_refused_before_anything_is_written(finished, tmp_path):
+    """--resume-from silently won over --resume; the newest checkpoint and the one named may differ."""
+    out, config = copy_run(finished, tmp_path)
+    before = snapshot(out)
+    r = CliRunner().invoke(app, ["train", str(config), "--resume", "--resume-from", str(out / "checkpoint-2")])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "--resume continues from the newest checkpoint in training.output_dir, --resume-from " \
+                                f"from {out / 'checkpoint-2'}: pass one of them" in text, r.output
+    assert snapshot(out) == before

@@ -45,6 +45,9 @@ def train(
     if validate_only:
         report_valid(config, cfg)  # what `bbuvl config check` says: a start refuses a batch over its budget too
         return
+    if resume and resume_from:  # the newest checkpoint and a named one may differ: which one was meant?
+        fail(f"--resume continues from the newest checkpoint in training.output_dir, --resume-from from "
+             f"{resume_from}: pass one of them")
     if not dry_run and _main_process():
         hold_outputs("train", [Path(cfg.training.output_dir)])  # one run per folder (bbuvl/outputs.py)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
