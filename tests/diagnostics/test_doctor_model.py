@@ -65,3 +65,18 @@ def test_a_missing_checkpoint_folder_fails_the_load_check_naming_it_once(tmp_pat
     missing = tmp_path / "nope"
     report = diagnose_model(missing, device="cpu")
     assert [(c.name, c.status, c.detail) for c in report.checks] == [("load", "fail", f"{missing}: no such checkpoint folder")]
+
+
+def test_a_checkpoint_without_its_chat_template_fails_that_check_naming_the_file_and_runs_the_rest(trained_checkpoint,
+                                                                                                  tmp_path):
+    broken = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, broken)
+    (broken / "chat_template.jinja").unlink()  # a copy that left it behind
+    result = CliRunner().invoke(app, ["model", str(broken)], env={"COLUMNS": "400"})
+    flat = " ".join(result.output.split())
+    # Before: exit 2 and transformers' 'Cannot use apply_chat_template because this processor does not have a chat
+    # template.', the other checks lost and no file named.
+    assert result.exit_code == 1, result.output
+    assert f"{broken / 'chat_template.jinja'}: missing, so the processor has no chat template" in flat, flat
+    names = [c.name for c in diagnose_model(broken).checks]
+    assert names == [n for n in EXPECTED if n not in ("image-pad tokens", "tokenizer round trip")]

@@ -277,3 +277,17 @@ def test_dropping_vision_positions_a_checkpoint_does_not_have_is_refused_before_
     assert r.exit_code == 2 and f"{checkpoint}: has no vision positions (vision_positions.safetensors); nothing to " \
                                 "drop" in said, said
     assert not (tmp_path / "out").exists()
+
+
+def test_a_checkpoint_without_its_chat_template_is_refused_naming_the_file(portable, tmp_path):
+    import shutil
+
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(portable[0], checkpoint)
+    (checkpoint / "chat_template.jinja").unlink()
+    r = export(checkpoint, tmp_path / "out")
+    said = " ".join(r.output.split())
+    # Before: exported, a folder whose card says its template renders the prompt, and stock apply_chat_template failed.
+    assert r.exit_code == 2 and f"{checkpoint / 'chat_template.jinja'}: missing, so the processor has no chat " \
+                                "template" in said, said
+    assert not (tmp_path / "out").exists()

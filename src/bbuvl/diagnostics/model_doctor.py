@@ -32,6 +32,7 @@ from bbuvl.diagnostics.probe import detection_outputs, image_batch, prepare_name
 from bbuvl.encode.chat import SPAN_STUDENT, Turn
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.checkpoint import is_plain_model_folder, read_model_folder
+from bbuvl.model.export import TEMPLATE_FILE
 from bbuvl.model.loading import check_special_tokens, special_token_ids
 from bbuvl.model.vlm import core_model
 from bbuvl.train.param_groups import GROUPS, GroupSummary, freeze_zero_lr_groups, group_of, summarize_groups
@@ -190,6 +191,16 @@ def check_vision_tokens(predictor: Predictor, image: Image.Image) -> list[Check]
     return [Check("image-pad tokens", "fail" if problems else "ok", "; ".join(problems + [numbers]))]
 
 
+def template_checks(predictor: Predictor, image: Image.Image, directory: Path) -> list[Check]:
+    """The checks that render the processor's chat template, or one failed check naming the file when it has none
+    (transformers' ValueError ended the doctor, its table unprinted and no file named)."""
+    if getattr(predictor.processor, "chat_template", None):
+        return check_vision_tokens(predictor, image) + check_chat_template(predictor, image)
+    return [Check("chat template", "fail", f"{directory / TEMPLATE_FILE}: missing, so the processor has no chat template "
+                                           "(stock loaders and `bbuvl model export` need it; the image-pad count is "
+                                           "checked with it); re-copy it")]
+
+
 def check_chat_template(predictor: Predictor, image: Image.Image) -> list[Check]:
     """Our turn-by-turn encoding equals the processor's chat template; the tokenizer round-trips an answer."""
     processor, tok = predictor.processor, predictor.tokenizer
@@ -333,7 +344,7 @@ def diagnose_model(checkpoint: str | Path, cfg: Config | None = None, image: str
     checks, report.groups = check_groups(predictor.model, run_cfg)
     hierarchy = Hierarchy.load(run_cfg.data.hierarchy)
     for part in (checks, check_stored_tensors(directory, predictor.model), check_tokens(predictor.model, predictor.processor),
-                 check_vision_tokens(predictor, picture), check_chat_template(predictor, picture),
+                 template_checks(predictor, picture, directory),
                  check_head(predictor, picture), check_contract(directory, predictor, cfg), check_prompt(predictor, hierarchy)):
         report.checks.extend(part)
     return report

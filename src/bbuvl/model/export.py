@@ -30,6 +30,7 @@ from bbuvl.model.checkpoint import (HEAD_FILE, POSITIONS_FILE, READOUT_FILE, Mod
 from bbuvl.model.processor import set_pixel_range
 
 LABELS_FILE = "labels.json"
+TEMPLATE_FILE = "chat_template.jinja"  # where save_pretrained writes the processor's chat template
 CARD_FILE = "README.md"
 
 
@@ -139,6 +140,10 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
     if problem and not any(c.part == POSITIONS_FILE for c in costs):
         raise ExportRefused(problem)
     model, processor, cfg, contract, prompt = load_model(folder, device="cpu", accept_base=accept_base)
+    if not getattr(processor, "chat_template", None):
+        # The export would load, then fail at the first apply_chat_template, with a card saying the template is there.
+        raise ValueError(f"{folder.path / TEMPLATE_FILE}: missing, so the processor has no chat template, which stock "
+                         "loaders build the prompt with; re-copy the checkpoint with it")
     contract = stock_frame(contract)
     set_pixel_range(processor, contract)  # the stock resize then shrinks a photo over the token budget as training did
     vlm = model.vlm
