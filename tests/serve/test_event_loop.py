@@ -1,5 +1,5 @@
-"""Work a request costs the server happens off the event loop: while one client's upload is parsed, another client's
-requests are answered, over real HTTP on localhost."""
+"""What a request costs the server: parsed off the event loop (while one client's upload is parsed, another client's
+requests are answered), and held at its model frame's size while it waits; over real HTTP on localhost."""
 
 from __future__ import annotations
 
@@ -33,3 +33,34 @@ def test_a_slow_multipart_body_being_parsed_holds_up_no_other_client(serve):
     assert answer[0].status == 400 and answer[0].json()["error"]["kind"] == "not_an_image", answer[0].body
     # Parsed on the event loop before: one probe waited for the whole parse (1.7 s of the upload's 2.0 s here).
     assert max(waits) < took / 3, (max(waits), took, len(waits))
+
+
+def test_photos_waiting_for_their_batch_do_not_hold_the_uploads_full_pixels(serve):
+    import gc
+    import io
+
+    from PIL import Image
+
+    from bbuvl.serve.engine import Photo
+    from tests.serve.client import multipart
+
+    client = serve(max_batch=9, max_wait_ms=20_000)  # eight photos wait for a ninth, or 20 s
+    buf = io.BytesIO()
+    Image.new("RGB", (2200, 2200), (120, 40, 200)).save(buf, "PNG")  # 4.8 MP, under the pixel limit (5 MP here)
+    body, ctype = multipart("image", "big.png", buf.getvalue())
+    uploads = [threading.Thread(target=client.request, args=("POST", "/v1/detect", body, {"Content-Type": ctype}))
+               for _ in range(8)]
+    for t in uploads:
+        t.start()
+    deadline = time.monotonic() + 15
+    while len(waiting := [o for o in gc.get_objects() if type(o) is Photo]) < 8:
+        assert time.monotonic() < deadline, len(waiting)
+        time.sleep(0.1)
+    # 14.5 MB of RGB each before, for the few-shot crops a server without --fewshot never cuts: 64 waiting uploads at
+    # the pixel limit of a 1 MP frame held 18 GiB
+    assert [p.image for p in waiting] == [None] * 8
+    assert {p.prepared.image.size for p in waiting} == {p.prepared.image.size for p in waiting[:1]}
+    assert max(waiting[0].prepared.image.size) < 2200
+    client.request("POST", "/v1/detect", body, {"Content-Type": ctype})  # the ninth: the batch runs, all are answered
+    for t in uploads:
+        t.join()

@@ -28,9 +28,9 @@ SERVE_MODES = tuple(name for name, m in PREDICT_MODES.items() if m.serves)
 
 @dataclass
 class Photo:
-    """An uploaded photo (upright RGB, for the few-shot crops) and what the model takes of it."""
+    """An uploaded photo (upright RGB, for the few-shot crops; None without them) and what the model takes of it."""
 
-    image: Image.Image
+    image: Image.Image | None
     prepared: Prepared
 
 
@@ -101,8 +101,11 @@ class Engine:
     def prepare(self, image: Image.Image) -> Photo:
         """Resize a decoded photo to its model frame and encode its prompt, ready for any mode's batch (thread-safe)."""
         prepared = self.predictor.prepare(image, keep_stored=self.options.plan() is not None)
+        # The upload's own pixels are kept only for the few-shot crops: a photo waits in the queue at its model frame's
+        # size, where 64 waiting uploads of 100 MP each (the pixel limit's size) held 18 GiB (docs/serving.md, "Bad input")
+        kept = image if self.fewshot is not None else None
         with self._encoding:
-            return Photo(image, self.predictor.encode(prepared))
+            return Photo(kept, self.predictor.encode(prepared))
 
     def run(self, mode: str, photos: Sequence[Photo]) -> list[Answer | Exception]:
         """One answer per photo from one forward pass; when the batch fails, each photo is retried alone
@@ -119,7 +122,7 @@ class Engine:
             is_fault = self.predictor.faults.is_fault
             objects = [{**d.to_dict(), "unknown": False, "fault": is_fault(d.label)} for d in r.objects]
             timing = {"inference": round(infer_ms, 2)}
-            if self.fewshot is not None and objects:
+            if self.fewshot is not None and photo.image is not None and objects:
                 t = time.perf_counter()
                 self.fewshot.rescore(photo.image, objects)
                 timing["fewshot"] = round((time.perf_counter() - t) * 1000, 2)
