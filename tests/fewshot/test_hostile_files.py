@@ -137,3 +137,20 @@ def test_hidden_files_and_folders_are_no_support_class_nor_query(tmp_path):
     # unreadable twice (as a support image and as a query).
     assert summary["classes"] == ["a", "b"] and summary["queries"]["evaluated"] == 4, summary
     assert "._0.png" not in said and "ipynb" not in said, said
+
+
+@pytest.mark.parametrize("cut", ["half", "all"])
+def test_a_backbone_whose_weights_are_cut_short_is_refused_naming_the_file(tmp_path, tiny_backbones, cut):
+    import shutil
+
+    folder = tmp_path / "clip"
+    shutil.copytree(tiny_backbones["clip"], folder)
+    [weights] = folder.glob("*.safetensors")
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2] if cut == "half" else b"")
+    support = photos(tmp_path / "support", {"a": 1})
+    code, said = invoke("classify", "--support", support, "--query", support, "--backbone", folder,
+                        "--out", tmp_path / "o.csv", "--no-cache", "--device", "cpu")
+    # Before: safetensors' traceback, 'incomplete metadata, file not fully covered' or 'header too small'.
+    assert code == 2 and f"error: {weights}: " in said and "cut short?" in said, said
+    assert not (tmp_path / "o.csv").exists()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol, Sequence
 
 import numpy as np
@@ -184,6 +185,16 @@ def weights_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def _check_weights(spec: str) -> None:
+    """ValueError naming a backbone folder's weights file that is cut short or damaged: safetensors' own error was a
+    traceback ('incomplete metadata, file not fully covered') naming no file."""
+    from bbuvl.model.checkpoint import verify_safetensors
+
+    folder = Path(spec)
+    for weights in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+        verify_safetensors(weights)
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """`auto` -> the GPU when there is one, else the CPU; anything else is passed to torch."""
     if device == "auto":
@@ -205,6 +216,7 @@ def load_backbone(spec: str, device: str = "auto") -> Backbone:
         processor = AutoImageProcessor.from_pretrained(spec)
     except (OSError, ValueError) as e:
         raise ValueError(f"{spec}: cannot load the image processor (preprocessor_config.json): {e}") from None
+    _check_weights(spec)
     model = model_class(kind).from_pretrained(spec, dtype=torch.float32)
     model.eval()
     prep = json.dumps({"class": type(processor).__name__, **processor.to_dict()}, sort_keys=True, default=str)
