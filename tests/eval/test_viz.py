@@ -9,17 +9,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from bbuvl.cli.evaluate import evaluate, viz
+from bbuvl.cli import app
 from bbuvl.infer.output import Manifest, claim_output
 from bbuvl.infer.resume_key import ResumeKey, combined, photo_digests
 
-app = typer.Typer()
-app.command("eval")(evaluate)
-app.command("viz")(viz)  # two commands, so "viz" is named on the command line
 runner = CliRunner()
 BOX = [2.0, 2.0, 30.0, 30.0]
 
@@ -118,3 +114,30 @@ def test_a_record_claiming_60000x60000_pixels_is_drawn_at_the_pictures_size(tmp_
     for folder in ("both", "alone"):
         (picture,) = (tmp_path / folder).iterdir()
         assert max(Image.open(picture).size) < 2000
+
+
+def test_viz_run_again_into_its_own_folder_replaces_its_pictures_and_keeps_others_files_given_overwrite(tmp_path):
+    # A re-run with fewer photos left the first run's pictures beside its own (docs/outputs.md, "A re-run replaces").
+    gt = ground_truth(tmp_path / "ds", [f"p{i}.png" for i in range(4)])
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["viz", str(gt), str(out)]).exit_code == 0
+    result = runner.invoke(app, ["viz", str(gt), str(out), "--limit", "2"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["0000_p0.png", "0001_p1.png"]
+    (out / "notes.txt").write_text("mine\n", encoding="utf-8")  # no longer what viz wrote: --overwrite, and kept
+    result = runner.invoke(app, ["viz", str(gt), str(out), "--limit", "1", "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["0000_p0.png", "0001_p1.png", "notes.txt"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no temporary folder left
+
+
+def test_viz_into_a_file_says_it_is_a_file_and_keeps_it(tmp_path):
+    # With --overwrite it said only "[Errno 17] File exists"; without, to pass --overwrite, which then said that.
+    gt = ground_truth(tmp_path / "ds", ["p0.png"])
+    mine = tmp_path / "pictures"
+    mine.write_text("mine\n", encoding="utf-8")
+    for extra in ([], ["--overwrite"]):
+        result = runner.invoke(app, ["viz", str(gt), str(mine), *extra])
+        assert result.exit_code == 2 and said(result) == (f"error: {mine}: a file, not a folder: viz draws its pictures "
+                                                          "into a folder; choose another"), result.output
+    assert mine.read_text(encoding="utf-8") == "mine\n"

@@ -334,17 +334,26 @@ def viz(
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Draw boxes and labels on photos into PNGs: ground truth, predictions, or both side by side."""
+    import os
+
+    from bbuvl.data.input_paths import file_kind
     from bbuvl.data.labels import Hierarchy
     from bbuvl.eval.draw import LabelNamer
     from bbuvl.eval.fonts import find_cjk_font
     from bbuvl.eval.viz import draw_pictures
+    from bbuvl.outputs import writer_of
 
     for path, what, expected in ((input, "give a dataset or predictions JSONL", "JSONL file"), (pred, "--pred", "JSONL file"),
                                  (hierarchy, "--hierarchy", "hierarchy JSON file")):
         if path is not None:
             require_file(path, what, expected)
+    if os.path.lexists(out_dir) and not out_dir.is_dir():  # --overwrite would not make it a folder
+        fail(f"{out_dir}: {file_kind(out_dir) or 'a file'}, not a folder: viz draws its pictures into a folder; "
+             "choose another")
     claim_outputs("viz", {"INPUT": input, "--pred": pred, "--font-path": font_path, "--hierarchy": hierarchy},
                   folders=[out_dir], overwrite=overwrite)
+    # Its own earlier pictures are replaced whole; a folder holding anything else (given up with --overwrite) keeps it.
+    own = writer_of(out_dir) == "viz"
     with user_errors(ValueError, OSError):
         font = find_cjk_font(font_path)
         name = LabelNamer(font, Hierarchy.load(hierarchy))
@@ -352,7 +361,8 @@ def viz(
         console.print(f"[bold yellow]warning:[/] {escape(font.warning)}", soft_wrap=True)
     unreadable: list[str] = []
     with user_errors(ValueError, OSError):
-        written = draw_pictures(input, out_dir, font, name, pred=pred, limit=limit, iou=iou, unreadable=unreadable)
+        written = draw_pictures(input, out_dir, font, name, pred=pred, limit=limit, iou=iou, unreadable=unreadable,
+                                replace=own)
     console.print(f"[green]drew[/] {written} photo(s) into {escape(str(out_dir))}", soft_wrap=True)
     # their pictures are grey placeholders naming why
     print_first([f"{p} (drawn as a grey placeholder)" for p in unreadable], " photos drawn as grey placeholders")

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
+from typing import Callable, Iterator
 
-from bbuvl.atomic import save_atomic
+from PIL import Image
+
+from bbuvl.atomic import atomic_folder, save_atomic
 from bbuvl.data.digests import file_digest
 from bbuvl.data.schema import DatasetError, iter_json_lines, read_records, require_photos, resolve_image
 from bbuvl.data.text import label_key
@@ -24,47 +30,76 @@ def is_prediction_file(path: str | Path) -> bool:
 
 def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name: LabelNamer,
                   pred: str | Path | None = None, limit: int = 50, iou: float = 0.5,
-                  unreadable: list[str] | None = None) -> int:
+                  unreadable: list[str] | None = None, replace: bool = False) -> int:
     """Draw up to `limit` photos of `input` (dataset or predictions JSONL) into `out_dir`; returns how many.
 
     A photo that cannot be read is drawn on a grey placeholder naming why, and `unreadable` (when given) gets
-    why (naming the photo) for it, so that the caller can say so too."""
+    why (naming the photo) for it, so that the caller can say so too. The pictures go beside what `out_dir` holds;
+    with `replace`, or where there is no `out_dir` yet, they fill a new folder that takes its name once all are drawn."""
     input, out_dir = Path(input), Path(out_dir)
-    written = 0
     unreadable = [] if unreadable is None else unreadable
     if is_prediction_file(input):
         if pred is not None:
             raise ValueError(f"{input} is already a predictions file; pass the dataset as INPUT to compare with --pred")
-        root = prediction_root(input)
-        shown = require_photos(read_predictions(input), input)[:limit]
-        check_photos_unchanged(shown, input)
-        out_dir.mkdir(parents=True, exist_ok=True)  # only once there is something to draw
-        for i, line in enumerate(shown):
-            path = root / line.image
-            size = (line.width, line.height) if line.width and line.height else None
-            picture, problem = prediction_picture(path, line.objects, font, name, size=size)
+        pictures = _prediction_pictures(input, font, name, limit)
+    else:
+        pictures = _compared_pictures(input, pred, font, name, limit, iou)
+    with _picture_folder(out_dir, replace) as folder:  # only once there is something to draw
+        for file, draw in pictures:
+            picture, problem = draw()
             if problem is not None:
                 unreadable.append(problem)
-            save_atomic(out_dir / f"{i:04d}_{file_stem(path.stem)}.png", lambda fh: picture.save(fh, "PNG"))
-            written += 1
-        return written
-    records = require_photos(read_records(input), input)[:limit]
-    lines = align_predictions(records, input, read_predictions(pred), pred).predictions if pred else [None] * len(records)
-    out_dir.mkdir(parents=True, exist_ok=True)
+            save_atomic(folder / file, lambda fh: picture.save(fh, "PNG"))
+    return len(pictures)
+
+
+Drawing = Callable[[], tuple[Image.Image, str | None]]  # a picture and why its photo could not be read, or None
+
+
+def _prediction_pictures(pred: Path, font: FontChoice, name: LabelNamer, limit: int) -> list[tuple[str, Drawing]]:
+    """The file name and drawing of each of the first `limit` lines of predictions `pred`, their photos checked."""
+    root = prediction_root(pred)
+    shown = require_photos(read_predictions(pred), pred)[:limit]
+    check_photos_unchanged(shown, pred)
+    pictures = []
+    for i, line in enumerate(shown):
+        path = root / line.image
+        size = (line.width, line.height) if line.width and line.height else None
+        pictures.append((f"{i:04d}_{file_stem(path.stem)}.png",
+                         partial(prediction_picture, path, line.objects, font, name, size=size)))
+    return pictures
+
+
+def _compared_pictures(gt: Path, pred: str | Path | None, font: FontChoice, name: LabelNamer, limit: int,
+                       iou: float) -> list[tuple[str, Drawing]]:
+    """The file name and drawing of each of the first `limit` records of `gt`, beside their predictions in `pred`."""
+    records = require_photos(read_records(gt), gt)[:limit]
+    lines = align_predictions(records, gt, read_predictions(pred), pred).predictions if pred else [None] * len(records)
+    pictures = []
     for i, (record, line) in enumerate(zip(records, lines)):
-        path = resolve_image(input, record.image)
+        path = resolve_image(gt, record.image)
         objects = None if pred is None else (line.objects if line else [])
         match = None
         if objects is not None:
             match = match_image([o.bbox_2d for o in record.objects], [label_key(o.desc) for o in record.objects],
                                 [o["bbox_2d"] for o in objects], [label_key(o["label"]) for o in objects],
                                 [o["score"] for o in objects], iou_threshold=iou)
-        picture, problem = compare_picture(record, path, objects, match, font, name)
-        if problem is not None:
-            unreadable.append(problem)
-        save_atomic(out_dir / f"{i:04d}_{file_stem(path.stem)}.png", lambda fh: picture.save(fh, "PNG"))
-        written += 1
-    return written
+        pictures.append((f"{i:04d}_{file_stem(path.stem)}.png",
+                         partial(compare_picture, record, path, objects, match, font, name)))
+    return pictures
+
+
+@contextmanager
+def _picture_folder(out_dir: Path, replace: bool) -> Iterator[Path]:
+    """Where the pictures go: `out_dir` itself, what else it holds kept; or, with `replace` or no `out_dir` yet, a
+    new folder that takes its name whole once every picture is in it (atomic.py), so that a re-run never leaves
+    an earlier run's pictures beside its own (docs/outputs.md, "A re-run replaces") and a failed one no half."""
+    if replace or not os.path.lexists(out_dir):
+        with atomic_folder(out_dir) as folder:
+            yield folder
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    yield out_dir
 
 
 def check_photos_unchanged(lines: list[PredictionLine], pred: Path) -> None:
