@@ -154,3 +154,19 @@ def test_a_backbone_whose_weights_are_cut_short_is_refused_naming_the_file(tmp_p
     # Before: safetensors' traceback, 'incomplete metadata, file not fully covered' or 'header too small'.
     assert code == 2 and f"error: {weights}: " in said and "cut short?" in said, said
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_a_query_record_whose_photo_is_another_size_is_skipped_naming_both_sizes(tmp_path):
+    support = photos(tmp_path / "support", {"a": 1, "b": 1})
+    Image.new("RGB", (40, 30), (1, 2, 3)).save(tmp_path / "p.png")  # resized to half after it was labelled at 80x60
+    Image.new("RGB", (40, 30), (3, 2, 1)).save(tmp_path / "q.png")
+    lines = [{"images": ["p.png"], "width": 80, "height": 60, "objects": [{"bbox_2d": [40, 30, 80, 60], "desc": "a"}]},
+             {"images": ["q.png"], "width": 40, "height": 30, "objects": [{"bbox_2d": [0, 0, 20, 15], "desc": "b"}]}]
+    (tmp_path / "val.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    code, said = invoke("eval", "--support", support, "--query", tmp_path / "val.jsonl", "--backbone", "pixels:8",
+                        "--shots", "1", "--thresholds", "0.5", "--out", tmp_path / "res", "--no-cache")
+    assert code == 0, said
+    # Before: the box was clipped to the 40x30 photo and its corner pixel evaluated as an 'a', not a word said.
+    assert f"{tmp_path / 'val.jsonl'}:1 objects[0]: {tmp_path / 'p.png'}: the record says 80x60, the image is 40x30" in said
+    summary = json.loads((tmp_path / "res" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["queries"]["evaluated"] == 1, summary["queries"]

@@ -19,7 +19,7 @@ import csv
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -129,7 +129,7 @@ def _with_truth(items: Iterator[ImageItem], classes: set[str], problems: list[st
             problems.append(f"{item.where}: query has no ground truth (put it in a class folder); left out of the evaluation")
             continue
         truth = spelled.get(label_key(item.label), UNKNOWN)
-        yield item if truth == item.label else ImageItem(item.path, item.box, item.margin, truth, item.origin)
+        yield item if truth == item.label else replace(item, label=truth)
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:

@@ -156,7 +156,8 @@ def _dataset_items(path: Path, margin: float, level: int | None, problems: list[
         record = row.sample.student
         image = resolve_image(path, record.image)
         for i, o in enumerate(record.objects):
-            yield ImageItem(image, tuple(o.bbox_2d), margin, label_at_level(o.desc, level), f"{path}:{row.line} objects[{i}]")
+            yield ImageItem(image, tuple(o.bbox_2d), margin, label_at_level(o.desc, level), f"{path}:{row.line} objects[{i}]",
+                            record.size)
 
 
 def _prediction_items(path: Path, margin: float, min_score: float, problems: list[str]) -> Iterator[ImageItem]:
