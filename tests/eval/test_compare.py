@@ -1,5 +1,7 @@
 """Side by side with a baseline: the fault numbers are compared too, and a baseline written before them shows none."""
 
+import re
+
 import pytest
 
 from bbuvl.eval.compare import compare, read_metrics
@@ -29,3 +31,20 @@ def test_a_predictions_file_given_as_baseline_says_what_baseline_takes(eval_file
     # It said only "line 2: not valid JSON (Extra data at column 1)".
     with pytest.raises(ValueError, match=r"pred.jsonl: line 2: not valid JSON .*--baseline takes a METRICS.json"):
         read_metrics(eval_files.pred)
+
+
+@pytest.mark.parametrize(("value", "shown"), [(float("nan"), "nan"), (float("inf"), "inf"), (True, "True"),
+                                              ("0.9", "'0.9'")])
+def test_a_baseline_holding_no_number_where_a_headline_number_belongs_is_refused_naming_it(tmp_path, value, shown):
+    # NaN was compared as "+nan" (worse), Infinity as "-inf", and `true` as an AP of 1.0.
+    import json
+
+    path = tmp_path / "base.json"
+    path.write_text(json.dumps({**metrics(0.5, 0.9), "AP75": value}), encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"base.json: AP75 is {re.escape(shown)}, not a number: not a METRICS.json "
+                                         r"written by `bbuvl eval`"):
+        read_metrics(path)
+    path.write_text(json.dumps({**metrics(0.5, 0.9), "faults": {"objects": {"at_fail": {"recall": value}}}}),
+                    encoding="utf-8")
+    with pytest.raises(ValueError, match=r"base.json: faults.objects.at_fail.recall is "):
+        read_metrics(path)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from bbuvl.data.digests import file_digest
-from bbuvl.data.jsonfile import read_json
+from bbuvl.data.jsonfile import is_json_number, read_json
 from bbuvl.data.labels import Hierarchy
 
 SETTINGS_KEY = "settings"
@@ -47,14 +48,25 @@ def read_metrics(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{e}; --baseline takes a METRICS.json written by `bbuvl eval`") from None
     if not isinstance(data, dict) or "AP50" not in data or "label_accuracy" not in data:
         raise ValueError(f"{path}: not a METRICS.json written by `bbuvl eval` (no AP50 / label_accuracy)")
+    for _, keys, _ in HEADLINE:
+        # eval writes a finite number or null: NaN was compared as "+nan" (worse), `true` as an AP of 1.0
+        value = _lookup(data, keys)
+        if value is not None and not (is_json_number(value) and math.isfinite(value)):
+            raise ValueError(f"{path}: {'.'.join(keys)} is {value!r}, not a number: not a METRICS.json written by "
+                             "`bbuvl eval`")
     return data
 
 
-def _get(metrics: dict[str, Any], keys: tuple[str, ...]) -> float | None:
+def _lookup(metrics: dict[str, Any], keys: tuple[str, ...]) -> Any:
     value: Any = metrics
     for k in keys:
         value = value.get(k) if isinstance(value, dict) else None
-    return float(value) if isinstance(value, (int, float)) else None
+    return value
+
+
+def _get(metrics: dict[str, Any], keys: tuple[str, ...]) -> float | None:
+    value = _lookup(metrics, keys)
+    return float(value) if is_json_number(value) else None
 
 
 def compare(metrics: dict[str, Any], baseline: dict[str, Any]) -> list[dict[str, Any]]:
