@@ -56,8 +56,6 @@ DAMAGE = {
     "scheduler-garbage": (lambda c: (c / "scheduler.pt").write_bytes(b"\0not torch" * 8),
                           "scheduler.pt is cut short or damaged"),
     "rng-cut": (lambda c: cut(c / "rng_state.pth"), "rng_state.pth is cut short or damaged"),
-    "optimizer-pruned": (lambda c: (c / "optimizer.pt").unlink(), "optimizer.pt missing"),
-    "scheduler-pruned": (lambda c: (c / "scheduler.pt").unlink(), "scheduler.pt missing"),
     "state-without-step": (lambda c: (c / "trainer_state.json").write_text("{}", encoding="utf-8"),
                            "trainer_state.json is damaged: it holds no global_step"),
 }
@@ -67,8 +65,7 @@ DAMAGE = {
 def test_a_checkpoint_with_damaged_or_missing_training_state_is_skipped_by_resume_and_refused_by_resume_from(
         finished, tmp_path, damage):
     """A cut optimizer.pt was a traceback about a zip "central directory" once the model had loaded (a cut
-    rng_state.pth: "[Errno 22] Invalid argument", no file named), a `{}` trainer state a KeyError; a checkpoint
-    pruned of optimizer.pt or scheduler.pt resumed with Adam's moments at zero and the schedule started over, silently."""
+    rng_state.pth: "[Errno 22] Invalid argument", no file named), a `{}` trainer state a KeyError."""
     out, config = copy_run(finished, tmp_path)
     spoil, says = DAMAGE[damage]
     spoil(out / "checkpoint-2")
@@ -80,6 +77,24 @@ def test_a_checkpoint_with_damaged_or_missing_training_state_is_skipped_by_resum
     text = " ".join(r.output.split())
     assert r.exit_code == 2 and "Traceback" not in r.output, r.output
     assert f"--resume-from {out / 'checkpoint-2'}: cannot resume from it ({says}" in text
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("pruned", ["optimizer.pt", "scheduler.pt"])
+@pytest.mark.parametrize("how", [["--resume"], ["--resume-from", "checkpoint-2"]], ids=["resume", "resume-from"])
+def test_a_checkpoint_pruned_of_the_optimizers_state_is_refused_naming_the_file_and_kept(finished, tmp_path, pruned,
+                                                                                         how):
+    """HF resumes the optimizer and the schedule only when both files are there: a checkpoint pruned of one went on
+    with Adam's moments at zero and the warm-up started over, silently. Its weights are whole, so --resume does not
+    skip it (skipped checkpoints past the one resumed are removed): the resume is refused."""
+    out, config = copy_run(finished, tmp_path)
+    (out / "checkpoint-2" / pruned).unlink()
+    before = snapshot(out)
+    argv = [str(out / a) if a.startswith("checkpoint-") else a for a in how]
+    r = CliRunner().invoke(app, ["train", str(config), *argv])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert f"resuming from {out / 'checkpoint-2'}: {pruned} missing" in text and "put the file back" in text
     assert snapshot(out) == before
 
 

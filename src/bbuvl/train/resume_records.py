@@ -23,7 +23,8 @@ from typing import Any
 from bbuvl.atomic import atomic_path, remove_dead_writers_temporaries, remove_path, write_text_atomic
 from bbuvl.data.jsonfile import read_json
 from bbuvl.train.monitors import HEALTH_FILE, HealthLog
-from bbuvl.train.run_dir import CHECKPOINT, checkpoint_incomplete, numbered_checkpoints
+from bbuvl.train.run_dir import (CHECKPOINT, RunDirError, checkpoint_incomplete, numbered_checkpoints,
+                                 training_state_missing)
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,12 @@ def abandoned_checkpoints(output_dir: str | Path, checkpoint: str | Path) -> lis
 
 def cut_back(output_dir: str | Path, checkpoint: str | Path) -> None:
     """Cut the records in `output_dir` back to `checkpoint`'s step: history.json and health.json become the
-    checkpoint's, TensorBoard events, non-finite batch dumps and numbered checkpoints past its step go."""
+    checkpoint's, TensorBoard events, non-finite batch dumps and numbered checkpoints past its step go. RunDirError,
+    with nothing cut, when the checkpoint lacks the optimizer's or the schedule's state (`training_state_missing`)."""
     out, checkpoint = Path(output_dir), Path(checkpoint)
+    if why := training_state_missing(checkpoint):  # before anything here is cut: the run must not start
+        raise RunDirError(f"resuming from {checkpoint}: {why}; put the file back, or start a new run with model.path "
+                          "set to the checkpoint to train on from its weights")
     state = read_json(checkpoint / "trainer_state.json", "trainer state")
     step = int(state["global_step"])
     write_text_atomic(out / HISTORY_FILE, json.dumps(state.get("log_history", []), indent=1))

@@ -180,17 +180,25 @@ def _optimizer_state(path: Path) -> bool:
 
 
 def _training_state_problem(path: Path) -> str | None:
-    """Why HF could not resume the optimizer, the schedule and the random state from `path` (None when it can)."""
-    # HF resumes the optimizer and the schedule only when both files are there, and says nothing otherwise: a
-    # checkpoint pruned of optimizer.pt went on with Adam's moments at zero and the warm-up started over.
+    """Why a file HF resumes the optimizer, the schedule or the random state from is damaged (None when none is)."""
+    for file in sorted([*path.glob("*.pt"), *path.glob("*.pth")]):
+        if (why := _torch_archive_problem(file)) is not None:
+            return why
+    return None
+
+
+def training_state_missing(path: Path) -> str | None:
+    """Which file of the optimizer's or the schedule's state `path` lacks (None when HF can resume both from it).
+
+    HF resumes the two only when both files are there, and says nothing otherwise: a checkpoint pruned of
+    optimizer.pt went on with Adam's moments at zero and the warm-up started over. Not a reason to skip the
+    checkpoint (train/resume_records.py would remove it, and its weights are whole), but to refuse resuming it.
+    """
     if not _optimizer_state(path):
         return "optimizer.pt missing (the optimizer's state): resuming would start the optimizer and the schedule over"
     deepspeed = any(p.is_dir() for p in path.glob("global_step*"))  # it keeps the schedule with its own state
     if not deepspeed and not (path / "scheduler.pt").is_file():
         return "scheduler.pt missing (the learning-rate schedule's state): HF would resume neither it nor the optimizer"
-    for file in sorted([*path.glob("*.pt"), *path.glob("*.pth")]):
-        if (why := _torch_archive_problem(file)) is not None:
-            return why
     return None
 
 

@@ -94,10 +94,18 @@ def digest_inputs(cfg: Config, previous: dict[str, InputDigest] | None = None) -
     return out
 
 
+def processes() -> int:
+    """How many processes train this run: torchrun's, accelerate's or DeepSpeed's WORLD_SIZE, else 1."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
 def write_run_record(output_dir: str | Path, cfg: Config) -> None:
-    """Record a fresh run's config and inputs in its output folder (`run.json`)."""
+    """Record a fresh run's config, inputs and number of processes in its output folder (`run.json`)."""
     record = {"config": cfg.model_dump(mode="json"),
-              "inputs": {k: vars(v) for k, v in digest_inputs(cfg).items()}}
+              "inputs": {k: vars(v) for k, v in digest_inputs(cfg).items()}, "processes": processes()}
     write_text_atomic(Path(output_dir) / RUN_RECORD, json.dumps(record, ensure_ascii=False, indent=1) + "\n")
 
 
@@ -108,9 +116,14 @@ def check_resume(cfg: Config, checkpoint: str | Path) -> None:
     record_path = checkpoint.parent / RUN_RECORD
     new = flat(cfg)
     if record_path.is_file():
-        old, inputs = _read_record(record_path)
+        old, inputs, ran_on = _read_record(record_path)
         diffs = [_phrase(k, old.get(k, "<unset>"), new.get(k, "<unset>")) for k in sorted(set(old) | set(new))
                  if old.get(k, "<unset>") != new.get(k, "<unset>") and not may_change(k) and k not in CONTENT_KEYS]
+        if ran_on is not None and ran_on != processes():
+            # Each step averages per_device_batch_size x gradient_accumulation_steps x processes samples, and HF
+            # skips the batches already seen by counting them: another count is another batch and another order.
+            diffs.append(f"processes (WORLD_SIZE) {ran_on} (now {processes()}): each step would average "
+                         f"{ran_on} process(es)' batches before, {processes()} after")
         now = digest_inputs(cfg, inputs)
         for key in CONTENT_KEYS:
             was, is_ = inputs.get(key), now.get(key)
@@ -136,17 +149,21 @@ def check_resume(cfg: Config, checkpoint: str | Path) -> None:
             "back, or pass --overwrite to replace this run")
 
 
-def _read_record(path: Path) -> tuple[dict[str, Any], dict[str, InputDigest]]:
+def _read_record(path: Path) -> tuple[dict[str, Any], dict[str, InputDigest], int | None]:
+    """A run record's config (flat), inputs and number of processes (None: recorded before they were)."""
     from bbuvl.data.jsonfile import read_json
 
     data = read_json(path, "run record")
     try:
         config = flat(Config.model_validate(data["config"]))
         inputs = {k: InputDigest(v["path"], v["digest"], list(v.get("files") or [])) for k, v in data["inputs"].items()}
+        ran_on = data.get("processes")
+        if ran_on is not None and (not isinstance(ran_on, int) or isinstance(ran_on, bool) or ran_on < 1):
+            raise ValueError(f"processes is {ran_on!r}, not a count")
     except (KeyError, TypeError, AttributeError, ValueError) as e:
         raise ResumeMismatch(f"{path}: damaged run record ({type(e).__name__}: {e}); it says what this run was started "
                              "with, so the run cannot be resumed safely: pass --overwrite to start it over") from None
-    return config, inputs
+    return config, inputs, ran_on
 
 
 def _phrase(key: str, old: Any, new: Any) -> str:
