@@ -246,3 +246,11 @@ def test_what_training_refuses_in_a_record_is_an_error_naming_file_and_line(tmp_
     assert found == {(2, "objects[0]"), (3, "objects[0]"), (4, "objects[0] and objects[1]"), (5, "teachers[0]")}, found
     said = " ".join(result.output.split())
     assert f"{data}:2: objects[0]: box [0, 0, 100, 100] lies outside the 40x30 image" in said, said
+
+
+def test_a_finding_about_a_whole_file_names_no_line_zero(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("", encoding="utf-8")
+    result = CliRunner().invoke(app, ["data", str(tmp_path / "empty.jsonl")], env={"COLUMNS": "400"})
+    said = " ".join(result.output.split())
+    # Before: 'empty.jsonl:0: no photos', a line the file does not have.
+    assert result.exit_code == 1 and f"error {tmp_path / 'empty.jsonl'}: no photos" in said, said

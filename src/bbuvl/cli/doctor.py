@@ -6,6 +6,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -16,6 +17,9 @@ from bbuvl.atomic import write_text_atomic
 from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, check_device, claim_outputs, command_group, console, fail, finite_range, int_range,
                               user_errors)
 from bbuvl.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:  # data.check reads photos: imported when a command runs
+    from bbuvl.data.check import Problem
 
 app = command_group(help="Diagnose datasets, checkpoints and memory; look inside the detection head.", no_args_is_help=True)
 
@@ -79,6 +83,11 @@ def _check_given(inputs: dict[str, Path | None]) -> None:
             fail(f"{path}: no such file or folder ({what})")
 
 
+def _where(problem: Problem) -> str:
+    """A finding as `file:line: message`, or `file: message` for the file as a whole (line 0 is no line of it)."""
+    return str(problem) if problem.line else f"{problem.file}: {problem.message}"
+
+
 def _name(checkpoint: Path) -> str:
     """`run/final` rather than just `final` in picture titles."""
     parts = checkpoint.resolve().parts
@@ -140,7 +149,7 @@ def data(
     console.print(f"labels: {len(report.labels)} in the data, {len(report.prompt_labels)} in the prompt vocabulary")
     console.print(escape(report.lengths), style=None if report.counted else "yellow", highlight=False)
     for p in report.problems:
-        console.print(f"{_STATUS[p.severity]} {escape(str(p))}", markup=True, highlight=False)
+        console.print(f"{_STATUS[p.severity]} {escape(_where(p))}", markup=True, highlight=False)
     errors, warnings = len(report.errors), len(report.problems) - len(report.errors)
     if json_out:
         write_text_atomic(json_out, json.dumps({
