@@ -97,8 +97,16 @@ def test_invalid_yaml_names_line(tmp_path):
 
 
 def test_missing_file_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="cannot read config"):
+    with pytest.raises(ConfigError, match="cannot read config: No such file or directory$"):
         load_config(tmp_path / "nope.yaml")
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    # An override typed before the config was read as the config's name, and the message said only "no such file".
+    r = CliRunner().invoke(app, ["train", "training.seed=1", str(ROOT / "configs" / "demo.yaml")])
+    assert r.exit_code == 2 and "training.seed=1: cannot read config: No such file or directory; the config file " \
+                                "comes before the key=value overrides" in " ".join(r.output.split()), r.output
 
 
 def test_overrides_are_typed_and_validated():

@@ -755,7 +755,9 @@ def read_config_text(path: str | Path) -> str:
         raise ConfigError(f"{path}: a folder, not a YAML config" + (f"; the config that checkpoint trained with is "
                           f"{saved}" if saved.is_file() else "")) from None
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read config: {e.strerror or e}") from None
+        # `bbuvl train training.seed=1 run.yaml`: an override where the config belongs
+        hint = "; the config file comes before the key=value overrides" if "=" in Path(path).name else ""
+        raise ConfigError(f"{path}: cannot read config: {e.strerror or e}{hint}") from None
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB, which no config is (configs/base.yaml, "
                           "every key with its comments, is about 11 KB); is this a YAML config?")
