@@ -141,3 +141,18 @@ def test_viz_into_a_file_says_it_is_a_file_and_keeps_it(tmp_path):
         assert result.exit_code == 2 and said(result) == (f"error: {mine}: a file, not a folder: viz draws its pictures "
                                                           "into a folder; choose another"), result.output
     assert mine.read_text(encoding="utf-8") == "mine\n"
+
+
+def test_viz_beside_predictions_refuses_an_empty_file_and_pairs_lines_with_photos_past_the_limit(tmp_path):
+    # An empty --pred drew every photo with "prediction (0)" where eval refuses it; and with --limit 1, lines of later
+    # photos only were "no prediction line names a photo" of the dataset.
+    gt = ground_truth(tmp_path / "ds", ["p0.png", "p1.png"])
+    pred = tmp_path / "ds" / "pred.jsonl"
+    pred.write_text("\n", encoding="utf-8")
+    result = runner.invoke(app, ["viz", str(gt), str(tmp_path / "out"), "--pred", str(pred)])
+    assert result.exit_code == 2 and f"{pred}: no photos: the file is empty" in said(result), result.output
+    assert not (tmp_path / "out").exists()
+    pred.write_text(json.dumps({"image": "p1.png", "width": 64, "height": 48, "objects": []}) + "\n", encoding="utf-8")
+    result = runner.invoke(app, ["viz", str(gt), str(tmp_path / "out"), "--pred", str(pred), "--limit", "1"])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["0000_p0.png"]

@@ -73,10 +73,13 @@ def _prediction_pictures(pred: Path, font: FontChoice, name: LabelNamer, limit: 
 def _compared_pictures(gt: Path, pred: str | Path | None, font: FontChoice, name: LabelNamer, limit: int,
                        iou: float) -> list[tuple[str, Drawing]]:
     """The file name and drawing of each of the first `limit` records of `gt`, beside their predictions in `pred`."""
-    records = require_photos(read_records(gt), gt)[:limit]
-    lines = align_predictions(records, gt, read_predictions(pred), pred).predictions if pred else [None] * len(records)
+    records = require_photos(read_records(gt), gt)
+    # Paired with every record, then cut: the lines of the first `limit` photos alone may be none of them. An empty
+    # file is refused, as eval refuses it: every photo drawn with "prediction (0)" looks like a result.
+    lines = (align_predictions(records, gt, require_photos(read_predictions(pred), pred), pred).predictions if pred
+             else [None] * len(records))
     pictures = []
-    for i, (record, line) in enumerate(zip(records, lines)):
+    for i, (record, line) in enumerate(zip(records[:limit], lines)):
         path = resolve_image(gt, record.image)
         objects = None if pred is None else (line.objects if line else [])
         match = None
