@@ -11,12 +11,19 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from fastapi import Request
-from starlette.formparsers import FormParserError, multipart, parse_options_header
+from starlette.formparsers import parse_options_header
 from starlette.requests import ClientDisconnect
 
 from bbuvl.data import jsonfile
 from bbuvl.serve.errors import ApiError, cut
 from bbuvl.serve.images import decode_base64
+
+try:  # python-multipart's module since 0.0.13; pyproject.toml takes 0.0.9 on, whose module is `multipart`
+    from python_multipart import MultipartParser
+    from python_multipart.exceptions import FormParserError
+except ModuleNotFoundError:  # pragma: no cover
+    from multipart import MultipartParser  # type: ignore[no-redef]
+    from multipart.exceptions import FormParserError  # type: ignore[no-redef]
 
 
 class BodyBudget:
@@ -210,7 +217,7 @@ def _parts(boundary: bytes, body: bytes) -> list[_Part]:
                  # views, not copies: the photo's bytes are copied once, when its part is joined
                  "on_part_data": lambda data, a, b: parts[-1].pieces.append(memoryview(data)[a:b])}
     try:
-        parser = multipart.MultipartParser(boundary, callbacks)
+        parser = MultipartParser(boundary, callbacks)
         parser.write(body)
         parser.finalize()
     except FormParserError as e:
