@@ -290,3 +290,17 @@ def test_a_label_of_100000_characters_is_drawn_cut_short_in_a_moment():
     draw_boxes(Image.new("RGB", (800, 600)), [DrawBox([20, 60, 180, 110], "线缆x" * 33_334, GREEN)], choice)
     assert time.perf_counter() - start < 2
     assert drawable("线缆x" * 33_334, CAPTION_CHARS) == ("线缆x" * 30)[:CAPTION_CHARS - 1] + "…"
+
+
+def test_without_a_cjk_font_a_chinese_label_missing_from_the_hierarchy_is_plotted_without_glyph_warnings(tmp_path):
+    # Each of its characters printed matplotlib's "Glyph ... missing from font(s)" warning and a line of our code, where
+    # the report and the terminal already say once that there is no CJK font.
+    import warnings
+
+    from bbuvl.eval.draw import LabelNamer
+    from bbuvl.eval.report import plot_pr_curves
+
+    evaluation = hostile_evaluation(tmp_path, HOSTILE_NAMES[:1], ["未知部件"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_pr_curves(evaluation, NO_CJK, LabelNamer(NO_CJK))

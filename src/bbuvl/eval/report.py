@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -164,9 +165,13 @@ def _pr_figure(fig: Figure, axes: tuple[Any, ...]) -> Image.Image:
         ax.set_xlabel("recall")
         ax.set_ylabel("precision")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    canvas = FigureCanvasAgg(fig)  # rendered to pixels, not through a PNG and back
-    canvas.draw()
+    with warnings.catch_warnings():
+        # Without a CJK font a label the hierarchy has no gloss for warned once a character, with a line of this code;
+        # the missing font is said once, in the report and the terminal (fonts.py).
+        warnings.filterwarnings("ignore", r"Glyph \d+ .*missing from font", UserWarning)
+        fig.tight_layout()
+        canvas = FigureCanvasAgg(fig)  # rendered to pixels, not through a PNG and back
+        canvas.draw()
     return Image.fromarray(np.asarray(canvas.buffer_rgba())).convert("RGB")
 
 
