@@ -335,3 +335,17 @@ def test_a_folder_given_as_the_config_says_so_and_names_a_checkpoints_own_config
     with pytest.raises(ConfigError, match=rf"a folder, not a YAML config; the config that checkpoint trained with is "
                                           rf"{re.escape(str(tmp_path / 'ckpt' / 'bbuvl.yaml'))}"):
         load_config(tmp_path / "ckpt")
+
+
+def test_a_dotted_key_in_a_yaml_file_says_to_nest_it(tmp_path):
+    """`lora.r: 8` under model: was "unknown key 'model.lora.r'", which reads as a key that exists."""
+    p = tmp_path / "c.yaml"
+    p.write_text("training.seed: 3\nmodel:\n  lora.r: 8\n  lora.rr: 8\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    lines = str(e.value).splitlines()
+    assert f"{p}:1: unknown key 'training.seed': a YAML config nests its keys rather than dotting them; write " \
+           "'training:' and 'seed: ...' indented under it (only key=value overrides are dotted)" in lines
+    assert f"{p}:3: unknown key 'lora.r' under 'model': a YAML config nests its keys rather than dotting them; " \
+           "write 'lora:' and 'r: ...' indented under it (only key=value overrides are dotted)" in lines
+    assert f"{p}:4: unknown key 'model.lora.rr' (did you mean 'model.lora'?)" in lines  # no such key nested either

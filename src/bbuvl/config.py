@@ -630,6 +630,12 @@ def _fields_at(loc: tuple[str, ...]) -> list[str]:
     return list(model.model_fields)
 
 
+def _dotted_key(loc: tuple[str, ...]) -> bool:
+    """Whether the last key of `loc` is written with dots (`lora.r`) and names a key when nested (`lora: {r: ...}`)."""
+    parts = tuple(loc[-1].split("."))
+    return len(parts) > 1 and all(parts) and parts[-1] in _fields_at(loc[:-1] + parts[:-1])
+
+
 _TYPE_NAMES = {
     "int_parsing": "an integer", "int_type": "an integer", "float_parsing": "a number", "float_type": "a number",
     "bool_parsing": "true or false", "bool_type": "true or false", "string_type": "a string",
@@ -662,7 +668,13 @@ def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...
         loc = tuple(str(p) for p in e["loc"])
         dotted = ".".join(loc)
         where = _where(loc, source, lines, overrides)
-        if e["type"] == "extra_forbidden":
+        if e["type"] == "extra_forbidden" and _dotted_key(loc):
+            # `lora.r: 8` under model: was "unknown key 'model.lora.r'", a key that exists, and no word of nesting.
+            head, rest = loc[-1].split(".", 1)
+            out.append(f"{where}: unknown key '{loc[-1]}'{' under ' + repr('.'.join(loc[:-1])) if loc[:-1] else ''}: "
+                       f"a YAML config nests its keys rather than dotting them; write '{head}:' and '{rest}: ...' "
+                       "indented under it (only key=value overrides are dotted)")
+        elif e["type"] == "extra_forbidden":
             valid = _fields_at(loc[:-1])
             close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
             hint = f"did you mean '{'.'.join(loc[:-1] + (close[0],))}'?" if close else f"valid keys here: {', '.join(valid)}"
