@@ -156,3 +156,17 @@ def test_viz_beside_predictions_refuses_an_empty_file_and_pairs_lines_with_photo
     result = runner.invoke(app, ["viz", str(gt), str(tmp_path / "out"), "--pred", str(pred), "--limit", "1"])
     assert result.exit_code == 0, result.output
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["0000_p0.png"]
+
+
+def test_viz_draws_boxes_past_the_photo_of_no_size_and_lines_without_objects(tmp_path):
+    gt = ground_truth(tmp_path / "ds", ["p0.png", "p1.png"])
+    pred = tmp_path / "ds" / "pred.jsonl"
+    odd = [[-500, -500, -400, -400], [60, 40, 9000, 9000], [10, 10, 10, 10], [5, 5, 5, 30], [0, 0, 64, 48]]
+    pred.write_text(json.dumps({"image": "p0.png", "width": 64, "height": 48, "objects": [
+        {"bbox_2d": box, "label": "线缆", "score": 0.5} for box in odd]}) + "\n"
+        + json.dumps({"image": "p1.png", "width": 64, "height": 48, "objects": [], "error": "cannot decode"}) + "\n",
+        encoding="utf-8")
+    for args in ([str(gt), str(tmp_path / "both"), "--pred", str(pred)], [str(pred), str(tmp_path / "alone")]):
+        result = runner.invoke(app, ["viz", *args])
+        assert result.exit_code == 0 and "drew 2 photo(s)" in said(result), result.output
+    assert len(list((tmp_path / "both").iterdir())) == len(list((tmp_path / "alone").iterdir())) == 2
