@@ -43,7 +43,9 @@ def check_held_out(cfg: Config, files: DataFiles | None = None) -> None:
                                f"shown in training{' as teacher examples' if key == 'data.teachers' else ''}, and the "
                                "validation loss would measure recall, not learning. Give data.val photos the run never "
                                "sees (`bbuvl data split` writes train, val and a teacher pool drawn from train)")
-    fixes = {"data.teachers": ("teacher", "Draw the teacher pool from the training photos (`bbuvl data teachers "
+    # A photo listed in both files (a line copied, two datasets joined) leaks as surely as the same file does.
+    fixes = {"data.train": ("training", "Give each photo to one of the two files (`bbuvl data split` writes them apart)"),
+             "data.teachers": ("teacher", "Draw the teacher pool from the training photos (`bbuvl data teachers "
                                           "TRAIN.jsonl`)"),
              "detection.caption_refit.photos": ("refit", "Give the refit photos the run never validates on")}
     val_photos = _photo_ids(val, files) if any(key in shown for key in fixes) else set()
