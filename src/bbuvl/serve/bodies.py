@@ -236,6 +236,13 @@ def _multipart_image(content_type: str, body: bytes) -> bytes:
     if not boundary:
         raise ApiError(400, "bad_multipart", "the multipart Content-Type names no boundary "
                        "(multipart/form-data; boundary=...): a client library sets it when it builds the body")
+    # The parser steps byte by byte through each whole boundary that no line end or "--" follows (a second a megabyte,
+    # of a decoding thread another client's photo waits for); a body holds one a part and no part may hold one, so
+    # more than MAX_PARTS is refused from a count made at C speed first
+    delimiters = body.count(b"\r\n--" + boundary)
+    if delimiters > MAX_PARTS:
+        raise ApiError(400, "bad_multipart", f"the multipart body holds its boundary '--{cut(boundary.decode('latin-1'))}' "
+                       f"{delimiters} times; a part may not hold it, and /v1/detect takes at most {MAX_PARTS} parts")
     parts = _parts(boundary, body)
     if b"--" + boundary + b"--" not in body[-len(boundary) - 256:]:
         # The parser keeps what came before the cut: a truncated upload was "no file part named 'image'" before
