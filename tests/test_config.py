@@ -349,3 +349,14 @@ def test_a_dotted_key_in_a_yaml_file_says_to_nest_it(tmp_path):
     assert f"{p}:3: unknown key 'lora.r' under 'model': a YAML config nests its keys rather than dotting them; " \
            "write 'lora:' and 'r: ...' indented under it (only key=value overrides are dotted)" in lines
     assert f"{p}:4: unknown key 'model.lora.rr' (did you mean 'model.lora'?)" in lines  # no such key nested either
+
+
+@pytest.mark.parametrize(("value", "said"), [("caf\udce9", "byte 0xe9, which is not UTF-8, at character 4"),
+                                             ("a\x01b", r"control character '\\x01', at character 2")],
+                         ids=["latin-1", "control"])
+def test_an_override_with_a_byte_that_is_no_text_names_it_and_where(value, said):
+    """A Latin-1 byte from the shell (Python keeps it as a lone surrogate) or a control character was YAML's
+    "unacceptable character #xdce9 ... in "<unicode string>", position 3", over two lines."""
+    with pytest.raises(ConfigError, match=rf"^override 'training.output_dir': {said} of its value; a value is text$"):
+        load_config(None, [f"training.output_dir={value}"])
+    assert load_config(None, ["training.output_dir=café"]).training.output_dir == "café"

@@ -732,6 +732,12 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
         key, raw = item.split("=", 1)
         if not all(key.strip().split(".")):
             raise ConfigError(f"override '{item}': '{key.strip()}' is not a dotted key (e.g. training.num_epochs=3)")
+        if bad := yaml.reader.Reader.NON_PRINTABLE.search(raw):  # YAML's message: a position in "<unicode string>"
+            char = bad.group()
+            what = (f"byte 0x{ord(char) - 0xDC00:02x}, which is not UTF-8" if 0xDC80 <= ord(char) <= 0xDCFF
+                    else f"control character {char!r}")  # Python keeps an argument's stray bytes as U+DC80..U+DCFF
+            raise ConfigError(f"override '{key.strip()}': {what}, at character {bad.start() + 1} of its value; a value "
+                              "is text")
         try:
             value = load_yaml(raw, f"override '{key.strip()}'")[0] if raw.strip() else None
         except YamlError as e:
