@@ -80,3 +80,15 @@ def test_a_checkpoint_without_its_chat_template_fails_that_check_naming_the_file
     assert f"{broken / 'chat_template.jinja'}: missing, so the processor has no chat template" in flat, flat
     names = [c.name for c in diagnose_model(broken).checks]
     assert names == [n for n in EXPECTED if n not in ("image-pad tokens", "tokenizer round trip")]
+
+
+@pytest.mark.parametrize("name", ["config.json", "preprocessor_config.json", "tokenizer_config.json"])
+def test_a_checkpoint_missing_a_file_transformers_loads_fails_the_load_check_naming_it(trained_checkpoint, tmp_path, name):
+    broken = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, broken)
+    (broken / name).unlink()
+    report = diagnose_model(broken)
+    # Before: transformers' 'Unrecognized model ... Should have a `model_type` key', 'Can't load video processor' or
+    # 'config and tokenizer disagree', none naming the file that is gone.
+    assert [(c.name, c.status, c.detail) for c in report.checks] == [
+        ("load", "fail", f"{broken}: incomplete checkpoint ({name} missing); re-copy it or use another checkpoint")]

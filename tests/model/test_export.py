@@ -291,3 +291,16 @@ def test_a_checkpoint_without_its_chat_template_is_refused_naming_the_file(porta
     assert r.exit_code == 2 and f"{checkpoint / 'chat_template.jinja'}: missing, so the processor has no chat " \
                                 "template" in said, said
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["config.json", "preprocessor_config.json"])
+def test_a_checkpoint_missing_a_file_transformers_loads_is_refused_naming_it(portable, tmp_path, name):
+    import shutil
+
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(portable[0], checkpoint)
+    (checkpoint / name).unlink()
+    r = export(checkpoint, tmp_path / "out")
+    # Before: transformers' 'Unrecognized model in ...' or 'Can't load video processor for ...'.
+    assert r.exit_code == 2 and f"{checkpoint}: incomplete checkpoint ({name} missing)" in " ".join(r.output.split())
+    assert not (tmp_path / "out").exists()

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from bbuvl.config import Config
+from bbuvl.config import CONFIG_FILE, Config
 from bbuvl.data.families import IMAGE_TOKEN
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.images import load_image
@@ -32,7 +32,7 @@ from bbuvl.diagnostics.probe import detection_outputs, image_batch, prepare_name
 from bbuvl.encode.chat import SPAN_STUDENT, Turn
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.checkpoint import is_plain_model_folder, read_model_folder
-from bbuvl.model.export import TEMPLATE_FILE
+from bbuvl.model.export import TEMPLATE_FILE, missing_model_files
 from bbuvl.model.loading import check_special_tokens, special_token_ids
 from bbuvl.model.vlm import core_model
 from bbuvl.train.param_groups import GROUPS, GroupSummary, freeze_zero_lr_groups, group_of, summarize_groups
@@ -319,6 +319,15 @@ def check_prompt(predictor: Predictor, hierarchy: Hierarchy) -> list[Check]:
     return checks
 
 
+def _load_failure(directory: Path, why: str) -> str:
+    """What a failed load says: the files transformers needed that are missing, when they are the cause, since its own
+    error then names something else; the error itself otherwise (most name the folder or a file in it already)."""
+    missing = missing_model_files(directory) if (directory / CONFIG_FILE).is_file() else []
+    if missing:
+        return f"{directory}: incomplete checkpoint ({', '.join(missing)} missing); re-copy it or use another checkpoint"
+    return why if why.startswith(str(directory)) else f"{directory}: {why}"
+
+
 def diagnose_model(checkpoint: str | Path, cfg: Config | None = None, image: str | Path | None = None,
                    device: str = "cpu") -> ModelReport:
     """Run every check on a checkpoint folder; `cfg` (optional) is the config a run would continue with."""
@@ -334,8 +343,7 @@ def diagnose_model(checkpoint: str | Path, cfg: Config | None = None, image: str
         else:
             predictor = Predictor.load(directory, device=device)
     except (OSError, ValueError, RuntimeError) as e:  # missing files, token mismatch, head weights that do not fit
-        why = str(e)  # most errors name the folder or a file in it already
-        report.checks.append(Check("load", "fail", why if why.startswith(str(directory)) else f"{directory}: {why}"))
+        report.checks.append(Check("load", "fail", _load_failure(directory, str(e))))
         return report
     run_cfg = cfg or predictor.cfg
     picture = sample_image(predictor.cfg, image)

@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 from bbuvl.atomic import atomic_folder, write_text_atomic
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.families import TURN_END
-from bbuvl.model.checkpoint import (HEAD_FILE, POSITIONS_FILE, READOUT_FILE, ModelFolder, is_peft,
+from bbuvl.model.checkpoint import (HEAD_FILE, POSITIONS_FILE, READOUT_FILE, CheckpointError, ModelFolder, is_peft,
                                     is_plain_model_folder, load_model, read_model_folder)
 from bbuvl.model.processor import set_pixel_range
 
@@ -83,6 +83,14 @@ class ExportResult:
         return self.out / CARD_FILE
 
 
+def missing_model_files(directory: Path) -> list[str]:
+    """The files transformers loads a checkpoint from that are not in it: without them its errors name other things
+    ("Unrecognized model", "Can't load video processor", "config and tokenizer disagree")."""
+    adapter = (directory / "adapter_model.safetensors").is_file()
+    wanted = ["adapter_config.json" if adapter else "config.json", "preprocessor_config.json", "tokenizer_config.json"]
+    return [name for name in wanted if not (directory / name).is_file()]
+
+
 def portability_problem(folder: ModelFolder) -> str | None:
     """Why a checkpoint cannot be exported as it is (a part that changes its answers), or None."""
     if folder.cfg.model.vision_positions and (folder.path / POSITIONS_FILE).exists() and _positions_learned(folder.path):
@@ -136,6 +144,9 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
     if is_plain_model_folder(checkpoint):
         raise ValueError(f"{checkpoint}: a plain model folder already (no bbuvl.yaml); stock loaders read it as it is")
     folder = read_model_folder(checkpoint)
+    if missing := missing_model_files(folder.path):
+        raise CheckpointError(f"{folder.path}: incomplete checkpoint ({', '.join(missing)} missing); re-copy it or use "
+                              "another checkpoint")
     problem = portability_problem(folder)
     if problem and not any(c.part == POSITIONS_FILE for c in costs):
         raise ExportRefused(problem)
