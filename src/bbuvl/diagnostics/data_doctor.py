@@ -28,7 +28,7 @@ from bbuvl.data.coords import ROTATING_ORIENTATIONS, CoordinateContract
 from bbuvl.data.families import Family
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import TEACHERS
-from bbuvl.data.schema import ImageRecord, iter_dataset, read_dataset, read_records, resolve_image
+from bbuvl.data.schema import ImageRecord, Sample, iter_dataset, read_dataset, read_records, resolve_image
 
 _ORIENTATION_NAMES = {2: "mirrored", 3: "rotated 180°", 4: "flipped vertically", 5: "transposed", 6: "rotated 90° clockwise",
                       7: "transversed", 8: "rotated 90° counter-clockwise"}
@@ -101,7 +101,7 @@ def _label_problems(report: DataReport, first_seen: dict[str, tuple[str, int]], 
                                            "warning"))
 
 
-def record_problems(file: Path, line: int, sample) -> list[Problem]:  # noqa: ANN001 - a schema.Sample
+def record_problems(file: Path, line: int, sample: Sample) -> list[Problem]:
     """What `bbuvl train` refuses in a sample before any photo is read: boxes outside their photo, without area or given
     twice, and a teacher that is its student's photo (train/dataset.py). Left unsaid here, doctor passed a file training
     then refused."""
