@@ -309,3 +309,17 @@ def test_without_a_cjk_font_a_chinese_label_missing_from_the_hierarchy_is_plotte
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         plot_pr_curves(evaluation, NO_CJK, LabelNamer(NO_CJK))
+
+
+def test_a_photo_that_cannot_be_read_gets_a_note_in_the_page_and_the_others_are_shown(tmp_path):
+    # Its placeholder named why in pixels only: nothing in the page to read, search or copy.
+    import html
+
+    evaluation = hostile_evaluation(tmp_path, ["gone.png", "cut.png", "fine.png"], ["线缆"])
+    (tmp_path / "ds" / "gone.png").unlink()
+    (tmp_path / "ds" / "cut.png").write_bytes((tmp_path / "ds" / "fine.png").read_bytes()[:60])
+    unreadable: list[str] = []
+    page = write_report(evaluation, tmp_path / "report", NO_CJK, worst=3, unreadable=unreadable).read_text(encoding="utf-8")
+    assert len(unreadable) == 2 and len(image_sources(page)) == 2 + len(evaluation.faults.photos_to_check(3)) + 3
+    for problem in unreadable:
+        assert f"<p class='warn'>photo not shown, drawn on a grey placeholder: {html.escape(problem)}</p>" in page

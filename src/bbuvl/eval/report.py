@@ -80,6 +80,7 @@ def _write_report(evaluation: Evaluation, out_dir: Path, faults_dir: Path, worst
     fault_curve = plot_fault_curve(faults)
     _save_png(out_dir / FAULT_CURVE_FILE, fault_curve)
     drawn: dict[int, tuple[Image.Image, Path]] = {}  # id of an image's result -> its picture and first file
+    problems: dict[int, str] = {}  # id of an image's result -> why its photo could not be read
 
     def draw(result: ImageResult, file: Path) -> Image.Image:
         """The result's picture written to `file`: drawn and encoded once, copied where a photo is in both lists."""
@@ -91,6 +92,7 @@ def _write_report(evaluation: Evaluation, out_dir: Path, faults_dir: Path, worst
                                            is_fault=is_fault)  # an unreadable photo is named on its placeholder
         if problem is not None:
             unreadable.append(problem)
+            problems[id(result)] = problem
         _save_png(file, picture)
         drawn[id(result)] = (picture, file)
         return picture
@@ -110,7 +112,7 @@ def _write_report(evaluation: Evaluation, out_dir: Path, faults_dir: Path, worst
 
     page = _page(evaluation, font, hierarchy, curve, pictures, out_dir,
                  _sizes_html(sizes) + _comparison_html(comparison, baseline_name),
-                 _faults_html(evaluation, fault_curve, fault_pictures, out_dir))
+                 _faults_html(evaluation, fault_curve, fault_pictures, out_dir, problems), problems)
     index = out_dir / "index.html"
     write_text_atomic(index, page)
     return index
@@ -243,7 +245,8 @@ def _table(head: list[str], rows: list[list[Any]]) -> str:
     return "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + f"</tr>{cells}</table>"
 
 
-def _faults_html(evaluation: Evaluation, curve: Image.Image, pictures: list[tuple[int, Image.Image, Path]], out_dir: Path) -> str:
+def _faults_html(evaluation: Evaluation, curve: Image.Image, pictures: list[tuple[int, Image.Image, Path]], out_dir: Path,
+                 problems: dict[int, str]) -> str:
     """The section the report opens with: fault metrics beside always pass / always fail, then the photos to check."""
     f = evaluation.faults
     if not f.labels:
@@ -267,7 +270,7 @@ def _faults_html(evaluation: Evaluation, curve: Image.Image, pictures: list[tupl
                           if n and i != j)
         state_rows.append([c.kind, sum(map(sum, c.counts)), c.accuracy, c.always_pass, c.always_fail, sum(c.missed), moves or "–"])
     states = _table(["kind", "found", "state accuracy", "always pass", "always fail", "missed", "true → predicted"], state_rows)
-    items = "".join(_fault_item(evaluation, i, pic, file, out_dir) for i, pic, file in pictures)
+    items = "".join(_fault_item(evaluation, i, pic, file, out_dir, problems) for i, pic, file in pictures)
     items = items or "<p>No fault missed and no clean photo flagged.</p>"
     return (f"<h2>Faults</h2><p>{o.gt} faults in {p.faulty} of {p.photos} photos; found = a box with the same kind and "
             f"state at IoU ≥ {o.iou:g}; {html.escape(_verdict_rule(f))}; {html.escape(FAULT_LEGEND)} in the pictures.</p>"
@@ -285,14 +288,15 @@ def _verdict_rule(f: FaultMetrics) -> str:
     return f"a photo goes to review or fails at its framing's thresholds ({f.judged()})"
 
 
-def _fault_item(evaluation: Evaluation, i: int, picture: Image.Image, file: Path, out_dir: Path) -> str:
+def _fault_item(evaluation: Evaluation, i: int, picture: Image.Image, file: Path, out_dir: Path,
+                problems: dict[int, str]) -> str:
     f, result = evaluation.faults, evaluation.images[i]
     truth = sum(f.judged_with.is_fault(o.desc) for o in result.record.objects)
     facts = (f"verdict {f.photo_verdicts[i]} · fault score {_fmt(f.photo_scores[i])} · faults in the ground truth {truth} · "
              f"missed {f.photo_missed[i]}")
     rel = file.relative_to(out_dir).as_posix()
     return (f"<figure><figcaption><b>{html.escape(str(result.image_path))}</b><br>{html.escape(facts)} · "
-            f"<a href='{html.escape(rel)}'>PNG</a></figcaption>"
+            f"<a href='{html.escape(rel)}'>PNG</a></figcaption>{_unread_note(result, problems)}"
             f"<img alt='{html.escape(result.image_path.name)}' src='{_data_uri(picture)}'></figure>")
 
 
@@ -312,6 +316,7 @@ def _comparison_html(rows: list[dict[str, Any]] | None, baseline_name: str | Non
 def _page(
     evaluation: Evaluation, font: FontChoice, hierarchy: Hierarchy, curve: Image.Image,
     pictures: list[tuple[ImageResult, Image.Image, Path]], out_dir: Path, comparison_html: str = "", faults_html: str = "",
+    problems: dict[int, str] | None = None,
 ) -> str:
     m, coco, s = evaluation.metrics, evaluation.details()["coco"], evaluation.settings
     agnostic = evaluation.coco.agnostic
@@ -332,7 +337,8 @@ def _page(
         + "</tr>"
         for c, v in categories
     )
-    worst_html = "".join(_worst_item(r, pic, file, out_dir) for r, pic, file in pictures) or "<p>No photo has any error.</p>"
+    worst_html = ("".join(_worst_item(r, pic, file, out_dir, problems or {}) for r, pic, file in pictures)
+                  or "<p>No photo has any error.</p>")
     return f"""<!DOCTYPE html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>bbu-vl evaluation</title>
 <style>
@@ -363,7 +369,7 @@ img {{ max-width: 100%; border: 1px solid #ddd; }} td.better {{ color: #1a7f37; 
 """
 
 
-def _worst_item(result: ImageResult, picture: Image.Image, file: Path, out_dir: Path) -> str:
+def _worst_item(result: ImageResult, picture: Image.Image, file: Path, out_dir: Path, problems: dict[int, str]) -> str:
     m = result.match
     facts = (f"F1 {result.f1:.2f} · missed {len(m.missed)} · extra {len(m.extra)} · mislocated {len(m.mislocated)}"
              f" · mislabelled {result.mislabelled} · duplicates {len(result.duplicates)}")
@@ -377,5 +383,13 @@ def _worst_item(result: ImageResult, picture: Image.Image, file: Path, out_dir: 
         extra = f"<p class='warn'>answer could not be parsed:</p><pre>{html.escape((line.raw or '')[:2000])}</pre>"
     rel = file.relative_to(out_dir).as_posix()
     return (f"<figure><figcaption><b>{html.escape(str(result.image_path))}</b><br>{facts} · "
-            f"<a href='{html.escape(rel)}'>PNG</a></figcaption>{extra}"
+            f"<a href='{html.escape(rel)}'>PNG</a></figcaption>{_unread_note(result, problems)}{extra}"
             f"<img alt='{html.escape(result.image_path.name)}' src='{_data_uri(picture)}'></figure>")
+
+
+def _unread_note(result: ImageResult, problems: dict[int, str]) -> str:
+    """A note saying why the result's photo is a grey placeholder (as text: its picture says so only in pixels)."""
+    problem = problems.get(id(result))
+    if problem is None:
+        return ""
+    return f"<p class='warn'>photo not shown, drawn on a grey placeholder: {html.escape(problem)}</p>"
