@@ -360,3 +360,17 @@ def test_an_override_with_a_byte_that_is_no_text_names_it_and_where(value, said)
     with pytest.raises(ConfigError, match=rf"^override 'training.output_dir': {said} of its value; a value is text$"):
         load_config(None, [f"training.output_dir={value}"])
     assert load_config(None, ["training.output_dir=café"]).training.output_dir == "café"
+
+
+def test_a_key_yaml_reads_as_no_text_names_its_own_line(tmp_path):
+    """`~: 4` named no line at all ("'None': Keys should be strings"), and `yes:` under training was "'training.1':
+    ... got True" at the section's line."""
+    p = tmp_path / "c.yaml"
+    p.write_text("training:\n  seed: 3\n  yes: 3\n  2: 2\n~: 4\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    lines = [line.split(", not text")[0] for line in str(e.value).splitlines()]
+    assert sorted(lines) == sorted([f"{p}:3: the key True under 'training' is read as a boolean",
+                                    f"{p}:4: the key 2 under 'training' is read as a number",
+                                    f"{p}:5: the key None is read as null"])
+    assert "YAML reads yes/no, on/off and true/false as booleans" in str(e.value)

@@ -636,6 +636,24 @@ def _dotted_key(loc: tuple[str, ...]) -> bool:
     return len(parts) > 1 and all(parts) and parts[-1] in _fields_at(loc[:-1] + parts[:-1])
 
 
+# How YAML 1.1 spells the keys it reads as something other than text, to find the line of one.
+_SPELT = {True: ("yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"),
+          False: ("no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"), None: ("~", "null", "Null", "NULL", "")}
+
+
+def _non_text_key(parent: tuple[str, ...], key: Any, source: str, lines: dict[tuple[str, ...], int],
+                  overrides: dict[tuple[str, ...], str]) -> str:
+    """The error for a key YAML read as a boolean, a number or nothing (`yes:`, `1:`, `~:`), at its own line."""
+    spellings = _SPELT.get(key, ()) if isinstance(key, bool) or key is None else (str(key),)
+    at = next((parent + (s,) for s in spellings if parent + (s,) in lines), parent)
+    inside = f" under '{'.'.join(parent)}'" if parent else ""
+    kind = ("a boolean" if isinstance(key, bool) else "null" if key is None else
+            "a number" if isinstance(key, (int, float)) else f"a {type(key).__name__}")
+    return (f"{_where(at, source, lines, overrides)}: the key {key!r}{inside} is read as {kind}, not text: YAML reads "
+            "yes/no, on/off and true/false as booleans, ~ and null as null, and digits as numbers (and no key of a "
+            "config is spelt so)")
+
+
 _TYPE_NAMES = {
     "int_parsing": "an integer", "int_type": "an integer", "float_parsing": "a number", "float_type": "a number",
     "bool_parsing": "true or false", "bool_type": "true or false", "string_type": "a string",
@@ -679,6 +697,8 @@ def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...
             close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
             hint = f"did you mean '{'.'.join(loc[:-1] + (close[0],))}'?" if close else f"valid keys here: {', '.join(valid)}"
             out.append(f"{where}: unknown key '{dotted}' ({hint})")
+        elif e["type"] == "invalid_key":
+            out.append(_non_text_key(tuple(str(p) for p in e["loc"][:-1]), e["input"], source, lines, overrides))
         elif e["type"] == "finite_number":
             out.append(f"{where}: '{dotted}' must be a finite number, got {e.get('input')!r}")
         elif e["type"] in _TYPE_NAMES:
