@@ -170,3 +170,11 @@ def test_a_query_record_whose_photo_is_another_size_is_skipped_naming_both_sizes
     assert f"{tmp_path / 'val.jsonl'}:1 objects[0]: {tmp_path / 'p.png'}: the record says 80x60, the image is 40x30" in said
     summary = json.loads((tmp_path / "res" / "summary.json").read_text(encoding="utf-8"))
     assert summary["queries"]["evaluated"] == 1, summary["queries"]
+
+
+def test_thresholds_named_alike_are_one_threshold():
+    from bbuvl.fewshot.evaluate import parse_thresholds, threshold_name
+
+    # Before: two thresholds, both written as 0.123457 and as 0.00 / -0.00, their tables one over the other.
+    for text, names in (("0.1234567,0.1234568", ["0.123457"]), ("-0,0,1e-9", ["0.00"])):
+        assert [threshold_name(t) for t in parse_thresholds(text)] == names

@@ -77,8 +77,10 @@ def parse_thresholds(text: str) -> list[float]:
         raise ValueError(f"thresholds '{text}' are {n:,} values, more than {MAX_THRESHOLDS} (each writes a confusion "
                          "table per shot count): give a larger STEP")
     if ranged:
-        values = [round(values[0] + i * values[2], 6) for i in range(n)]
-    return sorted(set(values))
+        values = [values[0] + i * values[2] for i in range(n)]
+    # At the precision threshold_name writes (-0.0 as 0.0): two thresholds it names alike wrote one confusion table
+    # and one table cell, the second over the first.
+    return sorted({round(v, 6) + 0.0 for v in values})
 
 
 def threshold_name(t: float) -> str:
