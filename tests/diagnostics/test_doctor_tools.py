@@ -119,3 +119,12 @@ def test_a_checkpoint_named_like_mathtext_is_drawn_in_the_plot_titles(tmp_path):
     plot_landscape(land, tmp_path / "l.png", what)
     plot_memory(MemoryTrace({"rss": [100.0, 100.0, 100.0, 100.0]}, warmup=1), tmp_path / "m.png", what)
     assert Image.open(tmp_path / "l.png").format == Image.open(tmp_path / "m.png").format == "PNG"
+
+
+def test_a_caption_with_control_characters_is_shown_spelled_out(predictor):
+    from bbuvl.diagnostics.attention import caption_text
+
+    tok = predictor.tokenizer
+    ids = tok.encode("线缆\x1b[2J\r标签", add_special_tokens=False) + [tok.eos_token_id]
+    # Before: the ESC and carriage return went to the terminal's table (cleared the screen) and to the plot as tofu.
+    assert caption_text(tok, ids, (tok.eos_token_id,)) == "线缆\\x1b[2J\\r标签"

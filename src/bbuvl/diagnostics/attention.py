@@ -14,9 +14,17 @@ from typing import Any
 import torch
 from PIL import Image
 
+from bbuvl.data.text import spell_controls
 from bbuvl.diagnostics.probe import detection_outputs, image_batch
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.box_ops import to_xyxy
+
+
+def caption_text(tokenizer: Any, ids: list[int], stops: tuple[int, ...]) -> str:
+    """A caption's text as the table and the plot show it: a half-trained head writes any token, an ESC or a carriage
+    return among them, which the terminal would obey and the plot's font cannot draw, so control characters are
+    spelled out (`\\x1b`)."""
+    return spell_controls(tokenizer.decode([t for t in ids if t not in stops]).strip())
 
 
 @dataclass
@@ -80,7 +88,7 @@ def cross_attention(predictor: Predictor, image: str | Path | Image.Image, top_k
     maps = AttentionMaps(pictures[0], (h, w), layer % len(layers))
     for j, q in enumerate(top.tolist()):
         vision = weights[q, : h * w]
-        tokens = [t for t in ids[j].tolist() if t not in (head.eos_token_id, head.pad_token_id)]
-        maps.queries.append(QueryAttention(q, float(scores[q]), predictor.tokenizer.decode(tokens).strip(),
+        stops = (head.eos_token_id, head.pad_token_id)
+        maps.queries.append(QueryAttention(q, float(scores[q]), caption_text(predictor.tokenizer, ids[j].tolist(), stops),
                                            boxes[q].tolist(), vision.reshape(h, w), float(vision.sum())))
     return maps
