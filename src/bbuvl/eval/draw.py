@@ -66,8 +66,8 @@ def file_stem(stem: str) -> str:
     """A photo's name as part of its picture's file name: letters, digits, `.`, `-` and `_` (every other run one
     `_`: no `#`, `%`, `?` or space for a link to trip on, no control character), at most 120 bytes."""
     safe = re.sub(r"[^\w.-]+", "_", stem)
-    # A disk's names stop at 255 bytes, and the picture's temporary name (atomic.py) adds ~30 to it: a photo named
-    # with 250 bytes lost every picture, and 60 letters of CJK Extension B are 240 bytes.
+    # A disk's names stop at 255 bytes, and the picture's temporary name adds ~30 to it (docs/outputs.md, "Whole or
+    # nothing"): a photo named with 250 bytes lost every picture, and 60 letters of CJK Extension B are 240 bytes.
     return safe.encode("utf-8")[:120].decode("utf-8", "ignore") or "photo"
 
 

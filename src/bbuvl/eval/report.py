@@ -169,7 +169,7 @@ def _pr_figure(fig: Figure, axes: tuple[Any, ...]) -> Image.Image:
         ax.grid(alpha=0.3)
     with warnings.catch_warnings():
         # Without a CJK font a label the hierarchy has no gloss for warned once a character, with a line of this code;
-        # the missing font is said once, in the report and the terminal (fonts.py).
+        # the missing font is said once, in the report and the terminal.
         warnings.filterwarnings("ignore", r"Glyph \d+ .*missing from font", UserWarning)
         fig.tight_layout()
         canvas = FigureCanvasAgg(fig)  # rendered to pixels, not through a PNG and back

@@ -95,7 +95,7 @@ def _compared_pictures(gt: Path, pred: str | Path | None, font: FontChoice, name
 @contextmanager
 def _picture_folder(out_dir: Path, replace: bool) -> Iterator[Path]:
     """Where the pictures go: `out_dir` itself, what else it holds kept; or, with `replace` or no `out_dir` yet, a
-    new folder that takes its name whole once every picture is in it (atomic.py), so that a re-run never leaves
+    new folder that takes its name whole once every picture is in it, so that a re-run never leaves
     an earlier run's pictures beside its own (docs/outputs.md, "A re-run replaces") and a failed one no half."""
     if replace or not os.path.lexists(out_dir):
         with atomic_folder(out_dir) as folder:
@@ -110,8 +110,8 @@ def check_photos_unchanged(lines: list[PredictionLine], pred: Path) -> None:
 
     The boxes would be drawn on another photo (replaced under its name, or another dataset's at the predict input's
     path). As eval does (`check_same_photos`), each photo is compared with the digest the manifest beside `pred`
-    recorded, trusted by its stat when unchanged (data/digests.py). A manifest without digests, or none, records
-    nothing to compare with: the photos there now are drawn.
+    recorded, trusted by its stat while unchanged (docs/resume.md, "Cost: hash once, then trust the stat"). A
+    manifest without digests, or none, records nothing to compare with: the photos there now are drawn.
     """
     manifest = read_manifest(pred)
     if manifest is None or manifest.key is None:
