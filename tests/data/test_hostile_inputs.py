@@ -3,7 +3,9 @@ CLI: what would be lost or mixed silently is an error naming the file (and the l
 
 from __future__ import annotations
 
+import io
 import json
+import struct
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from bbuvl.cli.data import app
+from bbuvl.data.images import ImageError, load_image
+from bbuvl.serve.images import decode_image
+from tests.exif_photos import jpeg_turned_with_a_make_tag_of_the_wrong_type
 
 LABEL = "线缆"
 
@@ -695,3 +700,24 @@ def test_a_file_saved_as_gbk_says_so_where_it_was_only_not_utf8(tmp_path: Path):
     (tmp_path / "photo.jsonl").write_bytes((tmp_path / "a.jpg").read_bytes())  # a photo is no GBK text
     code, out = run("check", tmp_path / "photo.jsonl")
     assert code == 1 and "is this a JSONL dataset file?" in out and "GBK" not in out, out
+
+
+def test_a_photo_whose_exif_holds_a_tag_of_the_wrong_type_loads_upright_as_serve_reads_it(tmp_path: Path):
+    path = tmp_path / "turned.jpg"
+    path.write_bytes(jpeg_turned_with_a_make_tag_of_the_wrong_type())
+    # Pillow's exif_transpose failed on the camera make's tag (AttributeError): predict, training and data check lost
+    # a sound photo as a traceback, where serve answered it
+    loaded = load_image(path)
+    assert (loaded.raw_size, loaded.orientation, loaded.image.size) == ((64, 48), 6, (48, 64))
+    with Image.open(io.BytesIO(path.read_bytes())) as im:
+        served = decode_image(path.read_bytes(), max_pixels=10**6)
+        assert served.tobytes() == loaded.image.tobytes() and im.size == (64, 48)
+
+
+def test_a_photo_whose_exif_orientation_is_no_number_is_an_error_naming_it(tmp_path: Path):
+    path = tmp_path / "odd.jpg"
+    # the orientation tag written as ASCII "six" (type 2, inline): Pillow reads it back as text
+    ifd = struct.pack("<IH", 8, 1) + struct.pack("<HHI", 0x0112, 2, 4) + b"six\x00" + b"\x00" * 4
+    Image.new("RGB", (64, 48)).save(path, "JPEG", exif=b"Exif\x00\x00II*\x00" + ifd)
+    with pytest.raises(ImageError, match=r"odd\.jpg: cannot decode image: EXIF orientation is not a number"):
+        load_image(path)

@@ -11,6 +11,7 @@ import zlib
 import pytest
 from PIL import Image
 
+from tests.exif_photos import jpeg_turned_with_a_make_tag_of_the_wrong_type
 from tests.serve.client import multipart
 
 
@@ -249,16 +250,6 @@ def test_a_multipart_image_field_sent_as_text_says_to_send_the_file(bad_server, 
     quoted, ctype = as_file(photos[0].read_bytes())
     ctype["Content-Type"] = ctype["Content-Type"].replace("boundary=", 'boundary="') + '"'
     assert bad_server.request("POST", "/v1/detect", quoted, ctype).status == 200
-
-
-def jpeg_turned_with_a_make_tag_of_the_wrong_type() -> bytes:
-    """A 64x48 JPEG whose EXIF says "turn 90 degrees" (orientation 6) and holds its camera make, an ASCII tag, as a
-    number: what a buggy camera or editor writes."""
-    buf = io.BytesIO()
-    Image.new("RGB", (64, 48), (10, 200, 30)).save(buf, "JPEG")
-    entries = struct.pack("<HHII", 0x0112, 3, 1, 6) + struct.pack("<HHII", 0x010F, 5, 1, 8 + 2 + 2 * 12 + 4)
-    app1 = b"Exif\x00\x00II*\x00" + struct.pack("<IH", 8, 2) + entries + b"\x00" * 4 + struct.pack("<II", 1, 2)
-    return buf.getvalue()[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + buf.getvalue()[2:]
 
 
 def test_a_photo_whose_exif_holds_a_tag_of_the_wrong_type_is_answered_upright(bad_server):

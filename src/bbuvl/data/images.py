@@ -11,11 +11,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from bbuvl.data.input_paths import NOTHING_THERE, file_kind
 
 EXIF_ORIENTATION = 0x0112
+# The turn each EXIF orientation asks for, as Pillow's ImageOps.exif_transpose makes it. That function also writes the
+# EXIF block anew, and fails on a tag of the wrong type elsewhere in it (struct.error, TypeError, AttributeError) in a
+# photo whose pixels and turn are sound; the turn alone is made here (docs/serving.md, "Bad input").
+EXIF_TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 # Pillow's format names for those suffixes. MPO is how Pillow names the JPEG that phones write with a
 # second (depth or preview) picture inside; its first picture is the photo. Anything else Pillow can open
@@ -169,13 +175,26 @@ def load_image(path: str | Path, orient: bool = True) -> LoadedImage:
     """Decode an image completely (truncated files fail here, not later) and return it as RGB."""
     with open_image(path) as im, _named_errors(Path(path), "decode image"):  # a corrupt EXIF block, too
         raw_size = im.size
-        orientation = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
+        orientation = exif_orientation(im)
         mode = im.mode
-        img = ImageOps.exif_transpose(im) if orient and orientation != 1 else im  # pixels already loaded
-    if orientation not in range(1, 9):
-        orientation = 1
+        img = upright(im, orientation) if orient else im  # pixels already loaded
     rgb, conversion = convert_to_rgb(img)
     return LoadedImage(rgb, raw_size, orientation, mode, conversion)
+
+
+def exif_orientation(im: Image.Image) -> int:
+    """The EXIF orientation of an opened image: 1 when it has none or one outside 1-8; ValueError when it is no number."""
+    try:
+        value = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"EXIF orientation is not a number: {e}") from None
+    return value if value in range(1, 9) else 1
+
+
+def upright(im: Image.Image, orientation: int) -> Image.Image:
+    """`im` turned as the EXIF `orientation` asks (`im` itself for 1)."""
+    turn = EXIF_TURNS.get(orientation)
+    return im.transpose(turn) if turn is not None else im
 
 
 def image_size(path: str | Path) -> tuple[int, int]:

@@ -16,19 +16,13 @@ import re
 from PIL import Image, UnidentifiedImageError
 
 from bbuvl.data.coords import MAX_ASPECT
-from bbuvl.data.images import EXIF_ORIENTATION, convert_to_rgb, unsupported_format
+from bbuvl.data.images import convert_to_rgb, exif_orientation, unsupported_format, upright
 from bbuvl.serve.errors import ApiError, cut
 
 # A photo may have this many times the model frame's largest pixel count: a 12 MP phone photo is 12x the
 # 1 MP frame of configs/base.yaml; anything far beyond is a mistake or an attack (docs/serving.md, "Bad input").
 PIXEL_LIMIT_FACTOR = 100
 _URL_SAFE = str.maketrans("-_", "+/")
-# The turn each EXIF orientation asks for, as ImageOps.exif_transpose makes it: that function also writes the EXIF
-# block anew, and fails on a tag of the wrong type (struct.error, TypeError, AttributeError: a 500 before) in a photo
-# whose pixels and turn are sound (docs/serving.md, "Bad input")
-_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-            8: Image.Transpose.ROTATE_90}
 _DATA_URI = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,", re.I)
 
 
@@ -53,9 +47,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
                 raise ApiError(400, "bad_aspect_ratio", f"the image is {w}x{h}, {max(w, h) / min(w, h):.1f} times as long "
                                f"as it is wide; the model frame takes at most {MAX_ASPECT}:1: crop it first")
             im.load()
-            turn = _UPRIGHT.get(_orientation(im))
-            upright = im.transpose(turn) if turn is not None else im
-            rgb, _ = convert_to_rgb(upright)
+            rgb, _ = convert_to_rgb(upright(im, _orientation(im)))
             return rgb if rgb is not im else im.copy()
     except ApiError:
         raise
@@ -70,9 +62,9 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
 def _orientation(im: Image.Image) -> int:
     """The EXIF orientation of an opened image (1: none); ApiError 400 when it is no number."""
     try:
-        return int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
-    except (TypeError, ValueError) as e:
-        raise ApiError(400, "corrupt_image", f"the image's EXIF orientation is not a number: {cut(str(e))}") from None
+        return exif_orientation(im)
+    except ValueError as e:
+        raise ApiError(400, "corrupt_image", f"the image's {cut(str(e))}") from None
 
 
 def decode_base64(text: str, where: str = "image") -> bytes:
