@@ -178,3 +178,19 @@ def test_thresholds_named_alike_are_one_threshold():
     # Before: two thresholds, both written as 0.123457 and as 0.00 / -0.00, their tables one over the other.
     for text, names in (("0.1234567,0.1234568", ["0.123457"]), ("-0,0,1e-9", ["0.00"])):
         assert [threshold_name(t) for t in parse_thresholds(text)] == names
+
+
+def test_classify_writes_a_truth_typed_otherwise_as_its_class(tmp_path):
+    import csv
+    import unicodedata
+
+    nfc, nfd = unicodedata.normalize("NFC", "câble"), unicodedata.normalize("NFD", "câble")
+    support = photos(tmp_path / "support", {nfc: 1, "b": 1})
+    query = photos(tmp_path / "query", {nfd: 1, "b ": 1})  # as macOS writes the folder name; a trailing space
+    code, said = invoke("classify", "--support", support, "--query", query, "--backbone", "pixels:8",
+                        "--out", tmp_path / "o.csv", "--threshold", "-1", "--no-cache")
+    assert code == 0, said
+    with open(tmp_path / "o.csv", encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    # Before: truth 'câble' decomposed and 'b ', never equal to the answers 'câble' and 'b' of the same classes.
+    assert sorted((row["truth"], row["label"]) for row in rows) == [("b", "b"), (nfc, nfc)]

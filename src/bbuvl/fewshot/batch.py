@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from bbuvl.atomic import atomic_path
+from bbuvl.data.text import label_key
 from bbuvl.fewshot.backbones import Backbone
 from bbuvl.fewshot.cache import EmbeddingCache
 from bbuvl.fewshot.classifier import FewShotClassifier, Mode, decide
@@ -82,6 +83,9 @@ def classified_rows(
 ) -> Iterator[dict]:
     """One result dict per query, batch by batch: answer, top two classes, scores, margin, confidence, all scores."""
     classes = classifier.classes
+    # A truth typed otherwise than its class (a folder name decomposed by macOS, full-width, a trailing space) is
+    # written as the class, as eval counts it: the two columns compare equal where they mean one label.
+    spelled = {label_key(c): c for c in classes}
     for items, vectors in batches:
         scores = classifier.scores(vectors)
         d = decide(scores, threshold)
@@ -90,7 +94,8 @@ def classified_rows(
             yield {
                 "query": item.where, "image": str(item.path),
                 "box": [round(float(v), 2) for v in item.box] if item.box is not None else None,
-                "truth": item.label, "label": answers[i], "best_class": classes[d.best[i]],
+                "truth": item.label and spelled.get(label_key(item.label), item.label), "label": answers[i],
+                "best_class": classes[d.best[i]],
                 "score": round(float(d.best_score[i]), 6),
                 "second_class": classes[d.second[i]] if d.second[i] >= 0 else None,
                 "second_score": round(float(d.second_score[i]), 6), "margin": round(float(d.margin[i]), 6),
