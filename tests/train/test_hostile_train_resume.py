@@ -58,6 +58,8 @@ DAMAGE = {
     "rng-cut": (lambda c: cut(c / "rng_state.pth"), "rng_state.pth is cut short or damaged"),
     "state-without-step": (lambda c: (c / "trainer_state.json").write_text("{}", encoding="utf-8"),
                            "trainer_state.json is damaged: it holds no global_step"),
+    # Do not run this case without the fix: transformers then builds a full-size default model (23 GB measured).
+    "config-missing": (lambda c: (c / "config.json").unlink(), "config.json missing (the model's architecture)"),
 }
 
 
@@ -65,7 +67,8 @@ DAMAGE = {
 def test_a_checkpoint_with_damaged_or_missing_training_state_is_skipped_by_resume_and_refused_by_resume_from(
         finished, tmp_path, damage):
     """A cut optimizer.pt was a traceback about a zip "central directory" once the model had loaded (a cut
-    rng_state.pth: "[Errno 22] Invalid argument", no file named), a `{}` trainer state a KeyError."""
+    rng_state.pth: "[Errno 22] Invalid argument", no file named), a `{}` trainer state a KeyError, and a missing
+    config.json had transformers build its default, full-size model until the kernel killed the run."""
     out, config = copy_run(finished, tmp_path)
     spoil, says = DAMAGE[damage]
     spoil(out / "checkpoint-2")

@@ -171,6 +171,10 @@ def checkpoint_incomplete(path: Path) -> str | None:
     step = state.get("global_step") if isinstance(state, dict) else None
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         return "trainer_state.json is damaged: it holds no global_step (the step the checkpoint was saved at)"
+    if not (path / "config.json").is_file() and not (path / "adapter_model.safetensors").is_file():
+        # Resuming full weights reads the architecture from it: without it transformers built its default model, a
+        # full-size one (23 GB of memory for the tiny test model's checkpoint, until the kernel killed it).
+        return "config.json missing (the model's architecture)"
     return checkpoint_problem(path) or _training_state_problem(path)
 
 
