@@ -131,3 +131,13 @@ def test_a_box_at_exactly_iou_half_counts_as_found_as_coco_counts_it():
         agnostic, per_label = _coco_ap50(index, np.array([0, 0]), 1, box)
         coco = coco_evaluate(records, constant_box_predictions(records, box, ["线缆"]))
         assert agnostic == coco.agnostic["AP50"] and float(per_label[0].mean()) == coco.per_category["线缆"]["AP50"]
+
+
+@pytest.mark.parametrize("side", [0.5, 0.1])
+def test_a_part_under_a_thousandth_of_the_photos_side_leaves_a_prior_of_zero_not_an_error(side):
+    # it rounded to a box without area, the search's best when nothing scores, and its refinement found no move:
+    # "attempt to get argmax of an empty sequence" ended bbuvl eval
+    records = [record((640, 640), [([10.0, 10.0, 10.0 + side, 10.0 + side], "螺丝")])]
+    prior = best_constant_box(records)
+    assert prior.ap50_agnostic == 0.0 and prior.ap50 == 0.0
+    assert prior.box[2] - prior.box[0] > 1e-3 and prior.box[3] - prior.box[1] > 1e-3

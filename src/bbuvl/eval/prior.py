@@ -35,6 +35,7 @@ RECALL_POINTS = np.linspace(0.0, 1.0, 101)  # COCO's recall thresholds
 # Pruning uses a looser IoU than 0.5: in exact arithmetic a pair at IoU >= 0.5 passes every test below at 0.5,
 # and the 0.05 of slack is ~10^14 times the rounding of the relative coordinates.
 _PRUNE_IOU = 0.45
+MIN_SIDE = 1e-3  # the shortest side, in parts of the photo's, a constant box may have
 _ROWS = 64  # bands of box centre height the index sorts ground truth into
 _COCO_MAX_AREA = 1e5**2  # COCO's "all" area range ends here; beyond it `_coco_ap50` hands over to COCO itself
 
@@ -153,12 +154,15 @@ def _search_ap50(index: _TruthIndex, boxes: np.ndarray, chunk: int = 256) -> np.
 def _candidates(index: _TruthIndex, max_gt_candidates: int, grid_step: float, seed: int) -> np.ndarray:
     """Relative boxes to try: ground-truth boxes (deduplicated, subsampled), their mean, and a coarse grid."""
     rel = np.unique(np.round(index.relative, 3), axis=0)
+    # A part under a thousandth of the photo's side rounds to a box without area, which no move of `_refine` may start
+    # from (each keeps one side at zero) and no constant box could be
+    rel = rel[(rel[:, 2] - rel[:, 0] > MIN_SIDE) & (rel[:, 3] - rel[:, 1] > MIN_SIDE)]
     if len(rel) > max_gt_candidates:
         rel = rel[np.sort(np.random.default_rng(seed).choice(len(rel), max_gt_candidates, replace=False))]
     ticks = np.round(np.arange(0.0, 1.0 + 1e-9, grid_step), 6)
     spans = [(a, b) for i, a in enumerate(ticks) for b in ticks[i + 1:]]
     grid = np.array([(x1, y1, x2, y2) for x1, x2 in spans for y1, y2 in spans])
-    return np.concatenate([rel, rel.mean(axis=0, keepdims=True), grid])
+    return np.concatenate([rel, rel.mean(axis=0, keepdims=True), grid]) if len(rel) else grid
 
 
 def _refine(index: _TruthIndex, box: np.ndarray, score: float, steps: tuple[float, ...]) -> tuple[np.ndarray, float, int]:
@@ -171,8 +175,10 @@ def _refine(index: _TruthIndex, box: np.ndarray, score: float, steps: tuple[floa
                 for sign in (-1.0, 1.0):
                     m = box.copy()
                     m[side] = np.clip(m[side] + sign * s, 0.0, 1.0)
-                    if m[2] - m[0] > 1e-3 and m[3] - m[1] > 1e-3:
+                    if m[2] - m[0] > MIN_SIDE and m[3] - m[1] > MIN_SIDE:
                         moves.append(m)
+        if not moves:
+            break
         ap = _search_ap50(index, np.array(moves))
         tried += len(moves)
         best = int(np.argmax(ap))
