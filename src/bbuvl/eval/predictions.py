@@ -258,6 +258,35 @@ def _size_mismatch(p: PredictionLine, record: ImageRecord, index: int, gt_path: 
             f"datasets but are not the same photo; predict on the ground truth's own photos (bbuvl predict -i {gt_path})")
 
 
+@dataclass
+class PredictedPhotos:
+    """What the manifest beside a predictions file says of the photos its lines were predicted on."""
+
+    manifest: Manifest
+    root: Path  # where the lines' photo names are resolved (`prediction_root`)
+    recorded: dict[str, FileDigest]  # by name, as the manifest recorded them (empty in a manifest without digests)
+
+    @classmethod
+    def read(cls, pred_path: str | Path) -> "PredictedPhotos | None":
+        """The manifest beside `pred_path` read; None without one (another tool's file)."""
+        manifest = read_manifest(Path(pred_path))
+        if manifest is None:
+            return None
+        recorded = {d.name: d for d in manifest.key.photos} if manifest.key is not None else {}
+        return cls(manifest, prediction_root(pred_path), recorded)
+
+    def digest(self, image: str) -> FileDigest | None:
+        """The digest of the photo a line was predicted on: as the manifest recorded it, else (a manifest without
+        digests) of the file there now; None when unknown."""
+        if self.manifest.key is not None:
+            found = self.recorded.get(image)
+            return found if found is not None and found.sha256 != UNREADABLE else None
+        try:
+            return file_digest(self.root / image, image)
+        except OSError:
+            return None
+
+
 def check_same_photos(records: list[ImageRecord], gt_path: str | Path, alignment: Alignment, pred_path: str | Path) -> None:
     """DatasetError when a paired line was predicted on a photo whose content differs from its ground-truth photo.
 
@@ -267,15 +296,14 @@ def check_same_photos(records: list[ImageRecord], gt_path: str | Path, alignment
     tool's) is not checked. Photos unread at either end are left to the rest of eval. A ground-truth photo that is the
     very file predicted, unchanged since (same stat), is not hashed again (data/digests.py).
     """
-    manifest = read_manifest(Path(pred_path))
-    if manifest is None:
+    photos = PredictedPhotos.read(pred_path)
+    if photos is None:
         return
-    recorded = {d.name: d for d in manifest.key.photos} if manifest.key is not None else {}
-    root = prediction_root(pred_path)
+    manifest = photos.manifest
     for i, (record, line) in enumerate(zip(records, alignment.predictions)):
         if line is None:
             continue
-        predicted = _predicted_digest(line.image, recorded, root, manifest)
+        predicted = photos.digest(line.image)
         if predicted is None:
             continue
         try:
@@ -288,18 +316,6 @@ def check_same_photos(records: list[ImageRecord], gt_path: str | Path, alignment
                 f"than ground-truth photo {record.image} ({gt_path}, record {i + 1}): these predictions were made on "
                 f"other photos (another dataset, or photos changed since); predict on the ground truth's own photos "
                 f"(bbuvl predict -i {gt_path})"))
-
-
-def _predicted_digest(image: str, recorded: dict[str, FileDigest], root: Path, manifest: Manifest) -> FileDigest | None:
-    """The digest of the photo a line was predicted on: as the manifest recorded it, else (a manifest without
-    digests) of the file there now; None when unknown."""
-    if manifest.key is not None:
-        found = recorded.get(image)
-        return found if found is not None and found.sha256 != UNREADABLE else None
-    try:
-        return file_digest(root / image, image)
-    except OSError:
-        return None
 
 
 FRAME_SLACK = 0.05  # a box may overshoot its photo a little (a model's edge, rounding) before it is named

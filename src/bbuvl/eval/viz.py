@@ -17,8 +17,8 @@ from bbuvl.data.text import label_key
 from bbuvl.eval.draw import LabelNamer, compare_picture, file_stem, prediction_picture
 from bbuvl.eval.fonts import FontChoice
 from bbuvl.eval.matching import match_image
-from bbuvl.eval.predictions import PredictionLine, _predicted_digest, align_predictions, read_predictions
-from bbuvl.infer.output import manifest_path, prediction_root, read_manifest
+from bbuvl.eval.predictions import PredictedPhotos, PredictionLine, align_predictions, read_predictions
+from bbuvl.infer.output import manifest_path, prediction_root
 
 
 def is_prediction_file(path: str | Path) -> bool:
@@ -113,13 +113,12 @@ def check_photos_unchanged(lines: list[PredictionLine], pred: Path) -> None:
     recorded, trusted by its stat while unchanged (docs/resume.md, "Cost: hash once, then trust the stat"). A
     manifest without digests, or none, records nothing to compare with: the photos there now are drawn.
     """
-    manifest = read_manifest(pred)
-    if manifest is None or manifest.key is None:
+    photos = PredictedPhotos.read(pred)
+    if photos is None or photos.manifest.key is None:
         return
-    recorded = {d.name: d for d in manifest.key.photos}
-    root = prediction_root(pred)
+    manifest, root = photos.manifest, photos.root
     for line in lines:
-        predicted = _predicted_digest(line.image, recorded, root, manifest)
+        predicted = photos.digest(line.image)
         if predicted is None:
             continue
         try:
