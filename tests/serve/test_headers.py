@@ -67,3 +67,15 @@ def test_a_range_within_the_file_is_still_its_bytes(cors_server):
     whole = cors_server.request("GET", "/static/app.js").body
     r = cors_server.request("GET", "/static/app.js", headers={"Range": "bytes=10-19"})
     assert r.status == 206 and r.body == whole[10:20] and r.headers["content-range"] == f"bytes 10-19/{len(whole)}"
+
+
+@pytest.mark.parametrize("path,key", [("/", True), ("/static/app.js", True), ("/v1/detect", False), ("/healthz", False),
+                                      ("/nowhere", True)])
+def test_every_answer_holds_the_page_to_the_servers_own_script_and_out_of_other_sites_frames(cors_server, path, key):
+    # none before: a label or file name that slipped into the page's markup could have run as script, and the page
+    # could be framed by another site (tests/serve/test_page.py shows the page still works under the policy)
+    r = cors_server.request("GET", path, key=key)
+    policy = r.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy and "'unsafe-inline'" not in policy
+    assert r.headers["x-content-type-options"] == "nosniff" and r.headers["x-frame-options"] == "DENY"
+    assert r.headers["referrer-policy"] == "no-referrer"

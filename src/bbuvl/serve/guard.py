@@ -27,6 +27,17 @@ BASIC_CHALLENGE = 'Basic realm="bbu-vl", charset="UTF-8"'
 KEY_NAMES = ("key", "api_key", "apikey", "api-key", "token", "access_token", "auth")  # where a key may be put by mistake
 ROUTES = ("/healthz", "/readyz", "/metrics", "/v1/detect", "/v1/chat/completions", "/", "/font/cjk")
 METHODS = ("GET", "HEAD", "POST")  # every method some route takes: what `OPTIONS *` names
+# On every answer: a file is taken as the type it is served as, no address is sent onward, and what is shown may run
+# only this server's own script and styles, show its own pictures and the photos the user dropped (blob:), and sit in
+# no other site's frame. The page draws labels and file names from answers: none of them can ever run as script
+# (docs/serving.md, "The page").
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; "
+                                 b"form-action 'none'; frame-ancestors 'none'"),
+]
 logger = logging.getLogger("bbuvl.serve")
 
 
@@ -71,6 +82,7 @@ class Guard:
         async def watched(message: dict) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
             await send(message)
 
         try:
