@@ -290,6 +290,9 @@ def test_a_mapping_override_merges_into_its_section_and_the_later_of_two_overrid
         load_config(p, ["training.seed=x", "training={max_steps: 4}"])
     with pytest.raises(ConfigError, match=r"^training.seed.x=3 \(override\): 'training.seed' must be an integer"):
         load_config(p, ["training.seed=5", "training.seed.x=3"])
+    with pytest.raises(ConfigError, match=r"with training=\{2: 1\} \(override\): the key 2 under 'training' is read as "
+                                          r"a number"):
+        load_config(p, ["training={2: 1}"])  # merged in as the key it is, not as the text '2'
     from typer.testing import CliRunner
 
     from bbuvl.cli import app

@@ -726,7 +726,9 @@ def _apply_override(data: dict[str, Any], path: tuple[str, ...], value: Any) -> 
         node = nxt
     old = node.get(path[-1])
     if isinstance(value, dict) and isinstance(old, dict):
-        return [path + k for key, inner in value.items() for k in _apply_override(old, (str(key),), inner)]
+        # a key YAML read as no text (`{1: 2}`) stays one, for the error that names it (`_non_text_key`)
+        return [path + tuple(map(str, k)) for key, inner in value.items()
+                for k in _apply_override(old, (key,), inner)]
     node[path[-1]] = value
     return [replaced or path]
 
