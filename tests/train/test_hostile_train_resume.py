@@ -106,6 +106,7 @@ def test_resume_from_a_finished_model_says_it_is_no_checkpoint(finished, tmp_pat
     for a failed save."""
     out, config = copy_run(finished, tmp_path)
     shutil.copytree(out / "final", tmp_path / "exported")  # its own run's final/ is refused first: the run writes it
+    shutil.rmtree(out)  # and a folder holding a run is no place to resume another folder's checkpoint
     r = CliRunner().invoke(app, ["train", str(config), "--resume-from", str(tmp_path / "exported")])
     text = " ".join(r.output.split())
     assert r.exit_code == 2 and "a finished model (final/, an export), not a checkpoint-N saved mid-run" in text
@@ -120,4 +121,20 @@ def test_resume_and_resume_from_together_are_refused_before_anything_is_written(
     text = " ".join(r.output.split())
     assert r.exit_code == 2 and "--resume continues from the newest checkpoint in training.output_dir, --resume-from " \
                                 f"from {out / 'checkpoint-2'}: pass one of them" in text, r.output
+    assert snapshot(out) == before
+
+
+def test_resume_from_another_folders_checkpoint_into_a_folder_holding_a_run_is_refused_and_keeps_it(finished, tmp_path):
+    """--resume-from another run's checkpoint went on in a folder holding a run of its own: that run's final/ and
+    history.json were replaced and the new checkpoints saved beside its own, under its run.json."""
+    out, config = copy_run(finished, tmp_path)
+    shutil.rmtree(out / "checkpoint-2")
+    other = tmp_path / "other"
+    shutil.copytree(finished.training.output_dir, other)
+    before = snapshot(out)
+    r = CliRunner().invoke(app, ["train", str(config), "--resume-from", str(other / "checkpoint-2")])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2, r.output
+    assert f"--resume-from {other / 'checkpoint-2'}: training.output_dir {out} holds another run (checkpoint-1, final" in text
+    assert "and the checkpoint is not one of its own" in text
     assert snapshot(out) == before

@@ -25,7 +25,7 @@ from bbuvl.atomic import remove_path
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.schema import resolve_image
 from bbuvl.model.checkpoint import checkpoint_problem
-from bbuvl.outputs import OutputConflict, check_not_inputs
+from bbuvl.outputs import OutputConflict, check_not_inputs, same_path
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.monitors import HEALTH_FILE
 
@@ -94,6 +94,20 @@ def check_rotation(output_dir: str | Path, max_steps: int, save_total_limit: int
                           f"like one: HF's checkpoint rotation (training.save_total_limit {save_total_limit}) takes "
                           "it for one by its name and would delete it. Move it out of training.output_dir, or rename "
                           "it so that its name does not start with checkpoint-")
+
+
+def check_resume_into(output_dir: str | Path, checkpoint: str | Path) -> None:
+    """Refuse resuming a checkpoint of another folder into an output folder that holds a run of its own."""
+    out, folder = Path(output_dir), Path(checkpoint).parent
+    if same_path(folder, out) or not (found := previous_run(out)):
+        return
+    # The resumed run would replace this one's final/ and history.json and save beside its checkpoints, while its
+    # run.json, which later resumes compare with, stays the other run's (docs/resume.md, "train --resume: the run
+    # record").
+    shown = ", ".join(found[:4]) + (" ..." if len(found) > 4 else "")
+    raise RunDirError(f"--resume-from {checkpoint}: training.output_dir {out} holds another run ({shown}), and the "
+                      f"checkpoint is not one of its own: resuming would continue one run in the other's folder. "
+                      "Choose an empty training.output_dir, or resume from a checkpoint of this folder")
 
 
 def _folder(output_dir: str | Path) -> Path:
