@@ -377,3 +377,17 @@ def test_a_key_yaml_reads_as_no_text_names_its_own_line(tmp_path):
                                     f"{p}:4: the key 2 under 'training' is read as a number",
                                     f"{p}:5: the key None is read as null"])
     assert "YAML reads yes/no, on/off and true/false as booleans" in str(e.value)
+
+
+@pytest.mark.parametrize(("typed", "read"), [("010", 8), ("0x10", 16), ("0b11", 3), ("1:30", 90)])
+def test_a_number_yaml_reads_in_another_base_is_refused_naming_its_line(tmp_path, typed, read):
+    """YAML 1.1 read `save_steps: 010` as 8 and `1:30` as 90 (base 60), silently, in a file or an override."""
+    p = tmp_path / "c.yaml"
+    p.write_text(f"training:\n  seed: 3\n  save_steps: {typed}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(p))}:3: '{typed}' is read by YAML as {read} \(YAML 1.1"):
+        load_config(p)
+    with pytest.raises(ConfigError, match=rf"^override 'training.save_steps={typed}': '{typed}' is read by YAML as "
+                                          rf"{read} .* write the number in decimal digits"):
+        load_config(None, [f"training.save_steps={typed}"])
+    p.write_text(f"training:\n  save_steps: 1_000\n  output_dir: '{typed}'\n", encoding="utf-8")  # quoted: text
+    assert (load_config(p).training.save_steps, load_config(p).training.output_dir) == (1000, typed)

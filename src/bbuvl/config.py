@@ -10,6 +10,7 @@ YAML) and the closest valid key; a wrong type names the key and the expected typ
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import UnionType
@@ -733,6 +734,26 @@ def _apply_override(data: dict[str, Any], path: tuple[str, ...], value: Any) -> 
     return [replaced or path]
 
 
+# Plain scalars YAML 1.1 reads as numbers in another base: a leading 0 as octal (`save_steps: 010` was 8), 0x as hex, 0b
+# as binary, and digits joined by ':' as base 60 (`1:30` was 90). No key of a config means one of them.
+_OTHER_BASE = re.compile(r"[-+]?(0b[0-1_]+|0[0-7_]+|0x[0-9a-fA-F_]+|[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?)")
+
+
+def _other_base(text: str) -> tuple[int, str] | None:
+    """The first plain scalar of the YAML `text` that YAML 1.1 reads as a number in another base: (line, as typed)."""
+    for token in yaml.scan(text, Loader=yaml.SafeLoader):
+        if isinstance(token, yaml.ScalarToken) and token.plain and _OTHER_BASE.fullmatch(token.value):
+            return token.start_mark.line + 1, token.value
+    return None
+
+
+def _other_base_error(where: str, typed: str) -> ConfigError:
+    """The error for `typed`, a number YAML 1.1 reads in another base than the decimal one it looks like."""
+    return ConfigError(f"{where}: '{typed}' is read by YAML as {yaml.safe_load(typed)!r} (YAML 1.1 reads a leading 0 "
+                       "as octal, 0x as hex, 0b as binary and digits joined by ':' as base 60); write the number in "
+                       "decimal digits without a leading 0, or quote it if it is text")
+
+
 def _dropped_comment(raw: str, value: Any) -> bool:
     """Whether YAML read part of an override's `raw` text as a comment: a '#' typed that no string of `value` holds."""
     def hashes(node: Any) -> int:
@@ -764,6 +785,8 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
             value = load_yaml(raw, f"override '{key.strip()}'")[0] if raw.strip() else None
         except YamlError as e:
             raise ConfigError(str(e)) from None
+        if found := _other_base(raw):
+            raise _other_base_error(f"override '{item}'", found[1])
         if _dropped_comment(raw, value):
             # `training.output_dir=runs/lr 1e-4 #2` trained into runs/lr 1e-4, and `data.val=#2` without validation.
             raise ConfigError(f"override '{item}': YAML reads a '#' at the start or after a space, and all that "
@@ -826,6 +849,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             data, lines = load_yaml(text, str(path))
         except YamlError as e:
             raise ConfigError(str(e)) from None
+        if found := _other_base(text):
+            raise _other_base_error(f"{path}:{found[0]}", found[1])
         if data is None:  # `{}` still means every default: an empty file is more often a cut-short or wrong one
             raise ConfigError(f"{path}: holds no settings (the file is empty or only comments), so every key would take "
                               "its default (a 3B model from the hub, data/train.jsonl, runs/bbu-3b); write the keys "
