@@ -302,5 +302,5 @@ def test_a_checkpoint_missing_a_file_transformers_loads_is_refused_naming_it(por
     (checkpoint / name).unlink()
     r = export(checkpoint, tmp_path / "out")
     # Before: transformers' 'Unrecognized model in ...' or 'Can't load video processor for ...'.
-    assert r.exit_code == 2 and f"{checkpoint}: incomplete checkpoint ({name} missing)" in " ".join(r.output.split())
+    assert r.exit_code == 2 and f"{checkpoint}: incomplete or damaged checkpoint ({name} missing)" in " ".join(r.output.split())
     assert not (tmp_path / "out").exists()

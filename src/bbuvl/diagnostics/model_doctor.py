@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from bbuvl.config import CONFIG_FILE, Config
+from bbuvl.config import Config
 from bbuvl.data.families import IMAGE_TOKEN
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.images import load_image
@@ -32,7 +32,7 @@ from bbuvl.diagnostics.probe import detection_outputs, image_batch, prepare_name
 from bbuvl.encode.chat import SPAN_STUDENT, Turn
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.checkpoint import is_plain_model_folder, read_model_folder
-from bbuvl.model.export import TEMPLATE_FILE, missing_model_files
+from bbuvl.model.export import TEMPLATE_FILE
 from bbuvl.model.loading import check_special_tokens, special_token_ids
 from bbuvl.model.vlm import core_model
 from bbuvl.train.param_groups import GROUPS, GroupSummary, freeze_zero_lr_groups, group_of, summarize_groups
@@ -320,11 +320,8 @@ def check_prompt(predictor: Predictor, hierarchy: Hierarchy) -> list[Check]:
 
 
 def _load_failure(directory: Path, why: str) -> str:
-    """What a failed load says: the files transformers needed that are missing, when they are the cause, since its own
-    error then names something else; the error itself otherwise (most name the folder or a file in it already)."""
-    missing = missing_model_files(directory) if (directory / CONFIG_FILE).is_file() else []
-    if missing:
-        return f"{directory}: incomplete checkpoint ({', '.join(missing)} missing); re-copy it or use another checkpoint"
+    """What a failed load says, naming the folder (a file transformers needs that is missing is named by the
+    checkpoint's own check, `checkpoint_problem`, before transformers would name something else)."""
     return why if why.startswith(str(directory)) else f"{directory}: {why}"
 
 

@@ -148,6 +148,14 @@ def is_plain_model_folder(directory: str | Path) -> bool:
     return (directory / "config.json").is_file() and not _has_training_files(directory)
 
 
+def missing_model_files(directory: Path) -> list[str]:
+    """The files transformers loads a checkpoint from that are not in it: without them its errors name other things
+    ("Unrecognized model", "Can't load video processor", "config and tokenizer disagree")."""
+    adapter = (directory / "adapter_model.safetensors").is_file()
+    wanted = ["adapter_config.json" if adapter else "config.json", "preprocessor_config.json", "tokenizer_config.json"]
+    return [name for name in wanted if not (directory / name).is_file()]
+
+
 def checkpoint_problem(directory: str | Path) -> str | None:
     """Why a checkpoint folder is not complete (None when it is): a missing file, a cut-short weights file."""
     directory = Path(directory)
@@ -156,6 +164,8 @@ def checkpoint_problem(directory: str | Path) -> str | None:
             return f"{name} missing"
     if not any((directory / name).is_file() for name in TOKENIZER_FILES):
         return f"no tokenizer ({' or '.join(TOKENIZER_FILES)} missing)"
+    if missing := missing_model_files(directory):
+        return f"{', '.join(missing)} missing"
     weights = sorted(directory.glob("*.safetensors"))
     if not any(w.name.startswith(("model", "adapter_model")) for w in weights):
         return "no model*.safetensors or adapter_model.safetensors"

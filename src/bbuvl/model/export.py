@@ -83,14 +83,6 @@ class ExportResult:
         return self.out / CARD_FILE
 
 
-def missing_model_files(directory: Path) -> list[str]:
-    """The files transformers loads a checkpoint from that are not in it: without them its errors name other things
-    ("Unrecognized model", "Can't load video processor", "config and tokenizer disagree")."""
-    adapter = (directory / "adapter_model.safetensors").is_file()
-    wanted = ["adapter_config.json" if adapter else "config.json", "preprocessor_config.json", "tokenizer_config.json"]
-    return [name for name in wanted if not (directory / name).is_file()]
-
-
 def portability_problem(folder: ModelFolder) -> str | None:
     """Why a checkpoint cannot be exported as it is (a part that changes its answers), or None."""
     if folder.cfg.model.vision_positions and (folder.path / POSITIONS_FILE).exists() and _positions_learned(folder.path):
@@ -144,9 +136,6 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
     if is_plain_model_folder(checkpoint):
         raise ValueError(f"{checkpoint}: a plain model folder already (no bbuvl.yaml); stock loaders read it as it is")
     folder = read_model_folder(checkpoint)
-    if missing := missing_model_files(folder.path):
-        raise CheckpointError(f"{folder.path}: incomplete checkpoint ({', '.join(missing)} missing); re-copy it or use "
-                              "another checkpoint")
     problem = portability_problem(folder)
     if problem and not any(c.part == POSITIONS_FILE for c in costs):
         raise ExportRefused(problem)
