@@ -88,3 +88,17 @@ def test_merge_lora_of_a_folder_without_adapters_says_there_is_nothing_to_merge(
         r = CliRunner().invoke(app, ["model", "merge-lora", str(folder), str(tmp_path / "merged")], env={"COLUMNS": "400"})
         assert r.exit_code == 2 and f"error: {folder}: {said}" in r.output, r.output
     assert not (tmp_path / "merged").exists()
+
+
+@pytest.mark.parametrize("name", ["config.json", "preprocessor_config.json", "tokenizer_config.json"])
+def test_a_checkpoint_missing_a_file_transformers_loads_is_refused_naming_it_before_any_weight_loads(
+        trained_checkpoint, tmp_path, name):
+    import shutil
+
+    broken = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, broken)
+    (broken / name).unlink()
+    # predict, serve and train --resume read a checkpoint here: transformers' own error would name something else
+    # ('Unrecognized model', "Can't load video processor", 'config and tokenizer disagree')
+    with pytest.raises(CheckpointError, match=rf"incomplete or damaged checkpoint \({name} missing\)"):
+        read_model_folder(broken)
