@@ -391,3 +391,20 @@ def test_a_number_yaml_reads_in_another_base_is_refused_naming_its_line(tmp_path
         load_config(None, [f"training.save_steps={typed}"])
     p.write_text(f"training:\n  save_steps: 1_000\n  output_dir: '{typed}'\n", encoding="utf-8")  # quoted: text
     assert (load_config(p).training.save_steps, load_config(p).training.output_dir) == (1000, typed)
+
+
+def test_a_named_pipe_no_one_writes_to_is_refused_at_once_and_one_written_to_is_read(tmp_path):
+    """`bbuvl train some.fifo` waited forever for a writer; `bbuvl train <(make_config)` must still read its pipe."""
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "c.yaml"
+    os.mkfifo(fifo)
+    code = f"from bbuvl.config import load_config; load_config({str(fifo)!r})"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and f"{fifo}: a pipe no process writes to (or wrote nothing)" in r.stderr, r.stderr
+    shell = f"{sys.executable} -c 'import sys; from bbuvl.config import load_config; " \
+            "print(load_config(sys.argv[1]).training.seed)' <(printf 'training:\\n  seed: 7\\n')"
+    r = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "7", r.stderr

@@ -10,7 +10,9 @@ YAML) and the closest valid key; a wrong type names the key and the expected typ
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import UnionType
@@ -811,8 +813,13 @@ MAX_CONFIG_BYTES = 256 * 1024
 def read_config_text(path: str | Path) -> str:
     """The text of the config file `path`, read up to MAX_CONFIG_BYTES; ConfigError naming the file otherwise."""
     try:
-        with open(path, "rb") as fh:
+        # Not blocking on open: a named pipe no process writes to was waited on forever; one that is written to, as
+        # `bbuvl train <(make_config)` gives, is read as before (blocking again once open).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as fh:
             raw = fh.read(MAX_CONFIG_BYTES + 1)
+            pipe = stat.S_ISFIFO(os.fstat(fh.fileno()).st_mode)
     except IsADirectoryError:
         saved = Path(path) / CONFIG_FILE  # a checkpoint given where its config belongs
         raise ConfigError(f"{path}: a folder, not a YAML config" + (f"; the config that checkpoint trained with is "
@@ -821,6 +828,8 @@ def read_config_text(path: str | Path) -> str:
         # `bbuvl train training.seed=1 run.yaml`: an override where the config belongs
         hint = "; the config file comes before the key=value overrides" if "=" in Path(path).name else ""
         raise ConfigError(f"{path}: cannot read config: {e.strerror or e}{hint}") from None
+    if not raw and pipe:
+        raise ConfigError(f"{path}: a pipe no process writes to (or wrote nothing); give the YAML config file")
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB, which no config is (configs/base.yaml, "
                           "every key with its comments, is about 11 KB); is this a YAML config?")
