@@ -193,8 +193,9 @@ def checkpoint_incomplete(path: Path) -> str | None:
 
 
 def _optimizer_state(path: Path) -> bool:
-    """Whether `path` holds an optimizer's state: HF's optimizer.pt, or DeepSpeed's global_step* folder."""
-    return (path / "optimizer.pt").is_file() or any(p.is_dir() for p in path.glob("global_step*"))
+    """Whether `path` holds an optimizer's state: HF's optimizer.pt (.bin), or DeepSpeed's global_step* folder."""
+    return (any((path / name).is_file() for name in ("optimizer.pt", "optimizer.bin"))
+            or any(p.is_dir() for p in path.glob("global_step*")))
 
 
 def _training_state_problem(path: Path) -> str | None:
