@@ -138,3 +138,7 @@ def test_resume_from_another_folders_checkpoint_into_a_folder_holding_a_run_is_r
     assert f"--resume-from {other / 'checkpoint-2'}: training.output_dir {out} holds another run (checkpoint-1, final" in text
     assert "and the checkpoint is not one of its own" in text
     assert snapshot(out) == before
+    # the same refused through the Python API, which went on before: the check is in the training itself
+    with pytest.raises(ValueError, match="holds another run .* and the checkpoint is not one of its own"):
+        train(load_config(config), resume=str(other / "checkpoint-2"))
+    assert snapshot(out) == before

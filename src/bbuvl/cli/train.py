@@ -50,11 +50,6 @@ def train(
              f"{resume_from}: pass one of them")
     if not dry_run and _main_process():
         hold_outputs("train", [Path(cfg.training.output_dir)])  # one run per folder (bbuvl/outputs.py)
-    if resume_from and not dry_run:
-        from bbuvl.train.run_dir import check_resume_into
-
-        with user_errors(ValueError):
-            check_resume_into(cfg.training.output_dir, resume_from)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from bbuvl.encode.loss_terms import LossTerms
     from bbuvl.train.trainer import dry_run as run_dry

@@ -45,8 +45,8 @@ from bbuvl.train.dataset import ConversationDataset
 from bbuvl.train.monitors import health_summary, training_health
 from bbuvl.train.held_out import check_held_out
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, fused_on_cpu, optimizer_groups
-from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_output_dir, check_run_inputs, checkpoint_incomplete,
-                                 clear_previous_run, latest_complete_checkpoint)
+from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_output_dir, check_resume_into, check_run_inputs,
+                                 checkpoint_incomplete, clear_previous_run, latest_complete_checkpoint)
 from bbuvl.train.resume_records import HISTORY_FILE, abandoned_checkpoints, cut_back
 from bbuvl.train.run_inputs import RunInputs, check_inputs, optional_data, read_run_inputs  # noqa: F401 - rl's too
 from bbuvl.train.run_record import RUN_RECORD, check_resume, write_run_record
@@ -483,6 +483,8 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
                      own={"--resume-from": resume if isinstance(resume, str) else None}, files=files)
     check_held_out(cfg, files)  # before the folder is touched: validation shown in training is no run to start
     previous = check_output_dir(out, resume=bool(resume), overwrite=overwrite)  # another run's folder is refused first
+    if isinstance(resume, str):
+        check_resume_into(out, resume)  # another folder's checkpoint into a folder holding a run of its own
     check_precision(cfg)  # and before --overwrite clears it
     if prepare is not None:
         prepare()  # a typo in data.val or a bad line must not cost the run --overwrite would replace
