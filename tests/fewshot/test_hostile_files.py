@@ -10,27 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from bbuvl.cli.fewshot import app
 from bbuvl.fewshot.backbones import PixelBackbone
 from bbuvl.fewshot.cache import CACHE_FILE, EmbeddingCache
 from bbuvl.fewshot.embed import EmbedReport, ImageItem, embed_items
-
-
-def photos(root: Path, classes: dict[str, int]) -> Path:
-    """`root/<class>/<i>.png`: small plain photos, a colour per class."""
-    for c, (name, n) in enumerate(classes.items()):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            Image.new("RGB", (12, 10), (60 * c % 256, 20 * i, 200 - 50 * c % 200)).save(root / name / f"{i}.png")
-    return root
-
-
-def invoke(*args) -> tuple[int, str]:
-    r = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "400"})
-    assert not r.exception or isinstance(r.exception, SystemExit), r.exception  # a traceback is never an answer
-    return r.exit_code, " ".join(r.output.split())
+from tests.fewshot.test_hostile_input import invoke, photos
 
 
 def test_a_cache_file_of_another_program_is_refused_naming_it_and_left_as_it_was(tmp_path):

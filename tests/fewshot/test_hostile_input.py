@@ -26,6 +26,7 @@ def photos(root: Path, classes: dict[str, int]) -> Path:
 
 def invoke(*args) -> tuple[int, str]:
     r = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "400"})  # a usage error's box unwrapped
+    assert not r.exception or isinstance(r.exception, SystemExit), r.exception  # a traceback is never an answer
     return r.exit_code, " ".join(r.output.split())
 
 
