@@ -134,3 +134,20 @@ def test_a_folder_named_like_a_checkpoint_that_hf_would_rotate_away_is_refused_a
     (out / "checkpoint-2-notes").mkdir()  # any name starting checkpoint-<number>, whatever follows
     with pytest.raises(RunDirError, match="holds checkpoint-2-notes"):
         check_rotation(out, max_steps=3, save_total_limit=2)
+
+
+@pytest.mark.parametrize("kind", ["file", "dangling link"])
+def test_a_file_named_like_a_checkpoint_the_run_would_save_is_refused_before_the_first_step(run_config, tmp_path, kind):
+    """The save at step 2 into checkpoint-2 failed on the user's file of that name, after the steps before it."""
+    from bbuvl.train.trainer import train
+
+    out = tmp_path / "run"
+    out.mkdir()
+    if kind == "file":
+        (out / "checkpoint-2").write_text("mine", encoding="utf-8")
+    else:
+        (out / "checkpoint-2").symlink_to(tmp_path / "nowhere")
+    cfg = run_config("training.max_steps=3", "training.save_steps=2")
+    with pytest.raises(RunDirError, match=r"holds checkpoint-2, not a folder, where the run saves its checkpoint"):
+        train(cfg, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-2"]

@@ -77,10 +77,19 @@ HF_CHECKPOINT = re.compile(r".*checkpoint-([0-9]+)")
 
 def check_rotation(output_dir: str | Path, max_steps: int, save_total_limit: int) -> None:
     """Refuse a run whose folder holds another folder that HF's checkpoint rotation would take for one of the run's
-    checkpoints by its name and may delete (a copy `checkpoint-200.bak`); RunDirError naming each."""
+    checkpoints by its name and may delete (a copy `checkpoint-200.bak`), or a file where the run would save one;
+    RunDirError naming each."""
     out = Path(output_dir)
+    entries = sorted(out.glob("checkpoint-*")) if out.is_dir() else []
+    # A save into checkpoint-N creates that folder: a file (or a link to nowhere) of that name failed the run there,
+    # after every step before it
+    taken = [path.name for path in entries if CHECKPOINT.match(path.name) and not path.is_dir()]
+    if taken:
+        raise RunDirError(f"training.output_dir {out}: holds {', '.join(taken)}, not a folder, where the run saves its "
+                          "checkpoint of that step: the save would fail there, after the steps before it. Move it out "
+                          "of training.output_dir or rename it")
     found = []
-    for path in sorted(out.glob("checkpoint-*")) if out.is_dir() else []:
+    for path in entries:
         if not path.is_dir() or path.is_symlink() or CHECKPOINT.match(path.name):
             continue  # rotation removes no file nor link, and the run's own checkpoint-N are its to rotate
         if (m := HF_CHECKPOINT.match(path.name)) is None:
