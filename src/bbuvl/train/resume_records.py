@@ -49,14 +49,20 @@ def abandoned_checkpoints(output_dir: str | Path, checkpoint: str | Path) -> lis
             if checkpoint_incomplete(p) is None]
 
 
+def check_training_state(checkpoint: str | Path) -> None:
+    """RunDirError when `checkpoint` lacks the optimizer's or the schedule's state (`training_state_missing`): checked
+    before the model loads and before anything is cut, since the run must not start."""
+    if why := training_state_missing(Path(checkpoint)):
+        raise RunDirError(f"resuming from {checkpoint}: {why}; put the file back, or start a new run with model.path "
+                          "set to the checkpoint to train on from its weights")
+
+
 def cut_back(output_dir: str | Path, checkpoint: str | Path) -> None:
     """Cut the records in `output_dir` back to `checkpoint`'s step: history.json and health.json become the
     checkpoint's, TensorBoard events, non-finite batch dumps and numbered checkpoints past its step go. RunDirError,
-    with nothing cut, when the checkpoint lacks the optimizer's or the schedule's state (`training_state_missing`)."""
+    with nothing cut, when the checkpoint lacks the optimizer's or the schedule's state (`check_training_state`)."""
     out, checkpoint = Path(output_dir), Path(checkpoint)
-    if why := training_state_missing(checkpoint):  # before anything here is cut: the run must not start
-        raise RunDirError(f"resuming from {checkpoint}: {why}; put the file back, or start a new run with model.path "
-                          "set to the checkpoint to train on from its weights")
+    check_training_state(checkpoint)
     state = read_json(checkpoint / "trainer_state.json", "trainer state")
     step = int(state["global_step"])
     write_text_atomic(out / HISTORY_FILE, json.dumps(state.get("log_history", []), indent=1))
