@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from bbuvl.cli.data import app
-from bbuvl.data.images import ImageError, load_image
+from bbuvl.data.images import ImageError, image_size, load_image
 from bbuvl.serve.images import decode_image
 from tests.exif_photos import jpeg_turned_with_a_make_tag_of_the_wrong_type
 
@@ -721,3 +722,25 @@ def test_a_photo_whose_exif_orientation_is_no_number_is_an_error_naming_it(tmp_p
     Image.new("RGB", (64, 48)).save(path, "JPEG", exif=b"Exif\x00\x00II*\x00" + ifd)
     with pytest.raises(ImageError, match=r"odd\.jpg: cannot decode image: EXIF orientation is not a number"):
         load_image(path)
+
+
+def png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG that claims `width` x `height` and holds no pixels: what Pillow's size checks read."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_photo_of_a_hundred_megapixels_is_read_without_pillows_warning_and_one_past_its_limit_says_what_to_do(
+        tmp_path: Path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow's DecompressionBombWarning printed a line of its code for each run
+        assert image_size(png_header(tmp_path / "camera.png", 11648, 8736)) == (11648, 8736)  # a 100 MP camera
+    with pytest.raises(ImageError, match=r"phone\.png: image too large to decode safely \(.*\): save it at a lower "
+                                         r"resolution first"):
+        image_size(png_header(tmp_path / "phone.png", 16320, 12240))  # a phone's 200 MP mode

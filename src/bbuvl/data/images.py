@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -114,7 +115,11 @@ def open_image(path: str | Path, decode: bool = True) -> Iterator[Image.Image]:
             raise ImageError(f"{path}: a folder, not an image file")
         if kind is not None and kind not in NOTHING_THERE:  # nothing there: Pillow's error, named below
             raise ImageError(f"{path}: not a regular file ({kind}), so never read as a photo")
-        im = Image.open(path)
+        with warnings.catch_warnings():
+            # Pillow warns from half the pixels it refuses (89 M, a 100 MP camera's photo) with a line of its code; such a
+            # photo is read like any other, and one past its limit is refused below, named
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
     with im:
         if (why := unsupported_format(im.format)) is not None:
             raise ImageError(f"{path}: {why}")
@@ -136,7 +141,8 @@ def _named_errors(path: Path, doing: str) -> Iterator[None]:
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image (no photo format recognised in its bytes)") from None
     except Image.DecompressionBombError as e:
-        raise ImageError(f"{path}: image too large to decode safely: {e}") from None
+        raise ImageError(f"{path}: image too large to decode safely ({e}): save it at a lower resolution first (a "
+                         "phone's 200 MP mode: its default size), no model frame holds more than a few megapixels") from None
     except (OSError, SyntaxError, ValueError) as e:  # truncated / corrupt data, or a name no file can have
         if "\0" in str(path):  # a name from data (a dataset line, a COCO entry), not from the disk
             raise ImageError(f"{path}: no file name holds a NUL character") from None
