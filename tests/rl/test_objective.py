@@ -50,7 +50,7 @@ def test_a_clipped_token_passes_only_the_kl_gradient():
 def test_without_a_reference_the_kl_is_zero_and_beta_changes_nothing():
     logp, old, _, adv, mask = case()
     a = grpo_loss(logp, old, None, adv, mask, StepCounts(2, 3, 4), "dapo", 0.2, 0.2, beta=0.5)
-    assert float(a.kl_sum) == 0.0 and float(a.loss) == pytest.approx((-1.2 - 1.0 + 0.8) / 3)
+    assert float(a.kl_sum) == 0.0 and a.loss.item() == pytest.approx((-1.2 - 1.0 + 0.8) / 3)
 
 
 def test_micro_batches_add_up_to_the_whole_step():
@@ -60,7 +60,7 @@ def test_micro_batches_add_up_to_the_whole_step():
         whole = grpo_loss(logp, old, ref, adv, mask, counts, loss_type, 0.2, 0.2, 0.1).loss
         parts = sum(grpo_loss(logp[i:i + 1], old[i:i + 1], ref[i:i + 1], adv[i:i + 1], mask[i:i + 1], counts, loss_type,
                               0.2, 0.2, 0.1).loss for i in range(2))
-        assert float(parts) == pytest.approx(float(whole), abs=1e-12), loss_type
+        assert parts.item() == pytest.approx(whole.item(), abs=1e-12), loss_type
 
 
 def test_advantages_are_relative_to_each_photos_group():
