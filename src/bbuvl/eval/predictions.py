@@ -286,6 +286,18 @@ class PredictedPhotos:
         except OSError:
             return None
 
+    def differs(self, image: str, photo: Path) -> bool:
+        """Whether `photo` has other content than the photo the line naming `image` was predicted on; False when
+        either is unknown or unread (left to the rest of the reader). `photo` is trusted by its stat while it is the
+        very file recorded, unchanged (data/digests.py)."""
+        predicted = self.digest(image)
+        if predicted is None:
+            return False
+        try:
+            return file_digest(photo, image, {image: predicted}).sha256 != predicted.sha256
+        except OSError:
+            return False
+
 
 def check_same_photos(records: list[ImageRecord], gt_path: str | Path, alignment: Alignment, pred_path: str | Path) -> None:
     """DatasetError when a paired line was predicted on a photo whose content differs from its ground-truth photo.
@@ -301,16 +313,7 @@ def check_same_photos(records: list[ImageRecord], gt_path: str | Path, alignment
         return
     manifest = photos.manifest
     for i, (record, line) in enumerate(zip(records, alignment.predictions)):
-        if line is None:
-            continue
-        predicted = photos.digest(line.image)
-        if predicted is None:
-            continue
-        try:
-            truth = file_digest(resolve_image(gt_path, record.image), line.image, {line.image: predicted})
-        except OSError:
-            continue
-        if truth.sha256 != predicted.sha256:
+        if line is not None and photos.differs(line.image, resolve_image(gt_path, record.image)):
             raise DatasetError(pred_path, line.line, (
                 f"photo {line.image} was predicted from {manifest.input}, whose photo of that name has other content "
                 f"than ground-truth photo {record.image} ({gt_path}, record {i + 1}): these predictions were made on "
