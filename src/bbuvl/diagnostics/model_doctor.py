@@ -32,7 +32,7 @@ from bbuvl.diagnostics.probe import detection_outputs, image_batch, prepare_name
 from bbuvl.encode.chat import SPAN_STUDENT, Turn
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.checkpoint import is_plain_model_folder, read_model_folder
-from bbuvl.model.export import TEMPLATE_FILE
+from bbuvl.model.checkpoint_files import TEMPLATE_FILE
 from bbuvl.model.loading import check_special_tokens, special_token_ids
 from bbuvl.model.vlm import core_model
 from bbuvl.train.param_groups import GROUPS, GroupSummary, freeze_zero_lr_groups, group_of, summarize_groups

@@ -34,11 +34,14 @@ def json_problem(folder: Path) -> str | None:
     return None
 
 
+TEMPLATE_FILE = "chat_template.jinja"  # where save_pretrained writes the processor's chat template
+
+
 def template_problem(folder: Path) -> str | None:
     """Why a model folder's chat template does not compile (None when it does, or there is none)."""
     import jinja2
 
-    path = folder / "chat_template.jinja"
+    path = folder / TEMPLATE_FILE
     if not path.is_file():
         return None
     try:

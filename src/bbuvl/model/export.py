@@ -25,12 +25,12 @@ from safetensors.torch import load_file
 from bbuvl.atomic import atomic_folder, write_text_atomic
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.families import TURN_END
-from bbuvl.model.checkpoint import (HEAD_FILE, POSITIONS_FILE, READOUT_FILE, CheckpointError, ModelFolder, is_peft,
+from bbuvl.model.checkpoint import (HEAD_FILE, POSITIONS_FILE, READOUT_FILE, ModelFolder, is_peft,
                                     is_plain_model_folder, load_model, read_model_folder)
+from bbuvl.model.checkpoint_files import TEMPLATE_FILE
 from bbuvl.model.processor import set_pixel_range
 
 LABELS_FILE = "labels.json"
-TEMPLATE_FILE = "chat_template.jinja"  # where save_pretrained writes the processor's chat template
 CARD_FILE = "README.md"
 
 

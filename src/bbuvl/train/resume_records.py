@@ -59,10 +59,9 @@ def check_training_state(checkpoint: str | Path) -> None:
 
 def cut_back(output_dir: str | Path, checkpoint: str | Path) -> None:
     """Cut the records in `output_dir` back to `checkpoint`'s step: history.json and health.json become the
-    checkpoint's, TensorBoard events, non-finite batch dumps and numbered checkpoints past its step go. RunDirError,
-    with nothing cut, when the checkpoint lacks the optimizer's or the schedule's state (`check_training_state`)."""
+    checkpoint's, TensorBoard events, non-finite batch dumps and numbered checkpoints past its step go. The run checks
+    the checkpoint's training state first (`check_training_state`): a checkpoint it refuses gets nothing cut."""
     out, checkpoint = Path(output_dir), Path(checkpoint)
-    check_training_state(checkpoint)
     state = read_json(checkpoint / "trainer_state.json", "trainer state")
     step = int(state["global_step"])
     write_text_atomic(out / HISTORY_FILE, json.dumps(state.get("log_history", []), indent=1))
