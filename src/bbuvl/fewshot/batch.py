@@ -3,7 +3,8 @@ classifier (the rule itself is `classifier.py`) into a CSV or JSONL file.
 
 Each output row says what the query was (file, crop box, ground truth when known), the answer (a class
 or Unknown), the best and runner-up class with their scores, the margin and its confidence band. Rows
-are written batch by batch, so the file grows as the run goes and memory does not.
+are written batch by batch, so the file grows as the run goes and memory does not. In the CSV, text that starts
+like a spreadsheet formula (`=`, `+`, `-`, `@`, tab, CR) gets a leading apostrophe; the JSONL keeps it as it is.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from bbuvl.fewshot.support import SupportSet, sample_support, support_items
 
 Shots = int | None  # None = every support image
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection, OWASP).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 FIELDS = ["query", "image", "box", "truth", "label", "best_class", "score", "second_class", "second_score",
           "margin", "confidence"]
 
@@ -104,6 +107,20 @@ def classified_rows(
             }
 
 
+def spreadsheet_safe(value: object) -> object:
+    """A CSV cell that a spreadsheet shows as text: user text starting like a formula gets a leading apostrophe."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _csv_cell(key: str, value: object) -> object:
+    """One row value as its CSV cell: empty for none, the box as JSON, text made spreadsheet-safe."""
+    if value is None:
+        return ""
+    return json.dumps(value) if key == "box" else spreadsheet_safe(value)
+
+
 def write_rows(rows: Iterable[dict], out: str | Path, on_row: Callable[[dict], None] | None = None) -> int:
     """Write result rows, as they come, to `.csv` (the fixed columns) or `.jsonl` (everything); returns the count."""
     out = Path(out)
@@ -117,7 +134,7 @@ def write_rows(rows: Iterable[dict], out: str | Path, on_row: Callable[[dict], N
             writer.writerow(FIELDS)
         for row in rows:
             if writer is not None:
-                writer.writerow(["" if row[k] is None else json.dumps(row[k]) if k == "box" else row[k] for k in FIELDS])
+                writer.writerow([_csv_cell(k, row[k]) for k in FIELDS])  # the JSONL keeps the text as it is
             else:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             n += 1
