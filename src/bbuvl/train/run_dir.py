@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")  # HF's names; `checkpoint-16.bak` and the like are not ours
 FINAL_DIR = "final"
 # run.json: what the run was started with (train/run_record.py); health.json: the alarms (train/monitors.py)
-RUN_FILES = ("history.json", "run.json", HEALTH_FILE)
+RUN_RECORDS = ("history.json", "run.json")  # a folder holding either holds a run (train/trainer.py `fit` writes both)
+RUN_FILES = (*RUN_RECORDS, HEALTH_FILE)
 RUN_DIRS = (FINAL_DIR, "tb", "nan_batches")
 
 
@@ -60,6 +61,7 @@ def previous_run(output_dir: str | Path) -> list[str]:
 def check_output_dir(output_dir: str | Path, resume: bool, overwrite: bool) -> list[str]:
     """Refuse a folder holding another run unless resuming it or `overwrite`; returns what `overwrite` will remove."""
     out = _folder(output_dir)
+    check_not_nested(out)  # resuming or not: the other run's next save deletes this one either way
     found = previous_run(out)
     if not found or resume:
         return []
@@ -68,6 +70,49 @@ def check_output_dir(output_dir: str | Path, resume: bool, overwrite: bool) -> l
         raise RunDirError(f"training.output_dir {out}: holds another run ({shown}); pass --resume to continue it, "
                           "--overwrite to replace it, or choose another training.output_dir")
     return found
+
+
+# What a run writes into a checkpoint folder of its own (model/checkpoint.py's config, HF's trainer state)
+CHECKPOINT_FILES = ("bbuvl.yaml", "trainer_state.json")
+
+
+def _run_checkpoint(folder: Path) -> bool:
+    """Whether `folder` is (or will be) a checkpoint-N/ or final/ of a run: named so, and holding a checkpoint's files
+    or lying in a folder that holds a run's record, history or other checkpoints."""
+    if folder.name != FINAL_DIR and not CHECKPOINT.match(folder.name):
+        return False
+    if any((folder / name).is_file() for name in CHECKPOINT_FILES):
+        return True
+    parent = folder.parent
+    return (any((parent / name).is_file() for name in RUN_RECORDS)
+            or any(p != folder for p in numbered_checkpoints(parent)))
+
+
+def check_not_nested(output_dir: str | Path) -> None:
+    """Refuse an output folder that is or lies inside another run's checkpoint-N/ or final/, or whose own checkpoint-N/
+    or final/ hold another run: RunDirError naming both folders.
+
+    A run's checkpoint rotation (training.save_total_limit) deletes its old checkpoint-N/ whole, its next save
+    replaces final/ whole, and --overwrite removes both: a run kept in one of them is lost with it.
+    """
+    out = Path(output_dir)
+    located = out.resolve()  # a link to another run's final/ lies in it all the same
+    for folder in (located, *located.parents):
+        if _run_checkpoint(folder):
+            raise RunDirError(f"training.output_dir {out}: {'is' if folder == located else 'lies inside'} {folder}, a "
+                              f"checkpoint of the run in {folder.parent}, whose checkpoint rotation or next save of "
+                              f"{folder.name}/ (or --overwrite) would delete this run with it. Train into a folder of its "
+                              f"own outside {folder.parent} (set model.path={folder} to start from that checkpoint)")
+    if not out.is_dir():
+        return
+    for folder in [*numbered_checkpoints(out), out / FINAL_DIR]:
+        if not folder.is_dir() or folder.is_symlink():
+            continue  # a link is removed as a link (`clear_previous_run`), never what it points to
+        nested = sorted(p.parent for name in RUN_RECORDS for p in folder.rglob(name) if p.parent != folder)
+        if nested:
+            raise RunDirError(f"training.output_dir {out}: its {folder.name}/ holds another run, in {nested[0]}: this "
+                              f"run's checkpoint rotation, its next save of final/ or --overwrite would delete it. "
+                              f"Move {nested[0]} out of {out}, or choose another training.output_dir")
 
 
 # How HF's checkpoint rotation (training.save_total_limit) finds a checkpoint: any folder named checkpoint-* whose
