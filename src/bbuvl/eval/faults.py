@@ -403,6 +403,10 @@ def _state_confusions(faults: Faults, ids: _LabelIds, gt: _Judged, pred: _Judged
     return out
 
 
+class CannotChoose(ValueError):
+    """The photos cannot decide a threshold (no faulty photo, no clean photo, no fault predicted); says why."""
+
+
 def choose_thresholds(truth: Sequence[bool], scores: Sequence[float | None], target_recall: float,
                       target_precision: float) -> tuple[VerdictThresholds, float | None, float | None, list[str]]:
     """Verdict thresholds from photos' truth and best fault scores (None: no fault predicted): `review`, the highest
@@ -411,23 +415,32 @@ def choose_thresholds(truth: Sequence[bool], scores: Sequence[float | None], tar
     fewest wrong verdicts, if that is fewer than failing no photo (else 1.0: every flagged photo goes to review).
 
     Returns the thresholds, the recall reached at `review`, the precision at `fail`, and notes on targets missed.
-    A photo without a predicted fault always passes, so no threshold flags it.
+    A photo without a predicted fault always passes, so no threshold flags it. CannotChoose when the photos hold no
+    fault, no clean photo, or no predicted fault.
     """
     if not 0.0 < target_recall <= 1.0 or not 0.0 < target_precision <= 1.0:
         raise ValueError(f"target recall and precision must be in (0, 1], got {target_recall} and {target_precision}")
     t = np.asarray(truth, dtype=bool)
     s = np.asarray([-1.0 if v is None else v for v in scores], dtype=np.float64)  # -1: below every threshold
     if not t.any():
-        raise ValueError("no photo of the validation set holds a fault: thresholds cannot be chosen for a recall")
-    notes = []
+        raise CannotChoose("no photo of the validation set holds a fault: thresholds cannot be chosen for a recall")
+    # Without a clean photo every threshold "reaches" precision 1, and without a predicted fault there is no score
+    # to set one at: either way what would be written is a guess (fail at review, or 1.0) dressed as a choice.
+    if t.all():
+        raise CannotChoose(f"every one of the {len(t)} photos holds a fault: with no clean photo the precision of "
+                           "failing them cannot be measured, so no fail threshold can be chosen; add clean photos")
     candidates = np.unique(s[s >= 0])[::-1]  # highest first
+    if not len(candidates):
+        raise CannotChoose(f"no fault was predicted in any of the {len(t)} photos ({int(t.sum())} faulty): there is "
+                           "no fault score to set a threshold at")
+    notes = []
     review = None
     for c in candidates:
         if (t & (s >= c)).sum() / t.sum() >= target_recall:
             review = float(c)
             break
     if review is None:
-        review = float(candidates[-1]) if len(candidates) else 1.0
+        review = float(candidates[-1])
         reachable = float((t & (s >= 0)).sum() / t.sum())
         notes.append(f"no threshold flags {target_recall:.0%} of the faulty photos (a fault is predicted in "
                      f"{reachable:.0%} of them): review is set at the lowest fault score, {review:.3g}")

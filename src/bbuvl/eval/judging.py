@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bbuvl.data.faults import Faults
 from bbuvl.data.schema import read_records
-from bbuvl.eval.faults import FaultMetrics, choose_thresholds
+from bbuvl.eval.faults import CannotChoose, FaultMetrics, choose_thresholds
 from bbuvl.eval.metrics import Evaluation, evaluate_predictions
 from bbuvl.eval.predictions import read_predictions
 from bbuvl.infer.output import read_manifest
@@ -57,22 +57,36 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
 def choose_verdict(evaluation: Evaluation, setup: VerdictSetup, gt: str | Path, target_recall: float,
                    target_precision: float) -> list[ChosenThresholds]:
     """Thresholds chosen on the evaluation's photos (`choose_thresholds`), a pair for the photos predicted in one pass
-    and one for those predicted through tiles or zoom, each where such photos hold a fault; the evaluation's fault
-    metrics and `setup` are rescored at them. Nothing is written: `ChosenThresholds.save` does that."""
+    and one for those predicted through tiles or zoom, each where such photos can decide them (a note says why not);
+    the evaluation's fault metrics and `setup` are rescored at them. ValueError when a photo of `gt` has no
+    predictions line, or when no pair can be chosen. Nothing is written: `ChosenThresholds.save` does that."""
+    unpredicted = [r.record.image for r in evaluation.images if r.prediction is None]
+    if unpredicted:
+        # Counted as photos where nothing was found, they pulled `review` down to reach a recall on photos the model
+        # never saw, and the file would say it was chosen on all of --gt.
+        raise ValueError(f"{gt}: {len(unpredicted)} of its {len(evaluation.images)} photos have no predictions line "
+                         f"(the first: {unpredicted[0]}), so thresholds chosen now would not be chosen on the photos "
+                         "of --gt; predict them too (`bbuvl predict` resumes its file), or give a --gt of the photos "
+                         "predicted")
     tiled = [r.prediction is not None and r.prediction.tiled for r in evaluation.images]
     framings = sorted(set(tiled))
     chosen: list[ChosenThresholds] = []
+    why_not: list[str] = []
     for framing in framings:
         which = [i for i, t in enumerate(tiled) if t == framing]
         named = f"photos predicted {'through tiles or zoom' if framing else 'in one pass'}"
-        if len(framings) > 1 and not any(evaluation.faults.photo_faulty[i] for i in which):
-            evaluation.notes.append(f"no faulty photo among the {len(which)} {named}: their verdict thresholds are not "
-                                    "chosen")
+        try:
+            one = _chosen_among(evaluation.faults, which, setup.faults, gt, target_recall, target_precision, framing,
+                                f"{named}: " if len(framings) > 1 else "", setup.mode)
+        except CannotChoose as e:
+            why_not.append(f"the {len(which)} {named}: {e}" if len(framings) > 1 else str(e))
             continue
-        one = _chosen_among(evaluation.faults, which, setup.faults, gt, target_recall, target_precision, framing,
-                            f"{named}: " if len(framings) > 1 else "", setup.mode)
         evaluation.notes.extend(one.notes)
         chosen.append(one)
+    if not chosen:
+        raise ValueError(f"{gt}: no verdict thresholds can be chosen on these photos, so none are written: "
+                         + "; ".join(why_not))
+    evaluation.notes.extend(f"{reason}: their verdict thresholds are not chosen" for reason in why_not)
     pairs = {c.tiled: c.thresholds for c in chosen}
     setup.thresholds = FramedThresholds(pairs.get(False, setup.thresholds.whole), pairs.get(True, setup.thresholds.tiled))
     evaluation.score_faults(setup.faults, setup.thresholds)
@@ -91,9 +105,10 @@ def choose_tiled_verdict(pred: str | Path, gt: str | Path, faults: Faults, thres
         return None, f"{pred}: no photo was cut into tiles, so no thresholds were chosen for such photos"
     evaluation = evaluate_predictions(read_records(gt), gt, lines, pred, faults=faults, thresholds=thresholds)
     which = [i for i, r in enumerate(evaluation.images) if r.prediction is not None]
-    if not any(evaluation.faults.photo_faulty[i] for i in which):
-        return None, f"no faulty photo among the {len(which)} photos cut into tiles: their verdict thresholds are not chosen"
-    return _chosen_among(evaluation.faults, which, faults, gt, target_recall, target_precision, True, "", mode), None
+    try:
+        return _chosen_among(evaluation.faults, which, faults, gt, target_recall, target_precision, True, "", mode), None
+    except CannotChoose as e:
+        return None, f"the {len(which)} photos cut into tiles: {e}: their verdict thresholds are not chosen"
 
 
 def _chosen_among(f: FaultMetrics, which: list[int], faults: Faults, gt: str | Path, target_recall: float,
