@@ -408,3 +408,56 @@ def test_a_named_pipe_no_one_writes_to_is_refused_at_once_and_one_written_to_is_
             "print(load_config(sys.argv[1]).training.seed)' <(printf 'training:\\n  seed: 7\\n')"
     r = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "7", r.stderr
+
+
+def _budget_config(tmp_path, *extra: str) -> Path:
+    """A config of 3 large photos a batch, each with a teacher (7,680 vision tokens), under a budget of 4,096."""
+    path = tmp_path / "run.yaml"
+    path.write_text("\n".join([
+        "model:",                                    # 1
+        "  family: qwen2_5_vl",                      # 2
+        "  max_vision_tokens_per_batch: 4096",       # 3
+        "training:",                                 # 4
+        "  per_device_batch_size: 3",                # 5
+        f"  output_dir: {tmp_path / 'run'}",         # 6
+        *extra,
+    ]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_config_check_names_the_line_of_the_budget_that_a_batch_overflows(tmp_path):
+    """Every other config error names file:line; the batch budgets named the file alone."""
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    path = _budget_config(tmp_path)
+    for command in (["config", "check", str(path)], ["train", str(path), "--validate-only"]):
+        said = "".join(CliRunner().invoke(app, command).output.split())
+        assert f"{path}:3:model.max_vision_tokens_per_batch(4096)isbelow" in said, said
+    # The budget left at its default: the batch size the file sets is what took the batch over it.
+    path.write_text(path.read_text(encoding="utf-8").replace("  max_vision_tokens_per_batch: 4096\n", ""), encoding="utf-8")
+    result = CliRunner().invoke(app, ["config", "check", str(path), "training.per_device_batch_size=4"])
+    said = "".join(result.output.split())
+    assert result.exit_code == 2 and "training.per_device_batch_size=4(override):model.max_vision_tokens_per_batch(8192)" \
+        in said, said
+    said = "".join(CliRunner().invoke(app, ["config", "check", str(path), "training.per_device_batch_size=4",
+                                            "data.collator=packed"]).output.split())
+    assert "training.per_device_batch_size=4(override):data.pack_max_tokens(8192)" in said, said
+
+
+def test_a_training_start_refused_for_its_budget_names_the_line_too(run_config, tmp_path):
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    path = tmp_path / "tiny.yaml"
+    cfg = run_config("model.max_vision_tokens_per_batch=255")  # 2 photos of 64 tokens with a teacher each need 256
+    path.write_text(dump_config(cfg), encoding="utf-8")
+    line = next(n for n, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                if "max_vision_tokens_per_batch" in text)
+    for flags in ([], ["--dry-run"]):
+        result = CliRunner().invoke(app, ["train", str(path), *flags])
+        said = "".join(result.output.split())
+        assert result.exit_code == 2 and f"{path}:{line}:model.max_vision_tokens_per_batch(255)" in said, said
+    assert not (tmp_path / "run").exists()

@@ -586,7 +586,54 @@ class ConfigError(ValueError):
     """Invalid config; the message lists every problem, one per line."""
 
 
-def batch_budget_problems(cfg: Config, factor: int | None = None) -> list[str]:
+class BudgetProblem(str):
+    """One reason `batch_budget_problems` gives, as text, with the keys its batch is counted from (the budget first)."""
+
+    keys: tuple[str, ...]
+
+    def __new__(cls, message: str, keys: tuple[str, ...]) -> "BudgetProblem":
+        """The problem `message`, about `keys`."""
+        problem = super().__new__(cls, message)
+        problem.keys = keys
+        return problem
+
+
+class BudgetError(ConfigError):
+    """A training start refused for batches over a budget; `problems` keep their keys, to be located in the file."""
+
+    def __init__(self, problems: list[BudgetProblem]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class ConfigOrigin:
+    """Where a loaded config's values came from: its file, each key's YAML line, the override that set each key."""
+
+    source: str
+    lines: dict[tuple[str, ...], int]
+    overrides: dict[tuple[str, ...], str]
+
+    def locate(self, keys: tuple[str, ...]) -> str:
+        """`file:line` (or the override) of the first of `keys` the file or an override sets; the file when none is."""
+        for key in keys:
+            loc = tuple(key.split("."))
+            if loc in self.lines or any(loc[:len(k)] == k for k in self.overrides):
+                return _where(loc, self.source, self.lines, self.overrides)
+        return self.source
+
+    def describe(self, problems: list[BudgetProblem]) -> str:
+        """Each problem on its own line, after the place of the key at fault (as the other config errors name it)."""
+        return "\n".join(f"{self.locate(p.keys)}: {p}" for p in problems)
+
+
+# The keys a batch's count comes from, the budget first: of those the file sets, the first is the one at fault.
+_VISION_KEYS = ("model.max_vision_tokens_per_batch", "training.per_device_batch_size", "model.max_vision_tokens",
+                "model.max_pixels", "data.num_teachers", "data.teacher_ratio", "model.family")
+_PACKED_KEYS = ("data.pack_max_tokens", "training.per_device_batch_size", "data.max_length", "data.collator")
+
+
+def batch_budget_problems(cfg: Config, factor: int | None = None) -> list[BudgetProblem]:
     """Why the training collator could drop samples from `cfg`'s batches (empty: it never will).
 
     The collator drops what would take a batch over a budget (encode/collate.py): a batch of full-size photos, each
@@ -606,16 +653,16 @@ def batch_budget_problems(cfg: Config, factor: int | None = None) -> list[str]:
     vision = batch * images * per_image
     problems = []
     if vision > m.max_vision_tokens_per_batch:
-        problems.append(
+        problems.append(BudgetProblem(
             f"model.max_vision_tokens_per_batch ({m.max_vision_tokens_per_batch}) is below a batch of "
             f"training.per_device_batch_size ({batch}) full-size photos ({per_image} vision tokens, from "
             f"model.max_vision_tokens and model.max_pixels) with {images - 1} teacher photo(s) each: {vision} vision "
-            f"tokens; raise it to {vision}, or lower the batch or the photos' size")
+            f"tokens; raise it to {vision}, or lower the batch or the photos' size", _VISION_KEYS))
     if cfg.data.collator == "packed" and batch * cfg.data.max_length > cfg.data.pack_max_tokens:
-        problems.append(
+        problems.append(BudgetProblem(
             f"data.pack_max_tokens ({cfg.data.pack_max_tokens}) is below a packed row of training.per_device_batch_size "
             f"({batch}) samples at data.max_length ({cfg.data.max_length}): {batch * cfg.data.max_length} tokens; "
-            f"raise it to {batch * cfg.data.max_length}, or lower the batch or data.max_length")
+            f"raise it to {batch * cfg.data.max_length}, or lower the batch or data.max_length", _PACKED_KEYS))
     return problems
 
 
@@ -849,6 +896,12 @@ def read_config_text(path: str | Path) -> str:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load a YAML config (defaults when `path` is None), apply `key.sub=value` overrides, validate."""
+    return load_located_config(path, overrides)[0]
+
+
+def load_located_config(path: str | Path | None = None,
+                        overrides: list[str] | None = None) -> tuple[Config, ConfigOrigin]:
+    """`load_config`, and where each value came from: for errors found later (a batch budget) to name file:line."""
     source = str(path) if path else "<defaults>"
     data: dict[str, Any] = {}
     lines: dict[tuple[str, ...], int] = {}
@@ -874,7 +927,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                 del given[earlier]  # replaced by this one
             given[path] = text.strip()
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data), ConfigOrigin(source, lines, given)
     except ValidationError as e:
         raise ConfigError(_format_errors(e, source, lines, given)) from None
 

@@ -8,7 +8,8 @@ import typer
 from rich.markup import escape
 
 from bbuvl.cli.common import command_group, console, fail
-from bbuvl.config import Config, ConfigError, batch_budget_problems, dump_config, load_config
+from bbuvl.config import (Config, ConfigError, ConfigOrigin, batch_budget_problems, dump_config, load_config,
+                          load_located_config)
 
 app = command_group(help="Show and validate run configs.", no_args_is_help=True)
 
@@ -40,15 +41,16 @@ def check_config(
     """Validate a config: unknown keys, wrong types and bad values are errors with file:line; batches that would
     overflow a budget too."""
     try:
-        cfg = load_config(config, overrides or [])
+        cfg, origin = load_located_config(config, overrides or [])
     except ConfigError as e:
         fail(str(e))
-    report_valid(config, cfg)
+    report_valid(config, cfg, origin)
 
 
-def report_valid(config: Path, cfg: Config) -> None:
-    """Say `config` is valid, or fail naming what a training start would refuse in it (a batch over its budget)."""
+def report_valid(config: Path, cfg: Config, origin: ConfigOrigin) -> None:
+    """Say `config` is valid, or fail naming what a training start would refuse in it (a batch over its budget), each
+    problem at the file:line (or override) of the key at fault, as `origin` locates it."""
     problems = batch_budget_problems(cfg)
     if problems:
-        fail(f"{config}: " + "\n".join(problems))
+        fail(origin.describe(problems))
     console.print(f"[green]ok[/]: {escape(str(config))} is valid")

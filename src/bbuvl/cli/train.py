@@ -16,7 +16,7 @@ from rich.table import Table
 
 from bbuvl.cli.common import console, fail, hold_outputs, user_errors
 from bbuvl.cli.config import OVERRIDES_HELP, report_valid
-from bbuvl.config import ConfigError, dump_config, load_config
+from bbuvl.config import BudgetError, ConfigError, ConfigOrigin, dump_config, load_located_config
 
 
 def train(
@@ -36,14 +36,14 @@ def train(
     (add training.deepspeed=configs/deepspeed/zero2.json for DeepSpeed).
     """
     try:
-        cfg = load_config(config, overrides or [])
+        cfg, origin = load_located_config(config, overrides or [])
     except ConfigError as e:
         fail(str(e))
     if print_config:
         console.print(dump_config(cfg), end="", markup=False)
         return
     if validate_only:
-        report_valid(config, cfg)  # what `bbuvl config check` says: a start refuses a batch over its budget too
+        report_valid(config, cfg, origin)  # what `bbuvl config check` says: a start refuses a batch over its budget too
         return
     if resume and resume_from:  # the newest checkpoint and a named one may differ: which one was meant?
         fail(f"--resume continues from the newest checkpoint in training.output_dir, --resume-from from "
@@ -72,7 +72,7 @@ def train(
                       f"{escape(str(Path(cfg.training.output_dir) / 'tb'))})")
         return
     if dry_run:
-        with user_errors(ValueError, OSError, KeyError):
+        with user_errors(ValueError, OSError, KeyError), budgets_located(origin):
             report = run_dry(cfg)
         table = Table(title="dry run: one batch", show_header=False)
         for k, v in report.items():
@@ -83,7 +83,7 @@ def train(
         return
     if overwrite and (resume or resume_from):
         fail("--overwrite replaces the run that --resume would continue: pass one of them")
-    with user_errors(ValueError, OSError), disk_full_is_resumable(Path(cfg.training.output_dir)):
+    with user_errors(ValueError, OSError), disk_full_is_resumable(Path(cfg.training.output_dir)), budgets_located(origin):
         result = run_train(cfg, resume=str(resume_from) if resume_from else resume, overwrite=overwrite,
                            announce=print_fault_counts)
     if not _main_process():
@@ -153,6 +153,15 @@ def print_grpo_summary(history: list[dict]) -> None:
     for h in (logs[0], logs[-1]):
         table.add_row(str(h["step"]), *[f"{h.get(k, float('nan')):.4g}" for k in keys])
     console.print(table)
+
+
+@contextmanager
+def budgets_located(origin: ConfigOrigin) -> Iterator[None]:
+    """A start refused for a batch over its budget names the file:line of the key at fault, as `config check` does."""
+    try:
+        yield
+    except BudgetError as e:
+        fail(origin.describe(e.problems))
 
 
 @contextmanager

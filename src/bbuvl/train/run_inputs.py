@@ -13,7 +13,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from bbuvl.config import Config, ConfigError, batch_budget_problems
+from bbuvl.config import BudgetError, Config, batch_budget_problems
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.families import Family
 from bbuvl.data.input_paths import file_kind
@@ -108,7 +108,7 @@ def read_run_inputs(cfg: Config, files: DataFiles | None = None) -> RunInputs:
     contract = cfg.model.frame()
     problems = batch_budget_problems(cfg, contract.factor)
     if problems:
-        raise ConfigError("\n".join(problems))
+        raise BudgetError(problems)
     hierarchy = Hierarchy.load(cfg.data.hierarchy)
     # Every data file is read (an empty one, a box `data check` calls an error: refused) before the model loads.
     files = files or DataFiles()
