@@ -73,3 +73,13 @@ def test_options_asterisk_names_the_servers_methods_and_asterisk_is_refused_with
     assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer
     assert json.loads(body)["error"] == {"kind": "bad_request", "message": "GET *: the target '*' is for OPTIONS "
                                          "alone (the server in general); name a route, e.g. GET /readyz"}
+
+
+@pytest.mark.parametrize("path", ["/static/app.js/", "/static//app.js", "/static/./app.js", "/static/app.js//"])
+def test_a_page_file_asked_with_a_trailing_slash_or_an_empty_or_dot_segment_is_a_404_as_a_route_is(method_server, path):
+    r = method_server.request("GET", path)
+    # the file, 200, before: /readyz/ was a 404 while /static/app.js/ served app.js
+    assert r.status == 404 and r.json()["error"]["kind"] == "not_found", (path, r.status)
+    if path == "/static/app.js/":
+        assert "the file is /static/app.js, without the last '/'" in r.json()["error"]["message"], r.json()
+    assert method_server.request("GET", "/static/app.js").status == 200

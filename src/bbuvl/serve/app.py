@@ -36,6 +36,7 @@ from bbuvl.serve.metrics import ServeMetrics
 from bbuvl.serve.openai import chat_response, image_from_chat
 
 STATIC = Path(__file__).parent / "static"
+PAGE_FILES = frozenset(p.name for p in STATIC.iterdir() if p.is_file())  # the page's files, in one flat folder
 # HEAD beside GET: monitors and load balancers probe with it, and HTTP asks every server to answer it
 READ = ["GET", "HEAD"]
 logger = logging.getLogger("bbuvl.serve")
@@ -106,7 +107,11 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
             headers["Allow"] = ", ".join(sorted(m.strip() for m in headers["Allow"].split(",")))
         asked = f"{request.method} {cut(request.url.path, 200)}"
         bare = request.url.path.rstrip("/")
-        hint = f" (the route is {bare}, without the last '/')" if bare != request.url.path and bare in ROUTES else ""
+        hint = ""
+        if bare != request.url.path and bare in ROUTES:
+            hint = f" (the route is {bare}, without the last '/')"
+        elif bare != request.url.path and bare.removeprefix("/static/") in PAGE_FILES:
+            hint = f" (the file is {bare}, without the last '/')"
         message = {404: f"{asked}: no such route or file{hint}; docs/serving.md lists the routes",
                    405: f"{asked}: this route takes {headers.get('Allow', 'other methods')} only"}
         return error_response(ApiError(e.status_code, kind, message.get(e.status_code, str(e.detail)), headers), metrics)

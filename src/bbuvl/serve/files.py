@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response
 from starlette.staticfiles import NotModifiedResponse, StaticFiles
 from starlette.types import Scope
@@ -32,7 +33,15 @@ class RangedFile(FileResponse):
 
 
 class Static(StaticFiles):
-    """Starlette's static files, each sent as a `RangedFile`."""
+    """Starlette's static files, each sent as a `RangedFile`, at its own path only."""
+
+    def get_path(self, scope: Scope) -> str:
+        """The file a path names; 404 when the path ends in '/' or holds an empty, '.' or '..' segment."""
+        # Starlette normalises them away and served /static/app.js/ as app.js, where /readyz/ is a 404: one file had
+        # many addresses, each a cache entry of its own, and a path's meaning depended on the route (docs/serving.md)
+        if any(segment in ("", ".", "..") for segment in scope["path"].split("/")[1:]):
+            raise HTTPException(404)
+        return super().get_path(scope)
 
     def file_response(self, full_path: Any, stat_result: os.stat_result, scope: Scope, status_code: int = 200) -> Response:
         """The file at `full_path`, or 304 when the client's copy is current (as StaticFiles answers)."""
