@@ -59,3 +59,26 @@ def test_each_data_file_is_parsed_once_from_the_first_check_to_the_first_step(ru
                                                                           for s in run.train_dataset.sources]
     lines = {f"{files[0]}:{s.student.line}" for s in run.train_dataset.sources}
     assert run.train_dataset.truncated and all(m.split(": ", 1)[0] in lines for m in run.train_dataset.truncated)
+
+
+def test_the_hierarchys_faults_are_found_once_for_the_counts_and_the_fault_weight(run_config, tmp_path, monkeypatch):
+    """`bbuvl train` found them for the fault counts it prints and again for loss.fault_weight's captions."""
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+    from bbuvl.config import dump_config
+    from bbuvl.data.faults import Faults
+
+    calls = []
+    load = Faults.load
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(Faults, "load", counted)  # the real loader, counted
+    config = tmp_path / "run.yaml"
+    config.write_text(dump_config(run_config("training.max_steps=1", "loss.fault_weight=2")), encoding="utf-8")
+    result = CliRunner().invoke(app, ["train", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "data.train:" in result.output and len(calls) == 1

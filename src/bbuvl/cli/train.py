@@ -122,9 +122,7 @@ def train(
 def print_fault_counts(inputs) -> None:  # noqa: ANN001 - a RunInputs
     """How many faults the training and validation photos hold, as the run's hierarchy marks them: a validation set
     without a faulty photo (or without a clean one) measures no fault recall and no verdict."""
-    from bbuvl.data.faults import Faults
-
-    faults = Faults.load(inputs.hierarchy)
+    faults = inputs.faults
     counts = {key: faults.count([o.desc for o in s.student.record.objects] for s in sources)
               for key, sources in (("data.train", inputs.train), ("data.val", inputs.val)) if sources is not None}
     for key, count in counts.items():

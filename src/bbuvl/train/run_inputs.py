@@ -16,6 +16,7 @@ from pathlib import Path
 from bbuvl.config import BudgetError, Config, batch_budget_problems
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.families import Family
+from bbuvl.data.faults import Faults
 from bbuvl.data.input_paths import file_kind
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.labels import Hierarchy
@@ -35,6 +36,8 @@ class RunInputs:
     family: Family
     contract: CoordinateContract
     hierarchy: Hierarchy
+    # What the hierarchy marks as faults, for the start's counts and loss.fault_weight: found once, not once each
+    faults: Faults
     train: list[SampleSource]
     pool: list[SourcedRecord]  # the teacher pool (data.teachers)
     val: list[SampleSource] | None
@@ -130,4 +133,4 @@ def read_run_inputs(cfg: Config, files: DataFiles | None = None) -> RunInputs:
         raise ValueError(f"detection.caption_refit.photos {refit.photos}: {len(unknown)} label(s) the training data "
                          f"does not hold, e.g. {unknown[0]!r}: give the refit photos of the training labels")
     prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang, contract.family), labels, cfg.data.lang)
-    return RunInputs(family, contract, hierarchy, train, pool, val, refit_photos, labels, prompt)
+    return RunInputs(family, contract, hierarchy, Faults.load(hierarchy), train, pool, val, refit_photos, labels, prompt)

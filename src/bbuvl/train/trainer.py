@@ -118,7 +118,7 @@ def build_run(cfg: Config, files: DataFiles | None = None, inputs: RunInputs | N
         core_model(vlm).activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model = BBUVLModel.build(vlm, cfg, processor.tokenizer)
     if cfg.detection.enabled and cfg.loss.fault_weight != 1:
-        model.fault_captions = fault_captions(labels, Faults.load(inputs.hierarchy), processor.tokenizer,
+        model.fault_captions = fault_captions(labels, inputs.faults, processor.tokenizer,
                                               cfg.data.hierarchy)
     if cfg.model.reuse_modules:
         reused = reuse_extra_modules(model, cfg.model.path)
