@@ -6,13 +6,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bbuvl.data.faults import Faults
+from bbuvl.data.digests import file_digest
+from bbuvl.data.faults import THRESHOLDS_FILE, TILED_THRESHOLDS_FILE, Faults
+from bbuvl.data.scale import TILE_SCALE_FILE
 from bbuvl.data.schema import read_records
 from bbuvl.eval.faults import CannotChoose, FaultMetrics, choose_thresholds
 from bbuvl.eval.metrics import Evaluation, evaluate_predictions
 from bbuvl.eval.predictions import read_predictions
-from bbuvl.infer.output import read_manifest
+from bbuvl.infer.output import Manifest, read_manifest
 from bbuvl.infer.verdict import ChosenThresholds, FramedThresholds, VerdictThresholds, checkpoint_verdict, default_thresholds
+from bbuvl.model.identity import deciding_files, recorded_digests
+
+# What the choosers write into a checkpoint: no score depends on them, so one chosen since the predictions is no change.
+CHOSEN_FILES = (THRESHOLDS_FILE, TILED_THRESHOLDS_FILE)
 
 
 @dataclass
@@ -39,6 +45,10 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
     if need_checkpoint and checkpoint is None:
         why = "it names none (not written by `bbuvl predict`)" if manifest is None else f"{manifest.checkpoint} is not there"
         raise ValueError(f"{pred}: --choose-thresholds writes into the checkpoint that made these predictions, but {why}")
+    if need_checkpoint and manifest is not None and (changed := changed_since(Path(manifest.checkpoint), manifest)):
+        raise ValueError(f"{pred}: predicted by {manifest.checkpoint} as it was before its {changed} changed: "
+                         "thresholds chosen on these scores would judge another model's; predict again with it "
+                         "(bbuvl predict --overwrite) and choose on those predictions")
     own, own_hierarchy, source = (FramedThresholds(default_thresholds()), None,
                                   "the config's defaults (inference.verdict_review, inference.verdict_fail)")
     if checkpoint is not None:
@@ -52,6 +62,27 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
     thresholds = FramedThresholds(given(own.whole), None if own.tiled is None else given(own.tiled))
     return VerdictSetup(Faults.load(hierarchy or own_hierarchy), thresholds, source, checkpoint,
                         manifest.mode if manifest is not None else None)
+
+
+def changed_since(checkpoint: Path, manifest: Manifest) -> str | None:
+    """Which of the checkpoint's files differ from when `manifest`'s predictions were made (changed, added or
+    removed), in words; None when none does, or when the manifest did not record them."""
+    if manifest.key is None:
+        return None
+    # The chosen tile scale decides nothing in photos predicted with tiles off.
+    ignored = CHOSEN_FILES + ((TILE_SCALE_FILE,) if manifest.key.options.get("tiles") == "off" else ())
+    recorded = {f.name: f for f in manifest.key.checkpoint_files if "/" not in f.name and f.name not in ignored}
+    if not recorded:
+        return None
+    now = {p.name: p for p in deciding_files(checkpoint) if p.name not in ignored}
+    known = recorded_digests(checkpoint) | recorded  # a file whose stat is as recorded is not hashed again
+    changed = [f"{name} (added)" for name in sorted(set(now) - set(recorded))]
+    changed += [f"{name} (removed)" for name in sorted(set(recorded) - set(now))]
+    changed += [name for name in sorted(set(now) & set(recorded))
+                if file_digest(now[name], name, known).sha256 != recorded[name].sha256]
+    if not changed:
+        return None
+    return ", ".join(changed[:3]) + (f" and {len(changed) - 3} more files" if len(changed) > 3 else "")
 
 
 def choose_verdict(evaluation: Evaluation, setup: VerdictSetup, gt: str | Path, target_recall: float,
