@@ -307,8 +307,9 @@ def test_a_coco_category_that_names_nothing_is_listed_and_whole_float_ids_pair(t
     code, out = run("import-coco", tmp_path / "coco.json", tmp_path / "images", tmp_path / "out", "--val-ratio", "0")
     assert code == 0, out
     entries = [json.loads(line) for line in (tmp_path / "out" / "errors.jsonl").open(encoding="utf-8")]
-    assert {"category_id": [2], "reason": "category id [2] is neither a whole number nor a string, so it names no entry"} in entries
-    assert {"category_id": 3, "reason": "category id 3: name 5 is no label"} in entries
+    assert {"entry": "categories[1]", "category_id": [2],
+            "reason": "category id [2] is neither a whole number nor a string, so it names no entry"} in entries
+    assert {"entry": "categories[2]", "category_id": 3, "reason": "category id 3: name 5 is no label"} in entries
     kept = {r["images"][0]: r["objects"] for r in map(json.loads, (tmp_path / "out" / "train.jsonl").open(encoding="utf-8"))}
     assert kept == {"images/0.jpg": [{"bbox_2d": [4.0, 5.0, 30.0, 40.0], "desc": LABEL}],
                     "images/2.jpg": [{"bbox_2d": [1.0, 1.0, 10.0, 10.0], "desc": LABEL}]}

@@ -250,6 +250,10 @@ def import_coco(
     n = result.summary["images"]
     console.print(f"{n['train']} train, {n['val']} val, {n['teachers']} teachers, {result.summary['labels']} labels -> {out}",
                   markup=False, soft_wrap=True)
+    turned = result.summary["exif"]["annotated_on_raw"]
+    if turned:  # an assumption the user can check: say it
+        console.print(f"{turned} EXIF-rotated photos have the COCO size of their file's own grid: their boxes were read "
+                      "on that grid and turned upright with the photo", markup=False, soft_wrap=True)
     if result.outside:
         console.print(f"[yellow]{result.outside} photos outside {escape(str(images_dir))} were not copied[/] "
                       "(--allow-outside copies them)", soft_wrap=True)

@@ -58,16 +58,17 @@ def _error(reason: str, **where: Any) -> dict[str, Any]:
     return {**where, "reason": reason}
 
 
-def _listed(coco: dict[str, Any], key: str, errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The objects listed under `coco[key]`; an entry that is no object is an error of its own, and a `key` that is no
-    list a ValueError (the file is no COCO detection file)."""
+def _listed(coco: dict[str, Any], key: str, errors: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """The objects listed under `coco[key]`, each with its JSON path (`annotations[7]`: where to find it in the file,
+    also when it has no id); an entry that is no object is an error of its own, and a `key` that is no list a
+    ValueError (the file is no COCO detection file)."""
     entries = coco.get(key, [])
     if not isinstance(entries, list):
         raise ValueError(f"'{key}' must be a list, got {type(entries).__name__}")
     kept = []
     for i, entry in enumerate(entries):
         if isinstance(entry, dict):
-            kept.append(entry)
+            kept.append((f"{key}[{i}]", entry))
         else:
             errors.append(_error(f"{key}[{i}] is {type(entry).__name__}, not an object", entry=f"{key}[{i}]"))
     return kept
@@ -120,23 +121,23 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
     errors: list[dict[str, Any]] = []
     categories: dict[int | str, str] = {}
     ambiguous: dict[int | str, set[str]] = {}  # category id -> its names, when listed with more than one
-    for c in _listed(coco, "categories", errors):
+    for entry, c in _listed(coco, "categories", errors):
         cat_id, name = _id(c.get("id")), c.get("name")
         if cat_id is None or not isinstance(name, str) or not clean_label(name):
             # Its annotations are reported as of an unknown category, after this line saying why.
             why = (f"category id {json.dumps(c.get('id'), ensure_ascii=False)} {_NO_ID}" if cat_id is None
                    else f"category id {cat_id!r}: name {json.dumps(name, ensure_ascii=False)} is no label")
-            errors.append(_error(why, category_id=c.get("id")))
+            errors.append(_error(why, entry=entry, category_id=c.get("id")))
             continue
         problem = label_problem(name)
         if problem:  # its annotations are reported as of an unknown category, after this line saying why
-            errors.append(_error(f"category id {cat_id!r}: {problem}"))
+            errors.append(_error(f"category id {cat_id!r}: {problem}", entry=entry))
             continue
         if categories.setdefault(cat_id, name) != name:
             ambiguous.setdefault(cat_id, {categories[cat_id]}).add(name)
     images: dict[int | str, dict[str, Any]] = {}
     repeated: set[int | str] = set()  # image ids listed twice
-    for im in _listed(coco, "images", errors):
+    for entry, im in _listed(coco, "images", errors):
         image_id = _id(im.get("id"))
         try:
             if image_id is None:
@@ -150,19 +151,21 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             if size[0] <= 0 or size[1] <= 0:
                 raise ValueError(f"size {size[0]}x{size[1]}")
         except (KeyError, TypeError, ValueError, OverflowError) as e:
-            errors.append(_error(f"image entry without a usable id/file_name/width/height ({e})", image_id=im.get("id")))
+            errors.append(_error(f"image entry without a usable id/file_name/width/height ({e})", entry=entry,
+                                 image_id=im.get("id")))
             continue
         if image_id in images or image_id in repeated:
             errors.append(_error(f"image id {image_id!r} is listed more than once (also for "
                                  f"{images.get(image_id, {}).get('file_name', 'another entry')}): give each image its "
-                                 "own id", image_id=image_id, file=file_name))
+                                 "own id", entry=entry, image_id=image_id, file=file_name))
             repeated.add(image_id)
             images.pop(image_id, None)
             continue
-        images[image_id] = {"file_name": file_name, "size": size, "objects": [], "listed": 0}
+        images[image_id] = {"file_name": file_name, "size": size, "objects": [], "listed": 0, "entry": entry}
 
-    for ann in _listed(coco, "annotations", errors):
-        where = {"annotation_id": ann.get("id"), "image_id": ann.get("image_id")}
+    boxes: dict[tuple[Any, ...], str] = {}  # (image id, box, label) -> the entry that listed it first
+    for entry, ann in _listed(coco, "annotations", errors):
+        where = {"entry": entry, "annotation_id": ann.get("id"), "image_id": ann.get("image_id")}
         image_id = _id(ann.get("image_id"))
         if image_id in repeated:
             errors.append(_error("its image id is listed more than once: which photo it belongs to is unknown", **where))
@@ -221,13 +224,19 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
         if box_is_degenerate(box):
             errors.append(_error(f"degenerate box {box} (a side shorter than 1 pixel)", **where))
             continue
+        key = (image_id, *box, label)
+        if key in boxes:  # kept twice, the box would count twice, and `data check` refuses the dataset
+            errors.append(_error(f"the same box and label as {boxes[key]}: an object listed twice; this copy was "
+                                 "skipped", **where))
+            continue
+        boxes[key] = f"{entry} (id {json.dumps(ann.get('id'), ensure_ascii=False)})"
         image["objects"].append(ObjectAnn(bbox_2d=box, desc=label))
 
     for image_id, im in list(images.items()):
         if im["listed"] and not im["objects"]:
             # Kept, it would teach "nothing here" where the file says there are parts, as convert does not either.
             errors.append(_error(f"none of its {im['listed']} annotations could be used: the photo is left out",
-                                 image_id=image_id, file=im["file_name"]))
+                                 entry=im["entry"], image_id=image_id, file=im["file_name"]))
             del images[image_id]
     records = [
         ImageRecord(

@@ -1,0 +1,120 @@
+"""COCO files and datasets from other tools, as `data import-coco` and `data export-coco` meet them: what would be lost,
+counted twice or left unfindable is an error naming the entry (its JSON path) or the line, and the rest is kept."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import psutil
+from PIL import Image
+
+from bbuvl.data.coco import coco_to_records
+from bbuvl.data.images import load_image
+from bbuvl.data.schema import read_records, resolve_image
+from tests.data.test_hostile_inputs import LABEL, photo, record, run
+
+
+def coco_file(path: Path, images: list[dict], annotations: list[dict]) -> Path:
+    """A COCO detection file of one category, LABEL (id 1)."""
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": [{"id": 1, "name": LABEL}]},
+                               ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def errors_of(out: Path) -> list[dict]:
+    """errors.jsonl of a dataset folder."""
+    return [json.loads(line) for line in (out / "errors.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def test_a_box_listed_twice_is_kept_once_and_the_copy_names_the_entry_it_repeats():
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+            "categories": [{"id": 1, "name": LABEL}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 5, 20, 30]},
+                            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [30, 5, 10, 10]},
+                            {"id": 3, "image_id": 1, "category_id": 1, "bbox": [4, 5, 20, 30]}]}  # a merge's copy
+    records, errors = coco_to_records(coco, Path("imgs"))
+    # Written twice, `data check` refused the whole dataset ("duplicate box with the same label").
+    assert [o.bbox_2d for o in records[0].objects] == [[4, 5, 24, 35], [30, 5, 40, 15]]
+    (error,) = errors
+    assert error["entry"] == "annotations[2]" and error["annotation_id"] == 3
+    assert "annotations[0]" in error["reason"] and "id 1" in error["reason"]
+
+
+def test_every_skipped_entry_names_where_it_stands_in_the_file_also_without_an_id():
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48},
+                       {"file_name": "b.jpg", "width": 64, "height": 48},  # no id
+                       "c.jpg"],
+            "categories": [{"id": 1, "name": LABEL}, {"name": "螺丝"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 5, 20, 30]},
+                            {"image_id": 1, "category_id": 1, "bbox": [4, 5, -20, 30]},  # no id either
+                            {"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "iscrowd": 1}]}
+    records, errors = coco_to_records(coco, Path("imgs"))
+    assert len(records) == 1
+    assert sorted(e["entry"] for e in errors) == ["annotations[1]", "annotations[2]", "categories[1]", "images[1]",
+                                                  "images[2]"]
+
+
+def test_export_coco_refuses_a_photo_on_two_lines_naming_both_and_writes_nothing(tmp_path: Path):
+    photo(tmp_path / "images" / "a.jpg")
+    photo(tmp_path / "images" / "b.jpg", colour=(1, 2, 3))
+    lines = [record("images/a.jpg"), record("images/b.jpg"), record("images/./a.jpg", box=[1, 1, 9, 9])]
+    (tmp_path / "all.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, said = run("export-coco", tmp_path / "all.jsonl", tmp_path / "coco.json")
+    # Written, each box of the photo counted twice in any COCO evaluation, and import-coco dropped the second entry.
+    assert code == 2
+    assert "all.jsonl:3" in "".join(said.split()) and "line 1" in said
+    assert not (tmp_path / "coco.json").exists()
+
+
+def _turned_photo(path: Path, box: tuple[int, int, int, int]) -> None:
+    """A 64x48 JPEG (the file's pixel grid) with a red block at `box`, which viewers show turned a quarter clockwise
+    (EXIF orientation 6), 48x64."""
+    image = Image.new("RGB", (64, 48), (20, 120, 200))
+    image.paste((230, 10, 10), box)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    image.save(path, "JPEG", quality=98, exif=exif)
+
+
+def test_a_phone_photo_whose_coco_size_is_its_file_grid_is_imported_upright_with_its_boxes_turned(tmp_path: Path):
+    (tmp_path / "img").mkdir()
+    _turned_photo(tmp_path / "img" / "turned.jpg", (8, 6, 28, 22))
+    photo(tmp_path / "img" / "plain.jpg", colour=(5, 60, 5))
+    # The tool read the file's own grid, 64x48, and drew on it: as `data convert` decides from the sizes.
+    coco = coco_file(tmp_path / "coco.json",
+                     [{"id": 1, "file_name": "turned.jpg", "width": 64, "height": 48},
+                      {"id": 2, "file_name": "plain.jpg", "width": 64, "height": 48}],
+                     [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [8, 6, 20, 16]},
+                      {"id": 2, "image_id": 2, "category_id": 1, "bbox": [1, 1, 9, 9]}])
+    code, said = run("import-coco", coco, tmp_path / "img", tmp_path / "out", "--val-ratio", "0")
+    assert code == 0, said
+    # Before, the photo was refused ("EXIF-rotated ... re-convert it with data convert", which reads no COCO file).
+    (turned,) = [r for r in read_records(tmp_path / "out" / "train.jsonl") if r.id == "1"]
+    assert (turned.width, turned.height) == (48, 64)
+    upright = load_image(resolve_image(tmp_path / "out" / "train.jsonl", turned.image)).image
+    assert upright.size == (48, 64)
+    x1, y1, x2, y2 = (round(v) for v in turned.objects[0].bbox_2d)
+    red = upright.crop((x1 + 2, y1 + 2, x2 - 2, y2 - 2)).convert("RGB").getcolors(4096)
+    assert all(c[0] > 180 and c[1] < 70 for _, c in red), red  # only the red block lies inside the turned box
+    assert (x1, y1, x2, y2) == (48 - 22, 8, 48 - 6, 28)
+    assert json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))["exif"] == {
+        "rotated": 1, "annotated_on_raw": 1}
+    assert "1EXIF-rotatedphotoshavetheCOCOsizeoftheirfile'sowngrid" in "".join(said.split())
+    code, said = run("check", tmp_path / "out")
+    assert code == 0, said
+
+
+def test_a_coco_file_too_large_to_read_in_this_memory_is_refused_by_name_before_it_is_read(tmp_path: Path):
+    (tmp_path / "img").mkdir()
+    huge = tmp_path / "instances.json"
+    with huge.open("wb") as fh:  # sparse: its size without its bytes on disk
+        fh.truncate(psutil.virtual_memory().available // 2)
+    code, said = run("import-coco", huge, tmp_path / "img", tmp_path / "out")
+    # Before, it was read whole: killed for memory with no word, or a MemoryError traceback.
+    assert code == 2
+    flat = "".join(said.split())
+    assert "instances.json" in flat and "memory" in said and "available" in said
+    assert not (tmp_path / "out" / "train.jsonl").exists()
+    os.remove(huge)
