@@ -302,7 +302,7 @@ def _fit_box(box: list[float], size: Size, written: list[float]) -> tuple[list[f
     for over, tol, axis in ((over_x, tol_x, "x"), (over_y, tol_y, "y")):
         if over > tol:
             raise _ObjectProblem(
-                f"box {_fmt(written)} extends {over:.1f} px beyond the {w}x{h} image along {axis} "
+                f"box {_fmt(written)} extends {_px(over)} px beyond the {w}x{h} image along {axis} "
                 f"(tolerance {tol:.1f} px)"
             )
     if over_x > 0 or over_y > 0:
@@ -354,6 +354,11 @@ def _error(file: str, index: int | None, reason: str, label: str | None = None) 
 
 def _fmt(box: list[float]) -> str:
     return "[" + ", ".join(f"{v:g}" for v in box) + "]"
+
+
+def _px(value: float) -> str:
+    """A distance in pixels to one decimal, or in three digits past any photo's side (`.1f` wrote 1e300 in 301)."""
+    return f"{value:.1f}" if abs(value) < 1e6 else f"{value:.3g}"
 
 
 def _fmt_size(box: list[float]) -> str:

@@ -1,0 +1,39 @@
+"""Vendor exports as `data convert` meets them from other tools: every problem is one errors.jsonl line a person can
+read, in the file's own terms (JSON's names for its values, numbers as the file wrote them)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from bbuvl.data.vendor import parse_vendor
+from tests.data.test_hostile_inputs import convert_cases, vendor_text
+
+
+@pytest.mark.parametrize("text, named", [("null", "got null"), ("[]", "got an array"), ('"x"', "got a string"),
+                                         ('{"markResult": null}', "'markResult' must be an object, got null"),
+                                         ('{"markResult": {"features": 7}}', "got a number"),
+                                         ('{"dataList": true}', "got a boolean"),
+                                         ('{"info": [64, 48], "dataList": []}', "got an array")])
+def test_a_vendor_value_of_the_wrong_kind_is_named_by_json_not_python(text: str, named: str):
+    with pytest.raises(ValueError) as e:
+        parse_vendor(json.loads(text), "a.json")
+    # Before: "got NoneType", "got list", "got str": Python's names, which the file never wrote.
+    assert named in str(e.value)
+    assert not re.search(r"\b(NoneType|list|str|int|float|bool|dict)\b", str(e.value)), e.value
+
+
+def test_features_that_are_no_objects_are_named_by_json_not_python():
+    ann = parse_vendor({"markResult": {"features": [None, [1, 2]]}, "dataList": []}, "a.json")
+    assert [p.reason for p in ann.problems] == ["feature is null, not an object", "feature is an array, not an object"]
+
+
+def test_a_box_past_the_edge_by_a_number_past_any_photo_is_one_short_line(tmp_path: Path):
+    errors = convert_cases(tmp_path / "src", tmp_path / "out",
+                           {"far": vendor_text(box=(4, 5, 1e300, 40)), "ok": vendor_text()}, colour=60)
+    reason = errors["far.json"]
+    # Before: the overshoot written out in 301 digits, "extends 10000000000000000525047602552044202487...0.0 px".
+    assert "1e+300" in reason and len(reason) < 200, reason
