@@ -14,7 +14,8 @@ from bbuvl.eval.faults import CannotChoose, FaultMetrics, choose_thresholds
 from bbuvl.eval.metrics import Evaluation, evaluate_predictions
 from bbuvl.eval.predictions import read_predictions
 from bbuvl.infer.output import Manifest, read_manifest
-from bbuvl.infer.verdict import ChosenThresholds, FramedThresholds, VerdictThresholds, checkpoint_verdict, default_thresholds
+from bbuvl.infer.verdict import (ChosenThresholds, FramedThresholds, VerdictThresholds, checkpoint_verdict, default_thresholds,
+                                 fault_difference)
 from bbuvl.model.identity import deciding_files, recorded_digests
 
 # What the choosers write into a checkpoint: no score depends on them, so one chosen since the predictions is no change.
@@ -52,7 +53,14 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
     own, own_hierarchy, source = (FramedThresholds(default_thresholds()), None,
                                   "the config's defaults (inference.verdict_review, inference.verdict_fail)")
     if checkpoint is not None:
-        own, own_hierarchy, source = checkpoint_verdict(checkpoint, manifest.mode)
+        own, own_hierarchy, source = checkpoint_verdict(checkpoint, manifest.mode, hierarchy)
+    faults = Faults.load(hierarchy or own_hierarchy)
+    # predict and serve judge the checkpoint's photos by its own hierarchy's faults, not by --hierarchy's
+    own_faults = Faults.load(own_hierarchy).labels if need_checkpoint and hierarchy is not None else faults.labels
+    if differ := fault_difference(faults.labels, own_faults):
+        raise ValueError(f"{hierarchy}: marks other faults than the hierarchy of {checkpoint} ({differ}), by which "
+                         "predict and serve judge its photos: thresholds chosen on these faults' scores would judge "
+                         "those; choose without --hierarchy")
     if review is not None or fail is not None:
         source = "the command line" if review is not None and fail is not None else f"the command line and {source}"
 
@@ -60,7 +68,7 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
         return VerdictThresholds(t.review if review is None else review, t.fail if fail is None else fail)
 
     thresholds = FramedThresholds(given(own.whole), None if own.tiled is None else given(own.tiled))
-    return VerdictSetup(Faults.load(hierarchy or own_hierarchy), thresholds, source, checkpoint,
+    return VerdictSetup(faults, thresholds, source, checkpoint,
                         manifest.mode if manifest is not None else None)
 
 

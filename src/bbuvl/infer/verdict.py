@@ -19,7 +19,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.faults import THRESHOLDS_FILE, TILED_THRESHOLDS_FILE, Faults
@@ -87,6 +87,11 @@ class ChosenThresholds:
         """Whether these thresholds judge photos predicted in `mode` (None: a mode not known, which they do)."""
         return mode is None or self.mode is None or self.mode == mode
 
+    def faults_differ(self, faults: Iterable[str]) -> str | None:
+        """How `faults` (fault labels) differ from those these thresholds were chosen for, in words; None when alike
+        or when the file recorded none."""
+        return fault_difference(faults, self.faults) if self.faults else None
+
     def save(self, checkpoint: str | Path) -> Path:
         """Write verdict_thresholds.json (verdict_thresholds_tiled.json when `tiled`) into the checkpoint folder
         (atomically)."""
@@ -124,6 +129,14 @@ class ChosenThresholds:
             what = f"missing key {e}" if isinstance(e, KeyError) else str(e)
             raise ValueError(f"{path}: damaged verdict thresholds ({what}); choose them again with `bbuvl eval "
                              "--choose-thresholds --overwrite`, or delete the file to use the run config's") from None
+
+
+def fault_difference(now: Iterable[str], then: Iterable[str]) -> str | None:
+    """The fault labels `now` marks beyond `then` and those it drops, a few named each; None when alike."""
+    now, then = set(now), set(then)
+    parts = [f"{what}: {', '.join(sorted(labels)[:3])}{f' and {len(labels) - 3} more' if len(labels) > 3 else ''}"
+             for what, labels in (("added", now - then), ("dropped", then - now)) if labels]
+    return "; ".join(parts) or None
 
 
 def _number(v: Any) -> float | None:
@@ -185,17 +198,25 @@ def verdict_of(best: float | None, failed: bool, thresholds: VerdictThresholds) 
     return PASS
 
 
-def checkpoint_verdict(checkpoint: str | Path, mode: str | None = None) -> tuple[FramedThresholds, str | None, str]:
-    """What a checkpoint judges photos predicted in `mode` with (None: any mode): its thresholds for each framing (its
-    verdict_thresholds*.json chosen in that mode, else its run config's `inference.verdict_*`, else the config's
-    defaults), its run config's hierarchy (None: the shipped one), and where the thresholds came from."""
+def checkpoint_verdict(checkpoint: str | Path, mode: str | None = None,
+                       hierarchy: str | Path | None = None) -> tuple[FramedThresholds, str | None, str]:
+    """What a checkpoint judges photos predicted in `mode` with (None: any mode) when faults are those of `hierarchy`
+    (None: its run config's): its thresholds for each framing (its verdict_thresholds*.json chosen in that mode for
+    those faults, else its run config's `inference.verdict_*`, else the config's defaults), its run config's hierarchy
+    (None: the shipped one), and where the thresholds came from."""
     from bbuvl.config import CONFIG_FILE, InferenceConfig, read_run_config
 
     checkpoint = Path(checkpoint)
     run = read_run_config(checkpoint) if (checkpoint / CONFIG_FILE).is_file() else None
     # A plain model folder (a base model, an export) holds no run config: the config's defaults judge its answers.
     inference = run.inference if run is not None else InferenceConfig()
+    own_hierarchy = run.data.hierarchy if run is not None else None
+    judged = Faults.load(hierarchy or own_hierarchy).labels
     chosen, chosen_tiled = ChosenThresholds.load(checkpoint), ChosenThresholds.load(checkpoint, tiled=True)
+    # Chosen on the scores of other faults (a hierarchy edited or swapped since), a pair fits none of these photos.
+    other_faults = [f"{thresholds_file(c.tiled)} was chosen when the hierarchy marked other faults ({c.faults_differ(judged)})"
+                    for c in (chosen, chosen_tiled) if c is not None and c.faults_differ(judged)]
+    chosen, chosen_tiled = (None if c is not None and c.faults_differ(judged) else c for c in (chosen, chosen_tiled))
     framed = framed_thresholds(with_chosen(inference, chosen, chosen_tiled, mode))
     if chosen is not None and chosen.applies(mode):
         source = f"{checkpoint / THRESHOLDS_FILE} (chosen on {chosen.chosen_on})"
@@ -210,7 +231,10 @@ def checkpoint_verdict(checkpoint: str | Path, mode: str | None = None) -> tuple
         source += f"; photos predicted through tiles or zoom: {checkpoint / CONFIG_FILE} (inference.verdict_*_tiled)"
     if passed_over := other_mode(chosen, chosen_tiled, mode):
         source += f" ({passed_over})"
-    return framed, run.data.hierarchy if run is not None else None, source
+    if other_faults:
+        source += (f" ({' and '.join(other_faults)}: judged by the run config's thresholds instead; choose them again "
+                   "with `bbuvl eval --choose-thresholds`)")
+    return framed, own_hierarchy, source
 
 
 def other_mode(chosen: ChosenThresholds | None, chosen_tiled: ChosenThresholds | None, mode: str | None) -> str | None:
