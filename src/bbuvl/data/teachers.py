@@ -66,6 +66,11 @@ def select_teachers(records: list[ImageRecord], k: int = 10, seed: int = 42) -> 
             )
 
         best = max(remaining, key=gain)  # max() keeps the first of equals: the shuffled order decides ties
+        if not any(gain(best)):
+            # Nothing new is left, and nothing chosen later can make a photo new again: the rest is the shuffled
+            # order, which rescanning every photo for each pick reached in O(k * n) (4.4 min for --k 20000).
+            chosen += remaining[: k - len(chosen)]
+            break
         remaining.remove(best)
         chosen.append(best)
         f = feats[best]
