@@ -4,3 +4,18 @@
 def answer_size(truth, answer):
     """The number of objects answered, scaled: rollouts of a barely trained model differ in it, so groups have spread."""
     return len(answer) / 10
+
+
+def per_box(truth, answer):
+    """A reward per answered box: a list where one number per answer belongs."""
+    return [1.0 for _ in answer]
+
+
+def not_finite(truth, answer):
+    """NaN: every step would be skipped as non-finite."""
+    return float("nan")
+
+
+def mean_size(truth, answer):
+    """The answer's mean box width: dividing by zero on an empty answer."""
+    return sum(b.bbox_2d[2] - b.bbox_2d[0] for b in answer) / len(answer)

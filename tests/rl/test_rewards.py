@@ -141,3 +141,25 @@ def test_a_user_reward_that_raises_or_is_not_finite_is_an_error_naming_it(tmp_pa
                                       Hierarchy.load(), [RED])
     with pytest.raises(ValueError, match=message):
         scorer.score([box(0, 0, 10, 10)], [box(0, 0, 10, 10)], True)
+
+
+@pytest.mark.parametrize("path, message", [("os:path", "'path' of module 'os' is a module, not a function"),
+                                           ("math:pi", "'pi' of module 'math' is a float, not a function")])
+def test_a_user_function_path_naming_no_function_says_what_it_names(path, message):
+    with pytest.raises(ValueError, match=message):
+        load_user_reward(path)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("per_box", r"per_box returned \[1.0\] \(list\), not a number: it is called once per answer"),
+    ("not_finite", r"not_finite returned nan: a reward must be a finite number"),
+    ("mean_size", r"mean_size raised .*reward_fns.py:\d+: ZeroDivisionError"),
+])
+def test_a_user_reward_is_tried_on_an_exact_and_an_empty_answer_before_a_run(name, message):
+    scorer = RewardScorer.from_config(RewardWeights(detection=1.0, user=1.0, user_function=f"tests.rl.reward_fns:{name}"),
+                                      Hierarchy.load(), [RED])
+    with pytest.raises(ValueError, match=message):
+        scorer.check_user([box(0, 0, 10, 10)])
+    fine = RewardScorer.from_config(RewardWeights(detection=1.0, user=1.0, user_function="tests.rl.reward_fns:answer_size"),
+                                    Hierarchy.load(), [RED])
+    fine.check_user([box(0, 0, 10, 10)])

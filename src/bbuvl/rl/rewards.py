@@ -123,9 +123,12 @@ def load_user_reward(path: str) -> UserReward:
         raise ValueError(f"grpo.rewards.user_function: cannot import module '{module_name}': {_where(e)}") from None
     except Exception as e:  # noqa: BLE001 - whatever the user's module raises when it runs, said in one line
         raise ValueError(f"grpo.rewards.user_function: cannot import module '{module_name}': {_where(e)}") from None
-    fn = getattr(module, attr, None)
-    if not callable(fn):
+    if not hasattr(module, attr):
         raise ValueError(f"grpo.rewards.user_function: module '{module_name}' has no function '{attr}'")
+    fn = getattr(module, attr)
+    if not callable(fn):  # `os.path`, a constant: what it is says more than "no function"
+        raise ValueError(f"grpo.rewards.user_function: '{attr}' of module '{module_name}' is "
+                         f"{'a module' if inspect.ismodule(fn) else f'a {type(fn).__name__}'}, not a function")
     try:
         inspect.signature(fn).bind([], [])
     except TypeError:
@@ -175,15 +178,45 @@ class RewardScorer:
         if w.format > 0:
             terms["format"] = format_reward(parsed, answer, self.vocabulary)
         if w.user > 0 and self.user is not None:
-            try:
-                value = self.user(list(truth), list(answer))
-            except Exception as e:  # noqa: BLE001 - the user's code: where it raised, in one line
-                raise ValueError(f"grpo.rewards.user_function {w.user_function} raised {_where(e)}") from None
-            try:
-                terms["user"] = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"grpo.rewards.user_function returned {value!r}, not a number") from None
-            if not math.isfinite(terms["user"]):  # every step of the run would be skipped as non-finite
-                raise ValueError(f"grpo.rewards.user_function {w.user_function} returned {value!r}: a reward must be "
-                                 "a finite number")
+            terms["user"] = self.user_reward(truth, answer)
         return {"reward": sum(getattr(w, k) * v for k, v in terms.items()), **terms}
+
+    def user_reward(self, truth: Sequence[LabelledBox], answer: Sequence[LabelledBox]) -> float:
+        """The user's function on one answer, as a float; ValueError naming the function when it raises or returns
+        anything but a finite number."""
+        name = self.weights.user_function
+        try:
+            value = self.user(list(truth), list(answer))
+        except Exception as e:  # noqa: BLE001 - the user's code: where it raised, in one line
+            raise ValueError(f"grpo.rewards.user_function {name} raised {_where(e)}") from None
+        reward = _number(value)
+        if reward is None:  # a list (a reward per box), None from a missing return
+            raise ValueError(f"grpo.rewards.user_function {name} returned {_shown(value)}, not a number: it is called "
+                             "once per answer, as fn(truth, answer), and returns that answer's reward")
+        if not math.isfinite(reward):  # every step of the run would be skipped as non-finite
+            raise ValueError(f"grpo.rewards.user_function {name} returned {value!r}: a reward must be a finite number")
+        return reward
+
+    def check_user(self, truth: Sequence[LabelledBox]) -> None:
+        """Call the user's function on a photo's truth answered exactly and answered empty, as a start-up check:
+        one that raises or returns no finite number then fails before any weights load or --overwrite clears the
+        previous run, not at the first step (docs/design.md, "A GRPO start tries its reward function")."""
+        if self.weights.user > 0 and self.user is not None:
+            for answer in (truth, []):
+                self.user_reward(truth, answer)
+
+
+def _number(value: object) -> float | None:
+    """`value` as a float when it is one number (a Python, NumPy or one-element torch number), else None."""
+    if isinstance(value, (str, bytes)):  # float("0.5") would take text for a number
+        return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _shown(value: object) -> str:
+    """`value` as the error shows it: its repr, cut short (a tensor or a long list would fill the screen)."""
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}..." if len(text) > 60 else f"{text} ({type(value).__name__})"

@@ -290,7 +290,12 @@ def read_grpo_inputs(cfg: Config, files: DataFiles | None = None) -> GrpoInputs:
         labels = data_labels((cfg.data.train, cfg.data.val), hierarchy)
         folder = read_model_folder(cfg.model.path, labels=labels, lang=cfg.data.lang, cfg=cfg)
     else:
-        folder = read_model_folder(cfg.model.path)
+        try:
+            folder = read_model_folder(cfg.model.path)
+        except (OSError, ValueError) as e:
+            # The reader names the folder, not the key, nor what GRPO can start from.
+            raise ValueError(f"model.path {e} (GRPO starts from a local folder: a checkpoint `bbuvl train` wrote, or "
+                             "a base model's folder; docs/grpo.md)") from None
         if conflicts := frame_conflicts(cfg, folder.frame):
             # Rollouts are drawn, scored and saved in the frame the checkpoint learned its answers in (docs/grpo.md).
             raise ConfigError(f"model.path {cfg.model.path} is a checkpoint with its own coordinate frame, which GRPO "
@@ -299,6 +304,8 @@ def read_grpo_inputs(cfg: Config, files: DataFiles | None = None) -> GrpoInputs:
     val = optional_data(cfg, "val")
     val_photos = read_photos(val) if val else None
     scorer = RewardScorer.from_config(cfg.grpo.rewards, hierarchy, folder.prompt.labels)
+    if sources:
+        scorer.check_user(photos_of(sources[:1])[0].truth)
     return GrpoInputs(sources, folder, val_photos, scorer)
 
 

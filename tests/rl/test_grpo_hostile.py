@@ -1,0 +1,55 @@
+"""`bbuvl train` with training.method: grpo given what it cannot train with: each refusal one line naming the key or
+the function, before any weights load, and a previous run --overwrite would replace kept whole."""
+
+import pytest
+from typer.testing import CliRunner
+
+from bbuvl.cli import app
+from bbuvl.config import dump_config
+from bbuvl.rl.trainer import train_grpo
+from tests.rl.test_grpo_trainer import grpo_config  # noqa: F401 - the fixture
+from tests.train.test_run_inputs import _tree
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def invoke(cfg, tmp_path, *args: str) -> tuple[int, str]:
+    """`bbuvl train` on `cfg` written to a file: (exit code, output with whitespace removed)."""
+    path = tmp_path / "grpo.yaml"
+    path.write_text(dump_config(cfg), encoding="utf-8")
+    result = CliRunner().invoke(app, ["train", str(path), *args])
+    return result.exit_code, "".join(result.output.split())
+
+
+@pytest.fixture()
+def previous_run(grpo_config, tmp_path):
+    """A finished one-step GRPO run in the config's output folder, and its files."""
+    train_grpo(grpo_config("training.max_steps=1", "training.save_steps=1"), progress=False)
+    before = _tree(tmp_path / "grpo")
+    assert "final/model.safetensors" in before and "checkpoint-1/trainer_state.json" in before
+    return before
+
+
+@pytest.mark.parametrize("name, says", [
+    ("not_finite", "not_finitereturnednan:arewardmustbeafinitenumber"),
+    ("per_box", "per_boxreturned[1.0,1.0,1.0](list),notanumber"),
+    ("mean_size", "mean_sizeraised"),
+])
+def test_a_user_reward_that_gives_no_number_is_refused_at_the_start_and_overwrite_keeps_the_previous_run(
+        grpo_config, tmp_path, previous_run, name, says):
+    """A reward function returning NaN or a list was first called at the first step, once --overwrite had removed
+    the previous run: only run.json and tb/ of the new one were left."""
+    code, said = invoke(grpo_config(f"grpo.rewards.user_function=tests.rl.reward_fns:{name}"), tmp_path, "--overwrite")
+    assert code == 2 and f"grpo.rewards.user_functiontests.rl.reward_fns:{says}" in said, said
+    assert "Traceback" not in said and _tree(tmp_path / "grpo") == previous_run
+
+
+@pytest.mark.parametrize("where, says", [
+    ("missing", "nosuchcheckpointfolder(GRPOstartsfromalocalfolder"),
+    ("run", "atrainingrun'sfolder,notacheckpoint:giveitsfinal/"),
+])
+def test_a_start_checkpoint_that_is_not_there_names_model_path(grpo_config, trained_checkpoint, tmp_path, where, says):
+    path = tmp_path / "nowhere" if where == "missing" else trained_checkpoint.parent
+    code, said = invoke(grpo_config(f"model.path={path}"), tmp_path)
+    assert code == 2 and f"model.path{path}:{says}" in said, said
+    assert not (tmp_path / "grpo").exists()
