@@ -134,3 +134,23 @@ def test_a_teacher_pool_as_large_as_the_dataset_is_chosen_at_once_and_begins_as_
     assert time.perf_counter() - started < 2.0
     assert sorted(every) == list(range(len(records)))
     assert every[:10] == select_teachers(records, 10)
+
+
+def test_a_file_name_written_as_a_path_of_another_machine_names_the_photo_of_its_name_in_the_images_folder(
+        tmp_path: Path):
+    photo(tmp_path / "img" / "site" / "a.jpg")
+    photo(tmp_path / "img" / "b.jpg", colour=(1, 2, 3))
+    photo(tmp_path / "img" / "c.jpg", colour=(9, 9, 9))
+    coco = coco_file(tmp_path / "coco.json",
+                     [{"id": 1, "file_name": "C:\\Users\\bob\\export\\site\\a.jpg", "width": 64, "height": 48},
+                      {"id": 2, "file_name": "/home/bob/export/b.jpg", "width": 64, "height": 48},
+                      {"id": 3, "file_name": "c.jpg", "width": 64, "height": 48}],
+                     [{"id": i, "image_id": i, "category_id": 1, "bbox": [1, 1, 9, 9]} for i in (1, 2, 3)])
+    code, said = run("import-coco", coco, tmp_path / "img", tmp_path / "out", "--val-ratio", "0")
+    assert code == 0, said
+    reasons = {e["image_id"]: e["reason"] for e in errors_of(tmp_path / "out")}
+    # Before: "image file not found" for the first, and "outside the images folder ... --allow-outside" for the second,
+    # which --allow-outside could not help: no file is there on this machine.
+    assert "site/a.jpg" in reasons["1"] and "relative to" in reasons["1"]
+    assert "not found" in reasons["2"] and "b.jpg" in reasons["2"] and "--allow-outside" not in reasons["2"]
+    assert "photosoutside" not in "".join(said.split())

@@ -6,7 +6,7 @@ import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import psutil
@@ -17,12 +17,13 @@ from bbuvl.data.check import ImageInfo, check_size, probe_image
 from bbuvl.data.coords import ROTATING_ORIENTATIONS, orient_box
 from bbuvl.data.images import ImageError
 from bbuvl.data.jsonfile import read_json
-from bbuvl.data.input_paths import OutsideFolderError, file_inside, require_folder
+from bbuvl.data.input_paths import OutsideFolderError, file_inside, find_file, require_folder
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import ERRORS, write_dataset_folder
 from bbuvl.data.placement import ImagePlacer, preferred_name
 from bbuvl.data.schema import ImageRecord, once_each, read_lines, require_photos, resolve_image, sort_objects
 from bbuvl.data.split import split_items
+from bbuvl.data.text import file_name_key
 
 
 # Reading a COCO file and building its records takes about ten times its size in memory (measured: 10.5 times for a
@@ -76,7 +77,7 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
         raise ValueError(f"{annotations}: {e}") from None
     except (AttributeError, TypeError, KeyError) as e:  # entries that are not objects, ids that are not hashable
         raise ValueError(f"{annotations}: not a COCO detection file ({type(e).__name__}: {e})") from e
-    kept, placer, outside = [], ImagePlacer(out, link), 0
+    kept, placer, outside, names = [], ImagePlacer(out, link), 0, _NamesUnder(images_dir)
     rotated, on_raw = 0, 0  # kept photos that viewers show turned (EXIF), and those of them drawn on the file's grid
     listed: dict[str, str | None] = {}  # photo -> the image id that listed it first
     for r in records:
@@ -93,8 +94,13 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
             if why is not None:
                 raise ImageError(f"{src}: {why}")
         except ValueError as e:  # OutsideFolderError, ImageError
-            outside += isinstance(e, OutsideFolderError)
-            errors.append({"file": r.image, "image_id": r.id, "reason": str(e).removeprefix(f"{src}: ")})
+            reason = str(e).removeprefix(f"{src}: ")
+            if not _lexists(find_file(Path(r.image))):  # --allow-outside would not help: nothing is there
+                reason = f"image file not found{names.note(r.image)}" if isinstance(e, OutsideFolderError) else \
+                    reason + names.note(r.image)
+            else:
+                outside += isinstance(e, OutsideFolderError)
+            errors.append({"file": r.image, "image_id": r.id, "reason": reason})
             continue
         photo = os.path.normpath(os.path.abspath(src))  # a photo is its path (links not resolved), as predict names it
         if photo in listed:
@@ -123,6 +129,38 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
     summary = write_dataset_folder(out, train, val, num_teachers, seed, extra)
     write_text_atomic(out / ERRORS, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
     return CocoImport(summary, errors, dict(sorted(unknown.items())), outside)
+
+
+def _lexists(path: Path) -> bool:
+    """Whether anything (a link too) is at `path`; False for a name no file can have."""
+    try:
+        return os.path.lexists(path)
+    except (OSError, ValueError):
+        return False
+
+
+class _NamesUnder:
+    """Where files of each name lie under a folder, read once when first asked: a COCO file written with the paths
+    of the machine that made it (`C:/Users/bob/export/site/a.jpg`) names photos that are here under other folders."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._where: dict[str, list[str]] | None = None
+
+    def note(self, missing: str) -> str:
+        """A note naming the files under the folder that have `missing`'s file name ('' when none has it)."""
+        if self._where is None:
+            self._where = {}
+            for root, _, files in os.walk(self.folder):
+                for name in files:
+                    rel = (Path(root) / name).relative_to(self.folder).as_posix()
+                    self._where.setdefault(file_name_key(name), []).append(rel)
+        found = sorted(self._where.get(file_name_key(PurePosixPath(missing).name), []))
+        if not found:
+            return ""
+        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        return (f"; {self.folder} holds {shown} of its name: was file_name written as a path of the machine that "
+                f"made the COCO file? Write it relative to {self.folder}")
 
 
 def upright_record(record: ImageRecord, info: ImageInfo) -> tuple[ImageRecord, bool]:
