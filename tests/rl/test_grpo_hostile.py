@@ -53,3 +53,28 @@ def test_a_start_checkpoint_that_is_not_there_names_model_path(grpo_config, trai
     code, said = invoke(grpo_config(f"model.path={path}"), tmp_path)
     assert code == 2 and f"model.path{path}:{says}" in said, said
     assert not (tmp_path / "grpo").exists()
+
+
+
+def test_a_grpo_run_resumed_with_an_sft_config_and_the_reverse_says_the_method_differs(grpo_config, run_config, tmp_path,
+                                                                                       previous_run):
+    """Refused, but in a list of fifteen differing keys where training.method was one in the middle."""
+    from bbuvl.train.trainer import train
+
+    grpo_run, sft_run = tmp_path / "grpo", tmp_path / "sft"
+    sft = run_config(f"training.output_dir={grpo_run}", "training.max_steps=2")
+    for flags in (["--resume"], ["--resume-from", str(grpo_run / "checkpoint-1")]):
+        code, said = invoke(sft, tmp_path, *flags)
+        assert code == 2 and f"{grpo_run / 'checkpoint-1'}:therunwastrainedwithtraining.methodgrpo" \
+                              f"({grpo_run / 'run.json'}),andthisconfigsayssft:aruncannotchangeitsmethod" in said, said
+        assert "detection.num_queries" not in said
+    assert _tree(grpo_run) == previous_run
+    (grpo_run / "run.json").unlink()  # a run from before run records: its checkpoint's config says what it was
+    code, said = invoke(sft, tmp_path, "--resume")
+    assert code == 2 and f"trainedwithtraining.methodgrpo({grpo_run / 'checkpoint-1' / 'bbuvl.yaml'})" in said, said
+    # The reverse: an SFT run resumed with a GRPO config.
+    train(run_config(f"training.output_dir={sft_run}", "training.max_steps=1", "training.save_steps=1"), progress=False)
+    before = _tree(sft_run)
+    code, said = invoke(grpo_config(f"training.output_dir={sft_run}", "training.max_steps=2"), tmp_path, "--resume")
+    assert code == 2 and "therunwastrainedwithtraining.methodsft" in said and "thisconfigsaysgrpo" in said, said
+    assert _tree(sft_run) == before

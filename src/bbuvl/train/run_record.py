@@ -117,6 +117,7 @@ def check_resume(cfg: Config, checkpoint: str | Path) -> None:
     new = flat(cfg)
     if record_path.is_file():
         old, inputs, ran_on = _read_record(record_path)
+        _check_method(checkpoint, record_path, old.get("training.method"), cfg.training.method)
         diffs = [_phrase(k, old.get(k, "<unset>"), new.get(k, "<unset>")) for k in sorted(set(old) | set(new))
                  if old.get(k, "<unset>") != new.get(k, "<unset>") and not may_change(k) and k not in CONTENT_KEYS]
         if ran_on is not None and ran_on != processes():
@@ -136,6 +137,7 @@ def check_resume(cfg: Config, checkpoint: str | Path) -> None:
         except ValueError as e:
             raise ResumeMismatch(f"{checkpoint}: cannot read the config it was trained with ({e})") from None
         old = flat(saved)
+        _check_method(checkpoint, checkpoint / "bbuvl.yaml", old.get("training.method"), cfg.training.method)
         sections = ("training.", "grpo.") if cfg.training.method == "grpo" else ("",)
         diffs = [_phrase(k, old.get(k, "<unset>"), new.get(k, "<unset>")) for k in sorted(set(old) | set(new))
                  if k.startswith(sections) and old.get(k, "<unset>") != new.get(k, "<unset>") and not may_change(k)]
@@ -147,6 +149,16 @@ def check_resume(cfg: Config, checkpoint: str | Path) -> None:
             f"{', '.join(k + '*' if k.endswith('.') else k for k in MAY_CHANGE)}. Start a new run in another "
             "training.output_dir (set model.path to a checkpoint to start from its weights), put the old values "
             "back, or pass --overwrite to replace this run")
+
+
+def _check_method(checkpoint: Path, source: Path, old: Any, new: str) -> None:
+    """Refuse a resume with another training.method in one line: among the other keys the two methods' configs set
+    apart (grpo's group size, sft's teachers), the one that matters was lost in a list of fifteen."""
+    if old is None or old == new:
+        return
+    raise ResumeMismatch(f"--resume from {checkpoint}: the run was trained with training.method {old} ({source}), and "
+                         f"this config says {new}: a run cannot change its method. To go on from this checkpoint with "
+                         f"{new}, start a new run with model.path set to it and a training.output_dir of its own")
 
 
 def _read_record(path: Path) -> tuple[dict[str, Any], dict[str, InputDigest], int | None]:
