@@ -154,3 +154,18 @@ def test_a_file_name_written_as_a_path_of_another_machine_names_the_photo_of_its
     assert "site/a.jpg" in reasons["1"] and "relative to" in reasons["1"]
     assert "not found" in reasons["2"] and "b.jpg" in reasons["2"] and "--allow-outside" not in reasons["2"]
     assert "photosoutside" not in "".join(said.split())
+
+
+def test_an_image_entry_repeated_alike_by_a_merge_is_read_once_with_its_boxes_and_one_that_differs_is_refused():
+    twice = {"id": 3, "file_name": "c.jpg", "width": 64, "height": 48}
+    coco = {"images": [twice, {"id": 4, "file_name": "d.jpg", "width": 64, "height": 48}, dict(twice),
+                       {"id": 4, "file_name": "e.jpg", "width": 64, "height": 48}],
+            "categories": [{"id": 1, "name": LABEL}],
+            "annotations": [{"id": 1, "image_id": 3, "category_id": 1, "bbox": [4, 5, 20, 30]},
+                            {"id": 2, "image_id": 4, "category_id": 1, "bbox": [4, 5, 20, 30]}]}
+    records, errors = coco_to_records(coco, Path("imgs"))
+    # Before, c.jpg was left out with its box: "listed more than once ... which photo it belongs to is unknown".
+    assert [(r.image, len(r.objects)) for r in records] == [("imgs/c.jpg", 1)]
+    by_entry = {e["entry"]: e["reason"] for e in errors}
+    assert "images[0]" in by_entry["images[2]"] and "read once" in by_entry["images[2]"]
+    assert "listed more than once" in by_entry["images[3]"]

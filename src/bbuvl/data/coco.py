@@ -112,8 +112,9 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
     decided where files are read (`coco_files.import_coco`).
 
     Crowd annotations, degenerate or outside boxes, unknown image or category ids, images without a usable
-    size, entries that are no objects, and ids listed twice (their annotations could belong to either) are
-    skipped, each with an error entry naming it. ValueError when the file has no `annotations` list.
+    size, entries that are no objects, ids listed twice for two photos (their annotations could belong to either)
+    and a box listed twice are skipped, each with an error entry naming it and its JSON path (`annotations[7]`); an
+    image listed twice alike is read once. ValueError when the file has no `annotations` list.
     """
     if not isinstance(coco.get("annotations"), list):
         got = type(coco["annotations"]).__name__ if "annotations" in coco else "none"
@@ -153,6 +154,12 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
         except (KeyError, TypeError, ValueError, OverflowError) as e:
             errors.append(_error(f"image entry without a usable id/file_name/width/height ({e})", entry=entry,
                                  image_id=im.get("id")))
+            continue
+        same = images.get(image_id)
+        if same is not None and (same["file_name"], same["size"]) == (file_name, size):
+            # Two files merged by concatenating their lists name each photo they share twice, alike: one photo.
+            errors.append(_error(f"image id {image_id!r} is listed again as in {same['entry']}, the same file and size: "
+                                 "read once", entry=entry, image_id=image_id, file=file_name))
             continue
         if image_id in images or image_id in repeated:
             errors.append(_error(f"image id {image_id!r} is listed more than once (also for "
