@@ -169,3 +169,14 @@ def test_an_image_entry_repeated_alike_by_a_merge_is_read_once_with_its_boxes_an
     by_entry = {e["entry"]: e["reason"] for e in errors}
     assert "images[0]" in by_entry["images[2]"] and "read once" in by_entry["images[2]"]
     assert "listed more than once" in by_entry["images[3]"]
+
+
+def test_when_no_photo_is_found_the_error_names_why_a_photo_failed_not_an_annotation_before_it(tmp_path: Path):
+    (tmp_path / "img").mkdir()
+    coco = coco_file(tmp_path / "coco.json", [{"id": 1, "file_name": "gone.jpg", "width": 64, "height": 48}],
+                     [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [1, 1, 9, 9]},
+                      {"id": 2, "image_id": 1, "category_id": 1, "bbox": [1, 1, 9, 9]}])
+    code, said = run("import-coco", coco, tmp_path / "img", tmp_path / "out")
+    flat = " ".join(said.split())
+    # Before: "the first, image id 7: unknown image id 7", which says nothing of why no photo was found.
+    assert code == 2 and "gone.jpg: image file not found" in flat and "unknown image id" not in flat, flat

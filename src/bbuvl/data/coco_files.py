@@ -78,6 +78,7 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
     except (AttributeError, TypeError, KeyError) as e:  # entries that are not objects, ids that are not hashable
         raise ValueError(f"{annotations}: not a COCO detection file ({type(e).__name__}: {e})") from e
     kept, placer, outside, names = [], ImagePlacer(out, link), 0, _NamesUnder(images_dir)
+    in_file = len(errors)  # the problems of the file's entries; those of its photos follow
     rotated, on_raw = 0, 0  # kept photos that viewers show turned (EXIF), and those of them drawn on the file's grid
     listed: dict[str, str | None] = {}  # photo -> the image id that listed it first
     for r in records:
@@ -114,7 +115,9 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
         objects = [o.model_copy(update={"desc": hierarchy.canonical(o.desc) or o.desc}) for o in r.objects]
         kept.append(r.model_copy(update={"images": [rel.as_posix()], "objects": objects}))
     if not kept:  # an empty dataset written with exit 0 reads as success
-        first = errors[0] if errors else {}
+        # Why a photo failed, when photos were looked for: a bad annotation before them says nothing of why none was
+        # found.
+        first = errors[in_file] if len(errors) > in_file else errors[0] if errors else {}
         named = first.get("file") or (f"image id {first['image_id']}" if first.get("image_id") is not None else "")
         why = f"; the first{', ' + named if named else ''}: {first['reason']}" if errors else ""
         if not records:  # refused in the file itself, before any photo was looked for
