@@ -293,9 +293,10 @@ def read_grpo_inputs(cfg: Config, files: DataFiles | None = None) -> GrpoInputs:
         try:
             folder = read_model_folder(cfg.model.path)
         except (OSError, ValueError) as e:
-            # The reader names the folder, not the key, nor what GRPO can start from.
-            raise ValueError(f"model.path {e} (GRPO starts from a local folder: a checkpoint `bbuvl train` wrote, or "
-                             "a base model's folder; docs/grpo.md)") from None
+            # The reader names the folder, not the key, nor (when there is none) what GRPO can start from.
+            hint = (" (GRPO starts from a local folder: a checkpoint `bbuvl train` wrote, or a base model's folder; "
+                    "docs/grpo.md)") if isinstance(e, OSError) else ""
+            raise ValueError(f"model.path {e}{hint}") from None
         if conflicts := frame_conflicts(cfg, folder.frame):
             # Rollouts are drawn, scored and saved in the frame the checkpoint learned its answers in (docs/grpo.md).
             raise ConfigError(f"model.path {cfg.model.path} is a checkpoint with its own coordinate frame, which GRPO "
