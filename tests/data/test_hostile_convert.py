@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from bbuvl.data.images import load_image
+from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.data.vendor import parse_vendor
-from tests.data.test_hostile_inputs import convert_cases, vendor_text
+from tests.data.test_hostile_inputs import convert_cases, photo, run, vendor_text
 
 
 @pytest.mark.parametrize("text, named", [("null", "got null"), ("[]", "got an array"), ('"x"', "got a string"),
@@ -37,3 +39,24 @@ def test_a_box_past_the_edge_by_a_number_past_any_photo_is_one_short_line(tmp_pa
     reason = errors["far.json"]
     # Before: the overshoot written out in 301 digits, "extends 10000000000000000525047602552044202487...0.0 px".
     assert "1e+300" in reason and len(reason) < 200, reason
+
+
+def test_photos_of_two_sites_numbered_alike_by_their_cameras_are_two_photos_each_with_its_own_json(tmp_path: Path):
+    src, out = tmp_path / "export", tmp_path / "out"
+    colours = {"site1": (200, 20, 20), "site2": (20, 20, 200)}
+    for site, colour in colours.items():
+        photo(src / site / "IMG_0001.jpg", colour=colour)
+        (src / site / "IMG_0001.json").write_text(vendor_text(box=(4, 5, 30, 40) if site == "site1" else (10, 10, 50, 44)),
+                                                  encoding="utf-8")
+    code, said = run("convert", src, out, "--workers", "1", "--val-ratio", "0")
+    assert code == 0, said
+    # Before: both lost, as one "ambiguous stem 'IMG_0001'" error line.
+    records = {r.id: r for r in read_records(out / "train.jsonl")}
+    assert sorted(records) == ["site1/IMG_0001", "site2/IMG_0001"]
+    assert records["site2/IMG_0001"].objects[0].bbox_2d == [10, 10, 50, 44]
+    for site, colour in colours.items():
+        stored = load_image(resolve_image(out / "train.jsonl", records[f"{site}/IMG_0001"].image)).image
+        assert all(abs(a - b) < 12 for a, b in zip(stored.getpixel((32, 24)), colour))
+    assert (out / "errors.jsonl").read_text(encoding="utf-8") == ""
+    code, said = run("check", out)
+    assert code == 0, said

@@ -1,6 +1,7 @@
 """Vendor export -> canonical dataset folder (`bbuvl data convert`).
 
-Each photo is one JSON file plus one image with the same stem, anywhere under the source folder.
+Each photo is one JSON file plus one image with the same stem, anywhere under the source folder (in one folder,
+where photos of several folders share a stem: `site1/IMG_0001` and `site2/IMG_0001`).
 A photo goes through: parse the JSON (data/vendor.py), decode the image upright (data/images.py),
 decide which grid the annotator drew on (coords.resolve_vendor_frame), map every box to the stored
 image, map and validate every label, then store the image as `images/<stem>.jpg`. Whatever cannot be
@@ -81,6 +82,12 @@ class Pair:
     image: Path | None
     problem: str | None = None
     stored: str = ""  # the file name under images/, one file on every system (data/names.py)
+    key: str = ""  # the record's id when photos of one stem lie in several folders: the JSON's path, no suffix
+
+    @property
+    def id(self) -> str:
+        """The record's id: the stem, or the JSON's path without its suffix when the stem names several photos."""
+        return self.key or self.stem
 
 
 @dataclass
@@ -156,10 +163,7 @@ def find_pairs(src: Path, exclude: Path | None = None) -> list[Pair]:
         elif len(js) == 1 and len(ims) == 1:
             pairs.append(Pair(stem, js[0], ims[0]))
         elif len(js) > 1 or len(ims) > 1:
-            names = ", ".join(_rel(p, src) for p in js + ims)
-            pairs.append(Pair(stem, js[0] if js else None, ims[0] if ims else None,
-                              f"ambiguous stem '{stem}': {names}; rename so each photo has exactly one JSON "
-                              f"and one image with its name"))
+            pairs += _pairs_of_one_stem(stem, js, ims, src)
         elif not ims:
             suffixes = "/".join(sorted(IMAGE_SUFFIXES))
             # The photo may be right beside it in a format no reader here opens: say so, not that it is missing.
@@ -169,8 +173,30 @@ def find_pairs(src: Path, exclude: Path | None = None) -> list[Pair]:
         else:
             pairs.append(Pair(stem, None, ims[0], f"image has no annotation JSON named '{stem}.json'"))
     book = NameBook()
-    return [replace(p, stored=book.name(portable_path(f"{p.stem}.jpg"), p.stem)) if p.problem is None else p
+    return [replace(p, stored=book.name(portable_path(f"{p.stem}.jpg"), p.id)) if p.problem is None else p
             for p in pairs]
+
+
+def _pairs_of_one_stem(stem: str, jsons: list[Path], images: list[Path], src: Path) -> list[Pair]:
+    """The photos of a stem that several JSON files or images have, when each folder holding files of it holds one
+    JSON and one image (cameras number alike: `IMG_0001` of two sites, each beside its JSON, are two photos), but for
+    at most one JSON and one image left, wherever they are. Otherwise which JSON is whose is a guess: one error
+    naming every file."""
+    found, left_json, left_image = [], list(jsons), list(images)
+    for folder in sorted({p.parent for p in jsons} & {p.parent for p in images}):
+        js, ims = [p for p in jsons if p.parent == folder], [p for p in images if p.parent == folder]
+        if len(js) == 1 and len(ims) == 1:
+            found.append((js[0], ims[0]))
+            left_json.remove(js[0])
+            left_image.remove(ims[0])
+    if len(left_json) == len(left_image) == 1:
+        found.append((left_json.pop(), left_image.pop()))
+    if left_json or left_image:
+        names = ", ".join(_rel(p, src) for p in jsons + images)
+        return [Pair(stem, jsons[0] if jsons else None, images[0] if images else None,
+                     f"ambiguous stem '{stem}': {names}; rename so each photo has exactly one JSON and one image with "
+                     "its name (in its folder, where several photos share a name)")]
+    return [Pair(stem, j, i, key=_rel(j, src).removesuffix(j.suffix)) for j, i in found]
 
 
 def _rel(path: Path, src: Path) -> str:
@@ -259,7 +285,7 @@ def _convert_into(pair: Pair, ctx: _Context, file: str, result: PhotoResult) -> 
     result.digest = file_digest(ctx.images_dir / name)
     result.record = ImageRecord(
         images=[f"{IMAGES_DIR}/{name}"], width=final[0], height=final[1],
-        objects=sort_objects(objects), id=pair.stem, source=file,
+        objects=sort_objects(objects), id=pair.id, source=file,
     )
 
 
