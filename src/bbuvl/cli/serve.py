@@ -45,6 +45,9 @@ def serve(
                                         "a request's body, in KiB/s, once its first --read-timeout seconds have passed "
                                         "(then 408): a client trickling a byte now and then cannot hold a connection "
                                         "for ever. 0: no floor."),
+    max_waiting_mp: float = typer.Option(400.0, "--max-waiting-mp", callback=finite_range(0.01), help="With --fewshot "
+                                         "or tiles each waiting photo keeps its upload's own pixels: megapixels they "
+                                         "may hold at once (then 503 + Retry-After; a photo of more is 413)."),
     max_connections: int = typer.Option(512, callback=int_range(1), help="Connections open at once; one more is "
                                         "answered 503 and closed (each holds a file descriptor)."),
     cors_origin: Optional[List[str]] = typer.Option(None, "--cors-origin", help="Allow browser calls from this origin "
@@ -93,7 +96,8 @@ def serve(
         engine = Engine(predictor, mode, checkpoint.name, rescorer, overrides=tiled)
     settings = ServeSettings(max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, timeout_s=timeout,
                              max_body_mb=max_body_mb, cors_origins=list(cors_origin or []), read_timeout_s=read_timeout,
-                             max_connections=max_connections, min_body_rate_kib=min_body_rate)
+                             max_connections=max_connections, min_body_rate_kib=min_body_rate,
+                             max_waiting_mp=max_waiting_mp)
     with user_errors(OSError):
         sock = bind(host, port)
     if host not in LOOPBACK:

@@ -11,29 +11,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from bbuvl.eval.fonts import find_cjk_font
+from bbuvl.serve.answering import Answering
 from bbuvl.serve.auth import KeyStore
 from bbuvl.serve.batching import Batcher
-from bbuvl.serve.bodies import BodyBudget, Pace, image_bytes, parse_json, read_body
+from bbuvl.serve.bodies import BodyBudget, Pace, image_upload, parse_json, read_body
 from bbuvl.serve.cors import Cors
-from bbuvl.serve.engine import Answer, Engine, Photo
+from bbuvl.serve.engine import Engine
 from bbuvl.serve.errors import ApiError, cut
 from bbuvl.serve.files import RangedFile, Static
+from bbuvl.serve.gone import unless_gone
 from bbuvl.serve.guard import ROUTES, Guard, error_response
-from bbuvl.serve.images import decode_image, pixel_limit
+from bbuvl.serve.images import pixel_limit
 from bbuvl.serve.metrics import ServeMetrics
 from bbuvl.serve.openai import chat_response, image_from_chat
+from bbuvl.serve.pixels import PixelBudget
 
 STATIC = Path(__file__).parent / "static"
 PAGE_FILES = frozenset(p.name for p in STATIC.iterdir() if p.is_file())  # the page's files, in one flat folder
@@ -55,11 +57,17 @@ class ServeSettings:
     read_timeout_s: float = 60.0  # for a request's headers in all, then per piece of its body (server.py, bodies.py)
     max_connections: int = 512  # open at once; one more is answered 503 and closed (server.py)
     min_body_rate_kib: float = 1.0  # a body's least average rate, in KiB/s, past its first read_timeout_s (0: none)
+    max_waiting_mp: float = 400.0  # megapixels of uploads' own pixels kept at once for --fewshot or tiles (pixels.py)
 
     @property
     def max_body_bytes(self) -> int:
         """`max_body_mb` in bytes."""
         return int(self.max_body_mb * 1024 * 1024)
+
+    @property
+    def max_waiting_pixels(self) -> int:
+        """`max_waiting_mp` in pixels."""
+        return int(self.max_waiting_mp * 1_000_000)
 
     @property
     def body_pace(self) -> Pace:
@@ -74,11 +82,14 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
     batcher = Batcher(engine.run, settings.max_batch, settings.max_wait_ms, settings.queue_size,
                       on_batch=lambda n, s: (metrics.batch_size.observe(n), metrics.batch_seconds.observe(s)),
                       on_depth=metrics.queue_depth.set)
-    limit = pixel_limit(engine.max_pixels)
     bodies = BodyBudget(settings.queue_size * settings.max_body_bytes)  # as many bodies as photos may wait
+    # Without few-shot or tiles a photo waits at its model frame's size, and at most one per decoding thread holds
+    # its upload's pixels: only a photo that keeps them while it waits needs the bound (pixels.py)
+    pixels = PixelBudget(settings.max_waiting_pixels) if engine.keeps_full_pixels else None
     # Decoding gets a few threads of its own, not the shared pool of 40: more would not decode faster on a few
     # cores, and every extra thread that allocates keeps a malloc arena of its own (resident memory that grows).
     decoders = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="bbuvl-decode")
+    answer = Answering(engine, batcher, decoders, pixel_limit(engine.max_pixels), settings.timeout_s, pixels)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -94,6 +105,7 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
     app = FastAPI(title="bbu-vl", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan,
                   redirect_slashes=False)
     app.state.batcher, app.state.metrics, app.state.engine, app.state.settings = batcher, metrics, engine, settings
+    app.state.pixels = pixels
 
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, e: ApiError) -> JSONResponse:
@@ -138,34 +150,11 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
         metrics.queue_depth.set(batcher.depth)
         return Response(metrics.render(), media_type=metrics.content_type)
 
-    def decode_and_prepare(data: bytes) -> tuple[Photo, dict[str, float]]:
-        t0 = time.perf_counter()
-        image = decode_image(data, limit)
-        t1 = time.perf_counter()
-        try:
-            photo = engine.prepare(image)
-            return photo, {"decode": round((t1 - t0) * 1000, 2), "prepare": round((time.perf_counter() - t1) * 1000, 2)}
-        except (RuntimeError, ValueError) as e:  # the processor refused this photo: its own 500, as in a batch
-            raise ApiError(500, "inference_failed", f"{type(e).__name__}: {e}") from None
-
-    async def answer(data: bytes, mode: str) -> tuple[Answer, dict[str, Any]]:
-        t0 = time.perf_counter()
-        # Decoding, resizing and encoding happen here, on the decoders' threads, while the worker computes the
-        # previous batch: the worker's own thread does only what gains from batching (docs/serving.md).
-        photo, before = await asyncio.get_running_loop().run_in_executor(decoders, decode_and_prepare, data)
-        try:
-            result, job = await batcher.run(photo, mode, settings.timeout_s)
-        except (RuntimeError, ValueError) as e:  # the model failed on this photo, alone: the server goes on
-            raise ApiError(500, "inference_failed", f"{type(e).__name__}: {e}") from None
-        timing = {**before, "queue": round((job.started - job.enqueued) * 1000, 2), **result.timing_ms,
-                  "total": round((time.perf_counter() - t0) * 1000, 2), "batch_size": job.batch_size}
-        return result, timing
-
     @app.post("/v1/detect")
     async def detect(request: Request) -> JSONResponse:
         with bodies.hold() as take:  # the body's bytes count until the photo is answered
-            data = await image_bytes(request, settings.max_body_bytes, settings.body_pace, take, decoders)
-            result, timing = await answer(data, engine.mode)
+            extract = await image_upload(request, settings.max_body_bytes, settings.body_pace, take)
+            result, timing = await unless_gone(request, answer(extract, engine.mode))
         return JSONResponse({"width": result.width, "height": result.height, "objects": result.objects,
                              "verdict": result.verdict.to_dict(), "model": engine.info(), "timing_ms": timing,
                              **({"cut": True} if result.cut else {}), **({"tiled": True} if result.tiled else {})})
@@ -177,9 +166,8 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
             raise ApiError(415, "unsupported_media_type", f"content type '{cut(ctype) or 'none'}' is not accepted: send application/json")
         with bodies.hold() as take:
             body = await read_body(request, settings.max_body_bytes, settings.body_pace, take)
-            # parsed and decoded off the event loop, as a detect body is (bodies.py)
-            image = await asyncio.get_running_loop().run_in_executor(decoders, lambda: image_from_chat(parse_json(body)))
-            result, timing = await answer(image, "generate")
+            # parsed and decoded off the event loop, under the request's deadline, as a detect body is (answering.py)
+            result, timing = await unless_gone(request, answer(lambda: image_from_chat(parse_json(body)), "generate"))
         extra = {"width": result.width, "height": result.height, "verdict": result.verdict.to_dict(),
                  "model_info": engine.info("generate"), "timing_ms": timing}
         return JSONResponse(chat_response(result.objects, result.raw, engine.checkpoint, extra, result.cut))

@@ -40,6 +40,12 @@ class Job:
     enqueued: float = field(default_factory=time.perf_counter)
     started: float = 0.0  # when its batch began
     batch_size: int = 0
+    done: Callable[[], None] | None = None  # called once the batcher is finished with the payload (pixels.py)
+
+    def finish(self) -> None:
+        """Tell `done` the batcher holds the payload no longer: refused, dropped or computed."""
+        if self.done is not None:
+            self.done()
 
     def resolve(self, result: Any = None, error: BaseException | None = None) -> None:
         """Hand the answer (or the error) to the waiting request, from any thread."""
@@ -91,23 +97,28 @@ class Batcher:
         """True while the worker thread runs."""
         return self._thread is not None and self._thread.is_alive() and not self._stopping
 
-    def submit(self, payload: Any, kind: str) -> Job:
-        """Queue one image; ApiError 503 (with Retry-After) when the queue is full or the server is stopping."""
-        if not self.alive:
-            raise ApiError(503, "not_ready", "the server is starting or stopping", {"Retry-After": "1"})
+    def submit(self, payload: Any, kind: str, done: Callable[[], None] | None = None) -> Job:
+        """Queue one image; ApiError 503 (with Retry-After) when the queue is full or the server is stopping. `done` is
+        called once the batcher no longer holds `payload` (refused, dropped as its caller gave up, or computed)."""
         loop = asyncio.get_running_loop()
-        job = Job(payload, kind, loop.create_future(), loop)
+        job = Job(payload, kind, loop.create_future(), loop, done=done)
+        if not self.alive:
+            job.finish()
+            raise ApiError(503, "not_ready", "the server is starting or stopping", {"Retry-After": "1"})
         try:
             self._queue.put_nowait(job)
         except queue.Full:
+            job.finish()
             raise ApiError(503, "queue_full", f"all {self.queue_size} places in the queue are taken; retry shortly",
                            {"Retry-After": "1"}) from None
         self._report_depth()
         return job
 
-    async def run(self, payload: Any, kind: str, timeout_s: float) -> tuple[Any, Job]:
-        """Queue one image and wait for its result; ApiError 504 after `timeout_s`."""
-        job = self.submit(payload, kind)
+    async def run(self, payload: Any, kind: str, timeout_s: float | None,
+                  done: Callable[[], None] | None = None) -> tuple[Any, Job]:
+        """Queue one image and wait for its result; ApiError 504 after `timeout_s` (None: the caller's own deadline).
+        Cancelled (its caller gone or past its deadline), the image is dropped unless its batch has begun."""
+        job = self.submit(payload, kind, done)
         try:
             # On timeout wait_for cancels the future: the worker then skips the job if its batch has not started.
             result = await asyncio.wait_for(job.future, timeout_s)
@@ -142,13 +153,16 @@ class Batcher:
             job = self._held.pop(0) if self._held else self._queue.get() if block else self._queue.get_nowait()
             if job is None or not job.future.cancelled():
                 return job
+            job.finish()
 
     def _gather(self, first: Job) -> list[Job]:
         """`first` and every job of its kind arriving within `max_wait` of now (or of its arrival), up to `max_batch`."""
         batch = [first]
         held, self._held = self._held, []
         for job in held:  # jobs set aside for another batch's kind come first, in arrival order
-            if not job.future.cancelled():
+            if job.future.cancelled():
+                job.finish()
+            else:
                 (batch if job.kind == first.kind and len(batch) < self.max_batch else self._held).append(job)
         deadline = max(first.enqueued, time.perf_counter()) + self.max_wait
         while len(batch) < self.max_batch:
@@ -161,6 +175,7 @@ class Batcher:
                 self._stop_seen = True
                 break
             if job.future.cancelled():
+                job.finish()
                 continue
             if job.kind != first.kind:
                 self._held.append(job)
@@ -195,4 +210,5 @@ class Batcher:
         if self._on_batch is not None:  # counted before anyone is answered: a caller that reads /metrics next sees it
             self._on_batch(len(batch), time.perf_counter() - start)
         for job, result in zip(batch, results):  # a result may be one photo's own error
+            job.finish()  # first: a caller answered next asks for what its photo held, given back
             job.resolve(error=result) if isinstance(result, BaseException) else job.resolve(result)

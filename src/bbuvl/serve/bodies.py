@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -270,10 +269,10 @@ def _multipart_image(content_type: str, body: bytes) -> bytes:
     return b"".join(upload.pieces)
 
 
-async def image_bytes(request: Request, limit: int, pace: Pace, take: Callable[[int], None],
-                      pool: Executor | None = None) -> bytes:
-    """The uploaded image: a multipart file part, JSON `{"image": BASE64 or data: URI}`, or a raw image/* body (read
-    as `read_body` reads it, telling `take`); a multipart or JSON body is parsed and decoded on `pool`'s threads."""
+async def image_upload(request: Request, limit: int, pace: Pace, take: Callable[[int], None]) -> Callable[[], bytes]:
+    """How to get the uploaded image out of the body, once read as `read_body` reads it (telling `take`): a multipart
+    file part, JSON `{"image": BASE64 or data: URI}`, or a raw image/* body. The parse is left to the caller, which runs
+    it off the event loop, under the request's deadline, with the photo's decoding (app.py)."""
     # A setting in the query (?score_threshold=0.5) would be ignored as one in the body would: refused alike
     refuse_other_fields([f"?{name}" for name in dict.fromkeys(request.query_params.keys())])
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -282,12 +281,13 @@ async def image_bytes(request: Request, limit: int, pace: Pace, take: Callable[[
                        "multipart/form-data with an 'image' file, application/json with an 'image' field, or image/*")
     body = await read_body(request, limit, pace, take)
     if ctype.startswith("image/"):
-        return body
+        return lambda: body
     # Megabytes of JSON and base64, or of multipart, take the CPU for a while: off the event loop, as a photo's
     # decoding is (app.py)
     if ctype == "multipart/form-data":
-        return await asyncio.get_running_loop().run_in_executor(pool, _multipart_image, request.headers["content-type"], body)
-    return await asyncio.get_running_loop().run_in_executor(pool, _json_image, body)
+        header = request.headers["content-type"]
+        return lambda: _multipart_image(header, body)
+    return lambda: _json_image(body)
 
 
 def _json_image(body: bytes) -> bytes:

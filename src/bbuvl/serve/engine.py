@@ -81,6 +81,11 @@ class Engine:
         """The model frame's largest pixel count (the coordinate contract's)."""
         return self.predictor.contract.max_pixels
 
+    @property
+    def keeps_full_pixels(self) -> bool:
+        """Whether a photo keeps its upload's own pixels while it waits: few-shot crops, tiles and zoom are cut from them."""
+        return self.fewshot is not None or self.options.plan() is not None
+
     def options_for(self, mode: str) -> PredictOptions:
         """The options answers in `mode` run with: the server's own, judged by the thresholds chosen in `mode`."""
         return self._by_mode[mode]

@@ -12,6 +12,7 @@ import base64
 import binascii
 import io
 import re
+from typing import Callable
 
 from PIL import Image, UnidentifiedImageError
 
@@ -31,8 +32,9 @@ def pixel_limit(contract_max_pixels: int) -> int:
     return contract_max_pixels * PIXEL_LIMIT_FACTOR
 
 
-def decode_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Upright (EXIF-applied) 8-bit RGB pixels of an uploaded file; ApiError 400/413 when it cannot be used."""
+def decode_image(data: bytes, max_pixels: int, on_size: Callable[[int, int], None] | None = None) -> Image.Image:
+    """Upright (EXIF-applied) 8-bit RGB pixels of an uploaded file; ApiError 400/413 when it cannot be used. `on_size`
+    is told the size from the header, before a pixel is decoded (and may refuse it by raising ApiError)."""
     if not data:
         raise ApiError(400, "empty_image", "the image is empty (0 bytes)")
     try:
@@ -46,6 +48,8 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
             if max(w, h) > MAX_ASPECT * min(w, h):  # no model frame holds it: the client's photo, not the model, fails
                 raise ApiError(400, "bad_aspect_ratio", f"the image is {w}x{h}, {max(w, h) / min(w, h):.1f} times as long "
                                f"as it is wide; the model frame takes at most {MAX_ASPECT}:1: crop it first")
+            if on_size is not None:
+                on_size(w, h)
             im.load()
             rgb, _ = convert_to_rgb(upright(im, _orientation(im)))
             return rgb if rgb is not im else im.copy()

@@ -14,6 +14,7 @@ and vanishing clients").
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import logging
@@ -29,6 +30,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from bbuvl.serve.bodies import Pace
 from bbuvl.serve.errors import ApiError, cut
+from bbuvl.serve.gone import SENDING_CLOSED
 
 
 def _raw(e: ApiError) -> bytes:
@@ -231,12 +233,21 @@ def protocol(pace: Pace, max_connections: int) -> type[H11Protocol]:
             if not self.transport.is_closing():
                 self.transport.abort()  # close() would wait for the unread answer to be written first
 
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.cycle is not None:  # a request begun: where its route hears of the client's FIN (gone.py)
+                self.cycle.scope.setdefault("extensions", {}).setdefault(SENDING_CLOSED, asyncio.Event())
+
         def eof_received(self) -> bool | None:
             # A client may close its sending side once its request is out (`nc -N`, a script's shutdown) and still
             # read: the connection stays open to send the answer, then closes (it closed at once, the answer unsent).
-            # A request still arriving is cut short by it: closed, and answered 499 as before (bodies.py).
+            # Its route hears of it: one waiting on the model takes it as the client leaving (gone.py), one answering
+            # at once is read. A request still arriving is cut short by it: closed, and answered 499 (bodies.py).
             self.half_closed = True
-            return True if self._answering() else None
+            if not self._answering():
+                return None
+            self.cycle.scope["extensions"][SENDING_CLOSED].set()
+            return True
 
         def _answering(self) -> bool:
             """Whether a request has all come in and its answer is still to be sent."""
