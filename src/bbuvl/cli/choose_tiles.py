@@ -101,20 +101,20 @@ def choose_tiles(
         console.print(f"scale {c.scale:g}: {escape(', '.join(f'{g} ({n})' for g, n in c.grids.items()))}, {c.passes} "
                       f"passes, {metric} {'-' if c.score is None else f'{c.score:.3f}'}", soft_wrap=True)
 
-    # Another checkpoint's candidates (other scales) or another --gt's never stay beside this run's (docs/tiles.md)
-    with user_errors(ValueError, OSError), replacing([out, *files]):
+    # Another checkpoint's candidates (other scales) or another --gt's never stay beside this run's (docs/tiles.md).
+    # The checkpoint's own files are not set aside with them: a server or predict loading it meanwhile, or a run
+    # killed half-way, would find it without its chosen scale; each is replaced whole at the end instead.
+    with user_errors(ValueError, OSError), replacing([out]):
         chosen = choose_tile_scale(predictor, gt, out, None if trained is None else trained.median, mode, candidates,
                                    metric, on_candidate=show, within=within, refine=refine,
                                    refine_within=refine_within)
         refuse_unmeasured(chosen_predictions(out, chosen), gt)
         refuse_unscored(chosen, gt)
-        path = chosen.save(checkpoint)
         verdict, why_not = (choose_tiled_verdict(chosen_predictions(out, chosen), gt, predictor.faults,
                                                  predictor.options(mode).framed(), target_recall, target_precision,
                                                  mode)
                             if choose_thresholds else (None, None))
-        if verdict is not None:
-            verdict.save(checkpoint)
+        path = save_choices(checkpoint, chosen, verdict)
     chosen_file = chosen_predictions(out, chosen)
     print_first([f"{failed}; it counts as a photo where nothing was found, at every scale"
                  for failed in unreadable(chosen_file)],
@@ -142,10 +142,32 @@ def choose_tiles(
                       f"{_num(verdict.recall)} of the faulty photos, {_num(verdict.precision)} of failed photos faulty); "
                       "written to "
                       f"{escape(str(checkpoint / TILED_THRESHOLDS_FILE))}", soft_wrap=True)
-    elif not choose_thresholds and (checkpoint / TILED_THRESHOLDS_FILE).is_file():
-        console.print(f"[yellow]note[/]: {escape(str(checkpoint / TILED_THRESHOLDS_FILE))} was chosen on photos cut at "
-                      "the scale before this one; choose it again (--choose-thresholds) so that it fits this scale's "
-                      "fault scores", soft_wrap=True)
+    elif (checkpoint / TILED_THRESHOLDS_FILE).is_file():
+        again = ("on validation photos that can decide them" if choose_thresholds else "(--choose-thresholds)")
+        console.print(f"[yellow]note[/]: {escape(str(checkpoint / TILED_THRESHOLDS_FILE))} is kept, chosen on photos cut "
+                      f"at the scale before this one; choose it again {again} so that it fits this scale's fault scores",
+                      soft_wrap=True)
+
+
+def save_choices(checkpoint: Path, chosen, verdict) -> Path:  # noqa: ANN001 - a ChosenTileScale, ChosenThresholds
+    """Write the chosen scale into the checkpoint, then the tiled photos' verdict thresholds (when chosen), each
+    atomically; the scale before is put back when the thresholds cannot be written, so the two never disagree."""
+    from bbuvl.atomic import write_bytes_atomic
+    from bbuvl.data.scale import TILE_SCALE_FILE
+
+    scale_file = checkpoint / TILE_SCALE_FILE
+    before = scale_file.read_bytes() if scale_file.is_file() else None
+    path = chosen.save(checkpoint)
+    if verdict is not None:
+        try:
+            verdict.save(checkpoint)
+        except BaseException:
+            if before is None:
+                scale_file.unlink(missing_ok=True)
+            else:
+                write_bytes_atomic(scale_file, before)
+            raise
+    return path
 
 
 def refuse_unmeasured(predictions: Path, gt: Path) -> None:

@@ -1,0 +1,77 @@
+"""What `bbuvl choose-tiles` leaves in the checkpoint it writes into while it runs, and when it cannot choose the tiled
+photos' verdict thresholds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+
+from bbuvl.data.faults import Faults
+from bbuvl.data.scale import TILE_SCALE_FILE
+from bbuvl.eval.judging import choose_tiled_verdict
+from bbuvl.infer.tile_scale import Candidate, ChosenTileScale
+from bbuvl.infer.verdict import TILED_THRESHOLDS_FILE, ChosenThresholds, FramedThresholds, VerdictThresholds
+from tests.eval.test_judging import BAD, BOX, OK
+from tests.eval.test_tile_choice import run, wide_val as wide_val  # noqa: F401 - the fixture
+
+EARLIER = ChosenTileScale(scale=0.5, metric="AP50", train_scale=1.0, candidates=[Candidate(0.5, {"2x2": 2}, 0.1, 5)],
+                          photos=2, chosen_on="earlier.jsonl")
+
+
+def test_a_reader_of_the_checkpoint_finds_a_chosen_scale_all_through_a_run(trained_checkpoint, wide_val, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    EARLIER.save(ckpt)
+    results, seen = [], []
+    worker = threading.Thread(target=lambda: results.append(run(
+        "-c", str(ckpt), "--gt", str(wide_val), "-o", str(tmp_path / "cands"), "--factors", "1,1.25", "--no-refine",
+        "--device", "cpu", "--overwrite")))
+    worker.start()
+    while worker.is_alive():  # as `bbuvl serve` or `predict` loading the checkpoint meanwhile would
+        seen.append(ChosenTileScale.load(ckpt))
+        time.sleep(0.01)
+    worker.join()
+    assert results[0].exit_code == 0, results[0].output
+    # Before: tile_scale.json was set aside for the whole run (and lost with it when the run was killed), so a
+    # server started meanwhile tiled at the training scale.
+    assert len(seen) > 10 and None not in seen
+    assert seen[0] == EARLIER and ChosenTileScale.load(ckpt).chosen_on == str(wide_val)
+
+
+def test_tiled_thresholds_that_cannot_be_chosen_again_are_kept_and_said_so(trained_checkpoint, wide_val, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    earlier = ChosenThresholds(VerdictThresholds(0.3, 0.7), 0.8, 0.9, 1.0, 1.0, 4, 2, ["x"], "earlier.jsonl", tiled=True)
+    earlier.save(ckpt)
+    before = (ckpt / TILED_THRESHOLDS_FILE).read_bytes()
+    result = run("-c", str(ckpt), "--gt", str(wide_val), "-o", str(tmp_path / "cands"), "--factors", "1",
+                 "--no-refine", "--device", "cpu", "--choose-thresholds", "--overwrite")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    # Both photos hold a fault (and the tiny model predicts none): before, review 1 and fail 1 were written.
+    assert "the 2 photos cut into tiles: every one of the 2 photos holds a fault" in said and "their verdict thresholds are not chosen" in said
+    # Before: the earlier file was set aside with the scale and removed when the run succeeded.
+    assert (ckpt / TILED_THRESHOLDS_FILE).read_bytes() == before
+    assert f"{ckpt / TILED_THRESHOLDS_FILE} is kept, chosen on photos cut at the scale before this one" in said
+    assert (ckpt / TILE_SCALE_FILE).is_file()
+
+
+def test_the_tiled_photos_thresholds_are_chosen_on_the_photos_cut_into_tiles_alone(tmp_path):
+    # Four cabinets cut into tiles (two faulty: faults scored 0.7, 0.65; two clean: 0.3, 0.2) and a close-up
+    # predicted in one pass, which the tiled pair leaves out.
+    photos = [("e.jpg", BAD, 0.7, True), ("f.jpg", BAD, 0.65, True), ("g.jpg", OK, 0.3, True), ("h.jpg", OK, 0.2, True),
+              ("a.jpg", OK, 0.95, False)]
+    gt, pred = tmp_path / "val.jsonl", tmp_path / "pred.jsonl"
+    gt.write_text("".join(json.dumps({"images": [n], "width": 100, "height": 100,
+                                      "objects": [{"bbox_2d": BOX, "desc": t}]}, ensure_ascii=False) + "\n"
+                          for n, t, _, _ in photos), encoding="utf-8")
+    pred.write_text("".join(json.dumps({"image": n, "width": 100, "height": 100, "raw": None, "error": None,
+                                        "tiled": tiled, "objects": [{"bbox_2d": BOX, "label": BAD, "score": s}]},
+                                       ensure_ascii=False) + "\n" for n, _, s, tiled in photos), encoding="utf-8")
+    default = FramedThresholds(VerdictThresholds(0.25, 0.5))
+    chosen, why_not = choose_tiled_verdict(pred, gt, Faults.load(), default, 1.0, 1.0, "head")
+    assert why_not is None and chosen.tiled and chosen.mode == "head"
+    assert (chosen.thresholds, chosen.photos, chosen.faulty_photos) == (VerdictThresholds(0.65, 0.65), 4, 2)
+    assert (chosen.recall, chosen.precision) == (1.0, 1.0)
