@@ -461,3 +461,25 @@ def test_a_training_start_refused_for_its_budget_names_the_line_too(run_config, 
         said = "".join(result.output.split())
         assert result.exit_code == 2 and f"{path}:{line}:model.max_vision_tokens_per_batch(255)" in said, said
     assert not (tmp_path / "run").exists()
+
+
+def test_config_check_refuses_a_grpo_reward_function_the_run_could_not_import_at_its_line(tmp_path):
+    """`config check` said "valid" of a GRPO config whose reward function's module does not exist; the run's start
+    refused it."""
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    path = tmp_path / "grpo.yaml"
+    path.write_text("training:\n  method: grpo\ngrpo:\n  rewards:\n    user: 1.0\n    user_function: nosuchmodule_zz:f\n",
+                    encoding="utf-8")
+    for command in (["config", "check", str(path)], ["train", str(path), "--validate-only"]):
+        result = CliRunner().invoke(app, command)
+        said = "".join(result.output.split())
+        assert result.exit_code == 2 and f"{path}:6:grpo.rewards.user_function:cannotimportmodule'nosuchmodule_zz'" in said, said
+    fixed = CliRunner().invoke(app, ["config", "check", str(path), "grpo.rewards.user_function=tests.rl.reward_fns:answer_size"])
+    assert fixed.exit_code == 0 and "valid" in fixed.output
+    said = "".join(CliRunner().invoke(app, ["config", "check", str(path), "grpo.rewards.user_function=math:pi"]).output.split())
+    assert "grpo.rewards.user_function=math:pi(override):grpo.rewards.user_function:'pi'ofmodule'math'isafloat" in said, said
+    sft = CliRunner().invoke(app, ["config", "check", str(path), "training.method=sft"])  # SFT never calls it
+    assert sft.exit_code == 0, sft.output

@@ -50,7 +50,23 @@ def check_config(
 def report_valid(config: Path, cfg: Config, origin: ConfigOrigin) -> None:
     """Say `config` is valid, or fail naming what a training start would refuse in it (a batch over its budget), each
     problem at the file:line (or override) of the key at fault, as `origin` locates it."""
-    problems = batch_budget_problems(cfg)
+    problems = origin.describe(batch_budget_problems(cfg))
+    if reward := _reward_problem(cfg):
+        problems = "\n".join(filter(None, (problems, f"{origin.locate(('grpo.rewards.user_function',))}: {reward}")))
     if problems:
-        fail(origin.describe(problems))
+        fail(problems)
     console.print(f"[green]ok[/]: {escape(str(config))} is valid")
+
+
+def _reward_problem(cfg: Config) -> str | None:
+    """Why a GRPO run could not use its reward function (its import path, what it names), as its start would say;
+    None when it can, or when the run is no GRPO run (which never calls it)."""
+    if cfg.training.method != "grpo" or not cfg.grpo.rewards.user_function:
+        return None
+    from bbuvl.rl.rewards import load_user_reward  # imports the user's module, as the run's start does
+
+    try:
+        load_user_reward(cfg.grpo.rewards.user_function)
+    except ValueError as e:
+        return str(e)
+    return None
