@@ -63,7 +63,15 @@ def test_folders_named_final_or_checkpoint_of_no_run_are_anyones(tmp_path):
     check_output_dir(run / "tb2", resume=False, overwrite=False)  # in its folder but no checkpoint of it
 
 
-@pytest.mark.parametrize("where", ["final/retrain", "checkpoint-2/x/retrain"])
+def test_an_output_dir_in_another_runs_logs_which_its_overwrite_removes_is_refused(tmp_path):
+    run = fake_run(tmp_path / "a")
+    for name in ("tb", "nan_batches"):
+        with pytest.raises(RunDirError, match=f"lies inside {run / name}, a folder of the run in {run}, whose --overwrite "
+                                              "would delete this run with it"):
+            check_not_nested(run / name / "retrain")
+
+
+@pytest.mark.parametrize("where", ["final/retrain", "checkpoint-2/x/retrain", "tb/retrain"])
 def test_an_output_dir_whose_own_checkpoint_holds_another_run_is_refused_resuming_or_overwriting(tmp_path, where):
     run = fake_run(tmp_path / "a")
     nested = fake_run(run / where, checkpoints=("final",))

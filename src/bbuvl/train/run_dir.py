@@ -76,36 +76,39 @@ def check_output_dir(output_dir: str | Path, resume: bool, overwrite: bool) -> l
 CHECKPOINT_FILES = ("bbuvl.yaml", "trainer_state.json")
 
 
-def _run_checkpoint(folder: Path) -> bool:
-    """Whether `folder` is (or will be) a checkpoint-N/ or final/ of a run: named so, and holding a checkpoint's files
-    or lying in a folder that holds a run's record, history or other checkpoints."""
-    if folder.name != FINAL_DIR and not CHECKPOINT.match(folder.name):
-        return False
-    if any((folder / name).is_file() for name in CHECKPOINT_FILES):
-        return True
+def _run_folder(folder: Path) -> str | None:
+    """How a run deletes `folder` whole when it is (or will be) one of that run's checkpoint-N/, final/, tb/ or
+    nan_batches/ (None when it is none): named so, and holding a checkpoint's files or lying in a folder that holds a
+    run's record, history or other checkpoints."""
     parent = folder.parent
-    return (any((parent / name).is_file() for name in RUN_RECORDS)
-            or any(p != folder for p in numbered_checkpoints(parent)))
+    run_beside = any((parent / name).is_file() for name in RUN_RECORDS)
+    if folder.name == FINAL_DIR or CHECKPOINT.match(folder.name):
+        if (run_beside or any((folder / name).is_file() for name in CHECKPOINT_FILES)
+                or any(p != folder for p in numbered_checkpoints(parent))):
+            return f"a checkpoint of the run in {parent}, whose checkpoint rotation, next save of final/ or --overwrite"
+    elif folder.name in RUN_DIRS and run_beside:
+        return f"a folder of the run in {parent}, whose --overwrite"
+    return None
 
 
 def check_not_nested(output_dir: str | Path) -> None:
-    """Refuse an output folder that is or lies inside another run's checkpoint-N/ or final/, or whose own checkpoint-N/
-    or final/ hold another run: RunDirError naming both folders.
+    """Refuse an output folder that is or lies inside another run's checkpoint-N/, final/, tb/ or nan_batches/, or
+    whose own such folders hold another run: RunDirError naming both folders.
 
     A run's checkpoint rotation (training.save_total_limit) deletes its old checkpoint-N/ whole, its next save
-    replaces final/ whole, and --overwrite removes both: a run kept in one of them is lost with it.
+    replaces final/ whole, and --overwrite removes all of them: a run kept in one of them is lost with it.
     """
     out = Path(output_dir)
     located = out.resolve()  # a link to another run's final/ lies in it all the same
     for folder in (located, *located.parents):
-        if _run_checkpoint(folder):
-            raise RunDirError(f"training.output_dir {out}: {'is' if folder == located else 'lies inside'} {folder}, a "
-                              f"checkpoint of the run in {folder.parent}, whose checkpoint rotation or next save of "
-                              f"{folder.name}/ (or --overwrite) would delete this run with it. Train into a folder of its "
-                              f"own outside {folder.parent} (set model.path={folder} to start from that checkpoint)")
+        if (whose := _run_folder(folder)) is not None:
+            raise RunDirError(f"training.output_dir {out}: {'is' if folder == located else 'lies inside'} {folder}, "
+                              f"{whose} would delete this run with it. Train into a folder of its own outside "
+                              f"{folder.parent}" + (f" (set model.path={folder} to start from that checkpoint)"
+                                                    if whose.startswith("a checkpoint") else ""))
     if not out.is_dir():
         return
-    for folder in [*numbered_checkpoints(out), out / FINAL_DIR]:
+    for folder in [*numbered_checkpoints(out), *(out / name for name in RUN_DIRS)]:
         if not folder.is_dir() or folder.is_symlink():
             continue  # a link is removed as a link (`clear_previous_run`), never what it points to
         nested = sorted(p.parent for name in RUN_RECORDS for p in folder.rglob(name) if p.parent != folder)
