@@ -76,3 +76,14 @@ def test_one_framing_that_cannot_decide_is_a_note_and_the_other_is_chosen(files,
     assert ("the 2 photos predicted through tiles or zoom: every one of the 2 photos holds a fault" in output
             and "their verdict thresholds are not chosen" in output)
     assert (ckpt / THRESHOLDS_FILE).exists() and not (ckpt / "verdict_thresholds_tiled.json").exists()
+
+
+@pytest.mark.parametrize("given, says", [(["--verdict-review", "0.1"], "--verdict-review sets"),
+                                         (["--verdict-review", "0.1", "--verdict-fail", "0.2"],
+                                          "--verdict-review and --verdict-fail set")])
+def test_thresholds_given_and_thresholds_to_choose_are_refused_together(files, tmp_path, given, says):
+    gt, pred, ckpt = files
+    output = said(run(gt, pred, tmp_path / "m.json", "--choose-thresholds", *given, ok=False))
+    # Before: the chosen pair replaced the given one without a word.
+    assert f"error: {says} the thresholds to judge with, and --choose-thresholds chooses them" in output
+    assert not (ckpt / THRESHOLDS_FILE).exists() and not (tmp_path / "m.json").exists()

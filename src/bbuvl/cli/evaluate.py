@@ -90,6 +90,11 @@ def evaluate(
 
     refuse_unused(ctx, report is not None, "--report", "worst", "font_path")
     refuse_unused(ctx, choose_thresholds, "--choose-thresholds", "target_recall", "target_precision")
+    if choose_thresholds and (given := [f for f, v in (("--verdict-review", verdict_review),
+                                                      ("--verdict-fail", verdict_fail)) if v is not None]):
+        # the chosen pair replaced them without a word: METRICS.json and the checkpoint held the chosen ones
+        fail(f"{' and '.join(given)} set{'s' if len(given) == 1 else ''} the thresholds to judge with, and "
+             "--choose-thresholds chooses them: give one or the other")
     for path, what in ((pred, "--pred"), (gt, "--gt")):
         require_file(path, what)  # a folder was 'no such file'
     # a pipe given as either was waited on forever, a folder was Python's '[Errno 21] Is a directory'
