@@ -180,3 +180,23 @@ def test_when_no_photo_is_found_the_error_names_why_a_photo_failed_not_an_annota
     flat = " ".join(said.split())
     # Before: "the first, image id 7: unknown image id 7", which says nothing of why no photo was found.
     assert code == 2 and "gone.jpg: image file not found" in flat and "unknown image id" not in flat, flat
+
+
+def test_an_image_entry_without_width_and_height_takes_the_size_of_its_photo(tmp_path: Path):
+    photo(tmp_path / "img" / "a.jpg", size=(64, 48))
+    photo(tmp_path / "img" / "b.jpg", size=(40, 30), colour=(1, 2, 3))
+    coco = coco_file(tmp_path / "coco.json",
+                     [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg", "width": 40},
+                      {"id": 3, "file_name": "gone.jpg"}],
+                     [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 5, 20, 30]},
+                      {"id": 2, "image_id": 2, "category_id": 1, "bbox": [1, 1, 9, 9]},
+                      {"id": 3, "image_id": 3, "category_id": 1, "bbox": [1, 1, 9, 9]}])
+    code, said = run("import-coco", coco, tmp_path / "img", tmp_path / "out", "--val-ratio", "0")
+    # Before, every photo of a file written without sizes was refused: "without a usable ... width/height ('width')".
+    assert code == 0, said
+    (record,) = read_records(tmp_path / "out" / "train.jsonl")
+    assert (record.width, record.height, record.objects[0].bbox_2d) == (64, 48, [4, 5, 24, 35])
+    reasons = {e["entry"]: e["reason"] for e in errors_of(tmp_path / "out")}
+    assert "no 'height'" in reasons["images[1]"]  # one side given, the other not: a size half-written is no size
+    assert "none from its photo: image file not found" in reasons["images[2]"]
+    assert "1photo(s)havenowidthandheightintheCOCOfile" in "".join(said.split())

@@ -250,6 +250,9 @@ def import_coco(
     n = result.summary["images"]
     console.print(f"{n['train']} train, {n['val']} val, {n['teachers']} teachers, {result.summary['labels']} labels -> {out}",
                   markup=False, soft_wrap=True)
+    if result.summary["size_from_photo"]:
+        console.print(f"{result.summary['size_from_photo']} photo(s) have no width and height in the COCO file: each "
+                      "was read from the photo, upright", markup=False, soft_wrap=True)
     turned = result.summary["exif"]["annotated_on_raw"]
     if turned:  # an assumption the user can check: say it
         console.print(f"{turned} EXIF-rotated photos have the COCO size of their file's own grid: their boxes were read "

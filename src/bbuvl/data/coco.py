@@ -152,7 +152,8 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             if size[0] <= 0 or size[1] <= 0:
                 raise ValueError(f"size {size[0]}x{size[1]}")
         except (KeyError, TypeError, ValueError, OverflowError) as e:
-            errors.append(_error(f"image entry without a usable id/file_name/width/height ({e})", entry=entry,
+            detail = f"no {e}" if isinstance(e, KeyError) else e  # KeyError says only 'width'
+            errors.append(_error(f"image entry without a usable id/file_name/width/height ({detail})", entry=entry,
                                  image_id=im.get("id")))
             continue
         same = images.get(image_id)

@@ -71,12 +71,16 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
     coco = read_json(annotations, "COCO file")
     if not isinstance(coco, dict):
         raise ValueError(f"{annotations}: not a COCO file (expected a JSON object with images/annotations/categories)")
+    coco, sized, unsized = _sizes_from_photos(coco, images_dir, allow_outside)
     try:
         records, errors = coco_to_records(coco, images_dir)
     except ValueError as e:
         raise ValueError(f"{annotations}: {e}") from None
     except (AttributeError, TypeError, KeyError) as e:  # entries that are not objects, ids that are not hashable
         raise ValueError(f"{annotations}: not a COCO detection file ({type(e).__name__}: {e})") from e
+    for e in errors:
+        if e.get("entry") in unsized:
+            e["reason"] = f"no width and height in the COCO file, and none from its photo: {unsized[e['entry']]}"
     kept, placer, outside, names = [], ImagePlacer(out, link), 0, _NamesUnder(images_dir)
     in_file = len(errors)  # the problems of the file's entries; those of its photos follow
     rotated, on_raw = 0, 0  # kept photos that viewers show turned (EXIF), and those of them drawn on the file's grid
@@ -128,10 +132,36 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
     unknown = Counter(o.desc for r in kept for o in r.objects if not hierarchy.is_valid(o.desc))
     train, val = split_items(kept, val_ratio, seed)
     extra = {"source": str(annotations), "skipped": len(errors), "outside_images_dir": outside,
-             "labels_outside_hierarchy": len(unknown), "exif": {"rotated": rotated, "annotated_on_raw": on_raw}}
+             "labels_outside_hierarchy": len(unknown), "exif": {"rotated": rotated, "annotated_on_raw": on_raw},
+             "size_from_photo": sized}
     summary = write_dataset_folder(out, train, val, num_teachers, seed, extra)
     write_text_atomic(out / ERRORS, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
     return CocoImport(summary, errors, dict(sorted(unknown.items())), outside)
+
+
+def _sizes_from_photos(coco: dict[str, Any], images_dir: Path,
+                       allow_outside: bool) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """`coco` with the width and height of each image entry that gives neither read from its photo's header (upright,
+    as viewers show it, as `data convert` takes a vendor file without `info`); how many were read; and, by JSON path,
+    why a photo gave none. Some tools write no sizes; before, each of their photos was refused."""
+    images = coco.get("images")
+    if not isinstance(images, list):
+        return coco, 0, {}
+    read, unsized, entries = 0, {}, []
+    for i, im in enumerate(images):
+        name = im.get("file_name") if isinstance(im, dict) and "width" not in im and "height" not in im else None
+        if isinstance(name, str) and name.strip():
+            path = images_dir / name.replace("\\", "/")  # as coco_to_records joins it
+            try:
+                info = probe_image(file_inside(path, images_dir, allow_outside), decode=False)
+            except ValueError as e:  # OutsideFolderError, a NUL in the name
+                info = str(e)
+            if isinstance(info, str):
+                unsized[f"images[{i}]"] = info.removeprefix(f"{path}: ")
+            else:
+                im, read = {**im, "width": info.upright[0], "height": info.upright[1]}, read + 1
+        entries.append(im)
+    return {**coco, "images": entries}, read, unsized
 
 
 def _lexists(path: Path) -> bool:
