@@ -200,3 +200,14 @@ def test_an_image_entry_without_width_and_height_takes_the_size_of_its_photo(tmp
     assert "no 'height'" in reasons["images[1]"]  # one side given, the other not: a size half-written is no size
     assert "none from its photo: image file not found" in reasons["images[2]"]
     assert "1photo(s)havenowidthandheightintheCOCOfile" in "".join(said.split())
+
+
+def test_a_box_of_an_image_entry_that_was_refused_points_at_that_entry_not_at_an_unknown_id():
+    coco = {"images": [{"id": 5, "file_name": "a.jpg", "width": 0, "height": 48}],
+            "categories": [{"id": 1, "name": LABEL}],
+            "annotations": [{"id": 1, "image_id": 5, "category_id": 1, "bbox": [4, 5, 20, 30]}]}
+    _, errors = coco_to_records(coco, Path("imgs"))
+    by_entry = {e["entry"]: e["reason"] for e in errors}
+    assert "size 0x48" in by_entry["images[0]"]
+    # Before: "unknown image id 5", though the file lists id 5: a search for it found the entry and no reason.
+    assert "unknown" not in by_entry["annotations[0]"] and "images[0]" in by_entry["annotations[0]"]

@@ -138,6 +138,7 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             ambiguous.setdefault(cat_id, {categories[cat_id]}).add(name)
     images: dict[int | str, dict[str, Any]] = {}
     repeated: set[int | str] = set()  # image ids listed twice
+    refused: dict[int | str, str] = {}  # image id -> the JSON path of its entry, refused for another reason
     for entry, im in _listed(coco, "images", errors):
         image_id = _id(im.get("id"))
         try:
@@ -155,6 +156,8 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             detail = f"no {e}" if isinstance(e, KeyError) else e  # KeyError says only 'width'
             errors.append(_error(f"image entry without a usable id/file_name/width/height ({detail})", entry=entry,
                                  image_id=im.get("id")))
+            if image_id is not None:
+                refused.setdefault(image_id, entry)
             continue
         same = images.get(image_id)
         if same is not None and (same["file_name"], same["size"]) == (file_name, size):
@@ -184,7 +187,9 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             if typed is not None:  # the file does name a photo that has parts: never keep it empty
                 images[_same_digits(image_id)]["listed"] += 1
             shown = json.dumps(ann.get("image_id"), ensure_ascii=False)
-            why = f"image_id {shown} {_NO_ID}" if image_id is None else f"unknown image id {shown}"
+            why = (f"image_id {shown} {_NO_ID}" if image_id is None else
+                   f"its image, {refused[image_id]}, was refused (see its line)" if image_id in refused else
+                   f"unknown image id {shown}")
             errors.append(_error(typed or why, **where))
             continue
         where["file"] = image["file_name"]
