@@ -19,3 +19,10 @@ def not_finite(truth, answer):
 def mean_size(truth, answer):
     """The answer's mean box width: dividing by zero on an empty answer."""
     return sum(b.bbox_2d[2] - b.bbox_2d[0] for b in answer) / len(answer)
+
+
+def per_box_array(truth, answer):
+    """A NumPy array of one reward per answered box: float() takes it while the answer has one box."""
+    import numpy as np
+
+    return np.ones(len(answer))

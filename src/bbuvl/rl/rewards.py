@@ -207,8 +207,10 @@ class RewardScorer:
 
 
 def _number(value: object) -> float | None:
-    """`value` as a float when it is one number (a Python, NumPy or one-element torch number), else None."""
-    if isinstance(value, (str, bytes)):  # float("0.5") would take text for a number
+    """`value` as a float when it is one number (a Python, NumPy or torch scalar), else None."""
+    # float("0.5") would take text for a number, and float() an array of one reward per box while the answer has one
+    # box: the run failed at the first answer with two.
+    if isinstance(value, (str, bytes)) or getattr(value, "ndim", 0) != 0:
         return None
     try:
         return float(value)  # type: ignore[arg-type]
