@@ -98,7 +98,7 @@ def test_import_skips_entries_that_are_no_objects_or_whose_ids_are_ambiguous_and
     assert reasons["3"] == "its image id is listed more than once: which photo it belongs to is unknown"
     assert reasons["4"] == "category id 5 is listed with more than one name (挡风板/已安装, 线缆)"
     assert reasons["5"] == "image_id [1] is neither a whole number nor a string, so it names no entry"
-    assert reasons["6"] == "unknown category id {'id': 1}"
+    assert reasons["6"] == 'unknown category id {"id": 1}'  # as the file wrote it
     assert all("bbox must be [x, y, width, height]" in reasons[i] for i in ("7", "8")) and "not a finite" in reasons["9"]
 
 

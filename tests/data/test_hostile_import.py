@@ -211,3 +211,18 @@ def test_a_box_of_an_image_entry_that_was_refused_points_at_that_entry_not_at_an
     assert "size 0x48" in by_entry["images[0]"]
     # Before: "unknown image id 5", though the file lists id 5: a search for it found the entry and no reason.
     assert "unknown" not in by_entry["annotations[0]"] and "images[0]" in by_entry["annotations[0]"]
+
+
+def test_an_annotation_without_its_image_or_category_id_says_so_in_the_files_words():
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+            "categories": [{"id": 1, "name": LABEL}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 5, 20, 30]},
+                            {"id": 2, "category_id": 1, "bbox": [4, 5, 20, 30]},
+                            {"id": 3, "image_id": 1, "bbox": [1, 1, 9, 9]},
+                            {"id": 4, "image_id": 1, "category_id": "7", "bbox": [1, 1, 9, 9]}]}
+    _, errors = coco_to_records(coco, Path("imgs"))
+    by_entry = {e["entry"]: e["reason"] for e in errors}
+    # Before: "image_id null ..." and "unknown category id None" for keys the file does not have at all.
+    assert by_entry["annotations[1]"].startswith("no image_id")
+    assert by_entry["annotations[2]"].startswith("no category_id")
+    assert by_entry["annotations[3]"] == 'unknown category id "7"'

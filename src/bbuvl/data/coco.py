@@ -187,7 +187,8 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             if typed is not None:  # the file does name a photo that has parts: never keep it empty
                 images[_same_digits(image_id)]["listed"] += 1
             shown = json.dumps(ann.get("image_id"), ensure_ascii=False)
-            why = (f"image_id {shown} {_NO_ID}" if image_id is None else
+            why = ("no image_id: the photo it belongs to is not named" if "image_id" not in ann else
+                   f"image_id {shown} {_NO_ID}" if image_id is None else
                    f"its image, {refused[image_id]}, was refused (see its line)" if image_id in refused else
                    f"unknown image id {shown}")
             errors.append(_error(typed or why, **where))
@@ -209,7 +210,9 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
         label = categories.get(cat_id) if cat_id is not None else None
         if label is None:
             typed = _typed_otherwise("category_id", ann.get("category_id"), cat_id, categories, "categories")
-            errors.append(_error(typed or f"unknown category id {ann.get('category_id')}", **where))
+            unknown = (f"unknown category id {json.dumps(ann['category_id'], ensure_ascii=False)}" if "category_id" in ann
+                       else "no category_id: its label is not named")
+            errors.append(_error(typed or unknown, **where))
             continue
         where["label"] = label
         bbox = ann.get("bbox")
