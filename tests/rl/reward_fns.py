@@ -21,8 +21,8 @@ def mean_size(truth, answer):
     return sum(b.bbox_2d[2] - b.bbox_2d[0] for b in answer) / len(answer)
 
 
-def per_box_array(truth, answer):
-    """A NumPy array of one reward per answered box: float() takes it while the answer has one box."""
-    import numpy as np
+def per_box_tensor(truth, answer):
+    """A tensor of one reward per answered box: float() takes it while the answer has one box."""
+    import torch
 
-    return np.ones(len(answer))
+    return torch.ones(len(answer))

@@ -154,7 +154,7 @@ def test_a_user_function_path_naming_no_function_says_what_it_names(path, messag
     ("per_box", r"per_box returned \[1.0\] \(list\), not a number: it is called once per answer"),
     ("not_finite", r"not_finite returned nan: a reward must be a finite number"),
     ("mean_size", r"mean_size raised .*reward_fns.py:\d+: ZeroDivisionError"),
-    ("per_box_array", r"per_box_array returned ndarray array\(\[1\.\]\)|per_box_array returned array\(\[1\.\]\) \(ndarray\)"),
+    ("per_box_tensor", r"per_box_tensor returned tensor\(\[1\.\]\) \(Tensor\), not a number"),
 ])
 def test_a_user_reward_is_tried_on_an_exact_and_an_empty_answer_before_a_run(name, message):
     scorer = RewardScorer.from_config(RewardWeights(detection=1.0, user=1.0, user_function=f"tests.rl.reward_fns:{name}"),

@@ -208,7 +208,7 @@ class RewardScorer:
 
 def _number(value: object) -> float | None:
     """`value` as a float when it is one number (a Python, NumPy or torch scalar), else None."""
-    # float("0.5") would take text for a number, and float() an array of one reward per box while the answer has one
+    # float("0.5") would take text for a number, and float() a tensor of one reward per box while the answer has one
     # box: the run failed at the first answer with two.
     if isinstance(value, (str, bytes)) or getattr(value, "ndim", 0) != 0:
         return None
