@@ -67,6 +67,9 @@ class Engine:
         # (docs/serving.md, "POST /v1/chat/completions"); it was judged by the server's mode's before.
         self._by_mode = {m: self.options if m == mode else self.options.model_copy(update=_verdict_of(predictor.options(m)))
                          for m in SERVE_MODES}
+        # The fault labels are read now, not at the first answer: a hierarchy file (the run config's data.hierarchy)
+        # moved or removed once the server runs failed every answer with a 500; a missing one now stops the start
+        self.faults = predictor.faults
         # A Hugging Face fast tokenizer may refuse two threads at once ("Already borrowed"): one encoding at a time.
         self._encoding = threading.Lock()
 
@@ -124,7 +127,7 @@ class Engine:
             if isinstance(r, Exception):
                 answers.append(r)
                 continue
-            is_fault = self.predictor.faults.is_fault
+            is_fault = self.faults.is_fault
             objects = [{**d.to_dict(), "unknown": False, "fault": is_fault(d.label)} for d in r.objects]
             timing = {"inference": round(infer_ms, 2)}
             if self.fewshot is not None and photo.image is not None and objects:

@@ -1,0 +1,24 @@
+"""A checkpoint's files changing while it is served: what a server answers with is read when it starts, never at a
+request, so a file removed or rewritten mid-run changes no answer (the key file is read so too, docs/serving.md)."""
+
+from __future__ import annotations
+
+
+def test_a_hierarchy_file_removed_while_serving_changes_no_answer(trained_checkpoint, keys, photos, tmp_path):
+    from bbuvl.data.labels import DEFAULT_HIERARCHY
+    from bbuvl.infer.predictor import Predictor
+    from bbuvl.serve.app import create_app
+    from bbuvl.serve.engine import Engine
+    from tests.serve.conftest import running
+
+    hierarchy = tmp_path / "hierarchy.json"  # the run config's data.hierarchy, a file beside the data
+    hierarchy.write_bytes(DEFAULT_HIERARCHY.read_bytes())
+    predictor = Predictor.load(trained_checkpoint, device="cpu")
+    predictor.cfg.data.hierarchy = str(hierarchy)
+    engine = Engine(predictor, "head", trained_checkpoint.name)
+    hierarchy.unlink()  # the data folder moved, or the file rewritten, once the server runs
+    with running(create_app(engine, keys)) as client:
+        r = client.detect_file(photos[0])
+        # 500 on every request before: the fault labels were read at the first answer, from a file gone by then
+        assert r.status == 200, r.body
+        assert r.json()["objects"] and all(isinstance(o["fault"], bool) for o in r.json()["objects"])
