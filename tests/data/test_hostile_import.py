@@ -226,3 +226,27 @@ def test_an_annotation_without_its_image_or_category_id_says_so_in_the_files_wor
     assert by_entry["annotations[1]"].startswith("no image_id")
     assert by_entry["annotations[2]"].startswith("no category_id")
     assert by_entry["annotations[3]"] == 'unknown category id "7"'
+
+
+def _strict(line: str) -> dict:
+    """A JSON line parsed as the JSON standard has it: NaN and Infinity are no JSON values (jq refuses them)."""
+    def refuse(name: str) -> None:
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_errors_jsonl_stays_standard_json_when_the_coco_file_holds_nan_ids(tmp_path: Path):
+    photo(tmp_path / "img" / "a.jpg")
+    # As Python's json module writes a pandas frame with missing ids.
+    (tmp_path / "coco.json").write_text(
+        '{"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}, {"id": NaN, "file_name": "b.jpg", '
+        '"width": 64, "height": 48}], "categories": [{"id": 1, "name": "线缆"}, {"id": Infinity, "name": "螺丝"}], '
+        '"annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 9, 9]}, '
+        '{"id": NaN, "image_id": NaN, "category_id": 1, "bbox": [1, 1, 9, 9]}]}', encoding="utf-8")
+    code, said = run("import-coco", tmp_path / "coco.json", tmp_path / "img", tmp_path / "out", "--val-ratio", "0")
+    assert code == 0, said
+    lines = (tmp_path / "out" / "errors.jsonl").read_text(encoding="utf-8").splitlines()
+    # Before: `"image_id": NaN` written as such, a line no standard JSON reader takes.
+    entries = [_strict(line) for line in lines]
+    assert {e["entry"] for e in entries} == {"images[1]", "categories[1]", "annotations[1]"}
+    assert any(e.get("image_id") == "NaN" for e in entries)

@@ -55,7 +55,19 @@ def records_to_coco(records: list[ImageRecord], image_root: Path | None = None) 
 
 
 def _error(reason: str, **where: Any) -> dict[str, Any]:
-    return {**where, "reason": reason}
+    return {**{k: _standard(v) for k, v in where.items()}, "reason": reason}
+
+
+def _standard(value: Any) -> Any:
+    """`value` as standard JSON holds it: a NaN or infinite id (Python's json reads and writes them) as its text, or
+    errors.jsonl holds a line that jq and every strict reader refuse."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return [_standard(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _standard(v) for k, v in value.items()}
+    return value
 
 
 def _listed(coco: dict[str, Any], key: str, errors: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
