@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 from PIL import Image
 
 from bbuvl.data.coco import coco_to_records
@@ -250,3 +251,11 @@ def test_errors_jsonl_stays_standard_json_when_the_coco_file_holds_nan_ids(tmp_p
     entries = [_strict(line) for line in lines]
     assert {e["entry"] for e in entries} == {"images[1]", "categories[1]", "annotations[1]"}
     assert any(e.get("image_id") == "NaN" for e in entries)
+
+
+def test_a_coco_captions_file_is_named_as_no_detection_file_not_as_boxes_without_labels():
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+            "annotations": [{"id": 1, "image_id": 1, "caption": "a cabinet"}, {"id": 2, "image_id": 1, "caption": "x"}]}
+    # Before: "no photo could be imported (3 problems); the first, a.jpg: no category_id".
+    with pytest.raises(ValueError, match="not a COCO detection file: none of its 2 annotations has a bbox"):
+        coco_to_records(coco, Path("imgs"))

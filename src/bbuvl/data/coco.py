@@ -131,6 +131,10 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
     if not isinstance(coco.get("annotations"), list):
         got = type(coco["annotations"]).__name__ if "annotations" in coco else "none"
         raise ValueError(f"not a COCO detection file: 'annotations' must be a list of boxes, got {got}")
+    listed = [a for a in coco["annotations"] if isinstance(a, dict)]
+    if listed and not any("bbox" in a or "segmentation" in a for a in listed):
+        raise ValueError(f"not a COCO detection file: none of its {len(listed)} annotations has a bbox (a captions or "
+                         "panoptic file?)")
     errors: list[dict[str, Any]] = []
     categories: dict[int | str, str] = {}
     ambiguous: dict[int | str, set[str]] = {}  # category id -> its names, when listed with more than one
