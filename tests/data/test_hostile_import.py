@@ -259,3 +259,16 @@ def test_a_coco_captions_file_is_named_as_no_detection_file_not_as_boxes_without
     # Before: "no photo could be imported (3 problems); the first, a.jpg: no category_id".
     with pytest.raises(ValueError, match="not a COCO detection file: none of its 2 annotations has a bbox"):
         coco_to_records(coco, Path("imgs"))
+
+
+def test_a_file_name_with_a_space_after_it_names_the_photo_without_it(tmp_path: Path):
+    photo(tmp_path / "img" / "a.jpg")
+    photo(tmp_path / "img" / "b.jpg", colour=(1, 2, 3))
+    coco = coco_file(tmp_path / "coco.json", [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48},
+                                              {"id": 2, "file_name": "b.jpg ", "width": 64, "height": 48}],
+                     [{"id": i, "image_id": i, "category_id": 1, "bbox": [1, 1, 9, 9]} for i in (1, 2)])
+    code, said = run("import-coco", coco, tmp_path / "img", tmp_path / "out", "--val-ratio", "0")
+    assert code == 0, said
+    (error,) = errors_of(tmp_path / "out")
+    # Before: "image file not found", beside the very file it meant.
+    assert "spaces around the name" in error["reason"] and error["reason"].endswith("b.jpg")

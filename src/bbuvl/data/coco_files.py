@@ -188,7 +188,12 @@ class _NamesUnder:
                 for name in files:
                     rel = (Path(root) / name).relative_to(self.folder).as_posix()
                     self._where.setdefault(file_name_key(name), []).append(rel)
-        found = sorted(self._where.get(file_name_key(PurePosixPath(missing).name), []))
+        name = PurePosixPath(missing).name
+        found = sorted(self._where.get(file_name_key(name), []))
+        if not found and name != name.strip():  # a name typed in a spreadsheet keeps the space after it
+            found = sorted(self._where.get(file_name_key(name.strip()), []))
+            if found:
+                return f"; its file_name has spaces around the name, and {self.folder} holds {', '.join(found[:3])}"
         if not found:
             return ""
         shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
