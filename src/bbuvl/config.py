@@ -622,6 +622,10 @@ class ConfigOrigin:
                 return _where(loc, self.source, self.lines, self.overrides)
         return self.source
 
+    def line_of(self, keys: tuple[str, ...]) -> int:
+        """The YAML line of the first of `keys` the file sets (0 when it sets none: the file as a whole)."""
+        return next((self.lines[loc] for loc in (tuple(k.split(".")) for k in keys) if loc in self.lines), 0)
+
     def describe(self, problems: list[BudgetProblem]) -> str:
         """Each problem on its own line, after the place of the key at fault (as the other config errors name it)."""
         return "\n".join(f"{self.locate(p.keys)}: {p}" for p in problems)

@@ -109,6 +109,21 @@ def test_a_budget_that_a_batch_could_overflow_is_an_error_naming_the_value_that_
     assert "raise it to" in problem.message and "`bbuvl train` refuses this config" in problem.message
 
 
+def test_a_budget_problem_names_the_configs_line_of_the_key_at_fault_not_the_dataset(small_dataset, tmp_path):
+    config = _config_file(small_dataset, tmp_path)
+    settings = yaml.safe_load(config.read_text(encoding="utf-8"))
+    settings["model"]["max_vision_tokens_per_batch"] = 10
+    config.write_text(yaml.safe_dump(settings, allow_unicode=True), encoding="utf-8")
+    line = next(i for i, text in enumerate(config.read_text(encoding="utf-8").splitlines(), 1)
+                if text.strip().startswith("max_vision_tokens_per_batch:"))
+    out = tmp_path / "findings.json"
+    result = CliRunner().invoke(app, ["data", str(small_dataset), "--config", str(config), "--json", str(out)])
+    assert result.exit_code == 1, result.output
+    [problem] = json.loads(out.read_text(encoding="utf-8"))["problems"]
+    assert (problem["file"], problem["line"]) == (str(config), line)  # it named the dataset folder, at no line
+    assert "model.max_vision_tokens_per_batch (10)" in problem["message"]
+
+
 def test_one_jsonl_file_is_costed_with_the_runs_teacher_pool(small_dataset, tmp_path):
     cfg = load_config(_config_file(small_dataset, tmp_path))
     report = diagnose_data(small_dataset / "train.jsonl", cfg)

@@ -16,7 +16,7 @@ from rich.table import Table
 from bbuvl.atomic import write_text_atomic
 from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, check_device, claim_outputs, command_group, console, fail, finite_range, int_range,
                               user_errors)
-from bbuvl.config import Config, ConfigError, load_config
+from bbuvl.config import Config, ConfigError, ConfigOrigin, load_located_config
 
 if TYPE_CHECKING:  # data.check reads photos: imported when a command runs
     from bbuvl.data.check import Problem
@@ -29,8 +29,12 @@ _STATUS = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]F
 
 
 def _config(path: Path | None) -> Config:
+    return _located_config(path)[0]
+
+
+def _located_config(path: Path | None) -> tuple[Config, ConfigOrigin]:
     try:
-        return load_config(path)
+        return load_located_config(path)
     except ConfigError as e:
         fail(str(e))
         raise
@@ -121,7 +125,7 @@ def data(
     if json_out:
         claim_outputs("doctor data", {"DATASET": dataset, "--config": config, "--checkpoint": checkpoint}, [json_out],
                       overwrite=overwrite)
-    cfg = _config(config)
+    cfg, origin = _located_config(config)
     prompt_labels = None
     if checkpoint is not None:
         from bbuvl.model.checkpoint import Prompt, is_plain_model_folder
@@ -134,7 +138,7 @@ def data(
         with user_errors(OSError, ValueError):
             prompt_labels = Prompt.load(checkpoint).labels
     with user_errors(OSError, ValueError):
-        report = diagnose_data(dataset, cfg, prompt_labels)
+        report = diagnose_data(dataset, cfg, prompt_labels, origin=origin)
     if report.counted:
         table = Table(title=f"vision tokens at min_pixels={cfg.model.min_pixels}, max_pixels={cfg.model.max_pixels}")
         for col in ("file", "samples", "min", "median", "max", f"over {cfg.model.max_vision_tokens}"):

@@ -21,7 +21,7 @@ import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from bbuvl.config import Config, batch_budget_problems
+from bbuvl.config import Config, ConfigOrigin, batch_budget_problems
 from bbuvl.data.check import (ImageInfo, Problem, check_boxes, check_size, dataset_files, empty_file_problem, probe_image,
                               teacher_is_student)
 from bbuvl.data.coords import ROTATING_ORIENTATIONS, CoordinateContract
@@ -144,11 +144,12 @@ def photo_problems(file: Path, line: int, prefix: str, record: ImageRecord, cfg:
 
 
 def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None = None,
-                  hierarchy: Hierarchy | None = None) -> DataReport:
+                  hierarchy: Hierarchy | None = None, origin: ConfigOrigin | None = None) -> DataReport:
     """Check a dataset JSONL or folder against a run config.
 
     `prompt_labels`: the vocabulary the model is told (a checkpoint's prompt.json); default: the labels
-    of the config's data.train and data.val, exactly as training builds its prompt.
+    of the config's data.train and data.val, exactly as training builds its prompt. `origin`: where the config's
+    values came from (`load_located_config`), so that a problem of the config names its line.
     """
     from bbuvl.data.layout import data_labels
 
@@ -198,8 +199,10 @@ def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None
         teacher_tokens = _pool_tokens(Path(cfg.data.teachers), contract)  # the run draws its teachers from there
     report.worst_batch = _worst_batch(report, cfg, teacher_tokens)
     # `bbuvl train` refuses a budget that a batch of full-size photos could overflow, whatever this data holds.
+    # The config is at fault, not the data: the problem names the config's line of the key at fault.
     for problem in batch_budget_problems(cfg, family.factor):
-        report.problems.append(Problem(str(path), 0, f"{problem}: `bbuvl train` refuses this config", "error"))
+        file, line = (origin.source, origin.line_of(problem.keys)) if origin is not None else ("<config>", 0)
+        report.problems.append(Problem(file, line, f"{problem}: `bbuvl train` refuses this config", "error"))
     report.lengths = _length_problems([f for f in files if f.name != TEACHERS], cfg, family, report, hierarchy)
     return report
 
