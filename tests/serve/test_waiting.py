@@ -169,3 +169,64 @@ def test_bbuvl_serve_refuses_a_waiting_bound_of_no_pixels_before_loading(trained
                            env={"BBUVL_API_KEYS": "k" * 32})
     said = "".join(r.output.split())
     assert r.exit_code == 2 and "--max-waiting-mp" in said and ">=0.01" in said and "Nosuchoption" not in said, r.output
+
+
+def test_places_in_the_queue_held_by_clients_that_left_are_given_to_the_next(engine, keys, photos):
+    from bbuvl.serve.app import ServeSettings, create_app
+
+    gate = threading.Event()
+    app = create_app(gated(engine, gate), keys, ServeSettings(max_batch=1, max_wait_ms=0, queue_size=2))
+    body, ctype = multipart("image", "p.png", photos[0].read_bytes())
+    head = (f"POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    with running(app) as client:
+        computing = socket.create_connection(("127.0.0.1", client.port), timeout=10)
+        computing.sendall(head + body)
+        time.sleep(0.5)  # its batch has begun: held at the gate
+        gone = []
+        for _ in range(2):
+            gone.append(socket.create_connection(("127.0.0.1", client.port), timeout=10))
+            gone[-1].sendall(head + body)
+        wait_for(lambda: app.state.batcher.depth == 2)
+        for s in gone:
+            s.close()
+        wait_for(lambda: 'status="499"} 2.0' in metric(client, "bbuvl_requests_total"))
+        assert client.request("GET", "/readyz").status == 200  # 503 before: the queue was full of photos nobody awaited
+        answer = []
+        late = threading.Thread(target=lambda: answer.append(client.detect_file(photos[1])))
+        late.start()
+        wait_for(lambda: app.state.batcher.depth == 1)  # queued, where it was 503 queue_full before
+        gate.set()
+        late.join(20)
+        computing.close()
+        assert answer and answer[0].status == 200, answer
+        assert "bbuvl_batch_size_count 2.0" in metric(client, "bbuvl_batch_size_count")  # the gone ones never computed
+
+
+def test_pixels_held_by_photos_whose_clients_left_are_given_to_the_next(engine, keys, photos):
+    from bbuvl.serve.app import ServeSettings, create_app
+
+    gate = threading.Event()
+    tiled = gated(engine, gate, overrides={"tiles": "2x2"})
+    app = create_app(tiled, keys, ServeSettings(max_batch=1, max_wait_ms=0, max_waiting_mp=2.5 * 224 * 168 / 1e6))
+    body, ctype = multipart("image", "p.png", photos[0].read_bytes())
+    head = (f"POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    with running(app) as client:
+        computing = socket.create_connection(("127.0.0.1", client.port), timeout=10)
+        computing.sendall(head + body)
+        time.sleep(0.5)  # its batch has begun: held at the gate, its pixels held
+        gone = socket.create_connection(("127.0.0.1", client.port), timeout=10)
+        gone.sendall(head + body)
+        wait_for(lambda: app.state.batcher.depth == 1)
+        gone.close()
+        wait_for(lambda: 'status="499"} 1.0' in metric(client, "bbuvl_requests_total"))
+        answer = []
+        late = threading.Thread(target=lambda: answer.append(client.detect_file(photos[1])))
+        late.start()
+        wait_for(lambda: app.state.batcher.depth == 1 or bool(answer))  # 503 before: the gone photo's pixels were held
+        gate.set()
+        late.join(20)
+        computing.close()
+        assert answer and answer[0].status == 200, answer[0].body if answer else None
+        assert app.state.pixels.held == 0

@@ -69,7 +69,14 @@ class Answering:
         held: list[Held] = []
 
         def on_size(w: int, h: int) -> None:
-            if self.pixels is not None:
+            if self.pixels is None:
+                return
+            try:
+                held.append(self.pixels.take(w * h))
+            except ApiError as e:
+                # photos whose callers are gone may still hold pixels in the queue: theirs are given back first
+                if e.status != 503 or not self.batcher.purge():
+                    raise
                 held.append(self.pixels.take(w * h))
 
         try:

@@ -89,8 +89,25 @@ class Batcher:
 
     @property
     def full(self) -> bool:
-        """True when a new job would be refused."""
-        return self._queue.full()
+        """True when a new job would be refused (jobs whose callers are gone dropped first)."""
+        return self._queue.full() and (self.purge() == 0 or self._queue.full())
+
+    def purge(self) -> int:
+        """Drop the queued jobs whose callers have gone (left, or past their deadline): how many. From any thread."""
+        # The worker drops them only as it reaches them, and while it computes a long batch they held places in the
+        # queue (and their photos' pixels): clients that left got live ones answered 503 (docs/serving.md)
+        with self._queue.mutex:
+            waiting = self._queue.queue
+            dead = [job for job in waiting if job is not None and job.future.cancelled()]
+            if dead:
+                live = [job for job in waiting if job is None or not job.future.cancelled()]
+                waiting.clear()
+                waiting.extend(live)
+                self._queue.unfinished_tasks -= len(dead)
+                self._queue.not_full.notify(len(dead))
+        for job in dead:
+            job.finish()
+        return len(dead)
 
     @property
     def alive(self) -> bool:
@@ -106,7 +123,12 @@ class Batcher:
             job.finish()
             raise ApiError(503, "not_ready", "the server is starting or stopping", {"Retry-After": "1"})
         try:
-            self._queue.put_nowait(job)
+            try:
+                self._queue.put_nowait(job)
+            except queue.Full:
+                if not self.purge():
+                    raise
+                self._queue.put_nowait(job)
         except queue.Full:
             job.finish()
             raise ApiError(503, "queue_full", f"all {self.queue_size} places in the queue are taken; retry shortly",
