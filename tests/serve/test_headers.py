@@ -79,3 +79,25 @@ def test_every_answer_holds_the_page_to_the_servers_own_script_and_out_of_other_
     assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy and "'unsafe-inline'" not in policy
     assert r.headers["x-content-type-options"] == "nosniff" and r.headers["x-frame-options"] == "DENY"
     assert r.headers["referrer-policy"] == "no-referrer"
+
+
+def test_a_page_file_removed_while_the_server_runs_is_a_json_404(engine, keys, tmp_path):
+    from bbuvl.serve.app import ServeSettings, create_app
+    from bbuvl.serve.files import RangedFile
+    from tests.serve.conftest import running
+
+    font = tmp_path / "font.ttf"
+    font.write_bytes(b"0" * 100)
+    app = create_app(engine, keys, ServeSettings())
+
+    @app.get("/v1/file")
+    async def file() -> RangedFile:  # as /font/cjk answers with the font it found at its first request
+        return RangedFile(font, media_type="font/ttf")
+
+    with running(app) as client:
+        assert client.request("GET", "/v1/file").body == b"0" * 100
+        font.unlink()  # a font uninstalled while the server runs
+        r = client.request("GET", "/v1/file")
+        # a JSON 500 (RuntimeError "File at path ... does not exist") with a traceback in the log before
+        assert r.status == 404 and r.json()["error"]["kind"] == "not_found", r.body
+        assert "'font.ttf' is no longer on the server" in r.json()["error"]["message"]

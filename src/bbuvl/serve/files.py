@@ -6,17 +6,33 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import anyio
+import anyio.to_thread
+
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response
 from starlette.staticfiles import NotModifiedResponse, StaticFiles
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
 
 from bbuvl.serve.errors import ApiError, cut
 
 
 class RangedFile(FileResponse):
     """A file whose Range is served as Starlette serves it, ignored when malformed, and a JSON 416 past the end."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.stat_result is None:
+            try:
+                found = await anyio.to_thread.run_sync(os.stat, self.path)
+            except (FileNotFoundError, NotADirectoryError):
+                # removed since the route found it (a font uninstalled while the server runs): Starlette raised, a
+                # JSON 500 with a traceback in the log
+                raise ApiError(404, "not_found", f"'{cut(os.path.basename(self.path))}' is no longer on the "
+                               "server") from None
+            self.stat_result = found
+            self.set_stat_headers(found)
+        await super().__call__(scope, receive, send)
 
     @classmethod
     def _parse_range_header(cls, http_range: str, file_size: int) -> list[tuple[int, int]]:
