@@ -105,6 +105,13 @@ def train(
     console.print(f"non-finite steps skipped: {result['nan_skipped']}; samples dropped for budget: "
                   f"{result['budget_dropped']}; over-budget photos skipped: {result['oversize_skipped']}; answers cut at "
                   f"data.max_length: {result['answers_truncated']}")
+    if unreadable := result.get("unreadable"):
+        console.print(f"[yellow]photos that could not be read when drawn (this process), another sample trained in "
+                      f"each one's place: {len(unreadable)}[/]; fix or remove them:", markup=True)
+        for line in unreadable[:5]:
+            console.print(f"  {escape(line)}", highlight=False)
+        if len(unreadable) > 5:
+            console.print(f"  ... {len(unreadable) - 5} more")
     if cache := result.get("sample_cache"):
         draws = cache["hits"] + cache["misses"]
         console.print(f"samples kept between epochs (data.sample_cache_mb={cfg.data.sample_cache_mb:g}, this process): "

@@ -282,11 +282,11 @@ def image_for_model(path: str, record_size: tuple[int, int], contract: Coordinat
                     region: tuple[int, int, int, int] | None = None) -> Image.Image:
     """Load a stored photo and resize it to its model frame (a no-op when the dataset was pre-scaled); with `region`,
     that window of it, magnified to the whole photo's frame (a random crop in training)."""
-    from bbuvl.data.images import load_image
+    from bbuvl.data.images import ImageError, load_image
 
     img = load_image(path).image
-    if img.size != tuple(record_size):
-        raise ValueError(f"{path}: image is {img.width}x{img.height} but its record says {record_size[0]}x{record_size[1]}")
+    if img.size != tuple(record_size):  # the file was replaced since its record was written
+        raise ImageError(f"{path}: image is {img.width}x{img.height} but its record says {record_size[0]}x{record_size[1]}")
     msize = contract.model_size(img.size)
     if region is not None:
         img = img.crop(region)

@@ -30,6 +30,7 @@ from transformers import TrainerCallback
 
 from bbuvl.config import CaptionRefitConfig
 from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.images import ImageError
 from bbuvl.data.schema import require_photos, resolve_image
 from bbuvl.encode.chat import SPAN_STUDENT, ChatEncoder, Turn, image_for_model
 from bbuvl.encode.collate import PaddedCollator
@@ -113,9 +114,17 @@ def covered_pairs(model: BBUVLModel, encoder: ChatEncoder, collator: PaddedColla
     vectors, pixels, labels, uncovered = [], [], [], 0
     empty, empty_pixels = [], []
     for start in range(0, len(photos), batch_size):
-        part = photos[start:start + batch_size]
-        samples = [encoder.encode([Turn(image_for_model(p.path, p.size, contract), None, SPAN_STUDENT)],
-                                  add_generation_prompt=True) for p in part]
+        part, samples = [], []
+        for p in photos[start:start + batch_size]:
+            try:
+                image = image_for_model(p.path, p.size, contract)
+            except ImageError as e:  # as training does: one bad file does not lose the finished run's refit
+                log.warning("caption refit: %s; the refit goes on without this photo", e)
+                continue
+            part.append(p)
+            samples.append(encoder.encode([Turn(image, None, SPAN_STUDENT)], add_generation_prompt=True))
+        if not samples:
+            continue
         det = model.detect(collator(samples).to(device))
         boxes = to_xyxy(det.boxes.float(), head.box_format).clamp(0, 1)  # [S, Q, 4], relative
         base = det.query_hidden

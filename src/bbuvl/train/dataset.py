@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -14,6 +14,7 @@ from PIL import ImageOps
 from bbuvl.config import CropConfig
 from bbuvl.data.check import check_boxes, check_size, probe_image, sample_records, teacher_is_student
 from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.images import ImageError
 from bbuvl.data.regions import Region, magnified_record, mirrored_record, random_region
 from bbuvl.data.schema import ImageRecord, Row, Sample, iter_dataset, resolve_image
 from bbuvl.encode.chat import (SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, EncodedSample, Turn, answer_objects, format_answer,
@@ -22,6 +23,8 @@ from bbuvl.train.data_files import DataFiles
 from bbuvl.train.sample_cache import SampleCache, sample_bytes
 
 log = logging.getLogger(__name__)
+# Samples in a row whose photo cannot be read before a run stops: a folder gone, not a bad file among good ones.
+UNREADABLE_IN_A_ROW = 8
 
 
 @dataclass(frozen=True)
@@ -307,6 +310,30 @@ class ConversationDataset(torch.utils.data.Dataset):
         return Turn(image, format_answer(record, self.contract), span, extent), record
 
     def __getitem__(self, index: int) -> EncodedSample:
+        """Sample `index`; when a photo of it cannot be read now (cut short, deleted, replaced since the start read its
+        header), the next sample in its place, the photo named in its `meta["unreadable"]` and in a warning: one bad
+        file among thousands no longer ends a run hours in (docs/design.md, "Photos that cannot be read")."""
+        unreadable: list[str] = []
+        for k in range(len(self.sources)):
+            at = (index + k) % len(self.sources)
+            try:
+                sample = self._sample(at)
+            except ImageError as e:
+                where = locate([self.sources[at].student])[0]
+                unreadable.append(f"{where}: {e}")
+                log.warning("%s: a photo of this sample cannot be read (%s): the next sample is trained in its place; "
+                            "fix or remove it", where, e)
+                if len(unreadable) == UNREADABLE_IN_A_ROW:
+                    raise ImageError(f"{UNREADABLE_IN_A_ROW} samples in a row have a photo that cannot be read, the first "
+                                     f"{unreadable[0]}: is the photos' folder still there?") from None
+                continue
+            if unreadable:
+                sample = replace(sample, meta={**sample.meta, "unreadable": unreadable})
+            return sample
+        raise ImageError(f"no sample has a photo that can be read, the first {unreadable[0]}")
+
+    def _sample(self, index: int) -> EncodedSample:
+        """Sample `index`, from the cache when it holds it."""
         teachers, region, mirror = self.teachers_for(index), self.crop_for(index), self.mirrored(index)
         if self.cache is None:
             return self._encode(index, teachers, region, mirror)

@@ -200,6 +200,9 @@ class BBUTrainer(Trainer):
         self._eval_parts: dict[str, float] = {}
         self._eval_n = 0
         self.budget_dropped = 0  # samples the collator left out of training batches (encode/collate.py, `Batch.dropped`)
+        # "file:line: why" of each photo that could not be read when drawn, another sample trained in its place
+        # (train/dataset.py); a dict, for each once in the order met
+        self.unreadable: dict[str, None] = {}
         decay = run.cfg.training.ema_decay
         # Before any callback added later (the caption refit): they read the averaged weights (train/weight_average.py).
         self.average = WeightAverage(run.model, decay) if decay > 0 else None
@@ -242,6 +245,8 @@ class BBUTrainer(Trainer):
             vision = int(inputs.mm_token_type_ids.sum())
             self.throughput.samples += len(inputs)
             self.budget_dropped += inputs.dropped
+            for meta in inputs.meta:
+                self.unreadable.update(dict.fromkeys(meta.get("unreadable", ())))
             self.throughput.vision_tokens += vision
             self.throughput.text_tokens += int(valid.sum()) - vision
             # The terms are already divided by counts over all ranks, but DDP and ZeRO average gradients over
@@ -436,6 +441,7 @@ def train(cfg: Config, resume: bool | str = False, progress: bool = True, callba
     run = built[0]
     return {"final": str(Path(cfg.training.output_dir) / FINAL_DIR), "history": trainer.state.log_history,
             "nan_skipped": trainer.guard.skipped, "budget_dropped": trainer.budget_dropped,
+            "unreadable": list(trainer.unreadable),
             "oversize_skipped": len(run.train_dataset.skipped), "answers_truncated": len(run.train_dataset.truncated),
             "answers_measured": len(run.train_dataset.answer_tokens),
             "longest_answer": max(run.train_dataset.answer_tokens, default=0),
