@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
 from PIL import Image
 
 from bbuvl.config import PREDICT_MODES
@@ -22,6 +23,7 @@ from bbuvl.infer.options import PredictOptions
 from bbuvl.infer.predictor import Predictor, Prepared
 from bbuvl.infer.verdict import Verdict
 from bbuvl.serve.fewshot import FewShotRescorer
+from bbuvl.serve.weights import own_weights
 
 SERVE_MODES = tuple(name for name, m in PREDICT_MODES.items() if m.serves)
 
@@ -67,6 +69,10 @@ class Engine:
         # (docs/serving.md, "POST /v1/chat/completions"); it was judged by the server's mode's before.
         self._by_mode = {m: self.options if m == mode else self.options.model_copy(update=_verdict_of(predictor.options(m)))
                          for m in SERVE_MODES}
+        # the checkpoint's files (and a few-shot backbone's) may change once they are served (weights.py)
+        for model in (predictor.model, getattr(fewshot.backbone if fewshot else None, "model", None)):
+            if isinstance(model, torch.nn.Module):
+                own_weights(model)
         # The fault labels are read now, not at the first answer: a hierarchy file (the run config's data.hierarchy)
         # moved or removed once the server runs failed every answer with a 500; a missing one now stops the start
         self.faults = predictor.faults
