@@ -150,3 +150,31 @@ def test_predict_says_when_the_checkpoints_thresholds_were_chosen_in_another_mod
     assert "review at a fault score ≥ 0.25, fail ≥ 0.5" in said["name"], said["name"]
     assert (f"note: {THRESHOLDS_FILE} was chosen on head mode's predictions, not name mode's, whose scores are on "
             "another scale") in said["name"], said["name"]
+
+
+def test_thresholds_chosen_for_other_faults_judge_no_photo_in_predict_and_say_so(trained_checkpoint, tmp_path):
+    """A pair chosen when the hierarchy marked other faults (the file edited since) was chosen on other scores: predict
+    and serve judged every photo with it, where eval already passed it over for the run config's."""
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    judged = sorted(Faults.load(Predictor.load(ckpt, device="cpu").cfg.data.hierarchy).labels)
+    other = judged[1:]  # one fault fewer than the hierarchy marks now
+    ChosenThresholds(VerdictThresholds(0.15, 0.85), 0.8, 0.9, 0.8, 0.9, 10, 4, other, "val.jsonl", mode="head").save(ckpt)
+    p = Predictor.load(ckpt, device="cpu")
+    assert p.options("head").thresholds() == VerdictThresholds(0.25, 0.5)  # the run config's, not 0.15 / 0.85
+    assert judged[0] in p.other_faults()
+    (tmp_path / "photos").mkdir()
+    Image.new("RGB", (224, 168), (200, 30, 30)).save(tmp_path / "photos" / "a.png")
+    result = CliRunner().invoke(app, ["predict", "-c", str(ckpt), "-i", str(tmp_path / "photos"), "-o",
+                                      str(tmp_path / "head.jsonl"), "--mode", "head", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    said = "".join(result.output.split())
+    assert "reviewatafaultscore≥0.25,fail≥0.5" in said
+    assert f"note:{THRESHOLDS_FILE}waschosenwhenthehierarchymarkedotherfaults" in said
+    # Chosen for the faults judged now, the pair judges as before
+    ChosenThresholds(VerdictThresholds(0.15, 0.85), 0.8, 0.9, 0.8, 0.9, 10, 4, judged, "val.jsonl", mode="head").save(ckpt)
+    assert Predictor.load(ckpt, device="cpu").options("head").thresholds() == VerdictThresholds(0.15, 0.85)

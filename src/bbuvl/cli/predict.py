@@ -174,7 +174,9 @@ def predict(
                      f"{tiled_thresholds.review:g}, fail ≥ {tiled_thresholds.fail:g}"
                      if verdicts["tiled"] and tiled_thresholds != thresholds else "") + ")"
                   + (f", {verdicts['unjudged']} lines without a verdict" if verdicts["unjudged"] else ""), soft_wrap=True)
-    if passed_over := other_mode(*predictor.chosen, mode):
+    if passed_over := other_mode(*predictor.chosen_for_faults(), mode):
+        console.print(f"[yellow]note[/]: {escape(passed_over)}", soft_wrap=True)
+    if passed_over := predictor.other_faults():
         console.print(f"[yellow]note[/]: {escape(passed_over)}", soft_wrap=True)
 
 

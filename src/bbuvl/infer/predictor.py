@@ -33,7 +33,7 @@ from bbuvl.infer.options import PredictOptions
 from bbuvl.infer.parse import parse_detections
 from bbuvl.infer.tiles import TilePlan, category_spellings, predict_tiled
 from bbuvl.infer.tile_scale import ChosenTileScale
-from bbuvl.infer.verdict import ChosenThresholds, Verdict, judge, with_chosen
+from bbuvl.infer.verdict import ChosenThresholds, Verdict, judge, thresholds_file, with_chosen
 from bbuvl.model.checkpoint import ModelFolder
 
 logger = logging.getLogger(__name__)
@@ -200,6 +200,23 @@ class Predictor:
     def faults(self, faults: Faults) -> None:
         self._faults = faults
 
+    def chosen_for_faults(self) -> tuple[ChosenThresholds | None, ChosenThresholds | None]:
+        """The chosen thresholds (one pass, tiled) that were chosen for the faults this predictor judges by: a pair
+        chosen when the hierarchy marked other faults (edited since, or another given with --hierarchy) was chosen on
+        other scores, and is left out for the run config's thresholds, as `bbuvl eval` leaves it out."""
+        judged = self.faults.labels
+        return tuple(None if c is not None and c.faults_differ(judged) else c for c in self.chosen)  # type: ignore[return-value]
+
+    def other_faults(self) -> str | None:
+        """The sentence saying which chosen thresholds `chosen_for_faults` left out, and why; None when none was."""
+        judged = self.faults.labels
+        files = [f"{thresholds_file(c.tiled)} was chosen when the hierarchy marked other faults ({c.faults_differ(judged)})"
+                 for c in self.chosen if c is not None and c.faults_differ(judged)]
+        if not files:
+            return None
+        return (f"{' and '.join(files)}: the photos are judged by the run config's thresholds; choose them again with "
+                "`bbuvl eval --choose-thresholds` on predictions judged by these faults")
+
     # --- inputs ------------------------------------------------------------------------------
 
     def prepare(self, image: str | Path | Image.Image, keep_stored: bool = False) -> Prepared:
@@ -315,7 +332,7 @@ class Predictor:
         """The checkpoint's inference defaults for photos predicted in `mode` (its verdict thresholds those chosen in
         that mode, else the run config's; None: any mode's) with `given` over them; ValueError for a misspelt option
         or a bad value."""
-        options = PredictOptions.of(with_chosen(self.cfg.inference, *self.chosen, mode), **given)
+        options = PredictOptions.of(with_chosen(self.cfg.inference, *self.chosen_for_faults(), mode), **given)
         spelt = {name: category_spellings(value, self.prompt.labels) for name in ("zoom_containers", "tile_refine")
                  if (value := getattr(options, name))}
         options = options.model_copy(update=spelt) if spelt else options
