@@ -45,3 +45,29 @@ def test_csv_neutralises_tab_and_carriage_return_and_leaves_numbers_and_plain_te
     assert got["query"] == "'\tq" and got["image"] == "'\rimg.png"
     assert (got["truth"], got["label"], got["second_class"]) == ("线缆", "plain", "a-b")
     assert (got["score"], got["second_score"], got["box"]) == ("-0.25", "-0.5", "[1.0, 2.0, 3.0, 4.0]")
+
+
+def test_eval_csvs_neutralise_class_names_and_query_paths_that_start_like_a_formula(tmp_path):
+    support = photos(tmp_path / "support", {name: 2 for name in FORMULAS})
+    query = photos(tmp_path / "query", {name: 1 for name in FORMULAS})
+    code, said = invoke("eval", "--support", support, "--query", query, "--backbone", "pixels:8", "--shots", "1",
+                        "--thresholds", "0.5", "--out", tmp_path / "res", "--no-cache")
+    assert code == 0, said
+    tables = sorted((tmp_path / "res").rglob("*.csv"))
+    assert {p.name for p in tables} >= {"queries.csv", "per_class.csv", "metrics.csv", "shots1_t0.50.csv"}
+    for table in tables:
+        with open(table, encoding="utf-8", newline="") as fh:
+            cells = [cell for row in csv.reader(fh) for cell in row]
+        # Before: the class names, in the cells and in a confusion matrix's header, were written as they are.
+        risky = [c for c in cells if c.startswith(("=", "+", "-", "@", "\t", "\r")) and not _number(c)]
+        assert not risky, (table.name, risky)
+    matrix = read_csv(tmp_path / "res" / "confusion" / "shots1_t0.50.csv")
+    assert sorted(list(matrix[0])[1:-1]) == sorted("'" + name for name in FORMULAS)
+
+
+def _number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True

@@ -108,10 +108,19 @@ def classified_rows(
 
 
 def spreadsheet_safe(value: object) -> object:
-    """A CSV cell that a spreadsheet shows as text: user text starting like a formula gets a leading apostrophe."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    """A CSV cell that a spreadsheet shows as text: user text starting like a formula gets a leading apostrophe (a
+    number written as text, a negative score, is left as it is: a spreadsheet reads it as that number)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _is_number(value):
         return "'" + value
     return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.strip() == text  # a tab or CR around it is not a number's
 
 
 def _csv_cell(key: str, value: object) -> object:

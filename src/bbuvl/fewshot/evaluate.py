@@ -28,7 +28,7 @@ import numpy as np
 from bbuvl.atomic import atomic_path, write_text_atomic
 from bbuvl.data.text import label_key
 from bbuvl.fewshot.backbones import Backbone
-from bbuvl.fewshot.batch import FittedSupport, Shots, fit_support, shots_name
+from bbuvl.fewshot.batch import FittedSupport, Shots, fit_support, shots_name, spreadsheet_safe
 from bbuvl.fewshot.cache import DigestMemo, EmbeddingCache
 from bbuvl.fewshot.classifier import Mode, confidence_band, decide
 from bbuvl.fewshot.embed import EmbedReport, ImageItem, embed_items
@@ -135,13 +135,16 @@ def _with_truth(items: Iterator[ImageItem], classes: set[str], problems: list[st
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
+    """`rows` as a CSV, the header from the first; class names (in cells and, for a confusion matrix, in the header)
+    made spreadsheet-safe (`spreadsheet_safe`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
         if not rows:
             return
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = csv.writer(fh)
+        fields = list(rows[0])
+        writer.writerow([spreadsheet_safe(k) for k in fields])
+        writer.writerows([["" if row[k] is None else spreadsheet_safe(row[k]) for k in fields] for row in rows])
 
 
 def _write_query_rows(path: Path, runs: list[ShotRun], origins: list[str], truth: list[str]) -> None:
@@ -156,9 +159,10 @@ def _write_query_rows(path: Path, runs: list[ShotRun], origins: list[str], truth
             second, second_score = run.column("second").astype(int), run.column("second_score")
             for i, origin in enumerate(origins):
                 m = float(best_score[i] - second_score[i])
-                writer.writerow([origin, truth[i], run.name, names[best[i]], f"{best_score[i]:.6f}",
-                                 names[second[i]] if second[i] >= 0 else "", f"{second_score[i]:.6f}", f"{m:.6f}",
-                                 confidence_band(m)])
+                writer.writerow([spreadsheet_safe(origin), spreadsheet_safe(truth[i]), run.name,
+                                 spreadsheet_safe(names[best[i]]), f"{best_score[i]:.6f}",
+                                 spreadsheet_safe(names[second[i]]) if second[i] >= 0 else "", f"{second_score[i]:.6f}",
+                                 f"{m:.6f}", confidence_band(m)])
 
 
 def _round(v: float | None, digits: int = 6) -> float | None:
