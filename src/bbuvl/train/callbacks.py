@@ -157,7 +157,8 @@ class RichProgress(TrainerCallback):
         self.throughput, self.enabled = throughput, enabled
         self.progress = None
         self.task = None
-        self.last_loss = float("nan")
+        # None until the first logged step (training.logging_steps): "loss nan" read as a run gone wrong
+        self.last_loss: float | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
         if not self.enabled or not state.is_world_process_zero:
@@ -188,7 +189,14 @@ class RichProgress(TrainerCallback):
             return
         sps, tps, vps = self.throughput.rates()
         self.progress.update(self.task, completed=state.global_step,
-                             info=f"loss {self.last_loss:.4f} | {sps:.2f} samples/s | {tps:.0f} text tok/s | {vps:.0f} vision tok/s")
+                             info=f"{self.loss_text(args.logging_steps)} | {sps:.2f} samples/s | {tps:.0f} text tok/s | "
+                                  f"{vps:.0f} vision tok/s")
+
+    def loss_text(self, logging_steps: float) -> str:
+        """The bar's loss: the last logged one, or when the first will be (before any step is logged)."""
+        if self.last_loss is None:
+            return f"loss logged every {logging_steps:g} steps"
+        return f"loss {self.last_loss:.4f}"
 
     def on_train_end(self, args, state, control, **kwargs):  # noqa: D102
         if self.progress is not None:
