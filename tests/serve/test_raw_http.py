@@ -36,6 +36,13 @@ BROKEN = {
     "a_length_and_chunks": (b"POST /v1/detect HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Type: image/png\r\n"
                             b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400,
                             "both Content-Length and Transfer-Encoding"),
+    # a 404 "GET /readyz: no such route" before, naming a route that exists: uvicorn took "readyz" as the path
+    "a_target_that_is_no_path": (b"GET readyz HTTP/1.1\r\nHost: x\r\n" + AUTH + b"\r\n", 400,
+                                 "the request target 'readyz' is no path"),
+    "a_query_without_a_path": (b"GET ?x=1 HTTP/1.1\r\nHost: x\r\n" + AUTH + b"\r\n", 400,
+                               "the request target '?x=1' is no path"),
+    "connect_to_a_server_that_is_no_proxy": (b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n" + AUTH + b"\r\n", 400,
+                                             "'x:443' is no path"),
 }
 
 

@@ -120,6 +120,11 @@ def _origin_form(request: h11.Request) -> h11.Request:
     """`request` with an absolute-form target (`GET http://host/readyz`) made its path and query."""
     absolute = _ABSOLUTE.match(request.target)
     if absolute is None:
+        if not request.target.startswith(b"/") and request.target != b"*":
+            # uvicorn took `GET readyz` as the path "readyz", and the 404 named "/readyz", a route that exists
+            raise _Refused(f"the request target '{cut(request.target.decode('latin-1'))}' is no path: it starts with "
+                           "'/' (GET /readyz), or is a whole http:// address; this server is no proxy (CONNECT)",
+                           "bad_request")
         return request
     # what a client speaking to a proxy sends; HTTP asks every server to accept it (uvicorn read it as a path, a 404)
     rest = request.target[absolute.end():]
