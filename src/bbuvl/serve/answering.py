@@ -16,7 +16,7 @@ from bbuvl.serve.errors import ApiError
 from bbuvl.serve.images import decode_image
 from bbuvl.serve.pixels import Held, PixelBudget
 
-Prepared = tuple[Photo, "Held | None", dict[str, float]]
+Ready = tuple[Photo, "Held | None", dict[str, float]]  # a photo, its share of the pixel budget, its timings
 
 
 class _Late(Exception):
@@ -49,7 +49,7 @@ class Answering:
                   "total": round((time.perf_counter() - t0) * 1000, 2), "batch_size": job.batch_size}
         return result, timing
 
-    async def _prepare(self, extract: Callable[[], bytes]) -> Prepared:
+    async def _prepare(self, extract: Callable[[], bytes]) -> Ready:
         """`_decode_and_prepare` on a decoding thread; cancelled (the deadline, a client gone), the thread skips what it
         has not begun, and gives back the pixels of a photo it finishes for nobody."""
         late = threading.Event()
@@ -64,7 +64,7 @@ class Answering:
             work.add_done_callback(_give_back)
             raise
 
-    def _decode_and_prepare(self, extract: Callable[[], bytes], late: threading.Event) -> Prepared:
+    def _decode_and_prepare(self, extract: Callable[[], bytes], late: threading.Event) -> Ready:
         """The photo ready for a batch, its share of the pixel budget (None without one) and its timings."""
         held: list[Held] = []
 
