@@ -90,9 +90,9 @@ def test_import_skips_entries_that_are_no_objects_or_whose_ids_are_ambiguous_and
     records, errors = coco_to_records(coco, Path("imgs"))
     assert [(r.image, [o.bbox_2d for o in r.objects]) for r in records] == [("imgs/a.jpg", [[10, 10, 30, 30]])]
     reasons = {str(e.get("annotation_id", e.get("image_id", e.get("entry")))): e["reason"] for e in errors}
-    assert reasons["images[1]"] == "images[1] is NoneType, not an object" and "images[2]" in reasons
-    assert reasons["categories[3]"] == "categories[3] is int, not an object"
-    assert reasons["annotations[1]"] == "annotations[1] is int, not an object"
+    assert reasons["images[1]"] == "images[1] is null, not an object" and "images[2]" in reasons
+    assert reasons["categories[3]"] == "categories[3] is a number, not an object"
+    assert reasons["annotations[1]"] == "annotations[1] is a number, not an object"
     assert "image id 2 is listed more than once (also for b.jpg)" in reasons["2"]
     assert "id [3] is neither a whole number nor a string" in reasons["[3]"]  # an id that cannot be a key is named, not used
     assert reasons["3"] == "its image id is listed more than once: which photo it belongs to is unknown"

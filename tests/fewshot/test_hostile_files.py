@@ -78,7 +78,7 @@ def test_objects_that_are_not_a_list_are_named_as_such(tmp_path):
     code, said = invoke("classify", "--support", support, "--query", tmp_path / "pred.jsonl", "--backbone", "pixels:8",
                         "--out", tmp_path / "o.csv", "--no-cache")
     # Before: 'objects[0]: expected a bbox_2d', the dict's first key taken for a detection.
-    assert code == 2 and f"{tmp_path / 'pred.jsonl'}:1: 'objects' must be a list of detections, got dict" in said, said
+    assert code == 2 and f"{tmp_path / 'pred.jsonl'}:1: 'objects' must be an array of detections, got an object" in said, said
 
 
 def test_eval_with_a_class_named_like_mathtext_draws_its_plots(tmp_path):

@@ -42,7 +42,7 @@ def first(tensors: dict) -> str:
 
 # (what is wrong, the file, how to damage it, what the error must say) -- found when the folder is read.
 READ = [
-    ("prompt is a list", "prompt.json", lambda p: write_json(p, ["a"]), "holds a JSON list"),
+    ("prompt is a list", "prompt.json", lambda p: write_json(p, ["a"]), "holds an array, expected a JSON object"),
     ("prompt has an unknown key", "prompt.json", lambda p: edit_json(p, lambda d: d | {"colour": 1}), "unknown key 'colour'"),
     ("prompt lacks labels", "prompt.json", lambda p: edit_json(p, lambda d: {k: v for k, v in d.items() if k != "labels"}),
      "missing 'labels'"),
@@ -52,12 +52,12 @@ READ = [
     ("lang fr", "prompt.json", lambda p: edit_json(p, lambda d: d | {"lang": "fr"}), "'lang' must be one of zh, en"),
     ("system a number", "prompt.json", lambda p: edit_json(p, lambda d: d | {"system": 3}), "'system' must be a JSON string"),
     ("prompt cut short", "prompt.json", lambda p: p.write_text('{"system": "', encoding="utf-8"), "not valid JSON"),
-    ("config.json a list", "config.json", lambda p: write_json(p, [1]), "holds a JSON list"),
+    ("config.json a list", "config.json", lambda p: write_json(p, [1]), "holds an array, expected a JSON object"),
     ("config.json cut short", "config.json", lambda p: p.write_text("{", encoding="utf-8"), "not valid JSON"),
     ("tokenizer.json cut short", "tokenizer.json", lambda p: p.write_text('{"model": ', encoding="utf-8"), "not valid JSON"),
-    ("processor config a list", "processor_config.json", lambda p: write_json(p, [1]), "holds a JSON list"),
+    ("processor config a list", "processor_config.json", lambda p: write_json(p, [1]), "holds an array, expected a JSON object"),
     ("generation config not UTF-8", "generation_config.json", lambda p: p.write_bytes(b"\xff\xfe{"), "not UTF-8"),
-    ("contract a list", "coordinate_contract.json", lambda p: write_json(p, [1]), "holds a JSON list"),
+    ("contract a list", "coordinate_contract.json", lambda p: write_json(p, [1]), "holds an array, expected a JSON object"),
     ("contract has an unknown key", "coordinate_contract.json", lambda p: edit_json(p, lambda d: d | {"x": 1}),
      "unknown key 'x'"),
     ("chat template broken", "chat_template.jinja", lambda p: p.write_text("{% if %}", encoding="utf-8"),
@@ -121,4 +121,4 @@ def test_predict_names_the_damaged_file_in_one_line_before_loading_weights(copy,
     r = CliRunner().invoke(app, ["predict", "-c", str(copy), "-i", str(small_dataset / "val.jsonl"), "-o",
                                  str(tmp_path / "p.jsonl"), "--mode", "head", "--device", "cpu"], env={"COLUMNS": "300"})
     assert r.exit_code == 2 and "Traceback" not in r.output, r.output
-    assert "prompt.json: holds a JSON list" in " ".join(r.output.split())
+    assert "prompt.json: holds an array, expected a JSON object" in " ".join(r.output.split())

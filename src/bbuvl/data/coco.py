@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bbuvl.data.coords import box_inside, box_is_degenerate, clip_box
-from bbuvl.data.jsonfile import is_json_number
+from bbuvl.data.jsonfile import is_json_number, json_kind
 from bbuvl.data.labels import label_at_level
 from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
 from bbuvl.data.text import clean_label, label_problem
@@ -76,13 +76,13 @@ def _listed(coco: dict[str, Any], key: str, errors: list[dict[str, Any]]) -> lis
     ValueError (the file is no COCO detection file)."""
     entries = coco.get(key, [])
     if not isinstance(entries, list):
-        raise ValueError(f"'{key}' must be a list, got {type(entries).__name__}")
+        raise ValueError(f"'{key}' must be an array, got {json_kind(entries)}")
     kept = []
     for i, entry in enumerate(entries):
         if isinstance(entry, dict):
             kept.append((f"{key}[{i}]", entry))
         else:
-            errors.append(_error(f"{key}[{i}] is {type(entry).__name__}, not an object", entry=f"{key}[{i}]"))
+            errors.append(_error(f"{key}[{i}] is {json_kind(entry)}, not an object", entry=f"{key}[{i}]"))
     return kept
 
 

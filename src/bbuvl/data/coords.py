@@ -21,7 +21,7 @@ from typing import Literal, Sequence
 from PIL import Image
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.data.jsonfile import read_json
+from bbuvl.data.jsonfile import json_kind, read_json
 from bbuvl.data.families import DEFAULT_FAMILY, RELATIVE_SCALE, BoxConvention, get_family
 
 Box = list[float]
@@ -282,7 +282,7 @@ class CoordinateContract:
             raise FileNotFoundError(f"{path}: missing; this checkpoint was not saved by bbuvl train") from e
         known = [f.name for f in dataclasses.fields(cls)]
         if not isinstance(fields, dict):
-            raise ValueError(f"{path}: holds a JSON {type(fields).__name__}, expected an object with {', '.join(known)}")
+            raise ValueError(f"{path}: holds {json_kind(fields)}, expected a JSON object with {', '.join(known)}")
         unknown = [k for k in fields if k not in known]
         if unknown:
             raise ValueError(f"{path}: unknown key {', '.join(map(repr, unknown))} (a contract holds {', '.join(known)})")

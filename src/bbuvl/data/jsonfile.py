@@ -150,6 +150,17 @@ def is_json_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in JSON's words (`null`, `an array`): the file never wrote Python's `NoneType`."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if is_json_number(value):
+        return "a number"
+    return {str: "a string", list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
+
+
 def read_json(path: str | Path, what: str = "file") -> Any:
     """The parsed content of `path`; FileNotFoundError or ValueError naming the file (and line) otherwise, and an
     OSError naming what `path` is when it is a folder, a pipe or a device."""

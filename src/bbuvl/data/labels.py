@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
-from bbuvl.data.jsonfile import read_json
+from bbuvl.data.jsonfile import json_kind, read_json
 from bbuvl.data.text import FULL_WIDTH_SEP, SEP, clean_label, did_you_mean, label_key, label_problem, show_text
 
 def _resource(name: str) -> Path:
@@ -165,7 +165,7 @@ def _load_hierarchy(path: str) -> Hierarchy:
 def _object(path: str | Path, what: str, value: Any) -> dict:
     """`value` when it is a JSON object; else a ValueError naming the file and what should have been one."""
     if not isinstance(value, dict):
-        raise ValueError(f"{path}: {what} must be a JSON object ({{...}}), got {type(value).__name__} {str(value)[:40]}")
+        raise ValueError(f"{path}: {what} must be a JSON object ({{...}}), got {json_kind(value)} {str(value)[:40]}")
     return value
 
 

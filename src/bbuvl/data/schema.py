@@ -21,7 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from bbuvl.atomic import atomic_path
 from bbuvl.data.input_paths import file_kind, find_file
-from bbuvl.data.jsonfile import DuplicateKeyError, parse_json, unexpected_character
+from bbuvl.data.jsonfile import DuplicateKeyError, json_kind, parse_json, unexpected_character
 from bbuvl.data.text import clean_label, gbk_hint, label_problem, show_text
 
 
@@ -189,7 +189,7 @@ def _describe(err: ValidationError, plain: bool = False) -> str:
 def parse_sample(obj: Any, path: str | Path = "<memory>", line: int = 0) -> Sample:
     """Validate one decoded JSON line into a Sample (raises DatasetError naming file:line)."""
     if not isinstance(obj, dict):
-        raise DatasetError(path, line, f"expected a JSON object, got {type(obj).__name__}")
+        raise DatasetError(path, line, f"expected a JSON object, got {json_kind(obj)}")
     try:
         return Sample.model_validate(obj)
     except ValidationError as e:

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from bbuvl.data.jsonfile import is_json_number
+from bbuvl.data.jsonfile import is_json_number, json_kind
 from bbuvl.data.schema import MAX_SIDE
 from bbuvl.data.text import FULL_WIDTH_SEP, SEP
 
@@ -67,7 +67,7 @@ class VendorAnnotation:
 def parse_vendor(data: Any, source: str) -> VendorAnnotation:
     """Read one decoded vendor JSON; raises ValueError naming `source` for an unknown shape or a bad `info`."""
     if not isinstance(data, dict):
-        raise ValueError(f"{source}: expected a JSON object, got {_kind(data)}")
+        raise ValueError(f"{source}: expected a JSON object, got {json_kind(data)}")
     size = _info_size(data.get("info"), source)
     if "markResult" in data:
         features = _features(data["markResult"], source)
@@ -76,7 +76,7 @@ def parse_vendor(data: Any, source: str) -> VendorAnnotation:
     if "dataList" in data:
         items = data["dataList"]
         if not isinstance(items, list):
-            raise ValueError(f"{source}: 'dataList' must be an array, got {_kind(items)}")
+            raise ValueError(f"{source}: 'dataList' must be an array, got {json_kind(items)}")
         objects, problems = _collect(items, _datalist_object)
         return VendorAnnotation(source, size, objects, problems, "datalist")
     keys = ", ".join(sorted(map(str, data))) or "none"
@@ -90,7 +90,7 @@ def _info_size(info: Any, source: str) -> tuple[int, int] | None:
     if info is None or (isinstance(info, dict) and "width" not in info and "height" not in info):
         return None
     if not isinstance(info, dict):
-        raise ValueError(f"{source}: 'info' must be an object, got {_kind(info)}")
+        raise ValueError(f"{source}: 'info' must be an object, got {json_kind(info)}")
     try:
         w, h = _size_number(info["width"]), _size_number(info["height"])
     except (KeyError, TypeError):
@@ -122,10 +122,10 @@ def _size_number(value: Any) -> float:
 
 def _features(mark: Any, source: str) -> list[Any]:
     if not isinstance(mark, dict):
-        raise ValueError(f"{source}: 'markResult' must be an object, got {_kind(mark)}")
+        raise ValueError(f"{source}: 'markResult' must be an object, got {json_kind(mark)}")
     features = mark.get("features", [])
     if not isinstance(features, list):
-        raise ValueError(f"{source}: 'markResult.features' must be an array, got {_kind(features)}")
+        raise ValueError(f"{source}: 'markResult.features' must be an array, got {json_kind(features)}")
     return features
 
 
@@ -150,7 +150,7 @@ class _ObjectError(ValueError):
 
 def _feature_object(index: int, feature: Any) -> VendorObject:
     if not isinstance(feature, dict):
-        raise _ObjectError(f"feature is {_kind(feature)}, not an object")
+        raise _ObjectError(f"feature is {json_kind(feature)}, not an object")
     props = feature.get("properties") or {}
     if not isinstance(props, dict):
         raise _ObjectError("feature 'properties' is not an object")
@@ -174,7 +174,7 @@ def _feature_object(index: int, feature: Any) -> VendorObject:
 
 def _datalist_object(index: int, item: Any) -> VendorObject:
     if not isinstance(item, dict):
-        raise _ObjectError(f"dataList entry is {_kind(item)}, not an object")
+        raise _ObjectError(f"dataList entry is {json_kind(item)}, not an object")
     props = item.get("properties") or {}
     if not isinstance(props, dict):
         raise _ObjectError("dataList 'properties' is not an object")
@@ -245,17 +245,6 @@ def _points(coords: Any) -> Iterator[tuple[float, float]]:
         raise _ObjectError(f"coordinates hold the text {_json(coords[:40])}, not [x, y] pairs of numbers")
     else:
         raise _ObjectError(f"coordinates hold {_short(coords)}, not [x, y] pairs")
-
-
-def _kind(value: Any) -> str:
-    """What a parsed JSON value is, in JSON's words (`null`, `an array`): the file never wrote Python's `NoneType`."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if is_json_number(value):
-        return "a number"
-    return {str: "a string", list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
 
 
 def _json(value: Any) -> str:

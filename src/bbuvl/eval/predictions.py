@@ -21,7 +21,7 @@ from typing import Any
 
 from bbuvl.data.check import ImageInfo, check_size, probe_image
 from bbuvl.data.digests import FileDigest, file_digest
-from bbuvl.data.jsonfile import is_json_number
+from bbuvl.data.jsonfile import is_json_number, json_kind
 from bbuvl.data.schema import DatasetError, ImageRecord, iter_json_lines, resolve_image
 from bbuvl.data.text import file_name_key
 from bbuvl.eval.collector import collector_paused
@@ -74,7 +74,7 @@ def _prediction_line(data: Any, path: Path, no: int) -> PredictionLine:
         raise DatasetError(path, no, f"image: {data['image']!r} names no photo")
     listed = data.get("objects") or []
     if type(listed) is not list:  # a string or an object would be read key by key, each an error of its own
-        raise DatasetError(path, no, f"objects: expected a list of objects, got {type(listed).__name__}")
+        raise DatasetError(path, no, f"objects: expected an array of objects, got {json_kind(listed)}")
     objects = [_prediction_object(o, path, no, i) for i, o in enumerate(listed)]
     size = (data.get("width"), data.get("height"))
     valid_size = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
@@ -117,7 +117,7 @@ def _well_formed(o: Any) -> dict[str, Any] | None:
 def _checked_object(o: Any, path: Path, no: int, i: int) -> dict[str, Any]:
     where = f"objects[{i}]"
     if not isinstance(o, dict):
-        raise DatasetError(path, no, f"{where}: expected an object, got {type(o).__name__}")
+        raise DatasetError(path, no, f"{where}: expected an object, got {json_kind(o)}")
     box = o.get("bbox_2d")
     if not (isinstance(box, list) and len(box) == 4 and all(_finite(v) for v in box)):
         raise DatasetError(path, no, f"{where}.bbox_2d: expected 4 numbers [x1, y1, x2, y2], got {box!r}")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from bbuvl.data.images import IMAGE_SUFFIXES
+from bbuvl.data.jsonfile import json_kind
 from bbuvl.data.labels import SEP, label_at_level
 from bbuvl.data.schema import iter_dataset, resolve_image
 from bbuvl.fewshot.embed import ImageItem
@@ -94,7 +95,7 @@ def _valid_objects(objects: Any, where: str, problems: list[str]) -> list[dict[s
     if objects is None:
         return []
     if not isinstance(objects, list):
-        problems.append(f"{where}: 'objects' must be a list of detections, got {type(objects).__name__}")
+        problems.append(f"{where}: 'objects' must be an array of detections, got {json_kind(objects)}")
         return []
     valid = []
     for i, o in enumerate(objects):

@@ -16,6 +16,8 @@ from typing import Any, Mapping
 
 import torch
 
+from bbuvl.data.jsonfile import json_kind
+
 PROMPT_KEYS = {"system": str, "labels": list, "lang": str}
 LANGS = ("zh", "en")
 
@@ -30,7 +32,7 @@ def json_problem(folder: Path) -> str | None:
         except (ValueError, OSError) as e:
             return str(e).replace(f"{path}: ", f"{path.name}: ", 1)
         if not isinstance(data, dict):
-            return f"{path.name}: holds a JSON {type(data).__name__}, expected an object ({{...}})"
+            return f"{path.name}: holds {json_kind(data)}, expected a JSON object ({{...}})"
     return None
 
 
@@ -56,7 +58,7 @@ def template_problem(folder: Path) -> str | None:
 def check_prompt(data: Any, path: Path) -> dict[str, Any]:
     """prompt.json's fields; ValueError naming the file and the problem (a list, a missing or unknown key, a type)."""
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: holds a JSON {type(data).__name__}, expected an object with "
+        raise ValueError(f"{path}: holds {json_kind(data)}, expected a JSON object with "
                          f"{', '.join(PROMPT_KEYS)}")
     missing = [k for k in PROMPT_KEYS if k not in data]
     unknown = [k for k in data if k not in PROMPT_KEYS]
