@@ -60,3 +60,21 @@ def test_photos_of_two_sites_numbered_alike_by_their_cameras_are_two_photos_each
     assert (out / "errors.jsonl").read_text(encoding="utf-8") == ""
     code, said = run("check", out)
     assert code == 0, said
+
+
+def test_a_coco_file_among_the_vendor_annotations_is_named_as_one_with_the_command_that_reads_it(tmp_path: Path):
+    from tests.data.test_hostile_inputs import errors_of
+
+    src = tmp_path / "src"
+    photo(src / "a.jpg")
+    (src / "a.json").write_text(vendor_text(), encoding="utf-8")
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 10, 10]}],
+            "categories": [{"id": 1, "name": "x"}]}
+    (src / "instances_val.json").write_text(json.dumps(coco), encoding="utf-8")
+    code, said = run("convert", src, tmp_path / "out", "--workers", "1", "--val-ratio", "0")
+    assert code == 0, said
+    reason = errors_of(tmp_path / "out")["instances_val.json"]
+    # Before: "no image named 'instances_val' (.bmp/.jpeg/...) anywhere under src", as if a photo were missing.
+    assert reason.startswith("a COCO detection file (1 images, 1 annotations), not one photo's vendor annotation")
+    assert f"bbuvl data import-coco {src / 'instances_val.json'} IMAGES_DIR OUT" in reason

@@ -169,12 +169,28 @@ def find_pairs(src: Path, exclude: Path | None = None) -> list[Pair]:
             # The photo may be right beside it in a format no reader here opens: say so, not that it is missing.
             there = ", ".join(_rel(p, src) for p in others.get(stem, []))
             found = f"; {there} has none of those suffixes: convert it to JPEG or PNG" if there else ""
-            pairs.append(Pair(stem, js[0], None, f"no image named '{stem}' ({suffixes}) anywhere under {src}{found}"))
+            why = _coco_file(js[0]) or f"no image named '{stem}' ({suffixes}) anywhere under {src}{found}"
+            pairs.append(Pair(stem, js[0], None, why))
         else:
             pairs.append(Pair(stem, None, ims[0], f"image has no annotation JSON named '{stem}.json'"))
     book = NameBook()
     return [replace(p, stored=book.name(portable_path(f"{p.stem}.jpg"), p.id)) if p.problem is None else p
             for p in pairs]
+
+
+def _coco_file(path: Path) -> str | None:
+    """Why a JSON with no photo of its name is a COCO file put among the vendor annotations (None when it is not one):
+    `data convert` reads one annotation per photo, `data import-coco` reads COCO."""
+    try:
+        if path.stat().st_size > MAX_VENDOR_JSON_BYTES:  # no one photo's annotation is this large, a COCO file may be
+            return None
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(data, dict) and isinstance(data.get("images"), list) and isinstance(data.get("annotations"), list)):
+        return None
+    return (f"a COCO detection file ({len(data['images'])} images, {len(data['annotations'])} annotations), not one "
+            f"photo's vendor annotation: import it with `bbuvl data import-coco {path} IMAGES_DIR OUT`")
 
 
 def _pairs_of_one_stem(stem: str, jsons: list[Path], images: list[Path], src: Path) -> list[Pair]:
