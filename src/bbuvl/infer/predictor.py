@@ -35,6 +35,7 @@ from bbuvl.infer.tiles import TilePlan, category_spellings, predict_tiled
 from bbuvl.infer.tile_scale import ChosenTileScale
 from bbuvl.infer.verdict import ChosenThresholds, Verdict, judge, thresholds_file, with_chosen
 from bbuvl.model.checkpoint import ModelFolder
+from bbuvl.model.own_weights import own_weights
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +179,7 @@ class Predictor:
         chosen_tiled = ChosenThresholds.load(path, tiled=True)
         tile_scale = ChosenTileScale.load(path)
         model, processor, run, contract, prompt = load_model(folder, dtype=dtype, device=device)
+        own_weights(model)  # on the CPU: computed on the checkpoint's mapped files, which may be copied over meanwhile
         scale = TrainingScale.load(path)
         # `auto` shows photos at the scale chosen on validation photos when there is one, else at the training scale.
         shown = tile_scale.scale if tile_scale is not None else None if scale is None else scale.median

@@ -4,8 +4,9 @@ Modules, one idea each: `errors` (the JSON error shape), `auth` (hashed API keys
 route, metrics and a log line per request), `bodies` (reading bodies within the limit), `images` (decoding
 uploads safely), `batching` (the bounded queue and the worker that gathers requests into one forward pass),
 `answering` (a photo from its body to its answer, within --timeout), `pixels` (the bound on waiting photos' own
-pixels), `gone` (a client leaving while its photo waits), `engine` (a checkpoint's predictor), `weights` (its weights out of the checkpoint's mapped files), `fewshot` (re-scoring boxes against a support set), `openai` (the
-chat-completions shape), `metrics` (Prometheus), `cors` (browser calls from other origins), `files` (the page's files, Range and all),
-`app` (the routes), `server` (uvicorn, deadlines on slow clients and graceful shutdown).
+pixels), `gone` (a client leaving while its photo waits), `engine` (a checkpoint's predictor), `fewshot` (re-scoring
+boxes against a support set), `openai` (the chat-completions shape), `metrics` (Prometheus), `cors` (browser calls
+from other origins), `files` (the page's files, Range and all), `app` (the routes), `server` (uvicorn, deadlines on
+slow clients and graceful shutdown).
 docs/serving.md.
 """

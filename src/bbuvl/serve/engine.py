@@ -23,7 +23,7 @@ from bbuvl.infer.options import PredictOptions
 from bbuvl.infer.predictor import Predictor, Prepared
 from bbuvl.infer.verdict import Verdict
 from bbuvl.serve.fewshot import FewShotRescorer
-from bbuvl.serve.weights import own_weights
+from bbuvl.model.own_weights import own_weights
 
 SERVE_MODES = tuple(name for name, m in PREDICT_MODES.items() if m.serves)
 
@@ -69,10 +69,11 @@ class Engine:
         # (docs/serving.md, "POST /v1/chat/completions"); it was judged by the server's mode's before.
         self._by_mode = {m: self.options if m == mode else self.options.model_copy(update=_verdict_of(predictor.options(m)))
                          for m in SERVE_MODES}
-        # the checkpoint's files (and a few-shot backbone's) may change once they are served (weights.py)
-        for model in (predictor.model, getattr(fewshot.backbone if fewshot else None, "model", None)):
-            if isinstance(model, torch.nn.Module):
-                own_weights(model)
+        # a few-shot backbone's files may change once they are served, as the checkpoint's may (model/own_weights.py,
+        # which `Predictor.load` applies to the checkpoint's model)
+        backbone = getattr(fewshot.backbone if fewshot else None, "model", None)
+        if isinstance(backbone, torch.nn.Module):
+            own_weights(backbone)
         # The fault labels are read now, not at the first answer: a hierarchy file (the run config's data.hierarchy)
         # moved or removed once the server runs failed every answer with a 500; a missing one now stops the start
         self.faults = predictor.faults

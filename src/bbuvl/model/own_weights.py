@@ -1,10 +1,10 @@
-"""A served model's weights in memory of its own, not in the checkpoint's files.
+"""A loaded model's weights in memory of its own, not in the checkpoint's files.
 
 safetensors maps a checkpoint's files into memory, and a model loaded on the CPU computes on those mapped pages: a
-checkpoint copied over in place while it is served (`cp new/model.safetensors final/`, a `save_pretrained` into the
-same folder) changed the served answers without a word, and one cut shorter would kill the process (SIGBUS) at the
-next batch. A copy made once at start (the model's size, seconds) makes the files free to change (docs/serving.md,
-"Bad input").
+checkpoint copied over in place while it is served or predicted from (`cp new/model.safetensors final/`, a
+`save_pretrained` into the same folder) changed the answers without a word, halfway through a predictions file too,
+and one cut shorter would kill the process (SIGBUS) at the next batch. A copy made once at load (the model's size,
+seconds) makes the files free to change (docs/serving.md, "Bad input").
 """
 
 from __future__ import annotations
