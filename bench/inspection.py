@@ -103,13 +103,17 @@ def predict(framing: Framing, val: Path, mode: str, predictors: dict) -> tuple[l
 def choose(framing: Framing, val: Path, mode: str, predictors: dict, target_recall: float, target_precision: float):
     """Verdict thresholds chosen on `val`'s photos as `bbuvl eval --choose-thresholds` chooses them (photos other
     than the scored ones: what the demo does on its own seed)."""
-    from bbuvl.eval.faults import choose_thresholds
+    from bbuvl.eval.faults import CannotChoose, choose_thresholds
     from bbuvl.eval.metrics import evaluate_predictions
     from bbuvl.eval.predictions import read_predictions
 
     records, pred, _, _ = predict(framing, val, mode, predictors)
     f = evaluate_predictions(records, val, read_predictions(pred), pred).faults
-    return choose_thresholds(f.photo_faulty, f.photo_scores, target_recall, target_precision)[0]
+    try:
+        return choose_thresholds(f.photo_faulty, f.photo_scores, target_recall, target_precision)[0]
+    except CannotChoose as e:  # as `bbuvl eval --choose-thresholds` refuses to write them: the checkpoint's judge
+        print(f"verdict thresholds cannot be chosen on these close-ups ({e}); the checkpoint's judge", flush=True)
+        return None
 
 
 def score(framing: Framing, val: Path, mode: str, predictors: dict, chosen=None) -> dict:
@@ -227,8 +231,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         closeup = Framing("closeup", "closeup", (w, h), args.closeups or 48, checkpoint, 0.5)
         val = render(work / f"choose_{args.choose_on}", closeup, args.choose_on, args.fault_rate, args.part_fault_rate)
         chosen = choose(closeup, val, args.mode, predictors, args.target_recall, args.target_precision)
-        print(f"verdict thresholds chosen on close-ups of seed {args.choose_on}: review {chosen.review:.3f}, fail "
-              f"{chosen.fail:.3f}", flush=True)
+        if chosen is not None:
+            print(f"verdict thresholds chosen on close-ups of seed {args.choose_on}: review {chosen.review:.3f}, fail "
+                  f"{chosen.fail:.3f}", flush=True)
     for seed in seeds_of(args.seeds):
         for framing in framings:
             val = render(work / f"{framing.name}_{seed}", framing, seed, args.fault_rate, args.part_fault_rate)
