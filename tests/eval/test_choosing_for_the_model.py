@@ -49,10 +49,23 @@ def test_a_checkpoint_retrained_since_the_predictions_gets_no_thresholds_chosen_
 
 def test_a_tile_scale_chosen_since_predictions_made_through_tiles_is_a_change(files, tmp_path):
     gt, pred, ckpt = files
+    lines = [json.loads(line) for line in pred.read_text(encoding="utf-8").splitlines()]
+    pred.write_text("".join(json.dumps({**line, **({"tiled": True} if i == 0 else {})}) + "\n"
+                            for i, line in enumerate(lines)), encoding="utf-8")
     keyed(gt, pred, ckpt, tiles="auto")
     ckpt.joinpath("tile_scale.json").write_text("{}", encoding="utf-8")
     output = " ".join(run(gt, pred, tmp_path / "m.json", "--choose-thresholds", ok=False).split())
     assert "its tile_scale.json (added) changed" in output and not ckpt.joinpath(THRESHOLDS_FILE).exists()
+
+
+def test_a_tile_scale_chosen_since_under_tiles_auto_that_cut_no_photo_is_no_change(files, tmp_path):
+    """Close-ups under `tiles: auto` get no tile: the scale `bbuvl choose-tiles` writes meanwhile (the demo runs both
+    choosers on one checkpoint at once) decides none of their scores, and must not stop their thresholds."""
+    gt, pred, ckpt = files
+    keyed(gt, pred, ckpt, tiles="auto")
+    ckpt.joinpath("tile_scale.json").write_text("{}", encoding="utf-8")
+    run(gt, pred, tmp_path / "m.json", "--choose-thresholds")
+    assert ckpt.joinpath(THRESHOLDS_FILE).exists()
 
 
 def hierarchy_with_one_more_fault(path):

@@ -3,6 +3,7 @@ predictions (or the ones given), and choosing new thresholds on validation photo
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +47,8 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
     if need_checkpoint and checkpoint is None:
         why = "it names none (not written by `bbuvl predict`)" if manifest is None else f"{manifest.checkpoint} is not there"
         raise ValueError(f"{pred}: --choose-thresholds writes into the checkpoint that made these predictions, but {why}")
-    if need_checkpoint and manifest is not None and (changed := changed_since(Path(manifest.checkpoint), manifest)):
+    if need_checkpoint and manifest is not None and (changed := changed_since(Path(manifest.checkpoint), manifest,
+                                                                              any_tiled(Path(pred)))):
         raise ValueError(f"{pred}: predicted by {manifest.checkpoint} as it was before its {changed} changed: "
                          "thresholds chosen on these scores would judge another model's; predict again with it "
                          "(bbuvl predict --overwrite) and choose on those predictions")
@@ -72,13 +74,31 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
                         manifest.mode if manifest is not None else None)
 
 
-def changed_since(checkpoint: Path, manifest: Manifest) -> str | None:
+def any_tiled(pred: Path) -> bool:
+    """Whether a line of the predictions file says its photo was predicted through tiles or zoom (a line that cannot be
+    read says nothing here: reading the predictions names it)."""
+    with pred.open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if '"tiled"' in line:
+                try:
+                    if json.loads(line).get("tiled") is True:
+                        return True
+                except (ValueError, AttributeError):
+                    continue
+    return False
+
+
+def changed_since(checkpoint: Path, manifest: Manifest, tiled: bool = True) -> str | None:
     """Which of the checkpoint's files differ from when `manifest`'s predictions were made (changed, added or
-    removed), in words; None when none does, or when the manifest did not record them."""
+    removed), in words; None when none does, or when the manifest did not record them. `tiled`: whether any photo of
+    the predictions was predicted through tiles or zoom."""
     if manifest.key is None:
         return None
-    # The chosen tile scale decides nothing in photos predicted with tiles off.
-    ignored = CHOSEN_FILES + ((TILE_SCALE_FILE,) if manifest.key.options.get("tiles") == "off" else ())
+    # The chosen tile scale decides nothing in photos predicted with tiles off, nor in photos predicted in one pass,
+    # whose thresholds are the ones chosen on them (a close-up under `tiles: auto` gets no tile): the demo chooses
+    # the close-ups' thresholds while `bbuvl choose-tiles` writes the whole cabinets' scale into the same checkpoint.
+    untiled = manifest.key.options.get("tiles") == "off" or not tiled
+    ignored = CHOSEN_FILES + ((TILE_SCALE_FILE,) if untiled else ())
     recorded = {f.name: f for f in manifest.key.checkpoint_files if "/" not in f.name and f.name not in ignored}
     if not recorded:
         return None
