@@ -126,6 +126,14 @@ def test_decoding_an_upload_counts_against_the_timeout(serve):
     assert client.request("GET", "/readyz").status == 200
 
 
+def detect_request(photo) -> bytes:
+    """A whole POST /v1/detect of `photo`, as bytes to send on a socket of one's own (to close it at will)."""
+    body, ctype = multipart("image", "p.png", photo.read_bytes())
+    head = (f"POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    return head + body
+
+
 def metric(client, name: str) -> str:
     return "\n".join(line for line in client.request("GET", "/metrics").body.decode().splitlines()
                      if line.startswith(name))
@@ -137,16 +145,14 @@ def test_a_client_that_leaves_while_its_photo_computes_or_waits_is_499_and_a_wai
 
     gate = threading.Event()
     app = create_app(gated(engine, gate), keys, ServeSettings(max_batch=1, max_wait_ms=0))
-    body, ctype = multipart("image", "p.png", photos[0].read_bytes())
-    head = (f"POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\nContent-Type: {ctype}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    request = detect_request(photos[0])
     with running(app) as client:
         computing = socket.create_connection(("127.0.0.1", client.port), timeout=10)
-        computing.sendall(head + body)
+        computing.sendall(request)
         wait_for(lambda: app.state.batcher.depth == 0 and 'bbuvl_queue_depth 0.0' in metric(client, "bbuvl_queue"))
         time.sleep(0.3)  # its batch has begun: held at the gate
         waiting = socket.create_connection(("127.0.0.1", client.port), timeout=10)
-        waiting.sendall(head + body)
+        waiting.sendall(request)
         wait_for(lambda: app.state.batcher.depth == 1)
         computing.close()
         waiting.close()
@@ -176,17 +182,15 @@ def test_places_in_the_queue_held_by_clients_that_left_are_given_to_the_next(eng
 
     gate = threading.Event()
     app = create_app(gated(engine, gate), keys, ServeSettings(max_batch=1, max_wait_ms=0, queue_size=2))
-    body, ctype = multipart("image", "p.png", photos[0].read_bytes())
-    head = (f"POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\nContent-Type: {ctype}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    request = detect_request(photos[0])
     with running(app) as client:
         computing = socket.create_connection(("127.0.0.1", client.port), timeout=10)
-        computing.sendall(head + body)
+        computing.sendall(request)
         time.sleep(0.5)  # its batch has begun: held at the gate
         gone = []
         for _ in range(2):
             gone.append(socket.create_connection(("127.0.0.1", client.port), timeout=10))
-            gone[-1].sendall(head + body)
+            gone[-1].sendall(request)
         wait_for(lambda: app.state.batcher.depth == 2)
         for s in gone:
             s.close()
@@ -209,15 +213,13 @@ def test_pixels_held_by_photos_whose_clients_left_are_given_to_the_next(engine, 
     gate = threading.Event()
     tiled = gated(engine, gate, overrides={"tiles": "2x2"})
     app = create_app(tiled, keys, ServeSettings(max_batch=1, max_wait_ms=0, max_waiting_mp=2.5 * 224 * 168 / 1e6))
-    body, ctype = multipart("image", "p.png", photos[0].read_bytes())
-    head = (f"POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\nContent-Type: {ctype}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    request = detect_request(photos[0])
     with running(app) as client:
         computing = socket.create_connection(("127.0.0.1", client.port), timeout=10)
-        computing.sendall(head + body)
+        computing.sendall(request)
         time.sleep(0.5)  # its batch has begun: held at the gate, its pixels held
         gone = socket.create_connection(("127.0.0.1", client.port), timeout=10)
-        gone.sendall(head + body)
+        gone.sendall(request)
         wait_for(lambda: app.state.batcher.depth == 1)
         gone.close()
         wait_for(lambda: 'status="499"} 1.0' in metric(client, "bbuvl_requests_total"))
