@@ -166,7 +166,8 @@ def test_thresholds_chosen_for_other_faults_judge_no_photo_in_predict_and_say_so
     ChosenThresholds(VerdictThresholds(0.15, 0.85), 0.8, 0.9, 0.8, 0.9, 10, 4, other, "val.jsonl", mode="head").save(ckpt)
     p = Predictor.load(ckpt, device="cpu")
     assert p.options("head").thresholds() == VerdictThresholds(0.25, 0.5)  # the run config's, not 0.15 / 0.85
-    assert judged[0] in p.other_faults()
+    [note] = p.threshold_notes("head")
+    assert judged[0] in note and f"{THRESHOLDS_FILE} was chosen when the hierarchy marked other faults" in note
     (tmp_path / "photos").mkdir()
     Image.new("RGB", (224, 168), (200, 30, 30)).save(tmp_path / "photos" / "a.png")
     result = CliRunner().invoke(app, ["predict", "-c", str(ckpt), "-i", str(tmp_path / "photos"), "-o",

@@ -27,7 +27,6 @@ def test_an_answer_in_another_mode_than_the_servers_is_judged_by_the_thresholds_
 
 
 def test_bbuvl_serve_says_when_the_checkpoints_thresholds_were_chosen_for_other_faults(trained_checkpoint, tmp_path):
-    from bbuvl.cli.serve import startup_notes
     from bbuvl.data.faults import Faults
     from bbuvl.infer.predictor import Predictor
     from bbuvl.infer.verdict import THRESHOLDS_FILE, ChosenThresholds, VerdictThresholds
@@ -37,10 +36,10 @@ def test_bbuvl_serve_says_when_the_checkpoints_thresholds_were_chosen_for_other_
     judged = sorted(Faults.load(Predictor.load(ckpt, device="cpu").cfg.data.hierarchy).labels)
     chosen = ChosenThresholds(VerdictThresholds(0.15, 0.85), 0.8, 0.9, 0.8, 0.9, 10, 4, judged[1:], "val.jsonl", mode="head")
     chosen.save(ckpt)  # chosen when the hierarchy marked one fault fewer
-    notes = startup_notes(Predictor.load(ckpt, device="cpu"), "name")
+    notes = Predictor.load(ckpt, device="cpu").threshold_notes("name")
     # serve judged by the run config's thresholds, as predict, but said nothing of why; nor that the mode differs
     assert any(f"{THRESHOLDS_FILE} was chosen when the hierarchy marked other faults" in n for n in notes), notes
     ChosenThresholds(VerdictThresholds(0.15, 0.85), 0.8, 0.9, 0.8, 0.9, 10, 4, judged, "val.jsonl", mode="head").save(ckpt)
-    notes = startup_notes(Predictor.load(ckpt, device="cpu"), "name")
+    notes = Predictor.load(ckpt, device="cpu").threshold_notes("name")
     assert len(notes) == 1 and "head mode's predictions, not name mode's" in notes[0], notes
-    assert startup_notes(Predictor.load(ckpt, device="cpu"), "head") == []
+    assert Predictor.load(ckpt, device="cpu").threshold_notes("head") == []

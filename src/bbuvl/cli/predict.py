@@ -78,7 +78,7 @@ def predict(
     from bbuvl.infer.output import check_ours, check_output, check_plain_file, discard_output, input_root, manifest_path
     from bbuvl.data.faults import Faults
     from bbuvl.infer.predictor import Predictor, region_batch
-    from bbuvl.infer.verdict import other_mode, verdict_counts
+    from bbuvl.infer.verdict import verdict_counts
     from bbuvl.infer.tiles import check_containers
     from bbuvl.model.checkpoint import CheckpointError
     from bbuvl.outputs import check_not_inputs
@@ -174,10 +174,8 @@ def predict(
                      f"{tiled_thresholds.review:g}, fail ≥ {tiled_thresholds.fail:g}"
                      if verdicts["tiled"] and tiled_thresholds != thresholds else "") + ")"
                   + (f", {verdicts['unjudged']} lines without a verdict" if verdicts["unjudged"] else ""), soft_wrap=True)
-    if passed_over := other_mode(*predictor.chosen_for_faults(), mode):
-        console.print(f"[yellow]note[/]: {escape(passed_over)}", soft_wrap=True)
-    if passed_over := predictor.other_faults():
-        console.print(f"[yellow]note[/]: {escape(passed_over)}", soft_wrap=True)
+    for note in predictor.threshold_notes(mode):
+        console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
 
 
 def refuse_untiled(ctx: typer.Context, given: dict, cfg) -> None:  # noqa: ANN001 - a Config

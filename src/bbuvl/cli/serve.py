@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional
+from typing import List, Optional
 
 import typer
 from rich.markup import escape
@@ -13,9 +13,6 @@ from bbuvl.cli.common import PATH_OR_ID, check_device, console, finite_range, in
 from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
                                  TILES, ZOOM_INTO, check_mode_name, mode_help, plain_model_mode, read_folder,
                                  tile_options)
-
-if TYPE_CHECKING:
-    from bbuvl.infer.predictor import Predictor
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
@@ -108,15 +105,7 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     console.print(f"serving {escape(engine.checkpoint)} ({escape(engine.mode)} mode, {len(keys)} API key(s)) on "
                   f"{escape(f'http://{shown}:{sock.getsockname()[1]}/')}", soft_wrap=True)
-    for note in startup_notes(predictor, engine.mode):
+    for note in predictor.threshold_notes(engine.mode):
         console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
     serve_app(create_app(engine, keys, settings), sock, drain_s=timeout, log_level=log_level)
 
-
-def startup_notes(predictor: "Predictor", mode: str) -> list[str]:
-    """What the checkpoint's chosen thresholds leave to the run config's, as `bbuvl predict` says it: chosen in another
-    mode than `mode`, or when the hierarchy marked other faults."""
-    from bbuvl.infer.verdict import other_mode
-
-    notes = [other_mode(*predictor.chosen_for_faults(), mode), predictor.other_faults()]
-    return [n for n in notes if n]

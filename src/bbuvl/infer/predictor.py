@@ -33,7 +33,7 @@ from bbuvl.infer.options import PredictOptions
 from bbuvl.infer.parse import parse_detections
 from bbuvl.infer.tiles import TilePlan, category_spellings, predict_tiled
 from bbuvl.infer.tile_scale import ChosenTileScale
-from bbuvl.infer.verdict import ChosenThresholds, Verdict, judge, thresholds_file, with_chosen
+from bbuvl.infer.verdict import ChosenThresholds, Verdict, for_faults, judge, other_mode, with_chosen
 from bbuvl.model.checkpoint import ModelFolder
 from bbuvl.model.own_weights import own_weights
 
@@ -203,21 +203,21 @@ class Predictor:
         self._faults = faults
 
     def chosen_for_faults(self) -> tuple[ChosenThresholds | None, ChosenThresholds | None]:
-        """The chosen thresholds (one pass, tiled) that were chosen for the faults this predictor judges by: a pair
-        chosen when the hierarchy marked other faults (edited since, or another given with --hierarchy) was chosen on
-        other scores, and is left out for the run config's thresholds, as `bbuvl eval` leaves it out."""
-        judged = self.faults.labels
-        return tuple(None if c is not None and c.faults_differ(judged) else c for c in self.chosen)  # type: ignore[return-value]
+        """The chosen thresholds (one pass, tiled) that were chosen for the faults this predictor judges by (`for_faults`):
+        one chosen when the hierarchy marked other faults (edited since, or another given with --hierarchy) is left out
+        for the run config's thresholds, as `bbuvl eval` leaves it out."""
+        return for_faults(*self.chosen, self.faults.labels)[0]
 
-    def other_faults(self) -> str | None:
-        """The sentence saying which chosen thresholds `chosen_for_faults` left out, and why; None when none was."""
-        judged = self.faults.labels
-        files = [f"{thresholds_file(c.tiled)} was chosen when the hierarchy marked other faults ({c.faults_differ(judged)})"
-                 for c in self.chosen if c is not None and c.faults_differ(judged)]
-        if not files:
-            return None
-        return (f"{' and '.join(files)}: the photos are judged by the run config's thresholds; choose them again with "
-                "`bbuvl eval --choose-thresholds` on predictions judged by these faults")
+    def threshold_notes(self, mode: str) -> list[str]:
+        """What the checkpoint's chosen thresholds leave to the run config's for photos predicted in `mode`, in words
+        (`bbuvl predict` and `bbuvl serve` print them): chosen in another mode, or when the hierarchy marked other
+        faults."""
+        kept, left_out = for_faults(*self.chosen, self.faults.labels)
+        notes = [other_mode(*kept, mode)]
+        if left_out:
+            notes.append(f"{' and '.join(left_out)}: the photos are judged by the run config's thresholds; choose them "
+                         "again with `bbuvl eval --choose-thresholds` on predictions judged by these faults")
+        return [n for n in notes if n]
 
     # --- inputs ------------------------------------------------------------------------------
 

@@ -139,6 +139,17 @@ def fault_difference(now: Iterable[str], then: Iterable[str]) -> str | None:
     return "; ".join(parts) or None
 
 
+def for_faults(chosen: ChosenThresholds | None, chosen_tiled: ChosenThresholds | None, judged: Iterable[str]
+               ) -> tuple[tuple[ChosenThresholds | None, ChosenThresholds | None], list[str]]:
+    """The chosen pairs (one pass, tiled) chosen for the fault labels `judged`, and a sentence for each one left out: a
+    pair chosen when the hierarchy marked other faults (edited or swapped since) was chosen on other scores."""
+    judged = set(judged)
+    left_out = [f"{thresholds_file(c.tiled)} was chosen when the hierarchy marked other faults ({c.faults_differ(judged)})"
+                for c in (chosen, chosen_tiled) if c is not None and c.faults_differ(judged)]
+    kept = tuple(None if c is not None and c.faults_differ(judged) else c for c in (chosen, chosen_tiled))
+    return kept, left_out  # type: ignore[return-value]
+
+
 def _number(v: Any) -> float | None:
     return None if v is None else float(v)
 
@@ -213,10 +224,7 @@ def checkpoint_verdict(checkpoint: str | Path, mode: str | None = None,
     own_hierarchy = run.data.hierarchy if run is not None else None
     judged = Faults.load(hierarchy or own_hierarchy).labels
     chosen, chosen_tiled = ChosenThresholds.load(checkpoint), ChosenThresholds.load(checkpoint, tiled=True)
-    # Chosen on the scores of other faults (a hierarchy edited or swapped since), a pair fits none of these photos.
-    other_faults = [f"{thresholds_file(c.tiled)} was chosen when the hierarchy marked other faults ({c.faults_differ(judged)})"
-                    for c in (chosen, chosen_tiled) if c is not None and c.faults_differ(judged)]
-    chosen, chosen_tiled = (None if c is not None and c.faults_differ(judged) else c for c in (chosen, chosen_tiled))
+    (chosen, chosen_tiled), other_faults = for_faults(chosen, chosen_tiled, judged)
     framed = framed_thresholds(with_chosen(inference, chosen, chosen_tiled, mode))
     if chosen is not None and chosen.applies(mode):
         source = f"{checkpoint / THRESHOLDS_FILE} (chosen on {chosen.chosen_on})"
