@@ -67,3 +67,47 @@ def test_data_check_says_when_an_image_needed_more_than_a_plain_conversion(tmp_p
     problems = check_dataset(tmp_path / "train.jsonl")
     assert [(p.line, p.severity) for p in problems] == [(1, "warning")]
     assert "16-bit grey (I;16) scaled to 8 bits" in problems[0].message
+
+
+def one_pass(a: np.ndarray, mode: str) -> np.ndarray:
+    """The wide modes' rescaling over the whole photo at once, in 64-bit floats: what the rows at a time must equal."""
+    f = a.astype(np.float64)
+    finite = f[np.isfinite(f)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if mode.startswith("I;16"):
+        scale, offset = 255.0 / 65535.0, 0.0
+    elif mode == "F" and lo >= 0.0 and hi <= 1.0:
+        scale, offset = 255.0, 0.0
+    elif lo >= 0.0 and hi <= 255.0:
+        scale, offset = 1.0, 0.0
+    elif mode == "I" and lo >= 0.0 and hi <= 65535.0:
+        scale, offset = 255.0 / 65535.0, 0.0
+    else:
+        scale, offset = 255.0 / (hi - lo) if hi > lo else 0.0, lo
+    return np.clip(np.rint((np.nan_to_num(f, nan=lo, posinf=hi, neginf=lo) - offset) * scale), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("case", ["I;16", "I", "I stretched", "F in [0, 1]", "F stretched", "F with nan and inf",
+                                  "F all nan"])
+def test_wide_modes_rescaled_a_few_rows_at_a_time_equal_one_pass_over_the_photo(case, monkeypatch, tmp_path):
+    # 37 x 23 pixels, 40 pixels a chunk: one row at a time, the extremes in different rows.
+    import bbuvl.data.images as images
+
+    monkeypatch.setattr(images, "WIDE_CHUNK_PIXELS", 40)
+    rng = np.random.default_rng(7)
+    a = {"I;16": lambda: rng.integers(0, 65536, (37, 23)).astype(np.uint16),
+         "I": lambda: rng.integers(0, 60000, (37, 23)).astype(np.int32),
+         "I stretched": lambda: rng.integers(-70000, 90000, (37, 23)).astype(np.int32),
+         "F in [0, 1]": lambda: rng.random((37, 23), dtype=np.float32),
+         "F stretched": lambda: (rng.standard_normal((37, 23)) * 1e4).astype(np.float32),
+         "F with nan and inf": lambda: np.where(rng.random((37, 23)) < 0.1, np.nan,
+                                                np.where(rng.random((37, 23)) < 0.05, np.inf,
+                                                         rng.standard_normal((37, 23)) * 300)).astype(np.float32),
+         "F all nan": lambda: np.full((37, 23), np.nan, np.float32)}[case]()
+    img = Image.fromarray(a) if a.dtype == np.uint16 else Image.fromarray(a, "I" if a.dtype == np.int32 else "F")
+    path = saved(img, tmp_path / "wide.tif")
+    with Image.open(path) as back:
+        back.load()
+        rgb, _ = images.convert_to_rgb(back)
+        expected = one_pass(np.asarray(back), back.mode)
+    assert np.array_equal(np.asarray(rgb), np.repeat(expected[:, :, None], 3, axis=2))

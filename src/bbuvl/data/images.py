@@ -10,11 +10,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from PIL import Image, UnidentifiedImageError
 
 from bbuvl.data.input_paths import NOTHING_THERE, file_kind
+
+if TYPE_CHECKING:
+    import numpy as np
 
 EXIF_ORIENTATION = 0x0112
 # The turn each EXIF orientation asks for, as Pillow's ImageOps.exif_transpose makes it. That function also writes the
@@ -75,13 +78,19 @@ def convert_to_rgb(img: Image.Image) -> tuple[Image.Image, str | None]:
     return img.convert("RGB"), None  # 1, L, P, CMYK, YCbCr, HSV, RGBX: Pillow's conversion is right
 
 
+# Rows of a 16-bit, 32-bit or float photo rescaled at a time: the 64-bit working copies are bounded by this many
+# pixels, not the photo's: a 25 MP 16-bit photo peaks at 10.0 bytes a pixel, 38.0 when it was widened whole
+# (bench/decode_memory.py).
+WIDE_CHUNK_PIXELS = 1 << 18
+
+
 def _wide_to_rgb(img: Image.Image) -> tuple[Image.Image, str | None]:
     """16-bit, 32-bit integer and float grey to 8 bits, by the range the mode (or, failing that, the data) has."""
     import numpy as np
 
-    a = np.asarray(img).astype(np.float64)
-    finite = a[np.isfinite(a)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    a = np.asarray(img)  # the file's own width: uint16, int32 or float32
+    rows = max(1, WIDE_CHUNK_PIXELS // max(a.shape[1], 1))
+    lo, hi = _finite_range(a, rows)
     if img.mode.startswith("I;16"):
         scale, offset, note = 255.0 / 65535.0, 0.0, f"16-bit grey ({img.mode}) scaled to 8 bits"
     elif img.mode == "F" and lo >= 0.0 and hi <= 1.0:
@@ -93,8 +102,27 @@ def _wide_to_rgb(img: Image.Image) -> tuple[Image.Image, str | None]:
     else:
         scale, offset = 255.0 / (hi - lo) if hi > lo else 0.0, lo
         note = f"{img.mode} grey with values {lo:g}..{hi:g} stretched to 8 bits"
-    grey = np.clip(np.rint((np.nan_to_num(a, nan=lo, posinf=hi, neginf=lo) - offset) * scale), 0, 255).astype(np.uint8)
+    grey = np.empty(a.shape, dtype=np.uint8)
+    for top in range(0, a.shape[0], rows):  # each value as it was in one pass over the whole photo
+        chunk = np.nan_to_num(a[top:top + rows].astype(np.float64), copy=False, nan=lo, posinf=hi, neginf=lo)
+        chunk -= offset
+        chunk *= scale
+        grey[top:top + rows] = np.clip(np.rint(chunk, out=chunk), 0, 255, out=chunk)
     return Image.fromarray(grey, mode="L").convert("RGB"), note
+
+
+def _finite_range(a: np.ndarray, rows: int) -> tuple[float, float]:
+    """The lowest and highest finite value of `a`, read `rows` rows at a time; (0, 0) when none is finite."""
+    import numpy as np
+
+    lo, hi = np.inf, -np.inf
+    for top in range(0, a.shape[0], rows):
+        chunk = a[top:top + rows]
+        if chunk.dtype.kind == "f":
+            chunk = chunk[np.isfinite(chunk)]
+        if chunk.size:
+            lo, hi = min(lo, float(chunk.min())), max(hi, float(chunk.max()))
+    return (lo, hi) if lo <= hi else (0.0, 0.0)
 
 
 def unsupported_format(image_format: str | None) -> str | None:

@@ -71,11 +71,15 @@ def decode_image(data: bytes, max_pixels: int, on_size: Callable[[int, int], Non
 def _read_cost(im: Image.Image) -> tuple[int, str]:
     """How many times an 8-bit RGB photo's memory per pixel `im` takes to read into 8-bit RGB, and what it is.
 
-    Measured as the peak bytes per pixel of `decode_image` on 25 MP TIFFs: 8-bit RGB 4, RGBA 13 (composited on white
-    through a second image, data/images.py), 16-bit grey 37 and float 32 (widened to 64-bit floats to be rescaled).
+    `bench/decode_memory.py`, the peak bytes a pixel of `decode_image` on 4 MP and 25 MP TIFFs: 8-bit RGB 9.6 and 8.2,
+    16-bit grey 16.2 and 10.0, 32-bit and float grey 20.2 and 13.9 (rescaled to 8 bits a few rows at a time,
+    data/images.py; 38-40 on 25 MP when the whole photo was widened to 64-bit floats at once). Colour with
+    transparency is composited on white through a second image: 14.6 and 13.3, charged 3 as measured before.
     """
+    if im.mode.startswith("I;16"):
+        return 2, "16-bit"
     if im.mode.startswith("I") or im.mode == "F":
-        return 9, "16-bit" if "16" in im.mode else "float" if im.mode == "F" else "32-bit"
+        return 3, "float" if im.mode == "F" else "32-bit"
     if im.mode in ("RGBA", "LA", "La", "RGBa", "PA") or (im.mode == "P" and "transparency" in im.info):
         return 3, "colour with transparency"
     return 1, "8-bit colour"
