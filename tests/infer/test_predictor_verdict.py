@@ -179,3 +179,34 @@ def test_thresholds_chosen_for_other_faults_judge_no_photo_in_predict_and_say_so
     # Chosen for the faults judged now, the pair judges as before
     ChosenThresholds(VerdictThresholds(0.15, 0.85), 0.8, 0.9, 0.8, 0.9, 10, 4, judged, "val.jsonl", mode="head").save(ckpt)
     assert Predictor.load(ckpt, device="cpu").options("head").thresholds() == VerdictThresholds(0.15, 0.85)
+
+
+def test_thresholds_copied_from_another_model_judge_no_photo_and_say_so(trained_checkpoint, tmp_path):
+    """A verdict_thresholds.json copied into another checkpoint (or kept while the model was trained again in place)
+    was chosen on another model's scores: predict, serve and eval judge by the run config's instead, and say why."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from bbuvl.infer.verdict import checkpoint_verdict
+    from bbuvl.model.checkpoint import HEAD_FILE
+    from bbuvl.model.identity import record_digests, trained_identity
+
+    chosen_for, other = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(trained_checkpoint, chosen_for)
+    shutil.copytree(trained_checkpoint, other)
+    head = {k: v + 0.01 if v.is_floating_point() else v for k, v in load_file(other / HEAD_FILE).items()}
+    save_file(head, other / HEAD_FILE, metadata={"format": "pt"})
+    record_digests(other)  # as a save of another run records it
+    assert None is not trained_identity(chosen_for) != trained_identity(other)
+    ChosenThresholds(VerdictThresholds(0.15, 0.85), 0.8, 0.9, 0.8, 0.9, 10, 4, [], "val.jsonl").save(chosen_for)
+    assert Predictor.load(chosen_for, device="cpu").options("head").thresholds() == VerdictThresholds(0.15, 0.85)
+    shutil.copy2(chosen_for / THRESHOLDS_FILE, other / THRESHOLDS_FILE)
+    p = Predictor.load(other, device="cpu")
+    assert p.options("head").thresholds() == VerdictThresholds(0.25, 0.5)  # the run config's
+    [note] = p.threshold_notes("head")
+    assert f"{THRESHOLDS_FILE} was chosen for another model" in note, note
+    framed, _, source = checkpoint_verdict(other, "head")  # what eval judges by
+    assert framed.whole == VerdictThresholds(0.25, 0.5) and "chosen for another model" in source, source
+    # A checkpoint that recorded nothing of its training (a plain folder) cannot tell: its thresholds judge as before
+    (other / "content_digest.json").unlink()
+    assert Predictor.load(other, device="cpu").options("head").thresholds() == VerdictThresholds(0.15, 0.85)

@@ -4,6 +4,7 @@ import json
 import logging
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,9 @@ import torch
 
 from transformers import TrainerCallback
 
-from bbuvl.infer.verdict import ChosenThresholds, VerdictThresholds
+from bbuvl.infer.verdict import ChosenThresholds, VerdictThresholds, for_faults
 from bbuvl.model.checkpoint import CheckpointError, load_model, merge_lora
+from bbuvl.model.identity import trained_identity
 from bbuvl.train.param_groups import GROUPS, ParameterGroupError, assign_groups, group_of
 from bbuvl.train.run_dir import RunDirError
 from bbuvl.train.trainer import build_run, train
@@ -116,7 +118,10 @@ def test_lora_trains_only_adapters_and_head_and_merge_keeps_logits(run_config, t
     chosen.save(result["final"])
     merged_dir = merge_lora(result["final"], tmp_path / "merged")
     merged_model = load_model(merged_dir)[0]
-    assert ChosenThresholds.load(merged_dir) == chosen  # the verdict's thresholds stay with the model
+    # The verdict's thresholds stay with the model: the merged folder's files differ, its thresholds still apply.
+    kept = ChosenThresholds.load(merged_dir)
+    assert replace(kept, model=None) == chosen and kept.model == trained_identity(merged_dir) is not None
+    assert for_faults(kept, None, [], trained_identity(merged_dir)) == ((kept, None), [])
     batch = run.collator([run.train_dataset[0], run.train_dataset[1]])
     kw = {k: getattr(batch, k) for k in ("input_ids", "attention_mask", "position_ids", "pixel_values", "image_grid_thw")}
     with torch.no_grad():

@@ -35,6 +35,7 @@ from bbuvl.infer.tiles import TilePlan, category_spellings, predict_tiled
 from bbuvl.infer.tile_scale import ChosenTileScale
 from bbuvl.infer.verdict import ChosenThresholds, Verdict, for_faults, judge, other_mode, with_chosen
 from bbuvl.model.checkpoint import ModelFolder
+from bbuvl.model.identity import trained_identity
 from bbuvl.model.own_weights import own_weights
 
 logger = logging.getLogger(__name__)
@@ -166,6 +167,7 @@ class Predictor:
         # The verdict thresholds `bbuvl eval --choose-thresholds` wrote into the checkpoint (one pass, tiled): each
         # judges the photos of the mode it was chosen in (`options`), the run config's the others.
         self.chosen: tuple[ChosenThresholds | None, ChosenThresholds | None] = (None, None)
+        self.identity: str | None = None  # the checkpoint's `trained_identity`, which chosen files are checked against
 
     @classmethod
     def load(cls, folder: ModelFolder | str | Path, device: str | None = None, dtype: str | None = None) -> "Predictor":
@@ -185,6 +187,7 @@ class Predictor:
         shown = tile_scale.scale if tile_scale is not None else None if scale is None else scale.median
         predictor = cls(model, processor, contract, prompt, run, device, shown)
         predictor.chosen = (chosen, chosen_tiled)
+        predictor.identity = trained_identity(path)
         predictor.tile_scale = tile_scale
         predictor.part_sides = () if scale is None else tuple(scale.part_sides.items())
         predictor.long_sides = () if scale is None else tuple(scale.part_long_sides.items())
@@ -203,20 +206,21 @@ class Predictor:
         self._faults = faults
 
     def chosen_for_faults(self) -> tuple[ChosenThresholds | None, ChosenThresholds | None]:
-        """The chosen thresholds (one pass, tiled) that were chosen for the faults this predictor judges by (`for_faults`):
-        one chosen when the hierarchy marked other faults (edited since, or another given with --hierarchy) is left out
-        for the run config's thresholds, as `bbuvl eval` leaves it out."""
-        return for_faults(*self.chosen, self.faults.labels)[0]
+        """The chosen thresholds (one pass, tiled) that were chosen for this model and the faults this predictor judges
+        by (`for_faults`): one chosen for another model (copied in, or the model trained again since), or when the
+        hierarchy marked other faults (edited since, or another given with --hierarchy), is left out for the run
+        config's thresholds, as `bbuvl eval` leaves it out."""
+        return for_faults(*self.chosen, self.faults.labels, self.identity)[0]
 
     def threshold_notes(self, mode: str) -> list[str]:
         """What the checkpoint's chosen thresholds leave to the run config's for photos predicted in `mode`, in words
-        (`bbuvl predict` and `bbuvl serve` print them): chosen in another mode, or when the hierarchy marked other
-        faults."""
-        kept, left_out = for_faults(*self.chosen, self.faults.labels)
+        (`bbuvl predict` and `bbuvl serve` print them): chosen in another mode, for another model, or when the
+        hierarchy marked other faults."""
+        kept, left_out = for_faults(*self.chosen, self.faults.labels, self.identity)
         notes = [other_mode(*kept, mode)]
         if left_out:
             notes.append(f"{' and '.join(left_out)}: the photos are judged by the run config's thresholds; choose them "
-                         "again with `bbuvl eval --choose-thresholds` on predictions judged by these faults")
+                         "again with `bbuvl eval --choose-thresholds` on predictions of this model judged by these faults")
         return [n for n in notes if n]
 
     # --- inputs ------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Any, Iterable, Sequence
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.faults import THRESHOLDS_FILE, TILED_THRESHOLDS_FILE, Faults
 from bbuvl.data.jsonfile import read_json
+from bbuvl.model.identity import trained_identity
 
 PASS, REVIEW, FAIL = "pass", "review", "fail"
 VERDICTS = (PASS, REVIEW, FAIL)
@@ -82,6 +83,9 @@ class ChosenThresholds:
     # The prediction mode of the predictions they were chosen on: a head's scores and generate mode's are not on one
     # scale, so they judge that mode's photos alone. None (a file written before modes were recorded): every mode.
     mode: str | None = None
+    # The checkpoint's `trained_identity` when they were written into it (None: not recorded): thresholds in a checkpoint
+    # whose training record differs were chosen on another model's scores.
+    model: str | None = None
 
     def applies(self, mode: str | None) -> bool:
         """Whether these thresholds judge photos predicted in `mode` (None: a mode not known, which they do)."""
@@ -97,7 +101,7 @@ class ChosenThresholds:
         (atomically)."""
         path = Path(checkpoint) / thresholds_file(self.tiled)
         body = {"tool": TOOL, "review": self.thresholds.review, "fail": self.thresholds.fail,
-                **{k: v for k, v in asdict(self).items() if k != "thresholds"}}
+                **{k: v for k, v in asdict(self).items() if k != "thresholds"}, "model": trained_identity(checkpoint)}
         write_text_atomic(path, json.dumps(body, ensure_ascii=False, indent=2) + "\n")
         return path
 
@@ -118,13 +122,16 @@ class ChosenThresholds:
             mode = data.get("mode")
             if mode is not None and not isinstance(mode, str):
                 raise ValueError(f"'mode' must be a prediction mode's name, got {mode!r}")
+            model = data.get("model")
+            if model is not None and not isinstance(model, str):
+                raise ValueError(f"'model' must be the checkpoint's digest, got {model!r}")
             if data.get("tiled", False) is not tiled:
                 raise ValueError(f"chosen for photos predicted {'in one pass' if tiled else 'through tiles or zoom'} "
                                  f"('tiled': {data.get('tiled')!r}), not for the photos this file judges")
             return cls(VerdictThresholds(data["review"], data["fail"]), float(data["target_recall"]),
                        float(data["target_precision"]), _number(data.get("recall")), _number(data.get("precision")),
                        int(data["photos"]), int(data["faulty_photos"]), faults, str(data["chosen_on"]),
-                       [str(n) for n in data.get("notes", [])], tiled, mode)
+                       [str(n) for n in data.get("notes", [])], tiled, mode, model)
         except (KeyError, TypeError, ValueError) as e:
             what = f"missing key {e}" if isinstance(e, KeyError) else str(e)
             raise ValueError(f"{path}: damaged verdict thresholds ({what}); choose them again with `bbuvl eval "
@@ -139,15 +146,26 @@ def fault_difference(now: Iterable[str], then: Iterable[str]) -> str | None:
     return "; ".join(parts) or None
 
 
-def for_faults(chosen: ChosenThresholds | None, chosen_tiled: ChosenThresholds | None, judged: Iterable[str]
-               ) -> tuple[tuple[ChosenThresholds | None, ChosenThresholds | None], list[str]]:
-    """The chosen pairs (one pass, tiled) chosen for the fault labels `judged`, and a sentence for each one left out: a
-    pair chosen when the hierarchy marked other faults (edited or swapped since) was chosen on other scores."""
+def for_faults(chosen: ChosenThresholds | None, chosen_tiled: ChosenThresholds | None, judged: Iterable[str],
+               model: str | None = None) -> tuple[tuple[ChosenThresholds | None, ChosenThresholds | None], list[str]]:
+    """The chosen pairs (one pass, tiled) chosen for the fault labels `judged` and for the checkpoint whose
+    `trained_identity` is `model` (None: not known), and a sentence for each one left out: a pair chosen when the
+    hierarchy marked other faults (edited or swapped since), or in a checkpoint whose training record differs (the
+    file copied from another model, or the model trained again in place), was chosen on other scores."""
     judged = set(judged)
-    left_out = [f"{thresholds_file(c.tiled)} was chosen when the hierarchy marked other faults ({c.faults_differ(judged)})"
-                for c in (chosen, chosen_tiled) if c is not None and c.faults_differ(judged)]
-    kept = tuple(None if c is not None and c.faults_differ(judged) else c for c in (chosen, chosen_tiled))
-    return kept, left_out  # type: ignore[return-value]
+
+    def why(c: ChosenThresholds | None) -> str | None:
+        if c is None:
+            return None
+        if c.model is not None and model is not None and c.model != model:
+            return (f"{thresholds_file(c.tiled)} was chosen for another model (the checkpoint's training record differs "
+                    "from the one it was chosen with: copied from another checkpoint, or trained again since)")
+        differ = c.faults_differ(judged)
+        return f"{thresholds_file(c.tiled)} was chosen when the hierarchy marked other faults ({differ})" if differ else None
+
+    reasons = [why(c) for c in (chosen, chosen_tiled)]
+    kept = tuple(None if r is not None else c for c, r in zip((chosen, chosen_tiled), reasons))
+    return kept, [r for r in reasons if r is not None]  # type: ignore[return-value]
 
 
 def _number(v: Any) -> float | None:
@@ -224,7 +242,7 @@ def checkpoint_verdict(checkpoint: str | Path, mode: str | None = None,
     own_hierarchy = run.data.hierarchy if run is not None else None
     judged = Faults.load(hierarchy or own_hierarchy).labels
     chosen, chosen_tiled = ChosenThresholds.load(checkpoint), ChosenThresholds.load(checkpoint, tiled=True)
-    (chosen, chosen_tiled), other_faults = for_faults(chosen, chosen_tiled, judged)
+    (chosen, chosen_tiled), other_faults = for_faults(chosen, chosen_tiled, judged, trained_identity(checkpoint))
     framed = framed_thresholds(with_chosen(inference, chosen, chosen_tiled, mode))
     if chosen is not None and chosen.applies(mode):
         source = f"{checkpoint / THRESHOLDS_FILE} (chosen on {chosen.chosen_on})"

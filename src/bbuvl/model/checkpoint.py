@@ -40,7 +40,7 @@ from bbuvl.data.faults import THRESHOLDS_FILE, TILED_THRESHOLDS_FILE
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.scale import TILE_SCALE_FILE, TrainingScale
 from bbuvl.model.checkpoint_files import check_module_state, check_prompt, json_problem, template_problem
-from bbuvl.model.identity import record_digests
+from bbuvl.model.identity import record_digests, restamp_chosen
 from bbuvl.model.lora_base import base_changes, record_base
 
 HEAD_FILE = "detection_head.safetensors"
@@ -402,4 +402,6 @@ def merge_lora(src: str | Path, dst: str | Path, accept_base: bool = False) -> P
             if (Path(src) / chosen).is_file():
                 shutil.copy2(Path(src) / chosen, Path(tmp) / chosen)
         save_checkpoint(model, processor, cfg, contract, prompt, tmp, scale=TrainingScale.load(src))
+        restamp_chosen(src, tmp)  # the thresholds chosen for the adapters' model are the merged model's
+        record_digests(tmp)
     return Path(dst)

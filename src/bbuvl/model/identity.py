@@ -20,11 +20,16 @@ from typing import Mapping
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.digests import FileDigest, by_name, combined, file_digest
+from bbuvl.data.faults import THRESHOLDS_FILE, TILED_THRESHOLDS_FILE
+from bbuvl.data.scale import TILE_SCALE_FILE
 
 DIGEST_FILE = "content_digest.json"
 # What HF Trainer adds to a numbered checkpoint to resume the loop: no part of what the model answers.
 # DeepSpeed adds `latest`, `zero_to_fp32.py` and a `global_stepN/` folder of optimizer shards (folders never count:
 # HF saves a model's files flat).
+# What `bbuvl eval --choose-thresholds` and `bbuvl choose-tiles` write into a trained checkpoint: chosen for it, not
+# part of what its training decided.
+CHOSEN_LATER = (THRESHOLDS_FILE, TILED_THRESHOLDS_FILE, TILE_SCALE_FILE)
 TRAINING_STATE = re.compile(r"^(optimizer\.pt|scheduler\.pt|scaler\.pt|trainer_state\.json|training_args\.bin|"
                             r"rng_state(_\d+)?\.pth|content_digest\.json|latest|zero_to_fp32\.py)$")
 
@@ -58,6 +63,31 @@ def record_digests(folder: str | Path) -> None:
     known = recorded_digests(folder)
     files = [file_digest(p, p.relative_to(folder).as_posix(), known) for p in deciding_files(folder)]
     write_text_atomic(folder / DIGEST_FILE, json.dumps({"files": [f.to_json() for f in files]}, indent=1) + "\n")
+
+
+def trained_identity(folder: str | Path) -> str | None:
+    """One digest over what training recorded of a checkpoint (`content_digest.json`), the files chosen for it later
+    (`CHOSEN_LATER`) aside: what a file chosen for this model records, so that one copied from another model, or
+    kept while the model was trained again in place, is known. None for a folder that recorded nothing. Reads the
+    record only: nothing is hashed."""
+    files = [d for name, d in sorted(recorded_digests(Path(folder)).items()) if name not in CHOSEN_LATER]
+    return combined(files) if files else None
+
+
+def restamp_chosen(source: str | Path, folder: str | Path) -> None:
+    """In `folder`, a checkpoint saved anew from `source` (a LoRA merge: the same model as other files), record its
+    own `trained_identity` in the verdict thresholds files that were chosen for `source`'s; one chosen for yet another
+    model keeps saying so. The files are `bbuvl eval --choose-thresholds`'s (infer/verdict.py, `ChosenThresholds`)."""
+    was, now = trained_identity(source), trained_identity(folder)
+    for name in (THRESHOLDS_FILE, TILED_THRESHOLDS_FILE):
+        path = Path(folder) / name
+        try:
+            data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        except (OSError, ValueError):
+            continue  # damaged: loading it says so, naming the file
+        if isinstance(data, dict) and data.get("model") is not None and data["model"] == was:
+            data["model"] = now
+            write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
 
 def identify(folder: str | Path, base: str | Path | None = None,
