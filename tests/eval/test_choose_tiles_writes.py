@@ -7,6 +7,7 @@ import json
 import shutil
 import threading
 import time
+from dataclasses import replace
 
 from bbuvl.data.faults import Faults
 from bbuvl.data.scale import TILE_SCALE_FILE
@@ -37,7 +38,7 @@ def test_a_reader_of_the_checkpoint_finds_a_chosen_scale_all_through_a_run(train
     # Before: tile_scale.json was set aside for the whole run (and lost with it when the run was killed), so a
     # server started meanwhile tiled at the training scale.
     assert len(seen) > 10 and None not in seen
-    assert seen[0] == EARLIER and ChosenTileScale.load(ckpt).chosen_on == str(wide_val)
+    assert replace(seen[0], model=None) == EARLIER and ChosenTileScale.load(ckpt).chosen_on == str(wide_val)
 
 
 def test_tiled_thresholds_that_cannot_be_chosen_again_are_kept_and_said_so(trained_checkpoint, wide_val, tmp_path):
@@ -75,3 +76,27 @@ def test_the_tiled_photos_thresholds_are_chosen_on_the_photos_cut_into_tiles_alo
     assert why_not is None and chosen.tiled and chosen.mode == "head"
     assert (chosen.thresholds, chosen.photos, chosen.faulty_photos) == (VerdictThresholds(0.65, 0.65), 4, 2)
     assert (chosen.recall, chosen.precision) == (1.0, 1.0)
+
+
+def test_a_scale_copied_from_another_model_is_left_for_the_training_scale_and_said_so(trained_checkpoint, tmp_path,
+                                                                                       caplog):
+    from safetensors.torch import load_file, save_file
+
+    from bbuvl.data.scale import TrainingScale
+    from bbuvl.infer.predictor import Predictor
+    from bbuvl.model.checkpoint import HEAD_FILE
+    from bbuvl.model.identity import record_digests
+
+    chosen_for, other = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(trained_checkpoint, chosen_for)
+    shutil.copytree(trained_checkpoint, other)
+    head = {k: v + 0.01 if v.is_floating_point() else v for k, v in load_file(other / HEAD_FILE).items()}
+    save_file(head, other / HEAD_FILE, metadata={"format": "pt"})
+    record_digests(other)  # another run's save
+    EARLIER.save(chosen_for)
+    assert Predictor.load(chosen_for, device="cpu").train_scale == 0.5
+    shutil.copy2(chosen_for / TILE_SCALE_FILE, other / TILE_SCALE_FILE)
+    p = Predictor.load(other, device="cpu")
+    # Before: the other model's grids cut these photos, unnoticed.
+    assert p.tile_scale is None and p.train_scale == TrainingScale.load(other).median
+    assert f"{other / TILE_SCALE_FILE} was chosen for another model" in caplog.text

@@ -12,6 +12,7 @@ import torch
 
 from transformers import TrainerCallback
 
+from bbuvl.infer.tile_scale import ChosenTileScale
 from bbuvl.infer.verdict import ChosenThresholds, VerdictThresholds, for_faults
 from bbuvl.model.checkpoint import CheckpointError, load_model, merge_lora
 from bbuvl.model.identity import trained_identity
@@ -116,12 +117,16 @@ def test_lora_trains_only_adapters_and_head_and_merge_keeps_logits(run_config, t
     adapter_model, processor, _, _, _ = load_model(result["final"])
     chosen = ChosenThresholds(VerdictThresholds(0.2, 0.7), 0.8, 0.9, 0.8, 0.9, 10, 4, [], "val.jsonl")
     chosen.save(result["final"])
+    scale = ChosenTileScale(0.5, "AP50", 1.0, [], 2, "wide.jsonl")
+    scale.save(result["final"])
     merged_dir = merge_lora(result["final"], tmp_path / "merged")
     merged_model = load_model(merged_dir)[0]
     # The verdict's thresholds stay with the model: the merged folder's files differ, its thresholds still apply.
     kept = ChosenThresholds.load(merged_dir)
     assert replace(kept, model=None) == chosen and kept.model == trained_identity(merged_dir) is not None
     assert for_faults(kept, None, [], trained_identity(merged_dir)) == ((kept, None), [])
+    kept_scale = ChosenTileScale.load(merged_dir)
+    assert replace(kept_scale, model=None) == scale and kept_scale.model == kept.model
     batch = run.collator([run.train_dataset[0], run.train_dataset[1]])
     kw = {k: getattr(batch, k) for k in ("input_ids", "attention_mask", "position_ids", "pixel_values", "image_grid_thw")}
     with torch.no_grad():

@@ -22,7 +22,7 @@ from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.faults import Faults
 from bbuvl.data.families import IMAGE_TOKEN, TURN_END, get_family
 from bbuvl.data.images import load_image, to_rgb
-from bbuvl.data.scale import TrainingScale
+from bbuvl.data.scale import TILE_SCALE_FILE, TrainingScale
 from bbuvl.data.schema import ImageRecord, read_records, resolve_image
 from bbuvl.encode.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, EncodedSample, Turn, format_answer
 from bbuvl.encode.collate import Batch, PaddedCollator
@@ -32,7 +32,7 @@ from bbuvl.infer.modes import runner
 from bbuvl.infer.options import PredictOptions
 from bbuvl.infer.parse import parse_detections
 from bbuvl.infer.tiles import TilePlan, category_spellings, predict_tiled
-from bbuvl.infer.tile_scale import ChosenTileScale
+from bbuvl.infer.tile_scale import ChosenTileScale, for_model
 from bbuvl.infer.verdict import ChosenThresholds, Verdict, for_faults, judge, other_mode, with_chosen
 from bbuvl.model.checkpoint import ModelFolder
 from bbuvl.model.identity import trained_identity
@@ -179,7 +179,10 @@ class Predictor:
         path = folder.path if isinstance(folder, ModelFolder) else folder
         chosen = ChosenThresholds.load(path)  # before minutes of loading: a damaged file is an error naming it
         chosen_tiled = ChosenThresholds.load(path, tiled=True)
-        tile_scale = ChosenTileScale.load(path)
+        tile_scale, other_model = for_model(ChosenTileScale.load(path), trained_identity(path),
+                                            Path(path) / TILE_SCALE_FILE)
+        if other_model:
+            logger.warning(other_model)
         model, processor, run, contract, prompt = load_model(folder, dtype=dtype, device=device)
         own_weights(model)  # on the CPU: computed on the checkpoint's mapped files, which may be copied over meanwhile
         scale = TrainingScale.load(path)

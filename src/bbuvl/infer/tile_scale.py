@@ -20,6 +20,7 @@ from pathlib import Path
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.scale import TILE_SCALE_FILE
+from bbuvl.model.identity import trained_identity
 
 TOOL = "bbuvl choose-tiles"
 WITHIN = 0.5  # standard errors under the best score within which a cheaper candidate is taken (eval/tile_choice.py)
@@ -66,10 +67,13 @@ class ChosenTileScale:
     notes: list[str] = field(default_factory=list)
     refine: list[str] = field(default_factory=list)  # the categories the tiles refine at this scale (kept below)
     refine_scores: list[RefineScore] = field(default_factory=list)
+    # The checkpoint's `trained_identity` when it was written into it (None: not recorded): a scale in a checkpoint
+    # whose training record differs was chosen on another model's predictions (`for_model`).
+    model: str | None = None
 
     def save(self, checkpoint: str | Path) -> Path:
-        """Write tile_scale.json into the checkpoint folder (atomically)."""
-        body = {"tool": TOOL, **asdict(self)}
+        """Write tile_scale.json into the checkpoint folder (atomically), recording the model it was chosen for."""
+        body = {"tool": TOOL, **asdict(self), "model": trained_identity(checkpoint)}
         text = json.dumps(body, ensure_ascii=False, indent=2) + "\n"
         return write_text_atomic(Path(checkpoint) / TILE_SCALE_FILE, text)
 
@@ -88,9 +92,22 @@ class ChosenTileScale:
             chosen = cls(**data)
             if not isinstance(chosen.refine, list) or not all(isinstance(c, str) for c in chosen.refine):
                 raise ValueError(f"refine must be a list of category names, got {chosen.refine!r}")
+            if chosen.model is not None and not isinstance(chosen.model, str):
+                raise ValueError(f"model must be the checkpoint's digest, got {chosen.model!r}")
             scale = chosen.scale
             if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
                 raise ValueError(f"scale must be a positive number, got {chosen.scale!r}")
         except (TypeError, ValueError) as e:
             raise ValueError(f"{path}: not a tile scale ({e}); choose again with `{TOOL}` or delete the file") from e
         return chosen
+
+
+def for_model(chosen: ChosenTileScale | None, model: str | None,
+              where: Path) -> tuple[ChosenTileScale | None, str | None]:
+    """`chosen` when it was chosen for the checkpoint whose `trained_identity` is `model` (or either is not recorded),
+    else None and the sentence saying why it is left out (`where`: its file)."""
+    if chosen is None or chosen.model is None or model is None or chosen.model == model:
+        return chosen, None
+    return None, (f"{where} was chosen for another model (the checkpoint's training record differs from the one it was "
+                  "chosen with: copied from another checkpoint, or trained again since): `tiles: auto` shows photos at "
+                  f"the training scale instead; choose again with `{TOOL}`")

@@ -76,10 +76,10 @@ def trained_identity(folder: str | Path) -> str | None:
 
 def restamp_chosen(source: str | Path, folder: str | Path) -> None:
     """In `folder`, a checkpoint saved anew from `source` (a LoRA merge: the same model as other files), record its
-    own `trained_identity` in the verdict thresholds files that were chosen for `source`'s; one chosen for yet another
-    model keeps saying so. The files are `bbuvl eval --choose-thresholds`'s (infer/verdict.py, `ChosenThresholds`)."""
+    own `trained_identity` in the files chosen for `source`'s (`CHOSEN_LATER`: infer/verdict.py's `ChosenThresholds`,
+    infer/tile_scale.py's `ChosenTileScale`); one chosen for yet another model keeps saying so."""
     was, now = trained_identity(source), trained_identity(folder)
-    for name in (THRESHOLDS_FILE, TILED_THRESHOLDS_FILE):
+    for name in CHOSEN_LATER:
         path = Path(folder) / name
         try:
             data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
