@@ -46,6 +46,7 @@ rgb = decode_image(data, 10**10)
 print(json.dumps({"kib": status("VmHWM") - before, "size": rgb.size, "mode": rgb.mode}))
 """
 
+
 def write(kind: str, side: int, folder: Path) -> Path:
     """A side x side TIFF of `kind`, with values over its whole range (so rescaling has work to do)."""
     dtype, channels, mode = KINDS[kind]

@@ -108,4 +108,3 @@ def serve(
     for note in predictor.threshold_notes(engine.mode):
         console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
     serve_app(create_app(engine, keys, settings), sock, drain_s=timeout, log_level=log_level)
-

@@ -179,8 +179,8 @@ class Predictor:
         path = folder.path if isinstance(folder, ModelFolder) else folder
         chosen = ChosenThresholds.load(path)  # before minutes of loading: a damaged file is an error naming it
         chosen_tiled = ChosenThresholds.load(path, tiled=True)
-        tile_scale, other_model = for_model(ChosenTileScale.load(path), trained_identity(path),
-                                            Path(path) / TILE_SCALE_FILE)
+        identity = trained_identity(path)  # what the chosen files were chosen for, if this model
+        tile_scale, other_model = for_model(ChosenTileScale.load(path), identity, Path(path) / TILE_SCALE_FILE)
         if other_model:
             logger.warning(other_model)
         model, processor, run, contract, prompt = load_model(folder, dtype=dtype, device=device)
@@ -190,7 +190,7 @@ class Predictor:
         shown = tile_scale.scale if tile_scale is not None else None if scale is None else scale.median
         predictor = cls(model, processor, contract, prompt, run, device, shown)
         predictor.chosen = (chosen, chosen_tiled)
-        predictor.identity = trained_identity(path)
+        predictor.identity = identity
         predictor.tile_scale = tile_scale
         predictor.part_sides = () if scale is None else tuple(scale.part_sides.items())
         predictor.long_sides = () if scale is None else tuple(scale.part_long_sides.items())

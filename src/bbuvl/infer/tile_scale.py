@@ -20,7 +20,7 @@ from pathlib import Path
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.scale import TILE_SCALE_FILE
-from bbuvl.model.identity import trained_identity
+from bbuvl.model.identity import CHOSEN_FOR_ANOTHER, chosen_for_another, trained_identity
 
 TOOL = "bbuvl choose-tiles"
 WITHIN = 0.5  # standard errors under the best score within which a cheaper candidate is taken (eval/tile_choice.py)
@@ -106,8 +106,7 @@ def for_model(chosen: ChosenTileScale | None, model: str | None,
               where: Path) -> tuple[ChosenTileScale | None, str | None]:
     """`chosen` when it was chosen for the checkpoint whose `trained_identity` is `model` (or either is not recorded),
     else None and the sentence saying why it is left out (`where`: its file)."""
-    if chosen is None or chosen.model is None or model is None or chosen.model == model:
+    if chosen is None or not chosen_for_another(chosen.model, model):
         return chosen, None
-    return None, (f"{where} was chosen for another model (the checkpoint's training record differs from the one it was "
-                  "chosen with: copied from another checkpoint, or trained again since): `tiles: auto` shows photos at "
-                  f"the training scale instead; choose again with `{TOOL}`")
+    return None, (f"{where} {CHOSEN_FOR_ANOTHER}: `tiles: auto` shows photos at the training scale instead; choose "
+                  f"again with `{TOOL}`")

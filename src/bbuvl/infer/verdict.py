@@ -24,7 +24,7 @@ from typing import Any, Iterable, Sequence
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.faults import THRESHOLDS_FILE, TILED_THRESHOLDS_FILE, Faults
 from bbuvl.data.jsonfile import read_json
-from bbuvl.model.identity import trained_identity
+from bbuvl.model.identity import CHOSEN_FOR_ANOTHER, chosen_for_another, trained_identity
 
 PASS, REVIEW, FAIL = "pass", "review", "fail"
 VERDICTS = (PASS, REVIEW, FAIL)
@@ -157,9 +157,8 @@ def for_faults(chosen: ChosenThresholds | None, chosen_tiled: ChosenThresholds |
     def why(c: ChosenThresholds | None) -> str | None:
         if c is None:
             return None
-        if c.model is not None and model is not None and c.model != model:
-            return (f"{thresholds_file(c.tiled)} was chosen for another model (the checkpoint's training record differs "
-                    "from the one it was chosen with: copied from another checkpoint, or trained again since)")
+        if chosen_for_another(c.model, model):
+            return f"{thresholds_file(c.tiled)} {CHOSEN_FOR_ANOTHER}"
         differ = c.faults_differ(judged)
         return f"{thresholds_file(c.tiled)} was chosen when the hierarchy marked other faults ({differ})" if differ else None
 

@@ -36,11 +36,10 @@ from bbuvl.atomic import atomic_folder, atomic_path, write_text_atomic
 from bbuvl.config import CONFIG_FILE, Config, dump_config, not_a_checkpoint, read_run_config
 from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.families import family_of
-from bbuvl.data.faults import THRESHOLDS_FILE, TILED_THRESHOLDS_FILE
 from bbuvl.data.jsonfile import read_json
-from bbuvl.data.scale import TILE_SCALE_FILE, TrainingScale
+from bbuvl.data.scale import TrainingScale
 from bbuvl.model.checkpoint_files import check_module_state, check_prompt, json_problem, template_problem
-from bbuvl.model.identity import record_digests, restamp_chosen
+from bbuvl.model.identity import CHOSEN_LATER, record_digests, restamp_chosen
 from bbuvl.model.lora_base import base_changes, record_base
 
 HEAD_FILE = "detection_head.safetensors"
@@ -398,7 +397,7 @@ def merge_lora(src: str | Path, dst: str | Path, accept_base: bool = False) -> P
     cfg.model.lora.enabled = False
     cfg.model.path = str(dst)
     with atomic_folder(dst) as tmp:  # a merge killed half-way leaves the previous folder, never half a model
-        for chosen in (THRESHOLDS_FILE, TILED_THRESHOLDS_FILE, TILE_SCALE_FILE):  # before save_checkpoint, so its digests cover them
+        for chosen in CHOSEN_LATER:  # restamped for the merged folder below, once its digests are recorded
             if (Path(src) / chosen).is_file():
                 shutil.copy2(Path(src) / chosen, Path(tmp) / chosen)
         save_checkpoint(model, processor, cfg, contract, prompt, tmp, scale=TrainingScale.load(src))

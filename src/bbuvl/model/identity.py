@@ -30,6 +30,9 @@ DIGEST_FILE = "content_digest.json"
 # What `bbuvl eval --choose-thresholds` and `bbuvl choose-tiles` write into a trained checkpoint: chosen for it, not
 # part of what its training decided.
 CHOSEN_LATER = (THRESHOLDS_FILE, TILED_THRESHOLDS_FILE, TILE_SCALE_FILE)
+# Why a file chosen for another model is left out, after its name.
+CHOSEN_FOR_ANOTHER = ("was chosen for another model (the checkpoint's training record differs from the one it was "
+                      "chosen with: copied from another checkpoint, or trained again since)")
 TRAINING_STATE = re.compile(r"^(optimizer\.pt|scheduler\.pt|scaler\.pt|trainer_state\.json|training_args\.bin|"
                             r"rng_state(_\d+)?\.pth|content_digest\.json|latest|zero_to_fp32\.py)$")
 
@@ -74,6 +77,12 @@ def trained_identity(folder: str | Path) -> str | None:
     return combined(files) if files else None
 
 
+def chosen_for_another(recorded: str | None, now: str | None) -> bool:
+    """Whether a file chosen for the model whose `trained_identity` was `recorded` sits in a checkpoint whose identity
+    is `now` and differs (either None: not known, so not another)."""
+    return recorded is not None and now is not None and recorded != now
+
+
 def restamp_chosen(source: str | Path, folder: str | Path) -> None:
     """In `folder`, a checkpoint saved anew from `source` (a LoRA merge: the same model as other files), record its
     own `trained_identity` in the files chosen for `source`'s (`CHOSEN_LATER`: infer/verdict.py's `ChosenThresholds`,
@@ -85,7 +94,7 @@ def restamp_chosen(source: str | Path, folder: str | Path) -> None:
             data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
         except (OSError, ValueError):
             continue  # damaged: loading it says so, naming the file
-        if isinstance(data, dict) and data.get("model") is not None and data["model"] == was:
+        if isinstance(data, dict) and was is not None and data.get("model") == was:
             data["model"] = now
             write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
