@@ -88,7 +88,16 @@ def user_errors(*kinds: type[BaseException]) -> Iterator[None]:
     try:
         yield
     except (kinds or (ValueError, OSError)) as e:  # type: ignore[misc]
-        fail(str(e))
+        fail(error_text(e))
+
+
+def error_text(e: BaseException) -> str:
+    """What an expected error says, for the user: an OSError as its file and reason, without Python's "[Errno 36]"
+    prefix, which tells the user nothing (a write's own sentence, atomic.py's, is its reason)."""
+    if isinstance(e, OSError) and e.strerror:
+        names = [str(n) for n in (e.filename, e.filename2) if n is not None]
+        return f"{' -> '.join(names)}: {e.strerror}" if names else e.strerror
+    return str(e)
 
 
 # The metavar of an option that takes a folder or a hub id as text: expanded like any path (`expand_path_options`).

@@ -54,6 +54,12 @@ def workers_option(lo: int) -> Callable[[int | None], int | None]:
     return bound
 
 
+def _require_input(path: Path) -> None:
+    """Fail unless `path` is there (a file or a folder), saying so of a link that reaches nothing (a loop too)."""
+    if not path.exists():
+        fail(f"{path}: {'a link that reaches no file or folder' if path.is_symlink() else 'no such file or folder'}")
+
+
 # --- check -------------------------------------------------------------------------------------
 
 
@@ -65,8 +71,7 @@ def check(
                                 help="Image threads, at most one per CPU core (0 = automatic)."),
 ) -> None:
     """Find every problem in a dataset: schema, images, sizes, boxes, labels, duplicates, order."""
-    if not path.exists():
-        fail(f"{path}: no such file or folder")
+    _require_input(path)
     h = _hierarchy(hierarchy)
     with Progress(
         TextColumn("checking images"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -155,8 +160,7 @@ def stats(
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Counts per label and level, objects per image, image sizes, vision tokens in the model frame."""
-    if not path.exists():
-        fail(f"{path}: no such file or folder")
+    _require_input(path)
     if json_out is not None:
         claim_outputs("data stats", {"PATH": path, "--config": config, "--checkpoint": checkpoint}, [json_out], overwrite=overwrite)
     with user_errors():

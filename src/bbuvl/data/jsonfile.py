@@ -7,6 +7,7 @@ they are read, each with its own error (the line number, the status code, the pa
 
 from __future__ import annotations
 
+import errno
 import json
 import json.decoder
 import re
@@ -174,6 +175,10 @@ def read_json(path: str | Path, what: str = "file") -> Any:
         return parse_json(path.read_bytes())  # UTF-8 (a BOM too), or UTF-16/32 as Windows tools save it
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such {what}") from None
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        raise OSError(f"{path}: a link that never reaches a file (its links lead in a loop), not a {what}") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: {json_problem(e)}") from None
     except UnicodeDecodeError as e:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -47,7 +48,8 @@ class Hierarchy:
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Hierarchy":
         """Load a hierarchy JSON file (the shipped default when `path` is None)."""
-        return _load_hierarchy(str(Path(path).resolve()) if path else str(DEFAULT_HIERARCHY))
+        # realpath, not Path.resolve(): that raised RuntimeError on a link loop instead of naming it where it is read
+        return _load_hierarchy(os.path.realpath(path) if path else str(DEFAULT_HIERARCHY))
 
     def labels(self) -> list[str]:
         """All complete label paths, in file order."""
