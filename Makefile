@@ -46,5 +46,7 @@ fonts:
 browsers:
 	bash scripts/system_packages.sh chromium
 
+# The demo's folder only when the demo wrote it (scripts/demo_out.sh): DEMO= can name any folder.
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache
+	bash scripts/demo_out.sh remove "$(DEMO)"
+	rm -rf $(VENV) .pytest_cache

@@ -19,7 +19,8 @@ PY=.venv/bin/python
 # took 21 minutes on 2 cores.
 PROCS=${BBUVL_DEMO_PROCS:-$(( $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) >= 2 ? 2 : 1 ))}
 start=$(date +%s)
-rm -rf "$OUT"
+# Emptied for this run, but only when an earlier demo wrote it (scripts/demo_out.sh): never a folder typed by mistake.
+bash scripts/demo_out.sh fresh "$OUT"
 
 say() {  # say TEXT: a phase's heading, with the time since the demo started (each phase's cost is the difference)
   local t=$(( $(date +%s) - start ))

@@ -5,6 +5,7 @@
 set -euo pipefail
 OUT=${BBUVL_DEMO_OUT:-demo_out}
 BBUVL=.venv/bin/bbuvl
+bash scripts/demo_out.sh check "$OUT"  # it writes into the demo's folder, never into one the demo did not write
 if [ ! -f "$OUT/shapes/run/final/bbuvl.yaml" ]; then
   BBUVL_DEMO_OUT=$OUT BBUVL_DEMO_STAGES=shapes bash scripts/demo.sh
 fi
