@@ -131,6 +131,11 @@ def temporary_prefix(path: Path) -> str:
     return f".{path.name}.{os.getpid()}."
 
 
+def temporary_name_bytes(path: Path, file: bool = True) -> int:
+    """Bytes of the longest temporary name this process writes beside `path` (a `file`'s keeps its extension)."""
+    return len(os.fsencode(temporary_prefix(path))) + 8 + len(".tmp") + (len(os.fsencode(path.suffix)) if file else 0)
+
+
 def remove_path(path: Path, ignore_errors: bool = False) -> None:
     """Remove the file, folder or link at `path` (a link itself, never what it names); nothing when there is none."""
     if path.is_dir() and not path.is_symlink():

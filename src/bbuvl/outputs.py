@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from bbuvl.atomic import (remove_dead_writers_temporaries, remove_path, temporary_prefix, write_text_atomic,
-                          written_path)
+from bbuvl.atomic import (remove_dead_writers_temporaries, remove_path, temporary_name_bytes, temporary_prefix,
+                          write_text_atomic, written_path)
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,22 @@ def check_distinct(outputs: Iterable[Path]) -> None:
                 raise OutputConflict(f"{out} and {other}: one command would write both, and one is (or holds) the "
                                      "other; choose outputs apart")
         seen.append((out, real))
+
+
+def check_name_room(out: Path, given: Path, file: bool = True) -> None:
+    """Raise OutputConflict when the temporary name written beside output `out` (atomic.py) is longer than its file
+    system allows: a name a few bytes short of the limit was taken, and the run failed at its very end, its work lost."""
+    longest = temporary_name_bytes(out, file)
+    folder = next((p for p in out.parents if p.is_dir()), Path(out.anchor or "/"))
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if longest > limit:
+        name = len(os.fsencode(out.name))
+        raise OutputConflict(f"{given}: a name of {name} bytes, and writing it takes a temporary name of {longest} "
+                             f"bytes beside it, past the {limit} this file system allows; choose a name of at most "
+                             f"{limit - (longest - name)} bytes")
 
 
 def output_digest(path: Path) -> str | None:
@@ -212,6 +228,8 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
     check_not_inputs(inputs, files, folders)
     check_distinct(files + folders)
     outputs = [output_path(p) for p in files + folders]
+    for out, given in zip(outputs, files + folders):
+        check_name_room(out, given, file=given in files)
     claim = Claim(command, outputs, {})
     try:
         for out in outputs:
