@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from dataclasses import dataclass, field
@@ -126,14 +127,15 @@ def _load_hierarchy(path: str) -> Hierarchy:
         raise ValueError(f"{path}: cannot read label hierarchy: {str(e).removeprefix(f'{path}: ')}") from e
     cats: dict[str, Category] = {}
     faults: set[str] = set()
-    for name, spec in _object(path, "categories", _object(path, "the file", raw).get("categories", {})).items():
-        spec = _object(path, f"category '{name}'", spec)
+    top = _keys(path, "the file", _object(path, "the file", raw), _FILE_KEYS)
+    for name, spec in _object(path, "categories", top.get("categories", {})).items():
+        spec = _keys(path, f"category '{name}'", _object(path, f"category '{name}'", spec), _CATEGORY_KEYS)
         if _fault(path, f"category '{name}'", spec):
             raise ValueError(f"{path}: category '{name}' is marked \"fault\": mark the attribute or state that is "
                              "wrong instead (a fault is a part's state, docs/faults.md)")
         attrs = {}
         for a, aspec in _object(path, f"category '{name}' attributes", spec.get("attributes", {})).items():
-            aspec = _object(path, f"attribute '{name}/{a}'", aspec)
+            aspec = _keys(path, f"attribute '{name}/{a}'", _object(path, f"attribute '{name}/{a}'", aspec), _ATTRIBUTE_KEYS)
             states = _states(path, name, a, _object(path, f"attribute '{name}/{a}' states", aspec.get("states", {})),
                              faults)
             if _fault(path, f"attribute '{name}/{a}'", aspec):
@@ -141,8 +143,9 @@ def _load_hierarchy(path: str) -> Hierarchy:
                     raise ValueError(f"{path}: attribute '{name}/{a}' has states and is marked \"fault\": mark the "
                                      "state that is wrong instead")
                 faults.add(SEP.join((name, a)))
-            attrs[a] = (aspec.get("gloss", a), states)
-        cats[name] = Category(name, spec.get("gloss", name), spec.get("cue_zh", ""), spec.get("cue_en", ""), attrs)
+            attrs[a] = (_text(path, f"attribute '{name}/{a}'", aspec, "gloss", a), states)
+        cats[name] = Category(name, *(_text(path, f"category '{name}'", spec, key, default) for key, default in
+                                      (("gloss", name), ("cue_zh", ""), ("cue_en", ""))), attrs)
     if not cats:
         raise ValueError(f"{path}: label hierarchy has no 'categories'")
     for cat in cats.values():
@@ -171,12 +174,42 @@ def _object(path: str | Path, what: str, value: Any) -> dict:
     return value
 
 
+# The keys each object of a hierarchy file may hold; a key starting with '_' is a comment (the shipped file's `_doc`).
+# Another key was ignored: `"fualt": true` marked nothing, and the verdicts never flagged that state.
+_FILE_KEYS = ("categories",)
+_CATEGORY_KEYS = ("gloss", "cue_zh", "cue_en", "attributes", "fault")
+_ATTRIBUTE_KEYS = ("gloss", "states", "fault")
+_STATE_KEYS = ("gloss", "fault")
+
+
+def _keys(path: str | Path, what: str, spec: dict, known: tuple[str, ...]) -> dict:
+    """`spec` when every key it holds is one of `known` (or a '_' comment); else a ValueError naming the key."""
+    for key in spec:
+        if key not in known and not key.startswith("_"):
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(f"{path}: {what}: unknown key {show_text(key)}{hint}; the keys here are "
+                             f"{', '.join(known)}")
+    return spec
+
+
+def _text(path: str | Path, what: str, spec: dict, key: str, default: str) -> str:
+    """`spec[key]` (`default` when absent) when it is a string; else a ValueError naming it: a number or a list as a
+    gloss failed as a TypeError in `data convert --lang en`, and went into the system prompt as Python's repr."""
+    value = spec.get(key, default)
+    if not isinstance(value, str):
+        raise ValueError(f"{path}: {what}: \"{key}\" must be text (a JSON string), got {json_kind(value)} "
+                         f"{json.dumps(value, ensure_ascii=False)[:40]}")
+    return value
+
+
 def _states(path: str, category: str, attribute: str, spec: dict, faults: set[str]) -> dict[str, str]:
     """`{state: gloss}` of one attribute; a state is a gloss or `{"gloss": ..., "fault": true}` (added to `faults`)."""
     out: dict[str, str] = {}
     for state, value in spec.items():
         if isinstance(value, dict):
-            out[state] = str(value.get("gloss", state))
+            what = f"state '{category}/{attribute}/{state}'"
+            out[state] = _text(path, what, _keys(path, what, value, _STATE_KEYS), "gloss", state)
             if _fault(path, f"state '{category}/{attribute}/{state}'", value):
                 faults.add(SEP.join((category, attribute, state)))
         elif isinstance(value, str):
