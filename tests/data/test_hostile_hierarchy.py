@@ -87,3 +87,14 @@ def test_comments_and_every_known_key_are_read(tmp_path):
     assert h.labels() == [f"{LABEL}/接头/连接正确", f"{LABEL}/接头/连接错误"]
     assert h.faults == {f"{LABEL}/接头/连接错误"} and h.english(f"{LABEL}/接头/连接错误") == "cable/joint/wrong"
     assert h.categories[LABEL].cue_en == "a cable"
+
+
+def test_a_hierarchy_edited_while_the_process_runs_is_read_again(tmp_path):
+    # Loads were cached by the file's name alone: a notebook or a test that edited the file kept the first labels
+    # and faults it read, and a fault added since never flagged anything.
+    path = hierarchy(tmp_path, {LABEL: {"attributes": {"接头": {"states": {"连接正确": "ok", "连接错误": "wrong"}}}}})
+    assert Hierarchy.load(path).faults == frozenset()
+    assert Hierarchy.load(path) is Hierarchy.load(path)  # unchanged: read once
+    hierarchy(tmp_path, {LABEL: {"attributes": {"接头": {"states": STATES}}}, "标签贴纸": {}})
+    edited = Hierarchy.load(path)
+    assert edited.faults == {f"{LABEL}/接头/连接错误"} and "标签贴纸" in edited.labels()

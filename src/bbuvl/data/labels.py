@@ -50,7 +50,8 @@ class Hierarchy:
     def load(cls, path: str | Path | None = None) -> "Hierarchy":
         """Load a hierarchy JSON file (the shipped default when `path` is None)."""
         # realpath, not Path.resolve(): that raised RuntimeError on a link loop instead of naming it where it is read
-        return _load_hierarchy(os.path.realpath(path) if path else str(DEFAULT_HIERARCHY))
+        real = os.path.realpath(path) if path else str(DEFAULT_HIERARCHY)
+        return _load_hierarchy(real, _file_version(real))
 
     def labels(self) -> list[str]:
         """All complete label paths, in file order."""
@@ -119,8 +120,20 @@ class Hierarchy:
         return SEP.join(out)
 
 
+def _file_version(path: str) -> tuple[int, ...]:
+    """What tells one content of the file at `path` from another without reading it (inode, size, modification and
+    change times); () when it cannot be read, which the load then names."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return ()
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+# Keyed by the file's version too: keyed by its name alone, a hierarchy edited (or replaced) while one process ran
+# (a notebook, the test suite, a server reloading) kept giving the labels and faults it first read.
 @lru_cache(maxsize=16)
-def _load_hierarchy(path: str) -> Hierarchy:
+def _load_hierarchy(path: str, version: tuple[int, ...] = ()) -> Hierarchy:
     try:
         raw = read_json(path)
     except (OSError, ValueError) as e:
