@@ -106,6 +106,7 @@ def evaluate(
     with user_errors(ValueError, OSError):
         judged = verdict_setup(pred, hierarchy, verdict_review, verdict_fail, choose_thresholds)
         lines = read_predictions(pred)
+        check_not_read_through(pred, gt, judged.checkpoint, [out, details_path(out), *reported[0]], reported[1])
     # A pair for each framing the predictions hold: photos predicted in one pass, and through tiles or zoom.
     chosen_file = ([Path(judged.checkpoint) / thresholds_file(t) for t in sorted({line.tiled for line in lines})]
                    if choose_thresholds else [])
@@ -171,6 +172,28 @@ def evaluate(
         print_first([f"{p} (drawn as a grey placeholder in the report)" for p in unreadable],
                     " photos drawn as grey placeholders")
         console.print(f"[green]report[/]: {escape(str(index))}", soft_wrap=True)
+
+
+def check_not_read_through(pred: Path, gt: Path, checkpoint: str | None, files: list[Path], folders: list[Path]) -> None:
+    """OutputConflict when an output lands on what eval reads through --pred and --gt without their naming it: the
+    predictions' manifest, the checkpoint that wrote them, a folder replaced whole that holds --gt's photos."""
+    from bbuvl.infer.output import manifest_path
+    from bbuvl.outputs import check_not_inputs
+    from bbuvl.train.run_dir import photo_folders
+
+    # A file written into the checkpoint changes its content, so predict no longer resumes an output it started
+    # (docs/resume.md); --overwrite replaced its files. The thresholds --choose-thresholds writes there are not here.
+    read = {"--pred's manifest": manifest_path(pred)}
+    if checkpoint is not None:
+        read["--pred's checkpoint"] = Path(checkpoint)
+    check_not_inputs(read, files, folders)
+    # A report's worst/ and faults/ are replaced whole: with --overwrite, the photos in one were deleted. Beside
+    # them, as in a flat dataset, is fine (what choose-tiles allows too).
+    if folders:
+        real = [f.resolve() for f in folders]
+        holding = {what: folder for what, folder in photo_folders(gt, "--gt").items()
+                   if any(folder.resolve().is_relative_to(f) for f in real)}
+        check_not_inputs(holding, folders=folders)
 
 
 def undefined_ap_notes(metrics: dict[str, Any], gt: Path) -> list[str]:
