@@ -11,7 +11,7 @@ from rich.table import Table
 
 from bbuvl.cli.common import (OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, check_device, claim_outputs, console,
                               finite_range, one_of, print_first, refuse_unused, require_file, user_errors)
-from bbuvl.cli.predictor import CHECKPOINT_HELP, read_folder
+from bbuvl.cli.predictor import CHECKPOINT_HELP, read_folder, read_through_config
 from bbuvl.infer.tile_scale import REFINE_WITHIN, WITHIN
 from bbuvl.outputs import check_not_inputs, replacing
 
@@ -90,7 +90,10 @@ def choose_tiles(
     files = [checkpoint / TILE_SCALE_FILE, *([checkpoint / TILED_THRESHOLDS_FILE] if choose_thresholds else [])]
     claim_outputs("choose-tiles", {"--gt": gt}, files, [out], overwrite)
     with user_errors(ValueError, OSError):
-        predictor = Predictor.load(read_folder(checkpoint, None, "zh"), device=device)
+        folder = read_folder(checkpoint, None, "zh")
+        # --out is replaced whole: never a folder holding what the run config names (the hierarchy, a LoRA base)
+        check_not_inputs(read_through_config(checkpoint, folder.cfg), folders=[out])
+        predictor = Predictor.load(folder, device=device)
         predictor.check_mode(mode)
         trained = TrainingScale.load(checkpoint)
     table = Table(title=f"tiles: auto on {escape(str(gt))} ({escape(mode)} mode)")

@@ -17,7 +17,7 @@ from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, check_device, console, f
                               print_first, refuse_unused, user_errors)
 from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
                                  TILES, ZOOM_INTO, check_mode_name, describe_tiles, mode_help, plain_model_mode,
-                                 read_folder, tile_options)
+                                 read_folder, read_through_config, tile_options)
 
 
 def predict(
@@ -112,6 +112,8 @@ def predict(
         cfg = run_config(checkpoint)
         refuse_untiled(ctx, given, cfg)
         mode = mode or cfg.inference.mode
+        # --overwrite deleted a hierarchy the run config named, when --out named it too
+        check_not_inputs(read_through_config(checkpoint, cfg, mode, teachers), [out, manifest_path(out)])
         source = teachers or (Path(cfg.data.teachers) if cfg.data.teachers else None)
         if mode == "teachers" and (source is None or not Path(source).exists()):
             fail("--mode teachers needs --teachers TEACHERS.jsonl")

@@ -79,6 +79,18 @@ def read_folder(checkpoint: Path, labels: Path | None, lang: str) -> "ModelFolde
 
 
 
+def read_through_config(checkpoint: Path, cfg, mode: str | None = None,  # noqa: ANN001 - a Config
+                        teachers: Path | None = None) -> dict[str, Path | None]:
+    """What predicting with `checkpoint` reads where its run config, not the command line, names it (for
+    `check_not_inputs`): the hierarchy whose faults judge each photo, teachers mode's teachers JSONL when --teachers
+    is not given, and a LoRA checkpoint's base model."""
+    from bbuvl.model.checkpoint import lora_base
+
+    return {"--checkpoint's data.hierarchy": cfg.data.hierarchy,
+            "--checkpoint's data.teachers": cfg.data.teachers if mode == "teachers" and teachers is None else None,
+            "--checkpoint's base model": lora_base(checkpoint) if (checkpoint / "adapter_config.json").is_file() else None}
+
+
 TILES = typer.Option(None, "--tiles", help="Small parts (docs/tiles.md): off | auto | COLSxROWS, e.g. 2x2: predict on "
                      "overlapping tiles, each at the checkpoint's frame; auto: the grid that shows the photo at the "
                      "scale `bbuvl choose-tiles` chose, else at the one the checkpoint trained at (default: "
