@@ -17,7 +17,7 @@ from bbuvl.data.coords import box_inside, box_is_degenerate, clip_box
 from bbuvl.data.jsonfile import is_json_number, json_kind
 from bbuvl.data.labels import label_at_level
 from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
-from bbuvl.data.text import clean_label, label_problem
+from bbuvl.data.text import clean_label, label_problem, name_as_text, not_text
 
 # Annotation tools often let a box overshoot the border by a fraction of a pixel: clip that, reject more.
 OVERSHOOT_TOLERANCE = 1.0
@@ -63,6 +63,8 @@ def _standard(value: Any) -> Any:
     errors.jsonl holds a line that jq and every strict reader refuse."""
     if isinstance(value, float) and not math.isfinite(value):
         return json.dumps(value)
+    if isinstance(value, str):
+        return name_as_text(value)  # a name that is no UTF-8 text could not be written at all
     if isinstance(value, list):
         return [_standard(v) for v in value]
     if isinstance(value, dict):
@@ -164,6 +166,8 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             file_name = im["file_name"]
             if not isinstance(file_name, str) or not file_name.strip():
                 raise ValueError(f"file_name {file_name!r} names no file")
+            if (problem := not_text(file_name)) is not None:  # a `\udcbb` escape: no dataset line could hold it
+                raise ValueError(f"file_name {problem}")
             # Tools on Windows write `sub\\a.jpg`; on any system that is the file `a.jpg` in the folder `sub`.
             file_name = file_name.replace("\\", "/")
             if size[0] <= 0 or size[1] <= 0:

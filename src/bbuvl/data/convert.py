@@ -44,7 +44,7 @@ from bbuvl.data.layout import ERRORS, SUMMARY, write_dataset_folder, write_json
 from bbuvl.data.names import NameBook, portable_path
 from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
 from bbuvl.data.split import split_items
-from bbuvl.data.text import file_name_key, gbk_hint, show_text
+from bbuvl.data.text import file_name_key, gbk_hint, name_as_text, not_text, show_text
 from bbuvl.data.vendor import VendorObject, parse_vendor
 from bbuvl.data.workers import bound_workers
 
@@ -150,6 +150,9 @@ def find_pairs(src: Path, exclude: Path | None = None) -> list[Pair]:
         else:
             others.setdefault(stem, []).append(path)
             continue
+        if (problem := not_text(rel.as_posix())) is not None:  # no dataset line or errors.jsonl could hold its name
+            outside[stem] = problem
+            continue
         try:
             file_inside(path, src)
         except OutsideFolderError:
@@ -227,7 +230,7 @@ def _rel(path: Path, src: Path) -> str:
 
 def convert_photo(pair: Pair, ctx: _Context) -> PhotoResult:
     """Convert one photo: its record (image written to `images/<stem>.jpg`) or the reasons it failed."""
-    file = _rel(pair.json or pair.image, ctx.src)  # type: ignore[arg-type]
+    file = name_as_text(_rel(pair.json or pair.image, ctx.src))  # type: ignore[arg-type]
     if pair.problem is not None:
         return PhotoResult(None, [_error(file, None, pair.problem)])
     result = PhotoResult(None)
@@ -390,7 +393,7 @@ def _reason(e: BaseException, pair: Pair, src: Path) -> str:
 def _error(file: str, index: int | None, reason: str, label: str | None = None) -> dict[str, Any]:
     line: dict[str, Any] = {"file": file, "object": index, "reason": reason}
     if label:
-        line["label"] = label
+        line["label"] = name_as_text(label)  # half a character (a `\ud800` escape) could not be written at all
     return line
 
 

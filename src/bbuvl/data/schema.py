@@ -22,7 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from bbuvl.atomic import atomic_path
 from bbuvl.data.input_paths import file_kind, find_file
 from bbuvl.data.jsonfile import DuplicateKeyError, json_kind, parse_json, unexpected_character
-from bbuvl.data.text import clean_label, gbk_hint, label_problem, show_text
+from bbuvl.data.text import clean_label, gbk_hint, label_problem, not_text, show_text
 
 
 def _json_number(value: Any) -> Any:
@@ -47,6 +47,16 @@ def _json_side(value: Any) -> Any:
     return value
 
 
+def _json_text(value: Any) -> Any:
+    """`value` unless it is a string that is no UTF-8 text (data/text.py, `not_text`): accepted, it failed every writer
+    of the dataset (split, tile, export-coco) with a codec error naming no file or line, after `data check` passed."""
+    problem = not_text(value) if isinstance(value, str) else None
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+JsonText = Annotated[str, BeforeValidator(_json_text)]
 JsonFloat = Annotated[float, BeforeValidator(_json_number)]
 JsonSide = Annotated[int, BeforeValidator(_json_side)]
 
@@ -57,8 +67,8 @@ class ObjectAnn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     bbox_2d: list[JsonFloat] = Field(min_length=4, max_length=4)
-    desc: str = Field(min_length=1)
-    extra: dict[str, str] | None = None  # free-text keys from the platform (remarks), never shown to the model
+    desc: JsonText = Field(min_length=1)
+    extra: dict[JsonText, JsonText] | None = None  # free-text keys from the platform (remarks), never shown to the model
 
     @field_validator("bbox_2d")
     @classmethod
@@ -86,12 +96,12 @@ class ImageRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    images: list[str] = Field(min_length=1)
+    images: list[JsonText] = Field(min_length=1)
     width: JsonSide = Field(gt=0)
     height: JsonSide = Field(gt=0)
     objects: list[ObjectAnn] = Field(default_factory=list)
-    id: str | None = None
-    source: str | None = None  # where it came from (vendor file), for tracing errors back
+    id: JsonText | None = None
+    source: JsonText | None = None  # where it came from (vendor file), for tracing errors back
     # Stored pixels per pixel of the photo this one was cut from (`bbuvl data tile --zoom`); None: as taken. Lets a
     # run know the scale it trained at (data/scale.py), which tiles' `auto` grid reuses.
     magnified: JsonFloat | None = Field(None, gt=0)

@@ -44,6 +44,8 @@ def control_characters(text: str) -> str:
 def label_problem(text: str, what: str = "label") -> str | None:
     """Why `text` cannot be a label, or part of one (`what`: "name"): control characters in it, or nothing left once
     cleaned; None when it can."""
+    if (problem := not_text(text)) is not None:
+        return f"{what} {problem}"
     control = control_characters(text)
     if control:
         return f"{what} {show_text(text)} holds control characters ({control}): a label is one line of text; remove them"
@@ -120,6 +122,43 @@ def did_you_mean(text: str, known: list[str]) -> str:
         return ""
     diff = difference(text, near)
     return f" (nearest known label: {show_text(near)}" + (f"; this one differs by: {diff})" if diff else ")")
+
+
+def name_as_text(name: str) -> str:
+    """A file name as text that any UTF-8 file holds: bytes of it that are not UTF-8 (which Python reads from the disk
+    as lone surrogates, and no JSON writer can write) spelt `\\xbb`; `name` itself when it is text."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        errors = "surrogateescape" if _escaped_bytes(name) else "backslashreplace"
+        return name.encode("utf-8", errors).decode("utf-8", "backslashreplace")
+
+
+def _escaped_bytes(text: str) -> bool:
+    """Whether every lone surrogate in `text` is one Python made of a byte that is not UTF-8 (U+DC80..U+DCFF)."""
+    return all("\udc80" <= c <= "\udcff" for c in text if "\ud800" <= c <= "\udfff")
+
+
+def not_text(text: str) -> str | None:
+    """Why `text` is no Unicode text, or None when it is: it holds lone surrogates, which a file name of bytes that are
+    not UTF-8 gives (an archive made on a Chinese Windows, unpacked here), or a JSON writer's `\\udcff` escape of one.
+    No UTF-8 file (a dataset line, errors.jsonl) can hold them: every writer failed on them after its work."""
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError:
+        pass
+    shown = name_as_text(text)
+    if not _escaped_bytes(text):
+        return f"{show_text(shown)} is not UTF-8 text: it holds half of a character (a JSON \\u escape of a lone surrogate)"
+    gbk = ""
+    try:
+        gbk = f"; they read as GBK: {show_text(text.encode('utf-8', 'surrogateescape').decode('gb18030'))}"
+    except UnicodeDecodeError:
+        pass
+    return (f"{show_text(shown)} is not UTF-8 text (a file name of bytes that are not UTF-8{gbk}); rename the file in "
+            "UTF-8 (convmv -f gbk -t utf-8 does a folder) and write its name as such")
 
 
 def gbk_hint(data: bytes) -> str:

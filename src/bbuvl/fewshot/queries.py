@@ -23,6 +23,7 @@ from bbuvl.data.images import IMAGE_SUFFIXES
 from bbuvl.data.jsonfile import json_kind
 from bbuvl.data.labels import SEP, label_at_level
 from bbuvl.data.schema import iter_dataset, resolve_image
+from bbuvl.data.text import name_as_text, not_text
 from bbuvl.fewshot.embed import ImageItem
 from bbuvl.fewshot.support import list_visible_images, refuse_linked_folder
 from bbuvl.infer.output import prediction_root
@@ -143,8 +144,13 @@ def iter_predictions(path: str | Path, problems: list[str]) -> Iterator[Predicti
         raise _no_lines(path)
 
 
-def _folder_items(root: Path, images: list[Path]) -> Iterator[ImageItem]:
+def _folder_items(root: Path, images: list[Path], problems: list[str]) -> Iterator[ImageItem]:
     for path in images:
+        # A name that is no UTF-8 text (a folder unpacked from a Chinese Windows archive) could be written to no
+        # results file: every answer before it was lost with a codec error.
+        if (problem := not_text(str(path.relative_to(root)))) is not None:
+            problems.append(f"{name_as_text(str(path))}: skipped: {problem}")
+            continue
         label = SEP.join(path.relative_to(root).parts[:-1])
         yield ImageItem(path, label=label or None)
 
@@ -190,7 +196,7 @@ def iter_queries(
         images = list_visible_images(path)
         if not images:  # before any output is written: zero queries answered is not a result
             raise ValueError(f"{path}: no query images in this folder (searched recursively)")
-        return _folder_items(path, images)
+        return _folder_items(path, images, problems)
     if not path.is_file():
         raise ValueError(f"{path}: query path not found (a folder, a .jsonl dataset or predictions file, or an image)")
     if path.suffix.lower() in IMAGE_SUFFIXES:

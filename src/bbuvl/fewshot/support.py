@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bbuvl.data.images import IMAGE_SUFFIXES, list_images
 from bbuvl.data.labels import SEP
-from bbuvl.data.text import clean_label, label_key, label_problem, spelling_of
+from bbuvl.data.text import clean_label, label_key, label_problem, name_as_text, spelling_of
 from bbuvl.fewshot.cache import file_digest
 from bbuvl.fewshot.embed import ImageItem
 
@@ -101,7 +101,7 @@ def read_support(root: str | Path) -> SupportSet:
     for path in paths:
         label, shot = _class_of(path.relative_to(root))
         if problem := label and label_problem(label):  # an ESC in a folder name would reach every answer and table
-            raise ValueError(f"{path.parent}: the class folder's {problem}")
+            raise ValueError(f"{name_as_text(str(path.parent))}: the class folder's {problem}")
         label = clean_label(spell(label)) if label else label
         if not label:
             raise ValueError(f"{path}: a support image must sit in a class folder (support/<class>/*.jpg)")
