@@ -23,7 +23,7 @@ from bbuvl.data.check import ImageInfo, check_size, probe_image
 from bbuvl.data.digests import FileDigest, file_digest
 from bbuvl.data.jsonfile import is_json_number, json_kind
 from bbuvl.data.schema import DatasetError, ImageRecord, iter_json_lines, resolve_image
-from bbuvl.data.text import file_name_key
+from bbuvl.data.text import file_name_key, not_text, show_text
 from bbuvl.eval.collector import collector_paused
 from bbuvl.infer.output import Manifest, prediction_root, read_manifest
 from bbuvl.infer.parse import parse_detections
@@ -72,6 +72,13 @@ def _prediction_line(data: Any, path: Path, no: int) -> PredictionLine:
         raise DatasetError(path, no, "expected an object with an 'image' path (a `bbuvl predict` output line)")
     if not data["image"].strip():  # it named the dataset's folder, paired with nothing, and was left out with a note
         raise DatasetError(path, no, f"image: {data['image']!r} names no photo")
+    # A JSON escape of half a character ("\udcff") reads as text no writer can write: METRICS.json and the report
+    # failed after all the scoring on a codec error that named no file.
+    if (problem := not_text(data["image"])) is not None:
+        raise DatasetError(path, no, f"image: {problem}")
+    for key in ("raw", "error"):
+        if isinstance(data.get(key), str) and not_text(data[key]) is not None:
+            raise DatasetError(path, no, half_characters(key, data[key]))
     listed = data.get("objects") or []
     if type(listed) is not list:  # a string or an object would be read key by key, each an error of its own
         raise DatasetError(path, no, f"objects: expected an array of objects, got {json_kind(listed)}")
@@ -87,6 +94,13 @@ def _prediction_line(data: Any, path: Path, no: int) -> PredictionLine:
         parse_ok=parse_ok if isinstance(parse_ok, bool) else None, cut=data.get("cut") is True,
         tiled=data.get("tiled") is True,
     )
+
+
+def half_characters(where: str, text: str) -> str:
+    """The error for a field holding lone surrogates, which only a JSON `\\udcff` escape puts in text read as UTF-8."""
+    shown = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return (f"{where}: {show_text(shown)} is not UTF-8 text: it holds a JSON \\u escape of half a "
+            "character (\\ud800-\\udfff), which no file can be written with; write the characters it stands for")
 
 
 def _prediction_object(o: Any, path: Path, no: int, i: int) -> dict[str, Any]:
@@ -109,7 +123,7 @@ def _well_formed(o: Any) -> dict[str, Any] | None:
     if not (type(x1) in _NUMBER and type(y1) in _NUMBER and type(x2) in _NUMBER and type(y2) in _NUMBER):
         return None
     if not (math.isfinite(x1) and math.isfinite(y1) and math.isfinite(x2) and math.isfinite(y2)
-            and 0 <= score <= 1 and x2 >= x1 and y2 >= y1 and label.strip()):
+            and 0 <= score <= 1 and x2 >= x1 and y2 >= y1 and label.strip() and not_text(label) is None):
         return None
     return {"bbox_2d": [float(x1), float(y1), float(x2), float(y2)], "label": label, "score": float(score)}
 
@@ -132,6 +146,8 @@ def _checked_object(o: Any, path: Path, no: int, i: int) -> dict[str, Any]:
         raise DatasetError(path, no, f"{where}.{key}: expected a string, got {label!r}")
     if not label.strip():
         raise DatasetError(path, no, f"{where}.{key}: empty label {label!r}: a box must name what it shows")
+    if not_text(label) is not None:
+        raise DatasetError(path, no, half_characters(f"{where}.{key}", label))
     score = o.get("score", 1.0)
     if not _finite(score):
         raise DatasetError(path, no, f"{where}.score: expected a number, got {score!r}")

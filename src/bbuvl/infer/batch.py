@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.images import IMAGE_SUFFIXES
 from bbuvl.data.schema import once_each, read_lines, require_photos
+from bbuvl.data.text import not_text
 from bbuvl.infer.output import Manifest, OutputLock, claim_output, input_root, repair_output
 from bbuvl.infer.resume_key import ResumeKey
 
@@ -70,11 +71,22 @@ def photo_names(path: str | Path) -> list[str]:
         if not names:  # "done: 0 predicted" would read as success
             raise ValueError(f"{path}: no photos in this folder (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, "
                              "in subfolders too)")
+        refuse_names_no_line_holds(path, names)
         return names
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     # A photo on two lines would get two output lines of one name, and a resume would keep one of them.
     return require_photos([sample.student.image for _, sample in once_each(read_lines(path), path)], path)
+
+
+def refuse_names_no_line_holds(folder: Path, names: list[str]) -> None:
+    """ValueError naming the photos whose names are no UTF-8 text (data/text.py, `not_text`), before any model loads:
+    no predictions line or manifest can hold them, and the first write failed the whole run on a codec error that
+    named no file."""
+    bad = [problem for name in names if (problem := not_text(name)) is not None]
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise ValueError(f"{folder}: {len(bad)} photo name(s) a predictions file cannot hold: {bad[0]}{more}")
 
 
 def folder_photos(folder: Path) -> list[str]:
