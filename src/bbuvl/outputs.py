@@ -494,8 +494,19 @@ def _record(folder: Path, digests: Mapping[str, str | None], command: str) -> No
         if not new:
             (folder / LEDGER).unlink(missing_ok=True)
             return
-        write_text_atomic(folder / LEDGER, json.dumps({"written": dict(sorted(new.items()))},
-                                                      ensure_ascii=False, indent=1) + "\n")
+        entries = {"written": dict(sorted(new.items()))}
+        text = json.dumps(entries, ensure_ascii=False, indent=1)
+        if not _is_utf8(text):  # a name of bytes that are not UTF-8 (a GBK name) is kept as JSON's \udcbb escapes
+            text = json.dumps(entries, indent=1)
+        write_text_atomic(folder / LEDGER, text + "\n")
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @contextmanager

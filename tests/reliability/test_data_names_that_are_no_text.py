@@ -115,3 +115,34 @@ def test_fewshot_skips_a_query_photo_whose_name_is_no_utf8_and_writes_the_others
     assert f"they read as GBK: '{GBK_ROOM}.jpg'" in said, said
     rows = out.read_text(encoding="utf-8").splitlines()
     assert len(rows) == 2 and rows[1].startswith(f"{queries / 'ok.jpg'},"), rows
+
+
+def dataset_in_gbk_folder(tmp_path: Path) -> Path:
+    """A dataset JSONL with its photo, in a folder named in GBK bytes (the name the user types is no UTF-8 text)."""
+    folder = gbk_name(tmp_path, GBK_ROOM, "")
+    photo(folder / "a.jpg")
+    (folder / "d.jsonl").write_text(record("a.jpg") + "\n", encoding="utf-8")
+    return folder / "d.jsonl"
+
+
+def test_a_path_made_from_a_gbk_folder_the_user_typed_is_refused_naming_the_output_or_written_escaped(tmp_path):
+    data = dataset_in_gbk_folder(tmp_path)
+    # Records that must name the photo from elsewhere cannot hold the folder's name: the file is named, not a codec
+    for command, out in ((["split", data, tmp_path / "split"], "split/train.jsonl"),
+                         (["teachers", data, tmp_path / "t.jsonl"], "t.jsonl"),
+                         (["export-coco", data, tmp_path / "c.json"], "c.json")):
+        code, said = invoke("data", *command)
+        assert code == 2 and f"{tmp_path / out}: not written:" in said and "codec" not in said, said
+        assert f"{GBK_ROOM}/a.jpg'" in said and "they read as GBK: '" in said, said
+    # What only describes a run (summary.json, --json reports, the record of what a command wrote) keeps the path as
+    # JSON escapes, which read back as it was: these ended in a traceback after the work
+    json_out = gbk_name(tmp_path, "统计", ".json")
+    for _ in range(2):  # the second run finds its own output, recorded under its name
+        code, said = invoke("data", "stats", data, "--json", json_out)
+        assert code == 0 and "Traceback" not in said, said
+    code, said = invoke("data", "tile", data, tmp_path / "tiles", "--teachers", "0")
+    assert code == 0, said
+    summary = json.loads((tmp_path / "tiles" / "summary.json").read_text(encoding="utf-8"))
+    assert str(data) in json.dumps(summary, ensure_ascii=False), summary
+    code, said = invoke("doctor", "data", data, "--json", tmp_path / "doctor.json")
+    assert "Traceback" not in said and (tmp_path / "doctor.json").is_file(), said

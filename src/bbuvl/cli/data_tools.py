@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -19,6 +18,7 @@ from bbuvl.data.check import check_dataset
 from bbuvl.data import coco_files
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.input_paths import file_kind
+from bbuvl.data.jsonfile import dumps_json
 from bbuvl.data.layout import DATASET_FILES, ERRORS, TEACHERS, TRAIN, VAL
 from bbuvl.data.names import portability_problem
 from bbuvl.data.schema import ImageRecord, read_lines, require_photos
@@ -171,7 +171,7 @@ def stats(
     _print_stats(s)
     if json_out is not None:
         with user_errors(OSError):
-            write_text_atomic(json_out, json.dumps(s, ensure_ascii=False, indent=2) + "\n")
+            write_text_atomic(json_out, dumps_json(s, indent=2) + "\n")
         console.print(f"wrote {json_out}", markup=False, soft_wrap=True)
 
 

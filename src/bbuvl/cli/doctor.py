@@ -17,6 +17,7 @@ from bbuvl.atomic import write_text_atomic
 from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, check_device, claim_outputs, command_group, console, fail, finite_range, int_range,
                               user_errors)
 from bbuvl.config import Config, ConfigError, ConfigOrigin, load_located_config
+from bbuvl.data.jsonfile import dumps_json
 
 if TYPE_CHECKING:  # data.check reads photos: imported when a command runs
     from bbuvl.data.check import Problem
@@ -156,13 +157,13 @@ def data(
         console.print(f"{_STATUS[p.severity]} {escape(_where(p))}", markup=True, highlight=False)
     errors, warnings = len(report.errors), len(report.problems) - len(report.errors)
     if json_out:
-        write_text_atomic(json_out, json.dumps({
+        write_text_atomic(json_out, dumps_json({
             "problems": [{"file": p.file, "line": p.line, "severity": p.severity, "message": p.message} for p in report.problems],
             "tokens": {t.file: {"per_sample": t.per_sample, "over_budget": t.over_budget} for t in report.tokens}
             if report.counted else None,
             "worst_batch": report.worst_batch if report.counted else None, "labels": report.labels, "prompt_labels": report.prompt_labels,
             "lengths": report.lengths,
-        }, ensure_ascii=False, indent=1))
+        }, indent=1))
     console.print(f"doctor data: {errors} error(s), {warnings} warning(s)")
     if errors:
         raise typer.Exit(1)

@@ -146,6 +146,18 @@ def json_problem(e: json.JSONDecodeError | DuplicateKeyError) -> str:
     return f"line {e.lineno}: not valid JSON ({e.msg} at column {e.colno}{unexpected_character(e)})"
 
 
+def dumps_json(data: Any, indent: int | None = None) -> str:
+    """`data` as JSON text, Chinese kept readable; with `\\udcbb` escapes where it holds text that is no UTF-8 (a path
+    the user typed, of a folder named in GBK bytes), which no UTF-8 file holds: the writer failed with a codec error
+    after the command's work. Python's json reads the escapes back to the same path."""
+    try:
+        text = json.dumps(data, ensure_ascii=False, indent=indent)
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return json.dumps(data, ensure_ascii=True, indent=indent)
+
+
 def is_json_number(value: Any) -> bool:
     """Whether a parsed JSON value is a number (`true` and `false` parse as Python bools, which are ints too)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.data.jsonfile import read_json
+from bbuvl.data.jsonfile import dumps_json, read_json
 from bbuvl.data.labels import SEP, Hierarchy
 from bbuvl.data.schema import ImageRecord, read_records, write_dataset
 from bbuvl.data.teachers import select_teachers
@@ -36,8 +36,8 @@ def label_counts(records: list[ImageRecord]) -> dict[str, Any]:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Pretty UTF-8 JSON (Chinese kept readable)."""
-    write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    """Pretty UTF-8 JSON (Chinese kept readable; `dumps_json`)."""
+    write_text_atomic(path, dumps_json(data, indent=2) + "\n")
 
 
 def write_dataset_folder(

@@ -345,16 +345,25 @@ def require_photos(items: list[Any], path: str | Path) -> list[Any]:
 def dump_record(record: ImageRecord | Sample) -> str:
     """One JSONL line (no trailing newline), without empty optional fields."""
     data = record.model_dump(exclude_none=True)
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    line = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    if not_text(line) is not None:  # a path made from one the user typed (a folder named in GBK bytes), relocated
+        records = [record.student, *record.teachers] if isinstance(record, Sample) else [record]
+        texts = [t for r in records for t in (*r.images, r.id, r.source, *(o.desc for o in r.objects)) if t]
+        raise ValueError(f"in a record, {next((p for p in map(not_text, texts) if p), not_text(line))}")
+    return line
 
 
 def write_dataset(path: str | Path, records: Iterable[ImageRecord | Sample]) -> int:
     """Write records atomically (bbuvl/atomic.py: a link is written through, a full disk keeps the old file) and
-    return how many were written."""
+    return how many were written; ValueError naming `path` for a record no UTF-8 line can hold."""
     n = 0
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
         for r in records:
-            fh.write(dump_record(r) + "\n")
+            try:
+                line = dump_record(r)
+            except ValueError as e:
+                raise ValueError(f"{path}: not written: {e}") from None
+            fh.write(line + "\n")
             n += 1
     return n
 

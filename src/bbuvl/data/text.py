@@ -91,8 +91,10 @@ _SPELLED_CONTROLS = {cp: chr(cp).encode("unicode_escape").decode("ascii")
 
 def spell_controls(text: str) -> str:
     """`text` with its control characters but newline and tab spelled out (`\\x1b`): a terminal shown a label or a file
-    name from data must display it, not obey an ESC sequence or a carriage return in it."""
-    return text.translate(_SPELLED_CONTROLS)
+    name from data must display it, not obey an ESC sequence or a carriage return in it. Bytes of a file name that
+    are not UTF-8 are spelt `\\xbb` too (`name_as_text`): a UTF-8 terminal's stream refused them, a traceback."""
+    text = text.translate(_SPELLED_CONTROLS)
+    return text if not_text(text) is None else name_as_text(text)
 
 
 def nearest(text: str, known: list[str]) -> str | None:

@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from bbuvl.atomic import atomic_path
+from bbuvl.data.jsonfile import dumps_json
 from bbuvl.data.text import label_key
 from bbuvl.fewshot.backbones import Backbone
 from bbuvl.fewshot.cache import EmbeddingCache
@@ -145,7 +146,7 @@ def write_rows(rows: Iterable[dict], out: str | Path, on_row: Callable[[dict], N
             if writer is not None:
                 writer.writerow([_csv_cell(k, row[k]) for k in FIELDS])  # the JSONL keeps the text as it is
             else:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                fh.write(dumps_json(row) + "\n")
             n += 1
             if on_row is not None:
                 on_row(row)

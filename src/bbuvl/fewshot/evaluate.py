@@ -16,7 +16,6 @@ Output folder:
 from __future__ import annotations
 
 import csv
-import json
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -26,6 +25,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from bbuvl.atomic import atomic_path, write_text_atomic
+from bbuvl.data.jsonfile import dumps_json
 from bbuvl.data.text import label_key
 from bbuvl.fewshot.backbones import Backbone
 from bbuvl.fewshot.batch import FittedSupport, Shots, fit_support, shots_name, spreadsheet_safe
@@ -292,5 +292,5 @@ def run_eval(
         "files": {k: str(v) for k, v in files.items()},
         "seconds": round(time.perf_counter() - start, 3),
     }
-    write_text_atomic(out / "summary.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+    write_text_atomic(out / "summary.json", dumps_json(summary, indent=2) + "\n")
     return summary
