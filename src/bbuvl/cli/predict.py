@@ -167,6 +167,13 @@ def predict(
                       f"(max_new_tokens {options.max_new_tokens}) with more to write: their lines say \"cut\": true, "
                       "and the objects after the last written are missing. Raise `inference.max_new_tokens` in the "
                       "checkpoint's bbuvl.yaml, or pass --max-new-tokens.", soft_wrap=True)
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if rank != 0 and world > 1:
+        # --out holds this rank's lines only once rank 0 has merged the parts: read before, it was 'No such file', and
+        # the exit code 2 had torchrun stop every rank, rank 0 before its merge.
+        console.print(f"rank {rank} of {world}: its lines go into {escape(str(out))} when rank 0 merges the parts",
+                      soft_wrap=True)
+        return
     with user_errors(ValueError, OSError):
         verdicts = verdict_counts(out)
     thresholds, tiled_thresholds = options.thresholds(), options.thresholds(tiled=True)

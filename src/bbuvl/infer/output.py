@@ -17,7 +17,10 @@ by rewriting the file), so eval always reads it and every image appears once.
 
 from __future__ import annotations
 
+import glob
 import json
+import re
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -80,8 +83,10 @@ def check_output(out: Path, manifest: Manifest) -> bool:
         diff = ", ".join(f"{k} {getattr(found, k)!r} (now {getattr(manifest, k)!r})"
                          for k in ("input", "checkpoint", "mode") if getattr(found, k) != getattr(manifest, k))
     if diff:
-        raise OutputError(f"{out}: holds predictions of another run ({diff}); resuming would mix two runs in one file. "
-                          "Choose another --out, or pass --overwrite to start it over")
+        parts = [p.name for p in rank_parts(out) if p.stat().st_size > 0]
+        where = f" (in the part files of a sharded run, not merged yet: {', '.join(parts)})" if parts else ""
+        raise OutputError(f"{out}: holds predictions of another run{where} ({diff}); resuming would mix two runs in one "
+                          "file. Choose another --out, or pass --overwrite to start it over (with its part files)")
     return True
 
 
@@ -89,7 +94,7 @@ def check_ours(out: Path) -> Manifest | None:
     """The manifest of predictions `out` holds (None when it holds none: missing or empty); OutputError when `out` is
     a folder, or holds lines `bbuvl predict` did not write. Cheap: nothing but the manifest is read."""
     check_plain_file(out)
-    if not (out.exists() and out.stat().st_size > 0):
+    if not has_lines(out):
         return None
     mpath = manifest_path(out)
     check_plain_file(mpath)
@@ -97,6 +102,20 @@ def check_ours(out: Path) -> Manifest | None:
         raise OutputError(f"{out}: exists and was not written by `{TOOL}` (no {mpath.name} beside it); "
                           "refusing to append to it. Choose another --out, or pass --overwrite to start it over")
     return _read_manifest(mpath)
+
+
+def rank_parts(out: Path) -> list[Path]:
+    """The part files ranks of a sharded run (`torchrun`) write beside `out` until rank 0 merges them, of any rank
+    count (`OUT.rank1-of-2`; infer/batch.py's `part_path`)."""
+    pattern = re.compile(rf"{re.escape(out.name)}\.rank\d+-of-\d+")
+    return sorted(p for p in out.parent.glob(f"{glob.escape(out.name)}.rank*-of-*") if pattern.fullmatch(p.name))
+
+
+def has_lines(out: Path) -> bool:
+    """Whether `out` holds predictions: lines in it, or in the part files of a sharded run not merged yet (killed, or
+    a rank still at work); either ties it to its manifest's run (a new run with other settings merged a killed run's
+    parts with its own lines, under its own manifest)."""
+    return any(p.is_file() and p.stat().st_size > 0 for p in [out, *rank_parts(out)])
 
 
 def claim_output(out: Path, manifest: Manifest) -> None:
@@ -138,12 +157,16 @@ def check_plain_file(path: Path) -> None:
 
 
 def discard_output(out: Path) -> None:
-    """Start over (`--overwrite`): remove a predictions file and its manifest, unless another run is writing it."""
+    """Start over (`--overwrite`): remove a predictions file, the part files of a sharded run and its manifest, unless
+    another run is writing one of them."""
     check_plain_file(out)
     check_plain_file(manifest_path(out))
-    with OutputLock(out):
-        out.unlink(missing_ok=True)
-        manifest_path(out).unlink(missing_ok=True)
+    with ExitStack() as stack:
+        parts = rank_parts(out)
+        for held in [out, *parts]:  # a rank still writing its part keeps it, and the output, as they are
+            stack.enter_context(OutputLock(held))
+        for path in [out, *parts, manifest_path(out)]:
+            path.unlink(missing_ok=True)
 
 
 def _read_manifest(path: Path) -> Manifest:

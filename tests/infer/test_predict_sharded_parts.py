@@ -1,0 +1,62 @@
+"""A sharded predict (`torchrun`: RANK, WORLD_SIZE) writes one part file per rank beside --out until rank 0 merges
+them. The parts are lines of the output: a run with other settings merged a killed run's parts with its own lines
+under its own manifest (one file, two runs), and --overwrite left them to be merged later. A rank other than 0 read
+--out for its summary before rank 0 had merged it, and exited 2 ('No such file'), which stops every rank under
+torchrun."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.reliability.test_a_resume_never_mixes_two_runs import invoke, refused
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def shard(monkeypatch, rank: int, world: int = 2) -> None:
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("WORLD_SIZE", str(world))
+
+
+def predict(ckpt, data, out, *extra):
+    return invoke(["predict", "-c", ckpt, "-i", data / "val.jsonl", "-o", out, "--mode", "head", "--device", "cpu", *extra])
+
+
+def test_a_killed_sharded_runs_parts_are_never_merged_into_a_run_with_other_settings(trained_checkpoint, small_dataset,
+                                                                                      tmp_path, monkeypatch):
+    out = tmp_path / "pred.jsonl"
+    part = tmp_path / "pred.jsonl.rank1-of-2"
+    shard(monkeypatch, 1)
+    first = predict(trained_checkpoint, small_dataset, out)  # rank 1 done; rank 0 killed before its share
+    assert first.exit_code == 0, first.output
+    assert "rank 1 of 2: its lines go into" in " ".join(first.output.split())
+    kept = part.read_bytes()
+    assert kept and not out.exists()
+
+    shard(monkeypatch, 0)
+    refused(predict(trained_checkpoint, small_dataset, out, "--score-threshold", "0.5"),
+            "holds predictions of another run (in the part files of a sharded run, not merged yet: pred.jsonl.rank1-of-2)",
+            "score_threshold 0.0 (now 0.5)")
+    assert part.read_bytes() == kept and not out.exists()
+
+    resumed = predict(trained_checkpoint, small_dataset, out)  # the same settings: rank 0 predicts its share, merges
+    assert resumed.exit_code == 0, resumed.output
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 2 and not part.exists()
+
+
+def test_overwrite_removes_the_part_files_with_the_output(trained_checkpoint, small_dataset, tmp_path, monkeypatch):
+    out = tmp_path / "pred.jsonl"
+    part = tmp_path / "pred.jsonl.rank1-of-2"
+    shard(monkeypatch, 1)
+    assert predict(trained_checkpoint, small_dataset, out).exit_code == 0
+    shard(monkeypatch, 0, world=1)
+    started = predict(trained_checkpoint, small_dataset, out, "--score-threshold", "0.5", "--overwrite")
+    assert started.exit_code == 0, started.output
+    assert not part.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["pred.jsonl", "pred.jsonl.predict.json"]
+    # a later sharded run with the first settings finds no part of the run started over to merge
+    shard(monkeypatch, 0)
+    refused(predict(trained_checkpoint, small_dataset, out), "holds predictions of another run", "score_threshold 0.5 (now 0.0)")
