@@ -70,7 +70,8 @@ def loss_landscape(
     if not named:
         raise ValueError(f"the model has no parameters in group(s) {', '.join(groups)}")
     params = [p for _, p in named]
-    gen = torch.Generator().manual_seed(seed)
+    # Any int is a seed; torch takes 64 bits (2**64 was "Overflow when unpacking long long"), the same bits as before.
+    gen = torch.Generator().manual_seed(seed % 2**64)
     d1, d2 = filter_normalised_direction(params, gen), filter_normalised_direction(params, gen)
     original = [p.detach().clone() for p in params]
     grid = torch.linspace(-span, span, steps).tolist()

@@ -70,7 +70,8 @@ def tiny_backbone(kind: str, out: str | Path, image_size: int = 32, seed: int = 
     config, processor = _config_and_processor(kind, image_size, full)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
+    # Any int is a seed; torch takes 64 bits (2**64 was "Overflow when unpacking long long"), the same bits as before.
+    torch.manual_seed(seed % 2**64)
     model = model_class(kind)(config)
     model.save_pretrained(out)
     processor.save_pretrained(out)

@@ -51,7 +51,8 @@ def build_tiny_model(
     out = Path(out)
     tokenizer = train_tokenizer(seed=seed, family=family)
     config = tiny_config(family, tokenizer, sizes, max_pixels)
-    torch.manual_seed(seed)
+    # Any int is a seed; torch takes 64 bits (2**64 was "Overflow when unpacking long long"), the same bits as before.
+    torch.manual_seed(seed % 2**64)
     model = _model_class(family)(config).eval()
     ids = tokenizer.convert_tokens_to_ids
     model.generation_config.eos_token_id = [ids(EOS_TOKEN), ids(PAD_TOKEN)]
