@@ -106,3 +106,16 @@ def test_label_refuses_support_classes_outside_the_hierarchy_before_embedding(pa
                     "--out", tmp_path / "x.jsonl", code=2)
     assert "新型连接器" in output and "--hierarchy" in output
     assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_label_refuses_predictions_naming_one_photo_on_two_lines_before_embedding(part_crops, predictions, tmp_path):
+    # Two predict outputs joined with `cat` wrote the photo twice, into a dataset `data check` then refused
+    lines = predictions.read_text(encoding="utf-8").splitlines()
+    joined = tmp_path / "joined.jsonl"
+    joined.write_text("\n".join(lines + lines[:1]) + "\n", encoding="utf-8")
+    out = tmp_path / "auto.jsonl"
+    output = invoke("label", "--predictions", joined, "--support", part_crops.support, "--backbone", "pixels:8",
+                    "--out", out, "--cache", tmp_path / "cache", code=2)
+    photo = json.loads(lines[0])["image"]
+    assert f"{joined}:{len(lines) + 1}: {photo} is the photo of line 1 too" in " ".join(output.split()), output
+    assert not out.exists() and not (tmp_path / "cache").exists()  # nothing embedded

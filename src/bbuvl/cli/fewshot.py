@@ -280,7 +280,7 @@ def label(
     from bbuvl.data.labels import Hierarchy
     from bbuvl.fewshot.batch import fit_support
     from bbuvl.fewshot.embed import EmbedReport
-    from bbuvl.fewshot.label import UNKNOWN_POLICIES, auto_label, check_classes
+    from bbuvl.fewshot.label import UNKNOWN_POLICIES, auto_label, check_classes, refuse_repeated_photos
     from bbuvl.fewshot.support import read_support
 
     if unknown not in UNKNOWN_POLICIES:
@@ -294,6 +294,7 @@ def label(
         h = Hierarchy.load(hierarchy)
         support_set = read_support(support)
         check_classes(support_set.classes, h)  # before loading a backbone or embedding anything
+        refuse_repeated_photos(predictions)
     bb, store = _backbone(backbone, device), _cache(cache, no_cache)
     support_report = EmbedReport()
     with user_errors(), _progress("labelling") as bar:

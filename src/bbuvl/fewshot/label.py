@@ -164,6 +164,18 @@ def _record(
                        objects=_dedupe(objects, where, report))
 
 
+def refuse_repeated_photos(predictions: Path) -> None:
+    """ValueError naming both lines when two lines of `predictions` are one photo (two predict outputs joined with
+    `cat`): both were written, and the dataset, said to pass `data check`, failed it with the photo twice. Read
+    before anything is embedded; which line is right is the user's to say."""
+    first: dict[str, int] = {}
+    for line in iter_predictions(predictions, []):
+        seen = first.setdefault(os.path.normpath(os.path.abspath(line.image)), line.line)
+        if seen != line.line:
+            raise ValueError(f"{predictions}:{line.line}: {line.image} is the photo of line {seen} too; keep one line "
+                             "per photo (the run you trust), then label again")
+
+
 def auto_label(
     predictions: str | Path,
     classifier: FewShotClassifier,
@@ -183,6 +195,7 @@ def auto_label(
     hierarchy = hierarchy or Hierarchy.load()
     check_classes(classifier.classes, hierarchy)
     predictions, out = Path(predictions), Path(out)
+    refuse_repeated_photos(predictions)
     report = LabelReport()
 
     def records() -> Iterator[ImageRecord]:
