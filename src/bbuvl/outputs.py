@@ -451,6 +451,8 @@ _HELD: dict[Path, list[Any]] = {}
 def lock_path(out: Path) -> Path:
     """The lock file of an output: hidden, beside it."""
     out = output_path(out)
+    if not out.name:  # `training.output_dir=/` failed on a ValueError traceback: the root has nothing beside it
+        raise OutputConflict(f"{out}: the root of the file system cannot be an output; choose a folder inside it")
     return out.with_name(f".{out.name}{LOCK_SUFFIX}")
 
 

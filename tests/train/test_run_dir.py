@@ -82,6 +82,18 @@ def test_an_output_dir_on_the_data_or_the_model_is_refused_naming_both_keys_and_
     assert {name: snapshot(tmp_path / name) for name in ("data", "base")} == before
 
 
+@pytest.mark.parametrize("root", ["/", "/.", "//"])
+def test_the_root_of_the_file_system_as_output_dir_is_a_clean_error(world, tmp_path, root):
+    cfg = world.model_copy(deep=True)
+    cfg.training.output_dir = root
+    config = tmp_path / "run.yaml"
+    config.write_text(dump_config(cfg), encoding="utf-8")
+    r = CliRunner().invoke(app, ["train", str(config)])
+    # Before: a ValueError traceback, "PosixPath('/') has an empty name", from the output's lock beside it.
+    assert r.exit_code == 2, (r.output, r.exception)
+    assert "/: the root of the file system cannot be an output; choose a folder inside it" in " ".join(r.output.split())
+
+
 def test_an_output_dir_beside_the_photos_in_the_dataset_folder_is_allowed(world, tmp_path):
     check_run_inputs(tmp_path / "data" / "runs" / "a", {"model.path": world.model.path, "data.train": world.data.train},
                      overwrite=True)
