@@ -10,8 +10,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, finite_range, int_range, parse_range, parse_size, stdout_is_tty,
-                              user_errors)
+from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, finite_range, int_range, parse_range, parse_size,
+                              refuse_unused, stdout_is_tty, user_errors)
 from bbuvl.cli.data_tools import workers_option
 from bbuvl.data.faults import FaultCount
 from bbuvl.data.layout import DATASET_FILES
@@ -27,6 +27,7 @@ SCENES = ("bbu", "shapes")
 
 
 def synth(
+    ctx: typer.Context,
     out: Path = typer.Argument(..., help="Folder to write (created if missing)."),
     n_train: int = typer.Option(200, "--n-train", callback=int_range(0), help="Training photos."),
     n_val: int = typer.Option(40, "--n-val", callback=int_range(0), help="Validation photos."),
@@ -86,8 +87,14 @@ def synth(
         fail(f"--framing must be one of {', '.join(FRAMINGS)}, got '{escape(framing)}'")
     if scene == "shapes" and framing != "wide":
         fail("--framing moves the camera of the bbu scene; the shapes scene has none (drop --framing)")
+    # Typed but unused, each was ignored without a word: a vendor export has no teacher pool, a part fault rate
+    # applies only within --fault-rate's faulty photos, a tile grid only to --tile-share's tiles.
+    refuse_unused(ctx, fmt == "jsonl", "--format jsonl", "teachers")
+    refuse_unused(ctx, fault_rate is not None, "--fault-rate", "part_fault_rate")
+    refuse_unused(ctx, bool(tile_share), "--tile-share", "tile_grid")
     if framing != "mixed" and wide_share != 0.5:
         fail(f"--wide-share mixes framings: it needs --framing mixed, not '{framing}'")
+    refuse_unused(ctx, framing == "mixed", "--framing mixed", "wide_share")
     if framing != "mixed" and tile_share:
         fail(f"--tile-share mixes framings: it needs --framing mixed, not '{framing}'")
     if wide_share + tile_share > 1:
