@@ -22,8 +22,6 @@ def test_a_photo_size_past_what_any_reader_opens_is_refused_before_rendering(tmp
     assert not (tmp_path / "out").exists()
 
 
-
-
 @pytest.mark.parametrize("typed, needs", [
     (["--format", "vendor", "--teachers", "3"], "--teachers applies only with --format jsonl"),
     (["--part-fault-rate", "0.5"], "--part-fault-rate applies only with --fault-rate"),

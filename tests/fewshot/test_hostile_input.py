@@ -186,3 +186,38 @@ def test_a_class_folder_named_with_a_control_character_is_refused_naming_it(tmp_
     # Before: the ESC went into every answer, table and CSV row of that class.
     assert code == 2 and "the class folder's label 'b\\x1b[31mred' holds control characters ('\\x1b')" in said, said
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_an_option_typed_where_it_does_nothing_is_refused_before_anything_is_embedded(tmp_path):
+    # Each was ignored without a word, and the results looked like its: --seed with every support image used, a
+    # margin on whole photos, a detection score floor with no detections, a cache folder under --no-cache.
+    support = photos(tmp_path / "support", {"a": 3, "b": 3})
+    query = photos(tmp_path / "query", {"a": 1})
+    record = {"images": ["query/a/0.png"], "width": 12, "height": 10, "objects": [{"bbox_2d": [0, 0, 6, 5], "desc": "a"}]}
+    (tmp_path / "val.jsonl").write_text(json.dumps(record) + "\n", encoding="utf-8")
+    common = ("--support", support, "--backbone", "pixels:8")
+    cases = [
+        (["classify", "--query", query, "--out", tmp_path / "o.csv", "--seed", "3"], "--seed applies only with --shots K"),
+        (["classify", "--query", query, "--out", tmp_path / "o.csv", "--margin", "0.2"],
+         "--margin applies only with a dataset or predictions JSONL as --query"),
+        (["classify", "--query", query / "a" / "0.png", "--out", tmp_path / "o.csv", "--margin", "0.2"],
+         "--margin applies only with a dataset or predictions JSONL as --query"),
+        (["classify", "--query", tmp_path / "val.jsonl", "--out", tmp_path / "o.csv", "--min-score", "0.5"],
+         "--min-score applies only with a predictions JSONL as --query"),
+        (["classify", "--query", query, "--out", tmp_path / "o.csv", "--cache", tmp_path / "c", "--no-cache"],
+         f"--cache {tmp_path / 'c'} and --no-cache contradict each other"),
+        (["eval", "--query", query, "--out", tmp_path / "res", "--margin", "0.2", "--no-cache"],
+         "--margin applies only with a dataset or predictions JSONL as --query"),
+        (["eval", "--query", query, "--out", tmp_path / "res", "--shots", "all", "--seed", "3", "--no-cache"],
+         "--seed applies only with --shots K"),
+        (["label", "--predictions", tmp_path / "val.jsonl", "--out", tmp_path / "l.jsonl", "--seed", "3", "--no-cache"],
+         "--seed applies only with --shots K"),
+    ]
+    for args, said_needed in cases:
+        code, said = invoke(*args, *common)
+        assert code == 2 and said_needed in said, (args, said)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["query", "support", "val.jsonl"]
+    # Where they apply, they are taken
+    code, said = invoke("classify", "--query", tmp_path / "val.jsonl", "--out", tmp_path / "o.csv", "--margin", "0.2",
+                        "--shots", "2", "--seed", "3", "--no-cache", *common)
+    assert code == 0 and (tmp_path / "o.csv").read_text(encoding="utf-8").count("\n") == 2, said

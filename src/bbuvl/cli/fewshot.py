@@ -12,7 +12,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, PATH_OR_ID, check_device, claim_outputs, command_group, console, err_console,
-                              fail, finite_range, int_range, print_first, stdout_is_tty, user_errors)
+                              fail, finite_range, int_range, print_first, refuse_unused, stdout_is_tty, user_errors)
 
 if TYPE_CHECKING:  # the heavy imports (torch, transformers) wait until a command runs
     from bbuvl.fewshot.backbones import Backbone
@@ -65,6 +65,8 @@ def _check_cache(folder: Optional[Path], off: bool, inputs: Mapping[str, Path | 
     from bbuvl.outputs import OutputConflict, check_distinct, check_not_inputs
 
     if off:
+        if folder is not None:  # the folder was ignored without a word
+            fail(f"--cache {folder} and --no-cache contradict each other: keep one")
         return
     database = (folder or default_cache_dir()) / CACHE_FILE
     try:
@@ -94,6 +96,24 @@ def _mode(mode: str) -> str:
 def _progress(what: str) -> Progress:
     return Progress(SpinnerColumn(), TextColumn(f"[bold]{what}[/] {{task.completed}}"), TimeElapsedColumn(),
                     console=console, transient=True, disable=not stdout_is_tty())
+
+
+def _refuse_unused_options(ctx: typer.Context, query: Path | None, seeded: bool) -> None:
+    """Refuse options typed where they do nothing (each was ignored without a word): --seed when no K support
+    images are drawn, --margin when no query is a box crop (a folder or a photo is embedded whole), --min-score
+    when no query is a detection (`query` None: a predictions file)."""
+    from bbuvl.fewshot.queries import is_predictions_file
+
+    refuse_unused(ctx, seeded, "--shots K", "seed")
+    if query is None:
+        return
+    crops = query.is_file() and query.suffix.lower() == ".jsonl"
+    refuse_unused(ctx, crops, "a dataset or predictions JSONL as --query", "margin")
+    try:
+        detections = crops and is_predictions_file(query)
+    except (OSError, ValueError):  # unreadable: iter_queries names what is wrong with it
+        return
+    refuse_unused(ctx, detections, "a predictions JSONL as --query", "min_score")
 
 
 def _shots_label(name: str) -> str:
@@ -135,6 +155,7 @@ def tiny_backbone_cmd(
 
 @app.command("classify")
 def classify(
+    ctx: typer.Context,
     support: Path = SUPPORT,
     query: Path = typer.Option(..., "--query", help="Query folder, dataset JSONL (box crops), predictions JSONL or image."),
     backbone: str = BACKBONE,
@@ -159,6 +180,7 @@ def classify(
 
     if out.suffix.lower() not in (".csv", ".jsonl"):
         fail(f"--out must end in .csv or .jsonl, got '{out.name}'")
+    _refuse_unused_options(ctx, query, shots is not None)
     inputs = {"--support": support, "--query": query, "--backbone": _path(backbone), "--cache": cache}
     _check_cache(cache, no_cache, inputs, [out])
     claim_outputs("fewshot classify", inputs, [out], overwrite=overwrite)
@@ -195,6 +217,7 @@ def classify(
 
 @app.command("eval")
 def evaluate(
+    ctx: typer.Context,
     support: Path = SUPPORT,
     query: Path = typer.Option(..., "--query", help="Labelled queries: folder <class>/*.jpg or dataset JSONL (box crops). "
                                                    "A class without support counts as Unknown."),
@@ -218,6 +241,7 @@ def evaluate(
 
     with user_errors():
         shot_list, threshold_list = parse_shots(shots), parse_thresholds(thresholds)
+    _refuse_unused_options(ctx, query, any(k is not None for k in shot_list))
     inputs = {"--support": support, "--query": query, "--backbone": _path(backbone), "--cache": cache}
     _check_cache(cache, no_cache, inputs, [out])
     claim_outputs("fewshot eval", inputs, folders=[out], overwrite=overwrite)
@@ -256,6 +280,7 @@ def evaluate(
 
 @app.command("label")
 def label(
+    ctx: typer.Context,
     predictions: Path = typer.Option(..., "--predictions", help="Predictions JSONL from `bbuvl predict`."),
     support: Path = SUPPORT,
     backbone: str = BACKBONE,
@@ -285,6 +310,7 @@ def label(
 
     if unknown not in UNKNOWN_POLICIES:
         fail(f"--unknown must be one of {', '.join(UNKNOWN_POLICIES)}, got '{unknown}'")
+    _refuse_unused_options(ctx, None, shots is not None)
     inputs = {"--predictions": predictions, "--support": support, "--backbone": _path(backbone), "--hierarchy": hierarchy,
               "--cache": cache}
     _check_cache(cache, no_cache, inputs, [out])
