@@ -128,3 +128,18 @@ def test_a_caption_with_control_characters_is_shown_spelled_out(predictor):
     ids = tok.encode("线缆\x1b[2J\r标签", add_special_tokens=False) + [tok.eos_token_id]
     # Before: the ESC and carriage return went to the terminal's table (cleared the screen) and to the plot as tofu.
     assert caption_text(tok, ids, (tok.eos_token_id,)) == "线缆\\x1b[2J\\r标签"
+
+
+def test_a_checkpoint_or_photo_named_in_bytes_that_are_not_utf8_is_drawn_in_the_plot_titles(tmp_path):
+    import os
+
+    from bbuvl.diagnostics.landscape import Landscape
+    from bbuvl.diagnostics.memory import MemoryTrace
+    from bbuvl.diagnostics.plots import plot_landscape, plot_memory
+
+    what = os.fsdecode("机房/final".encode("gbk"))  # a folder unpacked from a Chinese Windows archive
+    land = Landscape([-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0], [[1.0, 0.5, 1.0], [0.5, 0.1, 0.5], [1.0, 0.5, 1.0]], ["llm"], 10, 0.1)
+    # Before: "TypeError: set_text(): incompatible function arguments" from matplotlib, after the whole measurement.
+    plot_landscape(land, tmp_path / "l.png", what)
+    plot_memory(MemoryTrace({"rss": [100.0, 100.0, 100.0, 100.0]}, warmup=1), tmp_path / "m.png", what)
+    assert Image.open(tmp_path / "l.png").format == Image.open(tmp_path / "m.png").format == "PNG"

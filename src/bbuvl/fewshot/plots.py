@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from bbuvl.atomic import save_atomic
 from bbuvl.data.labels import Hierarchy
+from bbuvl.data.text import name_as_text
 
 CJK_FAMILIES = ("Noto Sans CJK", "Noto Serif CJK", "WenQuanYi", "Source Han", "SimHei", "Microsoft YaHei",
                 "PingFang", "Droid Sans Fallback", "AR PL", "Heiti", "Hiragino Sans GB")
@@ -34,8 +35,9 @@ def cjk_font() -> str | None:
 
 def plain_text(text: str) -> str:
     """`text` as matplotlib draws it, character for character: a pair of `$` in it would be read as mathtext (a class
-    folder named `$\\frac$` failed `fewshot eval` at its plot, after every embedding was done)."""
-    return text.replace("$", r"\$")
+    folder named `$\\frac$` failed `fewshot eval` at its plot, after every embedding was done), and bytes of a file
+    name that are not UTF-8 as `\\xbb` (matplotlib refused the text with a TypeError, after the whole measurement)."""
+    return name_as_text(text).replace("$", r"\$")
 
 
 def display_labels(labels: Sequence[str]) -> tuple[list[str], str | None]:
