@@ -17,6 +17,16 @@ from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TIL
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
+def origins(values: list[str] | None) -> list[str] | None:
+    """The --cors-origin values, each one a browser can send (serve/cors.py, `origin_problem`), else a usage error."""
+    from bbuvl.serve.cors import origin_problem
+
+    for value in values or []:
+        if (problem := origin_problem(value)) is not None:
+            raise typer.BadParameter(problem)
+    return values
+
+
 def serve(
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help=CHECKPOINT_HELP),
     host: str = typer.Option("127.0.0.1", help="Address to bind; the default answers this machine only."),
@@ -51,7 +61,8 @@ def serve(
     max_connections: int = typer.Option(512, callback=int_range(1), help="Connections open at once; one more is "
                                         "answered 503 and closed (each holds a file descriptor)."),
     cors_origin: Optional[List[str]] = typer.Option(None, "--cors-origin", help="Allow browser calls from this origin "
-                                                    "(repeatable); CORS is off without it."),
+                                                    "(scheme://host[:port], as the browser sends it; repeatable); CORS "
+                                                    "is off without it.", callback=origins),
     log_level: str = typer.Option("info", help="debug | info | warning | error.",
                                   callback=one_of("debug", "info", "warning", "error")),
     tiles: str = TILES,

@@ -8,6 +8,7 @@ error shape of errors.py naming what the browser asked that is not allowed, wher
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
@@ -37,6 +38,32 @@ class Cors(CORSMiddleware):
         refused = _refusals(request_headers, answer.body.decode("latin-1"))
         return error_response(ApiError(403, "cors_refused", f"CORS preflight refused: {'; '.join(refused)}", headers),
                               self.metrics)
+
+
+def origin_problem(origin: str) -> str | None:
+    """Why `origin` can never equal the `Origin` header a browser sends (None when it can): a browser sends
+    `scheme://host[:port]` in lower case, without a path or a default port, and CORS compares it as typed, so
+    `https://app.example.com/` allowed nothing and every preflight was refused."""
+    if origin in ("*", "null"):  # every origin; a page opened from a file
+        return None
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError as e:
+        return f"'{origin}' is not an origin ({e}); give scheme://host[:port], e.g. https://app.example.com"
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return f"'{origin}' is not an origin; give scheme://host[:port], e.g. https://app.example.com"
+    scheme = parts.scheme.lower()
+    try:  # a browser sends a name in another script as its ASCII (punycode) form: https://xn--fsqu00a.cn
+        host = parts.hostname.encode("idna").decode("ascii") if not parts.hostname.isascii() else parts.hostname
+    except UnicodeError:
+        return f"'{origin}' is not an origin (its host is no domain name); give scheme://host[:port]"
+    host = f"[{host}]" if ":" in host else host
+    sent = f"{scheme}://{host}" + (f":{port}" if port is not None and port != {"http": 80, "https": 443}[scheme] else "")
+    if sent != origin:
+        return (f"'{origin}' is not what a browser sends as its Origin (scheme://host[:port], lower case, no path, no "
+                f"default port), so it would allow nothing; give {sent}")
+    return None
 
 
 def _refusals(request: Headers, starlette_says: str) -> list[str]:
