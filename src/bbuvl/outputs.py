@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -104,6 +105,16 @@ def check_distinct(outputs: Iterable[Path]) -> None:
                 raise OutputConflict(f"{out} and {other}: one command would write both, and one is (or holds) the "
                                      "other; choose outputs apart")
         seen.append((out, real))
+
+
+def check_not_bookkeeping(out: Path, given: Path) -> None:
+    """Raise OutputConflict when output `out` has a name this module keeps its own records under: the ledger (a
+    command wrote its output there, then the ledger over it: "wrote" a file holding no output), a lock file (the next
+    run of the output it locks truncates and removes it) or a writer's temporary (removed as a dead writer's)."""
+    if _bookkeeping(out.name) or re.fullmatch(r"\..+\.\d+\.[a-z0-9_]{8}\.tmp(\.[^.]*)?", out.name):
+        raise OutputConflict(f"{given}: bbuvl keeps its own records under names like this one (the outputs ledger "
+                             f"{LEDGER}, lock files .NAME{LOCK_SUFFIX}, temporaries .NAME.PID.*.tmp), and would replace "
+                             "or remove what is written there; choose another name")
 
 
 def check_name_room(out: Path, given: Path, file: bool = True) -> None:
@@ -229,6 +240,7 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
     check_distinct(files + folders)
     outputs = [output_path(p) for p in files + folders]
     for out, given in zip(outputs, files + folders):
+        check_not_bookkeeping(out, given)
         check_name_room(out, given, file=given in files)
     claim = Claim(command, outputs, {})
     try:
@@ -296,6 +308,9 @@ def replacing(outputs: Iterable[Path]) -> Iterator[None]:
 def hold_outputs(command: str, outputs: Iterable[Path]) -> Claim:
     """Lock outputs against other processes only (raises OutputConflict naming the holder), for commands that
     decide what is theirs themselves; `finish` releases them."""
+    outputs = list(outputs)
+    for given in outputs:
+        check_not_bookkeeping(output_path(given), Path(given))
     claim = Claim(command, [output_path(p) for p in outputs], {}, record=False)
     try:
         for out in claim.outputs:

@@ -1,0 +1,40 @@
+"""An output is never given a name bbuvl keeps its own records under (bbuvl/outputs.py): the outputs ledger, an
+output's lock file, a writer's temporary. Each was taken, and the machinery then replaced or removed what was written
+there."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from bbuvl.cli import app
+
+
+def invoke(*args: object) -> tuple[int, str]:
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "400"})
+    return result.exit_code, " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("name", [".bbuvl-outputs.json", ".t.jsonl.lock", ".c.json.4242.abcd_123.tmp.json"])
+def test_an_output_named_like_a_ledger_lock_or_temporary_is_refused_even_with_overwrite(small_dataset, tmp_path, name):
+    data = small_dataset / "train.jsonl"
+    for command in (["data", "export-coco", data, tmp_path / name], ["data", "stats", data, "--json", tmp_path / name],
+                    ["data", "teachers", data, tmp_path / name]):
+        code, said = invoke(*command, "--overwrite")
+        assert code == 2 and f"{tmp_path / name}: bbuvl keeps its own records under names like this one" in said, said
+        assert not (tmp_path / name).exists()
+
+
+def test_what_was_written_as_a_lock_file_or_the_ledger_is_no_longer_lost(small_dataset, tmp_path):
+    data = small_dataset / "train.jsonl"
+    # Before: the COCO file written as `.t.jsonl.lock` was truncated and removed by the next `data teachers` into
+    # t.jsonl, and `--json .bbuvl-outputs.json --overwrite` said "wrote" of a file then holding the ledger.
+    assert invoke("data", "teachers", data, tmp_path / "t.jsonl")[0] == 0
+    assert invoke("data", "export-coco", data, tmp_path / ".t.jsonl.lock")[0] == 2
+    assert invoke("data", "stats", data, "--json", tmp_path / ".bbuvl-outputs.json", "--overwrite")[0] == 2
+    ledger = json.loads((tmp_path / ".bbuvl-outputs.json").read_text(encoding="utf-8"))
+    assert list(ledger["written"]) == ["t.jsonl"]
+    code, said = invoke("data", "export-coco", data, tmp_path / ".t.jsonl.json")  # a hidden name of its own is fine
+    assert code == 0 and json.loads((tmp_path / ".t.jsonl.json").read_text(encoding="utf-8"))["images"], said
