@@ -9,6 +9,7 @@ boxes go wrong (docs/families.md).
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING
 
 from bbuvl.config import Config
@@ -21,9 +22,23 @@ if TYPE_CHECKING:
     from bbuvl.model.export import ExportResult
 
 
+def _longest_backticks(text: str) -> int:
+    return max((len(run) for run in re.findall(r"`+", text)), default=0)
+
+
 def _fence(text: str, lang: str = "") -> str:
-    fence = "````" if "```" in text else "```"
+    """`text` as a fenced block, verbatim: the fence is longer than any run of backticks in it (a fixed ```` fence
+    was closed early by a prompt holding four, and the rest of the prompt rendered as Markdown)."""
+    fence = "`" * max(3, _longest_backticks(text) + 1)
     return f"{fence}{lang}\n{text}\n{fence}"
+
+
+def _code(text: str) -> str:
+    """`text` as inline code, verbatim: a label holding `*`, `_`, `<b>` or `#` was rendered as Markdown or HTML in the
+    list of labels a deployer copies from."""
+    ticks = "`" * (_longest_backticks(text) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
 
 
 def _conversion(contract: CoordinateContract) -> str:
@@ -107,7 +122,7 @@ def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt
         f"{len(prompt.labels)} labels, also in `labels.json` (`bbuvl predict -c THIS_FOLDER --labels labels.json "
         f"--lang {prompt.lang}` runs this folder in generate mode):",
         "",
-        *[f"- {label}" for label in prompt.labels],
+        *[f"- {_code(label)}" for label in prompt.labels],
         "",
         "## Use it",
         "",
