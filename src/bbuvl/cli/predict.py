@@ -112,6 +112,7 @@ def predict(
         cfg = run_config(checkpoint)
         refuse_untiled(ctx, given, cfg)
         mode = mode or cfg.inference.mode
+        refuse_other_modes(ctx, mode)
         # --overwrite deleted a hierarchy the run config named, when --out named it too
         check_not_inputs(read_through_config(checkpoint, cfg, mode, teachers), [out, manifest_path(out)])
         source = teachers or (Path(cfg.data.teachers) if cfg.data.teachers else None)
@@ -194,6 +195,19 @@ def refuse_untiled(ctx: typer.Context, given: dict, cfg) -> None:  # noqa: ANN00
     zoomed = bool(given.get("zoom_containers", cfg.inference.zoom_containers))
     refuse_unused(ctx, tiled, "--tiles", "tile_stride", "tile_whole", "tile_refine")
     refuse_unused(ctx, tiled or zoomed, "--tiles or --zoom-into", "tile_zoom")
+
+
+def refuse_other_modes(ctx: typer.Context, mode: str) -> None:
+    """Fail when an option was typed that the mode never reads (`--max-new-tokens` in head mode, `--teachers` outside
+    teachers mode): it said nothing and changed nothing, where the user meant it to."""
+    from bbuvl.config import PREDICT_MODES
+
+    spec = PREDICT_MODES[mode]
+    heads = " or ".join(f"--mode {m.name}" for m in PREDICT_MODES.values() if m.needs_head)
+    writes = " or ".join(f"--mode {m.name}" for m in PREDICT_MODES.values() if not m.needs_head)
+    refuse_unused(ctx, spec.needs_head, heads, "objectness_threshold")
+    refuse_unused(ctx, not spec.needs_head, writes, "max_new_tokens")  # head captions and names have their own budget
+    refuse_unused(ctx, spec.needs_teachers, "--mode teachers", "teachers")
 
 
 def run_config(checkpoint: Path):  # noqa: ANN201 - a Config
