@@ -108,3 +108,14 @@ def test_a_gt_without_objects_to_score_writes_no_scale_and_keeps_the_one_there(t
     assert f"error: {gt}: no candidate scale could be scored" in " ".join(result.output.split())
     assert (ckpt / "tile_scale.json").read_bytes() == earlier
     assert not (tmp_path / "cands").exists()
+
+
+def test_refine_within_with_no_refine_is_refused_as_an_option_that_does_nothing(tmp_path):
+    result = CliRunner().invoke(app, ["choose-tiles", "-c", str(tmp_path / "ckpt"), "--gt", str(tmp_path / "val.jsonl"),
+                                      "-o", str(tmp_path / "out"), "--no-refine", "--refine-within", "3"],
+                                env={"COLUMNS": "300"})
+    assert result.exit_code == 2
+    # Before: taken without a word, and no category was refined whatever it said.
+    assert " ".join(result.output.split()) == ("error: --refine-within applies only with --refine: add --refine or leave "
+                                              "it out")
+    assert not (tmp_path / "out").exists()

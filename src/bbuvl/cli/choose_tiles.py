@@ -77,6 +77,7 @@ def choose_tiles(
     from bbuvl.train.run_dir import photo_folders
 
     refuse_unused(ctx, choose_thresholds, "--choose-thresholds", "target_recall", "target_precision")
+    refuse_unused(ctx, refine, "--refine", "refine_within")  # --no-refine chooses no category to refine by it
     require_file(gt, "--gt")  # a folder was 'no such file'
     with user_errors(ValueError):
         candidates = parse_factors(factors)
