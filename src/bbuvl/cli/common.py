@@ -297,6 +297,11 @@ def _expanding(process: Callable[[Any, Any], Any], param: Any) -> Callable[[Any,
         try:
             if isinstance(value, str):
                 value = expand_path(value)
+                # Path("") is the current folder: a dataset split into it, a tiny model replacing it (a FILE_OUT's
+                # writer refuses a folder by name itself)
+                if not value and getattr(param, "metavar", None) != FILE_OUT:
+                    raise ValueError("an empty path (''), which would name the current folder; give a file or folder "
+                                     "(is a shell variable empty?)")
                 if getattr(param, "metavar", None) == FILE_OUT and value.endswith(("/", os.sep)):
                     raise ValueError(f"{value}: ends in '/', which names a folder, but this takes a file's name "
                                      f"(one inside {value}, say)")
