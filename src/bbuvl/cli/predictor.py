@@ -42,11 +42,13 @@ def check_mode_name(mode: str | None, serving: bool = False) -> None:
         fail(f"--mode must be one of {', '.join(names)}, got '{mode}'")
 
 
-def plain_model_mode(checkpoint: Path, labels: Path | None, lang: str, mode: str | None) -> str | None:
+def plain_model_mode(checkpoint: Path, labels: Path | None, lang: str, mode: str | None,
+                     lang_typed: bool = False) -> str | None:
     """The mode to run `checkpoint` in: "generate" for a plain model folder whose options fit one, else `mode`.
 
     Fails (one red line) before any loading when a plain folder lacks --labels or asks for a mode that needs a
-    trained detection head, or when --labels is given to a trained checkpoint, which answers with its own labels.
+    trained detection head, or when --labels, or a typed --lang (`lang_typed`), is given to a trained checkpoint,
+    which answers with its own labels in its own language.
     """
     from bbuvl.model.checkpoint import CONFIG_FILE, is_plain_model_folder
 
@@ -54,6 +56,9 @@ def plain_model_mode(checkpoint: Path, labels: Path | None, lang: str, mode: str
         if labels is not None:
             fail(f"--labels is for a plain model folder; {checkpoint} is a bbu-vl checkpoint and answers with the labels "
                  "it was trained on")
+        if lang_typed and (checkpoint / CONFIG_FILE).is_file():  # --lang en changed nothing, without a word
+            fail(f"--lang is for a plain model folder; {checkpoint} is a bbu-vl checkpoint and answers in the language "
+                 "its prompt was trained in (its data.lang)")
         return mode
     if labels is None:
         fail(f"{checkpoint} is a plain model folder (no {CONFIG_FILE}): give its label vocabulary with --labels labels.json")
@@ -65,6 +70,12 @@ def plain_model_mode(checkpoint: Path, labels: Path | None, lang: str, mode: str
     if lang not in ("zh", "en"):
         fail(f"--lang must be zh or en, got '{lang}'")
     return mode or plain[0]
+
+
+def typed(ctx: typer.Context, name: str) -> bool:
+    """Whether the option of parameter `name` was given (on the command line or from the environment), not defaulted."""
+    # By name: typer's context may carry its own copy of click's ParameterSource enum, not click.core's.
+    return getattr(ctx.get_parameter_source(name), "name", "") in ("COMMANDLINE", "ENVIRONMENT")
 
 
 def read_folder(checkpoint: Path, labels: Path | None, lang: str) -> "ModelFolder":

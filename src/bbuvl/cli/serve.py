@@ -9,10 +9,11 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from bbuvl.cli.common import PATH_OR_ID, check_device, console, finite_range, int_range, one_of, user_errors
+from bbuvl.cli.common import (PATH_OR_ID, check_device, console, finite_range, int_range, one_of, refuse_unused,
+                              user_errors)
 from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
                                  TILES, ZOOM_INTO, check_mode_name, mode_help, plain_model_mode, read_folder,
-                                 tile_options)
+                                 tile_options, typed)
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
@@ -28,6 +29,7 @@ def origins(values: list[str] | None) -> list[str] | None:
 
 
 def serve(
+    ctx: typer.Context,
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help=CHECKPOINT_HELP),
     host: str = typer.Option("127.0.0.1", help="Address to bind; the default answers this machine only."),
     port: int = typer.Option(8000, callback=int_range(0, 65535), help="TCP port (0: any free one)."),
@@ -87,7 +89,8 @@ def serve(
 
     check_mode_name(mode, serving=True)
     tiled = tile_options(tiles, tile_zoom, tile_whole, zoom_into, tile_stride, tile_refine)
-    mode = plain_model_mode(checkpoint, labels, lang, mode)
+    mode = plain_model_mode(checkpoint, labels, lang, mode, lang_typed=typed(ctx, "lang"))
+    refuse_unused(ctx, fewshot is not None, "--fewshot", "fewshot_backbone", "fewshot_threshold")
     with user_errors(ValueError, OSError):
         keys = read_keys(api_key_file)  # before minutes of loading: a server without keys never starts
     check_device(device)
