@@ -272,3 +272,20 @@ def test_a_file_name_with_a_space_after_it_names_the_photo_without_it(tmp_path: 
     (error,) = errors_of(tmp_path / "out")
     # Before: "image file not found", beside the very file it meant.
     assert "spaces around the name" in error["reason"] and error["reason"].endswith("b.jpg")
+
+
+@pytest.mark.parametrize("width", [1e308, 2**70])
+def test_an_image_entry_longer_than_any_image_file_is_skipped_naming_it_and_the_rest_imported(tmp_path: Path, width):
+    # The record refused it only at the end: pydantic's "1 validation error for ImageRecord ... For further
+    # information visit https://errors.pydantic.dev", naming no entry, and no photo of the file imported.
+    images = [{"id": i, "file_name": f"{i}.jpg", "width": 64, "height": 48} for i in (1, 2)]
+    for i in (1, 2):
+        photo(tmp_path / "images" / f"{i}.jpg", colour=(40 * i, 90, 20))
+    images[0]["width"] = width
+    annotations = [{"id": i, "image_id": i, "category_id": 1, "bbox": [4, 5, 20, 20]} for i in (1, 2)]
+    coco = coco_file(tmp_path / "coco.json", images, annotations)
+    code, out = run("import-coco", coco, tmp_path / "images", tmp_path / "out", "--val-ratio", "0")
+    assert code == 0 and "pydantic" not in out, out
+    assert [r.id for r in read_records(tmp_path / "out" / "train.jsonl")] == ["2"]
+    first = errors_of(tmp_path / "out")[0]
+    assert first["entry"] == "images[0]" and "is longer than any image file's side (4294967295)" in first["reason"], first

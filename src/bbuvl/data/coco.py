@@ -13,10 +13,12 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+from pydantic import ValidationError
+
 from bbuvl.data.coords import box_inside, box_is_degenerate, clip_box
 from bbuvl.data.jsonfile import is_json_number, json_kind
 from bbuvl.data.labels import label_at_level
-from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
+from bbuvl.data.schema import MAX_SIDE, ImageRecord, ObjectAnn, sort_objects
 from bbuvl.data.text import clean_label, label_problem, name_as_text, not_text
 
 # Annotation tools often let a box overshoot the border by a fraction of a pixel: clip that, reject more.
@@ -172,6 +174,8 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             file_name = file_name.replace("\\", "/")
             if size[0] <= 0 or size[1] <= 0:
                 raise ValueError(f"size {size[0]}x{size[1]}")
+            if max(size) > MAX_SIDE:  # the record refused it at the end, a pydantic dump that stopped the whole import
+                raise ValueError(f"size {size[0]:g}x{size[1]:g} is longer than any image file's side ({MAX_SIDE})")
         except (KeyError, TypeError, ValueError, OverflowError) as e:
             detail = f"no {e}" if isinstance(e, KeyError) else e  # KeyError says only 'width'
             errors.append(_error(f"image entry without a usable id/file_name/width/height ({detail})", entry=entry,
@@ -274,16 +278,14 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             errors.append(_error(f"none of its {im['listed']} annotations could be used: the photo is left out",
                                  entry=im["entry"], image_id=image_id, file=im["file_name"]))
             del images[image_id]
-    records = [
-        ImageRecord(
-            images=[(images_dir / im["file_name"]).as_posix()],
-            width=im["size"][0],
-            height=im["size"][1],
-            objects=sort_objects(im["objects"]),
-            id=str(image_id),
-        )
-        for image_id, im in images.items()
-    ]
+    records = []
+    for image_id, im in images.items():
+        try:
+            records.append(ImageRecord(images=[(images_dir / im["file_name"]).as_posix()], width=im["size"][0],
+                                       height=im["size"][1], objects=sort_objects(im["objects"]), id=str(image_id)))
+        except ValidationError as e:  # one entry the dataset cannot hold is that entry's error, never the import's
+            why = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg'].removeprefix('Value error, ')}" for d in e.errors())
+            errors.append(_error(f"image entry refused: {why}", entry=im["entry"], image_id=image_id, file=im["file_name"]))
     return records, errors
 
 
