@@ -146,3 +146,28 @@ def test_a_path_made_from_a_gbk_folder_the_user_typed_is_refused_naming_the_outp
     assert str(data) in json.dumps(summary, ensure_ascii=False), summary
     code, said = invoke("doctor", "data", data, "--json", tmp_path / "doctor.json")
     assert "Traceback" not in said and (tmp_path / "doctor.json").is_file(), said
+
+
+def test_half_a_character_in_free_text_is_kept_spelt_out_and_the_photo_or_run_kept(tmp_path):
+    # A vendor remark (备注) and a detector's label are free text no model reads: a `\ud800` escape in one lost the
+    # photo (convert) or stopped the run (fewshot label) with pydantic's dump, where before it failed every writer.
+    src = tmp_path / "export"
+    vendor_json(photo(src / "p.jpg").with_suffix(".json"))
+    data = json.loads((src / "p.json").read_text(encoding="utf-8"))
+    data["markResult"]["features"][0]["properties"]["contentZh"]["备注"] = "夜间SURROGATE"
+    (src / "p.json").write_text(json.dumps(data, ensure_ascii=False).replace("SURROGATE", "\\ud800"), encoding="utf-8")
+    code, out = invoke("data", "convert", src, tmp_path / "out", "--workers", "1", "--val-ratio", "0")
+    assert code == 0, out
+    [line] = (tmp_path / "out" / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    assert json.loads(line)["objects"][0]["extra"] == {"备注": "夜间\\ud800"}
+
+    support = tmp_path / "support"
+    photo(support / LABEL / "a.jpg")
+    prediction = json.dumps({"image": str(src / "p.jpg"), "width": 64, "height": 48, "error": None, "raw": "",
+                             "objects": [{"bbox_2d": [4, 5, 30, 40], "label": "SURROGATE", "score": 0.9}]})
+    (tmp_path / "pred.jsonl").write_text(prediction.replace("SURROGATE", "\\ud800") + "\n", encoding="utf-8")
+    code, out = invoke("fewshot", "label", "--predictions", tmp_path / "pred.jsonl", "--support", support, "--backbone",
+                       "pixels", "--out", tmp_path / "labelled.jsonl", "--threshold", "-1", "--no-cache", "--device", "cpu")
+    assert code == 0, out
+    [line] = (tmp_path / "labelled.jsonl").read_text(encoding="utf-8").splitlines()
+    assert json.loads(line)["objects"][0]["extra"]["detector_label"] == "\\ud800"

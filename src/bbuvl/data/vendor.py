@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 
 from bbuvl.data.jsonfile import is_json_number, json_kind
 from bbuvl.data.schema import MAX_SIDE
-from bbuvl.data.text import FULL_WIDTH_SEP, SEP
+from bbuvl.data.text import FULL_WIDTH_SEP, SEP, name_as_text
 
 LABEL_KEY_ZH = "标签"
 # DataList property names, one tuple per label level (category, attribute, state); first non-empty wins.
@@ -168,7 +168,9 @@ def _feature_object(index: int, feature: Any) -> VendorObject:
     if not isinstance(geometry, dict) or "coordinates" not in geometry:
         raise _ObjectError("feature has no geometry.coordinates", label)
     box = _extent(geometry["coordinates"], label)
-    extra = {str(k): _text(v) for k, v in zh.items() if k != LABEL_KEY_ZH and _text(v)}
+    # A remark is free text the model never sees: half a character in it (a `\ud800` escape) is kept spelt out, not
+    # the photo lost (no dataset line can hold it as it is)
+    extra = {name_as_text(str(k)): name_as_text(_text(v)) for k, v in zh.items() if k != LABEL_KEY_ZH and _text(v)}
     return VendorObject(index, parts, box, extra)
 
 

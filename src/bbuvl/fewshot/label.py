@@ -26,6 +26,7 @@ from bbuvl.data.check import DUPLICATE_IOU, ImageInfo, probe_image
 from bbuvl.data.coords import box_is_degenerate, clip_box
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects, write_dataset
+from bbuvl.data.text import name_as_text
 from bbuvl.fewshot.backbones import Backbone
 from bbuvl.fewshot.cache import EmbeddingCache
 from bbuvl.fewshot.classifier import FewShotClassifier, confidence_band, decide
@@ -136,7 +137,8 @@ def _record(
     for i, (o, item) in enumerate(zip(line.objects, items)):
         if item is None:
             continue
-        det_label, det_score = str(o.get("label") or ""), float(o.get("score", 1.0) or 0.0)
+        # name_as_text: half a character in a predicted label (a `\ud800` escape) stopped the whole run
+        det_label, det_score = name_as_text(str(o.get("label") or "")), float(o.get("score", 1.0) or 0.0)
         best, score, margin = classifier.classes[d.best[k]], float(d.best_score[k]), float(d.margin[k])
         answer = answers[k]
         k += 1
