@@ -171,3 +171,13 @@ def test_half_a_character_in_free_text_is_kept_spelt_out_and_the_photo_or_run_ke
     assert code == 0, out
     [line] = (tmp_path / "labelled.jsonl").read_text(encoding="utf-8").splitlines()
     assert json.loads(line)["objects"][0]["extra"]["detector_label"] == "\\ud800"
+
+
+def test_half_a_character_where_a_number_belongs_is_an_error_of_its_line(tmp_path):
+    # pydantic could not word the error ("'utf-8' codec can't encode character '\ud800'"): a traceback in data check
+    photo(tmp_path / "a.jpg")
+    line = record("a.jpg").replace('"width": 64', '"width": "\\ud800"')
+    data = tmp_path / "d.jsonl"
+    data.write_text(record("a.jpg") + "\n" + line + "\n", encoding="utf-8")
+    code, out = invoke("data", "check", data)
+    assert code == 1 and f'{data}:2: width: "\\ud800" is a string, not a number' in out and "Traceback" not in out, out

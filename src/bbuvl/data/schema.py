@@ -30,8 +30,10 @@ def _json_number(value: Any) -> Any:
     # pydantic's lax mode reads "10" as 10 and true as 1. A quoted number or a boolean where a coordinate or a size
     # belongs is another tool's format or a typo, and is refused where the error can still name the file and line.
     if isinstance(value, bool) or isinstance(value, str):
-        raise ValueError(f"{json.dumps(value, ensure_ascii=False)} is a {'boolean' if isinstance(value, bool) else 'string'}"
-                         ", not a number")
+        # Quoted as JSON spells it, ASCII-escaped when it is no UTF-8 text: pydantic failed with a UnicodeEncodeError
+        # on a message holding half a character (`"width": "\ud800"`), a traceback in `data check`
+        shown = json.dumps(value, ensure_ascii=isinstance(value, str) and not_text(value) is not None)
+        raise ValueError(f"{shown} is a {'boolean' if isinstance(value, bool) else 'string'}, not a number")
     return value
 
 
@@ -204,6 +206,9 @@ def parse_sample(obj: Any, path: str | Path = "<memory>", line: int = 0) -> Samp
         return Sample.model_validate(obj)
     except ValidationError as e:
         raise DatasetError(path, line, _describe(e, plain="student" not in obj and "teachers" not in obj)) from None
+    except UnicodeError:  # pydantic could not word an error about text that is no UTF-8: the line's error all the same
+        raise DatasetError(path, line, "holds text that is not UTF-8 (half a character, a JSON \\ud800 escape) where "
+                                       "it cannot be: rewrite the line") from None
 
 
 @dataclass
