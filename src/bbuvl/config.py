@@ -25,6 +25,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationE
 from bbuvl.data.coords import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, CoordinateContract
 from bbuvl.data.families import FAMILIES, Family, family_of, get_family
 from bbuvl.data.regions import parse_grid
+from bbuvl.data.text import bom_encoding
 from bbuvl.data.yamlfile import YamlError, load_yaml
 from bbuvl.paths import expand_path
 
@@ -885,7 +886,7 @@ def read_config_text(path: str | Path) -> str:
         raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB, which no config is (configs/base.yaml, "
                           "every key with its comments, is about 11 KB); is this a YAML config?")
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode(bom_encoding(raw) or "utf-8")  # a config saved as UTF-16 (Notepad's "Unicode") too
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1  # a Latin-1 comment in an edited config is one line to fix
         raise ConfigError(f"{path}:{line}: not UTF-8 text ({e.reason} at byte {e.start}); is this a YAML config?") from None

@@ -22,7 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from bbuvl.atomic import atomic_path
 from bbuvl.data.input_paths import file_kind, find_file
 from bbuvl.data.jsonfile import DuplicateKeyError, json_kind, parse_json, unexpected_character
-from bbuvl.data.text import clean_label, gbk_hint, label_problem, not_text, show_text
+from bbuvl.data.text import bom_encoding, clean_label, gbk_hint, label_problem, not_text, show_text
 
 
 def _json_number(value: Any) -> Any:
@@ -248,8 +248,12 @@ def iter_json_lines(path: str | Path, what: str = "dataset") -> Iterator[tuple[i
         raise DatasetError(path, 0, f"{kind}, not a JSONL {what} file")
     try:
         # A BOM (Windows editors write one) is no part of the first line; bytes that are not UTF-8 are kept as
-        # surrogates, so that their line is an error of its own and the lines after it are still read.
-        fh = path.open(encoding="utf-8-sig", errors="surrogateescape")
+        # surrogates, so that their line is an error of its own and the lines after it are still read. A file saved
+        # as UTF-16 (Notepad's "Unicode") is read as such, as JSON files are (data/jsonfile.py): it was refused as
+        # "not UTF-8 text (byte 0xff at column 1)", its encoding unsaid.
+        with path.open("rb") as raw:
+            head = raw.read(4)
+        fh = path.open(encoding=bom_encoding(head) or "utf-8-sig", errors="surrogateescape")
     except OSError as e:
         raise DatasetError(path, 0, f"cannot open {what}: {e.strerror or e}") from None
     with fh:

@@ -12,6 +12,7 @@ them composed, and the two must name one file. Nothing else about a file name is
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import unicodedata
 from typing import Callable, Iterable
@@ -161,6 +162,16 @@ def not_text(text: str) -> str | None:
         pass
     return (f"{show_text(shown)} is not UTF-8 text (a file name of bytes that are not UTF-8{gbk}); rename the file in "
             "UTF-8 (convmv -f gbk -t utf-8 does a folder) and write its name as such")
+
+
+def bom_encoding(head: bytes) -> str | None:
+    """"utf-16" or "utf-32" when `head` (a file's first bytes) opens with that encoding's byte order mark, as Windows
+    Notepad's "Unicode" saves text; None otherwise (UTF-8, with or without its own BOM)."""
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16: FF FE 00 00 starts like FF FE
+        return "utf-32"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    return None
 
 
 def gbk_hint(data: bytes) -> str:
