@@ -41,7 +41,7 @@ from bbuvl.data.input_paths import OutsideFolderError, file_inside, require_fold
 from bbuvl.data.jsonfile import DuplicateKeyError, json_problem, parse_json
 from bbuvl.data.labels import SEP, Hierarchy, TokenMap
 from bbuvl.data.layout import ERRORS, SUMMARY, write_dataset_folder, write_json
-from bbuvl.data.names import NameBook, portable_path
+from bbuvl.data.names import NameBook, fit_name, portable_path
 from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
 from bbuvl.data.split import split_items
 from bbuvl.data.text import file_name_key, gbk_hint, name_as_text, not_text, show_text
@@ -177,8 +177,8 @@ def find_pairs(src: Path, exclude: Path | None = None) -> list[Pair]:
         else:
             pairs.append(Pair(stem, None, ims[0], f"image has no annotation JSON named '{stem}.json'"))
     book = NameBook()
-    return [replace(p, stored=book.name(portable_path(f"{p.stem}.jpg"), p.id)) if p.problem is None else p
-            for p in pairs]
+    return [replace(p, stored=book.name(fit_name(portable_path(f"{p.stem}.jpg"), p.id), p.id)) if p.problem is None
+            else p for p in pairs]
 
 
 def _coco_file(path: Path) -> str | None:

@@ -84,6 +84,26 @@ def safe_stem(path: str) -> str:
     return "/".join(kept) or "photo"
 
 
+# A file system holds names of at most 255 bytes (a Chinese character is 3 of them), and a writer adds to a derived
+# name: a tile's `__X_Y_WxH`, a hash when two sources share it, and the temporary `.NAME.PID.XXXXXXXX.tmp.EXT` it is
+# written as first (bbuvl/atomic.py). A derived name keeps at most this many bytes, so that all of it fits: a photo
+# named in 70 Chinese characters failed its tile's write, and with it the whole `data tile` run.
+MAX_NAME_BYTES = 160
+
+
+def fit_name(path: str, source: str, limit: int = MAX_NAME_BYTES) -> str:
+    """`path` (relative, POSIX) with its last part cut to `limit` bytes when longer: the head of its stem, a hash of
+    `source` (one source always gets one name, two sources never share it), then its suffix."""
+    p = PurePosixPath(path)
+    if len(p.name.encode("utf-8", "surrogateescape")) <= limit:
+        return path
+    suffix = p.suffix if len(p.suffix) <= 8 else ""  # `a.<200 characters>` has no suffix to keep
+    digest = hashlib.sha256(source.encode("utf-8", "surrogateescape")).hexdigest()[:HASH_CHARS]
+    room = limit - len(f".{digest}{suffix}".encode())
+    head = p.name[:len(p.name) - len(suffix)].encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
+    return str(p.with_name(f"{head}.{digest}{suffix}"))
+
+
 class NameBook:
     """Derived names of one run, each owned by one source."""
 

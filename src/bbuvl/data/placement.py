@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bbuvl.atomic import atomic_path
 from bbuvl.data.images import file_digest
-from bbuvl.data.names import name_key, portable_part
+from bbuvl.data.names import fit_name, name_key, portable_part
 from bbuvl.data.text import file_name_key
 
 HASH_CHARS = 10
@@ -29,7 +29,8 @@ def preferred_name(src: Path, images_dir: Path) -> Path:
     photo = Path(os.path.abspath(src))
     rel = next((photo.relative_to(base) for base in (Path(os.path.abspath(images_dir)), images_dir.resolve())
                 if photo.is_relative_to(base)), Path(src.name))  # outside: a file_name imported with allow_outside
-    return Path("images", *(portable_part(file_name_key(part)) for part in rel.parts))
+    name = Path("images", *(portable_part(file_name_key(part)) for part in rel.parts)).as_posix()
+    return Path(fit_name(name, photo.as_posix()))  # a long name keeps room for its hash and temporary
 
 
 class ImagePlacer:

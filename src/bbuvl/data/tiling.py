@@ -23,7 +23,7 @@ from bbuvl.atomic import write_bytes_atomic
 from bbuvl.data.images import load_image
 from bbuvl.data.input_paths import file_kind, real_path
 from bbuvl.data.layout import TRAIN, VAL, write_dataset_folder
-from bbuvl.data.names import NameBook, portable_path, safe_stem
+from bbuvl.data.names import NameBook, fit_name, portable_path, safe_stem
 from bbuvl.data.regions import Region, grid_regions, magnified_record, tile_side_overlap
 from bbuvl.data.schema import DatasetError, ImageRecord, read_lines, require_photos, resolve_image
 
@@ -160,7 +160,7 @@ def tile_dataset(dataset: str | Path, out: str | Path, spec: TileSpec, num_teach
         for path, line, record in rows:
             stem = safe_stem(record.image).removeprefix(f"{IMAGES}/")
             photo = resolve_image(path, record.image)
-            name = names.name(portable_path(f"{split}/{stem}"), f"{split}:{photo}")
+            name = names.name(fit_name(portable_path(f"{split}/{stem}"), f"{split}:{photo}"), f"{split}:{photo}")
             try:
                 tiled[split] += tile_record(record, photo, out, name, spec, written)
             except ValueError as e:  # ImageError, or a size its record contradicts: named as `data check` names it
