@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from bbuvl.atomic import written_path
 from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, check_device, console, fail, finite_range, hold_outputs, int_range,
-                              print_first, refuse_unused, user_errors)
+                              print_first, refuse_unused, require_file, user_errors)
 from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
                                  TILES, ZOOM_INTO, check_mode_name, describe_tiles, mode_help, plain_model_mode,
                                  read_folder, read_through_config, tile_options, typed)
@@ -84,6 +84,10 @@ def predict(
     from bbuvl.outputs import check_not_inputs
 
     out = written_path(out)  # reached through a link: the file's lock, manifest and writes (docs/resume.md)
+    # A FIFO given as one was read (hashed for the resume key) and waited on forever.
+    for path, what, expected in ((teachers, "--teachers", "teachers JSONL file"), (labels, "--labels", "labels JSON file")):
+        if path is not None:
+            require_file(path, what, expected)
     with user_errors(ValueError):
         # A folder ('-o ""' is '.'), a FIFO or a device, before anything: --overwrite would delete a device.
         check_plain_file(out)

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from bbuvl.cli.common import (PATH_OR_ID, check_device, console, finite_range, int_range, one_of, refuse_unused,
-                              user_errors)
+                              require_file, user_errors)
 from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
                                  TILES, ZOOM_INTO, check_mode_name, mode_help, plain_model_mode, read_folder,
                                  tile_options, typed)
@@ -91,6 +91,10 @@ def serve(
     tiled = tile_options(tiles, tile_zoom, tile_whole, zoom_into, tile_stride, tile_refine)
     mode = plain_model_mode(checkpoint, labels, lang, mode, lang_typed=typed(ctx, "lang"))
     refuse_unused(ctx, fewshot is not None, "--fewshot", "fewshot_backbone", "fewshot_threshold")
+    if api_key_file is not None:  # a FIFO was waited on forever, the server never starting
+        require_file(api_key_file, "--api-key-file", "key file")
+    if labels is not None:
+        require_file(labels, "--labels", "labels JSON file")
     with user_errors(ValueError, OSError):
         keys = read_keys(api_key_file)  # before minutes of loading: a server without keys never starts
     check_device(device)
