@@ -60,3 +60,14 @@ def test_a_cut_name_is_one_sources_alone_and_keeps_its_suffix():
     assert a.startswith("images/机房") and a.endswith(".jpg") and len(Path(a).name.encode()) <= 160
     assert fit_name("images/short.jpg", "a") == "images/short.jpg"
     assert len(fit_name("x." + "y" * 300, "s").encode()) <= 160  # no suffix to keep
+
+
+def test_crops_of_a_photo_named_near_the_limit_are_written(tmp_path):
+    from bbuvl.fewshot.crops import write_crops
+
+    photo(tmp_path / f"{LONG}.jpg")
+    (tmp_path / "d.jsonl").write_text(json.dumps({"images": [f"{LONG}.jpg"], "width": 64, "height": 48, "objects": [
+        {"bbox_2d": [4, 5, 30, 40], "desc": LABEL}, {"bbox_2d": [30, 5, 60, 40], "desc": LABEL}]}, ensure_ascii=False)
+        + "\n", encoding="utf-8")
+    assert write_crops(tmp_path / "d.jsonl", tmp_path / "crops") == {LABEL: 2}  # "File name too long" before
+    assert len(list((tmp_path / "crops" / LABEL).iterdir())) == 2

@@ -13,7 +13,7 @@ from typing import Iterable
 from bbuvl.atomic import save_atomic
 from bbuvl.data.images import load_image
 from bbuvl.data.labels import label_at_level
-from bbuvl.data.names import NameBook, portable_part
+from bbuvl.data.names import NameBook, fit_name, portable_part
 from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.fewshot.embed import crop_box
 
@@ -48,7 +48,9 @@ def write_crops(
             # The photo's stem as every system can hold it (`a:b.jpg` -> `a_b_00.png`): a crop set is copied between
             # machines; the folders are the labels themselves, which read_support reads back.
             stem = portable_part(Path(record.image).stem)
-            name = names.name(f"{folder.relative_to(out).as_posix()}/{stem}_{i:02d}.png", f"{photo}#{i}")
+            # Cut to leave room for a hash and the temporary it is written as (data/names.py)
+            derived = fit_name(f"{folder.relative_to(out).as_posix()}/{stem}_{i:02d}.png", f"{photo}#{i}")
+            name = names.name(derived, f"{photo}#{i}")
             crop = image.crop((x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)))
             save_atomic(out / name, lambda fh: crop.save(fh, "PNG"))
             counts[label] += 1
