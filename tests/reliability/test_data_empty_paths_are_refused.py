@@ -31,3 +31,13 @@ def test_an_empty_path_is_a_usage_error_and_nothing_is_written_into_the_current_
     said = " ".join(result.output.split())
     assert result.exit_code == 2 and f"Invalid value for {argument}: an empty path ('')" in said, said
     assert list(tmp_path.iterdir()) == []
+
+
+def test_data_stats_json_typed_as_a_folder_is_refused_as_every_file_output_is(small_dataset, tmp_path):
+    # `--json stats/` wrote a file named `stats` (a Path drops the slash): --json was the one file output of the data
+    # commands not marked as one (cli/common.py, FILE_OUT)
+    result = CliRunner().invoke(app, ["data", "stats", str(small_dataset), "--json", f"{tmp_path}/stats/"],
+                                env={"COLUMNS": "400"})
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "ends in '/', which names a folder, but this takes a file's name" in said, said
+    assert list(tmp_path.iterdir()) == []

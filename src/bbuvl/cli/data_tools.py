@@ -156,7 +156,7 @@ def stats(
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", callback=int_range(1), help="smart_resize upper bound [config or Qwen's]."),
     config: Optional[Path] = typer.Option(None, "--config", help="Run config: use its image frame (pixels, token budget)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint: use the frame it was trained with."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the statistics to this JSON file."),
+    json_out: Optional[Path] = typer.Option(None, "--json", metavar=FILE_OUT, help="Also write the statistics to this JSON file."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Counts per label and level, objects per image, image sizes, vision tokens in the model frame."""
