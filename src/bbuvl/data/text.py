@@ -88,12 +88,17 @@ def show_text(text: str) -> str:
 # as `show_text` spells them.
 _SPELLED_CONTROLS = {cp: chr(cp).encode("unicode_escape").decode("ascii")
                      for cp in range(0xA0) if unicodedata.category(chr(cp)) == "Cc" and chr(cp) not in "\n\t"}
+# And the bidirectional controls (embeddings, overrides, isolates, marks): a terminal obeys them too, and a file name
+# `evil\u202egpj.exe` showed as `evilexe.jpg`. Arabic and Hebrew letters are text, shown as they are.
+_SPELLED_CONTROLS.update({cp: f"\\u{cp:04x}" for cp in (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F),
+                                                          *range(0x2066, 0x206A))})
 
 
 def spell_controls(text: str) -> str:
-    """`text` with its control characters but newline and tab spelled out (`\\x1b`): a terminal shown a label or a file
-    name from data must display it, not obey an ESC sequence or a carriage return in it. Bytes of a file name that
-    are not UTF-8 are spelt `\\xbb` too (`name_as_text`): a UTF-8 terminal's stream refused them, a traceback."""
+    """`text` with its control characters but newline and tab, and its bidirectional controls, spelled out (`\\x1b`,
+    `\\u202e`): a terminal shown a label or a file name from data must display it, not obey an ESC sequence, a
+    carriage return or a right-to-left override in it. Bytes of a file name that are not UTF-8 are spelt `\\xbb` too
+    (`name_as_text`): a UTF-8 terminal's stream refused them, a traceback."""
     text = text.translate(_SPELLED_CONTROLS)
     return text if not_text(text) is None else name_as_text(text)
 
