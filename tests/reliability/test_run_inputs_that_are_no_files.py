@@ -18,22 +18,23 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @contextmanager
-def released_after(pipe: Path, seconds: float = 20.0) -> Iterator[None]:
+def released_after(pipe: Path, seconds: float = 20.0) -> Iterator[list[bool]]:
     """Give a reader stuck on `pipe` an end of file after `seconds`, so that a command that waits on it fails this test
-    instead of hanging it."""
-    done = threading.Event()
+    instead of hanging it; the list yielded holds one True for each reader that had to be released."""
+    done, released = threading.Event(), []
 
     def release() -> None:
         while not done.wait(seconds):
             try:
                 os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+                released.append(True)
             except OSError:  # no reader: nothing waits on it
                 pass
 
     thread = threading.Thread(target=release, daemon=True)
     thread.start()
     try:
-        yield
+        yield released
     finally:
         done.set()
         thread.join()
@@ -59,6 +60,7 @@ def test_a_fifo_or_a_folder_given_as_a_file_is_refused_at_once(trained_checkpoin
     folder.mkdir()
     for given, kind in ((pipe, "a FIFO (named pipe)"), (folder, "a folder")):
         argv, expected = cases(trained_checkpoint, tiny_model_dir, small_dataset, tmp_path, given)[option]
-        with released_after(pipe):
+        with released_after(pipe) as released:
             text = refused(invoke(argv), f"{given}: {kind}, not a {expected} ({option})")
+        assert not released
         assert "Loading weights" not in text and not (tmp_path / "pred.jsonl").exists()

@@ -15,6 +15,8 @@ with their stats, so a resume hashes only the files changed since (data/digests.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -60,10 +62,16 @@ def photo_digests(photos: Iterable[tuple[str, Path]], known: Mapping[str, FileDi
     out = []
     for name, path in photos:
         try:
-            out.append(file_digest(path, name, known))
+            # Only a regular file is read: a FIFO named by a dataset line was opened to be hashed and waited on for ever.
+            out.append(file_digest(path, name, known) if stat.S_ISREG(os.stat(path).st_mode) else unreadable(name))
         except OSError:
-            out.append(FileDigest(name, UNREADABLE, 0, 0, 0, 0))
+            out.append(unreadable(name))
     return out
+
+
+def unreadable(name: str) -> FileDigest:
+    """The digest recorded for a photo that cannot be read: its line is an error line, redone when that changes."""
+    return FileDigest(name, UNREADABLE, 0, 0, 0, 0)
 
 
 def file_key(path: str | Path | None) -> str | None:
