@@ -22,3 +22,18 @@ def test_a_right_to_left_override_in_a_photo_name_is_printed_spelled_out(tmp_pat
         assert control not in result.output
     assert "evil\\u202egpj.exe" in result.output and "a\\u2066b\\u2069.jpg" in result.output
     assert "שלום.jpg" in result.output and "مرحبا.jpg" in result.output
+
+
+def test_a_terminal_whose_encoding_has_no_chinese_gets_the_labels_escaped_not_a_traceback(small_dataset):
+    import os
+    import subprocess
+    import sys
+
+    # LANG=en_US.ISO-8859-1, or a cp1252 console: the first Chinese label was a UnicodeEncodeError traceback
+    for encoding in ("ascii", "latin-1"):
+        env = {**os.environ, "PYTHONIOENCODING": encoding, "COLUMNS": "200"}
+        done = subprocess.run([sys.executable, "-m", "bbuvl.cli", "data", "stats", str(small_dataset)], env=env,
+                              capture_output=True, timeout=120)
+        out = done.stdout.decode(encoding) + done.stderr.decode(encoding)
+        assert done.returncode == 0 and "Traceback" not in out, out
+        assert "\\u7ebf\\u7f06" in out  # 线缆, spelled

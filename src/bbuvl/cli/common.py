@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import sys
@@ -159,6 +160,11 @@ def start_command(ctx: typer.Context) -> None:
     finish_claims(succeeded=False)
     ctx.call_on_close(lambda: finish_claims(succeeded=False))  # a command that succeeded has finished them already
     expand_path_options(ctx.command)
+    for stream in (sys.stdout, sys.stderr):
+        # A terminal whose encoding has no Chinese (LANG=en_US.ISO-8859-1, a cp1252 console) printed the first label
+        # as a UnicodeEncodeError traceback: what it cannot show is spelt \u7ebf instead
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
 
 
 def record_claimed_outputs(*_: object, **__: object) -> None:
