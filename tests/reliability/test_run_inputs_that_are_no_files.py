@@ -64,3 +64,21 @@ def test_a_fifo_or_a_folder_given_as_a_file_is_refused_at_once(trained_checkpoin
             text = refused(invoke(argv), f"{given}: {kind}, not a {expected} ({option})")
         assert not released
         assert "Loading weights" not in text and not (tmp_path / "pred.jsonl").exists()
+
+
+def test_a_fifo_the_run_config_names_as_its_hierarchy_is_refused_at_once(trained_checkpoint, small_dataset, tmp_path):
+    import shutil
+
+    from bbuvl.config import dump_config, read_run_config
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    pipe = tmp_path / "hierarchy.json"
+    os.mkfifo(pipe)
+    cfg = read_run_config(ckpt)
+    cfg.data.hierarchy = str(pipe)
+    (ckpt / "bbuvl.yaml").write_text(dump_config(cfg), encoding="utf-8")
+    with released_after(pipe) as released:
+        text = refused(invoke(["predict", "-c", ckpt, "-i", small_dataset / "val.jsonl", "-o", tmp_path / "pred.jsonl",
+                               "--device", "cpu"]), f"{pipe}: a FIFO (named pipe), not a file to read")
+    assert not released and "Loading weights" not in text

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from bbuvl.data.digests import FileDigest, by_name, combined, file_digest
+from bbuvl.data.input_paths import NOTHING_THERE, file_kind
 from bbuvl.model.identity import identify
 
 # Options recorded as the SHA-256 of a file a run reads (`file_key`): a difference is said as a change of content.
@@ -75,8 +76,14 @@ def unreadable(name: str) -> FileDigest:
 
 
 def file_key(path: str | Path | None) -> str | None:
-    """The SHA-256 of a file a mode reads (teachers, labels), None when there is none."""
-    return None if path is None else file_digest(Path(path), str(path)).sha256
+    """The SHA-256 of a file a mode reads (teachers, labels), None when there is none; ValueError naming what it is
+    when it is no regular file (a FIFO the run config names was opened to be hashed and waited on for ever)."""
+    if path is None:
+        return None
+    kind = file_kind(Path(path))
+    if kind is not None and kind not in NOTHING_THERE:
+        raise ValueError(f"{path}: {kind}, not a file to read")
+    return file_digest(Path(path), str(path)).sha256
 
 
 def resume_key(photos: list[tuple[str, Path]], checkpoint: Path, base: str | None, mode: str, options: Mapping[str, Any],
