@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from contextlib import contextmanager
@@ -105,6 +106,22 @@ def check_distinct(outputs: Iterable[Path]) -> None:
                 raise OutputConflict(f"{out} and {other}: one command would write both, and one is (or holds) the "
                                      "other; choose outputs apart")
         seen.append((out, real))
+
+
+def check_not_special(given: Path) -> None:
+    """Raise OutputConflict when output `given` (its links followed) is a device, a named pipe or a socket: an atomic
+    write renames a new file over it, and `--json /dev/null --overwrite` replaced the system's /dev/null, as root,
+    with a JSON file. A folder or a file (or nothing yet) passes."""
+    try:
+        mode = os.stat(given).st_mode
+    except (OSError, ValueError):  # nothing there (or a name no file can have): the command names it itself
+        return
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = ("a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else
+            "a named pipe" if stat.S_ISFIFO(mode) else "a socket")
+    raise OutputConflict(f"{given}: {kind}, not a file: writing it would replace it with a file (--overwrite too); "
+                         "choose a file name, or leave the option out to write nothing")
 
 
 def check_not_bookkeeping(out: Path, given: Path) -> None:
@@ -240,6 +257,7 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
     check_distinct(files + folders)
     outputs = [output_path(p) for p in files + folders]
     for out, given in zip(outputs, files + folders):
+        check_not_special(given)
         check_not_bookkeeping(out, given)
         check_name_room(out, given, file=given in files)
     claim = Claim(command, outputs, {})

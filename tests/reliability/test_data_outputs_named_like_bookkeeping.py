@@ -38,3 +38,28 @@ def test_what_was_written_as_a_lock_file_or_the_ledger_is_no_longer_lost(small_d
     assert list(ledger["written"]) == ["t.jsonl"]
     code, said = invoke("data", "export-coco", data, tmp_path / ".t.jsonl.json")  # a hidden name of its own is fine
     assert code == 0 and json.loads((tmp_path / ".t.jsonl.json").read_text(encoding="utf-8"))["images"], said
+
+
+def test_an_output_that_is_a_device_or_a_pipe_is_refused_and_stays_what_it_was(small_dataset, tmp_path):
+    import os
+    import stat
+
+    # `--json /dev/null --overwrite` renamed a JSON file over the system's /dev/null (as root); a named pipe was
+    # replaced alike. A copy of /dev/null stands in for it here (mknod needs root; the pipe does not).
+    data = small_dataset / "train.jsonl"
+    os.mkfifo(tmp_path / "pipe")
+    specials = {"pipe": stat.S_ISFIFO}
+    try:
+        os.mknod(tmp_path / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        specials["null"] = stat.S_ISCHR
+    except PermissionError:
+        pass
+    (tmp_path / "link").symlink_to(tmp_path / "pipe")
+    for name in [*specials, "link"]:
+        for command in (["data", "stats", data, "--json", tmp_path / name], ["data", "export-coco", data, tmp_path / name],
+                        ["data", "teachers", data, tmp_path / name]):
+            code, said = invoke(*command, "--overwrite")
+            kind = "a device" if name == "null" else "a named pipe"
+            assert code == 2 and f"{tmp_path / name}: {kind}, not a file" in said, said
+    for name, is_kind in specials.items():
+        assert is_kind(os.lstat(tmp_path / name).st_mode), name
