@@ -86,3 +86,14 @@ def test_an_os_error_is_told_as_its_file_and_reason_without_errno():
     assert error_text(OSError(18, "Invalid cross-device link", "a", None, "b")) == "a -> b: Invalid cross-device link"
     assert error_text(OSError("a folder, not a file")) == "a folder, not a file"
     assert error_text(ValueError("d.jsonl:3: bad")) == "d.jsonl:3: bad"
+
+
+def test_an_output_folder_that_is_a_link_reaching_nothing_is_named_as_such(tmp_path, dataset):
+    # It was "cannot be made a folder: a file has its name, or a folder above it is a file", of a link
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone" / "dir")
+    looped = loop(tmp_path)
+    for out, target in ((tmp_path / "dangling", tmp_path / "gone" / "dir"), (looped, tmp_path / "loop_b")):
+        text = refused(invoke(["data", "split", dataset, out]), f"{out}: cannot be made a folder: a link that reaches "
+                       f"nothing is there (to {target}, or its links lead in a loop)")
+        assert "a file has its name" not in text
+    assert not (tmp_path / "gone").exists()

@@ -138,6 +138,9 @@ def _claiming() -> Iterator[None]:
     except OutputConflict as e:
         fail(str(e))
     except (FileExistsError, NotADirectoryError) as e:  # mkdir of a folder whose name (or a parent's) is a file
+        if e.filename is not None and os.path.islink(e.filename) and not os.path.exists(e.filename):
+            fail(f"{e.filename}: cannot be made a folder: a link that reaches nothing is there (to "
+                 f"{os.readlink(e.filename)}, or its links lead in a loop); choose another output")
         fail(f"{e.filename}: cannot be made a folder: a file has its name, or a folder above it is a file; "
              "choose another output")
     except OSError as e:  # the lock beside each output is the first thing written
