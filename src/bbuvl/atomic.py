@@ -98,6 +98,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path}: is a file, expected a folder to write")
     tmp: Path | None = None
+    old: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_dead_writers_temporaries(path)
@@ -107,7 +108,6 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
         for file in [p for p in tmp.rglob("*") if p.is_file() and not p.is_symlink()]:
             with file.open("rb") as fh:
                 os.fsync(fh.fileno())
-        old = None
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             os.rename(path, old / path.name)
@@ -118,6 +118,11 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     except BaseException as e:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:  # a failed rename: the previous folder back under its name, and no stray `.NAME.*.old`
+            if (old / path.name).exists() and not os.path.lexists(path):
+                os.rename(old / path.name, path)
+            if not any(old.iterdir()):  # `.` (the current folder) cannot be renamed at all: `..XXXX.old` was left
+                old.rmdir()
         code = _write_errno(e)
         if code is None:
             raise

@@ -97,3 +97,18 @@ def test_an_output_folder_that_is_a_link_reaching_nothing_is_named_as_such(tmp_p
                        f"nothing is there (to {target}, or its links lead in a loop)")
         assert "a file has its name" not in text
     assert not (tmp_path / "gone").exists()
+
+
+def test_a_folder_that_cannot_be_replaced_is_kept_and_leaves_no_stray_folder(tmp_path, monkeypatch):
+    from bbuvl.atomic import atomic_folder
+
+    # `model tiny . --overwrite`: the current folder cannot be renamed (EBUSY); the error said the previous folder was
+    # kept, and it was, with an empty `..XXXX.old` folder left in it
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "mine.txt").write_text("kept", encoding="utf-8")
+    monkeypatch.chdir(work)
+    with pytest.raises(OSError, match="the previous folder is kept"):
+        with atomic_folder(".") as tmp:
+            (tmp / "new.txt").write_text("new", encoding="utf-8")
+    assert sorted(p.name for p in work.iterdir()) == ["mine.txt"]
