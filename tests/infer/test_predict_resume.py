@@ -169,3 +169,13 @@ def test_eval_compares_the_photos_on_disk_when_the_manifest_records_no_digest_an
     shutil.copy(run["out"], other.with_name("pred.jsonl"))
     result = invoke(["eval", "--pred", other.with_name("pred.jsonl"), "--gt", other, "--out", tmp_path / "m2.json"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_category_named_twice_resumes_the_run_that_named_it_once(predicted, tmp_path):
+    run = fresh(predicted, tmp_path)
+    started = again(run, "--zoom-into", "螺丝连接点", "--overwrite")
+    assert started.exit_code == 0, started.output
+    before = run["out"].read_bytes()
+    # Before: "holds predictions of another run (zoom_containers ['螺丝连接点'] (now [... twice]))".
+    resumed(again(run, "--zoom-into", "螺丝连接点, 螺丝连接点"))
+    assert run["out"].read_bytes() == before

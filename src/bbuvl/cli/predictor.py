@@ -141,14 +141,21 @@ def tile_options(tiles: str | None, tile_zoom: float | None, tile_whole: bool | 
 
 
 def categories(text: str, option: str) -> list[str]:
-    """`a, b` -> the categories; `none` -> none; fails (one red line) on commas alone (' , ,'), which turned zoom
+    """`a, b` -> the categories, each once; `none` -> none; fails (one red line) on commas alone (' , ,'), which turned zoom
     or refinement off as `none` does, where categories were meant."""
     if text.strip().lower() == "none":
         return []
     found = [c.strip() for c in text.split(",") if c.strip()]
     if not found:
         fail(f"{option}: no category in '{text}'; give categories separated by commas (e.g. bbu基带处理单元), or none")
-    return found
+    from bbuvl.data.text import label_key
+
+    # One category named twice is that category once: as a second entry it made another resume key for the same
+    # predictions, and a resume with it named once was refused.
+    first: dict[str, str] = {}
+    for c in found:
+        first.setdefault(label_key(c), c)
+    return list(first.values())
 
 
 def describe_tiles(predictor, options, size: tuple[int, int]) -> str | None:  # noqa: ANN001 - Predictor, PredictOptions
