@@ -98,6 +98,7 @@ def decode_base64(text: str, where: str = "image") -> bytes:
     is neither, 415 when the URI says it holds no image."""
     if not isinstance(text, str) or not text:
         raise ApiError(400, "missing_image", f"'{where}' must be a non-empty base64 string or data: URI")
+    text = text.strip()  # ' data:image/jpeg;base64,...' was 'not valid base64', ' https://...' not named a URL
     m = _DATA_URI.match(text)
     if m:
         if not m.group("b64"):

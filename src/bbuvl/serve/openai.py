@@ -58,7 +58,9 @@ def image_from_chat(body: Any) -> bytes:
         raise ApiError(400, "missing_image" if not urls else "too_many_images",
                        f"send exactly one image_url part with a data: URI; found {len(urls)}")
     where, url = urls[0]
-    if not isinstance(url, str) or not url.startswith("data:"):
+    # A URI's scheme is case-insensitive (RFC 3986): 'DATA:image/jpeg;base64,...', which /v1/detect takes, was
+    # refused here as a URL the server would have to fetch.
+    if not isinstance(url, str) or not url.lstrip()[:5].lower() == "data:":
         raise ApiError(400, "url_not_allowed", f"{where}: only data: URIs are accepted (data:image/jpeg;base64,...); "
                        "the server never fetches a URL")
     return decode_base64(url, where)
