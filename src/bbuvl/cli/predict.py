@@ -75,7 +75,8 @@ def predict(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from bbuvl.infer.batch import PredictJob, photo_names, run_predictions
-    from bbuvl.infer.output import check_ours, check_output, check_plain_file, discard_output, input_root, manifest_path
+    from bbuvl.infer.output import (check_name_room, check_ours, check_output, check_plain_file, discard_output,
+                                    input_root, manifest_path)
     from bbuvl.data.faults import Faults
     from bbuvl.infer.predictor import Predictor, region_batch
     from bbuvl.infer.verdict import verdict_counts
@@ -83,6 +84,8 @@ def predict(
     from bbuvl.model.checkpoint import CheckpointError
     from bbuvl.outputs import check_not_inputs
 
+    with user_errors(ValueError):
+        check_name_room(out)  # before reading it as a link: a name past the limit was a traceback there
     out = written_path(out)  # reached through a link: the file's lock, manifest and writes (docs/resume.md)
     # A FIFO given as one was read (hashed for the resume key) and waited on forever.
     for path, what, expected in ((teachers, "--teachers", "teachers JSONL file"), (labels, "--labels", "labels JSON file")):

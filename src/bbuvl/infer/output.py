@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import re
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bbuvl.atomic import write_bytes_atomic, write_text_atomic
+from bbuvl.atomic import temporary_name_bytes, write_bytes_atomic, write_text_atomic
 from bbuvl.data.input_paths import NOTHING_THERE, file_kind
 from bbuvl.data.jsonfile import read_json
 from bbuvl.outputs import OutputConflict
@@ -143,6 +144,25 @@ def prediction_root(out: str | Path) -> Path:
     says which), else, for a file predict did not write, the file's own folder."""
     manifest = read_manifest(Path(out))
     return input_root(manifest.input) if manifest is not None else Path(out).resolve().parent
+
+
+def check_name_room(out: Path) -> None:
+    """OutputError when --out's name leaves no room for what predict writes beside it: its manifest, written through a
+    temporary name 27 bytes longer still (atomic.py). A name near the limit failed after the model had loaded, with
+    nothing predicted; one past it was a traceback."""
+    name = len(os.fsencode(out.name))
+    # The temporary name holds the writer's pid: counted at 7 digits (Linux's largest, 4194304), so that a resume by a
+    # process of a longer pid than this one never meets the limit after loading the model.
+    longest = temporary_name_bytes(manifest_path(out)) - len(str(os.getpid())) + 7
+    folder = next((p for p in Path(os.path.abspath(out)).parents if p.is_dir()), Path("/"))
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if longest > limit:
+        raise OutputError(f"{out}: a name of {name} bytes, and predict writes its manifest beside it through a temporary "
+                          f"name of {longest} bytes, past the {limit} this file system allows; choose a name of at most "
+                          f"{limit - (longest - name)} bytes")
 
 
 def check_plain_file(path: Path) -> None:
