@@ -150,6 +150,8 @@ def check_name_room(out: Path) -> None:
     """OutputError when --out's name leaves no room for what predict writes beside it: its manifest, written through a
     temporary name 27 bytes longer still (atomic.py). A name near the limit failed after the model had loaded, with
     nothing predicted; one past it was a traceback."""
+    if not out.name:  # '.', '/': a folder, named as one by `check_plain_file`
+        return
     name = len(os.fsencode(out.name))
     # The temporary name holds the writer's pid: counted at 7 digits (Linux's largest, 4194304), so that a resume by a
     # process of a longer pid than this one never meets the limit after loading the model.
