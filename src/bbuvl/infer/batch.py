@@ -22,7 +22,7 @@ from bbuvl.atomic import write_text_atomic
 from bbuvl.data.images import IMAGE_SUFFIXES
 from bbuvl.data.schema import once_each, read_lines, require_photos
 from bbuvl.data.text import not_text
-from bbuvl.infer.output import Manifest, OutputLock, claim_output, input_root, repair_output
+from bbuvl.infer.output import Manifest, OutputLock, claim_output, input_root, read_manifest, repair_output
 from bbuvl.infer.resume_key import ResumeKey
 
 
@@ -75,8 +75,24 @@ def photo_names(path: str | Path) -> list[str]:
         return names
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
+    refuse_other_inputs(path)
     # A photo on two lines would get two output lines of one name, and a resume would keep one of them.
     return require_photos([sample.student.image for _, sample in once_each(read_lines(path), path)], path)
+
+
+def refuse_other_inputs(path: Path) -> None:
+    """ValueError naming what `path` is when it is a file predict is often given by mistake: one photo (read as JSONL
+    it was 'not UTF-8 text (byte 0xff at column 1)'), or a predictions file (every key of its first line 'unknown')."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        raise ValueError(f"{path}: a photo; --input takes a folder of photos or a dataset JSONL: give its folder "
+                         f"({path.parent}), or a JSONL that lists it")
+    try:
+        made = read_manifest(path)
+    except ValueError:  # a damaged manifest beside it says nothing of what it is: read as the dataset it may be
+        made = None
+    if made is not None:
+        raise ValueError(f"{path}: predictions written by `bbuvl predict`, not a dataset; give the photos they were "
+                         f"predicted from ({made.input})")
 
 
 def refuse_names_no_line_holds(folder: Path, names: list[str]) -> None:

@@ -1,0 +1,28 @@
+"""Files predict is often given as --input by mistake: one photo (`-i site.jpg`), read as a JSONL, was 'not UTF-8 text
+(byte 0xff at column 1); is this a JSONL dataset file?', and a predictions file (`-i pred.jsonl`) was 'missing key
+'images'; unknown key 'image' ...; and 50 more'. Each is now named for what it is, with what to give instead."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.reliability.test_a_resume_never_mixes_two_runs import invoke, refused
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_a_photo_or_a_predictions_file_as_input_is_named_for_what_it_is(trained_checkpoint, small_dataset, tmp_path):
+    argv = ["predict", "-c", trained_checkpoint, "--mode", "head", "--device", "cpu"]
+    photo = next((small_dataset / "images").iterdir())
+    text = refused(invoke([*argv, "-i", photo, "-o", tmp_path / "one.jsonl"]),
+                   f"{photo}: a photo; --input takes a folder of photos or a dataset JSONL: give its folder "
+                   f"({photo.parent})")
+    assert "UTF-8" not in text and not (tmp_path / "one.jsonl").exists()
+
+    made = tmp_path / "pred.jsonl"
+    first = invoke([*argv, "-i", small_dataset / "val.jsonl", "-o", made])
+    assert first.exit_code == 0, first.output
+    text = refused(invoke([*argv, "-i", made, "-o", tmp_path / "again.jsonl"]),
+                   f"{made}: predictions written by `bbuvl predict`, not a dataset; give the photos they were predicted "
+                   f"from ({small_dataset / 'val.jsonl'})")
+    assert "unknown key" not in text and not (tmp_path / "again.jsonl").exists()
