@@ -221,3 +221,21 @@ def test_an_option_typed_where_it_does_nothing_is_refused_before_anything_is_emb
     code, said = invoke("classify", "--query", tmp_path / "val.jsonl", "--out", tmp_path / "o.csv", "--margin", "0.2",
                         "--shots", "2", "--seed", "3", "--no-cache", *common)
     assert code == 0 and (tmp_path / "o.csv").read_text(encoding="utf-8").count("\n") == 2, said
+
+
+def test_shot_counts_that_draw_the_same_support_are_evaluated_once_and_too_many_are_refused(tmp_path):
+    # `--shots 1,...,20000` on classes of two photos each evaluated the same support 19,999 times (hours, then a table
+    # of identical columns); shots past every class's size are the draw of `all`
+    support = photos(tmp_path / "support", {"a": 2, "b": 2})
+    query = photos(tmp_path / "query", {"a": 1, "b": 1})
+    common = ("--support", support, "--query", query, "--backbone", "pixels:8", "--thresholds", "0.5", "--no-cache")
+    start = time.perf_counter()
+    code, said = invoke("eval", *common, "--out", tmp_path / "many", "--shots", ",".join(map(str, range(1, 20001))))
+    assert code == 2 and "--shots lists 20,000 shot counts, more than 100" in said, said
+    assert time.perf_counter() - start < 10 and not (tmp_path / "many").exists()
+    code, said = invoke("eval", *common, "--out", tmp_path / "res", "--shots", "1,2,3,5,all")
+    assert code == 0, said
+    summary = json.loads((tmp_path / "res" / "summary.json").read_text(encoding="utf-8"))
+    assert list(summary["accuracy_table"]) == ["1", "2"]
+    assert "shots=3, 5, all draw the support images of shots=2 (no class has more): evaluated once, as shots=2" in \
+        summary["warnings"]

@@ -48,6 +48,9 @@ class FittedSupport:
     classifier: FewShotClassifier
 
 
+_NONE = object()  # no earlier shot count drew the same images
+
+
 def fit_support(
     support: SupportSet,
     shot_list: list[Shots],
@@ -61,10 +64,21 @@ def fit_support(
     """A classifier per shot count, every distinct support image embedded once; also warnings (short classes, a photo
     in two classes)."""
     samples, warnings = {}, support.shared_photos()
+    same: dict[Shots, list[Shots]] = {}  # shot count -> later ones that draw its very images
     for shots in shot_list:
         chosen, short = sample_support(support, shots, seed)
+        # K past every class's size draws what `all` draws: `--shots 1,...,20000` evaluated (and warned of) the same
+        # support 20,000 times, for hours. Each draw is evaluated once, under its first shot count.
+        twin = next((k for k, c in samples.items() if c == chosen), _NONE)
+        if twin is not _NONE:
+            same.setdefault(twin, []).append(shots)
+            continue
         samples[shots] = chosen
         warnings += [f"shots={shots_name(shots)}: {w}" for w in short]
+    for twin, others in same.items():
+        listed = ", ".join(shots_name(s) for s in others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        warnings.append(f"shots={listed} draw the support images of shots={shots_name(twin)} (no class has more): "
+                        f"evaluated once, as shots={shots_name(twin)}")
     union = {item.path: item for chosen in samples.values() for item in support_items(chosen)}
     vectors: dict[Path, np.ndarray] = {}
     for items, vecs in embed_items(union.values(), backbone, cache, batch_size, report):

@@ -40,6 +40,9 @@ from bbuvl.fewshot.support import UNKNOWN, read_support
 Progress = Callable[[str, int], None]  # (stage, items done so far)
 
 
+MAX_SHOTS = 100
+
+
 def parse_shots(text: str) -> list[Shots]:
     """`"1,5,10"` -> [1, 5, 10]; `all` stands for every support image."""
     out: list[Shots] = []
@@ -52,7 +55,10 @@ def parse_shots(text: str) -> list[Shots]:
             raise ValueError(f"shots must be positive whole numbers or 'all', separated by commas; got '{part}' in '{text}'")
     if not out:
         raise ValueError("give at least one shot count, e.g. --shots 1,5,10")
-    return list(dict.fromkeys(out))
+    out = list(dict.fromkeys(out))
+    if len(out) > MAX_SHOTS:  # each is a whole evaluation over every threshold, with its own tables
+        raise ValueError(f"--shots lists {len(out):,} shot counts, more than {MAX_SHOTS}; give a few (e.g. 1,5,10,all)")
+    return out
 
 
 # Each threshold writes a confusion table per shot count: 0.4:0.9:1e-9 asked for a billion and hung building the list.
