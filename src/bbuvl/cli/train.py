@@ -35,6 +35,7 @@ def train(
     Several GPUs: `accelerate launch -m bbuvl.cli train CONFIG` or `torchrun --nproc-per-node N -m bbuvl.cli train CONFIG`
     (add training.deepspeed=configs/deepspeed/zero2.json for DeepSpeed).
     """
+    refuse_flags_that_do_nothing(dry_run, print_config, validate_only, resume, resume_from, overwrite)
     try:
         cfg, origin = load_located_config(config, overrides or [])
     except ConfigError as e:
@@ -124,6 +125,27 @@ def train(
                       + (f": [yellow]{longer} of {result['answers_measured']} answers are longer, and answers like them will "
                          "be cut[/]" if longer else ""))
     console.print(f"[green]checkpoint[/]: {escape(result['final'])}  (TensorBoard: {escape(str(Path(cfg.training.output_dir) / 'tb'))})")
+
+
+def refuse_flags_that_do_nothing(dry_run: bool, print_config: bool, validate_only: bool, resume: bool,
+                                 resume_from: Path | None, overwrite: bool) -> None:
+    """Fail when two checks are asked for, or a run's flag with a check that starts no run: `--resume --dry-run` ran
+    the dry run from scratch, and `--print-config --validate-only` printed the config, each without a word about the
+    flag left unused."""
+    checks = [f for f, on in (("--print-config", print_config), ("--validate-only", validate_only),
+                              ("--dry-run", dry_run)) if on]
+    runs = [f for f, on in (("--resume", resume), ("--resume-from", resume_from is not None),
+                            ("--overwrite", overwrite)) if on]
+    if len(checks) > 1:
+        fail(f"{' and '.join(checks)}: each does one thing and stops, so only the first would run; pass one")
+    if checks and runs:
+        fail(f"{' and '.join(runs)} {'applies' if len(runs) == 1 else 'apply'} to a training run, which {checks[0]} does "
+             f"not start (it {CHECKS[checks[0]]}); leave {'it' if len(runs) == 1 else 'them'} out, or leave out "
+             f"{checks[0]} to train")
+
+
+CHECKS = {"--print-config": "prints the config", "--validate-only": "validates the config",
+          "--dry-run": "runs one batch from the start"}
 
 
 def print_fault_counts(inputs) -> None:  # noqa: ANN001 - a RunInputs
