@@ -33,8 +33,9 @@ class _Console(Console):
         return super().render_str(spell_controls(text), **kwargs)
 
 
-console = _Console(highlight=False)
-err_console = _Console(stderr=True, highlight=False)
+# emoji=False: rich turned `:name:` in a path, label or option ("cuda:abc:", "site:x:1.jpg") into an emoji (🔤, ❌).
+console = _Console(highlight=False, emoji=False)
+err_console = _Console(stderr=True, highlight=False, emoji=False)
 
 
 def fail(message: str, code: int = 2) -> None:
