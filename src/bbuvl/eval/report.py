@@ -63,22 +63,30 @@ def write_report(
     # Each picture folder is filled beside its name and swapped in whole: a re-run with fewer photos (--worst 2 after
     # 20) would otherwise show the earlier run's pictures beside its own (docs/outputs.md, "A re-run replaces").
     with atomic_folder(out_dir / FAULTS_DIR) as faults_dir, atomic_folder(out_dir / WORST_DIR) as worst_dir:
-        return _write_report(evaluation, out_dir, faults_dir, worst_dir, font, hierarchy, worst, comparison,
-                             baseline_name, sizes, [] if unreadable is None else unreadable)
+        curves, page = _write_report(evaluation, out_dir, faults_dir, worst_dir, font, hierarchy, worst, comparison,
+                                     baseline_name, sizes, [] if unreadable is None else unreadable)
+    # The files beside the picture folders are written once both are in, the page last: a run stopped while it drew
+    # (seconds to minutes) left its curves beside the previous run's page and pictures, one report of two runs.
+    for path, picture in curves:
+        _save_png(path, picture)
+    index = out_dir / "index.html"
+    write_text_atomic(index, page)
+    return index
 
 
 def _write_report(evaluation: Evaluation, out_dir: Path, faults_dir: Path, worst_dir: Path, font: FontChoice,
                   hierarchy: Hierarchy | None, worst: int, comparison: list[dict[str, Any]] | None,
-                  baseline_name: str | None, sizes: SizeResult | None, unreadable: list[str]) -> Path:
-    """`write_report`'s body, the pictures drawn into `faults_dir` and `worst_dir` (filled before they take their
-    names) and linked from the page by their final names."""
+                  baseline_name: str | None, sizes: SizeResult | None,
+                  unreadable: list[str]) -> tuple[list[tuple[Path, Image.Image]], str]:
+    """`write_report`'s body: the pictures drawn into `faults_dir` and `worst_dir` (filled before they take their
+    names), and the curves to write beside them and the page linking them by their final names, for the caller to
+    write once the folders are in."""
     hierarchy = hierarchy or Hierarchy.load()
     name = LabelNamer(font, hierarchy)
     faults = evaluation.faults
     is_fault = faults.judged_with.is_fault
 
     fault_curve = plot_fault_curve(faults)
-    _save_png(out_dir / FAULT_CURVE_FILE, fault_curve)
     drawn: dict[int, tuple[Image.Image, Path]] = {}  # id of an image's result -> its picture and first file
     problems: dict[int, str] = {}  # id of an image's result -> why its photo could not be read
 
@@ -104,7 +112,6 @@ def _write_report(evaluation: Evaluation, out_dir: Path, faults_dir: Path, worst
         fault_pictures.append((i, draw(result, faults_dir / png), out_dir / FAULTS_DIR / png))
 
     curve = plot_pr_curves(evaluation, font, name)
-    _save_png(out_dir / PR_CURVE_FILE, curve)
     pictures = []
     for rank, result in enumerate(evaluation.worst(worst), start=1):
         png = f"{rank:03d}_{file_stem(result.image_path.stem)}.png"
@@ -113,9 +120,7 @@ def _write_report(evaluation: Evaluation, out_dir: Path, faults_dir: Path, worst
     page = _page(evaluation, font, hierarchy, curve, pictures, out_dir,
                  _sizes_html(sizes) + _comparison_html(comparison, baseline_name),
                  _faults_html(evaluation, fault_curve, fault_pictures, out_dir, problems), problems)
-    index = out_dir / "index.html"
-    write_text_atomic(index, page)
-    return index
+    return [(out_dir / FAULT_CURVE_FILE, fault_curve), (out_dir / PR_CURVE_FILE, curve)], page
 
 
 # --- precision-recall plot -----------------------------------------------------------------------

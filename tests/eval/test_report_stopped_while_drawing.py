@@ -1,0 +1,47 @@
+"""`bbuvl eval --report` stopped while it draws (Ctrl-C; seconds to minutes on large photos) must leave the previous
+report whole: the new run wrote its precision-recall curves first, and a stop while drawing left them beside the
+previous run's page and pictures, one report of two runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bbuvl.synthetic.dataset import synthesize
+from tests.eval.conftest import write_perturbed_predictions
+
+
+def report_files(report: Path) -> dict[str, bytes]:
+    """Every file of a report (hidden temporaries left out) with its bytes."""
+    return {p.relative_to(report).as_posix(): p.read_bytes() for p in sorted(report.rglob("*"))
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(report).parts)}
+
+
+def eval_command(root: Path, pred: Path) -> list[str]:
+    return [sys.executable, "-m", "bbuvl.cli", "eval", "--pred", str(pred), "--gt", str(root / "data" / "val.jsonl"),
+            "--out", str(root / "m.json"), "--report", str(root / "report"), "--worst", "20"]
+
+
+def test_a_report_stopped_while_drawing_is_the_previous_one_whole(tmp_path):
+    synthesize(tmp_path / "data", 1, 20, seed=2, size=(640, 480), num_teachers=1)
+    gt = tmp_path / "data" / "val.jsonl"
+    first, second = (write_perturbed_predictions(gt, tmp_path / f"{n}.jsonl", seed=s) for n, s in (("a", 0), ("b", 1)))
+    env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
+    subprocess.run(eval_command(tmp_path, first), env=env, check=True, capture_output=True)
+    before = report_files(tmp_path / "report")
+    assert "pr_curve.png" in before and "index.html" in before
+
+    stopped = subprocess.Popen(eval_command(tmp_path, second) + ["--overwrite"], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    drawing = None
+    while drawing is None and stopped.poll() is None:  # the pictures' folders filling beside their names
+        drawing = next((p for p in (tmp_path / "report").glob(".worst.*.tmp") if any(p.iterdir())), None)
+        time.sleep(0.005)
+    assert drawing is not None, "the run ended before it drew: nothing was stopped"
+    stopped.send_signal(signal.SIGINT)
+    assert stopped.wait(timeout=60) != 0
+    assert report_files(tmp_path / "report") == before
