@@ -36,6 +36,8 @@ BAD = {
     "user_an_object": ({"user": {"id": 7}, "messages": [user(IMAGE)]}, "invalid_parameter", "'user' must be a string"),
     "stop_of_numbers": ({"stop": [1, 2], "messages": [user(IMAGE)]}, "invalid_parameter", "'stop'"),
     "stop_of_five_strings": ({"stop": ["a", "b", "c", "d", "e"], "messages": [user(IMAGE)]}, "invalid_parameter", "'stop'"),
+    "store_as_a_string": ({"store": "no", "messages": [user(IMAGE)]}, "invalid_parameter", "'store' must be true or false"),
+    "metadata_of_a_number": ({"metadata": {"site": 3}, "messages": [user(IMAGE)]}, "invalid_parameter", "'metadata'"),
     # 200 before: any role, or none, was taken
     "unknown_role": ({"messages": [{"role": "hacker", "content": [IMAGE]}]}, "bad_message", "messages[0]"),
     "no_role": ({"messages": [{"content": [IMAGE]}]}, "bad_message", "messages[0]"),
@@ -86,3 +88,14 @@ def test_brackets_and_commas_inside_strings_count_for_nothing(chat_server, photo
     body = {"messages": [{"role": "system", "content": text}, user({"type": "image_url", "image_url": {"url": uri}})]}
     r = chat_server.request("POST", "/v1/chat/completions", json.dumps(body).encode(), JSON)
     assert r.status == 200, r.body
+
+
+def test_openais_store_and_metadata_are_taken(chat_server, photos):
+    """A client that asks OpenAI to keep nothing sends `store: false`, one that tags its calls `metadata`: both were an
+    unknown_field 400, though they change no answer."""
+    uri = "data:image/png;base64," + base64.b64encode(photos[0].read_bytes()).decode()
+    body = {"store": False, "metadata": {"site": "3", "inspector": "7"},
+            "messages": [user({"type": "image_url", "image_url": {"url": uri}})]}
+    r = chat_server.request("POST", "/v1/chat/completions", json.dumps(body).encode(), JSON)
+    assert r.status == 200, r.body
+    assert len(r.json()["choices"]) == 1

@@ -23,7 +23,7 @@ from bbuvl.serve.images import decode_base64
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 # Accepted and checked, then of no effect: decoding is greedy with the checkpoint's answer budget (docs/serving.md).
 IGNORED = {"model", "user", "seed", "stop", "presence_penalty", "frequency_penalty", "temperature", "top_p", "max_tokens",
-           "max_completion_tokens"}
+           "max_completion_tokens", "store", "metadata"}
 # What would change the answer's shape, which this server cannot give: refused rather than dropped.
 UNSUPPORTED = {"tools", "tool_choice", "functions", "function_call", "response_format", "logprobs", "top_logprobs",
                "stream_options", "audio", "modalities", "parallel_tool_calls", "logit_bias", "prediction"}
@@ -93,6 +93,15 @@ def _check_parameters(body: dict[str, Any]) -> None:
             isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop)):
         raise ApiError(400, "invalid_parameter", f"'stop' must be a string or a list of at most 4 strings, got "
                        f"{cut(json.dumps(stop))}")
+    # OpenAI's own: whether it keeps the answer, and tags for its dashboard; `store: false` from a client that keeps
+    # nothing was an unknown_field 400
+    if body.get("store") is not None and not isinstance(body["store"], bool):
+        raise ApiError(400, "invalid_parameter", f"'store' must be true or false, got {cut(json.dumps(body['store']))}")
+    metadata = body.get("metadata")
+    if metadata is not None and not (isinstance(metadata, dict) and len(metadata) <= 16 and all(
+            isinstance(v, str) and len(k) <= 64 and len(v) <= 512 for k, v in metadata.items())):
+        raise ApiError(400, "invalid_parameter", "'metadata' must be an object of at most 16 string values (keys of at "
+                       f"most 64 characters, values of at most 512), got {cut(json.dumps(metadata))}")
     for name in ("max_tokens", "max_completion_tokens", "seed"):
         v = body.get(name)
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or (v < 1 and name != "seed")):
