@@ -82,7 +82,7 @@ def evaluate(
     from bbuvl.eval.compare import SETTINGS_KEY, compare, incomparable, read_metrics, run_settings, unknown_settings
     from bbuvl.eval.fonts import find_cjk_font
     from bbuvl.eval.judging import choose_verdict, verdict_setup
-    from bbuvl.infer.verdict import thresholds_file
+    from bbuvl.infer.verdict import lone_threshold_problem, thresholds_file
     from bbuvl.eval.metrics import evaluate_predictions
     from bbuvl.eval.predictions import read_predictions
     from bbuvl.eval.report import FAULT_CURVE_FILE, FAULTS_DIR, PR_CURVE_FILE, WORST_DIR
@@ -103,6 +103,10 @@ def evaluate(
             require_file(path, what, expected)
     reported = (([report / "index.html", report / PR_CURVE_FILE, report / FAULT_CURVE_FILE], [report / WORST_DIR, report / FAULTS_DIR])
                 if report else ([], []))
+    with user_errors(ValueError, OSError):
+        in_effect = verdict_setup(pred, hierarchy, None, None, choose_thresholds).thresholds
+    if problem := lone_threshold_problem(verdict_review, verdict_fail, in_effect):
+        fail(problem)
     with user_errors(ValueError, OSError):
         judged = verdict_setup(pred, hierarchy, verdict_review, verdict_fail, choose_thresholds)
         lines = read_predictions(pred)

@@ -79,7 +79,7 @@ def predict(
                                     input_root, manifest_path)
     from bbuvl.data.faults import Faults
     from bbuvl.infer.predictor import Predictor, region_batch
-    from bbuvl.infer.verdict import verdict_counts
+    from bbuvl.infer.verdict import checkpoint_verdict, lone_threshold_problem, verdict_counts
     from bbuvl.infer.tiles import check_containers
     from bbuvl.model.checkpoint import CheckpointError
     from bbuvl.outputs import check_not_inputs
@@ -120,6 +120,9 @@ def predict(
         refuse_untiled(ctx, given, cfg)
         mode = mode or cfg.inference.mode
         refuse_other_modes(ctx, mode)
+        if problem := lone_threshold_problem(verdict_review, verdict_fail,
+                                             checkpoint_verdict(checkpoint, mode, hierarchy)[0]):
+            fail(problem)
         # --overwrite deleted a hierarchy the run config named, when --out named it too
         check_not_inputs(read_through_config(checkpoint, cfg, mode, teachers), [out, manifest_path(out)])
         source = teachers or (Path(cfg.data.teachers) if cfg.data.teachers else None)

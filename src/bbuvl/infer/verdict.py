@@ -60,6 +60,26 @@ class FramedThresholds:
         return self.tiled if tiled and self.tiled is not None else self.whole
 
 
+def lone_threshold_problem(review: float | None, fail: float | None, in_effect: FramedThresholds) -> str | None:
+    """Why `--verdict-review` or `--verdict-fail` given alone cannot judge beside the other threshold in effect (the
+    checkpoint's chosen pair, else the config's), naming that threshold and where it is from; None when it can. The
+    check inside said only 'review (0.62777) must not exceed fail (0.5)', a number the user never gave."""
+    if (review is None) == (fail is None):
+        return None
+    for tiled, pair in ((False, in_effect.whole), (True, in_effect.tiled)):
+        if pair is None:
+            continue
+        which = "photos predicted through tiles or zoom" if tiled else "photos predicted in one pass"
+        where = f"the checkpoint's {thresholds_file(tiled)}, else the run config's"
+        if fail is not None and fail < pair.review:
+            return (f"--verdict-fail {fail:g} is below the review threshold in effect for {which}, {pair.review:g} "
+                    f"({where}): give --verdict-review too, at most {fail:g}")
+        if review is not None and review > pair.fail:
+            return (f"--verdict-review {review:g} is above the fail threshold in effect for {which}, {pair.fail:g} "
+                    f"({where}): give --verdict-fail too, at least {review:g}")
+    return None
+
+
 def thresholds_file(tiled: bool) -> str:
     """The checkpoint file that holds the chosen thresholds of photos predicted through tiles or zoom, or in one pass."""
     return TILED_THRESHOLDS_FILE if tiled else THRESHOLDS_FILE
