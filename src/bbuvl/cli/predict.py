@@ -120,8 +120,8 @@ def predict(
         refuse_untiled(ctx, given, cfg)
         mode = mode or cfg.inference.mode
         refuse_other_modes(ctx, mode)
-        if problem := lone_threshold_problem(verdict_review, verdict_fail,
-                                             checkpoint_verdict(checkpoint, mode, hierarchy)[0]):
+        if (verdict_review is None) != (verdict_fail is None) and (problem := lone_threshold_problem(
+                verdict_review, verdict_fail, checkpoint_verdict(checkpoint, mode, hierarchy)[0])):
             fail(problem)
         # --overwrite deleted a hierarchy the run config named, when --out named it too
         check_not_inputs(read_through_config(checkpoint, cfg, mode, teachers), [out, manifest_path(out)])
