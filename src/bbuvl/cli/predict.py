@@ -239,9 +239,22 @@ def predict_key(job, checkpoint: Path, cfg, given: dict, teachers: Path | None, 
     from bbuvl.data.labels import DEFAULT_HIERARCHY
     from bbuvl.infer.options import PredictOptions
     from bbuvl.infer.resume_key import file_key, resume_key
+    from bbuvl.infer.verdict import checkpoint_verdict
     from bbuvl.model.checkpoint import is_plain_model_folder
 
-    options = PredictOptions.of(cfg.inference, **given).model_dump(mode="json", exclude={"batch_rows"})  # batching only
+    try:
+        resolved = PredictOptions.of(cfg.inference, **given)
+    except ValueError:
+        if ("verdict_review" in given) == ("verdict_fail" in given):
+            raise
+        # A lone threshold is paired with the checkpoint's chosen one in effect (checked by `lone_threshold_problem`),
+        # not the run config's: --verdict-review 0.55 beside a chosen fail of 0.6 was refused for the config's 0.5.
+        framed = checkpoint_verdict(checkpoint, job.mode, hierarchy)[0]
+        pairs = {"": framed.whole, "_tiled": framed.tiled} if framed.tiled is not None else {"": framed.whole}
+        resolved = PredictOptions.of(cfg.inference.model_copy(update={
+            f"verdict_{which}{suffix}": getattr(pair, which) for suffix, pair in pairs.items()
+            for which in ("review", "fail")}), **given)
+    options = resolved.model_dump(mode="json", exclude={"batch_rows"})  # batch_rows: batching only
     options |= {"teachers": file_key(teachers)} if teachers is not None else {}
     # Each line's verdict judges the faults this file marks: another --hierarchy would judge the rest differently.
     options |= {"hierarchy": file_key(hierarchy or cfg.data.hierarchy or DEFAULT_HIERARCHY)}
