@@ -103,10 +103,11 @@ def evaluate(
             require_file(path, what, expected)
     reported = (([report / "index.html", report / PR_CURVE_FILE, report / FAULT_CURVE_FILE], [report / WORST_DIR, report / FAULTS_DIR])
                 if report else ([], []))
-    with user_errors(ValueError, OSError):
-        in_effect = verdict_setup(pred, hierarchy, None, None, choose_thresholds).thresholds
-    if problem := lone_threshold_problem(verdict_review, verdict_fail, in_effect):
-        fail(problem)
+    if (verdict_review is None) != (verdict_fail is None):  # one given: paired with the other in effect
+        with user_errors(ValueError, OSError):
+            in_effect = verdict_setup(pred, hierarchy).thresholds
+        if problem := lone_threshold_problem(verdict_review, verdict_fail, in_effect):
+            fail(problem)
     with user_errors(ValueError, OSError):
         judged = verdict_setup(pred, hierarchy, verdict_review, verdict_fail, choose_thresholds)
         lines = read_predictions(pred)
