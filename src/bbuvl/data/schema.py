@@ -10,6 +10,7 @@ objects are sorted by (y1, x1). `{"teachers": [record, ...], "student": record}`
 from __future__ import annotations
 
 import difflib
+import io
 import json
 import math
 import os
@@ -251,9 +252,9 @@ def iter_json_lines(path: str | Path, what: str = "dataset") -> Iterator[tuple[i
         # surrogates, so that their line is an error of its own and the lines after it are still read. A file saved
         # as UTF-16 (Notepad's "Unicode") is read as such, as JSON files are (data/jsonfile.py): it was refused as
         # "not UTF-8 text (byte 0xff at column 1)", its encoding unsaid.
-        with path.open("rb") as raw:
-            head = raw.read(4)
-        fh = path.open(encoding=bom_encoding(head) or "utf-8-sig", errors="surrogateescape")
+        # One open: the BOM is peeked at, not read, and the text is decoded from the same handle.
+        raw = path.open("rb")
+        fh = io.TextIOWrapper(raw, encoding=bom_encoding(raw.peek(4)[:4]) or "utf-8-sig", errors="surrogateescape")
     except OSError as e:
         raise DatasetError(path, 0, f"cannot open {what}: {e.strerror or e}") from None
     with fh:
