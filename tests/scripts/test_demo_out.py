@@ -125,10 +125,12 @@ def test_make_clean_keeps_a_folder_the_demo_did_not_write(tmp_path: Path) -> Non
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "data.jsonl").write_text("{}\n")
-    r = subprocess.run(["make", "-n", "clean", f"DEMO={mine}"], capture_output=True, text=True, cwd=ROOT)
+    # --no-print-directory: under `make test` the outer make's level would add "Entering directory" lines
+    r = subprocess.run(["make", "-n", "--no-print-directory", "clean", f"DEMO={mine}"], capture_output=True, text=True,
+                       cwd=ROOT)
     assert r.returncode == 0
     lines = [line for line in r.stdout.splitlines() if line.strip()]
-    assert "demo_out.sh remove" in lines[0] and str(mine) in lines[0]  # the check runs first
+    assert "demo_out.sh remove" in lines[0] and str(mine) in lines[0], lines  # the check runs first
     r = subprocess.run(["bash", "-c", lines[0]], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and (mine / "data.jsonl").exists()
 
