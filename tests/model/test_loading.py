@@ -313,3 +313,16 @@ def test_adapter_folder_without_config_json_loads_the_processor_it_was_saved_wit
     assert isinstance(load_processor(str(adapter)), Qwen3VLImageOnlyProcessor)
     # transformers 5.17 cannot resolve the class through AutoProcessor; the fallback reads the saved class name.
     assert _image_only_class(str(adapter)) is Qwen3VLImageOnlyProcessor
+
+
+@pytest.mark.parametrize("load", [load_processor, load_model_and_processor], ids=["processor", "model"])
+def test_a_hub_id_that_cannot_be_loaded_is_named_with_what_to_give_instead(load, monkeypatch, tmp_path) -> None:
+    """The hub library's own message ("We couldn't connect to 'https://huggingface.co' ...") named no model and did not
+    say the name was read as a hub id because no folder has it (a mistyped model.path)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OSError) as e:
+        load("nosuchorg/nosuchmodel")
+    assert str(e.value).startswith("nosuchorg/nosuchmodel: no local folder of that name, and its processor could not "
+                                   "be loaded as a Hugging Face hub id (")
+    assert str(e.value).endswith("); give a local model folder")

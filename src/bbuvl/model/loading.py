@@ -9,8 +9,9 @@ images at the wrong tokens, which fails far from the cause or, worse, silently. 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel
@@ -35,10 +36,25 @@ class SpecialTokenMismatch(ValueError):
 
 def load_processor(path: str, frame: CoordinateContract | None = None) -> Any:
     """Load the processor (image processor + tokenizer + chat template) of a checkpoint folder or hub id."""
-    processor = _auto_processor(path)
+    with _hub_id_named(path, "processor"):
+        processor = _auto_processor(path)
     if frame is not None:
         set_pixel_range(processor, frame)
     return processor
+
+
+@contextmanager
+def _hub_id_named(path: str, what: str) -> Iterator[None]:
+    """An OSError loading from a hub id (no local folder of that name) names the id: the hub library's own message
+    ("We couldn't connect to 'https://huggingface.co' ...") says neither which model nor that it was no folder."""
+    try:
+        yield
+    except OSError as e:
+        if Path(path).exists():
+            raise
+        first = (str(e).splitlines() or [""])[0][:300]
+        raise OSError(f"{path}: no local folder of that name, and its {what} could not be loaded as a Hugging Face "
+                      f"hub id ({first}); give a local model folder") from None
 
 
 def _auto_processor(path: str) -> Any:
@@ -119,9 +135,10 @@ def load_model_and_processor(
     if load_in_bits != 16:
         kwargs["quantization_config"] = quantization_config(load_in_bits, DTYPES[dtype])
         kwargs["device_map"] = {"": device or "cuda"}
-    model = AutoModelForImageTextToText.from_pretrained(
-        path, dtype=DTYPES[dtype], attn_implementation=attn_implementation, **kwargs
-    )
+    with _hub_id_named(path, "weights"):
+        model = AutoModelForImageTextToText.from_pretrained(
+            path, dtype=DTYPES[dtype], attn_implementation=attn_implementation, **kwargs
+        )
     check_special_tokens(model.config, processor, source=path)
     use_linear_patch_projection(model)  # the same numbers, a fraction of the convolution's time
     use_batched_window_attention(model)  # one SDPA call per window size, not per window (model/window_attention.py)
