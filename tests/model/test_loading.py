@@ -326,3 +326,34 @@ def test_a_hub_id_that_cannot_be_loaded_is_named_with_what_to_give_instead(load,
     assert str(e.value).startswith("nosuchorg/nosuchmodel: no local folder of that name, and its processor could not "
                                    "be loaded as a Hugging Face hub id (")
     assert str(e.value).endswith("); give a local model folder")
+
+
+def _closed_port() -> int:
+    """A localhost port nothing listens on."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("load", [load_processor, family_of], ids=["processor", "family"])
+def test_a_hub_that_cannot_be_reached_is_said_at_once(load, monkeypatch, tmp_path) -> None:
+    """A hub id not in the cache, with the hub unreachable: one question, then a clear error; loading retried every file
+    for about 2.5 minutes first and named no model."""
+    import time
+
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # read once, as the library was imported
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.chdir(tmp_path)
+    t0 = time.monotonic()
+    with pytest.raises((OSError, ValueError)) as e:
+        load("nosuchorg/nosuchmodel")
+    assert time.monotonic() - t0 < 10
+    assert "nosuchorg/nosuchmodel" in str(e.value)
+    assert "the Hugging Face hub cannot be reached (ConnectError" in str(e.value), str(e.value)

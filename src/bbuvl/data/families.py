@@ -111,10 +111,45 @@ def get_family(model_type: str) -> Family:
                          f"{', '.join(f'{k} ({f.name})' for k, f in FAMILIES.items())}") from None
 
 
+# Seconds one question to the hub may take before a model is loaded from it (check_hub_reachable).
+HUB_PROBE_TIMEOUT_S = 10.0
+
+
 def hub_offline() -> bool:
     """Whether the user switched the Hugging Face hub off (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE, read as the hub reads them)."""
     value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
     return value.upper() in ("1", "ON", "YES", "TRUE")
+
+
+def check_hub_reachable(path: str) -> None:
+    """OSError at once when `path` is no local folder, no model of that name is in the Hugging Face cache, and the hub
+    cannot be reached or has no such model: loading would retry every file for minutes (2.5 on a machine without
+    network) and then name neither the model nor the reason. Nothing is asked when the hub is switched off."""
+    if Path(path).exists() or hub_offline():
+        return
+    from huggingface_hub import HfApi, try_to_load_from_cache
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
+
+    try:
+        if isinstance(try_to_load_from_cache(path, "config.json"), str):
+            return
+    except ValueError:  # not even a valid hub id: the loader says so
+        return
+    try:
+        HfApi().model_info(path, timeout=HUB_PROBE_TIMEOUT_S)
+    except (GatedRepoError, OfflineModeIsEnabled):
+        return  # the download says what access it needs; switched off as the hub library was imported: its cache
+    except RepositoryNotFoundError:
+        raise OSError(f"{path}: no local folder of that name, and the Hugging Face hub has no model of that name "
+                      "that this machine may read (a private one needs `hf auth login`); give a local model "
+                      "folder") from None
+    except HfHubHTTPError:
+        return  # the hub answered: the download says what is wrong
+    except Exception as e:  # noqa: BLE001 - the network, whichever HTTP library raised it
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise OSError(f"{path}: no local folder of that name, and the Hugging Face hub cannot be reached "
+                      f"({type(e).__name__}: {first}); give a local model folder, or set HF_HUB_OFFLINE=1 to read "
+                      "the hub's cache alone") from None
 
 
 def model_type_of(path: str | Path, offline: bool = False) -> str:
@@ -144,6 +179,7 @@ def model_type_of(path: str | Path, offline: bool = False) -> str:
                          "(the hub was not asked); give a local model folder, or set model.family")
     from transformers import AutoConfig
 
+    check_hub_reachable(str(path))
     try:
         return AutoConfig.from_pretrained(str(path)).model_type
     except Exception as e:  # noqa: BLE001 - any failure means the same thing to the user

@@ -18,7 +18,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedM
 
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.jsonfile import read_json
-from bbuvl.data.families import TURN_START, VISION_SPECIAL_TOKENS, family_of
+from bbuvl.data.families import TURN_START, VISION_SPECIAL_TOKENS, check_hub_reachable, family_of
 from bbuvl.model.patch_projection import use_linear_patch_projection
 from bbuvl.model.window_attention import use_batched_window_attention
 from bbuvl.model.processor import IMAGE_ONLY_PROCESSORS, image_only_processor_class, set_pixel_range
@@ -36,6 +36,7 @@ class SpecialTokenMismatch(ValueError):
 
 def load_processor(path: str, frame: CoordinateContract | None = None) -> Any:
     """Load the processor (image processor + tokenizer + chat template) of a checkpoint folder or hub id."""
+    check_hub_reachable(path)
     with _hub_id_named(path, "processor"):
         processor = _auto_processor(path)
     if frame is not None:
