@@ -146,6 +146,8 @@ def check_hub_reachable(path: str) -> None:
     except HfHubHTTPError:
         return  # the hub answered: the download says what is wrong
     except Exception as e:  # noqa: BLE001 - the network, whichever HTTP library raised it
+        if "Connect" not in type(e).__name__ and not isinstance(e, OSError):
+            return  # a slow answer (a read timeout) is no proof the downloads will fail
         first = (str(e).splitlines() or [""])[0][:200]
         raise OSError(f"{path}: no local folder of that name, and the Hugging Face hub cannot be reached "
                       f"({type(e).__name__}: {first}); give a local model folder, or set HF_HUB_OFFLINE=1 to read "
