@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bbuvl.data.families import check_hub_reachable
 from bbuvl.data.images import to_rgb
 from bbuvl.paths import check_model_source
 
@@ -159,6 +160,7 @@ def detect_kind(path: str) -> str:
     except ValueError as e:
         raise ValueError(f"{e}; give '{PIXELS}' or '{PIXELS}:SIDE', or build one with `bbuvl fewshot tiny-backbone`") from None
     try:
+        check_hub_reachable(path)  # a hub id the hub cannot answer: at once, not after minutes of retries
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as e:
         raise ValueError(
