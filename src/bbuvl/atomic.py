@@ -136,9 +136,19 @@ def temporary_prefix(path: Path) -> str:
     return f".{path.name}.{os.getpid()}."
 
 
+RANDOM_CHARS = 8  # what mkstemp and mkdtemp put between the prefix and the suffix
+
+
+def temporary_name(name: str = ".+") -> re.Pattern[str]:
+    """The names temporary_prefix and mkstemp/mkdtemp give the temporaries of an output named `name` (a regular
+    expression; any output's by default), the writer's pid as group 1."""
+    return re.compile(rf"\.{name}\.(\d+)\.[a-z0-9_]{{{RANDOM_CHARS}}}\.tmp(\.[^.]*)?")
+
+
 def temporary_name_bytes(path: Path, file: bool = True) -> int:
     """Bytes of the longest temporary name this process writes beside `path` (a `file`'s keeps its extension)."""
-    return len(os.fsencode(temporary_prefix(path))) + 8 + len(".tmp") + (len(os.fsencode(path.suffix)) if file else 0)
+    return (len(os.fsencode(temporary_prefix(path))) + RANDOM_CHARS + len(".tmp")
+            + (len(os.fsencode(path.suffix)) if file else 0))
 
 
 def remove_path(path: Path, ignore_errors: bool = False) -> None:
@@ -153,8 +163,7 @@ def remove_dead_writers_temporaries(path: str | Path) -> list[Path]:
     """Remove the temporary files and folders a writer of `path` that is no longer running left beside it (killed
     before it could clean up); returns what was removed."""
     path = Path(path)
-    # Exactly what temporary_prefix and mkstemp/mkdtemp write (8 random characters): not another output's temporaries
-    ours = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[a-z0-9_]{{8}}\.tmp(\.[^.]*)?")
+    ours = temporary_name(re.escape(path.name))  # exactly this output's temporaries: not another output's
     removed = []
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
         match = ours.fullmatch(tmp.name)

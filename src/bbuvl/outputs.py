@@ -28,7 +28,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import stat
 import tempfile
@@ -38,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from bbuvl.atomic import (remove_dead_writers_temporaries, remove_path, temporary_name_bytes, temporary_prefix,
-                          write_text_atomic, written_path)
+from bbuvl.atomic import (remove_dead_writers_temporaries, remove_path, temporary_name, temporary_name_bytes,
+                          temporary_prefix, write_text_atomic, written_path)
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +127,7 @@ def check_not_bookkeeping(out: Path, given: Path) -> None:
     """Raise OutputConflict when output `out` has a name this module keeps its own records under: the ledger (a
     command wrote its output there, then the ledger over it: "wrote" a file holding no output), a lock file (the next
     run of the output it locks truncates and removes it) or a writer's temporary (removed as a dead writer's)."""
-    if _bookkeeping(out.name) or re.fullmatch(r"\..+\.\d+\.[a-z0-9_]{8}\.tmp(\.[^.]*)?", out.name):
+    if _bookkeeping(out.name) or temporary_name().fullmatch(out.name):
         raise OutputConflict(f"{given}: bbuvl keeps its own records under names like this one (the outputs ledger "
                              f"{LEDGER}, lock files .NAME{LOCK_SUFFIX}, temporaries .NAME.PID.*.tmp), and would replace "
                              "or remove what is written there; choose another name")
