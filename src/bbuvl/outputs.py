@@ -133,15 +133,20 @@ def check_not_bookkeeping(out: Path, given: Path) -> None:
                              "or remove what is written there; choose another name")
 
 
+def name_max(path: Path) -> int:
+    """The longest file name, in bytes, that the file system which would hold `path` allows (its nearest existing
+    folder's; 255 where it does not say)."""
+    folder = next((p for p in Path(os.path.abspath(path)).parents if p.is_dir()), Path("/"))
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
 def check_name_room(out: Path, given: Path, file: bool = True) -> None:
     """Raise OutputConflict when the temporary name written beside output `out` (atomic.py) is longer than its file
     system allows: a name a few bytes short of the limit was taken, and the run failed at its very end, its work lost."""
-    longest = temporary_name_bytes(out, file)
-    folder = next((p for p in out.parents if p.is_dir()), Path(out.anchor or "/"))
-    try:
-        limit = os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        limit = 255
+    longest, limit = temporary_name_bytes(out, file), name_max(out)
     if longest > limit:
         name = len(os.fsencode(out.name))
         raise OutputConflict(f"{given}: a name of {name} bytes, and writing it takes a temporary name of {longest} "

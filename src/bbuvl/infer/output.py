@@ -29,7 +29,7 @@ from typing import Any
 from bbuvl.atomic import temporary_name_bytes, write_bytes_atomic, write_text_atomic
 from bbuvl.data.input_paths import NOTHING_THERE, file_kind
 from bbuvl.data.jsonfile import read_json
-from bbuvl.outputs import OutputConflict
+from bbuvl.outputs import OutputConflict, name_max
 from bbuvl.outputs import OutputLock as _OutputLock
 from bbuvl.infer.resume_key import ResumeKey, differences
 
@@ -156,11 +156,7 @@ def check_name_room(out: Path) -> None:
     # The temporary name holds the writer's pid: counted at 7 digits (Linux's largest, 4194304), so that a resume by a
     # process of a longer pid than this one never meets the limit after loading the model.
     longest = temporary_name_bytes(manifest_path(out)) - len(str(os.getpid())) + 7
-    folder = next((p for p in Path(os.path.abspath(out)).parents if p.is_dir()), Path("/"))
-    try:
-        limit = os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        limit = 255
+    limit = name_max(out)
     if longest > limit:
         raise OutputError(f"{out}: a name of {name} bytes, and predict writes its manifest beside it through a temporary "
                           f"name of {longest} bytes, past the {limit} this file system allows; choose a name of at most "
