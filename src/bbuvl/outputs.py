@@ -39,6 +39,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from bbuvl.atomic import (remove_dead_writers_temporaries, remove_path, temporary_name, temporary_name_bytes,
                           temporary_prefix, write_text_atomic, written_path)
+from bbuvl.paths import real_path
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +51,9 @@ class OutputConflict(ValueError):
     """An output is one of the command's inputs, is in the way and was not written by the command, or is busy."""
 
 
-def _real(path: Path) -> Path:
-    """`path` with its links followed; a link loop stays as it is: Path.resolve() raised RuntimeError on one, a
-    traceback for an input or output given as a loop (the command names it where it reads or writes it)."""
-    return Path(os.path.realpath(path))
-
-
 def same_path(a: Path, b: Path) -> bool:
     """True when `a` and `b` name the same file or folder (links resolved; hard links compared by inode)."""
-    if _real(a) == _real(b):
+    if real_path(a) == real_path(b):
         return True
     try:
         return os.path.samefile(a, b)
@@ -84,12 +79,12 @@ def check_not_inputs(inputs: Mapping[str, Path | None], files: Iterable[Path] = 
                                      "Choose another output")
     for folder in folders:
         for what, path in given.items():
-            if same_path(folder, path) or _real(path).is_relative_to(_real(folder)):
+            if same_path(folder, path) or real_path(path).is_relative_to(real_path(folder)):
                 raise OutputConflict(f"{folder}: holds the input {what} ({path}); writing into it could destroy "
                                      "the input. Choose another output folder")
     for out in files + folders:
         for what, path in given.items():
-            if path.is_dir() and _real(out).is_relative_to(_real(path)):
+            if path.is_dir() and real_path(out).is_relative_to(real_path(path)):
                 raise OutputConflict(f"{out}: is inside the input {what} ({path}); what is written there would be "
                                      "read as input, or replace it. Choose an output outside it")
 
@@ -99,7 +94,7 @@ def check_distinct(outputs: Iterable[Path]) -> None:
     inside `--report`): the second write would replace the first."""
     seen: list[tuple[Path, Path]] = []
     for out in map(Path, outputs):
-        real = _real(out)
+        real = real_path(out)
         for other, other_real in seen:
             if real == other_real or real.is_relative_to(other_real) or other_real.is_relative_to(real):
                 raise OutputConflict(f"{out} and {other}: one command would write both, and one is (or holds) the "

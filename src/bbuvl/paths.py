@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 _VARIABLE = re.compile(r"\$(\w+|\{[^}]*\})")
 
@@ -31,6 +32,13 @@ def expand_path(text: str) -> str:
             raise ValueError(f"{text}: '~{user}' names no user's home folder here")
         expanded = home
     return expanded
+
+
+def real_path(path: str | os.PathLike[str]) -> Path:
+    """`path` made absolute with its links followed, as `Path.resolve()` does, except that a link loop stays as it is:
+    resolve() raised RuntimeError on one, a traceback where the command should name the path where it reads or writes
+    it."""
+    return Path(os.path.realpath(path))
 
 
 def looks_local(text: str) -> bool:

@@ -14,6 +14,7 @@ from bbuvl.cli.common import (OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, c
 from bbuvl.cli.predictor import CHECKPOINT_HELP, read_folder, read_through_config
 from bbuvl.infer.tile_scale import REFINE_WITHIN, WITHIN
 from bbuvl.outputs import check_not_inputs, replacing
+from bbuvl.paths import real_path
 
 
 def parse_factors(text: str) -> list[float]:
@@ -85,7 +86,7 @@ def choose_tiles(
     with user_errors(ValueError, OSError):
         # --out is rewritten whole: never the checkpoint (nor a folder around or inside it), nor a folder holding --gt's
         # photos (set aside while it ran, every one was 'image file not found'); beside them, as in a flat dataset, is fine.
-        holding = {k: f for k, f in photo_folders(gt, "--gt").items() if f.resolve().is_relative_to(out.resolve())}
+        holding = {k: f for k, f in photo_folders(gt, "--gt").items() if real_path(f).is_relative_to(real_path(out))}
         check_not_inputs({"--checkpoint": checkpoint, **holding}, folders=[out])
     # The checkpoint is read, and tile_scale.json written into it, as `bbuvl eval --choose-thresholds` writes its file.
     files = [checkpoint / TILE_SCALE_FILE, *([checkpoint / TILED_THRESHOLDS_FILE] if choose_thresholds else [])]

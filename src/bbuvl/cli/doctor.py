@@ -18,6 +18,7 @@ from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, check_device, claim_outp
                               user_errors)
 from bbuvl.config import Config, ConfigError, ConfigOrigin, load_located_config
 from bbuvl.data.jsonfile import dumps_json
+from bbuvl.paths import real_path
 
 if TYPE_CHECKING:  # data.check reads photos: imported when a command runs
     from bbuvl.data.check import Problem
@@ -95,7 +96,7 @@ def _where(problem: Problem) -> str:
 
 def _name(checkpoint: Path) -> str:
     """`run/final` rather than just `final` in picture titles."""
-    parts = checkpoint.resolve().parts
+    parts = real_path(checkpoint).parts
     return "/".join(parts[-2:])
 
 

@@ -13,6 +13,7 @@ from rich.table import Table
 from bbuvl.atomic import write_text_atomic
 from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, claim_outputs, console, fail, finite_range,
                               int_range, cell, print_first, refuse_unused, require_file, user_errors)
+from bbuvl.paths import real_path
 
 LEVEL_HELP = "Evaluate categories at this hierarchy level (1 = category, 2 = category/attribute; default: full label)."
 FONT_HELP = "Font file with Chinese glyphs for labels in pictures (default: search the system; warns if none)."
@@ -195,9 +196,9 @@ def check_not_read_through(pred: Path, gt: Path, checkpoint: str | None, files: 
     # A report's worst/ and faults/ are replaced whole: with --overwrite, the photos in one were deleted. Beside
     # them, as in a flat dataset, is fine (what choose-tiles allows too).
     if folders:
-        real = [f.resolve() for f in folders]
+        real = [real_path(f) for f in folders]
         holding = {what: folder for what, folder in photo_folders(gt, "--gt").items()
-                   if any(folder.resolve().is_relative_to(f) for f in real)}
+                   if any(real_path(folder).is_relative_to(f) for f in real)}
         check_not_inputs(holding, folders=folders)
 
 

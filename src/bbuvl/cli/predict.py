@@ -18,6 +18,7 @@ from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, check_device, console, f
 from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
                                  TILES, ZOOM_INTO, check_mode_name, describe_tiles, mode_help, plain_model_mode,
                                  read_folder, read_through_config, tile_options, typed)
+from bbuvl.paths import real_path
 
 
 def predict(
@@ -128,8 +129,8 @@ def predict(
         source = teachers or (Path(cfg.data.teachers) if cfg.data.teachers else None)
         if mode == "teachers" and (source is None or not Path(source).exists()):
             fail("--mode teachers needs --teachers TEACHERS.jsonl")
-        job = PredictJob(photo_names(input), out, mode, 1, source=str(input.resolve()),
-                         checkpoint=str(checkpoint.resolve()), root=input_root(input))
+        job = PredictJob(photo_names(input), out, mode, 1, source=str(real_path(input)),
+                         checkpoint=str(real_path(checkpoint)), root=input_root(input))
         job.key = predict_key(job, checkpoint, cfg, given, source if mode == "teachers" else None, labels, lang,
                               found.key if found else None, hierarchy)
     hold_outputs("predict", [out])  # the lock run_predictions takes, held from here: a busy --out is refused now

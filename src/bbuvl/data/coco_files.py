@@ -24,6 +24,7 @@ from bbuvl.data.placement import ImagePlacer, preferred_name
 from bbuvl.data.schema import ImageRecord, once_each, read_lines, require_photos, resolve_image, sort_objects
 from bbuvl.data.split import split_items
 from bbuvl.data.text import file_name_key, not_text
+from bbuvl.paths import real_path
 
 
 # Reading a COCO file and building its records takes about ten times its size in memory (measured: 10.5 times for a
@@ -223,7 +224,7 @@ def export_coco(dataset: str | Path, out: str | Path) -> dict[str, Any]:
     absolute = [r.model_copy(update={"images": [resolve_image(dataset, i).as_posix() for i in r.images]})
                 for r in records]
     out.parent.mkdir(parents=True, exist_ok=True)
-    coco = records_to_coco(absolute, image_root=out.parent.resolve())
+    coco = records_to_coco(absolute, image_root=real_path(out.parent))
     for image in coco["images"]:  # a file_name relative to OUT that passes a folder named in bytes that are not UTF-8
         if (problem := not_text(image["file_name"])) is not None:
             raise ValueError(f"{out}: not written: image {image['id']}'s file_name {problem}")

@@ -47,6 +47,7 @@ from bbuvl.data.split import split_items
 from bbuvl.data.text import file_name_key, gbk_hint, name_as_text, not_text, show_text
 from bbuvl.data.vendor import VendorObject, parse_vendor
 from bbuvl.data.workers import bound_workers
+from bbuvl.paths import real_path
 
 IMAGES_DIR = "images"
 JPEG_QUALITY = 95
@@ -129,8 +130,8 @@ def find_pairs(src: Path, exclude: Path | None = None) -> list[Pair]:
     Hidden files and everything under `exclude` are skipped; a link to a file outside `src` is never read.
     Each convertible pair gets its own stored name: `A` and `a` are one file on macOS and Windows.
     """
-    src = src.resolve()
-    exclude = exclude.resolve() if exclude else None
+    src = real_path(src)
+    exclude = real_path(exclude) if exclude else None
     jsons: dict[str, list[Path]] = {}
     images: dict[str, list[Path]] = {}
     outside: dict[str, str] = {}  # stem -> why one of its files cannot be read
@@ -156,7 +157,7 @@ def find_pairs(src: Path, exclude: Path | None = None) -> list[Pair]:
         try:
             file_inside(path, src)
         except OutsideFolderError:
-            outside[stem] = (f"{rel.as_posix()} is a link to {path.resolve()}, outside the source folder; "
+            outside[stem] = (f"{rel.as_posix()} is a link to {real_path(path)}, outside the source folder; "
                              f"copy the file into {src} to convert it")
     pairs = []
     for stem in sorted(jsons.keys() | images.keys()):
@@ -492,7 +493,7 @@ def convert_dataset(src: Path, out: Path, opts: ConvertOptions, progress: bool =
         raise ValueError(f"--lang must be 'zh' or 'en', got '{opts.lang}'")
     if not 0 <= opts.val_ratio < 1:
         raise ValueError(f"--val-ratio must be in [0, 1), got {opts.val_ratio}")
-    src_r, out_r = src.resolve(), out.resolve()
+    src_r, out_r = real_path(src), real_path(out)
     if src_r == out_r or src_r.is_relative_to(out_r / IMAGES_DIR):
         raise ValueError(f"{out}: writing the dataset there would overwrite the photos in {src}; choose another OUT")
     ctx = _Context(

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from bbuvl.data.text import file_name_key, show_text
+from bbuvl.paths import real_path
 
 
 class OutsideFolderError(ValueError):
@@ -25,12 +26,6 @@ def _exists(path: Path) -> bool:
         return path.exists()
     except (OSError, ValueError):
         return False
-
-
-def real_path(path: Path) -> Path:
-    """`path` with its links followed, as `Path.resolve()`, but a link loop stays as it is instead of raising
-    RuntimeError: the photo it names is then reported where it is opened, as a link that never reaches a file."""
-    return Path(os.path.realpath(path))
 
 
 def find_file(path: Path) -> Path:
@@ -58,7 +53,7 @@ def file_inside(path: Path, folder: Path, allow_outside: bool = False) -> Path:
     path = find_file(path)
     if "\0" in str(path):  # a name from a foreign file: resolve() would fail on it with "embedded null byte"
         raise ValueError(f"{show_text(path.as_posix())}: no file name holds a NUL character")
-    real, root = real_path(path), folder.resolve()
+    real, root = real_path(path), real_path(folder)
     if not allow_outside and not real.is_relative_to(root):
         how = f" (which resolves to {real})" if real != Path(os.path.abspath(path)) else ""
         raise OutsideFolderError(

@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 from bbuvl.data.jsonfile import json_kind, read_json
 from bbuvl.data.text import FULL_WIDTH_SEP, SEP, clean_label, did_you_mean, label_key, label_problem, show_text
+from bbuvl.paths import real_path
 
 def _resource(name: str) -> Path:
     return Path(str(resources.files("bbuvl.resources").joinpath(name)))
@@ -49,8 +50,7 @@ class Hierarchy:
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Hierarchy":
         """Load a hierarchy JSON file (the shipped default when `path` is None)."""
-        # realpath, not Path.resolve(): that raised RuntimeError on a link loop instead of naming it where it is read
-        real = os.path.realpath(path) if path else str(DEFAULT_HIERARCHY)
+        real = str(real_path(path)) if path else str(DEFAULT_HIERARCHY)
         return _load_hierarchy(real, _file_version(real))
 
     def labels(self) -> list[str]:

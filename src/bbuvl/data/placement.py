@@ -16,6 +16,7 @@ from bbuvl.atomic import atomic_path
 from bbuvl.data.images import file_digest
 from bbuvl.data.names import fit_name, name_key, portable_part
 from bbuvl.data.text import file_name_key
+from bbuvl.paths import real_path
 
 HASH_CHARS = 10
 
@@ -27,7 +28,7 @@ def preferred_name(src: Path, images_dir: Path) -> Path:
     The photo's own path is normalised, never resolved: a symbolic link keeps the name the user gave it.
     """
     photo = Path(os.path.abspath(src))
-    rel = next((photo.relative_to(base) for base in (Path(os.path.abspath(images_dir)), images_dir.resolve())
+    rel = next((photo.relative_to(base) for base in (Path(os.path.abspath(images_dir)), real_path(images_dir))
                 if photo.is_relative_to(base)), Path(src.name))  # outside: a file_name imported with allow_outside
     name = Path("images", *(portable_part(file_name_key(part)) for part in rel.parts)).as_posix()
     return Path(fit_name(name, photo.as_posix()))  # a long name keeps room for its hash and temporary

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from bbuvl.data.schema import ImageRecord, Sample, resolve_image
+from bbuvl.paths import real_path
 
 
 def relocate_record(record: ImageRecord, src: str | Path, dst_dir: str | Path) -> ImageRecord:
@@ -14,7 +15,7 @@ def relocate_record(record: ImageRecord, src: str | Path, dst_dir: str | Path) -
     for image in record.images:
         path = resolve_image(src, image)
         try:
-            images.append(Path(os.path.relpath(path, Path(dst_dir).resolve())).as_posix())
+            images.append(Path(os.path.relpath(path, real_path(dst_dir))).as_posix())
         except ValueError:  # another drive (Windows): no relative path exists
             images.append(path.as_posix())
     return record.model_copy(update={"images": images})

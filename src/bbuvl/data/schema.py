@@ -24,6 +24,7 @@ from bbuvl.atomic import atomic_path
 from bbuvl.data.input_paths import file_kind, find_file
 from bbuvl.data.jsonfile import DuplicateKeyError, json_kind, parse_json, unexpected_character
 from bbuvl.data.text import bom_encoding, clean_label, gbk_hint, label_problem, not_text, show_text
+from bbuvl.paths import real_path
 
 
 def _json_number(value: Any) -> Any:
@@ -382,7 +383,7 @@ def resolve_image(dataset_path: str | Path, image: str) -> Path:
     """Absolute path of an image named in a dataset (relative to the JSONL file's folder), found as NFC or NFD, and
     with `\\` read as `/` when only that spelling exists (a dataset written on Windows, as COCO file names are read)."""
     p = Path(image)
-    found = find_file(p if p.is_absolute() else Path(dataset_path).resolve().parent / p)
+    found = find_file(p if p.is_absolute() else real_path(dataset_path).parent / p)
     if "\\" in image and not found.exists():
         other = resolve_image(dataset_path, image.replace("\\", "/"))
         return other if other.exists() else found

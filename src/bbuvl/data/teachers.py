@@ -6,9 +6,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from bbuvl.data.input_paths import real_path
 from bbuvl.data.relocate import relocate_record
 from bbuvl.data.schema import ImageRecord, once_each, read_lines, read_records, require_photos, resolve_image, write_dataset
+from bbuvl.paths import real_path
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,12 @@ from PIL import Image
 
 from bbuvl.atomic import write_bytes_atomic
 from bbuvl.data.images import load_image
-from bbuvl.data.input_paths import file_kind, real_path
+from bbuvl.data.input_paths import file_kind
 from bbuvl.data.layout import TRAIN, VAL, write_dataset_folder
 from bbuvl.data.names import NameBook, fit_name, portable_path, safe_stem
 from bbuvl.data.regions import Region, grid_regions, magnified_record, tile_side_overlap
 from bbuvl.data.schema import DatasetError, ImageRecord, read_lines, require_photos, resolve_image
+from bbuvl.paths import real_path
 
 IMAGES = "images"
 
@@ -125,7 +126,7 @@ Sources = dict[str, list[tuple[Path, int, ImageRecord]]]
 def tile_sources(dataset: str | Path, out: str | Path) -> Sources:
     """The records to tile, by split, each with the file and line it was read from; raises DatasetError for a bad line
     or a photo in the `out/images` that tiling rewrites (a dataset tiled into its own folder)."""
-    dataset, images = Path(dataset), (Path(out) / IMAGES).resolve()
+    dataset, images = Path(dataset), real_path(Path(out) / IMAGES)
     sources = {"train": dataset / TRAIN, "val": dataset / VAL} if dataset.is_dir() else {"train": dataset}
     missing = [str(p) for p in sources.values() if file_kind(p) == "no such file"]  # reading names any other kind
     if missing:

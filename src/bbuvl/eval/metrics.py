@@ -26,6 +26,7 @@ from bbuvl.eval.matching import ImageMatch, MatchTotals, label_accuracy, label_l
 from bbuvl.eval.predictions import PredictionLine, align_predictions, beyond_frame_note
 from bbuvl.eval.prior import best_constant_box
 from bbuvl.infer.verdict import FramedThresholds, VerdictThresholds, default_thresholds
+from bbuvl.paths import real_path
 
 METRIC_KEYS = (
     "AP", "AP50", "AP75", "AP_agnostic", "AP50_agnostic", "per_category", "label_accuracy", "parse_failure_rate",
@@ -162,7 +163,7 @@ def _evaluate(records: list[ImageRecord], gt_path: str | Path, lines: list[Predi
     per_image = [p.objects if p is not None else [] for p in alignment.predictions]
     coco = coco_evaluate(records, per_image, level)
 
-    gt_dir = Path(gt_path).resolve().parent  # as resolve_image does, once rather than per photo
+    gt_dir = real_path(gt_path).parent  # as resolve_image does, once rather than per photo
     images, totals = _image_results(records, gt_dir, alignment.predictions, level, iou, min_score)
     levels = label_levels([o.desc for r in records for o in r.objects])
 

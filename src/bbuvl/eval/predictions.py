@@ -28,6 +28,7 @@ from bbuvl.eval.collector import collector_paused
 from bbuvl.infer.output import Manifest, prediction_root, read_manifest
 from bbuvl.infer.parse import parse_detections
 from bbuvl.infer.resume_key import UNREADABLE
+from bbuvl.paths import real_path
 
 
 @dataclass
@@ -220,7 +221,7 @@ def align_predictions(
     its manifest recorded (`check_same_photos`), is an error naming both: it was not made on this photo. Without
     `pred_path`, line names are taken relative to the ground truth.
     """
-    gt_root = Path(gt_path).resolve().parent
+    gt_root = real_path(gt_path).parent
     pred_root = prediction_root(pred_path) if pred_path is not None else gt_root
     by_path: dict[str, int] = {}
     by_inside: dict[str, int] = {}

@@ -35,6 +35,7 @@ from bbuvl.infer.options import PredictOptions
 from bbuvl.infer.predictor import Detection, ImageResult, Predictor
 from bbuvl.infer.tile_scale import REFINE_WITHIN, WITHIN, Candidate, ChosenTileScale, RefineScore
 from bbuvl.infer.tiles import TilePlan, first_regions, grid_shape
+from bbuvl.paths import real_path
 
 FACTORS = (0.5, 0.75, 1.0, 1.25)  # of the training scale: 2x2, 3x3, 4x4 and 5x5 for a photo 4x the frame's side
 METRICS = ("AP50", "AP")
@@ -270,4 +271,4 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
         "kept"]
     what = f"{metric} by category" + ("" if scored_on is None else f" ({', '.join(sorted(scored_on))})")
     return ChosenTileScale(best.scale, what, own, sorted(candidates, key=lambda c: c.scale), len(records),
-                           str(gt.resolve()), notes, [r.category for r in refined if r.kept], refined)
+                           str(real_path(gt)), notes, [r.category for r in refined if r.kept], refined)

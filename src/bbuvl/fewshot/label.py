@@ -33,6 +33,7 @@ from bbuvl.fewshot.classifier import FewShotClassifier, confidence_band, decide
 from bbuvl.fewshot.embed import EmbedReport, ImageItem, embed_items
 from bbuvl.fewshot.queries import PredictionLine, iter_predictions
 from bbuvl.fewshot.support import UNKNOWN
+from bbuvl.paths import real_path
 
 UnknownPolicy = Literal["drop", "flag"]
 UNKNOWN_POLICIES = ("drop", "flag")
@@ -92,7 +93,7 @@ def _relative(image: Path, out: Path) -> str:
     """The image path as the dataset file should name it: relative to its folder when possible (a symbolic link
     keeps its own name: two links are two photos)."""
     try:
-        return Path(os.path.relpath(os.path.abspath(image), out.resolve().parent)).as_posix()
+        return Path(os.path.relpath(os.path.abspath(image), real_path(out).parent)).as_posix()
     except ValueError:  # another drive (Windows)
         return os.path.abspath(image)
 

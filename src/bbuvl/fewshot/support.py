@@ -23,6 +23,7 @@ from bbuvl.data.labels import SEP
 from bbuvl.data.text import clean_label, label_key, label_problem, name_as_text, spelling_of
 from bbuvl.fewshot.cache import file_digest
 from bbuvl.fewshot.embed import ImageItem
+from bbuvl.paths import real_path
 
 UNKNOWN = "Unknown"
 SHOT_DIR = re.compile(r"^shot(\d+)$", re.IGNORECASE)
@@ -140,7 +141,7 @@ def refuse_linked_folder(folder: Path) -> None:
     """ValueError when `folder`, below a support or query root, is a link: the search for images does not follow links
     (nor loops on one), so the photos it leads to would be left out without a word."""
     if folder.is_symlink():
-        raise ValueError(f"{folder}: a link to a folder ({folder.resolve()}); support and query folders are read "
+        raise ValueError(f"{folder}: a link to a folder ({real_path(folder)}); support and query folders are read "
                          "without following links to folders: copy its images into a real folder, or remove the link")
 
 

@@ -27,6 +27,7 @@ from bbuvl.data.families import family_of
 from bbuvl.data.images import load_image
 from bbuvl.data.jsonfile import read_json
 from bbuvl.infer.parse import parse_detections
+from bbuvl.paths import real_path
 
 UNSCORED = 1.0
 
@@ -133,7 +134,7 @@ def read_answers(answers: str | Path, folder: str | Path) -> list[dict[str, Any]
             if not isinstance(line, dict) or not isinstance(line.get("image"), str):
                 raise ValueError("expected an object with an `image` path")
             photo = Path(line["image"])
-            photo = photo if photo.is_absolute() else answers.resolve().parent / photo
+            photo = photo if photo.is_absolute() else real_path(answers).parent / photo
             lines.append(prediction_line(line["image"], photo, answer_text(line), frame))
         except (ValueError, OSError) as e:
             raise ValueError(f"{answers}:{no}: {e}") from None

@@ -32,6 +32,7 @@ from bbuvl.data.jsonfile import read_json
 from bbuvl.outputs import OutputConflict, name_max
 from bbuvl.outputs import OutputLock as _OutputLock
 from bbuvl.infer.resume_key import ResumeKey, differences
+from bbuvl.paths import real_path
 
 MANIFEST_SUFFIX = ".predict.json"
 TOOL = "bbuvl predict"
@@ -136,14 +137,14 @@ def read_manifest(out: Path) -> Manifest | None:
 def input_root(path: str | Path) -> Path:
     """The folder a predict input's photo names are relative to: the input folder itself, or the JSONL's folder."""
     path = Path(path)
-    return path.resolve() if path.is_dir() else path.resolve().parent
+    return real_path(path) if path.is_dir() else real_path(path).parent
 
 
 def prediction_root(out: str | Path) -> Path:
     """The folder a predictions file's photo names are relative to: its predict input's (the manifest beside it
     says which), else, for a file predict did not write, the file's own folder."""
     manifest = read_manifest(Path(out))
-    return input_root(manifest.input) if manifest is not None else Path(out).resolve().parent
+    return input_root(manifest.input) if manifest is not None else real_path(out).parent
 
 
 def check_name_room(out: Path) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bbuvl.config import Config
 from bbuvl.data.schema import resolve_image
+from bbuvl.paths import real_path
 from bbuvl.train.data_files import DataFiles
 
 
@@ -69,7 +70,7 @@ def _same_data(a: Path, b: Path) -> str | None:
     """How `a` and `b` are the same data ("are one file", "hold the same bytes"), None when they are not."""
     if not (a.is_file() and b.is_file()):
         return None  # a missing file is the data reader's error to name
-    if a.resolve() == b.resolve() or os.path.samefile(a, b):
+    if real_path(a) == real_path(b) or os.path.samefile(a, b):
         return "are the same file"
     if a.stat().st_size == b.stat().st_size and _sha256(a) == _sha256(b):
         return "hold the same bytes"
@@ -102,4 +103,4 @@ def _file_id(path: Path) -> tuple:
         st = path.stat()
         return (st.st_dev, st.st_ino)
     except OSError:
-        return (str(path.resolve()),)
+        return (str(real_path(path)),)

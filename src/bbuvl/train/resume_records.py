@@ -22,6 +22,7 @@ from typing import Any
 
 from bbuvl.atomic import atomic_path, remove_dead_writers_temporaries, remove_path, write_text_atomic
 from bbuvl.data.jsonfile import read_json
+from bbuvl.paths import real_path
 from bbuvl.train.monitors import HEALTH_FILE, HealthLog
 from bbuvl.train.run_dir import (CHECKPOINT, RunDirError, checkpoint_incomplete, numbered_checkpoints,
                                  training_state_missing)
@@ -35,7 +36,7 @@ NAN_BATCH = re.compile(r"^step(\d+)_\d+\.json$")  # the non-finite guard's dumps
 def checkpoints_past(output_dir: str | Path, checkpoint: str | Path, step: int) -> list[Path]:
     """The numbered checkpoints in `output_dir` past `step` (`checkpoint`'s), other than `checkpoint` itself."""
     return [p for p in numbered_checkpoints(output_dir)
-            if int(CHECKPOINT.match(p.name).group(1)) > step and p.resolve() != Path(checkpoint).resolve()]
+            if int(CHECKPOINT.match(p.name).group(1)) > step and real_path(p) != real_path(checkpoint)]
 
 
 def global_step(checkpoint: str | Path) -> int:

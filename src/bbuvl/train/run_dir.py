@@ -26,6 +26,7 @@ from bbuvl.data.jsonfile import read_json
 from bbuvl.data.schema import resolve_image
 from bbuvl.model.checkpoint import checkpoint_problem
 from bbuvl.outputs import OutputConflict, check_not_inputs, same_path
+from bbuvl.paths import real_path
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.monitors import HEALTH_FILE
 
@@ -99,7 +100,7 @@ def check_not_nested(output_dir: str | Path) -> None:
     replaces final/ whole, and --overwrite removes all of them: a run kept in one of them is lost with it.
     """
     out = Path(output_dir)
-    located = out.resolve()  # a link to another run's final/ lies in it all the same
+    located = real_path(out)  # a link to another run's final/ lies in it all the same
     for folder in (located, *located.parents):
         if (whose := _run_folder(folder)) is not None:
             raise RunDirError(f"training.output_dir {out}: {'is' if folder == located else 'lies inside'} {folder}, "
