@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from bbuvl.paths import real_path
 def predict(
     ctx: typer.Context,
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help=CHECKPOINT_HELP),
-    input: Path = typer.Option(..., "--input", "-i", help="Image folder (recursive) or dataset JSONL."),
+    input: Path = typer.Option(..., "--input", "-i", help="Image folder (recursive; files that are no photo type are "
+                                                               "counted by suffix and left out) or dataset JSONL."),
     out: Path = typer.Option(..., "--out", "-o", metavar=FILE_OUT, help="Predictions JSONL; one this command wrote for the same photos, "
                              "checkpoint, mode and options (each by content) is resumed, any other existing file is "
                              "refused, naming what differs (docs/resume.md)."),
@@ -75,7 +77,7 @@ def predict(
     logging.basicConfig(level=logging.WARNING)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from bbuvl.infer.batch import PredictJob, photo_names, run_predictions
+    from bbuvl.infer.batch import PredictJob, photo_names, run_predictions, skipped_note
     from bbuvl.infer.output import (check_name_room, check_ours, check_output, check_plain_file, discard_output,
                                     input_root, manifest_path)
     from bbuvl.data.faults import Faults
@@ -129,8 +131,11 @@ def predict(
         source = teachers or (Path(cfg.data.teachers) if cfg.data.teachers else None)
         if mode == "teachers" and (source is None or not Path(source).exists()):
             fail("--mode teachers needs --teachers TEACHERS.jsonl")
-        job = PredictJob(photo_names(input), out, mode, 1, source=str(real_path(input)),
+        skipped: Counter[str] = Counter()
+        job = PredictJob(photo_names(input, skipped), out, mode, 1, source=str(real_path(input)),
                          checkpoint=str(real_path(checkpoint)), root=input_root(input))
+        if (note := skipped_note(input, skipped)) is not None:
+            console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
         job.key = predict_key(job, checkpoint, cfg, given, source if mode == "teachers" else None, labels, lang,
                               found.key if found else None, hierarchy)
     hold_outputs("predict", [out])  # the lock run_predictions takes, held from here: a busy --out is refused now

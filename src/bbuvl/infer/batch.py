@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -61,16 +62,18 @@ class PredictJob:
         return image if rel.startswith("..") else Path(rel).as_posix()
 
 
-def photo_names(path: str | Path) -> list[str]:
+def photo_names(path: str | Path, skipped: Counter[str] | None = None) -> list[str]:
     """The photos of a folder (recursive, sorted, relative to it) or a dataset JSONL (student images as it writes
     them, in file order), each named as the user named it: symbolic links are not resolved, so two links to one
-    file are two photos with their own names."""
+    file are two photos with their own names. A folder's other files are counted into `skipped` by suffix."""
     path = Path(path)
     if path.is_dir():
-        names = folder_photos(path)
+        skipped = Counter() if skipped is None else skipped
+        names = folder_photos(path, skipped)
         if not names:  # "done: 0 predicted" would read as success
+            others = "; it holds " + ", ".join(f"{k or 'no suffix'} {n}" for k, n in skipped.most_common(5)) if skipped else ""
             raise ValueError(f"{path}: no photos in this folder (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, "
-                             "in subfolders too)")
+                             f"in subfolders too{others})")
         refuse_names_no_line_holds(path, names)
         return names
     if not path.exists():
@@ -105,10 +108,11 @@ def refuse_names_no_line_holds(folder: Path, names: list[str]) -> None:
         raise ValueError(f"{folder}: {len(bad)} photo name(s) a predictions file cannot hold: {bad[0]}{more}")
 
 
-def folder_photos(folder: Path) -> list[str]:
+def folder_photos(folder: Path, skipped: Counter[str] | None = None) -> list[str]:
     """The photo names under `folder` (sorted, relative to it), through links: a linked subfolder's photos are named
     by the link, a link to a missing photo is listed so that its line says it is missing, and a link back to a folder
-    it sits in (a loop, or `/`) is not entered."""
+    it sits in (a loop, or `/`) is not entered. Other files, hidden ones aside, are counted into `skipped` by their
+    lower-case suffix ("" for none)."""
     names: list[str] = []
 
     def walk(directory: str, rel: PurePosixPath, chain: tuple[Path, ...]) -> None:
@@ -120,6 +124,8 @@ def folder_photos(folder: Path) -> list[str]:
                         walk(entry.path, rel / entry.name, (*chain, real))
                 elif PurePosixPath(entry.name).suffix.lower() in IMAGE_SUFFIXES and (entry.is_symlink() or entry.is_file()):
                     names.append((rel / entry.name).as_posix())
+                elif skipped is not None and not entry.name.startswith("."):
+                    skipped[PurePosixPath(entry.name).suffix.lower()] += 1
 
     walk(str(folder), PurePosixPath(), (Path(os.path.realpath(folder)),))
     return sorted(names, key=PurePosixPath)
@@ -130,6 +136,19 @@ def _is_folder(entry: os.DirEntry) -> bool:
         return entry.is_dir()
     except OSError:  # a link to itself (ELOOP): listed as a photo, whose line says why it cannot be read
         return False
+
+
+def skipped_note(folder: str | Path, skipped: Counter[str]) -> str | None:
+    """What a folder held besides photos, by suffix, most first (None when nothing): a phone's .heic photos were
+    left out of a run without a word."""
+    if not skipped:
+        return None
+    total = sum(skipped.values())
+    kinds = ", ".join(f"{suffix or 'no suffix'} {n}" for suffix, n in skipped.most_common(5))
+    more = f", and {len(skipped) - 5} more kinds" if len(skipped) > 5 else ""
+    return (f"{total} file{'s' if total > 1 else ''} in {folder} {'are' if total > 1 else 'is'} not read as photos "
+            f"({kinds}{more}); photos are {', '.join(sorted(IMAGE_SUFFIXES))}: convert others to JPEG or PNG to "
+            "predict them")
 
 
 def list_inputs(path: str | Path) -> list[str]:
