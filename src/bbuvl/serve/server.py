@@ -14,6 +14,7 @@ and vanishing clients").
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import errno
 import json
@@ -137,7 +138,7 @@ def _not_http(error: h11.RemoteProtocolError | None, header_limit: int) -> tuple
     whose headers may take `header_limit` bytes, or that ask for what h11 does not implement (501)."""
     status = error.error_status_hint if error is not None else 400
     why = (f"its request line and headers exceed {header_limit} bytes" if status == 431
-           else cut(str(error), 300) if error is not None else "unreadable")
+           else cut(_unechoed(str(error)), 300) if error is not None else "unreadable")
     if isinstance(error, _Refused):
         answer = ApiError(status, error.kind, why)
     elif status == 501:  # a Transfer-Encoding other than chunked: valid HTTP, which this server does not take
@@ -145,6 +146,35 @@ def _not_http(error: h11.RemoteProtocolError | None, header_limit: int) -> tuple
     else:
         answer = ApiError(status, "bad_request", f"the request is not valid HTTP/1.1: {why}")
     return status, json.dumps(answer.body()).encode()
+
+
+_ILLEGAL_LINE = re.compile(r"^illegal (header|request) line: bytearray\((b'.*'|b\".*\")\)$", re.S)
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_FIELD_BYTE = re.compile(rb"[\t\x20-\x7e\x80-\xff]")
+
+
+def _unechoed(message: str) -> str:
+    """h11's `message` with the header line or request query it quotes left out: a line that is not HTTP is often an
+    `Authorization: Bearer KEY` with a stray CR or NUL (a key file saved on Windows), and an answer (which proxies and
+    their logs keep) must never hold a key. A header is named, with the first byte HTTP does not take in it."""
+    m = _ILLEGAL_LINE.match(message)
+    if m is None:
+        return message
+    try:
+        line = bytes(ast.literal_eval(m.group(2)))
+    except (ValueError, SyntaxError):
+        return f"an illegal {m.group(1)} line (not shown: it may hold a key)"
+    if m.group(1) == "request":  # the query may hold a key put in the address by mistake
+        return f"illegal request line: {re.sub(r'[?#][^ ]*', '?...', line.decode('latin-1'))!r} (not 'METHOD /path HTTP/1.1')"
+    name, colon, value = line.partition(b":")
+    if not colon or not _TOKEN.fullmatch(name):
+        return ("a header line is no 'Name: value' (the line is not shown back: it may hold a key); a header's name is "
+                "letters, digits and !#$%&'*+.^_`|~- only")
+    value = value.lstrip(b" \t")  # counted from the value's start, as the client wrote it
+    bad = next((i for i in range(len(value)) if not _FIELD_BYTE.fullmatch(value[i:i + 1])), None)
+    where = f"byte 0x{value[bad]:02X} at byte {bad + 1} of its value" if bad is not None else "a character"
+    return (f"the header {name.decode()!r} holds {where}, which HTTP does not allow in a header (a line end or a control "
+            "character: a key file saved with Windows line ends?); its value is not shown back")
 
 
 def bind(host: str, port: int) -> socket.socket:
