@@ -150,3 +150,23 @@ def test_the_letter_case_hint_follows_the_folder_and_never_names_the_missing_fil
     with pytest.raises(ImageError) as dangling:
         load_image(tmp_path / "gone.jpg")
     assert "letter case" not in str(dangling.value), dangling.value
+
+
+def test_a_photo_named_by_a_url_or_a_windows_drive_path_is_said_to_be_one(tmp_path: Path):
+    # A dataset exported from a web tool names `https://host/a.jpg`, one made on Windows `C:\data\b.jpg`: "image file not
+    # found" alone, and for the URL a warning that Windows refuses the ':' in 'https:', sent the user looking elsewhere.
+    photo(tmp_path / "ok.jpg")
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text("\n".join(record(name) for name in ("https://example.com/a.jpg", "s3://bucket/b.jpg",
+                                                         "C:\\data\\c.jpg", "D:/data/d.jpg", "ok.jpg")) + "\n",
+                     encoding="utf-8")
+    code, text = run("check", jsonl)
+    text = " ".join(text.split())
+    assert code == 1, text
+    assert (f"{jsonl}:1: image https://example.com/a.jpg: image file not found; the name is a URL (https://): photos "
+            "are read from local files only, so download it and name the file") in text
+    assert f"{jsonl}:2: image s3://bucket/b.jpg: image file not found; the name is a URL (s3://)" in text
+    assert (f"{jsonl}:3: image C:\\data\\c.jpg: image file not found; the name is a path on a Windows drive (C:), no "
+            "file here") in text
+    assert f"{jsonl}:4: image D:/data/d.jpg: image file not found; the name is a path on a Windows drive (D:)" in text
+    assert "Windows refuses" not in text and ":5:" not in text

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Iterator
 from PIL import Image, UnidentifiedImageError
 
 from bbuvl.data.input_paths import NOTHING_THERE, file_kind
+from bbuvl.data.names import url_scheme, windows_drive
 
 if TYPE_CHECKING:
     import numpy as np
@@ -165,7 +166,7 @@ def _named_errors(path: Path, doing: str) -> Iterator[None]:
     except ImageError:
         raise
     except FileNotFoundError:
-        raise ImageError(f"{path}: image file not found{_other_case(path)}") from None
+        raise ImageError(f"{path}: image file not found{_url_note(path) or _other_case(path)}") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image (no photo format recognised in its bytes)") from None
     except Image.DecompressionBombError as e:
@@ -189,6 +190,17 @@ def _names_by_case(folder: str, changed_ns: int) -> dict[str, str]:
     for name in sorted(os.listdir(folder)):
         names.setdefault(name.casefold(), name)
     return names
+
+
+def _url_note(path: Path) -> str:
+    """For a missing file named by a URL or a Windows drive path, what the name is and what to give instead; '' for
+    any other name."""
+    if scheme := url_scheme(str(path)):
+        return f"; the name is a URL ({scheme}://): photos are read from local files only, so download it and name the file"
+    if drive := windows_drive(str(path)):
+        return (f"; the name is a path on a Windows drive ({drive}:), no file here: name the photo relative to the "
+                "dataset's folder, or by its path on this machine")
+    return ""
 
 
 def _other_case(path: Path) -> str:

@@ -54,12 +54,32 @@ def portable_path(path: str) -> str:
     return "/".join(part if part == ".." else portable_part(part) for part in PurePosixPath(path).parts)
 
 
+# A photo named by a URL in a dataset (`https://host/a.jpg`, `s3://bucket/a.jpg`): read as a path below the dataset's
+# folder, the `//` collapses to `/`, so both spellings are matched; a Windows drive (`C:/`) has a one-letter scheme.
+_URL = re.compile(r"(?:^|/)([A-Za-z][A-Za-z0-9+.-]+):/")
+
+
+def url_scheme(name: str) -> str | None:
+    """The scheme (`https`, `s3`, ...) when the photo name `name` is a URL, read where a path was expected; else None."""
+    found = _URL.search(name.replace("\\", "/"))
+    return found.group(1).lower() if found else None
+
+
+_DRIVE = re.compile(r"(?:^|/)([A-Za-z]):[\\/]")
+
+
+def windows_drive(name: str) -> str | None:
+    """The drive letter when the photo name `name` is a Windows absolute path (`C:\\data\\a.jpg`); else None."""
+    found = _DRIVE.search(name)
+    return found.group(1).upper() if found else None
+
+
 def portability_problem(path: str) -> str | None:
     """Why Windows could not hold the relative path `path` (a photo as a dataset names it), or None when it can. An
     absolute path is not judged: it names a file on this machine, which moves with no dataset."""
     posix = PurePosixPath(path.replace("\\", "/"))
-    if posix.is_absolute() or re.match(r"[A-Za-z]:(/|$)", posix.as_posix()):
-        return None
+    if posix.is_absolute() or re.match(r"[A-Za-z]:(/|$)", posix.as_posix()) or url_scheme(path):
+        return None  # a URL is no file here at all: the photo's "not found" says so
     for part in (p for p in posix.parts if p not in (".", "..")):
         if part == portable_part(part):
             continue
