@@ -42,6 +42,19 @@ def gif() -> bytes:
     return buf.getvalue()
 
 
+def tiff_with_a_fraction_for_its_strip_offsets() -> bytes:
+    """A 40x30 TIFF whose StripOffsets tag, where its pixels start, is a fraction (type RATIONAL) rather than a number."""
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (120, 40, 200)).save(buf, "TIFF")
+    data = bytearray(buf.getvalue())
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for i in range(struct.unpack_from("<H", data, ifd)[0]):
+        entry = ifd + 2 + 12 * i
+        if struct.unpack_from("<H", data, entry)[0] == 0x0111:  # StripOffsets: type 5 (RATIONAL), one, at byte 8
+            struct.pack_into("<HII", data, entry + 2, 5, 1, 8)
+    return bytes(data)
+
+
 def as_file(data: bytes) -> tuple[bytes, dict[str, str]]:
     body, ctype = multipart("image", "upload.jpg", data)
     return body, {"Content-Type": ctype}
@@ -51,6 +64,8 @@ JSON = {"Content-Type": "application/json"}
 BAD = {
     "not_an_image": (*as_file(b"this is a text file, not a photo"), 400, "not_an_image"),
     "truncated_image": (*as_file(truncated_jpeg()), 400, "corrupt_image"),
+    # a JSON 500 internal_error before: Pillow's TIFF reader raised TypeError on it
+    "tiff_with_a_tag_of_the_wrong_type": (*as_file(tiff_with_a_fraction_for_its_strip_offsets()), 400, "corrupt_image"),
     "gif_named_jpg": (*as_file(gif()), 415, "unsupported_image_format"),
     "empty_file": (*as_file(b""), 400, "empty_image"),
     "decompression_bomb": (*as_file(png_header_only(30000, 30000)), 413, "image_too_large"),

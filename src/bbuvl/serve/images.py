@@ -55,7 +55,12 @@ def decode_image(data: bytes, max_pixels: int, on_size: Callable[[int, int], Non
                                f"as it is wide; the model frame takes at most {MAX_ASPECT}:1: crop it first")
             if on_size is not None:
                 on_size(w, h)
-            im.load()
+            try:
+                im.load()
+            except TypeError as e:
+                # Pillow's TIFF reader, given an offset or count tag of the wrong type (a fraction, text): a corrupt
+                # file, not a server failure (a 500 before)
+                raise ApiError(400, "corrupt_image", f"the image cannot be decoded (a corrupt tag): {cut(str(e))}") from None
             rgb, _ = convert_to_rgb(upright(im, _orientation(im)))
             return rgb if rgb is not im else im.copy()
     except ApiError:
