@@ -274,3 +274,18 @@ def test_a_photo_whose_exif_holds_a_tag_of_the_wrong_type_is_answered_upright(ba
     # write (AttributeError here; struct.error and TypeError for other tags), while the pixels and the turn are sound
     assert r.status == 200, r.body
     assert (r.json()["width"], r.json()["height"]) == (48, 64)
+
+
+def test_a_body_over_the_limit_that_waits_for_100_continue_is_refused_before_it_is_sent(bad_server, photos):
+    import socket
+
+    head = (f"POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {bad_server.key}\r\nContent-Type: image/jpeg\r\n"
+            f"Content-Length: {(1 << 20) + 1024}\r\nExpect: 100-continue\r\n\r\n").encode()
+    with socket.create_connection((bad_server.host, bad_server.port), timeout=10) as s:
+        s.sendall(head)  # and nothing more: curl sends the body once the server says "100 Continue", or after a second
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += s.recv(65536)
+    # "HTTP/1.1 100 Continue" before: the server asked for a megabyte it then read away to answer 413
+    assert answer.startswith(b"HTTP/1.1 413 "), answer
+    assert bad_server.detect_file(photos[0]).status == 200

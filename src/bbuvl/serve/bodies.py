@@ -106,7 +106,10 @@ async def read_body(request: Request, limit: int, pace: Pace, take: Callable[[in
             if declared is not None and declared.isdigit() and int(declared) > limit:
                 refused = ApiError(413, "body_too_large", f"the body is {int(declared)} bytes; this server accepts at "
                                    f"most {limit} (--max-body-mb)")
-                await _drain(request, int(declared), limit, arrived)
+                # A client that asked to hear first (Expect: 100-continue, as curl asks for a file over 1 MB) has sent
+                # none of it yet: reading it away would answer "100 Continue", and the megabytes came only to be dropped
+                if "100-continue" not in request.headers.get("expect", "").lower():
+                    await _drain(request, int(declared), limit, arrived)
                 raise refused
             async for chunk in request.stream():
                 arrived(len(chunk))
