@@ -9,6 +9,8 @@ import threading
 import time
 from dataclasses import replace
 
+import pytest
+
 from bbuvl.data.faults import Faults
 from bbuvl.data.scale import TILE_SCALE_FILE
 from bbuvl.eval.judging import choose_tiled_verdict
@@ -41,9 +43,13 @@ def test_a_reader_of_the_checkpoint_finds_a_chosen_scale_all_through_a_run(train
     assert replace(seen[0], model=None) == EARLIER and ChosenTileScale.load(ckpt).chosen_on == str(wide_val)
 
 
-def test_tiled_thresholds_that_cannot_be_chosen_again_are_kept_and_said_so(trained_checkpoint, wide_val, tmp_path):
+@pytest.mark.parametrize("scale_before", [None, EARLIER])
+def test_tiled_thresholds_that_cannot_be_chosen_again_are_kept_and_said_so(trained_checkpoint, wide_val, tmp_path,
+                                                                          scale_before):
     ckpt = tmp_path / "ckpt"
     shutil.copytree(trained_checkpoint, ckpt)
+    if scale_before is not None:
+        scale_before.save(ckpt)
     earlier = ChosenThresholds(VerdictThresholds(0.3, 0.7), 0.8, 0.9, 1.0, 1.0, 4, 2, ["x"], "earlier.jsonl", tiled=True)
     earlier.save(ckpt)
     before = (ckpt / TILED_THRESHOLDS_FILE).read_bytes()
@@ -55,7 +61,11 @@ def test_tiled_thresholds_that_cannot_be_chosen_again_are_kept_and_said_so(train
     assert "the 2 photos cut into tiles: every one of the 2 photos holds a fault" in said and "their verdict thresholds are not chosen" in said
     # Before: the earlier file was set aside with the scale and removed when the run succeeded.
     assert (ckpt / TILED_THRESHOLDS_FILE).read_bytes() == before
-    assert f"{ckpt / TILED_THRESHOLDS_FILE} is kept, chosen on photos cut at the scale before this one" in said
+    if scale_before is None:  # the training scale, which factor 1 chooses again: the kept thresholds fit it
+        assert f"{ckpt / TILED_THRESHOLDS_FILE} is kept, chosen on photos cut at this same scale (1)" in said
+    else:  # before: "the scale before this one" whether or not the scale changed
+        assert (f"{ckpt / TILED_THRESHOLDS_FILE} is kept, chosen on photos cut at the scale before this one (0.5); "
+                "choose it again on validation photos that can decide them") in said
     assert (ckpt / TILE_SCALE_FILE).is_file()
 
 

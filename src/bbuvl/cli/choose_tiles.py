@@ -12,7 +12,7 @@ from rich.table import Table
 from bbuvl.cli.common import (OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, check_device, claim_outputs, console,
                               finite_range, one_of, print_first, refuse_unused, require_file, user_errors)
 from bbuvl.cli.predictor import CHECKPOINT_HELP, read_folder, read_through_config
-from bbuvl.infer.tile_scale import REFINE_WITHIN, WITHIN
+from bbuvl.infer.tile_scale import REFINE_WITHIN, WITHIN, ChosenTileScale
 from bbuvl.outputs import check_not_inputs, replacing
 from bbuvl.paths import real_path
 
@@ -98,6 +98,8 @@ def choose_tiles(
         predictor = Predictor.load(folder, device=device)
         predictor.check_mode(mode)
         trained = TrainingScale.load(checkpoint)
+        # The scale `auto` cut photos at before this run: the tiled thresholds kept from then were chosen on it.
+        earlier = ChosenTileScale.load(checkpoint)
     table = Table(title=f"tiles: auto on {escape(str(gt))} ({escape(mode)} mode)")
     for column in ("scale", "grids (photos)", "passes", escape(metric), "best minus it, by chance (1 s.e.)"):
         table.add_column(column, justify="right")
@@ -148,10 +150,16 @@ def choose_tiles(
                       "written to "
                       f"{escape(str(checkpoint / TILED_THRESHOLDS_FILE))}", soft_wrap=True)
     elif (checkpoint / TILED_THRESHOLDS_FILE).is_file():
-        again = ("on validation photos that can decide them" if choose_thresholds else "(--choose-thresholds)")
-        console.print(f"[yellow]note[/]: {escape(str(checkpoint / TILED_THRESHOLDS_FILE))} is kept, chosen on photos cut "
-                      f"at the scale before this one; choose it again {again} so that it fits this scale's fault scores",
-                      soft_wrap=True)
+        kept = escape(str(checkpoint / TILED_THRESHOLDS_FILE))
+        before = earlier.scale if earlier is not None else chosen.train_scale
+        if before == chosen.scale:
+            console.print(f"note: {kept} is kept, chosen on photos cut at this same scale ({chosen.scale:g})",
+                          soft_wrap=True)
+        else:
+            again = ("on validation photos that can decide them" if choose_thresholds else "(--choose-thresholds)")
+            console.print(f"[yellow]note[/]: {kept} is kept, chosen on photos cut at the scale before this one "
+                          f"({before:g}); choose it again {again} so that it fits this scale's fault scores",
+                          soft_wrap=True)
 
 
 def save_choices(checkpoint: Path, chosen, verdict) -> Path:  # noqa: ANN001 - a ChosenTileScale, ChosenThresholds

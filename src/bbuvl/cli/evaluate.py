@@ -293,7 +293,7 @@ def print_faults(faults: Any, source: str) -> None:
             verdict.add_row(f"{k} ({meaning})", *(_num(getattr(getattr(r, which), k)) for r in rows))
     verdict.add_row("ROC AUC of the photo's fault score", *(_num(r.roc_auc) for r in rows))
     console.print(verdict)
-    console.print(f"thresholds from {escape(source)}; verdicts: "
+    console.print(f"thresholds: {escape(source)}; verdicts: "
                   + ", ".join(f"{v} {c['faulty']} faulty / {c['clean']} clean" for v, c in p.verdicts.items()), soft_wrap=True)
 
     states = Table(title="State given kind (parts found as their kind at IoU ≥ 0.5)", title_justify="left")
