@@ -245,6 +245,12 @@ def _multipart_image(content_type: str, body: bytes) -> bytes:
     if delimiters > MAX_PARTS:
         raise ApiError(400, "bad_multipart", f"the multipart body holds its boundary '--{cut(boundary.decode('latin-1'))}' "
                        f"{delimiters} times; a part may not hold it, and /v1/detect takes at most {MAX_PARTS} parts")
+    if body.strip() and not body.lstrip(b"\r\n").startswith(b"--" + boundary):
+        # the parser's own words were "Expected boundary character 111, got 88 at index 4": a body built with one
+        # boundary sent under a Content-Type naming another (a header set by hand), or text before the first part
+        raise ApiError(400, "bad_multipart", f"the multipart body does not begin with the boundary its Content-Type "
+                       f"names, '--{cut(boundary.decode('latin-1'))}': the header names another boundary than the body "
+                       "holds (a Content-Type set by hand?), or something precedes the first part")
     parts = _parts(boundary, body)
     if b"--" + boundary + b"--" not in body[-len(boundary) - 256:]:
         # The parser keeps what came before the cut: a truncated upload was "no file part named 'image'" before
