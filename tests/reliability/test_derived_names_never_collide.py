@@ -109,9 +109,12 @@ def test_two_outputs_of_one_command_on_one_path_are_refused(tmp_path):
         claim_outputs("eval", {}, [tmp_path / "m.json", tmp_path / "." / "m.json"])
     pred = tmp_path / "pred.jsonl"
     pred.write_text("", encoding="utf-8")
-    r = CliRunner().invoke(app, ["eval", "--pred", str(pred), "--gt", str(pred), "--out", str(tmp_path / "rep" / "index.html"),
-                                 "--report", str(tmp_path / "rep")])
-    assert r.exit_code == 2 and "one command would write both" in " ".join(r.output.split()), r.output
+    for out in (tmp_path / "rep" / "index.html", tmp_path / "rep" / "worst" / "m.json"):
+        r = CliRunner().invoke(app, ["eval", "--pred", str(pred), "--gt", str(pred), "--out", str(out),
+                                     "--report", str(tmp_path / "rep")])
+        # Before: "rep/index.html and rep/index.html: one command would write both", one path named twice
+        assert r.exit_code == 2 and (f"{out}: one of the report's own files, or inside a folder the report replaces "
+                                     f"(--report {tmp_path / 'rep'})") in " ".join(r.output.split()), r.output
 
 
 @pytest.mark.slow  # a LoRA run of one step (~25 s)

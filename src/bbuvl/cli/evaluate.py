@@ -13,6 +13,7 @@ from rich.table import Table
 from bbuvl.atomic import write_text_atomic
 from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, claim_outputs, console, fail, finite_range,
                               int_range, cell, print_first, refuse_unused, require_file, user_errors)
+from bbuvl.outputs import same_path
 from bbuvl.paths import real_path
 
 LEVEL_HELP = "Evaluate categories at this hierarchy level (1 = category, 2 = category/attribute; default: full label)."
@@ -104,6 +105,11 @@ def evaluate(
             require_file(path, what, expected)
     reported = (([report / "index.html", report / PR_CURVE_FILE, report / FAULT_CURVE_FILE], [report / WORST_DIR, report / FAULTS_DIR])
                 if report else ([], []))
+    for written in (out, details_path(out)):  # said as "R/index.html and R/index.html: one command would write both"
+        if any(same_path(written, path) or real_path(written).is_relative_to(real_path(path)) for path in reported[1]) \
+                or any(same_path(written, path) for path in reported[0]):
+            fail(f"{written}: one of the report's own files, or inside a folder the report replaces (--report {report}); "
+                 "give --out a name outside them")
     if (verdict_review is None) != (verdict_fail is None):  # one given: paired with the other in effect
         with user_errors(ValueError, OSError):
             in_effect = verdict_setup(pred, hierarchy).thresholds
