@@ -11,32 +11,11 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 import bbuvl
-from bbuvl.cli import app
+from tests.reliability.test_data_link_loops_and_os_errors_are_named import invoke, loop, refused
 
 BOX = [10, 10, 60, 60]
-
-
-def invoke(args: list) -> object:
-    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "400"})
-
-
-def refused(result, *needles: str) -> str:
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    text = " ".join(result.output.replace("│", " ").split())
-    assert "Traceback" not in text and "RuntimeError" not in text, text
-    for needle in needles:
-        assert needle in text, (needle, text)
-    return text
-
-
-def loop(folder: Path) -> Path:
-    """Two links naming each other."""
-    (folder / "loop_b").symlink_to(folder / "loop_a")
-    (folder / "loop_a").symlink_to(folder / "loop_b")
-    return folder / "loop_a"
 
 
 @pytest.fixture
