@@ -239,3 +239,23 @@ def test_shot_counts_that_draw_the_same_support_are_evaluated_once_and_too_many_
     assert list(summary["accuracy_table"]) == ["1", "2"]
     assert "shots=3, 5, all draw the support images of shots=2 (no class has more): evaluated once, as shots=2" in \
         summary["warnings"]
+
+
+def test_support_and_query_files_that_are_no_photo_type_are_counted_not_dropped_without_a_word(tmp_path):
+    # A class of 3 photos and 2 .heic from a phone was fitted on 3 without saying so; queries the same.
+    support = photos(tmp_path / "support", {"a": 3, "b": 2})
+    query = photos(tmp_path / "query", {"a": 1})
+    for heic in (support / "a" / "IMG_1.heic", support / "a" / "IMG_2.HEIC", query / "a" / "IMG_3.heic"):
+        heic.write_bytes(b"\0\0\0\x18ftypheic")
+    (support / "notes.txt").write_text("shot on site 3", encoding="utf-8")
+    code, said = invoke("classify", "--support", support, "--query", query, "--backbone", "pixels:8",
+                        "--out", tmp_path / "o.csv", "--no-cache")
+    assert code == 0, said
+    assert f"3 files in {support} are not read as photos (.heic 2, .txt 1)" in said, said
+    assert f"1 file in {query} is not read as photos (.heic 1)" in said, said
+    only = tmp_path / "only_heic"
+    only.mkdir()
+    (only / "IMG_4.heic").write_bytes(b"\0")
+    code, said = invoke("classify", "--support", support, "--query", only, "--backbone", "pixels:8",
+                        "--out", tmp_path / "o2.csv", "--no-cache")
+    assert code == 2 and "no query images in this folder (searched recursively; it holds .heic 1)" in said, said

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bbuvl.infer.batch import photo_names, skipped_note
+from bbuvl.data.images import skipped_note
+from bbuvl.infer.batch import photo_names
 from tests.reliability.test_a_resume_never_mixes_two_runs import invoke, refused
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -189,7 +189,9 @@ def classify(
     support_report, query_report, problems = EmbedReport(), EmbedReport(), []
     counts: dict[str, int] = {}
     with user_errors():
-        fitted, warnings = fit_support(read_support(support), [shots], seed, bb, store, batch_size, support_report, mode)  # type: ignore[arg-type]
+        support_set = read_support(support)
+        problems.extend(filter(None, [support_set.left_out]))
+        fitted, warnings = fit_support(support_set, [shots], seed, bb, store, batch_size, support_report, mode)  # type: ignore[arg-type]
         items = iter_queries(query, problems, margin=margin, min_score=min_score)
         with _progress("classifying") as bar:
             task = bar.add_task("queries", total=None)
@@ -330,7 +332,7 @@ def label(
                             min_score, store, batch_size)
     _print_messages("warnings", warnings)
     _print_messages("changed to fit the dataset format", report.fixed)
-    _print_messages("skipped", report.problems + support_report.skipped)
+    _print_messages("skipped", list(filter(None, [support_set.left_out])) + report.problems + support_report.skipped)
     console.print(f"{report.labelled} boxes labelled by few-shot class, {report.unknown_dropped} Unknown dropped, "
                   f"{report.unknown_flagged} Unknown flagged, {report.below_min_score} below --min-score")
     console.print(f"[green]wrote[/] {escape(str(out))}: {report.images_written} photos ({report.images_skipped} left out); "

@@ -77,7 +77,8 @@ def predict(
     logging.basicConfig(level=logging.WARNING)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from bbuvl.infer.batch import PredictJob, photo_names, run_predictions, skipped_note
+    from bbuvl.data.images import skipped_note
+    from bbuvl.infer.batch import PredictJob, photo_names, run_predictions
     from bbuvl.infer.output import (check_name_room, check_ours, check_output, check_plain_file, discard_output,
                                     input_root, manifest_path)
     from bbuvl.data.faults import Faults

@@ -6,6 +6,7 @@ import errno
 import hashlib
 import os
 import warnings
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -249,9 +250,33 @@ def image_size(path: str | Path) -> tuple[int, int]:
         return im.size
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files under a folder, recursively, sorted."""
-    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+def list_images(folder: str | Path, skipped: Counter[str] | None = None) -> list[Path]:
+    """Image files under a folder, recursively, sorted; its other files, hidden ones aside, are counted into `skipped`
+    by their lower-case suffix ("" for none)."""
+    root, images = Path(folder), []
+    for path in root.rglob("*"):
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+            images.append(path)
+        elif skipped is not None and path.is_file() and not any(p.startswith(".") for p in path.relative_to(root).parts):
+            skipped[path.suffix.lower()] += 1
+    return sorted(images)
+
+
+def suffix_counts(skipped: Counter[str], most: int = 5) -> str:
+    """`.heic 40, .txt 2`: the commonest suffixes first, then how many kinds more."""
+    kinds = ", ".join(f"{suffix or 'no suffix'} {n}" for suffix, n in skipped.most_common(most))
+    return kinds + (f", and {len(skipped) - most} more kinds" if len(skipped) > most else "")
+
+
+def skipped_note(folder: str | Path, skipped: Counter[str]) -> str | None:
+    """What a folder held besides photos, by suffix, most first (None when nothing): a phone's .heic photos were
+    left out of a run without a word."""
+    if not skipped:
+        return None
+    total = sum(skipped.values())
+    return (f"{total} file{'s' if total > 1 else ''} in {folder} {'are' if total > 1 else 'is'} not read as photos "
+            f"({suffix_counts(skipped)}); photos are {', '.join(sorted(IMAGE_SUFFIXES))}: convert others to JPEG or PNG to "
+            "use them")
 
 
 def file_digest(path: str | Path) -> str:

@@ -229,7 +229,7 @@ def run_eval(
     fitted, warnings = fit_support(support, list(shots), seed, backbone, cache, batch_size, support_report, mode)
     runs = [ShotRun(f) for f in fitted]
 
-    problems: list[str] = []
+    problems: list[str] = list(filter(None, [support.left_out]))
     queries = _with_truth(iter_queries(query_path, problems, margin=margin, level=level), set(classes), problems)
     origins: list[str] = []
     truth: list[str] = []

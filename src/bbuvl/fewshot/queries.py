@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from bbuvl.data.images import IMAGE_SUFFIXES
+from bbuvl.data.images import IMAGE_SUFFIXES, skipped_note, suffix_counts
 from bbuvl.data.jsonfile import json_kind
 from bbuvl.data.labels import SEP, label_at_level
 from bbuvl.data.schema import iter_dataset, resolve_image
@@ -193,9 +194,13 @@ def iter_queries(
         for folder in path.rglob("*"):
             if folder.is_dir():
                 refuse_linked_folder(folder)
-        images = list_visible_images(path)
+        skipped: Counter[str] = Counter()
+        images = list_visible_images(path, skipped)
         if not images:  # before any output is written: zero queries answered is not a result
-            raise ValueError(f"{path}: no query images in this folder (searched recursively)")
+            holds = f"; it holds {suffix_counts(skipped)}" if skipped else ""
+            raise ValueError(f"{path}: no query images in this folder (searched recursively{holds})")
+        if note := skipped_note(path, skipped):
+            problems.append(note)
         return _folder_items(path, images, problems)
     if not path.is_file():
         raise ValueError(f"{path}: query path not found (a folder, a .jsonl dataset or predictions file, or an image)")

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from bbuvl.data.images import IMAGE_SUFFIXES, list_images
+from bbuvl.data.images import IMAGE_SUFFIXES, list_images, skipped_note
 from bbuvl.data.labels import SEP
 from bbuvl.data.text import clean_label, label_key, label_problem, name_as_text, spelling_of
 from bbuvl.fewshot.cache import file_digest
@@ -45,6 +46,7 @@ class SupportSet:
 
     root: Path
     images: list[SupportImage]
+    left_out: str | None = None  # the files under `root` that are no photo type, by suffix (`skipped_note`)
 
     @property
     def classes(self) -> list[str]:
@@ -94,8 +96,8 @@ def read_support(root: str | Path) -> SupportSet:
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"{root}: support folder not found (expected support/<class>/*.jpg)")
-    images = []
-    paths = list_visible_images(root)
+    images, skipped = [], Counter()
+    paths = list_visible_images(root, skipped)
     # `ＢＢＵ/` beside `BBU/`, or a folder name composed on one disk and decomposed on another, is one class, not two
     # splitting its votes (data/text.py): the first folder's spelling, cleaned (NFC), names it.
     spell = spelling_of(_class_of(path.relative_to(root))[0] for path in paths)
@@ -116,13 +118,14 @@ def read_support(root: str | Path) -> SupportSet:
     if not images:
         raise ValueError(f"{root}: no images found (expected support/<class>/*.jpg)")
     _refuse_empty_folders(root, images)
-    return SupportSet(root, images)
+    return SupportSet(root, images, skipped_note(root, skipped))
 
 
-def list_visible_images(root: Path) -> list[Path]:
+def list_visible_images(root: Path, skipped: Counter[str] | None = None) -> list[Path]:
     """The images below `root`, sorted, leaving out hidden files and folders: Jupyter's `.ipynb_checkpoints/` copies of
-    a class's photos became a class of their own, and macOS's `._x.jpg` companions were each reported unreadable."""
-    return [p for p in list_images(root) if not any(part.startswith(".") for part in p.relative_to(root).parts)]
+    a class's photos became a class of their own, and macOS's `._x.jpg` companions were each reported unreadable.
+    The other files (a phone's .heic photos) are counted into `skipped` by suffix."""
+    return [p for p in list_images(root, skipped) if not any(part.startswith(".") for part in p.relative_to(root).parts)]
 
 
 def _refuse_empty_folders(root: Path, images: list[SupportImage]) -> None:

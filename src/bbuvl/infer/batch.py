@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.data.images import IMAGE_SUFFIXES
+from bbuvl.data.images import IMAGE_SUFFIXES, suffix_counts
 from bbuvl.data.schema import once_each, read_lines, require_photos
 from bbuvl.data.text import not_text
 from bbuvl.infer.output import Manifest, OutputLock, claim_output, input_root, read_manifest, repair_output
@@ -71,7 +71,7 @@ def photo_names(path: str | Path, skipped: Counter[str] | None = None) -> list[s
         skipped = Counter() if skipped is None else skipped
         names = folder_photos(path, skipped)
         if not names:  # "done: 0 predicted" would read as success
-            others = "; it holds " + ", ".join(f"{k or 'no suffix'} {n}" for k, n in skipped.most_common(5)) if skipped else ""
+            others = f"; it holds {suffix_counts(skipped)}" if skipped else ""
             raise ValueError(f"{path}: no photos in this folder (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, "
                              f"in subfolders too{others})")
         refuse_names_no_line_holds(path, names)
@@ -136,19 +136,6 @@ def _is_folder(entry: os.DirEntry) -> bool:
         return entry.is_dir()
     except OSError:  # a link to itself (ELOOP): listed as a photo, whose line says why it cannot be read
         return False
-
-
-def skipped_note(folder: str | Path, skipped: Counter[str]) -> str | None:
-    """What a folder held besides photos, by suffix, most first (None when nothing): a phone's .heic photos were
-    left out of a run without a word."""
-    if not skipped:
-        return None
-    total = sum(skipped.values())
-    kinds = ", ".join(f"{suffix or 'no suffix'} {n}" for suffix, n in skipped.most_common(5))
-    more = f", and {len(skipped) - 5} more kinds" if len(skipped) > 5 else ""
-    return (f"{total} file{'s' if total > 1 else ''} in {folder} {'are' if total > 1 else 'is'} not read as photos "
-            f"({kinds}{more}); photos are {', '.join(sorted(IMAGE_SUFFIXES))}: convert others to JPEG or PNG to "
-            "predict them")
 
 
 def list_inputs(path: str | Path) -> list[str]:
