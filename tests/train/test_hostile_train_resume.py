@@ -1,6 +1,7 @@
 """Resuming from a checkpoint whose training state is damaged or missing: skipped by --resume, refused by --resume-from,
 each naming the file, before the model loads and before anything in the run's folder changes."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -142,4 +143,40 @@ def test_resume_from_another_folders_checkpoint_into_a_folder_holding_a_run_is_r
     # the same refused through the Python API, which went on before: the check is in the training itself
     with pytest.raises(ValueError, match="holds another run .* and the checkpoint is not one of its own"):
         train(load_config(config), resume=str(other / "checkpoint-2"))
+    assert snapshot(out) == before
+
+
+def config_with(cfg: Config, out: Path, tmp_path: Path, max_steps: int) -> Path:
+    """A config file training into `out` for `max_steps` steps."""
+    new = cfg.model_copy(deep=True)
+    new.training.output_dir, new.training.max_steps = str(out), max_steps
+    config = tmp_path / f"run{max_steps}.yaml"
+    config.write_text(dump_config(new), encoding="utf-8")
+    return config
+
+
+def test_resuming_a_run_from_the_checkpoint_of_its_last_step_trains_nothing_more(finished, tmp_path):
+    """A run killed after its last step (in the refit or the save of final/) resumed from its last checkpoint: HF
+    checks for the last step only after taking one, so the resumed run trained step 3 of a 2-step run (mid-epoch),
+    saved checkpoint-3 and a final/ one step past what was asked."""
+    out, _ = copy_run(finished, tmp_path)
+    shutil.rmtree(out / "final")
+    r = CliRunner().invoke(app, ["train", str(config_with(finished, out, tmp_path, 2)), "--resume"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    history = json.loads((out / "history.json").read_text(encoding="utf-8"))
+    assert max(h["step"] for h in history) == 2
+    done = Path(finished.training.output_dir) / "final" / "model.safetensors"
+    assert (out / "final" / "model.safetensors").read_bytes() == done.read_bytes()  # the weights of the run never killed
+
+
+def test_resuming_a_checkpoint_past_max_steps_is_refused_naming_both_steps(finished, tmp_path):
+    """Resumed with a lower training.max_steps, the run took one step more past the checkpoint and saved final/ there."""
+    out, _ = copy_run(finished, tmp_path)
+    before = snapshot(out)
+    r = CliRunner().invoke(app, ["train", str(config_with(finished, out, tmp_path, 1)), "--resume"])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert (f"resuming from {out / 'checkpoint-2'}: it was saved at step 2, past training.max_steps 1: a run cannot go "
+            "back to an earlier step") in text
     assert snapshot(out) == before

@@ -47,7 +47,8 @@ from bbuvl.train.held_out import check_held_out
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, fused_on_cpu, optimizer_groups
 from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_output_dir, check_resume_into, check_run_inputs,
                                  checkpoint_incomplete, clear_previous_run, latest_complete_checkpoint)
-from bbuvl.train.resume_records import HISTORY_FILE, abandoned_checkpoints, check_training_state, cut_back
+from bbuvl.train.resume_records import (HISTORY_FILE, abandoned_checkpoints, check_training_state, cut_back,
+                                        global_step)
 from bbuvl.train.run_inputs import RunInputs, check_inputs, optional_data, read_run_inputs  # noqa: F401 - rl's too
 from bbuvl.train.run_record import RUN_RECORD, check_resume, write_run_record
 from bbuvl.train.sample_cache import SampleCache
@@ -332,6 +333,15 @@ class BBUTrainer(Trainer):
             save_checkpoint(self.accelerator.unwrap_model(self.model), r.processor, r.cfg, r.contract, r.prompt,
                             output_dir or self.args.output_dir, scale=r.scale)
 
+    def _run_epoch(self, *args: Any, **kwargs: Any) -> None:  # noqa: D102
+        # HF checks for the last step only after taking one: a run resumed from the checkpoint of its last step (killed
+        # in the refit or the save of final/) took one step more, past training.max_steps, unless that step ended an
+        # epoch. Nothing is left to train: the run goes on to its end (refit, final/) with the checkpoint's weights.
+        if 0 < self.state.max_steps <= self.state.global_step:
+            self.control.should_training_stop = True
+            return
+        super()._run_epoch(*args, **kwargs)
+
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:  # noqa: D102
         load_weights_into(model or self.model, resume_from_checkpoint)
 
@@ -515,6 +525,7 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
         ckpt = str(found)
     if ckpt is not None:
         check_resume(cfg, ckpt)  # before minutes of loading, and before a head that does not fit is loaded
+        check_steps_left(cfg, ckpt)
         check_training_state(ckpt)  # likewise: a checkpoint pruned of its optimizer's state is refused
         if cfg.model.lora.enabled:
             check_lora_base(ckpt, with_base_located(cfg).model.path)  # a run recorded before run.json: its only check
@@ -534,6 +545,16 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
         _swap_in(staging, final)
     write_text_atomic(out / HISTORY_FILE, json.dumps(trainer.state.log_history, indent=1))
     return trainer
+
+
+def check_steps_left(cfg: Config, checkpoint: str | Path) -> None:
+    """Refuse resuming a checkpoint saved past training.max_steps: a run cannot train back to an earlier step, and HF
+    took one step more and saved its final/ there, as if the run had been asked for that many."""
+    step, max_steps = global_step(checkpoint), cfg.training.max_steps
+    if 0 < max_steps < step:
+        raise RunDirError(f"resuming from {checkpoint}: it was saved at step {step}, past training.max_steps {max_steps}: "
+                          "a run cannot go back to an earlier step. Raise training.max_steps to at least "
+                          f"{step}, or resume from a checkpoint-N of step {max_steps} or less with --resume-from")
 
 
 def _swap_in(staging: Path, final: Path) -> None:
