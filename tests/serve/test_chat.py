@@ -50,6 +50,10 @@ BAD = {
     "image_part_of_another_api": ({"messages": [user({"type": "input_image", "image_url": URI})]}, "bad_message",
                                   'got "input_image"'),
     "part_not_an_object": ({"messages": [{"role": "user", "content": ["hello"]}]}, "bad_message", "content[0]"),
+    # "got dict" before, of a part that is an object: its 'type' is what is wrong
+    "part_whose_type_is_a_list": ({"messages": [user({"type": ["image_url"], "image_url": {"url": URI}})]},
+                                  'bad_message', 'got ["image_url"]'),
+    "part_without_a_type": ({"messages": [user({"image_url": {"url": URI}})]}, "bad_message", "got a part with no 'type'"),
     # 400 bad_message after building and walking every message on the event loop before
     "twenty_thousand_messages": ({"messages": [user(IMAGE)] + [{}] * 20_000}, "json_too_many_values", "more than 10000"),
 }

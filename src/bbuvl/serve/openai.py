@@ -45,8 +45,11 @@ def image_from_chat(body: Any) -> bytes:
         for j, part in enumerate(content if isinstance(content, list) else []):
             kind = part.get("type") if isinstance(part, dict) else None
             if kind not in ("text", "image_url"):
+                # a part whose type is a list or a number was "got dict" before: the part's own type, not its 'type'
+                got = (type(part).__name__ if not isinstance(part, dict) else cut(json.dumps(kind)) if "type" in part
+                       else "a part with no 'type'")
                 raise ApiError(400, "bad_message", f"messages[{i}].content[{j}] must be a part of type 'text' or "
-                               f"'image_url', got {cut(json.dumps(kind)) if isinstance(kind, str) else type(part).__name__}")
+                               f"'image_url', got {got}")
             if kind == "image_url":
                 if m["role"] != "user":  # a photo said to come from the assistant or the system is no photo to inspect
                     raise ApiError(400, "bad_message", f"messages[{i}] is a '{m['role']}' message; the image goes in "
