@@ -180,3 +180,35 @@ def test_resuming_a_checkpoint_past_max_steps_is_refused_naming_both_steps(finis
     assert (f"resuming from {out / 'checkpoint-2'}: it was saved at step 2, past training.max_steps 1: a run cannot go "
             "back to an earlier step") in text
     assert snapshot(out) == before
+
+
+def test_resume_refuses_a_training_photo_replaced_under_its_name_and_follows_a_moved_dataset(finished, small_dataset,
+                                                                                            tmp_path):
+    """run.json recorded each data file by its bytes only: a photo replaced under its name (the JSONL unchanged)
+    resumed silently, one run trained on two datasets."""
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    cfg = finished.model_copy(deep=True)
+    cfg.data.train, cfg.data.teachers = str(data / "train.jsonl"), str(data / "teachers.jsonl")
+    out = tmp_path / "run"
+    cfg.training.output_dir, cfg.training.max_steps = str(out), 1
+    train(cfg, progress=False)
+    cfg.training.max_steps = 2
+    config = tmp_path / "run.yaml"
+    config.write_text(dump_config(cfg), encoding="utf-8")
+    photo = sorted((data / "images").glob("train_*"))[0]
+    kept = photo.read_bytes()
+    photo.write_bytes(sorted((data / "images").glob("train_*"))[1].read_bytes())
+    before = snapshot(out)
+    r = CliRunner().invoke(app, ["train", str(config), "--resume"])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert f"data.train '{data / 'train.jsonl'}': photo images/{photo.name} changed in place" in text
+    assert snapshot(out) == before
+    photo.write_bytes(kept)  # the same photos in a folder moved elsewhere: the same run
+    data.rename(tmp_path / "moved")
+    moved = tmp_path / "moved"
+    r = CliRunner().invoke(app, ["train", str(config), "--resume", f"data.train={moved / 'train.jsonl'}",
+                                 f"data.teachers={moved / 'teachers.jsonl'}"])
+    assert r.exit_code == 0, r.output
+    assert (out / "checkpoint-2").is_dir()

@@ -2,7 +2,7 @@
 
 A fresh run writes `run.json` into its output folder: the whole config as given (GRPO's section included) and
 its input files by content (model.path by model/identity.py, the data files and the DeepSpeed config by
-SHA-256). A resume compares the config it is given with that record, key by key, and refuses any difference
+SHA-256), and the photos each data file names (SHA-256 of each, by the name the file gives it). A resume compares the config it is given with that record, key by key, and refuses any difference
 outside `MAY_CHANGE`, naming each key with its old and new value: a resumed run with another `num_queries`
 would otherwise load a head that does not fit, and one with other learning rates or data would silently be a
 mix of two runs. Paths are compared by what they hold, so a dataset or base model moved elsewhere resumes.
@@ -22,7 +22,9 @@ from typing import Any
 from bbuvl.atomic import write_text_atomic
 from bbuvl.config import Config, load_config
 from bbuvl.data.digests import by_name, file_digest
+from bbuvl.data.schema import resolve_image
 from bbuvl.model.identity import identify
+from bbuvl.train.data_files import DataFiles
 
 RUN_RECORD = "run.json"
 # What a resume may change: how long the run goes on (the schedule is recomputed over the new length), how often
@@ -37,6 +39,8 @@ MAY_CHANGE = ("training.max_steps", "training.num_epochs", "training.logging_ste
 # Keys naming a file or folder: compared by content, not by spelling.
 CONTENT_KEYS = ("model.path", "data.train", "data.val", "data.teachers", "data.hierarchy", "training.deepspeed",
                 "detection.caption_refit.photos")
+# Data files whose photos are inputs too: a photo replaced under its name is other data in a file of the same bytes.
+PHOTO_KEYS = ("data.train", "data.val", "data.teachers", "detection.caption_refit.photos")
 
 
 class ResumeMismatch(ValueError):
@@ -94,6 +98,31 @@ def digest_inputs(cfg: Config, previous: dict[str, InputDigest] | None = None) -
     return out
 
 
+def digest_photos(cfg: Config, previous: dict[str, list[dict[str, Any]]] | None = None,
+                  files: DataFiles | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Each data file's photos (students and teachers) by content, keyed by the names the file gives them (a dataset
+    moved elsewhere names the same photos); `previous` spares re-hashing photos whose stat is unchanged. A photo that
+    cannot be read is recorded as such (the data reader names it)."""
+    values, files = flat(cfg), files or DataFiles()
+    out: dict[str, list[dict[str, Any]]] = {}
+    for key in PHOTO_KEYS:
+        value = values.get(key)
+        path = Path(os.path.expanduser(str(value))) if value else None
+        if path is None or not path.is_file():
+            continue
+        known = by_name((previous or {}).get(key) or [])
+        found: dict[str, dict[str, Any]] = {}
+        for row in files.rows(path):
+            for record in (row.sample.student, *row.sample.teachers) if row.sample is not None else ():
+                if record.image not in found:
+                    try:
+                        found[record.image] = file_digest(resolve_image(path, record.image), record.image, known).to_json()
+                    except OSError:
+                        found[record.image] = {"name": record.image, "sha256": "unreadable"}
+        out[key] = list(found.values())
+    return out
+
+
 def processes() -> int:
     """How many processes train this run: torchrun's, accelerate's or DeepSpeed's WORLD_SIZE, else 1."""
     try:
@@ -102,21 +131,23 @@ def processes() -> int:
         return 1
 
 
-def write_run_record(output_dir: str | Path, cfg: Config) -> None:
-    """Record a fresh run's config, inputs and number of processes in its output folder (`run.json`)."""
+def write_run_record(output_dir: str | Path, cfg: Config, files: DataFiles | None = None) -> None:
+    """Record a fresh run's config, inputs, their photos and number of processes in its output folder (`run.json`)."""
     record = {"config": cfg.model_dump(mode="json"),
-              "inputs": {k: vars(v) for k, v in digest_inputs(cfg).items()}, "processes": processes()}
+              "inputs": {k: vars(v) for k, v in digest_inputs(cfg).items()}, "processes": processes(),
+              "photos": digest_photos(cfg, files=files)}
     write_text_atomic(Path(output_dir) / RUN_RECORD, json.dumps(record, ensure_ascii=False, indent=1) + "\n")
 
 
-def check_resume(cfg: Config, checkpoint: str | Path) -> None:
+def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = None) -> None:
     """Raise ResumeMismatch, naming every differing key (old and new values), when `cfg` is not the config and
-    inputs of the run `checkpoint` belongs to (its folder's `run.json`, else the checkpoint's `bbuvl.yaml`)."""
+    inputs of the run `checkpoint` belongs to (its folder's `run.json`, else the checkpoint's `bbuvl.yaml`); the data
+    files are read through `files` when given (train/data_files.py)."""
     checkpoint = Path(checkpoint)
     record_path = checkpoint.parent / RUN_RECORD
     new = flat(cfg)
     if record_path.is_file():
-        old, inputs, ran_on = _read_record(record_path)
+        old, inputs, ran_on, photos = _read_record(record_path)
         _check_method(checkpoint, record_path, old.get("training.method"), cfg.training.method)
         diffs = [_phrase(k, old.get(k, "<unset>"), new.get(k, "<unset>")) for k in sorted(set(old) | set(new))
                  if old.get(k, "<unset>") != new.get(k, "<unset>") and not may_change(k) and k not in CONTENT_KEYS]
@@ -130,6 +161,8 @@ def check_resume(cfg: Config, checkpoint: str | Path) -> None:
             was, is_ = inputs.get(key), now.get(key)
             if (was.digest if was else None) != (is_.digest if is_ else None):
                 diffs.append(_content_phrase(key, was, is_))
+            elif photos is not None and key in photos and is_ is not None:  # a run recorded before photos were: unchecked
+                diffs += _photo_phrase(key, is_.path, photos[key], digest_photos(cfg, photos, files).get(key, []))
         source = f"{record_path} (what the run was started with)"
     else:
         try:
@@ -161,8 +194,9 @@ def _check_method(checkpoint: Path, source: Path, old: Any, new: str) -> None:
                          f"{new}, start a new run with model.path set to it and a training.output_dir of its own")
 
 
-def _read_record(path: Path) -> tuple[dict[str, Any], dict[str, InputDigest], int | None]:
-    """A run record's config (flat), inputs and number of processes (None: recorded before they were)."""
+def _read_record(path: Path) -> tuple[dict[str, Any], dict[str, InputDigest], int | None,
+                                      dict[str, list[dict[str, Any]]] | None]:
+    """A run record's config (flat), inputs, number of processes and photos (None: recorded before they were)."""
     from bbuvl.data.jsonfile import read_json
 
     data = read_json(path, "run record")
@@ -172,14 +206,30 @@ def _read_record(path: Path) -> tuple[dict[str, Any], dict[str, InputDigest], in
         ran_on = data.get("processes")
         if ran_on is not None and (not isinstance(ran_on, int) or isinstance(ran_on, bool) or ran_on < 1):
             raise ValueError(f"processes is {ran_on!r}, not a count")
+        photos = data.get("photos")
+        if photos is not None and not (isinstance(photos, dict) and all(
+                isinstance(v, list) and all(isinstance(p, dict) and isinstance(p.get("name"), str)
+                                            and isinstance(p.get("sha256"), str) for p in v) for v in photos.values())):
+            raise ValueError("photos is not a list of named digests per data file")
     except (KeyError, TypeError, AttributeError, ValueError) as e:
         raise ResumeMismatch(f"{path}: damaged run record ({type(e).__name__}: {e}); it says what this run was started "
                              "with, so the run cannot be resumed safely: pass --overwrite to start it over") from None
-    return config, inputs, ran_on
+    return config, inputs, ran_on, photos
 
 
 def _phrase(key: str, old: Any, new: Any) -> str:
     return f"{key} {old!r} (now {new!r})"
+
+
+def _photo_phrase(key: str, path: str, old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[str]:
+    """How the photos of data file `key` differ from those recorded (none: an empty list), naming the first."""
+    was, now = {p["name"]: p["sha256"] for p in old}, {p["name"]: p["sha256"] for p in new}
+    changed = sorted(name for name in was.keys() | now.keys() if was.get(name) != now.get(name))
+    if not changed:
+        return []
+    more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+    return [f"{key} {path!r}: photo {changed[0]}{more} changed in place (the file names the same photos, another "
+            "picture is under the name)"]
 
 
 def _content_phrase(key: str, old: InputDigest | None, new: InputDigest | None) -> str:

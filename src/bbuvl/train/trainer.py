@@ -524,7 +524,7 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
             raise RunDirError(f"--resume: no complete checkpoint-N folder in {out}{why}")
         ckpt = str(found)
     if ckpt is not None:
-        check_resume(cfg, ckpt)  # before minutes of loading, and before a head that does not fit is loaded
+        check_resume(cfg, ckpt, files)  # before minutes of loading, and before a head that does not fit is loaded
         check_steps_left(cfg, ckpt)
         check_training_state(ckpt)  # likewise: a checkpoint pruned of its optimizer's state is refused
         if cfg.model.lora.enabled:
@@ -532,7 +532,7 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
     trainer = make()
     if trainer.args.should_save and not (out / RUN_RECORD).exists():
         out.mkdir(parents=True, exist_ok=True)
-        write_run_record(out, cfg)  # once the run has started: a build that failed leaves nothing to resume
+        write_run_record(out, cfg, files)  # once the run has started: a build that failed leaves nothing to resume
     if trainer.args.should_save and ckpt is not None:
         cut_back(out, ckpt)  # nothing the stopped run logged past the checkpoint stays beside what this one logs
     trainer.train(resume_from_checkpoint=ckpt)
