@@ -59,6 +59,10 @@ DAMAGE = {
     "rng-cut": (lambda c: cut(c / "rng_state.pth"), "rng_state.pth is cut short or damaged"),
     "state-without-step": (lambda c: (c / "trainer_state.json").write_text("{}", encoding="utf-8"),
                            "trainer_state.json is damaged: it holds no global_step"),
+    # Passed for complete: --resume took it over checkpoint-1, cut the records back to it and failed once the model
+    # had loaded, at every --resume after.
+    "head-missing": (lambda c: (c / "detection_head.safetensors").unlink(),
+                     "detection_head.safetensors missing (the checkpoint's config sets detection.enabled)"),
     # Do not run this case without the fix: transformers then builds a full-size default model (23 GB measured).
     "config-missing": (lambda c: (c / "config.json").unlink(), "config.json missing (the model's architecture)"),
 }

@@ -24,7 +24,8 @@ from typing import Mapping
 from bbuvl.atomic import remove_path
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.schema import resolve_image
-from bbuvl.model.checkpoint import checkpoint_problem
+from bbuvl.config import load_config
+from bbuvl.model.checkpoint import HEAD_FILE, POSITIONS_FILE, READOUT_FILE, checkpoint_problem
 from bbuvl.outputs import OutputConflict, check_not_inputs, same_path
 from bbuvl.paths import real_path
 from bbuvl.train.data_files import DataFiles
@@ -247,7 +248,26 @@ def checkpoint_incomplete(path: Path) -> str | None:
         # Resuming full weights reads the architecture from it: without it transformers built its default model, a
         # full-size one (23 GB of memory for the tiny test model's checkpoint, until the kernel killed it).
         return "config.json missing (the model's architecture)"
-    return checkpoint_problem(path) or _training_state_problem(path)
+    return checkpoint_problem(path) or _module_problem(path) or _training_state_problem(path)
+
+
+def _module_problem(path: Path) -> str | None:
+    """Which module file the checkpoint's config builds and the checkpoint lacks (None when none is missing).
+
+    Without this a checkpoint missing its detection head passed for complete: `--resume` took it over the whole one
+    before it, cut the run's records back to it, and failed once the model had loaded, again at every `--resume`.
+    """
+    try:
+        cfg = load_config(path / "bbuvl.yaml")
+    except (ValueError, OSError):
+        return None  # read (and named) by whatever needs it; the weights decide here
+    wanted = ((HEAD_FILE, cfg.detection.enabled, "detection.enabled"),
+              (POSITIONS_FILE, cfg.model.vision_positions, "model.vision_positions"),
+              (READOUT_FILE, cfg.loss.coordinate_regression > 0, "loss.coordinate_regression"))
+    for name, built, key in wanted:
+        if built and not (path / name).is_file():
+            return f"{name} missing (the checkpoint's config sets {key})"
+    return None
 
 
 def _optimizer_state(path: Path) -> bool:
