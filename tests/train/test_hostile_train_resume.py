@@ -88,7 +88,7 @@ def test_a_checkpoint_with_damaged_or_missing_training_state_is_skipped_by_resum
     assert snapshot(out) == before
 
 
-@pytest.mark.parametrize("pruned", ["optimizer.pt", "scheduler.pt"])
+@pytest.mark.parametrize("pruned", ["optimizer.pt", "scheduler.pt", "rng_state.pth"])
 @pytest.mark.parametrize("how", [["--resume"], ["--resume-from", "checkpoint-2"]], ids=["resume", "resume-from"])
 def test_a_checkpoint_pruned_of_the_optimizers_state_is_refused_naming_the_file_and_kept(finished, tmp_path, pruned,
                                                                                          how):

@@ -285,7 +285,7 @@ def _training_state_problem(path: Path) -> str | None:
 
 
 def training_state_missing(path: Path) -> str | None:
-    """Which file of the optimizer's or the schedule's state `path` lacks (None when HF can resume both from it).
+    """Which file of the optimizer's, the schedule's or the random state `path` lacks (None when HF can resume them).
 
     HF resumes the two only when both files are there, and says nothing otherwise: a checkpoint pruned of
     optimizer.pt went on with Adam's moments at zero and the warm-up started over. Not a reason to skip the
@@ -296,6 +296,11 @@ def training_state_missing(path: Path) -> str | None:
     deepspeed = any(p.is_dir() for p in path.glob("global_step*"))  # it keeps the schedule with its own state
     if not deepspeed and not (path / "scheduler.pt").is_file():
         return "scheduler.pt missing (the learning-rate schedule's state): HF would resume neither it nor the optimizer"
+    # HF saves it with every checkpoint (rng_state_N.pth, one a process, under torchrun) and resumes without it in
+    # silence: the crops, mirrors and dropout drawn after it would be another run's.
+    if not any(path.glob("rng_state*.pth")):
+        return ("rng_state.pth missing (the random state): resuming would draw other crops, mirrors and dropout than "
+                "the run it continues")
     return None
 
 
