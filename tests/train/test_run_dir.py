@@ -163,3 +163,21 @@ def test_a_file_named_like_a_checkpoint_the_run_would_save_is_refused_before_the
     with pytest.raises(RunDirError, match=r"holds checkpoint-2, not a folder, where the run saves its checkpoint"):
         train(cfg, progress=False)
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint-2"]
+
+
+@pytest.mark.parametrize("kind", ["link to nowhere", "link loop"])
+def test_an_output_dir_that_is_a_link_reaching_nothing_is_refused_before_the_model_loads(run_config, tmp_path, kind):
+    """The run made the folder only once the model had loaded, and failed there with "error: OUT: File exists"."""
+    out = tmp_path / "run"
+    if kind == "link to nowhere":
+        out.symlink_to(tmp_path / "nowhere")
+    else:
+        out.symlink_to(tmp_path / "back")
+        (tmp_path / "back").symlink_to(out)
+    config = tmp_path / "run.yaml"
+    config.write_text(dump_config(run_config()), encoding="utf-8")
+    r = CliRunner().invoke(app, ["train", str(config)])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert f"training.output_dir {out}: a link that reaches nothing is there" in text
+    assert "Loading weights" not in r.output and not (tmp_path / "nowhere").exists()

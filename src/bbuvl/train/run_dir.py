@@ -16,6 +16,7 @@ a full disk fails that and is skipped.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import zipfile
 from pathlib import Path
@@ -173,6 +174,10 @@ def _folder(output_dir: str | Path) -> Path:
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise RunDirError(f"training.output_dir {out}: is a file, not a folder")
+    if out.is_symlink() and not out.exists():
+        # The run would make the folder only once the model had loaded, and fail there with "File exists"
+        raise RunDirError(f"training.output_dir {out}: a link that reaches nothing is there (to {os.readlink(out)}, or "
+                          "its links lead in a loop); make the folder it points to, or choose another training.output_dir")
     return out
 
 
