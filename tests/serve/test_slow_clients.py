@@ -318,3 +318,29 @@ def test_bbuvl_serve_takes_the_floor_as_min_body_rate(trained_checkpoint, tmp_pa
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.split()[1:2] == [b"408"] and took < 3, (answer, took)
     assert "floor of 4 KiB/s" in json.loads(body)["error"]["message"]
+
+
+def test_connections_past_max_connections_that_close_at_once_log_no_traceback(serve, caplog):
+    import subprocess
+    import sys
+
+    client = serve(max_connections=1)
+    held = socket.create_connection(("127.0.0.1", client.port), timeout=10)
+    time.sleep(0.2)  # the server has taken it: every connection after it is past the bound
+    # A flood of connections, each closed as soon as it has sent part of a request, from another process (this one's
+    # threads would take turns with the server's): many are gone when the server writes their 503 and shuts its side
+    flood = ("import socket, threading\n"
+             "def churn():\n"
+             "    for _ in range(150):\n"
+             f"        s = socket.create_connection(('127.0.0.1', {client.port})); s.sendall(b'GET /healthz HTTP/1.1\\r\\n'); s.close()\n"
+             "ts = [threading.Thread(target=churn) for _ in range(8)]\n"
+             "[t.start() for t in ts]; [t.join() for t in ts]\n")
+    with caplog.at_level(logging.INFO):
+        subprocess.run([sys.executable, "-c", flood], check=True, timeout=60)
+        time.sleep(1.5)
+    # "Exception in callback ... connection_made" with an OSError traceback, hundreds of them, before: the write side
+    # shut on a connection its client had closed already
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records][:3]
+    held.close()
+    time.sleep(0.2)
+    assert client.request("GET", "/healthz").status == 200

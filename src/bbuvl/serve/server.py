@@ -241,7 +241,13 @@ def protocol(pace: Pace, max_connections: int) -> type[H11Protocol]:
             self.refused = True
             self.transport.write(answer)
             if self.transport.can_write_eof():
-                self.transport.write_eof()
+                try:
+                    self.transport.write_eof()
+                except OSError:
+                    # the client closed the connection already (a flood of connections, each closed as it opens): an
+                    # ERROR and a traceback in the log for each before, hundreds a second under such a flood
+                    self.transport.abort()
+                    return
             self.loop.call_later(1.0, self.transport.close)
 
         def data_received(self, data: bytes) -> None:
