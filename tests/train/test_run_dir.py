@@ -181,3 +181,32 @@ def test_an_output_dir_that_is_a_link_reaching_nothing_is_refused_before_the_mod
     assert r.exit_code == 2 and "Traceback" not in r.output, r.output
     assert f"training.output_dir {out}: a link that reaches nothing is there" in text
     assert "Loading weights" not in r.output and not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.parametrize("name", ["final", "tb", "nan_batches"])
+@pytest.mark.parametrize("how", [[], ["--overwrite"], ["--resume"]], ids=["plain", "overwrite", "resume"])
+def test_a_final_tb_or_nan_batches_folder_no_run_wrote_is_refused_and_kept_even_with_overwrite(run_config, tmp_path,
+                                                                                               name, how):
+    """A folder of the user's named final/ or tb/ (no run record, checkpoint or run file beside or in it) was called
+    "another run", and --overwrite then removed it whole with the user's files in it."""
+    out = tmp_path / "run"
+    (out / name / "mine").mkdir(parents=True)
+    (out / name / "notes.txt").write_text("mine", encoding="utf-8")
+    config = tmp_path / "run.yaml"
+    config.write_text(dump_config(run_config()), encoding="utf-8")
+    r = CliRunner().invoke(app, ["train", str(config), *how])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert f"training.output_dir {out}: holds {name}/, which no run wrote" in text
+    assert snapshot(out) == {f"{name}/notes.txt": b"mine"} and (out / name / "mine").is_dir()
+
+
+def test_a_runs_own_final_and_tb_still_go_with_overwrite(tmp_path):
+    """What a run wrote there (a model's bbuvl.yaml in final/, event files in tb/) is still the run's to replace."""
+    out = tmp_path / "run"
+    (out / "final").mkdir(parents=True)
+    (out / "final" / "bbuvl.yaml").write_text("{}", encoding="utf-8")
+    (out / "tb").mkdir()
+    (out / "tb" / "events.out.tfevents.1.host").write_bytes(b"")
+    prepare_output_dir(out, resume=False, overwrite=True)
+    assert list(out.iterdir()) == []

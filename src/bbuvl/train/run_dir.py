@@ -61,10 +61,30 @@ def previous_run(output_dir: str | Path) -> list[str]:
     return found
 
 
+def foreign_run_dirs(output_dir: str | Path) -> list[str]:
+    """The names of `final`, `tb` and `nan_batches` in `output_dir` that no run wrote: no run's record nor checkpoint
+    lies beside them, and they hold nothing a run writes there (a model's bbuvl.yaml, event files, batch dumps)."""
+    out = Path(output_dir)
+    if not out.is_dir() or any((out / name).is_file() for name in RUN_RECORDS) or numbered_checkpoints(out):
+        return []
+    written = {FINAL_DIR: lambda p: any((p / name).is_file() for name in CHECKPOINT_FILES),
+               "tb": lambda p: any(p.glob("*tfevents*")), "nan_batches": lambda p: any(p.glob("step*_*.json"))}
+    return [name for name in RUN_DIRS if (path := out / name).exists() and not path.is_symlink()
+            and not (path.is_dir() and written[name](path))]
+
+
 def check_output_dir(output_dir: str | Path, resume: bool, overwrite: bool) -> list[str]:
-    """Refuse a folder holding another run unless resuming it or `overwrite`; returns what `overwrite` will remove."""
+    """Refuse a folder holding another run unless resuming it or `overwrite`, and one holding a `final/`, `tb/` or
+    `nan_batches/` no run wrote either way; returns what `overwrite` will remove."""
     out = _folder(output_dir)
     check_not_nested(out)  # resuming or not: the other run's next save deletes this one either way
+    if foreign := foreign_run_dirs(out):
+        # Taken for a run's, they were removed whole by --overwrite (the refusal without it called them "another
+        # run"), and a run's save of final/ replaces that folder whole.
+        raise RunDirError(f"training.output_dir {out}: holds {', '.join(n + '/' for n in foreign)}, which no run "
+                          f"wrote (no run record, checkpoint or {'model' if foreign[0] == FINAL_DIR else 'log'} of "
+                          "one): a run writes its own there, and --overwrite would remove it whole. Move it out of "
+                          "training.output_dir, or choose another training.output_dir")
     found = previous_run(out)
     if not found or resume:
         return []
