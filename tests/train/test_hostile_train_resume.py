@@ -216,3 +216,17 @@ def test_resume_refuses_a_training_photo_replaced_under_its_name_and_follows_a_m
                                  f"data.teachers={moved / 'teachers.jsonl'}"])
     assert r.exit_code == 0, r.output
     assert (out / "checkpoint-2").is_dir()
+
+
+def test_resume_refuses_a_checkpoint_named_past_its_step_and_keeps_the_runs_newest(finished, tmp_path):
+    """A copy of checkpoint-1 named checkpoint-9 was taken for the newest: the resume cut the run back to step 1,
+    removed the complete checkpoint-2, and every later --resume took the copy again."""
+    out, config = copy_run(finished, tmp_path)
+    shutil.copytree(out / "checkpoint-1", out / "checkpoint-9")
+    before = snapshot(out)
+    r = CliRunner().invoke(app, ["train", str(config), "--resume"])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert (f"--resume: {out / 'checkpoint-9'} is the newest checkpoint by its name, but it was saved at step 1 (its "
+            "trainer_state.json), and checkpoint-2, complete and past that step, would be removed") in text
+    assert snapshot(out) == before

@@ -522,6 +522,13 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
         if found is None:
             why = "".join(f"; {p.name}: {reason}" for p, reason in skipped)
             raise RunDirError(f"--resume: no complete checkpoint-N folder in {out}{why}")
+        newer = abandoned_checkpoints(out, found)
+        if newer:  # its name is not its step (a copy, a rename): resuming would cut the run's newest checkpoints
+            raise RunDirError(f"--resume: {found} is the newest checkpoint by its name, but it was saved at step "
+                              f"{global_step(found)} (its trainer_state.json), and {', '.join(p.name for p in newer)}, "
+                              f"complete and past that step, would be removed by resuming from it. Move {found.name} "
+                              f"out of training.output_dir, or rename it checkpoint-{global_step(found)} if no folder has "
+                              "that name")
         ckpt = str(found)
     if ckpt is not None:
         check_resume(cfg, ckpt, files)  # before minutes of loading, and before a head that does not fit is loaded
