@@ -3,6 +3,7 @@
 import json
 import logging
 import math
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -305,3 +306,19 @@ def test_a_lora_checkpoint_finds_its_base_from_any_folder_and_names_it_when_it_i
     with pytest.raises(CheckpointError, match=r"a LoRA checkpoint whose base model .*base' \(model.path in its bbuvl.yaml\) "
                                               r"is not a folder here"):
         load_model(final)
+
+
+@pytest.mark.parametrize("name", [".final.saving", ".final.old"])
+def test_a_link_where_final_is_staged_is_removed_as_a_link_and_the_run_saves_its_final(run_config, tmp_path, name):
+    """A link named like the staging folder of final/ failed the run once it had trained every step ("Cannot call
+    rmtree on a symbolic link", naming no path), with no final/ saved, and again at every resume."""
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine", encoding="utf-8")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / name).symlink_to(kept)
+    result = train(run_config("training.max_steps=1", f"training.output_dir={out}"), progress=False)
+    assert (Path(result["final"]) / "model.safetensors").is_file()
+    assert not os.path.lexists(out / name)
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]

@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 from transformers import Trainer, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback
 
-from bbuvl.atomic import write_text_atomic
+from bbuvl.atomic import remove_path, write_text_atomic
 from bbuvl.config import Config
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.faults import Faults
@@ -545,8 +544,10 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
     trainer.train(resume_from_checkpoint=ckpt)
     final = out / FINAL_DIR
     staging = out / f".{FINAL_DIR}.saving"
-    if trainer.args.should_save and staging.exists():
-        shutil.rmtree(staging)  # a killed save's files, maybe another run's (a file this one does not write stays)
+    if trainer.args.should_save:
+        # a killed save's files, maybe another run's (a file this one does not write stays); a link or a file there is
+        # removed as such (rmtree failed on them once the whole run had trained, naming no path), never what it names
+        remove_path(staging)
     trainer.save_model(str(staging))
     if trainer.args.should_save:
         _swap_in(staging, final)
@@ -567,12 +568,11 @@ def check_steps_left(cfg: Config, checkpoint: str | Path) -> None:
 def _swap_in(staging: Path, final: Path) -> None:
     """Replace `final` with the finished `staging` folder: a kill mid-save never leaves a half-written final/."""
     old = final.with_name(f".{final.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
+    remove_path(old)  # a link there goes as a link, never what it names
+    if os.path.lexists(final):
         final.rename(old)
     staging.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    remove_path(old, ignore_errors=True)
 
 
 def dry_run(cfg: Config) -> dict[str, Any]:
