@@ -230,3 +230,14 @@ def test_resume_refuses_a_checkpoint_named_past_its_step_and_keeps_the_runs_newe
     assert (f"--resume: {out / 'checkpoint-9'} is the newest checkpoint by its name, but it was saved at step 1 (its "
             "trainer_state.json), and checkpoint-2, complete and past that step, would be removed") in text
     assert snapshot(out) == before
+
+
+def test_resume_into_a_folder_that_does_not_exist_says_so_and_makes_nothing(finished, tmp_path):
+    """A mistyped training.output_dir was "no complete checkpoint-N folder in OUT", as if the run's checkpoints were all
+    damaged."""
+    out = tmp_path / "no-such-run"
+    r = CliRunner().invoke(app, ["train", str(config_with(finished, out, tmp_path, 3)), "--resume"])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert f"--resume: training.output_dir {out} does not exist, so there is no run to continue" in text
+    assert not out.exists()

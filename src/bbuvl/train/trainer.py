@@ -518,6 +518,9 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
         ckpt = resume
     elif resume:
         found, skipped = latest_complete_checkpoint(out)
+        if found is None and not out.is_dir():  # a mistyped folder read as a run whose checkpoints are all damaged
+            raise RunDirError(f"--resume: training.output_dir {out} does not exist, so there is no run to continue; "
+                              "check the path, or leave out --resume to start a new run there")
         if found is None:
             why = "".join(f"; {p.name}: {reason}" for p, reason in skipped)
             raise RunDirError(f"--resume: no complete checkpoint-N folder in {out}{why}")
