@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from tests.serve.client import Reply
 
 
@@ -68,3 +70,25 @@ def test_photos_waiting_for_their_batch_do_not_hold_the_uploads_full_pixels(serv
     client.request("POST", "/v1/detect", body, {"Content-Type": ctype})  # the ninth: the batch runs, all are answered
     for t in uploads:
         t.join()
+
+
+OPEN_STRING = b'{"image": "' + b'\\"' * 200_000  # a string never closed, holding 200,000 escaped quotes
+NAMES = (b'--b\r\nContent-Disposition: form-data; name="image"\r\n\r\ncontent-disposition:' + b"name=image;" * 40_000
+         + b"\r\n--b--\r\n")  # a text part 'image' holding a line that looks like its header, its name over and over
+
+
+@pytest.mark.parametrize("path, body, ctype, kind", [
+    ("/v1/detect", OPEN_STRING, "application/json", "invalid_json"),
+    ("/v1/chat/completions", OPEN_STRING, "application/json", "invalid_json"),
+    ("/v1/detect", NAMES, "multipart/form-data; boundary=b", "missing_image"),
+])
+def test_a_body_that_a_search_would_scan_again_and_again_is_refused_at_once(serve, path, body, ctype, kind):
+    client = serve()
+    t = time.monotonic()
+    # Minutes of a decoding thread each before (the time grew with the square of the body's size: 80 KB of the
+    # string took 19 s, 88 KB of the line 3 s), past the request's --timeout, and a thread cannot be stopped: two such
+    # bodies held every decoding thread, and every other client's photo waited behind them
+    r = client.request("POST", path, body, {"Content-Type": ctype}, timeout=30)
+    took = time.monotonic() - t
+    assert r.status == 400 and r.json()["error"]["kind"] == kind, r.body
+    assert took < 2.0, took
