@@ -41,6 +41,16 @@ def test_the_files_left_out_are_counted_by_suffix_and_hidden_ones_are_not(tmp_pa
     assert skipped_note(folder, Counter()) is None
 
 
+def test_hidden_files_and_folders_are_no_photos_of_the_run(tmp_path):
+    # Before: a card copied from a Mac gave an error line for each `._IMG_1.jpg` companion, and a notebook's
+    # `.ipynb_checkpoints/` copies were predicted beside the photos.
+    folder = photos(tmp_path / "site", "IMG_1.jpg", "sub/IMG_2.jpg", ".ipynb_checkpoints/IMG_1-checkpoint.jpg",
+                    "sub/.thumbs/IMG_2.jpg")
+    (folder / "._IMG_1.jpg").write_bytes(b"\0\5\x16\7" + bytes(4092))
+    skipped: Counter[str] = Counter()
+    assert photo_names(folder, skipped) == ["IMG_1.jpg", "sub/IMG_2.jpg"] and not skipped
+
+
 def test_predict_names_what_it_leaves_out_and_predicts_the_rest(trained_checkpoint, tmp_path):
     folder = photos(tmp_path / "site", "a.jpg", "IMG_1.heic", "IMG_2.heic")
     out = tmp_path / "pred.jsonl"
