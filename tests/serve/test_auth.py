@@ -47,8 +47,10 @@ def test_the_store_holds_digests_not_keys():
 def test_no_key_or_a_short_key_is_refused_with_what_to_do(tmp_path):
     with pytest.raises(ValueError, match=ENV_VAR):
         read_keys(None, {})
-    with pytest.raises(ValueError, match="shorter than 16"):
+    with pytest.raises(ValueError, match="API key number 1 is shorter than 16"):
         read_keys(None, {ENV_VAR: "short"})
+    with pytest.raises(ValueError, match="API keys number 1 and 3 are shorter than 16"):  # was "number 1, 3 is"
+        read_keys(None, {ENV_VAR: "abc," + "x" * 16 + ",def"})
 
 
 def test_serve_takes_no_key_option_and_will_not_start_without_a_key(tmp_path, monkeypatch):

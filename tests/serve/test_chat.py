@@ -41,9 +41,10 @@ BAD = {
     # 200 before: any role, or none, was taken
     "unknown_role": ({"messages": [{"role": "hacker", "content": [IMAGE]}]}, "bad_message", "messages[0]"),
     "no_role": ({"messages": [{"content": [IMAGE]}]}, "bad_message", "messages[0]"),
-    "image_in_a_system_message": ({"messages": [{"role": "system", "content": [IMAGE]}]}, "bad_message", "'user' message"),
+    "image_in_a_system_message": ({"messages": [{"role": "system", "content": [IMAGE]}]}, "bad_message",
+                                  "a message of the role 'user'"),
     "image_in_an_assistant_message": ({"messages": [user(), {"role": "assistant", "content": [IMAGE]}]}, "bad_message",
-                                      "messages[1] is a 'assistant'"),
+                                      "messages[1] has the role 'assistant'; the image goes in a message of the role 'user'"),
     # 400 "found 0 images" before, naming nothing
     "message_not_an_object": ({"messages": [5]}, "bad_message", "messages[0]"),
     "content_an_object": ({"messages": [{"role": "user", "content": IMAGE}]}, "bad_message", "messages[0].content"),

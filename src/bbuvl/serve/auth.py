@@ -33,7 +33,9 @@ class KeyStore:
             raise ValueError(f"no API key: put one per line in --api-key-file FILE or set {ENV_VAR}=KEY1,KEY2")
         short = [i + 1 for i, k in enumerate(keys) if len(k) < MIN_KEY_LENGTH]
         if short:
-            raise ValueError(f"API key number {', '.join(map(str, short))} is shorter than {MIN_KEY_LENGTH} characters; "
+            which = (f"API key number {short[0]} is" if len(short) == 1
+                     else f"API keys number {', '.join(map(str, short[:-1]))} and {short[-1]} are")
+            raise ValueError(f"{which} shorter than {MIN_KEY_LENGTH} characters; "
                              "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
         self._digests = [_digest(k) for k in dict.fromkeys(keys)]
 

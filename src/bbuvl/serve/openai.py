@@ -52,8 +52,8 @@ def image_from_chat(body: Any) -> bytes:
                                f"'image_url', got {got}")
             if kind == "image_url":
                 if m["role"] != "user":  # a photo said to come from the assistant or the system is no photo to inspect
-                    raise ApiError(400, "bad_message", f"messages[{i}] is a '{m['role']}' message; the image goes in "
-                                   "a 'user' message")
+                    raise ApiError(400, "bad_message", f"messages[{i}] has the role '{m['role']}'; the image goes in "
+                                   "a message of the role 'user'")
                 ref = part.get("image_url")
                 url = ref.get("url") if isinstance(ref, dict) else ref
                 urls.append((f"messages[{i}].content[{j}].image_url", url))
