@@ -241,3 +241,22 @@ def test_resume_into_a_folder_that_does_not_exist_says_so_and_makes_nothing(fini
     assert r.exit_code == 2 and "Traceback" not in r.output, r.output
     assert f"--resume: training.output_dir {out} does not exist, so there is no run to continue" in text
     assert not out.exists()
+
+
+def test_resume_keeps_a_folder_named_like_a_checkpoint_past_its_step_that_no_save_wrote(finished, tmp_path):
+    """The resume removed checkpoint-7/ as a save cut short, with the user's notes in it."""
+    out, config = copy_run(finished, tmp_path)
+    (out / "checkpoint-7").mkdir()
+    (out / "checkpoint-7" / "notes.txt").write_text("mine", encoding="utf-8")
+    before = snapshot(out)
+    r = CliRunner().invoke(app, ["train", str(config), "--resume"])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert f"{out / 'checkpoint-7'} holds notes.txt, none of it a checkpoint's" in text
+    assert "Loading weights" not in r.output and snapshot(out) == before
+    from bbuvl.train.resume_records import check_cut_back
+
+    (out / "checkpoint-7" / "notes.txt").unlink()  # what a save killed as it began, or after its first file, leaves
+    check_cut_back(out, out / "checkpoint-2")
+    (out / "checkpoint-7" / "config.json").write_text("{", encoding="utf-8")
+    check_cut_back(out, out / "checkpoint-2")

@@ -58,6 +58,25 @@ def check_training_state(checkpoint: str | Path) -> None:
                           "set to the checkpoint to train on from its weights")
 
 
+# What a save writes first into checkpoint-N/ (transformers' weights and config, HF's state, ours): a folder past the
+# resumed step holding files and none of these is no save cut short, but someone's folder under that name.
+SAVE_SIGNS = ("config.json", "adapter_config.json", "generation_config.json", "trainer_state.json", "bbuvl.yaml",
+              "optimizer.pt", "optimizer.bin", "scheduler.pt", "*.safetensors", "rng_state*.pth", "global_step*", ".*.tmp*")
+
+
+def check_cut_back(output_dir: str | Path, checkpoint: str | Path) -> None:
+    """RunDirError naming a checkpoint-N folder past `checkpoint`'s step that `cut_back` would remove and that no save
+    wrote (it holds files, none of which a save writes): checked before the model loads; removing it lost them."""
+    for path in checkpoints_past(output_dir, checkpoint, global_step(checkpoint)):
+        if path.is_symlink() or not any(path.iterdir()):
+            continue  # a link goes as a link; an empty folder is a save killed as it began
+        if not any(any(path.glob(sign)) for sign in SAVE_SIGNS):
+            shown = ", ".join(sorted(p.name for p in path.iterdir())[:3])
+            raise RunDirError(f"resuming from {checkpoint}: {path} holds {shown}, none of it a checkpoint's, and lies "
+                              "past the step resumed, where the run removes what a killed save left: move it out of "
+                              "training.output_dir (or rename it so that its name does not start with checkpoint-)")
+
+
 def cut_back(output_dir: str | Path, checkpoint: str | Path) -> None:
     """Cut the records in `output_dir` back to `checkpoint`'s step: history.json and health.json become the
     checkpoint's, TensorBoard events, non-finite batch dumps and numbered checkpoints past its step go. The run checks

@@ -46,8 +46,8 @@ from bbuvl.train.held_out import check_held_out
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, fused_on_cpu, optimizer_groups
 from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_output_dir, check_resume_into, check_run_inputs,
                                  checkpoint_incomplete, clear_previous_run, latest_complete_checkpoint)
-from bbuvl.train.resume_records import (HISTORY_FILE, abandoned_checkpoints, check_training_state, cut_back,
-                                        global_step)
+from bbuvl.train.resume_records import (HISTORY_FILE, abandoned_checkpoints, check_cut_back, check_training_state,
+                                        cut_back, global_step)
 from bbuvl.train.run_inputs import RunInputs, check_inputs, optional_data, read_run_inputs  # noqa: F401 - rl's too
 from bbuvl.train.run_record import RUN_RECORD, check_resume, write_run_record
 from bbuvl.train.sample_cache import SampleCache
@@ -536,6 +536,7 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
         check_resume(cfg, ckpt, files)  # before minutes of loading, and before a head that does not fit is loaded
         check_steps_left(cfg, ckpt)
         check_training_state(ckpt)  # likewise: a checkpoint pruned of its optimizer's state is refused
+        check_cut_back(out, ckpt)  # and a folder of someone's that cut_back would take for a killed save
         if cfg.model.lora.enabled:
             check_lora_base(ckpt, with_base_located(cfg).model.path)  # a run recorded before run.json: its only check
     trainer = make()
