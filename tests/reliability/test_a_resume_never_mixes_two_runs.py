@@ -177,12 +177,15 @@ def test_the_resume_key_names_each_difference():
 
 
 def run_folder(cfg, trained_checkpoint: Path, record: bool = True) -> Path:
-    """`cfg`'s output folder holding a run to resume: its record (as a fresh run writes it) and checkpoint-2."""
+    """`cfg`'s output folder holding a run to resume: its record (as a fresh run writes it) and checkpoint-2, whose
+    own config is `cfg`'s, as the run's saves write it."""
+    from bbuvl.config import CONFIG_FILE, dump_config
     from bbuvl.train.run_record import write_run_record
 
     out = Path(cfg.training.output_dir)
     shutil.copytree(trained_checkpoint, out / "checkpoint-2")
     (out / "checkpoint-2" / "trainer_state.json").write_text(json.dumps({"global_step": 2}), encoding="utf-8")
+    (out / "checkpoint-2" / CONFIG_FILE).write_text(dump_config(cfg), encoding="utf-8")
     if record:
         write_run_record(out, cfg)
     return out
@@ -203,6 +206,21 @@ def test_sft_resume_refuses_another_config_naming_each_key(run_config, trained_c
     with pytest.raises(ResumeMismatch, match="this config differs") as e:
         train(run_config(override), resume=True, progress=False)
     assert named in str(e.value) and "training.max_steps" in str(e.value)  # and says what may change
+
+
+def test_sft_resume_refuses_a_checkpoint_another_run_trained(run_config, trained_checkpoint):
+    # Before: a checkpoint-N copied (or linked) in from a run of another learning rate passed the folder's run.json
+    # and resumed without a word, the other run's weights and optimizer under this run's settings.
+    from bbuvl.config import CONFIG_FILE, dump_config
+    from bbuvl.train.run_record import ResumeMismatch
+    from bbuvl.train.trainer import train
+
+    out = run_folder(run_config(), trained_checkpoint)
+    (out / "checkpoint-2" / CONFIG_FILE).write_text(dump_config(run_config("training.lr.llm=0.5")), encoding="utf-8")
+    with pytest.raises(ResumeMismatch, match="a checkpoint of another run") as e:
+        train(run_config(), resume=True, progress=False)
+    assert f"{out / 'checkpoint-2' / CONFIG_FILE} was trained with training.lr.llm 0.5 where the run's record holds 0.001" \
+        in str(e.value)
 
 
 def test_sft_resume_refuses_training_data_changed_in_place(run_config, trained_checkpoint, small_dataset, tmp_path):
