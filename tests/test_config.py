@@ -271,6 +271,26 @@ def test_train_validate_only_refuses_what_config_check_and_a_training_start_refu
     assert not (tmp_path / "run").exists()
 
 
+def test_config_check_refuses_packed_rows_for_a_family_the_training_start_refuses_them_for(tmp_path):
+    """`config check` said "is valid" of packed rows for Qwen3.5, named by its config, which the start refuses."""
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    qwen35 = str(ROOT / "configs" / "qwen3_5_0.8b.yaml")
+    over = ["data.collator=packed", "data.pack_max_tokens=40000", f"training.output_dir={tmp_path / 'run'}"]
+    checked = CliRunner().invoke(app, ["config", "check", qwen35, *over])
+    validated = CliRunner().invoke(app, ["train", qwen35, *over, "--validate-only"])
+    assert checked.exit_code == validated.exit_code == 2, checked.output
+    said = " ".join(checked.output.split())
+    assert "data.collator=packed (override): data.collator: packed is refused for Qwen3.5" in said, said
+    assert validated.output == checked.output
+    # A model of `family: auto` that is not on this machine is not read: the start reads it.
+    assert CliRunner().invoke(app, ["config", "check", str(ROOT / "configs" / "demo.yaml"), "data.collator=packed",
+                                    "model.path=/nowhere/model"]).exit_code == 0
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_mapping_override_merges_into_its_section_and_the_later_of_two_overrides_wins(tmp_path):
     """`training={max_steps: 3}` replaced the whole section: the config's output_dir, seed and learning rates went
     back to their defaults (runs/bbu-3b), where Hydra merges the mapping into the section. Two overrides of one key

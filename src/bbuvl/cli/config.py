@@ -53,9 +53,26 @@ def report_valid(config: Path, cfg: Config, origin: ConfigOrigin) -> None:
     problems = origin.describe(batch_budget_problems(cfg))
     if reward := _reward_problem(cfg):
         problems = "\n".join(filter(None, (problems, f"{origin.locate(('grpo.rewards.user_function',))}: {reward}")))
+    if packing := _packing_problem(cfg):
+        problems = "\n".join(filter(None, (problems, f"{origin.locate(('data.collator',))}: {packing}")))
     if problems:
         fail(problems)
     console.print(f"[green]ok[/]: {escape(str(config))} is valid")
+
+
+def _packing_problem(cfg: Config) -> str | None:
+    """Why the run's start would refuse packed rows for this model's family (it passed here, and failed there); None
+    when it would not, or when the family cannot be told without the model (`model.family: auto` on a model that is
+    not on this machine: the start reads it)."""
+    if cfg.data.collator != "packed":
+        return None
+    from bbuvl.train.run_inputs import packing_problem
+
+    try:
+        family = cfg.model.resolve_family(offline=True)
+    except (ValueError, OSError):
+        return None
+    return packing_problem(cfg, family)
 
 
 def _reward_problem(cfg: Config) -> str | None:

@@ -158,9 +158,10 @@ def print_fault_counts(inputs) -> None:  # noqa: ANN001 - a RunInputs
         console.print(f"{key}: {escape(count.describe())}")
     val = counts.get("data.val")
     if counts["data.train"].faults and val is not None and val.faulty_photos in (0, val.photos):
-        held = "no faulty photo, so neither fault recall nor" if not val.faulty_photos else "only faulty photos, so not"
-        console.print(f"[yellow]note[/]: data.val holds {held} the photo verdict can be measured on it (the verdict "
-                      "needs faulty and clean photos: docs/faults.md)", soft_wrap=True)
+        held = ("no faulty photo, so neither fault recall nor the photo verdict can" if not val.faulty_photos
+                else "only faulty photos, so the photo verdict cannot")
+        console.print(f"[yellow]note[/]: data.val holds {held} be measured on it (the verdict needs faulty and clean "
+                      "photos: docs/faults.md)", soft_wrap=True)
 
 
 def _main_process() -> bool:

@@ -100,14 +100,20 @@ def check_pool(cfg: Config, teachers: str, pool: list[SourcedRecord]) -> None:
                          "teacher photos")
 
 
+def packing_problem(cfg: Config, family: Family) -> str | None:
+    """Why `cfg` cannot train `family` on packed rows (its layers would carry one sample into the next), or None."""
+    if cfg.data.collator == "packed" and not family.packs_isolated:
+        return (f"data.collator: packed is refused for {family.name}: {family.packing_note}; use data.collator: padded "
+                "(docs/families.md)")
+    return None
+
+
 def read_run_inputs(cfg: Config, files: DataFiles | None = None) -> RunInputs:
     """Everything of `cfg`'s run but its model, each data file read through `files` (train/data_files.py): a problem
     with any of it raises here, naming the key or file and line."""
     check_inputs(cfg)
-    family = cfg.model.resolve_family()
-    if cfg.data.collator == "packed" and not family.packs_isolated:
-        raise ValueError(f"data.collator: packed is refused for {family.name}: {family.packing_note}; "
-                         "use data.collator: padded (docs/families.md)")
+    if problem := packing_problem(cfg, cfg.model.resolve_family()):
+        raise ValueError(problem)
     contract = cfg.model.frame()
     problems = batch_budget_problems(cfg, contract.factor)
     if problems:
