@@ -503,3 +503,14 @@ def test_config_check_refuses_a_grpo_reward_function_the_run_could_not_import_at
     assert "grpo.rewards.user_function=math:pi(override):grpo.rewards.user_function:'pi'ofmodule'math'isafloat" in said, said
     sft = CliRunner().invoke(app, ["config", "check", str(path), "training.method=sft"])  # SFT never calls it
     assert sft.exit_code == 0, sft.output
+
+
+def test_an_override_with_nothing_after_its_equals_sign_is_said_to_set_null():
+    """`training.output_dir=` said "must be a string, got None", naming no reason a None was there."""
+    with pytest.raises(ConfigError) as e:
+        load_config(ROOT / "configs" / "demo.yaml", ["training.output_dir="])
+    assert ("training.output_dir= (override): 'training.output_dir' must be a string, got None (an override with nothing "
+            "after '=' sets null)") in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        load_config(ROOT / "configs" / "demo.yaml", ["training.max_steps=null"])
+    assert "sets null" not in str(e.value)

@@ -757,7 +757,10 @@ def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...
         elif e["type"] == "finite_number":
             out.append(f"{where}: '{dotted}' must be a finite number, got {e.get('input')!r}")
         elif e["type"] in _TYPE_NAMES:
-            out.append(f"{where}: '{dotted}' must be {_TYPE_NAMES[e['type']]}, got {e.get('input')!r}")
+            # `training.output_dir=` is YAML's null: "got None" alone did not say where a None came from
+            empty = e.get("input") is None and overrides.get(loc, "").endswith("=")
+            out.append(f"{where}: '{dotted}' must be {_TYPE_NAMES[e['type']]}, got {e.get('input')!r}"
+                       + (" (an override with nothing after '=' sets null)" if empty else ""))
         else:
             # A validator's own message says what it got; pydantic's bounds ("greater than 0") do not.
             msg = str(e["ctx"]["error"]) if e["type"] == "value_error" else e["msg"]
