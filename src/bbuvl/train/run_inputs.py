@@ -112,7 +112,8 @@ def read_run_inputs(cfg: Config, files: DataFiles | None = None) -> RunInputs:
     """Everything of `cfg`'s run but its model, each data file read through `files` (train/data_files.py): a problem
     with any of it raises here, naming the key or file and line."""
     check_inputs(cfg)
-    if problem := packing_problem(cfg, cfg.model.resolve_family()):
+    family = cfg.model.resolve_family()
+    if problem := packing_problem(cfg, family):
         raise ValueError(problem)
     contract = cfg.model.frame()
     problems = batch_budget_problems(cfg, contract.factor)
