@@ -153,7 +153,7 @@ def choose_tiles(
         kept = escape(str(checkpoint / TILED_THRESHOLDS_FILE))
         before = earlier.scale if earlier is not None else chosen.train_scale
         if before == chosen.scale:
-            console.print(f"note: {kept} is kept, chosen on photos cut at this same scale ({chosen.scale:g})",
+            console.print(f"note: {kept} is kept: the scale it was chosen under is unchanged ({chosen.scale:g})",
                           soft_wrap=True)
         else:
             again = ("on validation photos that can decide them" if choose_thresholds else "(--choose-thresholds)")

@@ -163,7 +163,7 @@ def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = 
                 diffs.append(_content_phrase(key, was, is_))
             elif photos is not None and key in photos and is_ is not None:  # a run recorded before photos were: unchecked
                 diffs += _photo_phrase(key, is_.path, photos[key], digest_photos(cfg, photos, files).get(key, []))
-        diffs += _trained_elsewhere(checkpoint, old)
+        diffs += _trained_elsewhere(checkpoint, old, cfg.training.method)
         source = f"{record_path} (what the run was started with)"
     else:
         try:
@@ -185,10 +185,11 @@ def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = 
             "back, or pass --overwrite to replace this run")
 
 
-def _trained_elsewhere(checkpoint: Path, recorded: dict[str, Any]) -> list[str]:
+def _trained_elsewhere(checkpoint: Path, recorded: dict[str, Any], method: str) -> list[str]:
     """Where `checkpoint`'s own bbuvl.yaml differs from the run record's config, outside what a resume may change and
     the inputs' paths: a checkpoint copied or linked in from another run. The record alone passed it, and the run
-    went on from the other run's weights and optimizer under this one's settings."""
+    went on from the other run's weights and optimizer under this one's settings. A GRPO checkpoint keeps the
+    starting model's other sections, so only `training` and `grpo` are compared there."""
     path = checkpoint / "bbuvl.yaml"
     if not path.is_file():
         return []
@@ -196,8 +197,10 @@ def _trained_elsewhere(checkpoint: Path, recorded: dict[str, Any]) -> list[str]:
         saved = flat(load_config(path))
     except ValueError:
         return []  # a damaged config: the checkpoint's own checks name it (train/resume_records.py)
-    keys = [k for k in sorted(set(saved) | set(recorded)) if saved.get(k, "<unset>") != recorded.get(k, "<unset>")
-            and not may_change(k) and k not in CONTENT_KEYS and k != "training.output_dir"]
+    sections = ("training.", "grpo.") if method == "grpo" else ("",)
+    keys = [k for k in sorted(set(saved) | set(recorded)) if k.startswith(sections)
+            and saved.get(k, "<unset>") != recorded.get(k, "<unset>") and not may_change(k) and k not in CONTENT_KEYS
+            and k != "training.output_dir"]
     return [f"{path} was trained with {k} {saved.get(k, '<unset>')!r} where the run's record holds "
             f"{recorded.get(k, '<unset>')!r} (a checkpoint of another run)" for k in keys]
 
