@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from bbuvl.data.coords import CoordinateContract
-from bbuvl.infer.batch import PredictJob, list_inputs, run_predictions
+from bbuvl.infer.batch import PredictJob, photo_names, run_predictions
 from bbuvl.infer.output import repair_output
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.vlm import core_model
@@ -180,7 +180,7 @@ def test_predict_killed_at_random_points_then_rerun_has_one_line_per_image(train
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=600)
-    inputs = list_inputs(small_dataset / "train.jsonl")
+    inputs = photo_names(small_dataset / "train.jsonl")  # named as the dataset names them, as the lines are
     images = [json.loads(l)["image"] for l in out.read_text(encoding="utf-8").splitlines()]
     assert sorted(images) == sorted(inputs) and len(images) == len(set(images))
 
