@@ -251,13 +251,17 @@ def image_size(path: str | Path) -> tuple[int, int]:
 
 
 def list_images(folder: str | Path, skipped: Counter[str] | None = None) -> list[Path]:
-    """Image files under a folder, recursively, sorted; its other files, hidden ones aside, are counted into `skipped`
-    by their lower-case suffix ("" for none)."""
+    """Image files under a folder, recursively, sorted, leaving out hidden files and folders: Jupyter's
+    `.ipynb_checkpoints/` copies of a class's photos became a class of their own, and macOS's `._x.jpg` companions were
+    each reported unreadable. The other files (a phone's .heic photos) are counted into `skipped` by their lower-case
+    suffix ("" for none)."""
     root, images = Path(folder), []
     for path in root.rglob("*"):
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+        if any(part.startswith(".") for part in path.relative_to(root).parts) or not path.is_file():
+            continue
+        if path.suffix.lower() in IMAGE_SUFFIXES:
             images.append(path)
-        elif skipped is not None and path.is_file() and not any(p.startswith(".") for p in path.relative_to(root).parts):
+        elif skipped is not None:
             skipped[path.suffix.lower()] += 1
     return sorted(images)
 

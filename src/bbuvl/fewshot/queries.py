@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from bbuvl.data.images import IMAGE_SUFFIXES, skipped_note, suffix_counts
+from bbuvl.data.images import IMAGE_SUFFIXES, list_images, skipped_note, suffix_counts
 from bbuvl.data.jsonfile import json_kind
 from bbuvl.data.labels import SEP, label_at_level
 from bbuvl.data.schema import iter_dataset, resolve_image
 from bbuvl.data.text import name_as_text, not_text
 from bbuvl.fewshot.embed import ImageItem
-from bbuvl.fewshot.support import list_visible_images, refuse_linked_folder
+from bbuvl.fewshot.support import refuse_linked_folder
 from bbuvl.infer.output import prediction_root
 
 
@@ -195,7 +195,7 @@ def iter_queries(
             if folder.is_dir():
                 refuse_linked_folder(folder)
         skipped: Counter[str] = Counter()
-        images = list_visible_images(path, skipped)
+        images = list_images(path, skipped)
         if not images:  # before any output is written: zero queries answered is not a result
             holds = f"; it holds {suffix_counts(skipped)}" if skipped else ""
             raise ValueError(f"{path}: no query images in this folder (searched recursively{holds})")

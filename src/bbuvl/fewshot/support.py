@@ -97,7 +97,7 @@ def read_support(root: str | Path) -> SupportSet:
     if not root.is_dir():
         raise ValueError(f"{root}: support folder not found (expected support/<class>/*.jpg)")
     images, skipped = [], Counter()
-    paths = list_visible_images(root, skipped)
+    paths = list_images(root, skipped)
     # `ＢＢＵ/` beside `BBU/`, or a folder name composed on one disk and decomposed on another, is one class, not two
     # splitting its votes (data/text.py): the first folder's spelling, cleaned (NFC), names it.
     spell = spelling_of(_class_of(path.relative_to(root))[0] for path in paths)
@@ -119,13 +119,6 @@ def read_support(root: str | Path) -> SupportSet:
         raise ValueError(f"{root}: no images found (expected support/<class>/*.jpg)")
     _refuse_empty_folders(root, images)
     return SupportSet(root, images, skipped_note(root, skipped))
-
-
-def list_visible_images(root: Path, skipped: Counter[str] | None = None) -> list[Path]:
-    """The images below `root`, sorted, leaving out hidden files and folders: Jupyter's `.ipynb_checkpoints/` copies of
-    a class's photos became a class of their own, and macOS's `._x.jpg` companions were each reported unreadable.
-    The other files (a phone's .heic photos) are counted into `skipped` by suffix."""
-    return [p for p in list_images(root, skipped) if not any(part.startswith(".") for part in p.relative_to(root).parts)]
 
 
 def _refuse_empty_folders(root: Path, images: list[SupportImage]) -> None:
