@@ -149,8 +149,7 @@ def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = 
     if record_path.is_file():
         old, inputs, ran_on, photos = _read_record(record_path)
         _check_method(checkpoint, record_path, old.get("training.method"), cfg.training.method)
-        diffs = [_phrase(k, old.get(k, "<unset>"), new.get(k, "<unset>")) for k in sorted(set(old) | set(new))
-                 if old.get(k, "<unset>") != new.get(k, "<unset>") and not may_change(k) and k not in CONTENT_KEYS]
+        diffs = [_phrase(k, old.get(k, "<unset>"), new.get(k, "<unset>")) for k in _differing(old, new, CONTENT_KEYS)]
         if ran_on is not None and ran_on != processes():
             # Each step averages per_device_batch_size x gradient_accumulation_steps x processes samples, and HF
             # skips the batches already seen by counting them: another count is another batch and another order.
@@ -172,9 +171,8 @@ def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = 
             raise ResumeMismatch(f"{checkpoint}: cannot read the config it was trained with ({e})") from None
         old = flat(saved)
         _check_method(checkpoint, checkpoint / "bbuvl.yaml", old.get("training.method"), cfg.training.method)
-        sections = ("training.", "grpo.") if cfg.training.method == "grpo" else ("",)
-        diffs = [_phrase(k, old.get(k, "<unset>"), new.get(k, "<unset>")) for k in sorted(set(old) | set(new))
-                 if k.startswith(sections) and old.get(k, "<unset>") != new.get(k, "<unset>") and not may_change(k)]
+        diffs = [_phrase(k, old.get(k, "<unset>"), new.get(k, "<unset>"))
+                 for k in _differing(old, new, (), _checkpoint_sections(cfg.training.method))]
         source = f"{checkpoint / 'bbuvl.yaml'} (the config that checkpoint trained with)"
     if diffs:
         raise ResumeMismatch(
@@ -197,12 +195,9 @@ def _trained_elsewhere(checkpoint: Path, recorded: dict[str, Any], method: str) 
         saved = flat(load_config(path))
     except ValueError:
         return []  # a damaged config: the checkpoint's own checks name it (train/resume_records.py)
-    sections = ("training.", "grpo.") if method == "grpo" else ("",)
-    keys = [k for k in sorted(set(saved) | set(recorded)) if k.startswith(sections)
-            and saved.get(k, "<unset>") != recorded.get(k, "<unset>") and not may_change(k) and k not in CONTENT_KEYS
-            and k != "training.output_dir"]
     return [f"{path} was trained with {k} {saved.get(k, '<unset>')!r} where the run's record holds "
-            f"{recorded.get(k, '<unset>')!r} (a checkpoint of another run)" for k in keys]
+            f"{recorded.get(k, '<unset>')!r} (a checkpoint of another run)"
+            for k in _differing(saved, recorded, (*CONTENT_KEYS, "training.output_dir"), _checkpoint_sections(method))]
 
 
 def _check_method(checkpoint: Path, source: Path, old: Any, new: str) -> None:
@@ -236,6 +231,18 @@ def _read_record(path: Path) -> tuple[dict[str, Any], dict[str, InputDigest], in
         raise ResumeMismatch(f"{path}: damaged run record ({type(e).__name__}: {e}); it says what this run was started "
                              "with, so the run cannot be resumed safely: pass --overwrite to start it over") from None
     return config, inputs, ran_on, photos
+
+
+def _checkpoint_sections(method: str) -> tuple[str, ...]:
+    """The config sections a checkpoint's own bbuvl.yaml speaks for: GRPO's keep the starting model's others."""
+    return ("training.", "grpo.") if method == "grpo" else ("",)
+
+
+def _differing(old: dict[str, Any], new: dict[str, Any], skip: tuple[str, ...] = (),
+               sections: tuple[str, ...] = ("",)) -> list[str]:
+    """The keys of two flat configs, in `sections`, whose values differ, other than `skip` and what a resume may change."""
+    return [k for k in sorted(set(old) | set(new)) if k.startswith(sections) and k not in skip and not may_change(k)
+            and old.get(k, "<unset>") != new.get(k, "<unset>")]
 
 
 def _phrase(key: str, old: Any, new: Any) -> str:
