@@ -75,7 +75,7 @@ def choose_tiles(
     from bbuvl.eval.judging import choose_tiled_verdict
     from bbuvl.eval.tile_choice import choose_tile_scale, chosen_predictions
     from bbuvl.infer.predictor import Predictor
-    from bbuvl.train.run_dir import photo_folders
+    from bbuvl.train.data_files import photo_folders
 
     refuse_unused(ctx, choose_thresholds, "--choose-thresholds", "target_recall", "target_precision")
     refuse_unused(ctx, refine, "--refine", "refine_within")  # --no-refine chooses no category to refine by it

@@ -191,7 +191,7 @@ def check_not_read_through(pred: Path, gt: Path, checkpoint: str | None, files: 
     predictions' manifest, the checkpoint that wrote them, a folder replaced whole that holds --gt's photos."""
     from bbuvl.infer.output import manifest_path
     from bbuvl.outputs import check_not_inputs
-    from bbuvl.train.run_dir import photo_folders
+    from bbuvl.train.data_files import photo_folders
 
     # A file written into the checkpoint changes its content, so predict no longer resumes an output it started
     # (docs/resume.md); --overwrite replaced its files. The thresholds --choose-thresholds writes there are not here.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bbuvl.data.schema import Row, iter_dataset
+from bbuvl.data.schema import Row, iter_dataset, resolve_image
 
 
 class DataFiles:
@@ -26,3 +26,19 @@ class DataFiles:
         if key not in self._rows:
             self._rows[key] = list(iter_dataset(path))
         return self._rows[key]
+
+
+def photo_folders(dataset: str | Path, key: str, files: DataFiles | None = None) -> dict[str, Path]:
+    """The folders a dataset's photos (students and teachers) are in, each named after its first line
+    (`data.train line 3's photo folder`); lines that do not parse are skipped (the data reader names them)."""
+    found: dict[Path, str] = {}
+    seen: set[str] = set()
+    for row in (files or DataFiles()).rows(dataset):
+        if row.sample is None:
+            continue
+        for record in (row.sample.student, *row.sample.teachers):
+            parent = str(Path(record.image).parent)
+            if parent not in seen:  # resolving each photo would cost more than reading the file
+                seen.add(parent)
+                found.setdefault(resolve_image(dataset, record.image).parent, f"{key} line {row.line}'s photo folder")
+    return {what: folder for folder, what in found.items()}

@@ -24,12 +24,11 @@ from typing import Mapping
 
 from bbuvl.atomic import remove_path
 from bbuvl.data.jsonfile import read_json
-from bbuvl.data.schema import resolve_image
 from bbuvl.config import load_config
 from bbuvl.model.checkpoint import HEAD_FILE, POSITIONS_FILE, READOUT_FILE, checkpoint_problem
 from bbuvl.outputs import OutputConflict, check_not_inputs, same_path
 from bbuvl.paths import real_path
-from bbuvl.train.data_files import DataFiles
+from bbuvl.train.data_files import DataFiles, photo_folders
 from bbuvl.train.monitors import HEALTH_FILE
 
 log = logging.getLogger(__name__)
@@ -237,22 +236,6 @@ def check_run_inputs(output_dir: str | Path, inputs: Mapping[str, str | Path | N
     replaced = numbered_checkpoints(out) if overwrite else []  # --overwrite deletes them
     check_not_inputs(given | {k: Path(v) for k, v in (own or {}).items() if v}, [out / name for name in RUN_FILES],
                      [out / name for name in RUN_DIRS] + replaced)
-
-
-def photo_folders(dataset: str | Path, key: str, files: DataFiles | None = None) -> dict[str, Path]:
-    """The folders a dataset's photos (students and teachers) are in, each named after its first line
-    (`data.train line 3's photo folder`); lines that do not parse are skipped (the data reader names them)."""
-    found: dict[Path, str] = {}
-    seen: set[str] = set()
-    for row in (files or DataFiles()).rows(dataset):
-        if row.sample is None:
-            continue
-        for record in (row.sample.student, *row.sample.teachers):
-            parent = str(Path(record.image).parent)
-            if parent not in seen:  # resolving each photo would cost more than reading the file
-                seen.add(parent)
-                found.setdefault(resolve_image(dataset, record.image).parent, f"{key} line {row.line}'s photo folder")
-    return {what: folder for folder, what in found.items()}
 
 
 def checkpoint_incomplete(path: Path) -> str | None:
