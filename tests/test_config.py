@@ -172,7 +172,22 @@ def test_a_batch_of_full_size_photos_that_would_overflow_a_budget_is_named_with_
     assert batch_budget_problems(load_config(ROOT / "configs" / "grpo.yaml", ["model.max_vision_tokens_per_batch=1024"])) == []
 
 
-def test_config_check_and_a_training_start_refuse_a_batch_that_would_overflow_its_budget(run_config, tmp_path):
+def _tiny_batch_tokens(model_dir: Path) -> int:
+    """The vision tokens of a batch of `run_config`'s: 2 full-size photos (max_pixels 50,176: 224 x 224) with a
+    teacher each, as the tiny model's own image processor counts a photo (Qwen2.5-VL's 28-px tokens: 64 a photo,
+    256 a batch; Qwen3-VL's and Qwen3.5's 32-px ones: 49 and 196)."""
+    from PIL import Image
+
+    from bbuvl.model.loading import load_processor
+
+    processor = load_processor(str(model_dir)).image_processor
+    size = {"shortest_edge": 12544, "longest_edge": 50176}  # run_config's model.min_pixels and max_pixels
+    [grid] = processor(images=[Image.new("RGB", (224, 224))], size=size, return_tensors="pt")["image_grid_thw"]
+    return 2 * 2 * int(grid.prod()) // processor.merge_size ** 2
+
+
+def test_config_check_and_a_training_start_refuse_a_batch_that_would_overflow_its_budget(run_config, tiny_model_dir,
+                                                                                        tmp_path):
     from typer.testing import CliRunner
 
     from bbuvl.cli import app
@@ -182,9 +197,9 @@ def test_config_check_and_a_training_start_refuse_a_batch_that_would_overflow_it
     result = CliRunner().invoke(app, ["config", "check", str(qwen35), "model.max_vision_tokens_per_batch=8192"])
     assert result.exit_code == 2 and "raise it to 20480" in result.output
     assert CliRunner().invoke(app, ["config", "check", str(qwen35)]).exit_code == 0
-    # The tests' tiny photos are 64 tokens at most (max_pixels 50,176): 2 photos with a teacher each need 256.
-    with pytest.raises(ConfigError, match="raise it to 256"):
-        build_run(run_config("model.max_vision_tokens_per_batch=255"))
+    need = _tiny_batch_tokens(tiny_model_dir)  # one token short of it is refused, naming the value that fits
+    with pytest.raises(ConfigError, match=f"raise it to {need}"):
+        build_run(run_config(f"model.max_vision_tokens_per_batch={need - 1}"))
     assert not (tmp_path / "run").exists()
 
 
@@ -466,20 +481,20 @@ def test_config_check_names_the_line_of_the_budget_that_a_batch_overflows(tmp_pa
     assert "training.per_device_batch_size=4(override):data.pack_max_tokens(8192)" in said, said
 
 
-def test_a_training_start_refused_for_its_budget_names_the_line_too(run_config, tmp_path):
+def test_a_training_start_refused_for_its_budget_names_the_line_too(run_config, tiny_model_dir, tmp_path):
     from typer.testing import CliRunner
 
     from bbuvl.cli import app
 
     path = tmp_path / "tiny.yaml"
-    cfg = run_config("model.max_vision_tokens_per_batch=255")  # 2 photos of 64 tokens with a teacher each need 256
-    path.write_text(dump_config(cfg), encoding="utf-8")
+    short = _tiny_batch_tokens(tiny_model_dir) - 1
+    path.write_text(dump_config(run_config(f"model.max_vision_tokens_per_batch={short}")), encoding="utf-8")
     line = next(n for n, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
                 if "max_vision_tokens_per_batch" in text)
     for flags in ([], ["--dry-run"]):
         result = CliRunner().invoke(app, ["train", str(path), *flags])
         said = "".join(result.output.split())
-        assert result.exit_code == 2 and f"{path}:{line}:model.max_vision_tokens_per_batch(255)" in said, said
+        assert result.exit_code == 2 and f"{path}:{line}:model.max_vision_tokens_per_batch({short})" in said, said
     assert not (tmp_path / "run").exists()
 
 

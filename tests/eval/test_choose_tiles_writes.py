@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from bbuvl.data.faults import Faults
-from bbuvl.data.scale import TILE_SCALE_FILE
+from bbuvl.data.scale import TILE_SCALE_FILE, TrainingScale
 from bbuvl.eval.judging import choose_tiled_verdict
 from bbuvl.infer.tile_scale import Candidate, ChosenTileScale
 from bbuvl.infer.verdict import TILED_THRESHOLDS_FILE, ChosenThresholds, FramedThresholds, VerdictThresholds
@@ -62,7 +62,8 @@ def test_tiled_thresholds_that_cannot_be_chosen_again_are_kept_and_said_so(train
     # Before: the earlier file was set aside with the scale and removed when the run succeeded.
     assert (ckpt / TILED_THRESHOLDS_FILE).read_bytes() == before
     if scale_before is None:  # the training scale, which factor 1 chooses again: the kept thresholds fit it
-        assert f"{ckpt / TILED_THRESHOLDS_FILE} is kept: the scale it was chosen under is unchanged (" in said
+        trained = TrainingScale.load(ckpt).median  # each family its own: 1 on a 28-px grid, 0.9759 on a 32-px one
+        assert f"{ckpt / TILED_THRESHOLDS_FILE} is kept: the scale it was chosen under is unchanged ({trained:g})" in said
     else:  # before: "the scale before this one" whether or not the scale changed
         assert (f"{ckpt / TILED_THRESHOLDS_FILE} is kept, chosen on photos cut at the scale before this one (0.5); "
                 "choose it again on validation photos that can decide them") in said

@@ -1,11 +1,26 @@
 """`bbuvl choose-tiles` over validation photos one of which cannot be read: it chooses, and names that photo."""
 
 import json
+import math
 import shutil
+from pathlib import Path
 
+from PIL import Image
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
+from bbuvl.data.coords import CoordinateContract
+from bbuvl.model.loading import load_processor
+
+
+def _training_scale(checkpoint: Path, width: int, height: int) -> float:
+    """Frame pixels per photo pixel of a `width` x `height` photo, resized by the checkpoint's own image processor in
+    its frame and rounded as data/scale.py rounds it (a 224x168 photo: Qwen2.5-VL's 28-px grid keeps it whole, 1;
+    Qwen3-VL's and Qwen3.5's 32-px one shows it at 224x160, 0.9759)."""
+    processor = load_processor(str(checkpoint), frame=CoordinateContract.load(checkpoint)).image_processor
+    [(_, rows, cols)] = processor(images=[Image.new("RGB", (width, height))], return_tensors="pt")["image_grid_thw"]
+    shown = int(rows) * int(cols) * processor.patch_size ** 2
+    return round(math.sqrt(shown / (width * height)), 4)
 
 
 def test_a_validation_photo_that_cannot_be_read_is_named_and_the_others_are_scored(trained_checkpoint, small_dataset,
@@ -24,7 +39,9 @@ def test_a_validation_photo_that_cannot_be_read_is_named_and_the_others_are_scor
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert f"warning: {tmp_path / '[red]gone.png'}: image file not found" in text
-    assert text.count("warning:") == 1 and "chose scale 1" in text
+    # Factor 1 of the training scale, which every training photo (224x168, as these) was shown at.
+    scale = _training_scale(ckpt, records[0]["width"], records[0]["height"])
+    assert text.count("warning:") == 1 and f"chose scale {scale:g} (trained at {scale:g})" in text
 
 
 def test_a_gt_that_is_a_folder_is_named_as_a_folder_and_one_not_there_as_missing(tmp_path):
