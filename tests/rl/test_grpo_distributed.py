@@ -10,6 +10,7 @@ import pytest
 from safetensors.torch import load_file
 
 from bbuvl.config import dump_config, load_config
+from bbuvl.data.coords import CoordinateContract
 
 from tests.launch import DEEPSPEED_CPU_CLI, ZERO2, launch_command
 
@@ -23,8 +24,11 @@ def _run(trained_checkpoint: Path, small_dataset: Path, out: Path, processes: in
          deepspeed: bool = False) -> tuple[list[dict], str]:
     """GRPO from the session's checkpoint, 4 photos a step (processes x accumulation x batch): its logged steps and
     output. With `deepspeed`, ZeRO-2 on DeepSpeed's CPU accelerator (tests/train/deepspeed_cpu_launch.py)."""
+    # The written config names every key, the frame's too: GRPO refuses a frame other than its checkpoint's.
+    frame = CoordinateContract.load(trained_checkpoint)
     cfg = load_config(None, [
         f"model.path={trained_checkpoint}", "model.dtype=float32", "training.method=grpo",
+        *(f"model.{key}={getattr(frame, key)}" for key in ("min_pixels", "max_pixels", "max_vision_tokens")),
         f"data.train={small_dataset / 'train.jsonl'}", "data.val=null", "data.teachers=null", "data.num_workers=0",
         f"training.output_dir={out}", f"training.per_device_batch_size={4 // (processes * accumulation)}",
         f"training.gradient_accumulation_steps={accumulation}", "training.max_steps=2", "training.logging_steps=1",
