@@ -68,6 +68,10 @@ class ImageResult:
     error: str | None = None
     parse_ok: bool | None = None  # tiles and zoom: whether every region's answer parsed (raw then lists them all)
     vision_tokens: int = 0  # what the photo cost the LLM, over every region it was shown in
+    # Tokens the LLM read (the prompt's text and vision tokens, teachers' turns, name mode's box prefixes) and wrote
+    # (its answers, each with the stop token that ended it), summed over every pass; docs/serving.md, "Token usage".
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
     cut: bool = False  # generate modes: the answer reached `max_new_tokens` with more to write (objects may be missing)
     tiled: bool = False  # predicted through tiles or zoom: regions beside the whole photo (its own verdict thresholds)
 
@@ -335,6 +339,18 @@ class Predictor:
         """Token ids that end an answer (padding, the turn's end)."""
         return {self.tokenizer.pad_token_id, self.tokenizer.convert_tokens_to_ids(TURN_END)}
 
+    def written(self, row: torch.Tensor) -> int:
+        """Tokens the model wrote in one generated row `[T]`: through the first that ends the answer, not the padding."""
+        # a row that ended early is padded while the batch's other rows write on: those pads are no tokens of its own
+        ids = row.tolist()
+        return next((i + 1 for i, t in enumerate(ids) if t in self.stop_ids), len(ids))
+
+    def prompt_tokens(self, p: Prepared) -> int:
+        """Tokens of the photo's prompt without teachers (text and vision tokens), as `student_sample` encodes it."""
+        if p.sample is not None:
+            return int(p.sample.input_ids.numel())
+        return self.encoder.prompt_length(self.contract.vision_tokens(p.size))
+
     # --- predicting --------------------------------------------------------------------------
 
     def options(self, mode: str | None = None, **given: Any) -> PredictOptions:
@@ -446,14 +462,16 @@ class Predictor:
         """One photo through tiles and zoom (infer/tiles.py): each region is a photo of one batch in `mode`."""
         if p.stored is None:
             raise ValueError("tiles and zoom cut regions from the stored photo: prepare it with keep_stored=True")
-        cut = False
+        cut, read, wrote = False, 0, 0
 
         def regions(crops: list[Image.Image], tiles: bool) -> list[tuple[list[tuple[list[float], str, float]], str | None]]:
-            nonlocal cut
+            nonlocal cut, read, wrote
             one_pass, n = options.one_pass(tiles), max(self.region_batch, 1)
             found = [r for start in range(0, len(crops), n)
                      for r in runner(mode)(self, [self.prepare(c) for c in crops[start:start + n]], one_pass)]
             cut = cut or any(r.cut for r in found)
+            read += sum(r.prompt_tokens for r in found)
+            wrote += sum(r.completion_tokens for r in found)
             return [([(d.bbox_2d, d.label, d.score) for d in r.objects], r.raw) for r in found]
 
         tiled = predict_tiled(regions, p.stored, plan, self.contract)
@@ -461,4 +479,5 @@ class Predictor:
         return ImageResult(objects=[Detection(d.bbox_2d, d.label, d.score) for d in tiled.objects],
                            raw=tiled.raw if any(raw is not None for raw in tiled.raws) else None,
                            width=p.size[0], height=p.size[1], parse_ok=all(parsed), vision_tokens=tiled.vision_tokens,
-                           cut=cut, tiled=any(r != (0, 0, *p.stored.size) for r in tiled.regions))
+                           cut=cut, tiled=any(r != (0, 0, *p.stored.size) for r in tiled.regions),
+                           prompt_tokens=read, completion_tokens=wrote)

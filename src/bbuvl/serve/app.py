@@ -157,6 +157,7 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
             result, timing = await unless_gone(request, answer(extract, engine.mode))
         return JSONResponse({"width": result.width, "height": result.height, "objects": result.objects,
                              "verdict": result.verdict.to_dict(), "model": engine.info(), "timing_ms": timing,
+                             "usage": result.usage(),
                              **({"cut": True} if result.cut else {}), **({"tiled": True} if result.tiled else {})})
 
     @app.post("/v1/chat/completions")
@@ -170,7 +171,7 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
             result, timing = await unless_gone(request, answer(lambda: image_from_chat(parse_json(body)), "generate"))
         extra = {"width": result.width, "height": result.height, "verdict": result.verdict.to_dict(),
                  "model_info": engine.info("generate"), "timing_ms": timing}
-        return JSONResponse(chat_response(result.objects, result.raw, engine.checkpoint, extra, result.cut))
+        return JSONResponse(chat_response(result.objects, result.raw, engine.checkpoint, extra, result.usage(), result.cut))
 
     @app.api_route("/", methods=READ)
     async def page() -> RangedFile:

@@ -49,6 +49,13 @@ class Answer:
     timing_ms: dict[str, float] = field(default_factory=dict)
     cut: bool = False  # generate mode: the answer reached the token budget with more to write
     tiled: bool = False  # predicted through tiles or zoom, judged by the tiled photos' thresholds (infer/verdict.py)
+    prompt_tokens: int = 0  # what the model read and wrote for it, over every pass (ImageResult's)
+    completion_tokens: int = 0
+
+    def usage(self) -> dict[str, int]:
+        """OpenAI's `usage` object of this answer: the tokens read, written, and both."""
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens}
 
 
 class Engine:
@@ -142,7 +149,7 @@ class Engine:
                 self.fewshot.rescore(photo.image, objects)
                 timing["fewshot"] = round((time.perf_counter() - t) * 1000, 2)
             answers.append(Answer(r.width, r.height, objects, self.predictor.verdict(r, options), r.raw, timing,
-                                  r.cut, r.tiled))
+                                  r.cut, r.tiled, r.prompt_tokens, r.completion_tokens))
         return answers
 
 

@@ -113,13 +113,12 @@ def _check_parameters(body: dict[str, Any]) -> None:
 
 
 def chat_response(objects: list[dict[str, Any]], raw: str | None, model: str, extra: dict[str, Any],
-                  cut: bool = False) -> dict[str, Any]:
-    """A `chat.completion` object whose message content is the objects as JSON text; `cut`: the answer reached the
-    token budget with more to write (OpenAI's `finish_reason` "length")."""
+                  usage: dict[str, int], cut: bool = False) -> dict[str, Any]:
+    """A `chat.completion` of the objects as JSON text; `cut`: the token budget ended it (`finish_reason` "length")."""
     content = json.dumps([{"bbox_2d": o["bbox_2d"], "label": o["label"]} for o in objects], ensure_ascii=False)
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()), "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "length" if cut else "stop"}],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        "usage": usage,
         "bbuvl": {"raw": raw, "objects": objects, **extra},
     }

@@ -22,10 +22,12 @@ def answers(predictor: "Predictor", prepared: Sequence["Prepared"], options: "Pr
     batch = predictor.batch(prepared, with_teachers)
     constraint = predictor.answer_constraint(prepared, options.constrained, options.max_new_tokens)
     new, logprobs = predictor.greedy(batch, constraint, options.max_new_tokens)
+    read = batch.attention_mask.sum(1).tolist()  # each row's prompt, teachers' turns included, less the padding
     del batch
     results = read_answers(predictor, prepared, new, logprobs)
     budget_cut = getattr(constraint, "cut", None)  # the grammar closed the answer for the budget (infer/constrained.py)
     for row, r in enumerate(results):
+        r.prompt_tokens, r.completion_tokens = int(read[row]), predictor.written(new[row])
         # Unconstrained, an answer that never wrote its end used every token: it was cut wherever it stood.
         r.cut = bool(budget_cut[row]) if budget_cut is not None else (
             len(answer_ids(predictor, new[row])) >= options.max_new_tokens)

@@ -150,4 +150,5 @@ def run(predictor: "Predictor", prepared: Sequence["Prepared"], options: "Predic
     if unnamed:
         logger.warning("head mode: %d box(es) whose caption came out empty were left out (constrained decoding, "
                        "the default, names every box with one of the checkpoint's labels)", unnamed)
-    return [ImageResult([d for d, _ in f if d.label], None, p.size[0], p.size[1]) for f, p in zip(found, prepared)]
+    return [ImageResult([d for d, _ in f if d.label], None, p.size[0], p.size[1], prompt_tokens=predictor.prompt_tokens(p))
+            for f, p in zip(found, prepared)]

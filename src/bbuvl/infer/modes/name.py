@@ -57,7 +57,10 @@ def run(predictor: "Predictor", prepared: Sequence["Prepared"], options: "Predic
     found = head_objects(predictor, prepared, options)
     constraint = predictor.labels_constraint()
     named: list[list[Detection]] = [[] for _ in prepared]
-    for p, objs, out in zip(prepared, found, named):
+    # The head's pass read each prompt; naming reads it again (counted once) with each box's prefix, and writes labels.
+    read = [predictor.prompt_tokens(p) for p in prepared]
+    wrote = [0] * len(prepared)
+    for i, (p, objs, out) in enumerate(zip(prepared, found, named)):
         if not objs:
             continue
         # One row per box; the photo's prompt is read once for all of them (infer/continuations.py).
@@ -77,8 +80,11 @@ def run(predictor: "Predictor", prepared: Sequence["Prepared"], options: "Predic
             new, logprobs = predictor.greedy_continued(prompt, [ids for _, _, ids, _ in chunk],
                                                        constraint.processor([frame] * len(chunk), budget, states), budget)
             texts, probs = read_labels(predictor, new, logprobs)
+            read[i] += sum(len(ids) for _, _, ids, _ in chunk)
+            wrote[i] += sum(predictor.written(row) for row in new)
             for (d, obj, _, prefix), text, prob in zip(chunk, texts, probs):
                 parsed = parse_detections(prefix + text)
                 if parsed.objects:
                     out.append(Detection(d.bbox_2d, parsed.objects[0]["label"], obj * prob))
-    return [ImageResult(n, None, p.size[0], p.size[1]) for n, p in zip(named, prepared)]
+    return [ImageResult(n, None, p.size[0], p.size[1], prompt_tokens=r, completion_tokens=w)
+            for n, p, r, w in zip(named, prepared, read, wrote)]
