@@ -42,6 +42,9 @@ class Answering:
                     result, job = await self.batcher.run(photo, mode, None, held.release if held is not None else None)
                 except (RuntimeError, ValueError) as e:  # the model failed on this photo, alone: the server goes on
                     raise ApiError(500, "inference_failed", f"{type(e).__name__}: {e}") from None
+                except asyncio.CancelledError:  # the deadline, or the client gone: a decode it is in may stop (engine.py)
+                    photo.given_up.set()
+                    raise
         except TimeoutError:
             raise ApiError(504, "timeout", f"no answer within {self.timeout_s:g} s (--timeout; queue depth "
                            f"{self.batcher.depth})") from None

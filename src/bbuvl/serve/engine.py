@@ -24,8 +24,13 @@ from bbuvl.infer.predictor import Predictor, Prepared
 from bbuvl.infer.verdict import Verdict
 from bbuvl.serve.fewshot import FewShotRescorer
 from bbuvl.model.own_weights import own_weights
+from bbuvl.model.vlm import core_model
 
 SERVE_MODES = tuple(name for name, m in PREDICT_MODES.items() if m.serves)
+
+
+class GivenUp(Exception):
+    """Every photo of the batch computing was given up on (its request's deadline passed, or its client left)."""
 
 
 @dataclass
@@ -34,6 +39,7 @@ class Photo:
 
     image: Image.Image | None
     prepared: Prepared
+    given_up: threading.Event = field(default_factory=threading.Event)  # its request ended unanswered (answering.py)
 
 
 @dataclass
@@ -86,6 +92,11 @@ class Engine:
         self.faults = predictor.faults
         # A Hugging Face fast tokenizer may refuse two threads at once ("Already borrowed"): one encoding at a time.
         self._encoding = threading.Lock()
+        # A decode whose callers have all gone kept the worker for the rest of its tokens, while the next requests
+        # waited (their own deadlines running): the language model's every forward pass, one a token, checks first
+        # (docs/serving.md, "Deadlines").
+        self._computing: Sequence[Photo] = ()
+        core_model(predictor.model.vlm).model.language_model.register_forward_pre_hook(self._stop_if_given_up)
 
     @classmethod
     def load(cls, checkpoint: str | Path, mode: str | None = None, device: str | None = None,
@@ -134,7 +145,13 @@ class Engine:
         (`Predictor.predict_each`, the retry policy `bbuvl predict` has too)."""
         start = time.perf_counter()
         options = self.options_for(mode)
-        results = self.predictor.predict_each([p.prepared for p in photos], mode, options)
+        self._computing = photos
+        try:
+            results = self.predictor.predict_each([p.prepared for p in photos], mode, options)
+        except GivenUp as e:  # no one waits for these answers: nothing to log, nothing to retry
+            return [e] * len(photos)
+        finally:
+            self._computing = ()
         infer_ms = (time.perf_counter() - start) * 1000
         answers: list[Answer | Exception] = []
         for photo, r in zip(photos, results):
@@ -151,6 +168,11 @@ class Engine:
             answers.append(Answer(r.width, r.height, objects, self.predictor.verdict(r, options), r.raw, timing,
                                   r.cut, r.tiled, r.prompt_tokens, r.completion_tokens))
         return answers
+
+    def _stop_if_given_up(self, module: torch.nn.Module, args: Any) -> None:
+        """GivenUp, before the language model's next pass, once every photo of the batch computing is given up on."""
+        if self._computing and all(p.given_up.is_set() for p in self._computing):
+            raise GivenUp(f"all {len(self._computing)} photo(s) of the batch were given up on; stopped")
 
 
 def _verdict_of(options: PredictOptions) -> dict[str, float | None]:
