@@ -72,3 +72,17 @@ def test_through_tiles_the_counts_are_the_sum_over_every_regions_pass(engine, ke
     assert got["usage"] == {"prompt_tokens": prompt, "completion_tokens": written, "total_tokens": prompt + written}
     one_pass = processor_prompt_tokens(predictor, [photo], [])
     assert prompt > 4 * one_pass  # every tile read a prompt as long as the whole photo's: 5 passes, each counted
+
+
+def test_metrics_sum_the_answers_tokens_by_kind_and_mode(engine, serve, photos):
+    client = serve()
+    chatted = chat(client, photos[0])["usage"]
+    detected = client.detect_file(photos[1]).json()["usage"]
+    chatted_again = chat(client, photos[1])["usage"]
+    text = client.request("GET", "/metrics").body.decode()
+    generate = {k: chatted[k] + chatted_again[k] for k in ("prompt_tokens", "completion_tokens")}
+    for line in (f'bbuvl_tokens_total{{kind="prompt",mode="generate"}} {float(generate["prompt_tokens"])}',
+                 f'bbuvl_tokens_total{{kind="completion",mode="generate"}} {float(generate["completion_tokens"])}',
+                 f'bbuvl_tokens_total{{kind="prompt",mode="{engine.mode}"}} {float(detected["prompt_tokens"])}'):
+        assert line in text, (line, [t for t in text.splitlines() if t.startswith("bbuvl_tokens")])
+    assert generate["completion_tokens"] > 0 and engine.mode != "generate"

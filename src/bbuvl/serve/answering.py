@@ -14,6 +14,7 @@ from bbuvl.serve.batching import Batcher
 from bbuvl.serve.engine import Answer, Engine, Photo
 from bbuvl.serve.errors import ApiError
 from bbuvl.serve.images import decode_image
+from bbuvl.serve.metrics import ServeMetrics
 from bbuvl.serve.pixels import Held, PixelBudget
 
 Ready = tuple[Photo, "Held | None", dict[str, float]]  # a photo, its share of the pixel budget, its timings
@@ -27,9 +28,9 @@ class Answering:
     """Answers for photos of one engine: `await answering(extract, mode)`."""
 
     def __init__(self, engine: Engine, batcher: Batcher, decoders: Executor, pixel_limit: int, timeout_s: float,
-                 pixels: PixelBudget | None):
+                 pixels: PixelBudget | None, metrics: ServeMetrics):
         self.engine, self.batcher, self.decoders = engine, batcher, decoders
-        self.pixel_limit, self.timeout_s, self.pixels = pixel_limit, timeout_s, pixels
+        self.pixel_limit, self.timeout_s, self.pixels, self.metrics = pixel_limit, timeout_s, pixels, metrics
 
     async def __call__(self, extract: Callable[[], bytes], mode: str) -> tuple[Answer, dict[str, Any]]:
         """The answer for the image `extract` gets out of a body, and its timings; ApiError 504 past `timeout_s`,
@@ -48,6 +49,8 @@ class Answering:
         except TimeoutError:
             raise ApiError(504, "timeout", f"no answer within {self.timeout_s:g} s (--timeout; queue depth "
                            f"{self.batcher.depth})") from None
+        self.metrics.tokens.labels("prompt", mode).inc(result.prompt_tokens)
+        self.metrics.tokens.labels("completion", mode).inc(result.completion_tokens)
         timing = {**before, "queue": round((job.started - job.enqueued) * 1000, 2), **result.timing_ms,
                   "total": round((time.perf_counter() - t0) * 1000, 2), "batch_size": job.batch_size}
         return result, timing

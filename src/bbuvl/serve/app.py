@@ -89,7 +89,7 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
     # Decoding gets a few threads of its own, not the shared pool of 40: more would not decode faster on a few
     # cores, and every extra thread that allocates keeps a malloc arena of its own (resident memory that grows).
     decoders = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="bbuvl-decode")
-    answer = Answering(engine, batcher, decoders, pixel_limit(engine.max_pixels), settings.timeout_s, pixels)
+    answer = Answering(engine, batcher, decoders, pixel_limit(engine.max_pixels), settings.timeout_s, pixels, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -10,7 +10,7 @@ BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
 
 
 class ServeMetrics:
-    """Requests by route and status, latency, batch sizes, queue depth and errors by kind."""
+    """Requests by route and status, latency, batch sizes, queue depth, errors by kind and tokens by mode."""
 
     content_type = CONTENT_TYPE_LATEST
 
@@ -24,6 +24,9 @@ class ServeMetrics:
                                        registry=self.registry)
         self.queue_depth = Gauge("bbuvl_queue_depth", "Images waiting for a forward pass", registry=self.registry)
         self.errors = Counter("bbuvl_errors", "Requests answered with an error, by kind", ["kind"], registry=self.registry)
+        # The answers' own `usage` summed: what a cost dashboard charges, without reading every response body.
+        self.tokens = Counter("bbuvl_tokens", "Tokens the model read (prompt) and wrote (completion) for answered photos",
+                              ["kind", "mode"], registry=self.registry)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
