@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -93,10 +94,9 @@ class Engine:
         # A Hugging Face fast tokenizer may refuse two threads at once ("Already borrowed"): one encoding at a time.
         self._encoding = threading.Lock()
         # A decode whose callers have all gone kept the worker for the rest of its tokens, while the next requests
-        # waited (their own deadlines running): the language model's every forward pass, one a token, checks first
-        # (docs/serving.md, "Deadlines").
-        self._computing: Sequence[Photo] = ()
-        core_model(predictor.model.vlm).model.language_model.register_forward_pre_hook(self._stop_if_given_up)
+        # waited (their own deadlines running): during a batch, the language model's every forward pass, one a
+        # token, checks first (docs/serving.md, "Deadlines").
+        self._language_model = core_model(predictor.model.vlm).model.language_model
 
     @classmethod
     def load(cls, checkpoint: str | Path, mode: str | None = None, device: str | None = None,
@@ -145,13 +145,15 @@ class Engine:
         (`Predictor.predict_each`, the retry policy `bbuvl predict` has too)."""
         start = time.perf_counter()
         options = self.options_for(mode)
-        self._computing = photos
+        # Hooked for this batch alone: a hook left on the model would keep this engine and its last photos alive
+        # with it, and run for any other engine of the same model.
+        hook = self._language_model.register_forward_pre_hook(partial(_stop_if_given_up, photos))
         try:
             results = self.predictor.predict_each([p.prepared for p in photos], mode, options)
         except GivenUp as e:  # no one waits for these answers: nothing to log, nothing to retry
-            return [e] * len(photos)
+            return [GivenUp(str(e)) for _ in photos]  # without the traceback, whose frames hold the photos
         finally:
-            self._computing = ()
+            hook.remove()
         infer_ms = (time.perf_counter() - start) * 1000
         answers: list[Answer | Exception] = []
         for photo, r in zip(photos, results):
@@ -169,10 +171,12 @@ class Engine:
                                   r.cut, r.tiled, r.prompt_tokens, r.completion_tokens))
         return answers
 
-    def _stop_if_given_up(self, module: torch.nn.Module, args: Any) -> None:
-        """GivenUp, before the language model's next pass, once every photo of the batch computing is given up on."""
-        if self._computing and all(p.given_up.is_set() for p in self._computing):
-            raise GivenUp(f"all {len(self._computing)} photo(s) of the batch were given up on; stopped")
+
+
+def _stop_if_given_up(photos: Sequence[Photo], module: torch.nn.Module, args: Any) -> None:
+    """GivenUp, before the language model's next pass, once every photo of the batch `photos` is given up on."""
+    if all(p.given_up.is_set() for p in photos):
+        raise GivenUp(f"all {len(photos)} photo(s) of the batch were given up on; stopped")
 
 
 def _verdict_of(options: PredictOptions) -> dict[str, float | None]:
