@@ -339,11 +339,16 @@ class Predictor:
         """Token ids that end an answer (padding, the turn's end)."""
         return {self.tokenizer.pad_token_id, self.tokenizer.convert_tokens_to_ids(TURN_END)}
 
+    def answer_end(self, row: torch.Tensor) -> int:
+        """Where the answer in one generated row `[T]` ends: the index of its first token that ends an answer (T when
+        none does, the budget's end)."""
+        stops, ids = self.stop_ids, row.tolist()
+        return next((i for i, t in enumerate(ids) if t in stops), len(ids))
+
     def written(self, row: torch.Tensor) -> int:
         """Tokens the model wrote in one generated row `[T]`: through the first that ends the answer, not the padding."""
         # a row that ended early is padded while the batch's other rows write on: those pads are no tokens of its own
-        ids = row.tolist()
-        return next((i + 1 for i, t in enumerate(ids) if t in self.stop_ids), len(ids))
+        return min(self.answer_end(row) + 1, row.shape[-1])
 
     def prompt_tokens(self, p: Prepared) -> int:
         """Tokens of the photo's prompt without teachers (text and vision tokens), as `student_sample` encodes it."""

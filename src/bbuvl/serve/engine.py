@@ -172,7 +172,6 @@ class Engine:
         return answers
 
 
-
 def _stop_if_given_up(photos: Sequence[Photo], module: torch.nn.Module, args: Any) -> None:
     """GivenUp, before the language model's next pass, once every photo of the batch `photos` is given up on."""
     if all(p.given_up.is_set() for p in photos):

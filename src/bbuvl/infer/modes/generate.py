@@ -36,8 +36,7 @@ def answers(predictor: "Predictor", prepared: Sequence["Prepared"], options: "Pr
 
 def answer_ids(predictor: "Predictor", row: torch.Tensor) -> list[int]:
     """A generated row's ids up to (not including) the first token that ends an answer."""
-    ids = row.tolist()
-    return ids[:next((i for i, t in enumerate(ids) if t in predictor.stop_ids), len(ids))]
+    return row.tolist()[:predictor.answer_end(row)]
 
 
 def read_answers(predictor: "Predictor", prepared: Sequence["Prepared"], new: torch.Tensor,
