@@ -111,3 +111,23 @@ def test_doctor_data_against_a_plain_model_folder_says_it_has_no_prompt_not_that
     # Before: 'base/prompt.json: no such prompt file'.
     assert result.exit_code == 2 and f"{plain}: a plain model folder (no bbuvl.yaml) has no prompt of its own" in said(result)
     assert "prompt.json" not in said(result)
+
+
+@pytest.mark.parametrize("command", ["data", "model", "memory", "landscape"])
+def test_a_dataset_or_checkpoint_another_command_is_still_writing_is_refused_naming_it(tmp_path, command):
+    from tests.reliability.faults import held_elsewhere
+
+    # What doctor would read is locked by its writer (bbuvl/outputs.py), as `data convert` or `model tiny` holds it.
+    dataset, ckpt = tmp_path / "val.jsonl", tmp_path / "ckpt"
+    dataset.write_text("", encoding="utf-8")
+    ckpt.mkdir()
+    given, writer = {"data": (dataset, "data convert"), "model": (ckpt, "model tiny"),
+                     "memory": (ckpt, "model tiny"), "landscape": (dataset, "data convert")}[command]
+    args = {"data": ["data", str(dataset)], "model": ["model", str(ckpt)],
+            "memory": ["memory", str(ckpt), "--out", str(tmp_path / "m.png")],
+            "landscape": ["landscape", str(ckpt), str(dataset), "--out", str(tmp_path / "l.png")]}[command]
+    with held_elsewhere(given, writer, pid=4343):
+        result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"{given}" in said(result) and f"`bbuvl {writer}` (pid 4343) is still writing it" in said(result)
+    assert "Traceback" not in result.output and not list(tmp_path.glob("*.png"))

@@ -81,6 +81,15 @@ def _check_plot(out: Path) -> None:
         plot_format(out)
 
 
+def _refuse_being_written(inputs: dict[str, Path | None]) -> None:
+    """Refuse a checkpoint, dataset or photo another command (train, convert, predict...) is still writing: what doctor
+    found in it would describe a moment of that run."""
+    from bbuvl.eval.in_progress import refuse_inputs_being_written
+
+    with user_errors(ValueError):
+        refuse_inputs_being_written(inputs)
+
+
 def _check_given(inputs: dict[str, Path | None]) -> None:
     """Name a photo or dataset that is not there before the checkpoint loads (minutes on a real model); what is in
     one is read, and its problems named, after."""
@@ -124,6 +133,7 @@ def data(
     os.environ["HF_HUB_OFFLINE"] = "1"
     from bbuvl.diagnostics.data_doctor import diagnose_data
 
+    _refuse_being_written({"DATASET": dataset, "--config": config, "--checkpoint": checkpoint})
     if json_out:
         claim_outputs("doctor data", {"DATASET": dataset, "--config": config, "--checkpoint": checkpoint}, [json_out],
                       overwrite=overwrite)
@@ -189,6 +199,7 @@ def model(
 
     check_device(device)
     cfg = _config(config) if config else None
+    _refuse_being_written({"CHECKPOINT": checkpoint, "--config": config, "--image": image})
     _check_given({"--image": image})
     with user_errors(OSError, ValueError):
         report = diagnose_model(checkpoint, cfg, image, device)
@@ -239,6 +250,7 @@ def memory(
     if mode not in ("generate", "head"):
         fail(f"--mode must be generate or head, got '{mode}'")
     check_device(device)  # a bad option fails before anything is claimed
+    _refuse_being_written({"CHECKPOINT": checkpoint, "--images": images})
     claim_outputs("doctor memory", {"CHECKPOINT": checkpoint, "--images": images}, [out], overwrite=overwrite)
     _check_plot(out)
     _check_given({"--images": images})
@@ -290,6 +302,7 @@ def features(
     from bbuvl.diagnostics.probe import dataset_batches
 
     check_device(device)
+    _refuse_being_written({"CHECKPOINT": checkpoint, "--data": data})
     claim_outputs("doctor features", {"CHECKPOINT": checkpoint, "--data": data}, [out], overwrite=overwrite)
     _check_plot(out)
     _check_given({"--data": data})
@@ -327,6 +340,7 @@ def attention(
     from bbuvl.eval.fonts import find_cjk_font
 
     check_device(device)
+    _refuse_being_written({"CHECKPOINT": checkpoint, "IMAGE": image, "--font-path": font_path})
     claim_outputs("doctor attention", {"CHECKPOINT": checkpoint, "IMAGE": image, "--font-path": font_path}, [out],
                   overwrite=overwrite)
     _check_plot(out)
@@ -367,6 +381,7 @@ def coordinates(
     from bbuvl.diagnostics.probe import dataset_batches
 
     check_device(device)
+    _refuse_being_written({"CHECKPOINT": checkpoint, "--data": data})
     claim_outputs("doctor coordinates", {"CHECKPOINT": checkpoint, "--data": data}, [out] if out else [],
                   overwrite=overwrite)
     _check_given({"--data": data})
@@ -433,6 +448,7 @@ def landscape(
     with user_errors(ValueError):
         chosen = parse_groups(groups)  # before minutes of loading
     check_device(device)
+    _refuse_being_written({"CHECKPOINT": checkpoint, "DATASET": dataset})
     claim_outputs("doctor landscape", {"CHECKPOINT": checkpoint, "DATASET": dataset}, [out], overwrite=overwrite)
     _check_plot(out)
     _check_given({"DATASET": dataset})

@@ -83,6 +83,7 @@ def evaluate(
     from bbuvl.data.schema import read_records
     from bbuvl.eval.compare import SETTINGS_KEY, compare, incomparable, read_metrics, run_settings, unknown_settings
     from bbuvl.eval.fonts import find_cjk_font
+    from bbuvl.eval.in_progress import refuse_inputs_being_written, unfinished_predictions_note
     from bbuvl.eval.judging import choose_verdict, verdict_setup
     from bbuvl.infer.verdict import lone_threshold_problem, thresholds_file
     from bbuvl.eval.metrics import evaluate_predictions
@@ -103,6 +104,9 @@ def evaluate(
     for path, what, expected in ((hierarchy, "--hierarchy", "hierarchy JSON file"), (baseline, "--baseline", "METRICS.json")):
         if path is not None:
             require_file(path, what, expected)
+    with user_errors(ValueError):
+        refuse_inputs_being_written({"--pred": pred, "--gt": gt, "--baseline": baseline, "--hierarchy": hierarchy,
+                                     "--frame": frame})
     reported = (([report / "index.html", report / PR_CURVE_FILE, report / FAULT_CURVE_FILE], [report / WORST_DIR, report / FAULTS_DIR])
                 if report else ([], []))
     for written in (out, details_path(out)):  # said as "R/index.html and R/index.html: one command would write both"
@@ -146,6 +150,8 @@ def evaluate(
             sizes = size_metrics([rec for rec, _ in paired], [objs for _, objs in paired], contract, level)
     if frame_note:
         evaluation.notes.append(frame_note)
+    if unfinished := unfinished_predictions_note(pred):
+        evaluation.notes.insert(0, unfinished)
     if base_metrics is not None and (unknown := unknown_settings(base_metrics, baseline)):
         evaluation.notes.append(unknown)
     evaluation.notes.extend(undefined_ap_notes(evaluation.metrics, gt))
@@ -380,6 +386,7 @@ def viz(
     from bbuvl.data.labels import Hierarchy
     from bbuvl.eval.draw import LabelNamer
     from bbuvl.eval.fonts import find_cjk_font
+    from bbuvl.eval.in_progress import refuse_inputs_being_written, unfinished_predictions_note
     from bbuvl.eval.viz import draw_pictures
     from bbuvl.outputs import writer_of
 
@@ -390,8 +397,10 @@ def viz(
     if os.path.lexists(out_dir) and not out_dir.is_dir():  # --overwrite would not make it a folder
         fail(f"{out_dir}: {file_kind(out_dir) or 'a file'}, not a folder: viz draws its pictures into a folder; "
              "choose another")
-    claim_outputs("viz", {"INPUT": input, "--pred": pred, "--font-path": font_path, "--hierarchy": hierarchy},
-                  folders=[out_dir], overwrite=overwrite)
+    inputs = {"INPUT": input, "--pred": pred, "--font-path": font_path, "--hierarchy": hierarchy}
+    with user_errors(ValueError):
+        refuse_inputs_being_written(inputs)
+    claim_outputs("viz", inputs, folders=[out_dir], overwrite=overwrite)
     # Its own earlier pictures are replaced whole; a folder holding anything else (given up with --overwrite) keeps it.
     own = writer_of(out_dir) == "viz"
     with user_errors(ValueError, OSError):
@@ -404,5 +413,8 @@ def viz(
         written = draw_pictures(input, out_dir, font, name, pred=pred, limit=limit, iou=iou, unreadable=unreadable,
                                 replace=own)
     console.print(f"[green]drew[/] {written} photo(s) into {escape(str(out_dir))}", soft_wrap=True)
+    for drawn in (input, pred):
+        if drawn is not None and (unfinished := unfinished_predictions_note(drawn)):
+            console.print(f"[yellow]note:[/] {escape(unfinished)}", soft_wrap=True)
     # their pictures are grey placeholders naming why
     print_first([f"{p} (drawn as a grey placeholder)" for p in unreadable], " photos drawn as grey placeholders")

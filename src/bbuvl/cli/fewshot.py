@@ -116,6 +116,20 @@ def _refuse_unused_options(ctx: typer.Context, query: Path | None, seeded: bool)
     refuse_unused(ctx, detections, "a predictions JSONL as --query", "min_score")
 
 
+def _claim(command: str, inputs: Mapping[str, Path | None], files: list[Path] | None = None,
+           folders: list[Path] | None = None, overwrite: bool = False) -> None:
+    """Refuse an input another command is still writing, claim the outputs, and note a predictions file a killed
+    `bbuvl predict` left unfinished (its photos past the kill have no boxes to crop)."""
+    from bbuvl.eval.in_progress import refuse_inputs_being_written, unfinished_predictions_note
+
+    with user_errors(ValueError):
+        refuse_inputs_being_written(inputs)
+    claim_outputs(command, inputs, files or [], folders or [], overwrite)
+    for what in ("--query", "--predictions"):
+        if (path := inputs.get(what)) is not None and (unfinished := unfinished_predictions_note(path)):
+            err_console.print(f"[yellow]note:[/] {escape(unfinished)}", soft_wrap=True)
+
+
 def _shots_label(name: str) -> str:
     return "1 shot" if name == "1" else f"{name} shots"
 
@@ -183,7 +197,7 @@ def classify(
     _refuse_unused_options(ctx, query, shots is not None)
     inputs = {"--support": support, "--query": query, "--backbone": _path(backbone), "--cache": cache}
     _check_cache(cache, no_cache, inputs, [out])
-    claim_outputs("fewshot classify", inputs, [out], overwrite=overwrite)
+    _claim("fewshot classify", inputs, [out], overwrite=overwrite)
     _mode(mode)
     bb, store = _backbone(backbone, device), _cache(cache, no_cache)
     support_report, query_report, problems = EmbedReport(), EmbedReport(), []
@@ -246,7 +260,7 @@ def evaluate(
     _refuse_unused_options(ctx, query, any(k is not None for k in shot_list))
     inputs = {"--support": support, "--query": query, "--backbone": _path(backbone), "--cache": cache}
     _check_cache(cache, no_cache, inputs, [out])
-    claim_outputs("fewshot eval", inputs, folders=[out], overwrite=overwrite)
+    _claim("fewshot eval", inputs, folders=[out], overwrite=overwrite)
     _mode(mode)
     bb, store = _backbone(backbone, device), _cache(cache, no_cache)
     # A re-run writes the folder anew: another run's confusion tables (other shots, thresholds) would stay beside its own.
@@ -316,7 +330,7 @@ def label(
     inputs = {"--predictions": predictions, "--support": support, "--backbone": _path(backbone), "--hierarchy": hierarchy,
               "--cache": cache}
     _check_cache(cache, no_cache, inputs, [out])
-    claim_outputs("fewshot label", inputs, [out], overwrite=overwrite)
+    _claim("fewshot label", inputs, [out], overwrite=overwrite)
     _mode(mode)
     with user_errors():
         h = Hierarchy.load(hierarchy)
