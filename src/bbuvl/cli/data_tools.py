@@ -21,7 +21,7 @@ from bbuvl.data.input_paths import file_kind
 from bbuvl.data.jsonfile import dumps_json
 from bbuvl.data.layout import DATASET_FILES, ERRORS, TEACHERS, TRAIN, VAL
 from bbuvl.data.names import portability_problem
-from bbuvl.data.schema import ImageRecord, read_lines, require_photos
+from bbuvl.data.schema import ImageRecord, one_line_per_photo, read_lines, require_photos
 from bbuvl.data.regions import parse_grid
 from bbuvl.data.split import split_dataset
 from bbuvl.data.stats import dataset_stats
@@ -101,15 +101,14 @@ def _stats_records(path: Path) -> tuple[list[ImageRecord], list[str]]:
     files = [f for f in files if file_kind(f) != "no such file"]  # reading a folder or a pipe names what it is
     if not files:
         fail(f"{path}: no {TRAIN} or {VAL} in this folder")
-    records, where = [], []
+    rows = []
     for f in files:
         with user_errors():
-            for line, sample in read_lines(f):
-                records.append(sample.student)
-                where.append(f"{f}:{line}")
+            rows += [(f, line, sample.student) for line, sample in read_lines(f)]
         console.print(f"read {f}", style="dim", markup=False, soft_wrap=True)
     with user_errors():
-        return require_photos(records, path), where
+        one_line_per_photo(rows)  # counted twice, its boxes and labels would weigh double
+        return require_photos([r for _, _, r in rows], path), [f"{f}:{line}" for f, line, _ in rows]
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]], keyed: bool = True) -> Table:

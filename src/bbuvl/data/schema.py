@@ -21,6 +21,7 @@ from typing import IO, Annotated, Any, Iterable, Iterator
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bbuvl.atomic import atomic_path
+from bbuvl.data.images import file_digest
 from bbuvl.data.input_paths import file_kind, find_file
 from bbuvl.data.jsonfile import DuplicateKeyError, json_kind, parse_json, unexpected_character
 from bbuvl.data.text import bom_encoding, clean_label, gbk_hint, label_problem, not_text, show_text
@@ -318,14 +319,34 @@ def once_each(rows: list[tuple[int, Sample]], dataset: str | Path) -> list[tuple
     """`rows` (line, sample) when no photo is the student of two lines; DatasetError naming both lines otherwise: a
     split could draw one copy for train and the other for val, a teacher pool show it twice, and its boxes count
     twice wherever they land."""
-    first: dict[str, int] = {}
-    for line, sample in rows:
-        photo = os.path.normpath(resolve_image(dataset, sample.student.image))  # a photo is its path, links not resolved
-        seen = first.setdefault(photo, line)
-        if seen != line:
-            raise DatasetError(dataset, line, f"image {sample.student.image}: the same photo as line {seen}; keep one "
-                               "line per photo (bbuvl data check lists every repeat)")
+    one_line_per_photo((Path(dataset), line, sample.student) for line, sample in rows)
     return rows
+
+
+def one_line_per_photo(rows: Iterable[tuple[Path, int, ImageRecord]], by_content: bool = False) -> None:
+    """DatasetError naming both places when one photo is the record of two lines, in one file or across files (a
+    dataset folder's train and val); `by_content`: also two names of one file's bytes, as `bbuvl data check` finds them.
+
+    A command that silently kept one copy would drop a line the user wrote; one that kept both would count its boxes
+    twice, or score a training photo as validation.
+    """
+    first: dict[str, tuple[Path, int, str]] = {}
+    for path, line, record in rows:
+        photo = os.path.normpath(resolve_image(path, record.image))  # a photo is its path, links not resolved
+        keys = [photo]
+        if by_content and os.path.isfile(photo):  # a missing photo is named by the command that reads it
+            keys.append(f"sha256:{file_digest(photo)}")
+        for key in keys:
+            seen = first.setdefault(key, (path, line, record.image))
+            if seen[:2] == (path, line):
+                continue
+            how = "the same photo as" if key == photo else f"the same bytes as {seen[2]},"
+            if seen[0] == path:
+                raise DatasetError(path, line, f"image {record.image}: {how} line {seen[1]}; keep one line per photo "
+                                   "(bbuvl data check lists every repeat)")
+            raise DatasetError(path, line, f"image {record.image}: {how} {seen[0]} line {seen[1]}: a photo in two of "
+                               "the dataset's files is trained on and scored as validation at once; keep it in one "
+                               "(bbuvl data check lists every repeat)")
 
 
 def read_dataset(path: str | Path, skip_invalid: bool = False) -> list[Sample]:

@@ -25,7 +25,7 @@ from bbuvl.data.input_paths import file_kind
 from bbuvl.data.layout import TRAIN, VAL, write_dataset_folder
 from bbuvl.data.names import NameBook, fit_name, portable_path, safe_stem
 from bbuvl.data.regions import Region, grid_regions, magnified_record, tile_side_overlap
-from bbuvl.data.schema import DatasetError, ImageRecord, read_lines, require_photos, resolve_image
+from bbuvl.data.schema import DatasetError, ImageRecord, one_line_per_photo, read_lines, require_photos, resolve_image
 from bbuvl.paths import real_path
 
 IMAGES = "images"
@@ -140,6 +140,9 @@ def tile_sources(dataset: str | Path, out: str | Path) -> Sources:
                                    "the tiles are written into; choose another OUT")
         # An empty val is a dataset split with --val-ratio 0 (data check only warns of it): it tiles into an empty val.
         parts[split] = require_photos(rows, path) if split == "train" else rows
+    # A photo on two lines was tiled once and its other line dropped without a word (its tiles' bytes were written
+    # already); across train and val, its val copy vanished while `data check` calls it a leak.
+    one_line_per_photo((row for rows in parts.values() for row in rows), by_content=True)
     return parts
 
 
