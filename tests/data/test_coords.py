@@ -172,3 +172,20 @@ def test_the_budget_travels_with_the_contract(tmp_path):
     assert CoordinateContract.load(tmp_path) == c
     (tmp_path / "coordinate_contract.json").write_text('{"min_pixels": 3136, "max_pixels": 50176, "factor": 28}')
     assert CoordinateContract.load(tmp_path).max_vision_tokens is None  # checkpoints saved before the budget was kept
+
+
+def test_a_checkpoint_that_is_missing_or_a_file_is_named_as_such_and_its_contract_file_is_read(tmp_path):
+    # A missing checkpoint was "<it>/coordinate_contract.json: missing", a file in one "<file>/coordinate_contract.json:
+    # Not a directory", a path no one typed.
+    from bbuvl.config import resolve_frame
+
+    folder = tmp_path / "ckpt"
+    CoordinateContract(min_pixels=12544, max_pixels=150528).save(folder)
+    (folder / "model.safetensors").write_bytes(b"weights")
+    with pytest.raises(FileNotFoundError, match=rf"^{tmp_path / 'gone'}: no such folder \(the checkpoint folder"):
+        resolve_frame(checkpoint=tmp_path / "gone")
+    with pytest.raises(FileNotFoundError, match=rf"^{folder / 'model.safetensors'}: a file; give the checkpoint folder "
+                                                rf"saved by bbuvl train, holding coordinate_contract.json: {folder}$"):
+        resolve_frame(checkpoint=folder / "model.safetensors")
+    assert resolve_frame(checkpoint=folder / "coordinate_contract.json").max_pixels == 150528  # as eval's --frame takes it
+    assert resolve_frame(checkpoint=folder).max_pixels == 150528

@@ -274,8 +274,14 @@ class CoordinateContract:
 
     @classmethod
     def load(cls, directory: str | Path) -> "CoordinateContract":
-        """Read the contract a checkpoint was trained with."""
-        path = Path(directory) / CONTRACT_FILE
+        """Read the contract a checkpoint was trained with (`directory` the checkpoint folder, or its contract file)."""
+        given = Path(directory)
+        path = given if given.name == CONTRACT_FILE and given.is_file() else given / CONTRACT_FILE
+        if path is not given:  # a checkpoint not there, or a file in one, read as its contract missing or "Not a directory"
+            inside = given.is_file() and (given.parent / CONTRACT_FILE).is_file()
+            what = f"the checkpoint folder saved by bbuvl train, holding {CONTRACT_FILE}{f': {given.parent}' if inside else ''}"
+            if not given.is_dir():
+                raise FileNotFoundError(f"{given}: " + (f"a file; give {what}" if given.exists() else f"no such folder ({what})"))
         try:
             fields = read_json(path)
         except FileNotFoundError as e:
