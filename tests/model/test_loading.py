@@ -357,3 +357,69 @@ def test_a_hub_that_cannot_be_reached_is_said_at_once(load, monkeypatch, tmp_pat
     assert time.monotonic() - t0 < 10
     assert "nosuchorg/nosuchmodel" in str(e.value)
     assert "the Hugging Face hub cannot be reached (ConnectError" in str(e.value), str(e.value)
+
+
+def _set_text(key: str, change):
+    """An edit of config.json's text_config[key] (the tiny model nests its language model's sizes there)."""
+    def edit(config: dict) -> None:
+        config["text_config"][key] = change(config["text_config"][key])
+    return edit
+
+
+CONFIG_EDITS = [
+    ("another family", lambda c: c.__setitem__("model_type", "qwen3_vl"), "are not in its weight files"),
+    ("fewer layers", lambda c: c["text_config"].update(num_hidden_layers=1, layer_types=["full_attention"]),
+     "are not in the model its config.json builds"),
+    ("a larger vocabulary", _set_text("vocab_size", lambda n: n + 64), "another shape than its config.json builds"),
+]
+
+
+@pytest.mark.parametrize(("edit", "says"), [c[1:] for c in CONFIG_EDITS], ids=[c[0] for c in CONFIG_EDITS])
+def test_weights_that_do_not_fit_a_hand_edited_config_json_are_refused_naming_the_folder(tiny_dir, tmp_path, edit,
+                                                                                        says):
+    from bbuvl.model.loading import WeightsMismatch
+
+    folder = tmp_path / "edited"
+    shutil.copytree(tiny_dir, folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    edit(config)
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    # Before: another family or fewer layers loaded with the unmatched layers left at random (HF only logs them),
+    # and a larger vocabulary was a RuntimeError traceback from HF.
+    with pytest.raises(WeightsMismatch) as e:
+        load_model_and_processor(str(folder))
+    assert str(folder) in str(e.value) and says in str(e.value), str(e.value)
+
+
+def test_a_folder_without_weight_files_is_refused_naming_it_and_what_it_lacks(tiny_dir, tmp_path):
+    from bbuvl.model.loading import WeightsMismatch
+
+    folder = tmp_path / "no-weights"
+    shutil.copytree(tiny_dir, folder)
+    for weights in folder.glob("model*.safetensors"):
+        weights.unlink()
+    with pytest.raises(WeightsMismatch, match=r"no model weights in this folder \(model.safetensors"):
+        load_model_and_processor(str(folder))
+
+
+BUILD_EDITS = [
+    ("heads that do not divide the width", _set_text("num_attention_heads", lambda n: 3), "divisible by num_heads"),
+    ("a negative width", _set_text("hidden_size", lambda n: -4), "negative dimension"),
+    ("a rope type transformers lacks", _set_text("rope_parameters", lambda r: r | {"rope_type": "nope"}), "'nope'"),
+    ("layers that disagree with layer_types", _set_text("num_hidden_layers", lambda n: n - 1), "layer_types"),
+]
+
+
+@pytest.mark.parametrize(("edit", "says"), [c[1:] for c in BUILD_EDITS], ids=[c[0] for c in BUILD_EDITS])
+def test_a_config_json_transformers_cannot_build_is_named_with_its_reason(tiny_dir, tmp_path, edit, says):
+    folder = tmp_path / "edited"
+    shutil.copytree(tiny_dir, folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    edit(config)
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    # Before: a KeyError, RuntimeError or huggingface_hub validation error from inside the model's constructor.
+    with pytest.raises(ValueError) as e:
+        load_model_and_processor(str(folder))
+    message = str(e.value)
+    assert message.startswith(f"{folder / 'config.json'}: transformers cannot build the model") and says in message, \
+        message

@@ -340,7 +340,7 @@ def load_model(folder: ModelFolder | str | Path, dtype: str | None = None, devic
     one way a model folder is loaded. A path is read with `read_model_folder` (a checkpoint; a plain model folder
     is read there first, with the labels it answers with). A LoRA checkpoint's base must be the one it trained on,
     unless `accept_base` (the user says it holds the same model saved again)."""
-    from bbuvl.model.loading import load_model_and_processor
+    from bbuvl.model.loading import WeightsMismatch, load_model_and_processor
     from bbuvl.model.processor import pixel_range
     from bbuvl.model.vlm import BBUVLModel
 
@@ -355,6 +355,8 @@ def load_model(folder: ModelFolder | str | Path, dtype: str | None = None, devic
         vlm, processor = load_model_and_processor(weights, dtype=dtype or run.model.dtype,
                                                   attn_implementation=run.model.attn_implementation,
                                                   frame=folder.frame, device=device, processor_path=str(folder.path))
+    except WeightsMismatch as e:
+        raise CheckpointError(str(e)) from None
     except (OSError, ValueError) as e:  # ValueError: a local-looking path that is not there (paths.py)
         if not folder.adapter or Path(weights).is_dir():
             raise
@@ -364,12 +366,6 @@ def load_model(folder: ModelFolder | str | Path, dtype: str | None = None, devic
                               f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); put "
                               f"the base back there, or set model.path in {folder.path / CONFIG_FILE} to where it "
                               "is") from None
-    except RuntimeError as e:
-        if "mismatched_sizes" not in str(e) and "size mismatch" not in str(e):
-            raise
-        raise CheckpointError(f"{weights}: a weight in its model*.safetensors has another shape than its config.json "
-                              "builds (HF's loading report above names it): the weights and config.json come from "
-                              "different models; re-copy the checkpoint or use another") from None
     if folder.adapter:
         from peft import PeftModel
 

@@ -37,7 +37,7 @@ class SpecialTokenMismatch(ValueError):
 def load_processor(path: str, frame: CoordinateContract | None = None) -> Any:
     """Load the processor (image processor + tokenizer + chat template) of a checkpoint folder or hub id."""
     check_hub_reachable(path)
-    with _hub_id_named(path, "processor"):
+    with _hub_id_named(path, "processor"), _config_named(path):
         processor = _auto_processor(path)
     if frame is not None:
         set_pixel_range(processor, frame)
@@ -136,16 +136,99 @@ def load_model_and_processor(
     if load_in_bits != 16:
         kwargs["quantization_config"] = quantization_config(load_in_bits, DTYPES[dtype])
         kwargs["device_map"] = {"": device or "cuda"}
-    with _hub_id_named(path, "weights"):
-        model = AutoModelForImageTextToText.from_pretrained(
-            path, dtype=DTYPES[dtype], attn_implementation=attn_implementation, **kwargs
+    with _hub_id_named(path, "weights"), _config_named(path), _weights_named(path):
+        model, info = AutoModelForImageTextToText.from_pretrained(
+            path, dtype=DTYPES[dtype], attn_implementation=attn_implementation, output_loading_info=True, **kwargs
         )
+    check_weights_fit(info, path)
     check_special_tokens(model.config, processor, source=path)
     use_linear_patch_projection(model)  # the same numbers, a fraction of the convolution's time
     use_batched_window_attention(model)  # one SDPA call per window size, not per window (model/window_attention.py)
     if device is not None:
         model = model.to(device)
     return model.eval(), processor
+
+
+class WeightsMismatch(ValueError):
+    """A folder's weight files do not fit the model its config.json builds."""
+
+
+WEIGHT_FILES = ("model*.safetensors", "pytorch_model*.bin", "model.safetensors.index.json",
+                "pytorch_model.bin.index.json")
+
+
+@contextmanager
+def _weights_named(path: str) -> Iterator[None]:
+    """HF's errors for weights that are absent or of another shape, said as the folder's problem in one line."""
+    try:
+        yield
+    except OSError:
+        folder = Path(path)
+        if not folder.is_dir() or any(any(folder.glob(pattern)) for pattern in WEIGHT_FILES):
+            raise
+        raise WeightsMismatch(f"{path}: no model weights in this folder (model.safetensors, or its shards and "
+                              "model.safetensors.index.json): a copy cut short or a folder of another kind; "
+                              "re-copy the checkpoint, or point at a model folder") from None
+    except RuntimeError as e:
+        if "mismatched_sizes" not in str(e) and "size mismatch" not in str(e):
+            raise
+        raise WeightsMismatch(f"{path}: a weight in its model*.safetensors has another shape than its config.json "
+                              "builds (HF's loading report above names it): the weights and config.json come from "
+                              "different models (or config.json was edited); re-copy the checkpoint or use "
+                              "another") from None
+
+
+@contextmanager
+def _config_named(path: str) -> Iterator[None]:
+    """An error from transformers that the folder's config.json causes (a hand edit: a size, a rope type, a field of
+    another type) names that file, where it was a traceback from deep inside the model's constructor."""
+    try:
+        yield
+    except (OSError, WeightsMismatch, SpecialTokenMismatch):
+        raise
+    except Exception as e:
+        config = Path(path) / "config.json"
+        problem = config_problem(Path(path)) if config.is_file() else None
+        if problem is None:
+            raise
+        raise ValueError(f"{config}: transformers cannot build the model it describes ({problem}); restore the "
+                         "checkpoint's own config.json, or re-copy the checkpoint") from e
+
+
+def config_problem(folder: Path) -> str | None:
+    """Why transformers cannot build a model from `folder`'s config.json, or None when it can.
+
+    Built on the meta device: no memory, so what fails there is the config's own doing, not the machine's.
+    """
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(str(folder))
+        with torch.device("meta"):
+            AutoModelForImageTextToText.from_config(config)
+    except Exception as e:  # whatever a constructor raises on a bad value: ValueError, KeyError, RuntimeError...
+        text = " ".join(str(e).split())
+        return f"{type(e).__name__}: {text[:300]}" if text else type(e).__name__
+    return None
+
+
+def check_weights_fit(info: dict[str, list], path: str) -> None:
+    """Raise WeightsMismatch when the loaded weights left parts of the model at random or went unused.
+
+    HF only logs missing and unexpected weights: a config.json edited to another family or size would otherwise
+    train or answer with randomly initialised layers, and never say so.
+    """
+    missing, unexpected = list(info.get("missing_keys", [])), list(info.get("unexpected_keys", []))
+    mismatched = [str(key[0] if isinstance(key, tuple) else key) for key in info.get("mismatched_keys", [])]
+    problems = [f"{len(names)} {what} ({', '.join(sorted(names)[:3])}{', ...' if len(names) > 3 else ''})"
+                for what, names in (("weights its config.json builds are not in its weight files", missing),
+                                    ("weights in its weight files are not in the model its config.json builds",
+                                     unexpected),
+                                    ("weights of another shape than its config.json builds", mismatched)) if names]
+    if problems:
+        raise WeightsMismatch(f"{path}: the weights do not fit config.json: " + "; ".join(problems) +
+                              ". They come from different models, or config.json was edited (model_type, sizes); "
+                              "re-copy the checkpoint or restore its config.json")
 
 
 def quantization_config(bits: int, compute_dtype: torch.dtype) -> Any:
