@@ -83,3 +83,68 @@ def test_an_upload_still_arriving_when_the_drain_ends_gets_503_and_no_traceback(
     # nothing before: the connection went with a 500 and a traceback in the log
     assert answer.split()[1] == b"503" and b'"kind":"not_ready"' in answer and b"send it again" in answer, answer
     assert "Traceback" not in log.read_text()
+
+
+def _slow_upload(port: int, key: str, data: bytes, before: float, after: float, send_signal) -> bytes:
+    """POST `data` to /v1/detect over a raw socket, its first bytes at once and the rest `after` seconds after
+    calling `send_signal` (itself `before` seconds in); the whole answer, read until the server closes."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.sendall((f"POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+               f"Content-Type: image/png\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data[:100])
+    time.sleep(before)
+    send_signal()
+    time.sleep(after)
+    s.sendall(data[100:])
+    answer = b""
+    try:
+        while chunk := s.recv(65536):
+            answer += chunk
+    except ConnectionResetError:
+        pass
+    s.close()
+    return answer
+
+
+def test_a_photo_still_waiting_when_the_drain_ends_gets_a_json_503_and_no_traceback(trained_checkpoint, photos,
+                                                                                    tmp_path):
+    log = tmp_path / "serve.log"
+    # The drain lasts --timeout + 1 = 2 s; the body comes whole 1.5 s into it, then waits for its batch (a gathering
+    # window of 8 s) past the drain's end, before its own --timeout of 1 s would pass.
+    args = ["-c", str(trained_checkpoint), "--mode", "head", "--device", "cpu", "--timeout", "1", "--max-wait-ms", "8000"]
+    with cli_server(args, log) as (client, proc):
+        answer = _slow_upload(client.port, client.key, photos[0].read_bytes(), 0.3, 1.5,
+                              lambda: proc.send_signal(signal.SIGTERM))
+        assert proc.wait(60) == 0, log.read_text()
+    # before: a text/plain 500 "Internal Server Error" and a traceback in the log
+    assert answer.split()[1] == b"503" and b'"kind":"not_ready"' in answer and b"send it again" in answer, answer
+    assert b"retry-after: 1" in answer.lower()
+    assert "Traceback" not in log.read_text()
+
+
+def test_a_second_ctrl_c_answers_the_requests_in_flight_503_and_says_it_did_not_drain(trained_checkpoint, photos,
+                                                                                    tmp_path):
+    log = tmp_path / "serve.log"
+    args = ["-c", str(trained_checkpoint), "--mode", "head", "--device", "cpu", "--max-batch", "16",
+            "--max-wait-ms", "8000"]
+    with cli_server(args, log) as (client, proc):
+        replies: list = [None] * 3
+
+        def send(i: int) -> None:
+            replies[i] = client.detect_file(photos[i])
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(len(replies))]
+        for t in threads:
+            t.start()
+        time.sleep(0.8)  # every request is in, waiting for its batch (a gathering window of 8 s)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)  # uvicorn's "CTRL+C to force quit"
+        for t in threads:
+            t.join(30)
+        code = proc.wait(30)
+    text = log.read_text()
+    # before: a text/plain 500 each, a traceback per request and one of the lifespan, "drained" logged, and exit 0
+    assert [r.status for r in replies] == [503] * 3, [(r.status, r.body) for r in replies]
+    assert all(r.json()["error"]["kind"] == "not_ready" and r.headers["retry-after"] == "1" for r in replies)
+    assert "Traceback" not in text and "drained" not in text, text
+    assert "3 request(s) in flight" in text and code == 130, (code, text)

@@ -76,7 +76,8 @@ def serve(
 ) -> None:
     """Serve a checkpoint over HTTP: POST /v1/detect, /v1/chat/completions, /healthz, /readyz, /metrics, and a page at /.
 
-    SIGTERM stops accepting requests, answers those already in, and exits 0. docs/serving.md.
+    SIGTERM stops accepting requests, answers those already in, and exits 0; a second Ctrl-C answers them 503 and
+    exits 130. docs/serving.md.
     """
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from bbuvl.infer.predictor import Predictor
@@ -125,4 +126,5 @@ def serve(
                   f"{escape(f'http://{shown}:{sock.getsockname()[1]}/')}", soft_wrap=True)
     for note in predictor.threshold_notes(engine.mode):
         console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
-    serve_app(create_app(engine, keys, settings), sock, drain_s=timeout, log_level=log_level)
+    if not serve_app(create_app(engine, keys, settings), sock, drain_s=timeout, log_level=log_level):
+        raise typer.Exit(130)  # forced by a second Ctrl-C: what a shell reports for an interrupted command

@@ -9,6 +9,7 @@ answered with a browser prompt's challenge. docs/serving.md, "Authentication and
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from urllib.parse import parse_qsl
@@ -77,11 +78,11 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start, path, status = time.perf_counter(), scope["path"], [500]
+        start, path, status, begun = time.perf_counter(), scope["path"], [500], [False]
 
         async def watched(message: dict) -> None:
             if message["type"] == "http.response.start":
-                status[0] = message["status"]
+                status[0], begun[0] = message["status"], True
                 message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
             await send(message)
 
@@ -94,6 +95,14 @@ class Guard:
                 await self.app(scope, receive, watched)
             else:
                 await error_response(_unauthorized(path, scope["query_string"]), self.metrics)(scope, receive, watched)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if begun[0] or task is None:
+                raise
+            # uvicorn cancels a request still unanswered when the drain at shutdown ends, and a second Ctrl-C cancels
+            # every one: the client's to send again, not a text 500 and a traceback (docs/serving.md, "Shutdown")
+            task.uncancel()
+            await error_response(_stopped(), self.metrics)(scope, receive, watched)
         finally:
             seconds = time.perf_counter() - start
             route = _route_name(path)
@@ -101,6 +110,12 @@ class Guard:
             self.metrics.latency.labels(route).observe(seconds)
             client = scope.get("client") or ("-",)
             logger.info("%s %s %s %d %.1f ms", client[0], scope["method"], _loggable(path), status[0], seconds * 1000)
+
+
+def _stopped() -> ApiError:
+    """The 503 of a request the server stopped before answering: its drain (--timeout) ended, or it was forced."""
+    return ApiError(503, "not_ready", "the server stopped before this request was answered (its drain, --timeout, "
+                    "ended, or a second Ctrl-C forced it); send it again", {"Retry-After": "1", "Connection": "close"})
 
 
 def _server_wide(method: str, metrics: ServeMetrics) -> Response:

@@ -340,9 +340,32 @@ def config(app: Any, drain_s: float = 60.0, log_level: str = "info") -> uvicorn.
                           http=protocol(settings.body_pace, settings.max_connections))
 
 
-def serve_app(app: Any, sock: socket.socket, drain_s: float = 60.0, log_level: str = "info") -> None:
-    """Serve `app` on a bound socket until SIGTERM/SIGINT, then drain open requests and return."""
-    server = uvicorn.Server(config(app, drain_s, log_level))
+class _Server(uvicorn.Server):
+    """uvicorn's server, whose forced stop (a second Ctrl-C while draining) answers the requests still in flight and
+    then stops the app as a drained stop does."""
+
+    cut_short = 0  # requests still in flight when a forced stop came
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        if not self.force_exit:
+            return
+        # uvicorn leaves a forced stop's requests and the app's lifespan to the loop's end, which cancelled each with a
+        # text 500 and a traceback, and the batcher's shutdown with another: cancelled here, each request is answered
+        # 503 (guard.py), its photo dropped from the queue, so the app's shutdown that follows has nothing left to wait for
+        tasks = [t for t in self.server_state.tasks if not t.done()]
+        self.cut_short = len(tasks)
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        await self.lifespan.shutdown()
+
+
+def serve_app(app: Any, sock: socket.socket, drain_s: float = 60.0, log_level: str = "info") -> bool:
+    """Serve `app` on a bound socket until SIGTERM/SIGINT, then drain open requests and return; False when a second
+    SIGINT forced the stop before the drain ended (the requests still in flight were answered 503)."""
+    server = _Server(config(app, drain_s, log_level))
     caught: list[int] = []
     previous = {sig: signal.signal(sig, lambda s, f: caught.append(s)) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -350,5 +373,11 @@ def serve_app(app: Any, sock: socket.socket, drain_s: float = 60.0, log_level: s
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    log = logging.getLogger("bbuvl.serve")
+    if server.force_exit:
+        log.warning("stopped on a second SIGINT before the drain ended: %d request(s) in flight were answered 503 "
+                    "(not_ready)", server.cut_short)
+        return False
     if caught:
-        logging.getLogger("bbuvl.serve").info("drained and stopped on %s", signal.Signals(caught[-1]).name)
+        log.info("drained and stopped on %s", signal.Signals(caught[-1]).name)
+    return True
