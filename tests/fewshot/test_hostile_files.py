@@ -178,3 +178,40 @@ def test_classify_writes_a_truth_typed_otherwise_as_its_class(tmp_path):
         rows = list(csv.DictReader(fh))
     # Before: truth 'câble' decomposed and 'b ', never equal to the answers 'câble' and 'b' of the same classes.
     assert sorted((row["truth"], row["label"]) for row in rows) == [("b", "b"), (nfc, nfc)]
+
+
+@pytest.mark.parametrize("given", ["missing photos", "a dataset"])
+def test_label_that_labels_no_photo_is_an_error_naming_the_first_problem_and_keeps_the_dataset_there(tmp_path, given):
+    support = photos(tmp_path / "support", {"线缆": 1, "标签贴纸": 1})
+    box = {"bbox_2d": [0, 0, 10, 10], "score": 0.9}
+    if given == "missing photos":  # predictions carried to another machine without their photos
+        lines = [{"image": f"gone{i}.png", "width": 40, "height": 30, "objects": [{**box, "label": "线缆"}]} for i in range(3)]
+        first = f"{tmp_path / 'gone0.png'}: image file not found"
+    else:  # a dataset JSONL given as --predictions
+        lines = [{"images": [f"p{i}.png"], "width": 40, "height": 30, "objects": [{**box, "desc": "线缆"}]} for i in range(3)]
+        first = "a dataset record ('images', 'objects' with 'desc'), not a prediction line"
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+    out = tmp_path / "labelled.jsonl"
+    code, said = invoke("label", "--support", support, "--predictions", pred, "--backbone", "pixels:8", "--out", out,
+                        "--threshold", "-1", "--no-cache")
+    assert not out.exists()
+    # Before: exit 0, 'wrote labelled.jsonl: 0 photos (3 left out); check it with bbuvl data check', an empty dataset.
+    assert code == 2 and f"{pred}: no query could be labelled (3 problem(s), the first:" in said and first in said, said
+
+    # A dataset an earlier run wrote there is kept whole: the failed run writes nothing over it.
+    out.write_text('{"images": ["theirs.png"], "width": 4, "height": 3, "objects": []}\n', encoding="utf-8")
+    before = out.read_bytes()
+    code, said = invoke("label", "--support", support, "--predictions", pred, "--backbone", "pixels:8", "--out", out,
+                        "--threshold", "-1", "--no-cache", "--overwrite")
+    assert code == 2 and out.read_bytes() == before, said
+
+
+def test_label_into_a_file_named_other_than_jsonl_is_refused_before_any_work(tmp_path):
+    support = photos(tmp_path / "support", {"线缆": 1, "标签贴纸": 1})
+    (tmp_path / "pred.jsonl").write_text("", encoding="utf-8")
+    code, said = invoke("label", "--support", support, "--predictions", tmp_path / "pred.jsonl", "--backbone", "pixels:8",
+                        "--out", tmp_path / "labelled.csv", "--no-cache")
+    # Before: a dataset's JSONL lines under the name labelled.csv, which `data check` and spreadsheets misread.
+    assert code == 2 and f"--out {tmp_path / 'labelled.csv'}: fewshot label writes a dataset JSONL; name it .jsonl" in said, said
+    assert not (tmp_path / "labelled.csv").exists()

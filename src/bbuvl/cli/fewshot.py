@@ -326,6 +326,8 @@ def label(
 
     if unknown not in UNKNOWN_POLICIES:
         fail(f"--unknown must be one of {', '.join(UNKNOWN_POLICIES)}, got '{unknown}'")
+    if out.suffix.lower() != ".jsonl":  # a dataset named data.csv was written as JSONL lines under that name
+        fail(f"--out {out}: fewshot label writes a dataset JSONL; name it .jsonl")
     _refuse_unused_options(ctx, None, shots is not None)
     inputs = {"--predictions": predictions, "--support": support, "--backbone": _path(backbone), "--hierarchy": hierarchy,
               "--cache": cache}

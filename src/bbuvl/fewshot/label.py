@@ -31,7 +31,7 @@ from bbuvl.fewshot.backbones import Backbone
 from bbuvl.fewshot.cache import EmbeddingCache
 from bbuvl.fewshot.classifier import FewShotClassifier, confidence_band, decide
 from bbuvl.fewshot.embed import EmbedReport, ImageItem, embed_items
-from bbuvl.fewshot.queries import PredictionLine, iter_predictions
+from bbuvl.fewshot.queries import PredictionLine, iter_predictions, none_answered
 from bbuvl.fewshot.support import UNKNOWN
 from bbuvl.paths import real_path
 
@@ -217,6 +217,10 @@ def auto_label(
                     continue
                 report.images_written += 1
                 yield record
+        # Raised before the file is closed, so nothing is written: a dataset of no photo passed for a result (exit 0,
+        # "check it with data check") when every photo was missing or every line was not a prediction.
+        if not report.images_written and (why := report.problems + report.embedding.skipped):
+            raise none_answered(predictions, "labelled", why)
 
     write_dataset(out, records())
     report.problems += report.embedding.skipped

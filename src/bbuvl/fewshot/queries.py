@@ -131,6 +131,10 @@ def iter_predictions(path: str | Path, problems: list[str]) -> Iterator[Predicti
             except json.JSONDecodeError as e:
                 problems.append(f"{where}: invalid JSON: {e.msg} at column {e.colno}")
                 continue
+            if isinstance(obj, dict) and "images" in obj and "image" not in obj:
+                problems.append(f"{where}: a dataset record ('images', 'objects' with 'desc'), not a prediction line: "
+                                "give what `bbuvl predict` wrote")
+                continue
             if not isinstance(obj, dict) or not isinstance(obj.get("image"), str):
                 problems.append(f"{where}: expected an object with an 'image' path")
                 continue
