@@ -19,7 +19,7 @@ from bbuvl.data import coco_files
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.input_paths import file_kind
 from bbuvl.data.jsonfile import dumps_json
-from bbuvl.data.layout import DATASET_FILES, ERRORS, TEACHERS, TRAIN, VAL
+from bbuvl.data.layout import DATASET_FILES, ERRORS, TEACHERS, TRAIN, VAL, missing_file_hint
 from bbuvl.data.names import portability_problem
 from bbuvl.data.schema import ImageRecord, one_line_per_photo, read_lines, require_photos
 from bbuvl.data.regions import parse_grid
@@ -100,7 +100,7 @@ def _stats_records(path: Path) -> tuple[list[ImageRecord], list[str]]:
     files = [path / TRAIN, path / VAL] if path.is_dir() else [path]
     files = [f for f in files if file_kind(f) != "no such file"]  # reading a folder or a pipe names what it is
     if not files:
-        fail(f"{path}: no {TRAIN} or {VAL} in this folder")
+        fail(f"{path}: no {TRAIN} or {VAL} in this folder{missing_file_hint(path, TRAIN)}")
     rows = []
     for f in files:
         with user_errors():

@@ -18,7 +18,7 @@ from bbuvl.data.images import EXIF_ORIENTATION, ImageError, file_digest, load_im
 from bbuvl.data.input_paths import file_kind
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.names import name_key, portability_problem
-from bbuvl.data.layout import TEACHERS, TRAIN, VAL
+from bbuvl.data.layout import TEACHERS, TRAIN, VAL, missing_file_hint
 from bbuvl.data.schema import DatasetError, ImageRecord, ObjectAnn, Sample, iter_dataset, resolve_image, sort_objects
 from bbuvl.data.text import difference, label_key, show_text
 from bbuvl.data.workers import bound_workers, worker_limit
@@ -39,7 +39,8 @@ class Problem:
     severity: Severity = "error"
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
+        # As DatasetError names it: "train.jsonl:0: missing" pointed at a line no file has.
+        return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ def dataset_files(path: Path) -> tuple[list[Path], list[Problem]]:
     files = [path / name for name in (TRAIN, VAL, TEACHERS) if file_kind(path / name) != "no such file"]
     problems = []
     if path / TRAIN not in files:
-        problems.append(Problem(str(path / TRAIN), 0, "missing: a dataset folder needs a train.jsonl"))
+        problems.append(Problem(str(path / TRAIN), 0, "missing: a dataset folder needs a train.jsonl"
+                                + missing_file_hint(path, TRAIN)))
     for name in (VAL, TEACHERS):
         if path / name not in files:
             problems.append(Problem(str(path / name), 0, "missing (optional, but usual in a dataset folder)", "warning"))

@@ -21,7 +21,8 @@ from bbuvl.data.input_paths import OutsideFolderError, file_inside, find_file, r
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import ERRORS, write_dataset_folder
 from bbuvl.data.placement import ImagePlacer, preferred_name
-from bbuvl.data.schema import ImageRecord, once_each, read_lines, require_photos, resolve_image, sort_objects
+from bbuvl.data.schema import (ImageRecord, another_kind, lines_kind, once_each, read_lines, require_photos, resolve_image,
+                               sort_objects)
 from bbuvl.data.split import split_items
 from bbuvl.data.text import file_name_key, not_text
 from bbuvl.paths import real_path
@@ -69,7 +70,13 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
     hierarchy = hierarchy or Hierarchy.load(None)
     require_folder(images_dir, "the folder the COCO file's file_name paths are relative to")
     require_memory_for(annotations, "COCO file")
-    coco = read_json(annotations, "COCO file")
+    try:
+        coco = read_json(annotations, "COCO file")
+    except ValueError as e:  # "line 2: Extra data" said nothing of a dataset (or predictions) given as the COCO file
+        kind = lines_kind(annotations)
+        raise ValueError(f"{annotations}: {kind[0]}, not a COCO file: {kind[1]}") if kind else e from None
+    if (kind := another_kind(annotations, coco)) is not None and "import-coco" not in kind[1]:
+        raise ValueError(f"{annotations}: {kind[0]}, not a COCO file: {kind[1]}")
     if not isinstance(coco, dict):
         raise ValueError(f"{annotations}: not a COCO file (expected a JSON object with images/annotations/categories)")
     coco, sized, unsized = _sizes_from_photos(coco, images_dir, allow_outside)

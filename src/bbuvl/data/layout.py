@@ -10,7 +10,7 @@ from typing import Any, Iterable
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.jsonfile import dumps_json, read_json
 from bbuvl.data.labels import SEP, Hierarchy
-from bbuvl.data.schema import ImageRecord, read_records, write_dataset
+from bbuvl.data.schema import ImageRecord, another_kind, read_records, write_dataset
 from bbuvl.data.teachers import select_teachers
 from bbuvl.data.text import clean_label, label_key, spelling_of
 
@@ -18,6 +18,26 @@ TRAIN, VAL, TEACHERS, LABELS, SUMMARY, ERRORS = (
     "train.jsonl", "val.jsonl", "teachers.jsonl", "labels.json", "summary.json", "errors.jsonl",
 )
 DATASET_FILES = (TRAIN, VAL, TEACHERS, LABELS, SUMMARY)  # what write_dataset_folder writes
+
+
+def missing_file_hint(folder: Path, name: str) -> str:
+    """What a dataset folder that lacks `name` holds instead, as advice beginning "; " ('' when nothing near): a file
+    of another case or suffix (`Train.jsonl`, `train.json`), or the platform's export that `bbuvl data convert` reads.
+    Said without it, "no train.jsonl" left the user to guess which of the files there was meant."""
+    try:
+        there = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    except OSError:
+        return ""
+    stem = Path(name).stem.casefold()
+    near = [p.name for p in there if p.is_file() and p.name != name and Path(p.name.casefold()).stem == stem]
+    if near:
+        return f"; {near[0]} is there: a dataset folder's file is JSON Lines (one photo per line) named {name}"
+    jsons = [p for p in there if p.suffix.lower() == ".json" and p.name not in (LABELS, SUMMARY)]
+    jsons += sorted((folder / "annotations").glob("*.json"))[:1] if (folder / "annotations").is_dir() else []
+    for p in jsons[:1]:
+        if (kind := another_kind(p)) is not None:
+            return f"; {p.relative_to(folder)} is {kind[0]}: {kind[1].replace(' SRC ', f' {folder} ')}"
+    return ""
 
 
 def label_counts(records: list[ImageRecord]) -> dict[str, Any]:

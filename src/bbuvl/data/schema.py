@@ -294,15 +294,48 @@ def iter_json_lines(path: str | Path, what: str = "dataset") -> Iterator[tuple[i
 
 
 def iter_dataset(path: str | Path) -> Iterator[Row]:
-    """Stream a JSONL dataset, yielding every line's sample or its error (blank lines skipped)."""
+    """Stream a JSONL dataset, yielding every line's sample or its error (blank lines skipped); DatasetError for the
+    whole file, naming what it is and the command that reads it, when it is a file of another kind."""
+    first = True
     for no, obj in iter_json_lines(path):
-        if isinstance(obj, DatasetError):
-            yield Row(no, None, obj)
-            continue
         try:
-            yield Row(no, parse_sample(obj, path, no), None)
+            row = Row(no, None, obj) if isinstance(obj, DatasetError) else Row(no, parse_sample(obj, path, no), None)
         except DatasetError as e:
-            yield Row(no, None, e)
+            row = Row(no, None, e)
+        if first and row.error is not None and (kind := another_kind(Path(path), obj)) is not None:
+            raise DatasetError(path, 0, f"{kind[0]}, not a JSONL dataset (a photo per line): {kind[1]}")
+        first = False
+        yield row
+
+
+# A JSON document larger than this given as a dataset is not read whole just to say what it is.
+_MAX_SNIFFED_BYTES = 64 * 2**20
+_WHOLE_FILE = object()
+
+
+def another_kind(path: Path, first: Any = _WHOLE_FILE) -> tuple[str, str] | None:
+    """What a file given as a dataset or a COCO file is, and what to do with it: `(what, advice)` for a COCO file, a
+    photo's annotation as the platform exports it, or predictions; None when it is none of them. `first`: its first
+    line, parsed, or the DatasetError of a line that is no JSON (a document written over several lines); the whole
+    file when not given."""
+    # Each was told as a missing 'images' key, or invalid JSON at line 1, line by line: never what the file is.
+    if first is _WHOLE_FILE or isinstance(first, DatasetError):
+        try:
+            if path.stat().st_size > _MAX_SNIFFED_BYTES:
+                return None
+            first = parse_json(path.read_bytes())
+        except (OSError, ValueError, RecursionError):
+            return None
+    if not isinstance(first, dict):
+        return None
+    if isinstance(first.get("images"), list) and isinstance(first.get("annotations"), list):
+        return "a COCO detection file", f"`bbuvl data import-coco {path} IMAGES_DIR OUT` turns it into a dataset"
+    if "markResult" in first or "dataList" in first:
+        return ("one photo's annotation as the annotation platform exports it",
+                "`bbuvl data convert SRC OUT` turns a folder of them, with their photos, into a dataset")
+    if "image" in first and "images" not in first and {"raw", "parse_ok", "verdict"} & first.keys():
+        return "predictions (what `bbuvl predict` writes)", "`bbuvl eval` scores them against a dataset"
+    return None
 
 
 def read_lines(path: str | Path) -> list[tuple[int, Sample]]:
@@ -347,6 +380,20 @@ def one_line_per_photo(rows: Iterable[tuple[Path, int, ImageRecord]], by_content
             raise DatasetError(path, line, f"image {record.image}: {how} {seen[0]} line {seen[1]}: a photo in two of "
                                "the dataset's files is trained on and scored as validation at once; keep it in one "
                                "(bbuvl data check lists every repeat)")
+
+
+def lines_kind(path: str | Path) -> tuple[str, str] | None:
+    """What a file of JSON lines is, and what to do with it, when its first line is a dataset's photo or a prediction
+    (for a command that reads one JSON document, given such a file); None otherwise."""
+    try:
+        no, first = next(iter_json_lines(path), (0, None))
+        if (kind := another_kind(Path(path), first)) is not None:
+            return kind
+        parse_sample(first, path, no)
+    except (DatasetError, ValueError, OSError):
+        return None
+    return ("a JSONL dataset (a photo per line)",
+            "every bbuvl command reads it as it is, and `bbuvl data export-coco` writes it as one")
 
 
 def read_dataset(path: str | Path, skip_invalid: bool = False) -> list[Sample]:

@@ -22,7 +22,7 @@ from PIL import Image
 from bbuvl.atomic import write_bytes_atomic
 from bbuvl.data.images import load_image
 from bbuvl.data.input_paths import file_kind
-from bbuvl.data.layout import TRAIN, VAL, write_dataset_folder
+from bbuvl.data.layout import TRAIN, VAL, missing_file_hint, write_dataset_folder
 from bbuvl.data.names import NameBook, fit_name, portable_path, safe_stem
 from bbuvl.data.regions import Region, grid_regions, magnified_record, tile_side_overlap
 from bbuvl.data.schema import DatasetError, ImageRecord, one_line_per_photo, read_lines, require_photos, resolve_image
@@ -130,7 +130,7 @@ def tile_sources(dataset: str | Path, out: str | Path) -> Sources:
     sources = {"train": dataset / TRAIN, "val": dataset / VAL} if dataset.is_dir() else {"train": dataset}
     missing = [str(p) for p in sources.values() if file_kind(p) == "no such file"]  # reading names any other kind
     if missing:
-        raise FileNotFoundError(f"{missing[0]}: no such dataset file")
+        raise FileNotFoundError(f"{missing[0]}: no such dataset file{missing_file_hint(dataset, Path(missing[0]).name)}")
     parts: Sources = {}
     for split, path in sources.items():
         rows = [(path, line, sample.student) for line, sample in read_lines(path)]
