@@ -4,6 +4,7 @@ for on every route but /healthz (Bearer for scripts, Basic for a browser opening
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -47,10 +48,19 @@ def test_the_store_holds_digests_not_keys():
 def test_no_key_or_a_short_key_is_refused_with_what_to_do(tmp_path):
     with pytest.raises(ValueError, match=ENV_VAR):
         read_keys(None, {})
-    with pytest.raises(ValueError, match="API key number 1 is shorter than 16"):
+    with pytest.raises(ValueError, match=r"^\$BBUVL_API_KEYS: key 1: the API key is shorter than 16"):
         read_keys(None, {ENV_VAR: "short"})
-    with pytest.raises(ValueError, match="API keys number 1 and 3 are shorter than 16"):  # was "number 1, 3 is"
+    with pytest.raises(ValueError, match=r"key 1: the API key is shorter than 16 characters \(as is the one of "
+                                         r"\$BBUVL_API_KEYS: key 3\)"):
         read_keys(None, {ENV_VAR: "abc," + "x" * 16 + ",def"})
+
+
+def test_a_short_key_in_the_key_file_is_named_by_its_file_and_line(tmp_path):
+    keys = tmp_path / "keys.txt"
+    keys.write_text("# the team's keys\n" + "k" * 32 + "\n\nshort-key\n", encoding="utf-8")
+    # before: "API key number 2 is shorter than 16 characters", naming neither the file nor the line
+    with pytest.raises(ValueError, match=f"^{re.escape(str(keys))}: line 4: the API key is shorter than 16"):
+        read_keys(keys, {})
 
 
 def test_serve_takes_no_key_option_and_will_not_start_without_a_key(tmp_path, monkeypatch):

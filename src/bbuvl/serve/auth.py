@@ -74,16 +74,23 @@ def read_keys(key_file: str | Path | None = None, environ: dict[str, str] | None
     character a header cannot carry as typed (outside printable ASCII) is refused, naming the line.
     """
     environ = os.environ if environ is None else environ
-    keys: list[str] = []
+    found: list[tuple[str, str]] = []  # each key and where it was read
     if key_file is not None:
         for no, line in enumerate(_key_lines(Path(key_file)), start=1):
             key = line.replace(BOM, "").strip()
             if key and not key.startswith("#"):
-                keys.append(_printable(key, f"{key_file}: line {no}"))
-        if not keys and not environ.get(ENV_VAR, "").strip():
+                found.append((_printable(key, f"{key_file}: line {no}"), f"{key_file}: line {no}"))
+        if not found and not environ.get(ENV_VAR, "").strip():
             raise ValueError(f"{key_file}: holds no API key (only blank lines and # comments); put one key per line")
-    keys += [_printable(k.strip(), f"${ENV_VAR}") for k in environ.get(ENV_VAR, "").split(",") if k.strip()]
-    return KeyStore(keys)
+    listed = [k.strip() for k in environ.get(ENV_VAR, "").split(",") if k.strip()]
+    found += [(_printable(k, f"${ENV_VAR}"), f"${ENV_VAR}: key {i}") for i, k in enumerate(listed, start=1)]
+    # checked here rather than by KeyStore alone, which knows no file: a short key is named by its file and line
+    short = [where for key, where in found if len(key) < MIN_KEY_LENGTH]
+    if short:
+        others = f" (as is the one of {', '.join(short[1:])})" if len(short) > 1 else ""
+        raise ValueError(f"{short[0]}: the API key is shorter than {MIN_KEY_LENGTH} characters{others}; generate one "
+                         "with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+    return KeyStore([key for key, _ in found])
 
 
 def _key_lines(path: Path) -> list[str]:
