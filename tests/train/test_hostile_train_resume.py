@@ -260,3 +260,40 @@ def test_resume_keeps_a_folder_named_like_a_checkpoint_past_its_step_that_no_sav
     check_cut_back(out, out / "checkpoint-2")
     (out / "checkpoint-7" / "config.json").write_text("{", encoding="utf-8")
     check_cut_back(out, out / "checkpoint-2")
+
+
+def _widen_vocabulary(checkpoint: Path) -> None:
+    config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
+    config["text_config"]["vocab_size"] += 64
+    (checkpoint / "config.json").write_text(json.dumps(config), encoding="utf-8")
+
+
+def _another_models_weights(checkpoint: Path) -> None:
+    from bbuvl.tiny.model import build_tiny_model
+
+    other = build_tiny_model(checkpoint.parent.parent / "narrow", hidden=64)
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy2(other / name, checkpoint / name)
+
+
+SWAPPED = {
+    "config.json edited": (_widen_vocabulary, "has another shape than its config.json builds"),
+    "another model's weights": (_another_models_weights, "its weights are not those of the model this run builds"),
+}
+
+
+@pytest.mark.parametrize("swap", list(SWAPPED))
+def test_a_checkpoint_whose_weights_are_not_the_runs_model_is_refused_naming_it_and_the_run_is_kept(finished, tmp_path,
+                                                                                                  swap):
+    """Both were a RuntimeError traceback from HF's loader or torch's load_state_dict once the run had loaded. The
+    weights are read once the run is built, after the records past the checkpoint are cut back (history.json): every
+    checkpoint and final/ stay as they were."""
+    out, config = copy_run(finished, tmp_path)
+    change, says = SWAPPED[swap]
+    change(out / "checkpoint-2")
+    kept = {name: data for name, data in snapshot(out).items() if name != "history.json"}
+    r = CliRunner().invoke(app, ["train", str(config), "--resume"])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert f"error: {out / 'checkpoint-2'}: " in text and says in text, r.output
+    assert {name: data for name, data in snapshot(out).items() if name != "history.json"} == kept

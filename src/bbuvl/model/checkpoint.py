@@ -188,10 +188,21 @@ def load_weights_into(model: Any, directory: str | Path) -> None:
     else:
         if not any(directory.glob("model*.safetensors")):
             raise FileNotFoundError(f"{directory}: no model*.safetensors to resume from")
+        from bbuvl.model.loading import WeightsMismatch, load_weights
+
         core = core_model(model.vlm)
         # from_pretrained applies transformers' checkpoint key mapping (saved names differ from module names).
-        saved = type(core).from_pretrained(str(directory), dtype=next(core.parameters()).dtype)
-        core.load_state_dict(saved.state_dict())
+        try:
+            saved = load_weights(type(core), str(directory), dtype=next(core.parameters()).dtype)
+            core.load_state_dict(saved.state_dict())
+        except WeightsMismatch as e:
+            raise CheckpointError(str(e)) from None
+        except RuntimeError as e:  # load_state_dict: the checkpoint's model is another size than the run's
+            if "size mismatch" not in str(e) and "Missing key" not in str(e) and "Unexpected key" not in str(e):
+                raise
+            raise CheckpointError(f"{directory}: its weights are not those of the model this run builds "
+                                  f"({' '.join(str(e).split())[:300]}): its config.json is not the run's own; "
+                                  "resume from a checkpoint of this run, or restore its config.json") from None
         del saved
     load_extra_modules(model, directory)
 

@@ -136,17 +136,24 @@ def load_model_and_processor(
     if load_in_bits != 16:
         kwargs["quantization_config"] = quantization_config(load_in_bits, DTYPES[dtype])
         kwargs["device_map"] = {"": device or "cuda"}
-    with _hub_id_named(path, "weights"), _config_named(path), _weights_named(path):
-        model, info = AutoModelForImageTextToText.from_pretrained(
-            path, dtype=DTYPES[dtype], attn_implementation=attn_implementation, output_loading_info=True, **kwargs
-        )
-    check_weights_fit(info, path)
+    with _hub_id_named(path, "weights"):
+        model = load_weights(AutoModelForImageTextToText, path, dtype=DTYPES[dtype],
+                             attn_implementation=attn_implementation, **kwargs)
     check_special_tokens(model.config, processor, source=path)
     use_linear_patch_projection(model)  # the same numbers, a fraction of the convolution's time
     use_batched_window_attention(model)  # one SDPA call per window size, not per window (model/window_attention.py)
     if device is not None:
         model = model.to(device)
     return model.eval(), processor
+
+
+def load_weights(model_class: Any, path: str, **kwargs: Any) -> PreTrainedModel:
+    """`model_class.from_pretrained(path, **kwargs)`, refused naming the folder or its config.json when the weights
+    do not fit the model config.json builds, or transformers cannot build that model at all."""
+    with _config_named(path), _weights_named(path):
+        model, info = model_class.from_pretrained(path, output_loading_info=True, **kwargs)
+    check_weights_fit(info, path)
+    return model
 
 
 class WeightsMismatch(ValueError):
