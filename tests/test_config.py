@@ -50,6 +50,23 @@ def test_unknown_key_names_location_line_and_closest_key(tmp_path):
     assert f"{p}:6: unknown key 'training.lr.lmm' (did you mean 'training.lr.llm'?)" in msg
 
 
+def test_a_key_named_as_hugging_face_names_it_points_at_ours_and_a_section_given_one_value_lists_its_keys(tmp_path):
+    # Closeness of spelling offered 'training.logging_steps' for learning_rate and nothing for model_name_or_path, and
+    # `lr: 1e-4` was "must be a mapping" without the groups it holds.
+    p = tmp_path / "c.yaml"
+    p.write_text("model:\n  model_name_or_path: x\ntraining:\n  learning_rate: 1e-4\ndata:\n  validation: v.jsonl\n",
+                 encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert f"{p}:2: unknown key 'model.model_name_or_path' (did you mean 'model.path'?)" in str(e.value)
+    assert f"{p}:4: unknown key 'training.learning_rate' (did you mean 'training.lr'?)" in str(e.value)
+    assert f"{p}:6: unknown key 'data.validation' (did you mean 'data.val'?)" in str(e.value)
+    p.write_text("training:\n  lr: 1e-4\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=re.escape(f"{p}:2: 'training.lr' must be a mapping of vision, merger, llm, "
+                                                    "detection, adapter, got '1e-4'")):
+        load_config(p)
+
+
 def test_unknown_section_suggests_section(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("trainig:\n  seed: 1\n", encoding="utf-8")

@@ -709,6 +709,16 @@ def _non_text_key(parent: tuple[str, ...], key: Any, source: str, lines: dict[tu
             "config is spelt so)")
 
 
+# Keys as Hugging Face's TrainingArguments and training scripts name them, and ours: closeness of spelling offered
+# `training.logging_steps` for `learning_rate`, and nothing for `model_name_or_path`.
+_OTHER_TOOLS_NAMES = {
+    ("training", "learning_rate"): "lr", ("training", "lr_scheduler_type"): "lr_scheduler",
+    ("training", "num_train_epochs"): "num_epochs", ("training", "per_device_train_batch_size"): "per_device_batch_size",
+    ("model", "model_name_or_path"): "path", ("model", "name"): "path", ("model", "torch_dtype"): "dtype",
+    ("data", "validation"): "val", ("data", "eval"): "val", ("data", "train_file"): "train",
+    ("data", "validation_file"): "val", ("data", "eval_file"): "val",
+}
+
 _TYPE_NAMES = {
     "int_parsing": "an integer", "int_type": "an integer", "float_parsing": "a number", "float_type": "a number",
     "bool_parsing": "true or false", "bool_type": "true or false", "string_type": "a string",
@@ -749,7 +759,8 @@ def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...
                        "indented under it (only key=value overrides are dotted)")
         elif e["type"] == "extra_forbidden":
             valid = _fields_at(loc[:-1])
-            close = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.5)
+            close = [_OTHER_TOOLS_NAMES[loc]] if loc in _OTHER_TOOLS_NAMES else difflib.get_close_matches(
+                loc[-1], valid, n=1, cutoff=0.5)
             hint = f"did you mean '{'.'.join(loc[:-1] + (close[0],))}'?" if close else f"valid keys here: {', '.join(valid)}"
             out.append(f"{where}: unknown key '{dotted}' ({hint})")
         elif e["type"] == "invalid_key":
@@ -759,7 +770,9 @@ def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...
         elif e["type"] in _TYPE_NAMES:
             # `training.output_dir=` is YAML's null: "got None" alone did not say where a None came from
             empty = e.get("input") is None and overrides.get(loc, "").endswith("=")
-            out.append(f"{where}: '{dotted}' must be {_TYPE_NAMES[e['type']]}, got {e.get('input')!r}"
+            keys = _fields_at(loc) if e["type"] == "model_type" else []  # `training.lr=1e-4`: which keys it holds
+            out.append(f"{where}: '{dotted}' must be {_TYPE_NAMES[e['type']]}"
+                       + (f" of {', '.join(keys)}" if keys else "") + f", got {e.get('input')!r}"
                        + (" (an override with nothing after '=' sets null)" if empty else ""))
         else:
             # A validator's own message says what it got; pydantic's bounds ("greater than 0") do not.
