@@ -452,3 +452,20 @@ def test_a_damaged_manifest_beside_the_predictions_is_named_without_advice_to_de
     assert "remove it to read them as another tool's" in text
     manifest.unlink()  # as it says: the lines are then scored
     run_eval(EvalFiles(eval_files.gt, pred), tmp_path / "m.json")
+
+
+def test_out_named_like_another_metrics_details_or_a_folder_is_refused_and_the_pair_kept(eval_files, tmp_path, monkeypatch):
+    first, _ = run_eval(eval_files, tmp_path / "m.json")
+    details = (tmp_path / "m.coco.json").read_bytes()
+    result = runner.invoke(app, ["eval", "--pred", str(eval_files.pred), "--gt", str(eval_files.gt),
+                                 "--out", str(tmp_path / "m.coco.json")])
+    said = " ".join(result.output.split())
+    # Before: m.json's details were replaced by a METRICS.json (eval wrote both, so its ledger let it), exit 0.
+    assert result.exit_code == 2 and "a name ending in .coco.json is where eval writes the COCO details of m.json" in said, said
+    assert (tmp_path / "m.coco.json").read_bytes() == details and not (tmp_path / "m.coco.coco.json").exists()
+
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["eval", "--pred", str(eval_files.pred), "--gt", str(eval_files.gt), "--out", "."])
+    # Before: a ValueError traceback ("PosixPath('.') has an empty name").
+    assert result.exit_code == 2 and ".: is a folder, expected a file name to write (--out)" in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -23,9 +23,12 @@ FAULTS_HIERARCHY_HELP = ("Label hierarchy JSON: English glosses and which labels
                          "checkpoint that wrote --pred, else the shipped one).")
 
 
+DETAILS_SUFFIX = ".coco.json"
+
+
 def details_path(out: Path) -> Path:
     """Where the COCO details go for a METRICS.json path: METRICS.coco.json beside it."""
-    return out.with_name(f"{out.stem}.coco.json")
+    return out.with_name(f"{out.stem}{DETAILS_SUFFIX}")
 
 
 def evaluate(
@@ -100,6 +103,13 @@ def evaluate(
              "--choose-thresholds chooses them: give one or the other")
     for path, what in ((pred, "--pred"), (gt, "--gt")):
         require_file(path, what)  # a folder was 'no such file'
+    if not out.name or out.is_dir():  # `--out .` failed on a ValueError traceback where its details' name was made
+        fail(f"{out}: is a folder, expected a file name to write (--out)")
+    if out.name.endswith(DETAILS_SUFFIX):
+        # Another evaluation's details file by that name was replaced by a METRICS.json (the same command wrote it),
+        # and its own details went to X.coco.coco.json: the pair METRICS.json / METRICS.coco.json no longer matched.
+        fail(f"--out {out}: a name ending in {DETAILS_SUFFIX} is where eval writes the COCO details of "
+             f"{out.name[:-len(DETAILS_SUFFIX)]}.json; give the METRICS.json another name")
     # a pipe given as either was waited on forever, a folder was Python's '[Errno 21] Is a directory'
     for path, what, expected in ((hierarchy, "--hierarchy", "hierarchy JSON file"), (baseline, "--baseline", "METRICS.json")):
         if path is not None:
