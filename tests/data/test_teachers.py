@@ -49,3 +49,28 @@ def test_split_is_seeded_disjoint_and_complete():
     assert split_indices(50, 0.2, seed=8) != (tr, va)
     assert len(split_indices(3, 0.01, 0)[1]) == 1  # at least one validation photo
     assert split_indices(1, 0.5, 0) == ([0], [])
+
+
+def test_data_teachers_never_writes_over_the_validation_file_it_reads_even_with_overwrite(tmp_path):
+    # The validation file beside FILE is read to keep its photos out of the pool: FILE named val.jsonl replaced it.
+    import json
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from bbuvl.cli.data import app
+
+    lines = {}
+    for split, names in (("train", ["a", "b"]), ("val", ["c"])):
+        for i, n in enumerate(names):
+            Image.new("RGB", (64, 48), (60 * i, 90, 20 if split == "train" else 200)).save(tmp_path / f"{n}.jpg", "JPEG")
+        lines[split] = "".join(json.dumps({"images": [f"{n}.jpg"], "width": 64, "height": 48,
+                                           "objects": [{"bbox_2d": [4, 5, 30, 40], "desc": "线缆"}]}) + "\n"
+                               for n in names)
+        (tmp_path / f"{split}.jsonl").write_text(lines[split], encoding="utf-8")
+    result = CliRunner().invoke(app, ["teachers", str(tmp_path / "train.jsonl"), str(tmp_path / "val.jsonl"), "--overwrite"])
+    assert result.exit_code == 2, result.output
+    assert f"{tmp_path / 'val.jsonl'}: is also the input val.jsonl beside FILE" in " ".join(result.output.split())
+    assert (tmp_path / "val.jsonl").read_text(encoding="utf-8") == lines["val"]
+    result = CliRunner().invoke(app, ["teachers", str(tmp_path / "train.jsonl"), str(tmp_path / "teachers.jsonl")])
+    assert result.exit_code == 0 and len((tmp_path / "teachers.jsonl").read_text().splitlines()) == 2, result.output

@@ -185,7 +185,10 @@ def teachers(
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Choose a coverage-greedy teacher pool: new labels first, then density, position and size buckets."""
-    claim_outputs("data teachers", {"DATASET": dataset}, [out], overwrite=overwrite)
+    # The validation file beside FILE is read (its photos are kept out of the pool), so it is an input: FILE named
+    # val.jsonl replaced it, --overwrite or not.
+    claim_outputs("data teachers", {"DATASET": dataset, f"{VAL} beside FILE": out.parent / VAL}, [out],
+                  overwrite=overwrite)
     with user_errors():
         records, chosen = write_teacher_pool(dataset, out, k, seed)
     t = Table(title=f"{len(chosen)} teachers from {len(records)} photos", title_justify="left")
