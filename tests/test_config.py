@@ -67,6 +67,27 @@ def test_a_key_named_as_hugging_face_names_it_points_at_ours_and_a_section_given
         load_config(p)
 
 
+def test_a_value_yaml_reads_as_no_text_is_named_as_typed_with_the_quoting_that_keeps_it_text(tmp_path):
+    # `path: no` was "got False", `output_dir: 2024-01-01` "got datetime.date(2024, 1, 1)": values no one typed.
+    p = tmp_path / "c.yaml"
+    p.write_text("model:\n  path: no\n  attn_implementation: yes\ntraining:\n  output_dir: 2024-01-01\n",
+                 encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(p, ["data.train=123"])
+    said = str(e.value)
+    assert f"{p}:2: 'model.path' must be a string, got no (YAML reads an unquoted no as false; write \"no\" to mean " \
+           "the text)" in said, said
+    assert "'model.attn_implementation': Input should be 'sdpa', 'eager' or 'flash_attention_2', got yes (YAML reads " \
+           "an unquoted yes as true)" in said, said
+    assert f"{p}:5: 'training.output_dir' must be a string, got 2024-01-01 (YAML reads an unquoted 2024-01-01 as a " \
+           "date;" in said, said
+    assert "data.train=123 (override): 'data.train' must be a string, got 123 (YAML reads an unquoted 123 as a " \
+           "number; write \"123\" to mean the text)" in said, said
+    p.write_text("model:\n  path: \"no\"\ntraining:\n  output_dir: '2024-01-01'\n", encoding="utf-8")
+    cfg = load_config(p, ['data.train="123"'])
+    assert (cfg.model.path, cfg.training.output_dir, cfg.data.train) == ("no", "2024-01-01", "123")
+
+
 def test_unknown_section_suggests_section(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("trainig:\n  seed: 1\n", encoding="utf-8")

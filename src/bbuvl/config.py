@@ -9,6 +9,7 @@ YAML) and the closest valid key; a wrong type names the key and the expected typ
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import os
 import re
@@ -771,16 +772,34 @@ def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...
             # `training.output_dir=` is YAML's null: "got None" alone did not say where a None came from
             empty = e.get("input") is None and overrides.get(loc, "").endswith("=")
             keys = _fields_at(loc) if e["type"] == "model_type" else []  # `training.lr=1e-4`: which keys it holds
+            got = _as_typed(loc, e.get("input"), lines, overrides) if e["type"] == "string_type" else None
             out.append(f"{where}: '{dotted}' must be {_TYPE_NAMES[e['type']]}"
-                       + (f" of {', '.join(keys)}" if keys else "") + f", got {e.get('input')!r}"
+                       + (f" of {', '.join(keys)}" if keys else "") + f", got {got or repr(e.get('input'))}"
                        + (" (an override with nothing after '=' sets null)" if empty else ""))
         else:
             # A validator's own message says what it got; pydantic's bounds ("greater than 0") do not.
             msg = str(e["ctx"]["error"]) if e["type"] == "value_error" else e["msg"]
             if e["type"] not in ("value_error", "too_short", "too_long") and not isinstance(e.get("input"), dict):
-                msg += f", got {e.get('input')!r}"
+                typed = (_as_typed(loc, e.get("input"), lines, overrides, as_text=False)
+                         if e["type"] in ("literal_error", "enum") else None)
+                msg += f", got {typed or repr(e.get('input'))}"
             out.append(f"{where}: '{dotted}': {msg}" if dotted else f"{where}: {msg}")
     return "\n".join(out)
+
+
+def _as_typed(loc: tuple[str, ...], value: Any, lines: dict[tuple[str, ...], int],
+              overrides: dict[tuple[str, ...], str], as_text: bool = True) -> str | None:
+    """A value where text belongs as the user typed it, with what YAML read it as (`no` as false, `2024-01-01` as a
+    date, `~` as null) and, `as_text`, the quoting that keeps it text; None when it was not typed as a plain scalar,
+    or is YAML's own spelling of what it was read as (`null`, `false`). "got False" named a value no one wrote."""
+    if isinstance(value, str) or not isinstance(value, (bool, int, float, datetime.date, type(None))):
+        return None
+    typed = overrides[loc].split("=", 1)[1].strip() if loc in overrides else getattr(lines, "plain", {}).get(loc)
+    read = ("true" if value is True else "false" if value is False else "null" if value is None
+            else "a date" if isinstance(value, datetime.date) else "a number")
+    if not typed or typed[0] in "'\"[{" or typed.lower() == read:
+        return None
+    return f"{typed} (YAML reads an unquoted {typed} as {read}" + (f"; write \"{typed}\" to mean the text)" if as_text else ")")
 
 
 def _apply_override(data: dict[str, Any], path: tuple[str, ...], value: Any) -> list[tuple[str, ...]]:

@@ -43,13 +43,22 @@ def _check_depth(text: str, source: str) -> None:
             depth -= 1
 
 
-def _index_nodes(root: yaml.Node, source: str) -> dict[tuple[str, ...], int]:
+class KeyLines(dict):
+    """Each key path's 1-based line; `plain`: the text of each value written without quotes, as typed (`no`,
+    `2024-01-01`), which YAML reads as another type (false, a date) than the text a key may expect."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.plain: dict[tuple[str, ...], str] = {}
+
+
+def _index_nodes(root: yaml.Node, source: str) -> KeyLines:
     """Map each key path to its 1-based line, checking the node graph as it expands (aliases included).
 
     Raises YamlError for a duplicate key, a self-referencing anchor, or more than MAX_YAML_NODES nodes
     once aliases are expanded.
     """
-    index: dict[tuple[str, ...], int] = {}
+    index = KeyLines()
     seen = 0
     stack: list[tuple[yaml.Node, tuple[str, ...], frozenset[int]]] = [(root, (), frozenset())]
     while stack:  # iterative: a deep or cyclic graph must not hit Python's recursion limit
@@ -74,20 +83,22 @@ def _index_nodes(root: yaml.Node, source: str) -> dict[tuple[str, ...], int]:
                                       "YAML would silently keep only the last one: remove one")
                 first[name] = line
                 index.setdefault(prefix + (name,), line)
+                if isinstance(v, yaml.ScalarNode) and v.style is None:
+                    index.plain.setdefault(prefix + (name,), v.value)
                 stack.append((v, prefix + (name,), inner))
         elif isinstance(node, yaml.SequenceNode):
             stack.extend((v, prefix, inner) for v in node.value)
     return index
 
 
-def load_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], int]]:
+def load_yaml(text: str, source: str) -> tuple[Any, KeyLines]:
     """Parse YAML safely and boundedly: `(data, key path -> line)`; raises YamlError naming file:line."""
     try:
         _check_depth(text, source)
         loader = yaml.SafeLoader(text)
         try:
             root = loader.get_single_node()
-            lines = _index_nodes(root, source) if root is not None else {}
+            lines = _index_nodes(root, source) if root is not None else KeyLines()
             data = loader.construct_document(root) if root is not None else None
         finally:
             loader.dispose()
