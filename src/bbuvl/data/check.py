@@ -236,6 +236,31 @@ def duplicate_photos(rows: list[tuple[Path, int, Sample]], digests: dict[Path, s
     return problems
 
 
+def validation_teachers(rows: list[tuple[Path, int, Sample]], digests: dict[Path, str]) -> list[Problem]:
+    """A validation photo shown as a teacher in a training line (a sample's own teachers), by path or by content: its
+    answer is in that training prompt, so validation scores a photo the model was shown solved. `duplicate_photos`
+    compares students only, and a teacher pool against val, so this leak passed as "no errors"."""
+    held_out: dict[str, tuple[Path, int]] = {}
+    for file, line, sample in rows:
+        if file.name == VAL:
+            path = resolve_image(file, sample.student.image)
+            for key in (str(path), digests.get(path)):
+                if key is not None:
+                    held_out.setdefault(key, (file, line))
+    problems = []
+    for file, line, sample in rows:
+        if file.name == VAL:
+            continue
+        for i, teacher in enumerate(sample.teachers):
+            path = resolve_image(file, teacher.image)
+            found = held_out.get(str(path)) or held_out.get(digests.get(path, ""))
+            if found is not None:
+                problems.append(Problem(str(file), line, f"teachers[{i}]: image {teacher.image} is the photo of "
+                                        f"{found[0]} line {found[1]}, a validation photo: its answer would be in a "
+                                        "training prompt; choose teachers among the training photos"))
+    return problems
+
+
 def case_twins(rows: list[tuple[Path, int, Sample]]) -> list[Problem]:
     """Warnings for photos whose paths differ only in letter case (or composition): one file on Windows and macOS, so
     a copy of the dataset there keeps one of them for both."""
@@ -320,6 +345,7 @@ def check_dataset(
             if on_progress:
                 on_progress(done, len(images))
     problems += duplicate_photos(rows, digests)
+    problems += validation_teachers(rows, digests)
     problems += case_twins(rows)
     problems += [Problem(str(file), line, why) for file, line, sample in rows
                  if (why := teacher_is_student(file, sample, digests)) is not None]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Sequence, TypeVar
 
 from bbuvl.data.layout import TEACHERS, TRAIN, VAL
 from bbuvl.data.relocate import relocate_record, relocate_sample
-from bbuvl.data.schema import once_each, read_lines, require_photos, write_dataset
+from bbuvl.data.schema import DatasetError, Sample, once_each, read_lines, require_photos, resolve_image, write_dataset
 from bbuvl.data.teachers import select_teachers
 
 T = TypeVar("T")
@@ -42,10 +43,25 @@ def split_dataset(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0
     photos and always rewritten: a pool left from an earlier split would show validation photos (and their
     answers) in training prompts.
     """
-    samples = [sample for _, sample in once_each(require_photos(read_lines(dataset), dataset), dataset)]
-    train, val = split_items(samples, val_ratio, seed)
+    rows = once_each(require_photos(read_lines(dataset), dataset), dataset)
+    train, val = split_items(rows, val_ratio, seed)
+    _no_validation_teachers(train, val, dataset)
+    train, val = [s for _, s in train], [s for _, s in val]
     teachers = [train[i].student for i in select_teachers([s.student for s in train], num_teachers, seed)]
     for name, part in ((TRAIN, train), (VAL, val)):
         write_dataset(Path(out_dir) / name, [relocate_sample(s, dataset, out_dir) for s in part])
     write_dataset(Path(out_dir) / TEACHERS, [relocate_record(r, dataset, out_dir) for r in teachers])
     return len(train), len(val)
+
+
+def _no_validation_teachers(train: list[tuple[int, Sample]], val: list[tuple[int, Sample]], dataset: str | Path) -> None:
+    """DatasetError when a line drawn for training shows, among its own teachers, the photo of a line drawn for
+    validation: its answer would be in a training prompt, and validation would score a photo shown solved."""
+    held_out = {os.path.normpath(resolve_image(dataset, s.student.image)): line for line, s in val}
+    for line, sample in train:
+        for i, teacher in enumerate(sample.teachers):
+            if (other := held_out.get(os.path.normpath(resolve_image(dataset, teacher.image)))) is not None:
+                raise DatasetError(dataset, line, f"teachers[{i}]: image {teacher.image} is the photo of line {other}, "
+                                   "which this split draws for validation: its answer would be in a training prompt. "
+                                   "Split the photos alone (one record per line, no teachers): training draws teachers "
+                                   "from the teacher pool this split chooses from its training part")
