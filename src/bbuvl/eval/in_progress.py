@@ -10,6 +10,7 @@ which appends, that means the photos after the kill have no line yet.
 from __future__ import annotations
 
 import fcntl
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -42,8 +43,8 @@ def writer_at(path: Path) -> Writer | None:
         except OSError:
             return None
         pid, _, command = fh.read().strip().partition(" ")
-    if not running and not command:
-        return None
+    if (not running and not command) or pid == str(os.getpid()):
+        return None  # a writer that ended, or this process's own claim (a library caller that wrote it first)
     return Writer(pid or "unknown", command or "command", running)
 
 
