@@ -469,3 +469,31 @@ def test_out_named_like_another_metrics_details_or_a_folder_is_refused_and_the_p
     # Before: a ValueError traceback ("PosixPath('.') has an empty name").
     assert result.exit_code == 2 and ".: is a folder, expected a file name to write (--out)" in result.output, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_labels_the_hierarchy_does_not_know_are_named_for_each_side(eval_files, tmp_path):
+    lines = [json.loads(line) for line in eval_files.pred.read_text(encoding="utf-8").splitlines()]
+    box = {"bbox_2d": [1, 1, 20, 20], "score": 0.9}
+    lines[0]["objects"] += [{**box, "label": "外星人/飞碟"}, {**box, "label": "外星人/飞碟"}, {**box, "label": "[red]x"}]
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+    records = eval_files.gt.read_text(encoding="utf-8").splitlines()
+    first = json.loads(records[0])
+    first["objects"][0]["desc"] = "螺丝连接点/BBU安装螺丝/松了"  # a state the hierarchy does not have
+    first["images"] = [str(eval_files.gt.parent / first["images"][0])]
+    gt = tmp_path / "gt.jsonl"
+    gt.write_text(json.dumps(first, ensure_ascii=False) + "\n", encoding="utf-8")
+    result = runner.invoke(app, ["eval", "--pred", str(pred), "--gt", str(gt), "--out", str(tmp_path / "m.json")],
+                           env={"COLUMNS": "400"})
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    # Before: not a word; the unknown state counted as no fault, the predicted labels as categories of their own.
+    assert (f"1 ground-truth objects in {gt} have labels the hierarchy" in said
+            and "'螺丝连接点/BBU安装螺丝/松了' (1); the first: unknown state '松了'" in said), said
+    assert f"3 predicted boxes in {pred} have labels the hierarchy" in said and "'外星人/飞碟' (2), '[red]x' (1)" in said, said
+    notes = json.loads((tmp_path / "m.coco.json").read_text(encoding="utf-8"))["notes"]
+    assert sum("does not know" in n for n in notes) == 2
+
+    result = runner.invoke(app, ["eval", "--pred", str(eval_files.pred), "--gt", str(eval_files.gt), "--out",
+                                 str(tmp_path / "clean.json")])
+    assert result.exit_code == 0 and "does not know" not in result.output

@@ -17,7 +17,7 @@ from typing import Any
 
 from bbuvl.data.faults import Faults
 from bbuvl.data.schema import ImageRecord
-from bbuvl.data.text import spelling_of
+from bbuvl.data.text import show_text, spelling_of
 from bbuvl.eval.coco_metrics import CocoResult, coco_evaluate
 from bbuvl.eval.collector import collector_paused
 from bbuvl.eval.faults import FaultMetrics, fault_metrics
@@ -197,8 +197,34 @@ def _evaluate(records: list[ImageRecord], gt_path: str | Path, lines: list[Predi
         "gt": str(gt_path), "pred": str(pred_path) if pred_path else None, "level": level, "iou": iou,
         "min_score": min_score,
     }
-    notes = alignment.notes() + beyond_frame_note(records, alignment, pred_path) + found.notes
+    notes = (alignment.notes() + beyond_frame_note(records, alignment, pred_path)
+             + unknown_labels_notes(records, alignment.predictions, faults, gt_path, pred_path) + found.notes)
     return Evaluation(metrics, coco, images, settings, found, notes)
+
+
+def unknown_labels_notes(records: list[ImageRecord], lines: list[PredictionLine | None], faults: Faults,
+                         gt_path: str | Path, pred_path: str | Path | None) -> list[str]:
+    """A note for the ground truth's and for the paired predictions' labels that the hierarchy judging them does not
+    know: each is scored as a category of its own and never as a fault, which nothing else would say."""
+    sides = (("ground-truth objects in", gt_path, [o.desc for r in records for o in r.objects]),
+             ("predicted boxes in", pred_path or "the predictions",
+              [o["label"] for line in lines if line is not None for o in line.objects]))
+    notes = []
+    for what, path, labels in sides:
+        unknown: dict[str, int] = {}
+        for label in labels:
+            if faults.canonical(label) is None:
+                unknown[label] = unknown.get(label, 0) + 1
+        if not unknown:
+            continue
+        first = next(iter(unknown))
+        shown = ", ".join(f"{show_text(label)} ({n})" for label, n in list(unknown.items())[:3])
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        notes.append(f"{sum(unknown.values())} {what} {path} have labels the hierarchy {faults.hierarchy.source} does "
+                     f"not know: {shown}{more}; the first: {faults.hierarchy.problem(first)}. They are scored as "
+                     "categories of their own and never as faults: give the hierarchy they were labelled with "
+                     "(--hierarchy), or correct the labels")
+    return notes
 
 
 def _score_faults(images: list[ImageResult], faults: Faults, thresholds: VerdictThresholds | FramedThresholds) -> FaultMetrics:
