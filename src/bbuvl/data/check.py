@@ -160,7 +160,14 @@ def check_objects(record: ImageRecord, hierarchy: Hierarchy) -> Iterator[tuple[s
 
 
 def _duplicate_objects(objs: Sequence[ObjectAnn]) -> Iterator[tuple[str, Severity]]:
-    """Pairs of objects annotated twice: one box exactly, or one label on nearly the same box.
+    """Pairs of objects annotated twice, each an error."""
+    for i, j, what in duplicate_pairs(objs):
+        yield f"objects[{i}] and objects[{j}]: {what}", "error"
+
+
+def duplicate_pairs(objs: Sequence[ObjectAnn]) -> list[tuple[int, int, str]]:
+    """`(i, j, what)` for each pair of objects annotated twice, i < j, sorted: one box exactly, or one label on nearly
+    the same box.
 
     Near-linear in objects (a photo may hold thousands, often in rows and columns sharing x1 or y1): exact boxes
     meet in a dict; for near ones, IoU > DUPLICATE_IOU needs |x1_a - x1_b| < (1 - DUPLICATE_IOU) * width_a
@@ -198,8 +205,7 @@ def _duplicate_objects(objs: Sequence[ObjectAnn]) -> Iterator[tuple[str, Severit
                     if (iou := float(box_iou(a, b))) > DUPLICATE_IOU:
                         pairs.add((min(i, j), max(i, j)))
                         found.append((min(i, j), max(i, j), f"same label '{label}' on nearly the same box (IoU {iou:.2f})"))
-    for i, j, what in sorted(found):
-        yield f"objects[{i}] and objects[{j}]: {what}", "error"
+    return sorted(found)
 
 
 def _probe(path: Path, decode: bool) -> tuple[ImageInfo | str, str | None]:

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from pydantic import ValidationError
 
+from bbuvl.data.check import duplicate_pairs
 from bbuvl.data.coords import box_inside, box_is_degenerate, clip_box
 from bbuvl.data.jsonfile import is_json_number, json_kind
 from bbuvl.data.labels import label_at_level
@@ -271,6 +272,17 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             continue
         boxes[key] = f"{entry} (id {json.dumps(ann.get('id'), ensure_ascii=False)})"
         image["objects"].append(ObjectAnn(bbox_2d=box, desc=label))
+        image.setdefault("wheres", []).append((boxes[key], where))
+
+    for im in images.values():
+        # One box with two labels, or one label on nearly the same box: `data check` and training refuse the photo.
+        dropped = set()
+        for i, j, what in duplicate_pairs(im["objects"]):
+            if i not in dropped and j not in dropped:
+                dropped.add(j)
+                errors.append(_error(f"{what}, as {im['wheres'][i][0]}: one object annotated twice; that one is kept "
+                                     "(fix the file if this one is right)", **im["wheres"][j][1]))
+        im["objects"] = [o for k, o in enumerate(im["objects"]) if k not in dropped]
 
     for image_id, im in list(images.items()):
         if im["listed"] and not im["objects"]:

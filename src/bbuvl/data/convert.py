@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator
 from PIL import Image
 
 from bbuvl.atomic import atomic_path, remove_path, save_atomic, write_text_atomic
+from bbuvl.data.check import duplicate_pairs
 from bbuvl.data.coords import (
     ROTATING_ORIENTATIONS,
     CoordinateContract,
@@ -274,6 +275,7 @@ def _convert_into(pair: Pair, ctx: _Context, file: str, result: PhotoResult) -> 
     final = ctx.contract.model_size(stored) if ctx.contract else stored
 
     objects: list[ObjectAnn] = []
+    sources: list[VendorObject] = []  # the platform's object each kept one came from
     seen: set[tuple[tuple[float, ...], str]] = set()
     for obj in vendor.objects:
         try:
@@ -297,6 +299,20 @@ def _convert_into(pair: Pair, ctx: _Context, file: str, result: PhotoResult) -> 
         result.clipped += clipped
         result.categories.append(category)
         objects.append(ObjectAnn(bbox_2d=box, desc=label, extra=obj.extra or None))
+        sources.append(obj)
+    # What `data check` and training refuse as one object annotated twice (one box with two labels, one label on
+    # nearly the same box) was written, so the dataset convert made failed the next command: the later is dropped.
+    dropped = set()
+    for i, j, what in duplicate_pairs(objects):
+        if i in dropped or j in dropped:
+            continue
+        dropped.add(j)
+        result.errors.append(_error(file, sources[j].index, f"{what} (objects {sources[i].index} and "
+                                    f"{sources[j].index}): one object annotated twice; object {sources[i].index} is "
+                                    "kept (fix the annotation if this one is right)", sources[j].label))
+        result.duplicates += 1
+    result.categories = [c for k, c in enumerate(result.categories) if k not in dropped] if dropped else result.categories
+    objects = [o for k, o in enumerate(objects) if k not in dropped]
 
     if result.objects_found and not objects:
         # A photo whose objects all failed would teach "nothing here"; it is dropped, not kept empty.

@@ -1,0 +1,69 @@
+"""What `data convert` and `data import-coco` write passes `data check`, which training applies too: one object
+annotated twice (one box with two labels, one label on nearly the same box) was written as the platform or the COCO
+file had it, so the dataset a command made was refused by the next. The later copy goes to errors.jsonl instead."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PIL import Image
+from typer.testing import CliRunner
+
+from bbuvl.cli.data import app
+
+
+def run(*args: str | Path) -> tuple[int, str]:
+    """`bbuvl data ARGS`: the exit code and what it printed, joined onto one line."""
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, " ".join(result.output.split())
+
+
+def feature(label: str, box: tuple[float, float, float, float]) -> dict:
+    """One FeatureCollection feature as the annotation platform writes it."""
+    x1, y1, x2, y2 = box
+    return {"type": "Feature", "properties": {"contentZh": {"标签": label}},
+            "geometry": {"type": "ExtentPolygon", "coordinates": [[[x1, y1], [x2, y1], [x2, y2], [x1, y2]]]}}
+
+
+def errors(folder: Path) -> list[dict]:
+    """The lines of a dataset folder's errors.jsonl."""
+    return [json.loads(line) for line in (folder / "errors.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def test_convert_keeps_one_of_an_object_annotated_twice_and_its_dataset_passes_check(tmp_path):
+    src = tmp_path / "export"
+    src.mkdir()
+    features = [feature("线缆", (4, 5, 30, 40)), feature("标签贴纸", (4, 5, 30, 40)),  # one box, two labels
+                feature("线缆", (40, 5, 60, 40)), feature("线缆", (40.2, 5, 60.2, 40)),  # one label, IoU 0.98
+                feature("挡风板/未安装", (4, 42, 60, 47))]
+    for i, stem in enumerate(("a", "b")):
+        Image.new("RGB", (64, 48), (90 * i, 120, 30)).save(src / f"{stem}.jpg", "JPEG")
+        text = json.dumps({"markResult": {"type": "FeatureCollection", "features": features}}, ensure_ascii=False)
+        (src / f"{stem}.json").write_text(text, encoding="utf-8")
+    code, out = run("convert", src, tmp_path / "ds", "--workers", "1", "--val-ratio", "0")
+    assert code == 0, out
+    found = sorted((e["file"], e["object"], e["reason"].split(" (objects")[0]) for e in errors(tmp_path / "ds"))
+    assert found == [(f"{s}.json", o, why) for s in "ab" for o, why in (
+        (1, "duplicate box [4, 5, 30, 40] with labels '线缆' and '标签贴纸'"),
+        (3, "same label '线缆' on nearly the same box (IoU 0.98)"))], found
+    records = [json.loads(line) for line in (tmp_path / "ds" / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [len(r["objects"]) for r in records] == [3, 3]
+    code, out = run("check", tmp_path / "ds")
+    assert code == 0 and "has no errors" in out, out
+
+
+def test_import_coco_keeps_one_of_an_object_annotated_twice_and_its_dataset_passes_check(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (64, 48), (90, 120, 30)).save(images / "a.jpg", "JPEG")
+    boxes = [(1, [4, 5, 26, 35]), (2, [4, 5, 26, 35]), (1, [40, 5, 20, 35]), (1, [40.2, 5, 20, 35])]
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+            "categories": [{"id": 1, "name": "线缆"}, {"id": 2, "name": "标签贴纸"}],
+            "annotations": [{"id": k + 1, "image_id": 1, "category_id": c, "bbox": b} for k, (c, b) in enumerate(boxes)]}
+    (tmp_path / "coco.json").write_text(json.dumps(coco, ensure_ascii=False), encoding="utf-8")
+    code, out = run("import-coco", tmp_path / "coco.json", images, tmp_path / "ds", "--val-ratio", "0")
+    assert code == 0, out
+    assert sorted(e["entry"] for e in errors(tmp_path / "ds")) == ["annotations[1]", "annotations[3]"]
+    code, out = run("check", tmp_path / "ds")
+    assert code == 0 and "has no errors" in out, out
