@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import threading
@@ -148,3 +149,25 @@ def test_a_second_ctrl_c_answers_the_requests_in_flight_503_and_says_it_did_not_
     assert all(r.json()["error"]["kind"] == "not_ready" and r.headers["retry-after"] == "1" for r in replies)
     assert "Traceback" not in text and "drained" not in text, text
     assert "3 request(s) in flight" in text and code == 130, (code, text)
+
+
+def test_a_host_that_is_no_address_as_given_is_refused_before_anything_loads(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+    from bbuvl.serve.server import host_problem, is_loopback
+
+    monkeypatch.setenv("BBUVL_API_KEYS", "k" * 32)
+    runner = CliRunner()
+    # before: '' listened on every interface ("serving ... on http://:PORT/"); the others failed to bind with
+    # "cannot listen there (Name or service not known)", or as an IPv6 address, naming no way out
+    for host, says in [("", "is empty, which would listen on every interface"), (" ", "is empty"),
+                       ("127.0.0.1:8000", "give the address alone, 127.0.0.1, and --port 8000"),
+                       ("[::1]:8000", "give the address alone, ::1, and --port 8000"),
+                       ("[::1]", "give it bare: ::1"), ("http://127.0.0.1", "is a URL"),
+                       (" 127.0.0.1", "give 127.0.0.1")]:
+        r = runner.invoke(app, ["serve", "-c", str(tmp_path / "no-checkpoint"), "--host", host])
+        assert r.exit_code == 2 and says in " ".join(re.sub("[│╭╮╰╯─]", " ", r.output).split()), (host, r.output)
+    for host in ("127.0.0.1", "::1", "::", "0.0.0.0", "localhost", "fe80::1%eth0", "192.168.1.20", "bbu-box.local"):
+        assert host_problem(host) is None, host
+    assert is_loopback("127.0.0.2") and is_loopback("::1") and not is_loopback("0.0.0.0")

@@ -15,7 +15,15 @@ from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TIL
                                  TILES, ZOOM_INTO, check_mode_name, mode_help, plain_model_mode, read_folder,
                                  tile_options, typed)
 
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def listen_host(value: str) -> str:
+    """The --host value when it is an address to listen on (serve/server.py, `host_problem`), else a usage error."""
+    from bbuvl.serve.server import host_problem
+
+    if (problem := host_problem(value)) is not None:
+        raise typer.BadParameter(problem)
+    return value
 
 
 def origins(values: list[str] | None) -> list[str] | None:
@@ -31,7 +39,8 @@ def origins(values: list[str] | None) -> list[str] | None:
 def serve(
     ctx: typer.Context,
     checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help=CHECKPOINT_HELP),
-    host: str = typer.Option("127.0.0.1", help="Address to bind; the default answers this machine only."),
+    host: str = typer.Option("127.0.0.1", callback=listen_host, help="Address to bind; the default answers this "
+                             "machine only."),
     port: int = typer.Option(8000, callback=int_range(0, 65535), help="TCP port (0: any free one)."),
     mode: str = typer.Option(None, help=mode_help(serving=True)),
     labels: Optional[Path] = LABELS,
@@ -86,7 +95,7 @@ def serve(
     from bbuvl.serve.app import ServeSettings, create_app
     from bbuvl.serve.auth import read_keys
     from bbuvl.serve.engine import Engine
-    from bbuvl.serve.server import bind, serve_app
+    from bbuvl.serve.server import bind, is_loopback, serve_app
 
     check_mode_name(mode, serving=True)
     tiled = tile_options(tiles, tile_zoom, tile_whole, zoom_into, tile_stride, tile_refine)
@@ -118,7 +127,7 @@ def serve(
                              max_waiting_mp=max_waiting_mp)
     with user_errors(OSError):
         sock = bind(host, port)
-    if host not in LOOPBACK:
+    if not is_loopback(host):
         console.print(f"[yellow]warning[/]: listening on {escape(host)}, beyond this machine; the API is plain HTTP, "
                       "so put TLS in front of it (a reverse proxy)", soft_wrap=True)
     shown = f"[{host}]" if ":" in host else host

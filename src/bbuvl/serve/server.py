@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import errno
+import ipaddress
 import json
 import logging
 import re
@@ -175,6 +176,32 @@ def _unechoed(message: str) -> str:
     where = f"byte 0x{value[bad]:02X} at byte {bad + 1} of its value" if bad is not None else "a character"
     return (f"the header {name.decode()!r} holds {where}, which HTTP does not allow in a header (a line end or a control "
             "character: a key file saved with Windows line ends?); its value is not shown back")
+
+
+def host_problem(host: str) -> str | None:
+    """Why `host` is no address to listen on as given (None when it is one): empty, which binds every interface
+    (`--host "$HOST"` with HOST unset), or an address written as in a URL, with a scheme, brackets or a port."""
+    if not host.strip():
+        return ("is empty, which would listen on every interface; give an address: 127.0.0.1 (the default) for this "
+                "machine only, 0.0.0.0 for every interface")
+    if host != host.strip():
+        return f"'{cut(host)}' has white space around it; give {host.strip()}"
+    if "://" in host or "/" in host:
+        return f"'{cut(host)}' is a URL; give the address alone (e.g. 127.0.0.1), and the port as --port"
+    if host.startswith("[") and host.endswith("]"):  # an IPv6 address as a URL writes it
+        return f"'{cut(host)}' is bracketed, as a URL writes an IPv6 address; give it bare: {host[1:-1]}"
+    name, colon, port = host.rpartition(":")
+    if colon and port.isdigit() and (host.count(":") == 1 or name.startswith("[")):
+        return f"'{cut(host)}' holds a port; give the address alone, {name.strip('[]')}, and --port {port}"
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    """True when `host` answers this machine only: `localhost`, or any loopback address (127.0.0.0/8, ::1)."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def bind(host: str, port: int) -> socket.socket:
