@@ -71,6 +71,7 @@ def choose_tiles(
     predictions: a fault's score depends on the grid it was found in (docs/faults.md, "Thresholds per framing").
     """
     from bbuvl.data.faults import TILED_THRESHOLDS_FILE
+    from bbuvl.data.schema import read_records, require_photos
     from bbuvl.data.scale import TILE_SCALE_FILE, TrainingScale
     from bbuvl.eval.judging import choose_tiled_verdict
     from bbuvl.eval.tile_choice import choose_tile_scale, chosen_predictions
@@ -84,6 +85,8 @@ def choose_tiles(
         candidates = parse_factors(factors)
     check_device(device)
     with user_errors(ValueError, OSError):
+        # A damaged or empty --gt is refused here, before the model loads, not after.
+        require_photos(read_records(gt), gt)
         # --out is rewritten whole: never the checkpoint (nor a folder around or inside it), nor a folder holding --gt's
         # photos (set aside while it ran, every one was 'image file not found'); beside them, as in a flat dataset, is fine.
         holding = {k: f for k, f in photo_folders(gt, "--gt").items() if real_path(f).is_relative_to(real_path(out))}

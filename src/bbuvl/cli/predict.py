@@ -17,8 +17,8 @@ from bbuvl.atomic import written_path
 from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, check_device, console, fail, finite_range, hold_outputs, int_range,
                               print_first, refuse_unused, require_file, user_errors)
 from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
-                                 TILES, ZOOM_INTO, check_mode_name, describe_tiles, mode_help, plain_model_mode,
-                                 read_folder, read_through_config, tile_options, typed)
+                                 TILES, ZOOM_INTO, check_mode_name, checkpoint_folder_problem, describe_tiles, mode_help,
+                                 plain_model_mode, read_folder, read_through_config, tile_options, typed)
 from bbuvl.paths import real_path
 
 
@@ -82,7 +82,7 @@ def predict(
     from bbuvl.infer.output import (check_name_room, check_ours, check_output, check_plain_file, discard_output,
                                     input_root, manifest_path)
     from bbuvl.data.faults import Faults
-    from bbuvl.infer.predictor import Predictor, region_batch
+    from bbuvl.infer.predictor import Predictor, read_teachers, region_batch
     from bbuvl.infer.verdict import checkpoint_verdict, lone_threshold_problem, verdict_counts
     from bbuvl.infer.tiles import check_containers
     from bbuvl.model.checkpoint import CheckpointError
@@ -132,6 +132,8 @@ def predict(
         source = teachers or (Path(cfg.data.teachers) if cfg.data.teachers else None)
         if mode == "teachers" and (source is None or not Path(source).exists()):
             fail("--mode teachers needs --teachers TEACHERS.jsonl")
+        if mode == "teachers":
+            read_teachers(source, cfg.inference.num_teachers)  # a bad or empty file is refused before the model loads
         skipped: Counter[str] = Counter()
         job = PredictJob(photo_names(input, skipped), out, mode, 1, source=str(real_path(input)),
                          checkpoint=str(real_path(checkpoint)), root=input_root(input))
@@ -232,9 +234,8 @@ def run_config(checkpoint: Path):  # noqa: ANN201 - a Config
     from bbuvl.config import Config
     from bbuvl.model.checkpoint import is_plain_model_folder, read_run_config
 
-    if not checkpoint.is_dir():  # else the error names bbuvl.yaml inside a folder that is not there
-        raise FileNotFoundError(f"{checkpoint}: {'a file, not a' if checkpoint.exists() else 'no such'} checkpoint "
-                                "folder (--checkpoint)")
+    if (problem := checkpoint_folder_problem(checkpoint)) is not None:  # else it names bbuvl.yaml in a folder not there
+        raise FileNotFoundError(problem)
     return Config() if is_plain_model_folder(checkpoint) else read_run_config(checkpoint)
 
 

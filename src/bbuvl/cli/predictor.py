@@ -52,6 +52,10 @@ def plain_model_mode(checkpoint: Path, labels: Path | None, lang: str, mode: str
     """
     from bbuvl.model.checkpoint import CONFIG_FILE, is_plain_model_folder
 
+    # Before its kind: a folder that is not there (or a file) is no plain model folder either, and was called
+    # "a bbu-vl checkpoint" by the --labels check below.
+    if (problem := checkpoint_folder_problem(checkpoint)) is not None:
+        fail(problem)
     if not is_plain_model_folder(checkpoint):
         if labels is not None:
             fail(f"--labels is for a plain model folder; {checkpoint} is a bbu-vl checkpoint and answers with the labels "
@@ -70,6 +74,13 @@ def plain_model_mode(checkpoint: Path, labels: Path | None, lang: str, mode: str
     if lang not in ("zh", "en"):
         fail(f"--lang must be zh or en, got '{lang}'")
     return mode or plain[0]
+
+
+def checkpoint_folder_problem(checkpoint: Path) -> str | None:
+    """Why `checkpoint` is no folder to read a model from (missing, or a file), naming it; None when it is a folder."""
+    if checkpoint.is_dir():
+        return None
+    return f"{checkpoint}: {'a file, not a' if checkpoint.exists() else 'no such'} checkpoint folder (--checkpoint)"
 
 
 def typed(ctx: typer.Context, name: str) -> bool:

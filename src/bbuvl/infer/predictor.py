@@ -23,7 +23,7 @@ from bbuvl.data.faults import Faults
 from bbuvl.data.families import IMAGE_TOKEN, TURN_END, get_family
 from bbuvl.data.images import load_image, to_rgb
 from bbuvl.data.scale import TILE_SCALE_FILE, TrainingScale
-from bbuvl.data.schema import ImageRecord, read_records, resolve_image
+from bbuvl.data.schema import ImageRecord, read_records, require_photos, resolve_image
 from bbuvl.encode.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, EncodedSample, Turn, format_answer
 from bbuvl.encode.collate import Batch, PaddedCollator
 from bbuvl.infer.constrained import AnswerConstraint
@@ -133,6 +133,14 @@ class Prepared:
 # On the CPU a tiled photo's regions go through the model up to this many at a time, whatever the batch size: the
 # memory is the machine's, and --batch-size chunks cost choose-tiles 5-13% (docs/tiles.md, "Regions per pass").
 CPU_REGION_BATCH = 64
+
+
+def read_teachers(teachers_jsonl: str | Path, k: int) -> list[ImageRecord]:
+    """The first `k` records of a teachers JSONL; ValueError naming the file when it holds none (cheap: no photo is
+    opened, so a command checks it before the model loads)."""
+    # An empty file left no teacher to show, and the mode was refused after the model had loaded, as if no
+    # --teachers had been given.
+    return require_photos(read_records(teachers_jsonl), teachers_jsonl)[:k]
 
 
 def region_batch(device: str, batch_size: int) -> int:
@@ -256,7 +264,7 @@ class Predictor:
 
     def set_teachers(self, teachers_jsonl: str | Path, k: int | None = None) -> None:
         """Teacher photos and answers for `teachers` mode (the first `k` of a teachers JSONL)."""
-        records: list[ImageRecord] = read_records(teachers_jsonl)[: k or self.cfg.inference.num_teachers]
+        records = read_teachers(teachers_jsonl, k or self.cfg.inference.num_teachers)
         self.teachers = []
         for r in records:
             prep = self.prepare(resolve_image(teachers_jsonl, r.image))
