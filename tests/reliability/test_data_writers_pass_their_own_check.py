@@ -67,3 +67,29 @@ def test_import_coco_keeps_one_of_an_object_annotated_twice_and_its_dataset_pass
     assert sorted(e["entry"] for e in errors(tmp_path / "ds")) == ["annotations[1]", "annotations[3]"]
     code, out = run("check", tmp_path / "ds")
     assert code == 0 and "has no errors" in out, out
+
+
+def test_a_dataset_converted_in_english_passes_check_and_its_faults_are_faults(tmp_path):
+    # `data convert --lang en` writes each label as its hierarchy gloss; `data check` called every one an unknown
+    # category, and the faults of such a dataset were no faults to training's weights and eval's verdicts.
+    from bbuvl.data.faults import Faults
+
+    src = tmp_path / "export"
+    src.mkdir()
+    Image.new("RGB", (64, 48), (90, 120, 30)).save(src / "a.jpg", "JPEG")
+    features = [feature("螺丝连接点/BBU安装螺丝/连接错误", (4, 5, 30, 40)), feature("线缆", (40, 5, 60, 40))]
+    (src / "a.json").write_text(json.dumps({"markResult": {"type": "FeatureCollection", "features": features}},
+                                           ensure_ascii=False), encoding="utf-8")
+    code, out = run("convert", src, tmp_path / "ds", "--workers", "1", "--val-ratio", "0", "--lang", "en")
+    assert code == 0, out
+    (record,) = [json.loads(line) for line in (tmp_path / "ds" / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    labels = [o["desc"] for o in record["objects"]]
+    assert labels == ["screw or connection point/BBU mounting screw/wrong", "cable"], labels
+    code, out = run("check", tmp_path / "ds")
+    assert code == 0 and "has no errors" in out, out
+    faults = Faults.load()
+    assert faults.is_fault(labels[0]) and not faults.is_fault(labels[1])
+    record["objects"][1]["desc"] = "cabel"  # a typo is still an error
+    (tmp_path / "ds" / "train.jsonl").write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+    code, out = run("check", tmp_path / "ds")
+    assert code == 1 and "objects[1]: unknown category 'cabel'" in out, out

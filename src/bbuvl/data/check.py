@@ -143,8 +143,10 @@ def check_objects(record: ImageRecord, hierarchy: Hierarchy) -> Iterator[tuple[s
     for i, o in enumerate(objs):
         yield from _box_problems(i, o.bbox_2d, record.size)
         why = hierarchy.problem(o.desc)
-        if why is not None:
+        if why is not None and hierarchy.from_english(o.desc) is None:  # `data convert --lang en` writes glosses
             yield f"objects[{i}]: {why}", "error"
+        elif why is not None:
+            continue
         elif (spelt := hierarchy.canonical(o.desc)) != o.desc:
             yield (f"objects[{i}]: label {show_text(o.desc)} counts as the hierarchy's {show_text(spelt)} but is typed "
                    f"differently ({difference(o.desc, spelt)}); the model learns it as typed", "warning")

@@ -89,6 +89,8 @@ class Faults:
             found = self.hierarchy.canonical(label)
             if found is None and self.token_map is not None:
                 found = self.hierarchy.canonical(self.token_map.map_path(label))
+            if found is None:  # a dataset in English (`data convert --lang en`): its faults are the same faults
+                found = self.hierarchy.from_english(label)
             self._canonical[label] = found
         return self._canonical[label]
 

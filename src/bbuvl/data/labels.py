@@ -46,6 +46,7 @@ class Hierarchy:
     _by_key: dict[str, str] = field(default_factory=dict, repr=False)  # label_key -> the label as spelt here
     # A dataset repeats one bad label thousands of times; the nearest-label search runs once per spelling.
     _problems: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    _english: dict[str, str] = field(default_factory=dict, repr=False, compare=False)  # label_key(gloss) -> label
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Hierarchy":
@@ -102,6 +103,13 @@ class Hierarchy:
         if states and _keyed(states).get(parts[2]) is None:
             return f"unknown state {show_text(typed[2])} for '{cat.name}/{attr_name}' (known: {', '.join(states)})"
         return f"label {show_text(label)} has too many parts"
+
+    def from_english(self, label: str) -> str | None:
+        """The label whose English gloss (`english`) `label` is, as `bbuvl data convert --lang en` writes it; None
+        when it is none's."""
+        if not self._english:
+            self._english.update({label_key(self.english(known)): known for known in self.labels()})
+        return self._english.get(label_key(label))
 
     def english(self, label: str) -> str:
         """The English gloss of a label path, part by part (unknown parts kept as they are)."""
