@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
+from pathlib import Path
 
 import pytest
 import typer
@@ -217,12 +218,12 @@ def test_viz_names_the_first_five_unreadable_photos_then_says_how_many_more(eval
     shutil.copytree(eval_files.gt.parent, data)
     photos = sorted((data / "images").glob("val_*"))
     assert len(photos) == 6
-    for photo in photos:
-        photo.unlink()
+    for photo in photos:  # there, but none can be read (a photo none of whose files is there is an error: below)
+        photo.write_bytes(b"not a photo")
     result = runner.invoke(app, ["viz", str(data / "val.jsonl"), str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
-    assert said.count("image file not found (drawn as a grey placeholder)") == 5
+    assert said.count("not an image (no photo format recognised in its bytes) (drawn as a grey placeholder)") == 5
     assert "warning: ... and 1 more photos drawn as grey placeholders" in said
     assert len(list((tmp_path / "out").glob("*.png"))) == 6
 
@@ -497,3 +498,25 @@ def test_labels_the_hierarchy_does_not_know_are_named_for_each_side(eval_files, 
     result = runner.invoke(app, ["eval", "--pred", str(eval_files.pred), "--gt", str(eval_files.gt), "--out",
                                  str(tmp_path / "clean.json")])
     assert result.exit_code == 0 and "does not know" not in result.output
+
+
+@pytest.mark.parametrize("what", ["dataset", "predictions"])
+def test_viz_of_a_file_none_of_whose_photos_is_there_is_an_error_and_draws_nothing(eval_files, tmp_path, what):
+    import shutil
+
+    data = tmp_path / "moved"  # the JSONL carried to another machine without its photos
+    data.mkdir()
+    shutil.copy(eval_files.gt, data / "val.jsonl")
+    shutil.copy(eval_files.pred, data / "pred.jsonl")
+    lines = [json.loads(line) for line in (data / "pred.jsonl").read_text(encoding="utf-8").splitlines()]
+    for line in lines:
+        line["image"] = Path(line["image"]).relative_to(eval_files.gt.parent).as_posix()
+    (data / "pred.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    given = data / ("val.jsonl" if what == "dataset" else "pred.jsonl")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "theirs.png").write_bytes(b"kept")
+    result = runner.invoke(app, ["viz", str(given), str(tmp_path / "out"), "--limit", "4", "--overwrite"])
+    said = " ".join(result.output.split())
+    # Before: exit 0 and four grey placeholders, each naming a missing photo.
+    assert result.exit_code == 2 and f"{given}: none of the 4 photo(s) to draw is there (the first: {data / 'images'}" in said, said
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["theirs.png"]

@@ -43,8 +43,13 @@ def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name
         pictures = _prediction_pictures(input, font, name, limit)
     else:
         pictures = _compared_pictures(input, pred, font, name, limit, iou)
+    if not any(os.path.isfile(photo) for _, photo, _ in pictures):
+        # Every picture was a grey placeholder, exit 0: a dataset or predictions file moved without its photos.
+        raise ValueError(f"{input}: none of the {len(pictures)} photo(s) to draw is there (the first: "
+                         f"{pictures[0][1]}); nothing drawn. Give the file where its photos are, or put the photos "
+                         "where it names them")
     with _picture_folder(out_dir, replace) as folder:  # only once there is something to draw
-        for file, draw in pictures:
+        for file, _, draw in pictures:
             picture, problem = draw()
             if problem is not None:
                 unreadable.append(problem)
@@ -53,9 +58,10 @@ def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name
 
 
 Drawing = Callable[[], tuple[Image.Image, str | None]]  # a picture and why its photo could not be read, or None
+Picture = tuple[str, Path, Drawing]  # the picture's file name, the photo it draws, and its drawing
 
 
-def _prediction_pictures(pred: Path, font: FontChoice, name: LabelNamer, limit: int) -> list[tuple[str, Drawing]]:
+def _prediction_pictures(pred: Path, font: FontChoice, name: LabelNamer, limit: int) -> list[Picture]:
     """The file name and drawing of each of the first `limit` lines of predictions `pred`, their photos checked."""
     root = prediction_root(pred)
     shown = require_photos(read_predictions(pred), pred)[:limit]
@@ -64,13 +70,13 @@ def _prediction_pictures(pred: Path, font: FontChoice, name: LabelNamer, limit: 
     for i, line in enumerate(shown):
         path = root / line.image
         size = (line.width, line.height) if line.width and line.height else None
-        pictures.append((f"{i:04d}_{file_stem(path.stem)}.png",
+        pictures.append((f"{i:04d}_{file_stem(path.stem)}.png", path,
                          partial(prediction_picture, path, line.objects, font, name, size=size)))
     return pictures
 
 
 def _compared_pictures(gt: Path, pred: str | Path | None, font: FontChoice, name: LabelNamer, limit: int,
-                       iou: float) -> list[tuple[str, Drawing]]:
+                       iou: float) -> list[Picture]:
     """The file name and drawing of each of the first `limit` records of `gt`, beside their predictions in `pred`."""
     records = require_photos(read_records(gt), gt)
     # Paired with every record, then cut: the lines of the first `limit` photos alone may be none of them. An empty
@@ -86,7 +92,7 @@ def _compared_pictures(gt: Path, pred: str | Path | None, font: FontChoice, name
             match = match_image([o.bbox_2d for o in record.objects], [label_key(o.desc) for o in record.objects],
                                 [o["bbox_2d"] for o in objects], [label_key(o["label"]) for o in objects],
                                 [o["score"] for o in objects], iou_threshold=iou)
-        pictures.append((f"{i:04d}_{file_stem(path.stem)}.png",
+        pictures.append((f"{i:04d}_{file_stem(path.stem)}.png", path,
                          partial(compare_picture, record, path, objects, match, font, name)))
     return pictures
 
