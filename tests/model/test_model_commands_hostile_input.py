@@ -17,3 +17,23 @@ def test_model_tiny_at_sizes_no_tiny_model_has_is_refused_naming_them_before_any
     # Before: torch's 'DefaultCPUAllocator: can't allocate memory: you tried to allocate 40000000000 bytes' traceback.
     assert r.exit_code == 2 and about in r.output and "builds at most 1,000,000,000" in r.output, r.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_model_export_on_a_device_this_machine_lacks_is_refused_before_anything_loads(trained_checkpoint, small_dataset,
+                                                                                       tmp_path):
+    r = CliRunner().invoke(app, ["model", "export", str(trained_checkpoint), str(tmp_path / "out"),
+                                 "--drop-vision-positions", "--val", str(small_dataset / "val.jsonl"),
+                                 "--device", "cuda:99"], env={"COLUMNS": "400"})
+    # Before: torch's "Torch not compiled with CUDA enabled" (or "invalid device ordinal") traceback once the
+    # checkpoint's weights had loaded.
+    assert r.exit_code == 2 and "--device cuda:99: no such CUDA device here" in r.output, r.output
+    assert "Loading weights" not in r.output and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("option", [["--device", "cpu"], ["--batch-size", "2"]], ids=["device", "batch-size"])
+def test_model_export_options_of_the_measurement_without_it_are_refused(tmp_path, option):
+    r = CliRunner().invoke(app, ["model", "export", str(tmp_path / "ckpt"), str(tmp_path / "out"), *option],
+                           env={"COLUMNS": "400"})
+    # Before: they were taken and did nothing, the export running as without them.
+    assert r.exit_code == 2 and f"{option[0]} applies only with --drop-vision-positions" in r.output, r.output

@@ -9,7 +9,8 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from bbuvl.cli.common import OVERWRITE_HELP, claim_outputs, command_group, console, fail, int_range, user_errors
+from bbuvl.cli.common import (OVERWRITE_HELP, check_device, claim_outputs, command_group, console, fail, int_range,
+                              refuse_unused, user_errors)
 
 ACCEPT_BASE_HELP = ("LoRA: merge into the base model.path holds now although it is not the one the adapters trained "
                     "on (only when it is the same model saved again: re-downloaded, re-copied).")
@@ -107,6 +108,7 @@ def merge_lora_cmd(
 
 @app.command("export")
 def export_cmd(
+    ctx: typer.Context,
     checkpoint: Path = typer.Argument(..., help="Checkpoint folder written by `bbuvl train` (LoRA or full)."),
     out: Path = typer.Argument(..., help="Folder for the stock Hugging Face model (weights, processor, model card)."),
     drop_vision_positions: bool = typer.Option(
@@ -130,6 +132,8 @@ def export_cmd(
         fail("--val measures what --drop-vision-positions costs; add --drop-vision-positions")
     if val is not None and val.is_dir():
         fail(f"{val}: a folder; --val is a validation JSONL file (a dataset folder's val.jsonl)")
+    refuse_unused(ctx, drop_vision_positions, "--drop-vision-positions", "device", "batch_size")
+    check_device(device)  # a CUDA device on a machine without one was torch's AssertionError once the weights loaded
     from bbuvl.model.checkpoint import POSITIONS_FILE, CheckpointError, lora_base
 
     if drop_vision_positions and checkpoint.is_dir() and not (checkpoint / POSITIONS_FILE).is_file():
