@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import Counter
 from dataclasses import replace
@@ -78,7 +77,7 @@ def predict(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from bbuvl.data.images import skipped_note
-    from bbuvl.infer.batch import PredictJob, photo_names, run_predictions
+    from bbuvl.infer.batch import PredictJob, photo_names, rank_world, run_predictions
     from bbuvl.infer.output import (check_name_room, check_ours, check_output, check_plain_file, discard_output,
                                     input_root, manifest_path)
     from bbuvl.data.faults import Faults
@@ -101,7 +100,9 @@ def predict(
         check_not_inputs({"--input": input, "--checkpoint": checkpoint, "--teachers": teachers, "--labels": labels,
                           "--hierarchy": hierarchy},
                          [out, manifest_path(out)])
-    if overwrite and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+    with user_errors(ValueError):
+        rank, world = rank_world()
+    if overwrite and world > 1:
         fail("--overwrite starts --out over from one process; under torchrun delete --out (and its .rank* parts) instead")
     check_mode_name(mode)
     tiled = tile_options(tiles, tile_zoom, tile_whole, zoom_into, tile_stride, tile_refine)
@@ -187,7 +188,6 @@ def predict(
                       f"(max_new_tokens {options.max_new_tokens}) with more to write: their lines say \"cut\": true, "
                       "and the objects after the last written are missing. Raise `inference.max_new_tokens` in the "
                       "checkpoint's bbuvl.yaml, or pass --max-new-tokens.", soft_wrap=True)
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     if rank != 0 and world > 1:
         # --out holds this rank's lines only once rank 0 has merged the parts: read before, it was 'No such file', and
         # the exit code 2 had torchrun stop every rank, rank 0 before its merge.

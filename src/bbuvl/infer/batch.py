@@ -23,7 +23,8 @@ from bbuvl.atomic import write_text_atomic
 from bbuvl.data.images import IMAGE_SUFFIXES, suffix_counts
 from bbuvl.data.schema import once_each, read_lines, require_photos
 from bbuvl.data.text import not_text
-from bbuvl.infer.output import Manifest, OutputLock, claim_output, input_root, read_manifest, repair_output
+from bbuvl.infer.output import (Manifest, OutputLock, claim_output, input_root, rank_parts, read_manifest,
+                               repair_output)
 from bbuvl.infer.resume_key import ResumeKey
 
 
@@ -147,8 +148,20 @@ def list_inputs(path: str | Path) -> list[str]:
     return [str(root / name) for name in photo_names(path)]
 
 
-def _rank_world() -> tuple[int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+def rank_world() -> tuple[int, int]:
+    """This process's (RANK, WORLD_SIZE) as torchrun sets them ((0, 1) when unset); ValueError naming the variables
+    when they are no rank of a world: WORLD_SIZE=0 was a ZeroDivisionError, a rank past the world predicted nothing
+    and said done."""
+    text = {name: os.environ.get(name, default).strip() for name, default in (("RANK", "0"), ("WORLD_SIZE", "1"))}
+    try:
+        rank, world = int(text["RANK"]), int(text["WORLD_SIZE"])
+    except ValueError:
+        rank = world = -1
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"RANK={text['RANK']!r} WORLD_SIZE={text['WORLD_SIZE']!r} in the environment are no rank of a "
+                         "world (WORLD_SIZE a whole number from 1, RANK from 0 to WORLD_SIZE - 1): torchrun sets both; "
+                         "unset them to predict in one process")
+    return rank, world
 
 
 def part_path(out: Path, rank: int, world: int) -> Path:
@@ -169,7 +182,7 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
     `predict(paths) -> lines` must return one JSON-ready dict per path (with an "error" for a failed image)
     and never raise for a bad image; each line's `image` is then set to the photo's name in the job.
     """
-    rank, world = _rank_world()
+    rank, world = rank_world()
     job.out.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(job.out, rank, world)
     # Rank 0 of a sharded run also holds the output's lock: it merges into the output at the end.
@@ -178,6 +191,13 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
         for lock in locks:
             stack.enter_context(lock)
         claim_output(job.out, job.manifest)
+        if world == 1 and (parts := rank_parts(job.out)):
+            # A killed sharded run's parts, of this run's key (check_output compared it): their lines count as done,
+            # where they were predicted again and the parts left beside the output. A rank still writing one holds
+            # its lock, and this run is refused.
+            for p in parts:
+                stack.enter_context(OutputLock(p))
+            merge_parts(job, parts)
         done = repair_output(job.out, rewrite=rank == 0)[0] | (repair_output(part)[0] if part != job.out else set())
         done = {job.name_of(image) for image in done}
         todo = [p for i, p in enumerate(job.inputs) if i % world == rank and p not in done]
@@ -212,10 +232,10 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
             "seconds": elapsed, "images_per_s": written / elapsed if elapsed > 0 else 0.0}
 
 
-def merge_parts(job: PredictJob, world: int) -> int:
-    """Merge rank part files into the output in input order (each image once); returns lines written."""
+def merge_parts(job: PredictJob, parts: list[Path]) -> int:
+    """Merge rank part files into the output in input order (each image once), then delete them; returns lines written."""
     lines: dict[str, str] = {}
-    for source in [job.out] + [part_path(job.out, r, world) for r in range(world)]:
+    for source in [job.out, *parts]:
         if source.exists():
             repair_output(source)  # drops damaged and cut-short lines
             for line in source.read_text(encoding="utf-8").splitlines():
@@ -224,8 +244,8 @@ def merge_parts(job: PredictJob, world: int) -> int:
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue
     write_text_atomic(job.out, "".join(lines[p] + "\n" for p in job.inputs if p in lines))
-    for r in range(world):
-        part_path(job.out, r, world).unlink(missing_ok=True)
+    for part in parts:
+        part.unlink(missing_ok=True)
     return sum(p in lines for p in job.inputs)
 
 
@@ -235,8 +255,8 @@ def _merge_when_all_done(job: PredictJob, rank: int, world: int) -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         if rank == 0:
-            merge_parts(job, world)
+            merge_parts(job, [part_path(job.out, r, world) for r in range(world)])
         dist.barrier()
     elif rank == 0:
         # No process group: rank 0 merges what is there; a later run (any rank count) completes the rest.
-        merge_parts(job, world)
+        merge_parts(job, [part_path(job.out, r, world) for r in range(world)])
