@@ -131,3 +131,19 @@ def test_a_dataset_or_checkpoint_another_command_is_still_writing_is_refused_nam
     assert result.exit_code == 2, result.output
     assert f"{given}" in said(result) and f"`bbuvl {writer}` (pid 4343) is still writing it" in said(result)
     assert "Traceback" not in result.output and not list(tmp_path.glob("*.png"))
+
+
+def test_memory_of_a_checkpoint_whose_run_data_is_elsewhere_measures_a_synthetic_picture_and_says_so(
+        trained_checkpoint, small_dataset, tmp_path):
+    import shutil
+
+    ckpt = tmp_path / "copied"  # a checkpoint copied from the machine that trained it, without the run's data
+    shutil.copytree(trained_checkpoint, ckpt)
+    config = ckpt / "bbuvl.yaml"
+    config.write_text(config.read_text(encoding="utf-8").replace(str(small_dataset), "/elsewhere/data"), encoding="utf-8")
+    result = runner.invoke(app, ["memory", str(ckpt), "--n", "5", "--batch-size", "2", "--out", str(tmp_path / "m.png")])
+    # Before: TypeError: unhashable type: 'Image', a traceback, where the synthetic picture stood in for the photos.
+    assert result.exit_code == 0, result.output
+    assert ("neither the run's data.val nor data.train is here" in said(result)
+            and "memory is measured on a synthetic 320x240 picture; pass --images" in said(result)), said(result)
+    assert (tmp_path / "m.png").is_file()

@@ -260,7 +260,11 @@ def memory(
     source = images or _default_dataset(predictor.cfg)
     with user_errors(OSError, ValueError):
         if source is None:
-            inputs = [sample_image(predictor.cfg)]
+            # The run's photos are not at hand (a checkpoint copied from elsewhere): its synthetic picture stands in.
+            inputs = [sample_image(predictor.cfg)] * batch_size
+            console.print(f"[yellow]note:[/] neither the run's data.val nor data.train is here "
+                          f"({escape(str(predictor.cfg.data.val))}, {escape(str(predictor.cfg.data.train))}): memory is "
+                          "measured on a synthetic 320x240 picture; pass --images for your own photos", soft_wrap=True)
         elif source.suffix.lower() in IMAGE_SUFFIXES:
             inputs = [str(source)] * batch_size
         else:
@@ -268,7 +272,8 @@ def memory(
     if not inputs:
         fail(f"{source}: no images")
     with user_errors(OSError, ValueError):
-        for path in dict.fromkeys(inputs):  # each photo once, before any iteration: one that cannot be used is named
+        # each photo once, before any iteration: one that cannot be used is named (a picture is no key: by identity)
+        for path in {p if isinstance(p, str) else id(p): p for p in inputs}.values():
             prepare_named(predictor, path)
     with _progress(f"memory ({mode})") as progress, user_errors(ValueError, RuntimeError):
         task = progress.add_task("memory", total=n)
