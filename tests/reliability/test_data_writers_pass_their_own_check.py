@@ -93,3 +93,39 @@ def test_a_dataset_converted_in_english_passes_check_and_its_faults_are_faults(t
     (tmp_path / "ds" / "train.jsonl").write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
     code, out = run("check", tmp_path / "ds")
     assert code == 1 and "objects[1]: unknown category 'cabel'" in out, out
+
+
+def test_a_photo_no_model_frame_holds_is_an_error_of_check_and_no_writer_writes_one(tmp_path):
+    # Sides further apart than 200:1, which Qwen's image processor refuses: `data stats` and training refused such a
+    # photo, while `data check` passed it, `convert` and `import-coco` wrote it and `synth --size` drew it.
+    src = tmp_path / "export"
+    src.mkdir()
+    for stem, size in (("wide", (20100, 100)), ("fine", (200, 100))):
+        Image.new("RGB", size, (90, 120, 30)).save(src / f"{stem}.jpg", "JPEG")
+        (src / f"{stem}.json").write_text(json.dumps({"markResult": {"features": [feature("线缆", (1, 1, 50, 50))]}},
+                                                     ensure_ascii=False), encoding="utf-8")
+    code, out = run("convert", src, tmp_path / "ds", "--workers", "1", "--val-ratio", "0")
+    assert code == 0, out
+    (error,) = errors(tmp_path / "ds")
+    assert error["file"] == "wide.json" and "20100x100, 201.0 times as wide as it is tall: the model frame takes at " \
+                                              "most 200:1" in error["reason"], error
+    assert len((tmp_path / "ds" / "train.jsonl").read_text(encoding="utf-8").splitlines()) == 1
+
+    coco = {"images": [{"id": i, "file_name": f"{s}.jpg", "width": w, "height": 100}
+                       for i, (s, w) in enumerate((("wide", 20100), ("fine", 200)), 1)],
+            "categories": [{"id": 1, "name": "线缆"}],
+            "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [1, 1, 49, 49]} for i in (1, 2)]}
+    (tmp_path / "coco.json").write_text(json.dumps(coco), encoding="utf-8")
+    code, out = run("import-coco", tmp_path / "coco.json", src, tmp_path / "imported", "--val-ratio", "0")
+    assert code == 0 and "1 entries skipped" in out, out
+    assert "201.0 times as wide" in errors(tmp_path / "imported")[0]["reason"]
+
+    line = {"images": ["export/wide.jpg"], "width": 20100, "height": 100,
+            "objects": [{"bbox_2d": [1, 1, 50, 50], "desc": "线缆"}]}
+    (tmp_path / "wide.jsonl").write_text(json.dumps(line, ensure_ascii=False) + "\n", encoding="utf-8")
+    code, out = run("check", tmp_path / "wide.jsonl")
+    assert code == 1 and f"{tmp_path / 'wide.jsonl'}:1: image export/wide.jpg: 20100x100, 201.0 times as wide" in out, out
+
+    code, out = run("synth", tmp_path / "synth", "--size", "20000x96", "--n-train", "1", "--n-val", "0")
+    assert code == 2 and "--size 20000x96: 20000x96, 208.3 times as wide as it is tall" in out, out
+    assert not (tmp_path / "synth").exists()

@@ -13,6 +13,7 @@ from rich.table import Table
 from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, finite_range, int_range, parse_range, parse_size,
                               refuse_unused, stdout_is_tty, user_errors)
 from bbuvl.cli.data_tools import workers_option
+from bbuvl.data.coords import aspect_problem
 from bbuvl.data.faults import FaultCount
 from bbuvl.data.layout import DATASET_FILES
 from bbuvl.data.regions import parse_grid
@@ -113,6 +114,8 @@ def synth(
     wh = parse_size(size)
     if wh[0] * wh[1] > Image.MAX_IMAGE_PIXELS:  # every reader here refuses such a photo (a decompression bomb)
         fail(f"--size {size}: {wh[0] * wh[1]:,} pixels, more than the {Image.MAX_IMAGE_PIXELS:,} a photo may hold")
+    if (why := aspect_problem(wh)) is not None:
+        fail(f"--size {size}: {why}")
     files, folders = ([out / n for n in DATASET_FILES], [out / IMAGES]) if fmt == "jsonl" else ([], [out / IMAGES, out / ANNOTATIONS])
     claim_outputs("data synth", {}, files, folders, overwrite)
     columns = (TextColumn("[bold]rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Literal, Sequence
 
 from bbuvl.data.boxes import box_iou
-from bbuvl.data.coords import box_inside, box_is_degenerate, oriented_size
+from bbuvl.data.coords import aspect_problem, box_inside, box_is_degenerate, oriented_size
 from bbuvl.data.images import EXIF_ORIENTATION, ImageError, file_digest, load_image, open_image
 from bbuvl.data.input_paths import file_kind
 from bbuvl.data.labels import Hierarchy
@@ -138,7 +138,9 @@ def check_boxes(record: ImageRecord) -> Iterator[tuple[str, Severity]]:
 
 
 def check_objects(record: ImageRecord, hierarchy: Hierarchy) -> Iterator[tuple[str, Severity]]:
-    """Box, label, duplicate and order problems of one record's objects."""
+    """Box, label, duplicate and order problems of one record's objects, and a size no model frame holds."""
+    if (why := aspect_problem(record.size)) is not None:  # `data stats` and training refused what check passed
+        yield f"image {record.image}: {why}", "error"
     objs = record.objects
     for i, o in enumerate(objs):
         yield from _box_problems(i, o.bbox_2d, record.size)

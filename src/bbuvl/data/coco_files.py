@@ -14,7 +14,7 @@ import psutil
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.coco import coco_to_records, records_to_coco
 from bbuvl.data.check import ImageInfo, check_size, probe_image
-from bbuvl.data.coords import ROTATING_ORIENTATIONS, orient_box
+from bbuvl.data.coords import ROTATING_ORIENTATIONS, aspect_problem, orient_box
 from bbuvl.data.images import ImageError
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.input_paths import OutsideFolderError, file_inside, find_file, require_folder
@@ -103,7 +103,7 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
             r, turned = upright_record(r, info)
             # The size the file gives is the frame of its boxes: a photo of another size (a resized copy) would put
             # them in the wrong place, and `data check` refuse what was written.
-            why = check_size(r, Path(r.image).name, info)
+            why = check_size(r, Path(r.image).name, info) or aspect_problem(r.size)  # both refused by `data check`
             if why is not None:
                 raise ImageError(f"{src}: {why}")
         except ValueError as e:  # OutsideFolderError, ImageError

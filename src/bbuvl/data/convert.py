@@ -30,6 +30,7 @@ from bbuvl.data.coords import (
     ROTATING_ORIENTATIONS,
     CoordinateContract,
     Size,
+    aspect_problem,
     box_is_degenerate,
     clip_box,
     oriented_size,
@@ -264,6 +265,8 @@ def _convert_into(pair: Pair, ctx: _Context, file: str, result: PhotoResult) -> 
         raise ValueError(f"{image_name}: image too large: {e}") from None
     raw, orientation = loaded.raw_size, loaded.orientation
     stored = oriented_size(raw, orientation)
+    if (why := aspect_problem(stored)) is not None:  # written, `data check`, `data stats` and training refused it
+        raise ValueError(f"{image_name}: {why}")
     try:
         # Without `info` the annotator can only have seen the photo as viewers display it.
         frame = resolve_vendor_frame(vendor.size or stored, raw, orientation)

@@ -55,6 +55,16 @@ def _smart_resize_rule(height: int, width: int, factor: int, min_pixels: int, ma
     return h_bar, w_bar
 
 
+def aspect_problem(size: Size) -> str | None:
+    """Why no model frame holds a `size` photo (sides further apart than MAX_ASPECT:1, which Qwen's image processor
+    refuses), as advice; None when one does."""
+    w, h = size
+    if w <= 0 or h <= 0 or max(w, h) <= MAX_ASPECT * min(w, h):
+        return None
+    return (f"{w}x{h}, {max(w, h) / min(w, h):.1f} times as {'wide' if w > h else 'tall'} as it is "
+            f"{'tall' if w > h else 'wide'}: the model frame takes at most {MAX_ASPECT}:1 (crop or split the photo)")
+
+
 def smart_resize(
     height: int, width: int, factor: int = FACTOR, min_pixels: int = QWEN_MIN_PIXELS, max_pixels: int = QWEN_MAX_PIXELS
 ) -> tuple[int, int]:
