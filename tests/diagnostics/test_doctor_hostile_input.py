@@ -147,3 +147,9 @@ def test_memory_of_a_checkpoint_whose_run_data_is_elsewhere_measures_a_synthetic
     assert ("neither the run's data.val nor data.train is here" in said(result)
             and "memory is measured on a synthetic 320x240 picture; pass --images" in said(result)), said(result)
     assert (tmp_path / "m.png").is_file()
+
+    for command in ("features", "coordinates"):  # these need the photos' boxes: no picture can stand in
+        result = runner.invoke(app, [command, str(ckpt), "--out", str(tmp_path / f"{command}.png")])
+        # Before: 'no dataset to probe with', not saying the run's own data was looked for, nor where.
+        assert result.exit_code == 2 and ("neither the run's data.val nor data.train is here (None, "
+                                          "/elsewhere/data/train.jsonl: a checkpoint copied from elsewhere?)") in said(result), said(result)

@@ -109,6 +109,12 @@ def _name(checkpoint: Path) -> str:
     return "/".join(parts[-2:])
 
 
+def _no_dataset(cfg: Config) -> str:
+    """Why there is no dataset to probe with, and what to do."""
+    return (f"no dataset to probe with: neither the run's data.val nor data.train is here ({cfg.data.val}, "
+            f"{cfg.data.train}: a checkpoint copied from elsewhere?); pass --data DATASET.jsonl")
+
+
 def _default_dataset(cfg: Config) -> Path | None:
     """The run's validation set, else its training set, when the files exist."""
     return next((Path(p) for p in (cfg.data.val, cfg.data.train) if p and Path(p).exists()), None)
@@ -314,7 +320,7 @@ def features(
     predictor = _predictor(checkpoint, device, "features", needs_head=True)
     source = data or _default_dataset(predictor.cfg)
     if source is None:
-        fail("no dataset to probe with: pass --data DATASET.jsonl")
+        fail(_no_dataset(predictor.cfg))
     with user_errors(OSError, ValueError):
         stats = feature_stats(predictor.model, dataset_batches(predictor, source, samples, predictor.cfg.inference.batch_size))
     table = Table(title=f"doctor features: {escape(str(checkpoint))} on {samples} photos of {escape(str(source))}")
@@ -393,7 +399,7 @@ def coordinates(
     predictor = _predictor(checkpoint, device, "coordinates", labels_from=data)
     source = data or _default_dataset(predictor.cfg)
     if source is None:
-        fail("no dataset to probe with: pass --data DATASET.jsonl")
+        fail(_no_dataset(predictor.cfg))
     with user_errors(OSError, ValueError):
         batches = dataset_batches(predictor, source, samples, predictor.cfg.inference.batch_size)
         probe = probe_coordinates(predictor.model, predictor.tokenizer, batches)
