@@ -129,3 +129,19 @@ def test_a_photo_no_model_frame_holds_is_an_error_of_check_and_no_writer_writes_
     code, out = run("synth", tmp_path / "synth", "--size", "20000x96", "--n-train", "1", "--n-val", "0")
     assert code == 2 and "--size 20000x96: 20000x96, 208.3 times as wide as it is tall" in out, out
     assert not (tmp_path / "synth").exists()
+
+
+def test_tile_refuses_a_grid_whose_tiles_no_model_frame_holds_naming_the_line(tmp_path):
+    # A thin photo (190:1) cut across its thin side gave 19000x54 tiles, written for check and training to refuse.
+    Image.new("RGB", (19000, 100), (90, 120, 30)).save(tmp_path / "a.jpg", "JPEG")
+    line = {"images": ["a.jpg"], "width": 19000, "height": 100, "objects": [{"bbox_2d": [1, 1, 50, 50], "desc": "线缆"}]}
+    (tmp_path / "train.jsonl").write_text(json.dumps(line, ensure_ascii=False) + "\n", encoding="utf-8")
+    code, out = run("tile", tmp_path / "train.jsonl", tmp_path / "tiles", "--grid", "1x2")
+    assert code == 2, out
+    assert (f"{tmp_path / 'train.jsonl'}:1: image a.jpg: a tile of it would be 19000x54, 351.9 times as wide as it is "
+            "tall") in out, out
+    assert not (tmp_path / "tiles").exists()
+    code, out = run("tile", tmp_path / "train.jsonl", tmp_path / "tiles", "--grid", "4x1")
+    assert code == 0, out
+    code, out = run("check", tmp_path / "tiles", "--no-decode")
+    assert code == 0 and "has no errors" in out, out

@@ -20,6 +20,7 @@ from typing import Callable
 from PIL import Image
 
 from bbuvl.atomic import write_bytes_atomic
+from bbuvl.data.coords import aspect_problem
 from bbuvl.data.images import load_image
 from bbuvl.data.input_paths import file_kind
 from bbuvl.data.layout import TRAIN, VAL, missing_file_hint, write_dataset_folder
@@ -71,7 +72,11 @@ def cut(size: tuple[int, int], spec: TileSpec) -> list[tuple[Region, tuple[int, 
 
 
 def too_large(size: tuple[int, int], spec: TileSpec) -> str | None:
-    """Why `spec` cannot tile a `size` photo (a zoomed tile past the pixels any photo is read at), or None."""
+    """Why `spec` cannot tile a `size` photo (a zoomed tile past the pixels any photo is read at, or one no model frame
+    holds), or None."""
+    for _, written in cut(size, spec):
+        if (why := aspect_problem(written)) is not None:  # a thin photo cut across its thin side
+            return f"a tile of it would be {why}; choose a --grid that cuts along its long side"
     region, (w, h) = max(cut(size, spec), key=lambda rs: rs[1][0] * rs[1][1])
     if w * h <= Image.MAX_IMAGE_PIXELS:
         return None
