@@ -43,7 +43,7 @@ STATES = {"连接正确": "ok", "连接错误": {"gloss": "wrong", "fault": True
 
 
 @pytest.mark.parametrize("where, gloss", [("category", 5), ("attribute", ["joint"]), ("state", {"en": "wrong"}),
-                                          ("cue_en", 1.5)])
+                                          ("cue_en", 1.5), ("category", None)])
 def test_a_gloss_that_is_no_text_is_named_where_the_hierarchy_is_read(tmp_path, where, gloss):
     # `data convert --lang en` ended in "TypeError: sequence item 0: expected str instance, int found"; a cue went
     # into the system prompt as Python's repr; a state's gloss was turned into its repr.
@@ -58,6 +58,7 @@ def test_a_gloss_that_is_no_text_is_named_where_the_hierarchy_is_read(tmp_path, 
     key = "cue_en" if where == "cue_en" else "gloss"
     assert code == 2 and "Traceback" not in out, out
     assert f"{path}:" in out and f'"{key}" must be text (a JSON string), got' in out, out
+    assert "null null" not in out, out  # a null gloss was "got null null"
     assert not (tmp_path / "out" / "train.jsonl").exists()
 
 

@@ -219,8 +219,8 @@ def _text(path: str | Path, what: str, spec: dict, key: str, default: str) -> st
     gloss failed as a TypeError in `data convert --lang en`, and went into the system prompt as Python's repr."""
     value = spec.get(key, default)
     if not isinstance(value, str):
-        raise ValueError(f"{path}: {what}: \"{key}\" must be text (a JSON string), got {json_kind(value)} "
-                         f"{json.dumps(value, ensure_ascii=False)[:40]}")
+        shown = "" if value is None else f" {json.dumps(value, ensure_ascii=False)[:40]}"  # not "got null null"
+        raise ValueError(f"{path}: {what}: \"{key}\" must be text (a JSON string), got {json_kind(value)}{shown}")
     return value
 
 
