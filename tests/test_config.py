@@ -88,6 +88,18 @@ def test_a_value_yaml_reads_as_no_text_is_named_as_typed_with_the_quoting_that_k
     assert (cfg.model.path, cfg.training.output_dir, cfg.data.train) == ("no", "2024-01-01", "123")
 
 
+def test_a_key_written_in_the_wrong_section_names_the_section_that_holds_it(tmp_path):
+    # `max_steps` at the top was "valid keys here: model, data, ..."; `training.dtype` nothing of model.dtype.
+    p = tmp_path / "c.yaml"
+    p.write_text("max_steps: 3\ntraining:\n  dtype: float32\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(p, ["model.lr=1e-4"])
+    said = str(e.value)
+    assert f"{p}:1: unknown key 'max_steps' (did you mean 'training.max_steps'? It is a key of another section)" in said
+    assert f"{p}:3: unknown key 'training.dtype' (did you mean 'model.dtype'?" in said, said
+    assert "unknown key 'model.lr' (did you mean 'training.lr' or 'detection.caption_refit.lr'?" in said, said
+
+
 def test_unknown_section_suggests_section(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("trainig:\n  seed: 1\n", encoding="utf-8")

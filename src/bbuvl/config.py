@@ -675,6 +675,15 @@ def batch_budget_problems(cfg: Config, factor: int | None = None) -> list[Budget
 # --- loading -----------------------------------------------------------------------------------
 
 
+def _all_keys(prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every key path of the config, sections and the keys in them."""
+    out = []
+    for name in _fields_at(prefix):
+        out.append(prefix + (name,))
+        out += _all_keys(prefix + (name,))
+    return out
+
+
 def _fields_at(loc: tuple[str, ...]) -> list[str]:
     model: type[BaseModel] = Config
     for part in loc:
@@ -762,7 +771,11 @@ def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...
             valid = _fields_at(loc[:-1])
             close = [_OTHER_TOOLS_NAMES[loc]] if loc in _OTHER_TOOLS_NAMES else difflib.get_close_matches(
                 loc[-1], valid, n=1, cutoff=0.5)
-            hint = f"did you mean '{'.'.join(loc[:-1] + (close[0],))}'?" if close else f"valid keys here: {', '.join(valid)}"
+            # `max_steps` at the top, `model.lr`: a key of another section was offered the nearest spelling here
+            elsewhere = [k for k in _all_keys() if k[-1] == loc[-1] and k != loc] if loc[-1] not in valid else []
+            named = " or ".join(f"'{'.'.join(k)}'" for k in elsewhere)
+            hint = (f"did you mean {named}? It is a key of another section" if 0 < len(elsewhere) <= 3 else
+                    f"did you mean '{'.'.join(loc[:-1] + (close[0],))}'?" if close else f"valid keys here: {', '.join(valid)}")
             out.append(f"{where}: unknown key '{dotted}' ({hint})")
         elif e["type"] == "invalid_key":
             out.append(_non_text_key(tuple(str(p) for p in e["loc"][:-1]), e["input"], source, lines, overrides))
