@@ -145,3 +145,16 @@ def test_tile_refuses_a_grid_whose_tiles_no_model_frame_holds_naming_the_line(tm
     assert code == 0, out
     code, out = run("check", tmp_path / "tiles", "--no-decode")
     assert code == 0 and "has no errors" in out, out
+
+
+def test_import_coco_reads_a_category_named_by_its_english_gloss_as_check_does(tmp_path):
+    # It warned "label 'cable' is not in the hierarchy" of a label `data check` accepts.
+    Image.new("RGB", (64, 48), (90, 120, 30)).save(tmp_path / "a.jpg", "JPEG")
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+            "categories": [{"id": 1, "name": "cable"}, {"id": 2, "name": "cabel"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 5, 20, 30]},
+                            {"id": 2, "image_id": 1, "category_id": 2, "bbox": [30, 5, 20, 30]}]}
+    (tmp_path / "coco.json").write_text(json.dumps(coco), encoding="utf-8")
+    code, out = run("import-coco", tmp_path / "coco.json", tmp_path, tmp_path.parent / f"{tmp_path.name}-ds")
+    assert code == 0, out
+    assert "label 'cabel' (1 objects) is not in the hierarchy" in out and "label 'cable'" not in out, out

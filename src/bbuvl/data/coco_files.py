@@ -137,7 +137,8 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
                              "written")
         raise ValueError(f"{annotations}: none of its {len(records)} photos could be used{why}. Is {images_dir} the "
                          "folder its file_name paths are relative to? Nothing was written")
-    unknown = Counter(o.desc for r in kept for o in r.objects if not hierarchy.is_valid(o.desc))
+    unknown = Counter(o.desc for r in kept for o in r.objects  # a label in English is its gloss, as `data check` reads it
+                      if not hierarchy.is_valid(o.desc) and hierarchy.from_english(o.desc) is None)
     train, val = split_items(kept, val_ratio, seed)
     extra = {"source": str(annotations), "skipped": len(errors), "outside_images_dir": outside,
              "labels_outside_hierarchy": len(unknown), "exif": {"rotated": rotated, "annotated_on_raw": on_raw},
