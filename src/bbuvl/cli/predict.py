@@ -82,7 +82,7 @@ def predict(
                                     input_root, manifest_path)
     from bbuvl.data.faults import Faults
     from bbuvl.infer.predictor import Predictor, read_teachers, region_batch
-    from bbuvl.infer.verdict import checkpoint_verdict, lone_threshold_problem, verdict_counts
+    from bbuvl.infer.verdict import checkpoint_verdict, hierarchy_judges_none, lone_threshold_problem, verdict_counts
     from bbuvl.infer.tiles import check_containers
     from bbuvl.model.checkpoint import CheckpointError
     from bbuvl.outputs import check_not_inputs
@@ -149,6 +149,9 @@ def predict(
     check_device(device)
     with user_errors(ValueError, OSError, CheckpointError):
         folder = read_folder(checkpoint, labels, lang)
+        if faults is not None and (problem := hierarchy_judges_none(faults, folder.prompt.labels)) is not None:
+            fail(f"--hierarchy {hierarchy}: {problem}; give the hierarchy the checkpoint's labels come from, or leave "
+                 "--hierarchy out")
         check_containers(given.get("zoom_containers", cfg.inference.zoom_containers), folder.prompt.labels)
         check_containers(given.get("tile_refine", cfg.inference.tile_refine) or [], folder.prompt.labels,
                          "--tile-refine / inference.tile_refine")

@@ -33,7 +33,8 @@ from bbuvl.infer.options import PredictOptions
 from bbuvl.infer.parse import parse_detections
 from bbuvl.infer.tiles import TilePlan, category_spellings, predict_tiled
 from bbuvl.infer.tile_scale import ChosenTileScale, for_model
-from bbuvl.infer.verdict import ChosenThresholds, Verdict, for_faults, judge, other_mode, with_chosen
+from bbuvl.infer.verdict import (ChosenThresholds, Verdict, for_faults, hierarchy_judges_none, judge, other_mode,
+                                 with_chosen)
 from bbuvl.model.checkpoint import ModelFolder
 from bbuvl.model.identity import trained_identity
 from bbuvl.model.own_weights import own_weights
@@ -230,9 +231,9 @@ class Predictor:
     def threshold_notes(self, mode: str) -> list[str]:
         """What the checkpoint's chosen thresholds leave to the run config's for photos predicted in `mode`, in words
         (`bbuvl predict` and `bbuvl serve` print them): chosen in another mode, for another model, or when the
-        hierarchy marked other faults."""
+        hierarchy marked other faults; and a hierarchy that marks none of its labels a fault."""
         kept, left_out = for_faults(*self.chosen, self.faults.labels, self.identity)
-        notes = [other_mode(*kept, mode)]
+        notes = [other_mode(*kept, mode), hierarchy_judges_none(self.faults, self.prompt.labels)]
         if left_out:
             notes.append(f"{' and '.join(left_out)}: the photos are judged by the run config's thresholds; choose them "
                          "again with `bbuvl eval --choose-thresholds` on predictions of this model judged by these faults")

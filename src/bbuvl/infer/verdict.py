@@ -158,6 +158,19 @@ class ChosenThresholds:
                              "--choose-thresholds --overwrite`, or delete the file to use the run config's") from None
 
 
+def hierarchy_judges_none(faults: Faults, labels: Iterable[str]) -> str | None:
+    """Why no photo can be sent to review or failed: `faults` marks none of a checkpoint's `labels`, so every verdict
+    would be pass whatever is found (a hierarchy of another project given by mistake); None when it marks one."""
+    labels = list(labels)
+    if not labels or any(faults.is_fault(label) for label in labels):
+        return None
+    marks = sorted(faults.labels)
+    said = (f"it marks {', '.join(marks[:3])}{f' and {len(marks) - 3} more' if len(marks) > 3 else ''}" if marks
+            else "it marks no fault at all")
+    return (f"the hierarchy marks none of the checkpoint's {len(labels)} labels a fault ({said}): every photo's verdict "
+            "would be pass, whatever is found")
+
+
 def fault_difference(now: Iterable[str], then: Iterable[str]) -> str | None:
     """The fault labels `now` marks beyond `then` and those it drops, a few named each; None when alike."""
     now, then = set(now), set(then)
