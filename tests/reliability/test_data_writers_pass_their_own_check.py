@@ -89,6 +89,12 @@ def test_a_dataset_converted_in_english_passes_check_and_its_faults_are_faults(t
     assert code == 0 and "has no errors" in out, out
     faults = Faults.load()
     assert faults.is_fault(labels[0]) and not faults.is_fault(labels[1])
+    record["objects"][1]["desc"] = "线缆"  # one dataset in two languages: two names for one part
+    (tmp_path / "ds" / "train.jsonl").write_text(json.dumps(record, ensure_ascii=False) + "\n" + json.dumps(
+        {**record, "objects": [{**record["objects"][0], "desc": "cable"}]}, ensure_ascii=False) + "\n", encoding="utf-8")
+    code, out = run("check", tmp_path / "ds", "--no-decode")
+    assert (f"{tmp_path / 'ds' / 'train.jsonl'}:2: label 'cable' is '线缆' (written at {tmp_path / 'ds' / 'train.jsonl'} "
+            "line 1) in English: the model would learn two names for one part") in out, out
     record["objects"][1]["desc"] = "cabel"  # a typo is still an error
     (tmp_path / "ds" / "train.jsonl").write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
     code, out = run("check", tmp_path / "ds")

@@ -271,6 +271,28 @@ def validation_teachers(rows: list[tuple[Path, int, Sample]], digests: dict[Path
     return problems
 
 
+def two_languages(rows: list[tuple[Path, int, Sample]], hierarchy: Hierarchy) -> list[Problem]:
+    """Warnings for a label written in English (its hierarchy gloss) where the dataset also writes it in Chinese, or
+    the other way round: both pass, and the model would learn two names for one part."""
+    first: dict[str, tuple[str, bool, Path, int]] = {}  # hierarchy label -> (as written, in English, where) first seen
+    problems = []
+    for file, line, sample in rows:
+        for _, record in sample_records(sample):
+            for o in record.objects:
+                english = hierarchy.canonical(o.desc) is None and hierarchy.from_english(o.desc) is not None
+                label = hierarchy.from_english(o.desc) if english else hierarchy.canonical(o.desc)
+                if label is None:
+                    continue
+                seen = first.setdefault(label, (o.desc, english, file, line))
+                if seen[1] != english:
+                    problems.append(Problem(str(file), line, f"label {show_text(o.desc)} is {show_text(seen[0])} (written "
+                                            f"at {seen[2]} line {seen[3]}) in {'English' if english else 'Chinese'}: the "
+                                            "model would learn two names for one part; write the dataset in one "
+                                            "language (bbuvl data convert --lang)", "warning"))
+                    first[label] = (o.desc, english, file, line)  # one warning per switch, not per object
+    return problems
+
+
 def case_twins(rows: list[tuple[Path, int, Sample]]) -> list[Problem]:
     """Warnings for photos whose paths differ only in letter case (or composition): one file on Windows and macOS, so
     a copy of the dataset there keeps one of them for both."""
@@ -356,6 +378,7 @@ def check_dataset(
                 on_progress(done, len(images))
     problems += duplicate_photos(rows, digests)
     problems += validation_teachers(rows, digests)
+    problems += two_languages(rows, hierarchy)
     problems += case_twins(rows)
     problems += [Problem(str(file), line, why) for file, line, sample in rows
                  if (why := teacher_is_student(file, sample, digests)) is not None]
