@@ -4,6 +4,10 @@ prompt for the same conversation."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
+import pytest
 from PIL import Image
 
 from bbuvl.encode.prompts import USER_TEXT
@@ -42,3 +46,17 @@ def test_teachers_mode_counts_the_teachers_turns_it_read(predictor, photos, smal
     expected = processor_prompt_tokens(predictor, [*shown, Image.open(photos[1]).convert("RGB")], answers)
     assert len(shown) == 2 and result.prompt_tokens == expected
     assert result.prompt_tokens > processor_prompt_tokens(predictor, [Image.open(photos[1]).convert("RGB")], [])
+
+
+def test_a_teacher_photo_that_cannot_be_read_is_named_with_its_file_and_line(predictor, small_dataset, tmp_path):
+    rows = (small_dataset / "teachers.jsonl").read_text(encoding="utf-8").splitlines()
+    teachers = tmp_path / "teachers.jsonl"
+    (tmp_path / "images").mkdir()
+    first = json.loads(rows[0])
+    shutil.copy(small_dataset / first["images"][0], tmp_path / first["images"][0])
+    gone = json.loads(rows[1]) | {"images": ["images/gone.png"]}
+    teachers.write_text(f"{json.dumps(first)}\n\n{json.dumps(gone)}\n", encoding="utf-8")
+    with pytest.raises(ValueError) as e:
+        predictor.set_teachers(teachers, k=2)
+    assert str(e.value) == f"{teachers}:3: teacher images/gone.png: image file not found"
+    assert predictor.teachers == []  # none kept of a file that failed half-way

@@ -23,7 +23,7 @@ from bbuvl.data.faults import Faults
 from bbuvl.data.families import IMAGE_TOKEN, TURN_END, get_family
 from bbuvl.data.images import load_image, to_rgb
 from bbuvl.data.scale import TILE_SCALE_FILE, TrainingScale
-from bbuvl.data.schema import ImageRecord, read_records, require_photos, resolve_image
+from bbuvl.data.schema import ImageRecord, Sample, read_lines, require_photos, resolve_image
 from bbuvl.encode.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, EncodedSample, Turn, format_answer
 from bbuvl.encode.collate import Batch, PaddedCollator
 from bbuvl.infer.constrained import AnswerConstraint
@@ -141,7 +141,12 @@ def read_teachers(teachers_jsonl: str | Path, k: int) -> list[ImageRecord]:
     opened, so a command checks it before the model loads)."""
     # An empty file left no teacher to show, and the mode was refused after the model had loaded, as if no
     # --teachers had been given.
-    return require_photos(read_records(teachers_jsonl), teachers_jsonl)[:k]
+    return [sample.student for _, sample in read_teacher_lines(teachers_jsonl, k)]
+
+
+def read_teacher_lines(teachers_jsonl: str | Path, k: int) -> list[tuple[int, Sample]]:
+    """`read_teachers` with each record's line number, which an error about its photo names."""
+    return require_photos(read_lines(teachers_jsonl), teachers_jsonl)[:k]
 
 
 def region_batch(device: str, batch_size: int) -> int:
@@ -265,13 +270,18 @@ class Predictor:
 
     def set_teachers(self, teachers_jsonl: str | Path, k: int | None = None) -> None:
         """Teacher photos and answers for `teachers` mode (the first `k` of a teachers JSONL)."""
-        records = read_teachers(teachers_jsonl, k or self.cfg.inference.num_teachers)
-        self.teachers = []
-        for r in records:
-            prep = self.prepare(resolve_image(teachers_jsonl, r.image))
+        teachers = []
+        for line, sample in read_teacher_lines(teachers_jsonl, k or self.cfg.inference.num_teachers):
+            r, path = sample.student, resolve_image(teachers_jsonl, sample.student.image)
+            where = f"{teachers_jsonl}:{line}: teacher {r.image}"
+            try:
+                prep = self.prepare(path)
+            except ValueError as e:  # the photo alone was named, not the teachers file that lists it
+                raise ValueError(f"{where}: {str(e).removeprefix(f'{path}: ')}") from None
             if prep.size != r.size:
-                raise ValueError(f"{teachers_jsonl}: teacher {r.image} is {prep.size}, its record says {r.size}")
-            self.teachers.append((prep.image, format_answer(r, self.contract)))
+                raise ValueError(f"{where} is {prep.size}, its record says {r.size}")
+            teachers.append((prep.image, format_answer(r, self.contract)))
+        self.teachers = teachers
 
     def student_sample(self, p: Prepared) -> EncodedSample:
         """The photo's encoded prompt without teachers: encoded ahead (`encode`) or now."""
