@@ -467,3 +467,16 @@ def test_on_the_cpu_a_tiled_photos_regions_go_in_one_pass_with_the_same_lines_as
     finally:
         predictor.region_batch = before
         hook.remove()
+
+
+def test_a_stride_the_grid_cap_cannot_keep_is_said_as_the_step_the_tiles_have(predictor):
+    from bbuvl.cli.predictor import describe_tiles
+    from bbuvl.infer.tiles import tile_step
+
+    size = (1600, 1200)
+    capped = describe_tiles(predictor, predictor.options("head", tiles="16x16", tile_stride=0.25), size)
+    assert "not the 0.25 asked" in capped and "at most 0.25" not in capped and "more than 16 tiles a side" in capped
+    kept = describe_tiles(predictor, predictor.options("head", tiles="2x2", tile_stride=0.6), size)
+    assert "at most 0.6 of a side apart" in kept and "asked" not in kept
+    first = grid_regions(size, 2, 2, overlap=0)[0]
+    assert tile_step(strided_regions(size, (first[2] - first[0], first[3] - first[1]), 0.6, least=(2, 2))) <= 0.6

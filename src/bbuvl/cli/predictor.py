@@ -171,7 +171,8 @@ def categories(text: str, option: str) -> list[str]:
 
 def describe_tiles(predictor, options, size: tuple[int, int]) -> str | None:  # noqa: ANN001 - Predictor, PredictOptions
     """One line on what tiles and zoom cost for a photo of `size`, in vision tokens; None for one pass."""
-    from bbuvl.infer.tiles import auto_grid, grid_shape, plan_cost
+    from bbuvl.data.regions import MAX_GRID
+    from bbuvl.infer.tiles import auto_grid, grid_shape, plan_cost, tile_step
 
     plan = options.plan(predictor.train_scale, predictor.part_sides, predictor.long_sides, predictor.tile_refine)
     if plan is None:
@@ -190,7 +191,14 @@ def describe_tiles(predictor, options, size: tuple[int, int]) -> str | None:  # 
         tiles += f" ({cols}x{rows} at scale {plan.train_scale:g}, {source})"
     if tiles and plan.stride is not None and (cut := plan.tiles(size, predictor.contract)):
         cols, rows = grid_shape(cut)
-        tiles += f", its tiles {cols}x{rows} at most {plan.stride:g} of a side apart"
+        # A stride needing more than MAX_GRID tiles a side is capped there: "at most 0.25 apart" was said of tiles
+        # 0.9 of a side apart.
+        if (step := tile_step(cut)) > plan.stride + 0.01:
+            tiles += (f", its tiles {cols}x{rows} {step:.2g} of a side apart, not the {plan.stride:g} asked: that needs "
+                      f"more than {MAX_GRID} tiles a side on this photo; larger tiles (a coarser --tiles grid, or a lower "
+                      "--tile-zoom) have room for it")
+        else:
+            tiles += f", its tiles {cols}x{rows} at most {plan.stride:g} of a side apart"
     if tiles and options.tile_queries is not None:
         tiles += f", {options.tile_queries} queries a tile"
     if tiles and plan.whole and plan.refine:

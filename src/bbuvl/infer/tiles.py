@@ -72,6 +72,17 @@ def grid_shape(regions: Sequence[Region]) -> tuple[int, int]:
     return (len({r[0] for r in regions}), len({r[1] for r in regions})) if regions else (1, 1)
 
 
+def tile_step(regions: Sequence[Region]) -> float:
+    """The longest step from one tile's start to the next, along either axis, as a share of a tile's side (0 for a
+    single tile): what a stride asked for became, once the grid's MAX_GRID tiles a side capped it."""
+    if not regions:
+        return 0.0
+    x1, y1, x2, y2 = regions[0]
+    xs, ys = sorted({r[0] for r in regions}), sorted({r[1] for r in regions})
+    return max([(b - a) / (x2 - x1) for a, b in zip(xs, xs[1:])] + [(b - a) / (y2 - y1) for a, b in zip(ys, ys[1:])],
+               default=0.0)
+
+
 def zoomed_size(region: Region, photo_size: Size, contract: CoordinateContract, zoom: float | None = None) -> Size:
     """The size a region's crop is resized to: `zoom` frame pixels per stored pixel, or by default as many pixels as
     the whole photo's frame holds, in the region's aspect; the frame's bounds and token budget still apply."""
