@@ -116,3 +116,31 @@ def test_an_empty_teacher_pool_the_config_names_is_refused_before_anything_is_wr
     assert not (tmp_path / "run").exists()
     train(run_config(f"data.teachers={empty}", "data.teacher_ratio=0", "training.max_steps=1"), progress=False)
     assert (tmp_path / "run" / "final").is_dir()
+
+
+# (the start folder, the file taken out, what the refusal says). Before: transformers' "Can't load video processor"
+# or "model config and tokenizer disagree" once the data had been read, or for the rest a run that started: from a
+# checkpoint without its chat template to a final/ without one (which `bbuvl model export` refuses), and with
+# model.reuse_modules from a checkpoint without its head to a new head, silently.
+START_FOLDER = [
+    ("plain", "tokenizer.json", "no tokenizer (tokenizer.json or vocab.json or tokenizer.model missing)"),
+    ("plain", "preprocessor_config.json", "preprocessor_config.json missing"),
+    ("checkpoint", "tokenizer.json", "no tokenizer (tokenizer.json or vocab.json or tokenizer.model missing)"),
+    ("checkpoint", "chat_template.jinja", "chat_template.jinja missing"),
+    ("checkpoint", "prompt.json", "prompt.json missing"),
+    ("checkpoint", "detection_head.safetensors",
+     "detection_head.safetensors missing (the checkpoint's config sets detection.enabled)"),
+]
+
+
+@pytest.mark.parametrize(("kind", "name", "says"), START_FOLDER, ids=[f"{k}-{n}" for k, n, _ in START_FOLDER])
+def test_a_start_folder_missing_a_file_is_refused_naming_it_before_anything_is_written(
+        run_config, tiny_model_dir, trained_checkpoint, tmp_path, kind, name, says):
+    start = tmp_path / "start"
+    shutil.copytree(tiny_model_dir if kind == "plain" else trained_checkpoint, start)
+    (start / name).unlink()
+    with pytest.raises(ValueError) as e:
+        train(run_config(f"model.path={start}", "model.reuse_modules=true", "training.max_steps=1"), progress=False)
+    assert str(e.value) == (f"model.path {start}: incomplete or damaged model folder ({says}); re-copy it, or point "
+                            "model.path at another"), str(e.value)
+    assert not (tmp_path / "run").exists()

@@ -38,7 +38,7 @@ from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.families import family_of
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.scale import TrainingScale
-from bbuvl.model.checkpoint_files import check_module_state, check_prompt, json_problem, template_problem
+from bbuvl.model.checkpoint_files import TEMPLATE_FILE, check_module_state, check_prompt, json_problem, template_problem
 from bbuvl.model.identity import CHOSEN_LATER, record_digests, restamp_chosen
 from bbuvl.model.lora_base import base_changes, record_base
 
@@ -153,6 +153,32 @@ def missing_model_files(directory: Path) -> list[str]:
     adapter = (directory / "adapter_model.safetensors").is_file()
     wanted = ["adapter_config.json" if adapter else "config.json", "preprocessor_config.json", "tokenizer_config.json"]
     return [name for name in wanted if not (directory / name).is_file()]
+
+
+def start_folder_problem(directory: str | Path) -> str | None:
+    """Why a local folder cannot start a run as its model.path (None when it can): a file transformers loads a model
+    from missing, or, in a checkpoint, one that `bbuvl train` writes missing or cut short."""
+    directory = Path(directory)
+    if _has_training_files(directory):
+        # Its chat template too: the run's processor, and through it its final/, has only what the start has, and
+        # `bbuvl model export` refuses a checkpoint without one.
+        return checkpoint_problem(directory) or (None if has_chat_template(directory) else f"{TEMPLATE_FILE} missing")
+    if not any((directory / name).is_file() for name in TOKENIZER_FILES):
+        return f"no tokenizer ({' or '.join(TOKENIZER_FILES)} missing)"
+    if missing := missing_model_files(directory):
+        return f"{', '.join(missing)} missing"
+    return None
+
+
+def has_chat_template(directory: Path) -> bool:
+    """Whether a model folder carries a chat template in one of the forms transformers saves it."""
+    if (directory / TEMPLATE_FILE).is_file() or (directory / "chat_template.json").is_file():
+        return True
+    try:
+        settings = read_json(directory / "tokenizer_config.json")
+    except (OSError, ValueError):
+        return False
+    return isinstance(settings, dict) and bool(settings.get("chat_template"))
 
 
 def checkpoint_problem(directory: str | Path) -> str | None:

@@ -256,10 +256,10 @@ def checkpoint_incomplete(path: Path) -> str | None:
         # Resuming full weights reads the architecture from it: without it transformers built its default model, a
         # full-size one (23 GB of memory for the tiny test model's checkpoint, until the kernel killed it).
         return "config.json missing (the model's architecture)"
-    return checkpoint_problem(path) or _module_problem(path) or _training_state_problem(path)
+    return checkpoint_problem(path) or module_problem(path) or _training_state_problem(path)
 
 
-def _module_problem(path: Path) -> str | None:
+def module_problem(path: Path) -> str | None:
     """Which module file the checkpoint's config builds and the checkpoint lacks (None when none is missing).
 
     Without this a checkpoint missing its detection head passed for complete: `--resume` took it over the whole one

@@ -13,7 +13,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from bbuvl.config import BudgetError, Config, batch_budget_problems
+from bbuvl.config import BudgetError, Config, batch_budget_problems, not_a_checkpoint
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.families import Family
 from bbuvl.data.faults import Faults
@@ -22,11 +22,11 @@ from bbuvl.data.jsonfile import read_json
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import ordered_labels
 from bbuvl.encode.prompts import system_prompt
-from bbuvl.model.checkpoint import Prompt
+from bbuvl.model.checkpoint import Prompt, start_folder_problem
 from bbuvl.train.caption_refit import Photo, jsonl_photos
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import SampleSource, SourcedRecord, read_training_rows, rows_as_sources
-from bbuvl.train.run_dir import check_rotation
+from bbuvl.train.run_dir import check_rotation, module_problem
 
 
 @dataclass
@@ -72,6 +72,22 @@ def check_inputs(cfg: Config) -> None:
         raise ValueError("training.deepspeed is set but the deepspeed package is not installed: "
                          "`DS_BUILD_OPS=0 pip install -c constraints.txt -e \".[deepspeed]\"`, or set "
                          "training.deepspeed: null")
+
+
+def check_start(cfg: Config) -> None:
+    """Raise ValueError when model.path is a local folder that holds no model, or lacks a file its model is loaded
+    from (with model.reuse_modules, a module its checkpoint's config builds)."""
+    start = Path(cfg.model.path)
+    if not start.is_dir():
+        return  # a hub id, or a missing folder: named where the model loads (paths.py)
+    if what := not_a_checkpoint(start):
+        raise ValueError(f"model.path {what}")
+    # Before minutes of loading, and before transformers names something else ("Can't load video processor", "config
+    # and tokenizer disagree"); a start without its chat template trained a final/ without one. With
+    # model.reuse_modules, a checkpoint lacking the head its config builds would start with a new one, silently.
+    if problem := start_folder_problem(start) or (module_problem(start) if cfg.model.reuse_modules else None):
+        raise ValueError(f"model.path {start}: incomplete or damaged model folder ({problem}); re-copy it, or point "
+                         "model.path at another")
 
 
 def optional_data(cfg: Config, key: str) -> str | None:

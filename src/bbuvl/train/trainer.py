@@ -48,7 +48,7 @@ from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_output_dir, check
                                  checkpoint_incomplete, clear_previous_run, latest_complete_checkpoint)
 from bbuvl.train.resume_records import (HISTORY_FILE, abandoned_checkpoints, check_cut_back, check_training_state,
                                         cut_back, global_step)
-from bbuvl.train.run_inputs import RunInputs, check_inputs, optional_data, read_run_inputs  # noqa: F401 - rl's too
+from bbuvl.train.run_inputs import RunInputs, check_inputs, check_start, optional_data, read_run_inputs  # noqa: F401 - rl's too
 from bbuvl.train.run_record import RUN_RECORD, check_resume, write_run_record
 from bbuvl.train.sample_cache import SampleCache
 from bbuvl.train.weight_average import WeightAverage
@@ -500,6 +500,7 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
     previous = check_output_dir(out, resume=bool(resume), overwrite=overwrite)  # another run's folder is refused first
     if isinstance(resume, str):
         check_resume_into(out, resume)  # another folder's checkpoint into a folder holding a run of its own
+    check_start(cfg)  # after the output folder's own checks, which say more; before --overwrite clears it
     check_precision(cfg)  # and before --overwrite clears it
     if prepare is not None:
         prepare()  # a typo in data.val or a bad line must not cost the run --overwrite would replace
@@ -584,6 +585,8 @@ def dry_run(cfg: Config) -> dict[str, Any]:
     import resource
 
     files = DataFiles()
+    check_inputs(cfg)
+    check_start(cfg)
     check_held_out(cfg, files)
     run = build_run(cfg, files)
     batch = run.collator([run.train_dataset[i] for i in range(min(cfg.training.per_device_batch_size, len(run.train_dataset)))])
