@@ -161,5 +161,30 @@ def test_a_path_holding_a_line_end_or_escape_cannot_forge_a_log_line(serve, capl
             time.sleep(0.05)
     assert len(lines) == 1, lines
     # a second line of the log reading as a served detection, and a raw ESC, before
-    assert "\n" not in lines[0] and "\x1b" not in lines[0] and "\\n127.0.0.1 POST" in lines[0] and "\\x1b" in lines[0]
+    assert "\n" not in lines[0] and "\x1b" not in lines[0] and "\\n127.0.0.1%20POST" in lines[0] and "\\x1b" in lines[0]
     assert len(lines[0]) < 500 and "characters)" in lines[0], lines[0]
+
+
+def test_a_forwarded_address_or_a_path_with_spaces_cannot_forge_the_fields_of_a_log_line(serve, caplog):
+    import logging
+    import time
+
+    client = serve()
+    forged = "6.6.6.6 POST /v1/detect 200 1.0 ms -"
+    with caplog.at_level(logging.INFO, logger="bbuvl.serve"):
+        # uvicorn takes the client's address from X-Forwarded-For when the connection comes from this machine
+        assert client.request("GET", "/healthz", headers={"X-Forwarded-For": forged}).status == 200
+        assert client.request("GET", "/healthz", headers={"X-Forwarded-For": "10.1.2.3"}).status == 200
+        assert client.request("GET", "/x%20200%201.0%20ms", key=False).status == 401
+        deadline = time.monotonic() + 5  # each line is logged once its answer is sent
+        while len(lines := [rec.getMessage() for rec in caplog.records if rec.name == "bbuvl.serve"
+                            and (" 200 " in rec.getMessage() or " 401 " in rec.getMessage())]) < 3:
+            assert time.monotonic() < deadline, lines
+            time.sleep(0.05)
+    # before: "6.6.6.6 POST /v1/detect 200 1.0 ms - GET /healthz 200 0.4 ms" and "127.0.0.1 GET /x 200 1.0 ms 401 0.3 ms"
+    fields = [line.split() for line in lines]
+    assert [f[1:4] for f in fields] == [["GET", "/healthz", "200"], ["GET", "/healthz", "200"],
+                                        ["GET", "/x%20200%201.0%20ms", "401"]], lines
+    assert all(len(f) == 6 for f in fields), lines
+    assert fields[0][0] == "forwarded:6.6.6.6%20POST%20%2Fv1%2Fdetect%20200%201.0%20ms%20-", lines
+    assert fields[1][0] == "10.1.2.3" and fields[2][0] == "127.0.0.1", lines

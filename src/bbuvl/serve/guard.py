@@ -10,9 +10,10 @@ answered with a browser prompt's challenge. docs/serving.md, "Authentication and
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 from typing import Any
 
 from fastapi.responses import JSONResponse, Response
@@ -109,7 +110,8 @@ class Guard:
             self.metrics.requests.labels(route, str(status[0])).inc()
             self.metrics.latency.labels(route).observe(seconds)
             client = scope.get("client") or ("-",)
-            logger.info("%s %s %s %d %.1f ms", client[0], scope["method"], _loggable(path), status[0], seconds * 1000)
+            logger.info("%s %s %s %d %.1f ms", _loggable_client(client[0]), scope["method"], _loggable(path), status[0],
+                        seconds * 1000)
 
 
 def _stopped() -> ApiError:
@@ -139,8 +141,20 @@ def _wrong_version(version: str, metrics: ServeMetrics) -> JSONResponse:
 
 def _loggable(path: str) -> str:
     """`path` as the log shows it: any client sends any path, and one holding a line end (`%0a`) or an ESC would write
-    a forged log line or drive the terminal reading the log, so such characters are escaped; a long one is cut."""
-    return cut(path if path.isprintable() else show_text(path), 300)
+    a forged log line or drive the terminal reading the log, so such characters are escaped, and a space (`%20`) is
+    logged as `%20`, so the path stays one field of its line; a long one is cut."""
+    return cut((path if path.isprintable() else show_text(path)).replace(" ", "%20"), 300)
+
+
+def _loggable_client(host: str) -> str:
+    """The client's address as the log shows it: uvicorn takes it from `X-Forwarded-For` when a proxy on this machine
+    sends one, and any local process may send any text there ('6.6.6.6 POST /v1/detect 200 1.0 ms'), which read as
+    the fields of another request; text that is no IP address is shown percent-encoded after `forwarded:`."""
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        return "-" if host == "-" else "forwarded:" + cut(quote(host.encode("latin-1", "replace"), safe=":."), 100)
 
 
 def _header(scope: dict, name: bytes) -> str | None:
