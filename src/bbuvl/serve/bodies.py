@@ -306,9 +306,22 @@ def _json_image(body: bytes) -> bytes:
     """The image of a JSON detect body, `{"image": BASE64 or data: URI}`."""
     payload = parse_json(body)
     if not isinstance(payload, dict) or "image" not in payload:
-        raise ApiError(400, "missing_image", "the JSON body has no 'image' field (base64 or a data: URI)")
+        raise ApiError(400, "missing_image", f"the JSON body has no 'image' field (base64 or a data: URI); "
+                       f"{_what_it_holds(payload)}: send {{\"image\": \"data:image/jpeg;base64,...\"}}")
     refuse_other_fields([key for key in payload if key != "image"])
     return decode_base64(payload["image"], "image")
+
+
+def _what_it_holds(payload: Any) -> str:
+    """What a JSON detect body without an 'image' holds instead, for its 400: the keys another API names the photo by
+    ('image_url', 'images'), a misspelling ('Image'), a chat body sent to the wrong route."""
+    if isinstance(payload, dict) and "messages" in payload:
+        return "it is a chat request, which goes to /v1/chat/completions"
+    if isinstance(payload, dict) and payload:
+        shown = ", ".join(repr(cut(str(key), 40)) for key in list(payload)[:5])
+        return f"it holds {shown}{' and more' if len(payload) > 5 else ''}"
+    kinds = {dict: "an empty object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return f"it is {kinds.get(type(payload), 'a number')}"
 
 
 def refuse_other_fields(names: list[str]) -> None:
