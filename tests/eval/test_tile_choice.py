@@ -151,8 +151,12 @@ def test_choose_tiles_never_rewrites_the_checkpoint_as_its_candidates_folder(tmp
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     (ckpt / "config.json").write_text("{}", encoding="utf-8")
+    from PIL import Image
+
+    # A sound --gt, so that what is refused is the output over the checkpoint (choose-tiles checks --gt first).
+    Image.new("RGB", (32, 24), (9, 9, 9)).save(tmp_path / "p.png")
     gt = tmp_path / "val.jsonl"
-    gt.write_text("", encoding="utf-8")
+    gt.write_text('{"images": ["p.png"], "width": 32, "height": 24, "objects": []}\n', encoding="utf-8")
     for out in (ckpt, tmp_path, ckpt / "cands"):
         result = run("-c", str(ckpt), "--gt", str(gt), "-o", str(out), "--overwrite")
         assert result.exit_code == 2 and "--checkpoint" in result.output, result.output
