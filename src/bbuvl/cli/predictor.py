@@ -52,12 +52,11 @@ def plain_model_mode(checkpoint: Path, labels: Path | None, lang: str, mode: str
     """
     from bbuvl.model.checkpoint import CONFIG_FILE, is_plain_model_folder
 
-    # Before its kind: a folder that is not there (or a file) is no plain model folder either, and was called
-    # "a bbu-vl checkpoint" by the --labels check below.
-    if (problem := checkpoint_folder_problem(checkpoint)) is not None:
-        fail(problem)
     if not is_plain_model_folder(checkpoint):
         if labels is not None:
+            # A folder that is not there (or a file) is no plain model folder either: it was "a bbu-vl checkpoint".
+            if (problem := checkpoint_folder_problem(checkpoint)) is not None:
+                fail(problem)
             fail(f"--labels is for a plain model folder; {checkpoint} is a bbu-vl checkpoint and answers with the labels "
                  "it was trained on")
         if lang_typed and (checkpoint / CONFIG_FILE).is_file():  # --lang en changed nothing, without a word
