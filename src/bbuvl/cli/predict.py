@@ -78,8 +78,8 @@ def predict(
 
     from bbuvl.data.images import skipped_note
     from bbuvl.infer.batch import PredictJob, photo_names, rank_world, run_predictions
-    from bbuvl.infer.output import (check_name_room, check_ours, check_output, check_plain_file, discard_output,
-                                    input_root, manifest_path)
+    from bbuvl.infer.output import (check_manifest_name, check_name_room, check_ours, check_output, check_plain_file,
+                                    discard_output, input_root, manifest_path)
     from bbuvl.data.faults import Faults
     from bbuvl.infer.predictor import Predictor, read_teachers, region_batch
     from bbuvl.infer.verdict import checkpoint_verdict, hierarchy_judges_none, lone_threshold_problem, verdict_counts
@@ -120,6 +120,7 @@ def predict(
     with user_errors(ValueError, OSError, CheckpointError):
         # Refuse a foreign --out, or one another run wrote, before minutes of model loading, not after; the run
         # config alone gives the mode and the options, the checkpoint's completeness is checked by read_folder below.
+        check_manifest_name(out)  # --overwrite too: it starts --out over, never a file of the user's beside it
         found = None if overwrite else check_ours(out)
         cfg = run_config(checkpoint)
         refuse_untiled(ctx, given, cfg)

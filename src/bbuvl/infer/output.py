@@ -97,6 +97,7 @@ def check_ours(out: Path) -> Manifest | None:
     a folder, or holds lines `bbuvl predict` did not write. Cheap: nothing but the manifest is read."""
     check_plain_file(out)
     if not has_lines(out):
+        check_manifest_name(out)
         return None
     mpath = manifest_path(out)
     check_plain_file(mpath)
@@ -104,6 +105,20 @@ def check_ours(out: Path) -> Manifest | None:
         raise OutputError(f"{out}: exists and was not written by `{TOOL}` (no {mpath.name} beside it); "
                           "refusing to append to it. Choose another --out, or pass --overwrite to start it over")
     return _read_manifest(mpath)
+
+
+def check_manifest_name(out: Path) -> None:
+    """OutputError when the name `out`'s manifest is kept under holds a file `bbuvl predict` did not write, and `out`
+    holds no predictions it could belong to: writing the manifest replaced that file (and --overwrite deleted it)."""
+    mpath = manifest_path(out)
+    check_plain_file(mpath)
+    if has_lines(out) or not mpath.exists():
+        return  # a damaged manifest beside predictions is `check_ours`'s to name, and --overwrite's to start over
+    try:
+        _read_manifest(mpath)
+    except OutputError:
+        raise OutputError(f"{mpath}: a file `{TOOL}` did not write, under the name it keeps the manifest of --out "
+                          f"{out} in; move it away, or choose another --out") from None
 
 
 def rank_parts(out: Path) -> list[Path]:
@@ -179,7 +194,7 @@ def discard_output(out: Path) -> None:
     """Start over (`--overwrite`): remove a predictions file, the part files of a sharded run and its manifest, unless
     another run is writing one of them."""
     check_plain_file(out)
-    check_plain_file(manifest_path(out))
+    check_manifest_name(out)
     with ExitStack() as stack:
         parts = rank_parts(out)
         for held in [out, *parts]:  # a rank still writing its part keeps it, and the output, as they are
