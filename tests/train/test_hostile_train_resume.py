@@ -297,3 +297,15 @@ def test_a_checkpoint_whose_weights_are_not_the_runs_model_is_refused_naming_it_
     assert r.exit_code == 2 and "Traceback" not in r.output, r.output
     assert f"error: {out / 'checkpoint-2'}: " in text and says in text, r.output
     assert {name: data for name, data in snapshot(out).items() if name != "history.json"} == kept
+
+
+def test_resume_from_a_file_says_it_is_a_file_and_writes_nothing(finished, tmp_path):
+    """It said "no such folder" of a file that is there: a user looks for a typo that is not one."""
+    out, config = copy_run(finished, tmp_path)
+    before = snapshot(out)
+    r = CliRunner().invoke(app, ["train", str(config), f"training.output_dir={tmp_path / 'new'}", "--resume-from",
+                                 str(config)])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and f"--resume-from {config}: cannot resume from it (a file, not a " \
+                                "checkpoint folder)" in text, r.output
+    assert snapshot(out) == before and not (tmp_path / "new").exists()

@@ -507,7 +507,8 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
     clear_previous_run(out, previous)
     ckpt = None
     if isinstance(resume, str):
-        why = checkpoint_incomplete(Path(resume)) if Path(resume).is_dir() else "no such folder"
+        why = (checkpoint_incomplete(Path(resume)) if Path(resume).is_dir()
+               else "a file, not a checkpoint folder" if os.path.lexists(resume) else "no such folder")
         if why:
             raise RunDirError(f"--resume-from {resume}: cannot resume from it ({why})")
         newer = abandoned_checkpoints(out, resume)
