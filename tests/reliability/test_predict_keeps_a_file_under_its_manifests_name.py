@@ -1,6 +1,7 @@
 """Beside --out predict keeps its manifest (`OUT.predict.json`). A file of the user's under that name, beside no
 predictions, was replaced by the manifest without a word, and deleted by --overwrite. It is refused now, naming it,
-with or without --overwrite, and kept; a damaged manifest beside predictions is still started over by --overwrite."""
+with or without --overwrite, and kept; a damaged manifest beside predictions is still started over by --overwrite.
+And `-o -`, standard output as most tools spell it, wrote a file named '-' (and its manifest) in the working folder."""
 
 from __future__ import annotations
 
@@ -36,3 +37,10 @@ def test_overwrite_still_starts_over_predictions_beside_a_damaged_manifest(train
     result = invoke([*argv, "--overwrite"])
     assert result.exit_code == 0, result.output
     assert len(out.read_text(encoding="utf-8").splitlines()) == 2
+
+
+def test_out_spelt_as_standard_output_is_refused_and_writes_no_file_named_dash(small_dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    refused(invoke(["predict", "-c", tmp_path / "no-such-ckpt", "-i", small_dataset / "val.jsonl", "-o", "-"]),
+            "--out -: predict writes a file it can resume and lock, not standard output", "-o predictions.jsonl")
+    assert not (tmp_path / "-").exists() and not (tmp_path / "-.predict.json").exists()
