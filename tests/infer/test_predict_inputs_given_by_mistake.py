@@ -26,3 +26,14 @@ def test_a_photo_or_a_predictions_file_as_input_is_named_for_what_it_is(trained_
                    f"{made}: predictions written by `bbuvl predict`, not a dataset; give the photos they were predicted "
                    f"from ({small_dataset / 'val.jsonl'})")
     assert "unknown key" not in text and not (tmp_path / "again.jsonl").exists()
+
+
+def test_a_quoted_pattern_as_input_is_named_as_one_with_the_folder_to_give(trained_checkpoint, small_dataset, tmp_path):
+    pattern = small_dataset / "images" / "*.png"
+    text = refused(invoke(["predict", "-c", trained_checkpoint, "-i", pattern, "-o", tmp_path / "p.jsonl"]),
+                   f"{pattern}: no such file or folder; --input takes no pattern: give the folder of the photos "
+                   f"({small_dataset / 'images'}; its subfolders are read too)")
+    assert not (tmp_path / "p.jsonl").exists()
+    text = refused(invoke(["predict", "-c", trained_checkpoint, "-i", tmp_path / "nothing", "-o",
+                           tmp_path / "p.jsonl"]), f"{tmp_path / 'nothing'}: no such file or folder")
+    assert "takes no pattern" not in text

@@ -78,10 +78,20 @@ def photo_names(path: str | Path, skipped: Counter[str] | None = None) -> list[s
         refuse_names_no_line_holds(path, names)
         return names
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder")
+        raise FileNotFoundError(f"{path}: no such file or folder{pattern_note(path)}")
     refuse_other_inputs(path)
     # A photo on two lines would get two output lines of one name, and a resume would keep one of them.
     return require_photos([sample.student.image for _, sample in once_each(read_lines(path), path)], path)
+
+
+def pattern_note(path: Path) -> str:
+    """What to give instead when `path`, not there, is a pattern (`'site/*.jpg'` quoted, so the shell left it): predict
+    reads a folder or a JSONL, never a pattern; "" otherwise."""
+    if not any(c in str(path) for c in "*?["):
+        return ""
+    folder = next((p for p in path.parents if not any(c in str(p) for c in "*?[")), Path("."))
+    return (f"; --input takes no pattern: give the folder of the photos ({folder}; its subfolders are read too), "
+            "or a dataset JSONL that lists them")
 
 
 def refuse_other_inputs(path: Path) -> None:
