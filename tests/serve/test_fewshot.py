@@ -39,3 +39,25 @@ def test_boxes_get_the_fewshot_answer_and_weak_ones_are_unknown(engine, keys, su
     for o in scored:
         assert o["unknown"] is all_unknown
         assert o["fewshot"]["label"] in classes and -1.0 <= o["fewshot"]["score"] <= 1.0
+
+
+def test_bbuvl_serve_names_the_support_photos_it_left_out(trained_checkpoint, support, tmp_path):
+    import shutil
+
+    from tests.serve.conftest import cli_server
+
+    folder, classes = support
+    copy = tmp_path / "support"
+    shutil.copytree(folder, copy)
+    broken = copy / classes[0] / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not a whole photo")
+    (copy / classes[1] / "notes.txt").write_text("taken on site 7\n", encoding="utf-8")
+    log = tmp_path / "serve.log"
+    args = ["-c", str(trained_checkpoint), "--mode", "head", "--device", "cpu", "--fewshot", str(copy),
+            "--fewshot-backbone", "pixels:8"]
+    with cli_server(args, log) as (client, _):
+        assert client.request("GET", "/readyz").status == 200  # served from the photos it could read
+    text = " ".join(log.read_text().split())
+    # before: both left out without a word, each class served from fewer photos than its folder holds
+    assert f"note: --fewshot left out a support photo: {broken}" in text, text
+    assert "note: --fewshot: 1 file in" in text and ".txt" in text, text

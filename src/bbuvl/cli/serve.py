@@ -135,5 +135,10 @@ def serve(
                   f"{escape(f'http://{shown}:{sock.getsockname()[1]}/')}", soft_wrap=True)
     for note in predictor.threshold_notes(engine.mode):
         console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
+    if rescorer is not None:
+        for note in rescorer.warnings:
+            console.print(f"[yellow]note[/]: --fewshot: {escape(note)}", soft_wrap=True)
+        for note in rescorer.skipped:
+            console.print(f"[yellow]note[/]: --fewshot left out a support photo: {escape(note)}", soft_wrap=True)
     if not serve_app(create_app(engine, keys, settings), sock, drain_s=timeout, log_level=log_level):
         raise typer.Exit(130)  # forced by a second Ctrl-C: what a shell reports for an interrupted command

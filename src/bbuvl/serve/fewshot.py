@@ -7,7 +7,7 @@ the few-shot answer travels beside them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,11 @@ class FewShotRescorer:
     backbone: Backbone
     threshold: float
     support: str  # the support folder's name, for the model info
+    # the support photos left out (unreadable, too large), each with why, and what else it warned of (files of no
+    # photo type): `bbuvl serve` prints them at start, as `bbuvl fewshot classify` does, where a class served from
+    # fewer photos than its folder holds was never said
+    skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, support_dir: str | Path, backbone: str, threshold: float, device: str = "auto") -> "FewShotRescorer":
@@ -36,8 +41,10 @@ class FewShotRescorer:
         if not -1.0 <= threshold <= 1.0:
             raise ValueError(f"few-shot threshold must be in [-1, 1] (a cosine similarity), got {threshold}")
         bb = load_backbone(backbone, device)
-        fitted, _ = fit_support(read_support(support_dir), [None], 0, bb, None, 32, EmbedReport())
-        return cls(fitted[0].classifier, bb, threshold, Path(support_dir).name)
+        support_set, report = read_support(support_dir), EmbedReport()
+        fitted, warnings = fit_support(support_set, [None], 0, bb, None, 32, report)
+        notes = [note for note in [support_set.left_out] if note] + list(warnings)
+        return cls(fitted[0].classifier, bb, threshold, Path(support_dir).name, report.skipped, notes)
 
     def info(self) -> dict[str, Any]:
         """What the model info of a response says about the few-shot step."""
