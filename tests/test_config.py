@@ -580,3 +580,17 @@ def test_an_override_with_nothing_after_its_equals_sign_is_said_to_set_null():
         load_config(ROOT / "configs" / "demo.yaml", ["training.max_steps=null"])
     assert "sets null" not in str(e.value)
 
+
+def test_config_show_and_validate_are_print_and_check(tmp_path):
+    """`bbuvl config show` and `config validate`, the names people try first, said "No such command"."""
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    p = tmp_path / "c.yaml"
+    p.write_text("training:\n  max_steps: 3\n", encoding="utf-8")
+    shown, printed = (CliRunner().invoke(app, ["config", name, str(p), "training.seed=7"]) for name in ("show", "print"))
+    assert shown.exit_code == printed.exit_code == 0 and shown.output == printed.output and "seed: 7" in shown.output
+    checked = CliRunner().invoke(app, ["config", "validate", str(p), "training.max_stpes=3"])
+    assert checked.exit_code == 2 and "did you mean 'training.max_steps'?" in checked.output
+    assert "show" not in CliRunner().invoke(app, ["config", "--help"]).output.replace("Show and", "")

@@ -76,6 +76,11 @@ BAD = {
     "wrong_content_type": (b"hello", {"Content-Type": "text/plain"}, 415, "unsupported_media_type"),
     "no_content_type": (b"hello", {}, 415, "unsupported_media_type"),
     # each of these four said only "the JSON body has no 'image' field" before: what it held instead is named
+    # "not_an_image" before: the part's base64 text was read as the photo
+    "multipart_part_in_base64": (b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n"
+                                 b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.b64encode(png(8, 8)) + b"\r\n--b--\r\n",
+                                 {"Content-Type": "multipart/form-data; boundary=b"}, 400, "bad_multipart",
+                                 "part 1 ('image') says Content-Transfer-Encoding: base64"),
     "json_without_an_image": (json.dumps({"picture": "x"}).encode(), JSON, 400, "missing_image", "it holds 'picture'"),
     "json_naming_the_photo_image_url": (json.dumps({"image_url": "data:image/png;base64,AAAA", "Image": "x"}).encode(),
                                         JSON, 400, "missing_image", "it holds 'image_url', 'Image'"),

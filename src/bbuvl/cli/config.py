@@ -47,6 +47,12 @@ def check_config(
     report_valid(config, cfg, origin)
 
 
+# The names people try first (`config show`, `config validate`) ran nothing: "No such command", with no word of the
+# command they meant.
+app.command("show", hidden=True, help="Another name of `bbuvl config print`.")(print_config)
+app.command("validate", hidden=True, help="Another name of `bbuvl config check`.")(check_config)
+
+
 def report_valid(config: Path, cfg: Config, origin: ConfigOrigin) -> None:
     """Say `config` is valid, or fail naming what a training start would refuse in it (a batch over its budget), each
     problem at the file:line (or override) of the key at fault, as `origin` locates it."""

@@ -210,6 +210,14 @@ def _parts(boundary: bytes, body: bytes) -> list[_Part]:
             raise ApiError(400, "bad_multipart", f"multipart part {len(parts) + 1} has no Content-Disposition with a "
                            "name (form-data; name=\"image\"; filename=\"...\")")
         filename = _field_text(options[b"filename"]) if b"filename" in options else None
+        encoding = headers.get(b"content-transfer-encoding", b"").strip().lower()
+        if encoding not in (b"", b"binary", b"8bit", b"7bit"):
+            # its bytes are base64 (or quoted-printable) text: read as the photo they were "not an image", which hid
+            # what to change (an e-mail library's MIME builder, not a form's)
+            raise ApiError(400, "bad_multipart", f"multipart part {len(parts) + 1} "
+                           f"({cut(repr(_field_text(options[b'name'])), 40)}) says Content-Transfer-Encoding: "
+                           f"{cut(encoding.decode('latin-1'), 30)}, which multipart/form-data does not use: send the "
+                           "file's own bytes, as curl -F image=@photo.jpg does")
         extended = b"filename*=" in headers.get(b"content-disposition", b"").lower()
         parts.append(_Part(_field_text(options[b"name"]), filename, [], extended))
         headers.clear()
