@@ -55,6 +55,8 @@ COMMANDS = leaf_commands(typer.main.get_command(app))
 WRITES_NOTHING = {
     "config print": "prints the config to stdout",
     "config check": "only reports whether the config is valid",
+    "config show": "another name of config print",
+    "config validate": "another name of config check",
     "data check": "only reports problems",
     "doctor model": "only reports its checks",
     "serve": "answers HTTP requests; writes no file",
