@@ -269,3 +269,19 @@ def test_a_finding_about_a_whole_file_names_no_line_zero(tmp_path):
     said = "".join(result.output.split())  # the console is 80 columns wide: a long path wraps inside itself
     # Before: 'empty.jsonl:0: no photos', a line the file does not have.
     assert result.exit_code == 1 and f"error{tmp_path / 'empty.jsonl'}:nophotos" in said, said
+
+
+def test_a_dataset_written_with_english_labels_has_no_label_findings(small_dataset, tmp_path):
+    """`data convert --lang en` writes each label as the hierarchy's English gloss; `data check` accepts them, and
+    doctor data did not: every one was 'not in the hierarchy'."""
+    hierarchy = Hierarchy.load()
+    folder = tmp_path / "en"
+    shutil.copytree(small_dataset, folder)
+    for name in ("train.jsonl", "val.jsonl", "teachers.jsonl"):
+        records = read_records(folder / name)
+        write_dataset(folder / name, [r.model_copy(update={"objects": [
+            o.model_copy(update={"desc": hierarchy.english(o.desc)}) for o in r.objects]}) for r in records])
+    english = {o.desc for r in read_records(folder / "train.jsonl") for o in r.objects}
+    assert english and all(hierarchy.problem(label) for label in english)  # none is a hierarchy label as written
+    report = diagnose_data(folder, load_config(_config_file(folder, tmp_path)))
+    assert not [p for p in report.problems if "hierarchy" in p.message or "visual cue" in p.message], report.problems

@@ -93,7 +93,7 @@ def _label_problems(report: DataReport, first_seen: dict[str, tuple[str, int]], 
             report.problems.append(Problem(file, line, f"label '{label}' ({objects}) is not in the prompt vocabulary: "
                                            "the model is never told it may answer it"))
         why = hierarchy.problem(label)
-        if why is not None:
+        if why is not None and hierarchy.from_english(label) is None:  # `data convert --lang en` writes glosses
             report.problems.append(Problem(file, line, f"label '{label}': {why}; the prompt gives it no visual cue", "warning"))
     for label in report.prompt_labels:
         if label not in report.labels:
