@@ -594,3 +594,26 @@ def test_config_show_and_validate_are_print_and_check(tmp_path):
     checked = CliRunner().invoke(app, ["config", "validate", str(p), "training.max_stpes=3"])
     assert checked.exit_code == 2 and "did you mean 'training.max_steps'?" in checked.output
     assert "show" not in CliRunner().invoke(app, ["config", "--help"]).output.replace("Show and", "")
+
+
+def test_config_check_notes_the_files_it_names_that_are_not_on_this_machine(tmp_path):
+    """A config is valid anywhere, but `ok` alone hid that training here would refuse its data or model path."""
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    there = tmp_path / "train.jsonl"
+    there.write_text("", encoding="utf-8")
+    p = tmp_path / "c.yaml"
+    p.write_text(f"model:\n  path: {tmp_path / 'no-model'}\ndata:\n  train: {there}\n  val: {tmp_path / 'val.jsonl'}\n",
+                 encoding="utf-8")
+    for name in ("check", "validate"):
+        done = CliRunner().invoke(app, ["config", name, str(p)])
+        said = " ".join(done.output.split())  # rich wraps long lines
+        assert done.exit_code == 0 and "is valid" in said, done.output
+        notes = said.split("note: ")[1:]
+        assert len(notes) == 2, done.output  # val and the model; train is there, teachers left at its optional default
+        assert f"{p}:5: data.val {tmp_path / 'val.jsonl'}: no such file" in notes[0]
+        assert f"{p}:2: model.path {tmp_path / 'no-model'}: no such folder" in notes[1]
+    done = CliRunner().invoke(app, ["train", str(p), "--validate-only"])
+    assert done.exit_code == 0 and done.output.count("note: ") == 2, done.output

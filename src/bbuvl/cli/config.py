@@ -9,7 +9,8 @@ from rich.markup import escape
 
 from bbuvl.cli.common import command_group, console, fail
 from bbuvl.config import (Config, ConfigError, ConfigOrigin, batch_budget_problems, dump_config, load_config,
-                          load_located_config)
+                          load_located_config, not_a_checkpoint)
+from bbuvl.data.input_paths import file_kind
 
 app = command_group(help="Show and validate run configs.", no_args_is_help=True)
 
@@ -64,6 +65,25 @@ def report_valid(config: Path, cfg: Config, origin: ConfigOrigin) -> None:
     if problems:
         fail(problems)
     console.print(f"[green]ok[/]: {escape(str(config))} is valid")
+    for note in _not_here(cfg, origin):
+        console.print(f"note: {escape(note)}")
+
+
+def _not_here(cfg: Config, origin: ConfigOrigin) -> list[str]:
+    """The files the config names that are not on this machine, each at its key's line: a config is valid anywhere
+    (it may be written for the machine that trains), but training here would refuse it, so `ok` alone misled."""
+    named = {"data.train": cfg.data.train, "data.hierarchy": cfg.data.hierarchy}
+    # val and teachers left at their defaults are optional (training goes on without them); named, they are not
+    named |= {f"data.{key}": getattr(cfg.data, key) for key in ("val", "teachers") if key in cfg.data.model_fields_set}
+    notes = [f"{origin.locate((key,))}: {key} {path}: {kind}; training on this machine would refuse it"
+             for key, path in named.items() if path is not None and (kind := file_kind(Path(path))) is not None]
+    start = Path(cfg.model.path)
+    if start.is_absolute() or cfg.model.path.startswith((".", "~")) or start.exists():  # a hub id is no local path
+        if not start.is_dir():
+            notes.append(f"{origin.locate(('model.path',))}: model.path {start}: no such folder on this machine")
+        elif (what := not_a_checkpoint(start)) is not None:
+            notes.append(f"{origin.locate(('model.path',))}: model.path {what}")
+    return notes
 
 
 def _packing_problem(cfg: Config) -> str | None:
