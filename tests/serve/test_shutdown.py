@@ -11,6 +11,19 @@ import time
 from tests.serve.conftest import cli_server
 
 
+def _burst(client, photos, n: int) -> tuple[list, list[threading.Thread]]:
+    """`n` detect requests sent at once, a thread each; each reply fills its place in the list as it comes."""
+    replies: list = [None] * n
+
+    def send(i: int) -> None:
+        replies[i] = client.detect_file(photos[i])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    return replies, threads
+
+
 def test_sigterm_answers_every_accepted_request_then_exits_0(trained_checkpoint, photos, tmp_path):
     log = tmp_path / "serve.log"
     # A long gathering window holds the burst inside the server when SIGTERM comes.
@@ -19,14 +32,7 @@ def test_sigterm_answers_every_accepted_request_then_exits_0(trained_checkpoint,
         port = client.port
         assert client.request("GET", "/healthz").status == 200
 
-        replies: list = [None] * 6
-
-        def send(i: int) -> None:
-            replies[i] = client.detect_file(photos[i])
-
-        threads = [threading.Thread(target=send, args=(i,)) for i in range(len(replies))]
-        for t in threads:
-            t.start()
+        replies, threads = _burst(client, photos, 6)
         time.sleep(0.6)  # every request is in, waiting for its batch
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.3)
@@ -57,45 +63,24 @@ def test_a_second_server_on_a_port_in_use_is_refused_naming_it():
         first.close()
 
 
-def test_an_upload_still_arriving_when_the_drain_ends_gets_503_and_no_traceback(trained_checkpoint, photos, tmp_path):
-    log = tmp_path / "serve.log"
-    args = ["-c", str(trained_checkpoint), "--mode", "head", "--device", "cpu", "--timeout", "1", "--read-timeout", "5"]
-    data = photos[0].read_bytes()
-    with cli_server(args, log) as (client, proc):
-        s = socket.create_connection(("127.0.0.1", client.port), timeout=20)
-        s.sendall((f"POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {client.key}\r\n"
-                   f"Content-Type: image/png\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data[:100])
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)
-        answer = b""
-        try:
-            for i in range(100, len(data), 200):  # slow but steady: longer than the 2 s drain in all
-                s.sendall(data[i:i + 200])
-                time.sleep(0.3)
-        except OSError:
-            pass  # the server answered and closed
-        try:
-            while chunk := s.recv(65536):
-                answer += chunk
-        except ConnectionResetError:
-            pass
-        s.close()
-        assert proc.wait(60) == 0, log.read_text()
-    # nothing before: the connection went with a 500 and a traceback in the log
-    assert answer.split()[1] == b"503" and b'"kind":"not_ready"' in answer and b"send it again" in answer, answer
-    assert "Traceback" not in log.read_text()
-
-
-def _slow_upload(port: int, key: str, data: bytes, before: float, after: float, send_signal) -> bytes:
-    """POST `data` to /v1/detect over a raw socket, its first bytes at once and the rest `after` seconds after
-    calling `send_signal` (itself `before` seconds in); the whole answer, read until the server closes."""
+def _upload_across(port: int, key: str, data: bytes, before: float, send_signal, after: float = 0.0,
+                   piece: int | None = None, pause: float = 0.0) -> bytes:
+    """POST `data` to /v1/detect over a raw socket: its first 100 bytes at once, `send_signal()` `before` seconds later,
+    the rest `after` seconds after that, in pieces of `piece` bytes (all at once by default) `pause` seconds apart; the
+    whole answer, read until the server closes."""
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
     s.sendall((f"POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
                f"Content-Type: image/png\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data[:100])
     time.sleep(before)
     send_signal()
     time.sleep(after)
-    s.sendall(data[100:])
+    step = piece or len(data)
+    try:
+        for i in range(100, len(data), step):
+            s.sendall(data[i:i + step])
+            time.sleep(pause)
+    except OSError:
+        pass  # the server answered and closed
     answer = b""
     try:
         while chunk := s.recv(65536):
@@ -106,6 +91,20 @@ def _slow_upload(port: int, key: str, data: bytes, before: float, after: float, 
     return answer
 
 
+def test_an_upload_still_arriving_when_the_drain_ends_gets_503_and_no_traceback(trained_checkpoint, photos, tmp_path):
+    log = tmp_path / "serve.log"
+    args = ["-c", str(trained_checkpoint), "--mode", "head", "--device", "cpu", "--timeout", "1", "--read-timeout", "5"]
+    data = photos[0].read_bytes()
+    with cli_server(args, log) as (client, proc):
+        # slow but steady: longer than the 2 s drain in all
+        answer = _upload_across(client.port, client.key, data, 0.5, lambda: proc.send_signal(signal.SIGTERM),
+                                piece=200, pause=0.3)
+        assert proc.wait(60) == 0, log.read_text()
+    # nothing before: the connection went with a 500 and a traceback in the log
+    assert answer.split()[1] == b"503" and b'"kind":"not_ready"' in answer and b"send it again" in answer, answer
+    assert "Traceback" not in log.read_text()
+
+
 def test_a_photo_still_waiting_when_the_drain_ends_gets_a_json_503_and_no_traceback(trained_checkpoint, photos,
                                                                                     tmp_path):
     log = tmp_path / "serve.log"
@@ -113,8 +112,8 @@ def test_a_photo_still_waiting_when_the_drain_ends_gets_a_json_503_and_no_traceb
     # window of 8 s) past the drain's end, before its own --timeout of 1 s would pass.
     args = ["-c", str(trained_checkpoint), "--mode", "head", "--device", "cpu", "--timeout", "1", "--max-wait-ms", "8000"]
     with cli_server(args, log) as (client, proc):
-        answer = _slow_upload(client.port, client.key, photos[0].read_bytes(), 0.3, 1.5,
-                              lambda: proc.send_signal(signal.SIGTERM))
+        answer = _upload_across(client.port, client.key, photos[0].read_bytes(), 0.3,
+                                lambda: proc.send_signal(signal.SIGTERM), after=1.5)
         assert proc.wait(60) == 0, log.read_text()
     # before: a text/plain 500 "Internal Server Error" and a traceback in the log
     assert answer.split()[1] == b"503" and b'"kind":"not_ready"' in answer and b"send it again" in answer, answer
@@ -128,14 +127,7 @@ def test_a_second_ctrl_c_answers_the_requests_in_flight_503_and_says_it_did_not_
     args = ["-c", str(trained_checkpoint), "--mode", "head", "--device", "cpu", "--max-batch", "16",
             "--max-wait-ms", "8000"]
     with cli_server(args, log) as (client, proc):
-        replies: list = [None] * 3
-
-        def send(i: int) -> None:
-            replies[i] = client.detect_file(photos[i])
-
-        threads = [threading.Thread(target=send, args=(i,)) for i in range(len(replies))]
-        for t in threads:
-            t.start()
+        replies, threads = _burst(client, photos, 3)
         time.sleep(0.8)  # every request is in, waiting for its batch (a gathering window of 8 s)
         proc.send_signal(signal.SIGINT)
         time.sleep(0.3)
