@@ -189,6 +189,9 @@ def predict(
             stats = run_predictions(job, lambda chunk: predictor.predict_lines(chunk, mode, **options.model_dump()), on_progress)
     console.print(f"[green]done[/]: {stats['predicted']} predicted ({stats['images_per_s']:.2f} img/s), "
                   f"{stats['skipped']} already in {escape(str(out))}, {stats['errors']} with errors")
+    if stats["dropped"]:
+        console.print(f"[yellow]note[/]: {stats['dropped']} lines of photos the input does not hold were dropped from "
+                      f"{escape(str(out))}", soft_wrap=True)
     print_first(stats["failed"], f": their lines in {out} say why (\"error\")", prefix="[yellow]error[/]: ")
     if stats["cut"]:
         console.print(f"[yellow]warning[/]: {stats['cut']} of {stats['predicted']} answers reached the token budget "

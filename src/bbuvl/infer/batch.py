@@ -210,6 +210,12 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
             merge_parts(job, parts)
         done = repair_output(job.out, rewrite=rank == 0)[0] | (repair_output(part)[0] if part != job.out else set())
         done = {job.name_of(image) for image in done}
+        # Lines of photos this run's input does not hold (the key says it is the same input: added by hand) would be
+        # counted as done and read by eval beside the others; merging a sharded run drops them too.
+        others = len(done - set(job.inputs)) if rank == 0 else 0
+        if others:
+            keep_lines_of(job)
+        done &= set(job.inputs)
         todo = [p for i, p in enumerate(job.inputs) if i % world == rank and p not in done]
         start, written, cut = time.perf_counter(), 0, 0
         failed: list[str] = []  # "name: error" of each photo this run could not predict
@@ -238,8 +244,15 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
         elapsed = time.perf_counter() - start
         if world > 1:
             _merge_when_all_done(job, rank, world)
-    return {"skipped": len(done), "predicted": written, "errors": len(failed), "failed": failed, "cut": cut,
+    return {"skipped": len(done), "dropped": others, "predicted": written, "errors": len(failed), "failed": failed, "cut": cut,
             "seconds": elapsed, "images_per_s": written / elapsed if elapsed > 0 else 0.0}
+
+
+def keep_lines_of(job: PredictJob) -> None:
+    """Rewrite the output (atomically) with the lines of the job's photos alone, in the order they are in."""
+    names = set(job.inputs)
+    kept = [line for line in job.out.read_bytes().splitlines() if job.name_of(json.loads(line)["image"]) in names]
+    write_text_atomic(job.out, "".join(line.decode("utf-8") + "\n" for line in kept))
 
 
 def merge_parts(job: PredictJob, parts: list[Path]) -> int:
