@@ -423,3 +423,22 @@ def test_a_config_json_transformers_cannot_build_is_named_with_its_reason(tiny_d
     message = str(e.value)
     assert message.startswith(f"{folder / 'config.json'}: transformers cannot build the model") and says in message, \
         message
+
+
+HF_FILE_EDITS = [
+    ("tokenizer.json of another shape", "tokenizer.json", "{}"),
+    ("tokenizer.json cut short", "tokenizer.json", '{"version": "1.0", "added_tokens": ['),
+    ("a budget written as text", "generation_config.json", '{"max_new_tokens": "x"}'),
+]
+
+
+@pytest.mark.parametrize(("name", "text"), [c[1:] for c in HF_FILE_EDITS], ids=[c[0] for c in HF_FILE_EDITS])
+def test_a_tokenizer_or_generation_config_transformers_cannot_read_is_named(tiny_dir, tmp_path, name, text):
+    """A hand-edited tokenizer.json or generation_config.json was a KeyError or TypeError traceback from inside
+    transformers, at predict's and serve's start."""
+    folder = tmp_path / "edited"
+    shutil.copytree(tiny_dir, folder)
+    (folder / name).write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError) as e:
+        load_model_and_processor(str(folder))
+    assert str(e.value).startswith(f"{folder / name}: transformers cannot read it ("), str(e.value)

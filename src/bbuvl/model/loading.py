@@ -196,10 +196,35 @@ def _config_named(path: str) -> Iterator[None]:
     except Exception as e:
         config = Path(path) / "config.json"
         problem = config_problem(Path(path)) if config.is_file() else None
-        if problem is None:
+        if problem is not None:
+            raise ValueError(f"{config}: transformers cannot build the model it describes ({problem}); restore the "
+                             "checkpoint's own config.json, or re-copy the checkpoint") from e
+        file, problem = hf_file_problem(Path(path)) if Path(path).is_dir() else (None, None)
+        if file is None:
             raise
-        raise ValueError(f"{config}: transformers cannot build the model it describes ({problem}); restore the "
-                         "checkpoint's own config.json, or re-copy the checkpoint") from e
+        raise ValueError(f"{file}: transformers cannot read it ({problem}); restore the checkpoint's own "
+                         f"{file.name}, or re-copy the checkpoint") from e
+
+
+def hf_file_problem(folder: Path) -> tuple[Path | None, str | None]:
+    """The file of `folder` transformers fails on besides config.json, and why: tokenizer.json (a hand edit or a
+    file of another tool was a KeyError from inside the tokenizer) or generation_config.json (a value of another
+    type, a TypeError from its validation); (None, None) when both read."""
+    import tokenizers
+    from transformers import GenerationConfig
+
+    reads = (("tokenizer.json", lambda f: tokenizers.Tokenizer.from_file(str(f))),
+             ("generation_config.json", lambda f: GenerationConfig.from_dict(read_json(f))))
+    for name, read in reads:
+        file = folder / name
+        if not file.is_file():
+            continue
+        try:
+            read(file)
+        except Exception as e:  # whatever the reader raises on a bad value: KeyError, TypeError, ValueError, its own
+            text = " ".join(str(e).split())
+            return file, (f"{type(e).__name__}: {text[:300]}" if text else type(e).__name__)
+    return None, None
 
 
 def config_problem(folder: Path) -> str | None:
