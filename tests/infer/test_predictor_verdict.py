@@ -207,6 +207,17 @@ def test_thresholds_copied_from_another_model_judge_no_photo_and_say_so(trained_
     assert f"{THRESHOLDS_FILE} was chosen for another model" in note, note
     framed, _, source = checkpoint_verdict(other, "head")  # what eval judges by
     assert framed.whole == VerdictThresholds(0.25, 0.5) and "chosen for another model" in source, source
+    # Another run's weights copied over the ones the thresholds were chosen for, the record left as it was: the
+    # files are the other model's, and so is what the thresholds were chosen on
+    copied = tmp_path / "copied"
+    shutil.copytree(chosen_for, copied)
+    shutil.copy2(other / HEAD_FILE, copied / HEAD_FILE)
+    p = Predictor.load(copied, device="cpu")
+    assert p.options("head").thresholds() == VerdictThresholds(0.25, 0.5)
+    assert f"{THRESHOLDS_FILE} was chosen for another model" in p.threshold_notes("head")[0]
+    # ... where a copy of the same bytes (a new inode, a new ctime) is the same model
+    shutil.copy2(chosen_for / HEAD_FILE, copied / HEAD_FILE)
+    assert Predictor.load(copied, device="cpu").options("head").thresholds() == VerdictThresholds(0.15, 0.85)
     # A checkpoint that recorded nothing of its training (a plain folder) cannot tell: its thresholds judge as before
     (other / "content_digest.json").unlink()
     assert Predictor.load(other, device="cpu").options("head").thresholds() == VerdictThresholds(0.15, 0.85)

@@ -197,8 +197,11 @@ class Predictor:
         path = folder.path if isinstance(folder, ModelFolder) else folder
         chosen = ChosenThresholds.load(path)  # before minutes of loading: a damaged file is an error naming it
         chosen_tiled = ChosenThresholds.load(path, tiled=True)
-        identity = trained_identity(path)  # what the chosen files were chosen for, if this model
-        tile_scale, other_model = for_model(ChosenTileScale.load(path), identity, Path(path) / TILE_SCALE_FILE)
+        chosen_scale = ChosenTileScale.load(path)
+        # What the chosen files were chosen for, if this model. Only read when there is one to check: a copied
+        # checkpoint's files are hashed to know it (model/identity.py).
+        identity = trained_identity(path) if (chosen, chosen_tiled, chosen_scale) != (None, None, None) else None
+        tile_scale, other_model = for_model(chosen_scale, identity, Path(path) / TILE_SCALE_FILE)
         if other_model:
             logger.warning(other_model)
         model, processor, run, contract, prompt = load_model(folder, dtype=dtype, device=device)

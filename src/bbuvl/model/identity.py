@@ -69,11 +69,23 @@ def record_digests(folder: str | Path) -> None:
 
 
 def trained_identity(folder: str | Path) -> str | None:
-    """One digest over what training recorded of a checkpoint (`content_digest.json`), the files chosen for it later
-    (`CHOSEN_LATER`) aside: what a file chosen for this model records, so that one copied from another model, or
-    kept while the model was trained again in place, is known. None for a folder that recorded nothing. Reads the
-    record only: nothing is hashed."""
-    files = [d for name, d in sorted(recorded_digests(Path(folder)).items()) if name not in CHOSEN_LATER]
+    """One digest over the files training recorded in a checkpoint (`content_digest.json`), the files chosen for it
+    later (`CHOSEN_LATER`) aside: what a file chosen for this model records, so that one copied from another model,
+    or kept while the model was trained again in place, is known. None for a folder that recorded nothing.
+
+    Each recorded file counts by its content now: the record vouches for a file while its stat matches, and one
+    that changed since (another run's weights copied over it) is hashed, so that the thresholds chosen for the
+    weights it replaced are known as chosen for another model. A folder as saved hashes nothing; a copy of one
+    (new inodes) is hashed whole, each time: seconds for a 3B model, which is why the predictor asks only when a
+    chosen file is there to check."""
+    folder = Path(folder)
+    recorded = {name: d for name, d in sorted(recorded_digests(folder).items()) if name not in CHOSEN_LATER}
+    files = []
+    for name, d in recorded.items():
+        try:
+            files.append(file_digest(folder / name, name, recorded))
+        except OSError:
+            files.append(FileDigest(name, "", 0, 0, 0, 0))  # gone: the model cannot be what the record describes
     return combined(files) if files else None
 
 
