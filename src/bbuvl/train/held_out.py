@@ -1,5 +1,5 @@
 """Validation stays out of training: data.val is never also data.train, the teacher pool or the caption refit's
-photos, nor shares photos with them.
+photos, nor shares photos with them (a training line's own teachers included).
 
 Teachers are shown to the model with their answers, so a teacher pool that is the validation file (or holds its
 photos) shows the validation answers during training, and the validation loss then measures recall, not
@@ -60,6 +60,14 @@ def check_held_out(cfg: Config, files: DataFiles | None = None) -> None:
             raise HeldOutError(f"{path}:{line}: {what} photo {name} is also a photo of data.val {cfg.data.val} "
                                f"({len(both)} {what} photo{'s' if len(both) > 1 else ''} in all): its answer would be "
                                f"shown in training. {fix}")
+        # A training line's own teachers are shown with their answers in that line's prompt
+        taught = [(line, name) for line, name, photo in _photos(path, files, teachers=True) if photo in val_photos] \
+            if key == "data.train" and path.is_file() else []
+        if taught:
+            line, name = taught[0]
+            raise HeldOutError(f"{path}:{line}: teacher photo {name} of this training line is also a photo of data.val "
+                               f"{cfg.data.val} ({len(taught)} in all): its answer would be shown in that line's "
+                               "prompt. Give the training lines teachers the run never validates on")
 
 
 def _path(value: str) -> Path:
@@ -82,14 +90,14 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _photos(dataset: Path, files: DataFiles) -> list[tuple[int, str, tuple]]:
-    """(line, photo name, the file it resolves to) for every student photo of a dataset; bad lines are skipped here
-    (the training data reader names them)."""
+def _photos(dataset: Path, files: DataFiles, teachers: bool = False) -> list[tuple[int, str, tuple]]:
+    """(line, photo name, the file it resolves to) for every student photo of a dataset, or with `teachers` every
+    photo a line shows as its own teacher; bad lines are skipped here (the training data reader names them)."""
     out = []
     for row in files.rows(dataset):
         if row.sample is not None:
-            image = row.sample.student.image
-            out.append((row.line, image, _file_id(resolve_image(dataset, image))))
+            records = row.sample.teachers if teachers else (row.sample.student,)
+            out.extend((row.line, r.image, _file_id(resolve_image(dataset, r.image))) for r in records)
     return out
 
 
