@@ -230,6 +230,19 @@ def test_a_checkpoint_of_the_demo_recipe_is_refused_naming_vision_positions_or_e
     assert "| bbu-vl, with it |" in card and "| this export, without it |" in card and "| cost (with - without) |" in card
     assert "of the 2 answers differ" in card
 
+    # A --val of another project's labels: both scores 0, and the card said the positions cost +0.000
+    from bbuvl.data.schema import read_records, write_dataset
+
+    foreign = tmp_path / "foreign" / "val.jsonl"
+    foreign.parent.mkdir()
+    (foreign.parent / "images").symlink_to(small_dataset / "images")
+    write_dataset(foreign, [r.model_copy(update={"objects": [o.model_copy(update={"desc": "other project's part"})
+                                                             for o in r.objects]}) for r in read_records(val)])
+    r = export(checkpoint, tmp_path / "foreign_export", "--drop-vision-positions", "--val", str(foreign))
+    said = " ".join(r.output.split())
+    assert r.exit_code != 0 and f"{foreign}: none of its 1 labels (e.g. \"other project's part\")" in said, r.output
+    assert not (tmp_path / "foreign_export" / "README.md").exists()
+
 
 def test_a_checkpoint_bbuvl_train_saves_names_the_stock_processor_that_stock_autoprocessor_loads_where_it_can(
         trained_checkpoint):

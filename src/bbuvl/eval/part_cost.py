@@ -48,6 +48,12 @@ def vision_positions_cost(checkpoint: str | Path, val: str | Path, batch_size: i
     if not val.is_file():
         raise FileNotFoundError(f"{val}: no such validation file (--val)")
     predictor = Predictor.load(checkpoint, device=device)
+    truth = {o.desc for r in read_records(val) for o in r.objects}
+    if truth and not truth & set(predictor.prompt.labels):
+        # Both scores would be 0 whatever the positions do, and the card would say they cost nothing
+        raise ValueError(f"{val}: none of its {len(truth)} labels (e.g. {sorted(truth)[0]!r}) is one {checkpoint} "
+                         f"answers with (e.g. {sorted(predictor.prompt.labels)[0]!r}): the cost measured there would "
+                         "mean nothing; give --val photos of the checkpoint's own labels (its run's data.val)")
     positions = predictor.model.vision_positions
     if positions is None:
         raise ValueError(f"{checkpoint}: has no vision positions ({POSITIONS_FILE}); nothing to drop")
