@@ -374,16 +374,21 @@ CONFIG_EDITS = [
 ]
 
 
+def _with_config_edited(tiny_dir: Path, folder: Path, edit) -> Path:
+    """A copy of the tiny model at `folder` whose config.json `edit` changed in place."""
+    shutil.copytree(tiny_dir, folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    edit(config)
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    return folder
+
+
 @pytest.mark.parametrize(("edit", "says"), [c[1:] for c in CONFIG_EDITS], ids=[c[0] for c in CONFIG_EDITS])
 def test_weights_that_do_not_fit_a_hand_edited_config_json_are_refused_naming_the_folder(tiny_dir, tmp_path, edit,
                                                                                         says):
     from bbuvl.model.loading import WeightsMismatch
 
-    folder = tmp_path / "edited"
-    shutil.copytree(tiny_dir, folder)
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    edit(config)
-    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    folder = _with_config_edited(tiny_dir, tmp_path / "edited", edit)
     # Before: another family or fewer layers loaded with the unmatched layers left at random (HF only logs them),
     # and a larger vocabulary was a RuntimeError traceback from HF.
     with pytest.raises(WeightsMismatch) as e:
@@ -412,11 +417,7 @@ BUILD_EDITS = [
 
 @pytest.mark.parametrize(("edit", "says"), [c[1:] for c in BUILD_EDITS], ids=[c[0] for c in BUILD_EDITS])
 def test_a_config_json_transformers_cannot_build_is_named_with_its_reason(tiny_dir, tmp_path, edit, says):
-    folder = tmp_path / "edited"
-    shutil.copytree(tiny_dir, folder)
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    edit(config)
-    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    folder = _with_config_edited(tiny_dir, tmp_path / "edited", edit)
     # Before: a KeyError, RuntimeError or huggingface_hub validation error from inside the model's constructor.
     with pytest.raises(ValueError) as e:
         load_model_and_processor(str(folder))
