@@ -244,15 +244,58 @@ class Claim:
         self.finish(succeeded=kind is None)
 
 
+@dataclass(frozen=True)
+class Writer:
+    """The command whose lock file lies beside an input: its pid, its name, and whether it is running now."""
+
+    pid: str
+    command: str
+    running: bool
+
+
+def writer_at(path: Path) -> Writer | None:
+    """The writer named by `path`'s lock file, None without one (or an empty one: a writer that ended)."""
+    try:
+        fh = lock_path(path).open("r", encoding="utf-8", errors="replace")
+    except (OSError, ValueError):  # no lock file, or no name to keep one beside: nobody writes it
+        return None
+    with fh:
+        try:
+            # Shared and at once: a running writer holds it exclusive; another reader's probe does not block ours.
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            running = False
+        except BlockingIOError:
+            running = True
+        except OSError:
+            return None
+        pid, _, command = fh.read().strip().partition(" ")
+    if (not running and not command) or pid == str(os.getpid()):
+        return None  # a writer that ended, or this process's own claim (a library caller that wrote it first)
+    return Writer(pid or "unknown", command or "command", running)
+
+
+def refuse_inputs_being_written(inputs: Mapping[str, Path | None]) -> None:
+    """OutputConflict naming the first input another process is writing now, and what to do: a reader would
+    read a file still growing line by line, or about to be replaced, so its numbers would describe a moment of
+    another run."""
+    for what, path in inputs.items():
+        if path is None or (writer := writer_at(path)) is None or not writer.running:
+            continue
+        raise OutputConflict(f"{path} ({what}): `bbuvl {writer.command}` (pid {writer.pid}) is still writing it, so it is "
+                         "not whole yet; wait for that command to finish, then run this one again")
+
+
 def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterable[Path] = (),
                   folders: Iterable[Path] = (), overwrite: bool = False) -> Claim:
     """Check and lock the outputs of one run of `bbuvl COMMAND`; raises OutputConflict (and holds nothing) when
-    one is an input, is being written by another process, or is in the way and not the command's own.
+    one is an input, is being written by another process, or is in the way and not the command's own, or when an
+    input is being written by another process.
 
     Call it before any expensive work, then `finish` the claim (or use it as a context manager) when done.
     """
     files, folders = [Path(p) for p in files], [Path(p) for p in folders]
     check_not_inputs(inputs, files, folders)
+    refuse_inputs_being_written(inputs)
     check_distinct(files + folders)
     outputs = [output_path(p) for p in files + folders]
     for out, given in zip(outputs, files + folders):

@@ -84,7 +84,7 @@ def _check_plot(out: Path) -> None:
 def _refuse_being_written(inputs: dict[str, Path | None]) -> None:
     """Refuse a checkpoint, dataset or photo another command (train, convert, predict...) is still writing: what doctor
     found in it would describe a moment of that run."""
-    from bbuvl.eval.in_progress import refuse_inputs_being_written
+    from bbuvl.outputs import refuse_inputs_being_written
 
     with user_errors(ValueError):
         refuse_inputs_being_written(inputs)

@@ -86,7 +86,8 @@ def evaluate(
     from bbuvl.data.schema import read_records
     from bbuvl.eval.compare import SETTINGS_KEY, compare, incomparable, read_metrics, run_settings, unknown_settings
     from bbuvl.eval.fonts import find_cjk_font
-    from bbuvl.eval.in_progress import refuse_inputs_being_written, unfinished_predictions_note
+    from bbuvl.eval.in_progress import unfinished_predictions_note
+    from bbuvl.outputs import refuse_inputs_being_written
     from bbuvl.eval.judging import choose_verdict, verdict_setup
     from bbuvl.infer.verdict import lone_threshold_problem, thresholds_file
     from bbuvl.eval.metrics import evaluate_predictions
@@ -396,7 +397,8 @@ def viz(
     from bbuvl.data.labels import Hierarchy
     from bbuvl.eval.draw import LabelNamer
     from bbuvl.eval.fonts import find_cjk_font
-    from bbuvl.eval.in_progress import refuse_inputs_being_written, unfinished_predictions_note
+    from bbuvl.eval.in_progress import unfinished_predictions_note
+    from bbuvl.outputs import refuse_inputs_being_written
     from bbuvl.eval.viz import draw_pictures
     from bbuvl.outputs import writer_of
 

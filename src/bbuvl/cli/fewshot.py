@@ -120,7 +120,8 @@ def _claim(command: str, inputs: Mapping[str, Path | None], files: list[Path] | 
            folders: list[Path] | None = None, overwrite: bool = False) -> None:
     """Refuse an input another command is still writing, claim the outputs, and note a predictions file a killed
     `bbuvl predict` left unfinished (its photos past the kill have no boxes to crop)."""
-    from bbuvl.eval.in_progress import refuse_inputs_being_written, unfinished_predictions_note
+    from bbuvl.eval.in_progress import unfinished_predictions_note
+    from bbuvl.outputs import refuse_inputs_being_written
 
     with user_errors(ValueError):
         refuse_inputs_being_written(inputs)

@@ -18,6 +18,7 @@ from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, check_device, console, f
 from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
                                  TILES, ZOOM_INTO, check_mode_name, checkpoint_folder_problem, describe_tiles, mode_help,
                                  plain_model_mode, read_folder, read_through_config, tile_options, typed)
+from bbuvl.outputs import refuse_inputs_being_written
 from bbuvl.paths import real_path
 
 
@@ -134,6 +135,8 @@ def predict(
             fail(problem)
         # --overwrite deleted a hierarchy the run config named, when --out named it too
         check_not_inputs(read_through_config(checkpoint, cfg, mode, teachers), [out, manifest_path(out)])
+        # An --input JSONL another command is still writing would be predicted in part and resumed against its rest
+        refuse_inputs_being_written({"--input": input, "--teachers": teachers})
         source = teachers or (Path(cfg.data.teachers) if cfg.data.teachers else None)
         if mode == "teachers" and (source is None or not Path(source).exists()):
             fail("--mode teachers needs --teachers TEACHERS.jsonl")

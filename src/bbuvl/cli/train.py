@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bbuvl.cli.common import console, fail, hold_outputs, user_errors
+from bbuvl.outputs import refuse_inputs_being_written
 from bbuvl.cli.config import OVERRIDES_HELP, report_valid
 from bbuvl.config import BudgetError, ConfigError, ConfigOrigin, dump_config, load_located_config
 
@@ -50,6 +51,9 @@ def train(
         fail(f"--resume continues from the newest checkpoint in training.output_dir, --resume-from from "
              f"{resume_from}: pass one of them")
     if not dry_run and _main_process():
+        with user_errors(ValueError):  # a dataset another command is still writing would train on part of it
+            refuse_inputs_being_written({f"data.{k}": Path(v) for k in ("train", "val", "teachers")
+                                         if (v := getattr(cfg.data, k)) is not None})
         hold_outputs("train", [Path(cfg.training.output_dir)])  # one run per folder (bbuvl/outputs.py)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from bbuvl.encode.loss_terms import LossTerms
