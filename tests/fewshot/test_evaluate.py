@@ -129,6 +129,12 @@ def test_eval_refuses_bad_options_with_a_message(part_crops, tmp_path):
     result = CliRunner().invoke(app, ["eval", "--support", str(tmp_path / "none"), "--query", str(part_crops.query),
                                       "--backbone", "pixels", "--out", str(tmp_path), "--no-cache"])
     assert result.exit_code == 2 and "support folder not found" in result.output
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "support.txt").write_text("x", encoding="utf-8")  # was "support folder not found" too
+    result = CliRunner().invoke(app, ["eval", "--support", str(tmp_path / "in" / "support.txt"), "--query",
+                                      str(part_crops.query), "--backbone", "pixels", "--out", str(tmp_path / "out"),
+                                      "--no-cache"])
+    assert result.exit_code == 2 and "support.txt: a file, not a folder" in " ".join(result.output.split())
 
 
 def test_a_query_folder_typed_full_width_is_its_class_not_unknown(tmp_path):

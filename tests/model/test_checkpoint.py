@@ -102,3 +102,18 @@ def test_a_checkpoint_missing_a_file_transformers_loads_is_refused_naming_it_bef
     # ('Unrecognized model', "Can't load video processor", 'config and tokenizer disagree')
     with pytest.raises(CheckpointError, match=rf"incomplete or damaged checkpoint \({name} missing\)"):
         read_model_folder(broken)
+
+
+def test_a_checkpoint_path_that_is_a_file_or_a_dead_link_is_named_as_what_it_is(tmp_path):
+    """A link whose target is gone (or a loop of links) was "no such checkpoint folder", with the link right there."""
+    (tmp_path / "a.txt").write_text("x", encoding="utf-8")
+    (tmp_path / "gone").symlink_to(tmp_path / "moved-away")
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    with pytest.raises(NotADirectoryError, match="a.txt: a file, not a checkpoint folder"):
+        read_model_folder(tmp_path / "a.txt")
+    for name in ("gone", "loop1"):
+        with pytest.raises(FileNotFoundError, match=f"{name}: a link that reaches no checkpoint folder"):
+            read_model_folder(tmp_path / name)
+    with pytest.raises(FileNotFoundError, match="nothing: no such checkpoint folder"):
+        read_model_folder(tmp_path / "nothing")

@@ -77,9 +77,10 @@ def plain_model_mode(checkpoint: Path, labels: Path | None, lang: str, mode: str
 
 def checkpoint_folder_problem(checkpoint: Path) -> str | None:
     """Why `checkpoint` is no folder to read a model from (missing, or a file), naming it; None when it is a folder."""
-    if checkpoint.is_dir():
-        return None
-    return f"{checkpoint}: {'a file, not a' if checkpoint.exists() else 'no such'} checkpoint folder (--checkpoint)"
+    from bbuvl.model.checkpoint import no_folder
+
+    missing = no_folder(checkpoint)
+    return None if missing is None else f"{checkpoint}: {missing} (--checkpoint)"
 
 
 def typed(ctx: typer.Context, name: str) -> bool:

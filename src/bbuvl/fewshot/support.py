@@ -95,7 +95,9 @@ def read_support(root: str | Path) -> SupportSet:
     """Find every support image under `root` (raises ValueError naming the offending file or folder)."""
     root = Path(root)
     if not root.is_dir():
-        raise ValueError(f"{root}: support folder not found (expected support/<class>/*.jpg)")
+        what = "a file, not a folder" if root.exists() else (
+            "a link that reaches no folder" if root.is_symlink() else "support folder not found")
+        raise ValueError(f"{root}: {what} (expected support/<class>/*.jpg)")
     images, skipped = [], Counter()
     paths = list_images(root, skipped)
     # `ＢＢＵ/` beside `BBU/`, or a folder name composed on one disk and decomposed on another, is one class, not two

@@ -283,6 +283,17 @@ class ModelFolder:
     adapter: bool = False  # LoRA adapters here, the base weights at `cfg.model.path`
 
 
+def no_folder(path: Path) -> str | None:
+    """What `path` is when it is no checkpoint folder (a file, a link that reaches none, nothing), else None."""
+    if path.is_dir():
+        return None
+    if path.exists():
+        return "a file, not a checkpoint folder"
+    if path.is_symlink():  # "no such folder" sent the user looking for a folder whose link is right there
+        return "a link that reaches no checkpoint folder (its target is gone, or its links lead in a loop)"
+    return "no such checkpoint folder"
+
+
 def read_model_folder(path: str | Path, labels: list[str] | None = None, lang: str | None = None,
                       cfg: Config | None = None) -> ModelFolder:
     """Read a checkpoint folder (its run config, contract and prompt) or describe a plain model folder.
@@ -302,10 +313,8 @@ def read_model_folder(path: str | Path, labels: list[str] | None = None, lang: s
     if labels is not None or cfg is not None:
         raise ValueError(f"{path}: a checkpoint written by bbu-vl answers with the labels and config it was trained "
                          "with; labels and cfg are for a plain model folder")
-    if not path.is_dir():
-        if path.exists():
-            raise NotADirectoryError(f"{path}: a file, not a checkpoint folder")
-        raise FileNotFoundError(f"{path}: no such checkpoint folder")
+    if (missing := no_folder(path)) is not None:
+        raise (NotADirectoryError if path.exists() else FileNotFoundError)(f"{path}: {missing}")
     problem = checkpoint_problem(path)
     if problem:
         raise CheckpointError(not_a_checkpoint(path) or
