@@ -83,7 +83,8 @@ def _check_plot(out: Path) -> None:
 
 def _refuse_being_written(inputs: dict[str, Path | None]) -> None:
     """Refuse a checkpoint, dataset or photo another command (train, convert, predict...) is still writing: what doctor
-    found in it would describe a moment of that run."""
+    found in it would describe a moment of that run. For the commands that claim no output; `claim_outputs` checks
+    the inputs of those that do."""
     from bbuvl.outputs import refuse_inputs_being_written
 
     with user_errors(ValueError):
@@ -256,7 +257,6 @@ def memory(
     if mode not in ("generate", "head"):
         fail(f"--mode must be generate or head, got '{mode}'")
     check_device(device)  # a bad option fails before anything is claimed
-    _refuse_being_written({"CHECKPOINT": checkpoint, "--images": images})
     claim_outputs("doctor memory", {"CHECKPOINT": checkpoint, "--images": images}, [out], overwrite=overwrite)
     _check_plot(out)
     _check_given({"--images": images})
@@ -313,7 +313,6 @@ def features(
     from bbuvl.diagnostics.probe import dataset_batches
 
     check_device(device)
-    _refuse_being_written({"CHECKPOINT": checkpoint, "--data": data})
     claim_outputs("doctor features", {"CHECKPOINT": checkpoint, "--data": data}, [out], overwrite=overwrite)
     _check_plot(out)
     _check_given({"--data": data})
@@ -351,7 +350,6 @@ def attention(
     from bbuvl.eval.fonts import find_cjk_font
 
     check_device(device)
-    _refuse_being_written({"CHECKPOINT": checkpoint, "IMAGE": image, "--font-path": font_path})
     claim_outputs("doctor attention", {"CHECKPOINT": checkpoint, "IMAGE": image, "--font-path": font_path}, [out],
                   overwrite=overwrite)
     _check_plot(out)
@@ -392,7 +390,6 @@ def coordinates(
     from bbuvl.diagnostics.probe import dataset_batches
 
     check_device(device)
-    _refuse_being_written({"CHECKPOINT": checkpoint, "--data": data})
     claim_outputs("doctor coordinates", {"CHECKPOINT": checkpoint, "--data": data}, [out] if out else [],
                   overwrite=overwrite)
     _check_given({"--data": data})
@@ -459,7 +456,6 @@ def landscape(
     with user_errors(ValueError):
         chosen = parse_groups(groups)  # before minutes of loading
     check_device(device)
-    _refuse_being_written({"CHECKPOINT": checkpoint, "DATASET": dataset})
     claim_outputs("doctor landscape", {"CHECKPOINT": checkpoint, "DATASET": dataset}, [out], overwrite=overwrite)
     _check_plot(out)
     _check_given({"DATASET": dataset})

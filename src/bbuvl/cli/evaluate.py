@@ -398,7 +398,6 @@ def viz(
     from bbuvl.eval.draw import LabelNamer
     from bbuvl.eval.fonts import find_cjk_font
     from bbuvl.eval.in_progress import unfinished_predictions_note
-    from bbuvl.outputs import refuse_inputs_being_written
     from bbuvl.eval.viz import draw_pictures
     from bbuvl.outputs import writer_of
 
@@ -409,10 +408,8 @@ def viz(
     if os.path.lexists(out_dir) and not out_dir.is_dir():  # --overwrite would not make it a folder
         fail(f"{out_dir}: {file_kind(out_dir) or 'a file'}, not a folder: viz draws its pictures into a folder; "
              "choose another")
-    inputs = {"INPUT": input, "--pred": pred, "--font-path": font_path, "--hierarchy": hierarchy}
-    with user_errors(ValueError):
-        refuse_inputs_being_written(inputs)
-    claim_outputs("viz", inputs, folders=[out_dir], overwrite=overwrite)
+    claim_outputs("viz", {"INPUT": input, "--pred": pred, "--font-path": font_path, "--hierarchy": hierarchy},
+                  folders=[out_dir], overwrite=overwrite)  # an input another command is still writing is refused too
     # Its own earlier pictures are replaced whole; a folder holding anything else (given up with --overwrite) keeps it.
     own = writer_of(out_dir) == "viz"
     with user_errors(ValueError, OSError):

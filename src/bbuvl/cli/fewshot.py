@@ -118,13 +118,10 @@ def _refuse_unused_options(ctx: typer.Context, query: Path | None, seeded: bool)
 
 def _claim(command: str, inputs: Mapping[str, Path | None], files: list[Path] | None = None,
            folders: list[Path] | None = None, overwrite: bool = False) -> None:
-    """Refuse an input another command is still writing, claim the outputs, and note a predictions file a killed
-    `bbuvl predict` left unfinished (its photos past the kill have no boxes to crop)."""
+    """Claim the outputs (an input another command is still writing is refused there), and note a predictions file
+    a killed `bbuvl predict` left unfinished (its photos past the kill have no boxes to crop)."""
     from bbuvl.eval.in_progress import unfinished_predictions_note
-    from bbuvl.outputs import refuse_inputs_being_written
 
-    with user_errors(ValueError):
-        refuse_inputs_being_written(inputs)
     claim_outputs(command, inputs, files or [], folders or [], overwrite)
     for what in ("--query", "--predictions"):
         if (path := inputs.get(what)) is not None and (unfinished := unfinished_predictions_note(path)):
