@@ -286,17 +286,30 @@ SWAPPED = {
 def test_a_checkpoint_whose_weights_are_not_the_runs_model_is_refused_naming_it_and_the_run_is_kept(finished, tmp_path,
                                                                                                   swap):
     """Both were a RuntimeError traceback from HF's loader or torch's load_state_dict once the run had loaded. The
-    weights are read once the run is built, after the records past the checkpoint are cut back (history.json): every
-    checkpoint and final/ stay as they were."""
+    weights are read once the run is built; the records past the checkpoint were cut back before that, so the refusal
+    left history.json cut to the checkpoint's steps: now nothing in the folder changes."""
     out, config = copy_run(finished, tmp_path)
     change, says = SWAPPED[swap]
     change(out / "checkpoint-2")
-    kept = {name: data for name, data in snapshot(out).items() if name != "history.json"}
+    before = snapshot(out)
     r = CliRunner().invoke(app, ["train", str(config), "--resume"])
     text = " ".join(r.output.split())
     assert r.exit_code == 2 and "Traceback" not in r.output, r.output
     assert f"error: {out / 'checkpoint-2'}: " in text and says in text, r.output
-    assert {name: data for name, data in snapshot(out).items() if name != "history.json"} == kept
+    assert snapshot(out) == before
+
+
+def test_a_refused_resume_from_into_a_new_folder_leaves_no_run_there(finished, tmp_path):
+    """The run's record (run.json) was written once the run was built, before the checkpoint's weights were refused:
+    the new folder then held "another run", and training there without --resume was refused."""
+    out, _ = copy_run(finished, tmp_path)
+    _another_models_weights(out / "checkpoint-2")
+    new = tmp_path / "new"
+    r = CliRunner().invoke(app, ["train", str(config_with(finished, new, tmp_path, 3)), "--resume-from",
+                                 str(out / "checkpoint-2")])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "its weights are not those of the model this run builds" in text, r.output
+    assert not new.exists() or not any(new.iterdir()), sorted(p.name for p in new.iterdir())
 
 
 def test_resume_from_a_file_says_it_is_a_file_and_writes_nothing(finished, tmp_path):

@@ -80,7 +80,8 @@ def check_cut_back(output_dir: str | Path, checkpoint: str | Path) -> None:
 def cut_back(output_dir: str | Path, checkpoint: str | Path) -> None:
     """Cut the records in `output_dir` back to `checkpoint`'s step: history.json and health.json become the
     checkpoint's, TensorBoard events, non-finite batch dumps and numbered checkpoints past its step go. The run checks
-    the checkpoint's training state first (`check_training_state`): a checkpoint it refuses gets nothing cut."""
+    the checkpoint's training state first (`check_training_state`), and calls this only once its weights, optimizer
+    and schedule are loaded (train/trainer.py `fit`): a checkpoint it refuses gets nothing cut."""
     out, checkpoint = Path(output_dir), Path(checkpoint)
     state = read_json(checkpoint / "trainer_state.json", "trainer state")
     step = int(state["global_step"])

@@ -203,6 +203,10 @@ class BBUTrainer(Trainer):
         # "file:line: why" of each photo that could not be read when drawn, another sample trained in its place
         # (train/dataset.py); a dict, for each once in the order met
         self.unreadable: dict[str, None] = {}
+        # What the run writes into its folder once a resumed checkpoint is loaded (`fit`): called after the weights,
+        # the optimizer and the schedule are read, where a checkpoint that does not fit is refused, so a refused resume
+        # changes nothing in the folder.
+        self.on_resumed: Callable[[], None] | None = None
         decay = run.cfg.training.ema_decay
         # Before any callback added later (the caption refit): they read the averaged weights (train/weight_average.py).
         self.average = WeightAverage(run.model, decay) if decay > 0 else None
@@ -353,6 +357,10 @@ class BBUTrainer(Trainer):
         super()._load_optimizer_and_scheduler(checkpoint)
         if self.average is not None and checkpoint is not None:
             self.average.load(checkpoint, self.optimizer)
+        # HF calls this once the weights are in (`_load_from_checkpoint`, or DeepSpeed's own load just before), and
+        # before the first step and the callbacks' on_train_begin.
+        if checkpoint is not None and self.on_resumed is not None:
+            self.on_resumed()
 
 
 def warmup_steps(ratio: float) -> float:
@@ -542,11 +550,22 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
         if cfg.model.lora.enabled:
             check_lora_base(ckpt, with_base_located(cfg).model.path)  # a run recorded before run.json: its only check
     trainer = make()
-    if trainer.args.should_save and not (out / RUN_RECORD).exists():
-        out.mkdir(parents=True, exist_ok=True)
-        write_run_record(out, cfg, files)  # once the run has started: a build that failed leaves nothing to resume
-    if trainer.args.should_save and ckpt is not None:
-        cut_back(out, ckpt)  # nothing the stopped run logged past the checkpoint stays beside what this one logs
+
+    def start_records() -> None:
+        """The run's record, and its records cut back to the checkpoint resumed: written once the run has started, so
+        a build that failed, or a checkpoint whose weights were refused, leaves the folder as it was."""
+        if not trainer.args.should_save:
+            return
+        if not (out / RUN_RECORD).exists():
+            out.mkdir(parents=True, exist_ok=True)
+            write_run_record(out, cfg, files)
+        if ckpt is not None:
+            cut_back(out, ckpt)  # nothing the stopped run logged past the checkpoint stays beside what this one logs
+
+    if ckpt is None:
+        start_records()
+    else:
+        trainer.on_resumed = start_records  # once its weights, optimizer and schedule are loaded (BBUTrainer)
     trainer.train(resume_from_checkpoint=ckpt)
     final = out / FINAL_DIR
     staging = out / f".{FINAL_DIR}.saving"
