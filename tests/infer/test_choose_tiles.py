@@ -41,7 +41,7 @@ def test_a_validation_photo_that_cannot_be_read_is_named_and_the_others_are_scor
     assert f"warning: {tmp_path / '[red]gone.png'}: image file not found" in text
     # Factor 1 of the training scale, which every training photo (224x168, as these) was shown at.
     scale = _training_scale(ckpt, records[0]["width"], records[0]["height"])
-    assert text.count("warning:") == 1 and f"chose scale {scale:g} (trained at {scale:g})" in text
+    assert text.count("warning:") == 1 and f"chose scale {scale:g} in head mode (trained at {scale:g})" in text
 
 
 def test_a_gt_that_is_a_folder_is_named_as_a_folder_and_one_not_there_as_missing(tmp_path):
@@ -136,3 +136,41 @@ def test_refine_within_with_no_refine_is_refused_as_an_option_that_does_nothing(
     assert " ".join(result.output.split()) == ("error: --refine-within applies only with --refine: add --refine or leave "
                                               "it out")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_scale_records_the_mode_it_was_chosen_in_and_predict_in_another_mode_says_so(trained_checkpoint,
+                                                                                         small_dataset, tmp_path):
+    """tile_scale.json did not say which mode its candidates were scored in: `tiles: auto` in another mode used it
+    without a word. A file written before the mode was recorded still loads, and says nothing of a mode."""
+    from bbuvl.infer.predictor import Predictor
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    gt = tmp_path / "val.jsonl"
+    records = [json.loads(line) for line in (small_dataset / "val.jsonl").read_text(encoding="utf-8").splitlines()]
+    gt.write_text("".join(json.dumps({**r, "images": [str(small_dataset / r["images"][0])]}, ensure_ascii=False) + "\n"
+                          for r in records[:2]), encoding="utf-8")
+    result = CliRunner().invoke(app, ["choose-tiles", "-c", str(ckpt), "--gt", str(gt), "-o", str(tmp_path / "cands"),
+                                      "--factors", "1", "--no-refine", "--device", "cpu"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    written = json.loads((ckpt / "tile_scale.json").read_text(encoding="utf-8"))
+    assert written["mode"] == "head"
+    scale = written["scale"]
+
+    out = tmp_path / "pred.jsonl"
+    result = CliRunner().invoke(app, ["predict", "-c", str(ckpt), "--input", str(gt), "--out", str(out), "--mode",
+                                      "name", "--tiles", "auto", "--device", "cpu"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert (f"note: tile_scale.json chose scale {scale:g} on head mode's predictions: `tiles: auto` in name mode shows "
+            "photos at it all the same, unmeasured in this mode; `bbuvl choose-tiles --mode name` measures name mode's "
+            "own") in text, result.output
+    predictor = Predictor.load(ckpt, device="cpu")
+    assert not any("tile_scale.json" in n for n in predictor.threshold_notes("head"))  # the mode it was chosen in
+    assert not any("tile_scale.json" in n for n in predictor.threshold_notes("name", "2x2"))  # no auto grid
+
+    del written["mode"]  # as choose-tiles wrote it before
+    (ckpt / "tile_scale.json").write_text(json.dumps(written), encoding="utf-8")
+    old = Predictor.load(ckpt, device="cpu")
+    assert old.tile_scale is not None and old.tile_scale.scale == scale and old.tile_scale.mode is None
+    assert not any("tile_scale.json" in n for n in old.threshold_notes("name"))

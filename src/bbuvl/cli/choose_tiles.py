@@ -138,8 +138,8 @@ def choose_tiles(
         console.print(f"[yellow]note[/]: {escape(note)}")
     console.print(f"compared: {escape(chosen.metric)}; chosen: the fewest passes of those within {within:g} standard "
                   "errors of the best", soft_wrap=True)
-    console.print(f"chose scale {chosen.scale:g} (trained at {chosen.train_scale:g}); written to {escape(str(path))}",
-                  soft_wrap=True)
+    console.print(f"chose scale {chosen.scale:g} in {escape(mode)} mode (trained at {chosen.train_scale:g}); written to "
+                  f"{escape(str(path))}", soft_wrap=True)
     for r in chosen.refine_scores:
         console.print(f"refine {escape(r.category)} by the tiles: {escape(metric)} {_num(r.without)} -> {_num(r.refined)} "
                       f"(1 s.e. {_num(r.spread)}): {'kept' if r.kept else 'not kept'} (kept above {refine_within:g} "

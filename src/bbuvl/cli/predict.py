@@ -216,7 +216,7 @@ def predict(
                      f"{tiled_thresholds.review:g}, fail ≥ {tiled_thresholds.fail:g}"
                      if verdicts["tiled"] and tiled_thresholds != thresholds else "") + ")"
                   + (f", {verdicts['unjudged']} lines without a verdict" if verdicts["unjudged"] else ""), soft_wrap=True)
-    for note in predictor.threshold_notes(mode):
+    for note in predictor.threshold_notes(mode, options.tiles):
         console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
 
 

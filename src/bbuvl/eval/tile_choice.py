@@ -271,4 +271,4 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
         "kept"]
     what = f"{metric} by category" + ("" if scored_on is None else f" ({', '.join(sorted(scored_on))})")
     return ChosenTileScale(best.scale, what, own, sorted(candidates, key=lambda c: c.scale), len(records),
-                           str(real_path(gt)), notes, [r.category for r in refined if r.kept], refined)
+                           str(real_path(gt)), notes, [r.category for r in refined if r.kept], refined, mode=mode)

@@ -32,7 +32,7 @@ from bbuvl.infer.modes import runner
 from bbuvl.infer.options import PredictOptions
 from bbuvl.infer.parse import parse_detections
 from bbuvl.infer.tiles import TilePlan, category_spellings, predict_tiled
-from bbuvl.infer.tile_scale import ChosenTileScale, for_model
+from bbuvl.infer.tile_scale import ChosenTileScale, for_model, scale_of_other_mode
 from bbuvl.infer.verdict import (ChosenThresholds, Verdict, for_faults, hierarchy_judges_none, judge, other_mode,
                                  with_chosen)
 from bbuvl.model.checkpoint import ModelFolder
@@ -236,12 +236,14 @@ class Predictor:
         config's thresholds, as `bbuvl eval` leaves it out."""
         return for_faults(*self.chosen, self.faults.labels, self.identity)[0]
 
-    def threshold_notes(self, mode: str) -> list[str]:
+    def threshold_notes(self, mode: str, tiles: str | None = None) -> list[str]:
         """What the checkpoint's chosen thresholds leave to the run config's for photos predicted in `mode`, in words
         (`bbuvl predict` and `bbuvl serve` print them): chosen in another mode, for another model, or when the
-        hierarchy marked other faults; and a hierarchy that marks none of its labels a fault."""
+        hierarchy marked other faults; a hierarchy that marks none of its labels a fault; and a tile scale chosen in
+        another mode, unless the photos are cut with other `tiles` than auto (None: not known)."""
         kept, left_out = for_faults(*self.chosen, self.faults.labels, self.identity)
-        notes = [other_mode(*kept, mode), hierarchy_judges_none(self.faults, self.prompt.labels)]
+        notes = [other_mode(*kept, mode), hierarchy_judges_none(self.faults, self.prompt.labels),
+                 scale_of_other_mode(self.tile_scale, mode) if tiles in (None, "auto") else None]
         if left_out:
             notes.append(f"{' and '.join(left_out)}: the photos are judged by the run config's thresholds; choose them "
                          "again with `bbuvl eval --choose-thresholds` on predictions of this model judged by these faults")

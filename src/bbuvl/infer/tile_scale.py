@@ -70,6 +70,9 @@ class ChosenTileScale:
     # The checkpoint's `trained_identity` when it was written into it (None: not recorded): a scale in a checkpoint
     # whose training record differs was chosen on another model's predictions (`for_model`).
     model: str | None = None
+    # The prediction mode its candidates were predicted and scored in (None: a file written before it was recorded).
+    # `auto` in another mode still shows photos at it (`scale_of_other_mode`).
+    mode: str | None = None
 
     def save(self, checkpoint: str | Path) -> Path:
         """Write tile_scale.json into the checkpoint folder (atomically), recording the model it was chosen for."""
@@ -92,6 +95,8 @@ class ChosenTileScale:
             chosen = cls(**data)
             if not isinstance(chosen.refine, list) or not all(isinstance(c, str) for c in chosen.refine):
                 raise ValueError(f"refine must be a list of category names, got {chosen.refine!r}")
+            if chosen.mode is not None and not isinstance(chosen.mode, str):
+                raise ValueError(f"mode must be the name of a prediction mode, got {chosen.mode!r}")
             if chosen.model is not None and not isinstance(chosen.model, str):
                 raise ValueError(f"model must be the checkpoint's digest, got {chosen.model!r}")
             scale = chosen.scale
@@ -110,3 +115,19 @@ def for_model(chosen: ChosenTileScale | None, model: str | None,
         return chosen, None
     return None, (f"{where} {CHOSEN_FOR_ANOTHER}: `tiles: auto` shows photos at the training scale instead; choose "
                   f"again with `{TOOL}`")
+
+
+def scale_of_other_mode(chosen: ChosenTileScale | None, mode: str) -> str | None:
+    """The sentence saying that `tiles: auto` in `mode` shows photos at a scale chosen in another mode; None when it was
+    chosen in `mode`, or its mode is not recorded.
+
+    The scale is kept all the same: it measures how large the parts of photos like these are against the training
+    photos, which no mode changes, where the training scale it would fall back to assumes they are as large. Which grid
+    scores best can still differ between modes (a grid's tiles are read by the head or written out token by token), so
+    the note says how to measure it in this one.
+    """
+    if chosen is None or chosen.mode is None or chosen.mode == mode:
+        return None
+    return (f"{TILE_SCALE_FILE} chose scale {chosen.scale:g} on {chosen.mode} mode's predictions: `tiles: auto` in "
+            f"{mode} mode shows photos at it all the same, unmeasured in this mode; `{TOOL} --mode {mode}` measures "
+            f"{mode} mode's own")
