@@ -745,3 +745,30 @@ def test_a_photo_of_a_hundred_megapixels_is_read_without_pillows_warning_and_one
     with pytest.raises(ImageError, match=r"phone\.png: image too large to decode safely \(.*\): save it at a lower "
                                          r"resolution first"):
         image_size(png_header(tmp_path / "phone.png", 16320, 12240))  # a phone's 200 MP mode
+
+
+def test_a_coco_file_whose_photos_would_all_hold_no_box_is_refused_unless_allowed(tmp_path: Path):
+    # An empty annotations list (a test split's image_info file) imported every photo with no parts and exit 0; so did
+    # a file whose annotations were all unusable, when a photo listed none: trained on, its parts are background.
+    photo(tmp_path / "images" / "a.jpg")
+    photo(tmp_path / "images" / "b.jpg", colour=(200, 10, 10))
+    images = [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48},
+              {"id": 2, "file_name": "b.jpg", "width": 64, "height": 48}]
+    crowd = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 5, 26, 35], "iscrowd": 1}
+    cases = {"empty": ([], "its annotations list is empty: its 2 photos would be imported with no parts"),
+             "unusable": ([crowd], "none of its 1 annotations could be used (the first, annotations[0]: crowd "
+                                   "annotation (a region of many objects, not one box)): the 1 photo left would be "
+                                   "imported with no parts")}
+    for name, (annotations, says) in cases.items():
+        coco_file = tmp_path / f"{name}.json"
+        coco_file.write_text(json.dumps({"images": images, "annotations": annotations,
+                                         "categories": [{"id": 1, "name": LABEL}]}), encoding="utf-8")
+        code, out = run("import-coco", coco_file, tmp_path / "images", tmp_path / name)
+        text = " ".join(out.split())
+        assert code == 2 and f"error: {coco_file}: {says}" in text and "--allow-empty" in text, out
+        assert not (tmp_path / name).exists()
+        code, out = run("import-coco", coco_file, tmp_path / "images", tmp_path / name, "--allow-empty", "--val-ratio",
+                        "0")
+        assert code == 0, out
+        kept = [json.loads(line) for line in (tmp_path / name / "train.jsonl").open(encoding="utf-8")]
+        assert kept and all(r["objects"] == [] for r in kept)

@@ -241,6 +241,9 @@ def import_coco(
     link: bool = typer.Option(False, "--link/--copy", help="Hard-link images instead of copying them."),
     allow_outside: bool = typer.Option(False, "--allow-outside", help="Also copy photos whose file_name (absolute, "
                                        "'..' or a link) leads outside IMAGES_DIR; refused by default."),
+    allow_empty: bool = typer.Option(False, "--allow-empty", help="Import the photos even when none of them holds a "
+                                     "box (an empty or wholly unusable annotations list): photos meant to show no "
+                                     "parts. Refused by default, as a file exported without its boxes."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Turn a COCO detection file into a dataset folder (images copied into OUT/images)."""
@@ -249,7 +252,8 @@ def import_coco(
                   outputs, [out / IMAGES], overwrite=overwrite)
     h = _hierarchy(hierarchy)
     with user_errors(), replacing([*outputs, out / IMAGES]):  # a re-run from another COCO file keeps none of its photos
-        result = coco_files.import_coco(annotations, images_dir, out, val_ratio, num_teachers, seed, h, link, allow_outside)
+        result = coco_files.import_coco(annotations, images_dir, out, val_ratio, num_teachers, seed, h, link, allow_outside,
+                                        allow_empty)
     for label, n in result.unknown_labels.items():
         console.print(f"warning: label {show_text(label)} ({n} objects) is not in the hierarchy: {h.problem(label)}",
                       style="yellow", markup=False, soft_wrap=True)

@@ -59,12 +59,13 @@ class CocoImport:
 
 def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path, val_ratio: float = 0.1,
                 num_teachers: int = 10, seed: int = 42, hierarchy: Hierarchy | None = None,
-                link: bool = False, allow_outside: bool = False) -> CocoImport:
+                link: bool = False, allow_outside: bool = False, allow_empty: bool = False) -> CocoImport:
     """Turn a COCO detection file into a dataset folder (images copied, or hard-linked, into `out`/images).
 
     Only photos inside `images_dir` are copied (unless `allow_outside`), and only files that decode as a
     supported photo format; any other entry is skipped into errors.jsonl. Labels the hierarchy knows are
-    written in its spelling, however the COCO file typed them.
+    written in its spelling, however the COCO file typed them. A file whose photos would all be imported without a
+    box (no annotation, or none usable) is refused unless `allow_empty` (`refuse_all_empty`).
     """
     annotations, images_dir, out = Path(annotations), Path(images_dir), Path(out)
     hierarchy = hierarchy or Hierarchy.load(None)
@@ -89,6 +90,8 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
     for e in errors:
         if e.get("entry") in unsized:
             e["reason"] = f"no width and height in the COCO file, and none from its photo: {unsized[e['entry']]}"
+    if not allow_empty:
+        refuse_all_empty(annotations, coco, records, errors)  # before any photo is copied
     kept, placer, outside, names = [], ImagePlacer(out, link), 0, _NamesUnder(images_dir)
     in_file = len(errors)  # the problems of the file's entries; those of its photos follow
     rotated, on_raw = 0, 0  # kept photos that viewers show turned (EXIF), and those of them drawn on the file's grid
@@ -146,6 +149,32 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
     summary = write_dataset_folder(out, train, val, num_teachers, seed, extra)
     write_text_atomic(out / ERRORS, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
     return CocoImport(summary, errors, dict(sorted(unknown.items())), outside)
+
+
+def refuse_all_empty(annotations: Path, coco: dict[str, Any], records: list[ImageRecord],
+                     errors: list[dict[str, Any]]) -> None:
+    """ValueError naming the COCO file when every photo it would import holds no box: an empty `annotations` list, or
+    one none of whose entries could be used.
+
+    Such a file is almost always a wrong export (a test split's image_info file, exported without its boxes): trained
+    on, every part in its photos is taught as background. `--allow-empty` imports it when the photos are meant to be
+    empty. A file whose photos all failed is refused later, as no photo imported.
+    """
+    if not records or any(r.objects for r in records):
+        return
+    listed, photos = len(coco["annotations"]), f"{len(records)} photo{'s' if len(records) != 1 else ''}"
+    what = (f"its annotations list is empty: its {photos} would be imported with no parts, as if nothing were in "
+            "them (a test split's file, exported without its boxes?)" if not listed else
+            f"none of its {listed} annotations could be used (the first, {_first_annotation_problem(errors)}): the "
+            f"{photos} left would be imported with no parts, as if nothing were in them")
+    raise ValueError(f"{annotations}: {what}. Nothing was written; pass --allow-empty if these photos are meant to "
+                     "have no parts")
+
+
+def _first_annotation_problem(errors: list[dict[str, Any]]) -> str:
+    """`annotations[i]: why` of the first annotation skipped (`?` when none is named)."""
+    first = next((e for e in errors if str(e.get("entry", "")).startswith("annotations[")), None)
+    return "?" if first is None else f"{first['entry']}: {first['reason']}"
 
 
 def _sizes_from_photos(coco: dict[str, Any], images_dir: Path,
