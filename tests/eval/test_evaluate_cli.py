@@ -163,6 +163,43 @@ def test_the_report_names_each_photo_it_drew_as_a_placeholder(eval_files, tmp_pa
     assert (tmp_path / "report" / "index.html").is_file()
 
 
+def test_a_report_folder_is_eval_s_own_never_one_of_the_user_s_files(eval_files, tmp_path):
+    # `--report ~` (any folder of the user's) put index.html, the curves, worst/ and faults/ among their files, and
+    # `--report` the predictions' own folder wrote beside them.
+    from bbuvl.cli import app as bbuvl  # which records what a command wrote as its own when it ends
+
+    def report_into(report: Path, out: Path, *extra: str):
+        return runner.invoke(bbuvl, ["eval", "--pred", str(pred), "--gt", str(eval_files.gt), "--out", str(out),
+                                   "--report", str(report), "--worst", "2", *extra], env={"COLUMNS": "300"})
+
+    pred = tmp_path / "preds" / "pred.jsonl"
+    pred.parent.mkdir()
+    pred.write_bytes(eval_files.pred.read_bytes())
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine\n", encoding="utf-8")
+    result = report_into(mine, tmp_path / "m.json")
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and f"{mine}: exists and was not written by `bbuvl eval`" in said, result.output
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and not (tmp_path / "m.json").exists()
+    result = report_into(pred.parent, tmp_path / "m.json", "--overwrite")
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and f"{pred.parent}: holds the input --pred" in said, result.output
+    assert [p.name for p in pred.parent.iterdir()] == ["pred.jsonl"]
+
+    report = tmp_path / "report"
+    for _ in range(2):  # its own report, --out inside it: replaced without --overwrite
+        result = report_into(report, report / "m.json")
+        assert result.exit_code == 0, result.output
+    assert {"index.html", "m.json", "m.coco.json", "worst"} <= {p.name for p in report.iterdir()}
+    (report / "notes.txt").write_text("mine\n", encoding="utf-8")  # no longer the report eval wrote
+    result = report_into(report, tmp_path / "m.json")
+    assert result.exit_code == 2 and "changed since `bbuvl eval` wrote it" in " ".join(result.output.split())
+    result = report_into(mine, tmp_path / "m.json", "--overwrite")  # given up: the report goes in, the rest stays
+    assert result.exit_code == 0 and (mine / "notes.txt").read_text(encoding="utf-8") == "mine\n", result.output
+    assert (mine / "index.html").is_file()
+
+
 def test_a_box_a_billion_billion_times_the_photo_is_scored_without_warnings(eval_files, tmp_path):
     # IoU of a 1e300-pixel box overflowed: numpy's RuntimeWarning and the line of code were printed to the user.
     lines = [json.loads(x) for x in eval_files.pred.read_text(encoding="utf-8").splitlines()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -122,7 +123,7 @@ def evaluate(
                 if report else ([], []))
     for written in (out, details_path(out)):  # said as "R/index.html and R/index.html: one command would write both"
         if any(same_path(written, path) or real_path(written).is_relative_to(real_path(path)) for path in reported[1]) \
-                or any(same_path(written, path) for path in reported[0]):
+                or any(same_path(written, path) for path in [*reported[0], *([report] if report else [])]):
             fail(f"{written}: one of the report's own files, or inside a folder the report replaces (--report {report}); "
                  "give --out a name outside them")
     if (verdict_review is None) != (verdict_fail is None):  # one given: paired with the other in effect
@@ -137,9 +138,20 @@ def evaluate(
     # A pair for each framing the predictions hold: photos predicted in one pass, and through tiles or zoom.
     chosen_file = ([Path(judged.checkpoint) / thresholds_file(t) for t in sorted({line.tiled for line in lines})]
                    if choose_thresholds else [])
-    claim_outputs("eval", {"--pred": pred, "--gt": gt, "--baseline": baseline, "--hierarchy": hierarchy, "--font-path": font_path,
-                           "--frame": frame},
-                  [out, details_path(out), *reported[0], *chosen_file], reported[1], overwrite)
+    inputs = {"--pred": pred, "--gt": gt, "--baseline": baseline, "--hierarchy": hierarchy, "--font-path": font_path,
+              "--frame": frame}
+    in_report = [f for f in (out, details_path(out)) if report and real_path(f).is_relative_to(real_path(report))]
+    claim_outputs("eval", inputs, [f for f in (out, details_path(out)) if f not in in_report] + chosen_file,
+                  overwrite=overwrite)
+    if report and os.path.lexists(report) and not report.is_dir():  # --overwrite would not make it a folder
+        from bbuvl.data.input_paths import file_kind
+
+        fail(f"{report}: {file_kind(report) or 'a file'}, not a folder: eval writes its report into a folder "
+             "(--report); choose another")
+    if report:
+        # The report folder is eval's whole, as viz's is (docs/outputs.md): absent, empty or an earlier report of its
+        # own; `--report ~` put index.html, the curves, worst/ and faults/ among the user's files. --out may lie in it.
+        claim_outputs("eval", inputs, folders=[report], overwrite=overwrite or earlier_report(report))
     with user_errors(ValueError, OSError):
         base_metrics = read_metrics(baseline) if baseline is not None else None
         records = read_records(gt)
@@ -201,6 +213,17 @@ def evaluate(
         print_first([f"{p} (drawn as a grey placeholder in the report)" for p in unreadable],
                     " photos drawn as grey placeholders")
         console.print(f"[green]report[/]: {escape(str(index))}", soft_wrap=True)
+
+
+def earlier_report(report: Path) -> bool:
+    """Whether `report` is a folder holding an earlier report of eval's and nothing else: each thing in it written by
+    `bbuvl eval` as it is now, recorded with the folder or, by an earlier version, on its own in the folder's ledger."""
+    from bbuvl.outputs import LEDGER, LOCK_SUFFIX, writer_of
+
+    if not report.is_dir() or report.is_symlink():
+        return False
+    entries = [p for p in report.iterdir() if p.name != LEDGER and not p.name.endswith(LOCK_SUFFIX)]
+    return bool(entries) and all(writer_of(p) == "eval" for p in entries)
 
 
 def check_not_read_through(pred: Path, gt: Path, checkpoint: str | None, files: list[Path], folders: list[Path]) -> None:
@@ -391,8 +414,6 @@ def viz(
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Draw boxes and labels on photos into PNGs: ground truth, predictions, or both side by side."""
-    import os
-
     from bbuvl.data.input_paths import file_kind
     from bbuvl.data.labels import Hierarchy
     from bbuvl.eval.draw import LabelNamer
