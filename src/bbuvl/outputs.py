@@ -12,7 +12,8 @@ and folders it fills with names it picks as it goes (pictures, checkpoints). Thr
   `.bbuvl-outputs.json`, in the folder that holds the output. An output that is already there is replaced
   only when the same command wrote exactly what is there now (a re-run redoes its own work) or when the user
   passes `--overwrite`: a file edited by hand since is nobody's. A run that fails records only what it
-  did write, never what it merely claimed.
+  did write, never what it merely claimed. A folder a command replaces whole (a model folder) is given up by
+  `--overwrite` only when that command wrote it (`check_replaced_whole`): all of someone else's would go with it.
 - One output, one process: each output is locked (flock on a `.NAME.lock` file beside it, holding the pid and
   the command) from the claim to the end of the command; a second writer is refused naming the first's pid.
   The kernel drops the lock when its holder dies, even by SIGKILL, so a killed run leaves no stale lock. Its lock
@@ -327,6 +328,25 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
             lock.release(restore=True)  # a refused claim leaves a killed run's lock file as it found it
         raise
     return claim
+
+
+def check_replaced_whole(folder: Path, command: str) -> None:
+    """Raise OutputConflict, naming what would be lost, when `folder`, which `bbuvl COMMAND` replaces whole
+    (atomic.py's `atomic_folder`), holds files and no ledger says that command wrote it.
+
+    `--overwrite` gives up an output the command wrote that has changed since (a file edited, another version's
+    build); it must not give up a folder of someone else's (a real checkpoint given as `model tiny OUT`), every file
+    of which the replacement removes. Call it, with --overwrite, after `claim_outputs`; an empty folder passes.
+    """
+    out = output_path(folder)
+    if output_digest(out) is None or command in (_recorded_writer(out), writer_of(out)):
+        return
+    held = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
+                  if not p.is_dir() and not _bookkeeping(p.name))
+    shown = ", ".join(held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
+    raise OutputConflict(f"{folder}: holds {shown}, which `bbuvl {command}` did not write; it replaces the folder "
+                         "whole, so --overwrite would delete them. Move them out or delete the folder yourself, or "
+                         "choose another output folder")
 
 
 @contextmanager

@@ -37,3 +37,33 @@ def test_model_export_options_of_the_measurement_without_it_are_refused(tmp_path
                            env={"COLUMNS": "400"})
     # Before: they were taken and did nothing, the export running as without them.
     assert r.exit_code == 2 and f"{option[0]} applies only with --drop-vision-positions" in r.output, r.output
+
+
+def _someones(folder):
+    """A folder of someone's files (a real checkpoint's weights, notes) where a model command is pointed to write."""
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"someone's weights")
+    (folder / "notes.txt").write_text("mine\n", encoding="utf-8")
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_overwrite_replaces_only_a_folder_the_model_command_wrote_never_someone_elses(trained_checkpoint, tmp_path):
+    # Before: `model tiny OUT --overwrite` (and merge-lora's, export's) replaced the whole folder OUT, whatever it held.
+    for command in (["tiny"], ["merge-lora", str(trained_checkpoint)], ["export", str(trained_checkpoint)]):
+        out = tmp_path / f"out-{command[0]}"
+        before = _someones(out)
+        r = CliRunner().invoke(app, ["model", *command, str(out), "--overwrite"], env={"COLUMNS": "400"})
+        said = " ".join(r.output.split())
+        assert r.exit_code == 2 and (f"{out}: holds model.safetensors, notes.txt, which `bbuvl model {command[0]}` did "
+                                     "not write; it replaces the folder whole, so --overwrite would delete them") in said, r.output
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+    own = tmp_path / "own"
+    assert CliRunner().invoke(app, ["model", "tiny", str(own)]).exit_code == 0
+    (own / "config.json").write_text("{}", encoding="utf-8")  # changed since it wrote it: given up with --overwrite
+    assert CliRunner().invoke(app, ["model", "tiny", str(own)]).exit_code == 2
+    r = CliRunner().invoke(app, ["model", "tiny", str(own), "--overwrite"])
+    assert r.exit_code == 0 and (own / "config.json").read_text(encoding="utf-8") != "{}", r.output
+    (tmp_path / "empty").mkdir()
+    assert CliRunner().invoke(app, ["model", "tiny", str(tmp_path / "empty"), "--overwrite"]).exit_code == 0

@@ -6,8 +6,9 @@ writes (or why it writes nothing). For each writing command:
 - its output given as one of its inputs (directly, through a symlink, through a hard link) is refused with
   exit code 2, even with --overwrite, and the input is left byte for byte;
 - its output where a file of the same name already lies that it did not write is refused (exit 2, naming
-  --overwrite) and that file is kept; with --overwrite it is accepted, and a re-run replaces its own output,
-  unless that output was edited since (ownership is by content: bbuvl/outputs.py).
+  --overwrite) and that file is kept; with --overwrite it is accepted (refused still where the command replaces
+  the whole folder holding it), and a re-run replaces its own output, unless that output was edited since
+  (ownership is by content: bbuvl/outputs.py).
 
 Commands that need a trained model are checked up to the guard (it runs before any model loads); the
 model folders here are stand-ins, so those runs stop at loading, never at the guard.
@@ -51,6 +52,10 @@ def leaf_commands(group: Any, prefix: tuple[str, ...] = ()) -> list[str]:
 
 
 COMMANDS = leaf_commands(typer.main.get_command(app))
+
+# Commands whose output folder is replaced whole (atomic.py's `atomic_folder`): --overwrite gives up only a folder they
+# wrote, never one holding someone's files (`outputs.check_replaced_whole`).
+REPLACED_WHOLE = {"model tiny", "model merge-lora", "model export"}
 
 WRITES_NOTHING = {
     "config print": "prints the config to stdout",
@@ -235,6 +240,12 @@ def test_a_file_it_did_not_write_is_kept_unless_overwrite(w, name):
     assert r.exit_code == 2 and "--overwrite" in r.output and "Traceback" not in r.output, r.output
     assert planted.read_bytes() == FOREIGN
 
+    if name in REPLACED_WHOLE:  # --overwrite would delete the folder with the file: refused, naming it
+        r = invoke(case.argv(case.out) + ["--overwrite"])
+        said = " ".join(r.output.split())
+        assert r.exit_code == 2 and f"holds {case.plant}, which `bbuvl {name}` did not write" in said, r.output
+        assert planted.read_bytes() == FOREIGN
+        return
     if case.after_guard is not None:
         r = invoke(case.argv(case.out) + case.after_guard + ["--overwrite"])
         assert r.exit_code != 0 and not any(word in r.output for word in GUARD_WORDS), r.output

@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from bbuvl.cli.common import (OVERWRITE_HELP, check_device, claim_outputs, command_group, console, fail, int_range,
                               refuse_unused, user_errors)
+from bbuvl.outputs import check_replaced_whole
 
 ACCEPT_BASE_HELP = ("LoRA: merge into the base model.path holds now although it is not the one the adapters trained "
                     "on (only when it is the same model saved again: re-downloaded, re-copied).")
@@ -54,6 +55,9 @@ def tiny(
     """Build a tiny randomly initialised model of a family with a trained offline tokenizer, saved like a real checkpoint."""
     _check_tiny_size(hidden, layers, vision_hidden, vision_depth)
     claim_outputs("model tiny", {}, folders=[out], overwrite=overwrite)
+    if overwrite:
+        with user_errors(ValueError):
+            check_replaced_whole(out, "model tiny")
     # Imported here so that `bbuvl --help` and other commands do not pay for importing transformers.
     from bbuvl.atomic import atomic_folder
     from bbuvl.data.families import get_family
@@ -93,6 +97,9 @@ def merge_lora_cmd(
 
     claim_outputs("model merge-lora", {"CHECKPOINT": checkpoint, "its base model": lora_base(checkpoint)}, folders=[out],
                   overwrite=overwrite)
+    if overwrite:
+        with user_errors(ValueError):
+            check_replaced_whole(out, "model merge-lora")
     # Before any weights load (minutes on a real model): a folder with no adapters has nothing to merge.
     if is_plain_model_folder(checkpoint):
         fail(f"{checkpoint}: a plain model folder (no bbuvl.yaml), not a LoRA checkpoint: nothing to merge")
@@ -142,6 +149,9 @@ def export_cmd(
              "--drop-vision-positions and --val")
     claim_outputs("model export", {"CHECKPOINT": checkpoint, "its base model": lora_base(checkpoint), "--val": val},
                   folders=[out], overwrite=overwrite)
+    if overwrite:
+        with user_errors(ValueError):
+            check_replaced_whole(out, "model export")
     from bbuvl.model.export import export_checkpoint
 
     costs = []
