@@ -558,6 +558,10 @@ class GrpoConfig(_Strict):
     # then the answers; "dr_grpo" divides the step's token sum by answers x max_new_tokens; "dapo" by the step's tokens.
     loss_type: Literal["grpo", "dr_grpo", "dapo"] = "dapo"
     scale_rewards: bool = True  # divide advantages by the group's reward std (Dr. GRPO sets this false)
+    # "answer": one advantage for every token of an answer (DeepSeekMath's); "parts": the box tokens credited with every
+    # reward term but the label's, the label tokens with every one but detection's (rl/answer_parts.py, docs/grpo.md,
+    # "Credit per part of the answer").
+    advantages: Literal["answer", "parts"] = "answer"
     epsilon_low: float = Field(0.2, ge=0, lt=1)  # ratio clipped to [1 - epsilon_low, 1 + epsilon_high]
     epsilon_high: float = Field(0.28, ge=0)  # DAPO's clip-higher
     beta: float = Field(0.0, ge=0)  # KL to the starting model; 0 holds no reference model

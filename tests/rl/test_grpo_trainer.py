@@ -52,10 +52,11 @@ class _Grads(TrainerCallback):
             self.grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("loss_type", ["dapo", "grpo"])
+@pytest.mark.parametrize("loss_type, advantages", [("dapo", "answer"), ("grpo", "answer"), ("dapo", "parts")])
 def test_accumulating_two_micro_batches_of_one_photo_gives_the_gradient_of_one_batch_of_two(grpo_config, tmp_path,
-                                                                                             loss_type):
-    common = ("training.max_steps=1", "training.max_grad_norm=1e9", f"grpo.loss_type={loss_type}")
+                                                                                             loss_type, advantages):
+    common = ("training.max_steps=1", "training.max_grad_norm=1e9", f"grpo.loss_type={loss_type}",
+              f"grpo.advantages={advantages}")
     one, two = _Grads(), _Grads()
     train_grpo(grpo_config(*common, f"training.output_dir={tmp_path / 'b2'}"), progress=False, callbacks=[one])
     train_grpo(grpo_config(*common, f"training.output_dir={tmp_path / 'b1a2'}", "training.per_device_batch_size=1",

@@ -61,10 +61,16 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
     """The micro-batch's share of the step's GRPO loss.
 
     logp / old_logp / ref_logp: `[R, T]` log-probabilities of the R rollouts' tokens (ref_logp None when beta is
-    0); advantages: `[R]`; mask: `[R, T]`, 1 on completion tokens, 0 on padding.
+    0); advantages: `[R]` (one an answer) or `[R, T']` (one a token, zero-padded; rl/answer_parts.py); mask:
+    `[R, T]`, 1 on completion tokens, 0 on padding.
     """
     mask = mask.to(logp.dtype)
-    adv = advantages[:, None].to(logp.dtype)  # [R, 1]
+    if advantages.dim() == 1:
+        adv = advantages[:, None].to(logp.dtype)  # [R, 1]
+    else:  # [R, T']: padded to this micro-batch's longest answer, as the mask is
+        adv = torch.zeros_like(logp)
+        T = min(adv.shape[1], advantages.shape[1])
+        adv[:, :T] = advantages[:, :T].to(logp.dtype)
     ratio = torch.exp(logp - old_logp)  # [R, T]
     clipped = torch.clamp(ratio, 1 - epsilon_low, 1 + epsilon_high)
     per_token = -torch.min(ratio * adv, clipped * adv)  # [R, T]

@@ -25,6 +25,7 @@ from bbuvl.infer.modes.generate import answer_ids, read_answers
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.lm_loss import supervised_positions
 from bbuvl.model.vlm import BBUVLModel, core_model
+from bbuvl.rl.answer_parts import part_advantages, token_advantages, token_bytes, token_parts
 from bbuvl.rl.objective import group_advantages
 from bbuvl.rl.rewards import LabelledBox, RewardScorer
 from bbuvl.train.dataset import SampleSource, read_training_data, sources_from
@@ -72,7 +73,7 @@ class Rollouts:
     samples: list[EncodedSample]  # R prompts, each followed by its answer's tokens as supervised student text
     rewards: torch.Tensor  # [P, G] weighted total
     terms: dict[str, torch.Tensor]  # each reward term, [P, G]
-    advantages: torch.Tensor  # [R], group-relative (rl/objective.py), photo-major
+    advantages: torch.Tensor  # [R] (one an answer) or [R, T] (one a token), group-relative (rl/objective.py), photo-major
     lengths: torch.Tensor  # [R] answer tokens, the closing <|im_end|> included when written
 
 
@@ -87,7 +88,7 @@ def draw_rollouts(predictor: Predictor, photos: Sequence[Photo], cfg: GrpoConfig
     G = cfg.group_size
     end = predictor.tokenizer.convert_tokens_to_ids(TURN_END)
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    samples, rewards, lengths = [], [], []
+    samples, rewards, lengths, parts = [], [], [], []
     terms: dict[str, list[float]] = {}
     for photo in photos:
         prepared = predictor.encode(predictor.prepare(photo.path))
@@ -104,6 +105,8 @@ def draw_rollouts(predictor: Predictor, photos: Sequence[Photo], cfg: GrpoConfig
             if len(ids) < new.shape[1] and int(new[row, len(ids)]) == end:
                 ids = ids + [end]  # the model learns where to stop as much as what to write
             samples.append(prepared.sample.continued(ids, supervised=True))
+            if cfg.advantages == "parts":
+                parts.append(token_parts(token_bytes(predictor.tokenizer, ids)))
             lengths.append(len(ids))
             answer = [LabelledBox(tuple(d.bbox_2d), d.label) for d in result.objects]
             scored = scorer.score(list(photo.truth), answer, result.error is None)
@@ -112,8 +115,13 @@ def draw_rollouts(predictor: Predictor, photos: Sequence[Photo], cfg: GrpoConfig
                 terms.setdefault(k, []).append(v)
     P = len(photos)
     reward = torch.tensor(rewards, dtype=torch.float32).view(P, G)
-    return Rollouts(samples, reward, {k: torch.tensor(v).view(P, G) for k, v in terms.items()},
-                    group_advantages(reward, cfg.scale_rewards).flatten(), torch.tensor(lengths))
+    by_term = {k: torch.tensor(v, dtype=torch.float32).view(P, G) for k, v in terms.items()}
+    if cfg.advantages == "parts":
+        weights = {k: getattr(cfg.rewards, k) for k in by_term}
+        advantages = token_advantages(parts, part_advantages(by_term, weights, cfg.scale_rewards).view(3, P * G))
+    else:
+        advantages = group_advantages(reward, cfg.scale_rewards).flatten()
+    return Rollouts(samples, reward, by_term, advantages, torch.tensor(lengths))
 
 
 def completion_logprobs(model: BBUVLModel, batch: Batch, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:

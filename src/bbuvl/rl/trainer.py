@@ -70,14 +70,14 @@ class Policy(nn.Module):
 
 @dataclass
 class RolloutBatch:
-    """A micro-batch of rollouts: the conversations collated right-padded and their advantages `[R]`."""
+    """A micro-batch of rollouts: the conversations collated right-padded and their advantages, `[R]` or `[R, T]`."""
 
     batch: Batch
     advantages: torch.Tensor
 
     def __len__(self) -> int:
         """Rollouts in the micro-batch."""
-        return self.advantages.numel()
+        return self.advantages.shape[0]
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "RolloutBatch":
         """The micro-batch on `device`."""
