@@ -1,7 +1,9 @@
-"""GRPO from the demo's stage-A checkpoint raises the detection reward of generate mode on held-out shapes.
+"""GRPO from an early stage-A checkpoint raises the detection reward of generate mode on held-out shapes.
 
-Stage A (configs/demo_shapes.yaml, 500 steps), then GRPO (configs/demo_grpo.yaml, 40 steps): about 3 + 6 minutes
-on 2 free cores. The margin and the numbers behind it are in docs/grpo.md ("Measured on shapes").
+Stage A (configs/demo_shapes.yaml, 250 steps), then GRPO (configs/demo_grpo.yaml, 40 steps): about 75 + 70 s at
+one thread. From 500 stage-A steps the start already scored 0.05-0.12, where GRPO's 40 steps end, and the margin held
+on 1 run of 6; from 250 it held on 7 starts of 8, this test's included (+0.069). docs/grpo.md ("Measured on shapes",
+"Credit per part of the answer") has both spreads.
 """
 
 import pytest
@@ -17,7 +19,8 @@ from tests.diagnostics.conftest import one_thread  # noqa: F401
 from tests.recipes import WITHOUT_GROUNDING
 
 MARGIN = 0.05  # mean detection reward (matched IoU over max(truth, answer)) on 40 photos of an unseen seed
-# The recipe measured for a checkpoint that has not learned its boxes, as this 500-step one without the grounding
+START_STEPS = 250  # a start that has not learned its boxes: GRPO has room to raise it (docs/grpo.md)
+# The recipe measured for a checkpoint that has not learned its boxes, as this 250-step one without the grounding
 # terms: configs/demo_grpo.yaml's own is the gentle one for the demo's stage A, which already has (docs/grpo.md).
 WEAK_START = ("training.lr.vision=3e-4", "training.lr.merger=3e-4", "training.lr.llm=3e-4", "training.lr.adapter=3e-4",
               "grpo.beta=0", "grpo.temperature=1.0")
@@ -32,7 +35,7 @@ def test_grpo_raises_the_heldout_detection_reward_of_a_stage_a_checkpoint_by_0_0
     model = build_tiny_model(tmp_path / "tiny-model")
     sft = train(load_config("configs/demo_shapes.yaml", [
         f"model.path={model}", f"data.train={data / 'train.jsonl'}", "data.val=null",
-        f"training.output_dir={tmp_path / 'sft'}", "training.max_steps=500", "monitor.enabled=false",
+        f"training.output_dir={tmp_path / 'sft'}", f"training.max_steps={START_STEPS}", "monitor.enabled=false",
         *WITHOUT_GROUNDING]), progress=False)["final"]
     before = heldout_reward(Predictor.load(sft, device="cpu"), held / "val.jsonl")["detection"]
     grpo = train_grpo(load_config("configs/demo_grpo.yaml", [
