@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bbuvl.data.schema import DatasetError, ImageRecord, ObjectAnn
-from bbuvl.eval.predictions import PredictionLine, _checked_object, _well_formed, align_predictions, read_predictions
+from bbuvl.eval.predictions import PredictionLine, align_predictions, read_predictions
+from bbuvl.infer.prediction_lines import _checked_object, _well_formed
 
 
 def write_lines(path: Path, lines: list) -> Path:

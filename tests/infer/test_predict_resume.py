@@ -179,3 +179,25 @@ def test_a_category_named_twice_resumes_the_run_that_named_it_once(predicted, tm
     # Before: "holds predictions of another run (zoom_containers ['螺丝连接点'] (now [... twice]))".
     resumed(again(run, "--zoom-into", "螺丝连接点, 螺丝连接点"))
     assert run["out"].read_bytes() == before
+
+
+def test_a_kept_line_eval_would_not_read_is_predicted_again_and_named(predicted, tmp_path):
+    """A hand-edited line (a box of strings) was kept by the resume as done, and `bbuvl eval` named it later; one whose
+    fields only read oddly (a width of text, read as unknown by eval too) is kept as eval keeps it."""
+    from bbuvl.eval.predictions import read_predictions
+
+    run = fresh(predicted, tmp_path)
+    lines = [json.loads(line) for line in run["out"].read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 2
+    lines[0]["objects"] = [{"bbox_2d": ["a", "b", "c", "d"], "label": "x", "score": 0.5}]
+    lines[1]["width"] = "abc"
+    run["out"].write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
+    r = again(run)
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "1 predicted" in text and "1 already in" in text, text
+    assert (f"note: {run['out']}:1: objects[0].bbox_2d: expected 4 numbers [x1, y1, x2, y2], got ['a', 'b', 'c', 'd']; "
+            "its photo was predicted again") in text, text
+    read = {p.image: p for p in read_predictions(run["out"])}  # eval reads the whole file now
+    assert len(read) == 2 and all(type(v) is float for o in read[lines[0]["image"]].objects for v in o["bbox_2d"])
+    resumed(again(run))

@@ -162,7 +162,9 @@ def predict(
         check_containers(given.get("zoom_containers", cfg.inference.zoom_containers), folder.prompt.labels)
         check_containers(given.get("tile_refine", cfg.inference.tile_refine) or [], folder.prompt.labels,
                          "--tile-refine / inference.tile_refine")
-        predictor = Predictor.load(folder, device=device)
+        # The resume key hashed the checkpoint's files already: a copied checkpoint (its recorded digests' stats
+        # no longer match) was hashed again for the chosen files' check, seconds for a 3B model.
+        predictor = Predictor.load(folder, device=device, known={f.name: f for f in job.key.checkpoint_files})
         check_unchanged(job, checkpoint, cfg)
     if mode == "teachers":
         with user_errors(ValueError, OSError):
@@ -195,6 +197,8 @@ def predict(
     if stats["dropped"]:
         console.print(f"[yellow]note[/]: {stats['dropped']} lines of photos the input does not hold were dropped from "
                       f"{escape(str(out))}", soft_wrap=True)
+    print_first([f"{u}; its photo was predicted again" for u in stats["unreadable"]],
+                " lines kept from before that eval would not read were predicted again", prefix="[yellow]note[/]: ")
     print_first(stats["failed"], f": their lines in {out} say why (\"error\")", prefix="[yellow]error[/]: ")
     if stats["cut"]:
         console.print(f"[yellow]warning[/]: {stats['cut']} of {stats['predicted']} answers reached the token budget "

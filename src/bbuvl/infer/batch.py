@@ -208,7 +208,8 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
             for p in parts:
                 stack.enter_context(OutputLock(p))
             merge_parts(job, parts)
-        done = repair_output(job.out, rewrite=rank == 0)[0] | (repair_output(part)[0] if part != job.out else set())
+        done, repaired = repair_output(job.out, rewrite=rank == 0)
+        done |= repair_output(part)[0] if part != job.out else set()
         done = {job.name_of(image) for image in done}
         # Lines of photos this run's input does not hold (the key says it is the same input: added by hand) would be
         # counted as done and read by eval beside the others; merging a sharded run drops them too.
@@ -244,7 +245,10 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
         elapsed = time.perf_counter() - start
         if world > 1:
             _merge_when_all_done(job, rank, world)
-    return {"skipped": len(done), "dropped": others, "predicted": written, "errors": len(failed), "failed": failed, "cut": cut,
+    # "file:line: why" of each line kept from before that eval would not read: dropped, its photo predicted again
+    unreadable = repaired.unreadable if rank == 0 else []
+    return {"skipped": len(done), "dropped": others, "unreadable": unreadable, "predicted": written, "errors": len(failed),
+            "failed": failed, "cut": cut,
             "seconds": elapsed, "images_per_s": written / elapsed if elapsed > 0 else 0.0}
 
 

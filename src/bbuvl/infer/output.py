@@ -11,8 +11,9 @@ a time. So beside `OUT` live:
 
 Any other existing file is refused, never appended to, and so is one written with another key: one file
 never mixes two runs' lines. On resume the file is repaired first: a line cut
-short by a kill or a full disk, a damaged line, or a second line for one image is dropped (atomically,
-by rewriting the file), so eval always reads it and every image appears once.
+short by a kill or a full disk, a damaged line, a line eval would not read (a hand edit: a box of strings;
+infer/prediction_lines.py reads it for both), or a second line for one image is dropped (atomically, by
+rewriting the file) and its photo predicted again, so eval always reads it and every image appears once.
 """
 
 from __future__ import annotations
@@ -22,15 +23,17 @@ import json
 import os
 import re
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bbuvl.atomic import temporary_name_bytes, write_bytes_atomic, write_text_atomic
 from bbuvl.data.input_paths import NOTHING_THERE, file_kind
 from bbuvl.data.jsonfile import read_json
+from bbuvl.data.schema import DatasetError
 from bbuvl.outputs import OutputConflict, name_max
 from bbuvl.outputs import OutputLock as _OutputLock
+from bbuvl.infer.prediction_lines import prediction_line
 from bbuvl.infer.resume_key import ResumeKey, differences
 from bbuvl.paths import real_path
 
@@ -240,6 +243,7 @@ class Repair:
     kept: int = 0
     damaged: int = 0
     duplicates: int = 0
+    unreadable: list[str] = field(default_factory=list)  # "file:line: why" of each whole line eval would not read
 
     @property
     def changed(self) -> bool:
@@ -251,7 +255,8 @@ def repair_output(path: Path, rewrite: bool = True) -> tuple[set[str], Repair]:
     """The images already predicted in `path`, after dropping damaged and repeated lines (file rewritten atomically).
 
     A damaged line is one that is not a JSON object with an `image` (cut short by a kill or a full disk,
-    or garbled); its image is predicted again. Of two lines for one image the later is kept. With
+    or garbled), or one eval would not read (`prediction_line`: a hand-edited box of strings, named in
+    `Repair.unreadable`); its image is predicted again. Of two lines for one image the later is kept. With
     `rewrite=False` the file is only read (another process owns it).
     """
     report = Repair()
@@ -259,10 +264,10 @@ def repair_output(path: Path, rewrite: bool = True) -> tuple[set[str], Repair]:
         return set(), report
     raw = path.read_bytes()
     kept: dict[str, bytes] = {}
-    for line in raw.splitlines():
+    for no, line in enumerate(raw.splitlines(), 1):  # numbered as eval numbers them (universal newlines)
         if not line.strip():
             continue
-        image = _image_of(line)
+        image = _image_of(line, path, no, report)
         if image is None:
             report.damaged += 1
             continue
@@ -276,10 +281,18 @@ def repair_output(path: Path, rewrite: bool = True) -> tuple[set[str], Repair]:
     return set(kept), report
 
 
-def _image_of(line: bytes) -> str | None:
+def _image_of(line: bytes, path: Path, no: int, report: Repair) -> str | None:
+    """The photo line `no` of `path` predicts, None when it is damaged (why in `report` when eval would name it)."""
     try:
         data = json.loads(line)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
+        return None  # cut short by a kill or a full disk: what a resume is for
     image = data.get("image") if isinstance(data, dict) else None
-    return image if isinstance(image, str) else None
+    if not isinstance(image, str):
+        return None
+    try:
+        prediction_line(data, path, no)
+    except DatasetError as e:
+        report.unreadable.append(str(e))
+        return None
+    return image

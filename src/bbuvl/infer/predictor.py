@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from PIL import Image
@@ -19,6 +19,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from bbuvl.config import PREDICT_MODES
 from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.digests import FileDigest
 from bbuvl.data.faults import Faults
 from bbuvl.data.families import IMAGE_TOKEN, TURN_END, get_family
 from bbuvl.data.images import load_image, to_rgb
@@ -188,9 +189,11 @@ class Predictor:
         self.identity: str | None = None  # the checkpoint's `trained_identity`, which chosen files are checked against
 
     @classmethod
-    def load(cls, folder: ModelFolder | str | Path, device: str | None = None, dtype: str | None = None) -> "Predictor":
+    def load(cls, folder: ModelFolder | str | Path, device: str | None = None, dtype: str | None = None,
+             known: Mapping[str, FileDigest] | None = None) -> "Predictor":
         """A checkpoint written by `bbuvl train` (coordinate contract and prompt included), by its path or read
-        (`read_model_folder`); a plain Hugging Face model folder is read there first, with the labels it answers with."""
+        (`read_model_folder`); a plain Hugging Face model folder is read there first, with the labels it answers with.
+        `known`: its files' digests taken at this start (`identify`'s, e.g. for predict's resume key), not taken again."""
         from bbuvl.model.checkpoint import load_model
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -200,7 +203,8 @@ class Predictor:
         chosen_scale = ChosenTileScale.load(path)
         # What the chosen files were chosen for, if this model. Only read when there is one to check: a copied
         # checkpoint's files are hashed to know it (model/identity.py).
-        identity = trained_identity(path) if (chosen, chosen_tiled, chosen_scale) != (None, None, None) else None
+        identity = (trained_identity(path, known) if (chosen, chosen_tiled, chosen_scale) != (None, None, None)
+                    else None)
         tile_scale, other_model = for_model(chosen_scale, identity, Path(path) / TILE_SCALE_FILE)
         if other_model:
             logger.warning(other_model)

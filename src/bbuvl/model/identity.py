@@ -68,7 +68,7 @@ def record_digests(folder: str | Path) -> None:
     write_text_atomic(folder / DIGEST_FILE, json.dumps({"files": [f.to_json() for f in files]}, indent=1) + "\n")
 
 
-def trained_identity(folder: str | Path) -> str | None:
+def trained_identity(folder: str | Path, known: Mapping[str, FileDigest] | None = None) -> str | None:
     """One digest over the files training recorded in a checkpoint (`content_digest.json`), the files chosen for it
     later (`CHOSEN_LATER`) aside: what a file chosen for this model records, so that one copied from another model,
     or kept while the model was trained again in place, is known. None for a folder that recorded nothing.
@@ -77,13 +77,14 @@ def trained_identity(folder: str | Path) -> str | None:
     that changed since (another run's weights copied over it) is hashed, so that the thresholds chosen for the
     weights it replaced are known as chosen for another model. A folder as saved hashes nothing; a copy of one
     (new inodes) is hashed whole, each time: seconds for a 3B model, which is why the predictor asks only when a
-    chosen file is there to check."""
+    chosen file is there to check. `known`: digests taken since (`identify`'s, named alike), trusted over the record
+    while their stat matches, so that a copy is hashed once per start, not once for each."""
     folder = Path(folder)
     recorded = {name: d for name, d in sorted(recorded_digests(folder).items()) if name not in CHOSEN_LATER}
     files = []
     for name, d in recorded.items():
         try:
-            files.append(file_digest(folder / name, name, recorded))
+            files.append(file_digest(folder / name, name, {name: (known or {}).get(name, d)}))
         except OSError:
             files.append(FileDigest(name, "", 0, 0, 0, 0))  # gone: the model cannot be what the record describes
     return combined(files) if files else None
