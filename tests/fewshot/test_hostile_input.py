@@ -259,3 +259,17 @@ def test_support_and_query_files_that_are_no_photo_type_are_counted_not_dropped_
     code, said = invoke("classify", "--support", support, "--query", only, "--backbone", "pixels:8",
                         "--out", tmp_path / "o2.csv", "--no-cache")
     assert code == 2 and "no query images in this folder (searched recursively; it holds .heic 1)" in said, said
+
+
+def test_tiny_backbone_overwrite_replaces_only_a_folder_it_wrote_never_someone_elses(tmp_path):
+    # Before: `fewshot tiny-backbone clip OUT --overwrite` replaced the whole folder OUT, whatever it held.
+    mine = tmp_path / "real-backbone"
+    mine.mkdir()
+    (mine / "model.safetensors").write_bytes(b"someone's real weights")
+    code, said = invoke("tiny-backbone", "clip", mine, "--overwrite")
+    assert code != 0
+    assert "model.safetensors" in said and "would delete them" in said, said
+    assert (mine / "model.safetensors").read_bytes() == b"someone's real weights"
+    own = tmp_path / "tiny"
+    assert invoke("tiny-backbone", "clip", own)[0] == 0
+    assert invoke("tiny-backbone", "clip", own, "--overwrite", "--seed", "1")[0] == 0  # its own: replaced

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, PATH_OR_ID, check_device, claim_outputs, command_group, console, err_console,
                               fail, finite_range, int_range, print_first, refuse_unused, stdout_is_tty, user_errors)
+from bbuvl.outputs import check_replaced_whole
 
 if TYPE_CHECKING:  # the heavy imports (torch, transformers) wait until a command runs
     from bbuvl.fewshot.backbones import Backbone
@@ -153,6 +154,9 @@ def tiny_backbone_cmd(
 ) -> None:
     """Write a random-weight backbone that loads like a real checkpoint (offline tests and benchmarks)."""
     claim_outputs("fewshot tiny-backbone", {}, folders=[out], overwrite=overwrite)
+    if overwrite:  # the folder is replaced whole: never one of someone else's (outputs.check_replaced_whole)
+        with user_errors(ValueError):
+            check_replaced_whole(out, "fewshot tiny-backbone")
     from transformers.utils import logging as hf_logging
 
     from bbuvl.atomic import atomic_folder
