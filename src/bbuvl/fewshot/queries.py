@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from bbuvl.data.schema import iter_dataset, resolve_image
 from bbuvl.data.text import name_as_text, not_text
 from bbuvl.fewshot.embed import ImageItem
 from bbuvl.fewshot.support import refuse_linked_folder
-from bbuvl.infer.output import prediction_root
+from bbuvl.infer.output import manifest_path, prediction_root, read_manifest
 
 
 @dataclass
@@ -119,6 +120,7 @@ def iter_predictions(path: str | Path, problems: list[str]) -> Iterator[Predicti
     except OSError as e:
         raise ValueError(f"{path}: cannot open predictions file: {e.strerror or e}") from None
     root = prediction_root(path)  # names are relative to predict's input (infer/output.py)
+    gone = _moved_input(path)
     blank = True
     with fh:
         for no, text in enumerate(fh, start=1):
@@ -141,12 +143,26 @@ def iter_predictions(path: str | Path, problems: list[str]) -> Iterator[Predicti
             if obj.get("error"):
                 problems.append(f"{where}: prediction failed for {obj['image']}: {obj['error']}")
                 continue
+            if gone is not None and not Path(obj["image"]).is_absolute():
+                raise gone
             objects = _valid_objects(obj.get("objects"), where, problems)
             w, h = obj.get("width"), obj.get("height")
             yield PredictionLine(no, root / obj["image"], w if isinstance(w, int) else None,
                                  h if isinstance(h, int) else None, objects)
     if blank:  # an empty dataset written by `fewshot label` would pass for a result
         raise _no_lines(path)
+
+
+def _moved_input(path: Path) -> ValueError | None:
+    """The error for a predictions file whose photo names are relative to a predict input that is no longer where its
+    manifest says (the photos and the file moved or copied together): every photo was 'not found', named under a
+    folder that never held it."""
+    manifest = read_manifest(path)
+    if manifest is None or os.path.lexists(manifest.input):
+        return None
+    return ValueError(f"{path}: its photo names are relative to the input predict read, {manifest.input} (recorded in "
+                      f"{manifest_path(path).name}), which is no longer there: put the photos back there, or write "
+                      "their new place as the manifest's 'input'")
 
 
 def _folder_items(root: Path, images: list[Path], problems: list[str]) -> Iterator[ImageItem]:
