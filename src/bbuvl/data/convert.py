@@ -42,7 +42,7 @@ from bbuvl.data.images import IMAGE_SUFFIXES, file_digest, load_image
 from bbuvl.data.input_paths import OutsideFolderError, file_inside, require_folder
 from bbuvl.data.jsonfile import DuplicateKeyError, json_problem, parse_json
 from bbuvl.data.labels import SEP, Hierarchy, TokenMap
-from bbuvl.data.layout import ERRORS, SUMMARY, write_dataset_folder, write_json
+from bbuvl.data.layout import ERRORS, SUMMARY, TRAIN, write_dataset_folder, write_json
 from bbuvl.data.names import NameBook, fit_name, portable_path
 from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
 from bbuvl.data.split import split_items
@@ -525,6 +525,7 @@ def convert_dataset(src: Path, out: Path, opts: ConvertOptions, progress: bool =
     )
     # OUT inside SRC: never read our own images and JSON back (OUT above SRC needs no care).
     pairs = find_pairs(src, exclude=out if out_r.is_relative_to(src_r) else None)
+    refuse_a_dataset_folder(src, pairs)
     ctx.images_dir.mkdir(parents=True, exist_ok=True)
     results = convert_pairs(pairs, ctx, opts.workers, progress)
     _drop_repeated_photos(results, ctx.images_dir)
@@ -539,6 +540,17 @@ def convert_dataset(src: Path, out: Path, opts: ConvertOptions, progress: bool =
         return summary
     train, val = split_items(records, opts.val_ratio, opts.seed)
     return write_dataset_folder(out, train, val, opts.teachers, opts.seed, summary)
+
+
+def refuse_a_dataset_folder(src: Path, pairs: list[Pair]) -> None:
+    """ValueError when `src` is a dataset folder (a convert's or import-coco's output, its train.jsonl at the top) and
+    holds no photo with its annotation JSON: every photo and labels.json were listed as errors, one by one, with
+    nothing said of what the folder is."""
+    if (src / TRAIN).is_file() and not any(p.json is not None and p.image is not None and p.problem is None
+                                           for p in pairs):
+        raise ValueError(f"{src}: a dataset folder (it holds {TRAIN}), converted already; give it to `bbuvl data "
+                         "check`, `data split` or `data tile`, or to training as data.train. `data convert` reads the "
+                         "platform's export: an annotation JSON beside each photo")
 
 
 def _drop_repeated_photos(results: list[PhotoResult], images_dir: Path) -> None:
