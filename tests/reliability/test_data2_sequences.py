@@ -36,3 +36,28 @@ def test_an_export_holding_a_stray_train_jsonl_is_still_converted(tmp_path: Path
     code, said = run("convert", export, tmp_path / "ds", "--workers", "1", "--teachers", "1", "--val-ratio", "0")
     assert code == 0, said
     assert len((tmp_path / "ds" / "train.jsonl").read_text(encoding="utf-8").splitlines()) == 4
+
+
+def test_synth_into_its_own_folder_in_the_other_format_leaves_none_of_the_first_runs_files(tmp_path: Path):
+    out, small = tmp_path / "synth [1]", ["--size", "160x120", "--seed", "4"]
+    assert run("synth", out, "--n-train", "5", "--n-val", "2", *small)[0] == 0
+    code, said = run("synth", out, "--n-train", "3", "--n-val", "1", "--format", "vendor", *small[:2])
+    assert code == 0, said
+    # The first run's records named images/ that now hold the other run's photos (or none): they go with it.
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["annotations", "images"]
+    code, said = run("convert", out, tmp_path / "ds", "--workers", "1", "--teachers", "1", "--val-ratio", "0")
+    assert code == 0 and len((tmp_path / "ds" / "train.jsonl").read_text(encoding="utf-8").splitlines()) == 4, said
+    code, said = run("synth", out, "--n-train", "2", "--n-val", "1", *small)
+    assert code == 0, said
+    assert not (out / "annotations").exists()
+    code, said = run("check", out)
+    assert code == 0, said
+
+
+def test_synth_in_the_other_format_keeps_a_dataset_file_it_did_not_write(tmp_path: Path):
+    out = tmp_path / "synth"
+    assert run("synth", out, "--n-train", "2", "--n-val", "1", "--size", "160x120")[0] == 0
+    (out / "train.jsonl").write_text((out / "train.jsonl").read_text(encoding="utf-8")[:-1] + "\n\n", encoding="utf-8")
+    code, said = run("synth", out, "--n-train", "2", "--n-val", "1", "--size", "160x120", "--format", "vendor")
+    assert code == 0, said
+    assert (out / "train.jsonl").is_file() and not (out / "val.jsonl").exists()

@@ -17,7 +17,7 @@ from bbuvl.data.coords import aspect_problem
 from bbuvl.data.faults import FaultCount
 from bbuvl.data.layout import DATASET_FILES
 from bbuvl.data.regions import parse_grid
-from bbuvl.outputs import replacing
+from bbuvl.outputs import replacing, writer_of
 from bbuvl.synthetic.camera import FRAMINGS
 from bbuvl.synthetic.dataset import ANNOTATIONS, IMAGES, synthesize
 from bbuvl.synthetic.scene import FaultRate
@@ -117,6 +117,12 @@ def synth(
     if (why := aspect_problem(wh)) is not None:
         fail(f"--size {size}: {why}")
     files, folders = ([out / n for n in DATASET_FILES], [out / IMAGES]) if fmt == "jsonl" else ([], [out / IMAGES, out / ANNOTATIONS])
+    # What an earlier synth of the other format left goes too: its records beside a new run's images/ (the same
+    # names, other photos) passed `data check`, and a vendor export held a stale dataset. Only synth's own goes.
+    stale = [p for p in ([out / ANNOTATIONS] if fmt == "jsonl" else [out / n for n in DATASET_FILES])
+             if writer_of(p) == "data synth"]
+    files += [p for p in stale if p.suffix]
+    folders += [p for p in stale if not p.suffix]
     claim_outputs("data synth", {}, files, folders, overwrite)
     columns = (TextColumn("[bold]rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, disable=not stdout_is_tty()) as bar, user_errors(), \
