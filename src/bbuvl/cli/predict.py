@@ -78,7 +78,7 @@ def predict(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from bbuvl.data.images import skipped_note
-    from bbuvl.infer.batch import PredictJob, photo_names, rank_world, run_predictions
+    from bbuvl.infer.batch import PredictJob, part_path, photo_names, rank_world, run_predictions
     from bbuvl.infer.output import (check_manifest_name, check_name_room, check_ours, check_output, check_plain_file,
                                     discard_output, input_root, manifest_path)
     from bbuvl.data.faults import Faults
@@ -149,7 +149,9 @@ def predict(
             console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
         job.key = predict_key(job, checkpoint, cfg, given, source if mode == "teachers" else None, labels, lang,
                               found.key if found else None, hierarchy)
-    hold_outputs("predict", [out])  # the lock run_predictions takes, held from here: a busy --out is refused now
+    # The lock run_predictions takes, held from here: a busy --out is refused now. Another rank of a sharded run holds
+    # its part alone: rank 0 holds --out for the merge, and every rank's lock on it refused all ranks but the first.
+    hold_outputs("predict", [out if rank == 0 else part_path(out, rank, world)])
     with user_errors(ValueError, OSError):
         if not overwrite:
             check_output(out, job.manifest)
@@ -211,6 +213,10 @@ def predict(
         console.print(f"rank {rank} of {world}: its lines go into {escape(str(out))} when rank 0 merges the parts",
                       soft_wrap=True)
         return
+    if stats["missing"]:
+        console.print(f"[yellow]note[/]: {escape(str(out))} holds {len(job.inputs) - stats['missing']} of the "
+                      f"{len(job.inputs)} photos ({stats['missing']} in no rank's part: a rank not run yet, or "
+                      "killed); run those ranks, or re-run this command in one process, to predict them", soft_wrap=True)
     with user_errors(ValueError, OSError):
         verdicts = verdict_counts(out)
     thresholds, tiled_thresholds = options.thresholds(), options.thresholds(tiled=True)

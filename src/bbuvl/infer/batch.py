@@ -4,8 +4,8 @@ Each finished image becomes one flushed line, naming the photo as the input does
 folder, or as the dataset JSONL writes it (a symbolic link keeps its own name and is read through); a re-run with the same output skips images already
 written (a line cut short by a kill or a full disk is dropped and redone), so nothing is lost or written
 twice. Only predict's own output is ever appended to, by one run at a time (infer/output.py).
-Under torchrun / accelerate every rank takes every WORLD_SIZE-th image into its own part file; rank 0
-merges the parts into the output in input order.
+Under torchrun / accelerate every rank takes every WORLD_SIZE-th image into its own part file; rank 0, once every
+rank still writing its part has finished, merges the parts into the output in input order.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from bbuvl.atomic import write_text_atomic
 from bbuvl.data.images import IMAGE_SUFFIXES, suffix_counts
 from bbuvl.data.schema import once_each, read_lines, require_photos
 from bbuvl.data.text import not_text
-from bbuvl.infer.output import (Manifest, OutputLock, claim_output, input_root, rank_parts, read_manifest,
-                               repair_output)
+from bbuvl.infer.output import (Manifest, OutputError, OutputLock, claim_output, input_root, rank_parts,
+                               read_manifest, repair_output)
 from bbuvl.infer.resume_key import ResumeKey
 
 
@@ -245,10 +245,11 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
         elapsed = time.perf_counter() - start
         if world > 1:
             _merge_when_all_done(job, rank, world)
+        missing = missing_photos(job) if world > 1 and rank == 0 else 0
     # "file:line: why" of each line kept from before that eval would not read: dropped, its photo predicted again
     unreadable = repaired.unreadable if rank == 0 else []
-    return {"skipped": len(done), "dropped": others, "unreadable": unreadable, "predicted": written, "errors": len(failed),
-            "failed": failed, "cut": cut,
+    return {"skipped": len(done), "dropped": others, "unreadable": unreadable, "predicted": written, "missing": missing,
+            "errors": len(failed), "failed": failed, "cut": cut,
             "seconds": elapsed, "images_per_s": written / elapsed if elapsed > 0 else 0.0}
 
 
@@ -285,5 +286,27 @@ def _merge_when_all_done(job: PredictJob, rank: int, world: int) -> None:
             merge_parts(job, [part_path(job.out, r, world) for r in range(world)])
         dist.barrier()
     elif rank == 0:
-        # No process group: rank 0 merges what is there; a later run (any rank count) completes the rest.
-        merge_parts(job, [part_path(job.out, r, world) for r in range(world)])
+        # No process group (torchrun starts none; predict needs none): rank 0 waits for every rank still writing its
+        # part, then merges. Merged at once, a part another rank was writing was deleted under it: that rank's later
+        # lines went to a file no name reached, and the output lacked them without a word. A rank that never started
+        # or was killed holds no lock: what it wrote is merged, and a later run (any rank count) completes the rest.
+        parts = [part_path(job.out, r, world) for r in range(world)]
+        with ExitStack() as stack:
+            for part in parts[1:]:
+                stack.callback(wait_for_lock(part).release)
+            merge_parts(job, parts)
+
+
+def wait_for_lock(path: Path, poll_s: float = 0.2) -> OutputLock:
+    """The lock on `path`, taken once the process holding it (a rank writing its part) lets go."""
+    while True:
+        try:
+            return OutputLock(path).acquire()
+        except OutputError:
+            time.sleep(poll_s)
+
+
+def missing_photos(job: PredictJob) -> int:
+    """How many of the job's photos have no line in its output (a sharded run's rank that never ran, or was killed)."""
+    done, _ = repair_output(job.out, rewrite=False)
+    return len(set(job.inputs) - {job.name_of(image) for image in done})

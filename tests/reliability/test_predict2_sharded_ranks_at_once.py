@@ -1,0 +1,89 @@
+"""The ranks of a sharded `bbuvl predict` run at once, as torchrun starts them (RANK and WORLD_SIZE, no process
+group). Every rank held the lock on --out, so all ranks but the first were refused (torchrun then stopped the rest);
+and rank 0, done first, merged at once and deleted the part another rank was still writing: that rank's later lines
+went to a file no name reached, and the output lacked them without a word."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from typer.testing import CliRunner
+
+from bbuvl.cli import app
+from bbuvl.infer.output import OutputLock
+
+
+def command(checkpoint, data, out) -> list[str]:
+    """The predict command every rank runs."""
+    return [str(a) for a in ("predict", "-c", checkpoint, "-i", data / "val.jsonl", "-o", out, "--mode", "head",
+                             "--device", "cpu")]
+
+
+def start_rank(checkpoint, data, out, rank: int, world: int) -> subprocess.Popen:
+    """One rank as its own process, as torchrun starts it."""
+    env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": str(world), "OMP_NUM_THREADS": "1", "COLUMNS": "400"}
+    return subprocess.Popen([sys.executable, "-m", "bbuvl.cli", *command(checkpoint, data, out)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def photos_of(data) -> list[str]:
+    """The validation photos as the dataset names them, in its order."""
+    return [json.loads(row)["images"][0] for row in (data / "val.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def test_two_ranks_started_at_once_both_finish_into_one_output_in_input_order(trained_checkpoint, small_dataset,
+                                                                              tmp_path):
+    out = tmp_path / "p.jsonl"
+    ranks = [start_rank(trained_checkpoint, small_dataset, out, rank, 2) for rank in (1, 0)]
+    texts = [rank.communicate(timeout=300)[0] for rank in ranks]
+    assert [rank.returncode for rank in ranks] == [0, 0], texts
+    assert [json.loads(line)["image"] for line in out.read_text(encoding="utf-8").splitlines()] == photos_of(small_dataset)
+    assert not list(tmp_path.glob("p.jsonl.rank*"))
+    assert "no rank's part" not in texts[1], texts[1]
+
+
+def test_rank_0_waits_for_a_rank_still_writing_its_part_and_merges_its_lines(trained_checkpoint, small_dataset,
+                                                                            tmp_path):
+    out = tmp_path / "p.jsonl"
+    part = tmp_path / "p.jsonl.rank1-of-2"
+    alone = CliRunner().invoke(app, command(trained_checkpoint, small_dataset, out),
+                               env={"COLUMNS": "400", "RANK": "1", "WORLD_SIZE": "2"})
+    assert alone.exit_code == 0, alone.output
+    rank1_lines = part.read_bytes()
+    assert len(rank1_lines.splitlines()) == 1
+    # Rank 1 again, still at work: it holds its part's lock and has written nothing yet.
+    part.write_bytes(b"")
+    lock = OutputLock(part).acquire()
+    try:
+        rank0 = start_rank(trained_checkpoint, small_dataset, out, 0, 2)
+        rank0_part = tmp_path / "p.jsonl.rank0-of-2"
+        deadline = time.monotonic() + 240
+        while not (rank0_part.exists() and rank0_part.read_bytes().endswith(b"\n")) and rank0.poll() is None:
+            assert time.monotonic() < deadline, "rank 0 never wrote its line"
+            time.sleep(0.1)
+        time.sleep(1.5)
+        assert rank0.poll() is None, rank0.communicate()[0]  # its own share done, it waits for rank 1
+        assert part.exists()
+        with part.open("ab") as fh:  # rank 1's line, written while rank 0 waits
+            fh.write(rank1_lines)
+    finally:
+        lock.release()
+    text = rank0.communicate(timeout=120)[0]
+    assert rank0.returncode == 0, text
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["image"] for line in lines] == photos_of(small_dataset)
+    assert rank1_lines.decode("utf-8").strip() in lines
+    assert not part.exists() and "no rank's part" not in text, text
+
+
+def test_rank_0_alone_says_how_many_photos_its_output_lacks(trained_checkpoint, small_dataset, tmp_path):
+    out = tmp_path / "p.jsonl"
+    done = CliRunner().invoke(app, command(trained_checkpoint, small_dataset, out),
+                              env={"COLUMNS": "400", "RANK": "0", "WORLD_SIZE": "2"})
+    assert done.exit_code == 0, done.output
+    assert "holds 1 of the 2 photos (1 in no rank's part" in done.output, done.output
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 1
