@@ -3,6 +3,7 @@ the input of the same step."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -61,3 +62,33 @@ def test_synth_in_the_other_format_keeps_a_dataset_file_it_did_not_write(tmp_pat
     code, said = run("synth", out, "--n-train", "2", "--n-val", "1", "--size", "160x120", "--format", "vendor")
     assert code == 0, said
     assert (out / "train.jsonl").is_file() and not (out / "val.jsonl").exists()
+
+
+def origins(path: Path) -> set[str]:
+    """The photos the tiles of a dataset file were cut from (the id before `data tile`'s `@x,y,wxh`)."""
+    return {json.loads(line)["id"].split("@")[0] for line in path.read_text(encoding="utf-8").splitlines()}
+
+
+def test_split_of_a_tiled_dataset_keeps_each_photos_tiles_on_one_side(tmp_path: Path):
+    synthesize(tmp_path / "ds", 8, 2, seed=3, size=(160, 120), num_teachers=2)
+    assert run("tile", tmp_path / "ds", tmp_path / "tiles", "--teachers", "1")[0] == 0
+    code, said = run("split", tmp_path / "tiles" / "train.jsonl", tmp_path / "split", "--val-ratio", "0.25")
+    assert code == 0, said
+    train, val = origins(tmp_path / "split" / "train.jsonl"), origins(tmp_path / "split" / "val.jsonl")
+    # Tile by tile, nearly every validation photo's whole (showing all its tiles) was in train.
+    assert len(train) == 6 and len(val) == 2 and not train & val, (train, val)
+    code, said = run("check", tmp_path / "split")
+    assert code == 0 and "a tile of photo" not in said, said
+
+
+def test_check_warns_of_one_photos_tiles_in_train_and_val(tmp_path: Path):
+    synthesize(tmp_path / "ds", 4, 1, seed=3, size=(160, 120), num_teachers=1)
+    assert run("tile", tmp_path / "ds", tmp_path / "tiles", "--teachers", "1")[0] == 0
+    lines = (tmp_path / "tiles" / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    (tmp_path / "tiles" / "val.jsonl").write_text(lines[1] + "\n", encoding="utf-8")  # a tile moved to val by hand
+    (tmp_path / "tiles" / "train.jsonl").write_text("".join(x + "\n" for i, x in enumerate(lines) if i != 1),
+                                                    encoding="utf-8")
+    code, said = run("check", tmp_path / "tiles")
+    origin = json.loads(lines[1])["id"].split("@")[0]
+    assert f"{tmp_path / 'tiles' / 'val.jsonl'}:1: image {json.loads(lines[1])['images'][0]}: a tile of photo " \
+           f"'{origin}', which {tmp_path / 'tiles' / 'train.jsonl'} line 1 holds a tile of too" in said, said

@@ -19,7 +19,8 @@ from bbuvl.data.input_paths import file_kind
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.names import name_key, portability_problem
 from bbuvl.data.layout import TEACHERS, TRAIN, VAL, missing_file_hint
-from bbuvl.data.schema import DatasetError, ImageRecord, ObjectAnn, Sample, iter_dataset, resolve_image, sort_objects
+from bbuvl.data.schema import (DatasetError, ImageRecord, ObjectAnn, Sample, iter_dataset, resolve_image, sort_objects,
+                               tile_origin)
 from bbuvl.data.text import difference, label_key, show_text
 from bbuvl.data.workers import bound_workers, worker_limit
 
@@ -246,6 +247,25 @@ def duplicate_photos(rows: list[tuple[Path, int, Sample]], digests: dict[Path, s
     return problems
 
 
+def split_tiles(rows: list[tuple[Path, int, Sample]]) -> list[Problem]:
+    """Warnings for the tiles of one photo (`data tile`'s ids) in both a training file and the validation file: the
+    tiles overlap, and the whole photo kept beside them shows them all, so validation scores what training saw. Each
+    tile is a photo of its own, so `duplicate_photos` passed a tiled dataset split tile by tile."""
+    first: dict[str, tuple[Path, int]] = {}  # origin id -> the first training line holding a tile of it
+    for file, line, sample in rows:
+        if file.name != VAL and (origin := tile_origin(sample.student)) is not None:
+            first.setdefault(origin, (file, line))
+    problems = []
+    for file, line, sample in rows:
+        if file.name == VAL and (origin := tile_origin(sample.student)) in first:
+            where = first[origin]
+            problems.append(Problem(str(file), line, f"image {sample.student.image}: a tile of photo '{origin}', which "
+                                    f"{where[0]} line {where[1]} holds a tile of too: validation scores what training "
+                                    "saw; split the photos before tiling them (`bbuvl data split` keeps a photo's tiles "
+                                    "on one side)", "warning"))
+    return problems
+
+
 def validation_teachers(rows: list[tuple[Path, int, Sample]], digests: dict[Path, str]) -> list[Problem]:
     """A validation photo shown as a teacher in a training line (a sample's own teachers), by path or by content: its
     answer is in that training prompt, so validation scores a photo the model was shown solved. `duplicate_photos`
@@ -378,6 +398,7 @@ def check_dataset(
                 on_progress(done, len(images))
     problems += duplicate_photos(rows, digests)
     problems += validation_teachers(rows, digests)
+    problems += split_tiles(rows)
     problems += two_languages(rows, hierarchy)
     problems += case_twins(rows)
     problems += [Problem(str(file), line, why) for file, line, sample in rows

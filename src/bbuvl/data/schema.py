@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Annotated, Any, Iterable, Iterator
@@ -445,6 +446,18 @@ def write_dataset(path: str | Path, records: Iterable[ImageRecord | Sample]) -> 
             fh.write(line + "\n")
             n += 1
     return n
+
+
+# What `data tile` (tiling.py's tile_record) appends to a photo's id, once per tiling.
+_TILE_ID = re.compile(r"(?:@\d+,\d+,\d+x\d+)+\Z")
+
+
+def tile_origin(record: ImageRecord) -> str | None:
+    """The id of the photo a tile (or a tile of a tile) was cut from, the same for every tile of it and for the whole
+    photo kept beside them; None for a record no tiling wrote."""
+    if record.id is None or record.source is None or (m := _TILE_ID.search(record.id)) is None:
+        return None
+    return record.id[: m.start()]
 
 
 def resolve_image(dataset_path: str | Path, image: str) -> Path:

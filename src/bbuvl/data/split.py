@@ -9,7 +9,8 @@ from typing import Sequence, TypeVar
 
 from bbuvl.data.layout import TEACHERS, TRAIN, VAL
 from bbuvl.data.relocate import relocate_record, relocate_sample
-from bbuvl.data.schema import DatasetError, Sample, once_each, read_lines, require_photos, resolve_image, write_dataset
+from bbuvl.data.schema import (DatasetError, Sample, once_each, read_lines, require_photos, resolve_image, tile_origin,
+                                write_dataset)
 from bbuvl.data.teachers import select_teachers
 
 T = TypeVar("T")
@@ -44,7 +45,14 @@ def split_dataset(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0
     answers) in training prompts.
     """
     rows = once_each(require_photos(read_lines(dataset), dataset), dataset)
-    train, val = split_items(rows, val_ratio, seed)
+    # The tiles of one photo (and the whole photo `data tile` keeps beside them) go to one side: split one by one, a
+    # photo's tiles were in val with the whole photo, which shows them all, in train, and `data check` passed it.
+    groups: dict[object, list[tuple[int, Sample]]] = {}
+    for line, sample in rows:
+        groups.setdefault(tile_origin(sample.student) or line, []).append((line, sample))
+    train_groups, val_groups = split_items(list(groups.values()), val_ratio, seed)
+    train = sorted((row for group in train_groups for row in group), key=lambda row: row[0])
+    val = sorted((row for group in val_groups for row in group), key=lambda row: row[0])
     _no_validation_teachers(train, val, dataset)
     train, val = [s for _, s in train], [s for _, s in val]
     teachers = [train[i].student for i in select_teachers([s.student for s in train], num_teachers, seed)]

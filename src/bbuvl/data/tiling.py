@@ -119,6 +119,7 @@ def tile_record(record: ImageRecord, photo: Path, out: Path, name: str, spec: Ti
             continue
         written.add(digest)
         write_bytes_atomic(out / rel, data)
+        # The id's `@x,y,wxh` is how `data split` keeps a photo's tiles on one side (schema.tile_origin).
         tiles.append(tile.model_copy(update={"images": [rel], "id": f"{record.id or name}@{x1},{y1},{rw}x{rh}",
                                              "source": record.image,
                                              "magnified": None if tile.magnified == 1.0 else tile.magnified}))
