@@ -34,7 +34,7 @@ from bbuvl.fewshot.classifier import Mode, confidence_band, decide
 from bbuvl.fewshot.embed import EmbedReport, ImageItem, embed_items
 from bbuvl.fewshot.metrics import METRIC_NAMES, classification_metrics, confusion, per_class
 from bbuvl.fewshot.plots import plot_confusion, plot_metric_vs_threshold
-from bbuvl.fewshot.queries import iter_queries, none_answered
+from bbuvl.fewshot.queries import iter_queries, none_answered, self_labelled
 from bbuvl.fewshot.support import UNKNOWN, read_support
 
 Progress = Callable[[str, int], None]  # (stage, items done so far)
@@ -246,6 +246,11 @@ def run_eval(
     if not truth:
         raise none_answered(query_path, "evaluated", problems + query_report.skipped)
 
+    labelled, first = self_labelled(query_path)
+    if labelled:
+        warnings.append(f"{labelled} of {len(truth)} queries are labelled as `fewshot label` answered them (the first: "
+                        f"{first}): scored against those answers, a classifier as the one that labelled them is right "
+                        "by construction; score it on labels people gave")
     if seen:
         warnings.append(f"{len(seen)} of {len(truth)} queries are support photos themselves (the same bytes; the first: "
                         f"{seen[0]}): each scores 1 against its own class, so these numbers are higher than on new photos")

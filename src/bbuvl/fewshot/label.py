@@ -31,7 +31,7 @@ from bbuvl.fewshot.backbones import Backbone
 from bbuvl.fewshot.cache import EmbeddingCache
 from bbuvl.fewshot.classifier import FewShotClassifier, confidence_band, decide
 from bbuvl.fewshot.embed import EmbedReport, ImageItem, embed_items
-from bbuvl.fewshot.queries import PredictionLine, iter_predictions, none_answered
+from bbuvl.fewshot.queries import FEWSHOT_BEST, PredictionLine, iter_predictions, none_answered
 from bbuvl.fewshot.support import UNKNOWN
 from bbuvl.paths import real_path
 
@@ -149,7 +149,7 @@ def _record(
             continue
         if box != [float(v) for v in o["bbox_2d"]]:
             report.fixed.append(f"{where}: objects[{i}]: box {o['bbox_2d']} clipped to the image: {box}")
-        extra = {"fewshot_best": best, "fewshot_score": f"{score:.4f}", "fewshot_margin": f"{margin:.4f}",
+        extra = {FEWSHOT_BEST: best, "fewshot_score": f"{score:.4f}", "fewshot_margin": f"{margin:.4f}",
                  "fewshot_confidence": confidence_band(margin), "detector_label": det_label,
                  "detector_score": f"{det_score:.4f}"}
         if answer != UNKNOWN:

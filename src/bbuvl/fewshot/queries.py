@@ -31,6 +31,9 @@ from bbuvl.fewshot.support import refuse_linked_folder
 from bbuvl.infer.output import manifest_path, prediction_root, read_manifest
 
 
+FEWSHOT_BEST = "fewshot_best"  # the `extra` key `fewshot label` writes its best class under (label.py)
+
+
 @dataclass
 class PredictionLine:
     """One line of a predictions file: the photo, its size, and its detections."""
@@ -240,6 +243,20 @@ def iter_queries(
     if level is not None:
         _check_level(path, level)
     return _dataset_items(path, margin, level, problems)
+
+
+def self_labelled(path: str | Path) -> tuple[int, str | None]:
+    """The objects of a dataset JSONL whose label is the one `fewshot label` gave them (its `extra`, unchanged since),
+    and where the first is; (0, None) for any other query path."""
+    path = Path(path)
+    if not path.is_file() or path.suffix.lower() != ".jsonl" or _is_predictions(path):
+        return 0, None
+    n, first = 0, None
+    for row in iter_dataset(path):
+        for i, o in enumerate(row.sample.student.objects if row.sample is not None else []):
+            if o.extra and o.extra.get(FEWSHOT_BEST) == o.desc and "fewshot" not in o.extra:
+                n, first = n + 1, first or f"{path}:{row.line} objects[{i}]"
+    return n, first
 
 
 def _is_predictions(path: Path) -> bool:
