@@ -139,7 +139,7 @@ def predict(
         refuse_inputs_being_written({"--input": input, "--teachers": teachers})
         source = teachers or (Path(cfg.data.teachers) if cfg.data.teachers else None)
         if mode == "teachers" and (source is None or not Path(source).exists()):
-            fail("--mode teachers needs --teachers TEACHERS.jsonl")
+            fail(teachers_missing(checkpoint, cfg.data.teachers))
         if mode == "teachers":
             read_teachers(source, cfg.inference.num_teachers)  # a bad or empty file is refused before the model loads
         skipped: Counter[str] = Counter()
@@ -228,6 +228,19 @@ def predict(
                   + (f", {verdicts['unjudged']} lines without a verdict" if verdicts["unjudged"] else ""), soft_wrap=True)
     for note in predictor.threshold_notes(mode, options.tiles):
         console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
+
+
+def teachers_missing(checkpoint: Path, configured: str | None) -> str:
+    """Why --mode teachers has no teachers file: none given and none in the run config, or the run config's not there.
+    Training keeps data.teachers as it was typed, so a relative one is looked for from the folder predict runs in,
+    where it said '--mode teachers needs --teachers' with the run config's file named nowhere."""
+    if configured is None:
+        return "--mode teachers needs --teachers TEACHERS.jsonl (the run config names no data.teachers)"
+    from bbuvl.config import CONFIG_FILE
+
+    relative = "" if Path(configured).is_absolute() else f", looked for from {Path.cwd()}"
+    return (f"--mode teachers: the run config's data.teachers ({configured} in {checkpoint / CONFIG_FILE}) is not "
+            f"there{relative}; pass --teachers TEACHERS.jsonl")
 
 
 def refuse_untiled(ctx: typer.Context, given: dict, cfg) -> None:  # noqa: ANN001 - a Config
