@@ -1,50 +1,80 @@
 """A checkpoint trained from a config of relative data paths (configs/base.yaml's `data/teachers.jsonl`) keeps them as
-typed, and `bbuvl predict --mode teachers` reads its data.teachers from the folder it runs in. Run from another
-folder it said '--mode teachers needs --teachers TEACHERS.jsonl', naming neither the run config's file nor where it
-was looked for."""
+typed, and `bbuvl predict` and `eval` read its data.teachers and data.hierarchy from the folder they run in. Run from
+another folder, predict said '--mode teachers needs --teachers TEACHERS.jsonl', and 'h.json: No such file or
+directory' for the hierarchy (eval the same), naming neither the run config's key nor where the file was looked for."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
+from bbuvl.data.labels import DEFAULT_HIERARCHY
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture()
-def relative_checkpoint(run_config, small_dataset, monkeypatch) -> Path:
-    """A checkpoint trained in the dataset's parent folder with `data.teachers: data/teachers.jsonl`."""
+def relative_checkpoint(run_config, small_dataset, tmp_path, monkeypatch) -> Path:
+    """A checkpoint trained in a folder holding `data/` (a copy of the small dataset, with the shipped hierarchy), from
+    `data.teachers: data/teachers.jsonl` and `data.hierarchy: data/hierarchy.json`."""
     from bbuvl.train.trainer import train
 
-    monkeypatch.chdir(small_dataset.parent)
-    cfg = run_config(f"data.teachers={small_dataset.name}/teachers.jsonl", "training.max_steps=1")
+    work = tmp_path / "work"
+    shutil.copytree(small_dataset, work / "data")
+    shutil.copy(DEFAULT_HIERARCHY, work / "data" / "hierarchy.json")
+    monkeypatch.chdir(work)
+    cfg = run_config("data.teachers=data/teachers.jsonl", "data.hierarchy=data/hierarchy.json", "training.max_steps=1")
     return Path(train(cfg, progress=False)["final"])
 
 
-def predict(checkpoint: Path, data: Path, out: Path):
+def run(*args):
+    """A bbuvl command, as typed."""
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "400", "RANK": None, "WORLD_SIZE": None})
+
+
+def predict(checkpoint: Path, data: Path, out: Path, *more):
     """`bbuvl predict --mode teachers` on the validation photos."""
-    return CliRunner().invoke(app, [str(a) for a in ("predict", "-c", checkpoint, "-i", data / "val.jsonl", "-o", out,
-                                                     "--mode", "teachers", "--device", "cpu", "--max-new-tokens", "8")],
-                              env={"COLUMNS": "400", "RANK": None, "WORLD_SIZE": None})
+    return run("predict", "-c", checkpoint, "-i", data / "val.jsonl", "-o", out, "--mode", "teachers", "--device", "cpu",
+               "--max-new-tokens", "8", *more)
 
 
 def test_teachers_of_a_relative_run_path_are_read_from_the_training_folder_and_named_from_another(
         relative_checkpoint, small_dataset, tmp_path, monkeypatch):
-    assert f"teachers: {small_dataset.name}/teachers.jsonl" in (relative_checkpoint / "bbuvl.yaml").read_text("utf-8")
+    assert "teachers: data/teachers.jsonl" in (relative_checkpoint / "bbuvl.yaml").read_text("utf-8")
     there = predict(relative_checkpoint, small_dataset, tmp_path / "there.jsonl")
     assert there.exit_code == 0, there.output
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    refused = predict(relative_checkpoint, small_dataset, tmp_path / "p.jsonl")
+    refused = predict(relative_checkpoint, small_dataset, tmp_path / "p.jsonl", "--hierarchy", DEFAULT_HIERARCHY)
     assert refused.exit_code == 2, refused.output
     text = " ".join(refused.output.split())
-    assert (f"the run config's data.teachers ({small_dataset.name}/teachers.jsonl in "
+    assert (f"the run config's data.teachers (data/teachers.jsonl in "
             f"{relative_checkpoint / 'bbuvl.yaml'}) is not there, looked for from {elsewhere}") in text, text
     assert "pass --teachers TEACHERS.jsonl" in text
     assert not (tmp_path / "p.jsonl").exists()
+
+
+def test_the_hierarchy_of_a_relative_run_path_is_named_by_predict_and_eval_from_another_folder(
+        relative_checkpoint, small_dataset, tmp_path, monkeypatch):
+    there = run("predict", "-c", relative_checkpoint, "-i", small_dataset / "val.jsonl", "-o", tmp_path / "there.jsonl",
+                "--mode", "head", "--device", "cpu")
+    assert there.exit_code == 0, there.output
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    named = (f"the run config's data.hierarchy (data/hierarchy.json in "
+             f"{relative_checkpoint / 'bbuvl.yaml'}) is not there, looked for from {elsewhere}; pass --hierarchy")
+    refused = run("predict", "-c", relative_checkpoint, "-i", small_dataset / "val.jsonl", "-o", tmp_path / "p.jsonl",
+                  "--mode", "head", "--device", "cpu")
+    assert refused.exit_code == 2 and named in " ".join(refused.output.split()), refused.output
+    assert not (tmp_path / "p.jsonl").exists()
+    scored = run("eval", "--pred", tmp_path / "there.jsonl", "--gt", small_dataset / "val.jsonl", "--out", tmp_path / "m.json")
+    assert scored.exit_code == 2 and named in " ".join(scored.output.split()), scored.output
+    assert not (tmp_path / "m.json").exists()

@@ -83,7 +83,8 @@ def predict(
                                     discard_output, input_root, manifest_path)
     from bbuvl.data.faults import Faults
     from bbuvl.infer.predictor import Predictor, read_teachers, region_batch
-    from bbuvl.infer.verdict import checkpoint_verdict, hierarchy_judges_none, lone_threshold_problem, verdict_counts
+    from bbuvl.infer.verdict import (checkpoint_verdict, hierarchy_judges_none, lone_threshold_problem, run_file_missing,
+                                     verdict_counts)
     from bbuvl.infer.tiles import check_containers
     from bbuvl.model.checkpoint import CheckpointError
     from bbuvl.outputs import check_not_inputs
@@ -127,6 +128,8 @@ def predict(
         check_manifest_name(out)  # --overwrite too: it starts --out over, never a file of the user's beside it
         found = None if overwrite else check_ours(out)
         cfg = run_config(checkpoint)
+        if hierarchy is None and (missing := run_file_missing(checkpoint, "data.hierarchy", cfg.data.hierarchy)):
+            fail(f"{missing}; pass --hierarchy HIERARCHY.json")
         refuse_untiled(ctx, given, cfg)
         mode = mode or cfg.inference.mode
         refuse_other_modes(ctx, mode)
@@ -231,16 +234,13 @@ def predict(
 
 
 def teachers_missing(checkpoint: Path, configured: str | None) -> str:
-    """Why --mode teachers has no teachers file: none given and none in the run config, or the run config's not there.
-    Training keeps data.teachers as it was typed, so a relative one is looked for from the folder predict runs in,
-    where it said '--mode teachers needs --teachers' with the run config's file named nowhere."""
+    """Why --mode teachers has no teachers file: none given and none in the run config, or the run config's not there
+    (it said '--mode teachers needs --teachers' with the run config's file named nowhere)."""
+    from bbuvl.infer.verdict import run_file_missing
+
     if configured is None:
         return "--mode teachers needs --teachers TEACHERS.jsonl (the run config names no data.teachers)"
-    from bbuvl.config import CONFIG_FILE
-
-    relative = "" if Path(configured).is_absolute() else f", looked for from {Path.cwd()}"
-    return (f"--mode teachers: the run config's data.teachers ({configured} in {checkpoint / CONFIG_FILE}) is not "
-            f"there{relative}; pass --teachers TEACHERS.jsonl")
+    return f"--mode teachers: {run_file_missing(checkpoint, 'data.teachers', configured)}; pass --teachers TEACHERS.jsonl"
 
 
 def refuse_untiled(ctx: typer.Context, given: dict, cfg) -> None:  # noqa: ANN001 - a Config

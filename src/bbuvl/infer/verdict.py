@@ -259,6 +259,18 @@ def verdict_of(best: float | None, failed: bool, thresholds: VerdictThresholds) 
     return PASS
 
 
+def run_file_missing(checkpoint: str | Path, key: str, path: str | None) -> str | None:
+    """What is wrong, in words, when the file a checkpoint's run config names at `key` is not there; None when it is
+    there or none is named. Training keeps a path as it was typed (configs/base.yaml's are relative), so a relative one
+    is looked for from the folder a command runs in, and the bare 'no such file' named neither key nor checkpoint."""
+    from bbuvl.config import CONFIG_FILE
+
+    if path is None or Path(path).is_file():
+        return None
+    where = "" if Path(path).is_absolute() else f", looked for from {Path.cwd()}"
+    return f"the run config's {key} ({path} in {Path(checkpoint) / CONFIG_FILE}) is not there{where}"
+
+
 def checkpoint_verdict(checkpoint: str | Path, mode: str | None = None,
                        hierarchy: str | Path | None = None) -> tuple[FramedThresholds, str | None, str]:
     """What a checkpoint judges photos predicted in `mode` with (None: any mode) when faults are those of `hierarchy`
@@ -272,6 +284,8 @@ def checkpoint_verdict(checkpoint: str | Path, mode: str | None = None,
     # A plain model folder (a base model, an export) holds no run config: the config's defaults judge its answers.
     inference = run.inference if run is not None else InferenceConfig()
     own_hierarchy = run.data.hierarchy if run is not None else None
+    if hierarchy is None and (missing := run_file_missing(checkpoint, "data.hierarchy", own_hierarchy)):
+        raise ValueError(f"{missing}; pass --hierarchy HIERARCHY.json")
     judged = Faults.load(hierarchy or own_hierarchy).labels
     chosen, chosen_tiled = ChosenThresholds.load(checkpoint), ChosenThresholds.load(checkpoint, tiled=True)
     (chosen, chosen_tiled), other_faults = for_faults(chosen, chosen_tiled, judged, trained_identity(checkpoint))
