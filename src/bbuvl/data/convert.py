@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import shutil
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -48,7 +47,7 @@ from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
 from bbuvl.data.split import split_items
 from bbuvl.data.text import file_name_key, gbk_hint, name_as_text, not_text, show_text
 from bbuvl.data.vendor import VendorObject, parse_vendor
-from bbuvl.data.workers import bound_workers
+from bbuvl.data.workers import bound_workers, process_pool
 from bbuvl.paths import real_path
 
 IMAGES_DIR = "images"
@@ -483,21 +482,13 @@ def convert_pairs(pairs: list[Pair], ctx: _Context, workers: int, progress: bool
                 results.extend(_convert_chunk(chunk, ctx))
                 advance(len(chunk))
         return results
-    with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=_pool_context()) as pool:
+    with process_pool(min(workers, len(chunks))) as pool:
         # With fork every worker starts at the first submit, so before the progress bar's thread exists.
         futures = {pool.submit(_convert_chunk, chunk, ctx): len(chunk) for chunk in chunks}
         with _progress_bar(progress, len(pairs)) as advance:
             for done in as_completed(futures):
                 advance(futures[done])
         return [r for f in futures for r in f.result()]  # dicts keep submission order
-
-
-def _pool_context() -> multiprocessing.context.BaseContext:
-    # fork where the OS has it: workers inherit the parent's imports; a fresh interpreter (spawn,
-    # forkserver) re-imports torch and transformers through coords, measured at 2-5 s per worker.
-    if "fork" in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context()
 
 
 def convert_dataset(src: Path, out: Path, opts: ConvertOptions, progress: bool = False) -> dict[str, Any]:

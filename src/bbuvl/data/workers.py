@@ -8,8 +8,12 @@ time; `--workers 100000` forked that many processes.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
 
 # ProcessPoolExecutor refuses more than 61 workers on Windows (the handles one wait can watch).
 _WINDOWS_MOST = 61
@@ -43,3 +47,29 @@ def workers_note(asked: int | None, option: str = "--workers") -> str | None:
         return None
     return (f"note: {option} {asked} is more than the {limit} CPU core(s) this process may use; using {limit} "
             "(the output does not depend on it)")
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of `workers` processes, forked where the OS can, each of which ends when this process does."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_end_with_parent,
+                               initargs=(os.getpid(),))
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    # fork where the OS has it: workers inherit the parent's imports; a fresh interpreter (spawn,
+    # forkserver) re-imports torch and transformers through coords, measured at 2-5 s per worker.
+    if "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context()
+
+
+def _end_with_parent(parent: int) -> None:
+    """Start a thread that ends this worker once `parent` is gone. A forked worker holds the command's output locks
+    (docs/outputs.md): after a `kill -9` of the command, its workers slept on a full pipe for ever, and every re-run
+    was refused as 'another data convert (pid N) is writing it', N a process that no longer existed."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()

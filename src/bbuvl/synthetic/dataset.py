@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import random
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import lru_cache, partial
 from pathlib import Path
@@ -27,7 +25,7 @@ from bbuvl.data.images import EXIF_ORIENTATION
 from bbuvl.data.labels import SEP
 from bbuvl.data.layout import write_dataset_folder
 from bbuvl.data.schema import ImageRecord, ObjectAnn
-from bbuvl.data.workers import bound_workers
+from bbuvl.data.workers import bound_workers, process_pool
 from bbuvl.synthetic.camera import Framing, check_size, check_wide_share, render_scene
 from bbuvl.synthetic.export import INVERSE_ROTATION, PlatformNames, vendor_document
 from bbuvl.synthetic.scene import FaultRate
@@ -105,10 +103,8 @@ def _run(jobs: list[_Job], workers: int) -> Iterator[tuple[ImageRecord, dict]]:
     if workers <= 1:
         yield from map(_render_job, jobs)
         return
-    # fork where there is one: a spawned worker re-imports torch/transformers (via coords), ~3 s each.
     # Workers only draw with Pillow and numpy; each photo depends only on its job, and map keeps the order.
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method)) as pool:
+    with process_pool(workers) as pool:
         yield from pool.map(_render_job, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers))))
 
 
