@@ -37,3 +37,13 @@ def test_a_quoted_pattern_as_input_is_named_as_one_with_the_folder_to_give(train
     text = refused(invoke(["predict", "-c", trained_checkpoint, "-i", tmp_path / "nothing", "-o",
                            tmp_path / "p.jsonl"]), f"{tmp_path / 'nothing'}: no such file or folder")
     assert "takes no pattern" not in text
+
+
+def test_a_list_of_photo_paths_as_input_is_named_as_one_with_what_to_give(trained_checkpoint, small_dataset, tmp_path):
+    photos = sorted((small_dataset / "images").iterdir())
+    listed = tmp_path / "photos.txt"
+    listed.write_text("\n" + "".join(f"{photo}\n" for photo in photos), encoding="utf-8")  # as `ls -d $PWD/*` writes
+    text = refused(invoke(["predict", "-c", trained_checkpoint, "-i", listed, "-o", tmp_path / "p.jsonl"]),
+                   f"{listed}: a list of photo paths (line 1: {photos[0]}), not a dataset JSONL; --input takes a folder "
+                   "of photos or a dataset JSONL: put the photos (or links to them) in one folder and give it")
+    assert "invalid JSON" not in text and not (tmp_path / "p.jsonl").exists()

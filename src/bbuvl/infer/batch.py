@@ -100,6 +100,9 @@ def refuse_other_inputs(path: Path) -> None:
     if path.suffix.lower() in IMAGE_SUFFIXES:
         raise ValueError(f"{path}: a photo; --input takes a folder of photos or a dataset JSONL: give its folder "
                          f"({path.parent}), or a JSONL that lists it")
+    if (first := photo_listed_first(path)) is not None:
+        raise ValueError(f"{path}: a list of photo paths (line 1: {first}), not a dataset JSONL; --input takes a folder "
+                         "of photos or a dataset JSONL: put the photos (or links to them) in one folder and give it")
     try:
         made = read_manifest(path)
     except ValueError:  # a damaged manifest beside it says nothing of what it is: read as the dataset it may be
@@ -107,6 +110,19 @@ def refuse_other_inputs(path: Path) -> None:
     if made is not None:
         raise ValueError(f"{path}: predictions written by `bbuvl predict`, not a dataset; give the photos they were "
                          f"predicted from ({made.input})")
+
+
+def photo_listed_first(path: Path) -> str | None:
+    """The first line of `path` when it names a photo rather than holding a JSON object (a list of paths, as `ls` or
+    `find` writes one), else None. Read as JSONL, such a list was 'list.txt:1: invalid JSON: Expecting value at
+    column 1', which said nothing of what to give instead."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError:  # unreadable: the dataset reader names why
+        return None
+    first = next((line.strip() for line in head.decode("utf-8", "replace").splitlines() if line.strip()), "")
+    return first if first[:1] not in ("", "{") and PurePosixPath(first).suffix.lower() in IMAGE_SUFFIXES else None
 
 
 def refuse_names_no_line_holds(folder: Path, names: list[str]) -> None:
