@@ -90,7 +90,7 @@ def evaluate(
     from bbuvl.eval.in_progress import unfinished_predictions_note
     from bbuvl.outputs import refuse_inputs_being_written
     from bbuvl.eval.judging import choose_verdict, verdict_setup
-    from bbuvl.infer.verdict import lone_threshold_problem, thresholds_file
+    from bbuvl.infer.verdict import lone_threshold_problem, replaced_mode, thresholds_file
     from bbuvl.eval.metrics import evaluate_predictions
     from bbuvl.eval.predictions import read_predictions
     from bbuvl.eval.report import FAULT_CURVE_FILE, FAULTS_DIR, PR_CURVE_FILE, WORST_DIR
@@ -183,6 +183,7 @@ def evaluate(
     with user_errors(OSError):
         write_text_atomic(out, json.dumps({**evaluation.metrics, SETTINGS_KEY: settings}, ensure_ascii=False, indent=2) + "\n")
         write_text_atomic(details_path(out), json.dumps(details, ensure_ascii=False, indent=2) + "\n")
+        replaced = [note for c in chosen if (note := replaced_mode(judged.checkpoint, c)) is not None]
         written = [c.save(judged.checkpoint) for c in chosen]
     print_metrics(evaluation, h)
     print_faults(evaluation.faults, judged.source)
@@ -192,6 +193,8 @@ def evaluate(
                       f"{c.thresholds.fail:.3g} (flag {_num(c.recall)} of the faulty photos, {_num(c.precision)} of failed "
                       f"photos faulty) written to {escape(str(path))}; measured on the photos they were chosen on",
                       soft_wrap=True)
+    for note in replaced:
+        console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
     if sizes is not None:
         print_sizes(sizes)
     comparison = compare(evaluation.metrics, base_metrics) if base_metrics is not None else None

@@ -321,6 +321,23 @@ def other_mode(chosen: ChosenThresholds | None, chosen_tiled: ChosenThresholds |
             f"on its predictions")
 
 
+def replaced_mode(checkpoint: str | Path, chosen: ChosenThresholds) -> str | None:
+    """The sentence saying that writing `chosen` replaces thresholds the checkpoint holds for another mode's photos
+    (one file per framing judges one mode: a head's scores and generate mode's are not on one scale); None when it
+    replaces none, or one of the same mode. Replaced in silence, the other mode's photos went back to the run config's
+    thresholds, and only a later predict's note said so."""
+    try:
+        before = ChosenThresholds.load(checkpoint, tiled=chosen.tiled)
+    except ValueError:  # a damaged file judges no mode
+        return None
+    if before is None or before.mode is None or before.mode == chosen.mode:
+        return None
+    return (f"{thresholds_file(chosen.tiled)} held thresholds chosen on {before.mode} mode's predictions (review "
+            f"{before.thresholds.review:g}, fail {before.thresholds.fail:g}, chosen on {before.chosen_on}), replaced by "
+            f"{chosen.mode} mode's: a checkpoint keeps one pair for these photos, so {before.mode} mode's photos are "
+            "judged by the run config's thresholds now")
+
+
 def with_chosen(inference: Any, chosen: ChosenThresholds | None, chosen_tiled: ChosenThresholds | None,
                 mode: str | None = None) -> Any:
     """An `InferenceConfig` with a checkpoint's chosen thresholds (one pass, tiled) in place of its own verdict_*
