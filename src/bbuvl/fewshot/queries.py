@@ -140,6 +140,10 @@ def iter_predictions(path: str | Path, problems: list[str]) -> Iterator[Predicti
                 problems.append(f"{where}: a dataset record ('images', 'objects' with 'desc'), not a prediction line: "
                                 "give what `bbuvl predict` wrote")
                 continue
+            if isinstance(obj, dict) and {"query", "best_class"} <= obj.keys():
+                # Read as detections, its lines held none: an empty result written with exit 0, or 'no query'.
+                raise ValueError(f"{where}: a line of `fewshot classify`'s results (one answer per query), not of "
+                                 "`bbuvl predict`: give the dataset, predictions file or folder it answered")
             if not isinstance(obj, dict) or not isinstance(obj.get("image"), str):
                 problems.append(f"{where}: expected an object with an 'image' path")
                 continue
@@ -192,10 +196,17 @@ def _dataset_items(path: Path, margin: float, level: int | None, problems: list[
 
 
 def _prediction_items(path: Path, margin: float, min_score: float, problems: list[str]) -> Iterator[ImageItem]:
+    known, lines, boxes, kept = len(problems), 0, 0, 0
     for pred in iter_predictions(path, problems):
+        lines, boxes = lines + 1, boxes + len(pred.objects)
         for i, o in enumerate(pred.objects):
             if float(o.get("score", 1.0) or 0.0) >= min_score:
+                kept += 1
                 yield ImageItem(pred.image, tuple(o["bbox_2d"]), margin, None, f"{path}:{pred.line} objects[{i}]")
+    if not kept and len(problems) == known:  # a results file of no row read as a result, exit 0
+        why = (f"none of its {lines} photo(s) has a detection" if not boxes else
+               f"all {boxes} of its detections score below --min-score {min_score:g}")
+        raise ValueError(f"{path}: {why}: nothing to classify")
 
 
 def iter_queries(

@@ -1,0 +1,42 @@
+"""`fewshot classify`'s own results, or a predictions file of no detection, given as the queries of the next step.
+Its .jsonl results have an `image` on each line, so they were read as `bbuvl predict`'s lines: classify wrote a
+results file of no row with exit 0, label said one photo was on two lines, eval said no query could be evaluated."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.test_data2_moved_predictions import project, run
+
+
+def common(root: Path) -> list[str | Path]:
+    """The support, backbone and cache every command here takes."""
+    return ["--support", root / "support", "--backbone", "pixels:8", "--cache", root / "cache"]
+
+
+@pytest.mark.parametrize("step", ["classify", "label", "eval"])
+def test_classifys_results_given_as_queries_are_named_as_its_results(tmp_path: Path, step: str):
+    preds = project(tmp_path)
+    results = tmp_path / "answers.jsonl"
+    code, said = run("classify", "--query", preds, "--out", results, *common(tmp_path))
+    assert code == 0, said
+    out = tmp_path / ("again" if step == "eval" else "again.csv" if step == "classify" else "again.jsonl")
+    query = ["--predictions", results] if step == "label" else ["--query", results]
+    code, said = run(step, *query, "--out", out, *common(tmp_path))
+    assert code == 2, said
+    assert f"{results}:1: a line of `fewshot classify`'s results (one answer per query), not of `bbuvl predict`" in said
+    assert not out.exists()
+
+
+def test_classify_of_predictions_with_no_detection_writes_no_empty_result(tmp_path: Path):
+    preds = project(tmp_path)
+    lines = [json.loads(line) for line in preds.read_text(encoding="utf-8").splitlines()]
+    code, said = run("classify", "--query", preds, "--out", tmp_path / "r.csv", "--min-score", "0.95", *common(tmp_path))
+    assert code == 2 and f"{preds}: all 2 of its detections score below --min-score 0.95: nothing to classify" in said
+    preds.write_text("".join(json.dumps(dict(x, objects=[])) + "\n" for x in lines), encoding="utf-8")
+    code, said = run("classify", "--query", preds, "--out", tmp_path / "r.csv", *common(tmp_path))
+    assert code == 2 and f"{preds}: none of its 2 photo(s) has a detection: nothing to classify" in said, said
+    assert not (tmp_path / "r.csv").exists()
