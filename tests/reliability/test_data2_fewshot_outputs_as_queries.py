@@ -40,3 +40,16 @@ def test_classify_of_predictions_with_no_detection_writes_no_empty_result(tmp_pa
     code, said = run("classify", "--query", preds, "--out", tmp_path / "r.csv", *common(tmp_path))
     assert code == 2 and f"{preds}: none of its 2 photo(s) has a detection: nothing to classify" in said, said
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_classifys_results_given_to_data_commands_are_named_as_its_results(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from bbuvl.cli.data import app as data
+
+    preds = project(tmp_path)
+    results = tmp_path / "answers.jsonl"
+    assert run("classify", "--query", preds, "--out", results, *common(tmp_path))[0] == 0
+    for step in (["check", results], ["split", results, tmp_path / "split"]):
+        said = " ".join(CliRunner().invoke(data, [str(a) for a in step]).output.split())
+        assert f"{results}: few-shot answers (what `bbuvl fewshot classify` writes), not a JSONL dataset" in said, said

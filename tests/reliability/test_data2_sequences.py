@@ -104,3 +104,15 @@ def test_stats_of_a_folder_writes_its_json_beside_the_dataset_and_never_onto_it(
         code, said = run("stats", ds, "--json", onto, "--overwrite")
         assert code == 2 and f"{onto}: is " in said and "the input PATH's" in said, said
     assert run("check", ds)[0] == 0
+
+
+def test_a_datasets_counts_given_as_the_dataset_are_named_as_counts(tmp_path: Path):
+    ds = tmp_path / "ds"
+    synthesize(ds, 3, 1, seed=3, size=(160, 120), num_teachers=1)
+    assert run("stats", ds, "--json", tmp_path / "stats.json")[0] == 0
+    for counts in (ds / "labels.json", ds / "summary.json", tmp_path / "stats.json"):
+        for step in (["check", counts], ["split", counts, tmp_path / "split"], ["teachers", counts, tmp_path / "t.jsonl"]):
+            code, said = run(*step)
+            assert code != 0 and f"{counts}: a dataset's counts (labels.json, summary.json or `bbuvl data stats " \
+                                  "--json`), not a JSONL dataset" in said, (step, said)
+            assert "invalid JSON" not in said and "missing key" not in said

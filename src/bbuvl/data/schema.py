@@ -336,6 +336,12 @@ def another_kind(path: Path, first: Any = _WHOLE_FILE) -> tuple[str, str] | None
                 "`bbuvl data convert SRC OUT` turns a folder of them, with their photos, into a dataset")
     if "image" in first and "images" not in first and {"raw", "parse_ok", "verdict"} & first.keys():
         return "predictions (what `bbuvl predict` writes)", "`bbuvl eval` scores them against a dataset"
+    if {"query", "best_class"} <= first.keys():
+        return ("few-shot answers (what `bbuvl fewshot classify` writes)",
+                "give the dataset they answered, or label predictions with `bbuvl fewshot label`")
+    if "labels" in first and (isinstance(first.get("levels"), dict) or isinstance(first.get("images"), dict)):
+        return ("a dataset's counts (labels.json, summary.json or `bbuvl data stats --json`)",
+                "give the dataset's train.jsonl or val.jsonl, or its folder")
     return None
 
 
