@@ -87,3 +87,32 @@ def test_rank_0_alone_says_how_many_photos_its_output_lacks(trained_checkpoint, 
     assert done.exit_code == 0, done.output
     assert "holds 1 of the 2 photos (1 in no rank's part" in done.output, done.output
     assert len(out.read_text(encoding="utf-8").splitlines()) == 1
+
+
+def test_eval_names_the_parts_of_a_sharded_run_not_merged_into_its_predictions(trained_checkpoint, small_dataset,
+                                                                                tmp_path):
+    out = tmp_path / "p.jsonl"
+
+    def rank(r: int):
+        done = CliRunner().invoke(app, command(trained_checkpoint, small_dataset, out),
+                                  env={"COLUMNS": "400", "RANK": str(r), "WORLD_SIZE": "2"})
+        assert done.exit_code == 0, done.output
+
+    def evaluate():
+        return CliRunner().invoke(app, ["eval", "--pred", str(out), "--gt", str(small_dataset / "val.jsonl"), "--out",
+                                        str(tmp_path / "m.json")], env={"COLUMNS": "400"})
+
+    rank(1)  # rank 0 not run yet: --out is not there, its part is
+    refused = evaluate()
+    assert refused.exit_code == 2
+    assert (f"{out}: not written yet: the part files of a sharded `bbuvl predict` are beside it (p.jsonl.rank1-of-2), "
+            "merged into it when rank 0 ends") in " ".join(refused.output.split()), refused.output
+    assert not (tmp_path / "m.json").exists()
+
+    (tmp_path / "p.jsonl.rank1-of-2").unlink()
+    rank(0)
+    rank(1)  # after rank 0's merge: its part stays beside the output
+    scored = evaluate()
+    assert scored.exit_code == 0, scored.output
+    assert (f"{out} has part files of a sharded `bbuvl predict` beside it, not merged into it (p.jsonl.rank1-of-2): "
+            "their photos' lines are not scored") in " ".join(scored.output.split()), scored.output

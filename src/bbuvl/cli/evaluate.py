@@ -90,6 +90,7 @@ def evaluate(
     from bbuvl.eval.in_progress import unfinished_predictions_note
     from bbuvl.outputs import refuse_inputs_being_written
     from bbuvl.eval.judging import choose_verdict, verdict_setup
+    from bbuvl.infer.output import rank_parts
     from bbuvl.infer.verdict import lone_threshold_problem, replaced_mode, thresholds_file
     from bbuvl.eval.metrics import evaluate_predictions
     from bbuvl.eval.predictions import read_predictions
@@ -103,6 +104,11 @@ def evaluate(
         # the chosen pair replaced them without a word: METRICS.json and the checkpoint held the chosen ones
         fail(f"{' and '.join(given)} set{'s' if len(given) == 1 else ''} the thresholds to judge with, and "
              "--choose-thresholds chooses them: give one or the other")
+    parts = rank_parts(pred)
+    if parts and not pred.exists():  # it was 'no such file (--pred)' with the parts right there
+        fail(f"{pred}: not written yet: the part files of a sharded `bbuvl predict` are beside it "
+             f"({', '.join(p.name for p in parts)}), merged into it when rank 0 ends; run rank 0, or re-run the predict "
+             "command in one process, to merge them")
     for path, what in ((pred, "--pred"), (gt, "--gt")):
         require_file(path, what)  # a folder was 'no such file'
     if not out.name or out.is_dir():  # `--out .` failed on a ValueError traceback where its details' name was made
@@ -175,6 +181,10 @@ def evaluate(
         evaluation.notes.append(frame_note)
     if unfinished := unfinished_predictions_note(pred):
         evaluation.notes.insert(0, unfinished)
+    if parts:
+        evaluation.notes.insert(0, f"{pred} has part files of a sharded `bbuvl predict` beside it, not merged into it "
+                                   f"({', '.join(p.name for p in parts)}): their photos' lines are not scored; re-run "
+                                   "the predict command in one process to merge them")
     if base_metrics is not None and (unknown := unknown_settings(base_metrics, baseline)):
         evaluation.notes.append(unknown)
     evaluation.notes.extend(undefined_ap_notes(evaluation.metrics, gt))
