@@ -53,3 +53,17 @@ def test_classifys_results_given_to_data_commands_are_named_as_its_results(tmp_p
     for step in (["check", results], ["split", results, tmp_path / "split"]):
         said = " ".join(CliRunner().invoke(data, [str(a) for a in step]).output.split())
         assert f"{results}: few-shot answers (what `bbuvl fewshot classify` writes), not a JSONL dataset" in said, said
+
+
+@pytest.mark.parametrize("step", ["classify", "eval"])
+def test_a_dataset_folder_given_as_the_support_is_named_as_one(tmp_path: Path, step: str):
+    from bbuvl.synthetic.dataset import synthesize
+
+    synthesize(tmp_path / "ds", 3, 1, seed=3, size=(160, 120), num_teachers=1)
+    project(tmp_path / "site")
+    out = tmp_path / ("out" if step == "eval" else "out.csv")
+    code, said = run(step, "--support", tmp_path / "ds", "--query", tmp_path / "site" / "support", "--out", out,
+                     "--backbone", "pixels:8", "--cache", tmp_path / "cache")
+    # Its photos were one class, 'images': every answer that class or Unknown, with exit 0.
+    assert code == 2 and f"{tmp_path / 'ds'}: a dataset folder (it holds train.jsonl), not a support folder" in said, said
+    assert not out.exists()

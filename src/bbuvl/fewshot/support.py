@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bbuvl.data.images import IMAGE_SUFFIXES, list_images, skipped_note
 from bbuvl.data.labels import SEP
+from bbuvl.data.layout import TRAIN, VAL
 from bbuvl.data.text import clean_label, label_key, label_problem, name_as_text, spelling_of
 from bbuvl.fewshot.cache import file_digest
 from bbuvl.fewshot.embed import ImageItem
@@ -98,6 +99,10 @@ def read_support(root: str | Path) -> SupportSet:
         what = "a file, not a folder" if root.exists() else (
             "a link that reaches no folder" if root.is_symlink() else "support folder not found")
         raise ValueError(f"{root}: {what} (expected support/<class>/*.jpg)")
+    if (root / TRAIN).is_file():  # its photos were one class named 'images': every answer that or Unknown, exit 0
+        raise ValueError(f"{root}: a dataset folder (it holds {TRAIN}), not a support folder: the support is a folder of "
+                         "example crops per class (support/<class>/*.jpg); a dataset's boxes are queries (--query "
+                         f"{root / VAL})")
     images, skipped = [], Counter()
     paths = list_images(root, skipped)
     # `ＢＢＵ/` beside `BBU/`, or a folder name composed on one disk and decomposed on another, is one class, not two
