@@ -43,3 +43,29 @@ def test_eval_of_a_dataset_people_labelled_says_nothing_of_it(tmp_path: Path):
     code, said = run("eval", "--query", dataset, "--out", tmp_path / "ev", "--support", tmp_path / "site" / "support",
                      "--backbone", "pixels:8", "--shots", "all", "--thresholds", "0.5", "--cache", tmp_path / "cache")
     assert code == 0 and WARNING not in said, said
+
+
+def test_the_check_fewshot_label_prints_runs_as_printed_with_its_hierarchy_and_a_bracketed_name(tmp_path: Path):
+    import shlex
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from bbuvl.cli.data import app as data
+    from bbuvl.data.labels import DEFAULT_HIERARCHY
+
+    preds = project(tmp_path / "site")
+    support = tmp_path / "site" / "support"
+    shutil.move(support / "线缆", support / "新部件")  # a new part type, named by a copy of the hierarchy
+    hierarchy = json.loads(DEFAULT_HIERARCHY.read_text(encoding="utf-8"))
+    hierarchy["categories"]["新部件"] = {"gloss": "new part", "attributes": {}}
+    (tmp_path / "h [new].json").write_text(json.dumps(hierarchy, ensure_ascii=False), encoding="utf-8")
+    out = tmp_path / "labelled [red] 1.jsonl"
+    code, said = run("label", "--predictions", preds, "--out", out, "--threshold", "-1", "--hierarchy",
+                     tmp_path / "h [new].json", "--support", support, "--backbone", "pixels:8", "--cache", tmp_path / "c")
+    assert code == 0 and "新部件" in out.read_text(encoding="utf-8"), said
+    printed = said.split("check it with `")[1].split("`")[0]
+    args = shlex.split(printed)
+    assert args[:3] == ["bbuvl", "data", "check"] and args[3] == str(out), printed
+    result = CliRunner().invoke(data, args[2:])
+    assert result.exit_code == 0, result.output

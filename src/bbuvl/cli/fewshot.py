@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Optional
@@ -353,5 +354,8 @@ def label(
     _print_messages("skipped", list(filter(None, [support_set.left_out])) + report.problems + support_report.skipped)
     console.print(f"{report.labelled} boxes labelled by few-shot class, {report.unknown_dropped} Unknown dropped, "
                   f"{report.unknown_flagged} Unknown flagged, {report.below_min_score} below --min-score")
+    # The check as it can be pasted: quoted, and with the hierarchy that names the new classes (the shipped one refused
+    # them); the name escaped, as a `[red]` in it was eaten as markup.
+    check = shlex.join(["bbuvl", "data", "check", str(out), *(["--hierarchy", str(hierarchy)] if hierarchy else [])])
     console.print(f"[green]wrote[/] {escape(str(out))}: {report.images_written} photos ({report.images_skipped} left out); "
-                  f"check it with `bbuvl data check {out}`")
+                  f"check it with `{escape(check)}`")
