@@ -51,9 +51,13 @@ def train(
         fail(f"--resume continues from the newest checkpoint in training.output_dir, --resume-from from "
              f"{resume_from}: pass one of them")
     if not dry_run and _main_process():
+        from bbuvl.train.run_dir import check_not_being_written
+
         with user_errors(ValueError):  # a dataset another command is still writing would train on part of it
             refuse_inputs_being_written({f"data.{k}": Path(v) for k in ("train", "val", "teachers")
                                          if (v := getattr(cfg.data, k)) is not None})
+            # a model folder, or another run's checkpoint, inside a run still training: its saves replace them
+            check_not_being_written({"model.path": cfg.model.path, "--resume-from": resume_from})
         hold_outputs("train", [Path(cfg.training.output_dir)])  # one run per folder (bbuvl/outputs.py)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from bbuvl.encode.loss_terms import LossTerms

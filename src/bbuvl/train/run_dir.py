@@ -26,7 +26,7 @@ from bbuvl.atomic import remove_path
 from bbuvl.data.jsonfile import read_json
 from bbuvl.config import load_config
 from bbuvl.model.checkpoint import HEAD_FILE, POSITIONS_FILE, READOUT_FILE, checkpoint_problem
-from bbuvl.outputs import OutputConflict, check_not_inputs, same_path
+from bbuvl.outputs import OutputConflict, check_not_inputs, same_path, writer_at
 from bbuvl.paths import real_path
 from bbuvl.train.data_files import DataFiles, photo_folders
 from bbuvl.train.monitors import HEALTH_FILE
@@ -187,6 +187,29 @@ def check_resume_into(output_dir: str | Path, checkpoint: str | Path) -> None:
     raise RunDirError(f"--resume-from {checkpoint}: training.output_dir {out} holds another run ({shown}), and the "
                       f"checkpoint is not one of its own: resuming would continue one run in the other's folder. "
                       "Choose an empty training.output_dir, or resume from a checkpoint of this folder")
+
+
+def check_not_being_written(inputs: Mapping[str, str | Path | None]) -> None:
+    """Refuse a model folder another command is writing now, or one lying in a folder it writes (a running run's
+    final/ or checkpoint-N/): RunDirError naming the key, the folder and the writer.
+
+    That run's next save of final/ replaces the folder and its checkpoint rotation deletes it, maybe while this run
+    loads it or after: its record (run.json) and a LoRA checkpoint's recorded base digest the folder when they are
+    written, so they could name weights other than the ones the run started from, and a later --resume or predict
+    would take the new ones for its own.
+    """
+    for key, given in inputs.items():
+        if not given or not os.path.lexists(given):
+            continue  # a hub id, or a missing folder that check_inputs names
+        located = real_path(Path(given))
+        for folder in (located, *located.parents):
+            writer = writer_at(folder)
+            if writer is None or not writer.running:
+                continue
+            where = "" if folder == located else f"lies in {folder}, which "
+            raise RunDirError(f"{key} {given}: {where}`bbuvl {writer.command}` (pid {writer.pid}) is writing it now, and "
+                              "may replace or delete it while this run reads it; wait for that command to finish, or "
+                              f"copy {given} out of {folder} and start from the copy")
 
 
 def _folder(output_dir: str | Path) -> Path:
