@@ -69,3 +69,12 @@ def test_the_check_fewshot_label_prints_runs_as_printed_with_its_hierarchy_and_a
     assert args[:3] == ["bbuvl", "data", "check"] and args[3] == str(out), printed
     result = CliRunner().invoke(data, args[2:])
     assert result.exit_code == 0, result.output
+
+
+def test_eval_names_a_bracketed_cache_folder_as_typed(tmp_path: Path):
+    project(tmp_path / "site")
+    cache = tmp_path / "cache [red] 1"
+    code, said = run("eval", "--query", tmp_path / "site" / "support", "--out", tmp_path / "ev", "--support",
+                     tmp_path / "site" / "support", "--backbone", "pixels:8", "--shots", "all", "--thresholds", "0.5",
+                     "--cache", cache)
+    assert code == 0 and f"({cache / 'embeddings.sqlite'})" in said, said

@@ -292,7 +292,7 @@ def evaluate(
     e = summary["embedding"]
     console.print(f"embeddings: {e['support']['embedded'] + e['queries']['embedded']} computed, "
                   f"{e['support']['cached'] + e['queries']['cached']} cache hits"
-                  + (f" ({e['cache']})" if e["cache"] else " (cache off)"))
+                  + (f" ({escape(str(e['cache']))})" if e["cache"] else " (cache off)"))
     console.print(f"[green]wrote[/] {escape(str(out))}/: metrics.csv, per_class.csv, queries.csv, confusion/, summary.json, "
                   f"accuracy_vs_threshold.png, fallout_vs_threshold.png, confusion_best.png ({summary['seconds']:.1f} s)")
 
