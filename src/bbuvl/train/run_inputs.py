@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bbuvl.config import BudgetError, Config, batch_budget_problems, not_a_checkpoint
 from bbuvl.data.coords import CoordinateContract
-from bbuvl.data.families import Family
+from bbuvl.data.families import Family, model_type_of
 from bbuvl.data.faults import Faults
 from bbuvl.data.input_paths import file_kind
 from bbuvl.data.jsonfile import read_json
@@ -88,6 +88,12 @@ def check_start(cfg: Config) -> None:
     if problem := start_folder_problem(start) or (module_problem(start) if cfg.model.reuse_modules else None):
         raise ValueError(f"model.path {start}: incomplete or damaged model folder ({problem}); re-copy it, or point "
                          "model.path at another")
+    # Here as well as once loaded: configs/base.yaml names qwen2_5_vl, and a Qwen3-VL model.path was refused only
+    # after the model had loaded, when --overwrite had already removed the run it would replace.
+    named = cfg.model.resolve_family()
+    if (held := model_type_of(start)) != named.model_type:
+        raise ValueError(f"model.family is {named.model_type} but {start} holds a {held} model; set model.family: "
+                         "auto or the checkpoint's family")
 
 
 def optional_data(cfg: Config, key: str) -> str | None:
