@@ -130,6 +130,8 @@ def load_model_and_processor(
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got '{dtype}'")
+    if attn_implementation == "flash_attention_2":
+        check_flash_attention()
     check_model_source(str(path))
     processor = load_processor(processor_path or path, frame)
     kwargs: dict[str, Any] = {}
@@ -261,6 +263,16 @@ def check_weights_fit(info: dict[str, list], path: str) -> None:
         raise WeightsMismatch(f"{path}: the weights do not fit config.json: " + "; ".join(problems) +
                               ". They come from different models, or config.json was edited (model_type, sizes); "
                               "re-copy the checkpoint or restore its config.json")
+
+
+def check_flash_attention() -> None:
+    """ValueError, before the weights load, when FlashAttention 2 cannot run here: transformers raised an ImportError
+    from inside the model's constructor, a traceback that named no setting."""
+    import importlib.util
+
+    if importlib.util.find_spec("flash_attn") is None or not torch.cuda.is_available():
+        raise ValueError("model.attn_implementation flash_attention_2 needs a CUDA GPU and the flash-attn package "
+                         "(`pip install flash-attn`); use sdpa (the same attention, in PyTorch) on this machine")
 
 
 def quantization_config(bits: int, compute_dtype: torch.dtype) -> Any:

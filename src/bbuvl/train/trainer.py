@@ -494,7 +494,8 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
         files: DataFiles | None = None, prepare: Callable[[], None] | None = None) -> BBUTrainer:
     """What every training method shares around its trainer: claim the output folder, find the checkpoint to
     resume, train, swap in `final/` and write history.json. `make` builds the trainer once the folder is claimed;
-    `prepare`, the method's own start-up checks, runs before `--overwrite` clears the folder. The checks here read
+    `prepare`, the method's own start-up checks, runs before it, and `--overwrite` clears the folder only once `make`
+    has built the trainer. The checks here read
     the data files through `files` (shared with `prepare` and `make`, train/data_files.py)."""
     out = Path(cfg.training.output_dir)
     files = files or DataFiles()
@@ -512,7 +513,6 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
     check_precision(cfg)  # and before --overwrite clears it
     if prepare is not None:
         prepare()  # a typo in data.val or a bad line must not cost the run --overwrite would replace
-    clear_previous_run(out, previous)
     ckpt = None
     if isinstance(resume, str):
         why = (checkpoint_incomplete(Path(resume)) if Path(resume).is_dir()
@@ -550,6 +550,10 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
         if cfg.model.lora.enabled:
             check_lora_base(ckpt, with_base_located(cfg).model.path)  # a run recorded before run.json: its only check
     trainer = make()
+    if trainer.args.should_save:
+        # Only once the model is built: a LoRA target, a head size or an attention kernel it refuses must not cost
+        # the run --overwrite would replace. Building writes nothing there (the writers start with the first step).
+        clear_previous_run(out, previous)
 
     def start_records() -> None:
         """The run's record, and its records cut back to the checkpoint resumed: written once the run has started, so
