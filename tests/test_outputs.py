@@ -6,6 +6,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -196,3 +198,40 @@ def test_an_output_nobody_recorded_and_no_killed_run_left_is_still_refused(tmp_p
     with pytest.raises(OutputConflict, match="written by someone else"):
         claim_outputs("data convert", {}, folders=[out])
     assert (out / "mine.jpg").read_bytes() == b"the user's own photo"
+
+
+# Run as its own process (not multiprocessing's, whose join waits on a pipe the forked worker keeps open)
+CLAIM_FORK_AND_DIE = """
+import os, signal, sys, time
+from pathlib import Path
+from bbuvl.outputs import claim_outputs
+claim_outputs("train", {}, folders=[Path(sys.argv[1])])
+worker = os.fork()  # as a DataLoader worker is, with the process's open files
+if worker == 0:
+    time.sleep(60)
+    os._exit(0)
+Path(sys.argv[2]).write_text(str(worker), encoding="utf-8")
+os.kill(os.getpid(), signal.SIGKILL)  # what a `kill -9` or the OOM killer does: the worker outlives it
+"""
+
+
+def test_a_killed_writers_forked_worker_does_not_hold_its_output(tmp_path):
+    out, pid_file = tmp_path / "run", tmp_path / "worker.pid"
+    child = subprocess.run([sys.executable, "-c", CLAIM_FORK_AND_DIE, str(out), str(pid_file)], timeout=60)
+    worker = int(pid_file.read_text(encoding="utf-8"))
+    try:
+        assert child.returncode == -signal.SIGKILL
+        os.kill(worker, 0)  # the worker is still there
+        claim_outputs("train", {}, folders=[out]).finish(succeeded=False)  # refused before, naming the ended pid
+    finally:
+        os.kill(worker, signal.SIGKILL)
+
+
+def test_a_forked_worker_that_ends_leaves_its_parent_holding_the_output(tmp_path):
+    with claim_outputs("train", {}, folders=[tmp_path / "run"]):
+        worker = os.fork()
+        if worker == 0:
+            os._exit(0)  # its copies of the lock's file closed as it was forked, then closed again as it ends
+        os.waitpid(worker, 0)
+        with pytest.raises(OutputConflict, match=f"another `bbuvl train` \\(pid {os.getpid()}\\) is writing it"):
+            _claim_in_child(tmp_path / "run")

@@ -543,6 +543,24 @@ def _busy_around(out: Path) -> tuple[Path, str, str] | None:
 _HELD: dict[Path, list[Any]] = {}
 
 
+def _let_go_in_forked_child() -> None:
+    """A forked child (a DataLoader worker of train or predict) closes its copies of the locks' files and forgets them.
+
+    A flock lasts while any copy of its file is open: a run killed by `kill -9` or the OOM killer left its workers
+    holding its outputs for seconds after it, and the re-run at once with --resume was refused, naming a pid that had
+    ended. Forgetting them also keeps a child that ends from removing a lock file its parent still holds.
+    """
+    for held in _HELD.values():
+        try:
+            held[1].close()
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_let_go_in_forked_child)
+
+
 def lock_path(out: Path) -> Path:
     """The lock file of an output: hidden, beside it."""
     out = output_path(out)
