@@ -189,3 +189,28 @@ def test_coordinate_marks_are_linear_in_the_answers_boxes():
     marks, boxes = coordinate_marks(answer, offsets, (1000.0, 1000.0))
     assert time.perf_counter() - start < 10  # was minutes when every token was compared with every number
     assert boxes.shape == (10_000, 4) and max(marks) == 4 * 10_000 - 1
+
+
+def test_a_tile_is_never_taught_by_its_own_photo_or_a_sibling_tile(tmp_path, encoder, contract):
+    # Before: `data tile`'s tiles and the whole photo kept beside them were drawn as each other's teachers, and a
+    # teacher that is the student's own photo (or overlaps it) shows the student's answer in the prompt.
+    from bbuvl.data.schema import tile_origin
+    from bbuvl.data.tiling import TileSpec, tile_dataset
+
+    for i in range(3):  # three different photos (write() paints one colour for all)
+        Image.new("RGB", (224, 224), (40 * i, 90, 60)).save(tmp_path / f"p{i}.png")
+    path = write(tmp_path, [record(f"p{i}.png", 4) for i in range(3)])
+    tile_dataset(path, tmp_path / "tiles", TileSpec((2, 2), overlap=0.1, whole=True, empty=1.0, seed=0), num_teachers=0)
+    tiles = tmp_path / "tiles" / "train.jsonl"
+    pool = [SourcedRecord(r.student, str(tiles)) for r in read_dataset(tiles)]
+    ds = dataset(tiles, encoder, contract, 100_000, teacher_pool=pool, teacher_ratio=1.0, num_teachers=4)
+    origins = {tile_origin(s.student.record) for s in ds.sources}
+    assert len(origins) == 3 and None not in origins and len(ds) > 3  # tiles beside each whole photo
+    for epoch in range(3):
+        ds.epoch = epoch
+        for i in range(len(ds)):
+            origin = tile_origin(ds.sources[i].student.record)
+            teachers = ds.teachers_for(i)
+            assert all(tile_origin(t.record) != origin for t in teachers)
+            others = sum(tile_origin(t.record) != origin for t in pool)
+            assert len(teachers) == min(4, others)  # still taught, by the other photos' tiles

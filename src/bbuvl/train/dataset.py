@@ -16,7 +16,7 @@ from bbuvl.data.check import check_boxes, check_size, probe_image, sample_record
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.images import ImageError
 from bbuvl.data.regions import Region, magnified_record, mirrored_record, random_region
-from bbuvl.data.schema import ImageRecord, Row, Sample, iter_dataset, resolve_image
+from bbuvl.data.schema import ImageRecord, Row, Sample, iter_dataset, resolve_image, tile_origin
 from bbuvl.encode.chat import (SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, EncodedSample, Turn, answer_objects, format_answer,
                                image_for_model, objects_within)
 from bbuvl.train.data_files import DataFiles
@@ -280,8 +280,11 @@ class ConversationDataset(torch.utils.data.Dataset):
         if not self.teacher_pool or self.num_teachers == 0 or rng.random() >= self.teacher_ratio:
             return []
         room = self._room(index)  # drawn among those that fit, rather than drawn and then dropped
+        # Nor a tile of the same photo, nor the whole photo `data tile` kept beside it: either shows its answer.
+        origin = tile_origin(src.student.record)
         pool = [(t, n) for t, n in zip(self.teacher_pool, self._pool_len)
-                if t.image_path != src.student.image_path and n <= room]
+                if t.image_path != src.student.image_path and n <= room
+                and (origin is None or tile_origin(t.record) != origin)]
         return self._within(index, rng.sample(pool, min(self.num_teachers, len(pool))))
 
     def crop_for(self, index: int) -> Region | None:
