@@ -1,5 +1,5 @@
 """bbuvl/atomic.py: the temporaries a killed writer left beside an output go with the next write of that output,
-and a live writer's never."""
+and a live writer's never; a folder written whole is never the one the command runs in."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import multiprocessing
 import os
 import signal
 from pathlib import Path
+
+import pytest
 
 from bbuvl.atomic import atomic_folder, remove_dead_writers_temporaries, write_text_atomic
 
@@ -55,3 +57,21 @@ def test_writing_through_a_link_writes_what_it_names_and_keeps_the_link(tmp_path
     assert os.readlink(tmp_path / "model") == "model-v1"
     assert sorted(p.name for p in (tmp_path / "model-v1").iterdir()) == ["weights.bin"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.json", "model", "model-v1", "run3.json"]
+
+
+def test_a_folder_written_whole_is_never_the_folder_the_command_runs_in(tmp_path, monkeypatch):
+    # Before: `bbuvl model tiny .` failed with "Device or resource busy", and `model tiny "$PWD"` replaced the folder
+    # the shell stood in, leaving it in a deleted folder.
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "keep.txt").write_text("mine", encoding="utf-8")
+    for here, spelled in ((out, "."), (out, str(out)), (out / "sub", str(out))):
+        monkeypatch.chdir(here)
+        with pytest.raises(OSError, match="is the folder this command runs in.*cd \\.\\."):
+            with atomic_folder(spelled) as tmp:
+                (tmp / "new.txt").write_text("x", encoding="utf-8")
+        assert (out / "keep.txt").read_text(encoding="utf-8") == "mine" and (out / "sub").is_dir()
+    monkeypatch.chdir(tmp_path)  # from its parent it is written as before
+    with atomic_folder(out) as tmp:
+        (tmp / "new.txt").write_text("x", encoding="utf-8")
+    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]

@@ -86,6 +86,20 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def _refuse_current_folder(path: Path) -> None:
+    """OSError when the folder a command runs in is `path` or lies inside it: replacing `path` whole would fail on
+    `.` (a folder in use cannot be renamed) or leave the shell in a deleted folder."""
+    try:
+        here = Path(os.getcwd())
+    except OSError:  # the current folder is gone already: nothing of it to keep
+        return
+    target = Path(os.path.realpath(path))
+    if here == target or target in here.parents:
+        raise OSError(errno.EBUSY, f"{path}: is the folder this command runs in{'' if here == target else ' (or holds it)'}, "
+                      "and it is written whole, replacing that folder; run the command from another folder (cd ..), "
+                      "or write elsewhere")
+
+
 @contextmanager
 def atomic_folder(path: str | Path) -> Iterator[Path]:
     """A temporary folder beside `path` to fill; it replaces `path` (and all that was in it) only if the block
@@ -97,6 +111,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     path = written_path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path}: is a file, expected a folder to write")
+    _refuse_current_folder(path)
     tmp: Path | None = None
     old: Path | None = None
     try:
