@@ -562,6 +562,11 @@ class GrpoConfig(_Strict):
     # reward term but the label's, the label tokens with every one but detection's (rl/answer_parts.py, docs/grpo.md,
     # "Credit per part of the answer").
     advantages: Literal["answer", "parts"] = "answer"
+    # Each answer token's probability in the loss and the KL: "grammar", among the tokens the answer grammar allowed at
+    # that step, the distribution the rollout was sampled from; "vocabulary", over every token, which let mass leak
+    # past the grammar and greedy answers collapse on 2 of 10 starts (docs/grpo.md, "The policy under the grammar").
+    # Unconstrained rollouts use the vocabulary.
+    logprobs: Literal["vocabulary", "grammar"] = "grammar"
     epsilon_low: float = Field(0.2, ge=0, lt=1)  # ratio clipped to [1 - epsilon_low, 1 + epsilon_high]
     epsilon_high: float = Field(0.28, ge=0)  # DAPO's clip-higher
     beta: float = Field(0.0, ge=0)  # KL to the starting model; 0 holds no reference model

@@ -52,11 +52,12 @@ class _Grads(TrainerCallback):
             self.grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("loss_type, advantages", [("dapo", "answer"), ("grpo", "answer"), ("dapo", "parts")])
+@pytest.mark.parametrize("loss_type, advantages, logprobs", [("dapo", "answer", "vocabulary"), ("grpo", "answer", "vocabulary"),
+                                                             ("dapo", "parts", "grammar")])
 def test_accumulating_two_micro_batches_of_one_photo_gives_the_gradient_of_one_batch_of_two(grpo_config, tmp_path,
-                                                                                             loss_type, advantages):
+                                                                                             loss_type, advantages, logprobs):
     common = ("training.max_steps=1", "training.max_grad_norm=1e9", f"grpo.loss_type={loss_type}",
-              f"grpo.advantages={advantages}")
+              f"grpo.advantages={advantages}", f"grpo.logprobs={logprobs}", "grpo.beta=0.1")
     one, two = _Grads(), _Grads()
     train_grpo(grpo_config(*common, f"training.output_dir={tmp_path / 'b2'}"), progress=False, callbacks=[one])
     train_grpo(grpo_config(*common, f"training.output_dir={tmp_path / 'b1a2'}", "training.per_device_batch_size=1",

@@ -12,15 +12,18 @@ resumed run draws what the uninterrupted one drew (docs/grpo.md, "Exact resume")
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from bbuvl.config import GrpoConfig
 from bbuvl.data.families import TURN_END
 from bbuvl.encode.chat import EncodedSample
 from bbuvl.encode.collate import Batch
+from bbuvl.infer.constrained import START, AnswerGrammar
 from bbuvl.infer.modes.generate import answer_ids, read_answers
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.lm_loss import supervised_positions
@@ -75,11 +78,27 @@ class Rollouts:
     terms: dict[str, torch.Tensor]  # each reward term, [P, G]
     advantages: torch.Tensor  # [R] (one an answer) or [R, T] (one a token), group-relative (rl/objective.py), photo-major
     lengths: torch.Tensor  # [R] answer tokens, the closing <|im_end|> included when written
+    # [R] the tokens the grammar allowed at each step of each answer (`grpo.logprobs: grammar`), None for an answer
+    # whose tokens are scored over the whole vocabulary; None altogether with `grpo.logprobs: vocabulary`
+    allowed: list[list[np.ndarray] | None] | None = None
 
 
 def rollout_seed(seed: int, step: int, index: int) -> int:
     """The sampler's seed for one photo at one optimizer step (63 bits, different for every pair)."""
     return (seed * 1_000_003 + step * 7_919 + index) % (2**63 - 1)
+
+
+def grammar_steps(grammar: AnswerGrammar, ids: Sequence[int], max_new_tokens: int) -> list[np.ndarray] | None:
+    """The token ids the answer grammar allowed at each step of an answer sampled under it, the budget's closing
+    rule included (as `AnswerLogitsProcessor` masks them); None when one of `ids` is outside the grammar."""
+    state, steps = START, []
+    for t, token in enumerate(ids):
+        entry = grammar.entry(state)
+        steps.append(entry.allowed(max_new_tokens - t))
+        state = entry.next_state.get(token)
+        if state is None:
+            return None
+    return steps
 
 
 def draw_rollouts(predictor: Predictor, photos: Sequence[Photo], cfg: GrpoConfig, scorer: RewardScorer,
@@ -89,6 +108,7 @@ def draw_rollouts(predictor: Predictor, photos: Sequence[Photo], cfg: GrpoConfig
     end = predictor.tokenizer.convert_tokens_to_ids(TURN_END)
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     samples, rewards, lengths, parts = [], [], [], []
+    allowed: list[list[np.ndarray] | None] = []
     terms: dict[str, list[float]] = {}
     for photo in photos:
         prepared = predictor.encode(predictor.prepare(photo.path))
@@ -107,6 +127,9 @@ def draw_rollouts(predictor: Predictor, photos: Sequence[Photo], cfg: GrpoConfig
             samples.append(prepared.sample.continued(ids, supervised=True))
             if cfg.advantages == "parts":
                 parts.append(token_parts(token_bytes(predictor.tokenizer, ids)))
+            if cfg.logprobs == "grammar" and constraint is not None:
+                grammar = predictor.labels_constraint().grammar(predictor.contract.answer_extent(prepared.size))
+                allowed.append(grammar_steps(grammar, ids, cfg.max_new_tokens))
             lengths.append(len(ids))
             answer = [LabelledBox(tuple(d.bbox_2d), d.label) for d in result.objects]
             scored = scorer.score(list(photo.truth), answer, result.error is None)
@@ -121,22 +144,51 @@ def draw_rollouts(predictor: Predictor, photos: Sequence[Photo], cfg: GrpoConfig
         advantages = token_advantages(parts, part_advantages(by_term, weights, cfg.scale_rewards).view(3, P * G))
     else:
         advantages = group_advantages(reward, cfg.scale_rewards).flatten()
-    return Rollouts(samples, reward, by_term, advantages, torch.tensor(lengths))
+    return Rollouts(samples, reward, by_term, advantages, torch.tensor(lengths), allowed if allowed else None)
 
 
-def completion_logprobs(model: BBUVLModel, batch: Batch, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def completion_logprobs(model: BBUVLModel, batch: Batch, temperature: float = 1.0,
+                        allowed: Sequence[list[np.ndarray] | None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probabilities of each row's supervised (answer) tokens: `(logp [R, T], mask [R, T])`, rows right-padded.
 
     batch: R right-padded rows (one conversation each); logits are divided by `temperature`, the distribution
-    the rollouts were sampled from (before the grammar's mask).
+    the rollouts were sampled from. allowed: per row, the ids the grammar allowed at each of its tokens
+    (`grammar_steps`): each token's probability is then taken among those, the distribution it was sampled from;
+    without it (or for a row given None), over the whole vocabulary.
     """
     _, hidden = model.vlm_pass(batch, input_embeds=False)  # the shared system prompt read once (model/vlm.py)
     pos = supervised_positions(batch.labels)  # [R, L], positions whose next token is an answer token
     targets = batch.labels[:, 1:][pos[:, :-1]]  # [N]
     logits = core_model(model.vlm).lm_head(hidden[pos]).float() / temperature  # [N, V]
-    lp = logits.log_softmax(-1).gather(-1, targets[:, None]).squeeze(-1)  # [N]
+    chosen = logits.gather(-1, targets[:, None]).squeeze(-1)  # [N]
+    lp = chosen - logits.logsumexp(-1)  # [N], over the vocabulary
+    if allowed is not None:
+        index, valid, among = _allowed_index(allowed, pos.sum(dim=1).tolist(), logits.shape[1])
+        index, valid, among = index.to(logits.device), valid.to(logits.device), among.to(logits.device)
+        within = logits.gather(-1, index).masked_fill(~valid, -math.inf).logsumexp(-1)  # [N]
+        lp = torch.where(among, chosen - within, lp)
     counts = pos.sum(dim=1)  # [R]
     mask = torch.arange(int(counts.max()), device=lp.device)[None, :] < counts[:, None]  # [R, T]
     logp = lp.new_zeros(mask.shape)
     logp[mask] = lp  # row-major order: each row's answer tokens in order
     return logp, mask
+
+
+def _allowed_index(allowed: Sequence[list[np.ndarray] | None], counts: Sequence[int],
+                   vocab: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`(index [N, K], valid [N, K], among [N])` for the N answer tokens of the rows, row-major: each token's allowed
+    ids padded to the longest set, and whether the token is scored among them (its row has them)."""
+    rows: list[np.ndarray | None] = []
+    for steps, n in zip(allowed, counts):
+        if steps is not None and len(steps) != n:
+            raise ValueError(f"an answer of {n} tokens came with the grammar's steps of {len(steps)}")
+        rows.extend(steps if steps is not None else [None] * n)
+    K = max((len(a) for a in rows if a is not None), default=1)
+    index = torch.zeros(len(rows), K, dtype=torch.long)
+    valid = torch.zeros(len(rows), K, dtype=torch.bool)
+    for i, a in enumerate(rows):
+        if a is not None:
+            a = a[a < vocab]
+            index[i, :len(a)] = torch.from_numpy(a.astype(np.int64))
+            valid[i, :len(a)] = True
+    return index, valid, torch.tensor([a is not None for a in rows], dtype=torch.bool)

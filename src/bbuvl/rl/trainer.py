@@ -63,9 +63,9 @@ class Policy(nn.Module):
         """The VLM's config (HF Trainer reads it)."""
         return self.model.config
 
-    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, batch: Batch, allowed: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """`(logp [R, T], mask [R, T])` of the rows' answer tokens (rl/rollouts.py `completion_logprobs`)."""
-        return completion_logprobs(self.model, batch, self.temperature)
+        return completion_logprobs(self.model, batch, self.temperature, allowed)
 
 
 @dataclass
@@ -74,6 +74,7 @@ class RolloutBatch:
 
     batch: Batch
     advantages: torch.Tensor
+    allowed: list | None = None  # per rollout, the grammar's allowed ids at each token (rl/rollouts.py `grammar_steps`)
 
     def __len__(self) -> int:
         """Rollouts in the micro-batch."""
@@ -81,7 +82,7 @@ class RolloutBatch:
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "RolloutBatch":
         """The micro-batch on `device`."""
-        return RolloutBatch(self.batch.to(device, non_blocking), self.advantages.to(device))
+        return RolloutBatch(self.batch.to(device, non_blocking), self.advantages.to(device), self.allowed)
 
 
 def collate_photos(photos: list[Photo]) -> PhotoBatch:
@@ -159,17 +160,17 @@ class GrpoTrainer(BBUTrainer):
             spread = r.rewards.max(dim=1).values - r.rewards.min(dim=1).values
             self.window.add("zero_spread_groups", float((spread <= 1e-8).sum()), spread.numel())
         counts = StepCounts(int(totals[0]), int(totals[1]), self.grpo.max_new_tokens, self.args.world_size)
-        batches = [RolloutBatch(self.run.collator_for_rollouts(r.samples), r.advantages) for r in drawn]
+        batches = [RolloutBatch(self.run.collator_for_rollouts(r.samples), r.advantages, r.allowed) for r in drawn]
         return batches, counts
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D102
         if not isinstance(num_items_in_batch, StepCounts):
             raise RuntimeError("GrpoTrainer.compute_loss needs the step's StepCounts (from get_batch_samples)")
         inputs = inputs.to(self.args.device)
-        logp, mask = model(inputs.batch)
+        logp, mask = model(inputs.batch, inputs.allowed)
         ref = None
         if self.grpo.beta > 0:
-            ref = self.reference_logprobs(inputs.batch)
+            ref = self.reference_logprobs(inputs.batch, inputs.allowed)
         g = self.grpo
         out = grpo_loss(logp, logp.detach(), ref, inputs.advantages, mask, num_items_in_batch, g.loss_type,
                         g.epsilon_low, g.epsilon_high, g.beta)
@@ -185,13 +186,14 @@ class GrpoTrainer(BBUTrainer):
         return (loss, out) if return_outputs else loss
 
     @torch.no_grad()
-    def reference_logprobs(self, batch: Batch) -> torch.Tensor:
-        """The starting model's log-probabilities of the same tokens `[R, T]` (LoRA: the adapters switched off)."""
+    def reference_logprobs(self, batch: Batch, allowed: list | None = None) -> torch.Tensor:
+        """The starting model's log-probabilities of the same tokens `[R, T]`, among the same allowed ids (LoRA: the
+        adapters switched off)."""
         policy = self.accelerator.unwrap_model(self.model)
         if self.reference is not None:
-            return completion_logprobs(self.reference, batch, policy.temperature)[0]
+            return completion_logprobs(self.reference, batch, policy.temperature, allowed)[0]
         with policy.model.vlm.disable_adapter():
-            return completion_logprobs(policy.model, batch, policy.temperature)[0]
+            return completion_logprobs(policy.model, batch, policy.temperature, allowed)[0]
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:  # noqa: D102
         if "loss" in logs:
