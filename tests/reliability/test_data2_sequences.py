@@ -94,18 +94,6 @@ def test_check_warns_of_one_photos_tiles_in_train_and_val(tmp_path: Path):
            f"'{origin}', which {tmp_path / 'tiles' / 'train.jsonl'} line 1 holds a tile of too" in said, said
 
 
-def test_stats_of_a_folder_writes_its_json_beside_the_dataset_and_never_onto_it(tmp_path: Path):
-    ds = tmp_path / "ds [1]"
-    synthesize(ds, 3, 1, seed=3, size=(160, 120), num_teachers=1)
-    for _ in range(2):  # written, then replaced as its own
-        code, said = run("stats", ds, "--json", ds / "stats.json")
-        assert code == 0 and json.loads((ds / "stats.json").read_text(encoding="utf-8"))["images"] == 4, said
-    for onto in (ds / "val.jsonl", ds / "images" / "stats.json"):
-        code, said = run("stats", ds, "--json", onto, "--overwrite")
-        assert code == 2 and f"{onto}: is " in said and "the input PATH's" in said, said
-    assert run("check", ds)[0] == 0
-
-
 def test_a_datasets_counts_given_as_the_dataset_are_named_as_counts(tmp_path: Path):
     ds = tmp_path / "ds"
     synthesize(ds, 3, 1, seed=3, size=(160, 120), num_teachers=1)

@@ -161,11 +161,7 @@ def stats(
     """Counts per label and level, objects per image, image sizes, vision tokens in the model frame."""
     _require_input(path)
     if json_out is not None:
-        # A folder's stats read its train, val and photos only: --json beside them (where convert writes summary.json)
-        # was refused as inside the input.
-        read = ({f"PATH's {TRAIN}": path / TRAIN, f"PATH's {VAL}": path / VAL, f"PATH's {IMAGES}/": path / IMAGES}
-                if path.is_dir() else {"PATH": path})
-        claim_outputs("data stats", {**read, "--config": config, "--checkpoint": checkpoint}, [json_out], overwrite=overwrite)
+        claim_outputs("data stats", {"PATH": path, "--config": config, "--checkpoint": checkpoint}, [json_out], overwrite=overwrite)
     with user_errors():
         contract = resolve_frame(config, checkpoint, min_pixels, max_pixels)
     records, where = _stats_records(path)
