@@ -103,12 +103,14 @@ def test_a_folder_that_cannot_be_replaced_is_kept_and_leaves_no_stray_folder(tmp
     from bbuvl.atomic import atomic_folder
 
     # `model tiny . --overwrite`: the current folder cannot be renamed (EBUSY); the error said the previous folder was
-    # kept, and it was, with an empty `..XXXX.old` folder left in it
+    # kept, and it was, with an empty `..XXXX.old` folder left in it. Now the folder a command runs in is refused
+    # before anything is written (atomic.py), beside it or in it.
     work = tmp_path / "work"
     work.mkdir()
     (work / "mine.txt").write_text("kept", encoding="utf-8")
     monkeypatch.chdir(work)
-    with pytest.raises(OSError, match="the previous folder is kept"):
+    with pytest.raises(OSError, match="is the folder this command runs in"):
         with atomic_folder(".") as tmp:
             (tmp / "new.txt").write_text("new", encoding="utf-8")
     assert sorted(p.name for p in work.iterdir()) == ["mine.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]

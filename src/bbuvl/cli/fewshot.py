@@ -358,4 +358,4 @@ def label(
     # them); the name escaped, as a `[red]` in it was eaten as markup.
     check = shlex.join(["bbuvl", "data", "check", str(out), *(["--hierarchy", str(hierarchy)] if hierarchy else [])])
     console.print(f"[green]wrote[/] {escape(str(out))}: {report.images_written} photos ({report.images_skipped} left out); "
-                  f"check it with `{escape(check)}`")
+                  f"check it with `{escape(check)}`", soft_wrap=True)  # never wrapped inside a path: pasted whole

@@ -265,7 +265,7 @@ def run_file_missing(checkpoint: str | Path, key: str, path: str | None) -> str 
     is looked for from the folder a command runs in, and the bare 'no such file' named neither key nor checkpoint."""
     from bbuvl.config import CONFIG_FILE
 
-    if path is None or Path(path).is_file():
+    if path is None or Path(path).exists():  # there but no file (a FIFO, a folder): its reader names what it is
         return None
     where = "" if Path(path).is_absolute() else f", looked for from {Path.cwd()}"
     return f"the run config's {key} ({path} in {Path(checkpoint) / CONFIG_FILE}) is not there{where}"
