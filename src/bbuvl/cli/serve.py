@@ -94,8 +94,8 @@ def serve(
     from bbuvl.model.checkpoint import CheckpointError
     from bbuvl.serve.app import ServeSettings, create_app
     from bbuvl.serve.auth import read_keys
-    from bbuvl.serve.engine import Engine
-    from bbuvl.serve.server import bind, is_loopback, serve_app
+    from bbuvl.serve.engine import Engine, served_name
+    from bbuvl.serve.server import bind, is_loopback, serve_app, start_listening
 
     check_mode_name(mode, serving=True)
     tiled = tile_options(tiles, tile_zoom, tile_whole, zoom_into, tile_stride, tile_refine)
@@ -108,6 +108,8 @@ def serve(
     with user_errors(ValueError, OSError):
         keys = read_keys(api_key_file)  # before minutes of loading: a server without keys never starts
     check_device(device)
+    with user_errors(OSError):  # before minutes of loading: a port another server holds is refused at once
+        sock = bind(host, port, listen=False)
     rescorer = None
     if fewshot is not None:
         from bbuvl.serve.fewshot import FewShotRescorer
@@ -120,13 +122,13 @@ def serve(
         check_containers(tiled.get("tile_refine", folder.cfg.inference.tile_refine) or [], folder.prompt.labels,
                          "--tile-refine / inference.tile_refine")
         predictor = Predictor.load(folder, device=device)
-        engine = Engine(predictor, mode, checkpoint.name, rescorer, overrides=tiled)
+        engine = Engine(predictor, mode, served_name(checkpoint), rescorer, overrides=tiled)
     settings = ServeSettings(max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, timeout_s=timeout,
                              max_body_mb=max_body_mb, cors_origins=list(cors_origin or []), read_timeout_s=read_timeout,
                              max_connections=max_connections, min_body_rate_kib=min_body_rate,
                              max_waiting_mp=max_waiting_mp)
     with user_errors(OSError):
-        sock = bind(host, port)
+        start_listening(sock)
     if not is_loopback(host):
         console.print(f"[yellow]warning[/]: listening on {escape(host)}, beyond this machine; the API is plain HTTP, "
                       "so put TLS in front of it (a reverse proxy)", soft_wrap=True)

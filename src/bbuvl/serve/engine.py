@@ -9,6 +9,7 @@ a decoding thread as the photo arrives; only the batch's forward pass runs in th
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,12 +27,19 @@ from bbuvl.infer.verdict import Verdict
 from bbuvl.serve.fewshot import FewShotRescorer
 from bbuvl.model.own_weights import own_weights
 from bbuvl.model.vlm import core_model
+from bbuvl.paths import expand_path
 
 SERVE_MODES = tuple(name for name, m in PREDICT_MODES.items() if m.serves)
 
 
 class GivenUp(Exception):
     """Every photo of the batch computing was given up on (its request's deadline passed, or its client left)."""
+
+
+def served_name(checkpoint: str | Path) -> str:
+    """The name a server gives its checkpoint in answers and logs: the folder's own, as typed (a link keeps its name),
+    where `-c .` from inside it named '' and `-c final/..` named '..'."""
+    return Path(os.path.abspath(expand_path(str(checkpoint)))).name
 
 
 @dataclass
@@ -102,7 +110,7 @@ class Engine:
     def load(cls, checkpoint: str | Path, mode: str | None = None, device: str | None = None,
              fewshot: FewShotRescorer | None = None) -> "Engine":
         """Load a checkpoint written by `bbuvl train`; `mode` defaults to its `inference.mode`."""
-        return cls(Predictor.load(checkpoint, device=device), mode, Path(checkpoint).name, fewshot)
+        return cls(Predictor.load(checkpoint, device=device), mode, served_name(checkpoint), fewshot)
 
     @property
     def max_pixels(self) -> int:

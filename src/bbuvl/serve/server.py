@@ -204,17 +204,49 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on `host`:`port` (port 0: a free one, read it back with `getsockname()`)."""
+BACKLOG = 2048  # connections the kernel queues before the server accepts them
+
+
+def bind(host: str, port: int, listen: bool = True) -> socket.socket:
+    """A socket bound to `host`:`port` (port 0: a free one, read it back with `getsockname()`), listening unless
+    `listen` is False; OSError naming the address (and another server, when one listens there) when it cannot be."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        return socket.create_server((host, port), family=family, backlog=2048)
+        # as socket.create_server sets them: a restart binds while the last run's connections are in TIME_WAIT, and
+        # an IPv6 address is that address alone; a port another socket listens on is still refused
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        if listen:
+            sock.listen(BACKLOG)
     except OSError as e:
-        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        if e.errno == errno.EADDRINUSE:  # two servers never share a port: the second would never see a request
-            raise OSError(e.errno, f"{where}: another server (another `bbuvl serve`?) is listening there; stop it or "
-                                   "choose another --port") from None
-        raise OSError(e.errno, f"{where}: cannot listen there ({e.strerror or e})") from None
+        sock.close()
+        raise _address_error(e, host, port) from None
+    return sock
+
+
+def start_listening(sock: socket.socket) -> None:
+    """Listen on a socket `bind(..., listen=False)` bound: `bbuvl serve` binds before it loads the checkpoint, so a
+    port another server listens on is refused in a second, not after minutes of loading, and a client is refused
+    (not left waiting) until the model can answer. OSError as `bind`'s when another server began listening there
+    in between."""
+    try:
+        sock.listen(BACKLOG)
+    except OSError as e:
+        host, port = sock.getsockname()[:2]
+        sock.close()
+        raise _address_error(e, host, port) from None
+
+
+def _address_error(e: OSError, host: str, port: int) -> OSError:
+    """`e` raised binding or listening on `host`:`port`, said as the address and what to do."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if e.errno == errno.EADDRINUSE:  # two servers never share a port: the second would never see a request
+        return OSError(e.errno, f"{where}: another server (another `bbuvl serve`?) is listening there; stop it or "
+                                "choose another --port")
+    return OSError(e.errno, f"{where}: cannot listen there ({e.strerror or e})")
 
 
 def protocol(pace: Pace, max_connections: int) -> type[H11Protocol]:
