@@ -57,6 +57,7 @@ def _predictor(checkpoint: Path, device: str | None, command: str,  # noqa: ANN2
     from bbuvl.data.layout import data_labels
     from bbuvl.infer.predictor import Predictor
     from bbuvl.model.checkpoint import is_plain_model_folder, read_model_folder
+    from bbuvl.model.export import LABELS_FILE as EXPORT_LABELS
 
     with user_errors(ValueError, OSError):
         if not is_plain_model_folder(checkpoint):
@@ -65,6 +66,10 @@ def _predictor(checkpoint: Path, device: str | None, command: str,  # noqa: ANN2
                 fail(f"{checkpoint}: this checkpoint has no detection head (detection.enabled was false): `bbuvl doctor "
                      f"{command}` looks inside one")
             return Predictor.load(folder, device=device)
+        if labels_from is None and (checkpoint / EXPORT_LABELS).is_file():  # an export's own vocabulary
+            from bbuvl.diagnostics.model_doctor import plain_as_predicted
+
+            return Predictor.load(plain_as_predicted(checkpoint), device=device)
         if labels_from is None:
             fail(f"{checkpoint}: a plain model folder (no bbuvl.yaml): `bbuvl doctor {command}` reads a checkpoint "
                  "written by `bbuvl train`" + (" (or a model folder with --data)" if command == "coordinates" else ""))

@@ -26,13 +26,14 @@ from bbuvl.data.families import IMAGE_TOKEN
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.images import load_image
 from bbuvl.data.labels import Hierarchy
-from bbuvl.data.layout import data_labels
+from bbuvl.data.layout import data_labels, read_vocabulary
 from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.diagnostics.probe import detection_outputs, image_batch, prepare_named
 from bbuvl.encode.chat import SPAN_STUDENT, Turn
 from bbuvl.infer.predictor import Predictor
-from bbuvl.model.checkpoint import is_plain_model_folder, read_model_folder
+from bbuvl.model.checkpoint import ModelFolder, is_plain_model_folder, read_model_folder
 from bbuvl.model.checkpoint_files import TEMPLATE_FILE
+from bbuvl.model.export import LABELS_FILE as EXPORT_LABELS
 from bbuvl.model.loading import check_special_tokens, special_token_ids
 from bbuvl.model.vlm import core_model
 from bbuvl.train.param_groups import GROUPS, GroupSummary, freeze_zero_lr_groups, group_of, summarize_groups
@@ -288,12 +289,21 @@ def _processor_pixels(directory: Path) -> tuple[int, int] | None:
 def check_contract(directory: Path, predictor: Predictor, cfg: Config | None) -> list[Check]:
     """The coordinate contract is stored and agrees with the stored processor and with the given config."""
     c = predictor.contract
-    source = "from the config (not trained yet)" if is_plain_model_folder(directory) else "stored"
+    plain = is_plain_model_folder(directory)
+    source = ("the folder's own image processor, as `bbuvl predict` reads it" if plain and cfg is None
+              else "from the config (not trained yet)" if plain else "stored")
     boxes = "absolute frame pixels" if c.box_scale is None else f"relative 0-{c.box_scale}"
     checks = [Check("coordinate contract", "ok", f"{source}: family {c.family} ({boxes} boxes), min_pixels={c.min_pixels}, "
                     f"max_pixels={c.max_pixels}, factor={c.factor}, max_vision_tokens={c.max_vision_tokens}")]
     stored = _processor_pixels(directory)
-    if stored is not None and stored != (c.min_pixels, c.max_pixels):
+    if plain and stored is not None and stored != (c.min_pixels, c.max_pixels):
+        # A fine-tuned folder (an export) learnt its boxes in its processor's frame: a run at another moves them all.
+        checks.append(Check("processor pixels", "warn", f"preprocessor_config.json has min/max pixels {stored}, what "
+                            "`bbuvl predict` and stock loaders read this folder at; a run on this config trains at "
+                            f"{(c.min_pixels, c.max_pixels)}: a model fine-tuned in its processor's frame (a `bbuvl model "
+                            "export`) would see every photo, and box, at another scale; set model.min_pixels/max_pixels "
+                            "to the processor's"))
+    elif stored is not None and stored != (c.min_pixels, c.max_pixels):
         checks.append(Check("processor pixels", "warn", f"preprocessor_config.json has min/max pixels {stored}, the contract "
                             f"{(c.min_pixels, c.max_pixels)}: inference uses the contract, other tools would use the processor's"))
     if cfg is not None and (cfg.model.min_pixels, cfg.model.max_pixels) != (c.min_pixels, c.max_pixels):
@@ -325,18 +335,33 @@ def _load_failure(directory: Path, why: str) -> str:
     return why if why.startswith(str(directory)) else f"{directory}: {why}"
 
 
+def plain_as_predicted(directory: Path) -> ModelFolder:
+    """A plain model folder as `bbuvl predict` reads it with no run config: its own frame, and the labels of its
+    `labels.json` (what `bbuvl model export` writes, and `--labels` reads), else the built-in data's labels."""
+    vocabulary = directory / EXPORT_LABELS
+    if vocabulary.is_file():
+        saved = read_json(vocabulary, "labels file")
+        lang = saved.get("lang") if isinstance(saved, dict) and isinstance(saved.get("lang"), str) else None
+        return read_model_folder(directory, read_vocabulary(vocabulary), lang)
+    base = Config()
+    hierarchy = Hierarchy.load(base.data.hierarchy)
+    return read_model_folder(directory, data_labels((base.data.train, base.data.val), hierarchy) or hierarchy.labels())
+
+
 def diagnose_model(checkpoint: str | Path, cfg: Config | None = None, image: str | Path | None = None,
                    device: str = "cpu") -> ModelReport:
     """Run every check on a checkpoint folder; `cfg` (optional) is the config a run would continue with."""
     directory = Path(checkpoint)
     report = ModelReport(str(directory))
     try:
-        if is_plain_model_folder(directory):
+        if is_plain_model_folder(directory) and cfg is None:
+            # Read as `bbuvl predict` reads it: its own processor's frame, generate mode, and an export's own labels.
+            predictor = Predictor.load(plain_as_predicted(directory), device=device)
+        elif is_plain_model_folder(directory):
             # A base model before any training: the run `cfg` would build on it, its labels, a fresh head.
-            base_cfg = cfg or Config()
-            hierarchy = Hierarchy.load(base_cfg.data.hierarchy)
-            labels = data_labels((base_cfg.data.train, base_cfg.data.val), hierarchy) or hierarchy.labels()
-            predictor = Predictor.load(read_model_folder(directory, labels, cfg=base_cfg), device=device)
+            hierarchy = Hierarchy.load(cfg.data.hierarchy)
+            labels = data_labels((cfg.data.train, cfg.data.val), hierarchy) or hierarchy.labels()
+            predictor = Predictor.load(read_model_folder(directory, labels, cfg=cfg), device=device)
         else:
             predictor = Predictor.load(directory, device=device)
     except (OSError, ValueError, RuntimeError) as e:  # missing files, token mismatch, head weights that do not fit
