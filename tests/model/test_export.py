@@ -317,3 +317,33 @@ def test_a_checkpoint_missing_a_file_transformers_loads_is_refused_naming_it(por
     # Before: transformers' 'Unrecognized model in ...' or 'Can't load video processor for ...'.
     assert r.exit_code == 2 and f"{checkpoint}: incomplete or damaged checkpoint ({name} missing)" in " ".join(r.output.split())
     assert not (tmp_path / "out").exists()
+
+
+def test_an_export_names_its_mrope_sections_where_readers_before_transformers_5_take_them(portable):
+    from transformers import AutoConfig
+
+    _, exported = portable
+    saved = json.loads((exported / "config.json").read_text(encoding="utf-8"))
+    text = saved["text_config"]
+    # A stack on transformers 4 (vLLM releases pinned to it) reads these; without mrope_section it runs 1-D positions.
+    assert text["rope_scaling"]["mrope_section"] == text["rope_parameters"]["mrope_section"]
+    assert text["rope_theta"] == text["rope_parameters"]["rope_theta"]
+    assert saved["torch_dtype"] == saved["dtype"]
+    # transformers 5 reads the copies back as the very parameters it wrote.
+    read = AutoConfig.from_pretrained(exported).text_config.rope_parameters
+    assert read == text["rope_parameters"], read
+
+
+def test_legacy_rope_keys_copy_qwen3_vl_interleaved_sections_and_keep_what_is_there():
+    from bbuvl.model.export import legacy_rope_keys
+
+    rope = {"mrope_interleaved": True, "mrope_section": [24, 20, 20], "rope_theta": 5000000, "rope_type": "default"}
+    out = json.loads(legacy_rope_keys(json.dumps({"dtype": "bfloat16", "text_config": {"rope_parameters": rope}})))
+    assert out["text_config"]["rope_scaling"] == {"mrope_interleaved": True, "mrope_section": [24, 20, 20],
+                                                  "rope_type": "default"}
+    assert out["text_config"]["rope_theta"] == 5000000 and out["torch_dtype"] == "bfloat16"
+    kept = {"rope_scaling": {"mrope_section": [1, 1, 2]}, "rope_parameters": rope}
+    assert json.loads(legacy_rope_keys(json.dumps({"text_config": kept})))["text_config"]["rope_scaling"] == \
+        {"mrope_section": [1, 1, 2]}
+    assert "rope_scaling" not in json.loads(legacy_rope_keys('{"text_config": {"rope_parameters": {"rope_theta": 1}}}'))[
+        "text_config"]

@@ -122,6 +122,25 @@ def left_out_parts(folder: ModelFolder, costs: list[PartCost]) -> list[LeftOut]:
     return parts
 
 
+def legacy_rope_keys(config_text: str) -> str:
+    """config.json's text with the mRoPE sections also under the names readers before transformers 5 take them from.
+
+    transformers 5 writes them as `text_config.rope_parameters` only; a stack on transformers 4 (as vLLM releases
+    pinned to it) reads `rope_scaling` and `rope_theta`, and without `mrope_section` there runs plain 1-D positions on
+    the photo's tokens, answering without an error. transformers 5 reads the copies back as the same parameters.
+    """
+    config = json.loads(config_text)
+    text = config.get("text_config")
+    rope = text.get("rope_parameters") if isinstance(text, dict) else None
+    if isinstance(rope, dict) and "mrope_section" in rope:
+        text.setdefault("rope_scaling", {k: v for k, v in rope.items() if k != "rope_theta"})
+        if "rope_theta" in rope:
+            text.setdefault("rope_theta", rope["rope_theta"])
+    if "dtype" in config:
+        config.setdefault("torch_dtype", config["dtype"])  # its name before transformers 4.56
+    return json.dumps(config, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+
+
 def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartCost] | None = None,
                       accept_base: bool = False) -> ExportResult:
     """Write `checkpoint` (a folder `bbuvl train` wrote) to `out` as a stock Hugging Face folder with a model card.
@@ -162,6 +181,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
     result = ExportResult(out, contract.family, merged, left_out_parts(folder, costs), costs)
     with atomic_folder(out) as tmp:  # the whole folder, or the previous one kept (bbuvl/atomic.py)
         vlm.save_pretrained(tmp, safe_serialization=True)
+        write_text_atomic(tmp / "config.json", legacy_rope_keys((tmp / "config.json").read_text(encoding="utf-8")))
         processor.save_pretrained(tmp)  # with the frame's min/max pixels (set above)
         # An object, as every JSON file of a model folder must be; `--labels` reads it (data/layout.py read_vocabulary).
         labels = {"labels": prompt.labels, "lang": prompt.lang}
