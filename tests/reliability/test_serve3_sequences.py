@@ -64,7 +64,8 @@ def test_a_port_taken_between_bind_and_listen_is_named_as_another_servers():
 def test_a_checkpoint_served_as_dot_from_inside_it_is_named_by_its_folder_in_every_answer(
         trained_checkpoint, photos, keys, monkeypatch):
     from bbuvl.serve.app import create_app
-    from bbuvl.serve.engine import Engine, served_name
+    from bbuvl.serve.engine import Engine
+    from bbuvl.serve.names import served_name
     from tests.serve.conftest import running
 
     monkeypatch.chdir(trained_checkpoint)
@@ -76,3 +77,13 @@ def test_a_checkpoint_served_as_dot_from_inside_it_is_named_by_its_folder_in_eve
         reply = client.detect_file(photos[0])
     assert reply.status == 200, reply.body
     assert reply.json()["model"]["checkpoint"] == trained_checkpoint.name  # it was ''
+
+
+def test_a_support_set_served_as_dot_from_inside_it_is_named_by_its_folder(small_dataset, tmp_path, monkeypatch):
+    from bbuvl.fewshot.crops import write_crops
+    from bbuvl.serve.fewshot import FewShotRescorer
+
+    support = tmp_path / "support [site 2]"
+    write_crops(small_dataset / "train.jsonl", support, per_class=2)
+    monkeypatch.chdir(support)
+    assert FewShotRescorer.load(".", "pixels:8", 0.6, "cpu").info()["support"] == "support [site 2]"  # it was ''

@@ -94,7 +94,8 @@ def serve(
     from bbuvl.model.checkpoint import CheckpointError
     from bbuvl.serve.app import ServeSettings, create_app
     from bbuvl.serve.auth import read_keys
-    from bbuvl.serve.engine import Engine, served_name
+    from bbuvl.serve.engine import Engine
+    from bbuvl.serve.names import served_name
     from bbuvl.serve.server import bind, is_loopback, serve_app, start_listening
 
     check_mode_name(mode, serving=True)

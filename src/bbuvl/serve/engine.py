@@ -9,7 +9,6 @@ a decoding thread as the photo arrives; only the batch's forward pass runs in th
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,21 +24,15 @@ from bbuvl.infer.options import PredictOptions
 from bbuvl.infer.predictor import Predictor, Prepared
 from bbuvl.infer.verdict import Verdict
 from bbuvl.serve.fewshot import FewShotRescorer
+from bbuvl.serve.names import served_name
 from bbuvl.model.own_weights import own_weights
 from bbuvl.model.vlm import core_model
-from bbuvl.paths import expand_path
 
 SERVE_MODES = tuple(name for name, m in PREDICT_MODES.items() if m.serves)
 
 
 class GivenUp(Exception):
     """Every photo of the batch computing was given up on (its request's deadline passed, or its client left)."""
-
-
-def served_name(checkpoint: str | Path) -> str:
-    """The name a server gives its checkpoint in answers and logs: the folder's own, as typed (a link keeps its name),
-    where `-c .` from inside it named '' and `-c final/..` named '..'."""
-    return Path(os.path.abspath(expand_path(str(checkpoint)))).name
 
 
 @dataclass

@@ -19,6 +19,7 @@ from bbuvl.fewshot.batch import fit_support
 from bbuvl.fewshot.classifier import FewShotClassifier, decide
 from bbuvl.fewshot.embed import EmbedReport, crop_box
 from bbuvl.fewshot.support import read_support
+from bbuvl.serve.names import served_name
 
 
 @dataclass
@@ -44,7 +45,7 @@ class FewShotRescorer:
         support_set, report = read_support(support_dir), EmbedReport()
         fitted, warnings = fit_support(support_set, [None], 0, bb, None, 32, report)
         notes = [note for note in [support_set.left_out] if note] + list(warnings)
-        return cls(fitted[0].classifier, bb, threshold, Path(support_dir).name, report.skipped, notes)
+        return cls(fitted[0].classifier, bb, threshold, served_name(support_dir), report.skipped, notes)
 
     def info(self) -> dict[str, Any]:
         """What the model info of a response says about the few-shot step."""
