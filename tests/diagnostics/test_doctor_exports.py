@@ -75,3 +75,27 @@ def test_doctor_memory_measures_an_export_with_its_own_labels_and_names_the_mode
     assert (tmp_path / "m.png").stat().st_size > 0
     r = CliRunner().invoke(cli, [*common, "--out", str(tmp_path / "head.png")])  # --mode head, the default
     assert r.exit_code == 2 and "use mode 'generate'" in r.output.replace("\n", " "), r.output
+
+
+@pytest.mark.parametrize("damage, named", [
+    ("cut model.safetensors", "model.safetensors: 100000 bytes, its header says"),
+    ("remove tokenizer.json", "no tokenizer (tokenizer.json"),
+    ("remove preprocessor_config.json", "preprocessor_config.json missing"),
+])
+def test_doctor_on_an_export_copied_or_written_half_names_the_file_at_fault(exported, tmp_path, damage, named):
+    import shutil
+
+    half = tmp_path / "half [copy]"
+    shutil.copytree(exported, half)
+    how, name = damage.split(" ", 1)
+    if how == "cut":
+        with (half / name).open("r+b") as fh:
+            fh.truncate(100000)
+    else:
+        (half / name).unlink()
+    load = _check(diagnose_model(half), "load")
+    # It was safetensors' 'incomplete metadata' traceback, HF's 'Can't load video processor', or a token id mismatch.
+    assert load is not None and load.status == "fail" and named in load.detail and str(half) in load.detail, load
+    r = CliRunner().invoke(cli, ["doctor", "memory", str(half), "--mode", "generate", "--n", "5", "--device", "cpu",
+                                 "--out", str(tmp_path / "m.png")], env={"COLUMNS": "400"})
+    assert r.exit_code == 2 and named in " ".join(r.output.split()), r.output

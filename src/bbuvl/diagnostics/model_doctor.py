@@ -34,6 +34,7 @@ from bbuvl.infer.predictor import Predictor
 from bbuvl.model.checkpoint import ModelFolder, is_plain_model_folder, read_model_folder
 from bbuvl.model.checkpoint_files import TEMPLATE_FILE
 from bbuvl.model.export import LABELS_FILE as EXPORT_LABELS
+from bbuvl.model.export_files import stock_folder_problem
 from bbuvl.model.loading import check_special_tokens, special_token_ids
 from bbuvl.model.vlm import core_model
 from bbuvl.train.param_groups import GROUPS, GroupSummary, freeze_zero_lr_groups, group_of, summarize_groups
@@ -353,6 +354,9 @@ def diagnose_model(checkpoint: str | Path, cfg: Config | None = None, image: str
     """Run every check on a checkpoint folder; `cfg` (optional) is the config a run would continue with."""
     directory = Path(checkpoint)
     report = ModelReport(str(directory))
+    if is_plain_model_folder(directory) and (problem := stock_folder_problem(directory)):
+        report.checks.append(Check("load", "fail", problem))  # before transformers names a header or a video processor
+        return report
     try:
         if is_plain_model_folder(directory) and cfg is None:
             # Read as `bbuvl predict` reads it: its own processor's frame, generate mode, and an export's own labels.
