@@ -347,3 +347,18 @@ def test_legacy_rope_keys_copy_qwen3_vl_interleaved_sections_and_keep_what_is_th
         {"mrope_section": [1, 1, 2]}
     assert "rope_scaling" not in json.loads(legacy_rope_keys('{"text_config": {"rope_parameters": {"rope_theta": 1}}}'))[
         "text_config"]
+
+
+def test_an_export_names_its_frame_where_image_processors_before_size_read_it(portable):
+    from transformers import AutoImageProcessor
+
+    checkpoint, exported = portable
+    contract = json.loads((checkpoint / "coordinate_contract.json").read_text(encoding="utf-8"))
+    for name in ("preprocessor_config.json", "processor_config.json"):
+        saved = json.loads((exported / name).read_text(encoding="utf-8"))
+        settings = saved.get("image_processor", saved)
+        assert (settings["min_pixels"], settings["max_pixels"]) == (contract["min_pixels"], contract["max_pixels"]), name
+        assert (settings["size"]["shortest_edge"], settings["size"]["longest_edge"]) == (settings["min_pixels"],
+                                                                                         settings["max_pixels"])
+    size = AutoImageProcessor.from_pretrained(exported).size  # transformers 5 reads the same bounds from both
+    assert (size.shortest_edge, size.longest_edge) == (contract["min_pixels"], contract["max_pixels"])

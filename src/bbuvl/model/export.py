@@ -141,6 +141,19 @@ def legacy_rope_keys(config_text: str) -> str:
     return json.dumps(config, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
 
 
+def legacy_frame_keys(config_text: str) -> str:
+    """An image processor's saved settings with the frame's bounds also as `min_pixels`/`max_pixels`, the keys readers
+    before transformers 4.50's `size` read them from (as vLLM releases pinned to those): without them such a reader
+    resizes to Qwen's defaults, another frame, and every box moves without an error."""
+    config = json.loads(config_text)
+    for settings in (config, config.get("image_processor")):
+        size = settings.get("size") if isinstance(settings, dict) else None
+        if isinstance(size, dict) and {"shortest_edge", "longest_edge"} <= size.keys():
+            settings.setdefault("min_pixels", size["shortest_edge"])
+            settings.setdefault("max_pixels", size["longest_edge"])
+    return json.dumps(config, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+
+
 def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartCost] | None = None,
                       accept_base: bool = False) -> ExportResult:
     """Write `checkpoint` (a folder `bbuvl train` wrote) to `out` as a stock Hugging Face folder with a model card.
@@ -183,6 +196,9 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
         vlm.save_pretrained(tmp, safe_serialization=True)
         write_text_atomic(tmp / "config.json", legacy_rope_keys((tmp / "config.json").read_text(encoding="utf-8")))
         processor.save_pretrained(tmp)  # with the frame's min/max pixels (set above)
+        for name in ("preprocessor_config.json", "processor_config.json"):
+            if (tmp / name).is_file():
+                write_text_atomic(tmp / name, legacy_frame_keys((tmp / name).read_text(encoding="utf-8")))
         # An object, as every JSON file of a model folder must be; `--labels` reads it (data/layout.py read_vocabulary).
         labels = {"labels": prompt.labels, "lang": prompt.lang}
         write_text_atomic(tmp / LABELS_FILE, json.dumps(labels, ensure_ascii=False, indent=2) + "\n")
