@@ -90,7 +90,8 @@ def test_doctor_coordinates_probes_a_plain_model_folder_with_the_labels_of_its_d
 
 @pytest.mark.parametrize("args", [["coordinates"], ["features"], ["memory", "--n", "5"]])
 def test_a_plain_model_folder_where_a_checkpoint_is_needed_is_refused_saying_what_is(tiny_model_dir, tmp_path, args):
-    result = CliRunner().invoke(app, [args[0], str(tiny_model_dir), *args[1:], "--out", str(tmp_path / "out.png")])
+    out = tmp_path / ("out.json" if args[0] == "coordinates" else "out.png")  # coordinates' --out is JSON, not a plot
+    result = CliRunner().invoke(app, [args[0], str(tiny_model_dir), *args[1:], "--out", str(out)])
     said = " ".join(result.output.split())
     assert result.exit_code == 2 and "a plain model folder" in said and "give the labels" not in said, result.output
     assert "written by `bbuvl train`" in said

@@ -99,3 +99,13 @@ def test_doctor_on_an_export_copied_or_written_half_names_the_file_at_fault(expo
     r = CliRunner().invoke(cli, ["doctor", "memory", str(half), "--mode", "generate", "--n", "5", "--device", "cpu",
                                  "--out", str(tmp_path / "m.png")], env={"COLUMNS": "400"})
     assert r.exit_code == 2 and named in " ".join(r.output.split()), r.output
+
+
+def test_doctor_coordinates_refuses_an_out_named_as_a_picture_before_the_model_loads(trained_checkpoint, tmp_path):
+    # `doctor memory --out m.png` is a plot; `doctor coordinates --out` is JSON, which a .png name hid from viewers.
+    out = tmp_path / "coords [1].png"
+    r = CliRunner().invoke(cli, ["doctor", "coordinates", str(trained_checkpoint), "--out", str(out), "--device", "cpu"],
+                           env={"COLUMNS": "400"})
+    said = " ".join(r.output.split())
+    assert r.exit_code == 2 and f"{out}: names a picture" in said and "name it .json" in said, r.output
+    assert not out.exists()

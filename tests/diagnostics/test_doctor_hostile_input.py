@@ -149,7 +149,8 @@ def test_memory_of_a_checkpoint_whose_run_data_is_elsewhere_measures_a_synthetic
     assert (tmp_path / "m.png").is_file()
 
     for command in ("features", "coordinates"):  # these need the photos' boxes: no picture can stand in
-        result = runner.invoke(app, [command, str(ckpt), "--out", str(tmp_path / f"{command}.png")])
+        out = tmp_path / f"{command}.{'json' if command == 'coordinates' else 'png'}"  # coordinates' --out is JSON
+        result = runner.invoke(app, [command, str(ckpt), "--out", str(out)])
         # Before: 'no dataset to probe with', not saying the run's own data was looked for, nor where.
         assert result.exit_code == 2 and ("neither the run's data.val nor data.train is here (None, "
                                           "/elsewhere/data/train.jsonl: a checkpoint copied from elsewhere?)") in said(result), said(result)

@@ -398,6 +398,16 @@ def coordinates(
     from bbuvl.diagnostics.probe import dataset_batches
 
     check_device(device)
+    if out is not None and out.suffix:
+        from bbuvl.diagnostics.plots import plot_format
+
+        try:
+            plot_format(out)
+        except ValueError:
+            pass
+        else:  # the other doctor commands' --out is a plot: a JSON table under a picture's name opens as a broken picture
+            fail(f"{out}: names a picture, but `doctor coordinates --out` writes the R² table as JSON; "
+                 "name it .json")
     claim_outputs("doctor coordinates", {"CHECKPOINT": checkpoint, "--data": data}, [out] if out else [],
                   overwrite=overwrite)
     _check_given({"--data": data})
