@@ -362,3 +362,13 @@ def test_an_export_names_its_frame_where_image_processors_before_size_read_it(po
                                                                                          settings["max_pixels"])
     size = AutoImageProcessor.from_pretrained(exported).size  # transformers 5 reads the same bounds from both
     assert (size.shortest_edge, size.longest_edge) == (contract["min_pixels"], contract["max_pixels"])
+
+
+def test_an_export_says_greedy_as_temperature_zero_which_servers_read_and_stays_greedy_in_transformers(portable):
+    from transformers import GenerationConfig
+
+    _, exported = portable
+    saved = json.loads((exported / "generation_config.json").read_text(encoding="utf-8"))
+    # vLLM takes a model's defaults from temperature/top_p/top_k/max_new_tokens only: no temperature sampled at 1.0.
+    assert saved["do_sample"] is False and saved["temperature"] == 0.0, saved
+    assert GenerationConfig.from_pretrained(exported).do_sample is False

@@ -154,6 +154,20 @@ def legacy_frame_keys(config_text: str) -> str:
     return json.dumps(config, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
 
 
+def greedy_for_servers(generation_text: str) -> str:
+    """generation_config.json's text with greedy decoding also said as `temperature: 0`, the one way servers take it.
+
+    vLLM (and SGLang) read a model's sampling defaults from temperature, top_p, top_k and max_new_tokens, never
+    `do_sample`: without a temperature they sample at 1.0, and the answers the card calls greedy vary from call to
+    call. transformers' own save refuses a temperature beside `do_sample: false`, so it is added here; loading it,
+    transformers decodes greedily and notes the flag as unused.
+    """
+    generation = json.loads(generation_text)
+    if generation.get("do_sample") is False:
+        generation.setdefault("temperature", 0.0)
+    return json.dumps(generation, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+
+
 def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartCost] | None = None,
                       accept_base: bool = False) -> ExportResult:
     """Write `checkpoint` (a folder `bbuvl train` wrote) to `out` as a stock Hugging Face folder with a model card.
@@ -195,6 +209,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
     with atomic_folder(out) as tmp:  # the whole folder, or the previous one kept (bbuvl/atomic.py)
         vlm.save_pretrained(tmp, safe_serialization=True)
         write_text_atomic(tmp / "config.json", legacy_rope_keys((tmp / "config.json").read_text(encoding="utf-8")))
+        generation_file = tmp / "generation_config.json"
+        write_text_atomic(generation_file, greedy_for_servers(generation_file.read_text(encoding="utf-8")))
         processor.save_pretrained(tmp)  # with the frame's min/max pixels (set above)
         for name in ("preprocessor_config.json", "processor_config.json"):
             if (tmp / name).is_file():
