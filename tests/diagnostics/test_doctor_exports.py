@@ -109,3 +109,24 @@ def test_doctor_coordinates_refuses_an_out_named_as_a_picture_before_the_model_l
     said = " ".join(r.output.split())
     assert r.exit_code == 2 and f"{out}: names a picture" in said and "name it .json" in said, r.output
     assert not out.exists()
+
+
+def test_predict_and_train_name_a_plain_folders_cut_short_weights(exported, small_dataset, tmp_path):
+    # Doctor named them; predict, serve and train ended in safetensors' 'incomplete metadata' traceback.
+    import shutil
+
+    from bbuvl.model.checkpoint import read_model_folder, start_folder_problem
+
+    half = tmp_path / "half"
+    shutil.copytree(exported, half)
+    with (half / "model.safetensors").open("r+b") as fh:
+        fh.truncate(100000)
+    assert "model.safetensors" in (start_folder_problem(half) or "")
+    with pytest.raises(Exception, match=r"damaged model folder \(model\.safetensors: 100000 bytes"):
+        read_model_folder(half, labels=["x"])
+    r = CliRunner().invoke(cli, ["predict", "-c", str(half), "-i", str(small_dataset / "val.jsonl"), "-o",
+                                 str(tmp_path / "p.jsonl"), "--mode", "generate", "--device", "cpu", "--labels",
+                                 str(half / "labels.json")],
+                           env={"COLUMNS": "400"})
+    said = " ".join(r.output.split())
+    assert r.exit_code == 2 and "model.safetensors: 100000 bytes" in said and "Traceback" not in said, r.output

@@ -167,6 +167,17 @@ def start_folder_problem(directory: str | Path) -> str | None:
         return f"no tokenizer ({' or '.join(TOKENIZER_FILES)} missing)"
     if missing := missing_model_files(directory):
         return f"{', '.join(missing)} missing"
+    return weights_problem(directory)
+
+
+def weights_problem(directory: Path) -> str | None:
+    """Why one of a folder's safetensors files cannot be read (cut short, damaged), naming it; None when all can. A
+    plain folder's cut-short weights were a safetensors traceback ("incomplete metadata") in predict, serve and train."""
+    for weights in sorted(directory.glob("*.safetensors")):
+        try:
+            verify_safetensors(weights)
+        except CheckpointError as e:
+            return str(e).removeprefix(f"{directory}/").split("; re-copy")[0]  # the caller says what to do
     return None
 
 
@@ -307,7 +318,7 @@ def read_model_folder(path: str | Path, labels: list[str] | None = None, lang: s
     if is_plain_model_folder(path):
         if labels is None:
             raise ValueError(f"{path} is a plain model folder (no {CONFIG_FILE}): give the labels it answers with")
-        if problem := json_problem(path) or template_problem(path):
+        if problem := json_problem(path) or template_problem(path) or weights_problem(path):
             raise CheckpointError(f"{path}: damaged model folder ({problem}); re-copy it or use another")
         return _plain_folder(path, labels, lang, cfg)
     if labels is not None or cfg is not None:
