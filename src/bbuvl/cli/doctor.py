@@ -56,9 +56,8 @@ def _predictor(checkpoint: Path, device: str | None, command: str,  # noqa: ANN2
     from bbuvl.data.labels import Hierarchy
     from bbuvl.data.layout import data_labels
     from bbuvl.infer.predictor import Predictor
-    from bbuvl.model.checkpoint import is_plain_model_folder, read_model_folder
+    from bbuvl.model.checkpoint import is_plain_model_folder, read_model_folder, start_folder_problem
     from bbuvl.model.export import LABELS_FILE as EXPORT_LABELS
-    from bbuvl.model.export_files import stock_folder_problem
 
     with user_errors(ValueError, OSError):
         if not is_plain_model_folder(checkpoint):
@@ -67,8 +66,8 @@ def _predictor(checkpoint: Path, device: str | None, command: str,  # noqa: ANN2
                 fail(f"{checkpoint}: this checkpoint has no detection head (detection.enabled was false): `bbuvl doctor "
                      f"{command}` looks inside one")
             return Predictor.load(folder, device=device)
-        if problem := stock_folder_problem(checkpoint):
-            fail(problem)
+        if problem := start_folder_problem(checkpoint):  # before transformers names a header or a video processor
+            fail(f"{checkpoint}: {problem}")
         if labels_from is None and (checkpoint / EXPORT_LABELS).is_file():  # an export's own vocabulary
             from bbuvl.diagnostics.model_doctor import plain_as_predicted
 

@@ -31,10 +31,9 @@ from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.diagnostics.probe import detection_outputs, image_batch, prepare_named
 from bbuvl.encode.chat import SPAN_STUDENT, Turn
 from bbuvl.infer.predictor import Predictor
-from bbuvl.model.checkpoint import ModelFolder, is_plain_model_folder, read_model_folder
+from bbuvl.model.checkpoint import ModelFolder, is_plain_model_folder, read_model_folder, start_folder_problem
 from bbuvl.model.checkpoint_files import TEMPLATE_FILE
 from bbuvl.model.export import LABELS_FILE as EXPORT_LABELS
-from bbuvl.model.export_files import stock_folder_problem
 from bbuvl.model.loading import check_special_tokens, special_token_ids
 from bbuvl.model.vlm import core_model
 from bbuvl.train.param_groups import GROUPS, GroupSummary, freeze_zero_lr_groups, group_of, summarize_groups
@@ -354,8 +353,8 @@ def diagnose_model(checkpoint: str | Path, cfg: Config | None = None, image: str
     """Run every check on a checkpoint folder; `cfg` (optional) is the config a run would continue with."""
     directory = Path(checkpoint)
     report = ModelReport(str(directory))
-    if is_plain_model_folder(directory) and (problem := stock_folder_problem(directory)):
-        report.checks.append(Check("load", "fail", problem))  # before transformers names a header or a video processor
+    if is_plain_model_folder(directory) and (problem := start_folder_problem(directory)):
+        report.checks.append(Check("load", "fail", f"{directory}: {problem}"))  # before transformers names a header or a video processor
         return report
     try:
         if is_plain_model_folder(directory) and cfg is None:

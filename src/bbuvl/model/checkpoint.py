@@ -110,8 +110,9 @@ def save_checkpoint(model: Any, processor: Any, cfg: Config, contract: Coordinat
     return directory
 
 
-def verify_safetensors(path: Path) -> None:
-    """Raise CheckpointError when a safetensors file is shorter or longer than its own header says (cut short, damaged)."""
+def safetensors_problem(path: Path) -> str | None:
+    """Why a safetensors file cannot be read (its header damaged, or the file shorter or longer than the header says),
+    in words without its path; None when it can."""
     size = path.stat().st_size
     with path.open("rb") as fh:
         head = fh.read(8)
@@ -121,11 +122,17 @@ def verify_safetensors(path: Path) -> None:
         except ValueError:
             header = None
     if not isinstance(header, dict):
-        raise CheckpointError(f"{path}: damaged safetensors header (a copy or save cut short?); re-copy it or use another checkpoint")
+        return "damaged safetensors header (a copy or save cut short?)"
     end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
     if size != 8 + n + end:
-        raise CheckpointError(f"{path}: {size} bytes, its header says {8 + n + end} (a copy or save cut short?); "
-                              "re-copy it or use another checkpoint")
+        return f"{size} bytes, its header says {8 + n + end} (a copy or save cut short?)"
+    return None
+
+
+def verify_safetensors(path: Path) -> None:
+    """Raise CheckpointError when a safetensors file is shorter or longer than its own header says (cut short, damaged)."""
+    if (problem := safetensors_problem(path)) is not None:
+        raise CheckpointError(f"{path}: {problem}; re-copy it or use another checkpoint")
 
 
 TRAINING_FILES = (CONFIG_FILE, CONTRACT_FILE, PROMPT_FILE)  # what `bbuvl train` adds to a model folder
@@ -174,10 +181,8 @@ def weights_problem(directory: Path) -> str | None:
     """Why one of a folder's safetensors files cannot be read (cut short, damaged), naming it; None when all can. A
     plain folder's cut-short weights were a safetensors traceback ("incomplete metadata") in predict, serve and train."""
     for weights in sorted(directory.glob("*.safetensors")):
-        try:
-            verify_safetensors(weights)
-        except CheckpointError as e:
-            return str(e).removeprefix(f"{directory}/").split("; re-copy")[0]  # the caller says what to do
+        if (problem := safetensors_problem(weights)) is not None:
+            return f"{weights.name}: {problem}"  # the caller says what to do
     return None
 
 
