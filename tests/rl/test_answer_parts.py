@@ -4,7 +4,8 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from bbuvl.rl.answer_parts import BOX, LABEL, OTHER, part_advantages, token_advantages, token_bytes, token_parts
+from bbuvl.infer.constrained import token_bytes
+from bbuvl.rl.answer_parts import BOX, LABEL, OTHER, part_advantages, token_advantages, token_parts
 from bbuvl.rl.objective import StepCounts, group_advantages, grpo_loss
 
 ANSWER = ('[{"bbox_2d": [11, 111, 100, 117], "label": "螺丝连接点/BBU安装螺丝/连接正确"}, '

@@ -81,6 +81,33 @@ def byte_decoder() -> dict[str, int]:
     return chars
 
 
+def added_ids(tokenizer: Any) -> set[int]:
+    """The ids of a tokenizer's added and special tokens (`<|im_end|>`, the image pads): no bytes of an answer."""
+    return set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+
+
+def spelled_bytes(token: str, decoder: dict[str, int]) -> bytes | None:
+    """A byte-level BPE token's bytes, from its spelling (`byte_decoder`); None when it is not spelled that way."""
+    try:
+        return bytes(decoder[c] for c in token)
+    except KeyError:
+        return None
+
+
+def token_bytes(tokenizer: Any, ids: Sequence[int]) -> list[bytes]:
+    """Each of `ids`' bytes as the byte-level BPE spells them; b"" for added and special tokens, a token's UTF-8 text
+    when it is not spelled in bytes."""
+    decoder, added = byte_decoder(), added_ids(tokenizer)
+    out = []
+    for i, token in zip(ids, tokenizer.convert_ids_to_tokens(list(ids))):
+        if i in added or token is None:
+            out.append(b"")
+        else:
+            spelled = spelled_bytes(token, decoder)
+            out.append(spelled if spelled is not None else token.encode("utf-8"))
+    return out
+
+
 class TokenIndex:
     """Every ordinary token's bytes, sorted, so all tokens starting with a prefix are one range (found by bisect)."""
 
@@ -94,21 +121,18 @@ class TokenIndex:
     @classmethod
     def from_tokenizer(cls, tokenizer: Any) -> "TokenIndex":
         """Index a byte-level BPE tokenizer's vocabulary; added and special tokens are left out (never allowed)."""
-        decoder = byte_decoder()
-        added = set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+        decoder, added = byte_decoder(), added_ids(tokenizer)
         vocab = tokenizer.get_vocab()
-        token_bytes: list[bytes | None] = [None] * (max(vocab.values()) + 1)
+        spelled: list[bytes | None] = [None] * (max(vocab.values()) + 1)
         unreadable = 0
         for token, i in vocab.items():
             if i in added:
                 continue
-            try:
-                token_bytes[i] = bytes(decoder[c] for c in token)
-            except KeyError:
-                unreadable += 1
+            spelled[i] = spelled_bytes(token, decoder)
+            unreadable += spelled[i] is None
         if unreadable > len(vocab) // 2:
             raise ValueError("constrained decoding needs a byte-level BPE tokenizer (Qwen's): this one is not")
-        return cls(token_bytes)
+        return cls(spelled)
 
     def prefix_range(self, prefix: bytes, lo: int, hi: int) -> tuple[int, int]:
         """`[a, z)`: the tokens within `[lo, hi)` that start with `prefix`."""

@@ -21,7 +21,6 @@ from typing import Mapping, Sequence
 
 import torch
 
-from bbuvl.infer.constrained import byte_decoder
 from bbuvl.rl.objective import group_advantages
 
 BOX, LABEL, OTHER = 0, 1, 2
@@ -29,22 +28,6 @@ BOX, LABEL, OTHER = 0, 1, 2
 # label's tokens write. The pattern reads answers written without the grammar too (`grpo.constrained: false`).
 _BOX = re.compile(rb'"bbox_2d"\s*:\s*\[([^\]]*)\]?')
 _LABEL = re.compile(rb'"label"\s*:\s*("(?:[^"\\]|\\.)*"?)')
-
-
-def token_bytes(tokenizer, ids: Sequence[int]) -> list[bytes]:  # noqa: ANN001 - any HF tokenizer
-    """Each token's bytes as the byte-level BPE spells them; b"" for special and added tokens (`<|im_end|>`)."""
-    decoder = byte_decoder()
-    added = set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
-    out = []
-    for i, token in zip(ids, tokenizer.convert_ids_to_tokens(list(ids))):
-        if i in added or token is None:
-            out.append(b"")
-            continue
-        try:
-            out.append(bytes(decoder[c] for c in token))
-        except KeyError:  # not byte-level BPE: the token's text as UTF-8
-            out.append(token.encode("utf-8"))
-    return out
 
 
 def token_parts(pieces: Sequence[bytes]) -> list[int]:

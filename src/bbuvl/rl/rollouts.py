@@ -23,12 +23,12 @@ from bbuvl.config import GrpoConfig
 from bbuvl.data.families import TURN_END
 from bbuvl.encode.chat import EncodedSample
 from bbuvl.encode.collate import Batch
-from bbuvl.infer.constrained import START, AnswerGrammar
+from bbuvl.infer.constrained import START, AnswerGrammar, token_bytes
 from bbuvl.infer.modes.generate import answer_ids, read_answers
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.lm_loss import supervised_positions
 from bbuvl.model.vlm import BBUVLModel, core_model
-from bbuvl.rl.answer_parts import part_advantages, token_advantages, token_bytes, token_parts
+from bbuvl.rl.answer_parts import part_advantages, token_advantages, token_parts
 from bbuvl.rl.objective import group_advantages
 from bbuvl.rl.rewards import LabelledBox, RewardScorer
 from bbuvl.train.dataset import SampleSource, read_training_data, sources_from
@@ -127,9 +127,8 @@ def draw_rollouts(predictor: Predictor, photos: Sequence[Photo], cfg: GrpoConfig
             samples.append(prepared.sample.continued(ids, supervised=True))
             if cfg.advantages == "parts":
                 parts.append(token_parts(token_bytes(predictor.tokenizer, ids)))
-            if cfg.logprobs == "grammar" and constraint is not None:
-                grammar = predictor.labels_constraint().grammar(predictor.contract.answer_extent(prepared.size))
-                allowed.append(grammar_steps(grammar, ids, cfg.max_new_tokens))
+            if cfg.logprobs == "grammar" and constraint is not None:  # replayed on the grammar that masked this row
+                allowed.append(grammar_steps(constraint.grammars[row], ids, constraint.max_new_tokens))
             lengths.append(len(ids))
             answer = [LabelledBox(tuple(d.bbox_2d), d.label) for d in result.objects]
             scored = scorer.score(list(photo.truth), answer, result.error is None)
