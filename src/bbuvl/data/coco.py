@@ -26,15 +26,28 @@ from bbuvl.data.text import clean_label, label_problem, name_as_text, not_text
 OVERSHOOT_TOLERANCE = 1.0
 
 
-def records_to_coco(records: list[ImageRecord], image_root: Path | None = None) -> dict[str, Any]:
+def kept_image_ids(records: list[ImageRecord]) -> list[int] | None:
+    """The records' own ids as COCO image ids, when every record has one that is a whole number written as such
+    ("17", as `import_coco` keeps a COCO file's id) and no two share one; None otherwise."""
+    ids = [r.id for r in records]
+    if not all(isinstance(i, str) and re.fullmatch(r"-?[0-9]+", i) and str(int(i)) == i for i in ids):
+        return None
+    numbers = [int(i) for i in ids if i is not None]
+    return numbers if len(set(numbers)) == len(numbers) else None
+
+
+def records_to_coco(records: list[ImageRecord], image_root: Path | None = None,
+                    keep_ids: bool = False) -> dict[str, Any]:
     """A COCO detection dict: image ids 1..N in record order, annotation ids 1..M, categories = sorted labels.
 
-    `file_name` is each record's image path; with `image_root`, absolute paths are written relative to it.
+    `file_name` is each record's image path; with `image_root`, absolute paths are written relative to it. With
+    `keep_ids`, the records' own ids are the image ids where `kept_image_ids` finds them all.
     """
     names = sorted({o.desc for r in records for o in r.objects})
     cat_id = {name: i for i, name in enumerate(names, start=1)}
     images, annotations = [], []
-    for image_id, r in enumerate(records, start=1):
+    image_ids = (kept_image_ids(records) if keep_ids else None) or list(range(1, len(records) + 1))
+    for image_id, r in zip(image_ids, records):
         file_name = r.image
         if image_root is not None and Path(file_name).is_absolute():
             try:

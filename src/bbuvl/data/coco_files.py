@@ -254,6 +254,9 @@ def upright_record(record: ImageRecord, info: ImageInfo) -> tuple[ImageRecord, b
 def export_coco(dataset: str | Path, out: str | Path) -> dict[str, Any]:
     """Write a dataset JSONL as a COCO detection file (file_name relative to its folder); returns the COCO dict.
 
+    The photos' ids are kept as image ids when all are whole numbers, as `import_coco` writes them, so a COCO file
+    imported and exported again names its photos by the same ids (docs/data_coco.md).
+
     DatasetError naming both lines for a photo on two lines: as two image entries, every COCO evaluation would count
     its boxes twice, and `import_coco` keeps only the first."""
     dataset, out = Path(dataset), Path(out)
@@ -261,7 +264,7 @@ def export_coco(dataset: str | Path, out: str | Path) -> dict[str, Any]:
     absolute = [r.model_copy(update={"images": [resolve_image(dataset, i).as_posix() for i in r.images]})
                 for r in records]
     out.parent.mkdir(parents=True, exist_ok=True)
-    coco = records_to_coco(absolute, image_root=real_path(out.parent))
+    coco = records_to_coco(absolute, image_root=real_path(out.parent), keep_ids=True)
     for image in coco["images"]:  # a file_name relative to OUT that passes a folder named in bytes that are not UTF-8
         if (problem := not_text(image["file_name"])) is not None:
             raise ValueError(f"{out}: not written: image {image['id']}'s file_name {problem}")

@@ -22,15 +22,19 @@ HASH_CHARS = 10
 
 
 def preferred_name(src: Path, images_dir: Path) -> Path:
-    """`images/` + the path under `images_dir` (just the file name for a file outside it), composed as NFC, each
-    part as every system can hold it (data/names.py: `a:b.jpg` is written `a_b.jpg`).
+    """`images/` + the path under `images_dir` (just the file name for a file outside it; a path that starts with
+    `images/` as it is), composed as NFC, each part as every system can hold it (data/names.py: `a:b.jpg` is written
+    `a_b.jpg`).
 
     The photo's own path is normalised, never resolved: a symbolic link keeps the name the user gave it.
     """
     photo = Path(os.path.abspath(src))
     rel = next((photo.relative_to(base) for base in (Path(os.path.abspath(images_dir)), real_path(images_dir))
                 if photo.is_relative_to(base)), Path(src.name))  # outside: a file_name imported with allow_outside
-    name = Path("images", *(portable_part(file_name_key(part)) for part in rel.parts)).as_posix()
+    # A path that already starts with images/ (a dataset folder's own, as `data export-coco` writes it) is kept:
+    # images/images/a.jpg grew a level with every export and import (docs/data_coco.md).
+    parts = rel.parts[1:] if rel.parts[:1] == ("images",) and len(rel.parts) > 1 else rel.parts
+    name = Path("images", *(portable_part(file_name_key(part)) for part in parts)).as_posix()
     return Path(fit_name(name, photo.as_posix()))  # a long name keeps room for its hash and temporary
 
 
