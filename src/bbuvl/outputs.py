@@ -34,7 +34,7 @@ import stat
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -252,6 +252,7 @@ class Writer:
     pid: str
     command: str
     running: bool
+    output: Path | None = None  # what its lock names, when found by `writer_around`: the path, a folder holding it, or one under it
 
 
 def writer_at(path: Path) -> Writer | None:
@@ -275,15 +276,49 @@ def writer_at(path: Path) -> Writer | None:
     return Writer(pid or "unknown", command or "command", running)
 
 
+def writer_around(path: Path) -> Writer | None:
+    """The running writer of `path`, of a folder holding it, or (`path` a folder) of anything under it, with the output
+    its lock names; None when no other process writes any of them.
+
+    A writer owns all it writes into: `bbuvl train` holding `run/` saves `run/final/` and `run/checkpoint-N/` and
+    deletes old checkpoints, without a lock of their own; `data convert` holding `out/` writes `out/train.jsonl`. A
+    lock on the exact path alone let a reader load a checkpoint half saved. A stale lock (a killed writer's) is not
+    looked for around `path`: `writer_at` names it for the path itself.
+    """
+    try:
+        located = real_path(Path(path))
+    except (OSError, ValueError):  # a link loop, a name no file can have: the command names it itself
+        return None
+    for where in (located, *(folder for folder in located.parents if folder.parent != folder)):
+        if (writer := writer_at(where)) is not None and writer.running:
+            return replace(writer, output=where)
+    if not located.is_dir():
+        return None
+    for lock in sorted(located.rglob(f".*{LOCK_SUFFIX}")):
+        where = lock.with_name(lock.name[1:-len(LOCK_SUFFIX)])
+        if lock.is_file() and (writer := writer_at(where)) is not None and writer.running:
+            return replace(writer, output=where)
+    return None
+
+
 def refuse_inputs_being_written(inputs: Mapping[str, Path | None]) -> None:
-    """OutputConflict naming the first input another process is writing now, and what to do: a reader would
-    read a file still growing line by line, or about to be replaced, so its numbers would describe a moment of
-    another run."""
+    """OutputConflict naming the first input another process is writing now (it, a folder holding it, or something in
+    it: `writer_around`), and what to do: a reader would read a file still growing line by line, or a checkpoint
+    about to be replaced, so its numbers would describe a moment of another run."""
     for what, path in inputs.items():
-        if path is None or (writer := writer_at(path)) is None or not writer.running:
+        if path is None or (writer := writer_around(path)) is None:
             continue
-        raise OutputConflict(f"{path} ({what}): `bbuvl {writer.command}` (pid {writer.pid}) is still writing it, so it is "
-                         "not whole yet; wait for that command to finish, then run this one again")
+        by = f"`bbuvl {writer.command}` (pid {writer.pid})"
+        located = real_path(Path(path))
+        if writer.output is None or writer.output == located:
+            raise OutputConflict(f"{path} ({what}): {by} is still writing it, so it is not whole yet; wait for that "
+                                 "command to finish, then run this one again")
+        if located.is_relative_to(writer.output):
+            raise OutputConflict(f"{path} ({what}): lies in {writer.output}, which {by} is writing now and may replace "
+                                 f"or delete it while this command reads it; wait for that command to finish, or copy "
+                                 f"{path} out of {writer.output} and give the copy")
+        raise OutputConflict(f"{path} ({what}): {by} is writing {writer.output} inside it, so it is not whole yet; "
+                             "wait for that command to finish, then run this one again")
 
 
 def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterable[Path] = (),

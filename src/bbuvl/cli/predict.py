@@ -105,6 +105,9 @@ def predict(
         check_not_inputs({"--input": input, "--checkpoint": checkpoint, "--teachers": teachers, "--labels": labels,
                           "--hierarchy": hierarchy},
                          [out, manifest_path(out)])
+        # A checkpoint a running `bbuvl train` is saving (its run/final, a checkpoint-N its rotation deletes) loaded
+        # half written, or the weights of one save and the config of the next, before anything else reads it.
+        refuse_inputs_being_written({"--checkpoint": checkpoint, "--labels": labels, "--hierarchy": hierarchy})
     with user_errors(ValueError):
         rank, world = rank_world()
     if overwrite and world > 1:

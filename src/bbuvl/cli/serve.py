@@ -92,6 +92,7 @@ def serve(
     from bbuvl.infer.predictor import Predictor
     from bbuvl.infer.tiles import check_containers
     from bbuvl.model.checkpoint import CheckpointError
+    from bbuvl.outputs import refuse_inputs_being_written
     from bbuvl.serve.app import ServeSettings, create_app
     from bbuvl.serve.auth import read_keys
     from bbuvl.serve.engine import Engine
@@ -99,6 +100,11 @@ def serve(
     from bbuvl.serve.server import bind, is_loopback, serve_app, start_listening
 
     check_mode_name(mode, serving=True)
+    with user_errors(ValueError):
+        # A checkpoint a running `bbuvl train` is saving (its run/final, a checkpoint-N its rotation deletes) loaded
+        # half written, or the weights of one save and the config of the next.
+        refuse_inputs_being_written({"--checkpoint": checkpoint, "--labels": labels, "--fewshot": fewshot,
+                                     "--api-key-file": api_key_file})
     tiled = tile_options(tiles, tile_zoom, tile_whole, zoom_into, tile_stride, tile_refine)
     mode = plain_model_mode(checkpoint, labels, lang, mode, lang_typed=typed(ctx, "lang"))
     refuse_unused(ctx, fewshot is not None, "--fewshot", "fewshot_backbone", "fewshot_threshold")
