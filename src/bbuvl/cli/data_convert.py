@@ -11,7 +11,7 @@ from rich.table import Table
 
 from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, finite_range, int_range, stdout_is_tty,
                               user_errors)
-from bbuvl.cli.data_tools import workers_option
+from bbuvl.cli.data_tools import warn_long_paths, workers_option
 from bbuvl.config import resolve_frame
 from bbuvl.data.convert import IMAGES_DIR, ConvertOptions, convert_dataset
 from bbuvl.data.layout import DATASET_FILES, ERRORS
@@ -57,6 +57,7 @@ def convert(
     )
     with user_errors(), replacing(outputs):  # a re-run from another SRC keeps none of the first's photos
         summary = convert_dataset(src, out, opts, progress=stdout_is_tty())
+    warn_long_paths(outputs)
     console.print(summary_table(summary))
     n_errors = summary["errors"]
     if n_errors:

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, finite_range, int_range, parse_range, parse_size,
                               refuse_unused, stdout_is_tty, user_errors)
-from bbuvl.cli.data_tools import workers_option
+from bbuvl.cli.data_tools import warn_long_paths, workers_option
 from bbuvl.data.coords import aspect_problem
 from bbuvl.data.faults import FaultCount
 from bbuvl.data.layout import DATASET_FILES
@@ -137,6 +137,7 @@ def synth(
             faults = FaultRate(fault_rate, part_fault_rate) if fault_rate is not None else None
             summary = synthesize(out, n_train, n_val, framing=framing, faults=faults, wide_share=wide_share,
                                  tile_share=tile_share, tile_grid=grid, **common)  # type: ignore[arg-type]
+    warn_long_paths(files + folders)
     console.print(f"{n_train + n_val} photos, {sum(summary['categories'].values())} objects, {summary['labels']} distinct labels")
     for split, c in (summary.get("faults") or {}).items():
         if c["photos"]:

@@ -20,7 +20,7 @@ from bbuvl.data.labels import Hierarchy
 from bbuvl.data.input_paths import file_kind
 from bbuvl.data.jsonfile import dumps_json
 from bbuvl.data.layout import DATASET_FILES, ERRORS, TEACHERS, TRAIN, VAL, missing_file_hint
-from bbuvl.data.names import portability_problem
+from bbuvl.data.names import long_paths_warning, portability_problem
 from bbuvl.data.schema import ImageRecord, one_line_per_photo, read_lines, require_photos
 from bbuvl.data.regions import parse_grid
 from bbuvl.data.split import split_dataset
@@ -52,6 +52,12 @@ def workers_option(lo: int) -> Callable[[int | None], int | None]:
         return bound_workers(value) if value else value
 
     return bound
+
+
+def warn_long_paths(written: list[Path]) -> None:
+    """Print, once, the longest path among the files `written` (files or folders) that Windows would not open."""
+    if (warning := long_paths_warning(written)) is not None:
+        console.print(warning, style="yellow", markup=False, soft_wrap=True)
 
 
 def _require_input(path: Path) -> None:
@@ -254,6 +260,7 @@ def import_coco(
     with user_errors(), replacing([*outputs, out / IMAGES]):  # a re-run from another COCO file keeps none of its photos
         result = coco_files.import_coco(annotations, images_dir, out, val_ratio, num_teachers, seed, h, link, allow_outside,
                                         allow_empty)
+    warn_long_paths([*outputs, out / IMAGES])
     for label, n in result.unknown_labels.items():
         console.print(f"warning: label {show_text(label)} ({n} objects) is not in the hierarchy: {h.problem(label)}",
                       style="yellow", markup=False, soft_wrap=True)
@@ -325,6 +332,7 @@ def tile(
         spec = TileSpec(cols_rows, overlap=overlap, zoom=zoom, whole=whole, empty=empty, seed=seed)
         summary = tile_dataset(dataset, out, spec, num_teachers, sources=sources,
                                progress=lambda done, total: bar.update(task, completed=done, total=total))
+    warn_long_paths([*outputs, out / IMAGES])
     images, objects = summary["images"], summary["objects"]
     console.print(f"{images['train']} train and {images['val']} val tiles ({objects['train']} and {objects['val']} objects), "
                   f"grid {cols_rows[0]}x{cols_rows[1]}{', with each whole photo' if whole else ''} -> {out}", markup=False,

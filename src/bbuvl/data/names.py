@@ -19,9 +19,11 @@ about them (`portability_problem`) and nothing renames them.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import unicodedata
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
+from typing import Iterable
 
 from bbuvl.data.text import show_text
 
@@ -143,3 +145,40 @@ class NameBook:
             if self._owner.setdefault(name_key(hashed), source) == source:
                 return hashed
         raise ValueError(f"{source}: every derived name {derived} could take is taken (a hash collision)")
+
+
+# Windows opens no path of more than 259 characters (MAX_PATH, 260 with the closing NUL) unless long paths are enabled
+# both in its registry and in the program's manifest, which most tools (Explorer, older Python, annotation platforms)
+# are not: a dataset written, or copied, there with a longer path loses those files with "not found".
+WINDOWS_MAX_PATH = 260
+
+
+def windows_length(path: str | Path) -> int:
+    """How many characters Windows counts in `path` made absolute: UTF-16 code units (an emoji is two)."""
+    return len(os.path.abspath(path).encode("utf-16-le", "surrogatepass")) // 2
+
+
+def too_long_for_windows(roots: Iterable[Path]) -> tuple[int, Path, int] | None:
+    """`(how many, the longest, its length)` of the files under `roots` (files or folders) whose absolute path Windows
+    would not open (`WINDOWS_MAX_PATH`); None when every one fits."""
+    over, longest = 0, (0, Path())
+    for root in roots:
+        files = [root] if root.is_file() else (Path(top) / name for top, _, names in os.walk(root) for name in names)
+        for file in files:
+            n = windows_length(file)
+            if n >= WINDOWS_MAX_PATH:
+                over += 1
+                longest = max(longest, (n, file), key=lambda pair: pair[0])
+    return (over, longest[1], longest[0]) if over else None
+
+
+def long_paths_warning(roots: Iterable[Path]) -> str | None:
+    """One warning naming the longest written path Windows would not open, and how many others; None when all fit."""
+    found = too_long_for_windows(roots)
+    if found is None:
+        return None
+    over, longest, n = found
+    others = f" ({over - 1} more too)" if over > 1 else ""
+    return (f"warning: {show_text(os.path.abspath(longest))} has {n} characters{others}, more than the "
+            f"{WINDOWS_MAX_PATH - 1} Windows opens: copied there, such a file cannot be opened unless long paths are "
+            "enabled. Write into a folder nearer the root, or give the photos shorter names")
