@@ -123,8 +123,10 @@ def evaluate(
         if path is not None:
             require_file(path, what, expected)
     with user_errors(ValueError):
+        # The checkpoint that wrote --pred is read too (its thresholds, hierarchy and frame; --choose-thresholds writes
+        # into it): a run still training may replace it meanwhile.
         refuse_inputs_being_written({"--pred": pred, "--gt": gt, "--baseline": baseline, "--hierarchy": hierarchy,
-                                     "--frame": frame})
+                                     "--frame": frame, "--pred's checkpoint": predicted_by(pred)})
     reported = (([report / "index.html", report / PR_CURVE_FILE, report / FAULT_CURVE_FILE], [report / WORST_DIR, report / FAULTS_DIR])
                 if report else ([], []))
     for written in (out, details_path(out)):  # said as "R/index.html and R/index.html: one command would write both"
@@ -226,6 +228,18 @@ def evaluate(
         print_first([f"{p} (drawn as a grey placeholder in the report)" for p in unreadable],
                     " photos drawn as grey placeholders")
         console.print(f"[green]report[/]: {escape(str(index))}", soft_wrap=True)
+
+
+def predicted_by(pred: Path) -> Path | None:
+    """The checkpoint that wrote `pred`, as its manifest names it; None without a readable manifest (eval names a
+    damaged one where it reads it)."""
+    from bbuvl.infer.output import read_manifest
+
+    try:
+        manifest = read_manifest(pred)
+    except (OSError, ValueError):
+        return None
+    return Path(manifest.checkpoint) if manifest is not None and manifest.checkpoint else None
 
 
 def earlier_report(report: Path) -> bool:
