@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from bbuvl.config import CONFIG_FILE
 from bbuvl.data.digests import file_digest
 from bbuvl.data.faults import THRESHOLDS_FILE, TILED_THRESHOLDS_FILE, Faults
 from bbuvl.data.scale import TILE_SCALE_FILE
@@ -47,6 +48,14 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
     if need_checkpoint and checkpoint is None:
         why = "it names none (not written by `bbuvl predict`)" if manifest is None else f"{manifest.checkpoint} is not there"
         raise ValueError(f"{pred}: --choose-thresholds writes into the checkpoint that made these predictions, but {why}")
+    if need_checkpoint and not (Path(checkpoint) / CONFIG_FILE).is_file():
+        # A base model or an export: a file written into it changes a folder bbuvl did not write (an export's recorded
+        # digest, a hub cache's snapshot), and only a trained checkpoint's predict reads thresholds from there.
+        raise ValueError(f"{pred}: --choose-thresholds writes {THRESHOLDS_FILE} into the checkpoint that made these "
+                         f"predictions, and {checkpoint} is a plain model folder (no {CONFIG_FILE}: a base model or an "
+                         "export), which `bbuvl train` did not write; nothing is written into it. Choose thresholds on "
+                         "the predictions of a checkpoint `bbuvl train` wrote, or give this model's pair to predict and "
+                         "eval as --verdict-review and --verdict-fail")
     if need_checkpoint and manifest is not None and (changed := changed_since(Path(manifest.checkpoint), manifest,
                                                                               any_tiled(Path(pred)))):
         raise ValueError(f"{pred}: predicted by {manifest.checkpoint} as it was before its {changed} changed: "
