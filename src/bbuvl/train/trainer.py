@@ -37,6 +37,7 @@ from bbuvl.model.lora import apply_lora
 from bbuvl.model.loss_scale import LossDenominators
 from bbuvl.model.packed_attention import use_packed_sdpa
 from bbuvl.model.vlm import BBUVLModel, core_model
+from bbuvl.paths import real_path
 from bbuvl.train.caption_refit import CaptionRefitCallback, Photo, training_photos
 from bbuvl.train.callbacks import EpochCallback, NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
 from bbuvl.train.data_files import DataFiles
@@ -94,11 +95,29 @@ def with_base_located(cfg: Config) -> Config:
     return cfg
 
 
+def with_data_located(cfg: Config) -> Config:
+    """`cfg` with each data file that is there (data.train, val, teachers, hierarchy, the caption refit's photos)
+    written where it really is, links followed: every checkpoint carries this config, and predict, serve, eval and
+    fewshot read a relative one from the folder they run in, where another dataset's `data/teachers.jsonl` was
+    read without a word. One not there stays as typed (an optional default the run did without)."""
+    cfg = cfg.model_copy(deep=True)
+    data, refit = cfg.data, cfg.detection.caption_refit
+    data.train = _located(data.train)
+    data.val, data.teachers, data.hierarchy = _located(data.val), _located(data.teachers), _located(data.hierarchy)
+    refit.photos = _located(refit.photos)
+    return cfg
+
+
+def _located(path: str | None) -> str | None:
+    """`path` absolute with its links followed when something is there, else as it is."""
+    return str(real_path(path)) if path is not None and os.path.lexists(path) else path
+
+
 def build_run(cfg: Config, files: DataFiles | None = None, inputs: RunInputs | None = None) -> Run:
     """Load the model and data a config describes and check parameter groups (fails fast, before any step): `inputs`
     when read already (train/run_inputs.py), else read now, through `files` when given (train/data_files.py)."""
     set_seed(cfg.training.seed)  # the head's initial weights must not depend on what ran before in this process
-    cfg = with_base_located(cfg)
+    cfg = with_data_located(with_base_located(cfg))
     inputs = inputs or read_run_inputs(cfg, files)
     family, contract, prompt, labels = inputs.family, inputs.contract, inputs.prompt, inputs.labels
 

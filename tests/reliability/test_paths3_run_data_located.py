@@ -1,0 +1,63 @@
+"""A run records where its data files really were: configs/base.yaml's `data.teachers: data/teachers.jsonl` was stored
+as typed, and `bbuvl predict --mode teachers` run from another folder that held a `data/teachers.jsonl` of its own
+showed that file's photos and answers as the teachers, a mix of two datasets, without a word."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from bbuvl.cli import app
+from bbuvl.data.digests import file_digest
+from bbuvl.data.labels import DEFAULT_HIERARCHY
+from bbuvl.paths import real_path
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def run(*args):
+    """A bbuvl command, as typed."""
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "400", "RANK": None, "WORLD_SIZE": None})
+
+
+@pytest.fixture()
+def two_folders(run_config, small_dataset, tmp_path, monkeypatch) -> tuple[Path, Path, Path]:
+    """A checkpoint trained in `one/` from `data.teachers: data/teachers.jsonl`, and `two/`, whose own
+    `data/teachers.jsonl` holds other teachers (its first line alone): (checkpoint, one, two)."""
+    from bbuvl.train.trainer import train
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    for work in (one, two):
+        shutil.copytree(small_dataset, work / "data")
+        shutil.copy(DEFAULT_HIERARCHY, work / "data" / "hierarchy.json")
+    lines = (two / "data" / "teachers.jsonl").read_text("utf-8").splitlines()
+    (two / "data" / "teachers.jsonl").write_text(lines[0] + "\n", "utf-8")
+    monkeypatch.chdir(one)
+    cfg = run_config("data.teachers=data/teachers.jsonl", "data.hierarchy=data/hierarchy.json",
+                     "data.train=data/train.jsonl", "training.max_steps=1")
+    return Path(train(cfg, progress=False)["final"]), one, two
+
+
+def test_a_checkpoint_records_its_data_files_where_they_were_and_predict_reads_those_from_another_folder(
+        two_folders, small_dataset, tmp_path, monkeypatch):
+    checkpoint, one, two = two_folders
+    data = yaml.safe_load((checkpoint / "bbuvl.yaml").read_text("utf-8"))["data"]
+    assert data["teachers"] == str(real_path(one / "data" / "teachers.jsonl"))
+    assert data["hierarchy"] == str(real_path(one / "data" / "hierarchy.json"))
+    assert data["train"] == str(real_path(one / "data" / "train.jsonl"))
+
+    monkeypatch.chdir(two)
+    out = tmp_path / "p.jsonl"
+    done = run("predict", "-c", checkpoint, "-i", small_dataset / "val.jsonl", "-o", out, "--mode", "teachers",
+               "--device", "cpu", "--max-new-tokens", "8")
+    assert done.exit_code == 0, done.output
+    # The resume key names the teachers file predict showed, by content: the run's, not two/'s.
+    options = json.loads(Path(f"{out}.predict.json").read_text("utf-8"))["key"]["options"]
+    teachers = one / "data" / "teachers.jsonl"
+    assert options["teachers"] == file_digest(teachers, teachers.name).sha256
+    assert options["hierarchy"] == file_digest(one / "data" / "hierarchy.json", "hierarchy.json").sha256
