@@ -24,6 +24,7 @@ from bbuvl.config import Config, load_config
 from bbuvl.data.digests import by_name, file_digest
 from bbuvl.data.schema import resolve_image
 from bbuvl.model.identity import identify
+from bbuvl.paths import looks_local
 from bbuvl.train.data_files import DataFiles
 
 RUN_RECORD = "run.json"
@@ -74,6 +75,13 @@ def flat(cfg: Config) -> dict[str, Any]:
 
     walk(cfg.model_dump(mode="json"), "")
     return out
+
+
+def base_gone(cfg: Config) -> bool:
+    """Whether `cfg` is a full fine-tune whose model.path, a local folder, is no longer there: a resume of it needs
+    none, since each of its checkpoints holds every weight, the model's config and its processor."""
+    path = cfg.model.path
+    return not cfg.model.lora.enabled and looks_local(path) and not os.path.lexists(path)
 
 
 def digest_inputs(cfg: Config, previous: dict[str, InputDigest] | None = None) -> dict[str, InputDigest]:
@@ -158,6 +166,8 @@ def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = 
         now = digest_inputs(cfg, inputs)
         for key in CONTENT_KEYS:
             was, is_ = inputs.get(key), now.get(key)
+            if key == "model.path" and base_gone(cfg):
+                continue  # the checkpoint holds every weight, and the resume builds the model from it (train/trainer.py)
             if (was.digest if was else None) != (is_.digest if is_ else None):
                 diffs.append(_content_phrase(key, was, is_))
             elif photos is not None and key in photos and is_ is not None:  # a run recorded before photos were: unchecked

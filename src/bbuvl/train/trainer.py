@@ -37,7 +37,7 @@ from bbuvl.model.lora import apply_lora
 from bbuvl.model.loss_scale import LossDenominators
 from bbuvl.model.packed_attention import use_packed_sdpa
 from bbuvl.model.vlm import BBUVLModel, core_model
-from bbuvl.paths import real_path
+from bbuvl.paths import looks_local, real_path
 from bbuvl.train.caption_refit import CaptionRefitCallback, Photo, training_photos
 from bbuvl.train.callbacks import EpochCallback, NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
 from bbuvl.train.data_files import DataFiles
@@ -108,20 +108,51 @@ def with_data_located(cfg: Config) -> Config:
     return cfg
 
 
+def loaded_from(cfg: Config, weights: str | Path) -> Config:
+    """`cfg` with its model read from the folder `weights` (its family and frame found there), not model.path."""
+    cfg = cfg.model_copy(deep=True)
+    cfg.model.path = str(weights)
+    return cfg
+
+
 def _located(path: str | None) -> str | None:
     """`path` absolute with its links followed when something is there, else as it is."""
     return str(real_path(path)) if path is not None and os.path.lexists(path) else path
 
 
-def build_run(cfg: Config, files: DataFiles | None = None, inputs: RunInputs | None = None) -> Run:
+def resumed_weights(cfg: Config, resume: bool | str) -> Path | None:
+    """The checkpoint a resume builds its model from when model.path, a full fine-tune's local base folder, is gone:
+    it holds every weight, the model's config and its processor, and the resume loads its weights over the base's
+    anyway. None: model.path is there, the run starts anew, or no checkpoint can be resumed (named later, by `fit`).
+    A LoRA run's checkpoints hold only adapters: ValueError naming the base they need."""
+    path = cfg.model.path
+    if not resume or not looks_local(path) or os.path.lexists(path):
+        return None
+    if cfg.model.lora.enabled:
+        raise ValueError(f"model.path {path}: no such folder, and this LoRA run's checkpoints hold only its adapters, "
+                         "which resuming applies to that base model: put the base back there, or set model.path to "
+                         "where it is now")
+    if isinstance(resume, str):
+        found = Path(resume) if Path(resume).is_dir() and checkpoint_incomplete(Path(resume)) is None else None
+    else:
+        found = latest_complete_checkpoint(cfg.training.output_dir)[0]
+    if found is not None and _first_process():
+        log.warning("model.path %s is gone: this full fine-tune resumes with the model, weights and processor of %s",
+                    path, found)
+    return found
+
+
+def build_run(cfg: Config, files: DataFiles | None = None, inputs: RunInputs | None = None,
+              weights: str | Path | None = None) -> Run:
     """Load the model and data a config describes and check parameter groups (fails fast, before any step): `inputs`
-    when read already (train/run_inputs.py), else read now, through `files` when given (train/data_files.py)."""
+    when read already (train/run_inputs.py), else read now, through `files` when given (train/data_files.py);
+    `weights`, the folder the model is loaded from when not model.path (`resumed_weights`)."""
     set_seed(cfg.training.seed)  # the head's initial weights must not depend on what ran before in this process
     cfg = with_data_located(with_base_located(cfg))
-    inputs = inputs or read_run_inputs(cfg, files)
+    inputs = inputs or read_run_inputs(cfg if weights is None else loaded_from(cfg, weights), files)
     family, contract, prompt, labels = inputs.family, inputs.contract, inputs.prompt, inputs.labels
 
-    vlm, processor = load_model_and_processor(cfg.model.path, dtype=cfg.model.dtype,
+    vlm, processor = load_model_and_processor(str(weights or cfg.model.path), dtype=cfg.model.dtype,
                                               attn_implementation=cfg.model.attn_implementation,
                                               frame=contract,
                                               load_in_bits=cfg.model.lora.bits if cfg.model.lora.enabled else 16)
@@ -139,7 +170,7 @@ def build_run(cfg: Config, files: DataFiles | None = None, inputs: RunInputs | N
     if cfg.detection.enabled and cfg.loss.fault_weight != 1:
         model.fault_captions = fault_captions(labels, inputs.faults, processor.tokenizer,
                                               cfg.data.hierarchy)
-    if cfg.model.reuse_modules:
+    if cfg.model.reuse_modules and weights is None:  # a resume loads the checkpoint's own modules over them
         reused = reuse_extra_modules(model, cfg.model.path)
         for name, (copied, total) in reused.items():
             log.info("model.reuse_modules: %d of %d tensors from %s", copied, total, Path(cfg.model.path) / name)
@@ -464,13 +495,15 @@ def train(cfg: Config, resume: bool | str = False, progress: bool = True, callba
     files = DataFiles()  # the checks before the folder is claimed and the run's datasets read each file once
     inputs: list[RunInputs] = []
 
+    weights = resumed_weights(cfg, resume)
+
     def prepare() -> None:
-        inputs.append(read_run_inputs(with_base_located(cfg), files))
+        inputs.append(read_run_inputs(with_base_located(cfg if weights is None else loaded_from(cfg, weights)), files))
         if announce is not None and _first_process():
             announce(inputs[0])
 
     def make() -> BBUTrainer:
-        built.append(build_run(cfg, files, inputs[0]))
+        built.append(build_run(cfg, files, inputs[0], weights))
         return make_trainer(built[0], progress, callbacks)
 
     trainer = fit(cfg, make, resume, overwrite, files, prepare)

@@ -1,0 +1,63 @@
+"""A full fine-tune's checkpoints hold every weight, its model's config and its processor: resuming one whose model.path
+was deleted since failed with 'no such folder (the model ...)', though nothing of that folder was needed. A LoRA
+run's checkpoints hold only adapters: its resume names the base they need."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bbuvl.config import Config
+from bbuvl.train.trainer import train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def started(run_config, tiny_model_dir: Path, tmp_path: Path, *overrides: str) -> Config:
+    """A 1-step run saving checkpoint-1, from a copy of the tiny model at tmp_path/base (deleted by the tests)."""
+    base = tmp_path / "base"
+    shutil.copytree(tiny_model_dir, base)
+    cfg = run_config(f"model.path={base}", "training.max_steps=1", "training.save_steps=1", "data.val=null", *overrides)
+    train(cfg, progress=False)
+    return cfg
+
+
+def resumed(cfg: Config, out: Path) -> Path:
+    """The run in `out` resumed to step 2; its final/."""
+    cfg = cfg.model_copy(deep=True)
+    cfg.training.output_dir, cfg.training.max_steps = str(out), 2
+    return Path(train(cfg, resume=True, progress=False)["final"])
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    """The VLM's and the head's tensors of a checkpoint."""
+    return load_file(folder / "model.safetensors") | {f"head.{k}": v for k, v in
+                                                        load_file(folder / "detection_head.safetensors").items()}
+
+
+def test_a_full_fine_tune_resumes_from_its_checkpoint_when_its_base_folder_is_gone(run_config, tiny_model_dir, tmp_path):
+    cfg = started(run_config, tiny_model_dir, tmp_path)
+    shutil.copytree(cfg.training.output_dir, tmp_path / "copy")
+    with_base = weights(resumed(cfg, Path(cfg.training.output_dir)))
+
+    shutil.rmtree(cfg.model.path)
+    final = resumed(cfg, tmp_path / "copy")
+    without = weights(final)
+    assert with_base.keys() == without.keys()
+    assert all(torch.equal(with_base[k], without[k]) for k in with_base)
+    # The run still records the base it started from, not the checkpoint it was rebuilt from.
+    assert f"path: {cfg.model.path}\n" in (final / "bbuvl.yaml").read_text("utf-8")
+
+
+def test_a_lora_run_whose_base_folder_is_gone_names_it_on_resume(run_config, tiny_model_dir, tmp_path):
+    cfg = started(run_config, tiny_model_dir, tmp_path, "model.lora.enabled=true", "model.lora.r=4")
+    shutil.rmtree(cfg.model.path)
+    before = sorted(p.name for p in Path(cfg.training.output_dir).iterdir())
+    with pytest.raises(ValueError, match=rf"model.path {cfg.model.path}: no such folder, and this LoRA run's "
+                                         "checkpoints hold only its adapters"):
+        resumed(cfg, Path(cfg.training.output_dir))
+    assert sorted(p.name for p in Path(cfg.training.output_dir).iterdir()) == before
