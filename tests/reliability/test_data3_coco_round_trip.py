@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
+from bbuvl.data.check import check_dataset
 from bbuvl.data.coco_files import export_coco, import_coco
-from bbuvl.data.schema import read_records, write_dataset
+from bbuvl.data.labels import Hierarchy
+from bbuvl.data.schema import read_records, tile_origin, write_dataset
 from bbuvl.data.tiling import TileSpec, tile_dataset
 from bbuvl.synthetic.dataset import synthesize
 
@@ -42,13 +43,28 @@ def test_export_import_export_writes_the_same_file(tmp_path: Path, kind: str):
     assert again.read_bytes() == first.read_bytes()
 
 
-def test_a_part_of_an_imported_file_keeps_its_photos_ids_and_names(tmp_path: Path):
+@pytest.mark.parametrize("own_ids", [True, False])
+def test_a_part_of_an_imported_file_names_its_photos_as_the_whole_file_did(tmp_path: Path, own_ids: bool):
+    """A photo's record id (synth's `train_00000`) comes back as `record_id`; a dataset without its own ids, as a COCO
+    file from another tool imports, keeps the COCO ids themselves."""
     dataset = _dataset(tmp_path, "as rendered")
-    first = dataset.parent / "coco.json"
-    coco = export_coco(dataset, first)
-    import_coco(first, dataset.parent, tmp_path / "back", val_ratio=0.5, num_teachers=0)
-    ids = {im["id"]: im["file_name"] for im in coco["images"]}
+    if not own_ids:
+        write_dataset(dataset, [r.model_copy(update={"id": None}) for r in read_records(dataset)])
+    coco = export_coco(dataset, dataset.parent / "coco.json")
+    import_coco(dataset.parent / "coco.json", dataset.parent, tmp_path / "back", val_ratio=0.5, num_teachers=0)
+    key = "record_id" if own_ids else "id"
+    names = {im[key]: im["file_name"] for im in coco["images"]}
     for part in ("train", "val"):
         again = export_coco(tmp_path / "back" / f"{part}.jsonl", tmp_path / "back" / f"{part}.json")
-        assert again["images"] and all(ids[im["id"]] == im["file_name"] for im in again["images"])
-    assert json.loads(first.read_text(encoding="utf-8"))["images"] == coco["images"]
+        assert again["images"] and all(names[im[key]] == im["file_name"] for im in again["images"]), again["images"]
+
+
+def test_an_imported_tiled_dataset_keeps_each_photos_tiles_on_one_side(tmp_path: Path):
+    dataset = _dataset(tmp_path, "tiles")
+    export_coco(dataset, dataset.parent / "coco.json")
+    import_coco(dataset.parent / "coco.json", dataset.parent, tmp_path / "back", val_ratio=0.5, num_teachers=0)
+    sides = {part: {tile_origin(r) for r in read_records(tmp_path / "back" / f"{part}.jsonl")} for part in ("train", "val")}
+    assert sides["train"] and sides["val"] and None not in sides["train"] | sides["val"]
+    assert not sides["train"] & sides["val"], sides
+    assert not [p for p in check_dataset(tmp_path / "back", Hierarchy.load(None), decode_images=False)
+                if p.severity == "error"]

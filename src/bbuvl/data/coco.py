@@ -41,13 +41,15 @@ def records_to_coco(records: list[ImageRecord], image_root: Path | None = None,
     """A COCO detection dict: image ids 1..N in record order, annotation ids 1..M, categories = sorted labels.
 
     `file_name` is each record's image path; with `image_root`, absolute paths are written relative to it. With
-    `keep_ids`, the records' own ids are the image ids where `kept_image_ids` finds them all.
+    `keep_ids`, the records' own ids are the image ids where `kept_image_ids` finds them all; any other record id
+    (a tile's `photo@x,y,wxh`) is written as `record_id`, and a record's `source` as `source`, which `coco_to_records`
+    reads back: without them an import split a photo's tiles between train and val (docs/data_coco.md).
     """
     names = sorted({o.desc for r in records for o in r.objects})
     cat_id = {name: i for i, name in enumerate(names, start=1)}
     images, annotations = [], []
-    image_ids = (kept_image_ids(records) if keep_ids else None) or list(range(1, len(records) + 1))
-    for image_id, r in zip(image_ids, records):
+    kept = kept_image_ids(records) if keep_ids else None
+    for image_id, r in zip(kept or range(1, len(records) + 1), records):
         file_name = r.image
         if image_root is not None and Path(file_name).is_absolute():
             try:
@@ -55,6 +57,10 @@ def records_to_coco(records: list[ImageRecord], image_root: Path | None = None,
             except ValueError:  # another drive (Windows): keep the absolute path
                 pass
         images.append({"id": image_id, "file_name": file_name, "width": r.width, "height": r.height})
+        if keep_ids and kept is None and r.id is not None:
+            images[-1]["record_id"] = r.id
+        if keep_ids and r.source is not None:
+            images[-1]["source"] = r.source
         for o in r.objects:
             x1, y1, x2, y2 = o.bbox_2d
             w, h = x2 - x1, y2 - y1
@@ -210,7 +216,8 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             repeated.add(image_id)
             images.pop(image_id, None)
             continue
-        images[image_id] = {"file_name": file_name, "size": size, "objects": [], "listed": 0, "entry": entry}
+        images[image_id] = {"file_name": file_name, "size": size, "objects": [], "listed": 0, "entry": entry,
+                            "id": _name(im.get("record_id")) or str(image_id), "source": _name(im.get("source"))}
 
     boxes: dict[tuple[Any, ...], str] = {}  # (image id, box, label) -> the entry that listed it first
     for entry, ann in _listed(coco, "annotations", errors):
@@ -307,11 +314,18 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
     for image_id, im in images.items():
         try:
             records.append(ImageRecord(images=[(images_dir / im["file_name"]).as_posix()], width=im["size"][0],
-                                       height=im["size"][1], objects=sort_objects(im["objects"]), id=str(image_id)))
+                                       height=im["size"][1], objects=sort_objects(im["objects"]), id=im["id"],
+                                       source=im["source"]))
         except ValidationError as e:  # one entry the dataset cannot hold is that entry's error, never the import's
             why = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg'].removeprefix('Value error, ')}" for d in e.errors())
             errors.append(_error(f"image entry refused: {why}", entry=im["entry"], image_id=image_id, file=im["file_name"]))
     return records, errors
+
+
+def _name(value: Any) -> str | None:
+    """`value` when it is a string that names something; None otherwise. `record_id` and `source` are what
+    `records_to_coco` writes beside a tile's image entry; another tool's keys of those names are not ours to refuse."""
+    return value if isinstance(value, str) and value.strip() else None
 
 
 def _flag(value: Any) -> bool | None:

@@ -22,8 +22,8 @@ from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import ERRORS, write_dataset_folder
 from bbuvl.data.placement import ImagePlacer, preferred_name
 from bbuvl.data.schema import (ImageRecord, another_kind, lines_kind, once_each, read_lines, require_photos, resolve_image,
-                               sort_objects)
-from bbuvl.data.split import split_items
+                               sort_objects, tile_origin)
+from bbuvl.data.split import split_by_origin
 from bbuvl.data.text import file_name_key, not_text
 from bbuvl.paths import real_path
 
@@ -142,7 +142,7 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
                          "folder its file_name paths are relative to? Nothing was written")
     unknown = Counter(o.desc for r in kept for o in r.objects  # a label in English is its gloss, as `data check` reads it
                       if not hierarchy.is_valid(o.desc) and hierarchy.from_english(o.desc) is None)
-    train, val = split_items(kept, val_ratio, seed)
+    train, val = split_by_origin(kept, [tile_origin(r) for r in kept], val_ratio, seed)  # a photo's tiles: one side
     extra = {"source": str(annotations), "skipped": len(errors), "outside_images_dir": outside,
              "labels_outside_hierarchy": len(unknown), "exif": {"rotated": rotated, "annotated_on_raw": on_raw},
              "size_from_photo": sized}

@@ -36,6 +36,17 @@ def split_items(items: Sequence[T], val_ratio: float = 0.1, seed: int = 42) -> t
     return [items[i] for i in tr], [items[i] for i in va]
 
 
+def split_by_origin(items: Sequence[T], origins: Sequence[object | None], val_ratio: float = 0.1,
+                    seed: int = 42) -> tuple[list[T], list[T]]:
+    """`split_items` with the items of one origin (`tile_origin`: a photo's tiles and the whole photo kept beside them)
+    on one side; each side in `items`' order."""
+    groups: dict[object, list[int]] = {}
+    for i, origin in enumerate(origins):
+        groups.setdefault(i if origin is None else ("origin", origin), []).append(i)
+    train, val = split_items(list(groups.values()), val_ratio, seed)
+    return [items[i] for i in sorted(i for g in train for i in g)], [items[i] for i in sorted(i for g in val for i in g)]
+
+
 def split_dataset(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0.1, seed: int = 42,
                   num_teachers: int = 10) -> tuple[int, int]:
     """Split a dataset JSONL into `out_dir`/train.jsonl, val.jsonl and teachers.jsonl; returns `(train, val)` sizes.
@@ -47,12 +58,7 @@ def split_dataset(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0
     rows = once_each(require_photos(read_lines(dataset), dataset), dataset)
     # The tiles of one photo (and the whole photo `data tile` keeps beside them) go to one side: split one by one, a
     # photo's tiles were in val with the whole photo, which shows them all, in train, and `data check` passed it.
-    groups: dict[object, list[tuple[int, Sample]]] = {}
-    for line, sample in rows:
-        groups.setdefault(tile_origin(sample.student) or line, []).append((line, sample))
-    train_groups, val_groups = split_items(list(groups.values()), val_ratio, seed)
-    train = sorted((row for group in train_groups for row in group), key=lambda row: row[0])
-    val = sorted((row for group in val_groups for row in group), key=lambda row: row[0])
+    train, val = split_by_origin(rows, [tile_origin(sample.student) for _, sample in rows], val_ratio, seed)
     _no_validation_teachers(train, val, dataset)
     train, val = [s for _, s in train], [s for _, s in val]
     teachers = [train[i].student for i in select_teachers([s.student for s in train], num_teachers, seed)]
