@@ -139,13 +139,17 @@ def test_numbers_have_no_leading_zeros_and_stay_in_the_frame(constraint, tokeniz
         return set(grammar.entry(s).ids.tolist())
 
     assert digits["0"] not in after('[{"bbox_2d": [0')  # "0" then only a separator
-    assert digits["1"] not in after('[{"bbox_2d": [5')  # 51 > W = 50
-    assert digits["0"] in after('[{"bbox_2d": [5')  # 50 = W
+    assert digits["0"] not in after('[{"bbox_2d": [5')  # x1 = 50 = W leaves x2 no room: x1 < x2 <= W
+    assert digits["9"] in after('[{"bbox_2d": [4')  # x1 = 49
+    assert digits["0"] in after('[{"bbox_2d": [0, 0, 5')  # x2 = 50 = W
+    assert digits["1"] not in after('[{"bbox_2d": [0, 0, 5')  # 51 > W
     assert digits["4"] not in after('[{"bbox_2d": [12, 3')  # 34 > H = 30
-    x2_first = after('[{"bbox_2d": [12, 3, ')  # x2 in [12, 50]: two digits, the first 1..5
+    x2_first = after('[{"bbox_2d": [12, 3, ')  # x2 in [13, 50]: two digits, the first 1..5
     assert {digits[d] for d in "12345"} <= x2_first and not {digits[d] for d in "06789"} & x2_first
-    assert digits["1"] not in after('[{"bbox_2d": [12, 3, 1')  # 1x with x >= 2: 10, 11 refused
-    assert digits["2"] in after('[{"bbox_2d": [12, 3, 1')
+    assert digits["2"] not in after('[{"bbox_2d": [12, 3, 1')  # 1x with x >= 3: 10, 11, 12 refused (no width)
+    assert digits["3"] in after('[{"bbox_2d": [12, 3, 1')
+    y2_first = after('[{"bbox_2d": [12, 29, 20, ')  # y1 = 29: only y2 = 30 = H has height
+    assert digits["3"] in y2_first and digits["2"] not in y2_first
 
 
 def test_random_walks_always_close_within_the_budget(constraint, tokenizer, labels):

@@ -104,6 +104,24 @@ def round_box(box: Sequence[float]) -> list[int]:
     return [int(round(v)) for v in box]
 
 
+def round_box_with_area(box: Sequence[float], extent: Size) -> list[int]:
+    """`round_box` of a box inside `[0, W] x [0, H]`, with every side at least one unit.
+
+    A part smaller than a unit of the answer's extent rounds to a side of zero; the answer grammar writes no box
+    without area (docs/constrained_decoding.md), so the side becomes the unit nearest the part's middle: each end
+    moves at most one unit.
+    """
+    out = round_box(box)
+    for lo, hi, side in ((0, 2, extent[0]), (1, 3, extent[1])):
+        if out[hi] > out[lo] or side < 1:
+            continue
+        r = out[lo]
+        below = (box[lo] + box[hi]) / 2 < r
+        start = r - 1 if (below and r >= 1) or r >= side else r
+        out[lo], out[hi] = start, start + 1
+    return out
+
+
 # --- EXIF orientation --------------------------------------------------------------------------
 
 ROTATING_ORIENTATIONS = frozenset({5, 6, 7, 8})
@@ -261,9 +279,10 @@ class CoordinateContract:
         return self.model_size(size)
 
     def to_model(self, box: Sequence[float], size: Size) -> list[int]:
-        """Stored-image box -> the integer box an answer writes: model-frame pixels, or 0-1000 of each side."""
+        """Stored-image box -> the integer box an answer writes: model-frame pixels, or 0-1000 of each side, never
+        a side of zero."""
         extent = self.answer_extent(size)
-        return round_box(clip_box(scale_box(box, size, extent), extent))
+        return round_box_with_area(clip_box(scale_box(box, size, extent), extent), extent)
 
     def to_stored(self, box: Sequence[float], size: Size) -> Box:
         """Answer box (model-frame pixels, or 0-1000 relative) -> stored-image box (clipped to the image)."""

@@ -6,7 +6,7 @@ The answer grammar is `json.dumps(objs, ensure_ascii=False)` of `[{"bbox_2d": [x
     answer := "[]" | "[" object (", " object)* "]"
     object := '{"bbox_2d": [' x1 ", " y1 ", " x2 ", " y2 '], "label": ' json(L) "}"
 
-with integers written without leading zeros, 0 <= x1 <= x2 <= W and 0 <= y1 <= y2 <= H in the row's answer extent (model frame, or 0-1000 when relative)
+with integers written without leading zeros, 0 <= x1 < x2 <= W and 0 <= y1 < y2 <= H in the row's answer extent (model frame, or 0-1000 when relative)
 (W x H; without one, at most `MAX_DIGITS` digits), and L one of the checkpoint's labels.
 
 Design (docs/constrained_decoding.md has the reasons and measurements):
@@ -237,9 +237,9 @@ class AnswerGrammar:
     # --- the byte automaton ------------------------------------------------------------------
 
     def bounds(self, k: int, box: tuple[int, ...]) -> tuple[int, int]:
-        """`[lo, hi]` for coordinate `k`: x2 >= x1, y2 >= y1, all within the frame."""
+        """`[lo, hi]` for coordinate `k`: x2 > x1, y2 > y1 (a box without area is no part), all within the frame."""
         W, H = self.frame
-        return ((0, W), (0, H), (box[0] if len(box) > 0 else 0, W), (box[1] if len(box) > 1 else 0, H))[k]
+        return ((0, W - 1), (0, H - 1), (box[0] + 1 if len(box) > 0 else 1, W), (box[1] + 1 if len(box) > 1 else 1, H))[k]
 
     def step(self, s: State, b: int) -> State | None:
         """The state after byte `b`, or None if the grammar refuses it."""
