@@ -29,6 +29,7 @@ from transformers.processing_utils import ProcessorMixin
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.jsonfile import read_json
 from bbuvl.data.families import FAMILIES, IMAGE_TOKEN, VIDEO_TOKEN, VISION_END_TOKEN, VISION_START_TOKEN, get_family
 
 
@@ -89,6 +90,7 @@ IMAGE_ONLY_PROCESSORS: dict[str, type[ProcessorMixin]] = {
 }
 
 
+PROCESSOR_FILE = "preprocessor_config.json"  # the image processor's saved settings, its frame among them
 # Files in which transformers records the processor class a folder was saved with.
 PROCESSOR_CLASS_FILES = ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
 
@@ -134,6 +136,21 @@ def pixel_range(processor: Any) -> tuple[int, int]:
     """`(min_pixels, max_pixels)` the image processor resizes to."""
     size = _size_dict(processor.image_processor.size)
     return int(size["shortest_edge"]), int(size["longest_edge"])
+
+
+def saved_pixel_range(folder: Path) -> tuple[int, int] | None:
+    """`(min_pixels, max_pixels)` a model folder's saved image processor resizes to (its `size`, else the keys readers
+    before transformers' `size` take); None when it names neither. ValueError naming the file when it is no JSON."""
+    path = folder / PROCESSOR_FILE
+    if not path.is_file():
+        return None
+    data = read_json(path, "image processor config")
+    size = data.get("size") if isinstance(data, dict) else None
+    size = size if isinstance(size, dict) else {}
+    lo = size.get("shortest_edge", data.get("min_pixels") if isinstance(data, dict) else None)
+    hi = size.get("longest_edge", data.get("max_pixels") if isinstance(data, dict) else None)
+    ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (lo, hi))
+    return (lo, hi) if ok else None
 
 
 def _size_dict(size: dict | SizeDict) -> dict[str, int]:

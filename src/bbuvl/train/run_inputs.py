@@ -10,11 +10,13 @@ after `--overwrite` had cleared the previous run, so a typo in data.val cost tha
 from __future__ import annotations
 
 import importlib.util
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from bbuvl.config import BudgetError, Config, batch_budget_problems, not_a_checkpoint
-from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.families import Family, model_type_of
 from bbuvl.data.faults import Faults
 from bbuvl.data.input_paths import file_kind
@@ -23,10 +25,14 @@ from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import ordered_labels
 from bbuvl.encode.prompts import system_prompt
 from bbuvl.model.checkpoint import Prompt, start_folder_problem
+from bbuvl.model.export import stock_frame
+from bbuvl.model.processor import PROCESSOR_FILE, saved_pixel_range
 from bbuvl.train.caption_refit import Photo, jsonl_photos
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import SampleSource, SourcedRecord, read_training_rows, rows_as_sources
 from bbuvl.train.run_dir import check_rotation, module_problem
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -94,6 +100,46 @@ def check_start(cfg: Config) -> None:
     if (held := model_type_of(start)) != named.model_type:
         raise ValueError(f"model.family is {named.model_type} but {start} holds a {held} model; set model.family: "
                          "auto or the checkpoint's family")
+    if (note := frame_note(cfg)) is not None and os.environ.get("RANK", "0") == "0":  # every process would say it
+        log.warning("%s", note)
+
+
+def frame_note(cfg: Config) -> str | None:
+    """What a run says when model.path learned its boxes in another frame than the run's config gives (min/max
+    pixels, the vision-token budget): a checkpoint's `coordinate_contract.json`, an export's image processor. The
+    run's frame wins (the processor is set to it and every photo resized to it), so the model sees every photo, and
+    writes every box, at another scale than it learned. None: the same frame, or a base model, which learned none."""
+    start = Path(cfg.model.path)
+    if cfg.training.method == "grpo" and (start / CONTRACT_FILE).is_file():
+        return None  # GRPO trains in its starting checkpoint's frame, and refuses a config that sets another (rl/trainer.py)
+    learned = learned_frame(start)
+    if learned is None:
+        return None
+    ours = stock_frame(cfg.model.frame())
+    if (ours.min_pixels, ours.max_pixels) == learned[:2]:
+        return None
+    return (f"model.path {start} learned its boxes at {learned[0]}..{learned[1]} pixels a photo ({learned[2]}), and "
+            f"this run trains at {ours.min_pixels}..{ours.max_pixels} (model.min_pixels, model.max_pixels and "
+            "model.max_vision_tokens of its config): the run's frame wins, every photo is shown and every box "
+            "learnt at the run's scale, and its checkpoints predict at it. To go on in the frame the model learnt, "
+            f"set model.min_pixels: {learned[0]} and model.max_pixels: {learned[1]}")
+
+
+def learned_frame(folder: Path) -> tuple[int, int, str] | None:
+    """The frame a fine-tuned model folder learnt its boxes in, as its processor resizes (min, max pixels) with the
+    file that says so: a bbu-vl checkpoint's contract, an export's image processor (beside its labels.json); None
+    for a base model, or a file that cannot be read (its loader names it)."""
+    from bbuvl.model.export import LABELS_FILE
+
+    try:
+        if (folder / CONTRACT_FILE).is_file():
+            frame = stock_frame(CoordinateContract.load(folder))
+            return frame.min_pixels, frame.max_pixels, str(folder / CONTRACT_FILE)
+        if (folder / LABELS_FILE).is_file() and (saved := saved_pixel_range(folder)) is not None:
+            return (*saved, f"{folder / PROCESSOR_FILE}, as `bbuvl model export` wrote it")
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def optional_data(cfg: Config, key: str) -> str | None:
