@@ -102,3 +102,15 @@ def test_resuming_a_run_without_a_record_onto_a_replaced_base_is_refused(copied,
     text = " ".join(r.output.split())
     assert r.exit_code == 2 and f"{run / 'checkpoint-1'}: its LoRA adapters were trained on another base" in text, r.output
     assert not (run / "checkpoint-2").exists()
+
+
+def test_a_merge_into_a_relative_folder_records_where_the_merged_model_is(lora_run, tmp_path, monkeypatch):
+    from bbuvl.config import read_run_config
+    from bbuvl.paths import real_path
+
+    run, _ = lora_run
+    monkeypatch.chdir(tmp_path)
+    r = invoke("model", "merge-lora", run / "final", "merged")
+    assert r.exit_code == 0, r.output
+    # As typed ('merged'), the merged checkpoint's model.path named another folder to any command run elsewhere.
+    assert read_run_config(tmp_path / "merged").model.path == str(real_path(tmp_path / "merged"))

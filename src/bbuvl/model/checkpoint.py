@@ -41,6 +41,7 @@ from bbuvl.data.scale import TrainingScale
 from bbuvl.model.checkpoint_files import TEMPLATE_FILE, check_module_state, check_prompt, json_problem, template_problem
 from bbuvl.model.identity import CHOSEN_LATER, record_digests, restamp_chosen
 from bbuvl.model.lora_base import base_changes, record_base
+from bbuvl.paths import real_path
 
 HEAD_FILE = "detection_head.safetensors"
 POSITIONS_FILE = "vision_positions.safetensors"
@@ -453,7 +454,7 @@ def merge_lora(src: str | Path, dst: str | Path, accept_base: bool = False) -> P
     model.vlm = model.vlm.merge_and_unload()
     cfg = cfg.model_copy(deep=True)
     cfg.model.lora.enabled = False
-    cfg.model.path = str(dst)
+    cfg.model.path = str(real_path(dst))  # as typed, a relative OUT named another folder to whatever read it elsewhere
     with atomic_folder(dst) as tmp:  # a merge killed half-way leaves the previous folder, never half a model
         for chosen in CHOSEN_LATER:  # restamped for the merged folder below, once its digests are recorded
             if (Path(src) / chosen).is_file():
