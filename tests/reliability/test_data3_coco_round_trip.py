@@ -19,7 +19,7 @@ def _dataset(tmp_path: Path, kind: str) -> Path:
     that holds no part."""
     synthesize(tmp_path / "synth", 4, 0, seed=1, size=(160, 120), num_teachers=0)
     if kind == "tiles":
-        tile_dataset(tmp_path / "synth" / "train.jsonl", tmp_path / "tiles", TileSpec((2, 2)), num_teachers=0)
+        tile_dataset(tmp_path / "synth" / "train.jsonl", tmp_path / "tiles", TileSpec((2, 2), zoom=1.5), num_teachers=0)
         return tmp_path / "tiles" / "train.jsonl"
     path = tmp_path / "synth" / "train.jsonl"
     if kind == "own labels":
@@ -59,12 +59,15 @@ def test_a_part_of_an_imported_file_names_its_photos_as_the_whole_file_did(tmp_p
         assert again["images"] and all(names[im[key]] == im["file_name"] for im in again["images"]), again["images"]
 
 
-def test_an_imported_tiled_dataset_keeps_each_photos_tiles_on_one_side(tmp_path: Path):
+def test_an_imported_tiled_dataset_keeps_each_photos_tiles_on_one_side_at_their_scale(tmp_path: Path):
     dataset = _dataset(tmp_path, "tiles")
     export_coco(dataset, dataset.parent / "coco.json")
     import_coco(dataset.parent / "coco.json", dataset.parent, tmp_path / "back", val_ratio=0.5, num_teachers=0)
     sides = {part: {tile_origin(r) for r in read_records(tmp_path / "back" / f"{part}.jsonl")} for part in ("train", "val")}
     assert sides["train"] and sides["val"] and None not in sides["train"] | sides["val"]
     assert not sides["train"] & sides["val"], sides
+    tiles = sorted((r.image, r.magnified) for r in read_records(dataset))
+    back = read_records(tmp_path / "back" / "train.jsonl") + read_records(tmp_path / "back" / "val.jsonl")
+    assert sorted((r.image, r.magnified) for r in back) == tiles and None in {m for _, m in tiles} and len({m for _, m in tiles}) > 1
     assert not [p for p in check_dataset(tmp_path / "back", Hierarchy.load(None), decode_images=False)
                 if p.severity == "error"]

@@ -42,8 +42,9 @@ def records_to_coco(records: list[ImageRecord], image_root: Path | None = None,
 
     `file_name` is each record's image path; with `image_root`, absolute paths are written relative to it. With
     `keep_ids`, the records' own ids are the image ids where `kept_image_ids` finds them all; any other record id
-    (a tile's `photo@x,y,wxh`) is written as `record_id`, and a record's `source` as `source`, which `coco_to_records`
-    reads back: without them an import split a photo's tiles between train and val (docs/data_coco.md).
+    (a tile's `photo@x,y,wxh`) is written as `record_id`, and a record's `source` and `magnified` under their names,
+    which `coco_to_records` reads back: without them an import split a photo's tiles between train and val, and took
+    tiles written at --zoom for photos as taken (docs/data_coco.md).
     """
     names = sorted({o.desc for r in records for o in r.objects})
     cat_id = {name: i for i, name in enumerate(names, start=1)}
@@ -61,6 +62,8 @@ def records_to_coco(records: list[ImageRecord], image_root: Path | None = None,
             images[-1]["record_id"] = r.id
         if keep_ids and r.source is not None:
             images[-1]["source"] = r.source
+        if keep_ids and r.magnified is not None:  # a tile's scale, which training and tiles' `auto` grid read
+            images[-1]["magnified"] = r.magnified
         for o in r.objects:
             x1, y1, x2, y2 = o.bbox_2d
             w, h = x2 - x1, y2 - y1
@@ -217,7 +220,8 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             images.pop(image_id, None)
             continue
         images[image_id] = {"file_name": file_name, "size": size, "objects": [], "listed": 0, "entry": entry,
-                            "id": _name(im.get("record_id")) or str(image_id), "source": _name(im.get("source"))}
+                            "id": _name(im.get("record_id")) or str(image_id), "source": _name(im.get("source")),
+                            "magnified": _scale(im.get("magnified"))}
 
     boxes: dict[tuple[Any, ...], str] = {}  # (image id, box, label) -> the entry that listed it first
     for entry, ann in _listed(coco, "annotations", errors):
@@ -315,7 +319,7 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
         try:
             records.append(ImageRecord(images=[(images_dir / im["file_name"]).as_posix()], width=im["size"][0],
                                        height=im["size"][1], objects=sort_objects(im["objects"]), id=im["id"],
-                                       source=im["source"]))
+                                       source=im["source"], magnified=im["magnified"]))
         except ValidationError as e:  # one entry the dataset cannot hold is that entry's error, never the import's
             why = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg'].removeprefix('Value error, ')}" for d in e.errors())
             errors.append(_error(f"image entry refused: {why}", entry=im["entry"], image_id=image_id, file=im["file_name"]))
@@ -326,6 +330,11 @@ def _name(value: Any) -> str | None:
     """`value` when it is a string that names something; None otherwise. `record_id` and `source` are what
     `records_to_coco` writes beside a tile's image entry; another tool's keys of those names are not ours to refuse."""
     return value if isinstance(value, str) and value.strip() else None
+
+
+def _scale(value: Any) -> float | None:
+    """`value` when it is a finite number above 0 (`magnified`, as `records_to_coco` writes it); None otherwise."""
+    return float(value) if is_json_number(value) and math.isfinite(value) and value > 0 else None
 
 
 def _flag(value: Any) -> bool | None:
