@@ -5,6 +5,7 @@ showed that file's photos and answers as the teachers, a mix of two datasets, wi
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -61,3 +62,28 @@ def test_a_checkpoint_records_its_data_files_where_they_were_and_predict_reads_t
     teachers = one / "data" / "teachers.jsonl"
     assert options["teachers"] == file_digest(teachers, teachers.name).sha256
     assert options["hierarchy"] == file_digest(one / "data" / "hierarchy.json", "hierarchy.json").sha256
+
+
+def test_a_checkpoint_with_relative_data_paths_says_which_file_it_reads_from_another_folder(
+        two_folders, small_dataset, tmp_path, monkeypatch, caplog):
+    """A checkpoint trained before runs recorded where their data was keeps its paths as typed: still read from the
+    folder a command runs in, as before, and now the file read is named."""
+    checkpoint, one, two = two_folders
+    saved = checkpoint / "bbuvl.yaml"
+    text = saved.read_text("utf-8")
+    for name in ("teachers.jsonl", "hierarchy.json"):
+        text = text.replace(str(real_path(one / "data" / name)), f"data/{name}")
+    saved.write_text(text, "utf-8")
+
+    monkeypatch.chdir(two)
+    with caplog.at_level(logging.WARNING):
+        done = run("predict", "-c", checkpoint, "-i", small_dataset / "val.jsonl", "-o", tmp_path / "p.jsonl",
+                   "--mode", "teachers", "--device", "cpu", "--max-new-tokens", "8")
+    assert done.exit_code == 0, done.output
+    said = [r.getMessage() for r in caplog.records if "relative to a folder it does not record" in r.getMessage()]
+    assert len(said) == 2, said  # each once, though predict reads the folder more than once
+    teachers = real_path(two / "data" / "teachers.jsonl")
+    assert (f"{saved} names data.teachers as data/teachers.jsonl, relative to a folder it does not record (a checkpoint "
+            f"trained before runs recorded where their data was): it is read from the folder this command runs in, "
+            f"{teachers}; if that is not the file the run trained with, pass --teachers with that one") in said
+    assert any("data.hierarchy as data/hierarchy.json" in s and "pass --hierarchy" in s for s in said), said

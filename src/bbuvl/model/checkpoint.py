@@ -23,6 +23,8 @@ Every file is checked when the folder is read, each error naming the file (model
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
 import struct
 from dataclasses import dataclass
@@ -42,6 +44,8 @@ from bbuvl.model.checkpoint_files import TEMPLATE_FILE, check_module_state, chec
 from bbuvl.model.identity import CHOSEN_LATER, record_digests, restamp_chosen
 from bbuvl.model.lora_base import base_changes, record_base
 from bbuvl.paths import real_path
+
+log = logging.getLogger(__name__)
 
 HEAD_FILE = "detection_head.safetensors"
 POSITIONS_FILE = "vision_positions.safetensors"
@@ -339,8 +343,31 @@ def read_model_folder(path: str | Path, labels: list[str] | None = None, lang: s
     run = read_run_config(path)
     if "vision_positions" not in run.model.model_fields_set and not (path / POSITIONS_FILE).exists():
         run.model.vision_positions = False  # trained before vision positions existed
+    for note in relative_run_files(path, run):
+        if note not in _SAID:  # a command reads its folder more than once (its base, its mode, its model)
+            _SAID.add(note)
+            log.warning("%s", note)
     return ModelFolder(path, True, run, Prompt.load(path), CoordinateContract.load(path),
                        adapter=(path / "adapter_config.json").exists())
+
+
+_SAID: set[str] = set()  # the notes of `relative_run_files` this process has given
+
+
+def relative_run_files(path: Path, run: Config) -> list[str]:
+    """Which file a checkpoint's relative data.teachers or data.hierarchy is read from, where one is there: a run now
+    records them absolute (train/trainer.py `with_data_located`); one trained before kept them as typed, and every
+    command reads them from the folder it runs in, maybe another dataset's file of that name. Missing ones are named
+    where they are read."""
+    notes = []
+    for key, option, value in (("data.teachers", "--teachers", run.data.teachers),
+                               ("data.hierarchy", "--hierarchy", run.data.hierarchy)):
+        if value is not None and not Path(value).is_absolute() and os.path.lexists(value):
+            notes.append(f"{path / CONFIG_FILE} names {key} as {value}, relative to a folder it does not record (a "
+                         f"checkpoint trained before runs recorded where their data was): it is read from the folder "
+                         f"this command runs in, {real_path(value)}; if that is not the file the run trained with, pass "
+                         f"{option} with that one")
+    return notes
 
 
 def _plain_folder(path: Path, labels: list[str], lang: str | None, cfg: Config | None) -> ModelFolder:
