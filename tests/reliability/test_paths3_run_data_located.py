@@ -84,6 +84,6 @@ def test_a_checkpoint_with_relative_data_paths_says_which_file_it_reads_from_ano
     assert len(said) == 2, said  # each once, though predict reads the folder more than once
     teachers = real_path(two / "data" / "teachers.jsonl")
     assert (f"{saved} names data.teachers as data/teachers.jsonl, relative to a folder it does not record (a checkpoint "
-            f"trained before runs recorded where their data was): it is read from the folder this command runs in, "
-            f"{teachers}; if that is not the file the run trained with, pass --teachers with that one") in said
-    assert any("data.hierarchy as data/hierarchy.json" in s and "pass --hierarchy" in s for s in said), said
+            f"trained before runs recorded where their data was): unless --teachers names one, it is read from the "
+            f"folder this command runs in, {teachers}, which may not be the file the run trained with") in said
+    assert any("data.hierarchy as data/hierarchy.json" in s and "unless --hierarchy names one" in s for s in said), said

@@ -364,9 +364,9 @@ def relative_run_files(path: Path, run: Config) -> list[str]:
                                ("data.hierarchy", "--hierarchy", run.data.hierarchy)):
         if value is not None and not Path(value).is_absolute() and os.path.lexists(value):
             notes.append(f"{path / CONFIG_FILE} names {key} as {value}, relative to a folder it does not record (a "
-                         f"checkpoint trained before runs recorded where their data was): it is read from the folder "
-                         f"this command runs in, {real_path(value)}; if that is not the file the run trained with, pass "
-                         f"{option} with that one")
+                         f"checkpoint trained before runs recorded where their data was): unless {option} names one, it "
+                         f"is read from the folder this command runs in, {real_path(value)}, which may not be the file "
+                         "the run trained with")
     return notes
 
 
