@@ -116,3 +116,18 @@ def test_a_refit_never_writes_over_its_own_checkpoint_or_photos(trained_checkpoi
     after = _weights(trained_checkpoint)
     assert after.keys() == before.keys() and all(torch.equal(before[k], after[k]) for k in before)
     assert (small_dataset / "train.jsonl").is_file()
+
+
+def test_a_refit_run_from_another_folder_records_where_its_checkpoint_and_photos_were(trained_checkpoint, small_dataset,
+                                                                                     tmp_path, monkeypatch):
+    from bbuvl.paths import real_path
+
+    monkeypatch.chdir(small_dataset)
+    cfg = CFG.model_copy(update={"photos": "val.jsonl", "steps": 1})
+    refit_checkpoint(trained_checkpoint, "train.jsonl", tmp_path / "refit", cfg, seed=3)
+    record = json.loads((tmp_path / "refit" / RECORD_FILE).read_text(encoding="utf-8"))
+    # As typed ('train.jsonl', 'val.jsonl'), they named other files to whatever read them from another folder.
+    assert record["photos"] == str(real_path(small_dataset / "train.jsonl"))
+    assert record["source"] == str(real_path(trained_checkpoint))
+    assert record["config"]["photos"] == str(real_path(small_dataset / "val.jsonl"))
+    assert read_run_config(tmp_path / "refit").detection.caption_refit.photos == record["config"]["photos"]

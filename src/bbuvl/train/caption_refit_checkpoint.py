@@ -21,6 +21,7 @@ from bbuvl.encode.chat import ChatEncoder
 from bbuvl.encode.collate import PaddedCollator
 from bbuvl.model.checkpoint import load_model, save_checkpoint
 from bbuvl.outputs import check_not_inputs
+from bbuvl.paths import real_path
 from bbuvl.train.caption_refit import RefitResult, jsonl_photos, refit_captions
 
 RECORD_FILE = "caption_refit.json"  # what the refit that wrote the folder did: source, photos, settings, losses
@@ -48,7 +49,8 @@ def refit_checkpoint(checkpoint: str | Path, train_jsonl: str | Path, out: str |
     if model.detection_head is None:
         raise ValueError(f"{checkpoint}: this checkpoint has no detection head, so no captions to refit")
     run = run.model_copy(deep=True)
-    run.detection.caption_refit = cfg
+    # Where the photos really are: as typed, a relative path named other files to whatever read the record elsewhere.
+    run.detection.caption_refit = cfg.model_copy(update={"photos": None if more is None else str(real_path(more))})
     if pixel_context:
         model.detection_head.add_pixel_context(pixel_context)
         run.detection.pixel_context = pixel_context
@@ -56,7 +58,8 @@ def refit_checkpoint(checkpoint: str | Path, train_jsonl: str | Path, out: str |
     encoder = ChatEncoder(processor, prompt.system, prompt.lang, get_family(contract.family).assistant_prefix)
     collator = PaddedCollator(tok.pad_token_id, tok.convert_tokens_to_ids(IMAGE_TOKEN), padding_side="right")
     result = refit_captions(model, encoder, collator, contract, photos, cfg, seed)
-    record = {"source": str(checkpoint), "photos": str(train_jsonl), "seed": seed, "config": cfg.model_dump(),
+    record = {"source": str(real_path(checkpoint)), "photos": str(real_path(train_jsonl)), "seed": seed,
+              "config": run.detection.caption_refit.model_dump(),
               "pixel_context": pixel_context, **asdict(result)}
     with atomic_folder(out) as tmp:  # the whole folder, or the previous one kept (bbuvl/atomic.py)
         save_checkpoint(model, processor, run, contract, prompt, tmp, scale=TrainingScale.load(checkpoint))
