@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -36,3 +37,31 @@ def test_import_coco_keeps_one_of_two_files_of_the_same_bytes_and_the_import_pas
                                                                               + " (image id 1)")]
     code, said = invoke("data", "check", tmp_path / "out")
     assert code == 0, said
+
+
+def test_the_commands_printed_for_a_name_with_a_leading_dash_run_as_pasted(tmp_path: Path, monkeypatch):
+    """A relative name that begins with `-` is printed as `./-name`: pasted as `-name`, every command took it for an
+    option ("No such option: -l")."""
+    from tests.reliability.test_data2_moved_predictions import project, run as fewshot
+
+    preds = project(tmp_path / "site")
+    monkeypatch.chdir(tmp_path)
+    code, said = fewshot("label", "--predictions", preds, "--out", "-labelled.jsonl", "--threshold", "-1", "--support",
+                         tmp_path / "site" / "support", "--backbone", "pixels:8", "--cache", tmp_path / "cache")
+    assert code == 0, said
+    printed = shlex.split(said.split("check it with `")[1].split("`")[0])
+    assert printed[:3] == ["bbuvl", "data", "check"], printed
+    code, said = invoke(*printed[1:])
+    assert code == 0 and "ok: -labelled.jsonl has no errors" in said, said
+
+    photo(tmp_path / "photos" / "a.jpg")
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 5, 26, 35]}],
+            "categories": [{"id": 1, "name": LABEL}]}
+    (tmp_path / "-coco.json").write_text(json.dumps(coco, ensure_ascii=False), encoding="utf-8")
+    code, said = invoke("data", "stats", "./-coco.json")
+    assert code == 2, said
+    printed = shlex.split(said.split("`")[1].replace("IMAGES_DIR OUT", "photos imported"))
+    assert printed[:3] == ["bbuvl", "data", "import-coco"], printed
+    code, said = invoke(*printed[1:], "--val-ratio", "0")
+    assert code == 0 and read_records(tmp_path / "imported" / "train.jsonl"), said

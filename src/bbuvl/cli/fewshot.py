@@ -322,6 +322,7 @@ def label(
 ) -> None:
     """Label detected boxes by few-shot class and write a dataset that `bbuvl data check` accepts."""
     from bbuvl.data.labels import Hierarchy
+    from bbuvl.data.text import as_argument
     from bbuvl.fewshot.batch import fit_support
     from bbuvl.fewshot.embed import EmbedReport
     from bbuvl.fewshot.label import UNKNOWN_POLICIES, auto_label, check_classes, refuse_repeated_photos
@@ -356,6 +357,7 @@ def label(
                   f"{report.unknown_flagged} Unknown flagged, {report.below_min_score} below --min-score")
     # The check as it can be pasted: quoted, and with the hierarchy that names the new classes (the shipped one refused
     # them); the name escaped, as a `[red]` in it was eaten as markup.
-    check = shlex.join(["bbuvl", "data", "check", str(out), *(["--hierarchy", str(hierarchy)] if hierarchy else [])])
+    check = shlex.join(["bbuvl", "data", "check", as_argument(out), *(["--hierarchy", as_argument(hierarchy)] if hierarchy
+                                                                       else [])])
     console.print(f"[green]wrote[/] {escape(str(out))}: {report.images_written} photos ({report.images_skipped} left out); "
                   f"check it with `{escape(check)}`", soft_wrap=True)  # never wrapped inside a path: pasted whole

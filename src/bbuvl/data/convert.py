@@ -45,7 +45,7 @@ from bbuvl.data.layout import ERRORS, SUMMARY, TRAIN, write_dataset_folder, writ
 from bbuvl.data.names import NameBook, fit_name, portable_path
 from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
 from bbuvl.data.split import split_items
-from bbuvl.data.text import file_name_key, gbk_hint, name_as_text, not_text, show_text
+from bbuvl.data.text import file_name_key, gbk_hint, name_as_text, not_text, shell_word, show_text
 from bbuvl.data.vendor import VendorObject, parse_vendor
 from bbuvl.data.workers import bound_workers, process_pool
 from bbuvl.paths import real_path
@@ -195,7 +195,7 @@ def _coco_file(path: Path) -> str | None:
     if not (isinstance(data, dict) and isinstance(data.get("images"), list) and isinstance(data.get("annotations"), list)):
         return None
     return (f"a COCO detection file ({len(data['images'])} images, {len(data['annotations'])} annotations), not one "
-            f"photo's vendor annotation: import it with `bbuvl data import-coco {path} IMAGES_DIR OUT`")
+            f"photo's vendor annotation: import it with `bbuvl data import-coco {shell_word(path)} IMAGES_DIR OUT`")
 
 
 def _pairs_of_one_stem(stem: str, jsons: list[Path], images: list[Path], src: Path) -> list[Pair]:

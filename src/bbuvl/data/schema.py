@@ -25,7 +25,7 @@ from bbuvl.atomic import atomic_path
 from bbuvl.data.images import file_digest
 from bbuvl.data.input_paths import file_kind, find_file
 from bbuvl.data.jsonfile import DuplicateKeyError, json_kind, parse_json, unexpected_character
-from bbuvl.data.text import bom_encoding, clean_label, gbk_hint, label_problem, not_text, show_text
+from bbuvl.data.text import bom_encoding, clean_label, gbk_hint, label_problem, not_text, shell_word, show_text
 from bbuvl.paths import real_path
 
 
@@ -330,7 +330,7 @@ def another_kind(path: Path, first: Any = _WHOLE_FILE) -> tuple[str, str] | None
     if not isinstance(first, dict):
         return None
     if isinstance(first.get("images"), list) and isinstance(first.get("annotations"), list):
-        return "a COCO detection file", f"`bbuvl data import-coco {path} IMAGES_DIR OUT` turns it into a dataset"
+        return "a COCO detection file", f"`bbuvl data import-coco {shell_word(path)} IMAGES_DIR OUT` turns it into a dataset"
     if "markResult" in first or "dataList" in first:
         return ("one photo's annotation as the annotation platform exports it",
                 "`bbuvl data convert SRC OUT` turns a folder of them, with their photos, into a dataset")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import codecs
 import difflib
+import os
+import shlex
 import unicodedata
 from typing import Callable, Iterable
 
@@ -189,3 +191,16 @@ def gbk_hint(data: bytes) -> str:
     if not any("\u4e00" <= c <= "\u9fff" for c in text):
         return ""
     return "; it reads as GBK (GB18030) text, as Windows saves Chinese by default: save it as UTF-8"
+
+
+def as_argument(path: str | os.PathLike[str]) -> str:
+    """`path` as a command's argument: `./` before a relative path that begins with `-`, which every command line
+    reads as an option (`bbuvl data check -a.jsonl`: "No such option: -a"); any other path as it is."""
+    text = os.fspath(path)
+    return f"./{text}" if text.startswith("-") else text
+
+
+def shell_word(path: str | os.PathLike[str]) -> str:
+    """`path` as a shell passes it to a command whole (`as_argument`, quoted where it must be), for a command printed to
+    be pasted."""
+    return shlex.quote(as_argument(path))
