@@ -502,6 +502,11 @@ class OutputLock:
         """The command of a killed holder whose lock file this one found, or None."""
         return self._found.partition(" ")[2] or None
 
+    @property
+    def killed_pid(self) -> str | None:
+        """The pid of a killed holder whose lock file this one found, or None."""
+        return self._found.partition(" ")[0] or None
+
     def release(self, restore: bool = False) -> None:
         """Let go (the last of the re-entrant holders removes the lock file; with `restore`, one that held a killed
         run's line gets that line back and stays, for the run that will redo its output)."""

@@ -199,7 +199,8 @@ def predict(
             progress.update(task, completed=done, total=total, rate=f"{done / max(time.perf_counter() - start, 1e-9):.2f} img/s")
 
         with user_errors(ValueError, OSError):
-            stats = run_predictions(job, lambda chunk: predictor.predict_lines(chunk, mode, **options.model_dump()), on_progress)
+            stats = run_predictions(job, lambda chunk: predictor.predict_lines(chunk, mode, **options.model_dump()), on_progress,
+                                    lambda note: console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True))
     console.print(f"[green]done[/]: {stats['predicted']} predicted ({stats['images_per_s']:.2f} img/s), "
                   f"{stats['skipped']} already in {escape(str(out))}, {stats['errors']} with errors")
     if stats["dropped"]:

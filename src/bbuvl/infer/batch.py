@@ -11,6 +11,7 @@ rank still writing its part has finished, merges the parts into the output in in
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections import Counter
@@ -26,6 +27,9 @@ from bbuvl.data.text import not_text
 from bbuvl.infer.output import (Manifest, OutputError, OutputLock, claim_output, input_root, rank_parts,
                                read_manifest, repair_output)
 from bbuvl.infer.resume_key import ResumeKey
+from bbuvl.outputs import writer_at
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -202,11 +206,13 @@ def batched(items: list[str], n: int) -> Iterator[list[str]]:
 
 
 def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
-                    on_progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                    on_progress: Callable[[int, int], None] | None = None,
+                    on_wait: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Predict every input not yet in the output (this rank's share), appending one line per image as it goes.
 
     `predict(paths) -> lines` must return one JSON-ready dict per path (with an "error" for a failed image)
-    and never raise for a bad image; each line's `image` is then set to the photo's name in the job.
+    and never raise for a bad image; each line's `image` is then set to the photo's name in the job. `on_wait`
+    hears, on rank 0 of a sharded run, which ranks it still waits for before the merge (`wait_for_ranks`).
     """
     rank, world = rank_world()
     job.out.parent.mkdir(parents=True, exist_ok=True)
@@ -260,7 +266,7 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
                     on_progress(written, len(todo))
         elapsed = time.perf_counter() - start
         if world > 1:
-            _merge_when_all_done(job, rank, world)
+            _merge_when_all_done(job, rank, world, on_wait or log.warning)
         missing = missing_photos(job) if world > 1 and rank == 0 else 0
     # "file:line: why" of each line kept from before that eval would not read: dropped, its photo predicted again
     unreadable = repaired.unreadable if rank == 0 else []
@@ -293,7 +299,7 @@ def merge_parts(job: PredictJob, parts: list[Path]) -> int:
     return sum(p in lines for p in job.inputs)
 
 
-def _merge_when_all_done(job: PredictJob, rank: int, world: int) -> None:
+def _merge_when_all_done(job: PredictJob, rank: int, world: int, say: Callable[[str], None]) -> None:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
@@ -305,21 +311,84 @@ def _merge_when_all_done(job: PredictJob, rank: int, world: int) -> None:
         # No process group (torchrun starts none; predict needs none): rank 0 waits for every rank still writing its
         # part, then merges. Merged at once, a part another rank was writing was deleted under it: that rank's later
         # lines went to a file no name reached, and the output lacked them without a word. A rank that never started
-        # or was killed holds no lock: what it wrote is merged, and a later run (any rank count) completes the rest.
-        parts = [part_path(job.out, r, world) for r in range(world)]
+        # holds no lock: what the others wrote is merged, and a later run (any rank count) completes the rest.
         with ExitStack() as stack:
-            for part in parts[1:]:
-                stack.callback(wait_for_lock(part).release)
-            merge_parts(job, parts)
+            for lock in wait_for_ranks(job, world, say):
+                stack.callback(lock.release)
+            merge_parts(job, [part_path(job.out, r, world) for r in range(world)])
 
 
-def wait_for_lock(path: Path, poll_s: float = 0.2) -> OutputLock:
-    """The lock on `path`, taken once the process holding it (a rank writing its part) lets go."""
-    while True:
-        try:
-            return OutputLock(path).acquire()
-        except OutputError:
+# How often rank 0 says which ranks it still waits for: a rank's share can take hours, and a silent rank 0 looked hung.
+WAIT_NOTE_S = 60.0
+
+
+class RankStopped(OutputError):
+    """A rank of a sharded run was killed before it predicted its share: its part is incomplete, and no one finishes it."""
+
+
+def wait_for_ranks(job: PredictJob, world: int, say: Callable[[str], None], every_s: float = WAIT_NOTE_S,
+                   poll_s: float = 0.2) -> list[OutputLock]:
+    """The locks of ranks 1..world-1's parts, each taken once its rank lets go; `say` hears which ranks it still waits
+    for when it starts waiting and every `every_s` seconds after.
+
+    RankStopped, merging nothing and keeping every part, when a rank was killed before it wrote its share (its lock
+    file still names `predict`: a rank that ends removes its own): merged, its photos would be missing from the output
+    with no rank left to predict them.
+    """
+    waiting = {r: part_path(job.out, r, world) for r in range(1, world)}
+    taken: list[OutputLock] = []
+    said_at: float | None = None
+    try:
+        while True:
+            for r, part in list(waiting.items()):
+                try:
+                    lock = OutputLock(part).acquire()
+                except OutputError:
+                    continue
+                taken.append(lock)
+                del waiting[r]
+                if lock.killed_command is not None and (left := share_left(job, r, world)):
+                    raise RankStopped(stopped_rank(job, r, world, lock, left))
+            if not waiting:
+                return taken
+            if said_at is None or time.monotonic() - said_at >= every_s:
+                said_at = time.monotonic()
+                say(f"rank 0 of {world}: its share is done; waiting for " + ", ".join(
+                    rank_at_work(r, part) for r, part in waiting.items())
+                    + f" to finish before it merges the parts into {job.out}")
             time.sleep(poll_s)
+    except BaseException:
+        for lock in reversed(taken):
+            lock.release(restore=True)  # a killed rank's lock file stays, naming it, for the run that redoes its part
+        raise
+
+
+def share_left(job: PredictJob, rank: int, world: int) -> int:
+    """How many of rank `rank`'s photos have a line neither in its part nor in the output."""
+    done = repair_output(part_path(job.out, rank, world), rewrite=False)[0] | repair_output(job.out, rewrite=False)[0]
+    done = {job.name_of(image) for image in done}
+    return sum(1 for i, name in enumerate(job.inputs) if i % world == rank and name not in done)
+
+
+def rank_at_work(rank: int, part: Path) -> str:
+    """`rank 1 (pid 123, 40 lines in p.jsonl.rank1-of-2)`: a rank rank 0 waits for, as far as its part tells."""
+    writer = writer_at(part)
+    pid = f"pid {writer.pid}, " if writer is not None else ""
+    try:
+        lines = part.read_bytes().count(b"\n")
+    except OSError:  # not written yet
+        lines = 0
+    return f"rank {rank} ({pid}{lines} lines in {part.name})"
+
+
+def stopped_rank(job: PredictJob, rank: int, world: int, lock: OutputLock, left: int) -> str:
+    """Why rank 0 merges nothing: which rank stopped, how much of its share is missing, the parts kept, what to do."""
+    pid = lock.killed_pid or "unknown"
+    kept = [p.name for p in (part_path(job.out, r, world) for r in range(world)) if p.exists()]
+    return (f"rank {rank} of {world} (pid {pid}) stopped before it predicted its share ({left} of its photos have no "
+            f"line in {part_path(job.out, rank, world).name}): nothing is merged into {job.out}, and the part files are "
+            f"kept beside it ({', '.join(kept) or 'none written'}); run the same command again, under torchrun or in one "
+            "process, and it goes on from them")
 
 
 def missing_photos(job: PredictJob) -> int:

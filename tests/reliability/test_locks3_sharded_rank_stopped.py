@@ -1,0 +1,70 @@
+"""Rank 0 of a sharded `bbuvl predict` (torchrun, no process group) waits for the other ranks' parts before it merges
+them: it says which ranks it waits for, and when one of them is killed before it predicted its share (its lock let go,
+its lock file still naming it), it stops with an error naming the part files it keeps, instead of merging an output
+that lacks that rank's photos with no rank left to predict them. The same command, re-run in one process, goes on
+from the kept parts."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from typer.testing import CliRunner
+
+from bbuvl.cli import app
+from tests.reliability.test_predict2_sharded_ranks_at_once import command, photos_of, start_rank
+
+RANK_1 = """
+import sys, time
+from pathlib import Path
+from bbuvl.infer.output import OutputLock
+part = Path(sys.argv[1])
+lock = OutputLock(part).acquire()  # as rank 1's `bbuvl predict` holds its part from its start
+part.write_bytes(b"")
+print("held", flush=True)
+time.sleep(300)
+"""
+
+
+def test_rank_0_names_the_rank_it_waits_for_and_stops_keeping_the_parts_when_that_rank_is_killed(
+        trained_checkpoint, small_dataset, tmp_path):
+    out = tmp_path / "p.jsonl"
+    part1 = tmp_path / "p.jsonl.rank1-of-2"
+    rank1 = subprocess.Popen([sys.executable, "-c", RANK_1, str(part1)], stdout=subprocess.PIPE, text=True)
+    assert rank1.stdout is not None and rank1.stdout.readline().strip() == "held"
+    rank0 = start_rank(trained_checkpoint, small_dataset, out, 0, 2)
+    said: list[str] = []
+    reader = threading.Thread(target=lambda: said.extend(rank0.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 240
+        while f"waiting for rank 1 (pid {rank1.pid}, 0 lines in p.jsonl.rank1-of-2)" not in " ".join("".join(said).split()):
+            assert rank0.poll() is None, "".join(said)  # it must not merge while rank 1 holds its part
+            assert time.monotonic() < deadline, "".join(said)
+            time.sleep(0.1)
+        rank1.send_signal(signal.SIGKILL)
+        rank1.wait()
+        assert rank0.wait(timeout=60) == 2
+    finally:
+        for process in (rank0, rank1):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    reader.join(timeout=10)
+    text = " ".join("".join(said).split())
+    assert (f"rank 1 of 2 (pid {rank1.pid}) stopped before it predicted its share (1 of its photos have no line in "
+            f"p.jsonl.rank1-of-2): nothing is merged into {out}, and the part files are kept beside it "
+            "(p.jsonl.rank0-of-2, p.jsonl.rank1-of-2)") in text, text
+    assert "Traceback" not in text
+    assert len((tmp_path / "p.jsonl.rank0-of-2").read_text(encoding="utf-8").splitlines()) == 1
+    assert not out.exists() or out.read_bytes() == b""
+
+    # The same command in one process merges rank 0's part and predicts rank 1's photo.
+    again = CliRunner().invoke(app, command(trained_checkpoint, small_dataset, out), env={"COLUMNS": "400"})
+    assert again.exit_code == 0, again.output
+    assert [json.loads(line)["image"] for line in out.read_text(encoding="utf-8").splitlines()] == photos_of(small_dataset)
+    assert not list(tmp_path.glob("p.jsonl.rank*")) and "1 predicted" in again.output, again.output
