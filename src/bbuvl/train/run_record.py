@@ -24,7 +24,7 @@ from bbuvl.config import Config, load_config
 from bbuvl.data.digests import by_name, file_digest
 from bbuvl.data.schema import resolve_image
 from bbuvl.model.identity import identify
-from bbuvl.paths import looks_local
+from bbuvl.paths import looks_local, real_path
 from bbuvl.train.data_files import DataFiles
 
 RUN_RECORD = "run.json"
@@ -182,7 +182,8 @@ def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = 
         old = flat(saved)
         _check_method(checkpoint, checkpoint / "bbuvl.yaml", old.get("training.method"), cfg.training.method)
         diffs = [_phrase(k, old.get(k, "<unset>"), new.get(k, "<unset>"))
-                 for k in _differing(old, new, (), _checkpoint_sections(cfg.training.method))]
+                 for k in _differing(old, new, (), _checkpoint_sections(cfg.training.method))
+                 if not _same_path(k, old.get(k), new.get(k))]
         source = f"{checkpoint / 'bbuvl.yaml'} (the config that checkpoint trained with)"
     if diffs:
         raise ResumeMismatch(
@@ -253,6 +254,13 @@ def _differing(old: dict[str, Any], new: dict[str, Any], skip: tuple[str, ...] =
     """The keys of two flat configs, in `sections`, whose values differ, other than `skip` and what a resume may change."""
     return [k for k in sorted(set(old) | set(new)) if k.startswith(sections) and k not in skip and not may_change(k)
             and old.get(k, "<unset>") != new.get(k, "<unset>")]
+
+
+def _same_path(key: str, old: Any, new: Any) -> bool:
+    """Whether the two values of a key naming a file name the same one: a checkpoint records its data files where they
+    were (train/trainer.py `with_data_located`), and the config resuming it may spell them as typed."""
+    return (key in CONTENT_KEYS and isinstance(old, str) and isinstance(new, str)
+            and real_path(os.path.expanduser(old)) == real_path(os.path.expanduser(new)))
 
 
 def _phrase(key: str, old: Any, new: Any) -> str:
