@@ -1,0 +1,66 @@
+"""`writer_around`: the running writer of a path, of a folder holding it, or of anything under it, however the path is
+given (through a link, relative to another working folder); a killed writer's stale lock around it is no writer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from bbuvl.outputs import OutputConflict, refuse_inputs_being_written, writer_around
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from bbuvl.outputs import hold_outputs
+claim = hold_outputs(sys.argv[2], [Path(sys.argv[1])])
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def held_run(tmp_path):
+    """run/final/config.json, and another process holding run/ as `bbuvl train` does while it trains."""
+    final = tmp_path / "runs" / "run" / "final"
+    final.mkdir(parents=True)
+    (final / "config.json").write_text("{}", encoding="utf-8")
+    child = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "runs" / "run"), "train"],
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdout.readline().strip() == "held"
+    try:
+        yield tmp_path / "runs" / "run", child
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def test_a_checkpoint_in_a_held_run_is_found_through_a_link_and_from_another_working_folder(held_run, tmp_path,
+                                                                                           monkeypatch):
+    run, child = held_run
+    (tmp_path / "latest").symlink_to(run / "final")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    for given in (tmp_path / "latest", os.path.relpath(run / "final"), os.path.relpath(run / "final" / "config.json")):
+        writer = writer_around(given)
+        assert writer is not None and (writer.pid, writer.command, writer.output) == (str(child.pid), "train", run), given
+    with pytest.raises(OutputConflict, match=f"lies in {run}, which `bbuvl train` \\(pid {child.pid}\\) is writing now"):
+        refuse_inputs_being_written({"-c": tmp_path / "latest"})
+    assert writer_around(tmp_path / "runs") == writer_around(run) != None  # noqa: E711 - from above and at itself
+    monkeypatch.chdir(run / "final")
+    assert writer_around(".") is not None  # `predict -c .` from inside the checkpoint
+
+
+def test_a_killed_writers_lock_around_a_path_is_no_writer(held_run, tmp_path):
+    run, child = held_run
+    assert writer_around(tmp_path / "unrelated") is None
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert (run.parent / ".run.lock").read_text(encoding="utf-8").split() == [str(child.pid), "train"]
+    assert writer_around(run / "final") is None and writer_around(run) is None and writer_around(tmp_path) is None
+    refuse_inputs_being_written({"-c": run / "final"})
