@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter
 from dataclasses import replace
@@ -140,7 +141,10 @@ def predict(
                 verdict_review, verdict_fail, checkpoint_verdict(checkpoint, mode, hierarchy)[0])):
             fail(problem)
         # --overwrite deleted a hierarchy the run config named, when --out named it too
-        check_not_inputs(read_through_config(checkpoint, cfg, mode, teachers), [out, manifest_path(out)])
+        through = read_through_config(checkpoint, cfg, mode, teachers)
+        check_not_inputs(through, [out, manifest_path(out)])
+        # A LoRA checkpoint's base model is loaded too: one a command is writing now loads half written.
+        refuse_inputs_being_written({k: Path(v) for k, v in through.items() if v is not None and os.path.lexists(v)})
         # An --input JSONL another command is still writing would be predicted in part and resumed against its rest
         refuse_inputs_being_written({"--input": input, "--teachers": teachers})
         source = teachers or (Path(cfg.data.teachers) if cfg.data.teachers else None)

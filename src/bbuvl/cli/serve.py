@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -13,7 +14,7 @@ from bbuvl.cli.common import (PATH_OR_ID, check_device, console, finite_range, i
                               require_file, user_errors)
 from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
                                  TILES, ZOOM_INTO, check_mode_name, mode_help, plain_model_mode, read_folder,
-                                 tile_options, typed)
+                                 read_through_config, tile_options, typed)
 
 
 
@@ -125,6 +126,9 @@ def serve(
             rescorer = FewShotRescorer.load(fewshot, fewshot_backbone, fewshot_threshold, device or "auto")
     with user_errors(ValueError, OSError, CheckpointError):
         folder = read_folder(checkpoint, labels, lang)
+        # A LoRA checkpoint's base model (and the hierarchy its run config names) is read too
+        refuse_inputs_being_written({k: Path(v) for k, v in read_through_config(checkpoint, folder.cfg).items()
+                                     if v is not None and os.path.lexists(v)})
         check_containers(tiled.get("zoom_containers", folder.cfg.inference.zoom_containers), folder.prompt.labels)
         check_containers(tiled.get("tile_refine", folder.cfg.inference.tile_refine) or [], folder.prompt.labels,
                          "--tile-refine / inference.tile_refine")
