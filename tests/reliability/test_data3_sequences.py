@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -18,7 +20,7 @@ def invoke(*args: object) -> tuple[int, str]:
     return result.exit_code, " ".join(result.output.split())
 
 
-def test_import_coco_keeps_one_of_two_files_of_the_same_bytes_and_the_import_passes_its_check(tmp_path: Path):
+def test_import_coco_keeps_one_of_two_entries_imported_as_one_file_and_the_import_passes_its_check(tmp_path: Path):
     src = tmp_path / "src"
     photo(src / "a.jpg")
     photo(src / "images" / "a.jpg")  # the same bytes, as an export beside its dataset's copy names it
@@ -33,8 +35,8 @@ def test_import_coco_keeps_one_of_two_files_of_the_same_bytes_and_the_import_pas
     kept = read_records(tmp_path / "out" / "train.jsonl") + read_records(tmp_path / "out" / "val.jsonl")
     assert sorted(r.id for r in kept) == ["1", "3"]
     errors = [json.loads(line) for line in (tmp_path / "out" / "errors.jsonl").open(encoding="utf-8")]
-    assert [(e["image_id"], e["reason"].split(":")[0]) for e in errors] == [("2", "the same bytes as " + str(src / "a.jpg")
-                                                                              + " (image id 1)")]
+    assert [(e["image_id"], e["reason"].split(":")[0]) for e in errors] == [
+        ("2", f"the same bytes as {src / 'a.jpg'} (image id 1), imported as images/a.jpg")]
     code, said = invoke("data", "check", tmp_path / "out")
     assert code == 0, said
 
@@ -65,3 +67,24 @@ def test_the_commands_printed_for_a_name_with_a_leading_dash_run_as_pasted(tmp_p
     assert printed[:3] == ["bbuvl", "data", "import-coco"], printed
     code, said = invoke(*printed[1:], "--val-ratio", "0")
     assert code == 0 and read_records(tmp_path / "imported" / "train.jsonl"), said
+
+
+def test_check_and_stats_of_a_folder_another_command_is_filling_name_that_command(tmp_path: Path):
+    """`data check` said 'teachers.jsonl: missing' and `data stats` 'no train.jsonl' of a folder `data synth` was still
+    writing: the errors of a dataset that was only not finished. The writer is a real claim held by another process."""
+    from tests.reliability.test_inputs_being_written_are_refused import HOLD
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    child = subprocess.Popen([sys.executable, "-c", HOLD.replace("data convert", "data synth"), str(data / "images")],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "held"
+        for command in (("check", data), ("stats", data)):
+            code, said = invoke("data", *command)
+            assert code == 2 and f"`bbuvl data synth` (pid {child.pid}) is writing" in said, (command, said)
+            assert "missing" not in said and "no train.jsonl" not in said, said
+        assert child.poll() is None
+    finally:
+        child.kill()
+        child.wait()

@@ -29,7 +29,7 @@ from bbuvl.data.teachers import coverage, write_teacher_pool
 from bbuvl.data.tiling import IMAGES, TileSpec, tile_dataset, tile_sources
 from bbuvl.data.text import show_text
 from bbuvl.data.workers import bound_workers, workers_note
-from bbuvl.outputs import replacing
+from bbuvl.outputs import refuse_inputs_being_written, replacing
 
 HIERARCHY_HELP = "Label hierarchy JSON (default: the shipped one)."
 
@@ -60,6 +60,14 @@ def warn_long_paths(written: list[Path]) -> None:
         console.print(warning, style="yellow", markup=False, soft_wrap=True)
 
 
+def _not_being_written(inputs: dict[str, Path | None]) -> None:
+    """Fail naming the command still writing an input of a command that claims no output (`claim_outputs` checks the
+    others'): `data check` on a folder `data synth` was filling said 'teachers.jsonl: missing', one error of a dataset
+    that was only not finished."""
+    with user_errors(ValueError):
+        refuse_inputs_being_written(inputs)
+
+
 def _require_input(path: Path) -> None:
     """Fail unless `path` is there (a file or a folder), saying so of a link that reaches nothing (a loop too)."""
     if not path.exists():
@@ -78,6 +86,7 @@ def check(
 ) -> None:
     """Find every problem in a dataset: schema, images, sizes, boxes, labels, duplicates, order."""
     _require_input(path)
+    _not_being_written({"PATH": path, "--hierarchy": hierarchy})
     h = _hierarchy(hierarchy)
     with Progress(
         TextColumn("checking images"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -166,6 +175,7 @@ def stats(
 ) -> None:
     """Counts per label and level, objects per image, image sizes, vision tokens in the model frame."""
     _require_input(path)
+    _not_being_written({"PATH": path, "--config": config, "--checkpoint": checkpoint})
     if json_out is not None:
         claim_outputs("data stats", {"PATH": path, "--config": config, "--checkpoint": checkpoint}, [json_out], overwrite=overwrite)
     with user_errors():

@@ -15,7 +15,7 @@ from bbuvl.atomic import write_text_atomic
 from bbuvl.data.coco import coco_to_records, records_to_coco
 from bbuvl.data.check import ImageInfo, check_size, probe_image
 from bbuvl.data.coords import ROTATING_ORIENTATIONS, aspect_problem, orient_box
-from bbuvl.data.images import ImageError, file_digest
+from bbuvl.data.images import ImageError
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.input_paths import OutsideFolderError, file_inside, find_file, require_folder
 from bbuvl.data.labels import Hierarchy
@@ -96,7 +96,7 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
     in_file = len(errors)  # the problems of the file's entries; those of its photos follow
     rotated, on_raw = 0, 0  # kept photos that viewers show turned (EXIF), and those of them drawn on the file's grid
     listed: dict[str, str | None] = {}  # photo -> the image id that listed it first
-    contents: dict[str, tuple[str, str | None]] = {}  # SHA-256 of a photo's bytes -> its file and image id
+    placed: dict[Path, tuple[str, str | None]] = {}  # dataset name -> the file and image id imported there
     for r in records:
         src = Path(r.image)
         try:
@@ -125,16 +125,15 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
                            f"a photo listed twice would count its boxes twice; its {len(r.objects)} boxes were skipped"})
             continue
         listed[photo] = r.id
-        digest = file_digest(src)
-        if digest in contents:  # two files of one photo's bytes: `data check` refuses the dataset, as one photo twice
-            errors.append({"file": r.image, "image_id": r.id, "reason": f"the same bytes as {contents[digest][0]} "
-                           f"(image id {contents[digest][1]}): one photo under two names would count its boxes twice; "
-                           f"its {len(r.objects)} boxes were skipped"})
+        rel = placer.place(src, preferred_name(src, images_dir))
+        if rel in placed:  # `a.jpg` and `images/a.jpg` of one photo's bytes: one file, which two lines would name
+            errors.append({"file": r.image, "image_id": r.id, "reason": f"the same bytes as {placed[rel][0]} (image id "
+                           f"{placed[rel][1]}), imported as {rel.as_posix()}: a photo listed twice would count its boxes "
+                           f"twice; its {len(r.objects)} boxes were skipped"})
             continue
-        contents[digest] = (r.image, r.id)
+        placed[rel] = (r.image, r.id)
         rotated += info.orientation in ROTATING_ORIENTATIONS
         on_raw += turned
-        rel = placer.place(src, preferred_name(src, images_dir), digest)
         objects = [o.model_copy(update={"desc": hierarchy.canonical(o.desc) or o.desc}) for o in r.objects]
         kept.append(r.model_copy(update={"images": [rel.as_posix()], "objects": objects}))
     if not kept:  # an empty dataset written with exit 0 reads as success
