@@ -27,3 +27,26 @@ def test_a_run_without_its_record_resumes_from_the_folder_it_trained_in_with_its
     (out / "run.json").unlink()
     final = train(run_config(*relative, "training.max_steps=2"), resume=True, progress=False)["final"]
     assert (out / "checkpoint-2").is_dir() and Path(final).is_dir()
+
+
+def test_a_resume_from_another_folder_whose_relative_data_is_other_data_names_both_files(
+        run_config, small_dataset, tmp_path, monkeypatch):
+    """The same relative config resumed from another folder holding its own data/train.jsonl was refused as
+    "data.train 'data/train.jsonl': its content changed", naming neither file."""
+    from bbuvl.paths import real_path
+    from bbuvl.train.run_record import ResumeMismatch
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    for work in (one, two):
+        shutil.copytree(small_dataset, work / "data")
+    lines = (two / "data" / "train.jsonl").read_text("utf-8").splitlines()
+    (two / "data" / "train.jsonl").write_text("\n".join(lines[:4]) + "\n", "utf-8")
+    relative = ("data.train=data/train.jsonl", "data.teachers=data/teachers.jsonl", "data.val=null",
+                "training.save_steps=1")
+    monkeypatch.chdir(one)
+    train(run_config(*relative, "training.max_steps=1"), progress=False)
+    monkeypatch.chdir(two)
+    with pytest.raises(ResumeMismatch) as refused:
+        train(run_config(*relative, "training.max_steps=2"), resume=True, progress=False)
+    assert (f"data.train '{real_path(one / 'data' / 'train.jsonl')}' (now '{real_path(two / 'data' / 'train.jsonl')}'): "
+            "its content changed") in str(refused.value)

@@ -95,12 +95,14 @@ def digest_inputs(cfg: Config, previous: dict[str, InputDigest] | None = None) -
         path = Path(os.path.expanduser(str(value)))
         old = (previous or {}).get(key)
         known = by_name(old.files) if old else {}
+        # Named where it is: a relative path resumed from another folder was "data/train.jsonl" twice, two files.
+        where = str(real_path(path))
         if path.is_dir():
             ident = identify(path, known=known)
-            out[key] = InputDigest(str(value), ident.digest, [f.to_json() for f in ident.files])
+            out[key] = InputDigest(where, ident.digest, [f.to_json() for f in ident.files])
         elif path.is_file():
             d = file_digest(path, path.name, {path.name: known[path.name]} if path.name in known else None)
-            out[key] = InputDigest(str(value), d.sha256, [d.to_json()])
+            out[key] = InputDigest(where, d.sha256, [d.to_json()])
         else:
             out[key] = InputDigest(str(value), f"name:{value}", [])  # a hub id: its name is all there is to compare
     return out
