@@ -39,12 +39,16 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
                                                         load_file(folder / "detection_head.safetensors").items()}
 
 
-def test_a_full_fine_tune_resumes_from_its_checkpoint_when_its_base_folder_is_gone(run_config, tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("gone", ["deleted", "a link to nothing"])
+def test_a_full_fine_tune_resumes_from_its_checkpoint_when_its_base_folder_is_gone(run_config, tiny_model_dir, tmp_path,
+                                                                                  gone):
     cfg = started(run_config, tiny_model_dir, tmp_path)
     shutil.copytree(cfg.training.output_dir, tmp_path / "copy")
     with_base = weights(resumed(cfg, Path(cfg.training.output_dir)))
 
     shutil.rmtree(cfg.model.path)
+    if gone == "a link to nothing":  # a base folder's link whose target was removed or unmounted
+        Path(cfg.model.path).symlink_to(tmp_path / "unmounted")
     final = resumed(cfg, tmp_path / "copy")
     without = weights(final)
     assert with_base.keys() == without.keys()

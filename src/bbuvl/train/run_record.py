@@ -81,7 +81,7 @@ def base_gone(cfg: Config) -> bool:
     """Whether `cfg` is a full fine-tune whose model.path, a local folder, is no longer there: a resume of it needs
     none, since each of its checkpoints holds every weight, the model's config and its processor."""
     path = cfg.model.path
-    return not cfg.model.lora.enabled and looks_local(path) and not os.path.lexists(path)
+    return not cfg.model.lora.enabled and looks_local(path) and not os.path.exists(path)
 
 
 def digest_inputs(cfg: Config, previous: dict[str, InputDigest] | None = None) -> dict[str, InputDigest]:

@@ -126,7 +126,7 @@ def resumed_weights(cfg: Config, resume: bool | str) -> Path | None:
     anyway. None: model.path is there, the run starts anew, or no checkpoint can be resumed (named later, by `fit`).
     A LoRA run's checkpoints hold only adapters: ValueError naming the base they need."""
     path = cfg.model.path
-    if not resume or not looks_local(path) or os.path.lexists(path):
+    if not resume or not looks_local(path) or os.path.exists(path):
         return None
     if cfg.model.lora.enabled:
         raise ValueError(f"model.path {path}: no such folder, and this LoRA run's checkpoints hold only its adapters, "
