@@ -68,3 +68,21 @@ def test_rank_0_names_the_rank_it_waits_for_and_stops_keeping_the_parts_when_tha
     assert again.exit_code == 0, again.output
     assert [json.loads(line)["image"] for line in out.read_text(encoding="utf-8").splitlines()] == photos_of(small_dataset)
     assert not list(tmp_path.glob("p.jsonl.rank*")) and "1 predicted" in again.output, again.output
+
+
+def test_rank_0_merges_nothing_when_a_rank_ended_by_an_error_with_its_part_begun(trained_checkpoint, small_dataset,
+                                                                                 tmp_path):
+    out = tmp_path / "p.jsonl"
+    part1 = tmp_path / "p.jsonl.rank1-of-2"
+    part1.write_bytes(b"")  # rank 1 began its part and ended by an error: its lock file went with it
+    rank0 = CliRunner().invoke(app, command(trained_checkpoint, small_dataset, out),
+                               env={"COLUMNS": "400", "RANK": "0", "WORLD_SIZE": "2"})
+    text = " ".join(rank0.output.split())
+    assert rank0.exit_code == 2, rank0.output
+    assert (f"rank 1 of 2 stopped before it predicted its share (1 of its photos have no line in p.jsonl.rank1-of-2): "
+            f"nothing is merged into {out}, and the part files are kept beside it (p.jsonl.rank0-of-2, "
+            "p.jsonl.rank1-of-2)") in text, text
+    assert part1.exists() and len((tmp_path / "p.jsonl.rank0-of-2").read_text(encoding="utf-8").splitlines()) == 1
+    again = CliRunner().invoke(app, command(trained_checkpoint, small_dataset, out), env={"COLUMNS": "400"})
+    assert again.exit_code == 0, again.output
+    assert [json.loads(line)["image"] for line in out.read_text(encoding="utf-8").splitlines()] == photos_of(small_dataset)

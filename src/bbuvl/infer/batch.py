@@ -331,9 +331,9 @@ def wait_for_ranks(job: PredictJob, world: int, say: Callable[[str], None], ever
     """The locks of ranks 1..world-1's parts, each taken once its rank lets go; `say` hears which ranks it still waits
     for when it starts waiting and every `every_s` seconds after.
 
-    RankStopped, merging nothing and keeping every part, when a rank was killed before it wrote its share (its lock
-    file still names `predict`: a rank that ends removes its own): merged, its photos would be missing from the output
-    with no rank left to predict them.
+    RankStopped, merging nothing and keeping every part, when a rank stopped before it wrote its share (killed, its
+    lock file still naming `predict`, or ended by an error with its part begun): merged, its photos would be missing
+    from the output with no rank left to predict them.
     """
     waiting = {r: part_path(job.out, r, world) for r in range(1, world)}
     taken: list[OutputLock] = []
@@ -347,7 +347,9 @@ def wait_for_ranks(job: PredictJob, world: int, say: Callable[[str], None], ever
                     continue
                 taken.append(lock)
                 del waiting[r]
-                if lock.killed_command is not None and (left := share_left(job, r, world)):
+                # Its lock let go with its share unwritten: killed (its lock file left), or ended by an error after it
+                # began its part. A rank that never began has no part, and what the others wrote is merged.
+                if (lock.killed_command is not None or part.exists()) and (left := share_left(job, r, world)):
                     raise RankStopped(stopped_rank(job, r, world, lock, left))
             if not waiting:
                 return taken
@@ -383,9 +385,9 @@ def rank_at_work(rank: int, part: Path) -> str:
 
 def stopped_rank(job: PredictJob, rank: int, world: int, lock: OutputLock, left: int) -> str:
     """Why rank 0 merges nothing: which rank stopped, how much of its share is missing, the parts kept, what to do."""
-    pid = lock.killed_pid or "unknown"
+    pid = f" (pid {lock.killed_pid})" if lock.killed_pid else ""
     kept = [p.name for p in (part_path(job.out, r, world) for r in range(world)) if p.exists()]
-    return (f"rank {rank} of {world} (pid {pid}) stopped before it predicted its share ({left} of its photos have no "
+    return (f"rank {rank} of {world}{pid} stopped before it predicted its share ({left} of its photos have no "
             f"line in {part_path(job.out, rank, world).name}): nothing is merged into {job.out}, and the part files are "
             f"kept beside it ({', '.join(kept) or 'none written'}); run the same command again, under torchrun or in one "
             "process, and it goes on from them")
