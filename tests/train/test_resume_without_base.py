@@ -65,3 +65,20 @@ def test_a_lora_run_whose_base_folder_is_gone_names_it_on_resume(run_config, tin
                                          "checkpoints hold only its adapters"):
         resumed(cfg, Path(cfg.training.output_dir))
     assert sorted(p.name for p in Path(cfg.training.output_dir).iterdir()) == before
+
+
+def test_a_full_fine_tune_whose_base_is_gone_and_whose_only_checkpoint_is_half_saved_names_both(run_config,
+                                                                                               tiny_model_dir, tmp_path):
+    """A save killed half-way (no trainer_state.json) and a base deleted since: the resume named the base alone."""
+    from bbuvl.train.run_dir import RunDirError
+
+    cfg = started(run_config, tiny_model_dir, tmp_path)
+    shutil.rmtree(cfg.model.path)
+    (Path(cfg.training.output_dir) / "checkpoint-1" / "trainer_state.json").unlink()
+    with pytest.raises(RunDirError, match=rf"model.path {cfg.model.path}: no such folder, and no complete checkpoint "
+                                          rf"stands in for it \(training.output_dir .*: checkpoint-1: no trainer_state"):
+        resumed(cfg, Path(cfg.training.output_dir))
+    with pytest.raises(RunDirError, match=r"no complete checkpoint stands in for it \(--resume-from .*checkpoint-1: no "
+                                          "trainer_state"):
+        train(cfg.model_copy(update={"training": cfg.training.model_copy(update={"max_steps": 2})}),
+              resume=str(Path(cfg.training.output_dir) / "checkpoint-1"), progress=False)

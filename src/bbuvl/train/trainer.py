@@ -123,8 +123,8 @@ def _located(path: str | None) -> str | None:
 def resumed_weights(cfg: Config, resume: bool | str) -> Path | None:
     """The checkpoint a resume builds its model from when model.path, a full fine-tune's local base folder, is gone:
     it holds every weight, the model's config and its processor, and the resume loads its weights over the base's
-    anyway. None: model.path is there, the run starts anew, or no checkpoint can be resumed (named later, by `fit`).
-    A LoRA run's checkpoints hold only adapters: ValueError naming the base they need."""
+    anyway. None: model.path is there, or the run starts anew. RunDirError when no complete checkpoint can stand in
+    for it; a LoRA run's checkpoints hold only adapters: ValueError naming the base they need."""
     path = cfg.model.path
     if not resume or not looks_local(path) or os.path.exists(path):
         return None
@@ -133,10 +133,16 @@ def resumed_weights(cfg: Config, resume: bool | str) -> Path | None:
                          "which resuming applies to that base model: put the base back there, or set model.path to "
                          "where it is now")
     if isinstance(resume, str):
-        found = Path(resume) if Path(resume).is_dir() and checkpoint_incomplete(Path(resume)) is None else None
+        why = checkpoint_incomplete(Path(resume)) if Path(resume).is_dir() else "no such folder"
+        found, where = (None if why else Path(resume)), f"--resume-from {resume}: {why}"
     else:
-        found = latest_complete_checkpoint(cfg.training.output_dir)[0]
-    if found is not None and _first_process():
+        found, skipped = latest_complete_checkpoint(cfg.training.output_dir)
+        where = f"training.output_dir {cfg.training.output_dir}: " + ("; ".join(f"{p.name}: {r}" for p, r in skipped)
+                                                                      or "no checkpoint-N folder")
+    if found is None:  # a save killed half-way left none: the base's absence alone was named, and not why
+        raise RunDirError(f"model.path {path}: no such folder, and no complete checkpoint stands in for it ({where}); "
+                          "put the base back there, or set model.path to where it is now")
+    if _first_process():
         log.warning("model.path %s is gone: this full fine-tune resumes with the model, weights and processor of %s",
                     path, found)
     return found
