@@ -323,7 +323,7 @@ WAIT_NOTE_S = 60.0
 
 
 class RankStopped(OutputError):
-    """A rank of a sharded run was killed before it predicted its share: its part is incomplete, and no one finishes it."""
+    """A rank of a sharded run stopped before it predicted its share: its part is incomplete, and no rank finishes it."""
 
 
 def wait_for_ranks(job: PredictJob, world: int, say: Callable[[str], None], every_s: float = WAIT_NOTE_S,
