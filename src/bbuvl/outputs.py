@@ -314,9 +314,10 @@ def refuse_inputs_being_written(inputs: Mapping[str, Path | None]) -> None:
             raise OutputConflict(f"{path} ({what}): {by} is still writing it, so it is not whole yet; wait for that "
                                  "command to finish, then run this one again")
         if located.is_relative_to(writer.output):
+            # A copy helps only where the user names the input (`-c`); one read through another (--pred's checkpoint) not
+            copy = f", or copy {path} out of {writer.output} and give the copy as {what}" if " " not in what else ""
             raise OutputConflict(f"{path} ({what}): lies in {writer.output}, which {by} is writing now and may replace "
-                                 f"or delete it while this command reads it; wait for that command to finish, or copy "
-                                 f"{path} out of {writer.output} and give the copy")
+                                 f"or delete it while this command reads it; wait for that command to finish{copy}")
         raise OutputConflict(f"{path} ({what}): {by} is writing {writer.output} inside it, so it is not whole yet; "
                              "wait for that command to finish, then run this one again")
 

@@ -67,7 +67,7 @@ def test_predict_refuses_a_checkpoint_of_a_run_still_training_naming_the_writer(
     assert f"`bbuvl train` (pid {child.pid})" in said, said
     if given != ".":
         assert f"{checkpoint} (--checkpoint): lies in {run}, which `bbuvl train` (pid {child.pid}) is writing now" in said
-        assert "wait for that command to finish, or copy" in said
+        assert f"wait for that command to finish, or copy {checkpoint} out of {run} and give the copy as --checkpoint" in said
     else:
         assert f"{run} (--checkpoint): `bbuvl train` (pid {child.pid}) is still writing it" in said
     assert "Traceback" not in result.output and not out.exists()

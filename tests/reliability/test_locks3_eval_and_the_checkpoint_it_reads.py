@@ -41,6 +41,7 @@ def test_eval_refuses_predictions_whose_checkpoint_a_running_train_holds(trained
             assert code == 2, said
             assert (f"{run / 'final'} (--pred's checkpoint): lies in {run}, which `bbuvl train` (pid {child.pid}) is "
                     "writing now") in said, said
+            assert "copy" not in said  # eval has no option to give a copy of the checkpoint that made --pred
             assert not (tmp_path / "m.json").exists() and not (run / "final" / "verdict_thresholds.json").exists()
     finally:
         child.kill()
