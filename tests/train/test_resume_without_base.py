@@ -82,3 +82,13 @@ def test_a_full_fine_tune_whose_base_is_gone_and_whose_only_checkpoint_is_half_s
                                           "trainer_state"):
         train(cfg.model_copy(update={"training": cfg.training.model_copy(update={"max_steps": 2})}),
               resume=str(Path(cfg.training.output_dir) / "checkpoint-1"), progress=False)
+
+
+def test_a_resume_into_a_folder_that_does_not_exist_with_its_base_gone_says_both(run_config, tmp_path):
+    from bbuvl.train.run_dir import RunDirError
+
+    cfg = run_config(f"model.path={tmp_path / 'base'}", f"training.output_dir={tmp_path / 'typo'}")
+    with pytest.raises(RunDirError, match=rf"model.path {tmp_path / 'base'}: no such folder, and no complete checkpoint "
+                                          rf"stands in for it \(training.output_dir {tmp_path / 'typo'} does not exist\)"):
+        train(cfg, resume=True, progress=False)
+    assert not (tmp_path / "typo").exists()

@@ -136,9 +136,11 @@ def resumed_weights(cfg: Config, resume: bool | str) -> Path | None:
         why = checkpoint_incomplete(Path(resume)) if Path(resume).is_dir() else "no such folder"
         found, where = (None if why else Path(resume)), f"--resume-from {resume}: {why}"
     else:
-        found, skipped = latest_complete_checkpoint(cfg.training.output_dir)
-        where = f"training.output_dir {cfg.training.output_dir}: " + ("; ".join(f"{p.name}: {r}" for p, r in skipped)
-                                                                      or "no checkpoint-N folder")
+        out = Path(cfg.training.output_dir)
+        found, skipped = latest_complete_checkpoint(out)
+        where = (f"training.output_dir {out}: " + ("; ".join(f"{p.name}: {r}" for p, r in skipped)
+                                                   or "no checkpoint-N folder") if out.is_dir()
+                 else f"training.output_dir {out} does not exist")
     if found is None:  # a save killed half-way left none: the base's absence alone was named, and not why
         raise RunDirError(f"model.path {path}: no such folder, and no complete checkpoint stands in for it ({where}); "
                           "put the base back there, or set model.path to where it is now")
@@ -501,15 +503,17 @@ def train(cfg: Config, resume: bool | str = False, progress: bool = True, callba
     files = DataFiles()  # the checks before the folder is claimed and the run's datasets read each file once
     inputs: list[RunInputs] = []
 
-    weights = resumed_weights(cfg, resume)
+    weights: list[Path | None] = []  # where the model loads from when not model.path, found once fit's checks pass
 
     def prepare() -> None:
-        inputs.append(read_run_inputs(with_base_located(cfg if weights is None else loaded_from(cfg, weights)), files))
+        weights.append(resumed_weights(cfg, resume))
+        start = cfg if weights[0] is None else loaded_from(cfg, weights[0])
+        inputs.append(read_run_inputs(with_base_located(start), files))
         if announce is not None and _first_process():
             announce(inputs[0])
 
     def make() -> BBUTrainer:
-        built.append(build_run(cfg, files, inputs[0], weights))
+        built.append(build_run(cfg, files, inputs[0], weights[0]))
         return make_trainer(built[0], progress, callbacks)
 
     trainer = fit(cfg, make, resume, overwrite, files, prepare)
