@@ -5,21 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
 
 from bbuvl.outputs import OutputConflict, refuse_inputs_being_written, writer_around
-
-HOLD = """
-import sys, time
-from pathlib import Path
-from bbuvl.outputs import hold_outputs
-claim = hold_outputs(sys.argv[2], [Path(sys.argv[1])])
-print("held", flush=True)
-time.sleep(120)
-"""
+from tests.reliability.test_train2_model_being_written import _hold
 
 
 @pytest.fixture
@@ -28,9 +18,7 @@ def held_run(tmp_path):
     final = tmp_path / "runs" / "run" / "final"
     final.mkdir(parents=True)
     (final / "config.json").write_text("{}", encoding="utf-8")
-    child = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "runs" / "run"), "train"],
-                             stdout=subprocess.PIPE, text=True)
-    assert child.stdout is not None and child.stdout.readline().strip() == "held"
+    child = _hold(tmp_path / "runs" / "run", "train")
     try:
         yield tmp_path / "runs" / "run", child
     finally:

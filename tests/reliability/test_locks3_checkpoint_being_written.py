@@ -8,30 +8,13 @@ from __future__ import annotations
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 
 import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
 from bbuvl.outputs import OutputConflict, refuse_inputs_being_written
-
-HOLD = """
-import sys, time
-from pathlib import Path
-from bbuvl.outputs import hold_outputs
-claim = hold_outputs(sys.argv[2], [Path(sys.argv[1])])
-print("held", flush=True)
-time.sleep(120)
-"""
-
-
-def hold(path, command: str) -> subprocess.Popen:
-    """Another process holding `path` as `bbuvl COMMAND` holds its output while it runs."""
-    child = subprocess.Popen([sys.executable, "-c", HOLD, str(path), command], stdout=subprocess.PIPE, text=True)
-    assert child.stdout is not None and child.stdout.readline().strip() == "held"
-    return child
+from tests.reliability.test_train2_model_being_written import _hold
 
 
 def free_port() -> int:
@@ -46,7 +29,7 @@ def training(trained_checkpoint, tmp_path):
     run = tmp_path / "run"
     for name in ("final", "checkpoint-2"):
         shutil.copytree(trained_checkpoint, run / name)
-    child = hold(run, "train")
+    child = _hold(run, "train")
     try:
         yield run, child
     finally:
@@ -89,7 +72,7 @@ def test_serve_refuses_a_checkpoint_of_a_run_still_training_before_it_takes_the_
 def test_a_folder_is_refused_while_a_file_in_it_is_written_and_a_file_while_its_folder_is(small_dataset, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(small_dataset, data)
-    child = hold(data / "train.jsonl", "data convert")
+    child = _hold(data / "train.jsonl", "data convert")
     try:
         result = CliRunner().invoke(app, ["doctor", "data", str(data)], env={"COLUMNS": "400"})
         said = " ".join(result.output.split())
@@ -99,7 +82,7 @@ def test_a_folder_is_refused_while_a_file_in_it_is_written_and_a_file_while_its_
     finally:
         child.kill()
         child.wait()
-    child = hold(data, "data convert")
+    child = _hold(data, "data convert")
     try:
         with pytest.raises(OutputConflict, match=f"lies in {data}, which `bbuvl data convert` \\(pid {child.pid}\\)"):
             refuse_inputs_being_written({"--gt": data / "val.jsonl"})

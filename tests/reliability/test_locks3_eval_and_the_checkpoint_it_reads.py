@@ -5,21 +5,11 @@ and serve do. A killed run's stale lock is no writer."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
-
-HOLD = """
-import sys, time
-from pathlib import Path
-from bbuvl.outputs import hold_outputs
-claim = hold_outputs("train", [Path(sys.argv[1])])
-print("held", flush=True)
-time.sleep(120)
-"""
+from tests.reliability.test_train2_model_being_written import _hold
 
 
 def invoke(*args) -> tuple[int, str]:
@@ -33,9 +23,8 @@ def test_eval_refuses_predictions_whose_checkpoint_a_running_train_holds(trained
     pred, gt = tmp_path / "p.jsonl", small_dataset / "val.jsonl"
     code, said = invoke("predict", "-c", run / "final", "-i", gt, "-o", pred, "--device", "cpu", "--mode", "head")
     assert code == 0, said
-    child = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], stdout=subprocess.PIPE, text=True)
+    child = _hold(run, "train")
     try:
-        assert child.stdout is not None and child.stdout.readline().strip() == "held"
         for extra in ([], ["--choose-thresholds"]):
             code, said = invoke("eval", "--pred", pred, "--gt", gt, "--out", tmp_path / "m.json", *extra)
             assert code == 2, said

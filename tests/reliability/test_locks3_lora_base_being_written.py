@@ -6,23 +6,13 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
-
-HOLD = """
-import sys, time
-from pathlib import Path
-from bbuvl.outputs import hold_outputs
-claim = hold_outputs("model export", [Path(sys.argv[1])])
-print("held", flush=True)
-time.sleep(120)
-"""
+from tests.reliability.test_train2_model_being_written import _hold
 
 
 @pytest.mark.slow  # a LoRA run of one step (~25 s)
@@ -35,9 +25,8 @@ def test_predict_and_serve_refuse_a_lora_checkpoint_whose_base_is_being_written(
                      "data.val=null")
     cfg.model.path = str(base)
     final = Path(train(cfg, progress=False)["final"])
-    child = subprocess.Popen([sys.executable, "-c", HOLD, str(base)], stdout=subprocess.PIPE, text=True)
+    child = _hold(base, "model export")
     try:
-        assert child.stdout is not None and child.stdout.readline().strip() == "held"
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
