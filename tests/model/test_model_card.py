@@ -9,7 +9,7 @@ from markdown_it import MarkdownIt
 from bbuvl.config import Config
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.model.checkpoint import ModelFolder, Prompt
-from bbuvl.model.export import ExportResult
+from bbuvl.model.export import ExportResult, PartCost, Scores
 from bbuvl.model.model_card import model_card
 
 
@@ -30,3 +30,19 @@ def test_a_prompt_and_labels_holding_markdown_are_shown_verbatim(tmp_path: Path)
     assert all(label in shown for label in labels), shown
     assert not any(t.type in ("html_inline", "em_open") for t in tokens[tokens.index(fences[0]) + 1:]
                    for t in ([t] + (t.children or [])) if t.type != "fence")
+
+
+def test_the_card_names_the_checkpoint_it_was_exported_from_where_it_is(tmp_path: Path, monkeypatch):
+    from bbuvl.paths import real_path
+
+    (tmp_path / "run" / "final").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    prompt, contract = Prompt("找出每个部件。", ["线缆"], "zh"), CoordinateContract(family="qwen2_5_vl")
+    folder = ModelFolder(Path("run/final"), True, Config(), prompt, contract)
+    same = Scores(0.5, 0.5, 0.5)
+    cost = PartCost("vision_positions.safetensors", "data/val.jsonl", 2, same, same, 0)
+    card = model_card(folder, contract, prompt, Config(),
+                      ExportResult(tmp_path / "out", "qwen2_5_vl", False, costs=[cost]))
+    # As typed ('run/final', 'data/val.jsonl'), the card sent a reader elsewhere to other files, or to none.
+    assert f"Exported by `bbuvl model export` from `{real_path(tmp_path / 'run' / 'final')}`" in card
+    assert f"validation photos (`{real_path(tmp_path / 'data' / 'val.jsonl')}`)" in card

@@ -17,6 +17,7 @@ from bbuvl.data.coords import RELATIVE_SCALE, CoordinateContract
 from bbuvl.data.families import get_family
 from bbuvl.encode.prompts import USER_TEXT
 from bbuvl.model.checkpoint import ModelFolder, Prompt
+from bbuvl.paths import real_path
 
 if TYPE_CHECKING:
     from bbuvl.model.export import ExportResult
@@ -54,7 +55,7 @@ def _conversion(contract: CoordinateContract) -> str:
 
 def _scores_table(card: list[str], result: "ExportResult") -> None:
     for cost in result.costs:
-        card += [f"Leaving out `{cost.part}` was measured on {cost.photos} validation photos (`{cost.val}`), generate "
+        card += [f"Leaving out `{cost.part}` was measured on {cost.photos} validation photos (`{real_path(cost.val)}`), generate "
                  "mode, greedy, unconstrained:", "",
                  "| answers | AP | AP50 | AP50 class-agnostic |", "|---|---|---|---|"]
         for name, s in (("bbu-vl, with it", cost.with_part), ("this export, without it", cost.without_part)):
@@ -81,7 +82,8 @@ def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt
     card = [
         f"# A {family.name} model fine-tuned with bbu-vl",
         "",
-        f"Exported by `bbuvl model export` from `{folder.path}` (model family `{family.model_type}`"
+        # Where the checkpoint is: `run/final` as typed named another folder to anyone reading the card elsewhere.
+        f"Exported by `bbuvl model export` from `{real_path(folder.path)}` (model family `{family.model_type}`"
         f"{', LoRA merged' if result.merged_lora else ''}). It loads with stock transformers "
         "(`AutoModelForImageTextToText`, `AutoProcessor`) and vLLM; nothing from bbu-vl is needed.",
         "",
