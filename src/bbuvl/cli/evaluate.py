@@ -55,7 +55,7 @@ def evaluate(
                                                  callback=finite_range(0, 1)),
     choose_thresholds: bool = typer.Option(False, "--choose-thresholds", help="Choose the verdict thresholds on these "
                                            "(validation) photos for --target-recall and --target-precision, and write "
-                                           "them into the checkpoint that wrote --pred (verdict_thresholds.json; "
+                                           "them into the checkpoint that wrote --pred, one `bbuvl train` wrote (verdict_thresholds.json; "
                                            "verdict_thresholds_tiled.json from the photos predicted through tiles "
                                            "or zoom)."),
     target_recall: float = TARGET_RECALL,
