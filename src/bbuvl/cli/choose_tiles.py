@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -13,7 +14,7 @@ from bbuvl.cli.common import (OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, c
                               finite_range, one_of, print_first, refuse_unused, require_file, user_errors)
 from bbuvl.cli.predictor import CHECKPOINT_HELP, read_folder, read_through_config
 from bbuvl.infer.tile_scale import REFINE_WITHIN, WITHIN, ChosenTileScale
-from bbuvl.outputs import check_not_inputs, replacing
+from bbuvl.outputs import check_not_inputs, refuse_inputs_being_written, replacing
 from bbuvl.paths import real_path
 
 
@@ -97,7 +98,10 @@ def choose_tiles(
     with user_errors(ValueError, OSError):
         folder = read_folder(checkpoint, None, "zh")
         # --out is replaced whole: never a folder holding what the run config names (the hierarchy, a LoRA base)
-        check_not_inputs(read_through_config(checkpoint, folder.cfg), folders=[out])
+        through = read_through_config(checkpoint, folder.cfg)
+        check_not_inputs(through, folders=[out])
+        # A LoRA checkpoint's base model is loaded too: one a command is writing now loads half written.
+        refuse_inputs_being_written({k: Path(v) for k, v in through.items() if v is not None and os.path.lexists(v)})
         predictor = Predictor.load(folder, device=device)
         predictor.check_mode(mode)
         trained = TrainingScale.load(checkpoint)
