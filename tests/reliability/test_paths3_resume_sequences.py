@@ -50,3 +50,22 @@ def test_a_resume_from_another_folder_whose_relative_data_is_other_data_names_bo
         train(run_config(*relative, "training.max_steps=2"), resume=True, progress=False)
     assert (f"data.train '{real_path(one / 'data' / 'train.jsonl')}' (now '{real_path(two / 'data' / 'train.jsonl')}'): "
             "its content changed") in str(refused.value)
+
+
+def test_a_resume_from_another_folder_without_the_relative_data_says_where_it_looked(run_config, small_dataset,
+                                                                                    tmp_path, monkeypatch):
+    """'data.train data/train.jsonl: no such file' read as if the dataset were gone, where the resume was only run
+    from another folder than the one the run trained in."""
+    one, elsewhere = tmp_path / "one", tmp_path / "elsewhere"
+    shutil.copytree(small_dataset, one / "data")
+    elsewhere.mkdir()
+    relative = ("data.train=data/train.jsonl", "data.teachers=null", "data.val=data/val.jsonl", "training.save_steps=1")
+    monkeypatch.chdir(one)
+    train(run_config(*relative, "training.max_steps=1"), progress=False)
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(ValueError, match=rf"^data.train data/train.jsonl: no such file \(looked for from {elsewhere}\)$"):
+        train(run_config(*relative, "training.max_steps=2"), resume=True, progress=False)
+    shutil.copytree(one / "data", elsewhere / "data")
+    (elsewhere / "data" / "val.jsonl").unlink()
+    with pytest.raises(ValueError, match=rf"^data.val data/val.jsonl: no such file \(looked for from {elsewhere}\); fix"):
+        train(run_config(*relative, "training.max_steps=2"), resume=True, progress=False)

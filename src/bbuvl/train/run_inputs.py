@@ -64,7 +64,7 @@ def check_inputs(cfg: Config) -> None:
         named["detection.caption_refit.photos"] = cfg.detection.caption_refit.photos
     for key, path in named.items():
         if path is not None and (kind := file_kind(Path(path))) is not None:
-            raise ValueError(f"{key} {path}: {kind}")
+            raise ValueError(f"{key} {path}: {kind}{looked_from(path)}")
     if cfg.training.deepspeed is None:
         return
     try:
@@ -78,6 +78,12 @@ def check_inputs(cfg: Config) -> None:
         raise ValueError("training.deepspeed is set but the deepspeed package is not installed: "
                          "`DS_BUILD_OPS=0 pip install -c constraints.txt -e \".[deepspeed]\"`, or set "
                          "training.deepspeed: null")
+
+
+def looked_from(path: str) -> str:
+    """Where a relative path was looked for (the folder the command runs in), in words; '' for an absolute one. The
+    same relative config run from another folder (a --resume there) named the file alone, as if it were gone."""
+    return "" if Path(path).is_absolute() else f" (looked for from {Path.cwd()})"
 
 
 def check_start(cfg: Config) -> None:
@@ -152,7 +158,7 @@ def optional_data(cfg: Config, key: str) -> str | None:
     if path is None or (kind := file_kind(Path(path))) is None:
         return path
     if key in cfg.data.model_fields_set:
-        raise ValueError(f"data.{key} {path}: {kind}; fix the path, or set data.{key}: null to train without "
+        raise ValueError(f"data.{key} {path}: {kind}{looked_from(path)}; fix the path, or set data.{key}: null to train without "
                          f"{'validation' if key == 'val' else 'teacher photos'}")
     return None
 
