@@ -164,3 +164,13 @@ def test_a_user_reward_is_tried_on_an_exact_and_an_empty_answer_before_a_run(nam
     fine = RewardScorer.from_config(RewardWeights(detection=1.0, user=1.0, user_function="tests.rl.reward_fns:answer_size"),
                                     Hierarchy.load(), [RED])
     fine.check_user([box(0, 0, 10, 10)])
+
+
+def test_an_unreadable_answer_to_a_photo_with_no_parts_earns_nothing_where_an_empty_list_earns_everything():
+    """An answer cut by the budget or not JSON holds no object, as `[]` does: scored like it, every rollout of a photo
+    with no parts earned the full reward whatever it wrote."""
+    scorer = RewardScorer.from_config(RewardWeights(detection=1.0, label=0.5), Hierarchy.load(None), [RED])
+    assert scorer.score([], [], parsed=True) == {"reward": 1.5, "detection": 1.0, "label": 1.0}
+    assert scorer.score([], [], parsed=False) == {"reward": 0.0, "detection": 0.0, "label": 0.0}
+    truth = [box(0, 0, 10, 10)]  # what an unreadable answer salvaged still counts where there are parts
+    assert scorer.score(truth, [box(0, 0, 10, 10)], parsed=False)["detection"] == pytest.approx(1.0)

@@ -62,10 +62,13 @@ def match_boxes(truth: Sequence[LabelledBox], answer: Sequence[LabelledBox]) -> 
     return Matching(keep, [float(iou[r, c]) for r, c in keep], len(truth), len(answer))
 
 
-def detection_reward(matching: Matching) -> float:
-    """Summed IoU of the matched pairs over max(n_truth, n_answer); 1 for an empty photo answered with `[]`."""
+def detection_reward(matching: Matching, parsed: bool = True) -> float:
+    """Summed IoU of the matched pairs over max(n_truth, n_answer); 1 for an empty photo answered with `[]`, 0 for
+    one whose answer does not parse (`parsed` false: cut by the budget, or not JSON)."""
     if matching.denominator == 0:
-        return 1.0
+        # An unreadable answer holds no object either: scored 1 it earned what `[]` earns, and a photo with no parts
+        # taught nothing (every rollout alike) or taught that writing anything but `[]` pays.
+        return 1.0 if parsed else 0.0
     return float(np.sum(matching.iou)) / matching.denominator
 
 
@@ -83,10 +86,11 @@ def label_credit(truth: str, answer: str, hierarchy: Hierarchy) -> float:
 
 
 def label_reward(truth: Sequence[LabelledBox], answer: Sequence[LabelledBox], matching: Matching,
-                 hierarchy: Hierarchy) -> float:
-    """Hierarchy credit of the matched pairs over max(n_truth, n_answer); 1 for an empty photo answered with `[]`."""
+                 hierarchy: Hierarchy, parsed: bool = True) -> float:
+    """Hierarchy credit of the matched pairs over max(n_truth, n_answer); 1 for an empty photo answered with `[]`, 0
+    for one whose answer does not parse (as `detection_reward`)."""
     if matching.denominator == 0:
-        return 1.0
+        return 1.0 if parsed else 0.0
     credit = sum(label_credit(truth[t].label, answer[a].label, hierarchy) for t, a in matching.pairs)
     return credit / matching.denominator
 
@@ -172,9 +176,9 @@ class RewardScorer:
         w = self.weights
         terms: dict[str, float] = {}
         if w.detection > 0:
-            terms["detection"] = detection_reward(matching)
+            terms["detection"] = detection_reward(matching, parsed)
         if w.label > 0:
-            terms["label"] = label_reward(truth, answer, matching, self.hierarchy)
+            terms["label"] = label_reward(truth, answer, matching, self.hierarchy, parsed)
         if w.format > 0:
             terms["format"] = format_reward(parsed, answer, self.vocabulary)
         if w.user > 0 and self.user is not None:

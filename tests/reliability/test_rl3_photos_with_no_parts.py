@@ -1,0 +1,47 @@
+"""GRPO on photos with no parts: the rollouts and the validation pass score what each answer wrote, so an answer that
+does not parse (free decoding, cut by `grpo.max_new_tokens`) earns nothing where a readable `[]` earns the reward."""
+
+import json
+
+import pytest
+
+from bbuvl.rl.trainer import train_grpo
+from tests.rl.test_grpo_trainer import grpo_config  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture()
+def no_parts(small_dataset, tmp_path):
+    """The small dataset's training photos with their objects removed, as one JSONL naming them absolutely."""
+    out = tmp_path / "no_parts.jsonl"
+    with out.open("w", encoding="utf-8") as fh:
+        for line in (small_dataset / "train.jsonl").read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            record.update(objects=[], images=[str(small_dataset / p) for p in record["images"]])
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return out
+
+
+def _logged(history):
+    return [h for h in history if "loss" in h and "train_runtime" not in h]
+
+
+def test_unreadable_rollouts_earn_no_reward_on_photos_with_no_parts(grpo_config, no_parts):
+    """Three tokens of free decoding from the barely trained model are no JSON: scored as the empty answer, every
+    rollout earned the whole weighted reward (1.5) and the logs said the policy was perfect."""
+    cfg = grpo_config(f"data.train={no_parts}", "grpo.constrained=false", "grpo.max_new_tokens=3",
+                      "grpo.rewards.user=0", "grpo.rewards.user_function=null")
+    for h in _logged(train_grpo(cfg, progress=False)["history"]):
+        assert h["answer_length"] == 3
+        assert (h["reward"], h["reward_detection"], h["reward_label"]) == (0.0, 0.0, 0.0), h
+        assert h["zero_spread_groups"] == 1.0 and h["loss"] == 0.0  # nothing to learn, and nothing divided by zero
+
+
+def test_the_empty_answer_earns_its_whole_reward_on_photos_with_no_parts(grpo_config, no_parts):
+    """Under the grammar, one token of budget closes the answer as `[]` (one token): right, and paid in full."""
+    cfg = grpo_config(f"data.train={no_parts}", "grpo.max_new_tokens=1", "grpo.rewards.user=0",
+                      "grpo.rewards.user_function=null", "training.max_steps=1")
+    (h,) = _logged(train_grpo(cfg, progress=False)["history"])
+    assert h["answer_length"] == 1
+    assert (h["reward"], h["reward_detection"], h["reward_label"]) == (1.5, 1.0, 1.0), h
