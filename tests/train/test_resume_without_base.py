@@ -92,3 +92,16 @@ def test_a_resume_into_a_folder_that_does_not_exist_with_its_base_gone_says_both
                                           rf"stands in for it \(training.output_dir {tmp_path / 'typo'} does not exist\)"):
         train(cfg, resume=True, progress=False)
     assert not (tmp_path / "typo").exists()
+
+
+def test_a_full_fine_tune_from_a_folder_named_as_a_hub_id_could_be_resumes_when_it_is_gone(run_config, tiny_model_dir,
+                                                                                          tmp_path, monkeypatch):
+    """configs/demo.yaml's `demo_out/tiny-model` is spelled as a hub id could be (owner/name): its run record, which
+    hashed a folder there, says it was one."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_model_dir, tmp_path / "demo_out" / "tiny-model")
+    cfg = run_config("model.path=demo_out/tiny-model", "training.max_steps=1", "training.save_steps=1", "data.val=null")
+    train(cfg, progress=False)
+    shutil.rmtree(tmp_path / "demo_out")
+    final = resumed(cfg, Path(cfg.training.output_dir))
+    assert "path: demo_out/tiny-model\n" in (final / "bbuvl.yaml").read_text("utf-8")

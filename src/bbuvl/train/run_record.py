@@ -78,10 +78,21 @@ def flat(cfg: Config) -> dict[str, Any]:
 
 
 def base_gone(cfg: Config) -> bool:
-    """Whether `cfg` is a full fine-tune whose model.path, a local folder, is no longer there: a resume of it needs
-    none, since each of its checkpoints holds every weight, the model's config and its processor."""
+    """Whether model.path was a local folder when the run started and is no longer there: spelled as one can only be
+    (paths.py `looks_local`), or recorded as one in the run's record (`demo_out/tiny-model`, spelled as a hub id could
+    be). A full fine-tune's resume needs none, since each of its checkpoints holds every weight, the model's config
+    and its processor."""
     path = cfg.model.path
-    return not cfg.model.lora.enabled and looks_local(path) and not os.path.exists(path)
+    if os.path.exists(path):
+        return False
+    if looks_local(path):
+        return True
+    try:
+        recorded = json.loads((Path(cfg.training.output_dir) / RUN_RECORD).read_text(encoding="utf-8"))
+        digest = recorded["inputs"]["model.path"]["digest"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # no record, or a damaged one (the resume's own check names it)
+    return isinstance(digest, str) and not digest.startswith("name:")  # a hub id is recorded by its name
 
 
 def digest_inputs(cfg: Config, previous: dict[str, InputDigest] | None = None) -> dict[str, InputDigest]:
@@ -168,7 +179,7 @@ def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = 
         now = digest_inputs(cfg, inputs)
         for key in CONTENT_KEYS:
             was, is_ = inputs.get(key), now.get(key)
-            if key == "model.path" and base_gone(cfg):
+            if key == "model.path" and not cfg.model.lora.enabled and base_gone(cfg):
                 continue  # the checkpoint holds every weight, and the resume builds the model from it (train/trainer.py)
             if (was.digest if was else None) != (is_.digest if is_ else None):
                 diffs.append(_content_phrase(key, was, is_))

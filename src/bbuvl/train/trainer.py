@@ -37,7 +37,7 @@ from bbuvl.model.lora import apply_lora
 from bbuvl.model.loss_scale import LossDenominators
 from bbuvl.model.packed_attention import use_packed_sdpa
 from bbuvl.model.vlm import BBUVLModel, core_model
-from bbuvl.paths import looks_local, real_path
+from bbuvl.paths import real_path
 from bbuvl.train.caption_refit import CaptionRefitCallback, Photo, training_photos
 from bbuvl.train.callbacks import EpochCallback, NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
 from bbuvl.train.data_files import DataFiles
@@ -50,7 +50,7 @@ from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_output_dir, check
 from bbuvl.train.resume_records import (HISTORY_FILE, abandoned_checkpoints, check_cut_back, check_training_state,
                                         cut_back, global_step)
 from bbuvl.train.run_inputs import RunInputs, check_inputs, check_start, optional_data, read_run_inputs  # noqa: F401 - rl's too
-from bbuvl.train.run_record import RUN_RECORD, check_resume, write_run_record
+from bbuvl.train.run_record import RUN_RECORD, base_gone, check_resume, write_run_record
 from bbuvl.train.sample_cache import SampleCache
 from bbuvl.train.weight_average import WeightAverage
 
@@ -126,7 +126,7 @@ def resumed_weights(cfg: Config, resume: bool | str) -> Path | None:
     anyway. None: model.path is there, or the run starts anew. RunDirError when no complete checkpoint can stand in
     for it; a LoRA run's checkpoints hold only adapters: ValueError naming the base they need."""
     path = cfg.model.path
-    if not resume or not looks_local(path) or os.path.exists(path):
+    if not resume or not base_gone(cfg):
         return None
     if cfg.model.lora.enabled:
         raise ValueError(f"model.path {path}: no such folder, and this LoRA run's checkpoints hold only its adapters, "
