@@ -1,7 +1,8 @@
-"""A checkpoint trained from a config of relative data paths (configs/base.yaml's `data/teachers.jsonl`) keeps them as
-typed, and `bbuvl predict` and `eval` read its data.teachers and data.hierarchy from the folder they run in. Run from
-another folder, predict said '--mode teachers needs --teachers TEACHERS.jsonl', and 'h.json: No such file or
-directory' for the hierarchy (eval the same), naming neither the run config's key nor where the file was looked for."""
+"""A checkpoint that keeps relative data paths (configs/base.yaml's `data/teachers.jsonl`, as runs recorded them
+before they recorded where their data was) has its data.teachers and data.hierarchy read by `bbuvl predict` and `eval`
+from the folder they run in. Run from another folder, predict said '--mode teachers needs --teachers TEACHERS.jsonl',
+and 'h.json: No such file or directory' for the hierarchy (eval the same), naming neither the run config's key nor
+where the file was looked for."""
 
 from __future__ import annotations
 
@@ -28,7 +29,16 @@ def relative_checkpoint(run_config, small_dataset, tmp_path, monkeypatch) -> Pat
     shutil.copy(DEFAULT_HIERARCHY, work / "data" / "hierarchy.json")
     monkeypatch.chdir(work)
     cfg = run_config("data.teachers=data/teachers.jsonl", "data.hierarchy=data/hierarchy.json", "training.max_steps=1")
-    return Path(train(cfg, progress=False)["final"])
+    final = Path(train(cfg, progress=False)["final"])
+    # A run now records its data where it was; an older one kept the paths as typed.
+    run_yaml = final / "bbuvl.yaml"
+    text = run_yaml.read_text("utf-8")
+    for name in ("teachers.jsonl", "hierarchy.json"):
+        recorded = str(work.resolve() / "data" / name)
+        assert recorded in text, text
+        text = text.replace(recorded, f"data/{name}")
+    run_yaml.write_text(text, "utf-8")
+    return final
 
 
 def run(*args):
