@@ -28,6 +28,7 @@ from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import data_labels
 from bbuvl.data.scale import TrainingScale
 from bbuvl.data.families import IMAGE_TOKEN
+from bbuvl.data.text import label_key
 from bbuvl.encode.collate import Batch, PaddedCollator
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.checkpoint import (ModelFolder, is_peft, is_plain_model_folder, load_model, load_weights_into,
@@ -37,10 +38,10 @@ from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.rl.objective import StepCounts, grpo_loss
 from bbuvl.rl.evaluate import photos_reward
 from bbuvl.rl.rewards import RewardScorer
-from bbuvl.rl.rollouts import Photo, PhotoBatch, completion_logprobs, draw_rollouts, photos_of, read_photos
+from bbuvl.rl.rollouts import Photo, PhotoBatch, completion_logprobs, draw_rollouts, photos_of
 from bbuvl.train.callbacks import NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
 from bbuvl.train.data_files import DataFiles
-from bbuvl.train.dataset import SampleSource, read_training_data, sources_from
+from bbuvl.train.dataset import SampleSource, read_training_rows, rows_as_sources
 from bbuvl.train.param_groups import freeze_zero_lr_groups, optimizer_groups
 from bbuvl.train.run_dir import FINAL_DIR
 from bbuvl.train.trainer import BBUTrainer, Run, fit, optional_data, training_arguments, with_base_located
@@ -272,6 +273,23 @@ def frame_conflicts(cfg: Config, frame: CoordinateContract) -> list[str]:
     return [f"model.{k} {v} (the checkpoint's: {getattr(frame, k)})" for k, v in ours.items() if v != getattr(frame, k)]
 
 
+def unwritable_labels(sources: list[SampleSource], vocabulary: list[str], hierarchy: Hierarchy) -> str | None:
+    """How many of `sources`' objects carry a label outside `vocabulary` (the labels the answer grammar writes), with
+    the first one and its file and line; None when every label is one of them, however typed."""
+    def key(label: str) -> str:
+        return label_key(hierarchy.canonical(label) or label)
+
+    known = {key(v) for v in vocabulary}
+    missing = [(o.desc, s.student) for s in sources for o in s.student.record.objects if key(o.desc) not in known]
+    if not missing:
+        return None
+    label, where = missing[0]
+    total = sum(len(s.student.record.objects) for s in sources)
+    kinds = len({key(d) for d, _ in missing})
+    line = f" ({where.dataset_path}:{where.line})" if where.line is not None else ""
+    return f"{len(missing)} of {total} objects carry {kinds} label(s) not among the checkpoint's, e.g. {label!r}{line}"
+
+
 @dataclass
 class GrpoInputs:
     """What a GRPO run reads before its model loads: read and checked before `--overwrite` clears the previous run,
@@ -287,7 +305,7 @@ def read_grpo_inputs(cfg: Config, files: DataFiles | None = None) -> GrpoInputs:
     """The photos, the starting model's folder and the rewards of `cfg`'s GRPO run, each data file read through
     `files`; fails on a bad reward function, data file or frame setting, before any weights load."""
     hierarchy = Hierarchy.load(cfg.data.hierarchy)
-    sources = sources_from(read_training_data(cfg.data.train, files=files), cfg.data.train)
+    sources = rows_as_sources(read_training_rows(cfg.data.train, files=files), cfg.data.train)  # lines: for messages
     if is_plain_model_folder(cfg.model.path):
         labels = data_labels((cfg.data.train, cfg.data.val), hierarchy)
         folder = read_model_folder(cfg.model.path, labels=labels, lang=cfg.data.lang, cfg=cfg)
@@ -305,7 +323,17 @@ def read_grpo_inputs(cfg: Config, files: DataFiles | None = None) -> GrpoInputs:
                               f"trains in, but the config sets {'; '.join(conflicts)}: remove these keys from the "
                               "config, or set them to the checkpoint's values")
     val = optional_data(cfg, "val")
-    val_photos = read_photos(val) if val else None
+    val_sources = rows_as_sources(read_training_rows(val, files=files), val) if val else []
+    val_photos = photos_of(val_sources) if val else None
+    if cfg.grpo.rewards.label > 0 and not is_plain_model_folder(cfg.model.path):  # a plain folder: the data's labels
+        for key, path, data in (("data.train", cfg.data.train, sources), ("data.val", val, val_sources)):
+            if problem := unwritable_labels(data, folder.prompt.labels, hierarchy):
+                # The answer grammar writes the checkpoint's labels only: no rollout can name these (rl/rewards.py).
+                log.warning("%s %s: %s: the checkpoint %s answers with its %d labels only (prompt.json), so these "
+                            "objects earn the label reward only for the levels their label shares with one of those; "
+                            "to learn their names, fine-tune on this data first (training.method sft), or leave the "
+                            "label reward out (grpo.rewards.label: 0)",
+                            key, path, problem, cfg.model.path, len(folder.prompt.labels))
     scorer = RewardScorer.from_config(cfg.grpo.rewards, hierarchy, folder.prompt.labels)
     if sources:
         scorer.check_user(photos_of(sources[:1])[0].truth)
