@@ -22,7 +22,7 @@ from torch import nn
 from transformers import set_seed
 from transformers.trainer_callback import PrinterCallback
 
-from bbuvl.config import Config, ConfigError
+from bbuvl.config import Config, ConfigError, GrpoConfig
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import data_labels
@@ -124,6 +124,7 @@ class GrpoTrainer(BBUTrainer):
         self.predictor, self.scorer = predictor, scorer
         self.grpo = self.run.cfg.grpo
         self.window = Window()
+        self.said_no_spread = False
         self.reference: BBUVLModel | None = None
         if self.grpo.beta > 0 and not is_peft(predictor.model.vlm):
             # The starting weights: built before HF loads a checkpoint to resume, so a resumed run keeps them.
@@ -199,6 +200,9 @@ class GrpoTrainer(BBUTrainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:  # noqa: D102
         if "loss" in logs:
             logs.update(self.window.means(self.args.device))
+            if logs.get("zero_spread_groups") == 1.0 and not self.said_no_spread and self.is_world_process_zero():
+                self.said_no_spread = True  # once: zero_spread_groups in every log counts it from here on
+                log.warning(no_spread_warning(self.state.global_step, logs, self.grpo))
         super().log(logs, start_time)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):  # noqa: D102
@@ -244,6 +248,17 @@ class GrpoRun(Run):
 
 
 log = logging.getLogger(__name__)
+
+
+def no_spread_warning(step: int, logs: dict[str, float], grpo: GrpoConfig) -> str:
+    """What a logged window in which every photo's rollouts scored alike means, and what to change: its advantages,
+    loss and gradient were all 0 (rl/objective.py), so those steps taught nothing."""
+    length = logs.get("answer_length", 0.0)
+    return (f"step {step}: in the steps logged since the last log, each photo's {grpo.group_size} rollouts all earned "
+            f"the same reward (zero_spread_groups 1; mean reward {logs.get('reward', 0.0):.4g}): their advantages, the "
+            f"loss and its gradient are 0 and the policy learnt nothing from them. Answers averaged {length:.1f} tokens of "
+            f"grpo.max_new_tokens {grpo.max_new_tokens}: a budget too short for one object closes every answer as "
+            "`[]` (raise it); otherwise answers that differ need a higher grpo.temperature or grpo.group_size")
 
 
 def grpo_ignores(cfg: Config) -> list[str]:
