@@ -43,8 +43,10 @@ from bbuvl.train.callbacks import NonFiniteGuard, RichProgress, RunTensorBoard, 
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import SampleSource, read_training_rows, rows_as_sources
 from bbuvl.train.param_groups import freeze_zero_lr_groups, optimizer_groups
+from bbuvl.train.run_record import base_gone
 from bbuvl.train.run_dir import FINAL_DIR
-from bbuvl.train.trainer import BBUTrainer, Run, fit, optional_data, training_arguments, with_base_located
+from bbuvl.train.trainer import (BBUTrainer, Run, fit, loaded_from, optional_data, resumed_weights, training_arguments,
+                                 with_base_located)
 
 
 class Policy(nn.Module):
@@ -414,7 +416,15 @@ def train_grpo(cfg: Config, resume: bool | str = False, progress: bool = True, c
     inputs: list[GrpoInputs] = []
 
     def prepare() -> None:
-        inputs.append(read_grpo_inputs(cfg, files))
+        # A resume whose starting checkpoint is gone: each checkpoint holds every weight, the prompt and the frame
+        # the start had, but not the start's own weights, which the KL term is measured against.
+        if resume and cfg.grpo.beta > 0 and base_gone(cfg):
+            raise ValueError(f"model.path {cfg.model.path}: no such folder, and this run's KL term (grpo.beta "
+                             f"{cfg.grpo.beta:g}) is measured against the weights it started from, which no checkpoint "
+                             "of the run holds: put the starting checkpoint back there, or set model.path to where it "
+                             "is now")
+        weights = resumed_weights(cfg, resume)
+        inputs.append(read_grpo_inputs(cfg if weights is None else loaded_from(cfg, weights), files))
 
     def make() -> GrpoTrainer:
         made.append(make_grpo_trainer(build_grpo_run(cfg, inputs[0]), progress, callbacks))
