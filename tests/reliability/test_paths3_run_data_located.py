@@ -57,6 +57,7 @@ def test_a_checkpoint_records_its_data_files_where_they_were_and_predict_reads_t
     done = run("predict", "-c", checkpoint, "-i", small_dataset / "val.jsonl", "-o", out, "--mode", "teachers",
                "--device", "cpu", "--max-new-tokens", "8")
     assert done.exit_code == 0, done.output
+    assert f"teachers: {real_path(one / 'data' / 'teachers.jsonl')} (the run config data.teachers)" in done.output
     # The resume key names the teachers file predict showed, by content: the run's, not two/'s.
     options = json.loads(Path(f"{out}.predict.json").read_text("utf-8"))["key"]["options"]
     teachers = one / "data" / "teachers.jsonl"

@@ -181,6 +181,10 @@ def predict(
     if mode == "teachers":
         with user_errors(ValueError, OSError):
             predictor.set_teachers(source)
+        # Which file, in full: a checkpoint trained before runs recorded their data absolute reads its relative
+        # data.teachers from the folder predict runs in (model/checkpoint.py `relative_run_files`).
+        console.print(f"teachers: {escape(str(real_path(source)))}"
+                      f"{'' if teachers is not None else ' (the run config data.teachers)'}", soft_wrap=True)
     with user_errors(ValueError):
         predictor.check_mode(mode)  # before any photo: a mode this checkpoint cannot run is one error, not one per photo
     if faults is not None:
