@@ -45,3 +45,26 @@ def test_the_empty_answer_earns_its_whole_reward_on_photos_with_no_parts(grpo_co
     (h,) = _logged(train_grpo(cfg, progress=False)["history"])
     assert h["answer_length"] == 1
     assert (h["reward"], h["reward_detection"], h["reward_label"]) == (1.5, 1.0, 1.0), h
+
+
+def test_a_user_reward_that_fails_on_a_photo_with_no_parts_is_refused_before_the_run_naming_the_photo(
+        grpo_config, small_dataset, tmp_path):
+    """`recall` divides by the true objects: tried on the first photo only, it passed the start, and the run stopped
+    at the step that first drew the third photo (within the epoch's four steps), its folder already written."""
+    mixed = tmp_path / "mixed.jsonl"
+    lines = (small_dataset / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    with mixed.open("w", encoding="utf-8") as fh:
+        for n, line in enumerate(lines):
+            record = json.loads(line)
+            record["images"] = [str(small_dataset / p) for p in record["images"]]
+            if n == 2:
+                record["objects"] = []
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    cfg = grpo_config(f"data.train={mixed}", "grpo.rewards.user_function=tests.rl.reward_fns:recall",
+                      "training.max_steps=4")
+    with pytest.raises(ValueError) as e:
+        train_grpo(cfg, progress=False)
+    said = str(e.value)
+    assert said.startswith("grpo.rewards.user_function tests.rl.reward_fns:recall raised ") and "ZeroDivisionError" in said
+    assert said.endswith(f"(tried before the run on a photo with no parts of data.train ({mixed}:3), answered with no object)")
+    assert not (tmp_path / "grpo").exists()

@@ -201,13 +201,20 @@ class RewardScorer:
             raise ValueError(f"grpo.rewards.user_function {name} returned {value!r}: a reward must be a finite number")
         return reward
 
-    def check_user(self, truth: Sequence[LabelledBox]) -> None:
+    def check_user(self, truth: Sequence[LabelledBox], where: str | None = None) -> None:
         """Call the user's function on a photo's truth answered exactly and answered empty, as a start-up check:
         one that raises or returns no finite number then fails before any weights load or --overwrite clears the
-        previous run, not at the first step (docs/design.md, "A GRPO start tries its reward function")."""
+        previous run, not at the first step (docs/design.md, "A GRPO start tries its reward function"). `where`:
+        the photo, named in the error."""
         if self.weights.user > 0 and self.user is not None:
             for answer in (truth, []):
-                self.user_reward(truth, answer)
+                try:
+                    self.user_reward(truth, answer)
+                except ValueError as e:
+                    if where is None:
+                        raise
+                    raise ValueError(f"{e} (tried before the run on {where}, answered "
+                                     f"{'exactly' if answer else 'with no object'})") from None
 
 
 def _number(value: object) -> float | None:

@@ -353,7 +353,15 @@ def read_grpo_inputs(cfg: Config, files: DataFiles | None = None) -> GrpoInputs:
                             key, path, problem, cfg.model.path, len(folder.prompt.labels))
     scorer = RewardScorer.from_config(cfg.grpo.rewards, hierarchy, folder.prompt.labels)
     if sources:
-        scorer.check_user(photos_of(sources[:1])[0].truth)
+        # The first photo, and the first with no parts: a function dividing by the true objects fails only there,
+        # which the run would reach at whatever step drew it (rl/rewards.py `check_user`).
+        photos = photos_of(sources)
+        empty = next((i for i, p in enumerate(photos) if not p.truth), None)
+        for i in dict.fromkeys([0] + ([empty] if empty is not None else [])):
+            s = sources[i].student
+            at = f"{s.dataset_path}:{s.line}" if s.line is not None else s.dataset_path
+            scorer.check_user(photos[i].truth, f"{'a photo with no parts' if not photos[i].truth else 'a photo'} "
+                                               f"of data.train ({at})")
     return GrpoInputs(sources, folder, val_photos, scorer)
 
 
