@@ -68,3 +68,14 @@ def test_a_user_reward_that_fails_on_a_photo_with_no_parts_is_refused_before_the
     assert said.startswith("grpo.rewards.user_function tests.rl.reward_fns:recall raised ") and "ZeroDivisionError" in said
     assert said.endswith(f"(tried before the run on a photo with no parts of data.train ({mixed}:3), answered with no object)")
     assert not (tmp_path / "grpo").exists()
+    # The validation pass scores data.val's photos with it too, every training.eval_steps.
+    val = tmp_path / "val.jsonl"
+    records = [json.loads(line) for line in (small_dataset / "val.jsonl").read_text(encoding="utf-8").splitlines()]
+    for record in records:
+        record["images"] = [str(small_dataset / p) for p in record["images"]]
+    records[1]["objects"] = []
+    val.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    cfg = grpo_config(f"data.val={val}", "grpo.rewards.user_function=tests.rl.reward_fns:recall")
+    with pytest.raises(ValueError, match=rf"tried before the run on a photo with no parts of data.val \({val}:2\)"):
+        train_grpo(cfg, progress=False)
+    assert not (tmp_path / "grpo").exists()

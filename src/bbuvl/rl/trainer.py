@@ -352,16 +352,16 @@ def read_grpo_inputs(cfg: Config, files: DataFiles | None = None) -> GrpoInputs:
                             "label reward out (grpo.rewards.label: 0)",
                             key, path, problem, cfg.model.path, len(folder.prompt.labels))
     scorer = RewardScorer.from_config(cfg.grpo.rewards, hierarchy, folder.prompt.labels)
-    if sources:
-        # The first photo, and the first with no parts: a function dividing by the true objects fails only there,
-        # which the run would reach at whatever step drew it (rl/rewards.py `check_user`).
-        photos = photos_of(sources)
+    # The first photo, and the first with no parts: a function dividing by the true objects fails only there, which
+    # the run would reach at whatever step drew it, or at the validation pass (rl/rewards.py `check_user`).
+    for key, data in (("data.train", sources), ("data.val", val_sources)):
+        photos = photos_of(data)
         empty = next((i for i, p in enumerate(photos) if not p.truth), None)
-        for i in dict.fromkeys([0] + ([empty] if empty is not None else [])):
-            s = sources[i].student
+        for i in dict.fromkeys(([0] if key == "data.train" and photos else []) + ([empty] if empty is not None else [])):
+            s = data[i].student
             at = f"{s.dataset_path}:{s.line}" if s.line is not None else s.dataset_path
             scorer.check_user(photos[i].truth, f"{'a photo with no parts' if not photos[i].truth else 'a photo'} "
-                                               f"of data.train ({at})")
+                                               f"of {key} ({at})")
     return GrpoInputs(sources, folder, val_photos, scorer)
 
 
