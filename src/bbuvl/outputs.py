@@ -320,6 +320,155 @@ def refuse_inputs_being_written(inputs: Mapping[str, Path | None]) -> None:
                                  f"or delete it while this command reads it; wait for that command to finish{copy}")
         raise OutputConflict(f"{path} ({what}): {by} is writing {writer.output} inside it, so it is not whole yet; "
                              "wait for that command to finish, then run this one again")
+    register_reading(inputs)
+
+
+# Readers: a command that reads an input says so, outside that input, for as long as it runs, so that a writer which
+# would replace or delete it refuses instead (docs/outputs.md, "Readers"). A served checkpoint was replaced by
+# `train --overwrite` under a running `bbuvl serve`, which went on answering with weights no longer on disk.
+READERS_ENV = "BBUVL_READERS_DIR"
+READER_PREFIX = "reader-"
+
+
+def readers_dir() -> Path:
+    """The per-user folder where running readers register: $BBUVL_READERS_DIR, else bbuvl/readers in the user's cache
+    (a read folder is never written into: it may be read-only, or someone else's)."""
+    if given := os.environ.get(READERS_ENV):
+        return Path(given)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bbuvl" / "readers"
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A running command that reads `path` (a real path): its pid, its command and when it started."""
+
+    pid: str
+    command: str
+    started: str
+    path: Path
+
+
+class Reading:
+    """One registration of a running reader: a file in `readers_dir()` naming the paths it reads, flock-ed while it
+    lives. The kernel drops the flock when the process dies, even by SIGKILL, so a killed reader's file reads as dead
+    (as a killed writer's lock does) and is removed by whoever looks next."""
+
+    def __init__(self, command: str, paths: Iterable[Path]):
+        self.command = command
+        self.paths = sorted({str(real_path(Path(p))) for p in paths})
+        self.file: Path | None = None
+        self._fh: Any = None
+
+    def acquire(self) -> "Reading":
+        """Register; a registry that cannot be written (a read-only home) is a warning, never a refusal to read."""
+        if not self.paths:
+            return self
+        folder = readers_dir()
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Written under a name no writer looks at, locked, then renamed: a writer never sees it unlocked and alive.
+            fd, name = tempfile.mkstemp(prefix=".new-", suffix=".json", dir=folder)
+            fh = os.fdopen(fd, "w", encoding="utf-8")
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            json.dump({"pid": os.getpid(), "command": self.command, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                       "paths": self.paths}, fh, ensure_ascii=False)
+            fh.flush()
+            self.file = folder / f"{READER_PREFIX}{os.getpid()}-{Path(name).stem.removeprefix('.new-')}.json"
+            os.rename(name, self.file)
+        except OSError as e:
+            log.warning("%s: cannot register this command as a reader of its inputs (%s); a writer will not see it "
+                        "(set %s to a writable folder)", folder, e.strerror or e, READERS_ENV)
+            return self
+        self._fh = fh
+        _READING[self.file] = self
+        return self
+
+    def release(self) -> None:
+        """Unregister (the file goes while still locked, so no writer reads it as a dead reader's meanwhile)."""
+        if self.file is None or _READING.pop(self.file, None) is None:
+            return
+        self.file.unlink(missing_ok=True)
+        self._fh.close()
+
+
+# registry file -> this process's live registration
+_READING: dict[Path, Reading] = {}
+
+
+def register_reading(inputs: Mapping[str, Path | str | None], command: str | None = None) -> Reading:
+    """Register this process as a reader of `inputs` (those that exist) until its CLI command ends; outside a CLI
+    command (a library caller), release the returned Reading yourself."""
+    import click  # layer 0 needs no CLI, but a registration must end with the command (tests run many in one process)
+
+    ctx = click.get_current_context(silent=True)
+    if command is None:
+        # `bbuvl predict`, whatever the program was started as (python -m bbuvl.cli, a console script, a test runner)
+        names = ctx.command_path.split()[1:] if ctx is not None else []
+        command = " ".join(["bbuvl", *names]) if names else "bbuvl"
+    reading = Reading(command, [Path(p) for p in inputs.values() if p is not None and os.path.lexists(p)]).acquire()
+    if ctx is not None:
+        ctx.call_on_close(reading.release)
+    return reading
+
+
+def live_readers() -> Iterator[Reader]:
+    """Every path another live process registered as read, removing dead readers' files on the way."""
+    try:
+        names = sorted(readers_dir().glob(f"{READER_PREFIX}*.json"))
+    except OSError:
+        return
+    for name in names:
+        if name in _READING:
+            continue  # this process's own: a command may replace what it read itself (its own earlier output)
+        try:
+            fh = name.open("r", encoding="utf-8", errors="replace")
+        except OSError:  # gone meanwhile: released
+            continue
+        with fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                try:
+                    entry = json.loads(fh.read())
+                    found = [(str(entry["pid"]), str(entry["command"]), str(entry["started"]), Path(p))
+                             for p in entry["paths"]]
+                except (ValueError, KeyError, TypeError):  # not ours to judge: nothing to name
+                    continue
+                for pid, command, started, path in found:
+                    yield Reader(pid, command, started, path)
+                continue
+            except OSError:
+                continue
+            name.unlink(missing_ok=True)  # unlocked: its reader ended without releasing it (killed)
+
+
+def reader_around(path: Path) -> Reader | None:
+    """A live reader (of another process) of `path`, of a folder holding it, or of anything under it: what replacing
+    or deleting `path` would pull from under it."""
+    try:
+        located = real_path(Path(path))
+    except (OSError, ValueError):
+        return None
+    for reader in live_readers():
+        if reader.path == located or reader.path.is_relative_to(located) or located.is_relative_to(reader.path):
+            return reader
+    return None
+
+
+def refuse_outputs_being_read(outputs: Mapping[str, Path | None]) -> None:
+    """OutputConflict naming the first reader (command, pid) of an output that exists and would be replaced or deleted:
+    a server kept answering with weights no longer on disk, and a predictions manifest named a folder now holding
+    another model."""
+    for what, path in outputs.items():
+        if path is None or not os.path.lexists(path) or (reader := reader_around(path)) is None:
+            continue
+        located = real_path(Path(path))
+        where = ("reading it" if reader.path == located else f"reading {reader.path} inside it"
+                 if reader.path.is_relative_to(located) else f"reading {reader.path}, which holds it")
+        named = str(path) if what == str(path) else f"{path} ({what})"
+        raise OutputConflict(f"{named}: `{reader.command}` (pid {reader.pid}, since {reader.started}) is "
+                             f"{where}, and this command would replace or delete it; stop that command first, or "
+                             "write elsewhere")
 
 
 def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterable[Path] = (),
@@ -343,6 +492,7 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
     try:
         for out in outputs:
             claim.locks.append(OutputLock(out, command).acquire())
+        refuse_outputs_being_read(dict(zip(map(str, files + folders), outputs)))
         for out, given, lock in zip(outputs, files + folders, claim.locks):
             claim.before[out] = digest = output_digest(out)
             if digest is None or overwrite:
@@ -597,6 +747,12 @@ def _let_go_in_forked_child() -> None:
         except OSError:
             pass
     _HELD.clear()
+    for reading in _READING.values():  # its parent's registrations: released by the parent, never by a worker
+        try:
+            reading._fh.close()
+        except OSError:
+            pass
+    _READING.clear()
 
 
 os.register_at_fork(after_in_child=_let_go_in_forked_child)

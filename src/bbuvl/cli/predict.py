@@ -19,7 +19,7 @@ from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, check_device, console, f
 from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
                                  TILES, ZOOM_INTO, check_mode_name, checkpoint_folder_problem, describe_tiles, mode_help,
                                  plain_model_mode, read_folder, read_through_config, tile_options, typed)
-from bbuvl.outputs import refuse_inputs_being_written
+from bbuvl.outputs import refuse_inputs_being_written, refuse_outputs_being_read
 from bbuvl.paths import real_path
 
 
@@ -165,6 +165,8 @@ def predict(
     with user_errors(ValueError, OSError):
         if not overwrite:
             check_output(out, job.manifest)
+        else:  # it starts --out over: an `eval` or `viz` reading it now would read part of two runs
+            refuse_outputs_being_read({"--out": out})
     check_device(device)
     with user_errors(ValueError, OSError, CheckpointError):
         folder = read_folder(checkpoint, labels, lang)

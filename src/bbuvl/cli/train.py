@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bbuvl.cli.common import console, fail, hold_outputs, user_errors
-from bbuvl.outputs import refuse_inputs_being_written
+from bbuvl.outputs import refuse_inputs_being_written, refuse_outputs_being_read, register_reading
 from bbuvl.cli.config import OVERRIDES_HELP, report_valid
 from bbuvl.config import BudgetError, ConfigError, ConfigOrigin, dump_config, load_located_config
 
@@ -59,6 +59,12 @@ def train(
             # a model folder, or another run's checkpoint, inside a run still training: its saves replace them
             check_not_being_written({"model.path": cfg.model.path, "--resume-from": resume_from})
         hold_outputs("train", [Path(cfg.training.output_dir)])  # one run per folder (bbuvl/outputs.py)
+        with user_errors(ValueError):
+            register_reading({"model.path": cfg.model.path, "--resume-from": resume_from})
+            # --overwrite deletes the run; any run replaces final/ (its rotation deletes only its own checkpoints)
+            run = Path(cfg.training.output_dir)
+            refuse_outputs_being_read({"training.output_dir": run} if overwrite else
+                                      {"training.output_dir's final/": run / "final"})
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from bbuvl.encode.loss_terms import LossTerms
     from bbuvl.train.trainer import dry_run as run_dry
