@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -34,6 +35,7 @@ from bbuvl.infer.predictor import Predictor
 from bbuvl.model.checkpoint import (ModelFolder, is_peft, is_plain_model_folder, load_model, load_weights_into,
                                    read_model_folder, save_checkpoint)
 from bbuvl.model.lora import apply_lora
+from bbuvl.outputs import writer_around
 from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.rl.objective import StepCounts, grpo_loss
 from bbuvl.rl.evaluate import photos_reward
@@ -330,6 +332,11 @@ def read_grpo_inputs(cfg: Config, files: DataFiles | None = None) -> GrpoInputs:
         try:
             folder = read_model_folder(cfg.model.path)
         except (OSError, ValueError) as e:
+            if not os.path.lexists(cfg.model.path) and (writer := writer_around(Path(cfg.model.path))) is not None:
+                # A run's --overwrite removes its final/ before it saves the new one: not there yet, rather than none.
+                raise ValueError(f"model.path {cfg.model.path}: no such folder yet: `bbuvl {writer.command}` (pid "
+                                 f"{writer.pid}) is writing {writer.output} now; wait for it to finish, then run this "
+                                 "one again") from None
             # The reader names the folder, not the key, nor (when there is none) what GRPO can start from.
             hint = (" (GRPO starts from a local folder: a checkpoint `bbuvl train` wrote, or a base model's folder; "
                     "docs/grpo.md)") if isinstance(e, OSError) else ""
