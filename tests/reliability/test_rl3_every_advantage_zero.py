@@ -43,3 +43,21 @@ def test_rollouts_that_differ_say_nothing_of_spread(grpo_config, caplog):
     with caplog.at_level(logging.WARNING):
         history = train_grpo(grpo_config("training.max_steps=1"), progress=False)["history"]
     assert history[0]["zero_spread_groups"] < 1 and _said(caplog) == []
+
+
+def test_photos_with_no_parts_all_answered_right_are_said_to_leave_nothing_to_learn_not_a_short_budget(
+        grpo_config, small_dataset, tmp_path, caplog):
+    """Every rollout of a photo with no parts writes `[]` under one token of budget, and earns the whole reward: the
+    budget is not what stops the learning."""
+    import json
+
+    no_parts = tmp_path / "no_parts.jsonl"
+    records = [json.loads(line) for line in (small_dataset / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    no_parts.write_text("".join(json.dumps({**r, "objects": [], "images": [str(small_dataset / p) for p in r["images"]]},
+                                           ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    cfg = grpo_config(f"data.train={no_parts}", "grpo.max_new_tokens=1", "grpo.rewards.user=0",
+                      "grpo.rewards.user_function=null", "training.max_steps=1")
+    with caplog.at_level(logging.WARNING):
+        train_grpo(cfg, progress=False)
+    (said,) = _said(caplog)
+    assert "mean reward 1.5" in said and "Every answer earned the whole reward" in said and "budget" not in said, said

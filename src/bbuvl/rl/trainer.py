@@ -257,12 +257,17 @@ log = logging.getLogger(__name__)
 def no_spread_warning(step: int, logs: dict[str, float], grpo: GrpoConfig) -> str:
     """What a logged window in which every photo's rollouts scored alike means, and what to change: its advantages,
     loss and gradient were all 0 (rl/objective.py), so those steps taught nothing."""
-    length = logs.get("answer_length", 0.0)
-    return (f"step {step}: in the steps logged since the last log, each photo's {grpo.group_size} rollouts all earned "
-            f"the same reward (zero_spread_groups 1; mean reward {logs.get('reward', 0.0):.4g}): their advantages, the "
-            f"loss and its gradient are 0 and the policy learnt nothing from them. Answers averaged {length:.1f} tokens of "
-            f"grpo.max_new_tokens {grpo.max_new_tokens}: a budget too short for one object closes every answer as "
-            "`[]` (raise it); otherwise answers that differ need a higher grpo.temperature or grpo.group_size")
+    length, reward = logs.get("answer_length", 0.0), logs.get("reward", 0.0)
+    said = (f"step {step}: in the steps logged since the last log, each photo's {grpo.group_size} rollouts all earned "
+            f"the same reward (zero_spread_groups 1; mean reward {reward:.4g}): their advantages, the loss and its "
+            "gradient are 0 and the policy learnt nothing from them. ")
+    w = grpo.rewards
+    if not (w.user > 0) and reward >= w.detection + w.label + w.format - 1e-6:  # every term is at most 1
+        return said + ("Every answer earned the whole reward (photos with no parts answered `[]`, or answered "
+                       "exactly): nothing is left to learn on these photos")
+    return said + (f"Answers averaged {length:.1f} tokens of grpo.max_new_tokens {grpo.max_new_tokens}: a budget too "
+                   "short for one object closes every answer as `[]` (raise it); otherwise answers that differ need a "
+                   "higher grpo.temperature or grpo.group_size")
 
 
 def grpo_ignores(cfg: Config) -> list[str]:
