@@ -88,3 +88,23 @@ def test_a_checkpoint_with_relative_data_paths_says_which_file_it_reads_from_ano
             f"trained before runs recorded where their data was): unless --teachers names one, it is read from the "
             f"folder this command runs in, {teachers}, which may not be the file the run trained with") in said
     assert any("data.hierarchy as data/hierarchy.json" in s and "unless --hierarchy names one" in s for s in said), said
+
+
+def test_eval_names_the_hierarchy_file_an_older_checkpoint_is_judged_with(two_folders, monkeypatch, caplog):
+    """eval judges a checkpoint's predictions with its run's hierarchy (`checkpoint_verdict`): an older checkpoint's
+    relative data.hierarchy is read from the folder eval runs in, and now said, as predict says it."""
+    from bbuvl.infer.verdict import checkpoint_verdict
+
+    checkpoint, one, two = two_folders
+    saved = checkpoint / "bbuvl.yaml"
+    text = saved.read_text("utf-8")
+    for name in ("teachers.jsonl", "hierarchy.json"):
+        text = text.replace(str(real_path(one / "data" / name)), f"data/{name}")
+    saved.write_text(text, "utf-8")
+
+    monkeypatch.chdir(two)
+    with caplog.at_level(logging.WARNING):
+        checkpoint_verdict(checkpoint)
+    said = [r.getMessage() for r in caplog.records if "relative to a folder it does not record" in r.getMessage()]
+    assert len(said) == 1 and "data.hierarchy as data/hierarchy.json" in said[0], said  # teachers play no part
+    assert str(real_path(two / "data" / "hierarchy.json")) in said[0]

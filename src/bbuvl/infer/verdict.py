@@ -286,6 +286,10 @@ def checkpoint_verdict(checkpoint: str | Path, mode: str | None = None,
     own_hierarchy = run.data.hierarchy if run is not None else None
     if hierarchy is None and (missing := run_file_missing(checkpoint, "data.hierarchy", own_hierarchy)):
         raise ValueError(f"{missing}; pass --hierarchy HIERARCHY.json")
+    if run is not None and hierarchy is None:
+        from bbuvl.model.checkpoint import say_relative_run_files
+
+        say_relative_run_files(checkpoint, run, ("data.hierarchy",))  # an older run's relative hierarchy is read from this folder
     judged = Faults.load(hierarchy or own_hierarchy).labels
     chosen, chosen_tiled = ChosenThresholds.load(checkpoint), ChosenThresholds.load(checkpoint, tiled=True)
     (chosen, chosen_tiled), other_faults = for_faults(chosen, chosen_tiled, judged, trained_identity(checkpoint))

@@ -343,10 +343,7 @@ def read_model_folder(path: str | Path, labels: list[str] | None = None, lang: s
     run = read_run_config(path)
     if "vision_positions" not in run.model.model_fields_set and not (path / POSITIONS_FILE).exists():
         run.model.vision_positions = False  # trained before vision positions existed
-    for note in relative_run_files(path, run):
-        if note not in _SAID:  # a command reads its folder more than once (its base, its mode, its model)
-            _SAID.add(note)
-            log.warning("%s", note)
+    say_relative_run_files(path, run)
     return ModelFolder(path, True, run, Prompt.load(path), CoordinateContract.load(path),
                        adapter=(path / "adapter_config.json").exists())
 
@@ -354,7 +351,16 @@ def read_model_folder(path: str | Path, labels: list[str] | None = None, lang: s
 _SAID: set[str] = set()  # the notes of `relative_run_files` this process has given
 
 
-def relative_run_files(path: Path, run: Config) -> list[str]:
+def say_relative_run_files(path: Path, run: Config, keys: tuple[str, ...] = ("data.teachers", "data.hierarchy")) -> None:
+    """Warn, once a process, which file each relative data.teachers or data.hierarchy of a checkpoint is read from."""
+    for note in relative_run_files(path, run, keys):
+        if note not in _SAID:  # a command reads its folder more than once (its base, its mode, its model)
+            _SAID.add(note)
+            log.warning("%s", note)
+
+
+def relative_run_files(path: Path, run: Config,
+                       keys: tuple[str, ...] = ("data.teachers", "data.hierarchy")) -> list[str]:
     """Which file a checkpoint's relative data.teachers or data.hierarchy is read from, where one is there: a run now
     records them absolute (train/trainer.py `with_data_located`); one trained before kept them as typed, and every
     command reads them from the folder it runs in, maybe another dataset's file of that name. Missing ones are named
@@ -362,7 +368,7 @@ def relative_run_files(path: Path, run: Config) -> list[str]:
     notes = []
     for key, option, value in (("data.teachers", "--teachers", run.data.teachers),
                                ("data.hierarchy", "--hierarchy", run.data.hierarchy)):
-        if value is not None and not Path(value).is_absolute() and os.path.lexists(value):
+        if key in keys and value is not None and not Path(value).is_absolute() and os.path.lexists(value):
             notes.append(f"{path / CONFIG_FILE} names {key} as {value}, relative to a folder it does not record (a "
                          f"checkpoint trained before runs recorded where their data was): unless {option} names one, it "
                          f"is read from the folder this command runs in, {real_path(value)}, which may not be the file "
