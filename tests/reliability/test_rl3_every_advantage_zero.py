@@ -39,6 +39,18 @@ def test_a_budget_that_holds_no_object_learns_nothing_divides_by_nothing_and_say
     assert all(torch.equal(start[k], end[k]) for k in start)  # a zero gradient moved nothing
 
 
+def test_free_rollouts_all_cut_before_they_parse_are_said_to_be_cut(grpo_config, caplog):
+    """Without the grammar a short budget leaves no answer `[]` but text that does not parse, each earning 0."""
+    cfg = grpo_config("grpo.constrained=false", "grpo.max_new_tokens=3", "grpo.rewards.user=0",
+                      "grpo.rewards.user_function=null", "training.max_steps=1")
+    with caplog.at_level(logging.WARNING):
+        (h, *_) = train_grpo(cfg, progress=False)["history"]
+    (said,) = _said(caplog)
+    assert h["reward"] == 0.0 and h["answer_length"] == 3
+    assert "Answers averaged 3.0 tokens of grpo.max_new_tokens 3: a budget too short for one object cuts every answer " \
+           "before it parses (raise it)" in said, said
+
+
 def test_rollouts_that_differ_say_nothing_of_spread(grpo_config, caplog):
     with caplog.at_level(logging.WARNING):
         history = train_grpo(grpo_config("training.max_steps=1"), progress=False)["history"]

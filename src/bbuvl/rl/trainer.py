@@ -265,9 +265,10 @@ def no_spread_warning(step: int, logs: dict[str, float], grpo: GrpoConfig) -> st
     if not (w.user > 0) and reward >= w.detection + w.label + w.format - 1e-6:  # every term is at most 1
         return said + ("Every answer earned the whole reward (photos with no parts answered `[]`, or answered "
                        "exactly): nothing is left to learn on these photos")
+    cut = "closes every answer as `[]`" if grpo.constrained else "cuts every answer before it parses"  # free decoding
     return said + (f"Answers averaged {length:.1f} tokens of grpo.max_new_tokens {grpo.max_new_tokens}: a budget too "
-                   "short for one object closes every answer as `[]` (raise it); otherwise answers that differ need a "
-                   "higher grpo.temperature or grpo.group_size")
+                   f"short for one object {cut} (raise it); otherwise answers that differ need a higher "
+                   "grpo.temperature or grpo.group_size")
 
 
 def grpo_ignores(cfg: Config) -> list[str]:
