@@ -35,6 +35,8 @@ def test_a_budget_that_holds_no_object_learns_nothing_divides_by_nothing_and_say
     said = _said(caplog)
     assert len(said) == 1, said  # once, though two logged steps had no spread
     assert said[0].startswith("step 1: ") and "grpo.max_new_tokens 4: a budget too short for one object" in said[0]
+    assert "their advantages are 0, so the reward taught nothing (only the KL term, grpo.beta, moved the policy)" \
+        in said[0]
     start, end = load_model(trained_checkpoint)[0].state_dict(), load_model(result["final"])[0].state_dict()
     assert all(torch.equal(start[k], end[k]) for k in start)  # a zero gradient moved nothing
 
@@ -47,6 +49,7 @@ def test_free_rollouts_all_cut_before_they_parse_are_said_to_be_cut(grpo_config,
         (h, *_) = train_grpo(cfg, progress=False)["history"]
     (said,) = _said(caplog)
     assert h["reward"] == 0.0 and h["answer_length"] == 3
+    assert "their advantages are 0, so the loss and its gradient are 0" in said  # grpo.beta 0: no KL term either
     assert "Answers averaged 3.0 tokens of grpo.max_new_tokens 3: a budget too short for one object cuts every answer " \
            "before it parses (raise it)" in said, said
 

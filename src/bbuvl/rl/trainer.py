@@ -129,6 +129,7 @@ class GrpoTrainer(BBUTrainer):
         self.grpo = self.run.cfg.grpo
         self.window = Window()
         self.said_no_spread = False
+        self.advantage_seen = False  # since the last log: `grpo.advantages: parts` credits terms whose total is even
         self.reference: BBUVLModel | None = None
         if self.grpo.beta > 0 and not is_peft(predictor.model.vlm):
             # The starting weights: built before HF loads a checkpoint to resume, so a resumed run keeps them.
@@ -165,6 +166,7 @@ class GrpoTrainer(BBUTrainer):
             self.window.add("answer_length", float(r.lengths.sum()), r.lengths.numel())
             spread = r.rewards.max(dim=1).values - r.rewards.min(dim=1).values
             self.window.add("zero_spread_groups", float((spread <= 1e-8).sum()), spread.numel())
+            self.advantage_seen = self.advantage_seen or bool(r.advantages.abs().gt(0).any())
         counts = StepCounts(int(totals[0]), int(totals[1]), self.grpo.max_new_tokens, self.args.world_size)
         batches = [RolloutBatch(self.run.collator_for_rollouts(r.samples), r.advantages, r.allowed) for r in drawn]
         return batches, counts
@@ -204,9 +206,11 @@ class GrpoTrainer(BBUTrainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:  # noqa: D102
         if "loss" in logs:
             logs.update(self.window.means(self.args.device))
-            if logs.get("zero_spread_groups") == 1.0 and not self.said_no_spread and self.is_world_process_zero():
+            no_spread = logs.get("zero_spread_groups") == 1.0 and not self.advantage_seen
+            if no_spread and not self.said_no_spread and self.is_world_process_zero():
                 self.said_no_spread = True  # once: zero_spread_groups in every log counts it from here on
                 log.warning(no_spread_warning(self.state.global_step, logs, self.grpo))
+            self.advantage_seen = False
         super().log(logs, start_time)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):  # noqa: D102
@@ -255,12 +259,13 @@ log = logging.getLogger(__name__)
 
 
 def no_spread_warning(step: int, logs: dict[str, float], grpo: GrpoConfig) -> str:
-    """What a logged window in which every photo's rollouts scored alike means, and what to change: its advantages,
-    loss and gradient were all 0 (rl/objective.py), so those steps taught nothing."""
+    """What a logged window in which every photo's rollouts scored alike means, and what to change: its advantages
+    were all 0 (rl/objective.py), so the reward taught nothing in those steps."""
     length, reward = logs.get("answer_length", 0.0), logs.get("reward", 0.0)
     said = (f"step {step}: in the steps logged since the last log, each photo's {grpo.group_size} rollouts all earned "
-            f"the same reward (zero_spread_groups 1; mean reward {reward:.4g}): their advantages, the loss and its "
-            "gradient are 0 and the policy learnt nothing from them. ")
+            f"the same reward (zero_spread_groups 1; mean reward {reward:.4g}): their advantages are 0, so "
+            + ("the reward taught nothing (only the KL term, grpo.beta, moved the policy). " if grpo.beta > 0 else
+               "the loss and its gradient are 0 and the policy learnt nothing from them. "))
     w = grpo.rewards
     if not (w.user > 0) and reward >= w.detection + w.label + w.format - 1e-6:  # every term is at most 1
         return said + ("Every answer earned the whole reward (photos with no parts answered `[]`, or answered "
