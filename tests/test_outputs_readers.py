@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from bbuvl.outputs import (READERS_ENV, OutputConflict, claim_outputs, live_readers, readers_dir,
-                           refuse_outputs_being_read, register_reading)
+                           refuse_inputs_being_written, refuse_outputs_being_read, register_reading, release_readings)
+from tests.reliability.test_train2_model_being_written import _hold
 
 READ = """
 import sys, time
@@ -153,3 +154,41 @@ def test_registering_costs_a_fraction_of_a_millisecond_next_to_seconds_of_model_
         for child in children:
             child.kill()
             child.wait()
+
+
+def test_a_folder_moved_after_it_was_read_is_still_refused_where_it_lies_now(tmp_path):
+    final = _checkpoint(tmp_path / "run")
+    child = _reader(final)
+    try:
+        (tmp_path / "run").rename(tmp_path / "run_old")  # `mv run run_old` while serving run/final
+        with pytest.raises(OutputConflict) as e:
+            refuse_outputs_being_read({"training.output_dir": tmp_path / "run_old"})
+        assert f"pid {child.pid}" in str(e.value) and f"reading {tmp_path / 'run_old' / 'final'} inside it" in str(e.value)
+        (tmp_path / "run_old" / "final").rename(tmp_path / "served")
+        with pytest.raises(OutputConflict, match=f"pid {child.pid}"):
+            refuse_outputs_being_read({"--out": tmp_path / "served"})
+        (tmp_path / "again").mkdir()
+        (tmp_path / "again" / "link").symlink_to(tmp_path / "served")  # deleting a link deletes nothing it names
+        refuse_outputs_being_read({"--out": tmp_path / "again"})
+        refuse_outputs_being_read({"training.output_dir": tmp_path / "run_old"})  # it holds nothing read any more
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_reader_refused_for_a_writer_leaves_no_entry_and_registers_before_it_looks(tmp_path, registry):
+    final = _checkpoint(tmp_path / "run")
+    writer = _hold(tmp_path / "run", "train")
+    try:
+        with pytest.raises(OutputConflict, match=f"pid {writer.pid}"):
+            refuse_inputs_being_written({"--checkpoint": final})
+        assert list(registry.glob("reader-*.json")) == []
+    finally:
+        writer.kill()
+        writer.wait()
+    refuse_inputs_being_written({"--checkpoint": final})
+    entries = list(registry.glob("reader-*.json"))
+    # registered first, then the writers looked for: a writer starting at that instant sees it (or it sees the writer)
+    assert len(entries) == 1 and str(final) in entries[0].read_text()
+    release_readings()
+    assert list(registry.glob("reader-*.json")) == []

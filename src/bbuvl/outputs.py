@@ -31,6 +31,7 @@ import logging
 import os
 import shutil
 import stat
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -205,6 +206,7 @@ class Claim:
     locks: list["OutputLock"] = field(default_factory=list)
     record: bool = True  # False: the command keeps its own record of what is its (predict's manifest, train's run folder)
     done: bool = False
+    readings: list["Reading"] = field(default_factory=list)  # the command's inputs, read until it ends
 
     def finish(self, succeeded: bool) -> None:
         """Record what this run wrote and release the outputs.
@@ -237,6 +239,8 @@ class Claim:
         finally:
             for out, lock in reversed(list(zip(self.outputs, self.locks))):
                 lock.release(restore=not succeeded and out not in recorded)
+            for reading in self.readings:
+                reading.release()
 
     def __enter__(self) -> "Claim":
         return self
@@ -304,7 +308,19 @@ def writer_around(path: Path) -> Writer | None:
 def refuse_inputs_being_written(inputs: Mapping[str, Path | None]) -> None:
     """OutputConflict naming the first input another process is writing now (it, a folder holding it, or something in
     it: `writer_around`), and what to do: a reader would read a file still growing line by line, or a checkpoint
-    about to be replaced, so its numbers would describe a moment of another run."""
+    about to be replaced, so its numbers would describe a moment of another run.
+
+    The inputs are registered as read first (`register_reading`), then their writers looked for: of a reader and a
+    writer that start at once, at least one sees the other, as of two writers (`OutputLock.acquire`)."""
+    reading = register_reading(inputs)
+    try:
+        _refuse_writers(inputs)
+    except BaseException:
+        reading.release()
+        raise
+
+
+def _refuse_writers(inputs: Mapping[str, Path | None]) -> None:
     for what, path in inputs.items():
         if path is None or (writer := writer_around(path)) is None:
             continue
@@ -320,7 +336,6 @@ def refuse_inputs_being_written(inputs: Mapping[str, Path | None]) -> None:
                                  f"or delete it while this command reads it; wait for that command to finish{copy}")
         raise OutputConflict(f"{path} ({what}): {by} is writing {writer.output} inside it, so it is not whole yet; "
                              "wait for that command to finish, then run this one again")
-    register_reading(inputs)
 
 
 # Readers: a command that reads an input says so, outside that input, for as long as it runs, so that a writer which
@@ -346,6 +361,7 @@ class Reader:
     command: str
     started: str
     path: Path
+    inode: tuple[int, int] | None = None  # (device, inode) of what it read, found again after a move
 
 
 class Reading:
@@ -371,7 +387,7 @@ class Reading:
             fh = os.fdopen(fd, "w", encoding="utf-8")
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             json.dump({"pid": os.getpid(), "command": self.command, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                       "paths": self.paths}, fh, ensure_ascii=False)
+                       "paths": self.paths, "inodes": [_inode(Path(p)) for p in self.paths]}, fh, ensure_ascii=False)
             fh.flush()
             self.file = folder / f"{READER_PREFIX}{os.getpid()}-{Path(name).stem.removeprefix('.new-')}.json"
             os.rename(name, self.file)
@@ -385,6 +401,8 @@ class Reading:
 
     def release(self) -> None:
         """Unregister (the file goes while still locked, so no writer reads it as a dead reader's meanwhile)."""
+        if self in _PENDING:
+            _PENDING.remove(self)
         if self.file is None or _READING.pop(self.file, None) is None:
             return
         self.file.unlink(missing_ok=True)
@@ -396,19 +414,43 @@ _READING: dict[Path, Reading] = {}
 
 
 def register_reading(inputs: Mapping[str, Path | str | None], command: str | None = None) -> Reading:
-    """Register this process as a reader of `inputs` (those that exist) until its CLI command ends; outside a CLI
-    command (a library caller), release the returned Reading yourself."""
-    import click  # layer 0 needs no CLI, but a registration must end with the command (tests run many in one process)
-
-    ctx = click.get_current_context(silent=True)
-    if command is None:
-        # `bbuvl predict`, whatever the program was started as (python -m bbuvl.cli, a console script, a test runner)
-        names = ctx.command_path.split()[1:] if ctx is not None else []
-        command = " ".join(["bbuvl", *names]) if names else "bbuvl"
-    reading = Reading(command, [Path(p) for p in inputs.values() if p is not None and os.path.lexists(p)]).acquire()
-    if ctx is not None:
-        ctx.call_on_close(reading.release)
+    """Register this process as a reader of `inputs` (those that exist) for as long as it runs, or until the command's
+    next claim (`claim_outputs`, `hold_outputs`) is finished: the claim adopts it, so a process that runs many commands
+    (tests, a notebook) reads each command's inputs for that command only."""
+    reading = Reading(command or _command_line(), [Path(p) for p in inputs.values()
+                                                    if p is not None and os.path.lexists(p)]).acquire()
+    if reading.file is not None:
+        _PENDING.append(reading)
     return reading
+
+
+def _command_line() -> str:
+    """`bbuvl serve`, `bbuvl data synth`: the command words this process was started with (its arguments up to the
+    first option or path), else the program's name (a test runner)."""
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    if program.name != "bbuvl" and not (program.name == "__main__.py" and program.parent.name == "cli"):
+        return program.name
+    words = []
+    for word in sys.argv[1:3]:
+        if not word.replace("-", "").isalpha() or word.startswith("-"):
+            break
+        words.append(word)
+    return " ".join(["bbuvl", *words])
+
+
+# Registered since the last claim: the next claim releases them when it is finished.
+_PENDING: list[Reading] = []
+
+
+def _adopt_readings(claim: "Claim") -> None:
+    claim.readings.extend(_PENDING)
+    _PENDING.clear()
+
+
+def release_readings() -> None:
+    """Release what this process registered as read and no claim adopted (a command that ends without claiming)."""
+    while _PENDING:
+        _PENDING.pop().release()
 
 
 def live_readers() -> Iterator[Reader]:
@@ -430,12 +472,12 @@ def live_readers() -> Iterator[Reader]:
             except BlockingIOError:
                 try:
                     entry = json.loads(fh.read())
-                    found = [(str(entry["pid"]), str(entry["command"]), str(entry["started"]), Path(p))
-                             for p in entry["paths"]]
+                    found = [Reader(str(entry["pid"]), str(entry["command"]), str(entry["started"]), Path(p),
+                                    tuple(inode) if isinstance(inode, list) and len(inode) == 2 else None)
+                             for p, inode in zip(entry["paths"], entry.get("inodes") or [None] * len(entry["paths"]))]
                 except (ValueError, KeyError, TypeError):  # not ours to judge: nothing to name
                     continue
-                for pid, command, started, path in found:
-                    yield Reader(pid, command, started, path)
+                yield from found
                 continue
             except OSError:
                 continue
@@ -452,6 +494,37 @@ def reader_around(path: Path) -> Reader | None:
     for reader in live_readers():
         if reader.path == located or reader.path.is_relative_to(located) or located.is_relative_to(reader.path):
             return reader
+        # Moved or renamed since it was read (`mv run run_old`): what it reads is where its inode is now
+        if reader.inode is not None and _inode(reader.path) != reader.inode and (
+                (now := _find_inode(located, reader.inode)) is not None):
+            return replace(reader, path=now)
+    return None
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of `path`, None when nothing is there."""
+    try:
+        found = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _find_inode(located: Path, inode: tuple[int, int]) -> Path | None:
+    """Where `inode` is now around `located` (a real path): it, a folder holding it, or anything under it."""
+    for where in (located, *located.parents):
+        if _inode(where) == inode:
+            return where
+    if not located.is_dir():
+        return None
+    for folder, dirs, files in os.walk(located):  # links not followed: what they point to is not deleted with them
+        for name in dirs + files:
+            try:
+                found = os.lstat(os.path.join(folder, name))
+            except OSError:  # gone meanwhile
+                continue
+            if (found.st_dev, found.st_ino) == inode:
+                return Path(folder) / name
     return None
 
 
@@ -489,6 +562,7 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
         check_not_bookkeeping(out, given)
         check_name_room(out, given, file=given in files)
     claim = Claim(command, outputs, {})
+    _adopt_readings(claim)
     try:
         for out in outputs:
             claim.locks.append(OutputLock(out, command).acquire())
@@ -512,6 +586,8 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
     except BaseException:
         for lock in reversed(claim.locks):
             lock.release(restore=True)  # a refused claim leaves a killed run's lock file as it found it
+        for reading in claim.readings:
+            reading.release()
         raise
     return claim
 
@@ -578,6 +654,7 @@ def hold_outputs(command: str, outputs: Iterable[Path]) -> Claim:
     for given in outputs:
         check_not_bookkeeping(output_path(given), Path(given))
     claim = Claim(command, [output_path(p) for p in outputs], {}, record=False)
+    _adopt_readings(claim)
     try:
         for out in claim.outputs:
             claim.locks.append(OutputLock(out, command).acquire())
@@ -753,6 +830,7 @@ def _let_go_in_forked_child() -> None:
         except OSError:
             pass
     _READING.clear()
+    _PENDING.clear()
 
 
 os.register_at_fork(after_in_child=_let_go_in_forked_child)

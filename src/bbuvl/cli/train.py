@@ -58,9 +58,9 @@ def train(
                                          if (v := getattr(cfg.data, k)) is not None})
             # a model folder, or another run's checkpoint, inside a run still training: its saves replace them
             check_not_being_written({"model.path": cfg.model.path, "--resume-from": resume_from})
+        register_reading({"model.path": cfg.model.path, "--resume-from": resume_from})  # released with the hold
         hold_outputs("train", [Path(cfg.training.output_dir)])  # one run per folder (bbuvl/outputs.py)
         with user_errors(ValueError):
-            register_reading({"model.path": cfg.model.path, "--resume-from": resume_from})
             # --overwrite deletes the run; any run replaces final/ (its rotation deletes only its own checkpoints)
             run = Path(cfg.training.output_dir)
             refuse_outputs_being_read({"training.output_dir": run} if overwrite else
