@@ -35,8 +35,8 @@ from bbuvl.infer.predictor import Predictor
 from bbuvl.model.checkpoint import (ModelFolder, is_peft, is_plain_model_folder, load_model, load_weights_into,
                                    read_model_folder, save_checkpoint)
 from bbuvl.model.lora import apply_lora
-from bbuvl.outputs import writer_around
 from bbuvl.model.vlm import BBUVLModel, core_model
+from bbuvl.outputs import writer_around
 from bbuvl.rl.objective import StepCounts, grpo_loss
 from bbuvl.rl.evaluate import photos_reward
 from bbuvl.rl.rewards import RewardScorer
