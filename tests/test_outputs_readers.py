@@ -123,9 +123,11 @@ def test_a_registry_that_cannot_be_written_is_a_warning_and_the_read_goes_on(tmp
     blocked = tmp_path / "a file"
     blocked.write_text("")
     monkeypatch.setenv(READERS_ENV, str(blocked / "readers"))
-    reading = register_reading({"--checkpoint": _checkpoint(tmp_path / "run")}, command="bbuvl predict")
-    assert reading.file is None and READERS_ENV in caplog.text
-    reading.release()
+    final = _checkpoint(tmp_path / "run")
+    readings = [register_reading({"--checkpoint": final}, command="bbuvl predict") for _ in range(3)]
+    assert all(reading.file is None for reading in readings)
+    assert caplog.text.count(READERS_ENV) == 1  # said once, not at each of the command's inputs
+    release_readings()
 
 
 def test_the_registry_is_per_user_and_outside_what_is_read(monkeypatch, tmp_path):

@@ -392,8 +392,10 @@ class Reading:
             self.file = folder / f"{READER_PREFIX}{os.getpid()}-{Path(name).stem.removeprefix('.new-')}.json"
             os.rename(name, self.file)
         except OSError as e:
-            log.warning("%s: cannot register this command as a reader of its inputs (%s); a writer will not see it "
-                        "(set %s to a writable folder)", folder, e.strerror or e, READERS_ENV)
+            if folder not in _UNWRITABLE:  # once: a command registers its inputs in a few calls
+                _UNWRITABLE.add(folder)
+                log.warning("%s: cannot register this command as a reader of its inputs (%s); a writer will not see "
+                            "it (set %s to a writable folder)", folder, e.strerror or e, READERS_ENV)
             return self
         self._fh = fh
         _READING[self.file] = self
@@ -411,6 +413,8 @@ class Reading:
 
 # registry file -> this process's live registration
 _READING: dict[Path, Reading] = {}
+# registries this process could not write into, said once
+_UNWRITABLE: set[Path] = set()
 
 
 def register_reading(inputs: Mapping[str, Path | str | None], command: str | None = None) -> Reading:
