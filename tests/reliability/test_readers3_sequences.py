@@ -99,3 +99,46 @@ def test_data_synth_overwrite_of_the_dataset_a_training_run_reads_is_refused_nam
     result = CliRunner().invoke(app, synth)
     assert result.exit_code == 0, result.output
     assert (data / "train.jsonl").read_bytes() != before
+
+
+def test_predict_overwrite_of_the_predictions_another_process_reads_is_refused_and_goes_on_once_it_is_killed(
+        trained_checkpoint, small_dataset, tmp_path):
+    from tests.test_outputs_readers import _reader
+
+    out = tmp_path / "preds.jsonl"
+    args = ["predict", "-c", str(trained_checkpoint), "-i", str(small_dataset / "val.jsonl"), "-o", str(out), "--mode",
+            "head", "--device", "cpu"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    first = out.read_bytes()
+    reader = _reader(out)  # an `eval --pred preds.jsonl` of a long report, in another process
+    try:
+        result = CliRunner().invoke(app, [*args, "--overwrite"])
+        said = _said(result)
+        assert result.exit_code == 2, result.output
+        assert f"{out} (--out): `bbuvl serve` (pid {reader.pid}, since " in said and "reading it" in said, said
+        assert out.read_bytes() == first
+    finally:
+        os.kill(reader.pid, signal.SIGKILL)
+        reader.wait()
+    result = CliRunner().invoke(app, [*args, "--overwrite"])
+    assert result.exit_code == 0, result.output
+
+
+def test_model_tiny_overwrite_of_a_model_folder_being_read_is_refused_and_goes_on_once_the_reader_is_killed(tmp_path):
+    from tests.test_outputs_readers import _reader
+
+    out = tmp_path / "tiny"
+    args = ["model", "tiny", str(out), "--hidden", "32", "--layers", "1", "--vision-depth", "1"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    files = sorted(p.name for p in out.iterdir())
+    reader = _reader(out)
+    try:
+        result = CliRunner().invoke(app, [*args, "--overwrite"])
+        assert result.exit_code == 2 and f"pid {reader.pid}" in _said(result), result.output
+        assert sorted(p.name for p in out.iterdir()) == files
+    finally:
+        os.kill(reader.pid, signal.SIGKILL)
+        reader.wait()
+    result = CliRunner().invoke(app, [*args, "--overwrite"])
+    assert result.exit_code == 0, result.output
