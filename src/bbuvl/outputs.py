@@ -380,6 +380,7 @@ class Reading:
         if not self.paths:
             return self
         folder = readers_dir()
+        fh, name = None, ""
         try:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             # Written under a name no writer looks at, locked, then renamed: a writer never sees it unlocked and alive.
@@ -389,9 +390,13 @@ class Reading:
             json.dump({"pid": os.getpid(), "command": self.command, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                        "paths": self.paths, "inodes": [_inode(Path(p)) for p in self.paths]}, fh, ensure_ascii=False)
             fh.flush()
-            self.file = folder / f"{READER_PREFIX}{os.getpid()}-{Path(name).stem.removeprefix('.new-')}.json"
-            os.rename(name, self.file)
+            file = folder / f"{READER_PREFIX}{os.getpid()}-{Path(name).stem.removeprefix('.new-')}.json"
+            os.rename(name, file)
+            self.file = file
         except OSError as e:
+            if fh is not None:  # a full disk: what was begun goes
+                fh.close()
+                Path(name).unlink(missing_ok=True)
             if folder not in _UNWRITABLE:  # once: a command registers its inputs in a few calls
                 _UNWRITABLE.add(folder)
                 log.warning("%s: cannot register this command as a reader of its inputs (%s); a writer will not see "
