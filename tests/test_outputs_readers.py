@@ -194,3 +194,38 @@ def test_a_reader_refused_for_a_writer_leaves_no_entry_and_registers_before_it_l
     assert len(entries) == 1 and str(final) in entries[0].read_text()
     release_readings()
     assert list(registry.glob("reader-*.json")) == []
+
+
+READ_AND_FORK = """
+import os, sys, time
+from pathlib import Path
+from bbuvl.outputs import register_reading
+register_reading({"--input": Path(sys.argv[1])}, command="bbuvl train")
+worker = os.fork()  # a DataLoader worker
+if worker == 0:
+    time.sleep(120)
+    os._exit(0)
+print(worker, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_reader_killed_while_its_forked_workers_live_on_holds_nothing(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.jsonl").write_text("{}\n")
+    child = subprocess.Popen([sys.executable, "-c", READ_AND_FORK, str(data / "train.jsonl")], stdout=subprocess.PIPE,
+                             text=True)
+    assert child.stdout is not None
+    worker = int(child.stdout.readline())
+    try:
+        with pytest.raises(OutputConflict, match=f"pid {child.pid}"):
+            refuse_outputs_being_read({"--out": data})
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        os.kill(worker, 0)  # the worker is still there, as a DataLoader worker outlives its killed parent a while
+        refuse_outputs_being_read({"--out": data})
+    finally:
+        os.kill(worker, signal.SIGKILL)
+        child.kill()
+        child.wait()
