@@ -28,14 +28,15 @@ def _logged(history):
 
 
 def test_unreadable_rollouts_earn_no_reward_on_photos_with_no_parts(grpo_config, no_parts):
-    """Three tokens of free decoding from the barely trained model are no JSON: scored as the empty answer, every
-    rollout earned the whole weighted reward (1.5) and the logs said the policy was perfect."""
+    """Three tokens of free decoding from the barely trained model are mostly no JSON (no object fits in three): scored
+    as the empty answer, every rollout earned the whole weighted reward (1.5) whatever it wrote, and the logs said the
+    policy was perfect. Now only a rollout that wrote `[]` earns it."""
     cfg = grpo_config(f"data.train={no_parts}", "grpo.constrained=false", "grpo.max_new_tokens=3",
                       "grpo.rewards.user=0", "grpo.rewards.user_function=null")
     for h in _logged(train_grpo(cfg, progress=False)["history"]):
         assert h["answer_length"] == 3
-        assert (h["reward"], h["reward_detection"], h["reward_label"]) == (0.0, 0.0, 0.0), h
-        assert h["zero_spread_groups"] == 1.0 and h["loss"] == 0.0  # nothing to learn, and nothing divided by zero
+        assert h["reward"] < 1.5 and h["reward"] == pytest.approx(1.5 * h["reward_detection"]), h
+        assert h["reward_detection"] == h["reward_label"]  # both 1 for `[]`, both 0 for what does not parse
 
 
 def test_the_empty_answer_earns_its_whole_reward_on_photos_with_no_parts(grpo_config, no_parts):
