@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import stat
 import statistics
 import subprocess
@@ -229,3 +230,20 @@ def test_a_reader_killed_while_its_forked_workers_live_on_holds_nothing(tmp_path
         os.kill(worker, signal.SIGKILL)
         child.kill()
         child.wait()
+
+
+def test_a_dead_readers_entry_of_another_machine_sharing_the_registry_is_left_to_that_machine(tmp_path, registry):
+    final = _checkpoint(tmp_path / "run")
+    child = _reader(final)
+    entry = next(registry.glob("reader-*.json"))
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    text = entry.read_text()
+    assert f'"host": "{socket.gethostname()}"' in text
+    # as a reader on another node of an NFS home would have left it, where locks may not reach this one
+    entry.write_text(text.replace(f'"host": "{socket.gethostname()}"', '"host": "gpu-node-7"'))
+    refuse_outputs_being_read({"--out": final})
+    assert entry.exists()
+    entry.write_text(text)
+    refuse_outputs_being_read({"--out": final})
+    assert not entry.exists()

@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import stat
 import sys
 import tempfile
@@ -379,15 +380,21 @@ class Reading:
         """Register; a registry that cannot be written (a read-only home) is a warning, never a refusal to read."""
         if not self.paths:
             return self
-        folder = readers_dir()
         fh, name = None, ""
+        try:
+            folder = readers_dir()
+        except RuntimeError as e:  # no home (a uid without a passwd entry, $HOME unset)
+            log.warning("cannot register this command as a reader of its inputs (%s); a writer will not see it (set "
+                        "%s to a writable folder)", e, READERS_ENV)
+            return self
         try:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             # Written under a name no writer looks at, locked, then renamed: a writer never sees it unlocked and alive.
             fd, name = tempfile.mkstemp(prefix=".new-", suffix=".json", dir=folder)
             fh = os.fdopen(fd, "w", encoding="utf-8")
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            json.dump({"pid": os.getpid(), "command": self.command, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            json.dump({"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
+                       "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                        "paths": self.paths, "inodes": [_inode(Path(p)) for p in self.paths]}, fh, ensure_ascii=False)
             fh.flush()
             file = folder / f"{READER_PREFIX}{os.getpid()}-{Path(name).stem.removeprefix('.new-')}.json"
@@ -466,7 +473,7 @@ def live_readers() -> Iterator[Reader]:
     """Every path another live process registered as read, removing dead readers' files on the way."""
     try:
         names = sorted(readers_dir().glob(f"{READER_PREFIX}*.json"))
-    except OSError:
+    except (OSError, RuntimeError):  # no home to find the registry in: no reader could register there either
         return
     for name in names:
         if name in _READING:
@@ -490,7 +497,14 @@ def live_readers() -> Iterator[Reader]:
                 continue
             except OSError:
                 continue
-            name.unlink(missing_ok=True)  # unlocked: its reader ended without releasing it (killed)
+            try:
+                host = json.loads(fh.read()).get("host")
+            except (ValueError, AttributeError):
+                host = None
+            # Unlocked: its reader ended without releasing it (killed). One of another machine sharing this home (NFS)
+            # may only look unlocked, where locks are not shared: that machine's writers remove it.
+            if host in (None, socket.gethostname()):
+                name.unlink(missing_ok=True)
 
 
 def reader_around(path: Path) -> Reader | None:
