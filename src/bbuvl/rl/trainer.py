@@ -290,6 +290,9 @@ def grpo_ignores(cfg: Config) -> list[str]:
     if cfg.data.val is not None and 0 < t.max_steps < t.eval_steps:
         ignored.append(f"data.val ({cfg.data.val}): its reward is measured every training.eval_steps ({t.eval_steps}), "
                        f"and the run stops at training.max_steps ({t.max_steps}) before the first")
+    if 0 < t.max_steps < t.logging_steps:  # the rewards are what a GRPO run is watched by: none would be shown
+        ignored.append(f"training.logging_steps ({t.logging_steps}): the run stops at training.max_steps "
+                       f"({t.max_steps}) before its first log, so no reward, KL or answer length is logged")
     return ignored
 
 
