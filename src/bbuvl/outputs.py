@@ -20,6 +20,9 @@ and folders it fills with names it picks as it goes (pictures, checkpoints). Thr
   file stays (a run that ends removes its own), naming the command: the output was claimed by that command (its
   own, or given up with --overwrite) and half written when it died, unrecorded. So the next run of the same command
   takes what is there as its own and redoes it; any other command, and anything without such a file, is refused.
+- A reader is respected: every command registers what it reads, for as long as it runs, in a per-user registry outside
+  it (`register_reading`), and a writer that would replace or delete a path a live reader holds (it, a folder holding
+  it, a file under it) refuses, naming the reader (`refuse_outputs_being_read`).
 """
 
 from __future__ import annotations
@@ -322,6 +325,7 @@ def refuse_inputs_being_written(inputs: Mapping[str, Path | None]) -> None:
 
 
 def _refuse_writers(inputs: Mapping[str, Path | None]) -> None:
+    """OutputConflict naming the first input another process is writing now (`refuse_inputs_being_written`)."""
     for what, path in inputs.items():
         if path is None or (writer := writer_around(path)) is None:
             continue
@@ -459,6 +463,7 @@ _PENDING: list[Reading] = []
 
 
 def _adopt_readings(claim: "Claim") -> None:
+    """Hand the registrations made since the last claim to `claim`, which releases them when it is finished."""
     claim.readings.extend(_PENDING)
     _PENDING.clear()
 
