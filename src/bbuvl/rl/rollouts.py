@@ -18,9 +18,10 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from transformers.generation.logits_process import SuppressTokensLogitsProcessor
 
 from bbuvl.config import GrpoConfig
-from bbuvl.data.families import TURN_END
+from bbuvl.data.families import TURN_END, VISION_SPECIAL_TOKENS
 from bbuvl.encode.chat import EncodedSample
 from bbuvl.encode.collate import Batch
 from bbuvl.infer.constrained import START, AnswerGrammar, token_bytes
@@ -88,6 +89,14 @@ def rollout_seed(seed: int, step: int, index: int) -> int:
     return (seed * 1_000_003 + step * 7_919 + index) % (2**63 - 1)
 
 
+def free_banned_ids(tokenizer: object) -> list[int]:
+    """The ids no free rollout may write (`grpo.constrained: false`): the vision tokens. An answer holding an image pad
+    is read back as an image block with no image when the rollout is scored, and the run stopped there."""
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    ids = {tokenizer.convert_tokens_to_ids(t) for t in VISION_SPECIAL_TOKENS.values()}  # type: ignore[attr-defined]
+    return sorted(i for i in ids if isinstance(i, int) and i != unknown)
+
+
 def grammar_steps(grammar: AnswerGrammar, ids: Sequence[int], max_new_tokens: int) -> list[np.ndarray] | None:
     """The token ids the answer grammar allowed at each step of an answer sampled under it, the budget's closing
     rule included (as `AnswerLogitsProcessor` masks them); None when one of `ids` is outside the grammar."""
@@ -115,9 +124,11 @@ def draw_rollouts(predictor: Predictor, photos: Sequence[Photo], cfg: GrpoConfig
         group = [prepared] * G
         batch = predictor.batch(group, with_teachers=False)
         constraint = predictor.answer_constraint(group, cfg.constrained, cfg.max_new_tokens)
+        # Free decoding: everything but the vision tokens (the grammar allows none of them).
+        sampler = constraint or SuppressTokensLogitsProcessor(free_banned_ids(predictor.tokenizer), str(predictor.device))
         with torch.random.fork_rng(devices=devices), torch.no_grad():
             torch.manual_seed(rollout_seed(seed, step, photo.index))
-            new = predictor.sample(batch, constraint, cfg.max_new_tokens, cfg.temperature, cfg.top_p)
+            new = predictor.sample(batch, sampler, cfg.max_new_tokens, cfg.temperature, cfg.top_p)
         del batch
         results = read_answers(predictor, group, new, torch.zeros(new.shape))
         for row, result in enumerate(results):
@@ -147,18 +158,22 @@ def draw_rollouts(predictor: Predictor, photos: Sequence[Photo], cfg: GrpoConfig
 
 
 def completion_logprobs(model: BBUVLModel, batch: Batch, temperature: float = 1.0,
-                        allowed: Sequence[list[np.ndarray] | None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                        allowed: Sequence[list[np.ndarray] | None] | None = None,
+                        banned: Sequence[int] = ()) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probabilities of each row's supervised (answer) tokens: `(logp [R, T], mask [R, T])`, rows right-padded.
 
     batch: R right-padded rows (one conversation each); logits are divided by `temperature`, the distribution
     the rollouts were sampled from. allowed: per row, the ids the grammar allowed at each of its tokens
     (`grammar_steps`): each token's probability is then taken among those, the distribution it was sampled from;
-    without it (or for a row given None), over the whole vocabulary.
+    without it (or for a row given None), over the whole vocabulary but `banned`, the ids free rollouts were
+    sampled without (`free_banned_ids`).
     """
     _, hidden = model.vlm_pass(batch, input_embeds=False)  # the shared system prompt read once (model/vlm.py)
     pos = supervised_positions(batch.labels)  # [R, L], positions whose next token is an answer token
     targets = batch.labels[:, 1:][pos[:, :-1]]  # [N]
     logits = core_model(model.vlm).lm_head(hidden[pos]).float() / temperature  # [N, V]
+    if banned:
+        logits[:, list(banned)] = -math.inf  # never sampled: no token is chosen among them
     chosen = logits.gather(-1, targets[:, None]).squeeze(-1)  # [N]
     lp = chosen - logits.logsumexp(-1)  # [N], over the vocabulary
     if allowed is not None:

@@ -40,7 +40,7 @@ from bbuvl.outputs import writer_around
 from bbuvl.rl.objective import StepCounts, grpo_loss
 from bbuvl.rl.evaluate import photos_reward
 from bbuvl.rl.rewards import RewardScorer
-from bbuvl.rl.rollouts import Photo, PhotoBatch, completion_logprobs, draw_rollouts, photos_of
+from bbuvl.rl.rollouts import Photo, PhotoBatch, completion_logprobs, draw_rollouts, free_banned_ids, photos_of
 from bbuvl.train.callbacks import NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import SampleSource, read_training_rows, rows_as_sources
@@ -59,9 +59,10 @@ class Policy(nn.Module):
 
     accepts_loss_kwargs = True  # HF then leaves the accumulation scaling to us (the step's counts)
 
-    def __init__(self, model: BBUVLModel, temperature: float):
+    def __init__(self, model: BBUVLModel, temperature: float, banned: list[int] | None = None):
         super().__init__()
         self.model, self.temperature = model, temperature
+        self.banned = banned or []  # the ids free rollouts are sampled without (rl/rollouts.py `free_banned_ids`)
 
     @property
     def config(self) -> Any:
@@ -70,7 +71,7 @@ class Policy(nn.Module):
 
     def forward(self, batch: Batch, allowed: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """`(logp [R, T], mask [R, T])` of the rows' answer tokens (rl/rollouts.py `completion_logprobs`)."""
-        return completion_logprobs(self.model, batch, self.temperature, allowed)
+        return completion_logprobs(self.model, batch, self.temperature, allowed, self.banned)
 
 
 @dataclass
@@ -199,9 +200,9 @@ class GrpoTrainer(BBUTrainer):
         adapters switched off)."""
         policy = self.accelerator.unwrap_model(self.model)
         if self.reference is not None:
-            return completion_logprobs(self.reference, batch, policy.temperature, allowed)[0]
+            return completion_logprobs(self.reference, batch, policy.temperature, allowed, policy.banned)[0]
         with policy.model.vlm.disable_adapter():
-            return completion_logprobs(policy.model, batch, policy.temperature, allowed)[0]
+            return completion_logprobs(policy.model, batch, policy.temperature, allowed, policy.banned)[0]
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:  # noqa: D102
         if "loss" in logs:
@@ -417,7 +418,8 @@ def build_grpo_run(cfg: Config, inputs: GrpoInputs | None = None) -> GrpoRun:
 def make_grpo_trainer(run: GrpoRun, progress: bool = True, callbacks: list | None = None) -> GrpoTrainer:
     """A ready-to-train GrpoTrainer for a built run."""
     cfg = run.cfg
-    policy = Policy(run.model, cfg.grpo.temperature)
+    free = not cfg.grpo.constrained or not run.prompt.labels  # no grammar: rl/rollouts.py samples without these
+    policy = Policy(run.model, cfg.grpo.temperature, free_banned_ids(run.processor.tokenizer) if free else None)
     throughput = Throughput()
     guard = NonFiniteGuard(policy, cfg.training.max_consecutive_nan)
     trainer = GrpoTrainer(
