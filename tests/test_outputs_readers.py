@@ -247,3 +247,19 @@ def test_a_dead_readers_entry_of_another_machine_sharing_the_registry_is_left_to
     entry.write_text(text)
     refuse_outputs_being_read({"--out": final})
     assert not entry.exists()
+
+
+@pytest.mark.parametrize("argv, command", [
+    (["/usr/lib/python3/site-packages/bbuvl/cli/__main__.py", "serve", "-c", "run/final"], "bbuvl serve"),
+    (["/venv/bin/bbuvl", "data", "synth", "demo", "--overwrite"], "bbuvl data synth"),
+    (["/venv/bin/bbuvl", "train", "configs/base.yaml"], "bbuvl train"),
+    (["-c"], "python"),  # a pytest-xdist worker, `python -c ...`
+    (["/venv/bin/pytest", "tests/"], "pytest"),
+])
+def test_a_reader_is_named_by_the_command_it_was_started_as(tmp_path, registry, monkeypatch, argv, command):
+    monkeypatch.setattr(sys, "argv", argv)
+    reading = register_reading({"--checkpoint": _checkpoint(tmp_path / "run")})
+    try:
+        assert f'"command": "{command}"' in reading.file.read_text()
+    finally:
+        reading.release()

@@ -447,9 +447,9 @@ def register_reading(inputs: Mapping[str, Path | str | None], command: str | Non
 def _command_line() -> str:
     """`bbuvl serve`, `bbuvl data synth`: the command words this process was started with (its arguments up to the
     first option or path), else the program's name (a test runner)."""
-    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] not in ("", "-c") else Path("python")
     if program.name != "bbuvl" and not (program.name == "__main__.py" and program.parent.name == "cli"):
-        return program.name
+        return program.name  # `pytest`, or `python` for `python -c` (a test worker)
     words = []
     for word in sys.argv[1:3]:
         if not word.replace("-", "").isalpha() or word.startswith("-"):
