@@ -617,3 +617,12 @@ def test_config_check_notes_the_files_it_names_that_are_not_on_this_machine(tmp_
         assert "".join(f"{p}:2: model.path {tmp_path / 'no-model'}: no such folder".split()) in notes[1], done.output
     done = CliRunner().invoke(app, ["train", str(p), "--validate-only"])
     assert done.exit_code == 0 and done.output.count("note: ") == 2, done.output
+
+
+@pytest.mark.parametrize("key, ours", [("num_generations", "group_size"), ("max_completion_length", "max_new_tokens"),
+                                       ("epsilon", "epsilon_low"), ("reward_weights", "rewards")])
+def test_a_grpo_key_spelt_as_trls_names_ours(key, ours):
+    """`grpo.num_generations` (TRL's group size) was offered 'grpo.max_new_tokens', the nearest spelling."""
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [f"grpo.{key}=4"])
+    assert f"unknown key 'grpo.{key}' (did you mean 'grpo.{ours}'?)" in str(e.value)

@@ -736,6 +736,9 @@ _OTHER_TOOLS_NAMES = {
     ("model", "model_name_or_path"): "path", ("model", "name"): "path", ("model", "torch_dtype"): "dtype",
     ("data", "validation"): "val", ("data", "eval"): "val", ("data", "train_file"): "train",
     ("data", "validation_file"): "val", ("data", "eval_file"): "val",
+    # TRL's GRPOConfig: a config carried over from it was offered the nearest spelling (num_generations: max_new_tokens)
+    ("grpo", "num_generations"): "group_size", ("grpo", "max_completion_length"): "max_new_tokens",
+    ("grpo", "epsilon"): "epsilon_low", ("grpo", "reward_weights"): "rewards",
 }
 
 _TYPE_NAMES = {

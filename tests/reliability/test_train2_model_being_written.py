@@ -62,3 +62,26 @@ def test_a_model_folder_being_written_is_refused_naming_the_writer_before_anythi
         child.kill()
         child.wait()
     check_not_being_written({flag: tmp_path / given})  # the writer gone, the same folder is read as any other
+
+
+@pytest.mark.parametrize("given", ["stage_a/final", "./stage_a/final"])
+def test_a_model_folder_not_there_yet_because_its_run_is_being_trained_again_names_the_writer(
+        trained_checkpoint, tmp_path, monkeypatch, given):
+    """Stage A trained again with --overwrite removes its final/ before saving the new one: stage B started from it
+    then was told the hub could not be reached (a relative 'stage_a/final' reads as a hub id) or that no such folder
+    exists, as if the path were a typo."""
+    (tmp_path / "stage_a").mkdir()
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "run.yaml"
+    shutil.copy(trained_checkpoint / "bbuvl.yaml", config)
+    child = _hold(tmp_path / "stage_a", "train")
+    try:
+        result = CliRunner().invoke(app, ["train", str(config), f"training.output_dir={tmp_path / 'stage_b'}",
+                                          "training.max_steps=1", f"model.path={given}"], env={"COLUMNS": "400"})
+    finally:
+        child.kill()
+        child.wait()
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and f"model.path {given}: no such folder yet: `bbuvl train` (pid {child.pid}) is " \
+                                      f"writing {tmp_path / 'stage_a'} now" in said, said
+    assert not (tmp_path / "stage_b").exists()

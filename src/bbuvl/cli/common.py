@@ -21,6 +21,7 @@ from bbuvl.data.text import spell_controls
 from bbuvl.outputs import Claim, OutputConflict
 from bbuvl.outputs import claim_outputs as _claim_outputs
 from bbuvl.outputs import hold_outputs as _hold_outputs
+from bbuvl.outputs import release_readings
 from bbuvl.paths import expand_path
 
 
@@ -162,7 +163,9 @@ def start_command(ctx: typer.Context) -> None:
     """Before any command: nothing claimed yet (one process may run many: tests, notebooks), claims released
     however the command ends, and paths given as options expanded (`expand_path_options`)."""
     finish_claims(succeeded=False)
+    release_readings()
     ctx.call_on_close(lambda: finish_claims(succeeded=False))  # a command that succeeded has finished them already
+    ctx.call_on_close(release_readings)  # what a command that claims nothing read (data check, serve) ends with it
     expand_path_options(ctx.command)
     for stream in (sys.stdout, sys.stderr):
         # A terminal whose encoding has no Chinese (LANG=en_US.ISO-8859-1, a cp1252 console) printed the first label

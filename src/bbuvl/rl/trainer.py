@@ -48,7 +48,7 @@ from bbuvl.train.param_groups import freeze_zero_lr_groups, optimizer_groups
 from bbuvl.train.run_record import base_gone
 from bbuvl.train.run_dir import FINAL_DIR
 from bbuvl.train.trainer import (BBUTrainer, Run, fit, loaded_from, optional_data, resumed_weights, training_arguments,
-                                 with_base_located)
+                                 with_base_located, with_data_located)
 
 
 class Policy(nn.Module):
@@ -396,6 +396,8 @@ def build_grpo_run(cfg: Config, inputs: GrpoInputs | None = None) -> GrpoRun:
     inputs = inputs or read_grpo_inputs(cfg)
     model, processor, run_cfg, contract, prompt = load_model(inputs.folder, dtype=cfg.model.dtype)
     saved = run_cfg.model_copy(update={"training": cfg.training, "grpo": cfg.grpo}, deep=True)
+    if not inputs.folder.trained:  # a plain start's data section is this config's: recorded where its files are
+        saved = with_data_located(saved)
     if cfg.model.lora.enabled and not is_peft(model.vlm):
         model.vlm = apply_lora(model.vlm, cfg.model.lora)
         # adapters on the weights we started from, found from any folder

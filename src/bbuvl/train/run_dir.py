@@ -199,8 +199,17 @@ def check_not_being_written(inputs: Mapping[str, str | Path | None]) -> None:
     would take the new ones for its own.
     """
     for key, given in inputs.items():
-        if not given or not os.path.lexists(given):
-            continue  # a hub id, or a missing folder that check_inputs names
+        if not given:
+            continue
+        if not os.path.lexists(given):
+            # A run's --overwrite removes its final/ before it saves the new one: the folder is not there yet, where
+            # it was taken for a hub id or a typo; a hub id, or a missing folder no one writes, is check_inputs' to name.
+            for folder in real_path(Path(given)).parents:
+                if (writer := writer_at(folder)) is not None and writer.running:
+                    raise RunDirError(f"{key} {given}: no such folder yet: `bbuvl {writer.command}` (pid {writer.pid}) "
+                                      f"is writing {folder} now; wait for that command to finish, then run this one "
+                                      "again")
+            continue
         located = real_path(Path(given))
         for folder in (located, *located.parents):
             writer = writer_at(folder)
