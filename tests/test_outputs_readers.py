@@ -263,3 +263,18 @@ def test_a_reader_is_named_by_the_command_it_was_started_as(tmp_path, registry, 
         assert f'"command": "{command}"' in reading.file.read_text()
     finally:
         reading.release()
+
+
+def test_a_folder_named_in_bytes_that_are_no_utf8_is_registered_and_refused_to_a_writer(tmp_path):
+    """A folder named in GBK (a Windows share's) is a str with surrogates: the entry escapes them, where writing it
+    raised UnicodeEncodeError out of every command reading such a folder."""
+    gbk = Path(os.fsdecode(os.fsencode(tmp_path) + b"/" + "机房".encode("gbk")))
+    final = _checkpoint(gbk)
+    child = subprocess.Popen([sys.executable, "-c", READ, os.fsencode(final)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "reading"
+        with pytest.raises(OutputConflict, match=f"pid {child.pid}"):
+            refuse_outputs_being_read({"--out": gbk})
+    finally:
+        child.kill()
+        child.wait()

@@ -399,7 +399,8 @@ class Reading:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             json.dump({"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
                        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                       "paths": self.paths, "inodes": [_inode(Path(p)) for p in self.paths]}, fh, ensure_ascii=False)
+                       "paths": self.paths, "inodes": [_inode(Path(p)) for p in self.paths]}, fh,
+                      ensure_ascii=True)  # a path of bytes that are no UTF-8 (a GBK folder) holds surrogates: escaped
             fh.flush()
             file = folder / f"{READER_PREFIX}{os.getpid()}-{Path(name).stem.removeprefix('.new-')}.json"
             os.rename(name, file)
