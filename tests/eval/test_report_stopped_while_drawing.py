@@ -23,11 +23,12 @@ def report_files(report: Path) -> dict[str, bytes]:
 
 def eval_command(root: Path, pred: Path) -> list[str]:
     return [sys.executable, "-m", "bbuvl.cli", "eval", "--pred", str(pred), "--gt", str(root / "data" / "val.jsonl"),
-            "--out", str(root / "m.json"), "--report", str(root / "report"), "--worst", "20"]
+            "--out", str(root / "m.json"), "--report", str(root / "report"), "--worst", "60"]
 
 
 def test_a_report_stopped_while_drawing_is_the_previous_one_whole(tmp_path):
-    synthesize(tmp_path / "data", 1, 20, seed=2, size=(640, 480), num_teachers=1)
+    # 60 pictures to draw: with fewer, a loaded machine let the run finish between the first picture and the signal
+    synthesize(tmp_path / "data", 1, 60, seed=2, size=(640, 480), num_teachers=1)
     gt = tmp_path / "data" / "val.jsonl"
     first, second = (write_perturbed_predictions(gt, tmp_path / f"{n}.jsonl", seed=s) for n, s in (("a", 0), ("b", 1)))
     env = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
