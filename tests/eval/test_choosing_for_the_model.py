@@ -44,7 +44,13 @@ def test_a_checkpoint_retrained_since_the_predictions_gets_no_thresholds_chosen_
     assert (f"error: {pred}: predicted by {ckpt} as it was before its head.safetensors (added), model.safetensors "
             "changed") in output
     assert ckpt.joinpath(THRESHOLDS_FILE).read_bytes() == before
-    run(gt, pred, tmp_path / "m3.json")  # evaluating them without choosing is still allowed
+    # Evaluating them is refused too unless the command line gives all that judges them (the checkpoint's is another's)
+    assert "--hierarchy, --verdict-review and --verdict-fail" in " ".join(run(gt, pred, tmp_path / "m3.json",
+                                                                              ok=False).split())
+    from bbuvl.data.labels import DEFAULT_HIERARCHY
+
+    run(gt, pred, tmp_path / "m3.json", "--hierarchy", str(DEFAULT_HIERARCHY), "--verdict-review", "0.4",
+        "--verdict-fail", "0.9")
 
 
 def test_a_tile_scale_chosen_since_predictions_made_through_tiles_is_a_change(files, tmp_path):

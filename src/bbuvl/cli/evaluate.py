@@ -170,7 +170,7 @@ def evaluate(
         fail(f"{baseline}: not comparable with this evaluation (--baseline): " + "; ".join(differ)
              + ". Evaluate the baseline's predictions with the same --gt, --level, --iou, --min-score and --hierarchy")
     with user_errors(ValueError, OSError):
-        contract, frame_note = frame_contract(frame, pred)
+        contract, frame_note = frame_contract(frame, pred, judged.changed)
     with console.status("computing metrics", spinner="dots"), user_errors(ValueError):
         evaluation = evaluate_predictions(records, gt, lines, pred, level=level, iou=iou, min_score=min_score,
                                           faults=judged.faults, thresholds=judged.thresholds)
@@ -179,6 +179,7 @@ def evaluate(
         if contract is not None:
             paired = [(r.record, r.prediction.objects if r.prediction else []) for r in evaluation.images]
             sizes = size_metrics([rec for rec, _ in paired], [objs for _, objs in paired], contract, level)
+    evaluation.notes.extend(judged.notes)
     if frame_note:
         evaluation.notes.append(frame_note)
     if unfinished := unfinished_predictions_note(pred):
@@ -288,8 +289,9 @@ def undefined_ap_notes(metrics: dict[str, Any], gt: Path) -> list[str]:
     return []
 
 
-def frame_contract(frame: Path | None, pred: Path) -> tuple[Any, str | None]:
-    """The coordinate contract that sizes objects in tokens, and a note when there is none to use."""
+def frame_contract(frame: Path | None, pred: Path, changed: str | None = None) -> tuple[Any, str | None]:
+    """The coordinate contract that sizes objects in tokens, and a note when there is none to use; `changed`: the
+    files of the predictions' checkpoint that changed since they were made, whose frame is then not theirs."""
     from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
     from bbuvl.infer.output import read_manifest
 
@@ -299,6 +301,10 @@ def frame_contract(frame: Path | None, pred: Path) -> tuple[Any, str | None]:
             raise ValueError(f"{frame}: no {CONTRACT_FILE} here (--frame takes a checkpoint saved by bbuvl train)")
         return CoordinateContract.load(folder), None
     manifest = read_manifest(pred)
+    if changed is not None:
+        return None, (f"no AP or recall by size in vision tokens: {manifest.checkpoint if manifest else 'the checkpoint'}"
+                      f" changed since it made the predictions (its {changed}), so its frame may be another model's "
+                      "(give --frame CHECKPOINT)")
     if manifest is not None and (Path(manifest.checkpoint) / CONTRACT_FILE).is_file():
         return CoordinateContract.load(manifest.checkpoint), None
     return None, ("no AP or recall by size in vision tokens: the checkpoint that wrote the predictions is not at hand "

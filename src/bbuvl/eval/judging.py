@@ -4,11 +4,11 @@ predictions (or the ones given), and choosing new thresholds on validation photo
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bbuvl.config import CONFIG_FILE
-from bbuvl.data.digests import file_digest
+from bbuvl.data.digests import FileDigest, file_digest
 from bbuvl.data.faults import THRESHOLDS_FILE, TILED_THRESHOLDS_FILE, Faults
 from bbuvl.data.scale import TILE_SCALE_FILE
 from bbuvl.data.schema import read_records
@@ -33,6 +33,10 @@ class VerdictSetup:
     source: str  # where the thresholds came from, in words
     checkpoint: str | None  # the checkpoint that wrote the predictions, when it is at hand
     mode: str | None = None  # the mode they were predicted in, as their manifest records it (None: not known)
+    # The checkpoint's files that changed since the predictions, in words (None: none, or not known): nothing of it
+    # judges them then (its frame neither), only what the command line gave.
+    changed: str | None = None
+    notes: list[str] = field(default_factory=list)  # for the evaluation's notes: thresholds chosen since, a checkpoint gone
 
 
 def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review: float | None = None,
@@ -63,7 +67,22 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
                          "(bbuvl predict --overwrite) and choose on those predictions")
     own, own_hierarchy, source = (FramedThresholds(default_thresholds()), None,
                                   "the config's defaults (inference.verdict_review, inference.verdict_fail)")
-    if checkpoint is not None:
+    notes: list[str] = []
+    changed = None
+    if manifest is not None and checkpoint is None and (hierarchy is None or review is None or fail is None):
+        notes.append(f"{manifest.checkpoint}, the checkpoint that made {pred}, is not there (moved or deleted): its "
+                     "thresholds and hierarchy judge nothing here, the config's defaults and the shipped hierarchy do; "
+                     "give its own as --verdict-review, --verdict-fail and --hierarchy")
+    if checkpoint is not None and manifest is not None and not need_checkpoint:
+        changed = changed_since(Path(checkpoint), manifest, any_tiled(Path(pred)))
+        if changed is not None and (hierarchy is None or review is None or fail is None):
+            raise ValueError(model_changed(pred, manifest, changed))
+        if changed is not None:
+            notes.append(f"{checkpoint}, which made {pred}, changed since (its {changed}): nothing of it judges them "
+                         "here, only --hierarchy, --verdict-review and --verdict-fail (and --frame, when given)")
+        if changed is None:
+            notes += chosen_since(Path(checkpoint), manifest, given=review is not None and fail is not None)
+    if checkpoint is not None and changed is None:
         own, own_hierarchy, source = checkpoint_verdict(checkpoint, manifest.mode, hierarchy)
     faults = Faults.load(hierarchy or own_hierarchy)
     # predict and serve judge the checkpoint's photos by its own hierarchy's faults, not by --hierarchy's
@@ -80,7 +99,54 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
 
     thresholds = FramedThresholds(given(own.whole), None if own.tiled is None else given(own.tiled))
     return VerdictSetup(faults, thresholds, source, checkpoint,
-                        manifest.mode if manifest is not None else None)
+                        manifest.mode if manifest is not None else None, changed, notes)
+
+
+def model_changed(pred: str | Path, manifest: Manifest, changed: str) -> str:
+    """Why predictions whose checkpoint changed since (`changed`: its files that did) are not judged by what it holds
+    now, and what to do."""
+    return (f"{pred}: predicted by {manifest.checkpoint} as it was before its {changed} changed (replaced, trained "
+            "again, or another run copied over it): its verdict thresholds, hierarchy and frame are now another model's, "
+            "and judging these predictions by them would report two models as one. Predict again with it (bbuvl "
+            "predict --overwrite) and evaluate those, or give what judges these: --hierarchy, --verdict-review and "
+            "--verdict-fail (and --frame for sizes in tokens)")
+
+
+def chosen_since(checkpoint: Path, manifest: Manifest, given: bool = False) -> list[str]:
+    """A note for each thresholds file of the checkpoint chosen (written, replaced or deleted) since `manifest`'s
+    predictions were made, which their lines' own verdicts did not see; none when `given` (both thresholds on the
+    command line judge instead) or when the manifest recorded no files. Choosing after predict is how thresholds are
+    chosen (docs/faults.md): named, not refused."""
+    if given or manifest.key is None or not manifest.key.checkpoint_files:
+        return []
+    recorded = {f.name: f for f in manifest.key.checkpoint_files}
+    notes = []
+    for name in CHOSEN_FILES:
+        path = checkpoint / name
+        then = recorded.get(name)
+        if not path.is_file():
+            if then is not None:
+                notes.append(f"{checkpoint / name} judged the verdicts of these predictions when they were made and "
+                             "is deleted since: the run config's thresholds judge them here")
+            continue
+        if then is not None and (_vouched(path, name, [recorded]) or file_digest(path, name).sha256) == then.sha256:
+            continue
+        notes.append(f"{checkpoint / name} was {'chosen' if then is None else 'chosen again'} since these predictions "
+                     "were made: the verdicts their lines hold were judged without it, and eval judges by the checkpoint's "
+                     "thresholds as they are now")
+    return notes
+
+
+def _vouched(path: Path, name: str, records: list[dict[str, FileDigest]]) -> str | None:
+    """The SHA-256 of `path` (called `name`) as the first record whose digest's stat still matches it says; None when
+    none vouches for it (it must be hashed)."""
+    st = path.stat()
+    for record in records:
+        d = record.get(name)
+        if d is not None and (d.size, d.mtime_ns, d.ctime_ns, d.inode) == (st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                                                                           st.st_ino):
+            return d.sha256
+    return None
 
 
 def any_tiled(pred: Path) -> bool:
@@ -112,11 +178,20 @@ def changed_since(checkpoint: Path, manifest: Manifest, tiled: bool = True) -> s
     if not recorded:
         return None
     now = {p.name: p for p in deciding_files(checkpoint) if p.name not in ignored}
-    known = recorded_digests(checkpoint) | recorded  # a file whose stat is as recorded is not hashed again
+    # Eval asks on every evaluation, and a 3B checkpoint's weights take 40-90 s to hash (docs/outputs.md): what a stat
+    # tells is said without hashing (a file added, removed or of another size; one a record vouches for: the manifest's,
+    # or the checkpoint's own, which train --overwrite writes anew), and the rest are hashed smallest first, up to the
+    # first that differs.
+    records = [recorded, recorded_digests(checkpoint)]
     changed = [f"{name} (added)" for name in sorted(set(now) - set(recorded))]
     changed += [f"{name} (removed)" for name in sorted(set(recorded) - set(now))]
-    changed += [name for name in sorted(set(now) & set(recorded))
-                if file_digest(now[name], name, known).sha256 != recorded[name].sha256]
+    both = sorted(set(now) & set(recorded), key=lambda n: (recorded[n].size, n))
+    changed += [n for n in both if now[n].stat().st_size != recorded[n].size
+                or (_vouched(now[n], n, records) or recorded[n].sha256) != recorded[n].sha256]
+    for name in [] if changed else [n for n in both if _vouched(now[n], n, records) is None]:
+        if file_digest(now[name], name).sha256 != recorded[name].sha256:
+            changed.append(name)
+            break
     if not changed:
         return None
     return ", ".join(changed[:3]) + (f" and {len(changed) - 3} more files" if len(changed) > 3 else "")

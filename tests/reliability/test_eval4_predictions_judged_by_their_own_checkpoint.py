@@ -1,0 +1,140 @@
+"""`bbuvl eval --pred P` judges P by the checkpoint its manifest names (thresholds, hierarchy, frame) only while that
+checkpoint is still the model that made P: replaced since (another run copied over it, weights trained again in
+place), eval is refused naming the file that changed and what to do; thresholds chosen since are named, not refused.
+
+Real files throughout: a head-mode `bbuvl predict` of the tiny trained checkpoint, then the checkpoint changed on disk,
+then `bbuvl eval`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bbuvl.cli import app
+from bbuvl.data.faults import THRESHOLDS_FILE
+from bbuvl.infer.verdict import ChosenThresholds, VerdictThresholds
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def invoke(args: list) -> object:
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "400"})
+
+
+def text(result) -> str:
+    return " ".join(result.output.split())
+
+
+@pytest.fixture(scope="module")
+def predicted(trained_checkpoint, small_dataset, tmp_path_factory) -> dict[str, Path]:
+    """One head-mode predict run over the two validation photos: its checkpoint, ground truth and output."""
+    root = tmp_path_factory.mktemp("eval4")
+    ckpt = root / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    out = root / "pred.jsonl"
+    r = invoke(["predict", "-c", ckpt, "-i", small_dataset / "val.jsonl", "-o", out, "--mode", "head", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    return {"ckpt": ckpt, "gt": small_dataset / "val.jsonl", "out": out}
+
+
+@pytest.fixture()
+def run(predicted, tmp_path) -> dict[str, Path]:
+    """A copy of the predict run for one test to change: the checkpoint copied, the manifest naming the copy."""
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(predicted["ckpt"], ckpt)
+    out = tmp_path / "pred.jsonl"
+    shutil.copy(predicted["out"], out)
+    manifest = json.loads(Path(f"{predicted['out']}.predict.json").read_text(encoding="utf-8"))
+    # The copy's files have their own stats: the recorded digests name the copy, as predict of the copy would.
+    from bbuvl.model.identity import identify
+
+    manifest["checkpoint"] = str(ckpt)
+    manifest["key"]["checkpoint_files"] = [f.to_json() for f in identify(ckpt).files]
+    Path(f"{out}.predict.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return {"ckpt": ckpt, "gt": predicted["gt"], "out": out}
+
+
+def evaluate(run: dict[str, Path], name: str, *extra) -> object:
+    return invoke(["eval", "--pred", run["out"], "--gt", run["gt"], "--out", run["out"].with_name(name), *extra])
+
+
+def test_eval_of_predictions_whose_checkpoint_another_run_was_copied_over_is_refused_naming_the_file(
+        run, tiny_model_dir):
+    first = evaluate(run, "m0.json")
+    assert first.exit_code == 0, first.output
+    assert "changed since" not in text(first) and "chosen since" not in text(first)
+    # `cp -r other_run/. ckpt/`: another model's weights and run config over the folder's own.
+    for f in tiny_model_dir.iterdir():
+        if f.is_file():
+            shutil.copy(f, run["ckpt"] / f.name)
+    (run["ckpt"] / "bbuvl.yaml").write_text((run["ckpt"] / "bbuvl.yaml").read_text(encoding="utf-8").replace(
+        "verdict_fail: 0.", "verdict_fail: 0.0"), encoding="utf-8")
+    r = evaluate(run, "m1.json")
+    said = text(r)
+    # Before: exit 0, these predictions judged by the new folder's thresholds, hierarchy and frame.
+    assert r.exit_code == 2, r.output
+    assert f"{run['out']}: predicted by {run['ckpt']} as it was before its" in said
+    assert "bbuvl.yaml" in said and "config.json" in said  # found by their sizes: no weights hashed to say so
+    assert "predict --overwrite" in said and "--hierarchy, --verdict-review and --verdict-fail" in said
+    assert not run["out"].with_name("m1.json").exists()
+
+
+def test_weights_trained_again_in_place_at_the_same_size_are_found_and_explicit_judging_goes_on(run):
+    from safetensors.torch import load_file, save_file
+
+    weights = run["ckpt"] / "model.safetensors"
+    tensors = load_file(weights)
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] + 1.0  # another step of training: same shapes, same size, other content
+    size = weights.stat().st_size
+    save_file(tensors, weights, metadata={"format": "pt"})
+    assert weights.stat().st_size == size
+    r = evaluate(run, "m1.json")
+    assert r.exit_code == 2 and "as it was before its model.safetensors changed" in text(r), r.output
+    # One threshold given: the checkpoint's other would still judge.
+    r = evaluate(run, "m2.json", "--verdict-review", "0.3", "--verdict-fail", "0.7")
+    assert r.exit_code == 2 and "--hierarchy, --verdict-review and --verdict-fail" in text(r), r.output
+    from bbuvl.data.labels import DEFAULT_HIERARCHY
+
+    r = evaluate(run, "m3.json", "--verdict-review", "0.3", "--verdict-fail", "0.7", "--hierarchy", DEFAULT_HIERARCHY)
+    assert r.exit_code == 0, r.output
+    details = json.loads(run["out"].with_name("m3.coco.json").read_text(encoding="utf-8"))
+    assert details["size_tokens"] is None  # the frame of the model there now sizes nothing
+    assert any("changed since" in n and "model.safetensors" in n for n in details["notes"])
+
+
+def test_thresholds_chosen_since_the_predictions_are_named_not_refused(run):
+    ChosenThresholds(VerdictThresholds(0.2, 0.6), 0.9, 0.9, 1.0, 1.0, 2, 1, ["x"], "val.jsonl", mode="head").save(
+        run["ckpt"])
+    r = evaluate(run, "m1.json")
+    assert r.exit_code == 0, r.output
+    assert f"{run['ckpt'] / THRESHOLDS_FILE} was chosen since these predictions were made: the verdicts" in text(r)
+    details = json.loads(run["out"].with_name("m1.coco.json").read_text(encoding="utf-8"))
+    assert details["size_tokens"] is not None  # the model is the same: its frame still sizes objects
+    # Both thresholds given: the chosen file judges nothing, and nothing is said of it.
+    r = evaluate(run, "m2.json", "--verdict-review", "0.3", "--verdict-fail", "0.7")
+    assert r.exit_code == 0 and "chosen since" not in text(r), r.output
+
+
+def test_a_copy_of_the_same_checkpoint_over_it_is_no_change(run, tmp_path):
+    """Copied back whole (new inodes, every stat other): hashed, found equal, and judged as before."""
+    spare = tmp_path / "spare"
+    shutil.copytree(run["ckpt"], spare)
+    shutil.rmtree(run["ckpt"])
+    time.sleep(0.01)
+    shutil.copytree(spare, run["ckpt"])
+    r = evaluate(run, "m1.json")
+    assert r.exit_code == 0 and "changed since" not in text(r), r.output
+
+
+def test_a_checkpoint_moved_away_since_is_named(run, tmp_path):
+    run["ckpt"].rename(tmp_path / "moved")
+    r = evaluate(run, "m1.json")
+    assert r.exit_code == 0, r.output
+    assert f"{run['ckpt']}, the checkpoint that made {run['out']}, is not there (moved or deleted)" in text(r)
