@@ -138,3 +138,15 @@ def test_a_checkpoint_moved_away_since_is_named(run, tmp_path):
     r = evaluate(run, "m1.json")
     assert r.exit_code == 0, r.output
     assert f"{run['ckpt']}, the checkpoint that made {run['out']}, is not there (moved or deleted)" in text(r)
+
+
+def test_a_tile_scale_chosen_since_predictions_through_tiles_is_named_not_refused(run):
+    """`bbuvl choose-tiles` writes tile_scale.json into the checkpoint after predict (the demo runs it while the
+    close-ups are scored): eval reads nothing of it, so it refuses nothing, and names it for photos cut into tiles."""
+    lines = [json.loads(line) for line in run["out"].read_text(encoding="utf-8").splitlines()]
+    run["out"].write_text("".join(json.dumps({**line, "tiled": i == 0}) + "\n" for i, line in enumerate(lines)),
+                          encoding="utf-8")
+    (run["ckpt"] / "tile_scale.json").write_text('{"scale": 0.75}\n', encoding="utf-8")
+    r = evaluate(run, "m1.json")
+    assert r.exit_code == 0, r.output
+    assert f"{run['ckpt'] / 'tile_scale.json'} was chosen since these predictions were made" in text(r)

@@ -74,14 +74,17 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
                      "thresholds and hierarchy judge nothing here, the config's defaults and the shipped hierarchy do; "
                      "give its own as --verdict-review, --verdict-fail and --hierarchy")
     if checkpoint is not None and manifest is not None and not need_checkpoint:
-        changed = changed_since(Path(checkpoint), manifest, any_tiled(Path(pred)))
+        # A tile scale chosen since decides none of what eval reads (its thresholds, hierarchy, frame): the demo's
+        # `choose-tiles` writes it into the checkpoint while the close-ups' predictions are scored.
+        changed = changed_since(Path(checkpoint), manifest, tiled=False)
         if changed is not None and (hierarchy is None or review is None or fail is None):
             raise ValueError(model_changed(pred, manifest, changed))
         if changed is not None:
             notes.append(f"{checkpoint}, which made {pred}, changed since (its {changed}): nothing of it judges them "
                          "here, only --hierarchy, --verdict-review and --verdict-fail (and --frame, when given)")
         if changed is None:
-            notes += chosen_since(Path(checkpoint), manifest, given=review is not None and fail is not None)
+            notes += chosen_since(Path(checkpoint), manifest, given=review is not None and fail is not None,
+                                  tiled=any_tiled(Path(pred)))
     if checkpoint is not None and changed is None:
         own, own_hierarchy, source = checkpoint_verdict(checkpoint, manifest.mode, hierarchy)
     faults = Faults.load(hierarchy or own_hierarchy)
@@ -112,16 +115,23 @@ def model_changed(pred: str | Path, manifest: Manifest, changed: str) -> str:
             "--verdict-fail (and --frame for sizes in tokens)")
 
 
-def chosen_since(checkpoint: Path, manifest: Manifest, given: bool = False) -> list[str]:
+def chosen_since(checkpoint: Path, manifest: Manifest, given: bool = False, tiled: bool = False) -> list[str]:
     """A note for each thresholds file of the checkpoint chosen (written, replaced or deleted) since `manifest`'s
-    predictions were made, which their lines' own verdicts did not see; none when `given` (both thresholds on the
-    command line judge instead) or when the manifest recorded no files. Choosing after predict is how thresholds are
-    chosen (docs/faults.md): named, not refused."""
-    if given or manifest.key is None or not manifest.key.checkpoint_files:
+    predictions were made, which their lines' own verdicts did not see (none when `given`: both thresholds on the
+    command line judge instead), and for a tile scale chosen since when a photo was predicted through tiles
+    (`tiled`); none when the manifest recorded no files. Choosing after predict is how thresholds are chosen
+    (docs/faults.md): named, not refused."""
+    if manifest.key is None or not manifest.key.checkpoint_files:
         return []
     recorded = {f.name: f for f in manifest.key.checkpoint_files}
     notes = []
-    for name in CHOSEN_FILES:
+    if tiled and (path := checkpoint / TILE_SCALE_FILE).is_file():
+        then = recorded.get(TILE_SCALE_FILE)
+        if then is None or (_vouched(path, TILE_SCALE_FILE, [recorded]) or file_digest(path, TILE_SCALE_FILE).sha256) \
+                != then.sha256:
+            notes.append(f"{path} was chosen since these predictions were made: their photos were cut into tiles at "
+                         "the earlier scale, and a predict now would cut them at this one")
+    for name in () if given else CHOSEN_FILES:
         path = checkpoint / name
         then = recorded.get(name)
         if not path.is_file():
