@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 from bbuvl.cli import app
 from bbuvl.config import dump_config
 from bbuvl.rl.trainer import train_grpo
+from bbuvl.train.run_record import CHECKPOINT_RECORD
 from tests.rl.test_grpo_trainer import grpo_config  # noqa: F401 - the fixture
 from tests.train.test_run_inputs import _tree
 
@@ -69,7 +70,10 @@ def test_a_grpo_run_resumed_with_an_sft_config_and_the_reverse_says_the_method_d
                               f"({grpo_run / 'run.json'}),andthisconfigsayssft:aruncannotchangeitsmethod" in said, said
         assert "detection.num_queries" not in said
     assert _tree(grpo_run) == previous_run
-    (grpo_run / "run.json").unlink()  # a run from before run records: its checkpoint's config says what it was
+    (grpo_run / "run.json").unlink()  # the record lost: the checkpoint's copy of it says what the run was
+    code, said = invoke(sft, tmp_path, "--resume")
+    assert code == 2 and f"trainedwithtraining.methodgrpo({grpo_run / 'checkpoint-1' / CHECKPOINT_RECORD})" in said, said
+    (grpo_run / "checkpoint-1" / CHECKPOINT_RECORD).unlink()  # a run from before run records: its checkpoint's config
     code, said = invoke(sft, tmp_path, "--resume")
     assert code == 2 and f"trainedwithtraining.methodgrpo({grpo_run / 'checkpoint-1' / 'bbuvl.yaml'})" in said, said
     # The reverse: an SFT run resumed with a GRPO config.

@@ -23,6 +23,7 @@ from torch import nn
 from transformers import set_seed
 from transformers.trainer_callback import PrinterCallback
 
+from bbuvl.atomic import write_bytes_atomic
 from bbuvl.config import Config, ConfigError, GrpoConfig
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import Hierarchy
@@ -45,7 +46,7 @@ from bbuvl.train.callbacks import NonFiniteGuard, RichProgress, RunTensorBoard, 
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import SampleSource, read_training_rows, rows_as_sources
 from bbuvl.train.param_groups import freeze_zero_lr_groups, optimizer_groups
-from bbuvl.train.run_record import base_gone
+from bbuvl.train.run_record import CHECKPOINT_RECORD, RUN_RECORD, base_gone
 from bbuvl.train.run_dir import FINAL_DIR
 from bbuvl.train.trainer import (BBUTrainer, Run, fit, loaded_from, optional_data, resumed_weights, training_arguments,
                                  with_base_located, with_data_located)
@@ -236,8 +237,14 @@ class GrpoTrainer(BBUTrainer):
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:  # noqa: D102
         if self.args.should_save:
             r = self.run
+            folder = Path(output_dir or self.args.output_dir)
             save_checkpoint(self.accelerator.unwrap_model(self.model).model, r.processor, r.cfg, r.contract, r.prompt,
-                            output_dir or self.args.output_dir, scale=r.scale)
+                            folder, scale=r.scale)
+            # Its bbuvl.yaml keeps the start's data and model sections (predict reads them), so it carries the run's
+            # record, this run's own data and start by content, for a resume whose run.json is gone.
+            record = Path(self.args.output_dir) / RUN_RECORD
+            if record.is_file():
+                write_bytes_atomic(folder / CHECKPOINT_RECORD, record.read_bytes())
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:  # noqa: D102
         load_weights_into((model or self.model).model, resume_from_checkpoint)

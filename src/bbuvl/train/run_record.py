@@ -8,7 +8,9 @@ would otherwise load a head that does not fit, and one with other learning rates
 mix of two runs. Paths are compared by what they hold, so a dataset or base model moved elsewhere resumes.
 
 A run started before records existed is compared with its checkpoint's `bbuvl.yaml` (all of it for SFT;
-`training` and `grpo` for GRPO, whose checkpoints keep the starting model's other sections). docs/resume.md.
+`training` and `grpo` for GRPO, whose checkpoints keep the starting model's other sections), unless the checkpoint
+carries the run's record itself (`CHECKPOINT_RECORD`: GRPO's do, since their `bbuvl.yaml` cannot speak for GRPO's own
+data and start). docs/resume.md.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from bbuvl.paths import looks_local, real_path
 from bbuvl.train.data_files import DataFiles
 
 RUN_RECORD = "run.json"
+# The run's record as a checkpoint carries it (GRPO's, rl/trainer.py): a resume whose folder lost run.json checks
+# against it. Not named run.json: a folder holding that is taken for another run nested in this one (run_dir.py).
+CHECKPOINT_RECORD = "run_record.json"
 # What a resume may change: how long the run goes on (the schedule is recomputed over the new length), how often
 # it logs, saves and evaluates, where it writes, how many loader processes read the data, the collator's budgets
 # (a run saved before training refused overflowing ones must be able to raise them; docs/resume.md), the health
@@ -166,6 +171,9 @@ def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = 
     files are read through `files` when given (train/data_files.py)."""
     checkpoint = Path(checkpoint)
     record_path = checkpoint.parent / RUN_RECORD
+    carried = not record_path.is_file() and (checkpoint / CHECKPOINT_RECORD).is_file()
+    if carried:  # the folder's run.json is gone (deleted, or the checkpoint copied out alone): the checkpoint's copy
+        record_path = checkpoint / CHECKPOINT_RECORD
     new = flat(cfg)
     if record_path.is_file():
         old, inputs, ran_on, photos = _read_record(record_path)
@@ -186,7 +194,7 @@ def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = 
             elif photos is not None and key in photos and is_ is not None:  # a run recorded before photos were: unchecked
                 diffs += _photo_phrase(key, is_.path, photos[key], digest_photos(cfg, photos, files).get(key, []))
         diffs += _trained_elsewhere(checkpoint, old, cfg.training.method)
-        source = f"{record_path} (what the run was started with)"
+        source = f"{record_path} (what the run was started with{', as its checkpoint carries it' if carried else ''})"
     else:
         try:
             saved = load_config(checkpoint / "bbuvl.yaml")
