@@ -150,3 +150,28 @@ def test_a_tile_scale_chosen_since_predictions_through_tiles_is_named_not_refuse
     r = evaluate(run, "m1.json")
     assert r.exit_code == 0, r.output
     assert f"{run['ckpt'] / 'tile_scale.json'} was chosen since these predictions were made" in text(r)
+
+
+def test_a_hierarchy_edited_since_the_predictions_is_named(run, tmp_path):
+    """The run config names its hierarchy by path: edited in place since predict (a state made a fault), the model is
+    the same and eval goes on, saying its fault metrics follow other faults than the lines' verdicts did."""
+    from bbuvl.config import dump_config, read_run_config
+    from bbuvl.data.labels import DEFAULT_HIERARCHY
+
+    # Predicted by the run config's own hierarchy file, then that file edited in place.
+    own = tmp_path / "hierarchy.json"
+    shutil.copy(DEFAULT_HIERARCHY, own)
+    cfg = read_run_config(run["ckpt"])
+    (run["ckpt"] / "bbuvl.yaml").write_text(dump_config(cfg.model_copy(update={"data": cfg.data.model_copy(
+        update={"hierarchy": str(own)})})), encoding="utf-8")
+    r = invoke(["predict", "-c", run["ckpt"], "-i", run["gt"], "-o", run["out"], "--mode", "head", "--device", "cpu",
+                "--overwrite"])
+    assert r.exit_code == 0, r.output
+    r = evaluate(run, "m0.json")
+    assert r.exit_code == 0 and "other content than the one their lines" not in text(r), r.output
+    from tests.eval.test_choosing_for_the_model import hierarchy_with_one_more_fault
+
+    hierarchy_with_one_more_fault(own)  # a sound state made a fault, in the file the run config names
+    r = evaluate(run, "m1.json")
+    assert r.exit_code == 0, r.output
+    assert f"the hierarchy these predictions are judged by ({own}) has other content" in text(r)

@@ -88,6 +88,9 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
     if checkpoint is not None and changed is None:
         own, own_hierarchy, source = checkpoint_verdict(checkpoint, manifest.mode, hierarchy)
     faults = Faults.load(hierarchy or own_hierarchy)
+    if hierarchy is None and manifest is not None and changed is None and (
+            edited := hierarchy_since(manifest, own_hierarchy)):
+        notes.append(edited)
     # predict and serve judge the checkpoint's photos by its own hierarchy's faults, not by --hierarchy's
     own_faults = Faults.load(own_hierarchy).labels if need_checkpoint and hierarchy is not None else faults.labels
     if differ := fault_difference(faults.labels, own_faults):
@@ -103,6 +106,22 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
     thresholds = FramedThresholds(given(own.whole), None if own.tiled is None else given(own.tiled))
     return VerdictSetup(faults, thresholds, source, checkpoint,
                         manifest.mode if manifest is not None else None, changed, notes)
+
+
+def hierarchy_since(manifest: Manifest, own: str | Path | None) -> str | None:
+    """A note when the hierarchy eval judges by without --hierarchy (`own`: the run config's, None: the shipped one) has
+    other content than the one predict judged the lines by (its SHA-256 in the manifest's options): edited since, or a
+    relative data.hierarchy read from another folder than predict ran in. None when alike or not recorded."""
+    from bbuvl.data.labels import DEFAULT_HIERARCHY
+    from bbuvl.infer.resume_key import file_key
+
+    then = manifest.key.options.get("hierarchy") if manifest.key is not None else None
+    path = own or DEFAULT_HIERARCHY
+    if not isinstance(then, str) or file_key(path) == then:
+        return None
+    return (f"the hierarchy these predictions are judged by ({path}) has other content than the one their lines' "
+            "verdicts were judged by when predicted (edited since, or a relative data.hierarchy read from another "
+            "folder): the fault metrics follow this one; give --hierarchy to judge by another")
 
 
 def model_changed(pred: str | Path, manifest: Manifest, changed: str) -> str:
