@@ -241,7 +241,7 @@ class GrpoTrainer(BBUTrainer):
             save_checkpoint(self.accelerator.unwrap_model(self.model).model, r.processor, r.cfg, r.contract, r.prompt,
                             folder, scale=r.scale)
             # Its bbuvl.yaml keeps the start's data and model sections (predict reads them), so it carries the run's
-            # record, this run's own data and start by content, for a resume whose run.json is gone.
+            # record, this run's own data, start and reward code by content, for a resume whose run.json is gone.
             record = Path(self.args.output_dir) / RUN_RECORD
             if record.is_file():
                 write_bytes_atomic(folder / CHECKPOINT_RECORD, record.read_bytes())

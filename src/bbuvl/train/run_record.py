@@ -10,13 +10,17 @@ mix of two runs. Paths are compared by what they hold, so a dataset or base mode
 A run started before records existed is compared with its checkpoint's `bbuvl.yaml` (all of it for SFT;
 `training` and `grpo` for GRPO, whose checkpoints keep the starting model's other sections), unless the checkpoint
 carries the run's record itself (`CHECKPOINT_RECORD`: GRPO's do, since their `bbuvl.yaml` cannot speak for GRPO's own
-data and start). docs/resume.md.
+data and start). A GRPO run's record holds its user reward function by content too (`code`). docs/resume.md.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import inspect
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,12 +161,41 @@ def processes() -> int:
         return 1
 
 
+def user_code(cfg: Config) -> dict[str, dict[str, Any]]:
+    """A GRPO run's user reward function (grpo.rewards.user_function) by content: the SHA-256 of the file it is
+    defined in and of its own source; empty for other runs. Its name alone let a resume go on with edited code."""
+    spec = cfg.grpo.rewards.user_function
+    if cfg.training.method != "grpo" or not spec:
+        return {}
+    module_name, _, attr = spec.rpartition(":") if ":" in spec else spec.rpartition(".")
+    entry: dict[str, Any] = {"name": spec, "file": None, "file_sha256": None, "source_sha256": None}
+    try:
+        # Imported already by the run's start (rl/rewards.py `load_user_reward`, which names any failure).
+        module = sys.modules.get(module_name) or importlib.import_module(module_name)
+        fn = getattr(module, attr)
+        file = inspect.getsourcefile(fn) or getattr(module, "__file__", None)
+    except Exception:  # noqa: BLE001 - whatever the user's module raises: recorded as unreadable, named on resume
+        return {"grpo.rewards.user_function": entry}
+    if file and os.path.isfile(file):
+        entry["file"] = str(real_path(file))
+        entry["file_sha256"] = hashlib.sha256(Path(file).read_bytes()).hexdigest()
+    try:
+        entry["source_sha256"] = hashlib.sha256(inspect.getsource(fn).encode("utf-8")).hexdigest()
+    except (OSError, TypeError):
+        pass  # no source to read (a builtin, a partial): its file's digest speaks for it
+    return {"grpo.rewards.user_function": entry}
+
+
+def run_record(cfg: Config, files: DataFiles | None = None) -> dict[str, Any]:
+    """A fresh run's record: its config, inputs and their photos by content, number of processes and user code."""
+    return {"config": cfg.model_dump(mode="json"),
+            "inputs": {k: vars(v) for k, v in digest_inputs(cfg).items()}, "processes": processes(),
+            "photos": digest_photos(cfg, files=files), "code": user_code(cfg)}
+
+
 def write_run_record(output_dir: str | Path, cfg: Config, files: DataFiles | None = None) -> None:
     """Record a fresh run's config, inputs, their photos and number of processes in its output folder (`run.json`)."""
-    record = {"config": cfg.model_dump(mode="json"),
-              "inputs": {k: vars(v) for k, v in digest_inputs(cfg).items()}, "processes": processes(),
-              "photos": digest_photos(cfg, files=files)}
-    write_text_atomic(Path(output_dir) / RUN_RECORD, json.dumps(record, ensure_ascii=False, indent=1) + "\n")
+    write_text_atomic(Path(output_dir) / RUN_RECORD, json.dumps(run_record(cfg, files), ensure_ascii=False, indent=1) + "\n")
 
 
 def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = None) -> None:
@@ -176,7 +209,7 @@ def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = 
         record_path = checkpoint / CHECKPOINT_RECORD
     new = flat(cfg)
     if record_path.is_file():
-        old, inputs, ran_on, photos = _read_record(record_path)
+        old, inputs, ran_on, photos, code = _read_record(record_path)
         _check_method(checkpoint, record_path, old.get("training.method"), cfg.training.method)
         diffs = [_phrase(k, old.get(k, "<unset>"), new.get(k, "<unset>")) for k in _differing(old, new, CONTENT_KEYS)]
         if ran_on is not None and ran_on != processes():
@@ -193,6 +226,8 @@ def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = 
                 diffs.append(_content_phrase(key, was, is_))
             elif photos is not None and key in photos and is_ is not None:  # a run recorded before photos were: unchecked
                 diffs += _photo_phrase(key, is_.path, photos[key], digest_photos(cfg, photos, files).get(key, []))
+        if code is not None:  # a run recorded before its code was: unchecked
+            diffs += _code_phrases(code, user_code(cfg))
         diffs += _trained_elsewhere(checkpoint, old, cfg.training.method)
         source = f"{record_path} (what the run was started with{', as its checkpoint carries it' if carried else ''})"
     else:
@@ -243,8 +278,9 @@ def _check_method(checkpoint: Path, source: Path, old: Any, new: str) -> None:
 
 
 def _read_record(path: Path) -> tuple[dict[str, Any], dict[str, InputDigest], int | None,
-                                      dict[str, list[dict[str, Any]]] | None]:
-    """A run record's config (flat), inputs, number of processes and photos (None: recorded before they were)."""
+                                      dict[str, list[dict[str, Any]]] | None, dict[str, dict[str, Any]] | None]:
+    """A run record's config (flat), inputs, number of processes, photos and user code (None: recorded before they
+    were)."""
     from bbuvl.data.jsonfile import read_json
 
     data = read_json(path, "run record")
@@ -259,10 +295,13 @@ def _read_record(path: Path) -> tuple[dict[str, Any], dict[str, InputDigest], in
                 isinstance(v, list) and all(isinstance(p, dict) and isinstance(p.get("name"), str)
                                             and isinstance(p.get("sha256"), str) for p in v) for v in photos.values())):
             raise ValueError("photos is not a list of named digests per data file")
+        code = data.get("code")
+        if code is not None and not (isinstance(code, dict) and all(isinstance(v, dict) for v in code.values())):
+            raise ValueError("code is not a digest per user function")
     except (KeyError, TypeError, AttributeError, ValueError) as e:
         raise ResumeMismatch(f"{path}: damaged run record ({type(e).__name__}: {e}); it says what this run was started "
                              "with, so the run cannot be resumed safely: pass --overwrite to start it over") from None
-    return config, inputs, ran_on, photos
+    return config, inputs, ran_on, photos, code
 
 
 def _checkpoint_sections(method: str) -> tuple[str, ...]:
@@ -297,6 +336,28 @@ def _photo_phrase(key: str, path: str, old: list[dict[str, Any]], new: list[dict
     more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
     return [f"{key} {path!r}: photo {changed[0]}{more} changed in place (the file names the same photos, another "
             "picture is under the name)"]
+
+
+def _code_phrases(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -> list[str]:
+    """How the user code recorded differs from the code this resume would run (none: an empty list)."""
+    out = []
+    for key in sorted(old.keys() | new.keys()):
+        was, now = old.get(key) or {}, new.get(key) or {}
+        if was.get("name") != now.get("name"):
+            continue  # another function, or none: the config's own key names it
+        if was.get("file_sha256") == now.get("file_sha256") and was.get("source_sha256") == now.get("source_sha256"):
+            continue  # the same code, wherever its file now is
+        file = now.get("file") or was.get("file")
+        where = f"{was.get('file')!r}" + (f" (now {now.get('file')!r})" if now.get("file") != was.get("file") else "")
+        if now.get("file_sha256") is None:
+            out.append(f"{key} {now.get('name') or was.get('name')}: its source file {where} cannot be read now")
+        elif was.get("source_sha256") != now.get("source_sha256"):
+            out.append(f"{key} {now.get('name')}: its source changed since the run started ({file!r}); the run's "
+                       "rewards so far were paid by the old code")
+        else:
+            out.append(f"{key} {now.get('name')}: the file it is defined in, {where}, changed since the run started (the "
+                       "function's own source is the same; code it calls there may not be)")
+    return out
 
 
 def _content_phrase(key: str, old: InputDigest | None, new: InputDigest | None) -> str:

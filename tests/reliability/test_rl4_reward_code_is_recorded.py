@@ -1,0 +1,61 @@
+"""A GRPO run records its user reward function (grpo.rewards.user_function) by content, the file it is defined in and
+its own source: compared by name only, a resume went on with edited code, its rewards paid by two functions."""
+
+import sys
+import textwrap
+
+import pytest
+
+from bbuvl.rl.trainer import train_grpo
+from bbuvl.train.run_record import ResumeMismatch, check_resume
+from tests.rl.test_grpo_trainer import grpo_config  # noqa: F401 - the fixture
+from tests.train.test_run_inputs import _tree
+
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore")]
+
+RUN = ("training.max_steps=2", "training.save_steps=2", "grpo.beta=0")
+
+
+@pytest.fixture()
+def reward_module(tmp_path, monkeypatch):
+    """`write(body)`: a user reward module `rl4_rewards` in its own folder on the import path, whose function
+    `size(truth, answer)` returns `body` and calls `helper()`; each write is read afresh, as a new process would."""
+    folder = tmp_path / "code"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # a rewrite in the same second must not load a stale .pyc
+
+    def write(body: str, helper: str = "1.0") -> None:
+        (folder / "rl4_rewards.py").write_text(textwrap.dedent(f"""\
+            def helper():
+                return {helper}
+
+
+            def size(truth, answer):
+                return {body} * helper()
+            """), encoding="utf-8")
+        sys.modules.pop("rl4_rewards", None)
+
+    yield write
+    sys.modules.pop("rl4_rewards", None)
+
+
+@pytest.mark.parametrize("body, helper, said", [
+    ("len(answer) / 5", "1.0", "grpo.rewards.user_function rl4_rewards:size: its source changed since the run started"),
+    ("len(answer) / 10", "2.0", "grpo.rewards.user_function rl4_rewards:size: the file it is defined in, '{file}', "
+                                "changed since the run started (the function's own source is the same"),
+])
+def test_a_resume_with_edited_reward_code_is_refused_naming_it(grpo_config, trained_checkpoint, reward_module,
+                                                               tmp_path, body, helper, said):
+    reward_module("len(answer) / 10")
+    cfg = grpo_config(*RUN, "grpo.rewards.user_function=rl4_rewards:size")
+    train_grpo(cfg, progress=False)
+    longer = cfg.model_copy(update={"training": cfg.training.model_copy(update={"max_steps": 3})})
+    reward_module("len(answer) / 10")  # written again, the same code: resumes
+    check_resume(longer, tmp_path / "grpo" / "checkpoint-2")
+    reward_module(body, helper)
+    before = _tree(tmp_path / "grpo")
+    with pytest.raises(ResumeMismatch) as e:
+        train_grpo(longer, resume=True, progress=False)
+    assert said.format(file=tmp_path / "code" / "rl4_rewards.py") in str(e.value)
+    assert _tree(tmp_path / "grpo") == before
