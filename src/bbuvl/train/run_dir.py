@@ -358,6 +358,34 @@ def _torch_archive_problem(path: Path) -> str | None:
     return None
 
 
+def nothing_to_resume(output_dir: str | Path, skipped: list[tuple[Path, str]]) -> str:
+    """Why `--resume` finds no checkpoint in `output_dir` to continue from (`skipped`: each checkpoint-N and why it
+    cannot be resumed), and what to do: the run saved nothing whole, so it can only start over."""
+    out = Path(output_dir)
+    why = "".join(f"; {p.name}: {reason}" for p, reason in skipped)
+    names = [p.name for p in numbered_checkpoints(out)]
+    # Deleting the cut saves would leave a folder still holding the run's records, refused as another run's.
+    kept = (f" (it removes {', '.join(names[:4])}{' ...' if len(names) > 4 else ''} and the run's other files there)"
+            if names else "")
+    return (f"--resume: no complete checkpoint-N folder in {out}{why}. The run saved no step whole (a save killed "
+            f"half-way leaves such a folder), so it cannot be continued: start it over by running the same command "
+            f"without --resume and with --overwrite{kept}, or train into another training.output_dir to keep them")
+
+
+def check_resumable(output_dir: str | Path) -> None:
+    """Refuse `--resume` of a folder that holds no checkpoint-N it can continue from: RunDirError naming each one and
+    why, and what to do (`nothing_to_resume`). A folder that is not there is `fit`'s to name."""
+    out = Path(output_dir)
+    if not out.is_dir():
+        return
+    skipped = []
+    for path in reversed(numbered_checkpoints(out)):
+        if (why := checkpoint_incomplete(path)) is None:
+            return
+        skipped.append((path, why))
+    raise RunDirError(nothing_to_resume(out, skipped))
+
+
 def latest_complete_checkpoint(output_dir: str | Path) -> tuple[Path | None, list[tuple[Path, str]]]:
     """The newest checkpoint that can be resumed, and the newer ones skipped with the reason for each."""
     skipped = []

@@ -1,0 +1,28 @@
+"""A GRPO resume whose every save was cut short (killed half-way) said 'no complete checkpoint' and no next step: it
+says to start the run over (without --resume, with --overwrite), and that start runs."""
+
+import pytest
+
+from bbuvl.rl.trainer import train_grpo
+from bbuvl.train.run_dir import RunDirError
+from tests.rl.test_grpo_trainer import grpo_config  # noqa: F401 - the fixture
+
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore")]
+
+
+def test_a_resume_whose_saves_were_all_cut_says_to_start_over_and_that_start_runs(grpo_config, tmp_path):
+    cfg = grpo_config("training.max_steps=2", "training.save_steps=1", "grpo.beta=0")
+    train_grpo(cfg, progress=False)
+    for step in (1, 2):  # each save killed before HF wrote its trainer_state.json, which it writes last
+        (tmp_path / "grpo" / f"checkpoint-{step}" / "trainer_state.json").unlink()
+    with pytest.raises(RunDirError) as e:
+        train_grpo(cfg, resume=True, progress=False)
+    assert str(e.value) == (
+        f"--resume: no complete checkpoint-N folder in {tmp_path / 'grpo'}; checkpoint-2: no trainer_state.json (the save "
+        "did not finish); checkpoint-1: no trainer_state.json (the save did not finish). The run saved no step whole "
+        "(a save killed half-way leaves such a folder), so it cannot be continued: start it over by running the same "
+        "command without --resume and with --overwrite (it removes checkpoint-1, checkpoint-2 and the run's other files "
+        "there), or train into another training.output_dir to keep them")
+    train_grpo(cfg, overwrite=True, progress=False)  # as said
+    assert sorted(p.name for p in (tmp_path / "grpo").glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    assert (tmp_path / "grpo" / "checkpoint-2" / "trainer_state.json").is_file()
