@@ -175,3 +175,22 @@ def test_a_hierarchy_edited_since_the_predictions_is_named(run, tmp_path):
     r = evaluate(run, "m1.json")
     assert r.exit_code == 0, r.output
     assert f"the hierarchy these predictions are judged by ({own}) has other content" in text(r)
+
+
+def test_predictions_that_name_no_checkpoint_are_not_judged_by_the_one_in_the_working_folder(run, tmp_path, monkeypatch):
+    """`run_predictions` of a library caller records no checkpoint (""): read as a path, that was the folder eval runs
+    in, and a run's checkpoint there judged them by its thresholds and frame."""
+    from bbuvl.infer.batch import PredictJob, run_predictions
+
+    lines = {json.loads(line)["image"]: json.loads(line) for line in run["out"].read_text(encoding="utf-8").splitlines()}
+    out = tmp_path / "library.jsonl"
+    job = PredictJob(list(lines), out, mode="head", source=str(run["gt"]), root=run["gt"].parent)
+    run_predictions(job, lambda paths: [dict(lines[Path(p).relative_to(run["gt"].parent).as_posix()]) for p in paths])
+    ChosenThresholds(VerdictThresholds(0.01, 0.02), 0.9, 0.9, 1.0, 1.0, 2, 1, ["x"], "val.jsonl").save(run["ckpt"])
+    monkeypatch.chdir(run["ckpt"])  # a checkpoint's folder, as one works in after training
+    r = invoke(["eval", "--pred", out, "--gt", run["gt"], "--out", tmp_path / "m.json"])
+    assert r.exit_code == 0, r.output
+    # Before: "thresholds: verdict_thresholds.json (chosen on val.jsonl)", the working folder's, and its frame's sizes.
+    assert "chosen on val.jsonl" not in text(r) and "the config's defaults" in text(r)
+    details = json.loads((tmp_path / "m.coco.json").read_text(encoding="utf-8"))
+    assert details["size_tokens"] is None

@@ -305,7 +305,7 @@ def frame_contract(frame: Path | None, pred: Path, changed: str | None = None) -
         return None, (f"no AP or recall by size in vision tokens: {manifest.checkpoint if manifest else 'the checkpoint'}"
                       f" changed since it made the predictions (its {changed}), so its frame may be another model's "
                       "(give --frame CHECKPOINT)")
-    if manifest is not None and (Path(manifest.checkpoint) / CONTRACT_FILE).is_file():
+    if manifest is not None and manifest.checkpoint and (Path(manifest.checkpoint) / CONTRACT_FILE).is_file():
         return CoordinateContract.load(manifest.checkpoint), None
     return None, ("no AP or recall by size in vision tokens: the checkpoint that wrote the predictions is not at hand "
                   "(give --frame CHECKPOINT)")

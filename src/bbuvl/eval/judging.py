@@ -48,7 +48,9 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
     `need_checkpoint`: the checkpoint must be at hand (thresholds are to be written into it); ValueError if not.
     """
     manifest = read_manifest(Path(pred))
-    checkpoint = manifest.checkpoint if manifest is not None and Path(manifest.checkpoint).is_dir() else None
+    # A library caller's PredictJob records no checkpoint (""), which as a path is the folder eval runs in: another run's.
+    checkpoint = (manifest.checkpoint if manifest is not None and manifest.checkpoint
+                  and Path(manifest.checkpoint).is_dir() else None)
     if need_checkpoint and checkpoint is None:
         why = "it names none (not written by `bbuvl predict`)" if manifest is None else f"{manifest.checkpoint} is not there"
         raise ValueError(f"{pred}: --choose-thresholds writes into the checkpoint that made these predictions, but {why}")
@@ -69,7 +71,8 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
                                   "the config's defaults (inference.verdict_review, inference.verdict_fail)")
     notes: list[str] = []
     changed = None
-    if manifest is not None and checkpoint is None and (hierarchy is None or review is None or fail is None):
+    if manifest is not None and manifest.checkpoint and checkpoint is None and (
+            hierarchy is None or review is None or fail is None):
         notes.append(f"{manifest.checkpoint}, the checkpoint that made {pred}, is not there (moved or deleted): its "
                      "thresholds and hierarchy judge nothing here, the config's defaults and the shipped hierarchy do; "
                      "give its own as --verdict-review, --verdict-fail and --hierarchy")
