@@ -229,6 +229,8 @@ def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = 
         if code is not None:  # a run recorded before its code was: unchecked
             diffs += _code_phrases(code, user_code(cfg))
         diffs += _trained_elsewhere(checkpoint, old, cfg.training.method)
+        if not carried:
+            diffs += _recorded_elsewhere(checkpoint, old, inputs)
         source = f"{record_path} (what the run was started with{', as its checkpoint carries it' if carried else ''})"
     else:
         try:
@@ -265,6 +267,30 @@ def _trained_elsewhere(checkpoint: Path, recorded: dict[str, Any], method: str) 
     return [f"{path} was trained with {k} {saved.get(k, '<unset>')!r} where the run's record holds "
             f"{recorded.get(k, '<unset>')!r} (a checkpoint of another run)"
             for k in _differing(saved, recorded, (*CONTENT_KEYS, "training.output_dir"), _checkpoint_sections(method))]
+
+
+def _recorded_elsewhere(checkpoint: Path, recorded: dict[str, Any], inputs: dict[str, InputDigest]) -> list[str]:
+    """Where the run record `checkpoint` carries (a GRPO checkpoint's) differs from the folder's, outside what a resume
+    may change: a checkpoint of another run copied or linked in. Its bbuvl.yaml keeps the start's data section, so
+    one trained on other data with the same settings passed `_trained_elsewhere`, and the run went on from it."""
+    path = checkpoint / CHECKPOINT_RECORD
+    if not path.is_file():
+        return []
+    try:
+        config, carried, _, _, _ = _read_record(path)
+    except ResumeMismatch:
+        return []  # a damaged copy: the folder's own record speaks for the run
+    out = [f"{path} was recorded with {k} {config.get(k, '<unset>')!r} where the run's record holds "
+           f"{recorded.get(k, '<unset>')!r} (a checkpoint of another run)"
+           for k in _differing(config, recorded, (*CONTENT_KEYS, "training.output_dir"))]
+    for key in CONTENT_KEYS:
+        was, is_ = carried.get(key), inputs.get(key)
+        digests = (was.digest if was else None, is_.digest if is_ else None)
+        if digests[0] == digests[1] or any(d is not None and d.startswith("name:") for d in digests):
+            continue  # a folder gone since one of the two was written is recorded by its name: no content to compare
+        out.append(f"{path} was recorded with {key} {was.path if was else None!r} of other content than the run's "
+                   f"record's {is_.path if is_ else None!r} (a checkpoint of another run)")
+    return out
 
 
 def _check_method(checkpoint: Path, source: Path, old: Any, new: str) -> None:
