@@ -59,3 +59,25 @@ def test_a_resume_with_edited_reward_code_is_refused_naming_it(grpo_config, trai
         train_grpo(longer, resume=True, progress=False)
     assert said.format(file=tmp_path / "code" / "rl4_rewards.py") in str(e.value)
     assert _tree(tmp_path / "grpo") == before
+
+
+def test_a_reward_that_is_a_callable_object_is_recorded_by_its_modules_file(grpo_config, reward_module, tmp_path):
+    """inspect finds no source file for an object with __call__: its code went unrecorded, and edited, it resumed."""
+    module = tmp_path / "code" / "rl4_rewards.py"
+    reward_module("len(answer) / 10")
+    module.write_text(module.read_text(encoding="utf-8") + textwrap.dedent("""
+
+        class Size:
+            def __call__(self, truth, answer):
+                return size(truth, answer)
+
+
+        sized = Size()
+        """), encoding="utf-8")
+    cfg = grpo_config(*RUN, "grpo.rewards.user_function=rl4_rewards:sized")
+    train_grpo(cfg, progress=False)
+    module.write_text(module.read_text(encoding="utf-8").replace("/ 10", "/ 5"), encoding="utf-8")
+    sys.modules.pop("rl4_rewards", None)
+    with pytest.raises(ResumeMismatch, match=rf"grpo.rewards.user_function rl4_rewards:sized: the file it is defined in, "
+                                             rf"'{module}', changed since the run started"):
+        check_resume(cfg, tmp_path / "grpo" / "checkpoint-2")

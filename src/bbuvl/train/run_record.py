@@ -173,9 +173,13 @@ def user_code(cfg: Config) -> dict[str, dict[str, Any]]:
         # Imported already by the run's start (rl/rewards.py `load_user_reward`, which names any failure).
         module = sys.modules.get(module_name) or importlib.import_module(module_name)
         fn = getattr(module, attr)
-        file = inspect.getsourcefile(fn) or getattr(module, "__file__", None)
     except Exception:  # noqa: BLE001 - whatever the user's module raises: recorded as unreadable, named on resume
         return {"grpo.rewards.user_function": entry}
+    try:
+        file = inspect.getsourcefile(fn)
+    except TypeError:
+        file = None  # a callable object, a partial: the module it is named in holds its code
+    file = file or getattr(module, "__file__", None)
     if file and os.path.isfile(file):
         entry["file"] = str(real_path(file))
         entry["file_sha256"] = hashlib.sha256(Path(file).read_bytes()).hexdigest()
@@ -381,8 +385,9 @@ def _code_phrases(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]
             out.append(f"{key} {now.get('name')}: its source changed since the run started ({file!r}); the run's "
                        "rewards so far were paid by the old code")
         else:
-            out.append(f"{key} {now.get('name')}: the file it is defined in, {where}, changed since the run started (the "
-                       "function's own source is the same; code it calls there may not be)")
+            same = (" (the function's own source is the same; code it calls there may not be)"
+                    if now.get("source_sha256") is not None else "")  # a callable object: its file alone is known
+            out.append(f"{key} {now.get('name')}: the file it is defined in, {where}, changed since the run started{same}")
     return out
 
 
