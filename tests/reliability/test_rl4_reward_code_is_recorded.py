@@ -53,6 +53,11 @@ def test_a_resume_with_edited_reward_code_is_refused_naming_it(grpo_config, trai
     longer = cfg.model_copy(update={"training": cfg.training.model_copy(update={"max_steps": 3})})
     reward_module("len(answer) / 10")  # written again, the same code: resumes
     check_resume(longer, tmp_path / "grpo" / "checkpoint-2")
+    module = tmp_path / "code" / "rl4_rewards.py"  # a comment and a blank line more: the same code, resumes
+    module.write_text("# rewards for the rl4 runs\n\n" + module.read_text(encoding="utf-8").replace(
+        "* helper()", "* helper()  # scaled"), encoding="utf-8")
+    sys.modules.pop("rl4_rewards", None)
+    check_resume(longer, tmp_path / "grpo" / "checkpoint-2")
     reward_module(body, helper)
     before = _tree(tmp_path / "grpo")
     with pytest.raises(ResumeMismatch) as e:

@@ -15,12 +15,14 @@ data and start). A GRPO run's record holds its user reward function by content t
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import inspect
 import json
 import os
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,12 +184,22 @@ def user_code(cfg: Config) -> dict[str, dict[str, Any]]:
     file = file or getattr(module, "__file__", None)
     if file and os.path.isfile(file):
         entry["file"] = str(real_path(file))
-        entry["file_sha256"] = hashlib.sha256(Path(file).read_bytes()).hexdigest()
+        entry["file_sha256"] = _code_digest(Path(file).read_bytes())
     try:
-        entry["source_sha256"] = hashlib.sha256(inspect.getsource(fn).encode("utf-8")).hexdigest()
+        entry["source_sha256"] = _code_digest(inspect.getsource(fn).encode("utf-8"))
     except (OSError, TypeError):
         pass  # no source to read (a builtin, a partial): its file's digest speaks for it
     return {"grpo.rewards.user_function": entry}
+
+
+def _code_digest(source: bytes) -> str:
+    """SHA-256 of Python source as its syntax tree: a comment or a blank line edited is the same code, and refusing
+    the resume for it left only putting the old text back. Source that does not parse is hashed as it is."""
+    try:
+        source = ast.dump(ast.parse(textwrap.dedent(source.decode("utf-8")))).encode("utf-8")
+    except (SyntaxError, ValueError):  # ValueError: undecodable bytes, or a NUL in the text
+        pass
+    return hashlib.sha256(source).hexdigest()
 
 
 def run_record(cfg: Config, files: DataFiles | None = None) -> dict[str, Any]:
