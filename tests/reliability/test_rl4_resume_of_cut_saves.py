@@ -26,3 +26,18 @@ def test_a_resume_whose_saves_were_all_cut_says_to_start_over_and_that_start_run
     train_grpo(cfg, overwrite=True, progress=False)  # as said
     assert sorted(p.name for p in (tmp_path / "grpo").glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
     assert (tmp_path / "grpo" / "checkpoint-2" / "trainer_state.json").is_file()
+
+
+def test_a_resume_from_a_cut_save_names_the_newest_checkpoint_beside_it_that_resumes(grpo_config, tmp_path):
+    cfg = grpo_config("training.max_steps=2", "training.save_steps=1", "grpo.beta=0")
+    train_grpo(cfg, progress=False)
+    cut = tmp_path / "grpo" / "checkpoint-2"
+    (cut / "trainer_state.json").unlink()  # the save killed before HF wrote it, last
+    with pytest.raises(RunDirError) as e:
+        train_grpo(cfg, resume=str(cut), progress=False)
+    whole = tmp_path / "grpo" / "checkpoint-1"
+    assert str(e.value) == (f"--resume-from {cut}: cannot resume from it (no trainer_state.json (the save did not "
+                            f"finish)); the newest checkpoint beside it that can be resumed is {whole}: pass "
+                            f"--resume-from {whole}")
+    train_grpo(cfg, resume=str(whole), progress=False)  # as said: step 2 trained and saved again, whole this time
+    assert (cut / "trainer_state.json").is_file() and (tmp_path / "grpo" / "final" / "model.safetensors").is_file()

@@ -47,7 +47,7 @@ from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import SampleSource, read_training_rows, rows_as_sources
 from bbuvl.train.param_groups import freeze_zero_lr_groups, optimizer_groups
 from bbuvl.train.run_record import CHECKPOINT_RECORD, RUN_RECORD, base_gone
-from bbuvl.train.run_dir import FINAL_DIR, check_resumable
+from bbuvl.train.run_dir import FINAL_DIR, check_resumable, check_resumable_from
 from bbuvl.train.trainer import (BBUTrainer, Run, fit, loaded_from, optional_data, resumed_weights, training_arguments,
                                  with_base_located, with_data_located)
 
@@ -464,8 +464,11 @@ def train_grpo(cfg: Config, resume: bool | str = False, progress: bool = True, c
                              "of the run holds: put the starting checkpoint back there, or set model.path to where it "
                              "is now")
         weights = resumed_weights(cfg, resume)  # a start gone with no checkpoint to stand in for it: named there
-        if resume is True:  # before the shared search (train/trainer.py `fit`), which names the cut saves, not what to do
+        # Before the shared checks (train/trainer.py `fit`), which name the cut saves but not what to do.
+        if resume is True:
             check_resumable(cfg.training.output_dir)
+        elif resume:
+            check_resumable_from(resume)
         inputs.append(read_grpo_inputs(cfg if weights is None else loaded_from(cfg, weights), files))
 
     def make() -> GrpoTrainer:

@@ -386,6 +386,21 @@ def check_resumable(output_dir: str | Path) -> None:
     raise RunDirError(nothing_to_resume(out, skipped))
 
 
+def check_resumable_from(checkpoint: str | Path) -> None:
+    """Refuse `--resume-from` a checkpoint that cannot be resumed (a save killed half-way, a file, no such folder):
+    RunDirError saying why, and the newest checkpoint beside it that can be, to resume from instead."""
+    path = Path(checkpoint)
+    why = (checkpoint_incomplete(path) if path.is_dir()
+           else "a file, not a checkpoint folder" if os.path.lexists(path) else "no such folder")
+    if why is None:
+        return
+    found = next((p for p in reversed(numbered_checkpoints(path.parent)) if p != path and checkpoint_incomplete(p) is None),
+                 None) if path.parent.is_dir() else None
+    then = (f"; the newest checkpoint beside it that can be resumed is {found}: pass --resume-from {found}" if found else
+            f"; no checkpoint-N beside it in {path.parent} can be resumed either")
+    raise RunDirError(f"--resume-from {checkpoint}: cannot resume from it ({why}){then}")
+
+
 def latest_complete_checkpoint(output_dir: str | Path) -> tuple[Path | None, list[tuple[Path, str]]]:
     """The newest checkpoint that can be resumed, and the newer ones skipped with the reason for each."""
     skipped = []
