@@ -34,7 +34,7 @@ def test_a_start_whose_run_is_being_trained_again_is_named_as_not_there_yet(grpo
         child.wait()
     assert code == 2, said
     assert f"model.path {run / 'final'}: no such folder yet: `bbuvl train` (pid {child.pid}) is writing {run} now; " \
-           "wait for it to finish, then run this one again" in said, said
+           "wait for that command to finish, then run this one again" in said, said
     assert not (tmp_path / "grpo").exists()
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,7 +22,6 @@ from torch import nn
 from transformers import set_seed
 from transformers.trainer_callback import PrinterCallback
 
-from bbuvl.atomic import write_bytes_atomic
 from bbuvl.config import Config, ConfigError, GrpoConfig
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import Hierarchy
@@ -37,7 +35,6 @@ from bbuvl.model.checkpoint import (ModelFolder, is_peft, is_plain_model_folder,
                                    read_model_folder, save_checkpoint)
 from bbuvl.model.lora import apply_lora
 from bbuvl.model.vlm import BBUVLModel, core_model
-from bbuvl.outputs import writer_around
 from bbuvl.rl.objective import StepCounts, grpo_loss
 from bbuvl.rl.evaluate import photos_reward
 from bbuvl.rl.rewards import RewardScorer
@@ -46,8 +43,8 @@ from bbuvl.train.callbacks import NonFiniteGuard, RichProgress, RunTensorBoard, 
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import SampleSource, read_training_rows, rows_as_sources
 from bbuvl.train.param_groups import freeze_zero_lr_groups, optimizer_groups
-from bbuvl.train.run_record import CHECKPOINT_RECORD, RUN_RECORD, base_gone
-from bbuvl.train.run_dir import FINAL_DIR, check_resumable, check_resumable_from
+from bbuvl.train.run_record import base_gone, carry_run_record
+from bbuvl.train.run_dir import FINAL_DIR, check_not_being_written, check_resumable, check_resumable_from
 from bbuvl.train.trainer import (BBUTrainer, Run, fit, loaded_from, optional_data, resumed_weights, training_arguments,
                                  with_base_located, with_data_located)
 
@@ -242,9 +239,7 @@ class GrpoTrainer(BBUTrainer):
                             folder, scale=r.scale)
             # Its bbuvl.yaml keeps the start's data and model sections (predict reads them), so it carries the run's
             # record, this run's own data, start and reward code by content, for a resume whose run.json is gone.
-            record = Path(self.args.output_dir) / RUN_RECORD
-            if record.is_file():
-                write_bytes_atomic(folder / CHECKPOINT_RECORD, record.read_bytes())
+            carry_run_record(self.args.output_dir, folder)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:  # noqa: D102
         load_weights_into((model or self.model).model, resume_from_checkpoint)
@@ -354,11 +349,8 @@ def read_grpo_inputs(cfg: Config, files: DataFiles | None = None) -> GrpoInputs:
         try:
             folder = read_model_folder(cfg.model.path)
         except (OSError, ValueError) as e:
-            if not os.path.lexists(cfg.model.path) and (writer := writer_around(Path(cfg.model.path))) is not None:
-                # A run's --overwrite removes its final/ before it saves the new one: not there yet, rather than none.
-                raise ValueError(f"model.path {cfg.model.path}: no such folder yet: `bbuvl {writer.command}` (pid "
-                                 f"{writer.pid}) is writing {writer.output} now; wait for it to finish, then run this "
-                                 "one again") from None
+            # A run's --overwrite removes its final/ before it saves the new one: not there yet, rather than none.
+            check_not_being_written({"model.path": cfg.model.path})
             # The reader names the folder, not the key, nor (when there is none) what GRPO can start from.
             hint = (" (GRPO starts from a local folder: a checkpoint `bbuvl train` wrote, or a base model's folder; "
                     "docs/grpo.md)") if isinstance(e, OSError) else ""
