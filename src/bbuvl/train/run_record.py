@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bbuvl.atomic import write_text_atomic
+from bbuvl.atomic import write_bytes_atomic, write_text_atomic
 from bbuvl.config import Config, load_config
 from bbuvl.data.digests import by_name, file_digest
 from bbuvl.data.schema import resolve_image
@@ -212,6 +212,14 @@ def run_record(cfg: Config, files: DataFiles | None = None) -> dict[str, Any]:
 def write_run_record(output_dir: str | Path, cfg: Config, files: DataFiles | None = None) -> None:
     """Record a fresh run's config, inputs, their photos and number of processes in its output folder (`run.json`)."""
     write_text_atomic(Path(output_dir) / RUN_RECORD, json.dumps(run_record(cfg, files), ensure_ascii=False, indent=1) + "\n")
+
+
+def carry_run_record(output_dir: str | Path, checkpoint: str | Path) -> None:
+    """Copy the run's record (`output_dir`'s run.json) into the checkpoint being saved (`CHECKPOINT_RECORD`), so that a
+    resume whose folder lost run.json still checks what the run was started with; nothing when there is none."""
+    record = Path(output_dir) / RUN_RECORD
+    if record.is_file():
+        write_bytes_atomic(Path(checkpoint) / CHECKPOINT_RECORD, record.read_bytes())
 
 
 def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = None) -> None:
