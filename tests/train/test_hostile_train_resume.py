@@ -322,3 +322,24 @@ def test_resume_from_a_file_says_it_is_a_file_and_writes_nothing(finished, tmp_p
     assert r.exit_code == 2 and f"--resume-from {config}: cannot resume from it (a file, not a " \
                                 "checkpoint folder)" in text, r.output
     assert snapshot(out) == before and not (tmp_path / "new").exists()
+
+
+def test_resume_whose_saves_were_all_cut_says_to_start_over_and_what_that_removes(finished, tmp_path):
+    """It said 'no complete checkpoint-N folder' and gave no next step."""
+    out, config = copy_run(finished, tmp_path)
+    for step in (1, 2):  # each save killed before HF wrote its trainer_state.json, which it writes last
+        (out / f"checkpoint-{step}" / "trainer_state.json").unlink()
+    before = snapshot(out)
+    r = CliRunner().invoke(app, ["train", str(config), "--resume"])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert ("so it cannot be continued: start it over by running the same command without --resume and with "
+            "--overwrite (it removes checkpoint-1, checkpoint-2 and the run's other files there)") in text
+    (out / "checkpoint-1" / "trainer_state.json").write_bytes(
+        (Path(finished.training.output_dir) / "checkpoint-1" / "trainer_state.json").read_bytes())
+    r = CliRunner().invoke(app, ["train", str(config), "--resume-from", str(out / "checkpoint-2")])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert (f"the newest checkpoint beside it that can be resumed is {out / 'checkpoint-1'}: pass --resume-from "
+            f"{out / 'checkpoint-1'}") in text
+    assert {k: v for k, v in snapshot(out).items() if k != "checkpoint-1/trainer_state.json"} == before

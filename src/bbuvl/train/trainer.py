@@ -46,7 +46,8 @@ from bbuvl.train.monitors import health_summary, training_health
 from bbuvl.train.held_out import check_held_out
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, fused_on_cpu, optimizer_groups
 from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_output_dir, check_resume_into, check_run_inputs,
-                                 checkpoint_incomplete, clear_previous_run, latest_complete_checkpoint)
+                                 checkpoint_incomplete, check_resumable_from, clear_previous_run,
+                                 latest_complete_checkpoint, nothing_to_resume)
 from bbuvl.train.resume_records import (HISTORY_FILE, abandoned_checkpoints, check_cut_back, check_training_state,
                                         cut_back, global_step)
 from bbuvl.train.run_inputs import RunInputs, check_inputs, check_start, optional_data, read_run_inputs  # noqa: F401 - rl's too
@@ -577,10 +578,7 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
         prepare()  # a typo in data.val or a bad line must not cost the run --overwrite would replace
     ckpt = None
     if isinstance(resume, str):
-        why = (checkpoint_incomplete(Path(resume)) if Path(resume).is_dir()
-               else "a file, not a checkpoint folder" if os.path.lexists(resume) else "no such folder")
-        if why:
-            raise RunDirError(f"--resume-from {resume}: cannot resume from it ({why})")
+        check_resumable_from(resume)  # a cut save: the newest checkpoint beside it that can be resumed is named
         newer = abandoned_checkpoints(out, resume)
         if newer:  # resuming would cut them (train/resume_records.py): a typo must not cost them
             raise RunDirError(f"--resume-from {resume}: training.output_dir {out} holds {', '.join(p.name for p in newer)}, "
@@ -593,9 +591,8 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
         if found is None and not out.is_dir():  # a mistyped folder read as a run whose checkpoints are all damaged
             raise RunDirError(f"--resume: training.output_dir {out} does not exist, so there is no run to continue; "
                               "check the path, or leave out --resume to start a new run there")
-        if found is None:
-            why = "".join(f"; {p.name}: {reason}" for p, reason in skipped)
-            raise RunDirError(f"--resume: no complete checkpoint-N folder in {out}{why}")
+        if found is None:  # said with what to do: the run saved no step whole
+            raise RunDirError(nothing_to_resume(out, skipped))
         newer = abandoned_checkpoints(out, found)
         if newer:  # its name is not its step (a copy, a rename): resuming would cut the run's newest checkpoints
             raise RunDirError(f"--resume: {found} is the newest checkpoint by its name, but it was saved at step "
