@@ -65,16 +65,23 @@ def test_a_checkpoint_records_its_data_files_where_they_were_and_predict_reads_t
     assert options["hierarchy"] == file_digest(one / "data" / "hierarchy.json", "hierarchy.json").sha256
 
 
+def as_older_checkpoint(checkpoint: Path, trained_in: Path) -> Path:
+    """Rewrite the checkpoint's run config with its teachers and hierarchy relative, as runs kept them before they
+    recorded where their data was; returns that bbuvl.yaml."""
+    saved = checkpoint / "bbuvl.yaml"
+    text = saved.read_text("utf-8")
+    for name in ("teachers.jsonl", "hierarchy.json"):
+        text = text.replace(str(real_path(trained_in / "data" / name)), f"data/{name}")
+    saved.write_text(text, "utf-8")
+    return saved
+
+
 def test_a_checkpoint_with_relative_data_paths_says_which_file_it_reads_from_another_folder(
         two_folders, small_dataset, tmp_path, monkeypatch, caplog):
     """A checkpoint trained before runs recorded where their data was keeps its paths as typed: still read from the
     folder a command runs in, as before, and now the file read is named."""
     checkpoint, one, two = two_folders
-    saved = checkpoint / "bbuvl.yaml"
-    text = saved.read_text("utf-8")
-    for name in ("teachers.jsonl", "hierarchy.json"):
-        text = text.replace(str(real_path(one / "data" / name)), f"data/{name}")
-    saved.write_text(text, "utf-8")
+    saved = as_older_checkpoint(checkpoint, one)
 
     monkeypatch.chdir(two)
     with caplog.at_level(logging.WARNING):
@@ -96,11 +103,7 @@ def test_eval_names_the_hierarchy_file_an_older_checkpoint_is_judged_with(two_fo
     from bbuvl.infer.verdict import checkpoint_verdict
 
     checkpoint, one, two = two_folders
-    saved = checkpoint / "bbuvl.yaml"
-    text = saved.read_text("utf-8")
-    for name in ("teachers.jsonl", "hierarchy.json"):
-        text = text.replace(str(real_path(one / "data" / name)), f"data/{name}")
-    saved.write_text(text, "utf-8")
+    as_older_checkpoint(checkpoint, one)
 
     monkeypatch.chdir(two)
     with caplog.at_level(logging.WARNING):
