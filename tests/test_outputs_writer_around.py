@@ -52,3 +52,32 @@ def test_a_killed_writers_lock_around_a_path_is_no_writer(held_run, tmp_path):
     assert (run.parent / ".run.lock").read_text(encoding="utf-8").split() == [str(child.pid), "train"]
     assert writer_around(run / "final") is None and writer_around(run) is None and writer_around(tmp_path) is None
     refuse_inputs_being_written({"-c": run / "final"})
+
+
+def test_a_choice_written_into_a_checkpoint_leaves_it_whole_to_readers_and_a_model_file_does_not(tmp_path):
+    """`make demo` predicts and scores the close-ups with run/final while `choose-tiles` writes run/final/tile_scale.json
+    (and its tiled thresholds): each choice is written whole at once, so the checkpoint is no less whole for it."""
+    from bbuvl.data.faults import THRESHOLDS_FILE, TILED_THRESHOLDS_FILE
+    from bbuvl.data.scale import TILE_SCALE_FILE
+    from bbuvl.outputs import CHOICE_FILES
+
+    assert CHOICE_FILES == {TILE_SCALE_FILE, THRESHOLDS_FILE, TILED_THRESHOLDS_FILE}
+    final = tmp_path / "final"
+    final.mkdir()
+    (final / "model.safetensors").write_bytes(b"weights")
+    for name in sorted(CHOICE_FILES):
+        child = _hold(final / name, "choose-tiles")
+        try:
+            assert writer_around(final) is None
+            refuse_inputs_being_written({"--checkpoint": final})
+            assert writer_around(final / name).pid == str(child.pid)  # the choice itself is being written
+        finally:
+            child.kill()
+            child.wait()
+    child = _hold(final / "model.safetensors", "model export")
+    try:
+        with pytest.raises(OutputConflict, match=f"pid {child.pid}"):
+            refuse_inputs_being_written({"--checkpoint": final})
+    finally:
+        child.kill()
+        child.wait()

@@ -284,6 +284,11 @@ def writer_at(path: Path) -> Writer | None:
     return Writer(pid or "unknown", command or "command", running)
 
 
+# A checkpoint's choices, each written whole at once (`atomic.write_text_atomic`) by `bbuvl choose-tiles` and `eval
+# --choose-thresholds` beside the model, which they leave as it is (data/scale.py, data/faults.py name them).
+CHOICE_FILES = frozenset({"tile_scale.json", "verdict_thresholds.json", "verdict_thresholds_tiled.json"})
+
+
 def writer_around(path: Path) -> Writer | None:
     """The running writer of `path`, of a folder holding it, or (`path` a folder) of anything under it, with the output
     its lock names; None when no other process writes any of them.
@@ -291,7 +296,9 @@ def writer_around(path: Path) -> Writer | None:
     A writer owns all it writes into: `bbuvl train` holding `run/` saves `run/final/` and `run/checkpoint-N/` and
     deletes old checkpoints, without a lock of their own; `data convert` holding `out/` writes `out/train.jsonl`. A
     lock on the exact path alone let a reader load a checkpoint half saved. A stale lock (a killed writer's) is not
-    looked for around `path`: `writer_at` names it for the path itself.
+    looked for around `path`: `writer_at` names it for the path itself. A choice being written into a folder
+    (`CHOICE_FILES`) leaves the folder whole: a reader sees the earlier choice or the new one, each whole, and `make
+    demo` scores a checkpoint while its tile scale is chosen.
     """
     try:
         located = real_path(Path(path))
@@ -304,6 +311,8 @@ def writer_around(path: Path) -> Writer | None:
         return None
     for lock in sorted(located.rglob(f".*{LOCK_SUFFIX}")):
         where = lock.with_name(lock.name[1:-len(LOCK_SUFFIX)])
+        if where.name in CHOICE_FILES:
+            continue
         if lock.is_file() and (writer := writer_at(where)) is not None and writer.running:
             return replace(writer, output=where)
     return None
