@@ -26,7 +26,7 @@ from bbuvl.atomic import remove_path
 from bbuvl.data.jsonfile import read_json
 from bbuvl.config import load_config
 from bbuvl.model.checkpoint import HEAD_FILE, POSITIONS_FILE, READOUT_FILE, checkpoint_problem
-from bbuvl.outputs import OutputConflict, check_not_inputs, same_path, writer_at
+from bbuvl.outputs import OutputConflict, check_not_inputs, same_path, writer_around, writer_at
 from bbuvl.paths import real_path
 from bbuvl.train.data_files import DataFiles, photo_folders
 from bbuvl.train.monitors import HEALTH_FILE
@@ -204,11 +204,10 @@ def check_not_being_written(inputs: Mapping[str, str | Path | None]) -> None:
         if not os.path.lexists(given):
             # A run's --overwrite removes its final/ before it saves the new one: the folder is not there yet, where
             # it was taken for a hub id or a typo; a hub id, or a missing folder no one writes, is check_inputs' to name.
-            for folder in real_path(Path(given)).parents:
-                if (writer := writer_at(folder)) is not None and writer.running:
-                    raise RunDirError(f"{key} {given}: no such folder yet: `bbuvl {writer.command}` (pid {writer.pid}) "
-                                      f"is writing {folder} now; wait for that command to finish, then run this one "
-                                      "again")
+            if (writer := writer_around(Path(given))) is not None:
+                raise RunDirError(f"{key} {given}: no such folder yet: `bbuvl {writer.command}` (pid {writer.pid}) "
+                                  f"is writing {writer.output} now; wait for that command to finish, then run this one "
+                                  "again")
             continue
         located = real_path(Path(given))
         for folder in (located, *located.parents):
