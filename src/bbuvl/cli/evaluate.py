@@ -91,7 +91,7 @@ def evaluate(
     from bbuvl.outputs import refuse_inputs_being_written
     from bbuvl.eval.judging import choose_verdict, verdict_setup
     from bbuvl.infer.output import rank_parts
-    from bbuvl.infer.verdict import lone_threshold_problem, replaced_mode, thresholds_file
+    from bbuvl.infer.verdict import replaced_mode, thresholds_file
     from bbuvl.eval.metrics import evaluate_predictions
     from bbuvl.eval.predictions import read_predictions
     from bbuvl.eval.report import FAULT_CURVE_FILE, FAULTS_DIR, PR_CURVE_FILE, WORST_DIR
@@ -134,11 +134,6 @@ def evaluate(
                 or any(same_path(written, path) for path in [*reported[0], *([report] if report else [])]):
             fail(f"{written}: one of the report's own files, or inside a folder the report replaces (--report {report}); "
                  "give --out a name outside them")
-    if (verdict_review is None) != (verdict_fail is None):  # one given: paired with the other in effect
-        with user_errors(ValueError, OSError):
-            in_effect = verdict_setup(pred, hierarchy).thresholds
-        if problem := lone_threshold_problem(verdict_review, verdict_fail, in_effect):
-            fail(problem)
     with user_errors(ValueError, OSError):
         judged = verdict_setup(pred, hierarchy, verdict_review, verdict_fail, choose_thresholds)
         lines = read_predictions(pred)

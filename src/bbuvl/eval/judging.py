@@ -17,7 +17,7 @@ from bbuvl.eval.metrics import Evaluation, evaluate_predictions
 from bbuvl.eval.predictions import read_predictions
 from bbuvl.infer.output import Manifest, read_manifest
 from bbuvl.infer.verdict import (ChosenThresholds, FramedThresholds, VerdictThresholds, checkpoint_verdict, default_thresholds,
-                                 fault_difference)
+                                 fault_difference, lone_threshold_problem)
 from bbuvl.model.identity import deciding_files, recorded_digests
 
 # What the choosers write into a checkpoint: no score depends on them, so one chosen since the predictions is no change.
@@ -46,6 +46,7 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
     the config defaults.
 
     `need_checkpoint`: the checkpoint must be at hand (thresholds are to be written into it); ValueError if not.
+    ValueError too when `review` or `fail` given alone cannot pair with the other threshold in effect, naming it.
     """
     manifest = read_manifest(Path(pred))
     # A library caller's PredictJob records no checkpoint (""), which as a path is the folder eval runs in: another run's.
@@ -100,6 +101,9 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
         raise ValueError(f"{hierarchy}: marks other faults than the hierarchy of {checkpoint} ({differ}), by which "
                          "predict and serve judge its photos: thresholds chosen on these faults' scores would judge "
                          "those; choose without --hierarchy")
+    # Checked here, on the pair this call found: a second call to find it hashed a checkpoint copied back whole twice.
+    if problem := lone_threshold_problem(review, fail, own):
+        raise ValueError(problem)
     if review is not None or fail is not None:
         source = "the command line" if review is not None and fail is not None else f"the command line and {source}"
 

@@ -1,0 +1,52 @@
+"""`bbuvl eval` with one `--verdict-*` option pairs it with the checkpoint's other threshold: the checkpoint that made
+the predictions is read once to find the pair and judge, so a checkpoint copied back whole (new inodes, no record
+vouching for a file) is hashed as often as with both options given, not twice as often (docs/outputs.md)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.test_eval4_predictions_judged_by_their_own_checkpoint import evaluate, predicted, run, text  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+_WATCHED: dict[str, int] = {}
+
+
+def _count_opens(event: str, args: tuple) -> None:
+    if event == "open" and _WATCHED and isinstance(args[0], (str, Path)) and str(args[0]) in _WATCHED:
+        _WATCHED[str(args[0])] += 1
+
+
+sys.addaudithook(_count_opens)  # hooks cannot be removed: it counts only while _WATCHED names files
+
+
+@pytest.mark.parametrize("given", [("--verdict-review", "0.3"), ("--verdict-fail", "0.9")])
+def test_a_checkpoint_copied_back_whole_is_hashed_once_with_one_verdict_option(run, tmp_path, given):
+    spare = tmp_path / "spare"
+    shutil.copytree(run["ckpt"], spare)
+    shutil.rmtree(run["ckpt"])
+    time.sleep(0.01)
+    shutil.copytree(spare, run["ckpt"])
+    weights = str(run["ckpt"] / "model.safetensors")
+    _WATCHED[weights] = 0
+    try:
+        r = evaluate(run, "m1.json", *given)
+    finally:
+        opened = _WATCHED.pop(weights)
+    assert r.exit_code == 0 and "changed since" not in text(r), r.output
+    # Once to compare it with the manifest, once for the training record its chosen thresholds would be checked
+    # against (infer/verdict.py's trained_identity); it was 4: all of that once to find the pair, again to judge.
+    assert opened == 2
+
+
+def test_a_lone_verdict_option_that_cannot_pair_is_still_refused_naming_the_threshold_in_effect(run):
+    r = evaluate(run, "m1.json", "--verdict-fail", "0.1")
+    assert r.exit_code == 2, r.output
+    assert "--verdict-fail 0.1 is below the review threshold in effect for photos predicted in one pass, 0.25" in text(r)
+    assert not run["out"].with_name("m1.json").exists()
