@@ -7,10 +7,11 @@ outside `MAY_CHANGE`, naming each key with its old and new value: a resumed run 
 would otherwise load a head that does not fit, and one with other learning rates or data would silently be a
 mix of two runs. Paths are compared by what they hold, so a dataset or base model moved elsewhere resumes.
 
-A run started before records existed is compared with its checkpoint's `bbuvl.yaml` (all of it for SFT;
-`training` and `grpo` for GRPO, whose checkpoints keep the starting model's other sections), unless the checkpoint
-carries the run's record itself (`CHECKPOINT_RECORD`: GRPO's do, since their `bbuvl.yaml` cannot speak for GRPO's own
-data and start). A GRPO run's record holds its user reward function by content too (`code`). docs/resume.md.
+Every numbered checkpoint carries a copy of the run's record (`CHECKPOINT_RECORD`), which a resume whose folder lost
+`run.json` checks against: a GRPO checkpoint's `bbuvl.yaml` cannot speak for GRPO's own data and start, and an SFT
+one's names its inputs by path only. A run started before records existed is compared with its checkpoint's
+`bbuvl.yaml` (all of it for SFT; `training` and `grpo` for GRPO, whose checkpoints keep the starting model's other
+sections). A GRPO run's record holds its user reward function by content too (`code`). docs/resume.md.
 """
 
 from __future__ import annotations
@@ -34,10 +35,12 @@ from bbuvl.data.schema import resolve_image
 from bbuvl.model.identity import identify
 from bbuvl.paths import looks_local, real_path
 from bbuvl.train.data_files import DataFiles
+from bbuvl.train.run_dir import CHECKPOINT, numbered_checkpoints
 
 RUN_RECORD = "run.json"
-# The run's record as a checkpoint carries it (GRPO's, rl/trainer.py): a resume whose folder lost run.json checks
-# against it. Not named run.json: a folder holding that is taken for another run nested in this one (run_dir.py).
+# The run's record as a checkpoint carries it (train/trainer.py and rl/trainer.py `_save`): a resume whose folder lost
+# run.json checks against it. Not named run.json: a folder holding that is taken for another run nested in this one
+# (run_dir.py).
 CHECKPOINT_RECORD = "run_record.json"
 # What a resume may change: how long the run goes on (the schedule is recomputed over the new length), how often
 # it logs, saves and evaluates, where it writes, how many loader processes read the data, the collator's budgets
@@ -91,19 +94,21 @@ def flat(cfg: Config) -> dict[str, Any]:
 def base_gone(cfg: Config) -> bool:
     """Whether model.path was a local folder when the run started and is no longer there: spelled as one can only be
     (paths.py `looks_local`), or recorded as one in the run's record (`demo_out/tiny-model`, spelled as a hub id could
-    be). A full fine-tune's resume needs none, since each of its checkpoints holds every weight, the model's config
-    and its processor."""
+    be), or in its newest checkpoint's copy of it when run.json is gone. A full fine-tune's resume needs none, since
+    each of its checkpoints holds every weight, the model's config and its processor."""
     path = cfg.model.path
     if os.path.exists(path):
         return False
     if looks_local(path):
         return True
-    try:
-        recorded = json.loads((Path(cfg.training.output_dir) / RUN_RECORD).read_text(encoding="utf-8"))
-        digest = recorded["inputs"]["model.path"]["digest"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return False  # no record, or a damaged one (the resume's own check names it)
-    return isinstance(digest, str) and not digest.startswith("name:")  # a hub id is recorded by its name
+    out = Path(cfg.training.output_dir)
+    for record in (out / RUN_RECORD, *(p / CHECKPOINT_RECORD for p in reversed(numbered_checkpoints(out)))):
+        try:
+            digest = json.loads(record.read_text(encoding="utf-8"))["inputs"]["model.path"]["digest"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # no record there, or a damaged one (the resume's own check names it)
+        return isinstance(digest, str) and not digest.startswith("name:")  # a hub id is recorded by its name
+    return False
 
 
 def digest_inputs(cfg: Config, previous: dict[str, InputDigest] | None = None) -> dict[str, InputDigest]:
@@ -216,9 +221,10 @@ def write_run_record(output_dir: str | Path, cfg: Config, files: DataFiles | Non
 
 def carry_run_record(output_dir: str | Path, checkpoint: str | Path) -> None:
     """Copy the run's record (`output_dir`'s run.json) into the checkpoint being saved (`CHECKPOINT_RECORD`), so that a
-    resume whose folder lost run.json still checks what the run was started with; nothing when there is none."""
+    resume whose folder lost run.json still checks what the run was started with; nothing when there is none, nor into
+    final/, which is never resumed and which other runs start from."""
     record = Path(output_dir) / RUN_RECORD
-    if record.is_file():
+    if record.is_file() and CHECKPOINT.match(Path(checkpoint).name):
         write_bytes_atomic(Path(checkpoint) / CHECKPOINT_RECORD, record.read_bytes())
 
 

@@ -51,7 +51,7 @@ from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_output_dir, check
 from bbuvl.train.resume_records import (HISTORY_FILE, abandoned_checkpoints, check_cut_back, check_training_state,
                                         cut_back, global_step)
 from bbuvl.train.run_inputs import RunInputs, check_inputs, check_start, optional_data, read_run_inputs  # noqa: F401 - rl's too
-from bbuvl.train.run_record import RUN_RECORD, base_gone, check_resume, write_run_record
+from bbuvl.train.run_record import RUN_RECORD, base_gone, carry_run_record, check_resume, write_run_record
 from bbuvl.train.sample_cache import SampleCache
 from bbuvl.train.weight_average import WeightAverage
 
@@ -392,8 +392,12 @@ class BBUTrainer(Trainer):
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:  # noqa: D102
         if self.args.should_save:
             r = self.run
+            folder = output_dir or self.args.output_dir
             save_checkpoint(self.accelerator.unwrap_model(self.model), r.processor, r.cfg, r.contract, r.prompt,
-                            output_dir or self.args.output_dir, scale=r.scale)
+                            folder, scale=r.scale)
+            # Its bbuvl.yaml names the inputs by path: a resume whose run.json is gone checks them by content against
+            # this copy of the run's record, where it compared their spelling (docs/resume.md).
+            carry_run_record(self.args.output_dir, folder)
 
     def _run_epoch(self, *args: Any, **kwargs: Any) -> None:  # noqa: D102
         # HF checks for the last step only after taking one: a run resumed from the checkpoint of its last step (killed
