@@ -219,7 +219,8 @@ def test_cli_converts_every_good_object_lists_every_bad_one_and_prints_a_summary
     assert "unknown category 'spaceship'" in object_errors[("ann/b_old.json", 1)]["reason"]
 
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    assert summary["photos"] == {"found": 15, "converted": 9, "failed": 6, "with_dropped_objects": 2}
+    assert summary["photos"] == {"found": 15, "converted": 9, "failed": 6, "folded": 0, "folded_with_other_boxes": 0,
+                                 "with_dropped_objects": 2}
     assert summary["annotations"]["converted"] == 10
     assert summary["annotations"]["dropped"] == 2
     assert summary["annotations"]["duplicates"] == 1
@@ -426,7 +427,8 @@ def test_output_folder_inside_the_source_is_not_read_back(tmp_path):
     one_photo(src, [feature(OBJ, "线缆")])
     first = convert_dataset(src, src / "dataset", ConvertOptions(val_ratio=0))
     second = convert_dataset(src, src / "dataset", ConvertOptions(val_ratio=0))
-    assert first["photos"] == second["photos"] == {"found": 1, "converted": 1, "failed": 0, "with_dropped_objects": 0}
+    assert first["photos"] == second["photos"] == {"found": 1, "converted": 1, "failed": 0, "folded": 0,
+                                                   "folded_with_other_boxes": 0, "with_dropped_objects": 0}
     assert (src / "dataset" / "teachers.jsonl").exists() and (src / "dataset" / "labels.json").exists()
 
 

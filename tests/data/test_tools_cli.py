@@ -120,8 +120,8 @@ def test_export_then_import_coco_rebuilds_the_dataset(dataset: Path, tmp_path: P
 def test_import_coco_records_skipped_entries_and_warns_on_foreign_labels(tmp_path: Path):
     images = tmp_path / "coco_images"
     (images / "sub").mkdir(parents=True)
-    for name in ("a.jpg", "sub/b.jpg"):
-        Image.new("RGB", (100, 80)).save(images / name)
+    for shade, name in enumerate(("a.jpg", "sub/b.jpg")):
+        Image.new("RGB", (100, 80), (shade * 90, 0, 0)).save(images / name)  # two photos: import folds one photo's bytes
     coco = {
         "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 80},
                    {"id": 2, "file_name": "sub/b.jpg", "width": 100, "height": 80},

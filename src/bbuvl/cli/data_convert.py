@@ -59,6 +59,10 @@ def convert(
         summary = convert_dataset(src, out, opts, progress=stdout_is_tty())
     warn_long_paths(outputs)
     console.print(summary_table(summary))
+    if summary["photos"]["folded_with_other_boxes"]:  # the one kept may be the wrong one: say so, not only count it
+        console.print(f"[yellow]{summary['photos']['folded_with_other_boxes']} photo(s) exported under two names carry "
+                      f"other boxes under each[/]: the first name's were kept; see 'same_as' in "
+                      f"{escape(str(out / ERRORS))}", soft_wrap=True)
     n_errors = summary["errors"]
     if n_errors:
         console.print(f"[yellow]{n_errors} problem(s)[/] listed in {escape(str(out / ERRORS))}", soft_wrap=True)
@@ -77,10 +81,13 @@ def summary_table(summary: dict[str, Any]) -> Table:
         ("photos found", photos["found"]),
         ("photos converted", photos["converted"]),
         ("photos failed", photos["failed"]),
+        ("photos folded (converted already, under another name)", photos["folded"]),
+        ("  with other boxes than the one kept", photos["folded_with_other_boxes"]),
         ("objects converted", objects["converted"]),
         ("objects dropped (invalid)", objects["dropped"]),
         ("objects dropped (duplicate)", objects["duplicates"]),
         ("objects lost with their photo", objects["lost_with_photo"]),
+        ("objects of folded photos", objects["in_folded_photos"]),
         ("boxes clipped to the image", objects["clipped"]),
         ("EXIF-rotated photos", exif["rotated"]),
         ("  annotated on the raw grid", exif["annotated_on_raw"]),

@@ -280,6 +280,14 @@ def import_coco(
     if result.summary["size_from_photo"]:
         console.print(f"{result.summary['size_from_photo']} photo(s) have no width and height in the COCO file: each "
                       "was read from the photo, upright", markup=False, soft_wrap=True)
+    same = result.summary["same_photo"]
+    if same["folded"]:  # one photo under two names or entries: imported once, the first entry's boxes kept
+        differ = (f", {same['other_boxes']} of them with other boxes than the entry kept: check those in {out / ERRORS}"
+                  if same["other_boxes"] else ", with the same boxes")
+        one = same["folded"] == 1
+        console.print(f"{same['folded']} entr{'y' if one else 'ies'} named a photo imported already (the same file or "
+                      f"its bytes under another name) and {'was' if one else 'were'} folded into it{differ}",
+                      style="yellow" if same["other_boxes"] else None, markup=False, soft_wrap=True)
     turned = result.summary["exif"]["annotated_on_raw"]
     if turned:  # an assumption the user can check: say it
         console.print(f"{turned} EXIF-rotated photos have the COCO size of their file's own grid: their boxes were read "

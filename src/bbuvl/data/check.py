@@ -213,6 +213,51 @@ def duplicate_pairs(objs: Sequence[ObjectAnn]) -> list[tuple[int, int, str]]:
     return sorted(found)
 
 
+def unmatched_objects(first: Sequence[ObjectAnn], second: Sequence[ObjectAnn]) -> tuple[list[int], list[int]]:
+    """The indices of `first`'s objects that `second` lacks, and of `second`'s that `first` lacks: one photo's two
+    annotation sets compared object by object, each matched at most once to one of the same label on the same box or
+    nearly (IoU > DUPLICATE_IOU, as `duplicate_pairs` calls one object annotated twice)."""
+    left = list(range(len(first)))
+    unmatched_second = []
+    for j, o in enumerate(second):
+        key = label_key(o.desc)
+        candidates = [i for i in left if label_key(first[i].desc) == key]
+        exact = next((i for i in candidates if first[i].bbox_2d == o.bbox_2d), None)
+        best = exact if exact is not None else max(candidates, key=lambda i: float(box_iou(first[i].bbox_2d, o.bbox_2d)),
+                                                   default=None)
+        if best is not None and (exact is not None or float(box_iou(first[best].bbox_2d, o.bbox_2d)) > DUPLICATE_IOU):
+            left.remove(best)
+        else:
+            unmatched_second.append(j)
+    return left, unmatched_second
+
+
+def annotation_difference(first: Sequence[ObjectAnn], second: Sequence[ObjectAnn], shown: int = 3) -> str | None:
+    """How `second`, a photo's other annotation set, differs from `first` (`unmatched_objects`), in words naming up to
+    `shown` boxes of each side; None when they hold the same objects."""
+    only_first, only_second = unmatched_objects(first, second)
+    if not only_first and not only_second:
+        return None
+
+    def named(objs: Sequence[ObjectAnn], indices: list[int]) -> str:
+        listed = ", ".join(f"{show_text(objs[i].desc)} {_fmt_box(objs[i].bbox_2d)}" for i in indices[:shown])
+        return listed + (f" and {len(indices) - shown} more" if len(indices) > shown else "")
+
+    parts = []
+    if only_second:
+        parts.append(f"{len(only_second)} of its {boxes(len(second))} {'is' if len(only_second) == 1 else 'are'} not "
+                     f"among the kept ones ({named(second, only_second)})")
+    if only_first:
+        parts.append(f"{len(only_first)} of the {len(first)} kept {'is' if len(only_first) == 1 else 'are'} not among its "
+                     f"({named(first, only_first)})")
+    return "; ".join(parts)
+
+
+def boxes(n: int) -> str:
+    """`n` boxes in words: '1 box', '3 boxes'."""
+    return f"{n} box" if n == 1 else f"{n} boxes"
+
+
 def _probe(path: Path, decode: bool) -> tuple[ImageInfo | str, str | None]:
     info = probe_image(path, decode)
     return info, file_digest(path) if not isinstance(info, str) else None

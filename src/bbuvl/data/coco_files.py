@@ -13,9 +13,9 @@ import psutil
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.coco import coco_to_records, records_to_coco
-from bbuvl.data.check import ImageInfo, check_size, probe_image
+from bbuvl.data.check import ImageInfo, annotation_difference, boxes, check_size, probe_image
 from bbuvl.data.coords import ROTATING_ORIENTATIONS, aspect_problem, orient_box
-from bbuvl.data.images import ImageError
+from bbuvl.data.images import ImageError, file_digest
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.input_paths import OutsideFolderError, file_inside, find_file, require_folder
 from bbuvl.data.labels import Hierarchy
@@ -95,8 +95,8 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
     kept, placer, outside, names = [], ImagePlacer(out, link), 0, _NamesUnder(images_dir)
     in_file = len(errors)  # the problems of the file's entries; those of its photos follow
     rotated, on_raw = 0, 0  # kept photos that viewers show turned (EXIF), and those of them drawn on the file's grid
-    listed: dict[str, str | None] = {}  # photo -> the image id that listed it first
-    placed: dict[Path, tuple[str, str | None]] = {}  # dataset name -> the file and image id imported there
+    imported: dict[str, tuple[ImageRecord, Path]] = {}  # SHA-256 of a photo's bytes -> its entry and dataset name
+    folded, other_boxes = 0, 0  # entries of a photo imported already, and those of them whose boxes differ
     for r in records:
         src = Path(r.image)
         try:
@@ -119,23 +119,21 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
                 outside += isinstance(e, OutsideFolderError)
             errors.append({"file": r.image, "image_id": r.id, "reason": reason})
             continue
-        photo = os.path.normpath(os.path.abspath(src))  # a photo is its path (links not resolved), as predict names it
-        if photo in listed:
-            errors.append({"file": r.image, "image_id": r.id, "reason": f"the same photo as image id {listed[photo]}: "
-                           f"a photo listed twice would count its boxes twice; its {len(r.objects)} boxes were skipped"})
+        r = r.model_copy(update={"objects": [o.model_copy(update={"desc": hierarchy.canonical(o.desc) or o.desc})
+                                             for o in r.objects]})
+        digest = file_digest(src)
+        if digest in imported:  # one photo twice: its boxes would count twice, and a split could leak it
+            kept_as, rel = imported[digest]
+            difference = annotation_difference(kept_as.objects, r.objects)
+            folded, other_boxes = folded + 1, other_boxes + (difference is not None)
+            errors.append({"file": r.image, "image_id": r.id, "same_as": kept_as.image,
+                           "reason": same_photo(r, kept_as, rel, difference)})
             continue
-        listed[photo] = r.id
-        rel = placer.place(src, preferred_name(src, images_dir))
-        if rel in placed:  # `a.jpg` and `images/a.jpg` of one photo's bytes: one file, which two lines would name
-            errors.append({"file": r.image, "image_id": r.id, "reason": f"the same bytes as {placed[rel][0]} (image id "
-                           f"{placed[rel][1]}), imported as {rel.as_posix()}: a photo listed twice would count its boxes "
-                           f"twice; its {len(r.objects)} boxes were skipped"})
-            continue
-        placed[rel] = (r.image, r.id)
+        rel = placer.place(src, preferred_name(src, images_dir), digest)
+        imported[digest] = (r, rel)
         rotated += info.orientation in ROTATING_ORIENTATIONS
         on_raw += turned
-        objects = [o.model_copy(update={"desc": hierarchy.canonical(o.desc) or o.desc}) for o in r.objects]
-        kept.append(r.model_copy(update={"images": [rel.as_posix()], "objects": objects}))
+        kept.append(r.model_copy(update={"images": [rel.as_posix()]}))
     if not kept:  # an empty dataset written with exit 0 reads as success
         # Why a photo failed, when photos were looked for: a bad annotation before them says nothing of why none was
         # found.
@@ -152,10 +150,23 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
     train, val = split_by_origin(kept, [tile_origin(r) for r in kept], val_ratio, seed)  # a photo's tiles: one side
     extra = {"source": str(annotations), "skipped": len(errors), "outside_images_dir": outside,
              "labels_outside_hierarchy": len(unknown), "exif": {"rotated": rotated, "annotated_on_raw": on_raw},
-             "size_from_photo": sized}
+             "size_from_photo": sized, "same_photo": {"folded": folded, "other_boxes": other_boxes}}
     summary = write_dataset_folder(out, train, val, num_teachers, seed, extra)
     write_text_atomic(out / ERRORS, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
     return CocoImport(summary, errors, dict(sorted(unknown.items())), outside)
+
+
+def same_photo(record: ImageRecord, kept: ImageRecord, name: Path, difference: str | None) -> str:
+    """Why `record`, an entry of a photo `kept` was imported for already as `name` (the same file, or its bytes under
+    another name: a vendor's `IMG_1 (1).jpg`), is folded into it, and whether their boxes agree (`difference`)."""
+    same_file = os.path.normpath(os.path.abspath(record.image)) == os.path.normpath(os.path.abspath(kept.image))
+    how = f"the same photo as image id {kept.id}" if same_file else f"the same bytes as {kept.image} (image id {kept.id})"
+    said = (f"{how}, imported as {name.as_posix()}: one photo, imported once, where twice its boxes would count twice "
+            "and a split could put it on both sides")
+    if difference is None:
+        return f"{said}; its boxes are the same as those kept ({boxes(len(record.objects))})"
+    return (f"{said}; its boxes differ and those of image id {kept.id} were kept: {difference}. Which is right cannot "
+            "be told here: correct the file and import again")
 
 
 def refuse_all_empty(annotations: Path, coco: dict[str, Any], records: list[ImageRecord],

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 from PIL import Image
 
 from bbuvl.atomic import atomic_path, remove_path, save_atomic, write_text_atomic
-from bbuvl.data.check import duplicate_pairs
+from bbuvl.data.check import annotation_difference, boxes, duplicate_pairs
 from bbuvl.data.coords import (
     ROTATING_ORIENTATIONS,
     CoordinateContract,
@@ -108,6 +108,8 @@ class PhotoResult:
     ambiguous: bool = False  # the sizes could not tell raw from displayed; displayed was assumed
     rescaled: bool = False  # the annotator saw the photo at another resolution
     digest: str | None = None  # SHA-256 of the stored image: one photo under two names is stored twice alike
+    folded: str | None = None  # "same_boxes" or "other_boxes": a photo converted already, under another name
+    folded_objects: int = 0  # the objects it held, left with it
 
 
 @dataclass(frozen=True)
@@ -545,9 +547,10 @@ def refuse_a_dataset_folder(src: Path, pairs: list[Pair]) -> None:
 
 
 def _drop_repeated_photos(results: list[PhotoResult], images_dir: Path) -> None:
-    """Keep the first of photos stored byte for byte alike (one photo exported under two names): a photo twice counts
-    its boxes twice, and the split could put one copy in train and the other in val (`data check` calls both
-    errors). Each later copy becomes an error naming the first, and its stored image is removed."""
+    """Keep the first of photos stored byte for byte alike (one photo exported under two names, `IMG_1.jpg` and
+    `IMG_1 (1).jpg`): a photo twice counts its boxes twice, and the split could put one copy in train and the other in
+    val (`data check` calls both errors). Each later copy becomes an error naming the first and whether their boxes
+    agree (`check.annotation_difference`), and its stored image is removed."""
     first: dict[str, PhotoResult] = {}
     for r in results:
         if r.record is None or r.digest is None:
@@ -557,9 +560,15 @@ def _drop_repeated_photos(results: list[PhotoResult], images_dir: Path) -> None:
             continue
         assert kept.record is not None
         remove_path(images_dir / Path(r.record.image).name)
-        r.errors.append(_error(r.record.source or r.record.image, None,
-                               f"its photo is the one of {kept.record.source} (the same bytes once stored): a photo twice "
-                               f"would count its boxes twice; its {len(r.record.objects)} boxes were skipped"))
+        difference = annotation_difference(kept.record.objects, r.record.objects)
+        said = (f"its photo is the one of {kept.record.source} (the same bytes once stored), kept as "
+                f"{kept.record.image}: one photo, converted once, where twice its boxes would count twice and a split "
+                "could put it on both sides")
+        said += (f"; its boxes are the same as those kept ({boxes(len(r.record.objects))})" if difference is None else
+                 f"; its boxes differ and those of {kept.record.source} were kept: {difference}. Which is right cannot "
+                 "be told here: correct the annotation and convert again")
+        r.errors.append({**_error(r.record.source or r.record.image, None, said), "same_as": kept.record.source})
+        r.folded, r.folded_objects = "other_boxes" if difference is not None else "same_boxes", len(r.record.objects)
         r.record = None
 
 
@@ -577,7 +586,9 @@ def summarize(src: Path, results: list[PhotoResult], opts: ConvertOptions) -> di
         "photos": {
             "found": len(results),
             "converted": len(converted),
-            "failed": len(results) - len(converted),
+            "failed": len(results) - len(converted) - sum(1 for r in results if r.folded),
+            "folded": sum(1 for r in results if r.folded),
+            "folded_with_other_boxes": sum(1 for r in results if r.folded == "other_boxes"),
             "with_dropped_objects": sum(1 for r in converted if r.objects_invalid),
         },
         # Not "objects": write_dataset_folder already reports the objects per split under that key.
@@ -586,7 +597,8 @@ def summarize(src: Path, results: list[PhotoResult], opts: ConvertOptions) -> di
             "converted": kept,
             "dropped": invalid,
             "duplicates": duplicates,
-            "lost_with_photo": found - kept - invalid - duplicates,
+            "in_folded_photos": sum(r.folded_objects for r in results),
+            "lost_with_photo": found - kept - invalid - duplicates - sum(r.folded_objects for r in results),
             "clipped": sum(r.clipped for r in converted),
         },
         "categories": dict(sorted(categories.items(), key=lambda kv: (-kv[1], kv[0]))),

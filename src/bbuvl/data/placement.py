@@ -47,9 +47,10 @@ class ImagePlacer:
         # `a.jpg` are one file on Windows and macOS, so a second photo never takes the first's name in another case.
         self.claimed: dict[str, tuple[Path, str]] = {}
 
-    def place(self, src: Path, preferred: Path) -> Path:
-        """Put `src` into the dataset; returns its dataset-relative name (the same one for the same bytes)."""
-        digest = file_digest(src)
+    def place(self, src: Path, preferred: Path, digest: str | None = None) -> Path:
+        """Put `src` into the dataset; returns its dataset-relative name (the same one for the same bytes). `digest`:
+        the SHA-256 of `src` when the caller has it already."""
+        digest = digest or file_digest(src)
         hashed = preferred.with_name(f"{preferred.stem}.{digest[:HASH_CHARS]}{preferred.suffix}")
         for name in (preferred, hashed):
             key = name_key(name.as_posix())
