@@ -476,7 +476,7 @@ def test_a_dataset_file_reached_through_a_link_is_written_through_it_and_the_lin
 
 def test_coco_boxes_that_are_no_boxes_say_what_the_file_wrote(tmp_path: Path):
     photo(tmp_path / "images" / "a.jpg")
-    anns = [{"bbox": [1, 2, -5, 10]}, {"segmentation": [[1, 1, 9, 1, 9, 9]]}, {"bbox": ["1", 2, 3, 4]},
+    anns = [{"bbox": [1, 2, -5, 10]}, {"segmentation": [[1, 1, 9]]}, {"bbox": ["1", 2, 3, 4]},
             {"bbox": [4, 5, 26, 35]}]
     coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
             "annotations": [dict(a, id=i, image_id=1, category_id=1) for i, a in enumerate(anns)],
@@ -486,7 +486,8 @@ def test_coco_boxes_that_are_no_boxes_say_what_the_file_wrote(tmp_path: Path):
     assert code == 0, out
     reasons = [json.loads(line)["reason"] for line in (tmp_path / "out" / "errors.jsonl").open(encoding="utf-8")]
     assert reasons == ["bbox [1, 2, -5, 10] has a negative width or height (COCO boxes are [x, y, width, height])",
-                       "no bbox, only a segmentation: a detection file gives each object's bbox",
+                       "no bbox, and its segmentation gives none: polygon 0 [1, 1, 9] is not x, y pairs of finite "
+                       "numbers, at least three points",
                        'bbox must be [x, y, width, height], got ["1", 2, 3, 4]']
 
 

@@ -280,6 +280,9 @@ def import_coco(
     if result.summary["size_from_photo"]:
         console.print(f"{result.summary['size_from_photo']} photo(s) have no width and height in the COCO file: each "
                       "was read from the photo, upright", markup=False, soft_wrap=True)
+    if result.summary["boxes_from_segmentation"]:
+        console.print(f"{result.summary['boxes_from_segmentation']} box(es) read from their annotation's segmentation "
+                      "(no bbox given): the extent of its polygons or mask", markup=False, soft_wrap=True)
     same = result.summary["same_photo"]
     if same["folded"]:  # one photo under two names or entries: imported once, the first entry's boxes kept
         differ = (f", {same['other_boxes']} of them with other boxes than the entry kept: check those in {out / ERRORS}"

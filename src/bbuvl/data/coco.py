@@ -144,13 +144,17 @@ def _typed_otherwise(what: str, value: Any, key: int | str | None, listed: Mappi
             f"and a number are different ids to every COCO reader; write {what} as the {listing} do")
 
 
-def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageRecord], list[dict[str, Any]]]:
+def coco_to_records(coco: dict[str, Any], images_dir: Path,
+                    from_segmentation: list[str] | None = None) -> tuple[list[ImageRecord], list[dict[str, Any]]]:
     """Records (one per COCO image, objects sorted, image path `images_dir/file_name`) and the skipped entries.
+
+    An annotation without a bbox gets the extent of its `segmentation` (polygons, or an RLE mask compressed or not,
+    `segmentation_box`); the JSON path of each such box kept is appended to `from_segmentation` when one is given.
 
     Paths are only joined here; whether the file exists, stays inside `images_dir` and is a photo is
     decided where files are read (`coco_files.import_coco`).
 
-    Crowd annotations, degenerate or outside boxes, unknown image or category ids, images without a usable
+    Crowd annotations, annotations with neither a bbox nor a usable segmentation, degenerate or outside boxes, unknown image or category ids, images without a usable
     size, entries that are no objects, ids listed twice for two photos (their annotations could belong to either)
     and a box listed twice are skipped, each with an error entry naming it and its JSON path (`annotations[7]`); an
     image listed twice alike is read once. ValueError when the file has no `annotations` list.
@@ -264,10 +268,17 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             errors.append(_error(typed or unknown, **where))
             continue
         where["label"] = label
-        bbox = ann.get("bbox")
-        if bbox is None and ann.get("segmentation"):
-            errors.append(_error("no bbox, only a segmentation: a detection file gives each object's bbox", **where))
+        bbox, derived = ann.get("bbox"), False
+        if bbox in (None, []) and "segmentation" not in ann:
+            errors.append(_error("neither a bbox nor a segmentation: where the object is is not given", **where))
             continue
+        if bbox in (None, []):  # an instance-segmentation export: its box is the mask's extent, as COCO's own are
+            try:
+                bbox = segmentation_box(ann["segmentation"], image["size"])
+            except ValueError as e:
+                errors.append(_error(f"no bbox, and its segmentation gives none: {e}", **where))
+                continue
+            derived = True
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(is_json_number, bbox))):
             errors.append(_error(f"bbox must be [x, y, width, height], got {json.dumps(bbox, ensure_ascii=False)}", **where))
             continue
@@ -296,6 +307,8 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             continue
         boxes[key] = f"{entry} (id {json.dumps(ann.get('id'), ensure_ascii=False)})"
         image["objects"].append(ObjectAnn(bbox_2d=box, desc=label))
+        if derived and from_segmentation is not None:
+            from_segmentation.append(entry)
         image.setdefault("wheres", []).append((boxes[key], where))
 
     for im in images.values():
@@ -324,6 +337,58 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path) -> tuple[list[ImageR
             why = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg'].removeprefix('Value error, ')}" for d in e.errors())
             errors.append(_error(f"image entry refused: {why}", entry=im["entry"], image_id=image_id, file=im["file_name"]))
     return records, errors
+
+
+def segmentation_box(segmentation: Any, size: tuple[int, int]) -> list[float]:
+    """The COCO box `[x, y, width, height]` of an annotation's segmentation on an image of `size` (width, height):
+    the extent of its polygons' points, or of an RLE mask's pixels (faster-coco-eval's mask code, compressed `counts`
+    text or uncompressed run lengths); ValueError saying what is wrong with it."""
+    if isinstance(segmentation, dict):
+        return _rle_box(segmentation, size)
+    if not isinstance(segmentation, list) or not segmentation:
+        raise ValueError(f"{_shown(segmentation)} is neither polygons [[x1, y1, x2, y2, ...], ...] nor an RLE "
+                         "{\"size\": [height, width], \"counts\": ...}")
+    xs, ys = [], []
+    for i, polygon in enumerate(segmentation):
+        if not (isinstance(polygon, list) and len(polygon) >= 6 and len(polygon) % 2 == 0
+                and all(is_json_number(v) and math.isfinite(v) for v in polygon)):
+            raise ValueError(f"polygon {i} {_shown(polygon)} is not x, y pairs of finite numbers, at least three points")
+        xs += polygon[0::2]
+        ys += polygon[1::2]
+    return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+
+
+def _rle_box(rle: dict[str, Any], size: tuple[int, int]) -> list[float]:
+    """The box of an RLE mask (`segmentation_box`); its size must be the image entry's, as COCO writes it: [h, w]."""
+    counts, shape = rle.get("counts"), rle.get("size")
+    if shape != [size[1], size[0]]:
+        raise ValueError(f"its RLE size {_shown(shape)} is not the image's [height, width], [{size[1]}, {size[0]}]")
+    if isinstance(counts, list):
+        if not all(is_json_number(c) and c == int(c) and c >= 0 for c in counts):
+            raise ValueError(f"its RLE counts {_shown(counts)} are not whole run lengths")
+        if sum(counts) != size[0] * size[1]:  # fewer would be read as a mask cut short, more the decoder refuses
+            raise ValueError(f"its RLE run lengths add up to {sum(counts):g} pixels, not the image's {size[0] * size[1]}")
+    elif not isinstance(counts, str):
+        raise ValueError(f"its RLE counts {_shown(counts)} are neither a compressed text nor run lengths")
+    from faster_coco_eval.core import mask  # only for RLE: every other import leaves it unloaded
+
+    try:
+        if isinstance(counts, list):
+            encoded = mask.frPyObjects({"size": shape, "counts": [int(c) for c in counts]}, size[1], size[0])
+        else:
+            encoded = {"size": shape, "counts": counts.encode("ascii")}
+        x, y, w, h = (float(v) for v in mask.toBbox(encoded))
+    except (RuntimeError, ValueError, UnicodeEncodeError) as e:  # the C++ decoder's "RLE string is malformed"
+        raise ValueError(f"its RLE counts do not decode ({e})") from None
+    if w <= 0 or h <= 0:
+        raise ValueError("its RLE mask holds no pixel")
+    return [x, y, w, h]
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """`value` as the file wrote it, cut to `limit` characters."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _name(value: Any) -> str | None:

@@ -81,8 +81,9 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
     if not isinstance(coco, dict):
         raise ValueError(f"{annotations}: not a COCO file (expected a JSON object with images/annotations/categories)")
     coco, sized, unsized = _sizes_from_photos(coco, images_dir, allow_outside)
+    derived: list[str] = []  # the annotations whose box was read from their segmentation
     try:
-        records, errors = coco_to_records(coco, images_dir)
+        records, errors = coco_to_records(coco, images_dir, derived)
     except ValueError as e:
         raise ValueError(f"{annotations}: {e}") from None
     except (AttributeError, TypeError, KeyError) as e:  # entries that are not objects, ids that are not hashable
@@ -150,7 +151,8 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
     train, val = split_by_origin(kept, [tile_origin(r) for r in kept], val_ratio, seed)  # a photo's tiles: one side
     extra = {"source": str(annotations), "skipped": len(errors), "outside_images_dir": outside,
              "labels_outside_hierarchy": len(unknown), "exif": {"rotated": rotated, "annotated_on_raw": on_raw},
-             "size_from_photo": sized, "same_photo": {"folded": folded, "other_boxes": other_boxes}}
+             "size_from_photo": sized, "boxes_from_segmentation": len(derived),
+             "same_photo": {"folded": folded, "other_boxes": other_boxes}}
     summary = write_dataset_folder(out, train, val, num_teachers, seed, extra)
     write_text_atomic(out / ERRORS, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
     return CocoImport(summary, errors, dict(sorted(unknown.items())), outside)
