@@ -11,18 +11,23 @@ Every numbered checkpoint carries a copy of the run's record (`CHECKPOINT_RECORD
 `run.json` checks against: a GRPO checkpoint's `bbuvl.yaml` cannot speak for GRPO's own data and start, and an SFT
 one's names its inputs by path only. A run started before records existed is compared with its checkpoint's
 `bbuvl.yaml` (all of it for SFT; `training` and `grpo` for GRPO, whose checkpoints keep the starting model's other
-sections). A GRPO run's record holds its user reward function by content too (`code`). docs/resume.md.
+sections). A GRPO run's record holds its user reward function by content too (`code`: its file, its source and the
+user's own modules it imports). docs/resume.md.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import json
 import os
+import site
 import sys
+import sysconfig
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +36,7 @@ from typing import Any
 from bbuvl.atomic import write_bytes_atomic, write_text_atomic
 from bbuvl.config import Config, load_config
 from bbuvl.data.digests import by_name, file_digest
+from bbuvl.data.jsonfile import read_json
 from bbuvl.data.schema import resolve_image
 from bbuvl.model.identity import identify
 from bbuvl.paths import looks_local, real_path
@@ -170,7 +176,8 @@ def processes() -> int:
 
 def user_code(cfg: Config) -> dict[str, dict[str, Any]]:
     """A GRPO run's user reward function (grpo.rewards.user_function) by content: the SHA-256 of the file it is
-    defined in and of its own source; empty for other runs. Its name alone let a resume go on with edited code."""
+    defined in, of its own source and of the user's own modules those import (`user_modules`); empty for other runs.
+    Its name alone let a resume go on with edited code."""
     spec = cfg.grpo.rewards.user_function
     if cfg.training.method != "grpo" or not spec:
         return {}
@@ -194,7 +201,92 @@ def user_code(cfg: Config) -> dict[str, dict[str, Any]]:
         entry["source_sha256"] = _code_digest(inspect.getsource(fn).encode("utf-8"))
     except (OSError, TypeError):
         pass  # no source to read (a builtin, a partial): its file's digest speaks for it
+    if entry["file"]:
+        named = getattr(module, "__file__", None)
+        defining = module_name if file == named else getattr(fn, "__module__", None) or module_name
+        # The module the config names may only import the function from the one defining it: both are walked.
+        entry["modules"] = user_modules((Path(entry["file"]), defining), *([(Path(named), module_name)] if named else []))
     return {"grpo.rewards.user_function": entry}
+
+
+def user_modules(*roots: tuple[Path, str]) -> dict[str, dict[str, str]]:
+    """The user's own modules that the `roots` (file, module name) import, transitively, by content: module name ->
+    its file and the SHA-256 of its syntax tree; every root but the first (the reward's own file, recorded beside) too.
+    A helper the reward calls from another module of the user's changed unseen; the standard library, installed
+    packages and bbuvl are versioned elsewhere and left out."""
+    found: dict[str, dict[str, str]] = {}
+    todo, seen = list(roots), {roots[0][1]}
+    for file, name in roots[1:]:
+        if name not in seen and file.suffix == ".py" and file.is_file() and _is_users(file):
+            found[name] = {"file": str(real_path(file)), "sha256": _code_digest(file.read_bytes())}
+        seen.add(name)
+    while todo:
+        path, module = todo.pop()
+        try:
+            tree = ast.parse(path.read_bytes())
+        except (OSError, SyntaxError, ValueError):
+            continue  # unreadable or not Python: its own digest (the reward's file, or this entry) says it changed
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for imported in sorted(_imported_names(tree, package)):
+            if imported in seen:
+                continue
+            seen.add(imported)
+            where = _module_file(imported)
+            if where is not None and _is_users(where):
+                found[imported] = {"file": str(real_path(where)), "sha256": _code_digest(where.read_bytes())}
+                todo.append((where, imported))
+    return found
+
+
+def _imported_names(tree: ast.AST, package: str) -> set[str]:
+    """Every module an `import` or `from ... import` anywhere in `tree` may load (its parent packages and, for `from
+    X import Y`, X.Y, which is a module or nothing), relative ones resolved within `package`."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            try:
+                base = importlib.util.resolve_name("." * node.level + (node.module or ""), package) if node.level \
+                    else node.module or ""
+            except (ImportError, ValueError):
+                continue  # a relative import beyond the top package: it fails when it runs, not here
+            targets = [base, *(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")]
+        else:
+            continue
+        for target in filter(None, targets):
+            parts = target.split(".")
+            names.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return names
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of module `name` as this process would import it (loaded already, else found), or None."""
+    module = sys.modules.get(name)
+    file = getattr(module, "__file__", None) if module is not None else None
+    if file is None and module is None:
+        try:
+            spec = importlib.util.find_spec(name)
+        except Exception:  # noqa: BLE001 - a parent package that raises, a name that is no module: nothing to record
+            return None
+        file = spec.origin if spec is not None and spec.has_location else None
+    return Path(file) if file and file.endswith(".py") and os.path.isfile(file) else None
+
+
+@functools.cache
+def _not_users() -> tuple[Path, ...]:
+    """The folders whose modules are not the user's: the standard library, installed packages and bbuvl itself."""
+    paths = sysconfig.get_paths()
+    roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    roots |= set(site.getsitepackages()) | {site.getusersitepackages(), str(Path(__file__).parents[1])}
+    return tuple(real_path(r) for r in roots)
+
+
+def _is_users(file: Path) -> bool:
+    """Whether `file` is a module of the user's own (outside `_not_users`, and in no site- or dist-packages folder)."""
+    where = real_path(file)
+    return (not any(where.is_relative_to(root) for root in _not_users())
+            and not {"site-packages", "dist-packages"} & set(where.parts))
 
 
 def _code_digest(source: bytes) -> str:
@@ -337,8 +429,6 @@ def _read_record(path: Path) -> tuple[dict[str, Any], dict[str, InputDigest], in
                                       dict[str, list[dict[str, Any]]] | None, dict[str, dict[str, Any]] | None]:
     """A run record's config (flat), inputs, number of processes, photos and user code (None: recorded before they
     were)."""
-    from bbuvl.data.jsonfile import read_json
-
     data = read_json(path, "run record")
     try:
         config = flat(Config.model_validate(data["config"]))
@@ -354,6 +444,12 @@ def _read_record(path: Path) -> tuple[dict[str, Any], dict[str, InputDigest], in
         code = data.get("code")
         if code is not None and not (isinstance(code, dict) and all(isinstance(v, dict) for v in code.values())):
             raise ValueError("code is not a digest per user function")
+        for entry in (code or {}).values():
+            modules = entry.get("modules")
+            if modules is not None and not (isinstance(modules, dict) and all(
+                    isinstance(m, dict) and isinstance(m.get("file"), str) and isinstance(m.get("sha256"), str)
+                    for m in modules.values())):
+                raise ValueError("code's modules are not a file and digest per module")
     except (KeyError, TypeError, AttributeError, ValueError) as e:
         raise ResumeMismatch(f"{path}: damaged run record ({type(e).__name__}: {e}); it says what this run was started "
                              "with, so the run cannot be resumed safely: pass --overwrite to start it over") from None
@@ -401,6 +497,7 @@ def _code_phrases(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]
         was, now = old.get(key) or {}, new.get(key) or {}
         if was.get("name") != now.get("name"):
             continue  # another function, or none: the config's own key names it
+        out += _module_phrases(key, now.get("name"), was.get("modules"), now.get("modules") or {})
         if was.get("file_sha256") == now.get("file_sha256") and was.get("source_sha256") == now.get("source_sha256"):
             continue  # the same code, wherever its file now is
         file = now.get("file") or was.get("file")
@@ -414,6 +511,29 @@ def _code_phrases(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]
             same = (" (the function's own source is the same; code it calls there may not be)"
                     if now.get("source_sha256") is not None else "")  # a callable object: its file alone is known
             out.append(f"{key} {now.get('name')}: the file it is defined in, {where}, changed since the run started{same}")
+    return out
+
+
+def _module_phrases(key: str, name: str | None, old: dict[str, dict[str, str]] | None,
+                    new: dict[str, dict[str, str]]) -> list[str]:
+    """How the user's own modules the reward imports differ from those recorded, each named with its file (none: an
+    empty list; a record from before they were recorded: unchecked)."""
+    if old is None:
+        return []
+    out = []
+    for module in sorted(old.keys() | new.keys()):
+        was, now = old.get(module), new.get(module)
+        if (was or {}).get("sha256") == (now or {}).get("sha256"):
+            continue  # the same code, wherever its file now is
+        if was is None:
+            out.append(f"{key} {name}: it now imports module {module} ({now['file']!r}), which it did not when the run "
+                       "started")
+        elif now is None:
+            out.append(f"{key} {name}: module {module} ({was['file']!r}), which it imported when the run started, "
+                       "cannot be found now")
+        else:
+            where = f"{was['file']!r}" + (f" (now {now['file']!r})" if now["file"] != was["file"] else "")
+            out.append(f"{key} {name}: module {module} {where}, which it imports, changed since the run started")
     return out
 
 

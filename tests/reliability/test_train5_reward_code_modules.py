@@ -1,0 +1,81 @@
+"""A GRPO run records the user's own modules its reward function imports (transitively, outside the standard library,
+installed packages and bbuvl): a helper called from another module of the user's changed unseen, only the reward's
+own file being recorded."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bbuvl.rl.trainer import train_grpo
+from bbuvl.train.run_record import RUN_RECORD, ResumeMismatch, check_resume
+from tests.rl.test_grpo_trainer import grpo_config  # noqa: F401 - the fixture
+from tests.train.test_run_inputs import _tree
+
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore")]
+
+MODULES = ("rl5_rewards", "rl5_helpers", "rl5_pkg", "rl5_pkg.deep")
+REWARD = "grpo.rewards.user_function rl5_rewards:size"
+
+
+@pytest.fixture()
+def code(tmp_path, monkeypatch):
+    """`write(scale)`: the user's code in its own folder on the import path: rl5_rewards.size calls rl5_helpers.scaled,
+    which calls rl5_pkg.deep.SCALE (a package's module, imported relatively); each write is read afresh, as a new process
+    would."""
+    folder = tmp_path / "code"
+    (folder / "rl5_pkg").mkdir(parents=True)
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # a rewrite in the same second must not load a stale .pyc
+    (folder / "rl5_rewards.py").write_text(textwrap.dedent("""\
+        import json
+
+        from rl5_helpers import scaled
+
+
+        def size(truth, answer):
+            return scaled(len(answer))
+        """), encoding="utf-8")
+    (folder / "rl5_helpers.py").write_text("from rl5_pkg import deep\n\n\ndef scaled(n):\n    return n * deep.SCALE\n",
+                                           encoding="utf-8")
+    (folder / "rl5_pkg" / "__init__.py").write_text("from . import deep  # noqa: F401\n", encoding="utf-8")
+
+    def write(scale: str) -> Path:
+        deep = folder / "rl5_pkg" / "deep.py"
+        deep.write_text(f"SCALE = {scale}\n", encoding="utf-8")
+        for name in MODULES:
+            sys.modules.pop(name, None)
+        return deep
+
+    yield write
+    for name in MODULES:
+        sys.modules.pop(name, None)
+
+
+def longer(cfg, steps: int):
+    """The same config, asked for `steps` steps and saving each."""
+    return cfg.model_copy(update={"training": cfg.training.model_copy(update={"max_steps": steps, "save_steps": 1})})
+
+
+def test_a_helper_module_the_reward_imports_is_recorded_and_a_resume_with_it_edited_names_it(grpo_config, code,
+                                                                                           tmp_path):
+    deep = code("0.1")
+    cfg = grpo_config("training.max_steps=2", "training.save_steps=2", "grpo.beta=0",
+                      "grpo.rewards.user_function=rl5_rewards:size")
+    train_grpo(cfg, progress=False)
+    recorded = json.loads((tmp_path / "grpo" / RUN_RECORD).read_text("utf-8"))["code"]["grpo.rewards.user_function"]
+    assert sorted(recorded["modules"]) == ["rl5_helpers", "rl5_pkg", "rl5_pkg.deep"]  # json: the stdlib, left out
+    code("0.1")  # written again, the same code: resumes
+    check_resume(longer(cfg, 3), tmp_path / "grpo" / "checkpoint-2")
+    code("0.2")
+    before = _tree(tmp_path / "grpo")
+    with pytest.raises(ResumeMismatch) as refused:
+        train_grpo(longer(cfg, 3), resume=True, progress=False)
+    said = str(refused.value)
+    assert f"{REWARD}: module rl5_pkg.deep '{deep}', which it imports, changed since the run started" in said
+    assert "rl5_helpers" not in said
+    assert _tree(tmp_path / "grpo") == before
