@@ -1,6 +1,7 @@
 """A GRPO run records the user's own modules its reward function imports (transitively, outside the standard library,
 installed packages and bbuvl): a helper called from another module of the user's changed unseen, only the reward's
-own file being recorded."""
+own file being recorded. `--accept-reward-code` resumes with code edited on purpose, naming what changed, and records
+the new code for the next resume."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from bbuvl.cli import app
+from bbuvl.config import dump_config
 from bbuvl.rl.trainer import train_grpo
-from bbuvl.train.run_record import RUN_RECORD, ResumeMismatch, check_resume
+from bbuvl.train.run_record import CHECKPOINT_RECORD, RUN_RECORD, ResumeMismatch, check_resume
 from tests.rl.test_grpo_trainer import grpo_config  # noqa: F401 - the fixture
 from tests.train.test_run_inputs import _tree
 
@@ -77,5 +81,36 @@ def test_a_helper_module_the_reward_imports_is_recorded_and_a_resume_with_it_edi
         train_grpo(longer(cfg, 3), resume=True, progress=False)
     said = str(refused.value)
     assert f"{REWARD}: module rl5_pkg.deep '{deep}', which it imports, changed since the run started" in said
-    assert "rl5_helpers" not in said
+    assert "rl5_helpers" not in said and "pass --accept-reward-code" in said
     assert _tree(tmp_path / "grpo") == before
+
+
+def test_accept_reward_code_resumes_names_the_change_and_the_next_resume_checks_the_new_code(grpo_config, code,
+                                                                                            tmp_path, caplog):
+    deep = code("0.1")
+    cfg = grpo_config("training.max_steps=2", "training.save_steps=2", "grpo.beta=0",
+                      "grpo.rewards.user_function=rl5_rewards:size")
+    train_grpo(cfg, progress=False)
+    code("0.2")
+    train_grpo(longer(cfg, 3), resume=True, progress=False, accept_code=True)
+    change = f"{REWARD}: module rl5_pkg.deep '{deep}', which it imports, changed since the run started"
+    assert change in caplog.text and "--accept-reward-code" in caplog.text
+    record = json.loads((tmp_path / "grpo" / RUN_RECORD).read_text("utf-8"))
+    assert record["code_accepted"] == [{"step": 2, "changes": [change]}]
+    assert (tmp_path / "grpo" / "checkpoint-3" / CHECKPOINT_RECORD).read_bytes() == \
+           (tmp_path / "grpo" / RUN_RECORD).read_bytes()
+    check_resume(longer(cfg, 4), tmp_path / "grpo" / "checkpoint-3")  # the new code is the run's now
+    code("0.1")  # back to the old code: a change again, refused without the flag
+    with pytest.raises(ResumeMismatch, match="module rl5_pkg.deep .* changed since the run started"):
+        check_resume(longer(cfg, 4), tmp_path / "grpo" / "checkpoint-3")
+
+
+def test_accept_reward_code_is_refused_without_a_resume_and_for_an_sft_run(run_config, tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(dump_config(run_config()), encoding="utf-8")
+    for args, says in ((["--accept-reward-code"], "pass--resumeor--resume-from"),
+                       (["--resume", "--accept-reward-code"], "training.methodsfthasnorewardcode")):
+        result = CliRunner().invoke(app, ["train", str(path), *args])
+        said = "".join(result.output.split())
+        assert result.exit_code == 2 and says in said, result.output
+    assert not (tmp_path / "run").exists()

@@ -30,6 +30,10 @@ def train(
     dry_run: bool = typer.Option(False, "--dry-run", help="Check config, load the model, run one batch; print memory and tokens."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
     validate_only: bool = typer.Option(False, "--validate-only", help="Validate the config and exit."),
+    accept_reward_code: bool = typer.Option(False, "--accept-reward-code", help="With --resume or --resume-from of a "
+                                            "GRPO run: go on with grpo.rewards.user_function's code (or a module of "
+                                            "yours it imports) edited since, on purpose; the changed files are named "
+                                            "and run.json records the new code for the next resume."),
 ) -> None:
     """Fine-tune a Qwen VL model (and the detection head) on a bbuvl dataset.
 
@@ -37,6 +41,9 @@ def train(
     (add training.deepspeed=configs/deepspeed/zero2.json for DeepSpeed).
     """
     refuse_flags_that_do_nothing(dry_run, print_config, validate_only, resume, resume_from, overwrite)
+    if accept_reward_code and not (resume or resume_from):
+        fail("--accept-reward-code lets a resume go on with edited reward code; a new run records its code as it is: "
+             "pass --resume or --resume-from, or leave it out")
     try:
         cfg, origin = load_located_config(config, overrides or [])
     except ConfigError as e:
@@ -47,6 +54,9 @@ def train(
     if validate_only:
         report_valid(config, cfg, origin)  # what `bbuvl config check` says: a start refuses a batch over its budget too
         return
+    if accept_reward_code and cfg.training.method != "grpo":
+        fail(f"--accept-reward-code: training.method {cfg.training.method} has no reward code (GRPO's "
+             "grpo.rewards.user_function): leave it out")
     if resume and resume_from:  # the newest checkpoint and a named one may differ: which one was meant?
         fail(f"--resume continues from the newest checkpoint in training.output_dir, --resume-from from "
              f"{resume_from}: pass one of them")
@@ -78,7 +88,8 @@ def train(
         from bbuvl.rl.trainer import train_grpo
 
         with user_errors(ValueError, OSError), disk_full_is_resumable(Path(cfg.training.output_dir)):
-            result = train_grpo(cfg, resume=str(resume_from) if resume_from else resume, overwrite=overwrite)
+            result = train_grpo(cfg, resume=str(resume_from) if resume_from else resume, overwrite=overwrite,
+                                accept_code=accept_reward_code)
         if not _main_process():
             return
         print_grpo_summary(result["history"])

@@ -439,8 +439,9 @@ def make_grpo_trainer(run: GrpoRun, progress: bool = True, callbacks: list | Non
 
 
 def train_grpo(cfg: Config, resume: bool | str = False, progress: bool = True, callbacks: list | None = None,
-               overwrite: bool = False) -> dict[str, Any]:
-    """Run GRPO; returns the final checkpoint folder and the logged history (as `train.trainer.train` does)."""
+               overwrite: bool = False, accept_code: bool = False) -> dict[str, Any]:
+    """Run GRPO; returns the final checkpoint folder and the logged history (as `train.trainer.train` does).
+    `accept_code`: a resume goes on with grpo.rewards.user_function's code edited since, recording it (docs/grpo.md)."""
     if cfg.training.method != "grpo":
         raise ValueError(f"train_grpo runs training.method: grpo, the config says {cfg.training.method}")
     made: list[GrpoTrainer] = []
@@ -467,6 +468,6 @@ def train_grpo(cfg: Config, resume: bool | str = False, progress: bool = True, c
         made.append(make_grpo_trainer(build_grpo_run(cfg, inputs[0]), progress, callbacks))
         return made[0]
 
-    trainer = fit(cfg, make, resume, overwrite, files, prepare)
+    trainer = fit(cfg, make, resume, overwrite, files, prepare, accept_code)
     return {"final": str(Path(cfg.training.output_dir) / FINAL_DIR), "history": trainer.state.log_history,
             "nan_skipped": trainer.guard.skipped}

@@ -320,10 +320,13 @@ def carry_run_record(output_dir: str | Path, checkpoint: str | Path) -> None:
         write_bytes_atomic(Path(checkpoint) / CHECKPOINT_RECORD, record.read_bytes())
 
 
-def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = None) -> None:
+def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = None,
+                 accept_code: bool = False) -> list[str]:
     """Raise ResumeMismatch, naming every differing key (old and new values), when `cfg` is not the config and
     inputs of the run `checkpoint` belongs to (its folder's `run.json`, else the checkpoint's `bbuvl.yaml`); the data
-    files are read through `files` when given (train/data_files.py)."""
+    files are read through `files` when given (train/data_files.py). With `accept_code`, edited user reward code is
+    no mismatch: how it changed is returned instead (`record_accepted_code` then records it)."""
+    accepted: list[str] = []
     checkpoint = Path(checkpoint)
     record_path = checkpoint.parent / RUN_RECORD
     carried = not record_path.is_file() and (checkpoint / CHECKPOINT_RECORD).is_file()
@@ -349,7 +352,10 @@ def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = 
             elif photos is not None and key in photos and is_ is not None:  # a run recorded before photos were: unchecked
                 diffs += _photo_phrase(key, is_.path, photos[key], digest_photos(cfg, photos, files).get(key, []))
         if code is not None:  # a run recorded before its code was: unchecked
-            diffs += _code_phrases(code, user_code(cfg))
+            if accept_code:
+                accepted = _code_phrases(code, user_code(cfg))
+            else:
+                diffs += _code_phrases(code, user_code(cfg))
         diffs += _trained_elsewhere(checkpoint, old, cfg.training.method)
         if not carried:
             diffs += _recorded_elsewhere(checkpoint, old, inputs)
@@ -371,7 +377,20 @@ def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = 
             ". Resuming would continue one run with another's settings. A resume may change only "
             f"{', '.join(k + '*' if k.endswith('.') else k for k in MAY_CHANGE)}. Start a new run in another "
             "training.output_dir (set model.path to a checkpoint to start from its weights), put the old values "
-            "back, or pass --overwrite to replace this run")
+            "back, or pass --overwrite to replace this run" +
+            ("; to go on with reward code edited on purpose, pass --accept-reward-code"
+             if any(d.startswith("grpo.rewards.user_function ") for d in diffs) else ""))
+    return accepted
+
+
+def record_accepted_code(output_dir: str | Path, cfg: Config, step: int, changes: list[str]) -> None:
+    """Record in the run's run.json the user reward code a resume went on with (`--accept-reward-code`): its new
+    digests, which the next resume checks against, and at which step it changed and how (`code_accepted`)."""
+    path = Path(output_dir) / RUN_RECORD
+    record = read_json(path, "run record")
+    record["code"] = user_code(cfg)
+    record.setdefault("code_accepted", []).append({"step": step, "changes": changes})
+    write_text_atomic(path, json.dumps(record, ensure_ascii=False, indent=1) + "\n")
 
 
 def _trained_elsewhere(checkpoint: Path, recorded: dict[str, Any], method: str) -> list[str]:

@@ -51,7 +51,8 @@ from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_output_dir, check
 from bbuvl.train.resume_records import (HISTORY_FILE, abandoned_checkpoints, check_cut_back, check_training_state,
                                         cut_back, global_step)
 from bbuvl.train.run_inputs import RunInputs, check_inputs, check_start, optional_data, read_run_inputs  # noqa: F401 - rl's too
-from bbuvl.train.run_record import RUN_RECORD, base_gone, carry_run_record, check_resume, write_run_record
+from bbuvl.train.run_record import (RUN_RECORD, base_gone, carry_run_record, check_resume, record_accepted_code,
+                                    write_run_record)
 from bbuvl.train.sample_cache import SampleCache
 from bbuvl.train.weight_average import WeightAverage
 
@@ -558,12 +559,14 @@ def cache_summary(cache: SampleCache | None) -> dict[str, float] | None:
 
 
 def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False, overwrite: bool = False,
-        files: DataFiles | None = None, prepare: Callable[[], None] | None = None) -> BBUTrainer:
+        files: DataFiles | None = None, prepare: Callable[[], None] | None = None,
+        accept_code: bool = False) -> BBUTrainer:
     """What every training method shares around its trainer: claim the output folder, find the checkpoint to
     resume, train, swap in `final/` and write history.json. `make` builds the trainer once the folder is claimed;
     `prepare`, the method's own start-up checks, runs before it, and `--overwrite` clears the folder only once `make`
     has built the trainer. The checks here read
-    the data files through `files` (shared with `prepare` and `make`, train/data_files.py)."""
+    the data files through `files` (shared with `prepare` and `make`, train/data_files.py). `accept_code`: a resume
+    goes on with user reward code edited since (named in a warning, recorded in run.json) instead of refusing it."""
     out = Path(cfg.training.output_dir)
     files = files or DataFiles()
     check_inputs(cfg)  # each missing input named by its key, before anything else reads it
@@ -580,7 +583,7 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
     check_precision(cfg)  # and before --overwrite clears it
     if prepare is not None:
         prepare()  # a typo in data.val or a bad line must not cost the run --overwrite would replace
-    ckpt = None
+    ckpt, accepted = None, []
     if isinstance(resume, str):
         check_resumable_from(resume)  # a cut save: the newest checkpoint beside it that can be resumed is named
         newer = abandoned_checkpoints(out, resume)
@@ -606,7 +609,11 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
                               "that name")
         ckpt = str(found)
     if ckpt is not None:
-        check_resume(cfg, ckpt, files)  # before minutes of loading, and before a head that does not fit is loaded
+        # before minutes of loading, and before a head that does not fit is loaded
+        accepted = check_resume(cfg, ckpt, files, accept_code)
+        if accepted and _first_process():
+            log.warning("resuming with reward code edited since the run started (--accept-reward-code): %s",
+                        "; ".join(accepted))
         check_steps_left(cfg, ckpt)
         check_training_state(ckpt)  # likewise: a checkpoint pruned of its optimizer's state is refused
         check_cut_back(out, ckpt)  # and a folder of someone's that cut_back would take for a killed save
@@ -626,6 +633,8 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
         if not (out / RUN_RECORD).exists():
             out.mkdir(parents=True, exist_ok=True)
             write_run_record(out, cfg, files)
+        if accepted:  # the next resume checks the code against the new digests
+            record_accepted_code(out, cfg, global_step(ckpt), accepted)
         if ckpt is not None:
             cut_back(out, ckpt)  # nothing the stopped run logged past the checkpoint stays beside what this one logs
 
