@@ -48,3 +48,13 @@ def test_a_baseline_holding_no_number_where_a_headline_number_belongs_is_refused
                     encoding="utf-8")
     with pytest.raises(ValueError, match=r"base.json: faults.objects.at_fail.recall is "):
         read_metrics(path)
+
+
+def test_predictions_without_a_manifest_record_no_model_and_a_comparison_says_so_for_each_side(eval_files):
+    from bbuvl.eval.compare import model_differences, predictions_record
+
+    record = predictions_record(eval_files.pred)  # written by the test, not by `bbuvl predict`: no manifest beside it
+    assert record == {"file": str(eval_files.pred), "checkpoint": None, "model": None, "mode": None, "tiles": None}
+    lines = model_differences(record, {"settings": {"predictions": record}}, "base.json")
+    assert lines == [f"against the baseline: {who} predictions ({eval_files.pred}) record no model: their file has no "
+                     "manifest of `bbuvl predict`" for who in ("the baseline's", "these")]

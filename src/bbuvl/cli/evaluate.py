@@ -62,6 +62,9 @@ def evaluate(
     target_precision: float = TARGET_PRECISION,
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A METRICS.json to compare with side by side (e.g. "
                                             "the base model's zero-shot evaluation), in the terminal and the report."),
+    baseline_other_gt: bool = typer.Option(False, "--baseline-other-gt", help="Compare with a --baseline scored on other "
+                                           "ground truth (another file, or --gt changed since): refused without it, "
+                                           "since its numbers count other photos or objects."),
     frame: Optional[Path] = typer.Option(None, "--frame", help="A checkpoint whose frame sizes objects in vision tokens for "
                                          "AP and recall by size (default: the checkpoint that wrote --pred, when it is still there)."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
@@ -82,10 +85,13 @@ def evaluate(
     faults (docs/faults.md): fault recall, precision, AP and PR curve at the object level, the photo verdict's
     precision, recall, accuracy and ROC AUC, the confusion of state given kind, each beside "always pass" and
     "always fail". settings: what the numbers depend on (level, iou, min_score, gt and hierarchy with their
-    sha256); --baseline refuses a METRICS.json whose settings differ, naming both values (eval/compare.py).
+    sha256; predictions: what made them, as their manifest says: file, checkpoint, model (its identity by content),
+    mode, tiles); --baseline refuses a METRICS.json whose settings differ, naming both values, other ground truth
+    unless --baseline-other-gt, and names another model, mode or tiles in a note, one line each (docs/eval.md).
     """
     from bbuvl.data.schema import read_records
-    from bbuvl.eval.compare import SETTINGS_KEY, compare, incomparable, read_metrics, run_settings, unknown_settings
+    from bbuvl.eval.compare import (AGAINST, PREDICTIONS_KEY, SETTINGS_KEY, compare, incomparable, model_differences,
+                                    other_ground_truth, predictions_record, read_metrics, run_settings, unknown_settings)
     from bbuvl.eval.fonts import find_cjk_font
     from bbuvl.eval.in_progress import unfinished_predictions_note
     from bbuvl.outputs import refuse_inputs_being_written
@@ -99,6 +105,7 @@ def evaluate(
 
     refuse_unused(ctx, report is not None, "--report", "worst", "font_path")
     refuse_unused(ctx, choose_thresholds, "--choose-thresholds", "target_recall", "target_precision")
+    refuse_unused(ctx, baseline is not None, "--baseline", "baseline_other_gt")
     if choose_thresholds and (given := [f for f, v in (("--verdict-review", verdict_review),
                                                       ("--verdict-fail", verdict_fail)) if v is not None]):
         # the chosen pair replaced them without a word: METRICS.json and the checkpoint held the chosen ones
@@ -161,9 +168,15 @@ def evaluate(
         h = judged.faults.hierarchy
         font = find_cjk_font(font_path) if report else None
         settings = run_settings(gt, h, level, iou, min_score)
-    if base_metrics is not None and (differ := incomparable(settings, base_metrics)):
-        fail(f"{baseline}: not comparable with this evaluation (--baseline): " + "; ".join(differ)
-             + ". Evaluate the baseline's predictions with the same --gt, --level, --iou, --min-score and --hierarchy")
+        predictions = predictions_record(pred)
+    other_gt = other_ground_truth(settings, base_metrics) if base_metrics is not None else None
+    differ = incomparable(settings, base_metrics) if base_metrics is not None else []
+    if differ or (other_gt and not baseline_other_gt):
+        fail(f"{baseline}: not comparable with this evaluation (--baseline): "
+             + "; ".join([*differ, *([other_gt] if other_gt else [])])
+             + ". Evaluate the baseline's predictions with the same --gt, --level, --iou, --min-score and --hierarchy"
+             + (", or give --baseline-other-gt to compare scores on other ground truth all the same"
+                if other_gt and not differ else ""))
     with user_errors(ValueError, OSError):
         contract, frame_note = frame_contract(frame, pred, judged.changed)
     with console.status("computing metrics", spinner="dots"), user_errors(ValueError):
@@ -185,11 +198,17 @@ def evaluate(
                                    "the predict command in one process to merge them")
     if base_metrics is not None and (unknown := unknown_settings(base_metrics, baseline)):
         evaluation.notes.append(unknown)
+    if other_gt:
+        evaluation.notes.append(f"{AGAINST}{other_gt}; compared as --baseline-other-gt asks, so a change is not the "
+                                "model's alone")
+    if base_metrics is not None:
+        evaluation.notes.extend(model_differences(predictions, base_metrics, baseline))
     evaluation.notes.extend(undefined_ap_notes(evaluation.metrics, gt))
 
     details = {**evaluation.details(), "size_tokens": sizes.to_dict() if sizes else None}
     with user_errors(OSError):
-        write_text_atomic(out, json.dumps({**evaluation.metrics, SETTINGS_KEY: settings}, ensure_ascii=False, indent=2) + "\n")
+        write_text_atomic(out, json.dumps({**evaluation.metrics, SETTINGS_KEY: {**settings, PREDICTIONS_KEY: predictions}},
+                                           ensure_ascii=False, indent=2) + "\n")
         write_text_atomic(details_path(out), json.dumps(details, ensure_ascii=False, indent=2) + "\n")
         replaced = [note for c in chosen if (note := replaced_mode(judged.checkpoint, c)) is not None]
         written = [c.save(judged.checkpoint) for c in chosen]

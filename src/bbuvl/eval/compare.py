@@ -3,7 +3,12 @@
 Two evaluations compare only when they measured the same thing: the same categories (--level), the same matching
 (--iou, --min-score), the same ground truth (by content, wherever it lies) and the same hierarchy (which labels exist
 and which are faults). METRICS.json records these under "settings"; a baseline that differs is refused, naming both
-values, and one written before the settings were recorded is compared with a warning that they are unknown.
+values, and one written before the settings were recorded is compared with a warning that they are unknown. Other
+ground truth (another file, or the same file changed since) is compared only when the user says so (--baseline-other-gt).
+
+What a comparison is for, the model, is recorded in "settings" under "predictions", as their manifest says it: the
+checkpoint, its identity by content (model/identity.py), the mode and the tiles. A model, mode or tiles of the baseline
+other than this evaluation's is named in one line each, never refused (docs/eval.md).
 """
 
 from __future__ import annotations
@@ -17,8 +22,13 @@ from typing import Any
 from bbuvl.data.digests import file_digest
 from bbuvl.data.jsonfile import is_json_number, read_json
 from bbuvl.data.labels import Hierarchy
+from bbuvl.infer.output import read_manifest
+from bbuvl.paths import real_path
 
 SETTINGS_KEY = "settings"
+PREDICTIONS_KEY = "predictions"
+# How a line about the baseline starts among an evaluation's notes.
+AGAINST = "against the baseline: "
 
 # (row name, path into METRICS.json, higher is better)
 HEADLINE: tuple[tuple[str, tuple[str, ...], bool], ...] = (
@@ -84,7 +94,8 @@ def run_settings(gt: Path, hierarchy: Hierarchy, level: int | None, iou: float, 
     """What an evaluation's numbers depend on, as METRICS.json records it under "settings"."""
     # The hierarchy by what it decides (its labels and faults), not by its file: the shipped one and a copy agree.
     decides = json.dumps({"labels": hierarchy.labels(), "faults": sorted(hierarchy.faults)}, ensure_ascii=False)
-    return {"level": level, "iou": iou, "min_score": min_score, "gt": str(gt),
+    # The real path: the same file named from another folder is still the same file, so a change of it is known.
+    return {"level": level, "iou": iou, "min_score": min_score, "gt": str(real_path(gt)),
             "gt_sha256": file_digest(gt, str(gt)).sha256, "hierarchy": hierarchy.source,
             "hierarchy_sha256": hashlib.sha256(decides.encode("utf-8")).hexdigest()}
 
@@ -103,11 +114,74 @@ def incomparable(settings: dict[str, Any], baseline: dict[str, Any]) -> list[str
                             ("min_score", "error counts at score", str)):
         if theirs.get(key) != settings[key]:
             found.append(f"{what} {show(theirs.get(key))} in the baseline, {show(settings[key])} here")
-    for key, what in (("gt", "ground truth"), ("hierarchy", "hierarchy")):
-        if theirs.get(f"{key}_sha256") != settings[f"{key}_sha256"]:
-            found.append(f"{what} {theirs.get(key)} (sha256 {str(theirs.get(f'{key}_sha256'))[:12]}) in the baseline, "
-                         f"{settings[key]} (sha256 {settings[f'{key}_sha256'][:12]}) here")
+    if theirs.get("hierarchy_sha256") != settings["hierarchy_sha256"]:
+        found.append(f"hierarchy {theirs.get('hierarchy')} (sha256 {str(theirs.get('hierarchy_sha256'))[:12]}) in the "
+                     f"baseline, {settings['hierarchy']} (sha256 {settings['hierarchy_sha256'][:12]}) here")
     return found
+
+
+def other_ground_truth(settings: dict[str, Any], baseline: dict[str, Any]) -> str | None:
+    """How `baseline` (a METRICS.json) scored other ground truth than an evaluation with `settings`: another file, or
+    the same file whose content changed since; None when its content is the same (wherever it lies) or not recorded."""
+    theirs = baseline.get(SETTINGS_KEY)
+    if not isinstance(theirs, dict) or theirs.get("gt_sha256") == settings["gt_sha256"]:
+        return None
+    then, now = str(theirs.get("gt_sha256"))[:12], settings["gt_sha256"][:12]
+    if theirs.get("gt") == settings["gt"]:
+        return (f"ground truth {settings['gt']} changed since the baseline was evaluated on it (sha256 {then} then, "
+                f"{now} now): its photos or objects are not the ones the baseline counted")
+    return f"ground truth {theirs.get('gt')} (sha256 {then}) in the baseline, {settings['gt']} (sha256 {now}) here"
+
+
+def predictions_record(pred: str | Path) -> dict[str, Any]:
+    """What made the predictions an evaluation scores, as their manifest (`PRED.predict.json`) records it, for
+    METRICS.json's settings under "predictions": the file, the checkpoint, its identity by content, the mode and the tiles (None
+    where the manifest records none: a file `bbuvl predict` did not write, a library caller's)."""
+    manifest = read_manifest(Path(pred))
+    key = manifest.key if manifest is not None else None
+    return {"file": str(real_path(pred)),
+            "checkpoint": (manifest.checkpoint or None) if manifest is not None else None,
+            "model": key.checkpoint if key is not None else None,
+            "mode": manifest.mode if manifest is not None else None,
+            "tiles": key.options.get("tiles") if key is not None else None}
+
+
+def model_differences(predictions: dict[str, Any], baseline: dict[str, Any], baseline_path: str | Path) -> list[str]:
+    """One line for each way the predictions `baseline` (a METRICS.json) scored were made otherwise than these
+    (`predictions_record`): another model, mode or tiles, each naming both sides; one line when they were made alike,
+    and one when either side does not say."""
+    settings = baseline.get(SETTINGS_KEY)
+    theirs = settings.get(PREDICTIONS_KEY) if isinstance(settings, dict) else None
+    if not isinstance(theirs, dict):
+        return [f"{AGAINST}{baseline_path} does not record which model made its predictions (written before METRICS.json "
+                "recorded it): make sure it scores the model you mean to compare with"]
+    unknown = [f"{who} predictions ({side.get('file')}) record no model: their file has no manifest of `bbuvl predict`"
+               for who, side in (("the baseline's", theirs), ("these", predictions)) if side.get("model") is None]
+    if unknown:
+        return [AGAINST + line for line in unknown]
+    at = (f"at {predictions['checkpoint']}" if theirs.get("checkpoint") == predictions["checkpoint"] else
+          f"at {theirs.get('checkpoint')} in the baseline and at {predictions['checkpoint']} here")
+    if all(theirs.get(k) == predictions[k] for k in ("model", "mode", "tiles")):
+        return [f"{AGAINST}the same model on both sides (identity {_short(predictions['model'])}, {at}), in mode "
+                f"{predictions['mode']} with tiles {predictions['tiles']}: a change comes from other prediction options, "
+                "not the model"]
+    lines = []
+    if theirs.get("model") == predictions["model"]:
+        lines.append(f"model: the same (identity {_short(predictions['model'])}, {at})")
+    elif theirs.get("checkpoint") == predictions["checkpoint"]:
+        lines.append(f"model: {predictions['checkpoint']} held another model when it made the baseline's predictions "
+                     f"(identity {_short(theirs.get('model'))} then, {_short(predictions['model'])} here: trained again "
+                     "or replaced in place)")
+    else:
+        lines.append(f"model: {theirs.get('checkpoint')} (identity {_short(theirs.get('model'))}) in the baseline, "
+                     f"{predictions['checkpoint']} (identity {_short(predictions['model'])}) here")
+    lines += [f"{key}: {theirs.get(key)} in the baseline, {predictions[key]} here" for key in ("mode", "tiles")
+              if theirs.get(key) != predictions[key]]
+    return [AGAINST + line for line in lines]
+
+
+def _short(digest: Any) -> str:
+    return str(digest)[:12]
 
 
 def unknown_settings(baseline: dict[str, Any], baseline_path: str | Path) -> str | None:
