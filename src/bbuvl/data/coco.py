@@ -20,7 +20,7 @@ from bbuvl.data.coords import box_inside, box_is_degenerate, clip_box
 from bbuvl.data.jsonfile import is_json_number, json_kind
 from bbuvl.data.labels import label_at_level
 from bbuvl.data.schema import MAX_SIDE, ImageRecord, ObjectAnn, sort_objects
-from bbuvl.data.text import clean_label, label_problem, name_as_text, not_text
+from bbuvl.data.text import clean_label, label_problem, name_as_text, not_text, same_label
 
 # Annotation tools often let a box overshoot the border by a fraction of a pixel: clip that, reject more.
 OVERSHOOT_TOLERANCE = 1.0
@@ -181,7 +181,8 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path,
         if problem:  # its annotations are reported as of an unknown category, after this line saying why
             errors.append(_error(f"category id {cat_id!r}: {problem}", entry=entry))
             continue
-        if categories.setdefault(cat_id, name) != name:
+        # One label typed twice (`线缆` and `线缆 `, a full-width letter) is one category; its first spelling is kept.
+        if not same_label(categories.setdefault(cat_id, name), name):
             ambiguous.setdefault(cat_id, {categories[cat_id]}).add(name)
     images: dict[int | str, dict[str, Any]] = {}
     repeated: set[int | str] = set()  # image ids listed twice
