@@ -114,3 +114,21 @@ def test_accept_reward_code_is_refused_without_a_resume_and_for_an_sft_run(run_c
         said = "".join(result.output.split())
         assert result.exit_code == 2 and says in said, result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_recording_the_reward_code_imports_no_package_of_the_standard_library_or_installed(code, tmp_path):
+    """Finding `a.b` imports package `a`: a reward importing an installed package's module where it is used (inside a
+    function) had that package imported by the record of the run, its start-up side effects and minutes included."""
+    from bbuvl.config import load_config
+    from bbuvl.train.run_record import user_code
+
+    if "wsgiref" in sys.modules:
+        pytest.skip("wsgiref was imported by another test of this session")
+    code("0.1")
+    rewards = tmp_path / "code" / "rl5_rewards.py"
+    rewards.write_text(rewards.read_text("utf-8") + "\n\ndef serve():\n    import wsgiref.simple_server\n",
+                       encoding="utf-8")
+    cfg = load_config(None, ["training.method=grpo", "grpo.rewards.user_function=rl5_rewards:size"])
+    recorded = user_code(cfg)["grpo.rewards.user_function"]
+    assert sorted(recorded["modules"]) == ["rl5_helpers", "rl5_pkg", "rl5_pkg.deep"]
+    assert "wsgiref" not in sys.modules

@@ -231,6 +231,8 @@ def user_modules(*roots: tuple[Path, str]) -> dict[str, dict[str, str]]:
             if imported in seen:
                 continue
             seen.add(imported)
+            if not _top_is_users(imported.partition(".")[0]):
+                continue  # looked up no further: finding a submodule imports its packages (an installed one's too)
             where = _module_file(imported)
             if where is not None and _is_users(where):
                 found[imported] = {"file": str(real_path(where)), "sha256": _code_digest(where.read_bytes())}
@@ -271,6 +273,23 @@ def _module_file(name: str) -> Path | None:
             return None
         file = spec.origin if spec is not None and spec.has_location else None
     return Path(file) if file and file.endswith(".py") and os.path.isfile(file) else None
+
+
+def _top_is_users(name: str) -> bool:
+    """Whether top-level module or package `name` lies in the user's folders, found without importing it (a namespace
+    package by its folders)."""
+    module = sys.modules.get(name)
+    if module is not None:
+        places = [getattr(module, "__file__", None), *(getattr(module, "__path__", None) or [])]
+    else:
+        try:
+            spec = importlib.util.find_spec(name)
+        except Exception:  # noqa: BLE001 - a name that is no module: nothing to record
+            return False
+        if spec is None:
+            return False
+        places = [spec.origin if spec.has_location else None, *(spec.submodule_search_locations or [])]
+    return any(isinstance(p, str) and _is_users(Path(p)) for p in places)
 
 
 @functools.cache
