@@ -18,7 +18,7 @@ from bbuvl.data.digests import FileDigest, file_digest
 from bbuvl.data.schema import DatasetError, ImageRecord, iter_json_lines, resolve_image
 from bbuvl.data.text import file_name_key
 from bbuvl.eval.collector import collector_paused
-from bbuvl.infer.output import Manifest, prediction_root, read_manifest
+from bbuvl.infer.output import Manifest, manifest_path, prediction_root, read_manifest
 from bbuvl.infer.prediction_lines import PredictionLine, prediction_line
 from bbuvl.infer.resume_key import UNREADABLE
 from bbuvl.paths import real_path
@@ -197,12 +197,28 @@ def check_same_photos(records: list[ImageRecord], gt_path: str | Path, alignment
         return
     manifest = photos.manifest
     for i, (record, line) in enumerate(zip(records, alignment.predictions)):
-        if line is not None and photos.differs(line.image, resolve_image(gt_path, record.image)):
+        photo = resolve_image(gt_path, record.image)
+        if line is None or not photos.differs(line.image, photo):
+            continue
+        if real_path(photos.root / line.image) == real_path(photo):
+            # `predict -i GT` alone, as said for another dataset, was refused: the output holds another input's lines.
             raise DatasetError(pred_path, line.line, (
-                f"photo {line.image} was predicted from {manifest.input}, whose photo of that name has other content "
-                f"than ground-truth photo {record.image} ({gt_path}, record {i + 1}): these predictions were made on "
-                f"other photos (another dataset, or photos changed since); predict on the ground truth's own photos "
-                f"(bbuvl predict -i {gt_path})"))
+                f"photo {line.image} ({photo}) changed since it was predicted (its SHA-256 in "
+                f"{manifest_path(Path(pred_path)).name}): these lines hold what the model found in the photo it "
+                f"replaced; predict again, {predict_again(manifest, pred_path)}, and evaluate those"))
+        raise DatasetError(pred_path, line.line, (
+            f"photo {line.image} was predicted from {manifest.input}, whose photo of that name has other content "
+            f"than ground-truth photo {record.image} ({gt_path}, record {i + 1}): these predictions were made on "
+            f"other photos (another dataset, or photos changed since); predict on the ground truth's own photos "
+            f"(bbuvl predict -i {gt_path})"))
+
+
+def predict_again(manifest: Manifest, pred: str | Path) -> str:
+    """The command that predicts `pred` again over photos changed since, in words: its own input, checkpoint and mode,
+    replacing the file (a resume is refused: the input's content is part of what its lines are of)."""
+    model = f"-c {manifest.checkpoint} " if manifest.checkpoint else ""
+    return (f"with the options it was made with (bbuvl predict {model}-i {manifest.input} -o {pred} --mode "
+            f"{manifest.mode} --overwrite)")
 
 
 FRAME_SLACK = 0.05  # a box may overshoot its photo a little (a model's edge, rounding) before it is named

@@ -16,7 +16,7 @@ from bbuvl.data.text import label_key
 from bbuvl.eval.draw import LabelNamer, compare_picture, file_stem, prediction_picture
 from bbuvl.eval.fonts import FontChoice
 from bbuvl.eval.matching import match_image
-from bbuvl.eval.predictions import PredictedPhotos, PredictionLine, align_predictions, read_predictions
+from bbuvl.eval.predictions import PredictedPhotos, PredictionLine, align_predictions, predict_again, read_predictions
 from bbuvl.infer.output import manifest_path, prediction_root
 
 
@@ -127,4 +127,4 @@ def check_photos_unchanged(lines: list[PredictionLine], pred: Path) -> None:
             raise DatasetError(pred, line.line, (
                 f"photo {line.image} ({root / line.image}) has other content than the photo it was predicted on "
                 f"(its SHA-256 in {manifest_path(pred).name}): it was replaced or changed since, and these boxes are "
-                f"not of it; predict it again (bbuvl predict -i {manifest.input}) to draw it"))
+                f"not of it; predict again, {predict_again(manifest, pred)}, to draw it"))
