@@ -193,3 +193,15 @@ def test_a_ground_truth_record_whose_size_is_not_its_photos_is_named_as_the_faul
                                            r"not match image images/a.jpg, which is 100x80, the size images/a.jpg was "
                                            r"predicted at: the record's width/height are wrong"):
         align_predictions(records, tmp_path / "val.jsonl", preds, tmp_path / "pred.jsonl")
+
+
+def test_the_predict_command_named_for_photos_changed_since_splits_back_into_its_paths_with_spaces():
+    import shlex
+
+    from bbuvl.eval.predictions import predict_again
+    from bbuvl.infer.output import Manifest
+
+    said = predict_again(Manifest("/data/site A/val.jsonl", "/runs/run 1/final", "head"), Path("/out dir/pred.jsonl"))
+    command = said[said.index("(bbuvl predict ") + len("(bbuvl predict "):-1]
+    assert shlex.split(command) == ["-c", "/runs/run 1/final", "-i", "/data/site A/val.jsonl", "-o", "/out dir/pred.jsonl",
+                                    "--mode", "head", "--overwrite"]

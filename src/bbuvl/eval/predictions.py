@@ -10,6 +10,7 @@ says which input that was; `align_predictions` pairs lines with ground truth by 
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -216,9 +217,9 @@ def check_same_photos(records: list[ImageRecord], gt_path: str | Path, alignment
 def predict_again(manifest: Manifest, pred: str | Path) -> str:
     """The command that predicts `pred` again over photos changed since, in words: its own input, checkpoint and mode,
     replacing the file (a resume is refused: the input's content is part of what its lines are of)."""
-    model = f"-c {manifest.checkpoint} " if manifest.checkpoint else ""
-    return (f"with the options it was made with (bbuvl predict {model}-i {manifest.input} -o {pred} --mode "
-            f"{manifest.mode} --overwrite)")
+    model = f"-c {shlex.quote(manifest.checkpoint)} " if manifest.checkpoint else ""
+    return (f"with the options it was made with (bbuvl predict {model}-i {shlex.quote(manifest.input)} -o "
+            f"{shlex.quote(str(pred))} --mode {manifest.mode} --overwrite)")
 
 
 FRAME_SLACK = 0.05  # a box may overshoot its photo a little (a model's edge, rounding) before it is named
