@@ -104,7 +104,7 @@ def test_a_phone_photo_whose_coco_size_is_its_file_grid_is_imported_upright_with
     assert all(c[0] > 180 and c[1] < 70 for _, c in red), red  # only the red block lies inside the turned box
     assert (x1, y1, x2, y2) == (48 - 22, 8, 48 - 6, 28)
     assert json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))["exif"] == {
-        "rotated": 1, "annotated_on_raw": 1}
+        "rotated": 1, "annotated_on_raw": 1, "assumed_displayed": 0}
     assert "1EXIF-rotatedphotoshavetheCOCOsizeoftheirfile'sowngrid" in "".join(said.split())
     code, said = run("check", tmp_path / "out")
     assert code == 0, said

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from bbuvl.cli.data import app
 from bbuvl.data.images import ImageError, image_size, load_image
+from bbuvl.data.schema import read_records
 from bbuvl.serve.images import decode_image
 from tests.exif_photos import jpeg_turned_with_a_make_tag_of_the_wrong_type
 
@@ -520,21 +521,34 @@ def test_tiling_that_keeps_no_tile_is_an_error_not_an_empty_dataset_with_exit_0(
     assert code == 0 and (tmp_path / "t" / "train.jsonl").read_text(encoding="utf-8").strip(), out
 
 
-def test_import_coco_refuses_a_photo_whose_file_is_another_size_than_the_coco_file_says(tmp_path: Path):
-    # It was imported as the COCO file sized it: its boxes in the wrong frame, and `data check` refused the result.
+def test_import_coco_scales_a_resized_photo_and_refuses_one_of_another_shape_than_the_coco_file_says(tmp_path: Path):
+    # It was imported as the COCO file sized it: its boxes in the wrong frame, and `data check` refused the result. A
+    # photo of the file's shape at half its resolution (downscaled since it was annotated) was refused too, where
+    # `data convert` scales a vendor file's boxes to it (coords.resolve_vendor_frame decides both).
     photo(tmp_path / "images" / "a.jpg", size=(320, 240))
     photo(tmp_path / "images" / "b.jpg", colour=(5, 5, 90))
+    photo(tmp_path / "images" / "c.jpg", size=(320, 240), colour=(90, 5, 5))
     coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 640, "height": 480},
-                       {"id": 2, "file_name": "b.jpg", "width": 64, "height": 48}],
-            "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [4, 5, 26, 35]} for i in (1, 2)],
+                       {"id": 2, "file_name": "b.jpg", "width": 64, "height": 48},
+                       {"id": 3, "file_name": "c.jpg", "width": 640, "height": 100}],
+            "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [4, 5, 26, 35]} for i in (1, 2, 3)]
+            + [{"id": 4, "image_id": 1, "category_id": 1, "bbox": [300, 5, 1.5, 1.5]}],  # less than a pixel at half
             "categories": [{"id": 1, "name": LABEL}]}
     (tmp_path / "coco.json").write_text(json.dumps(coco), encoding="utf-8")
     out = tmp_path / "out"
     code, text = run("import-coco", tmp_path / "coco.json", tmp_path / "images", out, "--val-ratio", "0")
     assert code == 0, text
-    [entry] = [json.loads(line) for line in (out / "errors.jsonl").open(encoding="utf-8")]
-    assert entry["image_id"] == "1" and entry["reason"] == "width/height 640x480 do not match image a.jpg, which is 320x240"
-    assert [json.loads(line)["images"] for line in (out / "train.jsonl").open()] == [["images/b.jpg"]]
+    assert "1 photo(s) are of another resolution than the COCO file gives them" in " ".join(text.split()), text
+    dropped, refused = [json.loads(line) for line in (out / "errors.jsonl").open(encoding="utf-8")]
+    assert dropped["image_id"] == "1" and dropped["reason"] == (
+        f"box [300, 5, 301.5, 6.5] (x1, y1, x2, y2) of '{LABEL}' is less than a pixel wide on the photo, 320x240 where "
+        "the COCO file gives 640x480: dropped")
+    assert refused["image_id"] == "3" and refused["reason"] == ("width/height 640x100 do not match image c.jpg, which is "
+                                                                "320x240, nor its shape at another resolution")
+    records = {r.id: r for r in read_records(out / "train.jsonl")}
+    assert sorted(records) == ["1", "2"]
+    assert (records["1"].width, records["1"].height) == (320, 240)
+    assert [o.bbox_2d for o in records["1"].objects] == [[2, 2.5, 15, 20]]
     code, text = run("check", out)
     assert code == 0, text
 

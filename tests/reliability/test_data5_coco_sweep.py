@@ -63,3 +63,30 @@ def test_a_category_id_listed_twice_with_one_label_typed_two_ways_is_one_categor
     (error,) = errors_of(out)  # two labels under one id stay refused: which one a box meant is unknown
     assert error["entry"] == "annotations[1]" and error["reason"] == "category id 2 is listed with more than one name " \
                                                                       "(Cable, 螺丝)"
+
+
+def test_a_turned_phone_photo_resized_since_it_was_annotated_on_its_file_grid_gets_its_boxes_scaled_and_turned(
+        tmp_path: Path):
+    # Refused before ("width/height 128x96 do not match image"), where `data convert` reads a vendor file of the same
+    # sizes; a square photo viewers show turned was read as shown without a word, where convert counts it as assumed.
+    photo(tmp_path / "images" / "turned.jpg", 40, (64, 48), orientation=6)  # drawn on at 128x96, its file's grid
+    photo(tmp_path / "images" / "square.jpg", 120, (50, 50), orientation=6)
+    ann = coco_file(tmp_path / "c.json", [{"id": 1, "file_name": "turned.jpg", "width": 128, "height": 96},
+                                          {"id": 2, "file_name": "square.jpg", "width": 50, "height": 50}],
+                    [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 32, 22]},  # the block, at twice its size
+                     {"id": 2, "image_id": 2, "category_id": 1, "bbox": [10, 10, 20, 5]}])
+    out = tmp_path / "out"
+    code, said = run("import-coco", ann, tmp_path / "images", out, "--val-ratio", "0")
+    assert code == 0, said
+    assert "1 photo(s) are of another resolution than the COCO file gives them, with the same shape" in said, said
+    assert "1 EXIF-turned photo(s) are square or only flipped: their COCO size cannot tell the file's grid" in said, said
+    records = {r.id: r for r in read_records(out / "train.jsonl")}
+    turned = records["1"]
+    assert (turned.width, turned.height) == (48, 64)
+    assert [o.bbox_2d for o in turned.objects] == [[48 - 16, 5, 48 - 5, 21]]  # the block's place, upright
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["exif"] == {"rotated": 2, "annotated_on_raw": 1, "assumed_displayed": 1}
+    assert summary["resolution_differs"] == 1
+    assert not (out / "errors.jsonl").read_text(encoding="utf-8")
+    code, said = run("check", out)
+    assert code == 0, said

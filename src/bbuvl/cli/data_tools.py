@@ -295,6 +295,14 @@ def import_coco(
     if turned:  # an assumption the user can check: say it
         console.print(f"{turned} EXIF-rotated photos have the COCO size of their file's own grid: their boxes were read "
                       "on that grid and turned upright with the photo", markup=False, soft_wrap=True)
+    if result.summary["exif"]["assumed_displayed"]:  # an assumption the user can check: say it
+        console.print(f"{result.summary['exif']['assumed_displayed']} EXIF-turned photo(s) are square or only flipped: "
+                      "their COCO size cannot tell the file's grid from the one viewers show, and their boxes were read "
+                      "on the one viewers show", markup=False, soft_wrap=True)
+    if result.summary["resolution_differs"]:
+        console.print(f"{result.summary['resolution_differs']} photo(s) are of another resolution than the COCO file "
+                      "gives them, with the same shape (photos resized since they were annotated): their boxes were "
+                      "scaled to the photo", markup=False, soft_wrap=True)
     if result.outside:
         console.print(f"[yellow]{result.outside} photos outside {escape(str(images_dir))} were not copied[/] "
                       "(--allow-outside copies them)", soft_wrap=True)

@@ -13,8 +13,9 @@ import psutil
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.coco import coco_to_records, records_to_coco
-from bbuvl.data.check import ImageInfo, annotation_difference, boxes, check_size, probe_image
-from bbuvl.data.coords import ROTATING_ORIENTATIONS, aspect_problem, orient_box
+from bbuvl.data.check import ImageInfo, annotation_difference, boxes, probe_image
+from bbuvl.data.coords import (ROTATING_ORIENTATIONS, VendorFrame, aspect_problem, box_is_degenerate, clip_box,
+                               resolve_vendor_frame, vendor_to_stored)
 from bbuvl.data.images import ImageError, file_digest
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.input_paths import OutsideFolderError, file_inside, find_file, require_folder
@@ -24,7 +25,7 @@ from bbuvl.data.placement import ImagePlacer, preferred_name
 from bbuvl.data.schema import (ImageRecord, another_kind, lines_kind, once_each, read_lines, require_photos, resolve_image,
                                sort_objects, tile_origin)
 from bbuvl.data.split import split_by_origin
-from bbuvl.data.text import file_name_key, not_text
+from bbuvl.data.text import file_name_key, not_text, show_text
 from bbuvl.paths import real_path
 
 
@@ -96,6 +97,7 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
     kept, placer, outside, names = [], ImagePlacer(out, link), 0, _NamesUnder(images_dir)
     in_file = len(errors)  # the problems of the file's entries; those of its photos follow
     rotated, on_raw = 0, 0  # kept photos that viewers show turned (EXIF), and those of them drawn on the file's grid
+    assumed, rescaled = 0, 0  # of them, those whose grid the sizes cannot tell; photos of another resolution
     imported: dict[str, tuple[ImageRecord, Path]] = {}  # SHA-256 of a photo's bytes -> its entry and dataset name
     folded, other_boxes = 0, 0  # entries of a photo imported already, and those of them whose boxes differ
     for r in records:
@@ -105,11 +107,8 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
             info = probe_image(src)  # decodes it: a text file or a GIF named `.jpg` is never copied
             if isinstance(info, str):
                 raise ImageError(f"{src}: {info}")
-            r, turned = upright_record(r, info)
-            # The size the file gives is the frame of its boxes: a photo of another size (a resized copy) would put
-            # them in the wrong place, and `data check` refuse what was written.
-            why = check_size(r, Path(r.image).name, info) or aspect_problem(r.size)  # both refused by `data check`
-            if why is not None:
+            r, frame, dropped = upright_record(r, info)
+            if (why := aspect_problem(r.size)) is not None:  # refused by `data check`
                 raise ImageError(f"{src}: {why}")
         except ValueError as e:  # OutsideFolderError, ImageError
             reason = str(e).removeprefix(f"{src}: ")
@@ -132,8 +131,12 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
             continue
         rel = placer.place(src, preferred_name(src, images_dir), digest)
         imported[digest] = (r, rel)
+        errors += [{"file": r.image, "image_id": r.id, "reason": why} for why in dropped]
         rotated += info.orientation in ROTATING_ORIENTATIONS
-        on_raw += turned
+        on_raw += frame.annotated_on == "raw"
+        # The sizes cannot tell which grid a square photo viewers show turned, or a flipped one, was drawn on.
+        assumed += frame.ambiguous or (info.orientation in ROTATING_ORIENTATIONS and info.raw[0] == info.raw[1])
+        rescaled += any(abs(v - 1.0) > 1e-6 for v in frame.scale)
         kept.append(r.model_copy(update={"images": [rel.as_posix()]}))
     if not kept:  # an empty dataset written with exit 0 reads as success
         # Why a photo failed, when photos were looked for: a bad annotation before them says nothing of why none was
@@ -150,8 +153,9 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
                       if not hierarchy.is_valid(o.desc) and hierarchy.from_english(o.desc) is None)
     train, val = split_by_origin(kept, [tile_origin(r) for r in kept], val_ratio, seed)  # a photo's tiles: one side
     extra = {"source": str(annotations), "skipped": len(errors), "outside_images_dir": outside,
-             "labels_outside_hierarchy": len(unknown), "exif": {"rotated": rotated, "annotated_on_raw": on_raw},
-             "size_from_photo": sized, "boxes_from_segmentation": len(derived),
+             "labels_outside_hierarchy": len(unknown),
+             "exif": {"rotated": rotated, "annotated_on_raw": on_raw, "assumed_displayed": assumed},
+             "resolution_differs": rescaled, "size_from_photo": sized, "boxes_from_segmentation": len(derived),
              "same_photo": {"folded": folded, "other_boxes": other_boxes}}
     summary = write_dataset_folder(out, train, val, num_teachers, seed, extra)
     write_text_atomic(out / ERRORS, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
@@ -259,16 +263,37 @@ class _NamesUnder:
                 f"made the COCO file? Write it relative to {self.folder}")
 
 
-def upright_record(record: ImageRecord, info: ImageInfo) -> tuple[ImageRecord, bool]:
-    """The record in the upright photo's frame, and whether it was turned there: a COCO size that is the file's own
-    pixel grid of a photo viewers show turned (EXIF orientation 5-8, not square) says the tool read, and drew on, that
-    grid, as `data convert` decides from the sizes (coords.resolve_vendor_frame). Any other record is returned as
-    it is."""
-    if info.orientation not in ROTATING_ORIENTATIONS or info.raw == info.upright or record.size != info.raw:
-        return record, False
-    objects = [o.model_copy(update={"bbox_2d": orient_box(o.bbox_2d, info.raw, info.orientation)}) for o in record.objects]
-    return record.model_copy(update={"width": info.upright[0], "height": info.upright[1],
-                                     "objects": sort_objects(objects)}), True
+def upright_record(record: ImageRecord, info: ImageInfo) -> tuple[ImageRecord, VendorFrame, list[str]]:
+    """The record in the upright photo's frame, the grid its COCO size was read as, and the boxes it could not keep.
+
+    The size a COCO file gives is the grid its boxes were drawn on, decided from the sizes as `data convert` decides a
+    vendor file's (coords.resolve_vendor_frame): the file's own pixel grid of a photo viewers show turned (EXIF
+    orientation 5-8, not square) says the tool read and drew on that grid, and the photo's shape at another resolution
+    (photos downscaled since they were annotated) scales the boxes to the photo. ValueError when the size has neither
+    grid's shape (another photo, or a crop); a box that scaling leaves less than a pixel wide is named and dropped.
+    """
+    upright = info.upright
+    try:
+        frame = resolve_vendor_frame(record.size, info.raw, info.orientation)
+    except ValueError:
+        raise ValueError(f"width/height {record.width}x{record.height} do not match image {Path(record.image).name}, "
+                         f"which is {upright[0]}x{upright[1]}, nor its shape at another resolution") from None
+    if frame.annotated_on == "oriented" and record.size == upright:
+        return record, frame, []
+    kept, dropped = [], []
+    for o in record.objects:
+        box = clip_box([round(v, 2) for v in vendor_to_stored(o.bbox_2d, frame, info.raw, info.orientation)], upright)
+        if box_is_degenerate(box):
+            corners = ", ".join(f"{v:g}" for v in o.bbox_2d)
+            dropped.append(f"box [{corners}] (x1, y1, x2, y2) of {show_text(o.desc)} is less than a pixel wide on the photo, "
+                           f"{upright[0]}x{upright[1]} where the COCO file gives {record.width}x{record.height}: dropped")
+            continue
+        kept.append(o.model_copy(update={"bbox_2d": box}))
+    if record.objects and not kept:  # kept empty, it would teach "nothing here" where the file says there are parts
+        raise ValueError(f"none of its {len(record.objects)} boxes is a pixel wide on the photo, {upright[0]}x"
+                         f"{upright[1]} where the COCO file gives {record.width}x{record.height}")
+    return record.model_copy(update={"width": upright[0], "height": upright[1], "objects": sort_objects(kept)}), frame, \
+        dropped
 
 
 def export_coco(dataset: str | Path, out: str | Path) -> dict[str, Any]:
