@@ -75,3 +75,19 @@ def test_a_full_fine_tune_whose_hub_id_like_base_and_run_json_are_gone_resumes_f
     shutil.rmtree(tmp_path / "demo_out")
     final = Path(train(longer(cfg), resume=True, progress=False)["final"])
     assert "path: demo_out/tiny-model\n" in (final / "bbuvl.yaml").read_text("utf-8")
+
+
+def test_a_checkpoint_copied_out_alone_resumes_into_a_new_folder_once_its_hub_id_like_base_is_gone(
+        run_config, tiny_model_dir, tmp_path, monkeypatch):
+    """`--resume-from backup/checkpoint-1` into a new training.output_dir: only the copy of the record the checkpoint
+    carries says that `demo_out/tiny-model` was a folder, and the resume asked the Hugging Face cache for it."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_model_dir, tmp_path / "demo_out" / "tiny-model")
+    cfg = run_config("model.path=demo_out/tiny-model", "training.max_steps=1", "training.save_steps=1", "data.val=null")
+    train(cfg, progress=False)
+    shutil.copytree(tmp_path / "run" / "checkpoint-1", tmp_path / "backup" / "checkpoint-1")
+    shutil.rmtree(tmp_path / "demo_out")
+    moved = longer(cfg).model_copy(deep=True)
+    moved.training.output_dir = str(tmp_path / "again")
+    final = Path(train(moved, resume=str(tmp_path / "backup" / "checkpoint-1"), progress=False)["final"])
+    assert final.is_dir() and (tmp_path / "again" / "checkpoint-2" / CHECKPOINT_RECORD).is_file()

@@ -451,7 +451,7 @@ def train_grpo(cfg: Config, resume: bool | str = False, progress: bool = True, c
     def prepare() -> None:
         # A resume whose starting checkpoint is gone: each checkpoint holds every weight, the prompt and the frame
         # the start had, but not the start's own weights, which the KL term is measured against.
-        if resume and cfg.grpo.beta > 0 and base_gone(cfg):
+        if resume and cfg.grpo.beta > 0 and base_gone(cfg, resume):
             raise ValueError(f"model.path {cfg.model.path}: no such folder, and this run's KL term (grpo.beta "
                              f"{cfg.grpo.beta:g}) is measured against the weights it started from, which no checkpoint "
                              "of the run holds: put the starting checkpoint back there, or set model.path to where it "

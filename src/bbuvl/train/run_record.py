@@ -97,18 +97,20 @@ def flat(cfg: Config) -> dict[str, Any]:
     return out
 
 
-def base_gone(cfg: Config) -> bool:
+def base_gone(cfg: Config, resume: bool | str | Path = True) -> bool:
     """Whether model.path was a local folder when the run started and is no longer there: spelled as one can only be
     (paths.py `looks_local`), or recorded as one in the run's record (`demo_out/tiny-model`, spelled as a hub id could
-    be), or in its newest checkpoint's copy of it when run.json is gone. A full fine-tune's resume needs none, since
-    each of its checkpoints holds every weight, the model's config and its processor."""
+    be), else in the copy of it carried by the checkpoint resumed from (`resume`, when it names one, as --resume-from
+    does: one copied out alone) or by the run's newest. A full fine-tune's resume needs none, since each of its
+    checkpoints holds every weight, the model's config and its processor."""
     path = cfg.model.path
     if os.path.exists(path):
         return False
     if looks_local(path):
         return True
     out = Path(cfg.training.output_dir)
-    for record in (out / RUN_RECORD, *(p / CHECKPOINT_RECORD for p in reversed(numbered_checkpoints(out)))):
+    named = [Path(resume) / CHECKPOINT_RECORD] if isinstance(resume, (str, Path)) else []
+    for record in (out / RUN_RECORD, *named, *(p / CHECKPOINT_RECORD for p in reversed(numbered_checkpoints(out)))):
         try:
             digest = json.loads(record.read_text(encoding="utf-8"))["inputs"]["model.path"]["digest"]
         except (OSError, ValueError, KeyError, TypeError):
@@ -364,7 +366,7 @@ def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = 
         now = digest_inputs(cfg, inputs)
         for key in CONTENT_KEYS:
             was, is_ = inputs.get(key), now.get(key)
-            if key == "model.path" and not cfg.model.lora.enabled and base_gone(cfg):
+            if key == "model.path" and not cfg.model.lora.enabled and base_gone(cfg, checkpoint):
                 continue  # the checkpoint holds every weight, and the resume builds the model from it (train/trainer.py)
             if (was.digest if was else None) != (is_.digest if is_ else None):
                 diffs.append(_content_phrase(key, was, is_))

@@ -128,7 +128,7 @@ def resumed_weights(cfg: Config, resume: bool | str) -> Path | None:
     anyway. None: model.path is there, or the run starts anew. RunDirError when no complete checkpoint can stand in
     for it; a LoRA run's checkpoints hold only adapters: ValueError naming the base they need."""
     path = cfg.model.path
-    if not resume or not base_gone(cfg):
+    if not resume or not base_gone(cfg, resume):
         return None
     if cfg.model.lora.enabled:
         raise ValueError(f"model.path {path}: no such folder, and this LoRA run's checkpoints hold only its adapters, "
