@@ -90,3 +90,36 @@ def test_a_turned_phone_photo_resized_since_it_was_annotated_on_its_file_grid_ge
     assert not (out / "errors.jsonl").read_text(encoding="utf-8")
     code, said = run("check", out)
     assert code == 0, said
+
+
+def test_an_import_that_folded_read_scaled_and_turned_boxes_exports_and_imports_back_to_the_same_file(tmp_path: Path):
+    images = tmp_path / "images"
+    photo(images / "IMG_1.jpg", 30)
+    (images / "IMG_1 (1).jpg").write_bytes((images / "IMG_1.jpg").read_bytes())
+    photo(images / "turned.jpg", 90, (64, 48), orientation=6)
+    photo(images / "half.jpg", 150, (32, 24))
+    ann = coco_file(tmp_path / "c.json", [{"id": 1, "file_name": "IMG_1.jpg", "width": 64, "height": 48},
+                                          {"id": 2, "file_name": "IMG_1 (1).jpg", "width": 64, "height": 48},
+                                          {"id": 3, "file_name": "turned.jpg", "width": 64, "height": 48},
+                                          {"id": 4, "file_name": "half.jpg", "width": 64, "height": 48}],
+                    [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": [[5, 5, 21, 5, 21, 16, 5, 16]]},
+                     {"id": 2, "image_id": 2, "category_id": 1, "bbox": [5, 5, 16, 11]},
+                     {"id": 3, "image_id": 3, "category_id": 1, "bbox": [5, 5, 16, 11]},
+                     {"id": 4, "image_id": 4, "category_id": 1, "bbox": [10, 10, 32, 22]}])
+    first = tmp_path / "first"
+    code, said = run("import-coco", ann, images, first, "--val-ratio", "0")
+    assert code == 0, said
+    summary = json.loads((first / "summary.json").read_text(encoding="utf-8"))
+    assert (summary["same_photo"]["folded"], summary["boxes_from_segmentation"], summary["exif"]["annotated_on_raw"],
+            summary["resolution_differs"]) == (1, 1, 1, 1)
+    code, said = run("export-coco", first / "train.jsonl", first / "coco.json")
+    assert code == 0, said
+    back = tmp_path / "back"
+    code, said = run("import-coco", first / "coco.json", first, back, "--val-ratio", "0")
+    assert code == 0, said
+    assert not (back / "errors.jsonl").read_text(encoding="utf-8")  # nothing left to fold, read, scale or turn
+    code, said = run("export-coco", back / "train.jsonl", back / "coco.json")
+    assert code == 0, said
+    assert (back / "coco.json").read_bytes() == (first / "coco.json").read_bytes()
+    assert [r.model_dump() for r in read_records(back / "train.jsonl")] == \
+        [r.model_dump() for r in read_records(first / "train.jsonl")]
