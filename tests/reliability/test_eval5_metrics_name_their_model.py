@@ -146,3 +146,13 @@ def test_a_baseline_written_before_the_model_was_recorded_still_compares_with_a_
 def test_baseline_other_gt_without_a_baseline_is_refused(run):
     r = evaluate(run, run["pred"], "m.json", "--baseline-other-gt")
     assert r.exit_code == 2 and "--baseline-other-gt applies only with --baseline" in text(r)
+
+
+def test_a_baseline_of_an_unfinished_predict_names_the_photos_it_left_without_a_line(run):
+    cut = run["pred"].with_name("cut.jsonl")  # what a predict killed after its first photo leaves
+    cut.write_text(run["pred"].read_text(encoding="utf-8").splitlines(keepends=True)[0], encoding="utf-8")
+    shutil.copy(f"{run['pred']}.predict.json", f"{cut}.predict.json")
+    metrics(run, cut, "base.json")
+    _, said = metrics(run, run["pred"], "m.json", "--baseline", run["pred"].with_name("base.json"))
+    # Before: the same model on both sides, and nothing said the baseline's second photo counted as all missed.
+    assert "against the baseline: photos without a predictions line: 1 of 2 in the baseline, 0 of 2 here" in said

@@ -180,6 +180,18 @@ def model_differences(predictions: dict[str, Any], baseline: dict[str, Any], bas
     return [AGAINST + line for line in lines]
 
 
+def unpredicted_difference(metrics: dict[str, Any], baseline: dict[str, Any]) -> str | None:
+    """A line when the two sides left another number of ground-truth photos without a predictions line (an unfinished
+    or sharded predict on one side), which count as missed; None when alike or not recorded."""
+    keys = ("errors", "images_without_prediction")
+    theirs, mine = _lookup(baseline, keys), _lookup(metrics, keys)
+    if not (is_json_number(theirs) and is_json_number(mine)) or theirs == mine:
+        return None
+    return (f"{AGAINST}photos without a predictions line: {theirs} of {_lookup(baseline, ('errors', 'images'))} in the "
+            f"baseline, {mine} of {_lookup(metrics, ('errors', 'images'))} here: their objects count as missed, so a "
+            "change is partly which photos were predicted")
+
+
 def _short(digest: Any) -> str:
     return str(digest)[:12]
 
