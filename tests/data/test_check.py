@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from bbuvl.cli import data_tools
 from bbuvl.data.boxes import box_iou
-from bbuvl.data.check import Problem, check_dataset
+from bbuvl.data.check import Problem, check_dataset, unmatched_objects
+from bbuvl.data.schema import ObjectAnn
 
 SCREW = "螺丝连接点/BBU安装螺丝/连接正确"
 BBU = "bbu基带处理单元/华为"
@@ -219,3 +220,19 @@ def test_a_sample_whose_teacher_is_its_own_student_photo_is_an_error(tmp_path: P
             "own prompt") in out
     assert f"{jsonl}:2: teachers[0]: image copy_of_b.jpg is the student photo (the same content as b.jpg)" in out
     assert ":3: teachers" not in out and "2 error(s)" in out
+
+
+def test_two_annotation_sets_of_one_photo_are_matched_object_by_object_exactly_or_nearly_once_each():
+    def obj(box: list[float], label: str = "线缆") -> ObjectAnn:
+        return ObjectAnn(bbox_2d=box, desc=label)
+
+    first = [obj([10, 10, 110, 110]), obj([10, 10, 110, 110]), obj([200, 10, 300, 60]), obj([0, 0, 50, 50], "螺丝")]
+    second = [obj([200.5, 10, 300.5, 60]), obj([10, 10, 110, 110]), obj([10.5, 10, 110.5, 110]),
+              obj([10.5, 10, 110.5, 110]), obj([0, 0, 50, 50], "螺丝 "), obj([0, 0, 50, 50])]
+    # The box listed twice in `first` meets one exact copy and one near one; the third near copy has nothing left;
+    # a label typed with a space is the same label, another label on the same box is not.
+    assert unmatched_objects(first, second) == ([], [3, 5])
+    assert unmatched_objects(second, first) == ([3, 5], [])
+    many = [obj([x, y, x + 20, y + 15]) for x in range(0, 1000, 25) for y in range(0, 1000, 20)]  # 2,000 boxes
+    moved = [obj([v + 0.2 for v in o.bbox_2d]) for o in reversed(many)]
+    assert unmatched_objects(many, moved) == ([], [])
