@@ -557,3 +557,14 @@ def test_viz_of_a_file_none_of_whose_photos_is_there_is_an_error_and_draws_nothi
     # Before: exit 0 and four grey placeholders, each naming a missing photo.
     assert result.exit_code == 2 and f"{given}: none of the 4 photo(s) to draw is there (the first: {data / 'images'}" in said, said
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["theirs.png"]
+
+
+def test_a_baseline_judged_at_other_verdict_thresholds_is_compared_naming_both_pairs(eval_files, tmp_path):
+    run_eval(eval_files, tmp_path / "base.json", "--verdict-review", "0.1", "--verdict-fail", "0.2")
+    _, output = run_eval(eval_files, tmp_path / "m.json", "--baseline", str(tmp_path / "base.json"))
+    said = " ".join(output.split())
+    # Before: fault recall at 'fail' compared, better or worse, with nothing saying 'fail' was another threshold.
+    assert ("against the baseline: verdict thresholds, photos predicted in one pass: review 0.1, fail 0.2 in the "
+            "baseline, review 0.25, fail 0.5 here") in said
+    _, output = run_eval(eval_files, tmp_path / "m2.json", "--baseline", str(tmp_path / "m.json"))
+    assert "verdict thresholds" not in output

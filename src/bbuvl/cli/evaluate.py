@@ -91,8 +91,8 @@ def evaluate(
     """
     from bbuvl.data.schema import read_records
     from bbuvl.eval.compare import (AGAINST, PREDICTIONS_KEY, SETTINGS_KEY, compare, incomparable, model_differences,
-                                    other_ground_truth, predictions_record, read_metrics, run_settings, unknown_settings,
-                                    unpredicted_difference)
+                                    other_ground_truth, predictions_record, read_metrics, run_settings, thresholds_difference,
+                                    unknown_settings, unpredicted_difference)
     from bbuvl.eval.fonts import find_cjk_font
     from bbuvl.eval.in_progress import unfinished_predictions_note
     from bbuvl.outputs import refuse_inputs_being_written
@@ -204,8 +204,8 @@ def evaluate(
                                 "model's alone")
     if base_metrics is not None:
         evaluation.notes.extend(model_differences(predictions, base_metrics, baseline))
-        if unpredicted := unpredicted_difference(evaluation.metrics, base_metrics):
-            evaluation.notes.append(unpredicted)
+        evaluation.notes += [line for line in (unpredicted_difference(evaluation.metrics, base_metrics),
+                                               thresholds_difference(evaluation.metrics, base_metrics)) if line]
     evaluation.notes.extend(undefined_ap_notes(evaluation.metrics, gt))
 
     details = {**evaluation.details(), "size_tokens": sizes.to_dict() if sizes else None}

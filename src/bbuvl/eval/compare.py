@@ -192,6 +192,25 @@ def unpredicted_difference(metrics: dict[str, Any], baseline: dict[str, Any]) ->
             "change is partly which photos were predicted")
 
 
+def thresholds_difference(metrics: dict[str, Any], baseline: dict[str, Any]) -> str | None:
+    """A line when the two sides judged photo verdicts at other thresholds (each model's own, or one given on the
+    command line): the fault rows at 'fail' and the verdict's accuracy then compare two operating points; None when
+    alike or not recorded."""
+    differ = []
+    for key, which in (("thresholds", "photos predicted in one pass"), ("thresholds_tiled", "photos through tiles or zoom")):
+        theirs, mine = _lookup(baseline, ("faults", key)), _lookup(metrics, ("faults", key))
+        if isinstance(theirs, dict) and isinstance(mine, dict) and theirs != mine:
+            differ.append(f"{which}: {_pair(theirs)} in the baseline, {_pair(mine)} here")
+    if not differ:
+        return None
+    return (f"{AGAINST}verdict thresholds, {'; '.join(differ)}: the fault rows at 'fail' and the verdict's accuracy "
+            "compare two operating points, fault AP and ROC AUC do not depend on them")
+
+
+def _pair(thresholds: dict[str, Any]) -> str:
+    return f"review {thresholds.get('review')}, fail {thresholds.get('fail')}"
+
+
 def _short(digest: Any) -> str:
     return str(digest)[:12]
 
