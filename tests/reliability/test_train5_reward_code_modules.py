@@ -132,3 +132,26 @@ def test_recording_the_reward_code_imports_no_package_of_the_standard_library_or
     recorded = user_code(cfg)["grpo.rewards.user_function"]
     assert sorted(recorded["modules"]) == ["rl5_helpers", "rl5_pkg", "rl5_pkg.deep"]
     assert "wsgiref" not in sys.modules
+
+
+def test_a_resume_naming_another_reward_function_is_refused_without_offering_accept_reward_code(code, tmp_path):
+    """The flag lets edited code through, not another function: a refusal for a renamed one offered it all the same,
+    its phrase starting with the key's name as a code change's does."""
+    from bbuvl.config import load_config
+    from bbuvl.train.run_record import write_run_record
+
+    code("0.1")
+    (tmp_path / "code" / "rl5_rewards.py").write_text(
+        "from rl5_helpers import scaled\n\n\ndef size(truth, answer):\n    return scaled(len(answer))\n\n\n"
+        "def count(truth, answer):\n    return len(answer)\n", encoding="utf-8")
+    out = tmp_path / "grpo"
+    start = ["training.method=grpo", f"training.output_dir={out}"]
+    write_run_record(out, load_config(None, [*start, "grpo.rewards.user_function=rl5_rewards:size"]))
+    (out / "checkpoint-2").mkdir()
+    other = load_config(None, [*start, "grpo.rewards.user_function=rl5_rewards:count"])
+    for accept in (False, True):
+        with pytest.raises(ResumeMismatch) as refused:
+            check_resume(other, out / "checkpoint-2", accept_code=accept)
+        said = str(refused.value)
+        assert "grpo.rewards.user_function 'rl5_rewards:size' (now 'rl5_rewards:count')" in said
+        assert "--accept-reward-code" not in said

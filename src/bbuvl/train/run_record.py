@@ -348,6 +348,7 @@ def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = 
     files are read through `files` when given (train/data_files.py). With `accept_code`, edited user reward code is
     no mismatch: how it changed is returned instead (`record_accepted_code` then records it)."""
     accepted: list[str] = []
+    edited: list[str] = []  # the reward code's changes alone: what --accept-reward-code lets a resume go on with
     checkpoint = Path(checkpoint)
     record_path = checkpoint.parent / RUN_RECORD
     carried = not record_path.is_file() and (checkpoint / CHECKPOINT_RECORD).is_file()
@@ -373,10 +374,11 @@ def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = 
             elif photos is not None and key in photos and is_ is not None:  # a run recorded before photos were: unchecked
                 diffs += _photo_phrase(key, is_.path, photos[key], digest_photos(cfg, photos, files).get(key, []))
         if code is not None:  # a run recorded before its code was: unchecked
+            edited = _code_phrases(code, user_code(cfg))
             if accept_code:
-                accepted = _code_phrases(code, user_code(cfg))
+                accepted = edited
             else:
-                diffs += _code_phrases(code, user_code(cfg))
+                diffs += edited
         diffs += _trained_elsewhere(checkpoint, old, cfg.training.method)
         if not carried:
             diffs += _recorded_elsewhere(checkpoint, old, inputs)
@@ -400,7 +402,7 @@ def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = 
             "training.output_dir (set model.path to a checkpoint to start from its weights), put the old values "
             "back, or pass --overwrite to replace this run" +
             ("; to go on with reward code edited on purpose, pass --accept-reward-code"
-             if any(d.startswith("grpo.rewards.user_function ") for d in diffs) else ""))
+             if edited and not accept_code else ""))
     return accepted
 
 
