@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 from bbuvl.cli import app
 from bbuvl.config import dump_config
 from bbuvl.data.labels import DEFAULT_HIERARCHY
+from tests.rl.test_grpo_trainer import grpo_config  # noqa: F401 - the fixture
 from tests.train.test_run_inputs import _tree
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore")]
 
 
 def invoke(*args: object) -> tuple[int, str]:
@@ -70,3 +71,38 @@ def test_a_resume_after_a_data_file_or_the_hierarchy_was_edited_in_place_is_refu
     code, said = invoke("train", config, "training.max_steps=2", "--resume")
     assert code == 2 and f"{edited} '{path}': its content changed" in said, said
     assert _tree(tmp_path / "run") == before
+
+
+def test_a_lora_resume_from_another_folder_than_its_relative_base_says_where_it_looked(run_config, tiny_model_dir,
+                                                                                     tmp_path, monkeypatch):
+    """'model.path base: no such folder ... put the base back there' read as if the base were gone, where the same
+    relative config was only resumed from another working folder."""
+    from bbuvl.train.trainer import train
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    shutil.copytree(tiny_model_dir, work / "base")
+    elsewhere.mkdir()
+    monkeypatch.chdir(work)
+    lora = ("model.path=base", "model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8", "data.val=null",
+            "training.save_steps=1")
+    train(run_config(*lora, "training.max_steps=1"), progress=False)
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(ValueError, match=rf"^model.path base: no such folder \(looked for from {elsewhere}\), and this "
+                                         "LoRA run's checkpoints hold only its adapters"):
+        train(run_config(*lora, "training.max_steps=2"), resume=True, progress=False)
+
+
+def test_a_grpo_resume_with_a_kl_term_from_another_folder_than_its_relative_start_says_where_it_looked(
+        grpo_config, trained_checkpoint, tmp_path, monkeypatch):
+    from bbuvl.rl.trainer import train_grpo
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    shutil.copytree(trained_checkpoint, work / "start")
+    elsewhere.mkdir()
+    monkeypatch.chdir(work)
+    run = ("model.path=start", "grpo.beta=0.1", "training.save_steps=1", f"training.output_dir={tmp_path / 'grpo'}")
+    train_grpo(grpo_config(*run, "training.max_steps=1"), progress=False)
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(ValueError, match=rf"^model.path start: no such folder \(looked for from {elsewhere}\), and "
+                                         r"this run's KL term \(grpo.beta 0.1\)"):
+        train_grpo(grpo_config(*run, "training.max_steps=2"), resume=True, progress=False)

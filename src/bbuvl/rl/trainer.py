@@ -45,6 +45,7 @@ from bbuvl.train.dataset import SampleSource, read_training_rows, rows_as_source
 from bbuvl.train.param_groups import freeze_zero_lr_groups, optimizer_groups
 from bbuvl.train.run_record import base_gone, carry_run_record
 from bbuvl.train.run_dir import FINAL_DIR, check_not_being_written, check_resumable, check_resumable_from
+from bbuvl.train.run_inputs import looked_from
 from bbuvl.train.trainer import (BBUTrainer, Run, fit, loaded_from, optional_data, resumed_weights, training_arguments,
                                  with_base_located, with_data_located)
 
@@ -452,10 +453,10 @@ def train_grpo(cfg: Config, resume: bool | str = False, progress: bool = True, c
         # A resume whose starting checkpoint is gone: each checkpoint holds every weight, the prompt and the frame
         # the start had, but not the start's own weights, which the KL term is measured against.
         if resume and cfg.grpo.beta > 0 and base_gone(cfg, resume):
-            raise ValueError(f"model.path {cfg.model.path}: no such folder, and this run's KL term (grpo.beta "
-                             f"{cfg.grpo.beta:g}) is measured against the weights it started from, which no checkpoint "
-                             "of the run holds: put the starting checkpoint back there, or set model.path to where it "
-                             "is now")
+            raise ValueError(f"model.path {cfg.model.path}: no such folder{looked_from(cfg.model.path)}, and this run's "
+                             f"KL term (grpo.beta {cfg.grpo.beta:g}) is measured against the weights it started from, "
+                             "which no checkpoint of the run holds: put the starting checkpoint back there, or set "
+                             "model.path to where it is now")
         weights = resumed_weights(cfg, resume)  # a start gone with no checkpoint to stand in for it: named there
         # Before the shared checks (train/trainer.py `fit`), which name the cut saves but not what to do.
         if resume is True:

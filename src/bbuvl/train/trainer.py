@@ -50,7 +50,8 @@ from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_output_dir, check
                                  latest_complete_checkpoint, nothing_to_resume)
 from bbuvl.train.resume_records import (HISTORY_FILE, abandoned_checkpoints, check_cut_back, check_training_state,
                                         cut_back, global_step)
-from bbuvl.train.run_inputs import RunInputs, check_inputs, check_start, optional_data, read_run_inputs  # noqa: F401 - rl's too
+from bbuvl.train.run_inputs import (RunInputs, check_inputs, check_start, looked_from,  # noqa: F401 - rl's too
+                                    optional_data, read_run_inputs)
 from bbuvl.train.run_record import (RUN_RECORD, base_gone, carry_run_record, check_resume, record_accepted_code,
                                     write_run_record)
 from bbuvl.train.sample_cache import SampleCache
@@ -131,9 +132,9 @@ def resumed_weights(cfg: Config, resume: bool | str) -> Path | None:
     if not resume or not base_gone(cfg, resume):
         return None
     if cfg.model.lora.enabled:
-        raise ValueError(f"model.path {path}: no such folder, and this LoRA run's checkpoints hold only its adapters, "
-                         "which resuming applies to that base model: put the base back there, or set model.path to "
-                         "where it is now")
+        raise ValueError(f"model.path {path}: no such folder{looked_from(path)}, and this LoRA run's checkpoints hold "
+                         "only its adapters, which resuming applies to that base model: put the base back there, or "
+                         "set model.path to where it is now")
     if isinstance(resume, str):
         why = checkpoint_incomplete(Path(resume)) if Path(resume).is_dir() else "no such folder"
         found, where = (None if why else Path(resume)), f"--resume-from {resume}: {why}"
@@ -144,11 +145,11 @@ def resumed_weights(cfg: Config, resume: bool | str) -> Path | None:
                                                    or "no checkpoint-N folder") if out.is_dir()
                  else f"training.output_dir {out} does not exist")
     if found is None:  # a save killed half-way left none: the base's absence alone was named, and not why
-        raise RunDirError(f"model.path {path}: no such folder, and no complete checkpoint stands in for it ({where}); "
-                          "put the base back there, or set model.path to where it is now")
+        raise RunDirError(f"model.path {path}: no such folder{looked_from(path)}, and no complete checkpoint stands in "
+                          f"for it ({where}); put the base back there, or set model.path to where it is now")
     if _first_process():
-        log.warning("model.path %s is gone: this full fine-tune resumes with the model, weights and processor of %s",
-                    path, found)
+        log.warning("model.path %s is gone%s: this full fine-tune resumes with the model, weights and processor of %s",
+                    path, looked_from(path), found)
     return found
 
 
