@@ -11,6 +11,7 @@ from bbuvl.cli.common import command_group, console, fail
 from bbuvl.config import (Config, ConfigError, ConfigOrigin, batch_budget_problems, dump_config, load_config,
                           load_located_config, not_a_checkpoint)
 from bbuvl.data.input_paths import file_kind
+from bbuvl.paths import looks_local
 
 app = command_group(help="Show and validate run configs.", no_args_is_help=True)
 
@@ -75,12 +76,16 @@ def _not_here(cfg: Config, origin: ConfigOrigin) -> list[str]:
     named = {"data.train": cfg.data.train, "data.hierarchy": cfg.data.hierarchy}
     # val and teachers left at their defaults are optional (training goes on without them); named, they are not
     named |= {f"data.{key}": getattr(cfg.data, key) for key in ("val", "teachers") if key in cfg.data.model_fields_set}
-    notes = [f"{origin.locate((key,))}: {key} {path}: {kind}; training on this machine would refuse it"
+    from bbuvl.train.run_inputs import looked_from  # a relative path is looked for where the command runs
+
+    notes = [f"{origin.locate((key,))}: {key} {path}: {kind}{looked_from(path)}; training on this machine would refuse it"
              for key, path in named.items() if path is not None and (kind := file_kind(Path(path))) is not None]
     start = Path(cfg.model.path)
-    if start.is_absolute() or cfg.model.path.startswith((".", "~")) or start.exists():  # a hub id is no local path
+    # `runs/bbu-3b/final` (configs/grpo.yaml) can be no hub id (`name` or `owner/name`): training here refuses it
+    if looks_local(cfg.model.path) or start.exists():
         if not start.is_dir():
-            notes.append(f"{origin.locate(('model.path',))}: model.path {start}: no such folder on this machine")
+            notes.append(f"{origin.locate(('model.path',))}: model.path {start}: no such folder on this machine"
+                         f"{looked_from(cfg.model.path)}")
         elif (what := not_a_checkpoint(start)) is not None:
             notes.append(f"{origin.locate(('model.path',))}: model.path {what}")
     return notes

@@ -1,0 +1,33 @@
+"""`bbuvl config check` of a shipped config run from another working folder, as a user trying it first would: it said
+`ok` and nothing of configs/grpo.yaml's model.path (runs/bbu-3b/final), which is not here and, with two slashes, can be
+no hub id, so a training start here refuses it; and its notes did not say where a relative path was looked for."""
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from bbuvl.cli import app
+
+SHIPPED = Path(__file__).resolve().parents[2] / "configs" / "grpo.yaml"
+
+
+def test_config_check_of_the_shipped_grpo_config_elsewhere_notes_its_model_and_data_where_they_were_looked_for(
+        tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(app, ["config", "check", str(SHIPPED)])
+    said = " ".join(done.output.split())  # rich wraps long lines
+    assert done.exit_code == 0 and f"ok: {SHIPPED} is valid" in said, done.output
+    assert (f"note: {SHIPPED}:6: model.path runs/bbu-3b/final: no such folder on this machine (looked for from "
+            f"{tmp_path})") in said, done.output
+    assert (f"note: {SHIPPED}:12: data.train data/train.jsonl: no such file (looked for from {tmp_path}); training "
+            "on this machine would refuse it") in said, done.output
+
+
+def test_config_check_takes_a_hub_id_for_one_and_notes_nothing_of_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.jsonl").write_text("", encoding="utf-8")
+    p = tmp_path / "c.yaml"
+    p.write_text("model:\n  path: Qwen/Qwen2.5-VL-3B-Instruct\ndata:\n  train: data/train.jsonl\n", encoding="utf-8")
+    done = CliRunner().invoke(app, ["config", "check", str(p)])
+    assert done.exit_code == 0 and "note:" not in done.output, done.output
