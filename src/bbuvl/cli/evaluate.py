@@ -251,10 +251,10 @@ def evaluate(
 def predicted_by(pred: Path) -> Path | None:
     """The checkpoint that wrote `pred`, as its manifest names it; None without a readable manifest (eval names a
     damaged one where it reads it)."""
-    from bbuvl.infer.output import read_manifest
+    from bbuvl.eval.predictions import predictions_manifest
 
     try:
-        manifest = read_manifest(pred)
+        manifest = predictions_manifest(pred)
     except (OSError, ValueError):
         return None
     return Path(manifest.checkpoint) if manifest is not None and manifest.checkpoint else None
@@ -310,14 +310,14 @@ def frame_contract(frame: Path | None, pred: Path, changed: str | None = None) -
     """The coordinate contract that sizes objects in tokens, and a note when there is none to use; `changed`: the
     files of the predictions' checkpoint that changed since they were made, whose frame is then not theirs."""
     from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
-    from bbuvl.infer.output import read_manifest
+    from bbuvl.eval.predictions import predictions_manifest
 
     if frame is not None:
         folder = frame.parent if frame.name == CONTRACT_FILE else frame
         if not (folder / CONTRACT_FILE).is_file():
             raise ValueError(f"{frame}: no {CONTRACT_FILE} here (--frame takes a checkpoint saved by bbuvl train)")
         return CoordinateContract.load(folder), None
-    manifest = read_manifest(pred)
+    manifest = predictions_manifest(pred)
     if changed is not None:
         return None, (f"no AP or recall by size in vision tokens: {manifest.checkpoint if manifest else 'the checkpoint'}"
                       f" changed since it made the predictions (its {changed}), so its frame may be another model's "

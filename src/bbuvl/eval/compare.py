@@ -22,7 +22,7 @@ from typing import Any
 from bbuvl.data.digests import file_digest
 from bbuvl.data.jsonfile import is_json_number, read_json
 from bbuvl.data.labels import Hierarchy
-from bbuvl.infer.output import read_manifest
+from bbuvl.eval.predictions import predictions_manifest
 from bbuvl.paths import real_path
 
 SETTINGS_KEY = "settings"
@@ -137,7 +137,7 @@ def predictions_record(pred: str | Path) -> dict[str, Any]:
     """What made the predictions an evaluation scores, as their manifest (`PRED.predict.json`) records it, for
     METRICS.json's settings under "predictions": the file, the checkpoint, its identity by content, the mode and the tiles (None
     where the manifest records none: a file `bbuvl predict` did not write, a library caller's)."""
-    manifest = read_manifest(Path(pred))
+    manifest = predictions_manifest(pred)
     key = manifest.key if manifest is not None else None
     return {"file": str(real_path(pred)),
             "checkpoint": (manifest.checkpoint or None) if manifest is not None else None,

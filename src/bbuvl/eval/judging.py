@@ -14,8 +14,8 @@ from bbuvl.data.scale import TILE_SCALE_FILE
 from bbuvl.data.schema import read_records
 from bbuvl.eval.faults import CannotChoose, FaultMetrics, choose_thresholds
 from bbuvl.eval.metrics import Evaluation, evaluate_predictions
-from bbuvl.eval.predictions import read_predictions
-from bbuvl.infer.output import Manifest, read_manifest
+from bbuvl.eval.predictions import predictions_manifest, read_predictions
+from bbuvl.infer.output import Manifest
 from bbuvl.infer.verdict import (ChosenThresholds, FramedThresholds, VerdictThresholds, checkpoint_verdict, default_thresholds,
                                  fault_difference, lone_threshold_problem)
 from bbuvl.model.identity import deciding_files, recorded_digests
@@ -48,7 +48,7 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
     `need_checkpoint`: the checkpoint must be at hand (thresholds are to be written into it); ValueError if not.
     ValueError too when `review` or `fail` given alone cannot pair with the other threshold in effect, naming it.
     """
-    manifest = read_manifest(Path(pred))
+    manifest = predictions_manifest(pred)
     # A library caller's PredictJob records no checkpoint (""), which as a path is the folder eval runs in: another run's.
     checkpoint = (manifest.checkpoint if manifest is not None and manifest.checkpoint
                   and Path(manifest.checkpoint).is_dir() else None)

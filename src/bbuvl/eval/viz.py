@@ -16,8 +16,9 @@ from bbuvl.data.text import label_key
 from bbuvl.eval.draw import LabelNamer, compare_picture, file_stem, prediction_picture
 from bbuvl.eval.fonts import FontChoice
 from bbuvl.eval.matching import match_image
-from bbuvl.eval.predictions import PredictedPhotos, PredictionLine, align_predictions, predict_again, read_predictions
-from bbuvl.infer.output import manifest_path, prediction_root
+from bbuvl.eval.predictions import (PredictedPhotos, PredictionLine, align_predictions, predict_again, predictions_root,
+                                   read_predictions)
+from bbuvl.infer.output import manifest_path
 
 
 def is_prediction_file(path: str | Path) -> bool:
@@ -63,7 +64,7 @@ Picture = tuple[str, Path, Drawing]  # the picture's file name, the photo it dra
 
 def _prediction_pictures(pred: Path, font: FontChoice, name: LabelNamer, limit: int) -> list[Picture]:
     """The file name and drawing of each of the first `limit` lines of predictions `pred`, their photos checked."""
-    root = prediction_root(pred)
+    root = predictions_root(pred)
     shown = require_photos(read_predictions(pred), pred)[:limit]
     check_photos_unchanged(shown, pred)
     pictures = []
