@@ -106,3 +106,26 @@ def test_a_grpo_resume_with_a_kl_term_from_another_folder_than_its_relative_star
     with pytest.raises(ValueError, match=rf"^model.path start: no such folder \(looked for from {elsewhere}\), and "
                                          r"this run's KL term \(grpo.beta 0.1\)"):
         train_grpo(grpo_config(*run, "training.max_steps=2"), resume=True, progress=False)
+
+
+def test_a_resume_of_a_relative_output_dir_or_checkpoint_from_another_folder_says_where_it_looked(
+        run_config, tmp_path, monkeypatch):
+    """`--resume` of `training.output_dir: runs/a` read 'does not exist', and `--resume-from runs/a/checkpoint-1`
+    'no such folder', where the command only ran in another folder than the run was trained from."""
+    from bbuvl.train.run_dir import RunDirError
+    from bbuvl.train.trainer import train
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(work)
+    relative = ("training.output_dir=runs/a", "data.val=null", "training.save_steps=1")
+    train(run_config(*relative, "training.max_steps=1"), progress=False)
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(RunDirError, match=rf"^--resume: training.output_dir runs/a does not exist \(looked for from "
+                                          rf"{elsewhere}\), so there is no run to continue"):
+        train(run_config(*relative, "training.max_steps=2"), resume=True, progress=False)
+    with pytest.raises(RunDirError, match=rf"^--resume-from runs/a/checkpoint-1: cannot resume from it \(no such folder "
+                                          rf"\(looked for from {elsewhere}\)\)"):
+        train(run_config(*relative, "training.max_steps=2", f"training.output_dir={tmp_path / 'b'}"),
+              resume="runs/a/checkpoint-1", progress=False)

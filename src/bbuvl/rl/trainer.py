@@ -44,8 +44,8 @@ from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import SampleSource, read_training_rows, rows_as_sources
 from bbuvl.train.param_groups import freeze_zero_lr_groups, optimizer_groups
 from bbuvl.train.run_record import base_gone, carry_run_record
-from bbuvl.train.run_dir import FINAL_DIR, check_not_being_written, check_resumable, check_resumable_from
-from bbuvl.train.run_inputs import looked_from
+from bbuvl.train.run_dir import (FINAL_DIR, check_not_being_written, check_resumable, check_resumable_from,
+                                 looked_from)
 from bbuvl.train.trainer import (BBUTrainer, Run, fit, loaded_from, optional_data, resumed_weights, training_arguments,
                                  with_base_located, with_data_located)
 

@@ -385,12 +385,18 @@ def check_resumable(output_dir: str | Path) -> None:
     raise RunDirError(nothing_to_resume(out, skipped))
 
 
+def looked_from(path: str | Path) -> str:
+    """Where a relative path was looked for (the folder the command runs in), in words; '' for an absolute one. The
+    same relative config run from another folder (a --resume there) named the file alone, as if it were gone."""
+    return "" if Path(path).is_absolute() else f" (looked for from {Path.cwd()})"
+
+
 def check_resumable_from(checkpoint: str | Path) -> None:
     """Refuse `--resume-from` a checkpoint that cannot be resumed (a save killed half-way, a file, no such folder):
     RunDirError saying why, and the newest checkpoint beside it that can be, to resume from instead."""
     path = Path(checkpoint)
     why = (checkpoint_incomplete(path) if path.is_dir()
-           else "a file, not a checkpoint folder" if os.path.lexists(path) else "no such folder")
+           else "a file, not a checkpoint folder" if os.path.lexists(path) else f"no such folder{looked_from(path)}")
     if why is None:
         return
     found = next((p for p in reversed(numbered_checkpoints(path.parent)) if p != path and checkpoint_incomplete(p) is None),

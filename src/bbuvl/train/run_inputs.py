@@ -30,7 +30,7 @@ from bbuvl.model.processor import PROCESSOR_FILE, saved_pixel_range
 from bbuvl.train.caption_refit import Photo, jsonl_photos
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import SampleSource, SourcedRecord, read_training_rows, rows_as_sources
-from bbuvl.train.run_dir import check_rotation, module_problem
+from bbuvl.train.run_dir import check_rotation, looked_from, module_problem
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +78,6 @@ def check_inputs(cfg: Config) -> None:
         raise ValueError("training.deepspeed is set but the deepspeed package is not installed: "
                          "`DS_BUILD_OPS=0 pip install -c constraints.txt -e \".[deepspeed]\"`, or set "
                          "training.deepspeed: null")
-
-
-def looked_from(path: str) -> str:
-    """Where a relative path was looked for (the folder the command runs in), in words; '' for an absolute one. The
-    same relative config run from another folder (a --resume there) named the file alone, as if it were gone."""
-    return "" if Path(path).is_absolute() else f" (looked for from {Path.cwd()})"
 
 
 def check_start(cfg: Config) -> None:

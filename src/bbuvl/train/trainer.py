@@ -47,11 +47,10 @@ from bbuvl.train.held_out import check_held_out
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, fused_on_cpu, optimizer_groups
 from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_output_dir, check_resume_into, check_run_inputs,
                                  checkpoint_incomplete, check_resumable_from, clear_previous_run,
-                                 latest_complete_checkpoint, nothing_to_resume)
+                                 latest_complete_checkpoint, looked_from, nothing_to_resume)
 from bbuvl.train.resume_records import (HISTORY_FILE, abandoned_checkpoints, check_cut_back, check_training_state,
                                         cut_back, global_step)
-from bbuvl.train.run_inputs import (RunInputs, check_inputs, check_start, looked_from,  # noqa: F401 - rl's too
-                                    optional_data, read_run_inputs)
+from bbuvl.train.run_inputs import RunInputs, check_inputs, check_start, optional_data, read_run_inputs  # noqa: F401 - rl's too
 from bbuvl.train.run_record import (RUN_RECORD, base_gone, carry_run_record, check_resume, record_accepted_code,
                                     write_run_record)
 from bbuvl.train.sample_cache import SampleCache
@@ -143,7 +142,7 @@ def resumed_weights(cfg: Config, resume: bool | str) -> Path | None:
         found, skipped = latest_complete_checkpoint(out)
         where = (f"training.output_dir {out}: " + ("; ".join(f"{p.name}: {r}" for p, r in skipped)
                                                    or "no checkpoint-N folder") if out.is_dir()
-                 else f"training.output_dir {out} does not exist")
+                 else f"training.output_dir {out} does not exist{looked_from(out)}")
     if found is None:  # a save killed half-way left none: the base's absence alone was named, and not why
         raise RunDirError(f"model.path {path}: no such folder{looked_from(path)}, and no complete checkpoint stands in "
                           f"for it ({where}); put the base back there, or set model.path to where it is now")
@@ -597,8 +596,8 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
     elif resume:
         found, skipped = latest_complete_checkpoint(out)
         if found is None and not out.is_dir():  # a mistyped folder read as a run whose checkpoints are all damaged
-            raise RunDirError(f"--resume: training.output_dir {out} does not exist, so there is no run to continue; "
-                              "check the path, or leave out --resume to start a new run there")
+            raise RunDirError(f"--resume: training.output_dir {out} does not exist{looked_from(out)}, so there is no run "
+                              "to continue; check the path, or leave out --resume to start a new run there")
         if found is None:  # said with what to do: the run saved no step whole
             raise RunDirError(nothing_to_resume(out, skipped))
         newer = abandoned_checkpoints(out, found)
