@@ -372,3 +372,13 @@ def test_an_export_says_greedy_as_temperature_zero_which_servers_read_and_stays_
     # vLLM takes a model's defaults from temperature/top_p/top_k/max_new_tokens only: no temperature sampled at 1.0.
     assert saved["do_sample"] is False and saved["temperature"] == 0.0, saved
     assert GenerationConfig.from_pretrained(exported).do_sample is False
+
+
+def test_an_exports_weights_are_readable_by_whoever_may_read_its_other_files(portable):
+    _, exported = portable
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in exported.iterdir()}
+    # Before: safetensors 0.8 created model.safetensors 0600 beside a 0644 config.json: a colleague given the export
+    # (another user of the machine, a shared folder) read its config and got PermissionError on its weights.
+    assert set(modes.values()) == {oct(0o666 & ~umask)}, modes

@@ -17,6 +17,8 @@ What no stock loader runs is decided part by part (docs/serving.md, "Export"):
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -219,5 +221,17 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
         labels = {"labels": prompt.labels, "lang": prompt.lang}
         write_text_atomic(tmp / LABELS_FILE, json.dumps(labels, ensure_ascii=False, indent=2) + "\n")
         write_text_atomic(tmp / result.card.relative_to(out), model_card(folder, contract, prompt, cfg, result))
+        _readable_as_its_other_files(tmp)
     return result
+
+
+def _readable_as_its_other_files(folder: Path) -> None:
+    """Give a model folder's weights the permissions of the files written beside them (those of a plain open()).
+
+    safetensors 0.8 creates its files 0600, where every other file of the folder follows the umask: a colleague given
+    the export read its config.json and not its model.safetensors (PermissionError in from_pretrained).
+    """
+    mode = stat.S_IMODE((folder / LABELS_FILE).stat().st_mode)  # written by atomic.py, with the umask's mode
+    for weights in folder.glob("*.safetensors"):
+        os.chmod(weights, mode)
 
