@@ -4,6 +4,9 @@
   or cosine similarity to the class prototype, the normalised mean of those embeddings (`prototype`);
 - the best class is the answer when its score >= threshold, else `Unknown` (a score equal to the
   threshold is accepted);
+- scores and margins are kept at 6 decimals (`SCORE_DECIMALS`, what the results files write): a cosine summed in
+  float32 is off by ~1e-7, so a photo identical to its class's one support image scored 0.99999994, was written
+  as 1.0 and was Unknown at --threshold 1;
 - margin = best - second best score; confidence is `high` when margin > 0.2, `medium` when > 0.1, else
   `low`. With a single class there is no runner-up: it is taken as an unrelated embedding (score 0).
 """
@@ -20,6 +23,7 @@ from bbuvl.fewshot.support import UNKNOWN
 Mode = Literal["mean", "prototype"]
 MODES = ("mean", "prototype")
 HIGH_MARGIN, MEDIUM_MARGIN = 0.2, 0.1
+SCORE_DECIMALS = 6
 
 
 def normalize(x: np.ndarray) -> np.ndarray:
@@ -61,14 +65,15 @@ class FewShotClassifier:
         return m / m.sum(axis=0, keepdims=True)
 
     def scores(self, queries: np.ndarray) -> np.ndarray:
-        """`[N, C]` class scores in [-1, 1] for query embeddings `[N, D]`."""
+        """`[N, C]` class scores in [-1, 1] for query embeddings `[N, D]`, float64 at `SCORE_DECIMALS` (a float32 margin
+        of 0.2 is 0.20000000298, above the band's 0.2)."""
         q = normalize(queries)
         if self.mode == "prototype":
             prototypes = normalize(self._membership().T @ self.support)  # [C, D]
             s = q @ prototypes.T
         else:
             s = (q @ self.support.T) @ self._membership()  # [N, S] @ [S, C]: mean over each class's rows
-        return np.clip(s, -1.0, 1.0)
+        return np.round(np.clip(s.astype(np.float64), -1.0, 1.0), SCORE_DECIMALS)
 
 
 @dataclass
@@ -83,8 +88,8 @@ class Decisions:
 
     @property
     def margin(self) -> np.ndarray:
-        """`[N]` best - second best score."""
-        return self.best_score - self.second_score
+        """`[N]` best - second best score (at `SCORE_DECIMALS`: 0.6 - 0.4 is 0.2, medium, not 0.20000000000000007, high)."""
+        return np.round(self.best_score - self.second_score, SCORE_DECIMALS)
 
     def confidence(self) -> list[str]:
         """Confidence band of every query."""

@@ -30,7 +30,7 @@ from bbuvl.data.text import label_key
 from bbuvl.fewshot.backbones import Backbone
 from bbuvl.fewshot.batch import FittedSupport, Shots, fit_support, shots_name, spreadsheet_safe
 from bbuvl.fewshot.cache import DigestMemo, EmbeddingCache
-from bbuvl.fewshot.classifier import Mode, confidence_band, decide
+from bbuvl.fewshot.classifier import SCORE_DECIMALS, Mode, confidence_band, decide
 from bbuvl.fewshot.embed import EmbedReport, ImageItem, embed_items
 from bbuvl.fewshot.metrics import METRIC_NAMES, classification_metrics, confusion, per_class
 from bbuvl.fewshot.plots import plot_confusion, plot_metric_vs_threshold
@@ -164,7 +164,7 @@ def _write_query_rows(path: Path, runs: list[ShotRun], origins: list[str], truth
             best, best_score = run.column("best").astype(int), run.column("best_score")
             second, second_score = run.column("second").astype(int), run.column("second_score")
             for i, origin in enumerate(origins):
-                m = float(best_score[i] - second_score[i])
+                m = round(float(best_score[i] - second_score[i]), SCORE_DECIMALS)  # as classify's margin
                 writer.writerow([spreadsheet_safe(origin), spreadsheet_safe(truth[i]), run.name,
                                  spreadsheet_safe(names[best[i]]), f"{best_score[i]:.6f}",
                                  spreadsheet_safe(names[second[i]]) if second[i] >= 0 else "", f"{second_score[i]:.6f}",
