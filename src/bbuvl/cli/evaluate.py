@@ -90,9 +90,8 @@ def evaluate(
     unless --baseline-other-gt, and names another model, mode or tiles in a note, one line each (docs/eval.md).
     """
     from bbuvl.data.schema import read_records
-    from bbuvl.eval.compare import (AGAINST, PREDICTIONS_KEY, SETTINGS_KEY, compare, incomparable, model_differences,
-                                    other_ground_truth, predictions_record, read_metrics, run_settings, thresholds_difference,
-                                    unknown_settings, unpredicted_difference)
+    from bbuvl.eval.compare import (PREDICTIONS_KEY, SETTINGS_KEY, against_baseline, compare, not_comparable,
+                                    predictions_record, read_metrics, run_settings, unknown_settings)
     from bbuvl.eval.fonts import find_cjk_font
     from bbuvl.eval.in_progress import unfinished_predictions_note
     from bbuvl.outputs import refuse_inputs_being_written
@@ -170,14 +169,8 @@ def evaluate(
         font = find_cjk_font(font_path) if report else None
         settings = run_settings(gt, h, level, iou, min_score)
         predictions = predictions_record(pred)
-    other_gt = other_ground_truth(settings, base_metrics) if base_metrics is not None else None
-    differ = incomparable(settings, base_metrics) if base_metrics is not None else []
-    if differ or (other_gt and not baseline_other_gt):
-        fail(f"{baseline}: not comparable with this evaluation (--baseline): "
-             + "; ".join([*differ, *([other_gt] if other_gt else [])])
-             + ". Evaluate the baseline's predictions with the same --gt, --level, --iou, --min-score and --hierarchy"
-             + (", or give --baseline-other-gt to compare scores on other ground truth all the same"
-                if other_gt and not differ else ""))
+    if base_metrics is not None and (why := not_comparable(settings, base_metrics, baseline_other_gt)):
+        fail(f"{baseline}: not comparable with this evaluation (--baseline): {why}")
     with user_errors(ValueError, OSError):
         contract, frame_note = frame_contract(frame, pred, judged.changed)
     with console.status("computing metrics", spinner="dots"), user_errors(ValueError):
@@ -199,13 +192,8 @@ def evaluate(
                                    "the predict command in one process to merge them")
     if base_metrics is not None and (unknown := unknown_settings(base_metrics, baseline)):
         evaluation.notes.append(unknown)
-    if other_gt:
-        evaluation.notes.append(f"{AGAINST}{other_gt}; compared as --baseline-other-gt asks, so a change is not the "
-                                "model's alone")
     if base_metrics is not None:
-        evaluation.notes.extend(model_differences(predictions, base_metrics, baseline))
-        evaluation.notes += [line for line in (unpredicted_difference(evaluation.metrics, base_metrics),
-                                               thresholds_difference(evaluation.metrics, base_metrics)) if line]
+        evaluation.notes.extend(against_baseline(evaluation.metrics, settings, predictions, base_metrics, baseline))
     evaluation.notes.extend(undefined_ap_notes(evaluation.metrics, gt))
 
     details = {**evaluation.details(), "size_tokens": sizes.to_dict() if sizes else None}

@@ -120,6 +120,31 @@ def incomparable(settings: dict[str, Any], baseline: dict[str, Any]) -> list[str
     return found
 
 
+def not_comparable(settings: dict[str, Any], baseline: dict[str, Any], other_gt: bool = False) -> str | None:
+    """Why `baseline` (a METRICS.json) cannot be compared with an evaluation with `settings`, and what to do; None
+    when it can. `other_gt`: other ground truth is compared all the same (--baseline-other-gt)."""
+    differ = incomparable(settings, baseline)
+    gt = other_ground_truth(settings, baseline)
+    if not differ and (gt is None or other_gt):
+        return None
+    return ("; ".join([*differ, *([gt] if gt else [])])
+            + ". Evaluate the baseline's predictions with the same --gt, --level, --iou, --min-score and --hierarchy"
+            + (", or give --baseline-other-gt to compare scores on other ground truth all the same" if gt and not differ
+               else ""))
+
+
+def against_baseline(metrics: dict[str, Any], settings: dict[str, Any], predictions: dict[str, Any],
+                     baseline: dict[str, Any], baseline_path: str | Path) -> list[str]:
+    """The notes of an evaluation compared with `baseline` (comparable: `not_comparable`), one line for each thing that
+    differs between the two sides: ground truth (compared as asked), model, mode, tiles, photos left without a line,
+    verdict thresholds."""
+    gt = other_ground_truth(settings, baseline)
+    lines = [f"{AGAINST}{gt}; compared as --baseline-other-gt asks, so a change is not the model's alone"] if gt else []
+    lines += model_differences(predictions, baseline, baseline_path)
+    return lines + [line for line in (unpredicted_difference(metrics, baseline), thresholds_difference(metrics, baseline))
+                    if line]
+
+
 def other_ground_truth(settings: dict[str, Any], baseline: dict[str, Any]) -> str | None:
     """How `baseline` (a METRICS.json) scored other ground truth than an evaluation with `settings`: another file, or
     the same file whose content changed since; None when its content is the same (wherever it lies) or not recorded."""
