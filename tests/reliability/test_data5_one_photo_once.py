@@ -34,6 +34,17 @@ def photo(path: Path, shade: int, size: tuple[int, int] = (64, 48)) -> Path:
     return path
 
 
+def with_exif(src: Path, dst: Path, orientation: int) -> Path:
+    """`src`'s JPEG bytes with an EXIF block of `orientation` and a date put before them, as a viewer that turns or
+    re-dates a photo without decoding it writes: the same compressed pixels."""
+    exif = Image.Exif()
+    exif[0x0112], exif[0x0132] = orientation, "2026:11:29 10:00:00"
+    block = b"Exif\x00\x00" + exif.tobytes()
+    data = src.read_bytes()
+    dst.write_bytes(data[:2] + b"\xff\xe1" + (len(block) + 2).to_bytes(2, "big") + block + data[2:])
+    return dst
+
+
 def vendor(path: Path, *boxes: tuple[float, float, float, float]) -> None:
     """One photo's FeatureCollection, a LABEL box each."""
     features = [{"type": "Feature", "properties": {"contentZh": {"标签": LABEL}},
@@ -74,8 +85,8 @@ def test_import_coco_takes_one_photo_copied_under_a_second_name_once_and_its_che
     out = tmp_path / "out"
     code, said = run("import-coco", coco(tmp_path / "c.json", names, boxes), src, out, "--val-ratio", "0.5")
     assert code == 0, said
-    assert "1 entry named a photo imported already (the same file or its bytes under another name) and was folded " \
-           "into it, with the same boxes" in said, said
+    assert "1 entry named a photo imported already (the same file, or its bytes or compressed pixels under another " \
+           "name) and was folded into it, with the same boxes" in said, said
     kept = records_of(out)
     assert sorted(r.image for r in kept) == [f"images/IMG_{i}.jpg" for i in range(4)]
     assert sorted(p.name for p in (out / "images").iterdir()) == [f"IMG_{i}.jpg" for i in range(4)]
@@ -148,3 +159,40 @@ def test_convert_takes_one_photo_exported_under_two_names_once_and_says_when_the
             "[40, 20, 50, 30])") in errors["IMG_2 (1).json"]["reason"], errors
     code, said = run("check", out)
     assert code == 0, said
+
+
+def test_a_copy_whose_exif_a_tool_rewrote_is_the_same_photo_to_import_coco_and_convert(tmp_path: Path):
+    src = tmp_path / "export"
+    for i in range(3):
+        photo(src / f"IMG_{i}.jpg", 50 * i + 20)
+        vendor(src / f"IMG_{i}.json", (5, 5, 31, 31))
+    with_exif(src / "IMG_1.jpg", src / "IMG_1 (1).jpg", 1)  # re-dated: shown as the original
+    vendor(src / "IMG_1 (1).json", (5, 5, 31, 31))
+    with_exif(src / "IMG_2.jpg", src / "IMG_2 (1).jpg", 6)  # turned by its tag: shown 48x64, its boxes drawn so
+    vendor(src / "IMG_2 (1).json", (17, 5, 43, 31))
+    out = tmp_path / "converted"
+    code, said = run("convert", src, out, "--workers", "2", "--val-ratio", "0.5")
+    assert code == 0, said
+    assert sorted(r.id for r in records_of(out)) == ["IMG_0", "IMG_1", "IMG_2"]
+    errors = {e["file"]: e["reason"] for e in errors_of(out)}
+    assert errors["IMG_1 (1).json"].startswith("its photo is the one of IMG_1.json (the same image data, only its EXIF "
+                                               "differs), kept as images/IMG_1.jpg")
+    assert errors["IMG_1 (1).json"].endswith("its boxes are the same as those kept (1 box)")
+    assert errors["IMG_2 (1).json"].endswith("viewers show it turned otherwise (EXIF orientation 6, the one kept 1), so "
+                                             "its boxes are in another frame and were not compared: those of IMG_2.json "
+                                             "were kept")
+    code, said = run("check", out)
+    assert code == 0, said
+
+    names = [f"IMG_{i}.jpg" for i in range(3)] + ["IMG_1 (1).jpg", "IMG_2 (1).jpg"]
+    imported = tmp_path / "imported"
+    code, said = run("import-coco", coco(tmp_path / "c.json", names, [[[5, 5, 26, 26]]] * 4 + [[[17, 5, 26, 26]]]), src,
+                     imported, "--val-ratio", "0.5")
+    assert code == 0, said
+    assert sorted(r.image for r in records_of(imported)) == [f"images/IMG_{i}.jpg" for i in range(3)]
+    same_data, turned = errors_of(imported)
+    assert same_data["reason"].startswith(f"the same image data as {src / 'IMG_1.jpg'} (image id 2), only its metadata "
+                                          "differs, imported as images/IMG_1.jpg")
+    assert same_data["reason"].endswith("its boxes are the same as those kept (1 box)")
+    assert "(EXIF orientation 6, the one kept 1), so its boxes are in another frame and were not compared" in \
+        turned["reason"]

@@ -288,8 +288,8 @@ def import_coco(
         differ = (f", {same['other_boxes']} of them with other boxes than the entry kept: check those in {out / ERRORS}"
                   if same["other_boxes"] else ", with the same boxes")
         one = same["folded"] == 1
-        console.print(f"{same['folded']} entr{'y' if one else 'ies'} named a photo imported already (the same file or "
-                      f"its bytes under another name) and {'was' if one else 'were'} folded into it{differ}",
+        console.print(f"{same['folded']} entr{'y' if one else 'ies'} named a photo imported already (the same file, or "
+                      f"its bytes or compressed pixels under another name) and {'was' if one else 'were'} folded into it{differ}",
                       style="yellow" if same["other_boxes"] else None, markup=False, soft_wrap=True)
     turned = result.summary["exif"]["annotated_on_raw"]
     if turned:  # an assumption the user can check: say it

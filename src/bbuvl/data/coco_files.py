@@ -16,7 +16,7 @@ from bbuvl.data.coco import coco_to_records, records_to_coco
 from bbuvl.data.check import ImageInfo, annotation_difference, boxes, probe_image
 from bbuvl.data.coords import (ROTATING_ORIENTATIONS, VendorFrame, aspect_problem, box_is_degenerate, clip_box,
                                resolve_vendor_frame, vendor_to_stored)
-from bbuvl.data.images import ImageError, file_digest
+from bbuvl.data.images import ImageError, photo_digests
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.input_paths import OutsideFolderError, file_inside, find_file, require_folder
 from bbuvl.data.labels import Hierarchy
@@ -98,7 +98,7 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
     in_file = len(errors)  # the problems of the file's entries; those of its photos follow
     rotated, on_raw = 0, 0  # kept photos that viewers show turned (EXIF), and those of them drawn on the file's grid
     assumed, rescaled = 0, 0  # of them, those whose grid the sizes cannot tell; photos of another resolution
-    imported: dict[str, tuple[ImageRecord, Path]] = {}  # SHA-256 of a photo's bytes -> its entry and dataset name
+    imported: dict[str, tuple[ImageRecord, Path, str, int]] = {}  # image data -> entry, name, bytes, orientation
     folded, other_boxes = 0, 0  # entries of a photo imported already, and those of them whose boxes differ
     for r in records:
         src = Path(r.image)
@@ -121,16 +121,17 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
             continue
         r = r.model_copy(update={"objects": [o.model_copy(update={"desc": hierarchy.canonical(o.desc) or o.desc})
                                              for o in r.objects]})
-        digest = file_digest(src)
-        if digest in imported:  # one photo twice: its boxes would count twice, and a split could leak it
-            kept_as, rel = imported[digest]
-            difference = annotation_difference(kept_as.objects, r.objects)
+        digest, data = photo_digests(src)
+        if data in imported:  # one photo twice: its boxes would count twice, and a split could leak it
+            kept_as, rel, kept_bytes, kept_turn = imported[data]
+            # A copy turned by its orientation tag alone has its boxes in another frame: no comparison would hold.
+            difference = annotation_difference(kept_as.objects, r.objects) if kept_turn == info.orientation else ""
             folded, other_boxes = folded + 1, other_boxes + (difference is not None)
-            errors.append({"file": r.image, "image_id": r.id, "same_as": kept_as.image,
-                           "reason": same_photo(r, kept_as, rel, difference)})
+            errors.append({"file": r.image, "image_id": r.id, "same_as": kept_as.image, "reason": same_photo(
+                r, kept_as, rel, difference, None if digest == kept_bytes else (kept_turn, info.orientation))})
             continue
         rel = placer.place(src, preferred_name(src, images_dir), digest)
-        imported[digest] = (r, rel)
+        imported[data] = (r, rel, digest, info.orientation)
         errors += [{"file": r.image, "image_id": r.id, "reason": why} for why in dropped]
         rotated += info.orientation in ROTATING_ORIENTATIONS
         on_raw += frame.annotated_on == "raw"
@@ -162,13 +163,21 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
     return CocoImport(summary, errors, dict(sorted(unknown.items())), outside)
 
 
-def same_photo(record: ImageRecord, kept: ImageRecord, name: Path, difference: str | None) -> str:
-    """Why `record`, an entry of a photo `kept` was imported for already as `name` (the same file, or its bytes under
-    another name: a vendor's `IMG_1 (1).jpg`), is folded into it, and whether their boxes agree (`difference`)."""
+def same_photo(record: ImageRecord, kept: ImageRecord, name: Path, difference: str | None,
+               turns: tuple[int, int] | None = None) -> str:
+    """Why `record`, an entry of a photo `kept` was imported for already as `name` (the same file, its bytes under
+    another name: a vendor's `IMG_1 (1).jpg`, or with `turns`, the EXIF orientations of `kept` and of it, its
+    compressed pixels under other metadata), is folded into it, and whether their boxes agree (`difference`: None when
+    they do, '' when they were not compared)."""
     same_file = os.path.normpath(os.path.abspath(record.image)) == os.path.normpath(os.path.abspath(kept.image))
-    how = f"the same photo as image id {kept.id}" if same_file else f"the same bytes as {kept.image} (image id {kept.id})"
+    how = (f"the same image data as {kept.image} (image id {kept.id}), only its metadata differs" if turns else
+           f"the same photo as image id {kept.id}" if same_file else
+           f"the same bytes as {kept.image} (image id {kept.id})")
     said = (f"{how}, imported as {name.as_posix()}: one photo, imported once, where twice its boxes would count twice "
             "and a split could put it on both sides")
+    if turns and turns[0] != turns[1]:
+        return (f"{said}; viewers show it turned otherwise (EXIF orientation {turns[1]}, the one kept {turns[0]}), so "
+                f"its boxes are in another frame and were not compared: those of image id {kept.id} were kept")
     if difference is None:
         return f"{said}; its boxes are the same as those kept ({boxes(len(record.objects))})"
     return (f"{said}; its boxes differ and those of image id {kept.id} were kept: {difference}. Which is right cannot "

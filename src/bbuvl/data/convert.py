@@ -37,7 +37,7 @@ from bbuvl.data.coords import (
     scale_box,
     vendor_to_stored,
 )
-from bbuvl.data.images import IMAGE_SUFFIXES, file_digest, load_image
+from bbuvl.data.images import IMAGE_SUFFIXES, file_digest, load_image, photo_digests
 from bbuvl.data.input_paths import OutsideFolderError, file_inside, require_folder
 from bbuvl.data.jsonfile import DuplicateKeyError, json_problem, parse_json
 from bbuvl.data.labels import SEP, Hierarchy, TokenMap
@@ -108,6 +108,7 @@ class PhotoResult:
     ambiguous: bool = False  # the sizes could not tell raw from displayed; displayed was assumed
     rescaled: bool = False  # the annotator saw the photo at another resolution
     digest: str | None = None  # SHA-256 of the stored image: one photo under two names is stored twice alike
+    source_data: str | None = None  # of the photo's image data as exported (images.photo_digests): its EXIF aside
     folded: str | None = None  # "same_boxes" or "other_boxes": a photo converted already, under another name
     folded_objects: int = 0  # the objects it held, left with it
 
@@ -322,7 +323,7 @@ def _convert_into(pair: Pair, ctx: _Context, file: str, result: PhotoResult) -> 
         # A photo whose objects all failed would teach "nothing here"; it is dropped, not kept empty.
         raise ValueError(f"none of its {result.objects_found} objects could be used")
     name = _store_image(loaded.image, pair.image, ctx.images_dir / pair.stored, final, loaded.mode, orientation)
-    result.digest = file_digest(ctx.images_dir / name)
+    result.digest, result.source_data = file_digest(ctx.images_dir / name), photo_digests(pair.image)[1]
     result.record = ImageRecord(
         images=[f"{IMAGES_DIR}/{name}"], width=final[0], height=final[1],
         objects=sort_objects(objects), id=pair.id, source=file,
@@ -548,25 +549,38 @@ def refuse_a_dataset_folder(src: Path, pairs: list[Pair]) -> None:
 
 def _drop_repeated_photos(results: list[PhotoResult], images_dir: Path) -> None:
     """Keep the first of photos stored byte for byte alike (one photo exported under two names, `IMG_1.jpg` and
-    `IMG_1 (1).jpg`): a photo twice counts its boxes twice, and the split could put one copy in train and the other in
-    val (`data check` calls both errors). Each later copy becomes an error naming the first and whether their boxes
-    agree (`check.annotation_difference`), and its stored image is removed."""
-    first: dict[str, PhotoResult] = {}
+    `IMG_1 (1).jpg`), or exported with the same compressed pixels under other EXIF (a copy re-dated, or turned by its
+    orientation tag): a photo twice counts its boxes twice, and the split could put one copy in train and the other in
+    val. Each later copy becomes an error naming the first and whether their boxes agree
+    (`check.annotation_difference`; a copy shown turned otherwise has them in another frame), and its stored image is
+    removed."""
+    first: dict[str, PhotoResult] = {}  # stored digest, and source image data, -> the photo kept for it
     for r in results:
         if r.record is None or r.digest is None:
             continue
-        kept = first.setdefault(r.digest, r)
-        if kept is r:
+        kept = first.get(r.digest) or (first.get(r.source_data) if r.source_data else None)
+        if kept is None:
+            first[r.digest] = r
+            if r.source_data:
+                first[r.source_data] = r
             continue
         assert kept.record is not None
         remove_path(images_dir / Path(r.record.image).name)
-        difference = annotation_difference(kept.record.objects, r.record.objects)
-        said = (f"its photo is the one of {kept.record.source} (the same bytes once stored), kept as "
-                f"{kept.record.image}: one photo, converted once, where twice its boxes would count twice and a split "
-                "could put it on both sides")
-        said += (f"; its boxes are the same as those kept ({boxes(len(r.record.objects))})" if difference is None else
-                 f"; its boxes differ and those of {kept.record.source} were kept: {difference}. Which is right cannot "
-                 "be told here: correct the annotation and convert again")
+        same_bytes = kept.digest == r.digest
+        turned = not same_bytes and kept.orientation != r.orientation  # its boxes are in another frame
+        difference = "" if turned else annotation_difference(kept.record.objects, r.record.objects)
+        how = "the same bytes once stored" if same_bytes else "the same image data, only its EXIF differs"
+        said = (f"its photo is the one of {kept.record.source} ({how}), kept as {kept.record.image}: one photo, "
+                "converted once, where twice its boxes would count twice and a split could put it on both sides")
+        if turned:
+            said += (f"; viewers show it turned otherwise (EXIF orientation {r.orientation}, the one kept "
+                     f"{kept.orientation}), so its boxes are in another frame and were not compared: those of "
+                     f"{kept.record.source} were kept")
+        elif difference is None:
+            said += f"; its boxes are the same as those kept ({boxes(len(r.record.objects))})"
+        else:
+            said += (f"; its boxes differ and those of {kept.record.source} were kept: {difference}. Which is right "
+                     "cannot be told here: correct the annotation and convert again")
         r.errors.append({**_error(r.record.source or r.record.image, None, said), "same_as": kept.record.source})
         r.folded, r.folded_objects = "other_boxes" if difference is not None else "same_boxes", len(r.record.objects)
         r.record = None

@@ -287,3 +287,35 @@ def file_digest(path: str | Path) -> str:
     """SHA-256 of a file's bytes (hex): the same photo under two names has one digest."""
     with Path(path).open("rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+# APPn segments (EXIF, XMP, ICC profiles, a viewer's thumbnail) and comments: what tools rewrite when they copy a photo,
+# re-date it, strip its GPS or turn it by its orientation tag, all without touching its compressed pixels.
+_JPEG_METADATA = frozenset(range(0xE0, 0xF0)) | {0xFE}
+
+
+def photo_digests(path: str | Path) -> tuple[str, str]:
+    """SHA-256 (hex) of a photo file's bytes and of its image data, read once: the data is a JPEG's bytes without its
+    metadata segments, so a copy whose EXIF a tool rewrote (turned by its orientation tag, re-dated) has its original's;
+    any other file's data is its bytes."""
+    data = Path(path).read_bytes()
+    whole = hashlib.sha256(data).hexdigest()
+    if data[:2] != b"\xff\xd8":
+        return whole, whole
+    digest, i = hashlib.sha256(data[:2]), 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:  # a fill byte before a marker
+            i += 1
+        elif marker == 0xDA:  # start of scan: the compressed pixels, to the end of the file
+            digest.update(data[i:])
+            return whole, digest.hexdigest()
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            digest.update(data[i : i + 2])
+            i += 2
+        else:
+            end = i + 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+            if marker not in _JPEG_METADATA:
+                digest.update(data[i:end])
+            i = end
+    return whole, whole  # segments that do not read as a JPEG's: its bytes decide
