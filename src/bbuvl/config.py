@@ -52,6 +52,15 @@ def _takes_numbers_only(annotation: Any) -> bool:
     return bool not in kinds and any(k in (int, float) for k in kinds)
 
 
+class KeysConflict(ValueError):
+    """Keys that only work together, or contradict each other: `keys`, their dotted paths, are each located (file:line
+    or override) where the error is told, not only their section's first line."""
+
+    def __init__(self, message: str, *keys: str):
+        super().__init__(message)
+        self.keys = keys
+
+
 class _Strict(BaseModel):
     # No float in a run is meaningful as inf or NaN: `lr: .inf` used to train to a non-finite final/.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
@@ -108,7 +117,11 @@ class ModelConfig(_Strict):
     @model_validator(mode="after")
     def _frame_valid(self) -> "ModelConfig":
         # The contract checks its own bounds; the family is not read here (that may need the checkpoint).
-        CoordinateContract(self.min_pixels, self.max_pixels, max_vision_tokens=self.max_vision_tokens)
+        try:
+            CoordinateContract(self.min_pixels, self.max_pixels, max_vision_tokens=self.max_vision_tokens)
+        except ValueError as e:
+            keys = ("model.min_pixels", "model.max_pixels", "model.max_vision_tokens")
+            raise KeysConflict(str(e), *([k for k in keys if k.split(".")[1] in str(e)] or keys)) from None
         return self
 
     def resolve_family(self, offline: bool = False) -> Family:
@@ -137,7 +150,8 @@ class CropConfig(_Strict):
     @model_validator(mode="after")
     def _ordered(self) -> "CropConfig":
         if self.min_side > self.max_side:
-            raise ValueError(f"crop.min_side {self.min_side} is above crop.max_side {self.max_side}")
+            raise KeysConflict(f"data.crop.min_side {self.min_side} is above data.crop.max_side {self.max_side}",
+                               "data.crop.min_side", "data.crop.max_side")
         return self
 
 
@@ -169,9 +183,10 @@ class DataConfig(_Strict):
     @model_validator(mode="after")
     def _cache_in_process(self) -> "DataConfig":
         if self.sample_cache_mb > 0 and self.num_workers > 0:
-            raise ValueError(f"data.sample_cache_mb ({self.sample_cache_mb:g}) keeps samples in the training process, and "
-                             f"data.num_workers ({self.num_workers}) encodes them in loader workers that start again each "
-                             "epoch: set data.num_workers: 0 to keep them, or data.sample_cache_mb: 0")
+            raise KeysConflict(f"data.sample_cache_mb ({self.sample_cache_mb:g}) keeps samples in the training process, "
+                               f"and data.num_workers ({self.num_workers}) encodes them in loader workers that start again "
+                               "each epoch: set data.num_workers: 0 to keep them, or data.sample_cache_mb: 0",
+                               "data.sample_cache_mb", "data.num_workers")
         return self
 
 
@@ -237,8 +252,9 @@ class TrainingConfig(_Strict):
     def _average_without_shards(self) -> "TrainingConfig":
         # ZeRO-3 holds each weight in shards across the ranks: an average of the local tensors would be of slices.
         if self.ema_decay > 0 and self.deepspeed is not None:
-            raise ValueError("training.ema_decay averages the full weights on every process, which DeepSpeed's ZeRO "
-                             "stages shard: set training.ema_decay: 0 or train without training.deepspeed")
+            raise KeysConflict("training.ema_decay averages the full weights on every process, which DeepSpeed's ZeRO "
+                               "stages shard: set training.ema_decay: 0 or train without training.deepspeed",
+                               "training.ema_decay", "training.deepspeed")
         return self
 
 
@@ -342,11 +358,12 @@ class DetectionConfig(_Strict):
     @model_validator(mode="after")
     def _context_needs_pixels(self) -> "DetectionConfig":
         if self.pixel_context and not self.pixel_points:
-            raise ValueError("detection.pixel_context samples a grid of detection.pixel_points a side: set pixel_points "
-                             "above 0, or pixel_context: 0")
+            raise KeysConflict("detection.pixel_context samples a grid of detection.pixel_points a side: set pixel_points "
+                               "above 0, or pixel_context: 0", "detection.pixel_context", "detection.pixel_points")
         if self.pixel_context and self.caption_refit.steps <= 0:
-            raise ValueError("detection.pixel_context is fitted by the caption refit alone (training leaves it at "
-                             "zero): set detection.caption_refit.steps above 0, or pixel_context: 0")
+            raise KeysConflict("detection.pixel_context is fitted by the caption refit alone (training leaves it at "
+                               "zero): set detection.caption_refit.steps above 0, or pixel_context: 0",
+                               "detection.pixel_context", "detection.caption_refit.steps")
         return self
 
     @property
@@ -490,12 +507,14 @@ class InferenceConfig(_Strict):
     @model_validator(mode="after")
     def _verdict_order(self) -> "InferenceConfig":
         if self.verdict_review > self.verdict_fail:
-            raise ValueError(f"verdict_review ({self.verdict_review}) must not exceed verdict_fail ({self.verdict_fail})")
+            raise KeysConflict(f"verdict_review ({self.verdict_review}) must not exceed verdict_fail ({self.verdict_fail})",
+                               "inference.verdict_review", "inference.verdict_fail")
         review = self.verdict_review if self.verdict_review_tiled is None else self.verdict_review_tiled
         fail = self.verdict_fail if self.verdict_fail_tiled is None else self.verdict_fail_tiled
         if review > fail:
-            raise ValueError(f"the tiled photos' verdict_review ({review}) must not exceed their verdict_fail ({fail}); "
-                             "set verdict_review_tiled and verdict_fail_tiled together")
+            raise KeysConflict(f"the tiled photos' verdict_review ({review}) must not exceed their verdict_fail ({fail}); "
+                               "set verdict_review_tiled and verdict_fail_tiled together", "inference.verdict_review_tiled",
+                               "inference.verdict_fail_tiled", "inference.verdict_review", "inference.verdict_fail")
         return self
 
     @field_validator("tiles")
@@ -540,7 +559,8 @@ class RewardWeights(_Strict):
     @model_validator(mode="after")
     def _user_named(self) -> "RewardWeights":
         if self.user > 0 and not self.user_function:
-            raise ValueError("rewards.user is above 0 but rewards.user_function names no function (module:function)")
+            raise KeysConflict("grpo.rewards.user is above 0 but grpo.rewards.user_function names no function "
+                               "(module:function)", "grpo.rewards.user", "grpo.rewards.user_function")
         if not any(getattr(self, k) > 0 for k in ("detection", "label", "format", "user")):
             raise ValueError("every reward weight is 0: give detection, label, format or user a weight above 0")
         return self
@@ -575,8 +595,9 @@ class GrpoConfig(_Strict):
     @model_validator(mode="after")
     def _format_needs_freedom(self) -> "GrpoConfig":
         if self.rewards.format > 0 and self.constrained:
-            raise ValueError("rewards.format counts only when decoding is free: every constrained rollout parses; "
-                             "set grpo.constrained: false or rewards.format: 0")
+            raise KeysConflict("grpo.rewards.format counts only when decoding is free: every constrained rollout "
+                               "parses; set grpo.constrained: false or grpo.rewards.format: 0", "grpo.rewards.format",
+                               "grpo.constrained")
         return self
 
 
@@ -766,6 +787,18 @@ def _where(loc: tuple[str, ...], source: str, lines: dict[tuple[str, ...], int],
     return f"{source}:{line}" if line else source
 
 
+def _where_keys(keys: tuple[str, ...], source: str, lines: dict[tuple[str, ...], int],
+                overrides: dict[tuple[str, ...], str]) -> str:
+    """Where each of `keys` that the file or an override sets came from, in order (`c.yaml:58, c.yaml:40`); '' when
+    none is set (their defaults conflict)."""
+    found: list[str] = []
+    for loc in (tuple(key.split(".")) for key in keys):
+        if loc in lines or any(loc[:len(k)] == k for k in overrides):
+            if (place := _where(loc, source, lines, overrides)) not in found:
+                found.append(place)
+    return ", ".join(found)
+
+
 def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...], int],
                    overrides: dict[tuple[str, ...], str]) -> str:
     out = []
@@ -791,6 +824,9 @@ def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...
             out.append(f"{where}: unknown key '{dotted}' ({hint})")
         elif e["type"] == "invalid_key":
             out.append(_non_text_key(tuple(str(p) for p in e["loc"][:-1]), e["input"], source, lines, overrides))
+        elif e["type"] == "value_error" and isinstance(conflict := e["ctx"]["error"], KeysConflict):
+            # `data.num_workers: 2` at line 40 and `sample_cache_mb: 100` at 58 were both blamed on `data:` at line 30
+            out.append(f"{_where_keys(conflict.keys, source, lines, overrides) or where}: {conflict}")
         elif e["type"] == "finite_number":
             out.append(f"{where}: '{dotted}' must be a finite number, got {e.get('input')!r}")
         elif e["type"] in _TYPE_NAMES:
