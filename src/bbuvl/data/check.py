@@ -280,6 +280,23 @@ def annotation_difference(first: Sequence[ObjectAnn], second: Sequence[ObjectAnn
     return "; ".join(parts)
 
 
+def folded_copy(how: str, done: str, first: Sequence[ObjectAnn], copy: Sequence[ObjectAnn], kept: str,
+                turns: tuple[int, int] | None, again: str) -> tuple[str, bool]:
+    """What an importer says of a later copy of a photo it took once (`how`: which photo it is and where it went;
+    `done`: 'imported' or 'converted'), and whether its boxes differ from `first`, the ones kept (those of `kept`).
+    With `turns` (the EXIF orientations of the one kept and of the copy), a copy shown turned otherwise has its boxes
+    in another frame: they are not compared, and count as differing. `again`: what to do once the file is right."""
+    said = f"{how}: one photo, {done} once, where twice its boxes would count twice and a split could put it on both sides"
+    if turns and turns[0] != turns[1]:
+        return (f"{said}; viewers show it turned otherwise (EXIF orientation {turns[1]}, the one kept {turns[0]}), so "
+                f"its boxes are in another frame and were not compared: those of {kept} were kept"), True
+    difference = annotation_difference(first, copy)
+    if difference is None:
+        return f"{said}; its boxes are the same as those kept ({boxes(len(copy))})", False
+    return (f"{said}; its boxes differ and those of {kept} were kept: {difference}. Which is right cannot be told "
+            f"here: {again}"), True
+
+
 def boxes(n: int) -> str:
     """`n` boxes in words: '1 box', '3 boxes'."""
     return f"{n} box" if n == 1 else f"{n} boxes"

@@ -13,7 +13,7 @@ import psutil
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.coco import coco_to_records, records_to_coco
-from bbuvl.data.check import ImageInfo, annotation_difference, boxes, probe_image
+from bbuvl.data.check import ImageInfo, folded_copy, probe_image
 from bbuvl.data.coords import (ROTATING_ORIENTATIONS, VendorFrame, aspect_problem, box_is_degenerate, clip_box,
                                resolve_vendor_frame, vendor_to_stored)
 from bbuvl.data.images import ImageError, photo_digests
@@ -124,11 +124,15 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
         digest, data = photo_digests(src)
         if data in imported:  # one photo twice: its boxes would count twice, and a split could leak it
             kept_as, rel, kept_bytes, kept_turn = imported[data]
-            # A copy turned by its orientation tag alone has its boxes in another frame: no comparison would hold.
-            difference = annotation_difference(kept_as.objects, r.objects) if kept_turn == info.orientation else ""
-            folded, other_boxes = folded + 1, other_boxes + (difference is not None)
-            errors.append({"file": r.image, "image_id": r.id, "same_as": kept_as.image, "reason": same_photo(
-                r, kept_as, rel, difference, None if digest == kept_bytes else (kept_turn, info.orientation))})
+            same_file = os.path.normpath(os.path.abspath(r.image)) == os.path.normpath(os.path.abspath(kept_as.image))
+            how = (f"the same photo as image id {kept_as.id}" if same_file else
+                   f"the same bytes as {kept_as.image} (image id {kept_as.id})" if digest == kept_bytes else
+                   f"the same image data as {kept_as.image} (image id {kept_as.id}), only its metadata differs")
+            said, differs = folded_copy(f"{how}, imported as {rel.as_posix()}", "imported", kept_as.objects, r.objects,
+                                        f"image id {kept_as.id}", (kept_turn, info.orientation),
+                                        "correct the file and import again")
+            folded, other_boxes = folded + 1, other_boxes + differs
+            errors.append({"file": r.image, "image_id": r.id, "same_as": kept_as.image, "reason": said})
             continue
         rel = placer.place(src, preferred_name(src, images_dir), digest)
         imported[data] = (r, rel, digest, info.orientation)
@@ -161,27 +165,6 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
     summary = write_dataset_folder(out, train, val, num_teachers, seed, extra)
     write_text_atomic(out / ERRORS, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
     return CocoImport(summary, errors, dict(sorted(unknown.items())), outside)
-
-
-def same_photo(record: ImageRecord, kept: ImageRecord, name: Path, difference: str | None,
-               turns: tuple[int, int] | None = None) -> str:
-    """Why `record`, an entry of a photo `kept` was imported for already as `name` (the same file, its bytes under
-    another name: a vendor's `IMG_1 (1).jpg`, or with `turns`, the EXIF orientations of `kept` and of it, its
-    compressed pixels under other metadata), is folded into it, and whether their boxes agree (`difference`: None when
-    they do, '' when they were not compared)."""
-    same_file = os.path.normpath(os.path.abspath(record.image)) == os.path.normpath(os.path.abspath(kept.image))
-    how = (f"the same image data as {kept.image} (image id {kept.id}), only its metadata differs" if turns else
-           f"the same photo as image id {kept.id}" if same_file else
-           f"the same bytes as {kept.image} (image id {kept.id})")
-    said = (f"{how}, imported as {name.as_posix()}: one photo, imported once, where twice its boxes would count twice "
-            "and a split could put it on both sides")
-    if turns and turns[0] != turns[1]:
-        return (f"{said}; viewers show it turned otherwise (EXIF orientation {turns[1]}, the one kept {turns[0]}), so "
-                f"its boxes are in another frame and were not compared: those of image id {kept.id} were kept")
-    if difference is None:
-        return f"{said}; its boxes are the same as those kept ({boxes(len(record.objects))})"
-    return (f"{said}; its boxes differ and those of image id {kept.id} were kept: {difference}. Which is right cannot "
-            "be told here: correct the file and import again")
 
 
 def refuse_all_empty(annotations: Path, coco: dict[str, Any], records: list[ImageRecord],

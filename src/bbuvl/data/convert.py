@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 from PIL import Image
 
 from bbuvl.atomic import atomic_path, remove_path, save_atomic, write_text_atomic
-from bbuvl.data.check import annotation_difference, boxes, duplicate_pairs
+from bbuvl.data.check import duplicate_pairs, folded_copy
 from bbuvl.data.coords import (
     ROTATING_ORIENTATIONS,
     CoordinateContract,
@@ -552,7 +552,7 @@ def _drop_repeated_photos(results: list[PhotoResult], images_dir: Path) -> None:
     `IMG_1 (1).jpg`), or exported with the same compressed pixels under other EXIF (a copy re-dated, or turned by its
     orientation tag): a photo twice counts its boxes twice, and the split could put one copy in train and the other in
     val. Each later copy becomes an error naming the first and whether their boxes agree
-    (`check.annotation_difference`; a copy shown turned otherwise has them in another frame), and its stored image is
+    (`check.folded_copy`; a copy shown turned otherwise has them in another frame), and its stored image is
     removed."""
     first: dict[str, PhotoResult] = {}  # stored digest, and source image data, -> the photo kept for it
     for r in results:
@@ -567,22 +567,14 @@ def _drop_repeated_photos(results: list[PhotoResult], images_dir: Path) -> None:
         assert kept.record is not None
         remove_path(images_dir / Path(r.record.image).name)
         same_bytes = kept.digest == r.digest
-        turned = not same_bytes and kept.orientation != r.orientation  # its boxes are in another frame
-        difference = "" if turned else annotation_difference(kept.record.objects, r.record.objects)
         how = "the same bytes once stored" if same_bytes else "the same image data, only its EXIF differs"
-        said = (f"its photo is the one of {kept.record.source} ({how}), kept as {kept.record.image}: one photo, "
-                "converted once, where twice its boxes would count twice and a split could put it on both sides")
-        if turned:
-            said += (f"; viewers show it turned otherwise (EXIF orientation {r.orientation}, the one kept "
-                     f"{kept.orientation}), so its boxes are in another frame and were not compared: those of "
-                     f"{kept.record.source} were kept")
-        elif difference is None:
-            said += f"; its boxes are the same as those kept ({boxes(len(r.record.objects))})"
-        else:
-            said += (f"; its boxes differ and those of {kept.record.source} were kept: {difference}. Which is right "
-                     "cannot be told here: correct the annotation and convert again")
+        # Stored alike, the two are upright in one frame whatever their EXIF said.
+        said, differs = folded_copy(f"its photo is the one of {kept.record.source} ({how}), kept as {kept.record.image}",
+                                    "converted", kept.record.objects, r.record.objects, kept.record.source,
+                                    None if same_bytes else (kept.orientation, r.orientation),
+                                    "correct the annotation and convert again")
         r.errors.append({**_error(r.record.source or r.record.image, None, said), "same_as": kept.record.source})
-        r.folded, r.folded_objects = "other_boxes" if difference is not None else "same_boxes", len(r.record.objects)
+        r.folded, r.folded_objects = "other_boxes" if differs else "same_boxes", len(r.record.objects)
         r.record = None
 
 
