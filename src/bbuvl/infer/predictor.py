@@ -29,6 +29,7 @@ from bbuvl.encode.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, EncodedSa
 from bbuvl.encode.collate import Batch, PaddedCollator
 from bbuvl.infer.constrained import AnswerConstraint
 from bbuvl.infer.continuations import can_continue_prompt, greedy_continuations
+from bbuvl.infer.dropped_rows import GIVEN_UP, Awaited, RowDrops, gone
 from bbuvl.infer.modes import runner
 from bbuvl.infer.options import PredictOptions
 from bbuvl.infer.parse import parse_detections
@@ -130,6 +131,7 @@ class Prepared:
     size: tuple[int, int]  # stored (EXIF-oriented) size
     sample: EncodedSample | None = None  # the student turn's encoded sample (no teachers), when encoded ahead
     stored: Image.Image | None = None  # the stored (EXIF-oriented) RGB, kept only for tiles and zoom
+    awaited: Awaited | None = None  # a server's photo: given up on, it leaves its batch (infer/dropped_rows.py)
 
 
 # On the CPU a tiled photo's regions go through the model up to this many at a time, whatever the batch size: the
@@ -325,10 +327,18 @@ class Predictor:
             return None
         return self.labels_constraint().processor([self.contract.answer_extent(p.size) for p in prepared], max_new_tokens)
 
-    def greedy(self, batch: Batch, constraint: LogitsProcessor | None, max_new_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Greedy decoding of a collated batch: new token ids `[B, T]` and each choice's log-probability `[B, T]`."""
+    def greedy(self, batch: Batch, constraint: LogitsProcessor | None, max_new_tokens: int,
+               awaited: Sequence[Awaited | None] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+        """Greedy decoding of a collated batch: new token ids `[B, T]` and each choice's log-probability `[B, T]`.
+        `awaited` (one per row): a row whose photo is given up on leaves the batch at the next step
+        (infer/dropped_rows.py); its answer then ends there."""
         recorder = _ChosenLogProb(constraint)
-        new = self._generate(batch, recorder, max_new_tokens, do_sample=False)
+        if not any(a is not None for a in awaited):
+            new = self._generate(batch, [recorder], max_new_tokens, do_sample=False)
+        else:
+            with RowDrops(self.model.vlm, awaited) as drops:
+                end = drops.end_dropped(self.tokenizer.convert_tokens_to_ids(TURN_END))
+                new = self._generate(batch, [recorder, end], max_new_tokens, do_sample=False)
         return new, recorder.logprobs(new.shape[0])
 
     def greedy_continued(self, prompt: EncodedSample, continuations: Sequence[list[int]],
@@ -349,14 +359,14 @@ class Predictor:
 
         The constraint masks the logits before temperature and top-p, so every sample stays inside the grammar.
         """
-        return self._generate(batch, constraint, max_new_tokens, do_sample=True, temperature=temperature, top_p=top_p,
-                              top_k=0)
+        return self._generate(batch, [constraint] if constraint else [], max_new_tokens, do_sample=True,
+                              temperature=temperature, top_p=top_p, top_k=0)
 
-    def _generate(self, batch: Batch, processor: LogitsProcessor | None, max_new_tokens: int, **decoding: Any) -> torch.Tensor:
+    def _generate(self, batch: Batch, processors: list[LogitsProcessor], max_new_tokens: int, **decoding: Any) -> torch.Tensor:
         out = self.model.vlm.generate(
             input_ids=batch.input_ids, attention_mask=batch.attention_mask, pixel_values=batch.pixel_values,
             image_grid_thw=batch.image_grid_thw, mm_token_type_ids=batch.mm_token_type_ids,
-            max_new_tokens=max_new_tokens, logits_processor=LogitsProcessorList([processor] if processor else []),
+            max_new_tokens=max_new_tokens, logits_processor=LogitsProcessorList(processors),
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.convert_tokens_to_ids(TURN_END),
             **decoding,
         )
@@ -500,8 +510,14 @@ class Predictor:
         def regions(crops: list[Image.Image], tiles: bool) -> list[tuple[list[tuple[list[float], str, float]], str | None]]:
             nonlocal cut, read, wrote
             one_pass, n = options.one_pass(tiles), max(self.region_batch, 1)
-            found = [r for start in range(0, len(crops), n)
-                     for r in runner(mode)(self, [self.prepare(c) for c in crops[start:start + n]], one_pass)]
+            found: list[ImageResult] = []
+            for start in range(0, len(crops), n):
+                # A photo given up on (a server's request gone) sees none of its regions left: they cost its batch
+                # the most of any mode, photo after photo (infer/dropped_rows.py)
+                if gone(p.awaited):
+                    found += [ImageResult() for _ in crops[start:]]
+                    break
+                found += runner(mode)(self, [self.prepare(c) for c in crops[start:start + n]], one_pass)
             cut = cut or any(r.cut for r in found)
             read += sum(r.prompt_tokens for r in found)
             wrote += sum(r.completion_tokens for r in found)
@@ -511,6 +527,7 @@ class Predictor:
         parsed = [raw is None or parse_detections(raw).ok for raw in tiled.raws]
         return ImageResult(objects=[Detection(d.bbox_2d, d.label, d.score) for d in tiled.objects],
                            raw=tiled.raw if any(raw is not None for raw in tiled.raws) else None,
-                           width=p.size[0], height=p.size[1], parse_ok=all(parsed), vision_tokens=tiled.vision_tokens,
+                           width=p.size[0], height=p.size[1], error=GIVEN_UP if p.awaited and p.awaited.dropped else None,
+                           parse_ok=all(parsed), vision_tokens=tiled.vision_tokens,
                            cut=cut, tiled=any(r != (0, 0, *p.stored.size) for r in tiled.regions),
                            prompt_tokens=read, completion_tokens=wrote)

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -27,7 +27,7 @@ from bbuvl.serve.auth import KeyStore
 from bbuvl.serve.batching import Batcher
 from bbuvl.serve.bodies import BodyBudget, Pace, image_upload, parse_json, read_body
 from bbuvl.serve.cors import Cors
-from bbuvl.serve.engine import Engine
+from bbuvl.serve.engine import Answer, Engine, GivenUp, Photo
 from bbuvl.serve.errors import ApiError, cut
 from bbuvl.serve.files import RangedFile, Static
 from bbuvl.serve.gone import unless_gone
@@ -79,7 +79,15 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
     """The ASGI app serving `engine`; its batcher starts and stops with the app's lifespan."""
     settings = settings or ServeSettings()
     metrics = ServeMetrics()
-    batcher = Batcher(engine.run, settings.max_batch, settings.max_wait_ms, settings.queue_size,
+    def run_batch(mode: str, photos: Sequence[Photo]) -> list[Answer | Exception]:
+        """`engine.run`, counting the photos whose rows left their batch and the passes of it they were left out of."""
+        answers = engine.run(mode, photos)
+        left = [a for a in answers if isinstance(a, GivenUp) and a.left]
+        metrics.rows_dropped.inc(len(left))
+        metrics.row_passes_saved.inc(sum(a.passes_saved for a in left))
+        return answers
+
+    batcher = Batcher(run_batch, settings.max_batch, settings.max_wait_ms, settings.queue_size,
                       on_batch=lambda n, s: (metrics.batch_size.observe(n), metrics.batch_seconds.observe(s)),
                       on_depth=metrics.queue_depth.set)
     bodies = BodyBudget(settings.queue_size * settings.max_body_bytes)  # as many bodies as photos may wait

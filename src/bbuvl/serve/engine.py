@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from bbuvl.config import PREDICT_MODES
+from bbuvl.infer.dropped_rows import GIVEN_UP, Awaited
 from bbuvl.infer.options import PredictOptions
 from bbuvl.infer.predictor import Predictor, Prepared
 from bbuvl.infer.verdict import Verdict
@@ -32,7 +33,13 @@ SERVE_MODES = tuple(name for name, m in PREDICT_MODES.items() if m.serves)
 
 
 class GivenUp(Exception):
-    """Every photo of the batch computing was given up on (its request's deadline passed, or its client left)."""
+    """A photo no one awaits any more (its request's deadline passed, or its client left): every photo of its batch
+    was, and the batch stopped, or it `left` the batch while the others were computed (`passes_saved`: the passes of
+    the language model its row was left out of; infer/dropped_rows.py)."""
+
+    def __init__(self, message: str, left: bool = False, passes_saved: int = 0):
+        super().__init__(message)
+        self.left, self.passes_saved = left, passes_saved
 
 
 @dataclass
@@ -149,15 +156,22 @@ class Engine:
         # Hooked for this batch alone: a hook left on the model would keep this engine and its last photos alive
         # with it, and run for any other engine of the same model.
         hook = self._language_model.register_forward_pre_hook(partial(_stop_if_given_up, photos))
+        # With some of them still awaited, a given-up photo's row leaves the decode at its next token, where it went on
+        # costing its share of every token (infer/dropped_rows.py)
+        prepared = [replace(p.prepared, awaited=Awaited(p.given_up.is_set)) for p in photos]
         try:
-            results = self.predictor.predict_each([p.prepared for p in photos], mode, options)
+            results = self.predictor.predict_each(prepared, mode, options)
         except GivenUp as e:  # no one waits for these answers: nothing to log, nothing to retry
-            return [GivenUp(str(e)) for _ in photos]  # without the traceback, whose frames hold the photos
+            # without the traceback, whose frames hold the photos; those that left the batch before it stopped saved
+            return [GivenUp(str(e), *_left(p.awaited)) for p in prepared]
         finally:
             hook.remove()
         infer_ms = (time.perf_counter() - start) * 1000
         answers: list[Answer | Exception] = []
-        for photo, r in zip(photos, results):
+        for photo, p, r in zip(photos, prepared, results):
+            if p.awaited is not None and p.awaited.dropped:
+                answers.append(GivenUp(GIVEN_UP, *_left(p.awaited)))
+                continue
             if isinstance(r, Exception):
                 answers.append(r)
                 continue
@@ -177,6 +191,11 @@ def _stop_if_given_up(photos: Sequence[Photo], module: torch.nn.Module, args: An
     """GivenUp, before the language model's next pass, once every photo of the batch `photos` is given up on."""
     if all(p.given_up.is_set() for p in photos):
         raise GivenUp(f"all {len(photos)} photo(s) of the batch were given up on; stopped")
+
+
+def _left(awaited: Awaited | None) -> tuple[bool, int]:
+    """Whether a photo left its batch before the batch was done, and the passes that saved."""
+    return (False, 0) if awaited is None else (awaited.dropped, awaited.passes_saved)
 
 
 def _verdict_of(options: PredictOptions) -> dict[str, float | None]:

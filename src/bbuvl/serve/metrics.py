@@ -24,6 +24,12 @@ class ServeMetrics:
                                        registry=self.registry)
         self.queue_depth = Gauge("bbuvl_queue_depth", "Images waiting for a forward pass", registry=self.registry)
         self.errors = Counter("bbuvl_errors", "Requests answered with an error, by kind", ["kind"], registry=self.registry)
+        # A photo given up on while others of its batch are still awaited leaves the decode (infer/dropped_rows.py)
+        self.rows_dropped = Counter("bbuvl_batch_rows_dropped", "Photos taken out of a batch computing for others, as "
+                                    "no one awaited their answers any more", registry=self.registry)
+        self.row_passes_saved = Counter("bbuvl_batch_row_passes_saved", "Rows of the language model's passes not "
+                                        "computed: one a dropped photo and a pass of its batch after it left",
+                                        registry=self.registry)
         # The answers' own `usage` summed: what a cost dashboard charges, without reading every response body.
         self.tokens = Counter("bbuvl_tokens", "Tokens the model read (prompt) and wrote (completion) for answered photos",
                               ["kind", "mode"], registry=self.registry)

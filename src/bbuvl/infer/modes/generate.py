@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
+from bbuvl.infer.dropped_rows import GIVEN_UP
 from bbuvl.infer.parse import parse_detections
 from bbuvl.infer.predictor import Detection, ImageResult, token_char_ends
 
@@ -21,7 +22,8 @@ def answers(predictor: "Predictor", prepared: Sequence["Prepared"], options: "Pr
     """Each photo's answer decoded, parsed and scored (after the checkpoint's teachers when `with_teachers`)."""
     batch = predictor.batch(prepared, with_teachers)
     constraint = predictor.answer_constraint(prepared, options.constrained, options.max_new_tokens)
-    new, logprobs = predictor.greedy(batch, constraint, options.max_new_tokens)
+    awaited = [p.awaited for p in prepared]
+    new, logprobs = predictor.greedy(batch, constraint, options.max_new_tokens, awaited)
     read = batch.attention_mask.sum(1).tolist()  # each row's prompt, teachers' turns included, less the padding
     del batch
     results = read_answers(predictor, prepared, new, logprobs)
@@ -31,6 +33,8 @@ def answers(predictor: "Predictor", prepared: Sequence["Prepared"], options: "Pr
         # Unconstrained, an answer that never wrote its end used every token: it was cut wherever it stood.
         r.cut = bool(budget_cut[row]) if budget_cut is not None else (
             len(answer_ids(predictor, new[row])) >= options.max_new_tokens)
+        if awaited[row] is not None and awaited[row].dropped:  # its answer was ended where no one read it any more
+            r.error = GIVEN_UP
     return results
 
 

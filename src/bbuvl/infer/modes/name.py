@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
+from bbuvl.infer.dropped_rows import GIVEN_UP, gone
 from bbuvl.infer.modes.head import head_objects
 from bbuvl.infer.parse import parse_detections
 from bbuvl.infer.predictor import Detection, ImageResult, token_char_ends
@@ -61,7 +62,7 @@ def run(predictor: "Predictor", prepared: Sequence["Prepared"], options: "Predic
     read = [predictor.prompt_tokens(p) for p in prepared]
     wrote = [0] * len(prepared)
     for i, (p, objs, out) in enumerate(zip(prepared, found, named)):
-        if not objs:
+        if not objs or gone(p.awaited):  # a photo given up on names none of its boxes (infer/dropped_rows.py)
             continue
         # One row per box; the photo's prompt is read once for all of them (infer/continuations.py).
         rows = [(d, obj, *answer_prefix(predictor, predictor.contract.to_model(d.bbox_2d, p.size))) for d, obj in objs]
@@ -70,6 +71,8 @@ def run(predictor: "Predictor", prepared: Sequence["Prepared"], options: "Predic
         grammar = constraint.grammar(frame)
         budget = grammar.label_budget()
         for start in range(0, len(rows), options.batch_rows):
+            if start and gone(p.awaited):
+                break
             chunk = rows[start : start + options.batch_rows]
             states = []
             for *_, text in chunk:
@@ -86,5 +89,6 @@ def run(predictor: "Predictor", prepared: Sequence["Prepared"], options: "Predic
                 parsed = parse_detections(prefix + text)
                 if parsed.objects:
                     out.append(Detection(d.bbox_2d, parsed.objects[0]["label"], obj * prob))
-    return [ImageResult(n, None, p.size[0], p.size[1], prompt_tokens=r, completion_tokens=w)
+    return [ImageResult(n, None, p.size[0], p.size[1], GIVEN_UP if p.awaited and p.awaited.dropped else None,
+                        prompt_tokens=r, completion_tokens=w)
             for n, p, r, w in zip(named, prepared, read, wrote)]
