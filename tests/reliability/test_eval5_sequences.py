@@ -37,3 +37,21 @@ def test_a_photo_changed_since_predict_is_named_as_changed_and_the_command_named
     assert p.exit_code == 0, p.output
     r = evaluate(run, run["pred"], "m.json", "--report", run["pred"].with_name("report"))
     assert r.exit_code == 0, r.output
+
+
+def test_predictions_read_through_a_link_are_judged_and_drawn_by_the_manifest_beside_the_file(run, tmp_path):
+    import json
+    import os
+
+    latest = tmp_path / "latest"
+    latest.mkdir()
+    link = latest / "latest.jsonl"  # `ln -s ../pred.jsonl latest/latest.jsonl`, a name that stays while runs change
+    os.symlink(os.path.relpath(run["pred"], latest), link)
+    r = invoke(["eval", "--pred", link, "--gt", run["gt"], "--out", tmp_path / "m.json"])
+    assert r.exit_code == 0, r.output
+    # Before: judged by the config's defaults without a word, no sizes in tokens, no model recorded.
+    assert f"thresholds: {run['ckpt'] / 'bbuvl.yaml'}" in text(r) and "not at hand" not in text(r)
+    predictions = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))["settings"]["predictions"]
+    assert predictions["checkpoint"] == str(run["ckpt"]) and predictions["mode"] == "head"
+    v = invoke(["viz", link, tmp_path / "pictures"])
+    assert v.exit_code == 0 and "drew 2 photo(s)" in text(v), v.output  # it looked for the photos beside the link

@@ -28,7 +28,12 @@ from bbuvl.paths import real_path
 
 def predictions_manifest(pred: str | Path) -> Manifest | None:
     """The manifest beside predictions `pred` (infer/output.py's `read_manifest`), read once while its file is
-    unchanged: eval asks for it in six places, and one of 10,000 photos (1.7 MB of their digests) takes 0.2 s to read."""
+    unchanged: eval asks for it in six places, and one of 10,000 photos (1.7 MB of their digests) takes 0.2 s to read.
+    `pred` a link with no manifest beside it: the one beside the file it links to."""
+    if Path(pred).is_symlink() and not os.path.lexists(manifest_path(Path(pred))):
+        # Predict writes its manifest beside the file: read through a link (`latest.jsonl`) the predictions were taken
+        # for another tool's, judged by the config's defaults with no note, and viz looked for their photos beside it.
+        pred = real_path(pred)
     try:
         st = os.stat(manifest_path(Path(pred)))
     except OSError:
