@@ -11,8 +11,9 @@ import hashlib
 import os
 import sqlite3
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -92,9 +93,10 @@ class EmbeddingCache:
         unique = list(dict.fromkeys(keys))
         for i in range(0, len(unique), 500):  # SQLite caps the number of bound parameters
             part = unique[i : i + 500]
-            rows = self._db.execute(
-                f"SELECT key, vec FROM embeddings WHERE key IN ({','.join('?' * len(part))})", part
-            )
+            with self._failing():
+                rows = self._db.execute(
+                    f"SELECT key, vec FROM embeddings WHERE key IN ({','.join('?' * len(part))})", part
+                ).fetchall()
             for key, blob in rows:
                 # A damaged entry (cut short, rewritten by hand) is embedded again: read as it is, it scored every
                 # query Unknown without a word, or broke the stack of a batch.
@@ -106,7 +108,7 @@ class EmbeddingCache:
     def put_many(self, keys: Sequence[str], vectors: np.ndarray) -> None:
         """Store `vectors[i]` (`[n, D]`, cast to float32) under `keys[i]`, in one transaction."""
         vectors = np.asarray(vectors, dtype=np.float32)
-        with self._db:
+        with self._failing(), self._db:
             self._db.executemany(
                 "INSERT OR REPLACE INTO embeddings (key, vec) VALUES (?, ?)",
                 ((k, v.tobytes()) for k, v in zip(keys, vectors)),
@@ -114,7 +116,18 @@ class EmbeddingCache:
         self.writes += len(keys)
 
     def __len__(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
+        with self._failing():
+            return int(self._db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
+
+    @contextmanager
+    def _failing(self) -> Iterator[None]:
+        """SQLite's errors while in use as a ValueError naming the file: a page damaged past the header opened fine,
+        then ended the run at the lookup that reached it in a traceback naming no file."""
+        try:
+            yield
+        except sqlite3.DatabaseError as e:
+            raise ValueError(f"{self.path}: cannot use the embedding cache ({e}); delete it if it is damaged (its "
+                             "vectors are made again), or pick another --cache, or pass --no-cache") from None
 
     def close(self) -> None:
         """Close the database file."""
