@@ -382,3 +382,40 @@ def test_an_exports_weights_are_readable_by_whoever_may_read_its_other_files(por
     # Before: safetensors 0.8 created model.safetensors 0600 beside a 0644 config.json: a colleague given the export
     # (another user of the machine, a shared folder) read its config and got PermissionError on its weights.
     assert set(modes.values()) == {oct(0o666 & ~umask)}, modes
+
+
+def test_an_export_carries_the_scale_tiles_auto_reads_and_the_choices_made_for_its_generate_answers(portable, tmp_path):
+    import shutil
+
+    from bbuvl.data.faults import Faults
+    from bbuvl.infer.predictor import Predictor
+    from bbuvl.infer.tile_scale import ChosenTileScale
+    from bbuvl.infer.verdict import ChosenThresholds, VerdictThresholds
+
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(portable[0], checkpoint)
+    faults = sorted(Faults.load(None).labels)
+    ChosenTileScale(scale=0.5, metric="AP50", train_scale=1.0, candidates=[], photos=2, chosen_on="val.jsonl",
+                    mode="generate").save(checkpoint)
+    ChosenThresholds(VerdictThresholds(0.3, 0.6), 0.9, 0.9, 1.0, 1.0, 2, 1, faults, "val.jsonl",
+                     mode="generate").save(checkpoint)
+    ChosenThresholds(VerdictThresholds(0.1, 0.2), 0.9, 0.9, 1.0, 1.0, 2, 1, faults, "val.jsonl", tiled=True,
+                     mode="head").save(checkpoint)
+    r = export(checkpoint, tmp_path / "out")
+    said = " ".join(r.output.split())
+    assert r.exit_code == 0 and "verdict_thresholds_tiled.json" in said, r.output
+    card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert "`verdict_thresholds_tiled.json`: chosen on head mode's predictions; this folder answers in generate " \
+           "mode only." in card
+
+    ours = Predictor.load(checkpoint, device="cpu")
+    labels = json.loads((tmp_path / "out" / "labels.json").read_text(encoding="utf-8"))["labels"]
+    from bbuvl.model.checkpoint import read_model_folder
+
+    theirs = Predictor.load(read_model_folder(tmp_path / "out", labels=labels), device="cpu")
+    # Before: the export had no training_scale.json, and `predict -c OUT --tiles auto` tiled at scale 1 (3x3 where the
+    # checkpoint cut 1x2), saying 'the scale the checkpoint trained at'; its verdicts took the config's defaults.
+    assert theirs.train_scale == ours.train_scale == 0.5
+    assert theirs.part_sides == ours.part_sides != () and theirs.long_sides == ours.long_sides
+    assert theirs.chosen_for_faults()[0] == ours.chosen_for_faults()[0] is not None
+    assert theirs.chosen_for_faults()[1] is None  # the head's, left out and said so

@@ -2,7 +2,9 @@
 
 What goes in: the VLM's weights with LoRA merged, the processor under its stock class name (model/processor.py),
 the family's chat template, a greedy generation config, `labels.json` (what `bbuvl predict --labels` reads) and a
-model card (`README.md`, model/model_card.py) saying how to prompt it and how to read its boxes.
+model card (`README.md`, model/model_card.py) saying how to prompt it and how to read its boxes. For `bbuvl predict`
+on the folder, which stock loaders ignore: the scale the model trained at (`tiles: auto`'s grid) and the choices made
+later for its generate-mode answers (`chosen_files`).
 
 What no stock loader runs is decided part by part (docs/serving.md, "Export"):
 - the detection head (and so the head and name modes) stays bbu-vl's: left out, and the card says so; generate
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,9 +30,12 @@ from safetensors.torch import load_file
 from bbuvl.atomic import atomic_folder, write_text_atomic
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.families import TURN_END
+from bbuvl.data.jsonfile import read_json
+from bbuvl.data.scale import SCALE_FILE
 from bbuvl.model.checkpoint import (HEAD_FILE, POSITIONS_FILE, READOUT_FILE, ModelFolder, is_peft,
                                     is_plain_model_folder, load_model, read_model_folder)
 from bbuvl.model.checkpoint_files import TEMPLATE_FILE
+from bbuvl.model.identity import CHOSEN_LATER
 from bbuvl.model.processor import set_pixel_range
 
 LABELS_FILE = "labels.json"
@@ -121,7 +127,35 @@ def left_out_parts(folder: ModelFolder, costs: list[PartCost]) -> list[LeftOut]:
         elif folder.cfg.model.vision_positions:
             parts.append(LeftOut(POSITIONS_FILE, "vision positions still at their zero start: leaving them out changes "
                                                  "no answer"))
-    return parts
+    return parts + [LeftOut(name, why) for name, why in chosen_files(folder, costs)[1].items()]
+
+
+def chosen_files(folder: ModelFolder, costs: list[PartCost]) -> tuple[list[str], dict[str, str]]:
+    """The files chosen for the checkpoint's answers later (`CHOSEN_LATER`: verdict thresholds, the tile scale) that
+    the export carries, and those it leaves out with the reason.
+
+    `bbuvl predict -c EXPORT --labels ...` reads them as it reads them in the checkpoint (generate mode, the only one
+    an export runs): carried, its verdicts and `tiles: auto` grid are the checkpoint's. Chosen on another mode's
+    scores, or on answers a left-out part changes, they would judge answers they were not chosen on.
+    """
+    carried, left = [], {}
+    for name in CHOSEN_LATER:
+        path = folder.path / name
+        if not path.is_file():
+            continue
+        try:
+            mode = read_json(path).get("mode")
+        except (OSError, ValueError, AttributeError):
+            mode = None
+        if costs:
+            left[name] = (f"chosen on answers with {', '.join(c.part for c in costs)}, which this export leaves out "
+                          "and so answers otherwise")
+        elif mode != "generate":
+            left[name] = (f"chosen on {mode or 'an unrecorded'} mode's predictions; this folder answers in generate "
+                          "mode only")
+        else:
+            carried.append(name)
+    return carried, left
 
 
 def legacy_rope_keys(config_text: str) -> str:
@@ -221,6 +255,11 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
         labels = {"labels": prompt.labels, "lang": prompt.lang}
         write_text_atomic(tmp / LABELS_FILE, json.dumps(labels, ensure_ascii=False, indent=2) + "\n")
         write_text_atomic(tmp / result.card.relative_to(out), model_card(folder, contract, prompt, cfg, result))
+        # Not read by stock loaders; `bbuvl predict -c OUT --tiles auto` reads them as in the checkpoint, where without
+        # them it tiled at scale 1 and said it was 'the scale the checkpoint trained at'.
+        for name in [SCALE_FILE, *chosen_files(folder, costs)[0]]:
+            if (folder.path / name).is_file():
+                shutil.copyfile(folder.path / name, tmp / name)
         _readable_as_its_other_files(tmp)
     return result
 
