@@ -196,3 +196,22 @@ def test_a_copy_whose_exif_a_tool_rewrote_is_the_same_photo_to_import_coco_and_c
     assert same_data["reason"].endswith("its boxes are the same as those kept (1 box)")
     assert "(EXIF orientation 6, the one kept 1), so its boxes are in another frame and were not compared" in \
         turned["reason"]
+
+
+def test_check_and_tile_find_a_copy_whose_exif_a_tool_rewrote_in_a_dataset_made_by_hand(tmp_path: Path):
+    # Compared by their bytes, the copy in val and its original in train passed `data check` as two photos.
+    ds = tmp_path / "ds"
+    photo(ds / "images" / "a.jpg", 30)
+    photo(ds / "images" / "b.jpg", 90)
+    with_exif(ds / "images" / "a.jpg", ds / "images" / "a_copy.jpg", 1)
+    line = {"width": 64, "height": 48, "objects": [{"bbox_2d": [5, 5, 31, 31], "desc": LABEL}]}
+    for name, photos in (("train.jsonl", ["a.jpg", "b.jpg"]), ("val.jsonl", ["a_copy.jpg"])):
+        (ds / name).write_text("".join(json.dumps({"images": [f"images/{p}"], **line}, ensure_ascii=False) + "\n"
+                                       for p in photos), encoding="utf-8")
+    code, said = run("check", ds)
+    assert code == 1 and (f"{ds / 'val.jsonl'}:1: image images/a_copy.jpg: the same content as images/a.jpg in "
+                          f"{ds / 'train.jsonl'} line 1") in said, said
+    code, said = run("tile", ds, tmp_path / "tiles")
+    assert code == 2 and (f"{ds / 'val.jsonl'}:1: image images/a_copy.jpg: the same compressed pixels as images/a.jpg, "
+                          f"only its EXIF differs, {ds / 'train.jsonl'} line 1") in said, said
+    assert not (tmp_path / "tiles").exists()

@@ -16,7 +16,7 @@ import numpy as np
 
 from bbuvl.data.boxes import box_iou
 from bbuvl.data.coords import aspect_problem, box_inside, box_is_degenerate, oriented_size
-from bbuvl.data.images import EXIF_ORIENTATION, ImageError, file_digest, load_image, open_image
+from bbuvl.data.images import EXIF_ORIENTATION, ImageError, load_image, open_image, photo_digests
 from bbuvl.data.input_paths import file_kind
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.names import name_key, portability_problem
@@ -303,8 +303,9 @@ def boxes(n: int) -> str:
 
 
 def _probe(path: Path, decode: bool) -> tuple[ImageInfo | str, str | None]:
+    """The photo's size and the digest of its image data: a JPEG copy whose EXIF a tool rewrote is the same photo."""
     info = probe_image(path, decode)
-    return info, file_digest(path) if not isinstance(info, str) else None
+    return info, photo_digests(path)[1] if not isinstance(info, str) else None
 
 
 def duplicate_photos(rows: list[tuple[Path, int, Sample]], digests: dict[Path, str]) -> list[Problem]:

@@ -22,7 +22,7 @@ from typing import IO, Annotated, Any, Iterable, Iterator
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bbuvl.atomic import atomic_path
-from bbuvl.data.images import file_digest
+from bbuvl.data.images import photo_digests
 from bbuvl.data.input_paths import file_kind, find_file
 from bbuvl.data.jsonfile import DuplicateKeyError, json_kind, parse_json, unexpected_character
 from bbuvl.data.text import bom_encoding, clean_label, gbk_hint, label_problem, not_text, shell_word, show_text
@@ -365,7 +365,8 @@ def once_each(rows: list[tuple[int, Sample]], dataset: str | Path) -> list[tuple
 
 def one_line_per_photo(rows: Iterable[tuple[Path, int, ImageRecord]], by_content: bool = False) -> None:
     """DatasetError naming both places when one photo is the record of two lines, in one file or across files (a
-    dataset folder's train and val); `by_content`: also two names of one file's bytes, as `bbuvl data check` finds them.
+    dataset folder's train and val); `by_content`: also two names of one file's bytes or of its image data (a JPEG copy
+    whose EXIF a tool rewrote), as `bbuvl data check` finds them.
 
     A command that silently kept one copy would drop a line the user wrote; one that kept both would count its boxes
     twice, or score a training photo as validation.
@@ -375,12 +376,14 @@ def one_line_per_photo(rows: Iterable[tuple[Path, int, ImageRecord]], by_content
         photo = os.path.normpath(resolve_image(path, record.image))  # a photo is its path, links not resolved
         keys = [photo]
         if by_content and os.path.isfile(photo):  # a missing photo is named by the command that reads it
-            keys.append(f"sha256:{file_digest(photo)}")
+            whole, data = photo_digests(photo)
+            keys += [f"sha256:{whole}", f"data:{data}"]
         for key in keys:
             seen = first.setdefault(key, (path, line, record.image))
             if seen[:2] == (path, line):
                 continue
-            how = "the same photo as" if key == photo else f"the same bytes as {seen[2]},"
+            how = ("the same photo as" if key == photo else f"the same bytes as {seen[2]}," if key.startswith("sha256:")
+                   else f"the same compressed pixels as {seen[2]}, only its EXIF differs,")
             if seen[0] == path:
                 raise DatasetError(path, line, f"image {record.image}: {how} line {seen[1]}; keep one line per photo "
                                    "(bbuvl data check lists every repeat)")
