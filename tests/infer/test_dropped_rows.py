@@ -102,3 +102,22 @@ def test_a_photo_given_up_in_a_mode_that_works_photo_by_photo_skips_the_rest_of_
         assert not got[1].objects and kept[1].completion_tokens > 0
     assert [d.to_dict() for d in got[0].objects] == [d.to_dict() for d in alone[0].objects]
     assert (got[0].raw, got[0].error) == (alone[0].raw, alone[0].error)
+
+
+def test_a_photo_given_up_is_not_computed_alone_when_its_batch_failed_and_the_others_are_retried(predictor, photos):
+    from dataclasses import replace
+
+    opts = predictor.options("generate", constrained=False, max_new_tokens=8)
+    good, other = (predictor.encode(predictor.prepare(p)) for p in photos)
+    # A photo whose prompt holds fewer image tokens than its pixels make fails any batch it is in (alone too)
+    from bbuvl.data.families import IMAGE_TOKEN
+
+    ids = good.sample.input_ids.clone()
+    ids[(ids == predictor.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)).nonzero()[0]] = predictor.tokenizer.pad_token_id
+    broken = replace(good, sample=replace(good.sample, input_ids=ids))
+    given_up = Awaited(lambda: True)
+    results = predictor.predict_each([other, broken, replace(good, awaited=given_up)], "generate", opts)
+    assert isinstance(results[1], (RuntimeError, ValueError))
+    assert results[0].completion_tokens > 0  # its answer, retried alone (the tiny model writes no parseable one)
+    # computed alone for nobody before, its whole answer
+    assert given_up.dropped and "given up on" in results[2].error and results[2].completion_tokens == 0

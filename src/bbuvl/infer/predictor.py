@@ -450,6 +450,9 @@ class Predictor:
             logger.warning("a batch of %d failed (%s: %s); retrying its photos one by one", len(prepared), type(e).__name__, e)
         results: list[ImageResult | Exception] = []
         for p in prepared:
+            if gone(p.awaited):  # no one awaits its answer any more: not computed alone either (infer/dropped_rows.py)
+                results.append(ImageResult(width=p.size[0], height=p.size[1], error=GIVEN_UP))
+                continue
             try:
                 results.append(self._run([p], mode, opts)[0])
             except (RuntimeError, ValueError) as e:
