@@ -19,7 +19,7 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 def test_positions_point_at_each_coordinates_first_digit_and_read_the_answers_boxes(predictor, small_dataset):
     records = read_records(small_dataset / "train.jsonl")
-    batches = dataset_batches(predictor, small_dataset / "train.jsonl", len(records), 4)
+    batches = dataset_batches(predictor, small_dataset / "train.jsonl", len(records), 4).batches
     tok = predictor.tokenizer
     found = []
     for batch in batches:
@@ -51,7 +51,7 @@ def test_r2_is_one_for_a_linear_code_and_about_zero_for_noise():
 
 
 def test_the_input_embeddings_before_a_number_know_nothing_of_it(predictor, small_dataset):
-    batches = dataset_batches(predictor, small_dataset / "train.jsonl", 8, 4)
+    batches = dataset_batches(predictor, small_dataset / "train.jsonl", 8, 4).batches
     states, images, values = probe_rows(predictor.model, predictor.tokenizer, batches)
     layers = predictor.model.vlm.config.get_text_config().num_hidden_layers
     assert states.shape[0] == images.shape[0] == values.shape[0] >= 10 and states.shape[1:3] == (layers + 1, 4)

@@ -42,7 +42,7 @@ def test_repeated_head_inference_keeps_memory_flat(predictor, small_dataset):
 
 
 def test_features_count_dead_units_per_layer(predictor, small_dataset):
-    batches = dataset_batches(predictor, small_dataset / "val.jsonl", 2, 2)
+    batches = dataset_batches(predictor, small_dataset / "val.jsonl", 2, 2).batches
     layer = predictor.model.detection_head.box_head.layers[0]
     healthy = {s.name: s for s in feature_stats(predictor.model, batches)}
     saved = layer.bias.detach().clone()
@@ -75,7 +75,7 @@ def test_landscape_leaves_every_parameter_bit_identical(predictor, small_dataset
     model = predictor.model
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
-    batches = dataset_batches(predictor, small_dataset / "val.jsonl", 1, 1)
+    batches = dataset_batches(predictor, small_dataset / "val.jsonl", 1, 1).batches
     land = loss_landscape(model, batches, steps=3, span=0.5)
     for n, p in model.named_parameters():
         assert torch.equal(p, before[n]), n

@@ -15,13 +15,14 @@ from rich.table import Table
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, check_device, claim_outputs, command_group, console, fail, finite_range, int_range,
-                              user_errors)
+                              print_first, user_errors)
 from bbuvl.config import Config, ConfigError, ConfigOrigin, load_located_config
 from bbuvl.data.jsonfile import dumps_json
 from bbuvl.paths import real_path
 
-if TYPE_CHECKING:  # data.check reads photos: imported when a command runs
+if TYPE_CHECKING:  # data.check reads photos, diagnostics.probe loads torch: imported when a command runs
     from bbuvl.data.check import Problem
+    from bbuvl.diagnostics.probe import DatasetProbe
 
 app = command_group(help="Diagnose datasets, checkpoints and memory; look inside the detection head.", no_args_is_help=True)
 
@@ -109,6 +110,13 @@ def _check_given(inputs: dict[str, Path | None]) -> None:
 def _where(problem: Problem) -> str:
     """A finding as `file:line: message`, or `file: message` for the file as a whole (line 0 is no line of it)."""
     return str(problem) if problem.line else f"{problem.file}: {problem.message}"
+
+
+def _probed(probe: DatasetProbe, source: Path) -> DatasetProbe:
+    """Name each photo of `source` the probe left out, and say how many it looked at instead."""
+    print_first([f"{s}: left out" for s in probe.skipped],
+                f" photos of {source} that cannot be read were left out; `bbuvl doctor data {source}` lists every one")
+    return probe
 
 
 def _name(checkpoint: Path) -> str:
@@ -328,8 +336,9 @@ def features(
     if source is None:
         fail(_no_dataset(predictor.cfg))
     with user_errors(OSError, ValueError):
-        stats = feature_stats(predictor.model, dataset_batches(predictor, source, samples, predictor.cfg.inference.batch_size))
-    table = Table(title=f"doctor features: {escape(str(checkpoint))} on {samples} photos of {escape(str(source))}")
+        probe = _probed(dataset_batches(predictor, source, samples, predictor.cfg.inference.batch_size), source)
+        stats = feature_stats(predictor.model, probe.batches)
+    table = Table(title=f"doctor features: {escape(str(checkpoint))} on {probe.photos} photos of {escape(str(source))}")
     for col in ("layer", "units", "mean", "std", "min", "max", "dead"):
         table.add_column(col, justify="left" if col == "layer" else "right")
     for s in stats:
@@ -415,9 +424,10 @@ def coordinates(
     if source is None:
         fail(_no_dataset(predictor.cfg))
     with user_errors(OSError, ValueError):
-        batches = dataset_batches(predictor, source, samples, predictor.cfg.inference.batch_size)
-        probe = probe_coordinates(predictor.model, predictor.tokenizer, batches)
-    table = Table(title=f"doctor coordinates: {escape(str(checkpoint))} on {probe.objects} boxes of {escape(str(source))} "
+        photos = _probed(dataset_batches(predictor, source, samples, predictor.cfg.inference.batch_size), source)
+        probe = probe_coordinates(predictor.model, predictor.tokenizer, photos.batches)
+    table = Table(title=f"doctor coordinates: {escape(str(checkpoint))} on {probe.objects} boxes of {photos.photos} "
+                        f"photos of {escape(str(source))} "
                         "(cross-validated R², 1 = known, 0 = no better than the mean)")
     table.add_column("read from")
     for name in COORDINATES:
@@ -438,7 +448,8 @@ def coordinates(
         console.print(f"[yellow]the last layer does not know where a box starts (R² of x1, y1 at most {known:.2f}): "
                       "generate mode cannot place boxes yet; its misses are not a matter of spelling digits[/]")
     if out:
-        payload = {"checkpoint": str(checkpoint), "data": str(source), "objects": probe.objects,
+        payload = {"checkpoint": str(checkpoint), "data": str(source), "photos": photos.photos,
+                   "left_out": photos.skipped, "objects": probe.objects,
                    "coordinates": list(COORDINATES), "r2": probe.r2, "from_written": probe.from_written,
                    "image_r2": probe.image_r2}
         write_text_atomic(out, json.dumps(payload, indent=2) + "\n")
@@ -478,13 +489,13 @@ def landscape(
     _check_given({"DATASET": dataset})
     predictor = _predictor(checkpoint, device, "landscape")
     with user_errors(OSError, ValueError):
-        batches = dataset_batches(predictor, dataset, samples, predictor.cfg.inference.batch_size)
+        photos = _probed(dataset_batches(predictor, dataset, samples, predictor.cfg.inference.batch_size), dataset)
         with _progress("landscape") as progress:
             task = progress.add_task("landscape", total=steps * steps)
-            land = loss_landscape(predictor.model, batches, chosen, steps, span, seed,
+            land = loss_landscape(predictor.model, photos.batches, chosen, steps, span, seed,
                                   on_progress=lambda done, total: progress.update(task, completed=done))
     flat = [v for row in land.losses for v in row if v == v] or [float("nan")]  # NaN: a diverged grid point
     console.print(f"loss at the checkpoint {land.center:.4g}; over the grid {min(flat):.4g} .. {max(flat):.4g}, spread "
                   f"{max(flat) - min(flat):.3g} "
-                  f"({land.parameters:,} parameters in {', '.join(land.groups)})")
+                  f"({land.parameters:,} parameters in {', '.join(land.groups)}; the loss of {photos.photos} photos)")
     console.print(f"plot: {escape(str(plot_landscape(land, out, f'{_name(checkpoint)} on {dataset.name}')))}", soft_wrap=True)

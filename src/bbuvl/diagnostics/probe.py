@@ -6,6 +6,7 @@ the doctor sees is what training and inference feed the model.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -13,7 +14,8 @@ import torch
 from PIL import Image
 
 from bbuvl.data.families import IMAGE_TOKEN
-from bbuvl.data.schema import read_dataset
+from bbuvl.data.check import check_size, probe_image
+from bbuvl.data.schema import ImageRecord, iter_dataset, resolve_image
 from bbuvl.encode.collate import Batch, PaddedCollator
 from bbuvl.infer.predictor import Predictor, Prepared
 from bbuvl.model.detection_head import DetectionOutput
@@ -26,14 +28,50 @@ def collator_for(predictor: Predictor) -> PaddedCollator:
     return PaddedCollator(tok.pad_token_id, tok.convert_tokens_to_ids(IMAGE_TOKEN))
 
 
-def dataset_batches(predictor: Predictor, dataset: str | Path, max_samples: int, batch_size: int) -> list[Batch]:
-    """The first `max_samples` photos of a dataset JSONL as training batches (answers and head targets, no teachers)."""
-    samples = read_dataset(dataset)[:max_samples]
-    if not samples:
-        raise ValueError(f"{dataset}: no samples")
-    ds = ConversationDataset(sources_from(samples, dataset), predictor.encoder, predictor.contract, oversize="resize")
+@dataclass
+class DatasetProbe:
+    """The photos of a dataset a doctor command looks through, as training batches, and those it had to leave out."""
+
+    batches: list[Batch]
+    photos: int  # samples in the batches, each a photo of its own
+    skipped: list[str] = field(default_factory=list)  # `file:line: image ...: why` of each photo that cannot be read
+
+
+def dataset_batches(predictor: Predictor, dataset: str | Path, max_samples: int, batch_size: int) -> DatasetProbe:
+    """The first `max_samples` photos of a dataset JSONL that can be read, as training batches (answers and head
+    targets, no teachers); each one that cannot (missing, no image, another size than its record, cut short) is left
+    out and named. Training's dataset shows the next sample in the place of one it cannot read: here that photo would
+    be probed twice, and rows repeated across the probe's folds read as a model that knows its boxes."""
+    encoded, skipped = [], []
+    for row in iter_dataset(dataset):
+        if len(encoded) == max_samples:
+            break
+        if row.error is not None:
+            raise row.error
+        records = [*row.sample.teachers, row.sample.student]
+        if (problem := next((p for r in records if (p := _photo_problem(dataset, r)) is not None), None)) is not None:
+            skipped.append(f"{dataset}:{row.line}: {problem}")
+            continue
+        one = ConversationDataset(sources_from([row.sample], dataset, [row.line]), predictor.encoder,
+                                  predictor.contract, oversize="resize")
+        encoded.append(one[0])
+    if not encoded:
+        if not skipped:
+            raise ValueError(f"{dataset}: no samples")
+        raise ValueError(f"{dataset}: none of its {len(skipped)} photos can be read, the first {skipped[0]}")
     collate = collator_for(predictor)
-    return [collate([ds[i] for i in range(s, min(s + batch_size, len(ds)))]) for s in range(0, len(ds), batch_size)]
+    batches = [collate(encoded[s:s + batch_size]) for s in range(0, len(encoded), batch_size)]
+    return DatasetProbe(batches, len(encoded), skipped)
+
+
+def _photo_problem(dataset: str | Path, record: ImageRecord) -> str | None:
+    """Why a record's photo cannot be probed (missing, no image, cut short, another size than the record), or None.
+    Decoded whole, not only its header as training's start does: a doctor reads a handful of photos, and one cut
+    short past its header would stop it half-way."""
+    info = probe_image(resolve_image(dataset, record.image))
+    if isinstance(info, str):
+        return f"image {record.image}: {info}"
+    return check_size(record, record.image, info)
 
 
 def prepare_named(predictor: Predictor, image: str | Path | Image.Image) -> Prepared:

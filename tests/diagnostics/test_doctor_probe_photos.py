@@ -1,0 +1,65 @@
+"""`bbuvl doctor features`, `coordinates` and `landscape` on a dataset with photos that cannot be read: each is named
+and left out, and no other photo is probed in its place (twice: once for itself), which the probe would read as a
+model that knows its boxes."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from bbuvl.cli.doctor import app
+from bbuvl.diagnostics.probe import dataset_batches
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+runner = CliRunner()
+
+
+@pytest.fixture
+def damaged(small_dataset, tmp_path):
+    """The small training set with line 2's photo deleted and line 4's cut short past its header."""
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    lines = (data / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    from bbuvl.data.schema import read_records
+
+    records = read_records(data / "train.jsonl")
+    (data / records[1].image).unlink()
+    cut = data / records[3].image
+    cut.write_bytes(cut.read_bytes()[: len(cut.read_bytes()) // 2])
+    return data / "train.jsonl", len(lines), records
+
+
+def test_photos_that_cannot_be_read_are_named_and_left_out_and_none_is_probed_twice(predictor, damaged):
+    dataset, n, records = damaged
+    probe = dataset_batches(predictor, dataset, n, 4)
+    assert probe.photos == n - 2 == sum(b.input_ids.shape[0] for b in probe.batches)
+    assert [s.split(": ")[0] for s in probe.skipped] == [f"{dataset}:2", f"{dataset}:4"]
+    assert f"image {records[1].image}: image file not found" in probe.skipped[0]
+    assert probe.skipped[1].startswith(f"{dataset}:4: image {records[3].image}: cannot decode image")
+
+
+def test_the_probe_takes_the_next_readable_photos_up_to_the_number_asked(predictor, damaged):
+    dataset, n, _ = damaged
+    probe = dataset_batches(predictor, dataset, 2, 2)  # lines 1 and 3: line 4 is never read
+    assert probe.photos == 2 and [s.split(": ")[0] for s in probe.skipped] == [f"{dataset}:2"]
+
+
+def test_doctor_features_says_how_many_photos_it_looked_at_and_which_it_left_out(trained_checkpoint, damaged, tmp_path):
+    dataset, n, records = damaged
+    result = runner.invoke(app, ["features", str(trained_checkpoint), "--data", str(dataset), "--samples", str(n),
+                                 "--out", str(tmp_path / "f.png")])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert f"on {n - 2} photos of {dataset}" in said
+    assert f"{dataset}:2: image {records[1].image}: image file not found: left out" in said
+
+
+def test_a_dataset_none_of_whose_photos_can_be_read_is_an_error_naming_the_first(predictor, small_dataset, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset, data)
+    shutil.rmtree(data / "images")
+    with pytest.raises(ValueError, match=rf"{data / 'val.jsonl'}: none of its 2 photos can be read, the first "
+                                         rf"{data / 'val.jsonl'}:1: image .*: image file not found"):
+        dataset_batches(predictor, data / "val.jsonl", 8, 2)
