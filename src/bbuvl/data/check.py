@@ -305,7 +305,7 @@ def boxes(n: int) -> str:
 def _probe(path: Path, decode: bool) -> tuple[ImageInfo | str, str | None]:
     """The photo's size and the digest of its image data: a JPEG copy whose EXIF a tool rewrote is the same photo."""
     info = probe_image(path, decode)
-    return info, photo_digests(path)[1] if not isinstance(info, str) else None
+    return info, photo_digests(path, whole=False)[1] if not isinstance(info, str) else None
 
 
 def duplicate_photos(rows: list[tuple[Path, int, Sample]], digests: dict[Path, str]) -> list[Problem]:
