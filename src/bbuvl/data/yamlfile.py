@@ -103,7 +103,29 @@ def load_yaml(text: str, source: str) -> tuple[Any, KeyLines]:
         finally:
             loader.dispose()
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
-        raise YamlError(f"{where}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+        raise YamlError(_described(e, source)) from None
     return data, lines
+
+
+def _described(e: yaml.YAMLError, source: str) -> str:
+    """PyYAML's error as one line at the line to fix, in words a user acts on: its own message named the end of the
+    file for a quote never closed, called a second document 'but found another document' and a tab 'a character that
+    cannot start any token'."""
+    mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None) or str(e)
+    context, opened = getattr(e, "context", None), getattr(e, "context_mark", None)
+    if mark is None:
+        return f"{source}: invalid YAML: {problem}"
+    where = f"{source}:{mark.line + 1}"
+    if context == "expected a single document in the stream":
+        return (f"{where}: a second YAML document starts here ('---'); a config is one document: remove the '---' "
+                "line, or what follows it")
+    if problem.startswith("found character '\\t'"):
+        return (f"{where}: a tab at column {mark.column + 1}, where YAML takes only spaces (to indent, or after a "
+                "colon): replace it with spaces")
+    if problem.startswith(("found unknown escape character", "expected escape sequence")):
+        return (f"{where}: invalid YAML: {problem}; inside double quotes a backslash starts an escape: write a Windows "
+                "path in single quotes or with forward slashes")
+    if opened is not None and opened.line < mark.line and context.startswith(("while scanning", "while parsing a flow")):
+        # a quote or bracket never closed: the line to fix is where it opens, not where the file ends
+        return f"{source}:{opened.line + 1}: invalid YAML: {context} that starts here: {problem} at line {mark.line + 1}"
+    return f"{where}: invalid YAML: {problem}"
