@@ -301,9 +301,10 @@ def photo_digests(path: str | Path, whole: bool = True) -> tuple[str, str]:
     hashing the file (measured on a 14 MB JPEG: 24 ms, file_digest 31 ms, both 49 ms)."""
     data = memoryview(Path(path).read_bytes())
     parts = _jpeg_image_data(data)
-    bytes_digest = hashlib.sha256(data).hexdigest() if whole or parts is None else ""
     if parts is None:
-        return bytes_digest, bytes_digest or hashlib.sha256(data).hexdigest()
+        digest_of_bytes = hashlib.sha256(data).hexdigest()
+        return digest_of_bytes if whole else "", digest_of_bytes
+    bytes_digest = hashlib.sha256(data).hexdigest() if whole else ""
     digest = hashlib.sha256()
     for part in parts:
         digest.update(part)
