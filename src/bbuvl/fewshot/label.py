@@ -8,8 +8,8 @@ classes are checked against it before anything is embedded.
 
 What the dataset needs and a detector does not promise is fixed on the way: boxes are clipped to the image,
 empty ones dropped, a second box of the same label on (nearly) the same place dropped (the higher score
-wins), objects sorted by (y1, x1), width/height taken from the image file. A photo that is missing or
-cannot be decoded is reported and left out.
+wins), objects sorted by (y1, x1), width/height taken from the image file, a photo an earlier line holds under another
+name (a copy, a link) labelled once. A photo that is missing or cannot be decoded is reported and left out.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import numpy as np
 from bbuvl.data.boxes import box_iou
 from bbuvl.data.check import DUPLICATE_IOU, ImageInfo, probe_image
 from bbuvl.data.coords import box_is_degenerate, clip_box
+from bbuvl.data.images import photo_digests
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects, write_dataset
 from bbuvl.data.text import name_as_text
@@ -179,6 +180,26 @@ def refuse_repeated_photos(predictions: Path) -> None:
                              "per photo (the run you trust), then label again")
 
 
+def _first_copies(path: Path, lines: Iterator[PredictionLine], report: LabelReport) -> Iterator[PredictionLine]:
+    """`lines` without those whose photo is an earlier line's under another name (a copy, a link; by its image data,
+    as `data check` compares): both were written, and the dataset, said to pass `data check`, failed it with 'the same
+    photo twice'. The first is kept and each later one named; a photo that cannot be read passes, to be named there."""
+    first: dict[str, PredictionLine] = {}
+    for line in lines:
+        try:
+            digest = photo_digests(line.image)[1]
+        except OSError:
+            yield line
+            continue
+        seen = first.setdefault(digest, line)
+        if seen is line:
+            yield line
+            continue
+        report.images_skipped += 1
+        report.problems.append(f"{path}:{line.line}: {line.image} is the photo of line {seen.line} ({seen.image}) under "
+                               "another name: labelled once, there")
+
+
 def auto_label(
     predictions: str | Path,
     classifier: FewShotClassifier,
@@ -203,7 +224,7 @@ def auto_label(
 
     def records() -> Iterator[ImageRecord]:
         """The dataset records, a group of ~batch_size boxes at a time (only one group's vectors alive)."""
-        lines = iter_predictions(predictions, report.problems)
+        lines = _first_copies(predictions, iter_predictions(predictions, report.problems), report)
         for group in _groups(predictions, lines, min_score, margin, batch_size, report):
             wanted = [it for _, items in group for it in items if it is not None]
             vectors: dict[ImageItem, np.ndarray] = {}
