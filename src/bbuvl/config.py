@@ -26,7 +26,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationE
 from bbuvl.data.coords import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, CoordinateContract
 from bbuvl.data.families import FAMILIES, Family, family_of, get_family
 from bbuvl.data.regions import parse_grid
-from bbuvl.data.text import bom_encoding
+from bbuvl.data.text import bom_encoding, drop_invisible, show_text
 from bbuvl.data.yamlfile import YamlError, load_yaml
 from bbuvl.paths import expand_path
 
@@ -812,6 +812,15 @@ def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...
             out.append(f"{where}: unknown key '{loc[-1]}'{' under ' + repr('.'.join(loc[:-1])) if loc[:-1] else ''}: "
                        f"a YAML config nests its keys rather than dotting them; write '{head}:' and '{rest}: ...' "
                        "indented under it (only key=value overrides are dotted)")
+        elif e["type"] == "extra_forbidden" and not loc[-1].isprintable():
+            # a byte-order mark where two files were joined (`cat a.yaml b.yaml`), a zero-width space pasted with a
+            # key, a no-break space indenting it: "unknown key 'model' (did you mean 'model'?)" showed none of them
+            bare = drop_invisible(loc[-1]).replace("\xa0", " ").strip()
+            meant = ("; it starts with a no-break space (\\xa0), which YAML reads as part of the key, not as its "
+                     "indentation: indent with spaces" if loc[-1].startswith("\xa0") else
+                     f"; it is '{'.'.join(loc[:-1] + (bare,))}' with a character no one sees: retype the key"
+                     if bare in _fields_at(loc[:-1]) else "")
+            out.append(f"{where}: unknown key {show_text(dotted)}: it holds invisible or odd spacing characters{meant}")
         elif e["type"] == "extra_forbidden":
             valid = _fields_at(loc[:-1])
             close = [_OTHER_TOOLS_NAMES[loc]] if loc in _OTHER_TOOLS_NAMES else difflib.get_close_matches(
