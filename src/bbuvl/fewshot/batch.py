@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from bbuvl.atomic import atomic_path
+from bbuvl.atomic import atomic_path, remove_dead_writers_temporaries, written_path
 from bbuvl.data.jsonfile import dumps_json
 from bbuvl.data.text import label_key
 from bbuvl.fewshot.backbones import Backbone
@@ -151,6 +151,9 @@ def write_rows(rows: Iterable[dict], out: str | Path, on_row: Callable[[dict], N
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
         raise ValueError(f"{out}: the output must end in .csv or .jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
+    # A run killed half-way left its rows as `.NAME.PID.*.tmp.csv`, one more per kill, never removed (atomic.py looks
+    # for a file's strays only where asked): a run is long, its stray as big as its rows.
+    remove_dead_writers_temporaries(written_path(out))
     n = 0
     with atomic_path(out) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:  # whole, or the old file kept
         writer = csv.writer(fh) if out.suffix.lower() == ".csv" else None

@@ -21,6 +21,7 @@ from typing import Iterator, Literal
 
 import numpy as np
 
+from bbuvl.atomic import remove_dead_writers_temporaries, written_path
 from bbuvl.data.boxes import box_iou
 from bbuvl.data.check import DUPLICATE_IOU, ImageInfo, probe_image
 from bbuvl.data.coords import box_is_degenerate, clip_box
@@ -243,6 +244,7 @@ def auto_label(
         if not report.images_written and (why := report.problems + report.embedding.skipped):
             raise none_answered(predictions, "labelled", why)
 
+    remove_dead_writers_temporaries(written_path(out))  # a killed run's half dataset (as classify's write_rows)
     write_dataset(out, records())
     report.problems += report.embedding.skipped
     return report
