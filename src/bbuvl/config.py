@@ -398,7 +398,8 @@ class LossConfig(_Strict):
     # object (quality focal loss, GFL), so the best-placed of several candidates scores highest (docs/localisation.md).
     objectness_target: Literal["binary", "iou"] = "iou"
     # Which decoder queries learn an object: "one_to_one" (DETR's Hungarian matching, no NMS needed) or
-    # "overlap" (every query at IoU >= 0.5, Faster R-CNN's second stage; needs inference.nms_iou).
+    # "overlap" (every query at IoU >= 0.5, Faster R-CNN's second stage; needs inference.nms_iou or part_nms, and is
+    # refused without either).
     assignment: Literal["one_to_one", "overlap"] = "one_to_one"
     match_cost_class: float = Field(1.0, ge=0)
     match_cost_bbox: float = Field(5.0, ge=0)
@@ -612,6 +613,29 @@ class Config(_Strict):
     inference: InferenceConfig = InferenceConfig()
     monitor: MonitorConfig = MonitorConfig()
     grpo: GrpoConfig = GrpoConfig()
+
+    @model_validator(mode="after")
+    def _keys_that_work_together(self) -> "Config":
+        d = self.detection
+        # The head builds these levels on the two-stage token grid only (model/detection_head.py) and dropped them,
+        # on a learned-query head, without a word: a run trained without what its config said it had.
+        for key, on in (("fine_features", d.fine_features), ("pixel_points", d.pixel_points), ("box_refine", d.box_refine)):
+            if on and not d.two_stage:
+                raise KeysConflict(f"detection.{key} is built on the two-stage head's token grid, and detection.two_stage "
+                                   f"is false, so the head would leave it out: set detection.two_stage: true, or turn "
+                                   f"detection.{key} off", f"detection.{key}", "detection.two_stage")
+        if d.box_refine and not d.roi_points:
+            raise KeysConflict("detection.box_refine samples the token grid inside the decoder's box on a grid of "
+                               "detection.roi_points a side, which is 0, so the head would leave it out: set roi_points "
+                               "above 0, or box_refine: false", "detection.box_refine", "detection.roi_points")
+        i = self.inference
+        if d.enabled and self.loss.assignment == "overlap" and i.nms_iou is None and i.part_nms is None:
+            # every query overlapping an object learns it (docs/localisation.md), so each object gets several boxes
+            raise KeysConflict("loss.assignment: overlap teaches every query at IoU >= 0.5 with an object to find it, so "
+                               "the head writes several boxes an object, and inference.nms_iou and inference.part_nms "
+                               "are both null, which keep them all: set inference.nms_iou (or part_nms), or "
+                               "loss.assignment: one_to_one", "loss.assignment", "inference.nms_iou", "inference.part_nms")
+        return self
 
 
 class ConfigError(ValueError):

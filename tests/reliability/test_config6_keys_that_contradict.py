@@ -41,3 +41,30 @@ def test_a_key_set_against_a_default_is_named_at_its_line_alone(tmp_path):
         load_config(p)  # caption_refit.steps left at its default 0
     assert str(e.value) == (f"{p}:4: detection.pixel_context is fitted by the caption refit alone (training leaves it "
                             "at zero): set detection.caption_refit.steps above 0, or pixel_context: 0")
+
+
+@pytest.mark.parametrize("typed, keys, said", [
+    ("detection:\n  two_stage: false\n  pixel_points: 4\n", (3, 2),
+     "detection.pixel_points is built on the two-stage head's token grid, and detection.two_stage is false"),
+    ("detection:\n  two_stage: false\n  fine_features: true\n", (3, 2),
+     "detection.fine_features is built on the two-stage head's token grid"),
+    ("detection:\n  roi_points: 0\n  box_refine: true\n", (3, 2),
+     "detection.box_refine samples the token grid inside the decoder's box on a grid of detection.roi_points a side"),
+    ("loss:\n  assignment: overlap\ninference:\n  nms_iou: null\n", (2, 4),
+     "loss.assignment: overlap teaches every query at IoU >= 0.5 with an object to find it"),
+])
+def test_a_head_option_its_other_keys_leave_out_is_refused_naming_both(tmp_path, typed, keys, said):
+    """The head built these on the two-stage grid only and dropped them without a word (model/detection_head.py); an
+    overlap-trained head's several boxes an object were all kept with no NMS of either kind."""
+    p = tmp_path / "c.yaml"
+    p.write_text(typed, encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(e.value).startswith(f"{p}:{keys[0]}, {p}:{keys[1]}: {said}"), e.value
+
+
+def test_the_head_options_that_work_together_are_taken():
+    load_config(None, ["detection.two_stage=false"])  # its grid's defaults (local_layers, roi_points) stay unread
+    load_config(None, ["detection.pixel_points=4", "detection.box_refine=true", "detection.fine_features=true"])
+    load_config(None, ["loss.assignment=overlap", "inference.part_nms=0.5"])  # one box a part keeps one
+    load_config(None, ["loss.assignment=overlap", "inference.nms_iou=0.5"])
