@@ -73,23 +73,35 @@ def test_weights_trained_again_in_place_are_named_against_the_baseline(run):
             f"(identity {then[:12]} then, {now[:12]} here") in said
 
 
-def test_another_checkpoint_another_mode_and_tiles_are_each_named_in_one_line(run, tmp_path):
+def baseline_of(run: dict[str, Path]) -> list:
+    """The first predictions' METRICS.json, as the --baseline of a later evaluation."""
     metrics(run, run["pred"], "base.json")
-    base = ["--baseline", run["pred"].with_name("base.json")]
+    return ["--baseline", run["pred"].with_name("base.json")]
+
+
+def test_other_tiles_of_the_same_model_are_named_in_one_line(run):
+    base = baseline_of(run)
     tiled = run["pred"].with_name("tiled.jsonl")
     predict(run, tiled, "--tiles", "2x1")
     _, said = metrics(run, tiled, "m1.json", *base)
     assert f"against the baseline: model: the same (identity {identify(run['ckpt']).digest[:12]}, at {run['ckpt']})" in said
     assert "against the baseline: tiles: off in the baseline, 2x1 here" in said and "mode:" not in said
+
+
+def test_another_mode_of_the_same_model_is_named_in_one_line(run):
+    base = baseline_of(run)
     generated = run["pred"].with_name("generated.jsonl")
     predict(run, generated, "--mode", "generate", "--max-new-tokens", "8")
     _, said = metrics(run, generated, "m0.json", *base)
     assert "against the baseline: mode: head in the baseline, generate here" in said and "tiles:" not in said
 
-    other = tmp_path / "other"  # another run: its weights differ
-    shutil.copytree(run["ckpt"], other)
+
+def test_another_checkpoint_is_named_by_both_folders_and_the_same_model_says_so(run, tmp_path):
     from safetensors.torch import load_file, save_file
 
+    base = baseline_of(run)
+    other = tmp_path / "other"  # another run: its weights differ
+    shutil.copytree(run["ckpt"], other)
     tensors = load_file(other / "detection_head.safetensors")
     save_file({k: v * 0.5 for k, v in tensors.items()}, other / "detection_head.safetensors", metadata={"format": "pt"})
     by_other = run["pred"].with_name("other.jsonl")
