@@ -122,16 +122,19 @@ def test_recording_the_reward_code_imports_no_package_of_the_standard_library_or
     from bbuvl.config import load_config
     from bbuvl.train.run_record import user_code
 
-    if "wsgiref" in sys.modules:
-        pytest.skip("wsgiref was imported by another test of this session")
     code("0.1")
     rewards = tmp_path / "code" / "rl5_rewards.py"
     rewards.write_text(rewards.read_text("utf-8") + "\n\ndef serve():\n    import wsgiref.simple_server\n",
                        encoding="utf-8")
     cfg = load_config(None, ["training.method=grpo", "grpo.rewards.user_function=rl5_rewards:size"])
-    recorded = user_code(cfg)["grpo.rewards.user_function"]
+    # As in a fresh process: another test of the session may have imported it; put back as it was after.
+    loaded = {name: sys.modules.pop(name) for name in list(sys.modules) if name.partition(".")[0] == "wsgiref"}
+    try:
+        recorded = user_code(cfg)["grpo.rewards.user_function"]
+        assert "wsgiref" not in sys.modules
+    finally:
+        sys.modules.update(loaded)
     assert sorted(recorded["modules"]) == ["rl5_helpers", "rl5_pkg", "rl5_pkg.deep"]
-    assert "wsgiref" not in sys.modules
 
 
 def test_a_resume_naming_another_reward_function_is_refused_without_offering_accept_reward_code(code, tmp_path):
