@@ -19,27 +19,41 @@ def after(polls: int) -> Awaited:
 
 def rows_of_answers_begun(predictor, photos, begun: list[int]):
     """One prompt per photo, each followed by the first `begun[i]` tokens of an answer: rows of different lengths
-    (left padding) that write different tokens."""
+    (left padding) that write different tokens; and each row's answer so far (text)."""
     from bbuvl.infer.modes.name import answer_prefix
 
-    rows = []
+    rows, texts = [], []
     for photo, k in zip(itertools.cycle(photos), begun):
         p = predictor.prepare(photo)
         ids, _ = answer_prefix(predictor, [3 * k, 2 * k, 40 + k, 60 + k])
         rows.append(predictor.student_sample(p).continued(ids[:k]))
-    return rows
+        texts.append(predictor.tokenizer.decode(ids[:k]))
+    return rows, texts
 
 
+@pytest.mark.parametrize("constrained", [False, True])
 @pytest.mark.parametrize("polls", [0, 3])
-def test_rows_given_up_leave_the_batch_and_the_others_write_what_a_batch_without_them_writes(predictor, photos, polls):
+def test_rows_given_up_leave_the_batch_and_the_others_write_what_a_batch_without_them_writes(predictor, photos, polls,
+                                                                                             constrained):
     # The dropped rows are the longest (the kept ones are padded further than in the batch without them)
     begun = [6, 14, 9, 12]
-    rows = rows_of_answers_begun(predictor, photos, begun)
+    rows, texts = rows_of_answers_begun(predictor, photos, begun)
     steps = 16
     kept, gone = [0, 2], [1, 3]
-    alone_ids, alone_logp = predictor.greedy(predictor.collator([rows[i] for i in kept]).to(predictor.device), None, steps)
+
+    def constraint(which):
+        """The answer grammar for the rows `which`, each from where its answer stands (None unconstrained)."""
+        if not constrained:
+            return None
+        frame = predictor.contract.answer_extent((224, 168))
+        grammar = predictor.labels_constraint().grammar(frame)
+        states = [grammar.run(texts[i].encode()) for i in which]
+        return predictor.labels_constraint().processor([frame] * len(which), steps, states)
+
+    alone_ids, alone_logp = predictor.greedy(predictor.collator([rows[i] for i in kept]).to(predictor.device),
+                                             constraint(kept), steps)
     awaited = [None, after(polls), None, after(polls)]
-    ids, logp = predictor.greedy(predictor.collator(rows).to(predictor.device), None, steps, awaited)
+    ids, logp = predictor.greedy(predictor.collator(rows).to(predictor.device), constraint(range(4)), steps, awaited)
     width = alone_ids.shape[1]
     assert len({tuple(r) for r in alone_ids.tolist()}) == 2  # the two rows write different answers
     assert torch.equal(ids[kept, :width], alone_ids)
@@ -57,7 +71,7 @@ def test_rows_given_up_leave_the_batch_and_the_others_write_what_a_batch_without
 
 
 def test_a_row_never_given_up_is_decoded_as_if_nothing_were_asked(predictor, photos):
-    rows = rows_of_answers_begun(predictor, photos, [5, 8])
+    rows, _ = rows_of_answers_begun(predictor, photos, [5, 8])
     batch = predictor.collator(rows).to(predictor.device)
     plain = predictor.greedy(batch, None, 10)
     awaited = [Awaited(lambda: False), Awaited(lambda: False)]
