@@ -61,6 +61,10 @@ class KeysConflict(ValueError):
         self.keys = keys
 
 
+# A number in scientific notation as YAML 1.2 writes it (`1e3`, `5E-6`, `1.5e+2`); YAML 1.1 wants a dot and a sign.
+_SCIENTIFIC = re.compile(r"[-+]?([0-9][0-9_]*(\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+")
+
+
 class _Strict(BaseModel):
     # No float in a run is meaningful as inf or NaN: `lr: .inf` used to train to a non-finite final/.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
@@ -73,6 +77,11 @@ class _Strict(BaseModel):
         if isinstance(value, bool) and _takes_numbers_only(cls.model_fields[info.field_name].annotation):
             raise ValueError(f"must be a number, got {str(value).lower()} (YAML reads true/false, yes/no and on/off "
                              "as booleans)")
+        # YAML 1.1 reads `1e3` (no dot) as text, which a float key parses and an integer key refused ("got '1e3'"),
+        # though `training.save_steps=1e3` on the command line is read as the number (`parse_overrides`)
+        if (isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip())
+                and _takes_numbers_only(cls.model_fields[info.field_name].annotation)):
+            return float(value)
         return value
 
 
@@ -787,7 +796,7 @@ _OTHER_TOOLS_NAMES = {
 }
 
 _TYPE_NAMES = {
-    "int_parsing": "an integer", "int_type": "an integer", "float_parsing": "a number", "float_type": "a number",
+    "int_parsing": "an integer", "int_type": "an integer", "int_from_float": "an integer", "float_parsing": "a number", "float_type": "a number",
     "bool_parsing": "true or false", "bool_type": "true or false", "string_type": "a string",
     "list_type": "a list", "dict_type": "a mapping", "model_type": "a mapping",
 }
