@@ -46,3 +46,39 @@ def test_the_card_names_the_checkpoint_it_was_exported_from_where_it_is(tmp_path
     # As typed ('run/final', 'data/val.jsonl'), the card sent a reader elsewhere to other files, or to none.
     assert f"Exported by `bbuvl model export` from `{real_path(tmp_path / 'run' / 'final')}`" in card
     assert f"validation photos (`{real_path(tmp_path / 'data' / 'val.jsonl')}`)" in card
+
+
+def test_the_card_says_how_a_stock_processor_frames_a_photo_the_vision_token_budget_shrank_in_training(tmp_path: Path):
+    from bbuvl.data.coords import _smart_resize_rule
+    from bbuvl.model.export import stock_frame, stock_overshoot
+
+    # The demo recipe's frame: every photo at 64 cells. A 250x170 photo is under min_pixels; a stock processor scales
+    # it up to 280x196 (70 tokens) where training, holding the budget, framed it at 252x168 (54).
+    trained = CoordinateContract(50176, 50176, max_vision_tokens=64, family="qwen2_5_vl")
+    stock = stock_frame(trained)
+    cell = trained.factor ** 2
+    most = stock_overshoot(stock)
+    over = 0
+    for w in range(20, 700, 9):
+        for h in range(20, 700, 11):
+            sh, sw = _smart_resize_rule(h, w, stock.factor, stock.min_pixels, stock.max_pixels)
+            tokens = sh * sw // cell
+            if tokens > 64:  # the card's rule: those bounds instead
+                over += 1
+                assert tokens <= most, (w, h)
+                sh, sw = _smart_resize_rule(h, w, stock.factor, cell, 64 * cell)
+            assert (sw, sh) == trained.model_size((w, h)), (w, h)
+    assert over > 0 and trained.model_size((250, 170)) == (252, 168)
+
+    prompt = Prompt("找出每个部件。", ["线缆"], "zh")
+    folder = ModelFolder(tmp_path / "ckpt", True, Config(), prompt, trained)
+    card = " ".join(model_card(folder, stock, prompt, Config(),
+                               ExportResult(tmp_path / "out", "qwen2_5_vl", False)).split())
+    # Before: 'Training also capped each photo at 64 vision tokens, which `max_pixels` already holds to.'
+    assert f"up to {most} tokens" in card and ("bbu-vl framed it with `min_pixels` 784 and `max_pixels` 50176 "
+                                               "instead") in card, card
+    assert '"size": {"shortest_edge": 784, "longest_edge": 50176}' in card
+    held = CoordinateContract(12544, 50176, max_vision_tokens=1280, family="qwen2_5_vl")
+    assert stock_overshoot(stock_frame(held)) is None
+    card = model_card(folder, stock_frame(held), prompt, Config(), ExportResult(tmp_path / "out", "qwen2_5_vl", False))
+    assert "which `max_pixels` already holds to." in " ".join(card.split())

@@ -19,6 +19,7 @@ What no stock loader runs is decided part by part (docs/serving.md, "Export"):
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import stat
@@ -28,7 +29,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from bbuvl.atomic import atomic_folder, write_text_atomic
-from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.coords import MAX_ASPECT, CoordinateContract
 from bbuvl.data.families import TURN_END
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.scale import SCALE_FILE
@@ -111,6 +112,28 @@ def stock_frame(contract: CoordinateContract) -> CoordinateContract:
     if contract.max_vision_tokens is None:
         return contract
     return replace(contract, max_pixels=min(contract.max_pixels, contract.max_vision_tokens * contract.factor ** 2))
+
+
+def stock_overshoot(contract: CoordinateContract) -> int | None:
+    """The most vision tokens a stock image processor at `stock_frame`'s bounds gives a photo, when that passes the
+    contract's budget (None: it never does).
+
+    `stock_frame` holds `max_pixels` to the budget, but a photo under `min_pixels` is scaled up with each side rounded up
+    to whole cells, which can pass it (min = max = 64 cells: a 250x170 photo becomes 10x7 = 70); bbu-vl frames such a
+    photo within the budget instead (`CoordinateContract.model_size`). In that branch a photo of aspect r = h / w
+    becomes ceil(sqrt(min r) / f) x ceil(sqrt(min / r) / f) cells, constant between the aspects where one side is a
+    whole number of cells: just either side of those is every count it takes.
+    """
+    if contract.max_vision_tokens is None:
+        return None
+    f, low = contract.factor, contract.min_pixels
+    aspects = {1.0}
+    for cells in range(1, math.isqrt(low * MAX_ASPECT) // f + 2):
+        for r in ((cells * f) ** 2 / low, low / (cells * f) ** 2):
+            if 1 / MAX_ASPECT <= r <= MAX_ASPECT:
+                aspects |= {r * (1 - 1e-9), r * (1 + 1e-9)}
+    most = max(math.ceil(math.sqrt(low * r) / f) * math.ceil(math.sqrt(low / r) / f) for r in aspects)
+    return most if most > contract.max_vision_tokens else None
 
 
 def left_out_parts(folder: ModelFolder, costs: list[PartCost]) -> list[LeftOut]:

@@ -17,6 +17,7 @@ from bbuvl.data.coords import RELATIVE_SCALE, CoordinateContract
 from bbuvl.data.families import get_family
 from bbuvl.encode.prompts import USER_TEXT
 from bbuvl.model.checkpoint import ModelFolder, Prompt
+from bbuvl.model.export import stock_overshoot
 from bbuvl.paths import real_path
 
 if TYPE_CHECKING:
@@ -49,8 +50,10 @@ def _conversion(contract: CoordinateContract) -> str:
                 f"applied): `x_photo = x / {RELATIVE_SCALE} * W`, `y_photo = y / {RELATIVE_SCALE} * H`.")
     return ("Boxes are absolute pixels of the resized photo (the frame). The frame of a `W` x `H` photo (EXIF rotation "
             f"applied) is `h, w = smart_resize(H, W, factor={contract.factor}, min_pixels={contract.min_pixels}, "
-            f"max_pixels={contract.max_pixels})` (transformers' `Qwen2-VL` rule); in the photo's pixels: "
-            "`x_photo = x * W / w`, `y_photo = y * H / h`.")
+            f"max_pixels={contract.max_pixels})` (transformers' `Qwen2-VL` rule"
+            + (", with the bounds the Frame section names for a photo it gives too many tokens"
+               if stock_overshoot(contract) is not None else "")
+            + "); in the photo's pixels: `x_photo = x * W / w`, `y_photo = y * H / h`.")
 
 
 def _scores_table(card: list[str], result: "ExportResult") -> None:
@@ -79,6 +82,15 @@ def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt
     if contract.max_vision_tokens is not None:
         budget = (f" Training also capped each photo at {contract.max_vision_tokens} vision tokens, which `max_pixels` "
                   "already holds to.")
+    if (most := stock_overshoot(contract)) is not None:
+        # Said only where it happens: the frame of such a photo is no pair of bounds' alone (export.stock_overshoot).
+        cell, cap = contract.factor ** 2, contract.max_vision_tokens
+        budget = (f" Training also capped each photo at {cap} vision tokens, which these bounds do not always hold to: "
+                  "a photo under `min_pixels` is scaled up with its sides rounded up to whole "
+                  f"{contract.factor}-pixel cells, up to {most} tokens (`w * h / {cell}`). Where they give a photo more "
+                  f"than {cap} tokens, bbu-vl framed it with `min_pixels` {cell} and `max_pixels` {cap * cell} instead: "
+                  "pass those for it (transformers: `images_kwargs={\"size\": {\"shortest_edge\": "
+                  f"{cell}, \"longest_edge\": {cap * cell}}}}}`), or it is read in another frame than training's.")
     card = [
         f"# A {family.name} model fine-tuned with bbu-vl",
         "",
