@@ -1,7 +1,7 @@
 """What `bbuvl eval` reads, it reads once. With one `--verdict-*` option it pairs it with the checkpoint's other
 threshold: the checkpoint that made the predictions is read once to find the pair and judge, so a checkpoint copied
-back whole (new inodes, no record vouching for a file) is hashed as often as with both options given, not twice as
-often (docs/outputs.md). The predictions' manifest (a 10,000-photo one holds 1.7 MB of digests) is parsed once."""
+back whole (new inodes, no record vouching for a file) is hashed once
+(docs/outputs.md). The predictions' manifest (a 10,000-photo one holds 1.7 MB of digests) is parsed once."""
 
 from __future__ import annotations
 
@@ -41,9 +41,9 @@ def test_a_checkpoint_copied_back_whole_is_hashed_once_with_one_verdict_option(r
     finally:
         opened = _WATCHED.pop(weights)
     assert r.exit_code == 0 and "changed since" not in text(r), r.output
-    # Once to compare it with the manifest, once for the training record its chosen thresholds would be checked
-    # against (infer/verdict.py's trained_identity); it was 4: all of that once to find the pair, again to judge.
-    assert opened == 2
+    # Once, to compare it with the manifest; it was 4: that and its training record (checked only when a chosen
+    # thresholds file is there to check it against), once to find the pair, again to judge.
+    assert opened == 1
 
 
 def test_a_lone_verdict_option_that_cannot_pair_is_still_refused_naming_the_threshold_in_effect(run):

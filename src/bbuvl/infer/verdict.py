@@ -292,7 +292,9 @@ def checkpoint_verdict(checkpoint: str | Path, mode: str | None = None,
         say_relative_run_files(checkpoint, run, ("data.hierarchy",))  # an older run's relative hierarchy is read from this folder
     judged = Faults.load(hierarchy or own_hierarchy).labels
     chosen, chosen_tiled = ChosenThresholds.load(checkpoint), ChosenThresholds.load(checkpoint, tiled=True)
-    (chosen, chosen_tiled), other_faults = for_faults(chosen, chosen_tiled, judged, trained_identity(checkpoint))
+    # Hashed only to check a chosen file: a checkpoint copied whole has no record vouching for its files (seconds a 3B).
+    model = trained_identity(checkpoint) if chosen is not None or chosen_tiled is not None else None
+    (chosen, chosen_tiled), other_faults = for_faults(chosen, chosen_tiled, judged, model)
     framed = framed_thresholds(with_chosen(inference, chosen, chosen_tiled, mode))
     if chosen is not None and chosen.applies(mode):
         source = f"{checkpoint / THRESHOLDS_FILE} (chosen on {chosen.chosen_on})"
