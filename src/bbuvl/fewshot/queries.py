@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from bbuvl.data.digests import FileDigest, file_digest
 from bbuvl.data.images import IMAGE_SUFFIXES, list_images, skipped_note, suffix_counts
 from bbuvl.data.jsonfile import json_kind
 from bbuvl.data.labels import SEP, label_at_level
@@ -28,7 +29,8 @@ from bbuvl.data.schema import iter_dataset, resolve_image
 from bbuvl.data.text import name_as_text, not_text
 from bbuvl.fewshot.embed import ImageItem
 from bbuvl.fewshot.support import refuse_linked_folder
-from bbuvl.infer.output import manifest_path, prediction_root, read_manifest
+from bbuvl.infer.output import Manifest, manifest_path, prediction_root, read_manifest
+from bbuvl.infer.resume_key import UNREADABLE
 
 
 FEWSHOT_BEST = "fewshot_best"  # the `extra` key `fewshot label` writes its best class under (label.py)
@@ -123,7 +125,9 @@ def iter_predictions(path: str | Path, problems: list[str]) -> Iterator[Predicti
     except OSError as e:
         raise ValueError(f"{path}: cannot open predictions file: {e.strerror or e}") from None
     root = prediction_root(path)  # names are relative to predict's input (infer/output.py)
-    gone = _moved_input(path)
+    manifest = read_manifest(path)
+    gone = _moved_input(path, manifest)
+    recorded = {d.name: d for d in manifest.key.photos} if manifest is not None and manifest.key is not None else {}
     blank = True
     with fh:
         for no, text in enumerate(fh, start=1):
@@ -152,6 +156,13 @@ def iter_predictions(path: str | Path, problems: list[str]) -> Iterator[Predicti
                 continue
             if gone is not None and not Path(obj["image"]).is_absolute():
                 raise gone
+            if _changed_since(obj["image"], root, recorded):
+                # Its boxes were cropped from the photo now under that name (a folder synced again, a photo
+                # re-exported), and `fewshot label` wrote them onto it.
+                problems.append(f"{where}: {root / obj['image']} changed since it was predicted (its SHA-256 in "
+                                f"{manifest_path(path).name}): these boxes are of the photo it replaced; predict again into it "
+                                "with --overwrite")
+                continue
             objects = _valid_objects(obj.get("objects"), where, problems)
             w, h = obj.get("width"), obj.get("height")
             yield PredictionLine(no, root / obj["image"], w if isinstance(w, int) else None,
@@ -160,11 +171,22 @@ def iter_predictions(path: str | Path, problems: list[str]) -> Iterator[Predicti
         raise _no_lines(path)
 
 
-def _moved_input(path: Path) -> ValueError | None:
+def _changed_since(name: str, root: Path, recorded: dict[str, FileDigest]) -> bool:
+    """Whether the photo a line names has other content than predict recorded for it (a photo trusted by its stat while
+    it is the very file recorded, data/digests.py); False when unknown or unreadable (named where it is read)."""
+    known = recorded.get(name)
+    if known is None or known.sha256 == UNREADABLE:
+        return False
+    try:
+        return file_digest(root / name, name, recorded).sha256 != known.sha256
+    except OSError:
+        return False
+
+
+def _moved_input(path: Path, manifest: Manifest | None) -> ValueError | None:
     """The error for a predictions file whose photo names are relative to a predict input that is no longer where its
     manifest says (the photos and the file moved or copied together): every photo was 'not found', named under a
     folder that never held it."""
-    manifest = read_manifest(path)
     if manifest is None or os.path.lexists(manifest.input):
         return None
     return ValueError(f"{path}: its photo names are relative to the input predict read, {manifest.input} (recorded in "
