@@ -188,7 +188,7 @@ def _first_copies(path: Path, lines: Iterator[PredictionLine], report: LabelRepo
     first: dict[str, PredictionLine] = {}
     for line in lines:
         try:
-            digest = photo_digests(line.image)[1]
+            digest = photo_digests(line.image, whole=False)[1]
         except OSError:
             yield line
             continue
