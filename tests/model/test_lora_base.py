@@ -94,10 +94,17 @@ def test_the_same_base_copied_again_loads_and_a_checkpoint_without_a_fingerprint
 
 
 def test_resuming_a_run_without_a_record_onto_a_replaced_base_is_refused(copied, tmp_path):
+    from bbuvl.train.run_record import CHECKPOINT_RECORD
+
     run, base = copied
-    (run / "run.json").unlink()  # a run started before run.json: its checkpoint's bbuvl.yaml compares paths only
+    (run / "run.json").unlink()  # the record lost: the checkpoint's copy of it compares the base by content
     replace_weights(base)
     config = run / "checkpoint-1" / "bbuvl.yaml"
+    r = invoke("train", config, f"training.output_dir={run}", "training.max_steps=2", "--resume")
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and f"{run / 'checkpoint-1' / CHECKPOINT_RECORD} (what the run was started with" in text
+    assert "model.path" in text and "its content changed" in text, r.output
+    (run / "checkpoint-1" / CHECKPOINT_RECORD).unlink()  # a run from before records: its bbuvl.yaml compares paths only
     r = invoke("train", config, f"training.output_dir={run}", "training.max_steps=2", "--resume")
     text = " ".join(r.output.split())
     assert r.exit_code == 2 and f"{run / 'checkpoint-1'}: its LoRA adapters were trained on another base" in text, r.output
