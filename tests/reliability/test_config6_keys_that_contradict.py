@@ -68,3 +68,15 @@ def test_the_head_options_that_work_together_are_taken():
     load_config(None, ["detection.pixel_points=4", "detection.box_refine=true", "detection.fine_features=true"])
     load_config(None, ["loss.assignment=overlap", "inference.part_nms=0.5"])  # one box a part keeps one
     load_config(None, ["loss.assignment=overlap", "inference.nms_iou=0.5"])
+
+
+@pytest.mark.parametrize("key, typed", [("bits", "4"), ("vision", "true")])
+def test_a_lora_option_without_lora_enabled_is_refused_naming_both(tmp_path, key, typed):
+    """`model.lora.bits: 4` without `enabled: true` loaded the base at 16 bits and fine-tuned every weight of it."""
+    p = tmp_path / "c.yaml"
+    p.write_text(f"model:\n  lora:\n    enabled: false\n    r: 8\n    {key}: {typed}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(e.value).startswith(f"{p}:5, {p}:3: model.lora.{key} ({typed}) applies to LoRA adapters, and "
+                                   "model.lora.enabled is false"), e.value
+    assert getattr(load_config(p, ["model.lora.enabled=true"]).model.lora, key) in (4, True)
