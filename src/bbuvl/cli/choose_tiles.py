@@ -124,6 +124,7 @@ def choose_tiles(
                                    refine_within=refine_within)
         refuse_unmeasured(chosen_predictions(out, chosen), gt)
         refuse_unscored(chosen, gt)
+        refuse_uncompared(chosen, gt)
         verdict, why_not = (choose_tiled_verdict(chosen_predictions(out, chosen), gt, predictor.faults,
                                                  predictor.options(mode).framed(), target_recall, target_precision,
                                                  mode)
@@ -208,6 +209,22 @@ def refuse_unscored(chosen, gt: Path) -> None:  # noqa: ANN001 - a ChosenTileSca
         raise ValueError(f"{gt}: no candidate scale could be scored ({chosen.metric} is undefined on its "
                          f"{chosen.photos} photos: they hold no object of those categories), so none is written; "
                          "give validation photos with such objects")
+
+
+def refuse_uncompared(chosen, gt: Path) -> None:  # noqa: ANN001 - a ChosenTileScale
+    """ValueError when every candidate scale cut the photos alike (close-ups, each shown whole at every scale): one
+    prediction was scored, nothing was compared, and the scale nearest the training scale would be written over one
+    measured before on photos the tiles cut, as if these photos had chosen it. One candidate (`--factors 1`) is the
+    user's own choice, and is written."""
+    first = chosen.candidates[0]
+    if len(chosen.candidates) < 2 or any((c.grids, c.passes) != (first.grids, first.passes) for c in chosen.candidates):
+        return
+    grids = ", ".join(f"{g} ({n})" for g, n in first.grids.items())
+    whole = " (none of them is cut into tiles)" if set(first.grids) == {"1x1"} else ""
+    raise ValueError(f"{gt}: every candidate scale ({', '.join(f'{c.scale:g}' for c in chosen.candidates)}) cuts its "
+                     f"{chosen.photos} photos alike, {grids}{whole}, so these photos cannot tell the scales apart and "
+                     "none is written; choose on validation photos like the ones `tiles: auto` will cut (as large, as "
+                     "framed), or with --factors that cut these")
 
 
 def unreadable(predictions: Path) -> list[str]:
