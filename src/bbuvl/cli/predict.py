@@ -252,19 +252,12 @@ def predict(
 def long_paths_warning(out: Path) -> str | None:
     """One warning naming the longest of the files predict wrote (--out and its manifest) whose path Windows would not
     open, as the data writers warn (data/names.py); None when both fit."""
-    from bbuvl.data.names import WINDOWS_MAX_PATH, too_long_for_windows
-    from bbuvl.data.text import show_text
+    from bbuvl.data import names
     from bbuvl.infer.output import manifest_path
 
     # Copied there, `bbuvl eval` and every tool that does not enable long paths finds no such file
-    found = too_long_for_windows([out, manifest_path(out)])
-    if found is None:
-        return None
-    over, longest, n = found
-    others = f" ({over - 1} more too)" if over > 1 else ""
-    return (f"warning: {show_text(os.path.abspath(longest))} has {n} characters{others}, more than the "
-            f"{WINDOWS_MAX_PATH - 1} Windows opens: copied there, such a file cannot be opened unless long paths are "
-            "enabled. Write --out into a folder nearer the root, or give it a shorter name")
+    return names.long_paths_warning([out, manifest_path(out)],
+                                    "Write --out into a folder nearer the root, or give it a shorter name")
 
 
 def teachers_missing(checkpoint: Path, configured: str | None) -> str:

@@ -172,8 +172,10 @@ def too_long_for_windows(roots: Iterable[Path]) -> tuple[int, Path, int] | None:
     return (over, longest[1], longest[0]) if over else None
 
 
-def long_paths_warning(roots: Iterable[Path]) -> str | None:
-    """One warning naming the longest written path Windows would not open, and how many others; None when all fit."""
+def long_paths_warning(roots: Iterable[Path],
+                       advice: str = "Write into a folder nearer the root, or give the photos shorter names") -> str | None:
+    """One warning naming the longest written path Windows would not open, and how many others, then `advice`; None
+    when all fit."""
     found = too_long_for_windows(roots)
     if found is None:
         return None
@@ -181,4 +183,4 @@ def long_paths_warning(roots: Iterable[Path]) -> str | None:
     others = f" ({over - 1} more too)" if over > 1 else ""
     return (f"warning: {show_text(os.path.abspath(longest))} has {n} characters{others}, more than the "
             f"{WINDOWS_MAX_PATH - 1} Windows opens: copied there, such a file cannot be opened unless long paths are "
-            "enabled. Write into a folder nearer the root, or give the photos shorter names")
+            f"enabled. {advice}")
