@@ -26,7 +26,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationE
 from bbuvl.data.coords import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, CoordinateContract
 from bbuvl.data.families import FAMILIES, Family, family_of, get_family
 from bbuvl.data.regions import parse_grid
-from bbuvl.data.text import bom_encoding, drop_invisible, show_text
+from bbuvl.data.text import bom_encoding, drop_invisible, gbk_hint, show_text
 from bbuvl.data.yamlfile import YamlError, load_yaml
 from bbuvl.paths import expand_path
 
@@ -1039,7 +1039,9 @@ def read_config_text(path: str | Path) -> str:
         text = raw.decode(bom_encoding(raw) or "utf-8")  # a config saved as UTF-16 (Notepad's "Unicode") too
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1  # a Latin-1 comment in an edited config is one line to fix
-        raise ConfigError(f"{path}:{line}: not UTF-8 text ({e.reason} at byte {e.start}); is this a YAML config?") from None
+        # a Chinese comment or path saved by Windows' default ("ANSI"), as data files are (data/text.py gbk_hint)
+        why = gbk_hint(raw) or "; is this a YAML config?"
+        raise ConfigError(f"{path}:{line}: not UTF-8 text ({e.reason} at byte {e.start}){why}") from None
     # YAML's own message for a control character names neither line nor column, only a position in "<unicode string>".
     if bad := yaml.reader.Reader.NON_PRINTABLE.search(text):
         line = text.count("\n", 0, bad.start()) + 1
