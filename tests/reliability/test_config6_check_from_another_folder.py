@@ -31,3 +31,17 @@ def test_config_check_takes_a_hub_id_for_one_and_notes_nothing_of_it(tmp_path, m
     p.write_text("model:\n  path: Qwen/Qwen2.5-VL-3B-Instruct\ndata:\n  train: data/train.jsonl\n", encoding="utf-8")
     done = CliRunner().invoke(app, ["config", "check", str(p)])
     assert done.exit_code == 0 and "note:" not in done.output, done.output
+
+
+def test_config_check_notes_every_file_a_training_start_reads_that_is_not_here(tmp_path, monkeypatch):
+    """training.deepspeed and the caption refit's photos were left out: `ok`, then the start refused them."""
+    monkeypatch.chdir(tmp_path)
+    p = tmp_path / "c.yaml"
+    p.write_text("training:\n  deepspeed: ds/zero2.json\ndetection:\n  caption_refit:\n    steps: 10\n"
+                 "    photos: tiles.jsonl\n", encoding="utf-8")
+    done = CliRunner().invoke(app, ["config", "check", str(p)])
+    said = " ".join(done.output.split())
+    assert done.exit_code == 0, done.output
+    assert (f"note: {p}:2: training.deepspeed ds/zero2.json: no such file (looked for from {tmp_path}); training on "
+            "this machine would refuse it") in said, done.output
+    assert f"note: {p}:6: detection.caption_refit.photos tiles.jsonl: no such file" in said, done.output
