@@ -419,3 +419,16 @@ def test_an_export_carries_the_scale_tiles_auto_reads_and_the_choices_made_for_i
     assert theirs.part_sides == ours.part_sides != () and theirs.long_sides == ours.long_sides
     assert theirs.chosen_for_faults()[0] == ours.chosen_for_faults()[0] is not None
     assert theirs.chosen_for_faults()[1] is None  # the head's, left out and said so
+
+
+def test_a_checkpoint_whose_training_scale_is_not_one_is_refused_naming_it(portable, tmp_path):
+    import shutil
+
+    checkpoint = tmp_path / "ckpt"
+    shutil.copytree(portable[0], checkpoint)
+    (checkpoint / "training_scale.json").write_text('{"median": "big"}', encoding="utf-8")
+    r = export(checkpoint, tmp_path / "out")
+    said = " ".join(r.output.split())
+    # Before: copied into the export as it was, where `bbuvl predict -c OUT` then failed on it.
+    assert r.exit_code == 2 and f"{checkpoint / 'training_scale.json'}: not a training scale" in said, said
+    assert not (tmp_path / "out").exists()

@@ -32,7 +32,7 @@ from bbuvl.atomic import atomic_folder, write_text_atomic
 from bbuvl.data.coords import MAX_ASPECT, CoordinateContract
 from bbuvl.data.families import TURN_END
 from bbuvl.data.jsonfile import read_json
-from bbuvl.data.scale import SCALE_FILE
+from bbuvl.data.scale import SCALE_FILE, TrainingScale
 from bbuvl.model.checkpoint import (HEAD_FILE, POSITIONS_FILE, READOUT_FILE, ModelFolder, is_peft,
                                     is_plain_model_folder, load_model, read_model_folder)
 from bbuvl.model.checkpoint_files import TEMPLATE_FILE
@@ -166,10 +166,8 @@ def chosen_files(folder: ModelFolder, costs: list[PartCost]) -> tuple[list[str],
         path = folder.path / name
         if not path.is_file():
             continue
-        try:
-            mode = read_json(path).get("mode")
-        except (OSError, ValueError, AttributeError):
-            mode = None
+        saved = read_json(path, "chosen file")  # damaged: refused naming it, as `bbuvl predict` on the checkpoint does
+        mode = saved.get("mode") if isinstance(saved, dict) else None
         if costs:
             left[name] = (f"chosen on answers with {', '.join(c.part for c in costs)}, which this export leaves out "
                           "and so answers otherwise")
@@ -244,6 +242,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
     problem = portability_problem(folder)
     if problem and not any(c.part == POSITIONS_FILE for c in costs):
         raise ExportRefused(problem)
+    TrainingScale.load(folder.path)  # before minutes of loading: a damaged one is refused naming it, never copied
+    carried = [SCALE_FILE, *chosen_files(folder, costs)[0]]
     model, processor, cfg, contract, prompt = load_model(folder, device="cpu", accept_base=accept_base)
     if not getattr(processor, "chat_template", None):
         # The export would load, then fail at the first apply_chat_template, with a card saying the template is there.
@@ -280,7 +280,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
         write_text_atomic(tmp / result.card.relative_to(out), model_card(folder, contract, prompt, cfg, result))
         # Not read by stock loaders; `bbuvl predict -c OUT --tiles auto` reads them as in the checkpoint, where without
         # them it tiled at scale 1 and said it was 'the scale the checkpoint trained at'.
-        for name in [SCALE_FILE, *chosen_files(folder, costs)[0]]:
+        for name in carried:
             if (folder.path / name).is_file():
                 shutil.copyfile(folder.path / name, tmp / name)
         _readable_as_its_other_files(tmp)
