@@ -130,6 +130,13 @@ def _claim(command: str, inputs: Mapping[str, Path | None], files: list[Path] | 
             err_console.print(f"[yellow]note:[/] {escape(unfinished)}", soft_wrap=True)
 
 
+def _embedded(support: int, support_cached: int, queries: int, queries_cached: int) -> str:
+    """What was embedded and what came from the cache, support and queries apart: a support photo replaced or added
+    since the last run is the one support embedding computed, which the two summed hid among the queries'."""
+    return (f"embeddings: support {support} computed, {support_cached} from the cache; queries {queries} computed, "
+            f"{queries_cached} from the cache")
+
+
 def _shots_label(name: str) -> str:
     return "1 shot" if name == "1" else f"{name} shots"
 
@@ -229,8 +236,7 @@ def classify(
     for label, k in sorted(counts.items(), key=lambda kv: -kv[1]):
         table.add_row(escape(label), str(k))
     console.print(table)
-    console.print(f"embeddings: {query_report.embedded + support_report.embedded} computed, "
-                  f"{query_report.cached + support_report.cached} from the cache")
+    console.print(_embedded(support_report.embedded, support_report.cached, query_report.embedded, query_report.cached))
     console.print(f"[green]wrote[/] {escape(str(out))}")
 
 
@@ -290,9 +296,8 @@ def evaluate(
         console.print(f"{_shots_label(name)}: best macro F1 {b['macro_f1']:.3f} at threshold {threshold_name(b['threshold'])} "
                       f"(accuracy {b['accuracy']:.3f}, balanced {b['balanced_accuracy']:.3f}, fall-out {fallout})")
     e = summary["embedding"]
-    console.print(f"embeddings: {e['support']['embedded'] + e['queries']['embedded']} computed, "
-                  f"{e['support']['cached'] + e['queries']['cached']} cache hits"
-                  + (f" ({escape(str(e['cache']))})" if e["cache"] else " (cache off)"))
+    console.print(_embedded(e["support"]["embedded"], e["support"]["cached"], e["queries"]["embedded"],
+                            e["queries"]["cached"]) + (f" ({escape(str(e['cache']))})" if e["cache"] else " (cache off)"))
     console.print(f"[green]wrote[/] {escape(str(out))}/: metrics.csv, per_class.csv, queries.csv, confusion/, summary.json, "
                   f"accuracy_vs_threshold.png, fallout_vs_threshold.png, confusion_best.png ({summary['seconds']:.1f} s)")
 
