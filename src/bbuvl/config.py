@@ -890,7 +890,10 @@ def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...
             got = _as_typed(loc, e.get("input"), lines, overrides) if e["type"] == "string_type" else None
             out.append(f"{where}: '{dotted}' must be {_TYPE_NAMES[e['type']]}"
                        + (f" of {', '.join(keys)}" if keys else "") + f", got {got or repr(e.get('input'))}"
-                       + (" (an override with nothing after '=' sets null)" if empty else ""))
+                       + (" (an override with nothing after '=' sets null)" if empty else "")
+                       # `zoom_containers=a,b` or `target_modules: q_proj`: one text, where YAML writes a list so
+                       + (f" (a list is written [{', '.join(map(str.strip, e['input'].split(',')))}], or one item a "
+                          "line after '- ')" if e["type"] == "list_type" and isinstance(e.get("input"), str) else ""))
         else:
             # A validator's own message says what it got; pydantic's bounds ("greater than 0") do not.
             msg = str(e["ctx"]["error"]) if e["type"] == "value_error" else e["msg"]
