@@ -96,18 +96,6 @@ class LoraConfig(_Strict):
     vision: bool = False  # also adapt the vision tower's attention/MLP
     bits: Literal[16, 8, 4] = 16  # 4 or 8 = QLoRA (bitsandbytes, GPU only)
 
-    @model_validator(mode="after")
-    def _adapters_on(self) -> "LoraConfig":
-        # Read only with adapters on (train/trainer.py loads the base at 16 bits otherwise): `bits: 4` without
-        # `enabled: true` fine-tuned every weight of a full-precision model, on a GPU sized for QLoRA.
-        for key, on in (("bits", self.bits != 16), ("vision", self.vision)):
-            if on and not self.enabled:
-                raise KeysConflict(f"model.lora.{key} ({str(getattr(self, key)).lower()}) applies to LoRA adapters, and "
-                                   f"model.lora.enabled is false, so the run would fine-tune every weight without "
-                                   f"it: set model.lora.enabled: true, or leave model.lora.{key} at its default",
-                                   f"model.lora.{key}", "model.lora.enabled")
-        return self
-
 
 class ModelConfig(_Strict):
     """Which checkpoint to load and how the model sees images."""

@@ -70,13 +70,15 @@ def test_the_head_options_that_work_together_are_taken():
     load_config(None, ["loss.assignment=overlap", "inference.nms_iou=0.5"])
 
 
-@pytest.mark.parametrize("key, typed", [("bits", "4"), ("vision", "true")])
-def test_a_lora_option_without_lora_enabled_is_refused_naming_both(tmp_path, key, typed):
-    """`model.lora.bits: 4` without `enabled: true` loaded the base at 16 bits and fine-tuned every weight of it."""
-    p = tmp_path / "c.yaml"
-    p.write_text(f"model:\n  lora:\n    enabled: false\n    r: 8\n    {key}: {typed}\n", encoding="utf-8")
-    with pytest.raises(ConfigError) as e:
-        load_config(p)
-    assert str(e.value).startswith(f"{p}:5, {p}:3: model.lora.{key} ({typed}) applies to LoRA adapters, and "
-                                   "model.lora.enabled is false"), e.value
-    assert getattr(load_config(p, ["model.lora.enabled=true"]).model.lora, key) in (4, True)
+
+def test_a_merged_lora_runs_config_keeps_its_adapter_settings_and_reads_back(tmp_path):
+    """Not a contradiction: `bbuvl model merge-lora` writes the merged folder's config with model.lora.enabled false and
+    the adapters' bits and vision as they trained (model/checkpoint.py merge_lora); refusing them at load broke the merge
+    and every merged folder."""
+    from bbuvl.config import dump_config
+
+    cfg = load_config(None, ["model.lora.enabled=true", "model.lora.vision=true", "model.lora.bits=4"])
+    cfg.model.lora.enabled = False  # as merge_lora sets it (assignment is validated)
+    p = tmp_path / "bbuvl.yaml"
+    p.write_text(dump_config(cfg), encoding="utf-8")
+    assert load_config(p).model.lora.vision
