@@ -432,3 +432,24 @@ def test_a_checkpoint_whose_training_scale_is_not_one_is_refused_naming_it(porta
     # Before: copied into the export as it was, where `bbuvl predict -c OUT` then failed on it.
     assert r.exit_code == 2 and f"{checkpoint / 'training_scale.json'}: not a training scale" in said, said
     assert not (tmp_path / "out").exists()
+
+
+def test_an_export_names_the_run_settings_that_judged_verdicts_which_a_plain_folder_cannot_hold(tmp_path):
+    from bbuvl.config import Config
+    from bbuvl.model.checkpoint import ModelFolder, Prompt
+    from bbuvl.model.export import left_out_parts
+
+    hierarchy = tmp_path / "faults.json"
+    hierarchy.write_text("{}", encoding="utf-8")
+    cfg = Config()
+    prompt = Prompt("找出每个部件。", ["线缆"], "zh")
+    assert left_out_parts(ModelFolder(tmp_path, True, cfg, prompt, None), []) == []
+    cfg.data.hierarchy = str(hierarchy)
+    cfg.inference.verdict_review, cfg.inference.verdict_fail_tiled = 0.1, 0.9
+    left = {p.part: p.why for p in left_out_parts(ModelFolder(tmp_path, True, cfg, prompt, None), [])}
+    # Before: the card listed the head and read-out only, and predict on the export judged every photo by the shipped
+    # hierarchy and the default thresholds, where on the checkpoint the run's own judged them.
+    assert f"the run's hierarchy, {hierarchy}, says which labels are faults" in left["data.hierarchy"]
+    assert "--hierarchy" in left["data.hierarchy"]
+    assert left["inference.verdict_*"].startswith("the run's verdict thresholds (verdict_review 0.1, verdict_fail_tiled "
+                                                  "0.9)")

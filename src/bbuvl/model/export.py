@@ -150,7 +150,32 @@ def left_out_parts(folder: ModelFolder, costs: list[PartCost]) -> list[LeftOut]:
         elif folder.cfg.model.vision_positions:
             parts.append(LeftOut(POSITIONS_FILE, "vision positions still at their zero start: leaving them out changes "
                                                  "no answer"))
-    return parts + [LeftOut(name, why) for name, why in chosen_files(folder, costs)[1].items()]
+    return parts + [LeftOut(name, why) for name, why in chosen_files(folder, costs)[1].items()] + verdict_settings(folder)
+
+
+VERDICT_KEYS = ("verdict_review", "verdict_fail", "verdict_review_tiled", "verdict_fail_tiled")
+
+
+def verdict_settings(folder: ModelFolder) -> list[LeftOut]:
+    """The run config's settings that judge photos' verdicts which a plain folder has no place for: its hierarchy (which
+    labels are faults) and verdict thresholds other than the defaults. `bbuvl predict` on the export judges by the
+    shipped hierarchy and the defaults unless given them, where on the checkpoint it judged by the run's."""
+    from bbuvl.config import InferenceConfig
+    from bbuvl.paths import real_path
+
+    left = []
+    if (hierarchy := folder.cfg.data.hierarchy) is not None:
+        left.append(LeftOut("data.hierarchy", f"the run's hierarchy, {real_path(hierarchy)}, says which labels are "
+                                              "faults; `bbuvl predict` on this folder judges by the shipped one unless "
+                                              "given it with `--hierarchy`"))
+    default = InferenceConfig()
+    changed = [f"{k} {getattr(folder.cfg.inference, k)}" for k in VERDICT_KEYS
+               if getattr(folder.cfg.inference, k) != getattr(default, k)]
+    if changed:
+        left.append(LeftOut("inference.verdict_*", f"the run's verdict thresholds ({', '.join(changed)}); `bbuvl "
+                                                   "predict` on this folder takes the defaults unless given "
+                                                   "`--verdict-review` and `--verdict-fail`"))
+    return left
 
 
 def chosen_files(folder: ModelFolder, costs: list[PartCost]) -> tuple[list[str], dict[str, str]]:
