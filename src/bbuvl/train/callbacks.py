@@ -1,4 +1,5 @@
-"""Trainer callbacks: epoch bookkeeping, head freezing, the non-finite guard, early stopping, TensorBoard per run and a rich progress bar.
+"""Trainer callbacks: epoch bookkeeping, head freezing, the non-finite guard, early stopping, TensorBoard per run, a rich
+progress bar and the rotation of numbered checkpoints.
 
 The training-health monitors (alarms) are the other callbacks of a run: train/monitors.py.
 """
@@ -18,8 +19,10 @@ from transformers import TrainerCallback, TrainerState
 from transformers.integrations import TensorBoardCallback
 from transformers.trainer_callback import ExportableState
 
+from bbuvl.atomic import remove_path
 from bbuvl.config import MonitorConfig
 from bbuvl.encode.loss_terms import LossTerms
+from bbuvl.outputs import reader_around
 
 if TYPE_CHECKING:
     from bbuvl.train.monitors import HealthLog
@@ -148,6 +151,57 @@ class RunTensorBoard(TensorBoardCallback):
     def __init__(self, log_dir: str | Path):
         super().__init__()
         self.logging_dir = str(log_dir)
+
+
+class CheckpointRotation(TrainerCallback):
+    """`training.save_total_limit`: after each save, the run's `checkpoint-N/` older than its newest `limit` are deleted,
+    except one that a live reader of another process holds (`bbuvl serve` or `predict` started on it before this run,
+    a run whose model.path it is): that one is kept, named once, and deleted at a later save once it is free.
+
+    HF's own rotation (`TrainingArguments.save_total_limit`, left unset) deleted it under the reader. This one runs on
+    the public `on_save`, after HF has written the whole checkpoint, and orders by step, not by the folders' times.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.held: set[str] = set()  # checkpoints kept for a reader, each named once
+
+    def on_save(self, args, state, control, **kwargs):  # noqa: D102
+        if args.should_save:
+            self.rotate(Path(args.output_dir))
+
+    def on_train_end(self, args, state, control, **kwargs):  # noqa: D102
+        if args.should_save:  # a checkpoint freed since the last save goes now, not at the next run's first save
+            self.rotate(Path(args.output_dir))
+
+    def rotate(self, output_dir: Path) -> list[Path]:
+        """Delete the numbered checkpoints in `output_dir` older than its newest `limit` that no live reader holds;
+        the ones deleted."""
+        from bbuvl.train.run_dir import numbered_checkpoints  # run_dir imports monitors, which import this module
+
+        deleted = []
+        for path in numbered_checkpoints(output_dir)[:-self.limit]:
+            reader = reader_around(path)
+            if reader is not None:
+                if path.name not in self.held:
+                    self.held.add(path.name)
+                    log.warning("training.save_total_limit %d: keeping %s, which `%s` (pid %s, since %s) is reading; "
+                                "it is deleted at a later save once that command has ended", self.limit, path,
+                                reader.command, reader.pid, reader.started)
+                continue
+            try:
+                remove_path(path)
+            except OSError as e:  # a folder made read-only: the run goes on, as HF's rotation did, but says so
+                if path.name not in self.held:
+                    self.held.add(path.name)
+                    log.warning("training.save_total_limit %d: could not delete %s (%s); the run goes on and tries "
+                                "again at its next save", self.limit, path, e.strerror or e)
+                continue
+            deleted.append(path)
+            if path.name in self.held:
+                self.held.discard(path.name)
+                log.info("training.save_total_limit %d: deleted %s, no longer read", self.limit, path)
+        return deleted
 
 
 class RichProgress(TrainerCallback):

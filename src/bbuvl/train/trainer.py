@@ -39,7 +39,8 @@ from bbuvl.model.packed_attention import use_packed_sdpa
 from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.paths import real_path
 from bbuvl.train.caption_refit import CaptionRefitCallback, Photo, training_photos
-from bbuvl.train.callbacks import EpochCallback, NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
+from bbuvl.train.callbacks import (CheckpointRotation, EpochCallback, NonFiniteGuard, RichProgress, RunTensorBoard,
+                                   Throughput)
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import ConversationDataset
 from bbuvl.train.monitors import health_summary, training_health
@@ -272,6 +273,9 @@ class BBUTrainer(Trainer):
         self.average = WeightAverage(run.model, decay) if decay > 0 else None
         if self.average is not None:
             self.add_callback(self.average)
+        # training.save_total_limit, for GRPO's trainer too: HF's rotation is off (`training_arguments`)
+        self.rotation = CheckpointRotation(run.cfg.training.save_total_limit)
+        self.add_callback(self.rotation)
 
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:  # noqa: D102
         if self.optimizer is None:
@@ -455,7 +459,8 @@ def training_arguments(cfg: Config, has_eval: bool) -> TrainingArguments:
         logging_steps=t.logging_steps,
         save_strategy="steps",
         save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
+        # HF's rotation deleted a checkpoint a reader held: ours skips it (train/callbacks.py `CheckpointRotation`)
+        save_total_limit=None,
         eval_strategy="steps" if has_eval else "no",
         eval_steps=t.eval_steps,
         seed=t.seed,
