@@ -215,7 +215,10 @@ def check_chat_template(predictor: Predictor, image: Image.Image) -> list[Check]
         {"role": "assistant", "content": [{"type": "text", "text": answer}]},
     ]
     text = processor.apply_chat_template(messages, tokenize=False, **_template_kwargs(predictor))
-    ref = processor(text=[text], images=[picture], return_tensors="pt")
+    # At its model-frame size, as the encoder hands it over (encode/chat.py:pixels): a frame under the processor's
+    # min_pixels (model.min_pixels = max_pixels, a token budget that shrinks the frame) was resized a second time.
+    area = picture.width * picture.height
+    ref = processor(text=[text], images=[picture], size={"shortest_edge": area, "longest_edge": area}, return_tensors="pt")
     checks = []
     ref_ids, our_ids = ref["input_ids"][0], ours.input_ids
     if torch.equal(ref_ids, our_ids):
