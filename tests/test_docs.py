@@ -1,0 +1,117 @@
+"""README.md and docs/ say what runs: every option they give a `bbuvl` command or a bench script is one of its
+options, and every docs/*.md section they, a config or a bench script cite is there."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+
+import pytest
+import typer.main
+
+from bbuvl.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+CITERS = [*DOCS, *sorted((ROOT / "configs").rglob("*.yaml")), *sorted((ROOT / "bench").rglob("*.py"))]
+
+# A command as the docs write it: `bbuvl data convert ...`, or under torchrun `-m bbuvl.cli train ...`.
+COMMAND = re.compile(r"\bbbuvl(?:\.cli)? ((?:[a-z][a-z-]* ?)+)")
+BENCH = re.compile(r"\bbench/(\w+)\.py\b")
+OPTION = re.compile(r"(?<![\w/.`-])(--[a-z][\w-]*)")
+# A citation: docs/NAME.md, then the sections it names in quotes ("A", "B"), across a wrapped line or comment.
+CITATION = re.compile(r"docs/([\w.-]+\.md)`?((?:(?:,| and| or)?\s+(?:#\s*)?\"[^\"\n]+\")*)")
+
+
+def code_spans(text: str) -> list[tuple[int, str]]:
+    """Each fenced code line and each inline `code` span of a Markdown text, with its line number."""
+    spans, fenced = [], False
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif fenced:
+            spans.append((number, line.split(" # ")[0]))
+        else:
+            spans.extend((number, span) for span in re.findall(r"`([^`]+)`", line))
+    return spans
+
+
+@cache
+def commands() -> dict[str, set[str]]:
+    """Every `bbuvl` command's words ("data convert") and the option spellings it takes."""
+    found: dict[str, set[str]] = {}
+
+    def walk(command, words: list[str]) -> None:
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                walk(sub, [*words, name])
+        else:
+            found[" ".join(words)] = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+@cache
+def bench_options(name: str) -> set[str]:
+    """The options a bench script's argparse declares."""
+    return set(re.findall(r"add_argument\(\s*\"(--[\w-]+)\"", (ROOT / "bench" / f"{name}.py").read_text()))
+
+
+def named_options(span: str) -> tuple[str, set[str]] | None:
+    """The program a code span runs (`bbuvl CMD` or a bench script) and the options it gives it, else None."""
+    if m := COMMAND.search(span):
+        words = m.group(1).split()
+        for n in range(len(words), 0, -1):
+            if " ".join(words[:n]) in commands():
+                return f"bbuvl {' '.join(words[:n])}", set(OPTION.findall(span[m.end():]))
+        return None
+    if (m := BENCH.search(span)) and (ROOT / "bench" / f"{m.group(1)}.py").is_file():
+        return f"bench/{m.group(1)}.py", set(OPTION.findall(span[m.end():]))
+    return None
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_option_a_doc_gives_a_command_is_one_of_its_options(doc):
+    wrong = []
+    for number, span in code_spans(doc.read_text(encoding="utf-8")):
+        if (named := named_options(span)) is None:
+            continue
+        program, given = named
+        known = commands()[program[6:]] if program.startswith("bbuvl ") else bench_options(program[6:-3])
+        wrong += [f"{doc.name}:{number}: {program} has no {option}" for option in sorted(given - known)]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_every_option_the_readme_names_alone_is_some_commands():
+    every = set().union(*commands().values())
+    wrong = [f"README.md:{number}: {span}" for number, span in code_spans((ROOT / "README.md").read_text("utf-8"))
+             if named_options(span) is None and (m := re.match(r"(--[a-z][\w-]*)", span)) and m.group(1) not in every]
+    assert not wrong, "\n".join(wrong)
+
+
+def sections(doc: Path) -> list[str]:
+    """The section titles of a docs page, as citations name them: headings without their number, and bold leads."""
+    text = doc.read_text(encoding="utf-8")
+    titles = [re.sub(r"^#+\s*(\d+\.\s+)?", "", line).strip() for line in text.splitlines() if line.startswith("#")]
+    titles += re.findall(r"^(?:- )?\*\*([^*]+?)\.?\*\*", text, re.M)
+    return [t.replace("`", "").lower() for t in titles]
+
+
+def test_every_docs_section_cited_is_there():
+    pages = {p.name: sections(p) for p in (ROOT / "docs").glob("*.md")}
+    wrong = []
+    for path in CITERS:
+        text = path.read_text(encoding="utf-8")
+        for m in CITATION.finditer(text):
+            where = f"{path.relative_to(ROOT)}:{text[:m.start()].count(chr(10)) + 1}"
+            if m.group(1) not in pages:
+                wrong.append(f"{where}: no docs/{m.group(1)}")
+                continue
+            for title in re.findall(r"\"([^\"]+)\"", m.group(2)):
+                # A citation names a title's start, or its part after a colon ("Close-ups ...: where the faults are lost").
+                cited = title.replace("`", "").lower()
+                if not any(t.startswith(cited) or f": {cited}" in t for t in pages[m.group(1)]):
+                    wrong.append(f"{where}: docs/{m.group(1)} has no section \"{title}\"")
+    assert not wrong, "\n".join(wrong)
