@@ -192,9 +192,10 @@ class DataConfig(_Strict):
     @model_validator(mode="after")
     def _cache_in_process(self) -> "DataConfig":
         if self.sample_cache_mb > 0 and self.num_workers > 0:
-            raise KeysConflict(f"data.sample_cache_mb ({self.sample_cache_mb:g}) keeps samples in the training process, "
-                               f"and data.num_workers ({self.num_workers}) encodes them in loader workers that start again "
-                               "each epoch: set data.num_workers: 0 to keep them, or data.sample_cache_mb: 0",
+            raise KeysConflict(f"data.sample_cache_mb ({self.sample_cache_mb:g}) keeps samples in the training "
+                               f"process, and data.num_workers ({self.num_workers}) encodes them in loader workers "
+                               "that start again each epoch: set data.num_workers: 0 to keep them, or "
+                               "data.sample_cache_mb: 0",
                                "data.sample_cache_mb", "data.num_workers")
         return self
 
@@ -367,8 +368,9 @@ class DetectionConfig(_Strict):
     @model_validator(mode="after")
     def _context_needs_pixels(self) -> "DetectionConfig":
         if self.pixel_context and not self.pixel_points:
-            raise KeysConflict("detection.pixel_context samples a grid of detection.pixel_points a side: set pixel_points "
-                               "above 0, or pixel_context: 0", "detection.pixel_context", "detection.pixel_points")
+            raise KeysConflict("detection.pixel_context samples a grid of detection.pixel_points a side: set "
+                               "pixel_points above 0, or pixel_context: 0", "detection.pixel_context",
+                               "detection.pixel_points")
         if self.pixel_context and self.caption_refit.steps <= 0:
             raise KeysConflict("detection.pixel_context is fitted by the caption refit alone (training leaves it at "
                                "zero): set detection.caption_refit.steps above 0, or pixel_context: 0",
@@ -517,14 +519,15 @@ class InferenceConfig(_Strict):
     @model_validator(mode="after")
     def _verdict_order(self) -> "InferenceConfig":
         if self.verdict_review > self.verdict_fail:
-            raise KeysConflict(f"verdict_review ({self.verdict_review}) must not exceed verdict_fail ({self.verdict_fail})",
-                               "inference.verdict_review", "inference.verdict_fail")
+            raise KeysConflict(f"verdict_review ({self.verdict_review}) must not exceed verdict_fail "
+                               f"({self.verdict_fail})", "inference.verdict_review", "inference.verdict_fail")
         review = self.verdict_review if self.verdict_review_tiled is None else self.verdict_review_tiled
         fail = self.verdict_fail if self.verdict_fail_tiled is None else self.verdict_fail_tiled
         if review > fail:
-            raise KeysConflict(f"the tiled photos' verdict_review ({review}) must not exceed their verdict_fail ({fail}); "
-                               "set verdict_review_tiled and verdict_fail_tiled together", "inference.verdict_review_tiled",
-                               "inference.verdict_fail_tiled", "inference.verdict_review", "inference.verdict_fail")
+            raise KeysConflict(f"the tiled photos' verdict_review ({review}) must not exceed their verdict_fail "
+                               f"({fail}); set verdict_review_tiled and verdict_fail_tiled together",
+                               "inference.verdict_review_tiled", "inference.verdict_fail_tiled",
+                               "inference.verdict_review", "inference.verdict_fail")
         return self
 
     @field_validator("tiles")
@@ -628,11 +631,12 @@ class Config(_Strict):
         d = self.detection
         # The head builds these levels on the two-stage token grid only (model/detection_head.py) and dropped them,
         # on a learned-query head, without a word: a run trained without what its config said it had.
-        for key, on in (("fine_features", d.fine_features), ("pixel_points", d.pixel_points), ("box_refine", d.box_refine)):
-            if on and not d.two_stage:
-                raise KeysConflict(f"detection.{key} is built on the two-stage head's token grid, and detection.two_stage "
-                                   f"is false, so the head would leave it out: set detection.two_stage: true, or turn "
-                                   f"detection.{key} off", f"detection.{key}", "detection.two_stage")
+        for key in ("fine_features", "pixel_points", "box_refine"):
+            if getattr(d, key) and not d.two_stage:
+                raise KeysConflict(f"detection.{key} is built on the two-stage head's token grid, and "
+                                   "detection.two_stage is false, so the head would leave it out: set "
+                                   f"detection.two_stage: true, or turn detection.{key} off", f"detection.{key}",
+                                   "detection.two_stage")
         if d.box_refine and not d.roi_points:
             raise KeysConflict("detection.box_refine samples the token grid inside the decoder's box on a grid of "
                                "detection.roi_points a side, which is 0, so the head would leave it out: set roi_points "
@@ -640,10 +644,11 @@ class Config(_Strict):
         i = self.inference
         if d.enabled and self.loss.assignment == "overlap" and i.nms_iou is None and i.part_nms is None:
             # every query overlapping an object learns it (docs/localisation.md), so each object gets several boxes
-            raise KeysConflict("loss.assignment: overlap teaches every query at IoU >= 0.5 with an object to find it, so "
-                               "the head writes several boxes an object, and inference.nms_iou and inference.part_nms "
-                               "are both null, which keep them all: set inference.nms_iou (or part_nms), or "
-                               "loss.assignment: one_to_one", "loss.assignment", "inference.nms_iou", "inference.part_nms")
+            raise KeysConflict("loss.assignment: overlap teaches every query at IoU >= 0.5 with an object to find it, "
+                               "so the head writes several boxes an object, and inference.nms_iou and "
+                               "inference.part_nms are both null, which keep them all: set inference.nms_iou (or "
+                               "part_nms), or loss.assignment: one_to_one", "loss.assignment", "inference.nms_iou",
+                               "inference.part_nms")
         return self
 
 
@@ -796,7 +801,8 @@ _OTHER_TOOLS_NAMES = {
 }
 
 _TYPE_NAMES = {
-    "int_parsing": "an integer", "int_type": "an integer", "int_from_float": "an integer", "float_parsing": "a number", "float_type": "a number",
+    "int_parsing": "an integer", "int_type": "an integer", "int_from_float": "an integer", "float_parsing": "a number",
+    "float_type": "a number",
     "bool_parsing": "true or false", "bool_type": "true or false", "string_type": "a string",
     "list_type": "a list", "dict_type": "a mapping", "model_type": "a mapping",
 }
