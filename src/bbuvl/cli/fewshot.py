@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from pathlib import Path
@@ -137,6 +138,22 @@ def _embedded(support: int, support_cached: int, queries: int, queries_cached: i
             f"{queries_cached} from the cache")
 
 
+def _refuse_running_folder(out: Path) -> None:
+    """Refuse an --out folder that is the folder the command runs in, or holds it: eval writes it anew, setting the
+    earlier one aside first (outputs.replacing), so `--out .` set the running folder aside, wrote the results into it
+    through '.', said 'wrote ./' and deleted it with them."""
+    from bbuvl.paths import real_path
+
+    try:
+        here = Path(os.getcwd())
+    except OSError:  # the current folder is gone already
+        return
+    target = real_path(out)
+    if here == target or target in here.parents:
+        fail(f"--out {out}: is the folder this command runs in{'' if here == target else ' (or holds it)'}, "
+             "and eval writes its folder anew; run it from another folder (cd ..), or write elsewhere")
+
+
 def _shots_label(name: str) -> str:
     return "1 shot" if name == "1" else f"{name} shots"
 
@@ -266,6 +283,7 @@ def evaluate(
 
     with user_errors():
         shot_list, threshold_list = parse_shots(shots), parse_thresholds(thresholds)
+    _refuse_running_folder(out)
     _refuse_unused_options(ctx, query, any(k is not None for k in shot_list))
     inputs = {"--support": support, "--query": query, "--backbone": _path(backbone), "--cache": cache}
     _check_cache(cache, no_cache, inputs, [out])
