@@ -75,3 +75,16 @@ def test_a_folder_written_whole_is_never_the_folder_the_command_runs_in(tmp_path
     with atomic_folder(out) as tmp:
         (tmp / "new.txt").write_text("x", encoding="utf-8")
     assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+
+
+def test_a_folder_written_whole_gives_each_file_the_mode_a_plain_open_gives(tmp_path):
+    from safetensors.torch import save_file
+    import torch
+
+    umask = os.umask(0)
+    os.umask(umask)
+    with atomic_folder(tmp_path / "model") as tmp:
+        save_file({"w": torch.zeros(2)}, str(tmp / "model.safetensors"))  # safetensors 0.8 creates it 0600
+        (tmp / "config.json").write_text("{}", encoding="utf-8")
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in (tmp_path / "model").iterdir()}
+    assert set(modes.values()) == {oct(0o666 & ~umask)}, modes

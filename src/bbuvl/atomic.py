@@ -123,6 +123,9 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
         for file in [p for p in tmp.rglob("*") if p.is_file() and not p.is_symlink()]:
             with file.open("rb") as fh:
                 os.fsync(fh.fileno())
+            # Writers that create their files 0600 (safetensors 0.8, mkstemp) left a checkpoint's weights unreadable to
+            # whoever could read its config.json beside them.
+            os.chmod(file, (file.stat().st_mode & 0o777) | (0o666 & ~_UMASK))  # widened only: execute bits are kept
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             os.rename(path, old / path.name)
