@@ -88,6 +88,7 @@ def predict(
                                      verdict_counts)
     from bbuvl.infer.tiles import check_containers
     from bbuvl.model.checkpoint import CheckpointError
+    from bbuvl.model.identity import identify
     from bbuvl.outputs import check_not_inputs
 
     if str(out) == "-":  # standard output as most tools spell it: a file named '-' was written in the working folder
@@ -137,8 +138,14 @@ def predict(
         refuse_untiled(ctx, given, cfg)
         mode = mode or cfg.inference.mode
         refuse_other_modes(ctx, mode)
-        if (verdict_review is None) != (verdict_fail is None) and (problem := lone_threshold_problem(
-                verdict_review, verdict_fail, checkpoint_verdict(checkpoint, mode, hierarchy)[0])):
+        # A lone threshold is paired with the other one in effect; the checkpoint is hashed here once, for the resume
+        # key and the chosen files' check alike: a checkpoint copied back whole was hashed for each (seconds a 3B).
+        lone = (verdict_review is None) != (verdict_fail is None)
+        files = identify(checkpoint, lora_base(checkpoint, cfg), {f.name: f for f in found.key.checkpoint_files}
+                         if found else None).files if lone else None
+        in_effect = (checkpoint_verdict(checkpoint, mode, hierarchy, {f.name: f for f in files})[0]
+                     if files is not None else None)
+        if in_effect is not None and (problem := lone_threshold_problem(verdict_review, verdict_fail, in_effect)):
             fail(problem)
         # --overwrite deleted a hierarchy the run config named, when --out named it too
         through = read_through_config(checkpoint, cfg, mode, teachers)
@@ -158,7 +165,7 @@ def predict(
         if (note := skipped_note(input, skipped)) is not None:
             console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
         job.key = predict_key(job, checkpoint, cfg, given, source if mode == "teachers" else None, labels, lang,
-                              found.key if found else None, hierarchy)
+                              found.key if found else None, hierarchy, in_effect, files)
     # The lock run_predictions takes, held from here: a busy --out is refused now. Another rank of a sharded run holds
     # its part alone: rank 0 holds --out for the merge, and every rank's lock on it refused all ranks but the first.
     hold_outputs("predict", [out if rank == 0 else part_path(out, rank, world)])
@@ -303,13 +310,16 @@ def run_config(checkpoint: Path):  # noqa: ANN201 - a Config
 
 
 def predict_key(job, checkpoint: Path, cfg, given: dict, teachers: Path | None, labels: Path | None,  # noqa: ANN001
-                lang: str, previous=None, hierarchy: Path | None = None):  # noqa: ANN001, ANN201 - ResumeKeys
+                lang: str, previous=None, hierarchy: Path | None = None,  # noqa: ANN001
+                in_effect=None, files=None):  # noqa: ANN001, ANN201 - FramedThresholds, FileDigests; a ResumeKey
     """The resume key of this run (infer/resume_key.py): the photos, the checkpoint (and a LoRA base), the mode, every
     option, and the files a mode reads (teachers, a plain folder's labels and language, the hierarchy whose faults
-    decide each verdict); `previous`, the key the output records, spares hashing what has not changed since."""
+    decide each verdict); `previous`, the key the output records, spares hashing what has not changed since.
+    `in_effect`: the thresholds a lone --verdict-* option pairs with (the checkpoint's, `checkpoint_verdict`'s);
+    `files`: the checkpoint's digests taken at this start, not taken again."""
     from bbuvl.data.labels import DEFAULT_HIERARCHY
     from bbuvl.infer.options import PredictOptions
-    from bbuvl.infer.resume_key import file_key, resume_key
+    from bbuvl.infer.resume_key import ResumeKey, file_key, resume_key
     from bbuvl.infer.verdict import checkpoint_verdict
     from bbuvl.model.checkpoint import is_plain_model_folder
 
@@ -320,7 +330,7 @@ def predict_key(job, checkpoint: Path, cfg, given: dict, teachers: Path | None, 
             raise
         # A lone threshold is paired with the checkpoint's chosen one in effect (checked by `lone_threshold_problem`),
         # not the run config's: --verdict-review 0.55 beside a chosen fail of 0.6 was refused for the config's 0.5.
-        framed = checkpoint_verdict(checkpoint, job.mode, hierarchy)[0]
+        framed = in_effect or checkpoint_verdict(checkpoint, job.mode, hierarchy)[0]
         pairs = {"": framed.whole, "_tiled": framed.tiled} if framed.tiled is not None else {"": framed.whole}
         resolved = PredictOptions.of(cfg.inference.model_copy(update={
             f"verdict_{which}{suffix}": getattr(pair, which) for suffix, pair in pairs.items()
@@ -331,6 +341,8 @@ def predict_key(job, checkpoint: Path, cfg, given: dict, teachers: Path | None, 
     options |= {"hierarchy": file_key(hierarchy or cfg.data.hierarchy or DEFAULT_HIERARCHY)}
     if is_plain_model_folder(checkpoint):
         options |= {"labels": file_key(labels), "lang": lang}
+    if files is not None:  # taken at this start: they vouch for the files while their stat matches
+        previous = replace(previous, checkpoint_files=files) if previous else ResumeKey("", "", job.mode, {}, [], files)
     return resume_key(job.photos(), checkpoint, lora_base(checkpoint, cfg), job.mode, options, previous)
 
 

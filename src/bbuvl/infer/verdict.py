@@ -19,9 +19,10 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from bbuvl.atomic import write_text_atomic
+from bbuvl.data.digests import FileDigest
 from bbuvl.data.faults import THRESHOLDS_FILE, TILED_THRESHOLDS_FILE, Faults
 from bbuvl.data.jsonfile import read_json
 from bbuvl.model.identity import CHOSEN_FOR_ANOTHER, chosen_for_another, trained_identity
@@ -271,12 +272,13 @@ def run_file_missing(checkpoint: str | Path, key: str, path: str | None) -> str 
     return f"the run config's {key} ({path} in {Path(checkpoint) / CONFIG_FILE}) is not there{where}"
 
 
-def checkpoint_verdict(checkpoint: str | Path, mode: str | None = None,
-                       hierarchy: str | Path | None = None) -> tuple[FramedThresholds, str | None, str]:
+def checkpoint_verdict(checkpoint: str | Path, mode: str | None = None, hierarchy: str | Path | None = None,
+                       known: Mapping[str, FileDigest] | None = None) -> tuple[FramedThresholds, str | None, str]:
     """What a checkpoint judges photos predicted in `mode` with (None: any mode) when faults are those of `hierarchy`
     (None: its run config's): its thresholds for each framing (its verdict_thresholds*.json chosen in that mode for
     those faults, else its run config's `inference.verdict_*`, else the config's defaults), its run config's hierarchy
-    (None: the shipped one), and where the thresholds came from."""
+    (None: the shipped one), and where the thresholds came from. `known`: its files' digests taken at this start
+    (`identify`'s), not taken again to check a chosen file."""
     from bbuvl.config import CONFIG_FILE, InferenceConfig, read_run_config
 
     checkpoint = Path(checkpoint)
@@ -293,7 +295,7 @@ def checkpoint_verdict(checkpoint: str | Path, mode: str | None = None,
     judged = Faults.load(hierarchy or own_hierarchy).labels
     chosen, chosen_tiled = ChosenThresholds.load(checkpoint), ChosenThresholds.load(checkpoint, tiled=True)
     # Hashed only to check a chosen file: a checkpoint copied whole has no record vouching for its files (seconds a 3B).
-    model = trained_identity(checkpoint) if chosen is not None or chosen_tiled is not None else None
+    model = trained_identity(checkpoint, known) if chosen is not None or chosen_tiled is not None else None
     (chosen, chosen_tiled), other_faults = for_faults(chosen, chosen_tiled, judged, model)
     framed = framed_thresholds(with_chosen(inference, chosen, chosen_tiled, mode))
     if chosen is not None and chosen.applies(mode):
