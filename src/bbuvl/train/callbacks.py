@@ -104,6 +104,7 @@ class NonFiniteGuard(CarriedState, TrainerCallback):
         self.model, self.max_consecutive = model, max_consecutive
         self.skipped = 0
         self.consecutive = 0
+        self._diverged: str | None = None  # raised at the step's end, once every callback has seen the step
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
         self.take_back(state)
@@ -118,11 +119,17 @@ class NonFiniteGuard(CarriedState, TrainerCallback):
             p.grad = None  # the optimizer skips parameters without a gradient: the step becomes a no-op
         log.warning("step %d: non-finite loss or gradients, optimizer step skipped (%d so far)", state.global_step + 1, self.skipped)
         if self.consecutive >= self.max_consecutive:
-            raise TrainingDiverged(
-                f"{self.consecutive} consecutive steps with non-finite loss or gradients (training.max_consecutive_nan="
-                f"{self.max_consecutive}); offending batches are in {args.output_dir}/nan_batches/. Lower the learning "
-                "rate, check those samples, or use bf16 instead of fp16."
-            )
+            # Not raised here: the health monitors come after this guard and would never see the step that stops the
+            # run (its alarm naming the groups gone non-finite was missing from health.json).
+            self._diverged = (
+                f"step {state.global_step + 1}: {self.consecutive} consecutive steps with non-finite loss or gradients "
+                f"(training.max_consecutive_nan={self.max_consecutive}); offending batches are in "
+                f"{args.output_dir}/nan_batches/, the alarms in {args.output_dir}/health.json. Lower the learning "
+                "rate, check those samples, or use bf16 instead of fp16.")
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
+        if self._diverged is not None:
+            raise TrainingDiverged(self._diverged)
 
 
 def gradients_finite(model: torch.nn.Module) -> bool:

@@ -120,8 +120,12 @@ class HealthLog(CarriedState, TrainerCallback):
         write_text_atomic(output_dir / HEALTH_FILE, json.dumps(report, ensure_ascii=False, indent=1))
 
     def on_train_end(self, args, state, control, **kwargs):  # noqa: D102
-        if not state.is_world_process_zero:
-            return
+        if state.is_world_process_zero:
+            self.finish()
+
+    def finish(self) -> None:
+        """Say the alarms in one summary, write health.json and close the TensorBoard events: at the end of training,
+        or where it stopped (`fit` calls it for a run the non-finite guard stopped, which HF never ends)."""
         summary = self.summary()
         if summary:
             lines = [f"  {kind}: {s['count']}x, first at step {s['first_step']}: {s['first']}" for kind, s in summary.items()]
@@ -447,6 +451,11 @@ def training_health(model: Any, train_dataset: Any, collator: Any, cfg: MonitorC
     if cfg.early_stopping_metric:
         callbacks.append(EarlyStopping(cfg, health))
     return callbacks
+
+
+def health_log(callbacks: list[TrainerCallback]) -> HealthLog | None:
+    """The run's `HealthLog` among a trainer's callbacks (`trainer.callback_handler.callbacks`); None without monitors."""
+    return next((c for c in callbacks if isinstance(c, HealthLog)), None)
 
 
 def health_summary(callbacks: list[TrainerCallback]) -> dict[str, Any]:

@@ -40,10 +40,10 @@ from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.paths import real_path
 from bbuvl.train.caption_refit import CaptionRefitCallback, Photo, training_photos
 from bbuvl.train.callbacks import (CheckpointRotation, EpochCallback, NonFiniteGuard, RichProgress, RunTensorBoard,
-                                   Throughput)
+                                   Throughput, TrainingDiverged)
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import ConversationDataset
-from bbuvl.train.monitors import health_summary, training_health
+from bbuvl.train.monitors import health_log, health_summary, training_health
 from bbuvl.train.held_out import check_held_out
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, fused_on_cpu, optimizer_groups
 from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_output_dir, check_resume_into, check_run_inputs,
@@ -647,7 +647,16 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
         start_records()
     else:
         trainer.on_resumed = start_records  # once its weights, optimizer and schedule are loaded (BBUTrainer)
-    trainer.train(resume_from_checkpoint=ckpt)
+    try:
+        trainer.train(resume_from_checkpoint=ckpt)
+    except TrainingDiverged:
+        # HF ends no run a callback stops by raising: the losses that led there and the alarms naming the groups gone
+        # non-finite were lost with it (the run's records are its own by now: `start_records` ran at its start)
+        if trainer.args.should_save:
+            write_text_atomic(out / HISTORY_FILE, json.dumps(trainer.state.log_history, indent=1))
+            if (health := health_log(trainer.callback_handler.callbacks)) is not None:
+                health.finish()
+        raise
     final = out / FINAL_DIR
     staging = out / f".{FINAL_DIR}.saving"
     if trainer.args.should_save:
