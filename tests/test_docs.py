@@ -115,3 +115,21 @@ def test_every_docs_section_cited_is_there():
                 if not any(t.startswith(cited) or f": {cited}" in t for t in pages[m.group(1)]):
                     wrong.append(f"{where}: docs/{m.group(1)} has no section \"{title}\"")
     assert not wrong, "\n".join(wrong)
+
+
+def anchor(title: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation but hyphens dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+
+
+def test_every_docs_anchor_a_link_names_is_a_heading():
+    wrong = []
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        for m in re.finditer(r"\]\((?:\.\./)?(?:docs/)?([\w.-]+\.md)#([^)\s]+)\)", text):
+            page = ROOT / "docs" / m.group(1)
+            headings = [re.sub(r"^#+\s*", "", line) for line in page.read_text("utf-8").splitlines()
+                        if line.startswith("#")] if page.is_file() else []
+            if m.group(2) not in {anchor(h) for h in headings}:
+                wrong.append(f"{doc.name}:{text[:m.start()].count(chr(10)) + 1}: no heading #{m.group(2)} in {m.group(1)}")
+    assert not wrong, "\n".join(wrong)
