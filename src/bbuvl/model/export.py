@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -308,17 +306,6 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
         for name in carried:
             if (folder.path / name).is_file():
                 shutil.copyfile(folder.path / name, tmp / name)
-        _readable_as_its_other_files(tmp)
     return result
 
-
-def _readable_as_its_other_files(folder: Path) -> None:
-    """Give a model folder's weights the permissions of the files written beside them (those of a plain open()).
-
-    safetensors 0.8 creates its files 0600, where every other file of the folder follows the umask: a colleague given
-    the export read its config.json and not its model.safetensors (PermissionError in from_pretrained).
-    """
-    mode = stat.S_IMODE((folder / LABELS_FILE).stat().st_mode)  # written by atomic.py, with the umask's mode
-    for weights in folder.glob("*.safetensors"):
-        os.chmod(weights, mode)
 
