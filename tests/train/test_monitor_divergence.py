@@ -68,3 +68,12 @@ def test_a_diverged_run_writes_history_json_with_the_losses_logged_up_to_it(dive
     logged = [h["step"] for h in history if "loss" in h]
     assert logged == [1, 2]  # the step the guard stopped at ends before its log
     assert math.isfinite(history[0]["loss"]) and history[0]["loss"] > 0
+
+
+def test_a_logged_window_of_non_finite_steps_only_logs_its_loss_as_nan_never_as_zero(diverged):
+    """HF's filter logged 0.0 for it (the mean of no loss): a perfect loss in the log, history.json and TensorBoard,
+    and a training loss the over-fit monitor averaged in."""
+    out, _ = diverged
+    history = {h["step"]: h for h in json.loads((out / "history.json").read_text(encoding="utf-8")) if "loss" in h}
+    assert math.isnan(history[2]["loss"]) and history[2]["nan_skipped"] == 1
+    assert math.isfinite(history[1]["loss"]) and history[1]["nan_skipped"] == 0

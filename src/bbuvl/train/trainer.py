@@ -258,6 +258,7 @@ class BBUTrainer(Trainer):
         self._step_finite = True
         self._window_sums: dict[str, float] = {}  # closed steps since the last log
         self._window_steps: dict[str, int] = {}
+        self._window_nonfinite = 0  # steps since the last log whose loss was not finite
         self._eval_parts: dict[str, float] = {}
         self._eval_n = 0
         self.budget_dropped = 0  # samples the collator left out of training batches (encode/collate.py, `Batch.dropped`)
@@ -339,6 +340,8 @@ class BBUTrainer(Trainer):
             for k, v in self._step_parts.items():
                 self._window_sums[k] = self._window_sums.get(k, 0.0) + v
                 self._window_steps[k] = self._window_steps.get(k, 0) + (0 if absent.get(k) else 1)
+        else:
+            self._window_nonfinite += 1
         self._step_parts, self._step_finite = {}, True
 
     def _dump_batch(self, inputs: Batch, parts: LossTerms) -> None:
@@ -373,15 +376,23 @@ class BBUTrainer(Trainer):
         """Each term per optimizer step (summed over its micro-batches and ranks), averaged over the steps since
         the last log; a span term over the steps that had tokens of that span (0 when none had)."""
         self._close_step()
-        sums = torch.tensor([self._window_sums.get(k, 0.0) for k in LossTerms.names()], dtype=torch.float64, device=self.args.device)
+        # the last entry: the non-finite steps, whose terms are in no sum
+        sums = torch.tensor([*(self._window_sums.get(k, 0.0) for k in LossTerms.names()), self._window_nonfinite],
+                            dtype=torch.float64, device=self.args.device)
         # steps: how many steps each term was averaged over; seen: whether the term exists at all (e.g. the head)
         steps = torch.tensor([[self._window_steps.get(k, 0), k in self._window_sums] for k in LossTerms.names()],
                              dtype=torch.float64, device=self.args.device)
         if self.args.world_size > 1 and torch.distributed.is_initialized():
             torch.distributed.all_reduce(sums)  # each rank holds its share of every step
             torch.distributed.all_reduce(steps, op=torch.distributed.ReduceOp.MAX)  # the steps are the same on every rank
-        self._window_sums, self._window_steps = {}, {}
-        return {k: float(sums[i] / steps[i, 0]) if steps[i, 0] > 0 else 0.0 for i, k in enumerate(LossTerms.names()) if steps[i, 1] > 0}
+        self._window_sums, self._window_steps, self._window_nonfinite = {}, {}, 0
+        means = {k: float(sums[i] / steps[i, 0]) if steps[i, 0] > 0 else 0.0
+                 for i, k in enumerate(LossTerms.names()) if steps[i, 1] > 0}
+        if "loss" not in means and sums[-1] > 0:
+            # Every step since the last log was non-finite: HF's filter logged 0.0 (the mean of no loss), a loss
+            # that read as perfect in the log, history.json and TensorBoard, and pulled the over-fit ratio up
+            means["loss"] = float("nan")
+        return means
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:  # noqa: D102
         if "loss" in logs:  # every rank reaches here, so the all-reduce cannot hang on a rank that had only NaN steps
