@@ -430,16 +430,18 @@ def _cache_mb(dataset: Any) -> Callable[[], float] | None:
 
 
 def training_health(model: Any, train_dataset: Any, collator: Any, cfg: MonitorConfig) -> list[TrainerCallback]:
-    """The monitors a config asks for, `HealthLog` first (empty when `monitor.enabled` is false).
+    """The monitors a config asks for, `HealthLog` first; with `monitor.enabled` false, early stopping alone.
 
     `collator` is the run's: the collapse probe is collated like training batches, by a fresh padded
     collator with the same token ids (so the probe never counts in the run's budget statistics).
     """
     from bbuvl.encode.collate import PaddedCollator
 
-    if not cfg.enabled:
-        return []
     health = HealthLog(quiet_steps=cfg.every_steps)
+    if not cfg.enabled:
+        # Early stopping ends the run, it is no alarm: turning the alarms off dropped it without a word, and a resume
+        # may change monitor.enabled (docs/resume.md). Its stop is still said in the log; no health.json is written.
+        return [EarlyStopping(cfg, health)] if cfg.early_stopping_metric else []
     probe_collator = PaddedCollator(collator.pad_token_id, collator.image_token_id, merge=collator.merge)
     callbacks: list[TrainerCallback] = [
         health,
