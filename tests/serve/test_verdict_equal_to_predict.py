@@ -1,0 +1,70 @@
+"""An inspector asking `bbuvl serve` about a photo gets the verdict `bbuvl predict` writes for it: the same thresholds
+(the checkpoint's chosen `verdict_thresholds.json`), the same faults, scores and boxes, the same reason, on photos that
+fail, go to review and pass alike (docs/faults.md, "The verdict")."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from importlib import resources
+
+import pytest
+from typer.testing import CliRunner
+
+from bbuvl.cli import app as cli
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_serves_verdict_for_a_photo_is_predicts_under_the_checkpoints_chosen_thresholds(trained_checkpoint, photos, keys,
+                                                                                        tmp_path):
+    from bbuvl.data.faults import Faults
+    from bbuvl.infer.predictor import Predictor
+    from bbuvl.infer.verdict import ChosenThresholds, VerdictThresholds
+    from bbuvl.serve.app import create_app
+    from bbuvl.serve.engine import Engine
+    from tests.serve.conftest import running
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    # A 2-step model finds the cabinet's space, rarely a fault: the inspector's own hierarchy marks "full" a fault.
+    hierarchy = json.loads((resources.files("bbuvl.resources") / "hierarchy.json").read_text(encoding="utf-8"))
+    hierarchy["categories"]["机柜空间"]["attributes"]["满载"]["fault"] = True
+    (tmp_path / "hierarchy.json").write_text(json.dumps(hierarchy, ensure_ascii=False), encoding="utf-8")
+    config = (ckpt / "bbuvl.yaml").read_text(encoding="utf-8")
+    assert "  hierarchy: null\n" in config
+    (ckpt / "bbuvl.yaml").write_text(config.replace("  hierarchy: null\n", f"  hierarchy: {tmp_path / 'hierarchy.json'}\n"),
+                                     encoding="utf-8")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for photo in photos[:6]:
+        (folder / photo.name).write_bytes(photo.read_bytes())
+    predictor = Predictor.load(ckpt, device="cpu")
+    # Thresholds between this checkpoint's own fault scores (a 2-step model's are tiny), so that its photos fail, go
+    # to review and pass: at the defaults every photo passed, and a verdict of "pass" compared little.
+    best = sorted({max([o.score for o in r.objects if predictor.faults.is_fault(o.label)], default=0.0)
+                   for r in predictor.predict([str(p) for p in sorted(folder.iterdir())], "head")})
+    assert len(best) >= 3, best
+    # Midway between two photos' scores: a batch of another size moves a score in its last bits (predict batches 2
+    # photos, the server here 1), and a threshold on a photo's own score would judge that photo by the noise.
+    review, fail = (len(best) // 3, 2 * len(best) // 3)
+    chosen = VerdictThresholds((best[review - 1] + best[review]) / 2, (best[fail - 1] + best[fail]) / 2)
+    ChosenThresholds(chosen, 0.8, 0.8, 1.0, 1.0, 6, 3, sorted(Faults.load(predictor.cfg.data.hierarchy).labels),
+                     "val.jsonl", mode="head").save(ckpt)
+
+    out = tmp_path / "pred.jsonl"
+    r = CliRunner().invoke(cli, ["predict", "-c", str(ckpt), "-i", str(folder), "-o", str(out), "--mode", "head",
+                                 "--device", "cpu"], env={"COLUMNS": "400"})
+    assert r.exit_code == 0, r.output
+    expected = {line["image"]: line for line in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    assert {v["verdict"]["verdict"] for v in expected.values()} == {"pass", "review", "fail"}, expected
+
+    engine = Engine.load(ckpt, mode="head", device="cpu")
+    with running(create_app(engine, keys)) as client:
+        for photo in sorted(folder.iterdir()):
+            reply = client.detect_file(photo)
+            assert reply.status == 200, reply.body
+            got = reply.json()
+            assert got["verdict"] == expected[photo.name]["verdict"], photo.name
+            assert [o["fault"] for o in got["objects"]] == [engine.predictor.faults.is_fault(o["label"])
+                                                           for o in got["objects"]]
