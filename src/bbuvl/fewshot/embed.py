@@ -31,7 +31,7 @@ class ImageItem:
     margin: float = 0.0  # the crop grows by this fraction of the box's width/height on every side
     label: str | None = None  # class name (support) or ground truth (query); None when unknown
     origin: str = ""  # where it came from, for messages ("val.jsonl:12 objects[3]"); defaults to the path
-    size: tuple[int, int] | None = None  # (width, height) its record gives the photo: `box` is in that frame
+    size: tuple[int, int] | None = None  # (width, height) its record or prediction line gives the photo: `box`'s frame
 
     @property
     def where(self) -> str:
@@ -81,7 +81,7 @@ class _Photos:
         if item.size is not None and tuple(item.size) != image.size:
             # A photo resized or replaced since it was labelled: its boxes would crop other parts, unsaid.
             raise ImageError(f"{item.path}: the record says {item.size[0]}x{item.size[1]}, the image is "
-                             f"{image.width}x{image.height}: its boxes are not this image's (`bbuvl data check` names it)")
+                             f"{image.width}x{image.height}: its boxes are not this image's (resized or replaced since)")
         if item.box is None:
             return image
         box = crop_box(item.box, item.margin, image.size)

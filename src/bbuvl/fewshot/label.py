@@ -81,7 +81,9 @@ def _groups(
                 report.below_min_score += 1
                 items.append(None)
                 continue
-            items.append(ImageItem(line.image, tuple(o["bbox_2d"]), margin, None, f"{path}:{line.line} objects[{i}]"))
+            # At the size it was predicted at: a photo resized since had the old frame's boxes written onto it
+            items.append(ImageItem(line.image, tuple(o["bbox_2d"]), margin, None, f"{path}:{line.line} objects[{i}]",
+                                   line.size))
         group.append((line, items))
         n += len(items)
         if n >= size:

@@ -46,6 +46,11 @@ class PredictionLine:
     height: int | None
     objects: list[dict[str, Any]] = field(default_factory=list)  # each with a valid `bbox_2d`; `label`, `score`
 
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """(width, height) the photo was predicted at, its boxes' frame; None when the line does not say."""
+        return (self.width, self.height) if self.width is not None and self.height is not None else None
+
 
 def _first_line(path: str | Path) -> str | None:
     """The first line of a text file that is not blank; None when it has none."""
@@ -224,7 +229,8 @@ def _prediction_items(path: Path, margin: float, min_score: float, problems: lis
         for i, o in enumerate(pred.objects):
             if float(o.get("score", 1.0) or 0.0) >= min_score:
                 kept += 1
-                yield ImageItem(pred.image, tuple(o["bbox_2d"]), margin, None, f"{path}:{pred.line} objects[{i}]")
+                yield ImageItem(pred.image, tuple(o["bbox_2d"]), margin, None, f"{path}:{pred.line} objects[{i}]",
+                                pred.size)
     if not kept and len(problems) == known:  # a results file of no row read as a result, exit 0
         why = (f"none of its {lines} photo(s) has a detection" if not boxes else
                f"all {boxes} of its detections score below --min-score {min_score:g}")
