@@ -480,3 +480,17 @@ def test_a_stride_the_grid_cap_cannot_keep_is_said_as_the_step_the_tiles_have(pr
     assert "at most 0.6 of a side apart" in kept and "asked" not in kept
     first = grid_regions(size, 2, 2, overlap=0)[0]
     assert tile_step(strided_regions(size, (first[2] - first[0], first[3] - first[1]), 0.6, least=(2, 2))) <= 0.6
+
+
+def test_auto_tiles_on_a_folder_without_a_training_scale_say_they_show_photos_at_full_size(tiny_model_dir):
+    """A plain model folder (a base model, an export of before) records no training scale: `auto` shows photos at
+    full size, and says so rather than naming a scale no one trained at."""
+    from bbuvl.cli.predictor import describe_tiles
+    from bbuvl.infer.predictor import Predictor
+    from bbuvl.model.checkpoint import read_model_folder
+
+    predictor = Predictor.load(read_model_folder(tiny_model_dir, ["线缆", "标签贴纸"], "en"), device="cpu")
+    assert predictor.train_scale is None and predictor.tile_scale is None
+    line = describe_tiles(predictor, predictor.options("generate", tiles="auto"), (1600, 1200))
+    assert "at scale 1," in line and "full size: the folder records no training scale" in line, line
+    assert "trained at" not in line

@@ -187,7 +187,8 @@ def describe_tiles(predictor, options, size: tuple[int, int]) -> str | None:  # 
     if plan.auto:
         cols, rows = auto_grid(size, predictor.contract, plan.train_scale)
         source = ("asked with tile_zoom" if options.tile_zoom else "chosen by `bbuvl choose-tiles`"
-                  if predictor.tile_scale is not None else "the scale the checkpoint trained at")
+                  if predictor.tile_scale is not None else "the scale the checkpoint trained at"
+                  if predictor.train_scale is not None else "full size: the folder records no training scale")
         tiles += f" ({cols}x{rows} at scale {plan.train_scale:g}, {source})"
     if tiles and plan.stride is not None and (cut := plan.tiles(size, predictor.contract)):
         cols, rows = grid_shape(cut)
