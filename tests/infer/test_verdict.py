@@ -98,3 +98,15 @@ def test_the_tiled_photos_thresholds_fall_back_to_the_one_pass_ones_and_keep_the
     assert config_thresholds(half, tiled=True) == VerdictThresholds(0.2, 0.4)
     with pytest.raises(ValueError, match="tiled photos' verdict_review"):
         InferenceConfig(verdict_review=0.2, verdict_fail=0.6, verdict_fail_tiled=0.1)
+
+
+@pytest.mark.parametrize("score, verdict", [(0.2999996, "review"), (0.5999996, "fail"), (0.2999949, "pass")])
+def test_a_photo_is_judged_by_its_fault_scores_as_its_line_writes_them(score, verdict):
+    """A fault scoring 0.2999996 is written 0.3: judged unrounded, its line read 0.3 beside "pass" at review 0.3, and
+    `bbuvl eval`, judging the line, sent the photo to review; thresholds are chosen on such written scores."""
+    from bbuvl.infer.predictor import Detection
+
+    written = Detection(BOX, FAULT, score).to_dict()["score"]
+    v = judge([(BOX, FAULT, score)], FAULTS, T)
+    assert v.verdict == judge([(BOX, FAULT, written)], FAULTS, T).verdict == verdict
+    assert v.to_dict()["score"] == written

@@ -28,6 +28,10 @@ from bbuvl.data.jsonfile import read_json
 from bbuvl.model.identity import CHOSEN_FOR_ANOTHER, chosen_for_another, trained_identity
 
 PASS, REVIEW, FAIL = "pass", "review", "fail"
+# The digits a predictions line and the server write a score with (infer/predictor.py `Detection.to_dict`): a photo is
+# judged by its scores as written, so that its line, `bbuvl eval` reading the line, and thresholds chosen on lines
+# agree with the verdict the line holds.
+SCORE_DIGITS = 5
 VERDICTS = (PASS, REVIEW, FAIL)
 TOOL = "bbuvl eval --choose-thresholds"
 
@@ -225,8 +229,9 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON a predictions line and the server carry under "verdict"."""
-        return {"verdict": self.verdict, "score": round(self.score, 5), "reason": self.reason,
-                "faults": [{"label": f.label, "score": round(f.score, 5), "bbox_2d": [round(v, 1) for v in f.bbox_2d]}
+        return {"verdict": self.verdict, "score": round(self.score, SCORE_DIGITS), "reason": self.reason,
+                "faults": [{"label": f.label, "score": round(f.score, SCORE_DIGITS),
+                            "bbox_2d": [round(v, 1) for v in f.bbox_2d]}
                            for f in self.faults]}
 
 
@@ -234,7 +239,7 @@ def judge(objects: Sequence[tuple[Sequence[float], str, float]], faults: Faults,
           failed: bool = False, cut: bool = False) -> Verdict:
     """The verdict of one photo from its predicted `(bbox_2d, label, score)` objects; `failed`: no usable answer;
     `cut`: the answer reached the token budget with more to write, so a fault may be among what it did not write."""
-    found = sorted((FoundFault(label, float(score), [float(v) for v in box])
+    found = sorted((FoundFault(label, round(float(score), SCORE_DIGITS), [float(v) for v in box])
                     for box, label, score in objects if faults.is_fault(label)), key=lambda f: -f.score)
     verdict = verdict_of(found[0].score if found else None, failed or cut, thresholds)
     score = found[0].score if found else 0.0
