@@ -110,3 +110,10 @@ def test_a_photo_is_judged_by_its_fault_scores_as_its_line_writes_them(score, ve
     v = judge([(BOX, FAULT, score)], FAULTS, T)
     assert v.verdict == judge([(BOX, FAULT, written)], FAULTS, T).verdict == verdict
     assert v.to_dict()["score"] == written
+
+
+def test_the_reason_gives_the_fault_score_beside_the_thresholds_in_the_same_digits():
+    """Thresholds chosen on a model's low scores (review 0.003): the reason read 'scored 0.00 (review from 0.003 ...)'."""
+    low = VerdictThresholds(review=0.003, fail=0.5)
+    assert judge([(BOX, FAULT, 0.004)], FAULTS, low).reason == f"{FAULT} scored 0.004 (review from 0.003, fail at 0.5)"
+    assert judge([(BOX, FAULT, 0.61234)], FAULTS, T).reason == f"{FAULT} scored 0.61234 (fail at 0.6)"

@@ -252,7 +252,8 @@ def judge(objects: Sequence[tuple[Sequence[float], str, float]], faults: Faults,
         return Verdict(REVIEW, score, shown, "the answer reached the token budget before its end (inference."
                        "max_new_tokens): what it did not write may hold a fault, so a person must look")
     bound = f"fail at {thresholds.fail:g}" if verdict == FAIL else f"review from {thresholds.review:g}, fail at {thresholds.fail:g}"
-    return Verdict(verdict, score, shown, f"{found[0].label} scored {score:.2f} ({bound})")
+    # In the thresholds' digits, as the line writes it: a score of 0.004 read "0.00" beside "review from 0.003"
+    return Verdict(verdict, score, shown, f"{found[0].label} scored {score:g} ({bound})")
 
 
 def verdict_of(best: float | None, failed: bool, thresholds: VerdictThresholds) -> str:
