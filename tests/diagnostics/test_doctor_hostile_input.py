@@ -154,3 +154,14 @@ def test_memory_of_a_checkpoint_whose_run_data_is_elsewhere_measures_a_synthetic
         # Before: 'no dataset to probe with', not saying the run's own data was looked for, nor where.
         assert result.exit_code == 2 and ("neither the run's data.val nor data.train is here (None, "
                                           "/elsewhere/data/train.jsonl: a checkpoint copied from elsewhere?)") in said(result), said(result)
+
+
+@pytest.mark.parametrize("given", ["checkpoint", "model"])
+def test_doctor_data_on_a_checkpoint_or_model_folder_says_what_it_is_not_that_train_jsonl_is_missing(
+        trained_checkpoint, tiny_model_dir, given):
+    folder = {"checkpoint": trained_checkpoint, "model": tiny_model_dir}[given]
+    result = runner.invoke(app, ["data", str(folder)])
+    assert result.exit_code == 2, result.output
+    what = "a checkpoint folder" if given == "checkpoint" else "a model folder"
+    assert said(result).startswith(f"error: {folder}: {what}, not a dataset: "), said(result)
+    assert f"`bbuvl doctor model {folder}`" in said(result) and "train.jsonl" not in said(result)

@@ -119,6 +119,17 @@ def _probed(probe: DatasetProbe, source: Path) -> DatasetProbe:
     return probe
 
 
+def _model_folder(path: Path) -> str | None:
+    """What a folder holding a model and no dataset is ('a checkpoint folder', 'a model folder'), else None."""
+    from bbuvl.data.layout import TRAIN
+    from bbuvl.model.checkpoint import is_plain_model_folder
+
+    if not path.is_dir() or (path / TRAIN).exists() or not any((path / n).is_file() for n in ("config.json",
+                                                                                               "adapter_config.json")):
+        return None
+    return "a model folder" if is_plain_model_folder(path) else "a checkpoint folder"
+
+
 def _name(checkpoint: Path) -> str:
     """`run/final` rather than just `final` in picture titles."""
     parts = real_path(checkpoint).parts
@@ -156,6 +167,10 @@ def data(
     from bbuvl.diagnostics.data_doctor import diagnose_data
 
     _refuse_being_written({"DATASET": dataset, "--config": config, "--checkpoint": checkpoint})
+    if (what := _model_folder(dataset)) is not None:  # it said 'train.jsonl: missing', as if a dataset had lost it
+        fail(f"{dataset}: {what}, not a dataset: " + (f"`bbuvl doctor model {dataset}` checks it" if what == "a model folder"
+             else f"`bbuvl doctor data DATASET --checkpoint {dataset}` compares a dataset's labels with its prompt; "
+                  f"`bbuvl doctor model {dataset}` checks the model"))
     if json_out:
         claim_outputs("doctor data", {"DATASET": dataset, "--config": config, "--checkpoint": checkpoint}, [json_out],
                       overwrite=overwrite)
