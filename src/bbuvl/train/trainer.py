@@ -8,11 +8,14 @@ and checkpoints that carry everything inference needs.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
 import os
+import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -659,7 +662,8 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
     else:
         trainer.on_resumed = start_records  # once its weights, optimizer and schedule are loaded (BBUTrainer)
     try:
-        trainer.train(resume_from_checkpoint=ckpt)
+        with disk_full_named(out):
+            trainer.train(resume_from_checkpoint=ckpt)
     except TrainingDiverged:
         # HF ends no run a callback stops by raising: the losses that led there and the alarms naming the groups gone
         # non-finite were lost with it (the run's records are its own by now: `start_records` ran at its start)
@@ -674,11 +678,35 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
         # a killed save's files, maybe another run's (a file this one does not write stays); a link or a file there is
         # removed as such (rmtree failed on them once the whole run had trained, naming no path), never what it names
         remove_path(staging)
-    trainer.save_model(str(staging))
+    with disk_full_named(out):
+        trainer.save_model(str(staging))
     if trainer.args.should_save:
         _swap_in(staging, final)
     write_text_atomic(out / HISTORY_FILE, json.dumps(trainer.state.log_history, indent=1))
     return trainer
+
+
+# Below this much space left, a save that failed without saying why failed for want of space.
+DISK_FULL_BYTES = 1 << 20
+
+
+@contextmanager
+def disk_full_named(output_dir: Path) -> Iterator[None]:
+    """A save that torch failed on a full disk raises OSError ENOSPC naming `output_dir`: torch says only "[enforce fail
+    at inline_container.cc] unexpected pos 8513920 vs 8513812" for an optimizer.pt cut short, a traceback where the
+    command says how to go on (free space, then --resume)."""
+    try:
+        yield
+    except RuntimeError as e:
+        try:
+            free = shutil.disk_usage(output_dir).free
+        except OSError:
+            raise e from None
+        if free >= DISK_FULL_BYTES:
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise OSError(errno.ENOSPC, f"No space left on device ({free} bytes free) while saving into {output_dir}: "
+                                    f"{first}") from e
 
 
 def check_steps_left(cfg: Config, checkpoint: str | Path) -> None:
