@@ -74,7 +74,8 @@ def test_attention_asked_for_more_queries_than_the_head_has_says_it_shows_them_a
 
 # A dataset's lines are read after loading (its problems named there); a photo's header, and any path's existence, before.
 @pytest.mark.parametrize("command, given", [(c, "missing") for c in ("memory", "features", "coordinates", "landscape")]
-                         + [("attention", g) for g in ("missing", "folder", "not a picture")])
+                         + [("attention", g) for g in ("missing", "folder", "not a picture")]
+                         + [(c, "folder") for c in ("features", "coordinates", "landscape")])
 def test_a_photo_or_dataset_that_is_not_there_is_named_before_the_checkpoint_loads(tmp_path, command, given):
     # The checkpoint is not there either: a refusal that came after loading would name it instead (before, each
     # command loaded every weight, then said 'nope.jsonl: cannot open dataset').
@@ -90,7 +91,8 @@ def test_a_photo_or_dataset_that_is_not_there_is_named_before_the_checkpoint_loa
     out = [] if command == "coordinates" else ["--out", str(tmp_path / "plot.png")]
     result = runner.invoke(app, [*args, *out, "--device", "cpu"])
     why = {"missing": "image file not found" if command == "attention" else "no such file or folder",
-           "folder": "a folder, not an image file", "not a picture": "not an image"}[given]
+           "folder": "a folder, not an image file" if command == "attention" else "a folder, not a JSONL dataset file",
+           "not a picture": "not an image"}[given]
     assert result.exit_code == 2 and f"error: {path}: {why}" in said(result), result.output
     assert "ckpt" not in said(result) and not (tmp_path / "plot.png").exists()
 

@@ -105,6 +105,10 @@ def _check_given(inputs: dict[str, Path | None]) -> None:
     for what, path in inputs.items():
         if path is not None and not path.exists():
             fail(f"{path}: no such file or folder ({what})")
+        if path is not None and what in ("--data", "DATASET") and path.is_dir():  # said once the model had loaded
+            files = [str(path / n) for n in ("val.jsonl", "train.jsonl") if (path / n).is_file()]
+            fail(f"{path}: a folder, not a JSONL dataset file ({what}): give "
+                 + (f"one of its files ({', '.join(files)})" if files else "a dataset's val.jsonl or train.jsonl"))
 
 
 def _where(problem: Problem) -> str:
