@@ -360,7 +360,8 @@ class OverfitMonitor(CarriedState, TrainerCallback):
 class MemoryMonitor(TrainerCallback):
     """Memory-growth alarm: resident (and CUDA allocated) memory compared with the first step's, and epoch to epoch.
 
-    The first step is the baseline because it allocates the optimizer state; growth after it that
+    The first step is the baseline because it allocates the optimizer state (a resumed run's first step after its
+    checkpoint: this process's memory, not the stopped one's); growth after it that
     exceeds `memory_growth_mb` means something keeps references (docs/design.md, "Memory that grows": gradients or cached
     tensors). The alarm re-arms at each further multiple of the threshold. Memory kept on purpose, the samples the
     dataset keeps between epochs (`data.sample_cache_mb`), is not growth: `kept_mb` says how much that is.
@@ -369,6 +370,7 @@ class MemoryMonitor(TrainerCallback):
     def __init__(self, cfg: MonitorConfig, health: HealthLog, kept_mb: Callable[[], float] | None = None):
         self.cfg, self.health, self.kept_mb = cfg, health, kept_mb
         self.baseline: dict[str, float] | None = None
+        self.baseline_step = 0  # the first step this process took: 1, or the first after the checkpoint resumed
         self.epoch_start: dict[str, float] | None = None
         self.alarmed_at: dict[str, int] = {}
         self.samples: list[tuple[int, dict[str, float]]] = []
@@ -383,7 +385,7 @@ class MemoryMonitor(TrainerCallback):
         now = self._now()
         step = state.global_step
         if self.baseline is None:
-            self.baseline, self.epoch_start = now, now
+            self.baseline, self.epoch_start, self.baseline_step = now, now, step
             return
         if _due(step, self.cfg.every_steps):
             self.samples.append((step, now))
@@ -395,7 +397,7 @@ class MemoryMonitor(TrainerCallback):
             if level >= 1 and level > self.alarmed_at.get(k, 0):
                 self.alarmed_at[k] = level
                 self.health.alarm(step, "memory", k, growth,
-                                  f"{_MEMORY_NAMES[k]} grew {growth:.0f} MB since step 1 ({self.baseline[k]:.0f} -> {v:.0f} MB; "
+                                  f"{_MEMORY_NAMES[k]} grew {growth:.0f} MB since step {self.baseline_step} ({self.baseline[k]:.0f} -> {v:.0f} MB; "
                                   f"monitor.memory_growth_mb={self.cfg.memory_growth_mb:g}): something keeps tensors alive "
                                   "across steps (lists of outputs, un-detached losses, caches)")
 
