@@ -97,7 +97,7 @@ def evaluate(
     from bbuvl.outputs import refuse_inputs_being_written
     from bbuvl.eval.judging import choose_verdict, verdict_setup
     from bbuvl.infer.output import rank_parts
-    from bbuvl.infer.verdict import replaced_mode, thresholds_file
+    from bbuvl.infer.verdict import replaced_mode, thresholds_file, typed_thresholds_problem
     from bbuvl.eval.metrics import evaluate_predictions
     from bbuvl.eval.predictions import read_predictions
     from bbuvl.eval.report import FAULT_CURVE_FILE, FAULTS_DIR, PR_CURVE_FILE, WORST_DIR
@@ -111,6 +111,8 @@ def evaluate(
         # the chosen pair replaced them without a word: METRICS.json and the checkpoint held the chosen ones
         fail(f"{' and '.join(given)} set{'s' if len(given) == 1 else ''} the thresholds to judge with, and "
              "--choose-thresholds chooses them: give one or the other")
+    if (problem := typed_thresholds_problem(verdict_review, verdict_fail)) is not None:
+        fail(problem)
     parts = rank_parts(pred)
     if parts and not pred.exists():  # it was 'no such file (--pred)' with the parts right there
         fail(f"{pred}: not written yet: the part files of a sharded `bbuvl predict` are beside it "

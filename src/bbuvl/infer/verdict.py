@@ -65,6 +65,16 @@ class FramedThresholds:
         return self.tiled if tiled and self.tiled is not None else self.whole
 
 
+def typed_thresholds_problem(review: float | None, fail: float | None) -> str | None:
+    """Why `--verdict-review` and `--verdict-fail` given together cannot judge (review above fail), naming both as typed;
+    None when they can. The check inside named neither option ('verdict_review (0.6) must not exceed verdict_fail')."""
+    if review is None or fail is None or review <= fail:
+        return None
+    return (f"--verdict-review {review:g} must not exceed --verdict-fail {fail:g}: a photo goes to review from the "
+            f"first and fails from the second, so give a review threshold at most the fail one (e.g. --verdict-review "
+            f"{fail:g} --verdict-fail {review:g})")
+
+
 def lone_threshold_problem(review: float | None, fail: float | None, in_effect: FramedThresholds) -> str | None:
     """Why `--verdict-review` or `--verdict-fail` given alone cannot judge beside the other threshold in effect (the
     checkpoint's chosen pair, else the config's), naming that threshold and where it is from; None when it can. The
