@@ -133,3 +133,41 @@ def test_every_docs_anchor_a_link_names_is_a_heading():
             if m.group(2) not in {anchor(h) for h in headings}:
                 wrong.append(f"{doc.name}:{text[:m.start()].count(chr(10)) + 1}: no heading #{m.group(2)} in {m.group(1)}")
     assert not wrong, "\n".join(wrong)
+
+
+def config_keys(model: type | None = None, prefix: str = "") -> set[str]:
+    """Every dotted key of the run config (`Config`), sections included."""
+    from pydantic import BaseModel
+
+    from bbuvl.config import Config
+
+    keys: set[str] = set()
+    for name, field in (model or Config).model_fields.items():
+        keys.add(prefix + name)
+        kind = field.annotation
+        for inner in (kind, *getattr(kind, "__args__", ())):
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                keys |= config_keys(inner, f"{prefix}{name}.")
+    return keys
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/faults.md", "docs/resume.md", "docs/outputs.md",
+                                 "docs/families.md"])
+def test_every_config_key_a_doc_names_is_a_key(doc):
+    keys = config_keys()
+    sections = "|".join(sorted({k.split(".")[0] for k in keys}))
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    wrong = [f"{doc}:{text[:m.start()].count(chr(10)) + 1}: {m.group(1)}"
+             for m in re.finditer(rf"`((?:{sections})(?:\.[a-z_0-9]+)+)(?:\.\*)?(?:[:=][^`]*)?`", text)
+             if m.group(1) not in keys and not module_path(m.group(1))]
+    assert not wrong, "\n".join(wrong)
+
+
+def module_path(dotted: str) -> bool:
+    """Whether a dotted name is a name in a module of the package (`data.families.family_of`), not a config key."""
+    parts = dotted.split(".")
+    for n in range(2, len(parts)):
+        module = (ROOT / "src" / "bbuvl" / Path(*parts[:n])).with_suffix(".py")
+        if module.is_file() and re.search(rf"^(def|class) {parts[n]}\b|^{parts[n]} = ", module.read_text("utf-8"), re.M):
+            return True
+    return False
