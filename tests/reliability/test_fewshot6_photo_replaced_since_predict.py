@@ -33,18 +33,22 @@ def predicted(root: Path) -> Path:
     return preds
 
 
+def classify_and_label(tmp_path: Path, preds: Path, support: Path, message: str) -> tuple[list[str], list[list[str]]]:
+    """`fewshot classify` and `fewshot label` on `preds`, each saying `message`: the queries classify answered and the
+    photos label wrote."""
+    common = ("--support", support, "--backbone", "pixels:8", "--no-cache", "--threshold", "-1")
+    code, said = invoke("classify", "--query", preds, "--out", tmp_path / "r.csv", *common)
+    assert code == 0 and message in said, said
+    queries = [row["query"] for row in csv.DictReader((tmp_path / "r.csv").open(encoding="utf-8"))]
+    code, said = invoke("label", "--predictions", preds, "--out", tmp_path / "l.jsonl", *common)
+    assert code == 0 and message in said and "replaced by the image's" not in said, said
+    lines = (tmp_path / "l.jsonl").read_text(encoding="utf-8").splitlines()
+    return queries, [json.loads(line)["images"] for line in lines]
+
+
 def test_a_photo_replaced_since_predict_is_left_out_naming_its_line_and_the_rest_answered(tmp_path):
     preds = predicted(tmp_path)
     support = photos(tmp_path / "support", {"线缆": 2, "标签贴纸": 2})
     Image.new("RGB", (64, 48), (250, 250, 10)).save(tmp_path / "photos" / "a.jpg", quality=95)  # another photo, same size
-    common = ("--support", support, "--backbone", "pixels:8", "--no-cache", "--threshold", "-1")
     changed = f"{preds}:1: {tmp_path / 'photos' / 'a.jpg'} changed since it was predicted (its SHA-256 in preds.jsonl.predict.json)"
-
-    code, said = invoke("classify", "--query", preds, "--out", tmp_path / "r.csv", *common)
-    assert code == 0 and changed in said, said
-    assert [row["query"] for row in csv.DictReader((tmp_path / "r.csv").open(encoding="utf-8"))] == [f"{preds}:2 objects[0]"]
-
-    code, said = invoke("label", "--predictions", preds, "--out", tmp_path / "l.jsonl", *common)
-    assert code == 0 and changed in said, said
-    lines = (tmp_path / "l.jsonl").read_text(encoding="utf-8").splitlines()
-    assert [json.loads(line)["images"] for line in lines] == [["photos/b.jpg"]]
+    assert classify_and_label(tmp_path, preds, support, changed) == ([f"{preds}:2 objects[0]"], [["photos/b.jpg"]])

@@ -5,12 +5,12 @@ only from a photo of the size the line gives, as a dataset record's are; the res
 
 from __future__ import annotations
 
-import csv
 import json
 
 from PIL import Image
 
-from tests.fewshot.test_hostile_input import invoke, photos
+from tests.fewshot.test_hostile_input import photos
+from tests.reliability.test_fewshot6_photo_replaced_since_predict import classify_and_label
 
 
 def test_a_photo_of_another_size_than_its_line_is_left_out_naming_both_sizes(tmp_path):
@@ -21,14 +21,5 @@ def test_a_photo_of_another_size_than_its_line_is_left_out_naming_both_sizes(tmp
     preds.write_text("".join(json.dumps({"image": str(tmp_path / name), "width": 80, "height": 60, "error": None,
                                          "objects": [{"bbox_2d": [4, 4, 30, 20], "label": "线缆", "score": 0.9}]}) + "\n"
                              for name in ("a.jpg", "b.jpg")), encoding="utf-8")
-    common = ("--support", support, "--backbone", "pixels:8", "--no-cache", "--threshold", "-1")
     resized = f"{preds}:1 objects[0]: {tmp_path / 'a.jpg'}: the record says 80x60, the image is 40x30"
-
-    code, said = invoke("classify", "--query", preds, "--out", tmp_path / "r.csv", *common)
-    assert code == 0 and resized in said, said
-    assert [r["query"] for r in csv.DictReader((tmp_path / "r.csv").open(encoding="utf-8"))] == [f"{preds}:2 objects[0]"]
-
-    code, said = invoke("label", "--predictions", preds, "--out", tmp_path / "l.jsonl", *common)
-    assert code == 0 and resized in said and "replaced by the image's" not in said, said
-    assert [json.loads(line)["images"] for line in (tmp_path / "l.jsonl").read_text(encoding="utf-8").splitlines()] == [
-        ["b.jpg"]]
+    assert classify_and_label(tmp_path, preds, support, resized) == ([f"{preds}:2 objects[0]"], [["b.jpg"]])
