@@ -1,4 +1,5 @@
-"""The `bbuvl` command: one verb per job (config, data, model, train, predict, eval, choose-tiles, fewshot, doctor, serve)."""
+"""The `bbuvl` command: one verb per job (config, data, model, train, predict, eval, viz, choose-tiles, fewshot, doctor,
+serve)."""
 
 from __future__ import annotations
 
