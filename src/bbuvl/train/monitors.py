@@ -5,8 +5,8 @@ exploding or non-finite gradients per LR group, mode collapse of the detection h
 the same boxes), over-fitting (validation loss running away from training loss), a metric that stopped
 improving (early stopping, train/callbacks.py, alarms through the same log) and memory that grows step after step. Every alarm is one warning line in
 the log, a scalar `alarm/<kind>` in TensorBoard (`{output_dir}/tb`, next to the trainer's own event
-file) and an entry of the end-of-run summary (`{output_dir}/health.json`). Thresholds come from the
-config's `monitor` section.
+file) and an entry of the run's summary (`{output_dir}/health.json`, written at each save and at the end). Thresholds
+come from the config's `monitor` section.
 """
 
 from __future__ import annotations
@@ -118,6 +118,11 @@ class HealthLog(CarriedState, TrainerCallback):
         output_dir.mkdir(parents=True, exist_ok=True)
         report = {"summary": self.summary(), "alarms": [asdict(a) for a in self.alarms]}
         write_text_atomic(output_dir / HEALTH_FILE, json.dumps(report, ensure_ascii=False, indent=1))
+
+    def on_save(self, args, state, control, **kwargs):  # noqa: D102
+        # beside each checkpoint, which carries the same alarms: a run killed mid-way showed none until resumed
+        if state.is_world_process_zero and self.output_dir is not None:
+            self.write(self.output_dir)
 
     def on_train_end(self, args, state, control, **kwargs):  # noqa: D102
         if state.is_world_process_zero:
