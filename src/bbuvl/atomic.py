@@ -86,7 +86,7 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def _refuse_current_folder(path: Path) -> None:
+def refuse_current_folder(path: Path) -> None:
     """OSError when the folder a command runs in is `path` or lies inside it: replacing `path` whole would fail on
     `.` (a folder in use cannot be renamed) or leave the shell in a deleted folder."""
     try:
@@ -111,7 +111,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     path = written_path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path}: is a file, expected a folder to write")
-    _refuse_current_folder(path)
+    refuse_current_folder(path)
     tmp: Path | None = None
     old: Path | None = None
     try:

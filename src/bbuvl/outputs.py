@@ -43,8 +43,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from bbuvl.atomic import (remove_dead_writers_temporaries, remove_path, temporary_name, temporary_name_bytes,
-                          temporary_prefix, write_text_atomic, written_path)
+from bbuvl.atomic import (refuse_current_folder, remove_dead_writers_temporaries, remove_path, temporary_name,
+                          temporary_name_bytes, temporary_prefix, write_text_atomic, written_path)
 from bbuvl.paths import real_path
 
 log = logging.getLogger(__name__)
@@ -660,6 +660,11 @@ def replacing(outputs: Iterable[Path]) -> Iterator[None]:
     and the killed run's unrecorded half under the real names, which the same command then redoes (see above).
     """
     paths = [output_path(p) for p in outputs]
+    for path in paths:
+        if path.is_dir():
+            # Set aside, the folder a command runs in took with it what the command then wrote through '.', and was
+            # deleted with it (`fewshot eval --out .`: 'wrote ./', and nothing there).
+            refuse_current_folder(path)
     aside: dict[Path, Path] = {}
     started = False
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import time
 from pathlib import Path
@@ -139,19 +138,14 @@ def _embedded(support: int, support_cached: int, queries: int, queries_cached: i
 
 
 def _refuse_running_folder(out: Path) -> None:
-    """Refuse an --out folder that is the folder the command runs in, or holds it: eval writes it anew, setting the
-    earlier one aside first (outputs.replacing), so `--out .` set the running folder aside, wrote the results into it
-    through '.', said 'wrote ./' and deleted it with them."""
-    from bbuvl.paths import real_path
+    """Refuse, before any work, an --out folder that is the folder the command runs in, or holds it: eval writes it
+    anew, and `outputs.replacing` would refuse it only once the results were computed."""
+    from bbuvl.atomic import refuse_current_folder
 
     try:
-        here = Path(os.getcwd())
-    except OSError:  # the current folder is gone already
-        return
-    target = real_path(out)
-    if here == target or target in here.parents:
-        fail(f"--out {out}: is the folder this command runs in{'' if here == target else ' (or holds it)'}, "
-             "and eval writes its folder anew; run it from another folder (cd ..), or write elsewhere")
+        refuse_current_folder(out)
+    except OSError as e:
+        fail(f"--out {e.strerror}")
 
 
 def _shots_label(name: str) -> str:

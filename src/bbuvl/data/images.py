@@ -253,11 +253,15 @@ def image_size(path: str | Path) -> tuple[int, int]:
 def list_images(folder: str | Path, skipped: Counter[str] | None = None) -> list[Path]:
     """Image files under a folder, recursively, sorted, leaving out hidden files and folders: Jupyter's
     `.ipynb_checkpoints/` copies of a class's photos became a class of their own, and macOS's `._x.jpg` companions were
-    each reported unreadable. The other files (a phone's .heic photos) are counted into `skipped` by their lower-case
-    suffix ("" for none)."""
+    each reported unreadable. A link that reaches no file is listed (its reader says so). The other files (a phone's
+    .heic photos) are counted into `skipped` by their lower-case suffix ("" for none)."""
     root, images = Path(folder), []
     for path in root.rglob("*"):
-        if any(part.startswith(".") for part in path.relative_to(root).parts) or not path.is_file():
+        # A link to a photo that moved (a share not mounted) is listed, as predict lists it (infer/batch.py
+        # folder_photos), so that its reader names it missing: it was left out without a word, a class fitted from
+        # fewer photos, queries missing from the results.
+        dead_link = path.is_symlink() and not path.exists()
+        if any(part.startswith(".") for part in path.relative_to(root).parts) or not (path.is_file() or dead_link):
             continue
         if path.suffix.lower() in IMAGE_SUFFIXES:
             images.append(path)
