@@ -111,8 +111,29 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
         return VerdictThresholds(t.review if review is None else review, t.fail if fail is None else fail)
 
     thresholds = FramedThresholds(given(own.whole), None if own.tiled is None else given(own.tiled))
+    if review is None and fail is None and not need_checkpoint and checkpoint is not None and changed is None and (
+            then := typed_at_predict(manifest, Path(checkpoint))) is not None and then != thresholds.whole:
+        notes.append(f"the verdicts in {pred}'s lines were judged at review ≥ {then.review:g}, fail ≥ {then.fail:g}, "
+                     f"given to predict as --verdict-review / --verdict-fail; these metrics judge at review ≥ "
+                     f"{thresholds.whole.review:g}, fail ≥ {thresholds.whole.fail:g} ({source}): give eval "
+                     f"--verdict-review {then.review:g} --verdict-fail {then.fail:g} to judge as the lines were")
     return VerdictSetup(faults, thresholds, source, checkpoint,
                         manifest.mode if manifest is not None else None, changed, notes)
+
+
+def typed_at_predict(manifest: Manifest, checkpoint: Path) -> VerdictThresholds | None:
+    """The thresholds `bbuvl predict`'s --verdict-* options judged a predictions file's lines with (its manifest records
+    them among its options); None when it recorded none or the run config's own (predict judged by the checkpoint's)."""
+    from bbuvl.config import InferenceConfig, read_run_config
+    from bbuvl.infer.verdict import config_thresholds
+
+    options = manifest.key.options if manifest.key is not None else {}
+    try:
+        then = VerdictThresholds(options["verdict_review"], options["verdict_fail"])
+    except (KeyError, TypeError, ValueError):  # an older or damaged record says nothing of them
+        return None
+    inference = read_run_config(checkpoint).inference if (checkpoint / CONFIG_FILE).is_file() else InferenceConfig()
+    return None if then == config_thresholds(inference) else then
 
 
 def hierarchy_since(manifest: Manifest, own: str | Path | None) -> str | None:
