@@ -358,9 +358,11 @@ class BBUTrainer(Trainer):
             rows.append({"input_ids": ids, "text": tok.decode(ids, skip_special_tokens=False)})
         record = {"step": self.state.global_step + 1, "loss_terms": {k: _finite_float(v) for k, v in parts.computed().items()},
                   "images": [m.get("images") for m in inputs.meta], "rows": rows}
-        path = folder / f"step{self.state.global_step + 1:07d}_{len(list(folder.glob('*.json')))}.json"
+        path = new_dump_path(folder, record["step"])
         write_text_atomic(path, json.dumps(record, ensure_ascii=False, indent=1, allow_nan=True))
-        log.warning("non-finite loss %s at step %d; batch written to %s", record["loss_terms"].get("loss"), record["step"], path)
+        where = f"rank {self.args.process_index}: " if self.args.world_size > 1 else ""
+        log.warning("%snon-finite loss %s at step %d; batch written to %s", where, record["loss_terms"].get("loss"),
+                    record["step"], path)
 
     def floating_point_ops(self, inputs: Batch) -> int:
         """0: HF counts FLOPs only for a model with `num_parameters` (a PreTrainedModel), which ours never was."""
@@ -443,6 +445,21 @@ class BBUTrainer(Trainer):
         # before the first step and the callbacks' on_train_begin.
         if checkpoint is not None and self.on_resumed is not None:
             self.on_resumed()
+
+
+def new_dump_path(folder: Path, step: int) -> Path:
+    """A name in `folder` for a non-finite batch of `step` that no other dump has, claimed by creating it empty.
+
+    The number after the step was the count of files there: two ranks dumping at once took the same name, and one
+    batch replaced the other's (as did a dump after one of the folder's files was deleted)."""
+    n = len(list(folder.glob(f"step{step:07d}_*.json")))
+    while True:
+        path = folder / f"step{step:07d}_{n}.json"
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            return path
+        except FileExistsError:
+            n += 1
 
 
 def warmup_steps(ratio: float) -> float:
