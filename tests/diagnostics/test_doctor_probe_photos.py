@@ -63,3 +63,19 @@ def test_a_dataset_none_of_whose_photos_can_be_read_is_an_error_naming_the_first
     with pytest.raises(ValueError, match=rf"{data / 'val.jsonl'}: none of its 2 photos can be read, the first "
                                          rf"{data / 'val.jsonl'}:1: image .*: image file not found"):
         dataset_batches(predictor, data / "val.jsonl", 8, 2)
+
+
+def test_doctor_features_on_photos_without_parts_says_the_caption_decoder_saw_nothing(trained_checkpoint, small_dataset,
+                                                                                     tmp_path):
+    import json
+
+    gt = tmp_path / "no_parts.jsonl"
+    lines = (small_dataset / "val.jsonl").read_text(encoding="utf-8").splitlines()
+    gt.write_text("".join(json.dumps({**json.loads(line), "objects": []}, ensure_ascii=False) + "\n" for line in lines)
+                  .replace('"images": ["', f'"images": ["{small_dataset}/'), encoding="utf-8")
+    result = runner.invoke(app, ["features", str(trained_checkpoint), "--data", str(gt), "--out", str(tmp_path / "f.png")])
+    # Before: a RuntimeError from min() over the caption decoder's zero rows, its traceback and no table.
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "note: no value reached caption_decoder.0.ffn" in said and "caption_decoder (output) on these photos" in said
+    assert "box_head.0 (relu)" in said and (tmp_path / "f.png").stat().st_size > 0

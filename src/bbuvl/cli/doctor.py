@@ -364,6 +364,11 @@ def features(
         dead = f"[red]{s.dead}[/]" if s.dead else "0"
         table.add_row(s.name, str(s.units), f"{s.mean:.3g}", f"{s.std:.3g}", f"{s.min:.3g}", f"{s.max:.3g}", dead)
     console.print(table)
+    from bbuvl.diagnostics.features import probed_layers
+
+    if idle := [n for n, _, _ in probed_layers(predictor.model.detection_head) if n not in {s.name for s in stats}]:
+        console.print(f"note: no value reached {escape(', '.join(idle))} on these photos (the caption decoder reads only "
+                      "queries matched to an object of their ground truth): probe photos with objects", soft_wrap=True)
     console.print(f"plot: {escape(str(plot_features(stats, out, _name(checkpoint))))}", soft_wrap=True)
 
 

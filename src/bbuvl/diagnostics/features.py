@@ -84,9 +84,9 @@ def feature_stats(model: Any, batches: list[dict[str, Any]], max_samples: int = 
     stats = []
     gen = torch.Generator().manual_seed(0)
     for name, _, _ in probed_layers(head):
-        if name not in collected:
+        x = torch.cat(collected[name]) if name in collected else None  # [N, units]
+        if x is None or x.shape[0] == 0:  # the caption decoder reads only queries matched to an object: none here
             continue
-        x = torch.cat(collected[name])  # [N, units]
         flat = x.flatten()
         keep = flat[torch.randperm(flat.numel(), generator=gen)[:max_samples]]
         stats.append(LayerStats(name, x.shape[1], float(x.mean()), float(x.std()), float(x.min()), float(x.max()),
