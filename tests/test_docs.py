@@ -1,5 +1,5 @@
 """README.md and docs/ say what runs: every option they give a `bbuvl` command or a bench script is one of its
-options, and every docs/*.md section they, a config or a bench script cite is there."""
+options, and every docs/*.md section they, a config, a bench script or a module's comment cite is there."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from bbuvl.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-CITERS = [*DOCS, *sorted((ROOT / "configs").rglob("*.yaml")), *sorted((ROOT / "bench").rglob("*.py"))]
+CITERS = [*DOCS, *sorted((ROOT / "configs").rglob("*.yaml")), *sorted((ROOT / "bench").rglob("*.py")),
+          *sorted((ROOT / "src" / "bbuvl").rglob("*.py"))]
 
 # A command as the docs write it: `bbuvl data convert ...`, or under torchrun `-m bbuvl.cli train ...`.
 COMMAND = re.compile(r"\bbbuvl(?:\.cli)? ((?:[a-z][a-z-]* ?)+)")

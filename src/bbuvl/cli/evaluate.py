@@ -314,6 +314,11 @@ def frame_contract(frame: Path | None, pred: Path, changed: str | None = None) -
                       "(give --frame CHECKPOINT)")
     if manifest is not None and manifest.checkpoint and (Path(manifest.checkpoint) / CONTRACT_FILE).is_file():
         return CoordinateContract.load(manifest.checkpoint), None
+    if manifest is not None and manifest.checkpoint and Path(manifest.checkpoint).is_dir():
+        # A plain model folder (the zero-shot baseline, an export) is at hand but saved no frame of bbu-vl's.
+        return None, (f"no AP or recall by size in vision tokens: {manifest.checkpoint}, which wrote the predictions, "
+                      f"holds no {CONTRACT_FILE} (a plain model folder); give --frame with a checkpoint of the same "
+                      "frame, saved by bbuvl train")
     return None, ("no AP or recall by size in vision tokens: the checkpoint that wrote the predictions is not at hand "
                   "(give --frame CHECKPOINT)")
 

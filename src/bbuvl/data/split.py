@@ -56,6 +56,7 @@ def split_dataset(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0
     answers) in training prompts.
     """
     rows = once_each(require_photos(read_lines(dataset), dataset), dataset)
+    _photos_found(rows, dataset)
     # The tiles of one photo (and the whole photo `data tile` keeps beside them) go to one side: split one by one, a
     # photo's tiles were in val with the whole photo, which shows them all, in train, and `data check` passed it.
     train, val = split_by_origin(rows, [tile_origin(sample.student) for _, sample in rows], val_ratio, seed)
@@ -66,6 +67,18 @@ def split_dataset(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0
         write_dataset(Path(out_dir) / name, [relocate_sample(s, dataset, out_dir) for s in part])
     write_dataset(Path(out_dir) / TEACHERS, [relocate_record(r, dataset, out_dir) for r in teachers])
     return len(train), len(val)
+
+
+def _photos_found(rows: list[tuple[int, Sample]], dataset: str | Path) -> None:
+    """DatasetError at the first line whose photo is not where its path leads from the JSONL's folder: relocated, its
+    path would lead nowhere from `out_dir` too, and the split looked written while `data check` refused every line
+    (a train.jsonl and val.jsonl joined into a file outside their folder)."""
+    for line, sample in rows:
+        for record in (sample.student, *sample.teachers):
+            for image in record.images:
+                if not resolve_image(dataset, image).is_file():
+                    raise DatasetError(dataset, line, f"image {image}: no such file at {resolve_image(dataset, image)} "
+                                                      "(a dataset's image paths are read from its own folder)")
 
 
 def _no_validation_teachers(train: list[tuple[int, Sample]], val: list[tuple[int, Sample]], dataset: str | Path) -> None:

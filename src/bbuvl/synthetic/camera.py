@@ -111,7 +111,7 @@ def _render_wide(rng_seed: int, size: tuple[int, int], faults: FaultRate | None)
 # --- tiles ---------------------------------------------------------------------------------------------
 # A whole cabinet predicted through tiles shows the model windows of it that neither a close-up (framed on a
 # BBU, the ODF panel or the ground bar) nor the whole frame does: the power supplies' outlets and the rails at about
-# a close-up's scale (docs/faults_learning.md, "Tiles of whole cabinets in stage B"). A tile photo is one cell of the
+# a close-up's scale (docs/faults_learning.md, "Tiles among the whole cabinets"). A tile photo is one cell of the
 # grid, with inference's default overlap, of the cabinet photographed at TILE_SOURCE times the photo's side, cut
 # at the photo's aspect around the cell's centre and resized to the photo.
 
