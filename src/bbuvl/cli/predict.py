@@ -85,7 +85,7 @@ def predict(
     from bbuvl.data.faults import Faults
     from bbuvl.infer.predictor import Predictor, read_teachers, region_batch
     from bbuvl.infer.verdict import (checkpoint_verdict, hierarchy_judges_none, lone_threshold_problem, run_file_missing,
-                                     typed_thresholds_problem, verdict_counts)
+                                     verdict_counts)
     from bbuvl.infer.tiles import check_containers
     from bbuvl.model.checkpoint import CheckpointError
     from bbuvl.model.identity import identify
@@ -115,8 +115,6 @@ def predict(
     if overwrite and world > 1:
         fail("--overwrite starts --out over from one process; under torchrun delete --out (and its .rank* parts) instead")
     check_mode_name(mode)
-    if (problem := typed_thresholds_problem(verdict_review, verdict_fail)) is not None:
-        fail(problem)
     tiled = tile_options(tiles, tile_zoom, tile_whole, zoom_into, tile_stride, tile_refine)
     mode = plain_model_mode(checkpoint, labels, lang, mode, lang_typed=typed(ctx, "lang"))
     with user_errors(ValueError, OSError):
