@@ -141,6 +141,8 @@ class FaultMetrics:
     notes: list[str] = field(default_factory=list)
     photos_tiled: int = 0  # photos predicted through tiles or zoom
     thresholds_tiled: VerdictThresholds | None = None  # what judged them (None: no such photo)
+    # per photo, whether no usable answer came back (an error, an unreadable or cut answer): review at any threshold
+    photo_unusable: list[bool] = field(default_factory=list, repr=False)
 
     def one_pair(self) -> VerdictThresholds | None:
         """The thresholds that judged every photo, when one pair did (None when each framing had its own)."""
@@ -225,7 +227,7 @@ def fault_metrics(records: Sequence[ImageRecord], predictions: Sequence[Sequence
     states = _state_confusions(faults, ids, gt, pred, kind_match)
     return FaultMetrics(sorted(faults.labels), framed.whole, objects, photos, states, truth, best, verdicts,
                         (gt_faults - found_per_photo).tolist(), faults, notes + photo_notes, sum(tiled),
-                        framed.of(True) if any(tiled) else None)
+                        framed.of(True) if any(tiled) else None, failed)
 
 
 class _LabelIds:
@@ -408,20 +410,24 @@ class CannotChoose(ValueError):
 
 
 def choose_thresholds(truth: Sequence[bool], scores: Sequence[float | None], target_recall: float,
-                      target_precision: float) -> tuple[VerdictThresholds, float | None, float | None, list[str]]:
+                      target_precision: float, unusable: Sequence[bool] | None = None,
+                      ) -> tuple[VerdictThresholds, float | None, float | None, list[str]]:
     """Verdict thresholds from photos' truth and best fault scores (None: no fault predicted): `review`, the highest
     that flags at least `target_recall` of the faulty photos; `fail`, the lowest at or above it at which at least
     `target_precision` of the failed photos are faulty; when none reaches it, the one at or above `review` with the
     fewest wrong verdicts, if that is fewer than failing no photo (else 1.0: every flagged photo goes to review).
 
     Returns the thresholds, the recall reached at `review`, the precision at `fail`, and notes on targets missed.
-    A photo without a predicted fault always passes, so no threshold flags it. CannotChoose when the photos hold no
-    fault, no clean photo, or no predicted fault.
+    A photo without a predicted fault always passes, so no threshold flags it; one with no usable answer
+    (`unusable[i]`: an error, an unreadable or cut answer) goes to review at every threshold. CannotChoose when the
+    photos hold no fault, no clean photo, or no predicted fault.
     """
     if not 0.0 < target_recall <= 1.0 or not 0.0 < target_precision <= 1.0:
         raise ValueError(f"target recall and precision must be in (0, 1], got {target_recall} and {target_precision}")
     t = np.asarray(truth, dtype=bool)
     s = np.asarray([-1.0 if v is None else v for v in scores], dtype=np.float64)  # -1: below every threshold
+    # Flagged whatever review is: counted as missed, they pulled review down to reach the recall on the others
+    anyway = np.asarray(unusable if unusable is not None else [False] * len(t), dtype=bool)
     if not t.any():
         raise CannotChoose("no photo of the validation set holds a fault: thresholds cannot be chosen for a recall")
     # Without a clean photo every threshold "reaches" precision 1, and without a predicted fault there is no score
@@ -436,15 +442,16 @@ def choose_thresholds(truth: Sequence[bool], scores: Sequence[float | None], tar
     notes = []
     review = None
     for c in candidates:
-        if (t & (s >= c)).sum() / t.sum() >= target_recall:
+        if (t & ((s >= c) | anyway)).sum() / t.sum() >= target_recall:
             review = float(c)
             break
     if review is None:
         review = float(candidates[-1])
-        reachable = float((t & (s >= 0)).sum() / t.sum())
-        notes.append(f"no threshold flags {target_recall:.0%} of the faulty photos (a fault is predicted in "
-                     f"{reachable:.0%} of them): review is set at the lowest fault score, {review:.3g}")
-    recall = float((t & (s >= review)).sum() / t.sum())
+        reachable = float((t & ((s >= 0) | anyway)).sum() / t.sum())
+        notes.append(f"no threshold flags {target_recall:.0%} of the faulty photos (a fault is predicted in, or no "
+                     f"usable answer came back for, {reachable:.0%} of them): review is set at the lowest fault score, "
+                     f"{review:.3g}")
+    recall = float((t & ((s >= review) | anyway)).sum() / t.sum())
     fail, precision = 1.0, None
     for c in candidates[::-1]:  # lowest first
         if c < review:

@@ -316,6 +316,6 @@ def _chosen_among(f: FaultMetrics, which: list[int], faults: Faults, gt: str | P
     """Thresholds chosen (`choose_thresholds`) on the photos `which` of fault metrics `f`; `prefix` leads each note."""
     truth = [f.photo_faulty[i] for i in which]
     thresholds, recall, precision, notes = choose_thresholds(truth, [f.photo_scores[i] for i in which], target_recall,
-                                                             target_precision)
+                                                             target_precision, [f.photo_unusable[i] for i in which])
     return ChosenThresholds(thresholds, target_recall, target_precision, recall, precision, len(truth), sum(truth),
                             sorted(faults.labels), str(gt), [prefix + n for n in notes], tiled, mode)
