@@ -38,4 +38,4 @@ def test_a_dump_after_one_was_deleted_takes_a_name_of_its_own(tmp_path):
     first.unlink()
     third = new_dump_path(tmp_path, 5)
     assert third != second and second.read_text() == "the second batch"
-    assert new_dump_path(tmp_path, 6).name == "step0000006_0.json"
+    assert new_dump_path(tmp_path, 6).name == "step0000006_2.json"  # numbered by the dumps there, as before

@@ -452,7 +452,7 @@ def new_dump_path(folder: Path, step: int) -> Path:
 
     The number after the step was the count of files there: two ranks dumping at once took the same name, and one
     batch replaced the other's (as did a dump after one of the folder's files was deleted)."""
-    n = len(list(folder.glob(f"step{step:07d}_*.json")))
+    n = len(list(folder.glob("*.json")))  # the dumps' order in the run, as before
     while True:
         path = folder / f"step{step:07d}_{n}.json"
         try:
