@@ -32,3 +32,22 @@ def test_photos_every_candidate_cuts_alike_choose_nothing_and_keep_the_scale_cho
                 "scales apart and none is written" in said), said
     assert (ckpt / "tile_scale.json").read_bytes() == earlier
     assert not (tmp_path / "cands").exists()
+
+
+def test_candidates_that_all_score_the_same_are_said_to_be_a_tie_broken_by_cost(trained_checkpoint, small_dataset,
+                                                                                tmp_path):
+    import json
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    result = CliRunner().invoke(app, ["choose-tiles", "-c", str(ckpt), "--gt", str(small_dataset / "val.jsonl"), "-o",
+                                      str(tmp_path / "cands"), "--factors", "1,1.25", "--no-refine", "--device", "cpu"],
+                                env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    written = json.loads((ckpt / "tile_scale.json").read_text(encoding="utf-8"))
+    grids = {json.dumps(c["grids"]) for c in written["candidates"]}
+    scores = {c["score"] for c in written["candidates"]}
+    assert len(grids) == 2 and scores == {0.0}, written  # the 2-step checkpoint finds nothing, whole or in 2x2 tiles
+    said = " ".join(result.output.split())
+    assert ("note: every candidate scored AP50 0.000 (no object of the categories compared was found at any scale): "
+            "these photos do not tell the scales apart, and the cheapest is written as a tie-break") in said, said

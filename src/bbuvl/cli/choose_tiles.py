@@ -139,8 +139,8 @@ def choose_tiles(
         table.add_row(f"{c.scale:g}{mark}", escape(", ".join(f"{g} ({n})" for g, n in c.grids.items())), str(c.passes),
                       "-" if c.score is None else f"{c.score:.3f}", "-" if c.spread is None else f"{c.spread:.3f}")
     console.print(table)
-    for note in chosen.notes:
-        console.print(f"[yellow]note[/]: {escape(note)}")
+    for note in chosen.notes + tied(chosen):
+        console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
     console.print(f"compared: {escape(chosen.metric)}; chosen: the fewest passes of those within {within:g} standard "
                   "errors of the best", soft_wrap=True)
     console.print(f"chose scale {chosen.scale:g} in {escape(mode)} mode (trained at {chosen.train_scale:g}); written to "
@@ -225,6 +225,18 @@ def refuse_uncompared(chosen, gt: Path) -> None:  # noqa: ANN001 - a ChosenTileS
                      f"{chosen.photos} photos alike, {grids}{whole}, so these photos cannot tell the scales apart and "
                      "none is written; choose on validation photos like the ones `tiles: auto` will cut (as large, as "
                      "framed), or with --factors that cut these")
+
+
+def tied(chosen) -> list[str]:  # noqa: ANN001 - a ChosenTileScale
+    """A note when every candidate that cut the photos differently scored the same: the cheapest is written, but these
+    photos did not prefer it (a model finding nothing at any scale scores 0 at all of them)."""
+    scores = {c.score for c in chosen.candidates if c.score is not None}
+    if len(scores) != 1 or len({(tuple(c.grids.items()), c.passes) for c in chosen.candidates}) < 2:
+        return []
+    score = scores.pop()
+    found = " (no object of the categories compared was found at any scale)" if score == 0 else ""
+    return [f"every candidate scored {chosen.metric.split()[0]} {score:.3f}{found}: these photos do not tell the scales "
+            "apart, and the cheapest is written as a tie-break, not as measured better"]
 
 
 def unreadable(predictions: Path) -> list[str]:
