@@ -40,7 +40,25 @@ SECURITY_HEADERS = [
     (b"content-security-policy", b"default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; "
                                  b"form-action 'none'; frame-ancestors 'none'"),
 ]
+# Every answer but the page's files is this key's own (a photo's findings, a 401's challenge, the metrics): a proxy or
+# a browser's disk keeps none of them. The page's files may be kept by the browser alone, and asked again each time, so
+# a proxy never hands the page to someone who gave no key (docs/serving.md, "Authentication and logs").
+NO_STORE = b"no-store"
+PAGE_CACHE = b"private, no-cache"
 logger = logging.getLogger("bbuvl.serve")
+
+
+def _cache_control(path: str, status: int, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """`headers` with a Cache-Control: the route's own made `private` (never a shared cache's), else the default."""
+    own = [v for k, v in headers if k.lower() == b"cache-control"]
+    rest = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
+    if own and b"private" not in own[0] and b"no-store" not in own[0]:
+        value = b"private, " + own[0]
+    elif own:
+        value = own[0]
+    else:
+        value = PAGE_CACHE if _is_page(path) and status < 400 else NO_STORE
+    return [*rest, (b"cache-control", value)]
 
 
 def _is_page(path: str) -> bool:
@@ -84,7 +102,8 @@ class Guard:
         async def watched(message: dict) -> None:
             if message["type"] == "http.response.start":
                 status[0], begun[0] = message["status"], True
-                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+                headers = _cache_control(path, message["status"], list(message.get("headers", [])))
+                message = {**message, "headers": [*headers, *SECURITY_HEADERS]}
             await send(message)
 
         try:
