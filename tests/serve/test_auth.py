@@ -4,6 +4,7 @@ for on every route but /healthz (Bearer for scripts, Basic for a browser opening
 from __future__ import annotations
 
 import base64
+import os
 import re
 
 import pytest
@@ -188,3 +189,19 @@ def test_a_forwarded_address_or_a_path_with_spaces_cannot_forge_the_fields_of_a_
     assert all(len(f) == 6 for f in fields), lines
     assert fields[0][0] == "forwarded:6.6.6.6%20POST%20%2Fv1%2Fdetect%20200%201.0%20ms%20-", lines
     assert fields[1][0] == "10.1.2.3" and fields[2][0] == "127.0.0.1", lines
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX's")
+@pytest.mark.parametrize("mode,who", [(0o644, "its group and every user"), (0o640, "its group"), (0o604, "every user")])
+def test_a_key_file_others_can_read_is_warned_about_naming_it_and_what_to_do(tmp_path, mode, who):
+    # none before: a key file left at the umask's 644 let every account on the machine read the keys, without a word
+    keys = tmp_path / "keys.txt"
+    keys.write_text(KEY_A + "\n", encoding="utf-8")
+    keys.chmod(mode)
+    store = read_keys(keys, {})
+    assert store.warnings == [f"{keys}: the API key file can be read by {who} (mode {mode:o}): another user of this "
+                              f"machine could take the keys; run chmod 600 {keys}"]
+    assert KEY_A not in store.warnings[0]
+    keys.chmod(0o600)
+    assert read_keys(keys, {}).warnings == []
+    assert read_keys(None, {ENV_VAR: KEY_A}).warnings == []

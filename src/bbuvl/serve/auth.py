@@ -38,6 +38,7 @@ class KeyStore:
             raise ValueError(f"{which} shorter than {MIN_KEY_LENGTH} characters; "
                              "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
         self._digests = [_digest(k) for k in dict.fromkeys(keys)]
+        self.warnings: list[str] = []  # what `bbuvl serve` says at start about where the keys were read
 
     def __len__(self) -> int:
         return len(self._digests)
@@ -90,7 +91,24 @@ def read_keys(key_file: str | Path | None = None, environ: dict[str, str] | None
         others = f" (as is the one of {', '.join(short[1:])})" if len(short) > 1 else ""
         raise ValueError(f"{short[0]}: the API key is shorter than {MIN_KEY_LENGTH} characters{others}; generate one "
                          "with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
-    return KeyStore([key for key, _ in found])
+    store = KeyStore([key for key, _ in found])
+    if key_file is not None:
+        store.warnings += _exposed(Path(key_file))
+    return store
+
+
+def _exposed(path: Path) -> list[str]:
+    """A warning when users other than the file's owner may read the key file (as ssh warns of a private key)."""
+    if os.name != "posix":  # Windows keeps access in ACLs, which st_mode does not show
+        return []
+    mode = path.stat().st_mode & 0o777
+    others = [who for who, bit in (("its group", 0o040), ("every user", 0o004)) if mode & bit]
+    if not others:
+        return []
+    # a key read by another account on the machine opens the API to it; the server still starts, as the file may sit
+    # in a folder only its owner can enter
+    return [f"{path}: the API key file can be read by {' and '.join(others)} (mode {mode:o}): another user of this "
+            f"machine could take the keys; run chmod 600 {path}"]
 
 
 def _key_lines(path: Path) -> list[str]:
