@@ -79,3 +79,18 @@ def test_doctor_features_on_photos_without_parts_says_the_caption_decoder_saw_no
     said = " ".join(result.output.split())
     assert "note: no value reached caption_decoder.0.ffn" in said and "caption_decoder (output) on these photos" in said
     assert "box_head.0 (relu)" in said and (tmp_path / "f.png").stat().st_size > 0
+
+
+def test_doctor_coordinates_on_photos_without_parts_says_how_many_photos_held_no_box(trained_checkpoint, small_dataset,
+                                                                                    tmp_path):
+    import json
+
+    gt = tmp_path / "no_parts.jsonl"
+    lines = (small_dataset / "val.jsonl").read_text(encoding="utf-8").splitlines()
+    gt.write_text("".join(json.dumps({**json.loads(line), "objects": []}, ensure_ascii=False) + "\n" for line in lines)
+                  .replace('"images": ["', f'"images": ["{small_dataset}/'), encoding="utf-8")
+    result = runner.invoke(app, ["coordinates", str(trained_checkpoint), "--data", str(gt)])
+    assert result.exit_code == 2, result.output
+    # Before: 'the answers held 0 boxes ...: pass more photos', as if the two photos had been too few.
+    assert (f"error: the answers of the {len(lines)} photos probed held 0 boxes; the probe needs at least 10: pass more "
+            "photos with objects") in " ".join(result.output.split())

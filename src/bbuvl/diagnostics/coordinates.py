@@ -124,7 +124,9 @@ def probe_coordinates(model: Any, tokenizer: Any, batches: list[Batch]) -> Coord
     """Probe every layer for every coordinate on the teacher-forced answers of `batches`."""
     states, images, values = probe_rows(model, tokenizer, batches)
     if len(values) < MIN_OBJECTS:
-        raise ValueError(f"the answers held {len(values)} boxes; the probe needs at least {MIN_OBJECTS}: pass more photos")
+        photos = sum(int(b.input_ids.shape[0]) for b in batches)
+        raise ValueError(f"the answers of the {photos} photos probed held {len(values)} boxes; the probe needs at least "
+                         f"{MIN_OBJECTS}: pass more photos with objects (--samples, --data)")
     layers = states.shape[1]
     r2 = [[cross_validated_r2(states[:, layer, k], values[:, k]) for k in range(4)] for layer in range(layers)]
     written = [0.0] + [cross_validated_r2(values[:, :k], values[:, k]) for k in range(1, 4)]
