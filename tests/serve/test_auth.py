@@ -192,15 +192,18 @@ def test_a_forwarded_address_or_a_path_with_spaces_cannot_forge_the_fields_of_a_
 
 
 @pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX's")
-@pytest.mark.parametrize("mode,who", [(0o644, "its group and every user"), (0o640, "its group"), (0o604, "every user")])
-def test_a_key_file_others_can_read_is_warned_about_naming_it_and_what_to_do(tmp_path, mode, who):
-    # none before: a key file left at the umask's 644 let every account on the machine read the keys, without a word
+@pytest.mark.parametrize("mode,who", [(0o644, "read by its group and every user"), (0o640, "read by its group"),
+                                      (0o604, "read by every user"), (0o622, "changed by its group and every user"),
+                                      (0o666, "read by its group and every user and changed by its group and every user")])
+def test_a_key_file_others_can_read_or_change_is_warned_about_naming_it_and_what_to_do(tmp_path, mode, who):
+    # none before: a key file left at the umask's 644 let every account on the machine read the keys, and one at 666
+    # let any account add a key of its own for the next start, without a word
     keys = tmp_path / "keys.txt"
     keys.write_text(KEY_A + "\n", encoding="utf-8")
     keys.chmod(mode)
     store = read_keys(keys, {})
-    assert store.warnings == [f"{keys}: the API key file can be read by {who} (mode {mode:o}): another user of this "
-                              f"machine could take the keys; run chmod 600 {keys}"]
+    assert store.warnings == [f"{keys}: the API key file can be {who} (mode {mode:o}): another user of this machine "
+                              f"could take the keys or add one; run chmod 600 {keys}"]
     assert KEY_A not in store.warnings[0]
     keys.chmod(0o600)
     assert read_keys(keys, {}).warnings == []

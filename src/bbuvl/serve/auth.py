@@ -102,13 +102,16 @@ def _exposed(path: Path) -> list[str]:
     if os.name != "posix":  # Windows keeps access in ACLs, which st_mode does not show
         return []
     mode = path.stat().st_mode & 0o777
-    others = [who for who, bit in (("its group", 0o040), ("every user", 0o004)) if mode & bit]
-    if not others:
+    groups = (("its group", 0o040, 0o020), ("every user", 0o004, 0o002))
+    readers = [who for who, read, _ in groups if mode & read]
+    writers = [who for who, _, write in groups if mode & write]
+    # a key read by another account on the machine opens the API to it, and one that account writes in is taken at the
+    # next start; the server still starts, as the file may sit in a folder only its owner can enter
+    said = [f"read by {' and '.join(readers)}" if readers else "", f"changed by {' and '.join(writers)}" if writers else ""]
+    if not readers and not writers:
         return []
-    # a key read by another account on the machine opens the API to it; the server still starts, as the file may sit
-    # in a folder only its owner can enter
-    return [f"{path}: the API key file can be read by {' and '.join(others)} (mode {mode:o}): another user of this "
-            f"machine could take the keys; run chmod 600 {path}"]
+    return [f"{path}: the API key file can be {' and '.join(w for w in said if w)} (mode {mode:o}): another user of "
+            f"this machine could take the keys or add one; run chmod 600 {path}"]
 
 
 def _key_lines(path: Path) -> list[str]:
