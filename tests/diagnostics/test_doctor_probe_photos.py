@@ -4,12 +4,14 @@ model that knows its boxes."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli.doctor import app
+from bbuvl.data.schema import read_records
 from bbuvl.diagnostics.probe import dataset_batches
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -22,8 +24,6 @@ def damaged(small_dataset, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(small_dataset, data)
     lines = (data / "train.jsonl").read_text(encoding="utf-8").splitlines()
-    from bbuvl.data.schema import read_records
-
     records = read_records(data / "train.jsonl")
     (data / records[1].image).unlink()
     cut = data / records[3].image
@@ -65,14 +65,20 @@ def test_a_dataset_none_of_whose_photos_can_be_read_is_an_error_naming_the_first
         dataset_batches(predictor, data / "val.jsonl", 8, 2)
 
 
-def test_doctor_features_on_photos_without_parts_says_the_caption_decoder_saw_nothing(trained_checkpoint, small_dataset,
-                                                                                     tmp_path):
-    import json
-
+@pytest.fixture
+def no_parts(small_dataset, tmp_path):
+    """The small validation set with every object taken out, its photos named where they are."""
     gt = tmp_path / "no_parts.jsonl"
     lines = (small_dataset / "val.jsonl").read_text(encoding="utf-8").splitlines()
-    gt.write_text("".join(json.dumps({**json.loads(line), "objects": []}, ensure_ascii=False) + "\n" for line in lines)
-                  .replace('"images": ["', f'"images": ["{small_dataset}/'), encoding="utf-8")
+    gt.write_text("".join(json.dumps({**json.loads(line), "objects": [],
+                                      "images": [str(small_dataset / json.loads(line)["images"][0])]},
+                                     ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+    return gt
+
+
+def test_doctor_features_on_photos_without_parts_says_the_caption_decoder_saw_nothing(trained_checkpoint, no_parts,
+                                                                                     tmp_path):
+    gt = no_parts
     result = runner.invoke(app, ["features", str(trained_checkpoint), "--data", str(gt), "--out", str(tmp_path / "f.png")])
     # Before: a RuntimeError from min() over the caption decoder's zero rows, its traceback and no table.
     assert result.exit_code == 0, result.output
@@ -81,16 +87,10 @@ def test_doctor_features_on_photos_without_parts_says_the_caption_decoder_saw_no
     assert "box_head.0 (relu)" in said and (tmp_path / "f.png").stat().st_size > 0
 
 
-def test_doctor_coordinates_on_photos_without_parts_says_how_many_photos_held_no_box(trained_checkpoint, small_dataset,
-                                                                                    tmp_path):
-    import json
-
-    gt = tmp_path / "no_parts.jsonl"
-    lines = (small_dataset / "val.jsonl").read_text(encoding="utf-8").splitlines()
-    gt.write_text("".join(json.dumps({**json.loads(line), "objects": []}, ensure_ascii=False) + "\n" for line in lines)
-                  .replace('"images": ["', f'"images": ["{small_dataset}/'), encoding="utf-8")
+def test_doctor_coordinates_on_photos_without_parts_says_how_many_photos_held_no_box(trained_checkpoint, no_parts):
+    gt = no_parts
     result = runner.invoke(app, ["coordinates", str(trained_checkpoint), "--data", str(gt)])
     assert result.exit_code == 2, result.output
     # Before: 'the answers held 0 boxes ...: pass more photos', as if the two photos had been too few.
-    assert (f"error: the answers of the {len(lines)} photos probed held 0 boxes; the probe needs at least 10: pass more "
+    assert ("error: the answers of the 2 photos probed held 0 boxes; the probe needs at least 10: pass more "
             "photos with objects") in " ".join(result.output.split())
