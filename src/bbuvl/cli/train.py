@@ -77,6 +77,7 @@ def train(
                                       {"training.output_dir's final/": run / "final"})
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from bbuvl.encode.loss_terms import LossTerms
+    from bbuvl.train.callbacks import TrainingDiverged  # a run the non-finite guard stopped: one line, not a traceback
     from bbuvl.train.trainer import dry_run as run_dry
     from bbuvl.train.trainer import train as run_train
 
@@ -87,7 +88,7 @@ def train(
             fail("--overwrite replaces the run that --resume would continue: pass one of them")
         from bbuvl.rl.trainer import train_grpo
 
-        with user_errors(ValueError, OSError), disk_full_is_resumable(Path(cfg.training.output_dir)):
+        with user_errors(ValueError, OSError, TrainingDiverged), disk_full_is_resumable(Path(cfg.training.output_dir)):
             result = train_grpo(cfg, resume=str(resume_from) if resume_from else resume, overwrite=overwrite,
                                 accept_code=accept_reward_code)
         if not _main_process():
@@ -109,7 +110,8 @@ def train(
         return
     if overwrite and (resume or resume_from):
         fail("--overwrite replaces the run that --resume would continue: pass one of them")
-    with user_errors(ValueError, OSError), disk_full_is_resumable(Path(cfg.training.output_dir)), budgets_located(origin):
+    with user_errors(ValueError, OSError, TrainingDiverged), disk_full_is_resumable(Path(cfg.training.output_dir)), \
+            budgets_located(origin):
         result = run_train(cfg, resume=str(resume_from) if resume_from else resume, overwrite=overwrite,
                            announce=print_fault_counts)
     if not _main_process():
@@ -117,11 +119,12 @@ def train(
     logs = [h for h in result["history"] if "loss" in h]
     if logs:
         table = Table(title="training loss (first, last)")
-        keys = [k for k in LossTerms.names() if k in logs[0]]
+        # a term of either row: the head's, frozen at first (training.detection_freeze_epochs), were left out
+        keys = [k for k in LossTerms.names() if k in logs[0] or k in logs[-1]]
         for k in ["step", *keys]:
             table.add_column(k)
         for h in (logs[0], logs[-1]):
-            table.add_row(*[f"{h.get(k, float('nan')):.4g}" if k != "step" else str(h["step"]) for k in ["step", *keys]])
+            table.add_row(str(h["step"]), *[f"{h[k]:.4g}" if k in h else "-" for k in keys])
         console.print(table)
     alarms = result.get("alarms") or {}
     for kind, a in alarms.items():
