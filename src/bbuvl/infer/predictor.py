@@ -35,8 +35,8 @@ from bbuvl.infer.options import PredictOptions
 from bbuvl.infer.parse import parse_detections
 from bbuvl.infer.tiles import TilePlan, category_spellings, predict_tiled
 from bbuvl.infer.tile_scale import ChosenTileScale, for_model, scale_of_other_mode
-from bbuvl.infer.verdict import (ChosenThresholds, Verdict, for_faults, hierarchy_judges_none, judge, other_mode,
-                                 with_chosen)
+from bbuvl.infer.verdict import (SCORE_DIGITS, ChosenThresholds, Verdict, for_faults, hierarchy_judges_none, judge,
+                                 other_mode, with_chosen)
 from bbuvl.model.checkpoint import ModelFolder
 from bbuvl.model.identity import trained_identity
 from bbuvl.model.own_weights import own_weights
@@ -56,7 +56,7 @@ class Detection:
         """JSON-ready dict (box rounded to 0.1 px)."""
         d = asdict(self)
         d["bbox_2d"] = [round(v, 1) for v in self.bbox_2d]
-        d["score"] = round(self.score, 5)
+        d["score"] = round(self.score, SCORE_DIGITS)  # as the verdict reads it (infer/verdict.py)
         return d
 
 
