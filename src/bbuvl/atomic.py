@@ -43,6 +43,13 @@ def written_path(path: str | Path) -> Path:
     return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
+def readable_as_opened(file: str | Path) -> None:
+    """Give `file` at least the read and write bits a plain open() gives under the umask (widened only: execute bits
+    are kept). Writers that create their files 0600 (safetensors 0.8, mkstemp) left a checkpoint's weights unreadable
+    to whoever could read its config.json beside them."""
+    os.chmod(file, (os.stat(file).st_mode & 0o777) | (0o666 & ~_UMASK))
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside `path` to write to; it replaces `path` only if the block finishes without error.
@@ -62,6 +69,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         with tmp.open("rb+") as fh:
             os.fsync(fh.fileno())
+        readable_as_opened(tmp)  # the writer may have made the file anew (safetensors' save_file does, 0600)
         os.replace(tmp, path)
     except BaseException as e:
         if tmp is not None:
@@ -123,9 +131,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
         for file in [p for p in tmp.rglob("*") if p.is_file() and not p.is_symlink()]:
             with file.open("rb") as fh:
                 os.fsync(fh.fileno())
-            # Writers that create their files 0600 (safetensors 0.8, mkstemp) left a checkpoint's weights unreadable to
-            # whoever could read its config.json beside them.
-            os.chmod(file, (file.stat().st_mode & 0o777) | (0o666 & ~_UMASK))  # widened only: execute bits are kept
+            readable_as_opened(file)
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             os.rename(path, old / path.name)

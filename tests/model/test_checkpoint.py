@@ -117,3 +117,17 @@ def test_a_checkpoint_path_that_is_a_file_or_a_dead_link_is_named_as_what_it_is(
             read_model_folder(tmp_path / name)
     with pytest.raises(FileNotFoundError, match="nothing: no such checkpoint folder"):
         read_model_folder(tmp_path / "nothing")
+
+
+def test_a_trained_checkpoints_files_are_readable_as_its_config_is(trained_checkpoint):
+    """safetensors 0.8 creates its files 0600: a colleague who could read a checkpoint's config.json got
+    PermissionError on its weights (every file here must carry what a plain open() gives under the umask)."""
+    import os
+    from pathlib import Path
+
+    umask = os.umask(0)
+    os.umask(umask)
+    wanted = 0o666 & ~umask
+    modes = {p.name: p.stat().st_mode & 0o777 for p in Path(trained_checkpoint).iterdir() if p.is_file()}
+    assert any(name.endswith(".safetensors") for name in modes)
+    assert {name: oct(m) for name, m in modes.items() if m & wanted != wanted} == {}

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from bbuvl.atomic import atomic_folder, atomic_path, write_text_atomic
+from bbuvl.atomic import atomic_folder, atomic_path, readable_as_opened, write_text_atomic
 from bbuvl.config import CONFIG_FILE, Config, dump_config, not_a_checkpoint, read_run_config
 from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.families import family_of
@@ -111,6 +111,8 @@ def save_checkpoint(model: Any, processor: Any, cfg: Config, contract: Coordinat
     prompt.save(directory)
     if is_peft(model.vlm) and Path(cfg.model.path).is_dir():
         record_base(directory, cfg.model.path)
+    for file in directory.glob("*.safetensors"):  # save_pretrained's weights, created 0600 by safetensors 0.8
+        readable_as_opened(file)
     record_digests(directory)  # last: what a resume compares this checkpoint by (model/identity.py)
     return directory
 
