@@ -20,6 +20,11 @@ HOOKS = {
     "_save": ["self", "output_dir", "state_dict"],
     "_load_from_checkpoint": ["self", "resume_from_checkpoint", "model"],
     "get_batch_samples": ["self", "epoch_iterator", "num_batches", "device"],
+    "_run_epoch": ["self", "model", "epoch", "train_dataloader", "steps_in_epoch", "num_update_steps_per_epoch", "trial",
+                   "ignore_keys_for_eval", "start_time", "resume_from_checkpoint", "epochs_trained",
+                   "steps_trained_in_current_epoch"],
+    "_save_optimizer_and_scheduler": ["self", "output_dir"],
+    "_load_optimizer_and_scheduler": ["self", "checkpoint"],
 }
 
 
@@ -29,7 +34,8 @@ def test_the_trainer_hooks_we_override_keep_their_signature_and_their_caller(nam
     upgrade = (f"transformers {transformers.__version__} changed Trainer.{name}, which BBUTrainer overrides: re-check "
                "train/trainer.py against the new Trainer, then widen the transformers range in constraints.txt")
     assert list(inspect.signature(getattr(Trainer, name)).parameters) == params, upgrade
-    assert list(inspect.signature(getattr(BBUTrainer, name)).parameters) == params
+    ours = list(inspect.signature(getattr(BBUTrainer, name)).parameters)
+    assert ours == params or ours == ["self", "args", "kwargs"]  # a pass-through override takes what Trainer gives
     assert f"self.{name}(" in inspect.getsource(transformers.trainer), upgrade
 
 
