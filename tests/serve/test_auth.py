@@ -208,3 +208,14 @@ def test_a_key_file_others_can_read_or_change_is_warned_about_naming_it_and_what
     keys.chmod(0o600)
     assert read_keys(keys, {}).warnings == []
     assert read_keys(None, {ENV_VAR: KEY_A}).warnings == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX's")
+def test_bbuvl_serve_prints_the_key_files_warning_before_anything_else_can_stop_it(tmp_path):
+    keys = tmp_path / "keys [team].txt"  # a name Rich would read as markup
+    keys.write_text(KEY_A + "\n", encoding="utf-8")
+    keys.chmod(0o644)
+    r = CliRunner().invoke(app, ["serve", "-c", str(tmp_path / "no-such-run"), "--api-key-file", str(keys)])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 2 and f"warning: {keys}: the API key file can be read" in text, r.output
+    assert text.index("warning:") < text.index("no-such-run") and KEY_A not in r.output

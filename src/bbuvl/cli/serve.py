@@ -115,6 +115,8 @@ def serve(
         require_file(labels, "--labels", "labels JSON file")
     with user_errors(ValueError, OSError):
         keys = read_keys(api_key_file)  # before minutes of loading: a server without keys never starts
+    for note in keys.warnings:
+        console.print(f"[yellow]warning[/]: {escape(note)}", soft_wrap=True)
     check_device(device)
     with user_errors(OSError):  # before minutes of loading: a port another server holds is refused at once
         sock = bind(host, port, listen=False)
