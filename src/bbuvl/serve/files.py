@@ -17,6 +17,11 @@ from starlette.types import Receive, Scope, Send
 
 from bbuvl.serve.errors import ApiError, cut
 
+# The page's own files' types by suffix, not from mimetypes, which reads the host's table: the Windows registry maps
+# .js to text/plain on machines where an editor claimed it, and under nosniff (guard.py) a browser runs no script and
+# applies no style served as text/plain, so the page stayed blank
+PAGE_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+
 
 class RangedFile(FileResponse):
     """A file whose Range is served as Starlette serves it, ignored when malformed, and a JSON 416 past the end."""
@@ -61,7 +66,8 @@ class Static(StaticFiles):
 
     def file_response(self, full_path: Any, stat_result: os.stat_result, scope: Scope, status_code: int = 200) -> Response:
         """The file at `full_path`, or 304 when the client's copy is current (as StaticFiles answers)."""
-        response = RangedFile(full_path, status_code=status_code, stat_result=stat_result)
+        response = RangedFile(full_path, status_code=status_code, stat_result=stat_result,
+                              media_type=PAGE_TYPES.get(os.path.splitext(full_path)[1].lower()))
         if self.is_not_modified(response.headers, Headers(scope=scope)):
             return NotModifiedResponse(response.headers)
         return response
