@@ -132,6 +132,17 @@ def test_auto_grid_shows_a_wide_photo_at_the_scale_the_checkpoint_trained_at():
     assert auto_grid((1792, 1344), contract, scale=0.5) == (2, 2)
 
 
+@pytest.mark.parametrize("size, frame", [((640, 480), dict(min_pixels=50176, max_pixels=50176, max_vision_tokens=64)),
+                                         ((1792, 1344), {})])
+def test_auto_grid_cuts_no_tiles_of_a_photo_of_the_training_photos_own_size(size, frame):
+    from bbuvl.data.schema import ImageRecord
+    from bbuvl.data.scale import photo_scale
+
+    contract = CoordinateContract(**frame)  # frames of another aspect than the photo: 252x168, 1148x840
+    trained = photo_scale(ImageRecord(images=["p.jpg"], width=size[0], height=size[1], objects=[]), contract)
+    assert auto_grid(size, contract, trained) == (1, 1)
+
+
 def test_tiles_a_stride_apart_keep_the_grids_size_and_show_each_part_whole_twice():
     contract = CoordinateContract(min_pixels=3136, max_pixels=448 * 336)
     size = (1792, 1344)

@@ -61,6 +61,10 @@ def auto_grid(size: Size, contract: CoordinateContract, scale: float) -> tuple[i
     the frame already shows at that scale or finer needs one tile.
     """
     fw, fh = contract.model_size(size)
+    # The scale a checkpoint trained at is the frame's mean over both sides (data/scale.py:photo_scale); one side
+    # alone is off by the frame's rounding to whole patches, so a photo of the training photos' own size was cut 1x2.
+    if math.sqrt(fw * fh / (size[0] * size[1])) >= scale - 1e-6:
+        return 1, 1
     cols = max(1, min(MAX_GRID, math.ceil(size[0] * scale / fw - 1e-6)))
     rows = max(1, min(MAX_GRID, math.ceil(size[1] * scale / fh - 1e-6)))
     return cols, rows
