@@ -37,9 +37,9 @@ def registry(tmp_path, monkeypatch) -> Path:
     return folder
 
 
-def _reader(path: Path) -> subprocess.Popen:
-    """Another process reading `path` as `bbuvl serve -c PATH` does while it serves."""
-    child = subprocess.Popen([sys.executable, "-c", READ, str(path)], stdout=subprocess.PIPE, text=True)
+def _reader(path: Path, cwd: Path | None = None) -> subprocess.Popen:
+    """Another process reading `path` as `bbuvl serve -c PATH` does while it serves (from `cwd` when given)."""
+    child = subprocess.Popen([sys.executable, "-c", READ, str(path)], stdout=subprocess.PIPE, text=True, cwd=cwd)
     assert child.stdout is not None and child.stdout.readline().strip() == "reading"
     return child
 

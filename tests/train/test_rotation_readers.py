@@ -10,38 +10,13 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
-from bbuvl.outputs import READERS_ENV
 from bbuvl.train.callbacks import CheckpointRotation
-
-READ = """
-import sys, time
-from pathlib import Path
-from bbuvl.outputs import register_reading
-register_reading({"--checkpoint": Path(sys.argv[1])}, command="bbuvl serve")
-print("reading", flush=True)
-time.sleep(120)
-"""
-
-
-@pytest.fixture(autouse=True)
-def registry(tmp_path, monkeypatch) -> Path:
-    """Readers register in a folder of this test's, inherited by its child processes."""
-    folder = tmp_path / "readers"
-    monkeypatch.setenv(READERS_ENV, str(folder))
-    return folder
-
-
-def _reader(path: Path, cwd: Path | None = None) -> subprocess.Popen:
-    """Another process reading `path` as `bbuvl serve -c PATH` does while it serves."""
-    child = subprocess.Popen([sys.executable, "-c", READ, str(path)], stdout=subprocess.PIPE, text=True, cwd=cwd)
-    assert child.stdout is not None and child.stdout.readline().strip() == "reading"
-    return child
+from tests.test_outputs_readers import _reader, registry  # noqa: F401 - the registry fixture, used by every test here
 
 
 def _kill(child: subprocess.Popen) -> None:
