@@ -20,7 +20,7 @@ def test_serves_verdict_for_a_photo_is_predicts_under_the_checkpoints_chosen_thr
                                                                                         tmp_path):
     from bbuvl.data.faults import Faults
     from bbuvl.infer.predictor import Predictor
-    from bbuvl.infer.verdict import ChosenThresholds, VerdictThresholds
+    from bbuvl.infer.verdict import SCORE_DIGITS, ChosenThresholds, VerdictThresholds
     from bbuvl.serve.app import create_app
     from bbuvl.serve.engine import Engine
     from tests.serve.conftest import running
@@ -35,6 +35,17 @@ def test_serves_verdict_for_a_photo_is_predicts_under_the_checkpoints_chosen_thr
     assert "  hierarchy: null\n" in config
     (ckpt / "bbuvl.yaml").write_text(config.replace("  hierarchy: null\n", f"  hierarchy: {tmp_path / 'hierarchy.json'}\n"),
                                      encoding="utf-8")
+    # A 2-step head scores every part about 4e-6, which a line writes (5 decimals) as 0: no threshold between photos
+    # would survive the writing. Its objectness raised by e^8 spreads them apart at the digits a line writes.
+    from safetensors.torch import load_file, save_file
+
+    from bbuvl.model.identity import record_digests
+
+    state = load_file(ckpt / "detection_head.safetensors")
+    bias = next(k for k in state if k.endswith("objectness_head.bias"))
+    state[bias] = state[bias] + 8.0
+    save_file(state, ckpt / "detection_head.safetensors", metadata={"format": "pt"})
+    record_digests(ckpt)
     folder = tmp_path / "photos"
     folder.mkdir()
     for photo in photos[:6]:
@@ -42,8 +53,8 @@ def test_serves_verdict_for_a_photo_is_predicts_under_the_checkpoints_chosen_thr
     predictor = Predictor.load(ckpt, device="cpu")
     # Thresholds between this checkpoint's own fault scores (a 2-step model's are tiny), so that its photos fail, go
     # to review and pass: at the defaults every photo passed, and a verdict of "pass" compared little.
-    best = sorted({max([o.score for o in r.objects if predictor.faults.is_fault(o.label)], default=0.0)
-                   for r in predictor.predict([str(p) for p in sorted(folder.iterdir())], "head")})
+    best = sorted({round(max([o.score for o in r.objects if predictor.faults.is_fault(o.label)], default=0.0),
+                         SCORE_DIGITS) for r in predictor.predict([str(p) for p in sorted(folder.iterdir())], "head")})
     assert len(best) >= 3, best
     # Midway between two photos' scores: a batch of another size moves a score in its last bits (predict batches 2
     # photos, the server here 1), and a threshold on a photo's own score would judge that photo by the noise.
