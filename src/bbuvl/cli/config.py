@@ -67,7 +67,7 @@ def report_valid(config: Path, cfg: Config, origin: ConfigOrigin) -> None:
         fail(problems)
     console.print(f"[green]ok[/]: {escape(str(config))} is valid")
     for note in _not_here(cfg, origin):
-        console.print(f"note: {escape(note)}")
+        console.print(f"note: {escape(note)}", soft_wrap=True)  # a path broken across lines is not one to copy
 
 
 def _not_here(cfg: Config, origin: ConfigOrigin) -> list[str]:
