@@ -22,7 +22,7 @@ from bbuvl.data.text import file_name_key
 from bbuvl.eval.collector import collector_paused
 from bbuvl.infer.output import Manifest, input_root, manifest_path, read_manifest
 from bbuvl.infer.prediction_lines import PredictionLine, prediction_line
-from bbuvl.infer.resume_key import UNREADABLE
+from bbuvl.infer.resume_key import UNREADABLE, photo_changed
 from bbuvl.paths import real_path
 
 
@@ -203,13 +203,7 @@ class PredictedPhotos:
         """Whether `photo` has other content than the photo the line naming `image` was predicted on; False when
         either is unknown or unread (left to the rest of the reader). `photo` is trusted by its stat while it is the
         very file recorded, unchanged (data/digests.py)."""
-        predicted = self.digest(image)
-        if predicted is None:
-            return False
-        try:
-            return file_digest(photo, image, {image: predicted}).sha256 != predicted.sha256
-        except OSError:
-            return False
+        return photo_changed(photo, image, self.digest(image))
 
 
 def check_same_photos(records: list[ImageRecord], gt_path: str | Path, alignment: Alignment, pred_path: str | Path) -> None:

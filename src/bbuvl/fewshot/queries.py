@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from bbuvl.data.digests import FileDigest, file_digest
 from bbuvl.data.images import IMAGE_SUFFIXES, list_images, skipped_note, suffix_counts
 from bbuvl.data.jsonfile import json_kind
 from bbuvl.data.labels import SEP, label_at_level
@@ -30,7 +29,7 @@ from bbuvl.data.text import name_as_text, not_text
 from bbuvl.fewshot.embed import ImageItem
 from bbuvl.fewshot.support import refuse_linked_folder
 from bbuvl.infer.output import Manifest, manifest_path, prediction_root, read_manifest
-from bbuvl.infer.resume_key import UNREADABLE
+from bbuvl.infer.resume_key import photo_changed
 
 
 FEWSHOT_BEST = "fewshot_best"  # the `extra` key `fewshot label` writes its best class under (label.py)
@@ -161,7 +160,7 @@ def iter_predictions(path: str | Path, problems: list[str]) -> Iterator[Predicti
                 continue
             if gone is not None and not Path(obj["image"]).is_absolute():
                 raise gone
-            if _changed_since(obj["image"], root, recorded):
+            if photo_changed(root / obj["image"], obj["image"], recorded.get(obj["image"])):
                 # Its boxes were cropped from the photo now under that name (a folder synced again, a photo
                 # re-exported), and `fewshot label` wrote them onto it.
                 problems.append(f"{where}: {root / obj['image']} changed since it was predicted (its SHA-256 in "
@@ -174,18 +173,6 @@ def iter_predictions(path: str | Path, problems: list[str]) -> Iterator[Predicti
                                  h if isinstance(h, int) else None, objects)
     if blank:  # an empty dataset written by `fewshot label` would pass for a result
         raise _no_lines(path)
-
-
-def _changed_since(name: str, root: Path, recorded: dict[str, FileDigest]) -> bool:
-    """Whether the photo a line names has other content than predict recorded for it (a photo trusted by its stat while
-    it is the very file recorded, data/digests.py); False when unknown or unreadable (named where it is read)."""
-    known = recorded.get(name)
-    if known is None or known.sha256 == UNREADABLE:
-        return False
-    try:
-        return file_digest(root / name, name, recorded).sha256 != known.sha256
-    except OSError:
-        return False
 
 
 def _moved_input(path: Path, manifest: Manifest | None) -> ValueError | None:

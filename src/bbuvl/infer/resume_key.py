@@ -30,6 +30,18 @@ FILE_OPTIONS = ("teachers", "labels", "hierarchy")
 UNREADABLE = "unreadable"  # a photo that cannot be read has no digest; its line is an error line, redone on change
 
 
+def photo_changed(photo: Path, name: str, predicted: FileDigest | None) -> bool:
+    """Whether `photo` has other content than `predicted`, the digest predict recorded for the photo it named `name`;
+    False when that is unknown or unread, or `photo` cannot be read (left to its reader to name). `photo` is trusted by
+    its stat while it is the very file recorded, unchanged (data/digests.py)."""
+    if predicted is None or predicted.sha256 == UNREADABLE:
+        return False
+    try:
+        return file_digest(photo, name, {name: predicted}).sha256 != predicted.sha256
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class ResumeKey:
     """Everything that decides a predictions line; two runs with equal keys write equal lines."""
