@@ -16,6 +16,7 @@ the page can be mailed or archived alone; the PNGs beside it are the full-qualit
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import warnings
@@ -42,6 +43,24 @@ WORST_DIR = "worst"
 FAULT_CURVE_FILE = "fault_pr_curve.png"
 FAULTS_DIR = "faults"
 MAX_CATEGORY_CURVES = 10
+# The page's one style sheet, allowed by its hash below; the page has no script of its own.
+STYLE = """
+body { font-family: "WenQuanYi Micro Hei", "Noto Sans CJK SC", "Microsoft YaHei", "PingFang SC", sans-serif;
+       margin: 24px; color: #222; }
+table { border-collapse: collapse; margin: 8px 0 20px; } th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+td.label, th { text-align: left; } .warn { background: #fff3cd; border: 1px solid #e0c36c; padding: 6px 10px; }
+.grid { display: flex; gap: 32px; flex-wrap: wrap; } figure { margin: 0 0 28px; } figcaption { font-size: 14px; margin: 4px 0; }
+img { max-width: 100%; border: 1px solid #ddd; } td.better { color: #1a7f37; } td.worse { color: #c62828; }
+pre { white-space: pre-wrap; background: #f6f6f6; padding: 6px; font-size: 12px; }
+"""
+# Labels, photo names, a model's answers and a predictor's errors are data an attacker may write, and the page is mailed
+# and opened from shared drives: were one ever put in unescaped, this policy still runs no script (none is allowed,
+# inline handlers and javascript: links included), loads nothing from anywhere (every picture is a data: URI, the
+# PNGs are only linked) and applies no other style. A meta policy, as a file:// page gets no headers (docs/eval.md,
+# "The HTML report").
+CONTENT_SECURITY_POLICY = ("default-src 'none'; img-src data:; "
+                           f"style-src 'sha256-{base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()}'; "
+                           "base-uri 'none'; form-action 'none'")
 
 
 def _save_png(path: Path, picture: Image.Image) -> None:
@@ -345,14 +364,10 @@ def _page(
     worst_html = ("".join(_worst_item(r, pic, file, out_dir, problems or {}) for r, pic, file in pictures)
                   or "<p>No photo has any error.</p>")
     return f"""<!DOCTYPE html>
-<html lang="zh-CN"><head><meta charset="utf-8"><title>bbu-vl evaluation</title>
-<style>
-body {{ font-family: "WenQuanYi Micro Hei", "Noto Sans CJK SC", "Microsoft YaHei", "PingFang SC", sans-serif; margin: 24px; color: #222; }}
-table {{ border-collapse: collapse; margin: 8px 0 20px; }} th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
-td.label, th {{ text-align: left; }} .warn {{ background: #fff3cd; border: 1px solid #e0c36c; padding: 6px 10px; }}
-.grid {{ display: flex; gap: 32px; flex-wrap: wrap; }} figure {{ margin: 0 0 28px; }} figcaption {{ font-size: 14px; margin: 4px 0; }}
-img {{ max-width: 100%; border: 1px solid #ddd; }} td.better {{ color: #1a7f37; }} td.worse {{ color: #c62828; }} pre {{ white-space: pre-wrap; background: #f6f6f6; padding: 6px; font-size: 12px; }}
-</style></head><body>
+<html lang="zh-CN"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">
+<title>bbu-vl evaluation</title>
+<style>{STYLE}</style></head><body>
 <h1>bbu-vl evaluation</h1>
 <p>{html.escape(str(s['pred']))} against {html.escape(str(s['gt']))} · categories at {level} · matching IoU ≥ {s['iou']}
  · error counts at score ≥ {s['min_score']} · {datetime.now():%Y-%m-%d %H:%M}</p>
