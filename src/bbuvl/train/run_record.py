@@ -2,7 +2,8 @@
 
 A fresh run writes `run.json` into its output folder: the whole config as given (GRPO's section included) and
 its input files by content (model.path by model/identity.py, the data files and the DeepSpeed config by
-SHA-256), and the photos each data file names (SHA-256 of each, by the name the file gives it). A resume compares the config it is given with that record, key by key, and refuses any difference
+SHA-256; the label hierarchy, the shipped one too, as its tree), and the photos each data file names (SHA-256 of
+each, by the name the file gives it). A resume compares the config it is given with that record, key by key, and refuses any difference
 outside `MAY_CHANGE`, naming each key with its old and new value: a resumed run with another `num_queries`
 would otherwise load a head that does not fit, and one with other learning rates or data would silently be a
 mix of two runs. Paths are compared by what they hold, so a dataset or base model moved elsewhere resumes.
@@ -37,7 +38,9 @@ from bbuvl.atomic import write_bytes_atomic, write_text_atomic
 from bbuvl.config import Config, load_config
 from bbuvl.data.digests import by_name, file_digest
 from bbuvl.data.jsonfile import read_json
+from bbuvl.data.labels import DEFAULT_HIERARCHY, Hierarchy
 from bbuvl.data.schema import resolve_image
+from bbuvl.data.text import show_text
 from bbuvl.model.identity import identify
 from bbuvl.paths import looks_local, real_path
 from bbuvl.train.data_files import DataFiles
@@ -70,11 +73,30 @@ class ResumeMismatch(ValueError):
 
 @dataclass
 class InputDigest:
-    """One input of a run by content: its digest and, for a model folder, the per-file digests (a stat cache)."""
+    """One input of a run by content: its digest and, for a model folder, the per-file digests (a stat cache). The label
+    hierarchy also by its tree (`tree`: SHA-256 of its parsed JSON, its `_doc` left out) with its labels and faults, to
+    name what changed; `builtin` when it was the tree bbu-vl ships (data.hierarchy null)."""
 
     path: str
     digest: str
     files: list[dict[str, Any]]
+    builtin: bool = False
+    tree: str | None = None
+    labels: list[str] | None = None
+    faults: list[str] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict, without the hierarchy's fields for other inputs."""
+        return {k: v for k, v in vars(self).items() if k in ("path", "digest", "files") or v not in (None, False)}
+
+    def same(self, other: "InputDigest | None") -> bool:
+        """Whether `other` holds the same content: hierarchies by their trees when both record one (a file reformatted,
+        or the shipped tree copied to a file, is the same tree), anything else by its digest."""
+        if other is None:
+            return False
+        if self.tree is not None and other.tree is not None:
+            return self.tree == other.tree
+        return self.digest == other.digest
 
 
 def may_change(key: str) -> bool:
@@ -126,6 +148,8 @@ def digest_inputs(cfg: Config, previous: dict[str, InputDigest] | None = None) -
     for key in CONTENT_KEYS:
         value = values.get(key)
         if value is None:
+            if key == "data.hierarchy":  # the shipped tree, which an upgrade of bbu-vl may change under the same config
+                out[key] = _hierarchy_digest(DEFAULT_HIERARCHY, (previous or {}).get(key), builtin=True)
             continue
         path = Path(os.path.expanduser(str(value)))
         old = (previous or {}).get(key)
@@ -135,12 +159,32 @@ def digest_inputs(cfg: Config, previous: dict[str, InputDigest] | None = None) -
         if path.is_dir():
             ident = identify(path, known=known)
             out[key] = InputDigest(where, ident.digest, [f.to_json() for f in ident.files])
+        elif path.is_file() and key == "data.hierarchy":
+            out[key] = _hierarchy_digest(path, old)
         elif path.is_file():
             d = file_digest(path, path.name, {path.name: known[path.name]} if path.name in known else None)
             out[key] = InputDigest(where, d.sha256, [d.to_json()])
         else:
             out[key] = InputDigest(str(value), f"name:{value}", [])  # a hub id: its name is all there is to compare
     return out
+
+
+def _hierarchy_digest(path: Path, previous: InputDigest | None, builtin: bool = False) -> InputDigest:
+    """A label hierarchy file by content: its bytes' SHA-256, and its tree's with its labels and faults (none when it
+    cannot be read: the run's start names why, and its bytes still speak for it)."""
+    known = by_name(previous.files) if previous else {}
+    d = file_digest(path, path.name, {path.name: known[path.name]} if path.name in known else None)
+    found = InputDigest(str(real_path(path)), d.sha256, [d.to_json()], builtin=builtin)
+    try:
+        raw = read_json(path, "label hierarchy")
+        tree = Hierarchy.load(path)
+    except (OSError, ValueError):
+        return found
+    if isinstance(raw, dict):  # the loader refuses anything else
+        raw.pop("_doc", None)  # documentation: an upgrade rewording it changes no label
+        found.tree = hashlib.sha256(json.dumps(raw, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+        found.labels, found.faults = tree.labels(), sorted(tree.faults)
+    return found
 
 
 def digest_photos(cfg: Config, previous: dict[str, list[dict[str, Any]]] | None = None,
@@ -323,7 +367,7 @@ def _code_digest(source: bytes) -> str:
 def run_record(cfg: Config, files: DataFiles | None = None) -> dict[str, Any]:
     """A fresh run's record: its config, inputs and their photos by content, number of processes and user code."""
     return {"config": cfg.model_dump(mode="json"),
-            "inputs": {k: vars(v) for k, v in digest_inputs(cfg).items()}, "processes": processes(),
+            "inputs": {k: v.to_json() for k, v in digest_inputs(cfg).items()}, "processes": processes(),
             "photos": digest_photos(cfg, files=files), "code": user_code(cfg)}
 
 
@@ -369,7 +413,12 @@ def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = 
             was, is_ = inputs.get(key), now.get(key)
             if key == "model.path" and not cfg.model.lora.enabled and base_gone(cfg, checkpoint):
                 continue  # the checkpoint holds every weight, and the resume builds the model from it (train/trainer.py)
-            if (was.digest if was else None) != (is_.digest if is_ else None):
+            if key == "data.hierarchy" and was is None and is_ is not None and is_.builtin and old.get(key) is None:
+                continue  # a run recorded before the shipped tree was: unchecked, as before
+            if key == "data.hierarchy" and was is not None and is_ is not None:
+                if not was.same(is_):
+                    diffs.append(_hierarchy_phrase(was, is_))
+            elif (was.digest if was else None) != (is_.digest if is_ else None):
                 diffs.append(_content_phrase(key, was, is_))
             elif photos is not None and key in photos and is_ is not None:  # a run recorded before photos were: unchecked
                 diffs += _photo_phrase(key, is_.path, photos[key], digest_photos(cfg, photos, files).get(key, []))
@@ -474,7 +523,7 @@ def _read_record(path: Path) -> tuple[dict[str, Any], dict[str, InputDigest], in
     data = read_json(path, "run record")
     try:
         config = flat(Config.model_validate(data["config"]))
-        inputs = {k: InputDigest(v["path"], v["digest"], list(v.get("files") or [])) for k, v in data["inputs"].items()}
+        inputs = {k: _input_digest(v) for k, v in data["inputs"].items()}
         ran_on = data.get("processes")
         if ran_on is not None and (not isinstance(ran_on, int) or isinstance(ran_on, bool) or ran_on < 1):
             raise ValueError(f"processes is {ran_on!r}, not a count")
@@ -496,6 +545,15 @@ def _read_record(path: Path) -> tuple[dict[str, Any], dict[str, InputDigest], in
         raise ResumeMismatch(f"{path}: damaged run record ({type(e).__name__}: {e}); it says what this run was started "
                              "with, so the run cannot be resumed safely: pass --overwrite to start it over") from None
     return config, inputs, ran_on, photos, code
+
+
+def _input_digest(entry: dict[str, Any]) -> InputDigest:
+    """One input as a run record holds it (a hierarchy's tree fields only where they are of their types)."""
+    labels, faults = entry.get("labels"), entry.get("faults")
+    return InputDigest(entry["path"], entry["digest"], list(entry.get("files") or []), entry.get("builtin") is True,
+                       entry["tree"] if isinstance(entry.get("tree"), str) else None,
+                       labels if isinstance(labels, list) and all(isinstance(x, str) for x in labels) else None,
+                       faults if isinstance(faults, list) and all(isinstance(x, str) for x in faults) else None)
 
 
 def _checkpoint_sections(method: str) -> tuple[str, ...]:
@@ -577,6 +635,45 @@ def _module_phrases(key: str, name: str | None, old: dict[str, dict[str, str]] |
             where = f"{was['file']!r}" + (f" (now {now['file']!r})" if now["file"] != was["file"] else "")
             out.append(f"{key} {name}: module {module} {where}, which it imports, changed since the run started")
     return out
+
+
+def _hierarchy_phrase(old: InputDigest, new: InputDigest) -> str:
+    """How the label hierarchy differs from the one the run started with, named as the built-in tree or by its file,
+    and what changed in it: labels, faults, their order, or only the words the prompt describes them with."""
+    def named(d: InputDigest) -> str:
+        return f"the built-in label tree ({d.path!r})" if d.builtin else repr(d.path)
+
+    if old.builtin and new.builtin:
+        head = (f"data.hierarchy: the built-in label tree of this bbu-vl ({new.path!r}) is not the one the run started "
+                "with (bbu-vl upgraded since?)")
+    elif old.builtin or new.builtin:
+        head = f"data.hierarchy {named(old)} (now {named(new)}): another label tree"
+    else:
+        head = _content_phrase("data.hierarchy", old, new)
+    changes = _tree_changes(old, new)
+    return (head + (f": {changes}" if changes else "") + "; the labels' levels, faults and prompt would change "
+            "mid-run. To go on, pass the tree it started with as data.hierarchy" +
+            (" (the hierarchy.json of the bbu-vl it started with)" if old.builtin else ""))
+
+
+def _tree_changes(old: InputDigest, new: InputDigest) -> str:
+    """The labels and faults one hierarchy has and the other lacks, a few named; '' when either was not read."""
+    if old.labels is None or new.labels is None:
+        return ""
+
+    def some(names: list[str]) -> str:
+        return ", ".join(show_text(n) for n in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+    out = []
+    for what, was, now in (("label", old.labels, new.labels), ("fault", old.faults or [], new.faults or [])):
+        if gone := [n for n in was if n not in set(now)]:
+            out.append(f"{what}s {some(gone)} no longer in it" if len(gone) > 1 else f"{what} {some(gone)} no longer in it")
+        if added := [n for n in now if n not in set(was)]:
+            out.append(f"{what}s {some(added)} new" if len(added) > 1 else f"{what} {some(added)} new")
+    if not out:
+        out.append("its labels' order changed (the prompt lists them in it)" if old.labels != new.labels else
+                   "the same labels and faults, other words (glosses or cues, which the prompt describes them with)")
+    return "; ".join(out)
 
 
 def _content_phrase(key: str, old: InputDigest | None, new: InputDigest | None) -> str:
