@@ -129,13 +129,18 @@ def read_support(root: str | Path) -> SupportSet:
 
 
 def _refuse_empty_folders(root: Path, images: list[SupportImage]) -> None:
-    """An empty class folder would silently drop its class (its queries then become Unknown): refuse it."""
+    """An empty class folder would silently drop its class (its queries then become Unknown): refuse it, named by the
+    class folder itself (a nested class's empty folder was named by its topmost folder, `support/螺丝连接点`, which
+    holds other classes' folders and no photo of its own to add)."""
     holding = {parent for im in images for parent in im.path.parents}
-    for folder in sorted(p for p in root.rglob("*") if p.is_dir()):
+    folders = sorted(p for p in root.rglob("*") if p.is_dir())
+    for folder in folders:
         rel = folder.relative_to(root)
         if folder in holding or any(part.startswith(".") for part in rel.parts):
             continue
         refuse_linked_folder(folder)
+        if any(sub.parent == folder and not sub.name.startswith(".") for sub in folders):
+            continue  # only a folder on the way to the empty class folder, which comes later in this order
         raise ValueError(f"{folder}: class folder without images ({' '.join(sorted(IMAGE_SUFFIXES))}); "
                          "add the class's support images or remove the folder")
 
