@@ -18,6 +18,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from bbuvl.data.images import IMAGE_SUFFIXES, list_images, skipped_note
 from bbuvl.data.labels import SEP
@@ -92,8 +93,9 @@ def _class_of(rel: Path) -> tuple[str, int | None]:
     return SEP.join(parts), shot
 
 
-def read_support(root: str | Path) -> SupportSet:
-    """Find every support image under `root` (raises ValueError naming the offending file or folder)."""
+def read_support(root: str | Path, digest: Callable[[Path], str] = file_digest) -> SupportSet:
+    """Find every support image under `root` (raises ValueError naming the offending file or folder); `digest` hashes
+    a file's bytes (a server reading its folder again hashes only the files whose stat changed)."""
     root = Path(root)
     if not root.is_dir():
         what = "a file, not a folder" if root.exists() else (
@@ -118,10 +120,10 @@ def read_support(root: str | Path) -> SupportSet:
         if label_key(label).casefold() == UNKNOWN.lower():
             raise ValueError(f"{path.parent}: '{UNKNOWN}' is the answer for no class; it cannot be a support class")
         try:
-            digest = file_digest(path)
+            content = digest(path)
         except OSError as e:
             raise ValueError(f"{path}: cannot read support image: {e.strerror or e}") from None
-        images.append(SupportImage(path, label, shot, digest))
+        images.append(SupportImage(path, label, shot, content))
     if not images:
         raise ValueError(f"{root}: no images found (expected support/<class>/*.jpg)")
     _refuse_empty_folders(root, images)

@@ -2,12 +2,13 @@
 
 The rule is `bbuvl fewshot classify`'s (fewshot/classifier.py): mean cosine similarity to each class's support
 embeddings, the best class accepted at or above the threshold. The detector's own label and score are kept;
-the few-shot answer travels beside them.
+the few-shot answer travels beside them. The support set follows its folder while the server runs
+(serve/support_watch.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,42 +16,55 @@ from PIL import Image
 
 from bbuvl.data.coords import box_is_degenerate
 from bbuvl.fewshot.backbones import Backbone, load_backbone
-from bbuvl.fewshot.batch import fit_support
 from bbuvl.fewshot.classifier import FewShotClassifier, decide
-from bbuvl.fewshot.embed import EmbedReport, crop_box
-from bbuvl.fewshot.support import read_support
+from bbuvl.fewshot.embed import crop_box
 from bbuvl.serve.names import served_name
+from bbuvl.serve.support_watch import WATCH_S, SupportWatcher
 
 
 @dataclass
 class FewShotRescorer:
-    """A support set's classifier, its backbone and the acceptance threshold."""
+    """A support set's classifier (kept in step with its folder: serve/support_watch.py), its backbone and the
+    acceptance threshold."""
 
-    classifier: FewShotClassifier
+    watcher: SupportWatcher
     backbone: Backbone
     threshold: float
     support: str  # the support folder's name, for the model info
-    # the support photos left out (unreadable, too large), each with why, and what else it warned of (files of no
-    # photo type): `bbuvl serve` prints them at start, as `bbuvl fewshot classify` does, where a class served from
-    # fewer photos than its folder holds was never said
-    skipped: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
     @classmethod
-    def load(cls, support_dir: str | Path, backbone: str, threshold: float, device: str = "auto") -> "FewShotRescorer":
-        """Embed every support image once (no cache: a server embeds them at start only)."""
+    def load(cls, support_dir: str | Path, backbone: str, threshold: float, device: str = "auto",
+             watch_s: float = WATCH_S) -> "FewShotRescorer":
+        """Embed every support image now, then look for changes to the folder every `watch_s` seconds (0: never)."""
         if not -1.0 <= threshold <= 1.0:
             raise ValueError(f"few-shot threshold must be in [-1, 1] (a cosine similarity), got {threshold}")
         bb = load_backbone(backbone, device)
-        support_set, report = read_support(support_dir), EmbedReport()
-        fitted, warnings = fit_support(support_set, [None], 0, bb, None, 32, report)
-        notes = [note for note in [support_set.left_out] if note] + list(warnings)
-        return cls(fitted[0].classifier, bb, threshold, served_name(support_dir), report.skipped, notes)
+        return cls(SupportWatcher(support_dir, bb, watch_s), bb, threshold, served_name(support_dir))
+
+    @property
+    def classifier(self) -> FewShotClassifier:
+        """The classifier of the support set served now."""
+        return self.watcher.current.classifier
+
+    @property
+    def skipped(self) -> list[str]:
+        """The support photos the served set left out (unreadable, too large), each with why: `bbuvl serve` prints them
+        at start, as `bbuvl fewshot classify` does, where a class served from fewer photos than its folder holds was
+        never said (a later version's are in the log)."""
+        return list(self.watcher.current.skipped)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What else the served set's folder warned of (files of no photo type, a photo in two classes)."""
+        return list(self.watcher.current.warnings)
 
     def info(self) -> dict[str, Any]:
-        """What the model info of a response says about the few-shot step."""
-        return {"support": self.support, "classes": list(self.classifier.classes), "backbone": self.backbone.kind,
-                "threshold": self.threshold}
+        """What the model info of a response says about the few-shot step: the support set's version now served, and
+        why the folder as it is now is not (`stale`, None when it is)."""
+        status = self.watcher.status()
+        return {"support": self.support, "classes": list(status["classes"]), "backbone": self.backbone.kind,
+                "threshold": self.threshold, "version": status["version"], "photos": sum(status["classes"].values()),
+                "stale": status["stale"]}
 
     def rescore(self, image: Image.Image, objects: list[dict[str, Any]]) -> None:
         """Add `fewshot: {label, score}` and `unknown` to each object dict in place (an empty crop is unknown)."""
@@ -64,8 +78,9 @@ class FewShotRescorer:
             where.append(i)
         if not crops:
             return
-        scores = self.classifier.scores(self.backbone.embed(crops))
+        classifier = self.classifier  # read once: a reload while the photo is scored swaps the set, not its classes
+        scores = classifier.scores(self.backbone.embed(crops))
         d = decide(scores, self.threshold)
         for k, i in enumerate(where):
-            objects[i]["fewshot"] = {"label": self.classifier.classes[d.best[k]], "score": round(float(d.best_score[k]), 5)}
+            objects[i]["fewshot"] = {"label": classifier.classes[d.best[k]], "score": round(float(d.best_score[k]), 5)}
             objects[i]["unknown"] = not bool(d.accepted[k])
