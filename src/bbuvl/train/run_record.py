@@ -25,6 +25,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import logging
 import os
 import site
 import sys
@@ -45,6 +46,8 @@ from bbuvl.model.identity import identify
 from bbuvl.paths import looks_local, real_path
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.run_dir import CHECKPOINT, numbered_checkpoints
+
+log = logging.getLogger(__name__)
 
 RUN_RECORD = "run.json"
 # The run's record as a checkpoint carries it (train/trainer.py and rl/trainer.py `_save`): a resume whose folder lost
@@ -251,15 +254,36 @@ def user_code(cfg: Config) -> dict[str, dict[str, Any]]:
         named = getattr(module, "__file__", None)
         defining = module_name if file == named else getattr(fn, "__module__", None) or module_name
         # The module the config names may only import the function from the one defining it: both are walked.
-        entry["modules"] = user_modules((Path(entry["file"]), defining), *([(Path(named), module_name)] if named else []))
+        unchecked: list[str] = []
+        entry["modules"] = user_modules((Path(entry["file"]), defining), *([(Path(named), module_name)] if named else []),
+                                        unchecked=unchecked)
+        if unchecked:
+            entry["unchecked_imports"] = unchecked
+            _say_unchecked(spec, unchecked)
     return {"grpo.rewards.user_function": entry}
 
 
-def user_modules(*roots: tuple[Path, str]) -> dict[str, dict[str, str]]:
+_SAID_UNCHECKED: set[str] = set()  # the call sites said, once a process: a start and its resumes both record the code
+
+
+def _say_unchecked(spec: str, unchecked: list[str]) -> None:
+    """Warn, once a process for each, of the imports a reward's code makes by a name computed at run time."""
+    new = [u for u in unchecked if u not in _SAID_UNCHECKED]
+    _SAID_UNCHECKED.update(new)
+    if new:
+        log.warning("grpo.rewards.user_function %s: the module a call imports is computed at run time, so the run's "
+                    "record cannot name it, and an edit to it would resume unseen: %s. Name the module in a string "
+                    "(importlib.import_module('pkg.rules')), or import it, for the record to follow it", spec,
+                    "; ".join(new))
+
+
+def user_modules(*roots: tuple[Path, str], unchecked: list[str] | None = None) -> dict[str, dict[str, str]]:
     """The user's own modules that the `roots` (file, module name) import, transitively, by content: module name ->
     its file and the SHA-256 of its syntax tree; every root but the first (the reward's own file, recorded beside) too.
     A helper the reward calls from another module of the user's changed unseen; the standard library, installed
-    packages and bbuvl are versioned elsewhere and left out."""
+    packages and bbuvl are versioned elsewhere and left out. Modules loaded at run time by a literal name
+    (`importlib.import_module("pkg.rules")`, `__import__`) are followed; a call whose name is computed is added to
+    `unchecked` (`module line N: call`)."""
     found: dict[str, dict[str, str]] = {}
     todo, seen = list(roots), {roots[0][1]}
     for file, name in roots[1:]:
@@ -273,7 +297,10 @@ def user_modules(*roots: tuple[Path, str]) -> dict[str, dict[str, str]]:
         except (OSError, SyntaxError, ValueError):
             continue  # unreadable or not Python: its own digest (the reward's file, or this entry) says it changed
         package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-        for imported in sorted(_imported_names(tree, package)):
+        names, computed = _imported_names(tree, package)
+        if unchecked is not None:  # the reward's file is walked twice when the config names it by another module
+            unchecked += [call for where in computed if (call := f"{module} line {where}") not in unchecked]
+        for imported in sorted(names):
             if imported in seen:
                 continue
             seen.add(imported)
@@ -286,12 +313,19 @@ def user_modules(*roots: tuple[Path, str]) -> dict[str, dict[str, str]]:
     return found
 
 
-def _imported_names(tree: ast.AST, package: str) -> set[str]:
+def _imported_names(tree: ast.AST, package: str) -> tuple[set[str], list[str]]:
     """Every module an `import` or `from ... import` anywhere in `tree` may load (its parent packages and, for `from
-    X import Y`, X.Y, which is a module or nothing), relative ones resolved within `package`."""
+    X import Y`, X.Y, which is a module or nothing), relative ones resolved within `package`, and those a call of
+    `import_module` or `__import__` names in a string; then the calls whose name is computed (`N: call`, by line)."""
     names: set[str] = set()
+    computed: list[str] = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
+        if isinstance(node, ast.Call) and _import_call(node) is not None:
+            targets = _call_targets(node, package)
+            if targets is None:
+                computed.append(f"{node.lineno}: {_shortened(ast.unparse(node))}")
+                continue
+        elif isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             try:
@@ -305,7 +339,58 @@ def _imported_names(tree: ast.AST, package: str) -> set[str]:
         for target in filter(None, targets):
             parts = target.split(".")
             names.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
-    return names
+    return names, computed
+
+
+def _import_call(node: ast.Call) -> str | None:
+    """`import_module` or `__import__` when `node` calls one (by its name, or as an attribute: `importlib.import_module`),
+    else None."""
+    func = node.func
+    name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+    return name if name in ("import_module", "__import__") else None
+
+
+def _call_targets(node: ast.Call, package: str) -> list[str] | None:
+    """The modules an `import_module(name, package)` or `__import__(name, globals, locals, fromlist, level)` call loads
+    (its `fromlist`'s names as submodules), relative names resolved as Python would; None when its name, or what
+    resolving it needs, is no literal."""
+    kind = _import_call(node)
+    args = {**dict(enumerate(node.args)), **{k.arg: k.value for k in node.keywords if k.arg}}
+    name = _literal(args.get(0, args.get("name")))
+    if not isinstance(name, str) or not name:
+        return None
+    if kind == "import_module":
+        if not name.startswith("."):
+            return [name]
+        anchor = args.get(1, args.get("package"))
+        base = package if isinstance(anchor, ast.Name) and anchor.id == "__package__" else _literal(anchor)
+        try:
+            return [importlib.util.resolve_name(name, base)] if isinstance(base, str) else None
+        except (ImportError, ValueError):
+            return []  # beyond the top package: it fails when it runs, not here
+    level = _literal(args.get(4, args.get("level", ast.Constant(0))))
+    fromlist = _literal(args.get(3, args.get("fromlist", ast.Constant(None)))) or ()
+    if not isinstance(level, int) or not isinstance(fromlist, (list, tuple)):
+        return None
+    try:
+        base = importlib.util.resolve_name("." * level + name, package) if level else name
+    except (ImportError, ValueError):
+        return []
+    return [base, *(f"{base}.{x}" for x in fromlist if isinstance(x, str) and x != "*")]
+
+
+def _literal(node: ast.AST | None) -> Any:
+    """The value of `node` when it is a literal (a string, a number, a list of them), else None."""
+    if node is None:
+        return None
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def _shortened(text: str, most: int = 80) -> str:
+    return text if len(text) <= most else text[:most - 3] + "..."
 
 
 def _module_file(name: str) -> Path | None:

@@ -1,0 +1,107 @@
+"""A GRPO reward's modules loaded at run time are recorded too: `importlib.import_module("pkg.rules")` and
+`__import__` with a name in a string are followed as an `import` is, so an edit to such a module is named on resume;
+a call whose module name is computed cannot be followed, and the run's record and its log say so, naming the call."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import textwrap
+
+import pytest
+
+from bbuvl.config import load_config
+from bbuvl.train.run_record import RUN_RECORD, ResumeMismatch, check_resume, write_run_record
+
+MODULES = ("rl7_rewards", "rl7_rules", "rl7_pkg", "rl7_pkg.deep", "rl7_pkg.near", "rl7_kinds_a")
+
+
+@pytest.fixture()
+def code(tmp_path, monkeypatch):
+    """The user's code in its own folder on the import path; `write(name, text)` writes a module afresh."""
+    folder = tmp_path / "code"
+    (folder / "rl7_pkg").mkdir(parents=True)
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # a rewrite in the same second must not load a stale .pyc
+
+    def write(name: str, text: str):
+        path = folder / name
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        for module in MODULES:
+            sys.modules.pop(module, None)
+        return path
+
+    yield write
+    for module in MODULES:
+        sys.modules.pop(module, None)
+
+
+def _config(out, function: str):
+    return load_config(None, ["training.method=grpo", f"training.output_dir={out}",
+                              f"grpo.rewards.user_function={function}"])
+
+
+def test_modules_a_reward_loads_by_a_literal_name_are_recorded_and_an_edit_to_one_is_named(code, tmp_path):
+    """The reward's rules came from `importlib.import_module("rl7_rules")`, a package's module from `__import__` with a
+    fromlist and, inside the package, from a relative `import_module(".near", __package__)`: none was recorded, and a
+    resume with any of them edited went on with rewards paid by other code."""
+    code("rl7_rewards.py", """\
+        import importlib
+
+
+        def size(truth, answer):
+            rules = importlib.import_module("rl7_rules")
+            pkg = __import__("rl7_pkg", fromlist=["deep"])
+            return rules.SCALE * pkg.deep.weight(len(answer))
+        """)
+    rules = code("rl7_rules.py", "SCALE = 0.1\n")
+    code("rl7_pkg/__init__.py", "")
+    code("rl7_pkg/deep.py", """\
+        from importlib import import_module
+
+
+        def weight(n):
+            return n * import_module(".near", __package__).FACTOR
+        """)
+    near = code("rl7_pkg/near.py", "FACTOR = 1\n")
+    out = tmp_path / "grpo"
+    cfg = _config(out, "rl7_rewards:size")
+    write_run_record(out, cfg)
+    (out / "checkpoint-2").mkdir()
+    entry = json.loads((out / RUN_RECORD).read_text("utf-8"))["code"]["grpo.rewards.user_function"]
+    assert sorted(entry["modules"]) == ["rl7_pkg", "rl7_pkg.deep", "rl7_pkg.near", "rl7_rules"]
+    assert "unchecked_imports" not in entry
+    check_resume(cfg, out / "checkpoint-2")
+    for module, path, edit in (("rl7_rules", rules, "SCALE = 0.2\n"), ("rl7_pkg.near", near, "FACTOR = 2\n")):
+        before = path.read_text("utf-8")
+        code(str(path.relative_to(tmp_path / "code")), edit)
+        with pytest.raises(ResumeMismatch, match=rf"module {module} '.*', which it imports, changed since the run "
+                                                 "started"):
+            check_resume(cfg, out / "checkpoint-2")
+        code(str(path.relative_to(tmp_path / "code")), before)
+    check_resume(cfg, out / "checkpoint-2")
+
+
+def test_a_module_name_computed_at_run_time_is_named_in_the_record_and_said_once_in_the_log(code, tmp_path, caplog):
+    """`importlib.import_module(f"rl7_kinds_{kind}")` loads a module no record can name: the run said nothing, and an edit
+    to it resumed unseen. The record names the call (module and line), and the log says it once a process."""
+    code("rl7_rewards.py", """\
+        import importlib
+
+
+        def size(truth, answer, kind="a"):
+            return importlib.import_module(f"rl7_kinds_{kind}").SCALE * len(answer)
+        """)
+    code("rl7_kinds_a.py", "SCALE = 0.1\n")
+    out = tmp_path / "grpo"
+    cfg = _config(out, "rl7_rewards:size")
+    with caplog.at_level(logging.WARNING, logger="bbuvl.train.run_record"):
+        write_run_record(out, cfg)
+        (out / "checkpoint-2").mkdir()
+        check_resume(cfg, out / "checkpoint-2")
+    entry = json.loads((out / RUN_RECORD).read_text("utf-8"))["code"]["grpo.rewards.user_function"]
+    call = "rl7_rewards line 5: importlib.import_module(f'rl7_kinds_{kind}')"
+    assert entry["unchecked_imports"] == [call]
+    said = [r.getMessage() for r in caplog.records if "computed at run time" in r.getMessage()]
+    assert len(said) == 1 and call in said[0] and "rl7_rewards:size" in said[0], caplog.text
