@@ -54,7 +54,8 @@ def test_predictions_without_a_manifest_record_no_model_and_a_comparison_says_so
     from bbuvl.eval.compare import model_differences, predictions_record
 
     record = predictions_record(eval_files.pred)  # written by the test, not by `bbuvl predict`: no manifest beside it
-    assert record == {"file": str(eval_files.pred), "checkpoint": None, "model": None, "mode": None, "tiles": None}
+    assert record == {"file": str(eval_files.pred), "checkpoint": None, "model": None, "mode": None, "tiles": None,
+                      "software": None}
     lines = model_differences(record, {"settings": {"predictions": record}}, "base.json")
     assert lines == [f"against the baseline: {who} predictions ({eval_files.pred}) record no model: their file has no "
                      "manifest of `bbuvl predict`" for who in ("the baseline's", "these")]

@@ -15,6 +15,7 @@ import pytest
 
 from bbuvl.data.digests import file_digest
 from bbuvl.model.identity import identify
+from bbuvl.versions import software
 from tests.reliability.test_eval4_predictions_judged_by_their_own_checkpoint import invoke, text
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -50,7 +51,8 @@ def metrics(run: dict[str, Path], pred: Path, out: str, *extra) -> tuple[dict, s
 def test_metrics_record_the_checkpoint_its_identity_the_mode_the_tiles_and_the_ground_truth(run):
     m, _ = metrics(run, run["pred"], "m.json")
     assert m["settings"]["predictions"] == {"file": str(run["pred"]), "checkpoint": str(run["ckpt"]),
-                                "model": identify(run["ckpt"]).digest, "mode": "head", "tiles": "off"}
+                                "model": identify(run["ckpt"]).digest, "mode": "head", "tiles": "off",
+                                "software": software()}
     assert m["settings"]["gt"] == str(run["gt"])
     assert m["settings"]["gt_sha256"] == file_digest(run["gt"], "gt").sha256
 

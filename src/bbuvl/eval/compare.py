@@ -24,6 +24,10 @@ from bbuvl.data.jsonfile import is_json_number, read_json
 from bbuvl.data.labels import Hierarchy
 from bbuvl.eval.predictions import predictions_manifest
 from bbuvl.paths import real_path
+from bbuvl.versions import software, software_differences
+
+# What computes the numbers besides bbu-vl (versions.py names the libraries that compute the answers).
+SCORING = ("faster-coco-eval", "scikit-learn", "scipy")
 
 SETTINGS_KEY = "settings"
 PREDICTIONS_KEY = "predictions"
@@ -97,7 +101,8 @@ def run_settings(gt: Path, hierarchy: Hierarchy, level: int | None, iou: float, 
     # The real path: the same file named from another folder is still the same file, so a change of it is known.
     return {"level": level, "iou": iou, "min_score": min_score, "gt": str(real_path(gt)),
             "gt_sha256": file_digest(gt, str(gt)).sha256, "hierarchy": hierarchy.source,
-            "hierarchy_sha256": hashlib.sha256(decides.encode("utf-8")).hexdigest()}
+            "hierarchy_sha256": hashlib.sha256(decides.encode("utf-8")).hexdigest(),
+            "software": software(*SCORING)}
 
 
 def _level(value: Any) -> str:
@@ -141,6 +146,7 @@ def against_baseline(metrics: dict[str, Any], settings: dict[str, Any], predicti
     gt = other_ground_truth(settings, baseline)
     lines = [f"{AGAINST}{gt}; compared as --baseline-other-gt asks, so a change is not the model's alone"] if gt else []
     lines += model_differences(predictions, baseline, baseline_path)
+    lines += software_lines(settings, predictions, baseline)
     return lines + [line for line in (unpredicted_difference(metrics, baseline), thresholds_difference(metrics, baseline))
                     if line]
 
@@ -168,7 +174,8 @@ def predictions_record(pred: str | Path) -> dict[str, Any]:
             "checkpoint": (manifest.checkpoint or None) if manifest is not None else None,
             "model": key.checkpoint if key is not None else None,
             "mode": manifest.mode if manifest is not None else None,
-            "tiles": key.options.get("tiles") if key is not None else None}
+            "tiles": key.options.get("tiles") if key is not None else None,
+            "software": (key.software or None) if key is not None else None}
 
 
 def model_differences(predictions: dict[str, Any], baseline: dict[str, Any], baseline_path: str | Path) -> list[str]:
@@ -203,6 +210,21 @@ def model_differences(predictions: dict[str, Any], baseline: dict[str, Any], bas
     lines += [f"{key}: {theirs.get(key)} in the baseline, {predictions[key]} here" for key in ("mode", "tiles")
               if theirs.get(key) != predictions[key]]
     return [AGAINST + line for line in lines]
+
+
+def software_lines(settings: dict[str, Any], predictions: dict[str, Any], baseline: dict[str, Any]) -> list[str]:
+    """A line when the baseline's predictions were made, or its numbers scored, by another program (bbu-vl's files,
+    torch, transformers, ...: versions.py): a change may come from the upgrade, not the model; none when alike or
+    not recorded."""
+    theirs = baseline.get(SETTINGS_KEY) if isinstance(baseline.get(SETTINGS_KEY), dict) else {}
+    made = theirs.get(PREDICTIONS_KEY) if isinstance(theirs.get(PREDICTIONS_KEY), dict) else {}
+    lines = []
+    for what, then, now in (("predicted", made.get("software"), predictions.get("software")),
+                            ("scored", theirs.get("software"), settings.get("software"))):
+        if isinstance(then, dict) and isinstance(now, dict) and (changed := software_differences(then, now)):
+            lines.append(f"{AGAINST}the baseline was {what} by another program ({'; '.join(changed)}): a change may be "
+                         "the upgrade's, not the model's")
+    return lines
 
 
 def unpredicted_difference(metrics: dict[str, Any], baseline: dict[str, Any]) -> str | None:

@@ -7,7 +7,9 @@ A line depends on the photo, the model and how it was asked. So the key is:
 - the checkpoint by content (model/identity.py; a checkpoint retrained in place changes it, a copy does not);
 - the mode and every prediction option (`PredictOptions`, resolved against the checkpoint's defaults), with
   the files a mode reads beside the checkpoint: the teachers JSONL (teachers mode) and a plain model folder's
-  labels and language.
+  labels and language;
+- the program: bbu-vl (its version and its files' digest) and the libraries that compute the answer (versions.py):
+  an upgrade between a kill and its resume would leave one file holding two programs' lines.
 
 What cannot change a line is left out: the device, the batch size, the path spellings. The digests are kept
 with their stats, so a resume hashes only the files changed since (data/digests.py; costs in docs/resume.md).
@@ -24,6 +26,7 @@ from typing import Any, Iterable, Mapping
 from bbuvl.data.digests import FileDigest, by_name, combined, file_digest
 from bbuvl.data.input_paths import NOTHING_THERE, file_kind
 from bbuvl.model.identity import identify
+from bbuvl.versions import software, software_differences
 
 # Options recorded as the SHA-256 of a file a run reads (`file_key`): a difference is said as a change of content.
 FILE_OPTIONS = ("teachers", "labels", "hierarchy")
@@ -52,12 +55,14 @@ class ResumeKey:
     options: dict[str, Any]  # every prediction option, plus the digests of the files a mode reads
     photos: list[FileDigest] = field(default_factory=list, compare=False)  # what `input` was made of
     checkpoint_files: list[FileDigest] = field(default_factory=list, compare=False)  # what `checkpoint` was made of
+    # The program that wrote the lines (bbuvl/versions.py); empty in a key recorded before keys named it.
+    software: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the predictions manifest's `key`)."""
         return {"input": self.input, "checkpoint": self.checkpoint, "mode": self.mode, "options": self.options,
                 "photos": [p.to_json() for p in self.photos],
-                "checkpoint_files": [f.to_json() for f in self.checkpoint_files]}
+                "checkpoint_files": [f.to_json() for f in self.checkpoint_files], "software": self.software}
 
     @classmethod
     def from_json(cls, data: Any) -> "ResumeKey":
@@ -65,9 +70,12 @@ class ResumeKey:
         if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("input", "checkpoint", "mode")) \
                 or not isinstance(data.get("options"), dict):
             raise ValueError("not a resume key")
+        software = data.get("software") or {}
+        if not isinstance(software, dict) or not all(isinstance(v, str) for v in software.values()):
+            raise ValueError("not a resume key: its software is not a table of versions")
         return cls(data["input"], data["checkpoint"], data["mode"], data["options"],
                    list(by_name(data.get("photos") or []).values()),
-                   list(by_name(data.get("checkpoint_files") or []).values()))
+                   list(by_name(data.get("checkpoint_files") or []).values()), software)
 
 
 def photo_digests(photos: Iterable[tuple[str, Path]], known: Mapping[str, FileDigest] | None = None) -> list[FileDigest]:
@@ -105,7 +113,7 @@ def resume_key(photos: list[tuple[str, Path]], checkpoint: Path, base: str | Non
     known_files = by_name(f.to_json() for f in previous.checkpoint_files) if previous else {}
     digests = photo_digests(photos, known_photos)
     model = identify(checkpoint, base, known_files)
-    return ResumeKey(combined(digests), model.digest, mode, _plain(dict(options)), digests, model.files)
+    return ResumeKey(combined(digests), model.digest, mode, _plain(dict(options)), digests, model.files, software())
 
 
 def _plain(options: dict[str, Any]) -> dict[str, Any]:
@@ -129,6 +137,9 @@ def differences(old: ResumeKey, new: ResumeKey) -> list[str]:
         out.append(f"the checkpoint's content changed ({_changed(old.checkpoint_files, new.checkpoint_files, 'file')})")
     if old.input != new.input:
         out.append(f"the input changed ({_changed(old.photos, new.photos, 'photo')})")
+    # Another program may answer a photo otherwise: its lines and the recorded ones would be two runs' (versions.py).
+    out += [f"written by another program: {'; '.join(changed)}"] if (
+        changed := software_differences(old.software, new.software)) else []
     return out
 
 
