@@ -121,6 +121,10 @@ def test_readyz_and_metrics_report_queue_batches_latency_and_errors(serve, photo
                  'bbuvl_batch_size_count 1.0', 'bbuvl_queue_depth 0.0'):
         assert line in text, line
     assert 'bbuvl_request_latency_seconds_bucket{le="60.0",route="/v1/detect"}' in text
+    from bbuvl.versions import software
+
+    build = next(line for line in text.splitlines() if line.startswith("bbuvl_build_info{"))
+    assert all(f'{name}="{version}"' in build for name, version in software().items()), build
 
 
 def test_cors_is_off_unless_an_origin_is_configured(serve):

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from bbuvl.versions import software
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
 
 
 class ServeMetrics:
-    """Requests by route and status, latency, batch sizes, queue depth, errors by kind and tokens by mode."""
+    """Requests by route and status, latency, batch sizes, queue depth, errors by kind, tokens by mode, and the
+    program answering (`bbuvl_build_info`)."""
 
     content_type = CONTENT_TYPE_LATEST
 
@@ -33,6 +36,9 @@ class ServeMetrics:
         # The answers' own `usage` summed: what a cost dashboard charges, without reading every response body.
         self.tokens = Counter("bbuvl_tokens", "Tokens the model read (prompt) and wrote (completion) for answered photos",
                               ["kind", "mode"], registry=self.registry)
+        # Which program answers (bbuvl/versions.py): a dashboard tells a latency change an upgrade brought from load.
+        Info("bbuvl_build", "The program answering: bbu-vl's version and its files' digest, and the libraries that "
+             "compute the answers", registry=self.registry).info(software())
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
