@@ -122,3 +122,9 @@ def test_eval_records_both_programs_and_a_baseline_made_by_another_says_so(predi
     text = " ".join(r.output.split())
     assert "the baseline was predicted by another program (transformers 4.0.0 (now " in text, text
     assert "scored by another program" not in text  # the same program scored both
+
+
+def test_bbuvl_version_prints_the_program_as_outputs_record_it():
+    r = invoke(["--version"])
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines() == [f"{name} {version}" for name, version in software().items()]

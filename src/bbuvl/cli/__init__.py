@@ -16,6 +16,23 @@ from bbuvl.cli.model import app as model_app
 from bbuvl.cli.predict import predict
 from bbuvl.cli.serve import serve
 from bbuvl.cli.train import train
+from bbuvl.versions import software
+
+
+def show_version(value: bool) -> None:
+    """`bbuvl --version`: the program as every output records it (bbuvl/versions.py), one `name version` a line."""
+    if value:
+        for name, version in software().items():
+            typer.echo(f"{name} {version}")
+        raise typer.Exit()
+
+
+def main(ctx: typer.Context, version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=show_version,
+        help="Print bbu-vl's version, the digest of its files and the libraries' versions, as outputs record them.")) -> None:
+    """Fine-tune Qwen VL models (Qwen2.5-VL, Qwen3-VL, Qwen3.5) to find and judge BBU-room equipment in inspection photos."""
+    start_command(ctx)
+
 
 app = typer.Typer(
     name="bbuvl",
@@ -25,7 +42,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     # Outputs a command claimed are held until it ends, then recorded by what it wrote (bbuvl/outputs.py);
     # path options are expanded for every command in one place (cli/common.py).
-    callback=start_command,
+    callback=main,
     result_callback=record_claimed_outputs,
 )
 app.add_typer(config_app, name="config")
