@@ -168,4 +168,7 @@ def export_cmd(
     left = ", ".join(p.part for p in result.left_out) or "nothing"
     console.print(f"[green]exported[/] {escape(str(checkpoint))} -> {escape(str(out))} ({escape(result.family)}"
                   f"{', LoRA merged' if result.merged_lora else ''}; left out: {escape(left)})")
+    if result.frame_gap is not None:
+        # The card says it too, but a deployer who reads only this output would serve such photos in another frame.
+        console.print(f"[yellow]frame:[/] {escape(result.frame_gap)} (the model card's Frame section says so too)")
     console.print(f"model card: {escape(str(result.card))}")

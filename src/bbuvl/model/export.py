@@ -83,6 +83,7 @@ class ExportResult:
     merged_lora: bool
     left_out: list[LeftOut] = field(default_factory=list)
     costs: list[PartCost] = field(default_factory=list)
+    frame_gap: str | None = None  # the photos a stock processor frames otherwise than training (`frame_gap`)
 
     @property
     def card(self) -> Path:
@@ -106,10 +107,18 @@ def _positions_learned(directory: Path) -> bool:
 
 
 def stock_frame(contract: CoordinateContract) -> CoordinateContract:
-    """The frame as a stock image processor can hold it: `max_pixels` no larger than the vision-token budget allows."""
+    """The frame as a stock image processor can hold it: `max_pixels` no larger than the vision-token budget allows.
+
+    A `min_pixels` past the budget makes every photo the run's bounds frame at `min_pixels` or more too big, and
+    `CoordinateContract.model_size` frames those at one cell to the budget instead: the bounds a stock processor takes
+    are then those (min > max, which it would be held to otherwise, is no frame any image processor takes).
+    """
     if contract.max_vision_tokens is None:
         return contract
-    return replace(contract, max_pixels=min(contract.max_pixels, contract.max_vision_tokens * contract.factor ** 2))
+    cap = contract.max_vision_tokens * contract.factor ** 2
+    if contract.min_pixels > cap:
+        return replace(contract, min_pixels=contract.factor ** 2, max_pixels=cap)
+    return replace(contract, max_pixels=min(contract.max_pixels, cap))
 
 
 def stock_overshoot(contract: CoordinateContract) -> int | None:
@@ -132,6 +141,30 @@ def stock_overshoot(contract: CoordinateContract) -> int | None:
                 aspects |= {r * (1 - 1e-9), r * (1 + 1e-9)}
     most = max(math.ceil(math.sqrt(low * r) / f) * math.ceil(math.sqrt(low / r) / f) for r in aspects)
     return most if most > contract.max_vision_tokens else None
+
+
+def frame_gap(contract: CoordinateContract) -> str | None:
+    """Which photos a stock image processor at `stock_frame`'s bounds frames otherwise than bbu-vl did in training, and
+    how bbu-vl framed them, in words (`bbuvl model export` prints it; the card says it too); None: none.
+
+    A processor resizes by one pair of bounds; bbu-vl by the run's, then, for a photo those give more than the budget's
+    tokens, by one cell to the budget (`CoordinateContract.model_size`). One pair holds both where `min_pixels` is
+    under the budget, except for photos `stock_overshoot` finds; past it, except for photos the run's bounds shrink to
+    the budget or fewer, which needs sides far apart (a strip).
+    """
+    if contract.max_vision_tokens is None:
+        return None
+    cell, cap = contract.factor ** 2, contract.max_vision_tokens
+    stock = stock_frame(contract)
+    if contract.min_pixels > cap * cell:
+        return (f"the image processor (min_pixels {stock.min_pixels}, max_pixels {stock.max_pixels}) frames every photo "
+                f"as training did but a narrow strip that the run's min_pixels {contract.min_pixels} and max_pixels "
+                f"{contract.max_pixels} shrink to {cap} vision tokens or fewer, which training framed at those bounds")
+    if (most := stock_overshoot(stock)) is not None:
+        return (f"the image processor (min_pixels {stock.min_pixels}, max_pixels {stock.max_pixels}) scales a photo "
+                f"under min_pixels up past the {cap} vision tokens training held each photo to (up to {most}); training "
+                f"framed such a photo at min_pixels {cell} and max_pixels {cap * cell}")
+    return None
 
 
 def left_out_parts(folder: ModelFolder, costs: list[PartCost]) -> list[LeftOut]:
@@ -272,6 +305,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
         # The export would load, then fail at the first apply_chat_template, with a card saying the template is there.
         raise ValueError(f"{folder.path / TEMPLATE_FILE}: missing, so the processor has no chat template, which stock "
                          "loaders build the prompt with; re-copy the checkpoint with it")
+    gap = frame_gap(contract)
     contract = stock_frame(contract)
     set_pixel_range(processor, contract)  # the stock resize then shrinks a photo over the token budget as training did
     vlm = model.vlm
@@ -287,7 +321,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
     generation.max_new_tokens = cfg.inference.max_new_tokens
     for name in ("temperature", "top_p", "top_k"):
         setattr(generation, name, None)
-    result = ExportResult(out, contract.family, merged, left_out_parts(folder, costs), costs)
+    result = ExportResult(out, contract.family, merged, left_out_parts(folder, costs), costs, gap)
     with atomic_folder(out) as tmp:  # the whole folder, or the previous one kept (bbuvl/atomic.py)
         vlm.save_pretrained(tmp, safe_serialization=True)
         write_text_atomic(tmp / "config.json", legacy_rope_keys((tmp / "config.json").read_text(encoding="utf-8")))

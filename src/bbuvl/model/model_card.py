@@ -43,7 +43,7 @@ def _code(text: str) -> str:
     return f"{ticks}{pad}{text}{pad}{ticks}"
 
 
-def _conversion(contract: CoordinateContract) -> str:
+def _conversion(contract: CoordinateContract, gap: bool) -> str:
     if contract.box_format == "relative":
         return (f"Boxes are relative: each coordinate is an integer from 0 to {RELATIVE_SCALE} of the photo's side "
                 f"({RELATIVE_SCALE} = the right or bottom edge). In the photo's pixels (`W` x `H`, EXIF rotation "
@@ -52,7 +52,7 @@ def _conversion(contract: CoordinateContract) -> str:
             f"applied) is `h, w = smart_resize(H, W, factor={contract.factor}, min_pixels={contract.min_pixels}, "
             f"max_pixels={contract.max_pixels})` (transformers' `Qwen2-VL` rule"
             + (", with the bounds the Frame section names for a photo it gives too many tokens"
-               if stock_overshoot(contract) is not None else "")
+               if gap else "")
             + "); in the photo's pixels: `x_photo = x * W / w`, `y_photo = y * H / h`.")
 
 
@@ -91,6 +91,14 @@ def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt
                   f"than {cap} tokens, bbu-vl framed it with `min_pixels` {cell} and `max_pixels` {cap * cell} instead: "
                   "pass those for it (transformers: `images_kwargs={\"size\": {\"shortest_edge\": "
                   f"{cell}, \"longest_edge\": {cap * cell}}}}}`), or it is read in another frame than training's.")
+    elif (trained := folder.frame or contract).max_vision_tokens and \
+            trained.min_pixels > trained.max_vision_tokens * trained.factor ** 2:
+        # The run's min_pixels passed the budget (export.stock_frame): these bounds are the budget's, not the run's.
+        cap, run = trained.max_vision_tokens, (trained.min_pixels, trained.max_pixels)
+        budget = (f" Training capped each photo at {cap} vision tokens, fewer than its own `min_pixels` {run[0]} "
+                  f"holds (`max_pixels` {run[1]}), so it framed every photo at these bounds except a narrow strip that "
+                  f"{run[0]} and {run[1]} shrink to {cap} tokens or fewer: it framed such a photo at those (transformers: "
+                  f"`images_kwargs={{\"size\": {{\"shortest_edge\": {run[0]}, \"longest_edge\": {run[1]}}}}}`).")
     card = [
         f"# A {family.name} model fine-tuned with bbu-vl",
         "",
@@ -128,7 +136,7 @@ def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt
         "",
         "## Boxes",
         "",
-        _conversion(contract),
+        _conversion(contract, result.frame_gap is not None),
         "`bbuvl.infer.openai_answers` does this for a file of OpenAI-style answers (docs/serving.md in bbu-vl).",
         "",
         "## Labels",
