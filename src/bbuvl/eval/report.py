@@ -106,23 +106,26 @@ def _write_report(evaluation: Evaluation, out_dir: Path, faults_dir: Path, worst
     is_fault = faults.judged_with.is_fault
 
     fault_curve = plot_fault_curve(faults)
-    drawn: dict[int, tuple[Image.Image, Path]] = {}  # id of an image's result -> its picture and first file
+    # id of an image's result -> its picture as the page embeds it, and its first file. Kept encoded, not as pixels:
+    # the pictures of --worst 300 held 776 MB until the page was written, and --worst 2000 would hold gigabytes.
+    drawn: dict[int, tuple[str, Path]] = {}
     problems: dict[int, str] = {}  # id of an image's result -> why its photo could not be read
 
-    def draw(result: ImageResult, file: Path) -> Image.Image:
-        """The result's picture written to `file`: drawn and encoded once, copied where a photo is in both lists."""
+    def draw(result: ImageResult, file: Path) -> str:
+        """The result's picture written to `file` and returned as a data URI: drawn and encoded once, copied where a
+        photo is in both lists."""
         if id(result) in drawn:
-            picture, first = drawn[id(result)]
+            uri, first = drawn[id(result)]
             write_bytes_atomic(file, first.read_bytes())
-            return picture
+            return uri
         picture, problem = compare_picture(result.record, result.image_path, result.objects, result.match, font, name,
                                            is_fault=is_fault)  # an unreadable photo is named on its placeholder
         if problem is not None:
             unreadable.append(problem)
             problems[id(result)] = problem
         _save_png(file, picture)
-        drawn[id(result)] = (picture, file)
-        return picture
+        drawn[id(result)] = (_data_uri(picture), file)
+        return drawn[id(result)][0]
 
     fault_pictures = []
     for rank, i in enumerate(faults.photos_to_check(worst), start=1):
@@ -269,7 +272,7 @@ def _table(head: list[str], rows: list[list[Any]]) -> str:
     return "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + f"</tr>{cells}</table>"
 
 
-def _faults_html(evaluation: Evaluation, curve: Image.Image, pictures: list[tuple[int, Image.Image, Path]], out_dir: Path,
+def _faults_html(evaluation: Evaluation, curve: Image.Image, pictures: list[tuple[int, str, Path]], out_dir: Path,
                  problems: dict[int, str]) -> str:
     """The section the report opens with: fault metrics beside always pass / always fail, then the photos to check."""
     f = evaluation.faults
@@ -312,7 +315,7 @@ def _verdict_rule(f: FaultMetrics) -> str:
     return f"a photo goes to review or fails at its framing's thresholds ({f.judged()})"
 
 
-def _fault_item(evaluation: Evaluation, i: int, picture: Image.Image, file: Path, out_dir: Path,
+def _fault_item(evaluation: Evaluation, i: int, picture: str, file: Path, out_dir: Path,
                 problems: dict[int, str]) -> str:
     f, result = evaluation.faults, evaluation.images[i]
     truth = sum(f.judged_with.is_fault(o.desc) for o in result.record.objects)
@@ -321,7 +324,7 @@ def _fault_item(evaluation: Evaluation, i: int, picture: Image.Image, file: Path
     rel = file.relative_to(out_dir).as_posix()
     return (f"<figure><figcaption><b>{html.escape(str(result.image_path))}</b><br>{html.escape(facts)} · "
             f"<a href='{html.escape(rel)}'>PNG</a></figcaption>{_unread_note(result, problems)}"
-            f"<img alt='{html.escape(result.image_path.name)}' src='{_data_uri(picture)}'></figure>")
+            f"<img alt='{html.escape(result.image_path.name)}' src='{picture}'></figure>")
 
 
 def _comparison_html(rows: list[dict[str, Any]] | None, baseline_name: str | None) -> str:
@@ -339,7 +342,7 @@ def _comparison_html(rows: list[dict[str, Any]] | None, baseline_name: str | Non
 
 def _page(
     evaluation: Evaluation, font: FontChoice, hierarchy: Hierarchy, curve: Image.Image,
-    pictures: list[tuple[ImageResult, Image.Image, Path]], out_dir: Path, comparison_html: str = "", faults_html: str = "",
+    pictures: list[tuple[ImageResult, str, Path]], out_dir: Path, comparison_html: str = "", faults_html: str = "",
     problems: dict[int, str] | None = None,
 ) -> str:
     m, coco, s = evaluation.metrics, evaluation.details()["coco"], evaluation.settings
@@ -389,7 +392,7 @@ def _page(
 """
 
 
-def _worst_item(result: ImageResult, picture: Image.Image, file: Path, out_dir: Path, problems: dict[int, str]) -> str:
+def _worst_item(result: ImageResult, picture: str, file: Path, out_dir: Path, problems: dict[int, str]) -> str:
     m = result.match
     facts = (f"F1 {result.f1:.2f} · missed {len(m.missed)} · extra {len(m.extra)} · mislocated {len(m.mislocated)}"
              f" · mislabelled {result.mislabelled} · duplicates {len(result.duplicates)}")
@@ -404,7 +407,7 @@ def _worst_item(result: ImageResult, picture: Image.Image, file: Path, out_dir: 
     rel = file.relative_to(out_dir).as_posix()
     return (f"<figure><figcaption><b>{html.escape(str(result.image_path))}</b><br>{facts} · "
             f"<a href='{html.escape(rel)}'>PNG</a></figcaption>{_unread_note(result, problems)}{extra}"
-            f"<img alt='{html.escape(result.image_path.name)}' src='{_data_uri(picture)}'></figure>")
+            f"<img alt='{html.escape(result.image_path.name)}' src='{picture}'></figure>")
 
 
 def _unread_note(result: ImageResult, problems: dict[int, str]) -> str:
