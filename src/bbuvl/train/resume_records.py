@@ -22,6 +22,7 @@ from typing import Any
 
 from bbuvl.atomic import atomic_path, remove_dead_writers_temporaries, remove_path, write_text_atomic
 from bbuvl.data.jsonfile import read_json
+from bbuvl.outputs import Reader, reader_around
 from bbuvl.paths import real_path
 from bbuvl.train.monitors import HEALTH_FILE, HealthLog
 from bbuvl.train.run_dir import (CHECKPOINT, RunDirError, checkpoint_incomplete, numbered_checkpoints,
@@ -66,7 +67,9 @@ SAVE_SIGNS = ("config.json", "adapter_config.json", "generation_config.json", "t
 
 def check_cut_back(output_dir: str | Path, checkpoint: str | Path) -> None:
     """RunDirError naming a checkpoint-N folder past `checkpoint`'s step that `cut_back` would remove and that no save
-    wrote (it holds files, none of which a save writes): checked before the model loads; removing it lost them."""
+    wrote (it holds files, none of which a save writes), or anything it would remove that a live reader holds (`held`):
+    checked before the model loads; removing it lost them."""
+    _refuse_held(output_dir, checkpoint, global_step(checkpoint))
     for path in checkpoints_past(output_dir, checkpoint, global_step(checkpoint)):
         if path.is_symlink() or not any(path.iterdir()):
             continue  # a link goes as a link; an empty folder is a save killed as it began
@@ -77,14 +80,40 @@ def check_cut_back(output_dir: str | Path, checkpoint: str | Path) -> None:
                               "training.output_dir (or rename it so that its name does not start with checkpoint-)")
 
 
+def held(output_dir: str | Path, checkpoint: str | Path, step: int) -> list[tuple[Path, Reader]]:
+    """What `cut_back` would remove from `output_dir` (the checkpoints and non-finite batch dumps past `step`) that a
+    live reader of another process holds (docs/outputs.md, "Readers"), with its reader."""
+    out = Path(output_dir)
+    dumps = [p for p in sorted((out / "nan_batches").glob("step*.json")) if (m := NAN_BATCH.match(p.name))
+             and int(m.group(1)) > step] if (out / "nan_batches").is_dir() else []
+    return [(path, reader) for path in (*checkpoints_past(out, checkpoint, step), *dumps)
+            if (reader := reader_around(path)) is not None]
+
+
+def _refuse_held(output_dir: str | Path, checkpoint: str | Path, step: int) -> None:
+    """RunDirError naming what `cut_back` would remove that a live reader holds, and the reader: a `bbuvl serve` of a
+    checkpoint whose save was cut short after its weights (they load; its optimizer's state does not) lost it under it.
+    Not kept and gone on, as the rotation does (train/callbacks.py): the resumed run saves that step anew under its
+    name, and a later --resume would take it meanwhile for this run's newest."""
+    if found := held(output_dir, checkpoint, step):
+        path, reader = found[0]
+        raise RunDirError(f"resuming from {checkpoint}: {path} lies past the step resumed ({step}), where the run "
+                          f"removes what the stopped run left, and `{reader.command}` (pid {reader.pid}, since "
+                          f"{reader.started}) is reading {'it' if reader.path == real_path(path) else reader.path}; "
+                          "stop that command first, or move it out of training.output_dir (a reader goes on reading "
+                          "a folder moved)" + (f" ({len(found) - 1} more held likewise)" if len(found) > 1 else ""))
+
+
 def cut_back(output_dir: str | Path, checkpoint: str | Path) -> None:
     """Cut the records in `output_dir` back to `checkpoint`'s step: history.json and health.json become the
     checkpoint's, TensorBoard events, non-finite batch dumps and numbered checkpoints past its step go. The run checks
     the checkpoint's training state first (`check_training_state`), and calls this only once its weights, optimizer
-    and schedule are loaded (train/trainer.py `fit`): a checkpoint it refuses gets nothing cut."""
+    and schedule are loaded (train/trainer.py `fit`): a checkpoint it refuses gets nothing cut, nor does a folder where
+    a live reader holds what would be removed (`held`)."""
     out, checkpoint = Path(output_dir), Path(checkpoint)
     state = read_json(checkpoint / "trainer_state.json", "trainer state")
     step = int(state["global_step"])
+    _refuse_held(out, checkpoint, step)  # again: a reader may have started while the model loaded; nothing is cut yet
     write_text_atomic(out / HISTORY_FILE, json.dumps(state.get("log_history", []), indent=1))
     _cut_health(out, state, step)
     for path in sorted((out / "tb").glob("*tfevents*")) if (out / "tb").is_dir() else []:
