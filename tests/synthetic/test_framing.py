@@ -87,6 +87,15 @@ def test_closeup_boxes_are_inside_the_photo_and_never_duplicated(closeups):
         assert len({tuple(o.bbox_2d) for o in objs}) == len(objs)
 
 
+def test_a_closeup_of_a_wide_thin_photo_shows_parts_that_fit_its_height():
+    # A part sized by the width alone was 255 px in a 2000x100 photo, and the canvas it was cut from grew with the
+    # square of the aspect (5.3 GB for one 4000x96 close-up): parts are at most half the shorter side.
+    w, h = 2000, 100
+    widths = [o.bbox_2d[2] - o.bbox_2d[0] for i in range(3)
+              for o in render_scene(image_seed(0, "train", i), (w, h), framing="closeup")[1] if o.desc.startswith("螺丝连接点")]
+    assert widths and max(widths) <= h
+
+
 def test_mixed_framing_takes_each_photo_from_the_wide_or_the_closeup_rendering():
     seen = set()
     for i in range(8):

@@ -142,6 +142,7 @@ def _render_tile(rng_seed: int, size: tuple[int, int], faults: FaultRate | None,
 FRAMINGS: tuple[str, ...] = ("wide", "closeup", "mixed")
 Framing = Literal["wide", "closeup", "mixed"]
 CLOSEUP_PART = (0.10, 0.13)  # screw/plug size in a close-up, as a fraction of the photo width (45-58 px at 448)
+CLOSEUP_PART_MAX = 0.5  # ... and at most this share of its shorter side, as the shapes scene's parts
 _CLOSEUP_SALT, _MIXED_SALT = 0xC105E, 0x31BED  # framing draws its own random streams: the scene's stays the same
 _FAULT_SALT = 0xFA017
 
@@ -155,7 +156,10 @@ def _render_closeup(rng_seed: int, size: tuple[int, int], faults: FaultRate | No
     framer = random.Random(rng_seed ^ _CLOSEUP_SALT)
     probe = Scene(random.Random(rng_seed), (w * SS, h * SS))
     probe.scale()  # every length in the scene is proportional to the canvas, so d at the photo size sets the zoom
-    zoom = max(1.0, framer.uniform(*CLOSEUP_PART) * w * SS / probe.d)
+    # A part of 10-13 % of the width is taller than a photo wider than 4:1, and the canvas grew with the square of
+    # the aspect: 5.3 GB for one 4000x96 close-up, past any memory at 200:1. It is kept to half the shorter side.
+    part = min(framer.uniform(*CLOSEUP_PART) * w, CLOSEUP_PART_MAX * min(w, h))
+    zoom = max(1.0, part * SS / probe.d)
     scene, rng = _painted(rng_seed, (round(w * zoom) * SS, round(h * zoom) * SS), faults)
     x0, y0, x1, y1 = framer.choice([b for b, _ in scene.bbus] + scene.panels)
     # look at a point along the target (an ear with its screws, the ports, a plug row), the target's row centred
