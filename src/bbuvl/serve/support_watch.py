@@ -25,6 +25,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from bbuvl.data.text import spell_controls
 from bbuvl.fewshot.backbones import Backbone
 from bbuvl.fewshot.cache import file_digest
 from bbuvl.fewshot.classifier import FewShotClassifier
@@ -199,24 +200,27 @@ class SupportWatcher:
         self._listing = listing
         self._digests.keep({str(im.path) for im in support.images})
         if self.problem is not None:
-            logger.info("few-shot support %s is usable again", self.root)
+            logger.info("few-shot support %s is usable again", said(str(self.root)))
         self.problem = None
         if fresh.content == self.current.content and fresh.left_out == self.current.left_out:
             return False  # the same photos (touched, renamed, the link now to a copy): the served version stays
         last, self.current = self.current, fresh  # one assignment: a photo being scored keeps the set it read
         self.reloads += 1
-        logger.warning("few-shot support %s reloaded: version %d, %s", self.root, fresh.version, _changes(last, fresh))
+        logger.warning("few-shot support %s reloaded: version %d, %s", said(str(self.root)), fresh.version,
+                       _changes(last, fresh))
         for note in fresh.skipped:
-            logger.warning("few-shot support %s version %d left out a photo: %s", self.root, fresh.version, note)
+            logger.warning("few-shot support %s version %d left out a photo: %s", said(str(self.root)), fresh.version,
+                           said(note))
         return True
 
     def _unusable(self, why: str, listing: Listing | None) -> bool:
         """Keep serving the last good set, saying why once per distinct reason; a listing given is not looked at again
         until it changes (a corrupt photo left as it is), None looks again at the next check (a folder being written)."""
+        why = said(why)
         if why != self.problem:
             self.failures += 1
-            logger.warning("few-shot support %s not reloaded: %s; still serving version %d (%s)", self.root, why,
-                           self.current.version, ", ".join(self.current.photos))
+            logger.warning("few-shot support %s not reloaded: %s; still serving version %d (%s)", said(str(self.root)),
+                           why, self.current.version, ", ".join(self.current.photos))
         self.problem = why
         if listing is not None:
             self._listing = listing
@@ -245,6 +249,13 @@ class SupportWatcher:
                                   value=self.reloads)
         yield CounterMetricFamily("bbuvl_fewshot_support_reload_failures", "Changes to the support folder not served, "
                                   "each reason counted once", value=self.failures)
+
+
+def said(text: str) -> str:
+    """A message naming files as one line of text: a photo's name with bytes that are not UTF-8 (GBK from a Windows
+    archive) made every answer carrying it in `stale` a 500, as no JSON writer writes them, and a newline in a name
+    forged a line of the server's log."""
+    return spell_controls(text).replace("\n", "\\n")
 
 
 def _changes(last: ServedSupport, fresh: ServedSupport) -> str:

@@ -1,0 +1,102 @@
+"""A served support folder treated roughly while the server runs: a link swapped to another folder, made unreadable,
+written by another bbuvl command, a class renamed, photos with odd names (serve/support_watch.py)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from tests.serve.test_fewshot_support_changes import WATCH, answer, crops, served, wait_for  # noqa: F401 (fixtures)
+
+
+@pytest.fixture()
+def serve_support(engine, keys):
+    """Call with a support folder (or a link to one) to get (client, rescorer) of a server checking it every 50 ms."""
+    from bbuvl.serve.app import create_app
+    from bbuvl.serve.engine import Engine
+    from bbuvl.serve.fewshot import FewShotRescorer
+    from tests.serve.conftest import running
+
+    with ExitStack() as stack:
+        def start(folder: Path):
+            rescorer = FewShotRescorer.load(folder, "pixels:8", -1.0, "cpu", watch_s=WATCH)
+            stack.callback(rescorer.watcher.close)
+            app = create_app(Engine(engine.predictor, "head", engine.checkpoint, rescorer), keys)
+            return stack.enter_context(running(app)), rescorer
+
+        yield start
+
+
+def test_a_corrupt_photo_with_a_name_of_gbk_bytes_and_a_newline_leaves_every_answer_whole(served, photos, crops, caplog):
+    client, rescorer, folder, _ = served
+    label = crops[1][0]
+    odd = os.fsencode(folder / label) + b"/\xc0\xe9\nhalf.png"
+    with caplog.at_level(logging.WARNING, logger="bbuvl.serve"):
+        Path(os.fsdecode(odd)).write_bytes(b"\x89PNG\r\n\x1a\n not whole")
+        wait_for(rescorer, lambda s: s["stale"] is not None, "the corrupt photo was never noticed")
+        got = client.detect_file(photos[0])
+    # before: its name's bytes in `stale` made every answer a 500 (no JSON writer writes them)
+    assert got.status == 200, got.body
+    stale = got.json()["model"]["fewshot"]["stale"]
+    assert "\\xc0\\xe9\\nhalf.png" in stale and got.json()["model"]["fewshot"]["version"] == 1
+    said = [r.getMessage() for r in caplog.records if "not reloaded" in r.getMessage()]
+    assert said and "\n" not in said[0]  # a name cannot forge a line of the server's log
+
+
+def test_a_support_link_swapped_to_another_folder_serves_that_folders_classes(serve_support, photos, crops, tmp_path):
+    root, classes = crops
+    first, second = tmp_path / "v1", tmp_path / "v2"
+    shutil.copytree(root / classes[0], first / classes[0])
+    shutil.copytree(root / classes[2], second / classes[2])
+    link = tmp_path / "support"
+    link.symlink_to(first, target_is_directory=True)
+    client, rescorer = serve_support(link)
+    assert answer(client, photos[0])["info"]["classes"] == [classes[0]]
+    (tmp_path / "next").symlink_to(second, target_is_directory=True)
+    os.replace(tmp_path / "next", link)  # as `ln -sfn v2 support` swaps it: in one step
+    wait_for(rescorer, lambda s: s["version"] == 2, "the swapped link still served the first folder")
+    got = answer(client, photos[0])
+    assert got["info"]["classes"] == [classes[2]] and got["info"]["stale"] is None
+    assert got["labels"] == {classes[2]}
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a folder whatever its mode")
+def test_a_support_folder_made_unreadable_keeps_its_set_served(served, photos):
+    client, rescorer, folder, _ = served
+    folder.chmod(0)
+    try:
+        wait_for(rescorer, lambda s: s["stale"] is not None, "the unreadable folder was never noticed")
+        got = answer(client, photos[0])
+        assert got["info"]["version"] == 1 and str(folder) in got["info"]["stale"]
+    finally:
+        folder.chmod(0o755)
+    wait_for(rescorer, lambda s: s["stale"] is None, "the folder readable again stayed stale")
+
+
+def test_a_support_folder_another_bbuvl_command_writes_is_served_once_it_is_done(served, photos, crops):
+    from tests.reliability.faults import held_elsewhere
+
+    client, rescorer, folder, spare = served
+    with held_elsewhere(folder, "fewshot label"):
+        shutil.copytree(crops[0] / spare, folder / spare)
+        wait_for(rescorer, lambda s: s["stale"] is not None, "the writer was never noticed")
+        got = answer(client, photos[0])
+        assert got["info"]["version"] == 1 and "`bbuvl fewshot label` (pid 4242) is writing it" in got["info"]["stale"]
+    wait_for(rescorer, lambda s: s["version"] == 2, "the folder written was never served")
+    assert answer(client, photos[0])["info"]["classes"] == sorted(crops[1])
+
+
+def test_a_class_folder_renamed_is_served_under_its_new_name_without_embedding_again(served, photos, crops):
+    client, rescorer, folder, _ = served
+    old = rescorer.watcher.current.vectors
+    (folder / crops[1][0]).rename(folder / "cable-renamed")
+    wait_for(rescorer, lambda s: s["version"] == 2, "the renamed class was never served")
+    got = answer(client, photos[0])
+    assert "cable-renamed" in got["info"]["classes"] and crops[1][0] not in got["info"]["classes"]
+    new = rescorer.watcher.current.vectors
+    assert new.keys() == old.keys() and all(new[d] is old[d] for d in old)
