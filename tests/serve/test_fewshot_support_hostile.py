@@ -1,5 +1,6 @@
-"""A served support folder treated roughly while the server runs: a link swapped to another folder, made unreadable,
-written by another bbuvl command, a class renamed, photos with odd names (serve/support_watch.py)."""
+"""A served support folder treated roughly while the server runs: a link swapped to another folder, the folder moved
+away and back, made unreadable, written by another bbuvl command, a class renamed, photos with odd names
+(serve/support_watch.py)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,26 @@ def test_a_support_link_swapped_to_another_folder_serves_that_folders_classes(se
     got = answer(client, photos[0])
     assert got["info"]["classes"] == [classes[2]] and got["info"]["stale"] is None
     assert got["labels"] == {classes[2]}
+
+
+@pytest.mark.parametrize("away", ["moved", "deleted"])
+def test_a_support_folder_moved_away_or_deleted_keeps_its_set_served_until_it_is_back(served, photos, crops, tmp_path,
+                                                                                      away):
+    client, rescorer, folder, _ = served
+    kept = tmp_path / "kept"
+    if away == "moved":
+        folder.rename(kept)
+    else:
+        shutil.copytree(folder, kept)
+        shutil.rmtree(folder)
+    wait_for(rescorer, lambda s: s["stale"] is not None, "the missing folder was never noticed")
+    got = answer(client, photos[0])
+    assert got["info"]["classes"] == sorted(crops[1][:2]) and got["labels"] <= set(crops[1][:2])
+    assert f"{folder}: no such folder" in got["info"]["stale"]
+    kept.rename(folder)  # back as it was (the very same files, when moved): the same version, no longer stale
+    # before: a folder moved back listed as the last good listing did, and stayed stale for as long as it ran
+    wait_for(rescorer, lambda s: s["stale"] is None, "the folder put back stayed stale")
+    assert answer(client, photos[0])["info"]["version"] == 1
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads a folder whatever its mode")

@@ -214,16 +214,15 @@ class SupportWatcher:
         return True
 
     def _unusable(self, why: str, listing: Listing | None) -> bool:
-        """Keep serving the last good set, saying why once per distinct reason; a listing given is not looked at again
-        until it changes (a corrupt photo left as it is), None looks again at the next check (a folder being written)."""
+        """Keep serving the last good set, saying why once per distinct reason; a listing given is not read again until
+        it changes (a corrupt photo left as it is), None reads the folder at the next check it can be listed (one being
+        written; one gone, then moved back as it was, which lists as the last good listing did)."""
         why = said(why)
         if why != self.problem:
             self.failures += 1
             logger.warning("few-shot support %s not reloaded: %s; still serving version %d (%s)", said(str(self.root)),
                            why, self.current.version, ", ".join(self.current.photos))
-        self.problem = why
-        if listing is not None:
-            self._listing = listing
+        self.problem, self._listing = why, listing
         return False
 
     def status(self) -> dict[str, Any]:
