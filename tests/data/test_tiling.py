@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from bbuvl.cli import app
 from bbuvl.data.check import check_dataset
 from bbuvl.data.regions import KEEP_VISIBLE, grid_regions, window_objects
-from bbuvl.data.schema import ImageRecord, ObjectAnn, read_records, resolve_image, write_dataset
+from bbuvl.data.schema import ImageRecord, ObjectAnn, read_records, resolve_image, tile_origin, write_dataset
 from bbuvl.data.tiling import TileSpec, tile_dataset
 
 SCREW = "螺丝连接点/BBU安装螺丝/连接正确"
@@ -112,3 +112,25 @@ def test_a_dataset_folder_whose_val_file_is_empty_tiles_into_an_empty_val(tmp_pa
     (src / "train.jsonl").write_text("", encoding="utf-8")  # no training photo is still refused
     result = CliRunner().invoke(app, ["data", "tile", str(src), str(tmp_path / "t2")])
     assert result.exit_code == 2 and "train.jsonl: no photos" in result.output, result.output
+
+
+def test_photos_that_share_an_id_keep_their_tiles_apart(tmp_path: Path):
+    # Two sites' IMG_0001 merged into one dataset, one in train and one in val: their tiles took one origin from the
+    # shared id, so data check called every val tile a leak of the train photo, and split kept them together.
+    src = tmp_path / "src"
+    src.mkdir()
+    lines = {}
+    for name, colour, split, id_ in (("a", (10, 90, 200), "train", "IMG_0001"), ("b", (200, 90, 10), "val", "IMG_0001"),
+                                     ("c", (90, 200, 10), "train", "site2/7")):
+        Image.new("RGB", (64, 48), colour).save(src / f"{name}.jpg")
+        line = {"images": [f"{name}.jpg"], "width": 64, "height": 48, "id": id_,
+                "objects": [{"bbox_2d": [4, 5, 60, 40], "desc": "线缆"}]}
+        lines[split] = lines.get(split, "") + json.dumps(line, ensure_ascii=False) + "\n"
+    for split, text in lines.items():
+        (src / f"{split}.jsonl").write_text(text, encoding="utf-8")
+    out = tmp_path / "t"
+    tile_dataset(src, out, TileSpec((2, 1)), num_teachers=0)
+    origins = {split: {tile_origin(r) for r in read_records(out / f"{split}.jsonl")} for split in ("train", "val")}
+    assert not origins["train"] & origins["val"], origins
+    assert "site2/7" in origins["train"]  # an id no other photo has is kept, to trace a tile back
+    assert not [p for p in check_dataset(out) if "a tile of photo" in p.message], check_dataset(out)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -87,12 +88,14 @@ def too_large(size: tuple[int, int], spec: TileSpec) -> str | None:
 
 
 def tile_record(record: ImageRecord, photo: Path, out: Path, name: str, spec: TileSpec,
-                written: set[str] | None = None) -> list[ImageRecord]:
-    """The record's tiles (and itself, when `spec.whole`) written under `out/images/`, paths relative to `out`.
+                written: set[str] | None = None, origin: str | None = None) -> list[ImageRecord]:
+    """The record's tiles (and itself, when `spec.whole`) written under `out/images/`, paths relative to `out`, their
+    ids `origin` (default: the record's id, else `name`) and the region.
 
     A tile whose bytes are already in `written` (digests; a flat background cut twice) is skipped: the same photo
     twice in one dataset is an error for `bbuvl data check`, and teaches nothing new.
     """
+    origin = origin or record.id or name
     written = set() if written is None else written
     loaded = load_image(photo)
     if loaded.image.size != record.size:
@@ -120,7 +123,7 @@ def tile_record(record: ImageRecord, photo: Path, out: Path, name: str, spec: Ti
         written.add(digest)
         write_bytes_atomic(out / rel, data)
         # The id's `@x,y,wxh` is how `data split` keeps a photo's tiles on one side (schema.tile_origin).
-        tiles.append(tile.model_copy(update={"images": [rel], "id": f"{record.id or name}@{x1},{y1},{rw}x{rh}",
+        tiles.append(tile.model_copy(update={"images": [rel], "id": f"{origin}@{x1},{y1},{rw}x{rh}",
                                              "source": record.image,
                                              "magnified": None if tile.magnified == 1.0 else tile.magnified}))
     return tiles
@@ -165,6 +168,9 @@ def tile_dataset(dataset: str | Path, out: str | Path, spec: TileSpec, num_teach
     total, done = sum(len(v) for v in parts.values()), 0
     tiled: dict[str, list[ImageRecord]] = {"train": [], "val": []}
     written: set[str] = set()
+    # The id is how split, check and training tell one photo's tiles (schema.tile_origin): an id two photos share (two
+    # sites' IMG_0001 in one merged file) made them one photo, whose tiles in train and val check called a leak.
+    ids = Counter(record.id for rows in parts.values() for _, _, record in rows)
     names = NameBook()  # `a.jpg` and `a.jpeg`, `A.jpg` and `a.jpg`, `../x.jpg` and `up/x.jpg`: one stem, never one tile
     for split, rows in parts.items():
         for path, line, record in rows:
@@ -172,7 +178,8 @@ def tile_dataset(dataset: str | Path, out: str | Path, spec: TileSpec, num_teach
             photo = resolve_image(path, record.image)
             name = names.name(fit_name(portable_path(f"{split}/{stem}"), f"{split}:{photo}"), f"{split}:{photo}")
             try:
-                tiled[split] += tile_record(record, photo, out, name, spec, written)
+                origin = record.id if record.id and ids[record.id] == 1 else name
+                tiled[split] += tile_record(record, photo, out, name, spec, written, origin)
             except ValueError as e:  # ImageError, or a size its record contradicts: named as `data check` names it
                 raise DatasetError(path, line, f"image {record.image}: {str(e).removeprefix(f'{photo}: ')}") from None
             done += 1
