@@ -161,3 +161,26 @@ def test_the_support_metrics_name_the_version_the_classes_and_a_stale_folder(cro
     assert "bbuvl_fewshot_support_version 2.0" in text and "bbuvl_fewshot_support_stale 1.0" in text
     assert f'bbuvl_fewshot_support_photos{{class="{classes[1]}"}} {distinct(folder / classes[1]) - 1}.0' in text
     assert "bbuvl_fewshot_support_reloads_total 1.0" in text and "bbuvl_fewshot_support_reload_failures_total 1.0" in text
+
+
+@pytest.mark.slow  # its own process loads the checkpoint; the tests above hold the same behaviour in one process
+def test_bbuvl_serve_serves_a_class_added_to_its_support_folder_and_says_so_in_its_log(trained_checkpoint, crops,
+                                                                                        photos, tmp_path):
+    from tests.serve.conftest import cli_server
+
+    root, classes = crops
+    folder = tmp_path / "support"
+    shutil.copytree(root / classes[0], folder / classes[0])
+    log = tmp_path / "serve.log"
+    args = ["-c", str(trained_checkpoint), "--mode", "head", "--device", "cpu", "--fewshot", str(folder),
+            "--fewshot-backbone", "pixels:8"]
+    with cli_server(args, log) as (client, _):
+        assert answer(client, photos[0])["info"]["classes"] == [classes[0]]
+        shutil.copytree(root / classes[2], folder / classes[2])
+        deadline = time.monotonic() + 30
+        while (got := answer(client, photos[0]))["info"]["version"] == 1:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+    assert got["info"]["classes"] == sorted([classes[0], classes[2]]) and got["info"]["stale"] is None
+    text = log.read_text()
+    assert f"few-shot support {folder} reloaded: version 2, classes added: {classes[2]}" in text, text
