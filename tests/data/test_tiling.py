@@ -134,3 +134,18 @@ def test_photos_that_share_an_id_keep_their_tiles_apart(tmp_path: Path):
     assert not origins["train"] & origins["val"], origins
     assert "site2/7" in origins["train"]  # an id no other photo has is kept, to trace a tile back
     assert not [p for p in check_dataset(out) if "a tile of photo" in p.message], check_dataset(out)
+
+
+def test_a_photo_too_thin_for_a_frame_whose_tiles_fit_is_pointed_to_tiles_only(tmp_path: Path):
+    # Its 4x1 tiles fit a frame, the whole photo kept beside them does not: the advice was to cut along the long
+    # side, which this grid does, and the same error came back.
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.new("RGB", (5000, 20), (10, 90, 200)).save(src / "a.png")
+    line = {"images": ["a.png"], "width": 5000, "height": 20, "objects": [{"bbox_2d": [4, 2, 300, 18], "desc": "线缆"}]}
+    (src / "train.jsonl").write_text(json.dumps(line, ensure_ascii=False) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["data", "tile", str(src / "train.jsonl"), str(tmp_path / "t"), "--grid", "4x1"])
+    assert result.exit_code == 2 and "pass --tiles-only" in " ".join(result.output.split()), result.output
+    result = CliRunner().invoke(app, ["data", "tile", str(src / "train.jsonl"), str(tmp_path / "t"), "--grid", "4x1",
+                                      "--tiles-only"])
+    assert result.exit_code == 0, result.output

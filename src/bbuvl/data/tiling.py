@@ -75,9 +75,16 @@ def cut(size: tuple[int, int], spec: TileSpec) -> list[tuple[Region, tuple[int, 
 def too_large(size: tuple[int, int], spec: TileSpec) -> str | None:
     """Why `spec` cannot tile a `size` photo (a zoomed tile past the pixels any photo is read at, or one no model frame
     holds), or None."""
-    for _, written in cut(size, spec):
-        if (why := aspect_problem(written)) is not None:  # a thin photo cut across its thin side
+    regions = cut(size, spec)
+    whole = (0, 0, *size)
+    for region, written in sorted(regions, key=lambda rs: rs[0] == whole):  # the tiles before the whole photo
+        if (why := aspect_problem(written)) is None:
+            continue
+        if region != whole or len(regions) == 1:  # a thin photo cut across its thin side
             return f"a tile of it would be {why}; choose a --grid that cuts along its long side"
+        # Its tiles fit a frame, and only --tiles-only writes them: the grid advice sent a user who had cut along
+        # the long side back to the same error.
+        return f"the whole photo, which --whole keeps beside its tiles, is {why}; pass --tiles-only to write its tiles alone"
     region, (w, h) = max(cut(size, spec), key=lambda rs: rs[1][0] * rs[1][1])
     if w * h <= Image.MAX_IMAGE_PIXELS:
         return None
