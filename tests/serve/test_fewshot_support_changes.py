@@ -184,3 +184,21 @@ def test_bbuvl_serve_serves_a_class_added_to_its_support_folder_and_says_so_in_i
     assert got["info"]["classes"] == sorted([classes[0], classes[2]]) and got["info"]["stale"] is None
     text = log.read_text()
     assert f"few-shot support {folder} reloaded: version 2, classes added: {classes[2]}" in text, text
+
+
+def test_a_photo_left_out_at_start_stays_left_out_and_blocks_no_later_change(crops, tmp_path):
+    from bbuvl.fewshot.backbones import load_backbone
+    from bbuvl.serve.support_watch import SupportWatcher
+
+    root, classes = crops
+    folder = tmp_path / "support"
+    shutil.copytree(root / classes[0], folder / classes[0])
+    broken = folder / classes[0] / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not whole")
+    watcher = SupportWatcher(folder, load_backbone("pixels:8", "cpu"), watch_s=0)
+    assert len(watcher.current.skipped) == 1 and str(broken) in watcher.current.skipped[0]
+    shutil.copytree(root / classes[2], folder / classes[2])
+    # served as at start, where it is named in a note: a later change is not held back by it for as long as it stays
+    assert watcher.check() and watcher.status()["stale"] is None
+    assert sorted(watcher.status()["classes"]) == sorted([classes[0], classes[2]])
+    assert len(watcher.current.skipped) == 1 and str(broken) in watcher.current.skipped[0]

@@ -36,7 +36,9 @@ from bbuvl.paths import real_path
 
 logger = logging.getLogger("bbuvl.serve")
 
-WATCH_S = 2.0  # a listing and a stat per entry: about 2 ms for 1,000 support photos, so a change is served in seconds
+# A listing and a stat per entry: 30 ms for 1,000 support photos on a loaded 2-core machine (docs/serving.md), 1.5% of
+# a core at this period, and a change is served within seconds
+WATCH_S = 2.0
 
 StatKey = tuple[int, int, int, int, int, int]
 Listing = tuple[str, tuple[tuple[str, StatKey | None], ...]]
