@@ -36,7 +36,9 @@ from bbuvl.eval.draw import CAPTION_CHARS, FAULT_LEGEND, LabelNamer, compare_pic
 from bbuvl.eval.faults import FaultMetrics
 from bbuvl.eval.fonts import FontChoice
 from bbuvl.eval.metrics import Evaluation, ImageResult
+from bbuvl.eval.predictions import predictions_manifest
 from bbuvl.eval.size_buckets import SizeResult
+from bbuvl.paths import real_path
 
 PR_CURVE_FILE = "pr_curve.png"
 WORST_DIR = "worst"
@@ -336,7 +338,7 @@ def _comparison_html(rows: list[dict[str, Any]] | None, baseline_name: str | Non
         change = "" if r["delta"] is None else f"{r['delta']:+.3f}"
         body.append(f"<tr><th>{html.escape(r['name'])}</th><td>{_fmt(r['baseline'])}</td><td>{_fmt(r['value'])}</td>"
                     f"<td class='{classes[r['better']]}'>{change}</td></tr>")
-    return (f"<h2>Against the baseline</h2><p>{html.escape(baseline_name or '')}</p>"
+    return (f"<h2>Against the baseline</h2><p>{html.escape(str(real_path(baseline_name)) if baseline_name else '')}</p>"
             f"<table><tr><th></th><th>baseline</th><th>this</th><th>change</th></tr>{''.join(body)}</table>")
 
 
@@ -372,7 +374,7 @@ def _page(
 <title>bbu-vl evaluation</title>
 <style>{STYLE}</style></head><body>
 <h1>bbu-vl evaluation</h1>
-<p>{html.escape(str(s['pred']))} against {html.escape(str(s['gt']))} · categories at {level} · matching IoU ≥ {s['iou']}
+<p>{html.escape(_scored(s))} · categories at {level} · matching IoU ≥ {s['iou']}
  · error counts at score ≥ {s['min_score']} · {datetime.now():%Y-%m-%d %H:%M}</p>
 {warning_html}
 {faults_html}
@@ -390,6 +392,19 @@ def _page(
 {worst_html}
 </body></html>
 """
+
+
+def _scored(settings: dict[str, Any]) -> str:
+    """What the page scores, as a reviewer elsewhere can find it: the predictions and ground truth by their real paths
+    (as typed, relative to the folder eval ran in, they named nothing in a page mailed on), and the checkpoint and mode
+    their manifest records."""
+    pred, gt = settings["pred"], real_path(settings["gt"])
+    if pred is None:
+        return f"predictions against {gt}"
+    manifest = predictions_manifest(pred)
+    made = ("the model is not recorded (no manifest of `bbuvl predict` beside the predictions)" if manifest is None
+            else f"predicted by {manifest.checkpoint or 'a model not recorded'} in mode {manifest.mode}")
+    return f"{real_path(pred)} against {gt} · {made}"
 
 
 def _worst_item(result: ImageResult, picture: str, file: Path, out_dir: Path, problems: dict[int, str]) -> str:
