@@ -210,9 +210,12 @@ class SupportWatcher:
         self.reloads += 1
         logger.warning("few-shot support %s reloaded: version %d, %s", said(str(self.root)), fresh.version,
                        _changes(last, fresh))
-        for note in fresh.skipped:
+        # said once, as at start: a photo added to a second class, or a .heic among the photos, went unsaid mid-serve
+        for note in (n for n in fresh.skipped if n not in last.skipped):
             logger.warning("few-shot support %s version %d left out a photo: %s", said(str(self.root)), fresh.version,
                            said(note))
+        for note in (n for n in fresh.warnings if n not in last.warnings):
+            logger.warning("few-shot support %s version %d: %s", said(str(self.root)), fresh.version, said(note))
         return True
 
     def _unusable(self, why: str, listing: Listing | None) -> bool:
