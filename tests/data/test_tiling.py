@@ -149,3 +149,18 @@ def test_a_photo_too_thin_for_a_frame_whose_tiles_fit_is_pointed_to_tiles_only(t
     result = CliRunner().invoke(app, ["data", "tile", str(src / "train.jsonl"), str(tmp_path / "t"), "--grid", "4x1",
                                       "--tiles-only"])
     assert result.exit_code == 0, result.output
+
+
+def test_tiles_shrunk_by_zoom_keep_no_box_under_a_pixel(tmp_path: Path):
+    # At --zoom 0.25 a 2.5-px part became a 0.6-px box, which data check refuses: the dataset tile wrote failed check.
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.effect_noise((400, 300), 60).convert("RGB").save(src / "a.png")
+    objects = [{"bbox_2d": [10, 10, 12.5, 40], "desc": "线缆"}, {"bbox_2d": [100, 100, 300, 200], "desc": "机柜空间/非满载"}]
+    line = {"images": ["a.png"], "width": 400, "height": 300, "objects": objects}
+    (src / "train.jsonl").write_text(json.dumps(line, ensure_ascii=False) + "\n", encoding="utf-8")
+    out = tmp_path / "t"
+    tile_dataset(src / "train.jsonl", out, TileSpec((2, 2), zoom=0.25), num_teachers=0)
+    tiles = read_records(out / "train.jsonl")
+    assert len(tiles) == 5 and sum(len(t.objects) for t in tiles) >= 4  # the part stays in the whole photo
+    assert not [p for p in check_dataset(out) if p.severity == "error"], check_dataset(out)
