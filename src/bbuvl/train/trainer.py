@@ -31,10 +31,11 @@ from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.faults import Faults
 from bbuvl.data.scale import TrainingScale
 from bbuvl.data.families import IMAGE_TOKEN
+from bbuvl.data.text import show_text
 from bbuvl.encode.chat import ChatEncoder
 from bbuvl.encode.collate import Batch, PackedCollator, PaddedCollator
 from bbuvl.encode.loss_terms import LossTerms
-from bbuvl.model.checkpoint import Prompt, check_lora_base, load_weights_into, reuse_extra_modules, save_checkpoint
+from bbuvl.model.checkpoint import PROMPT_FILE, CheckpointError, Prompt, check_lora_base, load_weights_into, reuse_extra_modules, save_checkpoint
 from bbuvl.model.loading import load_model_and_processor
 from bbuvl.model.lora import apply_lora
 from bbuvl.model.loss_scale import LossDenominators
@@ -55,8 +56,8 @@ from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_output_dir, check
 from bbuvl.train.resume_records import (HISTORY_FILE, abandoned_checkpoints, check_cut_back, check_training_state,
                                         cut_back, global_step)
 from bbuvl.train.run_inputs import RunInputs, check_inputs, check_start, optional_data, read_run_inputs  # noqa: F401 - rl's too
-from bbuvl.train.run_record import (RUN_RECORD, base_gone, carry_run_record, check_resume, record_accepted_code,
-                                    write_run_record)
+from bbuvl.train.run_record import (RUN_RECORD, ResumeMismatch, base_gone, carry_run_record, check_resume,
+                                    record_accepted_code, write_run_record)
 from bbuvl.train.sample_cache import SampleCache
 from bbuvl.train.weight_average import WeightAverage
 
@@ -558,7 +559,8 @@ def train(cfg: Config, resume: bool | str = False, progress: bool = True, callba
         built.append(build_run(cfg, files, inputs[0], weights[0]))
         return make_trainer(built[0], progress, callbacks)
 
-    trainer = fit(cfg, make, resume, overwrite, files, prepare)
+    trainer = fit(cfg, make, resume, overwrite, files, prepare,
+                  check_checkpoint=lambda ckpt: check_same_prompt(ckpt, inputs[0].prompt))
     run = built[0]
     return {"final": str(Path(cfg.training.output_dir) / FINAL_DIR), "history": trainer.state.log_history,
             "nan_skipped": trainer.guard.skipped, "budget_dropped": trainer.budget_dropped,
@@ -596,13 +598,14 @@ def cache_summary(cache: SampleCache | None) -> dict[str, float] | None:
 
 def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False, overwrite: bool = False,
         files: DataFiles | None = None, prepare: Callable[[], None] | None = None,
-        accept_code: bool = False) -> BBUTrainer:
+        accept_code: bool = False, check_checkpoint: Callable[[str], None] | None = None) -> BBUTrainer:
     """What every training method shares around its trainer: claim the output folder, find the checkpoint to
     resume, train, swap in `final/` and write history.json. `make` builds the trainer once the folder is claimed;
     `prepare`, the method's own start-up checks, runs before it, and `--overwrite` clears the folder only once `make`
     has built the trainer. The checks here read
     the data files through `files` (shared with `prepare` and `make`, train/data_files.py). `accept_code`: a resume
-    goes on with user reward code edited since (named in a warning, recorded in run.json) instead of refusing it."""
+    goes on with user reward code edited since (named in a warning, recorded in run.json) instead of refusing it.
+    `check_checkpoint`: the method's own check of the checkpoint resumed, once the run record's has passed."""
     out = Path(cfg.training.output_dir)
     files = files or DataFiles()
     check_inputs(cfg)  # each missing input named by its key, before anything else reads it
@@ -647,6 +650,8 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
     if ckpt is not None:
         # before minutes of loading, and before a head that does not fit is loaded
         accepted = check_resume(cfg, ckpt, files, accept_code)
+        if check_checkpoint is not None:
+            check_checkpoint(ckpt)
         if accepted and _first_process():
             log.warning("resuming with reward code edited since the run started (--accept-reward-code): %s",
                         "; ".join(accepted))
@@ -734,6 +739,38 @@ def check_steps_left(cfg: Config, checkpoint: str | Path) -> None:
         raise RunDirError(f"resuming from {checkpoint}: it was saved at step {step}, past training.max_steps {max_steps}: "
                           "a run cannot go back to an earlier step. Raise training.max_steps to at least "
                           f"{step}, or resume from a checkpoint-N of step {max_steps} or less with --resume-from")
+
+
+def check_same_prompt(checkpoint: str | Path, prompt: Prompt) -> None:
+    """ResumeMismatch when `prompt`, the one this run builds from its data, hierarchy and data.lang, is not the one
+    `checkpoint` trained with (its prompt.json): bbu-vl writes the prompt, so one upgraded since may word it otherwise,
+    and the resumed run trained on in silence with another system text or label list than its first steps."""
+    try:
+        saved = Prompt.load(checkpoint)
+    except CheckpointError:
+        return  # missing or damaged: the checkpoint's own checks name it (train/run_dir.py)
+    if saved == prompt:
+        return
+    if saved.labels != prompt.labels:
+        gone = [label for label in saved.labels if label not in prompt.labels]
+        new = [label for label in prompt.labels if label not in saved.labels]
+        what = ("its labels " + "; ".join(filter(None, (
+            f"{', '.join(map(show_text, gone[:3]))} no longer offered" if gone else "",
+            f"{', '.join(map(show_text, new[:3]))} new" if new else "",
+            "in another order" if not gone and not new else ""))))
+    elif saved.lang != prompt.lang:
+        what = f"its language {saved.lang} (now {prompt.lang})"
+    else:
+        at = next((i for i, (a, b) in enumerate(zip(saved.system, prompt.system)) if a != b),
+                  min(len(saved.system), len(prompt.system)))
+        what = (f"its system text, from character {at}: {show_text(saved.system[max(0, at - 20):at + 40])} (now "
+                f"{show_text(prompt.system[max(0, at - 20):at + 40])})")
+    raise ResumeMismatch(f"--resume from {checkpoint}: the prompt this run builds is not the one it trained with "
+                         f"({Path(checkpoint) / PROMPT_FILE}): {what}. The prompt is written by bbu-vl from the run's "
+                         "data, label hierarchy and data.lang, which the run's record holds the same, so the bbu-vl "
+                         "writing it changed (upgraded since?); resuming would train the rest of the run on another "
+                         "prompt. Resume with the bbu-vl the run started with, or start a new run with model.path set "
+                         "to the checkpoint")
 
 
 def _swap_in(staging: Path, final: Path) -> None:
