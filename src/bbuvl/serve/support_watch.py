@@ -167,14 +167,18 @@ class SupportWatcher:
         self.reloads = self.failures = 0
         self.checked_at = time.time()
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         if watch_s > 0:
             # the thread holds the watcher weakly: a server's engine dropped (tests start many) ends it at its next tick
-            threading.Thread(target=_watch, args=(weakref.ref(self), self._stop, watch_s), daemon=True,
-                             name="bbuvl-fewshot-support").start()
+            self._thread = threading.Thread(target=_watch, args=(weakref.ref(self), self._stop, watch_s), daemon=True,
+                                            name="bbuvl-fewshot-support")
+            self._thread.start()
 
-    def close(self) -> None:
-        """Stop watching the folder (the set now served stays)."""
+    def close(self, wait_s: float = 30.0) -> None:
+        """Stop watching the folder, letting a check under way end first (the set now served stays)."""
         self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(wait_s)
 
     def check(self) -> bool:
         """Serve the folder's photos as they are now when they changed and make a valid set; True when a new version is
