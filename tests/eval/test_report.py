@@ -311,3 +311,15 @@ def test_a_photo_that_cannot_be_read_gets_a_note_in_the_page_and_the_others_are_
     assert len(unreadable) == 2 and len(image_sources(page)) == 2 + len(evaluation.faults.photos_to_check(3)) + 3
     for problem in unreadable:
         assert f"<p class='warn'>photo not shown, drawn on a grey placeholder: {html.escape(problem)}</p>" in page
+
+
+def test_the_page_says_how_many_of_the_photos_to_look_at_it_shows(evaluation, tmp_path):
+    # With --worst 0 the page said "No photo has any error." and "No fault missed and no clean photo flagged." over
+    # photos with missed parts and missed faults; with 20 of 1,500, nothing said there were more.
+    with_errors = len(evaluation.worst(len(evaluation.images)))
+    to_check = len(evaluation.faults.photos_to_check(len(evaluation.images)))
+    assert with_errors > 2 and to_check > 2
+    page = write_report(evaluation, tmp_path, NO_CJK, worst=0).read_text(encoding="utf-8")
+    assert "No photo has any error" not in page and "No fault missed" not in page
+    assert f"<p>0 of the {with_errors} photos with an error (a larger --worst shows more).</p>" in page
+    assert f"<p>0 of the {to_check} photos to check (a larger --worst shows more).</p>" in page

@@ -300,13 +300,22 @@ def _faults_html(evaluation: Evaluation, curve: Image.Image, pictures: list[tupl
         state_rows.append([c.kind, sum(map(sum, c.counts)), c.accuracy, c.always_pass, c.always_fail, sum(c.missed), moves or "–"])
     states = _table(["kind", "found", "state accuracy", "always pass", "always fail", "missed", "true → predicted"], state_rows)
     items = "".join(_fault_item(evaluation, i, pic, file, out_dir, problems) for i, pic, file in pictures)
-    items = items or "<p>No fault missed and no clean photo flagged.</p>"
+    items = _shown(len(pictures), len(f.photos_to_check(len(evaluation.images))), "photos to check",
+                   "No fault missed and no clean photo flagged.") + items
     return (f"<h2>Faults</h2><p>{o.gt} faults in {p.faulty} of {p.photos} photos; found = a box with the same kind and "
             f"state at IoU ≥ {o.iou:g}; {html.escape(_verdict_rule(f))}; {html.escape(FAULT_LEGEND)} in the pictures.</p>"
             f"<div class='grid'><div><h3>Fault objects</h3>{objects}</div><div><h3>Photo verdict</h3>{verdicts}{counts}</div>"
             f"<div><h3>State given kind</h3>{states}</div></div>"
             f"<img alt='fault precision-recall' src='{_data_uri(curve, 'PNG')}'>"
             f"<h3>Photos with a missed fault first, then clean photos flagged</h3>{items}")
+
+
+def _shown(shown: int, of: int, what: str, none: str) -> str:
+    """How many of a list's photos the page shows: with --worst 0 or 20 of 1,500, an empty or short list read as
+    every photo there was ("No photo has any error." over 18 missed parts)."""
+    if not of:
+        return f"<p>{none}</p>"
+    return f"<p>All {of} {what}.</p>" if shown == of else f"<p>{shown} of the {of} {what} (a larger --worst shows more).</p>"
 
 
 def _verdict_rule(f: FaultMetrics) -> str:
@@ -366,8 +375,9 @@ def _page(
         + "</tr>"
         for c, v in categories
     )
-    worst_html = ("".join(_worst_item(r, pic, file, out_dir, problems or {}) for r, pic, file in pictures)
-                  or "<p>No photo has any error.</p>")
+    worst_html = (_shown(len(pictures), len(evaluation.worst(len(evaluation.images))), "photos with an error",
+                         "No photo has any error.")
+                  + "".join(_worst_item(r, pic, file, out_dir, problems or {}) for r, pic, file in pictures))
     return f"""<!DOCTYPE html>
 <html lang="zh-CN"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">
