@@ -19,7 +19,7 @@ from bbuvl.fewshot.backbones import Backbone, load_backbone
 from bbuvl.fewshot.classifier import FewShotClassifier, decide
 from bbuvl.fewshot.embed import crop_box
 from bbuvl.serve.names import served_name
-from bbuvl.serve.support_watch import WATCH_S, SupportWatcher
+from bbuvl.serve.support_watch import WATCH_S, ServedSupport, SupportWatcher
 
 
 @dataclass
@@ -58,16 +58,19 @@ class FewShotRescorer:
         """What else the served set's folder warned of (files of no photo type, a photo in two classes)."""
         return list(self.watcher.current.warnings)
 
-    def info(self) -> dict[str, Any]:
-        """What the model info of a response says about the few-shot step: the support set's version now served, and
-        why the folder as it is now is not (`stale`, None when it is)."""
-        status = self.watcher.status()
-        return {"support": self.support, "classes": list(status["classes"]), "backbone": self.backbone.kind,
-                "threshold": self.threshold, "version": status["version"], "photos": sum(status["classes"].values()),
-                "stale": status["stale"]}
+    def info(self, served: ServedSupport | None = None) -> dict[str, Any]:
+        """What the model info of a response says about the few-shot step: the support set's version (`served`, else
+        the one served now), its classes and photos, and why the folder as it is now is not served (`stale`, None when
+        it is)."""
+        served = served or self.watcher.current
+        return {"support": self.support, "classes": list(served.photos), "backbone": self.backbone.kind,
+                "threshold": self.threshold, "version": served.version, "photos": sum(served.photos.values()),
+                "stale": self.watcher.problem}
 
-    def rescore(self, image: Image.Image, objects: list[dict[str, Any]]) -> None:
-        """Add `fewshot: {label, score}` and `unknown` to each object dict in place (an empty crop is unknown)."""
+    def rescore(self, image: Image.Image, objects: list[dict[str, Any]]) -> dict[str, Any]:
+        """Add `fewshot: {label, score}` and `unknown` to each object dict in place (an empty crop is unknown); returns
+        the model info of the support set that scored them (a reload may serve another by the time it is answered)."""
+        served = self.watcher.current  # read once: a reload while the photo is scored swaps the set, not its classes
         crops, where = [], []
         for i, o in enumerate(objects):
             box = crop_box(o["bbox_2d"], 0.0, image.size)
@@ -76,11 +79,11 @@ class FewShotRescorer:
                 continue
             crops.append(image.crop(tuple(int(round(v)) for v in box)))
             where.append(i)
-        if not crops:
-            return
-        classifier = self.classifier  # read once: a reload while the photo is scored swaps the set, not its classes
-        scores = classifier.scores(self.backbone.embed(crops))
-        d = decide(scores, self.threshold)
-        for k, i in enumerate(where):
-            objects[i]["fewshot"] = {"label": classifier.classes[d.best[k]], "score": round(float(d.best_score[k]), 5)}
-            objects[i]["unknown"] = not bool(d.accepted[k])
+        if crops:
+            classifier = served.classifier
+            d = decide(classifier.scores(self.backbone.embed(crops)), self.threshold)
+            for k, i in enumerate(where):
+                objects[i]["fewshot"] = {"label": classifier.classes[d.best[k]],
+                                         "score": round(float(d.best_score[k]), 5)}
+                objects[i]["unknown"] = not bool(d.accepted[k])
+        return self.info(served)
