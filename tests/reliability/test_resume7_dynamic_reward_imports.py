@@ -105,3 +105,36 @@ def test_a_module_name_computed_at_run_time_is_named_in_the_record_and_said_once
     assert entry["unchecked_imports"] == [call]
     said = [r.getMessage() for r in caplog.records if "computed at run time" in r.getMessage()]
     assert len(said) == 1 and call in said[0] and "rl7_rewards:size" in said[0], caplog.text
+
+
+def test_a_file_the_reward_loads_as_code_by_a_literal_path_is_recorded_and_one_by_a_computed_path_is_named(code,
+                                                                                                          tmp_path):
+    """Rules kept as plug-in files (`runpy.run_path`, `importlib.util.spec_from_file_location`) are code as a module
+    is: an edit to one the reward names by a literal path is named on resume; one it names by a variable is listed."""
+    rules = tmp_path / "code" / "plug-ins" / "rl7 rules.py"  # a folder and a name no import could spell
+    rules.parent.mkdir(parents=True)
+    rules.write_text("SCALE = 0.1\n", encoding="utf-8")
+    code("rl7_rewards.py", f"""\
+        import importlib.util
+        import runpy
+
+
+        def size(truth, answer):
+            return runpy.run_path({str(rules)!r})["SCALE"] * len(answer)
+
+
+        def load(where):
+            return importlib.util.spec_from_file_location("rl7_plugin", where)
+        """)
+    out = tmp_path / "grpo"
+    cfg = _config(out, "rl7_rewards:size")
+    write_run_record(out, cfg)
+    (out / "checkpoint-2").mkdir()
+    entry = json.loads((out / RUN_RECORD).read_text("utf-8"))["code"]["grpo.rewards.user_function"]
+    assert entry["modules"] == {f"file {rules}": {"file": str(rules), "sha256": entry["modules"][f"file {rules}"]["sha256"]}}
+    assert entry["unchecked_imports"] == ["rl7_rewards line 10: importlib.util.spec_from_file_location('rl7_plugin', where)"]
+    check_resume(cfg, out / "checkpoint-2")
+    rules.write_text("SCALE = 0.2\n", encoding="utf-8")
+    with pytest.raises(ResumeMismatch, match=rf"rl7_rewards:size: '{rules}', which it loads as code, changed since the "
+                                             "run started"):
+        check_resume(cfg, out / "checkpoint-2")

@@ -282,8 +282,9 @@ def user_modules(*roots: tuple[Path, str], unchecked: list[str] | None = None) -
     its file and the SHA-256 of its syntax tree; every root but the first (the reward's own file, recorded beside) too.
     A helper the reward calls from another module of the user's changed unseen; the standard library, installed
     packages and bbuvl are versioned elsewhere and left out. Modules loaded at run time by a literal name
-    (`importlib.import_module("pkg.rules")`, `__import__`) are followed; a call whose name is computed is added to
-    `unchecked` (`module line N: call`)."""
+    (`importlib.import_module("pkg.rules")`, `__import__`, `runpy.run_module`) or from a literal file
+    (`runpy.run_path`, `importlib.util.spec_from_file_location`, `SourceFileLoader`; keyed `file PATH`) are followed; a
+    call whose name or file is computed is added to `unchecked` (`module line N: call`)."""
     found: dict[str, dict[str, str]] = {}
     todo, seen = list(roots), {roots[0][1]}
     for file, name in roots[1:]:
@@ -300,6 +301,14 @@ def user_modules(*roots: tuple[Path, str], unchecked: list[str] | None = None) -
         names, computed = _imported_names(tree, package)
         if unchecked is not None:  # the reward's file is walked twice when the config names it by another module
             unchecked += [call for where in computed if (call := f"{module} line {where}") not in unchecked]
+        for loaded in sorted(_loaded_files(tree)):
+            # Relative to the working folder, as the call opens it in the process that records it (the run's)
+            where = Path(os.path.expanduser(loaded)).absolute()
+            key = f"file {real_path(where)}"
+            if key not in seen and where.is_file() and _is_users(where):
+                seen.add(key)
+                found[key] = {"file": str(real_path(where)), "sha256": _code_digest(where.read_bytes())}
+                todo.append((where, where.stem))
         for imported in sorted(names):
             if imported in seen:
                 continue
@@ -347,7 +356,25 @@ def _import_call(node: ast.Call) -> str | None:
     else None."""
     func = node.func
     name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
-    return name if name in ("import_module", "__import__") else None
+    return name if name in (*_BY_NAME, *_BY_FILE) else None
+
+
+# Calls loading a module by its name, and by its file with the argument (position, keyword) naming that file.
+_BY_NAME = ("import_module", "__import__", "run_module")
+_BY_FILE = {"run_path": (0, "path_name"), "spec_from_file_location": (1, "location"), "SourceFileLoader": (1, "path")}
+
+
+def _loaded_files(tree: ast.AST) -> set[str]:
+    """The files `tree` loads as code by a literal path (`runpy.run_path("rules.py")`, `spec_from_file_location`,
+    `SourceFileLoader`)."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and (kind := _import_call(node)) in _BY_FILE:
+            position, keyword = _BY_FILE[kind]
+            args = {**dict(enumerate(node.args)), **{k.arg: k.value for k in node.keywords if k.arg}}
+            if isinstance(path := _literal(args.get(position, args.get(keyword))), str) and path:
+                out.add(path)
+    return out
 
 
 def _call_targets(node: ast.Call, package: str) -> list[str] | None:
@@ -356,9 +383,14 @@ def _call_targets(node: ast.Call, package: str) -> list[str] | None:
     resolving it needs, is no literal."""
     kind = _import_call(node)
     args = {**dict(enumerate(node.args)), **{k.arg: k.value for k in node.keywords if k.arg}}
-    name = _literal(args.get(0, args.get("name")))
+    if kind in _BY_FILE:  # followed by its file (`_loaded_files`) when that is a literal
+        position, keyword = _BY_FILE[kind]
+        return [] if isinstance(_literal(args.get(position, args.get(keyword))), str) else None
+    name = _literal(args.get(0, args.get("name", args.get("mod_name"))))
     if not isinstance(name, str) or not name:
         return None
+    if kind == "run_module":
+        return [name]
     if kind == "import_module":
         if not name.startswith("."):
             return [name]
@@ -716,6 +748,8 @@ def _module_phrases(key: str, name: str | None, old: dict[str, dict[str, str]] |
         elif now is None:
             out.append(f"{key} {name}: module {module} ({was['file']!r}), which it imported when the run started, "
                        "cannot be found now")
+        elif module.startswith("file "):  # loaded from its file (`_loaded_files`): the key is that file
+            out.append(f"{key} {name}: {was['file']!r}, which it loads as code, changed since the run started")
         else:
             where = f"{was['file']!r}" + (f" (now {now['file']!r})" if now["file"] != was["file"] else "")
             out.append(f"{key} {name}: module {module} {where}, which it imports, changed since the run started")
