@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench_files import refuse_foreign_rows
+
 
 def seed_list(text: str) -> list[int]:
     """`"0-7"` or `"0,3,9"` -> a list of seeds."""
@@ -63,10 +65,18 @@ def timed_training(config: str, batch: int, procs: int, data: Path, model: Path,
     return next(h["train_runtime"] for h in history if "train_runtime" in h) / steps, done.stdout
 
 
+SWEEP_ROW = {"seed", "threads", "steps", "train", "overrides"}  # what every sweep's row holds
+
+
 def finished_rows(out: Path) -> list[dict]:
-    """The rows earlier sweeps appended to `out` (its folder is created), so a killed sweep resumes."""
+    """The rows earlier sweeps appended to `out` (its folder is created), so a killed sweep resumes; exits with one
+    line when `out` holds anything else (a dataset's JSONL given as `--out` is not appended to)."""
+    try:
+        rows = refuse_foreign_rows(out, lambda row: SWEEP_ROW <= set(row), "sweep rows")
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     out.parent.mkdir(parents=True, exist_ok=True)
-    return [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    return rows
 
 
 def already_run(rows: list[dict], defaults: dict | None = None, **fields) -> bool:

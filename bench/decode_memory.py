@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from bench_files import refuse_foreign, write_report
 from PIL import Image
 
 KINDS = {  # name -> (numpy dtype, channels, Pillow mode or None for Pillow's own)
@@ -67,6 +68,12 @@ def main() -> None:
     ap.add_argument("--side", type=int, default=5000, help="photo side in pixels (5000: 25 MP)")
     ap.add_argument("--json", type=Path, help="also write {kind: bytes a pixel at the peak} there")
     args = ap.parse_args()
+    if args.json:  # before minutes of decoding: a mistyped path is refused, not replaced at the end
+        try:
+            refuse_foreign(args.json, lambda report: isinstance(report, dict) and set(report) == set(KINDS),
+                           "decode_memory report")
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
     pixels = args.side * args.side
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,7 +84,7 @@ def main() -> None:
             rows.append((kind, got["kib"] * 1024 / pixels))
     base = rows[0][1]
     if args.json:
-        args.json.write_text(json.dumps(dict(rows)), encoding="utf-8")
+        write_report(args.json, dict(rows))
     print(f"{args.side} x {args.side} photos ({pixels / 1e6:.0f} MP), peak resident memory of decode_image:")
     for kind, per_pixel in rows:
         print(f"  {kind:<12} {per_pixel:6.1f} bytes a pixel  {per_pixel / base:5.2f}x 8-bit RGB")

@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import torch
 import transformers
+from bench_files import refuse_foreign
 from gpu_flops import bf16_peak_tflops, device_name
 from gpu_model import architecture_file, build_model_folder, cut_depth, frame_for, read_architecture, write_dense_dataset
 from gpu_rows import PredictVariant, TrainVariant, measure_prediction, measure_training, prediction_setup, release
@@ -357,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         write_text_atomic(out, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
 
     try:
+        refuse_foreign(out, lambda report: isinstance(report, dict) and {"config", "architecture", "family"} <= set(report),
+                       "bench/gpu.py report")
         report = run_benchmark(args, console, save)
     except (OSError, ValueError) as e:
         Console(stderr=True).print(f"[red]error:[/red] {escape(str(e))}")

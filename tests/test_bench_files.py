@@ -1,0 +1,85 @@
+"""A bench writes its report, or appends its rows, only where the file there is its own (bench/bench_files.py): a
+mistyped `--json`, `--out` is refused before any work, naming the file, and the file is left as it was."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "base.yaml"
+
+
+def refusal(script: str, args: list[str]) -> str:
+    """The one line a bench exits with when run as `python bench/SCRIPT *args` (it must exit)."""
+    argv, path = sys.argv, list(sys.path)
+    sys.argv, sys.path[:0] = [str(BENCH / script), *args], [str(BENCH)]
+    try:
+        with pytest.raises(SystemExit) as stop:
+            runpy.run_path(str(BENCH / script), run_name="__main__")
+    finally:
+        sys.argv, sys.path[:] = argv, path
+    return str(stop.value.code)
+
+
+@pytest.fixture
+def bench_files():
+    """bench/bench_files.py, imported as the benches import it (their folder on the path)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield importlib.import_module("bench_files")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_decode_memory_refuses_a_json_path_holding_another_file_before_decoding(tmp_path):
+    config = tmp_path / "base.yaml"
+    config.write_bytes(CONFIG.read_bytes())
+    message = refusal("decode_memory.py", ["--side", "8", "--json", str(config)])
+    assert message.startswith(f"{config}: not a decode_memory report")
+    assert config.read_bytes() == CONFIG.read_bytes()
+
+
+@pytest.mark.slow  # importing bench/gpu.py alone takes 10-35 s here; the helper it calls is tested fast below
+def test_gpu_bench_refuses_an_out_holding_another_file_with_one_line(tmp_path, capsys):
+    sys.path.insert(0, str(BENCH))
+    try:
+        gpu = importlib.import_module("gpu")
+    finally:
+        sys.path.remove(str(BENCH))
+    config = tmp_path / "base.yaml"
+    config.write_bytes(CONFIG.read_bytes())
+    assert gpu.main(["--config", str(CONFIG), "--device", "cpu", "--out", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert str(config) in err.replace("\n", "") and "Traceback" not in err
+    assert config.read_bytes() == CONFIG.read_bytes()
+
+
+def test_a_sweep_never_appends_to_a_dataset_given_as_its_out(tmp_path):
+    data = tmp_path / "train.jsonl"
+    line = json.dumps({"images": ["a.jpg"], "width": 4, "height": 4, "objects": []}) + "\n"
+    data.write_text(line, encoding="utf-8")
+    message = refusal("guard_spread.py", ["--seeds", "0", "--threads", "1", "--steps", "1", "--out", str(data)])
+    assert message.startswith(f"{data}:1: not a line of sweep rows")  # before any training run
+    assert data.read_text(encoding="utf-8") == line
+
+
+def test_a_report_the_bench_wrote_is_replaced_whole_and_its_rows_are_read_back(bench_files, tmp_path):
+    report = tmp_path / "runs" / "peaks.json"
+    ours = lambda r: isinstance(r, dict) and set(r) == {"8-bit RGB"}  # noqa: E731
+    bench_files.refuse_foreign(report, ours, "report")  # nothing there yet
+    bench_files.write_report(report, {"8-bit RGB": 9.6})
+    bench_files.refuse_foreign(report, ours, "report")  # its own: may be replaced
+    bench_files.write_report(report, {"8-bit RGB": 8.2})
+    assert json.loads(report.read_text(encoding="utf-8")) == {"8-bit RGB": 8.2}
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"seed": 1}\n\n{"seed": 2}\n', encoding="utf-8")
+    assert bench_files.refuse_foreign_rows(rows, lambda r: "seed" in r, "rows") == [{"seed": 1}, {"seed": 2}]
+    rows.write_text('{"seed": 1}\n{"seed": 2', encoding="utf-8")
+    with pytest.raises(ValueError, match=f"{rows}:2"):
+        bench_files.refuse_foreign_rows(rows, lambda r: "seed" in r, "rows")
