@@ -63,14 +63,17 @@ def test_a_resume_never_removes_what_a_live_reader_holds_past_its_checkpoint_and
 
 def test_a_reader_of_the_checkpoint_resumed_or_of_a_folder_moved_out_does_not_stop_the_cut(tmp_path):
     """What is read and not removed (the checkpoint resumed from; checkpoint-4 moved out of the run's folder, as the
-    refusal says to do) is no reason to refuse."""
+    refusal says to do; the folder a link past the step points to, the link alone being removed) is no reason to
+    refuse."""
     out = tmp_path / "run"
     ckpt = _stopped_run(out)
     (out / "checkpoint-4").rename(tmp_path / "kept-4")
-    readers = [_reader(ckpt), _reader(tmp_path / "kept-4")]
+    (out / "checkpoint-5").symlink_to(tmp_path / "kept-4")
+    readers = [_reader(ckpt), _reader(out / "checkpoint-5")]  # registered where the link points
     try:
         check_cut_back(out, ckpt)
         cut_back(out, ckpt)
+        assert not os.path.lexists(out / "checkpoint-5")
         assert (tmp_path / "kept-4" / "model.safetensors").read_bytes() == b"weights" and ckpt.is_dir()
     finally:
         for reader in readers:

@@ -86,8 +86,9 @@ def held(output_dir: str | Path, checkpoint: str | Path, step: int) -> list[tupl
     out = Path(output_dir)
     dumps = [p for p in sorted((out / "nan_batches").glob("step*.json")) if (m := NAN_BATCH.match(p.name))
              and int(m.group(1)) > step] if (out / "nan_batches").is_dir() else []
+    # A link goes as a link (`remove_path`): what it points to, however read, stays
     return [(path, reader) for path in (*checkpoints_past(out, checkpoint, step), *dumps)
-            if (reader := reader_around(path)) is not None]
+            if not path.is_symlink() and (reader := reader_around(path)) is not None]
 
 
 def _refuse_held(output_dir: str | Path, checkpoint: str | Path, step: int) -> None:
