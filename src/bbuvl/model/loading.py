@@ -19,6 +19,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedM
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.families import TURN_START, VISION_SPECIAL_TOKENS, check_hub_reachable, family_of
+from bbuvl.model.checkpoint import TOKENIZER_FILES, CheckpointError
 from bbuvl.model.patch_projection import use_linear_patch_projection
 from bbuvl.model.window_attention import use_batched_window_attention
 from bbuvl.model.processor import IMAGE_ONLY_PROCESSORS, image_only_processor_class, set_pixel_range
@@ -37,11 +38,22 @@ class SpecialTokenMismatch(ValueError):
 def load_processor(path: str, frame: CoordinateContract | None = None) -> Any:
     """Load the processor (image processor + tokenizer + chat template) of a checkpoint folder or hub id."""
     check_hub_reachable(path)
+    check_tokenizer_files(path)
     with _hub_id_named(path, "processor"), _config_named(path):
         processor = _auto_processor(path)
     if frame is not None:
         set_pixel_range(processor, frame)
     return processor
+
+
+def check_tokenizer_files(path: str) -> None:
+    """CheckpointError naming a local folder that holds no tokenizer vocabulary in any form HF saves one."""
+    # Without one, transformers builds a tokenizer of the special tokens alone, and the first error was the special
+    # tokens' check ("model config and tokenizer disagree") for a plain model folder in predict, serve and doctor.
+    folder = Path(path)
+    if folder.is_dir() and not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise CheckpointError(f"{folder}: no tokenizer ({' or '.join(TOKENIZER_FILES)} missing); re-copy the model "
+                              "folder with its tokenizer files")
 
 
 @contextmanager
