@@ -74,3 +74,28 @@ def test_data_teachers_never_writes_over_the_validation_file_it_reads_even_with_
     assert (tmp_path / "val.jsonl").read_text(encoding="utf-8") == lines["val"]
     result = CliRunner().invoke(app, ["teachers", str(tmp_path / "train.jsonl"), str(tmp_path / "teachers.jsonl")])
     assert result.exit_code == 0 and len((tmp_path / "teachers.jsonl").read_text().splitlines()) == 2, result.output
+
+
+def test_data_teachers_refuses_a_training_file_whose_photos_are_not_where_its_paths_lead(tmp_path):
+    # A train.jsonl copied out of its folder: every teacher was written relocated to a photo that is not there, and
+    # data check refused the pool the command had just written.
+    import json
+
+    import pytest
+    from PIL import Image
+
+    from bbuvl.data.schema import DatasetError, read_records
+    from bbuvl.data.teachers import write_teacher_pool
+
+    (tmp_path / "ds" / "images").mkdir(parents=True)
+    Image.new("RGB", (64, 48), (60, 90, 20)).save(tmp_path / "ds" / "images" / "a.jpg", "JPEG")
+    line = json.dumps({"images": ["images/a.jpg"], "width": 64, "height": 48,
+                       "objects": [{"bbox_2d": [4, 5, 30, 40], "desc": "线缆"}]}) + "\n"
+    (tmp_path / "ds" / "train.jsonl").write_text(line, encoding="utf-8")
+    (tmp_path / "copy.jsonl").write_text(line, encoding="utf-8")
+    with pytest.raises(DatasetError) as e:
+        write_teacher_pool(tmp_path / "copy.jsonl", tmp_path / "ds" / "teachers.jsonl")
+    assert str(e.value).startswith(f"{tmp_path / 'copy.jsonl'}:1: image images/a.jpg: no such file at "), e.value
+    assert not (tmp_path / "ds" / "teachers.jsonl").exists()
+    write_teacher_pool(tmp_path / "ds" / "train.jsonl", tmp_path / "ds" / "teachers.jsonl")
+    assert [r.image for r in read_records(tmp_path / "ds" / "teachers.jsonl")] == ["images/a.jpg"]

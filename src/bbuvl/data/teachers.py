@@ -5,9 +5,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from bbuvl.data.relocate import relocate_record
-from bbuvl.data.schema import ImageRecord, once_each, read_lines, read_records, require_photos, resolve_image, write_dataset
+from bbuvl.data.schema import (DatasetError, ImageRecord, Sample, once_each, read_lines, read_records, require_photos,
+                               resolve_image, write_dataset)
 from bbuvl.paths import real_path
 
 
@@ -81,6 +83,18 @@ def select_teachers(records: list[ImageRecord], k: int = 10, seed: int = 42) -> 
     return chosen
 
 
+def photos_found(rows: Iterable[tuple[int, Sample]], dataset: str | Path) -> None:
+    """DatasetError at the first line whose photo is not where its path leads from the JSONL's folder: relocated, its
+    path would lead nowhere from the output's folder too, and the file looked written while `data check` refused every
+    line (a train.jsonl copied out of its folder)."""
+    for line, sample in rows:
+        for record in (sample.student, *sample.teachers):
+            for image in record.images:
+                if not resolve_image(dataset, image).is_file():
+                    raise DatasetError(dataset, line, f"image {image}: no such file at {resolve_image(dataset, image)} "
+                                                      "(a dataset's image paths are read from its own folder)")
+
+
 def write_teacher_pool(dataset: str | Path, out: str | Path, k: int = 10, seed: int = 42) -> tuple[list[ImageRecord], list[int]]:
     """Choose `k` teachers from a training JSONL and write them to `out`; returns `(records, chosen indices)`.
 
@@ -89,7 +103,9 @@ def write_teacher_pool(dataset: str | Path, out: str | Path, k: int = 10, seed: 
     """
     from bbuvl.data.layout import VAL  # layout imports this module
 
-    records = [s.student for _, s in once_each(require_photos(read_lines(dataset), dataset), dataset)]
+    rows = once_each(require_photos(read_lines(dataset), dataset), dataset)
+    photos_found(rows, dataset)
+    records = [s.student for _, s in rows]
     val = Path(out).parent / VAL
     if val.is_file():
         held_out = {real_path(resolve_image(val, r.image)) for r in read_records(val)}
