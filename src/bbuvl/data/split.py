@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence, TypeVar
 
 from bbuvl.data.layout import TEACHERS, TRAIN, VAL
+from bbuvl.data.near_copies import copy_groups, near_copies, photo_prints
 from bbuvl.data.relocate import relocate_record, relocate_sample
 from bbuvl.data.schema import (DatasetError, Sample, once_each, read_lines, require_photos, resolve_image, tile_origin,
                                 write_dataset)
@@ -36,37 +38,61 @@ def split_items(items: Sequence[T], val_ratio: float = 0.1, seed: int = 42) -> t
     return [items[i] for i in tr], [items[i] for i in va]
 
 
-def split_by_origin(items: Sequence[T], origins: Sequence[object | None], val_ratio: float = 0.1,
-                    seed: int = 42) -> tuple[list[T], list[T]]:
+def split_by_origin(items: Sequence[T], origins: Sequence[object | None], val_ratio: float = 0.1, seed: int = 42,
+                    together: Sequence[Sequence[int]] = ()) -> tuple[list[T], list[T]]:
     """`split_items` with the items of one origin (`tile_origin`: a photo's tiles and the whole photo kept beside them)
-    on one side; each side in `items`' order."""
-    groups: dict[object, list[int]] = {}
-    for i, origin in enumerate(origins):
-        groups.setdefault(i if origin is None else ("origin", origin), []).append(i)
-    train, val = split_items(list(groups.values()), val_ratio, seed)
+    on one side, and those of each group of indices in `together` (near-copies of one photo); each side in `items`'
+    order."""
+    first_of: dict[object, int] = {}
+    pairs = [(first_of.setdefault(origin, i), i) for i, origin in enumerate(origins) if origin is not None]
+    pairs += [(group[0], i) for group in together for i in group[1:]]
+    train, val = split_items(copy_groups(len(items), pairs), val_ratio, seed)
     return [items[i] for i in sorted(i for g in train for i in g)], [items[i] for i in sorted(i for g in val for i in g)]
+
+
+@dataclass
+class SplitResult:
+    """What `split_photos` wrote: photos on each side, and the groups of near-copies it kept on one side (each the
+    image paths of one photo's copies, as the dataset's lines name them)."""
+
+    train: int
+    val: int
+    near_copies: list[list[str]] = field(default_factory=list)
 
 
 def split_dataset(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0.1, seed: int = 42,
                   num_teachers: int = 10) -> tuple[int, int]:
-    """Split a dataset JSONL into `out_dir`/train.jsonl, val.jsonl and teachers.jsonl; returns `(train, val)` sizes.
+    """`split_photos`, returning the `(train, val)` sizes."""
+    result = split_photos(dataset, out_dir, val_ratio, seed, num_teachers)
+    return result.train, result.val
+
+
+def split_photos(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0.1, seed: int = 42,
+                 num_teachers: int = 10) -> SplitResult:
+    """Split a dataset JSONL into `out_dir`/train.jsonl, val.jsonl and teachers.jsonl.
 
     Image paths are rewritten to resolve from `out_dir`. The teacher pool is chosen from this split's training
     photos and always rewritten: a pool left from an earlier split would show validation photos (and their
-    answers) in training prompts.
+    answers) in training prompts. Near-copies of one photo (data/near_copies.py: saved again at another quality or
+    size, as PNG, its EXIF turn written into its pixels) go to one side, as a photo's tiles do.
     """
     rows = once_each(require_photos(read_lines(dataset), dataset), dataset)
     _photos_found(rows, dataset)
+    # A photo re-encoded by a tool has other bytes, so `once_each` let both copies through: one on each side, validation
+    # scored a photo training saw, and every metric rose.
+    prints = photo_prints([resolve_image(dataset, sample.student.image) for _, sample in rows])
+    pairs = [(p.first, p.second) for p in near_copies(prints)]
+    together = [g for g in copy_groups(len(rows), pairs) if len(g) > 1]
     # The tiles of one photo (and the whole photo `data tile` keeps beside them) go to one side: split one by one, a
     # photo's tiles were in val with the whole photo, which shows them all, in train, and `data check` passed it.
-    train, val = split_by_origin(rows, [tile_origin(sample.student) for _, sample in rows], val_ratio, seed)
+    train, val = split_by_origin(rows, [tile_origin(sample.student) for _, sample in rows], val_ratio, seed, together)
     _no_validation_teachers(train, val, dataset)
     train, val = [s for _, s in train], [s for _, s in val]
     teachers = [train[i].student for i in select_teachers([s.student for s in train], num_teachers, seed)]
     for name, part in ((TRAIN, train), (VAL, val)):
         write_dataset(Path(out_dir) / name, [relocate_sample(s, dataset, out_dir) for s in part])
     write_dataset(Path(out_dir) / TEACHERS, [relocate_record(r, dataset, out_dir) for r in teachers])
-    return len(train), len(val)
+    return SplitResult(len(train), len(val), [[rows[i][1].student.image for i in g] for g in together])
 
 
 def _photos_found(rows: list[tuple[int, Sample]], dataset: str | Path) -> None:

@@ -1,0 +1,102 @@
+"""Near-copies (data/near_copies.py): one photo a tool saved again is one photo to `data split`, `data check` and
+`data convert`; distinct photos of the synthetic scenes are never taken for one."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from bbuvl.data.layout import TRAIN, VAL
+from bbuvl.data.near_copies import copy_groups, near_copies, photo_print
+from bbuvl.data.schema import ObjectAnn, read_records, resolve_image, write_dataset
+from bbuvl.data.split import split_photos
+from bbuvl.synthetic.dataset import synthesize
+from bbuvl.synthetic.shapes import synthesize_shapes
+
+KINDS = ("jpeg q60", "png", "half size", "turn into pixels")
+
+
+def save_copy(photo: Path, kind: str, dest: Path) -> Path:
+    """A tool's copy of `photo` of `kind`, written to `dest` (its suffix set by the kind)."""
+    rgb = Image.open(photo).convert("RGB")
+    if kind == "jpeg q60":
+        rgb.save(dest := dest.with_suffix(".jpg"), "JPEG", quality=60)
+    elif kind == "png":
+        rgb.save(dest := dest.with_suffix(".png"), "PNG")
+    elif kind == "half size":  # a phone's "send as smaller photo"
+        rgb.resize((rgb.width // 2, rgb.height // 2), Image.Resampling.LANCZOS).save(dest := dest.with_suffix(".jpg"),
+                                                                                       "JPEG", quality=85)
+    else:  # the photo as a camera stores it (grid turned, EXIF 6), and a tool's copy with the turn in its pixels
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        rgb.transpose(Image.Transpose.ROTATE_90).save(photo, "JPEG", quality=95, exif=exif)
+        rgb.save(dest := dest.with_suffix(".jpg"), "JPEG", quality=90)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory) -> dict[str, Path]:
+    """Two small datasets of distinct synthetic photos: the equipment room (wide) and the shapes scene."""
+    root = tmp_path_factory.mktemp("scenes")
+    synthesize(root / "room", 8, 0, seed=5, size=(320, 240), num_teachers=0)
+    synthesize_shapes(root / "shapes", 12, 0, seed=5, size=(224, 224), num_teachers=0)
+    return {"room": root / "room" / TRAIN, "shapes": root / "shapes" / TRAIN}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_photo_a_tool_saved_again_is_a_near_copy_of_it(scenes, tmp_path, kind):
+    photo = shutil.copy(resolve_image(scenes["room"], read_records(scenes["room"])[0].image), tmp_path / "a.jpg")
+    copy = save_copy(Path(photo), kind, tmp_path / "b")
+    assert [(n.first, n.second) for n in near_copies([photo_print(photo), photo_print(copy)])] == [(0, 1)]
+
+
+@pytest.mark.parametrize("scene", ["room", "shapes"])
+def test_distinct_photos_of_one_synthetic_scene_are_never_near_copies(scenes, scene):
+    prints = [photo_print(resolve_image(scenes[scene], r.image)) for r in read_records(scenes[scene])]
+    assert all(p is not None for p in prints)
+    assert near_copies(prints) == []
+
+
+def test_a_photo_without_detail_is_a_copy_of_nothing(tmp_path):
+    Image.new("RGB", (64, 48), (90, 90, 90)).save(tmp_path / "cap.jpg")
+    Image.new("RGB", (64, 48), (90, 90, 90)).save(tmp_path / "wall.png")
+    assert photo_print(tmp_path / "cap.jpg") is None
+    assert near_copies([photo_print(tmp_path / "cap.jpg"), photo_print(tmp_path / "wall.png")]) == []
+
+
+def test_copies_of_a_copy_are_one_group():
+    assert copy_groups(5, [(0, 3), (3, 4)]) == [[0, 3, 4], [1], [2]]
+
+
+def with_copies(jsonl: Path, out: Path) -> tuple[Path, list[str]]:
+    """`jsonl`'s photos in `out`/all.jsonl, with three tools' copies of its first photo on lines of their own."""
+    records = read_records(jsonl)
+    (out / "images").mkdir(parents=True)
+    lines, names = [], []
+    for r in records:
+        shutil.copy(resolve_image(jsonl, r.image), out / r.image)
+        lines.append(r)
+    first = records[0]
+    for kind in ("jpeg q60", "png", "half size"):
+        copy = save_copy(out / first.image, kind, out / "images" / f"copy {kind}")
+        scale = 0.5 if kind == "half size" else 1.0
+        w, h = Image.open(copy).size
+        objects = [ObjectAnn(bbox_2d=[v * scale for v in o.bbox_2d], desc=o.desc) for o in first.objects]
+        lines.append(first.model_copy(update={"images": [f"images/{copy.name}"], "width": w, "height": h,
+                                              "objects": objects, "id": copy.stem}))
+        names.append(f"images/{copy.name}")
+    write_dataset(out / "all.jsonl", lines)
+    return out / "all.jsonl", [first.image, *names]
+
+
+def test_split_keeps_a_photos_reencoded_copies_on_one_side(scenes, tmp_path):
+    dataset, copies = with_copies(scenes["room"], tmp_path / "data")
+    for seed in range(6):
+        result = split_photos(dataset, tmp_path / f"split{seed}", val_ratio=0.3, seed=seed, num_teachers=0)
+        sides = [{r.image.split("/")[-1] for r in read_records(tmp_path / f"split{seed}" / name)} for name in (TRAIN, VAL)]
+        names = {c.split("/")[-1] for c in copies}
+        assert names <= sides[0] or names <= sides[1], (seed, sides)
+        assert result.near_copies == [copies]
