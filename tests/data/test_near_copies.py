@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from bbuvl.data.check import check_dataset
 from bbuvl.data.layout import TRAIN, VAL
 from bbuvl.data.near_copies import copy_groups, near_copies, photo_print
 from bbuvl.data.schema import ObjectAnn, read_records, resolve_image, write_dataset
@@ -100,3 +101,16 @@ def test_split_keeps_a_photos_reencoded_copies_on_one_side(scenes, tmp_path):
         names = {c.split("/")[-1] for c in copies}
         assert names <= sides[0] or names <= sides[1], (seed, sides)
         assert result.near_copies == [copies]
+
+
+def test_check_warns_of_a_reencoded_copy_in_train_and_val_naming_both(scenes, tmp_path):
+    dataset, copies = with_copies(scenes["room"], tmp_path / "data")
+    records = read_records(dataset)
+    write_dataset(tmp_path / "data" / TRAIN, records[:-1])
+    write_dataset(tmp_path / "data" / VAL, records[-1:])  # the half-size copy of train's first photo
+    found = [p for p in check_dataset(tmp_path / "data") if "its pixels are those of" in p.message]
+    assert [(Path(p.file).name, p.line, p.severity) for p in found] == [
+        ("train.jsonl", 9, "warning"), ("train.jsonl", 10, "warning"), ("val.jsonl", 1, "warning")]
+    assert copies[3] in found[2].message and f"{copies[0]} at {tmp_path / 'data' / TRAIN} line 1" in found[2].message
+    assert "both training and validation" in found[2].message
+    assert f"{copies[0]} at line 1" in found[0].message and "on two lines" in found[0].message

@@ -21,6 +21,7 @@ from bbuvl.data.input_paths import file_kind
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.names import name_key, portability_problem
 from bbuvl.data.layout import TEACHERS, TRAIN, VAL, missing_file_hint
+from bbuvl.data.near_copies import near_copies, photo_print
 from bbuvl.data.schema import (DatasetError, ImageRecord, ObjectAnn, Sample, iter_dataset, resolve_image, sort_objects,
                                tile_origin)
 from bbuvl.data.text import difference, label_key, show_text
@@ -302,10 +303,17 @@ def boxes(n: int) -> str:
     return f"{n} box" if n == 1 else f"{n} boxes"
 
 
-def _probe(path: Path, decode: bool) -> tuple[ImageInfo | str, str | None]:
-    """The photo's size and the digest of its image data: a JPEG copy whose EXIF a tool rewrote is the same photo."""
+def _probe(path: Path, decode: bool) -> tuple[ImageInfo | str, str | None, np.ndarray | None]:
+    """The photo's size, the digest of its image data (a JPEG copy whose EXIF a tool rewrote is the same photo) and its
+    print (data/near_copies.py: a copy a tool re-encoded is a near-copy)."""
     info = probe_image(path, decode)
-    return info, photo_digests(path, whole=False)[1] if not isinstance(info, str) else None
+    if isinstance(info, str):
+        return info, None, None
+    try:
+        found = photo_print(path)
+    except ImageError:  # its header read, its pixels not: a --no-decode check leaves them to training
+        found = None
+    return info, photo_digests(path, whole=False)[1], found
 
 
 def duplicate_photos(rows: list[tuple[Path, int, Sample]], digests: dict[Path, str]) -> list[Problem]:
@@ -334,6 +342,42 @@ def duplicate_photos(rows: list[tuple[Path, int, Sample]], digests: dict[Path, s
                 else:
                     continue
                 break  # one message per line: a path repeat is also a content repeat
+    return problems
+
+
+def near_copy_photos(rows: list[tuple[Path, int, Sample]], prints: dict[Path, np.ndarray],
+                     digests: dict[Path, str]) -> list[Problem]:
+    """Warnings for a photo whose pixels are another's (data/near_copies.py: saved again at another JPEG quality or
+    size, as PNG, its EXIF turn written into its pixels) on another line of its file, or in a training file and the
+    validation file, naming both: its bytes differ, so `duplicate_photos` passed it, and one photo on both sides scores
+    training photos as validation. A warning, not an error: the pixels differ, so whether they are one photo is the
+    user's call. One warning a line, naming the first line before it; copies alike in bytes or tiles of one photo are
+    `duplicate_photos`' and `split_tiles`' to name."""
+    students = [(file, line, sample.student, resolve_image(file, sample.student.image)) for file, line, sample in rows]
+    printed = [s for s in students if s[3] in prints]
+    named: set[tuple[Path, int]] = set()
+    problems = []
+    for pair in near_copies([prints[s[3]] for s in printed]):
+        (file_a, line_a, a, path_a), (file_b, line_b, b, path_b) = printed[pair.first], printed[pair.second]
+        origin = tile_origin(a)
+        if (file_b, line_b) in named or path_a == path_b or digests.get(path_a) == digests.get(path_b) or (
+                origin is not None and origin == tile_origin(b)):
+            continue
+        sides = {file_a.name, file_b.name}
+        if file_a == file_b:
+            where, why = f"line {line_a}", ("one photo on two lines counts its boxes twice (remove one line if they are "
+                                            "one photo)")
+        elif sides in ({TRAIN, VAL}, {TEACHERS, VAL}):
+            where, why = f"{file_a} line {line_a}", ("one photo in both training and validation data scores training "
+                                                     "photos as validation (move it to one side: `bbuvl data split` "
+                                                     "keeps near-copies on one side)")
+        else:
+            continue
+        named.add((file_b, line_b))
+        problems.append(Problem(str(file_b), line_b, f"image {b.image}: its pixels are those of {a.image} at {where} "
+                                f"(seen small and upright, no value differs by more than {pair.levels:g} of 255 levels), "
+                                f"a copy a tool saved again (another JPEG quality, PNG, a smaller size, its EXIF turn "
+                                f"written into its pixels) or a second shot of one view: {why}", "warning"))
     return problems
 
 
@@ -477,16 +521,21 @@ def check_dataset(
     images = sorted({resolve_image(f, img) for f, _, s in rows for _, r in sample_records(s) for img in r.images})
     infos: dict[Path, ImageInfo | str] = {}
     digests: dict[Path, str] = {}
+    prints: dict[Path, np.ndarray] = {}
     # Automatic: a thread per core, at most 8 (beyond that the disk, not the decoder, is what waits).
     threads = bound_workers(workers) if workers else min(8, worker_limit())
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        for done, (p, (info, digest)) in enumerate(zip(images, pool.map(lambda p: _probe(p, decode_images), images)), 1):
+        probed = pool.map(lambda p: _probe(p, decode_images), images)
+        for done, (p, (info, digest, found)) in enumerate(zip(images, probed), 1):
             infos[p] = info
             if digest is not None:
                 digests[p] = digest
+            if found is not None:
+                prints[p] = found
             if on_progress:
                 on_progress(done, len(images))
     problems += duplicate_photos(rows, digests)
+    problems += near_copy_photos(rows, prints, digests)
     problems += validation_teachers(rows, digests)
     problems += split_tiles(rows)
     problems += two_languages(rows, hierarchy)
