@@ -202,3 +202,5 @@ def test_a_photo_left_out_at_start_stays_left_out_and_blocks_no_later_change(cro
     assert watcher.check() and watcher.status()["stale"] is None
     assert sorted(watcher.status()["classes"]) == sorted([classes[0], classes[2]])
     assert len(watcher.current.skipped) == 1 and str(broken) in watcher.current.skipped[0]
+    broken.rename(folder / classes[2] / "moved-broken.png")  # the same photo elsewhere: still the one left out
+    assert not watcher.check() and watcher.status()["stale"] is None

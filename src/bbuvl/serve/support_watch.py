@@ -100,7 +100,7 @@ class ServedSupport:
 
     version: int
     classifier: FewShotClassifier
-    content: str  # SHA-256 of its (class, photo digest) pairs: two listings of the same photos are one set
+    content: str  # SHA-256 of its (class, photo digest) pairs served: two listings of the same photos are one set
     photos: dict[str, int]  # class -> distinct photos embedded
     left_out: frozenset[tuple[str, str]]  # (path, digest) of photos that could not be read when it was made
     vectors: dict[str, np.ndarray] = field(repr=False)  # photo digest -> embedding, for the next version to reuse
@@ -112,10 +112,14 @@ class Unusable(ValueError):
     """A support folder that cannot be served as it is now (the last good set stays)."""
 
 
-def _content(support: SupportSet) -> str:
-    """A digest of which photos are of which class, whatever their paths."""
-    pairs = sorted({(im.label, im.digest) for im in support.images})
-    return hashlib.sha256("\n".join(f"{label}\t{digest}" for label, digest in pairs).encode()).hexdigest()
+def _digests(left_out: frozenset[tuple[str, str]]) -> set[str]:
+    """The contents of the photos left out, wherever they are now."""
+    return {digest for _, digest in left_out}
+
+
+def _content(pairs: set[tuple[str, str]]) -> str:
+    """A digest of which photos (by content) are served as which class, whatever their paths."""
+    return hashlib.sha256("\n".join(f"{label}\t{digest}" for label, digest in sorted(pairs)).encode()).hexdigest()
 
 
 def build_support(support: SupportSet, backbone: Backbone, version: int, last: ServedSupport | None) -> ServedSupport:
@@ -134,8 +138,9 @@ def build_support(support: SupportSet, backbone: Backbone, version: int, last: S
         vectors.update((digest_of[item.path], v) for item, v in zip(items, vecs))
     vectors.update((d, v) for d, v in known.items() if d in set(digest_of.values()))
     left_out = frozenset((str(p), digest_of[p]) for paths in chosen.values() for p in paths if digest_of[p] not in vectors)
-    if last is not None and (new := left_out - last.left_out):
-        raise Unusable("; ".join(report.skipped[:3]) or f"{sorted(new)[0][0]}: cannot be read")
+    # by content: the photo left out at start, renamed or moved, is still the one tolerated then
+    if last is not None and (new := sorted(p for p, d in left_out if d not in _digests(last.left_out))):
+        raise Unusable("; ".join(report.skipped[:3]) or f"{new[0]}: cannot be read")
     kept = {label: [p for p in paths if digest_of[p] in vectors] for label, paths in chosen.items()}
     if empty := [label for label, paths in kept.items() if not paths]:
         raise Unusable(f"class '{empty[0]}' has no readable support image: " + "; ".join(report.skipped[:3]))
@@ -143,7 +148,8 @@ def build_support(support: SupportSet, backbone: Backbone, version: int, last: S
     stacked = np.stack([vectors[digest_of[p]] for paths in kept.values() for p in paths])
     used = {digest_of[p] for paths in kept.values() for p in paths}
     warnings = tuple(note for note in [support.left_out] if note) + tuple(support.shared_photos())
-    return ServedSupport(version, FewShotClassifier.fit(labels, stacked), _content(support),
+    served = {(label, digest_of[p]) for label, paths in kept.items() for p in paths}
+    return ServedSupport(version, FewShotClassifier.fit(labels, stacked), _content(served),
                          {label: len(paths) for label, paths in kept.items()}, left_out,
                          {d: v for d, v in vectors.items() if d in used}, tuple(report.skipped), warnings)
 
@@ -208,7 +214,7 @@ class SupportWatcher:
         if self.problem is not None:
             logger.info("few-shot support %s is usable again", said(str(self.root)))
         self.problem = None
-        if fresh.content == self.current.content and fresh.left_out == self.current.left_out:
+        if fresh.content == self.current.content and _digests(fresh.left_out) == _digests(self.current.left_out):
             return False  # the same photos (touched, renamed, the link now to a copy): the served version stays
         last, self.current = self.current, fresh  # one assignment: a photo being scored keeps the set it read
         self.reloads += 1
