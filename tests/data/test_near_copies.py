@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 from PIL import Image
 
 from bbuvl.data.check import check_dataset
-from bbuvl.data.layout import TRAIN, VAL
+from bbuvl.data.convert import ConvertOptions, convert_dataset
+from bbuvl.data.layout import ERRORS, TRAIN, VAL
 from bbuvl.data.near_copies import copy_groups, near_copies, photo_print
 from bbuvl.data.schema import ObjectAnn, read_records, resolve_image, write_dataset
 from bbuvl.data.split import split_photos
@@ -114,3 +116,23 @@ def test_check_warns_of_a_reencoded_copy_in_train_and_val_naming_both(scenes, tm
     assert copies[3] in found[2].message and f"{copies[0]} at {tmp_path / 'data' / TRAIN} line 1" in found[2].message
     assert "both training and validation" in found[2].message
     assert f"{copies[0]} at line 1" in found[0].message and "on two lines" in found[0].message
+
+
+def test_convert_keeps_a_reencoded_copy_names_it_and_splits_both_to_one_side(tmp_path):
+    export = tmp_path / "export"
+    synthesize(export, 8, 0, seed=6, size=(320, 240), fmt="vendor")
+    jsons = sorted(export.rglob("*.json"))
+    photo = next(p for p in export.rglob("*.jpg") if p.stem == jsons[0].stem)
+    copy = save_copy(photo, "png", photo.with_name(f"{photo.stem}_sent"))
+    shutil.copy(jsons[0], jsons[0].with_name(f"{photo.stem}_sent.json"))
+    for seed in range(4):
+        out = tmp_path / f"out{seed}"
+        summary = convert_dataset(export, out, ConvertOptions(val_ratio=0.3, seed=seed, teachers=0))
+        assert summary["photos"]["converted"] == 9 and summary["near_copies"] == {"photos": 1, "groups": 1}
+        entries = [json.loads(line) for line in (out / ERRORS).read_text().splitlines()]
+        near = [e for e in entries if "near_copy_of" in e]
+        assert [(e["file"], e["near_copy_of"]) for e in near] == [(copy.relative_to(export).as_posix(),
+                                                                   photo.relative_to(export).as_posix())]
+        sides = [{r.id for r in read_records(out / name)} for name in (TRAIN, VAL)]
+        pair = {photo.stem, copy.stem}
+        assert pair <= sides[0] or pair <= sides[1], (seed, sides)

@@ -19,7 +19,7 @@ from concurrent.futures import as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from PIL import Image
 
@@ -43,12 +43,16 @@ from bbuvl.data.jsonfile import DuplicateKeyError, json_problem, parse_json
 from bbuvl.data.labels import SEP, Hierarchy, TokenMap
 from bbuvl.data.layout import ERRORS, SUMMARY, TRAIN, write_dataset_folder, write_json
 from bbuvl.data.names import NameBook, fit_name, portable_path
+from bbuvl.data.near_copies import near_copy_entries, print_of
 from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
-from bbuvl.data.split import split_items
+from bbuvl.data.split import split_by_origin
 from bbuvl.data.text import file_name_key, gbk_hint, name_as_text, not_text, shell_word, show_text
 from bbuvl.data.vendor import VendorObject, parse_vendor
 from bbuvl.data.workers import bound_workers, process_pool
 from bbuvl.paths import real_path
+
+if TYPE_CHECKING:
+    import numpy as np
 
 IMAGES_DIR = "images"
 JPEG_QUALITY = 95
@@ -111,6 +115,8 @@ class PhotoResult:
     source_data: str | None = None  # of the photo's image data as exported (images.photo_digests): its EXIF aside
     folded: str | None = None  # "same_boxes" or "other_boxes": a photo converted already, under another name
     folded_objects: int = 0  # the objects it held, left with it
+    photo: str = ""  # its image file, relative to the export
+    near_print: np.ndarray | None = None  # its upright pixels seen small (data/near_copies.py): a re-encoded copy's
 
 
 @dataclass(frozen=True)
@@ -324,6 +330,7 @@ def _convert_into(pair: Pair, ctx: _Context, file: str, result: PhotoResult) -> 
         raise ValueError(f"none of its {result.objects_found} objects could be used")
     name = _store_image(loaded.image, pair.image, ctx.images_dir / pair.stored, final, loaded.mode, orientation)
     result.digest, result.source_data = file_digest(ctx.images_dir / name), photo_digests(pair.image)[1]
+    result.photo, result.near_print = image_name, print_of(loaded.image)
     result.record = ImageRecord(
         images=[f"{IMAGES_DIR}/{name}"], width=final[0], height=final[1],
         objects=sort_objects(objects), id=pair.id, source=file,
@@ -524,15 +531,21 @@ def convert_dataset(src: Path, out: Path, opts: ConvertOptions, progress: bool =
     results = convert_pairs(pairs, ctx, opts.workers, progress)
     _drop_repeated_photos(results, ctx.images_dir)
 
-    records = [r.record for r in results if r.record is not None]
-    errors = [e for r in results for e in r.errors]
+    converted = [r for r in results if r.record is not None]
+    records = [r.record for r in converted if r.record is not None]
+    # A copy a tool re-encoded has other bytes, so it was not folded above: both are kept (which is right is the
+    # user's call), each later copy named in errors.jsonl, and all of one photo's copies go to one side of the split.
+    together, near = near_copy_entries([r.photo for r in converted], [r.near_print for r in converted], "converted")
+    errors = [e for r in results for e in r.errors] + [{**_error(e["file"], None, e["reason"]), **e} for e in near]
     summary = summarize(src, results, opts)
+    summary["near_copies"] = {"photos": len(near), "groups": len(together)}
+    summary["errors"] += len(near)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / ERRORS, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
     if not records:
         write_json(out / SUMMARY, summary)
         return summary
-    train, val = split_items(records, opts.val_ratio, opts.seed)
+    train, val = split_by_origin(records, [None] * len(records), opts.val_ratio, opts.seed, together)
     return write_dataset_folder(out, train, val, opts.teachers, opts.seed, summary)
 
 
