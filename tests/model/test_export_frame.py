@@ -90,6 +90,9 @@ def test_a_stock_processor_loaded_from_the_export_shows_every_photo_as_bbuvl_pre
     assert r.exit_code == 0, r.output
     # Only where min_pixels passes the budget is there a photo (a narrow strip) to warn of; this one is framed alike.
     assert ("frame: the image processor" in " ".join(r.output.split())) == (bounds[0] > bounds[2] * 28 ** 2), r.output
+    card = (tmp_path / "exported" / "README.md").read_text(encoding="utf-8")
+    # The card gives the run's own bounds for the strips it framed by them; before, it said `max_pixels` held the budget.
+    assert (f'"shortest_edge": {bounds[0]}, "longest_edge": {bounds[1]}' in card) == (bounds[0] > bounds[2] * 28 ** 2)
     rows = shown(checkpoint, tmp_path / "exported", photos)
     assert [(name, ours) for name, ours, _, _ in rows] == [(name, theirs) for name, _, theirs, _ in rows]
     assert len({ours for _, ours, _, _ in rows}) >= 4, rows  # the sizes gave frames of their own: something was compared

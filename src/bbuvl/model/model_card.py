@@ -51,7 +51,7 @@ def _conversion(contract: CoordinateContract, gap: bool) -> str:
     return ("Boxes are absolute pixels of the resized photo (the frame). The frame of a `W` x `H` photo (EXIF rotation "
             f"applied) is `h, w = smart_resize(H, W, factor={contract.factor}, min_pixels={contract.min_pixels}, "
             f"max_pixels={contract.max_pixels})` (transformers' `Qwen2-VL` rule"
-            + (", with the bounds the Frame section names for a photo it gives too many tokens"
+            + (", with the bounds the Frame section names for the photos it says training framed otherwise"
                if gap else "")
             + "); in the photo's pixels: `x_photo = x * W / w`, `y_photo = y * H / h`.")
 
