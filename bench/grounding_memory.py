@@ -58,7 +58,8 @@ def child(args: argparse.Namespace) -> None:
     run = build_run(load_config(CONFIG, [
         f"model.path={args.model}", f"data.train={args.data / 'train.jsonl'}", "data.val=null", "monitor.enabled=false",
         f"model.min_pixels={args.size ** 2}", f"model.max_pixels={args.size ** 2}", f"model.max_vision_tokens={tokens}",
-        f"model.max_vision_tokens_per_batch={tokens * args.batch}", "data.max_length=8192", "detection.enabled=false",
+        f"model.max_vision_tokens_per_batch={tokens * args.batch}", f"training.per_device_batch_size={args.batch}",
+        "data.max_length=8192", "detection.enabled=false",
         "model.shared_prefix=false", f"model.attn_implementation={'eager' if args.arm == 'eager' else 'sdpa'}",
         f"loss.grounding_attention={0.0 if args.arm == 'eager' else weight}", f"loss.grounding_heads={args.heads}",
         f"training.output_dir={args.data / 'unused'}"]))
@@ -125,10 +126,13 @@ def main() -> None:
     models = [m.strip() for m in args.models.split(",")]
     if any(m not in MODEL_SHAPES for m in models):
         ap.error(f"--models: choose among {', '.join(MODEL_SHAPES)}")
-    sizes = [int(s) for s in args.sizes.split(",")]
-    if any(s < 56 or s % 28 for s in sizes):
-        ap.error("--sizes: multiples of 28 px, at least 56")
+    from bbuvl.synthetic.scene import MIN_SIDE
     from bbuvl.synthetic.shapes import synthesize_shapes
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    least = -(-MIN_SIDE // 28) * 28  # the smallest photo the synthesizer renders, in whole vision tokens
+    if any(s < least or s % 28 for s in sizes):
+        ap.error(f"--sizes: multiples of 28 px, at least {least}")
     from bbuvl.tiny.model import build_tiny_model
 
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
