@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -136,3 +137,10 @@ def test_convert_keeps_a_reencoded_copy_names_it_and_splits_both_to_one_side(tmp
         sides = [{r.id for r in read_records(out / name)} for name in (TRAIN, VAL)]
         pair = {photo.stem, copy.stem}
         assert pair <= sides[0] or pair <= sides[1], (seed, sides)
+
+
+def test_a_16_bit_png_copy_of_a_grey_photo_is_a_near_copy(scenes, tmp_path):
+    grey = Image.open(resolve_image(scenes["room"], read_records(scenes["room"])[0].image)).convert("L")
+    grey.save(tmp_path / "grey.jpg", quality=90)
+    Image.fromarray((np.asarray(grey).astype(np.uint16) * 257)).save(tmp_path / "grey16.png")  # read as I;16
+    assert len(near_copies([photo_print(tmp_path / "grey.jpg"), photo_print(tmp_path / "grey16.png")])) == 1

@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from bbuvl.data.images import ImageError, exif_orientation, open_image, upright
+from bbuvl.data.images import ImageError, exif_orientation, open_image, to_rgb, upright
 from bbuvl.data.workers import worker_limit
 
 PRINT_SIDE = 8
@@ -69,8 +69,8 @@ def photo_print(path: str | Path) -> np.ndarray | None:
         if im.format in ("JPEG", "MPO"):
             im.draft("YCbCr", (PRINT_SIDE * DRAFT_PER_VALUE,) * 2)
         try:
-            # Through RGB: a palette, 16-bit or CMYK photo has no direct route to YCbCr.
-            return print_of(upright(im.convert("RGB"), orientation))
+            # As every reader takes it (images.to_rgb): Pillow's own convert clips a 16-bit PNG almost white.
+            return print_of(upright(to_rgb(im), orientation))
         except (OSError, SyntaxError, ValueError) as e:  # a truncated or corrupt file
             raise ImageError(f"{path}: cannot decode image: {e}") from None
 
