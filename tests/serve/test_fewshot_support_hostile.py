@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serve.test_fewshot_support_changes import WATCH, answer, crops, served, wait_for  # noqa: F401 (fixtures)
+from tests.serve.test_fewshot_support_changes import WATCH, answer, crops, distinct, served, wait_for  # noqa: F401
 
 
 @pytest.fixture()
@@ -135,3 +135,21 @@ def test_a_photo_copied_into_a_second_class_while_serving_is_said_in_the_log(ser
     # before: said in a note at start only; added while serving, a class's score pulled towards the other, unsaid
     assert "one photo is a support image of 2 classes" in said and str(folder / second / "same-as-first.png") in said
     assert "1 file in" in said and ".heic" in said, said
+
+
+def test_a_support_folder_given_relative_is_the_one_it_named_after_the_process_changes_folder(crops, tmp_path,
+                                                                                             monkeypatch):
+    from bbuvl.fewshot.backbones import load_backbone
+    from bbuvl.serve.support_watch import SupportWatcher
+
+    root, classes = crops
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    shutil.copytree(root / classes[0], tmp_path / "a" / "support" / classes[0])
+    shutil.copytree(root / classes[2], tmp_path / "b" / "support" / classes[2])
+    monkeypatch.chdir(tmp_path / "a")
+    watcher = SupportWatcher("support", load_backbone("pixels:8", "cpu"), watch_s=0)
+    monkeypatch.chdir(tmp_path / "b")  # another folder holding a support folder of the same name
+    # before: the next check read b/support and served its classes as a new version, without a word of why
+    assert not watcher.check() and watcher.status()["classes"] == {classes[0]: distinct(tmp_path / "a" / "support")}
+    assert watcher.status()["stale"] is None and watcher.status()["version"] == 1

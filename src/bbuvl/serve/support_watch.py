@@ -160,7 +160,9 @@ class SupportWatcher:
     def __init__(self, root: str | Path, backbone: Backbone, watch_s: float = WATCH_S):
         """Read and embed the folder now (ValueError when it cannot be served); with `watch_s` > 0 a thread checks it
         every `watch_s` seconds for as long as this watcher is in use."""
-        self.root, self.backbone = Path(root), backbone
+        # Anchored now, links kept (a link swapped to another folder is followed): a relative root was looked for again
+        # from whatever folder the process stood in at each check
+        self.root, self.backbone = Path(os.path.abspath(root)), backbone
         self._digests = StatDigests()
         self._lock = threading.Lock()  # one check at a time (the thread's, or a caller's)
         try:
