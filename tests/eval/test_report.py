@@ -323,3 +323,12 @@ def test_the_page_says_how_many_of_the_photos_to_look_at_it_shows(evaluation, tm
     assert "No photo has any error" not in page and "No fault missed" not in page
     assert f"<p>0 of the {with_errors} photos with an error (a larger --worst shows more).</p>" in page
     assert f"<p>0 of the {to_check} photos to check (a larger --worst shows more).</p>" in page
+
+
+def test_a_photo_name_or_predicted_label_with_a_right_to_left_override_is_shown_spelled_not_obeyed(tmp_path):
+    # A photo named 'evil\u202egpj.exe.png' read 'evilgnp.exe.jpg' in its caption, as a terminal would show it had the
+    # terminal not spelled it (data/text.py spell_controls).
+    evaluation = hostile_evaluation(tmp_path, ["evil\u202egpj.exe.png"], ["线缆"])
+    page = write_report(evaluation, tmp_path / "report", NO_CJK, worst=1).read_text(encoding="utf-8")
+    assert "\u202e" not in page and "\x85" not in page  # the prediction's label 'extra\r\u2029\x85<b>' too
+    assert "evil\\u202egpj.exe.png" in page and "extra\\r\u2029\\x85&lt;b&gt;" in page

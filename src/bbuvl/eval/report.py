@@ -32,6 +32,7 @@ from PIL import Image
 
 from bbuvl.atomic import atomic_folder, save_atomic, write_bytes_atomic, write_text_atomic
 from bbuvl.data.labels import Hierarchy
+from bbuvl.data.text import spell_controls
 from bbuvl.eval.draw import CAPTION_CHARS, FAULT_LEGEND, LabelNamer, compare_picture, drawable, file_stem
 from bbuvl.eval.faults import FaultMetrics
 from bbuvl.eval.fonts import FontChoice
@@ -234,6 +235,12 @@ def _defined(xs: list[float], ys: list[float | None]) -> tuple[list[float], list
 # --- the page ------------------------------------------------------------------------------------
 
 
+def _escape(text: str) -> str:
+    """`text` as the page shows it: its controls and bidirectional controls spelled out, as a terminal shows them
+    (data/text.py), then escaped; a photo named `evil\u202egpj.exe.png` read `evilgnp.exe.jpg` in a caption."""
+    return html.escape(spell_controls(text))
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
     if value is None:
         return "–"
@@ -254,13 +261,13 @@ def _data_uri(image: Image.Image, fmt: str = "JPEG") -> str:
 
 
 def _rows(rows: list[tuple[str, Any]]) -> str:
-    return "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows)
+    return "".join(f"<tr><th>{_escape(k)}</th><td>{_escape(_fmt(v))}</td></tr>" for k, v in rows)
 
 
 def _sizes_html(sizes: SizeResult | None) -> str:
     if sizes is None:
         return ""
-    rows = "".join(f"<tr><th>{html.escape(name)}</th><td>{b['objects']}</td><td>{_fmt(b['AP50'])}</td>"
+    rows = "".join(f"<tr><th>{_escape(name)}</th><td>{b['objects']}</td><td>{_fmt(b['AP50'])}</td>"
                    f"<td>{_fmt(b['AP50_agnostic'])}</td><td>{_fmt(b['recall'])}</td></tr>" for name, b in sizes.buckets.items())
     return ("<h2>Small parts: by size in vision tokens at the frame</h2><p>An object's size is how many of the model's vision "
             "tokens it covers at the checkpoint's frame; below one token is what the model sees least.</p>"
@@ -269,9 +276,9 @@ def _sizes_html(sizes: SizeResult | None) -> str:
 
 
 def _table(head: list[str], rows: list[list[Any]]) -> str:
-    cells = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" if i else f"<th>{html.escape(str(v))}</th>"
+    cells = "".join("<tr>" + "".join(f"<td>{_escape(_fmt(v))}</td>" if i else f"<th>{_escape(str(v))}</th>"
                                      for i, v in enumerate(row)) + "</tr>" for row in rows)
-    return "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + f"</tr>{cells}</table>"
+    return "<table><tr>" + "".join(f"<th>{_escape(h)}</th>" for h in head) + f"</tr>{cells}</table>"
 
 
 def _faults_html(evaluation: Evaluation, curve: Image.Image, pictures: list[tuple[int, str, Path]], out_dir: Path,
@@ -303,7 +310,7 @@ def _faults_html(evaluation: Evaluation, curve: Image.Image, pictures: list[tupl
     items = _shown(len(pictures), len(f.photos_to_check(len(evaluation.images))), "photos to check",
                    "No fault missed and no clean photo flagged.") + items
     return (f"<h2>Faults</h2><p>{o.gt} faults in {p.faulty} of {p.photos} photos; found = a box with the same kind and "
-            f"state at IoU ≥ {o.iou:g}; {html.escape(_verdict_rule(f))}; {html.escape(FAULT_LEGEND)} in the pictures.</p>"
+            f"state at IoU ≥ {o.iou:g}; {_escape(_verdict_rule(f))}; {_escape(FAULT_LEGEND)} in the pictures.</p>"
             f"<div class='grid'><div><h3>Fault objects</h3>{objects}</div><div><h3>Photo verdict</h3>{verdicts}{counts}</div>"
             f"<div><h3>State given kind</h3>{states}</div></div>"
             f"<img alt='fault precision-recall' src='{_data_uri(curve, 'PNG')}'>"
@@ -333,9 +340,9 @@ def _fault_item(evaluation: Evaluation, i: int, picture: str, file: Path, out_di
     facts = (f"verdict {f.photo_verdicts[i]} · fault score {_fmt(f.photo_scores[i])} · faults in the ground truth {truth} · "
              f"missed {f.photo_missed[i]}")
     rel = file.relative_to(out_dir).as_posix()
-    return (f"<figure><figcaption><b>{html.escape(str(result.image_path))}</b><br>{html.escape(facts)} · "
-            f"<a href='{html.escape(rel)}'>PNG</a></figcaption>{_unread_note(result, problems)}"
-            f"<img alt='{html.escape(result.image_path.name)}' src='{picture}'></figure>")
+    return (f"<figure><figcaption><b>{_escape(str(result.image_path))}</b><br>{_escape(facts)} · "
+            f"<a href='{_escape(rel)}'>PNG</a></figcaption>{_unread_note(result, problems)}"
+            f"<img alt='{_escape(result.image_path.name)}' src='{picture}'></figure>")
 
 
 def _comparison_html(rows: list[dict[str, Any]] | None, baseline_name: str | None) -> str:
@@ -345,9 +352,9 @@ def _comparison_html(rows: list[dict[str, Any]] | None, baseline_name: str | Non
     body = []
     for r in rows:
         change = "" if r["delta"] is None else f"{r['delta']:+.3f}"
-        body.append(f"<tr><th>{html.escape(r['name'])}</th><td>{_fmt(r['baseline'])}</td><td>{_fmt(r['value'])}</td>"
+        body.append(f"<tr><th>{_escape(r['name'])}</th><td>{_fmt(r['baseline'])}</td><td>{_fmt(r['value'])}</td>"
                     f"<td class='{classes[r['better']]}'>{change}</td></tr>")
-    return (f"<h2>Against the baseline</h2><p>{html.escape(str(real_path(baseline_name)) if baseline_name else '')}</p>"
+    return (f"<h2>Against the baseline</h2><p>{_escape(str(real_path(baseline_name)) if baseline_name else '')}</p>"
             f"<table><tr><th></th><th>baseline</th><th>this</th><th>change</th></tr>{''.join(body)}</table>")
 
 
@@ -359,7 +366,7 @@ def _page(
     m, coco, s = evaluation.metrics, evaluation.details()["coco"], evaluation.settings
     agnostic = evaluation.coco.agnostic
     warnings = ([font.warning] if font.warning else []) + evaluation.notes
-    warning_html = "".join(f'<p class="warn">⚠ {html.escape(w)}</p>' for w in warnings)
+    warning_html = "".join(f'<p class="warn">⚠ {_escape(w)}</p>' for w in warnings)
     level = f"level {s['level']}" if s["level"] else "full label"
     coco_rows = [(k, coco[k]) for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100")]
     coco_rows += [("AP (class-agnostic)", agnostic["AP"]), ("AP50 (class-agnostic)", agnostic["AP50"])]
@@ -370,7 +377,7 @@ def _page(
     categories = sorted(m["per_category"].items(), key=lambda kv: (-kv[1]["gt"], kv[0]))
     cat_head = "".join(f"<th>{c}</th>" for c in ("category", "English", "GT", "pred", "AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"))
     cat_rows = "".join(
-        "<tr><td class='label'>" + html.escape(c) + "</td><td class='label'>" + html.escape(hierarchy.english(c)) + "</td>"
+        "<tr><td class='label'>" + _escape(c) + "</td><td class='label'>" + _escape(hierarchy.english(c)) + "</td>"
         + "".join(f"<td>{_fmt(v.get(k))}</td>" for k in ("gt", "pred", "AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"))
         + "</tr>"
         for c, v in categories
@@ -384,7 +391,7 @@ def _page(
 <title>bbu-vl evaluation</title>
 <style>{STYLE}</style></head><body>
 <h1>bbu-vl evaluation</h1>
-<p>{html.escape(_scored(s))} · categories at {level} · matching IoU ≥ {s['iou']}
+<p>{_escape(_scored(s))} · categories at {level} · matching IoU ≥ {s['iou']}
  · error counts at score ≥ {s['min_score']} · {datetime.now():%Y-%m-%d %H:%M}</p>
 {warning_html}
 {faults_html}
@@ -426,13 +433,13 @@ def _worst_item(result: ImageResult, picture: str, file: Path, out_dir: Path, pr
     if line is None:
         extra = "<p class='warn'>no prediction line for this photo</p>"
     elif line.error:
-        extra = f"<p class='warn'>prediction error: {html.escape(line.error)}</p>"
+        extra = f"<p class='warn'>prediction error: {_escape(line.error)}</p>"
     elif result.failed:
-        extra = f"<p class='warn'>answer could not be parsed:</p><pre>{html.escape((line.raw or '')[:2000])}</pre>"
+        extra = f"<p class='warn'>answer could not be parsed:</p><pre>{_escape((line.raw or '')[:2000])}</pre>"
     rel = file.relative_to(out_dir).as_posix()
-    return (f"<figure><figcaption><b>{html.escape(str(result.image_path))}</b><br>{facts} · "
-            f"<a href='{html.escape(rel)}'>PNG</a></figcaption>{_unread_note(result, problems)}{extra}"
-            f"<img alt='{html.escape(result.image_path.name)}' src='{picture}'></figure>")
+    return (f"<figure><figcaption><b>{_escape(str(result.image_path))}</b><br>{facts} · "
+            f"<a href='{_escape(rel)}'>PNG</a></figcaption>{_unread_note(result, problems)}{extra}"
+            f"<img alt='{_escape(result.image_path.name)}' src='{picture}'></figure>")
 
 
 def _unread_note(result: ImageResult, problems: dict[int, str]) -> str:
@@ -440,4 +447,4 @@ def _unread_note(result: ImageResult, problems: dict[int, str]) -> str:
     problem = problems.get(id(result))
     if problem is None:
         return ""
-    return f"<p class='warn'>photo not shown, drawn on a grey placeholder: {html.escape(problem)}</p>"
+    return f"<p class='warn'>photo not shown, drawn on a grey placeholder: {_escape(problem)}</p>"
