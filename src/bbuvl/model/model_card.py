@@ -58,7 +58,7 @@ def _conversion(contract: CoordinateContract, gap: bool) -> str:
 
 def _scores_table(card: list[str], result: "ExportResult") -> None:
     for cost in result.costs:
-        card += [f"Leaving out `{cost.part}` was measured on {cost.photos} validation photos (`{real_path(cost.val)}`), generate "
+        card += [f"Leaving out `{cost.part}` was measured on {cost.photos} validation photos ({_code(str(real_path(cost.val)))}), generate "
                  "mode, greedy, unconstrained:", "",
                  "| answers | AP | AP50 | AP50 class-agnostic |", "|---|---|---|---|"]
         for name, s in (("bbu-vl, with it", cost.with_part), ("this export, without it", cost.without_part)):
@@ -103,7 +103,7 @@ def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt
         f"# A {family.name} model fine-tuned with bbu-vl",
         "",
         # Where the checkpoint is: `run/final` as typed named another folder to anyone reading the card elsewhere.
-        f"Exported by `bbuvl model export` from `{real_path(folder.path)}` (model family `{family.model_type}`"
+        f"Exported by `bbuvl model export` from {_code(str(real_path(folder.path)))} (model family `{family.model_type}`"
         f"{', LoRA merged' if result.merged_lora else ''}). It loads with stock transformers "
         "(`AutoModelForImageTextToText`, `AutoProcessor`) and vLLM; nothing from bbu-vl is needed.",
         "",
