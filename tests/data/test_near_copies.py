@@ -15,7 +15,7 @@ from bbuvl.data.check import check_dataset
 from bbuvl.data.convert import ConvertOptions, convert_dataset
 from bbuvl.data.layout import ERRORS, TRAIN, VAL
 from bbuvl.data.near_copies import copy_groups, near_copies, photo_print
-from bbuvl.data.schema import ObjectAnn, read_records, resolve_image, write_dataset
+from bbuvl.data.schema import DatasetError, ObjectAnn, read_records, resolve_image, write_dataset
 from bbuvl.data.split import split_photos
 from bbuvl.synthetic.dataset import synthesize
 from bbuvl.synthetic.shapes import synthesize_shapes
@@ -144,3 +144,12 @@ def test_a_16_bit_png_copy_of_a_grey_photo_is_a_near_copy(scenes, tmp_path):
     grey.save(tmp_path / "grey.jpg", quality=90)
     Image.fromarray((np.asarray(grey).astype(np.uint16) * 257)).save(tmp_path / "grey16.png")  # read as I;16
     assert len(near_copies([photo_print(tmp_path / "grey.jpg"), photo_print(tmp_path / "grey16.png")])) == 1
+
+
+def test_split_of_photos_all_copies_of_one_is_refused_not_written_with_an_empty_val(scenes, tmp_path):
+    dataset, copies = with_copies(scenes["room"], tmp_path / "data")
+    write_dataset(dataset, [r for r in read_records(dataset) if r.image in copies])
+    with pytest.raises(DatasetError, match="all one photo's near-copies or tiles .*--val-ratio 0"):
+        split_photos(dataset, tmp_path / "split", val_ratio=0.3)
+    assert not (tmp_path / "split").exists()
+    assert split_photos(dataset, tmp_path / "split", val_ratio=0).train == 4

@@ -86,6 +86,13 @@ def split_photos(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0.
     # The tiles of one photo (and the whole photo `data tile` keeps beside them) go to one side: split one by one, a
     # photo's tiles were in val with the whole photo, which shows them all, in train, and `data check` passed it.
     train, val = split_by_origin(rows, [tile_origin(sample.student) for _, sample in rows], val_ratio, seed, together)
+    if val_ratio > 0 and len(rows) >= 2 and not val:
+        # Every photo near-copies of one (a burst, a fixed camera's shots) or tiles of one: a split would write an
+        # empty val.jsonl with exit 0, and a validation photo drawn from the group would show training its copies.
+        raise DatasetError(dataset, 0, f"its {len(rows)} photos are all one photo's near-copies or tiles (one group: "
+                           f"{', '.join(s.student.image for _, s in rows[:3])}{', ...' if len(rows) > 3 else ''}), so "
+                           "no validation photo can be drawn without its copies in train. Split it with --val-ratio 0 "
+                           "and validate on photos of other views")
     _no_validation_teachers(train, val, dataset)
     train, val = [s for _, s in train], [s for _, s in val]
     teachers = [train[i].student for i in select_teachers([s.student for s in train], num_teachers, seed)]
