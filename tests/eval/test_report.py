@@ -332,3 +332,27 @@ def test_a_photo_name_or_predicted_label_with_a_right_to_left_override_is_shown_
     page = write_report(evaluation, tmp_path / "report", NO_CJK, worst=1).read_text(encoding="utf-8")
     assert "\u202e" not in page and "\x85" not in page  # the prediction's label 'extra\r\u2029\x85<b>' too
     assert "evil\\u202egpj.exe.png" in page and "extra\\r\u2029\\x85&lt;b&gt;" in page
+
+
+def test_a_chinese_font_fontconfig_lists_under_a_folder_with_a_colon_is_found(tmp_path, monkeypatch):
+    # fc-list writes "PATH: "; the path was cut at its first colon, and the only CJK font was passed over.
+    import shutil
+
+    from bbuvl.eval.fonts import _search
+
+    installed = find_cjk_font()
+    need("cjk-font", installed.cjk and shutil.which("fc-list") is not None,
+         "no CJK font or fontconfig installed: install Debian's `fonts-wqy-microhei` (make fonts)")
+    folder = tmp_path / "Fonts: CJK"
+    folder.mkdir()
+    font = folder / installed.path.name
+    shutil.copyfile(installed.path, font)
+    conf = tmp_path / "fonts.conf"
+    conf.write_text(f"<?xml version='1.0'?><fontconfig><dir>{folder}</dir><cachedir>{tmp_path / 'cache'}</cachedir>"
+                    "</fontconfig>", encoding="utf-8")
+    monkeypatch.setenv("FONTCONFIG_FILE", str(conf))
+    _search.cache_clear()
+    try:
+        assert find_cjk_font().path == font  # fontconfig's fonts are tried first
+    finally:
+        _search.cache_clear()

@@ -137,5 +137,6 @@ def _fontconfig_zh() -> list[str]:
         out = subprocess.run(["fc-list", ":lang=zh", "file"], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return []
-    files = [line.split(":")[0].strip() for line in out.stdout.splitlines() if line.strip()]
+    # Each line is "PATH: ": cut at the last colon, as a folder may hold one ("Fonts: CJK/"), which lost the font.
+    files = [line.rstrip().removesuffix(":") for line in out.stdout.splitlines() if line.strip()]
     return sorted(f for f in files if f.lower().endswith(FONT_SUFFIXES))
