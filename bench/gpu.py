@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True, help="a run config (configs/base.yaml, qwen3_vl_4b.yaml, qwen3_5_0.8b.yaml)")
     ap.add_argument("--layers", type=int, default=None, help="cut LLM and vision depth to N (CPU smoke runs)")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cuda | cpu (default: cuda when present)")
+    ap.add_argument("--device", default=None, help="cuda | cpu (default: cuda when present; cpu with --layers)")
     ap.add_argument("--arch", type=Path, default=None, help="the checkpoint's config.json, when none is held for model.path")
     ap.add_argument("--out", type=Path, default=None, help="JSON output (default gpu-CONFIG[-lN]-DEVICE.json here)")
     ap.add_argument("--work", type=Path, default=None, help="folder for the random model and photos (default: a temp folder, removed)")
@@ -102,6 +102,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             ap.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if args.warmup < 0:
         ap.error(f"--warmup must be at least 0, got {args.warmup}")
+    if args.device is None:
+        if not torch.cuda.is_available() and not args.layers:  # a full-size model in float32 on the CPU: hours, tens of GB
+            ap.error("torch sees no GPU here: the full-size rows need one; --layers 2 --device cpu runs them on two-layer "
+                     "models (a smoke run)")
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.device not in ("cpu", "cuda"):  # the trainer picks the GPU itself (CUDA_VISIBLE_DEVICES chooses one)
         ap.error(f"--device must be cpu or cuda, got '{args.device}'")
     if args.device == "cuda" and not torch.cuda.is_available():
