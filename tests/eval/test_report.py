@@ -356,3 +356,15 @@ def test_a_chinese_font_fontconfig_lists_under_a_folder_with_a_colon_is_found(tm
         assert find_cjk_font().path == font  # fontconfig's fonts are tried first
     finally:
         _search.cache_clear()
+
+
+def test_a_predictions_manifest_damaged_since_the_metrics_is_named_in_the_page_which_is_still_written(tmp_path):
+    import html
+
+    evaluation = hostile_evaluation(tmp_path, ["a.png"], ["线缆"])
+    manifest = tmp_path / "ds" / "pred.jsonl.predict.json"
+    manifest.write_text("{not json", encoding="utf-8")
+    page = write_report(evaluation, tmp_path / "report", NO_CJK, worst=0).read_text(encoding="utf-8")
+    header = html.unescape(page[page.index("<h1>"):page.index("</p>")])
+    assert f"{tmp_path / 'ds' / 'pred.jsonl'} against " in header and "the model is not known: " in header
+    assert str(manifest) in header

@@ -418,9 +418,13 @@ def _scored(settings: dict[str, Any]) -> str:
     pred, gt = settings["pred"], real_path(settings["gt"])
     if pred is None:
         return f"predictions against {gt}"
-    manifest = predictions_manifest(pred)
-    made = ("the model is not recorded (no manifest of `bbuvl predict` beside the predictions)" if manifest is None
-            else f"predicted by {manifest.checkpoint or 'a model not recorded'} in mode {manifest.mode}")
+    try:
+        manifest = predictions_manifest(pred)
+    except (OSError, ValueError) as e:  # damaged or gone since the metrics: the page is still written, saying so
+        made = f"the model is not known: {e}"
+    else:
+        made = ("the model is not recorded (no manifest of `bbuvl predict` beside the predictions)" if manifest is None
+                else f"predicted by {manifest.checkpoint or 'a model not recorded'} in mode {manifest.mode}")
     return f"{real_path(pred)} against {gt} · {made}"
 
 
