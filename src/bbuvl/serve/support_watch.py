@@ -58,6 +58,7 @@ def list_folder(root: Path) -> Listing:
         raise ValueError(f"{root}: {what}")
 
     def refuse(e: OSError) -> None:
+        """os.walk's errors, which it would skip in silence, as the folder's problem."""
         raise ValueError(f"{e.filename}: cannot be listed ({e.strerror or e})")
 
     entries = []
