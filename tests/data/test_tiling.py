@@ -164,3 +164,14 @@ def test_tiles_shrunk_by_zoom_keep_no_box_under_a_pixel(tmp_path: Path):
     tiles = read_records(out / "train.jsonl")
     assert len(tiles) == 5 and sum(len(t.objects) for t in tiles) >= 4  # the part stays in the whole photo
     assert not [p for p in check_dataset(out) if p.severity == "error"], check_dataset(out)
+
+
+def test_zoom_on_a_one_tile_grid_is_refused_before_anything_is_written(photos, tmp_path):
+    # A 1x1 grid's one region is the whole photo, kept as taken: --zoom 2 wrote every photo unmagnified, without a word.
+    result = CliRunner().invoke(app, ["data", "tile", str(photos), str(tmp_path / "t"), "--grid", "1x1", "--zoom", "2"])
+    assert result.exit_code == 2 and "a 1x1 grid has none" in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "t").exists()
+    result = CliRunner().invoke(app, ["data", "tile", str(photos), str(tmp_path / "t"), "--grid", "2x1", "--zoom", "2"])
+    assert result.exit_code == 0, result.output
+    tiles = [r for r in read_records(tmp_path / "t" / "train.jsonl") if r.size != (400, 300)]  # not the whole photos
+    assert tiles and all(r.magnified == 2.0 for r in tiles)

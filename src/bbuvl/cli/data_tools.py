@@ -350,6 +350,8 @@ def tile(
     except ValueError as e:
         fail(f"--grid: {e}")
         raise
+    with user_errors():
+        spec = TileSpec(cols_rows, overlap=overlap, zoom=zoom, whole=whole, empty=empty, seed=seed)
     outputs = [out / n for n in DATASET_FILES]
     claim_outputs("data tile", {"DATASET": dataset}, outputs, [out / IMAGES], overwrite)
     with user_errors():
@@ -358,7 +360,6 @@ def tile(
     with Progress(*columns, console=console, disable=not stdout_is_tty()) as bar, user_errors(), \
             replacing([*outputs, out / IMAGES]):  # a re-run with another grid leaves no tile of the first (docs/outputs.md)
         task = bar.add_task("tile", total=None)
-        spec = TileSpec(cols_rows, overlap=overlap, zoom=zoom, whole=whole, empty=empty, seed=seed)
         summary = tile_dataset(dataset, out, spec, num_teachers, sources=sources,
                                progress=lambda done, total: bar.update(task, completed=done, total=total))
     warn_long_paths([*outputs, out / IMAGES])

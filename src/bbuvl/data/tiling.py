@@ -53,6 +53,13 @@ class TileSpec:
     empty: float = 1.0  # share of tiles without objects to keep, chosen by a seeded hash of each tile's name
     seed: int = 42
 
+    def __post_init__(self) -> None:
+        if self.zoom != 1.0 and self.grid == (1, 1):
+            # The one region of a 1x1 grid is the whole photo, which is kept as taken: --zoom 2 wrote every photo
+            # unmagnified, without a word, and the run trained at a scale it was not asked for.
+            raise ValueError(f"--zoom {self.zoom:g} magnifies tiles, and a 1x1 grid has none: its one region is the "
+                             "whole photo, kept as taken; choose a grid of more tiles (e.g. 2x2)")
+
     def keeps_empty(self, name: str) -> bool:
         """Whether the empty tile `name` is among the kept share."""
         if self.empty >= 1.0:
