@@ -45,7 +45,6 @@ def test_decode_memory_refuses_a_json_path_holding_another_file_before_decoding(
     assert config.read_bytes() == CONFIG.read_bytes()
 
 
-@pytest.mark.slow  # importing bench/gpu.py alone takes 10-35 s here; the helper it calls is tested fast below
 def test_gpu_bench_refuses_an_out_holding_another_file_with_one_line(tmp_path, capsys):
     sys.path.insert(0, str(BENCH))
     try:

@@ -13,7 +13,6 @@ import torch
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
-@pytest.mark.slow  # importing bench/gpu.py alone takes 10-35 s on the shared machines
 @pytest.mark.skipif(torch.cuda.is_available(), reason="what a machine without a GPU answers")
 def test_the_docs_command_without_a_gpu_says_to_cut_the_layers(tmp_path, capsys):
     sys.path.insert(0, str(BENCH))
