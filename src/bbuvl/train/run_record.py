@@ -13,7 +13,8 @@ Every numbered checkpoint carries a copy of the run's record (`CHECKPOINT_RECORD
 one's names its inputs by path only. A run started before records existed is compared with its checkpoint's
 `bbuvl.yaml` (all of it for SFT; `training` and `grpo` for GRPO, whose checkpoints keep the starting model's other
 sections). A GRPO run's record holds its user reward function by content too (`code`: its file, its source and the
-user's own modules it imports). docs/resume.md.
+user's own modules it imports). The record names the program too (bbuvl/versions.py): a resume under another one goes on,
+says so, and records at which step the program changed (`resumed_under`). docs/resume.md.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from bbuvl.model.identity import identify
 from bbuvl.paths import looks_local, real_path
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.run_dir import CHECKPOINT, numbered_checkpoints
+from bbuvl.versions import software, software_differences
 
 log = logging.getLogger(__name__)
 
@@ -485,7 +487,7 @@ def run_record(cfg: Config, files: DataFiles | None = None) -> dict[str, Any]:
     """A fresh run's record: its config, inputs and their photos by content, number of processes and user code."""
     return {"config": cfg.model_dump(mode="json"),
             "inputs": {k: v.to_json() for k, v in digest_inputs(cfg).items()}, "processes": processes(),
-            "photos": digest_photos(cfg, files=files), "code": user_code(cfg)}
+            "photos": digest_photos(cfg, files=files), "code": user_code(cfg), "software": software()}
 
 
 def write_run_record(output_dir: str | Path, cfg: Config, files: DataFiles | None = None) -> None:
@@ -579,6 +581,28 @@ def record_accepted_code(output_dir: str | Path, cfg: Config, step: int, changes
     record = read_json(path, "run record")
     record["code"] = user_code(cfg)
     record.setdefault("code_accepted", []).append({"step": step, "changes": changes})
+    write_text_atomic(path, json.dumps(record, ensure_ascii=False, indent=1) + "\n")
+
+
+def software_changes(checkpoint: str | Path) -> list[str]:
+    """How the program now running differs from the one the run of `checkpoint` last ran under (its folder's run.json,
+    else the checkpoint's copy), each as 'name OLD (now NEW)'; empty when alike or unrecorded (a run recorded before
+    records named it)."""
+    checkpoint = Path(checkpoint)
+    path = next((p for p in (checkpoint.parent / RUN_RECORD, checkpoint / CHECKPOINT_RECORD) if p.is_file()), None)
+    recorded = read_json(path, "run record").get("software") if path is not None else None
+    if not isinstance(recorded, dict) or not all(isinstance(v, str) for v in recorded.values()):
+        return []
+    return software_differences(recorded, software())
+
+
+def record_resumed_software(output_dir: str | Path, step: int) -> None:
+    """Record in the run's run.json that it went on at `step` under the program now running (`resumed_under`), which the
+    next resume compares with: the steps before were computed by another."""
+    path = Path(output_dir) / RUN_RECORD
+    record = read_json(path, "run record")
+    record.setdefault("resumed_under", []).append({"step": step, "software": software(), "was": record.get("software")})
+    record["software"] = software()
     write_text_atomic(path, json.dumps(record, ensure_ascii=False, indent=1) + "\n")
 
 

@@ -57,7 +57,8 @@ from bbuvl.train.resume_records import (HISTORY_FILE, abandoned_checkpoints, che
                                         cut_back, global_step)
 from bbuvl.train.run_inputs import RunInputs, check_inputs, check_start, optional_data, read_run_inputs  # noqa: F401 - rl's too
 from bbuvl.train.run_record import (RUN_RECORD, ResumeMismatch, base_gone, carry_run_record, check_resume,
-                                    record_accepted_code, write_run_record)
+                                    record_accepted_code, record_resumed_software, software_changes,
+                                    write_run_record)
 from bbuvl.train.sample_cache import SampleCache
 from bbuvl.train.weight_average import WeightAverage
 
@@ -647,9 +648,17 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
                               f"out of training.output_dir, or rename it checkpoint-{global_step(found)} if no folder has "
                               "that name")
         ckpt = str(found)
+    upgraded: list[str] = []
     if ckpt is not None:
         # before minutes of loading, and before a head that does not fit is loaded
         accepted = check_resume(cfg, ckpt, files, accept_code)
+        upgraded = software_changes(ckpt)
+        if upgraded and _first_process():
+            # Not refused: an upgrade that fixes a bug is a reason to resume. But the steps after it are another
+            # program's, so the run says so and run.json records where (docs/resume.md, "Another program").
+            log.warning("resuming under another program than the run last ran under: %s; the run goes on, but not bit "
+                        "for bit as one that never stopped would (run.json's resumed_under records the step)",
+                        "; ".join(upgraded))
         if check_checkpoint is not None:
             check_checkpoint(ckpt)
         if accepted and _first_process():
@@ -676,6 +685,8 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
             write_run_record(out, cfg, files)
         if accepted:  # the next resume checks the code against the new digests
             record_accepted_code(out, cfg, global_step(ckpt), accepted)
+        if upgraded and (out / RUN_RECORD).is_file():
+            record_resumed_software(out, global_step(ckpt))
         if ckpt is not None:
             cut_back(out, ckpt)  # nothing the stopped run logged past the checkpoint stays beside what this one logs
 
