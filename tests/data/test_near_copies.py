@@ -14,6 +14,7 @@ from PIL import Image
 from bbuvl.data.check import check_dataset
 from bbuvl.data.convert import ConvertOptions, convert_dataset
 from bbuvl.data.layout import ERRORS, TRAIN, VAL
+from bbuvl.data.images import ImageError
 from bbuvl.data.near_copies import copy_groups, near_copies, photo_print
 from bbuvl.data.schema import DatasetError, ObjectAnn, read_records, resolve_image, write_dataset
 from bbuvl.data.split import split_photos
@@ -153,3 +154,15 @@ def test_split_of_photos_all_copies_of_one_is_refused_not_written_with_an_empty_
         split_photos(dataset, tmp_path / "split", val_ratio=0.3)
     assert not (tmp_path / "split").exists()
     assert split_photos(dataset, tmp_path / "split", val_ratio=0).train == 4
+
+
+def test_a_truncated_png_is_compared_with_nothing_and_split_and_check_go_on(scenes, tmp_path):
+    dataset, _ = with_copies(scenes["room"], tmp_path / "data")
+    png = tmp_path / "data" / "images" / "copy png.png"
+    png.write_bytes(png.read_bytes()[: png.stat().st_size // 2])  # its EXIF is read after its pixels: decoding them
+    with pytest.raises(ImageError, match="copy png.png: cannot decode image"):
+        photo_print(png)
+    result = split_photos(dataset, tmp_path / "split", val_ratio=0.3)
+    assert result.train + result.val == 11 and all("images/copy png.png" not in g for g in result.near_copies)
+    problems = check_dataset(dataset, decode_images=False)
+    assert not any("copy png.png: its pixels" in p.message for p in problems)

@@ -63,12 +63,12 @@ def photo_print(path: str | Path) -> np.ndarray | None:
     without detail. ImageError naming the file when it cannot be decoded."""
     with open_image(path, decode=False) as im:
         try:
-            orientation = exif_orientation(im)
-        except ValueError:  # an EXIF tag that is no number: `data check` names it; the pixels are still the photo's
-            orientation = 1
-        if im.format in ("JPEG", "MPO"):
-            im.draft("YCbCr", (PRINT_SIDE * DRAFT_PER_VALUE,) * 2)
-        try:
+            try:
+                orientation = exif_orientation(im)  # a PNG's EXIF may follow its pixels: reading it decodes them
+            except ValueError:  # a tag that is no number: `data check` names it; the pixels are still the photo's
+                orientation = 1
+            if im.format in ("JPEG", "MPO"):
+                im.draft("YCbCr", (PRINT_SIDE * DRAFT_PER_VALUE,) * 2)
             # As every reader takes it (images.to_rgb): Pillow's own convert clips a 16-bit PNG almost white.
             return print_of(upright(to_rgb(im), orientation))
         except (OSError, SyntaxError, ValueError) as e:  # a truncated or corrupt file
