@@ -11,6 +11,7 @@ import hashlib
 import json
 import random
 from collections import Counter
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from functools import lru_cache, partial
 from pathlib import Path
@@ -105,7 +106,15 @@ def _run(jobs: list[_Job], workers: int) -> Iterator[tuple[ImageRecord, dict]]:
         return
     # Workers only draw with Pillow and numpy; each photo depends only on its job, and map keeps the order.
     with process_pool(workers) as pool:
-        yield from pool.map(_render_job, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers))))
+        try:
+            yield from pool.map(_render_job, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers))))
+        except BrokenProcessPool:
+            # A worker the system killed (its memory ran out: a large --size renders a canvas many times the photo)
+            # ended the command in a traceback of the pool's internals.
+            w, h = jobs[0].size
+            raise ChildProcessError(f"a rendering process ended abruptly, killed (most often by the system when memory "
+                                    f"runs out: {workers} processes rendering {w}x{h} photos); run again with fewer "
+                                    "--workers or a smaller --size") from None
 
 
 def _check_stale(out: Path, jobs: list[_Job], fmt: str) -> None:
