@@ -151,5 +151,26 @@ def test_a_support_folder_given_relative_is_the_one_it_named_after_the_process_c
     watcher = SupportWatcher("support", load_backbone("pixels:8", "cpu"), watch_s=0)
     monkeypatch.chdir(tmp_path / "b")  # another folder holding a support folder of the same name
     # before: the next check read b/support and served its classes as a new version, without a word of why
-    assert not watcher.check() and watcher.status()["classes"] == {classes[0]: distinct(tmp_path / "a" / "support")}
+    assert not watcher.check() and not watcher.check()
+    assert watcher.status()["classes"] == {classes[0]: distinct(tmp_path / "a" / "support")}
     assert watcher.status()["stale"] is None and watcher.status()["version"] == 1
+
+
+def test_a_support_folder_half_deleted_at_a_check_keeps_its_whole_set_as_the_last_good_one(crops, tmp_path):
+    from bbuvl.fewshot.backbones import load_backbone
+    from bbuvl.serve.support_watch import SupportWatcher
+
+    root, classes = crops
+    folder = tmp_path / "support"
+    for label in classes[:2]:
+        shutil.copytree(root / label, folder / label)
+    watcher = SupportWatcher(folder, load_backbone("pixels:8", "cpu"), watch_s=0)
+    whole = watcher.status()["classes"]
+    for photo in sorted((folder / classes[0]).rglob("*.png"))[:2]:  # `rm -r support` half way at this check
+        photo.unlink()
+    assert not watcher.check()
+    shutil.rmtree(folder)
+    assert not watcher.check()
+    # before: the check half way served what was left as version 2, the set kept once the folder was gone
+    assert watcher.status()["classes"] == whole and watcher.status()["version"] == 1
+    assert f"{folder}: no such folder" in watcher.status()["stale"]

@@ -2,7 +2,8 @@
 changes").
 
 A thread lists the folder every `WATCH_S` seconds and stats what it holds; no file is read while that listing is
-unchanged. When it changed, only the files whose stat changed are hashed again (`StatDigests`), and only photos of new
+unchanged. When it changed, and lists alike at the next look (a folder half copied in or half deleted is not served),
+only the files whose stat changed are hashed again (`StatDigests`), and only photos of new
 content are embedded (a vector is kept per content digest, so a photo renamed or moved to another class is not
 embedded again). The new set is checked as the one at start was; a valid one replaces the served one in a single
 assignment, so a photo being re-scored keeps the set it began with. An invalid one (a class folder emptied, a photo
@@ -171,7 +172,7 @@ class SupportWatcher:
         except ValueError:
             listing = None  # read_support names what is wrong, or the first check does
         self.current = build_support(read_support(self.root, digest=self._digests), backbone, 1, None)
-        self._listing = listing
+        self._listing, self._changed = listing, listing  # the listing served, and the one the last check found
         self.problem: str | None = None  # why the folder as it is now is not what is served
         self.reloads = self.failures = 0
         self.checked_at = time.time()
@@ -190,8 +191,8 @@ class SupportWatcher:
             self._thread.join(wait_s)
 
     def check(self) -> bool:
-        """Serve the folder's photos as they are now when they changed and make a valid set; True when a new version is
-        served. Never raises for the folder's state: that is kept in `problem`."""
+        """Serve the folder's photos as they are now when they changed, listed alike at the check before, and make a
+        valid set; True when a new version is served. Never raises for the folder's state: that is kept in `problem`."""
         with self._lock:
             try:
                 return self._check()
@@ -204,6 +205,12 @@ class SupportWatcher:
         except ValueError as e:
             return self._unusable(str(e), None)
         if listing == self._listing:
+            self._changed = listing
+            return False
+        # Acted on once two checks in a row list it alike: a folder half copied in, or half deleted by `rm -r`, served
+        # the photos there at that moment as a version, kept as the last good set once the folder was gone
+        settled, self._changed = listing == self._changed, listing
+        if not settled:
             return False
         if (writer := writer_around(self.root)) is not None:  # its photos are not all there yet: look again next time
             return self._unusable(f"{self.root}: `bbuvl {writer.command}` (pid {writer.pid}) is writing it", None)
