@@ -127,3 +127,35 @@ def test_an_export_whose_processor_cannot_frame_some_photos_as_training_did_says
             theirs = (tuple(out["image_grid_thw"][0].tolist()), tuple(out["pixel_values"].shape))
         assert theirs == ours, name
     assert differ >= 2  # 120x100 and 224x168 are scaled up past the budget
+
+
+@pytest.mark.parametrize("bounds", [
+    (12544, 1568000, 2000),  # a budget over the 1,280 tokens a plain folder is given by default
+    (50176, 50176, 64),  # the shapes demo's: photos a stock processor scales up past the budget
+])
+def test_bbuvl_predict_on_the_export_frames_every_photo_as_on_the_checkpoint(tiny_vlm, photos, tmp_path, bounds):
+    import json
+
+    from bbuvl.infer.predictor import Predictor
+    from bbuvl.model.checkpoint import read_model_folder
+
+    checkpoint = checkpoint_at(tiny_vlm, tmp_path / "ckpt", *bounds)
+    assert CliRunner().invoke(cli, ["model", "export", str(checkpoint), str(tmp_path / "exported")]).exit_code == 0
+    labels = json.loads((tmp_path / "exported" / "labels.json").read_text(encoding="utf-8"))
+    ours = Predictor.load(checkpoint, device="cpu")
+    theirs = Predictor.load(read_model_folder(tmp_path / "exported", labels["labels"], labels["lang"]), device="cpu")
+    grids = [(p.name, *(tuple(pred.encode(pred.prepare(p)).sample.image_grid_thw[0].tolist()) for pred in (ours, theirs)))
+             for p in photos]
+    # Before, a plain folder's default 1,280-token budget shrank a 4000x3000 photo to 1,230 tokens where the
+    # checkpoint showed it 1,938, and the export's bounds scaled 224x168 up to 70 tokens where the checkpoint held 48.
+    assert [(name, a) for name, a, _ in grids] == [(name, b) for name, _, b in grids]
+
+
+def test_an_export_frame_file_that_is_no_frame_is_refused_naming_it(tiny_vlm, tmp_path):
+    from bbuvl.model.checkpoint import EXPORT_FRAME_FILE, read_model_folder
+
+    checkpoint = checkpoint_at(tiny_vlm, tmp_path / "ckpt", 12544, 150528, 192)
+    assert CliRunner().invoke(cli, ["model", "export", str(checkpoint), str(tmp_path / "exported")]).exit_code == 0
+    (tmp_path / "exported" / EXPORT_FRAME_FILE).write_text('{"min_pixels": 0}', encoding="utf-8")
+    with pytest.raises(ValueError, match=f"{EXPORT_FRAME_FILE}: min_pixels must be a positive integer"):
+        read_model_folder(tmp_path / "exported", ["螺丝"], "zh")

@@ -38,7 +38,7 @@ from bbuvl.atomic import atomic_folder, atomic_path, readable_as_opened, write_t
 from bbuvl.config import CONFIG_FILE, Config, dump_config, not_a_checkpoint, read_run_config
 from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.families import family_of
-from bbuvl.data.jsonfile import read_json
+from bbuvl.data.jsonfile import json_kind, read_json
 from bbuvl.data.scale import TrainingScale
 from bbuvl.model.checkpoint_files import TEMPLATE_FILE, check_module_state, check_prompt, json_problem, template_problem
 from bbuvl.model.identity import CHOSEN_LATER, record_digests, restamp_chosen
@@ -378,12 +378,34 @@ def relative_run_files(path: Path, run: Config,
     return notes
 
 
+EXPORT_FRAME_FILE = "bbuvl_frame.json"  # `bbuvl model export`: the frame its checkpoint trained in, budget included
+
+
+def export_frame(path: Path) -> CoordinateContract | None:
+    """The frame the checkpoint an export came from trained in: its pixel bounds and vision-token budget, which the
+    export's image processor holds only in part (model/export.py `frame_gap`); None: no such file (a base model, an
+    export written before it). ValueError naming the file when it is no frame of the folder's family."""
+    file = path / EXPORT_FRAME_FILE
+    if not file.is_file():
+        return None
+    fields = read_json(file, "export frame")
+    if not isinstance(fields, dict):
+        raise ValueError(f"{file}: holds {json_kind(fields)}, expected a JSON object (`bbuvl model export` writes one)")
+    try:
+        frame = CoordinateContract(**fields)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{file}: {e}") from None
+    if frame.family != family_of(path).model_type:
+        raise ValueError(f"{file}: a {frame.family} frame, but {path} holds a {family_of(path).model_type} model")
+    return frame
+
+
 def _plain_folder(path: Path, labels: list[str], lang: str | None, cfg: Config | None) -> ModelFolder:
     from bbuvl.data.labels import Hierarchy
     from bbuvl.encode.prompts import system_prompt
 
     family = family_of(path)
-    own_frame = cfg is None
+    own_frame, frame = cfg is None, None
     if own_frame:
         cfg = Config()
         cfg.model.family, cfg.detection.enabled, cfg.model.vision_positions = family.model_type, False, False
@@ -392,6 +414,11 @@ def _plain_folder(path: Path, labels: list[str], lang: str | None, cfg: Config |
         budget = saved.get("max_new_tokens") if isinstance(saved, dict) else None
         if isinstance(budget, int) and not isinstance(budget, bool) and budget > 0:
             cfg.inference.max_new_tokens = budget  # the folder's own answer budget (`bbuvl model export` writes it)
+        if (frame := export_frame(path)) is not None:
+            # An export frames each photo as its checkpoint did, where its processor's bounds and the default
+            # vision-token budget framed some otherwise (a budget over 1,280 tokens, a photo scaled up past it).
+            cfg.model.min_pixels, cfg.model.max_pixels = frame.min_pixels, frame.max_pixels
+            cfg.model.max_vision_tokens = frame.max_vision_tokens or cfg.model.max_vision_tokens
     else:
         cfg = cfg.model_copy(deep=True)
     cfg.model.path = str(path)
@@ -401,7 +428,7 @@ def _plain_folder(path: Path, labels: list[str], lang: str | None, cfg: Config |
         raise ValueError(f"the config says model.family {cfg.model.family} but {path} holds a {family.model_type} model")
     hierarchy = Hierarchy.load(cfg.data.hierarchy)
     prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang, family.model_type), labels, cfg.data.lang)
-    return ModelFolder(path, False, cfg, prompt, None if own_frame else cfg.model.frame())
+    return ModelFolder(path, False, cfg, prompt, frame if own_frame else cfg.model.frame())
 
 
 def lora_base(path: str | Path) -> Path | None:

@@ -31,7 +31,7 @@ from bbuvl.data.coords import MAX_ASPECT, CoordinateContract
 from bbuvl.data.families import TURN_END
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.scale import SCALE_FILE, TrainingScale
-from bbuvl.model.checkpoint import (HEAD_FILE, POSITIONS_FILE, READOUT_FILE, ModelFolder, is_peft,
+from bbuvl.model.checkpoint import (EXPORT_FRAME_FILE, HEAD_FILE, POSITIONS_FILE, READOUT_FILE, ModelFolder, is_peft,
                                     is_plain_model_folder, load_model, read_model_folder)
 from bbuvl.model.checkpoint_files import TEMPLATE_FILE
 from bbuvl.model.identity import CHOSEN_LATER
@@ -305,7 +305,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
         # The export would load, then fail at the first apply_chat_template, with a card saying the template is there.
         raise ValueError(f"{folder.path / TEMPLATE_FILE}: missing, so the processor has no chat template, which stock "
                          "loaders build the prompt with; re-copy the checkpoint with it")
-    gap = frame_gap(contract)
+    gap, trained = frame_gap(contract), contract
     contract = stock_frame(contract)
     set_pixel_range(processor, contract)  # the stock resize then shrinks a photo over the token budget as training did
     vlm = model.vlm
@@ -335,6 +335,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
         labels = {"labels": prompt.labels, "lang": prompt.lang}
         write_text_atomic(tmp / LABELS_FILE, json.dumps(labels, ensure_ascii=False, indent=2) + "\n")
         write_text_atomic(tmp / result.card.relative_to(out), model_card(folder, contract, prompt, cfg, result))
+        # `bbuvl predict` on the export frames each photo by it, as on the checkpoint; stock loaders never read it.
+        write_text_atomic(tmp / EXPORT_FRAME_FILE, json.dumps(trained.to_dict(), indent=2) + "\n")
         # Not read by stock loaders; `bbuvl predict -c OUT --tiles auto` reads them as in the checkpoint, where without
         # them it tiled at scale 1 and said it was 'the scale the checkpoint trained at'.
         for name in carried:
