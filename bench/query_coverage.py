@@ -24,6 +24,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from bench_files import refuse_foreign_rows
+
 
 def coverage(checkpoint: Path, val: Path, distinct: list[float], iou: float, batch_size: int = 4) -> dict[str, dict[str, float]]:
     """`{column: {kind: share covered}}` with the kinds' part counts under "parts" and every part under "ALL"."""
@@ -97,6 +99,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--iou", type=float, default=0.5, help="a part is covered by a box at this IoU")
     ap.add_argument("--json", type=Path, help="append the table as one JSON line")
     args = ap.parse_args(argv)
+    if args.json:  # before the checkpoint is read: a dataset's JSONL given as --json is not appended to
+        try:
+            refuse_foreign_rows(args.json, lambda row: {"checkpoint", "val", "iou", "covered"} <= set(row),
+                                "coverage tables")
+        except ValueError as e:
+            ap.error(f"--json: {e}")
     distinct = [float(v) for v in args.distinct.split(",") if v.strip()]
     table = coverage(args.checkpoint, args.val, distinct, args.iou)
     parts = table.pop("parts")

@@ -82,3 +82,16 @@ def test_a_report_the_bench_wrote_is_replaced_whole_and_its_rows_are_read_back(b
     rows.write_text('{"seed": 1}\n{"seed": 2', encoding="utf-8")
     with pytest.raises(ValueError, match=f"{rows}:2"):
         bench_files.refuse_foreign_rows(rows, lambda r: "seed" in r, "rows")
+
+
+@pytest.mark.parametrize("script, args", [
+    ("inspection.py", ["--checkpoint", "never-read", "--seeds", "1", "--closeups", "1", "--wide", "0"]),
+    ("query_coverage.py", ["--checkpoint", "never-read", "--val", "never-read.jsonl"]),
+])
+def test_a_bench_appending_its_table_never_appends_to_a_dataset(script, args, tmp_path, capsys):
+    data = tmp_path / "val.jsonl"
+    line = json.dumps({"images": ["a.jpg"], "width": 4, "height": 4, "objects": []}) + "\n"
+    data.write_text(line, encoding="utf-8")
+    assert refusal(script, [*args, "--json", str(data)]) == "2"  # before any photo is rendered or checkpoint read
+    assert f"--json: {data}:1: not a line of" in " ".join(capsys.readouterr().err.split())
+    assert data.read_text(encoding="utf-8") == line
