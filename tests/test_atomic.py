@@ -88,3 +88,21 @@ def test_a_folder_written_whole_gives_each_file_the_mode_a_plain_open_gives(tmp_
         (tmp / "config.json").write_text("{}", encoding="utf-8")
     modes = {p.name: oct(p.stat().st_mode & 0o777) for p in (tmp_path / "model").iterdir()}
     assert set(modes.values()) == {oct(0o666 & ~umask)}, modes
+
+
+def test_a_write_failing_inside_folders_being_written_says_why_once(tmp_path):
+    # eval --report onto a full disk said "rep/faults: writing failed (rep/worst: writing failed (rep/.worst.123.tmp/
+    # 020_x.png: writing failed (No space left on device); nothing was written); nothing was written); ...".
+    import errno
+
+    from bbuvl.atomic import atomic_folder, save_atomic
+
+    def disk_full(fh):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError) as failed:
+        with atomic_folder(tmp_path / "rep" / "faults"), atomic_folder(tmp_path / "rep" / "worst") as worst:
+            save_atomic(worst / "020_x.png", disk_full)
+    assert failed.value.errno == errno.ENOSPC
+    assert failed.value.strerror == f"{tmp_path / 'rep' / 'faults'}: writing failed (No space left on device); nothing was written"
+    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == []

@@ -78,7 +78,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         if code is None:
             raise
         kept = "the previous file is kept" if path.exists() else "nothing was written"
-        raise OSError(code, f"{path}: writing failed ({_why(e)}); {kept}") from e
+        raise WriteFailed(code, f"{path}: writing failed ({_why(e)}); {kept}", _why(e)) from e
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
@@ -151,7 +151,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
         if code is None:
             raise
         kept = "the previous folder is kept" if path.exists() else "nothing was written"
-        raise OSError(code, f"{path}: writing failed ({_why(e)}); {kept}") from e
+        raise WriteFailed(code, f"{path}: writing failed ({_why(e)}); {kept}", _why(e)) from e
 
 
 def temporary_prefix(path: Path) -> str:
@@ -225,5 +225,18 @@ def _write_errno(e: BaseException) -> int | None:
     return errno.ENOSPC if "No space left on device" in text or "os error 28" in text else None
 
 
+class WriteFailed(OSError):
+    """A write that failed: `message` names its file or folder, why and what is kept; `why` is the first cause's words.
+    OSError's own (code, message) arguments, so that it crosses a process pool as it was raised."""
+
+    def __init__(self, code: int, message: str, why: str = ""):
+        super().__init__(code, message)
+        self.why = why or message
+
+
 def _why(e: BaseException) -> str:
+    # A picture written inside a folder being written: the folder says why in the picture's first cause's words, not
+    # "writing failed (...: writing failed (No space left on device); ...); ..." nested in it.
+    if isinstance(e, WriteFailed):
+        return e.why
     return (e.strerror if isinstance(e, OSError) else None) or (str(e).splitlines() or [type(e).__name__])[0]
