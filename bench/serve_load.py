@@ -173,6 +173,15 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path, default=None, help="serve this checkpoint (default: build a tiny one)")
     ap.add_argument("--photo", type=Path, action="append", default=None, help="photo to post (repeatable)")
     args = ap.parse_args()
+    # Refused before a checkpoint is built or a server started: a division by zero, or one server compared with itself.
+    for name, least in (("clients", 1), ("rounds", 1), ("max_requests", args.rounds), ("max_batch", 2)):
+        if getattr(args, name) < least:
+            ap.error(f"--{name.replace('_', '-')} must be at least {least}, got {getattr(args, name)}")
+    if not args.seconds > 0:
+        ap.error(f"--seconds must be above 0, got {args.seconds:g}")
+    for photo in args.photo or []:
+        if not photo.is_file():
+            ap.error(f"--photo {photo}: no such file")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.checkpoint is None:

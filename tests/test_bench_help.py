@@ -20,3 +20,14 @@ def test_every_bench_imports_and_its_help_runs(script):
     assert code == 0, err[-3000:]
     if "argparse" in script.read_text(encoding="utf-8") and "__main__" in script.read_text(encoding="utf-8"):
         assert out.startswith("usage: "), (out[:500], err[-500:])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-batch", "1"], "--max-batch must be at least 2, got 1"),  # one server, compared with itself
+    (["--rounds", "0"], "--rounds must be at least 1, got 0"),  # seconds / rounds
+    (["--seconds", "0"], "--seconds must be above 0, got 0"),
+    (["--photo", "no-such.png"], "--photo no-such.png: no such file"),
+])
+def test_serve_load_refuses_options_it_cannot_measure_before_building_anything(args, message):
+    code, out, err = run_bench_in_process(BENCH / "serve_load.py", args)
+    assert code == 2 and message in err and "Traceback" not in err
