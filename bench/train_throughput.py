@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--batch", type=int, default=4)
     args = ap.parse_args()
+    if args.steps < 2 or args.batch < 1:  # the first step warms up: one alone measures nothing
+        ap.error(f"--steps must be at least 2 and --batch at least 1, got {args.steps} and {args.batch}")
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -53,7 +55,7 @@ def main() -> None:
         opt = torch.optim.AdamW([p for p in run.model.parameters() if p.requires_grad], lr=1e-4)
         n = len(run.train_dataset)
         batches = [[run.train_dataset[(s * args.batch + i) % n] for i in range(args.batch)] for s in range(args.steps)]
-        n_teacher = sum(len(b_.meta["images"]) > 1 for b in batches for b_ in b)
+        n_teacher = sum(len(sample.meta["images"]) > 1 for b in batches[1:] for sample in b)  # in the measured steps
         stats = {k: {"time": 0.0, "samples": 0, "real": 0, "slots": 0} for k in layouts}
         run.model.train()
         for step, samples in enumerate(batches):
@@ -70,7 +72,7 @@ def main() -> None:
                     s["samples"] += len(samples)
                     s["real"] += int((batch.sample_index >= 0).sum())
                     s["slots"] += batch.input_ids.numel()
-        print(f"{args.steps - 1} measured steps of {args.batch} samples ({n_teacher} of {args.steps * args.batch} with a teacher)")
+        print(f"{args.steps - 1} measured steps of {args.batch} samples ({n_teacher} of {(args.steps - 1) * args.batch} with a teacher)")
         rates = {}
         for name, s in stats.items():
             rates[name] = s["samples"] / s["time"]

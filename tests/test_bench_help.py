@@ -31,3 +31,8 @@ def test_every_bench_imports_and_its_help_runs(script):
 def test_serve_load_refuses_options_it_cannot_measure_before_building_anything(args, message):
     code, out, err = run_bench_in_process(BENCH / "serve_load.py", args)
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_train_throughput_refuses_a_single_step_which_only_warms_up():
+    code, out, err = run_bench_in_process(BENCH / "train_throughput.py", ["--steps", "1"])
+    assert code == 2 and "--steps must be at least 2" in err and "Traceback" not in err
