@@ -44,11 +44,12 @@ def save_copy(photo: Path, kind: str, dest: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory) -> dict[str, Path]:
-    """Two small datasets of distinct synthetic photos: the equipment room (wide) and the shapes scene."""
+    """Small datasets of distinct synthetic photos: the equipment room (wide and close-up) and the shapes scene."""
     root = tmp_path_factory.mktemp("scenes")
     synthesize(root / "room", 8, 0, seed=5, size=(320, 240), num_teachers=0)
+    synthesize(root / "closeup", 6, 0, seed=5, size=(320, 240), num_teachers=0, framing="closeup")
     synthesize_shapes(root / "shapes", 12, 0, seed=5, size=(224, 224), num_teachers=0)
-    return {"room": root / "room" / TRAIN, "shapes": root / "shapes" / TRAIN}
+    return {name: root / name / TRAIN for name in ("room", "closeup", "shapes")}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -58,7 +59,7 @@ def test_a_photo_a_tool_saved_again_is_a_near_copy_of_it(scenes, tmp_path, kind)
     assert [(n.first, n.second) for n in near_copies([photo_print(photo), photo_print(copy)])] == [(0, 1)]
 
 
-@pytest.mark.parametrize("scene", ["room", "shapes"])
+@pytest.mark.parametrize("scene", ["room", "closeup", "shapes"])
 def test_distinct_photos_of_one_synthetic_scene_are_never_near_copies(scenes, scene):
     prints = [photo_print(resolve_image(scenes[scene], r.image)) for r in read_records(scenes[scene])]
     assert all(p is not None for p in prints)
