@@ -54,6 +54,9 @@ def serve(
     fewshot_backbone: str = typer.Option("pixels", metavar=PATH_OR_ID, help="Few-shot backbone: CLIP / DINOv2 / ResNet folder, or 'pixels[:SIDE]'."),
     fewshot_threshold: float = typer.Option(0.6, help="Few-shot best score below this -> unknown; in [-1, 1].",
                                             callback=finite_range(-1, 1)),
+    fewshot_watch: float = typer.Option(2.0, "--fewshot-watch", callback=finite_range(0), help="Seconds between looks "
+                                        "at the --fewshot folder for changes, served without a restart; 0: read it at "
+                                        "start only."),
     max_batch: int = typer.Option(8, callback=int_range(1), help="Most images in one forward pass."),
     max_wait_ms: float = typer.Option(25.0, callback=finite_range(0), help="Longest wait for more images before a batch starts."),
     queue_size: int = typer.Option(64, callback=int_range(1), help="Images that may wait; beyond it requests get 503 + Retry-After. "
@@ -108,7 +111,7 @@ def serve(
                                      "--api-key-file": api_key_file})
     tiled = tile_options(tiles, tile_zoom, tile_whole, zoom_into, tile_stride, tile_refine)
     mode = plain_model_mode(checkpoint, labels, lang, mode, lang_typed=typed(ctx, "lang"))
-    refuse_unused(ctx, fewshot is not None, "--fewshot", "fewshot_backbone", "fewshot_threshold")
+    refuse_unused(ctx, fewshot is not None, "--fewshot", "fewshot_backbone", "fewshot_threshold", "fewshot_watch")
     if api_key_file is not None:  # a FIFO was waited on forever, the server never starting
         require_file(api_key_file, "--api-key-file", "key file")
     if labels is not None:
@@ -125,7 +128,7 @@ def serve(
         from bbuvl.serve.fewshot import FewShotRescorer
 
         with user_errors(ValueError, OSError):
-            rescorer = FewShotRescorer.load(fewshot, fewshot_backbone, fewshot_threshold, device or "auto")
+            rescorer = FewShotRescorer.load(fewshot, fewshot_backbone, fewshot_threshold, device or "auto", fewshot_watch)
     with user_errors(ValueError, OSError, CheckpointError):
         folder = read_folder(checkpoint, labels, lang)
         # A LoRA checkpoint's base model (and the hierarchy its run config names) is read too

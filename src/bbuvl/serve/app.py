@@ -79,6 +79,8 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
     """The ASGI app serving `engine`; its batcher starts and stops with the app's lifespan."""
     settings = settings or ServeSettings()
     metrics = ServeMetrics()
+    if engine.fewshot is not None:  # its support set's version, classes and staleness (serve/support_watch.py)
+        metrics.registry.register(engine.fewshot.watcher)
     def run_batch(mode: str, photos: Sequence[Photo]) -> list[Answer | Exception]:
         """`engine.run`, counting the photos whose rows left their batch and the passes of it they were left out of."""
         answers = engine.run(mode, photos)
@@ -151,6 +153,8 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
     async def readyz() -> JSONResponse:
         state = {"ready": batcher.alive and not batcher.full, "model_loaded": True, "worker_alive": batcher.alive,
                  "queue_depth": batcher.depth, "queue_size": settings.queue_size}
+        if engine.fewshot is not None:  # a stale support set leaves the server ready: the last good one answers
+            state["fewshot"] = engine.fewshot.watcher.status()
         return JSONResponse(state, status_code=200 if state["ready"] else 503, headers={} if state["ready"] else {"Retry-After": "1"})
 
     @app.api_route("/metrics", methods=READ)
@@ -164,7 +168,8 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
             extract = await image_upload(request, settings.max_body_bytes, settings.body_pace, take)
             result, timing = await unless_gone(request, answer(extract, engine.mode))
         return JSONResponse({"width": result.width, "height": result.height, "objects": result.objects,
-                             "verdict": result.verdict.to_dict(), "model": engine.info(), "timing_ms": timing,
+                             "verdict": result.verdict.to_dict(), "model": engine.info(fewshot=result.fewshot),
+                             "timing_ms": timing,
                              "usage": result.usage(),
                              **({"cut": True} if result.cut else {}), **({"tiled": True} if result.tiled else {})})
 
@@ -178,7 +183,7 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
             # parsed and decoded off the event loop, under the request's deadline, as a detect body is (answering.py)
             result, timing = await unless_gone(request, answer(lambda: image_from_chat(parse_json(body)), "generate"))
         extra = {"width": result.width, "height": result.height, "verdict": result.verdict.to_dict(),
-                 "model_info": engine.info("generate"), "timing_ms": timing}
+                 "model_info": engine.info("generate", result.fewshot), "timing_ms": timing}
         return JSONResponse(chat_response(result.objects, result.raw, engine.checkpoint, extra, result.usage(), result.cut))
 
     @app.api_route("/", methods=READ)

@@ -66,6 +66,7 @@ class Answer:
     tiled: bool = False  # predicted through tiles or zoom, judged by the tiled photos' thresholds (infer/verdict.py)
     prompt_tokens: int = 0  # what the model read and wrote for it, over every pass (ImageResult's)
     completion_tokens: int = 0
+    fewshot: dict[str, Any] | None = None  # the model info of the support set that scored its boxes (serve/fewshot.py)
 
     def usage(self) -> dict[str, int]:
         """OpenAI's `usage` object of this answer: the tokens read, written, and both."""
@@ -126,8 +127,9 @@ class Engine:
         """The options answers in `mode` run with: the server's own, judged by the thresholds chosen in `mode`."""
         return self._by_mode[mode]
 
-    def info(self, mode: str | None = None) -> dict[str, Any]:
-        """The `model` object of every answer."""
+    def info(self, mode: str | None = None, fewshot: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The `model` object of every answer; `fewshot` the info of the support set that scored it (else the one
+        served now)."""
         c = self.predictor.contract
         o = self.options
         plan = o.plan(chosen_refine=self.predictor.tile_refine)
@@ -137,7 +139,7 @@ class Engine:
                                                      "whole": o.tile_whole, "zoom_into": list(o.zoom_containers),
                                                      "refine": list(plan.refine)},
                 "labels": len(self.predictor.prompt.labels or []),
-                "fewshot": self.fewshot.info() if self.fewshot is not None else None}
+                "fewshot": fewshot or (self.fewshot.info() if self.fewshot is not None else None)}
 
     def prepare(self, image: Image.Image) -> Photo:
         """Resize a decoded photo to its model frame and encode its prompt, ready for any mode's batch (thread-safe)."""
@@ -178,12 +180,13 @@ class Engine:
             is_fault = self.faults.is_fault
             objects = [{**d.to_dict(), "unknown": False, "fault": is_fault(d.label)} for d in r.objects]
             timing = {"inference": round(infer_ms, 2)}
+            scored_by = None
             if self.fewshot is not None and photo.image is not None and objects:
                 t = time.perf_counter()
-                self.fewshot.rescore(photo.image, objects)
+                scored_by = self.fewshot.rescore(photo.image, objects)  # a reload after it leaves this answer's set
                 timing["fewshot"] = round((time.perf_counter() - t) * 1000, 2)
             answers.append(Answer(r.width, r.height, objects, self.predictor.verdict(r, options), r.raw, timing,
-                                  r.cut, r.tiled, r.prompt_tokens, r.completion_tokens))
+                                  r.cut, r.tiled, r.prompt_tokens, r.completion_tokens, scored_by))
         return answers
 
 
