@@ -4,6 +4,7 @@ a file, which a later sweep reads to skip the runs already done."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -68,15 +69,27 @@ def timed_training(config: str, batch: int, procs: int, data: Path, model: Path,
 SWEEP_ROW = {"seed", "threads", "steps", "train", "overrides"}  # what every sweep's row holds
 
 
+_HELD: list = []  # the open `--out` whose lock this sweep holds until it exits
+
+
 def finished_rows(out: Path) -> list[dict]:
     """The rows earlier sweeps appended to `out` (its folder is created), so a killed sweep resumes; exits with one
-    line when `out` holds anything else (a dataset's JSONL given as `--out` is not appended to)."""
+    line when `out` holds anything else (a dataset's JSONL given as `--out` is not appended to), or when another sweep
+    is appending to it: both would run the same seeds, and the summary would count each twice."""
+    rows = lambda: refuse_foreign_rows(out, lambda row: SWEEP_ROW <= set(row), "sweep rows")  # noqa: E731
     try:
-        rows = refuse_foreign_rows(out, lambda row: SWEEP_ROW <= set(row), "sweep rows")
+        rows()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        held = out.open("a", encoding="utf-8")
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held.close()
+            raise ValueError(f"{out}: another sweep is appending to it; wait for it to end, or give another --out") from None
+        _HELD.append(held)
+        return rows()  # read again under the lock: what a sweep that just ended appended counts as done
     except ValueError as e:
         raise SystemExit(str(e)) from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return rows
 
 
 def already_run(rows: list[dict], defaults: dict | None = None, **fields) -> bool:

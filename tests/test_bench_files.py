@@ -95,3 +95,15 @@ def test_a_bench_appending_its_table_never_appends_to_a_dataset(script, args, tm
     assert refusal(script, [*args, "--json", str(data)]) == "2"  # before any photo is rendered or checkpoint read
     assert f"--json: {data}:1: not a line of" in " ".join(capsys.readouterr().err.split())
     assert data.read_text(encoding="utf-8") == line
+
+
+def test_a_second_sweep_on_the_same_out_is_refused_while_the_first_appends(tmp_path):
+    import fcntl
+
+    out = tmp_path / "runs" / "spread.jsonl"
+    out.parent.mkdir()
+    with out.open("a") as first:  # what a running sweep holds (child_runs.finished_rows)
+        fcntl.flock(first, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        message = refusal("guard_spread.py", ["--seeds", "0", "--threads", "1", "--steps", "1", "--out", str(out)])
+    assert message == f"{out}: another sweep is appending to it; wait for it to end, or give another --out"
+    assert out.read_text() == ""
