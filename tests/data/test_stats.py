@@ -52,3 +52,23 @@ def test_stats_of_no_records_are_empty_and_json_serialisable():
     s = dataset_stats([], CoordinateContract())
     assert s["images"] == 0 and s["labels"] == {} and s["vision_tokens"]["total"] == 0
     json.dumps(s)
+
+
+def test_records_are_counted_as_they_come_and_none_is_kept():
+    # `data stats` held every record of its files at once: 280 MB for 20,000 photos of 15 boxes. It reads them as a
+    # stream now, so the statistics of a generator must count each record once, and keep none of them.
+    import tracemalloc
+
+    def photos(n: int):
+        for i in range(n):
+            yield rec((640 + i % 3, 480), [OK, STICKER] * 15)
+
+    tracemalloc.start()
+    try:
+        s = dataset_stats(photos(200), CoordinateContract())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert s["images"] == 200 and s["objects"] == 6000 and s["labels"] == {OK: 3000, STICKER: 3000}
+    assert s["image_sizes"]["distinct"] == 3 and s["vision_tokens"]["total"] > 0
+    assert peak < 2**20, peak  # 200 records of 30 boxes, kept, are about 4.5 MB; counted as they come, 0.05
