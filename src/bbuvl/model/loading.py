@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel
 
-from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.families import TURN_START, VISION_SPECIAL_TOKENS, check_hub_reachable, family_of
 from bbuvl.model.checkpoint import TOKENIZER_FILES, CheckpointError
@@ -145,6 +145,8 @@ def load_model_and_processor(
     if attn_implementation == "flash_attention_2":
         check_flash_attention()
     check_model_source(str(path))
+    if frame is not None and processor_path is not None:  # a checkpoint's contract (train checks its config's)
+        check_frame_family(path, frame, processor_path)
     processor = load_processor(processor_path or path, frame)
     kwargs: dict[str, Any] = {}
     if load_in_bits != 16:
@@ -159,6 +161,24 @@ def load_model_and_processor(
     if device is not None:
         model = model.to(device)
     return model.eval(), processor
+
+
+def check_frame_family(path: str, frame: CoordinateContract, contract_folder: str) -> None:
+    """ValueError when a local model folder's family (config.json) is not the family of the checkpoint's contract."""
+    # A checkpoint's coordinate_contract.json of another family (copied from another run) loaded silently: its boxes
+    # were read in that family's frame and convention, its prompt written as that family's (docs/families.md).
+    if not Path(path).is_dir():
+        return
+    family = family_of(path)
+    if frame.family == family.model_type:
+        return
+    # `contract_folder` is the checkpoint, `path` where its weights load from: the same folder, or a LoRA one's base.
+    raise ValueError(f"{Path(contract_folder) / CONTRACT_FILE}: family '{frame.family}' ({frame.box_format} boxes, "
+                     f"{frame.factor}-pixel cells), but {Path(path) / 'config.json'} is a {family.name} model "
+                     f"('{family.model_type}', {family.box_format} boxes, {family.factor}-pixel cells): it would be "
+                     "prompted, and its boxes "
+                     "read, as the other family's; restore the checkpoint's own contract or give the model it was "
+                     "trained from")
 
 
 def load_weights(model_class: Any, path: str, **kwargs: Any) -> PreTrainedModel:
