@@ -32,22 +32,29 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
+    if args.photos < 1:
+        ap.error(f"--photos must be at least 1, got {args.photos}")
     torch.set_num_threads(args.threads)
-    predictor = Predictor.load(args.checkpoint, device="cpu")
+    try:  # the defaults are relative to the repository's root, where `make demo` writes demo_out/
+        paths = [str(resolve_image(args.gt, r.image)) for r in read_records(args.gt)][: args.photos]
+        predictor = Predictor.load(args.checkpoint, device="cpu")
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"{e} (run `make demo`, or give --checkpoint and --gt)") from None
+    if predictor.model.detection_head is None:
+        raise SystemExit(f"{args.checkpoint}: no detection head, so no boxes to name")
     if not can_continue_prompt(predictor.model.vlm):
         raise SystemExit(f"{args.checkpoint}: this family's LLM has recurrent layers; name mode decodes full rows")
     options = predictor.options()
-    paths = [str(resolve_image(args.gt, r.image)) for r in read_records(args.gt)][: args.photos]
     constraint = predictor.labels_constraint()
     seconds = {"whole rows": 0.0, "prompt read once": 0.0}
-    boxes, same, logp_diff = 0, True, 0.0
+    boxes, timed, same, logp_diff = 0, 0, True, 0.0
     for i, path in enumerate(paths):
         p = predictor.encode(predictor.prepare(path))
         (found,) = head_objects(predictor, [p], options)
         begun = [answer_prefix(predictor, predictor.contract.to_model(d.bbox_2d, p.size)) for d, _ in found]
         if not begun:
             continue
-        boxes += len(begun)
+        boxes, timed = boxes + len(begun), timed + 1
         frame = predictor.contract.answer_extent(p.size)
         grammar = constraint.grammar(frame)
         budget = grammar.label_budget()
@@ -70,10 +77,12 @@ def main() -> None:
         same = same and torch.equal(a, b)
         if la.shape == lb.shape:
             logp_diff = max(logp_diff, float((la - lb).abs().max()))
-    n = len(paths)
-    print(f"{args.checkpoint}: {n} photos, {boxes} head boxes named ({args.threads} thread(s))")
+    if not timed:
+        raise SystemExit(f"{args.checkpoint}: the head found no box on {len(paths)} photos of {args.gt}: nothing to name")
+    # A photo without a head box decodes nothing either way: the seconds are those of the photos that had one.
+    print(f"{args.checkpoint}: {timed} photos with head boxes of {len(paths)}, {boxes} boxes named ({args.threads} thread(s))")
     for way, s in seconds.items():
-        print(f"  {way:<17} {s / n:.3f} s a photo")
+        print(f"  {way:<17} {s / timed:.3f} s a photo")
     print(f"  ratio (whole rows / read once): {seconds['whole rows'] / max(seconds['prompt read once'], 1e-9):.2f}x; "
           f"same tokens: {same}; largest log-probability difference {logp_diff:.1e}")
 

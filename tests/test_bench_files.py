@@ -1,5 +1,6 @@
 """A bench writes its report, or appends its rows, only where the file there is its own (bench/bench_files.py): a
-mistyped `--json`, `--out` is refused before any work, naming the file, and the file is left as it was."""
+mistyped `--json`, `--out` is refused before any work, naming the file, and the file is left as it was. Inputs that
+are not there are one line naming them, from any working folder."""
 
 from __future__ import annotations
 
@@ -107,3 +108,11 @@ def test_a_second_sweep_on_the_same_out_is_refused_while_the_first_appends(tmp_p
         message = refusal("guard_spread.py", ["--seeds", "0", "--threads", "1", "--steps", "1", "--out", str(out)])
     assert message == f"{out}: another sweep is appending to it; wait for it to end, or give another --out"
     assert out.read_text() == ""
+
+
+def test_name_mode_from_another_folder_names_the_missing_demo_files_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # its defaults are demo_out/... under the repository's root
+    assert refusal("name_mode.py", []) == ("demo_out/bbu/val/val.jsonl: cannot open dataset: No such file or directory "
+                                           "(run `make demo`, or give --checkpoint and --gt)")
+    (tmp_path / "val.jsonl").write_text("", encoding="utf-8")
+    assert refusal("name_mode.py", ["--gt", "val.jsonl"]).startswith("demo_out/bbu/run/final: no such checkpoint folder")
