@@ -193,6 +193,9 @@ def test_the_frame_comes_from_one_source_then_explicit_bounds(tmp_path):
         resolve_frame(cfg, tmp_path)
     with pytest.raises(ValueError, match="must not exceed"):
         resolve_frame(cfg, min_pixels=10**6)
+    (tmp_path / "run" / "final").mkdir(parents=True)  # a run's folder given for its final/ checkpoint is named so
+    with pytest.raises(ValueError, match="a training run's folder, not a checkpoint: give its final/"):
+        resolve_frame(checkpoint=tmp_path / "run")
 
 
 def test_a_batch_of_full_size_photos_that_would_overflow_a_budget_is_named_with_the_value_that_fits():

@@ -23,7 +23,7 @@ import yaml
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
 
-from bbuvl.data.coords import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, CoordinateContract
+from bbuvl.data.coords import CONTRACT_FILE, QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, CoordinateContract
 from bbuvl.data.families import FAMILIES, Family, family_of, get_family
 from bbuvl.data.regions import parse_grid
 from bbuvl.data.text import bom_encoding, drop_invisible, gbk_hint, show_text
@@ -1123,6 +1123,10 @@ def resolve_frame(config: str | Path | None = None, checkpoint: str | Path | Non
         raise ValueError("give --config or --checkpoint, not both")
     frame = CoordinateContract()
     if checkpoint is not None:
+        # A run's folder, given for its final/, was "coordinate_contract.json: missing; this checkpoint was not saved by
+        # bbuvl train" (data stats and convert), where predict names what it is and the folder to give.
+        if not (Path(checkpoint) / CONTRACT_FILE).exists() and (what := not_a_checkpoint(Path(checkpoint))):
+            raise ValueError(what)
         frame = CoordinateContract.load(checkpoint)
     elif config is not None:
         frame = load_config(config).model.frame()

@@ -72,6 +72,15 @@ def test_export_coco_refuses_a_photo_on_two_lines_naming_both_and_writes_nothing
     assert not (tmp_path / "coco.json").exists()
 
 
+def test_export_coco_refuses_a_jsonl_whose_photos_are_not_where_its_paths_lead_and_writes_nothing(tmp_path: Path):
+    # A train.jsonl copied out of its folder: exported naming photos that are not there, which import-coco refused.
+    photo(tmp_path / "ds" / "images" / "a.jpg")
+    (tmp_path / "copy.jsonl").write_text(record("images/a.jpg") + "\n", encoding="utf-8")
+    code, said = run("export-coco", tmp_path / "copy.jsonl", tmp_path / "coco.json")
+    assert code == 2 and "copy.jsonl:1: image images/a.jpg: no such file at" in "".join(said.split("\n")), said
+    assert not (tmp_path / "coco.json").exists()
+
+
 def _turned_photo(path: Path, box: tuple[int, int, int, int]) -> None:
     """A 64x48 JPEG (the file's pixel grid) with a red block at `box`, which viewers show turned a quarter clockwise
     (EXIF orientation 6), 48x64."""

@@ -156,3 +156,22 @@ def test_a_label_holding_control_characters_is_refused_with_them_shown_escaped(t
     message = str(row.error)
     assert message.startswith(f"{p}:1: objects.0.desc: label ") and "holds control characters" in message
     assert message.isprintable()  # the terminal is shown `\x1b`, never sent it
+
+
+def test_a_line_cut_inside_a_string_says_where_the_string_starts_in_plain_words(tmp_path):
+    # Python's message ends in "at": it read "Unterminated string starting at at column 13".
+    p = tmp_path / "d.jsonl"
+    _write(p, [json.dumps(REC), '{"images": ["a.jp'])
+    rows = list(iter_dataset(p))
+    assert str(rows[1].error) == f"{p}:2: invalid JSON: Unterminated string starting at column 13"
+
+
+def test_a_label_is_cleaned_and_refused_alike_on_every_line_it_is_on(tmp_path):
+    # Each spelling is checked once (a dataset repeats a few dozen labels over 300,000 objects): its second line
+    # must be cleaned, or refused, as its first was.
+    p = tmp_path / "d.jsonl"
+    labels = ["线\u200b缆", "线\x00缆", "线\u200b缆", "线\x00缆"]
+    _write(p, [json.dumps(dict(REC, objects=[{"bbox_2d": [1, 2, 10, 20], "desc": label}])) for label in labels])
+    rows = list(iter_dataset(p))
+    assert [r.sample.student.objects[0].desc for r in rows if r.error is None] == ["线缆", "线缆"]
+    assert [r.line for r in rows if r.error is not None and "holds control characters" in str(r.error)] == [2, 4]

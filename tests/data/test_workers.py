@@ -48,3 +48,22 @@ def test_workers_below_the_least_are_still_refused_by_name(tmp_path: Path):
     assert code == 2 and "must be a whole number >= 1, got 0" in text, text
     code, text = run("check", tmp_path / "none.jsonl", "--workers", "-1")
     assert code == 2 and "must be a whole number >= 0, got -1" in text, text
+
+
+def _killed(_: int) -> None:
+    """A worker that dies as the system's out-of-memory killer ends one."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_worker_killed_is_one_error_saying_what_to_do():
+    # convert and synth ended in a traceback of the pool's internals (BrokenProcessPool).
+    import pytest
+
+    from bbuvl.data.workers import process_pool, worker_deaths
+
+    with pytest.raises(ChildProcessError, match="a process converting photos ended abruptly, killed .*; use fewer"):
+        with worker_deaths("converting photos", "use fewer"), process_pool(1) as pool:
+            list(pool.map(_killed, [1]))

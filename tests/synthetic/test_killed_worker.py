@@ -28,4 +28,4 @@ def test_a_worker_killed_while_rendering_is_one_error_saying_what_to_do(tmp_path
     with pytest.raises(ChildProcessError) as e:
         synthesize(tmp_path / "d", 4, 0, size=(96, 96), workers=2, render=_killed_in_a_worker)
     assert isinstance(e.value, OSError)  # the CLI's user_errors prints OSErrors as one line
-    assert "rendering process ended abruptly" in str(e.value) and "fewer --workers or a smaller --size" in str(e.value)
+    assert "a process rendering 96x96 photos ended abruptly" in str(e.value) and "fewer --workers or a smaller --size" in str(e.value)

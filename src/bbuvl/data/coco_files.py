@@ -25,6 +25,7 @@ from bbuvl.data.placement import ImagePlacer, preferred_name
 from bbuvl.data.schema import (ImageRecord, another_kind, lines_kind, once_each, read_lines, require_photos, resolve_image,
                                sort_objects, tile_origin)
 from bbuvl.data.split import split_by_origin
+from bbuvl.data.teachers import photos_found
 from bbuvl.data.text import file_name_key, not_text, show_text
 from bbuvl.paths import real_path
 
@@ -297,7 +298,9 @@ def export_coco(dataset: str | Path, out: str | Path) -> dict[str, Any]:
     DatasetError naming both lines for a photo on two lines: as two image entries, every COCO evaluation would count
     its boxes twice, and `import_coco` keeps only the first."""
     dataset, out = Path(dataset), Path(out)
-    records = [sample.student for _, sample in once_each(require_photos(read_lines(dataset), dataset), dataset)]
+    rows = once_each(require_photos(read_lines(dataset), dataset), dataset)
+    photos_found(rows, dataset)  # a JSONL copied out of its folder named photos that are not there, and import refused them
+    records = [sample.student for _, sample in rows]
     absolute = [r.model_copy(update={"images": [resolve_image(dataset, i).as_posix() for i in r.images]})
                 for r in records]
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,7 @@ from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
 from bbuvl.data.split import split_by_origin
 from bbuvl.data.text import file_name_key, gbk_hint, name_as_text, not_text, shell_word, show_text
 from bbuvl.data.vendor import VendorObject, parse_vendor
-from bbuvl.data.workers import bound_workers, process_pool
+from bbuvl.data.workers import bound_workers, process_pool, worker_deaths
 from bbuvl.paths import real_path
 
 if TYPE_CHECKING:
@@ -492,7 +492,8 @@ def convert_pairs(pairs: list[Pair], ctx: _Context, workers: int, progress: bool
                 results.extend(_convert_chunk(chunk, ctx))
                 advance(len(chunk))
         return results
-    with process_pool(min(workers, len(chunks))) as pool:
+    with worker_deaths("converting photos", "run again with fewer --workers"), \
+            process_pool(min(workers, len(chunks))) as pool:
         # With fork every worker starts at the first submit, so before the progress bar's thread exists.
         futures = {pool.submit(_convert_chunk, chunk, ctx): len(chunk) for chunk in chunks}
         with _progress_bar(progress, len(pairs)) as advance:

@@ -119,6 +119,12 @@ def parse_json(text: str | bytes) -> Any:
 _TYPOGRAPHIC = {"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'", "\u300c": '"', "\u300d": '"'}
 
 
+def broken_at(e: json.JSONDecodeError) -> str:
+    """Where in its line the syntax broke, and what stands there when the message alone would not show it: Python ends
+    two of its messages with "at" ("Unterminated string starting at"), which read "starting at at column 12"."""
+    return f"{e.msg.removesuffix(' at')} at column {e.colno}{unexpected_character(e)}"
+
+
 def unexpected_character(e: json.JSONDecodeError) -> str:
     """What stands where the syntax broke when the message alone would not show it ('' otherwise): a full-width
     `：` or `，` typed for `:` or `,`, a typographic quote, or an invisible character (a BOM mid-line, a no-break
@@ -143,7 +149,7 @@ def json_problem(e: json.JSONDecodeError | DuplicateKeyError) -> str:
         return f"line {e.lineno}, column {e.colno}{first}: {e}" if e.lineno is not None else str(e)
     if not e.doc.strip():
         return "empty: the file holds no JSON at all"
-    return f"line {e.lineno}: not valid JSON ({e.msg} at column {e.colno}{unexpected_character(e)})"
+    return f"line {e.lineno}: not valid JSON ({broken_at(e)})"
 
 
 def dumps_json(data: Any, indent: int | None = None) -> str:

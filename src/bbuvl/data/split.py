@@ -13,7 +13,7 @@ from bbuvl.data.near_copies import copy_groups, near_copies, photo_prints
 from bbuvl.data.relocate import relocate_record, relocate_sample
 from bbuvl.data.schema import (DatasetError, Sample, once_each, read_lines, require_photos, resolve_image, tile_origin,
                                 write_dataset)
-from bbuvl.data.teachers import select_teachers
+from bbuvl.data.teachers import photos_found, select_teachers
 
 T = TypeVar("T")
 
@@ -77,7 +77,7 @@ def split_photos(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0.
     size, as PNG, its EXIF turn written into its pixels) go to one side, as a photo's tiles do.
     """
     rows = once_each(require_photos(read_lines(dataset), dataset), dataset)
-    _photos_found(rows, dataset)
+    photos_found(rows, dataset)
     # A photo re-encoded by a tool has other bytes, so `once_each` let both copies through: one on each side, validation
     # scored a photo training saw, and every metric rose.
     prints = photo_prints([resolve_image(dataset, sample.student.image) for _, sample in rows])
@@ -100,18 +100,6 @@ def split_photos(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0.
         write_dataset(Path(out_dir) / name, [relocate_sample(s, dataset, out_dir) for s in part])
     write_dataset(Path(out_dir) / TEACHERS, [relocate_record(r, dataset, out_dir) for r in teachers])
     return SplitResult(len(train), len(val), [[rows[i][1].student.image for i in g] for g in together])
-
-
-def _photos_found(rows: list[tuple[int, Sample]], dataset: str | Path) -> None:
-    """DatasetError at the first line whose photo is not where its path leads from the JSONL's folder: relocated, its
-    path would lead nowhere from `out_dir` too, and the split looked written while `data check` refused every line
-    (a train.jsonl and val.jsonl joined into a file outside their folder)."""
-    for line, sample in rows:
-        for record in (sample.student, *sample.teachers):
-            for image in record.images:
-                if not resolve_image(dataset, image).is_file():
-                    raise DatasetError(dataset, line, f"image {image}: no such file at {resolve_image(dataset, image)} "
-                                                      "(a dataset's image paths are read from its own folder)")
 
 
 def _no_validation_teachers(train: list[tuple[int, Sample]], val: list[tuple[int, Sample]], dataset: str | Path) -> None:

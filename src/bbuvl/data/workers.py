@@ -14,6 +14,9 @@ import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from typing import Iterator
 
 # ProcessPoolExecutor refuses more than 61 workers on Windows (the handles one wait can watch).
 _WINDOWS_MOST = 61
@@ -47,6 +50,17 @@ def workers_note(asked: int | None, option: str = "--workers") -> str | None:
         return None
     return (f"note: {option} {asked} is more than the {limit} CPU core(s) this process may use; using {limit} "
             "(the output does not depend on it)")
+
+
+@contextmanager
+def worker_deaths(doing: str, advice: str) -> Iterator[None]:
+    """ChildProcessError (an OSError: a command prints it as one line) for a pool one of whose processes was killed
+    while `doing` (the system's out-of-memory killer), saying what to do: it was a traceback of the pool's internals."""
+    try:
+        yield
+    except BrokenProcessPool:
+        raise ChildProcessError(f"a process {doing} ended abruptly, killed (most often by the system when memory runs "
+                                f"out); {advice}") from None
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:

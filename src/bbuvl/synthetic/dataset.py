@@ -11,7 +11,6 @@ import hashlib
 import json
 import random
 from collections import Counter
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from functools import lru_cache, partial
 from pathlib import Path
@@ -26,7 +25,7 @@ from bbuvl.data.images import EXIF_ORIENTATION
 from bbuvl.data.labels import SEP
 from bbuvl.data.layout import write_dataset_folder
 from bbuvl.data.schema import ImageRecord, ObjectAnn
-from bbuvl.data.workers import bound_workers, process_pool
+from bbuvl.data.workers import bound_workers, process_pool, worker_deaths
 from bbuvl.synthetic.camera import Framing, check_size, check_wide_share, render_scene
 from bbuvl.synthetic.export import INVERSE_ROTATION, PlatformNames, vendor_document
 from bbuvl.synthetic.scene import FaultRate
@@ -105,16 +104,10 @@ def _run(jobs: list[_Job], workers: int) -> Iterator[tuple[ImageRecord, dict]]:
         yield from map(_render_job, jobs)
         return
     # Workers only draw with Pillow and numpy; each photo depends only on its job, and map keeps the order.
-    with process_pool(workers) as pool:
-        try:
-            yield from pool.map(_render_job, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers))))
-        except BrokenProcessPool:
-            # A worker the system killed (its memory ran out: a large --size renders a canvas many times the photo)
-            # ended the command in a traceback of the pool's internals.
-            w, h = jobs[0].size
-            raise ChildProcessError(f"a rendering process ended abruptly, killed (most often by the system when memory "
-                                    f"runs out: {workers} processes rendering {w}x{h} photos); run again with fewer "
-                                    "--workers or a smaller --size") from None
+    w, h = jobs[0].size  # a large --size renders a canvas many times the photo
+    with worker_deaths(f"rendering {w}x{h} photos", "run again with fewer --workers or a smaller --size"), \
+            process_pool(workers) as pool:
+        yield from pool.map(_render_job, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers))))
 
 
 def _check_stale(out: Path, jobs: list[_Job], fmt: str) -> None:
