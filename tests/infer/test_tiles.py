@@ -505,3 +505,16 @@ def test_auto_tiles_on_a_folder_without_a_training_scale_say_they_show_photos_at
     line = describe_tiles(predictor, predictor.options("generate", tiles="auto"), (1600, 1200))
     assert "at scale 1," in line and "full size: the folder records no training scale" in line, line
     assert "trained at" not in line
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+def test_auto_grid_cuts_a_photo_of_twice_the_training_photos_sides_2x2_in_every_family(family):
+    # Qwen2.5-VL frames 640x480 as 252x168 under the shapes demo's bounds: by its height alone a 1280x960 photo needed
+    # a third row, and was cut 2x3, although 2x2 tiles are the training photos themselves.
+    from bbuvl.data.schema import ImageRecord
+    from bbuvl.data.scale import photo_scale
+
+    contract = CoordinateContract(min_pixels=50176, max_pixels=50176, max_vision_tokens=64, family=family)
+    trained = photo_scale(ImageRecord(images=["p.jpg"], width=640, height=480, objects=[]), contract)
+    assert auto_grid((1280, 960), contract, trained) == (2, 2)
+    assert auto_grid((1920, 1440), contract, trained) == (3, 3)

@@ -61,13 +61,13 @@ def auto_grid(size: Size, contract: CoordinateContract, scale: float) -> tuple[i
     the frame already shows at that scale or finer needs one tile.
     """
     fw, fh = contract.model_size(size)
-    # The scale a checkpoint trained at is the frame's mean over both sides (data/scale.py:photo_scale); one side
-    # alone is off by the frame's rounding to whole patches, so a photo of the training photos' own size was cut 1x2.
-    if math.sqrt(fw * fh / (size[0] * size[1])) >= scale - 1e-6:
-        return 1, 1
-    cols = max(1, min(MAX_GRID, math.ceil(size[0] * scale / fw - 1e-6)))
-    rows = max(1, min(MAX_GRID, math.ceil(size[1] * scale / fh - 1e-6)))
-    return cols, rows
+    # The scale a checkpoint trained at is the frame's mean over both sides (data/scale.py:photo_scale), and a tile is
+    # shown at the mean too (zoomed_size: the frame's pixels in the tile's aspect); one side alone is off by the
+    # frame's rounding to whole patches, so a photo of the training photos' own size was cut 1x2, and one of twice
+    # their sides 2x3 (Qwen2.5-VL at the shapes demo's frame, 252x168 for 640x480).
+    shown = math.sqrt(fw * fh / (size[0] * size[1]))
+    n = max(1, min(MAX_GRID, math.ceil(scale / shown - 1e-6)))
+    return n, n
 
 
 def grid_shape(regions: Sequence[Region]) -> tuple[int, int]:

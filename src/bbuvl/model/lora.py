@@ -10,6 +10,7 @@ import torch
 from bbuvl.config import LoraConfig
 
 LANGUAGE_MODEL = "language_model"
+VISION_BLOCKS = "visual.blocks"
 
 
 def apply_lora(vlm: torch.nn.Module, lora: LoraConfig) -> torch.nn.Module:
@@ -25,7 +26,10 @@ def apply_lora(vlm: torch.nn.Module, lora: LoraConfig) -> torch.nn.Module:
     names = "|".join(re.escape(name) for name in lora.target_modules)
     pattern = rf".*{LANGUAGE_MODEL}.*\.({names})"
     if lora.vision:
-        pattern = rf"({pattern})|(.*visual\.blocks.*\.(qkv|proj|gate_proj|up_proj|down_proj))"
+        # Read from the model: the families name their vision MLP differently (gate/up/down_proj in Qwen2.5-VL,
+        # linear_fc1/2 in Qwen3-VL and Qwen3.5), and a fixed list left the newer families' MLP without adapters.
+        vision = "|".join(re.escape(name) for name in sorted(vision_block_linears(vlm)))
+        pattern = rf"({pattern})|(.*{re.escape(VISION_BLOCKS)}.*\.({vision}))"
     return get_peft_model(vlm, PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=pattern))
 
 
@@ -33,6 +37,12 @@ def language_model_linears(vlm: torch.nn.Module) -> set[str]:
     """The last part of the name of every linear layer in the language model (q_proj, gate_proj, ...)."""
     return {name.rsplit(".", 1)[-1] for name, module in vlm.named_modules()
             if f"{LANGUAGE_MODEL}." in name and isinstance(module, torch.nn.Linear)}
+
+
+def vision_block_linears(vlm: torch.nn.Module) -> set[str]:
+    """The last part of the name of every linear layer in the vision tower's blocks (qkv, proj and the MLP's)."""
+    return {name.rsplit(".", 1)[-1] for name, module in vlm.named_modules()
+            if f"{VISION_BLOCKS}." in name and isinstance(module, torch.nn.Linear)}
 
 
 def check_target_modules(vlm: torch.nn.Module, names: list[str]) -> None:
