@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from bbuvl.atomic import write_text_atomic
 
@@ -59,3 +59,16 @@ def write_report(path: Path, report: Any) -> None:
     """`report` as indented JSON at `path`, written whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+
+
+def check_inputs(checkpoints: Iterable[Path | None] = (), files: Iterable[Path | None] = ()) -> None:
+    """Refuse, before any photo is rendered or model loaded, a checkpoint folder bbuvl cannot read (its config only,
+    not its weights) or an input file that is not there: an OSError or ValueError naming it."""
+    from bbuvl.model.checkpoint import read_model_folder
+
+    for checkpoint in checkpoints:
+        if checkpoint is not None:
+            read_model_folder(checkpoint)
+    for file in files:
+        if file is not None and not file.is_file():
+            raise FileNotFoundError(f"{file}: no such file")

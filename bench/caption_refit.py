@@ -21,6 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> list[Path]:
     """Parse the arguments and refit once per balance and schedule; returns the new checkpoint folders."""
+    from bench_files import check_inputs
+
     from bbuvl.config import CaptionRefitConfig
     from bbuvl.train.caption_refit_checkpoint import refit_checkpoint
 
@@ -41,6 +43,10 @@ def main(argv: list[str] | None = None) -> list[Path]:
     ap.add_argument("--pixel-context", type=float, default=0.0,
                     help="above 1: add the pixel level's context (the box widened this many times) and fit it too")
     args = ap.parse_args(argv)
+    try:
+        check_inputs([args.checkpoint], [args.train, args.photos])
+    except (OSError, ValueError) as e:
+        ap.error(str(e))
     folders = []
     settings = [(float(b), s, float(g)) for b in args.balance.split(",") for s in args.schedule.split(",")
                 for g in args.background.split(",")]

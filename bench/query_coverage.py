@@ -24,7 +24,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from bench_files import refuse_foreign_rows
+from bench_files import check_inputs, refuse_foreign_rows
 
 
 def coverage(checkpoint: Path, val: Path, distinct: list[float], iou: float, batch_size: int = 4) -> dict[str, dict[str, float]]:
@@ -105,6 +105,10 @@ def main(argv: list[str] | None = None) -> dict:
                                 "coverage tables")
         except ValueError as e:
             ap.error(f"--json: {e}")
+    try:
+        check_inputs([args.checkpoint], [args.val])
+    except (OSError, ValueError) as e:
+        ap.error(str(e))
     distinct = [float(v) for v in args.distinct.split(",") if v.strip()]
     table = coverage(args.checkpoint, args.val, distinct, args.iou)
     parts = table.pop("parts")

@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_files import check_inputs
+
 from bbuvl.data.regions import parse_grid
 from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.data.images import load_image
@@ -75,6 +77,10 @@ def main() -> None:
     args = ap.parse_args()
     if (args.val is None) == (args.scene is None):
         ap.error("give exactly one of --val and --scene")
+    try:
+        check_inputs([args.checkpoint], [args.val])
+    except (OSError, ValueError) as e:
+        ap.error(str(e))
     grid = parse_grid(args.grid)
     with tempfile.TemporaryDirectory() as tmp:
         val = args.val or render_scene(args.scene, Path(tmp) / "scene", args.n_val)

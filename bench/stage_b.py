@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from bench_files import check_inputs
 from child_runs import already_run, finished_rows, head_predictions, run_child, seed_list
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
@@ -259,6 +260,10 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*", help="config overrides (key=value) for the recipe")
     args = ap.parse_args()
     if args.checkpoint is not None:
+        try:
+            check_inputs([args.checkpoint], ())
+        except (OSError, ValueError) as e:
+            ap.error(str(e))
         from bbuvl.data.schema import read_records
         from bbuvl.eval.prior import best_constant_box
 

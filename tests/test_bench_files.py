@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.bench_runner import run_bench_in_process
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "base.yaml"
 
@@ -116,3 +118,17 @@ def test_name_mode_from_another_folder_names_the_missing_demo_files_in_one_line(
                                            "(run `make demo`, or give --checkpoint and --gt)")
     (tmp_path / "val.jsonl").write_text("", encoding="utf-8")
     assert refusal("name_mode.py", ["--gt", "val.jsonl"]).startswith("demo_out/bbu/run/final: no such checkpoint folder")
+
+
+@pytest.mark.parametrize("script, args", [
+    ("stage_b.py", ["--checkpoint", "nope", "--val", "1"]),
+    ("query_coverage.py", ["--checkpoint", "nope", "--val", "val.jsonl"]),
+    ("small_parts.py", ["--checkpoint", "nope", "--scene", "small-shapes", "--n-val", "1"]),
+    ("inspection.py", ["--checkpoint", "nope", "--closeups", "1", "--wide", "0"]),
+    ("caption_refit.py", ["--checkpoint", "nope", "--train", "train.jsonl", "--out", "refit", "--steps", "1"]),
+])
+def test_a_missing_checkpoint_is_one_line_before_any_photo_is_rendered(script, args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_bench_in_process(BENCH / script, args)
+    assert code == 2 and f"{script}: error: nope: no such checkpoint folder" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
