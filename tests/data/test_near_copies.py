@@ -167,3 +167,22 @@ def test_a_truncated_png_is_compared_with_nothing_and_split_and_check_go_on(scen
     assert result.train + result.val == 11 and all("images/copy png.png" not in g for g in result.near_copies)
     problems = check_dataset(dataset, decode_images=False)
     assert not any("copy png.png: its pixels" in p.message for p in problems)
+
+
+def test_a_fixed_cameras_many_shots_of_one_view_are_one_group_in_a_pair_or_two_a_photo():
+    rng = np.random.default_rng(0)
+    view = rng.uniform(40, 200, (8, 8, 3)).astype(np.float32)
+    shots = [view + rng.integers(-3, 4, view.shape).astype(np.float32) for _ in range(1500)]
+    pairs = near_copies(shots, block=256)
+    assert len(pairs) < 2 * len(shots)  # all 1,124,250 pairs were listed
+    assert copy_groups(len(shots), [(p.first, p.second) for p in pairs]) == [list(range(len(shots)))]
+    assert {p.second: p.first for p in pairs if p.first == 0}.keys() == set(range(1, len(shots)))  # each one's earliest
+
+
+def test_a_photo_alike_two_photos_alike_neither_joins_them_in_one_group():
+    left = np.full((8, 8, 3), 100, dtype=np.float32)
+    left[0, 0] = 20  # detail enough to be compared
+    middle, right = left + 6, left + 12
+    pairs = near_copies([left, right, middle])
+    assert [(p.first, p.second) for p in pairs] == [(0, 2), (1, 2)]
+    assert copy_groups(3, [(p.first, p.second) for p in pairs]) == [[0, 1, 2]]

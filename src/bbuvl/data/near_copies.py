@@ -106,32 +106,68 @@ def photo_prints(paths: Sequence[Path], workers: int | None = None,
 
 def near_copies(prints: Sequence[np.ndarray | None], levels: float = NEAR_COPY_LEVELS,
                 block: int = 1024) -> list[NearCopy]:
-    """Every pair of prints whose values differ by at most `levels`, sorted by `(first, second)`.
+    """Each photo's earliest near-copy (the pair of it and the first photo before it whose print differs by at most
+    `levels` everywhere), and the other pairs that join two photos' groups, sorted by `(first, second)`: enough for
+    `copy_groups` to find every group, and at most two pairs a photo. All pairs were asked for before: a fixed camera's
+    5,000 shots of one view are 12.5 million of them.
 
     Within `levels` everywhere, a pair's 4x4 means are within `levels` too, so their root mean square difference is:
     pairs are screened by that, a matrix product of the 48 means `block` rows at a time (4 bytes times `block` times
-    the photos: 41 MB for 10,000), and only the few left are compared value by value (bench/near_copies.py has the
+    the photos: 41 MB for 10,000), and only those left are compared value by value (bench/near_copies.py has the
     cost).
     """
     kept = [i for i, p in enumerate(prints) if p is not None]
-    if len(kept) < 2:
+    n = len(kept)
+    if n < 2:
         return []
-    full = np.stack([np.asarray(prints[i], dtype=np.float32) for i in kept]) - 128.0
+    full = np.stack([np.asarray(prints[i], dtype=np.float32).ravel() for i in kept]) - 128.0
     side = PRINT_SIDE // 2
-    coarse = full.reshape(len(kept), side, 2, side, 2, 3).mean(axis=(2, 4)).reshape(len(kept), -1)
+    coarse = full.reshape(n, side, 2, side, 2, 3).mean(axis=(2, 4)).reshape(n, -1)
     squares = (coarse**2).sum(axis=1)
     bound = levels**2 * coarse.shape[1] + 1.0  # a pair within `levels`, and float32's rounding of the sums
-    found = []
-    for start in range(0, len(kept), block):
+    parent = np.arange(n)
+    found: dict[tuple[int, int], float] = {}  # (first, second) -> the largest difference of their prints
+    has_earliest: set[int] = set()
+    for start in range(0, n, block):
         rows = coarse[start : start + block] @ coarse[start:].T
         rows *= -2.0
         rows += squares[start : start + block, None]
         rows += squares[None, start:]
-        for r, c in zip(*np.nonzero(rows <= bound)):
-            i, j = start + int(r), start + int(c)
-            if j > i and (largest := round(float(np.abs(full[i] - full[j]).max()), 2)) <= levels:
-                found.append(NearCopy(kept[i], kept[j], largest))
-    return sorted(found, key=lambda n: (n.first, n.second))
+        first, second = np.nonzero(rows <= bound)
+        first, second = first + start, second + start
+        first, second = first[second > first], second[second > first]
+        largest = np.concatenate([np.abs(full[first[k : k + 65536]] - full[second[k : k + 65536]]).max(axis=1)
+                                  for k in range(0, len(first), 65536)] or [np.empty(0, np.float32)])
+        near = largest <= levels
+        first, second, largest = first[near], second[near], largest[near]
+        # Rows come in order, so a photo's first pair in a stable sort by `second` is with its earliest near-copy, and
+        # the first block to find a photo finds it.
+        order = np.argsort(second, kind="stable")
+        lead = order[np.r_[True, second[order][1:] != second[order][:-1]]] if len(order) else order
+        for k in lead.tolist():
+            if int(second[k]) not in has_earliest:
+                has_earliest.add(int(second[k]))
+                found[(int(first[k]), int(second[k]))] = round(float(largest[k]), 2)
+        for row in np.split(np.arange(len(first)), np.flatnonzero(np.diff(first)) + 1):
+            if len(row):
+                _join(parent, int(first[row[0]]), second[row], largest[row], found)
+    return [NearCopy(kept[a], kept[b], found[(a, b)]) for a, b in sorted(found)]
+
+
+def _join(parent: np.ndarray, photo: int, copies: np.ndarray, levels: np.ndarray,
+          found: dict[tuple[int, int], float]) -> None:
+    """Join `photo` and its near-copies' groups in `parent` (a forest of the photos, each root its group's least
+    photo), adding to `found` a pair for each group joined to the photo's."""
+    members = np.concatenate(([photo], copies))
+    roots = members
+    while not np.array_equal(parent[roots], roots):
+        roots = parent[roots]
+    groups, at = np.unique(roots, return_index=True)
+    for root, k in zip(groups.tolist(), at.tolist()):
+        if root != roots[0]:
+            found.setdefault((photo, int(members[k])), round(float(levels[k - 1]), 2))
+    parent[groups] = groups[0]
+    parent[members] = groups[0]  # their paths, short for the next rows
 
 
 def copy_groups(n: int, pairs: Sequence[tuple[int, int]]) -> list[list[int]]:
