@@ -63,6 +63,10 @@ def convert(
         console.print(f"[yellow]{summary['photos']['folded_with_other_boxes']} photo(s) exported under two names carry "
                       f"other boxes under each[/]: the first name's were kept; see 'same_as' in "
                       f"{escape(str(out / ERRORS))}", soft_wrap=True)
+    if summary.get("near_copies", {}).get("photos"):  # the pixels of another photo, saved again: kept, the user decides
+        console.print(f"[yellow]{summary['near_copies']['photos']} photo(s) have the pixels of another photo converted[/] "
+                      "(saved again at another quality, size or format): both kept, on one side of the split; see "
+                      f"'near_copy_of' in {escape(str(out / ERRORS))}", soft_wrap=True)
     n_errors = summary["errors"]
     if n_errors:
         console.print(f"[yellow]{n_errors} problem(s)[/] listed in {escape(str(out / ERRORS))}", soft_wrap=True)

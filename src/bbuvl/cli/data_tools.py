@@ -23,7 +23,7 @@ from bbuvl.data.layout import DATASET_FILES, ERRORS, TEACHERS, TRAIN, VAL, missi
 from bbuvl.data.names import long_paths_warning, portability_problem
 from bbuvl.data.schema import ImageRecord, iter_dataset, one_line_per_photo, require_photos
 from bbuvl.data.regions import parse_grid
-from bbuvl.data.split import split_dataset
+from bbuvl.data.split import split_photos
 from bbuvl.data.stats import named_stats
 from bbuvl.data.teachers import coverage, write_teacher_pool
 from bbuvl.data.tiling import IMAGES, TileSpec, tile_dataset, tile_sources
@@ -240,9 +240,18 @@ def split(
     outputs = [out_dir / n for n in (TRAIN, VAL, TEACHERS)]
     claim_outputs("data split", {"DATASET": dataset}, outputs, overwrite=overwrite)
     with user_errors(), replacing(outputs):  # a failed re-run leaves the earlier split whole, never half of each
-        n_train, n_val = split_dataset(dataset, out_dir, val_ratio, seed, num_teachers)
-    console.print(f"{n_train} train, {n_val} val photos, {min(num_teachers, n_train)} teachers from train (seed {seed}) "
-                  f"-> {out_dir}", markup=False, soft_wrap=True)
+        result = split_photos(dataset, out_dir, val_ratio, seed, num_teachers)
+    console.print(f"{result.train} train, {result.val} val photos, {min(num_teachers, result.train)} teachers from train "
+                  f"(seed {seed}) -> {out_dir}", markup=False, soft_wrap=True)
+    if result.near_copies:  # photos a tool saved again: kept, and kept together, but the user may want one of each
+        groups = len(result.near_copies)
+        console.print(f"{groups} group{'s' if groups > 1 else ''} of near-copies (one photo saved again: another JPEG "
+                      f"quality, PNG, a smaller size, its EXIF turn in its pixels), "
+                      f"{sum(map(len, result.near_copies))} photos, each kept on one side: "
+                      + "; ".join(", ".join(g) for g in result.near_copies[:5])
+                      + (f"; and {groups - 5} more" if groups > 5 else "")
+                      + ". `bbuvl data check` names each; remove a copy if its boxes should not count twice",
+                      style="yellow", markup=False, soft_wrap=True)
 
 
 # --- COCO --------------------------------------------------------------------------------------
@@ -293,6 +302,10 @@ def import_coco(
         console.print(f"{same['folded']} entr{'y' if one else 'ies'} named a photo imported already (the same file, or "
                       f"its bytes or compressed pixels under another name) and {'was' if one else 'were'} folded into it{differ}",
                       style="yellow" if same["other_boxes"] else None, markup=False, soft_wrap=True)
+    if result.summary.get("near_copies"):  # the pixels of another photo, saved again: kept, the user decides
+        console.print(f"{result.summary['near_copies']} photo(s) have the pixels of another photo imported (saved again "
+                      "at another quality, size or format): both kept, on one side of the split; see 'near_copy_of' in "
+                      f"{out / ERRORS}", style="yellow", markup=False, soft_wrap=True)
     turned = result.summary["exif"]["annotated_on_raw"]
     if turned:  # an assumption the user can check: say it
         console.print(f"{turned} EXIF-rotated photos have the COCO size of their file's own grid: their boxes were read "

@@ -21,6 +21,7 @@ from bbuvl.data.jsonfile import read_json
 from bbuvl.data.input_paths import OutsideFolderError, file_inside, find_file, require_folder
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import ERRORS, write_dataset_folder
+from bbuvl.data.near_copies import near_copy_entries, photo_print
 from bbuvl.data.placement import ImagePlacer, preferred_name
 from bbuvl.data.schema import (ImageRecord, another_kind, lines_kind, once_each, read_lines, require_photos, resolve_image,
                                sort_objects, tile_origin)
@@ -101,6 +102,7 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
     assumed, rescaled = 0, 0  # of them, those whose grid the sizes cannot tell; photos of another resolution
     imported: dict[str, tuple[ImageRecord, Path, str, int]] = {}  # image data -> entry, name, bytes, orientation
     folded, other_boxes = 0, 0  # entries of a photo imported already, and those of them whose boxes differ
+    prints, photo_names = [], []  # each kept photo's pixels seen small (data/near_copies.py), its errors.jsonl name
     for r in records:
         src = Path(r.image)
         try:
@@ -137,6 +139,11 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
             continue
         rel = placer.place(src, preferred_name(src, images_dir), digest)
         imported[data] = (r, rel, digest, info.orientation)
+        try:
+            prints.append(photo_print(src))
+        except ImageError:  # decoded whole just above; a file changed since is compared with nothing
+            prints.append(None)
+        photo_names.append(r.image)
         errors += [{"file": r.image, "image_id": r.id, "reason": why} for why in dropped]
         rotated += info.orientation in ROTATING_ORIENTATIONS
         on_raw += frame.annotated_on == "raw"
@@ -157,12 +164,16 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
                          "folder its file_name paths are relative to? Nothing was written")
     unknown = Counter(o.desc for r in kept for o in r.objects  # a label in English is its gloss, as `data check` reads it
                       if not hierarchy.is_valid(o.desc) and hierarchy.from_english(o.desc) is None)
-    train, val = split_by_origin(kept, [tile_origin(r) for r in kept], val_ratio, seed)  # a photo's tiles: one side
+    # A copy a tool re-encoded has other bytes, so it was not folded above: both are kept (which is right is the
+    # user's call), each later copy named in errors.jsonl, and a photo's copies, as its tiles, go to one side.
+    together, near = near_copy_entries(photo_names, prints, "imported")
+    errors += near
+    train, val = split_by_origin(kept, [tile_origin(r) for r in kept], val_ratio, seed, together)
     extra = {"source": str(annotations), "skipped": len(errors), "outside_images_dir": outside,
              "labels_outside_hierarchy": len(unknown),
              "exif": {"rotated": rotated, "annotated_on_raw": on_raw, "assumed_displayed": assumed},
              "resolution_differs": rescaled, "size_from_photo": sized, "boxes_from_segmentation": len(derived),
-             "same_photo": {"folded": folded, "other_boxes": other_boxes}}
+             "same_photo": {"folded": folded, "other_boxes": other_boxes}, "near_copies": len(near)}
     summary = write_dataset_folder(out, train, val, num_teachers, seed, extra)
     write_text_atomic(out / ERRORS, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
     return CocoImport(summary, errors, dict(sorted(unknown.items())), outside)
