@@ -103,7 +103,7 @@ def open_photo(path: Path, size: tuple[int, int], max_side: int, min_side: int =
     record's pixels to the picture's; and why the photo could not be read (drawn on a grey placeholder), or None."""
     shown, scale = fitted(size, max_side, min_side)
     try:
-        image = load_image(path).image
+        image = load_image(path, at_least=shown).image
     except ImageError as e:
         return Image.new("RGB", shown, (90, 90, 90)), scale, str(e)
     # Boxes are in the record's pixels: the photo is shown in that frame, resized once to the picture's size, never
