@@ -175,3 +175,17 @@ def test_zoom_on_a_one_tile_grid_is_refused_before_anything_is_written(photos, t
     assert result.exit_code == 0, result.output
     tiles = [r for r in read_records(tmp_path / "t" / "train.jsonl") if r.size != (400, 300)]  # not the whole photos
     assert tiles and all(r.magnified == 2.0 for r in tiles)
+
+
+def test_a_part_under_two_pixels_wholly_inside_a_tile_is_in_that_tile_as_in_the_whole_photo(tmp_path: Path):
+    # The visibility rule dropped any box under 2 px a side, so the tile holding this 1.5-px part taught "nothing here".
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.effect_noise((400, 300), 60).convert("RGB").save(src / "a.png")
+    line = {"images": ["a.png"], "width": 400, "height": 300, "objects": [{"bbox_2d": [50, 50, 51.5, 51.5], "desc": "线缆"}]}
+    (src / "train.jsonl").write_text(json.dumps(line, ensure_ascii=False) + "\n", encoding="utf-8")
+    out = tmp_path / "t"
+    tile_dataset(src / "train.jsonl", out, TileSpec((2, 2), overlap=0.0), num_teachers=0)
+    held = {t.id.split("@")[1]: [o.bbox_2d for o in t.objects] for t in read_records(out / "train.jsonl")}
+    assert held["0,0,200x150"] == [[50.0, 50.0, 51.5, 51.5]] and held["0,0,400x300"] == [[50.0, 50.0, 51.5, 51.5]]
+    assert not [p for p in check_dataset(out) if p.severity == "error"], check_dataset(out)

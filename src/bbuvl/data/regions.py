@@ -3,7 +3,7 @@
 The visibility rule is stated once here and used by every crop the project makes: the close-up framing of the
 synthetic scene, `bbuvl data tile`, random crops in training, and tiles at inference (docs/tiles.md). A box cut by the window is kept
 when at least half of it shows, or when what shows still covers a tenth of the window (a BBU or a cable run
-through the frame); of two boxes that clipping made nearly the same (IoU > DUPLICATE_IOU, e.g. a BBU and the
+through the frame), and at least two pixels a side show (a box wholly inside needs one, as `data check` does); of two boxes that clipping made nearly the same (IoU > DUPLICATE_IOU, e.g. a BBU and the
 cabinet space both filling the window), the more visible one stays. Parts cut below those thresholds stay
 unlabelled, as annotators leave them.
 """
@@ -96,7 +96,11 @@ def window_objects(objects: Sequence[tuple[Sequence[float], str]], origin: tuple
         b = [(box[0] - origin[0]) / scale, (box[1] - origin[1]) / scale, (box[2] - origin[0]) / scale, (box[3] - origin[1]) / scale]
         c = [round(v, 1) for v in clip_box(b, size)]
         shown = max(0.0, c[2] - c[0]) * max(0.0, c[3] - c[1])
-        if box_is_degenerate(c, min_side=2) or shown == 0:
+        # A box wholly inside is the part the whole photo holds, kept as `data check` keeps it (a pixel a side): at
+        # two, a 1.5-px screw wholly inside a tile was dropped and the tile taught "nothing here" over it. A box the
+        # window cuts needs two pixels shown: a thinner strip is the edge of a part, not a part (docs/tiles.md).
+        inside = c == [round(v, 1) for v in b]
+        if box_is_degenerate(c, min_side=1 if inside else 2) or shown == 0:
             continue
         visible = shown / ((b[2] - b[0]) * (b[3] - b[1]))
         if visible >= KEEP_VISIBLE or shown >= KEEP_AREA * w * h:
