@@ -4,6 +4,7 @@ a file, which a later sweep reads to skip the runs already done."""
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import json
 import os
@@ -49,6 +50,13 @@ def train_env(procs: int, threads: int) -> dict[str, str]:
     """The environment of a training launch: `threads` threads for one process, one thread each for several."""
     threads = 1 if procs > 1 else threads
     return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "ACCELERATE_USE_CPU": "true"}
+
+
+def check_stages(ap: argparse.ArgumentParser, stages: str, known: dict) -> None:
+    """Refuse (argparse's one line) a `--stages` name the bench does not train, before any photo is rendered."""
+    unknown = [s for s in stages.split(",") if s not in known]
+    if unknown:
+        ap.error(f"--stages: {', '.join(unknown)} is not one of {', '.join(known)}")
 
 
 def timed_training(config: str, batch: int, procs: int, data: Path, model: Path, out: Path, steps: int,

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from child_runs import timed_training
+from child_runs import check_stages, timed_training
 
 from bbuvl.config import load_config
 
@@ -51,6 +51,10 @@ def main() -> None:
     ap.add_argument("--stages", default="shapes,bbu")
     ap.add_argument("--cache-mb", type=float, default=4096)
     args = ap.parse_args()
+    check_stages(ap, args.stages, STAGES)
+    if args.rounds < 1 or args.procs < 1 or not args.cache_mb > 0:  # a mean of no rounds; no cache to compare with
+        ap.error(f"--rounds and --procs must be at least 1 and --cache-mb above 0, got {args.rounds}, {args.procs} and "
+                 f"{args.cache_mb:g}")
     bbuvl = [sys.executable, "-m", "bbuvl.cli"]
     print(f"{'stage':<7} {'round':>5} {'encoded, s/step':>16} {'kept, s/step':>13} {'speed-up':>9} {'draws from memory':>18}")
     with tempfile.TemporaryDirectory() as tmp:

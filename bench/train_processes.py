@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from child_runs import timed_training
+from child_runs import check_stages, timed_training
 
 from bbuvl.config import load_config
 
@@ -44,6 +44,10 @@ def main() -> None:
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--stages", default="shapes,bbu")
     args = ap.parse_args()
+    check_stages(ap, args.stages, STAGES)
+    if args.steps < 1 or args.rounds < 1 or args.procs < 2:  # one process against one would compare a layout with itself
+        ap.error(f"--steps and --rounds must be at least 1 and --procs at least 2, got {args.steps}, {args.rounds} and "
+                 f"{args.procs}")
     bbuvl = [sys.executable, "-m", "bbuvl.cli"]
     print(f"{'stage':<7} {'round':>5} {'1 process, s/step':>18} {f'{args.procs} processes, s/step':>20} {'speed-up':>9}")
     with tempfile.TemporaryDirectory() as tmp:

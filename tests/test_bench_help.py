@@ -36,3 +36,14 @@ def test_serve_load_refuses_options_it_cannot_measure_before_building_anything(a
 def test_train_throughput_refuses_a_single_step_which_only_warms_up():
     code, out, err = run_bench_in_process(BENCH / "train_throughput.py", ["--steps", "1"])
     assert code == 2 and "--steps must be at least 2" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("train_processes.py", ["--stages", "shape"], "--stages: shape is not one of shapes, bbu"),
+    ("train_processes.py", ["--procs", "1"], "--procs at least 2, got 40, 2 and 1"),
+    ("sample_cache.py", ["--stages", "bbu,b"], "--stages: b is not one of shapes, bbu"),
+    ("sample_cache.py", ["--cache-mb", "0"], "--cache-mb above 0, got 2, 2 and 0"),
+])
+def test_the_process_benches_refuse_what_they_cannot_compare_before_rendering(script, args, message):
+    code, out, err = run_bench_in_process(BENCH / script, args)
+    assert code == 2 and message in " ".join(err.split()) and "Traceback" not in err
