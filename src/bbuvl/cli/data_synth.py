@@ -91,6 +91,10 @@ def synth(
     # Typed but unused, each was ignored without a word: a vendor export has no teacher pool, a part fault rate
     # applies only within --fault-rate's faulty photos, a tile grid only to --tile-share's tiles.
     refuse_unused(ctx, fmt == "jsonl", "--format jsonl", "teachers")
+    if not n_train and fmt == "jsonl" and getattr(ctx.get_parameter_source("teachers"), "name", "") == "COMMANDLINE":
+        fail("--teachers picks from the training photos, and --n-train 0 renders none: leave --teachers out")
+    if n_train + n_val == 0:
+        fail("--n-train 0 and --n-val 0 ask for no photo: give either a number above 0")
     refuse_unused(ctx, fault_rate is not None, "--fault-rate", "part_fault_rate")
     refuse_unused(ctx, bool(tile_share), "--tile-share", "tile_grid")
     if framing != "mixed" and wide_share != 0.5:
@@ -151,7 +155,11 @@ def synth(
     if scene == "shapes":
         console.print("classes by colour: " + ", ".join(f"{c.colour} = {c.label}" for c in SHAPE_CLASSES))
     where = escape(str(out))
-    if fmt == "jsonl":
+    if fmt == "jsonl" and not n_train:
+        console.print(f"[green]wrote[/] {where}/: val.jsonl ({n_val}), labels.json, summary.json, images/; no train.jsonl "
+                      f"(--n-train 0): give {escape(str(out / 'val.jsonl'))} itself to data check, eval or training",
+                      soft_wrap=True)
+    elif fmt == "jsonl":
         console.print(f"[green]wrote[/] {where}/: train.jsonl ({n_train}), val.jsonl ({n_val}), "
                       f"teachers.jsonl ({summary['images']['teachers']}), labels.json, summary.json, images/", soft_wrap=True)
     else:

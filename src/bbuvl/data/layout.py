@@ -32,6 +32,9 @@ def missing_file_hint(folder: Path, name: str) -> str:
     near = [p.name for p in there if p.is_file() and p.name != name and Path(p.name.casefold()).stem == stem]
     if near:
         return f"; {near[0]} is there: a dataset folder's file is JSON Lines (one photo per line) named {name}"
+    if name == TRAIN and (folder / VAL).is_file():
+        return (f"; {VAL} is there alone, a folder of validation photos (as `data synth --n-train 0` writes): "
+                f"give {folder / VAL} itself")
     jsons = [p for p in there if p.suffix.lower() == ".json" and p.name not in (LABELS, SUMMARY)]
     jsons += sorted((folder / "annotations").glob("*.json"))[:1] if (folder / "annotations").is_dir() else []
     for p in jsons[:1]:
@@ -67,20 +70,26 @@ def write_dataset_folder(
     num_teachers: int = 10,
     seed: int = 42,
     summary: dict[str, Any] | None = None,
+    val_only: bool = False,
 ) -> dict[str, Any]:
     """Write train/val/teachers JSONL, labels.json and summary.json; returns the summary.
 
     Teachers are a coverage-greedy subset of the training photos (never validation ones); the
-    collator never shows a photo as its own teacher.
+    collator never shows a photo as its own teacher. `val_only` (no training photos asked for) writes no train or
+    teachers file: an empty train.jsonl is a dataset `data check` refuses, where the folder is only validation photos.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if val_only and train:
+        raise ValueError(f"{out}: a folder of validation photos only was asked for, with {len(train)} training photos")
     train = [r.sorted() for r in train]
     val = [r.sorted() for r in val]
     teachers = [train[i] for i in select_teachers(train, num_teachers, seed)]
-    write_dataset(out / TRAIN, train)
+    if not val_only:
+        write_dataset(out / TRAIN, train)
     write_dataset(out / VAL, val)
-    write_dataset(out / TEACHERS, teachers)
+    if not val_only:
+        write_dataset(out / TEACHERS, teachers)
     write_json(out / LABELS, label_counts(train + val))
     result = {
         "images": {"train": len(train), "val": len(val), "teachers": len(teachers)},

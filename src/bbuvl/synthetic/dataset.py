@@ -192,7 +192,7 @@ def synthesize(
     if faults is not None:
         extra["faults"] = {"train": fault_counts(records[:n_train]), "val": fault_counts(records[n_train:])}
     if fmt == "jsonl":
-        return write_dataset_folder(out, records[:n_train], records[n_train:], num_teachers, seed, extra)
+        return write_dataset_folder(out, records[:n_train], records[n_train:], num_teachers, seed, extra, val_only=not n_train)
     metas = [m for _, m in results]
     return {
         "images": {"train": n_train, "val": n_val},

@@ -1,0 +1,34 @@
+"""data synth --n-train 0: a folder of validation photos whose val.jsonl the next command accepts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from bbuvl.cli import app
+from bbuvl.data.check import check_dataset
+from bbuvl.data.schema import read_records
+
+
+def test_synth_of_validation_photos_only_writes_no_train_file_and_its_val_passes_check(tmp_path: Path) -> None:
+    # It wrote an empty train.jsonl (and teachers.jsonl), which `data check` then refused: the folder it had just made
+    d = tmp_path / "d"
+    r = CliRunner().invoke(app, ["data", "synth", str(d), "--n-train", "1", "--n-val", "1", "--size", "160x120"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["data", "synth", str(d), "--n-train", "0", "--n-val", "2", "--size", "160x120"])
+    assert r.exit_code == 0, r.output
+    assert not (d / "train.jsonl").exists() and not (d / "teachers.jsonl").exists()  # the first run's went too
+    assert len(read_records(d / "val.jsonl")) == 2
+    assert not [p for p in check_dataset(d / "val.jsonl") if p.severity == "error"]
+    assert str(d / "val.jsonl") in " ".join(r.output.split())
+    r = CliRunner().invoke(app, ["data", "check", str(d)])
+    assert r.exit_code != 0 and f"give {d / 'val.jsonl'} itself" in " ".join(r.output.split()), r.output
+
+
+def test_synth_refuses_teachers_without_training_photos_and_no_photos_at_all(tmp_path: Path) -> None:
+    r = CliRunner().invoke(app, ["data", "synth", str(tmp_path / "a"), "--n-train", "0", "--n-val", "2", "--teachers", "3"])
+    assert r.exit_code == 2 and "--teachers" in r.output and not (tmp_path / "a").exists(), r.output
+    r = CliRunner().invoke(app, ["data", "synth", str(tmp_path / "b"), "--n-train", "0", "--n-val", "0"])
+    assert r.exit_code == 2 and "no photo" in r.output and not (tmp_path / "b").exists(), r.output
+
