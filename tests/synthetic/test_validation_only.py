@@ -32,3 +32,8 @@ def test_synth_refuses_teachers_without_training_photos_and_no_photos_at_all(tmp
     r = CliRunner().invoke(app, ["data", "synth", str(tmp_path / "b"), "--n-train", "0", "--n-val", "0"])
     assert r.exit_code == 2 and "no photo" in r.output and not (tmp_path / "b").exists(), r.output
 
+
+def test_synth_of_a_size_too_small_names_the_size_option(tmp_path: Path) -> None:
+    r = CliRunner().invoke(app, ["data", "synth", str(tmp_path / "d"), "--size", "50x50"])
+    assert r.exit_code == 2 and "--size 50x50" in r.output and "96 px" in r.output, r.output
+    assert not (tmp_path / "d").exists()

@@ -18,7 +18,7 @@ from bbuvl.data.faults import FaultCount
 from bbuvl.data.layout import DATASET_FILES
 from bbuvl.data.regions import parse_grid
 from bbuvl.outputs import replacing, writer_of
-from bbuvl.synthetic.camera import FRAMINGS
+from bbuvl.synthetic.camera import FRAMINGS, check_size
 from bbuvl.synthetic.dataset import ANNOTATIONS, IMAGES, synthesize
 from bbuvl.synthetic.scene import FaultRate
 from bbuvl.synthetic.shapes import MAX_SHAPES, SHAPE_CLASSES, synthesize_shapes
@@ -120,6 +120,10 @@ def synth(
         fail(f"--size {size}: {wh[0] * wh[1]:,} pixels, more than the {Image.MAX_IMAGE_PIXELS:,} a photo may hold")
     if (why := aspect_problem(wh)) is not None:
         fail(f"--size {size}: {why}")
+    try:
+        check_size(wh)
+    except ValueError as e:  # the renderer's own words ('image size 50x50 is too small') named no option
+        fail(f"--size {escape(size)}: {escape(str(e))}")
     files, folders = ([out / n for n in DATASET_FILES], [out / IMAGES]) if fmt == "jsonl" else ([], [out / IMAGES, out / ANNOTATIONS])
     # What an earlier synth of the other format left goes too: its records beside a new run's images/ (the same
     # names, other photos) passed `data check`, and a vendor export held a stale dataset. Only synth's own goes.
