@@ -71,6 +71,9 @@ def _not_being_written(inputs: dict[str, Path | None]) -> None:
 def _require_input(path: Path) -> None:
     """Fail unless `path` is there (a file or a folder), saying so of a link that reaches nothing (a loop too)."""
     if not path.exists():
+        # A file another command is writing is not there until it is whole (atomic.py): 'no such file' of the
+        # train.jsonl `data synth` was about to write sent the user looking for a mistyped name.
+        _not_being_written({"PATH": path})
         fail(f"{path}: {'a link that reaches no file or folder' if path.is_symlink() else 'no such file or folder'}")
 
 
