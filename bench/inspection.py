@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -224,43 +225,49 @@ def main(argv: list[str] | None = None) -> list[dict]:
         except ValueError as e:
             ap.error(f"--wide-tiles: {e}")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="inspection-"))
-    checkpoint = args.checkpoint
-    if args.recipe:
-        out = work / "recipe"
-        print(f"recipe: {args.recipe} -> {out}", flush=True)
-        subprocess.run(args.recipe, shell=True, check=True, cwd=REPO, env={**os.environ, "BBUVL_DEMO_OUT": str(out)})
-        checkpoint = out / "bbu" / "run" / "final"
-    w, h = (int(v) for v in args.size.lower().split("x"))
-    framings = [f for f in (
-        Framing("closeup", "closeup", (w, h), args.closeups, checkpoint, 0.5),
-        Framing("wide", "wide", (w * args.wide_scale, h * args.wide_scale), args.wide, args.wide_checkpoint or checkpoint, 0.4,
-                args.wide_tiles),
-    ) if f.photos > 0]
-    predictors: dict = {}
-    rows = []
-    chosen = None
-    if args.choose_on is not None:
-        closeup = Framing("closeup", "closeup", (w, h), args.closeups or 48, checkpoint, 0.5)
-        val = render(work / f"choose_{args.choose_on}", closeup, args.choose_on, args.fault_rate, args.part_fault_rate)
-        chosen = choose(closeup, val, args.mode, predictors, args.target_recall, args.target_precision)
-        if chosen is not None:
-            print(f"verdict thresholds chosen on close-ups of seed {args.choose_on}: review {chosen.review:.3f}, fail "
-                  f"{chosen.fail:.3f}", flush=True)
-    for seed in seeds_of(args.seeds):
-        for framing in framings:
-            val = render(work / f"{framing.name}_{seed}", framing, seed, args.fault_rate, args.part_fault_rate)
-            row = {"framing": framing.name, "seed": seed, "size": list(framing.size), "checkpoint": str(framing.checkpoint),
-                   "mode": args.mode, "tiles": framing.tiles, "fault_rate": args.fault_rate, "chosen_on": args.choose_on,
-                   **score(framing, val, args.mode, predictors, chosen),
-                   # the scale `tiles: auto` cut at: the checkpoint's chosen one (tile_scale.json), else its training scale
-                   "auto_scale": predictors[framing.checkpoint].train_scale}
-            print_row(framing.name, seed, row)
-            rows.append(row)
-            if args.json:
-                args.json.parent.mkdir(parents=True, exist_ok=True)
-                with args.json.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return rows
+    try:
+        checkpoint = args.checkpoint
+        if args.recipe:
+            out = work / "recipe"
+            print(f"recipe: {args.recipe} -> {out}", flush=True)
+            subprocess.run(args.recipe, shell=True, check=True, cwd=REPO, env={**os.environ, "BBUVL_DEMO_OUT": str(out)})
+            checkpoint = out / "bbu" / "run" / "final"
+        w, h = (int(v) for v in args.size.lower().split("x"))
+        framings = [f for f in (
+            Framing("closeup", "closeup", (w, h), args.closeups, checkpoint, 0.5),
+            Framing("wide", "wide", (w * args.wide_scale, h * args.wide_scale), args.wide, args.wide_checkpoint or checkpoint, 0.4,
+                    args.wide_tiles),
+        ) if f.photos > 0]
+        predictors: dict = {}
+        rows = []
+        chosen = None
+        if args.choose_on is not None:
+            closeup = Framing("closeup", "closeup", (w, h), args.closeups or 48, checkpoint, 0.5)
+            val = render(work / f"choose_{args.choose_on}", closeup, args.choose_on, args.fault_rate, args.part_fault_rate)
+            chosen = choose(closeup, val, args.mode, predictors, args.target_recall, args.target_precision)
+            if chosen is not None:
+                print(f"verdict thresholds chosen on close-ups of seed {args.choose_on}: review {chosen.review:.3f}, fail "
+                      f"{chosen.fail:.3f}", flush=True)
+        for seed in seeds_of(args.seeds):
+            for framing in framings:
+                val = render(work / f"{framing.name}_{seed}", framing, seed, args.fault_rate, args.part_fault_rate)
+                row = {"framing": framing.name, "seed": seed, "size": list(framing.size), "checkpoint": str(framing.checkpoint),
+                       "mode": args.mode, "tiles": framing.tiles, "fault_rate": args.fault_rate, "chosen_on": args.choose_on,
+                       **score(framing, val, args.mode, predictors, chosen),
+                       # the scale `tiles: auto` cut at: the checkpoint's chosen one (tile_scale.json), else its training scale
+                       "auto_scale": predictors[framing.checkpoint].train_scale}
+                print_row(framing.name, seed, row)
+                rows.append(row)
+                if args.json:
+                    args.json.parent.mkdir(parents=True, exist_ok=True)
+                    with args.json.open("a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return rows
+    finally:
+        # The rendered photos and predictions of a temporary folder go with it; a recipe's checkpoints stay there
+        # (it printed where), as --workdir keeps everything.
+        if args.workdir is None and args.recipe is None:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -132,3 +132,14 @@ def test_a_missing_checkpoint_is_one_line_before_any_photo_is_rendered(script, a
     code, out, err = run_bench_in_process(BENCH / script, args)
     assert code == 2 and f"{script}: error: nope: no such checkpoint folder" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_inspection_removes_its_temporary_photos_and_predictions(trained_checkpoint, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where its default work folder is made
+    code, out, err = run_bench_in_process(BENCH / "inspection.py", [
+        "--checkpoint", str(trained_checkpoint), "--seeds", "9001", "--closeups", "1", "--wide", "0", "--size", "224x168"])
+    assert code == 0, err[-3000:]
+    assert "seed 9001: 1 photos" in out
+    assert list(tmp_path.iterdir()) == []
