@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from bbuvl.data.coords import box_is_degenerate
 from bbuvl.data.regions import grid_regions, tile_side_overlap, window_objects
 from bbuvl.data.schema import ObjectAnn, sort_objects
 from bbuvl.synthetic.scene import FAULT_LABELS, MIN_SIDE, SS, Box, FaultRate, Scene
@@ -104,7 +105,11 @@ def _render_wide(rng_seed: int, size: tuple[int, int], faults: FaultRate | None)
     objects = []
     for box, label in scene.objects:
         x1, y1, x2, y2 = (round(v / SS, 1) for v in box)
-        objects.append(ObjectAnn(bbox_2d=[max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)], desc=label))
+        clipped = [max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)]
+        # A cabinet laid out for a photo far wider than tall (1200x96) runs past its bottom: a part wholly below it
+        # clipped to an inverted box, and the run died on it; one clipped under a pixel is what data check refuses.
+        if not box_is_degenerate(clipped):
+            objects.append(ObjectAnn(bbox_2d=clipped, desc=label))
     return img, sort_objects(objects)
 
 
