@@ -34,6 +34,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--warmup", type=int, default=100, help="images before the baseline is taken")
     args = ap.parse_args()
+    if not 0 <= args.warmup < args.n or args.batch < 1:  # the baseline is the first sample at or after the warm-up
+        ap.error(f"--warmup must be below --n and --batch at least 1, got --warmup {args.warmup}, --n {args.n}, "
+                 f"--batch {args.batch}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         ckpt, sources = tiny_checkpoint(tmp)

@@ -47,3 +47,8 @@ def test_train_throughput_refuses_a_single_step_which_only_warms_up():
 def test_the_process_benches_refuse_what_they_cannot_compare_before_rendering(script, args, message):
     code, out, err = run_bench_in_process(BENCH / script, args)
     assert code == 2 and message in " ".join(err.split()) and "Traceback" not in err
+
+
+def test_predict_memory_refuses_a_warm_up_as_long_as_the_run_before_building_a_checkpoint():
+    code, out, err = run_bench_in_process(BENCH / "predict_memory.py", ["--n", "50"])  # the default warm-up is 100
+    assert code == 2 and "--warmup must be below --n" in err and "Traceback" not in err
