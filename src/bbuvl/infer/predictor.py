@@ -8,10 +8,12 @@ infer/modes/ (generate, head, name, teachers), declared in config.py's `PREDICT_
 
 from __future__ import annotations
 
+import functools
 import logging
+import weakref
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from PIL import Image
@@ -104,6 +106,36 @@ class _ChosenLogProb(LogitsProcessor):
         return torch.stack(self.steps, dim=1) if self.steps else torch.zeros(rows, 0)
 
 
+_WINDOWS: "weakref.WeakKeyDictionary[Any, Callable[[tuple[int, ...]], str]]" = weakref.WeakKeyDictionary()
+
+
+def _window_decoder(tokenizer: Any) -> Callable[[tuple[int, ...]], str]:
+    """`tokenizer.decode(window, skip_special_tokens=True)` remembered per window of ids, for this tokenizer.
+
+    Name mode's rows and generate's answers repeat the same few-token windows (a label's tokens, `"bbox_2d": [`) on
+    every box of every photo; each `decode` through transformers costs tens of microseconds of Python, and decoding
+    them again cost name and generate modes a tenth of their time on the CPU (bench/predict_speed.py). A window's
+    text depends on its ids alone, so the text remembered is the text decoded."""
+    try:
+        return _WINDOWS[tokenizer]
+    except (KeyError, TypeError):
+        pass
+
+    try:
+        own = weakref.ref(tokenizer)
+        hash(tokenizer)
+    except TypeError:  # one that cannot be a weak key is remembered for this call only
+        return functools.lru_cache(maxsize=None)(lambda window: tokenizer.decode(list(window), skip_special_tokens=True))
+
+    # The tokenizer only weakly: the remembered texts go with it, not kept alive by their own cache.
+    @functools.lru_cache(maxsize=1 << 16)
+    def decode(window: tuple[int, ...]) -> str:
+        return own().decode(list(window), skip_special_tokens=True)
+
+    _WINDOWS[tokenizer] = decode
+    return decode
+
+
 def token_char_ends(tokenizer: Any, ids: list[int]) -> list[int]:
     """Character offset in `decode(ids)` where each token ends, in O(len(ids)) decodes (byte-level BPE safe).
 
@@ -112,10 +144,11 @@ def token_char_ends(tokenizer: Any, ids: list[int]) -> list[int]:
     split over byte tokens) ends where the previous one did; the token completing the character
     carries all of it.
     """
+    decode = _window_decoder(tokenizer)
     ends, text_len, prefix, read = [], 0, 0, 0
     for k in range(len(ids)):
-        before = tokenizer.decode(ids[prefix:read], skip_special_tokens=True)
-        after = tokenizer.decode(ids[prefix : k + 1], skip_special_tokens=True)
+        before = decode(tuple(ids[prefix:read]))
+        after = decode(tuple(ids[prefix : k + 1]))
         if len(after) > len(before) and not after.endswith("\ufffd"):
             text_len += len(after) - len(before)
             prefix, read = read, k + 1
