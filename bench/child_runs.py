@@ -5,9 +5,11 @@ a file, which a later sweep reads to skip the runs already done."""
 from __future__ import annotations
 
 import argparse
+import ctypes
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,13 +25,20 @@ def seed_list(text: str) -> list[int]:
     return [int(v) for v in text.split(",")]
 
 
+def _die_with_parent() -> None:
+    """In the child, before it runs: Linux kills it when the sweep dies. A sweep killed with -9 left its child training
+    for minutes, beside the rerun's child of the same seed, whose seconds (train_s) it then slowed."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def run_child(cmd: list[str], threads: int, out: Path, what: str) -> dict | None:
     """Run `cmd` with `threads` OpenMP/MKL threads; its last stdout line (JSON) is appended to `out` and returned.
 
     A failed child prints its stderr's tail naming `what` and returns None, so one bad seed does not end a sweep.
     """
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, preexec_fn=_die_with_parent)
     if done.returncode != 0:
         print(f"{what}: failed\n{done.stderr[-3000:]}", file=sys.stderr)
         return None

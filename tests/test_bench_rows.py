@@ -29,3 +29,43 @@ def test_grounding_memory_row_runs_at_a_batch_other_than_the_configs(tmp_path):
     assert code == 0, err[-3000:]
     row = json.loads(out.strip().splitlines()[-1])
     assert row["vision_tokens"] == 16 and row["length"] > 16 and row["saved_mb"] > 0
+
+
+def gone(pid: int) -> bool:
+    """Whether a process has ended: no longer there, or a zombie its new parent has not reaped yet."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_sweeps_child_dies_with_the_sweep_killed_with_9(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    # The sweep's side: run_child on a child that would run for a minute, writing its pid first.
+    pid_file = tmp_path / "child.pid"
+    child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    sweep = (f"import sys; sys.path.insert(0, {str(BENCH)!r}); from pathlib import Path; from child_runs import run_child; "
+             f"run_child([sys.executable, '-c', {child!r}], 1, Path({str(tmp_path / 'rows.jsonl')!r}), 'seed 0')")
+    parent = subprocess.Popen([sys.executable, "-c", sweep])
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()):
+            assert time.monotonic() < deadline and parent.poll() is None, "the child never started"
+            time.sleep(0.05)
+        pid = int(pid_file.read_text())
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while not gone(pid):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                raise AssertionError("the child outlived the sweep killed with -9")
+            time.sleep(0.05)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
