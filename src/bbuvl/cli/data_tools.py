@@ -19,7 +19,7 @@ from bbuvl.data import coco_files
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.input_paths import file_kind
 from bbuvl.data.jsonfile import dumps_json
-from bbuvl.data.layout import DATASET_FILES, ERRORS, TEACHERS, TRAIN, VAL, missing_file_hint
+from bbuvl.data.layout import DATASET_FILES, ERRORS, TEACHERS, TRAIN, VAL, missing_file_hint, unfinished_hint
 from bbuvl.data.names import long_paths_warning, portability_problem
 from bbuvl.data.schema import ImageRecord, iter_dataset, one_line_per_photo, require_photos
 from bbuvl.data.regions import parse_grid
@@ -74,7 +74,8 @@ def _require_input(path: Path) -> None:
         # A file another command is writing is not there until it is whole (atomic.py): 'no such file' of the
         # train.jsonl `data synth` was about to write sent the user looking for a mistyped name.
         _not_being_written({"PATH": path})
-        fail(f"{path}: {'a link that reaches no file or folder' if path.is_symlink() else 'no such file or folder'}")
+        fail(f"{path}: {'a link that reaches no file or folder' if path.is_symlink() else 'no such file or folder'}"
+             f"{unfinished_hint(path)}")
 
 
 # --- check -------------------------------------------------------------------------------------

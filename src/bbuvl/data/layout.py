@@ -13,6 +13,7 @@ from bbuvl.data.labels import SEP, Hierarchy
 from bbuvl.data.schema import ImageRecord, another_kind, read_records, write_dataset
 from bbuvl.data.teachers import select_teachers
 from bbuvl.data.text import clean_label, label_key, spelling_of
+from bbuvl.outputs import writer_at
 
 TRAIN, VAL, TEACHERS, LABELS, SUMMARY, ERRORS = (
     "train.jsonl", "val.jsonl", "teachers.jsonl", "labels.json", "summary.json", "errors.jsonl",
@@ -20,10 +21,23 @@ TRAIN, VAL, TEACHERS, LABELS, SUMMARY, ERRORS = (
 DATASET_FILES = (TRAIN, VAL, TEACHERS, LABELS, SUMMARY)  # what write_dataset_folder writes
 
 
+def unfinished_hint(path: Path) -> str:
+    """'; `bbuvl COMMAND` (pid N) was writing it and ended before it finished ...' when a killed writer's lock names
+    `path`, else ''."""
+    if (writer := writer_at(path)) is None or writer.running:
+        return ""
+    # A kill leaves the earlier version set aside (outputs.replacing) and nothing under the name: 'missing' alone
+    # read as a file never written, where the command that writes it only has to run again.
+    return (f"; `bbuvl {writer.command}` (pid {writer.pid}) was writing it and ended before it finished (killed?): "
+            "run that command again")
+
+
 def missing_file_hint(folder: Path, name: str) -> str:
-    """What a dataset folder that lacks `name` holds instead, as advice beginning "; " ('' when nothing near): a file
-    of another case or suffix (`Train.jsonl`, `train.json`), or the platform's export that `bbuvl data convert` reads.
+    """What a dataset folder that lacks `name` holds instead, as advice beginning "; " ('' when nothing near): the
+    command that was writing it when it was killed, a file of another case or suffix (`Train.jsonl`, `train.json`), or the platform's export that `bbuvl data convert` reads.
     Said without it, "no train.jsonl" left the user to guess which of the files there was meant."""
+    if killed := unfinished_hint(folder / name):
+        return killed
     try:
         there = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     except OSError:
