@@ -1,15 +1,71 @@
-"""The `bbuvl` console script: the CLI, where Ctrl-C during start-up (its imports take seconds) ends quietly."""
+"""The `bbuvl` console script: the CLI, where Ctrl-C (also during start-up: its imports take seconds) and SIGTERM end
+any command with one line and the shell's status for the signal, 130 or 143."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+from types import FrameType
+
+# What a stopped command says, once its outputs are released: the claims (bbuvl/outputs.py) keep what it wrote whole
+# and remove what it began in a folder that was not there, as after any failure.
+STOPPED = ("bbuvl: {what}: the command stopped; what it finished is kept, what it left half-done is removed; "
+           "run it again to go on (train: --resume)")
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the main thread is, so that the command ends as it does on Ctrl-C: every `finally` runs
+    and its outputs are released. Not an Exception: an `except Exception` retry loop must not swallow it."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    if os.getpid() != _MAIN_PID[0]:
+        # A forked worker (data synth --workers, a DataLoader's) inherits this handler; its parent ends it, and it
+        # dies by the signal as before rather than printing a traceback of its own.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    raise Terminated
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    _INTERRUPTED[0] = os.getpid() == _MAIN_PID[0]
+    signal.default_int_handler(signum, frame)
+
+
+_MAIN_PID = [0]
+_INTERRUPTED = [False]
+
+
+def _say(what: str) -> None:
+    try:
+        print(STOPPED.format(what=what), file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # stderr closed, or a pipe whose reader is gone: the status still tells
+        pass
 
 
 def main() -> None:
-    """Run the CLI; an interrupt while it is still importing exits 130 with one line, not the imports' traceback."""
+    """Run the CLI; an interrupt while it is still importing exits 130 with one line, not the imports' traceback,
+    and Ctrl-C or SIGTERM during a command exits 130 or 143 with one line once the command has cleaned up."""
     try:
         from bbuvl.cli import app
     except KeyboardInterrupt:
         print("interrupted before the command started; nothing was written", file=sys.stderr)
         raise SystemExit(130) from None
-    app()
+    _MAIN_PID[0] = os.getpid()
+    # A signal the caller ignores (nohup, a shell's background job) stays ignored.
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminate)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupt)
+    try:
+        app()
+    except Terminated:
+        _say("terminated (SIGTERM)")
+        raise SystemExit(143) from None
+    except SystemExit as e:
+        # typer turns Ctrl-C into exit 130 without a word; `serve` catches its own signals and says what it did.
+        if e.code == 130 and _INTERRUPTED[0]:
+            _say("interrupted (Ctrl-C)")
+        raise
