@@ -37,3 +37,11 @@ def test_synth_of_a_size_too_small_names_the_size_option(tmp_path: Path) -> None
     r = CliRunner().invoke(app, ["data", "synth", str(tmp_path / "d"), "--size", "50x50"])
     assert r.exit_code == 2 and "--size 50x50" in r.output and "96 px" in r.output, r.output
     assert not (tmp_path / "d").exists()
+
+
+def test_synth_shapes_refusals_name_the_option_to_change(tmp_path: Path) -> None:
+    # 'object sides must satisfy 4 <= min (1) <= max (3) pixels' named no option
+    for args, option in ((["--object-px", "1-3"], "--object-px"), (["--object-px", "4-90"], "--object-px"),
+                         (["--min-objects", "3", "--max-objects", "2"], "--min-objects")):
+        r = CliRunner().invoke(app, ["data", "synth", str(tmp_path / "d"), "--scene", "shapes", "--size", "160x120", *args])
+        assert r.exit_code == 2 and option in r.output and not (tmp_path / "d").exists(), r.output

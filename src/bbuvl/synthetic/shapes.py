@@ -79,13 +79,14 @@ def check_request(size: tuple[int, int], min_objects: int, max_objects: int,
     """Raise ValueError for a photo too small, an object count or an object size the scene cannot place."""
     check_size(size)
     if not 1 <= min_objects <= max_objects <= MAX_SHAPES:
-        raise ValueError(f"objects per photo must satisfy 1 <= min ({min_objects}) <= max ({max_objects}) <= {MAX_SHAPES}")
+        raise ValueError(f"objects per photo (--min-objects, --max-objects) must satisfy 1 <= min ({min_objects}) <= max "
+                         f"({max_objects}) <= {MAX_SHAPES}")
     if object_px is not None:
         lo, hi = object_px
         if not MIN_OBJECT_PX <= lo <= hi:
-            raise ValueError(f"object sides must satisfy {MIN_OBJECT_PX} <= min ({lo}) <= max ({hi}) pixels")
+            raise ValueError(f"object sides (--object-px) must satisfy {MIN_OBJECT_PX} <= min ({lo}) <= max ({hi}) pixels")
         if hi > min(size) // 2:
-            raise ValueError(f"object sides up to {hi} px do not leave room for {max_objects} shapes in a "
+            raise ValueError(f"object sides (--object-px) up to {hi} px do not leave room for {max_objects} shapes in a "
                              f"{size[0]}x{size[1]} photo: keep them at most half its shorter side ({min(size) // 2} px)")
 
 
