@@ -127,8 +127,8 @@ def tile_record(record: ImageRecord, photo: Path, out: Path, name: str, spec: Ti
     for region, size in cut(record.size, spec):
         x1, y1, x2, y2 = region
         rw, rh = x2 - x1, y2 - y1
-        # The whole photo keeps its record's boxes as they are: through the visibility rule, a box under 2 px (a
-        # 1x1 photo's only one) or one of two near-duplicates was dropped, and the photo taught "nothing here".
+        # The whole photo keeps its record's boxes as they are: through the visibility rule, one of two near-duplicates
+        # was dropped, and the photo taught "nothing here" over it.
         tile = record if region == whole_region else _shown(magnified_record(record, region, size))
         rel = f"{IMAGES}/{name}__{x1}_{y1}_{rw}x{rh}{suffix}"
         if not tile.objects and region != whole_region and not spec.keeps_empty(rel):
