@@ -45,3 +45,9 @@ def test_synth_shapes_refusals_name_the_option_to_change(tmp_path: Path) -> None
                          (["--min-objects", "3", "--max-objects", "2"], "--min-objects")):
         r = CliRunner().invoke(app, ["data", "synth", str(tmp_path / "d"), "--scene", "shapes", "--size", "160x120", *args])
         assert r.exit_code == 2 and option in r.output and not (tmp_path / "d").exists(), r.output
+
+
+def test_synth_of_validation_photos_only_takes_teachers_zero_as_the_demo_types_it(tmp_path: Path) -> None:
+    r = CliRunner().invoke(app, ["data", "synth", str(tmp_path / "d"), "--n-train", "0", "--teachers", "0",
+                                 "--n-val", "1", "--size", "160x120"])
+    assert r.exit_code == 0 and len(read_records(tmp_path / "d" / "val.jsonl")) == 1, r.output

@@ -91,7 +91,7 @@ def synth(
     # Typed but unused, each was ignored without a word: a vendor export has no teacher pool, a part fault rate
     # applies only within --fault-rate's faulty photos, a tile grid only to --tile-share's tiles.
     refuse_unused(ctx, fmt == "jsonl", "--format jsonl", "teachers")
-    if not n_train and fmt == "jsonl" and getattr(ctx.get_parameter_source("teachers"), "name", "") == "COMMANDLINE":
+    if not n_train and teachers and fmt == "jsonl" and getattr(ctx.get_parameter_source("teachers"), "name", "") == "COMMANDLINE":
         fail("--teachers picks from the training photos, and --n-train 0 renders none: leave --teachers out")
     if n_train + n_val == 0:
         fail("--n-train 0 and --n-val 0 ask for no photo: give either a number above 0")
