@@ -143,10 +143,17 @@ def _claiming() -> Iterator[None]:
         if e.filename is not None and os.path.islink(e.filename) and not os.path.exists(e.filename):
             fail(f"{e.filename}: cannot be made a folder: a link that reaches nothing is there (to "
                  f"{os.readlink(e.filename)}, or its links lead in a loop); choose another output")
+        kind = file_kind(Path(e.filename)) if e.filename is not None else None
+        if kind in SPECIAL_FILES:  # `data synth /dev/null` was told a file has its name
+            fail(f"{e.filename}: cannot be made a folder: it is {kind}; choose another output")
         fail(f"{e.filename}: cannot be made a folder: a file has its name, or a folder above it is a file; "
              "choose another output")
     except OSError as e:  # the lock beside each output is the first thing written
         fail(f"cannot write the outputs: {e.strerror or e}: {e.filename or ''}; choose another output")
+
+
+# What `file_kind` calls a path that is neither file, folder nor missing.
+SPECIAL_FILES = ("a FIFO (named pipe)", "a device", "a socket")
 
 
 # The outputs claimed by the running command.
