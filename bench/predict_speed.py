@@ -6,8 +6,10 @@
 It loads the checkpoint once and, for each mode, predicts the same photos (`Predictor.predict_lines`, what
 `bbuvl predict` runs, in chunks of the checkpoint's batch size) with each fix off ("old") and on ("new"), alternating
 which goes first each round so that the machine's noise hits both alike; the first round warms up and is not timed.
-The fix compared: `token_char_ends` remembering each window of ids it decoded (infer/predictor.py), where every
-window was decoded again through transformers for every box of every photo. It prints photos a second for each, the
+The fixes compared: `token_char_ends` remembering each window of ids it decoded (infer/predictor.py), where every
+window was decoded again through transformers for every box of every photo; and name mode reading a photo's prompt
+once for all its chunks of `batch_rows` boxes (infer/continuations.py `PromptRead`), where each chunk read it, photo
+included, again. It prints photos a second for each, the
 ratio new/old, and whether the two wrote the same lines (they must: a fix here changes no output).
 """
 
@@ -20,12 +22,14 @@ from typing import Any, Callable
 
 import torch
 
+import bbuvl.infer.modes.name as name_module
 import bbuvl.infer.predictor as predictor_module
 from bench_files import check_inputs
 from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.infer.predictor import Predictor
 
 NEW_DECODER = predictor_module._window_decoder
+NEW_PROMPT_READ = name_module.PromptRead
 
 
 def _old_decoder(tokenizer: Any) -> Callable[[tuple[int, ...]], str]:
@@ -37,13 +41,14 @@ def _lines(predictor: Predictor, paths: list[str], mode: str, chunk: int, option
            new: bool) -> tuple[list[dict], float]:
     """The photos' lines and the seconds they took, with the fixes on (`new`) or off."""
     predictor_module._window_decoder = NEW_DECODER if new else _old_decoder
+    name_module.PromptRead = NEW_PROMPT_READ if new else (lambda sample: sample)  # the sample: read at every call
     try:
         start = time.perf_counter()
         lines = [line for i in range(0, len(paths), chunk)
                  for line in predictor.predict_lines(paths[i:i + chunk], mode, **options)]
         return lines, time.perf_counter() - start
     finally:
-        predictor_module._window_decoder = NEW_DECODER
+        predictor_module._window_decoder, name_module.PromptRead = NEW_DECODER, NEW_PROMPT_READ
 
 
 def main() -> None:

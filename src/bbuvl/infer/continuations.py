@@ -15,13 +15,15 @@ state that a masked gap would still update: `can_continue_prompt` says so, and t
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 from transformers import LogitsProcessor
 
 from bbuvl.encode.chat import EncodedSample
-from bbuvl.encode.collate import PaddedCollator
+from bbuvl.encode.collate import Batch, PaddedCollator
 from bbuvl.model.shared_prefix import shares_prefix
 from bbuvl.model.vlm import core_model
 
@@ -32,14 +34,29 @@ def can_continue_prompt(vlm: Any) -> bool:
     return shares_prefix(core.config.get_text_config())
 
 
+@dataclass
+class PromptRead:
+    """One photo's prompt and, once the first of its rows' chunks read it, its collated row and key/value cache.
+
+    Name mode decodes a photo's boxes `batch_rows` at a time: each chunk read the same prompt, photo included,
+    again (a photo of 40 boxes read it three times), for the same states. Each chunk now starts from a copy of the
+    first one's cache: the rows' own tokens extend the copy, never the cache kept."""
+
+    sample: EncodedSample
+    head: Batch | None = None
+    cache: Any = None
+
+
 @torch.inference_mode()
-def greedy_continuations(vlm: Any, collator: PaddedCollator, prompt: EncodedSample, continuations: Sequence[list[int]],
-                         processor: LogitsProcessor, stop_id: int, max_new_tokens: int) -> torch.Tensor:
+def greedy_continuations(vlm: Any, collator: PaddedCollator, prompt: EncodedSample | PromptRead,
+                         continuations: Sequence[list[int]], processor: LogitsProcessor, stop_id: int,
+                         max_new_tokens: int) -> torch.Tensor:
     """Greedy decoding of `prompt` followed by each of `continuations`: the new token ids `[B, T]`, as
     `generate` would return them (a row that stopped is padded with the collator's pad id).
 
     `processor` sees, at each step, every row's full ids so far `[B, P + W + t]` (the gap holds pad ids) and the
-    next-token logits `[B, V]`, and returns the scores the choice is the argmax of.
+    next-token logits `[B, V]`, and returns the scores the choice is the argmax of. A `PromptRead` is read by the
+    LLM at its first call only, and kept for the calls after.
     """
     if min((len(c) for c in continuations), default=1) == 0:
         raise ValueError("every continuation needs at least one token (the prompt alone is one row of generate)")
@@ -47,11 +64,16 @@ def greedy_continuations(vlm: Any, collator: PaddedCollator, prompt: EncodedSamp
         return torch.zeros(len(continuations), 0, dtype=torch.long)
     core = core_model(vlm)
     device = next(core.parameters()).device
-    head = collator([prompt]).to(device)  # one row: no padding
-    out = core.model(input_ids=head.input_ids, attention_mask=head.attention_mask, position_ids=head.position_ids,
-                     pixel_values=head.pixel_values, image_grid_thw=head.image_grid_thw, use_cache=True,
-                     return_dict=True)
-    cache = out.past_key_values
+    read = prompt if isinstance(prompt, PromptRead) else PromptRead(prompt)
+    if read.cache is None:
+        read.head = collator([read.sample]).to(device)  # one row: no padding
+        out = core.model(input_ids=read.head.input_ids, attention_mask=read.head.attention_mask,
+                         position_ids=read.head.position_ids, pixel_values=read.head.pixel_values,
+                         image_grid_thw=read.head.image_grid_thw, use_cache=True, return_dict=True)
+        read.cache = out.past_key_values
+    head = read.head
+    # Repeating it for the rows replaces the cache's tensors, and decoding extends them: a kept read is copied first.
+    cache = copy.deepcopy(read.cache) if read is prompt else read.cache
     rows, width = len(continuations), max(len(c) for c in continuations)
     cache.batch_repeat_interleave(rows)
     start = int(head.position_ids.max()) + 1  # text after the prompt continues from its furthest position

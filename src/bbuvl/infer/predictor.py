@@ -30,7 +30,7 @@ from bbuvl.data.schema import ImageRecord, Sample, read_lines, require_photos, r
 from bbuvl.encode.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, EncodedSample, Turn, format_answer
 from bbuvl.encode.collate import Batch, PaddedCollator
 from bbuvl.infer.constrained import AnswerConstraint
-from bbuvl.infer.continuations import can_continue_prompt, greedy_continuations
+from bbuvl.infer.continuations import PromptRead, can_continue_prompt, greedy_continuations
 from bbuvl.infer.dropped_rows import GIVEN_UP, Awaited, RowDrops, gone
 from bbuvl.infer.modes import runner
 from bbuvl.infer.options import PredictOptions
@@ -374,12 +374,14 @@ class Predictor:
                 new = self._generate(batch, [recorder, end], max_new_tokens, do_sample=False)
         return new, recorder.logprobs(new.shape[0])
 
-    def greedy_continued(self, prompt: EncodedSample, continuations: Sequence[list[int]],
+    def greedy_continued(self, prompt: EncodedSample | PromptRead, continuations: Sequence[list[int]],
                          constraint: LogitsProcessor | None, max_new_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
         """`greedy` over rows that are one photo's prompt followed by each of `continuations` (answers begun): the
-        prompt and its photo are read once where the LLM allows it (infer/continuations.py), else each row whole."""
+        prompt and its photo are read once where the LLM allows it (infer/continuations.py; a `PromptRead` once for
+        every call given it), else each row whole."""
         if not can_continue_prompt(self.model.vlm):
-            return self.greedy(self.collator([prompt.continued(c) for c in continuations]).to(self.device), constraint,
+            sample = prompt.sample if isinstance(prompt, PromptRead) else prompt
+            return self.greedy(self.collator([sample.continued(c) for c in continuations]).to(self.device), constraint,
                                max_new_tokens)
         recorder = _ChosenLogProb(constraint)
         new = greedy_continuations(self.model.vlm, self.collator, prompt, continuations, recorder,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
+from bbuvl.infer.continuations import PromptRead
 from bbuvl.infer.dropped_rows import GIVEN_UP, gone
 from bbuvl.infer.modes.head import head_objects
 from bbuvl.infer.parse import parse_detections
@@ -66,7 +67,7 @@ def run(predictor: "Predictor", prepared: Sequence["Prepared"], options: "Predic
             continue
         # One row per box; the photo's prompt is read once for all of them (infer/continuations.py).
         rows = [(d, obj, *answer_prefix(predictor, predictor.contract.to_model(d.bbox_2d, p.size))) for d, obj in objs]
-        prompt = predictor.student_sample(p)
+        prompt = PromptRead(predictor.student_sample(p))  # read by the LLM once for all its chunks of rows
         frame = predictor.contract.answer_extent(p.size)
         grammar = constraint.grammar(frame)
         budget = grammar.label_budget()
