@@ -25,6 +25,7 @@ import torch
 import bbuvl.infer.modes.name as name_module
 import bbuvl.infer.predictor as predictor_module
 from bench_files import check_inputs
+from bbuvl.config import PREDICT_MODES
 from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.infer.predictor import Predictor
 
@@ -65,21 +66,27 @@ def main() -> None:
     args = ap.parse_args()
     if args.photos < 1 or args.rounds < 1:
         ap.error("--photos and --rounds must be at least 1")
+    modes = args.modes.split(",")
+    if unknown := [m for m in modes if m not in PREDICT_MODES]:  # before the model loads
+        ap.error(f"--modes: {', '.join(unknown)} is no mode ({', '.join(PREDICT_MODES)})")
     torch.set_num_threads(args.threads)
     try:  # the defaults are relative to the repository's root, where `make demo` writes demo_out/
         check_inputs([args.checkpoint], [args.gt])
         paths = [str(resolve_image(args.gt, r.image)) for r in read_records(args.gt)][: args.photos]
         predictor = Predictor.load(args.checkpoint, device="cpu")
-        for mode in args.modes.split(","):
-            predictor.check_mode(mode)
     except (OSError, ValueError) as e:
         raise SystemExit(f"{e} (run `make demo`, or give --checkpoint and --gt)") from None
+    try:
+        for mode in modes:
+            predictor.check_mode(mode)
+    except ValueError as e:
+        raise SystemExit(f"{args.checkpoint}: {e}") from None
     options = {} if args.tiles is None else {"tiles": args.tiles}
     chunk = predictor.cfg.inference.batch_size
     print(f"{args.checkpoint}: {len(paths)} photos, batches of {chunk}, {args.threads} thread(s), "
           f"tiles {args.tiles or predictor.cfg.inference.tiles}; {args.rounds} timed rounds a side")
     print(f"{'mode':<10}{'old photos/s':>14}{'new photos/s':>14}{'new/old':>9}  same lines")
-    for mode in args.modes.split(","):
+    for mode in modes:
         seconds = {False: 0.0, True: 0.0}
         written: dict[bool, list[dict]] = {}
         for r in range(args.rounds + 1):
