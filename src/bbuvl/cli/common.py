@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import io
 import math
 import os
@@ -177,7 +178,9 @@ def start_command(ctx: typer.Context) -> None:
     for stream in (sys.stdout, sys.stderr):
         # A terminal whose encoding has no Chinese (LANG=en_US.ISO-8859-1, a cp1252 console) printed the first label
         # as a UnicodeEncodeError traceback: what it cannot show is spelt \u7ebf instead
-        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+        # In the C locale with UTF-8 mode off (PYTHONUTF8=0) stdout is ASCII with surrogateescape, which fails alike.
+        if isinstance(stream, io.TextIOWrapper) and (stream.errors == "strict" or (
+                stream.errors == "surrogateescape" and codecs.lookup(stream.encoding).name != "utf-8")):
             stream.reconfigure(errors="backslashreplace")
 
 
@@ -312,6 +315,21 @@ def _takes_paths(param: Any) -> bool:
     return isinstance(getattr(param, "type", None), click.Path)
 
 
+def _stream_named(value: str) -> str | None:
+    """What `value` names when it is no file a command can write whole, else None: '-' (standard output, as most
+    tools spell it) or a name in /dev or /proc (/dev/stdout, also where it links to a file stdout is redirected to).
+    A pipe or device elsewhere is refused by the writers (bbuvl/outputs.py)."""
+    if value == "-":
+        return "'-' names standard output"
+    # Not resolved: /dev/stdout reaches the file the shell redirected stdout to, and the files written beside an
+    # output (eval's METRICS.coco.json, the ledger, the lock) went into /dev.
+    # /dev/shm is a folder of plain files in memory, a fair place for outputs.
+    where = os.path.abspath(value)
+    if where.startswith(("/dev/", "/proc/")) and not where.startswith("/dev/shm/"):
+        return "a stream or device's name"
+    return None
+
+
 def _expanding(process: Callable[[Any, Any], Any], param: Any) -> Callable[[Any, Any], Any]:
     def process_value(ctx: Any, value: Any) -> Any:
         try:
@@ -325,6 +343,9 @@ def _expanding(process: Callable[[Any, Any], Any], param: Any) -> Callable[[Any,
                 if getattr(param, "metavar", None) == FILE_OUT and value.endswith(("/", os.sep)):
                     raise ValueError(f"{value}: ends in '/', which names a folder, but this takes a file's name "
                                      f"(one inside {value}, say)")
+                if getattr(param, "metavar", None) == FILE_OUT and (stream := _stream_named(value)) is not None:
+                    raise ValueError(f"{value}: {stream}, but this writes a file whole, then renames it into place "
+                                     "and records it beside it; name a file (and `cat` it into a pipe)")
             elif isinstance(value, (list, tuple)):
                 value = type(value)(expand_path(v) if isinstance(v, str) else v for v in value)
         except ValueError as e:
