@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -189,14 +190,15 @@ def test_stock_transformers_answers_an_export_token_for_token_as_bbuvl_predict(f
     assert how.startswith("stock") == is_torchvision_available(), how
 
 
-def test_predict_on_an_exported_folder_with_its_labels_answers_as_on_the_checkpoint(portable, photos, tmp_path):
+def test_predict_on_an_exported_folder_answers_as_on_the_checkpoint_with_its_own_labels(portable, photos, tmp_path):
     checkpoint, exported = portable
     one = tmp_path / "one"
     one.mkdir()
     for name in ("b_within.png", "c_above_max.png"):
         (one / name).write_bytes((photos / name).read_bytes())
     expected = predict_answers(checkpoint, one, tmp_path / "ckpt.jsonl")
-    got = predict_answers(exported, one, tmp_path / "exported.jsonl", "--labels", str(exported / "labels.json"))
+    assert predict_answers(exported, one, tmp_path / "exported.jsonl") == expected  # its labels.json, read by itself
+    got = predict_answers(exported, one, tmp_path / "given.jsonl", "--labels", str(exported / "labels.json"))
     assert got == expected
 
 
@@ -264,11 +266,33 @@ def test_a_checkpoint_bbuvl_train_saves_names_the_stock_processor_that_stock_aut
             AutoProcessor.from_pretrained(str(trained_checkpoint))
 
 
-def test_serve_on_an_exported_folder_needs_its_labels_as_predict_does(portable, photos, tmp_path):
+def test_serve_on_a_plain_folder_without_labels_needs_them_as_predict_does(portable, photos, tmp_path):
     _, exported = portable
+    bare = tmp_path / "bare"
+    shutil.copytree(exported, bare)
+    (bare / "labels.json").unlink()
     for command in (["serve", "--port", "0"], ["predict", "-i", str(photos), "-o", str(tmp_path / "x.jsonl")]):
-        r = CliRunner().invoke(cli, [command[0], "-c", str(exported), *command[1:]], env={"BBUVL_API_KEYS": "k" * 32})
+        r = CliRunner().invoke(cli, [command[0], "-c", str(bare), *command[1:]], env={"BBUVL_API_KEYS": "k" * 32})
         assert r.exit_code == 2 and "--labels labels.json" in r.output.replace("\n", " "), r.output
+
+
+def test_an_exports_prompt_language_is_the_one_its_labels_json_records(portable, photos, tmp_path):
+    _, exported = portable
+    english = tmp_path / "english"
+    shutil.copytree(exported, english)
+    labels = json.loads((english / "labels.json").read_text(encoding="utf-8"))
+    (english / "labels.json").write_text(json.dumps(labels | {"lang": "en"}, ensure_ascii=False), encoding="utf-8")
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "a.png").write_bytes((photos / "b_within.png").read_bytes())
+    out = tmp_path / "en.jsonl"
+    r = CliRunner().invoke(cli, ["predict", "-c", str(english), "-i", str(one), "-o", str(out), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    key = json.loads(out.with_name("en.jsonl.predict.json").read_text(encoding="utf-8"))["key"]
+    assert key["options"]["lang"] == "en"
+    r = CliRunner().invoke(cli, ["predict", "-c", str(english), "-i", str(one), "-o", str(tmp_path / "zh.jsonl"),
+                                 "--lang", "zh"])
+    assert r.exit_code == 2 and "records the prompt in 'en'" in " ".join(r.output.split()), r.output
 
 
 def test_a_val_that_is_a_folder_is_refused_before_anything_loads(tmp_path):

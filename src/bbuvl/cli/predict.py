@@ -18,7 +18,7 @@ from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, check_device, console, f
                               print_first, refuse_unused, require_file, user_errors)
 from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
                                  TILES, ZOOM_INTO, check_mode_name, checkpoint_folder_problem, describe_tiles, mode_help,
-                                 plain_model_mode, read_folder, read_through_config, tile_options, typed)
+                                 plain_labels, plain_model_mode, read_folder, read_through_config, tile_options, typed)
 from bbuvl.outputs import refuse_inputs_being_written, refuse_outputs_being_read
 from bbuvl.paths import real_path
 
@@ -116,6 +116,7 @@ def predict(
         fail("--overwrite starts --out over from one process; under torchrun delete --out (and its .rank* parts) instead")
     check_mode_name(mode)
     tiled = tile_options(tiles, tile_zoom, tile_whole, zoom_into, tile_stride, tile_refine)
+    labels, lang = plain_labels(checkpoint, labels, lang, typed(ctx, "lang"))
     mode = plain_model_mode(checkpoint, labels, lang, mode, lang_typed=typed(ctx, "lang"))
     with user_errors(ValueError, OSError):
         faults = Faults.load(hierarchy) if hierarchy is not None else None  # a bad file is refused before the model loads

@@ -19,10 +19,13 @@ if TYPE_CHECKING:
     from bbuvl.model.checkpoint import ModelFolder
 
 CHECKPOINT_HELP = ("Checkpoint folder written by `bbuvl train`, or a plain Hugging Face model folder (the zero-shot "
-                   "baseline: generate mode, needs --labels).")
+                   "baseline: generate mode, needs --labels unless it holds its own labels.json, as an export does).")
 LABELS = typer.Option(None, "--labels", help="A plain model folder's label vocabulary: a dataset's labels.json or a JSON "
-                      "list of labels.")
-LANG = typer.Option("zh", help="A plain model folder's prompt language: zh | en.", callback=one_of("zh", "en"))
+                      "list of labels (default: the folder's own labels.json, which an export holds).")
+LANG = typer.Option("zh", help="A plain model folder's prompt language: zh | en (an export's labels.json records its "
+                    "own, used when this is not given).", callback=one_of("zh", "en"))
+# What `bbuvl model export` writes beside the weights: the labels the model answers with and its prompt's language.
+OWN_LABELS = "labels.json"
 
 
 def mode_help(serving: bool = False) -> str:
@@ -81,6 +84,33 @@ def checkpoint_folder_problem(checkpoint: Path) -> str | None:
 
     missing = no_folder(checkpoint)
     return None if missing is None else f"{checkpoint}: {missing} (--checkpoint)"
+
+
+def plain_labels(checkpoint: Path, labels: Path | None, lang: str, lang_typed: bool) -> tuple[Path | None, str]:
+    """A plain model folder's labels file and prompt language: `--labels`, else the folder's own labels.json (what
+    `bbuvl model export` writes); and the language that file records (an export's prompt's), unless --lang was typed
+    (a typed one that differs is refused: it would ask in another language than the model answers in)."""
+    from bbuvl.data.jsonfile import read_json
+    from bbuvl.model.checkpoint import is_plain_model_folder
+
+    if not is_plain_model_folder(checkpoint):
+        return labels, lang
+    own = checkpoint / OWN_LABELS
+    if labels is None and own.is_file():
+        labels = own
+    if labels is None or not labels.is_file():
+        return labels, lang
+    try:
+        recorded = read_json(labels, "labels file")
+    except ValueError as e:
+        fail(str(e))
+    said = recorded.get("lang") if isinstance(recorded, dict) else None
+    if said not in ("zh", "en"):
+        return labels, lang
+    if lang_typed and lang != said:
+        fail(f"--lang {lang}, but {labels} records the prompt in '{said}' (the language its model was trained to answer "
+             "in): leave --lang out, or give a labels file of your own")
+    return labels, said
 
 
 def typed(ctx: typer.Context, name: str) -> bool:

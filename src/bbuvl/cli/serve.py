@@ -13,7 +13,7 @@ from rich.markup import escape
 from bbuvl.cli.common import (PATH_OR_ID, check_device, console, finite_range, int_range, one_of, refuse_unused,
                               require_file, user_errors)
 from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
-                                 TILES, ZOOM_INTO, check_mode_name, mode_help, plain_model_mode, read_folder,
+                                 TILES, ZOOM_INTO, check_mode_name, mode_help, plain_labels, plain_model_mode, read_folder,
                                  read_through_config, tile_options, typed)
 
 
@@ -110,6 +110,7 @@ def serve(
         refuse_inputs_being_written({"--checkpoint": checkpoint, "--labels": labels, "--fewshot": fewshot,
                                      "--api-key-file": api_key_file})
     tiled = tile_options(tiles, tile_zoom, tile_whole, zoom_into, tile_stride, tile_refine)
+    labels, lang = plain_labels(checkpoint, labels, lang, typed(ctx, "lang"))
     mode = plain_model_mode(checkpoint, labels, lang, mode, lang_typed=typed(ctx, "lang"))
     refuse_unused(ctx, fewshot is not None, "--fewshot", "fewshot_backbone", "fewshot_threshold", "fewshot_watch")
     if api_key_file is not None:  # a FIFO was waited on forever, the server never starting
