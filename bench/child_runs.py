@@ -41,11 +41,25 @@ def run_child(cmd: list[str], threads: int, out: Path, what: str) -> dict | None
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, preexec_fn=_die_with_parent)
     if done.returncode != 0:
         print(f"{what}: failed\n{done.stderr[-3000:]}", file=sys.stderr)
+        FAILED.append(what)
         return None
     row = json.loads(done.stdout.strip().splitlines()[-1])
     with out.open("a") as fh:
         fh.write(json.dumps(row) + "\n")
     return row
+
+
+# The runs of this sweep whose child failed (`run_child`), which `end_sweep` makes the sweep's exit status.
+FAILED: list[str] = []
+
+
+def end_sweep() -> None:
+    """Exit 1 naming the failed runs when any child of this sweep failed: a sweep whose every seed failed exited 0,
+    and a script or CI reading its status took it for measured."""
+    if FAILED:
+        print(f"{len(FAILED)} run(s) of this sweep failed: {', '.join(FAILED)} (their errors are above; the rows of the "
+              "others are kept, and a rerun runs only the failed ones)", file=sys.stderr)
+        raise SystemExit(1)
 
 
 def train_command(procs: int) -> list[str]:

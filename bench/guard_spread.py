@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from child_runs import already_run, finished_rows, run_child, seed_list
+from child_runs import already_run, end_sweep, finished_rows, run_child, seed_list
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_shapes.yaml"
 MODES = ("head", "name", "generate")
@@ -156,6 +156,7 @@ def main() -> None:
                       f"name {row['name']['AP50']:.3f} generate {row['generate']['AP50']:.3f} ({row['total_s']:.0f} s)",
                       flush=True)
     summarise(done)
+    end_sweep()
 
 
 if __name__ == "__main__":

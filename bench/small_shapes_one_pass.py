@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from child_runs import already_run, finished_rows, head_predictions, run_child, seed_list, train_command, train_env
+from child_runs import (already_run, end_sweep, finished_rows, head_predictions, run_child, seed_list, train_command,
+                        train_env)
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_shapes.yaml"
 # The whole 448x336 photo at full size: 16 x 12 = 192 tokens; 8 photos a batch.
@@ -131,6 +132,7 @@ def main() -> None:
         layout = f"{args.procs} processes" if args.procs > 1 else f"{args.threads} thread(s)"
         print(f"seed {seed} {' '.join(args.overrides) or '(recipe)'}, {layout}: {curve}; constant box {row['prior_ap50']:.3f} "
               f"({row['prior_ap50_agnostic']:.3f}); trained in {row['train_s']:.0f} s", flush=True)
+    end_sweep()
 
 
 if __name__ == "__main__":

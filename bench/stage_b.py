@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from bench_files import check_inputs
-from child_runs import already_run, finished_rows, head_predictions, run_child, seed_list
+from child_runs import already_run, end_sweep, finished_rows, head_predictions, run_child, seed_list
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 UNSEEN_SEED = 7919  # no demo, test or guard renders from this seed
@@ -308,6 +308,7 @@ def main() -> None:
                   f"matched screws {s['screws_matched']} full label {fmt(s['screws_full_label'])}, state "
                   f"{fmt(s.get('screws_state_right'))} (always 'correct' {fmt(s.get('screws_always_correct'))})",
                   flush=True)
+    end_sweep()
 
 
 if __name__ == "__main__":

@@ -69,3 +69,19 @@ def test_a_sweeps_child_dies_with_the_sweep_killed_with_9(tmp_path):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_a_sweep_whose_child_failed_exits_1_naming_it_and_keeps_the_others_rows(tmp_path):
+    import subprocess
+    import sys
+
+    ok = "import json; print(json.dumps({'seed': 1}))"
+    sweep = (f"import sys; sys.path.insert(0, {str(BENCH)!r}); from pathlib import Path; "
+             "from child_runs import end_sweep, run_child; "
+             f"out = Path({str(tmp_path / 'rows.jsonl')!r}); "
+             "run_child([sys.executable, '-c', 'raise SystemExit(3)'], 1, out, 'seed 0'); "
+             f"run_child([sys.executable, '-c', {ok!r}], 1, out, 'seed 1'); end_sweep()")
+    done = subprocess.run([sys.executable, "-c", sweep], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "1 run(s) of this sweep failed: seed 0" in done.stderr
+    assert (tmp_path / "rows.jsonl").read_text(encoding="utf-8").splitlines() == ['{"seed": 1}']
