@@ -8,6 +8,7 @@ line). Reports are written atomically (bbuvl/atomic.py).
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -72,3 +73,18 @@ def check_inputs(checkpoints: Iterable[Path | None] = (), files: Iterable[Path |
     for file in files:
         if file is not None and not file.is_file():
             raise FileNotFoundError(f"{file}: no such file")
+
+
+def check_before_work(ap: argparse.ArgumentParser, rows: Path | None, keys: set[str], what: str,
+                      checkpoints: Iterable[Path | None] = (), files: Iterable[Path | None] = ()) -> None:
+    """A bench's `--json` rows file (one whose rows hold `keys`, or none yet) and its inputs (`check_inputs`), checked
+    before any work; each problem is the argument parser's one-line error."""
+    if rows is not None:
+        try:
+            refuse_foreign_rows(rows, lambda row: keys <= set(row), what)
+        except ValueError as e:
+            ap.error(f"--json: {e}")
+    try:
+        check_inputs(checkpoints, files)
+    except (OSError, ValueError) as e:
+        ap.error(str(e))

@@ -204,18 +204,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = ap.parse_args(argv)
     if (args.checkpoint is None) == (args.recipe is None):
         ap.error("give --checkpoint or --recipe")
-    from bench_files import check_inputs, refuse_foreign_rows
+    from bench_files import check_before_work
 
-    if args.json:  # before any photo is rendered: a dataset's JSONL given as --json is not appended to
-        try:
-            refuse_foreign_rows(args.json, lambda row: {"framing", "seed", "checkpoint", "mode"} <= set(row),
-                                "inspection rows")
-        except ValueError as e:
-            ap.error(f"--json: {e}")
-    try:
-        check_inputs([args.checkpoint, args.wide_checkpoint], ())
-    except (OSError, ValueError) as e:
-        ap.error(str(e))
+    # Before any photo is rendered: a dataset's JSONL given as --json is not appended to, a missing checkpoint named
+    check_before_work(ap, args.json, {"framing", "seed", "checkpoint", "mode"}, "inspection rows",
+                      [args.checkpoint, args.wide_checkpoint])
     if args.wide_tiles is not None:  # refused before any photo is rendered or model trained, as predict would refuse it
         from bbuvl.config import InferenceConfig
         from bbuvl.infer.options import PredictOptions

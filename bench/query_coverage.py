@@ -24,7 +24,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from bench_files import check_inputs, refuse_foreign_rows
+from bench_files import check_before_work
 
 
 def coverage(checkpoint: Path, val: Path, distinct: list[float], iou: float, batch_size: int = 4) -> dict[str, dict[str, float]]:
@@ -99,16 +99,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--iou", type=float, default=0.5, help="a part is covered by a box at this IoU")
     ap.add_argument("--json", type=Path, help="append the table as one JSON line")
     args = ap.parse_args(argv)
-    if args.json:  # before the checkpoint is read: a dataset's JSONL given as --json is not appended to
-        try:
-            refuse_foreign_rows(args.json, lambda row: {"checkpoint", "val", "iou", "covered"} <= set(row),
-                                "coverage tables")
-        except ValueError as e:
-            ap.error(f"--json: {e}")
-    try:
-        check_inputs([args.checkpoint], [args.val])
-    except (OSError, ValueError) as e:
-        ap.error(str(e))
+    # Before the checkpoint is read: a dataset's JSONL given as --json is not appended to, a missing input named
+    check_before_work(ap, args.json, {"checkpoint", "val", "iou", "covered"}, "coverage tables", [args.checkpoint],
+                      [args.val])
     distinct = [float(v) for v in args.distinct.split(",") if v.strip()]
     table = coverage(args.checkpoint, args.val, distinct, args.iou)
     parts = table.pop("parts")
