@@ -7,9 +7,9 @@ only the files whose stat changed are hashed again (`StatDigests`), and only pho
 content are embedded (a vector is kept per content digest, so a photo renamed or moved to another class is not
 embedded again). The new set is checked as the one at start was; a valid one replaces the served one in a single
 assignment, so a photo being re-scored keeps the set it began with. An invalid one (a class folder emptied, a photo
-that cannot be decoded, the folder gone, unreadable, or being written by a bbuvl command) leaves the last good set
-served, and says why: once in the log, then in every answer's `model.fewshot.stale` and in /metrics until the folder
-is valid again.
+that cannot be decoded, the folder gone, unreadable, or being written by a bbuvl command), or one the backbone fails
+on (out of memory), leaves the last good set served, and says why: once in the log, then in every answer's
+`model.fewshot.stale` and in /metrics until the folder is valid again.
 """
 
 from __future__ import annotations
@@ -219,6 +219,11 @@ class SupportWatcher:
             fresh = build_support(support, self.backbone, self.current.version + 1, self.current)
         except (ValueError, OSError) as e:
             return self._unusable(str(e), listing)
+        except Exception as e:  # the backbone's own failure: out of GPU memory, a photo its model cannot take
+            # Tried again when the folder changes, not at every check: a retry re-embeds every new photo each time,
+            # on a device short of the memory the requests being served need; its traceback was logged at every check
+            return self._unusable(f"embedding its photos failed ({type(e).__name__}: {e}); tried again when "
+                                  "the folder changes", listing, e)
         self._listing = listing
         self._digests.keep({str(im.path) for im in support.images})
         if self.problem is not None:
@@ -238,15 +243,16 @@ class SupportWatcher:
             logger.warning("few-shot support %s version %d: %s", said(str(self.root)), fresh.version, said(note))
         return True
 
-    def _unusable(self, why: str, listing: Listing | None) -> bool:
-        """Keep serving the last good set, saying why once per distinct reason; a listing given is not read again until
-        it changes (a corrupt photo left as it is), None reads the folder at the next check it can be listed (one being
-        written; one gone, then moved back as it was, which lists as the last good listing did)."""
+    def _unusable(self, why: str, listing: Listing | None, error: Exception | None = None) -> bool:
+        """Keep serving the last good set, saying why once per distinct reason (with `error`'s traceback, an error
+        not of the folder's making); a listing given is not read again until it changes (a corrupt photo left as it
+        is), None reads the folder at the next check it can be listed (one being written; one gone, then moved back as
+        it was, which lists as the last good listing did)."""
         why = said(why)
         if why != self.problem:
             self.failures += 1
             logger.warning("few-shot support %s not reloaded: %s; still serving version %d (%s)", said(str(self.root)),
-                           why, self.current.version, ", ".join(self.current.photos))
+                           why, self.current.version, ", ".join(self.current.photos), exc_info=error)
         self.problem, self._listing = why, listing
         return False
 
