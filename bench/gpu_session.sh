@@ -7,6 +7,13 @@
 #   bash bench/gpu_session.sh OUT_DIR cpu all      # here: the same commands on two-layer models (a dry run)
 set -u
 out=$1; mode=${2:-gpu}; part=${3:-all}
+if [ "$mode" = gpu ]; then  # at once: without a GPU every row went on to stop in turn, each with gpu.py's message
+  gpus=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null) || {
+    echo "gpu_session.sh: no GPU found (nvidia-smi is missing or failed); without one: bash bench/gpu_session.sh $out cpu all" >&2
+    exit 1
+  }
+  echo "$gpus"
+fi
 mkdir -p "$out"
 if [ "$mode" = gpu ]; then
   if ls .gpu-wheels/*.whl >/dev/null 2>&1; then
@@ -17,7 +24,6 @@ if [ "$mode" = gpu ]; then
     export PYTHONPATH=src
   fi
   py=python3; extra=()
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 else
   export PYTHONPATH=src
   py=.venv/bin/python; extra=(--layers 2 --device cpu)
