@@ -512,3 +512,23 @@ def test_photos_whose_names_differ_only_in_case_are_stored_under_names_distinct_
     for stem in ("A", "a"):
         with Image.open(tmp_path / "out" / records[stem].image) as im:
             assert red_bbox(im) == pytest.approx(records[stem].objects[0].bbox_2d, abs=1), stem
+
+
+def test_an_export_whose_photos_are_all_one_views_copies_is_refused_as_data_split_refuses_it(tmp_path):
+    # Written, its val.jsonl held no photo and the command exited 0: only the summary's "0" said so.
+    src = tmp_path / "export"
+    save_jpeg(drawn(), src / "a.jpg")
+    first = Image.open(src / "a.jpg")
+    first.save(src / "a_sent.png", "PNG")  # a copy a tool saved again: other bytes, the same pixels seen small
+    first.save(src / "a_small.jpg", "JPEG", quality=50)
+    for stem in ("a", "a_sent", "a_small"):
+        shape_a(src / f"{stem}.json", [feature(OBJ, "线缆")], info=SIZE)
+    with pytest.raises(ValueError, match=r"^.*export: its 3 photos converted are all one photo's near-copies .*"
+                                         r"a\.jpg, a_sent\.png, a_small\.jpg\).*--val-ratio 0"):
+        convert_dataset(src, tmp_path / "out", ConvertOptions(val_ratio=0.2))
+    assert not any((tmp_path / "out" / name).exists() for name in ("train.jsonl", "val.jsonl", "errors.jsonl"))
+    result = run_cli(src, tmp_path / "cli", "--val-ratio", "0.2")
+    assert result.exit_code != 0 and "--val-ratio 0" in result.output, result.output
+    assert not (tmp_path / "cli" / "val.jsonl").exists()
+    summary = convert_dataset(src, tmp_path / "out", ConvertOptions(val_ratio=0))
+    assert summary["images"]["train"] == 3 and summary["near_copies"] == {"photos": 2, "groups": 1}

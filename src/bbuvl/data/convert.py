@@ -541,12 +541,20 @@ def convert_dataset(src: Path, out: Path, opts: ConvertOptions, progress: bool =
     summary = summarize(src, results, opts)
     summary["near_copies"] = {"photos": len(near), "groups": len(together)}
     summary["errors"] += len(near)
+    train, val = split_by_origin(records, [None] * len(records), opts.val_ratio, opts.seed, together)
+    if opts.val_ratio > 0 and len(records) >= 2 and not val:
+        # Refused as `data split` refuses it (data/split.py): written anyway, its val.jsonl held no photo, the exit
+        # status was 0 and only the summary's count said so; and any photo drawn for validation has its copies in train.
+        shown = [r.photo for r in converted[:3]]
+        raise ValueError(f"{src}: its {len(records)} photos converted are all one photo's near-copies (one view: "
+                         f"{', '.join(shown)}{', ...' if len(records) > 3 else ''}), so no validation photo can be "
+                         "drawn without its copies in train. Convert it with --val-ratio 0 and validate on photos "
+                         "of other views")
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / ERRORS, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
     if not records:
         write_json(out / SUMMARY, summary)
         return summary
-    train, val = split_by_origin(records, [None] * len(records), opts.val_ratio, opts.seed, together)
     return write_dataset_folder(out, train, val, opts.teachers, opts.seed, summary)
 
 
