@@ -99,3 +99,45 @@ def test_data_teachers_refuses_a_training_file_whose_photos_are_not_where_its_pa
     assert not (tmp_path / "ds" / "teachers.jsonl").exists()
     write_teacher_pool(tmp_path / "ds" / "train.jsonl", tmp_path / "ds" / "teachers.jsonl")
     assert [r.image for r in read_records(tmp_path / "ds" / "teachers.jsonl")] == ["images/a.jpg"]
+
+
+def test_at_most_one_photo_of_each_near_copy_group_is_chosen_whatever_the_seed():
+    pool = [rec(["线缆"]), rec(["线缆"]), rec(["标签贴纸"]), rec(["挡风板/已安装"]), rec(["线缆"])]
+    for seed in range(8):
+        chosen = select_teachers(pool, k=5, seed=seed, together=[[0, 1, 4]])
+        assert set(chosen) - {0, 1, 4} == {2, 3} and len(set(chosen) & {0, 1, 4}) == 1, (seed, chosen)
+
+
+def test_the_teacher_pool_of_a_file_with_a_photos_reencoded_copies_keeps_one_and_names_the_others(tmp_path):
+    # A copy saved again as PNG or at another JPEG quality has other bytes, so two teachers of a pool were one photo.
+    import json
+
+    from PIL import Image, ImageDraw
+
+    from bbuvl.data.schema import read_records
+    from bbuvl.data.teachers import choose_teacher_pool, write_teacher_pool
+
+    (tmp_path / "ds" / "images").mkdir(parents=True)
+    lines = []
+    for n, (x, colour) in enumerate([(4, (200, 40, 40)), (30, (40, 200, 40)), (16, (40, 40, 200))]):
+        photo = Image.new("RGB", (64, 48), (90, 90, 90))
+        ImageDraw.Draw(photo).rectangle([x, 8, x + 20, 36], fill=colour)
+        photo.save(tmp_path / "ds" / "images" / f"p{n}.jpg", "JPEG", quality=95)
+        lines.append((f"p{n}.jpg", x))
+    first = Image.open(tmp_path / "ds" / "images" / "p0.jpg")
+    first.save(tmp_path / "ds" / "images" / "p0 sent.png", "PNG")
+    first.save(tmp_path / "ds" / "images" / "p0 small.jpg", "JPEG", quality=40)
+    lines += [("p0 sent.png", 4), ("p0 small.jpg", 4)]
+    (tmp_path / "ds" / "train.jsonl").write_text("".join(
+        json.dumps({"images": [f"images/{name}"], "width": 64, "height": 48,
+                    "objects": [{"bbox_2d": [x, 8, x + 20, 36], "desc": "线缆"}]}) + "\n" for name, x in lines),
+        encoding="utf-8")
+    for seed in range(4):
+        pool = choose_teacher_pool(tmp_path / "ds" / "train.jsonl", tmp_path / "ds" / "teachers.jsonl", k=10, seed=seed)
+        written = [r.image for r in read_records(tmp_path / "ds" / "teachers.jsonl")]
+        copies = {"images/p0.jpg", "images/p0 sent.png", "images/p0 small.jpg"}
+        assert len(written) == 3 and len(set(written) & copies) == 1, (seed, written)
+        kept = next(i for i in pool.chosen if pool.records[i].image in copies)
+        assert sorted(pool.skipped) == sorted({0, 3, 4} - {kept}) and set(pool.skipped.values()) == {kept}
+    records, chosen = write_teacher_pool(tmp_path / "ds" / "train.jsonl", tmp_path / "ds" / "teachers.jsonl", k=10)
+    assert len(records) == 5 and len(chosen) == 3

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
+from bbuvl.data.near_copies import copy_groups, near_copies, photo_prints
 from bbuvl.data.relocate import relocate_record
 from bbuvl.data.schema import (DatasetError, ImageRecord, Sample, once_each, read_lines, read_records, require_photos,
                                resolve_image, write_dataset)
@@ -40,8 +41,10 @@ def coverage(record: ImageRecord) -> Coverage:
     return Coverage(frozenset(o.desc for o in objs), density, spatial, frozenset(sizes))
 
 
-def select_teachers(records: list[ImageRecord], k: int = 10, seed: int = 42) -> list[int]:
-    """Indices of `k` photos chosen greedily: new labels first, then new density, spatial and size buckets.
+def select_teachers(records: list[ImageRecord], k: int = 10, seed: int = 42,
+                    together: Sequence[Sequence[int]] = ()) -> list[int]:
+    """Indices of `k` photos chosen greedily: new labels first, then new density, spatial and size buckets; at most one
+    of each group of indices in `together` (near-copies of one photo).
 
     Ties (and the fill once nothing new is left) are broken by a seeded shuffle, so the pool is reproducible.
     """
@@ -50,12 +53,14 @@ def select_teachers(records: list[ImageRecord], k: int = 10, seed: int = 42) -> 
     rng = random.Random(seed)
     order = list(range(len(records)))
     rng.shuffle(order)  # tie-break order
+    group_of = {i: n for n, group in enumerate(together) for i in group}
     feats = {i: coverage(records[i]) for i in order}
     seen_labels: set[str] = set()
     seen_density: set[int] = set()
     seen_spatial: set[int] = set()
     seen_sizes: set[int] = set()
     chosen: list[int] = []
+    used: set[int] = set()  # the groups of `together` a photo was chosen from
     remaining = order[:]
     while remaining and len(chosen) < k:
         def gain(i: int) -> tuple[int, int, int, int]:
@@ -71,10 +76,21 @@ def select_teachers(records: list[ImageRecord], k: int = 10, seed: int = 42) -> 
         if not any(gain(best)):
             # Nothing new is left, and nothing chosen later can make a photo new again: the rest is the shuffled
             # order, which rescanning every photo for each pick reached in O(k * n) (4.4 min for --k 20000).
-            chosen += remaining[: k - len(chosen)]
+            for i in remaining:
+                if len(chosen) == k:
+                    break
+                if i in group_of:
+                    if group_of[i] in used:
+                        continue
+                    used.add(group_of[i])
+                chosen.append(i)
             break
         remaining.remove(best)
         chosen.append(best)
+        if best in group_of:
+            # A near-copy shows a prompt the same photo twice: one demonstration spent on nothing new.
+            used.add(group_of[best])
+            remaining = [i for i in remaining if group_of.get(i) != group_of[best]]
         f = feats[best]
         seen_labels |= f.labels
         seen_density.add(f.density)
@@ -95,8 +111,24 @@ def photos_found(rows: Iterable[tuple[int, Sample]], dataset: str | Path) -> Non
                                                       "(a dataset's image paths are read from its own folder)")
 
 
+@dataclass
+class TeacherPool:
+    """What `choose_teacher_pool` wrote: the training file's photos, the indices of those chosen, and each photo left
+    out as a near-copy of a teacher chosen (its index -> that teacher's)."""
+
+    records: list[ImageRecord]
+    chosen: list[int]
+    skipped: dict[int, int] = field(default_factory=dict)
+
+
 def write_teacher_pool(dataset: str | Path, out: str | Path, k: int = 10, seed: int = 42) -> tuple[list[ImageRecord], list[int]]:
-    """Choose `k` teachers from a training JSONL and write them to `out`; returns `(records, chosen indices)`.
+    """`choose_teacher_pool`, returning `(records, chosen indices)`."""
+    pool = choose_teacher_pool(dataset, out, k, seed)
+    return pool.records, pool.chosen
+
+
+def choose_teacher_pool(dataset: str | Path, out: str | Path, k: int = 10, seed: int = 42) -> TeacherPool:
+    """Choose `k` teachers from a training JSONL, at most one of each photo's near-copies, and write them to `out`.
 
     Refused when `dataset` shares photos with the validation file beside `out`: a teacher's answer is in the
     prompt, so a validation photo as teacher leaks its answer into training.
@@ -113,6 +145,12 @@ def write_teacher_pool(dataset: str | Path, out: str | Path, k: int = 10, seed: 
         if shared:
             raise ValueError(f"{dataset}: {len(shared)} photo(s) are validation photos in {val} (e.g. {shared[0]}); "
                              "choose teachers from the training file")
-    chosen = select_teachers(records, k, seed)
+    # A copy a tool saved again (data/near_copies.py) has other bytes, so `once_each` let it through, and two
+    # teachers of one pool could be one photo.
+    prints = photo_prints([resolve_image(dataset, r.image) for r in records])
+    together = [g for g in copy_groups(len(records), [(p.first, p.second) for p in near_copies(prints)]) if len(g) > 1]
+    chosen = select_teachers(records, k, seed, together)
     write_dataset(out, [relocate_record(records[i], dataset, Path(out).parent) for i in chosen])
-    return records, chosen
+    picked = set(chosen)
+    skipped = {i: teacher for g in together for teacher in g if teacher in picked for i in g if i != teacher}
+    return TeacherPool(records, chosen, skipped)
