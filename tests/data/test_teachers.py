@@ -141,3 +141,11 @@ def test_the_teacher_pool_of_a_file_with_a_photos_reencoded_copies_keeps_one_and
         assert sorted(pool.skipped) == sorted({0, 3, 4} - {kept}) and set(pool.skipped.values()) == {kept}
     records, chosen = write_teacher_pool(tmp_path / "ds" / "train.jsonl", tmp_path / "ds" / "teachers.jsonl", k=10)
     assert len(records) == 5 and len(chosen) == 3
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    r = CliRunner().invoke(app, ["data", "teachers", str(tmp_path / "ds" / "train.jsonl"),
+                                 str(tmp_path / "ds" / "teachers2.jsonl")], env={"COLUMNS": "400"})
+    assert r.exit_code == 0, r.output
+    assert "2 photo(s) not taken as teachers: near-copies of a teacher chosen" in " ".join(r.output.split()), r.output

@@ -25,7 +25,7 @@ from bbuvl.data.schema import ImageRecord, iter_dataset, one_line_per_photo, req
 from bbuvl.data.regions import parse_grid
 from bbuvl.data.split import split_photos
 from bbuvl.data.stats import named_stats
-from bbuvl.data.teachers import coverage, write_teacher_pool
+from bbuvl.data.teachers import choose_teacher_pool, coverage
 from bbuvl.data.tiling import IMAGES, TileSpec, tile_dataset, tile_sources
 from bbuvl.data.text import show_text
 from bbuvl.data.workers import bound_workers, workers_note
@@ -212,7 +212,12 @@ def teachers(
     claim_outputs("data teachers", {"DATASET": dataset, f"{VAL} beside FILE": out.parent / VAL}, [out],
                   overwrite=overwrite)
     with user_errors():
-        records, chosen = write_teacher_pool(dataset, out, k, seed)
+        pool = choose_teacher_pool(dataset, out, k, seed)
+    records, chosen = pool.records, pool.chosen
+    if pool.skipped:
+        copy, of = next(iter(pool.skipped.items()))
+        console.print(f"{len(pool.skipped)} photo(s) not taken as teachers: near-copies of a teacher chosen (e.g. "
+                      f"{records[copy].image}, a copy of {records[of].image})", markup=False, soft_wrap=True)
     t = Table(title=f"{len(chosen)} teachers from {len(records)} photos", title_justify="left")
     for c in ("#", "image", "objects", "new labels", "density", "centre cell", "box sizes"):
         t.add_column(c, overflow="fold")
