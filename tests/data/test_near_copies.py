@@ -108,6 +108,17 @@ def test_split_keeps_a_photos_reencoded_copies_on_one_side(scenes, tmp_path):
         assert result.near_copies == [copies]
 
 
+def test_splits_teacher_pool_holds_at_most_one_of_a_photos_reencoded_copies(scenes, tmp_path):
+    dataset, copies = with_copies(scenes["room"], tmp_path / "data")
+    names = {c.split("/")[-1] for c in copies}
+    for seed in range(4):
+        split_photos(dataset, tmp_path / f"split{seed}", val_ratio=0.3, seed=seed, num_teachers=100)
+        pool = [r.image.split("/")[-1] for r in read_records(tmp_path / f"split{seed}" / "teachers.jsonl")]
+        train = {r.image.split("/")[-1] for r in read_records(tmp_path / f"split{seed}" / TRAIN)}
+        assert len(set(pool) & names) == (1 if names <= train else 0), (seed, pool)
+        assert len(pool) == len(train) - (len(names) - 1 if names <= train else 0)
+
+
 def test_check_warns_of_a_reencoded_copy_in_train_and_val_naming_both(scenes, tmp_path):
     dataset, copies = with_copies(scenes["room"], tmp_path / "data")
     records = read_records(dataset)

@@ -94,8 +94,12 @@ def split_photos(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0.
                            "no validation photo can be drawn without its copies in train. Split it with --val-ratio 0 "
                            "and validate on photos of other views")
     _no_validation_teachers(train, val, dataset)
+    # The groups as indices into train (a group is on one side, so whole or absent): the pool takes one of each, where
+    # it could show a photo and its re-encoded copy as two teachers
+    in_train = {id(row): i for i, row in enumerate(train)}
+    copies = [[in_train[id(rows[i])] for i in g] for g in together if id(rows[g[0]]) in in_train]
     train, val = [s for _, s in train], [s for _, s in val]
-    teachers = [train[i].student for i in select_teachers([s.student for s in train], num_teachers, seed)]
+    teachers = [train[i].student for i in select_teachers([s.student for s in train], num_teachers, seed, copies)]
     for name, part in ((TRAIN, train), (VAL, val)):
         write_dataset(Path(out_dir) / name, [relocate_sample(s, dataset, out_dir) for s in part])
     write_dataset(Path(out_dir) / TEACHERS, [relocate_record(r, dataset, out_dir) for r in teachers])
