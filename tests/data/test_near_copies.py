@@ -141,7 +141,7 @@ def test_convert_keeps_a_reencoded_copy_names_it_and_splits_both_to_one_side(tmp
     shutil.copy(jsons[0], jsons[0].with_name(f"{photo.stem}_sent.json"))
     for seed in range(4):
         out = tmp_path / f"out{seed}"
-        summary = convert_dataset(export, out, ConvertOptions(val_ratio=0.3, seed=seed, teachers=0))
+        summary = convert_dataset(export, out, ConvertOptions(val_ratio=0.3, seed=seed, teachers=100))
         assert summary["photos"]["converted"] == 9 and summary["near_copies"] == {"photos": 1, "groups": 1}
         entries = [json.loads(line) for line in (out / ERRORS).read_text().splitlines()]
         near = [e for e in entries if "near_copy_of" in e]
@@ -150,6 +150,8 @@ def test_convert_keeps_a_reencoded_copy_names_it_and_splits_both_to_one_side(tmp
         sides = [{r.id for r in read_records(out / name)} for name in (TRAIN, VAL)]
         pair = {photo.stem, copy.stem}
         assert pair <= sides[0] or pair <= sides[1], (seed, sides)
+        pool = [r.id for r in read_records(out / "teachers.jsonl")]  # every training photo but one of the two copies
+        assert len(pool) == len(sides[0]) - (1 if pair <= sides[0] else 0) and len(set(pool) & pair) <= 1, (seed, pool)
 
 
 def test_a_16_bit_png_copy_of_a_grey_photo_is_a_near_copy(scenes, tmp_path):

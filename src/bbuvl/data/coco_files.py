@@ -25,7 +25,7 @@ from bbuvl.data.near_copies import near_copy_entries, photo_print
 from bbuvl.data.placement import ImagePlacer, preferred_name
 from bbuvl.data.schema import (ImageRecord, another_kind, lines_kind, once_each, read_lines, require_photos, resolve_image,
                                sort_objects, tile_origin)
-from bbuvl.data.split import split_by_origin
+from bbuvl.data.split import groups_in, split_by_origin
 from bbuvl.data.teachers import photos_found
 from bbuvl.data.text import file_name_key, not_text, show_text
 from bbuvl.paths import real_path
@@ -174,7 +174,7 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
              "exif": {"rotated": rotated, "annotated_on_raw": on_raw, "assumed_displayed": assumed},
              "resolution_differs": rescaled, "size_from_photo": sized, "boxes_from_segmentation": len(derived),
              "same_photo": {"folded": folded, "other_boxes": other_boxes}, "near_copies": len(near)}
-    summary = write_dataset_folder(out, train, val, num_teachers, seed, extra)
+    summary = write_dataset_folder(out, train, val, num_teachers, seed, extra, copies=groups_in(train, kept, together))
     write_text_atomic(out / ERRORS, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
     return CocoImport(summary, errors, dict(sorted(unknown.items())), outside)
 

@@ -45,7 +45,7 @@ from bbuvl.data.layout import ERRORS, SUMMARY, TRAIN, write_dataset_folder, writ
 from bbuvl.data.names import NameBook, fit_name, portable_path
 from bbuvl.data.near_copies import near_copy_entries, print_of
 from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
-from bbuvl.data.split import split_by_origin
+from bbuvl.data.split import groups_in, split_by_origin
 from bbuvl.data.text import file_name_key, gbk_hint, name_as_text, not_text, shell_word, show_text
 from bbuvl.data.vendor import VendorObject, parse_vendor
 from bbuvl.data.workers import bound_workers, process_pool, worker_deaths
@@ -555,7 +555,8 @@ def convert_dataset(src: Path, out: Path, opts: ConvertOptions, progress: bool =
     if not records:
         write_json(out / SUMMARY, summary)
         return summary
-    return write_dataset_folder(out, train, val, opts.teachers, opts.seed, summary)
+    return write_dataset_folder(out, train, val, opts.teachers, opts.seed, summary,
+                                copies=groups_in(train, records, together))
 
 
 def refuse_a_dataset_folder(src: Path, pairs: list[Pair]) -> None:

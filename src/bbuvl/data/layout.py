@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.jsonfile import dumps_json, read_json
@@ -85,11 +85,13 @@ def write_dataset_folder(
     seed: int = 42,
     summary: dict[str, Any] | None = None,
     val_only: bool = False,
+    copies: Sequence[Sequence[int]] = (),
 ) -> dict[str, Any]:
     """Write train/val/teachers JSONL, labels.json and summary.json; returns the summary.
 
-    Teachers are a coverage-greedy subset of the training photos (never validation ones); the
-    collator never shows a photo as its own teacher. `val_only` (no training photos asked for) writes no train or
+    Teachers are a coverage-greedy subset of the training photos (never validation ones), at most one of each group
+    of indices into `train` in `copies` (near-copies of one photo); the collator never shows a photo as its own
+    teacher. `val_only` (no training photos asked for) writes no train or
     teachers file: an empty train.jsonl is a dataset `data check` refuses, where the folder is only validation photos.
     """
     out = Path(out)
@@ -98,7 +100,7 @@ def write_dataset_folder(
         raise ValueError(f"{out}: a folder of validation photos only was asked for, with {len(train)} training photos")
     train = [r.sorted() for r in train]
     val = [r.sorted() for r in val]
-    teachers = [train[i] for i in select_teachers(train, num_teachers, seed)]
+    teachers = [train[i] for i in select_teachers(train, num_teachers, seed, copies)]
     if not val_only:
         write_dataset(out / TRAIN, train)
     write_dataset(out / VAL, val)

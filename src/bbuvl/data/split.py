@@ -38,6 +38,13 @@ def split_items(items: Sequence[T], val_ratio: float = 0.1, seed: int = 42) -> t
     return [items[i] for i in tr], [items[i] for i in va]
 
 
+def groups_in(part: Sequence[T], items: Sequence[T], together: Sequence[Sequence[int]]) -> list[list[int]]:
+    """The groups of indices into `items` in `together` (near-copies of one photo), as indices into `part`, a side
+    `split_by_origin` drew from `items` (the same objects): a group is on one side, so whole in `part` or absent."""
+    at = {id(item): i for i, item in enumerate(part)}
+    return [[at[id(items[i])] for i in group] for group in together if id(items[group[0]]) in at]
+
+
 def split_by_origin(items: Sequence[T], origins: Sequence[object | None], val_ratio: float = 0.1, seed: int = 42,
                     together: Sequence[Sequence[int]] = ()) -> tuple[list[T], list[T]]:
     """`split_items` with the items of one origin (`tile_origin`: a photo's tiles and the whole photo kept beside them)
@@ -94,10 +101,8 @@ def split_photos(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0.
                            "no validation photo can be drawn without its copies in train. Split it with --val-ratio 0 "
                            "and validate on photos of other views")
     _no_validation_teachers(train, val, dataset)
-    # The groups as indices into train (a group is on one side, so whole or absent): the pool takes one of each, where
-    # it could show a photo and its re-encoded copy as two teachers
-    in_train = {id(row): i for i, row in enumerate(train)}
-    copies = [[in_train[id(rows[i])] for i in g] for g in together if id(rows[g[0]]) in in_train]
+    # The pool takes one of each group, where it could show a photo and its re-encoded copy as two teachers
+    copies = groups_in(train, rows, together)
     train, val = [s for _, s in train], [s for _, s in val]
     teachers = [train[i].student for i in select_teachers([s.student for s in train], num_teachers, seed, copies)]
     for name, part in ((TRAIN, train), (VAL, val)):
