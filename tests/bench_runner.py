@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
+import types
 import runpy
 import sys
 from pathlib import Path
@@ -29,3 +31,13 @@ def run_bench_in_process(script: Path, args: list[str]) -> tuple[int, str, str]:
         sys.path[:] = path
         torch.set_num_threads(threads)
     return code, out.getvalue(), err.getvalue()
+
+
+def bench_module(script_dir: Path, name: str) -> types.ModuleType:
+    """A bench script imported as a module (bench scripts are no package: their folder is put on the path for the
+    import alone)."""
+    sys.path.insert(0, str(script_dir))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(script_dir))

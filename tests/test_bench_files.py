@@ -4,7 +4,6 @@ are not there are one line naming them, from any working folder."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import runpy
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench_runner import run_bench_in_process
+from tests.bench_runner import bench_module, run_bench_in_process
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "base.yaml"
@@ -33,11 +32,7 @@ def refusal(script: str, args: list[str]) -> str:
 @pytest.fixture
 def bench_files():
     """bench/bench_files.py, imported as the benches import it (their folder on the path)."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("bench_files")
-    finally:
-        sys.path.remove(str(BENCH))
+    return bench_module(BENCH, "bench_files")
 
 
 def test_decode_memory_refuses_a_json_path_holding_another_file_before_decoding(tmp_path):
@@ -49,11 +44,7 @@ def test_decode_memory_refuses_a_json_path_holding_another_file_before_decoding(
 
 
 def test_gpu_bench_refuses_an_out_holding_another_file_with_one_line(tmp_path, capsys):
-    sys.path.insert(0, str(BENCH))
-    try:
-        gpu = importlib.import_module("gpu")
-    finally:
-        sys.path.remove(str(BENCH))
+    gpu = bench_module(BENCH, "gpu")
     config = tmp_path / "base.yaml"
     config.write_bytes(CONFIG.read_bytes())
     assert gpu.main(["--config", str(CONFIG), "--device", "cpu", "--out", str(config)]) == 2

@@ -3,7 +3,6 @@ line saying what to do, before anything is built, instead of building a full-siz
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import subprocess
@@ -14,16 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.bench_runner import bench_module
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="what a machine without a GPU answers")
 def test_the_docs_command_without_a_gpu_says_to_cut_the_layers(tmp_path, capsys):
-    sys.path.insert(0, str(BENCH))
-    try:
-        gpu = importlib.import_module("gpu")
-    finally:
-        sys.path.remove(str(BENCH))
+    gpu = bench_module(BENCH, "gpu")
     out = tmp_path / "gpu-base.json"
     with pytest.raises(SystemExit) as stop:
         gpu.main(["--config", "configs/base.yaml", "--out", str(out)])

@@ -5,16 +5,7 @@ tens of microseconds of Python (bench/predict_speed.py)."""
 import gc
 import weakref
 
-
-class _CountingTokenizer:
-    """The tiny tokenizer, counting the ids it is asked to decode."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer, self.decoded = tokenizer, 0
-
-    def decode(self, ids, **kw):
-        self.decoded += len(ids)
-        return self.tokenizer.decode(ids, **kw)
+from tests.infer.test_predictor import _CountingTokenizer  # the real tokenizer, counting the ids it decodes
 
 
 ANSWER = '[{"bbox_2d": [12, 40, 98, 77], "label": "螺丝连接点/BBU安装螺丝/连接正确"}]'
