@@ -513,10 +513,8 @@ def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = 
     accepted: list[str] = []
     edited: list[str] = []  # the reward code's changes alone: what --accept-reward-code lets a resume go on with
     checkpoint = Path(checkpoint)
-    record_path = checkpoint.parent / RUN_RECORD
-    carried = not record_path.is_file() and (checkpoint / CHECKPOINT_RECORD).is_file()
-    if carried:  # the folder's run.json is gone (deleted, or the checkpoint copied out alone): the checkpoint's copy
-        record_path = checkpoint / CHECKPOINT_RECORD
+    record_path = record_of(checkpoint)
+    carried = record_path.name == CHECKPOINT_RECORD
     new = flat(cfg)
     if record_path.is_file():
         old, inputs, ran_on, photos, code = _read_record(record_path)
@@ -584,13 +582,18 @@ def record_accepted_code(output_dir: str | Path, cfg: Config, step: int, changes
     write_text_atomic(path, json.dumps(record, ensure_ascii=False, indent=1) + "\n")
 
 
+def record_of(checkpoint: Path) -> Path:
+    """The record a resume from `checkpoint` checks against: its folder's run.json, else, when that is gone (deleted,
+    or the checkpoint copied out alone), the checkpoint's copy; the folder's run.json when neither is there."""
+    folder, carried = checkpoint.parent / RUN_RECORD, checkpoint / CHECKPOINT_RECORD
+    return carried if not folder.is_file() and carried.is_file() else folder
+
+
 def software_changes(checkpoint: str | Path) -> list[str]:
-    """How the program now running differs from the one the run of `checkpoint` last ran under (its folder's run.json,
-    else the checkpoint's copy), each as 'name OLD (now NEW)'; empty when alike or unrecorded (a run recorded before
-    records named it)."""
-    checkpoint = Path(checkpoint)
-    path = next((p for p in (checkpoint.parent / RUN_RECORD, checkpoint / CHECKPOINT_RECORD) if p.is_file()), None)
-    recorded = read_json(path, "run record").get("software") if path is not None else None
+    """How the program now running differs from the one the run of `checkpoint` last ran under (`record_of`), each as
+    'name OLD (now NEW)'; empty when alike or unrecorded (a run recorded before records named it)."""
+    path = record_of(Path(checkpoint))
+    recorded = read_json(path, "run record").get("software") if path.is_file() else None
     if not isinstance(recorded, dict) or not all(isinstance(v, str) for v in recorded.values()):
         return []
     return software_differences(recorded, software())
