@@ -91,9 +91,6 @@ def predict(
     from bbuvl.model.identity import identify
     from bbuvl.outputs import check_not_inputs
 
-    if str(out) == "-":  # standard output as most tools spell it: a file named '-' was written in the working folder
-        fail("--out -: predict writes a file it can resume and lock, not standard output; name a file, e.g. "
-             "-o predictions.jsonl")
     with user_errors(ValueError):
         check_name_room(out)  # before reading it as a link: a name past the limit was a traceback there
     out = written_path(out)  # reached through a link: the file's lock, manifest and writes (docs/resume.md)
