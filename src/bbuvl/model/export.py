@@ -267,20 +267,6 @@ def legacy_frame_keys(config_text: str) -> str:
     return json.dumps(config, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
 
 
-def greedy_for_servers(generation_text: str) -> str:
-    """generation_config.json's text with greedy decoding also said as `temperature: 0`, the one way servers take it.
-
-    vLLM (and SGLang) read a model's sampling defaults from temperature, top_p, top_k and max_new_tokens, never
-    `do_sample`: without a temperature they sample at 1.0, and the answers the card calls greedy vary from call to
-    call. transformers' own save refuses a temperature beside `do_sample: false`, so it is added here; loading it,
-    transformers decodes greedily and notes the flag as unused.
-    """
-    generation = json.loads(generation_text)
-    if generation.get("do_sample") is False:
-        generation.setdefault("temperature", 0.0)
-    return json.dumps(generation, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
-
-
 def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartCost] | None = None,
                       accept_base: bool = False) -> ExportResult:
     """Write `checkpoint` (a folder `bbuvl train` wrote) to `out` as a stock Hugging Face folder with a model card.
@@ -319,14 +305,15 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
     # Greedy, stopping where `bbuvl predict` stops (the turn's end, or padding), with its answer budget.
     generation.do_sample, generation.eos_token_id, generation.pad_token_id = False, stops, tokenizer.pad_token_id
     generation.max_new_tokens = cfg.inference.max_new_tokens
+    # No temperature, not even vLLM's greedy 0: transformers warns of any beside `do_sample` false at every load, and
+    # no other field vLLM reads says greedy (top_k 1 samples among tied top logits, where greedy takes the first); the
+    # card gives vLLM its temperature on the command line (docs/serving.md, "Greedy in vLLM").
     for name in ("temperature", "top_p", "top_k"):
         setattr(generation, name, None)
     result = ExportResult(out, contract.family, merged, left_out_parts(folder, costs), costs, gap)
     with atomic_folder(out) as tmp:  # the whole folder, or the previous one kept (bbuvl/atomic.py)
         vlm.save_pretrained(tmp, safe_serialization=True)
         write_text_atomic(tmp / "config.json", legacy_rope_keys((tmp / "config.json").read_text(encoding="utf-8")))
-        generation_file = tmp / "generation_config.json"
-        write_text_atomic(generation_file, greedy_for_servers(generation_file.read_text(encoding="utf-8")))
         processor.save_pretrained(tmp)  # with the frame's min/max pixels (set above)
         for name in ("preprocessor_config.json", "processor_config.json"):
             if (tmp / name).is_file():

@@ -122,7 +122,11 @@ def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt
         "The chat template in this folder renders them; add the generation prompt"
         + (" and pass `enable_thinking=False` (the answer opens with an empty think block, as in training)."
            if thinking else "."),
-        "Decode greedily (`generation_config.json` says so) and stop at `<|im_end|>`.",
+        "Decode greedily and stop at `<|im_end|>`: transformers' `generate` does both by `generation_config.json`. "
+        "vLLM takes its default decoding from a temperature, which that file leaves out (transformers warns of one "
+        "beside greedy decoding), and samples at 1.0 without one: give it `--override-generation-config "
+        "'{\"temperature\": 0}'` (below), or `temperature=0` in every request. SGLang: `--preferred-sampling-params "
+        "'{\"temperature\": 0}'`.",
         "",
         "## Frame",
         "",
@@ -161,6 +165,12 @@ def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt
             "new = model.generate(**inputs)[0, inputs['input_ids'].shape[1]:]",
             "answer = processor.decode(new, skip_special_tokens=True)",
         ]), "python"),
+        "",
+        "With vLLM, greedy and in the frame above:",
+        "",
+        _fence(f"vllm serve FOLDER --limit-mm-per-prompt '{{\"image\": 1}}' --override-generation-config "
+               f"'{{\"temperature\": 0}}' \\\n    --mm-processor-kwargs '{{\"min_pixels\": {contract.min_pixels}, "
+               f"\"max_pixels\": {contract.max_pixels}}}'", "bash"),
         "",
         "## What the export left out",
         "",
