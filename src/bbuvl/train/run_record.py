@@ -12,9 +12,10 @@ Every numbered checkpoint carries a copy of the run's record (`CHECKPOINT_RECORD
 `run.json` checks against: a GRPO checkpoint's `bbuvl.yaml` cannot speak for GRPO's own data and start, and an SFT
 one's names its inputs by path only. A run started before records existed is compared with its checkpoint's
 `bbuvl.yaml` (all of it for SFT; `training` and `grpo` for GRPO, whose checkpoints keep the starting model's other
-sections). A GRPO run's record holds its user reward function by content too (`code`: its file, its source and the
-user's own modules it imports). The record names the program too (bbuvl/versions.py): a resume under another one goes on,
-says so, and records at which step the program changed (`resumed_under`). docs/resume.md.
+sections). A GRPO run's record holds its user reward function by content too (`code`: its file, its source, the
+user's own modules it imports and the data files they read). The record names the program too (bbuvl/versions.py): a
+resume under another one goes on, says so, and records at which step the program changed (`resumed_under`).
+docs/resume.md.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from bbuvl.atomic import write_bytes_atomic, write_text_atomic
 from bbuvl.config import Config, load_config
 from bbuvl.data.digests import by_name, file_digest
 from bbuvl.data.jsonfile import read_json
-from bbuvl.data.labels import DEFAULT_HIERARCHY, Hierarchy
+from bbuvl.data.labels import DEFAULT_HIERARCHY, DEFAULT_TOKEN_MAP, Hierarchy
 from bbuvl.data.schema import resolve_image
 from bbuvl.data.text import show_text
 from bbuvl.model.identity import identify
@@ -257,8 +258,12 @@ def user_code(cfg: Config) -> dict[str, dict[str, Any]]:
         defining = module_name if file == named else getattr(fn, "__module__", None) or module_name
         # The module the config names may only import the function from the one defining it: both are walked.
         unchecked: list[str] = []
+        reads: dict[str, dict[str, str | None]] = {}
         entry["modules"] = user_modules((Path(entry["file"]), defining), *([(Path(named), module_name)] if named else []),
-                                        unchecked=unchecked)
+                                        unchecked=unchecked, reads=reads)
+        if cfg.data.hierarchy is None:  # the run's own record of the shipped tree checks it (digest_inputs)
+            reads.pop(_SHIPPED_KEY.format(DEFAULT_HIERARCHY.name), None)
+        entry["data_files"] = reads
         if unchecked:
             entry["unchecked_imports"] = unchecked
             _say_unchecked(spec, unchecked)
@@ -269,24 +274,29 @@ _SAID_UNCHECKED: set[str] = set()  # the call sites said, once a process: a star
 
 
 def _say_unchecked(spec: str, unchecked: list[str]) -> None:
-    """Warn, once a process for each, of the imports a reward's code makes by a name computed at run time."""
+    """Warn, once a process for each, of the imports a reward's code makes, and the files it reads, by a name computed
+    at run time."""
     new = [u for u in unchecked if u not in _SAID_UNCHECKED]
     _SAID_UNCHECKED.update(new)
     if new:
-        log.warning("grpo.rewards.user_function %s: the module a call imports is computed at run time, so the run's "
-                    "record cannot name it, and an edit to it would resume unseen: %s. Name the module in a string "
-                    "(importlib.import_module('pkg.rules')), or import it, for the record to follow it", spec,
+        log.warning("grpo.rewards.user_function %s: the module a call imports, or the file it reads, is computed at "
+                    "run time, so the run's record cannot name it, and an edit to it would resume unseen: %s. Name "
+                    "the module in a string (importlib.import_module('pkg.rules')), or import it, and the file by a "
+                    "literal path (open(Path(__file__).parent / 'rules.json')), for the record to follow it", spec,
                     "; ".join(new))
 
 
-def user_modules(*roots: tuple[Path, str], unchecked: list[str] | None = None) -> dict[str, dict[str, str]]:
+def user_modules(*roots: tuple[Path, str], unchecked: list[str] | None = None,
+                 reads: dict[str, dict[str, str | None]] | None = None) -> dict[str, dict[str, str]]:
     """The user's own modules that the `roots` (file, module name) import, transitively, by content: module name ->
     its file and the SHA-256 of its syntax tree; every root but the first (the reward's own file, recorded beside) too.
     A helper the reward calls from another module of the user's changed unseen; the standard library, installed
     packages and bbuvl are versioned elsewhere and left out. Modules loaded at run time by a literal name
     (`importlib.import_module("pkg.rules")`, `__import__`, `runpy.run_module`) or from a literal file
     (`runpy.run_path`, `importlib.util.spec_from_file_location`, `SourceFileLoader`; keyed `file PATH`) are followed; a
-    call whose name or file is computed is added to `unchecked` (`module line N: call`)."""
+    call whose name or file is computed is added to `unchecked` (`module line N: call`). The data files those modules
+    read by a path their source spells, and bbu-vl's shipped label files they load, go to `reads` (`_data_files`);
+    a read whose path is computed to `unchecked` too."""
     found: dict[str, dict[str, str]] = {}
     todo, seen = list(roots), {roots[0][1]}
     for file, name in roots[1:]:
@@ -301,6 +311,12 @@ def user_modules(*roots: tuple[Path, str], unchecked: list[str] | None = None) -
             continue  # unreadable or not Python: its own digest (the reward's file, or this entry) says it changed
         package = module if path.name == "__init__.py" else module.rpartition(".")[0]
         names, computed = _imported_names(tree, package)
+        if reads is not None:
+            read, computed_reads = _data_files(tree, path)
+            # A shipped file is one whichever module reads it; a user's by the module and how it spells the path
+            reads.update({spelled if spelled.startswith(_SHIPPED_KEY.format("")) else f"{module}: {spelled}": entry
+                          for spelled, entry in read.items()})
+            computed += computed_reads
         if unchecked is not None:  # the reward's file is walked twice when the config names it by another module
             unchecked += [call for where in computed if (call := f"{module} line {where}") not in unchecked]
         for loaded in sorted(_loaded_files(tree)):
@@ -377,6 +393,190 @@ def _loaded_files(tree: ast.AST) -> set[str]:
             if isinstance(path := _literal(args.get(position, args.get(keyword))), str) and path:
                 out.add(path)
     return out
+
+
+# Calls that open the file their argument names, and so read it: `open` (not to write), a path's own readers. A call
+# whose path is computed is listed as unchecked. A library's readers (`json.load`, `np.load`, `pd.read_csv`, bbu-vl's
+# `read_json`), told by their names, take an open file as often as a path: followed only where a file is named.
+_OPENS = ("open", "io.open", "codecs.open")
+_PATH_READS = ("read_text", "read_bytes")
+# bbu-vl's shipped label files, read by these calls when given no file of the user's (`TokenMap.load()`,
+# `Faults.load(tree)`): the argument's position and keyword. Keyed in a record `bbuvl NAME`.
+_SHIPPED = {"TokenMap": {DEFAULT_TOKEN_MAP: (0, "path")}, "Hierarchy": {DEFAULT_HIERARCHY: (0, "path")},
+            "Faults": {DEFAULT_HIERARCHY: (0, "hierarchy"), DEFAULT_TOKEN_MAP: (1, "token_map")}}
+_SHIPPED_NAMES = {"DEFAULT_TOKEN_MAP": DEFAULT_TOKEN_MAP, "DEFAULT_HIERARCHY": DEFAULT_HIERARCHY}
+_SHIPPED_KEY = "bbuvl {}"
+
+
+def _data_files(tree: ast.AST, file: Path) -> tuple[dict[str, dict[str, str | None]], list[str]]:
+    """The data files module `tree` (at `file`) reads by a path its source spells (`open("rules.json")`,
+    `Path(__file__).parent / "x.json"`, a name given such a path once), keyed by that spelling, each with its file and
+    SHA-256 (None: no such file then); bbu-vl's shipped label files it loads (`_shipped_reads`); then the reads whose
+    path is computed (`N: call`). A relative path is read from the working folder, as the process recording it does."""
+    bound = _path_names(tree, file)
+    found: dict[str, dict[str, str | None]] = {}
+    computed: list[str] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        target, opens = _read_target(node)
+        if target is None:
+            continue
+        path = _path_of(target, bound, file)
+        where = Path(os.path.expanduser(str(path))).absolute() if path is not None else None
+        if where is None:
+            if opens:
+                computed.append(f"{node.lineno}: {_shortened(ast.unparse(node))}")
+        elif (opens and not where.is_dir()) or where.is_file():
+            found[ast.unparse(target)] = _data_digest(where)
+    for shipped in sorted(_shipped_reads(tree)):
+        found[_SHIPPED_KEY.format(shipped.name)] = _data_digest(shipped, tree=True)
+    return found, computed
+
+
+def _read_target(node: ast.Call) -> tuple[ast.expr | None, bool]:
+    """The expression naming the file `node` reads, if it is a call that reads one, and whether it opens it for certain
+    (`open`, `Path.read_text`), not only by its name (`json.load`, `np.load`: a path or an open file)."""
+    func = node.func
+    called = ast.unparse(func)
+    args = {**dict(enumerate(node.args)), **{k.arg: k.value for k in node.keywords if k.arg}}
+    if called in _OPENS or isinstance(func, ast.Attribute) and func.attr == "open" and _is_path_call(func.value):
+        on_path = called not in _OPENS  # `Path(...).open(mode)`: the mode comes first
+        mode = _literal(args.get(0 if on_path else 1, args.get("mode")))
+        if isinstance(mode, str) and set(mode) & set("wax"):
+            return None, False  # written, not read: the reward's own output
+        return (func.value if on_path else args.get(0, args.get("file"))), True
+    if isinstance(func, ast.Attribute) and func.attr in _PATH_READS:
+        return func.value, True
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+    if name.startswith(("read", "load")) and 0 in args:
+        return args[0], False
+    return None, False
+
+
+def _is_path_call(node: ast.expr) -> bool:
+    """Whether `node` builds a path (`Path(...)`, `pathlib.Path(...)`)."""
+    return isinstance(node, ast.Call) and ast.unparse(node.func).rpartition(".")[2] in ("Path", "PurePath", "PosixPath")
+
+
+def _path_of(node: ast.expr | None, bound: dict[str, Path], file: Path) -> Path | None:
+    """The path `node` spells (`"rules.json"`, `__file__`, `Path(...)`, `/`, `os.path.join`, `.parent`, a name in
+    `bound`), relative where it is; None when it is computed."""
+    if isinstance(node, ast.Constant):
+        return Path(node.value) if isinstance(node.value, str) and node.value else None
+    if isinstance(node, ast.Name):
+        return file if node.id == "__file__" else bound.get(node.id)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        left, right = _path_of(node.left, bound, file), _path_of(node.right, bound, file)
+        return left / right if left is not None and right is not None else None
+    if isinstance(node, ast.Attribute) and node.attr == "parent":
+        inner = _path_of(node.value, bound, file)
+        return inner.parent if inner is not None else None
+    if not isinstance(node, ast.Call) or node.keywords:
+        return None
+    parts = [_path_of(a, bound, file) for a in node.args]
+    if any(p is None for p in parts):
+        return None
+    called = ast.unparse(node.func)
+    if _is_path_call(node) or called in ("os.path.join", "path.join", "join"):
+        return Path(*parts) if parts else Path(".")  # type: ignore[arg-type]
+    if called in ("os.path.dirname", "path.dirname", "dirname") and len(parts) == 1:
+        return parts[0].parent  # type: ignore[union-attr]
+    if called in ("str", "os.fspath", "os.path.abspath", "os.path.realpath", "os.path.normpath", "os.path.expanduser",
+                  "abspath", "realpath", "normpath", "expanduser") and len(parts) == 1:
+        return parts[0]
+    if isinstance(node.func, ast.Attribute):  # a path's own methods
+        inner = _path_of(node.func.value, bound, file)
+        if inner is None:
+            return None
+        if node.func.attr in ("resolve", "absolute", "expanduser") and not parts:
+            return inner
+        if node.func.attr == "joinpath":
+            return inner.joinpath(*parts)  # type: ignore[arg-type]
+        if node.func.attr in ("with_name", "with_suffix") and len(parts) == 1:
+            try:
+                return getattr(inner, node.func.attr)(str(parts[0]))
+            except ValueError:
+                return None  # a suffix or a name the call refuses: it fails when it runs, not here
+    return None
+
+
+def _path_names(tree: ast.AST, file: Path) -> dict[str, Path]:
+    """The names `tree` binds once, anywhere, to a path its source spells (`RULES = Path(__file__).parent / "r.json"`):
+    a name bound twice, or a parameter, may hold another path by the time it is read."""
+    stores: dict[str, int] = {}
+    assigned: list[tuple[int, int, str, ast.expr]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            stores[node.id] = stores.get(node.id, 0) + 1
+        elif isinstance(node, ast.arg):
+            stores[node.arg] = stores.get(node.arg, 0) + 1
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if len(targets) == 1 and isinstance(targets[0], ast.Name):
+                assigned.append((node.lineno, node.col_offset, targets[0].id, node.value))
+    bound: dict[str, Path] = {}
+    for _, _, name, value in sorted(assigned, key=lambda a: a[:2]):
+        if stores.get(name) == 1 and (path := _path_of(value, bound, file)) is not None:
+            bound[name] = path
+    return bound
+
+
+def _shipped_reads(tree: ast.AST) -> set[Path]:
+    """bbu-vl's shipped label files `tree` loads: `TokenMap.load()`, `Hierarchy.load()` and `Faults.load()` given no
+    file of the user's for one (as imported from bbuvl), and `DEFAULT_TOKEN_MAP` or `DEFAULT_HIERARCHY` named. A
+    reward judging labels through them pays other rewards once an upgrade changes them."""
+    ours: dict[str, str] = {}  # local name -> what it is in bbuvl (a module: '')
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "bbuvl":
+            ours.update({alias.asname or alias.name: alias.name for alias in node.names})
+        elif isinstance(node, ast.Import):
+            ours.update({alias.asname or "bbuvl": "" for alias in node.names if alias.name.split(".")[0] == "bbuvl"})
+
+    def named(node: ast.expr) -> str | None:
+        """What `node` is in bbuvl (`TokenMap`, `labels.TokenMap`), when it is reached from an import of bbuvl."""
+        if isinstance(node, ast.Name):
+            return ours.get(node.id) or None
+        root = node
+        while isinstance(root, ast.Attribute):
+            root = root.value
+        return node.attr if isinstance(node, ast.Attribute) and isinstance(root, ast.Name) and root.id in ours else None
+
+    found: set[Path] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Name, ast.Attribute)) and named(node) in _SHIPPED_NAMES:
+            found.add(_SHIPPED_NAMES[named(node)])  # type: ignore[index]
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load"):
+            continue
+        args = {**dict(enumerate(node.args)), **{k.arg: k.value for k in node.keywords if k.arg}}
+        for shipped, (position, keyword) in _SHIPPED.get(named(node.func.value) or "", {}).items():
+            given = args.get(position, args.get(keyword))
+            if given is None or isinstance(given, ast.Constant) and given.value is None:
+                found.add(shipped)
+    return found
+
+
+def _data_digest(path: Path, tree: bool = False) -> dict[str, str | None]:
+    """A data file a reward reads, by content: its file and SHA-256, None when it cannot be read (no such file: the
+    reward may read a default then). `tree`: a shipped label file, by its parsed JSON with its `_doc` left out, as the
+    run's own record of the shipped hierarchy is (an upgrade rewording documentation changes no label)."""
+    if not path.is_file():  # nothing there, or a pipe or a device, which reading would wait on or drain
+        return {"file": str(real_path(path)), "sha256": None}
+    try:
+        with path.open("rb") as f:
+            if not tree:  # read in chunks: a reward may read a large array
+                return {"file": str(real_path(path)), "sha256": hashlib.file_digest(f, "sha256").hexdigest()}
+            data = f.read()
+    except OSError:
+        return {"file": str(real_path(path)), "sha256": None}
+    try:
+        raw = json.loads(data)
+        if isinstance(raw, dict):
+            raw.pop("_doc", None)
+        data = json.dumps(raw, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    except ValueError:
+        pass  # its bytes speak for it
+    return {"file": str(real_path(path)), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def _call_targets(node: ast.Call, package: str) -> list[str] | None:
@@ -685,6 +885,11 @@ def _read_record(path: Path) -> tuple[dict[str, Any], dict[str, InputDigest], in
                     isinstance(m, dict) and isinstance(m.get("file"), str) and isinstance(m.get("sha256"), str)
                     for m in modules.values())):
                 raise ValueError("code's modules are not a file and digest per module")
+            read = entry.get("data_files")
+            if read is not None and not (isinstance(read, dict) and all(
+                    isinstance(f, dict) and isinstance(f.get("file"), str)
+                    and isinstance(f.get("sha256"), (str, type(None))) for f in read.values())):
+                raise ValueError("code's data_files are not a file and digest per file read")
     except (KeyError, TypeError, AttributeError, ValueError) as e:
         raise ResumeMismatch(f"{path}: damaged run record ({type(e).__name__}: {e}); it says what this run was started "
                              "with, so the run cannot be resumed safely: pass --overwrite to start it over") from None
@@ -742,6 +947,7 @@ def _code_phrases(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]
         if was.get("name") != now.get("name"):
             continue  # another function, or none: the config's own key names it
         out += _module_phrases(key, now.get("name"), was.get("modules"), now.get("modules") or {})
+        out += _data_phrases(key, now.get("name"), was.get("data_files"), now.get("data_files") or {})
         if was.get("file_sha256") == now.get("file_sha256") and was.get("source_sha256") == now.get("source_sha256"):
             continue  # the same code, wherever its file now is
         file = now.get("file") or was.get("file")
@@ -780,6 +986,38 @@ def _module_phrases(key: str, name: str | None, old: dict[str, dict[str, str]] |
         else:
             where = f"{was['file']!r}" + (f" (now {now['file']!r})" if now["file"] != was["file"] else "")
             out.append(f"{key} {name}: module {module} {where}, which it imports, changed since the run started")
+    return out
+
+
+def _data_phrases(key: str, name: str | None, old: dict[str, dict[str, str | None]] | None,
+                  new: dict[str, dict[str, str | None]]) -> list[str]:
+    """How the data files the reward reads (`_data_files`) differ from those recorded, each named by how its code
+    spells it and where it is (none: an empty list; a record from before they were recorded: unchecked)."""
+    if old is None:
+        return []
+    out = []
+    for spelled in sorted(old.keys() | new.keys()):
+        was, now = old.get(spelled), new.get(spelled)
+        if was is not None and now is not None and was["sha256"] == now["sha256"]:
+            continue  # the same content, wherever it is read from now
+        shipped = spelled.startswith(_SHIPPED_KEY.format(""))
+        module, _, path = spelled.partition(": ")
+        what = (f"bbu-vl's shipped {spelled.removeprefix(_SHIPPED_KEY.format(''))}" if shipped
+                else f"the file {module} reads as {path}")
+        if was is None:  # its code changed too, which is named beside
+            out.append(f"{key} {name}: it now reads {what} ({now['file']!r}), which it did not when the run started")
+            continue
+        if now is None:
+            out.append(f"{key} {name}: it no longer reads {what} ({was['file']!r}), which it did when the run started")
+            continue
+        where = f"{was['file']!r}" + (f" (now {now['file']!r})" if now["file"] != was["file"] else "")
+        if now["sha256"] is None:
+            state = "cannot be read now"
+        elif was["sha256"] is None:
+            state = "was not there when the run started, and is now"
+        else:
+            state = "changed since the run started" + (" (bbu-vl upgraded since?)" if shipped else "")
+        out.append(f"{key} {name}: {what}, {where}, {state}; the run's rewards so far were paid with what it held then")
     return out
 
 

@@ -1,0 +1,195 @@
+"""The data files a GRPO reward reads are recorded by content: `open("rules.json")`, a path built from `__file__`, a
+module constant naming one, `Path(...).read_text()`, and bbu-vl's shipped label files loaded through `TokenMap`,
+`Hierarchy` or `Faults`. A resume with one changed is refused as a changed reward (or goes on with
+--accept-reward-code); a read whose path is computed is listed with the unchecked imports and said once."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import textwrap
+
+import pytest
+
+from bbuvl.config import load_config
+from bbuvl.train.run_record import (RUN_RECORD, ResumeMismatch, check_resume, record_accepted_code,
+                                    write_run_record)
+
+MODULES = ("rw9_rewards",)
+
+
+@pytest.fixture()
+def code(tmp_path, monkeypatch):
+    """The user's code in its own folder on the import path; `write(name, text)` writes a module afresh."""
+    folder = tmp_path / "code"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # a rewrite in the same second must not load a stale .pyc
+
+    def write(name: str, text: str):
+        path = folder / name
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        for module in MODULES:
+            sys.modules.pop(module, None)
+        return path
+
+    yield write
+    for module in MODULES:
+        sys.modules.pop(module, None)
+
+
+def _config(out, *overrides: str):
+    return load_config(None, ["training.method=grpo", f"training.output_dir={out}",
+                              "grpo.rewards.user_function=rw9_rewards:size", *overrides])
+
+
+def _entry(out):
+    return json.loads((out / RUN_RECORD).read_text("utf-8"))["code"]["grpo.rewards.user_function"]
+
+
+def test_files_a_reward_reads_by_a_literal_path_are_recorded_and_one_changed_is_refused_as_changed_code(
+        code, tmp_path, monkeypatch):
+    """Rules kept in a JSON file beside the reward, a constant naming one and a file read from the working folder were
+    not recorded: a resume with the rules edited went on, the run's rewards paid by two rule sets. A file the reward
+    writes (its own log) is no input."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    (work / "weights.txt").write_text("0.5\n", encoding="utf-8")
+    rules = tmp_path / "code" / "rules.json"
+    rules.write_text('{"scale": 0.1}', encoding="utf-8")
+    (tmp_path / "code" / "kinds.json").write_text('["a"]', encoding="utf-8")
+    code("rw9_rewards.py", """\
+        import json
+        from pathlib import Path
+
+        KINDS = Path(__file__).parent / "kinds.json"
+
+
+        def size(truth, answer):
+            scale = json.load(open(Path(__file__).parent / "rules.json"))["scale"]
+            weight = float(Path("weights.txt").read_text())
+            with open("reward.log", "a") as log:
+                log.write("scored\\n")
+            return scale * weight * len(json.loads(KINDS.read_text())) * len(answer)
+        """)
+    out = tmp_path / "grpo"
+    cfg = _config(out)
+    write_run_record(out, cfg)
+    (out / "checkpoint-2").mkdir()
+    read = _entry(out)["data_files"]
+    assert {k: v["file"] for k, v in read.items()} == {
+        "rw9_rewards: KINDS": str(tmp_path / "code" / "kinds.json"),
+        "rw9_rewards: Path('weights.txt')": str(work / "weights.txt"),
+        "rw9_rewards: Path(__file__).parent / 'rules.json'": str(rules)}
+    assert "unchecked_imports" not in _entry(out)
+    check_resume(cfg, out / "checkpoint-2")
+
+    rules.write_text('{"scale": 0.2}', encoding="utf-8")
+    with pytest.raises(ResumeMismatch, match=r"rw9_rewards:size: the file rw9_rewards reads as "
+                                             r"Path\(__file__\).parent / "
+                                             rf"'rules.json', '{rules}', changed since the run started.*"
+                                             r"pass --accept-reward-code"):
+        check_resume(cfg, out / "checkpoint-2")
+    accepted = check_resume(cfg, out / "checkpoint-2", accept_code=True)
+    assert len(accepted) == 1 and str(rules) in accepted[0]
+    record_accepted_code(out, cfg, 2, accepted)
+    check_resume(cfg, out / "checkpoint-2")  # the next resume checks against the rules it went on with
+
+    (work / "weights.txt").unlink()
+    with pytest.raises(ResumeMismatch, match=rf"reads as Path\('weights.txt'\), '{work / 'weights.txt'}', cannot be "
+                                             "read now"):
+        check_resume(cfg, out / "checkpoint-2")
+    record = json.loads((out / RUN_RECORD).read_text("utf-8"))
+    del record["code"]["grpo.rewards.user_function"]["data_files"]
+    (out / RUN_RECORD).write_text(json.dumps(record), encoding="utf-8")
+    check_resume(cfg, out / "checkpoint-2")  # a record from before files read were: unchecked, as before
+
+
+def test_a_relative_file_resumed_from_another_working_folder_is_compared_by_content_and_named_in_both(
+        code, tmp_path, monkeypatch):
+    """`open("rules.json")` reads the working folder's file: the same command run from a folder holding other rules
+    is another reward, named with both files; one holding a copy of the same rules resumes."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder, scale in ((first, "0.1"), (second, "0.3")):
+        folder.mkdir()
+        (folder / "rules.json").write_text(f'{{"scale": {scale}}}', encoding="utf-8")
+    code("rw9_rewards.py", """\
+        import json
+
+
+        def size(truth, answer):
+            with open("rules.json", encoding="utf-8") as f:
+                return json.load(f)["scale"] * len(answer)
+        """)
+    out = tmp_path / "grpo"
+    cfg = _config(out)
+    monkeypatch.chdir(first)
+    write_run_record(out, cfg)
+    (out / "checkpoint-2").mkdir()
+    monkeypatch.chdir(second)
+    with pytest.raises(ResumeMismatch, match=rf"reads as 'rules.json', '{first / 'rules.json'}' \(now "
+                                             rf"'{second / 'rules.json'}'\), changed since the run started"):
+        check_resume(cfg, out / "checkpoint-2")
+    (second / "rules.json").write_bytes((first / "rules.json").read_bytes())
+    check_resume(cfg, out / "checkpoint-2")
+
+
+def test_a_file_read_by_a_computed_path_is_listed_with_the_unchecked_imports_and_said_once(code, tmp_path, caplog):
+    """`open(f"rules_{kind}.json")` names a file no record can: the run said nothing, and an edit to it resumed unseen.
+    The record lists the call with its module and line, and the log says it once a process."""
+    code("rw9_rewards.py", """\
+        import json
+
+
+        def size(truth, answer, kind="a"):
+            return json.load(open(f"rules_{kind}.json"))["scale"] * len(answer)
+        """)
+    out = tmp_path / "grpo"
+    cfg = _config(out)
+    with caplog.at_level(logging.WARNING, logger="bbuvl.train.run_record"):
+        write_run_record(out, cfg)
+        (out / "checkpoint-2").mkdir()
+        check_resume(cfg, out / "checkpoint-2")
+    call = "rw9_rewards line 5: open(f'rules_{kind}.json')"
+    assert _entry(out)["unchecked_imports"] == [call] and _entry(out)["data_files"] == {}
+    said = [r.getMessage() for r in caplog.records if "computed at run time" in r.getMessage()]
+    assert len(said) == 1 and call in said[0] and "the file it reads" in said[0], caplog.text
+
+
+def test_the_shipped_token_map_a_reward_loads_is_recorded_and_an_upgrade_that_changed_it_is_named(code, tmp_path):
+    """A reward paying for faults found judges labels through `Faults.load()`: the shipped token map (and hierarchy)
+    decide which answered labels are faults, and an upgrade of bbu-vl that changed them resumed with other rewards
+    in silence. The token map is recorded by its tree; the hierarchy only when the run's own record does not hold it
+    (data.hierarchy set to a file of the user's)."""
+    code("rw9_rewards.py", """\
+        from bbuvl.data.faults import Faults
+
+        FAULTS = Faults.load()
+
+
+        def size(truth, answer):
+            return sum(FAULTS.is_fault(a.label) for a in answer) / max(1, len(answer))
+        """)
+    out = tmp_path / "grpo"
+    cfg = _config(out)
+    write_run_record(out, cfg)
+    (out / "checkpoint-2").mkdir()
+    read = _entry(out)["data_files"]
+    assert list(read) == ["bbuvl token_map.json"] and read["bbuvl token_map.json"]["file"].endswith("token_map.json")
+    check_resume(cfg, out / "checkpoint-2")
+
+    record = json.loads((out / RUN_RECORD).read_text("utf-8"))
+    record["code"]["grpo.rewards.user_function"]["data_files"]["bbuvl token_map.json"]["sha256"] = "0" * 64
+    (out / RUN_RECORD).write_text(json.dumps(record), encoding="utf-8")  # as the bbu-vl it started under wrote it
+    with pytest.raises(ResumeMismatch, match=r"rw9_rewards:size: bbu-vl's shipped token_map.json, '.*token_map.json', "
+                                             r"changed since the run started \(bbu-vl upgraded since\?\)"):
+        check_resume(cfg, out / "checkpoint-2")
+
+    from bbuvl.data.labels import DEFAULT_HIERARCHY
+
+    own = tmp_path / "hierarchy.json"
+    own.write_bytes(DEFAULT_HIERARCHY.read_bytes())
+    write_run_record(out, _config(out, f"data.hierarchy={own}"))
+    assert sorted(_entry(out)["data_files"]) == ["bbuvl hierarchy.json", "bbuvl token_map.json"]
