@@ -60,6 +60,7 @@ def _predictor(checkpoint: Path, device: str | None, command: str,  # noqa: ANN2
     from bbuvl.model.checkpoint import is_plain_model_folder, read_model_folder, start_folder_problem
     from bbuvl.model.export import LABELS_FILE as EXPORT_LABELS
 
+    _refuse_unfinished(checkpoint)
     with user_errors(ValueError, OSError):
         if not is_plain_model_folder(checkpoint):
             folder = read_model_folder(checkpoint)  # read once: its config says whether it has a head, then it loads
@@ -97,6 +98,15 @@ def _refuse_being_written(inputs: dict[str, Path | None]) -> None:
 
     with user_errors(ValueError):
         refuse_inputs_being_written(inputs)
+
+
+def _refuse_unfinished(checkpoint: Path) -> None:
+    """Refuse a run's checkpoint-N that a killed `bbuvl train` saved half, naming it (`unfinished_save`), before it
+    loads: the weights HF writes first load, and every check passed on a folder `--resume` skips."""
+    from bbuvl.diagnostics.model_doctor import unfinished_save
+
+    if (why := unfinished_save(checkpoint)) is not None:
+        fail(why)
 
 
 def _check_given(inputs: dict[str, Path | None]) -> None:
@@ -241,6 +251,7 @@ def model(
     check_device(device)
     cfg = _config(config) if config else None
     _refuse_being_written({"CHECKPOINT": checkpoint, "--config": config, "--image": image})
+    _refuse_unfinished(checkpoint)
     _check_given({"--image": image})
     with user_errors(OSError, ValueError):
         report = diagnose_model(checkpoint, cfg, image, device)

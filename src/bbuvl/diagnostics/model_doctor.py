@@ -36,7 +36,10 @@ from bbuvl.model.checkpoint_files import TEMPLATE_FILE
 from bbuvl.model.export import LABELS_FILE as EXPORT_LABELS
 from bbuvl.model.loading import check_special_tokens, special_token_ids
 from bbuvl.model.vlm import core_model
+from bbuvl.outputs import writer_at
+from bbuvl.paths import real_path
 from bbuvl.train.param_groups import GROUPS, GroupSummary, freeze_zero_lr_groups, group_of, summarize_groups
+from bbuvl.train.run_dir import CHECKPOINT, checkpoint_incomplete, numbered_checkpoints
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -351,11 +354,38 @@ def plain_as_predicted(directory: Path) -> ModelFolder:
     return read_model_folder(directory, data_labels((base.data.train, base.data.val), hierarchy) or hierarchy.labels())
 
 
+def unfinished_save(directory: Path) -> str | None:
+    """Why `directory`, a run's checkpoint-N, was not saved whole, naming the `bbuvl train` stopped while saving it when
+    its lock file is still there, and the newest whole checkpoint beside it; None for any other folder, or a whole one.
+
+    A running writer is refused before this (`outputs.refuse_inputs_being_written`); a killed one leaves a folder HF
+    filled file by file, weights first and trainer_state.json last, which loads and passed every check of doctor
+    while `--resume` skips it as unfinished (train/run_dir.py).
+    """
+    try:
+        located = real_path(directory)
+    except (OSError, ValueError):  # a link loop, a name no file can have: loading names it
+        return None
+    if not CHECKPOINT.match(located.name) or not located.is_dir() or (why := checkpoint_incomplete(located)) is None:
+        return None
+    killed = next((w for w in map(writer_at, (located, *located.parents)) if w is not None and not w.running), None)
+    by = (f"`bbuvl {killed.command}` (pid {killed.pid}) stopped while saving it, and left its lock file"
+          if killed is not None else "a save stopped half-way (killed, a full disk) or a copy left files out")
+    whole = next((p for p in reversed(numbered_checkpoints(located.parent)) if p != located
+                  and checkpoint_incomplete(p) is None), None)
+    then = f"; the newest whole checkpoint beside it is {whole}" if whole is not None else ""
+    return (f"{directory}: not saved whole, {why}: {by}; `bbuvl train --resume` skips it, and what is in it may be "
+            f"cut short{then}")
+
+
 def diagnose_model(checkpoint: str | Path, cfg: Config | None = None, image: str | Path | None = None,
                    device: str = "cpu") -> ModelReport:
     """Run every check on a checkpoint folder; `cfg` (optional) is the config a run would continue with."""
     directory = Path(checkpoint)
     report = ModelReport(str(directory))
+    if (unfinished := unfinished_save(directory)) is not None:  # it loaded, and every check passed on half a save
+        report.checks.append(Check("load", "fail", unfinished))
+        return report
     if is_plain_model_folder(directory) and (problem := start_folder_problem(directory)):
         report.checks.append(Check("load", "fail", f"{directory}: {problem}"))  # before transformers names a header or a video processor
         return report
