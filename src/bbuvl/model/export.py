@@ -23,6 +23,7 @@ import math
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from safetensors.torch import load_file
 
@@ -36,6 +37,9 @@ from bbuvl.model.checkpoint import (EXPORT_FRAME_FILE, HEAD_FILE, POSITIONS_FILE
 from bbuvl.model.checkpoint_files import TEMPLATE_FILE
 from bbuvl.model.identity import CHOSEN_LATER
 from bbuvl.model.processor import set_pixel_range
+
+if TYPE_CHECKING:
+    from transformers import GenerationConfig
 
 LABELS_FILE = "labels.json"
 CARD_FILE = "README.md"
@@ -267,6 +271,22 @@ def legacy_frame_keys(config_text: str) -> str:
     return json.dumps(config, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
 
 
+# What transformers' GenerationConfig.validate names as unused beside greedy decoding (`do_sample` false, one beam).
+# Read from generation_config.json, each prints "generation flags are not valid" at every load, and save_pretrained
+# refuses the config outright. A base's own file carries some (Qwen's: temperature, top_p, top_k). No temperature,
+# not even vLLM's greedy 0: no other field vLLM reads says greedy (top_k 1 samples among tied top logits, where greedy
+# takes the first), so the card gives vLLM its temperature on the command line (docs/serving.md, "Greedy in vLLM").
+SAMPLING_ONLY = ("temperature", "top_p", "top_k", "min_p", "top_h", "typical_p", "epsilon_cutoff", "eta_cutoff")
+BEAM_ONLY = ("early_stopping", "length_penalty")
+
+
+def greedy_only(generation: GenerationConfig) -> None:
+    """Unset the flags greedy decoding ignores (`SAMPLING_ONLY`, and `BEAM_ONLY` at one beam): no answer changes."""
+    for name in SAMPLING_ONLY + (BEAM_ONLY if generation.num_beams in (None, 1) else ()):
+        if getattr(generation, name, None) is not None:
+            setattr(generation, name, None)
+
+
 def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartCost] | None = None,
                       accept_base: bool = False) -> ExportResult:
     """Write `checkpoint` (a folder `bbuvl train` wrote) to `out` as a stock Hugging Face folder with a model card.
@@ -305,11 +325,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
     # Greedy, stopping where `bbuvl predict` stops (the turn's end, or padding), with its answer budget.
     generation.do_sample, generation.eos_token_id, generation.pad_token_id = False, stops, tokenizer.pad_token_id
     generation.max_new_tokens = cfg.inference.max_new_tokens
-    # No temperature, not even vLLM's greedy 0: transformers warns of any beside `do_sample` false at every load, and
-    # no other field vLLM reads says greedy (top_k 1 samples among tied top logits, where greedy takes the first); the
-    # card gives vLLM its temperature on the command line (docs/serving.md, "Greedy in vLLM").
-    for name in ("temperature", "top_p", "top_k"):
-        setattr(generation, name, None)
+    greedy_only(generation)
     result = ExportResult(out, contract.family, merged, left_out_parts(folder, costs), costs, gap)
     with atomic_folder(out) as tmp:  # the whole folder, or the previous one kept (bbuvl/atomic.py)
         vlm.save_pretrained(tmp, safe_serialization=True)

@@ -1,0 +1,78 @@
+"""An export's generation_config.json is greedy in stock transformers whatever its base's file carried: written, loaded
+without a warning or a log line above INFO, and `generate` as the folder sets it gives do_sample=False's tokens
+(model/export.py `greedy_only`; docs/serving.md, "Greedy in vLLM")."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+# A base's sampling defaults, as a chat model ships them, with the flags transformers judges beside greedy decoding:
+# sampling-only (min_p, typical_p, epsilon_cutoff) and beam-only (length_penalty, early_stopping at one beam).
+BASE_DEFAULTS = {"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "min_p": 0.05, "typical_p": 0.95,
+                 "epsilon_cutoff": 0.0003, "length_penalty": 1.2, "early_stopping": True, "repetition_penalty": 1.05}
+
+
+def checkpoint_with(tiny, tiny_model_dir: Path, out: Path, defaults: dict) -> Path:
+    """A checkpoint of the shared tiny model saved as `bbuvl train` saves one (no head, no positions), its
+    generation_config.json carrying `defaults` as a base's file hands them on to every checkpoint trained from it."""
+    from bbuvl.config import load_config
+    from bbuvl.model.checkpoint import Prompt, save_checkpoint
+    from bbuvl.model.vlm import BBUVLModel
+
+    vlm, processor = tiny
+    cfg = load_config(None, [f"model.path={tiny_model_dir}", "model.dtype=float32", "detection.enabled=false",
+                             "model.vision_positions=false", "data.teachers=null", "inference.max_new_tokens=8"])
+    checkpoint = save_checkpoint(BBUVLModel.build(vlm, cfg, processor.tokenizer), processor, cfg, cfg.model.frame(),
+                                 Prompt("Find the parts.", ["螺丝"], "zh"), out)
+    generation = json.loads((checkpoint / "generation_config.json").read_text(encoding="utf-8"))
+    (checkpoint / "generation_config.json").write_text(json.dumps(generation | defaults), encoding="utf-8")
+    return checkpoint
+
+
+def test_an_export_of_a_base_with_sampling_and_beam_defaults_is_written_loads_silently_and_decodes_greedily(
+        tiny, tiny_model_dir, tmp_path):
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from bbuvl.model.export import export_checkpoint
+
+    exported = tmp_path / "exported"
+    # Before: ValueError "GenerationConfig is invalid: - `min_p`: `do_sample` is not set to `True`..." from
+    # save_pretrained, naming neither the checkpoint nor its file, and no export.
+    export_checkpoint(checkpoint_with(tiny, tiny_model_dir, tmp_path / "ckpt", BASE_DEFAULTS), exported)
+    saved = json.loads((exported / "generation_config.json").read_text(encoding="utf-8"))
+    assert saved["do_sample"] is False and not set(saved) & (set(BASE_DEFAULTS) - {"do_sample", "repetition_penalty"})
+    # bbuvl predict's generate reads the checkpoint's file too, penalty and all: the export answers as it does.
+    assert saved["repetition_penalty"] == 1.05
+
+    noise: list[str] = []
+
+    class Noise(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno > logging.INFO:
+                noise.append(f"{record.name}: {record.getMessage()}")
+
+    handler = Noise()
+    hf_logging.get_logger().addHandler(handler)  # transformers' root logger does not propagate
+    logging.Logger.warning_once.cache_clear()  # said once a process: an earlier test's load would hide it here
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = AutoModelForImageTextToText.from_pretrained(exported).eval()
+            inputs = AutoTokenizer.from_pretrained(exported)(["找出每个部件"], return_tensors="pt")
+            torch.manual_seed(0)
+            first, second = model.generate(**inputs), model.generate(**inputs)
+            plain = model.generate(**inputs, do_sample=False)
+    finally:
+        hf_logging.get_logger().removeHandler(handler)
+    assert noise + [str(w.message) for w in caught] == []
+    assert first.shape[1] > inputs["input_ids"].shape[1], "nothing generated: nothing was compared"
+    assert first.tolist() == second.tolist() == plain.tolist()
