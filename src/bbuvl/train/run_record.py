@@ -13,7 +13,8 @@ Every numbered checkpoint carries a copy of the run's record (`CHECKPOINT_RECORD
 one's names its inputs by path only. A run started before records existed is compared with its checkpoint's
 `bbuvl.yaml` (all of it for SFT; `training` and `grpo` for GRPO, whose checkpoints keep the starting model's other
 sections). A GRPO run's record holds its user reward function by content too (`code`: its file, its source, the
-user's own modules it imports and the data files they read). The record names the program too (bbuvl/versions.py): a
+user's own modules it imports and the data files they read); an SFT run weighing faults, the shipped token map its
+labels are read through, with those it weighs (`token_map`). The record names the program too (bbuvl/versions.py): a
 resume under another one goes on, says so, and records at which step the program changed (`resumed_under`).
 docs/resume.md.
 """
@@ -40,8 +41,10 @@ from typing import Any
 from bbuvl.atomic import write_bytes_atomic, write_text_atomic
 from bbuvl.config import Config, load_config
 from bbuvl.data.digests import by_name, file_digest
+from bbuvl.data.faults import Faults
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.labels import DEFAULT_HIERARCHY, DEFAULT_TOKEN_MAP, Hierarchy
+from bbuvl.data.layout import ordered_labels
 from bbuvl.data.schema import resolve_image
 from bbuvl.data.text import show_text
 from bbuvl.model.identity import identify
@@ -683,11 +686,35 @@ def _code_digest(source: bytes) -> str:
     return hashlib.sha256(source).hexdigest()
 
 
+def weighed_faults(cfg: Config, files: DataFiles | None = None) -> dict[str, Any] | None:
+    """The shipped token map an SFT run weighs faults through (`loss.fault_weight`), by its parsed tree, with the
+    training labels it weighs as faults (train/trainer.py `fault_captions`); None for a run that weighs none (GRPO, no
+    head, a weight of 1) or whose data cannot be read (its start names why). A label spelt as a platform spells it
+    (`windshield/not_installed`) is a fault only as the token map maps it, and the run has no key naming the map: an
+    upgrade of bbu-vl that changed it weighed other objects in the resumed steps."""
+    if cfg.training.method == "grpo" or not cfg.detection.enabled or cfg.loss.fault_weight == 1:
+        return None
+    values, files = flat(cfg), files or DataFiles()
+    try:
+        faults = Faults.load(cfg.data.hierarchy)
+        paths = [os.path.expanduser(values[key]) for key in ("data.train", "data.val") if values.get(key)]
+        seen = [o.desc for path in paths if os.path.isfile(path) for row in files.rows(path) if row.sample is not None
+                for o in row.sample.student.objects]
+    except (OSError, ValueError):
+        return None
+    return {**_data_digest(DEFAULT_TOKEN_MAP, tree=True),
+            "faults": [label for label in ordered_labels(seen, faults.hierarchy) if faults.is_fault(label)]}
+
+
 def run_record(cfg: Config, files: DataFiles | None = None) -> dict[str, Any]:
-    """A fresh run's record: its config, inputs and their photos by content, number of processes and user code."""
-    return {"config": cfg.model_dump(mode="json"),
-            "inputs": {k: v.to_json() for k, v in digest_inputs(cfg).items()}, "processes": processes(),
-            "photos": digest_photos(cfg, files=files), "code": user_code(cfg), "software": software()}
+    """A fresh run's record: its config, inputs and their photos by content, number of processes, user code and the
+    token map its faults are weighed through."""
+    record = {"config": cfg.model_dump(mode="json"),
+              "inputs": {k: v.to_json() for k, v in digest_inputs(cfg).items()}, "processes": processes(),
+              "photos": digest_photos(cfg, files=files), "code": user_code(cfg), "software": software()}
+    if (token_map := weighed_faults(cfg, files)) is not None:
+        record["token_map"] = token_map
+    return record
 
 
 def write_run_record(output_dir: str | Path, cfg: Config, files: DataFiles | None = None) -> None:
@@ -717,7 +744,7 @@ def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = 
     carried = record_path.name == CHECKPOINT_RECORD
     new = flat(cfg)
     if record_path.is_file():
-        old, inputs, ran_on, photos, code = _read_record(record_path)
+        old, inputs, ran_on, photos, code, token_map = _read_record(record_path)
         _check_method(checkpoint, record_path, old.get("training.method"), cfg.training.method)
         diffs = [_phrase(k, old.get(k, "<unset>"), new.get(k, "<unset>")) for k in _differing(old, new, CONTENT_KEYS)]
         if ran_on is not None and ran_on != processes():
@@ -739,6 +766,8 @@ def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = 
                 diffs.append(_content_phrase(key, was, is_))
             elif photos is not None and key in photos and is_ is not None:  # a run recorded before photos were: unchecked
                 diffs += _photo_phrase(key, is_.path, photos[key], digest_photos(cfg, photos, files).get(key, []))
+        if token_map is not None and (now_map := weighed_faults(cfg, files)) is not None:
+            diffs += _token_map_phrase(token_map, now_map)
         if code is not None:  # a run recorded before its code was: unchecked
             edited = _code_phrases(code, user_code(cfg))
             if accept_code:
@@ -834,7 +863,7 @@ def _recorded_elsewhere(checkpoint: Path, recorded: dict[str, Any], inputs: dict
     if not path.is_file():
         return []
     try:
-        config, carried, _, _, _ = _read_record(path)
+        config, carried, _, _, _, _ = _read_record(path)
     except ResumeMismatch:
         return []  # a damaged copy: the folder's own record speaks for the run
     out = [f"{path} was recorded with {k} {config.get(k, '<unset>')!r} where the run's record holds "
@@ -861,9 +890,10 @@ def _check_method(checkpoint: Path, source: Path, old: Any, new: str) -> None:
 
 
 def _read_record(path: Path) -> tuple[dict[str, Any], dict[str, InputDigest], int | None,
-                                      dict[str, list[dict[str, Any]]] | None, dict[str, dict[str, Any]] | None]:
-    """A run record's config (flat), inputs, number of processes, photos and user code (None: recorded before they
-    were)."""
+                                      dict[str, list[dict[str, Any]]] | None, dict[str, dict[str, Any]] | None,
+                                      dict[str, Any] | None]:
+    """A run record's config (flat), inputs, number of processes, photos, user code and the token map its faults are
+    weighed through (None: recorded before they were, or no fault weighed)."""
     data = read_json(path, "run record")
     try:
         config = flat(Config.model_validate(data["config"]))
@@ -890,10 +920,15 @@ def _read_record(path: Path) -> tuple[dict[str, Any], dict[str, InputDigest], in
                     isinstance(f, dict) and isinstance(f.get("file"), str)
                     and isinstance(f.get("sha256"), (str, type(None))) for f in read.values())):
                 raise ValueError("code's data_files are not a file and digest per file read")
+        token_map = data.get("token_map")
+        if token_map is not None and not (isinstance(token_map, dict) and isinstance(token_map.get("sha256"), str)
+                                          and isinstance(token_map.get("faults"), list)
+                                          and all(isinstance(x, str) for x in token_map["faults"])):
+            raise ValueError("token_map is not a digest with the labels weighed as faults")
     except (KeyError, TypeError, AttributeError, ValueError) as e:
         raise ResumeMismatch(f"{path}: damaged run record ({type(e).__name__}: {e}); it says what this run was started "
                              "with, so the run cannot be resumed safely: pass --overwrite to start it over") from None
-    return config, inputs, ran_on, photos, code
+    return config, inputs, ran_on, photos, code, token_map
 
 
 def _input_digest(entry: dict[str, Any]) -> InputDigest:
@@ -1019,6 +1054,25 @@ def _data_phrases(key: str, name: str | None, old: dict[str, dict[str, str | Non
             state = "changed since the run started" + (" (bbu-vl upgraded since?)" if shipped else "")
         out.append(f"{key} {name}: {what}, {where}, {state}; the run's rewards so far were paid with what it held then")
     return out
+
+
+def _token_map_phrase(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """How the labels weighed as faults differ once the shipped token map changed (none: an empty list; a map changed
+    where none of the run's labels is read through it weighs the same objects, and goes on)."""
+    if old["sha256"] == new["sha256"] or old["faults"] == new["faults"]:
+        return []
+
+    def some(names: list[str]) -> str:
+        return ", ".join(show_text(n) for n in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+    changes = []
+    if gone := [x for x in old["faults"] if x not in new["faults"]]:
+        changes.append(f"{some(gone)} no longer weighed as {'a fault' if len(gone) == 1 else 'faults'}")
+    if added := [x for x in new["faults"] if x not in old["faults"]]:
+        changes.append(f"{some(added)} now weighed as {'a fault' if len(added) == 1 else 'faults'}")
+    return [f"loss.fault_weight: bbu-vl's shipped token map ({new.get('file')!r}) is not the one the run started with "
+            f"(bbu-vl upgraded since?), and it maps the training labels otherwise: {'; '.join(changes)}, where the "
+            "run's steps so far weighed the others. To go on, resume under the bbu-vl the run started with"]
 
 
 def _hierarchy_phrase(old: InputDigest, new: InputDigest) -> str:
