@@ -193,3 +193,26 @@ def test_the_shipped_token_map_a_reward_loads_is_recorded_and_an_upgrade_that_ch
     own.write_bytes(DEFAULT_HIERARCHY.read_bytes())
     write_run_record(out, _config(out, f"data.hierarchy={own}"))
     assert sorted(_entry(out)["data_files"]) == ["bbuvl hierarchy.json", "bbuvl token_map.json"]
+
+
+def test_a_reward_reading_its_own_source_resumes_after_a_comment_is_added(code, tmp_path):
+    """A reward that reads its own file (`open(__file__)`, to log its version) had that file recorded as data, by its
+    bytes: a comment added, which the code's record ignores, refused the resume. A descriptor (`open(0)`) names no
+    file and is not listed as unchecked."""
+    source = """\
+        from pathlib import Path
+
+
+        def size(truth, answer):
+            version = len(open(__file__).read()) + len(Path(__file__).read_text())
+            return 0.0 * version + len(answer) if answer is not None else open(0).read()
+        """
+    path = code("rw9_rewards.py", source)
+    out = tmp_path / "grpo"
+    cfg = _config(out)
+    write_run_record(out, cfg)
+    (out / "checkpoint-2").mkdir()
+    assert _entry(out)["data_files"] == {} and "unchecked_imports" not in _entry(out)
+    code("rw9_rewards.py", "# a comment\n" + textwrap.dedent(source))
+    assert path.read_text(encoding="utf-8").startswith("# a comment")
+    check_resume(cfg, out / "checkpoint-2")

@@ -430,6 +430,8 @@ def _data_files(tree: ast.AST, file: Path) -> tuple[dict[str, dict[str, str | No
         if where is None:
             if opens:
                 computed.append(f"{node.lineno}: {_shortened(ast.unparse(node))}")
+        elif real_path(where) == real_path(file):
+            continue  # its own source (`open(__file__)`): recorded as code, where a comment changes nothing
         elif (opens and not where.is_dir()) or where.is_file():
             found[ast.unparse(target)] = _data_digest(where)
     for shipped in sorted(_shipped_reads(tree)):
@@ -448,7 +450,10 @@ def _read_target(node: ast.Call) -> tuple[ast.expr | None, bool]:
         mode = _literal(args.get(0 if on_path else 1, args.get("mode")))
         if isinstance(mode, str) and set(mode) & set("wax"):
             return None, False  # written, not read: the reward's own output
-        return (func.value if on_path else args.get(0, args.get("file"))), True
+        target = func.value if on_path else args.get(0, args.get("file"))
+        if isinstance(target, ast.Constant) and isinstance(target.value, int):
+            return None, False  # a descriptor (`open(0)`), no file a record could name
+        return target, True
     if isinstance(func, ast.Attribute) and func.attr in _PATH_READS:
         return func.value, True
     name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
@@ -466,7 +471,7 @@ def _path_of(node: ast.expr | None, bound: dict[str, Path], file: Path) -> Path 
     """The path `node` spells (`"rules.json"`, `__file__`, `Path(...)`, `/`, `os.path.join`, `.parent`, a name in
     `bound`), relative where it is; None when it is computed."""
     if isinstance(node, ast.Constant):
-        return Path(node.value) if isinstance(node.value, str) and node.value else None
+        return Path(os.fsdecode(node.value)) if isinstance(node.value, (str, bytes)) and node.value else None
     if isinstance(node, ast.Name):
         return file if node.id == "__file__" else bound.get(node.id)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
