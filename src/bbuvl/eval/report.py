@@ -39,6 +39,7 @@ from bbuvl.eval.fonts import FontChoice
 from bbuvl.eval.metrics import Evaluation, ImageResult
 from bbuvl.eval.predictions import predictions_manifest
 from bbuvl.eval.size_buckets import SizeResult
+from bbuvl.outputs import Claim, output_path
 from bbuvl.paths import real_path
 
 PR_CURVE_FILE = "pr_curve.png"
@@ -46,6 +47,7 @@ WORST_DIR = "worst"
 FAULT_CURVE_FILE = "fault_pr_curve.png"
 FAULTS_DIR = "faults"
 MAX_CATEGORY_CURVES = 10
+REPORT_WRITER = "eval"  # the command a report's own ledger names as the writer of its files (`_record_in_folder`)
 # The page's one style sheet, allowed by its hash below; the page has no script of its own.
 STYLE = """
 body { font-family: "WenQuanYi Micro Hei", "Noto Sans CJK SC", "Microsoft YaHei", "PingFang SC", sans-serif;
@@ -87,13 +89,25 @@ def write_report(
     with atomic_folder(out_dir / FAULTS_DIR) as faults_dir, atomic_folder(out_dir / WORST_DIR) as worst_dir:
         curves, page = _write_report(evaluation, out_dir, faults_dir, worst_dir, font, hierarchy, worst, comparison,
                                      baseline_name, sizes, [] if unreadable is None else unreadable)
+    for folder in (out_dir / FAULTS_DIR, out_dir / WORST_DIR):
+        if not any(folder.iterdir()):  # nothing to show (no fault, --worst 0): no content a ledger could vouch for
+            folder.rmdir()
     # The files beside the picture folders are written once both are in, the page last: a run stopped while it drew
     # (seconds to minutes) left its curves beside the previous run's page and pictures, one report of two runs.
     for path, picture in curves:
         _save_png(path, picture)
     index = out_dir / "index.html"
     write_text_atomic(index, page)
+    _record_in_folder(out_dir, [index, *(path for path, _ in curves), out_dir / FAULTS_DIR, out_dir / WORST_DIR])
     return index
+
+
+def _record_in_folder(out_dir: Path, written: list[Path]) -> None:
+    """Record what the report wrote in its folder's own ledger (bbuvl/outputs.py), each by its content. The command's
+    claim records the folder in the ledger beside it, under its name: moved elsewhere, the report was 'written by
+    someone else' and a rerun there needed --overwrite. These entries move with the folder, so `bbuvl eval` knows its
+    report wherever it lies, and a file put in beside them is no part of it (docs/outputs.md, "Owned by content")."""
+    Claim(REPORT_WRITER, [output_path(p) for p in written], {}).finish(succeeded=True)
 
 
 def _write_report(evaluation: Evaluation, out_dir: Path, faults_dir: Path, worst_dir: Path, font: FontChoice,
