@@ -199,3 +199,78 @@ def test_a_photo_alike_two_photos_alike_neither_joins_them_in_one_group():
     pairs = near_copies([left, right, middle])
     assert [(p.first, p.second) for p in pairs] == [(0, 2), (1, 2)]
     assert copy_groups(3, [(p.first, p.second) for p in pairs]) == [[0, 1, 2]]
+
+
+# What each of Pillow's transposes makes of a photo, as near_copies names it (TURNS).
+TURNED = {Image.Transpose.ROTATE_90: "turned 90 degrees anticlockwise", Image.Transpose.ROTATE_180: "turned 180 degrees",
+          Image.Transpose.ROTATE_270: "turned 90 degrees clockwise", Image.Transpose.FLIP_LEFT_RIGHT: "mirrored left to right",
+          Image.Transpose.FLIP_TOP_BOTTOM: "mirrored top to bottom",
+          Image.Transpose.TRANSPOSE: "mirrored across its falling diagonal",
+          Image.Transpose.TRANSVERSE: "mirrored across its rising diagonal"}
+
+
+def test_a_photo_mirrored_or_turned_in_its_pixels_is_a_near_copy_that_says_how(scenes, tmp_path):
+    photo = resolve_image(scenes["room"], read_records(scenes["room"])[0].image)
+    rgb = Image.open(photo).convert("RGB")
+    for transpose, how in TURNED.items():
+        rgb.transpose(transpose).save(tmp_path / "copy.jpg", quality=80)  # no EXIF: the turn is in the pixels
+        found = near_copies([photo_print(photo), photo_print(tmp_path / "copy.jpg")])
+        assert [(n.first, n.second, n.how) for n in found] == [(0, 1, how)], transpose
+    assert near_copies([photo_print(photo), photo_print(photo)])[0].how == ""  # as taken, not "mirrored"
+
+
+def with_turned_copies(jsonl: Path, out: Path) -> tuple[Path, list[str]]:
+    """`jsonl`'s photos in `out`/all.jsonl, with its first photo mirrored (PNG) and turned a quarter clockwise (JPEG)
+    on lines of their own, their boxes moved with their pixels."""
+    records = read_records(jsonl)
+    (out / "images").mkdir(parents=True)
+    for r in records:
+        shutil.copy(resolve_image(jsonl, r.image), out / r.image)
+    first = records[0]
+    rgb = Image.open(out / first.image).convert("RGB")
+    w, h = rgb.size
+    rgb.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(out / "images" / "mirrored.png")
+    rgb.transpose(Image.Transpose.ROTATE_270).save(out / "images" / "turned.jpg", quality=90)
+    mirrored = [ObjectAnn(bbox_2d=[w - x2, y1, w - x1, y2], desc=o.desc) for o in first.objects
+                for x1, y1, x2, y2 in [o.bbox_2d]]
+    turned = [ObjectAnn(bbox_2d=[h - y2, x1, h - y1, x2], desc=o.desc) for o in first.objects
+              for x1, y1, x2, y2 in [o.bbox_2d]]
+    copies = [first.model_copy(update={"images": ["images/mirrored.png"], "objects": mirrored, "id": "mirrored"}),
+              first.model_copy(update={"images": ["images/turned.jpg"], "width": h, "height": w, "objects": turned,
+                                       "id": "turned"})]
+    write_dataset(out / "all.jsonl", [*records, *copies])
+    return out / "all.jsonl", [first.image, "images/mirrored.png", "images/turned.jpg"]
+
+
+def test_split_keeps_a_photos_mirrored_and_turned_copies_on_one_side(scenes, tmp_path):
+    dataset, copies = with_turned_copies(scenes["room"], tmp_path / "data")
+    for seed in range(6):
+        result = split_photos(dataset, tmp_path / f"split{seed}", val_ratio=0.3, seed=seed, num_teachers=0)
+        sides = [{r.image.split("/")[-1] for r in read_records(tmp_path / f"split{seed}" / name)} for name in (TRAIN, VAL)]
+        names = {c.split("/")[-1] for c in copies}
+        assert names <= sides[0] or names <= sides[1], (seed, sides)
+        assert result.near_copies == [copies]
+
+
+def test_check_warns_of_a_turned_copy_in_val_naming_both_and_how_it_lies(scenes, tmp_path):
+    dataset, copies = with_turned_copies(scenes["room"], tmp_path / "data")
+    records = read_records(dataset)
+    write_dataset(tmp_path / "data" / TRAIN, records[:-1])
+    write_dataset(tmp_path / "data" / VAL, records[-1:])  # train's first photo turned a quarter clockwise
+    problems = check_dataset(tmp_path / "data")
+    assert not [p for p in problems if p.severity == "error"], problems
+    found = [p for p in problems if "its pixels are those of" in p.message]
+    assert [(Path(p.file).name, p.line) for p in found] == [("train.jsonl", 9), ("val.jsonl", 1)]
+    assert f"{copies[0]} mirrored left to right at line 1" in found[0].message
+    assert f"{copies[0]} turned 90 degrees clockwise at {tmp_path / 'data' / TRAIN} line 1" in found[1].message
+    assert "both training and validation" in found[1].message
+
+
+def test_a_fixed_cameras_shots_with_their_mirror_images_saved_beside_them_are_one_group():
+    rng = np.random.default_rng(0)
+    view = rng.uniform(40, 200, (8, 8, 3)).astype(np.float32)
+    shots = [view + rng.integers(-3, 4, view.shape).astype(np.float32) for _ in range(600)]
+    shots = [s if i % 2 else s[:, ::-1].copy() for i, s in enumerate(shots)]  # flips saved as augmentation
+    pairs = near_copies(shots, block=256)
+    assert copy_groups(len(shots), [(p.first, p.second) for p in pairs]) == [list(range(len(shots)))]
+    assert len(pairs) < 2 * len(shots)

@@ -21,7 +21,7 @@ from bbuvl.data.input_paths import file_kind
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.names import name_key, portability_problem
 from bbuvl.data.layout import TEACHERS, TRAIN, VAL, missing_file_hint
-from bbuvl.data.near_copies import near_copies, photo_print
+from bbuvl.data.near_copies import COPY_KINDS, near_copies, photo_print
 from bbuvl.data.schema import (DatasetError, ImageRecord, ObjectAnn, Sample, iter_dataset, resolve_image, sort_objects,
                                tile_origin)
 from bbuvl.data.text import difference, label_key, show_text
@@ -374,10 +374,10 @@ def near_copy_photos(rows: list[tuple[Path, int, Sample]], prints: dict[Path, np
         else:
             continue
         named.add((file_b, line_b))
-        problems.append(Problem(str(file_b), line_b, f"image {b.image}: its pixels are those of {a.image} at {where} "
-                                f"(seen small and upright, no value differs by more than {pair.levels:g} of 255 levels), "
-                                f"a copy a tool saved again (another JPEG quality, PNG, a smaller size, its EXIF turn "
-                                f"written into its pixels) or a second shot of one view: {why}", "warning"))
+        problems.append(Problem(str(file_b), line_b, f"image {b.image}: its pixels are those of {a.image}"
+                                f"{' ' + pair.how if pair.how else ''} at {where} (seen small and upright, no value "
+                                f"differs by more than {pair.levels:g} of 255 levels), {COPY_KINDS} or a second shot "
+                                f"of one view: {why}", "warning"))
     return problems
 
 

@@ -1,5 +1,5 @@
 """Near-copies: one photo saved again by a tool (another JPEG quality, PNG, a phone's smaller size, its EXIF turn
-written into the pixels), found by its pixels.
+written into the pixels, mirrored or turned), found by its pixels.
 
 `images.photo_digests` finds a copy stored byte for byte, or with only its EXIF rewritten; a re-encoded copy has other
 bytes everywhere. Its pixels, shown upright and seen small, are still its original's. Each photo gets a print: an 8x8
@@ -16,6 +16,14 @@ grey of its background is invisible in luminance alone).
 A photo whose print spans fewer than `DETAIL_LEVELS` in every channel (a lens cap, a bare wall, a frame of fine noise)
 has no print (None) and is never called a copy of anything: its pixels seen small cannot tell it from another such
 photo of its colour.
+
+A copy mirrored or turned in its pixels (a flip for augmentation, a turn a viewer saved with no EXIF to undo it) is the
+same scene and leaks across a split the same way: two prints are compared in each of the 8 ways one can lie on the
+other (`TURNS`), which on an 8x8 thumbnail is a reordering of its values. Copies in each of the 7 other turns (JPEG at
+quality 60 and PNG, 40 photos of each scene) differ by at most 2 levels in theirs; distinct synthetic photos, in
+whichever turn is closest, by at least 14 (15 as taken: every
+pair of 600 photos of each of wide, close-up and shapes at 640x480, wide at 448x336 and shapes at 224x224; a shapes
+photo mirrored comes nearest another, a few shapes on a plain background), so `NEAR_COPY_LEVELS` still lies between.
 
 Measured (bench/near_copies.py; docs/data_names.md, "Near-copies"): copies differ by at most 3 levels (JPEG at quality
 60 and 30, PNG, WebP, half and quarter size, an EXIF turn written into the pixels), distinct photos of the synthetic
@@ -48,14 +56,48 @@ NEAR_COPY_LEVELS = 8.0
 DETAIL_LEVELS = 2 * NEAR_COPY_LEVELS
 
 
+# What a near-copy may be, as messages say it.
+COPY_KINDS = ("a copy a tool saved again (another JPEG quality, PNG, a smaller size, its EXIF turn written into its "
+              "pixels, mirrored or turned in its pixels)")
+# The 8 ways a print can lie on another (the turns and mirror images of a square), each as words saying what the later
+# photo is of the earlier, and as the order of the later's print values that shows it as the earlier; 0 is as taken. Turned a
+# quarter, a 640x480 photo is 480x640 and its eighths of each side are still its eighths, so its print is turned too.
+TURNS: tuple[str, ...] = ("", "turned 90 degrees clockwise", "turned 180 degrees", "turned 90 degrees anticlockwise",
+                          "mirrored left to right", "mirrored across its rising diagonal", "mirrored top to bottom",
+                          "mirrored across its falling diagonal")
+
+
+def _turn_orders(side: int) -> np.ndarray:
+    """`[8, side * side * 3]`: row `t` reorders a flattened `side x side x 3` print of a photo that is another
+    `TURNS[t]` into that other's print (each turn the inverse of the words; a mirror is its own)."""
+    index = np.arange(side * side * 3).reshape(side, side, 3)
+    turned = [np.rot90(index, k, axes=(0, 1)) for k in range(4)]  # rot90 turns the array's picture anticlockwise
+    return np.stack([t.ravel() for t in turned + [t[:, ::-1] for t in turned]])
+
+
+_TURN_ORDERS, _MEAN_TURN_ORDERS = _turn_orders(PRINT_SIDE), _turn_orders(PRINT_SIDE // 2)
+# The 4x4 means (2x2 values each) fall into three sets that every turn maps onto themselves: the corners, the edges and
+# the middle. Sorted within each set, the means are the same however the photo lies, and sorting moves no value further
+# from its counterpart than the largest difference before it: a pair within `levels` in some turn is within `levels`
+# here, so the screen keeps it.
+_CORNERS, _EDGES, _MIDDLE = [0, 3, 12, 15], [1, 2, 4, 7, 8, 11, 13, 14], [5, 6, 9, 10]
+
+
 @dataclass(frozen=True)
 class NearCopy:
-    """Two photos (indices into the list given, `first < second`) whose pixels are one photo's, and the largest
-    difference of their prints in grey levels."""
+    """Two photos (indices into the list given, `first < second`) whose pixels are one photo's, the largest
+    difference of their prints in grey levels, and how the second lies on the first (an index into `TURNS`; 0 as
+    taken)."""
 
     first: int
     second: int
     levels: float
+    turn: int = 0
+
+    @property
+    def how(self) -> str:
+        """What the second photo is of the first, in words: '' when as taken, else e.g. 'mirrored left to right'."""
+        return TURNS[self.turn]
 
 
 def photo_print(path: str | Path) -> np.ndarray | None:
@@ -106,15 +148,16 @@ def photo_prints(paths: Sequence[Path], workers: int | None = None,
 
 def near_copies(prints: Sequence[np.ndarray | None], levels: float = NEAR_COPY_LEVELS,
                 block: int = 1024) -> list[NearCopy]:
-    """Each photo's earliest near-copy (the pair of it and the first photo before it whose print differs by at most
-    `levels` everywhere), and the other pairs that join two photos' groups, sorted by `(first, second)`: enough for
-    `copy_groups` to find every group, and at most two pairs a photo. All pairs were asked for before: a fixed camera's
-    5,000 shots of one view are 12.5 million of them.
+    """Each photo's earliest near-copy (the pair of it and the first photo before it whose print, as taken or turned or
+    mirrored (`TURNS`), differs by at most `levels` everywhere), and the other pairs that join two photos' groups,
+    sorted by `(first, second)`: enough for `copy_groups` to find every group, and at most two pairs a photo. All pairs
+    were asked for before: a fixed camera's 5,000 shots of one view are 12.5 million of them.
 
-    Within `levels` everywhere, a pair's 4x4 means are within `levels` too, so their root mean square difference is:
-    pairs are screened by that, a matrix product of the 48 means `block` rows at a time (4 bytes times `block` times
-    the photos: 41 MB for 10,000), and only those left are compared value by value (bench/near_copies.py has the
-    cost).
+    Within `levels` everywhere, a pair's 4x4 means are within `levels` too, and so are those means sorted within the
+    sets no turn mixes (`_CORNERS`, `_EDGES`, `_MIDDLE`), so their root mean square difference is: pairs are screened
+    by that, the same however each photo lies, a matrix product of the 48 sorted means `block` rows at a time (4 bytes
+    times `block` times the photos: 41 MB for 10,000), and only those left are compared value by value, as taken and
+    then in the 7 other turns (bench/near_copies.py has the cost).
     """
     kept = [i for i, p in enumerate(prints) if p is not None]
     n = len(kept)
@@ -122,24 +165,38 @@ def near_copies(prints: Sequence[np.ndarray | None], levels: float = NEAR_COPY_L
         return []
     full = np.stack([np.asarray(prints[i], dtype=np.float32).ravel() for i in kept]) - 128.0
     side = PRINT_SIDE // 2
-    coarse = full.reshape(n, side, 2, side, 2, 3).mean(axis=(2, 4)).reshape(n, -1)
+    means = full.reshape(n, side, 2, side, 2, 3).mean(axis=(2, 4)).reshape(n, side * side, 3)
+    coarse = np.concatenate([np.sort(means[:, cells], axis=1) for cells in (_CORNERS, _EDGES, _MIDDLE)],
+                            axis=1).reshape(n, -1)
+    means = means.reshape(n, -1)
     squares = (coarse**2).sum(axis=1)
     bound = levels**2 * coarse.shape[1] + 1.0  # a pair within `levels`, and float32's rounding of the sums
     parent = np.arange(n)
-    found: dict[tuple[int, int], float] = {}  # (first, second) -> the largest difference of their prints
+    found: dict[tuple[int, int], tuple[float, int]] = {}  # (first, second) -> the largest difference, the turn
     has_earliest: set[int] = set()
-    for start in range(0, n, block):
-        rows = coarse[start : start + block] @ coarse[start:].T
+    settled = np.zeros(n, dtype=bool)  # the photos whose earliest near-copy is found
+    start, size = 0, min(block, 64)
+    while start < n:
+        # Blocks grow from 64 rows to `block`: a large group (a fixed camera's shots) is joined in the first rows, and
+        # its pairs in later rows are left out before they are compared.
+        stop, size = start + size, min(2 * size, block)
+        rows = coarse[start:stop] @ coarse[start:].T
         rows *= -2.0
-        rows += squares[start : start + block, None]
+        rows += squares[start:stop, None]
         rows += squares[None, start:]
         first, second = np.nonzero(rows <= bound)
         first, second = first + start, second + start
         first, second = first[second > first], second[second > first]
-        largest = np.concatenate([np.abs(full[first[k : k + 65536]] - full[second[k : k + 65536]]).max(axis=1)
-                                  for k in range(0, len(first), 65536)] or [np.empty(0, np.float32)])
+        # A pair of one group whose later photo's earliest copy an earlier block found adds nothing: left out before
+        # its values are compared (in every turn for a pair not alike as taken, a view and its mirror image's shots).
+        roots = parent.copy()
+        while not np.array_equal(parent[roots], roots):
+            roots = parent[roots]
+        needed = ~(settled[second] & (roots[first] == roots[second]))
+        first, second = first[needed], second[needed]
+        largest, turn = _closest_turn(full, means, first, second, levels)
         near = largest <= levels
-        first, second, largest = first[near], second[near], largest[near]
+        first, second, largest, turn = first[near], second[near], largest[near], turn[near]
         # Rows come in order, so a photo's first pair in a stable sort by `second` is with its earliest near-copy, and
         # the first block to find a photo finds it.
         order = np.argsort(second, kind="stable")
@@ -147,15 +204,40 @@ def near_copies(prints: Sequence[np.ndarray | None], levels: float = NEAR_COPY_L
         for k in lead.tolist():
             if int(second[k]) not in has_earliest:
                 has_earliest.add(int(second[k]))
-                found[(int(first[k]), int(second[k]))] = round(float(largest[k]), 2)
+                settled[int(second[k])] = True
+                found[(int(first[k]), int(second[k]))] = (round(float(largest[k]), 2), int(turn[k]))
         for row in np.split(np.arange(len(first)), np.flatnonzero(np.diff(first)) + 1):
             if len(row):
-                _join(parent, int(first[row[0]]), second[row], largest[row], found)
-    return [NearCopy(kept[a], kept[b], found[(a, b)]) for a, b in sorted(found)]
+                _join(parent, int(first[row[0]]), second[row], largest[row], turn[row], found)
+        start = stop
+    return [NearCopy(kept[a], kept[b], *found[(a, b)]) for a, b in sorted(found)]
 
 
-def _join(parent: np.ndarray, photo: int, copies: np.ndarray, levels: np.ndarray,
-          found: dict[tuple[int, int], float]) -> None:
+def _closest_turn(full: np.ndarray, means: np.ndarray, first: np.ndarray, second: np.ndarray,
+                  levels: float) -> tuple[np.ndarray, np.ndarray]:
+    """For each pair of rows of `full` (flattened prints; `means` their 4x4 means), the largest difference of their
+    values in the turn of the second that is closest to the first, and that turn (an index into `TURNS`; as taken on a
+    tie, so that a copy of a photo that looks the same mirrored is a plain copy). A turn is compared in full only where
+    its 4x4 means, which differ no more than the values they average, could beat as taken and `levels`: few pairs."""
+    largest = np.concatenate([np.abs(full[first[k : k + 65536]] - full[second[k : k + 65536]]).max(axis=1)
+                              for k in range(0, len(first), 65536)] or [np.empty(0, np.float32)])
+    turn = np.zeros(len(first), dtype=np.int64)
+    for k in range(0, len(first), 8192):
+        at = np.arange(k, min(k + 8192, len(first)))
+        coarse = np.abs(means[second[at]][:, _MEAN_TURN_ORDERS[1:]] - means[first[at]][:, None, :]).max(axis=2)
+        pair, other = np.nonzero((coarse < largest[at, None]) & (coarse <= levels))  # [pairs, 7 turns] -> worth it
+        each = np.full(coarse.shape, np.inf, dtype=np.float32)
+        each[pair, other] = np.abs(full[second[at[pair]]][np.arange(len(pair))[:, None], _TURN_ORDERS[other + 1]]
+                                   - full[first[at[pair]]]).max(axis=1)
+        best = each.argmin(axis=1)
+        closest = each[np.arange(len(at)), best]
+        closer = closest < largest[at]
+        largest[at[closer]], turn[at[closer]] = closest[closer], best[closer] + 1
+    return largest, turn
+
+
+def _join(parent: np.ndarray, photo: int, copies: np.ndarray, levels: np.ndarray, turns: np.ndarray,
+          found: dict[tuple[int, int], tuple[float, int]]) -> None:
     """Join `photo` and its near-copies' groups in `parent` (a forest of the photos, each root its group's least
     photo), adding to `found` a pair for each group joined to the photo's."""
     members = np.concatenate(([photo], copies))
@@ -165,7 +247,7 @@ def _join(parent: np.ndarray, photo: int, copies: np.ndarray, levels: np.ndarray
     groups, at = np.unique(roots, return_index=True)
     for root, k in zip(groups.tolist(), at.tolist()):
         if root != roots[0]:
-            found.setdefault((photo, int(members[k])), round(float(levels[k - 1]), 2))
+            found.setdefault((photo, int(members[k])), (round(float(levels[k - 1]), 2), int(turns[k - 1])))
     parent[groups] = groups[0]
     parent[members] = groups[0]  # their paths, short for the next rows
 
@@ -191,13 +273,13 @@ def copy_groups(n: int, pairs: Sequence[tuple[int, int]]) -> list[list[int]]:
     return list(groups.values())
 
 
-def near_copy_note(first: str, levels: float, done: str) -> str:
-    """What an importer says of a photo whose pixels are those of `first`, which it `done` ('imported', 'converted')
-    too: both are kept, and kept on one side of the split."""
-    return (f"its pixels are those of {first} (seen small and upright, no value differs by more than {levels:g} of 255 "
-            f"levels): a copy a tool saved again (another JPEG quality, PNG, a smaller size, its EXIF turn written into "
-            f"its pixels), or a second shot of one view. Both were {done}, on one side of the split; if they are one "
-            f"photo, remove one and {'import' if done == 'imported' else 'convert'} again, or its boxes count twice")
+def near_copy_note(first: str, levels: float, done: str, how: str = "") -> str:
+    """What an importer says of a photo whose pixels are those of `first` (`how` they lie on them: a `TURNS` entry),
+    which it `done` ('imported', 'converted') too: both are kept, and kept on one side of the split."""
+    return (f"its pixels are those of {first}{' ' + how if how else ''} (seen small and upright, no value differs by "
+            f"more than {levels:g} of 255 levels): {COPY_KINDS}, or a second shot of one view. Both were {done}, on one "
+            f"side of the split; if they are one photo, remove one and {'import' if done == 'imported' else 'convert'} "
+            f"again, or its boxes count twice")
 
 
 def near_copy_entries(names: Sequence[str], prints: Sequence[np.ndarray | None],
@@ -212,5 +294,5 @@ def near_copy_entries(names: Sequence[str], prints: Sequence[np.ndarray | None],
         if pair.second not in named:  # one entry a photo: a third copy names the first, not each before it
             named.add(pair.second)
             entries.append({"file": names[pair.second], "near_copy_of": names[pair.first],
-                            "reason": near_copy_note(names[pair.first], pair.levels, done)})
+                            "reason": near_copy_note(names[pair.first], pair.levels, done, pair.how)})
     return [g for g in copy_groups(len(names), [(p.first, p.second) for p in pairs]) if len(g) > 1], entries
