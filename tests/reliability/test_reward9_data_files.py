@@ -155,7 +155,7 @@ def test_a_file_read_by_a_computed_path_is_listed_with_the_unchecked_imports_and
     call = "rw9_rewards line 5: open(f'rules_{kind}.json')"
     assert _entry(out)["unchecked_imports"] == [call] and _entry(out)["data_files"] == {}
     said = [r.getMessage() for r in caplog.records if "computed at run time" in r.getMessage()]
-    assert len(said) == 1 and call in said[0] and "the file it reads" in said[0], caplog.text
+    assert len(said) == 1 and call in said[0] and "the file or environment variable it reads" in said[0], caplog.text
 
 
 def test_the_shipped_token_map_a_reward_loads_is_recorded_and_an_upgrade_that_changed_it_is_named(code, tmp_path):

@@ -13,8 +13,8 @@ Every numbered checkpoint carries a copy of the run's record (`CHECKPOINT_RECORD
 one's names its inputs by path only. A run started before records existed is compared with its checkpoint's
 `bbuvl.yaml` (all of it for SFT; `training` and `grpo` for GRPO, whose checkpoints keep the starting model's other
 sections). A GRPO run's record holds its user reward function by content too (`code`: its file, its source, the
-user's own modules it imports and the data files they read); an SFT run weighing faults, the shipped token map its
-labels are read through, with those it weighs (`token_map`). The record names the program too (bbuvl/versions.py): a
+user's own modules it imports, the data files and environment variables they read); an SFT run weighing faults, the
+shipped token map its labels are read through, with those it weighs (`token_map`). The record names the program too (bbuvl/versions.py): a
 resume under another one goes on, says so, and records at which step the program changed (`resumed_under`).
 docs/resume.md.
 """
@@ -262,11 +262,13 @@ def user_code(cfg: Config) -> dict[str, dict[str, Any]]:
         # The module the config names may only import the function from the one defining it: both are walked.
         unchecked: list[str] = []
         reads: dict[str, dict[str, str | None]] = {}
+        environ: set[str] = set()
         entry["modules"] = user_modules((Path(entry["file"]), defining), *([(Path(named), module_name)] if named else []),
-                                        unchecked=unchecked, reads=reads)
+                                        unchecked=unchecked, reads=reads, environ=environ)
         if cfg.data.hierarchy is None:  # the run's own record of the shipped tree checks it (digest_inputs)
             reads.pop(_SHIPPED_KEY.format(DEFAULT_HIERARCHY.name), None)
         entry["data_files"] = reads
+        entry["environment"] = {name: _environment_digest(name) for name in sorted(environ)}
         if unchecked:
             entry["unchecked_imports"] = unchecked
             _say_unchecked(spec, unchecked)
@@ -277,20 +279,22 @@ _SAID_UNCHECKED: set[str] = set()  # the call sites said, once a process: a star
 
 
 def _say_unchecked(spec: str, unchecked: list[str]) -> None:
-    """Warn, once a process for each, of the imports a reward's code makes, and the files it reads, by a name computed
-    at run time."""
+    """Warn, once a process for each, of the imports a reward's code makes, and the files and environment variables it
+    reads, by a name computed at run time."""
     new = [u for u in unchecked if u not in _SAID_UNCHECKED]
     _SAID_UNCHECKED.update(new)
     if new:
-        log.warning("grpo.rewards.user_function %s: the module a call imports, or the file it reads, is computed at "
-                    "run time, so the run's record cannot name it, and an edit to it would resume unseen: %s. Name "
-                    "the module in a string (importlib.import_module('pkg.rules')), or import it, and the file by a "
-                    "literal path (open(Path(__file__).parent / 'rules.json')), for the record to follow it", spec,
+        log.warning("grpo.rewards.user_function %s: the module a call imports, or the file or environment variable "
+                    "it reads, is computed at run time, so the run's record cannot name it, and a change to it would "
+                    "resume unseen: %s. Name the module in a string (importlib.import_module('pkg.rules')), or import "
+                    "it, and the file or variable literally (open(Path(__file__).parent / 'rules.json'), "
+                    "os.environ['SCALE']), for the record to follow it", spec,
                     "; ".join(new))
 
 
 def user_modules(*roots: tuple[Path, str], unchecked: list[str] | None = None,
-                 reads: dict[str, dict[str, str | None]] | None = None) -> dict[str, dict[str, str]]:
+                 reads: dict[str, dict[str, str | None]] | None = None,
+                 environ: set[str] | None = None) -> dict[str, dict[str, str]]:
     """The user's own modules that the `roots` (file, module name) import, transitively, by content: module name ->
     its file and the SHA-256 of its syntax tree; every root but the first (the reward's own file, recorded beside) too.
     A helper the reward calls from another module of the user's changed unseen; the standard library, installed
@@ -298,8 +302,9 @@ def user_modules(*roots: tuple[Path, str], unchecked: list[str] | None = None,
     (`importlib.import_module("pkg.rules")`, `__import__`, `runpy.run_module`) or from a literal file
     (`runpy.run_path`, `importlib.util.spec_from_file_location`, `SourceFileLoader`; keyed `file PATH`) are followed; a
     call whose name or file is computed is added to `unchecked` (`module line N: call`). The data files those modules
-    read by a path their source spells, and bbu-vl's shipped label files they load, go to `reads` (`_data_files`);
-    a read whose path is computed to `unchecked` too."""
+    read by a path their source spells, and bbu-vl's shipped label files they load, go to `reads` (`_data_files`),
+    the environment variables they read by a literal name to `environ` (`_environment_reads`); a read whose path or
+    name is computed to `unchecked` too."""
     found: dict[str, dict[str, str]] = {}
     todo, seen = list(roots), {roots[0][1]}
     for file, name in roots[1:]:
@@ -320,6 +325,10 @@ def user_modules(*roots: tuple[Path, str], unchecked: list[str] | None = None,
             reads.update({spelled if spelled.startswith(_SHIPPED_KEY.format("")) else f"{module}: {spelled}": entry
                           for spelled, entry in read.items()})
             computed += computed_reads
+        if environ is not None:
+            variables, computed_names = _environment_reads(tree)
+            environ |= variables
+            computed += computed_names
         if unchecked is not None:  # the reward's file is walked twice when the config names it by another module
             unchecked += [call for where in computed if (call := f"{module} line {where}") not in unchecked]
         for loaded in sorted(_loaded_files(tree)):
@@ -437,6 +446,39 @@ def _data_files(tree: ast.AST, file: Path) -> tuple[dict[str, dict[str, str | No
     for shipped in sorted(_shipped_reads(tree)):
         found[_SHIPPED_KEY.format(shipped.name)] = _data_digest(shipped, tree=True)
     return found, computed
+
+
+_ENVIRON = ("os.environ", "environ")
+_GETENV = ("os.environ.get", "environ.get", "os.getenv", "getenv")
+
+
+def _environment_reads(tree: ast.AST) -> tuple[set[str], list[str]]:
+    """The environment variables `tree` reads by a literal name (`os.environ["SCALE"]`, `os.environ.get`, `os.getenv`,
+    `"SCALE" in os.environ`), then the reads whose name is computed (`N: read`)."""
+    names: set[str] = set()
+    computed: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and ast.unparse(node.value) in _ENVIRON:
+            name = _literal(node.slice)
+        elif isinstance(node, ast.Call) and ast.unparse(node.func) in _GETENV and node.args:
+            name = _literal(node.args[0])
+        elif (isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], (ast.In, ast.NotIn))
+              and ast.unparse(node.comparators[0]) in _ENVIRON):
+            name = _literal(node.left)
+        else:
+            continue
+        if isinstance(name, str) and name:
+            names.add(name)
+        else:
+            computed.append(f"{node.lineno}: {_shortened(ast.unparse(node))}")
+    return names, computed
+
+
+def _environment_digest(name: str) -> str | None:
+    """SHA-256 of environment variable `name`'s value (None: unset): its value may be a key to a service, which a run's
+    record must not hold."""
+    value = os.environ.get(name)
+    return None if value is None else hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _read_target(node: ast.Call) -> tuple[ast.expr | None, bool]:
@@ -925,6 +967,10 @@ def _read_record(path: Path) -> tuple[dict[str, Any], dict[str, InputDigest], in
                     isinstance(f, dict) and isinstance(f.get("file"), str)
                     and isinstance(f.get("sha256"), (str, type(None))) for f in read.values())):
                 raise ValueError("code's data_files are not a file and digest per file read")
+            env = entry.get("environment")
+            if env is not None and not (isinstance(env, dict) and all(isinstance(v, (str, type(None)))
+                                                                      for v in env.values())):
+                raise ValueError("code's environment is not a digest per variable read")
         token_map = data.get("token_map")
         if token_map is not None and not (isinstance(token_map, dict) and isinstance(token_map.get("sha256"), str)
                                           and isinstance(token_map.get("faults"), list)
@@ -988,6 +1034,7 @@ def _code_phrases(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]
             continue  # another function, or none: the config's own key names it
         out += _module_phrases(key, now.get("name"), was.get("modules"), now.get("modules") or {})
         out += _data_phrases(key, now.get("name"), was.get("data_files"), now.get("data_files") or {})
+        out += _environment_phrases(key, now.get("name"), was.get("environment"), now.get("environment") or {})
         if was.get("file_sha256") == now.get("file_sha256") and was.get("source_sha256") == now.get("source_sha256"):
             continue  # the same code, wherever its file now is
         file = now.get("file") or was.get("file")
@@ -1058,6 +1105,24 @@ def _data_phrases(key: str, name: str | None, old: dict[str, dict[str, str | Non
         else:
             state = "changed since the run started" + (" (bbu-vl upgraded since?)" if shipped else "")
         out.append(f"{key} {name}: {what}, {where}, {state}; the run's rewards so far were paid with what it held then")
+    return out
+
+
+def _environment_phrases(key: str, name: str | None, old: dict[str, str | None] | None,
+                         new: dict[str, str | None]) -> list[str]:
+    """How the environment variables the reward reads differ from those recorded (none: an empty list; a record from
+    before they were recorded: unchecked)."""
+    if old is None:
+        return []
+    out = []
+    for variable in sorted(old.keys() & new.keys()):  # one read or no longer read: its code changed, named beside
+        was, now = old[variable], new[variable]
+        if was == now:
+            continue
+        state = ("is unset now" if now is None else "is set now, and was not when the run started" if was is None
+                 else "holds another value than when the run started (recorded by its SHA-256 only)")
+        out.append(f"{key} {name}: environment variable {variable}, which its code reads, {state}; the run's rewards "
+                   "so far were paid with the value it held then")
     return out
 
 
