@@ -84,3 +84,29 @@ def test_an_environment_variable_read_by_a_computed_name_is_listed_as_unchecked(
     entry = json.loads((out / RUN_RECORD).read_text(encoding="utf-8"))["code"]["grpo.rewards.user_function"]
     assert entry["environment"] == {}
     assert entry["unchecked_imports"] == ["rw9_env line 5: os.environ.get(f'RW9_{kind}', '1')"]
+
+
+def test_the_variables_that_tell_one_process_of_a_run_from_another_are_not_recorded(reward, tmp_path, monkeypatch):
+    """A reward logging from its first process only reads RANK: recorded, the resume was refused in every process
+    but the one that wrote run.json, whose RANK it held. The count of processes is checked as such."""
+    reward("""\
+        import os
+
+
+        def size(truth, answer):
+            if os.environ.get("RANK", "0") == "0" and os.getenv("LOCAL_RANK") is not None:
+                print(len(answer))
+            return float(len(answer))
+        """)
+    out = tmp_path / "grpo"
+    cfg = load_config(None, ["training.method=grpo", f"training.output_dir={out}",
+                             "grpo.rewards.user_function=rw9_env:size"])
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    write_run_record(out, cfg)
+    (out / "checkpoint-2").mkdir()
+    assert json.loads((out / RUN_RECORD).read_text(encoding="utf-8"))["code"]["grpo.rewards.user_function"][
+        "environment"] == {}
+    monkeypatch.setenv("RANK", "1")  # the second process of the same resume
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    check_resume(cfg, out / "checkpoint-2")

@@ -450,6 +450,11 @@ def _data_files(tree: ast.AST, file: Path) -> tuple[dict[str, dict[str, str | No
 
 _ENVIRON = ("os.environ", "environ")
 _GETENV = ("os.environ.get", "environ.get", "os.getenv", "getenv")
+# Set by the launcher to differ between the processes of one run (torchrun, accelerate, DeepSpeed): each process
+# checks a resume, so a reward reading its rank to log once was refused in every process but the first. The number of
+# processes is checked as such (`processes`).
+_PER_PROCESS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_RANK",
+                "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")
 
 
 def _environment_reads(tree: ast.AST) -> tuple[set[str], list[str]]:
@@ -468,7 +473,8 @@ def _environment_reads(tree: ast.AST) -> tuple[set[str], list[str]]:
         else:
             continue
         if isinstance(name, str) and name:
-            names.add(name)
+            if name not in _PER_PROCESS and not name.startswith("TORCHELASTIC_"):
+                names.add(name)
         else:
             computed.append(f"{node.lineno}: {_shortened(ast.unparse(node))}")
     return names, computed
