@@ -216,3 +216,31 @@ def test_a_reward_reading_its_own_source_resumes_after_a_comment_is_added(code, 
     code("rw9_rewards.py", "# a comment\n" + textwrap.dedent(source))
     assert path.read_text(encoding="utf-8").startswith("# a comment")
     check_resume(cfg, out / "checkpoint-2")
+
+
+def test_a_file_the_reward_writes_as_well_as_reads_is_listed_as_unchecked_not_compared(code, tmp_path, monkeypatch):
+    """A reward keeping its own cache (`open("cache.json")` read, then written back) changes that file as the run goes:
+    recorded as data, every resume of the run was refused for a change the run itself made."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cache.json").write_text("{}", encoding="utf-8")
+    code("rw9_rewards.py", """\
+        import json
+        from pathlib import Path
+
+        CACHE = Path("cache.json")
+
+
+        def size(truth, answer):
+            seen = json.loads(CACHE.read_text())
+            seen[str(len(answer))] = seen.get(str(len(answer)), 0) + 1
+            CACHE.write_text(json.dumps(seen))
+            return float(len(answer))
+        """)
+    out = tmp_path / "grpo"
+    cfg = _config(out)
+    write_run_record(out, cfg)
+    (out / "checkpoint-2").mkdir()
+    assert _entry(out)["data_files"] == {}
+    assert _entry(out)["unchecked_imports"] == ["rw9_rewards line 8: CACHE.read_text() (a file it writes too)"]
+    (tmp_path / "cache.json").write_text('{"1": 4}', encoding="utf-8")  # as the run's steps left it
+    check_resume(cfg, out / "checkpoint-2")

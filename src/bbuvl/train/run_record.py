@@ -424,24 +424,30 @@ def _data_files(tree: ast.AST, file: Path) -> tuple[dict[str, dict[str, str | No
     """The data files module `tree` (at `file`) reads by a path its source spells (`open("rules.json")`,
     `Path(__file__).parent / "x.json"`, a name given such a path once), keyed by that spelling, each with its file and
     SHA-256 (None: no such file then); bbu-vl's shipped label files it loads (`_shipped_reads`); then the reads whose
-    path is computed (`N: call`). A relative path is read from the working folder, as the process recording it does."""
+    path is computed, or whose file it writes too (`N: call`). A relative path is read from the working folder, as the
+    process recording it does."""
     bound = _path_names(tree, file)
+    calls = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and (found_target := _read_target(node))[0] is not None:
+            path = _path_of(found_target[0], bound, file)
+            where = Path(os.path.expanduser(str(path))).absolute() if path is not None else None
+            calls.append((node, found_target[0], found_target[1], where))
+    # A file the code writes as well (a cache, its own state) changes as the run goes: no resume could match it.
+    written = {real_path(where) for _, _, kind, where in calls if kind == "writes" and where is not None}
     found: dict[str, dict[str, str | None]] = {}
     computed: list[str] = []
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
+    for node, target, kind, where in calls:
+        if kind == "writes":
             continue
-        target, opens = _read_target(node)
-        if target is None:
-            continue
-        path = _path_of(target, bound, file)
-        where = Path(os.path.expanduser(str(path))).absolute() if path is not None else None
         if where is None:
-            if opens:
+            if kind == "opens":
                 computed.append(f"{node.lineno}: {_shortened(ast.unparse(node))}")
         elif real_path(where) == real_path(file):
             continue  # its own source (`open(__file__)`): recorded as code, where a comment changes nothing
-        elif (opens and not where.is_dir()) or where.is_file():
+        elif real_path(where) in written:
+            computed.append(f"{node.lineno}: {_shortened(ast.unparse(node))} (a file it writes too)")
+        elif (kind == "opens" and not where.is_dir()) or where.is_file():
             found[ast.unparse(target)] = _data_digest(where)
     for shipped in sorted(_shipped_reads(tree)):
         found[_SHIPPED_KEY.format(shipped.name)] = _data_digest(shipped, tree=True)
@@ -487,27 +493,28 @@ def _environment_digest(name: str) -> str | None:
     return None if value is None else hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _read_target(node: ast.Call) -> tuple[ast.expr | None, bool]:
-    """The expression naming the file `node` reads, if it is a call that reads one, and whether it opens it for certain
-    (`open`, `Path.read_text`), not only by its name (`json.load`, `np.load`: a path or an open file)."""
+def _read_target(node: ast.Call) -> tuple[ast.expr | None, str]:
+    """The expression naming the file `node` reads or writes, if it is a call that opens one, and how: "opens" for
+    certain (`open`, `Path.read_text`), "maybe" by its name only (`json.load`, `np.load`: a path or an open file), or
+    "writes" (`open(..., "w")`, `Path.write_text`)."""
     func = node.func
     called = ast.unparse(func)
     args = {**dict(enumerate(node.args)), **{k.arg: k.value for k in node.keywords if k.arg}}
     if called in _OPENS or isinstance(func, ast.Attribute) and func.attr == "open" and _is_path_call(func.value):
         on_path = called not in _OPENS  # `Path(...).open(mode)`: the mode comes first
         mode = _literal(args.get(0 if on_path else 1, args.get("mode")))
-        if isinstance(mode, str) and set(mode) & set("wax"):
-            return None, False  # written, not read: the reward's own output
         target = func.value if on_path else args.get(0, args.get("file"))
         if isinstance(target, ast.Constant) and isinstance(target.value, int):
-            return None, False  # a descriptor (`open(0)`), no file a record could name
-        return target, True
+            return None, ""  # a descriptor (`open(0)`), no file a record could name
+        return target, "writes" if isinstance(mode, str) and set(mode) & set("wax+") else "opens"
     if isinstance(func, ast.Attribute) and func.attr in _PATH_READS:
-        return func.value, True
+        return func.value, "opens"
+    if isinstance(func, ast.Attribute) and func.attr in ("write_text", "write_bytes"):
+        return func.value, "writes"
     name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
     if name.startswith(("read", "load")) and 0 in args:
-        return args[0], False
-    return None, False
+        return args[0], "maybe"
+    return None, ""
 
 
 def _is_path_call(node: ast.expr) -> bool:
