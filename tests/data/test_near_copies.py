@@ -274,3 +274,31 @@ def test_a_fixed_cameras_shots_with_their_mirror_images_saved_beside_them_are_on
     pairs = near_copies(shots, block=256)
     assert copy_groups(len(shots), [(p.first, p.second) for p in pairs]) == [list(range(len(shots)))]
     assert len(pairs) < 2 * len(shots)
+
+
+def test_check_warns_of_a_teacher_whose_pixels_are_a_validation_photos_or_its_own_students(scenes, tmp_path):
+    dataset, copies = with_copies(scenes["room"], tmp_path / "data")
+    records = read_records(dataset)  # 8 photos, then train's first photo saved again: JPEG q60, PNG, half size
+    folder = tmp_path / "data"
+    val = records[9]  # the PNG copy of records[0], validated
+    lines = [{"student": records[1].model_dump(exclude_none=True), "teachers": [records[0].model_dump(exclude_none=True)]},
+             {"student": records[2].model_dump(exclude_none=True), "teachers": [records[3].model_dump(exclude_none=True),
+                                                                                 records[10].model_dump(exclude_none=True)]},
+             {"student": records[8].model_dump(exclude_none=True), "teachers": [records[0].model_dump(exclude_none=True)]},
+             {"student": records[4].model_dump(exclude_none=True), "teachers": [records[5].model_dump(exclude_none=True)]}]
+    (folder / TRAIN).write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+    write_dataset(folder / VAL, [val])
+    problems = check_dataset(folder)
+    assert not [p for p in problems if p.severity == "error"], problems
+    found = [(Path(p.file).name, p.line, p.message) for p in problems if "teachers[" in p.message]
+    assert [(name, line, message.split(":")[0]) for name, line, message in found] == [
+        ("train.jsonl", 1, "teachers[0]"), ("train.jsonl", 2, "teachers[1]"), ("train.jsonl", 3, "teachers[0]"),
+        ("train.jsonl", 3, "teachers[0]")]
+    to_val = f"the photo of {folder / VAL} line 1, a validation photo"
+    assert f"image {copies[0]}: its pixels are those of {copies[2]}, {to_val}" in found[0][2]
+    assert f"image {copies[3]}: its pixels are those of {copies[2]}, {to_val}" in found[1][2]
+    assert "answer would be in a training prompt" in found[1][2]
+    own = [m for _, line, m in found if line == 3]  # the q60 copy of records[0], taught by records[0] itself
+    assert any(f"its pixels are those of the student photo {copies[1]}" in m and "its own prompt" in m for m in own)
+    assert any(to_val in m for m in own)
+

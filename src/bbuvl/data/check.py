@@ -21,7 +21,7 @@ from bbuvl.data.input_paths import file_kind
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.names import name_key, portability_problem
 from bbuvl.data.layout import TEACHERS, TRAIN, VAL, missing_file_hint
-from bbuvl.data.near_copies import COPY_KINDS, near_copies, photo_print
+from bbuvl.data.near_copies import COPY_KINDS, NEAR_COPY_LEVELS, TURNS, closest_turn, near_copies, photo_print
 from bbuvl.data.schema import (DatasetError, ImageRecord, ObjectAnn, Sample, iter_dataset, resolve_image, sort_objects,
                                tile_origin)
 from bbuvl.data.text import difference, label_key, show_text
@@ -381,6 +381,58 @@ def near_copy_photos(rows: list[tuple[Path, int, Sample]], prints: dict[Path, np
     return problems
 
 
+def near_copy_teachers(rows: list[tuple[Path, int, Sample]], prints: dict[Path, np.ndarray],
+                       digests: dict[Path, str]) -> list[Problem]:
+    """Warnings for a teacher (a sample's own) whose pixels are those of a validation photo, on a training line, or of
+    its own student photo (data/near_copies.py): its answer is in the prompt, as `validation_teachers` and
+    `teacher_is_student` say of the same file or bytes, which they name (as errors) and this leaves to them. One
+    warning a teacher a line, naming the validation photo's file and line; `near_copy_photos` compares students only."""
+    held_out = [(file, line, sample.student.image, path) for file, line, sample in rows if file.name == VAL
+                if (path := resolve_image(file, sample.student.image)) in prints]
+    shown: dict[Path, list[tuple[Path, int, int, str]]] = {}  # a training teacher's photo -> (file, line, index, as written)
+    problems = []
+    for file, line, sample in rows:
+        student = resolve_image(file, sample.student.image)
+        for i, teacher in enumerate(sample.teachers):
+            path = resolve_image(file, teacher.image)
+            if path not in prints:
+                continue
+            if file.name != VAL:
+                shown.setdefault(path, []).append((file, line, i, teacher.image))
+            if student in prints and not _one_photo(path, student, digests):
+                levels, turn = closest_turn(prints[student], prints[path])
+                if levels <= NEAR_COPY_LEVELS:
+                    how = f" {TURNS[turn]}" if turn else ""
+                    problems.append(Problem(str(file), line, f"teachers[{i}]: image {teacher.image}: its pixels are "
+                                            f"those of the student photo {sample.student.image}{how} (seen small and "
+                                            f"upright, no value differs by more than {levels:g} of 255 levels), "
+                                            f"{COPY_KINDS} or a second shot of one view: its answer would be in its own "
+                                            "prompt; choose teachers among the other photos", "warning"))
+    teachers = list(shown)
+    # Validation photos first: a teacher's earliest near-copy is then one of them whenever it has one.
+    for pair in near_copies([prints[v[3]] for v in held_out] + [prints[t] for t in teachers]):
+        if pair.first >= len(held_out) or pair.second < len(held_out):
+            continue
+        val_file, val_line, val_image, val_path = held_out[pair.first]
+        path = teachers[pair.second - len(held_out)]
+        if _one_photo(path, val_path, digests) or path not in shown:
+            continue  # the same photo: `validation_teachers`' error
+        how = f" {pair.how}" if pair.how else ""
+        for file, line, i, image in shown.pop(path):  # the earliest validation photo it copies, named once
+            problems.append(Problem(str(file), line, f"teachers[{i}]: image {image}: its pixels are those of {val_image}"
+                                    f"{how}, the photo of {val_file} line {val_line}, a validation photo (seen small "
+                                    f"and upright, no value differs by more than {pair.levels:g} of 255 levels), "
+                                    f"{COPY_KINDS} or a second shot of one view: its answer would be in a training "
+                                    "prompt, and validation scores a photo the model was shown solved; choose teachers "
+                                    "among the training photos", "warning"))
+    return problems
+
+
+def _one_photo(a: Path, b: Path, digests: dict[Path, str]) -> bool:
+    """Whether two image paths are one photo: the same file, or the same image data."""
+    return a == b or (a in digests and digests[a] == digests.get(b))
+
+
 def split_tiles(rows: list[tuple[Path, int, Sample]]) -> list[Problem]:
     """Warnings for the tiles of one photo (`data tile`'s ids) in both a training file and the validation file: the
     tiles overlap, and the whole photo kept beside them shows them all, so validation scores what training saw. Each
@@ -537,6 +589,7 @@ def check_dataset(
     problems += duplicate_photos(rows, digests)
     problems += near_copy_photos(rows, prints, digests)
     problems += validation_teachers(rows, digests)
+    problems += near_copy_teachers(rows, prints, digests)
     problems += split_tiles(rows)
     problems += two_languages(rows, hierarchy)
     problems += case_twins(rows)

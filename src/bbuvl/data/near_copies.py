@@ -236,6 +236,15 @@ def _closest_turn(full: np.ndarray, means: np.ndarray, first: np.ndarray, second
     return largest, turn
 
 
+def closest_turn(first: np.ndarray, second: np.ndarray) -> tuple[float, int]:
+    """The largest difference of two prints (`photo_print`) in the turn of `second` closest to `first`, and that turn
+    (an index into `TURNS`, as taken on a tie): one pair, without `near_copies`' screen."""
+    each = np.abs(np.asarray(second, dtype=np.float32).ravel()[_TURN_ORDERS]
+                  - np.asarray(first, dtype=np.float32).ravel()).max(axis=1)
+    best = int(each.argmin())
+    return round(float(each[best]), 2), best
+
+
 def _join(parent: np.ndarray, photo: int, copies: np.ndarray, levels: np.ndarray, turns: np.ndarray,
           found: dict[tuple[int, int], tuple[float, int]]) -> None:
     """Join `photo` and its near-copies' groups in `parent` (a forest of the photos, each root its group's least
