@@ -302,3 +302,25 @@ def test_check_warns_of_a_teacher_whose_pixels_are_a_validation_photos_or_its_ow
     assert any(f"its pixels are those of the student photo {copies[1]}" in m and "its own prompt" in m for m in own)
     assert any(to_val in m for m in own)
 
+
+def test_split_refuses_a_training_line_whose_teacher_is_a_near_copy_of_a_photo_it_draws_for_validation(scenes, tmp_path):
+    dataset, copies = with_turned_copies(scenes["room"], tmp_path / "data")
+    records = read_records(dataset)  # 8 photos, then the first mirrored and turned
+    lines = [json.dumps(r.model_dump(exclude_none=True), ensure_ascii=False) for r in records[:7]]
+    lines.append(json.dumps({"student": records[7].model_dump(exclude_none=True),  # taught by the first, mirrored
+                             "teachers": [records[8].model_dump(exclude_none=True)]}, ensure_ascii=False))
+    samples = tmp_path / "data" / "samples.jsonl"
+    samples.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    refused = 0
+    for seed in range(10):
+        try:
+            split_photos(samples, tmp_path / f"split{seed}", val_ratio=0.3, seed=seed, num_teachers=0)
+        except DatasetError as e:
+            refused += 1
+            assert str(e).startswith(f"{samples}:8: teachers[0]: image images/mirrored.png has the pixels of line 1's "
+                                     "photo mirrored left to right"), str(e)
+            assert "which this split draws for validation: its answer would be in a training prompt" in str(e)
+            continue
+        val = {r.image.split("/")[-1] for r in read_records(tmp_path / f"split{seed}" / VAL)}
+        assert copies[0].split("/")[-1] not in val or records[7].image.split("/")[-1] in val, (seed, val)
+    assert 0 < refused < 10

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence, TypeVar
 
+import numpy as np
+
 from bbuvl.data.layout import TEACHERS, TRAIN, VAL
 from bbuvl.data.near_copies import copy_groups, near_copies, photo_prints
 from bbuvl.data.relocate import relocate_record, relocate_sample
@@ -87,7 +89,8 @@ def split_photos(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0.
     photos_found(rows, dataset)
     # A photo re-encoded by a tool has other bytes, so `once_each` let both copies through: one on each side, validation
     # scored a photo training saw, and every metric rose.
-    prints = photo_prints([resolve_image(dataset, sample.student.image) for _, sample in rows])
+    students = [resolve_image(dataset, sample.student.image) for _, sample in rows]
+    prints = photo_prints(students)
     pairs = [(p.first, p.second) for p in near_copies(prints)]
     together = [g for g in copy_groups(len(rows), pairs) if len(g) > 1]
     # The tiles of one photo (and the whole photo `data tile` keeps beside them) go to one side: split one by one, a
@@ -100,7 +103,7 @@ def split_photos(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0.
                            f"{', '.join(s.student.image for _, s in rows[:3])}{', ...' if len(rows) > 3 else ''}), so "
                            "no validation photo can be drawn without its copies in train. Split it with --val-ratio 0 "
                            "and validate on photos of other views")
-    _no_validation_teachers(train, val, dataset)
+    _no_validation_teachers(train, val, dataset, dict(zip(students, prints)))
     # The pool takes one of each group, where it could show a photo and its re-encoded copy as two teachers
     copies = groups_in(train, rows, together)
     train, val = [s for _, s in train], [s for _, s in val]
@@ -111,14 +114,40 @@ def split_photos(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0.
     return SplitResult(len(train), len(val), [[rows[i][1].student.image for i in g] for g in together])
 
 
-def _no_validation_teachers(train: list[tuple[int, Sample]], val: list[tuple[int, Sample]], dataset: str | Path) -> None:
+def _no_validation_teachers(train: list[tuple[int, Sample]], val: list[tuple[int, Sample]], dataset: str | Path,
+                            printed: dict[Path, np.ndarray | None]) -> None:
     """DatasetError when a line drawn for training shows, among its own teachers, the photo of a line drawn for
-    validation: its answer would be in a training prompt, and validation would score a photo shown solved."""
+    validation, or a near-copy of it (data/near_copies.py; `printed`: the students' prints by path): its answer would
+    be in a training prompt, and validation would score a photo shown solved."""
     held_out = {os.path.normpath(resolve_image(dataset, s.student.image)): line for line, s in val}
     for line, sample in train:
         for i, teacher in enumerate(sample.teachers):
             if (other := held_out.get(os.path.normpath(resolve_image(dataset, teacher.image)))) is not None:
-                raise DatasetError(dataset, line, f"teachers[{i}]: image {teacher.image} is the photo of line {other}, "
-                                   "which this split draws for validation: its answer would be in a training prompt. "
-                                   "Split the photos alone (one record per line, no teachers): training draws teachers "
-                                   "from the teacher pool this split chooses from its training part")
+                _refuse_teacher(dataset, line, i, teacher.image, f"is the photo of line {other}")
+    # A teacher saved again by a tool (another quality, PNG, mirrored) has other bytes and another path: compared by
+    # its print, validation photos first, so that a teacher's earliest near-copy is one of them whenever it has one.
+    shown: dict[Path, tuple[int, int, str]] = {}  # a teacher's photo -> the first line, index and name showing it
+    for line, sample in train:
+        for i, teacher in enumerate(sample.teachers):
+            shown.setdefault(resolve_image(dataset, teacher.image), (line, i, teacher.image))
+    if not shown or not val:
+        return
+    held = [(line, resolve_image(dataset, s.student.image)) for line, s in val]
+    teachers = list(shown)
+    missing = [t for t in teachers if t not in printed]
+    printed = {**printed, **dict(zip(missing, photo_prints(missing)))}
+    for pair in near_copies([printed.get(path) for _, path in held] + [printed[t] for t in teachers]):
+        if pair.first < len(held) <= pair.second:
+            line, i, image = shown[teachers[pair.second - len(held)]]
+            how = f" {pair.how}" if pair.how else ""
+            _refuse_teacher(dataset, line, i, image, f"has the pixels of line {held[pair.first][0]}'s photo{how} (a "
+                            f"near-copy: no value of the two seen small differs by more than {pair.levels:g} of 255 "
+                            "levels)")
+
+
+def _refuse_teacher(dataset: str | Path, line: int, index: int, image: str, what: str) -> None:
+    """The DatasetError of a training line's teacher `index` that `what` of a line drawn for validation."""
+    raise DatasetError(dataset, line, f"teachers[{index}]: image {image} {what}, which this split draws for "
+                       "validation: its answer would be in a training prompt. Split the photos alone (one record per "
+                       "line, no teachers): training draws teachers from the teacher pool this split chooses from its "
+                       "training part")
