@@ -15,8 +15,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 # A base's sampling defaults, as a chat model ships them, with the flags transformers judges beside greedy decoding:
 # sampling-only (min_p, typical_p, epsilon_cutoff) and beam-only (length_penalty, early_stopping at one beam).
-BASE_DEFAULTS = {"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "min_p": 0.05, "typical_p": 0.95,
-                 "epsilon_cutoff": 0.0003, "length_penalty": 1.2, "early_stopping": True, "repetition_penalty": 1.05}
+SAMPLING = {"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "min_p": 0.05, "typical_p": 0.95,
+            "epsilon_cutoff": 0.0003, "length_penalty": 1.2, "early_stopping": True, "repetition_penalty": 1.05}
+# A base that answers by beam search, several answers a prompt.
+BEAMS = {"num_beams": 3, "num_return_sequences": 2, "length_penalty": 1.2, "early_stopping": True,
+         "repetition_penalty": 1.05}
 
 
 def checkpoint_with(tiny, tiny_model_dir: Path, out: Path, defaults: dict) -> Path:
@@ -36,8 +39,9 @@ def checkpoint_with(tiny, tiny_model_dir: Path, out: Path, defaults: dict) -> Pa
     return checkpoint
 
 
-def test_an_export_of_a_base_with_sampling_and_beam_defaults_is_written_loads_silently_and_decodes_greedily(
-        tiny, tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("defaults", [SAMPLING, BEAMS], ids=["sampling", "beams"])
+def test_an_export_of_a_base_with_sampling_or_beam_defaults_is_written_loads_silently_and_decodes_greedily(
+        tiny, tiny_model_dir, tmp_path, defaults):
     import torch
     from transformers import AutoModelForImageTextToText, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -45,11 +49,12 @@ def test_an_export_of_a_base_with_sampling_and_beam_defaults_is_written_loads_si
     from bbuvl.model.export import export_checkpoint
 
     exported = tmp_path / "exported"
-    # Before: ValueError "GenerationConfig is invalid: - `min_p`: `do_sample` is not set to `True`..." from
-    # save_pretrained, naming neither the checkpoint nor its file, and no export.
-    export_checkpoint(checkpoint_with(tiny, tiny_model_dir, tmp_path / "ckpt", BASE_DEFAULTS), exported)
+    # Before: sampling's was ValueError "GenerationConfig is invalid: - `min_p`: `do_sample` is not set to `True`..."
+    # from save_pretrained, naming neither the checkpoint nor its file, and no export; beams' an export whose default
+    # was a beam search of 3, where its card says greedy.
+    export_checkpoint(checkpoint_with(tiny, tiny_model_dir, tmp_path / "ckpt", defaults), exported)
     saved = json.loads((exported / "generation_config.json").read_text(encoding="utf-8"))
-    assert saved["do_sample"] is False and not set(saved) & (set(BASE_DEFAULTS) - {"do_sample", "repetition_penalty"})
+    assert saved["do_sample"] is False and not set(saved) & (set(defaults) - {"do_sample", "repetition_penalty"})
     # bbuvl predict's generate reads the checkpoint's file too, penalty and all: the export answers as it does.
     assert saved["repetition_penalty"] == 1.05
 
@@ -70,7 +75,7 @@ def test_an_export_of_a_base_with_sampling_and_beam_defaults_is_written_loads_si
             inputs = AutoTokenizer.from_pretrained(exported)(["找出每个部件"], return_tensors="pt")
             torch.manual_seed(0)
             first, second = model.generate(**inputs), model.generate(**inputs)
-            plain = model.generate(**inputs, do_sample=False)
+            plain = model.generate(**inputs, do_sample=False, num_beams=1)
     finally:
         hf_logging.get_logger().removeHandler(handler)
     assert noise + [str(w.message) for w in caught] == []

@@ -281,8 +281,11 @@ BEAM_ONLY = ("early_stopping", "length_penalty")
 
 
 def greedy_only(generation: GenerationConfig) -> None:
-    """Unset the flags greedy decoding ignores (`SAMPLING_ONLY`, and `BEAM_ONLY` at one beam): no answer changes."""
-    for name in SAMPLING_ONLY + (BEAM_ONLY if generation.num_beams in (None, 1) else ()):
+    """Set `generation` to one greedy answer a prompt, as `bbuvl predict` decodes, with no flag that this ignores."""
+    generation.do_sample = False
+    # Unset, not 1: transformers' default is one beam and one answer. A base's num_beams (3) made the export's default
+    # a beam search, where its card says greedy.
+    for name in ("num_beams", "num_return_sequences") + SAMPLING_ONLY + BEAM_ONLY:
         if getattr(generation, name, None) is not None:
             setattr(generation, name, None)
 
@@ -323,7 +326,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
     stops = [tokenizer.convert_tokens_to_ids(TURN_END), tokenizer.pad_token_id]
     generation = vlm.generation_config
     # Greedy, stopping where `bbuvl predict` stops (the turn's end, or padding), with its answer budget.
-    generation.do_sample, generation.eos_token_id, generation.pad_token_id = False, stops, tokenizer.pad_token_id
+    generation.eos_token_id, generation.pad_token_id = stops, tokenizer.pad_token_id
     generation.max_new_tokens = cfg.inference.max_new_tokens
     greedy_only(generation)
     result = ExportResult(out, contract.family, merged, left_out_parts(folder, costs), costs, gap)
