@@ -324,3 +324,10 @@ def test_split_refuses_a_training_line_whose_teacher_is_a_near_copy_of_a_photo_i
         val = {r.image.split("/")[-1] for r in read_records(tmp_path / f"split{seed}" / VAL)}
         assert copies[0].split("/")[-1] not in val or records[7].image.split("/")[-1] in val, (seed, val)
     assert 0 < refused < 10
+
+
+def test_split_says_how_many_teachers_its_pool_holds_when_it_left_out_near_copies(scenes, tmp_path):
+    dataset, copies = with_copies(scenes["room"], tmp_path / "data")
+    result = split_photos(dataset, tmp_path / "split", val_ratio=0, num_teachers=100)
+    assert result.train == 11 and result.near_copies == [copies]
+    assert result.teachers == len(read_records(tmp_path / "split" / "teachers.jsonl")) == 8  # one of the 4 copies

@@ -61,12 +61,14 @@ def split_by_origin(items: Sequence[T], origins: Sequence[object | None], val_ra
 
 @dataclass
 class SplitResult:
-    """What `split_photos` wrote: photos on each side, and the groups of near-copies it kept on one side (each the
-    image paths of one photo's copies, as the dataset's lines name them)."""
+    """What `split_photos` wrote: photos on each side, the groups of near-copies it kept on one side (each the
+    image paths of one photo's copies, as the dataset's lines name them), and the teachers in its pool (fewer than
+    asked, and than the training photos, when it left out a teacher's near-copies)."""
 
     train: int
     val: int
     near_copies: list[list[str]] = field(default_factory=list)
+    teachers: int = 0
 
 
 def split_dataset(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0.1, seed: int = 42,
@@ -111,7 +113,7 @@ def split_photos(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0.
     for name, part in ((TRAIN, train), (VAL, val)):
         write_dataset(Path(out_dir) / name, [relocate_sample(s, dataset, out_dir) for s in part])
     write_dataset(Path(out_dir) / TEACHERS, [relocate_record(r, dataset, out_dir) for r in teachers])
-    return SplitResult(len(train), len(val), [[rows[i][1].student.image for i in g] for g in together])
+    return SplitResult(len(train), len(val), [[rows[i][1].student.image for i in g] for g in together], len(teachers))
 
 
 def _no_validation_teachers(train: list[tuple[int, Sample]], val: list[tuple[int, Sample]], dataset: str | Path,
