@@ -244,3 +244,20 @@ def test_a_file_the_reward_writes_as_well_as_reads_is_listed_as_unchecked_not_co
     assert _entry(out)["unchecked_imports"] == ["rw9_rewards line 8: CACHE.read_text() (a file it writes too)"]
     (tmp_path / "cache.json").write_text('{"1": 4}', encoding="utf-8")  # as the run's steps left it
     check_resume(cfg, out / "checkpoint-2")
+
+
+def test_a_path_no_file_can_have_does_not_stop_the_run_from_being_recorded(code, tmp_path):
+    """A literal path holding a NUL (`open("rules\\x00.json")`, a typo in an escape) made recording the reward's code
+    raise 'embedded null byte', and the run stopped at its start with a traceback; the call fails only when it runs."""
+    code("rw9_rewards.py", """\
+        def size(truth, answer):
+            if not answer:
+                return open("rules\\x00.json").read()
+            return float(len(answer))
+        """)
+    out = tmp_path / "grpo"
+    cfg = _config(out)
+    write_run_record(out, cfg)
+    (out / "checkpoint-2").mkdir()
+    assert _entry(out)["data_files"] == {} and "unchecked_imports" not in _entry(out)
+    check_resume(cfg, out / "checkpoint-2")

@@ -407,8 +407,8 @@ def _loaded_files(tree: ast.AST) -> set[str]:
     return out
 
 
-# Calls that open the file their argument names, and so read it: `open` (not to write), a path's own readers. A call
-# whose path is computed is listed as unchecked. A library's readers (`json.load`, `np.load`, `pd.read_csv`, bbu-vl's
+# Calls that open the file their argument names, and so read it: `open` (a mode that writes: the reward's own output),
+# a path's own readers. A call whose path is computed is listed as unchecked. A library's readers (`json.load`, `np.load`, `pd.read_csv`, bbu-vl's
 # `read_json`), told by their names, take an open file as often as a path: followed only where a file is named.
 _OPENS = ("open", "io.open", "codecs.open")
 _PATH_READS = ("read_text", "read_bytes")
@@ -431,10 +431,13 @@ def _data_files(tree: ast.AST, file: Path) -> tuple[dict[str, dict[str, str | No
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and (found_target := _read_target(node))[0] is not None:
             path = _path_of(found_target[0], bound, file)
-            where = Path(os.path.expanduser(str(path))).absolute() if path is not None else None
+            try:
+                where = real_path(Path(os.path.expanduser(str(path))).absolute()) if path is not None else None
+            except (OSError, ValueError):
+                continue  # no path a file can have (a NUL in it): the call fails when it runs, not here
             calls.append((node, found_target[0], found_target[1], where))
     # A file the code writes as well (a cache, its own state) changes as the run goes: no resume could match it.
-    written = {real_path(where) for _, _, kind, where in calls if kind == "writes" and where is not None}
+    written = {where for _, _, kind, where in calls if kind == "writes" and where is not None}
     found: dict[str, dict[str, str | None]] = {}
     computed: list[str] = []
     for node, target, kind, where in calls:
@@ -443,9 +446,9 @@ def _data_files(tree: ast.AST, file: Path) -> tuple[dict[str, dict[str, str | No
         if where is None:
             if kind == "opens":
                 computed.append(f"{node.lineno}: {_shortened(ast.unparse(node))}")
-        elif real_path(where) == real_path(file):
+        elif where == real_path(file):
             continue  # its own source (`open(__file__)`): recorded as code, where a comment changes nothing
-        elif real_path(where) in written:
+        elif where in written:
             computed.append(f"{node.lineno}: {_shortened(ast.unparse(node))} (a file it writes too)")
         elif (kind == "opens" and not where.is_dir()) or where.is_file():
             found[ast.unparse(target)] = _data_digest(where)
