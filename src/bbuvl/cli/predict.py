@@ -368,6 +368,6 @@ def first_photo_size(job) -> tuple[int, int] | None:  # noqa: ANN001 - a Predict
 
     name = Path(job.inputs[0])
     try:
-        return load_image(name if name.is_absolute() or job.root is None else job.root / name).image.size
+        return load_image(name if name.is_absolute() or job.root is None else job.root / name).size
     except (OSError, ValueError):
         return None  # that photo's own error line will say why

@@ -284,6 +284,10 @@ def _convert_into(pair: Pair, ctx: _Context, file: str, result: PhotoResult) -> 
     result.ambiguous = frame.ambiguous or (orientation in ROTATING_ORIENTATIONS and raw[0] == raw[1])
     result.rescaled = any(abs(s - 1.0) > 1e-6 for s in frame.scale)
     final = ctx.contract.model_size(stored) if ctx.contract else stored
+    if final == stored and loaded.image.size != stored and not _copied_as_is(pair.image, loaded.mode, orientation):
+        # A JPEG past Pillow's pixel limit, decoded at a reduced scale (data/images.py), that must be encoded again is
+        # written at that scale, its boxes scaled as --resize scales them: enlarged back, it would hold no more detail
+        final = loaded.image.size
 
     objects: list[ObjectAnn] = []
     sources: list[VendorObject] = []  # the platform's object each kept one came from
@@ -328,7 +332,7 @@ def _convert_into(pair: Pair, ctx: _Context, file: str, result: PhotoResult) -> 
     if result.objects_found and not objects:
         # A photo whose objects all failed would teach "nothing here"; it is dropped, not kept empty.
         raise ValueError(f"none of its {result.objects_found} objects could be used")
-    name = _store_image(loaded.image, pair.image, ctx.images_dir / pair.stored, final, loaded.mode, orientation)
+    name = _store_image(loaded.image, pair.image, ctx.images_dir / pair.stored, final, loaded.mode, orientation, stored)
     result.digest, result.source_data = file_digest(ctx.images_dir / name), photo_digests(pair.image)[1]
     result.photo, result.near_print = image_name, print_of(loaded.image)
     result.record = ImageRecord(
@@ -384,9 +388,11 @@ def _fit_box(box: list[float], size: Size, written: list[float]) -> tuple[list[f
     return list(box), 0
 
 
-def _store_image(image: Image.Image, source: Path, dest: Path, size: Size, mode: str, orientation: int) -> str:
-    """Write the upright RGB photo as JPEG at `size` (atomically: bbuvl/atomic.py); returns the file name."""
-    if size == image.size and orientation == 1 and mode == "RGB" and _is_jpeg(source):
+def _store_image(image: Image.Image, source: Path, dest: Path, size: Size, mode: str, orientation: int,
+                 stored: Size) -> str:
+    """Write the upright RGB photo as JPEG at `size` (atomically: bbuvl/atomic.py); returns the file name. `stored`:
+    the photo's upright size (`image` may be smaller: a JPEG past Pillow's pixel limit)."""
+    if size == stored and _copied_as_is(source, mode, orientation):
         # Already an upright RGB JPEG: copying keeps it bit-exact (no second lossy encode) and is faster.
         with atomic_path(dest) as tmp:
             shutil.copyfile(source, tmp)
@@ -397,6 +403,11 @@ def _store_image(image: Image.Image, source: Path, dest: Path, size: Size, mode:
         # no exif= given, so no orientation tag is written
         save_atomic(dest, lambda fh: image.save(fh, "JPEG", quality=JPEG_QUALITY))
     return dest.name
+
+
+def _copied_as_is(source: Path, mode: str, orientation: int) -> bool:
+    """Whether a photo is stored by copying its file, when it keeps its size: an upright RGB JPEG."""
+    return orientation == 1 and mode == "RGB" and _is_jpeg(source)
 
 
 def _is_jpeg(path: Path) -> bool:

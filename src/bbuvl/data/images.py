@@ -11,9 +11,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from bbuvl.data.input_paths import NOTHING_THERE, file_kind
 from bbuvl.data.names import url_scheme, windows_drive
@@ -39,15 +39,42 @@ class ImageError(ValueError):
     """An image that cannot be used; the message names the file."""
 
 
+class JpegTooLarge(Image.DecompressionBombError):
+    """A JPEG past a pixel limit even at the smallest scale it decodes at."""
+
+
 @dataclass
 class LoadedImage:
-    """A decoded photo: EXIF-oriented RGB pixels plus what the file said about itself."""
+    """A decoded photo: EXIF-oriented RGB pixels plus what the file said about itself.
 
-    image: Image.Image  # RGB, EXIF orientation applied
+    `image` may be smaller than the photo (a JPEG past Pillow's pixel limit, or one drawn small): boxes, records and
+    predictions are in the stored photo's upright pixels, `size`, and `region` cuts from `image` in those.
+    """
+
+    image: Image.Image  # RGB, EXIF orientation applied; at a reduced scale when `size` differs
     raw_size: tuple[int, int]  # (width, height) of the pixel grid in the file
     orientation: int  # EXIF orientation tag (1 = none)
     mode: str  # mode in the file before conversion
+    size: tuple[int, int]  # (width, height) of the stored photo as `image` lies (upright): its boxes' frame
     conversion: str | None = None  # what converting to 8-bit RGB took beyond Pillow's plain convert
+
+    def region(self, box: tuple[float, float, float, float], to: tuple[int, int]) -> Image.Image:
+        """The `box` of the stored photo (its pixels, `size`) resized (bicubic) to `to`, as the photo decoded in full
+        would give it."""
+        return stored_region(self.image, self.size, box, to)
+
+
+def stored_region(image: Image.Image, stored: tuple[int, int], box: tuple[float, float, float, float],
+                  to: tuple[int, int]) -> Image.Image:
+    """The `box`, in pixels of a `stored`-size photo, of `image` (that photo decoded at any scale), resized (bicubic)
+    to `to`."""
+    if image.size == tuple(stored):
+        crop = image.crop(tuple(round(v) for v in box))
+        return crop if crop.size == tuple(to) else crop.resize(to, Image.BICUBIC)
+    sx, sy = image.width / stored[0], image.height / stored[1]
+    # Resampled from the whole decode, not a crop of it: a region's edge pixels keep their neighbours, as a full
+    # decode's crop keeps them
+    return image.resize(to, Image.BICUBIC, box=(box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy))
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -137,8 +164,20 @@ def unsupported_format(image_format: str | None) -> str | None:
 @contextmanager
 def open_image(path: str | Path, decode: bool = True, at_least: tuple[int, int] | None = None) -> Iterator[Image.Image]:
     """An opened photo of a supported format (fully decoded with `decode`; a JPEG at the reduced scale that still
-    covers the upright size `at_least`, as `load_image` says); ImageError naming the file otherwise."""
-    path = Path(path)
+    covers the upright size `at_least`, as `load_image` says); ImageError naming the file otherwise. A JPEG past
+    Pillow's pixel limit is decoded at a reduced scale (`load_image`); without `decode` it is opened at its stored
+    size, so draft it before loading it."""
+    with _opened(Path(path), decode, at_least) as (im, _):
+        yield im
+
+
+# What a JPEG's sides can be divided by as it is decoded (libjpeg scaling its DCT), as Pillow's `draft` offers them.
+JPEG_SCALES = (1, 2, 4, 8)
+
+
+@contextmanager
+def _opened(path: Path, decode: bool, at_least: tuple[int, int] | None) -> Iterator[tuple[Image.Image, tuple[int, int]]]:
+    """`open_image`'s photo and the size of the file's own pixel grid, which a reduced decode leaves behind."""
     with _named_errors(path, "decode image" if decode else "read image header"):
         # Pillow would say "Is a directory" as if the file were corrupt; opening a named pipe waits for a writer: forever
         kind = file_kind(path)
@@ -146,21 +185,73 @@ def open_image(path: str | Path, decode: bool = True, at_least: tuple[int, int] 
             raise ImageError(f"{path}: a folder, not an image file")
         if kind is not None and kind not in NOTHING_THERE:  # nothing there: Pillow's error, named below
             raise ImageError(f"{path}: not a regular file ({kind}), so never read as a photo")
-        with warnings.catch_warnings():
-            # Pillow warns from half the pixels it refuses (89 M, a 100 MP camera's photo) with a line of its code; such a
-            # photo is read like any other, and one past its limit is refused below, named
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
+        im = open_photo(path)
     with im:
         if (why := unsupported_format(im.format)) is not None:
             raise ImageError(f"{path}: {why}")
+        stored = im.size
         if decode:
             with _named_errors(path, "decode image"):
+                need = jpeg_scale(stored) if im.format in ("JPEG", "MPO") else 1
+                scale = need
                 if at_least is not None and im.format == "JPEG":
                     # A 12 MP photo decoded in full to draw an 800-px picture took 0.33 s; at 1/4 of its size, 0.10 s
-                    im.draft(None, at_least if exif_orientation(im) < 5 else (at_least[1], at_least[0]))
+                    wanted = at_least if exif_orientation(im) < 5 else (at_least[1], at_least[0])
+                    scale = max(need, max(s for s in JPEG_SCALES if s == 1 or (
+                        stored[0] // s >= wanted[0] and stored[1] // s >= wanted[1])))
+                if scale > 1:
+                    im.draft(None, (stored[0] // scale, stored[1] // scale))
+                    if im.size == stored and need > 1:  # a JPEG Pillow cannot draft: decoded whole, past the limit
+                        raise JpegTooLarge(f"{stored[0]}x{stored[1]} pixels, and Pillow cannot decode this JPEG at a "
+                                           "reduced scale")
                 im.load()
-        yield im
+        yield im, stored
+
+
+def jpeg_scale(size: tuple[int, int], limit: int | None = None) -> int:
+    """The smallest of 1, 2, 4, 8 that a JPEG of `size` is divided by to decode within `limit` pixels (by default
+    Pillow's: twice its MAX_IMAGE_PIXELS, read now); JpegTooLarge (a DecompressionBombError) when even 1/8 is past it."""
+    if limit is None:
+        if Image.MAX_IMAGE_PIXELS is None:
+            return 1
+        limit = 2 * Image.MAX_IMAGE_PIXELS
+    for s in JPEG_SCALES:
+        if -(-size[0] // s) * -(-size[1] // s) <= limit:
+            return s
+    w, h = -(-size[0] // 8), -(-size[1] // 8)
+    raise JpegTooLarge(f"{size[0]}x{size[1]} pixels; even decoded at 1/8 of its size, {w}x{h} = {w * h} pixels are "
+                       f"past the limit of {limit}")
+
+
+def open_photo(source: Path | BinaryIO) -> Image.Image:
+    """Pillow's Image.open of a file or its bytes, but a JPEG past Pillow's pixel limit is opened too (its header read,
+    no pixel decoded): decode it at a reduced scale (`jpeg_scale`). Any other format past the limit raises Pillow's
+    DecompressionBombError."""
+    with warnings.catch_warnings():
+        # Pillow warns from half the pixels it refuses (89 M, a 100 MP camera's photo) with a line of its code; such a
+        # photo is read like any other, and one past its limit is refused, named
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            return Image.open(source)
+        except Image.DecompressionBombError:
+            if not _starts_as_jpeg(source):
+                raise
+    # A phone's 200 MP mode: Pillow's own JPEG opener reads the header without the check Image.open makes after it
+    # (MAX_IMAGE_PIXELS is left alone: the server decodes on threads); the pixels are decoded at a scale under the
+    # limit (docs/serving.md, "Photos past Pillow's pixel limit")
+    if isinstance(source, Path):
+        return JpegImagePlugin.jpeg_factory(os.fspath(source))
+    source.seek(0)
+    return JpegImagePlugin.jpeg_factory(source)
+
+
+def _starts_as_jpeg(source: Path | BinaryIO) -> bool:
+    """Whether a file or a stream starts as a JPEG does (its SOI marker and the next marker's first byte)."""
+    if isinstance(source, Path):
+        with source.open("rb") as fh:
+            return fh.read(3) == b"\xff\xd8\xff"
+    source.seek(0)
+    return source.read(3) == b"\xff\xd8\xff"
 
 
 @contextmanager
@@ -174,9 +265,10 @@ def _named_errors(path: Path, doing: str) -> Iterator[None]:
         raise ImageError(f"{path}: image file not found{_url_note(path) or _other_case(path)}") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image (no photo format recognised in its bytes)") from None
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"{path}: image too large to decode safely ({e}): save it at a lower resolution first (a "
-                         "phone's 200 MP mode: its default size), no model frame holds more than a few megapixels") from None
+    except Image.DecompressionBombError as e:  # a PNG, TIFF or WebP past Pillow's limit: a JPEG is read at a reduced scale
+        also = "" if isinstance(e, JpegTooLarge) else ", or as a JPEG (read at a reduced scale)"
+        raise ImageError(f"{path}: image too large to decode safely ({e}): save it at a lower resolution first{also}; "
+                         "no model frame holds more than a few megapixels") from None
     except (OSError, SyntaxError, ValueError) as e:  # truncated / corrupt data, or a name no file can have
         if "\0" in str(path):  # a name from data (a dataset line, a COCO entry), not from the disk
             raise ImageError(f"{path}: no file name holds a NUL character") from None
@@ -223,17 +315,18 @@ def _other_case(path: Path) -> str:
 
 
 def load_image(path: str | Path, orient: bool = True, at_least: tuple[int, int] | None = None) -> LoadedImage:
-    """Decode an image completely (truncated files fail here, not later) and return it as RGB. `at_least`: the
-    (upright) size the caller will shrink it to; a JPEG is then decoded at the smallest of 1/2, 1/4, 1/8 of its size
-    that still covers it (a picture for people, not a model's input: the pixels differ from a full decode's)."""
-    with open_image(path, at_least=at_least) as im, _named_errors(Path(path), "decode image"):  # a corrupt EXIF block, too
-        # A JPEG decoded at a reduced scale has that scale's size: the file's own grid is read from its header again
-        raw_size = image_size(path) if at_least is not None and im.format == "JPEG" else im.size
+    """Decode an image completely (truncated files fail here, not later) and return it as RGB. A JPEG past Pillow's
+    pixel limit is decoded at the largest of 1/2, 1/4, 1/8 of its size under it (its `size` is still the stored
+    photo's). `at_least`: the (upright) size the caller will shrink it to; a JPEG is then decoded at the smallest of
+    1/2, 1/4, 1/8 of its size that still covers it (a picture for people, not a model's input: the pixels differ from a
+    full decode's)."""
+    with _opened(Path(path), True, at_least) as (im, raw_size), _named_errors(Path(path), "decode image"):  # a corrupt EXIF block, too
         orientation = exif_orientation(im)
         mode = im.mode
         img = upright(im, orientation) if orient else im  # pixels already loaded
     rgb, conversion = convert_to_rgb(img)
-    return LoadedImage(rgb, raw_size, orientation, mode, conversion)
+    size = (raw_size[1], raw_size[0]) if orient and orientation >= 5 else raw_size
+    return LoadedImage(rgb, raw_size, orientation, mode, size, conversion)
 
 
 def exif_orientation(im: Image.Image) -> int:

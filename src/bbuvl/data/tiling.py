@@ -117,9 +117,9 @@ def tile_record(record: ImageRecord, photo: Path, out: Path, name: str, spec: Ti
     """
     origin = origin or record.id or name
     written = set() if written is None else written
-    loaded = load_image(photo)
-    if loaded.image.size != record.size:
-        raise ValueError(f"{photo}: the photo is {loaded.image.size[0]}x{loaded.image.size[1]} but its record says "
+    loaded = load_image(photo)  # a JPEG past Pillow's limit decodes smaller: its regions are cut in the stored frame
+    if loaded.size != record.size:
+        raise ValueError(f"{photo}: the photo is {loaded.size[0]}x{loaded.size[1]} but its record says "
                          f"{record.width}x{record.height}: boxes would land in the wrong place")
     suffix = ".jpg" if photo.suffix.lower() in (".jpg", ".jpeg") else ".png"
     whole_region = (0, 0, *record.size)
@@ -133,9 +133,7 @@ def tile_record(record: ImageRecord, photo: Path, out: Path, name: str, spec: Ti
         rel = f"{IMAGES}/{name}__{x1}_{y1}_{rw}x{rh}{suffix}"
         if not tile.objects and region != whole_region and not spec.keeps_empty(rel):
             continue
-        crop = loaded.image.crop(region)
-        if crop.size != size:
-            crop = crop.resize(size, Image.BICUBIC)
+        crop = loaded.region(region, size)
         data = _encoded(crop, suffix)
         digest = hashlib.sha256(data).hexdigest()
         if digest in written:

@@ -284,10 +284,8 @@ def image_for_model(path: str, record_size: tuple[int, int], contract: Coordinat
     that window of it, magnified to the whole photo's frame (a random crop in training)."""
     from bbuvl.data.images import ImageError, load_image
 
-    img = load_image(path).image
-    if img.size != tuple(record_size):  # the file was replaced since its record was written
-        raise ImageError(f"{path}: image is {img.width}x{img.height} but its record says {record_size[0]}x{record_size[1]}")
-    msize = contract.model_size(img.size)
-    if region is not None:
-        img = img.crop(region)
-    return img if img.size == msize else img.resize(msize, Image.BICUBIC)
+    loaded = load_image(path)
+    size = loaded.size  # a JPEG past Pillow's limit decodes smaller: the frame and `region` are the stored photo's
+    if size != tuple(record_size):  # the file was replaced since its record was written
+        raise ImageError(f"{path}: image is {size[0]}x{size[1]} but its record says {record_size[0]}x{record_size[1]}")
+    return loaded.region(region or (0, 0, *size), contract.model_size(size))

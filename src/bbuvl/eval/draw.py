@@ -275,14 +275,17 @@ def prediction_picture(
     if size is not None:
         photo, scale, problem = open_photo(image_path, size, max_side, MIN_SIDE)
     else:
-        photo, problem = _open_any(image_path)
-        photo, scale = fit(photo, max_side, MIN_SIDE)
+        photo, stored, problem = _open_any(image_path)
+        # fitted from the stored photo's size, the boxes' frame: a JPEG past Pillow's limit decodes smaller
+        shown, scale = fitted(stored, max_side, MIN_SIDE)
+        photo = photo if photo.size == shown else photo.resize(shown, Image.BILINEAR)
     drawn, title = _panel(photo, prediction_boxes(objects, None, None, name), font, scale, "prediction")
     return side_by_side([(f"{problem}\n{title}" if problem else title, drawn)], font), problem
 
 
-def _open_any(path: Path) -> tuple[Image.Image, str | None]:
+def _open_any(path: Path) -> tuple[Image.Image, tuple[int, int], str | None]:
     try:
-        return load_image(path).image, None
+        loaded = load_image(path)
+        return loaded.image, loaded.size, None
     except ImageError as e:
-        return Image.new("RGB", (640, 480), (90, 90, 90)), str(e)
+        return Image.new("RGB", (640, 480), (90, 90, 90)), (640, 480), str(e)

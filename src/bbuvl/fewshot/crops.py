@@ -38,20 +38,21 @@ def write_crops(
         if not boxes:
             continue
         photo = resolve_image(dataset, record.image)
-        image = load_image(photo).image
+        loaded = load_image(photo)  # a JPEG past Pillow's limit decodes smaller: boxes are in the stored photo's pixels
         for i, label, box in boxes:
             if per_class is not None and counts[label] >= per_class:
                 continue
             folder = out.joinpath(*label.split("/"))
             folder.mkdir(parents=True, exist_ok=True)
-            x1, y1, x2, y2 = (int(round(v)) for v in crop_box(box, margin, image.size))
+            x1, y1, x2, y2 = (int(round(v)) for v in crop_box(box, margin, loaded.size))
             # The photo's stem as every system can hold it (`a:b.jpg` -> `a_b_00.png`): a crop set is copied between
             # machines; the folders are the labels themselves, which read_support reads back.
             stem = portable_part(Path(record.image).stem)
             # Cut to leave room for a hash and the temporary it is written as (data/names.py)
             derived = fit_name(f"{folder.relative_to(out).as_posix()}/{stem}_{i:02d}.png", f"{photo}#{i}")
             name = names.name(derived, f"{photo}#{i}")
-            crop = image.crop((x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)))
+            x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
+            crop = loaded.region((x1, y1, x2, y2), (x2 - x1, y2 - y1))
             save_atomic(out / name, lambda fh: crop.save(fh, "PNG"))
             counts[label] += 1
     return dict(counts)

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from bbuvl.data.coords import clip_box, box_is_degenerate
-from bbuvl.data.images import ImageError, load_image
+from bbuvl.data.images import ImageError, LoadedImage, load_image
 from bbuvl.fewshot.backbones import Backbone
 from bbuvl.fewshot.cache import DigestMemo, EmbeddingCache, entry_key
 
@@ -65,29 +65,32 @@ class _Photos:
 
     def __init__(self) -> None:
         self._path: Path | None = None
-        self._image: Image.Image | str | None = None  # the photo, or why it cannot be read
+        self._image: LoadedImage | str | None = None  # the photo, or why it cannot be read
 
     def crop(self, item: ImageItem) -> Image.Image:
         """The item's pixels as RGB (raises ImageError naming the file)."""
         if item.path != self._path:
             self._path, self._image = item.path, None
             try:
-                self._image = load_image(item.path).image
+                self._image = load_image(item.path)
             except ImageError as e:
                 self._image = str(e)  # the photo's other crops fail the same way without decoding it again
-        image = self._image
-        if isinstance(image, str):
-            raise ImageError(image)
-        if item.size is not None and tuple(item.size) != image.size:
+        loaded = self._image
+        if isinstance(loaded, str):
+            raise ImageError(loaded)
+        # A JPEG past Pillow's limit decodes smaller: the record and its boxes are the stored photo's, `size`
+        (w, h) = size = loaded.size
+        if item.size is not None and tuple(item.size) != size:
             # A photo resized or replaced since it was labelled: its boxes would crop other parts, unsaid.
             raise ImageError(f"{item.path}: the record says {item.size[0]}x{item.size[1]}, the image is "
-                             f"{image.width}x{image.height}: its boxes are not this image's (resized or replaced since)")
+                             f"{w}x{h}: its boxes are not this image's (resized or replaced since)")
         if item.box is None:
-            return image
-        box = crop_box(item.box, item.margin, image.size)
+            return loaded.image
+        box = crop_box(item.box, item.margin, size)
         if box_is_degenerate(box):
-            raise ImageError(f"{item.path}: box {list(item.box)} is empty inside the {image.width}x{image.height} image")
-        return image.crop(tuple(int(round(v)) for v in box))
+            raise ImageError(f"{item.path}: box {list(item.box)} is empty inside the {w}x{h} image")
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        return loaded.region((x1, y1, x2, y2), (x2 - x1, y2 - y1))
 
 
 def _skipped(item: ImageItem, why: str) -> str:

@@ -106,7 +106,7 @@ def answer_text(line: dict[str, Any]) -> str:
 
 def prediction_line(image: str, photo: Path, text: str, frame: CoordinateContract) -> dict[str, Any]:
     """One predictions.jsonl line, as `bbuvl predict` writes it, for a photo and its answer in `frame`'s convention."""
-    size = load_image(photo).image.size
+    size = load_image(photo).size  # the stored photo's, also when a JPEG past Pillow's limit decodes smaller
     parsed = parse_detections(text)
     objects = [{"bbox_2d": [round(v, 1) for v in frame.to_stored(o["bbox_2d"], size)], "label": o["label"],
                 "score": UNSCORED} for o in parsed.objects]

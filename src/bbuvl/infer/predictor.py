@@ -163,7 +163,9 @@ class Prepared:
     image: Image.Image  # model-frame RGB
     size: tuple[int, int]  # stored (EXIF-oriented) size
     sample: EncodedSample | None = None  # the student turn's encoded sample (no teachers), when encoded ahead
-    stored: Image.Image | None = None  # the stored (EXIF-oriented) RGB, kept only for tiles and zoom
+    # the stored (EXIF-oriented) RGB, kept only for tiles and zoom; smaller than `size` when it is a JPEG past Pillow's
+    # pixel limit, decoded at a reduced scale (data/images.py)
+    stored: Image.Image | None = None
     awaited: Awaited | None = None  # a server's photo: given up on, it leaves its batch (infer/dropped_rows.py)
 
 
@@ -290,17 +292,25 @@ class Predictor:
 
     # --- inputs ------------------------------------------------------------------------------
 
-    def prepare(self, image: str | Path | Image.Image, keep_stored: bool = False) -> Prepared:
+    def prepare(self, image: str | Path | Image.Image, keep_stored: bool = False,
+                size: tuple[int, int] | None = None) -> Prepared:
         """Load (EXIF-oriented RGB) and resize to the model frame the checkpoint was trained with; `keep_stored`
-        keeps the stored pixels too, which tiles and zoom cut their regions from."""
+        keeps the stored pixels too, which tiles and zoom cut their regions from. `size`: the stored photo's, when a
+        PIL `image` is it decoded at a reduced scale (serve's upload of a JPEG past the pixel limit)."""
         # A PIL image given directly gets the same mode conversion as a file (16-bit, CMYK, alpha: data/images.py).
-        img = load_image(image).image if not isinstance(image, Image.Image) else to_rgb(image)
+        if isinstance(image, Image.Image):
+            img, stored = to_rgb(image), size or image.size
+        else:
+            # A JPEG past Pillow's pixel limit comes decoded at a reduced scale: its frame, and every box, are still
+            # the stored photo's (data/images.py)
+            loaded = load_image(image)
+            img, stored = loaded.image, loaded.size
         try:
-            msize = self.contract.model_size(img.size)
+            msize = self.contract.model_size(stored)
         except ValueError as e:  # a 10000x20 strip: its predictions line and the console name the photo and why
             named = f"{image}: " if not isinstance(image, Image.Image) else ""
             raise ValueError(f"{named}{e}: no model frame holds it; crop it first") from None
-        return Prepared(img if img.size == msize else img.resize(msize, Image.BICUBIC), img.size,
+        return Prepared(img if img.size == msize else img.resize(msize, Image.BICUBIC), stored,
                         stored=img if keep_stored else None)
 
     def encode(self, prepared: Prepared) -> Prepared:
@@ -561,11 +571,11 @@ class Predictor:
             wrote += sum(r.completion_tokens for r in found)
             return [([(d.bbox_2d, d.label, d.score) for d in r.objects], r.raw) for r in found]
 
-        tiled = predict_tiled(regions, p.stored, plan, self.contract)
+        tiled = predict_tiled(regions, p.stored, plan, self.contract, p.size)
         parsed = [raw is None or parse_detections(raw).ok for raw in tiled.raws]
         return ImageResult(objects=[Detection(d.bbox_2d, d.label, d.score) for d in tiled.objects],
                            raw=tiled.raw if any(raw is not None for raw in tiled.raws) else None,
                            width=p.size[0], height=p.size[1], error=GIVEN_UP if p.awaited and p.awaited.dropped else None,
                            parse_ok=all(parsed), vision_tokens=tiled.vision_tokens,
-                           cut=cut, tiled=any(r != (0, 0, *p.stored.size) for r in tiled.regions),
+                           cut=cut, tiled=any(r != (0, 0, *p.size) for r in tiled.regions),
                            prompt_tokens=read, completion_tokens=wrote)

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from bbuvl.data.coords import MAX_ASPECT, CoordinateContract
+from bbuvl.data.images import stored_region
 from bbuvl.data.labels import label_at_level
 from bbuvl.data.regions import MAX_GRID, Region, Size, grid_regions, strided_regions, tile_side_overlap
 from bbuvl.data.text import label_key, spelling_of
@@ -111,11 +112,12 @@ def region_zoom(region: Region, photo_size: Size, contract: CoordinateContract, 
     return (zw / (region[2] - region[0])) / (fw / photo_size[0])
 
 
-def crop_region(image: Image.Image, region: Region, contract: CoordinateContract, zoom: float | None = None) -> Image.Image:
-    """The region of the stored photo, resized (bicubic) to its `zoomed_size`."""
-    target = zoomed_size(region, image.size, contract, zoom)
-    crop = image.crop(region)
-    return crop if crop.size == target else crop.resize(target, Image.BICUBIC)
+def crop_region(image: Image.Image, region: Region, contract: CoordinateContract, zoom: float | None = None,
+                size: Size | None = None) -> Image.Image:
+    """The region of the stored photo, resized (bicubic) to its `zoomed_size`; `size`: the stored photo's when `image`
+    is it decoded at a reduced scale (data/images.py: a JPEG past Pillow's pixel limit)."""
+    size = size or image.size
+    return stored_region(image, size, region, zoomed_size(region, size, contract, zoom))
 
 
 def to_photo(box: Sequence[float], region: Region, crop_size: Size) -> list[float]:
@@ -268,19 +270,20 @@ def container_regions(found: Sequence[TiledDetection], containers: Sequence[str]
 PredictImages = Callable[[list[Image.Image], bool], list[tuple[list[tuple[list[float], str, float]], str | None]]]
 
 
-def predict_regions(predict: PredictImages, image: Image.Image, regions: Sequence[Region],
-                    contract: CoordinateContract, zoom: float | None = None) -> tuple[list[TiledDetection], RegionPass]:
+def predict_regions(predict: PredictImages, image: Image.Image, regions: Sequence[Region], contract: CoordinateContract,
+                    zoom: float | None = None, size: Size | None = None) -> tuple[list[TiledDetection], RegionPass]:
     """Run `predict` on every region's zoomed crop; every box comes back in the stored photo's pixels.
 
     `predict(crops, tiles)` returns, per crop, its `[(box in the crop's pixels, label, score)]` and its raw answer;
     it is called once for the whole photo (`tiles` False) and once for the other regions, tiles or zoomed
     containers (`tiles` True), which may be predicted otherwise (`inference.tile_queries`). The whole photo is always
-    shown at its frame; other regions at `zoom` (`zoomed_size`).
+    shown at its frame; other regions at `zoom` (`zoomed_size`). `size`: the stored photo's, when `image` is smaller.
     A box is marked cut when it reaches within one of its region's model cells of an inner edge: a part ends there,
     and a whole object marked cut by mistake still survives the merge (a group of cut boxes keeps their union).
     """
-    whole = (0, 0, *image.size)
-    crops = [crop_region(image, r, contract, None if r == whole else zoom) for r in regions]
+    size = size or image.size
+    whole = (0, 0, *size)
+    crops = [crop_region(image, r, contract, None if r == whole else zoom, size) for r in regions]
     answers: list = [None] * len(crops)
     for tiles in (False, True):
         picked = [i for i, r in enumerate(regions) if (r != whole) == tiles]
@@ -289,13 +292,13 @@ def predict_regions(predict: PredictImages, image: Image.Image, regions: Sequenc
                 answers[i] = answer
     found, cost = [], RegionPass(list(regions))
     for region, crop, (objects, raw) in zip(regions, crops, answers):
-        magnified = region_zoom(region, image.size, contract, None if region == whole else zoom)
+        magnified = region_zoom(region, size, contract, None if region == whole else zoom)
         cell = contract.factor * (region[2] - region[0]) / contract.model_size(crop.size)[0]
         cost.vision_tokens += contract.vision_tokens(crop.size)
         cost.raws.append(raw)
         for box, label, score in objects:
             photo_box = to_photo(box, region, crop.size)
-            across = inner_edges(photo_box, region, image.size, cell)
+            across = inner_edges(photo_box, region, size, cell)
             found.append(TiledDetection(photo_box, label, score, magnified, any(across), region == whole, across))
     return found, cost
 
@@ -448,29 +451,30 @@ def first_regions(size: Size, plan: TilePlan, contract: CoordinateContract) -> l
     return regions or [whole]
 
 
-def predict_tiled(predict: PredictImages, image: Image.Image, plan: TilePlan,
-                  contract: CoordinateContract) -> TiledResult:
-    """Whole-photo pass (when asked or needed by zoom), tiles, zoom into containers; then one merge."""
-    size = image.size
+def predict_tiled(predict: PredictImages, image: Image.Image, plan: TilePlan, contract: CoordinateContract,
+                  size: Size | None = None) -> TiledResult:
+    """Whole-photo pass (when asked or needed by zoom), tiles, zoom into containers; then one merge. `size`: the
+    stored photo's, when `image` is it decoded at a reduced scale; regions and boxes are in its pixels."""
+    size = size or image.size
     whole_region: Region = (0, 0, *size)
     found: list[TiledDetection] = []
     passes: list[RegionPass] = []
     if plan.auto and plan.part_sides and plan.whole:
         # The whole pass first: how large its parts come out sets the grid (`part_zoom`).
-        dets, cost = predict_regions(predict, image, [whole_region], contract, plan.zoom)
+        dets, cost = predict_regions(predict, image, [whole_region], contract, plan.zoom, size)
         zoom = part_zoom(dets, plan.part_sides, size, contract)
         frame = contract.model_size(size)[0] / size[0]
         if zoom is not None and zoom < PART_TOLERANCE:  # parts already near their trained size: no tiles
             tiles = []
         else:
             tiles = plan.tiles(size, contract, None if zoom is None else frame * zoom)
-        more, more_cost = predict_regions(predict, image, tiles, contract, plan.zoom)
+        more, more_cost = predict_regions(predict, image, tiles, contract, plan.zoom, size)
         dets += more
         cost = RegionPass(cost.regions + more_cost.regions, cost.vision_tokens + more_cost.vision_tokens,
                           cost.raws + more_cost.raws)
     else:
         first = first_regions(size, plan, contract)
-        dets, cost = predict_regions(predict, image, first, contract, plan.zoom)
+        dets, cost = predict_regions(predict, image, first, contract, plan.zoom, size)
         tiles = [r for r in first if r != whole_region]
     frame_side = plan.frame_side(tiles[0], size, contract) if tiles else None
     answered = answering(dets, (tiles[0][2] - tiles[0][0], tiles[0][3] - tiles[0][1]) if tiles else None, plan,
@@ -482,7 +486,7 @@ def predict_tiled(predict: PredictImages, image: Image.Image, plan: TilePlan,
         zoom_regions = [r for r in container_regions(merge_detections(found, plan.min_overlap), plan.containers, size,
                                                      plan.container_margin)
                         if r != whole_region and plan.framable(r, size, contract)]
-        dets, cost = predict_regions(predict, image, zoom_regions, contract, plan.zoom)
+        dets, cost = predict_regions(predict, image, zoom_regions, contract, plan.zoom, size)
         found += dets
         passes.append(cost)
     regions = [r for p in passes for r in p.regions]

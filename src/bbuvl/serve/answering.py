@@ -13,7 +13,7 @@ from typing import Any, Callable
 from bbuvl.serve.batching import Batcher
 from bbuvl.serve.engine import Answer, Engine, Photo
 from bbuvl.serve.errors import ApiError
-from bbuvl.serve.images import decode_image
+from bbuvl.serve.images import decode_upload
 from bbuvl.serve.metrics import ServeMetrics
 from bbuvl.serve.pixels import Held, PixelBudget
 
@@ -92,12 +92,12 @@ class Answering:
             if late.is_set():
                 raise _Late
             t0 = time.perf_counter()
-            image = decode_image(data, self.pixel_limit, on_size)
+            upload = decode_upload(data, self.pixel_limit, on_size)
             t1 = time.perf_counter()
             if late.is_set():
                 raise _Late
             try:
-                photo = self.engine.prepare(image)
+                photo = self.engine.prepare(upload.image, upload.size)
             except (RuntimeError, ValueError) as e:  # the processor refused this photo: its own 500, as in a batch
                 raise ApiError(500, "inference_failed", f"{type(e).__name__}: {e}") from None
             timing = {"decode": round((t1 - t0) * 1000, 2), "prepare": round((time.perf_counter() - t1) * 1000, 2)}

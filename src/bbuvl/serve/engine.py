@@ -141,9 +141,10 @@ class Engine:
                 "labels": len(self.predictor.prompt.labels or []),
                 "fewshot": fewshot or (self.fewshot.info() if self.fewshot is not None else None)}
 
-    def prepare(self, image: Image.Image) -> Photo:
-        """Resize a decoded photo to its model frame and encode its prompt, ready for any mode's batch (thread-safe)."""
-        prepared = self.predictor.prepare(image, keep_stored=self.options.plan() is not None)
+    def prepare(self, image: Image.Image, size: tuple[int, int] | None = None) -> Photo:
+        """Resize a decoded photo to its model frame and encode its prompt, ready for any mode's batch (thread-safe);
+        `size`: the stored photo's, when `image` is it decoded at a reduced scale (serve/images.py)."""
+        prepared = self.predictor.prepare(image, keep_stored=self.options.plan() is not None, size=size)
         # The upload's own pixels are kept only for the few-shot crops: a photo waits in the queue at its model frame's
         # size, where 64 waiting uploads of 100 MP each (the pixel limit's size) held 18 GiB (docs/serving.md, "Bad input")
         kept = image if self.fewshot is not None else None
@@ -183,7 +184,7 @@ class Engine:
             scored_by = None
             if self.fewshot is not None and photo.image is not None and objects:
                 t = time.perf_counter()
-                scored_by = self.fewshot.rescore(photo.image, objects)  # a reload after it leaves this answer's set
+                scored_by = self.fewshot.rescore(photo.image, objects, p.size)  # a reload after it leaves this answer's set
                 timing["fewshot"] = round((time.perf_counter() - t) * 1000, 2)
             answers.append(Answer(r.width, r.height, objects, self.predictor.verdict(r, options), r.raw, timing,
                                   r.cut, r.tiled, r.prompt_tokens, r.completion_tokens, scored_by))

@@ -15,6 +15,7 @@ from typing import Any
 from PIL import Image
 
 from bbuvl.data.coords import box_is_degenerate
+from bbuvl.data.images import stored_region
 from bbuvl.fewshot.backbones import Backbone, load_backbone
 from bbuvl.fewshot.classifier import FewShotClassifier, decide
 from bbuvl.fewshot.embed import crop_box
@@ -67,17 +68,19 @@ class FewShotRescorer:
                 "threshold": self.threshold, "version": served.version, "photos": sum(served.photos.values()),
                 "stale": self.watcher.problem}
 
-    def rescore(self, image: Image.Image, objects: list[dict[str, Any]]) -> dict[str, Any]:
+    def rescore(self, image: Image.Image, objects: list[dict[str, Any]], size: tuple[int, int] | None = None) -> dict[str, Any]:
         """Add `fewshot: {label, score}` and `unknown` to each object dict in place (an empty crop is unknown); returns
-        the model info of the support set that scored them (a reload may serve another by the time it is answered)."""
+        the model info of the support set that scored them (a reload may serve another by the time it is answered).
+        `size`: the stored photo's, the boxes' frame, when `image` is it decoded at a reduced scale."""
         served = self.watcher.current  # read once: a reload while the photo is scored swaps the set, not its classes
         crops, where = [], []
         for i, o in enumerate(objects):
-            box = crop_box(o["bbox_2d"], 0.0, image.size)
+            box = crop_box(o["bbox_2d"], 0.0, size or image.size)
             if box_is_degenerate(box):
                 o["unknown"], o["fewshot"] = True, None
                 continue
-            crops.append(image.crop(tuple(int(round(v)) for v in box)))
+            x1, y1, x2, y2 = (int(round(v)) for v in box)
+            crops.append(stored_region(image, size or image.size, (x1, y1, x2, y2), (x2 - x1, y2 - y1)))
             where.append(i)
         if crops:
             classifier = served.classifier

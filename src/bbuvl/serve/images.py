@@ -2,7 +2,7 @@
 
 The pixel count is read from the header and checked before a single pixel is decoded: a small file that
 inflates to gigapixels (a decompression bomb) costs nothing. The limit comes from the checkpoint's coordinate
-contract (`pixel_limit`). Orientation and colour follow `bbuvl.data.images`, so an upload and the same file
+contract (`pixel_limit`); a JPEG past it (a phone's 200 MP mode) is decoded at a reduced scale within it. Orientation and colour follow `bbuvl.data.images`, so an upload and the same file
 given to `bbuvl predict` reach the model as the same pixels.
 """
 
@@ -17,7 +17,8 @@ from typing import Callable
 from PIL import Image, UnidentifiedImageError
 
 from bbuvl.data.coords import MAX_ASPECT
-from bbuvl.data.images import convert_to_rgb, exif_orientation, unsupported_format, upright
+from bbuvl.data.images import (JpegTooLarge, LoadedImage, convert_to_rgb, exif_orientation, jpeg_scale, open_photo,
+                               unsupported_format, upright)
 from bbuvl.serve.errors import ApiError, cut
 
 # A photo may have this many times the model frame's largest pixel count: a 12 MP phone photo is 12x the
@@ -33,15 +34,27 @@ def pixel_limit(contract_max_pixels: int) -> int:
 
 
 def decode_image(data: bytes, max_pixels: int, on_size: Callable[[int, int], None] | None = None) -> Image.Image:
-    """Upright (EXIF-applied) 8-bit RGB pixels of an uploaded file; ApiError 400/413 when it cannot be used. `on_size`
-    is told the size from the header, before a pixel is decoded (and may refuse it by raising ApiError)."""
+    """Upright (EXIF-applied) 8-bit RGB pixels of an uploaded file (`decode_upload`'s, at a reduced scale for a JPEG
+    past the pixel limit); ApiError 400/413 when it cannot be used."""
+    return decode_upload(data, max_pixels, on_size).image
+
+
+def decode_upload(data: bytes, max_pixels: int, on_size: Callable[[int, int], None] | None = None) -> LoadedImage:
+    """An uploaded file's upright (EXIF-applied) 8-bit RGB pixels and its stored size; ApiError 400/413 when it cannot
+    be used. A JPEG past `max_pixels` (a phone's 200 MP mode) is decoded at the largest of 1/2, 1/4, 1/8 of its size
+    within them, as `bbuvl predict` reads the file (data/images.py); its `size` is still the stored photo's. `on_size`
+    is told the size it decodes at, before a pixel is decoded (and may refuse it by raising ApiError)."""
     if not data:
         raise ApiError(400, "empty_image", "the image is empty (0 bytes)")
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with open_photo(io.BytesIO(data)) as im:
             if (why := unsupported_format(im.format)) is not None:
                 raise ApiError(415, "unsupported_image_format", why)
-            w, h = im.size
+            w, h = stored = im.size
+            limit = max_pixels if Image.MAX_IMAGE_PIXELS is None else min(max_pixels, 2 * Image.MAX_IMAGE_PIXELS)
+            if w * h > limit and im.format in ("JPEG", "MPO"):
+                _draft_within(im, limit)
+                w, h = im.size
             if w * h > max_pixels:
                 raise ApiError(413, "image_too_large", f"the image is {w}x{h} = {w * h} pixels; this server accepts "
                                f"at most {max_pixels} (a decompression bomb, or a photo to scale down first)")
@@ -50,9 +63,10 @@ def decode_image(data: bytes, max_pixels: int, on_size: Callable[[int, int], Non
                 raise ApiError(413, "image_too_large", f"the image is {w}x{h} = {w * h} pixels of {kind} ({im.mode}), "
                                f"which take {cost} times an 8-bit photo's memory to read; this server accepts at most "
                                f"{max_pixels // cost} pixels of it: save it as an 8-bit JPEG or PNG, or scale it down")
-            if max(w, h) > MAX_ASPECT * min(w, h):  # no model frame holds it: the client's photo, not the model, fails
-                raise ApiError(400, "bad_aspect_ratio", f"the image is {w}x{h}, {max(w, h) / min(w, h):.1f} times as long "
-                               f"as it is wide; the model frame takes at most {MAX_ASPECT}:1: crop it first")
+            sw, sh = stored
+            if max(sw, sh) > MAX_ASPECT * min(sw, sh):  # no model frame holds it: the client's photo, not the model, fails
+                raise ApiError(400, "bad_aspect_ratio", f"the image is {sw}x{sh}, {max(sw, sh) / min(sw, sh):.1f} times as "
+                               f"long as it is wide; the model frame takes at most {MAX_ASPECT}:1: crop it first")
             if on_size is not None:
                 on_size(w, h)
             try:
@@ -61,8 +75,10 @@ def decode_image(data: bytes, max_pixels: int, on_size: Callable[[int, int], Non
                 # Pillow's TIFF reader, given an offset or count tag of the wrong type (a fraction, text): a corrupt
                 # file, not a server failure (a 500 before)
                 raise ApiError(400, "corrupt_image", f"the image cannot be decoded (a corrupt tag): {cut(str(e))}") from None
-            rgb, _ = convert_to_rgb(upright(im, _orientation(im)))
-            return rgb if rgb is not im else im.copy()
+            orientation, mode = _orientation(im), im.mode
+            rgb, conversion = convert_to_rgb(upright(im, orientation))
+            upright_size = (stored[1], stored[0]) if orientation >= 5 else stored
+            return LoadedImage(rgb if rgb is not im else im.copy(), stored, orientation, mode, upright_size, conversion)
     except ApiError:
         raise
     except UnidentifiedImageError:
@@ -71,6 +87,18 @@ def decode_image(data: bytes, max_pixels: int, on_size: Callable[[int, int], Non
         raise ApiError(413, "image_too_large", f"the image is too large to decode safely: {e}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ApiError(400, "corrupt_image", f"the image cannot be decoded (truncated or corrupt): {e}") from None
+
+
+def _draft_within(im: Image.Image, limit: int) -> None:
+    """Set a JPEG to decode at the largest of 1/2, 1/4, 1/8 of its size within `limit` pixels (the server's
+    `max_pixels` or Pillow's own limit, the lower); ApiError 413 when even 1/8 is past them."""
+    w, h = im.size
+    try:
+        scale = jpeg_scale((w, h), limit)
+    except JpegTooLarge:
+        raise ApiError(413, "image_too_large", f"the image is {w}x{h} = {w * h} pixels; this server decodes at most "
+                       f"{limit}, and even decoded at 1/8 of its size it holds {-(-w // 8) * -(-h // 8)}") from None
+    im.draft(None, (w // scale, h // scale))
 
 
 def _read_cost(im: Image.Image) -> tuple[int, str]:
