@@ -261,3 +261,23 @@ def test_a_path_no_file_can_have_does_not_stop_the_run_from_being_recorded(code,
     (out / "checkpoint-2").mkdir()
     assert _entry(out)["data_files"] == {} and "unchecked_imports" not in _entry(out)
     check_resume(cfg, out / "checkpoint-2")
+
+
+def test_a_plug_in_path_no_file_can_have_does_not_stop_the_run_from_being_recorded(code, tmp_path):
+    """The same for a file loaded as code (`runpy.run_path("plug\\x00.py")`): followed by its literal path, it raised
+    'embedded null byte' at the run's start."""
+    code("rw9_rewards.py", """\
+        import runpy
+
+
+        def size(truth, answer):
+            if not answer:
+                runpy.run_path("plug\\x00.py")
+            return float(len(answer))
+        """)
+    out = tmp_path / "grpo"
+    cfg = _config(out)
+    write_run_record(out, cfg)
+    (out / "checkpoint-2").mkdir()
+    assert _entry(out)["modules"] == {}
+    check_resume(cfg, out / "checkpoint-2")

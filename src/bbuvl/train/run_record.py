@@ -334,7 +334,10 @@ def user_modules(*roots: tuple[Path, str], unchecked: list[str] | None = None,
         for loaded in sorted(_loaded_files(tree)):
             # Relative to the working folder, as the call opens it in the process that records it (the run's)
             where = Path(os.path.expanduser(loaded)).absolute()
-            key = f"file {real_path(where)}"
+            try:
+                key = f"file {real_path(where)}"
+            except (OSError, ValueError):
+                continue  # no path a file can have (a NUL in it): the call fails when it runs, not here
             if key not in seen and where.is_file() and _is_users(where):
                 seen.add(key)
                 found[key] = {"file": str(real_path(where)), "sha256": _code_digest(where.read_bytes())}
