@@ -20,6 +20,8 @@ SAMPLING = {"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "m
 # A base that answers by beam search, several answers a prompt.
 BEAMS = {"num_beams": 3, "num_return_sequences": 2, "length_penalty": 1.2, "early_stopping": True,
          "repetition_penalty": 1.05}
+# A base's whole-sequence length limit, beside which the export's max_new_tokens is a second limit.
+LENGTH = {"max_length": 4096}
 
 
 def checkpoint_with(tiny, tiny_model_dir: Path, out: Path, defaults: dict) -> Path:
@@ -39,8 +41,8 @@ def checkpoint_with(tiny, tiny_model_dir: Path, out: Path, defaults: dict) -> Pa
     return checkpoint
 
 
-@pytest.mark.parametrize("defaults", [SAMPLING, BEAMS], ids=["sampling", "beams"])
-def test_an_export_of_a_base_with_sampling_or_beam_defaults_is_written_loads_silently_and_decodes_greedily(
+@pytest.mark.parametrize("defaults", [SAMPLING, BEAMS, LENGTH], ids=["sampling", "beams", "length"])
+def test_an_export_of_a_base_with_sampling_beam_or_length_defaults_is_written_loads_silently_and_is_greedy(
         tiny, tiny_model_dir, tmp_path, defaults):
     import torch
     from transformers import AutoModelForImageTextToText, AutoTokenizer
@@ -51,12 +53,13 @@ def test_an_export_of_a_base_with_sampling_or_beam_defaults_is_written_loads_sil
     exported = tmp_path / "exported"
     # Before: sampling's was ValueError "GenerationConfig is invalid: - `min_p`: `do_sample` is not set to `True`..."
     # from save_pretrained, naming neither the checkpoint nor its file, and no export; beams' an export whose default
-    # was a beam search of 3, where its card says greedy.
+    # was a beam search of 3, where its card says greedy; length's "Both `max_new_tokens` (=8) and `max_length`(=4096)
+    # seem to have been set" at every generate.
     export_checkpoint(checkpoint_with(tiny, tiny_model_dir, tmp_path / "ckpt", defaults), exported)
     saved = json.loads((exported / "generation_config.json").read_text(encoding="utf-8"))
     assert saved["do_sample"] is False and not set(saved) & (set(defaults) - {"do_sample", "repetition_penalty"})
     # bbuvl predict's generate reads the checkpoint's file too, penalty and all: the export answers as it does.
-    assert saved["repetition_penalty"] == 1.05
+    assert saved.get("repetition_penalty") == defaults.get("repetition_penalty")
 
     noise: list[str] = []
 

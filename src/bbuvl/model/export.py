@@ -327,7 +327,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
     generation = vlm.generation_config
     # Greedy, stopping where `bbuvl predict` stops (the turn's end, or padding), with its answer budget.
     generation.eos_token_id, generation.pad_token_id = stops, tokenizer.pad_token_id
-    generation.max_new_tokens = cfg.inference.max_new_tokens
+    # A base's max_length too was a second limit that max_new_tokens overrides, and transformers said so at every call.
+    generation.max_new_tokens, generation.max_length = cfg.inference.max_new_tokens, None
     greedy_only(generation)
     result = ExportResult(out, contract.family, merged, left_out_parts(folder, costs), costs, gap)
     with atomic_folder(out) as tmp:  # the whole folder, or the previous one kept (bbuvl/atomic.py)
