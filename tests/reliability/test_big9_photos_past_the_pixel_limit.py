@@ -296,3 +296,18 @@ def test_few_shot_support_crops_and_served_crops_are_cut_where_their_boxes_lie(t
     rescorer.rescore(loaded.image, served, loaded.size)  # a served photo's crops, as serve's engine cuts them
     assert [o["fewshot"]["label"] for o in served] == [o["fewshot"]["label"] for o in served_full] == ["red", "grey"]
     assert [o["unknown"] for o in served] == [False, False]
+
+
+def test_predicts_tile_cost_reads_the_first_photos_header_alone(tmp_path):
+    from bbuvl.cli.predict import first_photo_size
+    from bbuvl.infer.batch import PredictJob
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    whole = tmp_path / "whole.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (1500, 2000, 3), dtype=np.uint8)).save(
+        whole, quality=90, exif=exif)
+    # its second half cut off: only decoding the pixels would find it (a 200 MP photo was decoded whole, 5 s, to say
+    # what its tiles cost, then again to predict it)
+    (tmp_path / "cut.jpg").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert first_photo_size(PredictJob(["cut.jpg"], tmp_path / "out.jsonl", root=tmp_path)) == (1500, 2000)

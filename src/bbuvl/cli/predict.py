@@ -364,10 +364,11 @@ def check_unchanged(job, checkpoint: Path, cfg) -> None:  # noqa: ANN001 - a Pre
 
 def first_photo_size(job) -> tuple[int, int] | None:  # noqa: ANN001 - a PredictJob
     """The (EXIF-oriented) size of the job's first photo, to state what tiles cost; None when it cannot be read."""
-    from bbuvl.data.images import load_image
+    from bbuvl.data.images import upright_size
 
     name = Path(job.inputs[0])
     try:
-        return load_image(name if name.is_absolute() or job.root is None else job.root / name).size
+        # the header alone: a 200 MP phone photo took 5 s to decode, and predict decodes it again
+        return upright_size(name if name.is_absolute() or job.root is None else job.root / name)
     except (OSError, ValueError):
         return None  # that photo's own error line will say why

@@ -350,6 +350,13 @@ def image_size(path: str | Path) -> tuple[int, int]:
         return im.size
 
 
+def upright_size(path: str | Path) -> tuple[int, int]:
+    """`(width, height)` of the photo as `load_image` turns it (its `size`), read from the header and EXIF only; a
+    PNG whose EXIF follows its pixels is decoded to read it."""
+    with open_image(path, decode=False) as im, _named_errors(Path(path), "read image header"):
+        return (im.size[1], im.size[0]) if exif_orientation(im) >= 5 else im.size
+
+
 def list_images(folder: str | Path, skipped: Counter[str] | None = None) -> list[Path]:
     """Image files under a folder, recursively, sorted, leaving out hidden files and folders: Jupyter's
     `.ipynb_checkpoints/` copies of a class's photos became a class of their own, and macOS's `._x.jpg` companions were
