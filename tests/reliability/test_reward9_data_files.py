@@ -281,3 +281,36 @@ def test_a_plug_in_path_no_file_can_have_does_not_stop_the_run_from_being_record
     (out / "checkpoint-2").mkdir()
     assert _entry(out)["modules"] == {}
     check_resume(cfg, out / "checkpoint-2")
+
+
+def test_a_picture_or_array_the_reward_loads_through_a_library_is_recorded(code, tmp_path):
+    """A reward comparing answers with a template photo (`Image.open`) or a table of weights (`np.load`) read them
+    through a library's reader: neither was recorded, and a resume with the template replaced went on."""
+    from PIL import Image
+
+    template = tmp_path / "code" / "template.png"
+    Image.new("RGB", (4, 4), "white").save(template)
+    import numpy as np
+
+    np.save(tmp_path / "code" / "weights.npy", np.ones(3))
+    code("rw9_rewards.py", """\
+        from pathlib import Path
+
+        import numpy as np
+        from PIL import Image
+
+        HERE = Path(__file__).parent
+
+
+        def size(truth, answer):
+            width = Image.open(HERE / "template.png").width
+            return float(np.load(HERE / "weights.npy").sum()) * width * len(answer)
+        """)
+    out = tmp_path / "grpo"
+    cfg = _config(out)
+    write_run_record(out, cfg)
+    (out / "checkpoint-2").mkdir()
+    assert sorted(_entry(out)["data_files"]) == ["rw9_rewards: HERE / 'template.png'", "rw9_rewards: HERE / 'weights.npy'"]
+    Image.new("RGB", (4, 4), "black").save(template)
+    with pytest.raises(ResumeMismatch, match=rf"reads as HERE / 'template.png', '{template}', changed since the run"):
+        check_resume(cfg, out / "checkpoint-2")

@@ -411,8 +411,9 @@ def _loaded_files(tree: ast.AST) -> set[str]:
 
 
 # Calls that open the file their argument names, and so read it: `open` (a mode that writes: the reward's own output),
-# a path's own readers. A call whose path is computed is listed as unchecked. A library's readers (`json.load`, `np.load`, `pd.read_csv`, bbu-vl's
-# `read_json`), told by their names, take an open file as often as a path: followed only where a file is named.
+# a path's own readers. A call whose path is computed is listed as unchecked. A library's readers (`json.load`,
+# `np.load`, `pd.read_csv`, PIL's `Image.open`, bbu-vl's `read_json`), told by their names, take an open file or
+# another object as often as a path: followed only where a file is named.
 _OPENS = ("open", "io.open", "codecs.open")
 _PATH_READS = ("read_text", "read_bytes")
 # bbu-vl's shipped label files, read by these calls when given no file of the user's (`TokenMap.load()`,
@@ -518,7 +519,7 @@ def _read_target(node: ast.Call) -> tuple[ast.expr | None, str]:
     if isinstance(func, ast.Attribute) and func.attr in ("write_text", "write_bytes"):
         return func.value, "writes"
     name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
-    if name.startswith(("read", "load")) and 0 in args:
+    if (name.startswith(("read", "load")) or name == "open") and 0 in args:  # `open`: PIL's `Image.open(...)`
         return args[0], "maybe"
     return None, ""
 
