@@ -49,3 +49,12 @@ def test_a_truncated_jpeg_decoded_small_is_named(tmp_path):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(ImageError, match="cut.jpg"):
         load_image(path, at_least=(200, 150))
+
+
+def test_a_phones_mpo_is_decoded_small_as_a_jpeg_is(tmp_path):
+    # An MPO (a JPEG with a depth map or preview inside, as phones write) was decoded in full for every picture
+    path = tmp_path / "phone.jpg"
+    big = Image.open(photo(tmp_path / "p.jpg"))
+    big.save(path, "MPO", save_all=True, append_images=[big.resize((200, 150))])
+    small = load_image(path, at_least=(400, 300))
+    assert Image.open(path).format == "MPO" and small.image.size == (500, 375) and small.size == (2000, 1500)
