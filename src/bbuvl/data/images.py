@@ -185,7 +185,11 @@ def _opened(path: Path, decode: bool, at_least: tuple[int, int] | None) -> Itera
             raise ImageError(f"{path}: a folder, not an image file")
         if kind is not None and kind not in NOTHING_THERE:  # nothing there: Pillow's error, named below
             raise ImageError(f"{path}: not a regular file ({kind}), so never read as a photo")
-        im = open_photo(path)
+        with warnings.catch_warnings():
+            # Pillow warns from half the pixels it refuses (89 M, a 100 MP camera's photo) with a line of its code; such a
+            # photo is read like any other, and one past its limit is refused below, named
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = open_photo(path)
     with im:
         if (why := unsupported_format(im.format)) is not None:
             raise ImageError(f"{path}: {why}")
@@ -228,15 +232,11 @@ def open_photo(source: Path | BinaryIO) -> Image.Image:
     """Pillow's Image.open of a file or its bytes, but a JPEG past Pillow's pixel limit is opened too (its header read,
     no pixel decoded): decode it at a reduced scale (`jpeg_scale`). Any other format past the limit raises Pillow's
     DecompressionBombError."""
-    with warnings.catch_warnings():
-        # Pillow warns from half the pixels it refuses (89 M, a 100 MP camera's photo) with a line of its code; such a
-        # photo is read like any other, and one past its limit is refused, named
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            return Image.open(source)
-        except Image.DecompressionBombError:
-            if not _starts_as_jpeg(source):
-                raise
+    try:
+        return Image.open(source)
+    except Image.DecompressionBombError:
+        if not _starts_as_jpeg(source):
+            raise
     # A phone's 200 MP mode: Pillow's own JPEG opener reads the header without the check Image.open makes after it
     # (MAX_IMAGE_PIXELS is left alone: the server decodes on threads); the pixels are decoded at a scale under the
     # limit (docs/serving.md, "Photos past Pillow's pixel limit")
