@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -84,3 +85,17 @@ def test_an_export_of_a_base_with_sampling_beam_or_length_defaults_is_written_lo
     assert noise + [str(w.message) for w in caught] == []
     assert first.shape[1] > inputs["input_ids"].shape[1], "nothing generated: nothing was compared"
     assert first.tolist() == second.tolist() == plain.tolist()
+
+
+def test_a_generation_config_that_stays_invalid_when_greedy_is_refused_naming_the_file_before_anything_is_written(
+        tiny, tiny_model_dir, tmp_path):
+    from bbuvl.model.export import export_checkpoint
+
+    # A cache that no call uses: transformers' save refuses it, and it is no flag greedy decoding ignores.
+    checkpoint = checkpoint_with(tiny, tiny_model_dir, tmp_path / "ckpt",
+                                 {"use_cache": False, "cache_implementation": "static"})
+    # Before: "GenerationConfig is invalid: ... Fix these issues to save the configuration.", naming no file.
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(checkpoint / 'generation_config.json'))}: .*`use_cache`.* "
+                                         "Fix it there and export again.$"):
+        export_checkpoint(checkpoint, tmp_path / "exported")
+    assert not (tmp_path / "exported").exists()

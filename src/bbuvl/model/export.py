@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from transformers import GenerationConfig
 
 LABELS_FILE = "labels.json"
+GENERATION_FILE = "generation_config.json"
 CARD_FILE = "README.md"
 
 
@@ -330,6 +331,12 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
     # A base's max_length too was a second limit that max_new_tokens overrides, and transformers said so at every call.
     generation.max_new_tokens, generation.max_length = cfg.inference.max_new_tokens, None
     greedy_only(generation)
+    try:  # save_pretrained refused it too, but naming no file
+        generation.validate(strict=True)
+    except ValueError as e:
+        source = folder.path if (folder.path / GENERATION_FILE).is_file() else Path(cfg.model.path)
+        said = " ".join(str(e).split())
+        raise ValueError(f"{source / GENERATION_FILE}: {said} Fix it there and export again.") from None
     result = ExportResult(out, contract.family, merged, left_out_parts(folder, costs), costs, gap)
     with atomic_folder(out) as tmp:  # the whole folder, or the previous one kept (bbuvl/atomic.py)
         vlm.save_pretrained(tmp, safe_serialization=True)
