@@ -246,40 +246,25 @@ def test_a_file_the_reward_writes_as_well_as_reads_is_listed_as_unchecked_not_co
     check_resume(cfg, out / "checkpoint-2")
 
 
-def test_a_path_no_file_can_have_does_not_stop_the_run_from_being_recorded(code, tmp_path):
-    """A literal path holding a NUL (`open("rules\\x00.json")`, a typo in an escape) made recording the reward's code
-    raise 'embedded null byte', and the run stopped at its start with a traceback; the call fails only when it runs."""
-    code("rw9_rewards.py", """\
-        def size(truth, answer):
-            if not answer:
-                return open("rules\\x00.json").read()
-            return float(len(answer))
-        """)
-    out = tmp_path / "grpo"
-    cfg = _config(out)
-    write_run_record(out, cfg)
-    (out / "checkpoint-2").mkdir()
-    assert _entry(out)["data_files"] == {} and "unchecked_imports" not in _entry(out)
-    check_resume(cfg, out / "checkpoint-2")
-
-
-def test_a_plug_in_path_no_file_can_have_does_not_stop_the_run_from_being_recorded(code, tmp_path):
-    """The same for a file loaded as code (`runpy.run_path("plug\\x00.py")`): followed by its literal path, it raised
-    'embedded null byte' at the run's start."""
-    code("rw9_rewards.py", """\
+@pytest.mark.parametrize("call", ['open("rules\\x00.json").read()', 'runpy.run_path("plug\\x00.py")'])
+def test_a_path_no_file_can_have_does_not_stop_the_run_from_being_recorded(code, tmp_path, call):
+    """A literal path holding a NUL (a typo in an escape), read as data or loaded as code, made recording the reward's
+    code raise 'embedded null byte', and the run stopped at its start with a traceback; the call fails only when it
+    runs."""
+    code("rw9_rewards.py", f"""\
         import runpy
 
 
         def size(truth, answer):
             if not answer:
-                runpy.run_path("plug\\x00.py")
+                return {call}
             return float(len(answer))
         """)
     out = tmp_path / "grpo"
     cfg = _config(out)
     write_run_record(out, cfg)
     (out / "checkpoint-2").mkdir()
-    assert _entry(out)["modules"] == {}
+    assert _entry(out)["data_files"] == {} and _entry(out)["modules"] == {} and "unchecked_imports" not in _entry(out)
     check_resume(cfg, out / "checkpoint-2")
 
 
