@@ -22,7 +22,10 @@ from tests.eval.test_report import NO_CJK
 def test_a_report_moved_elsewhere_is_still_known_as_an_earlier_report_of_evals(eval_files, tmp_path, worst):
     evaluation = evaluate_predictions(read_records(eval_files.gt), eval_files.gt, read_predictions(eval_files.pred),
                                       eval_files.pred)
-    write_report(evaluation, tmp_path / "rep", NO_CJK, worst=worst)
+    metrics = tmp_path / "rep" / "m.json"  # `eval --out rep/m.json --report rep`: the metrics are the run's too
+    metrics.parent.mkdir()
+    metrics.write_text("{}\n", encoding="utf-8")
+    write_report(evaluation, tmp_path / "rep", NO_CJK, worst=worst, also_written=[metrics])
     shutil.move(tmp_path / "rep", tmp_path / "moved")
     assert earlier_report(tmp_path / "moved")  # before: False, so the claim said 'written by someone else'
     (tmp_path / "moved" / "index.html").write_text("edited by hand", encoding="utf-8")

@@ -77,12 +77,13 @@ def _save_png(path: Path, picture: Image.Image) -> None:
 def write_report(
     evaluation: Evaluation, out_dir: str | Path, font: FontChoice, hierarchy: Hierarchy | None = None, worst: int = 20,
     comparison: list[dict[str, Any]] | None = None, baseline_name: str | None = None, sizes: SizeResult | None = None,
-    unreadable: list[str] | None = None,
+    unreadable: list[str] | None = None, also_written: list[Path] | None = None,
 ) -> Path:
     """Write REPORT_DIR/index.html with its PNGs and return the page's path; `comparison` (eval/compare.py) adds a
     baseline-vs-this table, `sizes` the recall of small parts (AP50 and recall by size in vision tokens).
     A photo that cannot be read is drawn on a grey placeholder naming why, and `unreadable` (when given) gets why
-    (naming the photo) once for it, so that the caller can say so too."""
+    (naming the photo) once for it, so that the caller can say so too. `also_written`: files of this evaluation the
+    caller wrote into REPORT_DIR (a METRICS.json given inside it), recorded as the report's own files are."""
     out_dir = Path(out_dir)
     # Each picture folder is filled beside its name and swapped in whole: a re-run with fewer photos (--worst 2 after
     # 20) would otherwise show the earlier run's pictures beside its own (docs/outputs.md, "A re-run replaces").
@@ -98,7 +99,8 @@ def write_report(
         _save_png(path, picture)
     index = out_dir / "index.html"
     write_text_atomic(index, page)
-    _record_in_folder(out_dir, [index, *(path for path, _ in curves), out_dir / FAULTS_DIR, out_dir / WORST_DIR])
+    _record_in_folder(out_dir, [index, *(path for path, _ in curves), out_dir / FAULTS_DIR, out_dir / WORST_DIR,
+                                *(Path(p) for p in also_written or [])])
     return index
 
 
