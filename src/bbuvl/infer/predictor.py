@@ -413,7 +413,9 @@ class Predictor:
             image_grid_thw=batch.image_grid_thw, mm_token_type_ids=batch.mm_token_type_ids,
             max_new_tokens=max_new_tokens, logits_processor=LogitsProcessorList(processors),
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.convert_tokens_to_ids(TURN_END),
-            **decoding,
+            # One row per photo whatever the checkpoint's generation_config.json (a base's num_beams 3 failed every
+            # photo: 'constrained decoding was set up for 1 rows, got 3').
+            num_beams=1, num_return_sequences=1, **decoding,
         )
         return out[:, batch.input_ids.shape[1]:].cpu()
 

@@ -1,0 +1,35 @@
+"""bbuvl predict decodes one greedy row a photo whatever its checkpoint's generation_config.json says of beams."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from bbuvl.cli import app as cli
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_predict_on_a_checkpoint_whose_base_answers_by_beam_search_answers_greedily(tiny, tiny_model_dir, tmp_path):
+    from bbuvl.config import load_config
+    from bbuvl.model.checkpoint import Prompt, save_checkpoint
+    from bbuvl.model.vlm import BBUVLModel
+
+    vlm, processor = tiny
+    cfg = load_config(None, [f"model.path={tiny_model_dir}", "model.dtype=float32", "detection.enabled=false",
+                             "model.vision_positions=false", "data.teachers=null", "inference.max_new_tokens=8"])
+    checkpoint = save_checkpoint(BBUVLModel.build(vlm, cfg, processor.tokenizer), processor, cfg, cfg.model.frame(),
+                                 Prompt("Find the parts.", ["螺丝"], "zh"), tmp_path / "ckpt")
+    generation = json.loads((checkpoint / "generation_config.json").read_text(encoding="utf-8"))
+    (checkpoint / "generation_config.json").write_text(json.dumps(generation | {"num_beams": 3}), encoding="utf-8")
+    (tmp_path / "photos").mkdir()
+    Image.new("RGB", (224, 168), (90, 120, 40)).save(tmp_path / "photos" / "p.jpg")
+    r = CliRunner().invoke(cli, ["predict", "-c", str(checkpoint), "-i", str(tmp_path / "photos"), "-o",
+                                 str(tmp_path / "pred.jsonl"), "--mode", "generate", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    line = json.loads((tmp_path / "pred.jsonl").read_text(encoding="utf-8"))
+    # Before: "ValueError: constrained decoding was set up for 1 rows, got 3 (beam search is not supported)".
+    assert line["error"] in (None, "unparseable output"), line
