@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from PIL import Image
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -13,7 +12,7 @@ from rich.table import Table
 from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, finite_range, int_range, parse_range, parse_size,
                               refuse_unused, stdout_is_tty, user_errors)
 from bbuvl.cli.data_tools import warn_long_paths, workers_option
-from bbuvl.data.coords import aspect_problem
+from bbuvl.data.coords import aspect_problem, pixel_bound
 from bbuvl.data.faults import FaultCount
 from bbuvl.data.layout import DATASET_FILES
 from bbuvl.data.regions import parse_grid
@@ -116,8 +115,8 @@ def synth(
         fail("--fault-rate is for --scene bbu; shapes have no faults")
     px = parse_range(object_px, "--object-px") if object_px is not None else None
     wh = parse_size(size)
-    if wh[0] * wh[1] > Image.MAX_IMAGE_PIXELS:  # every reader here refuses such a photo (a decompression bomb)
-        fail(f"--size {size}: {wh[0] * wh[1]:,} pixels, more than the {Image.MAX_IMAGE_PIXELS:,} a photo may hold")
+    if wh[0] * wh[1] > pixel_bound():  # every reader here refuses such a photo (a decompression bomb)
+        fail(f"--size {size}: {wh[0] * wh[1]:,} pixels, more than the {pixel_bound():,} a photo may hold")
     if (why := aspect_problem(wh)) is not None:
         fail(f"--size {size}: {why}")
     try:

@@ -155,6 +155,17 @@ def orient_box(box: Sequence[float], raw: Size, orientation: int) -> Box:
     raise ValueError(f"invalid EXIF orientation {orientation}")
 
 
+# Pillow's own default for Image.MAX_IMAGE_PIXELS (int(1024 * 1024 * 1024 // 4 // 3)).
+PILLOW_DEFAULT_PIXELS = 89_478_485
+
+
+def pixel_bound() -> int:
+    """The pixels an image may hold and still be read without Pillow's decompression-bomb warning: its
+    MAX_IMAGE_PIXELS as set now, or its default where a program switched the check off (None), so that what bbu-vl
+    writes stays readable by a Pillow that keeps it on."""
+    return Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS is not None else PILLOW_DEFAULT_PIXELS
+
+
 @dataclass(frozen=True)
 class VendorFrame:
     """How an annotator's frame relates to the stored (EXIF-oriented) image."""
@@ -234,10 +245,10 @@ class CoordinateContract:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.min_pixels > self.max_pixels:
             raise ValueError(f"min_pixels ({self.min_pixels}) must not exceed max_pixels ({self.max_pixels})")
-        if self.min_pixels > Image.MAX_IMAGE_PIXELS:
+        if self.min_pixels > pixel_bound():
             # Every photo would be enlarged to it: gigabytes a photo (`data convert --resize` took 4 GB and 49 s for
             # one at 10^9), into a frame no reader opens and no model holds.
-            raise ValueError(f"min_pixels ({self.min_pixels}) would enlarge every photo past the {Image.MAX_IMAGE_PIXELS} "
+            raise ValueError(f"min_pixels ({self.min_pixels}) would enlarge every photo past the {pixel_bound()} "
                              f"pixels Pillow reads without a decompression-bomb warning (Qwen's default is {QWEN_MIN_PIXELS})")
         if (self.factor, self.box_format) != (fam.factor, fam.box_format):
             raise ValueError(f"{fam.name} resizes to multiples of {fam.factor} and writes {fam.box_format} boxes, "

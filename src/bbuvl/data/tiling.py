@@ -21,7 +21,7 @@ from typing import Callable
 from PIL import Image
 
 from bbuvl.atomic import write_bytes_atomic
-from bbuvl.data.coords import aspect_problem, box_is_degenerate
+from bbuvl.data.coords import aspect_problem, box_is_degenerate, pixel_bound
 from bbuvl.data.images import load_image
 from bbuvl.data.input_paths import file_kind
 from bbuvl.data.layout import TRAIN, VAL, missing_file_hint, write_dataset_folder
@@ -93,11 +93,11 @@ def too_large(size: tuple[int, int], spec: TileSpec) -> str | None:
         # the long side back to the same error.
         return f"the whole photo, which --whole keeps beside its tiles, is {why}; pass --tiles-only to write its tiles alone"
     region, (w, h) = max(cut(size, spec), key=lambda rs: rs[1][0] * rs[1][1])
-    if w * h <= Image.MAX_IMAGE_PIXELS:
+    if w * h <= pixel_bound():
         return None
     # Building such a tile takes gigabytes and minutes, and at twice the bound Pillow refuses to read it back.
     return (f"its {region[2] - region[0]}x{region[3] - region[1]} tiles would be written {w}x{h} at --zoom {spec.zoom:g}, "
-            f"past the {Image.MAX_IMAGE_PIXELS} pixels Pillow reads without a decompression-bomb warning; lower --zoom "
+            f"past the {pixel_bound()} pixels Pillow reads without a decompression-bomb warning; lower --zoom "
             "or cut a finer --grid")
 
 
