@@ -348,11 +348,11 @@ def duplicate_photos(rows: list[tuple[Path, int, Sample]], digests: dict[Path, s
 def near_copy_photos(rows: list[tuple[Path, int, Sample]], prints: dict[Path, np.ndarray],
                      digests: dict[Path, str]) -> list[Problem]:
     """Warnings for a photo whose pixels are another's (data/near_copies.py: saved again at another JPEG quality or
-    size, as PNG, its EXIF turn written into its pixels) on another line of its file, or in a training file and the
-    validation file, naming both: its bytes differ, so `duplicate_photos` passed it, and one photo on both sides scores
-    training photos as validation. A warning, not an error: the pixels differ, so whether they are one photo is the
-    user's call. One warning a line, naming the first line before it; copies alike in bytes or tiles of one photo are
-    `duplicate_photos`' and `split_tiles`' to name."""
+    size, as PNG, its EXIF turn written into its pixels, mirrored or turned) on another line of its file, or in a
+    training file and the validation file, naming both: its bytes differ, so `duplicate_photos` passed it, and one
+    photo on both sides scores training photos as validation. A warning, not an error: the pixels differ, so whether
+    they are one photo is the user's call. One warning a line, naming the first line before it; copies alike in bytes
+    or tiles of one photo are `duplicate_photos`' and `split_tiles`' to name."""
     students = [(file, line, sample.student, resolve_image(file, sample.student.image)) for file, line, sample in rows]
     printed = [s for s in students if s[3] in prints]
     named: set[tuple[Path, int]] = set()

@@ -85,7 +85,7 @@ def split_photos(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0.
     Image paths are rewritten to resolve from `out_dir`. The teacher pool is chosen from this split's training
     photos and always rewritten: a pool left from an earlier split would show validation photos (and their
     answers) in training prompts. Near-copies of one photo (data/near_copies.py: saved again at another quality or
-    size, as PNG, its EXIF turn written into its pixels) go to one side, as a photo's tiles do.
+    size, as PNG, its EXIF turn written into its pixels, mirrored or turned) go to one side, as a photo's tiles do.
     """
     rows = once_each(require_photos(read_lines(dataset), dataset), dataset)
     photos_found(rows, dataset)
