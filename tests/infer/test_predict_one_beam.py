@@ -33,3 +33,33 @@ def test_predict_on_a_checkpoint_whose_base_answers_by_beam_search_answers_greed
     line = json.loads((tmp_path / "pred.jsonl").read_text(encoding="utf-8"))
     # Before: "ValueError: constrained decoding was set up for 1 rows, got 3 (beam search is not supported)".
     assert line["error"] in (None, "unparseable output"), line
+
+
+def test_predict_on_a_checkpoint_whose_base_sets_max_length_says_nothing_of_it(tiny, tiny_model_dir, tmp_path):
+    import logging
+    from bbuvl.config import load_config
+    from bbuvl.model.checkpoint import Prompt, save_checkpoint
+    from bbuvl.model.vlm import BBUVLModel
+
+    vlm, processor = tiny
+    cfg = load_config(None, [f"model.path={tiny_model_dir}", "model.dtype=float32", "detection.enabled=false",
+                             "model.vision_positions=false", "data.teachers=null", "inference.max_new_tokens=8"])
+    checkpoint = save_checkpoint(BBUVLModel.build(vlm, cfg, processor.tokenizer), processor, cfg, cfg.model.frame(),
+                                 Prompt("Find the parts.", ["螺丝"], "zh"), tmp_path / "ckpt")
+    generation = json.loads((checkpoint / "generation_config.json").read_text(encoding="utf-8"))
+    (checkpoint / "generation_config.json").write_text(json.dumps(generation | {"max_length": 2048}), encoding="utf-8")
+    (tmp_path / "photos").mkdir()
+    for name in ("p.jpg", "q.jpg"):
+        Image.new("RGB", (224, 168), (90, 120, 40)).save(tmp_path / "photos" / name)
+    said: list[str] = []
+    heard = logging.Handler()
+    heard.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("transformers").addHandler(heard)  # transformers' loggers do not propagate to the root
+    try:
+        r = CliRunner().invoke(cli, ["predict", "-c", str(checkpoint), "-i", str(tmp_path / "photos"), "-o",
+                                     str(tmp_path / "pred.jsonl"), "--mode", "generate", "--device", "cpu", "--batch-size", "1"])
+    finally:
+        logging.getLogger("transformers").removeHandler(heard)
+    assert r.exit_code == 0, r.output
+    # Before: "Both `max_new_tokens` (=8) and `max_length`(=2048) seem to have been set" once a batch
+    assert not [m for m in said if "max_length" in m], said

@@ -200,6 +200,11 @@ class Predictor:
                  train_scale: float | None = None):
         self.model, self.processor, self.contract, self.prompt, self.cfg = model, processor, contract, prompt, cfg
         self.device = device
+        generation = getattr(getattr(model, "vlm", None), "generation_config", None)
+        if generation is not None and generation.max_length is not None:
+            # Every call passes max_new_tokens: a base's max_length beside it made transformers warn "Both
+            # `max_new_tokens` and `max_length`" on every batch
+            generation.max_length = None
         # Frame pixels per photo pixel `tiles: auto` shows photos at: the checkpoint's chosen tile scale, else its
         # training scale (infer/tile_scale.py).
         self.train_scale = train_scale
