@@ -19,11 +19,11 @@ photo of its colour.
 
 A copy mirrored or turned in its pixels (a flip for augmentation, a turn a viewer saved with no EXIF to undo it) is the
 same scene and leaks across a split the same way: two prints are compared in each of the 8 ways one can lie on the
-other (`TURNS`), which on an 8x8 thumbnail is a reordering of its values. Copies in each of the 7 other turns (JPEG at
-quality 60 and PNG, 40 photos of each scene) differ by at most 2 levels in theirs; distinct synthetic photos, in
-whichever turn is closest, by at least 14 (15 as taken: every
-pair of 600 photos of each of wide, close-up and shapes at 640x480, wide at 448x336 and shapes at 224x224; a shapes
-photo mirrored comes nearest another, a few shapes on a plain background), so `NEAR_COPY_LEVELS` still lies between.
+other (`TURNS`), which on an 8x8 thumbnail is a reordering of its values. Turned, they must be closer
+(`TURNED_LEVELS`, 5): copies in the 7 other turns differed by at most 4 levels (JPEG at quality 30, half size, WebP;
+30 photos of each scene), and distinct photos by at least 14 in 3,000 synthetic ones (600 of each of wide, close-up
+and shapes at 640x480, wide at 448x336 and shapes at 224x224) but by 7 in the demo's 1,050 shapes photos (13 as taken):
+one shape on a plain background, where another photo's shape sits where a turn puts it.
 
 Measured (bench/near_copies.py; docs/data_names.md, "Near-copies"): copies differ by at most 3 levels (JPEG at quality
 60 and 30, PNG, WebP, half and quarter size, an EXIF turn written into the pixels), distinct photos of the synthetic
@@ -54,6 +54,11 @@ NEAR_COPY_LEVELS = 8.0
 # Twice that: frames of grey noise span at most 10 levels once seen small (any two of them were "near-copies"), the
 # synthetic photos at least 21 (a shape a little off its background's grey).
 DETAIL_LEVELS = 2 * NEAR_COPY_LEVELS
+# A copy found only turned or mirrored needs its prints closer: each photo meets 7 more of another's, and a scene of
+# one shape on a plain background has a distinct photo with that shape where a turn puts it. On the demo's 1,050 shapes
+# photos a distinct pair came within 7 levels in another turn (13 as taken); copies turned or mirrored and saved again
+# (JPEG at quality 30, half size, WebP) within 4.
+TURNED_LEVELS = 5.0
 
 
 # What a near-copy may be, as messages say it.
@@ -146,10 +151,11 @@ def photo_prints(paths: Sequence[Path], workers: int | None = None,
     return prints
 
 
-def near_copies(prints: Sequence[np.ndarray | None], levels: float = NEAR_COPY_LEVELS,
-                block: int = 1024) -> list[NearCopy]:
-    """Each photo's earliest near-copy (the pair of it and the first photo before it whose print, as taken or turned or
-    mirrored (`TURNS`), differs by at most `levels` everywhere), and the other pairs that join two photos' groups,
+def near_copies(prints: Sequence[np.ndarray | None], levels: float = NEAR_COPY_LEVELS, block: int = 1024,
+                turned_levels: float = TURNED_LEVELS) -> list[NearCopy]:
+    """Each photo's earliest near-copy (the pair of it and the first photo before it whose print differs by at most
+    `levels` everywhere as taken, or `turned_levels` turned or mirrored: `TURNS`), and the other pairs that join two
+    photos' groups,
     sorted by `(first, second)`: enough for `copy_groups` to find every group, and at most two pairs a photo. All pairs
     were asked for before: a fixed camera's 5,000 shots of one view are 12.5 million of them.
 
@@ -194,7 +200,7 @@ def near_copies(prints: Sequence[np.ndarray | None], levels: float = NEAR_COPY_L
             roots = parent[roots]
         needed = ~(settled[second] & (roots[first] == roots[second]))
         first, second = first[needed], second[needed]
-        largest, turn = _closest_turn(full, means, first, second, levels)
+        largest, turn = _closest_turn(full, means, first, second, min(turned_levels, levels))
         near = largest <= levels
         first, second, largest, turn = first[near], second[near], largest[near], turn[near]
         # Rows come in order, so a photo's first pair in a stable sort by `second` is with its earliest near-copy, and
@@ -214,34 +220,38 @@ def near_copies(prints: Sequence[np.ndarray | None], levels: float = NEAR_COPY_L
 
 
 def _closest_turn(full: np.ndarray, means: np.ndarray, first: np.ndarray, second: np.ndarray,
-                  levels: float) -> tuple[np.ndarray, np.ndarray]:
+                  turned_levels: float) -> tuple[np.ndarray, np.ndarray]:
     """For each pair of rows of `full` (flattened prints; `means` their 4x4 means), the largest difference of their
-    values in the turn of the second that is closest to the first, and that turn (an index into `TURNS`; as taken on a
-    tie, so that a copy of a photo that looks the same mirrored is a plain copy). A turn is compared in full only where
-    its 4x4 means, which differ no more than the values they average, could beat as taken and `levels`: few pairs."""
+    values as taken, or in the turn of the second closest to the first where that is closer and within `turned_levels`,
+    and which (an index into `TURNS`; as taken on a tie, so that a copy of a photo that looks the same mirrored is a
+    plain copy). A turn is compared in full only where its 4x4 means, which differ no more than the values they
+    average, could beat both: few pairs."""
     largest = np.concatenate([np.abs(full[first[k : k + 65536]] - full[second[k : k + 65536]]).max(axis=1)
                               for k in range(0, len(first), 65536)] or [np.empty(0, np.float32)])
     turn = np.zeros(len(first), dtype=np.int64)
     for k in range(0, len(first), 8192):
         at = np.arange(k, min(k + 8192, len(first)))
         coarse = np.abs(means[second[at]][:, _MEAN_TURN_ORDERS[1:]] - means[first[at]][:, None, :]).max(axis=2)
-        pair, other = np.nonzero((coarse < largest[at, None]) & (coarse <= levels))  # [pairs, 7 turns] -> worth it
+        pair, other = np.nonzero((coarse < largest[at, None]) & (coarse <= turned_levels))  # [pairs, 7 turns] -> worth it
         each = np.full(coarse.shape, np.inf, dtype=np.float32)
         each[pair, other] = np.abs(full[second[at[pair]]][np.arange(len(pair))[:, None], _TURN_ORDERS[other + 1]]
                                    - full[first[at[pair]]]).max(axis=1)
         best = each.argmin(axis=1)
         closest = each[np.arange(len(at)), best]
-        closer = closest < largest[at]
+        closer = (closest < largest[at]) & (closest <= turned_levels)
         largest[at[closer]], turn[at[closer]] = closest[closer], best[closer] + 1
     return largest, turn
 
 
-def closest_turn(first: np.ndarray, second: np.ndarray) -> tuple[float, int]:
-    """The largest difference of two prints (`photo_print`) in the turn of `second` closest to `first`, and that turn
-    (an index into `TURNS`, as taken on a tie): one pair, without `near_copies`' screen."""
+def closest_turn(first: np.ndarray, second: np.ndarray, turned_levels: float = TURNED_LEVELS) -> tuple[float, int]:
+    """The largest difference of two prints (`photo_print`) as taken, or in the turn of `second` closest to `first`
+    where that is closer and within `turned_levels`, and which (an index into `TURNS`): one pair as `near_copies`
+    compares it, a near-copy when the difference is within `NEAR_COPY_LEVELS`."""
     each = np.abs(np.asarray(second, dtype=np.float32).ravel()[_TURN_ORDERS]
                   - np.asarray(first, dtype=np.float32).ravel()).max(axis=1)
     best = int(each.argmin())
+    if best and (each[best] > turned_levels or each[best] >= each[0]):
+        best = 0
     return round(float(each[best]), 2), best
 
 
