@@ -27,23 +27,34 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
         return
-    # A group SIGTERM (a terminal, `timeout`, systemd's stop) ends the command's DataLoader workers too, by the signal,
-    # and torch's SIGCHLD handler here reports each as "DataLoader worker is killed by signal" wherever the cleanup
-    # stands: a traceback after our line, or instead of it with status 1 (15 of 20 runs). The command is ending and
-    # shuts its workers down itself, so it stops watching them.
-    if callable(signal.getsignal(signal.SIGCHLD)):
-        signal.signal(signal.SIGCHLD, _children_end_with_the_command)
+    _stopping()
     raise Terminated
-
-
-def _children_end_with_the_command(signum: int, frame: FrameType | None) -> None:
-    """SIGCHLD once the command is terminating: nothing to report. A handler, not SIG_DFL: a SIGCHLD already pending
-    when the handler changed would be printed as 'Signal 17 ignored due to race condition'."""
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     _INTERRUPTED[0] = os.getpid() == _MAIN_PID[0]
+    if _INTERRUPTED[0]:
+        _stopping()
     signal.default_int_handler(signum, frame)
+
+
+def _stopping() -> None:
+    """From here on a repeated SIGTERM or Ctrl-C, and a child's exit, leave the cleanup under way alone."""
+    # The command stops once: a second Ctrl-C or SIGTERM (pressed twice, a supervisor asking again) raised again inside
+    # the first's cleanup and cut it short, leaving a data synth folder of 300 photos without train.jsonl behind the
+    # line saying it was removed. SIGKILL, or Ctrl-\, still ends a cleanup at once.
+    # And a group SIGTERM (a terminal, `timeout`, systemd's stop) ends the command's DataLoader workers too, by the
+    # signal; torch's SIGCHLD handler here reported each as "DataLoader worker is killed by signal" wherever the cleanup
+    # stood: a traceback after our line, or instead of it with status 1 (15 of 20 runs). The command shuts its workers
+    # down itself, so it stops watching them.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        if callable(signal.getsignal(sig)):
+            signal.signal(sig, _already_stopping)
+
+
+def _already_stopping(signum: int, frame: FrameType | None) -> None:
+    """A signal once the command is stopping: its cleanup goes on. A handler, not SIG_IGN: a signal already pending when
+    the handler changed would be printed as 'Signal N ignored due to race condition'."""
 
 
 _MAIN_PID = [0]
