@@ -60,8 +60,9 @@ def test_a_16bit_png_is_not_turned_white(tmp_path):
 def test_data_check_says_when_an_image_needed_more_than_a_plain_conversion(tmp_path):
     (tmp_path / "images").mkdir()
     saved(Image.fromarray((GREY.astype(np.uint16) * 257)), tmp_path / "images" / "g16.png")
-    # Another picture: the same one in 8 bits would be the 16-bit one's near-copy, which check warns of too.
-    saved(Image.fromarray(np.ascontiguousarray(GREY[::-1]), "L"), tmp_path / "images" / "l.png")
+    # Another picture (its negative): the same one in 8 bits, or flipped or turned, would be the 16-bit one's
+    # near-copy, which check warns of too.
+    saved(Image.fromarray(255 - GREY, "L"), tmp_path / "images" / "l.png")
     rows = ['{"images": ["images/g16.png"], "width": 2, "height": 2, "objects": []}',
             '{"images": ["images/l.png"], "width": 2, "height": 2, "objects": []}']
     (tmp_path / "train.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")

@@ -250,12 +250,12 @@ def split(
     claim_outputs("data split", {"DATASET": dataset}, outputs, overwrite=overwrite)
     with user_errors(), replacing(outputs):  # a failed re-run leaves the earlier split whole, never half of each
         result = split_photos(dataset, out_dir, val_ratio, seed, num_teachers)
-    console.print(f"{result.train} train, {result.val} val photos, {min(num_teachers, result.train)} teachers from train "
+    console.print(f"{result.train} train, {result.val} val photos, {result.teachers} teachers from train "
                   f"(seed {seed}) -> {out_dir}", markup=False, soft_wrap=True)
     if result.near_copies:  # photos a tool saved again: kept, and kept together, but the user may want one of each
         groups = len(result.near_copies)
         console.print(f"{groups} group{'s' if groups > 1 else ''} of near-copies (one photo saved again: another JPEG "
-                      f"quality, PNG, a smaller size, its EXIF turn in its pixels), "
+                      f"quality, PNG, a smaller size, its EXIF turn in its pixels, mirrored or turned), "
                       f"{sum(map(len, result.near_copies))} photos, each kept on one side: "
                       + "; ".join(", ".join(g) for g in result.near_copies[:5])
                       + (f"; and {groups - 5} more" if groups > 5 else "")
