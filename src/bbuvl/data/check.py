@@ -52,7 +52,7 @@ class ImageInfo:
     """What an image file says about its size: the pixel grid and how a viewer shows it."""
 
     raw: tuple[int, int]  # (width, height) of the pixel grid in the file
-    upright: tuple[int, int]  # (width, height) after EXIF orientation, what load_image returns
+    upright: tuple[int, int]  # (width, height) after EXIF orientation: load_image's `size`
     orientation: int
     conversion: str | None = None  # what decoding to 8-bit RGB took beyond a plain conversion (data/images.py)
 
@@ -67,7 +67,8 @@ def probe_image(path: Path, decode: bool = True) -> ImageInfo | str:
             img = load_image(path)
         except ImageError as e:
             return str(e).removeprefix(f"{path}: ")
-        return ImageInfo(img.raw_size, img.image.size, img.orientation, img.conversion)
+        # the stored photo's upright size: a JPEG past Pillow's pixel limit decodes smaller (data/images.py)
+        return ImageInfo(img.raw_size, img.size, img.orientation, img.conversion)
     try:
         with open_image(path, decode=False) as im:
             raw = im.size
