@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
-import textwrap
 
 import pytest
 
 from bbuvl.config import load_config
 from bbuvl.train.run_record import RUN_RECORD, ResumeMismatch, check_resume, write_run_record
+from tests.user_code import user_code
 
 MODULES = ("rl7_rewards", "rl7_rules", "rl7_pkg", "rl7_pkg.deep", "rl7_pkg.near", "rl7_kinds_a")
 
@@ -20,21 +19,9 @@ MODULES = ("rl7_rewards", "rl7_rules", "rl7_pkg", "rl7_pkg.deep", "rl7_pkg.near"
 @pytest.fixture()
 def code(tmp_path, monkeypatch):
     """The user's code in its own folder on the import path; `write(name, text)` writes a module afresh."""
-    folder = tmp_path / "code"
-    (folder / "rl7_pkg").mkdir(parents=True)
-    monkeypatch.syspath_prepend(str(folder))
-    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # a rewrite in the same second must not load a stale .pyc
-
-    def write(name: str, text: str):
-        path = folder / name
-        path.write_text(textwrap.dedent(text), encoding="utf-8")
-        for module in MODULES:
-            sys.modules.pop(module, None)
-        return path
-
-    yield write
-    for module in MODULES:
-        sys.modules.pop(module, None)
+    (tmp_path / "code" / "rl7_pkg").mkdir(parents=True)
+    with user_code(tmp_path / "code", monkeypatch, MODULES) as write:
+        yield write
 
 
 def _config(out, function: str):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import textwrap
 
 import pytest
@@ -15,6 +14,7 @@ import pytest
 from bbuvl.config import load_config
 from bbuvl.train.run_record import (RUN_RECORD, ResumeMismatch, check_resume, record_accepted_code,
                                     write_run_record)
+from tests.user_code import user_code
 
 MODULES = ("rw9_rewards",)
 
@@ -22,21 +22,8 @@ MODULES = ("rw9_rewards",)
 @pytest.fixture()
 def code(tmp_path, monkeypatch):
     """The user's code in its own folder on the import path; `write(name, text)` writes a module afresh."""
-    folder = tmp_path / "code"
-    folder.mkdir()
-    monkeypatch.syspath_prepend(str(folder))
-    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # a rewrite in the same second must not load a stale .pyc
-
-    def write(name: str, text: str):
-        path = folder / name
-        path.write_text(textwrap.dedent(text), encoding="utf-8")
-        for module in MODULES:
-            sys.modules.pop(module, None)
-        return path
-
-    yield write
-    for module in MODULES:
-        sys.modules.pop(module, None)
+    with user_code(tmp_path / "code", monkeypatch, MODULES) as write:
+        yield write
 
 
 def _config(out, *overrides: str):

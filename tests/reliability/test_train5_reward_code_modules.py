@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -19,6 +17,7 @@ from bbuvl.rl.trainer import train_grpo
 from bbuvl.train.run_record import CHECKPOINT_RECORD, RUN_RECORD, ResumeMismatch, check_resume
 from tests.rl.test_grpo_trainer import grpo_config  # noqa: F401 - the fixture
 from tests.train.test_run_inputs import _tree
+from tests.user_code import user_code
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore")]
 
@@ -31,33 +30,20 @@ def code(tmp_path, monkeypatch):
     """`write(scale)`: the user's code in its own folder on the import path: rl5_rewards.size calls rl5_helpers.scaled,
     which calls rl5_pkg.deep.SCALE (a package's module, imported relatively); each write is read afresh, as a new process
     would."""
-    folder = tmp_path / "code"
-    (folder / "rl5_pkg").mkdir(parents=True)
-    monkeypatch.syspath_prepend(str(folder))
-    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # a rewrite in the same second must not load a stale .pyc
-    (folder / "rl5_rewards.py").write_text(textwrap.dedent("""\
-        import json
+    (tmp_path / "code" / "rl5_pkg").mkdir(parents=True)
+    with user_code(tmp_path / "code", monkeypatch, MODULES) as write:
+        write("rl5_rewards.py", """\
+            import json
 
-        from rl5_helpers import scaled
+            from rl5_helpers import scaled
 
 
-        def size(truth, answer):
-            return scaled(len(answer))
-        """), encoding="utf-8")
-    (folder / "rl5_helpers.py").write_text("from rl5_pkg import deep\n\n\ndef scaled(n):\n    return n * deep.SCALE\n",
-                                           encoding="utf-8")
-    (folder / "rl5_pkg" / "__init__.py").write_text("from . import deep  # noqa: F401\n", encoding="utf-8")
-
-    def write(scale: str) -> Path:
-        deep = folder / "rl5_pkg" / "deep.py"
-        deep.write_text(f"SCALE = {scale}\n", encoding="utf-8")
-        for name in MODULES:
-            sys.modules.pop(name, None)
-        return deep
-
-    yield write
-    for name in MODULES:
-        sys.modules.pop(name, None)
+            def size(truth, answer):
+                return scaled(len(answer))
+            """)
+        write("rl5_helpers.py", "from rl5_pkg import deep\n\n\ndef scaled(n):\n    return n * deep.SCALE\n")
+        write("rl5_pkg/__init__.py", "from . import deep  # noqa: F401\n")
+        yield lambda scale: write("rl5_pkg/deep.py", f"SCALE = {scale}\n")
 
 
 def longer(cfg, steps: int):
