@@ -22,7 +22,7 @@ from bbuvl.paths import real_path
 
 if TYPE_CHECKING:  # data.check reads photos, diagnostics.probe loads torch: imported when a command runs
     from bbuvl.data.check import Problem
-    from bbuvl.diagnostics.probe import DatasetProbe
+    from bbuvl.diagnostics.probe import ProbeRows
 
 app = command_group(help="Diagnose datasets, checkpoints and memory; look inside the detection head.", no_args_is_help=True)
 
@@ -126,11 +126,16 @@ def _where(problem: Problem) -> str:
     return str(problem) if problem.line else f"{problem.file}: {problem.message}"
 
 
-def _probed(probe: DatasetProbe, source: Path) -> DatasetProbe:
-    """Name each photo of `source` the probe left out, and say how many it looked at instead."""
-    print_first([f"{s}: left out" for s in probe.skipped],
+def _rows(source: Path, samples: int) -> ProbeRows:
+    """The samples of `source` to probe with, each photo left out named: called before the checkpoint loads where the
+    dataset is given, so that a malformed line is named in seconds, not once a real model has loaded (minutes)."""
+    from bbuvl.diagnostics.probe import probe_rows
+
+    with user_errors(OSError, ValueError):
+        chosen = probe_rows(source, samples)
+    print_first([f"{s}: left out" for s in chosen.skipped],
                 f" photos of {source} that cannot be read were left out; `bbuvl doctor data {source}` lists every one")
-    return probe
+    return chosen
 
 
 def _model_folder(path: Path) -> str | None:
@@ -355,18 +360,20 @@ def features(
     """Activation statistics and dead units per layer of the detection head and its adapters."""
     from bbuvl.diagnostics.features import feature_stats
     from bbuvl.diagnostics.plots import plot_features
-    from bbuvl.diagnostics.probe import dataset_batches
+    from bbuvl.diagnostics.probe import encode_rows
 
     check_device(device)
     claim_outputs("doctor features", {"CHECKPOINT": checkpoint, "--data": data}, [out], overwrite=overwrite)
     _check_plot(out)
     _check_given({"--data": data})
+    rows = _rows(data, samples) if data is not None else None
     predictor = _predictor(checkpoint, device, "features", needs_head=True)
     source = data or _default_dataset(predictor.cfg)
     if source is None:
         fail(_no_dataset(predictor.cfg))
+    rows = rows or _rows(source, samples)
     with user_errors(OSError, ValueError):
-        probe = _probed(dataset_batches(predictor, source, samples, predictor.cfg.inference.batch_size), source)
+        probe = encode_rows(predictor, rows, predictor.cfg.inference.batch_size)
         stats = feature_stats(predictor.model, probe.batches)
     table = Table(title=f"doctor features: {escape(str(checkpoint))} on {probe.photos} photos of {escape(str(source))}")
     for col in ("layer", "units", "mean", "std", "min", "max", "dead"):
@@ -438,7 +445,7 @@ def coordinates(
 ) -> None:
     """Whether the LLM knows each box's coordinates before it writes them: cross-validated R² of a linear probe per layer."""
     from bbuvl.diagnostics.coordinates import COORDINATES, probe_coordinates
-    from bbuvl.diagnostics.probe import dataset_batches
+    from bbuvl.diagnostics.probe import encode_rows
 
     check_device(device)
     if out is not None and out.suffix:
@@ -454,12 +461,14 @@ def coordinates(
     claim_outputs("doctor coordinates", {"CHECKPOINT": checkpoint, "--data": data}, [out] if out else [],
                   overwrite=overwrite)
     _check_given({"--data": data})
+    rows = _rows(data, samples) if data is not None else None
     predictor = _predictor(checkpoint, device, "coordinates", labels_from=data)
     source = data or _default_dataset(predictor.cfg)
     if source is None:
         fail(_no_dataset(predictor.cfg))
+    rows = rows or _rows(source, samples)
     with user_errors(OSError, ValueError):
-        photos = _probed(dataset_batches(predictor, source, samples, predictor.cfg.inference.batch_size), source)
+        photos = encode_rows(predictor, rows, predictor.cfg.inference.batch_size)
         probe = probe_coordinates(predictor.model, predictor.tokenizer, photos.batches)
     table = Table(title=f"doctor coordinates: {escape(str(checkpoint))} on {probe.objects} boxes of {photos.photos} "
                         f"photos of {escape(str(source))} "
@@ -510,7 +519,7 @@ def landscape(
     """Loss along two random filter-normalised directions around the checkpoint (parameters restored exactly)."""
     from bbuvl.diagnostics.landscape import MAX_STEPS, loss_landscape
     from bbuvl.diagnostics.plots import plot_landscape
-    from bbuvl.diagnostics.probe import dataset_batches
+    from bbuvl.diagnostics.probe import encode_rows
 
     from bbuvl.train.param_groups import parse_groups
 
@@ -522,9 +531,10 @@ def landscape(
     claim_outputs("doctor landscape", {"CHECKPOINT": checkpoint, "DATASET": dataset}, [out], overwrite=overwrite)
     _check_plot(out)
     _check_given({"DATASET": dataset})
+    rows = _rows(dataset, samples)
     predictor = _predictor(checkpoint, device, "landscape")
     with user_errors(OSError, ValueError):
-        photos = _probed(dataset_batches(predictor, dataset, samples, predictor.cfg.inference.batch_size), dataset)
+        photos = encode_rows(predictor, rows, predictor.cfg.inference.batch_size)
         with _progress("landscape") as progress:
             task = progress.add_task("landscape", total=steps * steps)
             land = loss_landscape(predictor.model, photos.batches, chosen, steps, span, seed,

@@ -15,7 +15,7 @@ from PIL import Image
 
 from bbuvl.data.families import IMAGE_TOKEN
 from bbuvl.data.check import check_size, probe_image
-from bbuvl.data.schema import ImageRecord, iter_dataset, resolve_image
+from bbuvl.data.schema import ImageRecord, Sample, iter_dataset, resolve_image
 from bbuvl.encode.collate import Batch, PaddedCollator
 from bbuvl.infer.predictor import Predictor, Prepared
 from bbuvl.model.detection_head import DetectionOutput
@@ -37,14 +37,25 @@ class DatasetProbe:
     skipped: list[str] = field(default_factory=list)  # `file:line: image ...: why` of each photo that cannot be read
 
 
-def dataset_batches(predictor: Predictor, dataset: str | Path, max_samples: int, batch_size: int) -> DatasetProbe:
-    """The first `max_samples` photos of a dataset JSONL that can be read, as training batches (answers and head
-    targets, no teachers); each one that cannot (missing, no image, another size than its record, cut short) is left
-    out and named. Training's dataset shows the next sample in the place of one it cannot read: here that photo would
-    be probed twice, and rows repeated across the probe's folds read as a model that knows its boxes."""
-    encoded, skipped = [], []
+@dataclass
+class ProbeRows:
+    """The samples of a dataset a doctor command will look through, with their lines, and those it had to leave out:
+    chosen before the checkpoint loads, so a malformed line or unreadable photos are named first (a real model takes
+    minutes to load)."""
+
+    dataset: Path
+    rows: list[tuple[int, Sample]]
+    skipped: list[str] = field(default_factory=list)  # `file:line: image ...: why` of each photo that cannot be read
+
+
+def probe_rows(dataset: str | Path, max_samples: int) -> ProbeRows:
+    """The first `max_samples` samples of a dataset JSONL whose photos can be read; each one that cannot (missing, no
+    image, another size than its record, cut short) is left out and named. Training's dataset shows the next sample in
+    the place of one it cannot read: here that photo would be probed twice, and rows repeated across the probe's folds
+    read as a model that knows its boxes. DatasetError at the first malformed line read; ValueError when none is left."""
+    rows, skipped = [], []
     for row in iter_dataset(dataset):
-        if len(encoded) == max_samples:
+        if len(rows) == max_samples:
             break
         if row.error is not None:
             raise row.error
@@ -52,16 +63,26 @@ def dataset_batches(predictor: Predictor, dataset: str | Path, max_samples: int,
         if (problem := next((p for r in records if (p := _photo_problem(dataset, r)) is not None), None)) is not None:
             skipped.append(f"{dataset}:{row.line}: {problem}")
             continue
-        one = ConversationDataset(sources_from([row.sample], dataset, [row.line]), predictor.encoder,
-                                  predictor.contract, oversize="resize")
-        encoded.append(one[0])
-    if not encoded:
+        rows.append((row.line, row.sample))
+    if not rows:
         if not skipped:
             raise ValueError(f"{dataset}: no samples")
         raise ValueError(f"{dataset}: none of its {len(skipped)} photos can be read, the first {skipped[0]}")
+    return ProbeRows(Path(dataset), rows, skipped)
+
+
+def encode_rows(predictor: Predictor, chosen: ProbeRows, batch_size: int) -> DatasetProbe:
+    """`chosen` as training batches (answers and head targets, no teachers) in the checkpoint's frame and prompt."""
+    encoded = [ConversationDataset(sources_from([sample], chosen.dataset, [line]), predictor.encoder, predictor.contract,
+                                   oversize="resize")[0] for line, sample in chosen.rows]
     collate = collator_for(predictor)
     batches = [collate(encoded[s:s + batch_size]) for s in range(0, len(encoded), batch_size)]
-    return DatasetProbe(batches, len(encoded), skipped)
+    return DatasetProbe(batches, len(encoded), chosen.skipped)
+
+
+def dataset_batches(predictor: Predictor, dataset: str | Path, max_samples: int, batch_size: int) -> DatasetProbe:
+    """The first `max_samples` photos of a dataset JSONL that can be read (`probe_rows`), as training batches."""
+    return encode_rows(predictor, probe_rows(dataset, max_samples), batch_size)
 
 
 def _photo_problem(dataset: str | Path, record: ImageRecord) -> str | None:
