@@ -138,6 +138,28 @@ def _rows(source: Path, samples: int) -> ProbeRows:
     return chosen
 
 
+def _given_photos(images: Path, batch_size: int) -> list[str]:
+    """The photos of `doctor memory --images` (a photo, a folder or a dataset JSONL), each opened before the checkpoint
+    loads: one missing or no picture was named once every weight had loaded, and a dataset's by its path alone, not
+    its `file:line`. Whether the model's frame holds each is checked once it has loaded (`prepare_named`)."""
+    from bbuvl.data.images import IMAGE_SUFFIXES, open_image
+    from bbuvl.data.schema import iter_dataset
+    from bbuvl.infer.batch import list_inputs
+
+    with user_errors(OSError, ValueError):
+        photos = [str(images)] * batch_size if images.suffix.lower() in IMAGE_SUFFIXES else list_inputs(images)[:batch_size]
+        # a JSONL lists its photos in file order, one a line (list_inputs refused a malformed line or one listed twice)
+        where = ([f"{images}:{row.line}: " for row, _ in zip(iter_dataset(images), photos)] if images.is_file()
+                 and images.suffix.lower() not in IMAGE_SUFFIXES else [""] * len(photos))
+    for photo, at in dict(zip(photos, where)).items():
+        try:
+            with open_image(photo, decode=False):
+                pass
+        except (OSError, ValueError) as e:
+            fail(f"{at}{e}")
+    return photos
+
+
 def _model_folder(path: Path) -> str | None:
     """What a folder holding a model and no dataset is ('a checkpoint folder', 'a model folder'), else None."""
     from bbuvl.data.layout import TRAIN
@@ -310,12 +332,15 @@ def memory(
     claim_outputs("doctor memory", {"CHECKPOINT": checkpoint, "--images": images}, [out], overwrite=overwrite)
     _check_plot(out)
     _check_given({"--images": images})
+    given = _given_photos(images, batch_size) if images is not None else None
     predictor = _predictor(checkpoint, device, "memory")
     with user_errors(ValueError):
         predictor.check_mode(mode)  # a mode this checkpoint cannot run fails once, before any iteration
     source = images or _default_dataset(predictor.cfg)
     with user_errors(OSError, ValueError):
-        if source is None:
+        if given is not None:
+            inputs = given
+        elif source is None:
             # The run's photos are not at hand (a checkpoint copied from elsewhere): its synthetic picture stands in.
             inputs = [sample_image(predictor.cfg)] * batch_size
             console.print(f"[yellow]note:[/] neither the run's data.val nor data.train is here "
