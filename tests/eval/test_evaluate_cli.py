@@ -180,7 +180,7 @@ def test_a_report_folder_is_eval_s_own_never_one_of_the_user_s_files(eval_files,
     (mine / "notes.txt").write_text("mine\n", encoding="utf-8")
     result = report_into(mine, tmp_path / "m.json")
     said = " ".join(result.output.split())
-    assert result.exit_code == 2 and f"{mine}: exists and was not written by `bbuvl eval`" in said, result.output
+    assert result.exit_code == 2 and f"{mine}: holds notes.txt, which `bbuvl eval` did not write" in said, result.output
     assert [p.name for p in mine.iterdir()] == ["notes.txt"] and not (tmp_path / "m.json").exists()
     result = report_into(pred.parent, tmp_path / "m.json", "--overwrite")
     said = " ".join(result.output.split())
@@ -194,7 +194,8 @@ def test_a_report_folder_is_eval_s_own_never_one_of_the_user_s_files(eval_files,
     assert {"index.html", "m.json", "m.coco.json", "worst"} <= {p.name for p in report.iterdir()}
     (report / "notes.txt").write_text("mine\n", encoding="utf-8")  # no longer the report eval wrote
     result = report_into(report, tmp_path / "m.json")
-    assert result.exit_code == 2 and "changed since `bbuvl eval` wrote it" in " ".join(result.output.split())
+    # the file put in is named, not the report's own beside it
+    assert result.exit_code == 2 and f"{report}: holds notes.txt, which" in " ".join(result.output.split()), result.output
     result = report_into(mine, tmp_path / "m.json", "--overwrite")  # given up: the report goes in, the rest stays
     assert result.exit_code == 0 and (mine / "notes.txt").read_text(encoding="utf-8") == "mine\n", result.output
     assert (mine / "index.html").is_file()

@@ -14,7 +14,7 @@ from rich.table import Table
 from bbuvl.atomic import write_text_atomic
 from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, claim_outputs, console, fail, finite_range,
                               int_range, cell, print_first, refuse_unused, require_file, user_errors)
-from bbuvl.outputs import same_path
+from bbuvl.outputs import same_path, writer_of
 from bbuvl.paths import real_path
 
 LEVEL_HELP = "Evaluate categories at this hierarchy level (1 = category, 2 = category/attribute; default: full label)."
@@ -163,6 +163,11 @@ def evaluate(
     if report:
         # The report folder is eval's whole, as viz's is (docs/outputs.md): absent, empty or an earlier report of its
         # own; `--report ~` put index.html, the curves, worst/ and faults/ among the user's files. --out may lie in it.
+        if not overwrite and (strangers := not_the_reports(report)):
+            # The claim said 'written by someone else' of the folder: a note put into a report named nothing to move
+            fail(f"{report}: holds {strangers}, which `bbuvl eval` did not write; it writes its report into a folder of "
+                 "its own (--report): move them out, choose another --report, or pass --overwrite to write the report "
+                 "among them")
         claim_outputs("eval", inputs, folders=[report], overwrite=overwrite or earlier_report(report))
     with user_errors(ValueError, OSError):
         base_metrics = read_metrics(baseline) if baseline is not None else None
@@ -232,7 +237,8 @@ def evaluate(
         unreadable: list[str] = []
         with console.status("drawing the report", spinner="dots"), user_errors(OSError):
             index = write_report(evaluation, report, font, h, worst=worst, comparison=comparison,
-                                 baseline_name=str(baseline) if baseline else None, sizes=sizes, unreadable=unreadable)
+                                 baseline_name=str(baseline) if baseline else None, sizes=sizes, unreadable=unreadable,
+                                 also_written=in_report)
         print_first([f"{p} (drawn as a grey placeholder in the report)" for p in unreadable],
                     " photos drawn as grey placeholders")
         console.print(f"[green]report[/]: {escape(str(index))}", soft_wrap=True)
@@ -252,13 +258,33 @@ def predicted_by(pred: Path) -> Path | None:
 
 def earlier_report(report: Path) -> bool:
     """Whether `report` is a folder holding an earlier report of eval's and nothing else: each thing in it written by
-    `bbuvl eval` as it is now, recorded with the folder or, by an earlier version, on its own in the folder's ledger."""
-    from bbuvl.outputs import LEDGER, LOCK_SUFFIX, writer_of
+    `bbuvl eval` as it is now, recorded with the folder or in the folder's own ledger (the report's, which moves with
+    it, eval/report.py)."""
+    entries = _report_entries(report)
+    return bool(entries) and all(writer_of(p) == "eval" for p in entries)
+
+
+def not_the_reports(report: Path) -> str:
+    """What in the folder `report` no run of `bbuvl eval` wrote as it is now, named relative to it (the first three
+    and how many more); '' when there is none, or when a killed eval's lock file says the folder is that run's half
+    (its claim takes it as its own)."""
+    from bbuvl.data.text import spell_controls
+    from bbuvl.outputs import writer_at
+
+    if (killed := writer_at(report)) is not None and not killed.running and killed.command == "eval":
+        return ""
+    strangers = sorted(spell_controls(p.name) + ("/" if p.is_dir() and not p.is_symlink() else "")
+                       for p in _report_entries(report) if writer_of(p) != "eval")
+    return ", ".join(strangers[:3]) + (f" and {len(strangers) - 3} more" if len(strangers) > 3 else "")
+
+
+def _report_entries(report: Path) -> list[Path]:
+    """The things in a report folder but the ledger and lock files; none when it is no folder (or a link to one)."""
+    from bbuvl.outputs import LEDGER, LOCK_SUFFIX
 
     if not report.is_dir() or report.is_symlink():
-        return False
-    entries = [p for p in report.iterdir() if p.name != LEDGER and not p.name.endswith(LOCK_SUFFIX)]
-    return bool(entries) and all(writer_of(p) == "eval" for p in entries)
+        return []
+    return [p for p in report.iterdir() if p.name != LEDGER and not p.name.endswith(LOCK_SUFFIX)]
 
 
 def check_not_read_through(pred: Path, gt: Path, checkpoint: str | None, files: list[Path], folders: list[Path]) -> None:
@@ -465,7 +491,6 @@ def viz(
     from bbuvl.eval.fonts import find_cjk_font
     from bbuvl.eval.in_progress import unfinished_predictions_note
     from bbuvl.eval.viz import draw_pictures
-    from bbuvl.outputs import writer_of
 
     for path, what, expected in ((input, "give a dataset or predictions JSONL", "JSONL file"), (pred, "--pred", "JSONL file"),
                                  (hierarchy, "--hierarchy", "hierarchy JSON file")):
