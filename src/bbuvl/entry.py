@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from types import FrameType
 
@@ -50,6 +51,22 @@ def _stopping() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         if callable(signal.getsignal(sig)):
             signal.signal(sig, _already_stopping)
+    threading.excepthook = _quiet_broken_pool(threading.excepthook)
+
+
+def _quiet_broken_pool(hook: Callable[[threading.ExceptHookArgs], object]
+                       ) -> Callable[[threading.ExceptHookArgs], None]:
+    """`hook` without the InvalidStateError of a process pool whose workers ended with the command."""
+    # A group SIGTERM ends `data synth --workers`' pool processes too, after the pool's map() cancelled the photos not
+    # yet rendered; Python 3.11's pool then sets an error on those cancelled futures and its thread died printing
+    # InvalidStateError after our line (7 of 8 runs). Later Pythons ignore the cancelled futures there, as this does.
+    def hook_while_stopping(args: threading.ExceptHookArgs) -> None:
+        from concurrent.futures import InvalidStateError  # imported already by the pool that raised it
+
+        if not issubclass(args.exc_type, InvalidStateError):
+            hook(args)
+
+    return hook_while_stopping
 
 
 def _already_stopping(signum: int, frame: FrameType | None) -> None:

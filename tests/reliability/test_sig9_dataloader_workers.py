@@ -70,7 +70,8 @@ def test_a_group_sigterm_ends_a_command_feeding_from_dataloader_workers_with_onl
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("tiny_family", ["qwen2_5_vl"], indirect=True)  # one family: the loader's workers are the same for each
+# one family: the loader's workers are the same for each
+@pytest.mark.parametrize("tiny_family", ["qwen2_5_vl"], indirect=True)
 def test_a_group_sigterm_mid_training_with_two_loader_workers_prints_only_the_line(tiny_model_dir, small_dataset,
                                                                                   tmp_path):
     run = tmp_path / "run"
