@@ -88,16 +88,12 @@ def _say(what: str) -> None:
 def main() -> None:
     """Run the CLI; an interrupt while it is still importing exits 130 with one line, not the imports' traceback,
     and Ctrl-C or SIGTERM during a command exits 130 or 143 with one line once the command has cleaned up."""
-    if not sys.stderr.isatty():
-        # Hugging Face's bars (loading weights, writing shards) redraw with carriage returns that a log, a CI page or
-        # a cron mail keeps as one long line per bar; read when huggingface_hub is first imported, and a caller's own
-        # setting wins.
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
-        from bbuvl.cli import app
+        from bbuvl.cli import app, bars_off_in_logs
     except KeyboardInterrupt:
         print("interrupted before the command started; nothing was written", file=sys.stderr)
         raise SystemExit(130) from None
+    bars_off_in_logs()
     run_as_command(app)
 
 

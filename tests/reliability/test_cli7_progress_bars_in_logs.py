@@ -30,3 +30,13 @@ def test_hugging_face_progress_bars_are_off_when_stderr_is_a_log_not_a_terminal(
 
 def test_a_callers_own_progress_bar_setting_wins():
     assert run_child(HF_HUB_DISABLE_PROGRESS_BARS="0") == "False"
+
+
+def test_progress_bars_are_off_in_a_launchers_rank_logs_too():
+    # torchrun and accelerate run `python -m bbuvl.cli`, which skips bbuvl's entry point: each rank's log had the bars
+    child = CHILD.replace("import sys, bbuvl.entry", "import runpy, sys").replace(
+        "bbuvl.entry.main()", "runpy.run_module('bbuvl.cli', run_name='__main__')")
+    environ = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120, env=environ)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "True"

@@ -3,6 +3,9 @@ serve)."""
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from bbuvl.cli.common import record_claimed_outputs, start_command
@@ -17,6 +20,15 @@ from bbuvl.cli.predict import predict
 from bbuvl.cli.serve import serve
 from bbuvl.cli.train import train
 from bbuvl.versions import software
+
+
+def bars_off_in_logs() -> None:
+    """Hugging Face's progress bars off when stderr is no terminal, unless the caller set them either way."""
+    if not sys.stderr.isatty():
+        # Its bars (loading weights, writing shards) redraw with carriage returns that a log, a CI page, a cron mail or
+        # a torchrun rank's log keeps as one long line per bar; read when huggingface_hub is first imported, which
+        # importing this package does not do.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def show_version(value: bool) -> None:

@@ -2,6 +2,7 @@
 handling (bbuvl/entry.py), which ended torchrun's ranks seconds later than the signal's default action does
 (docs/resume.md, "Stopped by Ctrl-C or SIGTERM")."""
 
-from bbuvl.cli import app
+from bbuvl.cli import app, bars_off_in_logs
 
+bars_off_in_logs()
 app()
