@@ -149,3 +149,42 @@ def test_the_teacher_pool_of_a_file_with_a_photos_reencoded_copies_keeps_one_and
                                  str(tmp_path / "ds" / "teachers2.jsonl")], env={"COLUMNS": "400"})
     assert r.exit_code == 0, r.output
     assert "2 photo(s) not taken as teachers: near-copies of a teacher chosen" in " ".join(r.output.split()), r.output
+
+
+def test_a_training_photo_that_is_a_validation_photos_near_copy_is_left_out_of_the_pool_and_named(tmp_path):
+    # Another JPEG quality or a mirror image has other bytes and another path: the pool showed a validation photo's
+    # answer in training prompts, whatever the seed.
+    import json
+
+    from PIL import Image, ImageDraw, ImageOps
+
+    from bbuvl.data.schema import read_records
+    from bbuvl.data.teachers import choose_teacher_pool
+
+    (tmp_path / "ds" / "images").mkdir(parents=True)
+
+    def photo(name, x, colour):
+        image = Image.new("RGB", (64, 48), (90, 90, 90))
+        ImageDraw.Draw(image).rectangle([x, 8, x + 20, 36], fill=colour)
+        image.save(tmp_path / "ds" / "images" / name, "JPEG", quality=95)
+        return image
+
+    def line(name, x):
+        return json.dumps({"images": [f"images/{name}"], "width": 64, "height": 48,
+                           "objects": [{"bbox_2d": [x, 8, x + 20, 36], "desc": "线缆"}]}) + "\n"
+
+    photo("other.jpg", 30, (200, 200, 40))
+    held = photo("held.jpg", 4, (200, 40, 40))
+    held.save(tmp_path / "ds" / "images" / "held q40.jpg", "JPEG", quality=40)
+    ImageOps.mirror(held).save(tmp_path / "ds" / "images" / "held [mirror].png", "PNG")
+    photo("p1.jpg", 30, (40, 200, 40))
+    photo("p2.jpg", 16, (40, 40, 200))
+    (tmp_path / "ds" / "val.jsonl").write_text(line("other.jpg", 30) + line("held.jpg", 4), encoding="utf-8")
+    (tmp_path / "ds" / "train.jsonl").write_text(
+        line("p1.jpg", 30) + line("held q40.jpg", 4) + line("held [mirror].png", 40) + line("p2.jpg", 16),
+        encoding="utf-8")
+    for seed in range(4):
+        pool = choose_teacher_pool(tmp_path / "ds" / "train.jsonl", tmp_path / "ds" / "teachers.jsonl", k=10, seed=seed)
+        written = sorted(r.image for r in read_records(tmp_path / "ds" / "teachers.jsonl"))
+        assert written == ["images/p1.jpg", "images/p2.jpg"], (seed, written)
+        assert pool.held_out == {1: (2, "images/held.jpg"), 2: (2, "images/held.jpg")} and not pool.skipped

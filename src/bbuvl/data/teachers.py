@@ -9,7 +9,7 @@ from typing import Iterable, Sequence
 
 from bbuvl.data.near_copies import copy_groups, near_copies, photo_prints
 from bbuvl.data.relocate import relocate_record
-from bbuvl.data.schema import (DatasetError, ImageRecord, Sample, once_each, read_lines, read_records, require_photos,
+from bbuvl.data.schema import (DatasetError, ImageRecord, Sample, once_each, read_lines, require_photos,
                                resolve_image, write_dataset)
 from bbuvl.paths import real_path
 
@@ -113,12 +113,14 @@ def photos_found(rows: Iterable[tuple[int, Sample]], dataset: str | Path) -> Non
 
 @dataclass
 class TeacherPool:
-    """What `choose_teacher_pool` wrote: the training file's photos, the indices of those chosen, and each photo left
-    out as a near-copy of a teacher chosen (its index -> that teacher's)."""
+    """What `choose_teacher_pool` wrote: the training file's photos, the indices of those chosen, each photo left
+    out as a near-copy of a teacher chosen (its index -> that teacher's), and each left out as a near-copy of a
+    validation photo (its index -> that photo's line in the validation file and its image path as written there)."""
 
     records: list[ImageRecord]
     chosen: list[int]
     skipped: dict[int, int] = field(default_factory=dict)
+    held_out: dict[int, tuple[int, str]] = field(default_factory=dict)
 
 
 def write_teacher_pool(dataset: str | Path, out: str | Path, k: int = 10, seed: int = 42) -> tuple[list[ImageRecord], list[int]]:
@@ -131,7 +133,9 @@ def choose_teacher_pool(dataset: str | Path, out: str | Path, k: int = 10, seed:
     """Choose `k` teachers from a training JSONL, at most one of each photo's near-copies, and write them to `out`.
 
     Refused when `dataset` shares photos with the validation file beside `out`: a teacher's answer is in the
-    prompt, so a validation photo as teacher leaks its answer into training.
+    prompt, so a validation photo as teacher leaks its answer into training. A training photo whose pixels are a
+    validation photo's (data/near_copies.py: saved again, mirrored or turned) leaks it the same way: it is left out of
+    the pool, and `TeacherPool.held_out` names it.
     """
     from bbuvl.data.layout import VAL  # layout imports this module
 
@@ -139,18 +143,27 @@ def choose_teacher_pool(dataset: str | Path, out: str | Path, k: int = 10, seed:
     photos_found(rows, dataset)
     records = [s.student for _, s in rows]
     val = Path(out).parent / VAL
+    held: list[tuple[int, str, Path]] = []  # each validation photo: its line, its path as written and where it is
     if val.is_file():
-        held_out = {real_path(resolve_image(val, r.image)) for r in read_records(val)}
+        held = [(line, s.student.image, resolve_image(val, s.student.image)) for line, s in read_lines(val)]
+        held_out = {real_path(path) for _, _, path in held}
         shared = [r.image for r in records if real_path(resolve_image(dataset, r.image)) in held_out]
         if shared:
             raise ValueError(f"{dataset}: {len(shared)} photo(s) are validation photos in {val} (e.g. {shared[0]}); "
                              "choose teachers from the training file")
     # A copy a tool saved again (data/near_copies.py) has other bytes, so `once_each` let it through, and two
-    # teachers of one pool could be one photo.
-    prints = photo_prints([resolve_image(dataset, r.image) for r in records])
-    together = [g for g in copy_groups(len(records), [(p.first, p.second) for p in near_copies(prints)]) if len(g) > 1]
-    chosen = select_teachers(records, k, seed, together)
+    # teachers of one pool could be one photo, or a teacher a validation photo. Validation photos come first, so that
+    # each group of copies names one of them whenever it holds one.
+    prints = photo_prints([path for _, _, path in held] + [resolve_image(dataset, r.image) for r in records])
+    groups = copy_groups(len(prints), [(p.first, p.second) for p in near_copies(prints)])
+    n_val = len(held)
+    left_out = {i - n_val: held[g[0]][:2] for g in groups if g[0] < n_val for i in g if i >= n_val}
+    eligible = [i for i in range(len(records)) if i not in left_out]
+    at = {i: n for n, i in enumerate(eligible)}
+    together = [[i - n_val for i in g] for g in groups if g[0] >= n_val and len(g) > 1]
+    chosen = [eligible[n] for n in select_teachers([records[i] for i in eligible], k, seed,
+                                                   [[at[i] for i in g] for g in together])]
     write_dataset(out, [relocate_record(records[i], dataset, Path(out).parent) for i in chosen])
     picked = set(chosen)
     skipped = {i: teacher for g in together for teacher in g if teacher in picked for i in g if i != teacher}
-    return TeacherPool(records, chosen, skipped)
+    return TeacherPool(records, chosen, skipped, left_out)
