@@ -188,3 +188,27 @@ def test_a_training_photo_that_is_a_validation_photos_near_copy_is_left_out_of_t
         written = sorted(r.image for r in read_records(tmp_path / "ds" / "teachers.jsonl"))
         assert written == ["images/p1.jpg", "images/p2.jpg"], (seed, written)
         assert pool.held_out == {1: (2, "images/held.jpg"), 2: (2, "images/held.jpg")} and not pool.skipped
+
+
+def test_a_training_file_of_validation_photos_near_copies_only_is_refused_not_written_as_an_empty_pool(tmp_path):
+    # Every photo left out, the pool was an empty teachers.jsonl (which data check refuses) written with exit 0.
+    import json
+
+    import pytest
+    from PIL import Image, ImageDraw
+
+    from bbuvl.data.teachers import choose_teacher_pool
+
+    held = Image.new("RGB", (64, 48), (90, 90, 90))
+    ImageDraw.Draw(held).rectangle([4, 8, 24, 36], fill=(200, 40, 40))
+    held.save(tmp_path / "held.jpg", "JPEG", quality=95)
+    held.save(tmp_path / "held again.jpg", "JPEG", quality=50)
+    for name in ("val", "train"):
+        image = "held.jpg" if name == "val" else "held again.jpg"
+        (tmp_path / f"{name}.jsonl").write_text(json.dumps({"images": [image], "width": 64, "height": 48, "objects": [
+            {"bbox_2d": [4, 8, 24, 36], "desc": "线缆"}]}) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError) as e:
+        choose_teacher_pool(tmp_path / "train.jsonl", tmp_path / "teachers.jsonl")
+    assert str(e.value).startswith(f"{tmp_path / 'train.jsonl'}: its 1 photo(s) are all near-copies of validation "
+                                   f"photos in {tmp_path / 'val.jsonl'} (e.g. held again.jpg, a copy of held.jpg, line 1)")
+    assert not (tmp_path / "teachers.jsonl").exists()

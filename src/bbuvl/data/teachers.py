@@ -159,6 +159,12 @@ def choose_teacher_pool(dataset: str | Path, out: str | Path, k: int = 10, seed:
     n_val = len(held)
     left_out = {i - n_val: held[g[0]][:2] for g in groups if g[0] < n_val for i in g if i >= n_val}
     eligible = [i for i in range(len(records)) if i not in left_out]
+    if not eligible:
+        # An empty pool is a file `data check` refuses, written with exit 0
+        copy, (line, image) = next(iter(left_out.items()))
+        raise ValueError(f"{dataset}: its {len(records)} photo(s) are all near-copies of validation photos in {val} "
+                         f"(e.g. {records[copy].image}, a copy of {image}, line {line}), so no teacher is left: a "
+                         "teacher's answer is in a training prompt. Choose teachers from photos of other views")
     at = {i: n for n, i in enumerate(eligible)}
     together = [[i - n_val for i in g] for g in groups if g[0] >= n_val and len(g) > 1]
     chosen = [eligible[n] for n in select_teachers([records[i] for i in eligible], k, seed,
