@@ -212,3 +212,28 @@ def test_a_training_file_of_validation_photos_near_copies_only_is_refused_not_wr
     assert str(e.value).startswith(f"{tmp_path / 'train.jsonl'}: its 1 photo(s) are all near-copies of validation "
                                    f"photos in {tmp_path / 'val.jsonl'} (e.g. held again.jpg, a copy of held.jpg, line 1)")
     assert not (tmp_path / "teachers.jsonl").exists()
+
+
+def test_a_teacher_pool_written_through_a_link_to_another_folder_names_photos_that_are_there(tmp_path):
+    # The file is written where the link leads; its paths were relative to the link's folder, and data check refused
+    # every teacher the command had just written.
+    import json
+    import os
+
+    from PIL import Image
+
+    from bbuvl.data.schema import read_records, resolve_image
+    from bbuvl.data.teachers import write_teacher_pool
+
+    (tmp_path / "ds" / "images").mkdir(parents=True)
+    (tmp_path / "pools" / "shared").mkdir(parents=True)
+    Image.new("RGB", (64, 48), (60, 90, 20)).save(tmp_path / "ds" / "images" / "a.jpg", "JPEG")
+    (tmp_path / "ds" / "train.jsonl").write_text(json.dumps({"images": ["images/a.jpg"], "width": 64, "height": 48,
+        "objects": [{"bbox_2d": [4, 5, 30, 40], "desc": "线缆"}]}) + "\n", encoding="utf-8")
+    (tmp_path / "pools" / "shared" / "teachers.jsonl").write_text("", encoding="utf-8")
+    (tmp_path / "pools" / "link.jsonl").symlink_to("shared/teachers.jsonl")
+    write_teacher_pool(tmp_path / "ds" / "train.jsonl", tmp_path / "pools" / "link.jsonl")
+    written = tmp_path / "pools" / "shared" / "teachers.jsonl"
+    assert (tmp_path / "pools" / "link.jsonl").is_symlink()
+    assert [os.path.normpath(resolve_image(written, r.image)) for r in read_records(written)] == [
+        str(tmp_path / "ds" / "images" / "a.jpg")]

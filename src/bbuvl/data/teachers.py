@@ -169,7 +169,9 @@ def choose_teacher_pool(dataset: str | Path, out: str | Path, k: int = 10, seed:
     together = [[i - n_val for i in g] for g in groups if g[0] >= n_val and len(g) > 1]
     chosen = [eligible[n] for n in select_teachers([records[i] for i in eligible], k, seed,
                                                    [[at[i] for i in g] for g in together])]
-    write_dataset(out, [relocate_record(records[i], dataset, Path(out).parent) for i in chosen])
+    # Relative to where the file is written: `out` a link to a file in another folder is written through (atomic.py),
+    # and paths relative to the link's folder led nowhere from the file's.
+    write_dataset(out, [relocate_record(records[i], dataset, real_path(out).parent) for i in chosen])
     picked = set(chosen)
     skipped = {i: teacher for g in together for teacher in g if teacher in picked for i in g if i != teacher}
     return TeacherPool(records, chosen, skipped, left_out)
