@@ -24,6 +24,7 @@ import psutil  # a dependency of accelerate
 import torch
 from transformers import Trainer, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from bbuvl.atomic import remove_path, write_text_atomic
 from bbuvl.config import Config
@@ -421,6 +422,19 @@ class BBUTrainer(Trainer):
             # Its bbuvl.yaml names the inputs by path: a resume whose run.json is gone checks them by content against
             # this copy of the run's record, where it compared their spelling (docs/resume.md).
             carry_run_record(self.args.output_dir, folder)
+
+    def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:  # noqa: D102
+        # HF writes checkpoint-N in place, weights first and trainer_state.json last: a SIGTERM or Ctrl-C there left a
+        # half checkpoint that predict -c and doctor were shown, behind a line saying half-done work is removed. The
+        # folder this save created goes with the save; one that was there before is not this save's to remove.
+        folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        ours = self.args.should_save and not os.path.lexists(folder)
+        try:
+            super()._save_checkpoint(model, trial)
+        except BaseException:
+            if ours:
+                remove_path(folder, ignore_errors=True)
+            raise
 
     def _run_epoch(self, *args: Any, **kwargs: Any) -> None:  # noqa: D102
         # HF checks for the last step only after taking one: a run resumed from the checkpoint of its last step (killed
