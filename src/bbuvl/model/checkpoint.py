@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from bbuvl.atomic import atomic_folder, atomic_path, readable_as_opened, write_text_atomic
+from bbuvl.atomic import atomic_folder, atomic_path, readable_as_opened, remove_path, write_text_atomic
 from bbuvl.config import CONFIG_FILE, Config, dump_config, not_a_checkpoint, read_run_config
 from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.families import family_of
@@ -314,7 +314,55 @@ def no_folder(path: Path) -> str | None:
         return "a file, not a checkpoint folder"
     if path.is_symlink():  # "no such folder" sent the user looking for a folder whose link is right there
         return "a link that reaches no checkpoint folder (its target is gone, or its links lead in a loop)"
+    if (left := stopped_swap(path)) is not None:
+        return f"no such checkpoint folder: {left}"
     return "no such checkpoint folder"
+
+
+def swap_names(folder: Path) -> tuple[Path, Path]:
+    """The hidden names beside `folder` that a save replacing it whole uses: the new one saved, the old one put aside."""
+    return folder.with_name(f".{folder.name}.saving"), folder.with_name(f".{folder.name}.old")
+
+
+def swap_in(staging: Path, folder: Path) -> None:
+    """Replace `folder` with the finished `staging` folder by two renames: a kill mid-save never leaves it half-written,
+    and a kill between the renames leaves both whole beside it, for `finish_swap` to put back."""
+    new, old = swap_names(folder)
+    remove_path(old)  # a link there goes as a link, never what it names
+    if os.path.lexists(folder):
+        folder.rename(old)
+    staging.rename(folder)
+    remove_path(old, ignore_errors=True)
+
+
+def _left_whole(folder: Path) -> Path | None:
+    """The whole checkpoint a swap of `folder` stopped between its renames left beside it: the new one, else the old."""
+    if os.path.lexists(folder):
+        return None
+    return next((p for p in swap_names(folder) if p.is_dir() and not p.is_symlink() and checkpoint_problem(p) is None),
+                None)
+
+
+def stopped_swap(folder: Path) -> str | None:
+    """What a save of `folder` stopped between its two renames left beside it, and what to do (None: nothing left)."""
+    left = _left_whole(folder)
+    if left is None:
+        return None
+    which = "the new one" if left == swap_names(folder)[0] else "the one before"
+    return (f"a save replacing it was stopped between its two renames, and {left} holds {which}, whole. "
+            f"`bbuvl train --resume` of the run puts it back under {folder.name}, as does renaming it yourself")
+
+
+def finish_swap(folder: Path) -> Path | None:
+    """Put back under `folder` the whole checkpoint a stopped swap left beside it (the new one, else the old) and remove
+    the other; returns the folder put back, None when there was nothing to finish."""
+    left = _left_whole(folder)
+    if left is None:
+        return None
+    left.rename(folder)
+    for other in swap_names(folder):
+        remove_path(other, ignore_errors=True)
+    return left
 
 
 def read_model_folder(path: str | Path, labels: list[str] | None = None, lang: str | None = None,

@@ -24,7 +24,7 @@ from bbuvl.data.jsonfile import read_json
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import ordered_labels
 from bbuvl.encode.prompts import system_prompt
-from bbuvl.model.checkpoint import Prompt, start_folder_problem
+from bbuvl.model.checkpoint import Prompt, start_folder_problem, stopped_swap
 from bbuvl.model.export import stock_frame
 from bbuvl.model.processor import PROCESSOR_FILE, saved_pixel_range
 from bbuvl.train.caption_refit import Photo, jsonl_photos
@@ -85,6 +85,8 @@ def check_start(cfg: Config) -> None:
     from (with model.reuse_modules, a module its checkpoint's config builds)."""
     start = Path(cfg.model.path)
     if not start.is_dir():
+        if (left := stopped_swap(start)) is not None:  # a run's final/ whose save stopped between its renames
+            raise ValueError(f"model.path {start}: no such folder: {left}")
         return  # a hub id, or a missing folder: named where the model loads (paths.py)
     if what := not_a_checkpoint(start):
         raise ValueError(f"model.path {what}")

@@ -36,7 +36,8 @@ from bbuvl.data.text import show_text
 from bbuvl.encode.chat import ChatEncoder
 from bbuvl.encode.collate import Batch, PackedCollator, PaddedCollator
 from bbuvl.encode.loss_terms import LossTerms
-from bbuvl.model.checkpoint import PROMPT_FILE, CheckpointError, Prompt, check_lora_base, load_weights_into, reuse_extra_modules, save_checkpoint
+from bbuvl.model.checkpoint import (PROMPT_FILE, CheckpointError, Prompt, check_lora_base, finish_swap, load_weights_into,
+                                    reuse_extra_modules, save_checkpoint, swap_in, swap_names)
 from bbuvl.model.loading import load_model_and_processor
 from bbuvl.model.lora import apply_lora
 from bbuvl.model.loss_scale import LossDenominators
@@ -631,6 +632,10 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
                      own={"--resume-from": resume if isinstance(resume, str) else None}, files=files)
     check_held_out(cfg, files)  # before the folder is touched: validation shown in training is no run to start
     previous = check_output_dir(out, resume=bool(resume), overwrite=overwrite)  # another run's folder is refused first
+    if resume and _first_process() and (put := finish_swap(out / FINAL_DIR)) is not None:
+        # The run's last save of final/ stopped between its two renames (model/checkpoint.py: swap_in): its readers
+        # said "no such checkpoint folder" until this put the whole one back.
+        log.warning("%s: put back as %s, where a save stopped between its two renames had left it", put, out / FINAL_DIR)
     if isinstance(resume, str):
         check_resume_into(out, resume)  # another folder's checkpoint into a folder holding a run of its own
     check_start(cfg)  # after the output folder's own checks, which say more; before --overwrite clears it
@@ -720,7 +725,7 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
                 health.finish()
         raise
     final = out / FINAL_DIR
-    staging = out / f".{FINAL_DIR}.saving"
+    staging = swap_names(final)[0]
     if trainer.args.should_save:
         # a killed save's files, maybe another run's (a file this one does not write stays); a link or a file there is
         # removed as such (rmtree failed on them once the whole run had trained, naming no path), never what it names
@@ -728,7 +733,7 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
     with disk_full_named(out):
         trainer.save_model(str(staging))
     if trainer.args.should_save:
-        _swap_in(staging, final)
+        swap_in(staging, final)
     write_text_atomic(out / HISTORY_FILE, json.dumps(trainer.state.log_history, indent=1))
     return trainer
 
@@ -796,16 +801,6 @@ def check_same_prompt(checkpoint: str | Path, prompt: Prompt) -> None:
                          "writing it changed (upgraded since?); resuming would train the rest of the run on another "
                          "prompt. Resume with the bbu-vl the run started with, or start a new run with model.path set "
                          "to the checkpoint")
-
-
-def _swap_in(staging: Path, final: Path) -> None:
-    """Replace `final` with the finished `staging` folder: a kill mid-save never leaves a half-written final/."""
-    old = final.with_name(f".{final.name}.old")
-    remove_path(old)  # a link there goes as a link, never what it names
-    if os.path.lexists(final):
-        final.rename(old)
-    staging.rename(final)
-    remove_path(old, ignore_errors=True)
 
 
 def dry_run(cfg: Config) -> dict[str, Any]:
