@@ -237,3 +237,35 @@ def test_a_teacher_pool_written_through_a_link_to_another_folder_names_photos_th
     assert (tmp_path / "pools" / "link.jsonl").is_symlink()
     assert [os.path.normpath(resolve_image(written, r.image)) for r in read_records(written)] == [
         str(tmp_path / "ds" / "images" / "a.jpg")]
+
+
+def test_data_teachers_says_how_many_photos_it_left_out_as_validation_photos_near_copies(tmp_path):
+    import json
+
+    from PIL import Image, ImageDraw, ImageOps
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    (tmp_path / "images").mkdir()
+    held = Image.new("RGB", (64, 48), (90, 90, 90))
+    ImageDraw.Draw(held).rectangle([4, 8, 24, 36], fill=(200, 40, 40))
+    held.save(tmp_path / "images" / "held.jpg", "JPEG", quality=95)
+    ImageOps.mirror(held).save(tmp_path / "images" / "held [m].png", "PNG")
+    other = Image.new("RGB", (64, 48), (40, 40, 200))
+    ImageDraw.Draw(other).rectangle([30, 8, 50, 36], fill=(40, 200, 40))
+    other.save(tmp_path / "images" / "p1.jpg", "JPEG")
+
+    def line(name):
+        return json.dumps({"images": [f"images/{name}"], "width": 64, "height": 48,
+                           "objects": [{"bbox_2d": [4, 8, 24, 36], "desc": "线缆"}]}) + "\n"
+
+    (tmp_path / "val.jsonl").write_text(line("held.jpg"), encoding="utf-8")
+    (tmp_path / "train.jsonl").write_text(line("p1.jpg") + line("held [m].png"), encoding="utf-8")
+    r = CliRunner().invoke(app, ["data", "teachers", str(tmp_path / "train.jsonl"), str(tmp_path / "teachers.jsonl")],
+                           env={"COLUMNS": "400"})
+    assert r.exit_code == 0, r.output
+    assert (f"1 photo(s) not taken as teachers: near-copies of validation photos in {tmp_path / 'val.jsonl'}, whose "
+            "answers a teacher shows in training prompts (e.g. images/held [m].png, a copy of images/held.jpg, line 1)"
+            in " ".join(r.output.split())), r.output
+    assert "1 teachers from 2 photos" in r.output

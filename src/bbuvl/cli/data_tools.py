@@ -218,6 +218,11 @@ def teachers(
         copy, of = next(iter(pool.skipped.items()))
         console.print(f"{len(pool.skipped)} photo(s) not taken as teachers: near-copies of a teacher chosen (e.g. "
                       f"{records[copy].image}, a copy of {records[of].image})", markup=False, soft_wrap=True)
+    if pool.held_out:
+        copy, (line, image) = next(iter(pool.held_out.items()))
+        console.print(f"{len(pool.held_out)} photo(s) not taken as teachers: near-copies of validation photos in "
+                      f"{out.parent / VAL}, whose answers a teacher shows in training prompts (e.g. "
+                      f"{records[copy].image}, a copy of {image}, line {line})", markup=False, soft_wrap=True)
     t = Table(title=f"{len(chosen)} teachers from {len(records)} photos", title_justify="left")
     for c in ("#", "image", "objects", "new labels", "density", "centre cell", "box sizes"):
         t.add_column(c, overflow="fold")
