@@ -62,3 +62,21 @@ def test_a_sigterm_while_bbuvl_train_saves_a_checkpoint_leaves_it_whole_or_absen
     assert child.returncode == 143, err
     for folder in out.glob("checkpoint-*"):
         assert checkpoint_problem(folder) is None and (folder / "trainer_state.json").is_file(), folder
+
+
+def test_a_ctrl_c_while_final_is_saved_leaves_no_half_final_beside_the_previous_one(run_config, tmp_path, monkeypatch):
+    import transformers.modeling_utils as hf
+
+    out = tmp_path / "run"
+    (out / ".final.saving").mkdir(parents=True)  # where the save goes; nothing of it may stay
+    saving = hf.safe_save_file
+
+    def interrupted_in_final(tensors, path, *args, **kwargs):  # Ctrl-C as it arrives while final/'s weights are written
+        if ".final.saving" in str(path):
+            raise KeyboardInterrupt
+        return saving(tensors, path, *args, **kwargs)
+
+    monkeypatch.setattr(hf, "safe_save_file", interrupted_in_final)
+    with pytest.raises(KeyboardInterrupt):
+        train(run_config("training.max_steps=1", "data.val=null"), progress=False)
+    assert not os.path.lexists(out / ".final.saving") and not (out / "final").exists()

@@ -730,8 +730,13 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
         # a killed save's files, maybe another run's (a file this one does not write stays); a link or a file there is
         # removed as such (rmtree failed on them once the whole run had trained, naming no path), never what it names
         remove_path(staging)
-    with disk_full_named(out):
-        trainer.save_model(str(staging))
+    try:
+        with disk_full_named(out):
+            trainer.save_model(str(staging))
+    except BaseException:
+        if trainer.args.should_save:  # a stopped or failed save: its half final/ goes with it, the previous one stays
+            remove_path(staging, ignore_errors=True)
+        raise
     if trainer.args.should_save:
         swap_in(staging, final)
     write_text_atomic(out / HISTORY_FILE, json.dumps(trainer.state.log_history, indent=1))
