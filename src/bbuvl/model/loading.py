@@ -152,6 +152,9 @@ def load_model_and_processor(
     if load_in_bits != 16:
         kwargs["quantization_config"] = quantization_config(load_in_bits, DTYPES[dtype])
         kwargs["device_map"] = {"": device or "cuda"}
+    generation = greedy_generation(path)
+    if generation is not None:
+        kwargs["generation_config"] = generation
     with _hub_id_named(path, "weights"):
         model = load_weights(AutoModelForImageTextToText, path, dtype=DTYPES[dtype],
                              attn_implementation=attn_implementation, **kwargs)
@@ -161,6 +164,35 @@ def load_model_and_processor(
     if device is not None:
         model = model.to(device)
     return model.eval(), processor
+
+
+def greedy_generation(path: str) -> Any:
+    """`path`'s generation_config.json as a GenerationConfig without the sampling flags beside `do_sample` false (and
+    the beam flags beside one beam), which greedy decoding ignores; None when it holds none (transformers reads it)."""
+    from transformers import GenerationConfig
+
+    from bbuvl.model.export import BEAM_ONLY, SAMPLING_ONLY
+
+    file = Path(path) / "generation_config.json"
+    if not file.is_file():
+        return None
+    try:
+        saved = read_json(file)
+    except ValueError:
+        return None  # transformers' own error, named by _config_named
+    if not isinstance(saved, dict):
+        return None
+    # An export written before `model export` left them out says `"do_sample": false` beside `"temperature": 0`
+    # (vLLM's greedy), and transformers warned "generation flags are not valid" at every load of it; bbuvl decodes
+    # greedily (or passes its own sampling flags), so dropping them changes no answer (docs/serving.md, "Greedy in vLLM").
+    ignored = [name for name in SAMPLING_ONLY if not saved.get("do_sample") and saved.get(name) is not None]
+    ignored += [name for name in BEAM_ONLY if saved.get("num_beams") in (None, 1) and saved.get(name) is not None]
+    if not ignored:
+        return None
+    try:
+        return GenerationConfig.from_dict({k: v for k, v in saved.items() if k not in ignored})
+    except Exception:  # a value of another type: transformers' own read names the file (hf_file_problem)
+        return None
 
 
 def check_frame_family(path: str, frame: CoordinateContract, contract_folder: str) -> None:
