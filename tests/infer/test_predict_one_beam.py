@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,19 @@ def predicted_with(generation: dict[str, Any], tiny: Any, tiny_model_dir: Path, 
                                     "--batch-size", "1"])
 
 
+@contextmanager
+def transformers_said() -> Iterator[list[str]]:
+    """Every message the `transformers` loggers give inside the block (they do not propagate to the root logger)."""
+    said: list[str] = []
+    heard = logging.Handler()
+    heard.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("transformers").addHandler(heard)
+    try:
+        yield said
+    finally:
+        logging.getLogger("transformers").removeHandler(heard)
+
+
 def test_predict_on_a_checkpoint_whose_base_answers_by_beam_search_answers_greedily(tiny, tiny_model_dir, tmp_path):
     r = predicted_with({"num_beams": 3}, tiny, tiny_model_dir, tmp_path, photos=1)
     assert r.exit_code == 0, r.output
@@ -48,14 +63,8 @@ def test_predict_on_a_checkpoint_whose_base_answers_by_beam_search_answers_greed
 
 
 def test_predict_on_a_checkpoint_whose_base_sets_max_length_says_nothing_of_it(tiny, tiny_model_dir, tmp_path):
-    said: list[str] = []
-    heard = logging.Handler()
-    heard.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
-    logging.getLogger("transformers").addHandler(heard)  # transformers' loggers do not propagate to the root
-    try:
+    with transformers_said() as said:
         r = predicted_with({"max_length": 2048}, tiny, tiny_model_dir, tmp_path, photos=2)
-    finally:
-        logging.getLogger("transformers").removeHandler(heard)
     assert r.exit_code == 0, r.output
     # Before: "Both `max_new_tokens` (=8) and `max_length`(=2048) seem to have been set" once a batch
     assert not [m for m in said if "max_length" in m], said

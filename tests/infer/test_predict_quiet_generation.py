@@ -4,28 +4,20 @@ before `model export` left them out: `"do_sample": false` beside vLLM's `"temper
 from __future__ import annotations
 
 import json
-import logging
 import warnings
 
 import pytest
 
-from tests.infer.test_predict_one_beam import predicted_with
+from tests.infer.test_predict_one_beam import predicted_with, transformers_said
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_predict_on_a_greedy_config_with_sampling_flags_says_nothing_of_them(tiny, tiny_model_dir, tmp_path):
-    said: list[str] = []
-    heard = logging.Handler()
-    heard.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
-    logging.getLogger("transformers").addHandler(heard)  # transformers' loggers do not propagate to the root
-    try:
-        with warnings.catch_warnings(record=True) as warned:
-            warnings.simplefilter("always")
-            r = predicted_with({"do_sample": False, "temperature": 0, "top_p": 0.8, "length_penalty": 2.0}, tiny,
-                               tiny_model_dir, tmp_path, photos=1)
-    finally:
-        logging.getLogger("transformers").removeHandler(heard)
+    with transformers_said() as said, warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        r = predicted_with({"do_sample": False, "temperature": 0, "top_p": 0.8, "length_penalty": 2.0}, tiny,
+                           tiny_model_dir, tmp_path, photos=1)
     assert r.exit_code == 0, r.output
     # Before: "The following generation flags are not valid and may be ignored: ['temperature', 'top_p',
     # 'length_penalty']" at every load
