@@ -12,16 +12,21 @@ import pytest
 CHILD = "import sys, bbuvl.entry; sys.argv = ['bbuvl', *sys.argv[1:]]; bbuvl.entry.main()"
 
 
+def long_synth(out, stdout=subprocess.PIPE) -> subprocess.Popen:
+    """`bbuvl data synth` of 100,000 tiny photos into `out`, as a child whose stderr (text) the test reads."""
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, "data", "synth", str(out), "--scene", "shapes", "--n-train", "100000",
+         "--n-val", "1", "--size", "96x96"],
+        stdout=stdout, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C reaches the command even where the test runner's shell ignores SIGINT in background jobs
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
 @pytest.mark.parametrize("signum, status, said", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
                                                    (signal.SIGINT, 130, "interrupted (Ctrl-C)")])
 def test_a_signal_mid_command_ends_it_with_one_line_its_status_and_its_new_folder_removed(tmp_path, signum, status, said):
     out = tmp_path / "synth"
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, "data", "synth", str(out), "--scene", "shapes", "--n-train", "100000",
-         "--n-val", "1", "--size", "96x96"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        # Ctrl-C reaches the command even where the test runner's shell ignores SIGINT in background jobs
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    child = long_synth(out)
     try:
         deadline = time.monotonic() + 60
         while not (out / "images").is_dir() or not any((out / "images").iterdir()):

@@ -7,24 +7,18 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-CHILD = "import sys, bbuvl.entry; sys.argv = ['bbuvl', *sys.argv[1:]]; bbuvl.entry.main()"
+from tests.reliability.test_cli7_signals import long_synth
 
 
 @pytest.mark.parametrize("signum, status, said", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
                                                    (signal.SIGINT, 130, "interrupted (Ctrl-C)")])
 def test_a_signal_repeated_while_the_command_cleans_up_leaves_nothing_half_removed(tmp_path, signum, status, said):
     out = tmp_path / "synth"
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, "data", "synth", str(out), "--scene", "shapes", "--n-train", "100000",
-         "--n-val", "1", "--size", "96x96"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        # Ctrl-C reaches the command even where the test runner's shell ignores SIGINT in background jobs
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    child = long_synth(out, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
         # enough photos that removing them takes a while: the repeats land inside that cleanup
