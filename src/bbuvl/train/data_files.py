@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from bbuvl.data.faults import Faults
+from bbuvl.data.labels import Hierarchy
 from bbuvl.data.schema import Row, iter_dataset, resolve_image
 
 
@@ -19,6 +21,7 @@ class DataFiles:
 
     def __init__(self) -> None:
         self._rows: dict[str, list[Row]] = {}
+        self._faults: dict[str | None, Faults] = {}
 
     def rows(self, path: str | Path) -> list[Row]:
         """The lines of `path`, blank ones left out; an error opening it raises, and nothing is kept for it."""
@@ -26,6 +29,14 @@ class DataFiles:
         if key not in self._rows:
             self._rows[key] = list(iter_dataset(path))
         return self._rows[key]
+
+    def faults(self, hierarchy: str | Path | None, tree: Hierarchy | None = None) -> Faults:
+        """The faults of the hierarchy file `hierarchy` (the shipped one when None), found once for the start-up (the
+        fault counts it prints, `loss.fault_weight`'s captions and the run record); `tree`: that file already read."""
+        key = None if hierarchy is None else os.path.abspath(os.path.expanduser(hierarchy))
+        if key not in self._faults:
+            self._faults[key] = Faults.load(tree if tree is not None else hierarchy)
+        return self._faults[key]
 
 
 def photo_folders(dataset: str | Path, key: str, files: DataFiles | None = None) -> dict[str, Path]:

@@ -210,4 +210,5 @@ def read_run_inputs(cfg: Config, files: DataFiles | None = None) -> RunInputs:
         raise ValueError(f"detection.caption_refit.photos {refit.photos}: {len(unknown)} label(s) the training data "
                          f"does not hold, e.g. {unknown[0]!r}: give the refit photos of the training labels")
     prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang, contract.family), labels, cfg.data.lang)
-    return RunInputs(family, contract, hierarchy, Faults.load(hierarchy), train, pool, val, refit_photos, labels, prompt)
+    return RunInputs(family, contract, hierarchy, files.faults(cfg.data.hierarchy, hierarchy), train, pool, val, refit_photos,
+                     labels, prompt)

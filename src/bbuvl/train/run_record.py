@@ -41,7 +41,6 @@ from typing import Any
 from bbuvl.atomic import write_bytes_atomic, write_text_atomic
 from bbuvl.config import Config, load_config
 from bbuvl.data.digests import by_name, file_digest
-from bbuvl.data.faults import Faults
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.labels import DEFAULT_HIERARCHY, DEFAULT_TOKEN_MAP, Hierarchy
 from bbuvl.data.layout import ordered_labels
@@ -763,7 +762,7 @@ def weighed_faults(cfg: Config, files: DataFiles | None = None) -> dict[str, Any
         return None
     values, files = flat(cfg), files or DataFiles()
     try:
-        faults = Faults.load(cfg.data.hierarchy)
+        faults = files.faults(cfg.data.hierarchy)
         paths = [os.path.expanduser(values[key]) for key in ("data.train", "data.val") if values.get(key)]
         seen = [o.desc for path in paths if os.path.isfile(path) for row in files.rows(path) if row.sample is not None
                 for o in row.sample.student.objects]
