@@ -719,7 +719,11 @@ def test_a_file_saved_as_gbk_says_so_where_it_was_only_not_utf8(tmp_path: Path):
     photo(tmp_path / "a.jpg")
     (tmp_path / "photo.jsonl").write_bytes((tmp_path / "a.jpg").read_bytes())  # a photo is no GBK text
     code, out = run("check", tmp_path / "photo.jsonl")
-    assert code == 1 and "is this a JSONL dataset file?" in out and "GBK" not in out, out
+    assert code == 1 and "it is a JPEG photo, not text" in out and "GBK" not in out, out
+    # A PNG's first line, b"\x89PNG\r", reads as GBK holding a Chinese character: check said to save it as UTF-8
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    code, out = run("check", tmp_path / "a.png")
+    assert code == 1 and "it is a PNG image, not text" in out and "GBK" not in out, out
 
 
 def test_a_photo_whose_exif_holds_a_tag_of_the_wrong_type_loads_upright_as_serve_reads_it(tmp_path: Path):

@@ -374,7 +374,10 @@ def test_doctor_looking_inside_the_head_of_a_headless_checkpoint_is_refused_nami
                                                                                       command):
     image = tmp_path / "a.png"
     Image.new("RGB", (64, 48), (10, 90, 160)).save(image)
-    args = ["--data", str(image)] if command == "features" else [str(image)]
+    # features reads its --data before the checkpoint loads: a dataset listing the photo, so the checkpoint is reached
+    (tmp_path / "d.jsonl").write_text(json.dumps({"images": ["a.png"], "width": 64, "height": 48, "objects": []}) + "\n",
+                                      encoding="utf-8")
+    args = ["--data", str(tmp_path / "d.jsonl")] if command == "features" else [str(image)]
     r = invoke(["doctor", command, str(headless_checkpoint), *args, "--device", "cpu", "--out", str(tmp_path / "d.png")])
     usage_error(r, f"{headless_checkpoint}: this checkpoint has no detection head (detection.enabled was false): "
                    f"`bbuvl doctor {command}` looks inside one")

@@ -181,9 +181,21 @@ def bom_encoding(head: bytes) -> str | None:
     return None
 
 
+# Binary files given where text is read (a photo as the dataset): their first bytes are no UTF-8, and a PNG's first
+# line happens to read as GBK holding Chinese, which sent the user to re-save a photo as UTF-8.
+BINARY_STARTS = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG photo"), (b"\x1f\x8b", "a gzip archive"),
+                 (b"7z\xbc\xaf", "a 7-Zip archive"))
+
+
 def gbk_hint(data: bytes) -> str:
     """'; it reads as GBK ...' when `data`, which is not UTF-8, reads cleanly as GB18030 (GBK) text holding Chinese,
-    as Windows saves Chinese text by default ("ANSI" in Notepad); '' otherwise (a photo or an archive does not)."""
+    as Windows saves Chinese text by default ("ANSI" in Notepad); what it is when it starts as a photo or an archive
+    does, or holds NUL bytes; '' otherwise."""
+    for start, kind in BINARY_STARTS:
+        if data.startswith(start):
+            return f"; it is {kind}, not text"
+    if b"\x00" in data:
+        return "; it holds NUL bytes: a binary file, not text"
     try:
         text = data.decode("gb18030")
     except UnicodeDecodeError:
