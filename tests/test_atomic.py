@@ -31,6 +31,37 @@ def test_a_killed_writers_temporary_folder_goes_with_the_next_write_of_the_same_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exported"]
 
 
+def _killed_between_the_renames(folder: str) -> None:
+    import bbuvl.atomic
+
+    renames, real = [], os.rename
+
+    def rename(src, dst):  # os.rename, but the process dies where the second rename would start
+        if renames:
+            os.kill(os.getpid(), signal.SIGKILL)
+        renames.append(src)
+        real(src, dst)
+
+    bbuvl.atomic.os.rename = rename  # the os module itself, in this child alone
+    with atomic_folder(folder) as tmp:
+        (tmp / "weights.bin").write_bytes(b"new")
+
+
+def test_a_folder_whose_writer_died_between_its_renames_is_put_back_by_the_next_writer(tmp_path):
+    out = tmp_path / "exported"
+    with atomic_folder(out) as tmp:
+        (tmp / "weights.bin").write_bytes(b"previous")
+    child = multiprocessing.get_context("spawn").Process(target=_killed_between_the_renames, args=(str(out),))
+    child.start()
+    child.join(60)
+    # The previous folder lies aside whole, nothing under its name: readers said "no such folder" for good
+    assert child.exitcode == -signal.SIGKILL and not out.exists()
+    (aside,) = tmp_path.glob(".exported.*.old")
+    assert (aside / "exported" / "weights.bin").read_bytes() == b"previous"
+    assert remove_dead_writers_temporaries(out) and (out / "weights.bin").read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported"]  # the dead writer's new folder went too
+
+
 def test_a_live_writers_and_another_outputs_temporaries_are_kept(tmp_path):
     out = tmp_path / "a"
     live = tmp_path / f".a.{os.getpid()}.abcdefgh.tmp"  # this process: still writing

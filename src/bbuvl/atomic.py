@@ -114,7 +114,8 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     finishes without error, so a checkpoint folder is never half-saved under its name.
 
     The old folder is renamed aside, the new one renamed in, then the old one removed: a kill between the two
-    renames leaves the previous folder whole as `.NAME.*.old` (and nothing under NAME), never a mixture.
+    renames leaves the previous folder whole as `.NAME.PID.*.old` (and nothing under NAME), never a mixture, and the
+    next writer of NAME (or claim of it) puts it back first (`remove_dead_writers_temporaries`).
     """
     path = written_path(path)
     if path.exists() and not path.is_dir():
@@ -133,7 +134,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
                 os.fsync(fh.fileno())
             readable_as_opened(file)
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            old = Path(tempfile.mkdtemp(prefix=temporary_prefix(path), suffix=".old", dir=path.parent))
             os.rename(path, old / path.name)
         os.rename(tmp, path)
         tmp = None
@@ -185,10 +186,21 @@ def remove_path(path: Path, ignore_errors: bool = False) -> None:
 
 def remove_dead_writers_temporaries(path: str | Path) -> list[Path]:
     """Remove the temporary files and folders a writer of `path` that is no longer running left beside it (killed
-    before it could clean up); returns what was removed."""
+    before it could clean up), first putting back under `path` the previous folder one killed between
+    `atomic_folder`'s two renames left aside; returns what was removed."""
     path = Path(path)
     ours = temporary_name(re.escape(path.name))  # exactly this output's temporaries: not another output's
     removed = []
+    for old in path.parent.glob(f".{glob.escape(path.name)}.*.old"):
+        match = re.fullmatch(rf"\.{re.escape(path.name)}\.(\d+)\.[a-z0-9_]{{{RANDOM_CHARS}}}\.old", old.name)
+        if match is None or _running(int(match.group(1))) or old.is_symlink():
+            continue
+        kept = old / path.name
+        if not os.path.lexists(path) and kept.is_dir() and not kept.is_symlink():
+            # killed between atomic_folder's two renames: the previous folder, whole, goes back under its name
+            os.rename(kept, path)
+        remove_path(old, ignore_errors=True)
+        removed.append(old)
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
         match = ours.fullmatch(tmp.name)
         if match is None or _running(int(match.group(1))):
