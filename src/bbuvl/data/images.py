@@ -11,10 +11,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Iterator, Sequence
 
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
+from bbuvl.data.coords import oriented_size
 from bbuvl.data.input_paths import NOTHING_THERE, file_kind
 from bbuvl.data.names import url_scheme, windows_drive
 
@@ -75,6 +76,13 @@ def stored_region(image: Image.Image, stored: tuple[int, int], box: tuple[float,
     # Resampled from the whole decode, not a crop of it: a region's edge pixels keep their neighbours, as a full
     # decode's crop keeps them
     return image.resize(to, Image.BICUBIC, box=(box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy))
+
+
+def stored_crop(image: Image.Image, stored: tuple[int, int], box: Sequence[float]) -> Image.Image:
+    """The `box` of a `stored`-size photo, its ends rounded to whole pixels, at that photo's own scale, from `image`
+    (the photo decoded at any scale): `image.crop` where it is decoded in full."""
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    return stored_region(image, stored, (x1, y1, x2, y2), (x2 - x1, y2 - y1))
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -213,13 +221,18 @@ def _opened(path: Path, decode: bool, at_least: tuple[int, int] | None) -> Itera
         yield im, stored
 
 
+def pillow_limit() -> int | None:
+    """The pixels past which Pillow's Image.open refuses a photo as a decompression bomb: twice its MAX_IMAGE_PIXELS, as
+    set now; None where a program switched the check off."""
+    return None if Image.MAX_IMAGE_PIXELS is None else 2 * Image.MAX_IMAGE_PIXELS
+
+
 def jpeg_scale(size: tuple[int, int], limit: int | None = None) -> int:
     """The smallest of 1, 2, 4, 8 that a JPEG of `size` is divided by to decode within `limit` pixels (by default
-    Pillow's: twice its MAX_IMAGE_PIXELS, read now); JpegTooLarge (a DecompressionBombError) when even 1/8 is past it."""
+    Pillow's, `pillow_limit`); JpegTooLarge (a DecompressionBombError) when even 1/8 is past it."""
+    limit = pillow_limit() if limit is None else limit
     if limit is None:
-        if Image.MAX_IMAGE_PIXELS is None:
-            return 1
-        limit = 2 * Image.MAX_IMAGE_PIXELS
+        return 1
     for s in JPEG_SCALES:
         if -(-size[0] // s) * -(-size[1] // s) <= limit:
             return s
@@ -326,8 +339,8 @@ def load_image(path: str | Path, orient: bool = True, at_least: tuple[int, int] 
         mode = im.mode
         img = upright(im, orientation) if orient else im  # pixels already loaded
     rgb, conversion = convert_to_rgb(img)
-    size = (raw_size[1], raw_size[0]) if orient and orientation >= 5 else raw_size
-    return LoadedImage(rgb, raw_size, orientation, mode, size, conversion)
+    return LoadedImage(rgb, raw_size, orientation, mode, oriented_size(raw_size, orientation) if orient else raw_size,
+                       conversion)
 
 
 def exif_orientation(im: Image.Image) -> int:
@@ -355,7 +368,7 @@ def upright_size(path: str | Path) -> tuple[int, int]:
     """`(width, height)` of the photo as `load_image` turns it (its `size`), read from the header and EXIF only; a
     PNG whose EXIF follows its pixels is decoded to read it."""
     with open_image(path, decode=False) as im, _named_errors(Path(path), "read image header"):
-        return (im.size[1], im.size[0]) if exif_orientation(im) >= 5 else im.size
+        return oriented_size(im.size, exif_orientation(im))
 
 
 def list_images(folder: str | Path, skipped: Counter[str] | None = None) -> list[Path]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterable
 
 from bbuvl.atomic import save_atomic
-from bbuvl.data.images import load_image
+from bbuvl.data.images import load_image, stored_crop
 from bbuvl.data.labels import label_at_level
 from bbuvl.data.names import NameBook, fit_name, portable_part
 from bbuvl.data.schema import read_records, resolve_image
@@ -51,8 +51,7 @@ def write_crops(
             # Cut to leave room for a hash and the temporary it is written as (data/names.py)
             derived = fit_name(f"{folder.relative_to(out).as_posix()}/{stem}_{i:02d}.png", f"{photo}#{i}")
             name = names.name(derived, f"{photo}#{i}")
-            x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
-            crop = loaded.region((x1, y1, x2, y2), (x2 - x1, y2 - y1))
+            crop = stored_crop(loaded.image, loaded.size, (x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)))
             save_atomic(out / name, lambda fh: crop.save(fh, "PNG"))
             counts[label] += 1
     return dict(counts)

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from bbuvl.data.coords import clip_box, box_is_degenerate
-from bbuvl.data.images import ImageError, LoadedImage, load_image
+from bbuvl.data.images import ImageError, LoadedImage, load_image, stored_crop
 from bbuvl.fewshot.backbones import Backbone
 from bbuvl.fewshot.cache import DigestMemo, EmbeddingCache, entry_key
 
@@ -89,8 +89,7 @@ class _Photos:
         box = crop_box(item.box, item.margin, size)
         if box_is_degenerate(box):
             raise ImageError(f"{item.path}: box {list(item.box)} is empty inside the {w}x{h} image")
-        x1, y1, x2, y2 = (int(round(v)) for v in box)
-        return loaded.region((x1, y1, x2, y2), (x2 - x1, y2 - y1))
+        return stored_crop(loaded.image, size, box)
 
 
 def _skipped(item: ImageItem, why: str) -> str:

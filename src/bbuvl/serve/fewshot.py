@@ -15,7 +15,7 @@ from typing import Any
 from PIL import Image
 
 from bbuvl.data.coords import box_is_degenerate
-from bbuvl.data.images import stored_region
+from bbuvl.data.images import stored_crop
 from bbuvl.fewshot.backbones import Backbone, load_backbone
 from bbuvl.fewshot.classifier import FewShotClassifier, decide
 from bbuvl.fewshot.embed import crop_box
@@ -79,8 +79,7 @@ class FewShotRescorer:
             if box_is_degenerate(box):
                 o["unknown"], o["fewshot"] = True, None
                 continue
-            x1, y1, x2, y2 = (int(round(v)) for v in box)
-            crops.append(stored_region(image, size or image.size, (x1, y1, x2, y2), (x2 - x1, y2 - y1)))
+            crops.append(stored_crop(image, size or image.size, box))
             where.append(i)
         if crops:
             classifier = served.classifier

@@ -16,9 +16,9 @@ from typing import Callable
 
 from PIL import Image, UnidentifiedImageError
 
-from bbuvl.data.coords import MAX_ASPECT
+from bbuvl.data.coords import MAX_ASPECT, oriented_size
 from bbuvl.data.images import (JpegTooLarge, LoadedImage, convert_to_rgb, exif_orientation, jpeg_scale, open_photo,
-                               unsupported_format, upright)
+                               pillow_limit, unsupported_format, upright)
 from bbuvl.serve.errors import ApiError, cut
 
 # A photo may have this many times the model frame's largest pixel count: a 12 MP phone photo is 12x the
@@ -51,7 +51,7 @@ def decode_upload(data: bytes, max_pixels: int, on_size: Callable[[int, int], No
             if (why := unsupported_format(im.format)) is not None:
                 raise ApiError(415, "unsupported_image_format", why)
             w, h = stored = im.size
-            limit = max_pixels if Image.MAX_IMAGE_PIXELS is None else min(max_pixels, 2 * Image.MAX_IMAGE_PIXELS)
+            limit = max_pixels if (pillow := pillow_limit()) is None else min(max_pixels, pillow)
             if w * h > limit and im.format in ("JPEG", "MPO"):
                 _draft_within(im, limit)
                 w, h = im.size
@@ -77,8 +77,8 @@ def decode_upload(data: bytes, max_pixels: int, on_size: Callable[[int, int], No
                 raise ApiError(400, "corrupt_image", f"the image cannot be decoded (a corrupt tag): {cut(str(e))}") from None
             orientation, mode = _orientation(im), im.mode
             rgb, conversion = convert_to_rgb(upright(im, orientation))
-            upright_size = (stored[1], stored[0]) if orientation >= 5 else stored
-            return LoadedImage(rgb if rgb is not im else im.copy(), stored, orientation, mode, upright_size, conversion)
+            return LoadedImage(rgb if rgb is not im else im.copy(), stored, orientation, mode,
+                               oriented_size(stored, orientation), conversion)
     except ApiError:
         raise
     except UnidentifiedImageError:
