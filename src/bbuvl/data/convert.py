@@ -37,7 +37,7 @@ from bbuvl.data.coords import (
     scale_box,
     vendor_to_stored,
 )
-from bbuvl.data.images import IMAGE_SUFFIXES, file_digest, load_image, photo_digests
+from bbuvl.data.images import IMAGE_SUFFIXES, file_digest, load_image, photo_digests, starts_as_jpeg
 from bbuvl.data.input_paths import OutsideFolderError, file_inside, require_folder
 from bbuvl.data.jsonfile import DuplicateKeyError, json_problem, parse_json
 from bbuvl.data.labels import SEP, Hierarchy, TokenMap
@@ -407,12 +407,7 @@ def _store_image(image: Image.Image, source: Path, dest: Path, size: Size, mode:
 
 def _copied_as_is(source: Path, mode: str, orientation: int) -> bool:
     """Whether a photo is stored by copying its file, when it keeps its size: an upright RGB JPEG."""
-    return orientation == 1 and mode == "RGB" and _is_jpeg(source)
-
-
-def _is_jpeg(path: Path) -> bool:
-    with path.open("rb") as fh:
-        return fh.read(3) == b"\xff\xd8\xff"
+    return orientation == 1 and mode == "RGB" and starts_as_jpeg(source)
 
 
 def _reason(e: BaseException, pair: Pair, src: Path) -> str:

@@ -248,7 +248,7 @@ def open_photo(source: Path | BinaryIO) -> Image.Image:
     try:
         return Image.open(source)
     except Image.DecompressionBombError:
-        if not _starts_as_jpeg(source):
+        if not starts_as_jpeg(source):
             raise
     # A phone's 200 MP mode: Pillow's own JPEG opener reads the header without the check Image.open makes after it
     # (MAX_IMAGE_PIXELS is left alone: the server decodes on threads); the pixels are decoded at a scale under the
@@ -259,7 +259,7 @@ def open_photo(source: Path | BinaryIO) -> Image.Image:
     return JpegImagePlugin.jpeg_factory(source)
 
 
-def _starts_as_jpeg(source: Path | BinaryIO) -> bool:
+def starts_as_jpeg(source: Path | BinaryIO) -> bool:
     """Whether a file or a stream starts as a JPEG does (its SOI marker and the next marker's first byte)."""
     if isinstance(source, Path):
         with source.open("rb") as fh:
