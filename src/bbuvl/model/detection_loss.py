@@ -103,7 +103,11 @@ class DetectionCriterion(nn.Module):
         """`[K]` the optional per-object "weights" of the matched targets, in `_matched_queries` order (None: all 1)."""
         if not any("weights" in t for t in targets):
             return None
-        return torch.cat([t["weights"][j] if "weights" in t else torch.ones(len(j)) for t, (_, j) in zip(targets, indices)])
+        # The one-to-one matcher's indices are on the CPU, the proposals' assignment's on the head's device: each
+        # target's weights are read where they are, and the matched ones gathered on the first weights' device.
+        device = next(t["weights"].device for t in targets if "weights" in t)
+        return torch.cat([t["weights"][j.to(t["weights"].device)].to(device) if "weights" in t
+                          else torch.ones(len(j), device=device) for t, (_, j) in zip(targets, indices)])
 
     @staticmethod
     def num_targets(targets: list[dict], device: torch.device) -> Tensor:

@@ -123,12 +123,14 @@ class BBUVLModel(nn.Module):
         # [10] ids of '0'..'9', only when the number-token loss is on; not saved: the tokenizer gives them back.
         self.register_buffer("digit_ids", digit_ids if cfg.loss.number_token > 0 else None, persistent=False)
 
-    def _fault_weights(self, captions: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """{"weights": `[N]`} for one sample's objects (`loss.fault_weight` for faults, else 1); {} when off."""
+    def _fault_weights(self, captions: list[torch.Tensor], device: torch.device | None = None) -> dict[str, torch.Tensor]:
+        """{"weights": `[N]`} on `device` for one sample's objects (`loss.fault_weight` for faults, else 1); {} when
+        off."""
         weight = self.loss_cfg.fault_weight
         if weight == 1 or not self.fault_captions:
             return {}
-        return {"weights": torch.tensor([weight if tuple(c.tolist()) in self.fault_captions else 1.0 for c in captions])}
+        return {"weights": torch.tensor([weight if tuple(c.tolist()) in self.fault_captions else 1.0 for c in captions],
+                                        device=device)}
 
     @classmethod
     def build(cls, vlm: nn.Module, cfg: Config, tokenizer: Any) -> "BBUVLModel":
@@ -277,7 +279,7 @@ class BBUVLModel(nn.Module):
             det = self.head_forward(embeds, hidden, batch, patches)
             targets = [
                 {"boxes": (box_xyxy_to_cxcywh(b) if self.box_format == "cxcywh" else b).to(det.boxes.device),
-                 "caption_ids": c, **self._fault_weights(c)}
+                 "caption_ids": c, **self._fault_weights(c, det.boxes.device)}
                 for b, c in zip(batch.det_boxes, batch.det_caption_ids)
             ]
             detection = self.criterion(det, targets, self.detection_head, num_targets)
