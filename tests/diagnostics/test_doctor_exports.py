@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from bbuvl.cli import app as cli
 from bbuvl.config import Config
 from bbuvl.diagnostics.model_doctor import diagnose_model
+from tests.model_folders import IMAGE_PROCESSOR_GONE, remove_file
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,7 @@ def test_doctor_memory_measures_an_export_with_its_own_labels_and_names_the_mode
 @pytest.mark.parametrize("damage, named", [
     ("cut model.safetensors", "model.safetensors: 100000 bytes, its header says"),
     ("remove tokenizer.json", "no tokenizer (tokenizer.json"),
-    ("remove preprocessor_config.json", "preprocessor_config.json missing"),
+    ("remove preprocessor_config.json", f"{IMAGE_PROCESSOR_GONE} missing"),
 ])
 def test_doctor_on_an_export_copied_or_written_half_names_the_file_at_fault(exported, tmp_path, damage, named):
     import shutil
@@ -92,7 +93,7 @@ def test_doctor_on_an_export_copied_or_written_half_names_the_file_at_fault(expo
         with (half / name).open("r+b") as fh:
             fh.truncate(100000)
     else:
-        (half / name).unlink()
+        remove_file(half, name)
     load = _check(diagnose_model(half), "load")
     # It was safetensors' 'incomplete metadata' traceback, HF's 'Can't load video processor', or a token id mismatch.
     assert load is not None and load.status == "fail" and named in load.detail and str(half) in load.detail, load

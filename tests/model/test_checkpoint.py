@@ -1,9 +1,13 @@
 """A model folder is read once into a `ModelFolder`, and `load_model` loads either kind of folder from it."""
 
+import json
+import re
+
 import pytest
 
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.model.checkpoint import CheckpointError, Prompt, load_model, read_model_folder
+from tests.model_folders import remove_file
 
 
 def test_a_checkpoint_is_read_with_its_own_config_contract_and_prompt(trained_checkpoint):
@@ -97,11 +101,35 @@ def test_a_checkpoint_missing_a_file_transformers_loads_is_refused_naming_it_bef
 
     broken = tmp_path / "ckpt"
     shutil.copytree(trained_checkpoint, broken)
-    (broken / name).unlink()
+    said = remove_file(broken, name)
     # predict, serve and train --resume read a checkpoint here: transformers' own error would name something else
     # ('Unrecognized model', "Can't load video processor", 'config and tokenizer disagree')
-    with pytest.raises(CheckpointError, match=rf"incomplete or damaged checkpoint \({name} missing\)"):
+    with pytest.raises(CheckpointError, match=re.escape(f"incomplete or damaged checkpoint ({said} missing)")):
         read_model_folder(broken)
+
+
+def test_a_checkpoint_saved_with_a_video_processor_is_whole_and_loads_and_predicts(trained_checkpoint, tmp_path):
+    """Where torchvision imports (the GPU machines), transformers loads the stock processor, whose save nests the
+    image processor, beside a video processor, in processor_config.json and writes no preprocessor_config.json: every
+    checkpoint trained on an H200 was refused as incomplete by predict. The layout is the one such a run wrote."""
+    import shutil
+
+    from bbuvl.infer.predictor import Predictor
+    from bbuvl.model.processor import pixel_range, saved_pixel_range
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, folder)
+    (folder / "preprocessor_config.json").unlink()
+    saved = json.loads((folder / "processor_config.json").read_text(encoding="utf-8"))
+    video = {**saved["image_processor"], "do_sample_frames": False, "max_frames": 768, "min_frames": 4,
+             "video_processor_type": "Qwen2VLVideoProcessor"}
+    video.pop("image_processor_type")
+    (folder / "processor_config.json").write_text(json.dumps({**saved, "video_processor": video}), encoding="utf-8")
+    assert read_model_folder(folder).trained
+    assert saved_pixel_range(folder) == saved_pixel_range(trained_checkpoint) is not None
+    predictor = Predictor.load(folder, device="cpu")
+    assert pixel_range(predictor.processor) == saved_pixel_range(trained_checkpoint)
+    assert predictor.contract == read_model_folder(trained_checkpoint).frame
 
 
 def test_a_checkpoint_path_that_is_a_file_or_a_dead_link_is_named_as_what_it_is(tmp_path):

@@ -17,6 +17,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from bbuvl.cli import app as cli
+from tests.model_folders import remove_file
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -359,10 +360,10 @@ def test_a_checkpoint_missing_a_file_transformers_loads_is_refused_naming_it(por
 
     checkpoint = tmp_path / "ckpt"
     shutil.copytree(portable[0], checkpoint)
-    (checkpoint / name).unlink()
+    said = remove_file(checkpoint, name)
     r = export(checkpoint, tmp_path / "out")
     # Before: transformers' 'Unrecognized model in ...' or 'Can't load video processor for ...'.
-    assert r.exit_code == 2 and f"{checkpoint}: incomplete or damaged checkpoint ({name} missing)" in " ".join(r.output.split())
+    assert r.exit_code == 2 and f"{checkpoint}: incomplete or damaged checkpoint ({said} missing)" in " ".join(r.output.split())
     assert not (tmp_path / "out").exists()
 
 

@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from bbuvl.train.trainer import train
+from tests.model_folders import IMAGE_PROCESSOR_GONE, remove_file
 
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.usefixtures("one_thread")]
 
@@ -124,7 +125,7 @@ def test_an_empty_teacher_pool_the_config_names_is_refused_before_anything_is_wr
 # model.reuse_modules from a checkpoint without its head to a new head, silently.
 START_FOLDER = [
     ("plain", "tokenizer.json", "no tokenizer (tokenizer.json or vocab.json or tokenizer.model missing)"),
-    ("plain", "preprocessor_config.json", "preprocessor_config.json missing"),
+    ("plain", "preprocessor_config.json", f"{IMAGE_PROCESSOR_GONE} missing"),
     ("checkpoint", "tokenizer.json", "no tokenizer (tokenizer.json or vocab.json or tokenizer.model missing)"),
     ("checkpoint", "chat_template.jinja", "chat_template.jinja missing"),
     ("checkpoint", "prompt.json", "prompt.json missing"),
@@ -138,7 +139,7 @@ def test_a_start_folder_missing_a_file_is_refused_naming_it_before_anything_is_w
         run_config, tiny_model_dir, trained_checkpoint, tmp_path, kind, name, says):
     start = tmp_path / "start"
     shutil.copytree(tiny_model_dir if kind == "plain" else trained_checkpoint, start)
-    (start / name).unlink()
+    remove_file(start, name)
     with pytest.raises(ValueError) as e:
         train(run_config(f"model.path={start}", "model.reuse_modules=true", "training.max_steps=1"), progress=False)
     assert str(e.value) == (f"model.path {start}: incomplete or damaged model folder ({says}); re-copy it, or point "

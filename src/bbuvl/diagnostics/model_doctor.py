@@ -33,6 +33,7 @@ from bbuvl.encode.chat import SPAN_STUDENT, Turn
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.checkpoint import ModelFolder, is_plain_model_folder, read_model_folder, start_folder_problem
 from bbuvl.model.checkpoint_files import TEMPLATE_FILE
+from bbuvl.model.processor import saved_pixel_range
 from bbuvl.model.export import LABELS_FILE as EXPORT_LABELS
 from bbuvl.model.loading import check_special_tokens, special_token_ids
 from bbuvl.model.vlm import core_model
@@ -282,14 +283,8 @@ def check_head(predictor: Predictor, image: Image.Image) -> list[Check]:
 
 
 def _processor_pixels(directory: Path) -> tuple[int, int] | None:
-    """`(min_pixels, max_pixels)` stored in the checkpoint's preprocessor config, if any."""
-    path = directory / "preprocessor_config.json"
-    if not path.exists():
-        return None
-    data = read_json(path)
-    size = data.get("size") or {}
-    lo, hi = size.get("shortest_edge", data.get("min_pixels")), size.get("longest_edge", data.get("max_pixels"))
-    return (int(lo), int(hi)) if lo is not None and hi is not None else None
+    """`(min_pixels, max_pixels)` stored in the checkpoint's image processor config, if any."""
+    return saved_pixel_range(directory)
 
 
 def check_contract(directory: Path, predictor: Predictor, cfg: Config | None) -> list[Check]:

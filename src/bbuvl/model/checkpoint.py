@@ -40,7 +40,8 @@ from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.families import family_of
 from bbuvl.data.jsonfile import json_kind, read_json
 from bbuvl.data.scale import TrainingScale
-from bbuvl.model.checkpoint_files import TEMPLATE_FILE, check_module_state, check_prompt, json_problem, template_problem
+from bbuvl.model.checkpoint_files import (IMAGE_PROCESSOR_FILE, PROCESSOR_CONFIG_FILE, TEMPLATE_FILE, check_module_state,
+                                          check_prompt, json_problem, saved_image_processor, template_problem)
 from bbuvl.model.identity import CHOSEN_LATER, record_digests, restamp_chosen
 from bbuvl.model.lora_base import base_changes, record_base
 from bbuvl.paths import real_path
@@ -103,7 +104,9 @@ def save_checkpoint(model: Any, processor: Any, cfg: Config, contract: Coordinat
             state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
             with atomic_path(directory / name) as tmp:
                 save_file(state, tmp, metadata={"format": "pt"})
-    processor.save_pretrained(directory)
+    from bbuvl.model.processor import save_processor
+
+    save_processor(processor, directory)
     write_text_atomic(directory / CONFIG_FILE, dump_config(cfg))
     contract.save(directory)
     if scale is not None:
@@ -165,8 +168,15 @@ def missing_model_files(directory: Path) -> list[str]:
     """The files transformers loads a checkpoint from that are not in it: without them its errors name other things
     ("Unrecognized model", "Can't load video processor", "config and tokenizer disagree")."""
     adapter = (directory / "adapter_model.safetensors").is_file()
-    wanted = ["adapter_config.json" if adapter else "config.json", "preprocessor_config.json", "tokenizer_config.json"]
-    return [name for name in wanted if not (directory / name).is_file()]
+    wanted = ["adapter_config.json" if adapter else "config.json", "tokenizer_config.json"]
+    missing = [name for name in wanted if not (directory / name).is_file()]
+    try:
+        image = saved_image_processor(directory)
+    except ValueError:
+        image = (directory, {})  # there, but damaged: json_problem names the file
+    if image is None:
+        missing.insert(1, f"{IMAGE_PROCESSOR_FILE}, or an image_processor in {PROCESSOR_CONFIG_FILE},")
+    return missing
 
 
 def start_folder_problem(directory: str | Path) -> str | None:

@@ -37,6 +37,37 @@ def json_problem(folder: Path) -> str | None:
 
 
 TEMPLATE_FILE = "chat_template.jinja"  # where save_pretrained writes the processor's chat template
+IMAGE_PROCESSOR_FILE = "preprocessor_config.json"  # the image processor's settings, as Qwen's own checkpoints ship them
+PROCESSOR_CONFIG_FILE = "processor_config.json"
+
+
+def saved_image_processor(folder: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The file holding a model folder's image processor settings, and those settings: preprocessor_config.json,
+    else the `image_processor` object in processor_config.json; None when neither holds them. ValueError naming a
+    file that is not JSON, or whose settings are no JSON object.
+
+    transformers 5 nests the image processor in processor_config.json when it saves a processor with a video
+    processor: a stock Qwen processor, which it loads wherever torchvision imports (every GPU machine measured), so
+    a checkpoint trained there has no preprocessor_config.json (docs/families.md, "Processor files").
+    """
+    from bbuvl.data.jsonfile import read_json
+
+    legacy = folder / IMAGE_PROCESSOR_FILE
+    if legacy.is_file():
+        data = read_json(legacy, "image processor config")
+        if not isinstance(data, dict):
+            raise ValueError(f"{legacy}: holds {json_kind(data)}, expected a JSON object ({{...}})")
+        return legacy, data
+    nested = folder / PROCESSOR_CONFIG_FILE
+    if not nested.is_file():
+        return None
+    data = read_json(nested, "processor config")
+    image = data.get("image_processor") if isinstance(data, dict) else None
+    if image is None:
+        return None
+    if not isinstance(image, dict):
+        raise ValueError(f"{nested}: image_processor holds {json_kind(image)}, expected a JSON object ({{...}})")
+    return nested, image
 
 
 def template_problem(folder: Path) -> str | None:

@@ -36,7 +36,7 @@ from bbuvl.model.checkpoint import (EXPORT_FRAME_FILE, HEAD_FILE, POSITIONS_FILE
                                     is_plain_model_folder, load_model, read_model_folder)
 from bbuvl.model.checkpoint_files import TEMPLATE_FILE
 from bbuvl.model.identity import CHOSEN_LATER
-from bbuvl.model.processor import set_pixel_range
+from bbuvl.model.processor import save_processor, set_pixel_range
 
 if TYPE_CHECKING:
     from transformers import GenerationConfig
@@ -341,7 +341,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
     with atomic_folder(out) as tmp:  # the whole folder, or the previous one kept (bbuvl/atomic.py)
         vlm.save_pretrained(tmp, safe_serialization=True)
         write_text_atomic(tmp / "config.json", legacy_rope_keys((tmp / "config.json").read_text(encoding="utf-8")))
-        processor.save_pretrained(tmp)  # with the frame's min/max pixels (set above)
+        save_processor(processor, tmp)  # with the frame's min/max pixels (set above)
         for name in ("preprocessor_config.json", "processor_config.json"):
             if (tmp / name).is_file():
                 write_text_atomic(tmp / name, legacy_frame_keys((tmp / name).read_text(encoding="utf-8")))

@@ -30,6 +30,7 @@ from transformers.processing_utils import ProcessorMixin
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.jsonfile import read_json
+from bbuvl.model.checkpoint_files import IMAGE_PROCESSOR_FILE, saved_image_processor
 from bbuvl.data.families import FAMILIES, IMAGE_TOKEN, VIDEO_TOKEN, VISION_END_TOKEN, VISION_START_TOKEN, get_family
 
 
@@ -65,8 +66,7 @@ class ImageOnlyMixin:
         """
         out = super().save_pretrained(save_directory, *args, **kwargs)
         folder, name = Path(save_directory), stock_processor_name(type(self))
-        legacy = {**self.image_processor.to_dict(), "processor_class": name}
-        write_text_atomic(folder / "preprocessor_config.json", json.dumps(legacy, ensure_ascii=False, indent=2) + "\n")
+        write_image_processor_file(folder, self, name)
         name_stock_processor(folder, name)
         return out
 
@@ -90,7 +90,7 @@ IMAGE_ONLY_PROCESSORS: dict[str, type[ProcessorMixin]] = {
 }
 
 
-PROCESSOR_FILE = "preprocessor_config.json"  # the image processor's saved settings, its frame among them
+PROCESSOR_FILE = IMAGE_PROCESSOR_FILE  # the image processor's saved settings, its frame among them
 # Files in which transformers records the processor class a folder was saved with.
 PROCESSOR_CLASS_FILES = ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
 
@@ -138,17 +138,32 @@ def pixel_range(processor: Any) -> tuple[int, int]:
     return int(size["shortest_edge"]), int(size["longest_edge"])
 
 
+def write_image_processor_file(folder: Path, processor: Any, name: str) -> None:
+    """The image processor's settings as preprocessor_config.json, naming the processor class `name`."""
+    legacy = {**processor.image_processor.to_dict(), "processor_class": name}
+    write_text_atomic(folder / PROCESSOR_FILE, json.dumps(legacy, ensure_ascii=False, indent=2) + "\n")
+
+
+def save_processor(processor: Any, folder: Path) -> None:
+    """Save a checkpoint's processor so that the folder has preprocessor_config.json whichever processor class was
+    loaded: a stock one (where torchvision imports) nests it in processor_config.json only, and a checkpoint trained
+    on one machine must read the same on another (docs/families.md, "Processor files")."""
+    processor.save_pretrained(folder)
+    if not (Path(folder) / PROCESSOR_FILE).is_file():
+        write_image_processor_file(Path(folder), processor, type(processor).__name__)
+
+
 def saved_pixel_range(folder: Path) -> tuple[int, int] | None:
     """`(min_pixels, max_pixels)` a model folder's saved image processor resizes to (its `size`, else the keys readers
     before transformers' `size` take); None when it names neither. ValueError naming the file when it is no JSON."""
-    path = folder / PROCESSOR_FILE
-    if not path.is_file():
+    saved = saved_image_processor(folder)
+    if saved is None:
         return None
-    data = read_json(path, "image processor config")
-    size = data.get("size") if isinstance(data, dict) else None
+    data = saved[1]
+    size = data.get("size")
     size = size if isinstance(size, dict) else {}
-    lo = size.get("shortest_edge", data.get("min_pixels") if isinstance(data, dict) else None)
-    hi = size.get("longest_edge", data.get("max_pixels") if isinstance(data, dict) else None)
+    lo = size.get("shortest_edge", data.get("min_pixels"))
+    hi = size.get("longest_edge", data.get("max_pixels"))
     ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (lo, hi))
     return (lo, hi) if ok else None
 

@@ -19,7 +19,7 @@ from transformers.utils import logging as hf_logging
 
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.families import DEFAULT_FAMILY, get_family
-from bbuvl.model.processor import image_only_processor_class
+from bbuvl.model.processor import image_only_processor_class, save_processor
 from bbuvl.tiny.configs import TEMPORAL_PATCH_SIZE, TinySizes, tiny_config
 from bbuvl.tiny.templates import chat_template
 from bbuvl.tiny.tokenizer import EOS_TOKEN, PAD_TOKEN, train_tokenizer
@@ -76,7 +76,7 @@ def build_tiny_model(
     hf_logging.disable_progress_bar()  # a shard bar for a 4 MB file is noise in test and CLI output
     try:
         model.save_pretrained(out, safe_serialization=True)
-        processor.save_pretrained(out)
+        save_processor(processor, out)
     finally:
         if bars_were_on:
             hf_logging.enable_progress_bar()
