@@ -19,7 +19,8 @@ zoom). Each is measured as the plain print sees it (the closest turn) and as the
 greyscale by luminance only (`GREY_LEVELS`), a tone change by the prints matched in brightness and contrast
 (`TONE_LEVELS`), a crop by the closest of 25 sub-windows of the larger photo (2 to 10 % off each edge and about the
 centre, in steps of 2 %: not shipped, as the margins printed say). Against each, the smallest difference of two distinct
-photos under that comparison: the margin is the copies' largest against it.
+photos under that comparison: the margin is the copies' largest against it. A copy whose print has too little
+luminance detail to be compared so (`TONE_DETAIL`, `TONE_LEAST`) is left out of the counts.
 
 Then the cost: milliseconds a photo on one thread and seconds on the pool `photo_prints` uses, and the seconds and peak
 memory (tracemalloc) `near_copies` takes to compare 1,000 and 10,000 prints and a fixed camera's 4,000 shots of one
@@ -39,7 +40,7 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 from bbuvl.data.images import list_images
-from bbuvl.data.near_copies import (GREY_CHROMA, GREY_LEVELS, NEAR_COPY_LEVELS, TONE_DETAIL, TONE_LEVELS,
+from bbuvl.data.near_copies import (GREY_CHROMA, GREY_LEVELS, NEAR_COPY_LEVELS, TONE_DETAIL, TONE_LEAST, TONE_LEVELS,
                                     TURNED_LEVELS, near_copies, photo_print, photo_prints, print_of)
 from bbuvl.synthetic.dataset import synthesize
 from bbuvl.synthetic.shapes import synthesize_shapes
@@ -142,9 +143,14 @@ def matched(p: np.ndarray) -> tuple[np.ndarray, float]:
     return np.concatenate([y - y.mean(), (p[..., 1:] - 128.0).ravel()]) / spread, spread
 
 
-def detailed(p: np.ndarray) -> bool:
-    """Whether a print's luminance spans enough levels to be compared matched or greyscale (`TONE_DETAIL`)."""
-    return float(luminance(p).max() - luminance(p).min()) >= TONE_DETAIL
+def span(p: np.ndarray) -> float:
+    """The levels a print's luminance spans."""
+    return float(luminance(p).max() - luminance(p).min())
+
+
+def compared(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two prints in colour are compared matched in tone: one spans `TONE_DETAIL`, the other `TONE_LEAST`."""
+    return max(span(a), span(b)) >= TONE_DETAIL and min(span(a), span(b)) >= TONE_LEAST
 
 
 def grey(p: np.ndarray) -> bool:
@@ -171,15 +177,18 @@ def distinct_changed(photos: list[Path], prints: list[np.ndarray]) -> dict[str, 
     y = np.stack([luminance(p) for p in prints])
     found = {"luminance": np.inf, "matched": np.inf, "windows": np.inf}
     for i in range(n):
-        if detailed(prints[i]):
+        if span(prints[i]) >= TONE_DETAIL:
             d = np.abs(y - y[i]).max(axis=1)
             d[i] = np.inf
             found["luminance"] = min(found["luminance"], float(d.min()))
-    toned = [matched(p) for p in prints if detailed(p) and not grey(p)]
-    if len(toned) > 1:
+    colour = [p for p in prints if span(p) >= TONE_LEAST and not grey(p)]
+    if len(colour) > 1:
+        toned = [matched(p) for p in colour]
         z, spread = np.stack([t[0] for t in toned]), np.array([t[1] for t in toned])
+        spans = np.array([span(p) for p in colour])
         for i in range(len(toned) - 1):
             d = np.abs(z[i + 1 :] - z[i]).max(axis=1) * np.maximum(spread[i], spread[i + 1 :])
+            d[np.maximum(spans[i], spans[i + 1 :]) < TONE_DETAIL] = np.inf
             found["matched"] = min(found["matched"], float(d.min()))
     flat = np.stack([p.ravel() for p in prints])
     for i, path in enumerate(photos):
@@ -223,14 +232,15 @@ def measure_folder(folder: Path, scratch: Path, n_copies: int) -> tuple[float, f
                 continue
             row = kinds.setdefault(kind, [0.0, 0.0, 0, 0])
             row[0] = max(row[0], float(np.abs(turns(b) - a.ravel()).max(axis=1).min()))
-            if COMPARED[kind.split()[0]] != "windows" and not detailed(a):
-                continue  # never compared matched or as luminance: `TONE_DETAIL`
+            how = COMPARED[kind.split()[0]]
+            if how == "luminance" and span(b) < TONE_DETAIL or how == "matched" and not compared(a, b):
+                continue  # too little detail to be compared so: `TONE_DETAIL`, `TONE_LEAST`
             row[1] = max(row[1], measured(kind, a, b, window))
             row[2] += bool(near_copies([a, b]))
             row[3] += 1
     for kind, (plain, compared, found, n) in kinds.items():
         print(f"  {kind:<18} plain print {plain:6.2f}, {COMPARED[kind.split()[0]]:<9} {compared:6.2f}; "
-              f"near_copies finds {found} of {n} with detail")
+              f"near_copies finds {found} of {n} with the detail to be compared")
     return as_taken, distinct, largest, {"distinct": apart, "copies": kinds}
 
 

@@ -132,3 +132,14 @@ def test_a_fixed_cameras_shots_some_in_dimmer_light_are_one_group_in_few_pairs()
     assert copy_groups(len(shots), [(p.first, p.second) for p in pairs]) == [list(range(len(shots)))]
     assert len(pairs) < 3 * len(shots)
     assert any(p.how == "made brighter" for p in pairs)
+
+
+def test_a_darker_copy_is_compared_where_one_of_the_two_spans_enough_luminance_and_the_other_three_quarters():
+    rng = np.random.default_rng(1)
+    for top, found_one in ((134.0, True), (126.0, False)):  # the photo's luminance spans about 34 levels, then 26
+        photo = np.stack([rng.uniform(100, top, (8, 8)), rng.uniform(90, 170, (8, 8)), rng.uniform(90, 170, (8, 8))],
+                         axis=-1).astype(np.float32)
+        photo[0, 0, 0], photo[0, 1, 0] = 100, top
+        darker = ((photo - [0, 128, 128]) * 0.8 + [0, 128, 128]).astype(np.float32)  # spans 27, then 21
+        assert [(p.first, p.second, p.how) for p in near_copies([photo, darker])] == (
+            [(0, 1, "made darker")] if found_one else []), top

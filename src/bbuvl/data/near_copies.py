@@ -66,9 +66,12 @@ TURNED_LEVELS = 5.0
 # 11.9 (the demo's 1,050 shapes photos; 27-47 on the other synthetic scenes): bench/near_copies.py. A copy made brighter
 # or given more contrast is found only where no pixel was clipped at white: such copies differed by up to 26.
 TONE_LEVELS = 7.0
-# Divided by a small spread, a re-encode's noise grows: at luminance spans under 32 levels, darker copies of shapes
-# photos differed by up to 7.6 (4.7 above). Tone and greyscale are compared above it only.
+# Divided by a small spread, a re-encode's noise grows: where luminance spanned under 24 levels, darker copies of
+# shapes photos differed by up to 7.6 (4.7 above). A greyscale photo is compared where its luminance spans
+# `TONE_DETAIL`; two photos matched in tone where one spans that and the other three quarters of it (`TONE_LEAST`: a copy
+# 80 % as bright of a photo spanning 32 levels spans 25.6).
 TONE_DETAIL = 2 * DETAIL_LEVELS
+TONE_LEAST = 0.75 * TONE_DETAIL
 # A greyscale copy keeps its original's luminance (Pillow's "L" is YCbCr's Y) and loses its colour: a print whose Cb
 # and Cr all lie within `GREY_CHROMA` of grey (128) is compared with the luminance of the others'. Greyscale copies
 # differed by at most 2 levels, and a distinct photo's luminance came within 8 of another's (the demo's shapes: one
@@ -255,7 +258,8 @@ def _tone_copies(full: np.ndarray, parent: np.ndarray, tone_levels: float, grey_
     a fixed camera's shots)."""
     luma = full[:, 0::3] + 128.0
     chroma = np.concatenate([full[:, 1::3], full[:, 2::3]], axis=1)
-    detailed = luma.max(axis=1) - luma.min(axis=1) >= TONE_DETAIL
+    span = luma.max(axis=1) - luma.min(axis=1)
+    detailed = span >= TONE_DETAIL
     roots = _roots(parent)
     found: list[tuple[int, int, float, str]] = []
     grey = np.abs(chroma).max(axis=1) <= GREY_CHROMA
@@ -269,14 +273,14 @@ def _tone_copies(full: np.ndarray, parent: np.ndarray, tone_levels: float, grey_
             if largest <= grey_levels:
                 found.append((min(a, b), max(a, b), largest, "made greyscale" if b < a else "in colour"))
     if tone_levels > 0:
-        photos = np.flatnonzero(detailed & ~grey)
+        photos = np.flatnonzero((span >= TONE_LEAST) & ~grey)
         spread = luma[photos].std(axis=1)
         mean = luma[photos].mean(axis=1)
         matched = np.concatenate([luma[photos] - mean[:, None], chroma[photos]], axis=1) / spread[:, None]
         for i, j in zip(*_screen(matched, matched, spread, spread, tone_levels, roots[photos], roots[photos], block,
                                  upper=True)):
             largest = float(np.abs(matched[i] - matched[j]).max() * max(spread[i], spread[j]))
-            if largest <= tone_levels:
+            if largest <= tone_levels and max(span[photos[i]], span[photos[j]]) >= TONE_DETAIL:
                 found.append((int(photos[i]), int(photos[j]), largest, _tone_words(mean[i], spread[i], mean[j],
                                                                                   spread[j])))
     def root(i: int) -> int:
