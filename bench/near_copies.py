@@ -148,7 +148,7 @@ def span(p: np.ndarray) -> float:
     return float(luminance(p).max() - luminance(p).min())
 
 
-def compared(a: np.ndarray, b: np.ndarray) -> bool:
+def matched_compared(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether two prints in colour are compared matched in tone: one spans `TONE_DETAIL`, the other `TONE_LEAST`."""
     return max(span(a), span(b)) >= TONE_DETAIL and min(span(a), span(b)) >= TONE_LEAST
 
@@ -233,7 +233,7 @@ def measure_folder(folder: Path, scratch: Path, n_copies: int) -> tuple[float, f
             row = kinds.setdefault(kind, [0.0, 0.0, 0, 0])
             row[0] = max(row[0], float(np.abs(turns(b) - a.ravel()).max(axis=1).min()))
             how = COMPARED[kind.split()[0]]
-            if how == "luminance" and span(b) < TONE_DETAIL or how == "matched" and not compared(a, b):
+            if how == "luminance" and span(b) < TONE_DETAIL or how == "matched" and not matched_compared(a, b):
                 continue  # too little detail to be compared so: `TONE_DETAIL`, `TONE_LEAST`
             row[1] = max(row[1], measured(kind, a, b, window))
             row[2] += bool(near_copies([a, b]))
