@@ -266,7 +266,7 @@ def _tone_copies(full: np.ndarray, parent: np.ndarray, tone_levels: float, grey_
     if grey_levels > 0:
         greys, colours = np.flatnonzero(grey & detailed), np.flatnonzero(~grey)
         ones = np.ones(len(full), dtype=np.float32)
-        for g, c in zip(*_screen(luma[greys], luma[colours], ones[greys], ones[colours], grey_levels,
+        for g, c in zip(*_screen(_means(luma[greys]), _means(luma[colours]), ones[greys], ones[colours], grey_levels,
                                  roots[greys], roots[colours], block)):
             a, b = greys[g], colours[c]
             largest = float(np.abs(luma[a] - luma[b]).max())
@@ -277,7 +277,8 @@ def _tone_copies(full: np.ndarray, parent: np.ndarray, tone_levels: float, grey_
         spread = luma[photos].std(axis=1)
         mean = luma[photos].mean(axis=1)
         matched = np.concatenate([luma[photos] - mean[:, None], chroma[photos]], axis=1) / spread[:, None]
-        for i, j in zip(*_screen(matched, matched, spread, spread, tone_levels, roots[photos], roots[photos], block,
+        coarse = _means(matched)
+        for i, j in zip(*_screen(coarse, coarse, spread, spread, tone_levels, roots[photos], roots[photos], block,
                                  upper=True)):
             largest = float(np.abs(matched[i] - matched[j]).max() * max(spread[i], spread[j]))
             if largest <= tone_levels and max(span[photos[i]], span[photos[j]]) >= TONE_DETAIL:
@@ -298,12 +299,20 @@ def _tone_copies(full: np.ndarray, parent: np.ndarray, tone_levels: float, grey_
     return joined
 
 
+def _means(values: np.ndarray) -> np.ndarray:
+    """`[n, channels * 16]`: the 4x4 means of rows of 8x8 values, channel after channel (`[n, channels * 64]`), which
+    differ no more than the values they average: the screen compares them, a quarter of the work."""
+    n, side = len(values), PRINT_SIDE // 2
+    channels = values.shape[1] // PRINT_SIDE**2
+    return values.reshape(n, channels, side, 2, side, 2).mean(axis=(3, 5)).reshape(n, channels * side * side)
+
+
 def _screen(a: np.ndarray, b: np.ndarray, scale_a: np.ndarray, scale_b: np.ndarray, levels: float,
             roots_a: np.ndarray, roots_b: np.ndarray, block: int, upper: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The pairs of a row of `a` and a row of `b` (`[n, values]`, in two groups by `roots_a`, `roots_b`; with `upper`,
     `b` is `a` and each pair once) that may differ by at most `levels` everywhere once scaled by the larger of their
     `scale`s: their sum of squared differences, times both scales, is at most `levels` squared times the values (a
-    matrix product, `block` rows at a time)."""
+    matrix product, `block` rows at a time; the larger scale squared is at least the product)."""
     bound = levels**2 * a.shape[1] * (1 + 1e-3) + 1.0  # and float32's rounding of the sums
     squares_a, squares_b = (a**2).sum(axis=1), (b**2).sum(axis=1)
     firsts, seconds = [], []
@@ -313,11 +322,15 @@ def _screen(a: np.ndarray, b: np.ndarray, scale_a: np.ndarray, scale_b: np.ndarr
         rows *= -2.0
         rows += squares_a[start:stop, None]
         rows += squares_b[None, offset:]
-        rows *= scale_a[start:stop, None] * scale_b[None, offset:]
-        close = (rows <= bound) & (roots_a[start:stop, None] != roots_b[None, offset:])
+        rows *= scale_a[start:stop, None]
+        rows *= scale_b[None, offset:]
+        close = rows <= bound
+        if np.count_nonzero(close) > len(close):  # a group's many photos (a fixed camera's): left out before listed
+            close &= roots_a[start:stop, None] != roots_b[None, offset:]
         first, second = np.nonzero(close)
-        firsts.append(first + start)
-        seconds.append(second + offset)
+        apart = roots_a[first + start] != roots_b[second + offset]
+        firsts.append(first[apart] + start)
+        seconds.append(second[apart] + offset)
     return (np.concatenate(firsts), np.concatenate(seconds)) if firsts else (np.empty(0, int), np.empty(0, int))
 
 
