@@ -1,5 +1,5 @@
 """Near-copies: one photo saved again by a tool (another JPEG quality, PNG, a phone's smaller size, its EXIF turn
-written into the pixels, mirrored or turned), found by its pixels.
+written into the pixels, mirrored or turned, made greyscale, darker or lower in contrast), found by its pixels.
 
 `images.photo_digests` finds a copy stored byte for byte, or with only its EXIF rewritten; a re-encoded copy has other
 bytes everywhere. Its pixels, shown upright and seen small, are still its original's. Each photo gets a print: an 8x8
@@ -24,6 +24,26 @@ other (`TURNS`), which on an 8x8 thumbnail is a reordering of its values. Turned
 30 photos of each scene), and distinct photos by at least 14 in 3,000 synthetic ones (600 of each of wide, close-up
 and shapes at 640x480, wide at 448x336 and shapes at 224x224) but by 7 in the demo's 1,050 shapes photos (13 as taken):
 one shape on a plain background, where another photo's shape sits where a turn puts it.
+
+A copy changed in tone keeps its pixels' pattern, not their levels; two photos the comparisons above left in two groups
+are compared twice more, as taken only. Made greyscale (Pillow's "L" is YCbCr's Y), a copy keeps its original's
+luminance: a print whose colour is grey everywhere (`GREY_CHROMA`) is compared with the luminance of the prints in
+colour, within `GREY_LEVELS` (4): greyscale copies differed by at most 2, a distinct photo's luminance from another's
+by at least 8 (the demo's shapes, one shape on a plain background, where colour told them apart; 18-40 on the other
+scenes). Made darker
+or lower in contrast (an edit, an auto-enhance), a copy's luminance is its original's scaled and shifted, and its colour
+about grey scaled with it: each print, its luminance less its mean and both divided by its luminance's standard
+deviation, is compared in levels at the larger of the two deviations, within `TONE_LEVELS` (7). Darker (80 and 90 %)
+and lower-contrast (80 %) copies differed by at most 3.3, distinct photos by at least 11.85 (the demo's shapes; 28.6 to
+47 on the others). Both only where the luminance spans enough levels (`TONE_DETAIL`, `TONE_LEAST`): divided by a small
+deviation, a re-encode's noise grows.
+
+Not found, measured and left: a copy made brighter or higher in contrast where pixels clip at white (matched, up to 26
+levels, beyond distinct photos' 11.85; such copies are found where nothing clipped: 128 of 138 at 110 %), a copy
+changed in tone and also turned, and a cropped one: prints of 25 sub-windows of the larger photo (2 to 10 % off an
+edge or about the centre, in steps of 2 %) found crops on that grid within 5 levels, but a crop 1 % off it differed by
+up to 18 (a 3 % crop of the wide scene), and distinct photos came within 7 of a sub-window of another (the demo's
+shapes).
 
 Measured (bench/near_copies.py; docs/data_names.md, "Near-copies"): copies differ by at most 3 levels (JPEG at quality
 60 and 30, PNG, WebP, half and quarter size, an EXIF turn written into the pixels), distinct photos of the synthetic
@@ -59,23 +79,19 @@ DETAIL_LEVELS = 2 * NEAR_COPY_LEVELS
 # photos a distinct pair came within 7 levels in another turn (13 as taken); copies turned or mirrored and saved again
 # (JPEG at quality 30, half size, WebP) within 4.
 TURNED_LEVELS = 5.0
-# A copy made darker or given less contrast (an edit, an auto-enhance) is its original's luminance scaled and shifted,
-# and its colour (Cb, Cr about grey) scaled with it. Each print, its luminance less its mean and both divided by its
-# luminance's spread (standard deviation), is the same for both; two are compared in grey levels at the larger of their
-# spreads. Darker (80-90 %) and lower-contrast (80 %) copies differed by at most 4.7 levels, distinct photos by at least
-# 11.9 (the demo's 1,050 shapes photos; 27-47 on the other synthetic scenes): bench/near_copies.py. A copy made brighter
-# or given more contrast is found only where no pixel was clipped at white: such copies differed by up to 26.
+# Between darker (80, 90 %) and lower-contrast (80 %) copies matched in tone (at most 3.3 levels) and distinct photos
+# (at least 11.85, the demo's 1,050 shapes photos): bench/near_copies.py. A copy made brighter or given more contrast
+# is found only where no pixel clipped at white: such copies differed by up to 26.
 TONE_LEVELS = 7.0
-# Divided by a small spread, a re-encode's noise grows: where luminance spanned under 24 levels, darker copies of
-# shapes photos differed by up to 7.6 (4.7 above). A greyscale photo is compared where its luminance spans
+# Divided by a small deviation, a re-encode's noise grows: compared down to spans of 16 levels, darker copies of the
+# demo's shapes photos differed by up to 7.6 (from 24, 4.7). A greyscale photo is compared where its luminance spans
 # `TONE_DETAIL`; two photos matched in tone where one spans that and the other three quarters of it (`TONE_LEAST`: a copy
 # 80 % as bright of a photo spanning 32 levels spans 25.6).
 TONE_DETAIL = 2 * DETAIL_LEVELS
 TONE_LEAST = 0.75 * TONE_DETAIL
-# A greyscale copy keeps its original's luminance (Pillow's "L" is YCbCr's Y) and loses its colour: a print whose Cb
-# and Cr all lie within `GREY_CHROMA` of grey (128) is compared with the luminance of the others'. Greyscale copies
-# differed by at most 2 levels, and a distinct photo's luminance came within 8 of another's (the demo's shapes: one
-# shape whose colour is another's of one luminance; 13-40 on the other scenes).
+# Between greyscale copies' luminance (at most 2 levels off their originals') and a distinct photo's (at least 8, the
+# demo's shapes photos): a print whose Cb and Cr all lie within `GREY_CHROMA` of grey (128) is compared so. A JPEG of
+# grey pixels kept its colour within 0 of grey in the bench.
 GREY_LEVELS = 4.0
 GREY_CHROMA = 2.0
 
