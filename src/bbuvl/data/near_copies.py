@@ -30,13 +30,12 @@ are compared twice more, as taken only. Made greyscale (Pillow's "L" is YCbCr's 
 luminance: a print whose colour is grey everywhere (`GREY_CHROMA`) is compared with the luminance of the prints in
 colour, within `GREY_LEVELS` (4): greyscale copies differed by at most 2, a distinct photo's luminance from another's
 by at least 8 (the demo's shapes, one shape on a plain background, where colour told them apart; 18-40 on the other
-scenes). Made darker
-or lower in contrast (an edit, an auto-enhance), a copy's luminance is its original's scaled and shifted, and its colour
-about grey scaled with it: each print, its luminance less its mean and both divided by its luminance's standard
-deviation, is compared in levels at the larger of the two deviations, within `TONE_LEVELS` (7). Darker (80 and 90 %)
-and lower-contrast (80 %) copies differed by at most 3.3, distinct photos by at least 11.85 (the demo's shapes; 28.6 to
-47 on the others). Both only where the luminance spans enough levels (`TONE_DETAIL`, `TONE_LEAST`): divided by a small
-deviation, a re-encode's noise grows.
+scenes). Made darker or lower in contrast (an edit, an auto-enhance), a copy's luminance is its original's scaled and
+shifted, and its colour about grey scaled with it: each print, its luminance less its mean and both divided by its
+luminance's standard deviation, is compared in levels at the larger of the two deviations, within `TONE_LEVELS` (7).
+Darker (80 and 90 %) and lower-contrast (80 %) copies differed by at most 3.3, distinct photos by at least 11.85 (the
+demo's shapes; 28.6 to 47 on the others). Both only where the luminance spans enough levels (`TONE_DETAIL`,
+`TONE_LEAST`): divided by a small deviation, a re-encode's noise grows.
 
 Not found, measured and left: a copy made brighter or higher in contrast where pixels clip at white (matched, up to 26
 levels, beyond distinct photos' 11.85; such copies are found where nothing clipped: 128 of 138 at 110 %), a copy
@@ -195,7 +194,7 @@ def near_copies(prints: Sequence[np.ndarray | None], levels: float = NEAR_COPY_L
     `levels` everywhere as taken, or `turned_levels` turned or mirrored: `TURNS`), the other pairs that join two
     photos' groups, and then the pairs that join two groups as a copy made greyscale (`grey_levels`), darker or lower
     in contrast (`tone_levels`; 0 leaves either out), sorted by `(first, second)`: enough for `copy_groups` to find
-    every group, and at most three pairs a photo. All pairs were asked for before: a fixed camera's 5,000 shots of one
+    every group, and fewer than three pairs a photo in all. All pairs were asked for before: a fixed camera's 5,000 shots of one
     view are 12.5 million of them.
 
     Within `levels` everywhere, a pair's 4x4 means are within `levels` too, and so are those means sorted within the
@@ -287,7 +286,7 @@ def _tone_copies(full: np.ndarray, parent: np.ndarray, tone_levels: float, grey_
             a, b = greys[g], colours[c]
             largest = float(np.abs(luma[a] - luma[b]).max())
             if largest <= grey_levels:
-                found.append((min(a, b), max(a, b), largest, "made greyscale" if b < a else "in colour"))
+                found.append((int(min(a, b)), int(max(a, b)), largest, "made greyscale" if b < a else "in colour"))
     if tone_levels > 0:
         photos = np.flatnonzero((span >= TONE_LEAST) & ~grey)
         spread = luma[photos].std(axis=1)
@@ -300,6 +299,7 @@ def _tone_copies(full: np.ndarray, parent: np.ndarray, tone_levels: float, grey_
             if largest <= tone_levels and max(span[photos[i]], span[photos[j]]) >= TONE_DETAIL:
                 found.append((int(photos[i]), int(photos[j]), largest, _tone_words(mean[i], spread[i], mean[j],
                                                                                   spread[j])))
+
     def root(i: int) -> int:
         while parent[i] != i:
             parent[i] = parent[parent[i]]
