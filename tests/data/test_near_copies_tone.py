@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageEnhance
 from bbuvl.data.check import check_dataset
 from bbuvl.data.layout import TRAIN, VAL
 from bbuvl.data.near_copies import GREY_LEVELS, NEAR_COPY_LEVELS, TONE_LEVELS, copy_groups, near_copies, photo_print
-from bbuvl.data.schema import read_records, resolve_image, write_dataset
+from bbuvl.data.schema import ImageRecord, read_records, resolve_image, write_dataset
 from bbuvl.data.split import split_photos
 from bbuvl.synthetic.dataset import synthesize
 
@@ -92,34 +92,35 @@ def test_a_distinct_photo_made_greyscale_or_darker_just_past_the_bounds_is_no_co
         (0, 1, "made greyscale"), (0, 2, "made darker")]
 
 
-def test_check_warns_of_a_greyscale_copy_in_val_naming_both_and_how(room, tmp_path):
+def with_changed_copy(room: Path, folder: Path, change: str, factor: float) -> tuple[list[ImageRecord], ImageRecord]:
+    """The room's photos copied into `folder`, and a line for its first photo changed (`changed`) as images/copy.jpg."""
     records = read_records(room)
-    folder = tmp_path / "data"
     (folder / "images").mkdir(parents=True)
     for r in records:
         shutil.copy(resolve_image(room, r.image), folder / r.image)
-    changed(folder / records[0].image, "greyscale", 1.0, folder / "images" / "grey.jpg")
+    changed(folder / records[0].image, change, factor, folder / "images" / "copy.jpg")
+    return records, records[0].model_copy(update={"images": ["images/copy.jpg"], "id": "copy"})
+
+
+def test_check_warns_of_a_greyscale_copy_in_val_naming_both_and_how(room, tmp_path):
+    folder = tmp_path / "data"
+    records, copy = with_changed_copy(room, folder, "greyscale", 1.0)
     write_dataset(folder / TRAIN, records)
-    write_dataset(folder / VAL, [records[0].model_copy(update={"images": ["images/grey.jpg"], "id": "grey"})])
+    write_dataset(folder / VAL, [copy])
     warned = [p for p in check_dataset(folder) if "its pixels are those of" in p.message]
     assert [(Path(p.file).name, p.line, p.severity) for p in warned] == [("val.jsonl", 1, "warning")]
     assert f"{records[0].image} made greyscale at {folder / TRAIN} line 1" in warned[0].message
 
 
 def test_split_keeps_a_darker_copy_and_its_photo_on_one_side(room, tmp_path):
-    records = read_records(room)
     folder = tmp_path / "data"
-    (folder / "images").mkdir(parents=True)
-    for r in records:
-        shutil.copy(resolve_image(room, r.image), folder / r.image)
-    changed(folder / records[0].image, "brightness", 0.8, folder / "images" / "darker.jpg")
-    write_dataset(folder / "all.jsonl", [*records, records[0].model_copy(update={"images": ["images/darker.jpg"],
-                                                                                  "id": "darker"})])
+    records, copy = with_changed_copy(room, folder, "brightness", 0.8)
+    write_dataset(folder / "all.jsonl", [*records, copy])
     for seed in range(4):
         result = split_photos(folder / "all.jsonl", tmp_path / f"split{seed}", val_ratio=0.3, seed=seed, num_teachers=0)
-        assert result.near_copies == [[records[0].image, "images/darker.jpg"]], seed
+        assert result.near_copies == [[records[0].image, "images/copy.jpg"]], seed
         sides = [{Path(r.image).name for r in read_records(tmp_path / f"split{seed}" / name)} for name in (TRAIN, VAL)]
-        assert any({Path(records[0].image).name, "darker.jpg"} <= side for side in sides), (seed, sides)
+        assert any({Path(records[0].image).name, "copy.jpg"} <= side for side in sides), (seed, sides)
 
 
 def test_a_fixed_cameras_shots_some_in_dimmer_light_are_one_group_in_few_pairs():
