@@ -12,7 +12,8 @@ from PIL import Image, ImageDraw, ImageEnhance
 
 from bbuvl.data.check import check_dataset
 from bbuvl.data.layout import TRAIN, VAL
-from bbuvl.data.near_copies import GREY_LEVELS, NEAR_COPY_LEVELS, TONE_LEVELS, copy_groups, near_copies, photo_print
+from bbuvl.data.near_copies import (GREY_LEVELS, NEAR_COPY_LEVELS, TONE_LEVELS, copy_groups, near_copies,
+                                     near_copy_entries, photo_print)
 from bbuvl.data.schema import ImageRecord, read_records, resolve_image, write_dataset
 from bbuvl.data.split import split_photos
 from bbuvl.synthetic.dataset import synthesize
@@ -144,3 +145,16 @@ def test_a_darker_copy_is_compared_where_one_of_the_two_spans_enough_luminance_a
         darker = ((photo - [0, 128, 128]) * 0.8 + [0, 128, 128]).astype(np.float32)  # spans 27, then 21
         assert [(p.first, p.second, p.how) for p in near_copies([photo, darker])] == (
             [(0, 1, "made darker")] if found_one else []), top
+
+
+def test_an_importers_note_of_a_darker_or_greyscale_copy_says_how_and_how_it_was_compared(room, tmp_path):
+    photo = first_photo(room)
+    copies = [changed(photo, change, 0.8, tmp_path / f"{change}.jpg") for change in ("greyscale", "brightness")]
+    groups, entries = near_copy_entries(["a.jpg", "grey.jpg", "darker.jpg"], [photo_print(p) for p in (photo, *copies)],
+                                        "converted")
+    assert groups == [[0, 1, 2]]
+    assert [(e["file"], e["near_copy_of"]) for e in entries] == [("grey.jpg", "a.jpg"), ("darker.jpg", "a.jpg")]
+    assert entries[0]["reason"].startswith("its pixels are those of a.jpg made greyscale (seen small and upright, in "
+                                           "luminance, no value differs by more than")
+    assert entries[1]["reason"].startswith("its pixels are those of a.jpg made darker (seen small and upright, matched "
+                                           "in brightness and contrast, no value differs by more than")

@@ -350,13 +350,16 @@ def _screen(a: np.ndarray, b: np.ndarray, scale_a: np.ndarray, scale_b: np.ndarr
     return (np.concatenate(firsts), np.concatenate(seconds)) if firsts else (np.empty(0, int), np.empty(0, int))
 
 
+_TONE_WORDS = ("made brighter", "made darker", "with more contrast", "with less contrast")
+
+
 def _tone_words(mean: float, spread: float, other_mean: float, other_spread: float) -> str:
     """What a photo of luminance `other_mean` and `other_spread` is of one of `mean` and `spread`: a brightness change
     scales both, a contrast change only the spread (Pillow's ImageEnhance, as phones' edits)."""
     brightness, contrast = other_mean / mean, other_spread / spread
     if abs(brightness - 1) >= abs(brightness - contrast):
-        return "made brighter" if brightness > 1 else "made darker"
-    return "with more contrast" if contrast > 1 else "with less contrast"
+        return _TONE_WORDS[0 if brightness > 1 else 1]
+    return _TONE_WORDS[2 if contrast > 1 else 3]
 
 
 def _closest_turn(full: np.ndarray, means: np.ndarray, first: np.ndarray, second: np.ndarray,
@@ -433,9 +436,12 @@ def copy_groups(n: int, pairs: Sequence[tuple[int, int]]) -> list[list[int]]:
 
 
 def near_copy_note(first: str, levels: float, done: str, how: str = "") -> str:
-    """What an importer says of a photo whose pixels are those of `first` (`how` they lie on them: a `TURNS` entry),
-    which it `done` ('imported', 'converted') too: both are kept, and kept on one side of the split."""
-    return (f"its pixels are those of {first}{' ' + how if how else ''} (seen small and upright, no value differs by "
+    """What an importer says of a photo whose pixels are those of `first` (`how` they lie on them: a `TURNS` entry, or
+    a change of tone), which it `done` ('imported', 'converted') too: both are kept, and kept on one side of the
+    split."""
+    seen = ("seen small and upright" + (", in luminance" if how in ("made greyscale", "in colour") else
+                                        ", matched in brightness and contrast" if how in _TONE_WORDS else ""))
+    return (f"its pixels are those of {first}{' ' + how if how else ''} ({seen}, no value differs by "
             f"more than {levels:g} of 255 levels): {COPY_KINDS}, or a second shot of one view. Both were {done}, on one "
             f"side of the split; if they are one photo, remove one and {'import' if done == 'imported' else 'convert'} "
             f"again, or its boxes count twice")
