@@ -29,12 +29,12 @@ A copy changed in tone keeps its pixels' pattern, not their levels; two photos t
 are compared twice more, as taken only. Made greyscale (Pillow's "L" is YCbCr's Y), a copy keeps its original's
 luminance: a print whose colour is grey everywhere (`GREY_CHROMA`) is compared with the luminance of the prints in
 colour, within `GREY_LEVELS` (4): greyscale copies differed by at most 2, a distinct photo's luminance from another's
-by at least 8 (the demo's shapes, one shape on a plain background, where colour told them apart; 18-40 on the other
+by at least 8 (the demo's shapes, one shape on a plain background, where colour told them apart; 16-40 on the other
 scenes). Made darker or lower in contrast (an edit, an auto-enhance), a copy's luminance is its original's scaled and
 shifted, and its colour about grey scaled with it: each print, its luminance less its mean and both divided by its
 luminance's standard deviation, is compared in levels at the larger of the two deviations, within `TONE_LEVELS` (7).
 Darker (80 and 90 %) and lower-contrast (80 %) copies differed by at most 3.3, distinct photos by at least 11.85 (the
-demo's shapes; 28.6 to 47 on the others). Both only where the luminance spans enough levels (`TONE_DETAIL`,
+demo's shapes; 27.4 to 47 on the others). Both only where the luminance spans enough levels (`TONE_DETAIL`,
 `TONE_LEAST`): divided by a small deviation, a re-encode's noise grows.
 
 Not found, measured and left: a copy made brighter or higher in contrast where pixels clip at white (matched, up to 26
