@@ -1,5 +1,5 @@
 """Near-copies: one photo saved again by a tool (another JPEG quality, PNG, a phone's smaller size, its EXIF turn
-written into the pixels, mirrored or turned), found by its pixels.
+written into the pixels, mirrored or turned, made greyscale, darker or lower in contrast), found by its pixels.
 
 `images.photo_digests` finds a copy stored byte for byte, or with only its EXIF rewritten; a re-encoded copy has other
 bytes everywhere. Its pixels, shown upright and seen small, are still its original's. Each photo gets a print: an 8x8
@@ -24,6 +24,25 @@ other (`TURNS`), which on an 8x8 thumbnail is a reordering of its values. Turned
 30 photos of each scene), and distinct photos by at least 14 in 3,000 synthetic ones (600 of each of wide, close-up
 and shapes at 640x480, wide at 448x336 and shapes at 224x224) but by 7 in the demo's 1,050 shapes photos (13 as taken):
 one shape on a plain background, where another photo's shape sits where a turn puts it.
+
+A copy changed in tone keeps its pixels' pattern, not their levels; two photos the comparisons above left in two groups
+are compared twice more, as taken only. Made greyscale (Pillow's "L" is YCbCr's Y), a copy keeps its original's
+luminance: a print whose colour is grey everywhere (`GREY_CHROMA`) is compared with the luminance of the prints in
+colour, within `GREY_LEVELS` (4): greyscale copies differed by at most 2, a distinct photo's luminance from another's
+by at least 8 (the demo's shapes, one shape on a plain background, where colour told them apart; 16-40 on the other
+scenes). Made darker or lower in contrast (an edit, an auto-enhance), a copy's luminance is its original's scaled and
+shifted, and its colour about grey scaled with it: each print, its luminance less its mean and both divided by its
+luminance's standard deviation, is compared in levels at the larger of the two deviations, within `TONE_LEVELS` (7).
+Darker (80 and 90 %) and lower-contrast (80 %) copies differed by at most 3.3, distinct photos by at least 11.85 (the
+demo's shapes; 27.4 to 47 on the others). Both only where the luminance spans enough levels (`TONE_DETAIL`,
+`TONE_LEAST`): divided by a small deviation, a re-encode's noise grows.
+
+Not found, measured and left: a copy made brighter or higher in contrast where pixels clip at white (matched, up to 26
+levels, beyond distinct photos' 11.85; such copies are found where nothing clipped: 128 of 138 at 110 %), a copy
+changed in tone and also turned, and a cropped one: prints of 25 sub-windows of the larger photo (2 to 10 % off an
+edge or about the centre, in steps of 2 %) found crops on that grid within 5 levels, but a crop 1 % off it differed by
+up to 18 (a 3 % crop of the wide scene), and distinct photos came within 7 of a sub-window of another (the demo's
+shapes).
 
 Measured (bench/near_copies.py; docs/data_names.md, "Near-copies"): copies differ by at most 3 levels (JPEG at quality
 60 and 30, PNG, WebP, half and quarter size, an EXIF turn written into the pixels), distinct photos of the synthetic
@@ -59,11 +78,26 @@ DETAIL_LEVELS = 2 * NEAR_COPY_LEVELS
 # photos a distinct pair came within 7 levels in another turn (13 as taken); copies turned or mirrored and saved again
 # (JPEG at quality 30, half size, WebP) within 4.
 TURNED_LEVELS = 5.0
+# Between darker (80, 90 %) and lower-contrast (80 %) copies matched in tone (at most 3.3 levels) and distinct photos
+# (at least 11.85, the demo's 1,050 shapes photos): bench/near_copies.py. A copy made brighter or given more contrast
+# is found only where no pixel clipped at white: such copies differed by up to 26.
+TONE_LEVELS = 7.0
+# Divided by a small deviation, a re-encode's noise grows: compared down to spans of 16 levels, darker copies of the
+# demo's shapes photos differed by up to 7.6 (from 24, 4.7). A greyscale photo is compared where its luminance spans
+# `TONE_DETAIL`; two photos matched in tone where one spans that and the other three quarters of it (`TONE_LEAST`: a copy
+# 80 % as bright of a photo spanning 32 levels spans 25.6).
+TONE_DETAIL = 2 * DETAIL_LEVELS
+TONE_LEAST = 0.75 * TONE_DETAIL
+# Between greyscale copies' luminance (at most 2 levels off their originals') and a distinct photo's (at least 8, the
+# demo's shapes photos): a print whose Cb and Cr all lie within `GREY_CHROMA` of grey (128) is compared so. A JPEG of
+# grey pixels kept its colour within 0 of grey in the bench.
+GREY_LEVELS = 4.0
+GREY_CHROMA = 2.0
 
 
 # What a near-copy may be, as messages say it.
 COPY_KINDS = ("a copy a tool saved again (another JPEG quality, PNG, a smaller size, its EXIF turn written into its "
-              "pixels, mirrored or turned in its pixels)")
+              "pixels, mirrored or turned in its pixels, made greyscale, darker or lower in contrast)")
 # The 8 ways a print can lie on another (the turns and mirror images of a square), each as words saying what the later
 # photo is of the earlier, and as the order of the later's print values that shows it as the earlier; 0 is as taken. Turned a
 # quarter, a 640x480 photo is 480x640 and its eighths of each side are still its eighths, so its print is turned too.
@@ -98,11 +132,13 @@ class NearCopy:
     second: int
     levels: float
     turn: int = 0
+    tone: str = ""  # a change of tone, in words ("made greyscale", "made darker"): `levels` then compares them matched
 
     @property
     def how(self) -> str:
-        """What the second photo is of the first, in words: '' when as taken, else e.g. 'mirrored left to right'."""
-        return TURNS[self.turn]
+        """What the second photo is of the first, in words: '' when as taken, else e.g. 'mirrored left to right' or
+        'made greyscale'."""
+        return TURNS[self.turn] or self.tone
 
 
 def photo_print(path: str | Path) -> np.ndarray | None:
@@ -152,12 +188,14 @@ def photo_prints(paths: Sequence[Path], workers: int | None = None,
 
 
 def near_copies(prints: Sequence[np.ndarray | None], levels: float = NEAR_COPY_LEVELS, block: int = 1024,
-                turned_levels: float = TURNED_LEVELS) -> list[NearCopy]:
+                turned_levels: float = TURNED_LEVELS, tone_levels: float = TONE_LEVELS,
+                grey_levels: float = GREY_LEVELS) -> list[NearCopy]:
     """Each photo's earliest near-copy (the pair of it and the first photo before it whose print differs by at most
-    `levels` everywhere as taken, or `turned_levels` turned or mirrored: `TURNS`), and the other pairs that join two
-    photos' groups,
-    sorted by `(first, second)`: enough for `copy_groups` to find every group, and at most two pairs a photo. All pairs
-    were asked for before: a fixed camera's 5,000 shots of one view are 12.5 million of them.
+    `levels` everywhere as taken, or `turned_levels` turned or mirrored: `TURNS`), the other pairs that join two
+    photos' groups, and then the pairs that join two groups as a copy made greyscale (`grey_levels`), darker or lower
+    in contrast (`tone_levels`; 0 leaves either out), sorted by `(first, second)`: enough for `copy_groups` to find
+    every group, and fewer than three pairs a photo in all. All pairs were asked for before: a fixed camera's 5,000 shots of one
+    view are 12.5 million of them.
 
     Within `levels` everywhere, a pair's 4x4 means are within `levels` too, and so are those means sorted within the
     sets no turn mixes (`_CORNERS`, `_EDGES`, `_MIDDLE`), so their root mean square difference is: pairs are screened
@@ -178,7 +216,7 @@ def near_copies(prints: Sequence[np.ndarray | None], levels: float = NEAR_COPY_L
     squares = (coarse**2).sum(axis=1)
     bound = levels**2 * coarse.shape[1] + 1.0  # a pair within `levels`, and float32's rounding of the sums
     parent = np.arange(n)
-    found: dict[tuple[int, int], tuple[float, int]] = {}  # (first, second) -> the largest difference, the turn
+    found: dict[tuple[int, int], tuple[float, int, str]] = {}  # (first, second) -> the largest difference, the turn, ""
     has_earliest: set[int] = set()
     settled = np.zeros(n, dtype=bool)  # the photos whose earliest near-copy is found
     start, size = 0, min(block, 64)
@@ -195,9 +233,7 @@ def near_copies(prints: Sequence[np.ndarray | None], levels: float = NEAR_COPY_L
         first, second = first[second > first], second[second > first]
         # A pair of one group whose later photo's earliest copy an earlier block found adds nothing: left out before
         # its values are compared (in every turn for a pair not alike as taken, a view and its mirror image's shots).
-        roots = parent.copy()
-        while not np.array_equal(parent[roots], roots):
-            roots = parent[roots]
+        roots = _roots(parent)
         needed = ~(settled[second] & (roots[first] == roots[second]))
         first, second = first[needed], second[needed]
         largest, turn = _closest_turn(full, means, first, second, min(turned_levels, levels))
@@ -211,12 +247,119 @@ def near_copies(prints: Sequence[np.ndarray | None], levels: float = NEAR_COPY_L
             if int(second[k]) not in has_earliest:
                 has_earliest.add(int(second[k]))
                 settled[int(second[k])] = True
-                found[(int(first[k]), int(second[k]))] = (round(float(largest[k]), 2), int(turn[k]))
+                found[(int(first[k]), int(second[k]))] = (round(float(largest[k]), 2), int(turn[k]), "")
         for row in np.split(np.arange(len(first)), np.flatnonzero(np.diff(first)) + 1):
             if len(row):
                 _join(parent, int(first[row[0]]), second[row], largest[row], turn[row], found)
         start = stop
+    for a, b, largest_tone, words in _tone_copies(full, parent, tone_levels, grey_levels, block):
+        found.setdefault((a, b), (largest_tone, 0, words))
     return [NearCopy(kept[a], kept[b], *found[(a, b)]) for a, b in sorted(found)]
+
+
+def _roots(parent: np.ndarray) -> np.ndarray:
+    """Each photo's group in `parent` (a forest whose roots are the groups' least photos)."""
+    roots = parent.copy()
+    while not np.array_equal(parent[roots], roots):
+        roots = parent[roots]
+    return roots
+
+
+def _tone_copies(full: np.ndarray, parent: np.ndarray, tone_levels: float, grey_levels: float,
+                 block: int) -> list[tuple[int, int, float, str]]:
+    """The pairs of rows of `full` (flattened prints less 128) in two groups of `parent` that one photo made greyscale
+    (`GREY_LEVELS`) or changed in tone (`TONE_LEVELS`) joins, each as (first, second, the largest difference, what the
+    second is of the first in words), joining their groups in `parent` (photos in one group already are not compared:
+    a fixed camera's shots)."""
+    luma = full[:, 0::3] + 128.0
+    chroma = np.concatenate([full[:, 1::3], full[:, 2::3]], axis=1)
+    span = luma.max(axis=1) - luma.min(axis=1)
+    detailed = span >= TONE_DETAIL
+    roots = _roots(parent)
+    found: list[tuple[int, int, float, str]] = []
+    grey = np.abs(chroma).max(axis=1) <= GREY_CHROMA
+    if grey_levels > 0:
+        greys, colours = np.flatnonzero(grey & detailed), np.flatnonzero(~grey)
+        ones = np.ones(len(full), dtype=np.float32)
+        for g, c in zip(*_screen(_means(luma[greys]), _means(luma[colours]), ones[greys], ones[colours], grey_levels,
+                                 roots[greys], roots[colours], block)):
+            a, b = greys[g], colours[c]
+            largest = float(np.abs(luma[a] - luma[b]).max())
+            if largest <= grey_levels:
+                found.append((int(min(a, b)), int(max(a, b)), largest, "made greyscale" if b < a else "in colour"))
+    if tone_levels > 0:
+        photos = np.flatnonzero((span >= TONE_LEAST) & ~grey)
+        spread = luma[photos].std(axis=1)
+        mean = luma[photos].mean(axis=1)
+        matched = np.concatenate([luma[photos] - mean[:, None], chroma[photos]], axis=1) / spread[:, None]
+        coarse = _means(matched)
+        for i, j in zip(*_screen(coarse, coarse, spread, spread, tone_levels, roots[photos], roots[photos], block,
+                                 upper=True)):
+            largest = float(np.abs(matched[i] - matched[j]).max() * max(spread[i], spread[j]))
+            if largest <= tone_levels and max(span[photos[i]], span[photos[j]]) >= TONE_DETAIL:
+                found.append((int(photos[i]), int(photos[j]), largest, _tone_words(mean[i], spread[i], mean[j],
+                                                                                  spread[j])))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = int(parent[i])
+        return i
+
+    joined = []
+    for a, b, largest, words in sorted(found):
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+            joined.append((int(a), int(b), round(largest, 2), words))
+    return joined
+
+
+def _means(values: np.ndarray) -> np.ndarray:
+    """`[n, channels * 16]`: the 4x4 means of rows of 8x8 values, channel after channel (`[n, channels * 64]`), which
+    differ no more than the values they average: the screen compares them, a quarter of the work."""
+    n, side = len(values), PRINT_SIDE // 2
+    channels = values.shape[1] // PRINT_SIDE**2
+    return values.reshape(n, channels, side, 2, side, 2).mean(axis=(3, 5)).reshape(n, channels * side * side)
+
+
+def _screen(a: np.ndarray, b: np.ndarray, scale_a: np.ndarray, scale_b: np.ndarray, levels: float,
+            roots_a: np.ndarray, roots_b: np.ndarray, block: int, upper: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs of a row of `a` and a row of `b` (`[n, values]`, in two groups by `roots_a`, `roots_b`; with `upper`,
+    `b` is `a` and each pair once) that may differ by at most `levels` everywhere once scaled by the larger of their
+    `scale`s: their sum of squared differences, times both scales, is at most `levels` squared times the values (a
+    matrix product, `block` rows at a time; the larger scale squared is at least the product)."""
+    bound = levels**2 * a.shape[1] * (1 + 1e-3) + 1.0  # and float32's rounding of the sums
+    squares_a, squares_b = (a**2).sum(axis=1), (b**2).sum(axis=1)
+    firsts, seconds = [], []
+    for start in range(0, len(a), block):
+        stop, offset = min(start + block, len(a)), start if upper else 0
+        rows = a[start:stop] @ b[offset:].T
+        rows *= -2.0
+        rows += squares_a[start:stop, None]
+        rows += squares_b[None, offset:]
+        rows *= scale_a[start:stop, None]
+        rows *= scale_b[None, offset:]
+        close = rows <= bound
+        if np.count_nonzero(close) > len(close):  # a group's many photos (a fixed camera's): left out before listed
+            close &= roots_a[start:stop, None] != roots_b[None, offset:]
+        first, second = np.nonzero(close)
+        apart = roots_a[first + start] != roots_b[second + offset]
+        firsts.append(first[apart] + start)
+        seconds.append(second[apart] + offset)
+    return (np.concatenate(firsts), np.concatenate(seconds)) if firsts else (np.empty(0, int), np.empty(0, int))
+
+
+_TONE_WORDS = ("made brighter", "made darker", "with more contrast", "with less contrast")
+
+
+def _tone_words(mean: float, spread: float, other_mean: float, other_spread: float) -> str:
+    """What a photo of luminance `other_mean` and `other_spread` is of one of `mean` and `spread`: a brightness change
+    scales both, a contrast change only the spread (Pillow's ImageEnhance, as phones' edits)."""
+    brightness, contrast = other_mean / mean, other_spread / spread
+    if abs(brightness - 1) >= abs(brightness - contrast):
+        return _TONE_WORDS[0 if brightness > 1 else 1]
+    return _TONE_WORDS[2 if contrast > 1 else 3]
 
 
 def _closest_turn(full: np.ndarray, means: np.ndarray, first: np.ndarray, second: np.ndarray,
@@ -256,7 +399,7 @@ def closest_turn(first: np.ndarray, second: np.ndarray, turned_levels: float = T
 
 
 def _join(parent: np.ndarray, photo: int, copies: np.ndarray, levels: np.ndarray, turns: np.ndarray,
-          found: dict[tuple[int, int], tuple[float, int]]) -> None:
+          found: dict[tuple[int, int], tuple[float, int, str]]) -> None:
     """Join `photo` and its near-copies' groups in `parent` (a forest of the photos, each root its group's least
     photo), adding to `found` a pair for each group joined to the photo's."""
     members = np.concatenate(([photo], copies))
@@ -266,7 +409,7 @@ def _join(parent: np.ndarray, photo: int, copies: np.ndarray, levels: np.ndarray
     groups, at = np.unique(roots, return_index=True)
     for root, k in zip(groups.tolist(), at.tolist()):
         if root != roots[0]:
-            found.setdefault((photo, int(members[k])), (round(float(levels[k - 1]), 2), int(turns[k - 1])))
+            found.setdefault((photo, int(members[k])), (round(float(levels[k - 1]), 2), int(turns[k - 1]), ""))
     parent[groups] = groups[0]
     parent[members] = groups[0]  # their paths, short for the next rows
 
@@ -293,9 +436,12 @@ def copy_groups(n: int, pairs: Sequence[tuple[int, int]]) -> list[list[int]]:
 
 
 def near_copy_note(first: str, levels: float, done: str, how: str = "") -> str:
-    """What an importer says of a photo whose pixels are those of `first` (`how` they lie on them: a `TURNS` entry),
-    which it `done` ('imported', 'converted') too: both are kept, and kept on one side of the split."""
-    return (f"its pixels are those of {first}{' ' + how if how else ''} (seen small and upright, no value differs by "
+    """What an importer says of a photo whose pixels are those of `first` (`how` they lie on them: a `TURNS` entry, or
+    a change of tone), which it `done` ('imported', 'converted') too: both are kept, and kept on one side of the
+    split."""
+    seen = ("seen small and upright" + (", in luminance" if how in ("made greyscale", "in colour") else
+                                        ", matched in brightness and contrast" if how in _TONE_WORDS else ""))
+    return (f"its pixels are those of {first}{' ' + how if how else ''} ({seen}, no value differs by "
             f"more than {levels:g} of 255 levels): {COPY_KINDS}, or a second shot of one view. Both were {done}, on one "
             f"side of the split; if they are one photo, remove one and {'import' if done == 'imported' else 'convert'} "
             f"again, or its boxes count twice")
