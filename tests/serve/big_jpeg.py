@@ -59,5 +59,5 @@ def big_jpeg(size: tuple[int, int] = PHONE_200MP, nbytes: int | None = None) -> 
         body += row
     body += tail
     if nbytes is not None and abs(len(body) - nbytes) > noisy_row:
-        raise ValueError(f"a {width}x{height} JPEG of these rows holds {len(body)} bytes, not {nbytes}: make it larger")
+        raise ValueError(f"a {width}x{height} JPEG of these rows cannot be {nbytes} bytes (the nearest is {len(body)})")
     return bytes(body)

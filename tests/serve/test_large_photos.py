@@ -55,7 +55,7 @@ def test_a_photo_past_the_limit_is_refused_naming_the_limit_in_mib_and_the_optio
     message = error["message"]
     assert f"is 1.4 MiB ({len(body)} bytes)" in message, message
     assert "takes a photo (multipart or image/*) of at most 1 MiB (1048576 bytes)" in message, message
-    assert "its operator raises that with `bbuvl serve --max-body-mb MiB`" in message, message
+    assert "; the server's operator can raise that with `bbuvl serve --max-body-mb N` (N in MiB)" in message, message
 
 
 def test_a_photo_sent_without_a_length_is_refused_as_it_arrives_with_the_same_words(serve):
@@ -81,7 +81,7 @@ def test_a_photo_sent_without_a_length_is_refused_as_it_arrives_with_the_same_wo
     finally:
         conn.close()
     assert message.startswith("the body exceeds 1 MiB; this server takes a photo (multipart or image/*) of at most 1 MiB")
-    assert "`bbuvl serve --max-body-mb MiB`" in message, message
+    assert "`bbuvl serve --max-body-mb N` (N in MiB)" in message, message
 
 
 def test_a_json_body_has_a_limit_of_its_own_and_its_refusal_names_the_way_a_photo_gets_through(serve):
@@ -90,7 +90,8 @@ def test_a_json_body_has_a_limit_of_its_own_and_its_refusal_names_the_way_a_phot
     as_json = json.dumps({"image": base64.b64encode(photo).decode()}).encode()
     error = error_of(client.request("POST", "/v1/detect", as_json, {"Content-Type": "application/json"}))
     assert "takes a JSON body (a base64 photo, a chat request) of at most 1 MiB" in error["message"], error
-    assert "`bbuvl serve --max-json-mb MiB`; or send the photo as multipart or image/*, up to 100 MiB" in error["message"]
+    assert ("`bbuvl serve --max-json-mb N` (N in MiB); or send the photo as multipart or image/*, up to 100 MiB"
+            in error["message"]), error
     chat = json.dumps({"messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(photo).decode()}}]}]})
     error = error_of(client.request("POST", "/v1/chat/completions", chat.encode(), {"Content-Type": "application/json"}))

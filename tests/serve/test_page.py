@@ -144,4 +144,4 @@ def test_a_photo_past_the_body_limit_shows_the_limit_and_the_option_that_raises_
     WebDriverWait(browser, 30).until(lambda d: "error" in d.find_element(By.ID, "status").get_attribute("class"))
     said = browser.find_element(By.ID, "status").text
     assert said.startswith("413 the body is 0.7 MiB") and "at most 0.5 MiB" in said, said
-    assert "`bbuvl serve --max-body-mb MiB`" in said, said
+    assert "`bbuvl serve --max-body-mb N` (N in MiB)" in said, said

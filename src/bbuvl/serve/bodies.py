@@ -42,8 +42,8 @@ class BodyLimit:
         # a technician guessing what to ask the operator for, and a phone's 200 MP photo (20-80 MB) was refused so
         size_text = f"is {size / 2**20:.1f} MiB ({size} bytes)" if declared else f"exceeds {self.size / 2**20:g} MiB"
         return ApiError(413, "body_too_large", f"the body {size_text}; this server takes {self.of} of at most "
-                        f"{self.size / 2**20:g} MiB ({self.size} bytes): its operator raises that with `bbuvl serve "
-                        f"{self.option} MiB`{self.otherwise}")
+                        f"{self.size / 2**20:g} MiB ({self.size} bytes); the server's operator can raise that with `bbuvl "
+                        f"serve {self.option} N` (N in MiB){self.otherwise}")
 
 
 class BodyBudget:
