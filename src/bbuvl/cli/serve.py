@@ -62,14 +62,16 @@ def serve(
     queue_size: int = typer.Option(64, callback=int_range(1), help="Images that may wait; beyond it requests get 503 + Retry-After."),
     timeout: float = typer.Option(60.0, callback=finite_range(0.1), help="Seconds a request may wait for its answer (then 504)."),
     max_body_mb: float = typer.Option(100.0, callback=finite_range(0.01), help="Largest photo upload (multipart or "
-                                      "image/*), in MiB (then 413): a phone's 200 MP JPEG is 20-80 MB. Held as it "
-                                      "came, it costs about its size in memory (an 80 MB one 1.1x; docs/serving.md)."),
+                                      "image/*), in MiB (then 413): a phone's 200 MP JPEG is 20-80 MB. Held once, as "
+                                      "it came, it costs about its size (an 80 MB one peaked at 109 MiB, decoded at "
+                                      "1/8; docs/serving.md, \"Large photos\")."),
     max_json_mb: float = typer.Option(20.0, callback=finite_range(0.01), help="Largest JSON body (a base64 photo to "
                                       "/v1/detect, a chat request), in MiB (then 413): reading one costs about 5 "
                                       "times its size."),
     max_bodies_mb: float = typer.Option(1280.0, callback=finite_range(0.01), help="Request bodies held in memory at "
-                                        "once, all requests together, in MiB (then 503 + Retry-After): 12 photos at "
-                                        "the default --max-body-mb."),
+                                        "once, all requests together, in MiB (then 503 + Retry-After): 12 photos of "
+                                        "the default --max-body-mb, 16 of 80 MB. At least --max-body-mb and "
+                                        "--max-json-mb."),
     read_timeout: float = typer.Option(60.0, callback=finite_range(0.1), help="Seconds a client may take to send a "
                                        "request's headers (then the connection is closed), and may stay silent while "
                                        "sending its body (per piece, so a slow but steady upload completes; then 408) or leave its answer unread."),
