@@ -90,8 +90,8 @@ def test_a_json_body_has_a_limit_of_its_own_and_its_refusal_names_the_way_a_phot
     as_json = json.dumps({"image": base64.b64encode(photo).decode()}).encode()
     error = error_of(client.request("POST", "/v1/detect", as_json, {"Content-Type": "application/json"}))
     assert "takes a JSON body (a base64 photo, a chat request) of at most 1 MiB" in error["message"], error
-    assert ("`bbuvl serve --max-json-mb N` (N in MiB); or send the photo as multipart or image/*, up to 100 MiB"
-            in error["message"]), error
+    assert ("`bbuvl serve --max-json-mb N` (N in MiB); or send the photo to /v1/detect as multipart or image/*, up "
+            "to 100 MiB" in error["message"]), error
     chat = json.dumps({"messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(photo).decode()}}]}]})
     error = error_of(client.request("POST", "/v1/chat/completions", chat.encode(), {"Content-Type": "application/json"}))

@@ -78,7 +78,7 @@ class ServeSettings:
     def json_limit(self) -> BodyLimit:
         """The largest JSON body, a base64 photo or a chat request (bodies.py)."""
         return BodyLimit(int(self.max_json_mb * 2**20), "a JSON body (a base64 photo, a chat request)", "--max-json-mb",
-                         f"; or send the photo as multipart or image/*, up to {self.max_body_mb:g} MiB")
+                         f"; or send the photo to /v1/detect as multipart or image/*, up to {self.max_body_mb:g} MiB")
 
     @property
     def max_waiting_pixels(self) -> int:
