@@ -62,7 +62,7 @@ def serve(
     queue_size: int = typer.Option(64, callback=int_range(1), help="Images that may wait; beyond it requests get 503 + Retry-After."),
     timeout: float = typer.Option(60.0, callback=finite_range(0.1), help="Seconds a request may wait for its answer (then 504)."),
     max_body_mb: float = typer.Option(100.0, callback=finite_range(0.01), help="Largest photo upload (multipart or "
-                                      "image/*), in MiB (then 413): a phone's 200 MP JPEG is 20-80 MB. Held once, as "
+                                      "image/*), in MiB (then 413): a phone's 200 MP JPEG is tens of MB. Held once, as "
                                       "it came, it costs about its size (an 80 MB one peaked at 109 MiB, decoded at "
                                       "1/8; docs/serving.md, \"Large photos\")."),
     max_json_mb: float = typer.Option(20.0, callback=finite_range(0.01), help="Largest JSON body (a base64 photo to "

@@ -52,8 +52,9 @@ class ServeSettings:
     max_wait_ms: float = 25.0
     queue_size: int = 64
     timeout_s: float = 60.0
-    # A phone's 200 MP JPEG is 20-80 MB: a photo's body may be that large, and costs about its size to hold (multipart
-    # or raw); a JSON body costs about 5 times its size to read, so it keeps the old 20 (docs/serving.md, "Large photos")
+    # A phone's 200 MP JPEG is tens of MB (77 measured): a photo's body may be that large, and costs about its size to
+    # hold (multipart or raw); a JSON body costs 5-6 times its size to read, so it keeps the old 20 (docs/serving.md,
+    # "Large photos")
     max_body_mb: float = 100.0
     max_json_mb: float = 20.0
     max_bodies_mb: float = 1280.0  # every request's body together, held at once (then 503): 64 x the old 20 MiB

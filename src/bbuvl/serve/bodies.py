@@ -39,7 +39,7 @@ class BodyLimit:
     def refusal(self, size: int, declared: bool) -> ApiError:
         """The 413 of a body of `size` bytes (as its Content-Length declared, or as many as came before it was cut)."""
         # Said in MiB, as the option is given, and naming the option: "accepts at most 20971520 (--max-body-mb)" left
-        # a technician guessing what to ask the operator for, and a phone's 200 MP photo (20-80 MB) was refused so
+        # a technician guessing what to ask the operator for, and a phone's 200 MP photo (tens of MB) was refused so
         size_text = f"is {size / 2**20:.1f} MiB ({size} bytes)" if declared else f"exceeds {self.size / 2**20:g} MiB"
         return ApiError(413, "body_too_large", f"the body {size_text}; this server takes {self.of} of at most "
                         f"{self.size / 2**20:g} MiB ({self.size} bytes); the server's operator can raise that with `bbuvl "
