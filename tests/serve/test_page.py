@@ -128,3 +128,20 @@ def test_a_proxys_html_error_page_is_shown_by_its_status_not_as_a_parse_error(br
         assert said.startswith("502 Bad Gateway") and "not the server's JSON" in said and "SyntaxError" not in said, said
     finally:
         proxy.server.shutdown()
+
+
+def test_a_photo_past_the_body_limit_shows_the_limit_and_the_option_that_raises_it(browser, serve, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.serve.big_jpeg import big_jpeg
+
+    client = serve(max_body_mb=0.5)
+    photo = tmp_path / "phone.jpg"
+    photo.write_bytes(big_jpeg((1600, 1600), 700_000))  # 0.67 MiB
+    browser.get(f"http://inspector:{client.key}@{client.host}:{client.port}/")
+    browser.find_element(By.ID, "file").send_keys(str(photo))
+    WebDriverWait(browser, 30).until(lambda d: "error" in d.find_element(By.ID, "status").get_attribute("class"))
+    said = browser.find_element(By.ID, "status").text
+    assert said.startswith("413 the body is 0.7 MiB") and "at most 0.5 MiB" in said, said
+    assert "`bbuvl serve --max-body-mb N` (N in MiB)" in said, said

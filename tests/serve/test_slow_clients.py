@@ -234,7 +234,7 @@ def test_a_client_that_reads_none_of_its_answers_is_cut_after_the_read_timeout(s
 
 
 def test_request_bodies_held_at_once_are_bounded_and_given_back(serve, photos):
-    client = serve(queue_size=1, max_body_mb=1.0, read_timeout_s=10)  # 1 MiB of bodies in all
+    client = serve(max_bodies_mb=1.0, max_body_mb=1.0, max_json_mb=1.0, read_timeout_s=10)  # 1 MiB of bodies in all
     held = raw(client.port, upload_head(1_048_000), b"\x89PNG" + b"0" * 1_039_996)  # 1,040,000 bytes in, then stalled
     time.sleep(0.5)
     assert photos[0].stat().st_size > 10_000

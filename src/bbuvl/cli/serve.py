@@ -59,10 +59,19 @@ def serve(
                                         "start only."),
     max_batch: int = typer.Option(8, callback=int_range(1), help="Most images in one forward pass."),
     max_wait_ms: float = typer.Option(25.0, callback=finite_range(0), help="Longest wait for more images before a batch starts."),
-    queue_size: int = typer.Option(64, callback=int_range(1), help="Images that may wait; beyond it requests get 503 + Retry-After. "
-                                    "Request bodies held in memory at once stop at queue-size x max-body-mb."),
+    queue_size: int = typer.Option(64, callback=int_range(1), help="Images that may wait; beyond it requests get 503 + Retry-After."),
     timeout: float = typer.Option(60.0, callback=finite_range(0.1), help="Seconds a request may wait for its answer (then 504)."),
-    max_body_mb: float = typer.Option(20.0, callback=finite_range(0.01), help="Largest request body, in MiB (then 413)."),
+    max_body_mb: float = typer.Option(100.0, callback=finite_range(0.01), help="Largest photo upload (multipart or "
+                                      "image/*), in MiB (then 413): a phone's 200 MP JPEG is tens of MB. Held once, as "
+                                      "it came, it costs about its size (an 80 MB one peaked at 109 MiB, decoded at "
+                                      "1/8; docs/serving.md, \"Large photos\")."),
+    max_json_mb: float = typer.Option(20.0, callback=finite_range(0.01), help="Largest JSON body (a base64 photo to "
+                                      "/v1/detect, a chat request), in MiB (then 413): reading one costs about 5 "
+                                      "times its size."),
+    max_bodies_mb: float = typer.Option(1280.0, callback=finite_range(0.01), help="Request bodies held in memory at "
+                                        "once, all requests together, in MiB (then 503 + Retry-After): 12 photos of "
+                                        "the default --max-body-mb, 16 of 80 MB. At least --max-body-mb and "
+                                        "--max-json-mb."),
     read_timeout: float = typer.Option(60.0, callback=finite_range(0.1), help="Seconds a client may take to send a "
                                        "request's headers (then the connection is closed), and may stay silent while "
                                        "sending its body (per piece, so a slow but steady upload completes; then 408) or leave its answer unread."),
@@ -104,6 +113,10 @@ def serve(
     from bbuvl.serve.server import bind, is_loopback, serve_app, start_listening
 
     check_mode_name(mode, serving=True)
+    if max_bodies_mb < max(max_body_mb, max_json_mb):  # before minutes of loading, as every other option
+        raise typer.BadParameter(f"{max_bodies_mb:g} MiB is less than one body may be (--max-body-mb {max_body_mb:g}, "
+                                 f"--max-json-mb {max_json_mb:g}): the largest would be refused 503 for ever",
+                                 param_hint="--max-bodies-mb")
     with user_errors(ValueError):
         # A checkpoint a running `bbuvl train` is saving (its run/final, a checkpoint-N its rotation deletes) loaded
         # half written, or the weights of one save and the config of the next.
@@ -141,7 +154,8 @@ def serve(
         predictor = Predictor.load(folder, device=device)
         engine = Engine(predictor, mode, served_name(checkpoint), rescorer, overrides=tiled)
     settings = ServeSettings(max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, timeout_s=timeout,
-                             max_body_mb=max_body_mb, cors_origins=list(cors_origin or []), read_timeout_s=read_timeout,
+                             max_body_mb=max_body_mb, max_json_mb=max_json_mb, max_bodies_mb=max_bodies_mb,
+                             cors_origins=list(cors_origin or []), read_timeout_s=read_timeout,
                              max_connections=max_connections, min_body_rate_kib=min_body_rate,
                              max_waiting_mp=max_waiting_mp)
     with user_errors(OSError):

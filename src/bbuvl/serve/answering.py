@@ -32,7 +32,7 @@ class Answering:
         self.engine, self.batcher, self.decoders = engine, batcher, decoders
         self.pixel_limit, self.timeout_s, self.pixels, self.metrics = pixel_limit, timeout_s, pixels, metrics
 
-    async def __call__(self, extract: Callable[[], bytes], mode: str) -> tuple[Answer, dict[str, Any]]:
+    async def __call__(self, extract: Callable[[], bytes | memoryview], mode: str) -> tuple[Answer, dict[str, Any]]:
         """The answer for the image `extract` gets out of a body, and its timings; ApiError 504 past `timeout_s`,
         counted from now (the body is in): its decoding included, which held a slow-to-decode photo past it before."""
         t0 = time.perf_counter()
@@ -55,7 +55,7 @@ class Answering:
                   "total": round((time.perf_counter() - t0) * 1000, 2), "batch_size": job.batch_size}
         return result, timing
 
-    async def _prepare(self, extract: Callable[[], bytes]) -> Ready:
+    async def _prepare(self, extract: Callable[[], bytes | memoryview]) -> Ready:
         """`_decode_and_prepare` on a decoding thread; cancelled (the deadline, a client gone), the thread skips what it
         has not begun, and gives back the pixels of a photo it finishes for nobody."""
         late = threading.Event()
@@ -70,7 +70,7 @@ class Answering:
             work.add_done_callback(_give_back)
             raise
 
-    def _decode_and_prepare(self, extract: Callable[[], bytes], late: threading.Event) -> Ready:
+    def _decode_and_prepare(self, extract: Callable[[], bytes | memoryview], late: threading.Event) -> Ready:
         """The photo ready for a batch, its share of the pixel budget (None without one) and its timings."""
         held: list[Held] = []
 

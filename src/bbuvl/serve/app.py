@@ -1,9 +1,9 @@
 """The HTTP routes: detection, OpenAI-style chat, health, readiness, metrics and the inspector's page.
 
 Every route but `/healthz` needs the API key, as `Authorization: Bearer KEY` or, for a browser opening the
-page, as Basic credentials the browser asks for itself (guard.py). Bodies are read within `--max-body-mb`
-(bodies.py) and decoded off the event loop; the model runs in the batcher's worker thread (batching.py).
-docs/serving.md describes the API.
+page, as Basic credentials the browser asks for itself (guard.py). Bodies are read within `--max-body-mb` (a photo)
+or `--max-json-mb` (JSON), all of them together within `--max-bodies-mb` (bodies.py), and decoded off the event
+loop; the model runs in the batcher's worker thread (batching.py). docs/serving.md describes the API.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from bbuvl.eval.fonts import find_cjk_font
 from bbuvl.serve.answering import Answering
 from bbuvl.serve.auth import KeyStore
 from bbuvl.serve.batching import Batcher
-from bbuvl.serve.bodies import BodyBudget, Pace, image_upload, parse_json, read_body
+from bbuvl.serve.bodies import BodyBudget, BodyLimit, Pace, image_upload, parse_json, read_body
 from bbuvl.serve.cors import Cors
 from bbuvl.serve.engine import Answer, Engine, GivenUp, Photo
 from bbuvl.serve.errors import ApiError, cut
@@ -52,17 +52,34 @@ class ServeSettings:
     max_wait_ms: float = 25.0
     queue_size: int = 64
     timeout_s: float = 60.0
-    max_body_mb: float = 20.0
+    # A phone's 200 MP JPEG is tens of MB (77 measured): a photo's body may be that large, and costs about its size to
+    # hold (multipart or raw); a JSON body costs 5-6 times its size to read, so it keeps the old 20 (docs/serving.md,
+    # "Large photos")
+    max_body_mb: float = 100.0
+    max_json_mb: float = 20.0
+    max_bodies_mb: float = 1280.0  # every request's body together, held at once (then 503): 64 x the old 20 MiB
     cors_origins: list[str] = field(default_factory=list)
     read_timeout_s: float = 60.0  # for a request's headers in all, then per piece of its body (server.py, bodies.py)
     max_connections: int = 512  # open at once; one more is answered 503 and closed (server.py)
     min_body_rate_kib: float = 1.0  # a body's least average rate, in KiB/s, past its first read_timeout_s (0: none)
     max_waiting_mp: float = 400.0  # megapixels of uploads' own pixels kept at once for --fewshot or tiles (pixels.py)
 
+    def __post_init__(self) -> None:
+        if self.max_bodies_mb < max(self.max_body_mb, self.max_json_mb):
+            raise ValueError(f"--max-bodies-mb ({self.max_bodies_mb:g}) is less than a single body may be "
+                             f"(--max-body-mb {self.max_body_mb:g}, --max-json-mb {self.max_json_mb:g}): the largest "
+                             "would be refused 503 for ever")
+
     @property
-    def max_body_bytes(self) -> int:
-        """`max_body_mb` in bytes."""
-        return int(self.max_body_mb * 1024 * 1024)
+    def photo_limit(self) -> BodyLimit:
+        """The largest photo body, multipart or image/* (bodies.py)."""
+        return BodyLimit(int(self.max_body_mb * 2**20), "a photo (multipart or image/*)", "--max-body-mb")
+
+    @property
+    def json_limit(self) -> BodyLimit:
+        """The largest JSON body, a base64 photo or a chat request (bodies.py)."""
+        return BodyLimit(int(self.max_json_mb * 2**20), "a JSON body (a base64 photo, a chat request)", "--max-json-mb",
+                         f"; or send the photo to /v1/detect as multipart or image/*, up to {self.max_body_mb:g} MiB")
 
     @property
     def max_waiting_pixels(self) -> int:
@@ -92,7 +109,7 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
     batcher = Batcher(run_batch, settings.max_batch, settings.max_wait_ms, settings.queue_size,
                       on_batch=lambda n, s: (metrics.batch_size.observe(n), metrics.batch_seconds.observe(s)),
                       on_depth=metrics.queue_depth.set)
-    bodies = BodyBudget(settings.queue_size * settings.max_body_bytes)  # as many bodies as photos may wait
+    bodies = BodyBudget(int(settings.max_bodies_mb * 2**20))
     # Without few-shot or tiles a photo waits at its model frame's size, and at most one per decoding thread holds
     # its upload's pixels: only a photo that keeps them while it waits needs the bound (pixels.py)
     pixels = PixelBudget(settings.max_waiting_pixels) if engine.keeps_full_pixels else None
@@ -165,7 +182,7 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
     @app.post("/v1/detect")
     async def detect(request: Request) -> JSONResponse:
         with bodies.hold() as take:  # the body's bytes count until the photo is answered
-            extract = await image_upload(request, settings.max_body_bytes, settings.body_pace, take)
+            extract = await image_upload(request, settings.photo_limit, settings.json_limit, settings.body_pace, take)
             result, timing = await unless_gone(request, answer(extract, engine.mode))
         return JSONResponse({"width": result.width, "height": result.height, "objects": result.objects,
                              "verdict": result.verdict.to_dict(), "model": engine.info(fewshot=result.fewshot),
@@ -179,7 +196,7 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
         if ctype != "application/json":
             raise ApiError(415, "unsupported_media_type", f"content type '{cut(ctype) or 'none'}' is not accepted: send application/json")
         with bodies.hold() as take:
-            body = await read_body(request, settings.max_body_bytes, settings.body_pace, take)
+            body = await read_body(request, settings.json_limit, settings.body_pace, take)
             # parsed and decoded off the event loop, under the request's deadline, as a detect body is (answering.py)
             result, timing = await unless_gone(request, answer(lambda: image_from_chat(parse_json(body)), "generate"))
         extra = {"width": result.width, "height": result.height, "verdict": result.verdict.to_dict(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
 from contextlib import contextmanager
@@ -25,11 +26,31 @@ except ModuleNotFoundError:  # pragma: no cover
     from multipart.exceptions import FormParserError  # type: ignore[no-redef]
 
 
+@dataclass(frozen=True)
+class BodyLimit:
+    """The largest body of one kind a request may send: `size` bytes, what bodies it is for, the `bbuvl serve` option
+    that sets it, and what else a refused client may do (docs/serving.md, "Large photos")."""
+
+    size: int
+    of: str
+    option: str
+    otherwise: str = ""
+
+    def refusal(self, size: int, declared: bool) -> ApiError:
+        """The 413 of a body of `size` bytes (as its Content-Length declared, or as many as came before it was cut)."""
+        # Said in MiB, as the option is given, and naming the option: "accepts at most 20971520 (--max-body-mb)" left
+        # a technician guessing what to ask the operator for, and a phone's 200 MP photo (tens of MB) was refused so
+        size_text = f"is {size / 2**20:.1f} MiB ({size} bytes)" if declared else f"exceeds {self.size / 2**20:g} MiB"
+        return ApiError(413, "body_too_large", f"the body {size_text}; this server takes {self.of} of at most "
+                        f"{self.size / 2**20:g} MiB ({self.size} bytes); the server's operator can raise that with `bbuvl "
+                        f"serve {self.option} N` (N in MiB){self.otherwise}")
+
+
 class BodyBudget:
-    """The bytes of request bodies held in memory by every request together, up to `limit`.
+    """The bytes of request bodies held in memory by every request together, up to `limit` (--max-bodies-mb).
 
     Each open connection may send --max-body-mb, and --max-connections of them at once would hold gigabytes (512 x
-    20 MiB): past the budget a request is answered 503 and its bytes dropped instead. Bytes are counted as they arrive,
+    100 MiB): past the budget a request is answered 503 and its bytes dropped instead. Bytes are counted as they arrive,
     not as declared, so holding the budget costs a client the bytes themselves.
     """
 
@@ -46,7 +67,7 @@ class BodyBudget:
             nonlocal taken
             if self.held + size > self.limit:
                 raise ApiError(503, "queue_full", f"the server holds {self.held / 2**20:.0f} MiB of request bodies "
-                               f"already, its bound ({self.limit / 2**20:.0f} MiB: --queue-size x --max-body-mb); "
+                               f"already, its bound ({self.limit / 2**20:g} MiB: --max-bodies-mb); "
                                "retry in a moment", {"Retry-After": "1"})
             self.held += size
             taken += size
@@ -80,15 +101,18 @@ class Pace:
                         f"first {self.idle_s:g} s have passed; --min-body-rate", {"Connection": "close"})
 
 
-async def read_body(request: Request, limit: int, pace: Pace, take: Callable[[int], None] = lambda size: None) -> bytes:
-    """The whole body, refused with 413 when it exceeds `limit` bytes (declared or counted as it arrives), 408 when
+async def read_body(request: Request, limit: BodyLimit, pace: Pace,
+                    take: Callable[[int], None] = lambda size: None) -> bytes:
+    """The whole body, refused with 413 when it exceeds `limit` (declared or counted as it arrives), 408 when
     it stalls or comes slower than `pace` allows, 415 when it is compressed; 499 when the client goes away. `take` is
     told each piece's size before it is kept (a `BodyBudget.hold`, which may refuse it)."""
     coding = request.headers.get("content-encoding", "identity").strip().lower()
     if coding not in ("", "identity"):  # inflating it would let a few KB pass --max-body-mb; photos are compressed already
         raise ApiError(415, "unsupported_content_encoding", f"Content-Encoding '{cut(coding)}' is not accepted: send the "
                        "body uncompressed (JPEG and PNG are compressed already)")
-    chunks, seen, refused = [], 0, None
+    # One growing buffer, not a list of pieces joined at the end: the join held the body twice (an 80 MB photo took
+    # 153 MiB at the peak as a raw body, 109 now); BytesIO grows in place and hands its buffer over without a copy
+    kept, seen, refused = io.BytesIO(), 0, None
     loop = asyncio.get_running_loop()
     started = heard = loop.time()
     got = 0  # bytes read, those of a refused body read away included
@@ -103,23 +127,22 @@ async def read_body(request: Request, limit: int, pace: Pace, take: Callable[[in
                 deadline.reschedule(pace.deadline(started, heard, got))
 
             declared = request.headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > limit:
-                refused = ApiError(413, "body_too_large", f"the body is {int(declared)} bytes; this server accepts at "
-                                   f"most {limit} (--max-body-mb)")
+            if declared is not None and declared.isdigit() and int(declared) > limit.size:
+                refused = limit.refusal(int(declared), declared=True)
                 # A client that asked to hear first (Expect: 100-continue, as curl asks for a file over 1 MB) has sent
                 # none of it yet: reading it away would answer "100 Continue", and the megabytes came only to be dropped
                 if "100-continue" not in request.headers.get("expect", "").lower():
-                    await _drain(request, int(declared), limit, arrived)
+                    await _drain(request, int(declared), limit.size, arrived)
                 raise refused
             async for chunk in request.stream():
                 arrived(len(chunk))
                 seen += len(chunk)
-                if seen > limit:
-                    refused = ApiError(413, "body_too_large", f"the body exceeds {limit} bytes (--max-body-mb)")
-                    await _drain(request, seen, limit, arrived)
+                if seen > limit.size:
+                    refused = limit.refusal(seen, declared=False)
+                    await _drain(request, seen, limit.size, arrived)
                     raise refused
                 take(len(chunk))
-                chunks.append(chunk)
+                kept.write(chunk)
     except TimeoutError:
         if refused is not None:  # the client stalled while its refused body was read away: it is still too large
             raise refused from None
@@ -139,7 +162,7 @@ async def read_body(request: Request, limit: int, pace: Pace, take: Callable[[in
             task.uncancel()
         raise ApiError(503, "not_ready", f"the server is stopping and the body was still arriving ({seen} bytes came) "
                        "when its drain (--timeout) ended; send it again", {"Retry-After": "1", "Connection": "close"}) from None
-    return b"".join(chunks)
+    return kept.getvalue()
 
 
 def client_gone() -> ApiError:
@@ -170,6 +193,7 @@ async def _drain(request: Request, size: int, limit: int, arrived: Callable[[int
 
 
 MAX_PARTS = 32  # a detect body holds one; each part costs the parser its headers' work
+_LINE_ENDS = re.compile(rb"[\r\n]*")
 
 
 @dataclass
@@ -178,8 +202,16 @@ class _Part:
 
     name: str
     filename: str | None
-    pieces: list[memoryview]
+    pieces: list[tuple[bytes, int, int]]  # (buffer, start, end): the body itself, or the parser's own look-behind
     extended: bool = False  # its Content-Disposition names its file as filename*=... (which the parser drops)
+
+    def data(self, body: bytes) -> bytes | memoryview:
+        """The part's bytes: a view of `body` when they lie in one run of it (a photo's megabytes, not copied: the copy
+        held an 80 MB photo twice), else joined."""
+        if self.pieces and all(buffer is body for buffer, _, _ in self.pieces) and \
+                all(end == start for (_, _, end), (_, start, _) in zip(self.pieces, self.pieces[1:])):
+            return memoryview(body)[self.pieces[0][1]:self.pieces[-1][2]]
+        return b"".join(memoryview(buffer)[start:end] for buffer, start, end in self.pieces)
 
 
 def _field_text(raw: bytes) -> str:
@@ -225,8 +257,8 @@ def _parts(boundary: bytes, body: bytes) -> list[_Part]:
     callbacks = {"on_header_field": lambda data, a, b: field.extend(data[a:b]),
                  "on_header_value": lambda data, a, b: value.extend(data[a:b]), "on_header_end": header_end,
                  "on_headers_finished": headers_finished,
-                 # views, not copies: the photo's bytes are copied once, when its part is joined
-                 "on_part_data": lambda data, a, b: parts[-1].pieces.append(memoryview(data)[a:b])}
+                 # where they lie, not copies: the photo's bytes are a view of the body (`_Part.data`)
+                 "on_part_data": lambda data, a, b: parts[-1].pieces.append((data, a, b))}
     try:
         parser = MultipartParser(boundary, callbacks)
         parser.write(body)
@@ -236,7 +268,7 @@ def _parts(boundary: bytes, body: bytes) -> list[_Part]:
     return parts
 
 
-def _multipart_image(content_type: str, body: bytes) -> bytes:
+def _multipart_image(content_type: str, body: bytes) -> bytes | memoryview:
     """The `image` file part of a multipart body (or its only file part).
 
     Parsed here, on a decoding thread, not on the event loop: the parser steps through some bodies a byte at a time in
@@ -254,7 +286,8 @@ def _multipart_image(content_type: str, body: bytes) -> bytes:
     if delimiters > MAX_PARTS:
         raise ApiError(400, "bad_multipart", f"the multipart body holds its boundary '--{cut(boundary.decode('latin-1'))}' "
                        f"{delimiters} times; a part may not hold it, and /v1/detect takes at most {MAX_PARTS} parts")
-    if body.strip() and not body.lstrip(b"\r\n").startswith(b"--" + boundary):
+    # Looked at in place: body.strip() copied the whole body (a photo's megabytes) to see whether it was blank
+    if body and not body.isspace() and not body.startswith(b"--" + boundary, _LINE_ENDS.match(body).end()):
         # the parser's own words were "Expected boundary character 111, got 88 at index 4": a body built with one
         # boundary sent under a Content-Type naming another (a header set by hand), or text before the first part
         raise ApiError(400, "bad_multipart", f"the multipart body does not begin with the boundary its Content-Type "
@@ -286,20 +319,24 @@ def _multipart_image(content_type: str, body: bytes) -> bytes:
     if upload is None:
         raise ApiError(400, "missing_image", "the multipart body has no file part named 'image'")
     refuse_other_fields([p.name for p in parts if p is not upload])
-    return b"".join(upload.pieces)
+    return upload.data(body)
 
 
-async def image_upload(request: Request, limit: int, pace: Pace, take: Callable[[int], None]) -> Callable[[], bytes]:
-    """How to get the uploaded image out of the body, once read as `read_body` reads it (telling `take`): a multipart
-    file part, JSON `{"image": BASE64 or data: URI}`, or a raw image/* body. The parse is left to the caller, which runs
-    it off the event loop, under the request's deadline, with the photo's decoding (app.py)."""
+async def image_upload(request: Request, photo_limit: BodyLimit, json_limit: BodyLimit, pace: Pace,
+                       take: Callable[[int], None]) -> Callable[[], bytes | memoryview]:
+    """How to get the uploaded image out of the body, once read as `read_body` reads it (telling `take`) within
+    `photo_limit` (a multipart file part or a raw image/* body) or `json_limit` (JSON `{"image": BASE64 or data: URI}`).
+    The parse is left to the caller, which runs it off the event loop, under the request's deadline, with the photo's
+    decoding (app.py)."""
     # A setting in the query (?score_threshold=0.5) would be ignored as one in the body would: refused alike
     refuse_other_fields([f"?{name}" for name in dict.fromkeys(request.query_params.keys())])
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype not in ("multipart/form-data", "application/json") and not ctype.startswith("image/"):
         raise ApiError(415, "unsupported_media_type", f"content type '{cut(ctype) or 'none'}' is not accepted: send "
                        "multipart/form-data with an 'image' file, application/json with an 'image' field, or image/*")
-    body = await read_body(request, limit, pace, take)
+    # A JSON body costs about 5 times its size to read (its text, the string it parses to, the bytes its base64
+    # decodes to), a photo's bytes about their size: each its own limit (docs/serving.md, "Large photos")
+    body = await read_body(request, json_limit if ctype == "application/json" else photo_limit, pace, take)
     if ctype.startswith("image/"):
         return lambda: body
     # Megabytes of JSON and base64, or of multipart, take the CPU for a while: off the event loop, as a photo's

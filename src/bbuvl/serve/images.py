@@ -12,7 +12,7 @@ import base64
 import binascii
 import io
 import re
-from typing import Callable
+from typing import Any, Callable
 
 from PIL import Image, UnidentifiedImageError
 
@@ -33,13 +33,14 @@ def pixel_limit(contract_max_pixels: int) -> int:
     return contract_max_pixels * PIXEL_LIMIT_FACTOR
 
 
-def decode_image(data: bytes, max_pixels: int, on_size: Callable[[int, int], None] | None = None) -> Image.Image:
+def decode_image(data: bytes | memoryview, max_pixels: int, on_size: Callable[[int, int], None] | None = None) -> Image.Image:
     """Upright (EXIF-applied) 8-bit RGB pixels of an uploaded file (`decode_upload`'s, at a reduced scale for a JPEG
     past the pixel limit); ApiError 400/413 when it cannot be used."""
     return decode_upload(data, max_pixels, on_size).image
 
 
-def decode_upload(data: bytes, max_pixels: int, on_size: Callable[[int, int], None] | None = None) -> LoadedImage:
+def decode_upload(data: bytes | memoryview, max_pixels: int,
+                  on_size: Callable[[int, int], None] | None = None) -> LoadedImage:
     """An uploaded file's upright (EXIF-applied) 8-bit RGB pixels and its stored size; ApiError 400/413 when it cannot
     be used. A JPEG past `max_pixels` (a phone's 200 MP mode) is decoded at the largest of 1/2, 1/4, 1/8 of its size
     within them, as `bbuvl predict` reads the file (data/images.py); its `size` is still the stored photo's. `on_size`
@@ -47,7 +48,7 @@ def decode_upload(data: bytes, max_pixels: int, on_size: Callable[[int, int], No
     if not data:
         raise ApiError(400, "empty_image", "the image is empty (0 bytes)")
     try:
-        with open_photo(io.BytesIO(data)) as im:
+        with open_photo(io.BytesIO(data) if isinstance(data, bytes) else _View(data)) as im:
             if (why := unsupported_format(im.format)) is not None:
                 raise ApiError(415, "unsupported_image_format", why)
             w, h = stored = im.size
@@ -87,6 +88,41 @@ def decode_upload(data: bytes, max_pixels: int, on_size: Callable[[int, int], No
         raise ApiError(413, "image_too_large", f"the image is too large to decode safely: {e}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ApiError(400, "corrupt_image", f"the image cannot be decoded (truncated or corrupt): {e}") from None
+
+
+class _View(io.RawIOBase):
+    """A file reading the bytes of a memoryview in place: BytesIO copies any buffer but `bytes`, and a multipart
+    upload's photo is a view of its body (serve/bodies.py), megabytes a copy would hold twice."""
+
+    def __init__(self, view: memoryview):
+        self._view, self._at = view.cast("B"), 0
+
+    def readable(self) -> bool:
+        """Always."""
+        return True
+
+    def seekable(self) -> bool:
+        """Always."""
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Read into `buffer` from where the file stands; the bytes read."""
+        n = max(0, min(len(buffer), len(self._view) - self._at))
+        buffer[:n] = self._view[self._at:self._at + n]
+        self._at += n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move to `offset` from the start, the current place or the end; the new place."""
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._at, io.SEEK_END: len(self._view)}[whence]
+        if base + offset < 0:
+            raise ValueError(f"negative seek position {base + offset}")
+        self._at = base + offset
+        return self._at
+
+    def tell(self) -> int:
+        """Where the file stands."""
+        return self._at
 
 
 def _draft_within(im: Image.Image, limit: int) -> None:

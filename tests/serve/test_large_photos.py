@@ -1,0 +1,162 @@
+"""A phone's 200 MP photo over real HTTP: a JPEG of 80 MB is answered under the default limits, a body past a limit
+is refused saying the limit in MiB and the option that raises it, JSON has its own limit, and a photo's bytes are not
+copied on their way to the decoder (docs/serving.md, "Large photos")."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import socket
+import time
+import tracemalloc
+
+import pytest
+
+from tests.serve.big_jpeg import PHONE_200MP, big_jpeg
+from tests.serve.client import Reply, multipart
+
+
+@pytest.fixture(scope="module")
+def phone_jpeg() -> bytes:
+    """A real 16320x12240 JPEG of 80 MB, as a phone's 200 MP mode writes a detailed scene."""
+    return big_jpeg(PHONE_200MP, 80_000_000)
+
+
+@pytest.mark.parametrize("as_", ["multipart", "raw"])
+def test_a_phones_200_mp_jpeg_of_80_mb_is_answered_under_the_default_limits(serve, phone_jpeg, as_):
+    client = serve()  # the defaults of `bbuvl serve`
+    assert 79_000_000 < len(phone_jpeg) < 81_000_000
+    if as_ == "multipart":  # as the page and `curl -F image=@photo.jpg` send it
+        body, ctype = multipart("image", "phone.jpg", phone_jpeg, "image/jpeg")
+    else:
+        body, ctype = phone_jpeg, "image/jpeg"
+    r = client.request("POST", "/v1/detect", body, {"Content-Type": ctype})
+    # 413 before: --max-body-mb was 20
+    assert r.status == 200, r.body
+    answer = r.json()
+    assert (answer["width"], answer["height"]) == PHONE_200MP and answer["objects"]  # in the stored photo's pixels
+
+
+def error_of(r: Reply) -> dict:
+    """The JSON error of a refused request."""
+    assert r.status == 413, r.body
+    return r.json()["error"]
+
+
+def test_a_photo_past_the_limit_is_refused_naming_the_limit_in_mib_and_the_option_that_raises_it(serve):
+    client = serve(max_body_mb=1.0)
+    photo = big_jpeg((1600, 1600), 1_500_000)
+    body, ctype = multipart("image", "phone.jpg", photo, "image/jpeg")
+    error = error_of(client.request("POST", "/v1/detect", body, {"Content-Type": ctype}))
+    # "the body is 1500189 bytes; this server accepts at most 1048576 (--max-body-mb)" before: a technician could not
+    # tell what to ask for, nor that the option was the operator's to raise
+    assert error["kind"] == "body_too_large"
+    message = error["message"]
+    assert f"is 1.4 MiB ({len(body)} bytes)" in message, message
+    assert "takes a photo (multipart or image/*) of at most 1 MiB (1048576 bytes)" in message, message
+    assert "; the server's operator can raise that with `bbuvl serve --max-body-mb N` (N in MiB)" in message, message
+
+
+def test_a_photo_sent_without_a_length_is_refused_as_it_arrives_with_the_same_words(serve):
+    client = serve(max_body_mb=1.0)
+    conn = http.client.HTTPConnection(client.host, client.port, timeout=30)
+    try:
+        conn.putrequest("POST", "/v1/detect")
+        for name, value in (("Authorization", f"Bearer {client.key}"), ("Content-Type", "image/jpeg"),
+                            ("Transfer-Encoding", "chunked")):
+            conn.putheader(name, value)
+        conn.endheaders()
+        photo = big_jpeg((1600, 1600), 1_500_000)
+        try:
+            for at in range(0, len(photo), 65536):
+                piece = photo[at:at + 65536]
+                conn.send(b"%x\r\n%s\r\n" % (len(piece), piece))
+            conn.send(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # answered and closed before all of it was sent
+        r = conn.getresponse()
+        assert r.status == 413
+        message = json.loads(r.read())["error"]["message"]
+    finally:
+        conn.close()
+    assert message.startswith("the body exceeds 1 MiB; this server takes a photo (multipart or image/*) of at most 1 MiB")
+    assert "`bbuvl serve --max-body-mb N` (N in MiB)" in message, message
+
+
+def test_a_json_body_has_a_limit_of_its_own_and_its_refusal_names_the_way_a_photo_gets_through(serve):
+    client = serve(max_json_mb=1.0)  # --max-body-mb stays 100
+    photo = big_jpeg((1600, 1600), 1_500_000)
+    as_json = json.dumps({"image": base64.b64encode(photo).decode()}).encode()
+    error = error_of(client.request("POST", "/v1/detect", as_json, {"Content-Type": "application/json"}))
+    assert "takes a JSON body (a base64 photo, a chat request) of at most 1 MiB" in error["message"], error
+    assert ("`bbuvl serve --max-json-mb N` (N in MiB); or send the photo to /v1/detect as multipart or image/*, up "
+            "to 100 MiB" in error["message"]), error
+    chat = json.dumps({"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(photo).decode()}}]}]})
+    error = error_of(client.request("POST", "/v1/chat/completions", chat.encode(), {"Content-Type": "application/json"}))
+    assert "--max-json-mb" in error["message"], error
+    body, ctype = multipart("image", "phone.jpg", photo, "image/jpeg")
+    r = client.request("POST", "/v1/detect", body, {"Content-Type": ctype})
+    assert r.status == 200 and r.json()["width"] == 1600, r.body
+
+
+def test_the_bodies_held_at_once_have_their_own_bound_named_in_the_503(serve):
+    client = serve(max_body_mb=2.0, max_json_mb=1.0, max_bodies_mb=3.0)  # room for one photo of 2 MiB, not two
+    photo = big_jpeg((2400, 1600), 1_900_000)
+    head = (f"POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {client.key}\r\nContent-Type: image/jpeg\r\n"
+            f"Content-Length: {len(photo)}\r\n\r\n").encode()
+    with socket.create_connection((client.host, client.port)) as held:
+        held.sendall(head + photo[:1_800_000])  # in, and stalled before its end: its bytes stay held
+        time.sleep(0.5)
+        r = client.request("POST", "/v1/detect", photo, {"Content-Type": "image/jpeg"})
+    assert r.status == 503 and r.headers["retry-after"] == "1", r.body
+    assert "its bound (3 MiB: --max-bodies-mb)" in r.json()["error"]["message"], r.body
+
+
+def test_a_bound_on_bodies_held_at_once_below_one_body_is_refused():
+    from bbuvl.serve.app import ServeSettings
+
+    with pytest.raises(ValueError, match=r"--max-bodies-mb \(50\) is less than a single body may be \(--max-body-mb "
+                                         r"100, --max-json-mb 20\)"):
+        ServeSettings(max_bodies_mb=50)
+
+
+def test_bbuvl_serve_refuses_a_bound_on_bodies_below_one_body_before_loading(trained_checkpoint):
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app as cli
+
+    r = CliRunner().invoke(cli, ["serve", "-c", str(trained_checkpoint), "--max-bodies-mb", "50", "--device", "cpu"],
+                           env={"BBUVL_API_KEYS": "k" * 32})
+    said = " ".join(r.output.split())
+    assert r.exit_code == 2 and "--max-bodies-mb" in said and "50 MiB is less than one body may be" in said, r.output
+
+
+def test_a_multipart_photo_reaches_the_decoder_as_a_view_of_the_body_not_a_copy():
+    from bbuvl.serve.bodies import _multipart_image
+    from bbuvl.serve.images import decode_upload
+
+    photo = big_jpeg((8000, 4000), 20_000_000)
+    body, ctype = multipart("image", "phone.jpg", photo, "image/jpeg")
+    tracemalloc.start()
+    try:
+        part = _multipart_image(ctype, body)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # 40 MB before: the whole body copied by a strip() to see whether it was blank, then the part joined
+    assert peak < 1_000_000, peak
+    assert bytes(part) == photo
+    a, b = decode_upload(part, 5_000_000), decode_upload(photo, 5_000_000)
+    assert (a.size, a.image.size) == (b.size, b.image.size) == ((8000, 4000), (2000, 1000))
+    assert a.image.tobytes() == b.image.tobytes()
+
+
+def test_a_multipart_photo_split_by_the_parsers_look_behind_is_joined_whole():
+    from bbuvl.serve.bodies import _multipart_image
+
+    # "\r\n--b" then a byte that makes it no delimiter: the parser hands back the near-boundary from its own buffer
+    photo = b"\xff\xd8\xff" + b"x" * 1000 + b"\r\n--bX" + b"y" * 1000 + b"\r\n--" + b"z" * 10
+    body = (b'--b\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n' + photo + b"\r\n--b--\r\n")
+    assert bytes(_multipart_image("multipart/form-data; boundary=b", body)) == photo
