@@ -35,18 +35,22 @@ def test_a_killed_writers_temporary_folder_goes_with_the_next_write_of_the_same_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exported"]
 
 
-def _killed_between_the_renames(folder: str) -> None:
-    import bbuvl.atomic
-
+def die_at_the_second_rename() -> None:
+    """From now on, this process dies (SIGKILL: no clean-up runs) where its second os.rename would start: for a child
+    process alone."""
     renames, real = [], os.rename
 
-    def rename(src, dst):  # os.rename, but the process dies where the second rename would start
+    def rename(src, dst):
         if renames:
             os.kill(os.getpid(), signal.SIGKILL)
         renames.append(src)
         real(src, dst)
 
-    bbuvl.atomic.os.rename = rename  # the os module itself, in this child alone
+    os.rename = rename  # the os module itself
+
+
+def _killed_between_the_renames(folder: str) -> None:
+    die_at_the_second_rename()
     with atomic_folder(folder) as tmp:
         (tmp / "weights.bin").write_bytes(b"new")
 

@@ -9,6 +9,11 @@ size, for an export killed half-way) and never a writer's still at work. A file'
 looking for it would list the folder at every write: 5,000 photos written into one folder took 13.2 s that way
 against 1.6 s, so files are not looked for.
 
+A folder is replaced whole (`replace_folder`: `atomic_folder`, train's final/) or removed whole (`remove_whole`: a run's
+old checkpoints) by renaming it aside first, as `.NAME.PID.XXXXXXXX.old` or `.del`: a stop leaves it whole or gone under
+its name, never half, and the next writer of it puts back or removes what a killed one left (docs/resume.md, "Folders
+replaced or removed whole").
+
 Pictures go through `save_atomic`, which has them encoded in memory first: Pillow's C encoders write to the
 file descriptor themselves and ignore a full disk (Pillow 13: a 13,904-byte JPEG saved with 8 KiB free left an
 8,192-byte file and no error), so a picture is written here, by Python, whose writes fail loudly. Libraries that
@@ -233,11 +238,11 @@ def _set_aside_name(name: str) -> re.Pattern[str]:
     return re.compile(rf"\.{name}\.(\d+)\.[a-z0-9_]{{{RANDOM_CHARS}}}\.({REPLACED}|{REMOVED})")
 
 
-def _dead_writers_asides(folder: Path, name: str, pattern: str) -> list[tuple[Path, str]]:
-    """The folders a writer no longer running set aside in `folder` for an output whose name `name` matches (a
-    regular expression; `pattern` a glob for it), each with its kind; links are never taken for one."""
-    ours = _set_aside_name(name)
-    found = [(left, match.group(2)) for left in sorted(folder.glob(f".{pattern}.*"))
+def _dead_writers_asides(folder: Path, name: str | None = None) -> list[tuple[Path, str]]:
+    """The folders writers no longer running set aside in `folder` for the output `name` (any output's when None), each
+    with its kind; links are never taken for one."""
+    ours = _set_aside_name(".+" if name is None else re.escape(name))
+    found = [(left, match.group(2)) for left in sorted(folder.glob(f".{'*' if name is None else glob.escape(name)}.*"))
              if (match := ours.fullmatch(left.name)) is not None and not _running(int(match.group(1)))]
     return [(left, kind) for left, kind in found if left.is_dir() and not left.is_symlink()]
 
@@ -245,14 +250,14 @@ def _dead_writers_asides(folder: Path, name: str, pattern: str) -> list[tuple[Pa
 def set_aside_by_dead_writers(path: str | Path) -> list[Path]:
     """The previous folders of `path` that writers killed between `replace_folder`'s two renames left aside whole."""
     path = Path(path)
-    return [left / path.name for left, kind in _dead_writers_asides(path.parent, re.escape(path.name), glob.escape(path.name))
+    return [left / path.name for left, kind in _dead_writers_asides(path.parent, path.name)
             if kind == REPLACED and (left / path.name).is_dir() and not (left / path.name).is_symlink()]
 
 
 def remove_dead_removals(folder: Path) -> list[Path]:
     """Remove what removers of folders in `folder` left aside when killed before they finished (`remove_whole`): nothing
     of it is read; returns what was removed."""
-    removed = [left for left, kind in _dead_writers_asides(folder, ".+", "*") if kind == REMOVED]
+    removed = [left for left, kind in _dead_writers_asides(folder) if kind == REMOVED]
     for left in removed:
         remove_path(left, ignore_errors=True)
     return removed
@@ -264,7 +269,7 @@ def remove_dead_writers_temporaries(path: str | Path) -> list[Path]:
     `replace_folder`'s two renames left aside; returns what was removed."""
     path = Path(path)
     removed = []
-    for left, kind in _dead_writers_asides(path.parent, re.escape(path.name), glob.escape(path.name)):
+    for left, kind in _dead_writers_asides(path.parent, path.name):
         kept = left / path.name
         if kind == REPLACED and not os.path.lexists(path) and kept.is_dir() and not kept.is_symlink():
             os.rename(kept, path)  # the previous folder, whole, goes back under its name

@@ -18,6 +18,7 @@ from bbuvl.cli import app
 from bbuvl.model.checkpoint import checkpoint_problem, finish_swap, read_model_folder, stopped_swap, swap_in
 from bbuvl.train.run_inputs import check_start
 from tests.reliability.test_save9_stopped_checkpoint import _train
+from tests.test_atomic import die_at_the_second_rename
 
 # How a save is stopped does not depend on the model family: one tiny model is enough
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.parametrize("tiny_family", ["qwen2_5_vl"], indirect=True)]
@@ -70,15 +71,7 @@ def test_a_half_new_final_is_never_put_back_the_whole_old_one_is(stopped_swap_ru
 
 
 def _swap_killed_between_the_renames(run: str) -> None:
-    renames, rename = [], os.rename
-
-    def rename_or_die(src, dst):  # os.rename, but the process dies where the second rename would start
-        if renames:
-            os.kill(os.getpid(), signal.SIGKILL)
-        renames.append(src)
-        rename(src, dst)
-
-    os.rename = rename_or_die  # the os module itself, in this child alone
+    die_at_the_second_rename()
     swap_in(Path(run) / ".final.saving", Path(run) / "final")
 
 
