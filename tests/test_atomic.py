@@ -1,16 +1,20 @@
 """bbuvl/atomic.py: the temporaries a killed writer left beside an output go with the next write of that output,
-and a live writer's never; a folder written whole is never the one the command runs in."""
+and a live writer's never; a folder written whole is never the one the command runs in; a folder removed whole is
+never half there under its name."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from bbuvl.atomic import atomic_folder, remove_dead_writers_temporaries, write_text_atomic
+from bbuvl.atomic import (atomic_folder, remove_dead_removals, remove_dead_writers_temporaries, remove_whole,
+                          write_text_atomic)
 
 
 def _fill_and_die(folder: str) -> None:
@@ -31,18 +35,22 @@ def test_a_killed_writers_temporary_folder_goes_with_the_next_write_of_the_same_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exported"]
 
 
-def _killed_between_the_renames(folder: str) -> None:
-    import bbuvl.atomic
-
+def die_at_the_second_rename() -> None:
+    """From now on, this process dies (SIGKILL: no clean-up runs) where its second os.rename would start: for a child
+    process alone."""
     renames, real = [], os.rename
 
-    def rename(src, dst):  # os.rename, but the process dies where the second rename would start
+    def rename(src, dst):
         if renames:
             os.kill(os.getpid(), signal.SIGKILL)
         renames.append(src)
         real(src, dst)
 
-    bbuvl.atomic.os.rename = rename  # the os module itself, in this child alone
+    os.rename = rename  # the os module itself
+
+
+def _killed_between_the_renames(folder: str) -> None:
+    die_at_the_second_rename()
     with atomic_folder(folder) as tmp:
         (tmp / "weights.bin").write_bytes(b"new")
 
@@ -72,6 +80,31 @@ def test_a_live_writers_and_another_outputs_temporaries_are_kept(tmp_path):
     assert remove_dead_writers_temporaries(out) == []
     write_text_atomic(out, "done")
     assert {p.name for p in tmp_path.iterdir()} == {"a", live.name, other.name, unknown.name}
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    return child.pid
+
+
+def test_a_folder_removed_whole_leaves_nothing_and_a_dead_removers_leftover_goes_a_live_ones_stays(tmp_path):
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "weights.bin").write_bytes(b"w")
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "mine.txt").write_text("mine", encoding="utf-8")
+    os.symlink("kept", tmp_path / "link")
+    remove_whole(tmp_path / "ckpt")
+    remove_whole(tmp_path / "link")  # the link goes, never what it names
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and (tmp_path / "kept" / "mine.txt").is_file()
+    dead = tmp_path / f".ckpt.{_dead_pid()}.abcdefgh.del"  # a remover killed before it had removed it all
+    live = tmp_path / f".ckpt.{os.getpid()}.abcdefgh.del"  # this process: still removing it
+    replaced = tmp_path / f".other.{_dead_pid()}.abcdefgh.old"  # no removal: put back by the next writer of `other`
+    for folder in (dead, live, replaced):
+        (folder / "ckpt").mkdir(parents=True)
+    assert remove_dead_removals(tmp_path) == [dead]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["kept", live.name, replaced.name])
 
 
 def test_writing_through_a_link_writes_what_it_names_and_keeps_the_link(tmp_path):

@@ -9,6 +9,11 @@ size, for an export killed half-way) and never a writer's still at work. A file'
 looking for it would list the folder at every write: 5,000 photos written into one folder took 13.2 s that way
 against 1.6 s, so files are not looked for.
 
+A folder is replaced whole (`replace_folder`: `atomic_folder`, train's final/) or removed whole (`remove_whole`: a run's
+old checkpoints) by renaming it aside first, as `.NAME.PID.XXXXXXXX.old` or `.del`: a stop leaves it whole or gone under
+its name, never half, and the next writer of it puts back or removes what a killed one left (docs/resume.md, "Folders
+replaced or removed whole").
+
 Pictures go through `save_atomic`, which has them encoded in memory first: Pillow's C encoders write to the
 file descriptor themselves and ignore a full disk (Pillow 13: a 13,904-byte JPEG saved with 8 KiB free left an
 8,192-byte file and no error), so a picture is written here, by Python, whose writes fail loudly. Libraries that
@@ -111,21 +116,16 @@ def refuse_current_folder(path: Path) -> None:
 @contextmanager
 def atomic_folder(path: str | Path) -> Iterator[Path]:
     """A temporary folder beside `path` to fill; it replaces `path` (and all that was in it) only if the block
-    finishes without error, so a checkpoint folder is never half-saved under its name.
-
-    The old folder is renamed aside, the new one renamed in, then the old one removed: a kill between the two
-    renames leaves the previous folder whole as `.NAME.PID.*.old` (and nothing under NAME), never a mixture, and the
-    next writer of NAME (or claim of it) puts it back first (`remove_dead_writers_temporaries`).
-    """
+    finishes without error, so a checkpoint folder is never half-saved under its name (`replace_folder`: a kill
+    between its two renames leaves the previous folder whole aside, put back by the next writer of NAME)."""
     path = written_path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path}: is a file, expected a folder to write")
     refuse_current_folder(path)
     tmp: Path | None = None
-    old: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        remove_dead_writers_temporaries(path)
+        remove_dead_writers_temporaries(path)  # before the new folder takes its room: a whole model's size
         tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(path), suffix=".tmp", dir=path.parent))
         os.chmod(tmp, 0o777 & ~_UMASK)
         yield tmp
@@ -133,26 +133,74 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
             with file.open("rb") as fh:
                 os.fsync(fh.fileno())
             readable_as_opened(file)
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=temporary_prefix(path), suffix=".old", dir=path.parent))
-            os.rename(path, old / path.name)
-        os.rename(tmp, path)
+        replace_folder(tmp, path)
         tmp = None
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     except BaseException as e:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:  # a failed rename: the previous folder back under its name, and no stray `.NAME.*.old`
-            if (old / path.name).exists() and not os.path.lexists(path):
-                os.rename(old / path.name, path)
-            if not any(old.iterdir()):  # `.` (the current folder) cannot be renamed at all: `..XXXX.old` was left
-                old.rmdir()
         code = _write_errno(e)
         if code is None:
             raise
         kept = "the previous folder is kept" if path.exists() else "nothing was written"
         raise WriteFailed(code, f"{path}: writing failed ({_why(e)}); {kept}", _why(e)) from e
+
+
+# What a folder renamed aside is there for, by the last part of its name (`.NAME.PID.XXXXXXXX.KIND`): the previous
+# folder a replacement keeps until the new one is in, or a folder being removed.
+REPLACED, REMOVED = "old", "del"
+
+
+def _set_aside(path: Path, kind: str) -> Path:
+    """Rename `path` into a new hidden folder beside it named `.NAME.PID.XXXXXXXX.KIND` (this process's pid, what
+    `remove_dead_writers_temporaries` looks for), and return that folder; nothing left of it when the rename fails."""
+    holder = Path(tempfile.mkdtemp(prefix=temporary_prefix(path), suffix=f".{kind}", dir=path.parent))
+    try:
+        os.rename(path, holder / path.name)
+    except BaseException:
+        holder.rmdir()  # `.` (the current folder) cannot be renamed at all: `..XXXX.old` was left
+        raise
+    return holder
+
+
+def replace_folder(new: Path, path: Path) -> None:
+    """Put the finished folder `new` in place of `path` (and all that was in it) by two renames, the previous folder set
+    aside between them as `.NAME.PID.XXXXXXXX.old` and removed once the new one is in.
+
+    A kill between the renames leaves the previous folder whole aside and nothing under NAME, never a mixture: the next
+    writer of NAME puts it back first (`remove_dead_writers_temporaries`), and train's final/ puts back the new one
+    (model/checkpoint.py `finish_swap`). A rename that fails puts the previous folder back at once.
+    """
+    remove_dead_writers_temporaries(path)
+    old = _set_aside(path, REPLACED) if os.path.lexists(path) else None
+    try:
+        os.rename(new, path)
+    except BaseException:
+        if old is not None and not os.path.lexists(path):
+            os.rename(old / path.name, path)
+            old.rmdir()
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_whole(path: Path) -> None:
+    """Remove the folder `path` so that a stop part-way leaves none of it under its name: renamed aside as
+    `.NAME.PID.XXXXXXXX.del`, then removed (a link or a file is removed as such, never what a link names).
+
+    rmtree unlinks file by file, a model's weights in tenths of a second: a stop there left a checkpoint-N neither
+    whole nor gone, which `--resume` could take for the newest and `doctor` showed. A stop raised in Python (Ctrl-C)
+    removes the rest on its way out; what a killed remover left aside goes with the next run or writer of the folder
+    (`remove_dead_writers_temporaries`, `remove_dead_removals`).
+    """
+    if path.is_symlink() or not path.is_dir():
+        remove_path(path)
+        return
+    holder = _set_aside(path, REMOVED)
+    try:
+        shutil.rmtree(holder)
+    except BaseException:
+        shutil.rmtree(holder, ignore_errors=True)
+        raise
 
 
 def temporary_prefix(path: Path) -> str:
@@ -184,23 +232,50 @@ def remove_path(path: Path, ignore_errors: bool = False) -> None:
         path.unlink(missing_ok=True)
 
 
+def _set_aside_name(name: str) -> re.Pattern[str]:
+    """The names `_set_aside` gives what it sets aside for an output named `name` (a regular expression), the
+    writer's pid as group 1 and the kind as group 2."""
+    return re.compile(rf"\.{name}\.(\d+)\.[a-z0-9_]{{{RANDOM_CHARS}}}\.({REPLACED}|{REMOVED})")
+
+
+def _dead_writers_asides(folder: Path, name: str | None = None) -> list[tuple[Path, str]]:
+    """The folders writers no longer running set aside in `folder` for the output `name` (any output's when None), each
+    with its kind; links are never taken for one."""
+    ours = _set_aside_name(".+" if name is None else re.escape(name))
+    found = [(left, match.group(2)) for left in sorted(folder.glob(f".{'*' if name is None else glob.escape(name)}.*"))
+             if (match := ours.fullmatch(left.name)) is not None and not _running(int(match.group(1)))]
+    return [(left, kind) for left, kind in found if left.is_dir() and not left.is_symlink()]
+
+
+def set_aside_by_dead_writers(path: str | Path) -> list[Path]:
+    """The previous folders of `path` that writers killed between `replace_folder`'s two renames left aside whole."""
+    path = Path(path)
+    return [left / path.name for left, kind in _dead_writers_asides(path.parent, path.name)
+            if kind == REPLACED and (left / path.name).is_dir() and not (left / path.name).is_symlink()]
+
+
+def remove_dead_removals(folder: Path) -> list[Path]:
+    """Remove what removers of folders in `folder` left aside when killed before they finished (`remove_whole`): nothing
+    of it is read; returns what was removed."""
+    removed = [left for left, kind in _dead_writers_asides(folder) if kind == REMOVED]
+    for left in removed:
+        remove_path(left, ignore_errors=True)
+    return removed
+
+
 def remove_dead_writers_temporaries(path: str | Path) -> list[Path]:
     """Remove the temporary files and folders a writer of `path` that is no longer running left beside it (killed
     before it could clean up), first putting back under `path` the previous folder one killed between
-    `atomic_folder`'s two renames left aside; returns what was removed."""
+    `replace_folder`'s two renames left aside; returns what was removed."""
     path = Path(path)
-    ours = temporary_name(re.escape(path.name))  # exactly this output's temporaries: not another output's
     removed = []
-    for old in path.parent.glob(f".{glob.escape(path.name)}.*.old"):
-        match = re.fullmatch(rf"\.{re.escape(path.name)}\.(\d+)\.[a-z0-9_]{{{RANDOM_CHARS}}}\.old", old.name)
-        if match is None or _running(int(match.group(1))) or old.is_symlink():
-            continue
-        kept = old / path.name
-        if not os.path.lexists(path) and kept.is_dir() and not kept.is_symlink():
-            # killed between atomic_folder's two renames: the previous folder, whole, goes back under its name
-            os.rename(kept, path)
-        remove_path(old, ignore_errors=True)
-        removed.append(old)
+    for left, kind in _dead_writers_asides(path.parent, path.name):
+        kept = left / path.name
+        if kind == REPLACED and not os.path.lexists(path) and kept.is_dir() and not kept.is_symlink():
+            os.rename(kept, path)  # the previous folder, whole, goes back under its name
+        remove_path(left, ignore_errors=True)
+        removed.append(left)
+    ours = temporary_name(re.escape(path.name))  # exactly this output's temporaries: not another output's
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
         match = ours.fullmatch(tmp.name)
         if match is None or _running(int(match.group(1))):

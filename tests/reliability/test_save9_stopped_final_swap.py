@@ -5,15 +5,20 @@ folder", pointing nowhere."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import shutil
+import signal
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
-from bbuvl.model.checkpoint import checkpoint_problem, finish_swap, read_model_folder
+from bbuvl.model.checkpoint import checkpoint_problem, finish_swap, read_model_folder, stopped_swap, swap_in
 from bbuvl.train.run_inputs import check_start
 from tests.reliability.test_save9_stopped_checkpoint import _train
+from tests.test_atomic import die_at_the_second_rename
 
 # How a save is stopped does not depend on the model family: one tiny model is enough
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.parametrize("tiny_family", ["qwen2_5_vl"], indirect=True)]
@@ -63,6 +68,36 @@ def test_a_half_new_final_is_never_put_back_the_whole_old_one_is(stopped_swap_ru
     assert finish_swap(stopped_swap_run / "final") == stopped_swap_run / ".final.old"
     assert checkpoint_problem(stopped_swap_run / "final") is None
     assert sorted(p.name for p in stopped_swap_run.iterdir()) == ["final"]
+
+
+def _swap_killed_between_the_renames(run: str) -> None:
+    die_at_the_second_rename()
+    swap_in(Path(run) / ".final.saving", Path(run) / "final")
+
+
+@pytest.mark.parametrize("new_whole", [True, False], ids=["new-whole", "new-damaged-since"])
+def test_a_final_swap_killed_between_its_renames_is_finished_from_what_it_left(trained_checkpoint, tmp_path, new_whole):
+    """The swap sets the old final/ aside as every folder replaced whole is (atomic.py `replace_folder`), named with its
+    writer's pid: the resume puts back the new one, else that one, and removes the rest."""
+    run = tmp_path / "run"
+    for name, note in (("final", "the one before"), (".final.saving", "the new one")):
+        shutil.copytree(trained_checkpoint, run / name)
+        (run / name / "note.txt").write_text(note, encoding="utf-8")
+    # forked: the child only renames, and importing torch again took seconds
+    child = multiprocessing.get_context("fork").Process(target=_swap_killed_between_the_renames, args=(str(run),))
+    child.start()
+    child.join(60)
+    assert child.exitcode == -signal.SIGKILL and not os.path.lexists(run / "final")
+    (aside,) = run.glob(f".final.{child.pid}.*.old")
+    assert (aside / "final" / "note.txt").read_text(encoding="utf-8") == "the one before"
+    if not new_whole:
+        (run / ".final.saving" / "model.safetensors").unlink()
+    left = run / ".final.saving" if new_whole else aside / "final"
+    assert stopped_swap(run / "final").startswith(f"a save replacing it was stopped between its two renames, and {left} "
+                                                  f"holds {'the new one' if new_whole else 'the one before'}, whole.")
+    assert finish_swap(run / "final") == left
+    assert (run / "final" / "note.txt").read_text(encoding="utf-8") == ("the new one" if new_whole else "the one before")
+    assert sorted(p.name for p in run.iterdir()) == ["final"]
 
 
 @pytest.mark.slow

@@ -34,7 +34,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from bbuvl.atomic import atomic_folder, atomic_path, readable_as_opened, remove_path, write_text_atomic
+from bbuvl.atomic import (atomic_folder, atomic_path, readable_as_opened, remove_dead_writers_temporaries, remove_path,
+                          replace_folder, set_aside_by_dead_writers, write_text_atomic)
 from bbuvl.config import CONFIG_FILE, Config, dump_config, not_a_checkpoint, read_run_config
 from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.families import family_of
@@ -330,27 +331,26 @@ def no_folder(path: Path) -> str | None:
 
 
 def swap_names(folder: Path) -> tuple[Path, Path]:
-    """The hidden names beside `folder` that a save replacing it whole uses: the new one saved, the old one put aside."""
+    """The hidden names beside `folder` that a save replacing it whole uses: the new one saved; and the one bbu-vl set
+    the old one aside as before `atomic.replace_folder` named aside folders by their writer's pid (still put back)."""
     return folder.with_name(f".{folder.name}.saving"), folder.with_name(f".{folder.name}.old")
 
 
 def swap_in(staging: Path, folder: Path) -> None:
-    """Replace `folder` with the finished `staging` folder by two renames: a kill mid-save never leaves it half-written,
-    and a kill between the renames leaves both whole beside it, for `finish_swap` to put back."""
-    new, old = swap_names(folder)
-    remove_path(old)  # a link there goes as a link, never what it names
-    if os.path.lexists(folder):
-        folder.rename(old)
-    staging.rename(folder)
-    remove_path(old, ignore_errors=True)
+    """Replace `folder` with the finished `staging` folder by two renames (`atomic.replace_folder`): a kill mid-save
+    never leaves it half-written, and a kill between the renames leaves both whole beside it, for `finish_swap` to put
+    back."""
+    remove_path(swap_names(folder)[1])  # a link there goes as a link, never what it names
+    replace_folder(staging, folder)
 
 
 def _left_whole(folder: Path) -> Path | None:
     """The whole checkpoint a swap of `folder` stopped between its renames left beside it: the new one, else the old."""
     if os.path.lexists(folder):
         return None
-    return next((p for p in swap_names(folder) if p.is_dir() and not p.is_symlink() and checkpoint_problem(p) is None),
-                None)
+    new, before = swap_names(folder)
+    return next((p for p in (new, *set_aside_by_dead_writers(folder), before)
+                 if p.is_dir() and not p.is_symlink() and checkpoint_problem(p) is None), None)
 
 
 def stopped_swap(folder: Path) -> str | None:
@@ -359,8 +359,10 @@ def stopped_swap(folder: Path) -> str | None:
     if left is None:
         return None
     which = "the new one" if left == swap_names(folder)[0] else "the one before"
+    # train's own names, else a folder any command writes whole set aside (`atomic.replace_folder`)
+    who = "`bbuvl train --resume` of the run" if left in swap_names(folder) else "the next command that writes it"
     return (f"a save replacing it was stopped between its two renames, and {left} holds {which}, whole. "
-            f"`bbuvl train --resume` of the run puts it back under {folder.name}, as does renaming it yourself")
+            f"{who} puts it back under {folder.name}, as does renaming it yourself")
 
 
 def finish_swap(folder: Path) -> Path | None:
@@ -372,6 +374,7 @@ def finish_swap(folder: Path) -> Path | None:
     left.rename(folder)
     for other in swap_names(folder):
         remove_path(other, ignore_errors=True)
+    remove_dead_writers_temporaries(folder)  # the folder set aside (emptied, when it was the one put back)
     return left
 
 

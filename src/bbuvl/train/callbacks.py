@@ -19,7 +19,7 @@ from transformers import TrainerCallback, TrainerState
 from transformers.integrations import TensorBoardCallback
 from transformers.trainer_callback import ExportableState
 
-from bbuvl.atomic import remove_path
+from bbuvl.atomic import remove_dead_removals, remove_path, remove_whole
 from bbuvl.config import MonitorConfig
 from bbuvl.encode.loss_terms import LossTerms
 from bbuvl.outputs import reader_around
@@ -187,7 +187,9 @@ class CheckpointRotation(TrainerCallback):
         from bbuvl.train.run_dir import numbered_checkpoints  # run_dir imports monitors, which import this module
 
         deleted = []
-        for stray in output_dir.glob(".checkpoint-*.deleting"):  # a deletion a stop cut short: nothing of it is read
+        # a deletion a kill cut short: nothing of it is read (`.deleting`: named so before it carried the remover's pid)
+        remove_dead_removals(output_dir)
+        for stray in output_dir.glob(".checkpoint-*.deleting"):
             remove_path(stray, ignore_errors=True)
         for path in numbered_checkpoints(output_dir)[:-self.limit]:
             reader = reader_around(path)
@@ -199,7 +201,7 @@ class CheckpointRotation(TrainerCallback):
                                 reader.command, reader.pid, reader.started)
                 continue
             try:
-                delete_whole(path)
+                remove_whole(path)  # none of it left under its name by a stop part-way
             except OSError as e:  # a folder made read-only: the run goes on, as HF's rotation did, but says so
                 if path.name not in self.held:
                     self.held.add(path.name)
@@ -211,19 +213,6 @@ class CheckpointRotation(TrainerCallback):
                 self.held.discard(path.name)
                 log.info("training.save_total_limit %d: deleted %s, no longer read", self.limit, path)
         return deleted
-
-
-def delete_whole(path: Path) -> None:
-    """Delete a checkpoint folder so that a stop part-way leaves none of it under its name: renamed aside, then removed."""
-    # rmtree unlinks file by file, a model's weights in tenths of a second: a SIGTERM there left a checkpoint-N that
-    # was neither whole nor gone, for predict -c and doctor to be shown
-    if path.is_symlink() or not path.is_dir():
-        remove_path(path)
-        return
-    aside = path.with_name(f".{path.name}.deleting")
-    remove_path(aside)
-    path.rename(aside)
-    remove_path(aside)
 
 
 class RichProgress(TrainerCallback):

@@ -20,7 +20,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bbuvl.atomic import atomic_path, remove_dead_writers_temporaries, remove_path, write_text_atomic
+from bbuvl.atomic import (atomic_path, remove_dead_removals, remove_dead_writers_temporaries, remove_whole,
+                          write_text_atomic)
 from bbuvl.data.jsonfile import read_json
 from bbuvl.outputs import Reader, reader_around
 from bbuvl.paths import real_path
@@ -86,7 +87,7 @@ def held(output_dir: str | Path, checkpoint: str | Path, step: int) -> list[tupl
     out = Path(output_dir)
     dumps = [p for p in sorted((out / "nan_batches").glob("step*.json")) if (m := NAN_BATCH.match(p.name))
              and int(m.group(1)) > step] if (out / "nan_batches").is_dir() else []
-    # A link goes as a link (`remove_path`): what it points to, however read, stays
+    # A link goes as a link (`remove_whole`): what it points to, however read, stays
     return [(path, reader) for path in (*checkpoints_past(out, checkpoint, step), *dumps)
             if not path.is_symlink() and (reader := reader_around(path)) is not None]
 
@@ -123,9 +124,10 @@ def cut_back(output_dir: str | Path, checkpoint: str | Path) -> None:
     for path in sorted((out / "nan_batches").glob("step*.json")) if (out / "nan_batches").is_dir() else []:
         if (m := NAN_BATCH.match(path.name)) and int(m.group(1)) > step:
             path.unlink()
+    remove_dead_removals(out)  # what a cut killed part-way left aside: nothing of it is read
     newer = checkpoints_past(out, checkpoint, step)
     for path in newer:  # a later --resume would take one of them, a step of the abandoned run, for this run's newest
-        remove_path(path)
+        remove_whole(path)  # a stop part-way leaves it whole or gone: half of one could pass for this run's newest
     if newer:
         log.warning("resuming from step %d: removed the checkpoints past it (%s) from %s", step,
                     ", ".join(p.name for p in newer), out)

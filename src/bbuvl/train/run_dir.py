@@ -22,7 +22,7 @@ import zipfile
 from pathlib import Path
 from typing import Mapping
 
-from bbuvl.atomic import remove_path
+from bbuvl.atomic import remove_dead_removals, remove_whole
 from bbuvl.data.jsonfile import read_json
 from bbuvl.config import load_config
 from bbuvl.model.checkpoint import HEAD_FILE, POSITIONS_FILE, READOUT_FILE, checkpoint_problem
@@ -234,11 +234,11 @@ def _folder(output_dir: str | Path) -> Path:
 def clear_previous_run(output_dir: str | Path, found: list[str]) -> None:
     """Remove what `check_output_dir` found of the previous run (what `--overwrite` replaces)."""
     out = Path(output_dir)
+    remove_dead_removals(out)
     for name in found:
-        path = out / name
-        # A link (checkpoint-7 -> another run's) goes, never what it points to (rmtree refuses links anyway, after
-        # the names before it were already removed).
-        remove_path(path)
+        # Whole or not at all, a stop part-way: half a checkpoint could pass for the newest. A link (checkpoint-7 ->
+        # another run's) goes, never what it points to.
+        remove_whole(out / name)
     if found:
         log.warning("--overwrite: removed the previous run's %s from %s", ", ".join(found), out)
 
