@@ -21,7 +21,7 @@ from bbuvl.data.input_paths import file_kind
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.names import name_key, portability_problem
 from bbuvl.data.layout import TEACHERS, TRAIN, VAL, missing_file_hint
-from bbuvl.data.near_copies import COPY_KINDS, NEAR_COPY_LEVELS, TURNS, closest_turn, near_copies, photo_print
+from bbuvl.data.near_copies import COPY_KINDS, how_alike, near_copies, photo_print
 from bbuvl.data.schema import (DatasetError, ImageRecord, ObjectAnn, Sample, iter_dataset, resolve_image, sort_objects,
                                tile_origin)
 from bbuvl.data.text import difference, label_key, show_text
@@ -349,11 +349,12 @@ def duplicate_photos(rows: list[tuple[Path, int, Sample]], digests: dict[Path, s
 def near_copy_photos(rows: list[tuple[Path, int, Sample]], prints: dict[Path, np.ndarray],
                      digests: dict[Path, str]) -> list[Problem]:
     """Warnings for a photo whose pixels are another's (data/near_copies.py: saved again at another JPEG quality or
-    size, as PNG, its EXIF turn written into its pixels, mirrored or turned) on another line of its file, or in a
-    training file and the validation file, naming both: its bytes differ, so `duplicate_photos` passed it, and one
-    photo on both sides scores training photos as validation. A warning, not an error: the pixels differ, so whether
-    they are one photo is the user's call. One warning a line, naming the first line before it; copies alike in bytes
-    or tiles of one photo are `duplicate_photos`' and `split_tiles`' to name."""
+    size, as PNG, its EXIF turn written into its pixels, mirrored or turned, made greyscale, darker or lower in
+    contrast) on another line of its file, or in a training file and the validation file, naming both and how they
+    were compared (`how_alike`): its bytes differ, so `duplicate_photos` passed it, and one photo on both sides scores
+    training photos as validation. A warning, not an error: the pixels differ, so whether they are one photo is the
+    user's call. One warning a line, naming the first line before it; copies alike in bytes or tiles of one photo are
+    `duplicate_photos`' and `split_tiles`' to name."""
     students = [(file, line, sample.student, resolve_image(file, sample.student.image)) for file, line, sample in rows]
     printed = [s for s in students if s[3] in prints]
     named: set[tuple[Path, int]] = set()
@@ -376,9 +377,8 @@ def near_copy_photos(rows: list[tuple[Path, int, Sample]], prints: dict[Path, np
             continue
         named.add((file_b, line_b))
         problems.append(Problem(str(file_b), line_b, f"image {b.image}: its pixels are those of {a.image}"
-                                f"{' ' + pair.how if pair.how else ''} at {where} (seen small and upright, no value "
-                                f"differs by more than {pair.levels:g} of 255 levels), {COPY_KINDS} or a second shot "
-                                f"of one view: {why}", "warning"))
+                                f"{' ' + pair.how if pair.how else ''} at {where} ({how_alike(pair.levels, pair.how)}), "
+                                f"{COPY_KINDS} or a second shot of one view: {why}", "warning"))
     return problems
 
 
@@ -401,14 +401,15 @@ def near_copy_teachers(rows: list[tuple[Path, int, Sample]], prints: dict[Path, 
             if file.name != VAL:
                 shown.setdefault(path, []).append((file, line, i, teacher.image))
             if student in prints and not _one_photo(path, student, digests):
-                levels, turn = closest_turn(prints[student], prints[path])
-                if levels <= NEAR_COPY_LEVELS:
-                    how = f" {TURNS[turn]}" if turn else ""
+                # The two alone, compared as every pair is (turned, mirrored, greyscale, darker, less contrast): a
+                # student made darker and shown as its own teacher holds its answer as much as one saved again.
+                for pair in near_copies([prints[student], prints[path]]):
+                    how = f" {pair.how}" if pair.how else ""
                     problems.append(Problem(str(file), line, f"teachers[{i}]: image {teacher.image}: its pixels are "
-                                            f"those of the student photo {sample.student.image}{how} (seen small and "
-                                            f"upright, no value differs by more than {levels:g} of 255 levels), "
-                                            f"{COPY_KINDS} or a second shot of one view: its answer would be in its own "
-                                            "prompt; choose teachers among the other photos", "warning"))
+                                            f"those of the student photo {sample.student.image}{how} "
+                                            f"({how_alike(pair.levels, pair.how)}), {COPY_KINDS} or a second shot of "
+                                            "one view: its answer would be in its own prompt; choose teachers among "
+                                            "the other photos", "warning"))
     teachers = list(shown)
     # Validation photos first: a teacher's earliest near-copy is then one of them whenever it has one.
     for pair in near_copies([prints[v[3]] for v in held_out] + [prints[t] for t in teachers]):
@@ -421,11 +422,10 @@ def near_copy_teachers(rows: list[tuple[Path, int, Sample]], prints: dict[Path, 
         how = f" {pair.how}" if pair.how else ""
         for file, line, i, image in shown.pop(path):  # the earliest validation photo it copies, named once
             problems.append(Problem(str(file), line, f"teachers[{i}]: image {image}: its pixels are those of {val_image}"
-                                    f"{how}, the photo of {val_file} line {val_line}, a validation photo (seen small "
-                                    f"and upright, no value differs by more than {pair.levels:g} of 255 levels), "
-                                    f"{COPY_KINDS} or a second shot of one view: its answer would be in a training "
-                                    "prompt, and validation scores a photo the model was shown solved; choose teachers "
-                                    "among the training photos", "warning"))
+                                    f"{how}, the photo of {val_file} line {val_line}, a validation photo "
+                                    f"({how_alike(pair.levels, pair.how)}), {COPY_KINDS} or a second shot of one view: "
+                                    "its answer would be in a training prompt, and validation scores a photo the model "
+                                    "was shown solved; choose teachers among the training photos", "warning"))
     return problems
 
 

@@ -435,16 +435,22 @@ def copy_groups(n: int, pairs: Sequence[tuple[int, int]]) -> list[list[int]]:
     return list(groups.values())
 
 
+def how_alike(levels: float, how: str = "") -> str:
+    """How two near-copies' prints were compared and how close they came (`NearCopy.levels` and `.how`), as messages
+    say it: in luminance for a greyscale copy, matched in brightness and contrast for one changed in tone, where
+    `levels` is measured after that, not between the values as taken."""
+    seen = ("seen small and upright" + (", in luminance" if how in ("made greyscale", "in colour") else
+                                        ", matched in brightness and contrast" if how in _TONE_WORDS else ""))
+    return f"{seen}, no value differs by more than {levels:g} of 255 levels"
+
+
 def near_copy_note(first: str, levels: float, done: str, how: str = "") -> str:
     """What an importer says of a photo whose pixels are those of `first` (`how` they lie on them: a `TURNS` entry, or
     a change of tone), which it `done` ('imported', 'converted') too: both are kept, and kept on one side of the
     split."""
-    seen = ("seen small and upright" + (", in luminance" if how in ("made greyscale", "in colour") else
-                                        ", matched in brightness and contrast" if how in _TONE_WORDS else ""))
-    return (f"its pixels are those of {first}{' ' + how if how else ''} ({seen}, no value differs by "
-            f"more than {levels:g} of 255 levels): {COPY_KINDS}, or a second shot of one view. Both were {done}, on one "
-            f"side of the split; if they are one photo, remove one and {'import' if done == 'imported' else 'convert'} "
-            f"again, or its boxes count twice")
+    return (f"its pixels are those of {first}{' ' + how if how else ''} ({how_alike(levels, how)}): {COPY_KINDS}, or a "
+            f"second shot of one view. Both were {done}, on one side of the split; if they are one photo, remove one "
+            f"and {'import' if done == 'imported' else 'convert'} again, or its boxes count twice")
 
 
 def near_copy_entries(names: Sequence[str], prints: Sequence[np.ndarray | None],

@@ -11,7 +11,7 @@ from typing import Sequence, TypeVar
 import numpy as np
 
 from bbuvl.data.layout import TEACHERS, TRAIN, VAL
-from bbuvl.data.near_copies import copy_groups, near_copies, photo_prints
+from bbuvl.data.near_copies import copy_groups, how_alike, near_copies, photo_prints
 from bbuvl.data.relocate import relocate_record, relocate_sample
 from bbuvl.data.schema import (DatasetError, Sample, once_each, read_lines, require_photos, resolve_image, tile_origin,
                                 write_dataset)
@@ -85,7 +85,8 @@ def split_photos(dataset: str | Path, out_dir: str | Path, val_ratio: float = 0.
     Image paths are rewritten to resolve from `out_dir`. The teacher pool is chosen from this split's training
     photos and always rewritten: a pool left from an earlier split would show validation photos (and their
     answers) in training prompts. Near-copies of one photo (data/near_copies.py: saved again at another quality or
-    size, as PNG, its EXIF turn written into its pixels, mirrored or turned) go to one side, as a photo's tiles do.
+    size, as PNG, its EXIF turn written into its pixels, mirrored or turned, made greyscale, darker or lower in
+    contrast) go to one side, as a photo's tiles do.
     """
     rows = once_each(require_photos(read_lines(dataset), dataset), dataset)
     photos_found(rows, dataset)
@@ -143,8 +144,7 @@ def _no_validation_teachers(train: list[tuple[int, Sample]], val: list[tuple[int
             line, i, image = shown[teachers[pair.second - len(held)]]
             how = f" {pair.how}" if pair.how else ""
             _refuse_teacher(dataset, line, i, image, f"has the pixels of line {held[pair.first][0]}'s photo{how} (a "
-                            f"near-copy: no value of the two seen small differs by more than {pair.levels:g} of 255 "
-                            "levels)")
+                            f"near-copy: {how_alike(pair.levels, pair.how)})")
 
 
 def _refuse_teacher(dataset: str | Path, line: int, index: int, image: str, what: str) -> None:
