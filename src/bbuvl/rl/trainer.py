@@ -199,6 +199,9 @@ class GrpoTrainer(BBUTrainer):
         adapters switched off)."""
         policy = self.accelerator.unwrap_model(self.model)
         if self.reference is not None:
+            # Copied where the model was then: under DeepSpeed HF leaves the model where it loaded (the CPU) until
+            # DeepSpeed places it, so the copy stayed behind while the rollouts' batches are on the GPU. No-op once there.
+            self.reference.to(self.args.device)
             return completion_logprobs(self.reference, batch, policy.temperature, allowed, policy.banned)[0]
         with policy.model.vlm.disable_adapter():
             return completion_logprobs(policy.model, batch, policy.temperature, allowed, policy.banned)[0]
