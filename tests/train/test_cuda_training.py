@@ -7,18 +7,27 @@ on cuda, and each checkpoint predicts in head and generate mode there."""
 from __future__ import annotations
 
 import json
+import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
+from typer.testing import CliRunner
 
+from bbuvl.cli import app as cli
 from bbuvl.config import load_config
+from bbuvl.data.coords import CoordinateContract
+from bbuvl.rl.trainer import train_grpo
 from bbuvl.synthetic.dataset import synthesize
 from bbuvl.synthetic.shapes import synthesize_shapes
 from bbuvl.tiny.model import build_tiny_model
 from bbuvl.train.trainer import train
+from tests.serve.conftest import cli_server
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -53,3 +62,120 @@ def test_the_demo_configs_train_and_predict_on_cuda(tmp_path: Path, config: str,
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
         assert len([json.loads(line) for line in out.read_text().splitlines()]) == 2
+
+
+@pytest.fixture(scope="module")
+def refit_run(tmp_path_factory) -> dict:
+    """The demo's stage B trained on cuda and then caption-refit there, as `make demo` runs it on a GPU: its pixel
+    level and the pixels around each box, queries covering nothing taught the empty caption, balanced draws; a run
+    this short finds its objects loosely, so the refit pairs them at IoU 0.05 instead of 0.5."""
+    root = tmp_path_factory.mktemp("refit")
+    data = root / "data"
+    synthesize(data, 8, 2, seed=1, size=(448, 336), num_teachers=0, framing="closeup")
+    model = build_tiny_model(root / "model", seed=0)
+    cfg = load_config(CONFIGS / "demo.yaml", [
+        f"model.path={model}", f"data.train={data / 'train.jsonl'}", f"data.val={data / 'val.jsonl'}",
+        f"training.output_dir={root / 'run'}", "training.max_steps=6", "training.logging_steps=1",
+        "training.use_cpu=false", "training.per_device_batch_size=2", "detection.caption_refit.steps=20",
+        "detection.caption_refit.batch_size=16", "detection.caption_refit.min_iou=0.05",
+        "detection.caption_refit.balance=0.5"])
+    result = train(cfg, progress=False)
+    return {"data": data, "final": Path(result["final"]), "history": result["history"]}
+
+
+def test_the_caption_refit_runs_on_cuda_after_training(refit_run):
+    refit = next(e for e in refit_run["history"] if "caption_refit_pairs" in e)
+    assert refit["caption_refit_pairs"] > 0, refit
+    assert all(math.isfinite(refit[k]) for k in ("caption_refit_loss_first", "caption_refit_loss_last")), refit
+    assert refit["caption_refit_loss_last"] < refit["caption_refit_loss_first"], refit  # the fit moved the captions
+
+
+def test_tiled_predict_on_cuda_answers_as_serve_on_cuda_does(refit_run, tmp_path):
+    photo = next((refit_run["data"] / "images").glob("*"))  # one photo: served once, predicted once
+    folder = tmp_path / "one"
+    folder.mkdir()
+    (folder / photo.name).write_bytes(photo.read_bytes())
+    tiles = ["--mode", "head", "--tiles", "2x2", "--tile-zoom", "1.5", "--device", "cuda"]
+    out = tmp_path / "pred.jsonl"
+    r = CliRunner().invoke(cli, ["predict", "-c", str(refit_run["final"]), "-i", str(folder), "-o", str(out), *tiles])
+    assert r.exit_code == 0, r.output
+    expected = json.loads(out.read_text(encoding="utf-8").splitlines()[0])
+    assert expected["error"] is None and expected["tiled"] is True, expected
+    with cli_server(["-c", str(refit_run["final"]), *tiles], tmp_path / "serve.log") as (client, _):
+        detect = client.detect_file(photo)
+    assert detect.status == 200, detect.body
+    got = detect.json()
+    assert [(o["bbox_2d"], o["label"]) for o in got["objects"]] == [(o["bbox_2d"], o["label"]) for o in expected["objects"]]
+    generated = tmp_path / "gen.jsonl"
+    r = CliRunner().invoke(cli, ["predict", "-c", str(refit_run["final"]), "-i", str(folder), "-o", str(generated),
+                                 "--mode", "generate", "--tiles", "2x2", "--device", "cuda"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(generated.read_text(encoding="utf-8"))["error"] is None
+
+
+def test_choose_tiles_and_the_model_doctors_run_on_cuda(refit_run, tmp_path):
+    # choose-tiles writes its choice into the checkpoint: a copy's, the other tests keep theirs as trained
+    final, val = str(shutil.copytree(refit_run["final"], tmp_path / "final")), str(refit_run["data"] / "val.jsonl")
+    image = str(next((refit_run["data"] / "images").glob("*")))
+    runs = {
+        "choose-tiles": ["choose-tiles", "-c", final, "--gt", val, "-o", str(tmp_path / "tiles"), "--factors", "1,2",
+                         "--device", "cuda"],
+        "doctor model": ["doctor", "model", final, "--device", "cuda"],
+        "doctor features": ["doctor", "features", final, "--data", val, "--samples", "2", "--out",
+                            str(tmp_path / "features.png"), "--device", "cuda"],
+        "doctor attention": ["doctor", "attention", final, image, "--out", str(tmp_path / "attention.png"),
+                             "--device", "cuda"],
+        "doctor landscape": ["doctor", "landscape", final, val, "--steps", "2", "--samples", "2", "--out",
+                             str(tmp_path / "landscape.png"), "--device", "cuda"],
+    }
+    for name, args in runs.items():
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 0, (name, r.output)
+
+
+def test_a_grpo_step_on_cuda_from_a_checkpoint_trained_there(refit_run, tmp_path):
+    frame = CoordinateContract.load(refit_run["final"])
+    data = refit_run["data"]
+    # The KL term's reference copy, grammar-masked log-probabilities, a token's advantages and the validation pass.
+    cfg = load_config(None, [
+        f"model.path={refit_run['final']}", "model.dtype=float32", "training.method=grpo",
+        *(f"model.{key}={getattr(frame, key)}" for key in ("min_pixels", "max_pixels", "max_vision_tokens")),
+        f"data.train={data / 'train.jsonl'}", f"data.val={data / 'val.jsonl'}", "data.teachers=null",
+        "data.num_workers=0", f"training.output_dir={tmp_path / 'grpo'}", "training.per_device_batch_size=2",
+        "training.max_steps=2", "training.logging_steps=1", "training.eval_steps=2", "training.save_steps=100",
+        "training.bf16=false", "training.gradient_checkpointing=false", "training.use_cpu=false",
+        "training.warmup_ratio=0", "grpo.group_size=3", "grpo.max_new_tokens=48", "grpo.beta=0.05",
+        "grpo.advantages=parts", "grpo.logprobs=grammar"])
+    result = train_grpo(cfg, progress=False)
+    logged = [h for h in result["history"] if "reward" in h]
+    assert [h["step"] for h in logged] == [1, 2], result["history"]
+    assert all(math.isfinite(h["loss"]) and math.isfinite(h["kl"]) for h in logged), logged
+    assert any("eval_reward" in h for h in result["history"]), result["history"]
+    out = tmp_path / "pred.jsonl"
+    r = CliRunner().invoke(cli, ["predict", "-c", result["final"], "-i", str(data / "val.jsonl"), "-o", str(out),
+                                 "--mode", "generate", "--device", "cuda"])
+    assert r.exit_code == 0, r.output
+
+
+def test_fewshot_embeds_on_cuda_as_on_the_cpu_and_classifies_there(tmp_path):
+    from bbuvl.fewshot.backbones import load_backbone
+    from bbuvl.fewshot.crops import write_crops
+    from bbuvl.tiny.backbones import tiny_backbone
+
+    data = tmp_path / "data"
+    synthesize(data, 8, 4, seed=5, size=(320, 240))
+    write_crops(data / "train.jsonl", tmp_path / "support", per_class=3)
+    crops = sorted((tmp_path / "support").rglob("*.png"))[:6]
+    images = [Image.open(p).convert("RGB") for p in crops]
+    for kind in ("clip", "dinov2", "resnet"):
+        folder = tiny_backbone(kind, tmp_path / kind, image_size=32, seed=0)
+        on_gpu, on_cpu = load_backbone(str(folder), "cuda").embed(images), load_backbone(str(folder), "cpu").embed(images)
+        # TF32 convolutions on the GPU move the last digits only: each vector points where the CPU's does.
+        cosine = (on_gpu * on_cpu).sum(1) / (np.linalg.norm(on_gpu, axis=1) * np.linalg.norm(on_cpu, axis=1))
+        assert on_gpu.shape == on_cpu.shape and cosine.min() > 0.999, (kind, cosine)
+    out = tmp_path / "classified.jsonl"
+    r = CliRunner().invoke(cli, ["fewshot", "classify", "--support", str(tmp_path / "support"), "--query",
+                                 str(data / "val.jsonl"), "--backbone", str(tmp_path / "resnet"), "--out", str(out),
+                                 "--no-cache", "--device", "cuda"])
+    assert r.exit_code == 0, r.output
+    assert [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
