@@ -2,7 +2,9 @@
 
 Every other test runs on one device, where a tensor left on the CPU beside one on the GPU goes unseen: here the
 demo's stage B (faults weighed, the head's finer levels and pixels, the grounding terms) and stage A train a few steps
-on cuda, and each checkpoint predicts in head and generate mode there."""
+on cuda, and each checkpoint predicts in head and generate mode there. Then what a user runs next, on cuda: stage B
+with its caption refit, that checkpoint predicted through tiles and served with them, choose-tiles and the model
+doctors, two GRPO steps from it, and the few-shot backbones (docs/gpu.md, "Measured on an H200 (2026-11-29)")."""
 
 from __future__ import annotations
 
