@@ -22,9 +22,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from bbuvl.cli import app as cli
-from bbuvl.config import load_config
+from bbuvl.config import Config, load_config
 from bbuvl.data.coords import CoordinateContract
-from bbuvl.rl.trainer import train_grpo
+from bbuvl.rl.trainer import build_grpo_run, make_grpo_trainer, train_grpo
 from bbuvl.synthetic.dataset import synthesize
 from bbuvl.synthetic.shapes import synthesize_shapes
 from bbuvl.tiny.model import build_tiny_model
@@ -69,8 +69,9 @@ def test_the_demo_configs_train_and_predict_on_cuda(tmp_path: Path, config: str,
 @pytest.fixture(scope="module")
 def refit_run(tmp_path_factory) -> dict:
     """The demo's stage B trained on cuda and then caption-refit there, as `make demo` runs it on a GPU: its pixel
-    level and the pixels around each box, queries covering nothing taught the empty caption, balanced draws; a run
-    this short finds its objects loosely, so the refit pairs them at IoU 0.05 instead of 0.5."""
+    level and the pixels around each box, balanced draws. A run this short finds its objects loosely, so the refit
+    pairs them at IoU 0.05 instead of 0.5; its queries are not yet sure enough of anything to teach the empty caption
+    (`background`: 0 on the CPU after 6 steps, and after 40 or 60 on some seeds, so not asserted)."""
     root = tmp_path_factory.mktemp("refit")
     data = root / "data"
     synthesize(data, 8, 2, seed=1, size=(448, 336), num_teachers=0, framing="closeup")
@@ -107,12 +108,10 @@ def test_tiled_predict_on_cuda_answers_as_serve_on_cuda_does(refit_run, tmp_path
         detect = client.detect_file(photo)
     assert detect.status == 200, detect.body
     got = detect.json()
-    assert [(o["bbox_2d"], o["label"]) for o in got["objects"]] == [(o["bbox_2d"], o["label"]) for o in expected["objects"]]
-    generated = tmp_path / "gen.jsonl"
-    r = CliRunner().invoke(cli, ["predict", "-c", str(refit_run["final"]), "-i", str(folder), "-o", str(generated),
-                                 "--mode", "generate", "--tiles", "2x2", "--device", "cuda"])
-    assert r.exit_code == 0, r.output
-    assert json.loads(generated.read_text(encoding="utf-8"))["error"] is None
+    # Two processes on one GPU: the same kernels, but a box rounded to 0.1 px may land on the other side of a rounding.
+    assert [o["label"] for o in got["objects"]] == [o["label"] for o in expected["objects"]]
+    for a, b in zip(got["objects"], expected["objects"]):
+        assert a["bbox_2d"] == pytest.approx(b["bbox_2d"], abs=0.2), (a, b)
 
 
 def test_choose_tiles_and_the_model_doctors_run_on_cuda(refit_run, tmp_path):
@@ -135,28 +134,40 @@ def test_choose_tiles_and_the_model_doctors_run_on_cuda(refit_run, tmp_path):
         assert r.exit_code == 0, (name, r.output)
 
 
-def test_a_grpo_step_on_cuda_from_a_checkpoint_trained_there(refit_run, tmp_path):
+def _grpo_config(refit_run: dict, out: Path, *overrides: str) -> Config:
+    """GRPO from the refit checkpoint at its own frame: 2 photos a step, 3 rollouts each, a log per step."""
     frame = CoordinateContract.load(refit_run["final"])
     data = refit_run["data"]
-    # The KL term's reference copy, grammar-masked log-probabilities, a token's advantages and the validation pass.
-    cfg = load_config(None, [
+    return load_config(None, [
         f"model.path={refit_run['final']}", "model.dtype=float32", "training.method=grpo",
         *(f"model.{key}={getattr(frame, key)}" for key in ("min_pixels", "max_pixels", "max_vision_tokens")),
         f"data.train={data / 'train.jsonl'}", f"data.val={data / 'val.jsonl'}", "data.teachers=null",
-        "data.num_workers=0", f"training.output_dir={tmp_path / 'grpo'}", "training.per_device_batch_size=2",
-        "training.max_steps=2", "training.logging_steps=1", "training.eval_steps=2", "training.save_steps=100",
-        "training.bf16=false", "training.gradient_checkpointing=false", "training.use_cpu=false",
-        "training.warmup_ratio=0", "grpo.group_size=3", "grpo.max_new_tokens=48", "grpo.beta=0.05",
-        "grpo.advantages=parts", "grpo.logprobs=grammar"])
+        "data.num_workers=0", f"training.output_dir={out}", "training.per_device_batch_size=2",
+        "training.max_steps=2", "training.logging_steps=1", "training.save_steps=100", "training.bf16=false",
+        "training.gradient_checkpointing=false", "training.use_cpu=false", "training.warmup_ratio=0",
+        "grpo.group_size=3", "grpo.max_new_tokens=48", *overrides])
+
+
+def test_a_grpo_step_on_cuda_from_a_checkpoint_trained_there(refit_run, tmp_path):
+    # The KL term's reference copy, grammar-masked log-probabilities, a token's advantages and the validation pass.
+    cfg = _grpo_config(refit_run, tmp_path / "grpo", "training.eval_steps=2", "grpo.beta=0.05", "grpo.advantages=parts",
+                       "grpo.logprobs=grammar")
     result = train_grpo(cfg, progress=False)
     logged = [h for h in result["history"] if "reward" in h]
     assert [h["step"] for h in logged] == [1, 2], result["history"]
     assert all(math.isfinite(h["loss"]) and math.isfinite(h["kl"]) for h in logged), logged
     assert any("eval_reward" in h for h in result["history"]), result["history"]
-    out = tmp_path / "pred.jsonl"
-    r = CliRunner().invoke(cli, ["predict", "-c", result["final"], "-i", str(data / "val.jsonl"), "-o", str(out),
-                                 "--mode", "generate", "--device", "cuda"])
-    assert r.exit_code == 0, r.output
+
+
+def test_grpo_scores_with_a_kl_reference_left_on_the_cpu_as_deepspeed_leaves_it(refit_run, tmp_path):
+    # Under DeepSpeed, HF does not place the model when the trainer is built: the reference copied then stays on the
+    # CPU while DeepSpeed puts the policy on the GPU. The same state here, made by hand (DeepSpeed is no test extra).
+    trainer = make_grpo_trainer(build_grpo_run(_grpo_config(refit_run, tmp_path / "grpo", "grpo.beta=0.05")),
+                                progress=False)
+    trainer.reference.to("cpu")
+    trainer.train()
+    logged = [h for h in trainer.state.log_history if "kl" in h]
+    assert [h["step"] for h in logged] == [1, 2] and all(math.isfinite(h["kl"]) for h in logged), logged
 
 
 def test_fewshot_embeds_on_cuda_as_on_the_cpu_and_classifies_there(tmp_path):
