@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from bbuvl.cli.doctor import app
 from bbuvl.config import load_config
 from bbuvl.diagnostics.model_doctor import check_contract, check_groups, diagnose_model
+from tests.model_folders import remove_file
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -88,9 +89,9 @@ def test_a_checkpoint_without_its_chat_template_fails_that_check_naming_the_file
 def test_a_checkpoint_missing_a_file_transformers_loads_fails_the_load_check_naming_it(trained_checkpoint, tmp_path, name):
     broken = tmp_path / "ckpt"
     shutil.copytree(trained_checkpoint, broken)
-    (broken / name).unlink()
+    said = remove_file(broken, name)
     report = diagnose_model(broken)
     # Before: transformers' 'Unrecognized model ... Should have a `model_type` key', 'Can't load video processor' or
     # 'config and tokenizer disagree', none naming the file that is gone.
     assert [(c.name, c.status, c.detail) for c in report.checks] == [
-        ("load", "fail", f"{broken}: incomplete or damaged checkpoint ({name} missing); use another checkpoint or re-copy it")]
+        ("load", "fail", f"{broken}: incomplete or damaged checkpoint ({said} missing); use another checkpoint or re-copy it")]

@@ -108,10 +108,12 @@ def test_a_checkpoint_missing_a_file_transformers_loads_is_refused_naming_it_bef
         read_model_folder(broken)
 
 
-def test_a_checkpoint_saved_with_a_video_processor_is_whole_and_loads_and_predicts(trained_checkpoint, tmp_path):
+@pytest.mark.parametrize("video", [True, False], ids=["with its video processor", "image processor alone"])
+def test_a_checkpoint_saved_with_a_video_processor_is_whole_and_loads_and_predicts(trained_checkpoint, tmp_path, video):
     """Where torchvision imports (the GPU machines), transformers loads the stock processor, whose save nests the
     image processor, beside a video processor, in processor_config.json and writes no preprocessor_config.json: every
-    checkpoint trained on an H200 was refused as incomplete by predict. The layout is the one such a run wrote."""
+    checkpoint trained on an H200 was refused as incomplete by predict. The layout is the one such a run wrote; with
+    the image processor alone nested there, transformers' stock loader found no video processor settings at all."""
     import shutil
 
     from bbuvl.infer.predictor import Predictor
@@ -121,10 +123,12 @@ def test_a_checkpoint_saved_with_a_video_processor_is_whole_and_loads_and_predic
     shutil.copytree(trained_checkpoint, folder)
     (folder / "preprocessor_config.json").unlink()
     saved = json.loads((folder / "processor_config.json").read_text(encoding="utf-8"))
-    video = {**saved["image_processor"], "do_sample_frames": False, "max_frames": 768, "min_frames": 4,
-             "video_processor_type": "Qwen2VLVideoProcessor"}
-    video.pop("image_processor_type")
-    (folder / "processor_config.json").write_text(json.dumps({**saved, "video_processor": video}), encoding="utf-8")
+    settings = {**saved["image_processor"], "do_sample_frames": False, "max_frames": 768, "min_frames": 4,
+                "video_processor_type": "Qwen2VLVideoProcessor"}
+    settings.pop("image_processor_type")
+    if video:
+        saved["video_processor"] = settings
+    (folder / "processor_config.json").write_text(json.dumps(saved), encoding="utf-8")
     assert read_model_folder(folder).trained
     assert saved_pixel_range(folder) == saved_pixel_range(trained_checkpoint) is not None
     predictor = Predictor.load(folder, device="cpu")

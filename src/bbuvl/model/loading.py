@@ -74,10 +74,13 @@ def _auto_processor(path: str) -> Any:
     """AutoProcessor's answer, or the family's image-only processor where AutoProcessor cannot give a full one here."""
     try:
         processor = AutoProcessor.from_pretrained(path)
-    except (ImportError, ValueError) as e:
+    except (ImportError, ValueError, OSError) as e:
         # A stock checkpoint names its stock processor, whose video processor needs torchvision (ImportError from
-        # Qwen2_5_VLProcessor, ValueError from the video-processor lookup of Qwen3VLProcessor).
-        if "torchvision" not in str(e).lower():
+        # Qwen2_5_VLProcessor, ValueError from the video-processor lookup of Qwen3VLProcessor), and settings of its
+        # own: a folder whose image processor is nested in processor_config.json, with no preprocessor_config.json
+        # to fall back on, has none (OSError "Can't load video processor"). Images are all bbu-vl feeds the model.
+        said = str(e).lower()
+        if "torchvision" not in said and "video processor" not in said:
             raise
         return _image_only_class(path).from_pretrained(path)
     if hasattr(processor, "image_processor") and hasattr(processor, "tokenizer"):
