@@ -97,8 +97,10 @@ def measure_memory(
     warmup: int | None = None,
     tolerance_mb: float = DEFAULT_TOLERANCE_MB,
     on_progress: Callable[[int, int], None] | None = None,
+    device: torch.device | str | None = None,
 ) -> MemoryTrace:
-    """Run `step(i)` `n` times, sampling memory after each; its return value is dropped at once, as a caller's would be."""
+    """Run `step(i)` `n` times, sampling memory after each (CUDA memory on `device`'s GPU); its return value is dropped
+    at once, as a caller's would be."""
     warmup = max(2, n // 10) if warmup is None else warmup
     if n < warmup + 3:
         raise ValueError(f"--n {n} is too small: need at least {warmup + 3} iterations ({warmup} of them warm-up)")
@@ -107,7 +109,7 @@ def measure_memory(
     for i in range(n):
         step(i)
         release_free_heap()
-        for k, v in process_memory_mb().items():
+        for k, v in process_memory_mb(device).items():
             trace.samples.setdefault(k, []).append(v)
         if on_progress:
             on_progress(i + 1, n)
@@ -125,4 +127,5 @@ def inference_memory(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> MemoryTrace:
     """Predict the same images `n` times in `mode` and sample memory after each (`bbuvl doctor memory`)."""
-    return measure_memory(lambda i: predictor.predict(images, mode), n, warmup, tolerance_mb, on_progress)
+    return measure_memory(lambda i: predictor.predict(images, mode), n, warmup, tolerance_mb, on_progress,
+                          predictor.device)

@@ -369,11 +369,14 @@ class MemoryMonitor(TrainerCallback):
     checkpoint: this process's memory, not the stopped one's); growth after it that
     exceeds `memory_growth_mb` means something keeps references (docs/design.md, "Memory that grows": gradients or cached
     tensors). The alarm re-arms at each further multiple of the threshold. Memory kept on purpose, the samples the
-    dataset keeps between epochs (`data.sample_cache_mb`), is not growth: `kept_mb` says how much that is.
+    dataset keeps between epochs (`data.sample_cache_mb`), is not growth: `kept_mb` says how much that is. CUDA memory
+    is read on the GPU `model` is on, looked up at each sample (the trainer places it after the monitor is built);
+    without a model, on the current CUDA device.
     """
 
-    def __init__(self, cfg: MonitorConfig, health: HealthLog, kept_mb: Callable[[], float] | None = None):
-        self.cfg, self.health, self.kept_mb = cfg, health, kept_mb
+    def __init__(self, cfg: MonitorConfig, health: HealthLog, kept_mb: Callable[[], float] | None = None,
+                 model: torch.nn.Module | None = None):
+        self.cfg, self.health, self.kept_mb, self.model = cfg, health, kept_mb, model
         self.baseline: dict[str, float] | None = None
         self.baseline_step = 0  # the first step this process took: 1, or the first after the checkpoint resumed
         self.epoch_start: dict[str, float] | None = None
@@ -381,7 +384,8 @@ class MemoryMonitor(TrainerCallback):
         self.samples: list[tuple[int, dict[str, float]]] = []
 
     def _now(self) -> dict[str, float]:
-        now = process_memory_mb()
+        param = next(self.model.parameters(), None) if self.model is not None else None
+        now = process_memory_mb(param.device if param is not None else None)
         if self.kept_mb is not None:
             now["rss"] -= self.kept_mb()
         return now
@@ -419,11 +423,23 @@ class MemoryMonitor(TrainerCallback):
         self.epoch_start = now
 
 
-def process_memory_mb() -> dict[str, float]:
-    """`{"rss": resident MB}` of this process, plus `"cuda_allocated"` (MB held by torch tensors) once CUDA is in use."""
+def cuda_memory_device(device: torch.device | str | None) -> torch.device | None:
+    """The CUDA device whose memory a process on `device` holds: that GPU, the current one for None, none off CUDA."""
+    if device is None:
+        return torch.device("cuda")  # memory_allocated's own default: the current device
+    device = torch.device(device)
+    return device if device.type == "cuda" else None
+
+
+def process_memory_mb(device: torch.device | str | None = None) -> dict[str, float]:
+    """`{"rss": resident MB}` of this process, plus `"cuda_allocated"` (MB held by torch tensors on `device`'s GPU, the
+    current one for None) once CUDA is in use."""
     out = {"rss": psutil.Process().memory_info().rss / 2**20}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        out["cuda_allocated"] = torch.cuda.memory_allocated() / 2**20
+    cuda = cuda_memory_device(device)
+    # Read on the current device only, a model on cuda:1 (`doctor memory --device cuda:1`, a second GPU's run) read
+    # 0 MB there, and a leak on it went unseen.
+    if cuda is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda_allocated"] = torch.cuda.memory_allocated(cuda) / 2**20
     return out
 
 
@@ -455,7 +471,7 @@ def training_health(model: Any, train_dataset: Any, collator: Any, cfg: MonitorC
         GradientMonitor(model, cfg, health),
         CollapseMonitor(model, train_dataset, probe_collator, cfg, health),
         OverfitMonitor(cfg, health),
-        MemoryMonitor(cfg, health, kept_mb=_cache_mb(train_dataset)),
+        MemoryMonitor(cfg, health, kept_mb=_cache_mb(train_dataset), model=model),
     ]
     if cfg.early_stopping_metric:
         callbacks.append(EarlyStopping(cfg, health))
