@@ -30,7 +30,7 @@ from bbuvl.data.scale import TrainingScale
 from bbuvl.data.families import IMAGE_TOKEN
 from bbuvl.data.text import label_key
 from bbuvl.encode.collate import Batch, PaddedCollator
-from bbuvl.infer.predictor import Predictor
+from bbuvl.infer.predictor import Predictor, region_batch
 from bbuvl.model.checkpoint import (ModelFolder, is_peft, is_plain_model_folder, load_model, load_weights_into,
                                    read_model_folder, save_checkpoint)
 from bbuvl.model.lora import apply_lora
@@ -438,8 +438,16 @@ def make_grpo_trainer(run: GrpoRun, progress: bool = True, callbacks: list | Non
         run=run, throughput=throughput, guard=guard, predictor=run.predictor, scorer=run.scorer,
     )
     trainer.remove_callback(PrinterCallback)
-    run.predictor.device = str(trainer.args.device)
+    place_predictor(run.predictor, str(trainer.args.device))
     return trainer
+
+
+def place_predictor(predictor: Predictor, device: str) -> None:
+    """Point the run's predictor at `device`, with the tiled photo's regions a pass reads there (`region_batch`)."""
+    # The predictor is built before the trainer places the model: its region batch, chosen then for the CPU (64
+    # regions a pass), went on cutting a tiled validation photo's regions 64 at a time on the GPU.
+    predictor.device = device
+    predictor.region_batch = region_batch(device, predictor.cfg.inference.batch_size)
 
 
 def train_grpo(cfg: Config, resume: bool | str = False, progress: bool = True, callbacks: list | None = None,
