@@ -1,7 +1,8 @@
 """On-disk embedding cache: a second run over the same crops embeds nothing.
 
-An entry's key is a hash of (file content, backbone key, crop box, margin): renaming or moving a photo keeps
-its entries, editing its pixels or changing the backbone's weights or preprocessing misses them. Entries
+An entry's key is a hash of (file content, backbone key, crop box, margin, device kind): renaming or moving a photo
+keeps its entries, editing its pixels, changing the backbone's weights or preprocessing, or embedding on another kind
+of device (cpu, cuda) misses them. Entries
 live in one SQLite file (a single file, safe to share between processes, no thousands of tiny files).
 """
 
@@ -55,10 +56,18 @@ class DigestMemo:
         return digest
 
 
-def entry_key(backbone_key: str, digest: str, box: Sequence[float] | None, margin: float) -> str:
-    """The cache key of one crop (the whole image when `box` is None)."""
+def device_kind(device: object) -> str:
+    """The kind of device a backbone embeds on ("cpu", "cuda", ...), from a torch device or its name; "cpu" for None."""
+    return "cpu" if device is None else str(getattr(device, "type", device)).split(":")[0]
+
+
+def entry_key(backbone_key: str, digest: str, box: Sequence[float] | None, margin: float, device: str = "cpu") -> str:
+    """The cache key of one crop (the whole image when `box` is None) embedded on a `device` kind."""
     crop = "full" if box is None else ",".join(f"{v:.3f}" for v in box) + f"|m={margin:.4f}"
-    return hashlib.sha256(f"{backbone_key}|{digest}|{crop}".encode()).hexdigest()
+    # The device is in every key: a GPU's convolutions run in TF32, so its vectors differ from the CPU's in the last
+    # digits, and one cache served them on the other. Keys written before it had no device: they all miss, and their
+    # crops are embedded again (docs/gpu.md).
+    return hashlib.sha256(f"{backbone_key}|{digest}|{crop}|on={device}".encode()).hexdigest()
 
 
 class EmbeddingCache:

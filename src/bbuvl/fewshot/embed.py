@@ -17,7 +17,7 @@ from PIL import Image
 from bbuvl.data.coords import clip_box, box_is_degenerate
 from bbuvl.data.images import ImageError, LoadedImage, load_image, stored_crop
 from bbuvl.fewshot.backbones import Backbone
-from bbuvl.fewshot.cache import DigestMemo, EmbeddingCache, entry_key
+from bbuvl.fewshot.cache import DigestMemo, EmbeddingCache, device_kind, entry_key
 
 Box = tuple[float, float, float, float]
 
@@ -124,11 +124,12 @@ def embed_items(
     report = report if report is not None else EmbedReport()
     digest = DigestMemo()
     photos = _Photos()
+    on = device_kind(getattr(backbone, "device", None))  # the raw-pixel baseline has none: numpy on the CPU
     for batch in _batches(items, batch_size):
         keyed: list[tuple[ImageItem, str]] = []
         for item in batch:
             try:
-                keyed.append((item, entry_key(backbone.key, digest(item.path), item.box, item.margin)))
+                keyed.append((item, entry_key(backbone.key, digest(item.path), item.box, item.margin, on)))
             except FileNotFoundError:
                 report.skipped.append(_skipped(item, f"{item.path}: image file not found"))
             except OSError as e:
