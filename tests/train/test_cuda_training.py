@@ -4,7 +4,9 @@ Every other test runs on one device, where a tensor left on the CPU beside one o
 demo's stage B (faults weighed, the head's finer levels and pixels, the grounding terms) and stage A train a few steps
 on cuda, and each checkpoint predicts in head and generate mode there. Then what a user runs next, on cuda: stage B
 with its caption refit, that checkpoint predicted through tiles and served with them, choose-tiles and the model
-doctors, two GRPO steps from it, and the few-shot backbones (docs/gpu.md, "Measured on an H200 (2026-11-29)")."""
+doctors, two GRPO steps from it, and the few-shot backbones; and three device choices a reading found: memory read on
+the model's GPU, GRPO's region batch there, the few-shot cache keyed by device (docs/gpu.md, "Measured on an H200
+(2026-11-29)")."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from typer.testing import CliRunner
 from bbuvl.cli import app as cli
 from bbuvl.config import Config, load_config
 from bbuvl.data.coords import CoordinateContract
+from bbuvl.infer.predictor import region_batch
 from bbuvl.rl.trainer import build_grpo_run, make_grpo_trainer, train_grpo
 from bbuvl.synthetic.dataset import synthesize
 from bbuvl.synthetic.shapes import synthesize_shapes
@@ -164,10 +167,55 @@ def test_grpo_scores_with_a_kl_reference_left_on_the_cpu_as_deepspeed_leaves_it(
     # CPU while DeepSpeed puts the policy on the GPU. The same state here, made by hand (DeepSpeed is no test extra).
     trainer = make_grpo_trainer(build_grpo_run(_grpo_config(refit_run, tmp_path / "grpo", "grpo.beta=0.05")),
                                 progress=False)
+    # Built on the CPU before the trainer placed the model, the predictor must read a tiled photo's regions as
+    # `bbuvl predict` does on the GPU (inference.batch_size a pass), not the CPU's 64.
+    assert str(trainer.predictor.device).startswith("cuda")
+    assert trainer.predictor.region_batch == region_batch(trainer.predictor.device,
+                                                          trainer.predictor.cfg.inference.batch_size)
     trainer.reference.to("cpu")
     trainer.train()
     logged = [h for h in trainer.state.log_history if "kl" in h]
     assert [h["step"] for h in logged] == [1, 2] and all(math.isfinite(h["kl"]) for h in logged), logged
+
+
+def test_memory_is_read_on_the_gpu_the_model_is_on(refit_run):
+    from bbuvl.diagnostics.memory import inference_memory
+    from bbuvl.infer.predictor import Predictor
+    from bbuvl.train.monitors import process_memory_mb
+
+    last = f"cuda:{torch.cuda.device_count() - 1}"  # another GPU than the current one, where there are two
+    torch.cuda.init()
+    before, current = process_memory_mb(last)["cuda_allocated"], process_memory_mb()["cuda_allocated"]
+    held = torch.ones(16 * 2**20, device=last)  # 64 MB
+    assert process_memory_mb(last)["cuda_allocated"] - before >= 63.9
+    if last != "cuda:0":  # the current device does not hold it: read there, the leak would be unseen
+        assert process_memory_mb()["cuda_allocated"] == current
+    del held
+    predictor = Predictor.load(refit_run["final"], device=last)
+    trace = inference_memory(predictor, [str(next((refit_run["data"] / "images").glob("*")))], n=5, mode="head",
+                             warmup=2)
+    assert min(trace.samples["cuda_allocated"]) > 0, trace.samples  # the model's weights, on that GPU
+
+
+def test_a_fewshot_cache_filled_on_cuda_is_not_served_on_the_cpu(tmp_path):
+    from bbuvl.fewshot.backbones import load_backbone
+    from bbuvl.fewshot.cache import EmbeddingCache
+    from bbuvl.fewshot.embed import EmbedReport, ImageItem, embed_items
+    from bbuvl.tiny.backbones import tiny_backbone
+
+    data = tmp_path / "data"
+    synthesize(data, 2, 1, seed=5, size=(320, 240))
+    items = [ImageItem(p) for p in sorted((data / "images").glob("*"))]
+    folder, cache = tiny_backbone("resnet", tmp_path / "resnet", image_size=32, seed=0), EmbeddingCache(tmp_path / "cache")
+    reports = {}
+    for run, device in enumerate(("cuda", "cpu", "cuda", "cpu")):
+        report = reports[run, device] = EmbedReport()
+        for _ in embed_items(items, load_backbone(str(folder), device), cache, batch_size=8, report=report):
+            pass
+    counts = {k: (r.embedded, r.cached) for k, r in reports.items()}
+    n = len(items)
+    assert counts == {(0, "cuda"): (n, 0), (1, "cpu"): (n, 0), (2, "cuda"): (0, n), (3, "cpu"): (0, n)}, counts
+    cache.close()
 
 
 def test_fewshot_embeds_on_cuda_as_on_the_cpu_and_classifies_there(tmp_path):
