@@ -432,8 +432,7 @@ def cuda_memory_device(device: torch.device | str | None) -> torch.device | None
 
 
 def process_memory_mb(device: torch.device | str | None = None) -> dict[str, float]:
-    """`{"rss": resident MB}` of this process, plus `"cuda_allocated"` (MB held by torch tensors on `device`'s GPU, the
-    current one for None) once CUDA is in use."""
+    """`{"rss": resident MB}` of this process, plus `"cuda_allocated"` (MB of tensors on `device`'s GPU) once CUDA runs."""
     out = {"rss": psutil.Process().memory_info().rss / 2**20}
     cuda = cuda_memory_device(device)
     # Read on the current device only, a model on cuda:1 (`doctor memory --device cuda:1`, a second GPU's run) read
