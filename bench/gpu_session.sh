@@ -1,7 +1,7 @@
 #!/bin/bash
-# One lent-GPU session's bench/gpu.py rows (docs/gpu.md, "Measured on an H200"): the shipped settings of the
-# three GPU configs, each command capped so that a slow one leaves time to the next; every row's JSON is written
-# as soon as it ends. In two parts of about 6 and 5 minutes, one device command each. From the repository root:
+# One lent-GPU session (docs/gpu.md, "Measured on an H200"): the GPU test, then bench/gpu.py rows, the shipped
+# settings of the three GPU configs, each command capped so that a slow one leaves time to the next; every row's JSON is written
+# as soon as it ends. In two parts of about 8 and 5 minutes, one device command each. From the repository root:
 #   bash bench/gpu_session.sh OUT_DIR gpu first    # on the GPU machine, wheels carried in .gpu-wheels/ (docs/gpu.md)
 #   bash bench/gpu_session.sh OUT_DIR gpu second
 #   bash bench/gpu_session.sh OUT_DIR cpu all      # here: the same commands on two-layer models (a dry run)
@@ -39,13 +39,15 @@ row() {  # NAME SECONDS ARGS...: one bench/gpu.py command, killed after SECONDS 
     | grep -vE "Writing model shards|Loading weights|^\s*$" | tee "$out/$name.log" | tail -40
 }
 if [ "$part" != second ]; then
-  if [ "$mode" = gpu ]; then  # the vision towers' attention per window vs per window length (docs/design.md)
-    echo "=== window attention from +$(( $(date +%s) - t0 )) s"
-    timeout 120 $py bench/window_attention.py --device cuda --layers 32 --steps 5 2>&1 | tee "$out/window.log" | tail -8
+  if [ "$mode" = gpu ]; then  # training, the refit, tiles, serve, GRPO and few-shot on cuda (docs/gpu.md, 2026-11-29)
+    echo "=== the GPU test from +$(( $(date +%s) - t0 )) s"
+    timeout 240 $py -m pytest tests/train/test_cuda_training.py -q -p no:cacheprovider -o addopts="" 2>&1 \
+      | tee "$out/cuda-test.log" | grep -E "passed|failed|^FAILED|Error" | head -20
   fi
-  # Beside the H200 rows of 2026-11-27 (11.79 s and 6.07 s a step): what the batched windows changed, and a profile.
-  row base-train 150 --config configs/base.yaml --tuning full --head on --layout padded --checkpointing on,off \
-    --predict none --steps 2 --warmup 1 --profile
+  # The batched windows were measured with checkpointing on (5.29 s a step against 11.79 s on 2026-11-27); off, 6.07 s
+  # before them, is the row left.
+  row base-train 100 --config configs/base.yaml --tuning full --head on --layout padded --checkpointing off \
+    --predict none --steps 2 --warmup 1
   row q4b-train 130 --config configs/qwen3_vl_4b.yaml --tuning full,lora --head on --layout padded --checkpointing on \
     --predict none --steps 2 --warmup 1
 fi
