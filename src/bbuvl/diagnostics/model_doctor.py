@@ -282,11 +282,6 @@ def check_head(predictor: Predictor, image: Image.Image) -> list[Check]:
 # --- contract and prompt -----------------------------------------------------------------------
 
 
-def _processor_pixels(directory: Path) -> tuple[int, int] | None:
-    """`(min_pixels, max_pixels)` stored in the checkpoint's image processor config, if any."""
-    return saved_pixel_range(directory)
-
-
 def check_contract(directory: Path, predictor: Predictor, cfg: Config | None) -> list[Check]:
     """The coordinate contract is stored and agrees with the stored processor and with the given config."""
     c = predictor.contract
@@ -296,7 +291,7 @@ def check_contract(directory: Path, predictor: Predictor, cfg: Config | None) ->
     boxes = "absolute frame pixels" if c.box_scale is None else f"relative 0-{c.box_scale}"
     checks = [Check("coordinate contract", "ok", f"{source}: family {c.family} ({boxes} boxes), min_pixels={c.min_pixels}, "
                     f"max_pixels={c.max_pixels}, factor={c.factor}, max_vision_tokens={c.max_vision_tokens}")]
-    stored = _processor_pixels(directory)
+    stored = saved_pixel_range(directory)
     if plain and stored is not None and stored != (c.min_pixels, c.max_pixels):
         # A fine-tuned folder (an export) learnt its boxes in its processor's frame: a run at another moves them all.
         checks.append(Check("processor pixels", "warn", f"preprocessor_config.json has min/max pixels {stored}, what "

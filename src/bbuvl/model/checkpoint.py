@@ -172,10 +172,10 @@ def missing_model_files(directory: Path) -> list[str]:
     wanted = ["adapter_config.json" if adapter else "config.json", "tokenizer_config.json"]
     missing = [name for name in wanted if not (directory / name).is_file()]
     try:
-        image = saved_image_processor(directory)
+        has_image_processor = saved_image_processor(directory) is not None
     except ValueError:
-        image = (directory, {})  # there, but damaged: json_problem names the file
-    if image is None:
+        has_image_processor = True  # there, but damaged: json_problem names the file
+    if not has_image_processor:
         missing.insert(1, f"{IMAGE_PROCESSOR_FILE}, or an image_processor in {PROCESSOR_CONFIG_FILE},")
     return missing
 

@@ -41,10 +41,10 @@ IMAGE_PROCESSOR_FILE = "preprocessor_config.json"  # the image processor's setti
 PROCESSOR_CONFIG_FILE = "processor_config.json"
 
 
-def saved_image_processor(folder: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The file holding a model folder's image processor settings, and those settings: preprocessor_config.json,
-    else the `image_processor` object in processor_config.json; None when neither holds them. ValueError naming a
-    file that is not JSON, or whose settings are no JSON object.
+def saved_image_processor(folder: Path) -> dict[str, Any] | None:
+    """A model folder's image processor settings: preprocessor_config.json, else the `image_processor` object in
+    processor_config.json; None when neither holds them. ValueError naming a file that is not JSON, or whose settings
+    are no JSON object.
 
     transformers 5 nests the image processor in processor_config.json when it saves a processor with a video
     processor: a stock Qwen processor, which it loads wherever torchvision imports (every GPU machine measured), so
@@ -57,7 +57,7 @@ def saved_image_processor(folder: Path) -> tuple[Path, dict[str, Any]] | None:
         data = read_json(legacy, "image processor config")
         if not isinstance(data, dict):
             raise ValueError(f"{legacy}: holds {json_kind(data)}, expected a JSON object ({{...}})")
-        return legacy, data
+        return data
     nested = folder / PROCESSOR_CONFIG_FILE
     if not nested.is_file():
         return None
@@ -67,7 +67,7 @@ def saved_image_processor(folder: Path) -> tuple[Path, dict[str, Any]] | None:
         return None
     if not isinstance(image, dict):
         raise ValueError(f"{nested}: image_processor holds {json_kind(image)}, expected a JSON object ({{...}})")
-    return nested, image
+    return image
 
 
 def template_problem(folder: Path) -> str | None:

@@ -104,10 +104,10 @@ class DetectionCriterion(nn.Module):
         if not any("weights" in t for t in targets):
             return None
         # The one-to-one matcher's indices are on the CPU, the proposals' assignment's on the head's device: each
-        # target's weights are read where they are, and the matched ones gathered on the first weights' device.
+        # is moved to where the weights are (the targets' device, as BBUVLModel builds them).
         device = next(t["weights"].device for t in targets if "weights" in t)
-        return torch.cat([t["weights"][j.to(t["weights"].device)].to(device) if "weights" in t
-                          else torch.ones(len(j), device=device) for t, (_, j) in zip(targets, indices)])
+        return torch.cat([t["weights"][j.to(device)] if "weights" in t else torch.ones(len(j), device=device)
+                          for t, (_, j) in zip(targets, indices)])
 
     @staticmethod
     def num_targets(targets: list[dict], device: torch.device) -> Tensor:

@@ -29,9 +29,8 @@ from transformers.processing_utils import ProcessorMixin
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.coords import CoordinateContract
-from bbuvl.data.jsonfile import read_json
-from bbuvl.model.checkpoint_files import IMAGE_PROCESSOR_FILE, saved_image_processor
 from bbuvl.data.families import FAMILIES, IMAGE_TOKEN, VIDEO_TOKEN, VISION_END_TOKEN, VISION_START_TOKEN, get_family
+from bbuvl.model.checkpoint_files import IMAGE_PROCESSOR_FILE, saved_image_processor
 
 
 class ImageOnlyMixin:
@@ -90,7 +89,6 @@ IMAGE_ONLY_PROCESSORS: dict[str, type[ProcessorMixin]] = {
 }
 
 
-PROCESSOR_FILE = IMAGE_PROCESSOR_FILE  # the image processor's saved settings, its frame among them
 # Files in which transformers records the processor class a folder was saved with.
 PROCESSOR_CLASS_FILES = ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
 
@@ -141,7 +139,7 @@ def pixel_range(processor: Any) -> tuple[int, int]:
 def write_image_processor_file(folder: Path, processor: Any, name: str) -> None:
     """The image processor's settings as preprocessor_config.json, naming the processor class `name`."""
     legacy = {**processor.image_processor.to_dict(), "processor_class": name}
-    write_text_atomic(folder / PROCESSOR_FILE, json.dumps(legacy, ensure_ascii=False, indent=2) + "\n")
+    write_text_atomic(folder / IMAGE_PROCESSOR_FILE, json.dumps(legacy, ensure_ascii=False, indent=2) + "\n")
 
 
 def save_processor(processor: Any, folder: Path) -> None:
@@ -149,17 +147,16 @@ def save_processor(processor: Any, folder: Path) -> None:
     loaded: a stock one (where torchvision imports) nests it in processor_config.json only, and a checkpoint trained
     on one machine must read the same on another (docs/families.md, "Processor files")."""
     processor.save_pretrained(folder)
-    if not (Path(folder) / PROCESSOR_FILE).is_file():
+    if not (Path(folder) / IMAGE_PROCESSOR_FILE).is_file():
         write_image_processor_file(Path(folder), processor, type(processor).__name__)
 
 
 def saved_pixel_range(folder: Path) -> tuple[int, int] | None:
     """`(min_pixels, max_pixels)` a model folder's saved image processor resizes to (its `size`, else the keys readers
     before transformers' `size` take); None when it names neither. ValueError naming the file when it is no JSON."""
-    saved = saved_image_processor(folder)
-    if saved is None:
+    data = saved_image_processor(folder)
+    if data is None:
         return None
-    data = saved[1]
     size = data.get("size")
     size = size if isinstance(size, dict) else {}
     lo = size.get("shortest_edge", data.get("min_pixels"))

@@ -26,7 +26,8 @@ from bbuvl.data.layout import ordered_labels
 from bbuvl.encode.prompts import system_prompt
 from bbuvl.model.checkpoint import Prompt, start_folder_problem, stopped_swap
 from bbuvl.model.export import stock_frame
-from bbuvl.model.processor import PROCESSOR_FILE, saved_pixel_range
+from bbuvl.model.checkpoint_files import IMAGE_PROCESSOR_FILE
+from bbuvl.model.processor import saved_pixel_range
 from bbuvl.train.caption_refit import Photo, jsonl_photos
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import SampleSource, SourcedRecord, read_training_rows, rows_as_sources
@@ -138,7 +139,7 @@ def learned_frame(folder: Path) -> tuple[int, int, str] | None:
             frame = stock_frame(CoordinateContract.load(folder))
             return frame.min_pixels, frame.max_pixels, str(folder / CONTRACT_FILE)
         if (folder / LABELS_FILE).is_file() and (saved := saved_pixel_range(folder)) is not None:
-            return (*saved, f"{folder / PROCESSOR_FILE}, as `bbuvl model export` wrote it")
+            return (*saved, f"{folder / IMAGE_PROCESSOR_FILE}, as `bbuvl model export` wrote it")
     except (OSError, ValueError):
         return None
     return None
