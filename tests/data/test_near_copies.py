@@ -15,7 +15,7 @@ from bbuvl.data.check import check_dataset
 from bbuvl.data.convert import ConvertOptions, convert_dataset
 from bbuvl.data.layout import ERRORS, TRAIN, VAL
 from bbuvl.data.images import ImageError
-from bbuvl.data.near_copies import (NEAR_COPY_LEVELS, TURNED_LEVELS, closest_turn, copy_groups, near_copies,
+from bbuvl.data.near_copies import (NEAR_COPY_LEVELS, TURNED_LEVELS, copy_groups, near_copies,
                                      photo_print)
 from bbuvl.data.schema import DatasetError, ObjectAnn, read_records, resolve_image, write_dataset
 from bbuvl.data.split import split_photos
@@ -340,4 +340,4 @@ def test_a_distinct_photo_whose_one_shape_a_turn_puts_on_anothers_is_no_copy_but
     prints = [photo_print(tmp_path / name) for name in ("first.png", "second.png", "copy.jpg")]
     assert NEAR_COPY_LEVELS >= float(np.abs(np.rot90(prints[1]) - prints[0]).max()) > TURNED_LEVELS
     assert [(n.first, n.second, n.how) for n in near_copies(prints)] == [(0, 2, "mirrored left to right")]
-    assert closest_turn(prints[0], prints[1])[0] > NEAR_COPY_LEVELS  # as taken: the turn is not close enough
+    assert near_copies(prints[:2]) == []  # the pair alone, in every turn and tone: the turn is not close enough

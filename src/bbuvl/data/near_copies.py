@@ -51,7 +51,7 @@ scenes by at least 13 (every pair of 2,866 photos: wide, close-up and shapes, at
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import MutableSequence, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -299,18 +299,9 @@ def _tone_copies(full: np.ndarray, parent: np.ndarray, tone_levels: float, grey_
             if largest <= tone_levels and max(span[photos[i]], span[photos[j]]) >= TONE_DETAIL:
                 found.append((int(photos[i]), int(photos[j]), largest, _tone_words(mean[i], spread[i], mean[j],
                                                                                   spread[j])))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = int(parent[i])
-        return i
-
     joined = []
     for a, b, largest, words in sorted(found):
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
+        if _union(parent, a, b):  # a pair of two groups, not one a pair before it joined already
             joined.append((int(a), int(b), round(largest, 2), words))
     return joined
 
@@ -386,18 +377,6 @@ def _closest_turn(full: np.ndarray, means: np.ndarray, first: np.ndarray, second
     return largest, turn
 
 
-def closest_turn(first: np.ndarray, second: np.ndarray, turned_levels: float = TURNED_LEVELS) -> tuple[float, int]:
-    """The largest difference of two prints (`photo_print`) as taken, or in the turn of `second` closest to `first`
-    where that is closer and within `turned_levels`, and which (an index into `TURNS`): one pair as `near_copies`
-    compares it, a near-copy when the difference is within `NEAR_COPY_LEVELS`."""
-    each = np.abs(np.asarray(second, dtype=np.float32).ravel()[_TURN_ORDERS]
-                  - np.asarray(first, dtype=np.float32).ravel()).max(axis=1)
-    best = int(each.argmin())
-    if best and (each[best] > turned_levels or each[best] >= each[0]):
-        best = 0
-    return round(float(each[best]), 2), best
-
-
 def _join(parent: np.ndarray, photo: int, copies: np.ndarray, levels: np.ndarray, turns: np.ndarray,
           found: dict[tuple[int, int], tuple[float, int, str]]) -> None:
     """Join `photo` and its near-copies' groups in `parent` (a forest of the photos, each root its group's least
@@ -414,24 +393,31 @@ def _join(parent: np.ndarray, photo: int, copies: np.ndarray, levels: np.ndarray
     parent[members] = groups[0]  # their paths, short for the next rows
 
 
+def _root(parent: MutableSequence[int] | np.ndarray, i: int) -> int:
+    """`i`'s group in `parent` (a forest whose roots are the groups' least members), halving its path on the way."""
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = int(parent[i])
+    return i
+
+
+def _union(parent: MutableSequence[int] | np.ndarray, a: int, b: int) -> bool:
+    """Join `a`'s and `b`'s groups in `parent`, the lesser root staying the root; whether they were two."""
+    ra, rb = _root(parent, a), _root(parent, b)
+    if ra != rb:
+        parent[max(ra, rb)] = min(ra, rb)
+    return ra != rb
+
+
 def copy_groups(n: int, pairs: Sequence[tuple[int, int]]) -> list[list[int]]:
     """The indices `0..n-1` joined into groups through `pairs` (a copy of a copy is one photo too), each sorted, in the
     order of their first index; an index in no pair is a group of its own."""
     parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
     for a, b in pairs:
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
+        _union(parent, a, b)
     groups: dict[int, list[int]] = {}
     for i in range(n):
-        groups.setdefault(root(i), []).append(i)
+        groups.setdefault(_root(parent, i), []).append(i)
     return list(groups.values())
 
 
