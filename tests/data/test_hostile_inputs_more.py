@@ -73,3 +73,34 @@ def test_a_shape_left_empty_beside_the_other_reads_the_one_that_lists_the_boxes(
         assert [o.parts for o in ann.objects] == [[LABEL]] and ann.problems == [], data
     with pytest.raises(ValueError, match=r"x\.json: 'dataList' must be an array, got null"):
         parse_vendor({"dataList": None}, "x.json")
+
+
+def test_what_convert_skips_is_named_on_screen_file_by_file_not_only_counted(tmp_path: Path):
+    # The screen said "2 problem(s) listed in errors.jsonl": which file, and why, was said nowhere a user looks first.
+    src = tmp_path / "export"
+    photo(src / "good.jpg", (200, 10, 10))
+    (src / "good.json").write_text(json.dumps({"markResult": {"features": [FEATURE]}}), encoding="utf-8")
+    photo(src / "site" / "broken.jpg", (10, 10, 200))
+    (src / "site" / "broken.json").write_text('{"markResult": {"features": [', encoding="utf-8")
+    odd = {**FEATURE, "properties": {"contentZh": {"标签": "外星设备"}}}
+    photo(src / "odd.jpg", (10, 200, 10))
+    (src / "odd.json").write_text(json.dumps({"markResult": {"features": [FEATURE, odd]}}, ensure_ascii=False), "utf-8")
+    code, said = run("convert", src, tmp_path / "out", "--workers", "1", "--val-ratio", "0")
+    assert code == 0, said
+    lines = " ".join(said.split())
+    assert "warning: site/broken.json: line 1: not valid JSON" in lines, said
+    assert "warning: odd.json, object 1: label '外星设备': unknown category" in lines, said
+    assert "2 problem(s) listed in" in lines
+
+
+def test_what_import_coco_skips_is_named_on_screen_by_its_entry_in_the_file(tmp_path: Path):
+    photo(tmp_path / "images" / "a.jpg", (90, 120, 30))
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 5, 26, 35]},
+                            {"id": 2, "image_id": 1, "category_id": 7, "bbox": [30, 5, 20, 20]}],
+            "categories": [{"id": 1, "name": LABEL}]}
+    coco_file = tmp_path / "coco.json"
+    coco_file.write_text(json.dumps(coco, ensure_ascii=False), encoding="utf-8")
+    code, said = run("import-coco", coco_file, tmp_path / "images", tmp_path / "imported", "--val-ratio", "0")
+    assert code == 0, said
+    assert f"warning: {coco_file}: annotations[1] (a.jpg): " in " ".join(said.split()), said

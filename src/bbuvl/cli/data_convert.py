@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from rich.table import Table
 
 from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, finite_range, int_range, stdout_is_tty,
                               user_errors)
-from bbuvl.cli.data_tools import warn_long_paths, workers_option
+from bbuvl.cli.data_tools import print_skipped, warn_long_paths, workers_option
 from bbuvl.config import resolve_frame
 from bbuvl.data.convert import IMAGES_DIR, ConvertOptions, convert_dataset
 from bbuvl.data.layout import DATASET_FILES, ERRORS
@@ -69,6 +70,8 @@ def convert(
                       f"'near_copy_of' in {escape(str(out / ERRORS))}", soft_wrap=True)
     n_errors = summary["errors"]
     if n_errors:
+        with (out / ERRORS).open(encoding="utf-8") as fh:  # the first few lines of what this command just wrote
+            print_skipped(json.loads(line) for line in fh)
         console.print(f"[yellow]{n_errors} problem(s)[/] listed in {escape(str(out / ERRORS))}", soft_wrap=True)
     if summary["photos"]["converted"] == 0:
         fail(f"no photo under {src} could be converted; see {out / ERRORS}", code=1)

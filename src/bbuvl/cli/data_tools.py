@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import typer
 from rich.markup import escape
@@ -58,6 +59,22 @@ def warn_long_paths(written: list[Path]) -> None:
     """Print, once, the longest path among the files `written` (files or folders) that Windows would not open."""
     if (warning := long_paths_warning(written)) is not None:
         console.print(warning, style="yellow", markup=False, soft_wrap=True)
+
+
+def print_skipped(entries: Iterable[dict[str, Any]], document: Path | None = None, limit: int = 5) -> None:
+    """The first `limit` entries of an errors.jsonl, one line each: the file (for a COCO `document`, its entry) and why.
+
+    A command that skips what it cannot read said only how many and where the list is: the file at fault was named
+    nowhere on screen."""
+    lines = []
+    for e in itertools.islice(entries, limit):
+        file, reason = str(e.get("file") or ""), str(e.get("reason", ""))
+        if document is not None:
+            lines.append(f"{document}: {e.get('entry', '')}{f' ({file})' if file else ''}: {reason}")
+        else:
+            obj = f", object {e['object']}" if e.get("object") is not None else ""
+            lines.append(f"{file}{obj}: {reason.removeprefix(f'{file}: ')}")
+    print_first(lines, limit=limit)
 
 
 def _not_being_written(inputs: dict[str, Path | None]) -> None:
@@ -336,6 +353,7 @@ def import_coco(
         console.print(f"[yellow]{result.outside} photos outside {escape(str(images_dir))} were not copied[/] "
                       "(--allow-outside copies them)", soft_wrap=True)
     if result.errors:
+        print_skipped(result.errors, annotations)
         console.print(f"[yellow]{len(result.errors)} entries skipped[/]: see {escape(str(out / ERRORS))}", soft_wrap=True)
 
 
