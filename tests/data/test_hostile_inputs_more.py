@@ -104,3 +104,20 @@ def test_what_import_coco_skips_is_named_on_screen_by_its_entry_in_the_file(tmp_
     code, said = run("import-coco", coco_file, tmp_path / "images", tmp_path / "imported", "--val-ratio", "0")
     assert code == 0, said
     assert f"warning: {coco_file}: annotations[1] (a.jpg): " in " ".join(said.split()), said
+
+
+def test_a_hierarchy_and_token_map_kept_in_the_export_folder_are_read_as_settings_never_as_photos(tmp_path: Path):
+    # Each was listed in errors.jsonl as an annotation without its photo ("no image named 'hierarchy'").
+    src = tmp_path / "export"
+    photo(src / "good.jpg", (200, 10, 10))
+    (src / "good.json").write_text(json.dumps({"markResult": {"features": [FEATURE]}}), encoding="utf-8")
+    shipped = Path(__file__).parents[2] / "src" / "bbuvl" / "resources"
+    (src / "settings").mkdir()
+    for name in ("hierarchy.json", "token_map.json"):
+        (src / "settings" / name).write_bytes((shipped / name).read_bytes())
+    out = tmp_path / "out"
+    code, said = run("convert", src, out, "--workers", "1", "--val-ratio", "0",
+                     "--hierarchy", src / "settings" / "hierarchy.json", "--token-map", src / "settings" / "token_map.json")
+    assert code == 0, said
+    assert (out / "errors.jsonl").read_text(encoding="utf-8") == "", said
+    assert [json.loads(line)["id"] for line in (out / "train.jsonl").read_text("utf-8").splitlines()] == ["good"]
