@@ -121,3 +121,14 @@ def test_a_hierarchy_and_token_map_kept_in_the_export_folder_are_read_as_setting
     assert code == 0, said
     assert (out / "errors.jsonl").read_text(encoding="utf-8") == "", said
     assert [json.loads(line)["id"] for line in (out / "train.jsonl").read_text("utf-8").splitlines()] == ["good"]
+
+
+def test_a_hierarchy_named_by_a_link_that_reaches_nothing_is_named_as_typed(tmp_path: Path):
+    # The error named the file the link leads to, which the user never typed, and called it missing.
+    link = tmp_path / "hierarchy.json"
+    link.symlink_to(tmp_path / "moved" / "labels.json")
+    record = {"images": ["a.jpg"], "width": 64, "height": 48, "objects": []}
+    (tmp_path / "d.jsonl").write_text(json.dumps(record) + "\n", encoding="utf-8")
+    code, said = run("check", tmp_path / "d.jsonl", "--hierarchy", link)
+    said = " ".join(said.split())
+    assert code != 0 and f"{link}: cannot read label hierarchy: a link that reaches no file (to " in said, said
