@@ -132,3 +132,24 @@ def test_a_hierarchy_named_by_a_link_that_reaches_nothing_is_named_as_typed(tmp_
     code, said = run("check", tmp_path / "d.jsonl", "--hierarchy", link)
     said = " ".join(said.split())
     assert code != 0 and f"{link}: cannot read label hierarchy: a link that reaches no file (to " in said, said
+
+
+def test_a_value_tens_of_thousands_of_characters_long_is_shown_cut_and_the_error_stays_one_short_line(tmp_path: Path):
+    # A label, a path or a quoted number pasted 50,000 characters long was printed whole, twice for a path: one
+    # "line" of an error filled screens and buried its reason.
+    photo(tmp_path / "images" / "a.jpg", (90, 120, 30))
+    photo(tmp_path / "images" / "b.jpg", (10, 10, 200))
+    rows = [{"images": ["images/a.jpg"], "width": 64, "height": 48, "objects": [{"bbox_2d": [4, 5, 30, 40], "desc": "线缆" + "x" * 50_000}]},
+            {"images": ["images/" + "y" * 50_000 + ".jpg"], "width": 64, "height": 48, "objects": []},
+            {"images": ["images/b.jpg"], "width": 64, "height": 48, "objects": [{"bbox_2d": [4, 5, 30, "4" * 50_000], "desc": LABEL}]}]
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    code, said = run("check", jsonl, "--no-decode")
+    lines = [line for line in said.splitlines() if line.startswith(str(jsonl))]
+    assert code == 1 and [line.split(": ")[0] for line in lines] == [f"{jsonl}:1", f"{jsonl}:2", f"{jsonl}:3"], said
+    assert all(len(line) < 600 for line in lines), [len(line) for line in lines]
+    assert "(50,004 characters)" in lines[0] and "unknown category" in lines[0]
+    assert ".jpg" in lines[1] and "(50,012 characters)" in lines[1]
+    assert "is a string, not a number" in lines[2]
+    code, said = run("stats", jsonl)
+    assert code != 0 and said.startswith(f"error: {jsonl}:3: ") and len(said) < 600, said

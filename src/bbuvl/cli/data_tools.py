@@ -28,7 +28,7 @@ from bbuvl.data.split import split_photos
 from bbuvl.data.stats import named_stats
 from bbuvl.data.teachers import choose_teacher_pool, coverage
 from bbuvl.data.tiling import IMAGES, TileSpec, tile_dataset, tile_sources
-from bbuvl.data.text import show_text
+from bbuvl.data.text import short_words, show_text
 from bbuvl.data.workers import bound_workers, workers_note
 from bbuvl.outputs import refuse_inputs_being_written, replacing
 
@@ -74,7 +74,7 @@ def print_skipped(entries: Iterable[dict[str, Any]], document: Path | None = Non
         else:
             obj = f", object {e['object']}" if e.get("object") is not None else ""
             lines.append(f"{file}{obj}: {reason.removeprefix(f'{file}: ')}")
-    print_first(lines, limit=limit)
+    print_first([short_words(line) for line in lines], limit=limit)
 
 
 def _not_being_written(inputs: dict[str, Path | None]) -> None:

@@ -24,7 +24,7 @@ from bbuvl.data.layout import TEACHERS, TRAIN, VAL, missing_file_hint
 from bbuvl.data.near_copies import COPY_KINDS, how_alike, near_copies, photo_print
 from bbuvl.data.schema import (DatasetError, ImageRecord, ObjectAnn, Sample, iter_dataset, resolve_image, sort_objects,
                                tile_origin)
-from bbuvl.data.text import difference, label_key, show_text
+from bbuvl.data.text import difference, label_key, short_words, show_text
 from bbuvl.data.workers import bound_workers, worker_limit
 
 Severity = Literal["error", "warning"]
@@ -44,7 +44,8 @@ class Problem:
 
     def __str__(self) -> str:
         # As DatasetError names it: "train.jsonl:0: missing" pointed at a line no file has.
-        return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
+        message = short_words(self.message)
+        return f"{self.file}:{self.line}: {message}" if self.line else f"{self.file}: {message}"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import difflib
 import os
+import re
 import shlex
 import unicodedata
 from typing import Callable, Iterable
@@ -79,6 +80,20 @@ def spelling_of(known: Iterable[str]) -> Callable[[str], str]:
 def file_name_key(name: str) -> str:
     """What decides whether two spellings of a file name (or path) name one file: NFC."""
     return unicodedata.normalize("NFC", name)
+
+
+# A word of a message longer than this (a label, a path or a number a file holds, 50,000 characters of it) is shown
+# cut in its middle: printed whole, one "line" of an error filled screens and buried the reason after it.
+LONGEST_WORD = 200
+_LONG_WORD = re.compile(rf"\S{{{LONGEST_WORD + 1},}}")
+
+
+def short_words(message: str) -> str:
+    """`message` with each run of characters without a space longer than LONGEST_WORD cut in its middle: its start
+    and end kept, and its length said."""
+    if len(message) <= LONGEST_WORD:
+        return message
+    return _LONG_WORD.sub(lambda m: f"{m[0][:120]}...{m[0][-40:]} ({len(m[0]):,} characters)", message)
 
 
 def show_text(text: str) -> str:
