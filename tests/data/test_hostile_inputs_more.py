@@ -153,3 +153,29 @@ def test_a_value_tens_of_thousands_of_characters_long_is_shown_cut_and_the_error
     assert "is a string, not a number" in lines[2]
     code, said = run("stats", jsonl)
     assert code != 0 and said.startswith(f"error: {jsonl}:3: ") and len(said) < 600, said
+
+
+@pytest.mark.parametrize("name", ["Val.jsonl", "valid.jsonl", "validation.jsonl", "val.json"])
+def test_a_dataset_folders_val_file_under_another_name_is_an_error_never_its_photos_left_out(tmp_path: Path, name: str):
+    # `data check` only warned that val.jsonl was missing and said ok; `data stats` counted train alone: the validation
+    # photos another tool wrote as valid.jsonl were in no number.
+    photo(tmp_path / "images" / "a.jpg", (90, 120, 30))
+    photo(tmp_path / "images" / "b.jpg", (10, 10, 200))
+    line = {"width": 64, "height": 48, "objects": [{"bbox_2d": [4, 5, 30, 40], "desc": LABEL}]}
+    (tmp_path / "train.jsonl").write_text(json.dumps({"images": ["images/a.jpg"], **line}, ensure_ascii=False) + "\n", "utf-8")
+    (tmp_path / name).write_text(json.dumps({"images": ["images/b.jpg"], **line}, ensure_ascii=False) + "\n", "utf-8")
+    code, said = run("check", tmp_path)
+    assert code == 1 and f"{tmp_path / 'val.jsonl'}: missing; {name} is there" in " ".join(said.split()), said
+    code, said = run("stats", tmp_path)
+    assert code != 0 and f"{tmp_path / 'val.jsonl'}: missing; {name} is there" in " ".join(said.split()), said
+
+
+def test_a_dataset_folder_without_val_nor_a_file_like_it_is_only_warned_of(tmp_path: Path):
+    photo(tmp_path / "images" / "a.jpg", (90, 120, 30))
+    line = {"images": ["images/a.jpg"], "width": 64, "height": 48, "objects": [{"bbox_2d": [4, 5, 30, 40], "desc": LABEL}]}
+    (tmp_path / "train.jsonl").write_text(json.dumps(line, ensure_ascii=False) + "\n", "utf-8")
+    (tmp_path / "notes.txt").write_text("site 7", "utf-8")
+    code, said = run("check", tmp_path)
+    assert code == 0 and "val.jsonl: missing (optional, but usual in a dataset folder)" in " ".join(said.split()), said
+    code, said = run("stats", tmp_path)
+    assert code == 0, said

@@ -20,7 +20,8 @@ from bbuvl.data import coco_files
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.input_paths import file_kind
 from bbuvl.data.jsonfile import dumps_json
-from bbuvl.data.layout import DATASET_FILES, ERRORS, TEACHERS, TRAIN, VAL, missing_file_hint, unfinished_hint
+from bbuvl.data.layout import (DATASET_FILES, ERRORS, TEACHERS, TRAIN, VAL, missing_file_hint, near_file,
+                               unfinished_hint)
 from bbuvl.data.names import long_paths_warning, portability_problem
 from bbuvl.data.schema import ImageRecord, iter_dataset, one_line_per_photo, require_photos
 from bbuvl.data.regions import parse_grid
@@ -138,6 +139,10 @@ def _stats_records(path: Path, seen: list[tuple[Path, int, ImageRecord]]) -> Ite
     files = [f for f in files if file_kind(f) != "no such file"]  # reading a folder or a pipe names what it is
     if not files:
         fail(f"{path}: no {TRAIN} or {VAL} in this folder{missing_file_hint(path, TRAIN)}")
+    for name in (TRAIN, VAL) if path.is_dir() else ():
+        if path / name not in files and near_file(path, name) is not None:
+            # Counted without them, the photos of a `Val.jsonl` were left out of every number without a word
+            fail(f"{path / name}: missing{missing_file_hint(path, name)}")
     for f in files:
         for row in iter_dataset(f):
             if row.error is not None:

@@ -20,7 +20,7 @@ from bbuvl.data.images import EXIF_ORIENTATION, ImageError, load_image, open_ima
 from bbuvl.data.input_paths import file_kind
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.names import name_key, portability_problem
-from bbuvl.data.layout import TEACHERS, TRAIN, VAL, missing_file_hint
+from bbuvl.data.layout import TEACHERS, TRAIN, VAL, missing_file_hint, near_file
 from bbuvl.data.near_copies import COPY_KINDS, how_alike, near_copies, photo_print
 from bbuvl.data.schema import (DatasetError, ImageRecord, ObjectAnn, Sample, iter_dataset, resolve_image, sort_objects,
                                tile_origin)
@@ -94,7 +94,12 @@ def dataset_files(path: Path) -> tuple[list[Path], list[Problem]]:
                                 + missing_file_hint(path, TRAIN)))
     for name in (VAL, TEACHERS):
         if path / name not in files:
-            problems.append(Problem(str(path / name), 0, "missing (optional, but usual in a dataset folder)", "warning"))
+            # Optional, unless its photos are there under another name (`Val.jsonl`, `valid.jsonl`): no command reads them
+            if near_file(path, name) is not None:
+                problems.append(Problem(str(path / name), 0, f"missing{missing_file_hint(path, name)}"))
+            else:
+                problems.append(Problem(str(path / name), 0, "missing (optional, but usual in a dataset folder)",
+                                        "warning"))
     return files, problems
 
 
