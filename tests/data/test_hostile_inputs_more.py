@@ -95,15 +95,20 @@ def test_what_convert_skips_is_named_on_screen_file_by_file_not_only_counted(tmp
 
 def test_what_import_coco_skips_is_named_on_screen_by_its_entry_in_the_file(tmp_path: Path):
     photo(tmp_path / "images" / "a.jpg", (90, 120, 30))
-    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+    (tmp_path / "images" / "copy.jpg").write_bytes((tmp_path / "images" / "a.jpg").read_bytes())
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48},
+                       {"id": 2, "file_name": "copy.jpg", "width": 64, "height": 48}],
             "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 5, 26, 35]},
-                            {"id": 2, "image_id": 1, "category_id": 7, "bbox": [30, 5, 20, 20]}],
+                            {"id": 2, "image_id": 1, "category_id": 7, "bbox": [30, 5, 20, 20]},
+                            {"id": 3, "image_id": 2, "category_id": 1, "bbox": [4, 5, 26, 35]}],
             "categories": [{"id": 1, "name": LABEL}]}
     coco_file = tmp_path / "coco.json"
     coco_file.write_text(json.dumps(coco, ensure_ascii=False), encoding="utf-8")
     code, said = run("import-coco", coco_file, tmp_path / "images", tmp_path / "imported", "--val-ratio", "0")
     assert code == 0, said
-    assert f"warning: {coco_file}: annotations[1] (a.jpg): " in " ".join(said.split()), said
+    said = " ".join(said.split())
+    assert f"warning: {coco_file}: annotations[1] (a.jpg): " in said, said
+    assert f"warning: {coco_file}: ({tmp_path / 'images' / 'copy.jpg'}): the same bytes as " in said, said  # no entry
 
 
 def test_a_hierarchy_and_token_map_kept_in_the_export_folder_are_read_as_settings_never_as_photos(tmp_path: Path):

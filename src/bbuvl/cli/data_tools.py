@@ -70,8 +70,9 @@ def print_skipped(entries: Iterable[dict[str, Any]], document: Path | None = Non
     lines = []
     for e in itertools.islice(entries, limit):
         file, reason = str(e.get("file") or ""), str(e.get("reason", ""))
-        if document is not None:
-            lines.append(f"{document}: {e.get('entry', '')}{f' ({file})' if file else ''}: {reason}")
+        if document is not None:  # an entry is named by its JSON path; a photo dropped after reading, by its file
+            where = " ".join(w for w in (str(e.get("entry") or ""), f"({file})" if file else "") if w)
+            lines.append(f"{document}: {where}: {reason}" if where else f"{document}: {reason}")
         else:
             obj = f", object {e['object']}" if e.get("object") is not None else ""
             lines.append(f"{file}{obj}: {reason.removeprefix(f'{file}: ')}")
