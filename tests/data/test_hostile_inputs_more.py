@@ -184,3 +184,21 @@ def test_a_dataset_folder_without_val_nor_a_file_like_it_is_only_warned_of(tmp_p
     assert code == 0 and "val.jsonl: missing (optional, but usual in a dataset folder)" in " ".join(said.split()), said
     code, said = run("stats", tmp_path)
     assert code == 0, said
+
+
+@pytest.mark.parametrize("command", ["split", "teachers", "export-coco"])
+def test_a_photo_path_the_system_refuses_or_a_folder_is_named_by_its_dataset_line(tmp_path: Path, command: str):
+    # A name longer than the system allows was an OSError naming the photo alone ("File name too long"), never the
+    # dataset line that holds it; a folder named as the photo was called "no such file".
+    photo(tmp_path / "images" / "a.jpg", (90, 120, 30))
+    (tmp_path / "images" / "b.jpg").mkdir()
+    line = {"width": 64, "height": 48, "objects": [{"bbox_2d": [4, 5, 30, 40], "desc": LABEL}]}
+    out = {"split": [tmp_path / "parts"], "teachers": [tmp_path / "t.jsonl", "--k", "1"],
+           "export-coco": [tmp_path / "coco.json"]}[command]
+    for name, said_of_it in (("y" * 300 + ".jpg", "a file name longer than this system allows"),
+                             ("b.jpg", f"a folder at {tmp_path / 'images' / 'b.jpg'}, not an image file")):
+        jsonl = tmp_path / "d.jsonl"
+        jsonl.write_text("".join(json.dumps({"images": [f"images/{n}"], **line}) + "\n" for n in ("a.jpg", name)), "utf-8")
+        code, said = run(command, jsonl, *out)
+        assert code != 0 and said.startswith(f"error: {jsonl}:2: image images/") and said_of_it in said, said
+        assert "Errno" not in said and "y" * 201 not in said
