@@ -202,3 +202,22 @@ def test_a_photo_path_the_system_refuses_or_a_folder_is_named_by_its_dataset_lin
         code, said = run(command, jsonl, *out)
         assert code != 0 and said.startswith(f"error: {jsonl}:2: image images/") and said_of_it in said, said
         assert "Errno" not in said and "y" * 201 not in said
+
+
+def test_a_rerun_on_an_export_none_of_whose_photos_converts_keeps_the_dataset_out_held(tmp_path: Path):
+    # The dataset of the first run (its JSONL and photos) was deleted by a re-run that converted nothing and failed.
+    src = tmp_path / "export"
+    photo(src / "good.jpg", (200, 10, 10))
+    (src / "good.json").write_text(json.dumps({"markResult": {"features": [FEATURE]}}), encoding="utf-8")
+    out = tmp_path / "out"
+    assert run("convert", src, out, "--workers", "1", "--val-ratio", "0")[0] == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".bbuvl-outputs.json"}
+    (src / "good.json").write_text('{"markResult": ', encoding="utf-8")
+    code, said = run("convert", src, out, "--workers", "1", "--val-ratio", "0", "--overwrite")
+    said = " ".join(said.split())
+    assert code == 1 and "warning: good.json: " in said and f"nothing was written: {out} keeps what it held" in said, said
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".bbuvl-outputs.json"} == before
+    # A first run that converts nothing leaves its errors.jsonl and summary.json alone, no empty images/ folder
+    code, said = run("convert", src, tmp_path / "first", "--workers", "1")
+    assert code == 1 and sorted(p.name for p in (tmp_path / "first").iterdir()) == [".bbuvl-outputs.json", "errors.jsonl",
+                                                                                      "summary.json"], said

@@ -16,7 +16,7 @@ import math
 import shutil
 from collections import Counter
 from concurrent.futures import as_completed
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
@@ -563,6 +563,8 @@ def convert_dataset(src: Path, out: Path, opts: ConvertOptions, progress: bool =
     write_text_atomic(out / ERRORS, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
     if not records:
         write_json(out / SUMMARY, summary)
+        with suppress(OSError):  # the folder made for photos, none of which converted
+            ctx.images_dir.rmdir()
         return summary
     return write_dataset_folder(out, train, val, opts.teachers, opts.seed, summary,
                                 copies=groups_in(train, records, together))
