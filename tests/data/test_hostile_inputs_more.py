@@ -221,3 +221,27 @@ def test_a_rerun_on_an_export_none_of_whose_photos_converts_keeps_the_dataset_ou
     code, said = run("convert", src, tmp_path / "first", "--workers", "1")
     assert code == 1 and sorted(p.name for p in (tmp_path / "first").iterdir()) == [".bbuvl-outputs.json", "errors.jsonl",
                                                                                       "summary.json"], said
+
+
+def test_a_file_cut_short_inside_a_chinese_character_is_called_cut_short_never_gbk(tmp_path: Path):
+    # A copy that did not finish, cut inside "缆", was told it "reads as GBK: save it as UTF-8", or asked whether it
+    # was a JSONL file at all.
+    photo(tmp_path / "images" / "a.jpg", (90, 120, 30))
+    lines = "".join(json.dumps({"images": ["images/a.jpg"], "width": 64, "height": 48,
+                                "objects": [{"bbox_2d": [4, 5, 30, 40], "desc": d}]}, ensure_ascii=False) + "\n"
+                    for d in (LABEL, "螺丝连接点"))
+    data = lines.encode("utf-8")
+    jsonl = tmp_path / "d.jsonl"
+    for cut in (data.rindex("螺丝".encode()) + 1, data.rindex("螺丝".encode()) + 2):
+        jsonl.write_bytes(data[:cut])
+        code, said = run("check", jsonl, "--no-decode")
+        said = " ".join(said.split())
+        assert code == 1 and f"{jsonl}:2: not UTF-8 text" in said and "it ends in the middle of a character: the " \
+            "file was cut short" in said and "GBK" not in said, said
+    src = tmp_path / "export"
+    photo(src / "p.jpg", (200, 10, 10))
+    text = json.dumps({"markResult": {"features": [FEATURE]}}, ensure_ascii=False).encode("utf-8")
+    (src / "p.json").write_bytes(text[:text.rindex(LABEL.encode()) + 4])
+    code, said = run("convert", src, tmp_path / "out", "--workers", "1")
+    said = " ".join(said.split())
+    assert code == 1 and "warning: p.json: not UTF-8 text" in said and "the file was cut short" in said, said

@@ -202,6 +202,16 @@ BINARY_STARTS = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG photo"),
                  (b"7z\xbc\xaf", "a 7-Zip archive"))
 
 
+def _cut_in_a_character(data: bytes) -> bool:
+    """Whether `data` is UTF-8 text but for its last character, cut short at the very end."""
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(data, final=False)  # an unfinished last character is kept back
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return e.start > 0 and e.end == len(data) and e.reason == "unexpected end of data"
+    return False
+
+
 def gbk_hint(data: bytes) -> str:
     """'; it reads as GBK ...' when `data`, which is not UTF-8, reads cleanly as GB18030 (GBK) text holding Chinese,
     as Windows saves Chinese text by default ("ANSI" in Notepad); what it is when it starts as a photo or an archive
@@ -211,6 +221,10 @@ def gbk_hint(data: bytes) -> str:
             return f"; it is {kind}, not text"
     if b"\x00" in data:
         return "; it holds NUL bytes: a binary file, not text"
+    if _cut_in_a_character(data):
+        # A copy or a save that did not finish, cut inside a Chinese character, was told to be saved as UTF-8, or
+        # read as GBK
+        return "; it ends in the middle of a character: the file was cut short (a copy or a save that did not finish)"
     try:
         text = data.decode("gb18030")
     except UnicodeDecodeError:
