@@ -245,3 +245,21 @@ def test_a_file_cut_short_inside_a_chinese_character_is_called_cut_short_never_g
     code, said = run("convert", src, tmp_path / "out", "--workers", "1")
     said = " ".join(said.split())
     assert code == 1 and "warning: p.json: not UTF-8 text" in said and "the file was cut short" in said, said
+
+
+def test_json_that_ends_before_it_closes_is_said_to_end_early_in_a_jsonl_line_and_a_coco_file(tmp_path: Path):
+    # "Expecting ',' delimiter at column 12950" of a COCO file cut short said nothing of the file's end.
+    photo(tmp_path / "images" / "a.jpg", (90, 120, 30))
+    line = json.dumps({"images": ["images/a.jpg"], "width": 64, "height": 48, "objects": []})
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text(line + "\n" + line[:-30], encoding="utf-8")  # the last line cut short, no line break after it
+    code, said = run("check", jsonl)
+    assert code == 1 and f"{jsonl}:2: invalid JSON: " in said and "the text ends before its JSON does: cut short?" in said
+    coco = tmp_path / "coco.json"
+    coco.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+                                "annotations": [], "categories": []})[:-25], encoding="utf-8")
+    code, said = run("import-coco", coco, tmp_path / "images", tmp_path / "out")
+    said = " ".join(said.split())
+    assert code == 2 and f"{coco}: line 1: not valid JSON (" in said and "cut short?" in said, said
+    coco.write_text('{"images": [} ', encoding="utf-8")  # broken inside, not at its end: no such guess
+    assert "cut short" not in run("import-coco", coco, tmp_path / "images", tmp_path / "out")[1]
