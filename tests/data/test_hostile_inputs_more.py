@@ -144,9 +144,10 @@ def test_a_value_tens_of_thousands_of_characters_long_is_shown_cut_and_the_error
     # "line" of an error filled screens and buried its reason.
     photo(tmp_path / "images" / "a.jpg", (90, 120, 30))
     photo(tmp_path / "images" / "b.jpg", (10, 10, 200))
-    rows = [{"images": ["images/a.jpg"], "width": 64, "height": 48, "objects": [{"bbox_2d": [4, 5, 30, 40], "desc": "线缆" + "x" * 50_000}]},
-            {"images": ["images/" + "y" * 50_000 + ".jpg"], "width": 64, "height": 48, "objects": []},
-            {"images": ["images/b.jpg"], "width": 64, "height": 48, "objects": [{"bbox_2d": [4, 5, 30, "4" * 50_000], "desc": LABEL}]}]
+    size = {"width": 64, "height": 48}
+    rows = [{"images": ["images/a.jpg"], **size, "objects": [{"bbox_2d": [4, 5, 30, 40], "desc": "线缆" + "x" * 50_000}]},
+            {"images": ["images/" + "y" * 50_000 + ".jpg"], **size, "objects": []},
+            {"images": ["images/b.jpg"], **size, "objects": [{"bbox_2d": [4, 5, 30, "4" * 50_000], "desc": LABEL}]}]
     jsonl = tmp_path / "d.jsonl"
     jsonl.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     code, said = run("check", jsonl, "--no-decode")
@@ -204,6 +205,11 @@ def test_a_photo_path_the_system_refuses_or_a_folder_is_named_by_its_dataset_lin
         assert "Errno" not in said and "y" * 201 not in said
 
 
+def files_of(folder: Path) -> dict[Path, bytes]:
+    """Every file under `folder` but the outputs' record, by its path there: its bytes."""
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file() and p.name != ".bbuvl-outputs.json"}
+
+
 def test_a_rerun_on_an_export_none_of_whose_photos_converts_keeps_the_dataset_out_held(tmp_path: Path):
     # The dataset of the first run (its JSONL and photos) was deleted by a re-run that converted nothing and failed.
     src = tmp_path / "export"
@@ -211,12 +217,12 @@ def test_a_rerun_on_an_export_none_of_whose_photos_converts_keeps_the_dataset_ou
     (src / "good.json").write_text(json.dumps({"markResult": {"features": [FEATURE]}}), encoding="utf-8")
     out = tmp_path / "out"
     assert run("convert", src, out, "--workers", "1", "--val-ratio", "0")[0] == 0
-    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".bbuvl-outputs.json"}
+    before = files_of(out)
     (src / "good.json").write_text('{"markResult": ', encoding="utf-8")
     code, said = run("convert", src, out, "--workers", "1", "--val-ratio", "0", "--overwrite")
     said = " ".join(said.split())
     assert code == 1 and "warning: good.json: " in said and f"nothing was written: {out} keeps what it held" in said, said
-    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".bbuvl-outputs.json"} == before
+    assert files_of(out) == before
     # A first run that converts nothing leaves its errors.jsonl and summary.json alone, no empty images/ folder
     code, said = run("convert", src, tmp_path / "first", "--workers", "1")
     assert code == 1 and sorted(p.name for p in (tmp_path / "first").iterdir()) == [".bbuvl-outputs.json", "errors.jsonl",

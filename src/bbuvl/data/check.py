@@ -94,7 +94,7 @@ def dataset_files(path: Path) -> tuple[list[Path], list[Problem]]:
                                 + missing_file_hint(path, TRAIN)))
     for name in (VAL, TEACHERS):
         if path / name not in files:
-            # Optional, unless its photos are there under another name (`Val.jsonl`, `valid.jsonl`): no command reads them
+            # Optional, unless its photos are there under another name (`Val.jsonl`, `valid.jsonl`), which nothing reads
             if near_file(path, name) is not None:
                 problems.append(Problem(str(path / name), 0, f"missing{missing_file_hint(path, name)}"))
             else:

@@ -535,7 +535,8 @@ def convert_dataset(src: Path, out: Path, opts: ConvertOptions, progress: bool =
         lang=opts.lang,
     )
     # OUT inside SRC: never read our own images and JSON back (OUT above SRC needs no care).
-    pairs = find_pairs(src, exclude=out if out_r.is_relative_to(src_r) else None, settings=(opts.token_map, opts.hierarchy))
+    pairs = find_pairs(src, exclude=out if out_r.is_relative_to(src_r) else None,
+                       settings=(opts.token_map, opts.hierarchy))
     refuse_a_dataset_folder(src, pairs)
     ctx.images_dir.mkdir(parents=True, exist_ok=True)
     results = convert_pairs(pairs, ctx, opts.workers, progress)
