@@ -8,6 +8,9 @@ Two shapes are known:
 - DataList (older): `dataList[*]` with `coordinates` `[[x1, y1], [x2, y2]]` and the label split over
   `label`/`object_type`, `property`/`question`, `extra_info`/`question_ex`.
 
+A `markResult` without its `features` key (a misspelt `Features`) is an error, never a photo of no part; so is a file
+listing objects under both shapes (one would be dropped), while one shape left empty beside the other reads the other.
+
 Nothing here maps or validates labels or knows about the image: boxes stay in the frame the annotator
 saw (`info.width/height`), and label parts stay in the platform's vocabulary.
 """
