@@ -269,3 +269,20 @@ def test_json_that_ends_before_it_closes_is_said_to_end_early_in_a_jsonl_line_an
     assert code == 2 and f"{coco}: line 1: not valid JSON (" in said and "cut short?" in said, said
     coco.write_text('{"images": [} ', encoding="utf-8")  # broken inside, not at its end: no such guess
     assert "cut short" not in run("import-coco", coco, tmp_path / "images", tmp_path / "out")[1]
+
+
+@pytest.mark.parametrize("box, said", [([10, 10, 900, 900], "lies outside the 64x48 image"),
+                                       ([-10, 5, 30, 40], "lies outside the 64x48 image"),
+                                       ([10, 5, 10, 40], "is degenerate")])
+def test_tile_refuses_a_box_training_refuses_by_its_line_never_cutting_it_into_tiles(tmp_path: Path, box, said):
+    # A box of another frame (900 px in a 64 px photo) was cut into tiles that hold a piece of it each, exit 0:
+    # with --tiles-only the mistake was gone from sight, with the whole photo kept it failed later in the tiled files.
+    photo(tmp_path / "images" / "a.jpg", (90, 120, 30))
+    photo(tmp_path / "images" / "b.jpg", (10, 10, 200))
+    objects = [[{"bbox_2d": [4, 5, 30, 40], "desc": LABEL}], [{"bbox_2d": box, "desc": LABEL}]]
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text("".join(json.dumps({"images": [f"images/{n}"], "width": 64, "height": 48, "objects": o},
+                                        ensure_ascii=False) + "\n" for n, o in zip(("a.jpg", "b.jpg"), objects)), "utf-8")
+    code, out = run("tile", jsonl, tmp_path / "tiles", "--tiles-only")
+    assert code != 0 and out.startswith(f"error: {jsonl}:2: objects[0]: box ") and said in out, out
+    assert not (tmp_path / "tiles").exists()
