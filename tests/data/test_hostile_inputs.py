@@ -502,7 +502,8 @@ def test_an_empty_json_file_is_called_empty_not_a_value_mistyped_at_line_1(tmp_p
     assert code == 1, out
     errors = errors_of(tmp_path / "out")
     assert errors == {"p.json": "empty: the file holds no JSON at all",
-                      "q.json": "line 1: not valid JSON (Expecting value at column 30)"}
+                      "q.json": "line 1: not valid JSON (Expecting value at column 30; the text ends before its JSON "
+                                "does: cut short?)"}
     (tmp_path / "coco.json").write_bytes(b"")
     code, out = run("import-coco", tmp_path / "coco.json", src, tmp_path / "imported")
     assert code == 2 and f"{tmp_path / 'coco.json'}: empty: the file holds no JSON at all" in " ".join(out.split()), out

@@ -163,7 +163,8 @@ def test_a_line_cut_inside_a_string_says_where_the_string_starts_in_plain_words(
     p = tmp_path / "d.jsonl"
     _write(p, [json.dumps(REC), '{"images": ["a.jp'])
     rows = list(iter_dataset(p))
-    assert str(rows[1].error) == f"{p}:2: invalid JSON: Unterminated string starting at column 13"
+    assert str(rows[1].error) == (f"{p}:2: invalid JSON: Unterminated string starting at column 13; the text ends "
+                                  "before its JSON does: cut short?")
 
 
 def test_a_label_is_cleaned_and_refused_alike_on_every_line_it_is_on(tmp_path):

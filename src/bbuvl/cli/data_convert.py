@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +14,7 @@ from rich.table import Table
 
 from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, finite_range, int_range, stdout_is_tty,
                               user_errors)
-from bbuvl.cli.data_tools import warn_long_paths, workers_option
+from bbuvl.cli.data_tools import print_skipped, warn_long_paths, workers_option
 from bbuvl.config import resolve_frame
 from bbuvl.data.convert import IMAGES_DIR, ConvertOptions, convert_dataset
 from bbuvl.data.layout import DATASET_FILES, ERRORS
@@ -55,8 +58,18 @@ def convert(
         frame=frame, val_ratio=val_ratio, teachers=teachers,
         seed=seed, lang=lang, workers=bound_workers(workers), token_map=token_map, hierarchy=hierarchy,
     )
-    with user_errors(), replacing(outputs):  # a re-run from another SRC keeps none of the first's photos
-        summary = convert_dataset(src, out, opts, progress=stdout_is_tty())
+    earlier = [p for p in outputs if os.path.lexists(p)]
+    try:
+        with user_errors(), replacing(outputs):  # a re-run from another SRC keeps none of the first's photos
+            summary = convert_dataset(src, out, opts, progress=stdout_is_tty())
+            if summary["photos"]["converted"] == 0 and earlier:
+                raise _NothingConverted(summary["errors"], _first_errors(out))
+    except _NothingConverted as e:
+        # Set aside by `replacing` and put back: a re-run on an export none of whose photos converts deleted the dataset
+        # OUT held (its JSONL and photos), and failed.
+        print_skipped(e.first)
+        fail(f"no photo under {src} could be converted ({e.count} problem(s)); nothing was written: {out} keeps what "
+             "it held", code=1)
     warn_long_paths(outputs)
     console.print(summary_table(summary))
     if summary["photos"]["folded_with_other_boxes"]:  # the one kept may be the wrong one: say so, not only count it
@@ -69,10 +82,25 @@ def convert(
                       f"'near_copy_of' in {escape(str(out / ERRORS))}", soft_wrap=True)
     n_errors = summary["errors"]
     if n_errors:
+        print_skipped(_first_errors(out))
         console.print(f"[yellow]{n_errors} problem(s)[/] listed in {escape(str(out / ERRORS))}", soft_wrap=True)
     if summary["photos"]["converted"] == 0:
         fail(f"no photo under {src} could be converted; see {out / ERRORS}", code=1)
     console.print(f"[green]ok[/]: dataset written to {escape(str(out))}", soft_wrap=True)
+
+
+class _NothingConverted(Exception):
+    """No photo converted, where OUT held outputs of an earlier run: `count` problems, the `first` of them."""
+
+    def __init__(self, count: int, first: list[dict[str, Any]]) -> None:
+        super().__init__(count)
+        self.count, self.first = count, first
+
+
+def _first_errors(out: Path, limit: int = 5) -> list[dict[str, Any]]:
+    """The first `limit` entries of the errors.jsonl this command just wrote in `out`."""
+    with (out / ERRORS).open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in itertools.islice(fh, limit)]
 
 
 def summary_table(summary: dict[str, Any]) -> Table:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import typer
 from rich.markup import escape
@@ -19,7 +20,8 @@ from bbuvl.data import coco_files
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.input_paths import file_kind
 from bbuvl.data.jsonfile import dumps_json
-from bbuvl.data.layout import DATASET_FILES, ERRORS, TEACHERS, TRAIN, VAL, missing_file_hint, unfinished_hint
+from bbuvl.data.layout import (DATASET_FILES, ERRORS, TEACHERS, TRAIN, VAL, missing_file_hint, near_file,
+                               unfinished_hint)
 from bbuvl.data.names import long_paths_warning, portability_problem
 from bbuvl.data.schema import ImageRecord, iter_dataset, one_line_per_photo, require_photos
 from bbuvl.data.regions import parse_grid
@@ -27,7 +29,7 @@ from bbuvl.data.split import split_photos
 from bbuvl.data.stats import named_stats
 from bbuvl.data.teachers import choose_teacher_pool, coverage
 from bbuvl.data.tiling import IMAGES, TileSpec, tile_dataset, tile_sources
-from bbuvl.data.text import show_text
+from bbuvl.data.text import short_words, show_text
 from bbuvl.data.workers import bound_workers, workers_note
 from bbuvl.outputs import refuse_inputs_being_written, replacing
 
@@ -58,6 +60,23 @@ def warn_long_paths(written: list[Path]) -> None:
     """Print, once, the longest path among the files `written` (files or folders) that Windows would not open."""
     if (warning := long_paths_warning(written)) is not None:
         console.print(warning, style="yellow", markup=False, soft_wrap=True)
+
+
+def print_skipped(entries: Iterable[dict[str, Any]], document: Path | None = None, limit: int = 5) -> None:
+    """The first `limit` entries of an errors.jsonl, one line each: the file (for a COCO `document`, its entry) and why.
+
+    A command that skips what it cannot read said only how many and where the list is: the file at fault was named
+    nowhere on screen."""
+    lines = []
+    for e in itertools.islice(entries, limit):
+        file, reason = str(e.get("file") or ""), str(e.get("reason", ""))
+        if document is not None:  # an entry is named by its JSON path; a photo dropped after reading, by its file
+            where = " ".join(w for w in (str(e.get("entry") or ""), f"({file})" if file else "") if w)
+            lines.append(f"{document}: {where}: {reason}" if where else f"{document}: {reason}")
+        else:
+            obj = f", object {e['object']}" if e.get("object") is not None else ""
+            lines.append(f"{file}{obj}: {reason.removeprefix(f'{file}: ')}")
+    print_first([short_words(line) for line in lines], limit=limit)
 
 
 def _not_being_written(inputs: dict[str, Path | None]) -> None:
@@ -121,6 +140,10 @@ def _stats_records(path: Path, seen: list[tuple[Path, int, ImageRecord]]) -> Ite
     files = [f for f in files if file_kind(f) != "no such file"]  # reading a folder or a pipe names what it is
     if not files:
         fail(f"{path}: no {TRAIN} or {VAL} in this folder{missing_file_hint(path, TRAIN)}")
+    for name in (TRAIN, VAL) if path.is_dir() else ():
+        if path / name not in files and near_file(path, name) is not None:
+            # Counted without them, the photos of a `Val.jsonl` were left out of every number without a word
+            fail(f"{path / name}: missing{missing_file_hint(path, name)}")
     for f in files:
         for row in iter_dataset(f):
             if row.error is not None:
@@ -336,6 +359,7 @@ def import_coco(
         console.print(f"[yellow]{result.outside} photos outside {escape(str(images_dir))} were not copied[/] "
                       "(--allow-outside copies them)", soft_wrap=True)
     if result.errors:
+        print_skipped(result.errors, annotations)
         console.print(f"[yellow]{len(result.errors)} entries skipped[/]: see {escape(str(out / ERRORS))}", soft_wrap=True)
 
 

@@ -20,11 +20,11 @@ from bbuvl.data.images import EXIF_ORIENTATION, ImageError, load_image, open_ima
 from bbuvl.data.input_paths import file_kind
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.names import name_key, portability_problem
-from bbuvl.data.layout import TEACHERS, TRAIN, VAL, missing_file_hint
+from bbuvl.data.layout import TEACHERS, TRAIN, VAL, missing_file_hint, near_file
 from bbuvl.data.near_copies import COPY_KINDS, how_alike, near_copies, photo_print
 from bbuvl.data.schema import (DatasetError, ImageRecord, ObjectAnn, Sample, iter_dataset, resolve_image, sort_objects,
                                tile_origin)
-from bbuvl.data.text import difference, label_key, show_text
+from bbuvl.data.text import difference, label_key, short_words, show_text
 from bbuvl.data.workers import bound_workers, worker_limit
 
 Severity = Literal["error", "warning"]
@@ -44,7 +44,8 @@ class Problem:
 
     def __str__(self) -> str:
         # As DatasetError names it: "train.jsonl:0: missing" pointed at a line no file has.
-        return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
+        message = short_words(self.message)
+        return f"{self.file}:{self.line}: {message}" if self.line else f"{self.file}: {message}"
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,12 @@ def dataset_files(path: Path) -> tuple[list[Path], list[Problem]]:
                                 + missing_file_hint(path, TRAIN)))
     for name in (VAL, TEACHERS):
         if path / name not in files:
-            problems.append(Problem(str(path / name), 0, "missing (optional, but usual in a dataset folder)", "warning"))
+            # Optional, unless its photos are there under another name (`Val.jsonl`, `valid.jsonl`), which nothing reads
+            if near_file(path, name) is not None:
+                problems.append(Problem(str(path / name), 0, f"missing{missing_file_hint(path, name)}"))
+            else:
+                problems.append(Problem(str(path / name), 0, "missing (optional, but usual in a dataset folder)",
+                                        "warning"))
     return files, problems
 
 

@@ -16,10 +16,10 @@ import math
 import shutil
 from collections import Counter
 from concurrent.futures import as_completed
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from PIL import Image
 
@@ -134,14 +134,17 @@ class _Context:
 # --- finding the photos ------------------------------------------------------------------------
 
 
-def find_pairs(src: Path, exclude: Path | None = None) -> list[Pair]:
+def find_pairs(src: Path, exclude: Path | None = None, settings: Iterable[Path | None] = ()) -> list[Pair]:
     """Pair every JSON under `src` with the image of the same stem (compared as NFC), sorted by stem.
 
-    Hidden files and everything under `exclude` are skipped; a link to a file outside `src` is never read.
+    Hidden files, everything under `exclude` and the `settings` files (--token-map, --hierarchy) are skipped; a link
+    to a file outside `src` is never read.
     Each convertible pair gets its own stored name: `A` and `a` are one file on macOS and Windows.
     """
     src = real_path(src)
     exclude = real_path(exclude) if exclude else None
+    # A hierarchy or token map kept beside the export was read as a photo's annotation: "no image named 'hierarchy'"
+    skipped = {real_path(s) for s in settings if s is not None}
     jsons: dict[str, list[Path]] = {}
     images: dict[str, list[Path]] = {}
     outside: dict[str, str] = {}  # stem -> why one of its files cannot be read
@@ -151,7 +154,7 @@ def find_pairs(src: Path, exclude: Path | None = None) -> list[Pair]:
         # Hidden entries are OS and tool metadata (`.DS_Store`, `._IMG_1.jpg`, `.git`), never photos.
         if any(part.startswith(".") for part in rel.parts) or not path.is_file():
             continue
-        if exclude is not None and path.is_relative_to(exclude):
+        if exclude is not None and path.is_relative_to(exclude) or skipped and real_path(path) in skipped:
             continue
         suffix, stem = path.suffix.lower(), file_name_key(path.stem)
         if suffix == ".json":
@@ -532,7 +535,8 @@ def convert_dataset(src: Path, out: Path, opts: ConvertOptions, progress: bool =
         lang=opts.lang,
     )
     # OUT inside SRC: never read our own images and JSON back (OUT above SRC needs no care).
-    pairs = find_pairs(src, exclude=out if out_r.is_relative_to(src_r) else None)
+    pairs = find_pairs(src, exclude=out if out_r.is_relative_to(src_r) else None,
+                       settings=(opts.token_map, opts.hierarchy))
     refuse_a_dataset_folder(src, pairs)
     ctx.images_dir.mkdir(parents=True, exist_ok=True)
     results = convert_pairs(pairs, ctx, opts.workers, progress)
@@ -560,6 +564,8 @@ def convert_dataset(src: Path, out: Path, opts: ConvertOptions, progress: bool =
     write_text_atomic(out / ERRORS, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
     if not records:
         write_json(out / SUMMARY, summary)
+        with suppress(OSError):  # the folder made for photos, none of which converted
+            ctx.images_dir.rmdir()
         return summary
     return write_dataset_folder(out, train, val, opts.teachers, opts.seed, summary,
                                 copies=groups_in(train, records, together))

@@ -122,7 +122,15 @@ _TYPOGRAPHIC = {"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'", "\u3
 def broken_at(e: json.JSONDecodeError) -> str:
     """Where in its line the syntax broke, and what stands there when the message alone would not show it: Python ends
     two of its messages with "at" ("Unterminated string starting at"), which read "starting at at column 12"."""
-    return f"{e.msg.removesuffix(' at')} at column {e.colno}{unexpected_character(e)}"
+    return f"{e.msg.removesuffix(' at')} at column {e.colno}{unexpected_character(e) or _ends_early(e)}"
+
+
+def _ends_early(e: json.JSONDecodeError) -> str:
+    """'; the text ends there...' when the syntax broke only because the text ended (a string, an object or an array
+    left open: a line or a file cut short), '' otherwise."""
+    if e.msg.startswith("Unterminated string") or (e.msg.startswith("Expecting") and not e.doc[e.pos:].strip()):
+        return "; the text ends before its JSON does: cut short?"
+    return ""
 
 
 def unexpected_character(e: json.JSONDecodeError) -> str:

@@ -51,6 +51,10 @@ class Hierarchy:
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Hierarchy":
         """Load a hierarchy JSON file (the shipped default when `path` is None)."""
+        if path and os.path.islink(path) and not os.path.exists(path):
+            # Named by where the link leads, the error named a file the user never typed
+            raise ValueError(f"{path}: cannot read label hierarchy: a link that reaches no file (to "
+                             f"{os.readlink(path)}, or its links lead in a loop)")
         real = str(real_path(path)) if path else str(DEFAULT_HIERARCHY)
         return _load_hierarchy(real, _file_version(real))
 

@@ -32,6 +32,23 @@ def unfinished_hint(path: Path) -> str:
             "run that command again")
 
 
+# The other names other tools give a dataset folder's files: a `valid.jsonl` beside train.jsonl was read by no
+# command, and `data stats` and `data check` of the folder said nothing of its photos.
+_OTHER_STEMS = {TRAIN: ("training",), VAL: ("valid", "validation", "dev"), TEACHERS: ("teacher",)}
+
+
+def near_file(folder: Path, name: str) -> str | None:
+    """The name of a file in `folder` that is a dataset folder's `name` under another case, suffix or tool's name
+    (`Train.jsonl`, `train.json`, `valid.jsonl`); None when there is none."""
+    stems = {Path(name).stem.casefold(), *_OTHER_STEMS.get(name, ())}
+    try:
+        return next((p.name for p in sorted(folder.iterdir()) if p.name != name and not p.name.startswith(".")
+                     and Path(p.name.casefold()).stem in stems
+                     and Path(p.name).suffix.casefold() in (".jsonl", ".json", ".txt", "") and p.is_file()), None)
+    except OSError:
+        return None
+
+
 def missing_file_hint(folder: Path, name: str) -> str:
     """What a dataset folder that lacks `name` holds instead, as advice beginning "; " ('' when nothing near): the
     command that was writing it when it was killed, a file of another case or suffix (`Train.jsonl`, `train.json`), or the platform's export that `bbuvl data convert` reads.
@@ -42,10 +59,8 @@ def missing_file_hint(folder: Path, name: str) -> str:
         there = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     except OSError:
         return ""
-    stem = Path(name).stem.casefold()
-    near = [p.name for p in there if p.is_file() and p.name != name and Path(p.name.casefold()).stem == stem]
-    if near:
-        return f"; {near[0]} is there: a dataset folder's file is JSON Lines (one photo per line) named {name}"
+    if (near := near_file(folder, name)) is not None:
+        return f"; {near} is there: a dataset folder's file is JSON Lines (one photo per line) named {name}"
     if name == TRAIN and (folder / VAL).is_file():
         return (f"; {VAL} is there alone, a folder of validation photos (as `data synth --n-train 0` writes): "
                 f"give {folder / VAL} itself")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from bbuvl.data.input_paths import NOTHING_THERE, file_kind
 from bbuvl.data.near_copies import copy_groups, near_copies, photo_prints
 from bbuvl.data.relocate import relocate_record
 from bbuvl.data.schema import (DatasetError, ImageRecord, Sample, once_each, read_lines, require_photos,
@@ -106,9 +109,26 @@ def photos_found(rows: Iterable[tuple[int, Sample]], dataset: str | Path) -> Non
     for line, sample in rows:
         for record in (sample.student, *sample.teachers):
             for image in record.images:
-                if not resolve_image(dataset, image).is_file():
-                    raise DatasetError(dataset, line, f"image {image}: no such file at {resolve_image(dataset, image)} "
-                                                      "(a dataset's image paths are read from its own folder)")
+                if (why := _not_a_photo(resolve_image(dataset, image))) is not None:
+                    raise DatasetError(dataset, line, f"image {image}: {why}")
+
+
+def _not_a_photo(path: Path) -> str | None:
+    """Why no photo can be read at `path` (None when a file is there). A name longer than the system allows was an
+    OSError naming the photo alone, never the dataset line that holds it."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            return "a file name longer than this system allows"
+    except ValueError:
+        return "no file name holds a NUL character"
+    kind = file_kind(path)
+    if kind is None:
+        return None
+    if kind in NOTHING_THERE:
+        return f"no such file at {path} (a dataset's image paths are read from its own folder)"
+    return f"{kind} at {path}, not an image file"
 
 
 @dataclass

@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import difflib
 import os
+import re
 import shlex
 import unicodedata
 from typing import Callable, Iterable
@@ -79,6 +80,20 @@ def spelling_of(known: Iterable[str]) -> Callable[[str], str]:
 def file_name_key(name: str) -> str:
     """What decides whether two spellings of a file name (or path) name one file: NFC."""
     return unicodedata.normalize("NFC", name)
+
+
+# A word of a message longer than this (a label, a path or a number a file holds, 50,000 characters of it) is shown
+# cut in its middle: printed whole, one "line" of an error filled screens and buried the reason after it.
+LONGEST_WORD = 200
+_LONG_WORD = re.compile(rf"\S{{{LONGEST_WORD + 1},}}")
+
+
+def short_words(message: str) -> str:
+    """`message` with each run of characters without a space longer than LONGEST_WORD cut in its middle: its start
+    and end kept, and its length said."""
+    if len(message) <= LONGEST_WORD:
+        return message
+    return _LONG_WORD.sub(lambda m: f"{m[0][:120]}...{m[0][-40:]} ({len(m[0]):,} characters)", message)
 
 
 def show_text(text: str) -> str:
@@ -187,6 +202,16 @@ BINARY_STARTS = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG photo"),
                  (b"7z\xbc\xaf", "a 7-Zip archive"))
 
 
+def _cut_in_a_character(data: bytes) -> bool:
+    """Whether `data` is UTF-8 text but for its last character, cut short at the very end."""
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(data, final=False)  # an unfinished last character is kept back
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return e.start > 0 and e.end == len(data) and e.reason == "unexpected end of data"
+    return False
+
+
 def gbk_hint(data: bytes) -> str:
     """'; it reads as GBK ...' when `data`, which is not UTF-8, reads cleanly as GB18030 (GBK) text holding Chinese,
     as Windows saves Chinese text by default ("ANSI" in Notepad); what it is when it starts as a photo or an archive
@@ -196,6 +221,10 @@ def gbk_hint(data: bytes) -> str:
             return f"; it is {kind}, not text"
     if b"\x00" in data:
         return "; it holds NUL bytes: a binary file, not text"
+    if _cut_in_a_character(data):
+        # A copy or a save that did not finish, cut inside a Chinese character, was told to be saved as UTF-8, or
+        # read as GBK
+        return "; it ends in the middle of a character: the file was cut short (a copy or a save that did not finish)"
     try:
         text = data.decode("gb18030")
     except UnicodeDecodeError:

@@ -21,6 +21,7 @@ from typing import Callable
 from PIL import Image
 
 from bbuvl.atomic import write_bytes_atomic
+from bbuvl.data.check import check_boxes
 from bbuvl.data.coords import aspect_problem, box_is_degenerate, pixel_bound
 from bbuvl.data.images import load_image
 from bbuvl.data.input_paths import file_kind
@@ -165,6 +166,10 @@ def tile_sources(dataset: str | Path, out: str | Path) -> Sources:
             if real_path(resolve_image(path, record.image)).is_relative_to(images):
                 raise DatasetError(path, line, f"its photo {record.image} lies in {Path(out) / IMAGES}, the folder "
                                    "the tiles are written into; choose another OUT")
+            # A box outside its photo or of no area, which training refuses, was cut into tiles that hold a piece
+            # of it each: the mistake (a box of another frame) was hidden, or named in the tiled dataset's files
+            if (why := next((m for m, severity in check_boxes(record) if severity == "error"), None)) is not None:
+                raise DatasetError(path, line, f"{why} (bbuvl data check lists every such box)")
         # An empty val is a dataset split with --val-ratio 0 (data check only warns of it): it tiles into an empty val.
         parts[split] = require_photos(rows, path) if split == "train" else rows
     # A photo on two lines was tiled once and its other line dropped without a word (its tiles' bytes were written

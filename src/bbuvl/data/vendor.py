@@ -8,6 +8,9 @@ Two shapes are known:
 - DataList (older): `dataList[*]` with `coordinates` `[[x1, y1], [x2, y2]]` and the label split over
   `label`/`object_type`, `property`/`question`, `extra_info`/`question_ex`.
 
+A `markResult` without its `features` key (a misspelt `Features`) is an error, never a photo of no part; so is a file
+listing objects under both shapes (one would be dropped), while one shape left empty beside the other reads the other.
+
 Nothing here maps or validates labels or knows about the image: boxes stay in the frame the annotator
 saw (`info.width/height`), and label parts stay in the platform's vocabulary.
 """
@@ -69,14 +72,18 @@ def parse_vendor(data: Any, source: str) -> VendorAnnotation:
     if not isinstance(data, dict):
         raise ValueError(f"{source}: expected a JSON object, got {json_kind(data)}")
     size = _info_size(data.get("info"), source)
-    if "markResult" in data:
-        features = _features(data["markResult"], source)
+    features = _features(data["markResult"], source) if "markResult" in data else None
+    items = data.get("dataList")
+    if "dataList" in data and not isinstance(items, list) and (items is not None or features is None):
+        raise ValueError(f"{source}: 'dataList' must be an array, got {json_kind(items)}")
+    if features and items:
+        # Reading one shape dropped the other's boxes without a word (a merge of two exports of one photo).
+        raise ValueError(f"{source}: holds both 'markResult.features' ({len(features)}) and 'dataList' ({len(items)}); "
+                         "reading one would drop the other's boxes: keep the one this photo's annotation is in")
+    if features is not None and not items:
         objects, problems = _collect(features, _feature_object)
         return VendorAnnotation(source, size, objects, problems, "featurecollection")
-    if "dataList" in data:
-        items = data["dataList"]
-        if not isinstance(items, list):
-            raise ValueError(f"{source}: 'dataList' must be an array, got {json_kind(items)}")
+    if items is not None:
         objects, problems = _collect(items, _datalist_object)
         return VendorAnnotation(source, size, objects, problems, "datalist")
     keys = ", ".join(sorted(map(str, data))) or "none"
@@ -123,7 +130,12 @@ def _size_number(value: Any) -> float:
 def _features(mark: Any, source: str) -> list[Any]:
     if not isinstance(mark, dict):
         raise ValueError(f"{source}: 'markResult' must be an object, got {json_kind(mark)}")
-    features = mark.get("features", [])
+    if "features" not in mark:
+        # A misspelt key ("Features") read as none made a photo of seventeen parts a photo of no part, which trains the
+        # model to see nothing there; a photo without objects writes `"features": []`.
+        keys = ", ".join(sorted(map(str, mark))) or "none"
+        raise ValueError(f"{source}: 'markResult' has no 'features' array (its keys: {keys})")
+    features = mark["features"]
     if not isinstance(features, list):
         raise ValueError(f"{source}: 'markResult.features' must be an array, got {json_kind(features)}")
     return features
