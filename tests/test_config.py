@@ -653,3 +653,17 @@ def test_a_grpo_key_spelt_as_trls_names_ours(key, ours):
     with pytest.raises(ConfigError) as e:
         load_config(None, [f"grpo.{key}=4"])
     assert f"unknown key 'grpo.{key}' (did you mean 'grpo.{ours}'?)" in str(e.value)
+
+
+def test_an_integer_longer_than_python_reads_is_refused_at_its_line_in_the_file_and_in_an_override(tmp_path):
+    """`max_steps: 999...` of 5,000 digits was a ValueError traceback from YAML's constructor ("Exceeds the limit (4300
+    digits) for integer string conversion"), in the file and on the command line alike."""
+    p = tmp_path / "c.yaml"
+    p.write_text("training:\n  seed: 1\n  max_steps: " + "9" * 5000 + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(e.value) == (f"{p}:3: a number of 5,000 digits, more than Python reads (4,300) and than any value of a "
+                            "config holds")
+    with pytest.raises(ConfigError, match=r"^override 'training.max_steps':1: a number of 5,001 digits"):
+        load_config(None, ["training.max_steps=-1_" + "9" * 5000])
+    assert load_config(None, ["training.max_steps=" + "9" * 40]).training.max_steps == int("9" * 40)  # long, still read
