@@ -67,3 +67,22 @@ def test_overwrite_replaces_only_a_folder_the_model_command_wrote_never_someone_
     assert r.exit_code == 0 and (own / "config.json").read_text(encoding="utf-8") != "{}", r.output
     (tmp_path / "empty").mkdir()
     assert CliRunner().invoke(app, ["model", "tiny", str(tmp_path / "empty"), "--overwrite"]).exit_code == 0
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_model_export_measuring_on_a_val_whose_photos_are_not_there_is_refused_naming_its_line(
+        trained_checkpoint, small_dataset, tmp_path):
+    import json
+    import shutil
+
+    val = tmp_path / "copied" / "val.jsonl"  # copied without its images/ folder
+    val.parent.mkdir()
+    shutil.copy(small_dataset / "val.jsonl", val)
+    first = json.loads(val.read_text(encoding="utf-8").splitlines()[0])["images"][0]
+    r = CliRunner().invoke(app, ["model", "export", str(trained_checkpoint), str(tmp_path / "out"),
+                                 "--drop-vision-positions", "--val", str(val), "--device", "cpu"], env={"COLUMNS": "400"})
+    said = " ".join(r.output.split())
+    # Before: "AP50 0.000 with, 0.000 without; 0 answers differ", a cost measured on no photo, written into the card.
+    assert r.exit_code == 2 and f"error: {val}:1: image {first}: {val.parent / first}: image file not found (and 1 " \
+                                "more); the cost would be measured without it" in said, r.output
+    assert not (tmp_path / "out").exists()
