@@ -19,6 +19,20 @@ def test_model_tiny_at_sizes_no_tiny_model_has_is_refused_naming_them_before_any
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("options, says", [
+    (["--hidden", "130"], "--hidden 130 must divide by --heads 4, and --heads by --kv-heads 2"),
+    (["--kv-heads", "3"], "--hidden 128 must divide by --heads 4, and --heads by --kv-heads 3"),
+    (["--vision-hidden", "65"], "--vision-hidden 65 must divide by --vision-heads 4"),
+    (["--min-pixels", "100000", "--max-pixels", "1000"], "--min-pixels 100000 must not exceed --max-pixels 1000"),
+    (["--family", "llama"], "--family llama: model_type 'llama' is not a model family bbu-vl supports"),
+])
+def test_model_tiny_at_a_shape_no_model_takes_is_refused_naming_the_options_before_any_work(tmp_path, options, says):
+    r = CliRunner().invoke(app, ["model", "tiny", str(tmp_path / "m"), *options], env={"COLUMNS": "400"})
+    # Before: the builder's words ("hidden (130) must divide by heads (4)"), after seconds of training its tokenizer.
+    assert r.exit_code == 2 and f"error: {says}" in " ".join(r.output.split()), r.output
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.usefixtures("one_thread")
 def test_model_export_on_a_device_this_machine_lacks_is_refused_before_anything_loads(trained_checkpoint, small_dataset,
                                                                                        tmp_path):
