@@ -9,6 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
+from tests.moved_photos import copied_without_photos
 
 
 def test_predict_names_each_photo_it_could_not_read_and_predicts_the_others(trained_checkpoint, tmp_path):
@@ -91,10 +92,7 @@ def test_a_dataset_naming_one_photo_on_two_lines_is_refused_naming_both_lines(tr
 
 def test_a_dataset_none_of_whose_photos_is_there_is_refused_at_its_first_line_before_the_model_loads(
         trained_checkpoint, small_dataset, tmp_path):
-    dataset = tmp_path / "copied" / "val.jsonl"  # copied without its images/ folder
-    dataset.parent.mkdir()
-    shutil.copy(small_dataset / "val.jsonl", dataset)
-    first = json.loads(dataset.read_text(encoding="utf-8").splitlines()[0])["images"][0]
+    dataset, first = copied_without_photos(small_dataset / "val.jsonl", tmp_path / "copied")
     out = tmp_path / "pred.jsonl"
     # Before: the model loaded, every line of pred.jsonl said "image file not found", and predict exited 0.
     result = CliRunner().invoke(app, ["predict", "-c", str(trained_checkpoint), "-i", str(dataset), "-o", str(out),

@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
+from tests.moved_photos import copied_without_photos
 
 
 @pytest.mark.parametrize("sizes, about", [
@@ -86,13 +87,7 @@ def test_overwrite_replaces_only_a_folder_the_model_command_wrote_never_someone_
 @pytest.mark.usefixtures("one_thread")
 def test_model_export_measuring_on_a_val_whose_photos_are_not_there_is_refused_naming_its_line(
         trained_checkpoint, small_dataset, tmp_path):
-    import json
-    import shutil
-
-    val = tmp_path / "copied" / "val.jsonl"  # copied without its images/ folder
-    val.parent.mkdir()
-    shutil.copy(small_dataset / "val.jsonl", val)
-    first = json.loads(val.read_text(encoding="utf-8").splitlines()[0])["images"][0]
+    val, first = copied_without_photos(small_dataset / "val.jsonl", tmp_path / "copied")
     r = CliRunner().invoke(app, ["model", "export", str(trained_checkpoint), str(tmp_path / "out"),
                                  "--drop-vision-positions", "--val", str(val), "--device", "cpu"], env={"COLUMNS": "400"})
     said = " ".join(r.output.split())
