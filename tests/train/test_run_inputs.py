@@ -151,7 +151,7 @@ def test_a_start_folder_missing_a_file_is_refused_naming_it_before_anything_is_w
 # ("'list' object has no attribute 'get'") once the data had been read, or JSON's own words naming no file.
 PLAIN_DAMAGED = [
     ("preprocessor_config.json", "[1]", "preprocessor_config.json: holds an array, expected a JSON object ({...})"),
-    ("tokenizer_config.json", '{"x": ', "tokenizer_config.json: line 1: not valid JSON (Expecting value at column 7)"),
+    ("tokenizer_config.json", '{"x": ', "tokenizer_config.json: line 1: not valid JSON (Expecting value at column 7"),
     ("chat_template.jinja", "{% if %}", "chat_template.jinja: line 1: not a valid chat template"),
 ]
 
