@@ -390,6 +390,30 @@ def test_a_mapping_override_merges_into_its_section_and_the_later_of_two_overrid
         assert "of two for one key the later wins, and a mapping (training='{max_steps: 3}') merges" in shown, command
 
 
+@pytest.mark.parametrize(("text", "override", "line", "section", "held"), [
+    ("model:\n  - a\n", "model.path=m", 1, "model", "['a']"),
+    ("training:\n  seed: 1\n  lr: 3\n", "training.lr.llm=1", 3, "training.lr", "3"),
+    ("training:\n  lr: 3\n", "training.lr={llm: 1}", 2, "training.lr", "3"),
+    ("detection: off\n", "detection.num_queries=8", 1, "detection", "False"),
+])
+def test_a_section_the_file_gives_as_no_mapping_is_refused_at_its_line_though_an_override_sets_a_key_in_it(
+        tmp_path, text, override, line, section, held):
+    """`model: [a]` in the file with `model.path=...` on the command line trained with every other model key at its
+    default (bf16 on a CPU, refused for that): the override replaced the file's value, and its error went unsaid."""
+    p = tmp_path / "c.yaml"
+    p.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(p, [override])
+    assert str(e.value).startswith(f"{p}:{line}: '{section}' must be a mapping of ")
+    assert str(e.value).endswith(f", got {held} (the override '{override}' sets a key inside it)")
+    # An empty section is a mapping not yet written, and an earlier override may replace the section (null: every
+    # default) before a later one sets a key in it: of two overrides the later wins.
+    p.write_text("model:\n", encoding="utf-8")
+    assert load_config(p, ["model.path=m"]).model.path == "m"
+    p.write_text(text, encoding="utf-8")
+    assert load_config(p, [f"{section}=null", override]) is not None
+
+
 @pytest.mark.parametrize(("override", "value"), [("training.output_dir=runs/lr 1e-4 #2", "'runs/lr 1e-4'"),
                                                  ("data.val=#2", "None"), ("training.seed=1 # why", "1")])
 def test_an_override_yaml_would_cut_at_a_comment_is_refused(override, value):
@@ -629,3 +653,17 @@ def test_a_grpo_key_spelt_as_trls_names_ours(key, ours):
     with pytest.raises(ConfigError) as e:
         load_config(None, [f"grpo.{key}=4"])
     assert f"unknown key 'grpo.{key}' (did you mean 'grpo.{ours}'?)" in str(e.value)
+
+
+def test_an_integer_longer_than_python_reads_is_refused_at_its_line_in_the_file_and_in_an_override(tmp_path):
+    """`max_steps: 999...` of 5,000 digits was a ValueError traceback from YAML's constructor ("Exceeds the limit (4300
+    digits) for integer string conversion"), in the file and on the command line alike."""
+    p = tmp_path / "c.yaml"
+    p.write_text("training:\n  seed: 1\n  max_steps: " + "9" * 5000 + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(e.value) == (f"{p}:3: a number of 5,000 digits, more than Python reads (4,300) and than any value of a "
+                            "config holds")
+    with pytest.raises(ConfigError, match=r"^override 'training.max_steps':1: a number of 5,001 digits"):
+        load_config(None, ["training.max_steps=-1_" + "9" * 5000])
+    assert load_config(None, ["training.max_steps=" + "9" * 40]).training.max_steps == int("9" * 40)  # long, still read

@@ -935,6 +935,22 @@ def _apply_override(data: dict[str, Any], path: tuple[str, ...], value: Any) -> 
     return [replaced or path]
 
 
+def _section_no_mapping(data: dict[str, Any], path: tuple[str, ...], value: Any, lines: dict[tuple[str, ...], int],
+                        given: dict[tuple[str, ...], str]) -> tuple[tuple[str, ...], Any] | None:
+    """The section above the override `path` (or at it, for a mapping `value`) that the config file gives as no mapping
+    (`model: [a]`, `training.lr: 3`), with what it holds; None when there is none. Setting a key inside it replaced
+    the file's value, so `model.path=...` ran every other model key at its default and the file's error went unsaid."""
+    node: Any = data
+    for i in range(len(path) - (0 if isinstance(value, dict) else 1)):
+        if not isinstance(node, dict) or path[i] not in node:
+            return None
+        node, loc = node[path[i]], path[:i + 1]
+        if (node is not None and not isinstance(node, dict) and loc in lines and _fields_at(loc)
+                and not any(loc[:len(key)] == key for key in given)):  # an earlier override set it: the later wins
+            return loc, node
+    return None
+
+
 # Plain scalars YAML 1.1 reads as numbers in another base: a leading 0 as octal (`save_steps: 010` was 8), 0x as hex, 0b
 # as binary, and digits joined by ':' as base 60 (`1:30` was 90). No key of a config means one of them.
 _OTHER_BASE = re.compile(r"[-+]?(0b[0-1_]+|0[0-7_]+|0x[0-9a-fA-F_]+|[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?)")
@@ -1076,6 +1092,11 @@ def load_located_config(path: str | Path | None = None,
     given: dict[tuple[str, ...], str] = {}
     # In order, as Hydra applies them: of two overrides of one key the later wins, and a mapping merges into its section.
     for (key, value), text in zip(parse_overrides(overrides or []), overrides or []):
+        if (broken := _section_no_mapping(data, tuple(key.split(".")), value, lines, given)) is not None:
+            loc, held = broken
+            raise ConfigError(f"{source}:{lines[loc]}: '{'.'.join(loc)}' must be a mapping of "
+                              f"{', '.join(_fields_at(loc))}, got {held!r} (the override '{text.strip()}' sets a key "
+                              "inside it)")
         for path in _apply_override(data, tuple(key.split(".")), value):
             for earlier in [k for k in given if k[:len(path)] == path]:
                 del given[earlier]  # replaced by this one

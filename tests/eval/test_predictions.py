@@ -48,7 +48,14 @@ def test_reads_lines_and_defaults_a_missing_score_to_one(tmp_path):
     (json.dumps({"image": "b.jpg", "objects": {"bbox_2d": [1, 2, 3, 4]}}), "p.jsonl:2: objects: expected an array of objects, got an object"),
     (json.dumps({"image": "b.jpg", "objects": "[]"}), "p.jsonl:2: objects: expected an array of objects, got a string"),
     ('{"image": "b.jpg", "objects": [{"bbox_2d": [1, 2, 1' + "0" * 400 + ', 4], "label": "x"}]}', "p.jsonl:2: objects[0].bbox_2d"),
-    ('{"image": "b.jpg", "width": 1' + "0" * 5000 + ', "objects": []}', None),
+    # A size no photo has was taken for none, and the check pairing a line with its photo by size was skipped
+    ('{"image": "b.jpg", "width": 1' + "0" * 5000 + ', "height": 80, "objects": []}', "p.jsonl:2: width: expected the "
+     "photo's width in pixels .* got inf"),
+    (json.dumps(line("b.jpg") | {"width": "100"}), "p.jsonl:2: width: .* got '100'"),
+    (json.dumps(line("b.jpg") | {"height": -80}), "p.jsonl:2: height: .* got -80"),
+    (json.dumps(line("b.jpg") | {"width": 99.5}), "p.jsonl:2: width: .* got 99.5"),
+    (json.dumps(line("b.jpg") | {"width": True}), "p.jsonl:2: width: .* got true"),
+    (json.dumps(line("b.jpg") | {"height": [80]}), "p.jsonl:2: height: .* got an array"),
     ('{"image": "b.jpg", "objects": [{"bbox_2d": [1, 2, 3, 4], "label": "x", "score": 1' + "0" * 400 + '}]}', "objects[0].score"),
     # a score past 1 failed its photo at every verdict threshold, a negative one passed it (both were read)
     (json.dumps(line("b.jpg", [{"bbox_2d": [1, 2, 3, 4], "label": "x", "score": 5.0}])), "p.jsonl:2: objects[0].score: 5.0 is outside [0, 1]"),
@@ -59,11 +66,16 @@ def test_reads_lines_and_defaults_a_missing_score_to_one(tmp_path):
 ])
 def test_malformed_lines_are_errors_naming_file_and_line(tmp_path, bad, message):
     path = write_lines(tmp_path / "p.jsonl", [line("a.jpg"), bad])
-    if message is None:  # a size no photo has is left out, as any unusable size is
-        assert read_predictions(path)[1].width is None
-        return
     with pytest.raises(DatasetError, match=message.replace("[", r"\[").replace("]", r"\]")):
         read_predictions(path)
+
+
+def test_a_size_written_as_a_whole_float_is_read_and_zero_or_null_is_a_size_not_known(tmp_path):
+    """predict writes 0 x 0 on the line of a photo it could not read; another tool may write 100.0."""
+    path = write_lines(tmp_path / "p.jsonl", [line("a.jpg") | {"width": 100.0, "height": 80.0},
+                                              line("b.jpg") | {"width": 0, "height": 0, "error": "unreadable"},
+                                              line("c.jpg") | {"width": None}, {"image": "d.jpg", "objects": []}])
+    assert [(p.width, p.height) for p in read_predictions(path)] == [(100, 80), (None, None), (None, None), (None, None)]
 
 
 def test_failed_means_error_or_unreadable_answer():

@@ -2,12 +2,14 @@
 
 import json
 import os
+import shutil
 import stat
 
 from PIL import Image
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
+from tests.moved_photos import copied_without_photos
 
 
 def test_predict_names_each_photo_it_could_not_read_and_predicts_the_others(trained_checkpoint, tmp_path):
@@ -86,6 +88,26 @@ def test_a_dataset_naming_one_photo_on_two_lines_is_refused_naming_both_lines(tr
     assert " ".join(result.output.split()) == (f"error: {dataset}:2: image ./a.png: the same photo as line 1; keep one "
                                                "line per photo (bbuvl data check lists every repeat)")
     assert not out.exists()
+
+
+def test_a_dataset_none_of_whose_photos_is_there_is_refused_at_its_first_line_before_the_model_loads(
+        trained_checkpoint, small_dataset, tmp_path):
+    dataset, first = copied_without_photos(small_dataset / "val.jsonl", tmp_path / "copied")
+    out = tmp_path / "pred.jsonl"
+    # Before: the model loaded, every line of pred.jsonl said "image file not found", and predict exited 0.
+    result = CliRunner().invoke(app, ["predict", "-c", str(trained_checkpoint), "-i", str(dataset), "-o", str(out),
+                                      "--mode", "head", "--device", "cpu"], env={"COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    assert " ".join(result.output.split()) == (
+        f"error: {dataset}:1: image {first}: image file not found, nor the other photo it lists (photo paths are read "
+        f"relative to {dataset.parent}): give the dataset where its photos are, or its images folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copied"]
+    # One photo there is enough: the others are predicted with an error line each, as before.
+    (dataset.parent / first).parent.mkdir()
+    shutil.copy(small_dataset / first, dataset.parent / first)
+    result = CliRunner().invoke(app, ["predict", "-c", str(trained_checkpoint), "-i", str(dataset), "-o", str(out),
+                                      "--mode", "head", "--device", "cpu"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0 and "1 with errors" in " ".join(result.output.split()), result.output
 
 
 def test_predict_reads_a_linked_folder_names_a_dangling_link_and_never_enters_a_loop(trained_checkpoint, tmp_path):

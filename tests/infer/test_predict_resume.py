@@ -182,8 +182,8 @@ def test_a_category_named_twice_resumes_the_run_that_named_it_once(predicted, tm
 
 
 def test_a_kept_line_eval_would_not_read_is_predicted_again_and_named(predicted, tmp_path):
-    """A hand-edited line (a box of strings) was kept by the resume as done, and `bbuvl eval` named it later; one whose
-    fields only read oddly (a width of text, read as unknown by eval too) is kept as eval keeps it."""
+    """A hand-edited line (a box of strings, a width of text) was kept by the resume as done, and `bbuvl eval` named it
+    later: each is predicted again, and named."""
     from bbuvl.eval.predictions import read_predictions
 
     run = fresh(predicted, tmp_path)
@@ -195,8 +195,10 @@ def test_a_kept_line_eval_would_not_read_is_predicted_again_and_named(predicted,
     r = again(run)
     assert r.exit_code == 0, r.output
     text = " ".join(r.output.split())
-    assert "1 predicted" in text and "1 already in" in text, text
+    assert "2 predicted" in text and "0 already in" in text, text
     assert (f"note: {run['out']}:1: objects[0].bbox_2d: expected 4 numbers [x1, y1, x2, y2], got ['a', 'b', 'c', 'd']; "
+            "its photo was predicted again") in text, text
+    assert (f"note: {run['out']}:2: width: expected the photo's width in pixels (a whole number, or null), got 'abc'; "
             "its photo was predicted again") in text, text
     read = {p.image: p for p in read_predictions(run["out"])}  # eval reads the whole file now
     assert len(read) == 2 and all(type(v) is float for o in read[lines[0]["image"]].objects for v in o["bbox_2d"])

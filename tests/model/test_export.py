@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -317,6 +318,26 @@ def test_an_exports_prompt_language_is_the_one_its_labels_json_records(portable,
     r = CliRunner().invoke(cli, ["predict", "-c", str(english), "-i", str(one), "-o", str(tmp_path / "zh.jsonl"),
                                  "--lang", "zh"])
     assert r.exit_code == 2 and "records the prompt in 'en'" in " ".join(r.output.split()), r.output
+
+
+@pytest.mark.parametrize("lang", ["fr", "EN", 3])
+def test_an_exports_labels_json_recording_no_language_it_takes_is_refused_naming_it(portable, photos, tmp_path, lang):
+    _, exported = portable
+    edited = tmp_path / "edited"
+    shutil.copytree(exported, edited)
+    labels = json.loads((edited / "labels.json").read_text(encoding="utf-8"))
+    (edited / "labels.json").write_text(json.dumps(labels | {"lang": lang}, ensure_ascii=False), encoding="utf-8")
+    # Before: predicted and served in --lang's default (zh), the file's language dropped without a word. The port is
+    # held, so that a server that would start fails rather than serves.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        for command in (["predict", "-i", str(photos), "-o", str(tmp_path / "x.jsonl")],
+                        ["serve", "--port", str(held.getsockname()[1])]):
+            r = CliRunner().invoke(cli, [command[0], "-c", str(edited), *command[1:]], env={"BBUVL_API_KEYS": "k" * 32})
+            assert r.exit_code == 2 and (f"{edited / 'labels.json'}: 'lang' must be zh or en (the language of the "
+                                         f"prompt its model answers), got {lang!r}") in " ".join(r.output.split()), r.output
+    assert not (tmp_path / "x.jsonl").exists()
 
 
 def test_a_val_that_is_a_folder_is_refused_before_anything_loads(tmp_path):

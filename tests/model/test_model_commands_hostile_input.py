@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
+from tests.moved_photos import copied_without_photos
 
 
 @pytest.mark.parametrize("sizes, about", [
@@ -16,6 +17,20 @@ def test_model_tiny_at_sizes_no_tiny_model_has_is_refused_naming_them_before_any
     r = CliRunner().invoke(app, ["model", "tiny", str(tmp_path / "m"), *sizes], env={"COLUMNS": "400"})
     # Before: torch's 'DefaultCPUAllocator: can't allocate memory: you tried to allocate 40000000000 bytes' traceback.
     assert r.exit_code == 2 and about in r.output and "builds at most 1,000,000,000" in r.output, r.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("options, says", [
+    (["--hidden", "130"], "--hidden 130 must divide by --heads 4, and --heads by --kv-heads 2"),
+    (["--kv-heads", "3"], "--hidden 128 must divide by --heads 4, and --heads by --kv-heads 3"),
+    (["--vision-hidden", "65"], "--vision-hidden 65 must divide by --vision-heads 4"),
+    (["--min-pixels", "100000", "--max-pixels", "1000"], "--min-pixels 100000 must not exceed --max-pixels 1000"),
+    (["--family", "llama"], "--family llama: model_type 'llama' is not a model family bbu-vl supports"),
+])
+def test_model_tiny_at_a_shape_no_model_takes_is_refused_naming_the_options_before_any_work(tmp_path, options, says):
+    r = CliRunner().invoke(app, ["model", "tiny", str(tmp_path / "m"), *options], env={"COLUMNS": "400"})
+    # Before: the builder's words ("hidden (130) must divide by heads (4)"), after seconds of training its tokenizer.
+    assert r.exit_code == 2 and f"error: {says}" in " ".join(r.output.split()), r.output
     assert list(tmp_path.iterdir()) == []
 
 
@@ -67,3 +82,16 @@ def test_overwrite_replaces_only_a_folder_the_model_command_wrote_never_someone_
     assert r.exit_code == 0 and (own / "config.json").read_text(encoding="utf-8") != "{}", r.output
     (tmp_path / "empty").mkdir()
     assert CliRunner().invoke(app, ["model", "tiny", str(tmp_path / "empty"), "--overwrite"]).exit_code == 0
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_model_export_measuring_on_a_val_whose_photos_are_not_there_is_refused_naming_its_line(
+        trained_checkpoint, small_dataset, tmp_path):
+    val, first = copied_without_photos(small_dataset / "val.jsonl", tmp_path / "copied")
+    r = CliRunner().invoke(app, ["model", "export", str(trained_checkpoint), str(tmp_path / "out"),
+                                 "--drop-vision-positions", "--val", str(val), "--device", "cpu"], env={"COLUMNS": "400"})
+    said = " ".join(r.output.split())
+    # Before: "AP50 0.000 with, 0.000 without; 0 answers differ", a cost measured on no photo, written into the card.
+    assert r.exit_code == 2 and f"error: {val}:1: image {first}: {val.parent / first}: image file not found (and 1 " \
+                                "more); the cost would be measured without it" in said, r.output
+    assert not (tmp_path / "out").exists()

@@ -62,6 +62,12 @@ READ = [
      "unknown key 'x'"),
     ("chat template broken", "chat_template.jinja", lambda p: p.write_text("{% if %}", encoding="utf-8"),
      "not a valid chat template"),
+    # transformers' JSON reader raised "Exceeds the limit (4300 digits)", naming no file, once the weights had loaded
+    ("a number of 5,000 digits", "generation_config.json",
+     lambda p: p.write_text('{\n"max_length": ' + "9" * 5000 + "\n}", encoding="utf-8"),
+     "line 2: a number of more than 4,300 digits"),
+    ("a number past Python's limit in the processor", "preprocessor_config.json",
+     lambda p: p.write_text('{"size": ' + "1" * 4301 + "}", encoding="utf-8"), "line 1: a number of more than"),
 ]
 
 

@@ -145,3 +145,24 @@ def test_a_start_folder_missing_a_file_is_refused_naming_it_before_anything_is_w
     assert str(e.value) == (f"model.path {start}: incomplete or damaged model folder ({says}); re-copy it, or point "
                             "model.path at another"), str(e.value)
     assert not (tmp_path / "run").exists()
+
+
+# (the file of a plain start folder, how it is damaged, what the refusal says). Before: a traceback from transformers
+# ("'list' object has no attribute 'get'") once the data had been read, or JSON's own words naming no file.
+PLAIN_DAMAGED = [
+    ("preprocessor_config.json", "[1]", "preprocessor_config.json: holds an array, expected a JSON object ({...})"),
+    ("tokenizer_config.json", '{"x": ', "tokenizer_config.json: line 1: not valid JSON (Expecting value at column 7"),
+    ("chat_template.jinja", "{% if %}", "chat_template.jinja: line 1: not a valid chat template"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "says"), PLAIN_DAMAGED, ids=[n for n, _, _ in PLAIN_DAMAGED])
+def test_a_plain_start_folder_with_a_damaged_file_is_refused_naming_it_before_anything_is_written(
+        run_config, tiny_model_dir, tmp_path, name, text, says):
+    start = tmp_path / "start"
+    shutil.copytree(tiny_model_dir, start)
+    (start / name).write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError) as e:
+        train(run_config(f"model.path={start}", "training.max_steps=1"), progress=False)
+    assert str(e.value).startswith(f"model.path {start}: incomplete or damaged model folder ({says}"), str(e.value)
+    assert not (tmp_path / "run").exists()

@@ -34,6 +34,24 @@ def _check_tiny_size(hidden: int, layers: int, vision_hidden: int, vision_depth:
              f"{TINY_MAX_PARAMETERS:,}: give smaller sizes")
 
 
+def _check_tiny_shape(family: str, hidden: int, heads: int, kv_heads: int, vision_hidden: int, vision_heads: int,
+                      min_pixels: int | None, max_pixels: int | None) -> None:
+    """Fail, naming the options, on sizes no model can take, before the seconds its tokenizer takes to train: the
+    builder's own words named its arguments ('hidden (130) must divide by heads (4)'), not the options typed."""
+    from bbuvl.data.families import get_family
+
+    try:
+        get_family(family)
+    except ValueError as e:
+        fail(f"--family {family}: {e}")
+    if hidden % heads or heads % kv_heads:
+        fail(f"--hidden {hidden} must divide by --heads {heads}, and --heads by --kv-heads {kv_heads}")
+    if vision_hidden % vision_heads:
+        fail(f"--vision-hidden {vision_hidden} must divide by --vision-heads {vision_heads}")
+    if min_pixels is not None and max_pixels is not None and min_pixels > max_pixels:
+        fail(f"--min-pixels {min_pixels} must not exceed --max-pixels {max_pixels}")
+
+
 @app.command("tiny")
 def tiny(
     out: Path = typer.Argument(..., help="Folder to save the checkpoint to (created if missing)."),
@@ -54,6 +72,7 @@ def tiny(
 ) -> None:
     """Build a tiny randomly initialised model of a family with a trained offline tokenizer, saved like a real checkpoint."""
     _check_tiny_size(hidden, layers, vision_hidden, vision_depth)
+    _check_tiny_shape(family, hidden, heads, kv_heads, vision_hidden, vision_heads, min_pixels, max_pixels)
     claim_outputs("model tiny", {}, folders=[out], overwrite=overwrite)
     if overwrite:
         with user_errors(ValueError):

@@ -105,7 +105,10 @@ def plain_labels(checkpoint: Path, labels: Path | None, lang: str, lang_typed: b
     except ValueError as e:
         fail(str(e))
     said = recorded.get("lang") if isinstance(recorded, dict) else None
-    if said not in ("zh", "en"):
+    if said is not None and said not in ("zh", "en"):
+        # An export's own language, hand-edited to 'fr' or 'EN', was dropped without a word for --lang's default
+        fail(f"{labels}: 'lang' must be zh or en (the language of the prompt its model answers), got {said!r}")
+    if said is None:
         return labels, lang
     if lang_typed and lang != said:
         fail(f"--lang {lang}, but {labels} records the prompt in '{said}' (the language its model was trained to answer "

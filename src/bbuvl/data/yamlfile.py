@@ -7,6 +7,7 @@ and returns the line of every key so that a later validation error can point at 
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import yaml
@@ -22,6 +23,7 @@ class YamlError(ValueError):
 MAX_YAML_DEPTH = 32
 MAX_YAML_NODES = 20_000
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_INT_TAG = "tag:yaml.org,2002:int"
 
 
 def _check_depth(text: str, source: str) -> None:
@@ -88,6 +90,10 @@ def _index_nodes(root: yaml.Node, source: str) -> KeyLines:
                 stack.append((v, prefix + (name,), inner))
         elif isinstance(node, yaml.SequenceNode):
             stack.extend((v, prefix, inner) for v in node.value)
+        elif node.tag == _INT_TAG and (digits := sum(c.isdigit() for c in node.value)) > sys.get_int_max_str_digits() > 0:
+            # Python reads no longer integer from text: YAML's constructor raised its ValueError, a traceback
+            raise YamlError(f"{source}:{node.start_mark.line + 1}: a number of {digits:,} digits, more than Python reads "
+                            f"({sys.get_int_max_str_digits():,}) and than any value of a config holds")
     return index
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from bbuvl.data.schema import read_records, resolve_image
+from bbuvl.data.schema import read_lines, read_records, resolve_image
 from bbuvl.eval.metrics import evaluate_predictions
 from bbuvl.eval.predictions import read_predictions
 from bbuvl.infer.predictor import Predictor
@@ -24,7 +24,8 @@ from bbuvl.model.export import PartCost, Scores
 def generate_scores(predictor: Predictor, val: Path, batch_size: int = 4) -> tuple[Scores, list[str]]:
     """Generate-mode AP, AP50 and class-agnostic AP50 of `predictor` on the photos of `val` (greedy, unconstrained),
     and each photo's raw answer."""
-    records = read_records(val)
+    rows = read_lines(val)
+    records = [sample.student for _, sample in rows]
     if not records:
         raise ValueError(f"{val}: no photos to measure on")
     lines = []
@@ -33,6 +34,14 @@ def generate_scores(predictor: Predictor, val: Path, batch_size: int = 4) -> tup
         paths = [str(resolve_image(val, r.images[0])) for r in chunk]
         for record, line in zip(chunk, predictor.predict_lines(paths, "generate", constrained=False)):
             lines.append({**line, "image": record.images[0]})  # named as the JSONL names it, as predict writes it
+    # An error without an answer: the photo never reached the model (one it answered unreadably is a score like any)
+    if failed := [(no, line) for (no, _), line in zip(rows, lines) if line.get("error") and line.get("raw") is None]:
+        # A photo neither arm can read scores nothing in both: the card said "AP50 0.000 with, 0.000 without" of a
+        # --val whose photos had all moved, a cost measured on no photo.
+        no, line = failed[0]
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise ValueError(f"{val}:{no}: image {line['image']}: {line['error']}{more}; the cost would be measured without "
+                         "it: fix or remove it, or give --val photos that are all there")
     with tempfile.TemporaryDirectory() as tmp:
         pred = Path(tmp) / "predictions.jsonl"
         pred.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")

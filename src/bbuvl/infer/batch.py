@@ -22,12 +22,13 @@ from typing import Any, Callable, Iterator
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.images import IMAGE_SUFFIXES, suffix_counts
-from bbuvl.data.schema import once_each, read_lines, require_photos
+from bbuvl.data.schema import once_each, read_lines, require_photos, resolve_image
 from bbuvl.data.text import not_text
 from bbuvl.infer.output import (Manifest, OutputError, OutputLock, claim_output, input_root, rank_parts,
                                read_manifest, repair_output)
 from bbuvl.infer.resume_key import ResumeKey
 from bbuvl.outputs import writer_at
+from bbuvl.paths import real_path
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,23 @@ def photo_names(path: str | Path, skipped: Counter[str] | None = None) -> list[s
         raise FileNotFoundError(f"{path}: no such file or folder{pattern_note(path)}")
     refuse_other_inputs(path)
     # A photo on two lines would get two output lines of one name, and a resume would keep one of them.
-    return require_photos([sample.student.image for _, sample in once_each(read_lines(path), path)], path)
+    rows = once_each(read_lines(path), path)
+    refuse_every_photo_gone(path, rows)
+    return require_photos([sample.student.image for _, sample in rows], path)
+
+
+def refuse_every_photo_gone(path: Path, rows: list[tuple[int, Any]]) -> None:
+    """ValueError naming a dataset JSONL's first line when not one photo it lists is there (a JSONL copied without its
+    images/, a dataset whose photos moved): predict loaded the model, wrote an error line for each photo and exited 0,
+    each error naming the photo alone, not the file and line that list it."""
+    if not rows or any(resolve_image(path, sample.student.image).exists() for _, sample in rows):
+        return
+    line, first = rows[0]
+    others = ("" if len(rows) == 1 else ", nor the other photo it lists" if len(rows) == 2 else
+              f", nor any of the other {len(rows) - 1} photos it lists")
+    raise ValueError(f"{path}:{line}: image {first.student.image}: image file not found{others} (photo paths are read "
+                     f"relative to {real_path(path).parent}): give the dataset where its photos are, or its images "
+                     "folder")
 
 
 def pattern_note(path: Path) -> str:

@@ -71,8 +71,8 @@ def prediction_line(data: Any, path: Path, no: int) -> PredictionLine:
     if type(listed) is not list:  # a string or an object would be read key by key, each an error of its own
         raise DatasetError(path, no, f"objects: expected an array of objects, got {json_kind(listed)}")
     objects = [_prediction_object(o, path, no, i) for i, o in enumerate(listed)]
-    size = (data.get("width"), data.get("height"))
-    valid_size = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+    size = (_pixels(data, "width", path, no), _pixels(data, "height", path, no))
+    valid_size = all(size)  # 0 or null: not known (predict writes 0 x 0 for a photo it could not read)
     parse_ok = data.get("parse_ok")
     return PredictionLine(
         line=no, image=data["image"],
@@ -82,6 +82,20 @@ def prediction_line(data: Any, path: Path, no: int) -> PredictionLine:
         parse_ok=parse_ok if isinstance(parse_ok, bool) else None, cut=data.get("cut") is True,
         tiled=data.get("tiled") is True,
     )
+
+
+def _pixels(data: dict[str, Any], key: str, path: Path, no: int) -> int | None:
+    """The line's `key` (width or height) as a whole number of pixels, None when absent or null; DatasetError naming
+    `path`:`no` for anything else. A width of "224", -224 or 1e999 (inf) was taken for none, so the check that pairs a
+    line with its ground-truth photo by size was skipped without a word."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if is_json_number(value) and math.isfinite(value) and value >= 0 and value == int(value):
+        return int(value)
+    shown = (repr(value) if isinstance(value, str) else str(value).lower() if isinstance(value, bool)
+             else json_kind(value) if isinstance(value, (list, dict)) else value)
+    raise DatasetError(path, no, f"{key}: expected the photo's {key} in pixels (a whole number, or null), got {shown}")
 
 
 def half_characters(where: str, text: str) -> str:

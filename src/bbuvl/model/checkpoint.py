@@ -192,7 +192,9 @@ def start_folder_problem(directory: str | Path) -> str | None:
         return f"no tokenizer ({' or '.join(TOKENIZER_FILES)} missing)"
     if missing := missing_model_files(directory):
         return f"{', '.join(missing)} missing"
-    return weights_problem(directory)
+    # As predict reads a plain folder (read_model_folder): a preprocessor_config.json holding a list was a traceback
+    # from transformers after the data was read, a cut-short tokenizer_config.json a JSON message naming no file.
+    return weights_problem(directory) or json_problem(directory) or template_problem(directory)
 
 
 def weights_problem(directory: Path) -> str | None:

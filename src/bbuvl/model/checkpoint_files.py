@@ -11,6 +11,8 @@ file holds exactly the tensors, shapes and finite values the run config builds.
 from __future__ import annotations
 
 import math
+import re
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -33,6 +35,27 @@ def json_problem(folder: Path) -> str | None:
             return str(e).replace(f"{path}: ", f"{path.name}: ", 1)
         if not isinstance(data, dict):
             return f"{path.name}: holds {json_kind(data)}, expected a JSON object ({{...}})"
+        if (line := long_integer_line(path)) is not None:
+            return (f"{path.name}: line {line}: a number of more than {sys.get_int_max_str_digits():,} digits, which "
+                    "Python's JSON reader, and through it transformers, refuses")
+    return None
+
+
+def long_integer_line(path: Path) -> int | None:
+    """The line of an integer in the JSON file `path` longer than Python's json reads, or None. Our reader takes it as
+    inf (data/jsonfile.py), transformers' raised "Exceeds the limit (4300 digits)", naming no file, once weights
+    had loaded."""
+    import json
+
+    limit = sys.get_int_max_str_digits()
+    raw = path.read_bytes()
+    found = re.search(rb"[0-9]{%d}" % (limit + 1), raw) if limit > 0 else None
+    if found is None:
+        return None
+    try:  # digits inside a string are no number
+        json.loads(raw)
+    except ValueError:
+        return raw.count(b"\n", 0, found.start()) + 1
     return None
 
 
