@@ -117,7 +117,7 @@ def test_the_bodies_held_at_once_have_their_own_bound_named_in_the_503(serve):
 def test_a_bound_on_bodies_held_at_once_below_one_body_is_refused():
     from bbuvl.serve.app import ServeSettings
 
-    with pytest.raises(ValueError, match=r"--max-bodies-mb \(50\) is less than a single body may be \(--max-body-mb "
+    with pytest.raises(ValueError, match=r"--max-bodies-mb 50 MiB is less than one body may be \(--max-body-mb "
                                          r"100, --max-json-mb 20\)"):
         ServeSettings(max_bodies_mb=50)
 

@@ -106,17 +106,16 @@ def serve(
     from bbuvl.infer.tiles import check_containers
     from bbuvl.model.checkpoint import CheckpointError
     from bbuvl.outputs import refuse_inputs_being_written
-    from bbuvl.serve.app import ServeSettings, create_app
+    from bbuvl.serve.app import ServeSettings, bodies_bound_problem, create_app
     from bbuvl.serve.auth import read_keys
     from bbuvl.serve.engine import Engine
     from bbuvl.serve.names import served_name
     from bbuvl.serve.server import bind, is_loopback, serve_app, start_listening
 
     check_mode_name(mode, serving=True)
-    if max_bodies_mb < max(max_body_mb, max_json_mb):  # before minutes of loading, as every other option
-        raise typer.BadParameter(f"{max_bodies_mb:g} MiB is less than one body may be (--max-body-mb {max_body_mb:g}, "
-                                 f"--max-json-mb {max_json_mb:g}): the largest would be refused 503 for ever",
-                                 param_hint="--max-bodies-mb")
+    # Before minutes of loading, as every other option
+    if (problem := bodies_bound_problem(max_bodies_mb, max_body_mb, max_json_mb)) is not None:
+        raise typer.BadParameter(problem, param_hint="--max-bodies-mb")
     with user_errors(ValueError):
         # A checkpoint a running `bbuvl train` is saving (its run/final, a checkpoint-N its rotation deletes) loaded
         # half written, or the weights of one save and the config of the next.

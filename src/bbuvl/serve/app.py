@@ -44,6 +44,14 @@ READ = ["GET", "HEAD"]
 logger = logging.getLogger("bbuvl.serve")
 
 
+def bodies_bound_problem(max_bodies_mb: float, max_body_mb: float, max_json_mb: float) -> str | None:
+    """Why a bound of `max_bodies_mb` on the bodies held at once cannot hold the largest single body, or None."""
+    if max_bodies_mb >= max(max_body_mb, max_json_mb):
+        return None
+    return (f"{max_bodies_mb:g} MiB is less than one body may be (--max-body-mb {max_body_mb:g}, --max-json-mb "
+            f"{max_json_mb:g}): the largest would be refused 503 for ever")
+
+
 @dataclass
 class ServeSettings:
     """How a server batches, limits and answers (the `bbuvl serve` options)."""
@@ -65,10 +73,8 @@ class ServeSettings:
     max_waiting_mp: float = 400.0  # megapixels of uploads' own pixels kept at once for --fewshot or tiles (pixels.py)
 
     def __post_init__(self) -> None:
-        if self.max_bodies_mb < max(self.max_body_mb, self.max_json_mb):
-            raise ValueError(f"--max-bodies-mb ({self.max_bodies_mb:g}) is less than a single body may be "
-                             f"(--max-body-mb {self.max_body_mb:g}, --max-json-mb {self.max_json_mb:g}): the largest "
-                             "would be refused 503 for ever")
+        if (problem := bodies_bound_problem(self.max_bodies_mb, self.max_body_mb, self.max_json_mb)) is not None:
+            raise ValueError(f"--max-bodies-mb {problem}")
 
     @property
     def photo_limit(self) -> BodyLimit:
