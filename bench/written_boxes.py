@@ -5,8 +5,8 @@
 
 AP50 says how many boxes score; this says by how much the others miss, which tells a place that is almost right
 (a few pixels off, more steps may close it) from one that is not yet a place at all (a vision token or more away,
-another size). For each box written with a label of `--category` (hierarchy level 1, the part before the first
-`/`), the labelled box of that category on the same photo whose centre is nearest its centre is found; printed:
+another size). For each box written with a label of `--category` (hierarchy level 1, as `bbuvl eval --level 1`
+reads it), the labelled box of that category on the same photo whose centre is nearest its centre is found; printed:
 - boxes written, and labelled, of the category;
 - the share of written boxes whose centre lies inside that nearest labelled box;
 - the distance between the two centres, in pixels of the photo (quartiles);
@@ -27,14 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from bbuvl.data.boxes import box_iou
+from bbuvl.data.labels import label_at_level
 from bbuvl.data.schema import read_records
 from bbuvl.eval.predictions import align_predictions, read_predictions
 
 SCREWS = "螺丝连接点"
-
-
-def _category(label: str) -> str:
-    return label.split("/", 1)[0]
 
 
 def _centre(box: np.ndarray) -> np.ndarray:
@@ -53,11 +50,11 @@ def written_rows(pred: Path, gt: Path, category: str) -> tuple[list[dict[str, fl
     rows: list[dict[str, float]] = []
     labelled = 0
     for record, line in zip(records, alignment.predictions):
-        truth = np.array([o.bbox_2d for o in record.objects if _category(o.desc) == category], dtype=np.float64)
+        truth = np.array([o.bbox_2d for o in record.objects if label_at_level(o.desc, 1) == category], dtype=np.float64)
         labelled += len(truth)
         if line is None:
             continue
-        written = [o["bbox_2d"] for o in line.objects if _category(o["label"]) == category]
+        written = [o["bbox_2d"] for o in line.objects if label_at_level(o["label"], 1) == category]
         for place, box in enumerate(np.array(written, dtype=np.float64).reshape(-1, 4)):
             if len(truth) == 0:
                 rows.append({"place": place, "inside": 0.0, "distance": float("nan"), "ratio": float("nan"), "hit": 0.0})
@@ -79,7 +76,7 @@ def summary(rows: list[dict[str, float]]) -> str:
     """One line: written, centre inside, centre distance quartiles, side ratio, share at IoU >= 0.5."""
     if not rows:
         return "none written"
-    placed = [r for r in rows if r["distance"] == r["distance"]]  # NaN: a photo with none of the category
+    placed = [r for r in rows if not np.isnan(r["distance"])]  # NaN: a photo with none of the category
     quartiles = statistics.quantiles([r["distance"] for r in placed], n=4, method="inclusive") if len(placed) > 1 else [float("nan")] * 3
     ratio = statistics.median(r["ratio"] for r in placed) if placed else float("nan")
     return (f"{len(rows)} written; centre inside {np.mean([r['inside'] for r in rows]):.2f}; centre to the nearest "
