@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-IMAGE_PROCESSOR_GONE = "preprocessor_config.json, or an image_processor in processor_config.json,"
+IMAGE_PROCESSOR_GONE = "preprocessor_config.json (or an image_processor in processor_config.json)"
 
 
 def remove_file(folder: Path, name: str) -> str:

@@ -108,6 +108,16 @@ def test_a_checkpoint_missing_a_file_transformers_loads_is_refused_naming_it_bef
         read_model_folder(broken)
 
 
+def test_a_checkpoint_missing_several_files_names_each_once_in_one_list(trained_checkpoint, tmp_path):
+    import shutil
+
+    broken = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, broken)
+    gone = [remove_file(broken, name) for name in ("preprocessor_config.json", "tokenizer_config.json")]
+    with pytest.raises(CheckpointError, match=re.escape(f"incomplete or damaged checkpoint ({', '.join(gone)} missing)")):
+        read_model_folder(broken)
+
+
 @pytest.mark.parametrize("video", [True, False], ids=["with its video processor", "image processor alone"])
 def test_a_checkpoint_saved_with_a_video_processor_is_whole_and_loads_and_predicts(trained_checkpoint, tmp_path, video):
     """Where torchvision imports (the GPU machines), transformers loads the stock processor, whose save nests the

@@ -168,16 +168,15 @@ def is_plain_model_folder(directory: str | Path) -> bool:
 def missing_model_files(directory: Path) -> list[str]:
     """The files transformers loads a checkpoint from that are not in it: without them its errors name other things
     ("Unrecognized model", "Can't load video processor", "config and tokenizer disagree")."""
-    adapter = (directory / "adapter_model.safetensors").is_file()
-    wanted = ["adapter_config.json" if adapter else "config.json", "tokenizer_config.json"]
-    missing = [name for name in wanted if not (directory / name).is_file()]
+    config = "adapter_config.json" if (directory / "adapter_model.safetensors").is_file() else "config.json"
     try:
         has_image_processor = saved_image_processor(directory) is not None
     except ValueError:
         has_image_processor = True  # there, but damaged: json_problem names the file
+    missing = [] if (directory / config).is_file() else [config]
     if not has_image_processor:
-        missing.insert(1, f"{IMAGE_PROCESSOR_FILE}, or an image_processor in {PROCESSOR_CONFIG_FILE},")
-    return missing
+        missing.append(f"{IMAGE_PROCESSOR_FILE} (or an image_processor in {PROCESSOR_CONFIG_FILE})")
+    return missing + ([] if (directory / "tokenizer_config.json").is_file() else ["tokenizer_config.json"])
 
 
 def start_folder_problem(directory: str | Path) -> str | None:
