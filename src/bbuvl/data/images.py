@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, BinaryIO, Iterator, Sequence
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from bbuvl.data.coords import oriented_size
-from bbuvl.data.input_paths import NOTHING_THERE, file_kind
+from bbuvl.data.input_paths import NOTHING_THERE, file_kind, name_problem
 from bbuvl.data.names import url_scheme, windows_drive
 
 if TYPE_CHECKING:
@@ -284,10 +284,8 @@ def _named_errors(path: Path, doing: str) -> Iterator[None]:
         raise ImageError(f"{path}: image too large to decode safely ({e}): save it at a lower resolution first{also}; "
                          "no model frame holds more than a few megapixels") from None
     except (OSError, SyntaxError, ValueError) as e:  # truncated / corrupt data, or a name no file can have
-        if "\0" in str(path):  # a name from data (a dataset line, a COCO entry), not from the disk
-            raise ImageError(f"{path}: no file name holds a NUL character") from None
-        if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:
-            raise ImageError(f"{path}: a file name longer than this system allows") from None
+        if (why := name_problem(path)) is not None:
+            raise ImageError(f"{path}: {why}") from None
         if isinstance(e, OSError) and e.errno == errno.ELOOP:
             raise ImageError(f"{path}: a symbolic link that never reaches a file (its links lead in a loop)") from None
         raise ImageError(f"{path}: cannot {doing}: {e}") from None

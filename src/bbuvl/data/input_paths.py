@@ -9,6 +9,7 @@ gave it; `file_inside` refuses such a name unless the user allows it.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -81,6 +82,19 @@ def file_kind(path: Path) -> str | None:
         return next((what for what, test in tests if test()), "no such file")
     except (OSError, ValueError):  # a name too long for the system, or a NUL in it
         return "no such file"
+
+
+def name_problem(path: Path) -> str | None:
+    """Why no file on this system can have `path`'s name (a NUL in it, or longer than the system allows), as a
+    phrase; None for a name a file can have, there or not. Open's own OSError names the path alone."""
+    if "\0" in str(path):  # a name from data (a dataset line, a COCO entry), not from the disk
+        return "no file name holds a NUL character"
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            return "a file name longer than this system allows"
+    return None
 
 
 def require_folder(path: Path, what: str) -> Path:

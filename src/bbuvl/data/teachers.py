@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import errno
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from bbuvl.data.input_paths import NOTHING_THERE, file_kind
+from bbuvl.data.input_paths import NOTHING_THERE, file_kind, name_problem
 from bbuvl.data.near_copies import copy_groups, near_copies, photo_prints
 from bbuvl.data.relocate import relocate_record
 from bbuvl.data.schema import (DatasetError, ImageRecord, Sample, once_each, read_lines, require_photos,
@@ -116,13 +114,8 @@ def photos_found(rows: Iterable[tuple[int, Sample]], dataset: str | Path) -> Non
 def _not_a_photo(path: Path) -> str | None:
     """Why no photo can be read at `path` (None when a file is there). A name longer than the system allows was an
     OSError naming the photo alone, never the dataset line that holds it."""
-    try:
-        os.stat(path)
-    except OSError as e:
-        if e.errno == errno.ENAMETOOLONG:
-            return "a file name longer than this system allows"
-    except ValueError:
-        return "no file name holds a NUL character"
+    if (why := name_problem(path)) is not None:
+        return why
     kind = file_kind(path)
     if kind is None:
         return None
