@@ -203,3 +203,20 @@ def test_a_kept_line_eval_would_not_read_is_predicted_again_and_named(predicted,
     read = {p.image: p for p in read_predictions(run["out"])}  # eval reads the whole file now
     assert len(read) == 2 and all(type(v) is float for o in read[lines[0]["image"]].objects for v in o["bbox_2d"])
     resumed(again(run))
+
+
+def test_predict_names_the_dataset_line_of_each_photo_it_could_not_read(trained_checkpoint, small_dataset, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(small_dataset / "images", data / "images")
+    records = [json.loads(line) for line in (small_dataset / "val.jsonl").read_text(encoding="utf-8").splitlines()]
+    (data / "images" / "cut.jpg").write_bytes(b"\xff\xd8\xff")  # a JPEG cut short after its first bytes
+    records.insert(1, {**records[0], "images": ["images/cut.jpg"]})
+    gt = data / "val.jsonl"
+    gt.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    out = tmp_path / "pred.jsonl"
+    result = invoke(["predict", "-c", trained_checkpoint, "-i", gt, "-o", out, "--mode", "head", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    # the photo's name alone sent the user searching val.jsonl for the line to fix
+    assert f"error: {gt}:2: image images/cut.jpg: " in text, text
+    assert "1 with errors" in text

@@ -158,8 +158,9 @@ def predict(
         if mode == "teachers":
             read_teachers(source, cfg.inference.num_teachers)  # a bad or empty file is refused before the model loads
         skipped: Counter[str] = Counter()
-        job = PredictJob(photo_names(input, skipped), out, mode, 1, source=str(real_path(input)),
-                         checkpoint=str(real_path(checkpoint)), root=input_root(input))
+        lines: dict[str, str] = {}
+        job = PredictJob(photo_names(input, skipped, lines), out, mode, 1, source=str(real_path(input)),
+                         checkpoint=str(real_path(checkpoint)), root=input_root(input), lines=lines)
         if (note := skipped_note(input, skipped)) is not None:
             console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
         job.key = predict_key(job, checkpoint, cfg, given, source if mode == "teachers" else None, labels, lang,

@@ -16,7 +16,7 @@ import os
 import time
 from collections import Counter
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator
 
@@ -45,6 +45,9 @@ class PredictJob:
     checkpoint: str = ""
     root: Path | None = None  # the folder the names are relative to (`input_root` of the source)
     key: ResumeKey | None = None  # what decides its lines (infer/resume_key.py); None: compared by path alone
+    # Where a JSONL input lists each photo ("val.jsonl:12"), for the errors: the photo's name alone sent the user
+    # searching the file for the line to fix. Empty for a folder, whose photos are their own names.
+    lines: dict[str, str] = field(default_factory=dict)
 
     def photos(self) -> list[tuple[str, Path]]:
         """(name, file) of every photo, for the resume key."""
@@ -68,10 +71,11 @@ class PredictJob:
         return image if rel.startswith("..") else Path(rel).as_posix()
 
 
-def photo_names(path: str | Path, skipped: Counter[str] | None = None) -> list[str]:
+def photo_names(path: str | Path, skipped: Counter[str] | None = None, lines: dict[str, str] | None = None) -> list[str]:
     """The photos of a folder (recursive, sorted, relative to it) or a dataset JSONL (student images as it writes
     them, in file order), each named as the user named it: symbolic links are not resolved, so two links to one
-    file are two photos with their own names. A folder's other files are counted into `skipped` by suffix."""
+    file are two photos with their own names. A folder's other files are counted into `skipped` by suffix; a
+    JSONL's line of each photo goes into `lines` ("val.jsonl:12")."""
     path = Path(path)
     if path.is_dir():
         skipped = Counter() if skipped is None else skipped
@@ -88,6 +92,8 @@ def photo_names(path: str | Path, skipped: Counter[str] | None = None) -> list[s
     # A photo on two lines would get two output lines of one name, and a resume would keep one of them.
     rows = once_each(read_lines(path), path)
     refuse_every_photo_gone(path, rows)
+    if lines is not None:
+        lines.update((sample.student.image, f"{path}:{line}") for line, sample in rows)
     return require_photos([sample.student.image for _, sample in rows], path)
 
 
@@ -275,7 +281,8 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
                     raise OSError(e.errno, f"{part}: writing predictions failed ({e.strerror or e}); the "
                                   f"{len(done) + written} images written before are kept: fix the cause and re-run "
                                   "the same command to resume") from e
-                failed += [f"{name}: {str(line['error']).removeprefix(f'{path}: ')}"
+                failed += [(f"{job.lines[name]}: image {name}" if name in job.lines else name)
+                           + f": {str(line['error']).removeprefix(f'{path}: ')}"
                            for name, path, line in zip(chunk, paths, lines) if line.get("error") is not None]
                 cut += sum(bool(line.get("cut")) for line in lines)
                 written += len(chunk)
