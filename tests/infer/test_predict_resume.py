@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -203,6 +204,25 @@ def test_a_kept_line_eval_would_not_read_is_predicted_again_and_named(predicted,
     read = {p.image: p for p in read_predictions(run["out"])}  # eval reads the whole file now
     assert len(read) == 2 and all(type(v) is float for o in read[lines[0]["image"]].objects for v in o["bbox_2d"])
     resumed(again(run))
+
+
+@pytest.mark.parametrize(("edit", "says"), [
+    (lambda text: re.sub(r'"width": \d+', '"width": 1' + "0" * 4400, text, count=1),
+     "width: expected the photo's width in pixels (a whole number, or null), got inf"),
+    (lambda text: text.replace('"height": ', '"height": 1, "height": ', 1),
+     'invalid JSON: key "height" appears twice in one object'),
+], ids=["an integer of 4,400 digits", "a key named twice"])
+def test_a_kept_line_eval_reads_as_an_error_is_named_when_predicted_again(predicted, tmp_path, edit, says):
+    """A line holding an integer past 4,300 digits was predicted again as if a kill had cut it, and named nowhere; a
+    key named twice was kept with its last value, where eval refuses the line."""
+    run = fresh(predicted, tmp_path)
+    first, second = run["out"].read_text(encoding="utf-8").splitlines()
+    run["out"].write_text(edit(first) + "\n" + second + "\n", encoding="utf-8")
+    r = again(run)
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "1 predicted" in text and "1 already in" in text, text
+    assert f"note: {run['out']}:1: " in text and says in text, text
 
 
 def test_predict_names_the_dataset_line_of_each_photo_it_could_not_read(trained_checkpoint, small_dataset, tmp_path):

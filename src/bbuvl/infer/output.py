@@ -29,7 +29,7 @@ from typing import Any
 
 from bbuvl.atomic import temporary_name_bytes, write_bytes_atomic, write_text_atomic
 from bbuvl.data.input_paths import NOTHING_THERE, file_kind
-from bbuvl.data.jsonfile import read_json
+from bbuvl.data.jsonfile import DuplicateKeyError, parse_json, read_json
 from bbuvl.data.schema import DatasetError
 from bbuvl.outputs import OutputConflict, name_max
 from bbuvl.outputs import OutputLock as _OutputLock
@@ -284,7 +284,12 @@ def repair_output(path: Path, rewrite: bool = True) -> tuple[set[str], Repair]:
 def _image_of(line: bytes, path: Path, no: int, report: Repair) -> str | None:
     """The photo line `no` of `path` predicts, None when it is damaged (why in `report` when eval would name it)."""
     try:
-        data = json.loads(line)
+        # As eval reads it (iter_json_lines): an integer past 4,300 digits was a ValueError here, taken for a line cut
+        # short and predicted again without a word, and a key named twice was read with its last value
+        data = parse_json(line)
+    except DuplicateKeyError as e:
+        report.unreadable.append(str(DatasetError(path, no, f"invalid JSON: {e}")))
+        return None
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None  # cut short by a kill or a full disk: what a resume is for
     image = data.get("image") if isinstance(data, dict) else None
