@@ -10,6 +10,7 @@ file holds exactly the tensors, shapes and finite values the run config builds.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sys
@@ -45,8 +46,6 @@ def long_integer_line(path: Path) -> int | None:
     """The line of an integer in the JSON file `path` longer than Python's json reads, or None. Our reader takes it as
     inf (data/jsonfile.py), transformers' raised "Exceeds the limit (4300 digits)", naming no file, once weights
     had loaded."""
-    import json
-
     limit = sys.get_int_max_str_digits()
     raw = path.read_bytes()
     found = re.search(rb"[0-9]{%d}" % (limit + 1), raw) if limit > 0 else None
