@@ -19,7 +19,7 @@ from bbuvl.encode.positions import mrope_positions
 from bbuvl.data.families import family_of
 from bbuvl.model.loading import load_model_and_processor
 from bbuvl.model.processor import Qwen2_5_VLImageOnlyProcessor, Qwen3VLImageOnlyProcessor
-from bbuvl.tiny.configs import interleaved_mrope_section, layer_types, mrope_section
+from bbuvl.tiny.configs import TinySizes, interleaved_mrope_section, layer_types, mrope_section, shape_problem
 from bbuvl.tiny.model import build_tiny_model, count_saved_parameters
 from bbuvl.tiny.tokenizer import EOS_TOKEN, PAD_TOKEN, QWEN_SPECIAL_TOKENS, THINK_TOKENS, train_tokenizer
 
@@ -340,3 +340,14 @@ def test_cli_builds_each_family(tmp_path):
     assert "tiny Qwen3.5" in result.output and family_of(tmp_path / "q35").model_type == "qwen3_5"
     bad = CliRunner().invoke(app, ["model", "tiny", str(tmp_path / "bad"), "--family", "qwen9"])
     assert bad.exit_code == 2 and "supported" in bad.output
+
+
+def test_sizes_no_model_takes_are_named_in_the_callers_words():
+    # One rule, two wordings: the builder's arguments, or the options `bbuvl model tiny` was typed with.
+    assert shape_problem(128, 4, 2, 64, 4) is None
+    assert shape_problem(130, 4, 2, 65, 4) == ("hidden 130 must divide by heads 4, and heads by kv_heads 2; "
+                                               "vision_hidden 65 must divide by vision_heads 4")
+    cli = shape_problem(128, 4, 3, 64, 4, name=lambda a: "--" + a.replace("_", "-"))
+    assert cli == "--hidden 128 must divide by --heads 4, and --heads by --kv-heads 3"
+    with pytest.raises(ValueError, match="hidden 130 must divide by heads 4"):
+        TinySizes(130, 2, 4, 2, 2, 64, 4)

@@ -36,18 +36,18 @@ def _check_tiny_size(hidden: int, layers: int, vision_hidden: int, vision_depth:
 
 def _check_tiny_shape(family: str, hidden: int, heads: int, kv_heads: int, vision_hidden: int, vision_heads: int,
                       min_pixels: int | None, max_pixels: int | None) -> None:
-    """Fail, naming the options, on sizes no model can take, before the seconds its tokenizer takes to train: the
-    builder's own words named its arguments ('hidden (130) must divide by heads (4)'), not the options typed."""
+    """Fail, naming the options typed, on sizes no model can take, before the seconds its tokenizer takes to train."""
     from bbuvl.data.families import get_family
 
     try:
         get_family(family)
     except ValueError as e:
         fail(f"--family {family}: {e}")
-    if hidden % heads or heads % kv_heads:
-        fail(f"--hidden {hidden} must divide by --heads {heads}, and --heads by --kv-heads {kv_heads}")
-    if vision_hidden % vision_heads:
-        fail(f"--vision-hidden {vision_hidden} must divide by --vision-heads {vision_heads}")
+    from bbuvl.tiny.configs import shape_problem
+
+    problem = shape_problem(hidden, heads, kv_heads, vision_hidden, vision_heads, name=lambda a: "--" + a.replace("_", "-"))
+    if problem:
+        fail(problem)
     if min_pixels is not None and max_pixels is not None and min_pixels > max_pixels:
         fail(f"--min-pixels {min_pixels} must not exceed --max-pixels {max_pixels}")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from transformers import PretrainedConfig, Qwen2_5_VLConfig, Qwen3VLConfig
 
@@ -37,16 +37,26 @@ class TinySizes:
     vision_heads: int
 
     def __post_init__(self) -> None:
-        if self.hidden % self.heads or self.heads % self.kv_heads:
-            raise ValueError(f"hidden ({self.hidden}) must divide by heads ({self.heads}), "
-                             f"and heads by kv_heads ({self.kv_heads})")
-        if self.vision_hidden % self.vision_heads:
-            raise ValueError(f"vision_hidden ({self.vision_hidden}) must divide by vision_heads ({self.vision_heads})")
+        problem = shape_problem(self.hidden, self.heads, self.kv_heads, self.vision_hidden, self.vision_heads)
+        if problem:
+            raise ValueError(problem)
 
     @property
     def head_dim(self) -> int:
         """Text attention head size."""
         return self.hidden // self.heads
+
+
+def shape_problem(hidden: int, heads: int, kv_heads: int, vision_hidden: int, vision_heads: int,
+                  name: Callable[[str], str] = str) -> str | None:
+    """Why no model can take these sizes, each named by `name` (the builder's argument, or a CLI's option), or None."""
+    problems = []
+    if hidden % heads or heads % kv_heads:
+        problems.append(f"{name('hidden')} {hidden} must divide by {name('heads')} {heads}, "
+                        f"and {name('heads')} by {name('kv_heads')} {kv_heads}")
+    if vision_hidden % vision_heads:
+        problems.append(f"{name('vision_hidden')} {vision_hidden} must divide by {name('vision_heads')} {vision_heads}")
+    return "; ".join(problems) or None
 
 
 def mrope_section(head_dim: int) -> list[int]:
