@@ -8,7 +8,6 @@ torch, and `bbuvl predict` must say it in one line.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -19,7 +18,6 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
-from bbuvl.model.checkpoint_files import holds_inf
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -130,12 +128,3 @@ def test_predict_names_the_damaged_file_in_one_line_before_loading_weights(copy,
                                  str(tmp_path / "p.jsonl"), "--mode", "head", "--device", "cpu"], env={"COLUMNS": "300"})
     assert r.exit_code == 2 and "Traceback" not in r.output, r.output
     assert "prompt.json: holds an array, expected a JSON object" in " ".join(r.output.split())
-
-
-def test_only_a_file_holding_a_number_too_long_for_a_float_is_read_again_for_one_too_long_for_python():
-    # Our reader takes a number of more than ~300 digits as inf; only then is the file scanned for Python's limit.
-    deep: list = [1.0]
-    for _ in range(20_000):  # deeper than any recursion limit: the walk is a loop
-        deep = [deep]
-    assert not holds_inf({"a": [1, 2.5, {"b": "inf", "c": None}], "d": deep})
-    assert holds_inf({"a": [0, {"b": [math.inf]}]}) and holds_inf(-math.inf)

@@ -36,25 +36,10 @@ def json_problem(folder: Path) -> str | None:
             return str(e).replace(f"{path}: ", f"{path.name}: ", 1)
         if not isinstance(data, dict):
             return f"{path.name}: holds {json_kind(data)}, expected a JSON object ({{...}})"
-        if holds_inf(data) and (line := long_integer_line(path)) is not None:
+        if (line := long_integer_line(path)) is not None:
             return (f"{path.name}: line {line}: a number of more than {sys.get_int_max_str_digits():,} digits, which "
                     "Python's JSON reader, and through it transformers, refuses")
     return None
-
-
-def holds_inf(value: Any) -> bool:
-    """Whether a parsed JSON value holds an infinite number anywhere: what our reader makes of an integer too long for a
-    float (data/jsonfile.py), so that only such a file is read a second time for one too long for Python's json."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, float) and math.isinf(item):
-            return True
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
 
 
 def long_integer_line(path: Path) -> int | None:
