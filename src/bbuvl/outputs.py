@@ -657,7 +657,9 @@ def replacing(outputs: Iterable[Path]) -> Iterator[None]:
 
     Call it only on outputs the command holds by `claim_outputs` (its own, or given up with --overwrite). A kill
     leaves the earlier outputs aside as `.NAME.PID.*.tmp` (removed by the next run, as atomic.py's temporaries are)
-    and the killed run's unrecorded half under the real names, which the same command then redoes (see above).
+    and the killed run's unrecorded half under the real names, which the same command then redoes (see above). Not
+    atomic.py's `.old`, which the next writer of one name puts back: outputs set aside together must come back
+    together, and one put back alone would stand beside another's half from the killed run (docs/outputs.md).
     """
     paths = [output_path(p) for p in outputs]
     for path in paths:
