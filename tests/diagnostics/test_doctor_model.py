@@ -16,7 +16,7 @@ from tests.model_folders import remove_file
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
-EXPECTED = ["parameter groups", "stored tensors", "special tokens", "image-pad tokens", "chat template",
+EXPECTED = ["saved files", "parameter groups", "stored tensors", "finite weights", "special tokens", "image-pad tokens", "chat template",
             "tokenizer round trip", "detection head", "coordinate contract", "prompt labels"]
 
 
@@ -44,6 +44,27 @@ def test_checkpoint_with_a_stored_parameter_outside_all_groups_fails_naming_it(t
     flat = "".join(c for c in result.output if not c.isspace() and c != "│")
     # Loading refuses it first, naming it (model/loading.py: weights that config.json's model does not have).
     assert "FAIL" in flat and "arenotinthemodelitsconfig.jsonbuilds(extra_gate)" in flat, result.output
+
+
+def test_a_weight_holding_nan_fails_naming_the_tensor_and_the_changed_file(trained_checkpoint, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, broken)
+    weights = load_file(broken / "model.safetensors")
+    name = sorted(weights)[0]
+    weights[name].view(-1)[:3] = float("nan")  # what a flipped sign-and-exponent byte on disk reads as
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    report = diagnose_model(broken)
+    checks = {c.name: c for c in report.checks}
+    assert checks["finite weights"].status == "fail" and "(3 of " in checks["finite weights"].detail
+    assert name.split(".")[-2] in checks["finite weights"].detail, checks["finite weights"].detail
+    saved = checks["saved files"]
+    assert saved.status == "warn" and "changed since training saved them: model.safetensors" in saved.detail, saved.detail
+    (broken / "prompt.json").unlink()  # now it cannot load at all: the saved files still say what changed
+    report = diagnose_model(broken)
+    assert [c.name for c in report.checks] == ["saved files", "load"]
+    assert "gone: prompt.json" in report.checks[0].detail and "model.safetensors" in report.checks[0].detail
 
 
 def test_a_trainable_parameter_added_in_code_outside_all_groups_fails_naming_it(predictor):
@@ -93,5 +114,6 @@ def test_a_checkpoint_missing_a_file_transformers_loads_fails_the_load_check_nam
     report = diagnose_model(broken)
     # Before: transformers' 'Unrecognized model ... Should have a `model_type` key', 'Can't load video processor' or
     # 'config and tokenizer disagree', none naming the file that is gone.
-    assert [(c.name, c.status, c.detail) for c in report.checks] == [
+    assert [(c.name, c.status, c.detail) for c in report.checks][1:] == [
         ("load", "fail", f"{broken}: incomplete or damaged checkpoint ({said} missing); use another checkpoint or re-copy it")]
+    assert report.checks[0].name == "saved files" and f"gone: {name} " in report.checks[0].detail

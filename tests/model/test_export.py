@@ -133,8 +133,17 @@ def photos(small_dataset, tmp_path_factory) -> Path:
     return folder
 
 
-def chosen_logprobs(checkpoint: Path, photos: list[Path], max_new_tokens: int) -> dict[str, list[float]]:
-    """The log-probability of each greedy choice as `bbuvl predict` decodes it (its Predictor, one photo a pass)."""
+def plain(folder: Path):  # noqa: ANN201 - a ModelFolder
+    """An exported folder as `bbuvl predict --labels FOLDER/labels.json` reads it."""
+    from bbuvl.model.checkpoint import read_model_folder
+
+    labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
+    return read_model_folder(folder, labels=labels["labels"], lang=labels["lang"])
+
+
+def chosen_logprobs(checkpoint: object, photos: list[Path], max_new_tokens: int) -> dict[str, list[float]]:
+    """The log-probability of each greedy choice as `bbuvl predict` decodes it (its Predictor, one photo a pass):
+    `checkpoint` a folder or a ModelFolder read from one."""
     from bbuvl.infer.predictor import Predictor
 
     predictor = Predictor.load(checkpoint, device="cpu")
@@ -225,6 +234,28 @@ def test_predict_on_an_exported_folder_answers_as_on_the_checkpoint_with_its_own
     assert predict_answers(exported, one, tmp_path / "exported.jsonl") == expected  # its labels.json, read by itself
     got = predict_answers(exported, one, tmp_path / "given.jsonl", "--labels", str(exported / "labels.json"))
     assert got == expected
+    # A few steps' answers are alike in any precision; their probabilities are not. The float32 export was run in
+    # bfloat16, the default for a folder without a run config, and its choices' log-probabilities were 0.02 off.
+    ours, theirs = (chosen_logprobs(folder, sorted(one.iterdir()), 12) for folder in (checkpoint, plain(exported)))
+    for name, logprobs in theirs.items():
+        assert logprobs == pytest.approx(ours[name], abs=1e-4), name
+
+
+def test_a_plain_folder_loads_in_the_dtype_its_config_records(portable, tmp_path):
+    import torch
+
+    from bbuvl.infer.predictor import Predictor
+
+    _, exported = portable
+    half = tmp_path / "half"
+    shutil.copytree(exported, half)
+    config = json.loads((half / "config.json").read_text(encoding="utf-8"))
+    assert config["dtype"] == "float32"
+    config["dtype"] = "bfloat16"
+    (half / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    for folder, dtype in ((exported, "float32"), (half, "bfloat16")):
+        predictor = Predictor.load(plain(folder), device="cpu")
+        assert {p.dtype for p in predictor.model.vlm.parameters()} == {getattr(torch, dtype)}, folder
 
 
 def test_a_checkpoint_of_the_demo_recipe_is_refused_naming_vision_positions_or_exported_with_their_ap_cost(

@@ -22,6 +22,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from bbuvl.config import Config
+from bbuvl.data.digests import file_digest
 from bbuvl.data.families import IMAGE_TOKEN
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.images import load_image
@@ -35,6 +36,7 @@ from bbuvl.model.checkpoint import ModelFolder, is_plain_model_folder, read_mode
 from bbuvl.model.checkpoint_files import TEMPLATE_FILE
 from bbuvl.model.processor import saved_pixel_range
 from bbuvl.model.export import LABELS_FILE as EXPORT_LABELS
+from bbuvl.model.identity import CHOSEN_LATER, DIGEST_FILE, recorded_digests
 from bbuvl.model.loading import check_special_tokens, special_token_ids
 from bbuvl.model.vlm import core_model
 from bbuvl.outputs import writer_at
@@ -149,6 +151,46 @@ def check_stored_tensors(directory: Path, model: Any) -> list[Check]:
     if not checks:
         checks.append(Check("stored tensors", "ok", f"all {len(stored)} stored tensors match the model's parameters"))
     return checks
+
+
+def check_finite(model: torch.nn.Module) -> list[Check]:
+    """Every floating-point weight and buffer loaded holds finite values, the tensors that do not named."""
+    bad, total = [], 0
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if not tensor.is_floating_point():
+            continue
+        total += 1
+        if not bool(torch.isfinite(tensor).all()):
+            bad.append(f"{name} ({int((~torch.isfinite(tensor)).sum()):,} of {tensor.numel():,} values)")
+    if not bad:
+        return [Check("finite weights", "ok", f"all {total} floating-point tensors hold finite values")]
+    # A head fed NaN fails its own check too, but that one names boxes, not the tensor or the file.
+    return [Check("finite weights", "fail", f"{len(bad)} tensor(s) hold NaN or inf, so every answer is garbage: "
+                  f"{', '.join(bad[:5])}" + (" ..." if len(bad) > 5 else "") + "; the file storing them is damaged "
+                  "(see 'saved files') or the run diverged before it saved")]
+
+
+def check_saved_files(directory: Path) -> list[Check]:
+    """The files `bbuvl train` recorded when it saved the checkpoint (`content_digest.json`) that are gone or changed
+    since; nothing for a folder that recorded none (an export, a base model)."""
+    recorded = {name: d for name, d in recorded_digests(directory).items() if name not in CHOSEN_LATER}
+    if not recorded:
+        return []
+    changed, gone = [], []
+    for name, saved in recorded.items():
+        try:  # hashed only when its stat differs from the record's (a copy): seconds for a 3B model's weights
+            now = file_digest(directory / name, name, {name: saved})
+        except OSError:
+            gone.append(name)
+            continue
+        if now.sha256 != saved.sha256:
+            changed.append(name)
+    if not changed and not gone:
+        return [Check("saved files", "ok", f"all {len(recorded)} files as training saved them ({DIGEST_FILE})")]
+    said = ([f"changed since training saved them: {', '.join(changed)}"] if changed else []) + (
+        [f"gone: {', '.join(gone)}"] if gone else [])
+    return [Check("saved files", "warn", f"{'; '.join(said)} ({DIGEST_FILE} records each file's SHA-256 as saved): "
+                  "copy the checkpoint again, unless the change is an edit of your own")]
 
 
 # --- tokens, template, head --------------------------------------------------------------------
@@ -379,6 +421,7 @@ def diagnose_model(checkpoint: str | Path, cfg: Config | None = None, image: str
     if is_plain_model_folder(directory) and (problem := start_folder_problem(directory)):
         report.checks.append(Check("load", "fail", f"{directory}: {problem}"))  # before transformers names a header or a video processor
         return report
+    report.checks.extend(check_saved_files(directory))  # before loading: a damaged file may be why it does not load
     try:
         if is_plain_model_folder(directory) and cfg is None:
             # Read as `bbuvl predict` reads it: its own processor's frame, generate mode, and an export's own labels.
@@ -399,7 +442,7 @@ def diagnose_model(checkpoint: str | Path, cfg: Config | None = None, image: str
         prepare_named(predictor, image)  # a photo no model frame holds is the user's to fix, named, not a check's crash
     checks, report.groups = check_groups(predictor.model, run_cfg)
     hierarchy = Hierarchy.load(run_cfg.data.hierarchy)
-    for part in (checks, check_stored_tensors(directory, predictor.model), check_tokens(predictor.model, predictor.processor),
+    for part in (checks, check_stored_tensors(directory, predictor.model), check_finite(predictor.model), check_tokens(predictor.model, predictor.processor),
                  template_checks(predictor, picture, directory),
                  check_head(predictor, picture), check_contract(directory, predictor, cfg), check_prompt(predictor, hierarchy)):
         report.checks.extend(part)

@@ -462,6 +462,19 @@ def export_frame(path: Path) -> CoordinateContract | None:
     return frame
 
 
+def stored_dtype(path: Path) -> str | None:
+    """The dtype a plain model folder's config.json records (`dtype`, or `torch_dtype` before transformers 4.56) when it
+    is one `model.dtype` takes; None for a hub id, or a folder recording none or another."""
+    file = path / "config.json"
+    if not file.is_file():
+        return None
+    config = read_json(file, "model config")
+    if not isinstance(config, dict):
+        return None
+    dtype = config.get("dtype", config.get("torch_dtype"))
+    return dtype if dtype in ("bfloat16", "float16", "float32") else None
+
+
 def _plain_folder(path: Path, labels: list[str], lang: str | None, cfg: Config | None) -> ModelFolder:
     from bbuvl.data.labels import Hierarchy
     from bbuvl.encode.prompts import system_prompt
@@ -476,6 +489,8 @@ def _plain_folder(path: Path, labels: list[str], lang: str | None, cfg: Config |
         budget = saved.get("max_new_tokens") if isinstance(saved, dict) else None
         if isinstance(budget, int) and not isinstance(budget, bool) and budget > 0:
             cfg.inference.max_new_tokens = budget  # the folder's own answer budget (`bbuvl model export` writes it)
+        if (stored := stored_dtype(path)) is not None:
+            cfg.model.dtype = stored  # as stock transformers loads the folder: an fp32 export run in bf16 answered otherwise
         if (frame := export_frame(path)) is not None:
             # An export frames each photo as its checkpoint did, where its processor's bounds and the default
             # vision-token budget framed some otherwise (a budget over 1,280 tokens, a photo scaled up past it).
