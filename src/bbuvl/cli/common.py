@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from bbuvl.data.input_paths import file_kind
+from bbuvl.data.named_photos import refuse_named_photos
 from bbuvl.data.text import spell_controls
 from bbuvl.outputs import Claim, OutputConflict
 from bbuvl.outputs import claim_outputs as _claim_outputs
@@ -121,7 +122,9 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
     What the command wrote is recorded as its own when it ends: all of it after success, after a failure only
     what it changed (`finish_claims`).
     """
+    files = list(files)
     with _claiming():
+        refuse_named_photos(inputs, files)  # before the ledger is read: `--overwrite` would have replaced the photo
         _CLAIMS.append(_claim_outputs(command, inputs, files, folders, overwrite))
 
 

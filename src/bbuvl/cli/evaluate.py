@@ -290,6 +290,7 @@ def _report_entries(report: Path) -> list[Path]:
 def check_not_read_through(pred: Path, gt: Path, checkpoint: str | None, files: list[Path], folders: list[Path]) -> None:
     """OutputConflict when an output lands on what eval reads through --pred and --gt without their naming it: the
     predictions' manifest, the checkpoint that wrote them, a folder replaced whole that holds --gt's photos."""
+    from bbuvl.data.named_photos import refuse_named_photos
     from bbuvl.infer.output import manifest_path
     from bbuvl.outputs import check_not_inputs
     from bbuvl.train.data_files import photo_folders
@@ -300,6 +301,7 @@ def check_not_read_through(pred: Path, gt: Path, checkpoint: str | None, files: 
     if checkpoint is not None:
         read["--pred's checkpoint"] = Path(checkpoint)
     check_not_inputs(read, files, folders)
+    refuse_named_photos({"--gt": gt, "--pred": pred}, files)  # a report's pr_curve.png among the photos was one
     # A report's worst/ and faults/ are replaced whole: with --overwrite, the photos in one were deleted. Beside
     # them, as in a flat dataset, is fine (what choose-tiles allows too).
     if folders:

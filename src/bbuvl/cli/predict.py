@@ -89,6 +89,7 @@ def predict(
     from bbuvl.infer.tiles import check_containers
     from bbuvl.model.checkpoint import CheckpointError
     from bbuvl.model.identity import identify
+    from bbuvl.data.named_photos import refuse_named_photos
     from bbuvl.outputs import check_not_inputs
 
     with user_errors(ValueError):
@@ -104,6 +105,7 @@ def predict(
         check_not_inputs({"--input": input, "--checkpoint": checkpoint, "--teachers": teachers, "--labels": labels,
                           "--hierarchy": hierarchy},
                          [out, manifest_path(out)])
+        refuse_named_photos({"--input": input, "--teachers": teachers}, [out, manifest_path(out)])
         # A checkpoint a running `bbuvl train` is saving (its run/final, a checkpoint-N its rotation deletes) loaded
         # half written, or the weights of one save and the config of the next, before anything else reads it.
         refuse_inputs_being_written({"--checkpoint": checkpoint, "--labels": labels, "--hierarchy": hierarchy})
