@@ -145,3 +145,22 @@ def test_a_photo_past_the_body_limit_shows_the_limit_and_the_option_that_raises_
     said = browser.find_element(By.ID, "status").text
     assert said.startswith("413 the body is 0.7 MiB") and "at most 0.5 MiB" in said, said
     assert "`bbuvl serve --max-body-mb N` (N in MiB)" in said, said
+
+
+def test_a_photo_the_browser_cannot_show_still_gets_its_findings_listed(browser, serve, photos, tmp_path):
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    client = serve()
+    tiff = tmp_path / "cabinet.tif"  # the server reads TIFF; Chromium shows none
+    Image.open(photos[0]).convert("RGB").save(tiff)
+    expected = client.detect_file(tiff).json()["objects"]
+    assert expected
+    browser.get(f"http://inspector:{client.key}@{client.host}:{client.port}/")
+    browser.find_element(By.ID, "file").send_keys(str(tiff))
+    # Before: the picture never loaded, nothing was listed and the status said "inspecting" for ever.
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "canvas").get_attribute("data-boxes") is not None)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#findings li")) == len(expected)
+    status = browser.find_element(By.ID, "status")
+    assert "cannot show image/tiff" in status.text and "error" not in (status.get_attribute("class") or ""), status.text

@@ -133,17 +133,29 @@
     }
     lastResult = body;
     const img = new Image();
-    img.onload = async () => {
-      // A canvas does not wait for web fonts: load the fallback CJK font first (no-op when a system one draws).
-      try { await document.fonts.load('16px "bbuvl-cjk"', "螺柜"); } catch (e) { /* drawn with what there is */ }
-      draw(img, body);
+    const show = (drawn) => {
       list(body);
       showVerdict(body.verdict);
       $("result").hidden = false;
       const bad = body.objects.filter(isProblem).length;
       say((VERDICT_TEXT[body.verdict.verdict] || body.verdict.verdict) + " · " + body.objects.length + " 个目标 · objects, "
-          + bad + " 个问题 · faults (" + body.timing_ms.total + " ms)");
+          + bad + " 个问题 · faults (" + body.timing_ms.total + " ms)" + (drawn ? "" : " · 此浏览器无法显示该图片 · this "
+          + "browser cannot show " + (file.type || "this file") + ": the findings are listed without the picture"));
       URL.revokeObjectURL(img.src);
+    };
+    img.onload = async () => {
+      // A canvas does not wait for web fonts: load the fallback CJK font first (no-op when a system one draws).
+      try { await document.fonts.load('16px "bbuvl-cjk"', "螺柜"); } catch (e) { /* drawn with what there is */ }
+      draw(img, body);
+      show(true);
+    };
+    // The server reads TIFF, which browsers do not: the answer is listed anyway, where the page waited for a picture
+    // that never loaded and said "inspecting" forever.
+    img.onerror = () => {
+      const canvas = $("canvas");
+      canvas.width = canvas.height = 0;
+      canvas.dataset.boxes = "0";
+      show(false);
     };
     img.src = URL.createObjectURL(file);
   }
