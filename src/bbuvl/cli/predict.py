@@ -83,13 +83,13 @@ def predict(
     from bbuvl.infer.output import (check_manifest_name, check_name_room, check_ours, check_output, check_plain_file,
                                     discard_output, input_root, manifest_path)
     from bbuvl.data.faults import Faults
+    from bbuvl.data.named_photos import refuse_named_photos
     from bbuvl.infer.predictor import Predictor, read_teachers, region_batch
     from bbuvl.infer.verdict import (checkpoint_verdict, hierarchy_judges_none, lone_threshold_problem, run_file_missing,
                                      verdict_counts)
     from bbuvl.infer.tiles import check_containers
     from bbuvl.model.checkpoint import CheckpointError
     from bbuvl.model.identity import identify
-    from bbuvl.data.named_photos import refuse_named_photos
     from bbuvl.outputs import check_not_inputs
 
     with user_errors(ValueError):

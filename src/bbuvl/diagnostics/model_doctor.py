@@ -442,8 +442,8 @@ def diagnose_model(checkpoint: str | Path, cfg: Config | None = None, image: str
         prepare_named(predictor, image)  # a photo no model frame holds is the user's to fix, named, not a check's crash
     checks, report.groups = check_groups(predictor.model, run_cfg)
     hierarchy = Hierarchy.load(run_cfg.data.hierarchy)
-    for part in (checks, check_stored_tensors(directory, predictor.model), check_finite(predictor.model), check_tokens(predictor.model, predictor.processor),
-                 template_checks(predictor, picture, directory),
+    for part in (checks, check_stored_tensors(directory, predictor.model), check_finite(predictor.model),
+                 check_tokens(predictor.model, predictor.processor), template_checks(predictor, picture, directory),
                  check_head(predictor, picture), check_contract(directory, predictor, cfg), check_prompt(predictor, hierarchy)):
         report.checks.extend(part)
     return report
