@@ -155,7 +155,8 @@ def build_export(src: Path) -> None:
     shape_a(src / "l_ratio.json", [feature(OBJ, "线缆")], info=(100, 100))
     shape_a(src / "m_orphan.json", [feature(OBJ, "线缆")], info=SIZE)
     save_jpeg(drawn(), src / "n_lonely.jpg")
-    save_jpeg(drawn(), src / "o_dup.jpg")
+    # One JSON, and an image of its name in each of two other folders: which one it annotates is a guess.
+    save_jpeg(drawn(), src / "site2" / "o_dup.jpg")
     drawn().save(src / "site1" / "o_dup.png")
     shape_a(src / "o_dup.json", [feature(OBJ, "线缆")], info=SIZE)
 

@@ -62,6 +62,27 @@ def test_photos_of_two_sites_numbered_alike_by_their_cameras_are_two_photos_each
     assert code == 0, said
 
 
+def test_a_photo_not_annotated_yet_in_a_third_folder_loses_no_site_its_photo_of_that_name(tmp_path: Path):
+    src, out = tmp_path / "export", tmp_path / "out"
+    for site, box, colour in (("site1", (4, 5, 30, 40), (200, 20, 20)), ("site2", (10, 10, 50, 44), (20, 20, 200))):
+        photo(src / site / "IMG_0001.jpg", colour=colour)  # photos alike would be folded into one
+        (src / site / "IMG_0001.json").write_text(vendor_text(box=box), encoding="utf-8")
+    photo(src / "site3" / "IMG_0001.jpg", colour=(20, 200, 20))  # its annotation still to come
+    photo(src / "site4" / "IMG_0002.jpg", colour=(200, 200, 20))
+    (src / "site4" / "IMG_0002.json").write_text(vendor_text(), encoding="utf-8")
+    (src / "site5").mkdir()
+    (src / "site5" / "IMG_0002.json").write_text(vendor_text(), encoding="utf-8")  # its photo missing
+    code, said = run("convert", src, out, "--workers", "1", "--val-ratio", "0")
+    assert code == 0, said
+    # Before: every IMG_0001 lost as one "ambiguous stem" error, counted as one photo failed with no objects lost.
+    assert sorted(r.id for r in read_records(out / "train.jsonl")) == ["site1/IMG_0001", "site2/IMG_0001",
+                                                                        "site4/IMG_0002"]
+    errors = {e["file"]: e["reason"] for e in map(json.loads, (out / "errors.jsonl").read_text(encoding="utf-8").splitlines())}
+    assert errors == {"site3/IMG_0001.jpg": "image has no annotation JSON named 'IMG_0001.json' in its folder",
+                      "site5/IMG_0002.json": "no image named 'IMG_0002' in its folder, where several folders hold files "
+                                             "of that name and each JSON is paired with the image beside it"}, errors
+
+
 def test_a_coco_file_among_the_vendor_annotations_is_named_as_one_with_the_command_that_reads_it(tmp_path: Path):
     from tests.data.test_hostile_inputs import errors_of
 

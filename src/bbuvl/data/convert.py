@@ -211,10 +211,10 @@ def _coco_file(path: Path) -> str | None:
 
 
 def _pairs_of_one_stem(stem: str, jsons: list[Path], images: list[Path], src: Path) -> list[Pair]:
-    """The photos of a stem that several JSON files or images have, when each folder holding files of it holds one
-    JSON and one image (cameras number alike: `IMG_0001` of two sites, each beside its JSON, are two photos), but for
-    at most one JSON and one image left, wherever they are. Otherwise which JSON is whose is a guess: one error
-    naming every file."""
+    """The photos of a stem that several JSON files or images have: each folder holding one JSON and one image of it
+    holds one photo (cameras number alike: `IMG_0001` of two sites, each beside its JSON, are two photos), and of the
+    files left, one JSON and one image wherever they are. Any other JSON left has no image, or any image no JSON, each
+    an error of its own; JSON files and images both left, which is whose is a guess: one error naming them."""
     found, left_json, left_image = [], list(jsons), list(images)
     for folder in sorted({p.parent for p in jsons} & {p.parent for p in images}):
         js, ims = [p for p in jsons if p.parent == folder], [p for p in images if p.parent == folder]
@@ -224,12 +224,20 @@ def _pairs_of_one_stem(stem: str, jsons: list[Path], images: list[Path], src: Pa
             left_image.remove(ims[0])
     if len(left_json) == len(left_image) == 1:
         found.append((left_json.pop(), left_image.pop()))
-    if left_json or left_image:
-        names = ", ".join(_rel(p, src) for p in jsons + images)
-        return [Pair(stem, jsons[0] if jsons else None, images[0] if images else None,
-                     f"ambiguous stem '{stem}': {names}; rename so each photo has exactly one JSON and one image with "
-                     "its name (in its folder, where several photos share a name)")]
-    return [Pair(stem, j, i, key=_rel(j, src).removesuffix(j.suffix)) for j, i in found]
+    # The photos paired in their own folders are kept whatever is left: one photo not annotated yet, in a third
+    # folder, lost the two sites' photos of its name with it, and the summary counted one photo failed.
+    pairs = [Pair(stem, j, i, key=_rel(j, src).removesuffix(j.suffix)) for j, i in found]
+    if left_json and left_image:
+        names = ", ".join(_rel(p, src) for p in left_json + left_image)
+        pairs.append(Pair(stem, left_json[0], left_image[0],
+                          f"ambiguous stem '{stem}': {names}; rename so each photo has exactly one JSON and one image "
+                          "with its name (in its folder, where several photos share a name)"))
+        return pairs
+    pairs += [Pair(stem, None, image, f"image has no annotation JSON named '{stem}.json' in its folder")
+              for image in left_image]
+    pairs += [Pair(stem, js, None, f"no image named '{stem}' in its folder, where several folders hold files of that "
+                   "name and each JSON is paired with the image beside it") for js in left_json]
+    return pairs
 
 
 def _rel(path: Path, src: Path) -> str:
