@@ -189,3 +189,18 @@ def test_a_part_under_two_pixels_wholly_inside_a_tile_is_in_that_tile_as_in_the_
     held = {t.id.split("@")[1]: [o.bbox_2d for o in t.objects] for t in read_records(out / "train.jsonl")}
     assert held["0,0,200x150"] == [[50.0, 50.0, 51.5, 51.5]] and held["0,0,400x300"] == [[50.0, 50.0, 51.5, 51.5]]
     assert not [p for p in check_dataset(out) if p.severity == "error"], check_dataset(out)
+
+
+def test_a_tile_with_boxes_left_out_as_a_copy_of_another_is_said_and_listed(tmp_path: Path):
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (800, 400), (255, 255, 255)).save(tmp_path / "images" / "w.png")  # a blank wall, cut in two alike
+    write_dataset(tmp_path / "d.jsonl", [ImageRecord(images=["images/w.png"], width=800, height=400, id="w", objects=[
+        ObjectAnn(bbox_2d=[500, 100, 600, 200], desc="标签贴纸")])])
+    r = CliRunner().invoke(app, ["data", "tile", str(tmp_path / "d.jsonl"), str(tmp_path / "out"), "--grid", "2x1",
+                                 "--overlap", "0", "--teachers", "0"])
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    # Before: the right tile, the one holding the label, was skipped without a word, its bytes the blank left tile's.
+    assert "1 tile(s) holding 1 box(es) left out" in said and "w__400_0_400x400.png (as images/train/w__0_0_400x400.png)" in said
+    copies = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))["tiles"]["copies_with_boxes_left_out"]
+    assert copies == [{"tile": "images/train/w__400_0_400x400.png", "same_as": "images/train/w__0_0_400x400.png", "boxes": 1}]

@@ -416,6 +416,13 @@ def tile(
         summary = tile_dataset(dataset, out, spec, num_teachers, sources=sources,
                                progress=lambda done, total: bar.update(task, completed=done, total=total))
     warn_long_paths([*outputs, out / IMAGES])
+    if copies := summary["tiles"]["copies_with_boxes_left_out"]:
+        first = copies[0]
+        console.print(f"warning: {len(copies)} tile(s) holding {sum(c['boxes'] for c in copies)} box(es) left out, "
+                      f"their pixels the same bytes as a tile written before (a featureless region cut twice: the same "
+                      f"photo twice is an error for `bbuvl data check`), the first {first['tile']} (as "
+                      f"{first['same_as']}); every one is listed in {out / 'summary.json'} "
+                      "(tiles.copies_with_boxes_left_out)", style="yellow", markup=False, soft_wrap=True)
     images, objects = summary["images"], summary["objects"]
     console.print(f"{images['train']} train and {images['val']} val tiles ({objects['train']} and {objects['val']} objects), "
                   f"grid {cols_rows[0]}x{cols_rows[1]}{', with each whole photo' if whole else ''} -> {out}", markup=False,

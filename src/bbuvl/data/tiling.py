@@ -16,7 +16,7 @@ import io
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from PIL import Image
 
@@ -109,15 +109,17 @@ def _shown(tile: ImageRecord) -> ImageRecord:
 
 
 def tile_record(record: ImageRecord, photo: Path, out: Path, name: str, spec: TileSpec,
-                written: set[str] | None = None, origin: str | None = None) -> list[ImageRecord]:
+                written: dict[str, str] | None = None, origin: str | None = None,
+                dropped: list[dict[str, Any]] | None = None) -> list[ImageRecord]:
     """The record's tiles (and itself, when `spec.whole`) written under `out/images/`, paths relative to `out`, their
     ids `origin` (default: the record's id, else `name`) and the region.
 
-    A tile whose bytes are already in `written` (digests; a flat background cut twice) is skipped: the same photo
-    twice in one dataset is an error for `bbuvl data check`, and teaches nothing new.
+    A tile whose bytes are already in `written` (digest -> the tile written with them; a flat background cut twice) is
+    skipped: the same photo twice in one dataset is an error for `bbuvl data check`. One that holds boxes is added to
+    `dropped` (its name, the twin's, its boxes), for the caller to say what was lost with it.
     """
     origin = origin or record.id or name
-    written = set() if written is None else written
+    written = {} if written is None else written
     loaded = load_image(photo)  # a JPEG past Pillow's limit decodes smaller: its regions are cut in the stored frame
     if loaded.size != record.size:
         raise ValueError(f"{photo}: the photo is {loaded.size[0]}x{loaded.size[1]} but its record says "
@@ -138,8 +140,10 @@ def tile_record(record: ImageRecord, photo: Path, out: Path, name: str, spec: Ti
         data = _encoded(crop, suffix)
         digest = hashlib.sha256(data).hexdigest()
         if digest in written:
+            if tile.objects and dropped is not None:
+                dropped.append({"tile": rel, "same_as": written[digest], "boxes": len(tile.objects)})
             continue
-        written.add(digest)
+        written[digest] = rel
         write_bytes_atomic(out / rel, data)
         # The id's `@x,y,wxh` is how `data split` keeps a photo's tiles on one side (schema.tile_origin).
         tiles.append(tile.model_copy(update={"images": [rel], "id": f"{origin}@{x1},{y1},{rw}x{rh}",
@@ -190,7 +194,8 @@ def tile_dataset(dataset: str | Path, out: str | Path, spec: TileSpec, num_teach
                 raise DatasetError(path, line, f"image {record.image}: {why}")
     total, done = sum(len(v) for v in parts.values()), 0
     tiled: dict[str, list[ImageRecord]] = {"train": [], "val": []}
-    written: set[str] = set()
+    written: dict[str, str] = {}
+    dropped: list[dict[str, Any]] = []
     # The id is how split, check and training tell one photo's tiles (schema.tile_origin): an id two photos share (two
     # sites' IMG_0001 in one merged file) made them one photo, whose tiles in train and val check called a leak.
     ids = Counter(record.id for rows in parts.values() for _, _, record in rows)
@@ -202,7 +207,7 @@ def tile_dataset(dataset: str | Path, out: str | Path, spec: TileSpec, num_teach
             name = names.name(fit_name(portable_path(f"{split}/{stem}"), f"{split}:{photo}"), f"{split}:{photo}")
             try:
                 origin = record.id if record.id and ids[record.id] == 1 else name
-                tiled[split] += tile_record(record, photo, out, name, spec, written, origin)
+                tiled[split] += tile_record(record, photo, out, name, spec, written, origin, dropped)
             except ValueError as e:  # ImageError, or a size its record contradicts: named as `data check` names it
                 raise DatasetError(path, line, f"image {record.image}: {str(e).removeprefix(f'{photo}: ')}") from None
             done += 1
@@ -213,5 +218,5 @@ def tile_dataset(dataset: str | Path, out: str | Path, spec: TileSpec, num_teach
                          f"--whole only tiles with an object in them, and a share --empty {spec.empty:g} of the others, "
                          "are kept")
     about = {"tiles": {"grid": list(spec.grid), "overlap": spec.overlap, "zoom": spec.zoom, "whole": spec.whole,
-                       "empty": spec.empty, "from": str(dataset)}}
+                       "empty": spec.empty, "from": str(dataset), "copies_with_boxes_left_out": dropped}}
     return write_dataset_folder(out, tiled["train"], tiled["val"], num_teachers=num_teachers, seed=spec.seed, summary=about)
