@@ -97,3 +97,16 @@ def test_a_hierarchy_name_that_cannot_be_part_of_a_label_is_refused_naming_the_f
     with pytest.raises(ValueError) as e:
         Hierarchy.load(path)
     assert str(e.value).startswith(f"{path}: category '线缆': {needle}")
+
+
+@pytest.mark.parametrize("where", ["category", "attribute", "state"])
+def test_a_gloss_holding_a_slash_is_refused_since_the_english_label_would_be_cut_there(tmp_path, where):
+    glosses = {"category": "cable", "attribute": "connector", "state": "ok"}
+    glosses[where] = "fibre／optic" if where == "state" else "fibre/optic"
+    path = tmp_path / "h.json"
+    path.write_text(json.dumps({"categories": {"线缆": {"gloss": glosses["category"], "attributes": {"接头": {
+        "gloss": glosses["attribute"], "states": {"正常": {"gloss": glosses["state"]}}}}}}}, ensure_ascii=False),
+        encoding="utf-8")
+    # Before: accepted, and `eval --level 1` scored the English label "fibre/optic/connector/ok" as category "fibre".
+    with pytest.raises(ValueError, match="holds '/', which separates an English label's parts"):
+        Hierarchy.load(path)

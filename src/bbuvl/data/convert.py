@@ -371,7 +371,7 @@ def _label(obj: VendorObject, ctx: _Context) -> tuple[str, str]:
     canonical = ctx.hierarchy.canonical(canonical) or canonical  # the hierarchy's spelling, however it was typed
     category = canonical.split(SEP)[0]
     if ctx.lang == "en":
-        # The category's own gloss, not the English label split on '/': a gloss may contain '/'.
+        # The category's own gloss: the hierarchy's glosses hold no '/' (data/labels.py), so the label splits alike.
         return ctx.hierarchy.english(canonical), ctx.hierarchy.categories[category].gloss
     return canonical, category
 

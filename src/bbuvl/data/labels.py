@@ -181,6 +181,14 @@ def _load_hierarchy(path: str, version: tuple[int, ...] = ()) -> Hierarchy:
                 if SEP in part.replace(FULL_WIDTH_SEP, SEP) else None)
             if problem:
                 raise ValueError(f"{path}: category '{cat.name}': {problem}")
+        glosses = [cat.gloss, *(g for g, _ in cat.attributes.values()),
+                   *(g for _, states in cat.attributes.values() for g in states.values())]
+        for gloss in glosses:
+            # An English label is the glosses joined by '/': `eval --level` and `data stats` cut "fibre/optic cable" at
+            # level 1 as "fibre", its attribute as the category's second half.
+            if SEP in gloss.replace(FULL_WIDTH_SEP, SEP):
+                raise ValueError(f"{path}: category '{cat.name}': gloss {show_text(gloss)} holds '{SEP}', which "
+                                 "separates an English label's parts; write it without one (fibre-optic cable)")
     h = Hierarchy(cats, source=path, faults=frozenset(faults))
     by_key: dict[str, str] = {}
     for label in h.labels():
