@@ -119,3 +119,13 @@ def test_label_refuses_predictions_naming_one_photo_on_two_lines_before_embeddin
     photo = json.loads(lines[0])["image"]
     assert f"{joined}:{len(lines) + 1}: {photo} is the photo of line 1 too" in " ".join(output.split()), output
     assert not out.exists() and not (tmp_path / "cache").exists()  # nothing embedded
+
+
+def test_label_leaves_out_a_photo_whose_every_box_was_unknown_and_says_so(part_crops, predictions, tmp_path):
+    out = tmp_path / "labelled" / "auto.jsonl"
+    # No crop reaches a score of 1: every box is Unknown, and dropped.
+    output = " ".join(invoke("label", "--predictions", predictions, "--support", part_crops.support, "--backbone",
+                             "pixels:8", "--threshold", "1.0", "--out", out, "--no-cache", code=2).split())
+    # Before: each photo written with "objects": [], which `data check` passed and training read as "nothing here".
+    assert "no query could be labelled" in output and not out.exists(), output
+    assert "every box it kept was Unknown" in output and "left out: written with none it would say nothing is there" in output

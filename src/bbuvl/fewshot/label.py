@@ -9,7 +9,8 @@ classes are checked against it before anything is embedded.
 What the dataset needs and a detector does not promise is fixed on the way: boxes are clipped to the image,
 empty ones dropped, a second box of the same label on (nearly) the same place dropped (the higher score
 wins), objects sorted by (y1, x1), width/height taken from the image file, a photo an earlier line holds under another
-name (a copy, a link) labelled once. A photo that is missing or cannot be decoded is reported and left out.
+name (a copy, a link) labelled once. A photo that is missing or cannot be decoded, or whose every box was Unknown
+and dropped (written with none, it would say nothing is there), is reported and left out.
 """
 
 from __future__ import annotations
@@ -135,6 +136,7 @@ def _record(
     if line.width is not None and (line.width, line.height) != size:
         report.fixed.append(f"{where}: width/height {line.width}x{line.height} replaced by the image's {size[0]}x{size[1]}")
     objects: list[tuple[ObjectAnn, float]] = []
+    dropped = 0  # Unknown boxes left out of this photo
     if wanted:
         d = decide(classifier.scores(np.stack([vectors[it] for it in wanted])), threshold)
         answers = d.labels(classifier.classes)
@@ -164,9 +166,16 @@ def _record(
             objects.append((ObjectAnn(bbox_2d=box, desc=det_label, extra={"fewshot": "Unknown", **extra}), det_score))
         else:
             report.unknown_dropped += 1
+            dropped += 1
             if unknown == "flag":
                 report.fixed.append(f"{where}: objects[{i}]: Unknown box dropped, its detector label '{det_label}' "
                                     "is not a label of the hierarchy")
+    if dropped and not objects:
+        # Written with no box, the photo taught "nothing here" where the detector saw parts the support set does not
+        # name; `data convert` and `import-coco` leave out a photo whose every annotation failed, too.
+        report.problems.append(f"{where}: {line.image}: every box it kept was Unknown ({dropped} dropped), so it is "
+                               "left out: written with none it would say nothing is there")
+        return None
     return ImageRecord(images=[_relative(line.image, out)], width=size[0], height=size[1],
                        objects=_dedupe(objects, where, report))
 
