@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bbuvl.config import Config, ConfigError, batch_budget_problems, dump_config, load_config, parse_overrides
+from bbuvl.config import (Config, ConfigError, batch_budget_problems, dump_config, load_config, parse_overrides,
+                          run_conflicts)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,8 +24,35 @@ def _keys(d: dict, prefix: str = "") -> set[str]:
 def test_shipped_configs_are_valid():
     for name in ("base.yaml", "demo.yaml", "demo_shapes.yaml", "qwen3_vl_4b.yaml", "qwen3_5_0.8b.yaml", "grpo.yaml",
                  "demo_grpo.yaml"):
-        # What training checks at its start: no batch can overflow a budget.
-        assert batch_budget_problems(load_config(ROOT / "configs" / name)) == [], name
+        # What training checks at its start: no batch can overflow a budget, no keys contradict.
+        cfg = load_config(ROOT / "configs" / name)
+        assert batch_budget_problems(cfg) == [] and run_conflicts(cfg) == [], name
+
+
+@pytest.mark.parametrize("overrides, keys, needle", [
+    (["detection.enabled=false", "inference.mode=head"], ("inference.mode", "detection.enabled"),
+     "inference.mode head reads the detection head, and detection.enabled is false"),
+    (["detection.enabled=false", "inference.mode=name"], ("inference.mode", "detection.enabled"),
+     "inference.mode name reads the detection head"),
+    (["data.teachers=null", "data.teacher_ratio=0.5"], ("data.teacher_ratio", "data.teachers"),
+     "data.teacher_ratio (0.5) shows teacher photos beside that share of the training samples, and data.teachers is null"),
+])
+def test_keys_a_run_would_contradict_are_refused_at_its_start_and_a_checkpoint_holding_them_still_loads(
+        tmp_path, overrides, keys, needle):
+    cfg = load_config(ROOT / "configs" / "demo.yaml", overrides)  # loads: a checkpoint trained so is still read
+    # Before: the first trained a checkpoint whose own mode predict refused; the second trained without a teacher.
+    [problem] = run_conflicts(cfg)
+    assert needle in problem and problem.keys == keys
+    path = tmp_path / "c.yaml"
+    path.write_text(dump_config(cfg), encoding="utf-8")
+    assert run_conflicts(load_config(path)) != []
+
+
+def test_the_default_teacher_ratio_beside_no_teachers_is_no_conflict():
+    cfg = load_config(ROOT / "configs" / "demo.yaml", ["data.teachers=null"])
+    assert cfg.data.teacher_ratio == 0.0 and run_conflicts(cfg) == []
+    cfg = load_config(ROOT / "configs" / "grpo.yaml")  # never sets the ratio, and GRPO draws no teacher
+    assert cfg.data.teachers is None and cfg.data.teacher_ratio > 0 and run_conflicts(cfg) == []
 
 
 @pytest.mark.parametrize("name, family, factor", [("base.yaml", "qwen2_5_vl", 28), ("qwen3_vl_4b.yaml", "qwen3_vl", 32),

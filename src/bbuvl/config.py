@@ -669,7 +669,8 @@ class BudgetProblem(str):
 
 
 class BudgetError(ConfigError):
-    """A training start refused for batches over a budget; `problems` keep their keys, to be located in the file."""
+    """A training start refused for batches over a budget, or keys that contradict (`run_conflicts`); `problems` keep
+    their keys, to be located in the file."""
 
     def __init__(self, problems: list[BudgetProblem]):
         super().__init__("\n".join(problems))
@@ -705,6 +706,28 @@ class ConfigOrigin:
 _VISION_KEYS = ("model.max_vision_tokens_per_batch", "training.per_device_batch_size", "model.max_vision_tokens",
                 "model.max_pixels", "data.num_teachers", "data.teacher_ratio", "model.family")
 _PACKED_KEYS = ("data.pack_max_tokens", "training.per_device_batch_size", "data.max_length", "data.collator")
+
+
+def run_conflicts(cfg: Config) -> list[BudgetProblem]:
+    """Keys of a run about to start that contradict each other, each with the keys at fault. Checked when training
+    starts and by `bbuvl config check`, as the batch budgets are, never when a checkpoint's config is read: one trained
+    before the check still loads, and predicts in a mode it can."""
+    problems = []
+    data, head_mode = cfg.data, PREDICT_MODES[cfg.inference.mode].needs_head
+    if not cfg.detection.enabled and head_mode:
+        # Accepted, it trained a checkpoint whose own default mode `bbuvl predict` then refused, hours later.
+        problems.append(BudgetProblem(
+            f"inference.mode {cfg.inference.mode} reads the detection head, and detection.enabled is false, so the "
+            "checkpoint would have none: set inference.mode: generate, or detection.enabled: true",
+            ("inference.mode", "detection.enabled")))
+    # Only when given: the default ratio stands beside `teachers: null` in configs that never draw a teacher.
+    if (cfg.training.method == "sft" and "teacher_ratio" in data.model_fields_set and data.teacher_ratio > 0
+            and data.num_teachers > 0 and data.teachers is None):
+        problems.append(BudgetProblem(
+            f"data.teacher_ratio ({data.teacher_ratio:g}) shows teacher photos beside that share of the training "
+            "samples, and data.teachers is null, so there are none to show (no step would train on one): set "
+            "data.teachers to a teachers JSONL, or data.teacher_ratio: 0", ("data.teacher_ratio", "data.teachers")))
+    return problems
 
 
 def batch_budget_problems(cfg: Config, factor: int | None = None) -> list[BudgetProblem]:

@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from bbuvl.cli.common import command_group, console, fail
 from bbuvl.config import (Config, ConfigError, ConfigOrigin, batch_budget_problems, dump_config, load_config,
-                          load_located_config, not_a_checkpoint)
+                          load_located_config, not_a_checkpoint, run_conflicts)
 from bbuvl.data.input_paths import file_kind
 from bbuvl.paths import looks_local
 
@@ -58,7 +58,7 @@ app.command("validate", hidden=True, help="Another name of `bbuvl config check`.
 def report_valid(config: Path, cfg: Config, origin: ConfigOrigin) -> None:
     """Say `config` is valid, or fail naming what a training start would refuse in it (a batch over its budget), each
     problem at the file:line (or override) of the key at fault, as `origin` locates it."""
-    problems = origin.describe(batch_budget_problems(cfg))
+    problems = origin.describe(run_conflicts(cfg) + batch_budget_problems(cfg))
     if reward := _reward_problem(cfg):
         problems = "\n".join(filter(None, (problems, f"{origin.locate(('grpo.rewards.user_function',))}: {reward}")))
     if packing := _packing_problem(cfg):

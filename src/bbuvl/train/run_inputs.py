@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bbuvl.config import BudgetError, Config, batch_budget_problems, not_a_checkpoint
+from bbuvl.config import BudgetError, Config, batch_budget_problems, not_a_checkpoint, run_conflicts
 from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.families import Family, model_type_of
 from bbuvl.data.faults import Faults
@@ -187,7 +187,7 @@ def read_run_inputs(cfg: Config, files: DataFiles | None = None) -> RunInputs:
     if problem := packing_problem(cfg, family):
         raise ValueError(problem)
     contract = cfg.model.frame()
-    problems = batch_budget_problems(cfg, contract.factor)
+    problems = run_conflicts(cfg) + batch_budget_problems(cfg, contract.factor)
     if problems:
         raise BudgetError(problems)
     hierarchy = Hierarchy.load(cfg.data.hierarchy)
