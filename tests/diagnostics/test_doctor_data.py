@@ -285,3 +285,15 @@ def test_a_dataset_written_with_english_labels_has_no_label_findings(small_datas
     assert english and all(hierarchy.problem(label) for label in english)  # none is a hierarchy label as written
     report = diagnose_data(folder, load_config(_config_file(folder, tmp_path)))
     assert not [p for p in report.problems if "hierarchy" in p.message or "visual cue" in p.message], report.problems
+
+
+def test_a_photo_cut_short_is_an_error_as_data_check_and_training_find_it(small_dataset, tmp_path):
+    folder = tmp_path / "cut"
+    shutil.copytree(small_dataset, folder)
+    record = read_records(folder / "train.jsonl")[1]
+    photo = folder / record.image
+    photo.write_bytes(photo.read_bytes()[: photo.stat().st_size // 2])  # a copy stopped half-way: its header whole
+    report = diagnose_data(folder, load_config(_config_file(folder, tmp_path)))
+    # Before: its header alone was read, and it passed; training skipped it mid-run.
+    found = _found(report, "train.jsonl", 2, record.image)
+    assert [p.severity for p in found] == ["error"] and "truncated" in found[0].message, found

@@ -6,7 +6,7 @@
   photos must fit);
 - what `bbuvl train` refuses in a record: boxes outside the photo, without area or given twice, a teacher that is
   its student's photo;
-- image files whose size is not the record's, and EXIF-rotated files (their stored pixels are not the upright ones bbuvl reads);
+- image files that cannot be decoded (a truncated JPEG), whose size is not the record's, and EXIF-rotated files (their stored pixels are not the upright ones bbuvl reads);
 - labels the data uses that the prompt never names, and prompt labels no photo has (docs/design.md).
 
 It never asks the network: a data check must work before the model is downloaded or built. Vision tokens need
@@ -117,11 +117,13 @@ def photo_problems(file: Path, line: int, prefix: str, record: ImageRecord, cfg:
                    contract: CoordinateContract | None, infos: dict[Path, ImageInfo | str]) -> tuple[int, list[Problem]]:
     """Vision tokens of one record's photo and what is wrong with its file: unreadable, size, EXIF, token budget.
 
-    `infos` caches each file's header, as teachers repeat photos. `contract` None: tokens are not counted (0).
+    `infos` caches what each file gave, as teachers repeat photos. `contract` None: tokens are not counted (0). Each
+    photo is decoded whole, as `data check` and training read it: from its header alone, a truncated JPEG passed here
+    and was skipped mid-run (1,200 close-ups: 2.9 s against 2.2 s).
     """
     image = record.image
     full = resolve_image(file, image)
-    info = infos[full] if full in infos else infos.setdefault(full, probe_image(full, decode=False))
+    info = infos[full] if full in infos else infos.setdefault(full, probe_image(full))
     if isinstance(info, str):
         return 0, [Problem(str(file), line, f"{prefix}image {image}: {info}")]
     found = []
