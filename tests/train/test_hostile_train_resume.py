@@ -119,6 +119,20 @@ def test_resume_from_a_finished_model_says_it_is_no_checkpoint(finished, tmp_pat
     assert "start a new run with model.path set to it" in text
 
 
+def test_resume_from_the_runs_own_final_or_no_folder_says_why_it_cannot_resume_and_names_a_checkpoint(finished, tmp_path):
+    out, config = copy_run(finished, tmp_path)
+    before = snapshot(out)
+    for given, why in ((out / "final", "a finished model (final/, an export), not a checkpoint-N saved mid-run"),
+                       (tmp_path / "no-such", "no such folder")):
+        r = CliRunner().invoke(app, ["train", str(config), "--resume-from", str(given)])
+        text = " ".join(r.output.split())
+        # Before: "holds the input --resume-from ...: choose another output folder", and "not one of its own".
+        assert r.exit_code == 2 and f"--resume-from {given}: cannot resume from it (" in text and why in text, text
+        if given.parent == out:
+            assert f"pass --resume-from {out / 'checkpoint-2'}" in text, text
+    assert snapshot(out) == before
+
+
 def test_resume_and_resume_from_together_are_refused_before_anything_is_written(finished, tmp_path):
     """--resume-from silently won over --resume; the newest checkpoint and the one named may differ."""
     out, config = copy_run(finished, tmp_path)

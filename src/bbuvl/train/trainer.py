@@ -625,6 +625,10 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
     out = Path(cfg.training.output_dir)
     files = files or DataFiles()
     check_inputs(cfg)  # each missing input named by its key, before anything else reads it
+    if isinstance(resume, str):
+        # Before the checks of what the run writes over: `--resume-from RUN/final` into RUN was told to choose another
+        # output folder, where the answer is a checkpoint-N (a cut save: the newest one beside it is named).
+        check_resumable_from(resume)
     refit = cfg.detection.caption_refit.photos if cfg.detection.refits else None
     check_run_inputs(out, {"model.path": cfg.model.path, "data.train": cfg.data.train, "data.val": cfg.data.val,
                            "data.teachers": cfg.data.teachers, "data.hierarchy": cfg.data.hierarchy,
@@ -644,7 +648,6 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
         prepare()  # a typo in data.val or a bad line must not cost the run --overwrite would replace
     ckpt, accepted = None, []
     if isinstance(resume, str):
-        check_resumable_from(resume)  # a cut save: the newest checkpoint beside it that can be resumed is named
         newer = abandoned_checkpoints(out, resume)
         if newer:  # resuming would cut them (train/resume_records.py): a typo must not cost them
             raise RunDirError(f"--resume-from {resume}: training.output_dir {out} holds {', '.join(p.name for p in newer)}, "
