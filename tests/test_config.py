@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from bbuvl.config import (Config, ConfigError, batch_budget_problems, dump_config, load_config, parse_overrides,
-                          run_conflicts)
+                          run_conflicts, run_notes)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +26,7 @@ def test_shipped_configs_are_valid():
                  "demo_grpo.yaml"):
         # What training checks at its start: no batch can overflow a budget, no keys contradict.
         cfg = load_config(ROOT / "configs" / name)
-        assert batch_budget_problems(cfg) == [] and run_conflicts(cfg) == [], name
+        assert batch_budget_problems(cfg) == [] and run_conflicts(cfg) == [] and run_notes(cfg) == [], name
 
 
 @pytest.mark.parametrize("overrides, keys, needle", [
@@ -34,13 +34,11 @@ def test_shipped_configs_are_valid():
      "inference.mode head reads the detection head, and detection.enabled is false"),
     (["detection.enabled=false", "inference.mode=name"], ("inference.mode", "detection.enabled"),
      "inference.mode name reads the detection head"),
-    (["data.teachers=null", "data.teacher_ratio=0.5"], ("data.teacher_ratio", "data.teachers"),
-     "data.teacher_ratio (0.5) shows teacher photos beside that share of the training samples, and data.teachers is null"),
 ])
 def test_keys_a_run_would_contradict_are_refused_at_its_start_and_a_checkpoint_holding_them_still_loads(
         tmp_path, overrides, keys, needle):
     cfg = load_config(ROOT / "configs" / "demo.yaml", overrides)  # loads: a checkpoint trained so is still read
-    # Before: the first trained a checkpoint whose own mode predict refused; the second trained without a teacher.
+    # Before: it trained a checkpoint whose own mode `bbuvl predict` then refused.
     [problem] = run_conflicts(cfg)
     assert needle in problem and problem.keys == keys
     path = tmp_path / "c.yaml"
@@ -48,11 +46,17 @@ def test_keys_a_run_would_contradict_are_refused_at_its_start_and_a_checkpoint_h
     assert run_conflicts(load_config(path)) != []
 
 
-def test_the_default_teacher_ratio_beside_no_teachers_is_no_conflict():
+def test_a_teacher_ratio_given_beside_no_teachers_is_said_not_refused():
+    # `data.teachers=null` given to turn teachers off where the file sets a ratio is a run to start; said, since
+    # before the run trained on no teacher without a word.
+    cfg = load_config(ROOT / "configs" / "demo.yaml", ["data.teachers=null", "data.teacher_ratio=0.5"])
+    [note] = run_notes(cfg)
+    assert run_conflicts(cfg) == [] and note.keys == ("data.teacher_ratio", "data.teachers")
+    assert "data.teacher_ratio (0.5) shows teacher photos beside that share of the training samples" in note
     cfg = load_config(ROOT / "configs" / "demo.yaml", ["data.teachers=null"])
-    assert cfg.data.teacher_ratio == 0.0 and run_conflicts(cfg) == []
+    assert cfg.data.teacher_ratio == 0.0 and run_notes(cfg) == []
     cfg = load_config(ROOT / "configs" / "grpo.yaml")  # never sets the ratio, and GRPO draws no teacher
-    assert cfg.data.teachers is None and cfg.data.teacher_ratio > 0 and run_conflicts(cfg) == []
+    assert cfg.data.teachers is None and cfg.data.teacher_ratio > 0 and run_notes(cfg) == []
 
 
 @pytest.mark.parametrize("name, family, factor", [("base.yaml", "qwen2_5_vl", 28), ("qwen3_vl_4b.yaml", "qwen3_vl", 32),

@@ -713,21 +713,27 @@ def run_conflicts(cfg: Config) -> list[BudgetProblem]:
     starts and by `bbuvl config check`, as the batch budgets are, never when a checkpoint's config is read: one trained
     before the check still loads, and predicts in a mode it can."""
     problems = []
-    data, head_mode = cfg.data, PREDICT_MODES[cfg.inference.mode].needs_head
-    if not cfg.detection.enabled and head_mode:
+    if not cfg.detection.enabled and PREDICT_MODES[cfg.inference.mode].needs_head:
         # Accepted, it trained a checkpoint whose own default mode `bbuvl predict` then refused, hours later.
         problems.append(BudgetProblem(
             f"inference.mode {cfg.inference.mode} reads the detection head, and detection.enabled is false, so the "
             "checkpoint would have none: set inference.mode: generate, or detection.enabled: true",
             ("inference.mode", "detection.enabled")))
+    return problems
+
+
+def run_notes(cfg: Config) -> list[BudgetProblem]:
+    """Keys of a run about to start that do nothing beside the others, said when it starts and by `bbuvl config check`
+    but not refused: `data.teachers=null` given to turn teachers off where the file sets a ratio is a run to start."""
+    data, notes = cfg.data, []
     # Only when given: the default ratio stands beside `teachers: null` in configs that never draw a teacher.
     if (cfg.training.method == "sft" and "teacher_ratio" in data.model_fields_set and data.teacher_ratio > 0
             and data.num_teachers > 0 and data.teachers is None):
-        problems.append(BudgetProblem(
+        notes.append(BudgetProblem(
             f"data.teacher_ratio ({data.teacher_ratio:g}) shows teacher photos beside that share of the training "
-            "samples, and data.teachers is null, so there are none to show (no step would train on one): set "
-            "data.teachers to a teachers JSONL, or data.teacher_ratio: 0", ("data.teacher_ratio", "data.teachers")))
-    return problems
+            "samples, and data.teachers is null, so no step trains on one; set data.teachers to a teachers JSONL to "
+            "train with them", ("data.teacher_ratio", "data.teachers")))
+    return notes
 
 
 def batch_budget_problems(cfg: Config, factor: int | None = None) -> list[BudgetProblem]:

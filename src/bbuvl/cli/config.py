@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from bbuvl.cli.common import command_group, console, fail
 from bbuvl.config import (Config, ConfigError, ConfigOrigin, batch_budget_problems, dump_config, load_config,
-                          load_located_config, not_a_checkpoint, run_conflicts)
+                          load_located_config, not_a_checkpoint, run_conflicts, run_notes)
 from bbuvl.data.input_paths import file_kind
 from bbuvl.paths import looks_local
 
@@ -66,7 +66,7 @@ def report_valid(config: Path, cfg: Config, origin: ConfigOrigin) -> None:
     if problems:
         fail(problems)
     console.print(f"[green]ok[/]: {escape(str(config))} is valid")
-    for note in _not_here(cfg, origin):
+    for note in [*(f"{origin.locate(n.keys)}: {n}" for n in run_notes(cfg)), *_not_here(cfg, origin)]:
         console.print(f"note: {escape(note)}", soft_wrap=True)  # a path broken across lines is not one to copy
 
 

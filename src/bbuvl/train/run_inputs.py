@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bbuvl.config import BudgetError, Config, batch_budget_problems, not_a_checkpoint, run_conflicts
+from bbuvl.config import BudgetError, Config, batch_budget_problems, not_a_checkpoint, run_conflicts, run_notes
 from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.families import Family, model_type_of
 from bbuvl.data.faults import Faults
@@ -190,6 +190,8 @@ def read_run_inputs(cfg: Config, files: DataFiles | None = None) -> RunInputs:
     problems = run_conflicts(cfg) + batch_budget_problems(cfg, contract.factor)
     if problems:
         raise BudgetError(problems)
+    for note in run_notes(cfg):
+        log.warning("%s", note)
     hierarchy = Hierarchy.load(cfg.data.hierarchy)
     # Every data file is read (an empty one, a box `data check` calls an error: refused) before the model loads.
     files = files or DataFiles()

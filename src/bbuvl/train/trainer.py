@@ -625,7 +625,7 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
     out = Path(cfg.training.output_dir)
     files = files or DataFiles()
     check_inputs(cfg)  # each missing input named by its key, before anything else reads it
-    if isinstance(resume, str):
+    if isinstance(resume, str) and not base_gone(cfg, resume):  # with the base gone, `resumed_weights` says both
         # Before the checks of what the run writes over: `--resume-from RUN/final` into RUN was told to choose another
         # output folder, where the answer is a checkpoint-N (a cut save: the newest one beside it is named).
         check_resumable_from(resume)
