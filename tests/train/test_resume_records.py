@@ -69,7 +69,10 @@ def test_a_run_killed_past_its_checkpoint_and_resumed_leaves_the_records_of_a_ru
         assert [s for s, _ in b[tag]] == [s for s, _ in a[tag]], tag
         assert [v for _, v in b[tag]] == pytest.approx([v for _, v in a[tag]], abs=1e-4), tag
     history = json.loads((out / "history.json").read_text())
-    assert losses(history) == pytest.approx(losses(json.loads((tmp_path / "whole" / "history.json").read_text())), abs=1e-5)
+    whole_history = json.loads((tmp_path / "whole" / "history.json").read_text())
+    assert losses(history) == pytest.approx(losses(whole_history), abs=1e-5)
+    assert [h["train_loss"] for h in history if "train_loss" in h] == pytest.approx(
+        [h["train_loss"] for h in whole_history if "train_loss" in h], abs=1e-5)  # the mean over all five steps
     health, whole_health = (json.loads((p / "health.json").read_text()) for p in (out, tmp_path / "whole"))
     assert health["summary"]["grad_norm"]["count"] == whole_health["summary"]["grad_norm"]["count"] == 25
     assert [(x["step"], x["subject"]) for x in health["alarms"]] == [(x["step"], x["subject"]) for x in whole_health["alarms"]]

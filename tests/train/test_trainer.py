@@ -97,15 +97,20 @@ def test_nan_loss_is_skipped_logged_dumped_and_training_goes_on(run_config, tmp_
 
 def test_resume_continues_the_loss_curve_exactly(run_config, tmp_path):
     common = ("training.max_steps=6", "training.save_steps=3", "data.teacher_ratio=0.5")
-    full = _losses(train(run_config(*common, f"training.output_dir={tmp_path / 'a'}"), progress=False)["history"])
+    whole = train(run_config(*common, f"training.output_dir={tmp_path / 'a'}"), progress=False)["history"]
+    full = _losses(whole)
     cfg_b = run_config(*common, f"training.output_dir={tmp_path / 'b'}")
     train(cfg_b, progress=False, callbacks=[StopAt(3)])
-    resumed = _losses(train(cfg_b, resume=True, progress=False)["history"])
+    history = train(cfg_b, resume=True, progress=False)["history"]
+    resumed = _losses(history)
     a = {h["step"]: h["loss"] for h in full}
     b = {h["step"]: h["loss"] for h in resumed if h["step"] > 3}
     assert sorted(b) == [4, 5, 6]
     for step, loss in b.items():
         assert loss == pytest.approx(a[step], abs=1e-5), step
+    # The run's mean loss over its six steps, as the run never stopped logs it; before, the mean of steps 4-6 alone.
+    [mean] = [h["train_loss"] for h in history if "train_loss" in h]
+    assert mean == pytest.approx(next(h["train_loss"] for h in whole if "train_loss" in h), abs=1e-5)
 
 
 def test_lora_trains_only_adapters_and_head_and_merge_keeps_logits(run_config, tmp_path):

@@ -95,6 +95,23 @@ class CarriedState(ExportableState):
         state.stateful_callbacks[type(self).__name__] = self.state()
 
 
+class LossSum(CarriedState, TrainerCallback):
+    """The training loss summed over every step up to each numbered checkpoint (`total`, set by the trainer as it
+    saves), so that a resumed run's `train_loss` is the mean over all its steps: HF's is over the steps one process
+    ran, and a run resumed at step 2 of 8 logged the mean of steps 3-8 (docs/resume.md)."""
+
+    carried = ("total",)
+
+    def __init__(self) -> None:
+        self.total: float | None = 0.0
+        self.before: float | None = 0.0  # the steps' sum before this process; None: a checkpoint saved without it
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
+        saved = type(self).__name__ in state.stateful_callbacks
+        self.take_back(state)
+        self.before = self.total if saved or state.global_step == 0 else None
+
+
 class NonFiniteGuard(CarriedState, TrainerCallback):
     """Skips an optimizer step whose gradients are not finite; stops after `max_consecutive` in a row."""
 

@@ -45,8 +45,8 @@ from bbuvl.model.packed_attention import use_packed_sdpa
 from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.paths import real_path
 from bbuvl.train.caption_refit import CaptionRefitCallback, Photo, training_photos
-from bbuvl.train.callbacks import (CheckpointRotation, EpochCallback, NonFiniteGuard, RichProgress, RunTensorBoard,
-                                   Throughput, TrainingDiverged)
+from bbuvl.train.callbacks import (CheckpointRotation, EpochCallback, LossSum, NonFiniteGuard, RichProgress,
+                                   RunTensorBoard, Throughput, TrainingDiverged)
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import ConversationDataset
 from bbuvl.train.monitors import health_log, health_summary, training_health
@@ -284,6 +284,8 @@ class BBUTrainer(Trainer):
         # training.save_total_limit, for GRPO's trainer too: HF's rotation is off (`training_arguments`)
         self.rotation = CheckpointRotation(run.cfg.training.save_total_limit)
         self.add_callback(self.rotation)
+        self.loss_sum = LossSum()
+        self.add_callback(self.loss_sum)
 
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:  # noqa: D102
         if self.optimizer is None:
@@ -412,6 +414,10 @@ class BBUTrainer(Trainer):
             self._eval_parts, self._eval_n = {}, 0
         if "loss" in logs:
             logs["nan_skipped"] = self.guard.skipped
+        steps, ran = self.state.global_step, self.state.global_step - self._initial_global_step
+        if "train_loss" in logs and ran < steps and self.loss_sum.before is not None:
+            # HF's mean is over the steps this process ran: after a resume, the run's mean over all its steps
+            logs["train_loss"] = (self.loss_sum.before + logs["train_loss"] * ran) / steps
         super().log(logs, start_time)
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:  # noqa: D102
@@ -430,6 +436,9 @@ class BBUTrainer(Trainer):
         # folder this save created goes with the save; one that was there before is not this save's to remove.
         folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         ours = self.args.should_save and not os.path.lexists(folder)
+        # The loss summed over every step so far, as HF sums it for `train_loss`: drained at each log, the rest pending
+        before = self.loss_sum.before
+        self.loss_sum.total = None if before is None else before + self._total_loss_scalar + float(self._tr_loss)
         try:
             super()._save_checkpoint(model, trial)
         except BaseException:
