@@ -45,3 +45,21 @@ def test_config_check_notes_every_file_a_training_start_reads_that_is_not_here(t
     assert (f"note: {p}:2: training.deepspeed ds/zero2.json: no such file (looked for from {tmp_path}); training on "
             "this machine would refuse it") in said, done.output
     assert f"note: {p}:6: detection.caption_refit.photos tiles.jsonl: no such file" in said, done.output
+
+
+def test_config_check_refuses_what_training_refuses_in_the_files_here(tmp_path, monkeypatch):
+    """A hierarchy with a misspelt key, a DeepSpeed config that is no JSON, an output folder that is a file: `ok`, then
+    the training start refused each."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "h.json").write_text('{"categories": {"线缆": {"falut": true}}}', encoding="utf-8")
+    (tmp_path / "ds.json").write_text("{not json", encoding="utf-8")
+    (tmp_path / "runs").write_text("", encoding="utf-8")
+    p = tmp_path / "c.yaml"
+    p.write_text("data:\n  hierarchy: h.json\ntraining:\n  output_dir: runs\n  deepspeed: ds.json\n", encoding="utf-8")
+    done = CliRunner().invoke(app, ["config", "check", str(p)])
+    said = " ".join(done.output.split())
+    assert done.exit_code == 2 and "is valid" not in said, done.output
+    assert (f"{p}:2: data.hierarchy {tmp_path / 'h.json'}: category '线缆': unknown key 'falut' (did you mean "
+            "'fault'?)") in said, said
+    assert f"{p}:5: training.deepspeed ds.json: line 1: not valid JSON" in said, said
+    assert f"{p}:4: training.output_dir runs: a file, not a folder" in said, said

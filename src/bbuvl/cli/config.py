@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -63,11 +64,39 @@ def report_valid(config: Path, cfg: Config, origin: ConfigOrigin) -> None:
         problems = "\n".join(filter(None, (problems, f"{origin.locate(('grpo.rewards.user_function',))}: {reward}")))
     if packing := _packing_problem(cfg):
         problems = "\n".join(filter(None, (problems, f"{origin.locate(('data.collator',))}: {packing}")))
+    problems = "\n".join(filter(None, (problems, *_broken_here(cfg, origin))))
     if problems:
         fail(problems)
     console.print(f"[green]ok[/]: {escape(str(config))} is valid")
     for note in [*(f"{origin.locate(n.keys)}: {n}" for n in run_notes(cfg)), *_not_here(cfg, origin)]:
         console.print(f"note: {escape(note)}", soft_wrap=True)  # a path broken across lines is not one to copy
+
+
+def _broken_here(cfg: Config, origin: ConfigOrigin) -> list[str]:
+    """What training would refuse in the files the config names that are here: a hierarchy it cannot read, a DeepSpeed
+    config that is no JSON object, an output folder that is a file. `ok` was said of each, and training refused it."""
+    from bbuvl.data.jsonfile import read_json
+    from bbuvl.data.labels import Hierarchy
+
+    found = []
+    if cfg.data.hierarchy is not None and Path(cfg.data.hierarchy).is_file():
+        try:
+            Hierarchy.load(cfg.data.hierarchy)
+        except (OSError, ValueError) as e:
+            found.append(f"{origin.locate(('data.hierarchy',))}: data.hierarchy {e}")
+    if cfg.training.deepspeed is not None and Path(cfg.training.deepspeed).is_file():
+        try:
+            settings = read_json(cfg.training.deepspeed, "DeepSpeed config")
+            if not isinstance(settings, dict):
+                raise ValueError(f"{cfg.training.deepspeed}: a DeepSpeed config is a JSON object (configs/deepspeed/ "
+                                 "has two)")
+        except (OSError, ValueError) as e:
+            found.append(f"{origin.locate(('training.deepspeed',))}: training.deepspeed {e}")
+    out = Path(cfg.training.output_dir)
+    if os.path.lexists(out) and not out.is_dir():
+        found.append(f"{origin.locate(('training.output_dir',))}: training.output_dir {out}: "
+                     f"{file_kind(out) or 'a file'}, not a folder: a run writes its checkpoints into a folder")
+    return found
 
 
 def _not_here(cfg: Config, origin: ConfigOrigin) -> list[str]:
