@@ -657,7 +657,8 @@ class ConfigError(ValueError):
 
 
 class BudgetProblem(str):
-    """One reason `batch_budget_problems` gives, as text, with the keys its batch is counted from (the budget first)."""
+    """One reason a run's start gives (`batch_budget_problems`, `run_conflicts`, `run_notes`), as text, with the keys
+    at fault (for a batch, those it is counted from, the budget first)."""
 
     keys: tuple[str, ...]
 

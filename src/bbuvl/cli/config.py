@@ -75,8 +75,8 @@ def report_valid(config: Path, cfg: Config, origin: ConfigOrigin) -> None:
 def _broken_here(cfg: Config, origin: ConfigOrigin) -> list[str]:
     """What training would refuse in the files the config names that are here: a hierarchy it cannot read, a DeepSpeed
     config that is no JSON object, an output folder that is a file. `ok` was said of each, and training refused it."""
-    from bbuvl.data.jsonfile import read_json
     from bbuvl.data.labels import Hierarchy
+    from bbuvl.train.run_inputs import deepspeed_problem
 
     found = []
     if cfg.data.hierarchy is not None and Path(cfg.data.hierarchy).is_file():
@@ -84,14 +84,9 @@ def _broken_here(cfg: Config, origin: ConfigOrigin) -> list[str]:
             Hierarchy.load(cfg.data.hierarchy)
         except (OSError, ValueError) as e:
             found.append(f"{origin.locate(('data.hierarchy',))}: data.hierarchy {e}")
-    if cfg.training.deepspeed is not None and Path(cfg.training.deepspeed).is_file():
-        try:
-            settings = read_json(cfg.training.deepspeed, "DeepSpeed config")
-            if not isinstance(settings, dict):
-                raise ValueError(f"{cfg.training.deepspeed}: a DeepSpeed config is a JSON object (configs/deepspeed/ "
-                                 "has two)")
-        except (OSError, ValueError) as e:
-            found.append(f"{origin.locate(('training.deepspeed',))}: training.deepspeed {e}")
+    deepspeed = cfg.training.deepspeed
+    if deepspeed is not None and Path(deepspeed).is_file() and (why := deepspeed_problem(deepspeed)) is not None:
+        found.append(f"{origin.locate(('training.deepspeed',))}: training.deepspeed {why}")
     out = Path(cfg.training.output_dir)
     if os.path.lexists(out) and not out.is_dir():
         found.append(f"{origin.locate(('training.output_dir',))}: training.output_dir {out}: "

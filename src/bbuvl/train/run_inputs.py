@@ -68,17 +68,23 @@ def check_inputs(cfg: Config) -> None:
             raise ValueError(f"{key} {path}: {kind}{looked_from(path)}")
     if cfg.training.deepspeed is None:
         return
-    try:
-        settings = read_json(cfg.training.deepspeed, "DeepSpeed config")
-    except (OSError, ValueError) as e:
-        raise ValueError(f"training.deepspeed {e}") from None
-    if not isinstance(settings, dict):
-        raise ValueError(f"training.deepspeed {cfg.training.deepspeed}: a DeepSpeed config is a JSON object "
-                         "(configs/deepspeed/ has two)")
+    if (why := deepspeed_problem(cfg.training.deepspeed)) is not None:
+        raise ValueError(f"training.deepspeed {why}")
     if importlib.util.find_spec("deepspeed") is None:
         raise ValueError("training.deepspeed is set but the deepspeed package is not installed: "
                          "`DS_BUILD_OPS=0 pip install -c constraints.txt -e \".[deepspeed]\"`, or set "
                          "training.deepspeed: null")
+
+
+def deepspeed_problem(path: str | Path) -> str | None:
+    """Why the file `path` is no DeepSpeed config (not read, not JSON, no JSON object), naming it; None when it is one."""
+    try:
+        settings = read_json(path, "DeepSpeed config")
+    except (OSError, ValueError) as e:
+        return str(e)
+    if not isinstance(settings, dict):
+        return f"{path}: a DeepSpeed config is a JSON object (configs/deepspeed/ has two)"
+    return None
 
 
 def check_start(cfg: Config) -> None:
