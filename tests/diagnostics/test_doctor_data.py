@@ -297,3 +297,12 @@ def test_a_photo_cut_short_is_an_error_as_data_check_and_training_find_it(small_
     # Before: its header alone was read, and it passed; training skipped it mid-run.
     found = _found(report, "train.jsonl", 2, record.image)
     assert [p.severity for p in found] == ["error"] and "truncated" in found[0].message, found
+
+
+def test_without_the_runs_config_the_unchecked_labels_are_said(small_dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default config's data/train.jsonl is not here
+    report = diagnose_data(small_dataset / "train.jsonl", load_config(None))
+    # Before: "0 in the prompt vocabulary" alone, the label check skipped without a word.
+    [said] = [p for p in report.problems if p.file == "<prompt>"]
+    assert said.severity == "warning" and said.message.startswith("the data's labels were not checked against the prompt")
+    assert "data.train data/train.jsonl and data.val data/val.jsonl: no such file here" in said.message

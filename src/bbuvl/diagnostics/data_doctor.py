@@ -192,6 +192,15 @@ def diagnose_data(path: str | Path, cfg: Config, prompt_labels: list[str] | None
             report.problems.append(empty_file_problem(path, file))
         report.tokens.append(summary)
     _label_problems(report, first_seen, hierarchy)
+    if not report.prompt_labels and report.labels:
+        # Said: "0 in the prompt vocabulary" alone read as a prompt naming nothing, where no label had been checked
+        gone = [f"data.{key} {p}" for key, p in (("train", cfg.data.train), ("val", cfg.data.val))
+                if p is not None and not Path(p).is_file()]
+        why = (f"{' and '.join(gone)}: no such file here, and training builds its prompt from their labels; give the "
+               "run's config (-c CONFIG) or its checkpoint (--checkpoint)" if gone
+               else "the config's data.train and data.val hold no label")
+        report.problems.append(Problem("<prompt>", 0, f"the data's labels were not checked against the prompt, which "
+                                       f"names none: {why}", "warning"))
     if family is None:
         report.lengths = (f"skipped, as they need the model: vision tokens per photo and per batch, answer lengths against "
                           f"data.max_length ({no_family}). Set model.family to count vision tokens; build or download the "
