@@ -35,6 +35,10 @@ def previous_run(grpo_config, tmp_path):
     ("not_finite", "not_finitereturnednan:arewardmustbeafinitenumber"),
     ("per_box", "per_boxreturned[1.0,1.0,1.0](list),notanumber"),
     ("mean_size", "mean_sizeraised"),
+    # Before: every step skipped as non-finite in float32, and the run ended with exit 0, its weights as they started.
+    ("too_large", "too_largereturned1e+39:arewardmustliewithin±1e+18,astheobjectivecomputesinfloat32"),
+    # Before: the run ended with exit code 3 and no word of where.
+    ("exits", "exitsraised"),
 ])
 def test_a_user_reward_that_gives_no_number_is_refused_at_the_start_and_overwrite_keeps_the_previous_run(
         grpo_config, tmp_path, previous_run, name, says):
@@ -43,6 +47,12 @@ def test_a_user_reward_that_gives_no_number_is_refused_at_the_start_and_overwrit
     code, said = invoke(grpo_config(f"grpo.rewards.user_function=tests.rl.reward_fns:{name}"), tmp_path, "--overwrite")
     assert code == 2 and f"grpo.rewards.user_functiontests.rl.reward_fns:{says}" in said, said
     assert "Traceback" not in said and _tree(tmp_path / "grpo") == previous_run
+
+
+def test_a_reward_weight_past_what_float32_holds_stops_the_run_naming_the_weights(grpo_config, tmp_path):
+    # A weight of 1e308 is a finite config value, and each weighted reward inf in float32.
+    code, said = invoke(grpo_config("grpo.rewards.detection=1e308", "training.max_steps=1"), tmp_path)
+    assert code == 2 and "arenotfiniteinthefloat32theobjectivecomputesin" in said and "detection1e+308" in said, said
 
 
 @pytest.mark.parametrize("where, says", [

@@ -125,7 +125,7 @@ def load_user_reward(path: str) -> UserReward:
             raise ValueError(f"grpo.rewards.user_function: cannot import module '{module_name}': {e} (is its folder on "
                              "PYTHONPATH? the current folder is not searched)") from None
         raise ValueError(f"grpo.rewards.user_function: cannot import module '{module_name}': {_where(e)}") from None
-    except Exception as e:  # noqa: BLE001 - whatever the user's module raises when it runs, said in one line
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - whatever the user's module raises when it runs, in one line
         raise ValueError(f"grpo.rewards.user_function: cannot import module '{module_name}': {_where(e)}") from None
     if not hasattr(module, attr):
         raise ValueError(f"grpo.rewards.user_function: module '{module_name}' has no function '{attr}'")
@@ -153,6 +153,8 @@ def _where(e: BaseException) -> str:
 
 
 REWARD_TERMS = ("detection", "label", "format", "user")
+# The largest reward, in size, whose group's spread float32 still holds (its square under float32's 3.4e38).
+MAX_REWARD = 1e18
 
 
 @dataclass
@@ -191,7 +193,8 @@ class RewardScorer:
         name = self.weights.user_function
         try:
             value = self.user(list(truth), list(answer))
-        except Exception as e:  # noqa: BLE001 - the user's code: where it raised, in one line
+        # SystemExit too: a library's sys.exit inside the user's code ended the run with no word of where
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's code: where it raised, in one line
             raise ValueError(f"grpo.rewards.user_function {name} raised {_where(e)}") from None
         reward = _number(value)
         if reward is None:  # a list (a reward per box), None from a missing return
@@ -199,6 +202,9 @@ class RewardScorer:
                              "once per answer, as fn(truth, answer), and returns that answer's reward")
         if not math.isfinite(reward):  # every step of the run would be skipped as non-finite
             raise ValueError(f"grpo.rewards.user_function {name} returned {value!r}: a reward must be a finite number")
+        if abs(reward) > MAX_REWARD:  # inf in float32, or a group's spread that overflows there: the same skipped steps
+            raise ValueError(f"grpo.rewards.user_function {name} returned {value!r}: a reward must lie within "
+                             f"±{MAX_REWARD:g}, as the objective computes in float32")
         return reward
 
     def check_user(self, truth: Sequence[LabelledBox], where: str | None = None) -> None:

@@ -31,7 +31,7 @@ from bbuvl.model.lm_loss import supervised_positions
 from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.rl.answer_parts import part_advantages, token_advantages, token_parts
 from bbuvl.rl.objective import group_advantages
-from bbuvl.rl.rewards import LabelledBox, RewardScorer
+from bbuvl.rl.rewards import MAX_REWARD, LabelledBox, RewardScorer
 from bbuvl.train.dataset import SampleSource, read_training_data, sources_from
 
 
@@ -154,6 +154,15 @@ def draw_rollouts(predictor: Predictor, photos: Sequence[Photo], cfg: GrpoConfig
         advantages = token_advantages(parts, part_advantages(by_term, weights, cfg.scale_rewards).view(3, P * G))
     else:
         advantages = group_advantages(reward, cfg.scale_rewards).flatten()
+    if not (bool(torch.isfinite(reward).all()) and bool(torch.isfinite(advantages).all())):
+        # Finite as Python floats, a reward of 1e39 (or a weight of 1e308) is inf in float32, and a group's spread
+        # overflows from about 1e19: every step was skipped as non-finite, and the run ended "done", its weights as
+        # they started.
+        largest = max(abs(r) for r in rewards)
+        raise ValueError(f"the rollouts' rewards (up to {largest:.3g} in size, weighted by grpo.rewards "
+                         f"{', '.join(f'{k} {getattr(cfg.rewards, k):g}' for k in by_term)}) are not finite in the "
+                         f"float32 the objective computes in: keep each weighted reward within ±{MAX_REWARD:g} (the "
+                         "shipped weights are at most 1)")
     return Rollouts(samples, reward, by_term, advantages, torch.tensor(lengths), allowed if allowed else None)
 
 
