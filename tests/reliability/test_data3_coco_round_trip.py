@@ -43,6 +43,18 @@ def test_export_import_export_writes_the_same_file(tmp_path: Path, kind: str):
     assert again.read_bytes() == first.read_bytes()
 
 
+def test_a_box_comes_back_as_it_was_typed(tmp_path: Path):
+    path = _dataset(tmp_path, "as rendered")
+    records = read_records(path)
+    box = [18.4, 77.7, 113.3, 101.1]  # 113.3 - 18.4 + 18.4 is 113.30000000000001 in binary
+    records[0] = records[0].model_copy(update={"objects": [records[0].objects[0].model_copy(update={"bbox_2d": box})]})
+    write_dataset(path, records)
+    export_coco(path, path.parent / "coco.json")
+    import_coco(path.parent / "coco.json", path.parent, tmp_path / "back", val_ratio=0, num_teachers=0)
+    back = {r.image: r for r in read_records(tmp_path / "back" / "train.jsonl")}[records[0].image]
+    assert back.objects[0].bbox_2d == box
+
+
 @pytest.mark.parametrize("own_ids", [True, False])
 def test_a_part_of_an_imported_file_names_its_photos_as_the_whole_file_did(tmp_path: Path, own_ids: bool):
     """A photo's record id (synth's `train_00000`) comes back as `record_id`; a dataset without its own ids, as a COCO

@@ -144,6 +144,14 @@ def _typed_otherwise(what: str, value: Any, key: int | str | None, listed: Mappi
             f"and a number are different ids to every COCO reader; write {what} as the {listing} do")
 
 
+def _far_edge(start: float, size: float) -> float:
+    """`start + size`, as it was typed where the sum is one binary unit off it: exported as x2 - x1, `113.3` came back as
+    113.30000000000001. The sum cut to 15 significant digits is taken when it gives the file's size back exactly."""
+    total = start + size
+    typed = float(f"{total:.15g}")
+    return typed if typed - start == size else total
+
+
 def coco_to_records(coco: dict[str, Any], images_dir: Path,
                     from_segmentation: list[str] | None = None) -> tuple[list[ImageRecord], list[dict[str, Any]]]:
     """Records (one per COCO image, objects sorted, image path `images_dir/file_name`) and the skipped entries.
@@ -291,7 +299,7 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path,
             errors.append(_error(f"bbox {json.dumps(bbox)} has a negative width or height (COCO boxes are [x, y, width, "
                                  "height])", **where))
             continue
-        box = [x, y, x + w, y + h]
+        box = [x, y, _far_edge(x, w), _far_edge(y, h)]
         size = image["size"]
         if not box_inside(box, size, OVERSHOOT_TOLERANCE):
             errors.append(_error(f"box {box} lies outside the {size[0]}x{size[1]} image", **where))
