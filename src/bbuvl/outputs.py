@@ -641,6 +641,9 @@ def check_replaced_whole(folder: Path, command: str) -> None:
     out = output_path(folder)
     if output_digest(out) is None or command in (_recorded_writer(out), writer_of(out)):
         return
+    if not out.is_dir():  # `choose-tiles -o notes.txt --overwrite` made the file a folder of its predictions
+        raise OutputConflict(f"{folder}: a file `bbuvl {command}` did not write, where it writes a folder, so "
+                             "--overwrite would delete it. Move it or delete it yourself, or choose another output folder")
     held = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
                   if not p.is_dir() and not _bookkeeping(p.name))
     shown = ", ".join(held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")

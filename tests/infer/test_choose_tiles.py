@@ -174,3 +174,21 @@ def test_the_scale_records_the_mode_it_was_chosen_in_and_predict_in_another_mode
     old = Predictor.load(ckpt, device="cpu")
     assert old.tile_scale is not None and old.tile_scale.scale == scale and old.tile_scale.mode is None
     assert not any("tile_scale.json" in n for n in old.threshold_notes("name"))
+
+
+def test_overwrite_never_deletes_a_folder_of_the_users_files_or_a_file_where_it_writes_its_folder(
+        trained_checkpoint, small_dataset, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("field notes", encoding="utf-8")
+    (tmp_path / "afile.txt").write_text("important", encoding="utf-8")
+    for out, said in ((tmp_path / "mine", "holds notes.txt, which `bbuvl choose-tiles` did not write"),
+                      (tmp_path / "afile.txt", "a file `bbuvl choose-tiles` did not write, where it writes a folder")):
+        r = CliRunner().invoke(app, ["choose-tiles", "-c", str(ckpt), "--gt", str(small_dataset / "val.jsonl"), "-o",
+                                     str(out), "--factors", "1", "--no-refine", "--device", "cpu", "--overwrite"],
+                               env={"COLUMNS": "300"})
+        # Before: both deleted, the folder left holding pred_scale_1.jsonl alone.
+        assert r.exit_code == 2 and said in " ".join(r.output.split()), r.output
+    assert (tmp_path / "mine" / "notes.txt").read_text(encoding="utf-8") == "field notes"
+    assert (tmp_path / "afile.txt").read_text(encoding="utf-8") == "important"

@@ -14,7 +14,7 @@ from bbuvl.cli.common import (OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, c
                               finite_range, one_of, print_first, refuse_unused, require_file, user_errors)
 from bbuvl.cli.predictor import CHECKPOINT_HELP, read_folder, read_through_config
 from bbuvl.infer.tile_scale import REFINE_WITHIN, WITHIN, ChosenTileScale
-from bbuvl.outputs import check_not_inputs, refuse_inputs_being_written, replacing
+from bbuvl.outputs import check_not_inputs, check_replaced_whole, refuse_inputs_being_written, replacing
 from bbuvl.paths import real_path
 
 
@@ -95,6 +95,9 @@ def choose_tiles(
     # The checkpoint is read, and tile_scale.json written into it, as `bbuvl eval --choose-thresholds` writes its file.
     files = [checkpoint / TILE_SCALE_FILE, *([checkpoint / TILED_THRESHOLDS_FILE] if choose_thresholds else [])]
     claim_outputs("choose-tiles", {"--gt": gt}, files, [out], overwrite)
+    if overwrite:  # --out is replaced whole: --overwrite deleted a folder of the user's files, or a file, with it
+        with user_errors(ValueError):
+            check_replaced_whole(out, "choose-tiles")
     with user_errors(ValueError, OSError):
         folder = read_folder(checkpoint, None, "zh")
         # --out is replaced whole: never a folder holding what the run config names (the hierarchy, a LoRA base)
