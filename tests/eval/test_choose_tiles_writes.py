@@ -48,9 +48,13 @@ def test_tiled_thresholds_that_cannot_be_chosen_again_are_kept_and_said_so(train
                                                                           scale_before):
     ckpt = tmp_path / "ckpt"
     shutil.copytree(trained_checkpoint, ckpt)
+    trained = TrainingScale.load(ckpt).median  # each family its own: 1 on a 28-px grid, 0.9759 on a 32-px one
     if scale_before is not None:
         scale_before.save(ckpt)
-    earlier = ChosenThresholds(VerdictThresholds(0.3, 0.7), 0.8, 0.9, 1.0, 1.0, 4, 2, ["x"], "earlier.jsonl", tiled=True)
+    # The pair records the scale it was chosen at: the one before this run's (the training scale when none was chosen)
+    at = trained if scale_before is None else scale_before.scale
+    earlier = ChosenThresholds(VerdictThresholds(0.3, 0.7), 0.8, 0.9, 1.0, 1.0, 4, 2, ["x"], "earlier.jsonl", tiled=True,
+                               tile_scale=at)
     earlier.save(ckpt)
     before = (ckpt / TILED_THRESHOLDS_FILE).read_bytes()
     result = run("-c", str(ckpt), "--gt", str(wide_val), "-o", str(tmp_path / "cands"), "--factors", "1",
@@ -62,10 +66,9 @@ def test_tiled_thresholds_that_cannot_be_chosen_again_are_kept_and_said_so(train
     # Before: the earlier file was set aside with the scale and removed when the run succeeded.
     assert (ckpt / TILED_THRESHOLDS_FILE).read_bytes() == before
     if scale_before is None:  # the training scale, which factor 1 chooses again: the kept thresholds fit it
-        trained = TrainingScale.load(ckpt).median  # each family its own: 1 on a 28-px grid, 0.9759 on a 32-px one
-        assert f"{ckpt / TILED_THRESHOLDS_FILE} is kept: the scale it was chosen under is unchanged ({trained:g})" in said
+        assert f"{ckpt / TILED_THRESHOLDS_FILE} is kept: it was chosen at this scale ({trained:g})" in said
     else:  # before: "the scale before this one" whether or not the scale changed
-        assert (f"{ckpt / TILED_THRESHOLDS_FILE} is kept, chosen on photos cut at the scale before this one (0.5); "
+        assert (f"{ckpt / TILED_THRESHOLDS_FILE} is kept, chosen on photos cut at scale 0.5; "
                 "choose it again on validation photos that can decide them") in said
     assert (ckpt / TILE_SCALE_FILE).is_file()
 

@@ -227,11 +227,13 @@ def test_choose_tiles_chooses_the_tiled_photos_verdict_thresholds_only_where_its
     assert ChosenThresholds.load(ckpt, tiled=True) is None
     assert ChosenThresholds.load(ckpt) is None  # the one-pass photos' pair is not touched
     assert "their verdict thresholds are not chosen" in " ".join(result.output.split())
-    # Choosing the scale again without them leaves a pair chosen before; the scale is unchanged, so it is kept as fit.
-    ChosenThresholds(VerdictThresholds(0.3, 0.7), 0.8, 0.8, 1.0, 1.0, 4, 2, ["x"], "v", tiled=True).save(ckpt)
+    # Choosing the scale again without them leaves a pair chosen before, at the scale chosen again: kept as fit.
+    chosen_at = ChosenTileScale.load(ckpt).scale
+    ChosenThresholds(VerdictThresholds(0.3, 0.7), 0.8, 0.8, 1.0, 1.0, 4, 2, ["x"], "v", tiled=True,
+                     tile_scale=chosen_at).save(ckpt)
     again = run("-c", str(ckpt), "--gt", str(wide_val), "-o", str(tmp_path / "cands2"), "--factors", "1", "--overwrite")
     said = " ".join(again.output.split())
-    assert again.exit_code == 0 and "is kept: the scale it was chosen under is unchanged" in said, said
+    assert again.exit_code == 0 and "is kept: it was chosen at this scale" in said, said
     assert ChosenThresholds.load(ckpt, tiled=True).thresholds == VerdictThresholds(0.3, 0.7)
 
 

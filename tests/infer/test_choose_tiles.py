@@ -5,6 +5,7 @@ import math
 import shutil
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -192,3 +193,26 @@ def test_overwrite_never_deletes_a_folder_of_the_users_files_or_a_file_where_it_
         assert r.exit_code == 2 and said in " ".join(r.output.split()), r.output
     assert (tmp_path / "mine" / "notes.txt").read_text(encoding="utf-8") == "field notes"
     assert (tmp_path / "afile.txt").read_text(encoding="utf-8") == "important"
+
+
+@pytest.mark.parametrize("recorded, says", [
+    (2.0, "is kept, chosen on photos cut at scale 2; choose it again (--choose-thresholds)"),
+    (1.0, "is kept: it was chosen at this scale (1)"),
+    (None, "the scale it was chosen at is not recorded"),
+])
+def test_the_note_on_the_kept_tiled_thresholds_reads_the_scale_they_were_chosen_at(
+        trained_checkpoint, small_dataset, tmp_path, recorded, says):
+    from bbuvl.infer.verdict import ChosenThresholds, VerdictThresholds
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    pair = ChosenThresholds(VerdictThresholds(0.3, 0.6), 0.8, 0.8, 0.9, 0.9, 16, 5, [], "wide.jsonl", tiled=True,
+                            tile_scale=recorded)
+    pair.save(ckpt)
+    assert ChosenThresholds.load(ckpt, tiled=True).tile_scale == recorded
+    r = CliRunner().invoke(app, ["choose-tiles", "-c", str(ckpt), "--gt", str(small_dataset / "val.jsonl"), "-o",
+                                 str(tmp_path / "cands"), "--factors", "1", "--no-refine", "--device", "cpu"],
+                           env={"COLUMNS": "300"})
+    # Before: compared with the scale this run replaced, so a second run at 0.5 over a pair chosen at 0.75 said
+    # "the scale it was chosen under is unchanged (0.5)".
+    assert r.exit_code == 0 and says in " ".join(r.output.split()), r.output

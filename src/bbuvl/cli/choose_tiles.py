@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -77,6 +78,7 @@ def choose_tiles(
     from bbuvl.eval.judging import choose_tiled_verdict
     from bbuvl.eval.tile_choice import choose_tile_scale, chosen_predictions
     from bbuvl.infer.predictor import Predictor
+    from bbuvl.infer.verdict import ChosenThresholds
     from bbuvl.train.data_files import photo_folders
 
     refuse_unused(ctx, choose_thresholds, "--choose-thresholds", "target_recall", "target_precision")
@@ -95,21 +97,20 @@ def choose_tiles(
     # The checkpoint is read, and tile_scale.json written into it, as `bbuvl eval --choose-thresholds` writes its file.
     files = [checkpoint / TILE_SCALE_FILE, *([checkpoint / TILED_THRESHOLDS_FILE] if choose_thresholds else [])]
     claim_outputs("choose-tiles", {"--gt": gt}, files, [out], overwrite)
-    if overwrite:  # --out is replaced whole: --overwrite deleted a folder of the user's files, or a file, with it
-        with user_errors(ValueError):
-            check_replaced_whole(out, "choose-tiles")
     with user_errors(ValueError, OSError):
         folder = read_folder(checkpoint, None, "zh")
         # --out is replaced whole: never a folder holding what the run config names (the hierarchy, a LoRA base)
         through = read_through_config(checkpoint, folder.cfg)
         check_not_inputs(through, folders=[out])
+        if overwrite:  # --out is replaced whole: --overwrite deleted a folder of the user's files, or a file, with it
+            check_replaced_whole(out, "choose-tiles")
         # A LoRA checkpoint's base model is loaded too: one a command is writing now loads half written.
         refuse_inputs_being_written({k: Path(v) for k, v in through.items() if v is not None and os.path.lexists(v)})
         predictor = Predictor.load(folder, device=device)
         predictor.check_mode(mode)
         trained = TrainingScale.load(checkpoint)
-        # The scale `auto` cut photos at before this run: the tiled thresholds kept from then were chosen on it.
-        earlier = ChosenTileScale.load(checkpoint)
+        # The tiled photos' pair kept from before: the scale it was chosen under, when recorded, says whether it fits.
+        kept_pair = ChosenThresholds.load(checkpoint, tiled=True)
     table = Table(title=f"tiles: auto on {escape(str(gt))} ({escape(mode)} mode)")
     for column in ("scale", "grids (photos)", "passes", escape(metric), "best minus it, by chance (1 s.e.)"):
         table.add_column(column, justify="right")
@@ -132,6 +133,8 @@ def choose_tiles(
                                                  predictor.options(mode).framed(), target_recall, target_precision,
                                                  mode)
                             if choose_thresholds else (None, None))
+        if verdict is not None:
+            verdict = replace(verdict, tile_scale=chosen.scale)
         path = save_choices(checkpoint, chosen, verdict)
     chosen_file = chosen_predictions(out, chosen)
     print_first([f"{failed}; it counts as a photo where nothing was found, at every scale"
@@ -160,17 +163,22 @@ def choose_tiles(
                       f"{_num(verdict.recall)} of the faulty photos, {_num(verdict.precision)} of failed photos faulty); "
                       "written to "
                       f"{escape(str(checkpoint / TILED_THRESHOLDS_FILE))}", soft_wrap=True)
-    elif (checkpoint / TILED_THRESHOLDS_FILE).is_file():
+    elif kept_pair is not None:
+        # Said of the scale the pair records, not of the scale this run replaced: after two runs at 0.5 over a pair
+        # chosen at 0.75, the second said the scale it was chosen under was unchanged.
         kept = escape(str(checkpoint / TILED_THRESHOLDS_FILE))
-        before = earlier.scale if earlier is not None else chosen.train_scale
+        before = kept_pair.tile_scale
+        again = ("on validation photos that can decide them" if choose_thresholds else "(--choose-thresholds)")
         if before == chosen.scale:
-            console.print(f"note: {kept} is kept: the scale it was chosen under is unchanged ({chosen.scale:g})",
+            console.print(f"note: {kept} is kept: it was chosen at this scale ({chosen.scale:g})", soft_wrap=True)
+        elif before is None:
+            console.print(f"[yellow]note[/]: {kept} is kept; the scale it was chosen at is not recorded (chosen by "
+                          "`eval --choose-thresholds`, or before scales were recorded): if it was not "
+                          f"{chosen.scale:g}, choose it again {again} so that it fits this scale's fault scores",
                           soft_wrap=True)
         else:
-            again = ("on validation photos that can decide them" if choose_thresholds else "(--choose-thresholds)")
-            console.print(f"[yellow]note[/]: {kept} is kept, chosen on photos cut at the scale before this one "
-                          f"({before:g}); choose it again {again} so that it fits this scale's fault scores",
-                          soft_wrap=True)
+            console.print(f"[yellow]note[/]: {kept} is kept, chosen on photos cut at scale {before:g}; choose it again "
+                          f"{again} so that it fits this scale's fault scores", soft_wrap=True)
 
 
 def save_choices(checkpoint: Path, chosen, verdict) -> Path:  # noqa: ANN001 - a ChosenTileScale, ChosenThresholds

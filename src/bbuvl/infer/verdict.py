@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.digests import FileDigest
 from bbuvl.data.faults import THRESHOLDS_FILE, TILED_THRESHOLDS_FILE, Faults
-from bbuvl.data.jsonfile import read_json
+from bbuvl.data.jsonfile import is_json_number, read_json
 from bbuvl.model.identity import CHOSEN_FOR_ANOTHER, chosen_for_another, trained_identity
 
 PASS, REVIEW, FAIL = "pass", "review", "fail"
@@ -121,6 +121,9 @@ class ChosenThresholds:
     # The checkpoint's `trained_identity` when they were written into it (None: not recorded): thresholds in a checkpoint
     # whose training record differs were chosen on another model's scores.
     model: str | None = None
+    # Of a tiled pair, the scale `tiles: auto` cut the photos at when `choose-tiles` chose it (None: not recorded, as
+    # `eval --choose-thresholds` writes it): a later scale makes other fault scores.
+    tile_scale: float | None = None
 
     def applies(self, mode: str | None) -> bool:
         """Whether these thresholds judge photos predicted in `mode` (None: a mode not known, which they do)."""
@@ -160,13 +163,17 @@ class ChosenThresholds:
             model = data.get("model")
             if model is not None and not isinstance(model, str):
                 raise ValueError(f"'model' must be the checkpoint's digest, got {model!r}")
+            scale = data.get("tile_scale")
+            if scale is not None and not is_json_number(scale):
+                raise ValueError(f"'tile_scale' must be a number, got {scale!r}")
             if data.get("tiled", False) is not tiled:
                 raise ValueError(f"chosen for photos predicted {'in one pass' if tiled else 'through tiles or zoom'} "
                                  f"('tiled': {data.get('tiled')!r}), not for the photos this file judges")
             return cls(VerdictThresholds(data["review"], data["fail"]), float(data["target_recall"]),
                        float(data["target_precision"]), _number(data.get("recall")), _number(data.get("precision")),
                        int(data["photos"]), int(data["faulty_photos"]), faults, str(data["chosen_on"]),
-                       [str(n) for n in data.get("notes", [])], tiled, mode, model)
+                       [str(n) for n in data.get("notes", [])], tiled, mode, model,
+                       None if scale is None else float(scale))
         except (KeyError, TypeError, ValueError) as e:
             what = f"missing key {e}" if isinstance(e, KeyError) else str(e)
             raise ValueError(f"{path}: damaged verdict thresholds ({what}); choose them again with `bbuvl eval "
