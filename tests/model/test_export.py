@@ -563,3 +563,13 @@ def test_an_export_names_the_run_settings_that_judged_verdicts_which_a_plain_fol
     assert "--hierarchy" in left["data.hierarchy"]
     assert left["inference.verdict_*"].startswith("the run's verdict thresholds (verdict_review 0.1, verdict_fail_tiled "
                                                   "0.9)")
+
+
+def test_a_cut_answer_on_an_export_names_the_file_its_budget_is_in(portable, photos, tmp_path):
+    _, exported = portable
+    r = CliRunner().invoke(cli, ["predict", "-c", str(exported), "-i", str(photos), "-o", str(tmp_path / "p.jsonl"),
+                                 "--mode", "generate", "--device", "cpu", "--max-new-tokens", "3"], env={"COLUMNS": "300"})
+    said = " ".join(r.output.split())
+    # Before: "Raise `inference.max_new_tokens` in the checkpoint's bbuvl.yaml", a file no export has.
+    assert r.exit_code == 0 and "reached the token budget" in said, r.output
+    assert "`max_new_tokens` in the folder's generation_config.json, or pass --max-new-tokens" in said, said

@@ -228,10 +228,15 @@ def predict(
                 " lines kept from before that eval would not read were predicted again", prefix="[yellow]note[/]: ")
     print_first(stats["failed"], f": their lines in {out} say why (\"error\")", prefix="[yellow]error[/]: ")
     if stats["cut"]:
+        from bbuvl.model.checkpoint import is_plain_model_folder
+
+        # A plain folder (an export) has no bbuvl.yaml: its budget is its generation_config.json's
+        where = ("`max_new_tokens` in the folder's generation_config.json" if is_plain_model_folder(checkpoint)
+                 else "`inference.max_new_tokens` in the checkpoint's bbuvl.yaml")
         console.print(f"[yellow]warning[/]: {stats['cut']} of {stats['predicted']} answers reached the token budget "
                       f"(max_new_tokens {options.max_new_tokens}) with more to write: their lines say \"cut\": true, "
-                      "and the objects after the last written are missing. Raise `inference.max_new_tokens` in the "
-                      "checkpoint's bbuvl.yaml, or pass --max-new-tokens.", soft_wrap=True)
+                      f"and the objects after the last written are missing. Raise {where}, or pass --max-new-tokens.",
+                      soft_wrap=True)
     if rank != 0 and world > 1:
         # --out holds this rank's lines only once rank 0 has merged the parts: read before, it was 'No such file', and
         # the exit code 2 had torchrun stop every rank, rank 0 before its merge.
