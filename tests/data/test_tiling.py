@@ -204,3 +204,20 @@ def test_a_tile_with_boxes_left_out_as_a_copy_of_another_is_said_and_listed(tmp_
     assert "1 tile(s) holding 1 box(es) left out" in said and "w__400_0_400x400.png (as images/train/w__0_0_400x400.png)" in said
     copies = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))["tiles"]["copies_with_boxes_left_out"]
     assert copies == [{"tile": "images/train/w__400_0_400x400.png", "same_as": "images/train/w__0_0_400x400.png", "boxes": 1}]
+
+
+def test_teacher_lists_a_tiling_leaves_out_are_said(tmp_path: Path):
+    (tmp_path / "images").mkdir()
+    for name in ("s.png", "t.png"):
+        Image.new("RGB", (200, 100), (40, 90, 160) if name == "s.png" else (160, 90, 40)).save(tmp_path / "images" / name)
+    student = ImageRecord(images=["images/s.png"], width=200, height=100, objects=[ObjectAnn(bbox_2d=[10, 10, 60, 60],
+                                                                                             desc="标签贴纸")])
+    teacher = ImageRecord(images=["images/t.png"], width=200, height=100, objects=[ObjectAnn(bbox_2d=[20, 20, 70, 70],
+                                                                                             desc="标签贴纸")])
+    line = {"student": student.model_dump(exclude_none=True), "teachers": [teacher.model_dump(exclude_none=True)]}
+    (tmp_path / "d.jsonl").write_text(json.dumps(line, ensure_ascii=False) + "\n", encoding="utf-8")
+    r = CliRunner().invoke(app, ["data", "tile", str(tmp_path / "d.jsonl"), str(tmp_path / "out"), "--grid", "2x1",
+                                 "--teachers", "0"])
+    said = " ".join(r.output.split())
+    # Before: the teacher list was dropped without a word.
+    assert r.exit_code == 0 and "1 line(s) give teacher photos of their own (the first, line 1)" in said, r.output

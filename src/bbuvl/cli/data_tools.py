@@ -407,8 +407,11 @@ def tile(
         spec = TileSpec(cols_rows, overlap=overlap, zoom=zoom, whole=whole, empty=empty, seed=seed)
     outputs = [out / n for n in DATASET_FILES]
     claim_outputs("data tile", {"DATASET": dataset}, outputs, [out / IMAGES], overwrite)
+    notes: list[str] = []
     with user_errors():
-        sources = tile_sources(dataset, out)
+        sources = tile_sources(dataset, out, notes)
+    for note in notes:
+        console.print(f"note: {note}", style="yellow", markup=False, soft_wrap=True)
     columns = (TextColumn("[bold]tiling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, disable=not stdout_is_tty()) as bar, user_errors(), \
             replacing([*outputs, out / IMAGES]):  # a re-run with another grid leaves no tile of the first (docs/outputs.md)

@@ -155,9 +155,10 @@ def tile_record(record: ImageRecord, photo: Path, out: Path, name: str, spec: Ti
 Sources = dict[str, list[tuple[Path, int, ImageRecord]]]
 
 
-def tile_sources(dataset: str | Path, out: str | Path) -> Sources:
+def tile_sources(dataset: str | Path, out: str | Path, notes: list[str] | None = None) -> Sources:
     """The records to tile, by split, each with the file and line it was read from; raises DatasetError for a bad line
-    or a photo in the `out/images` that tiling rewrites (a dataset tiled into its own folder)."""
+    or a photo in the `out/images` that tiling rewrites (a dataset tiled into its own folder). `notes` gets a sentence
+    for what tiling leaves out: the teacher lists of `{"student", "teachers"}` lines."""
     dataset, images = Path(dataset), real_path(Path(out) / IMAGES)
     sources = {"train": dataset / TRAIN, "val": dataset / VAL} if dataset.is_dir() else {"train": dataset}
     missing = [str(p) for p in sources.values() if file_kind(p) == "no such file"]  # reading names any other kind
@@ -165,7 +166,13 @@ def tile_sources(dataset: str | Path, out: str | Path) -> Sources:
         raise FileNotFoundError(f"{missing[0]}: no such dataset file{missing_file_hint(dataset, Path(missing[0]).name)}")
     parts: Sources = {}
     for split, path in sources.items():
-        rows = [(path, line, sample.student) for line, sample in read_lines(path)]
+        lines = read_lines(path)
+        rows = [(path, line, sample.student) for line, sample in lines]
+        if notes is not None and (taught := [line for line, sample in lines if sample.teachers]):
+            # Tiles are cut from the students alone; the lists were dropped without a word
+            notes.append(f"{path}: {len(taught)} line(s) give teacher photos of their own (the first, line {taught[0]}): "
+                         "tiles are cut from the student photos alone, so those lists are left out; the tiled "
+                         "dataset's teachers.jsonl is drawn from its own tiles (--teachers)")
         for _, line, record in rows:
             if real_path(resolve_image(path, record.image)).is_relative_to(images):
                 raise DatasetError(path, line, f"its photo {record.image} lies in {Path(out) / IMAGES}, the folder "
