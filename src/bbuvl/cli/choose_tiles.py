@@ -14,7 +14,7 @@ from rich.table import Table
 from bbuvl.cli.common import (OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, check_device, claim_outputs, console,
                               finite_range, one_of, print_first, refuse_unused, require_file, user_errors)
 from bbuvl.cli.predictor import CHECKPOINT_HELP, read_folder, read_through_config
-from bbuvl.infer.tile_scale import REFINE_WITHIN, WITHIN, ChosenTileScale
+from bbuvl.infer.tile_scale import REFINE_WITHIN, WITHIN
 from bbuvl.outputs import check_not_inputs, check_replaced_whole, refuse_inputs_being_written, replacing
 from bbuvl.paths import real_path
 

@@ -414,10 +414,10 @@ class BBUTrainer(Trainer):
             self._eval_parts, self._eval_n = {}, 0
         if "loss" in logs:
             logs["nan_skipped"] = self.guard.skipped
-        steps, ran = self.state.global_step, self.state.global_step - self._initial_global_step
-        if "train_loss" in logs and ran < steps and self.loss_sum.before is not None:
-            # HF's mean is over the steps this process ran: after a resume, the run's mean over all its steps
-            logs["train_loss"] = (self.loss_sum.before + logs["train_loss"] * ran) / steps
+        if "train_loss" in logs and self.loss_sum.before is not None:  # logged once, at the end of training
+            steps, ran = self.state.global_step, self.state.global_step - self._initial_global_step
+            if ran < steps:  # HF's mean is over the steps this process ran: after a resume, the run's over all of them
+                logs["train_loss"] = (self.loss_sum.before + logs["train_loss"] * ran) / steps
         super().log(logs, start_time)
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:  # noqa: D102
