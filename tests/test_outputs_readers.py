@@ -179,6 +179,25 @@ def test_a_folder_moved_after_it_was_read_is_still_refused_where_it_lies_now(tmp
         child.wait()
 
 
+def test_a_folder_deleted_under_a_live_reader_keeps_its_inode_so_no_new_file_passes_for_it(tmp_path):
+    """The file system gives a deleted folder's inode number to the next new file: a writer looking for where the
+    reader's "moved" folder went found a stranger under its own output, and refused it, naming the reader."""
+    final = _checkpoint(tmp_path / "run")
+    inode = os.stat(final).st_ino
+    child = _reader(final)
+    try:
+        subprocess.run(["rm", "-rf", str(tmp_path / "run")], check=True)  # served from memory; its folder gone
+        out = tmp_path / "predictions"
+        out.mkdir()
+        for i in range(300):
+            (out / f"part{i}").mkdir()
+        assert all(os.stat(p).st_ino != inode for p in out.iterdir())
+        refuse_outputs_being_read({"--out": out})
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_a_reader_refused_for_a_writer_leaves_no_entry_and_registers_before_it_looks(tmp_path, registry):
     final = _checkpoint(tmp_path / "run")
     writer = _hold(tmp_path / "run", "train")

@@ -388,6 +388,7 @@ class Reading:
         self.paths = sorted({str(real_path(Path(p))) for p in paths})
         self.file: Path | None = None
         self._fh: Any = None
+        self._pins: list[int] = []
 
     def acquire(self) -> "Reading":
         """Register; a registry that cannot be written (a read-only home) is a warning, never a refusal to read."""
@@ -408,13 +409,14 @@ class Reading:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             json.dump({"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
                        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                       "paths": self.paths, "inodes": [_inode(Path(p)) for p in self.paths]}, fh,
+                       "paths": self.paths, "inodes": [self._pin(Path(p)) for p in self.paths]}, fh,
                       ensure_ascii=True)  # a path of bytes that are no UTF-8 (a GBK folder) holds surrogates: escaped
             fh.flush()
             file = folder / f"{READER_PREFIX}{os.getpid()}-{Path(name).stem.removeprefix('.new-')}.json"
             os.rename(name, file)
             self.file = file
         except OSError as e:
+            self._unpin()
             if fh is not None:  # a full disk: what was begun goes
                 fh.close()
                 Path(name).unlink(missing_ok=True)
@@ -435,6 +437,24 @@ class Reading:
             return
         self.file.unlink(missing_ok=True)
         self._fh.close()
+        self._unpin()
+
+    def _pin(self, path: Path) -> tuple[int, int] | None:
+        """(device, inode) of `path`, held open for as long as this registration lives: a folder deleted meanwhile
+        keeps its inode number, which the file system would otherwise give to a new file elsewhere, and a writer
+        looking for where a moved input went (`reader_around`) would find that stranger and refuse it."""
+        try:
+            fd = os.open(path, getattr(os, "O_PATH", os.O_RDONLY))
+        except OSError:  # gone, or unreadable: nothing to find again after a move
+            return None
+        self._pins.append(fd)
+        found = os.fstat(fd)
+        return found.st_dev, found.st_ino
+
+    def _unpin(self) -> None:
+        """Let go of the inodes `_pin` held."""
+        while self._pins:
+            os.close(self._pins.pop())
 
 
 # registry file -> this process's live registration
@@ -877,6 +897,7 @@ def _let_go_in_forked_child() -> None:
             reading._fh.close()
         except OSError:
             pass
+        reading._unpin()
     _READING.clear()
     _PENDING.clear()
 
