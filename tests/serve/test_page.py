@@ -8,7 +8,7 @@ from tests.system import CHROMEDRIVER, CHROMIUM, need
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(tmp_path_factory):
     need("chromium", CHROMIUM is not None and CHROMEDRIVER is not None,
          "no Chromium here: install Debian's `chromium` and `chromium-driver` (scripts/system_packages.sh chromium)")
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (it is in the dev extra)")
@@ -16,7 +16,9 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"):
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900",
+                # its profile among the test's files: left to itself it made one in /tmp per run and never removed it
+                f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield driver
