@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
-from bbuvl.data.faults import THRESHOLDS_FILE
+from bbuvl.data.faults import THRESHOLDS_FILE, TILED_THRESHOLDS_FILE
 from bbuvl.infer.verdict import ChosenThresholds, VerdictThresholds
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -120,6 +120,21 @@ def test_thresholds_chosen_since_the_predictions_are_named_not_refused(run):
     # Both thresholds given: the chosen file judges nothing, and nothing is said of it.
     r = evaluate(run, "m2.json", "--verdict-review", "0.3", "--verdict-fail", "0.7")
     assert r.exit_code == 0 and "chosen since" not in text(r), r.output
+
+
+def test_the_tiled_photos_thresholds_chosen_since_are_named_only_where_a_photo_was_predicted_through_tiles(run):
+    # Before: "verdict_thresholds_tiled.json was chosen since ... the verdicts their lines hold were judged without it"
+    # over predictions made in one pass, which that file judges none of.
+    ChosenThresholds(VerdictThresholds(0.2, 0.6), 0.9, 0.9, 1.0, 1.0, 2, 1, ["x"], "wide.jsonl", mode="head",
+                     tiled=True).save(run["ckpt"])
+    r = evaluate(run, "m1.json")
+    assert r.exit_code == 0 and "chosen since" not in text(r), r.output
+    lines = [json.loads(line) for line in run["out"].read_text(encoding="utf-8").splitlines()]
+    run["out"].write_text("".join(json.dumps({**line, "tiled": i == 0}) + "\n" for i, line in enumerate(lines)),
+                          encoding="utf-8")
+    r = evaluate(run, "m2.json")
+    assert r.exit_code == 0, r.output
+    assert f"{run['ckpt'] / TILED_THRESHOLDS_FILE} was chosen since these predictions were made" in text(r)
 
 
 def test_a_copy_of_the_same_checkpoint_over_it_is_no_change(run, tmp_path):

@@ -131,7 +131,7 @@ def coco_evaluate(
 
     empty = {name: None for name in STAT_NAMES}
     if not gt["annotations"]:  # nothing to find: AP is undefined (pycocotools also answers -1)
-        per_category = {c["name"]: {"AP": None, "AP50": None, "AP75": None, "gt": 0, "pred": pred_count[c["id"]]}
+        per_category = {c["name"]: {**dict.fromkeys(CATEGORY_STAT_NAMES), "gt": 0, "pred": pred_count[c["id"]]}
                         for c in gt["categories"]}
         return CocoResult(dict(empty), dict(empty), per_category, {})
 
@@ -154,6 +154,10 @@ def coco_evaluate(
 def _mean_valid(x: np.ndarray) -> float | None:
     valid = x[x > -1]
     return float(valid.mean()) if valid.size else None
+
+
+# What `_category_stats` gives each category, undefined (None) alike when the ground truth holds no object at all
+CATEGORY_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
 
 
 def _category_stats(precision: np.ndarray, recall: np.ndarray, k: int, iou_thrs: np.ndarray) -> dict[str, float | None]:

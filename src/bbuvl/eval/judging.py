@@ -165,8 +165,8 @@ def model_changed(pred: str | Path, manifest: Manifest, changed: str) -> str:
 def chosen_since(checkpoint: Path, manifest: Manifest, given: bool = False, tiled: bool = False) -> list[str]:
     """A note for each thresholds file of the checkpoint chosen (written, replaced or deleted) since `manifest`'s
     predictions were made, which their lines' own verdicts did not see (none when `given`: both thresholds on the
-    command line judge instead), and for a tile scale chosen since when a photo was predicted through tiles
-    (`tiled`); none when the manifest recorded no files. Choosing after predict is how thresholds are chosen
+    command line judge instead; the tiled photos' thresholds and tile scale only when a photo was predicted through
+    tiles, `tiled`); none when the manifest recorded no files. Choosing after predict is how thresholds are chosen
     (docs/faults.md): named, not refused."""
     if manifest.key is None or not manifest.key.checkpoint_files:
         return []
@@ -178,7 +178,9 @@ def chosen_since(checkpoint: Path, manifest: Manifest, given: bool = False, tile
                 != then.sha256:
             notes.append(f"{path} was chosen since these predictions were made: their photos were cut into tiles at "
                          "the earlier scale, and a predict now would cut them at this one")
-    for name in () if given else CHOSEN_FILES:
+    # The tiled photos' file judges no line of predictions made in one pass: a note on it named a change that changed
+    # nothing
+    for name in () if given else CHOSEN_FILES if tiled else (THRESHOLDS_FILE,):
         path = checkpoint / name
         then = recorded.get(name)
         if not path.is_file():

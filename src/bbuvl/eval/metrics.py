@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bbuvl.data.faults import Faults
+from bbuvl.data.labels import label_at_level
 from bbuvl.data.schema import ImageRecord
 from bbuvl.data.text import show_text, spelling_of
 from bbuvl.eval.coco_metrics import CocoResult, coco_evaluate
@@ -93,23 +94,39 @@ class Evaluation:
         return [r for r in ranked[:n] if r.f1 < 1.0 or r.error_count]
 
 
-def _prior(records: list[ImageRecord]) -> dict[str, Any] | None:
-    """What the best constant box scores on these photos: the bar any AP has to clear to mean something."""
+def _prior(records: list[ImageRecord], level: int | None) -> dict[str, Any] | None:
+    """What the best constant box scores on these photos, its labels cut at `level` as the AP beside it: the bar any
+    AP has to clear to mean something."""
     if not any(r.objects for r in records):
         return None
+    if level:
+        records = [r.model_copy(update={"objects": [o.model_copy(update={"desc": label_at_level(o.desc, level)})
+                                                    for o in r.objects]}) for r in records]
     prior = best_constant_box(records)
     return {"box": list(prior.box), "AP50": prior.ap50, "AP50_agnostic": prior.ap50_agnostic}
 
 
-def _one_spelling(records: list[ImageRecord], lines: list[PredictionLine]) -> tuple[list[ImageRecord], list[PredictionLine]]:
+def _one_spelling(records: list[ImageRecord], lines: list[PredictionLine],
+                  faults: Faults) -> tuple[list[ImageRecord], list[PredictionLine]]:
     """Ground truth and predictions with each label in the ground truth's first spelling of it (data/text.py):
-    `a／b` and `a/b\u200b` are scored as `a/b`. Only what changes is copied."""
+    `a／b` and `a/b\u200b` are scored as `a/b`, and so is a spelling the hierarchy knows for the same label (its
+    English gloss, a platform's token): the fault metrics, which judge through the hierarchy, already counted such a
+    box right, and the COCO and label metrics called it wrong. Only what changes is copied."""
     # A dataset repeats a few dozen labels: spell each distinct one once (first occurrences keep their order, so
     # the first spelling of each label is the same), and copy only the photos holding one that changes.
     gt_labels = dict.fromkeys(o.desc for r in records for o in r.objects)
     spell = spelling_of(gt_labels)
+    by_canonical: dict[str, str] = {}
+    for label in gt_labels:
+        if (canonical := faults.canonical(label)) is not None:
+            by_canonical.setdefault(canonical, label)
+
+    def respell(label: str) -> str:
+        canonical = faults.canonical(label)
+        return by_canonical[canonical] if canonical in by_canonical else spell(label)
+
     pred_labels = dict.fromkeys(o["label"] for line in lines for o in line.objects)
-    respelt = {label: spell(label) for label in {**gt_labels, **pred_labels}}
+    respelt = {label: respell(label) for label in {**gt_labels, **pred_labels}}
     changed = {label for label, spelt in respelt.items() if spelt != label}
     if not changed:
         return records, lines
@@ -158,7 +175,7 @@ def _evaluate(records: list[ImageRecord], gt_path: str | Path, lines: list[Predi
         # Deeper than every label, level N is the full label: the report would say "level 99" and mean "full".
         raise ValueError(f"--level {level}: the labels of {gt_path} have {depth} level{'s' if depth > 1 else ''} "
                          f"(category/attribute/...); give 1 to {depth}, or leave --level out for the full label")
-    records, lines = _one_spelling(records, lines)
+    records, lines = _one_spelling(records, lines, faults)
     alignment = align_predictions(records, gt_path, lines, pred_path)
     per_image = [p.objects if p is not None else [] for p in alignment.predictions]
     coco = coco_evaluate(records, per_image, level)
@@ -189,7 +206,7 @@ def _evaluate(records: list[ImageRecord], gt_path: str | Path, lines: list[Predi
         "parse_failure_rate": failures / len(present) if present else None,
         "duplicate_rate": totals.duplicate_rate(),
         "errors": errors,
-        "prior": _prior(records),
+        "prior": _prior(records, level),
     }
     found = _score_faults(images, faults, thresholds)
     metrics["faults"] = found.to_dict()

@@ -55,7 +55,9 @@ def token_area(box: Sequence[float], size: tuple[int, int], contract: Coordinate
 
 def _evaluate(gt: dict[str, Any], dets: list[dict[str, Any]]) -> COCOeval_faster:
     names = ["all"] + [name for name, _, _ in TOKEN_BUCKETS]
-    ranges = [[0.0, _HUGE]] + [[lo, min(hi, _HUGE)] for _, lo, hi in TOKEN_BUCKETS]
+    # COCO's area ranges hold both ends; the buckets hold their lower one only (`lo <= area < hi`, as counted in
+    # `size_metrics`): an object of exactly 4 tokens, common at whole multiples of the cell, was scored in two.
+    ranges = [[0.0, _HUGE]] + [[lo, float(np.nextafter(min(hi, _HUGE), 0.0))] for _, lo, hi in TOKEN_BUCKETS]
     coco_gt = COCO({**gt, "annotations": [dict(a) for a in gt["annotations"]]}, print_function=lambda *a, **k: None)
     coco_dt = COCO({"images": gt["images"], "categories": gt["categories"],
                     "annotations": [{**d, "id": i, "iscrowd": 0} for i, d in enumerate(dets, start=1)]},
