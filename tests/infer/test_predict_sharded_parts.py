@@ -60,3 +60,24 @@ def test_overwrite_removes_the_part_files_with_the_output(trained_checkpoint, sm
     # a later sharded run with the first settings finds no part of the run started over to merge
     shard(monkeypatch, 0)
     refused(predict(trained_checkpoint, small_dataset, out), "holds predictions of another run", "score_threshold 0.5 (now 0.0)")
+
+
+def test_a_sharded_run_resumed_under_another_rank_count_counts_the_killed_runs_parts_as_done_and_merges_them(
+        trained_checkpoint, small_dataset, tmp_path, monkeypatch):
+    # Before: torchrun again with 3 ranks read only parts "-of-3": the photo in pred.jsonl.rank1-of-2 was predicted
+    # again, and the old part was left beside the output for ever.
+    out = tmp_path / "pred.jsonl"
+    old_part = tmp_path / "pred.jsonl.rank1-of-2"
+    shard(monkeypatch, 1)
+    assert predict(trained_checkpoint, small_dataset, out).exit_code == 0  # photo 2 of 2; rank 0 killed before its share
+    kept = old_part.read_text(encoding="utf-8")
+    shard(monkeypatch, 1, world=3)
+    again = predict(trained_checkpoint, small_dataset, out)  # its share, photo 2, is in the old part
+    assert again.exit_code == 0, again.output
+    assert not (tmp_path / "pred.jsonl.rank1-of-3").exists() or not (tmp_path / "pred.jsonl.rank1-of-3").read_text()
+    shard(monkeypatch, 0, world=3)
+    merged = predict(trained_checkpoint, small_dataset, out)
+    assert merged.exit_code == 0, merged.output
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2 and lines[1] == kept.strip()  # the old part's line, as it was
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["pred.jsonl", "pred.jsonl.predict.json"]

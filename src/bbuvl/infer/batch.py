@@ -222,6 +222,20 @@ def part_path(out: Path, rank: int, world: int) -> Path:
     return out if world == 1 else out.with_name(f"{out.name}.rank{rank}-of-{world}")
 
 
+def other_worlds_parts(out: Path, world: int) -> list[Path]:
+    """The part files beside `out` of a killed sharded run with another rank count: their lines count as done in this
+    run, and rank 0 merges them with its own world's parts (a sharded run of 1 merges every part, `run_predictions`)."""
+    return [p for p in rank_parts(out) if not p.name.endswith(f"-of-{world}")]
+
+
+def _done_in(parts: list[Path]) -> set[str]:
+    """The photos (as their lines name them) with a whole line in `parts`, none rewritten."""
+    done: set[str] = set()
+    for part in parts:
+        done |= repair_output(part, rewrite=False)[0]
+    return done
+
+
 def batched(items: list[str], n: int) -> Iterator[list[str]]:
     """Consecutive chunks of `n`."""
     for i in range(0, len(items), n):
@@ -253,8 +267,13 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
             for p in parts:
                 stack.enter_context(OutputLock(p))
             merge_parts(job, parts)
+        # Resumed under another rank count: another world's parts were predicted again, and left beside the output
+        stale = other_worlds_parts(job.out, world) if world > 1 else []
+        for p in stale if rank == 0 else []:
+            stack.enter_context(OutputLock(p))  # merged by rank 0 at the end; a rank still writing one is refused
         done, repaired = repair_output(job.out, rewrite=rank == 0)
         done |= repair_output(part)[0] if part != job.out else set()
+        done |= _done_in(stale)
         done = {job.name_of(image) for image in done}
         # Lines of photos this run's input does not hold (the key says it is the same input: added by hand) would be
         # counted as done and read by eval beside the others; merging a sharded run drops them too.
@@ -329,7 +348,7 @@ def _merge_when_all_done(job: PredictJob, rank: int, world: int, say: Callable[[
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         if rank == 0:
-            merge_parts(job, [part_path(job.out, r, world) for r in range(world)])
+            merge_parts(job, [part_path(job.out, r, world) for r in range(world)] + other_worlds_parts(job.out, world))
         dist.barrier()
     elif rank == 0:
         # No process group (torchrun starts none; predict needs none): rank 0 waits for every rank still writing its
@@ -339,7 +358,7 @@ def _merge_when_all_done(job: PredictJob, rank: int, world: int, say: Callable[[
         with ExitStack() as stack:
             for lock in wait_for_ranks(job, world, say):
                 stack.callback(lock.release)
-            merge_parts(job, [part_path(job.out, r, world) for r in range(world)])
+            merge_parts(job, [part_path(job.out, r, world) for r in range(world)] + other_worlds_parts(job.out, world))
 
 
 # How often rank 0 says which ranks it still waits for: a rank's share can take hours, and a silent rank 0 looked hung.
@@ -391,7 +410,7 @@ def wait_for_ranks(job: PredictJob, world: int, say: Callable[[str], None], ever
 
 def share_left(job: PredictJob, rank: int, world: int) -> int:
     """How many of rank `rank`'s photos have a line neither in its part nor in the output."""
-    done = repair_output(part_path(job.out, rank, world), rewrite=False)[0] | repair_output(job.out, rewrite=False)[0]
+    done = _done_in([part_path(job.out, rank, world), job.out, *other_worlds_parts(job.out, world)])
     done = {job.name_of(image) for image in done}
     return sum(1 for i, name in enumerate(job.inputs) if i % world == rank and name not in done)
 
