@@ -16,7 +16,7 @@ import numpy as np
 
 from bbuvl.data.boxes import box_iou
 from bbuvl.data.coords import aspect_problem, box_inside, box_is_degenerate, oriented_size
-from bbuvl.data.images import EXIF_ORIENTATION, ImageError, load_image, open_image, photo_digests
+from bbuvl.data.images import ImageError, exif_orientation, load_image, open_image, photo_digests
 from bbuvl.data.input_paths import file_kind
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.names import name_key, portability_problem
@@ -73,12 +73,11 @@ def probe_image(path: Path, decode: bool = True) -> ImageInfo | str:
     try:
         with open_image(path, decode=False) as im:
             raw = im.size
-            orientation = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
+            orientation = exif_orientation(im)  # as decoding applies it: a TIFF's, Pillow applies itself
     except ImageError as e:
         return str(e).removeprefix(f"{path}: ")
     except (OSError, SyntaxError, ValueError) as e:  # a corrupt EXIF block
         return f"cannot read image header: {e}"
-    orientation = orientation if orientation in range(1, 9) else 1
     return ImageInfo(raw, oriented_size(raw, orientation), orientation)
 
 

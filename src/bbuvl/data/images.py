@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import warnings
 from collections import Counter
@@ -342,12 +343,30 @@ def load_image(path: str | Path, orient: bool = True, at_least: tuple[int, int] 
 
 
 def exif_orientation(im: Image.Image) -> int:
-    """The EXIF orientation of an opened image: 1 when it has none or one outside 1-8; ValueError when it is no number."""
+    """The EXIF orientation of an opened image still to be applied: 1 when it has none or one outside 1-8, or when
+    Pillow applies it itself (a TIFF, `pillow_turns_tiff`); ValueError when it is no number."""
+    if im.format == "TIFF" and pillow_turns_tiff():
+        return 1
     try:
         value = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1)
     except (TypeError, ValueError) as e:
         raise ValueError(f"EXIF orientation is not a number: {e}") from None
     return value if value in range(1, 9) else 1
+
+
+@lru_cache(maxsize=1)
+def pillow_turns_tiff() -> bool:
+    """Whether this Pillow turns a TIFF by its EXIF orientation itself: its size reported turned from the header on,
+    its pixels turned as they are decoded, and the tag dropped then. Turned again here, the header's size was turned
+    twice (`data check --no-decode` and the decode disagreed on a photo's width) and a near copy found turned 90
+    degrees from its own JPEG. Asked of a 2x1 TIFF, since the version that began doing so is not documented."""
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6
+    buffer = io.BytesIO()
+    Image.new("L", (2, 1)).save(buffer, "TIFF", exif=exif.tobytes())
+    buffer.seek(0)
+    with Image.open(buffer) as im:
+        return im.size == (1, 2)
 
 
 def upright(im: Image.Image, orientation: int) -> Image.Image:
