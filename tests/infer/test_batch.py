@@ -201,3 +201,19 @@ def test_a_zoom_into_or_tile_refine_of_commas_alone_is_refused_and_none_turns_th
         assert not out.exists()
     result = CliRunner().invoke(app, [*base, "--zoom-into", "none"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_jsonl_names_photos_as_data_check_and_training_find_them(tmp_path):
+    """Before: predict joined the folder and the name, so a name typed in NFC for a file stored in NFD (a macOS copy)
+    and a name written on Windows (`images\\\\v1.jpg`) were "image file not found" on every line, where `data check`
+    said ok and training read them; eval then counted them as unparseable answers."""
+    import unicodedata
+    from pathlib import Path
+
+    from bbuvl.infer.batch import PredictJob
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / unicodedata.normalize("NFD", "café.jpg")).write_bytes(b"x")
+    (tmp_path / "images" / "v1.jpg").write_bytes(b"x")
+    job = PredictJob(inputs=["café.jpg", "images\\v1.jpg"], out=tmp_path / "p.jsonl", root=tmp_path)
+    assert all(Path(job.path_of(name)).is_file() for name in job.inputs)

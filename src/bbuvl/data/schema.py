@@ -483,9 +483,14 @@ def tile_origin(record: ImageRecord) -> str | None:
 def resolve_image(dataset_path: str | Path, image: str) -> Path:
     """Absolute path of an image named in a dataset (relative to the JSONL file's folder), found as NFC or NFD, and
     with `\\` read as `/` when only that spelling exists (a dataset written on Windows, as COCO file names are read)."""
+    return image_in(real_path(dataset_path).parent, image)
+
+
+def image_in(folder: Path, image: str) -> Path:
+    """The file an image name stands for, relative to `folder` (a dataset's), as `resolve_image` finds it."""
     p = Path(image)
-    found = find_file(p if p.is_absolute() else real_path(dataset_path).parent / p)
+    found = find_file(p if p.is_absolute() else folder / p)
     if "\\" in image and not found.exists():
-        other = resolve_image(dataset_path, image.replace("\\", "/"))
+        other = image_in(folder, image.replace("\\", "/"))
         return other if other.exists() else found
     return found

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.images import IMAGE_SUFFIXES, suffix_counts
-from bbuvl.data.schema import once_each, read_lines, require_photos, resolve_image
+from bbuvl.data.schema import image_in, once_each, read_lines, require_photos, resolve_image
 from bbuvl.data.text import not_text
 from bbuvl.infer.output import (Manifest, OutputError, OutputLock, claim_output, input_root, rank_parts,
                                read_manifest, repair_output)
@@ -59,8 +59,9 @@ class PredictJob:
         return Manifest(input=self.source, checkpoint=self.checkpoint, mode=self.mode, key=self.key)
 
     def path_of(self, name: str) -> str:
-        """The file a photo name stands for (a link stays a link: it is opened, never renamed)."""
-        return str(self.root / name) if self.root is not None else name
+        """The file a photo name stands for, found as data check and training find it (NFC or NFD, `\\` as `/` when
+        only that spelling exists); a link stays a link: it is opened, never renamed."""
+        return str(image_in(self.root, name)) if self.root is not None else name
 
     def name_of(self, image: str) -> str:
         """The name an output line's `image` has in this job: an absolute path inside `root` (as earlier versions
