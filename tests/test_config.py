@@ -202,6 +202,13 @@ def test_overrides_are_typed_and_validated():
         parse_overrides(["training.seed"])
 
 
+def test_a_quoted_override_is_text_as_in_a_file_and_an_unquoted_exponent_a_number():
+    # Before: the way out the type error names, `training.output_dir="1e-4"`, was read as 0.0001 again
+    assert parse_overrides(['training.output_dir="1e-4"', "model.path='2.5'", "training.lr.llm=1e-4"]) == [
+        ("training.output_dir", "1e-4"), ("model.path", "2.5"), ("training.lr.llm", 1e-4)]
+    assert load_config(None, ['training.output_dir="1e-4"']).training.output_dir == "1e-4"
+
+
 def test_dump_round_trips(tmp_path):
     cfg = load_config(ROOT / "configs" / "demo.yaml")
     p = tmp_path / "round.yaml"

@@ -1039,8 +1039,9 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
             raise ConfigError(f"override '{item}': YAML reads a '#' at the start or after a space, and all that "
                               f"follows it, as a comment, so the value would be {value!r}; quote the value to keep "
                               f"the '#' ('{key.strip()}=\"...\"')")
-        # YAML 1.1 reads "1e-5" as a string; users mean a number.
-        if isinstance(value, str):
+        # YAML 1.1 reads an unquoted 1e-5 as a string; users mean a number. A quoted value is text, as in a file: the
+        # way out the type errors name (`training.output_dir="1e-4"`) was read as 0.0001 too.
+        if isinstance(value, str) and not raw.strip().startswith(("'", '"')):
             try:
                 value = float(value) if any(c in value for c in ".eE") else value
             except ValueError:
