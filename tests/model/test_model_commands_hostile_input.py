@@ -24,6 +24,9 @@ def test_model_tiny_at_sizes_no_tiny_model_has_is_refused_naming_them_before_any
     (["--hidden", "130"], "--hidden 130 must divide by --heads 4, and --heads by --kv-heads 2"),
     (["--kv-heads", "3"], "--hidden 128 must divide by --heads 4, and --heads by --kv-heads 3"),
     (["--vision-hidden", "65"], "--vision-hidden 65 must divide by --vision-heads 4"),
+    # Before: saved, then every photo failed on a shape error in the vision tower's rotary code
+    (["--vision-hidden", "8"], "a vision head (--vision-hidden 8 / --vision-heads 4 = 2) must be a multiple of 4"),
+    (["--vision-hidden", "24"], "a vision head (--vision-hidden 24 / --vision-heads 4 = 6) must be a multiple of 4"),
     (["--min-pixels", "100000", "--max-pixels", "1000"], "--min-pixels 100000 must not exceed --max-pixels 1000"),
     (["--family", "llama"], "--family llama: model_type 'llama' is not a model family bbu-vl supports"),
 ])

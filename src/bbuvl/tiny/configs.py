@@ -56,6 +56,12 @@ def shape_problem(hidden: int, heads: int, kv_heads: int, vision_hidden: int, vi
                         f"and {name('heads')} by {name('kv_heads')} {kv_heads}")
     if vision_hidden % vision_heads:
         problems.append(f"{name('vision_hidden')} {vision_hidden} must divide by {name('vision_heads')} {vision_heads}")
+    elif (vision_hidden // vision_heads) % 4:
+        # The vision tower's rotary code gives each head a quarter of its size per image axis: a head of 1, 2, 3 or 6
+        # was saved, then failed on every photo with a shape error
+        problems.append(f"a vision head ({name('vision_hidden')} {vision_hidden} / {name('vision_heads')} "
+                        f"{vision_heads} = {vision_hidden // vision_heads}) must be a multiple of 4 (its rotary "
+                        "code is split over height and width)")
     return "; ".join(problems) or None
 
 
