@@ -170,3 +170,26 @@ def test_viz_draws_boxes_past_the_photo_of_no_size_and_lines_without_objects(tmp
         result = runner.invoke(app, ["viz", *args])
         assert result.exit_code == 0 and "drew 2 photo(s)" in said(result), result.output
     assert len(list((tmp_path / "both").iterdir())) == len(list((tmp_path / "alone").iterdir())) == 2
+
+
+def test_a_photo_predict_could_not_answer_is_titled_with_why_not_as_a_photo_where_nothing_was_found():
+    # Before: a line with an error (a photo too wide, one not found) was drawn "prediction (0)", a result to the eye
+    from bbuvl.eval.viz import prediction_title
+    from bbuvl.infer.prediction_lines import PredictionLine
+
+    def line(**extra) -> PredictionLine:
+        return PredictionLine(line=1, image="a.png", width=64, height=48, objects=[], **extra)
+
+    assert prediction_title(line(error="a.png: aspect ratio 400.0 exceeds 200")) == (
+        "prediction failed: a.png: aspect ratio 400.0 exceeds 200")
+    assert prediction_title(line(raw="not json", parse_ok=False)) == "prediction: the answer could not be read"
+    assert prediction_title(None) == "prediction: no line for this photo"
+    assert prediction_title(line(cut=True)) == "prediction (answer cut by the token budget)"
+    assert prediction_title(line()) == "prediction"
+
+
+def test_iou_without_predictions_to_judge_is_refused(tmp_path):
+    pred = predicted(tmp_path, ["a.png"])
+    result = runner.invoke(app, ["viz", str(pred), str(tmp_path / "out"), "--iou", "0.3"])
+    assert result.exit_code == 2 and "--iou applies only with --pred" in said(result), result.output
+    assert not (tmp_path / "out").exists()

@@ -476,6 +476,7 @@ def print_metrics(evaluation: Any, hierarchy: Any, max_categories: int = 30) -> 
 
 
 def viz(
+    ctx: typer.Context,
     input: Path = typer.Argument(..., help="A dataset JSONL (draws its ground truth) or a predictions JSONL."),
     out_dir: Path = typer.Argument(..., help="Folder for the PNGs."),
     pred: Optional[Path] = typer.Option(None, "--pred", help="Predictions JSONL to draw beside the ground truth."),
@@ -494,6 +495,7 @@ def viz(
     from bbuvl.eval.in_progress import unfinished_predictions_note
     from bbuvl.eval.viz import draw_pictures
 
+    refuse_unused(ctx, pred is not None, "--pred", "iou")  # only the predictions beside ground truth are judged
     for path, what, expected in ((input, "give a dataset or predictions JSONL", "JSONL file"), (pred, "--pred", "JSONL file"),
                                  (hierarchy, "--hierarchy", "hierarchy JSON file")):
         if path is not None:

@@ -269,9 +269,10 @@ def compare_picture(
 
 def prediction_picture(
     image_path: Path, objects: Sequence[dict[str, Any]], font: FontChoice, name: LabelNamer, max_side: int = 800,
-    size: tuple[int, int] | None = None,
+    size: tuple[int, int] | None = None, title: str = "prediction",
 ) -> tuple[Image.Image, str | None]:
-    """Predictions alone on their photo (no ground truth), in blue; also why the photo could not be read, or None."""
+    """Predictions alone on their photo (no ground truth), in blue, under `title`; also why the photo could not be
+    read, or None."""
     if size is not None:
         photo, scale, problem = open_photo(image_path, size, max_side, MIN_SIDE)
     else:
@@ -279,8 +280,8 @@ def prediction_picture(
         # fitted from the stored photo's size, the boxes' frame: a JPEG past Pillow's limit decodes smaller
         shown, scale = fitted(stored, max_side, MIN_SIDE)
         photo = photo if photo.size == shown else photo.resize(shown, Image.BILINEAR)
-    drawn, title = _panel(photo, prediction_boxes(objects, None, None, name), font, scale, "prediction")
-    return side_by_side([(f"{problem}\n{title}" if problem else title, drawn)], font), problem
+    drawn, counted = _panel(photo, prediction_boxes(objects, None, None, name), font, scale, title)
+    return side_by_side([(f"{problem}\n{counted}" if problem else counted, drawn)], font), problem
 
 
 def _open_any(path: Path) -> tuple[Image.Image, tuple[int, int], str | None]:

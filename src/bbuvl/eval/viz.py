@@ -12,7 +12,7 @@ from PIL import Image
 
 from bbuvl.atomic import atomic_folder, save_atomic
 from bbuvl.data.schema import DatasetError, iter_json_lines, read_records, require_photos, resolve_image
-from bbuvl.data.text import label_key
+from bbuvl.data.text import label_key, short_words
 from bbuvl.eval.draw import LabelNamer, compare_picture, file_stem, prediction_picture
 from bbuvl.eval.fonts import FontChoice
 from bbuvl.eval.matching import match_image
@@ -72,8 +72,22 @@ def _prediction_pictures(pred: Path, font: FontChoice, name: LabelNamer, limit: 
         path = root / line.image
         size = (line.width, line.height) if line.width and line.height else None
         pictures.append((f"{i:04d}_{file_stem(path.stem)}.png", path,
-                         partial(prediction_picture, path, line.objects, font, name, size=size)))
+                         partial(prediction_picture, path, line.objects, font, name, size=size,
+                                 title=prediction_title(line))))
     return pictures
+
+
+def prediction_title(line: PredictionLine | None) -> str:
+    """The predictions panel's title: why there are none, where the line says (an error, an answer nothing could be
+    read from) or there is no line: titled "prediction (0)", such a photo looked like one where the model found
+    nothing."""
+    if line is None:
+        return "prediction: no line for this photo"
+    if line.error:
+        return f"prediction failed: {short_words(str(line.error))}"
+    if line.failed:
+        return "prediction: the answer could not be read"
+    return "prediction (answer cut by the token budget)" if line.cut else "prediction"
 
 
 def _compared_pictures(gt: Path, pred: str | Path | None, font: FontChoice, name: LabelNamer, limit: int,
@@ -94,7 +108,8 @@ def _compared_pictures(gt: Path, pred: str | Path | None, font: FontChoice, name
                                 [o["bbox_2d"] for o in objects], [label_key(o["label"]) for o in objects],
                                 [o["score"] for o in objects], iou_threshold=iou)
         pictures.append((f"{i:04d}_{file_stem(path.stem)}.png", path,
-                         partial(compare_picture, record, path, objects, match, font, name)))
+                         partial(compare_picture, record, path, objects, match, font, name,
+                                 prediction_title=prediction_title(line))))
     return pictures
 
 
