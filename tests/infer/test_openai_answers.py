@@ -61,6 +61,14 @@ def test_answers_written_in_the_frame_come_back_as_the_photos_boxes_within_round
     assert [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()] == got
     with pytest.raises(FileExistsError):
         write_answers(answers, folder, out)
+    # Written elsewhere, the photos are named from the predictions file's folder, where eval and viz look for them:
+    # named from the answers file's, eval paired none of them (or another dataset's photos of the same names)
+    elsewhere = tmp_path / "results" / "run1" / "pred.jsonl"
+    elsewhere.parent.mkdir(parents=True)
+    write_answers(answers, folder, elsewhere)
+    names = [json.loads(line)["image"] for line in elsewhere.read_text(encoding="utf-8").splitlines()]
+    assert names == [f"../../photos/{i}.png" for i in range(3)]
+    assert all((elsewhere.parent / name).resolve() == (photos / f"{i}.png").resolve() for i, name in enumerate(names))
 
 
 def test_a_bad_line_is_an_error_naming_the_file_and_line(folder, tmp_path):

@@ -9,7 +9,8 @@ stored photo's pixels, EXIF rotation applied, and the raw answer. A line is
 
 with `response` the server's reply as it came (`choices[0].message.content` is read; a batch-API line's
 `{"response": {"body": {...}}}` too), or `{"image": ..., "text": "..."}` with the answer alone. A relative
-`image` is relative to the answers file's folder. The frame is read from the exported folder itself: its
+`image` is relative to the answers file's folder (and written relative to the predictions file's, where eval and viz
+read it). The frame is read from the exported folder itself: its
 `config.json` names the family and its image processor the min/max pixels (docs/serving.md, "vLLM").
 
 A stock server returns no per-object score: every object scores 1.0, so COCO AP ranks a photo's objects in the
@@ -19,6 +20,7 @@ order they were written.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +116,13 @@ def prediction_line(image: str, photo: Path, text: str, frame: CoordinateContrac
             "error": None if parsed.ok else "unparseable output"}
 
 
-def read_answers(answers: str | Path, folder: str | Path) -> list[dict[str, Any]]:
+def read_answers(answers: str | Path, folder: str | Path, root: str | Path | None = None) -> list[dict[str, Any]]:
     """Every line of an answers JSONL file as a predictions.jsonl line in the photos' pixels (ValueError naming the
-    file and line of a line that cannot be read, or a photo that cannot be opened)."""
+    file and line of a line that cannot be read, or a photo that cannot be opened); a relative photo name is made
+    relative to `root` (by default the answers file's folder, where it is read from)."""
     answers = Path(answers)
+    base = real_path(answers).parent
+    root = base if root is None else real_path(Path(root))
     frame = folder_frame(folder)
     lines = []
     try:
@@ -134,21 +139,24 @@ def read_answers(answers: str | Path, folder: str | Path) -> list[dict[str, Any]
             if not isinstance(line, dict) or not isinstance(line.get("image"), str):
                 raise ValueError("expected an object with an `image` path")
             photo = Path(line["image"])
-            photo = photo if photo.is_absolute() else real_path(answers).parent / photo
-            lines.append(prediction_line(line["image"], photo, answer_text(line), frame))
+            name = line["image"] if photo.is_absolute() else Path(os.path.relpath(base / photo, root)).as_posix()
+            photo = photo if photo.is_absolute() else base / photo
+            lines.append(prediction_line(name, photo, answer_text(line), frame))
         except (ValueError, OSError) as e:
             raise ValueError(f"{answers}:{no}: {e}") from None
     return lines
 
 
 def write_answers(answers: str | Path, folder: str | Path, out: str | Path, overwrite: bool = False) -> int:
-    """`read_answers` written to `out` as predictions.jsonl (atomically; an existing `out` only with `overwrite`);
-    returns the number of lines."""
+    """`read_answers` written to `out` as predictions.jsonl (atomically; an existing `out` only with `overwrite`), its
+    photos named from `out`'s folder, as eval and viz read a predictions file without a manifest: named from the
+    answers file's, eval found none of them, or another dataset's photo of the same name; returns the number of
+    lines."""
     from bbuvl.atomic import write_text_atomic
 
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out}: exists; choose another file or pass overwrite=True")
-    lines = read_answers(answers, folder)
+    lines = read_answers(answers, folder, root=out.absolute().parent)
     write_text_atomic(out, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
     return len(lines)
