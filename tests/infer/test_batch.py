@@ -152,6 +152,9 @@ def test_a_tile_option_without_tiles_is_refused_before_the_model_loads(trained_c
     # The checkpoint predicts without tiles (inference.tiles: off): each of these changed nothing, without a word.
     for extra, said in ((["--tile-stride", "0.5"], "--tile-stride applies only with --tiles: add --tiles or leave it out"),
                         (["--tile-refine", "线缆"], "--tile-refine applies only with --tiles: add --tiles or leave it out"),
+                        # the flag typed, not its pair's first spelling ("--tile-whole applies only ...")
+                        (["--tiles-only"], "--tiles-only applies only with --tiles: add --tiles or leave it out"),
+                        (["--tile-whole"], "--tile-whole applies only with --tiles: add --tiles or leave it out"),
                         (["--tile-zoom", "2"], "--tile-zoom applies only with --tiles or --zoom-into: add --tiles or "
                                                "--zoom-into or leave it out")):
         result = CliRunner().invoke(app, ["predict", "-c", str(trained_checkpoint), "-i", str(folder), "-o", str(out),
