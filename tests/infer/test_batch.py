@@ -220,3 +220,20 @@ def test_a_jsonl_names_photos_as_data_check_and_training_find_them(tmp_path):
     (tmp_path / "images" / "v1.jpg").write_bytes(b"x")
     job = PredictJob(inputs=["café.jpg", "images\\v1.jpg"], out=tmp_path / "p.jsonl", root=tmp_path)
     assert all(Path(job.path_of(name)).is_file() for name in job.inputs)
+
+
+def test_a_run_in_which_every_photo_failed_exits_non_zero_after_writing_their_lines(trained_checkpoint, tmp_path):
+    # Before: "done: 1 predicted ..., 1 with errors" and exit 0, which a batch job reads as a run that worked
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (4000, 10)).save(folder / "wide.png")  # no model frame holds it
+    out = tmp_path / "pred.jsonl"
+    result = CliRunner().invoke(app, ["predict", "-c", str(trained_checkpoint), "-i", str(folder), "-o", str(out),
+                                      "--mode", "head", "--device", "cpu"], env={"COLUMNS": "300"})
+    assert result.exit_code == 1, result.output
+    assert "every one of the 1 photos this run predicted failed" in " ".join(result.output.split())
+    assert json.loads(out.read_text(encoding="utf-8"))["error"]
+    Image.new("RGB", (224, 168), (200, 30, 30)).save(folder / "a.png")  # one that works: the run worked
+    result = CliRunner().invoke(app, ["predict", "-c", str(trained_checkpoint), "-i", str(folder), "-o", str(out),
+                                      "--mode", "head", "--device", "cpu", "--overwrite"])
+    assert result.exit_code == 0, result.output

@@ -260,6 +260,10 @@ def predict(
                   + (f", {verdicts['unjudged']} lines without a verdict" if verdicts["unjudged"] else ""), soft_wrap=True)
     for note in predictor.threshold_notes(mode, options.tiles):
         console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
+    if stats["predicted"] and stats["errors"] == stats["predicted"]:
+        # A batch job (a cron, CI) read exit 0 as a run that worked: every line an error is the model or the photos
+        fail(f"every one of the {stats['predicted']} photos this run predicted failed (their lines in {out} say why, "
+             "\"error\"): nothing was found in any of them", code=1)
 
 
 def long_paths_warning(out: Path) -> str | None:
