@@ -151,8 +151,8 @@ TILES = typer.Option(None, "--tiles", help="Small parts (docs/tiles.md): off | a
                      "scale `bbuvl choose-tiles` chose, else at the one the checkpoint trained at (default: "
                      "inference.tiles).")
 TILE_ZOOM = typer.Option(None, "--tile-zoom", help="Show tiles and zoomed containers at this many frame pixels per stored "
-                         "pixel, the scale `bbuvl data tile --zoom` trained at (default: inference.tile_zoom; none: each "
-                         "tile fills the whole photo's frame).", callback=finite_range(0, 8, lo_open=True))
+                         "pixel, the scale `bbuvl data tile --zoom` trained at (default: inference.tile_zoom; where that is "
+                         "null, each tile fills the whole photo's frame).", callback=finite_range(0, 8, lo_open=True))
 TILE_STRIDE = typer.Option(None, "--tile-stride", help="Keep the grid's tile size and start tiles at most this share of a "
                            "tile's side apart, so that more parts are whole in some tile (default: inference.tile_stride; "
                            "docs/tiles.md, \"Tiles a stride apart\").", callback=finite_range(0.25, 1))
