@@ -115,6 +115,10 @@ def test_a_value_yaml_reads_as_no_text_is_named_as_typed_with_the_quoting_that_k
            "date;" in said, said
     assert "data.train=123 (override): 'data.train' must be a string, got 123 (YAML reads an unquoted 123 as a " \
            "number; write \"123\" to mean the text)" in said, said
+    # A number key too: "got datetime.date(2024, 1, 1)" before
+    with pytest.raises(ConfigError, match=r"'training.seed' must be an integer, got 2024-01-01 \(YAML reads an "
+                                          r"unquoted 2024-01-01 as a date\)"):
+        load_config(None, ["training.seed=2024-01-01"])
     p.write_text("model:\n  path: \"no\"\ntraining:\n  output_dir: '2024-01-01'\n", encoding="utf-8")
     cfg = load_config(p, ['data.train="123"'])
     assert (cfg.model.path, cfg.training.output_dir, cfg.data.train) == ("no", "2024-01-01", "123")

@@ -911,7 +911,8 @@ def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...
             # `training.output_dir=` is YAML's null: "got None" alone did not say where a None came from
             empty = e.get("input") is None and overrides.get(loc, "").endswith("=")
             keys = _fields_at(loc) if e["type"] == "model_type" else []  # `training.lr=1e-4`: which keys it holds
-            got = _as_typed(loc, e.get("input"), lines, overrides) if e["type"] == "string_type" else None
+            # As typed, with what YAML read it as: `training.seed=2024-01-01` said "got datetime.date(2024, 1, 1)"
+            got = _as_typed(loc, e.get("input"), lines, overrides, as_text=e["type"] == "string_type")
             out.append(f"{where}: '{dotted}' must be {_TYPE_NAMES[e['type']]}"
                        + (f" of {', '.join(keys)}" if keys else "") + f", got {got or repr(e.get('input'))}"
                        + (" (an override with nothing after '=' sets null)" if empty else "")
