@@ -234,6 +234,12 @@ def test_the_frame_comes_from_one_source_then_explicit_bounds(tmp_path):
     assert resolve_frame() == CoordinateContract()
     with pytest.raises(ValueError, match="not both"):
         resolve_frame(cfg, tmp_path)
+    # A model not here yet, family auto: named with the config, and the key that needs no model
+    auto = tmp_path / "auto.yaml"
+    auto.write_text(f"model:\n  path: {tmp_path / 'not-downloaded'}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(auto))}: model.family auto reads the family .* set "
+                                         r"model.family \(one of qwen2_5_vl, "):
+        resolve_frame(auto)
     with pytest.raises(ValueError, match="must not exceed"):
         resolve_frame(cfg, min_pixels=10**6)
     (tmp_path / "run" / "final").mkdir(parents=True)  # a run's folder given for its final/ checkpoint is named so

@@ -1182,6 +1182,12 @@ def resolve_frame(config: str | Path | None = None, checkpoint: str | Path | Non
             raise ValueError(what)
         frame = CoordinateContract.load(checkpoint)
     elif config is not None:
-        frame = load_config(config).model.frame()
+        model = load_config(config).model
+        try:
+            family = model.resolve_family()
+        except (OSError, ValueError) as e:  # a hub id before the download: the family alone sets the box convention
+            raise type(e)(f"{config}: model.family auto reads the family from model.path's config.json: {e}; or set "
+                          f"model.family (one of {', '.join(FAMILIES)}), which needs no model") from None
+        frame = model.model_copy(update={"family": family.model_type}).frame()
     return replace(frame, min_pixels=frame.min_pixels if min_pixels is None else min_pixels,
                    max_pixels=frame.max_pixels if max_pixels is None else max_pixels)
