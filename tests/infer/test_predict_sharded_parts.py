@@ -81,3 +81,23 @@ def test_a_sharded_run_resumed_under_another_rank_count_counts_the_killed_runs_p
     lines = out.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 2 and lines[1] == kept.strip()  # the old part's line, as it was
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["pred.jsonl", "pred.jsonl.predict.json"]
+
+
+def test_ranks_started_together_with_other_settings_are_never_merged_into_one_file(trained_checkpoint, small_dataset,
+                                                                                    tmp_path, monkeypatch):
+    # Before: ranks that both found --out free (torchrun starts them together) wrote their parts under their own
+    # settings, each its manifest over the other's, and rank 0 merged the two runs' lines into one file.
+    out = tmp_path / "pred.jsonl"
+    shard(monkeypatch, 1)
+    assert predict(trained_checkpoint, small_dataset, out, "--score-threshold", "0.5").exit_code == 0
+    part = tmp_path / "pred.jsonl.rank1-of-2"
+    assert (tmp_path / "pred.jsonl.rank1-of-2.predict.json").is_file()  # its rank's own run, beside its part
+    kept = part.read_bytes()
+    # Rank 0 claims --out the moment after rank 1 did, before rank 1 wrote a line: its manifest is the last written
+    manifest = json.loads((tmp_path / "pred.jsonl.predict.json").read_text(encoding="utf-8"))
+    manifest["key"]["options"]["score_threshold"] = 0.0
+    (tmp_path / "pred.jsonl.predict.json").write_text(json.dumps(manifest), encoding="utf-8")
+    shard(monkeypatch, 0)
+    refused(predict(trained_checkpoint, small_dataset, out), "pred.jsonl.rank1-of-2: written by a rank of another run",
+            "score_threshold 0.5 (now 0.0)", "Nothing is merged and the parts are kept")
+    assert not out.exists() and part.read_bytes() == kept

@@ -24,8 +24,9 @@ from bbuvl.atomic import write_text_atomic
 from bbuvl.data.images import IMAGE_SUFFIXES, suffix_counts
 from bbuvl.data.schema import image_in, once_each, read_lines, require_photos, resolve_image
 from bbuvl.data.text import not_text
-from bbuvl.infer.output import (Manifest, OutputError, OutputLock, claim_output, input_root, rank_parts,
-                               read_manifest, repair_output)
+from bbuvl.infer.output import (Manifest, OutputError, OutputLock, claim_output, input_root, manifest_path,
+                               part_differences, rank_parts, read_manifest, repair_output,
+                               write_manifest)
 from bbuvl.infer.resume_key import ResumeKey
 from bbuvl.outputs import writer_at
 from bbuvl.paths import real_path
@@ -261,6 +262,10 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
         for lock in locks:
             stack.enter_context(lock)
         claim_output(job.out, job.manifest)
+        if part != job.out:
+            # Each rank records its own run beside its part: ranks started together all found --out free, and rank 0
+            # merged parts of two settings, or two checkpoints, under one manifest (`merge_parts` compares them)
+            claim_output(part, job.manifest)
         if world == 1 and (parts := rank_parts(job.out)):
             # A killed sharded run's parts, of this run's key (check_output compared it): their lines count as done,
             # where they were predicted again and the parts left beside the output. A rank still writing one holds
@@ -327,7 +332,13 @@ def keep_lines_of(job: PredictJob) -> None:
 
 
 def merge_parts(job: PredictJob, parts: list[Path]) -> int:
-    """Merge rank part files into the output in input order (each image once), then delete them; returns lines written."""
+    """Merge rank part files into the output in input order (each image once), then delete them; returns lines written.
+    OutputError, merging nothing, when a part was written by another run than this one (its manifest's key)."""
+    for part in parts:
+        if part.exists() and (diff := part_differences(part, job.manifest)):
+            raise OutputError(f"{part}: written by a rank of another run ({diff}); merged, {job.out} would hold two "
+                              "runs' lines under one manifest. Nothing is merged and the parts are kept: start every "
+                              "rank with the same checkpoint and options, or pass --overwrite to start over")
     lines: dict[str, str] = {}
     for source in [job.out, *parts]:
         if source.exists():
@@ -338,8 +349,10 @@ def merge_parts(job: PredictJob, parts: list[Path]) -> int:
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue
     write_text_atomic(job.out, "".join(lines[p] + "\n" for p in job.inputs if p in lines))
+    write_manifest(job.out, job.manifest)  # the one another rank wrote last is its run's: the same, checked above
     for part in parts:
         part.unlink(missing_ok=True)
+        manifest_path(part).unlink(missing_ok=True)
     return sum(p in lines for p in job.inputs)
 
 

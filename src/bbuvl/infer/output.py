@@ -143,7 +143,12 @@ def claim_output(out: Path, manifest: Manifest) -> None:
     has_lines = check_output(out, manifest)
     if not has_lines or manifest.key is not None:
         # Rewritten on resume too: the same content under new paths, and the stats each digest was taken at.
-        write_text_atomic(manifest_path(out), json.dumps(manifest.to_json(), ensure_ascii=False, indent=1) + "\n")
+        write_manifest(out, manifest)
+
+
+def write_manifest(out: Path, manifest: Manifest) -> None:
+    """Write `out`'s manifest (atomically)."""
+    write_text_atomic(manifest_path(out), json.dumps(manifest.to_json(), ensure_ascii=False, indent=1) + "\n")
 
 
 def read_manifest(out: Path) -> Manifest | None:
@@ -202,8 +207,17 @@ def discard_output(out: Path) -> None:
         parts = rank_parts(out)
         for held in [out, *parts]:  # a rank still writing its part keeps it, and the output, as they are
             stack.enter_context(OutputLock(held))
-        for path in [out, *parts, manifest_path(out)]:
+        for path in [out, *parts, manifest_path(out), *map(manifest_path, parts)]:
             path.unlink(missing_ok=True)
+
+
+def part_differences(part: Path, manifest: Manifest) -> str | None:
+    """How the run that wrote sharded part `part` differs from `manifest`'s (its own manifest beside it, written by its
+    rank), or None when they are the same run, or the part has none (written before ranks recorded theirs)."""
+    found = read_manifest(part)
+    if found is None or found.key is None or manifest.key is None:
+        return None
+    return "; ".join(differences(found.key, manifest.key)) or None
 
 
 def _read_manifest(path: Path) -> Manifest:
