@@ -240,8 +240,16 @@ def predict(
     if rank != 0 and world > 1:
         # --out holds this rank's lines only once rank 0 has merged the parts: read before, it was 'No such file', and
         # the exit code 2 had torchrun stop every rank, rank 0 before its merge.
-        console.print(f"rank {rank} of {world}: its lines go into {escape(str(out))} when rank 0 merges the parts",
-                      soft_wrap=True)
+        from bbuvl.infer.batch import part_path
+        from bbuvl.outputs import writer_at
+
+        if (writer := writer_at(out)) is not None and writer.running:
+            console.print(f"rank {rank} of {world}: its lines go into {escape(str(out))} when rank 0 merges the parts",
+                          soft_wrap=True)
+        else:  # rank 0 ended before this rank began (or never ran): nothing will merge this part
+            console.print(f"[yellow]note[/]: rank {rank} of {world}: no rank 0 is running to merge its lines, which "
+                          f"stay in {escape(str(part_path(out, rank, world)))}; run the same command in one process "
+                          f"(or rank 0) to merge them into {escape(str(out))}", soft_wrap=True)
         return
     if (warning := long_paths_warning(out)) is not None:
         console.print(warning, style="yellow", markup=False, soft_wrap=True)

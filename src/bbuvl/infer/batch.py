@@ -287,7 +287,8 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
         if others:
             keep_lines_of(job)
         done &= set(job.inputs)
-        todo = [p for i, p in enumerate(job.inputs) if i % world == rank and p not in done]
+        share = [p for i, p in enumerate(job.inputs) if i % world == rank]
+        todo = [p for p in share if p not in done]
         start, written, cut = time.perf_counter(), 0, 0
         failed: list[str] = []  # "name: error" of each photo this run could not predict
         # Unbuffered: each chunk reaches the file in one call, so a failed write leaves nothing behind to flush later.
@@ -319,7 +320,8 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
         missing = missing_photos(job) if world > 1 and rank == 0 else 0
     # "file:line: why" of each line kept from before that eval would not read: dropped, its photo predicted again
     unreadable = repaired.unreadable if rank == 0 else []
-    return {"skipped": len(done), "dropped": others, "unreadable": unreadable, "predicted": written, "missing": missing,
+    # This rank's share alone: a late rank 1 said "16 already in --out", rank 0's photos
+    return {"skipped": len(share) - len(todo), "dropped": others, "unreadable": unreadable, "predicted": written, "missing": missing,
             "errors": len(failed), "failed": failed, "cut": cut,
             "seconds": elapsed, "images_per_s": written / elapsed if elapsed > 0 else 0.0}
 
