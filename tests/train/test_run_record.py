@@ -112,3 +112,17 @@ def test_a_shipped_tree_reworded_or_reformatted_is_named_as_such_and_a_copy_of_i
     del record["inputs"]["data.hierarchy"]
     (out / "run.json").write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
     check_resume(run_config(), out / "checkpoint-3")
+
+
+def test_overwrite_is_offered_for_a_run_in_its_own_folder_and_not_beside_resume_from_another(run_config, tmp_path):
+    # Before: resumed from another folder's checkpoint, the refusal offered --overwrite, which `train` then refused
+    # beside --resume-from ("pass one of them"): a way out that led nowhere
+    cfg = run_config()
+    out = tmp_path / "run"
+    (out / "checkpoint-3").mkdir(parents=True)
+    write_run_record(out, cfg)
+    with pytest.raises(ResumeMismatch, match="or pass --overwrite to replace this run"):
+        check_resume(run_config("training.lr.llm=0.01"), out / "checkpoint-3")
+    with pytest.raises(ResumeMismatch) as e:
+        check_resume(run_config("training.lr.llm=0.01", f"training.output_dir={tmp_path / 'new'}"), out / "checkpoint-3")
+    assert "--overwrite" not in str(e.value) and "Start a new run without --resume-from" in str(e.value)

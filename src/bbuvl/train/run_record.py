@@ -856,12 +856,17 @@ def check_resume(cfg: Config, checkpoint: str | Path, files: DataFiles | None = 
                  if not _same_path(k, old.get(k), new.get(k))]
         source = f"{checkpoint / 'bbuvl.yaml'} (the config that checkpoint trained with)"
     if diffs:
+        # --overwrite replaces the run in training.output_dir; resumed from another folder's checkpoint, it is refused
+        # beside --resume-from, so it is offered only for this folder's own run
+        here = real_path(checkpoint).is_relative_to(real_path(Path(cfg.training.output_dir)))
         raise ResumeMismatch(
             f"--resume from {checkpoint}: this config differs from {source}: " + "; ".join(diffs) +
             ". Resuming would continue one run with another's settings. A resume may change only "
-            f"{', '.join(k + '*' if k.endswith('.') else k for k in MAY_CHANGE)}. Start a new run in another "
-            "training.output_dir (set model.path to a checkpoint to start from its weights), put the old values "
-            "back, or pass --overwrite to replace this run" +
+            f"{', '.join(k + '*' if k.endswith('.') else k for k in MAY_CHANGE)}. " +
+            ("Start a new run in another training.output_dir (set model.path to a checkpoint to start from its "
+             "weights), put the old values back, or pass --overwrite to replace this run" if here else
+             "Start a new run without --resume-from (set model.path to the checkpoint to start from its weights), "
+             "or put the old values back") +
             ("; to go on with reward code edited on purpose, pass --accept-reward-code"
              if edited and not accept_code else ""))
     return accepted
