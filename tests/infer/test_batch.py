@@ -231,7 +231,7 @@ def test_a_run_in_which_every_photo_failed_exits_non_zero_after_writing_their_li
     result = CliRunner().invoke(app, ["predict", "-c", str(trained_checkpoint), "-i", str(folder), "-o", str(out),
                                       "--mode", "head", "--device", "cpu"], env={"COLUMNS": "300"})
     assert result.exit_code == 1, result.output
-    assert "every one of the 1 photos this run predicted failed" in " ".join(result.output.split())
+    assert "every one of the 1 photos this run predicted failed before the model answered" in " ".join(result.output.split())
     assert json.loads(out.read_text(encoding="utf-8"))["error"]
     Image.new("RGB", (224, 168), (200, 30, 30)).save(folder / "a.png")  # one that works: the run worked
     result = CliRunner().invoke(app, ["predict", "-c", str(trained_checkpoint), "-i", str(folder), "-o", str(out),

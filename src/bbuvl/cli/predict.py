@@ -268,10 +268,11 @@ def predict(
                   + (f", {verdicts['unjudged']} lines without a verdict" if verdicts["unjudged"] else ""), soft_wrap=True)
     for note in predictor.threshold_notes(mode, options.tiles):
         console.print(f"[yellow]note[/]: {escape(note)}", soft_wrap=True)
-    if stats["predicted"] and stats["errors"] == stats["predicted"]:
-        # A batch job (a cron, CI) read exit 0 as a run that worked: every line an error is the model or the photos
-        fail(f"every one of the {stats['predicted']} photos this run predicted failed (their lines in {out} say why, "
-             "\"error\"): nothing was found in any of them", code=1)
+    if stats["predicted"] and stats["unanswered"] == stats["predicted"]:
+        # A batch job (a cron, CI) read exit 0 as a run that worked. Answers nothing could be read from are the
+        # model's results (eval's parse failure rate), not photos predict could not take
+        fail(f"every one of the {stats['predicted']} photos this run predicted failed before the model answered "
+             f"(their lines in {out} say why, \"error\")", code=1)
 
 
 def long_paths_warning(out: Path) -> str | None:

@@ -27,6 +27,7 @@ from bbuvl.data.text import not_text
 from bbuvl.infer.output import (Manifest, OutputError, OutputLock, claim_output, input_root, manifest_path,
                                part_differences, rank_parts, read_manifest, repair_output,
                                write_manifest)
+from bbuvl.infer.parse import UNREADABLE_ANSWER
 from bbuvl.infer.resume_key import ResumeKey
 from bbuvl.outputs import writer_at
 from bbuvl.paths import real_path
@@ -291,6 +292,7 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
         todo = [p for p in share if p not in done]
         start, written, cut = time.perf_counter(), 0, 0
         failed: list[str] = []  # "name: error" of each photo this run could not predict
+        unanswered = 0  # of them, photos the model gave no answer for (an answer nothing could be read from is one)
         # Unbuffered: each chunk reaches the file in one call, so a failed write leaves nothing behind to flush later.
         with part.open("ab", buffering=0) as fh:
             for chunk in batched(todo, job.batch_size):
@@ -310,6 +312,7 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
                 failed += [(f"{job.lines[name]}: image {name}" if name in job.lines else name)
                            + f": {str(line['error']).removeprefix(f'{path}: ')}"
                            for name, path, line in zip(chunk, paths, lines) if line.get("error") is not None]
+                unanswered += sum(line.get("error") not in (None, UNREADABLE_ANSWER) for line in lines)
                 cut += sum(bool(line.get("cut")) for line in lines)
                 written += len(chunk)
                 if on_progress:
@@ -322,7 +325,7 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
     unreadable = repaired.unreadable if rank == 0 else []
     # This rank's share alone: a late rank 1 said "16 already in --out", rank 0's photos
     return {"skipped": len(share) - len(todo), "dropped": others, "unreadable": unreadable, "predicted": written, "missing": missing,
-            "errors": len(failed), "failed": failed, "cut": cut,
+            "errors": len(failed), "unanswered": unanswered, "failed": failed, "cut": cut,
             "seconds": elapsed, "images_per_s": written / elapsed if elapsed > 0 else 0.0}
 
 

@@ -28,7 +28,7 @@ from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.families import family_of
 from bbuvl.data.images import load_image
 from bbuvl.data.jsonfile import read_json
-from bbuvl.infer.parse import parse_detections
+from bbuvl.infer.parse import UNREADABLE_ANSWER, parse_detections
 from bbuvl.paths import real_path
 
 UNSCORED = 1.0
@@ -113,7 +113,7 @@ def prediction_line(image: str, photo: Path, text: str, frame: CoordinateContrac
     objects = [{"bbox_2d": [round(v, 1) for v in frame.to_stored(o["bbox_2d"], size)], "label": o["label"],
                 "score": UNSCORED} for o in parsed.objects]
     return {"image": image, "width": size[0], "height": size[1], "objects": objects, "raw": text,
-            "error": None if parsed.ok else "unparseable output"}
+            "error": None if parsed.ok else UNREADABLE_ANSWER}
 
 
 def read_answers(answers: str | Path, folder: str | Path, root: str | Path | None = None) -> list[dict[str, Any]]:

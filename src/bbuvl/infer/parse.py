@@ -44,6 +44,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+# A line's "error" when the model answered and nothing could be read from it: a result of the model, which eval counts
+# as a parse failure, not a photo predict could not take
+UNREADABLE_ANSWER = "unparseable output"
 DAMAGE_CODE_FENCE = "code_fence"
 DAMAGE_STRAY_TEXT = "stray_text"
 DAMAGE_TRUNCATED = "truncated"

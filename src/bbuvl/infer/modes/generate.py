@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 
 from bbuvl.infer.dropped_rows import GIVEN_UP
-from bbuvl.infer.parse import parse_detections
+from bbuvl.infer.parse import UNREADABLE_ANSWER, parse_detections
 from bbuvl.infer.predictor import Detection, ImageResult, token_char_ends
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def read_answers(predictor: "Predictor", prepared: Sequence["Prepared"], new: to
             toks = [i for i, e in enumerate(ends) if e > start and (i == 0 or ends[i - 1] < end)]
             score = float(lp[toks].exp().mean()) if toks else 0.0
             dets.append(Detection(predictor.contract.to_stored(obj["bbox_2d"], p.size), obj["label"], score))
-        results.append(ImageResult(dets, text, p.size[0], p.size[1], None if parsed.ok else "unparseable output"))
+        results.append(ImageResult(dets, text, p.size[0], p.size[1], None if parsed.ok else UNREADABLE_ANSWER))
     return results
 
 
