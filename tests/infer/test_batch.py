@@ -237,3 +237,23 @@ def test_a_run_in_which_every_photo_failed_exits_non_zero_after_writing_their_li
     result = CliRunner().invoke(app, ["predict", "-c", str(trained_checkpoint), "-i", str(folder), "-o", str(out),
                                       "--mode", "head", "--device", "cpu", "--overwrite"])
     assert result.exit_code == 0, result.output
+
+
+def test_predict_warns_of_a_checkpoint_file_changed_since_training_saved_it(trained_checkpoint, tmp_path):
+    # Before: a checkpoint whose weights changed since training saved them (a copy cut short and redone by hand, a
+    # disk's damage) answered without a word; only `doctor model` compared them with content_digest.json
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (224, 168), (200, 30, 30)).save(folder / "a.png")
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    args = ["predict", "-c", str(ckpt), "-i", str(folder), "--mode", "head", "--device", "cpu"]
+    result = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "p1.jsonl")], env={"COLUMNS": "300"})
+    assert result.exit_code == 0 and "changed since training saved" not in result.output, result.output
+    weights = next(p for p in ckpt.iterdir() if p.suffix == ".safetensors")
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 1  # one bit of a weight
+    weights.write_bytes(bytes(data))
+    result = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "p2.jsonl")], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert f"{weights.name} changed since training saved the checkpoint" in " ".join(result.output.split())

@@ -22,7 +22,6 @@ from PIL import Image
 from safetensors import safe_open
 
 from bbuvl.config import Config
-from bbuvl.data.digests import file_digest
 from bbuvl.data.families import IMAGE_TOKEN
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.images import load_image
@@ -36,7 +35,7 @@ from bbuvl.model.checkpoint import ModelFolder, is_plain_model_folder, read_mode
 from bbuvl.model.checkpoint_files import TEMPLATE_FILE
 from bbuvl.model.processor import saved_pixel_range
 from bbuvl.model.export import LABELS_FILE as EXPORT_LABELS
-from bbuvl.model.identity import CHOSEN_LATER, DIGEST_FILE, recorded_digests
+from bbuvl.model.identity import CHOSEN_LATER, DIGEST_FILE, changed_since_saved, recorded_digests
 from bbuvl.model.loading import check_special_tokens, special_token_ids
 from bbuvl.model.vlm import core_model
 from bbuvl.outputs import writer_at
@@ -176,15 +175,7 @@ def check_saved_files(directory: Path) -> list[Check]:
     recorded = {name: d for name, d in recorded_digests(directory).items() if name not in CHOSEN_LATER}
     if not recorded:
         return []
-    changed, gone = [], []
-    for name, saved in recorded.items():
-        try:  # hashed only when its stat differs from the record's (a copy): seconds for a 3B model's weights
-            now = file_digest(directory / name, name, {name: saved})
-        except OSError:
-            gone.append(name)
-            continue
-        if now.sha256 != saved.sha256:
-            changed.append(name)
+    changed, gone = changed_since_saved(directory)
     if not changed and not gone:
         return [Check("saved files", "ok", f"all {len(recorded)} files as training saved them ({DIGEST_FILE})")]
     said = ([f"changed since training saved them: {', '.join(changed)}"] if changed else []) + (

@@ -60,6 +60,25 @@ def recorded_digests(folder: Path) -> dict[str, FileDigest]:
     return by_name(data.get("files", []) if isinstance(data, dict) else [])
 
 
+def changed_since_saved(folder: Path, now: Mapping[str, FileDigest] | None = None) -> tuple[list[str], list[str]]:
+    """The files `bbuvl train` recorded when it saved checkpoint `folder` (`content_digest.json`, the files chosen later
+    aside) that changed since, and those gone; none for a folder that recorded none (an export, a base model). `now`:
+    digests taken since (a predict's key), compared without hashing again; any other file is hashed only when its
+    stat differs from the record's (a copy: seconds for a 3B model's weights)."""
+    changed, gone = [], []
+    for name, saved in recorded_digests(folder).items():
+        if name in CHOSEN_LATER:
+            continue
+        try:
+            digest = (now or {}).get(name) or file_digest(folder / name, name, {name: saved})
+        except OSError:
+            gone.append(name)
+            continue
+        if digest.sha256 != saved.sha256:
+            changed.append(name)
+    return changed, gone
+
+
 def record_digests(folder: str | Path) -> None:
     """Hash every deciding file of a checkpoint just saved and record the digests in it (`content_digest.json`)."""
     folder = Path(folder)
