@@ -101,3 +101,22 @@ def test_a_page_file_removed_while_the_server_runs_is_a_json_404(engine, keys, t
         # a JSON 500 (RuntimeError "File at path ... does not exist") with a traceback in the log before
         assert r.status == 404 and r.json()["error"]["kind"] == "not_found", r.body
         assert "'font.ttf' is no longer on the server" in r.json()["error"]["message"]
+
+
+def test_a_preflight_answered_or_refused_is_counted_and_given_the_servers_headers_as_every_other_answer(cors_server):
+    # Before: answered outside the key check, a preflight was in no request count and had no security headers, while
+    # a refused one was in bbuvl_errors_total: the two counters disagreed
+    def count(status: int) -> float:
+        for line in cors_server.request("GET", "/metrics").body.decode().splitlines():
+            if line.startswith(f'bbuvl_requests_total{{route="/v1/detect",status="{status}"}}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    before = count(204), count(403)
+    accepted = cors_server.request("OPTIONS", "/v1/detect", headers=PREFLIGHT, key=False)
+    refused = cors_server.request("OPTIONS", "/v1/detect", headers={**PREFLIGHT, "Origin": "https://evil.example"},
+                                  key=False)
+    assert (accepted.status, refused.status) == (204, 403)
+    assert (count(204), count(403)) == (before[0] + 1, before[1] + 1)
+    for r in (accepted, refused):
+        assert r.headers["x-content-type-options"] == "nosniff", r.headers

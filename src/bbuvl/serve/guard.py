@@ -102,8 +102,7 @@ class Guard:
         async def watched(message: dict) -> None:
             if message["type"] == "http.response.start":
                 status[0], begun[0] = message["status"], True
-                headers = _cache_control(path, message["status"], list(message.get("headers", [])))
-                message = {**message, "headers": [*headers, *SECURITY_HEADERS]}
+                message = with_server_headers(message, path)
             await send(message)
 
         try:
@@ -124,13 +123,24 @@ class Guard:
             task.uncancel()
             await error_response(_stopped(), self.metrics)(scope, receive, watched)
         finally:
-            seconds = time.perf_counter() - start
-            route = _route_name(path)
-            self.metrics.requests.labels(route, str(status[0])).inc()
-            self.metrics.latency.labels(route).observe(seconds)
-            client = scope.get("client") or ("-",)
-            logger.info("%s %s %s %d %.1f ms", _loggable_client(client[0]), scope["method"], _loggable(path), status[0],
-                        seconds * 1000)
+            account(self.metrics, scope, status[0], start)
+
+
+def with_server_headers(message: dict, path: str) -> dict:
+    """An `http.response.start` message with the server's own headers added: caching, and the security headers."""
+    headers = _cache_control(path, message["status"], list(message.get("headers", [])))
+    return {**message, "headers": [*headers, *SECURITY_HEADERS]}
+
+
+def account(metrics: ServeMetrics, scope: dict, status: int, start: float) -> None:
+    """Count one answered request (its route and status, its latency since `start`) and log its line."""
+    seconds = time.perf_counter() - start
+    route = _route_name(scope["path"])
+    metrics.requests.labels(route, str(status)).inc()
+    metrics.latency.labels(route).observe(seconds)
+    client = scope.get("client") or ("-",)
+    logger.info("%s %s %s %d %.1f ms", _loggable_client(client[0]), scope["method"], _loggable(scope["path"]), status,
+                seconds * 1000)
 
 
 def _stopped() -> ApiError:
