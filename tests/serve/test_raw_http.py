@@ -103,6 +103,10 @@ def test_a_body_in_tiny_chunks_is_refused_and_one_in_blocks_is_answered(serve, p
     error = json.loads(body)["error"]
     assert error["kind"] == "body_in_tiny_pieces", error
     assert int(re.search(r"came in (\d+) pieces", error["message"]).group(1)) == FREE_PIECES + 1, error  # cut there
+    # Counted as the 400 it was answered with: a 499 client_disconnected before, the route having seen the close
+    metrics = client.request("GET", "/metrics").body.decode()
+    assert 'bbuvl_requests_total{route="/v1/detect",status="400"} 1.0' in metrics and 'status="499"' not in metrics
+    assert 'bbuvl_errors_total{kind="body_in_tiny_pieces"} 1.0' in metrics, metrics
     blocks = b"".join(b"%x\r\n%s\r\n" % (len(data[i:i + 500]), data[i:i + 500]) for i in range(0, len(data), 500))
     answer = exchange(client.port, head + blocks + b"0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200 OK") and answer.count(b"HTTP/1.1 200 OK") == 2, answer[:300]

@@ -176,6 +176,11 @@ def test_a_connection_past_max_connections_gets_503_with_retry_after_and_the_oth
     idle.pop().close()
     time.sleep(0.2)
     assert client.request("GET", "/healthz").status == 200
+    # Answered below the app, it is counted and logged as the app's answers are (in neither before: a flood of
+    # connections was invisible to the operator)
+    metrics = client.request("GET", "/metrics").body.decode()
+    assert 'bbuvl_errors_total{kind="too_many_connections"} 1.0' in metrics
+    assert 'bbuvl_requests_total{route="other",status="503"} 1.0' in metrics, metrics
     for c in idle:
         c.close()
 

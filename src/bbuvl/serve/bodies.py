@@ -153,7 +153,8 @@ async def read_body(request: Request, limit: BodyLimit, pace: Pace,
         raise ApiError(408, "body_timeout", f"no part of the body arrived for {pace.idle_s:g} s ({seen} bytes came "
                        "before); --read-timeout", {"Connection": "close"}) from None
     except ClientDisconnect:
-        raise client_gone() from None
+        # the server's protocol may have refused the body itself (a bad chunk, pieces too small) and closed: its answer
+        raise request.scope.get("extensions", {}).get(REFUSED_MID_BODY) or client_gone() from None
     except asyncio.CancelledError:
         # uvicorn cancels what still runs when the drain at shutdown ends; a body still arriving then (a slow upload
         # may take longer than the drain) is the client's to send again, not a server failure with a traceback
@@ -163,6 +164,10 @@ async def read_body(request: Request, limit: BodyLimit, pace: Pace,
         raise ApiError(503, "not_ready", f"the server is stopping and the body was still arriving ({seen} bytes came) "
                        "when its drain (--timeout) ended; send it again", {"Retry-After": "1", "Connection": "close"}) from None
     return kept.getvalue()
+
+
+# Where the server's protocol (server.py) leaves the error it answered a request's body with, refused as it arrived
+REFUSED_MID_BODY = "bbuvl.refused_mid_body"
 
 
 def client_gone() -> ApiError:

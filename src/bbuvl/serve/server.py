@@ -23,6 +23,7 @@ import logging
 import re
 import signal
 import socket
+import time
 from http import HTTPStatus
 from typing import Any
 
@@ -30,9 +31,11 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from bbuvl.serve.bodies import Pace
+from bbuvl.serve.bodies import REFUSED_MID_BODY, Pace
 from bbuvl.serve.errors import ApiError, cut
 from bbuvl.serve.gone import SENDING_CLOSED
+from bbuvl.serve.guard import account
+from bbuvl.serve.metrics import ServeMetrics
 
 
 def _raw(e: ApiError) -> bytes:
@@ -44,10 +47,10 @@ def _raw(e: ApiError) -> bytes:
     return "\r\n".join(head).encode("latin-1") + b"\r\n\r\n" + body
 
 
-def _too_many(max_connections: int) -> bytes:
-    """The raw HTTP answer to a connection past the bound: 503, Retry-After, the error shape of errors.py."""
-    return _raw(ApiError(503, "too_many_connections", f"the server holds at most {max_connections} connections at "
-                         "once (--max-connections); retry in a moment", {"Retry-After": "1"}))
+def _too_many(max_connections: int) -> ApiError:
+    """The error of a connection past the bound: 503, Retry-After, the error shape of errors.py."""
+    return ApiError(503, "too_many_connections", f"the server holds at most {max_connections} connections at "
+                    "once (--max-connections); retry in a moment", {"Retry-After": "1"})
 
 
 # Every piece of a body (a chunk, or what one read brought) costs h11 and uvicorn the same few microseconds whatever
@@ -134,9 +137,9 @@ def _origin_form(request: h11.Request) -> h11.Request:
                        headers=request.headers, http_version=request.http_version)
 
 
-def _not_http(error: h11.RemoteProtocolError | None, header_limit: int) -> tuple[int, bytes]:
-    """The status and JSON body (the error shape of errors.py) of an answer to bytes that are not an HTTP/1.1 request
-    whose headers may take `header_limit` bytes, or that ask for what h11 does not implement (501)."""
+def _not_http(error: h11.RemoteProtocolError | None, header_limit: int) -> ApiError:
+    """The answer (the error shape of errors.py) to bytes that are not an HTTP/1.1 request whose headers may take
+    `header_limit` bytes, or that ask for what h11 does not implement (501)."""
     status = error.error_status_hint if error is not None else 400
     why = (f"its request line and headers exceed {header_limit} bytes" if status == 431
            else cut(_unechoed(str(error)), 300) if error is not None else "unreadable")
@@ -146,7 +149,7 @@ def _not_http(error: h11.RemoteProtocolError | None, header_limit: int) -> tuple
         answer = ApiError(status, "not_implemented", f"the request asks for what this server does not implement: {why}")
     else:
         answer = ApiError(status, "bad_request", f"the request is not valid HTTP/1.1: {why}")
-    return status, json.dumps(answer.body()).encode()
+    return answer
 
 
 _ILLEGAL_LINE = re.compile(r"^illegal (header|request) line: bytearray\((b'.*'|b\".*\")\)$", re.S)
@@ -249,11 +252,12 @@ def _address_error(e: OSError, host: str, port: int) -> OSError:
     return OSError(e.errno, f"{where}: cannot listen there ({e.strerror or e})")
 
 
-def protocol(pace: Pace, max_connections: int) -> type[H11Protocol]:
+def protocol(pace: Pace, max_connections: int, metrics: ServeMetrics) -> type[H11Protocol]:
     """uvicorn's HTTP/1.1 protocol, closing a connection whose next request's headers take over `pace.idle_s`, or
     whose client, answered before its body was read, sends the rest slower than `pace` allows, or whose client reads
     none of its answer for `pace.idle_s`; and answering one past `max_connections` open at once with a 503 before
-    closing it."""
+    closing it. What it answers itself, below the app, is counted in `metrics` and logged as the app's answers are:
+    a flood of connections, a slowloris or a broken client were in neither."""
     read_timeout_s = pace.idle_s
 
     class Deadlines(H11Protocol):
@@ -275,7 +279,14 @@ def protocol(pace: Pace, max_connections: int) -> type[H11Protocol]:
             if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):  # answered already (a 401, then a broken body)
                 self.transport.close()
                 return
-            status, body = _not_http(self.conn.error, self.conn._max_incomplete_event_size)
+            answer = _not_http(self.conn.error, self.conn._max_incomplete_event_size)
+            status, body = answer.status, json.dumps(answer.body()).encode()
+            if self.cycle is not None and not self.cycle.response_complete:
+                # A body refused as it arrived: the route reading it is told why (bodies.py), and Guard counts it as
+                # this answer, where it counted the disconnect the route saw, a 499 the client never caused
+                self.cycle.scope.setdefault("extensions", {})[REFUSED_MID_BODY] = answer
+            else:
+                self._account(answer)
             headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
                        (b"content-length", str(len(body)).encode())]
             reason = HTTPStatus(status).phrase.encode()  # h11 hints 400, 431 or 501 only
@@ -294,11 +305,19 @@ def protocol(pace: Pace, max_connections: int) -> type[H11Protocol]:
                 return
             self._arm()
 
-        def _answer_and_close(self, answer: bytes) -> None:
-            """Write `answer` and close, dropping whatever the client sends meanwhile: the write side first, the rest
-            a second later (closing with the client's bytes unread would reset the connection before it read it)."""
+        def _account(self, answer: ApiError) -> None:
+            """Count and log an answer this protocol gave itself, no request read (or none whole)."""
+            metrics.errors.labels(answer.kind).inc()
+            peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+            account(metrics, {"path": "-", "method": "-", "client": peer or ("-",)}, answer.status, time.perf_counter())
+
+        def _answer_and_close(self, answer: ApiError) -> None:
+            """Write `answer` (counted) and close, dropping whatever the client sends meanwhile: the write side first,
+            the rest a second later (closing with the client's bytes unread would reset the connection before it read
+            it)."""
             self.refused = True
-            self.transport.write(answer)
+            self._account(answer)
+            self.transport.write(_raw(answer))
             if self.transport.can_write_eof():
                 try:
                     self.transport.write_eof()
@@ -371,8 +390,8 @@ def protocol(pace: Pace, max_connections: int) -> type[H11Protocol]:
             if self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:
                 # part of a request line and headers came, not all of them: the client hears why (closed without a
                 # word before), as a body's client does (bodies.py)
-                self._answer_and_close(_raw(ApiError(408, "header_timeout", f"the request line and headers did not all "
-                                                     f"arrive within {read_timeout_s:g} s; --read-timeout")))
+                self._answer_and_close(ApiError(408, "header_timeout", f"the request line and headers did not all "
+                                                f"arrive within {read_timeout_s:g} s; --read-timeout"))
             elif self.conn.their_state is h11.IDLE:  # nothing of a next request: an idle connection, closed quietly
                 self.transport.close()
             elif self.conn.our_state is h11.DONE and self.conn.their_state is h11.SEND_BODY:
@@ -396,7 +415,7 @@ def config(app: Any, drain_s: float = 60.0, log_level: str = "info") -> uvicorn.
     # Guard's key check (Guard checks HTTP requests); without one an upgrade request is a plain request, key and all
     return uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=int(drain_s) + 1,
                           lifespan="on", server_header=False, ws="none",
-                          http=protocol(settings.body_pace, settings.max_connections))
+                          http=protocol(settings.body_pace, settings.max_connections, app.state.metrics))
 
 
 class _Server(uvicorn.Server):
