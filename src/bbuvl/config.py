@@ -912,7 +912,8 @@ def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...
             empty = e.get("input") is None and overrides.get(loc, "").endswith("=")
             keys = _fields_at(loc) if e["type"] == "model_type" else []  # `training.lr=1e-4`: which keys it holds
             # As typed, with what YAML read it as: `training.seed=2024-01-01` said "got datetime.date(2024, 1, 1)"
-            got = _as_typed(loc, e.get("input"), lines, overrides, as_text=e["type"] == "string_type")
+            got = (_as_typed(loc, e.get("input"), lines, overrides, as_text=e["type"] == "string_type")
+                   if e["type"] == "string_type" or isinstance(e.get("input"), datetime.date) else None)
             out.append(f"{where}: '{dotted}' must be {_TYPE_NAMES[e['type']]}"
                        + (f" of {', '.join(keys)}" if keys else "") + f", got {got or repr(e.get('input'))}"
                        + (" (an override with nothing after '=' sets null)" if empty else "")
