@@ -569,3 +569,24 @@ def test_a_baseline_judged_at_other_verdict_thresholds_is_compared_naming_both_p
             "baseline, review 0.25, fail 0.5 here") in said
     _, output = run_eval(eval_files, tmp_path / "m2.json", "--baseline", str(tmp_path / "m.json"))
     assert "verdict thresholds" not in output
+
+
+def test_a_report_folder_another_eval_is_writing_is_refused_naming_it(eval_files, tmp_path):
+    # Before: the running eval's temporaries (.worst.PID.*.tmp) were named as files eval did not write, and
+    # --overwrite was offered to write among them
+    from bbuvl.cli import app as bbuvl
+    from tests.reliability.test_train2_model_being_written import _hold
+
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / ".worst.12345.abc.tmp").mkdir()  # what a running eval draws into
+    child = _hold(report, "eval")
+    try:
+        result = runner.invoke(bbuvl, ["eval", "--pred", str(eval_files.pred), "--gt", str(eval_files.gt), "--out",
+                                       str(tmp_path / "m.json"), "--report", str(report)], env={"COLUMNS": "300"})
+    finally:
+        child.kill()
+        child.wait()
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and f"another `bbuvl eval` (pid {child.pid}) is writing it" in said, result.output
+    assert "did not write" not in said and "--overwrite" not in said

@@ -266,12 +266,13 @@ def earlier_report(report: Path) -> bool:
 
 def not_the_reports(report: Path) -> str:
     """What in the folder `report` no run of `bbuvl eval` wrote as it is now, named relative to it (the first three
-    and how many more); '' when there is none, or when a killed eval's lock file says the folder is that run's half
-    (its claim takes it as its own)."""
+    and how many more); '' when there is none, when a killed eval's lock file says the folder is that run's half
+    (its claim takes it as its own), or when another command is writing it now (its claim refuses, naming that
+    command and its pid: its temporaries were named as strangers' files, and --overwrite offered)."""
     from bbuvl.data.text import spell_controls
     from bbuvl.outputs import writer_at
 
-    if (killed := writer_at(report)) is not None and not killed.running and killed.command == "eval":
+    if (writer := writer_at(report)) is not None and (writer.running or writer.command == "eval"):
         return ""
     strangers = sorted(spell_controls(p.name) + ("/" if p.is_dir() and not p.is_symlink() else "")
                        for p in _report_entries(report) if writer_of(p) != "eval")
