@@ -299,3 +299,19 @@ def test_a_folder_named_in_bytes_that_are_no_utf8_is_registered_and_refused_to_a
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_checkpoints_choice_is_written_while_a_reader_reads_the_checkpoint_and_its_model_is_not(tmp_path):
+    # Before: refused while a predict read the checkpoint, the same choice was taken when the predict started a
+    # moment later: which command failed depended on which started first
+    final = _checkpoint(tmp_path / "run")
+    (final / "verdict_thresholds.json").write_text("{}", encoding="utf-8")  # an earlier choice, chosen again
+    child = _reader(final)
+    try:
+        with claim_outputs("eval", {}, files=[final / "verdict_thresholds.json"], overwrite=True):
+            (final / "verdict_thresholds.json").write_text("{}", encoding="utf-8")
+        with pytest.raises(OutputConflict, match=f"pid {child.pid}"):
+            claim_outputs("model export", {}, files=[final / "model.safetensors"], overwrite=True)
+    finally:
+        child.kill()
+        child.wait()

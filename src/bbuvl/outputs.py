@@ -624,7 +624,10 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
     try:
         for out in outputs:
             claim.locks.append(OutputLock(out, command).acquire())
-        refuse_outputs_being_read(dict(zip(map(str, files + folders), outputs)))
+        # A checkpoint's choice is written whole beside a model its readers go on reading (`CHOICE_FILES`): refused
+        # while a predict read the checkpoint, it was taken when the predict started a moment later instead
+        refuse_outputs_being_read({str(given): out for given, out in zip(files + folders, outputs)
+                                   if out.name not in CHOICE_FILES or given in folders})
         for out, given, lock in zip(outputs, files + folders, claim.locks):
             claim.before[out] = digest = output_digest(out)
             if digest is None or overwrite:

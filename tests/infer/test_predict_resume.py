@@ -104,8 +104,18 @@ def test_predict_refuses_a_checkpoint_rewritten_while_its_weights_loaded(predict
     thresholds = run["ckpt"] / "verdict_thresholds.json"
     thresholds.write_text(json.dumps({"review": 0.1, "fail": 0.2}), encoding="utf-8")  # another process writes into it
     with pytest.raises(ValueError, match=r"the checkpoint's content changed \(1 file added: verdict_thresholds.json\) "
-                                         r"while it loaded"):
+                                         r"while it loaded \(another process wrote it meanwhile; re-run\)"):
         check_unchanged(job, run["ckpt"], cfg)
+    # A writer still at it is named by the lock it holds on the file (`eval --choose-thresholds`)
+    from tests.reliability.test_train2_model_being_written import _hold
+
+    child = _hold(thresholds, "eval")
+    try:
+        with pytest.raises(ValueError, match=rf"while it loaded \(`bbuvl eval` \(pid {child.pid}\) is writing it; "):
+            check_unchanged(job, run["ckpt"], cfg)
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_predict_names_the_first_five_failed_photos_then_says_how_many_more(trained_checkpoint, tmp_path):

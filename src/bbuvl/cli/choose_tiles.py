@@ -96,6 +96,9 @@ def choose_tiles(
         check_not_inputs({"--checkpoint": checkpoint, **holding}, folders=[out])
     # The checkpoint is read, and tile_scale.json written into it, as `bbuvl eval --choose-thresholds` writes its file.
     files = [checkpoint / TILE_SCALE_FILE, *([checkpoint / TILED_THRESHOLDS_FILE] if choose_thresholds else [])]
+    # Read for the whole run, as predict reads it: registered, a `train --overwrite` is refused while it predicts, and a
+    # checkpoint being written is refused here, naming its writer
+    refuse_inputs_being_written({"--checkpoint": checkpoint})
     claim_outputs("choose-tiles", {"--gt": gt}, files, [out], overwrite)
     with user_errors(ValueError, OSError):
         folder = read_folder(checkpoint, None, "zh")

@@ -382,12 +382,18 @@ def check_unchanged(job, checkpoint: Path, cfg) -> None:  # noqa: ANN001 - a Pre
     of one model and hold the lines of another (cheap: files whose stat is unchanged are not hashed again)."""
     from bbuvl.infer.resume_key import differences
     from bbuvl.model.identity import identify
+    from bbuvl.outputs import writer_at
 
     now = identify(checkpoint, lora_base(checkpoint, cfg), {f.name: f for f in job.key.checkpoint_files})
     if now.digest != job.key.checkpoint:
         changed = differences(job.key, replace(job.key, checkpoint=now.digest, checkpoint_files=now.files))
-        raise ValueError(f"{checkpoint}: {'; '.join(changed)} while it loaded (another process is writing it); "
-                         "wait for that to finish and re-run")
+        # A choice written whole meanwhile (`eval --choose-thresholds`, `choose-tiles`) names its writer by its lock
+        then = {f.name: f.sha256 for f in job.key.checkpoint_files}
+        writers = {w for f in now.files
+                   if then.get(f.name) != f.sha256 and (w := writer_at(checkpoint / f.name)) is not None and w.running}
+        by = (", ".join(sorted(f"`bbuvl {w.command}` (pid {w.pid})" for w in writers)) + " is writing it; wait for "
+              "that to finish and re-run") if writers else "another process wrote it meanwhile; re-run"
+        raise ValueError(f"{checkpoint}: {'; '.join(changed)} while it loaded ({by})")
 
 
 def first_photo_size(job) -> tuple[int, int] | None:  # noqa: ANN001 - a PredictJob
