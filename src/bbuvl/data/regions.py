@@ -15,6 +15,8 @@ import random
 import re
 from typing import Sequence
 
+import numpy as np
+
 from bbuvl.data.boxes import box_iou
 from bbuvl.data.check import DUPLICATE_IOU
 from bbuvl.data.coords import box_is_degenerate, clip_box
@@ -106,8 +108,11 @@ def window_objects(objects: Sequence[tuple[Sequence[float], str]], origin: tuple
         if visible >= KEEP_VISIBLE or shown >= KEEP_AREA * w * h:
             seen.append((visible, c, label))
     kept: list[ObjectAnn] = []
+    # Each against every box kept so far in one call: a box at a time, a tile of 1,156 screws took 19 s
+    boxes = np.empty((len(seen), 4))
     for _, c, label in sorted(seen, key=lambda t: -t[0]):
-        if all(float(box_iou(c, o.bbox_2d)) <= DUPLICATE_IOU for o in kept):
+        if not kept or float(box_iou(c, boxes[:len(kept)]).max()) <= DUPLICATE_IOU:
+            boxes[len(kept)] = c
             kept.append(ObjectAnn(bbox_2d=c, desc=label))
     return sort_objects(kept)
 
