@@ -38,6 +38,8 @@ def test_import_coco_keeps_a_reencoded_copy_names_it_and_splits_both_to_one_side
                                      "--val-ratio", "0.3", "--seed", str(seed)])
         assert r.exit_code == 0, r.output
         assert "1 photo(s) have the pixels of another photo imported" in r.output
+        # imported, so not skipped: "1 entries skipped" and "skipped": 1 before
+        assert "skipped" not in r.output and json.loads((out / "summary.json").read_text())["skipped"] == 0
         near = [e for e in map(json.loads, (out / ERRORS).read_text().splitlines()) if "near_copy_of" in e]
         assert [(Path(e["file"]).name, Path(e["near_copy_of"]).name) for e in near] == [("sent.png", records[0].image)]
         sides = [{Path(r.image).stem for r in read_records(out / name)} for name in (TRAIN, VAL)]

@@ -360,7 +360,8 @@ def import_coco(
                       "(--allow-outside copies them)", soft_wrap=True)
     if result.errors:
         print_skipped(result.errors, annotations)
-        console.print(f"[yellow]{len(result.errors)} entries skipped[/]: see {escape(str(out / ERRORS))}", soft_wrap=True)
+    if skipped := result.summary.get("skipped"):  # the near copies in errors.jsonl were imported: said above
+        console.print(f"[yellow]{skipped} entries skipped[/]: see {escape(str(out / ERRORS))}", soft_wrap=True)
 
 
 def export_coco(

@@ -167,9 +167,10 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
     # A copy a tool re-encoded has other bytes, so it was not folded above: both are kept (which is right is the
     # user's call), each later copy named in errors.jsonl, and a photo's copies, as its tiles, go to one side.
     together, near = near_copy_entries(photo_names, prints, "imported")
+    skipped = len(errors)  # a near copy is named in errors.jsonl and imported: "1 entries skipped" counted it
     errors += near
     train, val = split_by_origin(kept, [tile_origin(r) for r in kept], val_ratio, seed, together)
-    extra = {"source": str(annotations), "skipped": len(errors), "outside_images_dir": outside,
+    extra = {"source": str(annotations), "skipped": skipped, "outside_images_dir": outside,
              "labels_outside_hierarchy": len(unknown),
              "exif": {"rotated": rotated, "annotated_on_raw": on_raw, "assumed_displayed": assumed},
              "resolution_differs": rescaled, "size_from_photo": sized, "boxes_from_segmentation": len(derived),
