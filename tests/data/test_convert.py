@@ -16,6 +16,7 @@ from bbuvl.cli.common import command_group
 from bbuvl.cli.data_convert import convert
 from bbuvl.data.convert import ConvertOptions, convert_dataset
 from bbuvl.data.coords import CoordinateContract, scale_box
+from bbuvl.data.images import IMAGE_SUFFIXES
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.schema import read_records
 from bbuvl.synthetic.dataset import synthesize
@@ -533,3 +534,18 @@ def test_an_export_whose_photos_are_all_one_views_copies_is_refused_as_data_spli
     assert not (tmp_path / "cli" / "val.jsonl").exists()
     summary = convert_dataset(src, tmp_path / "out", ConvertOptions(val_ratio=0))
     assert summary["images"]["train"] == 3 and summary["near_copies"] == {"photos": 2, "groups": 1}
+
+
+def test_an_annotation_named_after_the_photos_whole_name_is_that_photos(tmp_path):
+    # `IMG_0.jpg.json` beside `IMG_0.jpg`, as several labelling tools write them: "no image named 'IMG_0.jpg'" with the
+    # photo beside it, and "image has no annotation JSON", each photo counted twice and failed twice
+    src = tmp_path / "src"
+    for stem in ("IMG_0", "IMG_1"):
+        save_jpeg(drawn(), src / f"{stem}.jpg")
+        shape_a(src / f"{stem}.jpg.json", [feature(OBJ, "线缆")], info=SIZE)
+    shape_a(src / "IMG_2.png.json", [feature(OBJ, "线缆")], info=SIZE)  # no IMG_2.png: still its own error
+    summary = convert_dataset(src, tmp_path / "out", ConvertOptions(val_ratio=0))
+    assert sorted(r.id for r in read_records(tmp_path / "out" / "train.jsonl")) == ["IMG_0", "IMG_1"]
+    assert [e["reason"] for e in errors(tmp_path / "out")] == [
+        f"no image named 'IMG_2.png' ({'/'.join(sorted(IMAGE_SUFFIXES))}) anywhere under {src.resolve()}"]
+    assert summary["photos"]["found"] == 3

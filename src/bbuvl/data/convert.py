@@ -135,7 +135,8 @@ class _Context:
 
 
 def find_pairs(src: Path, exclude: Path | None = None, settings: Iterable[Path | None] = ()) -> list[Pair]:
-    """Pair every JSON under `src` with the image of the same stem (compared as NFC), sorted by stem.
+    """Pair every JSON under `src` with the image of the same stem (compared as NFC; `IMG_0.jpg.json` names the
+    `IMG_0.jpg` beside it), sorted by stem.
 
     Hidden files, everything under `exclude` and the `settings` files (--token-map, --hierarchy) are skipped; a link
     to a file outside `src` is never read.
@@ -158,6 +159,10 @@ def find_pairs(src: Path, exclude: Path | None = None, settings: Iterable[Path |
             continue
         suffix, stem = path.suffix.lower(), file_name_key(path.stem)
         if suffix == ".json":
+            # `IMG_0.jpg.json` beside `IMG_0.jpg`, as several labelling tools name it: that photo's annotation. Keyed
+            # by its own stem, it was "no image named 'IMG_0.jpg'" with the photo right beside it
+            if Path(path.stem).suffix.lower() in IMAGE_SUFFIXES and (path.parent / path.stem).is_file():
+                stem = file_name_key(Path(path.stem).stem)
             jsons.setdefault(stem, []).append(path)
         elif suffix in IMAGE_SUFFIXES:
             images.setdefault(stem, []).append(path)
