@@ -55,6 +55,14 @@ BAD = {
     "part_whose_type_is_a_list": ({"messages": [user({"type": ["image_url"], "image_url": {"url": URI}})]},
                                   'bad_message', 'got ["image_url"]'),
     "part_without_a_type": ({"messages": [user({"image_url": {"url": URI}})]}, "bad_message", "got a part with no 'type'"),
+    # "url_not_allowed: the server never fetches a URL" before, of a part that named no URL at all
+    "image_url_without_a_url": ({"messages": [user({"type": "image_url", "image_url": {}})]}, "bad_message",
+                                "image_url must be a data: URI, or an object whose 'url' is one (data:image/jpeg;base64"
+                                ",...), got no 'url'"),
+    # 200 before: a text part of no text, or of a number, taken as nothing said
+    "text_part_without_text": ({"messages": [user(IMAGE, {"type": "text"})]}, "bad_message",
+                               "content[2] is a 'text' part whose 'text' must be a string, got none"),
+    "text_part_of_a_number": ({"messages": [user(IMAGE, {"type": "text", "text": 5})]}, "bad_message", "got int"),
     # 400 bad_message after building and walking every message on the event loop before
     "twenty_thousand_messages": ({"messages": [user(IMAGE)] + [{}] * 20_000}, "json_too_many_values", "more than 10000"),
 }

@@ -56,7 +56,14 @@ def image_from_chat(body: Any) -> bytes:
                                    "a message of the role 'user'")
                 ref = part.get("image_url")
                 url = ref.get("url") if isinstance(ref, dict) else ref
+                if not isinstance(url, str):  # "the server never fetches a URL" named none of what was wrong
+                    raise ApiError(400, "bad_message", f"messages[{i}].content[{j}].image_url must be a data: URI, or "
+                                   "an object whose 'url' is one (data:image/jpeg;base64,...), got "
+                                   + ("no 'url'" if isinstance(ref, dict) and "url" not in ref else type(url).__name__))
                 urls.append((f"messages[{i}].content[{j}].image_url", url))
+            elif not isinstance(part.get("text"), str):  # a text part of no text was taken as nothing said
+                raise ApiError(400, "bad_message", f"messages[{i}].content[{j}] is a 'text' part whose 'text' must be a "
+                               f"string, got {'none' if 'text' not in part else type(part['text']).__name__}")
     if len(urls) != 1:
         raise ApiError(400, "missing_image" if not urls else "too_many_images",
                        f"send exactly one image_url part with a data: URI; found {len(urls)}")
