@@ -81,8 +81,8 @@ def refuse_unused(ctx: click.Context, applies: bool, needs: str, *names: str) ->
         return
     # By name: typer's context may carry its own copy of click's ParameterSource enum, not click.core's.
     # A flag pair's second spelling when that is the one typed: `--tiles-only` was refused as "--tile-whole"
-    typed = [p.secondary_opts[0] if getattr(p, "secondary_opts", None) and ctx.params.get(p.name) is False else p.opts[0]
-             for p in ctx.command.params
+    typed = [p.secondary_opts[0] if getattr(p, "secondary_opts", None) and ctx.params.get(p.name) is False
+             else p.opts[0] for p in ctx.command.params
              if p.name in names and getattr(ctx.get_parameter_source(p.name), "name", "") in ("COMMANDLINE", "ENVIRONMENT")]
     if typed:
         fail(f"{', '.join(typed)} {'applies' if len(typed) == 1 else 'apply'} only with {needs}: add {needs} or "

@@ -324,8 +324,8 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
     # "file:line: why" of each line kept from before that eval would not read: dropped, its photo predicted again
     unreadable = repaired.unreadable if rank == 0 else []
     # This rank's share alone: a late rank 1 said "16 already in --out", rank 0's photos
-    return {"skipped": len(share) - len(todo), "dropped": others, "unreadable": unreadable, "predicted": written, "missing": missing,
-            "errors": len(failed), "unanswered": unanswered, "failed": failed, "cut": cut,
+    return {"skipped": len(share) - len(todo), "dropped": others, "unreadable": unreadable, "predicted": written,
+            "missing": missing, "errors": len(failed), "unanswered": unanswered, "failed": failed, "cut": cut,
             "seconds": elapsed, "images_per_s": written / elapsed if elapsed > 0 else 0.0}
 
 
