@@ -99,6 +99,12 @@ def test_backbone_key_is_stable_and_follows_weights_and_preprocessing(tiny_backb
     cfg["image_mean"] = [0.5, 0.5, 0.5]
     (edited / "preprocessor_config.json").write_text(json.dumps(cfg))
     assert load_backbone(str(edited)).key != key
+    # The same weights under another architecture are another model: its cached vectors were the old one's before
+    rewired = tiny_backbone("clip", tmp_path / "rewired", image_size=32, seed=0)
+    config = json.loads((rewired / "config.json").read_text())
+    config["hidden_act"] = "relu"
+    (rewired / "config.json").write_text(json.dumps(config))
+    assert load_backbone(str(rewired)).key != key
 
 
 def test_pixel_backbone_spec_and_centring():

@@ -222,8 +222,11 @@ def load_backbone(spec: str, device: str = "auto") -> Backbone:
     model = model_class(kind).from_pretrained(spec, dtype=torch.float32)
     model.eval()
     prep = json.dumps({"class": type(processor).__name__, **processor.to_dict()}, sort_keys=True, default=str)
+    # The architecture too: the same weights under another activation or head count are another model, whose cached
+    # vectors were the old one's
+    arch = model.config.to_json_string(use_diff=False)
     key = hashlib.sha256(
-        f"{kind}|v{EMBED_VERSION}|{weights_digest(model)}|{prep}".encode()
+        f"{kind}|v{EMBED_VERSION}|{weights_digest(model)}|{prep}|{arch}".encode()
     ).hexdigest()
     dev = resolve_device(device)
     return HFBackbone(kind=kind, model=model.to(dev), processor=processor, key=f"{kind}:{key[:32]}", device=dev)
