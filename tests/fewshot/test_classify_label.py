@@ -16,9 +16,9 @@ from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.fewshot.support import UNKNOWN
 
 
-def invoke(*args, code: int = 0) -> str:
+def invoke(*args, code: int | None = 0) -> str:
     result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, result.output + repr(result.exception)
+    assert code is None or result.exit_code == code, result.output + repr(result.exception)
     return result.output
 
 
@@ -129,3 +129,32 @@ def test_label_leaves_out_a_photo_whose_every_box_was_unknown_and_says_so(part_c
     # Before: each photo written with "objects": [], which `data check` passed and training read as "nothing here".
     assert "no query could be labelled" in output and not out.exists(), output
     assert "every box it kept was Unknown" in output and "left out: written with none it would say nothing is there" in output
+
+
+def test_label_counts_the_boxes_it_wrote_and_leaves_out_a_photo_whose_every_box_was_under_min_score(
+        part_crops, predictions, tmp_path):
+    # Before: a box dropped as a duplicate after it was labelled was counted labelled ("597 boxes labelled" over 409
+    # written), and a photo whose every box was under --min-score was written with "objects": [], "nothing here"
+    out = tmp_path / "labelled" / "auto.jsonl"
+    output = " ".join(invoke("label", "--predictions", predictions, "--support", part_crops.support, "--backbone",
+                             "pixels:8", "--threshold", "-1", "--out", out, "--no-cache").split())
+    written = sum(len(r.objects) for r in read_records(out))
+    assert f"{written} boxes labelled by few-shot class" in output, output
+    lines = [json.loads(line) for line in predictions.read_text(encoding="utf-8").splitlines()]
+    for o in lines[1]["objects"]:  # the second photo's every box under --min-score
+        o["score"] = 0.1
+    faint = tmp_path / "pred" / "faint.jsonl"
+    faint.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+    strict = tmp_path / "strict" / "auto.jsonl"
+    output = " ".join(invoke("label", "--predictions", faint, "--support", part_crops.support, "--backbone",
+                             "pixels:8", "--threshold", "-1", "--min-score", "0.2", "--out", strict, "--no-cache").split())
+    assert "faint.jsonl:2: " in output and "boxes was kept (under --min-score, or empty inside the photo), so it is " \
+           "left out" in output, output
+    assert len(read_records(strict)) == len(read_records(out)) - 1 and all(r.objects for r in read_records(strict))
+
+
+def test_a_detection_with_a_null_score_is_taken_as_one_with_none(tmp_path):
+    from bbuvl.fewshot.queries import detector_score
+
+    # A null was 0, so --min-score left it out, where a detection with no score key was taken (1.0)
+    assert detector_score({"score": None}) == detector_score({}) == 1.0 and detector_score({"score": 0.25}) == 0.25

@@ -35,7 +35,7 @@ def test_parse_shots_and_thresholds():
     assert parse_shots("1, all") == [1, None]
     assert parse_thresholds("0.4:0.9:0.05") == [0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9]
     assert parse_thresholds("0.7,0.5") == [0.5, 0.7]
-    for bad in ("0", "x", ""):
+    for bad in ("0", "x", "", "1,²", "٣"):  # a superscript or Arabic-Indic digit: isdigit, not int (a raw error before)
         with pytest.raises(ValueError, match="shot"):
             parse_shots(bad)
     with pytest.raises(ValueError, match="START:STOP:STEP"):

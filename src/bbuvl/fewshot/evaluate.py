@@ -49,7 +49,7 @@ def parse_shots(text: str) -> list[Shots]:
     for part in (p.strip() for p in text.split(",")):
         if part.lower() == "all":
             out.append(None)
-        elif part.isdigit() and int(part) > 0:
+        elif part.isascii() and part.isdigit() and int(part) > 0:  # '²' is a digit to isdigit, not to int
             out.append(int(part))
         else:
             raise ValueError(f"shots must be positive whole numbers or 'all', separated by commas; got '{part}' in '{text}'")

@@ -34,7 +34,7 @@ from bbuvl.fewshot.backbones import Backbone
 from bbuvl.fewshot.cache import EmbeddingCache
 from bbuvl.fewshot.classifier import FewShotClassifier, confidence_band, decide
 from bbuvl.fewshot.embed import EmbedReport, ImageItem, embed_items
-from bbuvl.fewshot.queries import FEWSHOT_BEST, PredictionLine, iter_predictions, none_answered
+from bbuvl.fewshot.queries import FEWSHOT_BEST, PredictionLine, detector_score, iter_predictions, none_answered
 from bbuvl.fewshot.support import UNKNOWN
 from bbuvl.paths import real_path
 
@@ -78,7 +78,7 @@ def _groups(
     for line in lines:
         items: list[ImageItem | None] = []
         for i, o in enumerate(line.objects):
-            if float(o.get("score", 1.0) or 0.0) < min_score:
+            if detector_score(o) < min_score:
                 report.below_min_score += 1
                 items.append(None)
                 continue
@@ -111,6 +111,11 @@ def _dedupe(objects: list[tuple[ObjectAnn, float]], where: str, report: LabelRep
                      (k.desc == obj.desc and float(box_iou(k.bbox_2d, obj.bbox_2d)) > DUPLICATE_IOU)), None)
         if twin is not None:
             report.fixed.append(f"{where}: dropped a duplicate '{obj.desc}' box {obj.bbox_2d} (kept {twin.bbox_2d})")
+            # counted as labelled when decided: "597 boxes labelled" over 409 written
+            if (obj.extra or {}).get("fewshot") == "Unknown":
+                report.unknown_flagged -= 1
+            else:
+                report.labelled -= 1
             continue
         kept.append((obj, score))
     return sort_objects(o for o, _ in kept)
@@ -145,7 +150,7 @@ def _record(
         if item is None:
             continue
         # name_as_text: half a character in a predicted label (a `\ud800` escape) stopped the whole run
-        det_label, det_score = name_as_text(str(o.get("label") or "")), float(o.get("score", 1.0) or 0.0)
+        det_label, det_score = name_as_text(str(o.get("label") or "")), detector_score(o)
         best, score, margin = classifier.classes[d.best[k]], float(d.best_score[k]), float(d.margin[k])
         answer = answers[k]
         k += 1
@@ -170,11 +175,14 @@ def _record(
             if unknown == "flag":
                 report.fixed.append(f"{where}: objects[{i}]: Unknown box dropped, its detector label '{det_label}' "
                                     "is not a label of the hierarchy")
-    if dropped and not objects:
+    if line.objects and not objects:
         # Written with no box, the photo taught "nothing here" where the detector saw parts the support set does not
-        # name; `data convert` and `import-coco` leave out a photo whose every annotation failed, too.
-        report.problems.append(f"{where}: {line.image}: every box it kept was Unknown ({dropped} dropped), so it is "
-                               "left out: written with none it would say nothing is there")
+        # name, or that --min-score left out; `data convert` and `import-coco` leave out a photo whose every annotation
+        # failed, too. A photo the detector found nothing in is written, as it was predicted.
+        why = (f"every box it kept was Unknown ({dropped} dropped)" if dropped else
+               f"none of its {len(line.objects)} boxes was kept (under --min-score, or empty inside the photo)")
+        report.problems.append(f"{where}: {line.image}: {why}, so it is left out: written with none it would say "
+                               "nothing is there")
         return None
     return ImageRecord(images=[_relative(line.image, out)], width=size[0], height=size[1],
                        objects=_dedupe(objects, where, report))

@@ -97,6 +97,13 @@ def _valid_box(box: Any) -> bool:
     )
 
 
+def detector_score(detection: dict[str, Any]) -> float:
+    """A detection's score, 1.0 when it has none (absent or null alike, as `_valid_score` takes both): a null was 0, so
+    `--min-score` skipped it where a detection with no score key was taken."""
+    score = detection.get("score")
+    return 1.0 if score is None else float(score)
+
+
 def _valid_score(score: Any) -> bool:
     """A detection's score as predict writes it: absent (None) or a finite number."""
     return score is None or (isinstance(score, (int, float)) and not isinstance(score, bool) and math.isfinite(score))
@@ -214,7 +221,7 @@ def _prediction_items(path: Path, margin: float, min_score: float, problems: lis
     for pred in iter_predictions(path, problems):
         lines, boxes = lines + 1, boxes + len(pred.objects)
         for i, o in enumerate(pred.objects):
-            if float(o.get("score", 1.0) or 0.0) >= min_score:
+            if detector_score(o) >= min_score:
                 kept += 1
                 yield ImageItem(pred.image, tuple(o["bbox_2d"]), margin, None, f"{path}:{pred.line} objects[{i}]",
                                 pred.size)
