@@ -251,3 +251,15 @@ def test_the_fault_pr_curve_with_scores_of_0_and_1_and_ties_everywhere_is_scikit
     assert curve.threshold == pytest.approx(threshold[::-1].tolist())
     assert curve.precision == pytest.approx(precision[:-1][::-1].tolist())
     assert np.array(curve.recall) * len(scores) / hit.sum() == pytest.approx(recall[:-1][::-1])
+
+
+def test_a_fault_matched_only_under_the_review_threshold_is_missed_and_its_photo_checked_first():
+    # Before: matched at 0.05 (under review 0.3), the fault counted found: "missed 0" on a faulty photo that passed,
+    # and the report's list said no fault was missed
+    records = [photo((BOX1, A_BAD)), photo((BOX1, A_OK))]
+    m = fault_metrics(records, [[pred(BOX1, A_BAD, 0.05)], []], FAULTS, T)
+    assert m.photo_verdicts == ["pass", "pass"] and m.objects.at_review.found == 0
+    assert m.photo_missed == [1, 0] and m.photos_to_check(5) == [0]
+    tiled = fault_metrics(records, [[pred(BOX1, A_BAD, 0.05)], []], FAULTS,
+                          FramedThresholds(T, VerdictThresholds(0.01, 0.5)), tiled=[True, False])
+    assert tiled.photo_missed == [0, 0]  # its own photo's review threshold reads it: found there

@@ -136,7 +136,7 @@ class FaultMetrics:
     photo_faulty: list[bool] = field(repr=False)  # per photo, whether its ground truth holds a fault
     photo_scores: list[float | None] = field(repr=False)  # per photo, its best fault score (None: no fault predicted)
     photo_verdicts: list[str] = field(repr=False)  # per photo, pass / review / fail
-    photo_missed: list[int] = field(repr=False)  # per photo, ground-truth faults no predicted fault found
+    photo_missed: list[int] = field(repr=False)  # per photo, ground-truth faults no predicted fault found at review or above
     judged_with: Faults = field(repr=False, compare=False)  # which labels are faults, to draw them
     notes: list[str] = field(default_factory=list)
     photos_tiled: int = 0  # photos predicted through tiles or zoom
@@ -214,7 +214,11 @@ def fault_metrics(records: Sequence[ImageRecord], predictions: Sequence[Sequence
     hits = [(score, hit, judging[k]) for score, hit, k in
             zip(pred.score[is_fault].tolist(), found[is_fault].tolist(), pred.photo[is_fault].tolist())]
     gt_faults = np.bincount(gt.photo[gt.fault >= 0], minlength=n)
-    found_per_photo = np.bincount(pred.photo[found], minlength=n)
+    # Found for the inspector: matched at a score its photo's verdict reads (review or above). Matched at 0.00002, a
+    # fault counted found, and a faulty photo that passed was "no fault missed" in the report
+    review = np.array([t.review for t in judging], dtype=np.float64)
+    flagged = found & (pred.score >= review[pred.photo]) if len(pred.fault) else found
+    found_per_photo = np.bincount(pred.photo[flagged], minlength=n)
     best_score = np.full(n, -np.inf)
     np.maximum.at(best_score, pred.photo[is_fault], pred.score[is_fault])
     best = [None if b == -np.inf else float(b) for b in best_score]
