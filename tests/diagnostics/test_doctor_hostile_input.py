@@ -167,3 +167,23 @@ def test_doctor_data_on_a_checkpoint_or_model_folder_says_what_it_is_not_that_tr
     what = "a checkpoint folder" if given == "checkpoint" else "a model folder"
     assert said(result).startswith(f"error: {folder}: {what}, not a dataset: "), said(result)
     assert f"`bbuvl doctor model {folder}`" in said(result) and "train.jsonl" not in said(result)
+
+
+def test_features_of_a_checkpoint_with_a_nan_weight_is_an_error_not_a_table_of_live_units(
+        trained_checkpoint, small_dataset, tmp_path):
+    # Before: every layer nan, "dead 0", exit 0, and a note blaming the probe photos for the captions' idle layers
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    weights = load_file(ckpt / "model.safetensors")
+    name = next(k for k in weights if k.startswith("visual.") and k.endswith(".bias"))
+    weights[name] = weights[name].clone()
+    weights[name].view(-1)[0] = float("nan")
+    save_file(weights, ckpt / "model.safetensors", metadata={"format": "pt"})
+    result = runner.invoke(app, ["features", str(ckpt), "--data", str(small_dataset / "val.jsonl"), "--samples", "2",
+                                 "--out", str(tmp_path / "f.png")], env={"COLUMNS": "300"})
+    assert result.exit_code == 1 and "layers hold NaN or inf activations" in said(result), result.output
+    assert "probe photos with objects" not in said(result)

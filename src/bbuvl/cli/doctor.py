@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, check_device, claim_outputs, command_group, console, fail, finite_range, int_range,
+from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, check_device, claim_outputs, command_group, console, err_console, fail, finite_range, int_range,
                               print_first, user_errors)
 from bbuvl.config import Config, ConfigError, ConfigOrigin, load_located_config
 from bbuvl.data.jsonfile import dumps_json
@@ -409,6 +409,12 @@ def features(
     console.print(table)
     from bbuvl.diagnostics.features import probed_layers
 
+    if broken := [s for s in stats if s.nonfinite]:
+        # NaN read as "dead 0" on every layer, exit 0, and a note blaming the probe photos for the idle captions
+        err_console.print(f"[bold red]error:[/] {len(broken)} of {len(stats)} layers hold NaN or inf activations (the "
+                          f"first: {escape(broken[0].name)}, {broken[0].nonfinite:,} values): the weights are damaged or "
+                          "the run diverged before it saved; `bbuvl doctor model` names the tensors", soft_wrap=True)
+        raise typer.Exit(1)
     if idle := [n for n, _, _ in probed_layers(predictor.model.detection_head) if n not in {s.name for s in stats}]:
         console.print(f"note: no value reached {escape(', '.join(idle))} on these photos (the caption decoder reads only "
                       "queries matched to an object of their ground truth): probe photos with objects", soft_wrap=True)

@@ -32,6 +32,7 @@ class LayerStats:
     max: float
     dead: int  # units whose mean |activation| < DEAD_EPS
     samples: torch.Tensor  # up to 4096 activation values, for the histogram
+    nonfinite: int = 0  # activation values that are NaN or inf: the statistics above mean nothing then
 
     @property
     def dead_fraction(self) -> float:
@@ -90,5 +91,5 @@ def feature_stats(model: Any, batches: list[dict[str, Any]], max_samples: int = 
         flat = x.flatten()
         keep = flat[torch.randperm(flat.numel(), generator=gen)[:max_samples]]
         stats.append(LayerStats(name, x.shape[1], float(x.mean()), float(x.std()), float(x.min()), float(x.max()),
-                                int((x.abs().mean(dim=0) < DEAD_EPS).sum()), keep))
+                                int((x.abs().mean(dim=0) < DEAD_EPS).sum()), keep, int((~torch.isfinite(x)).sum())))
     return stats
