@@ -153,6 +153,22 @@ def test_early_stopping_on_a_metric_that_should_rise():
     assert control.should_training_stop and stopper.best == (2, 0.35)
 
 
+@pytest.mark.parametrize("metric", ["eval_lm_student", "eval_grounding", "eval_coordinate", "eval_loss_bbox"])
+def test_early_stopping_on_a_loss_term_named_without_loss_waits_while_it_falls(metric):
+    # Before: only a name holding "loss" was lower-better: eval_lm_student falling 3.0, 2.5, 2.0 stopped the run
+    health = HealthLog()
+    stopper = EarlyStopping(MonitorConfig(early_stopping_metric=metric, early_stopping_patience=2), health)
+    state, control = TrainerState(), TrainerControl()
+    for step, value in ((1, 3.0), (2, 2.5), (3, 2.0)):
+        state.global_step = step
+        stopper.on_evaluate(None, state, control, metrics={metric: value})
+    assert not control.should_training_stop and stopper.best == (3, 2.0)
+    for step, value in ((4, 2.2), (5, 2.1)):
+        state.global_step = step
+        stopper.on_evaluate(None, state, control, metrics={metric: value})
+    assert control.should_training_stop
+
+
 @pytest.mark.slow  # 56 steps with 14 evaluations, about 30 s: the default run keeps the alarm's own tests above
 def test_training_on_four_photos_raises_an_overfit_alarm(monitor_config, small_dataset, tmp_path):
     """Four training photos, validated on six others: the training loss falls away from the validation loss.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,9 @@ from bbuvl.atomic import remove_dead_removals, remove_path, remove_whole
 from bbuvl.config import MonitorConfig
 from bbuvl.encode.loss_terms import LossTerms
 from bbuvl.outputs import reader_around
+
+# The terms the trainer logs (LossTerms), each a loss, lower better, as `eval_NAME` at each evaluation
+LOSS_TERM_NAMES = frozenset(f.name for f in fields(LossTerms))
 
 if TYPE_CHECKING:
     from bbuvl.train.monitors import HealthLog
@@ -298,7 +301,9 @@ class EarlyStopping(CarriedState, TrainerCallback):
     def __init__(self, cfg: MonitorConfig, health: "HealthLog"):
         self.cfg, self.health = cfg, health
         self.metric = cfg.early_stopping_metric or ""
-        self.lower_is_better = "loss" in self.metric
+        # Every loss term the trainer logs is one, though `eval_lm_student` or `eval_grounding` names no "loss": read
+        # as higher-is-better, a run that improved was stopped, and one that got worse went on
+        self.lower_is_better = "loss" in self.metric or self.metric.removeprefix("eval_") in LOSS_TERM_NAMES
         self.best: tuple[int, float] | None = None
         self.waited = 0
         self._warned = False
