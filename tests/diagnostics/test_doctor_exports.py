@@ -67,6 +67,25 @@ def test_doctor_model_with_a_run_config_on_an_export_warns_that_the_run_trains_i
     assert "inference uses the contract" not in warning.detail  # untrue of a plain folder: predict uses its processor's
 
 
+def test_doctor_model_on_an_export_whose_processor_was_edited_names_the_frame_predict_reads(exported, tmp_path):
+    # Before: the contract was said to come from the processor, and the edited bounds were "what `bbuvl predict` reads"
+    # with advice about a config nobody gave; predict reads bbuvl_frame.json, stock loaders the processor
+    import shutil
+
+    edited = tmp_path / "edited"
+    shutil.copytree(exported, edited)
+    config = json.loads((edited / "preprocessor_config.json").read_text(encoding="utf-8"))
+    config.update(min_pixels=3136, max_pixels=200704)
+    config.pop("size", None)
+    (edited / "preprocessor_config.json").write_text(json.dumps(config), encoding="utf-8")
+    report = diagnose_model(edited)
+    assert "bbuvl_frame.json (the frame its checkpoint trained in)" in _check(report, "coordinate contract").detail
+    warning = _check(report, "processor pixels")
+    assert warning is not None and warning.status == "warn", report.checks
+    assert "(3136, 200704), what stock transformers and vLLM read this folder at; `bbuvl predict` reads it at " \
+           "(12544, 50176)" in warning.detail and "model.min_pixels" not in warning.detail, warning.detail
+
+
 def test_doctor_memory_measures_an_export_with_its_own_labels_and_names_the_mode_it_has(exported, small_dataset,
                                                                                         tmp_path):
     photo = next(iter(sorted((small_dataset / "images").rglob("*.*"))))

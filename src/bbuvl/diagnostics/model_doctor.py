@@ -31,7 +31,7 @@ from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.diagnostics.probe import detection_outputs, image_batch, prepare_named
 from bbuvl.encode.chat import SPAN_STUDENT, Turn
 from bbuvl.infer.predictor import Predictor
-from bbuvl.model.checkpoint import ModelFolder, is_plain_model_folder, read_model_folder, start_folder_problem
+from bbuvl.model.checkpoint import EXPORT_FRAME_FILE, ModelFolder, is_plain_model_folder, read_model_folder, start_folder_problem
 from bbuvl.model.checkpoint_files import TEMPLATE_FILE
 from bbuvl.model.processor import saved_pixel_range
 from bbuvl.model.export import LABELS_FILE as EXPORT_LABELS
@@ -319,13 +319,22 @@ def check_contract(directory: Path, predictor: Predictor, cfg: Config | None) ->
     """The coordinate contract is stored and agrees with the stored processor and with the given config."""
     c = predictor.contract
     plain = is_plain_model_folder(directory)
-    source = ("the folder's own image processor, as `bbuvl predict` reads it" if plain and cfg is None
+    # An export's frame is the one its checkpoint trained in (EXPORT_FRAME_FILE), which predict reads over the processor
+    exported = plain and cfg is None and (directory / EXPORT_FRAME_FILE).is_file()
+    source = (f"{EXPORT_FRAME_FILE} (the frame its checkpoint trained in), as `bbuvl predict` reads it" if exported
+              else "the folder's own image processor, as `bbuvl predict` reads it" if plain and cfg is None
               else "from the config (not trained yet)" if plain else "stored")
     boxes = "absolute frame pixels" if c.box_scale is None else f"relative 0-{c.box_scale}"
     checks = [Check("coordinate contract", "ok", f"{source}: family {c.family} ({boxes} boxes), min_pixels={c.min_pixels}, "
                     f"max_pixels={c.max_pixels}, factor={c.factor}, max_vision_tokens={c.max_vision_tokens}")]
     stored = saved_pixel_range(directory)
-    if plain and stored is not None and stored != (c.min_pixels, c.max_pixels):
+    if exported and stored is not None and stored != (c.min_pixels, c.max_pixels):
+        # Edited by hand: stock loaders follow the processor, predict the frame the model learnt its boxes in
+        checks.append(Check("processor pixels", "warn", f"preprocessor_config.json has min/max pixels {stored}, what "
+                            "stock transformers and vLLM read this folder at; `bbuvl predict` reads it at "
+                            f"{(c.min_pixels, c.max_pixels)} ({EXPORT_FRAME_FILE}, the frame the model was trained in): "
+                            "the two see every photo, and box, at another scale; put the processor's bounds back"))
+    elif plain and stored is not None and stored != (c.min_pixels, c.max_pixels):
         # A fine-tuned folder (an export) learnt its boxes in its processor's frame: a run at another moves them all.
         checks.append(Check("processor pixels", "warn", f"preprocessor_config.json has min/max pixels {stored}, what "
                             "`bbuvl predict` and stock loaders read this folder at; a run on this config trains at "
