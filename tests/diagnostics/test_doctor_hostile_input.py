@@ -172,6 +172,24 @@ def test_doctor_data_on_a_checkpoint_or_model_folder_says_what_it_is_not_that_tr
 def test_features_of_a_checkpoint_with_a_nan_weight_is_an_error_not_a_table_of_live_units(
         trained_checkpoint, small_dataset, tmp_path):
     # Before: every layer nan, "dead 0", exit 0, and a note blaming the probe photos for the captions' idle layers
+    ckpt = _with_a_nan_weight(trained_checkpoint, tmp_path)
+    result = runner.invoke(app, ["features", str(ckpt), "--data", str(small_dataset / "val.jsonl"), "--samples", "2",
+                                 "--out", str(tmp_path / "f.png")], env={"COLUMNS": "300"})
+    assert result.exit_code == 1 and "layers hold NaN or inf activations" in said(result), result.output
+    assert "probe photos with objects" not in said(result)
+
+
+def test_landscape_of_a_checkpoint_whose_own_loss_is_nan_is_an_error(trained_checkpoint, small_dataset, tmp_path):
+    # Before: "loss at the checkpoint nan; over the grid nan .. nan", a plot of nothing, exit 0
+    ckpt = _with_a_nan_weight(trained_checkpoint, tmp_path)
+    result = runner.invoke(app, ["landscape", str(ckpt), str(small_dataset / "val.jsonl"), "--samples", "2", "--steps",
+                                 "3", "--out", str(tmp_path / "l.png")], env={"COLUMNS": "300"})
+    assert result.exit_code == 1 and "the loss at the checkpoint itself is nan" in said(result), result.output
+    assert not (tmp_path / "l.png").exists()
+
+
+def _with_a_nan_weight(trained_checkpoint, tmp_path):  # noqa: ANN001, ANN202 - paths
+    """A copy of the checkpoint with one NaN in a vision bias: every activation downstream is NaN."""
     import shutil
 
     from safetensors.torch import load_file, save_file
@@ -183,7 +201,4 @@ def test_features_of_a_checkpoint_with_a_nan_weight_is_an_error_not_a_table_of_l
     weights[name] = weights[name].clone()
     weights[name].view(-1)[0] = float("nan")
     save_file(weights, ckpt / "model.safetensors", metadata={"format": "pt"})
-    result = runner.invoke(app, ["features", str(ckpt), "--data", str(small_dataset / "val.jsonl"), "--samples", "2",
-                                 "--out", str(tmp_path / "f.png")], env={"COLUMNS": "300"})
-    assert result.exit_code == 1 and "layers hold NaN or inf activations" in said(result), result.output
-    assert "probe photos with objects" not in said(result)
+    return ckpt

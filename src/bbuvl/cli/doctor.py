@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -570,6 +571,10 @@ def landscape(
             task = progress.add_task("landscape", total=steps * steps)
             land = loss_landscape(predictor.model, photos.batches, chosen, steps, span, seed,
                                   on_progress=lambda done, total: progress.update(task, completed=done))
+    if not math.isfinite(land.center):  # "loss at the checkpoint nan", exit 0, and a plot of nothing before
+        fail(f"{checkpoint}: the loss at the checkpoint itself is {land.center} on these photos, so there is no "
+             "landscape around it: the weights are damaged or the run diverged before it saved; `bbuvl doctor model` "
+             "names the tensors", code=1)
     flat = [v for row in land.losses for v in row if v == v] or [float("nan")]  # NaN: a diverged grid point
     console.print(f"loss at the checkpoint {land.center:.4g}; over the grid {min(flat):.4g} .. {max(flat):.4g}, spread "
                   f"{max(flat) - min(flat):.3g} "
