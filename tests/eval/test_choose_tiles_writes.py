@@ -73,6 +73,24 @@ def test_tiled_thresholds_that_cannot_be_chosen_again_are_kept_and_said_so(train
     assert (ckpt / TILE_SCALE_FILE).is_file()
 
 
+def test_tiled_thresholds_kept_at_their_scale_with_another_refinement_are_said_to_need_choosing_again(
+        trained_checkpoint, wide_val, tmp_path):
+    # Before: "kept: it was chosen at this scale", where the tiles now refined other categories and the fault scores
+    # the pair was chosen on were no longer the checkpoint's
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    trained = TrainingScale.load(ckpt).median
+    ChosenThresholds(VerdictThresholds(0.3, 0.7), 0.8, 0.9, 1.0, 1.0, 4, 2, ["x"], "earlier.jsonl", tiled=True,
+                     tile_scale=trained, tile_refine=["线缆"]).save(ckpt)
+    result = run("-c", str(ckpt), "--gt", str(wide_val), "-o", str(tmp_path / "cands"), "--factors", "1",
+                 "--no-refine", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert (f"{ckpt / TILED_THRESHOLDS_FILE} is kept, chosen at this scale ({trained:g}) with the tiles refining 线缆, "
+            "where they now refine no category; choose it again (--choose-thresholds)") in said, said
+    assert ChosenThresholds.load(ckpt, tiled=True).tile_refine == ["线缆"]
+
+
 def test_the_tiled_photos_thresholds_are_chosen_on_the_photos_cut_into_tiles_alone(tmp_path):
     # Four cabinets cut into tiles (two faulty: faults scored 0.7, 0.65; two clean: 0.3, 0.2) and a close-up
     # predicted in one pass, which the tiled pair leaves out.

@@ -137,7 +137,7 @@ def choose_tiles(
                                                  mode)
                             if choose_thresholds else (None, None))
         if verdict is not None:
-            verdict = replace(verdict, tile_scale=chosen.scale)
+            verdict = replace(verdict, tile_scale=chosen.scale, tile_refine=list(chosen.refine))
         path = save_choices(checkpoint, chosen, verdict)
     chosen_file = chosen_predictions(out, chosen)
     print_first([f"{failed}; it counts as a photo where nothing was found, at every scale"
@@ -172,7 +172,14 @@ def choose_tiles(
         kept = escape(str(checkpoint / TILED_THRESHOLDS_FILE))
         before = kept_pair.tile_scale
         again = ("on validation photos that can decide them" if choose_thresholds else "(--choose-thresholds)")
-        if before == chosen.scale:
+        refined = kept_pair.tile_refine
+        if before == chosen.scale and refined is not None and sorted(refined) != sorted(chosen.refine):
+            # The same scale with another refinement: the fault scores it was chosen on are not this checkpoint's now
+            console.print(f"[yellow]note[/]: {kept} is kept, chosen at this scale ({chosen.scale:g}) with the tiles "
+                          f"refining {escape(', '.join(refined) or 'no category')}, where they now refine "
+                          f"{escape(', '.join(chosen.refine) or 'no category')}; choose it again {again} so that it "
+                          "fits the fault scores they make", soft_wrap=True)
+        elif before == chosen.scale:
             console.print(f"note: {kept} is kept: it was chosen at this scale ({chosen.scale:g})", soft_wrap=True)
         elif before is None:
             console.print(f"[yellow]note[/]: {kept} is kept; the scale it was chosen at is not recorded (chosen by "

@@ -124,6 +124,8 @@ class ChosenThresholds:
     # Of a tiled pair, the scale `tiles: auto` cut the photos at when `choose-tiles` chose it (None: not recorded, as
     # `eval --choose-thresholds` writes it): a later scale makes other fault scores.
     tile_scale: float | None = None
+    # ... and the categories the tiles refined then (None: not recorded): another refinement makes other fault scores too
+    tile_refine: list[str] | None = None
 
     def applies(self, mode: str | None) -> bool:
         """Whether these thresholds judge photos predicted in `mode` (None: a mode not known, which they do)."""
@@ -166,6 +168,9 @@ class ChosenThresholds:
             scale = data.get("tile_scale")
             if scale is not None and not is_json_number(scale):
                 raise ValueError(f"'tile_scale' must be a number, got {scale!r}")
+            refine = data.get("tile_refine")
+            if refine is not None and (not isinstance(refine, list) or not all(isinstance(c, str) for c in refine)):
+                raise ValueError(f"'tile_refine' must be a list of categories, got {refine!r}")
             if data.get("tiled", False) is not tiled:
                 raise ValueError(f"chosen for photos predicted {'in one pass' if tiled else 'through tiles or zoom'} "
                                  f"('tiled': {data.get('tiled')!r}), not for the photos this file judges")
@@ -173,7 +178,7 @@ class ChosenThresholds:
                        float(data["target_precision"]), _number(data.get("recall")), _number(data.get("precision")),
                        int(data["photos"]), int(data["faulty_photos"]), faults, str(data["chosen_on"]),
                        [str(n) for n in data.get("notes", [])], tiled, mode, model,
-                       None if scale is None else float(scale))
+                       None if scale is None else float(scale), refine)
         except (KeyError, TypeError, ValueError) as e:
             what = f"missing key {e}" if isinstance(e, KeyError) else str(e)
             raise ValueError(f"{path}: damaged verdict thresholds ({what}); choose them again with `bbuvl eval "
