@@ -281,6 +281,11 @@ def test_bf16_where_nothing_computes_in_it_is_a_startup_error_naming_the_keys(ru
     with pytest.raises(ValueError, match=r"training.bf16 is true"):
         train(run_config("training.bf16=true", "training.use_cpu=false"), progress=False, overwrite=True)
     assert (tmp_path / "run" / "history.json").read_text(encoding="utf-8") == "[]"
+    # The dry run refuses it as the start does: it ran its batch in float32 and said nothing before
+    from bbuvl.train.trainer import dry_run
+
+    with pytest.raises(ValueError, match=r"training.bf16 is true"):
+        dry_run(run_config("training.bf16=true", "training.use_cpu=false"))
 
 
 def test_a_final_save_killed_half_way_leaves_none_of_its_files_in_the_next_runs_final(run_config, tmp_path):

@@ -827,6 +827,7 @@ def dry_run(cfg: Config) -> dict[str, Any]:
     files = DataFiles()
     check_inputs(cfg)
     check_start(cfg)
+    check_precision(cfg)  # a dry run passed training.bf16 on a machine without bf16, which the start then refused
     check_held_out(cfg, files)
     run = build_run(cfg, files)
     batch = run.collator([run.train_dataset[i] for i in range(min(cfg.training.per_device_batch_size, len(run.train_dataset)))])
