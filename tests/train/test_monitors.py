@@ -209,3 +209,25 @@ def test_memory_the_sample_cache_keeps_is_not_growth_and_a_leak_beside_it_is():
         monitor.on_step_end(None, state, control)
         assert bool(health.alarms) == (step == 3), step
     assert health.alarms[0].kind == "memory" and health.alarms[0].value > 48
+
+
+def test_gradient_and_weight_norms_past_float32s_range_are_no_nonfinite_alarm():
+    # Before: the squares summed in float32 overflowed past a norm of 1.8e19: "non-finite gradients ... the guard
+    # skips the step" on a step the guard took, and "non-finite weights in group 'vision': ;" naming none
+    from bbuvl.train.monitors import GradientMonitor
+    from bbuvl.train.param_groups import group_of
+
+    model = torch.nn.Module()
+    model.detection_head = torch.nn.Linear(4, 4)
+    assert group_of("detection_head.weight") is not None
+    health = HealthLog()
+    monitor = GradientMonitor(model, MonitorConfig(every_steps=1), health)
+    state, control = TrainerState(), TrainerControl()
+    monitor.on_train_begin(None, state, control)
+    with torch.no_grad():
+        model.detection_head.weight.fill_(3e19)  # finite, each square past float32's range
+    model.detection_head(torch.full((1, 4), 3e19)).sum().backward()
+    norms = monitor.group_grad_norms()
+    assert norms and all(math.isfinite(v) for v in norms.values()), norms
+    monitor.on_step_end(None, state, control)
+    assert not [a for a in health.alarms if a.kind == "nonfinite"], health.alarms

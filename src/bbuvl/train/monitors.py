@@ -148,6 +148,15 @@ def _due(step: int, every: int) -> bool:
     return step > 0 and step % every == 0
 
 
+def _norm(t: torch.Tensor) -> float:
+    """The 2-norm of `t` past float32's range too (taken over `t` scaled by its largest magnitude); NaN or inf when `t`
+    holds one."""
+    peak = float(t.detach().abs().amax())
+    if not math.isfinite(peak) or peak == 0.0:
+        return peak
+    return peak * float(torch.linalg.vector_norm(t.detach() / peak, dtype=torch.float32))
+
+
 class GradientMonitor(TrainerCallback):
     """Gradient and weight norms per LR group (`gn/<group>`, `wn/<group>`); alarms on large or non-finite gradients.
 
@@ -183,9 +192,16 @@ class GradientMonitor(TrainerCallback):
         names = [g for g in GROUPS if any(n in self._norms for n, _ in self._groups.get(g, []))]
         if not names:
             return {}
-        per_group = [torch.stack([self._norms[n] for n, _ in self._groups[g] if n in self._norms]).square().sum().sqrt()
-                     for g in names]
-        return dict(zip(names, torch.stack(per_group).cpu().tolist()))  # one device sync per step
+        held = [[(n, p) for n, p in self._groups[g] if n in self._norms] for g in names]
+        flat = torch.stack([self._norms[n] for params in held for n, _ in params]).cpu().double()  # one device sync
+        out, k = {}, 0
+        for g, params in zip(names, held):
+            # Summed in float64, each norm float32 overflowed taken again scaled: in float32 a norm past 1.8e19 read
+            # inf, an alarm of non-finite gradients on a step the guard rightly took
+            norms = [_norm(p.grad) if math.isinf(v) and p.grad is not None else v
+                     for v, (_, p) in zip(flat[k:k + len(params)].tolist(), params)]
+            out[g], k = math.sqrt(sum(v * v for v in norms)), k + len(params)
+        return out
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):  # noqa: D102
         step = state.global_step + 1  # the step being taken
@@ -222,10 +238,11 @@ class GradientMonitor(TrainerCallback):
                 if not params:
                     continue
                 norms = torch.stack([torch.linalg.vector_norm(p.detach(), dtype=torch.float32) for _, p in params])
-                value = float(norms.square().sum().sqrt())
+                value = math.sqrt(sum((_norm(p) if math.isinf(v) else v) ** 2  # as the gradients' (above)
+                                      for v, (_, p) in zip(norms.cpu().tolist(), params)))
                 self.health.scalar(f"wn/{g}", value, state.global_step)
-                if not math.isfinite(value):
-                    names = [n for n, p in params if not torch.isfinite(p.detach()).all()]
+                # Only weights that are not finite: a norm past float32's range named none ("in group 'vision': ;")
+                if not math.isfinite(value) and (names := [n for n, p in params if not torch.isfinite(p.detach()).all()]):
                     self.health.alarm(state.global_step, "nonfinite", f"weights:{g}", value,
                                       f"non-finite weights in group '{g}': {', '.join(names[:5])}"
                                       + (" ..." if len(names) > 5 else "") + "; every following step will be non-finite "
