@@ -46,6 +46,13 @@ def test_keys_a_run_would_contradict_are_refused_at_its_start_and_a_checkpoint_h
     assert run_conflicts(load_config(path)) != []
 
 
+def test_logging_steps_past_max_steps_is_said_not_refused():
+    # Before: no step's loss was logged and nothing said so (GRPO said it for the same case)
+    [note] = run_notes(load_config(ROOT / "configs" / "demo.yaml", ["training.logging_steps=5000"]))
+    assert note.keys == ("training.logging_steps", "training.max_steps") and "no step's loss is logged" in note
+    assert run_notes(load_config(ROOT / "configs" / "demo.yaml", ["training.logging_steps=900"])) == []
+
+
 def test_a_teacher_ratio_given_beside_no_teachers_is_said_not_refused():
     # `data.teachers=null` given to turn teachers off where the file sets a ratio is a run to start; said, since
     # before the run trained on no teacher without a word.

@@ -734,6 +734,14 @@ def run_notes(cfg: Config) -> list[BudgetProblem]:
             f"data.teacher_ratio ({data.teacher_ratio:g}) shows teacher photos beside that share of the training "
             "samples, and data.teachers is null, so no step trains on one; set data.teachers to a teachers JSONL to "
             "train with them", ("data.teacher_ratio", "data.teachers")))
+    t = cfg.training
+    if t.method == "sft" and t.max_steps > 0 and t.logging_steps > t.max_steps:
+        # No training loss was logged at all (history.json held the end's eval_loss and train_loss alone), where GRPO
+        # says so for the same case
+        notes.append(BudgetProblem(
+            f"training.logging_steps ({t.logging_steps}) is past training.max_steps ({t.max_steps}), so no step's "
+            "loss is logged (history.json, TensorBoard, the over-fit monitor see none); lower training.logging_steps",
+            ("training.logging_steps", "training.max_steps")))
     return notes
 
 
