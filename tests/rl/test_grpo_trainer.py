@@ -155,6 +155,11 @@ def test_grpo_names_the_settings_it_reads_nothing_from(grpo_config, small_datase
     said = " ".join(grpo_ignores(grpo_config(f"data.teachers={small_dataset / 'teachers.jsonl'}", "data.collator=packed")))
     assert "data.teachers" in said and "training.lr.detection (0.0001): the head is frozen" in said
     assert "data.collator (packed)" in said
+    # The monitors: set, they did nothing, unsaid; data.val past max_steps: said ignored, then scored at the end
+    said = " ".join(grpo_ignores(grpo_config("monitor.early_stopping_metric=eval_reward", "training.max_steps=3",
+                                             "training.eval_steps=10", f"data.val={small_dataset / 'val.jsonl'}")))
+    assert "monitor.early_stopping_metric: GRPO runs neither the training-health monitors nor early stopping" in said
+    assert "data.val" not in said
 
 
 def test_grpo_measures_the_reward_on_data_val_every_eval_steps_as_heldout_reward_does(grpo_config, small_dataset):

@@ -294,9 +294,11 @@ def grpo_ignores(cfg: Config) -> list[str]:
     if cfg.data.collator != "padded":
         ignored.append(f"data.collator ({cfg.data.collator}): rollouts are scored as padded rows")
     t = cfg.training
-    if cfg.data.val is not None and 0 < t.max_steps < t.eval_steps:
-        ignored.append(f"data.val ({cfg.data.val}): its reward is measured every training.eval_steps ({t.eval_steps}), "
-                       f"and the run stops at training.max_steps ({t.max_steps}) before the first")
+    # data.val is scored at the end too, whatever training.eval_steps: it was said to be ignored, then scored
+    if given := sorted(cfg.monitor.model_fields_set):
+        # The SFT monitors and early stopping read the supervised losses: set, they did nothing here, unsaid
+        ignored.append(f"{', '.join(f'monitor.{k}' for k in given)}: GRPO runs neither the training-health monitors "
+                       "nor early stopping; watch its rewards (history.json, TensorBoard)")
     if 0 < t.max_steps < t.logging_steps:  # the rewards are what a GRPO run is watched by: none would be shown
         ignored.append(f"training.logging_steps ({t.logging_steps}): the run stops at training.max_steps "
                        f"({t.max_steps}) before its first log, so no reward, KL or answer length is logged")
