@@ -332,3 +332,12 @@ def test_a_link_where_final_is_staged_is_removed_as_a_link_and_the_run_saves_its
     assert (Path(result["final"]) / "model.safetensors").is_file()
     assert not os.path.lexists(out / name)
     assert [p.name for p in kept.iterdir()] == ["notes.txt"]
+
+
+def test_each_groups_learning_rate_is_logged_beside_hfs_first_groups(run_config):
+    # Before: learning_rate alone, the first group's (vision's): an llm rate three times it appeared nowhere
+    result = train(run_config("training.lr.vision=1e-3", "training.lr.llm=3e-3", "training.max_steps=2",
+                              "training.lr_scheduler=constant"), progress=False)
+    logged = next(h for h in result["history"] if "learning_rate" in h)
+    assert logged["lr/llm"] == pytest.approx(3e-3) and logged["lr/vision"] == pytest.approx(1e-3)
+    assert logged["learning_rate"] == pytest.approx(1e-3)

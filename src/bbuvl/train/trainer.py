@@ -414,6 +414,10 @@ class BBUTrainer(Trainer):
             self._eval_parts, self._eval_n = {}, 0
         if "loss" in logs:
             logs["nan_skipped"] = self.guard.skipped
+        if "learning_rate" in logs and self.optimizer is not None:
+            # HF's learning_rate is its first group's (vision's): the demo logged 1e-3 where its llm trains at 3e-3
+            for group in self.optimizer.param_groups:
+                logs.setdefault(f"lr/{str(group.get('name', '')).removesuffix('_no_decay')}", group["lr"])
         if "train_loss" in logs and self.loss_sum.before is not None:  # logged once, at the end of training
             steps, ran = self.state.global_step, self.state.global_step - self._initial_global_step
             if ran < steps:  # HF's mean is over the steps this process ran: after a resume, the run's over all of them
