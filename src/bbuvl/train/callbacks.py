@@ -262,6 +262,7 @@ class RichProgress(TrainerCallback):
             return
         if "loss" in logs:
             self.last_loss = logs["loss"]
+            self._refresh(args, state)  # HF logs after on_step_end: the bar showed the window before this one
         terms = set(LossTerms.names())  # every loss term the model computed, training's and evaluation's
         shown = {k: v for k, v in logs.items()
                  if k in terms or k.removeprefix("eval_") in terms or k in ("eval_loss", "nan_skipped")}
@@ -270,6 +271,10 @@ class RichProgress(TrainerCallback):
             (self.progress.console.print if self.progress else print)(f"step {state.global_step}: {text}")
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
+        self._refresh(args, state)
+
+    def _refresh(self, args, state) -> None:  # noqa: ANN001 - HF's TrainingArguments and TrainerState
+        """The bar at this step: the last logged loss and the throughput."""
         if self.progress is None:
             return
         sps, tps, vps = self.throughput.rates()
