@@ -113,6 +113,19 @@ def test_resume_continues_the_loss_curve_exactly(run_config, tmp_path):
     assert mean == pytest.approx(next(h["train_loss"] for h in whole if "train_loss" in h), abs=1e-5)
 
 
+def test_a_resume_inside_a_logging_window_logs_every_term_as_a_run_never_stopped(run_config, tmp_path):
+    # Logged every 2 steps, resumed from step 3: step 4's window holds step 3, trained before the stop.
+    common = ("training.max_steps=6", "training.save_steps=3", "training.logging_steps=2", "data.teacher_ratio=0.5")
+    whole = _losses(train(run_config(*common, f"training.output_dir={tmp_path / 'a'}"), progress=False)["history"])
+    cfg = run_config(*common, f"training.output_dir={tmp_path / 'b'}")
+    train(cfg, progress=False, callbacks=[StopAt(3)])
+    resumed = _losses(train(cfg, resume=True, progress=False)["history"])
+    assert [h["step"] for h in resumed] == [h["step"] for h in whole] == [2, 4, 6]
+    for a, b in zip(whole, resumed):
+        terms = {k: v for k, v in a.items() if k.startswith(("loss", "lm_")) or k == "nan_skipped"}
+        assert {k: b.get(k) for k in terms} == pytest.approx(terms, abs=1e-6), a["step"]
+
+
 def test_lora_trains_only_adapters_and_head_and_merge_keeps_logits(run_config, tmp_path):
     cfg = run_config("model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8", "training.max_steps=3")
     run = build_run(cfg)

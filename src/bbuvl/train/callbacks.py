@@ -115,6 +115,57 @@ class LossSum(CarriedState, TrainerCallback):
         self.before = self.total if saved or state.global_step == 0 else None
 
 
+class LossWindow(CarriedState, TrainerCallback):
+    """Each loss term summed over the closed steps of the logging window (since the last log), the steps each was
+    averaged over, and the window's non-finite steps; carried in every numbered checkpoint, so that a run resumed
+    inside a window logs its first loss over the whole window, as one that never stopped does (docs/resume.md).
+
+    Each rank holds its share of the sums; at a save the first rank takes them all (`gather`), so a checkpoint holds
+    the whole window however many processes resume it."""
+
+    carried = ("sums", "steps", "nonfinite")
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.steps: dict[str, int] = {}  # a span term counts only the steps that had tokens of that span
+        self.nonfinite = 0  # steps whose loss was not finite: their terms are in no sum
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
+        self.take_back(state)
+        if args.process_index != 0:  # every rank reads the checkpoint: the first one alone adds its sums in
+            self.sums, self.nonfinite = dict.fromkeys(self.sums, 0.0), 0
+
+    def add(self, parts: dict[str, float], absent: set[str]) -> None:
+        """Add a closed step's terms; a term in `absent` is summed but not counted as a step (no tokens of its span)."""
+        for k, v in parts.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+            self.steps[k] = self.steps.get(k, 0) + (k not in absent)
+
+    def totals(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sums of every `LossTerms` term over all ranks, then the non-finite steps `[n_terms + 1]`, and each term's
+        steps and whether any rank computed it (the head's terms exist only with a head) `[n_terms, 2]`."""
+        names = LossTerms.names()
+        sums = torch.tensor([*(self.sums.get(k, 0.0) for k in names), self.nonfinite], dtype=torch.float64, device=device)
+        steps = torch.tensor([[self.steps.get(k, 0), k in self.sums] for k in names], dtype=torch.float64, device=device)
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(sums)  # each rank holds its share of every step
+            dist.all_reduce(steps, op=dist.ReduceOp.MAX)  # the steps are the same on every rank
+        return sums, steps
+
+    def gather(self, device: torch.device, first: bool) -> None:
+        """Hold the whole window in the first rank, nothing in the others (their sum is unchanged), as a save wants it."""
+        sums, steps = self.totals(device)
+        seen = [(i, k) for i, k in enumerate(LossTerms.names()) if steps[i, 1] > 0]
+        self.sums = {k: float(sums[i]) if first else 0.0 for i, k in seen}
+        self.steps = {k: int(steps[i, 0]) for i, k in seen}
+        self.nonfinite = int(sums[-1]) if first else 0
+
+    def clear(self) -> None:
+        """Start the next window."""
+        self.sums, self.steps, self.nonfinite = {}, {}, 0
+
+
 class NonFiniteGuard(CarriedState, TrainerCallback):
     """Skips an optimizer step whose gradients are not finite; stops after `max_consecutive` in a row."""
 

@@ -45,7 +45,7 @@ from bbuvl.model.packed_attention import use_packed_sdpa
 from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.paths import real_path
 from bbuvl.train.caption_refit import CaptionRefitCallback, Photo, training_photos
-from bbuvl.train.callbacks import (CheckpointRotation, EpochCallback, LossSum, NonFiniteGuard, RichProgress,
+from bbuvl.train.callbacks import (CheckpointRotation, EpochCallback, LossSum, LossWindow, NonFiniteGuard, RichProgress,
                                    RunTensorBoard, Throughput, TrainingDiverged)
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import ConversationDataset
@@ -263,9 +263,6 @@ class BBUTrainer(Trainer):
         self._denominators: LossDenominators | None = None  # of the optimizer step being taken
         self._step_parts: dict[str, float] = {}  # this rank's share of each term of that step
         self._step_finite = True
-        self._window_sums: dict[str, float] = {}  # closed steps since the last log
-        self._window_steps: dict[str, int] = {}
-        self._window_nonfinite = 0  # steps since the last log whose loss was not finite
         self._eval_parts: dict[str, float] = {}
         self._eval_n = 0
         self.budget_dropped = 0  # samples the collator left out of training batches (encode/collate.py, `Batch.dropped`)
@@ -286,6 +283,8 @@ class BBUTrainer(Trainer):
         self.add_callback(self.rotation)
         self.loss_sum = LossSum()
         self.add_callback(self.loss_sum)
+        self.loss_window = LossWindow()  # the closed steps since the last log (GRPO keeps its own `window`)
+        self.add_callback(self.loss_window)
 
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:  # noqa: D102
         if self.optimizer is None:
@@ -344,13 +343,12 @@ class BBUTrainer(Trainer):
     def _close_step(self) -> None:
         """Move the finished step's terms into the logging window; a span with no tokens in it is not averaged in."""
         d = self._denominators
-        absent = {"lm_teacher": d is not None and d.teacher_tokens == 0, "lm_student": d is not None and d.student_tokens == 0}
+        absent = {k for k, none in (("lm_teacher", d is not None and d.teacher_tokens == 0),
+                                    ("lm_student", d is not None and d.student_tokens == 0)) if none}
         if self._step_finite:
-            for k, v in self._step_parts.items():
-                self._window_sums[k] = self._window_sums.get(k, 0.0) + v
-                self._window_steps[k] = self._window_steps.get(k, 0) + (0 if absent.get(k) else 1)
+            self.loss_window.add(self._step_parts, absent)
         else:
-            self._window_nonfinite += 1
+            self.loss_window.nonfinite += 1
         self._step_parts, self._step_finite = {}, True
 
     def _dump_batch(self, inputs: Batch, parts: LossTerms) -> None:
@@ -387,16 +385,8 @@ class BBUTrainer(Trainer):
         """Each term per optimizer step (summed over its micro-batches and ranks), averaged over the steps since
         the last log; a span term over the steps that had tokens of that span (0 when none had)."""
         self._close_step()
-        # the last entry: the non-finite steps, whose terms are in no sum
-        sums = torch.tensor([*(self._window_sums.get(k, 0.0) for k in LossTerms.names()), self._window_nonfinite],
-                            dtype=torch.float64, device=self.args.device)
-        # steps: how many steps each term was averaged over; seen: whether the term exists at all (e.g. the head)
-        steps = torch.tensor([[self._window_steps.get(k, 0), k in self._window_sums] for k in LossTerms.names()],
-                             dtype=torch.float64, device=self.args.device)
-        if self.args.world_size > 1 and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(sums)  # each rank holds its share of every step
-            torch.distributed.all_reduce(steps, op=torch.distributed.ReduceOp.MAX)  # the steps are the same on every rank
-        self._window_sums, self._window_steps, self._window_nonfinite = {}, {}, 0
+        sums, steps = self.loss_window.totals(self.args.device)
+        self.loss_window.clear()
         means = {k: float(sums[i] / steps[i, 0]) if steps[i, 0] > 0 else 0.0
                  for i, k in enumerate(LossTerms.names()) if steps[i, 1] > 0}
         if "loss" not in means and sums[-1] > 0:
@@ -443,6 +433,9 @@ class BBUTrainer(Trainer):
         # The loss summed over every step so far, as HF sums it for `train_loss`: drained at each log, the rest pending
         before = self.loss_sum.before
         self.loss_sum.total = None if before is None else before + self._total_loss_scalar + float(self._tr_loss)
+        # Every rank, before HF saves the state: the window's sums are summed over ranks (a collective)
+        self._close_step()
+        self.loss_window.gather(self.args.device, first=self.args.process_index == 0)
         try:
             super()._save_checkpoint(model, trial)
         except BaseException:
