@@ -53,6 +53,17 @@ def test_logging_steps_past_max_steps_is_said_not_refused():
     assert run_notes(load_config(ROOT / "configs" / "demo.yaml", ["training.logging_steps=900"])) == []
 
 
+def test_a_detection_freeze_of_every_epoch_is_said_not_refused():
+    # Before: the run shipped the head it started with, untrained, without a word
+    demo = ROOT / "configs" / "demo.yaml"
+    epochs = load_config(demo).training.num_epochs
+    [note] = run_notes(load_config(demo, ["training.max_steps=-1", f"training.detection_freeze_epochs={epochs}"]))
+    assert note.keys == ("training.detection_freeze_epochs", "training.num_epochs") and "never trains" in note
+    assert run_notes(load_config(demo, ["training.max_steps=-1", f"training.detection_freeze_epochs={epochs / 2}"])) == []
+    assert run_notes(load_config(demo, ["training.max_steps=-1", f"training.detection_freeze_epochs={epochs}",
+                                        "detection.enabled=false", "inference.mode=generate"])) == []
+
+
 def test_a_teacher_ratio_given_beside_no_teachers_is_said_not_refused():
     # `data.teachers=null` given to turn teachers off where the file sets a ratio is a run to start; said, since
     # before the run trained on no teacher without a word.

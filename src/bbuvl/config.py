@@ -244,6 +244,8 @@ class TrainingConfig(_Strict):
     save_steps: int = Field(200, gt=0)
     eval_steps: int = Field(200, gt=0)
     save_total_limit: int = Field(3, gt=0)
+    # The head is held back (not run, not trained) for this share of an epoch's optimizer steps, rounded to a step, while
+    # the language model learns the answers (docs/design.md, "Holding the head back"). 0: it trains from the first step.
     detection_freeze_epochs: float = Field(0, ge=0)
     max_consecutive_nan: int = Field(5, gt=0)
     deepspeed: UserPath | None = None
@@ -742,6 +744,15 @@ def run_notes(cfg: Config) -> list[BudgetProblem]:
             f"training.logging_steps ({t.logging_steps}) is past training.max_steps ({t.max_steps}), so no step's "
             "loss is logged (history.json, TensorBoard, the over-fit monitor see none); lower training.logging_steps",
             ("training.logging_steps", "training.max_steps")))
+    if (t.method == "sft" and cfg.detection.enabled and t.max_steps == -1 and t.detection_freeze_epochs > 0
+            and t.detection_freeze_epochs >= t.num_epochs):
+        # The run shipped the head it started with, untrained, without a word. A freeze past max_steps, which the
+        # config alone cannot count in steps, is said when the run starts (train/callbacks.py, `EpochCallback`)
+        notes.append(BudgetProblem(
+            f"training.detection_freeze_epochs ({t.detection_freeze_epochs:g}) holds the detection head back for "
+            f"every epoch of the run (training.num_epochs {t.num_epochs:g}): the head never trains, and the "
+            "checkpoints hold the one it started with; lower training.detection_freeze_epochs, or set "
+            "detection.enabled: false", ("training.detection_freeze_epochs", "training.num_epochs")))
     return notes
 
 

@@ -167,6 +167,26 @@ def test_detection_freeze_epochs_holds_the_head(run_config):
     assert all("loss_bbox" not in h for h in _losses(result["history"]))
 
 
+def test_a_fractional_detection_freeze_holds_the_head_for_that_share_of_an_epochs_steps(run_config, caplog):
+    # 8 photos in batches of 2: 4 steps an epoch, so half an epoch is 2 steps (it held the head for the whole epoch)
+    cfg = run_config("training.max_steps=-1", "training.num_epochs=1", "training.detection_freeze_epochs=0.5")
+    with caplog.at_level(logging.WARNING):
+        logs = _losses(train(cfg, progress=False)["history"])
+    assert [("loss_bbox" in h) for h in logs] == [False, False, True, True]
+    assert "detection_freeze_epochs" not in caplog.text
+
+
+def test_a_detection_freeze_as_long_as_the_run_says_the_head_never_trains(run_config, caplog):
+    # max_steps 3, an epoch 4 steps: the config alone cannot tell, so the start says it once the steps are counted
+    cfg = run_config("training.max_steps=3", "training.detection_freeze_epochs=0.75")
+    with caplog.at_level(logging.WARNING):
+        logs = _losses(train(cfg, progress=False)["history"])
+    assert not any("loss_bbox" in h for h in logs)
+    said = " ".join(caplog.text.split())
+    assert ("training.detection_freeze_epochs 0.75 holds the detection head back for 3 steps (4 an epoch), the whole "
+            "run of 3 steps: the head never trains") in said
+
+
 def test_qlora_without_cuda_and_bitsandbytes_fails_with_a_clear_message(run_config):
     import importlib.util
 

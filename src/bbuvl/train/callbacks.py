@@ -54,19 +54,47 @@ class Throughput:
 
 
 class EpochCallback(TrainerCallback):
-    """Tells the dataset the epoch (teacher draws) and holds the head back for `detection_freeze_epochs`."""
+    """Tells the dataset the epoch (teacher draws) and holds the head back for `detection_freeze_epochs`, counted in
+    optimizer steps: that share of an epoch's steps, rounded (docs/design.md, "Holding the head back")."""
 
     def __init__(self, dataset, model, freeze_epochs: float):
         self.dataset, self.model, self.freeze_epochs = dataset, model, freeze_epochs
+        self.freeze_steps = 0  # the steps the head is held back for, counted once the loader is built
+
+    def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):  # noqa: D102
+        if self.model.detection_head is None or not self.freeze_epochs or train_dataloader is None:
+            return
+        per_epoch = steps_per_epoch(len(train_dataloader), args.gradient_accumulation_steps)
+        self.freeze_steps = freeze_steps(self.freeze_epochs, per_epoch)
+        # A freeze of every epoch the config asks for is said already, when the run starts (config.py, `run_notes`)
+        said = args.max_steps <= 0 and self.freeze_epochs >= args.num_train_epochs
+        if self.freeze_steps >= state.max_steps and state.is_world_process_zero and not said:
+            log.warning("training.detection_freeze_epochs %g holds the detection head back for %d steps (%d an epoch), "
+                        "the whole run of %d steps: the head never trains, and the checkpoints hold the one it started "
+                        "with; lower training.detection_freeze_epochs, or train more steps",
+                        self.freeze_epochs, self.freeze_steps, per_epoch, state.max_steps)
 
     def on_epoch_begin(self, args, state, control, **kwargs):  # noqa: D102
         epoch = int((state.epoch or 0) + 1e-6)  # a resume mid-epoch (e.g. 0.75) is still epoch 0
         self.dataset.set_epoch(epoch)
-        if self.model.detection_head is not None:
-            active = epoch >= self.freeze_epochs
-            if active != self.model.detection_active:
-                log.info("detection head %s at epoch %d", "enabled" if active else "frozen", epoch)
-            self.model.detection_active = active
+
+    def on_step_begin(self, args, state, control, **kwargs):  # noqa: D102
+        if self.model.detection_head is None:
+            return
+        active = state.global_step >= self.freeze_steps  # a resume mid-freeze holds it for the steps left
+        if active != self.model.detection_active:
+            log.info("detection head %s at step %d", "enabled" if active else "frozen", state.global_step + 1)
+        self.model.detection_active = active
+
+
+def steps_per_epoch(batches: int, accumulation: int) -> int:
+    """Optimizer steps in an epoch of `batches` micro-batches, as HF counts them (a last short step counts)."""
+    return max(math.ceil(batches / accumulation), 1)
+
+
+def freeze_steps(epochs: float, per_epoch: int) -> int:
+    """The steps `epochs` of `per_epoch` steps each hold the head back: the nearest whole step (a half to even)."""
+    return round(epochs * per_epoch)
 
 
 class CarriedState(ExportableState):
