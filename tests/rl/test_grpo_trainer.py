@@ -107,6 +107,19 @@ def test_every_reward_term_kl_length_clip_and_spread_are_logged_per_step(grpo_co
         assert 0 < h["answer_length"] <= 49 and 0 <= h["zero_spread_groups"] <= 1
 
 
+def test_each_log_prints_the_reward_kl_and_answer_length_and_each_evaluation_its_reward(grpo_config, small_dataset,
+                                                                                        capsys):
+    # They were in history.json and TensorBoard only: the console showed the surrogate loss, and eval_reward nowhere
+    cfg = grpo_config("grpo.beta=0.05", f"data.val={small_dataset / 'val.jsonl'}", "training.eval_steps=2")
+    history = train_grpo(cfg, progress=False)["history"]
+    printed = capsys.readouterr().out.splitlines()
+    for step, h in _logged(history).items():
+        [line] = [p for p in printed if p.startswith(f"step {step}: loss ")]
+        assert f"reward {h['reward']:.4g}  kl {h['kl']:.4g}  answer_length {h['answer_length']:.4g}  nan_skipped 0" in line
+    [reward] = [h["eval_reward"] for h in history if "eval_reward" in h]
+    assert f"step 2: eval_reward {reward:.4g}" in printed
+
+
 def test_bbuvl_train_runs_grpo_and_its_checkpoint_predicts_with_the_head_it_started_with(grpo_config, trained_checkpoint,
                                                                                      small_dataset, tmp_path):
     cfg = tmp_path / "grpo.yaml"

@@ -96,6 +96,9 @@ def collate_photos(photos: list[Photo]) -> PhotoBatch:
 
 
 METRICS = ("reward", "answer_length", "zero_spread_groups", "kl", "clip_fraction")
+# What a GRPO run is watched by, on each log's console line beside the loss (eval_reward on an evaluation's); every
+# metric and reward term is in history.json and TensorBoard
+CONSOLE_METRICS = ("reward", "kl", "answer_length")
 
 
 @dataclass
@@ -435,8 +438,8 @@ def make_grpo_trainer(run: GrpoRun, progress: bool = True, callbacks: list | Non
         train_dataset=run.train_dataset,
         eval_dataset=run.val_photos,  # only so HF schedules the pass: `evaluate` reads the photos itself
         data_collator=collate_photos,
-        callbacks=[RunTensorBoard(Path(cfg.training.output_dir) / "tb"), guard, RichProgress(throughput, progress),
-                   *(callbacks or [])],
+        callbacks=[RunTensorBoard(Path(cfg.training.output_dir) / "tb"), guard,
+                   RichProgress(throughput, progress, CONSOLE_METRICS), *(callbacks or [])],
         run=run, throughput=throughput, guard=guard, predictor=run.predictor, scorer=run.scorer,
     )
     trainer.remove_callback(PrinterCallback)

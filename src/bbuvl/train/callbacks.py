@@ -315,10 +315,11 @@ class CheckpointRotation(TrainerCallback):
 
 
 class RichProgress(TrainerCallback):
-    """One progress bar: step, loss, samples/s, text and vision tokens/s."""
+    """One progress bar: step, loss, samples/s, text and vision tokens/s; and a console line per log."""
 
-    def __init__(self, throughput: Throughput, enabled: bool = True):
+    def __init__(self, throughput: Throughput, enabled: bool = True, metrics: tuple[str, ...] = ()):
         self.throughput, self.enabled = throughput, enabled
+        self.metrics = metrics  # logged values shown after the loss terms, each with its `eval_` one (GRPO's reward)
         self.progress = None
         self.task = None
         # None until the first logged step (training.logging_steps): "loss nan" read as a run gone wrong
@@ -342,12 +343,17 @@ class RichProgress(TrainerCallback):
         if "loss" in logs:
             self.last_loss = logs["loss"]
             self._refresh(args, state)  # HF logs after on_step_end: the bar showed the window before this one
-        terms = set(LossTerms.names())  # every loss term the model computed, training's and evaluation's
-        shown = {k: v for k, v in logs.items()
-                 if k in terms or k.removeprefix("eval_") in terms or k in ("eval_loss", "nan_skipped")}
-        if shown:
+        if shown := self.shown(logs):
             text = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
             (self.progress.console.print if self.progress else print)(f"step {state.global_step}: {text}")
+
+    def shown(self, logs: dict[str, float]) -> dict[str, float]:
+        """What a log's console line shows: every loss term the model computed (training's and evaluation's), then
+        `metrics` in their order, then the steps skipped as non-finite."""
+        terms = set(LossTerms.names())
+        first = {k: v for k, v in logs.items() if k in terms or k.removeprefix("eval_") in terms or k == "eval_loss"}
+        named = {k: logs[k] for m in self.metrics for k in (m, f"eval_{m}") if k in logs}
+        return first | named | ({"nan_skipped": logs["nan_skipped"]} if "nan_skipped" in logs else {})
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
         self._refresh(args, state)
