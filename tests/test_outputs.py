@@ -16,7 +16,8 @@ import pytest
 from tests.reliability.faults import held_elsewhere
 
 from bbuvl.infer.output import OutputError, discard_output, manifest_path
-from bbuvl.outputs import LEDGER, OutputConflict, check_not_inputs, claim_outputs, same_path, writer_of
+from bbuvl.outputs import LEDGER, OutputConflict, check_not_inputs, claim_outputs, refuse_strangers, same_path, writer_of
+from bbuvl.synthetic.dataset import written_by_synth
 
 
 def test_a_hard_link_and_a_symlink_name_the_same_file(tmp_path):
@@ -235,3 +236,19 @@ def test_a_forked_worker_that_ends_leaves_its_parent_holding_the_output(tmp_path
         os.waitpid(worker, 0)
         with pytest.raises(OutputConflict, match=f"another `bbuvl train` \\(pid {os.getpid()}\\) is writing it"):
             _claim_in_child(tmp_path / "run")
+
+
+def test_a_folder_set_aside_whole_holding_only_its_commands_names_passes_and_anything_else_is_named(tmp_path: Path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("train_00000.jpg", "val_00000.jpg", ".train_00001.jpg.4242.abcd1234.tmp.jpg", LEDGER):
+        (images / name).write_bytes(b"x")  # synth's photos, a killed synth's temporary, the folder's own ledger
+    refuse_strangers(images, "data synth", written_by_synth)
+
+    (images / "inner" / "images").mkdir(parents=True)
+    (images / "inner" / "images" / "train_00000.jpg").write_bytes(b"x")  # synth's name, but not where synth writes
+    (images / "pred.jsonl").write_text("{}\n")
+    (images / "empty").mkdir()
+    with pytest.raises(OutputConflict, match=r"images: holds empty/, inner/, pred.jsonl, which `bbuvl data synth` "
+                                             "did not write"):
+        refuse_strangers(images, "data synth", written_by_synth)

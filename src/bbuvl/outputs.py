@@ -41,7 +41,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from bbuvl.atomic import (refuse_current_folder, remove_dead_writers_temporaries, remove_path, temporary_name,
                           temporary_name_bytes, temporary_prefix, write_text_atomic, written_path)
@@ -673,6 +673,36 @@ def check_replaced_whole(folder: Path, command: str) -> None:
     raise OutputConflict(f"{folder}: holds {shown}, which `bbuvl {command}` did not write; it replaces the folder "
                          "whole, so --overwrite would delete them. Move them out or delete the folder yourself, or "
                          "choose another output folder")
+
+
+def refuse_strangers(folder: Path, command: str, own: Callable[[str], bool]) -> None:
+    """Raise OutputConflict, naming them, when `folder`, which `bbuvl COMMAND` sets aside whole (`replacing`), holds
+    anything but the files it writes there (`own(name relative to the folder)` says which those are).
+
+    The ledger records a folder by one digest, which tells that it changed, not what was added: with --overwrite a
+    dataset another command wrote into a synthetic dataset's `images/`, or a predictions file saved among the photos,
+    went with the folder. What the command writes there it may replace, edited or not; anything else stays the user's.
+    """
+    out = output_path(folder)
+    if not out.is_dir() or out.is_symlink():
+        return
+    strangers = sorted(name for name in (_stranger(entry, out, own) for entry in out.iterdir()) if name)
+    if strangers:
+        shown = ", ".join(strangers[:3]) + (f" and {len(strangers) - 3} more" if len(strangers) > 3 else "")
+        raise OutputConflict(f"{folder}: holds {shown}, which `bbuvl {command}` did not write; it replaces the folder "
+                             "whole, so --overwrite would delete them. Move them out or delete them yourself, or "
+                             "choose another output folder")
+
+
+def _stranger(entry: Path, folder: Path, own: Callable[[str], bool]) -> str | None:
+    """`entry`'s name (a folder's ending in '/') when it, or anything under it, is not the command's own; else None."""
+    if _bookkeeping(entry.name):
+        return None
+    if not entry.is_dir() or entry.is_symlink():
+        return None if own(entry.name) else entry.name
+    files = [p for p in entry.rglob("*") if not (p.is_dir() and not p.is_symlink()) and not _bookkeeping(p.name)]
+    mine = files and all(own(p.relative_to(folder).as_posix()) for p in files)
+    return None if mine else entry.name + "/"
 
 
 @contextmanager

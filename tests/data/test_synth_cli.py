@@ -48,3 +48,42 @@ def test_the_same_options_where_they_apply_render(tmp_path: Path):
                                           "160x120", *typed])
         assert result.exit_code == 0, result.output
         assert (tmp_path / str(n) / "train.jsonl").stat().st_size > 0
+
+
+def _synth(app, out: Path, *typed: str):
+    return CliRunner().invoke(app, ["synth", str(out), "--n-train", "2", "--n-val", "1", "--teachers", "1",
+                                    "--size", "160x120", *typed], env={"COLUMNS": "400"})
+
+
+def test_overwrite_refuses_a_dataset_written_inside_images_naming_it_and_deletes_nothing(tmp_path: Path):
+    app = command_group()
+    app.command("synth")(synth)
+    outer = tmp_path / "outer"
+    assert _synth(app, outer).exit_code == 0
+    inner = outer / "images" / "inner"
+    assert _synth(app, inner, "--seed", "1").exit_code == 0
+    before = {p: p.read_bytes() for p in outer.rglob("*") if p.is_file()}
+
+    result = _synth(app, outer, "--overwrite")
+
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert f"{outer / 'images'}: holds inner/, which `bbuvl data synth` did not write" in said
+    assert {p: p.read_bytes() for p in outer.rglob("*") if p.is_file()} == before
+
+
+def test_overwrite_still_replaces_synths_own_photos_edited_and_leaves_a_file_beside_the_dataset(tmp_path: Path):
+    app = command_group()
+    app.command("synth")(synth)
+    out = tmp_path / "out"
+    assert _synth(app, out).exit_code == 0
+    photo = out / "images" / "train_00001.jpg"
+    rendered = photo.read_bytes()
+    photo.write_bytes(b"retouched")  # synth's own name: --overwrite gives it up, as before
+    (out / "pred.jsonl").write_text('{"image": "images/train_00000.jpg", "objects": []}\n')  # written on purpose
+
+    result = _synth(app, out, "--overwrite")
+
+    assert result.exit_code == 0, result.output
+    assert photo.read_bytes() == rendered
+    assert (out / "pred.jsonl").read_text().startswith('{"image"')

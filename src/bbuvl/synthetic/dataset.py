@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from functools import lru_cache, partial
@@ -18,7 +19,7 @@ from typing import Callable, Iterator, Literal
 
 from PIL import Image
 
-from bbuvl.atomic import save_atomic, write_text_atomic
+from bbuvl.atomic import save_atomic, temporary_name, write_text_atomic
 from bbuvl.data.coords import orient_box
 from bbuvl.data.faults import Faults
 from bbuvl.data.images import EXIF_ORIENTATION
@@ -32,6 +33,15 @@ from bbuvl.synthetic.scene import FaultRate
 
 JPEG_QUALITY = 90
 IMAGES, ANNOTATIONS = "images", "annotations"
+# The only names a run writes into images/ and annotations/ (`_Job.name`, flat), and its temporaries' when killed.
+_WRITTEN = r"(?:train|val)_\d{5,}\.(?:jpg|json)"
+_OWN_NAME = re.compile(rf"{_WRITTEN}|{temporary_name(_WRITTEN).pattern}")
+
+
+def written_by_synth(name: str) -> bool:
+    """Whether `name`, relative to images/ or annotations/, is one a run of `synthesize` writes there."""
+    return _OWN_NAME.fullmatch(name) is not None
+
 
 def image_seed(seed: int, split: str, i: int) -> int:
     """Seed of photo `i` of `split`: independent of the other photos, of workers and of PYTHONHASHSEED."""
