@@ -189,7 +189,8 @@ def test_when_no_photo_is_found_the_error_names_why_a_photo_failed_not_an_annota
     code, said = run("import-coco", coco, tmp_path / "img", tmp_path / "out")
     flat = " ".join(said.split())
     # Before: "the first, image id 7: unknown image id 7", which says nothing of why no photo was found.
-    assert code == 2 and "gone.jpg: image file not found" in flat and "unknown image id" not in flat, flat
+    assert code == 2 and "the first, images[0] (" in flat and "gone.jpg): image file not found" in flat, flat
+    assert "unknown image id" not in flat, flat
 
 
 def test_an_image_entry_without_width_and_height_takes_the_size_of_its_photo(tmp_path: Path):

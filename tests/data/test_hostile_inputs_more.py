@@ -108,7 +108,7 @@ def test_what_import_coco_skips_is_named_on_screen_by_its_entry_in_the_file(tmp_
     assert code == 0, said
     said = " ".join(said.split())
     assert f"warning: {coco_file}: annotations[1] (a.jpg): " in said, said
-    assert f"warning: {coco_file}: ({tmp_path / 'images' / 'copy.jpg'}): the same bytes as " in said, said  # no entry
+    assert f"warning: {coco_file}: images[1] ({tmp_path / 'images' / 'copy.jpg'}): the same bytes as " in said, said
 
 
 def test_a_hierarchy_and_token_map_kept_in_the_export_folder_are_read_as_settings_never_as_photos(tmp_path: Path):

@@ -208,3 +208,49 @@ def test_a_long_output_path_is_printed_whole_on_one_line_never_folded_where_outp
     for args, line in runs.items():
         code, out = run(*args)
         assert code == 0 and line in out.splitlines()[-1], out
+
+
+def test_import_coco_writes_a_category_named_in_english_as_its_hierarchy_label_and_says_so(tmp_path: Path):
+    images = tmp_path / "coco_images"
+    images.mkdir()
+    for shade, name in enumerate(("a.jpg", "b.jpg")):
+        Image.new("RGB", (100, 80), (shade * 90, 0, 0)).save(images / name)
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 80},
+                       {"id": 2, "file_name": "b.jpg", "width": 100, "height": 80}],
+            "categories": [{"id": 1, "name": "BBU base-band unit/Huawei"}, {"id": 2, "name": "标签贴纸"},
+                           {"id": 3, "name": "person"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 30, 40]},
+                            {"id": 2, "image_id": 2, "category_id": 2, "bbox": [5, 5, 10, 10]},
+                            {"id": 3, "image_id": 2, "category_id": 3, "bbox": [40, 30, 20, 20]}]}
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps(coco), encoding="utf-8")
+
+    said = " ".join(invoke("import-coco", ann, images, tmp_path / "ds", "--val-ratio", "0", "--teachers", "0").split())
+
+    assert "label 'BBU base-band unit/Huawei' (1 objects) is the hierarchy's English for 'bbu基带处理单元/华为'" in said
+    assert "label 'person' (1 objects) is not in the hierarchy" in said  # unknown in both languages: kept, warned
+    labels = {o.desc for r in read_records(tmp_path / "ds" / TRAIN) for o in r.objects}
+    assert labels == {"bbu基带处理单元/华为", "标签贴纸", "person"}
+    summary = json.loads((tmp_path / "ds" / SUMMARY).read_text(encoding="utf-8"))
+    assert summary["labels_from_english"] == {"BBU base-band unit/Huawei": "bbu基带处理单元/华为"}
+
+
+def test_import_coco_names_the_image_entry_of_a_photo_it_could_not_use(tmp_path: Path):
+    images = tmp_path / "coco_images"
+    images.mkdir()
+    Image.new("RGB", (100, 80)).save(images / "a.jpg")
+    (images / "notes.jpg").write_text("not a photo", encoding="utf-8")
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 80},
+                       {"id": 2, "file_name": "gone.jpg", "width": 100, "height": 80},
+                       {"id": 3, "file_name": "notes.jpg", "width": 100, "height": 80}],
+            "categories": [{"id": 1, "name": "标签贴纸"}],
+            "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [1, 2, 30, 40]} for i in (1, 2, 3)]}
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps(coco), encoding="utf-8")
+
+    said = " ".join(invoke("import-coco", ann, images, tmp_path / "ds", "--val-ratio", "0", "--teachers", "0").split())
+
+    assert f"{ann}: images[1] ({images / 'gone.jpg'}): image file not found" in said
+    assert f"{ann}: images[2] ({images / 'notes.jpg'}):" in said
+    errors = [json.loads(line) for line in (tmp_path / "ds" / ERRORS).read_text(encoding="utf-8").splitlines()]
+    assert sorted(e["entry"] for e in errors) == ["images[1]", "images[2]"]

@@ -319,6 +319,9 @@ def import_coco(
         result = coco_files.import_coco(annotations, images_dir, out, val_ratio, num_teachers, seed, h, link, allow_outside,
                                         allow_empty)
     warn_long_paths([*outputs, out / IMAGES])
+    for written, (label, n) in result.from_english.items():  # one language: `data check` warns of two names for a part
+        console.print(f"label {show_text(written)} ({n} objects) is the hierarchy's English for {show_text(label)}: "
+                      "imported as that", markup=False, soft_wrap=True)
     for label, n in result.unknown_labels.items():
         console.print(f"warning: label {show_text(label)} ({n} objects) is not in the hierarchy: {h.problem(label)}",
                       style="yellow", markup=False, soft_wrap=True)

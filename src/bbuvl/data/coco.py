@@ -152,12 +152,14 @@ def _far_edge(start: float, size: float) -> float:
     return typed if typed - start == size else total
 
 
-def coco_to_records(coco: dict[str, Any], images_dir: Path,
-                    from_segmentation: list[str] | None = None) -> tuple[list[ImageRecord], list[dict[str, Any]]]:
+def coco_to_records(coco: dict[str, Any], images_dir: Path, from_segmentation: list[str] | None = None,
+                    entries: list[str] | None = None) -> tuple[list[ImageRecord], list[dict[str, Any]]]:
     """Records (one per COCO image, objects sorted, image path `images_dir/file_name`) and the skipped entries.
 
     An annotation without a bbox gets the extent of its `segmentation` (polygons, or an RLE mask compressed or not,
     `segmentation_box`); the JSON path of each such box kept is appended to `from_segmentation` when one is given.
+    The JSON path of each record's image entry (`images[3]`) is appended to `entries`, in the records' order, when one
+    is given: what is said later of its photo names the entry too.
 
     Paths are only joined here; whether the file exists, stays inside `images_dir` and is a photo is
     decided where files are read (`coco_files.import_coco`).
@@ -342,6 +344,8 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path,
             records.append(ImageRecord(images=[(images_dir / im["file_name"]).as_posix()], width=im["size"][0],
                                        height=im["size"][1], objects=sort_objects(im["objects"]), id=im["id"],
                                        source=im["source"], magnified=im["magnified"]))
+            if entries is not None:
+                entries.append(im["entry"])
         except ValidationError as e:  # one entry the dataset cannot hold is that entry's error, never the import's
             why = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg'].removeprefix('Value error, ')}" for d in e.errors())
             errors.append(_error(f"image entry refused: {why}", entry=im["entry"], image_id=image_id, file=im["file_name"]))

@@ -58,6 +58,7 @@ class CocoImport:
     errors: list[dict[str, Any]] = field(default_factory=list)
     unknown_labels: dict[str, int] = field(default_factory=dict)  # label -> objects
     outside: int = 0  # photos refused because they lie outside images_dir
+    from_english: dict[str, tuple[str, int]] = field(default_factory=dict)  # name in English -> (label written, objects)
 
 
 def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path, val_ratio: float = 0.1,
@@ -66,8 +67,11 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
     """Turn a COCO detection file into a dataset folder (images copied, or hard-linked, into `out`/images).
 
     Only photos inside `images_dir` are copied (unless `allow_outside`), and only files that decode as a
-    supported photo format; any other entry is skipped into errors.jsonl. Labels the hierarchy knows are
-    written in its spelling, however the COCO file typed them. A file whose photos would all be imported without a
+    supported photo format; any other entry is skipped into errors.jsonl, naming its image entry (`images[3]`). Labels
+    the hierarchy knows are written in its spelling, however the COCO file typed them, and a category named by a
+    label's English gloss (`BBU base-band unit/Huawei`, as `data convert --lang en` writes it) as that label: kept
+    in English beside the Chinese of other files, the model would learn two names for one part. Names the hierarchy
+    knows in neither language are kept as they are (`unknown_labels`). A file whose photos would all be imported without a
     box (no annotation, or none usable) is refused unless `allow_empty` (`refuse_all_empty`).
     """
     annotations, images_dir, out = Path(annotations), Path(images_dir), Path(out)
@@ -85,8 +89,9 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
         raise ValueError(f"{annotations}: not a COCO file (expected a JSON object with images/annotations/categories)")
     coco, sized, unsized = _sizes_from_photos(coco, images_dir, allow_outside)
     derived: list[str] = []  # the annotations whose box was read from their segmentation
+    entries: list[str] = []  # each record's image entry, `images[3]`
     try:
-        records, errors = coco_to_records(coco, images_dir, derived)
+        records, errors = coco_to_records(coco, images_dir, derived, entries)
     except ValueError as e:
         raise ValueError(f"{annotations}: {e}") from None
     except (AttributeError, TypeError, KeyError) as e:  # entries that are not objects, ids that are not hashable
@@ -103,7 +108,9 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
     imported: dict[str, tuple[ImageRecord, Path, str, int]] = {}  # image data -> entry, name, bytes, orientation
     folded, other_boxes = 0, 0  # entries of a photo imported already, and those of them whose boxes differ
     prints, photo_names = [], []  # each kept photo's pixels seen small (data/near_copies.py), its errors.jsonl name
-    for r in records:
+    kept_entries: dict[str, str] = {}  # a kept photo's errors.jsonl name -> its image entry
+    english: Counter[tuple[str, str]] = Counter()  # (name in English, label) -> objects
+    for r, entry in zip(records, entries):
         src = Path(r.image)
         try:
             src = file_inside(src, images_dir, allow_outside)
@@ -120,9 +127,9 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
                     reason + names.note(r.image)
             else:
                 outside += isinstance(e, OutsideFolderError)
-            errors.append({"file": r.image, "image_id": r.id, "reason": reason})
+            errors.append({"entry": entry, "file": r.image, "image_id": r.id, "reason": reason})
             continue
-        r = r.model_copy(update={"objects": [o.model_copy(update={"desc": hierarchy.canonical(o.desc) or o.desc})
+        r = r.model_copy(update={"objects": [o.model_copy(update={"desc": _hierarchy_label(o.desc, hierarchy, english)})
                                              for o in r.objects]})
         digest, data = photo_digests(src)
         if data in imported:  # one photo twice: its boxes would count twice, and a split could leak it
@@ -135,7 +142,7 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
                                         f"image id {kept_as.id}", (kept_turn, info.orientation),
                                         "correct the file and import again")
             folded, other_boxes = folded + 1, other_boxes + differs
-            errors.append({"file": r.image, "image_id": r.id, "same_as": kept_as.image, "reason": said})
+            errors.append({"entry": entry, "file": r.image, "image_id": r.id, "same_as": kept_as.image, "reason": said})
             continue
         rel = placer.place(src, preferred_name(src, images_dir), digest)
         imported[data] = (r, rel, digest, info.orientation)
@@ -144,7 +151,8 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
         except ImageError:  # decoded whole just above; a file changed since is compared with nothing
             prints.append(None)
         photo_names.append(r.image)
-        errors += [{"file": r.image, "image_id": r.id, "reason": why} for why in dropped]
+        kept_entries[r.image] = entry
+        errors += [{"entry": entry, "file": r.image, "image_id": r.id, "reason": why} for why in dropped]
         rotated += info.orientation in ROTATING_ORIENTATIONS
         on_raw += frame.annotated_on == "raw"
         # The sizes cannot tell which grid a square photo viewers show turned, or a flipped one, was drawn on.
@@ -155,29 +163,42 @@ def import_coco(annotations: str | Path, images_dir: str | Path, out: str | Path
         # Why a photo failed, when photos were looked for: a bad annotation before them says nothing of why none was
         # found.
         first = errors[in_file] if len(errors) > in_file else errors[0] if errors else {}
-        named = first.get("file") or (f"image id {first['image_id']}" if first.get("image_id") is not None else "")
+        named = (f"{first['entry']} ({first['file']})" if first.get("entry") and first.get("file") else first.get("file")
+                 or (f"image id {first['image_id']}" if first.get("image_id") is not None else ""))
         why = f"; the first{', ' + named if named else ''}: {first['reason']}" if errors else ""
         if not records:  # refused in the file itself, before any photo was looked for
             raise ValueError(f"{annotations}: no photo could be imported ({len(errors)} problems){why}. Nothing was "
                              "written")
         raise ValueError(f"{annotations}: none of its {len(records)} photos could be used{why}. Is {images_dir} the "
                          "folder its file_name paths are relative to? Nothing was written")
-    unknown = Counter(o.desc for r in kept for o in r.objects  # a label in English is its gloss, as `data check` reads it
-                      if not hierarchy.is_valid(o.desc) and hierarchy.from_english(o.desc) is None)
+    unknown = Counter(o.desc for r in kept for o in r.objects if not hierarchy.is_valid(o.desc))
     # A copy a tool re-encoded has other bytes, so it was not folded above: both are kept (which is right is the
     # user's call), each later copy named in errors.jsonl, and a photo's copies, as its tiles, go to one side.
     together, near = near_copy_entries(photo_names, prints, "imported")
     skipped = len(errors)  # a near copy is named in errors.jsonl and imported: "1 entries skipped" counted it
-    errors += near
+    errors += [{"entry": kept_entries[e["file"]], **e} for e in near]
     train, val = split_by_origin(kept, [tile_origin(r) for r in kept], val_ratio, seed, together)
     extra = {"source": str(annotations), "skipped": skipped, "outside_images_dir": outside,
              "labels_outside_hierarchy": len(unknown),
+             "labels_from_english": {written: label for written, label in sorted(english)},
              "exif": {"rotated": rotated, "annotated_on_raw": on_raw, "assumed_displayed": assumed},
              "resolution_differs": rescaled, "size_from_photo": sized, "boxes_from_segmentation": len(derived),
              "same_photo": {"folded": folded, "other_boxes": other_boxes}, "near_copies": len(near)}
     summary = write_dataset_folder(out, train, val, num_teachers, seed, extra, copies=groups_in(train, kept, together))
     write_text_atomic(out / ERRORS, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
-    return CocoImport(summary, errors, dict(sorted(unknown.items())), outside)
+    from_english = {written: (label, n) for (written, label), n in sorted(english.items())}
+    return CocoImport(summary, errors, dict(sorted(unknown.items())), outside, from_english)
+
+
+def _hierarchy_label(name: str, hierarchy: Hierarchy, english: Counter[tuple[str, str]]) -> str:
+    """`name` as the hierarchy spells its label, from its Chinese or its English gloss (counted in `english`); an
+    unknown name as it is."""
+    if (label := hierarchy.canonical(name)) is not None:
+        return label
+    if (label := hierarchy.from_english(name)) is not None:
+        english[name, label] += 1
+        return label
+    return name
 
 
 def refuse_all_empty(annotations: Path, coco: dict[str, Any], records: list[ImageRecord],
