@@ -273,3 +273,32 @@ def test_tiny_backbone_overwrite_replaces_only_a_folder_it_wrote_never_someone_e
     own = tmp_path / "tiny"
     assert invoke("tiny-backbone", "clip", own)[0] == 0
     assert invoke("tiny-backbone", "clip", own, "--overwrite", "--seed", "1")[0] == 0  # its own: replaced
+
+
+@pytest.mark.parametrize("command", ["classify", "eval"])
+def test_an_unreadable_support_photo_is_named_and_left_out_of_every_seeds_draw(tmp_path, command):
+    support = photos(tmp_path / "support", {"a": 3, "b": 2})
+    (support / "a" / "1.png").write_text("not a photo")
+    query = photos(tmp_path / "query", {"a": 1, "b": 1})
+    outcomes = set()
+    for seed in range(8):
+        out = tmp_path / (f"o{seed}.csv" if command == "classify" else f"o{seed}")
+        code, said = invoke(command, "--support", support, "--query", query, "--backbone", "pixels:8",
+                            "--out", out, "--shots", "1", "--seed", seed, "--no-cache")
+        outcomes.add(code)
+        # Before: seed 3 drew the unreadable photo and failed, 'class 'a' has no readable support image for
+        # shots=1'; every other seed passed without a word of it.
+        assert code == 0 and f"{support / 'a' / '1.png'}: not an image" in said, (seed, said)
+    assert outcomes == {0}
+
+
+def test_a_class_whose_every_support_photo_is_unreadable_is_refused_by_every_seed_naming_them(tmp_path):
+    support = photos(tmp_path / "support", {"a": 2, "b": 2})
+    for i in range(2):
+        (support / "a" / f"{i}.png").write_text(f"not a photo {i}")
+    for seed in range(3):
+        code, said = invoke("classify", "--support", support, "--query", support / "b", "--backbone", "pixels:8",
+                            "--out", tmp_path / "o.csv", "--shots", "1", "--seed", seed, "--no-cache")
+        assert code == 2 and "class 'a' has no readable support image (2 found)" in said, said
+        assert f"{support / 'a' / '0.png'}: not an image" in said and f"{support / 'a' / '1.png'}" in said, said
+        assert not (tmp_path / "o.csv").exists()

@@ -26,7 +26,8 @@ app = command_group(help="Few-shot recognition of new part types (support set + 
 SUPPORT = typer.Option(..., "--support", help="Support folder: <class>/*.jpg, shot<K>/<class>/*.jpg or <class>/shot<K>/*.jpg.")
 BACKBONE = typer.Option(..., "--backbone", metavar=PATH_OR_ID, help="CLIP / DINOv2 / ResNet checkpoint folder or hub id, or 'pixels[:SIDE]'.")
 MODE = typer.Option("mean", "--mode", help="Class score: 'mean' cosine to its support images, or cosine to the 'prototype'.")
-SEED = typer.Option(0, "--seed", help="Seed for drawing K support images per class.")
+SEED = typer.Option(0, "--seed", help="Seed for drawing K support images per class, among those that decode (every "
+                    "candidate is read first; an unreadable one is named and never drawn).")
 SHOTS = typer.Option(None, "--shots", callback=int_range(1), help="Use K support images per class (default: all).")
 MARGIN = typer.Option(0.0, "--margin", help="Grow each box crop by this fraction of its size on every side.",
                       callback=finite_range(0))

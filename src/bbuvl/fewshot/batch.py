@@ -24,7 +24,7 @@ from bbuvl.fewshot.backbones import Backbone
 from bbuvl.fewshot.cache import EmbeddingCache
 from bbuvl.fewshot.classifier import FewShotClassifier, Mode, decide
 from bbuvl.fewshot.embed import EmbedReport, ImageItem, embed_items
-from bbuvl.fewshot.support import SupportSet, sample_support, support_items
+from bbuvl.fewshot.support import SupportSet, sample_support, support_items, unreadable_photos
 
 Shots = int | None  # None = every support image
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
@@ -65,8 +65,11 @@ def fit_support(
     in two classes)."""
     samples, warnings = {}, support.shared_photos()
     same: dict[Shots, list[Shots]] = {}  # shot count -> later ones that draw its very images
+    # Read before the draw: which photo a seed draws decided whether an unreadable one failed the run or went unsaid.
+    unreadable = unreadable_photos(support.drawn_from(shot_list))
+    report.skipped.extend(unreadable.values())
     for shots in shot_list:
-        chosen, short = sample_support(support, shots, seed)
+        chosen, short = sample_support(support, shots, seed, unreadable)
         # K past every class's size draws what `all` draws: `--shots 1,...,20000` evaluated (and warned of) the same
         # support 20,000 times, for hours. Each draw is evaluated once, under its first shot count.
         twin = next((k for k, c in samples.items() if c == chosen), _NONE)

@@ -18,9 +18,9 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Mapping
 
-from bbuvl.data.images import IMAGE_SUFFIXES, list_images, skipped_note
+from bbuvl.data.images import IMAGE_SUFFIXES, ImageError, list_images, load_image, skipped_note
 from bbuvl.data.labels import SEP
 from bbuvl.data.layout import TRAIN, VAL
 from bbuvl.data.text import clean_label, label_key, label_problem, name_as_text, spelling_of
@@ -69,6 +69,16 @@ class SupportSet:
         return [f"one photo is a support image of {len(by)} classes: "
                 + ", ".join(f"'{label}' ({path})" for label, path in by.items()) + "; keep it in the class it shows"
                 for by in classes_of.values() if len(by) > 1]
+
+    def ready(self, label: str, shots: int | None) -> list[SupportImage]:
+        """The class's images in its `shot<K>` folder for K = `shots` (none for None, or without such a folder)."""
+        return [im for im in self.images if im.label == label and im.shot == shots] if shots is not None else []
+
+    def drawn_from(self, shot_list: Iterable[int | None]) -> list[Path]:
+        """Every image a K-shot draw of `shot_list` may pick (`sample_support`): the pools of the classes without a
+        ready `shot<K>` folder, for each K given."""
+        return sorted({im.path for shots in shot_list if shots is not None for label in self.classes
+                       if not self.ready(label, shots) for im in self.pool(label)})
 
     def pool(self, label: str) -> list[SupportImage]:
         """All distinct images of a class (by content: the same photo in shot1/ and shot5/ counts once), by path."""
@@ -155,23 +165,41 @@ def refuse_linked_folder(folder: Path) -> None:
                          "without following links to folders: copy its images into a real folder, or remove the link")
 
 
-def sample_support(support: SupportSet, shots: int | None, seed: int = 0) -> tuple[dict[str, list[Path]], list[str]]:
+def unreadable_photos(paths: Iterable[Path]) -> dict[Path, str]:
+    """Why each of `paths` that does not decode as a photo cannot (the reason names the file); the others are left out."""
+    found = {}
+    for path in paths:
+        try:
+            load_image(path)
+        except ImageError as e:
+            found[path] = str(e)
+        except OSError as e:
+            found[path] = f"{path}: cannot read: {e.strerror or e}"
+    return found
+
+
+def sample_support(support: SupportSet, shots: int | None, seed: int = 0,
+                   unreadable: Mapping[Path, str] | None = None) -> tuple[dict[str, list[Path]], list[str]]:
     """The images of each class for a K-shot run (None = all), and warnings about classes short of K.
 
-    A `shot<K>` folder is used as it is. Otherwise K images are drawn per class with `seed`; the draws are
-    nested (the 1-shot image is among the 5 shots, which are among the 10), so curves over K compare like
-    with like.
+    A `shot<K>` folder is used as it is. Otherwise K images are drawn per class with `seed` among those not
+    `unreadable` (`unreadable_photos` of `drawn_from`): drawn among all, an unreadable photo failed the run for one
+    seed and not for another. The draws are nested (the 1-shot image is among the 5 shots, which are among the 10),
+    so curves over K compare like with like. ValueError naming its files when a class drawn from has no readable image.
     """
     if shots is not None and shots < 1:
         raise ValueError(f"shots must be at least 1, got {shots}")
+    unreadable = unreadable or {}
     chosen: dict[str, list[Path]] = {}
     warnings = []
     for label in support.classes:
-        ready = [im for im in support.images if im.label == label and im.shot == shots] if shots is not None else []
-        if ready:
+        if ready := support.ready(label, shots):
             chosen[label] = sorted(im.path for im in ready)
             continue
-        pool = support.pool(label)
+        pool = [im for im in support.pool(label) if im.path not in unreadable]
+        if not pool:
+            bad = [unreadable[im.path] for im in support.pool(label)]
+            raise ValueError(f"class '{label}' has no readable support image ({len(bad)} found): " + "; ".join(bad[:3]))
         random.Random(f"{seed}/{label}").shuffle(pool)  # a str seed is hashed with sha512: stable across runs
         if shots is not None and len(pool) < shots:
             warnings.append(f"class '{label}' has {len(pool)} support image(s), fewer than {shots} shots: using all")
