@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from bbuvl.cli.fewshot import app
 from bbuvl.data.check import check_dataset
 from bbuvl.data.schema import read_records, resolve_image
+from bbuvl.fewshot.classifier import confidence_band
 from bbuvl.fewshot.support import UNKNOWN
 
 
@@ -158,3 +159,27 @@ def test_a_detection_with_a_null_score_is_taken_as_one_with_none(tmp_path):
 
     # A null was 0, so --min-score left it out, where a detection with no score key was taken (1.0)
     assert detector_score({"score": None}) == detector_score({}) == 1.0 and detector_score({"score": 0.25}) == 0.25
+
+
+def test_label_writes_each_score_on_the_side_of_the_threshold_its_box_was_put(part_crops, predictions, tmp_path):
+    crops = tmp_path / "crops.jsonl"
+    invoke("classify", "--support", part_crops.support, "--query", predictions, "--backbone", "pixels:8",
+           "--out", crops, "--no-cache")
+    scores = [json.loads(line)["score"] for line in crops.read_text(encoding="utf-8").splitlines()]
+    # A threshold a box's score misses by less than 4 decimals show: its 4-decimal rounding when that rounds up (the
+    # box is Unknown, and read 0.6000 at --threshold 0.6), else the score itself (kept, and read below it).
+    s = next(s for s in scores if round(s, 4) != s)
+    threshold = round(s, 4) if round(s, 4) > s else s
+    out = tmp_path / "auto.jsonl"
+    invoke("label", "--predictions", predictions, "--support", part_crops.support, "--backbone", "pixels:8",
+           "--threshold", repr(threshold), "--unknown", "flag", "--out", out, "--no-cache")
+
+    objects = [o for r in read_records(out) for o in r.objects]
+    given = {p["score"] for line in map(json.loads, predictions.read_text(encoding="utf-8").splitlines())
+             for p in line.get("objects") or []}
+    for o in objects:
+        kept = o.extra.get("fewshot") != UNKNOWN
+        assert (float(o.extra["fewshot_score"]) >= threshold) == kept, (threshold, o.extra)
+        assert confidence_band(float(o.extra["fewshot_margin"])) == o.extra["fewshot_confidence"], o.extra
+        assert float(o.extra["detector_score"]) in given  # the detector's own value, which --min-score compared
+    assert any(float(o.extra["fewshot_score"]) == s for o in objects)  # the box the threshold was set by

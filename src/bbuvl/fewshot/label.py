@@ -3,7 +3,9 @@
 Every detected box (score >= `min_score`) is cropped and classified against the support set. An accepted
 box gets the few-shot class as its `desc`; an Unknown one is left out (`unknown="drop"`, the default) or
 kept under its detector label and flagged in `extra` (`unknown="flag"`). The scores behind each decision
-travel in `extra`, which the model never sees. Only labels the hierarchy knows can be written, so support
+travel in `extra`, which the model never sees, each as the value decided on: the few-shot score and margin at
+`SCORE_DECIMALS` (what the classifier compares with the threshold and the bands), the detector's score as it gave it
+(what `--min-score` compared), so a written score reads on the side of the threshold its box was put. Only labels the hierarchy knows can be written, so support
 classes are checked against it before anything is embedded.
 
 What the dataset needs and a detector does not promise is fixed on the way: boxes are clipped to the image,
@@ -32,7 +34,7 @@ from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects, write_datase
 from bbuvl.data.text import name_as_text
 from bbuvl.fewshot.backbones import Backbone
 from bbuvl.fewshot.cache import EmbeddingCache
-from bbuvl.fewshot.classifier import FewShotClassifier, confidence_band, decide
+from bbuvl.fewshot.classifier import SCORE_DECIMALS, FewShotClassifier, confidence_band, decide
 from bbuvl.fewshot.embed import EmbedReport, ImageItem, embed_items
 from bbuvl.fewshot.queries import FEWSHOT_BEST, PredictionLine, detector_score, iter_predictions, none_answered
 from bbuvl.fewshot.support import UNKNOWN
@@ -160,9 +162,11 @@ def _record(
             continue
         if box != [float(v) for v in o["bbox_2d"]]:
             report.fixed.append(f"{where}: objects[{i}]: box {o['bbox_2d']} clipped to the image: {box}")
-        extra = {FEWSHOT_BEST: best, "fewshot_score": f"{score:.4f}", "fewshot_margin": f"{margin:.4f}",
-                 "fewshot_confidence": confidence_band(margin), "detector_label": det_label,
-                 "detector_score": f"{det_score:.4f}"}
+        # Each written as the value decided on: at 4 decimals a box rejected at --threshold 0.6 showed 0.6000, one
+        # kept showed less than the threshold, and a margin of 0.20004, 'high', showed 0.2000.
+        extra = {FEWSHOT_BEST: best, "fewshot_score": f"{score:.{SCORE_DECIMALS}f}",
+                 "fewshot_margin": f"{margin:.{SCORE_DECIMALS}f}", "fewshot_confidence": confidence_band(margin),
+                 "detector_label": det_label, "detector_score": repr(det_score)}
         if answer != UNKNOWN:
             report.labelled += 1
             objects.append((ObjectAnn(bbox_2d=box, desc=answer, extra=extra), det_score))
