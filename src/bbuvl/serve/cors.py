@@ -7,7 +7,6 @@ error shape of errors.py naming what the browser asked that is not allowed, wher
 
 from __future__ import annotations
 
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,7 +15,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from bbuvl.serve.errors import ApiError, cut
-from bbuvl.serve.guard import account, error_response, with_server_headers
+from bbuvl.serve.guard import answered, error_response
 from bbuvl.serve.metrics import ServeMetrics
 
 METHODS = ["GET", "POST"]
@@ -39,18 +38,7 @@ class Cors(CORSMiddleware):
                                    and "access-control-request-method" in headers):
             await super().__call__(scope, receive, send)
             return
-        start, status = time.perf_counter(), [500]
-
-        async def watched(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-                message = with_server_headers(message, scope["path"])
-            await send(message)
-
-        try:
-            await super().__call__(scope, receive, watched)
-        finally:
-            account(self.metrics, scope, status[0], start)
+        await answered(super().__call__, scope, receive, send, self.metrics)
 
     def preflight_response(self, request_headers: Headers) -> Response:
         """Starlette's answer to a preflight, as a bodiless 204 when it accepts it, else a JSON 403 naming why."""

@@ -97,36 +97,46 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start, path, status, begun = time.perf_counter(), scope["path"], [500], [False]
+        await answered(self._checked, scope, receive, send, self.metrics)
 
-        async def watched(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                status[0], begun[0] = message["status"], True
-                message = with_server_headers(message, path)
-            await send(message)
-
-        try:
-            if not scope.get("http_version", "1.1").startswith("1."):
-                await _wrong_version(scope["http_version"], self.metrics)(scope, receive, watched)
-            elif path == "*":
-                await _server_wide(scope["method"], self.metrics)(scope, receive, watched)
-            elif path in OPEN_PATHS or self.keys.accepts(_header(scope, b"authorization")):
-                await self.app(scope, receive, watched)
-            else:
-                await error_response(_unauthorized(path, scope["query_string"]), self.metrics)(scope, receive, watched)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if begun[0] or task is None:
-                raise
-            # uvicorn cancels a request still unanswered when the drain at shutdown ends, and a second Ctrl-C cancels
-            # every one: the client's to send again, not a text 500 and a traceback (docs/serving.md, "Shutdown")
-            task.uncancel()
-            await error_response(_stopped(), self.metrics)(scope, receive, watched)
-        finally:
-            account(self.metrics, scope, status[0], start)
+    async def _checked(self, scope: dict, receive: Any, send: Any) -> None:
+        """The request answered by its route once its key is accepted, else by the error its request line earns."""
+        path = scope["path"]
+        if not scope.get("http_version", "1.1").startswith("1."):
+            await _wrong_version(scope["http_version"], self.metrics)(scope, receive, send)
+        elif path == "*":
+            await _server_wide(scope["method"], self.metrics)(scope, receive, send)
+        elif path in OPEN_PATHS or self.keys.accepts(_header(scope, b"authorization")):
+            await self.app(scope, receive, send)
+        else:
+            await error_response(_unauthorized(path, scope["query_string"]), self.metrics)(scope, receive, send)
 
 
-def with_server_headers(message: dict, path: str) -> dict:
+async def answered(app: Any, scope: dict, receive: Any, send: Any, metrics: ServeMetrics) -> None:
+    """Answer one HTTP request with the ASGI `app`, its answer given the server's headers, then count and log it."""
+    start, status, begun = time.perf_counter(), [500], [False]
+
+    async def watched(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            status[0], begun[0] = message["status"], True
+            message = _with_server_headers(message, scope["path"])
+        await send(message)
+
+    try:
+        await app(scope, receive, watched)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if begun[0] or task is None:
+            raise
+        # uvicorn cancels a request still unanswered when the drain at shutdown ends, and a second Ctrl-C cancels
+        # every one: the client's to send again, not a text 500 and a traceback (docs/serving.md, "Shutdown")
+        task.uncancel()
+        await error_response(_stopped(), metrics)(scope, receive, watched)
+    finally:
+        account(metrics, scope, status[0], start)
+
+
+def _with_server_headers(message: dict, path: str) -> dict:
     """An `http.response.start` message with the server's own headers added: caching, and the security headers."""
     headers = _cache_control(path, message["status"], list(message.get("headers", [])))
     return {**message, "headers": [*headers, *SECURITY_HEADERS]}
