@@ -285,6 +285,24 @@ def test_a_multipart_image_field_sent_as_text_says_to_send_the_file(bad_server, 
     assert bad_server.request("POST", "/v1/detect", quoted, ctype).status == 200
 
 
+def test_a_multipart_epilogue_is_ignored_within_the_body_limit_and_a_body_without_its_closing_boundary_is_refused(
+        bad_server, photos):
+    body, headers = as_file(photos[0].read_bytes())
+    closing = b"--" + headers["Content-Type"].split("boundary=")[1].encode() + b"--"
+    for epilogue in (b"\r\n" * 300, b"an epilogue, which RFC 2046 says to ignore\r\n" * 100):
+        r = bad_server.request("POST", "/v1/detect", body + epilogue, headers)
+        # 400 bad_multipart "ends before its closing boundary" before, for any epilogue over 256 bytes
+        assert r.status == 200 and r.json()["objects"], r.body
+    r = bad_server.request("POST", "/v1/detect", body + b"\r\n" * 2**19, headers)  # 1 MiB of it: past --max-body-mb 1
+    assert r.status == 413 and r.json()["error"]["kind"] == "body_too_large", r.body
+    opened = body[:body.rindex(b"\r\n" + closing)]
+    # the closing boundary's text with no line end before it is part of the photo's bytes: 200 before, the photo
+    # with that text after it decoded as if the body were whole
+    for cut in (opened, opened + b"\r\n" * 300, opened + b"\r\nx" + closing + b"\r\n"):
+        r = bad_server.request("POST", "/v1/detect", cut, headers)
+        assert r.status == 400 and "ends before its closing boundary" in r.json()["error"]["message"], r.body
+
+
 def test_a_photo_whose_exif_holds_a_tag_of_the_wrong_type_is_answered_upright(bad_server):
     body, headers = as_file(jpeg_turned_with_a_make_tag_of_the_wrong_type())
     r = bad_server.request("POST", "/v1/detect", body, headers)

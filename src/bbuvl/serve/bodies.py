@@ -228,7 +228,8 @@ def _field_text(raw: bytes) -> str:
 
 
 def _parts(boundary: bytes, body: bytes) -> list[_Part]:
-    """The parts of a multipart body; ApiError 400 when it cannot be parsed or holds over `MAX_PARTS` parts."""
+    """The parts of a multipart body, up to its closing boundary; ApiError 400 when it cannot be parsed, holds over
+    `MAX_PARTS` parts or ends before its closing boundary."""
     parts: list[_Part] = []
     headers: dict[bytes, bytes] = {}
     field, value = bytearray(), bytearray()
@@ -263,14 +264,27 @@ def _parts(boundary: bytes, body: bytes) -> list[_Part]:
                  "on_header_value": lambda data, a, b: value.extend(data[a:b]), "on_header_end": header_end,
                  "on_headers_finished": headers_finished,
                  # where they lie, not copies: the photo's bytes are a view of the body (`_Part.data`)
-                 "on_part_data": lambda data, a, b: parts[-1].pieces.append((data, a, b))}
+                 "on_part_data": lambda data, a, b: parts[-1].pieces.append((data, a, b)),
+                 "on_end": _closed}
     try:
-        parser = MultipartParser(boundary, callbacks)
-        parser.write(body)
-        parser.finalize()
+        MultipartParser(boundary, callbacks).write(body)
+    except _Closed:
+        return parts
     except FormParserError as e:
         raise ApiError(400, "bad_multipart", f"the multipart body cannot be parsed: {cut(str(e), 200)}") from None
-    return parts
+    # The parser keeps what came before the cut: a truncated upload was "no file part named 'image'" before
+    raise ApiError(400, "bad_multipart", f"the multipart body ends before its closing boundary "
+                   f"'--{cut(boundary.decode('latin-1'))}--': the upload was cut off, or the body is not multipart")
+
+
+class _Closed(Exception):
+    """Raised from the multipart parser's `on_end`: its closing boundary is read, and the epilogue after it is not."""
+
+
+def _closed() -> None:
+    """Stop the parser at the closing boundary: what follows is an epilogue, which RFC 2046 says to ignore (clients add
+    line ends there), so it is never parsed; the body's limit bounds it, as it bounds the rest."""
+    raise _Closed
 
 
 def _multipart_image(content_type: str, body: bytes) -> bytes | memoryview:
@@ -299,10 +313,6 @@ def _multipart_image(content_type: str, body: bytes) -> bytes | memoryview:
                        f"names, '--{cut(boundary.decode('latin-1'))}': the header names another boundary than the body "
                        "holds (a Content-Type set by hand?), or something precedes the first part")
     parts = _parts(boundary, body)
-    if b"--" + boundary + b"--" not in body[-len(boundary) - 256:]:
-        # The parser keeps what came before the cut: a truncated upload was "no file part named 'image'" before
-        raise ApiError(400, "bad_multipart", f"the multipart body ends before its closing boundary "
-                       f"'--{cut(boundary.decode('latin-1'))}--': the upload was cut off, or the body is not multipart")
     files = [p for p in parts if p.filename is not None]
     if len(files) > 1:  # "too many files" of the parser before, as if the body were broken
         raise ApiError(400, "too_many_images", f"the multipart body holds {len(files)} files "
