@@ -15,6 +15,7 @@ import pytest
 
 from tests.serve.big_jpeg import PHONE_200MP, big_jpeg
 from tests.serve.client import Reply, multipart
+from tests.serve.conftest import API_KEY
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,37 @@ def test_a_photo_sent_without_a_length_is_refused_as_it_arrives_with_the_same_wo
         conn.close()
     assert message.startswith("the body exceeds 1 MiB; this server takes a photo (multipart or image/*) of at most 1 MiB")
     assert "`bbuvl serve --max-body-mb N` (N in MiB)" in message, message
+
+
+def chunked_upload(port: int, pieces: list[bytes], end: bytes = b"0\r\n\r\n") -> tuple[int, dict]:
+    """POST a chunked image/png body to /v1/detect, each of `pieces` its own chunk sent 0.3 s after the one before it
+    (`end` with the last); the status and the JSON of the answer."""
+    head = (f"POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\nContent-Type: image/png\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head)
+        for i, piece in enumerate(pieces):
+            s.sendall(b"%x\r\n%s\r\n" % (len(piece), piece) + (end if i == len(pieces) - 1 else b""))
+            time.sleep(0.3)
+        answer = b""
+        try:
+            while chunk := s.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+    head_out, _, body = answer.partition(b"\r\n\r\n")
+    return int(head_out.split()[1]), json.loads(body)
+
+
+def test_a_body_without_a_length_whose_last_piece_passes_the_limit_is_a_413_not_a_500(serve):
+    client = serve(max_body_mb=0.01)  # 10,485 bytes
+    for pieces in ([b"0" * 16_000], [b"0" * 10_000, b"0" * 1_000]):  # all at once; the limit passed by the last piece
+        status, body = chunked_upload(client.port, pieces)
+        # a 500 internal_error before: the refused rest was read from a stream Starlette had closed ("Stream consumed")
+        assert status == 413 and body["error"]["kind"] == "body_too_large", body
+        assert body["error"]["message"].startswith("the body exceeds "), body
+    metrics = client.request("GET", "/metrics").body.decode()
+    assert 'bbuvl_requests_total{route="/v1/detect",status="413"} 2.0' in metrics and "internal_error" not in metrics
 
 
 def test_a_json_body_has_a_limit_of_its_own_and_its_refusal_names_the_way_a_photo_gets_through(serve):

@@ -8,7 +8,7 @@ import json
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 from fastapi import Request
 from starlette.formparsers import parse_options_header
@@ -127,19 +127,22 @@ async def read_body(request: Request, limit: BodyLimit, pace: Pace,
                 deadline.reschedule(pace.deadline(started, heard, got))
 
             declared = request.headers.get("content-length")
+            # One stream for the body and its refused rest alike: Starlette's refuses to be read twice once its last
+            # piece is in, so a body without a length whose last piece passed the limit was a 500 "Stream consumed"
+            pieces = request.stream()
             if declared is not None and declared.isdigit() and int(declared) > limit.size:
                 refused = limit.refusal(int(declared), declared=True)
                 # A client that asked to hear first (Expect: 100-continue, as curl asks for a file over 1 MB) has sent
                 # none of it yet: reading it away would answer "100 Continue", and the megabytes came only to be dropped
                 if "100-continue" not in request.headers.get("expect", "").lower():
-                    await _drain(request, int(declared), limit.size, arrived)
+                    await _drain(pieces, int(declared), limit.size, arrived)
                 raise refused
-            async for chunk in request.stream():
+            async for chunk in pieces:
                 arrived(len(chunk))
                 seen += len(chunk)
                 if seen > limit.size:
                     refused = limit.refusal(seen, declared=False)
-                    await _drain(request, seen, limit.size, arrived)
+                    await _drain(pieces, seen, limit.size, arrived)
                     raise refused
                 take(len(chunk))
                 kept.write(chunk)
@@ -176,19 +179,19 @@ def client_gone() -> ApiError:
     return ApiError(499, "client_disconnected", "the client closed the connection before the request was answered")
 
 
-async def _drain(request: Request, size: int, limit: int, arrived: Callable[[int], None]) -> None:
+async def _drain(pieces: AsyncIterator[bytes], size: int, limit: int, arrived: Callable[[int], None]) -> None:
     """Read and discard the rest of a refused body when it is not much larger than the limit.
 
     Closing a connection with unread request bytes makes the kernel send a reset, and a reset may destroy
     the 413 before the client reads it (RFC 9112, section 9.6): a body a little too large is read to its end
-    so its sender sees the answer; a huge one is cut off. `arrived` is told each piece's size (it moves the read
-    deadline on).
+    so its sender sees the answer; a huge one is cut off. `pieces` is the body's stream, `size` its bytes counted so
+    far; `arrived` is told each piece's size (it moves the read deadline on).
     """
     if size > 2 * limit + (1 << 20):
         return
     seen = size
     try:
-        async for chunk in request.stream():
+        async for chunk in pieces:
             arrived(len(chunk))
             seen += len(chunk)
             if seen > 2 * limit + (1 << 20):
