@@ -116,6 +116,26 @@ def test_a_body_without_a_length_whose_last_piece_passes_the_limit_is_a_413_not_
     assert 'bbuvl_requests_total{route="/v1/detect",status="413"} 2.0' in metrics and "internal_error" not in metrics
 
 
+def test_a_body_the_protocol_refuses_while_its_refused_rest_is_read_away_is_counted_as_that_answer(serve):
+    client = serve(max_body_mb=0.01)
+    # past the limit with its first chunk, then a chunk size that is no hex number while the rest is read away
+    status, body = chunked_upload(client.port, [b"0" * 12_000, b"0" * 100], end=b"zz\r\n")
+    assert status == 400 and body["error"]["kind"] == "bad_request" and "chunk" in body["error"]["message"], body
+    metrics = client.request("GET", "/metrics").body.decode()
+    # counted and logged as a 413 body_too_large before, an answer the client never got
+    assert 'bbuvl_requests_total{route="/v1/detect",status="400"} 1.0' in metrics and 'status="413"' not in metrics
+    assert 'bbuvl_errors_total{kind="bad_request"} 1.0' in metrics and "body_too_large" not in metrics, metrics
+    with socket.create_connection(("127.0.0.1", client.port), timeout=10) as s:  # one that leaves meanwhile instead
+        s.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + API_KEY.encode() +
+                  b"\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n" % 12_000 + b"0" * 12_000)
+        time.sleep(0.3)
+    for _ in range(50):  # still refused for its size, as before: the refusal is what its request earned
+        if 'status="413"} 1.0' in (metrics := client.request("GET", "/metrics").body.decode()):
+            break
+        time.sleep(0.1)
+    assert 'bbuvl_requests_total{route="/v1/detect",status="413"} 1.0' in metrics and 'status="499"' not in metrics
+
+
 def test_a_json_body_has_a_limit_of_its_own_and_its_refusal_names_the_way_a_photo_gets_through(serve):
     client = serve(max_json_mb=1.0)  # --max-body-mb stays 100
     photo = big_jpeg((1600, 1600), 1_500_000)

@@ -156,8 +156,10 @@ async def read_body(request: Request, limit: BodyLimit, pace: Pace,
         raise ApiError(408, "body_timeout", f"no part of the body arrived for {pace.idle_s:g} s ({seen} bytes came "
                        "before); --read-timeout", {"Connection": "close"}) from None
     except ClientDisconnect:
-        # the server's protocol may have refused the body itself (a bad chunk, pieces too small) and closed: its answer
-        raise request.scope.get("extensions", {}).get(REFUSED_MID_BODY) or client_gone() from None
+        # the server's protocol may have refused the body itself (a bad chunk, pieces too small) and closed: its answer,
+        # also when it came while a refused body was read away (counted as a 413 the client never got before); a
+        # client that left then is still refused for its body's size
+        raise request.scope.get("extensions", {}).get(REFUSED_MID_BODY) or refused or client_gone() from None
     except asyncio.CancelledError:
         # uvicorn cancels what still runs when the drain at shutdown ends; a body still arriving then (a slow upload
         # may take longer than the drain) is the client's to send again, not a server failure with a traceback
@@ -190,14 +192,11 @@ async def _drain(pieces: AsyncIterator[bytes], size: int, limit: int, arrived: C
     if size > 2 * limit + (1 << 20):
         return
     seen = size
-    try:
-        async for chunk in pieces:
-            arrived(len(chunk))
-            seen += len(chunk)
-            if seen > 2 * limit + (1 << 20):
-                return
-    except ClientDisconnect:
-        return
+    async for chunk in pieces:
+        arrived(len(chunk))
+        seen += len(chunk)
+        if seen > 2 * limit + (1 << 20):
+            return
 
 
 MAX_PARTS = 32  # a detect body holds one; each part costs the parser its headers' work
