@@ -27,14 +27,22 @@ class Reply:
 def exchange(port: int, data: bytes, timeout: float = 10) -> bytes:
     """Send `data` over a raw socket to the server on `port` and read its answer until it closes (or resets) the
     connection: requests no client library would send."""
-    answer = b""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         try:
             s.sendall(data)
-            while chunk := s.recv(65536):
-                answer += chunk
         except ConnectionResetError:
-            pass
+            return b""
+        return read_to_close(s)
+
+
+def read_to_close(s: socket.socket) -> bytes:
+    """What the server sends on `s` until it closes (or resets) the connection."""
+    answer = b""
+    try:
+        while chunk := s.recv(65536):
+            answer += chunk
+    except ConnectionResetError:
+        pass
     return answer
 
 

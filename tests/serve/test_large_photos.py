@@ -14,7 +14,7 @@ import tracemalloc
 import pytest
 
 from tests.serve.big_jpeg import PHONE_200MP, big_jpeg
-from tests.serve.client import Reply, multipart
+from tests.serve.client import Reply, multipart, read_to_close
 from tests.serve.conftest import API_KEY
 
 
@@ -95,12 +95,7 @@ def chunked_upload(port: int, pieces: list[bytes], end: bytes = b"0\r\n\r\n") ->
         for i, piece in enumerate(pieces):
             s.sendall(b"%x\r\n%s\r\n" % (len(piece), piece) + (end if i == len(pieces) - 1 else b""))
             time.sleep(0.3)
-        answer = b""
-        try:
-            while chunk := s.recv(65536):
-                answer += chunk
-        except ConnectionResetError:
-            pass
+        answer = read_to_close(s)
     head_out, _, body = answer.partition(b"\r\n\r\n")
     return int(head_out.split()[1]), json.loads(body)
 

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 
+from tests.serve.client import read_to_close
 from tests.serve.conftest import cli_server
 
 
@@ -81,12 +82,7 @@ def _upload_across(port: int, key: str, data: bytes, before: float, send_signal,
             time.sleep(pause)
     except OSError:
         pass  # the server answered and closed
-    answer = b""
-    try:
-        while chunk := s.recv(65536):
-            answer += chunk
-    except ConnectionResetError:
-        pass
+    answer = read_to_close(s)
     s.close()
     return answer
 
