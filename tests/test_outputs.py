@@ -252,3 +252,21 @@ def test_a_folder_set_aside_whole_holding_only_its_commands_names_passes_and_any
     with pytest.raises(OutputConflict, match=r"images: holds empty/, inner/, pred.jsonl, which `bbuvl data synth` "
                                              "did not write"):
         refuse_strangers(images, "data synth", written_by_synth)
+
+
+def test_overwrite_of_a_folder_set_aside_whole_names_a_stranger_among_its_own_files_by_its_path(tmp_path: Path):
+    def own(name: str) -> bool:
+        return name.startswith("train/") and name.endswith(".jpg")
+
+    images = tmp_path / "images"
+    with claim_outputs("data tile", {}, folders=[images], own={images: own}):
+        (images / "train").mkdir(parents=True)
+        (images / "train" / "a__0_0_8x8.jpg").write_bytes(b"x")
+    claim_outputs("data tile", {}, folders=[images], overwrite=True, own={images: own}).finish(True)  # as written
+    (images / "train" / "a__0_0_8x8.jpg").write_bytes(b"retouched")
+    claim_outputs("data tile", {}, folders=[images], overwrite=True, own={images: own}).finish(False)  # its own, edited
+
+    (images / "train" / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(OutputConflict, match=r"images: holds train/notes.txt, which `bbuvl data tile` did not write"):
+        claim_outputs("data tile", {}, folders=[images], overwrite=True, own={images: own})
+    assert (images / "train" / "notes.txt").read_text(encoding="utf-8") == "mine"

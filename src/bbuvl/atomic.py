@@ -218,6 +218,12 @@ def temporary_name(name: str = ".+") -> re.Pattern[str]:
     return re.compile(rf"\.{name}\.(\d+)\.[a-z0-9_]{{{RANDOM_CHARS}}}\.tmp(\.[^.]*)?")
 
 
+def name_or_temporary(name: str) -> str:
+    """A regular expression of the file names `name` (one of its own) matches, and of their writers' temporaries
+    beside them: what a command writes into a folder it replaces whole, killed part-way or not."""
+    return rf"(?:{name}|{temporary_name(name).pattern})"
+
+
 def temporary_name_bytes(path: Path, file: bool = True) -> int:
     """Bytes of the longest temporary name this process writes beside `path` (a `file`'s keeps its extension)."""
     return (len(os.fsencode(temporary_prefix(path))) + RANDOM_CHARS + len(".tmp")

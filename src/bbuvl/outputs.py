@@ -603,14 +603,18 @@ def refuse_outputs_being_read(outputs: Mapping[str, Path | None]) -> None:
 
 
 def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterable[Path] = (),
-                  folders: Iterable[Path] = (), overwrite: bool = False) -> Claim:
+                  folders: Iterable[Path] = (), overwrite: bool = False,
+                  own: Mapping[Path, Callable[[str], bool]] | None = None) -> Claim:
     """Check and lock the outputs of one run of `bbuvl COMMAND`; raises OutputConflict (and holds nothing) when
     one is an input, is being written by another process, or is in the way and not the command's own, or when an
     input is being written by another process.
 
+    `own` maps each folder the command sets aside whole (`replacing`) to which names under it the command writes:
+    given up with --overwrite, such a folder may hold nothing else (`refuse_strangers`).
     Call it before any expensive work, then `finish` the claim (or use it as a context manager) when done.
     """
     files, folders = [Path(p) for p in files], [Path(p) for p in folders]
+    own = {output_path(p): written for p, written in (own or {}).items()}
     check_not_inputs(inputs, files, folders)
     refuse_inputs_being_written(inputs)
     check_distinct(files + folders)
@@ -630,7 +634,14 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
                                    if out.name not in CHOICE_FILES or given in folders})
         for out, given, lock in zip(outputs, files + folders, claim.locks):
             claim.before[out] = digest = output_digest(out)
-            if digest is None or overwrite:
+            if digest is None:
+                continue
+            if overwrite:
+                # What the ledger records as this command's, unchanged, holds nothing added since; what a killed run of
+                # it left is its own half, redone
+                if out in own and _read_ledger(out.parent).get(out.name) != (command, digest) \
+                        and lock.killed_command != command:
+                    refuse_strangers(given, command, own[out])
                 continue
             owner = writer_of(out)
             if owner is None and lock.killed_command == command:
@@ -682,11 +693,12 @@ def refuse_strangers(folder: Path, command: str, own: Callable[[str], bool]) -> 
     The ledger records a folder by one digest, which tells that it changed, not what was added: with --overwrite a
     dataset another command wrote into a synthetic dataset's `images/`, or a predictions file saved among the photos,
     went with the folder. What the command writes there it may replace, edited or not; anything else stays the user's.
+    `claim_outputs` calls it for the folders it is given an `own` for.
     """
     out = output_path(folder)
     if not out.is_dir() or out.is_symlink():
         return
-    strangers = sorted(name for name in (_stranger(entry, out, own) for entry in out.iterdir()) if name)
+    strangers = _strangers(out, out, own)
     if strangers:
         shown = ", ".join(strangers[:3]) + (f" and {len(strangers) - 3} more" if len(strangers) > 3 else "")
         raise OutputConflict(f"{folder}: holds {shown}, which `bbuvl {command}` did not write; it replaces the folder "
@@ -694,15 +706,22 @@ def refuse_strangers(folder: Path, command: str, own: Callable[[str], bool]) -> 
                              "choose another output folder")
 
 
-def _stranger(entry: Path, folder: Path, own: Callable[[str], bool]) -> str | None:
-    """`entry`'s name (a folder's ending in '/') when it, or anything under it, is not the command's own; else None."""
-    if _bookkeeping(entry.name):
-        return None
-    if not entry.is_dir() or entry.is_symlink():
-        return None if own(entry.name) else entry.name
-    files = [p for p in entry.rglob("*") if not (p.is_dir() and not p.is_symlink()) and not _bookkeeping(p.name)]
-    mine = files and all(own(p.relative_to(folder).as_posix()) for p in files)
-    return None if mine else entry.name + "/"
+def _strangers(under: Path, folder: Path, own: Callable[[str], bool]) -> list[str]:
+    """What under `under` is not the command's own, relative to `folder`, sorted: a folder holding none of its files
+    whole ('inner/'), else the strangers inside it (its own `train/` is not named for one file added there)."""
+    found = []
+    for entry in sorted(under.iterdir()):
+        name = entry.relative_to(folder).as_posix()
+        if _bookkeeping(entry.name):
+            continue
+        if not entry.is_dir() or entry.is_symlink():
+            found += [] if own(name) else [name]
+        elif any(own(p.relative_to(folder).as_posix()) for p in entry.rglob("*")
+                 if not (p.is_dir() and not p.is_symlink()) and not _bookkeeping(p.name)):
+            found += _strangers(entry, folder, own)
+        else:
+            found.append(name + "/")
+    return found
 
 
 @contextmanager

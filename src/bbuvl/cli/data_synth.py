@@ -16,7 +16,7 @@ from bbuvl.data.coords import aspect_problem, pixel_bound
 from bbuvl.data.faults import FaultCount
 from bbuvl.data.layout import DATASET_FILES
 from bbuvl.data.regions import parse_grid
-from bbuvl.outputs import OutputConflict, refuse_strangers, replacing, writer_of
+from bbuvl.outputs import replacing, writer_of
 from bbuvl.synthetic.camera import FRAMINGS, check_size
 from bbuvl.synthetic.dataset import ANNOTATIONS, IMAGES, synthesize, written_by_synth
 from bbuvl.synthetic.scene import FaultRate
@@ -130,12 +130,8 @@ def synth(
              if writer_of(p) == "data synth"]
     files += [p for p in stale if p.suffix]
     folders += [p for p in stale if not p.suffix]
-    claim_outputs("data synth", {}, files, folders, overwrite)
-    try:
-        for folder in folders:  # set aside whole below: --overwrite gives up synth's photos, never what lies among them
-            refuse_strangers(folder, "data synth", written_by_synth)
-    except OutputConflict as e:
-        fail(str(e))
+    # Set aside whole below: --overwrite gives up synth's photos, never what lies among them
+    claim_outputs("data synth", {}, files, folders, overwrite, own=dict.fromkeys(folders, written_by_synth))
     columns = (TextColumn("[bold]rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, disable=not stdout_is_tty()) as bar, user_errors(), \
             replacing(files + folders):  # a re-run with fewer photos keeps none of the first's

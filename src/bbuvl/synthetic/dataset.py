@@ -19,7 +19,7 @@ from typing import Callable, Iterator, Literal
 
 from PIL import Image
 
-from bbuvl.atomic import save_atomic, temporary_name, write_text_atomic
+from bbuvl.atomic import name_or_temporary, save_atomic, write_text_atomic
 from bbuvl.data.coords import orient_box
 from bbuvl.data.faults import Faults
 from bbuvl.data.images import EXIF_ORIENTATION
@@ -35,7 +35,7 @@ JPEG_QUALITY = 90
 IMAGES, ANNOTATIONS = "images", "annotations"
 # The only names a run writes into images/ and annotations/ (`_Job.name`, flat), and its temporaries' when killed.
 _WRITTEN = r"(?:train|val)_\d{5,}\.(?:jpg|json)"
-_OWN_NAME = re.compile(rf"{_WRITTEN}|{temporary_name(_WRITTEN).pattern}")
+_OWN_NAME = re.compile(name_or_temporary(_WRITTEN))
 
 
 def written_by_synth(name: str) -> bool:
