@@ -17,7 +17,7 @@ from bbuvl.cli.common import (OVERWRITE_HELP, claim_outputs, console, fail, fini
 from bbuvl.cli.data_tools import print_skipped, warn_long_paths, workers_option
 from bbuvl.config import resolve_frame
 from bbuvl.data.convert import IMAGES_DIR, ConvertOptions, convert_dataset
-from bbuvl.data.layout import DATASET_FILES, ERRORS
+from bbuvl.data.layout import DATASET_FILES, ERRORS, named_by_dataset
 from bbuvl.data.workers import bound_workers
 from bbuvl.outputs import replacing
 
@@ -49,7 +49,8 @@ def convert(
         fail("--config, --checkpoint, --min-pixels and --max-pixels set the frame of --resize; add --resize")
     outputs = [*(out / n for n in (*DATASET_FILES, ERRORS)), out / IMAGES_DIR]
     claim_outputs("data convert", {"SRC": src, "--config": config, "--checkpoint": checkpoint, "--token-map": token_map,
-                                   "--hierarchy": hierarchy}, outputs[:-1], outputs[-1:], overwrite)
+                                   "--hierarchy": hierarchy}, outputs[:-1], outputs[-1:], overwrite,
+                  own={out / IMAGES_DIR: named_by_dataset(out)})  # its photos set aside whole below, nothing among them
     frame = None
     if resize:
         with user_errors():

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
+from functools import cache, partial
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-from bbuvl.atomic import write_text_atomic
+from bbuvl.atomic import temporary_name, write_text_atomic
 from bbuvl.data.jsonfile import dumps_json, read_json
 from bbuvl.data.labels import SEP, Hierarchy
-from bbuvl.data.schema import ImageRecord, another_kind, read_records, write_dataset
+from bbuvl.data.named_photos import photo_names
+from bbuvl.data.schema import DatasetError, ImageRecord, another_kind, iter_json_lines, read_records, write_dataset
 from bbuvl.data.teachers import select_teachers
 from bbuvl.data.text import clean_label, label_key, spelling_of
 from bbuvl.outputs import writer_at
@@ -19,6 +22,38 @@ TRAIN, VAL, TEACHERS, LABELS, SUMMARY, ERRORS = (
     "train.jsonl", "val.jsonl", "teachers.jsonl", "labels.json", "summary.json", "errors.jsonl",
 )
 DATASET_FILES = (TRAIN, VAL, TEACHERS, LABELS, SUMMARY)  # what write_dataset_folder writes
+
+
+def named_by_dataset(folder: Path) -> Callable[[str], bool]:
+    """Which names under `folder/images` the dataset there names (its train, val and teachers JSONL), or a killed
+    writer's temporary of one: what `data convert` and `data import-coco` write there, under the photos' own names.
+    The dataset is read at the first question, once the command holds it."""
+    named = cache(partial(_photos_named, folder))
+    return lambda name: name in named() or _temporary_of(name) in named()
+
+
+def _photos_named(folder: Path) -> set[str]:
+    """The photos under `folder/images` its train, val and teachers JSONL name, relative to images/."""
+    named = set()
+    for dataset in (TRAIN, VAL, TEACHERS):
+        if not (folder / dataset).is_file():
+            continue
+        try:
+            named |= {n.removeprefix("images/") for _, line in iter_json_lines(folder / dataset)
+                      for n in photo_names(line) if n.startswith("images/")}
+        except DatasetError:  # unreadable: what it named is not known to be the command's, and stays
+            continue
+    return named
+
+
+_TEMPORARY = temporary_name("(.+)")
+
+
+def _temporary_of(name: str) -> str | None:
+    """The name `name` is a writer's temporary of (`sub/.a.jpg.PID.XXXXXXXX.tmp.jpg` -> `sub/a.jpg`), else None."""
+    head, _, base = name.rpartition("/")
+    match = _TEMPORARY.fullmatch(base)
+    return None if match is None else f"{head}/{match.group(1)}" if head else match.group(1)
 
 
 def unfinished_hint(path: Path) -> str:

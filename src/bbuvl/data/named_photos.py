@@ -26,7 +26,7 @@ def _file_id(path: Path) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
-def _photo_names(line: object) -> list[str]:
+def photo_names(line: object) -> list[str]:
     """The photos a JSONL line names: a dataset line's `images`, a prediction line's `image`; none for anything else."""
     if not isinstance(line, dict):
         return []
@@ -49,7 +49,7 @@ def refuse_named_photos(inputs: Mapping[str, Path | None], files: Iterable[Path]
             continue
         try:
             for no, line in iter_json_lines(given, "input"):
-                for name in _photo_names(line):
+                for name in photo_names(line):
                     if (out := there.get(_file_id(resolve_image(given, name)))) is not None:
                         raise OutputConflict(f"{out}: is the photo {name} that the input {what} ({given}) names on "
                                              f"line {no}; writing it would destroy the photo, --overwrite too. Choose "
