@@ -20,8 +20,8 @@ from bbuvl.data import coco_files
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.input_paths import file_kind
 from bbuvl.data.jsonfile import dumps_json
-from bbuvl.data.layout import (DATASET_FILES, ERRORS, TEACHERS, TRAIN, VAL, missing_file_hint, near_file,
-                               unfinished_hint)
+from bbuvl.data.layout import (DATASET_FILES, ERRORS, TEACHERS, TRAIN, VAL, missing_file_hint, named_by_dataset,
+                               near_file, unfinished_hint)
 from bbuvl.data.names import long_paths_warning, portability_problem
 from bbuvl.data.schema import ImageRecord, iter_dataset, one_line_per_photo, require_photos
 from bbuvl.data.regions import parse_grid
@@ -313,7 +313,7 @@ def import_coco(
     """Turn a COCO detection file into a dataset folder (images copied into OUT/images)."""
     outputs = [out / n for n in (*DATASET_FILES, ERRORS)]
     claim_outputs("data import-coco", {"ANNOTATIONS": annotations, "IMAGES_DIR": images_dir, "--hierarchy": hierarchy},
-                  outputs, [out / IMAGES], overwrite=overwrite)
+                  outputs, [out / IMAGES], overwrite=overwrite, own={out / IMAGES: named_by_dataset(out)})
     h = _hierarchy(hierarchy)
     with user_errors(), replacing([*outputs, out / IMAGES]):  # a re-run from another COCO file keeps none of its photos
         result = coco_files.import_coco(annotations, images_dir, out, val_ratio, num_teachers, seed, h, link, allow_outside,
