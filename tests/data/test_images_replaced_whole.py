@@ -27,7 +27,7 @@ def _first_photo(out: Path) -> Path:
     return out / line["images"][0]
 
 
-@pytest.mark.parametrize("command", ["convert", "import-coco"])
+@pytest.mark.parametrize("command", ["convert", "import-coco", "tile"])
 def test_overwrite_refuses_a_dataset_and_a_file_written_inside_images_naming_them_and_deletes_nothing(
         tmp_path: Path, command: str):
     args = _sources(tmp_path)[command]
@@ -48,7 +48,7 @@ def test_overwrite_refuses_a_dataset_and_a_file_written_inside_images_naming_the
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
-@pytest.mark.parametrize("command", ["convert", "import-coco"])
+@pytest.mark.parametrize("command", ["convert", "import-coco", "tile"])
 def test_overwrite_still_replaces_its_own_photos_edited_and_leaves_a_file_beside_the_dataset(
         tmp_path: Path, command: str):
     args = _sources(tmp_path)[command]

@@ -28,7 +28,7 @@ from bbuvl.data.regions import parse_grid
 from bbuvl.data.split import split_photos
 from bbuvl.data.stats import named_stats
 from bbuvl.data.teachers import choose_teacher_pool, coverage
-from bbuvl.data.tiling import IMAGES, TileSpec, tile_dataset, tile_sources
+from bbuvl.data.tiling import IMAGES, TileSpec, tile_dataset, tile_sources, written_by_tile
 from bbuvl.data.text import short_words, show_text
 from bbuvl.data.workers import bound_workers, workers_note
 from bbuvl.outputs import refuse_inputs_being_written, replacing
@@ -410,7 +410,8 @@ def tile(
     with user_errors():
         spec = TileSpec(cols_rows, overlap=overlap, zoom=zoom, whole=whole, empty=empty, seed=seed)
     outputs = [out / n for n in DATASET_FILES]
-    claim_outputs("data tile", {"DATASET": dataset}, outputs, [out / IMAGES], overwrite)
+    claim_outputs("data tile", {"DATASET": dataset}, outputs, [out / IMAGES], overwrite,
+                  own={out / IMAGES: written_by_tile})  # its tiles set aside whole below, nothing among them
     notes: list[str] = []
     with user_errors():
         sources = tile_sources(dataset, out, notes)

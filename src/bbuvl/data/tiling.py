@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any, Callable
 
 from PIL import Image
 
-from bbuvl.atomic import write_bytes_atomic
+from bbuvl.atomic import name_or_temporary, write_bytes_atomic
 from bbuvl.data.check import check_boxes
 from bbuvl.data.coords import aspect_problem, box_is_degenerate, pixel_bound
 from bbuvl.data.images import load_image
@@ -32,6 +33,14 @@ from bbuvl.data.schema import DatasetError, ImageRecord, one_line_per_photo, rea
 from bbuvl.paths import real_path
 
 IMAGES = "images"
+# The only names a run writes into images/ (`tile_record`: split, the photo's stem, the region), and its temporaries'.
+_TILE = r"[^/]+__\d+_\d+_\d+x\d+\.(?:jpg|png)"
+_OWN_NAME = re.compile(rf"(?:train|val)/(?:[^/]+/)*{name_or_temporary(_TILE)}")
+
+
+def written_by_tile(name: str) -> bool:
+    """Whether `name`, relative to images/, is one a run of `tile_dataset` writes there."""
+    return _OWN_NAME.fullmatch(name) is not None
 
 
 def _encoded(image: Image.Image, suffix: str) -> bytes:
