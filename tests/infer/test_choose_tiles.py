@@ -216,3 +216,32 @@ def test_the_note_on_the_kept_tiled_thresholds_reads_the_scale_they_were_chosen_
     # Before: compared with the scale this run replaced, so a second run at 0.5 over a pair chosen at 0.75 said
     # "the scale it was chosen under is unchanged (0.5)".
     assert r.exit_code == 0 and says in " ".join(r.output.split()), r.output
+
+
+def test_overwrite_refuses_a_file_put_among_its_predictions_and_still_replaces_its_own_edited(
+        trained_checkpoint, small_dataset, tmp_path):
+    ckpt, out = tmp_path / "ckpt", tmp_path / "tiles"
+    shutil.copytree(trained_checkpoint, ckpt)
+
+    def choose(*typed: str):
+        return CliRunner().invoke(app, ["choose-tiles", "-c", str(ckpt), "--gt", str(small_dataset / "val.jsonl"), "-o",
+                                        str(out), "--factors", "1", "--no-refine", "--device", "cpu", *typed],
+                                  env={"COLUMNS": "300"})
+    assert choose().exit_code == 0
+    pred = out / "pred_scale_1.jsonl"
+    written = pred.read_text(encoding="utf-8")
+    pred.write_text("edited\n", encoding="utf-8")  # its own name: --overwrite gives it up, as before
+    (out / "notes.txt").write_text("field notes", encoding="utf-8")
+    (tmp_path / "beside.txt").write_text("mine", encoding="utf-8")
+
+    r = choose("--overwrite")
+    # Before: exit 0, notes.txt deleted with the folder.
+    assert r.exit_code == 2, r.output
+    assert "holds notes.txt, which `bbuvl choose-tiles` did not write" in " ".join(r.output.split())
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "field notes" and pred.read_text() == "edited\n"
+
+    (out / "notes.txt").unlink()
+    r = choose("--overwrite")
+    assert r.exit_code == 0, r.output
+    assert pred.read_text(encoding="utf-8") == written
+    assert (tmp_path / "beside.txt").read_text(encoding="utf-8") == "mine"

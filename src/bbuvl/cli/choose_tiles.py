@@ -76,7 +76,7 @@ def choose_tiles(
     from bbuvl.data.schema import read_records, require_photos
     from bbuvl.data.scale import TILE_SCALE_FILE, TrainingScale
     from bbuvl.eval.judging import choose_tiled_verdict
-    from bbuvl.eval.tile_choice import choose_tile_scale, chosen_predictions
+    from bbuvl.eval.tile_choice import choose_tile_scale, chosen_predictions, written_by_choose_tiles
     from bbuvl.infer.predictor import Predictor
     from bbuvl.infer.verdict import ChosenThresholds
     from bbuvl.train.data_files import photo_folders
@@ -99,7 +99,8 @@ def choose_tiles(
     # Read for the whole run, as predict reads it: registered, a `train --overwrite` is refused while it predicts, and a
     # checkpoint being written is refused here, naming its writer
     refuse_inputs_being_written({"--checkpoint": checkpoint})
-    claim_outputs("choose-tiles", {"--gt": gt}, files, [out], overwrite)
+    # --out is set aside whole below: --overwrite gives up its predictions, never what lies among them
+    claim_outputs("choose-tiles", {"--gt": gt}, files, [out], overwrite, own={out: written_by_choose_tiles})
     with user_errors(ValueError, OSError):
         folder = read_folder(checkpoint, None, "zh")
         # --out is replaced whole: never a folder holding what the run config names (the hierarchy, a LoRA base)

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from bbuvl.atomic import write_text_atomic
+from bbuvl.atomic import name_or_temporary, write_text_atomic
 from bbuvl.data.labels import label_at_level
 from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.eval.metrics import evaluate_predictions
@@ -84,6 +85,16 @@ def refined_file(out: str | Path, scale: float, every: bool = False) -> Path:
     """Where `choose_tile_scale` writes the chosen scale's predictions with the kept categories refined by the tiles
     (`every`: with every candidate category refined)."""
     return Path(out) / f"pred_scale_{scale:g}_{'refine_all' if every else 'refined'}.jsonl"
+
+
+# The only names a run writes into --out (`prediction_file`, `refined_file`: a scale as `:g` prints it), and their
+# temporaries'.
+_OWN_NAME = re.compile(name_or_temporary(r"pred_scale_[0-9.e+-]+(?:_refined|_refine_all)?\.jsonl"))
+
+
+def written_by_choose_tiles(name: str) -> bool:
+    """Whether `name`, relative to --out, is one a run of `choose_tile_scale` writes there."""
+    return _OWN_NAME.fullmatch(name) is not None
 
 
 def chosen_predictions(out: str | Path, chosen: ChosenTileScale) -> Path:
