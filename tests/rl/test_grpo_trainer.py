@@ -10,7 +10,7 @@ from bbuvl.cli import app
 from bbuvl.config import dump_config, load_config
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.checkpoint import load_model
-from bbuvl.rl.trainer import train_grpo
+from bbuvl.rl.trainer import METRICS, train_grpo
 from bbuvl.train.weight_average import AVERAGE_FILE
 from tests.callbacks import StopAt
 from tests.train.test_resume_records import scalars
@@ -87,6 +87,19 @@ def test_resume_continues_rewards_loss_and_weights_exactly(grpo_config, tmp_path
             assert b[step][key] == pytest.approx(a[step][key], abs=1e-5), (step, key)
     wa, wb = load_model(full["final"])[0].state_dict(), load_model(resumed["final"])[0].state_dict()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)  # byte-identical
+
+
+def test_a_resume_inside_a_logging_window_logs_its_loss_rewards_and_kl_as_a_run_never_stopped(grpo_config, tmp_path):
+    # Logged every 2 steps, resumed from step 3: step 4's window holds step 3, drawn and trained before the stop.
+    common = ("training.max_steps=4", "training.save_steps=3", "training.logging_steps=2", "grpo.beta=0.05")
+    full = train_grpo(grpo_config(*common, f"training.output_dir={tmp_path / 'a'}"), progress=False)
+    cfg = grpo_config(*common, f"training.output_dir={tmp_path / 'b'}")
+    train_grpo(cfg, progress=False, callbacks=[StopAt(3)])
+    resumed = train_grpo(cfg, resume=True, progress=False)
+    a, b = _logged(full["history"]), _logged(resumed["history"])
+    assert sorted(a) == sorted(b) == [2, 4]
+    for key in ("loss", *METRICS, "reward_detection", "reward_label", "reward_user"):
+        assert b[4][key] == pytest.approx(a[4][key], abs=1e-6), key
 
 
 def test_a_grpo_run_with_a_weight_average_saves_the_average(grpo_config, tmp_path):

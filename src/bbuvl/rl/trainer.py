@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -39,7 +39,7 @@ from bbuvl.rl.objective import StepCounts, grpo_loss
 from bbuvl.rl.evaluate import photos_reward
 from bbuvl.rl.rewards import RewardScorer
 from bbuvl.rl.rollouts import Photo, PhotoBatch, completion_logprobs, draw_rollouts, free_banned_ids, photos_of
-from bbuvl.train.callbacks import NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
+from bbuvl.train.callbacks import LogWindow, NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import SampleSource, read_training_rows, rows_as_sources
 from bbuvl.train.param_groups import freeze_zero_lr_groups, optimizer_groups
@@ -101,28 +101,6 @@ METRICS = ("reward", "answer_length", "zero_spread_groups", "kl", "clip_fraction
 CONSOLE_METRICS = ("reward", "kl", "answer_length")
 
 
-@dataclass
-class Window:
-    """Sums and counts of every logged metric since the last log (each metric is sum / count over the window)."""
-
-    sums: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, float] = field(default_factory=dict)
-
-    def add(self, name: str, total: float, count: float) -> None:
-        """Add `total` over `count` items (rollouts, tokens or groups) to `name`."""
-        self.sums[name] = self.sums.get(name, 0.0) + total
-        self.counts[name] = self.counts.get(name, 0.0) + count
-
-    def means(self, device: torch.device) -> dict[str, float]:
-        """Each metric's mean over the window and over every rank; then the window is empty."""
-        names = sorted(self.sums)
-        t = torch.tensor([[self.sums[k], self.counts[k]] for k in names], dtype=torch.float64, device=device).view(-1, 2)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(t)
-        self.sums, self.counts = {}, {}
-        return {k: float(t[i, 0] / t[i, 1]) if t[i, 1] > 0 else 0.0 for i, k in enumerate(names)}
-
-
 class GrpoTrainer(BBUTrainer):
     """BBUTrainer whose micro-batches are rollouts drawn at the start of each optimizer step (module docstring)."""
 
@@ -130,7 +108,9 @@ class GrpoTrainer(BBUTrainer):
         super().__init__(*args, **kwargs)
         self.predictor, self.scorer = predictor, scorer
         self.grpo = self.run.cfg.grpo
-        self.window = Window()
+        # METRICS and each reward term, each over its own items (rollouts, tokens, groups); the loss is in `loss_window`
+        self.window = LogWindow()
+        self.add_callback(self.window)
         self.said_no_spread = False
         self.advantage_seen = False  # since the last log: `grpo.advantages: parts` credits terms whose total is even
         self.reference: BBUVLModel | None = None
@@ -147,6 +127,7 @@ class GrpoTrainer(BBUTrainer):
                 photos.append(next(epoch_iterator))
             except StopIteration:
                 break
+        self._close_step()  # the previous step's loss into the logging window
         if not photos:
             return [], None
         model = self.predictor.model
@@ -186,6 +167,12 @@ class GrpoTrainer(BBUTrainer):
         out = grpo_loss(logp, logp.detach(), ref, inputs.advantages, mask, num_items_in_batch, g.loss_type,
                         g.epsilon_low, g.epsilon_high, g.beta)
         tokens = float(out.tokens)
+        # Logged from the window as SFT's terms are, not by HF (which counts from the resumed step on); a non-finite
+        # loss is in no sum, and the guard skips its step
+        if torch.isfinite(out.loss):
+            self._step_parts["loss"] = self._step_parts.get("loss", 0.0) + float(out.loss)
+        else:
+            self._step_finite = False
         if ref is not None:
             self.window.add("kl", float(out.kl_sum), tokens)
         self.window.add("clip_fraction", float(out.clipped_tokens), tokens)
@@ -218,6 +205,11 @@ class GrpoTrainer(BBUTrainer):
                 log.warning(no_spread_warning(self.state.global_step, logs, self.grpo))
             self.advantage_seen = False
         super().log(logs, start_time)
+
+    def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:  # noqa: D102
+        # Every rank, before HF saves the state that carries the window (a collective)
+        self.window.gather(self.args.device, first=self.args.process_index == 0)
+        super()._save_checkpoint(model, trial)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):  # noqa: D102
         raise RuntimeError("GRPO runs have no evaluation loss: measure the held-out reward (rl/evaluate.py)")

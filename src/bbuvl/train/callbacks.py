@@ -143,55 +143,94 @@ class LossSum(CarriedState, TrainerCallback):
         self.before = self.total if saved or state.global_step == 0 else None
 
 
-class LossWindow(CarriedState, TrainerCallback):
-    """Each loss term summed over the closed steps of the logging window (since the last log), the steps each was
-    averaged over, and the window's non-finite steps; carried in every numbered checkpoint, so that a run resumed
-    inside a window logs its first loss over the whole window, as one that never stopped does (docs/resume.md).
+class LogWindow(CarriedState, TrainerCallback):
+    """Values summed over the logging window (the closed steps since the last log), each beside the count its mean
+    divides it by; carried in every numbered checkpoint, so that a run resumed inside a window logs its first means
+    over the whole window, as one that never stopped does (docs/resume.md).
 
     Each rank holds its share of the sums; at a save the first rank takes them all (`gather`), so a checkpoint holds
     the whole window however many processes resume it."""
 
-    carried = ("sums", "steps", "nonfinite")
+    carried = ("sums", "counts")
+    shared_counts = False  # each rank counts its own items (rollouts, tokens), summed; True: every rank counts the same
 
     def __init__(self) -> None:
         self.sums: dict[str, float] = {}
-        self.steps: dict[str, int] = {}  # a span term counts only the steps that had tokens of that span
-        self.nonfinite = 0  # steps whose loss was not finite: their terms are in no sum
+        self.counts: dict[str, float] = {}
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
         self.take_back(state)
-        if args.process_index != 0:  # every rank reads the checkpoint: the first one alone adds its sums in
-            self.sums, self.nonfinite = dict.fromkeys(self.sums, 0.0), 0
+        if args.process_index != 0:  # every rank reads the checkpoint: the first one alone adds its share in
+            self.sums = dict.fromkeys(self.sums, 0.0)
+            if not self.shared_counts:
+                self.counts = dict.fromkeys(self.counts, 0.0)
 
-    def add(self, parts: dict[str, float], absent: set[str]) -> None:
-        """Add a closed step's terms; a term in `absent` is summed but not counted as a step (no tokens of its span)."""
-        for k, v in parts.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
-            self.steps[k] = self.steps.get(k, 0) + (k not in absent)
+    def load_state(self, attributes: dict) -> None:
+        """Take a saved window back whole; one saved under other names (an older bbu-vl) is left out, as none."""
+        if set(self.carried) <= attributes.keys():  # half a window would log its sums over no count
+            super().load_state(attributes)
 
-    def totals(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """The sums of every `LossTerms` term over all ranks, then the non-finite steps `[n_terms + 1]`, and each term's
-        steps and whether any rank computed it (the head's terms exist only with a head) `[n_terms, 2]`."""
-        names = LossTerms.names()
-        sums = torch.tensor([*(self.sums.get(k, 0.0) for k in names), self.nonfinite], dtype=torch.float64, device=device)
-        steps = torch.tensor([[self.steps.get(k, 0), k in self.sums] for k in names], dtype=torch.float64, device=device)
+    def names(self) -> list[str]:
+        """What every rank reduces, in one order: the names added (every rank adds the same ones)."""
+        return sorted(self.sums)
+
+    def add(self, name: str, total: float, count: float) -> None:
+        """Add `total` over `count` items (steps, rollouts, tokens) to `name`; a count of 0 adds to the sum alone."""
+        self.sums[name] = self.sums.get(name, 0.0) + total
+        self.counts[name] = self.counts.get(name, 0.0) + count
+
+    def totals(self, device: torch.device) -> torch.Tensor:
+        """Each of `names()`'s sum, count and whether any rank added it, over every rank `[n_names, 3]`."""
+        names = self.names()
+        sums = torch.tensor([[self.sums.get(k, 0.0), k in self.sums] for k in names], dtype=torch.float64,
+                            device=device).view(-1, 2)
+        counts = torch.tensor([self.counts.get(k, 0.0) for k in names], dtype=torch.float64, device=device)
         dist = torch.distributed
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             dist.all_reduce(sums)  # each rank holds its share of every step
-            dist.all_reduce(steps, op=dist.ReduceOp.MAX)  # the steps are the same on every rank
-        return sums, steps
+            dist.all_reduce(counts, op=dist.ReduceOp.MAX if self.shared_counts else dist.ReduceOp.SUM)
+        return torch.stack([sums[:, 0], counts, sums[:, 1]], dim=1)
+
+    def means(self, device: torch.device) -> dict[str, float]:
+        """Each name any rank added: its sum over its count, over every rank (0 where nothing was counted); then the
+        window is empty."""
+        names, t = self.names(), self.totals(device)
+        self.clear()
+        return {k: float(t[i, 0] / t[i, 1]) if t[i, 1] > 0 else 0.0 for i, k in enumerate(names) if t[i, 2] > 0}
 
     def gather(self, device: torch.device, first: bool) -> None:
         """Hold the whole window in the first rank, nothing in the others (their sum is unchanged), as a save wants it."""
-        sums, steps = self.totals(device)
-        seen = [(i, k) for i, k in enumerate(LossTerms.names()) if steps[i, 1] > 0]
-        self.sums = {k: float(sums[i]) if first else 0.0 for i, k in seen}
-        self.steps = {k: int(steps[i, 0]) for i, k in seen}
-        self.nonfinite = int(sums[-1]) if first else 0
+        t = self.totals(device)
+        seen = [(i, k) for i, k in enumerate(self.names()) if t[i, 2] > 0]
+        self.sums = {k: float(t[i, 0]) if first else 0.0 for i, k in seen}
+        self.counts = {k: float(t[i, 1]) if first or self.shared_counts else 0.0 for i, k in seen}
 
     def clear(self) -> None:
         """Start the next window."""
-        self.sums, self.steps, self.nonfinite = {}, {}, 0
+        self.sums, self.counts = {}, {}
+
+
+NONFINITE = "nonfinite_steps"  # `LossWindow`'s count of the steps whose loss was not finite, in no term's sum
+
+
+class LossWindow(LogWindow):
+    """Each loss term summed over the closed steps of the logging window and the steps each was averaged over, and
+    the window's non-finite steps (`NONFINITE`); every rank counts the same steps."""
+
+    shared_counts = True
+
+    def names(self) -> list[str]:
+        """Every `LossTerms` term, then `NONFINITE`: a rank whose steps were all non-finite added no term."""
+        return [*LossTerms.names(), NONFINITE]
+
+    def add_step(self, parts: dict[str, float], absent: set[str]) -> None:
+        """Add a closed step's terms; a term in `absent` is summed but not counted as a step (no tokens of its span)."""
+        for k, v in parts.items():
+            self.add(k, v, k not in absent)
+
+    def add_nonfinite(self) -> None:
+        """Count a closed step whose loss was not finite: its terms are in no sum."""
+        self.add(NONFINITE, 1.0, 1.0)
 
 
 class NonFiniteGuard(CarriedState, TrainerCallback):

@@ -45,8 +45,8 @@ from bbuvl.model.packed_attention import use_packed_sdpa
 from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.paths import real_path
 from bbuvl.train.caption_refit import CaptionRefitCallback, Photo, training_photos
-from bbuvl.train.callbacks import (CheckpointRotation, EpochCallback, LossSum, LossWindow, NonFiniteGuard, RichProgress,
-                                   RunTensorBoard, Throughput, TrainingDiverged)
+from bbuvl.train.callbacks import (NONFINITE, CheckpointRotation, EpochCallback, LossSum, LossWindow, NonFiniteGuard,
+                                   RichProgress, RunTensorBoard, Throughput, TrainingDiverged)
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import ConversationDataset
 from bbuvl.train.monitors import health_log, health_summary, training_health
@@ -283,7 +283,7 @@ class BBUTrainer(Trainer):
         self.add_callback(self.rotation)
         self.loss_sum = LossSum()
         self.add_callback(self.loss_sum)
-        self.loss_window = LossWindow()  # the closed steps since the last log (GRPO keeps its own `window`)
+        self.loss_window = LossWindow()  # the closed steps since the last log (GRPO's loss too, its metrics apart)
         self.add_callback(self.loss_window)
 
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:  # noqa: D102
@@ -346,9 +346,9 @@ class BBUTrainer(Trainer):
         absent = {k for k, none in (("lm_teacher", d is not None and d.teacher_tokens == 0),
                                     ("lm_student", d is not None and d.student_tokens == 0)) if none}
         if self._step_finite:
-            self.loss_window.add(self._step_parts, absent)
+            self.loss_window.add_step(self._step_parts, absent)
         else:
-            self.loss_window.nonfinite += 1
+            self.loss_window.add_nonfinite()
         self._step_parts, self._step_finite = {}, True
 
     def _dump_batch(self, inputs: Batch, parts: LossTerms) -> None:
@@ -385,11 +385,9 @@ class BBUTrainer(Trainer):
         """Each term per optimizer step (summed over its micro-batches and ranks), averaged over the steps since
         the last log; a span term over the steps that had tokens of that span (0 when none had)."""
         self._close_step()
-        sums, steps = self.loss_window.totals(self.args.device)
-        self.loss_window.clear()
-        means = {k: float(sums[i] / steps[i, 0]) if steps[i, 0] > 0 else 0.0
-                 for i, k in enumerate(LossTerms.names()) if steps[i, 1] > 0}
-        if "loss" not in means and sums[-1] > 0:
+        means = self.loss_window.means(self.args.device)
+        nonfinite = means.pop(NONFINITE, 0.0)  # a count, not a term: not logged
+        if "loss" not in means and nonfinite > 0:
             # Every step since the last log was non-finite: HF's filter logged 0.0 (the mean of no loss), a loss
             # that read as perfect in the log, history.json and TensorBoard, and pulled the over-fit ratio up
             means["loss"] = float("nan")
