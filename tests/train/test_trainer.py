@@ -126,6 +126,28 @@ def test_a_resume_inside_a_logging_window_logs_every_term_as_a_run_never_stopped
         assert {k: b.get(k) for k in terms} == pytest.approx(terms, abs=1e-6), a["step"]
 
 
+def _end_of_training(history):
+    [end] = [h for h in history if "train_runtime" in h]
+    return end
+
+
+def test_the_speeds_a_resumed_run_ends_with_are_of_the_steps_it_trained_and_name_them(run_config, tmp_path):
+    # Stopped at step 3 of 6, resumed: the resumed process timed steps 4-6, two photos each.
+    cfg = run_config("training.max_steps=6", "training.save_steps=3", "training.per_device_batch_size=2")
+    first = _end_of_training(train(cfg, progress=False, callbacks=[StopAt(3)])["history"])
+    end = _end_of_training(train(cfg, resume=True, progress=False)["history"])
+    for logged in (first, end):
+        runtime = logged["train_runtime"]
+        assert logged["train_runtime_steps"] == 3
+        assert logged["train_steps_per_second"] == pytest.approx(3 / runtime, rel=1e-3, abs=1e-3)
+        assert logged["train_samples_per_second"] == pytest.approx(6 / runtime, rel=1e-3, abs=1e-3)
+    # Resumed from the checkpoint of its last step (killed saving final/), a process trains none: no speed, not 0/s
+    shutil.rmtree(tmp_path / "run" / "final")
+    idle = _end_of_training(train(cfg, resume=True, progress=False)["history"])
+    assert idle["train_runtime_steps"] == 0
+    assert "train_steps_per_second" not in idle and "train_samples_per_second" not in idle
+
+
 def test_lora_trains_only_adapters_and_head_and_merge_keeps_logits(run_config, tmp_path):
     cfg = run_config("model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8", "training.max_steps=3")
     run = build_run(cfg)

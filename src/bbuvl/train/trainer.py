@@ -265,6 +265,7 @@ class BBUTrainer(Trainer):
         self._step_finite = True
         self._eval_parts: dict[str, float] = {}
         self._eval_n = 0
+        self._schedule_samples = 0  # HF's count of the samples of the whole schedule, given at the end of training
         self.budget_dropped = 0  # samples the collator left out of training batches (encode/collate.py, `Batch.dropped`)
         # "file:line: why" of each photo that could not be read when drawn, another sample trained in its place
         # (train/dataset.py); a dict, for each once in the order met
@@ -406,11 +407,22 @@ class BBUTrainer(Trainer):
             # HF's learning_rate is its first group's (vision's): the demo logged 1e-3 where its llm trains at 3e-3
             for group in self.optimizer.param_groups:
                 logs.setdefault(f"lr/{str(group.get('name', '')).removesuffix('_no_decay')}", group["lr"])
+        if "train_runtime" in logs:  # logged once, at the end of training: the speeds of this process's steps
+            ran = self.state.global_step - self._initial_global_step
+            for k in ("train_samples_per_second", "train_steps_per_second"):
+                logs.pop(k, None)
+            # HF's samples are the schedule's, all of them full batches; this process ran its share of the steps
+            samples = self._schedule_samples * ran / max(self.state.max_steps, 1)
+            logs.update(process_speeds(logs["train_runtime"], ran, samples))
         if "train_loss" in logs and self.loss_sum.before is not None:  # logged once, at the end of training
             steps, ran = self.state.global_step, self.state.global_step - self._initial_global_step
             if ran < steps:  # HF's mean is over the steps this process ran: after a resume, the run's over all of them
                 logs["train_loss"] = (self.loss_sum.before + logs["train_loss"] * ran) / steps
         super().log(logs, start_time)
+
+    def _finalize_training(self, trial: Any, num_train_samples: int, start_time: float) -> Any:  # noqa: D102
+        self._schedule_samples = num_train_samples  # `log` takes the share of it this process trained
+        return super()._finalize_training(trial, num_train_samples, start_time)
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:  # noqa: D102
         if self.args.should_save:
@@ -466,6 +478,16 @@ class BBUTrainer(Trainer):
         # before the first step and the callbacks' on_train_begin.
         if checkpoint is not None and self.on_resumed is not None:
             self.on_resumed()
+
+
+def process_speeds(runtime: float, steps: int, samples: float) -> dict[str, float]:
+    """The end of training's speeds: the steps one process trained (`train_runtime_steps`, those `train_runtime` timed)
+    and its samples, each over its runtime; none where it trained no step (docs/resume.md, "Speeds")."""
+    speeds: dict[str, float] = {"train_runtime_steps": steps}
+    if steps > 0 and runtime > 0:  # HF rounds them so
+        speeds["train_samples_per_second"] = round(samples / runtime, 3)
+        speeds["train_steps_per_second"] = round(steps / runtime, 3)
+    return speeds
 
 
 def new_dump_path(folder: Path, step: int) -> Path:
