@@ -4,9 +4,12 @@ state given kind, the "always pass" / "always fail" baselines, and threshold cho
 import numpy as np
 import pytest
 
+from bbuvl.data.boxes import box_iou
 from bbuvl.data.faults import Faults
 from bbuvl.data.schema import ImageRecord, ObjectAnn
-from bbuvl.eval.faults import binary_scores, choose_thresholds, fault_metrics, roc_auc
+from bbuvl.eval import faults as faults_module
+from bbuvl.eval import match_many
+from bbuvl.eval.faults import _Judged, _LabelIds, _match, binary_scores, choose_thresholds, fault_metrics, roc_auc
 from bbuvl.infer.verdict import FramedThresholds, VerdictThresholds, verdict_of
 
 FAULTS = Faults.load()
@@ -263,3 +266,54 @@ def test_a_fault_matched_only_under_the_review_threshold_is_missed_and_its_photo
     tiled = fault_metrics(records, [[pred(BOX1, A_BAD, 0.05)], []], FAULTS,
                           FramedThresholds(T, VerdictThresholds(0.01, 0.5)), tiled=[True, False])
     assert tiled.photo_missed == [0, 0]  # its own photo's review threshold reads it: found there
+
+
+def _greedy_one_by_one(gt: _Judged, pred: _Judged, iou: float, same) -> dict[int, int]:
+    """The matching rule read literally: each prediction in turn (each photo's in score order) takes the free
+    ground-truth box of its photo it overlaps most at IoU >= `iou` among those `same(p, g)` allows, the first on ties."""
+    out, taken = {}, set()
+    for p in range(len(pred.score)):
+        k = pred.photo[p]
+        best = None
+        for g in range(gt.start[k], gt.start[k + 1]):
+            overlap = float(box_iou(pred.boxes[p], gt.boxes[g]))
+            if g not in taken and same(p, g) and overlap >= iou and (best is None or overlap > best[0]):
+                best = (overlap, g)
+        if best is not None:
+            out[p] = best[1]
+            taken.add(best[1])
+    return out
+
+
+def _random_judged(rng: np.random.Generator, counts, ids: _LabelIds) -> _Judged:
+    """Photos of `counts` boxes on a coarse grid (equal boxes, equal IoUs) with judged labels and tied scores."""
+    labels = [A_BAD, A_OK, B_BAD, B_OK]
+    per_photo = []
+    for n in counts:
+        x, y = rng.integers(0, 6, (2, n)) * 2
+        w, h = rng.integers(0, 4, (2, n)) * 2  # some boxes empty
+        per_photo.append([([float(a), float(b), float(a + c), float(b + d)], float(rng.integers(0, 4)) / 4,
+                           labels[rng.integers(0, 4)]) for a, b, c, d in zip(x, y, w, h)])
+    return _Judged.of(per_photo, ids)
+
+
+@pytest.mark.parametrize("chunk", [1, 40, 1 << 21])
+def test_fault_matching_in_chunks_is_the_greedy_rule_box_by_box_and_never_holds_more_than_a_chunk_of_pairs(
+        monkeypatch, chunk):
+    # Every pair of every photo was once computed at once: 20 photos of 1,600 boxes took 3 GB
+    monkeypatch.setattr(match_many, "_CHUNK_ELEMENTS", chunk)
+    held = []
+    iou = faults_module._iou
+    monkeypatch.setattr(faults_module, "_iou", lambda a, b: held.append(len(a)) or iou(a, b))
+    ids = _LabelIds(FAULTS)
+    rng = np.random.default_rng(chunk)
+    for _ in range(30):
+        n_photos = int(rng.integers(0, 6))
+        gt = _random_judged(rng, rng.integers(0, 9, n_photos), ids)
+        pred = _random_judged(rng, rng.integers(0, 9, n_photos), ids)
+        held.clear()
+        fault_match, kind_match = _match(gt, pred, 0.5)
+        assert fault_match == _greedy_one_by_one(gt, pred, 0.5, lambda p, g: pred.fault[p] >= 0 and pred.fault[p] == gt.fault[g])
+        assert kind_match == _greedy_one_by_one(gt, pred, 0.5, lambda p, g: pred.kind[p] == gt.kind[g])
+        biggest = int((np.maximum(np.diff(gt.start), np.diff(pred.start)) ** 2).max(initial=0))
+        assert max(held, default=0) <= max(chunk, biggest)

@@ -24,6 +24,7 @@ import numpy as np
 
 from bbuvl.data.faults import Faults
 from bbuvl.data.schema import ImageRecord
+from bbuvl.eval.match_many import photo_chunks, photo_pairs
 from bbuvl.eval.repeats import pair_iou as _iou
 from bbuvl.infer.verdict import FAIL, PASS, REVIEW, VERDICTS, FramedThresholds, VerdictThresholds, verdict_of
 
@@ -281,19 +282,25 @@ def _match(gt: _Judged, pred: _Judged, iou: float) -> tuple[dict[int, int], dict
     """Predictions matched greedily in score order to the free ground-truth box they overlap most at IoU >= `iou`:
     faults to faults of the same label, any judged box to a part of its kind. `{prediction: ground truth}` each.
 
-    Every (prediction, ground truth) pair of a photo has its IoU computed in one array (`_iou`, as eval/match_many.py
-    does); the greedy walk then visits only the pairs that may match (few: a box overlaps few others at 0.5)."""
-    n_pred, n_gt = np.diff(pred.start), np.diff(gt.start)
-    pairs = n_pred * n_gt
-    photo = np.repeat(np.arange(len(pairs)), pairs)
-    offset = np.arange(int(pairs.sum())) - np.repeat(np.cumsum(pairs) - pairs, pairs)
-    p = pred.start[:-1][photo] + offset // np.maximum(n_gt[photo], 1)
-    g = gt.start[:-1][photo] + offset % np.maximum(n_gt[photo], 1)
+    The (prediction, ground truth) pairs of a photo have their IoU computed in one array (`_iou`, as eval/match_many.py
+    does), photos in match_many's chunks so that crowded photos never hold every pair of the evaluation at once (20
+    photos of 1,600 boxes: 3 GB); only the pairs that may match are kept for the greedy walk (few: a box overlaps few
+    others at 0.5)."""
+    chunks = photo_chunks(np.maximum(np.diff(pred.start), np.diff(gt.start)))
+    if not chunks:
+        return {}, {}
+    p, g, overlap = (np.concatenate(c) for c in zip(*(_close_pairs(gt, pred, photos, iou) for photos in chunks)))
+    same_fault = (pred.fault[p] >= 0) & (pred.fault[p] == gt.fault[g])
+    same_kind = pred.kind[p] == gt.kind[g]
+    return _greedy(p[same_fault], g[same_fault], overlap[same_fault]), _greedy(p[same_kind], g[same_kind], overlap[same_kind])
+
+
+def _close_pairs(gt: _Judged, pred: _Judged, photos: np.ndarray, iou: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs of `photos` overlapping at IoU >= `iou`: prediction, ground truth (global indices) and IoU, `[K]` each."""
+    p, g = photo_pairs(photos, pred.photo, gt.start)
     overlap = _iou(pred.boxes[p], gt.boxes[g])
     close = overlap >= iou
-    same_fault = close & (pred.fault[p] >= 0) & (pred.fault[p] == gt.fault[g])
-    same_kind = close & (pred.kind[p] == gt.kind[g])
-    return _greedy(p[same_fault], g[same_fault], overlap[same_fault]), _greedy(p[same_kind], g[same_kind], overlap[same_kind])
+    return p[close], g[close], overlap[close]
 
 
 def _greedy(p: np.ndarray, g: np.ndarray, overlap: np.ndarray) -> dict[int, int]:

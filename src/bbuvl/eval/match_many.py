@@ -54,7 +54,7 @@ def _at_level(codes: dict[str, int], level: int | None) -> np.ndarray:
     return np.array([cut.setdefault(_cut(label, level), len(cut)) for label in codes], dtype=np.int64)
 
 
-def _chunks(size: np.ndarray) -> list[np.ndarray]:
+def photo_chunks(size: np.ndarray) -> list[np.ndarray]:
     """Photo indices in chunks of similar `size` (boxes per photo), each small enough to pad as one array."""
     order = np.argsort(size, kind="stable")
     out, first = [], 0
@@ -66,6 +66,17 @@ def _chunks(size: np.ndarray) -> list[np.ndarray]:
     if first < len(order):
         out.append(order[first:])
     return out
+
+
+def photo_pairs(photos: np.ndarray, pred_photo: np.ndarray, gt_start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (prediction, ground truth) pair of the same photo among `photos`, as global indices `[K]` each:
+    predictions by their photo `pred_photo` `[M]`, ground truth by each photo's first, `gt_start` `[N + 1]`."""
+    wanted = np.zeros(len(gt_start) - 1, dtype=bool)
+    wanted[photos] = True
+    p = np.flatnonzero(wanted[pred_photo])
+    n_gt = np.diff(gt_start)[pred_photo[p]]
+    first = gt_start[pred_photo[p]]
+    return np.repeat(p, n_gt), np.repeat(first - np.cumsum(n_gt) + n_gt, n_gt) + np.arange(int(n_gt.sum()))
 
 
 @dataclass
@@ -110,7 +121,7 @@ def match_photos(
     kind = np.full(len(order), _EXTRA, dtype=np.int64)
     partner = np.full(len(order), -1, dtype=np.int64)  # global index of the matched / mislocated ground truth
     partner_iou = np.zeros(len(order))
-    for photos in _chunks(np.maximum(pred.counts, gt.counts)):
+    for photos in photo_chunks(np.maximum(pred.counts, gt.counts)):
         _match_chunk(photos, gt, pred, gt_lid, pred_lid, rank, iou_threshold, mislocated_min_iou, kind, partner,
                      partner_iou)
     duplicate = _duplicates(pred, pred_full, rank, duplicate_iou)
@@ -155,11 +166,7 @@ def _pair_ious(photos: np.ndarray, gt: _Flat, pred: _Flat, rank: np.ndarray, pm:
     computed for real pairs only (pads stay 0 and are never free)."""
     row_of = np.full(len(pred.start) - 1, -1, dtype=np.int64)
     row_of[photos] = np.arange(len(photos))
-    p = np.flatnonzero(row_of[pred.photo] >= 0)
-    n_gt = gt.counts[pred.photo[p]]
-    pair_p = np.repeat(p, n_gt)
-    first = gt.start[pred.photo[p]]
-    pair_g = np.repeat(first - np.cumsum(n_gt) + n_gt, n_gt) + np.arange(n_gt.sum())
+    pair_p, pair_g = photo_pairs(photos, pred.photo, gt.start)
     out = np.zeros((len(photos), pm, gm))
     out[row_of[pred.photo[pair_p]], rank[pair_p], pair_g - gt.start[gt.photo[pair_g]]] = _iou(pred.boxes[pair_p], gt.boxes[pair_g])
     return out
