@@ -155,6 +155,7 @@ def _join_parts(found: Sequence[TiledDetection], min_overlap: float) -> list[Til
     """
     parts = [d for d in found if d.cut]
     boxes = np.array([d.bbox_2d for d in parts], dtype=np.float64).reshape(-1, 4)
+    label = _label_codes([d.label for d in parts])
     parent = list(range(len(parts)))
 
     def root(i: int) -> int:
@@ -164,17 +165,10 @@ def _join_parts(found: Sequence[TiledDetection], min_overlap: float) -> list[Til
         return i
 
     for i in range(len(parts)):
-        for j in range(i + 1, len(parts)):
-            if parts[i].label != parts[j].label:
-                continue
-            a, b = boxes[i], boxes[j]
-            ox, oy = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
-            if ox <= 0 or oy <= 0:
-                continue
-            span_x = ox / max(1e-9, min(a[2] - a[0], b[2] - b[0]))
-            span_y = oy / max(1e-9, min(a[3] - a[1], b[3] - b[1]))
-            if max(span_x, span_y) >= min_overlap:
-                parent[root(i)] = root(j)
+        # Against every later part of its label in one step: a Python step per pair took 0.1 s for 1,000 parts
+        crossing = (label[i + 1:] == label[i]) & _crossing(boxes[i], boxes[i + 1:], min_overlap)
+        for j in (i + 1 + np.flatnonzero(crossing)).tolist():
+            parent[root(i)] = root(j)
     groups: dict[int, list[int]] = {}
     for i in range(len(parts)):
         groups.setdefault(root(i), []).append(i)
@@ -182,6 +176,22 @@ def _join_parts(found: Sequence[TiledDetection], min_overlap: float) -> list[Til
                              parts[g[0]].label, max(parts[k].score for k in g), max(parts[k].zoom for k in g), True)
               for g in groups.values()]
     return [d for d in found if not d.cut] + joined
+
+
+def _crossing(a: np.ndarray, b: np.ndarray, min_overlap: float) -> np.ndarray:
+    """Whether box `a` `[4]` and each of `b` `[M, 4]` overlap, one spanning at least `min_overlap` of the narrower
+    extent along x or y: `[M]`."""
+    ox = np.minimum(a[2], b[:, 2]) - np.maximum(a[0], b[:, 0])
+    oy = np.minimum(a[3], b[:, 3]) - np.maximum(a[1], b[:, 1])
+    span_x = ox / np.maximum(1e-9, np.minimum(a[2] - a[0], b[:, 2] - b[:, 0]))
+    span_y = oy / np.maximum(1e-9, np.minimum(a[3] - a[1], b[:, 3] - b[:, 1]))
+    return (ox > 0) & (oy > 0) & (np.maximum(span_x, span_y) >= min_overlap)
+
+
+def _label_codes(labels: Sequence[str]) -> np.ndarray:
+    """One integer per distinct label `[N]`: labels compared as arrays, not string by string."""
+    codes: dict[str, int] = {}
+    return np.array([codes.setdefault(label, len(codes)) for label in labels], dtype=np.int64)
 
 
 def merge_detections(found: Sequence[TiledDetection], min_overlap: float = 0.6) -> list[TiledDetection]:
@@ -192,32 +202,35 @@ def merge_detections(found: Sequence[TiledDetection], min_overlap: float = 0.6) 
     member is cut, the union of the members. Its score is the group's best.
     """
     found = _join_parts(found, min_overlap)
-    if not found:
-        return []
     order = sorted(range(len(found)), key=lambda i: -found[i].score)
-    boxes = np.array([found[i].bbox_2d for i in order], dtype=np.float64)
-    labels = [found[i].label for i in order]
-    same = np.array([[a == b for b in labels] for a in labels])
-    # A box is always in its own group: a zero-area box (clipped to a region's edge) overlaps nothing, itself included.
-    linked = ((intersection_over_smaller(boxes, boxes) >= min_overlap) & same) | np.eye(len(order), dtype=bool)
-    taken = np.zeros(len(order), dtype=bool)
+    boxes = np.array([found[i].bbox_2d for i in order], dtype=np.float64).reshape(-1, 4)
+    label = _label_codes([found[i].label for i in order])
+    free = np.ones(len(order), dtype=bool)
     merged = []
     for i in range(len(order)):
-        if taken[i]:
+        if not free[i]:
             continue
-        members = np.flatnonzero(linked[i] & ~taken)
-        taken[members] = True
-        group = [found[order[m]] for m in members]
-        complete = [d for d in group if not d.cut]
-        if complete:
-            best = max(complete, key=lambda d: (round(d.zoom, 6), d.score))
-            box = list(best.bbox_2d)
-        else:
-            box = [min(d.bbox_2d[0] for d in group), min(d.bbox_2d[1] for d in group),
-                   max(d.bbox_2d[2] for d in group), max(d.bbox_2d[3] for d in group)]
-        top = group[0]
-        merged.append(TiledDetection(box, top.label, top.score, max(d.zoom for d in group), not complete))
+        # One row of overlaps per group, among the free boxes of its label: an N x N matrix of them and of labels
+        # took 0.7 s for 2,000 boxes. A box is always in its own group: a zero-area box (clipped to a region's edge)
+        # overlaps nothing, itself included.
+        rest = np.flatnonzero(free & (label == label[i]))  # i first: every better box is taken
+        members = rest[(intersection_over_smaller(boxes[i:i + 1], boxes[rest])[0] >= min_overlap) | (rest == i)]
+        free[members] = False
+        merged.append(_merged([found[order[m]] for m in members]))
     return merged
+
+
+def _merged(group: list[TiledDetection]) -> TiledDetection:
+    """One group's detection, its best-scored member first: see `merge_detections`."""
+    complete = [d for d in group if not d.cut]
+    if complete:
+        best = max(complete, key=lambda d: (round(d.zoom, 6), d.score))
+        box = list(best.bbox_2d)
+    else:
+        box = [min(d.bbox_2d[0] for d in group), min(d.bbox_2d[1] for d in group),
+               max(d.bbox_2d[2] for d in group), max(d.bbox_2d[3] for d in group)]
+    top = group[0]
+    return TiledDetection(box, top.label, top.score, max(d.zoom for d in group), not complete)
 
 
 def check_containers(containers: Sequence[str], labels: Sequence[str],
