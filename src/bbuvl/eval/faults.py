@@ -446,45 +446,62 @@ def choose_thresholds(truth: Sequence[bool], scores: Sequence[float | None], tar
     if t.all():
         raise CannotChoose(f"every one of the {len(t)} photos holds a fault: with no clean photo the precision of "
                            "failing them cannot be measured, so no fail threshold can be chosen; add clean photos")
-    candidates = np.unique(s[s >= 0])[::-1]  # highest first
-    if not len(candidates):
+    at = _ScoreCounts.of(s, t, anyway)
+    if not len(at.score):
         raise CannotChoose(f"no fault was predicted in any of the {len(t)} photos ({int(t.sum())} faulty): there is "
                            "no fault score to set a threshold at")
     notes = []
-    review = None
-    for c in candidates:
-        if (t & ((s >= c) | anyway)).sum() / t.sum() >= target_recall:
-            review = float(c)
-            break
+    reached = np.flatnonzero(at.recalled / t.sum() >= target_recall)
+    review = float(at.score[reached[0]]) if len(reached) else None  # the highest reaching it
     if review is None:
-        review = float(candidates[-1])
+        review = float(at.score[-1])
         reachable = float((t & ((s >= 0) | anyway)).sum() / t.sum())
         notes.append(f"no threshold flags {target_recall:.0%} of the faulty photos (a fault is predicted in, or no "
                      f"usable answer came back for, {reachable:.0%} of them): review is set at the lowest fault score, "
                      f"{review:.3g}")
     recall = float((t & ((s >= review) | anyway)).sum() / t.sum())
     fail, precision = 1.0, None
-    for c in candidates[::-1]:  # lowest first
-        if c < review:
-            continue
-        called = s >= c
-        if t[called].mean() >= target_precision:
-            fail, precision = float(c), float(t[called].mean())
-            break
-    if precision is None:
+    above = at.score >= review
+    precise = np.flatnonzero(above & (at.faulty / at.called >= target_precision))
+    if len(precise):  # the lowest reaching it
+        fail, precision = float(at.score[precise[-1]]), float(at.faulty[precise[-1]] / at.called[precise[-1]])
+    else:
         # Out of reach: fail where the fewest photos get a wrong verdict, if that beats failing none; a threshold of
         # 1.0 would make the verdict "always pass" whatever the model sees (docs/faults.md, "Choosing thresholds").
-        right = {float(c): int(((s >= c) == t).sum()) for c in candidates if c >= review}
-        best = max(right, key=lambda c: (right[c], c), default=None)
+        right = np.where(above, at.faulty + int((~t).sum()) - (at.called - at.faulty), -1)
+        k = int(np.argmax(right))  # the most right, ties to the highest threshold
+        best = float(at.score[k])
         # A photo scoring exactly 1 fails at every threshold (a score at least `fail`): failing none is out of reach.
         certain = bool((s >= 1.0).any())
-        if best is not None and (right[best] > int((~t).sum()) or certain):
+        if right[k] > int((~t).sum()) or certain:
             fail, precision = best, float(t[s >= best].mean())
             notes.append(f"no threshold fails photos at precision {target_precision:.0%}: fail is set at {best:.3g}, "
-                         f"where the fewest photos get a wrong verdict ({right[best]} of {len(t)} right, precision "
+                         f"where the fewest photos get a wrong verdict ({right[k]} of {len(t)} right, precision "
                          f"{precision:.0%})" + (f"; {int((s >= 1.0).sum())} photo(s) whose best fault scores 1 fail at "
                                                 "any threshold" if certain else ""))
         else:
             notes.append(f"no threshold fails photos at precision {target_precision:.0%}: fail is set at 1.0, so every "
                          "flagged photo goes to review")
     return VerdictThresholds(review, fail), recall, precision, notes
+
+
+@dataclass
+class _ScoreCounts:
+    """At each distinct fault score >= 0, highest first (`score` `[C]`): the photos scoring at least it (`called`),
+    the faulty ones among them (`faulty`), and the faulty photos it flags, counting those always flagged (`recalled`).
+
+    One sort and cumulative sums, where each score was tried over every photo: 16,000 photos took 1.3 s."""
+
+    score: np.ndarray
+    called: np.ndarray
+    faulty: np.ndarray
+    recalled: np.ndarray
+
+    @classmethod
+    def of(cls, s: np.ndarray, t: np.ndarray, anyway: np.ndarray) -> "_ScoreCounts":
+        order = np.argsort(-s, kind="stable")
+        ranked = s[order][: int((s >= 0).sum())]
+        last = np.r_[ranked[1:] != ranked[:-1], True][: len(ranked)]  # each distinct score's last photo
+        faulty = np.cumsum(t[order][: len(ranked)])[last]
+        flagged = np.cumsum((t & ~anyway)[order][: len(ranked)])[last] + int((t & anyway).sum())
+        return cls(ranked[last], np.flatnonzero(last) + 1, faulty, flagged)
