@@ -52,3 +52,18 @@ def test_split_says_how_many_groups_of_near_copies_it_kept_on_one_side(tmp_path)
     r = CliRunner().invoke(app, ["data", "split", str(images.parent / "all.jsonl"), str(tmp_path / "split")])
     assert r.exit_code == 0, r.output
     assert f"1 group of near-copies" in r.output and f"images/{records[0].image}, images/sent.png" in r.output
+
+
+def test_split_names_three_photos_of_a_group_of_near_copies_and_counts_the_rest(tmp_path):
+    # Each member was named: 1,600 copies of 8 photos made a warning of 19,270 characters
+    images, records = photos_with_a_png_copy(tmp_path)
+    first = Image.open(images / "sent.png").convert("RGB")
+    for quality in (60, 70, 80, 90):
+        first.save(images / f"q{quality}.jpg", quality=quality)
+        records.append(records[0].model_copy(update={"images": [f"q{quality}.jpg"]}))
+    write_dataset(images.parent / "all.jsonl", [r.model_copy(update={"images": [f"images/{r.image}"]}) for r in records])
+    r = CliRunner().invoke(app, ["data", "split", str(images.parent / "all.jsonl"), str(tmp_path / "split")])
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert "1 group of near-copies" in said and ", 6 photos, each kept on one side" in said, said
+    assert said.count("images/") == 3 and " and 3 more. `bbuvl data check` names each" in said, said
