@@ -148,3 +148,44 @@ def test_a_query_folder_typed_full_width_is_its_class_not_unknown(tmp_path):
            "--shots", "1", "--thresholds", "0.5", "--out", tmp_path / "res", "--no-cache")
     summary = json.loads((tmp_path / "res" / "summary.json").read_text(encoding="utf-8"))
     assert summary["queries"]["per_truth"] == {"BBU": 2} and summary["queries"]["unknown_truth"] == 0
+
+
+def test_overwrite_refuses_a_file_put_among_its_results_and_still_replaces_its_own_edited(part_crops, tmp_path):
+    from bbuvl.cli import app as bbuvl  # which records what a command wrote as its own when it ends
+
+    out = tmp_path / "res"
+
+    def evaluate(where: Path, *more: str):
+        return CliRunner().invoke(bbuvl, ["fewshot", "eval", "--support", str(part_crops.support), "--query",
+                                          str(part_crops.query), "--backbone", "pixels:8", "--shots", "1,all",
+                                          "--thresholds", "-0.5,0.5", "--no-cache", "--out", str(where), *more],
+                                  env={"COLUMNS": "300"})
+    assert (first := evaluate(out)).exit_code == 0, first.output
+    written = (out / "metrics.csv").read_text(encoding="utf-8")
+    (out / "metrics.csv").write_text("edited\n", encoding="utf-8")  # its own name: --overwrite gives it up, as before
+    (out / "confusion" / "shotsall_t-0.50.csv").write_text("edited\n", encoding="utf-8")
+    (out / "notes.txt").write_text("field notes", encoding="utf-8")
+    (out / "confusion" / "mine.csv").write_text("mine", encoding="utf-8")
+    (tmp_path / "beside.txt").write_text("mine", encoding="utf-8")
+
+    r = evaluate(out, "--overwrite")
+    # Before: exit 0, notes.txt and confusion/mine.csv deleted with the folder.
+    assert r.exit_code == 2, r.output
+    assert ("holds confusion/mine.csv, notes.txt, which `bbuvl fewshot eval` did not write"
+            in " ".join(r.output.split())), r.output
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "field notes"
+    assert (out / "confusion" / "mine.csv").read_text(encoding="utf-8") == "mine"
+    assert (out / "metrics.csv").read_text(encoding="utf-8") == "edited\n"
+
+    (out / "notes.txt").unlink()
+    (out / "confusion" / "mine.csv").unlink()
+    assert (again := evaluate(out, "--overwrite")).exit_code == 0, again.output
+    assert (out / "metrics.csv").read_text(encoding="utf-8") == written
+    assert (out / "confusion" / "shotsall_t-0.50.csv").read_text(encoding="utf-8") != "edited\n"
+    assert (tmp_path / "beside.txt").read_text(encoding="utf-8") == "mine"
+
+    notes = tmp_path / "notes.txt"  # a file where it writes its folder: deleted with it, before
+    notes.write_text("mine", encoding="utf-8")
+    r = evaluate(notes, "--overwrite")
+    assert r.exit_code == 2 and "a file `bbuvl fewshot eval` did not write" in " ".join(r.output.split()), r.output
+    assert notes.read_text(encoding="utf-8") == "mine"

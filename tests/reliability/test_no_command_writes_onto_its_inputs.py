@@ -53,9 +53,9 @@ def leaf_commands(group: Any, prefix: tuple[str, ...] = ()) -> list[str]:
 
 COMMANDS = leaf_commands(typer.main.get_command(app))
 
-# Commands whose output folder is replaced whole (atomic.py's `atomic_folder`): --overwrite gives up only a folder they
-# wrote, never one holding someone's files (`outputs.check_replaced_whole`).
-REPLACED_WHOLE = {"model tiny", "model merge-lora", "model export"}
+# Commands whose output folder is replaced whole (atomic.py's `atomic_folder`, outputs.py's `replacing`): --overwrite
+# gives up only a folder they wrote, never one holding someone's files (`outputs.check_replaced_whole`).
+REPLACED_WHOLE = {"model tiny", "model merge-lora", "model export", "fewshot eval"}
 
 WRITES_NOTHING = {
     "config print": "prints the config to stdout",

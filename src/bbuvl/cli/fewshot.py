@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Mapping, Optional
 
 import typer
 from rich.markup import escape
@@ -120,12 +120,13 @@ def _refuse_unused_options(ctx: typer.Context, query: Path | None, seeded: bool)
 
 
 def _claim(command: str, inputs: Mapping[str, Path | None], files: list[Path] | None = None,
-           folders: list[Path] | None = None, overwrite: bool = False) -> None:
+           folders: list[Path] | None = None, overwrite: bool = False,
+           own: Mapping[Path, Callable[[str], bool]] | None = None) -> None:
     """Claim the outputs (an input another command is still writing is refused there), and note a predictions file
     a killed `bbuvl predict` left unfinished (its photos past the kill have no boxes to crop)."""
     from bbuvl.eval.in_progress import unfinished_predictions_note
 
-    claim_outputs(command, inputs, files or [], folders or [], overwrite)
+    claim_outputs(command, inputs, files or [], folders or [], overwrite, own)
     for what in ("--query", "--predictions"):
         if (path := inputs.get(what)) is not None and (unfinished := unfinished_predictions_note(path)):
             err_console.print(f"[yellow]note:[/] {escape(unfinished)}", soft_wrap=True)
@@ -273,7 +274,7 @@ def evaluate(
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Accuracy, balanced accuracy, macro P/R/F1, MCC and fall-out for every (shots, threshold), as tables and plots."""
-    from bbuvl.fewshot.evaluate import parse_shots, parse_thresholds, run_eval, threshold_name
+    from bbuvl.fewshot.evaluate import parse_shots, parse_thresholds, run_eval, threshold_name, written_by_fewshot_eval
     from bbuvl.outputs import replacing
 
     with user_errors():
@@ -282,7 +283,11 @@ def evaluate(
     _refuse_unused_options(ctx, query, any(k is not None for k in shot_list))
     inputs = {"--support": support, "--query": query, "--backbone": _path(backbone), "--cache": cache}
     _check_cache(cache, no_cache, inputs, [out])
-    _claim("fewshot eval", inputs, folders=[out], overwrite=overwrite)
+    # --out is set aside whole below: --overwrite gives up its tables and plots, never what lies among them
+    _claim("fewshot eval", inputs, folders=[out], overwrite=overwrite, own={out: written_by_fewshot_eval})
+    if overwrite:  # nor a file of the user's where it writes its folder
+        with user_errors(ValueError):
+            check_replaced_whole(out, "fewshot eval")
     _mode(mode)
     bb, store = _backbone(backbone, device), _cache(cache, no_cache)
     # A re-run writes the folder anew: another run's confusion tables (other shots, thresholds) would stay beside its own.

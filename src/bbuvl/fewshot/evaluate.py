@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from bbuvl.atomic import atomic_path, write_text_atomic
+from bbuvl.atomic import atomic_path, name_or_temporary, write_text_atomic
 from bbuvl.data.jsonfile import dumps_json
 from bbuvl.data.text import label_key
 from bbuvl.fewshot.backbones import Backbone
@@ -93,6 +94,19 @@ def threshold_name(t: float) -> str:
     """A threshold as tables and file names show it: at least two decimals, no more than it has (0.40, 0.975)."""
     whole, _, frac = f"{t:.6f}".rstrip("0").partition(".")
     return f"{whole}.{frac.ljust(2, '0')}"
+
+
+# The only names a run writes into --out (the module's docstring; `shots_name`, `threshold_name` in a confusion table's
+# name), and their temporaries'.
+_OWN_NAME = re.compile(
+    name_or_temporary(r"(?:metrics|per_class|queries)\.csv|summary\.json|(?:accuracy|fallout)_vs_threshold\.png"
+                      r"|confusion_best\.png")
+    + r"|confusion/" + name_or_temporary(r"shots(?:\d+|all)_t-?\d+\.\d+\.csv"))
+
+
+def written_by_fewshot_eval(name: str) -> bool:
+    """Whether `name`, relative to --out, is one a run of `run_eval` writes there."""
+    return _OWN_NAME.fullmatch(name) is not None
 
 
 @dataclass
