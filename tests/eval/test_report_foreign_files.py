@@ -55,3 +55,37 @@ def test_a_report_holding_its_metrics_moved_elsewhere_is_written_again_there_wit
     shutil.move(tmp_path / "rep", tmp_path / "moved" / "rep")
     again = _eval(eval_files, tmp_path / "moved" / "rep", tmp_path / "moved" / "rep" / "m.json")
     assert again.exit_code == 0, again.output  # before: m.json and m.coco.json were someone else's
+
+
+def test_overwrite_refuses_a_file_put_among_the_pictures_and_still_replaces_its_own_edited(eval_files, tmp_path):
+    report = tmp_path / "rep"
+
+    def draw(into, *more: str):
+        return CliRunner().invoke(app, ["eval", "--pred", str(eval_files.pred), "--gt", str(eval_files.gt), "--out",
+                                        str(tmp_path / "m.json"), "--report", str(into), "--worst", "1", *more],
+                                  env={"COLUMNS": "400"})
+    assert (first := draw(report)).exit_code == 0, first.output
+    picture = next((report / "worst").iterdir())
+    drawn = picture.read_bytes()
+    picture.write_bytes(b"edited")  # its own name: --overwrite gives it up, as before
+    (report / "worst" / "notes.txt").write_text("mine", encoding="utf-8")
+    (tmp_path / "beside.txt").write_text("mine", encoding="utf-8")
+
+    result = draw(report, "--overwrite")
+    said = " ".join(result.output.split())
+    # Before: exit 0, notes.txt deleted with the worst/ the report swapped in whole.
+    assert result.exit_code == 2, said
+    assert f"{report / 'worst'}: holds notes.txt, which `bbuvl eval` did not write" in said, said
+    assert (report / "worst" / "notes.txt").read_text(encoding="utf-8") == "mine" and picture.read_bytes() == b"edited"
+
+    (report / "worst" / "notes.txt").unlink()
+    assert (again := draw(report, "--overwrite")).exit_code == 0, again.output
+    assert picture.read_bytes() == drawn
+    assert (tmp_path / "beside.txt").read_text(encoding="utf-8") == "mine"
+
+    mine = tmp_path / "home"  # a folder of the user's by the name of a picture folder: deleted whole, before
+    (mine / "faults").mkdir(parents=True)
+    (mine / "faults" / "keep.txt").write_text("mine", encoding="utf-8")
+    result = draw(mine, "--overwrite")
+    assert result.exit_code == 2 and f"{mine / 'faults'}: holds keep.txt" in " ".join(result.output.split()), result.output
+    assert (mine / "faults" / "keep.txt").read_text(encoding="utf-8") == "mine"

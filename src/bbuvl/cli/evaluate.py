@@ -169,6 +169,9 @@ def evaluate(
                  "its own (--report): move them out, choose another --report, or pass --overwrite to write the report "
                  "among them")
         claim_outputs("eval", inputs, folders=[report], overwrite=overwrite or earlier_report(report))
+        if overwrite:  # its picture folders are swapped in whole: a file of the user's in one went with it
+            with user_errors(ValueError):
+                refuse_strangers_in_pictures(report)
     with user_errors(ValueError, OSError):
         base_metrics = read_metrics(baseline) if baseline is not None else None
         records = read_records(gt)
@@ -277,6 +280,17 @@ def not_the_reports(report: Path) -> str:
     strangers = sorted(spell_controls(p.name) + ("/" if p.is_dir() and not p.is_symlink() else "")
                        for p in _report_entries(report) if writer_of(p) != "eval")
     return ", ".join(strangers[:3]) + (f" and {len(strangers) - 3} more" if len(strangers) > 3 else "")
+
+
+def refuse_strangers_in_pictures(report: Path) -> None:
+    """OutputConflict naming what in the report's picture folders (worst/, faults/), which it replaces whole, is not
+    a picture it draws there: --overwrite gives up the folder around them, never what lies among its pictures."""
+    from bbuvl.eval.report import FAULTS_DIR, WORST_DIR, drawn_by_report
+    from bbuvl.outputs import check_replaced_whole, refuse_strangers
+
+    for pictures in (report / WORST_DIR, report / FAULTS_DIR):
+        check_replaced_whole(pictures, "eval")  # a folder of the user's, or a file, by that name
+        refuse_strangers(pictures, "eval", drawn_by_report)
 
 
 def _report_entries(report: Path) -> list[Path]:

@@ -19,6 +19,7 @@ import base64
 import hashlib
 import html
 import io
+import re
 import warnings
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +49,8 @@ FAULT_CURVE_FILE = "fault_pr_curve.png"
 FAULTS_DIR = "faults"
 MAX_CATEGORY_CURVES = 10
 REPORT_WRITER = "eval"  # the command a report's own ledger names as the writer of its files (`_record_in_folder`)
+# The only names a report draws into its picture folders (`_write_report`: the rank, then the photo's stem).
+_PICTURE = re.compile(r"\d{3,}_[^/]+\.png")
 # The page's one style sheet, allowed by its hash below; the page has no script of its own.
 STYLE = """
 body { font-family: "WenQuanYi Micro Hei", "Noto Sans CJK SC", "Microsoft YaHei", "PingFang SC", sans-serif;
@@ -102,6 +105,11 @@ def write_report(
     _record_in_folder(out_dir, [index, *(path for path, _ in curves), out_dir / FAULTS_DIR, out_dir / WORST_DIR,
                                 *(Path(p) for p in also_written or [])])
     return index
+
+
+def drawn_by_report(name: str) -> bool:
+    """Whether `name`, relative to worst/ or faults/, is a picture a report draws there."""
+    return _PICTURE.fullmatch(name) is not None
 
 
 def _record_in_folder(out_dir: Path, written: list[Path]) -> None:
