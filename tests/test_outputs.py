@@ -270,3 +270,23 @@ def test_overwrite_of_a_folder_set_aside_whole_names_a_stranger_among_its_own_fi
     with pytest.raises(OutputConflict, match=r"images: holds train/notes.txt, which `bbuvl data tile` did not write"):
         claim_outputs("data tile", {}, folders=[images], overwrite=True, own={images: own})
     assert (images / "train" / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_a_listed_folder_s_own_files_are_those_its_last_run_wrote_and_the_listing_survives_other_entries(tmp_path):
+    model = tmp_path / "model"
+    with claim_outputs("model tiny", {}, folders=[model], listed=[model]):
+        (model / "sub").mkdir(parents=True)
+        (model / "model-00001-of-00002.safetensors").write_bytes(b"w")  # a name no pattern of the command foretells
+        (model / "sub" / "config.json").write_text("{}", encoding="utf-8")
+    with claim_outputs("data stats", {}, [tmp_path / "stats.json"]):  # another entry of the ledger, written after
+        (tmp_path / "stats.json").write_text("{}", encoding="utf-8")
+    (model / "sub" / "config.json").write_text('{"edited": 1}', encoding="utf-8")
+    claim_outputs("model tiny", {}, folders=[model], overwrite=True, listed=[model]).finish(False)  # its own, edited
+
+    (model / "README.md").write_text("mine", encoding="utf-8")
+    (model / "sub" / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(OutputConflict, match=r"model: holds README.md, sub/notes.txt, which `bbuvl model tiny` did "
+                                             "not write"):
+        claim_outputs("model tiny", {}, folders=[model], overwrite=True, listed=[model])
+    with pytest.raises(OutputConflict, match=r"holds README.md, model-00001-of-00002.safetensors, sub/"):
+        claim_outputs("model export", {}, folders=[model], overwrite=True, listed=[model])  # no run of it wrote any

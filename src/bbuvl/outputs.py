@@ -41,7 +41,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Collection, Iterable, Iterator, Mapping
 
 from bbuvl.atomic import (refuse_current_folder, remove_dead_writers_temporaries, remove_path, temporary_name,
                           temporary_name_bytes, temporary_prefix, write_text_atomic, written_path)
@@ -171,13 +171,17 @@ def output_digest(path: Path) -> str | None:
     if not path.is_dir():
         return hashlib.sha256(b"special\0" + str(path.stat().st_mode).encode()).hexdigest()
     total, seen = hashlib.sha256(), False
-    for child in sorted(path.rglob("*")):
-        if _bookkeeping(child.name) or (child.is_dir() and not child.is_symlink()):
-            continue
+    for child in _content(path):
         seen = True
         total.update(child.relative_to(path).as_posix().encode("utf-8", "surrogateescape") + b"\0")
         total.update((output_digest(child) or "empty").encode() + b"\n")
     return total.hexdigest() if seen else None
+
+
+def _content(folder: Path) -> list[Path]:
+    """Every file (and link) under `folder`, sorted: what its digest covers, ledger and lock files left out."""
+    return [child for child in sorted(folder.rglob("*"))
+            if not _bookkeeping(child.name) and not (child.is_dir() and not child.is_symlink())]
 
 
 def output_path(path: str | Path) -> Path:
@@ -211,6 +215,7 @@ class Claim:
     record: bool = True  # False: the command keeps its own record of what is its (predict's manifest, train's run folder)
     done: bool = False
     readings: list["Reading"] = field(default_factory=list)  # the command's inputs, read until it ends
+    listed: set[Path] = field(default_factory=set)  # folders recorded with the names of their files (`claim_outputs`)
 
     def finish(self, succeeded: bool) -> None:
         """Record what this run wrote and release the outputs.
@@ -235,7 +240,7 @@ class Claim:
             for folder, digests in by_folder.items():
                 if folder.is_dir():
                     try:
-                        _record(folder, digests, self.command)
+                        _record(folder, digests, self.command, self.listed)
                         recorded.update(folder / name for name in digests)
                     except OSError as e:  # a full disk: unrecorded outputs are nobody's, the safe side to err on
                         log.warning("%s; what `bbuvl %s` wrote there is not recorded as its own (a re-run will "
@@ -604,17 +609,20 @@ def refuse_outputs_being_read(outputs: Mapping[str, Path | None]) -> None:
 
 def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterable[Path] = (),
                   folders: Iterable[Path] = (), overwrite: bool = False,
-                  own: Mapping[Path, Callable[[str], bool]] | None = None) -> Claim:
+                  own: Mapping[Path, Callable[[str], bool]] | None = None, listed: Iterable[Path] = ()) -> Claim:
     """Check and lock the outputs of one run of `bbuvl COMMAND`; raises OutputConflict (and holds nothing) when
     one is an input, is being written by another process, or is in the way and not the command's own, or when an
     input is being written by another process.
 
     `own` maps each folder the command sets aside whole (`replacing`) to which names under it the command writes:
-    given up with --overwrite, such a folder may hold nothing else (`refuse_strangers`).
+    given up with --overwrite, such a folder may hold nothing else (`refuse_strangers`). A folder in `listed` (a
+    model folder, whose names vary with the model) is recorded with the names of its files, and those its last run
+    wrote are its own there.
     Call it before any expensive work, then `finish` the claim (or use it as a context manager) when done.
     """
     files, folders = [Path(p) for p in files], [Path(p) for p in folders]
-    own = {output_path(p): written for p, written in (own or {}).items()}
+    listed = {output_path(p) for p in listed}
+    own = {output_path(p): written for p, written in (own or {}).items()} | {p: _last_written(p, command) for p in listed}
     check_not_inputs(inputs, files, folders)
     refuse_inputs_being_written(inputs)
     check_distinct(files + folders)
@@ -623,7 +631,7 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
         check_not_special(given)
         check_not_bookkeeping(out, given)
         check_name_room(out, given, file=given in files)
-    claim = Claim(command, outputs, {})
+    claim = Claim(command, outputs, {}, listed=listed)
     _adopt_readings(claim)
     try:
         for out in outputs:
@@ -716,8 +724,7 @@ def _strangers(under: Path, folder: Path, own: Callable[[str], bool]) -> list[st
             continue
         if not entry.is_dir() or entry.is_symlink():
             found += [] if own(name) else [name]
-        elif any(own(p.relative_to(folder).as_posix()) for p in entry.rglob("*")
-                 if not (p.is_dir() and not p.is_symlink()) and not _bookkeeping(p.name)):
+        elif any(own(p.relative_to(folder).as_posix()) for p in _content(entry)):
             found += _strangers(entry, folder, own)
         else:
             found.append(name + "/")
@@ -970,9 +977,9 @@ def _bookkeeping(name: str) -> bool:
     return name == LEDGER or (name.startswith(".") and name.endswith(LOCK_SUFFIX))
 
 
-def _read_ledger(folder: Path) -> dict[str, tuple[str, str]]:
-    """name -> (command, digest) of what the commands recorded in `folder`; entries without a digest (ledgers of
-    earlier versions, which recorded names only) prove nothing and are left out."""
+def _ledger_entries(folder: Path) -> dict[str, dict[str, Any]]:
+    """name -> entry ({"by", "sha256"}, and "files" for a listed folder) of what the commands recorded in `folder`;
+    entries without a digest (ledgers of earlier versions, which recorded names only) prove nothing and are left out."""
     try:
         data = json.loads((folder / LEDGER).read_text(encoding="utf-8"))
     except (OSError, ValueError):  # none, unreadable or damaged: nothing there is known to be ours
@@ -980,8 +987,22 @@ def _read_ledger(folder: Path) -> dict[str, tuple[str, str]]:
     written = data.get("written") if isinstance(data, dict) else None
     if not isinstance(written, dict):
         return {}
-    return {name: (e["by"], e["sha256"]) for name, e in written.items()
+    return {name: e for name, e in written.items()
             if isinstance(e, dict) and isinstance(e.get("by"), str) and isinstance(e.get("sha256"), str)}
+
+
+def _read_ledger(folder: Path) -> dict[str, tuple[str, str]]:
+    """name -> (command, digest) of what the commands recorded in `folder`."""
+    return {name: (e["by"], e["sha256"]) for name, e in _ledger_entries(folder).items()}
+
+
+def _last_written(path: Path, command: str) -> Callable[[str], bool]:
+    """Which names under the folder `path` the last run of `bbuvl COMMAND` that wrote it wrote there, as the ledger
+    lists them (`claim_outputs`' `listed`); none when another command, or none, is recorded there."""
+    entry = _ledger_entries(path.parent).get(path.name, {})
+    files = entry.get("files") if entry.get("by") == command else None
+    written = frozenset(f for f in files if isinstance(f, str)) if isinstance(files, list) else frozenset()
+    return written.__contains__
 
 
 def _recorded_writer(path: Path) -> str | None:
@@ -990,16 +1011,19 @@ def _recorded_writer(path: Path) -> str | None:
     return entry[0] if entry else None
 
 
-def _record(folder: Path, digests: Mapping[str, str | None], command: str) -> None:
-    """Record `command` as the writer of each name's content (a None digest: nothing there, the entry goes)."""
+def _record(folder: Path, digests: Mapping[str, str | None], command: str, listed: Collection[Path] = ()) -> None:
+    """Record `command` as the writer of each name's content (a None digest: nothing there, the entry goes), and for
+    a folder in `listed` the names of its files."""
     with _ledger_lock(folder):  # two commands writing into one folder at once must not drop each other's entries
-        ledger = {name: {"by": by, "sha256": digest} for name, (by, digest) in _read_ledger(folder).items()}
+        ledger = _ledger_entries(folder)
         new = dict(ledger)
         for name, digest in digests.items():
             if digest is None:
                 new.pop(name, None)
-            else:
-                new[name] = {"by": command, "sha256": digest}
+                continue
+            new[name] = {"by": command, "sha256": digest}
+            if folder / name in listed and (folder / name).is_dir():
+                new[name]["files"] = [p.relative_to(folder / name).as_posix() for p in _content(folder / name)]
         if new == ledger:
             return
         if not new:
