@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from typer.testing import CliRunner
 
@@ -98,3 +100,35 @@ def test_model_export_measuring_on_a_val_whose_photos_are_not_there_is_refused_n
     assert r.exit_code == 2 and f"error: {val}:1: image {first}: {val.parent / first}: image file not found (and 1 " \
                                 "more); the cost would be measured without it" in said, r.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("command", ["tiny"])
+def test_overwrite_refuses_a_file_put_into_the_model_folder_since_and_still_replaces_its_own_edited(
+        request, command, tmp_path):
+    given = [command] if command == "tiny" else [command, str(request.getfixturevalue("trained_checkpoint"))]
+    out = tmp_path / "out"
+
+    def write(*more: str):
+        return CliRunner().invoke(app, ["model", *given, str(out), *more], env={"COLUMNS": "400"})
+    assert (first := write()).exit_code == 0, first.output
+    written = (out / "config.json").read_text(encoding="utf-8")
+    (out / "config.json").write_text("{}", encoding="utf-8")  # its own: --overwrite gives it up, as before
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    (out / "second-adapter").mkdir()
+    (out / "second-adapter" / "adapter_model.safetensors").write_bytes(b"mine")
+    (tmp_path / "beside.txt").write_text("mine", encoding="utf-8")
+
+    r = write("--overwrite")
+    said = " ".join(r.output.split())
+    # Before: exit 0, notes.txt and second-adapter/ deleted with the folder (the ledger still named the command).
+    assert r.exit_code == 2 and (f"{out}: holds notes.txt, second-adapter/, which `bbuvl model {command}` did not "
+                                 "write") in said, r.output
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "mine"
+    assert (out / "second-adapter" / "adapter_model.safetensors").read_bytes() == b"mine"
+
+    (out / "notes.txt").unlink()
+    shutil.rmtree(out / "second-adapter")
+    assert (again := write("--overwrite")).exit_code == 0, again.output
+    assert (out / "config.json").read_text(encoding="utf-8") == written
+    assert (tmp_path / "beside.txt").read_text(encoding="utf-8") == "mine"

@@ -73,7 +73,8 @@ def tiny(
     """Build a tiny randomly initialised model of a family with a trained offline tokenizer, saved like a real checkpoint."""
     _check_tiny_size(hidden, layers, vision_hidden, vision_depth)
     _check_tiny_shape(family, hidden, heads, kv_heads, vision_hidden, vision_heads, min_pixels, max_pixels)
-    claim_outputs("model tiny", {}, folders=[out], overwrite=overwrite)
+    # Replaced whole below: --overwrite gives up the files its last run wrote, never one put there since
+    claim_outputs("model tiny", {}, folders=[out], overwrite=overwrite, listed=[out])
     if overwrite:
         with user_errors(ValueError):
             check_replaced_whole(out, "model tiny")
