@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
+from tests.model.test_lora_base import lora_run  # noqa: F401  (a fixture: a one-step LoRA run)
 from tests.moved_photos import copied_without_photos
 
 
@@ -102,13 +103,10 @@ def test_model_export_measuring_on_a_val_whose_photos_are_not_there_is_refused_n
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.usefixtures("one_thread")
-@pytest.mark.parametrize("command", ["tiny"])
-def test_overwrite_refuses_a_file_put_into_the_model_folder_since_and_still_replaces_its_own_edited(
-        request, command, tmp_path):
-    given = [command] if command == "tiny" else [command, str(request.getfixturevalue("trained_checkpoint"))]
-    out = tmp_path / "out"
 
+def _refuses_a_file_put_there_since_and_still_replaces_its_own_edited(given: list[str], out, beside) -> None:
+    """`bbuvl model GIVEN OUT`, then --overwrite with files put into OUT since: refused naming them, then their own
+    edited file replaced once they are gone, and a file `beside` OUT untouched."""
     def write(*more: str):
         return CliRunner().invoke(app, ["model", *given, str(out), *more], env={"COLUMNS": "400"})
     assert (first := write()).exit_code == 0, first.output
@@ -117,12 +115,12 @@ def test_overwrite_refuses_a_file_put_into_the_model_folder_since_and_still_repl
     (out / "notes.txt").write_text("mine", encoding="utf-8")
     (out / "second-adapter").mkdir()
     (out / "second-adapter" / "adapter_model.safetensors").write_bytes(b"mine")
-    (tmp_path / "beside.txt").write_text("mine", encoding="utf-8")
+    beside.write_text("mine", encoding="utf-8")
 
     r = write("--overwrite")
     said = " ".join(r.output.split())
     # Before: exit 0, notes.txt and second-adapter/ deleted with the folder (the ledger still named the command).
-    assert r.exit_code == 2 and (f"{out}: holds notes.txt, second-adapter/, which `bbuvl model {command}` did not "
+    assert r.exit_code == 2 and (f"{out}: holds notes.txt, second-adapter/, which `bbuvl model {given[0]}` did not "
                                  "write") in said, r.output
     assert (out / "notes.txt").read_text(encoding="utf-8") == "mine"
     assert (out / "second-adapter" / "adapter_model.safetensors").read_bytes() == b"mine"
@@ -131,4 +129,16 @@ def test_overwrite_refuses_a_file_put_into_the_model_folder_since_and_still_repl
     shutil.rmtree(out / "second-adapter")
     assert (again := write("--overwrite")).exit_code == 0, again.output
     assert (out / "config.json").read_text(encoding="utf-8") == written
-    assert (tmp_path / "beside.txt").read_text(encoding="utf-8") == "mine"
+    assert beside.read_text(encoding="utf-8") == "mine"
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_tiny_overwrite_refuses_a_file_put_into_its_folder_since_and_still_replaces_its_own_edited(tmp_path):
+    _refuses_a_file_put_there_since_and_still_replaces_its_own_edited(["tiny"], tmp_path / "out", tmp_path / "beside.txt")
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_merge_lora_overwrite_refuses_a_file_put_into_its_folder_since_and_still_replaces_its_own_edited(
+        lora_run, tmp_path):
+    _refuses_a_file_put_there_since_and_still_replaces_its_own_edited(
+        ["merge-lora", str(lora_run[0] / "final")], tmp_path / "out", tmp_path / "beside.txt")

@@ -115,8 +115,9 @@ def merge_lora_cmd(
     """Merge LoRA adapters into the base model and save a standalone checkpoint (head, prompt and contract kept)."""
     from bbuvl.model.checkpoint import is_plain_model_folder, lora_base, merge_lora, read_model_folder
 
+    # Replaced whole: --overwrite gives up the files its last run wrote, never one put there since
     claim_outputs("model merge-lora", {"CHECKPOINT": checkpoint, "its base model": lora_base(checkpoint)}, folders=[out],
-                  overwrite=overwrite)
+                  overwrite=overwrite, listed=[out])
     if overwrite:
         with user_errors(ValueError):
             check_replaced_whole(out, "model merge-lora")
