@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bbuvl.cli import app
+from tests.model.test_export import portable  # noqa: F401  (a fixture: a checkpoint export takes, and its export)
 from tests.model.test_lora_base import lora_run  # noqa: F401  (a fixture: a one-step LoRA run)
 from tests.moved_photos import copied_without_photos
 
@@ -142,3 +143,9 @@ def test_merge_lora_overwrite_refuses_a_file_put_into_its_folder_since_and_still
         lora_run, tmp_path):
     _refuses_a_file_put_there_since_and_still_replaces_its_own_edited(
         ["merge-lora", str(lora_run[0] / "final")], tmp_path / "out", tmp_path / "beside.txt")
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_export_overwrite_refuses_a_file_put_into_its_folder_since_and_still_replaces_its_own_edited(portable, tmp_path):
+    _refuses_a_file_put_there_since_and_still_replaces_its_own_edited(
+        ["export", str(portable[0])], tmp_path / "out", tmp_path / "beside.txt")

@@ -168,8 +168,9 @@ def export_cmd(
         # Said before the weights load (minutes on a real model), not after.
         fail(f"{checkpoint}: has no vision positions ({POSITIONS_FILE}); nothing to drop: export it without "
              "--drop-vision-positions and --val")
+    # Replaced whole: --overwrite gives up the files its last export wrote (its model card too), never one put there since
     claim_outputs("model export", {"CHECKPOINT": checkpoint, "its base model": lora_base(checkpoint), "--val": val},
-                  folders=[out], overwrite=overwrite)
+                  folders=[out], overwrite=overwrite, listed=[out])
     if overwrite:
         with user_errors(ValueError):
             check_replaced_whole(out, "model export")
