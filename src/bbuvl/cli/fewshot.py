@@ -174,7 +174,8 @@ def tiny_backbone_cmd(
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Write a random-weight backbone that loads like a real checkpoint (offline tests and benchmarks)."""
-    claim_outputs("fewshot tiny-backbone", {}, folders=[out], overwrite=overwrite)
+    # Replaced whole: --overwrite gives up the files its last run wrote, never one put there since
+    claim_outputs("fewshot tiny-backbone", {}, folders=[out], overwrite=overwrite, listed=[out])
     if overwrite:  # the folder is replaced whole: never one of someone else's (outputs.check_replaced_whole)
         with user_errors(ValueError):
             check_replaced_whole(out, "fewshot tiny-backbone")
