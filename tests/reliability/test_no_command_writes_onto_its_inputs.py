@@ -55,7 +55,8 @@ COMMANDS = leaf_commands(typer.main.get_command(app))
 
 # Commands whose output folder is replaced whole (atomic.py's `atomic_folder`, outputs.py's `replacing`): --overwrite
 # gives up only a folder they wrote, never one holding someone's files (`outputs.check_replaced_whole`).
-REPLACED_WHOLE = {"model tiny", "model merge-lora", "model export", "fewshot eval"}
+# Their folder (or data convert's images/) is set aside whole: a file planted there is refused by its name in it
+REPLACED_WHOLE = {"model tiny", "model merge-lora", "model export", "fewshot eval", "data convert"}
 
 WRITES_NOTHING = {
     "config print": "prints the config to stdout",
@@ -243,7 +244,7 @@ def test_a_file_it_did_not_write_is_kept_unless_overwrite(w, name):
     if name in REPLACED_WHOLE:  # --overwrite would delete the folder with the file: refused, naming it
         r = invoke(case.argv(case.out) + ["--overwrite"])
         said = " ".join(r.output.split())
-        assert r.exit_code == 2 and f"holds {case.plant}, which `bbuvl {name}` did not write" in said, r.output
+        assert r.exit_code == 2 and f"holds {Path(case.plant).name}, which `bbuvl {name}` did not write" in said, r.output
         assert planted.read_bytes() == FOREIGN
         return
     if case.after_guard is not None:
