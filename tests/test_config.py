@@ -64,6 +64,21 @@ def test_a_detection_freeze_of_every_epoch_is_said_not_refused():
                                         "detection.enabled=false", "inference.mode=generate"])) == []
 
 
+def test_a_rate_given_to_a_group_lora_leaves_nothing_to_train_is_said_not_refused():
+    # Before: a LoRA run with training.lr.merger 1e-3 trained no merger weight, and nothing said so
+    demo = ROOT / "configs" / "demo.yaml"
+    vision, merger = run_notes(load_config(demo, ["model.lora.enabled=true"]))
+    assert vision.keys == ("training.lr.vision", "model.lora.enabled") and "or model.lora.vision: true" in vision
+    assert merger.keys == ("training.lr.merger", "model.lora.enabled")
+    assert "LoRA freezes the model's own weights and puts its adapters on the language model (at training.lr.llm)" \
+        in merger
+    [merger] = run_notes(load_config(demo, ["model.lora.enabled=true", "model.lora.vision=true"]))
+    assert merger.startswith("training.lr.merger (0.001) trains nothing under model.lora.enabled")
+    assert run_notes(load_config(demo, ["model.lora.enabled=true", "training.lr.vision=0", "training.lr.merger=0"])) == []
+    # A rate left at its default is the config's own, not a choice: unsaid
+    assert run_notes(Config.model_validate({"model": {"lora": {"enabled": True}}})) == []
+
+
 def test_a_teacher_ratio_given_beside_no_teachers_is_said_not_refused():
     # `data.teachers=null` given to turn teachers off where the file sets a ratio is a run to start; said, since
     # before the run trained on no teacher without a word.

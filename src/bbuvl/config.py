@@ -203,6 +203,10 @@ class DataConfig(_Strict):
 class LearningRates(_Strict):
     """Per-group learning rates; 0 freezes a group."""
 
+    # Under model.lora.enabled peft freezes the base model's weights: LoRA's adapters learn at `llm` (and at `vision`
+    # with model.lora.vision), `merger` trains nothing, and `adapter` is the detection head's adapters, the vision
+    # positions and the coordinate read-out, never LoRA's (docs/families.md, "LoRA").
+
     vision: float = Field(2e-6, ge=0)
     merger: float = Field(1e-5, ge=0)
     llm: float = Field(1e-5, ge=0)
@@ -753,7 +757,29 @@ def run_notes(cfg: Config) -> list[BudgetProblem]:
             f"every epoch of the run (training.num_epochs {t.num_epochs:g}): the head never trains, and the "
             "checkpoints hold the one it started with; lower training.detection_freeze_epochs, or set "
             "detection.enabled: false", ("training.detection_freeze_epochs", "training.num_epochs")))
-    return notes
+    return notes + lora_idle_rates(cfg)
+
+
+def lora_idle_rates(cfg: Config) -> list[BudgetProblem]:
+    """The learning-rate groups given a rate above 0 that hold no trainable weight under LoRA, one note each.
+
+    peft freezes every weight of the VLM but its adapters, which sit on the language model (group llm) and, with
+    model.lora.vision, on the vision blocks (group vision): the merger, and the vision tower without adapters, keep
+    their weights whatever their rate. Only rates given: the defaults stand in configs that never set them.
+    """
+    lr, lora = cfg.training.lr, cfg.model.lora
+    if not lora.enabled:
+        return []
+    idle = {} if lora.vision else {
+        "vision": "set training.lr.vision: 0, or model.lora.vision: true to adapt the vision blocks at that rate"}
+    idle["merger"] = "set training.lr.merger: 0"
+    adapters = "the language model (at training.lr.llm)" + (" and the vision blocks (at training.lr.vision)"
+                                                             if lora.vision else "")
+    return [BudgetProblem(
+        f"training.lr.{group} ({getattr(lr, group):g}) trains nothing under model.lora.enabled: LoRA freezes the "
+        f"model's own weights and puts its adapters on {adapters}; {fix} (docs/families.md, \"LoRA\")",
+        (f"training.lr.{group}", "model.lora.enabled"))
+        for group, fix in idle.items() if group in lr.model_fields_set and getattr(lr, group) > 0]
 
 
 def batch_budget_problems(cfg: Config, factor: int | None = None) -> list[BudgetProblem]:

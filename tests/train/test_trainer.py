@@ -17,7 +17,7 @@ from bbuvl.infer.tile_scale import ChosenTileScale
 from bbuvl.infer.verdict import ChosenThresholds, VerdictThresholds, for_faults
 from bbuvl.model.checkpoint import CheckpointError, load_model, merge_lora
 from bbuvl.model.identity import trained_identity
-from bbuvl.train.param_groups import GROUPS, ParameterGroupError, assign_groups, group_of
+from bbuvl.train.param_groups import GROUPS, ParameterGroupError, assign_groups, group_of, summarize_groups
 from bbuvl.train.run_dir import RunDirError
 from bbuvl.train.trainer import build_run, train
 from tests.callbacks import PoisonHeadOnce, StopAt
@@ -176,6 +176,21 @@ def test_lora_trains_only_adapters_and_head_and_merge_keeps_logits(run_config, t
     assert (a - m).abs().max().item() <= 1e-4
     lora_b = [p for n, p in adapter_model.vlm.named_parameters() if "lora_B" in n]
     assert any(p.abs().sum() > 0 for p in lora_b)  # the adapters really trained
+
+
+@pytest.mark.parametrize("vision", [False, True], ids=["language model adapters", "vision adapters too"])
+def test_a_lora_run_names_each_rate_it_leaves_nothing_to_train_and_its_adapters_learn_at_the_llm_rate(
+        run_config, caplog, vision):
+    # Before: training.lr.merger (and training.lr.vision without model.lora.vision) trained nothing, unsaid
+    cfg = run_config("model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8", f"model.lora.vision={vision}")
+    with caplog.at_level(logging.WARNING):
+        run = build_run(cfg)
+    empty = {g for g, n in summarize_groups(run.model).items() if n.trainable == 0 and g in GROUPS}
+    named = {g for g in GROUPS if f"training.lr.{g} (0.001) trains nothing under model.lora.enabled" in caplog.text}
+    assert named == empty == ({"merger"} if vision else {"vision", "merger"})
+    # LoRA's adapters learn at training.lr.llm (and training.lr.vision), never at training.lr.adapter
+    learning = {group_of(n) for n, p in run.model.named_parameters() if p.requires_grad and "lora_" in n}
+    assert learning == ({"llm", "vision"} if vision else {"llm"})
 
 
 def test_detection_freeze_epochs_holds_the_head(run_config):
