@@ -565,6 +565,64 @@ def test_an_export_names_the_run_settings_that_judged_verdicts_which_a_plain_fol
                                                   "0.9)")
 
 
+def test_an_export_names_each_inference_setting_it_cannot_hold_and_the_options_that_give_them_back(
+        small_dataset, photos, tmp_path):
+    checkpoint = train_tiny("qwen2_5_vl", small_dataset, tmp_path, "model.vision_positions=false", "inference.tiles=2x2",
+                            "inference.score_threshold=0.5", "inference.constrained=false")
+    r = export(checkpoint, tmp_path / "out")
+    said = " ".join(r.output.split())
+    # Before: "left out: detection_head.safetensors" alone, and predict on the export ran one constrained pass where
+    # the checkpoint ran 2x2 tiles unconstrained, without a word.
+    assert r.exit_code == 0 and all(f"inference.{key}" in said for key in ("constrained", "score_threshold", "tiles")), said
+    assert "max_new_tokens" not in said  # generation_config.json carries it
+    card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    given = re.findall(r"^- `inference\.\w+`: the run's .*; `bbuvl predict` on this folder takes .* unless given `([^`]+)`\.$",
+                       card, re.M)
+    assert given == ["--no-constrained", "--score-threshold 0.5", "--tiles 2x2"], card
+
+    def predicted(folder: Path, *options: str) -> list[dict]:
+        out = tmp_path / f"{folder.name}{len(options)}.jsonl"
+        r = CliRunner().invoke(cli, ["predict", "-c", str(folder), "-i", str(photos), "-o", str(out), "--device", "cpu",
+                                     *options])
+        assert r.exit_code == 0, r.output
+        return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+
+    ours = predicted(checkpoint)
+    assert all(line["tiled"] for line in ours)
+    assert predicted(tmp_path / "out", *" ".join(given).split()) == ours
+    assert not any(line.get("tiled") for line in predicted(tmp_path / "out"))
+
+
+def test_an_export_says_which_run_settings_only_modes_it_cannot_run_read(tmp_path):
+    from bbuvl.config import Config
+    from bbuvl.model.checkpoint import ModelFolder, Prompt
+    from bbuvl.model.export import left_out_parts
+
+    cfg = Config()
+    cfg.inference.mode, cfg.inference.objectness_threshold, cfg.inference.tile_refine = "head", 0.3, []
+    cfg.inference.tile_overlap, cfg.inference.max_new_tokens = 0.3, 77
+    left = {p.part: p.why for p in left_out_parts(ModelFolder(tmp_path, True, cfg, Prompt("?", ["a"], "en"), None), [])}
+    assert left == {
+        "inference.mode": "the run's head; this folder answers in generate mode only",
+        "inference.objectness_threshold": "the run's 0.3; only modes this folder cannot run read it (it answers in "
+                                          "generate mode only)",
+        "inference.tile_overlap": "the run's 0.3; `bbuvl predict` on this folder takes 0.15; none of its options sets it",
+        "inference.tile_refine": "the run's []; `bbuvl predict` on this folder takes null unless given "
+                                 "`--tile-refine none`"}
+
+
+def test_every_predict_option_an_export_names_is_one_and_sets_an_inference_setting():
+    import typer.main
+
+    from bbuvl.config import InferenceConfig
+    from bbuvl.model.export import PREDICT_OPTIONS, TRAINED_MODE_KEYS
+
+    predict = typer.main.get_command(cli).commands["predict"]
+    options = {o for p in predict.params for o in (*p.opts, *p.secondary_opts)}
+    assert {o for option in PREDICT_OPTIONS.values() for o in option.split("/")} <= options
+    assert {*PREDICT_OPTIONS, *TRAINED_MODE_KEYS} <= set(InferenceConfig.model_fields)
+
+
 def test_a_cut_answer_on_an_export_names_the_file_its_budget_is_in(portable, photos, tmp_path):
     _, exported = portable
     r = CliRunner().invoke(cli, ["predict", "-c", str(exported), "-i", str(photos), "-o", str(tmp_path / "p.jsonl"),

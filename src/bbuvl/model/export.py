@@ -13,7 +13,9 @@ What no stock loader runs is decided part by part (docs/serving.md, "Export"):
 - vision positions change every answer. No family has a place that takes them exactly (Qwen3-VL's learned
   position embedding is added before the vision blocks, interpolated over the photo's fraction; ours are added
   after the merger, per absolute cell), so export refuses them by name unless the caller drops them with their
-  measured cost (`PartCost`, measured by eval/part_cost.py), which the card then states.
+  measured cost (`PartCost`, measured by eval/part_cost.py), which the card then states;
+- the run's `inference.*` settings: a plain folder holds none of them but the answer budget (generation_config.json),
+  so each other than its default is named, with what `bbuvl predict` on the export runs instead.
 """
 
 from __future__ import annotations
@@ -186,7 +188,8 @@ def left_out_parts(folder: ModelFolder, costs: list[PartCost]) -> list[LeftOut]:
         elif folder.cfg.model.vision_positions:
             parts.append(LeftOut(POSITIONS_FILE, "vision positions still at their zero start: leaving them out changes "
                                                  "no answer"))
-    return parts + [LeftOut(name, why) for name, why in chosen_files(folder, costs)[1].items()] + verdict_settings(folder)
+    return (parts + [LeftOut(name, why) for name, why in chosen_files(folder, costs)[1].items()]
+            + verdict_settings(folder) + inference_settings(folder))
 
 
 VERDICT_KEYS = ("verdict_review", "verdict_fail", "verdict_review_tiled", "verdict_fail_tiled")
@@ -212,6 +215,61 @@ def verdict_settings(folder: ModelFolder) -> list[LeftOut]:
                                                    "predict` on this folder takes the defaults unless given "
                                                    "`--verdict-review` and `--verdict-fail`"))
     return left
+
+
+# The one inference setting an export carries: `bbuvl predict` on a plain folder reads its answer budget from
+# generation_config.json. The verdict's thresholds are named together (`verdict_settings`).
+CARRIED_KEYS = ("max_new_tokens",)
+# Read by the modes a plain folder cannot run (head, name, teachers): they went with the detection head.
+TRAINED_MODE_KEYS = ("objectness_threshold", "nms_iou", "labels_per_box", "part_nms", "tile_queries", "num_teachers")
+# `bbuvl predict`'s option for each setting it takes on the command line; no option sets the others on a plain folder.
+PREDICT_OPTIONS = {"batch_size": "--batch-size", "constrained": "--constrained/--no-constrained",
+                   "score_threshold": "--score-threshold", "tiles": "--tiles", "tile_zoom": "--tile-zoom",
+                   "tile_stride": "--tile-stride", "tile_whole": "--tile-whole/--tiles-only",
+                   "zoom_containers": "--zoom-into", "tile_refine": "--tile-refine"}
+
+
+def inference_settings(folder: ModelFolder) -> list[LeftOut]:
+    """Each of the run config's `inference.*` settings other than its default that the export cannot hold, with what
+    `bbuvl predict` on the export runs instead: a plain folder has no run config, so it takes the defaults."""
+    from bbuvl.config import InferenceConfig
+
+    run, default, left = folder.cfg.inference, InferenceConfig(), []
+    for key in InferenceConfig.model_fields:
+        ours, theirs = getattr(run, key), getattr(default, key)
+        if key in CARRIED_KEYS or key in VERDICT_KEYS or ours == theirs:
+            continue
+        if key == "mode":
+            instead = "this folder answers in generate mode only"
+        elif key in TRAINED_MODE_KEYS:
+            instead = "only modes this folder cannot run read it (it answers in generate mode only)"
+        else:
+            option = PREDICT_OPTIONS.get(key)
+            instead = (f"`bbuvl predict` on this folder takes {_setting(theirs)}"
+                       + (f" unless given `{_given(option, ours)}`" if option else "; none of its options sets it"))
+        left.append(LeftOut(f"inference.{key}", f"the run's {_setting(ours)}; {instead}"))
+    return left
+
+
+def _setting(value: object) -> str:
+    """A setting's value as the run config writes it: `null`, `false`, `[a, b]`."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return f"[{', '.join(map(str, value))}]"
+    return str(value)
+
+
+def _given(option: str, value: object) -> str:
+    """The `bbuvl predict` option that sets `value`: `--no-constrained`, `--tiles 2x2`, `--zoom-into none`."""
+    if "/" in option:
+        on, off = option.split("/")
+        return on if value else off
+    if isinstance(value, (list, tuple)):
+        return f"{option} {','.join(value) or 'none'}"
+    return f"{option} {value}"
 
 
 def chosen_files(folder: ModelFolder, costs: list[PartCost]) -> tuple[list[str], dict[str, str]]:
