@@ -19,7 +19,8 @@ from bbuvl.eval.metrics import evaluate_predictions
 from bbuvl.eval.predictions import read_predictions
 from bbuvl.data.labels import label_at_level
 from bbuvl.eval.tile_choice import (best_candidate, category_score, chosen_predictions, jackknife_spread, judged_tiled,
-                                   prediction_file, refined_file, tiled_categories, whole_categories, with_categories)
+                                   prediction_file, refined_file, tiled_categories, whole_categories, with_categories,
+                                   zoom_wins)
 from bbuvl.infer.predictor import Predictor
 from bbuvl.infer.tile_scale import REFINE_WITHIN, Candidate, ChosenTileScale
 from bbuvl.infer.tiles import TilePlan, auto_grid, plan_cost
@@ -145,6 +146,33 @@ def test_choose_tiles_scores_every_grid_once_and_auto_follows_the_chosen_scale(t
     # ... and its folder holds that run's candidates only, none of the first run's other scales
     assert {p.name.removeprefix(f"pred_scale_{trained:g}").split(".")[0] for p in (tmp_path / "cands").iterdir()
             if not p.name.startswith(".")} <= {"", "_refined", "_refine_all"}
+
+
+def test_choose_tiles_says_a_checkpoint_whose_tile_zoom_is_set_never_uses_the_scale_it_chooses(
+        trained_checkpoint, wide_val, tmp_path):
+    import yaml
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(trained_checkpoint, ckpt)
+    cfg = yaml.safe_load((ckpt / "bbuvl.yaml").read_text(encoding="utf-8"))
+    cfg["inference"]["tile_zoom"] = 0.5
+    (ckpt / "bbuvl.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    result = run("-c", str(ckpt), "--gt", str(wide_val), "-o", str(tmp_path / "cands"), "--factors", "1.5",
+                 "--no-refine", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    chosen = ChosenTileScale.load(ckpt)
+    # Before: "chose scale 1.5 ... written to tile_scale.json" alone, a scale predict never cut at
+    note = (f"the checkpoint's inference.tile_zoom (0.5) wins over the chosen scale: `tiles: auto` in predict and serve "
+            f"shows every tile at 0.5 frame pixels per stored pixel and cuts its grid for that, never at {chosen.scale:g}")
+    assert note in " ".join(result.output.split()) and any(n.startswith(note) for n in chosen.notes)
+    # ... as predict does: `auto` at the zoom, not at the scale written
+    predictor = Predictor.load(ckpt, device="cpu")
+    record = read_records(wide_val)[0]
+    big = Image.open(resolve_image(wide_val, record.image)).convert("RGB")
+    [tiled] = predictor.predict([big], "head", tiles="auto", tile_whole=False)
+    assert chosen.scale != 0.5 and tiled.vision_tokens == plan_cost(
+        big.size, TilePlan(auto=True, whole=False, zoom=0.5, train_scale=0.5), predictor.contract)
+    assert zoom_wins(None, chosen.scale) == []
 
 
 def test_choose_tiles_never_rewrites_the_checkpoint_as_its_candidates_folder(tmp_path):

@@ -211,6 +211,17 @@ def jackknife_spread(best: Sequence[float | None], other: Sequence[float | None]
     return math.sqrt((len(diffs) - 1) / len(diffs) * sum((d - mean) ** 2 for d in diffs))
 
 
+def zoom_wins(tile_zoom: float | None, scale: float) -> list[str]:
+    """A note when the checkpoint's `inference.tile_zoom` is set: `auto` then cuts at that zoom in predict and serve
+    (infer/options.py, `PredictOptions.plan`), and the chosen `scale`, measured without it, is never used."""
+    if tile_zoom is None:
+        return []
+    return [f"the checkpoint's inference.tile_zoom ({tile_zoom:g}) wins over the chosen scale: `tiles: auto` in predict "
+            f"and serve shows every tile at {tile_zoom:g} frame pixels per stored pixel and cuts its grid for that, "
+            f"never at {scale:g}, which was measured with tiles filling the frame, as tile_zoom null shows them "
+            "(docs/tiles.md, \"Choosing the tile scale\")"]
+
+
 def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, train_scale: float | None,
                       mode: str = "head", factors: Sequence[float] = FACTORS, metric: str = "AP50",
                       on_candidate: Callable[[Candidate], None] | None = None, within: float = WITHIN,
@@ -280,6 +291,7 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
     notes = [] if best.score is not None else [
         f"no candidate could be scored ({metric} undefined on these photos): the one nearest the training scale is "
         "kept"]
+    notes += zoom_wins(predictor.cfg.inference.tile_zoom, best.scale)
     what = f"{metric} by category" + ("" if scored_on is None else f" ({', '.join(sorted(scored_on))})")
     return ChosenTileScale(best.scale, what, own, sorted(candidates, key=lambda c: c.scale), len(records),
                            str(real_path(gt)), notes, [r.category for r in refined if r.kept], refined, mode=mode)
