@@ -41,3 +41,12 @@ def too_large(truth, answer):
 def exits(truth, answer):
     """A library's sys.exit inside the user's code."""
     raise SystemExit(3)
+
+
+SEEN_TRUTH: list = []  # what `seen_truth` was called with, for a test to read
+
+
+def seen_truth(truth, answer):
+    """`answer_size`, keeping each photo's truth as the reward was given it."""
+    SEEN_TRUTH.append(tuple(truth))
+    return len(answer) / 10

@@ -13,6 +13,7 @@ resumed run draws what the uninterrupted one drew (docs/grpo.md, "Exact resume")
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -20,19 +21,21 @@ import numpy as np
 import torch
 from transformers.generation.logits_process import SuppressTokensLogitsProcessor
 
-from bbuvl.config import GrpoConfig
+from bbuvl.config import CropConfig, GrpoConfig
 from bbuvl.data.families import TURN_END, VISION_SPECIAL_TOKENS
+from bbuvl.data.schema import ImageRecord
 from bbuvl.encode.chat import EncodedSample
 from bbuvl.encode.collate import Batch
 from bbuvl.infer.constrained import START, AnswerGrammar, token_bytes
 from bbuvl.infer.modes.generate import answer_ids, read_answers
-from bbuvl.infer.predictor import Predictor
+from bbuvl.infer.predictor import Predictor, Prepared
 from bbuvl.model.lm_loss import supervised_positions
 from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.rl.answer_parts import part_advantages, token_advantages, token_parts
 from bbuvl.rl.objective import group_advantages
 from bbuvl.rl.rewards import MAX_REWARD, LabelledBox, RewardScorer
-from bbuvl.train.dataset import SampleSource, read_training_data, sources_from
+from bbuvl.train.dataset import (SampleSource, SourcedRecord, drawn_crop, drawn_mirror, read_training_data, shown_photo,
+                                 sources_from)
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Photo:
     index: int
     path: str
     truth: tuple[LabelledBox, ...]
+    source: SourcedRecord | None = None  # the record the truth is read from: what a crop or a mirror moves with the photo
 
 
 def read_photos(path: str) -> list[Photo]:
@@ -51,8 +55,38 @@ def read_photos(path: str) -> list[Photo]:
 
 def photos_of(sources: list[SampleSource]) -> list[Photo]:
     """Each source's student photo with its truth."""
-    return [Photo(i, s.student.image_path, tuple(LabelledBox(tuple(o.bbox_2d), o.desc) for o in s.student.record.objects))
-            for i, s in enumerate(sources)]
+    return [Photo(i, s.student.image_path, truth_of(s.student.record), s.student) for i, s in enumerate(sources)]
+
+
+def truth_of(record: ImageRecord) -> tuple[LabelledBox, ...]:
+    """The record's objects as the rewards compare them."""
+    return tuple(LabelledBox(tuple(o.bbox_2d), o.desc) for o in record.objects)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """How the rollouts see their training photos: `data.crop` and `data.mirror`, as SFT shows its students."""
+
+    crop: CropConfig | None = None
+    mirror: float = 0.0
+
+
+def shown(predictor: Predictor, photo: Photo, augmentation: Augmentation, seed: int, step: int
+          ) -> tuple[Prepared, tuple[LabelledBox, ...]]:
+    """`photo` prepared as this step's rollouts see it, and its truth moved with it: through a window of it magnified
+    to its frame and mirrored, each drawn by (seed, step, photo index) as the samples are, so a resume draws alike."""
+    def rng(draw: str) -> random.Random:
+        return random.Random(f"{seed}-{step}-{photo.index}-{draw}")
+
+    src = photo.source
+    region = drawn_crop(augmentation.crop, src.record.size, rng("crop")) if src is not None else None
+    mirror = src is not None and drawn_mirror(augmentation.mirror, rng("mirror"))
+    if src is None or (region is None and not mirror):
+        return predictor.prepare(photo.path), photo.truth
+    # The answer is read back to the pixels of the image it was asked of (`read_answers`): the shown view's, where the
+    # moved truth is, so the rewards compare like with like.
+    image, record = shown_photo(src, predictor.contract, region, mirror)
+    return predictor.prepare(image), truth_of(record)
 
 
 @dataclass
@@ -111,8 +145,9 @@ def grammar_steps(grammar: AnswerGrammar, ids: Sequence[int], max_new_tokens: in
 
 
 def draw_rollouts(predictor: Predictor, photos: Sequence[Photo], cfg: GrpoConfig, scorer: RewardScorer,
-                  seed: int, step: int) -> Rollouts:
-    """`cfg.group_size` sampled answers to each photo, scored; the model is used as it is (call in eval mode)."""
+                  seed: int, step: int, augmentation: Augmentation = Augmentation()) -> Rollouts:
+    """`cfg.group_size` sampled answers to each photo, seen as `augmentation` draws it, scored; the model is used as it
+    is (call in eval mode)."""
     G = cfg.group_size
     end = predictor.tokenizer.convert_tokens_to_ids(TURN_END)
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
@@ -120,7 +155,8 @@ def draw_rollouts(predictor: Predictor, photos: Sequence[Photo], cfg: GrpoConfig
     allowed: list[list[np.ndarray] | None] = []
     terms: dict[str, list[float]] = {}
     for photo in photos:
-        prepared = predictor.encode(predictor.prepare(photo.path))
+        view, truth = shown(predictor, photo, augmentation, seed, step)
+        prepared = predictor.encode(view)
         group = [prepared] * G
         batch = predictor.batch(group, with_teachers=False)
         constraint = predictor.answer_constraint(group, cfg.constrained, cfg.max_new_tokens)
@@ -142,7 +178,7 @@ def draw_rollouts(predictor: Predictor, photos: Sequence[Photo], cfg: GrpoConfig
                 allowed.append(grammar_steps(constraint.grammars[row], ids, constraint.max_new_tokens))
             lengths.append(len(ids))
             answer = [LabelledBox(tuple(d.bbox_2d), d.label) for d in result.objects]
-            scored = scorer.score(list(photo.truth), answer, result.error is None)
+            scored = scorer.score(list(truth), answer, result.error is None)
             rewards.append(scored.pop("reward"))
             for k, v in scored.items():
                 terms.setdefault(k, []).append(v)

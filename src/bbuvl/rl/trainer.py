@@ -22,7 +22,7 @@ from torch import nn
 from transformers import set_seed
 from transformers.trainer_callback import PrinterCallback
 
-from bbuvl.config import Config, ConfigError, GrpoConfig
+from bbuvl.config import Config, ConfigError, DataConfig, GrpoConfig
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import data_labels
@@ -38,7 +38,8 @@ from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.rl.objective import StepCounts, grpo_loss
 from bbuvl.rl.evaluate import photos_reward
 from bbuvl.rl.rewards import RewardScorer
-from bbuvl.rl.rollouts import Photo, PhotoBatch, completion_logprobs, draw_rollouts, free_banned_ids, photos_of
+from bbuvl.rl.rollouts import (Augmentation, Photo, PhotoBatch, completion_logprobs, draw_rollouts, free_banned_ids,
+                               photos_of)
 from bbuvl.train.callbacks import LogWindow, NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import SampleSource, read_training_rows, rows_as_sources
@@ -134,8 +135,8 @@ class GrpoTrainer(BBUTrainer):
         was_training = model.training
         model.eval()  # no dropout while sampling; the policy's log-probabilities are recomputed in train mode
         try:
-            drawn = [draw_rollouts(self.predictor, p.photos, self.grpo, self.scorer, self.args.seed, self.state.global_step)
-                     for p in photos]
+            drawn = [draw_rollouts(self.predictor, p.photos, self.grpo, self.scorer, self.args.seed, self.state.global_step,
+                                   self.run.augmentation) for p in photos]
         finally:
             model.train(was_training)
         answers = sum(len(r.samples) for r in drawn)
@@ -251,6 +252,7 @@ class GrpoRun(Run):
     predictor: Predictor | None = None
     scorer: RewardScorer | None = None
     val_photos: list[Photo] | None = None  # data.val's, for the validation pass; None without one
+    augmentation: Augmentation = Augmentation()  # how the rollouts see the training photos (data.crop, data.mirror)
 
     def collator_for_rollouts(self, samples: list) -> Batch:
         """Right-padded rows, one rollout each (the policy's forward)."""
@@ -288,6 +290,7 @@ def grpo_ignores(cfg: Config) -> list[str]:
                        "answer's tokens only")
     if cfg.data.collator != "padded":
         ignored.append(f"data.collator ({cfg.data.collator}): rollouts are scored as padded rows")
+    ignored += data_ignored(cfg.data)
     t = cfg.training
     # data.val is scored at the end too, whatever training.eval_steps: it was said to be ignored, then scored
     if given := sorted(cfg.monitor.model_fields_set):
@@ -298,6 +301,19 @@ def grpo_ignores(cfg: Config) -> list[str]:
         ignored.append(f"training.logging_steps ({t.logging_steps}): the run stops at training.max_steps "
                        f"({t.max_steps}) before its first log, so no reward, KL or answer length is logged")
     return ignored
+
+
+def data_ignored(data: DataConfig) -> list[str]:
+    """The `data.*` sample-building settings of SFT that rollouts never read, each set away from its default with why."""
+    default = DataConfig.model_fields
+    why = {
+        "padding_side": "rollouts are generated left-padded and scored right-padded, whatever it says",
+        "max_length": "a rollout is its photo's prompt and up to grpo.max_new_tokens answer tokens, never cut",
+        "oversize": "every photo is resized to the frame, as predict does; none is skipped",
+        "sample_cache_mb": "rollouts are drawn afresh each step, nothing encoded is kept",
+    }
+    return [f"data.{k} ({getattr(data, k)}): {reason}" for k, reason in why.items()
+            if getattr(data, k) != default[k].default]
 
 
 def frame_conflicts(cfg: Config, frame: CoordinateContract) -> list[str]:
@@ -396,6 +412,8 @@ def build_grpo_run(cfg: Config, inputs: GrpoInputs | None = None) -> GrpoRun:
     inputs = inputs or read_grpo_inputs(cfg)
     model, processor, run_cfg, contract, prompt = load_model(inputs.folder, dtype=cfg.model.dtype)
     saved = run_cfg.model_copy(update={"training": cfg.training, "grpo": cfg.grpo}, deep=True)
+    # The rollouts see the photos as this config's crops and mirrors show them (rl/rollouts.py `shown`): recorded so
+    saved.data.crop, saved.data.mirror = cfg.data.crop.model_copy(), cfg.data.mirror
     if not inputs.folder.trained:  # a plain start's data section is this config's: recorded where its files are
         saved = with_data_located(saved)
     if cfg.model.lora.enabled and not is_peft(model.vlm):
@@ -412,9 +430,11 @@ def build_grpo_run(cfg: Config, inputs: GrpoInputs | None = None) -> GrpoRun:
     predictor = Predictor(model, processor, contract, prompt, saved)
     tok = processor.tokenizer
     right = PaddedCollator(tok.pad_token_id, tok.convert_tokens_to_ids(IMAGE_TOKEN), padding_side="right")
-    scale = TrainingScale.of((s.student.record for s in inputs.sources), contract)
+    crop = cfg.data.crop
+    scale = TrainingScale.of((s.student.record for s in inputs.sources), contract, crop.p, (crop.min_side, crop.max_side))
     return GrpoRun(saved, model, processor, contract, prompt, scale, photos_of(inputs.sources), None, right,
-                   predictor=predictor, scorer=inputs.scorer, val_photos=inputs.val_photos)
+                   predictor=predictor, scorer=inputs.scorer, val_photos=inputs.val_photos,
+                   augmentation=Augmentation(crop, cfg.data.mirror))
 
 
 def make_grpo_trainer(run: GrpoRun, progress: bool = True, callbacks: list | None = None) -> GrpoTrainer:

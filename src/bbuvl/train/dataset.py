@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from PIL import ImageOps
+from PIL import Image, ImageOps
 
 from bbuvl.config import CropConfig
 from bbuvl.data.check import check_boxes, check_size, probe_image, sample_records, teacher_is_student
@@ -128,6 +128,29 @@ def locate(records: list[SourcedRecord]) -> list[str]:
                     if id(r) not in found and rec == r.record:
                         found[id(r)] = f"{path}:{row.line}"
     return [found.get(id(r), f"{r.dataset_path} ({r.record.image})") for r in records]
+
+
+def drawn_crop(crop: CropConfig | None, size: tuple[int, int], rng: random.Random) -> Region | None:
+    """The window a `size` photo is shown through for one draw of `rng` (`data.crop`); None: the whole photo."""
+    if crop is None or crop.p <= 0 or rng.random() >= crop.p:
+        return None
+    return random_region(size, rng, crop.min_side, crop.max_side)
+
+
+def drawn_mirror(mirror: float, rng: random.Random) -> bool:
+    """Whether a photo is shown mirrored left to right for one draw of `rng` (`data.mirror`, its chance)."""
+    return mirror > 0 and rng.random() < mirror
+
+
+def shown_photo(src: SourcedRecord, contract: CoordinateContract, region: Region | None = None,
+                mirror: bool = False) -> tuple[Image.Image, ImageRecord]:
+    """`src`'s photo in its model frame, through `region` (magnified to the whole photo's frame) and mirrored left to
+    right or not, and its record moved with it: the boxes in the returned image's pixels."""
+    image = image_for_model(src.image_path, src.record.size, contract, region)
+    record = src.record if region is None else magnified_record(src.record, region, image.size)
+    if mirror:
+        image, record = ImageOps.mirror(image), mirrored_record(record)
+    return image, record
 
 
 class ConversationDataset(torch.utils.data.Dataset):
@@ -289,25 +312,17 @@ class ConversationDataset(torch.utils.data.Dataset):
 
     def crop_for(self, index: int) -> Region | None:
         """The window sample `index`'s student photo is shown through this epoch; None: the whole photo."""
-        if self.crop is None:
-            return None
-        rng = self._rng(index, "crop")
-        if rng.random() >= self.crop.p:
-            return None
-        return random_region(self.sources[index].student.record.size, rng, self.crop.min_side, self.crop.max_side)
+        return drawn_crop(self.crop, self.sources[index].student.record.size, self._rng(index, "crop"))
 
     def mirrored(self, index: int) -> bool:
         """Whether sample `index`'s student photo is shown mirrored this epoch."""
-        return self.mirror > 0 and self._rng(index, "mirror").random() < self.mirror
+        return drawn_mirror(self.mirror, self._rng(index, "mirror"))
 
     def _turn(self, src: SourcedRecord, span: int, region: Region | None = None,
               mirror: bool = False) -> tuple[Turn, ImageRecord]:
         """The turn showing `src` (through `region`, magnified to its frame; mirrored left to right) and the record its
         answer is written from."""
-        image = image_for_model(src.image_path, src.record.size, self.contract, region)
-        record = src.record if region is None else magnified_record(src.record, region, image.size)
-        if mirror:
-            image, record = ImageOps.mirror(image), mirrored_record(record)
+        image, record = shown_photo(src, self.contract, region, mirror)
         # The student's extent marks its box numbers for the coordinate losses (model/coordinate_loss.py).
         extent = self.contract.answer_extent(record.size) if self.mark_coordinates and span == SPAN_STUDENT else None
         return Turn(image, format_answer(record, self.contract), span, extent), record
