@@ -537,11 +537,13 @@ def check_lora_base(checkpoint: str | Path, base: str | Path) -> None:
 
 
 def load_model(folder: ModelFolder | str | Path, dtype: str | None = None, device: str | None = None,
-               accept_base: bool = False) -> tuple[Any, Any, Config, CoordinateContract, Prompt]:
+               accept_base: bool = False, attn_implementation: str | None = None,
+               load_in_bits: int = 16) -> tuple[Any, Any, Config, CoordinateContract, Prompt]:
     """A `BBUVLModel` (eval mode) ready to predict, its processor, run config, coordinate contract and prompt: the
     one way a model folder is loaded. A path is read with `read_model_folder` (a checkpoint; a plain model folder
     is read there first, with the labels it answers with). A LoRA checkpoint's base must be the one it trained on,
-    unless `accept_base` (the user says it holds the same model saved again)."""
+    unless `accept_base` (the user says it holds the same model saved again). `attn_implementation` (default the
+    folder's) and `load_in_bits` (QLoRA) as `load_model_and_processor` takes them, refused where they cannot run."""
     from bbuvl.model.loading import WeightsMismatch, load_model_and_processor
     from bbuvl.model.processor import pixel_range
     from bbuvl.model.vlm import BBUVLModel
@@ -555,8 +557,9 @@ def load_model(folder: ModelFolder | str | Path, dtype: str | None = None, devic
         check_lora_base(folder.path, weights)  # before minutes of loading
     try:
         vlm, processor = load_model_and_processor(weights, dtype=dtype or run.model.dtype,
-                                                  attn_implementation=run.model.attn_implementation,
-                                                  frame=folder.frame, device=device, processor_path=str(folder.path))
+                                                  attn_implementation=attn_implementation or run.model.attn_implementation,
+                                                  frame=folder.frame, device=device, processor_path=str(folder.path),
+                                                  load_in_bits=load_in_bits)
     except WeightsMismatch as e:
         raise CheckpointError(str(e)) from None
     except (OSError, ValueError) as e:  # ValueError: a local-looking path that is not there (paths.py)

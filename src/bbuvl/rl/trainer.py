@@ -410,10 +410,15 @@ def build_grpo_run(cfg: Config, inputs: GrpoInputs | None = None) -> GrpoRun:
     for setting in grpo_ignores(cfg):
         log.warning("training.method grpo ignores %s", setting)
     inputs = inputs or read_grpo_inputs(cfg)
-    model, processor, run_cfg, contract, prompt = load_model(inputs.folder, dtype=cfg.model.dtype)
+    # The attention and the quantisation this config asks for, refused where they cannot run, as SFT's are
+    bits = cfg.model.lora.bits if cfg.model.lora.enabled else 16
+    model, processor, run_cfg, contract, prompt = load_model(inputs.folder, dtype=cfg.model.dtype,
+                                                             attn_implementation=cfg.model.attn_implementation,
+                                                             load_in_bits=bits)
     saved = run_cfg.model_copy(update={"training": cfg.training, "grpo": cfg.grpo}, deep=True)
     # The rollouts see the photos as this config's crops and mirrors show them (rl/rollouts.py `shown`): recorded so
     saved.data.crop, saved.data.mirror = cfg.data.crop.model_copy(), cfg.data.mirror
+    saved.model.attn_implementation = cfg.model.attn_implementation
     if not inputs.folder.trained:  # a plain start's data section is this config's: recorded where its files are
         saved = with_data_located(saved)
     if cfg.model.lora.enabled and not is_peft(model.vlm):
