@@ -43,3 +43,45 @@ def test_grpo_loads_the_attention_its_config_names_and_records_it(grpo_config, t
     run = build_grpo_run(grpo_config("model.attn_implementation=eager"))
     assert run.model.vlm.config._attn_implementation == "eager"
     assert run.cfg.model.attn_implementation == "eager"
+
+
+def test_a_grpo_checkpoint_predicts_with_the_configs_inference_keys_and_records_the_data_it_trained_on(
+        grpo_config, trained_checkpoint, small_dataset, tmp_path):
+    # Before: final/bbuvl.yaml kept the SFT checkpoint's inference section and its data.train, while run.json named
+    # the GRPO config's: predict on the GRPO checkpoint answered with 48 new tokens and no score threshold.
+    import json
+    import shutil
+
+    from bbuvl.paths import real_path
+    from bbuvl.rl.trainer import train_grpo
+
+    shutil.copytree(small_dataset, tmp_path / "data")
+    train = tmp_path / "data" / "train.jsonl"
+    final = train_grpo(grpo_config(f"data.train={train}", "inference.max_new_tokens=7", "inference.score_threshold=0.3",
+                                   "training.max_steps=1"), progress=False)["final"]
+    start, saved = load_config(trained_checkpoint / "bbuvl.yaml"), load_config(f"{final}/bbuvl.yaml")
+    assert (saved.inference.max_new_tokens, saved.inference.score_threshold) == (7, 0.3)
+    assert saved.inference.objectness_threshold == start.inference.objectness_threshold == 0.0  # not named: kept
+    assert saved.data.train == str(real_path(train)) != start.data.train
+    recorded = json.loads((tmp_path / "grpo" / "run.json").read_text("utf-8"))
+    assert str(real_path(train)) in json.dumps(recorded) and start.data.train not in json.dumps(recorded)
+    assert saved.detection == start.detection and saved.data.lang == start.data.lang
+
+
+def test_grpo_names_each_key_of_its_config_that_the_checkpoint_keeps_its_own_value_of(grpo_config, trained_checkpoint,
+                                                                                      caplog):
+    from bbuvl.rl.trainer import read_grpo_inputs
+
+    with caplog.at_level("WARNING", logger="bbuvl.rl.trainer"):
+        read_grpo_inputs(grpo_config("detection.num_queries=77", "detection.caption_refit.steps=5", "data.lang=en",
+                                     "model.shared_prefix=false", "loss.bbox_weight=1.0"))
+    said = " ".join(r.getMessage() for r in caplog.records)
+    for named in ("detection.num_queries 77 (the checkpoint's: 8)", "detection.caption_refit.steps 5 (the checkpoint's: 0)",
+                  "data.lang en (the checkpoint's: zh)", "model.shared_prefix False (the checkpoint's: True)",
+                  "loss.bbox_weight 1.0 (the checkpoint's: 5.0)"):
+        assert named in said, named
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="bbuvl.rl.trainer"):  # the checkpoint's own values, or keys GRPO applies
+        read_grpo_inputs(grpo_config("detection.num_queries=8", "data.lang=zh", "data.mirror=0.5",
+                                     "model.attn_implementation=eager", "inference.tiles=2x2"))
+    assert "the checkpoint's" not in " ".join(r.getMessage() for r in caplog.records)

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+from pydantic import BaseModel, ValidationError
 from torch import nn
 from transformers import set_seed
 from transformers.trainer_callback import PrinterCallback
 
-from bbuvl.config import Config, ConfigError, DataConfig, GrpoConfig
+from bbuvl.config import Config, ConfigError, DataConfig, GrpoConfig, InferenceConfig
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import data_labels
@@ -326,6 +327,57 @@ def frame_conflicts(cfg: Config, frame: CoordinateContract) -> list[str]:
     return [f"model.{k} {v} (the checkpoint's: {getattr(frame, k)})" for k, v in ours.items() if v != getattr(frame, k)]
 
 
+# What a GRPO run applies of its own config over its starting checkpoint's (`grpo_saved_config`), refuses when it
+# differs (the frame: `frame_conflicts`) and reads nothing from (the teacher, packing and padding keys; `grpo_ignores`
+# names those set): every other model, data, detection or loss key is the checkpoint's, which the run keeps
+# (`kept_from_checkpoint`).
+APPLIED = ("model.path", "model.attn_implementation", "model.dtype", "model.lora", "data.train", "data.val",
+           "data.hierarchy", "data.crop", "data.mirror", "data.num_workers")
+REFUSED = ("model.family", "model.min_pixels", "model.max_pixels", "model.max_vision_tokens")
+IGNORED = ("data.teachers", "data.teacher_ratio", "data.num_teachers", "data.val_teachers", "data.collator",
+           "data.pack_max_tokens", "data.padding_side", "data.max_length", "data.oversize", "data.sample_cache_mb")
+
+
+def given_keys(section: BaseModel, prefix: str) -> dict[str, Any]:
+    """The keys of `section` its config names (in its file or an override), dotted under `prefix`, nested ones too."""
+    given: dict[str, Any] = {}
+    for name in section.model_fields_set:
+        value = getattr(section, name)
+        if isinstance(value, BaseModel):
+            given.update(given_keys(value, f"{prefix}.{name}"))
+        else:
+            given[f"{prefix}.{name}"] = value
+    return given
+
+
+def kept_from_checkpoint(cfg: Config, start: Config) -> list[str]:
+    """The model, data, detection and loss keys `cfg` names whose value differs from the starting checkpoint's config
+    `start`, each with both values: they describe the model the checkpoint is, which GRPO trains as it is."""
+    kept = []
+    for section in ("model", "data", "detection", "loss"):
+        for key, value in given_keys(getattr(cfg, section), section).items():
+            if key.startswith(tuple(f"{k}." for k in APPLIED)) or key in APPLIED + REFUSED + IGNORED:
+                continue
+            theirs: Any = start
+            for part in key.split("."):
+                theirs = getattr(theirs, part)
+            if value != theirs:
+                kept.append(f"{key} {value} (the checkpoint's: {theirs})")
+    return kept
+
+
+def run_inference(cfg: Config, start: Config) -> InferenceConfig:
+    """The `inference` section a GRPO run from checkpoint config `start` validates with and saves: the keys `cfg` names
+    over the checkpoint's (a config that names none keeps how the checkpoint predicted)."""
+    named = {k: getattr(cfg.inference, k) for k in cfg.inference.model_fields_set}
+    try:
+        return InferenceConfig.model_validate({**start.inference.model_dump(), **named})
+    except ValidationError as e:
+        problems = "; ".join(err["msg"] for err in e.errors())
+        raise ConfigError(f"the config's inference keys ({', '.join(f'inference.{k}' for k in sorted(named))}) over "
+                          f"those of the checkpoint {cfg.model.path}: {problems}") from None
+
+
 def unwritable_labels(sources: list[SampleSource], vocabulary: list[str], hierarchy: Hierarchy) -> str | None:
     """How many of `sources`' objects carry a label outside `vocabulary` (the labels the answer grammar writes), with
     the first one and its file and line; None when every label is one of them, however typed."""
@@ -352,6 +404,7 @@ class GrpoInputs:
     folder: ModelFolder  # the starting checkpoint (its own prompt and frame) or a plain model folder
     val_photos: list[Photo] | None  # data.val's, for the validation pass; None without one
     scorer: RewardScorer
+    inference: InferenceConfig  # what the run's checkpoints predict with, its validation pass too (`run_inference`)
 
 
 def read_grpo_inputs(cfg: Config, files: DataFiles | None = None) -> GrpoInputs:
@@ -377,6 +430,11 @@ def read_grpo_inputs(cfg: Config, files: DataFiles | None = None) -> GrpoInputs:
             raise ConfigError(f"model.path {cfg.model.path} is a checkpoint with its own coordinate frame, which GRPO "
                               f"trains in, but the config sets {'; '.join(conflicts)}: remove these keys from the "
                               "config, or set them to the checkpoint's values")
+        if kept := kept_from_checkpoint(cfg, folder.cfg):
+            # Warned, not refused as the frame is: none of them changes a rollout or its reward (docs/grpo.md).
+            log.warning("model.path %s is a checkpoint, and GRPO trains the model it is: the config's %s do not apply, "
+                        "and its checkpoints keep the starting checkpoint's values; remove these keys from the config, "
+                        "or set them to the checkpoint's", cfg.model.path, "; ".join(kept))
     val = optional_data(cfg, "val")
     val_sources = rows_as_sources(read_training_rows(val, files=files), val) if val else []
     val_photos = photos_of(val_sources) if val else None
@@ -400,7 +458,8 @@ def read_grpo_inputs(cfg: Config, files: DataFiles | None = None) -> GrpoInputs:
             at = f"{s.dataset_path}:{s.line}" if s.line is not None else s.dataset_path
             scorer.check_user(photos[i].truth, f"{'a photo with no parts' if not photos[i].truth else 'a photo'} "
                                                f"of {key} ({at})")
-    return GrpoInputs(sources, folder, val_photos, scorer)
+    inference = cfg.inference if not folder.trained else run_inference(cfg, folder.cfg)
+    return GrpoInputs(sources, folder, val_photos, scorer, inference)
 
 
 def build_grpo_run(cfg: Config, inputs: GrpoInputs | None = None) -> GrpoRun:
@@ -415,12 +474,7 @@ def build_grpo_run(cfg: Config, inputs: GrpoInputs | None = None) -> GrpoRun:
     model, processor, run_cfg, contract, prompt = load_model(inputs.folder, dtype=cfg.model.dtype,
                                                              attn_implementation=cfg.model.attn_implementation,
                                                              load_in_bits=bits)
-    saved = run_cfg.model_copy(update={"training": cfg.training, "grpo": cfg.grpo}, deep=True)
-    # The rollouts see the photos as this config's crops and mirrors show them (rl/rollouts.py `shown`): recorded so
-    saved.data.crop, saved.data.mirror = cfg.data.crop.model_copy(), cfg.data.mirror
-    saved.model.attn_implementation = cfg.model.attn_implementation
-    if not inputs.folder.trained:  # a plain start's data section is this config's: recorded where its files are
-        saved = with_data_located(saved)
+    saved = grpo_saved_config(cfg, run_cfg, inputs.inference)
     if cfg.model.lora.enabled and not is_peft(model.vlm):
         model.vlm = apply_lora(model.vlm, cfg.model.lora)
         # adapters on the weights we started from, found from any folder
@@ -440,6 +494,19 @@ def build_grpo_run(cfg: Config, inputs: GrpoInputs | None = None) -> GrpoRun:
     return GrpoRun(saved, model, processor, contract, prompt, scale, photos_of(inputs.sources), None, right,
                    predictor=predictor, scorer=inputs.scorer, val_photos=inputs.val_photos,
                    augmentation=Augmentation(crop, cfg.data.mirror))
+
+
+def grpo_saved_config(cfg: Config, start: Config, inference: InferenceConfig) -> Config:
+    """The config a GRPO run's checkpoints carry: the starting model's `start` (its model, prompt language, head),
+    with what this run trained with from `cfg` (training, grpo, data files, crops and mirrors, attention, dtype) and
+    predicts with (`inference`), the data files recorded where they are."""
+    saved = start.model_copy(update={"training": cfg.training, "grpo": cfg.grpo, "inference": inference}, deep=True)
+    data = saved.data
+    data.train, data.val, data.hierarchy = cfg.data.train, optional_data(cfg, "val"), cfg.data.hierarchy
+    # The rollouts see the photos as this config's crops and mirrors show them (rl/rollouts.py `shown`)
+    data.crop, data.mirror = cfg.data.crop.model_copy(), cfg.data.mirror
+    saved.model.attn_implementation, saved.model.dtype = cfg.model.attn_implementation, cfg.model.dtype
+    return with_data_located(saved)
 
 
 def make_grpo_trainer(run: GrpoRun, progress: bool = True, callbacks: list | None = None) -> GrpoTrainer:
