@@ -590,6 +590,8 @@ class GrpoConfig(_Strict):
 
     group_size: int = Field(8, ge=2)  # G sampled answers per photo; advantages are relative within the group
     temperature: float = Field(1.0, gt=0)
+    # 1 only: below it rollouts were sampled from the nucleus while the loss scored each token over the whole
+    # distribution, another policy than the one sampled (docs/grpo.md, "The policy under the grammar").
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(1024, gt=0)  # per rollout; dr_grpo divides by it
     constrained: bool = True  # rollouts decoded under the answer grammar and the checkpoint's labels (infer/constrained.py)
@@ -610,6 +612,15 @@ class GrpoConfig(_Strict):
     epsilon_high: float = Field(0.28, ge=0)  # DAPO's clip-higher
     beta: float = Field(0.0, ge=0)  # KL to the starting model; 0 holds no reference model
     rewards: RewardWeights = RewardWeights()
+
+    @field_validator("top_p")
+    @classmethod
+    def _whole_distribution(cls, v: float) -> float:
+        if v < 1:
+            raise ValueError(f"must be 1, got {v}: rollouts would be sampled from the top-p nucleus while the loss and "
+                             "the KL score each token over the whole distribution (or the grammar's allowed tokens), "
+                             "another policy than the one sampled; narrow the sampling with grpo.temperature instead")
+        return v
 
     @model_validator(mode="after")
     def _format_needs_freedom(self) -> "GrpoConfig":

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from bbuvl.config import GrpoConfig
+from bbuvl.config import ConfigError, GrpoConfig, load_config
 from bbuvl.data.labels import Hierarchy
 from bbuvl.infer.predictor import Predictor
 from bbuvl.rl.rewards import RewardScorer
@@ -81,3 +81,10 @@ def test_each_tokens_probability_is_taken_among_its_allowed_ids_and_a_row_withou
     # forced tokens (one allowed id: a JSON literal, the end of the answer) have probability 1 under the grammar
     forced = [t for t in range(n) if len(rollouts.allowed[0][t]) == 1]
     assert forced and all(abs(float(among[0, t])) < 1e-6 for t in forced)
+
+
+def test_a_top_p_below_one_is_refused_since_the_loss_scores_the_whole_distribution_not_the_nucleus():
+    # Before: rollouts were sampled from the nucleus and scored over every allowed token, another policy, unsaid.
+    with pytest.raises(ConfigError, match=r"grpo.top_p.*must be 1, got 0.9: rollouts would be sampled from the top-p"):
+        load_config(None, ["training.method=grpo", "grpo.top_p=0.9"])
+    assert load_config(None, ["training.method=grpo", "grpo.top_p=1.0"]).grpo.top_p == 1.0
