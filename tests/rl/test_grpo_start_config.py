@@ -85,3 +85,12 @@ def test_grpo_names_each_key_of_its_config_that_the_checkpoint_keeps_its_own_val
         read_grpo_inputs(grpo_config("detection.num_queries=8", "data.lang=zh", "data.mirror=0.5",
                                      "model.attn_implementation=eager", "inference.tiles=2x2"))
     assert "the checkpoint's" not in " ".join(r.getMessage() for r in caplog.records)
+
+
+def test_a_grpo_lora_run_names_each_rate_it_leaves_nothing_to_train_as_sft_does(grpo_config, caplog):
+    # Said by SFT's start and by `bbuvl config check`, and by GRPO's start nowhere
+    with caplog.at_level("WARNING", logger="bbuvl.rl.trainer"):
+        build_grpo_run(grpo_config("model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8",
+                                   "training.lr.merger=0.001"))
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "training.lr.merger (0.001) trains nothing under model.lora.enabled" in said, said

@@ -23,7 +23,7 @@ from torch import nn
 from transformers import set_seed
 from transformers.trainer_callback import PrinterCallback
 
-from bbuvl.config import Config, ConfigError, DataConfig, GrpoConfig, InferenceConfig
+from bbuvl.config import Config, ConfigError, DataConfig, GrpoConfig, InferenceConfig, run_notes
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import data_labels
@@ -468,6 +468,8 @@ def build_grpo_run(cfg: Config, inputs: GrpoInputs | None = None) -> GrpoRun:
     set_seed(cfg.training.seed)
     for setting in grpo_ignores(cfg):
         log.warning("training.method grpo ignores %s", setting)
+    for note in run_notes(cfg):  # what SFT's start and `bbuvl config check` say too (a LoRA rate that trains nothing)
+        log.warning("%s", note)
     inputs = inputs or read_grpo_inputs(cfg)
     # The attention and the quantisation this config asks for, refused where they cannot run, as SFT's are
     bits = cfg.model.lora.bits if cfg.model.lora.enabled else 16
