@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
 import pytest
 
+from tests.serve.client import Client
+from tests.serve.page_proxy import Proxy
 from tests.system import CHROMEDRIVER, CHROMIUM, need
 
 
@@ -73,47 +79,9 @@ def test_a_wrong_key_or_none_gets_no_page(browser, serve):
     assert 'bbuvl_requests_total{route="/",status="401"}' in metrics
 
 
-class _Proxy:
-    """A reverse proxy in front of the server, as nginx is in production: it passes every GET through, and answers
-    the detection request with its own HTML 502 page, as it does when the server behind it is down."""
-
-    def __init__(self, upstream: str):
-        import http.server
-        import threading
-        import urllib.error
-        import urllib.request
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "accept")}
-                try:
-                    with urllib.request.urlopen(urllib.request.Request(upstream + self.path, headers=headers)) as r:
-                        status, head, body = r.status, r.headers, r.read()
-                except urllib.error.HTTPError as e:
-                    status, head, body = e.code, e.headers, e.read()
-                self.send_response(status)
-                for k, v in head.items():
-                    if k.lower() in ("content-type", "www-authenticate", "cache-control"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_POST(self) -> None:  # noqa: N802
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                body = b"<html><body><h1>502 Bad Gateway</h1><hr>nginx</body></html>"
-                self.send_response(502, "Bad Gateway")
-                self.send_header("Content-Type", "text/html")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+def _bad_gateway(request: bytes, status: int, head: dict, body: bytes) -> tuple[int, dict, bytes]:
+    """What nginx in front answers for a detection when the server behind it is down: its own HTML 502 page."""
+    return 502, {"Content-Type": "text/html"}, b"<html><body><h1>502 Bad Gateway</h1><hr>nginx</body></html>"
 
 
 def test_a_proxys_html_error_page_is_shown_by_its_status_not_as_a_parse_error(browser, serve, photos):
@@ -121,7 +89,7 @@ def test_a_proxys_html_error_page_is_shown_by_its_status_not_as_a_parse_error(br
     from selenium.webdriver.support.ui import WebDriverWait
 
     client = serve()
-    proxy = _Proxy(client.base)
+    proxy = Proxy(client.base, _bad_gateway)
     try:
         browser.get(f"http://inspector:{client.key}@127.0.0.1:{proxy.port}/")
         browser.find_element(By.ID, "file").send_keys(str(photos[0]))
@@ -129,7 +97,7 @@ def test_a_proxys_html_error_page_is_shown_by_its_status_not_as_a_parse_error(br
         said = browser.find_element(By.ID, "status").text
         assert said.startswith("502 Bad Gateway") and "not the server's JSON" in said and "SyntaxError" not in said, said
     finally:
-        proxy.server.shutdown()
+        proxy.close()
 
 
 def test_a_photo_past_the_body_limit_shows_the_limit_and_the_option_that_raises_it(browser, serve, tmp_path):
@@ -166,3 +134,128 @@ def test_a_photo_the_browser_cannot_show_still_gets_its_findings_listed(browser,
     assert len(browser.find_elements(By.CSS_SELECTOR, "#findings li")) == len(expected)
     status = browser.find_element(By.ID, "status")
     assert "cannot show image/tiff" in status.text and "error" not in (status.get_attribute("class") or ""), status.text
+
+
+class _Held:
+    """Holds the detection answer to the photo named `name` until `release` is set: an answer that comes late, as a big
+    photo's does, at the moment the test chooses."""
+
+    def __init__(self, name: str):
+        import threading
+
+        self.filename = f'filename="{name}"'.encode()
+        self.arrived, self.release = threading.Event(), threading.Event()
+
+    def __call__(self, request: bytes, status: int, head: dict, body: bytes) -> tuple[int, dict, bytes]:
+        if self.filename in request:
+            self.arrived.set()
+            assert self.release.wait(60), "the held answer was never released"
+        return status, head, body
+
+
+def _shown(driver) -> tuple[int, int, str | None, int, str]:
+    """The canvas's size and boxes drawn, the findings listed, and the status line."""
+    from selenium.webdriver.common.by import By
+
+    canvas = driver.execute_script("const c = document.getElementById('canvas'); "
+                                   "return [c.width, c.height, c.dataset.boxes]")
+    listed = len(driver.find_elements(By.CSS_SELECTOR, "#findings li"))
+    return (*canvas, listed, driver.find_element(By.ID, "status").text)
+
+
+def _downloaded(driver, folder, name: str) -> dict:
+    """Click "download JSON" (Chromium told to save into `folder`) and read the file `name` it saves."""
+    import json
+    import time
+
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.ID, "download").click()
+    deadline = time.monotonic() + 10
+    while not (folder / name).exists():
+        assert time.monotonic() < deadline, f"no {name} saved; there is {sorted(p.name for p in folder.iterdir())}"
+        time.sleep(0.05)
+    return json.loads((folder / name).read_text())
+
+
+@contextmanager
+def _page_with_a_held_answer(browser, serve, photos,
+                             tmp_path) -> Iterator[tuple[Client, Path, Path, _Held, Proxy, Path]]:
+    """The page opened through a proxy that holds slow.png's answer (448x336) until told; fast.png (224x168) answers at
+    once, and the canvas's size tells which is drawn. Chromium saves downloads into the folder yielded last."""
+    from PIL import Image
+
+    client = serve()
+    slow, fast = tmp_path / "slow.png", tmp_path / "fast.png"
+    with Image.open(photos[1]) as im:
+        im.convert("RGB").resize((448, 336)).save(slow)
+    fast.write_bytes(photos[0].read_bytes())
+    held = _Held(slow.name)
+    proxy = Proxy(client.base, held)
+    saves = tmp_path / "downloads"
+    saves.mkdir()
+    browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(saves)})
+    try:
+        browser.get(f"http://inspector:{client.key}@127.0.0.1:{proxy.port}/")
+        yield client, slow, fast, held, proxy, saves
+    finally:
+        held.release.set()
+        proxy.close()
+
+
+def test_the_photo_chosen_last_is_shown_and_downloaded_and_an_older_answer_arriving_after_changes_nothing(
+        browser, serve, photos, tmp_path):
+    import time
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with _page_with_a_held_answer(browser, serve, photos, tmp_path) as (client, slow, fast, held, proxy, saves):
+        expected = client.detect_file(fast).json()
+        browser.find_element(By.ID, "file").send_keys(str(slow))
+        assert held.arrived.wait(30)
+        browser.find_element(By.ID, "file").send_keys(str(fast))  # chosen while slow.png is still being inspected
+        WebDriverWait(browser, 30).until(lambda d: _shown(d)[2] is not None)
+        shown = _shown(browser)
+        assert shown[:4] == (224, 168, str(len(expected["objects"])), len(expected["objects"])), shown
+        assert f"· {len(expected['objects'])} 个目标" in shown[4], shown
+        saved = _downloaded(browser, saves, "fast.json")
+        assert (saved["width"], saved["height"], saved["objects"]) == (224, 168, expected["objects"])
+
+        # slow.png's answer comes now: before, it was drawn over fast.png's (448x336, its boxes and status line) and
+        # "download JSON" saved it as fast.json.
+        held.release.set()
+        deadline = time.monotonic() + 30
+        while proxy.posts_done < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        deadline = time.monotonic() + 3  # what the page would do with it takes well under a second
+        while time.monotonic() < deadline:
+            assert _shown(browser) == shown
+            time.sleep(0.1)
+        (saves / "fast.json").unlink()
+        saved = _downloaded(browser, saves, "fast.json")
+        assert (saved["width"], saved["height"], saved["objects"]) == (224, 168, expected["objects"])
+
+
+def test_download_is_off_while_a_photo_is_inspected_so_the_one_before_is_never_saved_under_its_name(
+        browser, serve, photos, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with _page_with_a_held_answer(browser, serve, photos, tmp_path) as (client, slow, fast, held, proxy, saves):
+        expected = client.detect_file(slow).json()
+        browser.find_element(By.ID, "file").send_keys(str(fast))
+        WebDriverWait(browser, 30).until(lambda d: _shown(d)[2] is not None)
+        browser.find_element(By.ID, "file").send_keys(str(slow))
+        assert held.arrived.wait(30)
+        # fast.png's findings are still on the page: before, "download JSON" saved them as slow.json.
+        button = browser.find_element(By.ID, "download")
+        assert not button.is_enabled()
+        button.click()
+        held.release.set()
+        WebDriverWait(browser, 30).until(lambda d: _shown(d)[:2] == (448, 336))
+        assert button.is_enabled()
+        saved = _downloaded(browser, saves, "slow.json")
+        assert (saved["width"], saved["height"], saved["objects"]) == (448, 336, expected["objects"])
+        assert sorted(p.name for p in saves.iterdir()) == ["slow.json"]

@@ -5,11 +5,17 @@
 (function () {
   "use strict";
   const FONT = '"Noto Sans CJK SC", "WenQuanYi Micro Hei", "Microsoft YaHei", "PingFang SC", "bbuvl-cjk", sans-serif';
+  // The answer the page shows and the name of its photo, set together when it is drawn: what "download JSON" saves.
   let lastResult = null;
   let lastName = "photo";
+  // Only the latest photo's answer may draw or be downloaded: each inspection takes the next number, and an answer
+  // whose number is no longer the latest is dropped at every await (a big photo chosen first answered after a small
+  // one chosen next, and the page showed it, saved under the small one's name).
+  let latest = 0;
+  let inFlight = null;  // the latest request's AbortController while it runs: a newer photo aborts it
 
   const $ = (id) => document.getElementById(id);
-  const drop = $("drop"), fileInput = $("file"), status = $("status");
+  const drop = $("drop"), fileInput = $("file"), status = $("status"), download = $("download");
   // From the origin, never from the page's own URL: opened as http://user:key@host/, a relative URL would carry
   // the credentials, and fetch refuses any URL that embeds them.
   const DETECT = location.origin + "/v1/detect";
@@ -105,63 +111,87 @@
     return t;
   }
 
+  // The end of the latest inspection, answered or not: the download offers what the page shows, under its own name.
+  function settle() {
+    inFlight = null;
+    download.disabled = lastResult === null;
+  }
+
   async function inspect(file) {
     if (!file) return;
-    lastName = file.name.replace(/\.[^.]*$/, "") || "photo";
+    const mine = ++latest;
+    const stale = () => mine !== latest;
+    if (inFlight) inFlight.abort();
+    inFlight = new AbortController();
+    // While a photo is inspected the page still shows the one before: its download would read as the new photo's.
+    download.disabled = true;
     say("检查中… · inspecting " + file.name);
     const form = new FormData();
     form.append("image", file, file.name);
     let response, body;
     try {
-      response = await fetch(DETECT, { method: "POST", credentials: "same-origin", body: form });
+      const request = { method: "POST", credentials: "same-origin", body: form, signal: inFlight.signal };
+      response = await fetch(DETECT, request);
     } catch (e) {
+      if (stale()) return;  // aborted by a newer photo, or failed after one was chosen: not this page's news
+      settle();
       say("请求失败 · request failed: " + e, true);
       return;
     }
     try {
       body = await response.json();
     } catch (e) {
+      if (stale()) return;
+      settle();
       // Not JSON: a proxy in front answered (an HTML 502 or 413 page); its status says more than a parse error.
       say(response.status + " " + (response.statusText || "error") + " (an answer that is not the server's JSON: a proxy in front?)", true);
       return;
     }
+    if (stale()) return;
     if (!response.ok) {
+      settle();
       const why = (body.error && body.error.message) || response.statusText;
       // 401 here: the server no longer takes the key the page was opened with (restarted with other keys).
       say(response.status + " " + why + (response.status === 401 ? " (API key refused: reload the page to enter it again)" : ""), true);
       return;
     }
-    lastResult = body;
     const img = new Image();
-    const show = (drawn) => {
+    const present = (loaded) => {
+      if (loaded) {
+        draw(img, body);
+      } else {
+        const canvas = $("canvas");
+        canvas.width = canvas.height = 0;
+        canvas.dataset.boxes = "0";
+      }
+      lastResult = body;
+      lastName = file.name.replace(/\.[^.]*$/, "") || "photo";
+      settle();
       list(body);
       showVerdict(body.verdict);
       $("result").hidden = false;
       const bad = body.objects.filter(isProblem).length;
       say((VERDICT_TEXT[body.verdict.verdict] || body.verdict.verdict) + " · " + body.objects.length + " 个目标 · objects, "
-          + bad + " 个问题 · faults (" + body.timing_ms.total + " ms)" + (drawn ? "" : " · 此浏览器无法显示该图片 · this "
+          + bad + " 个问题 · faults (" + body.timing_ms.total + " ms)" + (loaded ? "" : " · 此浏览器无法显示该图片 · this "
           + "browser cannot show " + (file.type || "this file") + ": the findings are listed without the picture"));
+    };
+    const show = (loaded) => {
+      if (!stale()) present(loaded);
       URL.revokeObjectURL(img.src);
     };
     img.onload = async () => {
       // A canvas does not wait for web fonts: load the fallback CJK font first (no-op when a system one draws).
       try { await document.fonts.load('16px "bbuvl-cjk"', "螺柜"); } catch (e) { /* drawn with what there is */ }
-      draw(img, body);
       show(true);
     };
     // The server reads TIFF, which browsers do not: the answer is listed anyway, where the page waited for a picture
     // that never loaded and said "inspecting" forever.
-    img.onerror = () => {
-      const canvas = $("canvas");
-      canvas.width = canvas.height = 0;
-      canvas.dataset.boxes = "0";
-      show(false);
-    };
+    img.onerror = () => show(false);
     img.src = URL.createObjectURL(file);
   }
 
-  $("download").addEventListener("click", () => {
-    if (!lastResult) return;
+  download.addEventListener("click", () => {
+    if (!lastResult || download.disabled) return;
     const blob = new Blob([JSON.stringify(lastResult, null, 2)], { type: "application/json" });
     const a = document.createElement("a");
     a.href = URL.createObjectURL(blob);
