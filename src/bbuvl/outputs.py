@@ -645,14 +645,16 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
             if digest is None:
                 continue
             if overwrite:
-                # What the ledger records as this command's, unchanged, holds nothing added since; what a killed run of
-                # it left is its own half, redone
-                if out in own and _read_ledger(out.parent).get(out.name) != (command, digest) \
-                        and lock.killed_command != command:
+                # What the ledger records as this command's, unchanged, holds nothing added since
+                if out in own and _read_ledger(out.parent).get(out.name) != (command, digest):
                     refuse_strangers(given, command, own[out])
                 continue
             owner = writer_of(out)
             if owner is None and lock.killed_command == command:
+                # A run killed while it claimed (hashing a big folder) had not yet looked for strangers: its lock file
+                # says whose the half is, never that nothing else is there, so the strangers are looked for again
+                if out in own:
+                    refuse_strangers(given, command, own[out])
                 log.info("%s: taken as `bbuvl %s`'s own: a run of it was killed while writing it", given, command)
                 continue
             if owner != command:

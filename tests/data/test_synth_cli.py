@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -87,3 +92,38 @@ def test_overwrite_still_replaces_synths_own_photos_edited_and_leaves_a_file_bes
     assert result.exit_code == 0, result.output
     assert photo.read_bytes() == rendered
     assert (out / "pred.jsonl").read_text().startswith('{"image"')
+
+
+def _synth_process(out: Path, *typed: str) -> list[str]:
+    return [sys.executable, "-m", "bbuvl.cli", "data", "synth", str(out), "--n-train", "2", "--n-val", "1",
+            "--teachers", "0", "--size", "160x120", *typed]
+
+
+def _kill_once_it_locks(command: list[str], lock: Path) -> None:
+    """Run `command` and SIGKILL it as soon as its lock file names it: it is then claiming (hashing) its outputs."""
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (lock.is_file() and "data synth" in lock.read_text(encoding="utf-8")):
+        assert child.poll() is None and time.monotonic() < deadline, "it ended before it was killed"
+        time.sleep(0.001)
+    os.kill(child.pid, signal.SIGKILL)
+    assert child.wait(60) == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("typed", [[], ["--overwrite"]])
+def test_a_run_killed_while_it_claims_leaves_the_next_run_refusing_the_files_it_did_not_write(tmp_path: Path, typed):
+    # The killed run's lock file names data synth, which the next run took as leave to replace images/ unlooked at
+    out = tmp_path / "DS"
+    subprocess.run(_synth_process(out), check=True, capture_output=True, timeout=300)
+    (out / "images" / "notes.txt").write_text("mine", encoding="utf-8")
+    with (out / "images" / "site_visit.mp4").open("wb") as fh:
+        fh.truncate(4 << 30)  # sparse: nothing on disk, seconds to hash, so the kill lands inside the claim
+    _kill_once_it_locks(_synth_process(out, *typed), out / ".images.lock")
+
+    result = subprocess.run(_synth_process(out, *typed), capture_output=True, text=True, timeout=300)
+
+    said = " ".join(result.stderr.split())
+    assert result.returncode == 2, said
+    assert "holds notes.txt, site_visit.mp4, which `bbuvl data synth` did not write" in said, said
+    assert (out / "images" / "notes.txt").read_text(encoding="utf-8") == "mine"
+    assert (out / "images" / "site_visit.mp4").stat().st_size == 4 << 30
