@@ -702,18 +702,24 @@ def refuse_strangers(folder: Path, command: str, own: Callable[[str], bool]) -> 
 
     The ledger records a folder by one digest, which tells that it changed, not what was added: with --overwrite a
     dataset another command wrote into a synthetic dataset's `images/`, or a predictions file saved among the photos,
-    went with the folder. What the command writes there it may replace, edited or not; anything else stays the user's.
+    went with the folder. What the command writes there it may replace, edited or not; anything else stays the user's,
+    but for a checkpoint's choice (`CHOICE_FILES`) a command recorded beside the model: chosen for the weights being
+    replaced, it goes with them, and is said to.
     `claim_outputs` calls it for the folders it is given an `own` for.
     """
     out = output_path(folder)
     if not out.is_dir() or out.is_symlink():
         return
-    strangers = _strangers(out, out, own)
+    chosen = {name: by for name in sorted(CHOICE_FILES) if (by := _recorded_writer(out / name)) is not None}
+    strangers = _strangers(out, out, lambda name: name in chosen or own(name))
     if strangers:
         shown = ", ".join(strangers[:3]) + (f" and {len(strangers) - 3} more" if len(strangers) > 3 else "")
         raise OutputConflict(f"{folder}: holds {shown}, which `bbuvl {command}` did not write; it replaces the folder "
                              "whole, so --overwrite would delete them. Move them out or delete them yourself, or "
                              "choose another output folder")
+    for name, by in chosen.items():
+        if not own(name):
+            log.warning("%s, chosen by `bbuvl %s` for the old weights, goes with them", out / name, by)
 
 
 def _strangers(under: Path, folder: Path, own: Callable[[str], bool]) -> list[str]:

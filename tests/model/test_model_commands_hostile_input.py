@@ -149,3 +149,27 @@ def test_merge_lora_overwrite_refuses_a_file_put_into_its_folder_since_and_still
 def test_export_overwrite_refuses_a_file_put_into_its_folder_since_and_still_replaces_its_own_edited(portable, tmp_path):
     _refuses_a_file_put_there_since_and_still_replaces_its_own_edited(
         ["export", str(portable[0])], tmp_path / "out", tmp_path / "beside.txt")
+
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_merge_lora_overwrite_replaces_the_tile_scale_chosen_for_the_old_weights_and_says_so(lora_run, small_dataset,
+                                                                                            tmp_path, caplog):
+    # choose-tiles writes tile_scale.json into the model it chose for; merging anew was refused, naming it as a file
+    # merge-lora "did not write"
+    out = tmp_path / "merged"
+
+    def merge(*more: str):
+        return CliRunner().invoke(app, ["model", "merge-lora", str(lora_run[0] / "final"), str(out), *more],
+                                  env={"COLUMNS": "400"})
+    assert (first := merge()).exit_code == 0, first.output
+    chosen = CliRunner().invoke(app, ["choose-tiles", "-c", str(out), "--gt", str(small_dataset / "val.jsonl"),
+                                      "-o", str(tmp_path / "cands"), "--factors", "1", "--no-refine", "--device", "cpu"])
+    assert chosen.exit_code == 0 and (out / "tile_scale.json").is_file(), chosen.output
+
+    again = merge("--overwrite")
+
+    said = " ".join(caplog.messages)  # a warning, on stderr where no logging is set up
+    assert again.exit_code == 0, again.output
+    assert f"{out / 'tile_scale.json'}, chosen by `bbuvl choose-tiles` for the old weights, goes with them" in said
+    assert not (out / "tile_scale.json").exists()
