@@ -1006,11 +1006,16 @@ def _read_ledger(folder: Path) -> dict[str, tuple[str, str]]:
 
 def _last_written(path: Path, command: str) -> Callable[[str], bool]:
     """Which names under the folder `path` the last run of `bbuvl COMMAND` that wrote it wrote there, as the ledger
-    lists them (`claim_outputs`' `listed`); none when another command, or none, is recorded there."""
+    lists them (`claim_outputs`' `listed`); none when another command, or none, is recorded there, and all when an
+    earlier version recorded the command without the list: it owns the folder, as `check_replaced_whole` says, and
+    what it wrote there is not known, so nothing can be named as not its."""
     entry = _ledger_entries(path.parent).get(path.name, {})
-    files = entry.get("files") if entry.get("by") == command else None
-    written = frozenset(f for f in files if isinstance(f, str)) if isinstance(files, list) else frozenset()
-    return written.__contains__
+    if entry.get("by") != command:
+        return lambda name: False
+    files = entry.get("files")
+    if not isinstance(files, list):
+        return lambda name: True
+    return frozenset(f for f in files if isinstance(f, str)).__contains__
 
 
 def _recorded_writer(path: Path) -> str | None:

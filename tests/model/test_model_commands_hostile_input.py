@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -173,3 +174,21 @@ def test_merge_lora_overwrite_replaces_the_tile_scale_chosen_for_the_old_weights
     assert again.exit_code == 0, again.output
     assert f"{out / 'tile_scale.json'}, chosen by `bbuvl choose-tiles` for the old weights, goes with them" in said
     assert not (out / "tile_scale.json").exists()
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_tiny_overwrite_replaces_a_folder_an_earlier_version_recorded_without_its_file_list(tmp_path):
+    # An earlier bbu-vl recorded the folder by its digest alone; refused, every file of it was named as one
+    # `model tiny` "did not write"
+    out = tmp_path / "M"
+    assert (first := CliRunner().invoke(app, ["model", "tiny", str(out)])).exit_code == 0, first.output
+    ledger = tmp_path / ".bbuvl-outputs.json"
+    entries = json.loads(ledger.read_text(encoding="utf-8"))
+    del entries["written"]["M"]["files"]
+    ledger.write_text(json.dumps(entries), encoding="utf-8")
+    (out / "generation_config.json").write_text("{}", encoding="utf-8")
+
+    again = CliRunner().invoke(app, ["model", "tiny", str(out), "--overwrite"], env={"COLUMNS": "400"})
+
+    assert again.exit_code == 0, again.output
+    assert json.loads((out / "generation_config.json").read_text(encoding="utf-8"))
