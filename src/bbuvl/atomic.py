@@ -218,10 +218,20 @@ def temporary_name(name: str = ".+") -> re.Pattern[str]:
     return re.compile(rf"\.{name}\.(\d+)\.[a-z0-9_]{{{RANDOM_CHARS}}}\.tmp(\.[^.]*)?")
 
 
+_TEMPORARY = temporary_name("(.+)")
+
+
 def name_or_temporary(name: str) -> str:
     """A regular expression of the file names `name` (one of its own) matches, and of their writers' temporaries
     beside them: what a command writes into a folder it replaces whole, killed part-way or not."""
     return rf"(?:{name}|{temporary_name(name).pattern})"
+
+
+def temporary_of(name: str) -> str | None:
+    """The name `name` is a writer's temporary of (`sub/.a.jpg.PID.XXXXXXXX.tmp.jpg` -> `sub/a.jpg`), else None."""
+    head, _, base = name.rpartition("/")
+    match = _TEMPORARY.fullmatch(base)
+    return None if match is None else f"{head}/{match.group(1)}" if head else match.group(1)
 
 
 def temporary_name_bytes(path: Path, file: bool = True) -> int:

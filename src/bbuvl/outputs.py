@@ -44,7 +44,8 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Iterator, Mapping
 
 from bbuvl.atomic import (refuse_current_folder, remove_dead_writers_temporaries, remove_path, temporary_name,
-                          temporary_name_bytes, temporary_prefix, write_text_atomic, written_path)
+                          temporary_name_bytes, temporary_of, temporary_prefix, write_text_atomic,
+                          written_path)
 from bbuvl.paths import real_path
 
 log = logging.getLogger(__name__)
@@ -614,15 +615,15 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
     one is an input, is being written by another process, or is in the way and not the command's own, or when an
     input is being written by another process.
 
-    `own` maps each folder the command sets aside whole (`replacing`) to which names under it the command writes:
-    given up with --overwrite, such a folder may hold nothing else (`refuse_strangers`). A folder in `listed` (a
-    model folder, whose names vary with the model) is recorded with the names of its files, and those its last run
-    wrote are its own there.
+    A folder the command sets aside whole (`replacing`), given in `own` or in `listed`, is recorded with the names of
+    its files, and given up with --overwrite it may hold nothing but those its last run wrote (`refuse_strangers`).
+    `own` maps such a folder to the names the command writes there (a pattern), which stand in where the ledger keeps
+    no list; `listed` is for folders whose names no pattern tells (a model folder's vary with the model).
     Call it before any expensive work, then `finish` the claim (or use it as a context manager) when done.
     """
     files, folders = [Path(p) for p in files], [Path(p) for p in folders]
-    listed = {output_path(p) for p in listed}
-    own = {output_path(p): written for p, written in (own or {}).items()} | {p: _last_written(p, command) for p in listed}
+    own = {output_path(p): written for p, written in (own or {}).items()}
+    listed = {output_path(p) for p in listed} | set(own)  # what it checks for strangers, by the list of what it wrote
     check_not_inputs(inputs, files, folders)
     refuse_inputs_being_written(inputs)
     check_distinct(files + folders)
@@ -646,15 +647,15 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
                 continue
             if overwrite:
                 # What the ledger records as this command's, unchanged, holds nothing added since
-                if out in own and _read_ledger(out.parent).get(out.name) != (command, digest):
-                    refuse_strangers(given, command, own[out])
+                if out in listed and _read_ledger(out.parent).get(out.name) != (command, digest):
+                    refuse_strangers(given, command, own.get(out), killed=lock.killed_command == command)
                 continue
             owner = writer_of(out)
             if owner is None and lock.killed_command == command:
                 # A run killed while it claimed (hashing a big folder) had not yet looked for strangers: its lock file
                 # says whose the half is, never that nothing else is there, so the strangers are looked for again
-                if out in own:
-                    refuse_strangers(given, command, own[out])
+                if out in listed:
+                    refuse_strangers(given, command, own.get(out), killed=True)
                 log.info("%s: taken as `bbuvl %s`'s own: a run of it was killed while writing it", given, command)
                 continue
             if owner != command:
@@ -696,20 +697,22 @@ def check_replaced_whole(folder: Path, command: str) -> None:
                          "choose another output folder")
 
 
-def refuse_strangers(folder: Path, command: str, own: Callable[[str], bool]) -> None:
+def refuse_strangers(folder: Path, command: str, own: Callable[[str], bool] | None = None, killed: bool = False) -> None:
     """Raise OutputConflict, naming them, when `folder`, which `bbuvl COMMAND` sets aside whole (`replacing`), holds
     anything but the files it writes there (`own(name relative to the folder)` says which those are).
 
     The ledger records a folder by one digest, which tells that it changed, not what was added: with --overwrite a
     dataset another command wrote into a synthetic dataset's `images/`, or a predictions file saved among the photos,
-    went with the folder. What the command writes there it may replace, edited or not; anything else stays the user's,
+    went with the folder. What the command's last run wrote there (`_own_rule`: its ledger entry lists it; `own`, the
+    names it writes there, where no list is kept) it may replace, edited or not; anything else stays the user's,
     but for a checkpoint's choice (`CHOICE_FILES`) a command recorded beside the model: chosen for the weights being
     replaced, it goes with them, and is said to.
-    `claim_outputs` calls it for the folders it is given an `own` for.
+    `claim_outputs` calls it for the folders it is given in `own` or `listed`.
     """
     out = output_path(folder)
     if not out.is_dir() or out.is_symlink():
         return
+    own = _own_rule(out, command, own, killed)
     chosen = {name: by for name in sorted(CHOICE_FILES) if (by := _recorded_writer(out / name)) is not None}
     strangers = _strangers(out, out, lambda name: name in chosen or own(name))
     if strangers:
@@ -1004,18 +1007,26 @@ def _read_ledger(folder: Path) -> dict[str, tuple[str, str]]:
     return {name: (e["by"], e["sha256"]) for name, e in _ledger_entries(folder).items()}
 
 
-def _last_written(path: Path, command: str) -> Callable[[str], bool]:
-    """Which names under the folder `path` the last run of `bbuvl COMMAND` that wrote it wrote there, as the ledger
-    lists them (`claim_outputs`' `listed`); none when another command, or none, is recorded there, and all when an
-    earlier version recorded the command without the list: it owns the folder, as `check_replaced_whole` says, and
-    what it wrote there is not known, so nothing can be named as not its."""
+def _own_rule(path: Path, command: str, fallback: Callable[[str], bool] | None,
+              killed: bool = False) -> Callable[[str], bool]:
+    """Which names under the folder `path` are `bbuvl COMMAND`'s own: those its last run wrote there, as the ledger
+    lists them (`claim_outputs` records every folder it checks so), and their writers' temporaries.
+
+    `fallback` (the names the command writes there, a pattern) stands in where the ledger has no list: another
+    command's folder, none recorded, or an entry an earlier version wrote; with neither, an entry by the command owns
+    the folder whole (what it wrote there is not known, so nothing can be named as not its) and any other none of it.
+    A run of the command `killed` while writing the folder left names no list holds yet, which `fallback` tells.
+    """
     entry = _ledger_entries(path.parent).get(path.name, {})
-    if entry.get("by") != command:
-        return lambda name: False
-    files = entry.get("files")
+    files = entry.get("files") if entry.get("by") == command else None
     if not isinstance(files, list):
-        return lambda name: True
-    return frozenset(f for f in files if isinstance(f, str)).__contains__
+        if fallback is not None:
+            return fallback
+        by_command = entry.get("by") == command
+        return lambda name: by_command
+    written = frozenset(f for f in files if isinstance(f, str))
+    half = fallback if killed and fallback is not None else lambda name: False
+    return lambda name: name in written or temporary_of(name) in written or half(name)
 
 
 def _recorded_writer(path: Path) -> str | None:

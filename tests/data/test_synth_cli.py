@@ -127,3 +127,20 @@ def test_a_run_killed_while_it_claims_leaves_the_next_run_refusing_the_files_it_
     assert "holds notes.txt, site_visit.mp4, which `bbuvl data synth` did not write" in said, said
     assert (out / "images" / "notes.txt").read_text(encoding="utf-8") == "mine"
     assert (out / "images" / "site_visit.mp4").stat().st_size == 4 << 30
+
+
+def test_overwrite_refuses_a_photo_added_under_a_name_synth_writes_but_its_last_run_did_not(tmp_path: Path):
+    # Own names were told by a pattern (train_NNNNN.jpg), so a photo of the user's added as the next one went
+    app = command_group()
+    app.command("synth")(synth)
+    out = tmp_path / "out"
+    assert _synth(app, out).exit_code == 0
+    added = out / "images" / "train_00002.jpg"
+    Image.new("RGB", (160, 120), "red").save(added)
+    mine = added.read_bytes()
+
+    result = _synth(app, out, "--overwrite")
+
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and f"{out / 'images'}: holds train_00002.jpg, which `bbuvl data synth`" in said, said
+    assert added.read_bytes() == mine

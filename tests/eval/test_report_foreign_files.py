@@ -89,3 +89,23 @@ def test_overwrite_refuses_a_file_put_among_the_pictures_and_still_replaces_its_
     result = draw(mine, "--overwrite")
     assert result.exit_code == 2 and f"{mine / 'faults'}: holds keep.txt" in " ".join(result.output.split()), result.output
     assert (mine / "faults" / "keep.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_overwrite_refuses_a_copy_of_a_picture_whose_name_looks_like_the_reports_own(eval_files, tmp_path):
+    # Own names were told by a pattern (NNN_<photo>.png), which a Finder-style copy fits: it went with worst/
+    report = tmp_path / "rep"
+
+    def draw(*more: str):
+        return CliRunner().invoke(app, ["eval", "--pred", str(eval_files.pred), "--gt", str(eval_files.gt), "--out",
+                                        str(tmp_path / "m.json"), "--report", str(report), "--worst", "1", *more],
+                                  env={"COLUMNS": "400"})
+    assert (first := draw()).exit_code == 0, first.output
+    picture = next((report / "worst").iterdir())
+    copy = picture.with_name(f"{picture.stem} copy.png")
+    shutil.copy(picture, copy)
+
+    result = draw("--overwrite")
+
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and f"{report / 'worst'}: holds {copy.name}, which `bbuvl eval` did not write" in said
+    assert copy.read_bytes() == picture.read_bytes()

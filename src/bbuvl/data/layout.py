@@ -9,7 +9,7 @@ from functools import cache, partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from bbuvl.atomic import temporary_name, write_text_atomic
+from bbuvl.atomic import temporary_of, write_text_atomic
 from bbuvl.data.jsonfile import dumps_json, read_json
 from bbuvl.data.labels import SEP, Hierarchy
 from bbuvl.data.named_photos import photo_names
@@ -29,7 +29,7 @@ def named_by_dataset(folder: Path) -> Callable[[str], bool]:
     writer's temporary of one: what `data convert` and `data import-coco` write there, under the photos' own names.
     The dataset is read at the first question, once the command holds it."""
     named = cache(partial(_photos_named, folder))
-    return lambda name: name in named() or _temporary_of(name) in named()
+    return lambda name: name in named() or temporary_of(name) in named()
 
 
 def _photos_named(folder: Path) -> set[str]:
@@ -44,16 +44,6 @@ def _photos_named(folder: Path) -> set[str]:
         except DatasetError:  # unreadable: what it named is not known to be the command's, and stays
             continue
     return named
-
-
-_TEMPORARY = temporary_name("(.+)")
-
-
-def _temporary_of(name: str) -> str | None:
-    """The name `name` is a writer's temporary of (`sub/.a.jpg.PID.XXXXXXXX.tmp.jpg` -> `sub/a.jpg`), else None."""
-    head, _, base = name.rpartition("/")
-    match = _TEMPORARY.fullmatch(base)
-    return None if match is None else f"{head}/{match.group(1)}" if head else match.group(1)
 
 
 def unfinished_hint(path: Path) -> str:

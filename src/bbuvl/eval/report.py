@@ -117,7 +117,8 @@ def _record_in_folder(out_dir: Path, written: list[Path]) -> None:
     claim records the folder in the ledger beside it, under its name: moved elsewhere, the report was 'written by
     someone else' and a rerun there needed --overwrite. These entries move with the folder, so `bbuvl eval` knows its
     report wherever it lies, and a file put in beside them is no part of it (docs/outputs.md, "Owned by content")."""
-    Claim(REPORT_WRITER, [output_path(p) for p in written], {}).finish(succeeded=True)
+    pictures = {output_path(out_dir / FAULTS_DIR), output_path(out_dir / WORST_DIR)}  # listed: their own are these
+    Claim(REPORT_WRITER, [output_path(p) for p in written], {}, listed=pictures).finish(succeeded=True)
 
 
 def _write_report(evaluation: Evaluation, out_dir: Path, faults_dir: Path, worst_dir: Path, font: FontChoice,
