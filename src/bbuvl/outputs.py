@@ -690,10 +690,17 @@ def check_replaced_whole(folder: Path, command: str) -> None:
         raise OutputConflict(f"{folder}: a file `bbuvl {command}` did not write, where it writes a folder, so "
                              "--overwrite would delete it. Move it or delete it yourself, or choose another output folder")
     held = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
-                  if not p.is_dir() and not _bookkeeping(p.name))
+                  if not p.is_dir() and not _bookkeeping(p.name) and not _os_metadata(p.name))
+    if held:
+        _refuse_held(folder, command, held)
+
+
+def _refuse_held(folder: Path, command: str, held: list[str]) -> None:
+    """Raise OutputConflict naming what `folder` holds that `bbuvl COMMAND`, which replaces it whole, did not write."""
     shown = ", ".join(held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
+    them = _them(len(held))
     raise OutputConflict(f"{folder}: holds {shown}, which `bbuvl {command}` did not write; it replaces the folder "
-                         "whole, so --overwrite would delete them. Move them out or delete the folder yourself, or "
+                         f"whole, so --overwrite would delete {them}. Move {them} out or delete {them} yourself, or "
                          "choose another output folder")
 
 
@@ -716,10 +723,7 @@ def refuse_strangers(folder: Path, command: str, own: Callable[[str], bool] | No
     chosen = {name: by for name in sorted(CHOICE_FILES) if (by := _recorded_writer(out / name)) is not None}
     strangers = _strangers(out, out, lambda name: name in chosen or own(name))
     if strangers:
-        shown = ", ".join(strangers[:3]) + (f" and {len(strangers) - 3} more" if len(strangers) > 3 else "")
-        raise OutputConflict(f"{folder}: holds {shown}, which `bbuvl {command}` did not write; it replaces the folder "
-                             "whole, so --overwrite would delete them. Move them out or delete them yourself, or "
-                             "choose another output folder")
+        _refuse_held(folder, command, strangers)
     for name, by in chosen.items():
         if not own(name):
             log.warning("%s, chosen by `bbuvl %s` for the old weights, goes with them", out / name, by)
@@ -731,7 +735,7 @@ def _strangers(under: Path, folder: Path, own: Callable[[str], bool]) -> list[st
     found = []
     for entry in sorted(under.iterdir()):
         name = entry.relative_to(folder).as_posix()
-        if _bookkeeping(entry.name):
+        if _bookkeeping(entry.name) or _os_metadata(entry.name):
             continue
         if not entry.is_dir() or entry.is_symlink():
             found += [] if own(name) else [name]
@@ -981,6 +985,21 @@ def lock_path(out: Path) -> Path:
     if not out.name:  # `training.output_dir=/` failed on a ValueError traceback: the root has nothing beside it
         raise OutputConflict(f"{out}: the root of the file system cannot be an output; choose a folder inside it")
     return out.with_name(f".{out.name}{LOCK_SUFFIX}")
+
+
+# What a file manager leaves in a folder it showed (Finder, Explorer, macOS on a foreign disk: `._NAME`): nobody's
+# work, so a folder replaced whole takes it along unnamed; an editor's backup (`config.json~`) is someone's, and stays.
+_OS_METADATA = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
+
+
+def _os_metadata(name: str) -> bool:
+    """Whether `name` is a file manager's record of the folder it lies in (docs/outputs.md)."""
+    return name.lower() in _OS_METADATA or name.startswith("._")
+
+
+def _them(count: int) -> str:
+    """'it' for one thing, 'them' for more."""
+    return "it" if count == 1 else "them"
 
 
 def _bookkeeping(name: str) -> bool:

@@ -192,3 +192,25 @@ def test_tiny_overwrite_replaces_a_folder_an_earlier_version_recorded_without_it
 
     assert again.exit_code == 0, again.output
     assert json.loads((out / "generation_config.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_tiny_overwrite_takes_a_file_managers_metadata_along_and_refuses_an_editors_backup(tmp_path):
+    # A folder opened in Finder or Explorer was refused for good, naming .DS_Store
+    out = tmp_path / "M"
+
+    def tiny(*more: str):
+        return CliRunner().invoke(app, ["model", "tiny", str(out), *more], env={"COLUMNS": "400"})
+    assert (first := tiny()).exit_code == 0, first.output
+    for name in (".DS_Store", "Thumbs.db", "desktop.ini", "._config.json"):
+        (out / name).write_bytes(b"\0")
+    (out / "config.json~").write_text("{}", encoding="utf-8")
+
+    refused = tiny("--overwrite")
+
+    said = " ".join(refused.output.split())
+    assert refused.exit_code == 2 and f"{out}: holds config.json~, which `bbuvl model tiny` did not write; it " \
+                                      "replaces the folder whole, so --overwrite would delete it. Move it out" in said, said
+    (out / "config.json~").unlink()
+    assert (again := tiny("--overwrite")).exit_code == 0, again.output
+    assert not (out / ".DS_Store").exists()
