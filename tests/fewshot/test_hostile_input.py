@@ -268,7 +268,7 @@ def test_tiny_backbone_overwrite_replaces_only_a_folder_it_wrote_never_someone_e
     (mine / "model.safetensors").write_bytes(b"someone's real weights")
     code, said = invoke("tiny-backbone", "clip", mine, "--overwrite")
     assert code != 0
-    assert "model.safetensors" in said and "would delete them" in said, said
+    assert "model.safetensors" in said and "would delete it" in said, said
     assert (mine / "model.safetensors").read_bytes() == b"someone's real weights"
     own = tmp_path / "tiny"
     assert invoke("tiny-backbone", "clip", own)[0] == 0
