@@ -55,21 +55,22 @@ def test_the_same_options_where_they_apply_render(tmp_path: Path):
         assert (tmp_path / str(n) / "train.jsonl").stat().st_size > 0
 
 
-def _synth(app, out: Path, *typed: str):
+def _synth(out: Path, *typed: str):
+    """`data synth OUT` of three small photos, with `typed` after."""
+    app = command_group()
+    app.command("synth")(synth)
     return CliRunner().invoke(app, ["synth", str(out), "--n-train", "2", "--n-val", "1", "--teachers", "1",
                                     "--size", "160x120", *typed], env={"COLUMNS": "400"})
 
 
 def test_overwrite_refuses_a_dataset_written_inside_images_naming_it_and_deletes_nothing(tmp_path: Path):
-    app = command_group()
-    app.command("synth")(synth)
     outer = tmp_path / "outer"
-    assert _synth(app, outer).exit_code == 0
+    assert _synth(outer).exit_code == 0
     inner = outer / "images" / "inner"
-    assert _synth(app, inner, "--seed", "1").exit_code == 0
+    assert _synth(inner, "--seed", "1").exit_code == 0
     before = {p: p.read_bytes() for p in outer.rglob("*") if p.is_file()}
 
-    result = _synth(app, outer, "--overwrite")
+    result = _synth(outer, "--overwrite")
 
     assert result.exit_code == 2, result.output
     said = " ".join(result.output.split())
@@ -78,16 +79,14 @@ def test_overwrite_refuses_a_dataset_written_inside_images_naming_it_and_deletes
 
 
 def test_overwrite_still_replaces_synths_own_photos_edited_and_leaves_a_file_beside_the_dataset(tmp_path: Path):
-    app = command_group()
-    app.command("synth")(synth)
     out = tmp_path / "out"
-    assert _synth(app, out).exit_code == 0
+    assert _synth(out).exit_code == 0
     photo = out / "images" / "train_00001.jpg"
     rendered = photo.read_bytes()
     photo.write_bytes(b"retouched")  # synth's own name: --overwrite gives it up, as before
     (out / "pred.jsonl").write_text('{"image": "images/train_00000.jpg", "objects": []}\n')  # written on purpose
 
-    result = _synth(app, out, "--overwrite")
+    result = _synth(out, "--overwrite")
 
     assert result.exit_code == 0, result.output
     assert photo.read_bytes() == rendered
@@ -131,15 +130,13 @@ def test_a_run_killed_while_it_claims_leaves_the_next_run_refusing_the_files_it_
 
 def test_overwrite_refuses_a_photo_added_under_a_name_synth_writes_but_its_last_run_did_not(tmp_path: Path):
     # Own names were told by a pattern (train_NNNNN.jpg), so a photo of the user's added as the next one went
-    app = command_group()
-    app.command("synth")(synth)
     out = tmp_path / "out"
-    assert _synth(app, out).exit_code == 0
+    assert _synth(out).exit_code == 0
     added = out / "images" / "train_00002.jpg"
     Image.new("RGB", (160, 120), "red").save(added)
     mine = added.read_bytes()
 
-    result = _synth(app, out, "--overwrite")
+    result = _synth(out, "--overwrite")
 
     said = " ".join(result.output.split())
     assert result.exit_code == 2 and f"{out / 'images'}: holds train_00002.jpg, which `bbuvl data synth`" in said, said
