@@ -99,15 +99,13 @@ def choose_tiles(
     # Read for the whole run, as predict reads it: registered, a `train --overwrite` is refused while it predicts, and a
     # checkpoint being written is refused here, naming its writer
     refuse_inputs_being_written({"--checkpoint": checkpoint})
-    with user_errors(ValueError, OSError):
-        folder = read_folder(checkpoint, None, "zh")
-        # --out is replaced whole: never a folder holding what the run config names (the hierarchy, a LoRA base); said
-        # as that before the claim, which would call it a file choose-tiles did not write
-        through = read_through_config(checkpoint, folder.cfg)
-        check_not_inputs(through, folders=[out])
     # --out is set aside whole below: --overwrite gives up its predictions, never what lies among them
     claim_outputs("choose-tiles", {"--gt": gt}, files, [out], overwrite, own={out: written_by_choose_tiles})
     with user_errors(ValueError, OSError):
+        folder = read_folder(checkpoint, None, "zh")
+        # --out is replaced whole: never a folder holding what the run config names (the hierarchy, a LoRA base)
+        through = read_through_config(checkpoint, folder.cfg)
+        check_not_inputs(through, folders=[out])
         if overwrite:  # --out is replaced whole: --overwrite deleted a folder of the user's files, or a file, with it
             check_replaced_whole(out, "choose-tiles")
         # A LoRA checkpoint's base model is loaded too: one a command is writing now loads half written.

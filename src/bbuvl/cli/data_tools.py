@@ -412,14 +412,11 @@ def tile(
     with user_errors():
         spec = TileSpec(cols_rows, overlap=overlap, zoom=zoom, whole=whole, empty=empty, seed=seed)
     outputs = [out / n for n in DATASET_FILES]
-    notes: list[str] = []
-    # Read before the claim, once no command is writing it: a photo lying in OUT/images is said as that, not as a file
-    # the claim finds `data tile` did not write there
-    _not_being_written({"DATASET": dataset})
-    with user_errors():
-        sources = tile_sources(dataset, out, notes)
     claim_outputs("data tile", {"DATASET": dataset}, outputs, [out / IMAGES], overwrite,
                   own={out / IMAGES: written_by_tile})  # its tiles set aside whole below, nothing among them
+    notes: list[str] = []
+    with user_errors():
+        sources = tile_sources(dataset, out, notes)
     for note in notes:
         console.print(f"note: {note}", style="yellow", markup=False, soft_wrap=True)
     columns = (TextColumn("[bold]tiling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
