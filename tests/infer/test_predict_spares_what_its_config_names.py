@@ -50,5 +50,6 @@ def test_choose_tiles_never_takes_a_folder_holding_the_hierarchy_as_its_output(t
     kept = hierarchy.read_bytes()
     refused(invoke(["choose-tiles", "-c", ckpt, "--gt", small_dataset / "val.jsonl", "-o", hierarchy.parent,
                     "--factors", "1", "--device", "cpu", "--overwrite"]),
-            f"{hierarchy.parent}: holds the input --checkpoint's data.hierarchy ({hierarchy})")
+            # with --overwrite a folder it did not write is refused by what it holds, the hierarchy among it
+            f"{hierarchy.parent}: holds {hierarchy.name}", "which `bbuvl choose-tiles` did not write")
     assert hierarchy.read_bytes() == kept

@@ -104,7 +104,9 @@ def test_tiling_a_second_jsonl_into_the_folder_of_its_photos_is_refused_and_keep
     other.write_bytes(dataset.read_bytes())
     before = photos_on_disk(dataset.parent)
     r = CliRunner().invoke(app, ["data", "tile", str(other), str(dataset.parent), "--overwrite", "--teachers", "0"])
-    assert r.exit_code == 2 and "lies in" in r.output and "choose another OUT" in " ".join(r.output.split()), r.output
+    # the photos lie in the images/ it would replace: refused by name, as files `data tile` did not write
+    said = " ".join(r.output.split())
+    assert r.exit_code == 2 and "images: holds a.jpg, b.jpg, which `bbuvl data tile` did not write" in said, r.output
     assert photos_on_disk(dataset.parent) == before and (dataset.parent / "train.jsonl").read_bytes() == other.read_bytes()
 
 
