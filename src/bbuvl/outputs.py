@@ -655,7 +655,7 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
                 # A run killed while it claimed (hashing a big folder) had not yet looked for strangers: its lock file
                 # says whose the half is, never that nothing else is there, so the strangers are looked for again
                 if out in listed:
-                    refuse_strangers(given, command, own.get(out), killed=True)
+                    refuse_strangers(given, command, own.get(out), killed=True, overwrite=False)
                 log.info("%s: taken as `bbuvl %s`'s own: a run of it was killed while writing it", given, command)
                 continue
             if owner != command:
@@ -695,16 +695,19 @@ def check_replaced_whole(folder: Path, command: str) -> None:
         _refuse_held(folder, command, held)
 
 
-def _refuse_held(folder: Path, command: str, held: list[str]) -> None:
-    """Raise OutputConflict naming what `folder` holds that `bbuvl COMMAND`, which replaces it whole, did not write."""
+def _refuse_held(folder: Path, command: str, held: list[str], overwrite: bool = True) -> None:
+    """Raise OutputConflict naming what `folder` holds that `bbuvl COMMAND`, which replaces it whole, did not write;
+    without `overwrite`, a folder a killed run of it left, which a plain run would take back as its own."""
     shown = ", ".join(held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
     them = _them(len(held))
+    by = "--overwrite" if overwrite else "running it again, which takes back what a killed run of it left,"
     raise OutputConflict(f"{folder}: holds {shown}, which `bbuvl {command}` did not write; it replaces the folder "
-                         f"whole, so --overwrite would delete {them}. Move {them} out or delete {them} yourself, or "
+                         f"whole, so {by} would delete {them}. Move {them} out or delete {them} yourself, or "
                          "choose another output folder")
 
 
-def refuse_strangers(folder: Path, command: str, own: Callable[[str], bool] | None = None, killed: bool = False) -> None:
+def refuse_strangers(folder: Path, command: str, own: Callable[[str], bool] | None = None, killed: bool = False,
+                     overwrite: bool = True) -> None:
     """Raise OutputConflict, naming them, when `folder`, which `bbuvl COMMAND` sets aside whole (`replacing`), holds
     anything but the files it writes there (`own(name relative to the folder)` says which those are).
 
@@ -723,7 +726,7 @@ def refuse_strangers(folder: Path, command: str, own: Callable[[str], bool] | No
     chosen = {name: by for name in sorted(CHOICE_FILES) if (by := _recorded_writer(out / name)) is not None}
     strangers = _strangers(out, out, lambda name: name in chosen or own(name))
     if strangers:
-        _refuse_held(folder, command, strangers)
+        _refuse_held(folder, command, strangers, overwrite)
     for name, by in chosen.items():
         if not own(name):
             log.warning("%s, chosen by `bbuvl %s` for the old weights, goes with them", out / name, by)

@@ -124,6 +124,8 @@ def test_a_run_killed_while_it_claims_leaves_the_next_run_refusing_the_files_it_
     said = " ".join(result.stderr.split())
     assert result.returncode == 2, said
     assert "holds notes.txt, site_visit.mp4, which `bbuvl data synth` did not write" in said, said
+    # a plain run is not told --overwrite deletes them: it would itself, taking back the killed run's folder
+    assert ("so --overwrite would delete them" if typed else "so running it again, which takes back") in said, said
     assert (out / "images" / "notes.txt").read_text(encoding="utf-8") == "mine"
     assert (out / "images" / "site_visit.mp4").stat().st_size == 4 << 30
 
