@@ -33,3 +33,14 @@ class StopAt(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.step:
             control.should_training_stop = True
+
+
+def whole_and_resumed(run_config, tmp_path, *overrides: str, stop: int = 3) -> tuple[dict, dict]:
+    """`train`'s results for a run never stopped (in tmp_path/a) and for the same run stopped after step `stop`, as a
+    kill leaves it, then resumed (in tmp_path/b): what an exact resume is checked by."""
+    from bbuvl.train.trainer import train
+
+    whole = train(run_config(*overrides, f"training.output_dir={tmp_path / 'a'}"), progress=False)
+    cfg = run_config(*overrides, f"training.output_dir={tmp_path / 'b'}")
+    train(cfg, progress=False, callbacks=[StopAt(stop)])
+    return whole, train(cfg, resume=True, progress=False)

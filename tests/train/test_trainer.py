@@ -20,7 +20,7 @@ from bbuvl.model.identity import trained_identity
 from bbuvl.train.param_groups import GROUPS, ParameterGroupError, assign_groups, group_of, summarize_groups
 from bbuvl.train.run_dir import RunDirError
 from bbuvl.train.trainer import build_run, train
-from tests.callbacks import PoisonHeadOnce, StopAt
+from tests.callbacks import PoisonHeadOnce, StopAt, whole_and_resumed
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -96,13 +96,9 @@ def test_nan_loss_is_skipped_logged_dumped_and_training_goes_on(run_config, tmp_
 
 
 def test_resume_continues_the_loss_curve_exactly(run_config, tmp_path):
-    common = ("training.max_steps=6", "training.save_steps=3", "data.teacher_ratio=0.5")
-    whole = train(run_config(*common, f"training.output_dir={tmp_path / 'a'}"), progress=False)["history"]
-    full = _losses(whole)
-    cfg_b = run_config(*common, f"training.output_dir={tmp_path / 'b'}")
-    train(cfg_b, progress=False, callbacks=[StopAt(3)])
-    history = train(cfg_b, resume=True, progress=False)["history"]
-    resumed = _losses(history)
+    whole, history = (r["history"] for r in whole_and_resumed(
+        run_config, tmp_path, "training.max_steps=6", "training.save_steps=3", "data.teacher_ratio=0.5"))
+    full, resumed = _losses(whole), _losses(history)
     a = {h["step"]: h["loss"] for h in full}
     b = {h["step"]: h["loss"] for h in resumed if h["step"] > 3}
     assert sorted(b) == [4, 5, 6]
@@ -115,11 +111,9 @@ def test_resume_continues_the_loss_curve_exactly(run_config, tmp_path):
 
 def test_a_resume_inside_a_logging_window_logs_every_term_as_a_run_never_stopped(run_config, tmp_path):
     # Logged every 2 steps, resumed from step 3: step 4's window holds step 3, trained before the stop.
-    common = ("training.max_steps=6", "training.save_steps=3", "training.logging_steps=2", "data.teacher_ratio=0.5")
-    whole = _losses(train(run_config(*common, f"training.output_dir={tmp_path / 'a'}"), progress=False)["history"])
-    cfg = run_config(*common, f"training.output_dir={tmp_path / 'b'}")
-    train(cfg, progress=False, callbacks=[StopAt(3)])
-    resumed = _losses(train(cfg, resume=True, progress=False)["history"])
+    whole, resumed = (_losses(r["history"]) for r in whole_and_resumed(
+        run_config, tmp_path, "training.max_steps=6", "training.save_steps=3", "training.logging_steps=2",
+        "data.teacher_ratio=0.5"))
     assert [h["step"] for h in resumed] == [h["step"] for h in whole] == [2, 4, 6]
     for a, b in zip(whole, resumed):
         terms = {k: v for k, v in a.items() if k.startswith(("loss", "lm_")) or k == "nan_skipped"}

@@ -11,7 +11,7 @@ from bbuvl.model.checkpoint import load_model
 from bbuvl.train.run_dir import RunDirError
 from bbuvl.train.trainer import train
 from bbuvl.train.weight_average import AVERAGE_FILE, WeightAverage, WeightAverageError, ramped_decay
-from tests.callbacks import StopAt
+from tests.callbacks import StopAt, whole_and_resumed
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -87,11 +87,8 @@ def test_final_holds_the_average_and_each_checkpoint_the_live_weights_beside_it(
 
 
 def test_a_resumed_run_ends_with_the_average_of_one_that_never_stopped(run_config, tmp_path):
-    common = ("training.ema_decay=0.6", "training.max_steps=6", "training.save_steps=3", "data.val=null")
-    whole = _weights(train(run_config(*common, f"training.output_dir={tmp_path / 'a'}"), progress=False)["final"])
-    cfg = run_config(*common, f"training.output_dir={tmp_path / 'b'}")
-    train(cfg, progress=False, callbacks=[StopAt(3)])
-    resumed = _weights(train(cfg, resume=True, progress=False)["final"])
+    whole, resumed = (_weights(r["final"]) for r in whole_and_resumed(
+        run_config, tmp_path, "training.ema_decay=0.6", "training.max_steps=6", "training.save_steps=3", "data.val=null"))
     assert whole.keys() == resumed.keys()
     for n in whole:
         assert torch.allclose(whole[n], resumed[n], atol=1e-5), n
