@@ -723,7 +723,7 @@ def refuse_strangers(folder: Path, command: str, own: Callable[[str], bool] | No
     if not out.is_dir() or out.is_symlink():
         return
     own = _own_rule(out, command, own, killed)
-    chosen = {name: by for name in sorted(CHOICE_FILES) if (by := _recorded_writer(out / name)) is not None}
+    chosen = {name: entry["by"] for name, entry in sorted(_ledger_entries(out).items()) if name in CHOICE_FILES}
     strangers = _strangers(out, out, lambda name: name in chosen or own(name))
     if strangers:
         _refuse_held(folder, command, strangers, overwrite)

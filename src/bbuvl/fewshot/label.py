@@ -5,8 +5,8 @@ box gets the few-shot class as its `desc`; an Unknown one is left out (`unknown=
 kept under its detector label and flagged in `extra` (`unknown="flag"`). The scores behind each decision
 travel in `extra`, which the model never sees, each as the value decided on: the few-shot score and margin at
 `SCORE_DECIMALS` (what the classifier compares with the threshold and the bands), the detector's score as it gave it
-(what `--min-score` compared), so a written score reads on the side of the threshold its box was put. Only labels the hierarchy knows can be written, so support
-classes are checked against it before anything is embedded.
+(what `--min-score` compared), so a written score reads on the side of the threshold its box was put. Only labels
+the hierarchy knows can be written, so support classes are checked against it before anything is embedded.
 
 What the dataset needs and a detector does not promise is fixed on the way: boxes are clipped to the image,
 empty ones dropped, a second box of the same label on (nearly) the same place dropped (the higher score
