@@ -109,11 +109,12 @@ def test_resume_continues_the_loss_curve_exactly(run_config, tmp_path):
     assert mean == pytest.approx(next(h["train_loss"] for h in whole if "train_loss" in h), abs=1e-5)
 
 
-def test_a_resume_inside_a_logging_window_logs_every_term_as_a_run_never_stopped(run_config, tmp_path):
+@pytest.mark.parametrize("accumulation", [1, 2])  # 2: base.yaml's accumulation, each step closed over its micro-batches
+def test_a_resume_inside_a_logging_window_logs_every_term_as_a_run_never_stopped(run_config, tmp_path, accumulation):
     # Logged every 2 steps, resumed from step 3: step 4's window holds step 3, trained before the stop.
     whole, resumed = (_losses(r["history"]) for r in whole_and_resumed(
         run_config, tmp_path, "training.max_steps=6", "training.save_steps=3", "training.logging_steps=2",
-        "data.teacher_ratio=0.5"))
+        f"training.gradient_accumulation_steps={accumulation}", "data.teacher_ratio=0.5"))
     assert [h["step"] for h in resumed] == [h["step"] for h in whole] == [2, 4, 6]
     for a, b in zip(whole, resumed):
         terms = {k: v for k, v in a.items() if k.startswith(("loss", "lm_")) or k == "nan_skipped"}
