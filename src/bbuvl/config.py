@@ -488,7 +488,7 @@ class InferenceConfig(_Strict):
     # tile_drop_cut drops a tile's box cut by the tile's inner edge.
     # head mode: the likeliest labels reported per box, each at objectness x its probability among the
     # checkpoint's labels (1: the greedy caption alone). 2 reports a part's other state beside the one it believes
-    # (docs/faults_learning.md, "Labels per box").
+    # (docs/faults_learning.md, "Labels per box"). Name mode names each box once, whatever it is.
     labels_per_box: int = Field(1, ge=1, le=8)
     # head and name modes: one box a part. Of two queries whose boxes overlap above part_nms and whose likeliest labels
     # name the same part (a judged kind whatever its state, data/faults.py; any other label as itself), the one of

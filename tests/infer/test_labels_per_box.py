@@ -61,3 +61,18 @@ def test_captions_that_can_name_nothing_give_every_label_a_smaller_share_and_dro
     assert all(after[k] < before[k] for k in shared)  # the empty caption takes its share of every box
     # one label a box: a box whose likeliest caption is the empty one is no detection
     assert {tuple(d.bbox_2d) for d in found[0.25][1].objects} <= {tuple(d.bbox_2d) for d in found[0.0][1].objects}
+
+
+@pytest.mark.parametrize("tiles", ["off", "2x1"])
+def test_name_mode_names_each_box_once_whatever_labels_per_box(predictor, photos, tiles):
+    # Head mode reports a box once a label; name mode asks the VLM to name the box itself, once. It named each of
+    # the head's rows, writing every box twice under labels_per_box 2, the same label at the same score.
+    options = dict(objectness_threshold=0.0, queries=3, tiles=tiles, zoom_containers=(), part_nms=None,
+                   score_threshold=0.0, max_new_tokens=24)
+    for nms_iou in (None, 0.5):
+        [two] = predictor.predict_lines(photos[:1], "name", labels_per_box=2, nms_iou=nms_iou, **options)
+        [one] = predictor.predict_lines(photos[:1], "name", labels_per_box=1, nms_iou=None, **options)
+        boxes = [tuple(o["bbox_2d"]) for o in two["objects"]]
+        assert boxes and len(boxes) == len(set(boxes))
+        if nms_iou is None:  # the same boxes as one label a box names, with the same labels and scores
+            assert two["objects"] == one["objects"]

@@ -40,9 +40,10 @@ def names_nothing(cfg: Any) -> bool:
 
 
 @torch.inference_mode()
-def head_objects(predictor: "Predictor", prepared: Sequence["Prepared"],
-                 options: "PredictOptions") -> list[list[tuple[Detection, float]]]:
-    """Per image, the head's detections (score = objectness x caption likelihood) with their objectness.
+def head_queries(predictor: "Predictor", prepared: Sequence["Prepared"],
+                 options: "PredictOptions") -> list[list[list[tuple[Detection, float]]]]:
+    """Per image, the head's kept queries, each its labels likeliest first (`labels_per_box` of them, one box) as
+    detections (score = objectness x caption likelihood) with the query's objectness.
 
     Constrained, every caption is one of the checkpoint's labels; unconstrained, a caption may come out
     empty (the head's first token its end): such a box keeps an empty label, for the caller to decide.
@@ -77,15 +78,32 @@ def head_objects(predictor: "Predictor", prepared: Sequence["Prepared"],
                                            obj * caption_p), obj)])
         if options.part_nms is not None and queries:
             queries = one_box_per_part(queries, predictor.faults, options.part_nms)
-        found = [f for labels in queries for f in labels]
-        if options.nms_iou and found:
-            t_boxes = torch.tensor([d.bbox_2d for d, _ in found])
-            t_scores = torch.tensor([d.score for d, _ in found])
-            classes = torch.tensor([hash(d.label) % (1 << 31) for d, _ in found])
-            found = [found[i] for i in nms(t_boxes, t_scores, options.nms_iou, classes).tolist()]
-        found.sort(key=lambda f: (f[0].bbox_2d[1], f[0].bbox_2d[0]))
-        out.append(found)
+        if options.nms_iou and queries:
+            queries = _label_nms(queries, options.nms_iou)
+        queries.sort(key=lambda labels: (labels[0][0].bbox_2d[1], labels[0][0].bbox_2d[0]))
+        out.append(queries)
     return out
+
+
+def _label_nms(queries: list[list[tuple[Detection, float]]], iou: float) -> list[list[tuple[Detection, float]]]:
+    """The queries' labels left by per-label NMS (each label against the other boxes of that label), each query
+    keeping those of its labels that are left; a query with none left is dropped."""
+    rows = [(j, f) for j, labels in enumerate(queries) for f in labels]
+    t_boxes = torch.tensor([d.bbox_2d for _, (d, _) in rows])
+    t_scores = torch.tensor([d.score for _, (d, _) in rows])
+    classes = torch.tensor([hash(d.label) % (1 << 31) for _, (d, _) in rows])
+    left: list[list[tuple[Detection, float]]] = [[] for _ in queries]
+    for i in sorted(nms(t_boxes, t_scores, iou, classes).tolist()):  # in the order the query listed its labels
+        left[rows[i][0]].append(rows[i][1])
+    return [labels for labels in left if labels]
+
+
+@torch.inference_mode()
+def head_objects(predictor: "Predictor", prepared: Sequence["Prepared"],
+                 options: "PredictOptions") -> list[list[tuple[Detection, float]]]:
+    """Per image, the head's detections (score = objectness x caption likelihood) with their objectness: each kept
+    query's labels (`head_queries`), one row each, so a box comes `labels_per_box` times."""
+    return [[f for labels in queries for f in labels] for queries in head_queries(predictor, prepared, options)]
 
 
 def _ranked_labels(predictor: "Predictor", query_hidden: torch.Tensor, vocabulary: dict[tuple[int, ...], str],

@@ -11,7 +11,7 @@ import torch
 
 from bbuvl.infer.continuations import PromptRead
 from bbuvl.infer.dropped_rows import GIVEN_UP, gone
-from bbuvl.infer.modes.head import head_objects
+from bbuvl.infer.modes.head import head_queries
 from bbuvl.infer.parse import parse_detections
 from bbuvl.infer.predictor import Detection, ImageResult, token_char_ends
 
@@ -56,7 +56,9 @@ def read_labels(predictor: "Predictor", new: torch.Tensor, logprobs: torch.Tenso
 def run(predictor: "Predictor", prepared: Sequence["Prepared"], options: "PredictOptions") -> list[ImageResult]:
     """Head boxes, each named by the VLM: one row per box, the photo's prompt followed by
     `[{"bbox_2d": [box], "label": ` in answer coordinates, then decoding constrained to the checkpoint's labels."""
-    found = head_objects(predictor, prepared, options)
+    # One row a query: its labels (`labels_per_box` of them) share its box and objectness, and the VLM names the box
+    # itself; a row for each of them wrote each box twice under labels_per_box 2, the same label and score.
+    found = [[labels[0] for labels in queries] for queries in head_queries(predictor, prepared, options)]
     constraint = predictor.labels_constraint()
     named: list[list[Detection]] = [[] for _ in prepared]
     # The head's pass read each prompt; naming reads it again (counted once) with each box's prefix, and writes labels.
