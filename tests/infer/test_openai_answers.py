@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -129,3 +133,186 @@ def test_an_answers_file_that_is_not_text_names_the_file(folder, tmp_path):
                        encoding="utf-8")
     with pytest.raises(ValueError, match=r"answers\.jsonl:1: choices\[0\]\.message\.content has a part whose text"):
         read_answers(answers, folder)
+
+
+# --- an export's frame, and photos shown to a server as the answers are read -------------------------------------
+
+PART_UPRIGHT = (100, 50, 300, 150)  # the red part of the EXIF-6 photo, in its upright 320x240 pixels
+PART_SMALL = (112, 84, 168, 126)  # the red part of the 224x168 photo the shapes demo's frame holds at 48 tokens
+
+
+@pytest.fixture(scope="module", params=["qwen2_5_vl", "qwen3_vl"])
+def exported(request, tmp_path_factory) -> Path:
+    """An export of a checkpoint trained in the shapes demo's frame (min = max = 64 cells, a 64-token budget), which
+    a stock processor holds only in part: a 224x168 photo it scales up past the budget (model/export.py `frame_gap`)."""
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app as cli
+    from bbuvl.config import load_config
+    from bbuvl.model.checkpoint import Prompt, save_checkpoint
+    from bbuvl.model.loading import load_model_and_processor
+    from bbuvl.model.vlm import BBUVLModel
+
+    out = tmp_path_factory.mktemp(f"exported-{request.param}")
+    base = build_tiny_model(out / "model", family=request.param, seed=0)
+    vlm, processor = load_model_and_processor(str(base), dtype="float32", attn_implementation="sdpa")
+    cells = 64 * json.loads((base / "config.json").read_text())["vision_config"]["patch_size"] ** 2 * 4
+    cfg = load_config(None, [f"model.path={base}", "model.dtype=float32", f"model.min_pixels={cells}",
+                             f"model.max_pixels={cells}", "model.max_vision_tokens=64", "detection.enabled=false",
+                             "model.vision_positions=false", "data.teachers=null"])
+    checkpoint = save_checkpoint(BBUVLModel.build(vlm, cfg, processor.tokenizer), processor, cfg, cfg.model.frame(),
+                                 Prompt("找出每个部件。", ["线缆"], "zh"), out / "ckpt")
+    r = CliRunner().invoke(cli, ["model", "export", str(checkpoint), str(out / "exported")])
+    assert r.exit_code == 0, r.output
+    return out / "exported"
+
+
+def photo_with_part(path: Path, upright: tuple[int, int], part: tuple[int, int, int, int], orientation: int = 1) -> Path:
+    """A JPEG showing a red part at `part` of its upright pixels, stored as a camera stores it under `orientation`."""
+    from bbuvl.data.images import EXIF_TURNS
+
+    image = Image.new("RGB", upright, (230, 230, 230))
+    image.paste((255, 0, 0), part)
+    exif = Image.Exif()
+    if orientation != 1:  # the file holds the pixels the EXIF turn makes upright: 6 is undone by 8's turn
+        image = image.transpose(EXIF_TURNS[{6: 8, 8: 6}.get(orientation, orientation)])
+        exif[0x0112] = orientation
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, quality=95, exif=exif)
+    return path
+
+
+class StandIn:
+    """A stock server's part of the recipes: the image it is given, resized as the folder's image processor resizes
+    it under the server's bounds and the request's, and a model that answers where the red part is in what it sees,
+    perfectly, in the folder's convention. It decodes what it is sent as stored, never turning it by an EXIF tag."""
+
+    def __init__(self, folder: Path, bounds: dict[str, int]):
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+        processor = json.loads((folder / "preprocessor_config.json").read_text(encoding="utf-8"))
+        self.factor, self.bounds, self.resize = processor["patch_size"] * processor["merge_size"], bounds, smart_resize
+        self.relative = json.loads((folder / "config.json").read_text())["model_type"] != "qwen2_5_vl"
+        self.seen: list[tuple[int, int]] = []
+
+    def answer(self, image: Image.Image, request: dict[str, int] | None) -> str:
+        import numpy as np
+
+        bounds = {**self.bounds, **(request or {})}
+        h, w = self.resize(image.height, image.width, self.factor, bounds["min_pixels"], bounds["max_pixels"])
+        self.seen.append((w, h))
+        a = np.asarray(image.convert("RGB").resize((w, h), Image.BICUBIC)).astype(int)
+        ys, xs = np.nonzero((a[:, :, 0] > 180) & (a[:, :, 1] < 90) & (a[:, :, 2] < 90))
+        box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+        if self.relative:
+            box = [round(1000 * v / s) for v, s in zip(box, (w, h, w, h))]
+        return json.dumps([{"bbox_2d": box, "label": "线缆"}], ensure_ascii=False)
+
+
+def recipe(marker: str) -> str:
+    """The Python block of docs/serving.md's vLLM section that holds `marker`, as a user copies it."""
+    from markdown_it import MarkdownIt
+
+    doc = (Path(__file__).parents[2] / "docs" / "serving.md").read_text(encoding="utf-8")
+    blocks = [t.content for t in MarkdownIt("commonmark").parse(doc) if t.type == "fence" and t.info == "python"]
+    [block] = [b for b in blocks if marker in b]
+    return block
+
+
+def stock_bounds(folder: Path) -> dict[str, int]:
+    """MIN and MAX as the recipe takes them from the card's Frame section."""
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    low, high = re.search(r"--mm-processor-kwargs '\{\"min_pixels\": (\d+), \"max_pixels\": (\d+)\}'", card).groups()
+    return {"min_pixels": int(low), "max_pixels": int(high)}
+
+
+def within(got: list[float], want: tuple[int, ...], size: tuple[int, int], extent: tuple[int, int]) -> bool:
+    """Whether a box read back lies within a unit and a half of the answer's grid of the part (a unit of rounding to
+    the frame the server resized to, half of the answer's own, and the JPEG's blur at the part's edge)."""
+    unit = (size[0] / extent[0], size[1] / extent[1])
+    return all(abs(g - w) <= 1.5 * unit[k % 2] + 1 for k, (g, w) in enumerate(zip(got, want)))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_the_offline_vllm_recipe_gives_back_each_part_where_it_is_in_the_upright_photo(exported, tmp_path, monkeypatch):
+    # The recipe fed vLLM `Image.open(p).convert("RGB")`: a photo stored sideways (EXIF 6, a phone's portrait photo)
+    # was shown sideways and its answer read as the upright photo's ([100, 50, 300, 150] came back [66.6, 14.9, 200.0,
+    # 165.1]). And a photo the card says to frame with other bounds (224x168: 48 tokens in training, 70 at the
+    # processor's bounds) was answered in the frame the card gives and read back through the processor's.
+    import types
+
+    (tmp_path / "exported").symlink_to(exported)
+    photo_with_part(tmp_path / "photos" / "0001.jpg", (320, 240), PART_UPRIGHT, orientation=6)
+    photo_with_part(tmp_path / "photos" / "0002.jpg", (224, 168), PART_SMALL)
+    stand_in = StandIn(exported, stock_bounds(exported))
+
+    class LLM:
+        def __init__(self, model: str, limit_mm_per_prompt: dict, mm_processor_kwargs: dict):
+            assert Path(model) == Path("exported") and mm_processor_kwargs == stand_in.bounds
+
+        def generate(self, prompts: list[dict], params: object) -> list:
+            assert all("<|vision_start|>" in p["prompt"] for p in prompts)
+            texts = [stand_in.answer(p["multi_modal_data"]["image"], p.get("mm_processor_kwargs")) for p in prompts]
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=t)]) for t in texts]
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=lambda **kw: kw))
+    monkeypatch.chdir(tmp_path)
+    exec(recipe("from vllm import LLM"), {"MIN": stand_in.bounds["min_pixels"], "MAX": stand_in.bounds["max_pixels"]})
+
+    frame = folder_frame(exported)
+    first, second = read_answers(tmp_path / "answers.jsonl", exported)
+    assert (first["width"], first["height"]) == (320, 240) and (second["width"], second["height"]) == (224, 168)
+    assert stand_in.seen == [frame.model_size((320, 240)), frame.model_size((224, 168))]  # the frames it trained in
+    assert stand_in.seen[1] == (224, 168) or frame.family != "qwen2_5_vl"
+    for line, part in ((first, PART_UPRIGHT), (second, PART_SMALL)):
+        [found] = line["objects"]
+        size = (line["width"], line["height"])
+        assert within(found["bbox_2d"], part, size, frame.model_size(size)), (found["bbox_2d"], part)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_the_vllm_server_request_sends_the_photo_upright_without_its_exif_tag(exported, tmp_path, monkeypatch):
+    # The request sent the file's own bytes: a server that decodes them as stored showed the model the sideways pixels.
+    import types
+
+    (tmp_path / "exported").symlink_to(exported)
+    photo_with_part(tmp_path / "photos" / "0001.jpg", (320, 240), PART_UPRIGHT, orientation=6)
+    stand_in = StandIn(exported, stock_bounds(exported))
+
+    def create(model: str, temperature: float, max_tokens: int, messages: list, extra_body: dict) -> object:
+        url = messages[1]["content"][0]["image_url"]["url"]
+        image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+        assert 0x0112 not in image.getexif()  # nothing for a server that does turn by the tag to turn again
+        text = stand_in.answer(image, extra_body["mm_processor_kwargs"])
+        reply = {"id": "x", "object": "chat.completion", "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
+        return types.SimpleNamespace(model_dump=lambda: reply)
+
+    client = types.SimpleNamespace(chat=types.SimpleNamespace(completions=types.SimpleNamespace(create=create)))
+    monkeypatch.setitem(sys.modules, "openai", types.SimpleNamespace(OpenAI=lambda **kw: client))
+    monkeypatch.chdir(tmp_path)
+    exec(recipe("from openai import OpenAI"), {"SYSTEM_PROMPT_FROM_THE_CARD": "…", "USER_TEXT_FROM_THE_CARD": "…"})
+
+    [line] = read_answers(tmp_path / "answers.jsonl", exported)
+    [found] = line["objects"]
+    frame = folder_frame(exported)
+    assert within(found["bbox_2d"], PART_UPRIGHT, (320, 240), frame.model_size((320, 240))), found["bbox_2d"]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_an_exports_answers_are_read_in_the_frame_its_checkpoint_trained_in_as_predict_frames_it(exported, tmp_path):
+    # Read through the processor's bounds alone (280x196 for a 224x168 photo), the whole photo answered in the frame
+    # the card gives it, 224x168, came back [0.0, 0.0, 179.2, 144.0]; `bbuvl predict -c` frames it at 224x168.
+    from bbuvl.model.checkpoint import read_model_folder
+
+    frame = folder_frame(exported)
+    labels = json.loads((exported / "labels.json").read_text(encoding="utf-8"))
+    assert frame == read_model_folder(exported, labels["labels"], labels["lang"]).frame  # one frame, one reader
+    assert frame.max_vision_tokens == 64
+    Image.new("RGB", (224, 168), (90, 120, 40)).save(tmp_path / "p.jpg")
+    w, h = frame.answer_extent((224, 168))
+    assert frame.family != "qwen2_5_vl" or (w, h) == (224, 168)
+    (tmp_path / "answers.jsonl").write_text(json.dumps({"image": "p.jpg", "text": json.dumps(
+        [{"bbox_2d": [0, 0, w, h], "label": "线缆"}])}) + "\n", encoding="utf-8")
+    [line] = read_answers(tmp_path / "answers.jsonl", exported)
+    assert line["objects"][0]["bbox_2d"] == [0.0, 0.0, 224.0, 168.0]

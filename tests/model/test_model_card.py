@@ -82,3 +82,15 @@ def test_the_card_says_how_a_stock_processor_frames_a_photo_the_vision_token_bud
     assert stock_overshoot(stock_frame(held)) is None
     card = model_card(folder, stock_frame(held), prompt, Config(), ExportResult(tmp_path / "out", "qwen2_5_vl", False))
     assert "which `max_pixels` already holds to." in " ".join(card.split())
+
+
+def test_the_card_says_to_send_a_server_each_photo_upright(tmp_path: Path):
+    # The transformers code turned the photo by its EXIF orientation; the vLLM lines said nothing, and a photo sent as
+    # its file stores it was answered sideways, its boxes read back as the upright photo's.
+    prompt, contract = Prompt("找出每个部件。", ["线缆"], "zh"), CoordinateContract(family="qwen3_vl")
+    folder = ModelFolder(tmp_path / "ckpt", True, Config(), prompt, contract)
+    card = " ".join(model_card(folder, contract, prompt, Config(),
+                               ExportResult(tmp_path / "out", "qwen3_vl", False)).split())
+    vllm = card[card.index("With vLLM"):]
+    assert "Send each photo upright: turned as its EXIF orientation asks and re-encoded without the tag" in vllm
+    assert "ImageOps.exif_transpose(Image.open(PHOTO))" in vllm

@@ -22,7 +22,7 @@ from PIL import Image
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.jsonfile import json_kind, read_json
-from bbuvl.data.families import DEFAULT_FAMILY, RELATIVE_SCALE, BoxConvention, get_family
+from bbuvl.data.families import DEFAULT_FAMILY, RELATIVE_SCALE, BoxConvention, family_of, get_family
 
 Box = list[float]
 Size = tuple[int, int]
@@ -32,6 +32,7 @@ MAX_ASPECT = 200
 QWEN_MIN_PIXELS = 56 * 56
 QWEN_MAX_PIXELS = 28 * 28 * 1280
 CONTRACT_FILE = "coordinate_contract.json"
+EXPORT_FRAME_FILE = "bbuvl_frame.json"  # `bbuvl model export`: the frame its checkpoint trained in, budget included
 
 
 @lru_cache(maxsize=65536)
@@ -337,3 +338,26 @@ class CoordinateContract:
             return cls(**fields)
         except (TypeError, ValueError) as e:
             raise ValueError(f"{path}: {e}") from None
+
+
+def export_frame(path: str | Path) -> CoordinateContract | None:
+    """The frame the checkpoint an export came from trained in: its pixel bounds and vision-token budget, which the
+    export's image processor holds only in part (model/export.py `frame_gap`); None: no such file (a base model, an
+    export written before it). ValueError naming the file when it is no frame of the folder's family.
+
+    The one reader of it: `bbuvl predict -c EXPORT` frames photos by it and `bbuvl.infer.openai_answers` reads a stock
+    server's answers by it (docs/families.md, "An export's frame"); here, below both, where reading it loads no torch.
+    """
+    file = Path(path) / EXPORT_FRAME_FILE
+    if not file.is_file():
+        return None
+    fields = read_json(file, "export frame")
+    if not isinstance(fields, dict):
+        raise ValueError(f"{file}: holds {json_kind(fields)}, expected a JSON object (`bbuvl model export` writes one)")
+    try:
+        frame = CoordinateContract(**fields)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{file}: {e}") from None
+    if frame.family != family_of(path).model_type:
+        raise ValueError(f"{file}: a {frame.family} frame, but {path} holds a {family_of(path).model_type} model")
+    return frame

@@ -10,8 +10,14 @@ stored photo's pixels, EXIF rotation applied, and the raw answer. A line is
 with `response` the server's reply as it came (`choices[0].message.content` is read; a batch-API line's
 `{"response": {"body": {...}}}` too), or `{"image": ..., "text": "..."}` with the answer alone. A relative
 `image` is relative to the answers file's folder (and written relative to the predictions file's, where eval and viz
-read it). The frame is read from the exported folder itself: its
-`config.json` names the family and its image processor the min/max pixels (docs/serving.md, "vLLM").
+read it). The frame is read from the exported folder itself (`folder_frame`): its `config.json` names the family, and
+`bbuvl_frame.json` the frame its checkpoint trained in, the one `bbuvl predict -c FOLDER` frames photos in (a folder
+without one: its image processor's min/max pixels; docs/serving.md, "vLLM").
+
+Answers are read in the upright photo's pixels: a photo shown to the server as its file stores it, without its EXIF
+turn, or in another frame, is answered in other coordinates than these. `server_photo` gives each photo as the server
+is to be shown it (upright, at its frame, and the processor bounds that leave it so); the recipes in docs/serving.md
+send it.
 
 A stock server returns no per-object score: every object scores 1.0, so COCO AP ranks a photo's objects in the
 order they were written.
@@ -19,12 +25,17 @@ order they were written.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bbuvl.data.coords import CoordinateContract
+from PIL import Image
+
+from bbuvl.data.coords import CoordinateContract, export_frame, smart_resize
 from bbuvl.data.families import family_of
 from bbuvl.data.images import load_image
 from bbuvl.data.jsonfile import read_json
@@ -35,7 +46,17 @@ UNSCORED = 1.0
 
 
 def folder_frame(folder: str | Path) -> CoordinateContract:
-    """The frame an exported (or any stock Qwen VL) folder resizes photos to: its family and its image processor's
+    """The frame a folder's answers are read in, the one `bbuvl predict -c FOLDER` frames photos in: an export's
+    `bbuvl_frame.json` (the frame its checkpoint trained in, vision-token budget included, which its image processor
+    holds only in part: model/export.py `frame_gap`), else the folder's image processor's bounds (`processor_frame`).
+    Read through the processor's bounds alone, a photo the export's card says to frame otherwise (the shapes demo's
+    224x168) was read in a frame the server was never shown, its boxes up to a fifth short (ValueError naming the
+    file of a frame that is none of the folder's family)."""
+    return export_frame(folder) or processor_frame(folder)
+
+
+def processor_frame(folder: str | Path) -> CoordinateContract:
+    """The frame an exported (or any stock Qwen VL) folder's image processor resizes photos to: its family and its
     min/max pixels, read from `config.json` and `preprocessor_config.json` / `processor_config.json` (ValueError
     naming the file and key of a value of the wrong kind)."""
     folder = Path(folder)
@@ -83,6 +104,46 @@ def _kind(value: Any) -> str:
         type(value), "a number")
     shown = json.dumps(value, ensure_ascii=False)
     return f"{kind} ({shown})" if value is not None and len(shown) <= 40 else kind
+
+
+@dataclass(frozen=True)
+class ServerPhoto:
+    """A photo as a stock server is to be shown it for `read_answers` to read its answer: upright (the turn its EXIF
+    orientation asks for made, which a server decoding the file may not make), RGB, resized to its frame with
+    Pillow's bicubic as bbu-vl resizes it, and the image processor bounds under which the server's resize leaves it as
+    it is (`mm_processor_kwargs` in vLLM)."""
+
+    image: Image.Image
+    processor_kwargs: dict[str, int]
+
+    def data_url(self) -> str:
+        """`image` as a PNG data URL for an OpenAI-style request: lossless, and without an EXIF block that would have
+        the server turn it again."""
+        buffer = io.BytesIO()
+        self.image.save(buffer, "PNG", exif=Image.Exif())  # never the file's block, which Pillow may carry over
+        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def server_photo(photo: str | Path, folder: str | Path) -> ServerPhoto:
+    """`photo` as a stock server running `folder` is to be shown it (`ServerPhoto`), framed as `read_answers` reads
+    the answer (ValueError naming the photo when no frame holds it)."""
+    frame = folder_frame(folder)
+    loaded = load_image(photo)
+    try:
+        size = frame.model_size(loaded.size)  # from the stored photo's size, also when a JPEG decoded smaller
+    except ValueError as e:  # a strip past Qwen's aspect limit
+        raise ValueError(f"{photo}: {e}: no model frame holds it; crop it first") from None
+    image = loaded.image if loaded.image.size == size else loaded.image.resize(size, Image.BICUBIC)
+    return ServerPhoto(image, _keeping_bounds(size, processor_frame(folder)))
+
+
+def _keeping_bounds(size: tuple[int, int], processor: CoordinateContract) -> dict[str, int]:
+    """Image processor bounds under which a `size` image (a frame's: sides whole cells) is resized to itself: the
+    folder's own where they do, else its area as both (a photo the export's card says training framed otherwise)."""
+    w, h = size
+    if smart_resize(h, w, processor.factor, processor.min_pixels, processor.max_pixels) == (h, w):
+        return {"min_pixels": processor.min_pixels, "max_pixels": processor.max_pixels}
+    return {"min_pixels": w * h, "max_pixels": w * h}
 
 
 def answer_text(line: dict[str, Any]) -> str:

@@ -37,9 +37,9 @@ from safetensors.torch import load_file, save_file
 from bbuvl.atomic import (atomic_folder, atomic_path, readable_as_opened, remove_dead_writers_temporaries, remove_path,
                           replace_folder, set_aside_by_dead_writers, write_text_atomic)
 from bbuvl.config import CONFIG_FILE, Config, dump_config, not_a_checkpoint, read_run_config
-from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
+from bbuvl.data.coords import CONTRACT_FILE, EXPORT_FRAME_FILE, CoordinateContract, export_frame
 from bbuvl.data.families import family_of
-from bbuvl.data.jsonfile import json_kind, read_json
+from bbuvl.data.jsonfile import read_json
 from bbuvl.data.scale import TrainingScale
 from bbuvl.model.checkpoint_files import (IMAGE_PROCESSOR_FILE, PROCESSOR_CONFIG_FILE, TEMPLATE_FILE, check_module_state,
                                           check_prompt, json_problem, saved_image_processor, template_problem)
@@ -438,28 +438,6 @@ def relative_run_files(path: Path, run: Config,
                          f"is read from the folder this command runs in, {real_path(value)}, which may not be the file "
                          "the run trained with")
     return notes
-
-
-EXPORT_FRAME_FILE = "bbuvl_frame.json"  # `bbuvl model export`: the frame its checkpoint trained in, budget included
-
-
-def export_frame(path: Path) -> CoordinateContract | None:
-    """The frame the checkpoint an export came from trained in: its pixel bounds and vision-token budget, which the
-    export's image processor holds only in part (model/export.py `frame_gap`); None: no such file (a base model, an
-    export written before it). ValueError naming the file when it is no frame of the folder's family."""
-    file = path / EXPORT_FRAME_FILE
-    if not file.is_file():
-        return None
-    fields = read_json(file, "export frame")
-    if not isinstance(fields, dict):
-        raise ValueError(f"{file}: holds {json_kind(fields)}, expected a JSON object (`bbuvl model export` writes one)")
-    try:
-        frame = CoordinateContract(**fields)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{file}: {e}") from None
-    if frame.family != family_of(path).model_type:
-        raise ValueError(f"{file}: a {frame.family} frame, but {path} holds a {family_of(path).model_type} model")
-    return frame
 
 
 def stored_dtype(path: Path) -> str | None:

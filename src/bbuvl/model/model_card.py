@@ -172,6 +172,16 @@ def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt
                f"'{{\"temperature\": 0}}' \\\n    --mm-processor-kwargs '{{\"min_pixels\": {contract.min_pixels}, "
                f"\"max_pixels\": {contract.max_pixels}}}'", "bash"),
         "",
+        # The boxes are the upright photo's (Boxes above); a phone stores a portrait photo sideways with an EXIF tag
+        # saying so, which a server decoding the file as stored does not apply: the model saw it sideways, and its
+        # answer was read back as the upright photo's (docs/serving.md, "vLLM").
+        "Send each photo upright: turned as its EXIF orientation asks and re-encoded without the tag "
+        "(`ImageOps.exif_transpose(Image.open(PHOTO)).convert('RGB')`, as above, saved as PNG), never the file's own "
+        "bytes or `Image.open(PHOTO)` alone: a phone stores a portrait photo sideways and tags it, a server may decode "
+        "it as stored, and the boxes are read in the upright photo's pixels. "
+        "`bbuvl.infer.openai_answers.server_photo` gives each photo so, at its frame, with the bounds that keep it "
+        "there (`mm_processor_kwargs`, also per request).",
+        "",
         "## What the export left out",
         "",
     ]
