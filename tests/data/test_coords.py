@@ -4,11 +4,12 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
 from bbuvl.data.coords import (
+    MAX_ASPECT,
     CoordinateContract,
     box_inside,
     orient_box,
@@ -49,6 +50,39 @@ def test_smart_resize_obeys_qwen_rules_and_equals_transformers(size, px):
     assert hb * wb <= px[1] or min(hb, wb) == 28  # Qwen never goes below one patch on the short side
     assert hb * wb >= px[0]
     assert (hb, wb) == tuple(_transformers_smart_resize()(h, w, factor=28, min_pixels=px[0], max_pixels=px[1]))
+
+
+strips = st.tuples(st.integers(1, 120), st.floats(100, MAX_ASPECT), st.booleans()).map(
+    lambda t: (max(t[0], math.floor(t[0] * t[1])), t[0])[::-1 if t[2] else 1])
+bounds = st.sampled_from([(3136, 1003520, 1280), (3136, 1003520, None), (50176, 50176, 64), (12544, 50176, None),
+                          (3136, 150528, 250), (200704, 1003520, 1280)])
+
+
+@settings(max_examples=400, deadline=None)
+@given(strips, bounds, st.sampled_from(["qwen2_5_vl", "qwen3_vl"]))
+@example((7919, 41), (3136, 1003520, 1280), "qwen2_5_vl")  # 193:1, which smart_resize alone frames at 7924x28
+def test_no_frame_passes_the_aspect_limit_and_the_processor_takes_it_as_it_is(size, bound, family):
+    """A photo up to MAX_ASPECT:1 gets a frame no further from square, in whole cells, that the image processor's
+    smart_resize keeps as it is (encode/chat.py hands it the frame), and smart_resize's own frame wherever that is
+    within the limit: a stock processor given the photo frames it alike."""
+    c = CoordinateContract(bound[0], bound[1], max_vision_tokens=bound[2], family=family)
+    f = c.factor
+    w, h = c.model_size(size)
+    assert w % f == 0 and h % f == 0 and max(w, h) <= MAX_ASPECT * min(w, h)
+    assert smart_resize(h, w, f, w * h, w * h) == (h, w)
+    low, high = (f * f, bound[2] * f * f) if c.over_budget(size) else bound[:2]
+    sh, sw = smart_resize(size[1], size[0], f, low, high)
+    if max(sw, sh) <= MAX_ASPECT * min(sw, sh):
+        assert (w, h) == (sw, sh)
+    else:  # the long side is cut to the limit: fewer pixels, never past the bounds or the budget
+        assert min(w, h) == min(sw, sh) and max(w, h) == MAX_ASPECT * min(sw, sh) < max(sw, sh)
+    assert c.vision_tokens(size) == (w // f) * (h // f)
+
+
+def test_a_strip_rounding_carries_past_the_aspect_limit_is_framed_at_the_limit():
+    c = CoordinateContract(3136, 1003520, max_vision_tokens=1280)
+    assert c.model_size((7919, 41)) == (5600, 28) and c.model_size((41, 7919)) == (28, 5600)
+    assert CoordinateContract(3136, 1003520, family="qwen3_vl").model_size((7919, 41)) == (6400, 32)
 
 
 def test_smart_resize_rejects_extreme_aspect():

@@ -77,6 +77,23 @@ def smart_resize(
     return _smart_resize_rule(height, width, factor, min_pixels, max_pixels)
 
 
+def within_aspect(frame: Size) -> Size:
+    """A `smart_resize` frame with its long side cut to MAX_ASPECT times its short one where rounding carried it past.
+
+    smart_resize checks the photo's aspect, then rounds each side to whole cells: a 7919x41 strip (193:1) keeps one
+    cell of height and becomes 7924x28 (283:1), which every image processor refuses when the frame is handed to it
+    (encode/chat.py hands it the frame, resized already). Cutting the long side keeps the frame within the token
+    budget and `max_pixels` (widening the short side would not) and nearer the photo's own aspect: no frame is ever
+    further from 1:1 than MAX_ASPECT, which the photo itself was not either (docs/families.md, "An export's frame").
+    """
+    w, h = frame
+    if w > MAX_ASPECT * h:
+        return (MAX_ASPECT * h, h)
+    if h > MAX_ASPECT * w:
+        return (w, MAX_ASPECT * w)
+    return frame
+
+
 def scale_box(box: Sequence[float], src: Size, dst: Size) -> Box:
     """Rescale a box from an image of size `src` to one of size `dst`."""
     sx, sy = dst[0] / src[0], dst[1] / src[1]
@@ -262,7 +279,7 @@ class CoordinateContract:
 
     def _bounded_size(self, size: Size, min_pixels: int, max_pixels: int) -> Size:
         h, w = smart_resize(size[1], size[0], self.factor, min_pixels, max_pixels)
-        return (w, h)
+        return within_aspect((w, h))
 
     def over_budget(self, size: Size) -> bool:
         """Whether a stored image of `size` would exceed `max_vision_tokens` within the pixel bounds alone."""
@@ -272,7 +289,8 @@ class CoordinateContract:
         return (w // self.factor) * (h // self.factor) > self.max_vision_tokens
 
     def model_size(self, size: Size) -> Size:
-        """`(width, height)` of the model frame for a stored image of `size` (shrunk to the token budget)."""
+        """`(width, height)` of the model frame for a stored image of `size` (shrunk to the token budget; never past
+        MAX_ASPECT:1)."""
         if self.over_budget(size):
             # The budget outranks min_pixels: a photo it shrinks is never pushed back up past it.
             cell = self.factor * self.factor

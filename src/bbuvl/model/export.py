@@ -157,7 +157,8 @@ def frame_gap(contract: CoordinateContract) -> str | None:
     A processor resizes by one pair of bounds; bbu-vl by the run's, then, for a photo those give more than the budget's
     tokens, by one cell to the budget (`CoordinateContract.model_size`). One pair holds both where `min_pixels` is
     under the budget, except for photos `stock_overshoot` finds; past it, except for photos the run's bounds shrink to
-    the budget or fewer, which needs sides far apart (a strip).
+    the budget or fewer, which needs sides far apart (a strip). A strip that rounding carries past 200:1 is framed
+    otherwise under any bounds (`data.coords.within_aspect`): every card says so, whatever this returns.
     """
     if contract.max_vision_tokens is None:
         return None

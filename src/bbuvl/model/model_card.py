@@ -13,7 +13,7 @@ import re
 from typing import TYPE_CHECKING
 
 from bbuvl.config import Config
-from bbuvl.data.coords import RELATIVE_SCALE, CoordinateContract
+from bbuvl.data.coords import MAX_ASPECT, RELATIVE_SCALE, CoordinateContract
 from bbuvl.data.families import get_family
 from bbuvl.encode.prompts import USER_TEXT
 from bbuvl.model.checkpoint import ModelFolder, Prompt
@@ -54,6 +54,13 @@ def _conversion(contract: CoordinateContract, gap: bool) -> str:
             + (", with the bounds the Frame section names for the photos it says training framed otherwise"
                if gap else "")
             + "); in the photo's pixels: `x_photo = x * W / w`, `y_photo = y * H / h`.")
+
+
+def _strips() -> str:
+    """The card's word on a strip whose rounded frame passes MAX_ASPECT:1, which training cut to it (data/coords.py)."""
+    return (f"Where `smart_resize`'s rounding carries a strip near {MAX_ASPECT}:1 past it (its short side rounded down to "
+            f"one cell), bbu-vl cut the frame's long side to {MAX_ASPECT} times its short one, since no image processor "
+            f"takes a frame past {MAX_ASPECT}:1 back: resize such a photo to that frame first.")
 
 
 def _scores_table(card: list[str], result: "ExportResult") -> None:
@@ -136,7 +143,7 @@ def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt
         f"(vLLM: `--mm-processor-kwargs '{{\"min_pixels\": {contract.min_pixels}, \"max_pixels\": {contract.max_pixels}}}'`)."
         + budget + " bbu-vl resized each photo to its frame with Pillow's bicubic; an image processor that resizes "
         "with torchvision interpolates slightly differently, so for the very answers bbu-vl gives, resize the photo to "
-        "its frame with Pillow first (the processor's resize is then the identity).",
+        "its frame with Pillow first (the processor's resize is then the identity). " + _strips(),
         "",
         "## Boxes",
         "",

@@ -130,6 +130,13 @@ def locate(records: list[SourcedRecord]) -> list[str]:
     return [found.get(id(r), f"{r.dataset_path} ({r.record.image})") for r in records]
 
 
+def sample_names(student: SourcedRecord, teachers: list[SourcedRecord]) -> str:
+    """`file:line` of a sample's student photo and its image, and of the teachers shown before it, for a message."""
+    where = locate([student, *teachers])
+    shown = f"{where[0]}: photo {student.record.image}"
+    return shown + (f" (after teacher{'s' if len(teachers) > 1 else ''} {', '.join(where[1:])})" if teachers else "")
+
+
 def drawn_crop(crop: CropConfig | None, size: tuple[int, int], rng: random.Random) -> Region | None:
     """The window a `size` photo is shown through for one draw of `rng` (`data.crop`); None: the whole photo."""
     if crop is None or crop.p <= 0 or rng.random() >= crop.p:
@@ -365,11 +372,20 @@ class ConversationDataset(torch.utils.data.Dataset):
         return sample
 
     def _encode(self, index: int, teachers: list[SourcedRecord], region: Region | None, mirror: bool) -> EncodedSample:
-        """Sample `index` with these teachers before it, its student photo seen through `region` and mirrored or not."""
+        """Sample `index` with these teachers before it, its student photo seen through `region` and mirrored or not;
+        a sample that cannot be encoded raises naming its records' file:line (a photo that cannot be read: ImageError,
+        which `__getitem__` steps over)."""
         src = self.sources[index]
-        student, rec = self._turn(src.student, SPAN_STUDENT, region, mirror)
-        turns = [self._turn(t, SPAN_TEACHER)[0] for t in teachers] + [student]
-        enc = self.encoder.encode(turns, max_length=self.max_length)
+        try:
+            student, rec = self._turn(src.student, SPAN_STUDENT, region, mirror)
+            turns = [self._turn(t, SPAN_TEACHER)[0] for t in teachers] + [student]
+            enc = self.encoder.encode(turns, max_length=self.max_length)
+        except ImageError:
+            raise
+        except ValueError as e:
+            # The processor's own refusal names no photo, and the first sample is encoded by a monitor's start, where
+            # nothing else would say which record it was.
+            raise ValueError(f"{sample_names(src.student, teachers)}: this sample cannot be encoded: {e}") from e
         W, H = rec.size
         boxes = torch.tensor([[o.bbox_2d[0] / W, o.bbox_2d[1] / H, o.bbox_2d[2] / W, o.bbox_2d[3] / H] for o in rec.objects],
                              dtype=torch.float32).reshape(-1, 4).clamp(0, 1)  # read_training_data refused any box
