@@ -3,15 +3,21 @@ and the truth the rewards compare with alike (they were ignored without a word: 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
-from PIL import ImageOps
+from PIL import Image, ImageOps
 from transformers import TrainerCallback
 
-from bbuvl.config import CropConfig
+from bbuvl.config import Config, CropConfig
+from bbuvl.data.coords import CoordinateContract
+from bbuvl.data.schema import read_dataset
 from bbuvl.infer.predictor import Predictor
+from bbuvl.model.checkpoint import Prompt
 from bbuvl.rl.rollouts import Augmentation, photos_of, shown
 from bbuvl.rl.trainer import grpo_ignores, read_grpo_inputs, train_grpo
+from bbuvl.train.dataset import sources_from
 from tests.rl import reward_fns
 from tests.rl.test_grpo_trainer import grpo_config  # noqa: F401 - the fixture
 
@@ -79,3 +85,22 @@ def test_grpo_names_the_sample_settings_its_rollouts_never_read(grpo_config):
     for key in ("data.max_length (512)", "data.oversize (skip)", "data.padding_side (left)", "data.sample_cache_mb (10"):
         assert key in said, key
     assert grpo_ignores(grpo_config("data.mirror=0.5", "data.crop.p=0.5", "training.lr.detection=0")) == []
+
+
+def test_a_rollouts_view_is_shown_at_its_photos_frame_and_its_truth_stays_in_its_photos_pixels(tmp_path, tiny, tiny_family):
+    """Under the shapes demo's 64 tokens a 109x113 photo is framed at 112x112, and 112x112 at 224x224: the view was
+    framed again and shown larger than SFT shows it, its truth read in the 112x112 picture's pixels."""
+    Image.new("RGB", (109, 113), (90, 90, 90)).save(tmp_path / "p.png")
+    line = {"images": ["p.png"], "width": 109, "height": 113, "objects": [{"bbox_2d": [10, 20, 60, 80], "desc": "标签贴纸"}]}
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps(line, ensure_ascii=False) + "\n", encoding="utf-8")
+    contract = CoordinateContract(50176, 50176, max_vision_tokens=64, family=tiny_family)
+    predictor = Predictor(tiny[0], tiny[1], contract, Prompt("找出每个部件。", ["标签贴纸"], "zh"), Config())
+    photo = photos_of(sources_from(read_dataset(path), path))[0]
+    plain, truth = shown(predictor, photo, Augmentation(), seed=42, step=0)
+    whole_window = Augmentation(CropConfig(p=1.0, min_side=1.0, max_side=1.0))
+    for augmentation in (Augmentation(mirror=1.0), whole_window):
+        view, moved = shown(predictor, photo, augmentation, seed=42, step=0)
+        assert view.image.size == plain.image.size == contract.model_size((109, 113))
+        assert view.size == plain.size == (109, 113)  # where the answer is read back to, with the truth
+    assert shown(predictor, photo, whole_window, seed=42, step=0)[1] == truth

@@ -14,9 +14,9 @@ from bbuvl.data.families import get_family
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.regions import magnified_record, random_region, window_objects
 from bbuvl.data.schema import ImageRecord, ObjectAnn, read_dataset
-from bbuvl.encode.chat import SPAN_STUDENT, ChatEncoder, format_answer, image_for_model
+from bbuvl.encode.chat import SPAN_STUDENT, ChatEncoder, answer_objects, format_answer, image_for_model
 from bbuvl.encode.prompts import system_prompt
-from bbuvl.train.dataset import ConversationDataset, sources_from
+from bbuvl.train.dataset import ConversationDataset, shown_photo, sources_from
 
 SCREW = "螺丝连接点/BBU安装螺丝/连接正确"
 BOX = [200.0, 150.0, 230.0, 180.0]
@@ -75,12 +75,12 @@ def test_a_cropped_sample_teaches_the_crops_boxes_on_the_crops_pixels(photo_json
         region = ds.crop_for(index)
         assert region is not None
         item = ds[index]
-        expected = magnified_record(ds.sources[index].student.record, region, frame)
+        # The window magnified to the photo's size: its frame is the picture shown (for each family's factor).
+        expected = magnified_record(ds.sources[index].student.record, region, (448, 336))
         answer = item.input_ids[item.span_ids == SPAN_STUDENT].tolist()
         taught = encoder.answer_ids([format_answer(expected, contract)])[0]
         assert answer[:len(taught)] == taught and len(answer) - len(taught) <= 2  # then the turn's end
-        boxes = [[o.bbox_2d[0] / frame[0], o.bbox_2d[1] / frame[1], o.bbox_2d[2] / frame[0], o.bbox_2d[3] / frame[1]]
-                 for o in expected.objects]
+        boxes = [[o.bbox_2d[0] / 448, o.bbox_2d[1] / 336, o.bbox_2d[2] / 448, o.bbox_2d[3] / 336] for o in expected.objects]
         assert item.det_boxes.flatten().tolist() == pytest.approx([v for b in boxes for v in b], abs=1e-6)
     # The pixels: the window, magnified to the photo's frame.
     region = ds.crop_for(0)
@@ -107,3 +107,59 @@ def test_crops_are_drawn_per_seed_epoch_and_index_and_p_zero_is_the_whole_photo(
 def test_a_crop_config_with_min_above_max_is_refused():
     with pytest.raises(ValueError, match="min_side"):
         CropConfig(p=0.5, min_side=0.6, max_side=0.5)
+
+
+FRAMES = [(3136, 448 * 336, None), (50176, 50176, 64), (12544, 50176, None), (3136, 1003520, 1280), (3136, 150528, 96)]
+
+
+def _truth_in_picture(record: ImageRecord, region, mirror: bool, picture, contract: CoordinateContract) -> dict:
+    """Each object the window keeps, by label, mapped into the picture shown (its pixels, or 0-1000 of its sides)."""
+    x1, y1, x2, y2 = region
+    rw, rh = x2 - x1, y2 - y1
+    extent = picture if contract.box_scale is None else (contract.box_scale, contract.box_scale)
+    out = {}
+    for o in window_objects([(o.bbox_2d, o.desc) for o in record.objects], (x1, y1), (rw, rh)):
+        b = [o.bbox_2d[0] * extent[0] / rw, o.bbox_2d[1] * extent[1] / rh, o.bbox_2d[2] * extent[0] / rw,
+             o.bbox_2d[3] * extent[1] / rh]
+        out[o.desc] = [extent[0] - b[2], b[1], extent[0] - b[0], b[3]] if mirror else b
+    return out
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+def test_every_answer_is_in_the_frame_of_the_picture_shown(tmp_path, family):
+    """Whole, cropped (the whole photo's window among them) and mirrored, over photo sizes and frames: each answer box
+    is the truth the window keeps, mapped into the picture the model is shown, within a unit of rounding (a 109x113
+    photo framed at 112x112 under a 64-token budget was taught boxes in a 224x224 frame once cropped)."""
+    rng = random.Random(7)
+    sizes = [(109, 113), (448, 336), (97, 600), (640, 480)] + [(rng.randint(40, 700), rng.randint(40, 700)) for _ in range(8)]
+    checked = 0
+    for w, h in sizes:
+        Image.new("RGB", (w, h), (90, 90, 90)).save(tmp_path / f"{w}x{h}.png")
+        objects = []
+        for k in range(6):
+            # Sides of a tenth of the photo or more: none is under a unit of any frame, which would be widened to one.
+            bx, by = rng.uniform(0, 0.9 * w), rng.uniform(0, 0.9 * h)
+            objects.append({"bbox_2d": [round(bx, 1), round(by, 1), round(rng.uniform(bx + 0.1 * w, w), 1),
+                                        round(rng.uniform(by + 0.1 * h, h), 1)], "desc": f"{SCREW}{k}"})
+        line = {"images": [f"{w}x{h}.png"], "width": w, "height": h, "objects": objects}
+        path = tmp_path / f"{w}x{h}.jsonl"
+        path.write_text(json.dumps(line, ensure_ascii=False) + "\n", encoding="utf-8")
+        src = sources_from(read_dataset(path), path)[0].student
+        for low, high, budget in FRAMES:
+            contract = CoordinateContract(low, high, max_vision_tokens=budget, family=family)
+            for region in (None, (0, 0, w, h), random_region((w, h), rng, 0.3, 0.9)):
+                for mirror in (False, True):
+                    picture, record = shown_photo(src, contract, region, mirror)
+                    assert picture.size == contract.model_size((w, h))
+                    answer = {o["label"]: o["bbox_2d"] for o in answer_objects(record, contract)}
+                    truth = _truth_in_picture(src.record, region or (0, 0, w, h), mirror, picture.size, contract)
+                    assert answer.keys() == truth.keys()
+                    extent = picture.size if contract.box_scale is None else (1000, 1000)
+                    # Half a unit of rounding, and the record's boxes are kept to a tenth of its pixel.
+                    slack = [0.5 + 0.05 * extent[k % 2] / record.size[k % 2] + 1e-6 for k in range(4)]
+                    for label, box in answer.items():
+                        assert all(abs(a - t) <= e for a, t, e in zip(box, truth[label], slack)), \
+                            (w, h, low, high, budget, region, mirror, box, truth[label])
+                    assert contract.answer_extent(record.size) == extent  # what the coordinate losses normalise by
+                    checked += 1
+    assert checked == len(sizes) * len(FRAMES) * 6

@@ -301,7 +301,8 @@ class Predictor:
                 size: tuple[int, int] | None = None) -> Prepared:
         """Load (EXIF-oriented RGB) and resize to the model frame the checkpoint was trained with; `keep_stored`
         keeps the stored pixels too, which tiles and zoom cut their regions from. `size`: the stored photo's, when a
-        PIL `image` is it decoded at a reduced scale (serve's upload of a JPEG past the pixel limit)."""
+        PIL `image` shows it at another scale (serve's upload of a JPEG past the pixel limit decoded smaller; GRPO's
+        view of a training photo, at its frame already)."""
         # A PIL image given directly gets the same mode conversion as a file (16-bit, CMYK, alpha: data/images.py).
         if isinstance(image, Image.Image):
             img, stored = to_rgb(image), size or image.size

@@ -83,10 +83,10 @@ def shown(predictor: Predictor, photo: Photo, augmentation: Augmentation, seed: 
     mirror = src is not None and drawn_mirror(augmentation.mirror, rng("mirror"))
     if src is None or (region is None and not mirror):
         return predictor.prepare(photo.path), photo.truth
-    # The answer is read back to the pixels of the image it was asked of (`read_answers`): the shown view's, where the
-    # moved truth is, so the rewards compare like with like.
+    # The answer is read back to the pixels of the record's size (`read_answers`), where the moved truth is, so the
+    # rewards compare like with like; the view is already that size's frame, so prepare leaves its pixels as they are.
     image, record = shown_photo(src, predictor.contract, region, mirror)
-    return predictor.prepare(image), truth_of(record)
+    return predictor.prepare(image, size=record.size), truth_of(record)
 
 
 @dataclass

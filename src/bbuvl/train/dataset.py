@@ -152,9 +152,15 @@ def drawn_mirror(mirror: float, rng: random.Random) -> bool:
 def shown_photo(src: SourcedRecord, contract: CoordinateContract, region: Region | None = None,
                 mirror: bool = False) -> tuple[Image.Image, ImageRecord]:
     """`src`'s photo in its model frame, through `region` (magnified to the whole photo's frame) and mirrored left to
-    right or not, and its record moved with it: the boxes in the returned image's pixels."""
+    right or not, and its record moved with it: a record of the photo's size, whose frame is the returned image.
+
+    The window's record is magnified to the stored photo's size, not to the frame: an answer is written from a record
+    through `contract.to_model`, whose extent is `model_size(record.size)`, and that is the picture shown only for the
+    photo's own size (a 109x113 photo framed at 112x112 under a 64-token budget: `model_size((112, 112))` is 224x224,
+    and every box was taught twice as far out as the picture showed it).
+    """
     image = image_for_model(src.image_path, src.record.size, contract, region)
-    record = src.record if region is None else magnified_record(src.record, region, image.size)
+    record = src.record if region is None else magnified_record(src.record, region, src.record.size)
     if mirror:
         image, record = ImageOps.mirror(image), mirrored_record(record)
     return image, record
