@@ -5,7 +5,8 @@ over 101 recall points, averaged over IoU 0.50:0.05:0.95 and over categories, wi
 pixels of the stored image (small < 32², medium < 96², large above). Ground truth comes from
 `bbuvl.data.coco.records_to_coco`, exactly as `bbuvl data export-coco` writes it; categories are the
 labels cut to the evaluated hierarchy level. Undefined values (no ground truth in a category or size
-range: pycocotools' -1) are None.
+range: pycocotools' -1) are None. COCO ranks detections of equal score in photo order, so `coco_evaluate` hands it the
+photos and boxes in one order (eval/order.py), and the numbers do not depend on the order they were listed in.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from faster_coco_eval import COCO, COCOeval_faster
 from bbuvl.data.coco import records_to_coco
 from bbuvl.data.labels import label_at_level
 from bbuvl.data.schema import ImageRecord
+from bbuvl.eval.order import photo_order, sorted_gt, sorted_predictions
 
 # The order of COCOeval.stats (pycocotools and faster-coco-eval agree on the first twelve).
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -117,9 +119,13 @@ def _quiet(*_: Any) -> None:
 def coco_evaluate(
     records: list[ImageRecord], predictions: Sequence[Sequence[dict[str, Any]]], level: int | None = None,
 ) -> CocoResult:
-    """COCO metrics for `predictions[i]` (`{"bbox_2d", "label", "score"}` dicts) on `records[i]`."""
+    """COCO metrics for `predictions[i]` (`{"bbox_2d", "label", "score"}` dicts) on `records[i]`, the same for the
+    same photos in any order (eval/order.py)."""
     if len(records) != len(predictions):
         raise ValueError(f"{len(records)} ground-truth photos but {len(predictions)} prediction lists")
+    order = photo_order(records, predictions)
+    records = [sorted_gt(records[i]) for i in order]
+    predictions = [sorted_predictions(predictions[i]) for i in order]
     gt = coco_ground_truth(records, level)
     dets = coco_detections(gt, predictions, level)
     gt_count = {c["id"]: 0 for c in gt["categories"]}

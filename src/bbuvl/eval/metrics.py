@@ -6,7 +6,8 @@ AR, the class-agnostic breakdown, the precision-recall curves) goes into the `de
 
 COCO AP ranks every prediction whatever its score; the error counts, label accuracy and duplicate
 rate describe what a user would see at `min_score` (0 keeps every prediction). The fault metrics
-(`faults`, eval/faults.py) score every prediction and the verdict at its thresholds.
+(`faults`, eval/faults.py) score every prediction and the verdict at its thresholds. Every number is the same for
+the same photos and boxes whatever order the files list them in: ties are ranked in one order (eval/order.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from bbuvl.eval.collector import collector_paused
 from bbuvl.eval.faults import FaultMetrics, fault_metrics
 from bbuvl.eval.match_many import match_photos
 from bbuvl.eval.matching import ImageMatch, MatchTotals, label_accuracy, label_levels
+from bbuvl.eval.order import sorted_gt, sorted_predictions
 from bbuvl.eval.predictions import PredictionLine, align_predictions, beyond_frame_note
 from bbuvl.eval.prior import best_constant_box
 from bbuvl.infer.verdict import FramedThresholds, VerdictThresholds, default_thresholds
@@ -137,6 +139,17 @@ def _one_spelling(records: list[ImageRecord], lines: list[PredictionLine],
     return records, lines
 
 
+def _boxes_in_one_order(records: list[ImageRecord], lines: list[PredictionLine]) -> tuple[list[ImageRecord], list[PredictionLine]]:
+    """Each photo's ground-truth and predicted boxes in eval/order.py's order: a greedy match gives a box to the first
+    of two equal predictions, and its ties fell by the order a file listed them in. Only what moves is copied."""
+    records = [sorted_gt(r) for r in records]
+    out = []
+    for line in lines:
+        objects = sorted_predictions(line.objects)
+        out.append(line if all(a is b for a, b in zip(objects, line.objects)) else replace(line, objects=objects))
+    return records, out
+
+
 def evaluate_predictions(
     records: list[ImageRecord],
     gt_path: str | Path,
@@ -176,6 +189,7 @@ def _evaluate(records: list[ImageRecord], gt_path: str | Path, lines: list[Predi
         raise ValueError(f"--level {level}: the labels of {gt_path} have {depth} level{'s' if depth > 1 else ''} "
                          f"(category/attribute/...); give 1 to {depth}, or leave --level out for the full label")
     records, lines = _one_spelling(records, lines, faults)
+    records, lines = _boxes_in_one_order(records, lines)
     alignment = align_predictions(records, gt_path, lines, pred_path)
     per_image = [p.objects if p is not None else [] for p in alignment.predictions]
     coco = coco_evaluate(records, per_image, level)
@@ -222,7 +236,8 @@ def _evaluate(records: list[ImageRecord], gt_path: str | Path, lines: list[Predi
 def unknown_labels_notes(records: list[ImageRecord], lines: list[PredictionLine | None], faults: Faults,
                          gt_path: str | Path, pred_path: str | Path | None) -> list[str]:
     """A note for the ground truth's and for the paired predictions' labels that the hierarchy judging them does not
-    know: each is scored as a category of its own and never as a fault, which nothing else would say."""
+    know, the most frequent first: each is scored as a category of its own and never as a fault, which nothing else
+    would say."""
     sides = (("ground-truth objects in", gt_path, [o.desc for r in records for o in r.objects]),
              ("predicted boxes in", pred_path or "the predictions",
               [o["label"] for line in lines if line is not None for o in line.objects]))
@@ -234,8 +249,10 @@ def unknown_labels_notes(records: list[ImageRecord], lines: list[PredictionLine 
                 unknown[label] = unknown.get(label, 0) + 1
         if not unknown:
             continue
-        first = next(iter(unknown))
-        shown = ", ".join(f"{show_text(label)} ({n})" for label, n in list(unknown.items())[:3])
+        # The most frequent first, equal counts by label: the same note whatever order the files list them in
+        ranked = sorted(unknown.items(), key=lambda item: (-item[1], item[0]))
+        first = ranked[0][0]
+        shown = ", ".join(f"{show_text(label)} ({n})" for label, n in ranked[:3])
         more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
         notes.append(f"{sum(unknown.values())} {what} {path} have labels the hierarchy {faults.hierarchy.source} does "
                      f"not know: {shown}{more}; the first: {faults.hierarchy.problem(first)}. They are scored as "

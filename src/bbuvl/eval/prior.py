@@ -7,8 +7,9 @@ given photos, and scores it exactly as the project's COCO evaluation (`coco_metr
 reads on the same scale as a model's.
 
 How the constant box is emitted (docs/synthetic_scenes.md):
-- class-agnostic: once per photo, score 1. All scores tie, and COCO ranks tied detections in photo order,
-  as it would for a model that answers every photo with the same confidence;
+- class-agnostic: once per photo, score 1. All scores tie, and COCO ranks tied detections in photo order: the
+  photos are put in `bbuvl eval`'s one order first (eval/order.py, by name), so the prior is what `bbuvl eval`
+  reports for a model that answers every photo with this box, whatever order the ground truth lists them in;
 - per label: once per label of the vocabulary (the labels present in the photos), score 1, evaluated
   class-aware: a label's AP50 is then the AP50 of the box on that label's objects alone, and the summary
   AP50 their mean. The extra copies are not counted against the class-agnostic number.
@@ -19,6 +20,10 @@ only against the ground-truth boxes that could reach IoU 0.5 with it (`_TruthInd
 The winner is scored by `_coco_ap50`, which repeats faster-coco-eval's arithmetic step for step (its box IoU
 in xywh, its greedy match, its precision and recall), so it returns the numbers a full COCO evaluation of the
 constant box returns, for a fraction of the time; tests/eval/test_prior.py pins the two equal.
+
+The search keeps the box that scores highest in that order. With the order fixed, that is no longer the luck of a
+file's line order: it is the most a constant answer earns from `bbuvl eval` on these photos, and a lower bar would let
+one clear it (docs/eval.md, "Ties").
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import numpy as np
 
 from bbuvl.data.schema import ImageRecord
 from bbuvl.eval.coco_metrics import coco_evaluate
+from bbuvl.eval.order import photo_order
 
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)  # COCO's recall thresholds
 # Pruning uses a looser IoU than 0.5: in exact arithmetic a pair at IoU >= 0.5 passes every test below at 0.5,
@@ -124,11 +130,17 @@ class _TruthIndex:
 
 
 def constant_box_ap50(records: list[ImageRecord], boxes: np.ndarray) -> np.ndarray:
-    """Class-agnostic AP50 `[C]` of each relative box `[C, 4]` emitted once per photo with score 1 (COCO's rules)."""
-    index = _TruthIndex(records)
+    """Class-agnostic AP50 `[C]` of each relative box `[C, 4]` emitted once per photo with score 1 (COCO's rules, the
+    photos in `bbuvl eval`'s order)."""
+    index = _TruthIndex(in_eval_order(records))
     if len(index.gt) == 0:
         raise ValueError("the photos have no ground-truth boxes: AP50 is undefined")
     return _search_ap50(index, boxes)
+
+
+def in_eval_order(records: list[ImageRecord]) -> list[ImageRecord]:
+    """The photos in the order `coco_evaluate` ranks tied detections in (eval/order.py), whatever order they came in."""
+    return [records[i] for i in photo_order(records)]
 
 
 def _search_ap50(index: _TruthIndex, boxes: np.ndarray, chunk: int = 256) -> np.ndarray:
@@ -261,6 +273,7 @@ def best_constant_box(
     """The relative box with the highest class-agnostic AP50 when emitted for every photo, and its COCO AP50s."""
     if not any(r.objects for r in records):
         raise ValueError("the photos have no ground-truth boxes: there is no prior to measure")
+    records = in_eval_order(records)  # all scores tie: COCO ranks them in photo order
     index = _TruthIndex(records)
     cands = _candidates(index, max_gt_candidates, grid_step, seed)
     ap = _search_ap50(index, cands)
