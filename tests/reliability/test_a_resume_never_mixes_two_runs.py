@@ -149,7 +149,7 @@ def test_predict_refuses_an_output_whose_manifest_has_no_resume_key(predicted, t
 
 def test_predict_resumes_the_same_photos_and_checkpoint_copied_elsewhere(predicted, tmp_path):
     run = fresh(predicted, tmp_path)  # every path differs from the first run's; no content does
-    r = again(run, "--batch-size", "1")  # the batch size decides no line
+    r = again(run, "--batch-size", "1")  # the batch size is not in the key: it moves digits, not findings (docs/resume.md)
     assert r.exit_code == 0, r.output
     assert "0 predicted" in r.output and "2 already in" in r.output
 

@@ -11,8 +11,10 @@ A line depends on the photo, the model and how it was asked. So the key is:
 - the program: bbu-vl (its version and its files' digest) and the libraries that compute the answer (versions.py):
   an upgrade between a kill and its resume would leave one file holding two programs' lines.
 
-What cannot change a line is left out: the device, the batch size, the path spellings. The digests are kept
-with their stats, so a resume hashes only the files changed since (data/digests.py; costs in docs/resume.md).
+Left out: the device, the batch size, the path spellings. None chooses what a line finds, though another batch size
+may write a box corner 0.1 px or a score 1e-5 apart (float32 sums over another padding; measured in docs/resume.md).
+The digests are kept with their stats, so a resume hashes only the files changed since (data/digests.py; costs in
+docs/resume.md).
 """
 
 from __future__ import annotations
