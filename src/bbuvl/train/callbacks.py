@@ -136,10 +136,14 @@ class LossSum(CarriedState, TrainerCallback):
     def __init__(self) -> None:
         self.total: float | None = 0.0
         self.before: float | None = 0.0  # the steps' sum before this process; None: a checkpoint saved without it
+        # The step this process started at (a resumed checkpoint's): recorded here, where Trainer's own record of it
+        # is private and missing from transformers before 5.19, which pyproject.toml allows
+        self.first_step = 0
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
         saved = type(self).__name__ in state.stateful_callbacks
         self.take_back(state)
+        self.first_step = state.global_step
         self.before = self.total if saved or state.global_step == 0 else None
 
 

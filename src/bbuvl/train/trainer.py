@@ -408,16 +408,19 @@ class BBUTrainer(Trainer):
             for group in self.optimizer.param_groups:
                 logs.setdefault(f"lr/{str(group.get('name', '')).removesuffix('_no_decay')}", group["lr"])
         if "train_runtime" in logs:  # logged once, at the end of training: the speeds of this process's steps
-            ran = self.state.global_step - self._initial_global_step
+            ran = self.state.global_step - self.loss_sum.first_step
             for k in ("train_samples_per_second", "train_steps_per_second"):
                 logs.pop(k, None)
             # HF's samples are the schedule's, all of them full batches; this process ran its share of the steps
             samples = self._schedule_samples * ran / max(self.state.max_steps, 1)
             logs.update(process_speeds(logs["train_runtime"], ran, samples))
         if "train_loss" in logs and self.loss_sum.before is not None:  # logged once, at the end of training
-            steps, ran = self.state.global_step, self.state.global_step - self._initial_global_step
-            if ran < steps:  # HF's mean is over the steps this process ran: after a resume, the run's over all of them
-                logs["train_loss"] = (self.loss_sum.before + logs["train_loss"] * ran) / steps
+            steps, ran = self.state.global_step, self.state.global_step - self.loss_sum.first_step
+            if ran < steps:
+                # After a resume, the mean over all the run's steps, from the sums themselves: HF divides this process's
+                # sum (`_total_loss_scalar`, every step's by now) by the steps it ran from 5.19 on, by all of the run's
+                # before, and pyproject.toml allows both
+                logs["train_loss"] = (self.loss_sum.before + self._total_loss_scalar) / steps
         super().log(logs, start_time)
 
     def _finalize_training(self, trial: Any, num_train_samples: int, start_time: float) -> Any:  # noqa: D102
