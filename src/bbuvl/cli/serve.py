@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -10,16 +11,38 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from bbuvl.cli.common import (PATH_OR_ID, check_device, console, finite_range, int_range, one_of, refuse_unused,
-                              require_file, user_errors)
+from bbuvl.cli.common import (PATH_OR_ID, check_device, console, fail, finite_range, int_range, one_of,
+                              refuse_unused, require_file, user_errors)
 from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
                                  TILES, ZOOM_INTO, check_mode_name, mode_help, plain_labels, plain_model_mode, read_folder,
                                  read_through_config, tile_options, typed)
 
+# pyproject.toml's [serve] extra, which a plain `pip install bbuvl` leaves out: each distribution, and the modules it may
+# be imported as (python-multipart's is `python_multipart` since 0.0.13, `multipart` before)
+SERVE_EXTRA = {"fastapi": ("fastapi",), "uvicorn": ("uvicorn",), "python-multipart": ("python_multipart", "multipart"),
+               "prometheus-client": ("prometheus_client",)}
+INSTALL_SERVE = 'pip install -c constraints.txt -e ".[serve]" in the bbu-vl checkout (README.md, "Serving")'
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or a module left half-imported
+        return False
+
+
+def require_serve_extra() -> None:
+    """Exit with one line naming what is missing and how to install it, unless the [serve] extra is installed."""
+    missing = [name for name, modules in SERVE_EXTRA.items() if not any(map(_importable, modules))]
+    if missing:
+        # Before any bbuvl.serve import: those import the extra's packages, and a missing one was a 40-line traceback
+        fail(f"bbuvl serve needs the [serve] extra, and {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+             f"not installed: {INSTALL_SERVE}", code=1)
 
 
 def listen_host(value: str) -> str:
     """The --host value when it is an address to listen on (serve/server.py, `host_problem`), else a usage error."""
+    require_serve_extra()  # the first of serve's options read, its default too
     from bbuvl.serve.server import host_problem
 
     if (problem := host_problem(value)) is not None:
@@ -29,6 +52,7 @@ def listen_host(value: str) -> str:
 
 def origins(values: list[str] | None) -> list[str] | None:
     """The --cors-origin values, each one a browser can send (serve/cors.py, `origin_problem`), else a usage error."""
+    require_serve_extra()
     from bbuvl.serve.cors import origin_problem
 
     for value in values or []:
@@ -102,6 +126,7 @@ def serve(
     exits 130. docs/serving.md.
     """
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    require_serve_extra()
     from bbuvl.infer.predictor import Predictor
     from bbuvl.infer.tiles import check_containers
     from bbuvl.model.checkpoint import CheckpointError
