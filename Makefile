@@ -49,4 +49,4 @@ browsers:
 # The demo's folder only when the demo wrote it (scripts/demo_out.sh): DEMO= can name any folder.
 clean:
 	bash scripts/demo_out.sh remove "$(DEMO)"
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache build

@@ -35,3 +35,19 @@ def test_the_console_script_is_the_entry():
 
     scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["bbuvl"] == "bbuvl.entry:main"
+
+
+def test_python_dash_m_bbuvl_runs_the_console_script():
+    """`python -m bbuvl` is `bbuvl` itself; it was "No module named bbuvl.__main__"."""
+    import os
+    from pathlib import Path
+
+    import bbuvl
+
+    env = {**os.environ, "PYTHONPATH": str(Path(bbuvl.__file__).parents[1])}
+    as_module, as_script = (subprocess.run([sys.executable, *how, "--version"], capture_output=True, text=True,
+                                           timeout=120, env=env)
+                            for how in (["-m", "bbuvl"], ["-c", "import sys; from bbuvl.entry import main; "
+                                                                "sys.argv[0] = 'bbuvl'; main()"]))
+    assert as_module.returncode == 0, as_module.stderr
+    assert as_module.stdout == as_script.stdout and as_module.stdout.startswith("bbuvl ")
