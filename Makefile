@@ -1,6 +1,7 @@
 # Two commands: `make demo` and `make test`. Both create .venv when missing and install into it;
-# torch is installed first and pinned (constraints.txt) so CPU machines never pull CUDA wheels. scripts/install.py
-# installs through uv with pip's settings, or through pip where uv cannot (BBUVL_INSTALLER=pip: pip alone).
+# torch is installed first, constraints.txt's version in its CPU build, so CPU machines never pull CUDA wheels (where no
+# source has that build, the install stops and says so). scripts/install.py installs through uv with pip's settings,
+# or through pip where uv cannot (BBUVL_INSTALLER=pip: pip alone).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -9,8 +10,10 @@ DEMO   ?= demo_out
 
 .PHONY: demo demo-rl test test-all install fonts browsers clean
 
+# A .venv with no pip (its creation cut short by Ctrl-C) or too old a Python is created again (install.py --check says
+# why): kept, it failed every later make the same way. --clear: over what is left of it.
 $(STAMP): pyproject.toml constraints.txt scripts/install.py
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(PY) && $(PY) scripts/install.py --check || $(PYTHON) -m venv --clear $(VENV)
 	$(PY) scripts/install.py dev
 	touch $(STAMP)
 

@@ -1,13 +1,22 @@
-"""Install torch, pinned, then bbuvl with its extras, into the venv whose Python runs this script.
+"""Install torch's CPU build, pinned, then bbuvl with its extras, into the venv whose Python runs this script.
 
     .venv/bin/python scripts/install.py dev
+    .venv/bin/python scripts/install.py --check     (exit 1, saying why, where make must create the venv again)
 
-uv installs the same pinned set in under half pip's time on a 2-core machine, where pip unpacks and byte-compiles
-one package after another (docs/design.md, "Installing"); `make demo` counts that time against its budget. uv is
-itself installed from the package index. It does not read pip's configuration, so this script hands it the
-settings pip would use (wheel folders, indexes, constraints, certificate), read with `pip config list`. Where uv
-cannot be installed, or fails, pip does the whole install, as before. BBUVL_INSTALLER=pip skips uv.
-Standard library only: it runs before anything else is installed.
+The venv is checked first: its Python against pyproject.toml's requires-python, and that it has pip (a venv whose
+creation was interrupted has a python and no pip). uv installs the same pinned set in under half pip's time on a
+2-core machine, where pip unpacks and byte-compiles one package after another (docs/design.md, "Installing"); `make
+demo` counts that time against its budget. uv is itself installed from the package index. It does not read pip's
+configuration, so this script hands it the settings pip would use (wheel folders, indexes, no-index, constraints,
+certificate), read with `pip config list`; where pip has a setting that is not handed on, pip installs. Where uv
+cannot be installed, or fails to run, pip does the whole install; where uv's resolver finds the request impossible,
+the install stops there, as pip's would. BBUVL_INSTALLER=pip skips uv.
+
+torch is constraints.txt's version in its CPU build (`+cpu`): from pip's own sources (this machine's wheel folder),
+else from PyTorch's CPU index; where neither has it, the install stops, saying so, rather than take PyPI's Linux
+torch, the CUDA build (with nvidia-* and cuda-* wheels). A torch the venv already imports is kept.
+Standard library only, and Python 3.7 syntax: it runs before anything else is installed, with whatever Python made
+the venv, so that an old one is told so.
 """
 
 from __future__ import annotations
@@ -19,9 +28,12 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 CONSTRAINTS = ROOT / "constraints.txt"
+PYPROJECT = ROOT / "pyproject.toml"
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 # pip's setting -> uv's option; each may hold several whitespace-separated values
 PIP_TO_UV = {
     "find-links": "--find-links",
@@ -29,26 +41,81 @@ PIP_TO_UV = {
     "extra-index-url": "--extra-index-url",
     "constraint": "--constraint",
 }
+# pip's yes/no setting -> uv's flag, passed when pip's value says yes
+PIP_FLAGS_TO_UV = {"no-index": "--no-index"}
+# pip's setting -> the environment variable uv reads it from
+PIP_TO_ENV = {"cert": "SSL_CERT_FILE"}
+# pip's settings that change how pip waits, retries and prints, never what it installs or from where: not handed on
+PIP_ONLY = {"default-timeout", "timeout", "retries", "disable-pip-version-check", "progress-bar", "quiet", "verbose",
+            "no-color", "no-input", "cache-dir", "no-cache-dir", "root-user-action", "log", "log-file", "exists-action",
+            "require-virtualenv", "no-warn-script-location", "no-warn-conflicts", "no-python-version-warning"}
+YES = {"y", "yes", "t", "true", "on", "1"}  # pip's spellings of yes (its strtobool)
+# uv's exit status when its resolver found no set of packages that meets the request (uv 0.13: "No solution found");
+# its own failures (an index it cannot reach, an error of uv itself) exit 2
+UV_UNSATISFIABLE = 1
 PIP_INSTALL = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", "install"]
 
 
+class Refusal(Exception):
+    """An install no installer can do here: main prints it as one error and exits 1."""
+
+
 def pip_settings() -> dict[str, list[str]]:
-    """pip's effective find-links, indexes, constraints and certificate, from its files and PIP_* variables."""
+    """pip's effective settings, from its files and PIP_* variables: each key's values, as whitespace-separated."""
     listed = subprocess.run(
         [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
     ).stdout
     # "global.find-links='/opt/wheels'", "install.cert=...", ":env:.find-links=..." (PIP_FIND_LINKS): as in pip, the
-    # environment wins over the [install] section, which wins over [global]
+    # environment wins over the [install] section, which wins over [global]; other sections are other commands'
     rank = {":env:": 2, "install": 1, "global": 0}
     found: dict[str, tuple[int, list[str]]] = {}
     for line in listed.splitlines():
         match = re.fullmatch(r"(?P<section>[^.]*)\.(?P<key>[\w-]+)='(?P<value>.*)'", line.strip())
-        if not match or match["key"] not in (*PIP_TO_UV, "cert") or match["section"] not in rank:
+        if not match or match["section"] not in rank or match["key"] == "config-file":  # the files listed here
             continue
         if match["key"] not in found or rank[match["section"]] >= found[match["key"]][0]:
             # pip prints each value as a Python literal: a multi-line list comes as '\\nvalue\\nvalue'
             found[match["key"]] = (rank[match["section"]], ast.literal_eval(f"'{match['value']}'").split())
     return {key: values for key, (_, values) in found.items()}
+
+
+def uv_options(settings: dict[str, list[str]]) -> tuple[list[str], dict[str, str], list[str]]:
+    """pip's settings as uv's options and environment, and the settings neither carries (pip must install then)."""
+    options = [f"{PIP_TO_UV[key]}={value}" for key in PIP_TO_UV for value in settings.get(key, [])]
+    options += [flag for key, flag in PIP_FLAGS_TO_UV.items() if yes(settings.get(key))]
+    env = {PIP_TO_ENV[key]: values[0] for key, values in settings.items() if key in PIP_TO_ENV and values}
+    known = {*PIP_TO_UV, *PIP_FLAGS_TO_UV, *PIP_TO_ENV, *PIP_ONLY}
+    return options, env, sorted(key for key in settings if key not in known)
+
+
+def yes(values: list[str] | None) -> bool:
+    """Whether a yes/no setting of pip's says yes (its last value, as pip reads a repeated one)."""
+    return bool(values) and values[-1].lower() in YES
+
+
+def required_python() -> tuple[int, ...]:
+    """The oldest Python pyproject.toml's requires-python (a `>=X.Y` bound) allows."""
+    match = re.search(r'^requires-python\s*=\s*">=\s*(\d+(?:\.\d+)*)"', PYPROJECT.read_text(), re.MULTILINE)
+    if not match:
+        raise Refusal(f'{PYPROJECT}: no requires-python = ">=X.Y" line, which this script reads')
+    return tuple(int(part) for part in match[1].split("."))
+
+
+def venv_problem() -> tuple[str, str] | None:
+    """What makes the venv running this script unfit (a Python too old, no working pip) and what to do; None if fit."""
+    need, have = required_python(), sys.version_info[:3]
+    if have < need:
+        python = f"python{'.'.join(map(str, need[:2]))}"
+        return (f"{sys.executable} is Python {'.'.join(map(str, have))}, and bbu-vl needs Python >= "
+                f"{'.'.join(map(str, need))} (requires-python in {PYPROJECT.name})",
+                f"run make with a newer Python named, e.g. `PYTHON={python} make install` (make then creates "
+                f"{sys.prefix} again with it; by hand: {python} -m venv --clear {sys.prefix})")
+    pip = subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True, text=True, check=False)
+    if pip.returncode != 0:
+        why = (pip.stderr.strip().splitlines() or [f"exit status {pip.returncode}"])[-1]
+        return (f"{sys.prefix} has no working pip ({why}), as a venv whose creation was cut short",
+                f"run make again, which creates it again (by hand: {sys.executable} -m venv --clear {sys.prefix})")
+    return None
 
 
 def torch_pin() -> str:
@@ -57,6 +124,13 @@ def torch_pin() -> str:
     if not pins:
         sys.exit(f"{CONSTRAINTS}: no torch== line; torch must stay pinned (see the file's first comment)")
     return pins[0]
+
+
+def cpu_torch(platform: str = sys.platform) -> str:
+    """constraints.txt's torch as its CPU build: `+cpu` on Linux, where PyPI's torch is the CUDA build (and pulls
+    nvidia-* wheels); elsewhere PyPI's torch is the CPU build, and has no `+cpu` version."""
+    pin = torch_pin()
+    return f"{pin}+cpu" if platform.startswith("linux") and "+" not in pin else pin
 
 
 def package(extras: str) -> str:
@@ -70,45 +144,110 @@ def has_torch() -> bool:
 
 
 def run(command: list[str], env: dict[str, str] | None = None) -> int:
-    """Run a command, echoed, and return its exit status."""
+    """Run a command, echoed, and return its exit status (127 when it cannot be started)."""
     print("+", shlex.join(command), flush=True)
-    return subprocess.run(command, env=env, check=False).returncode
+    try:
+        return subprocess.run(command, env=env, check=False).returncode
+    except OSError as e:
+        print(f"{command[0]}: {e}", file=sys.stderr, flush=True)
+        return 127
+
+
+def install_torch(install: list[str], env: dict[str, str] | None, no_index: bool,
+                  not_found: Callable[[int], bool]) -> int:
+    """torch's CPU build from pip's own sources, else from PyTorch's CPU index; the first try's status where it says
+    the installer itself failed (`not_found` false), not the search. Refusal when no source has the build."""
+    build = cpu_torch()
+    status = run([*install, build], env)
+    if status == 0 or not not_found(status):
+        return status
+    # The CPU index for this one install only, after pip's own sources: where it cannot be reached (this machine) the
+    # first try has found the wheel folder's build already, and the index is never asked
+    if not no_index and run([*install, "--extra-index-url", CPU_INDEX, build], env) == 0:
+        return 0
+    where = "pip's sources (no-index is set)" if no_index else f"pip's sources, nor at {CPU_INDEX}"
+    raise Refusal(
+        f"torch's CPU build {build} for Python {sys.version_info[0]}.{sys.version_info[1]} is in none of {where} "
+        f"(above); make installs no other torch, PyPI's Linux torch being the CUDA build, with its nvidia-* wheels. "
+        f"Put the build's wheel in a find-links folder, or install a torch into {sys.prefix} first (one it imports "
+        f"is kept), then run make again")
 
 
 def with_pip(extras: str, keep_torch: bool) -> int:
     """Torch first (unless kept), then the package: pip reads its own configuration."""
-    status = 0 if keep_torch else run([*PIP_INSTALL, torch_pin()])
+    no_index = yes(pip_settings().get("no-index"))
+    status = 0 if keep_torch else install_torch(PIP_INSTALL, None, no_index, not_found=lambda status: True)
     return status or run([*PIP_INSTALL, "-c", str(CONSTRAINTS), "-e", package(extras)])
 
 
-def with_uv(extras: str, keep_torch: bool) -> int:
-    """The same two installs through uv, with pip's settings passed on; non-zero when uv is missing or fails."""
-    if run([*PIP_INSTALL, "uv"]):
-        return 1
-    uv = Path(sys.executable).parent / "uv"
-    settings = pip_settings()
-    options = [f"{PIP_TO_UV[key]}={value}" for key in PIP_TO_UV for value in settings.get(key, [])]
+def install_uv() -> Path | None:
+    """uv, installed into the venv by pip; None when pip could not install it."""
+    return None if run([*PIP_INSTALL, "uv"]) else Path(sys.executable).parent / "uv"
+
+
+def with_uv(uv: Path, extras: str, keep_torch: bool, settings: dict[str, list[str]]) -> int:
+    """The same two installs through uv, with pip's settings passed on: 0, or uv's status where uv itself failed.
+    Refusal where uv's resolver found the request impossible: pip would find no way either."""
+    options, uv_env, _ = uv_options(settings)
     env = dict(os.environ)
-    if settings.get("cert"):  # pip's certificate bundle: uv reads SSL_CERT_FILE
-        env.setdefault("SSL_CERT_FILE", settings["cert"][0])
+    for name, value in uv_env.items():
+        env.setdefault(name, value)
     # unsafe-best-match: the highest version on any index, as pip chooses; uv's default takes the first index's only
     uv_pip = [str(uv), "pip", "install", "--quiet", "--python", sys.executable, "--compile-bytecode",
               "--index-strategy", "unsafe-best-match", *options]
-    status = 0 if keep_torch else run([*uv_pip, torch_pin()], env)
-    return status or run([*uv_pip, "--constraint", str(CONSTRAINTS), "--editable", package(extras)], env)
+    status = 0 if keep_torch else install_torch(uv_pip, env, "--no-index" in options,
+                                                not_found=lambda status: status == UV_UNSATISFIABLE)
+    if status:
+        return status
+    status = run([*uv_pip, "--constraint", str(CONSTRAINTS), "--editable", package(extras)], env)
+    if status == UV_UNSATISFIABLE:
+        raise Refusal("uv found no set of packages that meets the request (its reasons above); pip would find none "
+                      "either, so it does not try")
+    return status
 
 
-def main() -> int:
-    """uv, else pip."""
-    extras = sys.argv[1] if len(sys.argv) > 1 else ""
+def say(message: str) -> None:
+    """One line to stderr, at once: between the installers' own output."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def install(extras: str) -> int:
+    """uv, else pip; Refusal where neither can install."""
+    problem = venv_problem()
+    if problem is not None:
+        raise Refusal(": ".join(problem))
     keep_torch = has_torch()
     if os.environ.get("BBUVL_INSTALLER", "uv") == "pip":
         return with_pip(extras, keep_torch)
-    if with_uv(extras, keep_torch) == 0:
-        return 0
-    print("uv could not install the environment; pip does it instead", file=sys.stderr, flush=True)
-    return with_pip(extras, keep_torch)
+    settings = pip_settings()
+    unpassed = uv_options(settings)[2]
+    if unpassed:
+        say(f"pip's settings {', '.join(unpassed)} have no counterpart handed to uv here: pip installs")
+        return with_pip(extras, keep_torch)
+    uv = install_uv()
+    if uv is None:
+        say("uv could not be installed (pip's reason above): pip installs instead")
+        return with_pip(extras, keep_torch)
+    status = with_uv(uv, extras, keep_torch, settings)
+    if status:
+        say(f"uv failed to run (exit status {status}, above): pip installs instead")
+        return with_pip(extras, has_torch())  # a torch uv installed before it failed is kept
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """`--check`: whether make must create the venv again (1, saying why); else install, with the extras named."""
+    try:
+        if argv[:1] == ["--check"]:
+            problem = venv_problem()
+            if problem is not None:
+                say(f"{problem[0]}: make creates {sys.prefix} again")
+            return 0 if problem is None else 1
+        return install(argv[0] if argv else "")
+    except Refusal as e:
+        say(f"error: {e}")
+        return 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
