@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from bbuvl.data.input_paths import file_kind
+from bbuvl.data.input_paths import file_kind, unspellable
 from bbuvl.data.named_photos import refuse_named_photos
 from bbuvl.data.text import spell_controls
 from bbuvl.outputs import Claim, OutputConflict
@@ -104,7 +104,19 @@ def error_text(e: BaseException) -> str:
     if isinstance(e, OSError) and e.strerror:
         names = [str(n) for n in (e.filename, e.filename2) if n is not None]
         return f"{' -> '.join(names)}: {e.strerror}" if names else e.strerror
+    if isinstance(e, UnicodeEncodeError) and isinstance(e.object, str) and _file_name_codec(e.encoding):
+        # A file name turned into bytes in a locale that cannot spell it (`红.jpg` in LC_ALL=C with PYTHONUTF8=0, in
+        # en_US.ISO-8859-1): "'ascii' codec can't encode character '\u7ea2' in position 35" named no file.
+        return f"{e.object}: {unspellable(e.object)}"
     return str(e)
+
+
+def _file_name_codec(encoding: str) -> bool:
+    """Whether `encoding` is this system's file-name encoding, and that is not UTF-8."""
+    try:
+        return codecs.lookup(encoding).name == codecs.lookup(sys.getfilesystemencoding()).name != "utf-8"
+    except LookupError:
+        return False
 
 
 # The metavar of an option that takes a folder or a hub id as text: expanded like any path (`expand_path_options`).

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, BinaryIO, Iterator, Sequence
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from bbuvl.data.coords import oriented_size
-from bbuvl.data.input_paths import NOTHING_THERE, file_kind, name_problem
+from bbuvl.data.input_paths import NOTHING_THERE, file_kind, name_problem, spelling_note
 from bbuvl.data.names import url_scheme, windows_drive
 
 if TYPE_CHECKING:
@@ -277,7 +277,8 @@ def _named_errors(path: Path, doing: str) -> Iterator[None]:
     except ImageError:
         raise
     except FileNotFoundError:
-        raise ImageError(f"{path}: image file not found{_url_note(path) or _other_case(path)}") from None
+        why = _url_note(path) or _other_case(path) or spelling_note(path)
+        raise ImageError(f"{path}: image file not found{why}") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image (no photo format recognised in its bytes)") from None
     except Image.DecompressionBombError as e:  # a PNG, TIFF or WebP past Pillow's limit: a JPEG is read at a reduced scale

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 from pathlib import Path
 
-from bbuvl.data.text import file_name_key, show_text
+from bbuvl.data.text import LOCALE_FIX, file_name_key, file_names_in_utf8, show_text
 from bbuvl.paths import real_path
 
 
@@ -91,10 +92,43 @@ def name_problem(path: Path) -> str | None:
         return "no file name holds a NUL character"
     try:
         os.stat(path)
+    except UnicodeEncodeError:  # data check ended in this traceback
+        return unspellable(path)
     except OSError as e:
         if e.errno == errno.ENAMETOOLONG:
             return "a file name longer than this system allows"
     return None
+
+
+def unspellable(path: str | os.PathLike[str]) -> str | None:
+    """Why this system cannot turn `path` into a file name's bytes, as a phrase: a character its file-name encoding
+    lacks (`红` in LC_ALL=C with PYTHONUTF8=0, or in en_US.ISO-8859-1); None when it can."""
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError:
+        return (f"a name this system's file-name encoding ({sys.getfilesystemencoding()}) cannot spell, so no file of "
+                f"that name can be opened or written here: {LOCALE_FIX}")
+    return None
+
+
+def spelling_note(path: str | os.PathLike[str]) -> str:
+    """For a file not found: '; ...' saying why when this system reads file names in another encoding than UTF-8 and
+    the name is one it cannot spell, or the file is there under its name's UTF-8 bytes (a dataset made in a UTF-8
+    locale, read in zh_CN.GBK: `红.jpg` was looked for as GBK bytes); '' otherwise."""
+    text = os.fspath(path)
+    if file_names_in_utf8() or text.isascii():
+        return ""
+    if (why := unspellable(text)) is not None:
+        return f"; it is {why}"
+    try:
+        folder, name = os.path.split(text)
+        utf8 = [text.encode("utf-8"), os.path.join(os.fsencode(folder), name.encode("utf-8"))]
+    except UnicodeEncodeError:  # a name of bytes that are not UTF-8: not_text's to say
+        return ""
+    if not any(os.path.lexists(candidate) for candidate in utf8):
+        return ""
+    return (f"; the file is there under the UTF-8 bytes of its name, but this system spells file names in "
+            f"{sys.getfilesystemencoding()}: {LOCALE_FIX}")
 
 
 def require_folder(path: Path, what: str) -> Path:

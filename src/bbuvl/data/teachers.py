@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from bbuvl.data.input_paths import NOTHING_THERE, file_kind, name_problem
+from bbuvl.data.input_paths import NOTHING_THERE, file_kind, name_problem, spelling_note
 from bbuvl.data.near_copies import copy_groups, near_copies, photo_prints
 from bbuvl.data.relocate import relocate_record
 from bbuvl.data.schema import (DatasetError, ImageRecord, Sample, once_each, read_lines, require_photos,
@@ -120,7 +120,7 @@ def _not_a_photo(path: Path) -> str | None:
     if kind is None:
         return None
     if kind in NOTHING_THERE:
-        return f"no such file at {path} (a dataset's image paths are read from its own folder)"
+        return f"no such file at {path} (a dataset's image paths are read from its own folder){spelling_note(path)}"
     return f"{kind} at {path}, not an image file"
 
 

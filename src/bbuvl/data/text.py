@@ -17,6 +17,7 @@ import difflib
 import os
 import re
 import shlex
+import sys
 import unicodedata
 from typing import Callable, Iterable
 
@@ -165,10 +166,33 @@ def _escaped_bytes(text: str) -> bool:
     return all("\udc80" <= c <= "\udcff" for c in text if "\ud800" <= c <= "\udfff")
 
 
+# What makes this system read and spell file names in UTF-8, where it does not (`file_names_in_utf8`).
+LOCALE_FIX = "run in a UTF-8 locale (LC_ALL=C.UTF-8) or with PYTHONUTF8=1"
+
+
+def file_names_in_utf8() -> bool:
+    """Whether this system turns file names into bytes and back as UTF-8: a UTF-8 locale, or Python's UTF-8 mode. In
+    another locale (zh_CN.GBK, en_US.ISO-8859-1, or C with PYTHONUTF8=0) a name written in UTF-8 reads otherwise."""
+    return codecs.lookup(sys.getfilesystemencoding()).name == "utf-8"
+
+
+def utf8_name(text: str) -> str | None:
+    """The name `text` is on disk when this system reads file names in another encoding than UTF-8 and the name's
+    bytes are UTF-8 (`红.jpg`, read in zh_CN.GBK as `绾\\udca2.jpg`); None otherwise."""
+    if file_names_in_utf8() or text.isascii():
+        return None
+    try:
+        return os.fsencode(text).decode("utf-8")
+    except UnicodeError:
+        return None
+
+
 def not_text(text: str) -> str | None:
     """Why `text` is no Unicode text, or None when it is: it holds lone surrogates, which a file name of bytes that are
     not UTF-8 gives (an archive made on a Chinese Windows, unpacked here), or a JSON writer's `\\udcff` escape of one.
-    No UTF-8 file (a dataset line, errors.jsonl) can hold them: every writer failed on them after its work."""
+    No UTF-8 file (a dataset line, errors.jsonl) can hold them: every writer failed on them after its work. A name
+    whose bytes are UTF-8, read by a system that reads file names in another encoding, is said to be that: renamed
+    "in UTF-8" it would be spelt twice over."""
     try:
         text.encode("utf-8")
         return None
@@ -177,6 +201,10 @@ def not_text(text: str) -> str | None:
     shown = name_as_text(text)
     if not _escaped_bytes(text):
         return f"{show_text(shown)} is not UTF-8 text: it holds half of a character (a JSON \\u escape of a lone surrogate)"
+    if (name := utf8_name(text)) is not None:
+        seen = "" if name == shown else f" (as {show_text(shown)})"
+        return (f"{show_text(name)} is a file name in UTF-8, but this system reads file names as "
+                f"{sys.getfilesystemencoding()}{seen}: {LOCALE_FIX}")
     gbk = ""
     try:
         gbk = f"; they read as GBK: {show_text(text.encode('utf-8', 'surrogateescape').decode('gb18030'))}"

@@ -11,6 +11,7 @@ from typing import Callable, Iterator
 from PIL import Image
 
 from bbuvl.atomic import atomic_folder, save_atomic
+from bbuvl.data.input_paths import spelling_note
 from bbuvl.data.schema import DatasetError, iter_json_lines, read_records, require_photos, resolve_image
 from bbuvl.data.text import label_key, short_words
 from bbuvl.eval.draw import LabelNamer, compare_picture, file_stem, prediction_picture
@@ -46,8 +47,9 @@ def draw_pictures(input: str | Path, out_dir: str | Path, font: FontChoice, name
         pictures = _compared_pictures(input, pred, font, name, limit, iou)
     if not any(os.path.isfile(photo) for _, photo, _ in pictures):
         # Every picture was a grey placeholder, exit 0: a dataset or predictions file moved without its photos.
+        first = pictures[0][1]
         raise ValueError(f"{input}: none of the {len(pictures)} photo(s) to draw is there (the first: "
-                         f"{pictures[0][1]}); nothing drawn. Give the file where its photos are, or put the photos "
+                         f"{first}{spelling_note(first)}); nothing drawn. Give the file where its photos are, or put the photos "
                          "where it names them")
     with _picture_folder(out_dir, replace) as folder:  # only once there is something to draw
         for file, _, draw in pictures:

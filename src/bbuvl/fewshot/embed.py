@@ -16,6 +16,7 @@ from PIL import Image
 
 from bbuvl.data.coords import clip_box, box_is_degenerate
 from bbuvl.data.images import ImageError, LoadedImage, load_image, stored_crop
+from bbuvl.data.input_paths import spelling_note, unspellable
 from bbuvl.fewshot.backbones import Backbone
 from bbuvl.fewshot.cache import DigestMemo, EmbeddingCache, device_kind, entry_key
 
@@ -131,9 +132,11 @@ def embed_items(
             try:
                 keyed.append((item, entry_key(backbone.key, digest(item.path), item.box, item.margin, on)))
             except FileNotFoundError:
-                report.skipped.append(_skipped(item, f"{item.path}: image file not found"))
+                report.skipped.append(_skipped(item, f"{item.path}: image file not found{spelling_note(item.path)}"))
             except OSError as e:
                 report.skipped.append(_skipped(item, f"{item.path}: cannot read: {e.strerror or e}"))
+            except UnicodeEncodeError:  # a name this locale cannot spell: a traceback out of the whole run
+                report.skipped.append(_skipped(item, f"{item.path}: {unspellable(item.path)}"))
         found = cache.get_many([k for _, k in keyed], backbone.dim) if cache is not None and keyed else {}
         todo_items, todo_keys, pixels = [], [], []
         for item, key in keyed:

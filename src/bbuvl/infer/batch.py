@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.images import IMAGE_SUFFIXES, suffix_counts
+from bbuvl.data.input_paths import spelling_note
 from bbuvl.data.schema import image_in, once_each, read_lines, require_photos, resolve_image
 from bbuvl.data.text import not_text
 from bbuvl.infer.output import (Manifest, OutputError, OutputLock, claim_output, input_root, manifest_path,
@@ -107,11 +108,12 @@ def refuse_every_photo_gone(path: Path, rows: list[tuple[int, Any]]) -> None:
     if not rows or any(resolve_image(path, sample.student.image).exists() for _, sample in rows):
         return
     line, first = rows[0]
+    note = spelling_note(resolve_image(path, first.student.image))
     others = ("" if len(rows) == 1 else ", nor the other photo it lists" if len(rows) == 2 else
               f", nor any of the other {len(rows) - 1} photos it lists")
     raise ValueError(f"{path}:{line}: image {first.student.image}: image file not found{others} (photo paths are read "
                      f"relative to {real_path(path).parent}): give the dataset where its photos are, or its images "
-                     "folder")
+                     f"folder{note}")
 
 
 def pattern_note(path: Path) -> str:
