@@ -170,3 +170,21 @@ def test_a_write_failing_inside_folders_being_written_says_why_once(tmp_path):
     assert failed.value.errno == errno.ENOSPC
     assert failed.value.strerror == f"{tmp_path / 'rep' / 'faults'}: writing failed (No space left on device); nothing was written"
     assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == []
+
+
+def test_text_no_utf8_file_holds_is_refused_naming_the_file_and_quoting_it(tmp_path):
+    """A path of a folder named in GBK bytes (lone surrogates) in text to write was "'utf-8' codec can't encode
+    characters in position 31-34: surrogates not allowed", naming neither the file nor the text."""
+    from bbuvl.atomic import atomic_path
+
+    gbk = os.fsdecode("数据".encode("gbk"))
+    (tmp_path / "m.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(ValueError) as refused:
+        write_text_atomic(tmp_path / "m.json", '{"pred": "' + gbk + '/p.jsonl"}')
+    assert str(refused.value).startswith(f"{tmp_path / 'm.json'}: not written: it would hold '{{\"pred\": "
+                                         '"\\xca\\xfd\\xbe\\xdd/p.jsonl"}\''), refused.value
+    with pytest.raises(ValueError, match=r"rows\.csv: not written: it would hold '\\xca\\xfd\\xbe\\xdd/a\.jpg,1"):
+        with atomic_path(tmp_path / "rows.csv") as tmp, tmp.open("w", encoding="utf-8") as fh:
+            fh.write(f"{gbk}/a.jpg,1\n")  # a writer's own text stream, as fewshot's tables are written
+    assert (tmp_path / "m.json").read_text(encoding="utf-8") == "{}" and not (tmp_path / "rows.csv").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]  # no temporary left either

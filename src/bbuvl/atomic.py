@@ -60,6 +60,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside `path` to write to; it replaces `path` only if the block finishes without error.
 
     For writers that want a file name (safetensors' `save_file`, `shutil.copyfile`); pictures use `save_atomic`.
+    A text stream's UTF-8 codec error in the block is a ValueError naming `path` (`write_text_atomic`).
     """
     path = written_path(path)
     if path.is_dir():
@@ -79,6 +80,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException as e:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
+        if isinstance(e, UnicodeEncodeError) and e.encoding == "utf-8":  # a writer's text stream (a .csv of paths)
+            raise _not_written(path, e) from None
         code = _write_errno(e)
         if code is None:
             raise
@@ -95,8 +98,27 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write UTF-8 `text` to `path` atomically; returns the path."""
-    return write_bytes_atomic(path, text.encode("utf-8"))
+    """Write UTF-8 `text` to `path` atomically; returns the path. ValueError naming the file, and what in the text no
+    UTF-8 file holds, when the text is not all Unicode (a path of bytes that are not UTF-8, which Python holds as lone
+    surrogates): it was "'utf-8' codec can't encode characters in position 31-34", naming nothing."""
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise _not_written(path, e) from None
+    return write_bytes_atomic(path, data)
+
+
+def _not_written(path: str | Path, e: UnicodeEncodeError) -> ValueError:
+    """The error for text that no UTF-8 file holds, naming the file and quoting the text around what `e` could not
+    encode, bytes that are not UTF-8 spelt `\\xbb` (a lone surrogate that no byte made, `\\udbbb`)."""
+    around = e.object[max(0, e.start - 40):e.end + 40]
+    try:
+        shown = around.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        shown = around.encode("utf-8", "backslashreplace").decode("utf-8")
+    shown = "'" + shown.replace("\n", "\\n") + "'"  # one line: the text is a JSON file's, indented
+    return ValueError(f"{path}: not written: it would hold {shown}, which no UTF-8 file can hold (a path or name of "
+                      "bytes that are not UTF-8, such as a folder named in GBK?)")
 
 
 def refuse_current_folder(path: Path) -> None:

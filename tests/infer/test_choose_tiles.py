@@ -245,3 +245,24 @@ def test_overwrite_refuses_a_file_put_among_its_predictions_and_still_replaces_i
     assert r.exit_code == 0, r.output
     assert pred.read_text(encoding="utf-8") == written
     assert (tmp_path / "beside.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_a_gt_in_a_folder_named_in_gbk_is_refused_before_the_model_loads(tmp_path):
+    """Each candidate scale's predictions name --gt's photos by their full paths, which no predictions file holds for
+    a folder named in GBK bytes: the first scale's were predicted, then lost with a codec error naming no file."""
+    import os
+
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+    from bbuvl.synthetic.dataset import synthesize
+
+    folder = tmp_path / os.fsdecode("数据".encode("gbk"))
+    synthesize(folder / "ds", 0, 1, seed=1, size=(160, 120), num_teachers=0)
+    result = CliRunner().invoke(app, ["choose-tiles", "-c", str(tmp_path / "no-checkpoint"), "--gt",
+                                      str(folder / "ds" / "val.jsonl"), "--out", str(tmp_path / "scales")],
+                                env={"COLUMNS": "400"})
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and said.startswith(f"error: --gt '{tmp_path}/\\xca\\xfd\\xbe\\xdd/ds/val.jsonl' is "
+                                                     "not UTF-8 text"), said
+    assert "each candidate scale's predictions name --gt's photos by their full paths" in said, said

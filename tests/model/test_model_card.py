@@ -94,3 +94,21 @@ def test_the_card_says_to_send_a_server_each_photo_upright(tmp_path: Path):
     vllm = card[card.index("With vLLM"):]
     assert "Send each photo upright: turned as its EXIF orientation asks and re-encoded without the tag" in vllm
     assert "ImageOps.exif_transpose(Image.open(PHOTO))" in vllm
+
+
+def test_the_card_spells_the_bytes_of_a_folder_named_in_gbk(tmp_path: Path, monkeypatch):
+    """Run from a folder named in GBK bytes, the card's paths held lone surrogates: the export failed writing README.md
+    once --val had been measured."""
+    import os
+
+    work = tmp_path / os.fsdecode("数据".encode("gbk"))
+    (work / "run" / "final").mkdir(parents=True)
+    monkeypatch.chdir(work)
+    prompt, contract = Prompt("找出每个部件。", ["线缆"], "zh"), CoordinateContract(family="qwen2_5_vl")
+    same = Scores(0.5, 0.5, 0.5)
+    card = model_card(ModelFolder(Path("run/final"), True, Config(), prompt, contract), contract, prompt, Config(),
+                      ExportResult(tmp_path / "out", "qwen2_5_vl", False,
+                                   costs=[PartCost("vision_positions.safetensors", "val.jsonl", 2, same, same, 0)]))
+    card.encode("utf-8")
+    assert f"validation photos (`{tmp_path}/\\xca\\xfd\\xbe\\xdd/val.jsonl`)" in card
+    assert f"from `{tmp_path}/\\xca\\xfd\\xbe\\xdd/run/final`" in card

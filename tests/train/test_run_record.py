@@ -126,3 +126,24 @@ def test_overwrite_is_offered_for_a_run_in_its_own_folder_and_not_beside_resume_
     with pytest.raises(ResumeMismatch) as e:
         check_resume(run_config("training.lr.llm=0.01", f"training.output_dir={tmp_path / 'new'}"), out / "checkpoint-3")
     assert "--overwrite" not in str(e.value) and "Start a new run without --resume-from" in str(e.value)
+
+
+def test_a_run_started_in_a_folder_named_in_gbk_is_recorded_and_resumes(tmp_path, monkeypatch):
+    """The record names its inputs by their full paths: from a folder named in GBK bytes (an archive from a Chinese
+    Windows, unpacked here) they held lone surrogates, and the run failed writing run.json. They are kept as JSON
+    escapes, which read back as the same paths."""
+    import os
+    from pathlib import Path
+
+    from bbuvl.config import load_config
+    from bbuvl.synthetic.dataset import synthesize
+
+    work = tmp_path / os.fsdecode("数据".encode("gbk"))
+    synthesize(work / "ds", 2, 0, seed=1, size=(160, 120), num_teachers=0)
+    monkeypatch.chdir(work)
+    cfg = load_config(None, ["data.train=ds/train.jsonl", "data.val=null", "data.teachers=null",
+                             "training.output_dir=run"])
+    (Path("run") / "checkpoint-1").mkdir(parents=True)
+    write_run_record(Path("run"), cfg)
+    assert "\\udcca\\udcfd\\udcbe\\udcdd" in (Path("run") / "run.json").read_text(encoding="utf-8")
+    check_resume(cfg, Path("run") / "checkpoint-1")

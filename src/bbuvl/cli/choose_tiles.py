@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bbuvl.cli.common import (OVERWRITE_HELP, TARGET_PRECISION, TARGET_RECALL, check_device, claim_outputs, console,
-                              finite_range, one_of, print_first, refuse_unused, require_file, user_errors)
+                              fail, finite_range, one_of, print_first, refuse_unused, require_file, user_errors)
 from bbuvl.cli.predictor import CHECKPOINT_HELP, read_folder, read_through_config
 from bbuvl.infer.tile_scale import REFINE_WITHIN, WITHIN
 from bbuvl.outputs import check_not_inputs, check_replaced_whole, refuse_inputs_being_written, replacing
@@ -84,6 +84,11 @@ def choose_tiles(
     refuse_unused(ctx, choose_thresholds, "--choose-thresholds", "target_recall", "target_precision")
     refuse_unused(ctx, refine, "--refine", "refine_within")  # --no-refine chooses no category to refine by it
     require_file(gt, "--gt")  # a folder was 'no such file'
+    from bbuvl.data.text import not_text
+
+    if (problem := not_text(os.path.abspath(gt))) is not None:  # a folder named in GBK bytes: failed a scale in
+        fail(f"--gt {problem}; each candidate scale's predictions name --gt's photos by their full paths, and a "
+             "predictions file holds UTF-8 text only")
     with user_errors(ValueError):
         candidates = parse_factors(factors)
     check_device(device)

@@ -207,10 +207,14 @@ def evaluate(
     evaluation.notes.extend(undefined_ap_notes(evaluation.metrics, gt))
 
     details = {**evaluation.details(), "size_tokens": sizes.to_dict() if sizes else None}
-    with user_errors(OSError):
-        write_text_atomic(out, json.dumps({**evaluation.metrics, SETTINGS_KEY: {**settings, PREDICTIONS_KEY: predictions}},
-                                           ensure_ascii=False, indent=2) + "\n")
-        write_text_atomic(details_path(out), json.dumps(details, ensure_ascii=False, indent=2) + "\n")
+    from bbuvl.data.jsonfile import dumps_json
+
+    # The settings name the files given, which a folder named in bytes that are not UTF-8 (GBK) makes no text: kept
+    # as JSON escapes (`dumps_json`), as every record of a run keeps them; any other write error is one line too.
+    with user_errors():
+        write_text_atomic(out, dumps_json({**evaluation.metrics, SETTINGS_KEY: {**settings, PREDICTIONS_KEY: predictions}},
+                                          indent=2) + "\n")
+        write_text_atomic(details_path(out), dumps_json(details, indent=2) + "\n")
         replaced = [note for c in chosen if (note := replaced_mode(judged.checkpoint, c)) is not None]
         written = [c.save(judged.checkpoint) for c in chosen]
     print_metrics(evaluation, h)
@@ -238,7 +242,7 @@ def evaluate(
         if font.warning:
             console.print(f"[bold yellow]warning:[/] {escape(font.warning)}", soft_wrap=True)
         unreadable: list[str] = []
-        with console.status("drawing the report", spinner="dots"), user_errors(OSError):
+        with console.status("drawing the report", spinner="dots"), user_errors():
             index = write_report(evaluation, report, font, h, worst=worst, comparison=comparison,
                                  baseline_name=str(baseline) if baseline else None, sizes=sizes, unreadable=unreadable,
                                  also_written=in_report)

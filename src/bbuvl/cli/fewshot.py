@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from pathlib import Path
@@ -191,6 +192,17 @@ def tiny_backbone_cmd(
     console.print(f"[green]saved[/] random-weight {kind} backbone to {escape(str(out))} in {time.perf_counter() - start:.1f} s")
 
 
+def _refuse_query_no_csv_holds(query: Path, table: str) -> None:
+    """Fail, before any work, when `--query` is no UTF-8 text (a folder named in GBK bytes): `table` names each query
+    photo by a path under it, and a .csv holds UTF-8 text only; the codec error came once every query was answered."""
+    from bbuvl.data.text import not_text
+
+    # A dataset's or a predictions file's photos are named by their full paths, where the folder it runs in shows too
+    named = os.path.abspath(query) if query.suffix.lower() == ".jsonl" else str(query)
+    if (problem := not_text(named)) is not None:
+        fail(f"--query {problem}; {table} names each query photo by its path, and a .csv holds UTF-8 text only")
+
+
 @app.command("classify")
 def classify(
     ctx: typer.Context,
@@ -218,6 +230,8 @@ def classify(
 
     if out.suffix.lower() not in (".csv", ".jsonl"):
         fail(f"--out must end in .csv or .jsonl, got '{out.name}'")
+    if out.suffix.lower() == ".csv":
+        _refuse_query_no_csv_holds(query, "a .csv --out (a .jsonl keeps such a path as JSON escapes)")
     _refuse_unused_options(ctx, query, shots is not None)
     inputs = {"--support": support, "--query": query, "--backbone": _path(backbone), "--cache": cache}
     _check_cache(cache, no_cache, inputs, [out])
@@ -281,6 +295,7 @@ def evaluate(
     with user_errors():
         shot_list, threshold_list = parse_shots(shots), parse_thresholds(thresholds)
     _refuse_running_folder(out)
+    _refuse_query_no_csv_holds(query, "--out's queries.csv")
     _refuse_unused_options(ctx, query, any(k is not None for k in shot_list))
     inputs = {"--support": support, "--query": query, "--backbone": _path(backbone), "--cache": cache}
     _check_cache(cache, no_cache, inputs, [out])

@@ -19,7 +19,7 @@ import numpy as np
 
 from bbuvl.atomic import atomic_path, remove_dead_writers_temporaries, written_path
 from bbuvl.data.jsonfile import dumps_json
-from bbuvl.data.text import label_key
+from bbuvl.data.text import label_key, not_text
 from bbuvl.fewshot.backbones import Backbone
 from bbuvl.fewshot.cache import EmbeddingCache
 from bbuvl.fewshot.classifier import FewShotClassifier, Mode, decide
@@ -164,7 +164,11 @@ def write_rows(rows: Iterable[dict], out: str | Path, on_row: Callable[[dict], N
             writer.writerow(FIELDS)
         for row in rows:
             if writer is not None:
-                writer.writerow([_csv_cell(k, row[k]) for k in FIELDS])  # the JSONL keeps the text as it is
+                cells = [_csv_cell(k, row[k]) for k in FIELDS]  # the JSONL keeps the text as it is
+                if (problem := next(filter(None, (not_text(c) for c in cells if isinstance(c, str))), None)) is not None:
+                    raise ValueError(f"{out}: not written: {problem}; a .csv holds UTF-8 text only, where a .jsonl "
+                                     "keeps such a name as JSON escapes")
+                writer.writerow(cells)
             else:
                 fh.write(dumps_json(row) + "\n")
             n += 1

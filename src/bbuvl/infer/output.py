@@ -19,7 +19,6 @@ rewriting the file) and its photo predicted again, so eval always reads it and e
 from __future__ import annotations
 
 import glob
-import json
 import os
 import re
 from contextlib import ExitStack
@@ -29,7 +28,7 @@ from typing import Any
 
 from bbuvl.atomic import temporary_name_bytes, write_bytes_atomic, write_text_atomic
 from bbuvl.data.input_paths import NOTHING_THERE, file_kind
-from bbuvl.data.jsonfile import DuplicateKeyError, parse_json, read_json
+from bbuvl.data.jsonfile import DuplicateKeyError, dumps_json, parse_json, read_json
 from bbuvl.data.schema import DatasetError
 from bbuvl.outputs import OutputConflict, name_max
 from bbuvl.outputs import OutputLock as _OutputLock
@@ -148,7 +147,9 @@ def claim_output(out: Path, manifest: Manifest) -> None:
 
 def write_manifest(out: Path, manifest: Manifest) -> None:
     """Write `out`'s manifest (atomically)."""
-    write_text_atomic(manifest_path(out), json.dumps(manifest.to_json(), ensure_ascii=False, indent=1) + "\n")
+    # dumps_json: the input and checkpoint of a folder named in bytes that are not UTF-8 (GBK) are kept as JSON
+    # escapes, which read back as the same paths; writing them failed with a codec error naming no file.
+    write_text_atomic(manifest_path(out), dumps_json(manifest.to_json(), indent=1) + "\n")
 
 
 def read_manifest(out: Path) -> Manifest | None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bbuvl.config import Config
 from bbuvl.data.coords import MAX_ASPECT, RELATIVE_SCALE, CoordinateContract
 from bbuvl.data.families import get_family
+from bbuvl.data.text import name_as_text
 from bbuvl.encode.prompts import USER_TEXT
 from bbuvl.model.checkpoint import ModelFolder, Prompt
 from bbuvl.model.export import stock_overshoot
@@ -43,6 +45,12 @@ def _code(text: str) -> str:
     return f"{ticks}{pad}{text}{pad}{ticks}"
 
 
+def _path_code(path: str | Path) -> str:
+    """`path`, with its links followed, as inline code; bytes of it that are not UTF-8 (a folder named in GBK) spelt
+    `\\xbb`: the card is UTF-8 text, and writing it failed once --val had been measured."""
+    return _code(name_as_text(str(real_path(path))))
+
+
 def _conversion(contract: CoordinateContract, gap: bool) -> str:
     if contract.box_format == "relative":
         return (f"Boxes are relative: each coordinate is an integer from 0 to {RELATIVE_SCALE} of the photo's side "
@@ -65,7 +73,7 @@ def _strips() -> str:
 
 def _scores_table(card: list[str], result: "ExportResult") -> None:
     for cost in result.costs:
-        card += [f"Leaving out `{cost.part}` was measured on {cost.photos} validation photos ({_code(str(real_path(cost.val)))}), generate "
+        card += [f"Leaving out `{cost.part}` was measured on {cost.photos} validation photos ({_path_code(cost.val)}), generate "
                  "mode, greedy, unconstrained:", "",
                  "| answers | AP | AP50 | AP50 class-agnostic |", "|---|---|---|---|"]
         for name, s in (("bbu-vl, with it", cost.with_part), ("this export, without it", cost.without_part)):
@@ -110,7 +118,7 @@ def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt
         f"# A {family.name} model fine-tuned with bbu-vl",
         "",
         # Where the checkpoint is: `run/final` as typed named another folder to anyone reading the card elsewhere.
-        f"Exported by `bbuvl model export` from {_code(str(real_path(folder.path)))} (model family `{family.model_type}`"
+        f"Exported by `bbuvl model export` from {_path_code(folder.path)} (model family `{family.model_type}`"
         f"{', LoRA merged' if result.merged_lora else ''}). It loads with stock transformers "
         "(`AutoModelForImageTextToText`, `AutoProcessor`) and vLLM; nothing from bbu-vl is needed.",
         "",

@@ -41,7 +41,7 @@ from typing import Any
 from bbuvl.atomic import write_bytes_atomic, write_text_atomic
 from bbuvl.config import Config, load_config
 from bbuvl.data.digests import by_name, file_digest
-from bbuvl.data.jsonfile import read_json
+from bbuvl.data.jsonfile import dumps_json, read_json
 from bbuvl.data.labels import DEFAULT_HIERARCHY, DEFAULT_TOKEN_MAP, Hierarchy
 from bbuvl.data.layout import ordered_labels
 from bbuvl.data.schema import resolve_image
@@ -785,7 +785,9 @@ def run_record(cfg: Config, files: DataFiles | None = None) -> dict[str, Any]:
 
 def write_run_record(output_dir: str | Path, cfg: Config, files: DataFiles | None = None) -> None:
     """Record a fresh run's config, inputs, their photos and number of processes in its output folder (`run.json`)."""
-    write_text_atomic(Path(output_dir) / RUN_RECORD, json.dumps(run_record(cfg, files), ensure_ascii=False, indent=1) + "\n")
+    # dumps_json: the paths of a run started in a folder named in GBK bytes are kept as JSON escapes, which read back as
+    # they were; the run failed writing them, naming no file
+    write_text_atomic(Path(output_dir) / RUN_RECORD, dumps_json(run_record(cfg, files), indent=1) + "\n")
 
 
 def carry_run_record(output_dir: str | Path, checkpoint: str | Path) -> None:
@@ -879,7 +881,7 @@ def record_accepted_code(output_dir: str | Path, cfg: Config, step: int, changes
     record = read_json(path, "run record")
     record["code"] = user_code(cfg)
     record.setdefault("code_accepted", []).append({"step": step, "changes": changes})
-    write_text_atomic(path, json.dumps(record, ensure_ascii=False, indent=1) + "\n")
+    write_text_atomic(path, dumps_json(record, indent=1) + "\n")
 
 
 def record_of(checkpoint: Path) -> Path:
@@ -906,7 +908,7 @@ def record_resumed_software(output_dir: str | Path, step: int) -> None:
     record = read_json(path, "run record")
     record.setdefault("resumed_under", []).append({"step": step, "software": software(), "was": record.get("software")})
     record["software"] = software()
-    write_text_atomic(path, json.dumps(record, ensure_ascii=False, indent=1) + "\n")
+    write_text_atomic(path, dumps_json(record, indent=1) + "\n")
 
 
 def _trained_elsewhere(checkpoint: Path, recorded: dict[str, Any], method: str) -> list[str]:
