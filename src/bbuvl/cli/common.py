@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from bbuvl.data.input_paths import file_kind, unspellable
+from bbuvl.data.input_paths import file_kind, model_files_path_problem, unspellable
 from bbuvl.data.named_photos import refuse_named_photos
 from bbuvl.data.text import spell_controls
 from bbuvl.outputs import Claim, OutputConflict
@@ -117,6 +117,14 @@ def _file_name_codec(encoding: str) -> bool:
         return codecs.lookup(encoding).name == codecs.lookup(sys.getfilesystemencoding()).name != "utf-8"
     except LookupError:
         return False
+
+
+def refuse_model_folder(path: Path, what: str) -> None:
+    """Fail, before any work, when the libraries that write a model folder's files (tokenizers, safetensors) could not
+    write them under `path` (`what`: its option or argument): `model export` into a folder named in GBK measured --val
+    for minutes, then failed with a codec error naming no file (data/input_paths.py, `model_files_path_problem`)."""
+    if (problem := model_files_path_problem(path)) is not None:
+        fail(f"{path}: cannot hold a model ({what}): {problem}")
 
 
 # The metavar of an option that takes a folder or a hub id as text: expanded like any path (`expand_path_options`).

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from bbuvl.cli.common import (OVERWRITE_HELP, check_device, claim_outputs, command_group, console, fail, int_range,
-                              refuse_unused, user_errors)
+                              refuse_model_folder, refuse_unused, user_errors)
 from bbuvl.outputs import check_replaced_whole
 
 ACCEPT_BASE_HELP = ("LoRA: merge into the base model.path holds now although it is not the one the adapters trained "
@@ -73,6 +73,7 @@ def tiny(
     """Build a tiny randomly initialised model of a family with a trained offline tokenizer, saved like a real checkpoint."""
     _check_tiny_size(hidden, layers, vision_hidden, vision_depth)
     _check_tiny_shape(family, hidden, heads, kv_heads, vision_hidden, vision_heads, min_pixels, max_pixels)
+    refuse_model_folder(out, "OUT")
     # Replaced whole below: --overwrite gives up the files its last run wrote, never one put there since
     claim_outputs("model tiny", {}, folders=[out], overwrite=overwrite, listed=[out])
     if overwrite:
@@ -115,6 +116,7 @@ def merge_lora_cmd(
     """Merge LoRA adapters into the base model and save a standalone checkpoint (head, prompt and contract kept)."""
     from bbuvl.model.checkpoint import is_plain_model_folder, lora_base, merge_lora, read_model_folder
 
+    refuse_model_folder(out, "OUT")
     # Replaced whole: --overwrite gives up the files its last run wrote, never one put there since
     claim_outputs("model merge-lora", {"CHECKPOINT": checkpoint, "its base model": lora_base(checkpoint)}, folders=[out],
                   overwrite=overwrite, listed=[out])
@@ -168,6 +170,7 @@ def export_cmd(
         # Said before the weights load (minutes on a real model), not after.
         fail(f"{checkpoint}: has no vision positions ({POSITIONS_FILE}); nothing to drop: export it without "
              "--drop-vision-positions and --val")
+    refuse_model_folder(out, "OUT")
     # Replaced whole: --overwrite gives up the files its last export wrote (its model card too), never one put there since
     claim_outputs("model export", {"CHECKPOINT": checkpoint, "its base model": lora_base(checkpoint), "--val": val},
                   folders=[out], overwrite=overwrite, listed=[out])

@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from bbuvl.data.text import LOCALE_FIX, file_name_key, file_names_in_utf8, show_text
+from bbuvl.data.text import LOCALE_FIX, file_name_key, file_names_in_utf8, not_text, show_text
 from bbuvl.paths import real_path
 
 
@@ -109,6 +109,28 @@ def unspellable(path: str | os.PathLike[str]) -> str | None:
         return (f"a name this system's file-name encoding ({sys.getfilesystemencoding()}) cannot spell, so no file of "
                 f"that name can be opened or written here: {LOCALE_FIX}")
     return None
+
+
+def model_files_path_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why the libraries that read and write a model folder's files cannot do so under `path`, as a phrase; None when
+    they can. tokenizers and safetensors, written in Rust, open a file by the UTF-8 bytes of its name: a name of bytes
+    that are not UTF-8 they refused with a codec error, and a name this system spells otherwise (zh_CN.GBK) they looked
+    for as other bytes ("No such file or directory (os error 2)", "is not valid UTF-8"), which was blamed on an intact
+    tokenizer.json as if it were damaged."""
+    text = os.fspath(path)
+    if (problem := not_text(text)) is not None:
+        return f"the tokenizers and safetensors libraries open a model's files only by names in UTF-8, and {problem}"
+    if file_names_in_utf8() or text.isascii():
+        return None
+    try:
+        if os.fsencode(text) == text.encode("utf-8"):
+            return None
+    except UnicodeEncodeError:
+        pass
+    return (f"this system spells file names in {sys.getfilesystemencoding()}, and the tokenizers and safetensors "
+            "libraries open a model's files by the UTF-8 bytes of their names, so they would look for other names than "
+            "these; give a path of ASCII characters (a link made with `ln -s` will do), or rename it in UTF-8 and "
+            f"{LOCALE_FIX}")
 
 
 def spelling_note(path: str | os.PathLike[str]) -> str:

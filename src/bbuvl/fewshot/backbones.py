@@ -189,10 +189,14 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 def _check_weights(spec: str) -> None:
     """ValueError naming a backbone folder's weights file that is cut short or damaged: safetensors' own error was a
-    traceback ('incomplete metadata, file not fully covered') naming no file."""
+    traceback ('incomplete metadata, file not fully covered') naming no file; or the folder, where safetensors cannot
+    open a file by its path (data/input_paths.py, `model_files_path_problem`)."""
+    from bbuvl.data.input_paths import model_files_path_problem
     from bbuvl.model.checkpoint import verify_safetensors
 
     folder = Path(spec)
+    if folder.is_dir() and (problem := model_files_path_problem(folder)) is not None:
+        raise ValueError(f"{spec}: its weights cannot be read: {problem}")
     for weights in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
         verify_safetensors(weights)
 

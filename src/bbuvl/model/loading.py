@@ -19,6 +19,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedM
 from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.families import TURN_START, VISION_SPECIAL_TOKENS, check_hub_reachable, family_of
+from bbuvl.data.input_paths import model_files_path_problem
 from bbuvl.model.checkpoint import TOKENIZER_FILES, CheckpointError
 from bbuvl.model.patch_projection import use_linear_patch_projection
 from bbuvl.model.window_attention import use_batched_window_attention
@@ -54,6 +55,15 @@ def check_tokenizer_files(path: str) -> None:
     if folder.is_dir() and not any((folder / name).is_file() for name in TOKENIZER_FILES):
         raise CheckpointError(f"{folder}: no tokenizer ({' or '.join(TOKENIZER_FILES)} missing); re-copy the model "
                               "folder with its tokenizer files")
+
+
+def check_folder_path(path: str) -> None:
+    """CheckpointError naming a local model folder whose weights safetensors cannot open by its path
+    (data/input_paths.py, `model_files_path_problem`): one named in GBK bytes, or in Chinese in a zh_CN.GBK locale,
+    failed to load its weights, and the intact tokenizer.json was blamed ("restore the checkpoint's own
+    tokenizer.json"). Its processor alone reads (transformers reads tokenizer.json itself)."""
+    if Path(path).is_dir() and (problem := model_files_path_problem(path)) is not None:
+        raise CheckpointError(f"{path}: its files cannot be read: {problem}")
 
 
 @contextmanager
@@ -148,6 +158,8 @@ def load_model_and_processor(
     if attn_implementation == "flash_attention_2":
         check_flash_attention()
     check_model_source(str(path))
+    for folder in dict.fromkeys((path, processor_path or path)):  # a LoRA checkpoint's adapters and head are weights too
+        check_folder_path(folder)
     if frame is not None and processor_path is not None:  # a checkpoint's contract (train checks its config's)
         check_frame_family(path, frame, processor_path)
     processor = load_processor(processor_path or path, frame)
@@ -218,7 +230,9 @@ def check_frame_family(path: str, frame: CoordinateContract, contract_folder: st
 
 def load_weights(model_class: Any, path: str, **kwargs: Any) -> PreTrainedModel:
     """`model_class.from_pretrained(path, **kwargs)`, refused naming the folder or its config.json when the weights
-    do not fit the model config.json builds, or transformers cannot build that model at all."""
+    do not fit the model config.json builds, or transformers cannot build that model at all, or its path is one the
+    weights cannot be opened by (`check_folder_path`)."""
+    check_folder_path(path)
     with _config_named(path), _weights_named(path):
         model, info = model_class.from_pretrained(path, output_loading_info=True, **kwargs)
     check_weights_fit(info, path)
@@ -282,7 +296,8 @@ def hf_file_problem(folder: Path) -> tuple[Path | None, str | None]:
     import tokenizers
     from transformers import GenerationConfig
 
-    reads = (("tokenizer.json", lambda f: tokenizers.Tokenizer.from_file(str(f))),
+    # From its text, not its path: the library opens paths by their UTF-8 bytes, and blamed the file for its folder's name
+    reads = (("tokenizer.json", lambda f: tokenizers.Tokenizer.from_str(f.read_text(encoding="utf-8"))),
              ("generation_config.json", lambda f: GenerationConfig.from_dict(read_json(f))))
     for name, read in reads:
         file = folder / name

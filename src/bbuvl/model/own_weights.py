@@ -37,14 +37,16 @@ def own_weights(model: torch.nn.Module) -> int:
 def _file_spans() -> tuple[list[int], list[int]] | None:
     """The starts and ends, sorted, of this process's mappings of files; None when they cannot be read."""
     try:
-        lines = MAPS.read_text().splitlines()
+        # Bytes: a path there is the file's own name, which need not be UTF-8 (a checkpoint in a folder named in GBK
+        # failed to load with a UnicodeDecodeError naming no file), nor this locale's encoding.
+        lines = MAPS.read_bytes().splitlines()
     except OSError:
         return None
     spans = []
     for line in lines:
         fields = line.split(maxsplit=5)
-        if len(fields) == 6 and fields[5].startswith("/") and fields[4] != "0":  # a file by its path and inode
-            start, end = fields[0].split("-")
+        if len(fields) == 6 and fields[5].startswith(b"/") and fields[4] != b"0":  # a file by its path and inode
+            start, end = fields[0].split(b"-")
             spans.append((int(start, 16), int(end, 16)))
     spans.sort()
     return [s for s, _ in spans], [e for _, e in spans]

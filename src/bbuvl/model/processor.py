@@ -30,6 +30,7 @@ from transformers.processing_utils import ProcessorMixin
 from bbuvl.atomic import write_text_atomic
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.families import FAMILIES, IMAGE_TOKEN, VIDEO_TOKEN, VISION_END_TOKEN, VISION_START_TOKEN, get_family
+from bbuvl.data.input_paths import model_files_path_problem
 from bbuvl.model.checkpoint_files import IMAGE_PROCESSOR_FILE, saved_image_processor
 
 
@@ -145,7 +146,10 @@ def write_image_processor_file(folder: Path, processor: Any, name: str) -> None:
 def save_processor(processor: Any, folder: Path) -> None:
     """Save a checkpoint's processor so that the folder has preprocessor_config.json whichever processor class was
     loaded: a stock one (where torchvision imports) nests it in processor_config.json only, and a checkpoint trained
-    on one machine must read the same on another (docs/families.md, "Processor files")."""
+    on one machine must read the same on another (docs/families.md, "Processor files"). ValueError naming the folder
+    where the tokenizers library cannot write tokenizer.json (data/input_paths.py, `model_files_path_problem`)."""
+    if (problem := model_files_path_problem(folder)) is not None:
+        raise ValueError(f"{folder}: the processor cannot be saved: {problem}")
     processor.save_pretrained(folder)
     if not (Path(folder) / IMAGE_PROCESSOR_FILE).is_file():
         write_image_processor_file(Path(folder), processor, type(processor).__name__)

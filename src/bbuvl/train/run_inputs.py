@@ -19,7 +19,7 @@ from bbuvl.config import BudgetError, Config, batch_budget_problems, not_a_check
 from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.families import Family, model_type_of
 from bbuvl.data.faults import Faults
-from bbuvl.data.input_paths import file_kind
+from bbuvl.data.input_paths import file_kind, model_files_path_problem
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import ordered_labels
@@ -59,6 +59,8 @@ def check_inputs(cfg: Config) -> None:
     RunDirError naming a folder in training.output_dir that HF's checkpoint rotation would delete (run_dir.py)."""
     t = cfg.training
     check_rotation(t.output_dir, t.max_steps, t.save_total_limit)  # first: before anything is read or cleared
+    if (problem := model_files_path_problem(t.output_dir)) is not None:  # its first checkpoint failed, steps in
+        raise ValueError(f"training.output_dir {t.output_dir}: cannot hold the run's checkpoints: {problem}")
     named = {"data.train": cfg.data.train, "data.hierarchy": cfg.data.hierarchy,
              "training.deepspeed": cfg.training.deepspeed}
     if cfg.detection.refits:
