@@ -20,7 +20,8 @@ from bbuvl.data.coords import box_inside, box_is_degenerate, clip_box
 from bbuvl.data.jsonfile import is_json_number, json_kind
 from bbuvl.data.labels import label_at_level
 from bbuvl.data.schema import MAX_SIDE, ImageRecord, ObjectAnn, sort_objects
-from bbuvl.data.text import clean_label, label_problem, name_as_text, not_text, same_label
+from bbuvl.data.names import local_file_uri, url_start
+from bbuvl.data.text import clean_label, label_problem, name_as_text, not_text, same_label, show_text
 
 # Annotation tools often let a box overshoot the border by a fraction of a pixel: clip that, reject more.
 OVERSHOOT_TOLERANCE = 1.0
@@ -152,6 +153,22 @@ def _far_edge(start: float, size: float) -> float:
     return typed if typed - start == size else total
 
 
+def photo_name(file_name: str) -> str:
+    """A COCO `file_name` as the path it names (joined to IMAGES_DIR, which an absolute one ignores): a `file:` URI of
+    this machine as its path (docs/data_coco.md), `\\` as `/` (tools on Windows write `sub\\a.jpg`; on any system that
+    is the file `a.jpg` in the folder `sub`). ValueError quoting it as written for a URL of any other kind: joined to
+    IMAGES_DIR, `file:///data/a.jpg` was refused as `IMAGES_DIR/file:/data/a.jpg`, "download it"."""
+    if (path := local_file_uri(file_name)) is not None:
+        if (problem := not_text(path)) is not None:  # escapes of bytes that are not UTF-8: no dataset line holds them
+            raise ValueError(f"file_name {show_text(file_name)}: {problem}")
+        return path
+    if (scheme := url_start(file_name)) is not None:
+        where = " of another machine" if scheme == "file" else ""
+        raise ValueError(f"file_name {show_text(file_name)} is a URL ({scheme}://){where}: photos are read from local "
+                         "files only; download it and write its path")
+    return file_name.replace("\\", "/")
+
+
 def coco_to_records(coco: dict[str, Any], images_dir: Path, from_segmentation: list[str] | None = None,
                     entries: list[str] | None = None) -> tuple[list[ImageRecord], list[dict[str, Any]]]:
     """Records (one per COCO image, objects sorted, image path `images_dir/file_name`) and the skipped entries.
@@ -208,8 +225,7 @@ def coco_to_records(coco: dict[str, Any], images_dir: Path, from_segmentation: l
                 raise ValueError(f"file_name {file_name!r} names no file")
             if (problem := not_text(file_name)) is not None:  # a `\udcbb` escape: no dataset line could hold it
                 raise ValueError(f"file_name {problem}")
-            # Tools on Windows write `sub\\a.jpg`; on any system that is the file `a.jpg` in the folder `sub`.
-            file_name = file_name.replace("\\", "/")
+            file_name = photo_name(file_name)
             if size[0] <= 0 or size[1] <= 0:
                 raise ValueError(f"size {size[0]}x{size[1]}")
             if max(size) > MAX_SIDE:  # the record refused it at the end, a pydantic dump that stopped the whole import

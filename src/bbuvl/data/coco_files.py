@@ -12,7 +12,7 @@ from typing import Any
 import psutil
 
 from bbuvl.atomic import write_text_atomic
-from bbuvl.data.coco import coco_to_records, records_to_coco
+from bbuvl.data.coco import coco_to_records, photo_name, records_to_coco
 from bbuvl.data.check import ImageInfo, folded_copy, probe_image
 from bbuvl.data.coords import (ROTATING_ORIENTATIONS, VendorFrame, aspect_problem, box_is_degenerate, clip_box,
                                resolve_vendor_frame, vendor_to_stored)
@@ -239,7 +239,11 @@ def _sizes_from_photos(coco: dict[str, Any], images_dir: Path,
     for i, im in enumerate(images):
         name = im.get("file_name") if isinstance(im, dict) and "width" not in im and "height" not in im else None
         if isinstance(name, str) and name.strip():
-            path = images_dir / name.replace("\\", "/")  # as coco_to_records joins it
+            try:
+                path = images_dir / photo_name(name)  # as coco_to_records joins it
+            except ValueError as e:  # a URL of no file here
+                unsized[f"images[{i}]"], entries = str(e), [*entries, im]
+                continue
             try:
                 info = probe_image(file_inside(path, images_dir, allow_outside), decode=False)
             except ValueError as e:  # OutsideFolderError, a NUL in the name

@@ -307,6 +307,8 @@ def _url_note(path: Path) -> str:
     """For a missing file named by a URL or a Windows drive path, what the name is and what to give instead; '' for
     any other name."""
     if scheme := url_scheme(str(path)):
+        if scheme == "file":  # of a file here, maybe: "download it" misled
+            return "; the name is a file:// URL: write the path it names instead"
         return f"; the name is a URL ({scheme}://): photos are read from local files only, so download it and name the file"
     if drive := windows_drive(str(path)):
         return (f"; the name is a path on a Windows drive ({drive}:), no file here: name the photo relative to the "

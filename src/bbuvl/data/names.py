@@ -22,6 +22,7 @@ import hashlib
 import os
 import re
 import unicodedata
+import urllib.parse
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
@@ -65,6 +66,25 @@ def url_scheme(name: str) -> str | None:
     """The scheme (`https`, `s3`, ...) when the photo name `name` is a URL, read where a path was expected; else None."""
     found = _URL.search(name.replace("\\", "/"))
     return found.group(1).lower() if found else None
+
+
+# A name that is a URL whole (`https://host/a.jpg`, `file:///data/a.jpg`): its scheme, then `//`.
+_URL_START = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+)://")
+
+
+def url_start(name: str) -> str | None:
+    """The scheme (lower case) when `name` as written is a URL (`https://host/a.jpg`); else None."""
+    found = _URL_START.match(name)
+    return found.group(1).lower() if found else None
+
+
+def local_file_uri(name: str) -> str | None:
+    """The path on this machine a `file:` URI names (`file:///data/a%20b.jpg` -> `/data/a b.jpg`, its escapes decoded
+    as this system decodes file names); None for any other name, and for a `file://host/...` of another machine."""
+    parts = urllib.parse.urlsplit(name)
+    if parts.scheme.lower() != "file" or parts.netloc.lower() not in ("", "localhost") or parts.query or parts.fragment:
+        return None  # `?` and `#` are no part of a file URI's path: such a name is a file's, if any
+    return os.fsdecode(urllib.parse.unquote_to_bytes(parts.path))
 
 
 _DRIVE = re.compile(r"(?:^|/)([A-Za-z]):[\\/]")
