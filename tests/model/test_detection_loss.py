@@ -1,6 +1,7 @@
 """Detection losses: hand-checked values, normalisation, padding, empty images, gradients, and the
 acceptance test: the head alone memorises one sample's boxes and captions."""
 
+import dataclasses
 import math
 import time
 
@@ -435,3 +436,36 @@ def test_the_empty_caption_is_taught_to_unmatched_sure_queries_on_no_object_and_
     losses = nothing(out, targets, head)
     assert losses["loss_caption"].item() == pytest.approx(plain(out, targets, head)["loss_caption"].item(), rel=1e-6)
     losses["loss_detection"].backward()
+
+
+def _poison_boxes(out: DetectionOutput) -> DetectionOutput:
+    return dataclasses.replace(out, boxes=out.boxes * float("inf"))
+
+
+def _poison_objectness(out: DetectionOutput) -> DetectionOutput:
+    return dataclasses.replace(out, objectness_logits=out.objectness_logits * float("nan"))
+
+
+@pytest.mark.parametrize("two_stage", [False, True], ids=["one_stage", "two_stage"])
+@pytest.mark.parametrize("poison", ["boxes", "objectness", "features"])
+def test_non_finite_head_outputs_give_nan_terms_whose_gradient_reaches_what_a_healthy_step_reaches(two_stage, poison):
+    # Before: the NaN was built from the boxes and objectness alone, so the caption and proposal layers got no gradient
+    # on that rank, and DDP (ddp_find_unused_parameters off) waited for it on every other one: the run hung.
+    crit = criterion(assignment="overlap", caption_nothing_weight=0.5)
+    reached = {}
+    for poisoned in (False, True):
+        head = make_head(two_stage=two_stage, num_queries=6)
+        vis, vm, txt, tm = features(2, torch.Generator().manual_seed(1))
+        if poisoned and poison == "features":  # a photo of NaN pixels: every output of the head NaN
+            vis = vis * float("nan")
+        vis.requires_grad_(True)
+        out = head(vis, vm, txt, tm, vision_grid_hw=torch.tensor([[3, 4], [3, 4]]) if two_stage else None)
+        if poisoned and poison != "features":
+            out = {"boxes": _poison_boxes, "objectness": _poison_objectness}[poison](out)
+        g = torch.Generator().manual_seed(2)
+        losses = crit(out, [sample_targets(2, g), sample_targets(3, g)], head)
+        assert all(torch.isnan(v) for v in losses.values()) == poisoned, losses
+        losses["loss_detection"].backward()
+        reached[poisoned] = {n for n, p in head.named_parameters() if p.grad is not None}
+        assert vis.grad is not None
+    assert reached[True] == reached[False] == {n for n, p in head.named_parameters() if p.requires_grad}

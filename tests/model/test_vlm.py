@@ -1,5 +1,7 @@
 """The model wrapper: the head reads the real VLM's features of a photo and can fit that photo exactly."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -58,3 +60,35 @@ def test_head_alone_on_one_synthetic_photo_reproduces_its_boxes_and_captions(run
     assert iou.min() >= 0.9, (step, iou)
     assert sorted(confident.tolist()) == sorted(queries.tolist())
     assert captions == [labels[j].desc for j in objects.tolist()]
+
+
+def test_a_non_finite_batch_reaches_every_parameter_a_healthy_one_does(run_config):
+    # Under DDP (ddp_find_unused_parameters off) every rank waits for a gradient of every parameter: a rank whose batch
+    # went non-finite and whose loss left a parameter out of its graph hung the run (model/detection_loss.py). Every
+    # term is on, so that no shortcut of any of them goes unseen.
+    run = build_run(run_config("loss.coordinate_regression=0.5", "loss.grounding_attention=0.5", "loss.number_token=0.5",
+                               "data.teacher_ratio=1"))
+    model = run.model
+    model.train()
+    batch = run.collator([run.train_dataset[i] for i in range(2)])
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+
+    def reached(poison: str | None) -> tuple[set[str], torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        poisoned = dataclasses.replace(batch, pixel_values=batch.pixel_values * float("nan")) if poison == "pixels" else batch
+        hook = model.detection_head.register_forward_hook(
+            lambda m, i, out: dataclasses.replace(out, boxes=out.boxes * float("inf"))) if poison == "boxes" else None
+        try:
+            parts = model(poisoned)
+        finally:
+            if hook is not None:
+                hook.remove()
+        parts.loss.backward()
+        return {n for n, p in model.named_parameters() if p.grad is not None}, parts.loss
+
+    healthy, loss = reached(None)
+    assert healthy == trainable and torch.isfinite(loss)
+    for poison in ("pixels", "boxes"):
+        got, loss = reached(poison)
+        assert torch.isnan(loss), poison
+        assert got == trainable, (poison, sorted(trainable - got)[:5])

@@ -7,6 +7,8 @@ value optimised: `loss_detection` is exactly the weighted sum of the returned co
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -237,11 +239,22 @@ class DetectionCriterion(nn.Module):
         values are unweighted by the config's term weights; "loss_detection" is their weighted sum. `num_targets`
         (optional) replaces this batch's box count as the divisor: the trainer passes the effective batch's.
         """
-        if not (torch.isfinite(outputs.boxes).all() and torch.isfinite(outputs.objectness_logits).all()):
-            # A diverged head cannot be matched: every term NaN, so the trainer's guard skips the step.
-            nan = (outputs.boxes.sum() + outputs.objectness_logits.sum()) * float("nan")
-            names = [*self.weights, "loss_detection", *(["loss_proposal"] if outputs.proposal_boxes is not None else [])]
-            return {name: nan for name in names}
+        if bool(torch.isfinite(outputs.boxes).all() and torch.isfinite(outputs.objectness_logits).all()):
+            return self.matched_losses(outputs, targets, head, num_targets)
+        # A diverged head cannot be matched: every term NaN, built from the boxes and objectness, so the trainer's guard
+        # skips the step and the alarm names the groups that fed them. Alone, that NaN left the caption and proposal
+        # layers without a gradient on this rank, and DDP (`ddp_find_unused_parameters` off, train/trainer.py), which
+        # waits for a gradient of every parameter on every rank, hung the run: the terms taken on the outputs made
+        # finite, times 0, reach every parameter and collective a healthy step's do.
+        nan = (outputs.boxes.float().sum() + outputs.objectness_logits.float().sum()) * float("nan")
+        whole = self.matched_losses(dataclasses.replace(outputs, boxes=finite_or_zero(outputs.boxes),
+                                                        objectness_logits=finite_or_zero(outputs.objectness_logits)),
+                                    targets, head, num_targets)
+        return {name: value * 0.0 + nan for name, value in whole.items()}
+
+    def matched_losses(self, outputs: DetectionOutput, targets: list[dict], head: DetectionHead,
+                       num_targets: Tensor | None) -> dict[str, Tensor]:
+        """`forward`'s terms for outputs that can be matched (finite boxes and objectness)."""
         indices = self.matcher(outputs.boxes, outputs.objectness_logits, targets)
         weight = None
         if self.assignment == "overlap":
@@ -295,6 +308,11 @@ class DetectionCriterion(nn.Module):
         focal = self.loss_objectness(proposals, indices, num_targets, valid, quality, positive_weight=objects)
         w = self.weights
         return w["loss_bbox"] * box["loss_bbox"] + w["loss_giou"] * box["loss_giou"] + w["loss_objectness"] * focal
+
+
+def finite_or_zero(t: Tensor) -> Tensor:
+    """`t` with each NaN or inf entry made 0; the gradient reaches the finite entries."""
+    return torch.where(torch.isfinite(t), t, torch.zeros_like(t))
 
 
 def centre_assignment(centres: Tensor, valid: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
