@@ -95,6 +95,28 @@ def test_nan_loss_is_skipped_logged_dumped_and_training_goes_on(run_config, tmp_
     assert logs[-1]["step"] == 4 and logs[-1]["nan_skipped"] == 1
 
 
+class _NanGradientAt(TrainerCallback):
+    """The head's objectness gradient NaN in step `step`, its loss finite (an overflow in the backward pass)."""
+
+    def __init__(self, step: int):
+        self.step, self.state = step, None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.state = state
+        model.detection_head.objectness_head.weight.register_hook(
+            lambda g: g * float("nan") if self.state.global_step + 1 == self.step else g)
+
+
+def test_a_step_the_guard_skips_is_logged_non_finite_though_its_loss_was_finite(run_config):
+    # The guard's verdict, which sees the gradients (reduced over the ranks), decides how a step is logged: a step with
+    # a finite loss and NaN gradients was logged as taken, with its loss, as a step non-finite on one rank alone was
+    # logged on the others with their shares of its loss
+    result = train(run_config("training.max_steps=3"), progress=False, callbacks=[_NanGradientAt(step=2)])
+    logs = {h["step"]: h for h in _losses(result["history"])}
+    assert result["nan_skipped"] == 1 and not list(Path(run_config().training.output_dir).glob("nan_batches/*"))
+    assert [math.isnan(logs[s]["loss"]) for s in (1, 2, 3)] == [False, True, False]
+
+
 def test_resume_continues_the_loss_curve_exactly(run_config, tmp_path):
     whole, history = (r["history"] for r in whole_and_resumed(
         run_config, tmp_path, "training.max_steps=6", "training.save_steps=3", "data.teacher_ratio=0.5"))

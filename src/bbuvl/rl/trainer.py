@@ -172,9 +172,9 @@ class GrpoTrainer(BBUTrainer):
         # Logged from the window as SFT's terms are, not by HF (which counts from the resumed step on); a non-finite
         # loss is in no sum, and the guard skips its step
         if torch.isfinite(out.loss):
-            self._step_parts["loss"] = self._step_parts.get("loss", 0.0) + float(out.loss)
+            self._add_to_step({"loss": float(out.loss)})
         else:
-            self._step_finite = False
+            self._nonfinite_loss()
         if ref is not None:
             self.window.add("kl", float(out.kl_sum), tokens)
         self.window.add("clip_fraction", float(out.clipped_tokens), tokens)

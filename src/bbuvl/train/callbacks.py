@@ -238,7 +238,8 @@ class LossWindow(LogWindow):
 
 
 class NonFiniteGuard(CarriedState, TrainerCallback):
-    """Skips an optimizer step whose gradients are not finite; stops after `max_consecutive` in a row."""
+    """Skips an optimizer step whose loss on any rank or whose gradients are not finite; stops after `max_consecutive`
+    in a row. Its verdict on a step is the same on every rank (`skipped_step`), which the trainer logs the step by."""
 
     carried = ("skipped", "consecutive")
 
@@ -246,15 +247,30 @@ class NonFiniteGuard(CarriedState, TrainerCallback):
         self.model, self.max_consecutive = model, max_consecutive
         self.skipped = 0
         self.consecutive = 0
+        self.last_skipped = 0  # the last step skipped (0: none since this process started)
+        self._loss_nonfinite = False  # a micro-batch of the step being taken had a non-finite loss on this rank
         self._diverged: str | None = None  # raised at the step's end, once every callback has seen the step
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
         self.take_back(state)
 
+    def saw_nonfinite_loss(self) -> None:
+        """Note that this rank computed a non-finite loss in the step being taken (the trainer calls it)."""
+        self._loss_nonfinite = True
+
+    def skipped_step(self, step: int) -> bool:
+        """Whether optimizer step `step` (1-based) was skipped: the same answer on every rank."""
+        return step == self.last_skipped
+
     def on_pre_optimizer_step(self, args, state, control, **kwargs):  # noqa: D102
-        if gradients_finite(self.model):
+        # The gradients are reduced over the ranks already; the loss is each rank's own, and a rank whose loss alone went
+        # non-finite left the others logging the step as taken, with their shares of its loss alone (half its value)
+        loss_nonfinite = on_any_rank(self._loss_nonfinite, args.device)
+        self._loss_nonfinite = False
+        if gradients_finite(self.model) and not loss_nonfinite:
             self.consecutive = 0
             return
+        self.last_skipped = state.global_step + 1
         self.skipped += 1
         self.consecutive += 1
         for p in self.model.parameters():
@@ -272,6 +288,17 @@ class NonFiniteGuard(CarriedState, TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
         if self._diverged is not None:
             raise TrainingDiverged(self._diverged)
+
+
+def on_any_rank(flag: bool, device: torch.device | str) -> bool:
+    """Whether `flag` is true on any rank of the run (this rank's alone in one process): a collective, every rank calls
+    it; `device` is where the backend reduces (the rank's GPU under NCCL)."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return flag
+    t = torch.tensor(float(flag), device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t)
 
 
 def gradients_finite(model: torch.nn.Module) -> bool:

@@ -263,6 +263,7 @@ class BBUTrainer(Trainer):
         self._denominators: LossDenominators | None = None  # of the optimizer step being taken
         self._step_parts: dict[str, float] = {}  # this rank's share of each term of that step
         self._step_finite = True
+        self._open_step = 0  # the optimizer step whose terms `_step_parts` holds, until `_close_step` (0: none)
         self._eval_parts: dict[str, float] = {}
         self._eval_n = 0
         self._schedule_samples = 0  # HF's count of the samples of the whole schedule, given at the end of training
@@ -335,22 +336,38 @@ class BBUTrainer(Trainer):
     def _record(self, parts: LossTerms, inputs: Batch) -> None:
         """Add a micro-batch's share of each term to the current step (a non-finite one spoils the step's log)."""
         if not torch.isfinite(parts.loss):
-            self._step_finite = False
+            self._nonfinite_loss()
             self._dump_batch(inputs, parts)
             return
-        for k, v in parts.computed().items():
-            self._step_parts[k] = self._step_parts.get(k, 0.0) + _finite_float(v)
+        self._add_to_step(parts.computed())
+
+    def _add_to_step(self, terms: dict[str, torch.Tensor | float]) -> None:
+        """Add this rank's share of a micro-batch's finite terms to the step being taken."""
+        self._open_step = self.state.global_step + 1
+        for k, v in terms.items():
+            self._step_parts[k] = self._step_parts.get(k, 0.0) + (v if isinstance(v, float) else _finite_float(v))
+
+    def _nonfinite_loss(self) -> None:
+        """Mark the step being taken non-finite on this rank, and tell the guard, which skips it on every rank."""
+        self._open_step = self.state.global_step + 1
+        self._step_finite = False
+        self.guard.saw_nonfinite_loss()
 
     def _close_step(self) -> None:
-        """Move the finished step's terms into the logging window; a span with no tokens in it is not averaged in."""
+        """Move the finished step's terms into the logging window; a span with no tokens in it is not averaged in.
+
+        A step the guard skipped is non-finite on every rank: one rank's NaN left the others logging the step taken,
+        with their shares of its loss alone (half of it on two ranks)."""
+        if not self._open_step:
+            return
         d = self._denominators
         absent = {k for k, none in (("lm_teacher", d is not None and d.teacher_tokens == 0),
                                     ("lm_student", d is not None and d.student_tokens == 0)) if none}
-        if self._step_finite:
+        if self._step_finite and not self.guard.skipped_step(self._open_step):
             self.loss_window.add_step(self._step_parts, absent)
         else:
             self.loss_window.add_nonfinite()
-        self._step_parts, self._step_finite = {}, True
+        self._step_parts, self._step_finite, self._open_step = {}, True, 0
 
     def _dump_batch(self, inputs: Batch, parts: LossTerms) -> None:
         """Write the offending batch (ids, decoded text, image paths, loss terms) for inspection."""
