@@ -231,3 +231,15 @@ def test_gradient_and_weight_norms_past_float32s_range_are_no_nonfinite_alarm():
     assert norms and all(math.isfinite(v) for v in norms.values()), norms
     monitor.on_step_end(None, state, control)
     assert not [a for a in health.alarms if a.kind == "nonfinite"], health.alarms
+
+
+def test_group_gradient_norms_are_the_steps_before_clipping(healthy):
+    # Read before HF clips them (training.max_grad_norm 1 here, every norm above it): their root sum of squares is HF's
+    # grad_norm, taken there too. A reading after clipping would sum to 1; one per rank before DDP reduced them (the
+    # hook it replaces) to another norm (tests/train/test_two_ranks_nonfinite.py).
+    out, result = healthy
+    gn = _scalars(out)
+    logged = {h["step"]: h["grad_norm"] for h in result["history"] if "grad_norm" in h}
+    for step in (2, 4):
+        assert logged[step] > 1
+        assert math.sqrt(sum(gn[f"gn/{g}"][step] ** 2 for g in GROUPS)) == pytest.approx(logged[step], rel=1e-4), step

@@ -34,6 +34,7 @@ HOOKS = {
     "_load_optimizer_and_scheduler": ["self", "checkpoint"],
     "_finalize_training": ["self", "trial", "num_train_samples", "start_time"],
     "_save_checkpoint": ["self", "model", "trial"],
+    "_clip_grad_norm": ["self", "model"],
 }
 # The oldest transformers pyproject.toml allows, and the Trainer internals our trainers read without defining them,
 # each found in that release's transformers/trainer.py (a method, or an attribute Trainer's training loop sets) and

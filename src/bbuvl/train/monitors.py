@@ -51,6 +51,8 @@ class HealthLog(CarriedState, TrainerCallback):
     A repeated alarm (same kind and subject) is logged at most once per `quiet_steps` steps; every
     occurrence still counts in the summary and is written to TensorBoard. A resumed run takes back the alarms
     up to its checkpoint (train/callbacks.py `CarriedState`): health.json and `alarm/<kind>` count on from there.
+    With several processes each raises its own alarms and the first writes health.json: `gather` hands it the
+    others' before each save and at the end (TensorBoard's `alarm/<kind>` counts the first process's).
     """
 
     carried = ("alarms", "_last_logged", "_counts")
@@ -88,8 +90,15 @@ class HealthLog(CarriedState, TrainerCallback):
         if self.writer is not None:
             self.writer.add_scalar(tag, float(value), step)
 
-    def alarm(self, step: int, kind: str, subject: str, value: float, message: str) -> None:
-        """Record an alarm: one log line (unless it repeats within `quiet_steps`), a scalar, a summary entry."""
+    def alarm(self, step: int, kind: str, subject: str, value: float, message: str, local: bool = False) -> None:
+        """Record an alarm: one log line (unless it repeats within `quiet_steps`), a scalar, a summary entry.
+
+        `local`: about this process alone (its memory), not about the run every rank sees alike (the reduced
+        gradients, the weights, the evaluation): its message names the rank when several train, so that `gather`
+        keeps each rank's."""
+        where = self._where
+        if local:
+            message, where = f"{self._where}{message}", ""
         self.alarms.append(Alarm(step, kind, subject, float(value), message))
         self._counts[kind] = self._counts.get(kind, 0) + 1
         self.scalar(f"alarm/{kind}", self._counts[kind], step)
@@ -97,7 +106,26 @@ class HealthLog(CarriedState, TrainerCallback):
         last = self._last_logged.get(key)
         if last is None or step - last >= self.quiet_steps:
             self._last_logged[key] = step
-            log.warning("health alarm [%s] %sstep %d: %s", kind, self._where, step, message)
+            log.warning("health alarm [%s] %sstep %d: %s", kind, where, step, message)
+
+    def gather(self) -> None:
+        """Every rank's alarms on every rank, in step order, an alarm that several raised alike once: a collective,
+        every rank calls it (a no-op in one process). Only the first rank writes health.json, and an alarm another
+        rank alone raised was missing from it."""
+        dist = torch.distributed
+        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return
+        ranks: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(ranks, [asdict(a) for a in self.alarms])
+        seen: set[str] = set()
+        merged = []
+        for alarms in ranks:
+            for a in alarms:
+                key = json.dumps(a, sort_keys=True)  # a NaN value equals itself here, not as a float
+                if key not in seen:
+                    seen.add(key)
+                    merged.append(Alarm(**a))
+        self.alarms = sorted(merged, key=lambda a: a.step)  # stable: the first rank's first within a step
 
     def flush(self) -> None:
         """Push pending scalars to disk."""
@@ -125,6 +153,7 @@ class HealthLog(CarriedState, TrainerCallback):
             self.write(self.output_dir)
 
     def on_train_end(self, args, state, control, **kwargs):  # noqa: D102
+        self.gather()  # every rank ends training here
         if state.is_world_process_zero:
             self.finish()
 
@@ -160,40 +189,36 @@ def _norm(t: torch.Tensor) -> float:
 class GradientMonitor(TrainerCallback):
     """Gradient and weight norms per LR group (`gn/<group>`, `wn/<group>`); alarms on large or non-finite gradients.
 
-    Gradient norms are taken before clipping, where an explosion is still visible: a hook on every
-    trainable parameter records the norm of its accumulated gradient after each backward (the last
-    micro-batch's value is the step's). The non-finite guard (train/callbacks.py) decides whether the
-    step is skipped; this monitor says which groups and which weights went non-finite.
+    Gradient norms are the step's, as the optimizer takes them: summed over its micro-batches and reduced over the
+    ranks, read before clipping, where an explosion is still visible (the trainer calls `read_gradients` there,
+    train/trainer.py). A hook after each backward read them before DDP had reduced them: one rank's gradients, not the
+    step's. The non-finite guard (train/callbacks.py) decides whether the step is skipped; this monitor says which
+    groups and which weights went non-finite.
     """
 
     def __init__(self, model: torch.nn.Module, cfg: MonitorConfig, health: HealthLog):
         self.model, self.cfg, self.health = model, cfg, health
         self._groups: dict[str, list[tuple[str, torch.nn.Parameter]]] = {}
-        self._norms: dict[str, torch.Tensor] = {}
-        self._hooks: list[Any] = []
+        self._read: dict[str, float] | None = None  # the step's group norms, once `read_gradients` took them
 
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
         self._groups = {}
         for name, p in self.model.named_parameters():
             if p.requires_grad and (g := group_of(name)) is not None:
                 self._groups.setdefault(g, []).append((name, p))
-                self._hooks.append(p.register_post_accumulate_grad_hook(self._recorder(name)))
 
-    def _recorder(self, name: str):  # noqa: ANN202 - a hook closure
-        def record(p: torch.Tensor) -> None:
-            # A device tensor, no sync: read once per step in on_pre_optimizer_step.
-            if p.grad is not None:
-                self._norms[name] = torch.linalg.vector_norm(p.grad.detach(), dtype=torch.float32)
-
-        return record
+    def read_gradients(self) -> None:
+        """Take the step's group norms from the gradients as they are now (the trainer calls it before clipping)."""
+        self._read = self.group_grad_norms()
 
     def group_grad_norms(self) -> dict[str, float]:
-        """Pre-clipping gradient norm of each group with gradients this step (NaN/inf when any gradient is)."""
-        names = [g for g in GROUPS if any(n in self._norms for n, _ in self._groups.get(g, []))]
+        """Gradient norm of each group with gradients now (NaN/inf when any gradient is)."""
+        names = [g for g in GROUPS if any(p.grad is not None for _, p in self._groups.get(g, []))]
         if not names:
             return {}
-        held = [[(n, p) for n, p in self._groups[g] if n in self._norms] for g in names]
-        flat = torch.stack([self._norms[n] for params in held for n, _ in params]).cpu().double()  # one device sync
+        held = [[(n, p) for n, p in self._groups[g] if p.grad is not None] for g in names]
+        flat = torch.stack([torch.linalg.vector_norm(p.grad.detach(), dtype=torch.float32)
+                            for params in held for _, p in params]).cpu().double()  # one device sync
         out, k = {}, 0
         for g, params in zip(names, held):
             # Summed in float64, each norm float32 overflowed taken again scaled: in float32 a norm past 1.8e19 read
@@ -205,8 +230,9 @@ class GradientMonitor(TrainerCallback):
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):  # noqa: D102
         step = state.global_step + 1  # the step being taken
-        norms = self.group_grad_norms()
-        self._norms = {}
+        # As the trainer handed them; without (another trainer), as they are now
+        norms = self._read if self._read is not None else self.group_grad_norms()
+        self._read = None
         bad = {g: v for g, v in norms.items() if not math.isfinite(v)}
         if bad:
             weights = self.nonfinite_weights()
@@ -248,11 +274,6 @@ class GradientMonitor(TrainerCallback):
                                       + (" ..." if len(names) > 5 else "") + "; every following step will be non-finite "
                                       "until they are restored: resume from an earlier checkpoint with a lower LR")
         self.health.flush()
-
-    def on_train_end(self, args, state, control, **kwargs):  # noqa: D102
-        for h in self._hooks:
-            h.remove()
-        self._hooks = []
 
 
 class CollapseMonitor(CarriedState, TrainerCallback):
@@ -385,7 +406,8 @@ class MemoryMonitor(TrainerCallback):
     The first step is the baseline because it allocates the optimizer state (a resumed run's first step after its
     checkpoint: this process's memory, not the stopped one's); growth after it that
     exceeds `memory_growth_mb` means something keeps references (docs/design.md, "Memory that grows": gradients or cached
-    tensors). The alarm re-arms at each further multiple of the threshold. Memory kept on purpose, the samples the
+    tensors). The alarm re-arms at each further multiple of the threshold. Each process alarms on its own memory (named
+    by its rank when several train). Memory kept on purpose, the samples the
     dataset keeps between epochs (`data.sample_cache_mb`), is not growth: `kept_mb` says how much that is. CUDA memory
     is read on the GPU `model` is on, looked up at each sample (the trainer places it after the monitor is built);
     without a model, on the current CUDA device.
@@ -425,7 +447,7 @@ class MemoryMonitor(TrainerCallback):
                 self.health.alarm(step, "memory", k, growth,
                                   f"{_MEMORY_NAMES[k]} grew {growth:.0f} MB since step {self.baseline_step} ({self.baseline[k]:.0f} -> {v:.0f} MB; "
                                   f"monitor.memory_growth_mb={self.cfg.memory_growth_mb:g}): something keeps tensors alive "
-                                  "across steps (lists of outputs, un-detached losses, caches)")
+                                  "across steps (lists of outputs, un-detached losses, caches)", local=True)
 
     def on_epoch_end(self, args, state, control, **kwargs):  # noqa: D102
         if self.epoch_start is None:
@@ -436,7 +458,8 @@ class MemoryMonitor(TrainerCallback):
             if growth > self.cfg.memory_growth_mb:
                 self.health.alarm(state.global_step, "memory", f"epoch:{k}", growth,
                                   f"{_MEMORY_NAMES[k]} grew {growth:.0f} MB during epoch {round(state.epoch or 0)} "
-                                  f"({self.epoch_start[k]:.0f} -> {v:.0f} MB): buffers not released between epochs")
+                                  f"({self.epoch_start[k]:.0f} -> {v:.0f} MB): buffers not released between epochs",
+                                  local=True)
         self.epoch_start = now
 
 

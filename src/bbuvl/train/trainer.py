@@ -49,7 +49,7 @@ from bbuvl.train.callbacks import (NONFINITE, CheckpointRotation, EpochCallback,
                                    RichProgress, RunTensorBoard, Throughput, TrainingDiverged)
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import ConversationDataset
-from bbuvl.train.monitors import health_log, health_summary, training_health
+from bbuvl.train.monitors import GradientMonitor, health_log, health_summary, training_health
 from bbuvl.train.held_out import check_held_out
 from bbuvl.train.param_groups import assign_groups, freeze_zero_lr_groups, fused_on_cpu, optimizer_groups
 from bbuvl.train.run_dir import (FINAL_DIR, RunDirError, check_output_dir, check_resume_into, check_run_inputs,
@@ -386,6 +386,15 @@ class BBUTrainer(Trainer):
         log.warning("%snon-finite loss %s at step %d; batch written to %s", where, record["loss_terms"].get("loss"),
                     record["step"], path)
 
+    def _clip_grad_norm(self, model: torch.nn.Module) -> Any:  # noqa: D102
+        # HF clips every step (training.max_grad_norm is above 0): the gradients are whole here, summed over the
+        # micro-batches and reduced over the ranks, and not yet clipped. The gradient monitor reads them here; a hook
+        # after each backward read one rank's, before DDP reduced them.
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, GradientMonitor):
+                callback.read_gradients()
+        return super()._clip_grad_norm(model)
+
     def floating_point_ops(self, inputs: Batch) -> int:
         """0: HF counts FLOPs only for a model with `num_parameters` (a PreTrainedModel), which ours never was."""
         return 0
@@ -463,9 +472,12 @@ class BBUTrainer(Trainer):
         # The loss summed over every step so far, as HF sums it for `train_loss`: drained at each log, the rest pending
         before = self.loss_sum.before
         self.loss_sum.total = None if before is None else before + self._total_loss_scalar + float(self._tr_loss)
-        # Every rank, before HF saves the state: the window's sums are summed over ranks (a collective)
+        # Every rank, before HF saves the state: the window's sums are summed over ranks (a collective), and every
+        # rank's alarms go into the checkpoint and the health.json written beside it (a collective too)
         self._close_step()
         self.loss_window.gather(self.args.device, first=self.args.process_index == 0)
+        if (health := health_log(self.callback_handler.callbacks)) is not None:
+            health.gather()
         try:
             super()._save_checkpoint(model, trial)
         except BaseException:
@@ -767,10 +779,14 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
             trainer.train(resume_from_checkpoint=ckpt)
     except TrainingDiverged:
         # HF ends no run a callback stops by raising: the losses that led there and the alarms naming the groups gone
-        # non-finite were lost with it (the run's records are its own by now: `start_records` ran at its start)
+        # non-finite were lost with it (the run's records are its own by now: `start_records` ran at its start). The
+        # guard's verdict is every rank's, so every rank stops here, at the same step, and hands its alarms over.
+        health = health_log(trainer.callback_handler.callbacks)
+        if health is not None:
+            health.gather()
         if trainer.args.should_save:
             write_text_atomic(out / HISTORY_FILE, json.dumps(trainer.state.log_history, indent=1))
-            if (health := health_log(trainer.callback_handler.callbacks)) is not None:
+            if health is not None:
                 health.finish()
         raise
     final = out / FINAL_DIR
