@@ -233,6 +233,26 @@ def test_gradient_and_weight_norms_past_float32s_range_are_no_nonfinite_alarm():
     assert not [a for a in health.alarms if a.kind == "nonfinite"], health.alarms
 
 
+def test_epoch_memory_growth_is_measured_from_one_whole_epochs_end_to_the_next_and_names_the_epoch_from_0():
+    # Before: measured from the first step, it alarmed for a run stopped inside its first epoch ("epoch 1" at 0.75)
+    health, kept = HealthLog(), []
+    monitor = MemoryMonitor(MonitorConfig(memory_growth_mb=48), health)
+    state, control = TrainerState(), TrainerControl()
+    state.global_step = 1
+    monitor.on_step_end(None, state, control)  # the per-step baseline
+    epoch_alarms = lambda: [a for a in health.alarms if a.subject.startswith("epoch:")]  # noqa: E731
+    for epoch in (0.75, 1.0):  # stopped inside epoch 0 (no epoch ended); then epoch 0 ends: the baseline
+        kept.append(torch.ones(96 * 2**18))
+        state.epoch = epoch
+        monitor.on_epoch_end(None, state, control)
+        assert not epoch_alarms(), epoch
+    kept.append(torch.ones(96 * 2**18))
+    state.epoch = 2.0  # epoch 1 ends, 96 MB above epoch 0's end
+    monitor.on_epoch_end(None, state, control)
+    [alarm] = epoch_alarms()
+    assert 48 < alarm.value < 2 * 96 and "during epoch 1 (" in alarm.message and "at the end of epoch 0 ->" in alarm.message
+
+
 def test_group_gradient_norms_are_the_steps_before_clipping(healthy):
     # Read before HF clips them (training.max_grad_norm 1 here, every norm above it): their root sum of squares is HF's
     # grad_norm, taken there too. A reading after clipping would sum to 1; one per rank before DDP reduced them (the

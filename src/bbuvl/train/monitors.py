@@ -401,13 +401,16 @@ class OverfitMonitor(CarriedState, TrainerCallback):
 
 
 class MemoryMonitor(TrainerCallback):
-    """Memory-growth alarm: resident (and CUDA allocated) memory compared with the first step's, and epoch to epoch.
+    """Memory-growth alarm: resident (and CUDA allocated) memory compared with the first step's, and at the end of each
+    whole epoch with the end of the one before.
 
     The first step is the baseline because it allocates the optimizer state (a resumed run's first step after its
     checkpoint: this process's memory, not the stopped one's); growth after it that
     exceeds `memory_growth_mb` means something keeps references (docs/design.md, "Memory that grows": gradients or cached
-    tensors). The alarm re-arms at each further multiple of the threshold. Each process alarms on its own memory (named
-    by its rank when several train). Memory kept on purpose, the samples the
+    tensors). The alarm re-arms at each further multiple of the threshold. An epoch's growth is measured from one
+    epoch's end to the next, so both readings are taken at the same point of the loop; the first epoch this process
+    ends is the baseline, and a run stopped inside an epoch (training.max_steps) ended none. Each process alarms on its
+    own memory (named by its rank when several train). Memory kept on purpose, the samples the
     dataset keeps between epochs (`data.sample_cache_mb`), is not growth: `kept_mb` says how much that is. CUDA memory
     is read on the GPU `model` is on, looked up at each sample (the trainer places it after the monitor is built);
     without a model, on the current CUDA device.
@@ -418,7 +421,7 @@ class MemoryMonitor(TrainerCallback):
         self.cfg, self.health, self.kept_mb, self.model = cfg, health, kept_mb, model
         self.baseline: dict[str, float] | None = None
         self.baseline_step = 0  # the first step this process took: 1, or the first after the checkpoint resumed
-        self.epoch_start: dict[str, float] | None = None
+        self.epoch_end: tuple[int, dict[str, float]] | None = None  # (epoch, memory) at the end of the last whole one
         self.alarmed_at: dict[str, int] = {}
         self.samples: list[tuple[int, dict[str, float]]] = []
 
@@ -433,7 +436,7 @@ class MemoryMonitor(TrainerCallback):
         now = self._now()
         step = state.global_step
         if self.baseline is None:
-            self.baseline, self.epoch_start, self.baseline_step = now, now, step
+            self.baseline, self.baseline_step = now, step
             return
         if _due(step, self.cfg.every_steps):
             self.samples.append((step, now))
@@ -450,17 +453,28 @@ class MemoryMonitor(TrainerCallback):
                                   "across steps (lists of outputs, un-detached losses, caches)", local=True)
 
     def on_epoch_end(self, args, state, control, **kwargs):  # noqa: D102
-        if self.epoch_start is None:
-            return
+        epoch = ended_epoch(state.epoch)
+        if epoch is None:
+            return  # stopped inside an epoch: it ended none, and the per-step alarm has measured its steps
         now = self._now()
-        for k, v in now.items():
-            growth = v - self.epoch_start.get(k, v)
-            if growth > self.cfg.memory_growth_mb:
-                self.health.alarm(state.global_step, "memory", f"epoch:{k}", growth,
-                                  f"{_MEMORY_NAMES[k]} grew {growth:.0f} MB during epoch {round(state.epoch or 0)} "
-                                  f"({self.epoch_start[k]:.0f} -> {v:.0f} MB): buffers not released between epochs",
-                                  local=True)
-        self.epoch_start = now
+        if self.epoch_end is not None:
+            before, then = self.epoch_end
+            for k, v in now.items():
+                growth = v - then.get(k, v)
+                if growth > self.cfg.memory_growth_mb:
+                    self.health.alarm(state.global_step, "memory", f"epoch:{k}", growth,
+                                      f"{_MEMORY_NAMES[k]} grew {growth:.0f} MB during epoch {epoch} ({then[k]:.0f} MB at "
+                                      f"the end of epoch {before} -> {v:.0f} MB at the end of epoch {epoch}): buffers "
+                                      "not released between epochs", local=True)
+        self.epoch_end = (epoch, now)
+
+
+def ended_epoch(progress: float | None) -> int | None:
+    """The epoch (0-based, as train/callbacks.py `EpochCallback` counts them) that HF's `state.epoch` says just ended,
+    or None when it stands inside one (a run stopped by training.max_steps: 0.75)."""
+    if not progress or abs(progress - round(progress)) > 1e-6:
+        return None
+    return round(progress) - 1
 
 
 def cuda_memory_device(device: torch.device | str | None) -> torch.device | None:
