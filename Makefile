@@ -10,10 +10,13 @@ DEMO   ?= demo_out
 
 .PHONY: demo demo-rl test test-all install fonts browsers clean
 
-# A .venv with no pip (its creation cut short by Ctrl-C) or too old a Python is created again (install.py --check says
-# why): kept, it failed every later make the same way. --clear: over what is left of it.
+# A .venv with no pip (its creation cut short by Ctrl-C, or made by `uv venv`) gets one from ensurepip; one of too old
+# a Python, or still without pip and holding nothing else, is created again (--clear: over what is left of it); one
+# that is unfit but holds packages (a torch installed by hand) is left as it is, and install.py --check says what to do
+# (exit 2).
 $(STAMP): pyproject.toml constraints.txt scripts/install.py
-	test -x $(PY) && $(PY) scripts/install.py --check || $(PYTHON) -m venv --clear $(VENV)
+	rc=0; test -x $(PY) && { $(PY) scripts/install.py --check || rc=$$?; } || rc=1; \
+	if [ $$rc = 1 ]; then $(PYTHON) -m venv --clear $(VENV); elif [ $$rc != 0 ]; then exit $$rc; fi
 	$(PY) scripts/install.py dev
 	touch $(STAMP)
 

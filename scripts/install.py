@@ -1,7 +1,8 @@
 """Install torch's CPU build, pinned, then bbuvl with its extras, into the venv whose Python runs this script.
 
     .venv/bin/python scripts/install.py dev
-    .venv/bin/python scripts/install.py --check     (exit 1, saying why, where make must create the venv again)
+    .venv/bin/python scripts/install.py --check     (exit 1, saying why, where make must create the venv again;
+                                                     exit 2 where it is unfit but holds packages make must not delete)
 
 The venv is checked first: its Python against pyproject.toml's requires-python, and that it has pip (a venv whose
 creation was interrupted has a python and no pip). uv installs the same pinned set in under half pip's time on a
@@ -110,12 +111,36 @@ def venv_problem() -> tuple[str, str] | None:
                 f"{'.'.join(map(str, need))} (requires-python in {PYPROJECT.name})",
                 f"run make with a newer Python named, e.g. `PYTHON={python} make install` (make then creates "
                 f"{sys.prefix} again with it; by hand: {python} -m venv --clear {sys.prefix})")
-    pip = subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True, text=True, check=False)
+    pip = pip_version()
     if pip.returncode != 0:
+        # A venv cut short before its pip (Ctrl-C during `python -m venv`), or one made without pip (`uv venv`): the
+        # standard library's ensurepip gives it one, and keeps what the venv holds (a torch installed by hand).
+        mended = subprocess.run([sys.executable, "-m", "ensurepip", "--default-pip"], capture_output=True, text=True,
+                                check=False)
+        if mended.returncode == 0 and pip_version().returncode == 0:
+            say(f"{sys.prefix} had no pip: ensurepip installed it")
+            return None
         why = (pip.stderr.strip().splitlines() or [f"exit status {pip.returncode}"])[-1]
-        return (f"{sys.prefix} has no working pip ({why}), as a venv whose creation was cut short",
-                f"run make again, which creates it again (by hand: {sys.executable} -m venv --clear {sys.prefix})")
+        return (f"{sys.prefix} has no working pip ({why}), and ensurepip could not give it one",
+                f"create it again: {getattr(sys, '_base_executable', sys.executable)} -m venv --clear {sys.prefix} "
+                "(this removes what it holds)")
     return None
+
+
+def pip_version() -> subprocess.CompletedProcess:
+    """`pip --version` in the venv running this script."""
+    return subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True, text=True, check=False)
+
+
+def holds_packages() -> list[str]:
+    """The packages this venv holds besides the installers a new venv comes with (what `venv --clear` would delete)."""
+    from importlib.metadata import distributions
+    if sys.prefix == sys.base_prefix:
+        return []
+    installers = {"pip", "setuptools", "wheel"}
+    return sorted({d.metadata["Name"] for d in distributions()
+                   if d.metadata["Name"] and d.metadata["Name"].lower() not in installers
+                   and str(d.locate_file("")).startswith(sys.prefix)})
 
 
 def torch_pin() -> str:
@@ -236,13 +261,20 @@ def install(extras: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    """`--check`: whether make must create the venv again (1, saying why); else install, with the extras named."""
+    """`--check`: 0 fit, 1 make must create the venv again, 2 unfit but holding packages (each saying why); else
+    install, with the extras named."""
     try:
         if argv[:1] == ["--check"]:
             problem = venv_problem()
-            if problem is not None:
-                say(f"{problem[0]}: make creates {sys.prefix} again")
-            return 0 if problem is None else 1
+            if problem is None:
+                return 0
+            kept = holds_packages() if sys.version_info[:3] >= required_python() else []
+            if kept:  # never delete what someone installed into it (a CUDA torch): say what to do instead
+                say(f"error: {problem[0]}; it holds {', '.join(kept[:5])}{' ...' if len(kept) > 5 else ''}, "
+                    f"so make leaves it: {problem[1]}")
+                return 2
+            say(f"{problem[0]}: make creates {sys.prefix} again")
+            return 1
         return install(argv[0] if argv else "")
     except Refusal as e:
         say(f"error: {e}")

@@ -76,3 +76,18 @@ def test_name_mode_names_each_box_once_whatever_labels_per_box(predictor, photos
         assert boxes and len(boxes) == len(set(boxes))
         if nms_iou is None:  # the same boxes as one label a box names, with the same labels and scores
             assert two["objects"] == one["objects"]
+
+
+def test_boxes_on_one_corner_come_best_score_first_as_before_the_queries_kept_their_labels():
+    """Head mode sorts its boxes by top-left corner; two boxes of one label on the same corner (both clamped to the
+    photo's edge) came out in query order, where they had come in score order."""
+    from bbuvl.infer.modes.head import _label_nms
+    from bbuvl.infer.predictor import Detection
+
+    queries = [[(Detection([0.0, 0.0, 100.0, 50.0], "a", 0.3), 0.5)],
+               [(Detection([0.0, 0.0, 40.0, 200.0], "a", 0.9), 0.9)],
+               [(Detection([300.0, 0.0, 340.0, 20.0], "b", 0.6), 0.6), (Detection([300.0, 0.0, 340.0, 20.0], "a", 0.1), 0.6)]]
+    left = _label_nms(queries, 0.5)
+    assert [[d.score for d, _ in labels] for labels in left] == [[0.9], [0.6, 0.1], [0.3]]
+    left.sort(key=lambda labels: (labels[0][0].bbox_2d[1], labels[0][0].bbox_2d[0]))
+    assert [labels[0][0].score for labels in left] == [0.9, 0.3, 0.6]

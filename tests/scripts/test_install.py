@@ -176,15 +176,51 @@ def test_too_old_a_python_is_told_at_once_what_to_run(tmp_path: Path) -> None:
     assert "PYTHON=python3.99 make install" in done.stderr
 
 
-def test_a_venv_without_pip_is_named_as_such_not_as_a_failure_of_uv(tmp_path: Path) -> None:
-    """A venv whose creation was cut short (python, no pip): `--check` says make must create it again, and an install
-    says why it cannot, where it said uv had failed and pip would install, and pip then failed the same way."""
+def test_a_venv_without_pip_gets_one_from_ensurepip_and_keeps_what_it_holds(tmp_path: Path) -> None:
+    """A venv whose creation was cut short, or one `uv venv` made (a python, no pip): make recreated it with --clear,
+    deleting a torch installed into it by hand; ensurepip now gives it a pip and everything in it stays."""
     python = venv_without_pip(tmp_path / "venv")
+    held = site_packages(tmp_path / "venv") / "torch-2.13.0+cu128.dist-info"
+    held.mkdir()
+    (held / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.13.0+cu128\n")
+    done = subprocess.run([str(python), str(ROOT / "scripts" / "install.py"), "--check"], capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0 and done.stdout == "", done.stderr
+    assert f"{tmp_path / 'venv'} had no pip: ensurepip installed it" in done.stderr
+    assert subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True).returncode == 0
+    assert held.is_dir()
+
+
+@pytest.mark.parametrize("holds", [False, True])
+def test_a_venv_ensurepip_cannot_mend_is_created_again_only_when_it_holds_nothing(tmp_path: Path, holds: bool) -> None:
+    """Without pip and without ensurepip (a Python built without it), an empty venv is for make to create again (exit
+    1); one holding packages is left, and the check says what it holds and how to create it again by hand (exit 2)."""
+    python = venv_without_pip(tmp_path / "venv")
+    if holds:
+        held = site_packages(tmp_path / "venv") / "torch-2.13.0+cu128.dist-info"
+        held.mkdir()
+        (held / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.13.0+cu128\n")
+    no_ensurepip = tmp_path / "no_ensurepip" / "ensurepip"  # on PYTHONPATH, before the standard library's
+    no_ensurepip.mkdir(parents=True)
+    (no_ensurepip / "__init__.py").write_text("")
+    (no_ensurepip / "__main__.py").write_text("raise SystemExit('No module named ensurepip')\n")
+    env = {**os.environ, "PYTHONPATH": str(no_ensurepip.parent)}
     for args in (["--check"], ["dev"]):
         done = subprocess.run([str(python), str(ROOT / "scripts" / "install.py"), *args], capture_output=True,
-                              text=True, timeout=60)
-        assert done.returncode == 1 and done.stdout == "", done.stdout
-        assert f"{tmp_path / 'venv'} has no working pip" in done.stderr and "uv" not in done.stderr, done.stderr
+                              text=True, timeout=60, env=env)
+        assert done.stdout == "" and "uv" not in done.stderr, done.stderr
+        assert f"{tmp_path / 'venv'} has no working pip" in done.stderr and "ensurepip could not" in done.stderr
+        if args == ["--check"]:
+            assert done.returncode == (2 if holds else 1), done.stderr
+            assert ("it holds torch, so make leaves it" in done.stderr) == holds, done.stderr
+        else:
+            assert done.returncode == 1
+    assert not holds or held.is_dir()
+
+
+def site_packages(venv: Path) -> Path:
+    """The venv's site-packages folder."""
+    return next((venv / "lib").glob("python3*/site-packages"))
 
 
 def test_the_venv_running_the_tests_passes_the_check() -> None:

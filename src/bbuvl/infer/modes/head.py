@@ -87,15 +87,17 @@ def head_queries(predictor: "Predictor", prepared: Sequence["Prepared"],
 
 def _label_nms(queries: list[list[tuple[Detection, float]]], iou: float) -> list[list[tuple[Detection, float]]]:
     """The queries' labels left by per-label NMS (each label against the other boxes of that label), each query
-    keeping those of its labels that are left; a query with none left is dropped."""
+    keeping those of its labels that are left; a query with none left is dropped. Queries come best score first, so
+    the position sort after it leaves two boxes on one corner in score order."""
     rows = [(j, f) for j, labels in enumerate(queries) for f in labels]
     t_boxes = torch.tensor([d.bbox_2d for _, (d, _) in rows])
     t_scores = torch.tensor([d.score for _, (d, _) in rows])
     classes = torch.tensor([hash(d.label) % (1 << 31) for _, (d, _) in rows])
+    kept = nms(t_boxes, t_scores, iou, classes).tolist()  # best score first
     left: list[list[tuple[Detection, float]]] = [[] for _ in queries]
-    for i in sorted(nms(t_boxes, t_scores, iou, classes).tolist()):  # in the order the query listed its labels
+    for i in sorted(kept):  # in the order the query listed its labels
         left[rows[i][0]].append(rows[i][1])
-    return [labels for labels in left if labels]
+    return [left[j] for j in dict.fromkeys(rows[i][0] for i in kept)]
 
 
 @torch.inference_mode()
