@@ -54,6 +54,22 @@ def test_english_gloss_and_levels():
     assert label_at_level("a/b/c", None) == "a/b/c"
 
 
+def test_a_level_is_cut_from_the_label_as_label_key_reads_it():
+    # Before: cut as raw text, '螺丝连接点 / BBU安装螺丝' was of category '螺丝连接点 ' and 'ｂｂｕ基带处理单元/华为' of its
+    # own, though every label comparison reads them as the other spelling's.
+    assert label_at_level("螺丝连接点 / BBU安装螺丝 / 连接正确", 1) == "螺丝连接点"
+    assert label_at_level("螺丝连接点 ／BBU安装螺丝／连接正确", 2) == "螺丝连接点/BBU安装螺丝"
+    assert label_at_level("ｂｂｕ基带处理单元/华为", 1) == "bbu基带处理单元"
+
+
+def test_a_path_is_found_at_any_level_as_spelt_here_or_in_english():
+    h = Hierarchy.load()
+    assert h.path(" 螺丝连接点 / BBU安装螺丝") == "螺丝连接点/BBU安装螺丝"
+    assert h.path("screw or connection point") == "螺丝连接点"
+    assert h.path("ＢＢＵ base-band unit/Huawei") == "bbu基带处理单元/华为"
+    assert h.path("螺丝连接点/BBU安装螺丝/连接错") is None
+
+
 def test_broken_hierarchy_file_is_reported(tmp_path):
     p = tmp_path / "bad.json"
     p.write_text("{nope", encoding="utf-8")

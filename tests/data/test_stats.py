@@ -28,6 +28,21 @@ def test_counts_per_label_and_per_level_sum_to_the_object_count():
     assert all(sum(level.values()) == 4 for level in s["levels"].values())
 
 
+def test_a_label_typed_with_spaces_around_its_parts_counts_in_its_category():
+    # Before: level 1 held '螺丝连接点' and '螺丝连接点 ', two rows that read alike.
+    s = dataset_stats([rec((640, 480), ["螺丝连接点 / BBU安装螺丝 / 连接正确", "螺丝连接点/CPRI光缆和BBU连接点/连接正确"])],
+                      CoordinateContract())
+    assert s["levels"]["1"] == {"螺丝连接点": 2}
+    assert s["levels"]["2"] == {"螺丝连接点/BBU安装螺丝": 1, "螺丝连接点/CPRI光缆和BBU连接点": 1}
+
+
+def test_a_datasets_labels_json_counts_each_level_as_stats_does():
+    from bbuvl.data.layout import label_counts
+
+    counts = label_counts([rec((640, 480), ["螺丝连接点 / BBU安装螺丝 / 连接正确", WRONG, "ｂｂｕ基带处理单元/华为"])])
+    assert counts["levels"]["1"] == {"螺丝连接点": 2, "bbu基带处理单元": 1}
+
+
 def test_objects_per_image_summary_and_histogram():
     records = [rec((100, 100), [STICKER] * n) for n in (0, 2, 3, 12, 60)]
     per = dataset_stats(records, CoordinateContract())["objects_per_image"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from bbuvl.data.labels import Hierarchy, TokenMap
-from bbuvl.data.text import SEP
+from bbuvl.data.text import SEP, clean_label, label_key
 
 # The verdict's thresholds a checkpoint carries once `bbuvl eval --choose-thresholds` chose them (infer/verdict.py
 # reads and writes it); named here, below both, so that copying a checkpoint (model/checkpoint.py) keeps it.
@@ -62,6 +62,7 @@ class Faults:
     hierarchy: Hierarchy
     token_map: TokenMap | None = None
     _canonical: dict[str, str | None] = field(default_factory=dict, repr=False, compare=False)
+    _known: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def load(cls, hierarchy: str | Path | Hierarchy | None = None, token_map: str | Path | TokenMap | None = None) -> "Faults":
@@ -93,6 +94,29 @@ class Faults:
                 found = self.hierarchy.from_english(label)
             self._canonical[label] = found
         return self._canonical[label]
+
+    def known_path(self, label: str) -> tuple[str, str]:
+        """`(path, rest)`: the hierarchy's spelling of the longest leading parts of `label` that are one of its paths
+        (category, category/attribute or full label; however spelt, as `canonical` reads a label), and the parts after
+        them, cleaned; `("", label cleaned)` when its first part is no category. `螺丝连接点/BBU安装螺丝/连接错` is
+        `("螺丝连接点/BBU安装螺丝", "连接错")`: of the right category and attribute, in an unknown state."""
+        if label not in self._known:
+            self._known[label] = self._known_path(label)
+        return self._known[label]
+
+    def _known_path(self, label: str) -> tuple[str, str]:
+        if (full := self.canonical(label)) is not None:
+            return full, ""
+        typed = [clean_label(part) for part in clean_label(label).split(SEP)]
+        keys = label_key(label).split(SEP)
+        for n in range(len(keys) - 1, 0, -1):
+            head = SEP.join(keys[:n])
+            found = self.hierarchy.path(head)
+            if found is None and self.token_map is not None:
+                found = self.hierarchy.path(self.token_map.map_path(head))
+            if found is not None and found.count(SEP) == n - 1:  # the token map drops empty parts: no longer a head
+                return found, SEP.join(typed[n:])
+        return "", SEP.join(typed)
 
     def is_fault(self, label: str) -> bool:
         """True when `label` (however spelt) is a fault the hierarchy marks."""

@@ -47,6 +47,8 @@ class Hierarchy:
     # A dataset repeats one bad label thousands of times; the nearest-label search runs once per spelling.
     _problems: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     _english: dict[str, str] = field(default_factory=dict, repr=False, compare=False)  # label_key(gloss) -> label
+    # label_key of a path (category, category/attribute or full label), as spelt here or in English -> its path here
+    _paths: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Hierarchy":
@@ -70,6 +72,22 @@ class Hierarchy:
                 else:
                     out.append(SEP.join((cat.name, attr)))
         return out
+
+    def paths(self) -> list[str]:
+        """Every path of the hierarchy, in file order: each category, each category/attribute and each full label."""
+        out: dict[str, None] = {}
+        for label in self.labels():
+            parts = label.split(SEP)
+            out.update((SEP.join(parts[:n]), None) for n in range(1, len(parts) + 1))
+        return list(out)
+
+    def path(self, label: str) -> str | None:
+        """The hierarchy's spelling of a path (a category, category/attribute or full label) typed as `label_key` says
+        or as its English gloss; None when it is none of them."""
+        if not self._paths:
+            self._paths.update({label_key(self.english(p)): p for p in self.paths()})
+            self._paths.update({label_key(p): p for p in self.paths()})  # its own spelling wins over a gloss
+        return self._paths.get(label_key(label))
 
     def canonical(self, label: str) -> str | None:
         """The hierarchy's spelling of `label` (equal as `label_key` says), or None when it is not a complete path."""
@@ -268,10 +286,11 @@ def _keyed(names: Iterable[str]) -> dict[str, str]:
 
 
 def label_at_level(label: str, level: int | None) -> str:
-    """The label truncated to its first `level` parts (None or 0 = the full label)."""
+    """The label's first `level` parts as `label_key` spells them (None or 0 = the full label, as it is): a label typed
+    `螺丝连接点 / BBU安装螺丝` or `ＢＢＵ...` is of the category every other spelling of it is (data/text.py)."""
     if not level:
         return label
-    return SEP.join(label.split(SEP)[:level])
+    return SEP.join(label_key(label).split(SEP)[:level])
 
 
 def _refuse_alike_tokens(path: Path, tokens: dict[str, str]) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from bbuvl.atomic import temporary_of, write_text_atomic
 from bbuvl.data.jsonfile import dumps_json, read_json
-from bbuvl.data.labels import SEP, Hierarchy
+from bbuvl.data.labels import SEP, Hierarchy, label_at_level
 from bbuvl.data.named_photos import photo_names
 from bbuvl.data.schema import DatasetError, ImageRecord, another_kind, iter_json_lines, read_records, write_dataset
 from bbuvl.data.teachers import select_teachers
@@ -103,9 +103,8 @@ def label_counts(records: list[ImageRecord]) -> dict[str, Any]:
     full = Counter(spell(o.desc) for r in records for o in r.objects)
     levels: dict[str, Counter[str]] = {}
     for label, n in full.items():
-        parts = label.split(SEP)
-        for lv in range(1, len(parts) + 1):
-            levels.setdefault(str(lv), Counter())[SEP.join(parts[:lv])] += n
+        for lv in range(1, label_key(label).count(SEP) + 2):  # cut as `eval --level` cuts: `a / b` is of category `a`
+            levels.setdefault(str(lv), Counter())[label_at_level(label, lv)] += n
     return {
         "labels": dict(sorted(full.items(), key=lambda kv: (-kv[1], kv[0]))),
         "levels": {lv: dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))) for lv, c in sorted(levels.items())},

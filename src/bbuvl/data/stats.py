@@ -10,6 +10,7 @@ from typing import Any, Iterable, Sequence
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import SEP, label_at_level
 from bbuvl.data.schema import ImageRecord
+from bbuvl.data.text import label_key
 
 # Bin edges follow the teacher density buckets (<=3, <=10) and then widen.
 OBJECT_BINS: tuple[tuple[int, int | None], ...] = ((0, 0), (1, 3), (4, 10), (11, 20), (21, 50), (51, None))
@@ -60,7 +61,7 @@ def named_stats(named: Iterable[tuple[ImageRecord, str | None]], contract: Coord
                 raise ValueError(f"{named}: image size {r.size[0]}x{r.size[1]}: {e}") from None
         tokens.append(tokens_of[r.size])
 
-    depth = max((len(label.split(SEP)) for label in labels), default=0)
+    depth = max((label_key(label).count(SEP) + 1 for label in labels), default=0)
     levels = {}
     for level in range(1, depth + 1):
         at_level: Counter[str] = Counter()

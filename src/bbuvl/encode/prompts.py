@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bbuvl.data.families import DEFAULT_FAMILY, get_family
-from bbuvl.data.labels import SEP, Hierarchy
+from bbuvl.data.labels import Hierarchy, label_at_level
 
 USER_TEXT = {
     "zh": "请检测这张照片中的所有设备部件。",
@@ -25,11 +25,9 @@ _RULES = {
 
 
 def _category_of(label: str, hierarchy: Hierarchy) -> str | None:
-    """Canonical category of a data label, also when the data uses the English glosses."""
-    head = label.split(SEP)[0]
-    if head in hierarchy.categories:
-        return head
-    return next((name for name, c in hierarchy.categories.items() if c.gloss == head), None)
+    """Canonical category of a data label, however typed (`螺丝连接点 / ...`) and also when the data uses the English
+    glosses: a spelling of its own was listed as a category without cue."""
+    return hierarchy.path(label_at_level(label, 1))
 
 
 def system_prompt(labels: list[str], hierarchy: Hierarchy, lang: str = "zh", family: str = DEFAULT_FAMILY) -> str:
@@ -41,7 +39,7 @@ def system_prompt(labels: list[str], hierarchy: Hierarchy, lang: str = "zh", fam
     groups: dict[str, list[str]] = {}
     for label in labels:
         cat = _category_of(label, hierarchy)
-        groups.setdefault(cat or label.split(SEP)[0], []).append(label)
+        groups.setdefault(cat or label_at_level(label, 1), []).append(label)
     order = {name: i for i, name in enumerate(hierarchy.categories)}
     lines = [_HEADER[lang]]
     for cat in sorted(groups, key=lambda c: (order.get(c, len(order)), c)):

@@ -24,6 +24,7 @@ import numpy as np
 
 from bbuvl.data.boxes import box_iou
 from bbuvl.data.labels import label_at_level
+from bbuvl.data.text import SEP, label_key
 
 MISLOCATED_MIN_IOU = 0.1
 DUPLICATE_IOU = 0.9
@@ -110,7 +111,7 @@ def duplicate_predictions(
 
 def label_levels(labels: Sequence[str]) -> int:
     """Depth of the deepest label (`category/attribute/state` -> 3)."""
-    return max((label.count("/") + 1 for label in labels), default=1)
+    return max((label_key(label).count(SEP) + 1 for label in labels), default=1)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any
 from bbuvl.data.faults import Faults
 from bbuvl.data.labels import label_at_level
 from bbuvl.data.schema import ImageRecord
-from bbuvl.data.text import show_text, spelling_of
+from bbuvl.data.text import show_text
 from bbuvl.eval.coco_metrics import CocoResult, coco_evaluate
 from bbuvl.eval.collector import collector_paused
 from bbuvl.eval.faults import FaultMetrics, fault_metrics
@@ -28,6 +28,7 @@ from bbuvl.eval.matching import ImageMatch, MatchTotals, label_accuracy, label_l
 from bbuvl.eval.order import sorted_gt, sorted_predictions
 from bbuvl.eval.predictions import PredictionLine, align_predictions, beyond_frame_note
 from bbuvl.eval.prior import best_constant_box
+from bbuvl.eval.spelling import one_spelling
 from bbuvl.infer.verdict import FramedThresholds, VerdictThresholds, default_thresholds
 from bbuvl.paths import real_path
 
@@ -108,37 +109,6 @@ def _prior(records: list[ImageRecord], level: int | None) -> dict[str, Any] | No
     return {"box": list(prior.box), "AP50": prior.ap50, "AP50_agnostic": prior.ap50_agnostic}
 
 
-def _one_spelling(records: list[ImageRecord], lines: list[PredictionLine],
-                  faults: Faults) -> tuple[list[ImageRecord], list[PredictionLine]]:
-    """Ground truth and predictions with each label in the ground truth's first spelling of it (data/text.py):
-    `a／b` and `a/b\u200b` are scored as `a/b`, and so is a spelling the hierarchy knows for the same label (its
-    English gloss, a platform's token): the fault metrics, which judge through the hierarchy, already counted such a
-    box right, and the COCO and label metrics called it wrong. Only what changes is copied."""
-    # A dataset repeats a few dozen labels: spell each distinct one once (first occurrences keep their order, so
-    # the first spelling of each label is the same), and copy only the photos holding one that changes.
-    gt_labels = dict.fromkeys(o.desc for r in records for o in r.objects)
-    spell = spelling_of(gt_labels)
-    by_canonical: dict[str, str] = {}
-    for label in gt_labels:
-        if (canonical := faults.canonical(label)) is not None:
-            by_canonical.setdefault(canonical, label)
-
-    def respell(label: str) -> str:
-        canonical = faults.canonical(label)
-        return by_canonical[canonical] if canonical in by_canonical else spell(label)
-
-    pred_labels = dict.fromkeys(o["label"] for line in lines for o in line.objects)
-    respelt = {label: respell(label) for label in {**gt_labels, **pred_labels}}
-    changed = {label for label, spelt in respelt.items() if spelt != label}
-    if not changed:
-        return records, lines
-    records = [r if not any(o.desc in changed for o in r.objects) else r.model_copy(
-        update={"objects": [o.model_copy(update={"desc": respelt[o.desc]}) for o in r.objects]}) for r in records]
-    lines = [line if not any(o["label"] in changed for o in line.objects) else replace(
-        line, objects=[{**o, "label": respelt[o["label"]]} for o in line.objects]) for line in lines]
-    return records, lines
-
-
 def _boxes_in_one_order(records: list[ImageRecord], lines: list[PredictionLine]) -> tuple[list[ImageRecord], list[PredictionLine]]:
     """Each photo's ground-truth and predicted boxes in eval/order.py's order: a greedy match gives a box to the first
     of two equal predictions, and its ties fell by the order a file listed them in. Only what moves is copied."""
@@ -188,7 +158,7 @@ def _evaluate(records: list[ImageRecord], gt_path: str | Path, lines: list[Predi
         # Deeper than every label, level N is the full label: the report would say "level 99" and mean "full".
         raise ValueError(f"--level {level}: the labels of {gt_path} have {depth} level{'s' if depth > 1 else ''} "
                          f"(category/attribute/...); give 1 to {depth}, or leave --level out for the full label")
-    records, lines = _one_spelling(records, lines, faults)
+    records, lines = one_spelling(records, lines, faults)
     records, lines = _boxes_in_one_order(records, lines)
     alignment = align_predictions(records, gt_path, lines, pred_path)
     per_image = [p.objects if p is not None else [] for p in alignment.predictions]
