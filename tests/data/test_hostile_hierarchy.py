@@ -99,3 +99,20 @@ def test_a_hierarchy_edited_while_the_process_runs_is_read_again(tmp_path):
     hierarchy(tmp_path, {LABEL: {"attributes": {"接头": {"states": STATES}}}, "标签贴纸": {}})
     edited = Hierarchy.load(path)
     assert edited.faults == {f"{LABEL}/接头/连接错误"} and "标签贴纸" in edited.labels()
+
+
+@pytest.mark.parametrize("second, gloss", [("电源线", "cable"), ("电源线", "ｃａｂｌｅ "), ("线缆/插头", "joint")])
+def test_two_parts_with_one_english_gloss_are_refused_naming_both(tmp_path, second, gloss):
+    # Before: loaded without a word; `data convert --lang en` wrote both as 'cable', which read back as the later alone.
+    categories = {LABEL: {"gloss": "cable", "attributes": {"接头": {"gloss": "joint", "states": STATES}}}}
+    if "/" in second:
+        categories[LABEL]["attributes"]["插头"] = {"gloss": gloss, "states": STATES}
+    else:
+        categories[second] = {"gloss": gloss}
+    path = hierarchy(tmp_path, categories)
+    code, out = run("convert", vendor_export(tmp_path / "export"), tmp_path / "out", "--lang", "en", "--hierarchy",
+                    path, "--workers", "1", "--val-ratio", "0")
+    first = f"{LABEL}/接头" if "/" in second else LABEL
+    assert code == 2 and "Traceback" not in out, out
+    assert f"{path}: '{first}' and '{second}' share the English gloss" in out, out
+    assert not (tmp_path / "out").exists()

@@ -215,7 +215,20 @@ def _load_hierarchy(path: str, version: tuple[int, ...] = ()) -> Hierarchy:
             raise ValueError(f"{path}: labels {show_text(other)} and {show_text(label)} are one label however typed "
                              "(spaces, width or invisible characters differ); keep one")
     object.__setattr__(h, "_by_key", by_key)
+    _refuse_shared_glosses(path, h)
     return h
+
+
+def _refuse_shared_glosses(path: str, hierarchy: Hierarchy) -> None:
+    """ValueError for two paths with one English gloss however typed: `data convert --lang en` wrote both parts as one
+    label, which reads back (`from_english`) as the later alone, and `eval --level` cut them as one category."""
+    first: dict[str, str] = {}
+    for label in hierarchy.paths():
+        gloss = hierarchy.english(label)
+        if (other := first.setdefault(label_key(gloss), label)) != label:
+            raise ValueError(f"{path}: {show_text(other)} and {show_text(label)} share the English gloss "
+                             f"{show_text(gloss)}: `data convert --lang en` would write both as one label; give each "
+                             "its own \"gloss\"")
 
 
 def _object(path: str | Path, what: str, value: Any) -> dict:
