@@ -134,11 +134,10 @@ def photos(small_dataset, tmp_path_factory) -> Path:
 
 
 def plain(folder: Path):  # noqa: ANN201 - a ModelFolder
-    """An exported folder as `bbuvl predict --labels FOLDER/labels.json` reads it."""
-    from bbuvl.model.checkpoint import read_model_folder
+    """An exported folder as `bbuvl predict -c FOLDER` reads it (its own labels.json)."""
+    from bbuvl.cli.predictor import plain_labels, read_folder
 
-    labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
-    return read_model_folder(folder, labels=labels["labels"], lang=labels["lang"])
+    return read_folder(folder, *plain_labels(folder, None, "zh", False))
 
 
 def chosen_logprobs(checkpoint: object, photos: list[Path], max_new_tokens: int) -> dict[str, list[float]]:
@@ -239,6 +238,29 @@ def test_predict_on_an_exported_folder_answers_as_on_the_checkpoint_with_its_own
     ours, theirs = (chosen_logprobs(folder, sorted(one.iterdir()), 12) for folder in (checkpoint, plain(exported)))
     for name, logprobs in theirs.items():
         assert logprobs == pytest.approx(ours[name], abs=1e-4), name
+
+
+def test_predict_on_an_export_of_a_run_with_its_own_hierarchy_asks_with_the_prompt_it_trained_with(small_dataset,
+                                                                                                    photos, tmp_path):
+    # Before: labels.json held the labels and the language only, and `bbuvl predict -c EXPORT` rebuilt the system
+    # prompt with the shipped hierarchy: the run's own cues were replaced by the shipped ones, without a word.
+    from bbuvl.data.labels import DEFAULT_HIERARCHY
+    from bbuvl.infer.predictor import Predictor
+
+    own = json.loads(DEFAULT_HIERARCHY.read_text(encoding="utf-8"))
+    for name, category in own["categories"].items():
+        category["cue_zh"] = f"本次训练的线索：{name}"
+    (tmp_path / "hierarchy.json").write_text(json.dumps(own, ensure_ascii=False), encoding="utf-8")
+    checkpoint = train_tiny("qwen2_5_vl", small_dataset, tmp_path, "model.vision_positions=false",
+                            "detection.enabled=false", "training.max_steps=1", f"data.hierarchy={tmp_path / 'hierarchy.json'}")
+    assert export(checkpoint, tmp_path / "exported").exit_code == 0
+    trained = Predictor.load(checkpoint, device="cpu")
+    asked = Predictor.load(plain(tmp_path / "exported"), device="cpu")  # as `bbuvl predict -c EXPORT` reads it
+    assert "本次训练的线索" in trained.prompt.system
+    assert asked.prompt.system == trained.prompt.system
+    photo = sorted(photos.iterdir())[0]
+    sent, meant = (p.encode(p.prepare(photo)).sample.input_ids.tolist() for p in (asked, trained))
+    assert sent == meant
 
 
 def test_a_plain_folder_loads_in_the_dtype_its_config_records(portable, tmp_path):
@@ -631,3 +653,14 @@ def test_a_cut_answer_on_an_export_names_the_file_its_budget_is_in(portable, pho
     # Before: "Raise `inference.max_new_tokens` in the checkpoint's bbuvl.yaml", a file no export has.
     assert r.exit_code == 0 and "reached the token budget" in said, r.output
     assert "`max_new_tokens` in the folder's generation_config.json, or pass --max-new-tokens" in said, said
+
+
+@pytest.mark.parametrize("system", [3, "", ["prompt"]])
+def test_a_labels_file_whose_system_prompt_is_no_text_is_refused_naming_it(tmp_path, system):
+    from bbuvl.data.layout import recorded_prompt
+
+    path = tmp_path / "labels.json"
+    path.write_text(json.dumps({"labels": ["线缆"], "lang": "zh", "system": system}), encoding="utf-8")
+    with pytest.raises(ValueError, match=f"{re.escape(str(path))}: 'system' must be the system prompt the model was "
+                                         "trained with"):
+        recorded_prompt(path)

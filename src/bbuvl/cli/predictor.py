@@ -123,13 +123,14 @@ def typed(ctx: typer.Context, name: str) -> bool:
 
 
 def read_folder(checkpoint: Path, labels: Path | None, lang: str) -> "ModelFolder":
-    """The checkpoint read, or the plain model folder described with the `labels` file's vocabulary (options
-    checked first with `plain_model_mode`): cheap, no weights, so a command reads it before its other checks."""
-    from bbuvl.data.layout import read_vocabulary
+    """The checkpoint read, or the plain model folder described with the `labels` file's vocabulary and the system
+    prompt it records (an export's: the one its checkpoint trained with; options checked first with
+    `plain_model_mode`): cheap, no weights, so a command reads it before its other checks."""
+    from bbuvl.data.layout import read_vocabulary, recorded_prompt
     from bbuvl.model.checkpoint import is_plain_model_folder, read_model_folder
 
     if is_plain_model_folder(checkpoint) and labels is not None:
-        return read_model_folder(checkpoint, read_vocabulary(labels), lang)
+        return read_model_folder(checkpoint, read_vocabulary(labels), lang, system=recorded_prompt(labels))
     return read_model_folder(checkpoint)
 
 

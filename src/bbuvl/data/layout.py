@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from bbuvl.atomic import temporary_of, write_text_atomic
-from bbuvl.data.jsonfile import dumps_json, read_json
+from bbuvl.data.jsonfile import dumps_json, json_kind, read_json
 from bbuvl.data.labels import SEP, Hierarchy, label_at_level
 from bbuvl.data.named_photos import photo_names
 from bbuvl.data.schema import DatasetError, ImageRecord, another_kind, iter_json_lines, read_records, write_dataset
@@ -172,6 +172,17 @@ def ordered_labels(seen: Iterable[str], hierarchy: Hierarchy) -> list[str]:
     order = {label: i for i, label in enumerate(hierarchy.labels())}
     labels = {spell(label) for label in seen}
     return sorted(labels, key=lambda label: (order.get(hierarchy.canonical(label) or label, len(order)), label))
+
+
+def recorded_prompt(path: str | Path) -> str | None:
+    """The system prompt a labels file records verbatim (`"system"`, which `bbuvl model export` writes: the one its
+    checkpoint trained with), or None when it records none."""
+    data = read_json(path, "labels file")
+    system = data.get("system") if isinstance(data, dict) else None
+    if system is not None and (not isinstance(system, str) or not system.strip()):
+        raise ValueError(f"{path}: 'system' must be the system prompt the model was trained with (text), got "
+                         f"{json_kind(system)}")
+    return system
 
 
 def read_vocabulary(path: str | Path) -> list[str]:

@@ -26,7 +26,7 @@ from bbuvl.data.families import IMAGE_TOKEN
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.images import load_image
 from bbuvl.data.labels import Hierarchy
-from bbuvl.data.layout import data_labels, read_vocabulary
+from bbuvl.data.layout import data_labels, read_vocabulary, recorded_prompt
 from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.diagnostics.probe import detection_outputs, image_batch, prepare_named
 from bbuvl.encode.chat import SPAN_STUDENT, Turn
@@ -374,13 +374,14 @@ def _load_failure(directory: Path, why: str) -> str:
 
 
 def plain_as_predicted(directory: Path) -> ModelFolder:
-    """A plain model folder as `bbuvl predict` reads it with no run config: its own frame, and the labels of its
-    `labels.json` (what `bbuvl model export` writes, and `--labels` reads), else the built-in data's labels."""
+    """A plain model folder as `bbuvl predict` reads it with no run config: its own frame, and the labels and the
+    system prompt of its `labels.json` (what `bbuvl model export` writes, and `--labels` reads), else the built-in
+    data's labels."""
     vocabulary = directory / EXPORT_LABELS
     if vocabulary.is_file():
         saved = read_json(vocabulary, "labels file")
         lang = saved.get("lang") if isinstance(saved, dict) and isinstance(saved.get("lang"), str) else None
-        return read_model_folder(directory, read_vocabulary(vocabulary), lang)
+        return read_model_folder(directory, read_vocabulary(vocabulary), lang, system=recorded_prompt(vocabulary))
     base = Config()
     hierarchy = Hierarchy.load(base.data.hierarchy)
     return read_model_folder(directory, data_labels((base.data.train, base.data.val), hierarchy) or hierarchy.labels())

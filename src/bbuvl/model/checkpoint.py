@@ -380,13 +380,14 @@ def finish_swap(folder: Path) -> Path | None:
 
 
 def read_model_folder(path: str | Path, labels: list[str] | None = None, lang: str | None = None,
-                      cfg: Config | None = None) -> ModelFolder:
+                      cfg: Config | None = None, system: str | None = None) -> ModelFolder:
     """Read a checkpoint folder (its run config, contract and prompt) or describe a plain model folder.
 
-    A plain folder has no prompt of its own: `labels` are what it answers with, `lang` its prompt's language and
-    `cfg` (optional) a run config to check before training (its frame, head and positions, as `bbuvl train` would
-    build them); without `cfg` it keeps its family's own contract, generate mode only (no head, no positions).
-    A checkpoint answers with its own labels: giving it `labels` or `cfg` is an error.
+    A plain folder has no prompt of its own: `labels` are what it answers with, `lang` its prompt's language, `system`
+    the system prompt verbatim when one was recorded with the labels (an export's, `recorded_prompt`; else it is built
+    from the labels and the hierarchy) and `cfg` (optional) a run config to check before training (its frame, head and
+    positions, as `bbuvl train` would build them); without `cfg` it keeps its family's own contract, generate mode only
+    (no head, no positions). A checkpoint answers with its own labels: giving it `labels`, `cfg` or `system` is an error.
     """
     path = Path(path)
     if is_plain_model_folder(path):
@@ -394,10 +395,10 @@ def read_model_folder(path: str | Path, labels: list[str] | None = None, lang: s
             raise ValueError(f"{path} is a plain model folder (no {CONFIG_FILE}): give the labels it answers with")
         if problem := json_problem(path) or template_problem(path) or weights_problem(path):
             raise CheckpointError(f"{path}: damaged model folder ({problem}); re-copy it or use another")
-        return _plain_folder(path, labels, lang, cfg)
-    if labels is not None or cfg is not None:
+        return _plain_folder(path, labels, lang, cfg, system)
+    if labels is not None or cfg is not None or system is not None:
         raise ValueError(f"{path}: a checkpoint written by bbu-vl answers with the labels and config it was trained "
-                         "with; labels and cfg are for a plain model folder")
+                         "with (its prompt.json); labels, cfg and a system prompt are for a plain model folder")
     if (missing := no_folder(path)) is not None:
         raise (NotADirectoryError if path.exists() else FileNotFoundError)(f"{path}: {missing}")
     problem = checkpoint_problem(path)
@@ -453,7 +454,8 @@ def stored_dtype(path: Path) -> str | None:
     return dtype if dtype in ("bfloat16", "float16", "float32") else None
 
 
-def _plain_folder(path: Path, labels: list[str], lang: str | None, cfg: Config | None) -> ModelFolder:
+def _plain_folder(path: Path, labels: list[str], lang: str | None, cfg: Config | None,
+                  system: str | None = None) -> ModelFolder:
     from bbuvl.data.labels import Hierarchy
     from bbuvl.encode.prompts import system_prompt
 
@@ -481,8 +483,9 @@ def _plain_folder(path: Path, labels: list[str], lang: str | None, cfg: Config |
         cfg.data.lang = lang
     if not own_frame and cfg.model.resolve_family() is not family:  # before minutes of loading
         raise ValueError(f"the config says model.family {cfg.model.family} but {path} holds a {family.model_type} model")
-    hierarchy = Hierarchy.load(cfg.data.hierarchy)
-    prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang, family.model_type), labels, cfg.data.lang)
+    if system is None:
+        system = system_prompt(labels, Hierarchy.load(cfg.data.hierarchy), cfg.data.lang, family.model_type)
+    prompt = Prompt(system, labels, cfg.data.lang)
     return ModelFolder(path, False, cfg, prompt, frame if own_frame else cfg.model.frame())
 
 

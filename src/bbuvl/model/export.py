@@ -405,7 +405,9 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, costs: list[PartC
             if (tmp / name).is_file():
                 write_text_atomic(tmp / name, legacy_frame_keys((tmp / name).read_text(encoding="utf-8")))
         # An object, as every JSON file of a model folder must be; `--labels` reads it (data/layout.py read_vocabulary).
-        labels = {"labels": prompt.labels, "lang": prompt.lang}
+        # The system prompt verbatim: rebuilt from the labels and the shipped hierarchy, a run's own hierarchy (its
+        # cues, its categories) asked the model with another prompt than it was trained with.
+        labels = {"labels": prompt.labels, "lang": prompt.lang, "system": prompt.system}
         write_text_atomic(tmp / LABELS_FILE, json.dumps(labels, ensure_ascii=False, indent=2) + "\n")
         write_text_atomic(tmp / result.card.relative_to(out), model_card(folder, contract, prompt, cfg, result))
         # `bbuvl predict` on the export frames each photo by it, as on the checkpoint; stock loaders never read it.

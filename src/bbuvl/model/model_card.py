@@ -160,8 +160,8 @@ def model_card(folder: ModelFolder, contract: CoordinateContract, prompt: Prompt
         "",
         "## Labels",
         "",
-        f"{len(prompt.labels)} labels, also in `labels.json` with the prompt's language, {prompt.lang} (`bbuvl predict -c "
-        "THIS_FOLDER` reads both and runs this folder in generate mode):",
+        f"{len(prompt.labels)} labels, also in `labels.json` with the prompt's language, {prompt.lang}, and the system "
+        "prompt above (`bbuvl predict -c THIS_FOLDER` reads them and runs this folder in generate mode):",
         "",
         *[f"- {_code(label)}" for label in prompt.labels],
         "",
