@@ -365,3 +365,12 @@ def test_thresholds_chosen_from_sorted_counts_are_those_each_score_tried_over_ev
     for recall, precision in [(0.5, 0.5), (0.8, 0.9), (1.0, 1.0), (0.3, 0.99), (float(rng.random()) + 1e-9, 0.75)]:
         chosen = choose_thresholds(truth, scores, recall, precision, unusable)
         assert chosen == _choose_score_by_score(truth, scores, recall, precision, unusable)
+
+
+def test_a_photo_with_a_box_whose_label_may_be_a_fault_the_hierarchy_cannot_read_is_sent_to_review_as_predict_does():
+    unread = A_BAD[:-1]  # its last character dropped: a state the hierarchy lacks
+    records = [photo((BOX1, A_OK)), photo((BOX1, A_OK))]
+    m = fault_metrics(records, [[pred(BOX1, unread, 0.9)], [pred(BOX1, A_OK, 0.9)]], FAULTS, T)
+    assert m.photo_verdicts == ["review", "pass"]
+    assert any("1 photo was sent to review for a box whose label the hierarchy cannot judge" in n for n in m.notes)
+    assert m.photo_unusable == [True, False]  # flagged at every threshold, when thresholds are chosen

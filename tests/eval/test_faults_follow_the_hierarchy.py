@@ -69,11 +69,13 @@ def test_a_fault_state_added_to_the_hierarchy_is_scored_and_judged_with_no_code_
 
     shipped, _ = run_eval(gt, pred, tmp_path / "without.json")
     assert loose not in shipped["labels"] and shipped["objects"]["gt"] == 0
-    assert shipped["photos"]["verdicts"]["pass"] == {"faulty": 0, "clean": 2}
+    # The shipped hierarchy cannot read the new state of a judged part: no fault, and no pass either (infer/verdict.py)
+    assert shipped["photos"]["verdicts"]["pass"] == {"faulty": 0, "clean": 1}
+    assert shipped["photos"]["verdicts"]["review"] == {"faulty": 0, "clean": 1}
 
     t = VerdictThresholds(0.25, 0.5)
     assert judge([([10, 10, 50, 50], loose, 0.9)], Faults.load(hierarchy), t).verdict == "fail"
-    assert judge([([10, 10, 50, 50], loose, 0.9)], Faults.load(), t).verdict == "pass"
+    assert judge([([10, 10, 50, 50], loose, 0.9)], Faults.load(), t).verdict == "review"
 
 
 def test_a_hierarchy_marking_no_fault_is_used_not_replaced_by_the_shipped_one(tmp_path):

@@ -41,6 +41,24 @@ def test_each_line_carries_the_verdict_of_its_objects(predictor, photos, tmp_pat
     json.dumps(lines, ensure_ascii=False)
 
 
+@pytest.mark.parametrize("label, verdict", [("螺丝连接点/BBU安装螺丝/连接错", "review"), ("挡风版/未安装", "review"),
+                                            ("螺丝连接点/BBU安装螺丝/连接错误", "fail"), ("bbu基带处理单元/华", "pass")])
+def test_an_answer_naming_a_fault_the_hierarchy_cannot_read_sends_its_photo_to_review(predictor, photos, label, verdict):
+    # Before: an unconstrained answer (--no-constrained, a server's) writing '.../连接错' was read as no fault, and
+    # the photo passed without a word. The answer goes through generate mode's own reading of an answer.
+    import torch
+
+    from bbuvl.infer.modes.generate import read_answers
+
+    raw = json.dumps([{"bbox_2d": [10, 10, 60, 60], "label": label}], ensure_ascii=False)
+    ids = predictor.tokenizer(raw, add_special_tokens=False)["input_ids"]
+    [result] = read_answers(predictor, [predictor.prepare(photos[0])], torch.tensor([ids]), torch.zeros(1, len(ids)))
+    assert [d.label for d in result.objects] == [label]
+    judged = predictor.verdict(result)
+    assert judged.verdict == verdict, judged
+    assert ("none the hierarchy can judge" in (judged.reason or "")) == (verdict == "review")
+
+
 def test_a_photo_fails_on_any_fault_the_hierarchy_marks_at_the_given_thresholds(predictor, photos, tmp_path):
     before, every = predictor.faults, every_label_a_fault(tmp_path)
     try:

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from bbuvl.data.faults import Faults
+from bbuvl.data.labels import DEFAULT_HIERARCHY
 from bbuvl.infer.verdict import THRESHOLDS_FILE, ChosenThresholds, VerdictThresholds, judge
 
 FAULTS = Faults.load()
@@ -117,3 +118,28 @@ def test_the_reason_gives_the_fault_score_beside_the_thresholds_in_the_same_digi
     low = VerdictThresholds(review=0.003, fail=0.5)
     assert judge([(BOX, FAULT, 0.004)], FAULTS, low).reason == f"{FAULT} scored 0.004 (review from 0.003, fail at 0.5)"
     assert judge([(BOX, FAULT, 0.61234)], FAULTS, T).reason == f"{FAULT} scored 0.61234 (fail at 0.6)"
+
+
+@pytest.mark.parametrize("label", ["螺丝连接点/BBU安装螺丝/连接错", "挡风板/没安装", "挡风版/未安装", "螺丝连接点"])
+def test_a_box_whose_label_may_be_a_fault_the_hierarchy_cannot_read_sends_its_photo_to_review(label):
+    # Before: a label an answer not held to the vocabulary wrote ('.../连接错') was no fault, and the photo passed.
+    v = judge([(BOX, OK, 0.9), (BOX, label, 0.9)], FAULTS, T)
+    assert v.verdict == "review" and "none the hierarchy can judge" in v.reason, v
+    assert FAULTS.hierarchy.problem(label) in v.reason
+    assert judge([(BOX, label, 0.9), (BOX, FAULT, 0.7)], FAULTS, T).verdict == "fail"  # a fault read fails it still
+
+
+@pytest.mark.parametrize("label", ["bbu基带处理单元/华", "标签贴纸", "screw or connection point/BBU mounting screw/correct"])
+def test_a_label_that_is_read_or_can_be_no_fault_leaves_the_photo_to_its_faults(label):
+    # A vendor no fault is kept under, a known label, an English gloss: none can hide a fault.
+    assert judge([(BOX, label, 0.9)], FAULTS, T).verdict == "pass"
+
+
+def test_a_hierarchy_marking_no_fault_sends_no_photo_to_review_for_a_label_it_cannot_read(tmp_path):
+    raw = json.loads(DEFAULT_HIERARCHY.read_text(encoding="utf-8"))
+    for spec in raw["categories"].values():
+        for attr in spec.get("attributes", {}).values():
+            attr.pop("fault", None)
+            attr["states"] = {s: g["gloss"] if isinstance(g, dict) else g for s, g in attr.get("states", {}).items()}
+    (tmp_path / "h.json").write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
+    assert judge([(BOX, "挡风版/未安装", 0.9)], Faults.load(tmp_path / "h.json"), T).verdict == "pass"

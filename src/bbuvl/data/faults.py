@@ -118,6 +118,16 @@ class Faults:
                 return found, SEP.join(typed[n:])
         return "", SEP.join(typed)
 
+    def unjudgeable(self, label: str) -> bool:
+        """True when the hierarchy cannot read `label` and it may stand for one of its faults: none of its parts is
+        known (a category misspelt), or those that are lead to a fault (`螺丝连接点/BBU安装螺丝/连接错`, a state it
+        lacks). A verdict never passes a photo on such a box (infer/verdict.py); a known part without faults
+        (`bbu基带处理单元/华`) is no fault however it ends."""
+        if not self.labels or self.canonical(label) is not None:
+            return False
+        head, _ = self.known_path(label)
+        return not head or any(fault.startswith(head + SEP) for fault in self.labels)
+
     def is_fault(self, label: str) -> bool:
         """True when `label` (however spelt) is a fault the hierarchy marks."""
         return self.canonical(label) in self.labels

@@ -142,7 +142,8 @@ class FaultMetrics:
     notes: list[str] = field(default_factory=list)
     photos_tiled: int = 0  # photos predicted through tiles or zoom
     thresholds_tiled: VerdictThresholds | None = None  # what judged them (None: no such photo)
-    # per photo, whether no usable answer came back (an error, an unreadable or cut answer): review at any threshold
+    # per photo, whether no usable answer came back (an error, an unreadable or cut answer) or a box's label may be a
+    # fault the hierarchy cannot read: review at any threshold
     photo_unusable: list[bool] = field(default_factory=list, repr=False)
 
     def one_pair(self) -> VerdictThresholds | None:
@@ -227,12 +228,26 @@ def fault_metrics(records: Sequence[ImageRecord], predictions: Sequence[Sequence
     # "Always fail": every true part of a judged kind called faulty in each fault state of its kind, on its own box.
     fault_states = np.array([len(faults.kinds[kind].faults) for kind in ids.kinds], dtype=np.int64)
     objects = _object_faults(hits, int(gt_faults.sum()), int(fault_states[gt.kind].sum()), iou)
-    verdicts = [verdict_of(score, bad, t) for score, bad, t in zip(best, failed, judging)]
+    # Review at any threshold: no usable answer, or a box whose label may be a fault the hierarchy cannot read
+    unread = _unjudged(predictions, faults)
+    anyway = [bad or held for bad, held in zip(failed, unread)]
+    verdicts = [verdict_of(score, bad, t) for score, bad, t in zip(best, anyway, judging)]
     photos, photo_notes = _photo_faults(truth, verdicts, [0.0 if b is None else b for b in best])
+    if any(unread):
+        photo_notes.append(f"{sum(unread)} photo{'s were' if sum(unread) > 1 else ' was'} sent to review for a box "
+                           "whose label the hierarchy cannot judge and may be a fault, as `bbuvl predict` sends them")
     states = _state_confusions(faults, ids, gt, pred, kind_match)
     return FaultMetrics(sorted(faults.labels), framed.whole, objects, photos, states, truth, best, verdicts,
                         (gt_faults - found_per_photo).tolist(), faults, notes + photo_notes, sum(tiled),
-                        framed.of(True) if any(tiled) else None, failed)
+                        framed.of(True) if any(tiled) else None, anyway)
+
+
+def _unjudged(predictions: Sequence[Sequence[dict[str, Any]]], faults: Faults) -> list[bool]:
+    """Whether each photo holds a box whose label the hierarchy cannot judge and may be a fault: its verdict is review at
+    least, as the verdict of `bbuvl predict` is (infer/verdict.py `judge`)."""
+    labels = {o["label"] for objects in predictions for o in objects}  # a few dozen, repeated over every photo
+    unread = {label for label in labels if faults.unjudgeable(label)}
+    return [any(o["label"] in unread for o in objects) for objects in predictions] if unread else [False] * len(predictions)
 
 
 class _LabelIds:

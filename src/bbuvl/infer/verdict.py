@@ -2,8 +2,10 @@
 
 A photo fails when any predicted fault (a label the hierarchy marks, data/faults.py) scores at least `fail`; it
 goes to a person for `review` when its best fault scores at least `review` but below `fail`, or when no usable
-answer came back for it (an error, an unreadable answer: nothing seen is not "nothing wrong"), or when the answer
-reached the token budget with more to write (what it did not write may hold the fault); otherwise it passes.
+answer came back for it (an error, an unreadable answer: nothing seen is not "nothing wrong"), when the answer
+reached the token budget with more to write (what it did not write may hold the fault), or when a box's label is none
+the hierarchy can judge and may be a fault (`.../连接错`, a label an answer not held to the vocabulary wrote:
+`Faults.unjudgeable`); otherwise it passes.
 The photo's fault score is its best fault's score (0 without one): what ROC AUC ranks (eval/faults.py).
 
 The thresholds come from the run config (`inference.verdict_review`, `inference.verdict_fail`), overridden by
@@ -260,10 +262,14 @@ class Verdict:
 def judge(objects: Sequence[tuple[Sequence[float], str, float]], faults: Faults, thresholds: VerdictThresholds,
           failed: bool = False, cut: bool = False) -> Verdict:
     """The verdict of one photo from its predicted `(bbox_2d, label, score)` objects; `failed`: no usable answer;
-    `cut`: the answer reached the token budget with more to write, so a fault may be among what it did not write."""
+    `cut`: the answer reached the token budget with more to write, so a fault may be among what it did not write. A
+    box whose label the hierarchy cannot judge and which may be a fault (`Faults.unjudgeable`) sends it to review."""
     found = sorted((FoundFault(label, round(float(score), SCORE_DIGITS), [float(v) for v in box])
                     for box, label, score in objects if faults.is_fault(label)), key=lambda f: -f.score)
-    verdict = verdict_of(found[0].score if found else None, failed or cut, thresholds)
+    # An answer not held to the labels (--no-constrained, a server's) may write a fault the hierarchy cannot read
+    # ('.../连接错'): read as no fault, the photo passed.
+    unread = next((label for _, label, _ in objects if faults.unjudgeable(label)), None)
+    verdict = verdict_of(found[0].score if found else None, failed or cut or unread is not None, thresholds)
     score = found[0].score if found else 0.0
     shown = [f for f in found if f.score >= thresholds.review]
     if verdict == PASS:
@@ -273,6 +279,9 @@ def judge(objects: Sequence[tuple[Sequence[float], str, float]], faults: Faults,
     if cut and (not found or score < thresholds.fail):
         return Verdict(REVIEW, score, shown, "the answer reached the token budget before its end (inference."
                        "max_new_tokens): what it did not write may hold a fault, so a person must look")
+    if unread is not None and (not found or score < thresholds.fail):
+        return Verdict(REVIEW, score, shown, f"a box's label is none the hierarchy can judge, and may be a fault: "
+                       f"{faults.hierarchy.problem(unread)}; a person must look")
     bound = f"fail at {thresholds.fail:g}" if verdict == FAIL else f"review from {thresholds.review:g}, fail at {thresholds.fail:g}"
     # In the thresholds' digits, as the line writes it: a score of 0.004 read "0.00" beside "review from 0.003"
     return Verdict(verdict, score, shown, f"{found[0].label} scored {score:g} ({bound})")
