@@ -83,3 +83,11 @@ def test_a_truth_mixing_spellings_is_respelt_into_labels_the_hierarchy_still_rea
     assert spell("ｂｂｕ基带处理单元/华为") == "BBU base-band unit/Huawei"
     assert spell("螺丝连接点/BBU安装螺丝/连接错") == "screw or connection point/BBU mounting screw/连接错"
     assert spell("不知道 /什么") == "不知道/什么" and spell("不知道/什么") == "不知道/什么"
+
+
+def test_the_truths_spelling_is_the_same_whatever_order_its_lines_come_in(tmp_path):
+    # The ground truth's first spelling was the one its first line held: reversing the file renamed per_category.
+    wide = "螺丝连接点/ＢＢＵ安装螺丝/连接正确"
+    named = [set(_evaluate(tmp_path, truth, [WRONG, RIGHT], None)["per_category"]) for truth in ([wide, RIGHT],
+                                                                                                 [RIGHT, wide])]
+    assert named[0] == named[1] == {RIGHT, WRONG}

@@ -2,7 +2,9 @@
 score as one label, and at `--level` as one category, what the hierarchy reads as one (docs/eval.md).
 
 A label is spelt part by part along the hierarchy's path it names: each level as the ground truth first spells that
-level (`a／b`, `a / b`, a full-width `ｂｂｕ`, a platform's token), and a level the ground truth never spells in the
+level (`a／b`, `a / b`, a full-width `ｂｂｕ`, a platform's token; its labels taken most used first, equal counts in
+code-point order, so that the spelling is the same whatever order the files list them in, as every number of `bbuvl
+eval` is: eval/order.py), and a level the ground truth never spells in the
 ground truth's language (the hierarchy's names, or its English glosses when the ground truth is in English, as `data
 convert --lang en` writes). So the first N parts of two labels are one text exactly when they are one path of the
 hierarchy, which `label_at_level` (data/labels.py) then cuts. Parts past what the hierarchy knows are kept as typed.
@@ -10,6 +12,7 @@ hierarchy, which `label_at_level` (data/labels.py) then cuts. Parts past what th
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 from typing import Callable, Iterable
 
@@ -25,8 +28,8 @@ def one_spelling(records: list[ImageRecord], lines: list[PredictionLine],
     changes is copied."""
     # A dataset repeats a few dozen labels: spell each distinct one once, and copy only the photos holding one that
     # changes.
-    gt_labels = list(dict.fromkeys(o.desc for r in records for o in r.objects))
-    pred_labels = list(dict.fromkeys(o["label"] for line in lines for o in line.objects))
+    gt_labels = _most_used(Counter(o.desc for r in records for o in r.objects))
+    pred_labels = _most_used(Counter(o["label"] for line in lines for o in line.objects))
     spell = truth_spelling(gt_labels, pred_labels, faults)
     respelt = {label: spell(label) for label in dict.fromkeys([*gt_labels, *pred_labels])}
     changed = {label for label, spelt in respelt.items() if spelt != label}
@@ -37,6 +40,11 @@ def one_spelling(records: list[ImageRecord], lines: list[PredictionLine],
     lines = [line if not any(o["label"] in changed for o in line.objects) else replace(
         line, objects=[{**o, "label": respelt[o["label"]]} for o in line.objects]) for line in lines]
     return records, lines
+
+
+def _most_used(counts: Counter[str]) -> list[str]:
+    """The labels counted, most used first, equal counts in code-point order: not in the order a file lists them."""
+    return sorted(counts, key=lambda label: (-counts[label], label))
 
 
 def truth_spelling(gt_labels: list[str], others: Iterable[str], faults: Faults) -> Callable[[str], str]:
