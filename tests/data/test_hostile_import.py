@@ -140,8 +140,9 @@ def test_a_teacher_pool_as_large_as_the_dataset_is_chosen_at_once_and_begins_as_
         for i in range(4000)]
     started = time.perf_counter()
     every = select_teachers(records, len(records))
-    # Before, every pick rescanned every photo left: 4,000 photos took 10 s, 20,000 minutes.
-    assert time.perf_counter() - started < 2.0
+    # Before, every pick rescanned every photo left: 4,000 photos took 10 s, 20,000 minutes. Now 0.2 s alone; the
+    # bound leaves room for a machine that runs other work (2.4 s was seen with the test suite and three builds).
+    assert time.perf_counter() - started < 6.0
     assert sorted(every) == list(range(len(records)))
     assert every[:10] == select_teachers(records, 10)
 
