@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -49,14 +49,17 @@ def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
 
 
 def file_digest(path: Path, name: str, known: Mapping[str, FileDigest] | None = None) -> FileDigest:
-    """The digest of `path` (called `name`): `known[name]` when its stat still matches, else hashed now.
+    """The digest of `path` (called `name`): `known[name]` when its stat still matches, else hashed now. Either way
+    the digest is named `name`: a record kept under another name (a LoRA base's own `content_digest.json` names
+    `config.json` what its LoRA checkpoint's identity calls `base/config.json`) would otherwise be recorded under its
+    old name, as another file's.
 
     OSError when the file cannot be read.
     """
     st = path.stat()
     old = (known or {}).get(name)
     if old is not None and (old.size, old.mtime_ns, old.ctime_ns, old.inode) == _stat_key(st):
-        return old
+        return old if old.name == name else replace(old, name=name)
     with path.open("rb") as fh:
         sha = hashlib.file_digest(fh, "sha256").hexdigest()
     # The stat from before hashing: a write during the hash changes ctime, so this record is never trusted again.

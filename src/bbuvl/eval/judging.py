@@ -15,7 +15,8 @@ from bbuvl.data.schema import read_records
 from bbuvl.eval.faults import CannotChoose, FaultMetrics, choose_thresholds
 from bbuvl.eval.metrics import Evaluation, evaluate_predictions
 from bbuvl.eval.predictions import predictions_manifest, read_predictions
-from bbuvl.infer.output import Manifest
+from bbuvl.infer.output import Manifest, manifest_path
+from bbuvl.infer.resume_key import UNSOUND_RECORD
 from bbuvl.infer.verdict import (ChosenThresholds, FramedThresholds, VerdictThresholds, checkpoint_verdict, default_thresholds,
                                  fault_difference, lone_threshold_problem)
 from bbuvl.model.identity import deciding_files, recorded_digests
@@ -63,6 +64,13 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
                          "export), which `bbuvl train` did not write; nothing is written into it. Choose thresholds on "
                          "the predictions of a checkpoint `bbuvl train` wrote, or give this model's pair to predict and "
                          "eval as --verdict-review and --verdict-fail")
+    # A record of the checkpoint's files that does not add up says nothing of what changed since: the files it names
+    # would each read as changed or removed, a false reason with a remedy that did not help.
+    unsound = record_unsound(pred, manifest) if checkpoint is not None and manifest is not None else None
+    if unsound is not None and (need_checkpoint or hierarchy is None or review is None or fail is None):
+        raise ValueError(f"{pred}: {unsound}. Predict again with it (bbuvl predict --overwrite) and "
+                         + ("choose on those predictions" if need_checkpoint else "evaluate those, or give what judges "
+                            "these: --hierarchy, --verdict-review and --verdict-fail (and --frame for sizes in tokens)"))
     if need_checkpoint and manifest is not None and (changed := changed_since(Path(manifest.checkpoint), manifest,
                                                                               any_tiled(Path(pred)))):
         raise ValueError(f"{pred}: predicted by {manifest.checkpoint} as it was before its {changed} changed: "
@@ -80,10 +88,14 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
     if checkpoint is not None and manifest is not None and not need_checkpoint:
         # A tile scale chosen since decides none of what eval reads (its thresholds, hierarchy, frame): the demo's
         # `choose-tiles` writes it into the checkpoint while the close-ups' predictions are scored.
-        changed = changed_since(Path(checkpoint), manifest, tiled=False)
+        changed = ("files as its manifest records them" if unsound is not None
+                   else changed_since(Path(checkpoint), manifest, tiled=False))
         if changed is not None and (hierarchy is None or review is None or fail is None):
             raise ValueError(model_changed(pred, manifest, changed))
-        if changed is not None:
+        if unsound is not None:
+            notes.append(f"{pred}: {unsound}: only --hierarchy, --verdict-review and --verdict-fail judge them here "
+                         "(and --frame, when given)")
+        elif changed is not None:
             notes.append(f"{checkpoint}, which made {pred}, changed since (its {changed}): nothing of it judges them "
                          "here, only --hierarchy, --verdict-review and --verdict-fail (and --frame, when given)")
         if changed is None:
@@ -160,6 +172,16 @@ def model_changed(pred: str | Path, manifest: Manifest, changed: str) -> str:
             "and judging these predictions by them would report two models as one. Predict again with it (bbuvl "
             "predict --overwrite) and evaluate those, or give what judges these: --hierarchy, --verdict-review and "
             "--verdict-fail (and --frame for sizes in tokens)")
+
+
+def record_unsound(pred: str | Path, manifest: Manifest) -> str | None:
+    """Why the checkpoint files `manifest` records cannot tell what its checkpoint held when it predicted `pred` (they do
+    not add up to the model identity it records: `ResumeKey.files_add_up`), in words; None when they do."""
+    if manifest.key is None or manifest.key.files_add_up():
+        return None
+    return (f"its manifest {manifest_path(Path(pred))} records the files of {manifest.checkpoint} under names that do "
+            f"not add up to the model it records ({UNSOUND_RECORD}), so its verdict thresholds, hierarchy and frame "
+            "cannot judge these predictions")
 
 
 def chosen_since(checkpoint: Path, manifest: Manifest, given: bool = False, tiled: bool = False) -> list[str]:

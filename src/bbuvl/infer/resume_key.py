@@ -32,6 +32,9 @@ from bbuvl.versions import software, software_differences
 
 # Options recorded as the SHA-256 of a file a run reads (`file_key`): a difference is said as a change of content.
 FILE_OPTIONS = ("teachers", "labels", "hierarchy")
+# Why a record of a checkpoint's files that does not add up (`ResumeKey.files_add_up`) was written.
+UNSOUND_RECORD = ("written by an older bbuvl, which named a LoRA checkpoint's base model files as the checkpoint's own, "
+                  "or edited since: what the checkpoint held then is not known")
 UNREADABLE = "unreadable"  # a photo that cannot be read has no digest; its line is an error line, redone on change
 
 
@@ -59,6 +62,14 @@ class ResumeKey:
     checkpoint_files: list[FileDigest] = field(default_factory=list, compare=False)  # what `checkpoint` was made of
     # The program that wrote the lines (bbuvl/versions.py); empty in a key recorded before keys named it.
     software: dict[str, str] = field(default_factory=dict)
+
+    def files_add_up(self) -> bool:
+        """Whether `checkpoint_files` make the `checkpoint` digest they were taken for (True when none are recorded).
+
+        A bbuvl before data/digests.py named every digest by the name it was asked for recorded a LoRA checkpoint's
+        trained base files under the checkpoint's own names (`config.json` for `base/config.json`): two files under
+        one name, kept once when read back, so that such a record says nothing true of what the checkpoint held."""
+        return not self.checkpoint_files or combined(self.checkpoint_files) == self.checkpoint
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the predictions manifest's `key`)."""
@@ -135,7 +146,9 @@ def differences(old: ResumeKey, new: ResumeKey) -> list[str]:
                        else f"{name} {_file_option(was)} (now {_file_option(now)})")
         elif was != now:
             out.append(f"{name} {was!r} (now {now!r})")
-    if old.checkpoint != new.checkpoint:
+    if old.checkpoint != new.checkpoint and not old.files_add_up():
+        out.append(f"the checkpoint's files as recorded do not add up to the model recorded ({UNSOUND_RECORD})")
+    elif old.checkpoint != new.checkpoint:
         out.append(f"the checkpoint's content changed ({_changed(old.checkpoint_files, new.checkpoint_files, 'file')})")
     if old.input != new.input:
         out.append(f"the input changed ({_changed(old.photos, new.photos, 'photo')})")
