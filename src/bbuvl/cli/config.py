@@ -59,7 +59,9 @@ app.command("validate", hidden=True, help="Another name of `bbuvl config check`.
 def report_valid(config: Path, cfg: Config, origin: ConfigOrigin) -> None:
     """Say `config` is valid, or fail naming what a training start would refuse in it (a batch over its budget), each
     problem at the file:line (or override) of the key at fault, as `origin` locates it."""
-    problems = origin.describe(run_conflicts(cfg) + batch_budget_problems(cfg))
+    from bbuvl.train.run_inputs import early_stopping_problems
+
+    problems = origin.describe(run_conflicts(cfg) + early_stopping_problems(cfg) + batch_budget_problems(cfg))
     if reward := _reward_problem(cfg):
         problems = "\n".join(filter(None, (problems, f"{origin.locate(('grpo.rewards.user_function',))}: {reward}")))
     if packing := _packing_problem(cfg):

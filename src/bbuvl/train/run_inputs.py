@@ -9,13 +9,15 @@ after `--overwrite` had cleared the previous run, so a typo in data.val cost tha
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bbuvl.config import BudgetError, Config, batch_budget_problems, not_a_checkpoint, run_conflicts, run_notes
+from bbuvl.config import (BudgetError, BudgetProblem, Config, batch_budget_problems, not_a_checkpoint, run_conflicts,
+                          run_notes)
 from bbuvl.data.coords import CONTRACT_FILE, CoordinateContract
 from bbuvl.data.families import Family, model_type_of
 from bbuvl.data.faults import Faults
@@ -23,6 +25,7 @@ from bbuvl.data.input_paths import file_kind, model_files_path_problem
 from bbuvl.data.jsonfile import read_json
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import ordered_labels
+from bbuvl.encode.loss_terms import LossTerms
 from bbuvl.encode.prompts import system_prompt
 from bbuvl.model.checkpoint import Prompt, start_folder_problem, stopped_swap
 from bbuvl.model.export import stock_frame
@@ -168,6 +171,49 @@ def optional_data(cfg: Config, key: str) -> str | None:
     return None
 
 
+def eval_metrics(cfg: Config) -> dict[str, tuple[str, ...]]:
+    """Each metric an SFT evaluation logs (`eval_loss`, `eval_<term>` for every loss term: train/trainer.py `log`) ->
+    the settings it is logged only with that `cfg` leaves off (empty: `cfg`'s run logs it)."""
+    loss, d = cfg.loss, cfg.detection
+    off = {"number_token": ("loss.number_token",) if loss.number_token <= 0 else (),
+           "coordinate": ("loss.coordinate_regression",) if loss.coordinate_regression <= 0 else (),
+           "grounding": ("loss.grounding_attention",) if loss.grounding_attention <= 0 else ()}
+    head = () if d.enabled else ("detection.enabled",)
+    off["loss_proposal"] = head + (("detection.two_stage",) if not d.two_stage else ())
+    return {f"eval_{name}": off.get(name, head if name.startswith("loss_") else ()) for name in LossTerms.names()}
+
+
+def early_stopping_problems(cfg: Config, reads_val: bool | None = None) -> list[BudgetProblem]:
+    """Why `monitor.early_stopping_metric` would never stop the run: a name no evaluation logs (with the nearest one
+    that is), a term this config does not compute, or no validation set (`reads_val`: whether the run reads one,
+    where that is known; None: whether data.val names one). The callback found each only at the first evaluation,
+    or at the start, as one warning, and the run trained on to its end. GRPO names monitor.* as ignored
+    (rl/trainer.py `grpo_ignores`)."""
+    metric = cfg.monitor.early_stopping_metric
+    if metric is None or cfg.training.method != "sft":
+        return []
+    keys = ("monitor.early_stopping_metric",)
+    logged = eval_metrics(cfg)
+    name = metric if metric in logged else f"eval_{metric}"  # the callback reads `loss` as `eval_loss` too
+    if name not in logged:
+        near = difflib.get_close_matches(metric if metric.startswith("eval_") else name, logged, n=1, cutoff=0.5)
+        return [BudgetProblem(f"monitor.early_stopping_metric {metric!r} is no metric an evaluation logs, so early "
+                              "stopping would never stop the run" + (f" (did you mean {near[0]}?)" if near else "")
+                              + f"; this config's evaluations log {', '.join(n for n, off in logged.items() if not off)}",
+                              keys)]
+    if off := logged[name]:
+        needs = " and ".join(f"{k}: true" if k.startswith("detection.") else f"{k} above 0" for k in off)
+        return [BudgetProblem(f"monitor.early_stopping_metric {metric} is logged only with {needs}, which this config "
+                              "does not set, so early stopping would never stop the run; stop on eval_loss, or set "
+                              f"{needs}", keys + off)]
+    if not (cfg.data.val is not None if reads_val is None else reads_val):
+        why = "data.val is null" if cfg.data.val is None else f"data.val {cfg.data.val} (the default) is not there"
+        return [BudgetProblem(f"monitor.early_stopping_metric {metric} is read from the evaluations on data.val, and "
+                              f"{why}, so no evaluation runs and early stopping would never stop the run; give data.val "
+                              "a validation JSONL, or set monitor.early_stopping_metric: null", keys + ("data.val",))]
+    return []
+
+
 def check_pool(cfg: Config, teachers: str, pool: list[SourcedRecord]) -> None:
     """Refuse a teacher pool the config names that holds no photo while teachers are drawn from it."""
     drawn = cfg.training.method == "sft" and cfg.data.teacher_ratio > 0 and cfg.data.num_teachers > 0
@@ -195,7 +241,8 @@ def read_run_inputs(cfg: Config, files: DataFiles | None = None) -> RunInputs:
     if problem := packing_problem(cfg, family):
         raise ValueError(problem)
     contract = cfg.model.frame()
-    problems = run_conflicts(cfg) + batch_budget_problems(cfg, contract.factor)
+    stopping = early_stopping_problems(cfg, optional_data(cfg, "val") is not None)  # a default data.val may be absent
+    problems = run_conflicts(cfg) + stopping + batch_budget_problems(cfg, contract.factor)
     if problems:
         raise BudgetError(problems)
     for note in run_notes(cfg):
