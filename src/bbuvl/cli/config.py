@@ -70,7 +70,12 @@ def report_valid(config: Path, cfg: Config, origin: ConfigOrigin) -> None:
     if problems:
         fail(problems)
     console.print(f"[green]ok[/]: {escape(str(config))} is valid")
-    for note in [*(f"{origin.locate(n.keys)}: {n}" for n in run_notes(cfg)), *_not_here(cfg, origin)]:
+    notes = run_notes(cfg)
+    if cfg.training.method == "grpo":  # what its start says too (rl/trainer.py `build_grpo_run`)
+        from bbuvl.rl.start_notes import start_notes
+
+        notes += start_notes(cfg)
+    for note in [*(f"{origin.locate(n.keys)}: {n}" for n in notes), *_not_here(cfg, origin)]:
         console.print(f"note: {escape(note)}", soft_wrap=True)  # a path broken across lines is not one to copy
 
 

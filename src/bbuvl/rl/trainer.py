@@ -23,7 +23,7 @@ from torch import nn
 from transformers import set_seed
 from transformers.trainer_callback import PrinterCallback
 
-from bbuvl.config import Config, ConfigError, DataConfig, GrpoConfig, InferenceConfig, run_notes
+from bbuvl.config import Config, ConfigError, GrpoConfig, InferenceConfig, run_notes
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.labels import Hierarchy
 from bbuvl.data.layout import data_labels
@@ -39,6 +39,7 @@ from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.rl.objective import StepCounts, grpo_loss
 from bbuvl.rl.evaluate import photos_reward
 from bbuvl.rl.rewards import RewardScorer
+from bbuvl.rl.start_notes import grpo_ignores, plain_start
 from bbuvl.rl.rollouts import (Augmentation, Photo, PhotoBatch, completion_logprobs, draw_rollouts, free_banned_ids,
                                photos_of)
 from bbuvl.train.callbacks import LogWindow, NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
@@ -172,7 +173,7 @@ class GrpoTrainer(BBUTrainer):
         # Logged from the window as SFT's terms are, not by HF (which counts from the resumed step on); a non-finite
         # loss is in no sum, and the guard skips its step
         if torch.isfinite(out.loss):
-            self._add_to_step({"loss": float(out.loss)})
+            self._add_to_step({"loss": float(out.loss.detach())})
         else:
             self._nonfinite_loss()
         if ref is not None:
@@ -281,42 +282,6 @@ def no_spread_warning(step: int, logs: dict[str, float], grpo: GrpoConfig) -> st
                    "grpo.temperature or grpo.group_size")
 
 
-def grpo_ignores(cfg: Config) -> list[str]:
-    """The settings of `cfg` that GRPO reads nothing from (each with why), so that a run can say so."""
-    ignored = []
-    if cfg.data.teachers is not None:
-        ignored.append(f"data.teachers ({cfg.data.teachers}): rollouts are drawn from the photo alone, no teacher shown")
-    if cfg.training.lr.detection > 0:
-        ignored.append(f"training.lr.detection ({cfg.training.lr.detection:g}): the head is frozen, rewards reach the "
-                       "answer's tokens only")
-    if cfg.data.collator != "padded":
-        ignored.append(f"data.collator ({cfg.data.collator}): rollouts are scored as padded rows")
-    ignored += data_ignored(cfg.data)
-    t = cfg.training
-    # data.val is scored at the end too, whatever training.eval_steps: it was said to be ignored, then scored
-    if given := sorted(cfg.monitor.model_fields_set):
-        # The SFT monitors and early stopping read the supervised losses: set, they did nothing here, unsaid
-        ignored.append(f"{', '.join(f'monitor.{k}' for k in given)}: GRPO runs neither the training-health monitors "
-                       "nor early stopping; watch its rewards (history.json, TensorBoard)")
-    if 0 < t.max_steps < t.logging_steps:  # the rewards are what a GRPO run is watched by: none would be shown
-        ignored.append(f"training.logging_steps ({t.logging_steps}): the run stops at training.max_steps "
-                       f"({t.max_steps}) before its first log, so no reward, KL or answer length is logged")
-    return ignored
-
-
-def data_ignored(data: DataConfig) -> list[str]:
-    """The `data.*` sample-building settings of SFT that rollouts never read, each set away from its default with why."""
-    default = DataConfig.model_fields
-    why = {
-        "padding_side": "rollouts are generated left-padded and scored right-padded, whatever it says",
-        "max_length": "a rollout is its photo's prompt and up to grpo.max_new_tokens answer tokens, never cut",
-        "oversize": "every photo is resized to the frame, as predict does; none is skipped",
-        "sample_cache_mb": "rollouts are drawn afresh each step, nothing encoded is kept",
-    }
-    return [f"data.{k} ({getattr(data, k)}): {reason}" for k, reason in why.items()
-            if getattr(data, k) != default[k].default]
-
-
 def frame_conflicts(cfg: Config, frame: CoordinateContract) -> list[str]:
     """The `model.*` frame settings `cfg` names (in its file or an override) that differ from the starting
     checkpoint's `frame`, each with both values: GRPO answers in the checkpoint's frame, so they cannot apply."""
@@ -414,7 +379,10 @@ def read_grpo_inputs(cfg: Config, files: DataFiles | None = None) -> GrpoInputs:
     sources = rows_as_sources(read_training_rows(cfg.data.train, files=files), cfg.data.train)  # lines: for messages
     if is_plain_model_folder(cfg.model.path):
         labels = data_labels((cfg.data.train, cfg.data.val), hierarchy)
-        folder = read_model_folder(cfg.model.path, labels=labels, lang=cfg.data.lang, cfg=cfg)
+        start, notes = plain_start(cfg)  # config.py's defaults are no pretrained model's: each said, the head left out
+        for note in notes:
+            log.warning("%s", note)
+        folder = read_model_folder(cfg.model.path, labels=labels, lang=cfg.data.lang, cfg=start)
     else:
         try:
             folder = read_model_folder(cfg.model.path)
