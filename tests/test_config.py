@@ -749,3 +749,30 @@ def test_an_integer_longer_than_python_reads_is_refused_at_its_line_in_the_file_
     with pytest.raises(ConfigError, match=r"^override 'training.max_steps':1: a number of 5,001 digits"):
         load_config(None, ["training.max_steps=-1_" + "9" * 5000])
     assert load_config(None, ["training.max_steps=" + "9" * 40]).training.max_steps == int("9" * 40)  # long, still read
+
+
+def test_config_check_notes_the_settings_this_machine_cannot_run_without_refusing_them(tmp_path):
+    """flash_attention_2, QLoRA's 4 or 8 bits and a DeepSpeed config passed `config check` on a machine whose training
+    start refuses them before the model loads; they are noted there now, as a data file missing here is."""
+    import importlib.util
+
+    import torch
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA machine may run them")
+    over = ["model.attn_implementation=flash_attention_2", "model.lora.enabled=true", "model.lora.bits=4",
+            f"training.deepspeed={ROOT / 'configs' / 'deepspeed' / 'zero2.json'}"]
+    result = CliRunner().invoke(app, ["config", "check", str(ROOT / "configs" / "base.yaml"), *over],
+                                env={"COLUMNS": "400"})
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0 and "is valid" in said, said
+    assert ("note: model.attn_implementation=flash_attention_2 (override): training on this machine would refuse it: "
+            "model.attn_implementation flash_attention_2 needs a CUDA GPU") in said, said
+    assert "note: model.lora.bits=4 (override): training on this machine would refuse it: 4-bit loading (QLoRA)" in said
+    if importlib.util.find_spec("deepspeed") is None:
+        assert "training on this machine would refuse it: training.deepspeed is set but the deepspeed package" in said
+    plain = CliRunner().invoke(app, ["config", "check", str(ROOT / "configs" / "base.yaml"), "model.lora.bits=4"])
+    assert "QLoRA" not in plain.output  # bits load nothing quantised without LoRA: the run loads in full precision

@@ -36,3 +36,10 @@ def test_each_check_alone_still_runs(run_config, tmp_path):
     for flag in ("--print-config", "--validate-only"):
         r = CliRunner().invoke(app, ["train", str(config), flag], env={"COLUMNS": "400"})
         assert r.exit_code == 0, r.output
+
+
+def test_train_help_says_dry_run_is_for_sft_configs_only():
+    """`train --help` said nothing of --dry-run's refusal of a GRPO config, which a user met only on running it."""
+    r = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "400"})
+    said = " ".join(r.output.replace("│", " ").split())
+    assert r.exit_code == 0 and "SFT only (training.method sft): refused for a GRPO config" in said, said

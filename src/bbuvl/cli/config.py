@@ -102,19 +102,21 @@ def _broken_here(cfg: Config, origin: ConfigOrigin) -> list[str]:
 
 
 def _not_here(cfg: Config, origin: ConfigOrigin) -> list[str]:
-    """The files the config names that are not on this machine, each at its key's line: a config is valid anywhere
-    (it may be written for the machine that trains), but training here would refuse it, so `ok` alone misled."""
+    """The files the config names that are not on this machine, and the settings this machine cannot run (a CUDA GPU's
+    attention or quantisation, DeepSpeed without its package), each at its key's line: a config is valid anywhere (it
+    may be written for the machine that trains), but training here would refuse it, so `ok` alone misled."""
     named = {"data.train": cfg.data.train, "data.hierarchy": cfg.data.hierarchy,
              "training.deepspeed": cfg.training.deepspeed}
     if cfg.detection.refits:  # the files a training start reads (train/run_inputs.py check_inputs)
         named["detection.caption_refit.photos"] = cfg.detection.caption_refit.photos
     # val and teachers left at their defaults are optional (training goes on without them); named, they are not
     named |= {f"data.{key}": getattr(cfg.data, key) for key in ("val", "teachers") if key in cfg.data.model_fields_set}
-    from bbuvl.train.run_inputs import looked_from  # a relative path is looked for where the command runs
+    from bbuvl.train.run_inputs import looked_from, machine_problems  # a relative path: looked for where it runs
 
     notes = [f"{origin.locate((key,))}: {key} {path}: {kind}{looked_from(path)}; training on this machine would refuse "
              "it"
              for key, path in named.items() if path is not None and (kind := file_kind(Path(path))) is not None]
+    notes += [f"{origin.locate(p.keys)}: training on this machine would refuse it: {p}" for p in machine_problems(cfg)]
     start = Path(cfg.model.path)
     # `runs/bbu-3b/final` (configs/grpo.yaml) can be no hub id (`name` or `owner/name`): training here refuses it
     if looks_local(cfg.model.path) or start.exists():

@@ -27,7 +27,9 @@ def train(
     resume_from: Path = typer.Option(None, help="Continue from this checkpoint folder."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run already in training.output_dir "
                                    "(its checkpoints, final/, logs); without it a used folder is refused."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Check config, load the model, run one batch; print memory and tokens."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check config, load the model, run one batch; print memory "
+                                 "and tokens. SFT only (training.method sft): refused for a GRPO config, whose run "
+                                 "shows its first step's rewards in its log."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
     validate_only: bool = typer.Option(False, "--validate-only", help="Validate the config and exit."),
     accept_reward_code: bool = typer.Option(False, "--accept-reward-code", help="With --resume or --resume-from of a "

@@ -347,25 +347,40 @@ def check_weights_fit(info: dict[str, list], path: str) -> None:
                               "re-copy the checkpoint or restore its config.json")
 
 
-def check_flash_attention() -> None:
-    """ValueError, before the weights load, when FlashAttention 2 cannot run here: transformers raised an ImportError
-    from inside the model's constructor, a traceback that named no setting."""
+def flash_attention_problem() -> str | None:
+    """Why FlashAttention 2 cannot run on this machine (no CUDA GPU, or no flash-attn package); None when it can."""
     import importlib.util
 
     if importlib.util.find_spec("flash_attn") is None or not torch.cuda.is_available():
-        raise ValueError("model.attn_implementation flash_attention_2 needs a CUDA GPU and the flash-attn package "
-                         "(`pip install flash-attn`); use sdpa (the same attention, in PyTorch) on this machine")
+        return ("model.attn_implementation flash_attention_2 needs a CUDA GPU and the flash-attn package "
+                "(`pip install flash-attn`); use sdpa (the same attention, in PyTorch) on this machine")
+    return None
+
+
+def check_flash_attention() -> None:
+    """ValueError, before the weights load, when FlashAttention 2 cannot run here: transformers raised an ImportError
+    from inside the model's constructor, a traceback that named no setting."""
+    if (problem := flash_attention_problem()) is not None:
+        raise ValueError(problem)
+
+
+def quantization_problem(bits: int) -> str | None:
+    """Why `bits`-bit loading (QLoRA, 4 or 8) cannot run on this machine (no CUDA GPU, or no bitsandbytes); None
+    when it can."""
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
+        return (f"{bits}-bit loading (QLoRA) needs a CUDA GPU and `pip install bitsandbytes`; "
+                "use model.lora.bits=16 (plain LoRA) on this machine")
+    return None
 
 
 def quantization_config(bits: int, compute_dtype: torch.dtype) -> Any:
     """A bitsandbytes config for QLoRA (4-bit NF4 with double quantisation, or 8-bit); needs CUDA and bitsandbytes."""
     if bits not in (4, 8):
         raise ValueError(f"load_in_bits must be 4, 8 or 16, got {bits}")
-    import importlib.util
-
-    if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
-        raise ValueError(f"{bits}-bit loading (QLoRA) needs a CUDA GPU and `pip install bitsandbytes`; "
-                         "use model.lora.bits=16 (plain LoRA) on this machine")
+    if (problem := quantization_problem(bits)) is not None:
+        raise ValueError(problem)
     from transformers import BitsAndBytesConfig
 
     if bits == 4:

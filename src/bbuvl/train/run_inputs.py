@@ -75,10 +75,33 @@ def check_inputs(cfg: Config) -> None:
         return
     if (why := deepspeed_problem(cfg.training.deepspeed)) is not None:
         raise ValueError(f"training.deepspeed {why}")
+    if (problem := deepspeed_missing()) is not None:
+        raise ValueError(problem)
+
+
+def deepspeed_missing() -> str | None:
+    """Why training.deepspeed cannot run on this machine (the deepspeed package is not installed); None when it can."""
     if importlib.util.find_spec("deepspeed") is None:
-        raise ValueError("training.deepspeed is set but the deepspeed package is not installed: "
-                         "`DS_BUILD_OPS=0 pip install -c constraints.txt -e \".[deepspeed]\"`, or set "
-                         "training.deepspeed: null")
+        return ("training.deepspeed is set but the deepspeed package is not installed: "
+                "`DS_BUILD_OPS=0 pip install -c constraints.txt -e \".[deepspeed]\"`, or set training.deepspeed: null")
+    return None
+
+
+def machine_problems(cfg: Config) -> list[BudgetProblem]:
+    """What of `cfg` this machine cannot run, which a training start here refuses before the model loads: FlashAttention
+    2 or QLoRA without a CUDA GPU and their package, DeepSpeed without its package. Said by `bbuvl config check`, not
+    refused there: a config may be written for the machine that trains."""
+    from bbuvl.model.loading import flash_attention_problem, quantization_problem
+
+    found = []
+    if cfg.model.attn_implementation == "flash_attention_2" and (why := flash_attention_problem()) is not None:
+        found.append(BudgetProblem(why, ("model.attn_implementation",)))
+    bits = cfg.model.lora.bits if cfg.model.lora.enabled else 16  # as the run loads it (train/trainer.py)
+    if bits != 16 and (why := quantization_problem(bits)) is not None:
+        found.append(BudgetProblem(why, ("model.lora.bits", "model.lora.enabled")))
+    if cfg.training.deepspeed is not None and (why := deepspeed_missing()) is not None:
+        found.append(BudgetProblem(why, ("training.deepspeed",)))
+    return found
 
 
 def deepspeed_problem(path: str | Path) -> str | None:
@@ -196,7 +219,9 @@ def early_stopping_problems(cfg: Config, reads_val: bool | None = None) -> list[
     logged = eval_metrics(cfg)
     name = metric if metric in logged else f"eval_{metric}"  # the callback reads `loss` as `eval_loss` too
     if name not in logged:
-        near = difflib.get_close_matches(metric if metric.startswith("eval_") else name, logged, n=1, cutoff=0.5)
+        # compared without the prefix every name shares, which made any two names look alike
+        terms = {n.removeprefix("eval_"): n for n in logged}
+        near = [terms[t] for t in difflib.get_close_matches(metric.removeprefix("eval_"), terms, n=1, cutoff=0.6)]
         return [BudgetProblem(f"monitor.early_stopping_metric {metric!r} is no metric an evaluation logs, so early "
                               "stopping would never stop the run" + (f" (did you mean {near[0]}?)" if near else "")
                               + f"; this config's evaluations log {', '.join(n for n, off in logged.items() if not off)}",
