@@ -284,7 +284,7 @@ def writer_at(path: Path) -> Writer | None:
             running = True
         except OSError:
             return None
-        pid, _, command = fh.read().strip().partition(" ")
+        pid, _, command = fh.readline().strip().partition(" ")
     if (not running and not command) or pid == str(os.getpid()):
         return None  # a writer that ended, or this process's own claim (a library caller that wrote it first)
     return Writer(pid or "unknown", command or "command", running)
@@ -645,16 +645,20 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
             claim.before[out] = digest = output_digest(out)
             if digest is None:
                 continue
+            killed = lock.killed_command == command
+            # A killed run that had set aside what stood there before it (`replacing`) left under the name only what
+            # it wrote itself: its photos, which the names its dataset gives (not yet written) cannot tell
+            whole = killed and lock.killed_set_aside
             if overwrite:
                 # What the ledger records as this command's, unchanged, holds nothing added since
-                if out in listed and _read_ledger(out.parent).get(out.name) != (command, digest):
-                    refuse_strangers(given, command, own.get(out), killed=lock.killed_command == command)
+                if out in listed and not whole and _read_ledger(out.parent).get(out.name) != (command, digest):
+                    refuse_strangers(given, command, own.get(out), killed=killed)
                 continue
             owner = writer_of(out)
-            if owner is None and lock.killed_command == command:
+            if owner is None and killed:
                 # A run killed while it claimed (hashing a big folder) had not yet looked for strangers: its lock file
                 # says whose the half is, never that nothing else is there, so the strangers are looked for again
-                if out in listed:
+                if out in listed and not whole:
                     refuse_strangers(given, command, own.get(out), killed=True, overwrite=False)
                 log.info("%s: taken as `bbuvl %s`'s own: a run of it was killed while writing it", given, command)
                 continue
@@ -776,6 +780,7 @@ def replacing(outputs: Iterable[Path]) -> Iterator[None]:
                 folder = Path(tempfile.mkdtemp(prefix=temporary_prefix(path), suffix=".tmp", dir=path.parent))
                 os.rename(path, folder / path.name)
                 aside[path] = folder
+            mark_set_aside(path)
         started = True
         yield
     except BaseException:
@@ -790,6 +795,22 @@ def replacing(outputs: Iterable[Path]) -> Iterator[None]:
     finally:
         for folder in aside.values():
             shutil.rmtree(folder, ignore_errors=True)
+
+
+# The second line of a lock file whose writer had set aside what stood under the output's name before it (`replacing`)
+_SET_ASIDE = "set aside"
+
+
+def mark_set_aside(path: Path) -> None:
+    """Note in the lock this process holds on `path` that nothing of an earlier run stands under its name any more:
+    what a kill leaves there from now on is this run's alone, which a re-run of the command takes back whole."""
+    held = _HELD.get(lock_path(path))
+    if held is None or held[2]._marked:
+        return
+    held[1].seek(0, os.SEEK_END)  # appended: the holder's line stays whole, whenever a kill lands
+    held[1].write(f"{_SET_ASIDE}\n")
+    held[1].flush()
+    held[2]._marked = True
 
 
 def hold_outputs(command: str, outputs: Iterable[Path]) -> Claim:
@@ -822,8 +843,9 @@ class OutputLock:
         self.out = output_path(out)
         self.path = lock_path(self.out)
         self.command = command
-        self._found = ""  # the line of a killed holder whose lock file this one found ("PID COMMAND"), else ""
+        self._found = ""  # what a killed holder's lock file this one found held ("PID COMMAND", then `_SET_ASIDE`), else ""
         self._created: list[Path] = []
+        self._marked = False  # `mark_set_aside` wrote its line
 
     def acquire(self) -> "OutputLock":
         """Take the lock, or raise OutputConflict naming the process that holds it."""
@@ -840,7 +862,7 @@ class OutputLock:
                 _flock_soon(fh.fileno())
             except BlockingIOError:
                 fh.seek(0)
-                pid, _, command = fh.read().strip().partition(" ")
+                pid, _, command = fh.readline().strip().partition(" ")
                 fh.close()
                 self._remove_created()
                 raise OutputConflict(f"{self.out}: another `bbuvl {command or self.command}` (pid {pid or 'unknown'}) "
@@ -873,12 +895,17 @@ class OutputLock:
     @property
     def killed_command(self) -> str | None:
         """The command of a killed holder whose lock file this one found, or None."""
-        return self._found.partition(" ")[2] or None
+        return self._found.partition("\n")[0].partition(" ")[2] or None
 
     @property
     def killed_pid(self) -> str | None:
         """The pid of a killed holder whose lock file this one found, or None."""
-        return self._found.partition(" ")[0] or None
+        return self._found.partition("\n")[0].partition(" ")[0] or None
+
+    @property
+    def killed_set_aside(self) -> bool:
+        """Whether the killed holder had set aside what was there before it (`mark_set_aside`)."""
+        return self._found.partition("\n")[2].strip() == _SET_ASIDE
 
     def release(self, restore: bool = False) -> None:
         """Let go (the last of the re-entrant holders removes the lock file; with `restore`, one that held a killed
@@ -945,7 +972,7 @@ def _busy_around(out: Path) -> tuple[Path, str, str] | None:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                pid, _, command = fh.read().strip().partition(" ")
+                pid, _, command = fh.readline().strip().partition(" ")
                 return candidate.with_name(candidate.name[1:-len(LOCK_SUFFIX)]), pid, command
             except OSError:
                 continue
