@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from bbuvl.cli import app
 from bbuvl.data.digests import FileDigest, combined
+from tests.lora_runs import one_step_lora
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -29,14 +30,7 @@ def lora_on_trained(trained_checkpoint, small_dataset, tmp_path_factory) -> Path
     from bbuvl.train.trainer import train
 
     root = tmp_path_factory.mktemp("lora_on_trained")
-    cfg = load_config(None, [
-        f"model.path={trained_checkpoint}", "model.dtype=float32", "model.min_pixels=12544", "model.max_pixels=50176",
-        "model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8", f"data.train={small_dataset / 'train.jsonl'}",
-        "data.val=null", "data.teachers=null", "data.num_workers=0", f"training.output_dir={root / 'run'}",
-        "training.per_device_batch_size=2", "training.gradient_accumulation_steps=1", "training.max_steps=1",
-        "training.save_steps=100", "training.bf16=false", "training.gradient_checkpointing=false", "training.use_cpu=true",
-        "detection.num_queries=8", "detection.num_heads=4", "detection.caption_layers=1", "detection.decoder_layers=1",
-    ])
+    cfg = load_config(None, one_step_lora(trained_checkpoint, small_dataset, root / "run", save_steps=100))
     return Path(train(cfg, progress=False)["final"])
 
 

@@ -14,6 +14,7 @@ from bbuvl.cli import app
 from bbuvl.model.checkpoint import CheckpointError, load_model
 from bbuvl.model.lora_base import BASE_FILE
 from bbuvl.train.trainer import train
+from tests.lora_runs import one_step_lora
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +24,7 @@ def lora_run(tmp_path_factory, tiny_model_dir, small_dataset) -> tuple[Path, Pat
 
     root = tmp_path_factory.mktemp("lora")
     base = shutil.copytree(tiny_model_dir, root / "base")
-    cfg = load_config(None, [
-        f"model.path={base}", "model.dtype=float32", "model.min_pixels=12544", "model.max_pixels=50176",
-        "model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8", f"data.train={small_dataset / 'train.jsonl'}",
-        "data.val=null", "data.teachers=null", "data.num_workers=0", f"training.output_dir={root / 'run'}",
-        "training.per_device_batch_size=2", "training.gradient_accumulation_steps=1", "training.max_steps=1",
-        "training.save_steps=1", "training.bf16=false", "training.gradient_checkpointing=false", "training.use_cpu=true",
-        "detection.num_queries=8", "detection.num_heads=4", "detection.caption_layers=1", "detection.decoder_layers=1",
-    ])
+    cfg = load_config(None, one_step_lora(base, small_dataset, root / "run", save_steps=1))
     train(cfg, progress=False)
     return root / "run", base
 
