@@ -174,7 +174,7 @@ def run(command: list[str], env: dict[str, str] | None = None) -> int:
     try:
         return subprocess.run(command, env=env, check=False).returncode
     except OSError as e:
-        print(f"{command[0]}: {e}", file=sys.stderr, flush=True)
+        say(f"{command[0]}: {e}")
         return 127
 
 

@@ -284,7 +284,7 @@ def writer_at(path: Path) -> Writer | None:
             running = True
         except OSError:
             return None
-        pid, _, command = fh.readline().strip().partition(" ")
+        pid, command = _holder_of(fh.read())
     if (not running and not command) or pid == str(os.getpid()):
         return None  # a writer that ended, or this process's own claim (a library caller that wrote it first)
     return Writer(pid or "unknown", command or "command", running)
@@ -797,6 +797,12 @@ def replacing(outputs: Iterable[Path]) -> Iterator[None]:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def _holder_of(lock_text: str) -> tuple[str, str]:
+    """(pid, command) of the process a lock file's text names: its first line, "PID COMMAND" ('' where missing)."""
+    pid, _, command = lock_text.partition("\n")[0].strip().partition(" ")
+    return pid, command
+
+
 # The second line of a lock file whose writer had set aside what stood under the output's name before it (`replacing`)
 _SET_ASIDE = "set aside"
 
@@ -862,7 +868,7 @@ class OutputLock:
                 _flock_soon(fh.fileno())
             except BlockingIOError:
                 fh.seek(0)
-                pid, _, command = fh.readline().strip().partition(" ")
+                pid, command = _holder_of(fh.read())
                 fh.close()
                 self._remove_created()
                 raise OutputConflict(f"{self.out}: another `bbuvl {command or self.command}` (pid {pid or 'unknown'}) "
@@ -895,12 +901,12 @@ class OutputLock:
     @property
     def killed_command(self) -> str | None:
         """The command of a killed holder whose lock file this one found, or None."""
-        return self._found.partition("\n")[0].partition(" ")[2] or None
+        return _holder_of(self._found)[1] or None
 
     @property
     def killed_pid(self) -> str | None:
         """The pid of a killed holder whose lock file this one found, or None."""
-        return self._found.partition("\n")[0].partition(" ")[0] or None
+        return _holder_of(self._found)[0] or None
 
     @property
     def killed_set_aside(self) -> bool:
@@ -972,7 +978,7 @@ def _busy_around(out: Path) -> tuple[Path, str, str] | None:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                pid, _, command = fh.readline().strip().partition(" ")
+                pid, command = _holder_of(fh.read())
                 return candidate.with_name(candidate.name[1:-len(LOCK_SUFFIX)]), pid, command
             except OSError:
                 continue

@@ -127,14 +127,15 @@ class ServerPhoto:
 def server_photo(photo: str | Path, folder: str | Path) -> ServerPhoto:
     """`photo` as a stock server running `folder` is to be shown it (`ServerPhoto`), framed as `read_answers` reads
     the answer (ValueError naming the photo when no frame holds it)."""
-    frame = folder_frame(folder)
+    processor = processor_frame(folder)
+    frame = export_frame(folder) or processor  # `folder_frame`, the processor's bounds read once for both
     loaded = load_image(photo)
     try:
         size = frame.model_size(loaded.size)  # from the stored photo's size, also when a JPEG decoded smaller
     except ValueError as e:  # a strip past Qwen's aspect limit
         raise ValueError(f"{photo}: {e}: no model frame holds it; crop it first") from None
     image = loaded.image if loaded.image.size == size else loaded.image.resize(size, Image.BICUBIC)
-    return ServerPhoto(image, _keeping_bounds(size, processor_frame(folder)))
+    return ServerPhoto(image, _keeping_bounds(size, processor))
 
 
 def _keeping_bounds(size: tuple[int, int], processor: CoordinateContract) -> dict[str, int]:

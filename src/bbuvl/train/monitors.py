@@ -230,7 +230,8 @@ class GradientMonitor(TrainerCallback):
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):  # noqa: D102
         step = state.global_step + 1  # the step being taken
-        # As the trainer handed them; without (another trainer), as they are now
+        # As the trainer handed them before clipping; where it clipped nothing (training.max_grad_norm 0: HF calls
+        # no `_clip_grad_norm`), as they are now, unclipped
         norms = self._read if self._read is not None else self.group_grad_norms()
         self._read = None
         bad = {g: v for g, v in norms.items() if not math.isfinite(v)}

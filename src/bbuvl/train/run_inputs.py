@@ -211,7 +211,7 @@ def early_stopping_problems(cfg: Config, reads_val: bool | None = None) -> list[
     that is), a term this config does not compute, or no validation set (`reads_val`: whether the run reads one,
     where that is known; None: whether data.val names one). The callback found each only at the first evaluation,
     or at the start, as one warning, and the run trained on to its end. GRPO names monitor.* as ignored
-    (rl/trainer.py `grpo_ignores`)."""
+    (rl/start_notes.py `grpo_ignores`)."""
     metric = cfg.monitor.early_stopping_metric
     if metric is None or cfg.training.method != "sft":
         return []
