@@ -135,6 +135,79 @@ def test_an_answers_file_that_is_not_text_names_the_file(folder, tmp_path):
         read_answers(answers, folder)
 
 
+# --- an answer cut short, judged as predict and serve judge it -----------------------------------------------------
+
+CUT_CONTENT = '[{"bbox_2d": [10, 10, 60, 60], "label": "线缆"}, {"bbox_2d": [70, 10, 120'  # stopped mid-object
+WHOLE_CONTENT = '[{"bbox_2d": [10, 10, 60, 60], "label": "线缆"}]'
+
+
+def _chat_line(content: str, finish_reason: str | None, batch: bool = False) -> dict:
+    """An answers line holding a chat.completion as a stock server (or its batch API) returns it."""
+    response = {"object": "chat.completion", "choices": [
+        {"index": 0, "finish_reason": finish_reason, "message": {"role": "assistant", "content": content}}]}
+    return {"image": "photo.png", "response": {"body": response} if batch else response}
+
+
+@pytest.mark.parametrize(("line", "cut"), [
+    (_chat_line(CUT_CONTENT, "length"), True),
+    (_chat_line(CUT_CONTENT, "length", batch=True), True),
+    (_chat_line(WHOLE_CONTENT, "length"), True),  # the budget ended it just after an object: more may have followed
+    (_chat_line(WHOLE_CONTENT, "content_filter"), True),  # ended by the server, not by the answer
+    ({"image": "photo.png", "text": CUT_CONTENT, "finish_reason": "length"}, True),
+    ({"image": "photo.png", "text": CUT_CONTENT}, True),  # no finish reason kept: the list never closes
+    ({"image": "photo.png", "text": WHOLE_CONTENT}, False),
+    (_chat_line(WHOLE_CONTENT, "stop"), False),
+    (_chat_line(WHOLE_CONTENT, None), False),
+], ids=["length", "batch-api", "length-closed", "content-filter", "text-length", "text-unclosed", "text-whole",
+        "stop", "null"])
+def test_an_answer_cut_short_is_written_cut_and_sent_to_review_as_predict_sends_it(folder, tmp_path, line, cut):
+    # The finish reason was dropped: a stock server's answer cut by its budget became a line with no "cut" and no
+    # verdict, and `bbuvl eval` passed the photo that `bbuvl predict`, /v1/detect and the chat route send to review.
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app as cli
+
+    Image.new("RGB", (224, 168), (120, 120, 120)).save(tmp_path / "photo.png")
+    (tmp_path / "answers.jsonl").write_text(json.dumps(line, ensure_ascii=False) + "\n", encoding="utf-8")
+    out = tmp_path / "pred.jsonl"
+    write_answers(tmp_path / "answers.jsonl", folder, out)
+    [written] = [json.loads(raw) for raw in out.read_text(encoding="utf-8").splitlines()]
+    assert written.get("cut", False) is cut and [o["label"] for o in written["objects"]] == ["线缆"]
+    assert written["verdict"]["verdict"] == ("review" if cut else "pass"), written["verdict"]
+    # eval reads the line as predict's: a photo whose ground truth holds a fault goes to review, not pass
+    (tmp_path / "gt.jsonl").write_text(json.dumps({"images": ["photo.png"], "width": 224, "height": 168, "objects": [
+        {"bbox_2d": [10, 10, 60, 60], "desc": "螺丝连接点/BBU安装螺丝/连接错误"}]}, ensure_ascii=False) + "\n",
+        encoding="utf-8")
+    r = CliRunner().invoke(cli, ["eval", "--pred", str(out), "--gt", str(tmp_path / "gt.jsonl"),
+                                 "--out", str(tmp_path / "m.json")])
+    assert r.exit_code == 0, r.output
+    metrics = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
+    assert metrics["errors"]["cut_answers"] == int(cut)
+    assert metrics["faults"]["photos"]["verdicts"]["review" if cut else "pass"]["faulty"] == 1
+
+
+def test_the_chat_routes_cut_answer_read_back_is_cut(folder, tmp_path):
+    # The chat route says "length" for an answer its budget cut; read back by this module it is cut again, one rule.
+    from bbuvl.serve.openai import chat_response
+
+    Image.new("RGB", (224, 168)).save(tmp_path / "photo.png")
+    objects = [{"bbox_2d": [10.0, 10.0, 60.0, 60.0], "label": "线缆"}]
+    lines = [{"image": "photo.png", "response": chat_response(objects, None, "m", {}, {}, cut=cut)} for cut in (True, False)]
+    (tmp_path / "answers.jsonl").write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
+    assert [line.get("cut", False) for line in read_answers(tmp_path / "answers.jsonl", folder)] == [True, False]
+
+
+@pytest.mark.parametrize("where", ["text", "response"])
+def test_a_finish_reason_that_is_not_text_is_an_error_naming_the_line_and_key(folder, tmp_path, where):
+    Image.new("RGB", (64, 48)).save(tmp_path / "photo.png")
+    line = ({"image": "photo.png", "text": WHOLE_CONTENT, "finish_reason": 3} if where == "text" else
+            _chat_line(WHOLE_CONTENT, ["length"]))  # type: ignore[arg-type]
+    (tmp_path / "answers.jsonl").write_text(json.dumps(line) + "\n", encoding="utf-8")
+    key = "finish_reason" if where == "text" else r"choices\[0\]\.finish_reason"
+    with pytest.raises(ValueError, match=rf"answers\.jsonl:1: {key} must be text"):
+        read_answers(tmp_path / "answers.jsonl", folder)
+
+
 # --- an export's frame, and photos shown to a server as the answers are read -------------------------------------
 
 PART_UPRIGHT = (100, 50, 300, 150)  # the red part of the EXIF-6 photo, in its upright 320x240 pixels
@@ -253,7 +326,7 @@ def test_the_offline_vllm_recipe_gives_back_each_part_where_it_is_in_the_upright
         def generate(self, prompts: list[dict], params: object) -> list:
             assert all("<|vision_start|>" in p["prompt"] for p in prompts)
             texts = [stand_in.answer(p["multi_modal_data"]["image"], p.get("mm_processor_kwargs")) for p in prompts]
-            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=t)]) for t in texts]
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=t, finish_reason="stop")]) for t in texts]
 
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=lambda **kw: kw))
     monkeypatch.chdir(tmp_path)

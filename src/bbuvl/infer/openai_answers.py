@@ -7,8 +7,12 @@ stored photo's pixels, EXIF rotation applied, and the raw answer. A line is
 
     {"image": "photos/0001.jpg", "response": {...an OpenAI chat.completion...}}
 
-with `response` the server's reply as it came (`choices[0].message.content` is read; a batch-API line's
-`{"response": {"body": {...}}}` too), or `{"image": ..., "text": "..."}` with the answer alone. A relative
+with `response` the server's reply as it came (`choices[0].message.content` and `choices[0].finish_reason` are read;
+a batch-API line's `{"response": {"body": {...}}}` too), or `{"image": ..., "text": "...", "finish_reason": "length"}`
+with the answer alone (`finish_reason` optional). An answer the server ended before its own end (`finish_reason`
+"length", its token budget, or any other but "stop") is written `"cut": true`, as predict writes an answer its budget
+cut; one kept without a finish reason is when its JSON list never closes (infer/parse.py `answer_cut`). Each line
+carries the verdict `bbuvl predict -c FOLDER` would give it (`Judging`): a cut answer goes to review. A relative
 `image` is relative to the answers file's folder (and written relative to the predictions file's, where eval and viz
 read it). The frame is read from the exported folder itself (`folder_frame`): its `config.json` names the family, and
 `bbuvl_frame.json` the frame its checkpoint trained in, the one `bbuvl predict -c FOLDER` frames photos in (a folder
@@ -31,15 +35,17 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from PIL import Image
 
 from bbuvl.data.coords import CoordinateContract, export_frame, smart_resize
 from bbuvl.data.families import family_of
+from bbuvl.data.faults import Faults
 from bbuvl.data.images import load_image
 from bbuvl.data.jsonfile import read_json
-from bbuvl.infer.parse import UNREADABLE_ANSWER, parse_detections
+from bbuvl.infer.parse import FINISH_STOP, UNREADABLE_ANSWER, answer_cut, parse_detections
+from bbuvl.infer.verdict import VerdictThresholds, checkpoint_verdict, default_thresholds, judge
 from bbuvl.paths import real_path
 
 UNSCORED = 1.0
@@ -147,15 +153,33 @@ def _keeping_bounds(size: tuple[int, int], processor: CoordinateContract) -> dic
     return {"min_pixels": w * h, "max_pixels": w * h}
 
 
-def answer_text(line: dict[str, Any]) -> str:
-    """The answer of one line: `text`, or an OpenAI chat.completion's first choice (`response`, or `response.body`)."""
+class ServerAnswer(NamedTuple):
+    """One line's answer: its text, and why the server stopped writing it (`finish_reason`; None: not kept)."""
+
+    text: str
+    finish_reason: str | None = None
+
+    @property
+    def cut(self) -> bool:
+        """Whether the answer stopped with more to write (infer/parse.py `answer_cut`, predict's rule): its server
+        ended it ("length": the budget; a content filter, an abort) rather than its own end ("stop"), or, where the
+        line keeps no finish reason, its JSON list never closes."""
+        budget_ended = None if self.finish_reason is None else self.finish_reason != FINISH_STOP
+        return answer_cut(self.text, budget_ended)
+
+
+def server_answer(line: dict[str, Any]) -> ServerAnswer:
+    """The answer of one line and its finish reason: `text` (and `finish_reason` beside it), or an OpenAI
+    chat.completion's first choice (`response`, or `response.body`). The finish reason was dropped: an answer the
+    server's budget cut passed where `bbuvl predict` and `bbuvl serve` send it to review."""
     if isinstance(line.get("text"), str):
-        return line["text"]
+        return ServerAnswer(line["text"], _finish_reason(line.get("finish_reason"), "finish_reason"))
     response = line.get("response")
     if isinstance(response, dict) and isinstance(response.get("body"), dict):
         response = response["body"]
     try:
-        content = response["choices"][0]["message"]["content"]
+        choice = response["choices"][0]
+        content = choice["message"]["content"]
     except (KeyError, IndexError, TypeError):
         raise ValueError("neither `text` nor an OpenAI chat.completion `response` with choices[0].message.content") from None
     if isinstance(content, list):  # content parts
@@ -165,27 +189,62 @@ def answer_text(line: dict[str, Any]) -> str:
         content = "".join(texts)
     if not isinstance(content, str):
         raise ValueError("choices[0].message.content is not text")
-    return content
+    return ServerAnswer(content, _finish_reason(choice.get("finish_reason"), "choices[0].finish_reason"))
 
 
-def prediction_line(image: str, photo: Path, text: str, frame: CoordinateContract) -> dict[str, Any]:
-    """One predictions.jsonl line, as `bbuvl predict` writes it, for a photo and its answer in `frame`'s convention."""
+def _finish_reason(value: Any, key: str) -> str | None:
+    """A line's finish reason at `key`: text, or None when absent or null (ValueError for anything else)."""
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{key} must be text (\"stop\", \"length\") or null, got {_kind(value)}")
+    return value
+
+
+@dataclass(frozen=True)
+class Judging:
+    """What judges a folder's answers, as `bbuvl predict -c FOLDER` judges them in generate mode: the faults its
+    hierarchy marks and its thresholds for photos predicted in one pass (infer/verdict.py `checkpoint_verdict`)."""
+
+    faults: Faults
+    thresholds: VerdictThresholds
+
+    @classmethod
+    def of(cls, folder: str | Path, hierarchy: str | Path | None = None) -> "Judging":
+        """The judging of `folder`'s generate-mode answers: its chosen thresholds, else its run config's, else the
+        config's defaults; faults from `hierarchy`, else its run config's, else the shipped hierarchy."""
+        framed, own, _ = checkpoint_verdict(folder, "generate", hierarchy)
+        return cls(Faults.load(hierarchy or own), framed.whole)
+
+
+def prediction_line(image: str, photo: Path, answer: str | ServerAnswer, frame: CoordinateContract,
+                    judging: Judging | None = None) -> dict[str, Any]:
+    """One predictions.jsonl line, as `bbuvl predict` writes it, for a photo and its answer in `frame`'s convention:
+    `"cut": true` when the answer stopped with more to write, and its verdict by `judging` (None: the config's
+    defaults and the shipped hierarchy, as a plain folder's)."""
+    answer = answer if isinstance(answer, ServerAnswer) else ServerAnswer(answer)
     size = load_image(photo).size  # the stored photo's, also when a JPEG past Pillow's limit decodes smaller
-    parsed = parse_detections(text)
+    parsed = parse_detections(answer.text)
     objects = [{"bbox_2d": [round(v, 1) for v in frame.to_stored(o["bbox_2d"], size)], "label": o["label"],
                 "score": UNSCORED} for o in parsed.objects]
-    return {"image": image, "width": size[0], "height": size[1], "objects": objects, "raw": text,
-            "error": None if parsed.ok else UNREADABLE_ANSWER}
+    judging = judging or Judging(Faults.load(), default_thresholds())
+    # judged by predict's call (`Predictor.verdict`): no usable answer, or one cut short, goes to review
+    verdict = judge([(o["bbox_2d"], o["label"], o["score"]) for o in objects], judging.faults, judging.thresholds,
+                    failed=not parsed.ok, cut=answer.cut)
+    return {"image": image, "width": size[0], "height": size[1], "objects": objects, "raw": answer.text,
+            "error": None if parsed.ok else UNREADABLE_ANSWER, **({"cut": True} if answer.cut else {}),
+            "verdict": verdict.to_dict()}
 
 
-def read_answers(answers: str | Path, folder: str | Path, root: str | Path | None = None) -> list[dict[str, Any]]:
+def read_answers(answers: str | Path, folder: str | Path, root: str | Path | None = None,
+                 hierarchy: str | Path | None = None) -> list[dict[str, Any]]:
     """Every line of an answers JSONL file as a predictions.jsonl line in the photos' pixels (ValueError naming the
     file and line of a line that cannot be read, or a photo that cannot be opened); a relative photo name is made
-    relative to `root` (by default the answers file's folder, where it is read from)."""
+    relative to `root` (by default the answers file's folder, where it is read from). Each line's verdict is judged as
+    `bbuvl predict -c FOLDER` judges it (`Judging.of`), its faults those of `hierarchy` when given."""
     answers = Path(answers)
     base = real_path(answers).parent
     root = base if root is None else real_path(Path(root))
     frame = folder_frame(folder)
+    judging = Judging.of(folder, hierarchy)
     lines = []
     try:
         text = answers.read_text(encoding="utf-8")
@@ -203,22 +262,23 @@ def read_answers(answers: str | Path, folder: str | Path, root: str | Path | Non
             photo = Path(line["image"])
             name = line["image"] if photo.is_absolute() else Path(os.path.relpath(base / photo, root)).as_posix()
             photo = photo if photo.is_absolute() else base / photo
-            lines.append(prediction_line(name, photo, answer_text(line), frame))
+            lines.append(prediction_line(name, photo, server_answer(line), frame, judging))
         except (ValueError, OSError) as e:
             raise ValueError(f"{answers}:{no}: {e}") from None
     return lines
 
 
-def write_answers(answers: str | Path, folder: str | Path, out: str | Path, overwrite: bool = False) -> int:
+def write_answers(answers: str | Path, folder: str | Path, out: str | Path, overwrite: bool = False,
+                  hierarchy: str | Path | None = None) -> int:
     """`read_answers` written to `out` as predictions.jsonl (atomically; an existing `out` only with `overwrite`), its
     photos named from `out`'s folder, as eval and viz read a predictions file without a manifest: named from the
     answers file's, eval found none of them, or another dataset's photo of the same name; returns the number of
-    lines."""
+    lines. `hierarchy`: the faults each line's verdict judges (else the folder's run config's, else the shipped)."""
     from bbuvl.atomic import write_text_atomic
 
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out}: exists; choose another file or pass overwrite=True")
-    lines = read_answers(answers, folder, root=out.absolute().parent)
+    lines = read_answers(answers, folder, root=out.absolute().parent, hierarchy=hierarchy)
     write_text_atomic(out, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
     return len(lines)

@@ -62,6 +62,10 @@ DAMAGE_NO_LABEL = "no_label"
 DAMAGE_BAD_OBJECT = "bad_object"
 DAMAGE_DUPLICATE = "duplicate"
 
+# OpenAI's `finish_reason` of an answer that wrote its own end, and of one its token budget ended: the chat route writes
+# them (serve/openai.py) and `bbuvl.infer.openai_answers` reads a stock server's
+FINISH_STOP, FINISH_LENGTH = "stop", "length"
+
 BOX_KEYS = ("bbox_2d", "bbox", "box", "bbox2d")
 LABEL_KEYS = ("label", "desc", "description", "category")
 
@@ -95,6 +99,16 @@ def parse_detections(text: str) -> ParseResult:
         return _parse(text if isinstance(text, str) else str(text))
     except Exception:  # noqa: BLE001 - a parser bug must cost one image, never a whole prediction run
         return ParseResult(objects=[], ok=False, damage=[DAMAGE_BAD_OBJECT])
+
+
+def answer_cut(text: str, budget_ended: bool | None) -> bool:
+    """Whether an answer stopped with more to write, so that what it did not write may hold a fault: whether its token
+    budget ended it (`budget_ended`: predict's grammar or token count, a server's `finish_reason`), or, where that is
+    not known (None: an answer kept without its finish reason), whether its JSON list or an object never closes, as an
+    unconstrained answer the budget ended never closes it."""
+    if budget_ended is not None:
+        return budget_ended
+    return DAMAGE_TRUNCATED in parse_detections(text).damage
 
 
 def _parse(text: str) -> ParseResult:

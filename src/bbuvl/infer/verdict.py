@@ -3,9 +3,9 @@
 A photo fails when any predicted fault (a label the hierarchy marks, data/faults.py) scores at least `fail`; it
 goes to a person for `review` when its best fault scores at least `review` but below `fail`, or when no usable
 answer came back for it (an error, an unreadable answer: nothing seen is not "nothing wrong"), when the answer
-reached the token budget with more to write (what it did not write may hold the fault), or when a box's label is none
-the hierarchy can judge and may be a fault (`.../连接错`, a label an answer not held to the vocabulary wrote:
-`Faults.unjudgeable`); otherwise it passes.
+stopped with more to write (its token budget, or a stock server, ended it: what it did not write may hold the fault;
+infer/parse.py `answer_cut`), or when a box's label is none the hierarchy can judge and may be a fault (`.../连接错`,
+a label an answer not held to the vocabulary wrote: `Faults.unjudgeable`); otherwise it passes.
 The photo's fault score is its best fault's score (0 without one): what ROC AUC ranks (eval/faults.py).
 
 The thresholds come from the run config (`inference.verdict_review`, `inference.verdict_fail`), overridden by
@@ -262,8 +262,9 @@ class Verdict:
 def judge(objects: Sequence[tuple[Sequence[float], str, float]], faults: Faults, thresholds: VerdictThresholds,
           failed: bool = False, cut: bool = False) -> Verdict:
     """The verdict of one photo from its predicted `(bbox_2d, label, score)` objects; `failed`: no usable answer;
-    `cut`: the answer reached the token budget with more to write, so a fault may be among what it did not write. A
-    box whose label the hierarchy cannot judge and which may be a fault (`Faults.unjudgeable`) sends it to review."""
+    `cut`: the answer stopped with more to write (infer/parse.py `answer_cut`), so a fault may be among what it did
+    not write. A box whose label the hierarchy cannot judge and which may be a fault (`Faults.unjudgeable`) sends it
+    to review."""
     found = sorted((FoundFault(label, round(float(score), SCORE_DIGITS), [float(v) for v in box])
                     for box, label, score in objects if faults.is_fault(label)), key=lambda f: -f.score)
     # An answer not held to the labels (--no-constrained, a server's) may write a fault the hierarchy cannot read
@@ -277,8 +278,9 @@ def judge(objects: Sequence[tuple[Sequence[float], str, float]], faults: Faults,
     if failed and (not found or score < thresholds.fail):
         return Verdict(REVIEW, score, shown, "no usable answer for this photo: a person must look")
     if cut and (not found or score < thresholds.fail):
-        return Verdict(REVIEW, score, shown, "the answer reached the token budget before its end (inference."
-                       "max_new_tokens): what it did not write may hold a fault, so a person must look")
+        return Verdict(REVIEW, score, shown, "the answer stopped before its end (the token budget, inference."
+                       "max_new_tokens or a server's max_tokens, or its server, ended it): what it did not write may "
+                       "hold a fault, so a person must look")
     if unread is not None and (not found or score < thresholds.fail):
         return Verdict(REVIEW, score, shown, f"a box's label is none the hierarchy can judge, and may be a fault: "
                        f"{faults.hierarchy.problem(unread)}; a person must look")

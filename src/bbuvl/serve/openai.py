@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 from bbuvl.data.jsonfile import is_json_number
+from bbuvl.infer.parse import FINISH_LENGTH, FINISH_STOP
 from bbuvl.serve.errors import ApiError, cut
 from bbuvl.serve.images import decode_base64
 
@@ -125,7 +126,7 @@ def chat_response(objects: list[dict[str, Any]], raw: str | None, model: str, ex
     content = json.dumps([{"bbox_2d": o["bbox_2d"], "label": o["label"]} for o in objects], ensure_ascii=False)
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "length" if cut else "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": FINISH_LENGTH if cut else FINISH_STOP}],
         "usage": usage,
         "bbuvl": {"raw": raw, "objects": objects, **extra},
     }

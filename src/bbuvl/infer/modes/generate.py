@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 
 from bbuvl.infer.dropped_rows import GIVEN_UP
-from bbuvl.infer.parse import UNREADABLE_ANSWER, parse_detections
+from bbuvl.infer.parse import UNREADABLE_ANSWER, answer_cut, parse_detections
 from bbuvl.infer.predictor import Detection, ImageResult, token_char_ends
 
 if TYPE_CHECKING:
@@ -31,8 +31,8 @@ def answers(predictor: "Predictor", prepared: Sequence["Prepared"], options: "Pr
     for row, r in enumerate(results):
         r.prompt_tokens, r.completion_tokens = int(read[row]), predictor.written(new[row])
         # Unconstrained, an answer that never wrote its end used every token: it was cut wherever it stood.
-        r.cut = bool(budget_cut[row]) if budget_cut is not None else (
-            len(answer_ids(predictor, new[row])) >= options.max_new_tokens)
+        r.cut = answer_cut(r.raw or "", bool(budget_cut[row]) if budget_cut is not None else (
+            len(answer_ids(predictor, new[row])) >= options.max_new_tokens))
         if awaited[row] is not None and awaited[row].dropped:  # its answer was ended where no one read it any more
             r.error = GIVEN_UP
     return results
