@@ -7,7 +7,7 @@ import pytest
 
 from bbuvl.data.faults import Faults
 from bbuvl.data.labels import DEFAULT_HIERARCHY
-from bbuvl.infer.verdict import THRESHOLDS_FILE, ChosenThresholds, VerdictThresholds, judge
+from bbuvl.infer.verdict import THRESHOLDS_FILE, ChosenThresholds, VerdictThresholds, at_review, judge
 
 FAULTS = Faults.load()
 FAULT = sorted(FAULTS.labels)[0]
@@ -31,6 +31,17 @@ def test_the_best_fault_score_decides_the_verdict(objects, verdict, score):
     assert (v.verdict, v.score) == (verdict, score)
     assert [f.score for f in v.faults] == sorted((s for _, label, s in objects if label == FAULT and s >= T.review), reverse=True)
     assert (v.reason is None) == (verdict == "pass")
+
+
+@pytest.mark.parametrize("scores", [[], [0.00008], [0.00008, 0.29], [0.2999996, 0.1], [0.3, 0.00008], [0.95, 0.4, 0.001]])
+def test_the_objects_at_review_are_the_verdicts_faults_and_a_fault_label_below_it_is_none(scores):
+    # The server marks each object "flagged" by `at_review`; the page counts and highlights those. Counted by its label
+    # alone, a photo that passed read "20 faults", fault labels down to a score of 8e-05 among them.
+    objects = [(BOX, OK, 0.9)] + [(BOX, FAULT, s) for s in scores]
+    v = judge(objects, FAULTS, T)
+    marked = [(label, round(s, 5)) for _, label, s in objects if at_review(label, s, FAULTS, T)]
+    assert sorted(marked) == sorted((f.label, f.score) for f in v.faults)
+    assert (v.verdict == "pass") == (not marked)
 
 
 def test_a_photo_without_a_usable_answer_goes_to_review_unless_a_fault_already_fails_it():

@@ -51,9 +51,9 @@ def test_a_dropped_photo_gets_its_boxes_drawn_and_findings_listed(browser, serve
     assert len(items) == len(expected)
     listed = " ".join(li.text for li in items)
     assert all(o["label"] in listed for o in expected)
-    # The verdict heads the findings; faults are listed first, as the server marks them.
+    # The verdict heads the findings; its faults are listed first, as the server marks them.
     assert browser.find_element(By.ID, "verdict").get_attribute("class").split() == ["verdict", answer["verdict"]["verdict"]]
-    assert [("problem" in li.get_attribute("class")) for li in items] == sorted((o["fault"] for o in expected), reverse=True)
+    assert [("problem" in li.get_attribute("class")) for li in items] == sorted((o["flagged"] for o in expected), reverse=True)
     # The page holds no key of its own: nothing in storage, cookies or the address it shows.
     assert browser.execute_script("return window.localStorage.length + document.cookie.length") == 0
     assert client.key not in browser.execute_script("return location.href + document.documentElement.outerHTML")
@@ -65,6 +65,46 @@ def test_a_dropped_photo_gets_its_boxes_drawn_and_findings_listed(browser, serve
         assert f'bbuvl_requests_total{{route="{route}",status="401"}}' not in metrics, route
     assert 'bbuvl_requests_total{route="/static",status="200"}' in metrics
     assert 'bbuvl_requests_total{route="/v1/detect",status="200"} 2.0' in metrics
+
+
+@pytest.mark.parametrize(("review", "fail", "verdict"), [(0.25, 0.5, "pass"), (0.0, 1.0, "review")],
+                         ids=["fault-labels-below-review", "fault-labels-at-review"])
+def test_the_page_counts_and_highlights_the_verdicts_faults_not_every_fault_label(browser, trained_checkpoint, keys,
+                                                                                  photos, tmp_path, review, fail, verdict):
+    # A head gives many a box a fault label at a score near 0 (the 2-step head's round to 0). The page counted and drew
+    # every fault label as a fault: a photo the server passed with no fault read "pass · 53 objects, 20 faults", its
+    # fault labels red down to a score of 8e-05. It now counts and highlights the verdict's faults alone.
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from bbuvl.infer.predictor import Predictor
+    from bbuvl.serve.app import create_app
+    from bbuvl.serve.engine import Engine
+    from tests.infer.test_predictor_verdict import every_label_a_fault
+    from tests.serve.conftest import running
+
+    predictor = Predictor.load(trained_checkpoint, device="cpu")
+    predictor.faults = every_label_a_fault(tmp_path)  # a 2-step head rarely writes the shipped hierarchy's faults
+    judged = Engine(predictor, "head", "final", overrides={"verdict_review": review, "verdict_fail": fail})
+    with running(create_app(judged, keys)) as client:
+        answers = [(p, client.detect_file(p).json()) for p in photos]
+        photo, answer = next(((p, a) for p, a in answers if any(o["fault"] for o in a["objects"])), (None, None))
+        assert answer is not None, "no photo with a fault label: nothing here tells a fault label from a fault"
+        assert answer["verdict"]["verdict"] == verdict, answer["verdict"]
+        flagged = [o for o in answer["objects"] if o["flagged"]]
+        assert sorted((o["label"], o["score"]) for o in flagged) == sorted(
+            (f["label"], f["score"]) for f in answer["verdict"]["faults"])
+        assert bool(flagged) == (verdict != "pass")
+        browser.get(f"http://inspector:{client.key}@{client.host}:{client.port}/")
+        browser.find_element(By.ID, "file").send_keys(str(photo))
+        WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "canvas").get_attribute("data-boxes")
+                                         or "error" in d.find_element(By.ID, "status").get_attribute("class"))
+        status = browser.find_element(By.ID, "status").text
+        assert f"{len(answer['objects'])} 个目标 · objects, {len(flagged)} 个问题 · faults" in status, status
+        items = browser.find_elements(By.CSS_SELECTOR, "#findings li")
+        assert [("problem" in li.get_attribute("class")) for li in items] == [True] * len(flagged) + [False] * (
+            len(items) - len(flagged))
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#findings li.problem .tag.state")) == len(flagged)
 
 
 def test_a_wrong_key_or_none_gets_no_page(browser, serve):

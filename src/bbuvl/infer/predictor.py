@@ -37,8 +37,8 @@ from bbuvl.infer.options import PredictOptions
 from bbuvl.infer.parse import parse_detections
 from bbuvl.infer.tiles import TilePlan, category_spellings, predict_tiled
 from bbuvl.infer.tile_scale import ChosenTileScale, for_model, scale_of_other_mode
-from bbuvl.infer.verdict import (SCORE_DIGITS, ChosenThresholds, Verdict, for_faults, hierarchy_judges_none, judge,
-                                 other_mode, with_chosen)
+from bbuvl.infer.verdict import (SCORE_DIGITS, ChosenThresholds, Verdict, VerdictThresholds, at_review, for_faults,
+                                 hierarchy_judges_none, judge, other_mode, with_chosen)
 from bbuvl.model.checkpoint import ModelFolder
 from bbuvl.model.identity import trained_identity
 from bbuvl.model.own_weights import own_weights
@@ -542,7 +542,17 @@ class Predictor:
         failed = bool(result.error) or (result.parse_ok is False) or (
             result.raw is not None and result.parse_ok is None and not parse_detections(result.raw).ok)
         return judge([(d.bbox_2d, d.label, d.score) for d in result.objects], self.faults,
-                     (options or self.options()).thresholds(result.tiled), failed, result.cut)
+                     self._judged_by(result, options), failed, result.cut)
+
+    def flagged(self, result: ImageResult, options: PredictOptions | None = None) -> list[bool]:
+        """Per object of one result, whether it is among the faults of its `verdict` (infer/verdict.py `at_review`,
+        by the same thresholds)."""
+        thresholds = self._judged_by(result, options)
+        return [at_review(d.label, d.score, self.faults, thresholds) for d in result.objects]
+
+    def _judged_by(self, result: ImageResult, options: PredictOptions | None) -> VerdictThresholds:
+        """The thresholds that judge one result: its framing's (one pass, or tiles and zoom) of `options`."""
+        return (options or self.options()).thresholds(result.tiled)
 
     def _run(self, prepared: list[Prepared], mode: str, options: PredictOptions) -> list[ImageResult]:
         self.check_mode(mode)

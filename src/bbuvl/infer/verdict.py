@@ -272,7 +272,7 @@ def judge(objects: Sequence[tuple[Sequence[float], str, float]], faults: Faults,
     unread = next((label for _, label, _ in objects if faults.unjudgeable(label)), None)
     verdict = verdict_of(found[0].score if found else None, failed or cut or unread is not None, thresholds)
     score = found[0].score if found else 0.0
-    shown = [f for f in found if f.score >= thresholds.review]
+    shown = [f for f in found if at_review(f.label, f.score, faults, thresholds)]
     if verdict == PASS:
         return Verdict(PASS, score, [], None)
     if failed and (not found or score < thresholds.fail):
@@ -287,6 +287,13 @@ def judge(objects: Sequence[tuple[Sequence[float], str, float]], faults: Faults,
     bound = f"fail at {thresholds.fail:g}" if verdict == FAIL else f"review from {thresholds.review:g}, fail at {thresholds.fail:g}"
     # In the thresholds' digits, as the line writes it: a score of 0.004 read "0.00" beside "review from 0.003"
     return Verdict(verdict, score, shown, f"{found[0].label} scored {score:g} ({bound})")
+
+
+def at_review(label: str, score: float, faults: Faults, thresholds: VerdictThresholds) -> bool:
+    """Whether an object is one of its photo's verdict faults (`Verdict.faults`): a label the hierarchy marks a fault,
+    scoring, as a line writes it, at least the review threshold. The server marks each object by it ("flagged"),
+    where the page counted every fault label as a fault, down to a score of 8e-05 on a photo that passed."""
+    return faults.is_fault(label) and round(float(score), SCORE_DIGITS) >= thresholds.review
 
 
 def verdict_of(best: float | None, failed: bool, thresholds: VerdictThresholds) -> str:

@@ -53,8 +53,9 @@ class Photo:
 
 @dataclass
 class Answer:
-    """One photo's result: objects in its own pixels (each saying whether it is a fault), the photo's verdict
-    (infer/verdict.py), the model's raw text (generate mode) and compute times."""
+    """One photo's result: objects in its own pixels (each saying whether its label is a fault, and whether it is one
+    of the verdict's faults), the photo's verdict (infer/verdict.py), the model's raw text (generate mode) and compute
+    times."""
 
     width: int
     height: int
@@ -179,7 +180,12 @@ class Engine:
                 answers.append(r)
                 continue
             is_fault = self.faults.is_fault
-            objects = [{**d.to_dict(), "unknown": False, "fault": is_fault(d.label)} for d in r.objects]
+            # "fault": the label is one the hierarchy marks; "flagged": the object is one of the verdict's faults, by
+            # the thresholds that judged the photo. The page counted and drew every fault label as a fault, so a
+            # photo that passed read "20 faults", down to a score of 8e-05 (docs/serving.md, "POST /v1/detect").
+            flagged = self.predictor.flagged(r, options)
+            objects = [{**d.to_dict(), "unknown": False, "fault": is_fault(d.label), "flagged": f}
+                       for d, f in zip(r.objects, flagged)]
             timing = {"inference": round(infer_ms, 2)}
             scored_by = None
             if self.fewshot is not None and photo.image is not None and objects:

@@ -25,15 +25,18 @@
     status.className = isError ? "error" : "";
   }
 
-  // Which findings are faults is the server's to say (its hierarchy file marks them, docs/faults.md): never a
-  // list of labels here.
+  // Which findings are faults is the server's to say: "flagged", the objects among the verdict's faults, by the
+  // thresholds that judged the photo (docs/serving.md, "POST /v1/detect"); never a list of labels here. "fault" says
+  // only that a label is one the hierarchy marks: counted as a fault, a photo that passed read "20 faults", every
+  // screw's unlikely "连接错误" alternative drawn red down to a score of 8e-05.
   function isProblem(o) {
-    return o.fault === true;
+    return o.flagged === true;
   }
 
   function colourFor(o) {
     if (o.unknown) return "#d4a600";
-    return isProblem(o) ? "#e02424" : "#0e9f6e";
+    if (isProblem(o)) return "#e02424";
+    return o.fault === true ? "#6b7280" : "#0e9f6e";  // a fault label below the review threshold: neutral grey
   }
 
   const VERDICT_TEXT = { pass: "合格 · pass", review: "需复核 · review", fail: "不合格 · fail" };
