@@ -112,3 +112,25 @@ def test_openais_store_and_metadata_are_taken(chat_server, photos):
     r = chat_server.request("POST", "/v1/chat/completions", json.dumps(body).encode(), JSON)
     assert r.status == 200, r.body
     assert len(r.json()["choices"]) == 1
+
+
+def test_the_chat_routes_bbuvl_block_says_what_detect_says_of_the_judging(engine, keys, photos):
+    # /v1/detect said "tiled": true of a photo predicted through tiles (judged by the tiled photos' thresholds) and
+    # "cut": true of an answer the budget cut; the chat route's `bbuvl` block carried the verdict alone.
+    from bbuvl.serve.app import create_app
+    from bbuvl.serve.engine import Engine
+    from tests.serve.conftest import running
+
+    tiled = Engine(engine.predictor, "generate", engine.checkpoint, overrides={"tiles": "2x2", "constrained": False,
+                                                                                "max_new_tokens": 12})
+    uri = "data:image/png;base64," + base64.b64encode(photos[0].read_bytes()).decode()
+    body = json.dumps({"messages": [user({"type": "image_url", "image_url": {"url": uri}})]}).encode()
+    with running(create_app(tiled, keys)) as client:
+        chat = client.request("POST", "/v1/chat/completions", body, JSON)
+        detect = client.detect_file(photos[0])
+    assert chat.status == detect.status == 200, (chat.body, detect.body)
+    said, detected = chat.json()["bbuvl"], detect.json()
+    judging = ("verdict", "cut", "tiled")
+    assert detected["tiled"] is True and detected.get("cut") is True  # 12 unconstrained tokens cut every region's answer
+    assert {k: said.get(k) for k in judging} == {k: detected.get(k) for k in judging}
+    assert chat.json()["choices"][0]["finish_reason"] == "length"

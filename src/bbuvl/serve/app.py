@@ -191,10 +191,8 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
             extract = await image_upload(request, settings.photo_limit, settings.json_limit, settings.body_pace, take)
             result, timing = await unless_gone(request, answer(extract, engine.mode))
         return JSONResponse({"width": result.width, "height": result.height, "objects": result.objects,
-                             "verdict": result.verdict.to_dict(), "model": engine.info(fewshot=result.fewshot),
-                             "timing_ms": timing,
-                             "usage": result.usage(),
-                             **({"cut": True} if result.cut else {}), **({"tiled": True} if result.tiled else {})})
+                             **result.judged(), "model": engine.info(fewshot=result.fewshot), "timing_ms": timing,
+                             "usage": result.usage()})
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> JSONResponse:
@@ -205,7 +203,7 @@ def create_app(engine: Engine, keys: KeyStore, settings: ServeSettings | None = 
             body = await read_body(request, settings.json_limit, settings.body_pace, take)
             # parsed and decoded off the event loop, under the request's deadline, as a detect body is (answering.py)
             result, timing = await unless_gone(request, answer(lambda: image_from_chat(parse_json(body)), "generate"))
-        extra = {"width": result.width, "height": result.height, "verdict": result.verdict.to_dict(),
+        extra = {"width": result.width, "height": result.height, **result.judged(),
                  "model_info": engine.info("generate", result.fewshot), "timing_ms": timing}
         return JSONResponse(chat_response(result.objects, result.raw, engine.checkpoint, extra, result.usage(), result.cut))
 

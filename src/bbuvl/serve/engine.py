@@ -69,6 +69,13 @@ class Answer:
     completion_tokens: int = 0
     fewshot: dict[str, Any] | None = None  # the model info of the support set that scored its boxes (serve/fewshot.py)
 
+    def judged(self) -> dict[str, Any]:
+        """What every route says of the photo's judging, from this one place: its verdict, and, when true, `cut` (the
+        answer stopped with more to write) and `tiled` (the tiled photos' thresholds judged it). The chat route's
+        `bbuvl` block carried the verdict alone, so a client could not tell which thresholds judged it."""
+        return {"verdict": self.verdict.to_dict(), **({"cut": True} if self.cut else {}),
+                **({"tiled": True} if self.tiled else {})}
+
     def usage(self) -> dict[str, int]:
         """OpenAI's `usage` object of this answer: the tokens read, written, and both."""
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
