@@ -135,6 +135,23 @@ def test_check_warns_of_two_photos_whose_names_differ_only_in_letter_case(tmp_pa
     assert f"{jsonl}:3: image ./A.jpg: differs" not in text
 
 
+def test_check_says_two_photos_differ_in_unicode_composition_and_shows_their_names_apart(tmp_path: Path):
+    nfc, nfd = "caf\u00e9.jpg", "cafe\u0301.jpg"  # two files on Linux, one on macOS
+    photo(tmp_path / nfc)
+    photo(tmp_path / nfd, colour=(0, 0, 200))
+    photo(tmp_path / "CAF\u00c9.jpg", colour=(0, 200, 0))
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text("\n".join(record(n) for n in (nfc, nfd, "CAF\u00c9.jpg")) + "\n", encoding="utf-8")
+    code, text = run("check", jsonl)
+    text = " ".join(text.split())
+    assert code == 0, text
+    # Before: "image café.jpg: differs from café.jpg (line 1) only in letter case", the two names printed alike.
+    assert (f"{jsonl}:2: image 'cafe\\u0301.jpg': differs from 'caf\\u00e9.jpg' (line 1) only in Unicode composition "
+            "(NFC/NFD): one file on macOS, where a copy keeps one of the two photos" in text), text
+    assert f"{jsonl}:3: image CAF\u00c9.jpg: differs from caf\u00e9.jpg (line 1) only in letter case: one file on Windows" \
+        in text, text
+
+
 def test_the_letter_case_hint_follows_the_folder_and_never_names_the_missing_file_itself(tmp_path):
     from bbuvl.data.images import ImageError, load_image
 

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bbuvl.data.text import clean_label, did_you_mean, file_name_key, label_key, same_label, show_text
+from bbuvl.data.text import (clean_label, did_you_mean, file_name_key, label_key, names_apart, quote_name, same_label,
+                             show_composition, show_text)
 
 SCREW = "螺丝连接点/BBU安装螺丝/连接正确"
 
@@ -67,3 +68,12 @@ def test_label_key_is_idempotent_and_ignores_cleaning(s):
     assert label_key(label_key(s)) == label_key(s)
     assert label_key(clean_label(s)) == label_key(s)
     assert clean_label(clean_label(s)) == clean_label(s)
+
+
+def test_names_that_differ_only_in_composition_are_shown_apart_and_others_as_they_are():
+    nfc, nfd = "images/caf\u00e9.jpg", "images/cafe\u0301.jpg"
+    # Before: both printed as `images/café.jpg`, and a reader was told two names differ that look the same.
+    assert names_apart(nfd, nfc) == ["'images/cafe\\u0301.jpg'", "'images/caf\\u00e9.jpg'"]
+    assert names_apart("螺丝.jpg", nfc) == ["螺丝.jpg", nfc]  # all composed: nothing to tell apart, shown as they are
+    assert show_composition("螺丝\u200b\U0001d15e.jpg") == "'螺丝\\u200b\\U0001d15e.jpg'"  # NFD takes 𝅗𝅥 apart
+    assert quote_name("caf\u00e9") == "'caf\u00e9'" and quote_name("cafe\u0301") == "'cafe\\u0301'"

@@ -217,3 +217,62 @@ def test_the_predict_command_named_for_photos_changed_since_splits_back_into_its
     command = said[said.index("(bbuvl predict ") + len("(bbuvl predict "):-1]
     assert shlex.split(command) == ["-c", "/runs/run 1/final", "-i", "/data/site A/val.jsonl", "-o", "/out dir/pred.jsonl",
                                     "--mode", "head", "--overwrite"]
+
+
+NFC, NFD = "images/caf\u00e9.jpg", "images/cafe\u0301.jpg"  # two files on Linux: `é` composed, and e + U+0301
+
+
+def two_cafes(root: Path) -> Path:
+    """A ground truth of two photos named café.jpg, composed and decomposed, each of its own colour and box."""
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    for name, colour in ((NFC, (200, 30, 30)), (NFD, (30, 30, 200))):
+        Image.new("RGB", (100, 80), colour).save(root / name)
+    gt = root / "val.jsonl"
+    gt.write_text("".join(json.dumps({"images": [name], "width": 100, "height": 80,
+                                      "objects": [{"bbox_2d": box, "desc": "线缆"}]}, ensure_ascii=False) + "\n"
+                          for name, box in ((NFC, [10, 10, 50, 40]), (NFD, [40, 30, 90, 70]))), encoding="utf-8")
+    return gt
+
+
+def test_two_photos_named_alike_but_for_composition_pair_each_with_its_own_line(tmp_path):
+    gt = two_cafes(tmp_path)
+    records = [record(NFC), record(NFD)]
+    preds = [PredictionLine(1, NFD, 100, 80, []), PredictionLine(2, NFC, 100, 80, []),
+             PredictionLine(3, "./" + NFD, 100, 80, [])]
+    a = align_predictions(records, gt, preds)
+    # Before: both records one photo (a repeat), and every line paired with the first.
+    assert [p.line if p else None for p in a.predictions] == [2, 3] and a.gt_repeats == []
+    assert [p.line for p in a.repeated] == [1] and a.unmatched == []
+
+
+def test_one_file_named_composed_and_decomposed_is_one_photo_named_twice(tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / NFD).write_bytes(b"")  # only the decomposed name on disk: the composed one finds it (macOS wrote it)
+    records = [record(NFC), record(NFD)]
+    a = align_predictions(records, tmp_path / "val.jsonl", [PredictionLine(1, NFD, 100, 80, [])])
+    assert a.gt_repeats == [(0, 1, NFD)] and [p.line if p else None for p in a.predictions] == [1, None]
+    # A name no record spells exactly pairs in NFC, unless that spelling is shared by several photos' names.
+    lone = align_predictions([record(NFC)], tmp_path / "val.jsonl", [PredictionLine(2, NFD, 100, 80, [])])
+    assert lone.predictions[0].line == 2
+
+
+def test_eval_scores_two_photos_named_alike_but_for_composition_each_on_its_own_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from bbuvl.cli import app
+    from bbuvl.infer.output import Manifest, claim_output
+    from bbuvl.infer.resume_key import ResumeKey, combined, photo_digests
+
+    gt = two_cafes(tmp_path / "d")
+    digests = photo_digests([(name, gt.parent / name) for name in (NFC, NFD)])
+    pred = tmp_path / "pred.jsonl"
+    claim_output(pred, Manifest(str(gt), "/ckpt", "head", key=ResumeKey(combined(digests), "ckpt", "head", {}, digests)))
+    write_lines(pred, [line(name, [{"bbox_2d": box, "label": "线缆", "score": 0.9}])
+                       for name, box in ((NFC, [10, 10, 50, 40]), (NFD, [40, 30, 90, 70]))])
+    result = CliRunner().invoke(app, ["eval", "--pred", str(pred), "--gt", str(gt), "--out", str(tmp_path / "m.json")])
+    # Before: exit 2, "these predictions were made on other photos ... predict on the ground truth's own photos".
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "m.json").read_text(encoding="utf-8"))
+    assert metrics["AP50"] == 1.0 and metrics["errors"]["matched"] == 2 and metrics["errors"]["repeated_gt_images"] == 0

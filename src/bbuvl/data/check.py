@@ -24,7 +24,7 @@ from bbuvl.data.layout import TEACHERS, TRAIN, VAL, missing_file_hint, near_file
 from bbuvl.data.near_copies import COPY_KINDS, how_alike, near_copies, photo_print
 from bbuvl.data.schema import (DatasetError, ImageRecord, ObjectAnn, Sample, iter_dataset, resolve_image, sort_objects,
                                tile_origin)
-from bbuvl.data.text import difference, label_key, short_words, show_text
+from bbuvl.data.text import difference, file_name_key, label_key, names_apart, short_words, show_text
 from bbuvl.data.workers import bound_workers, worker_limit
 
 Severity = Literal["error", "warning"]
@@ -512,8 +512,8 @@ def two_languages(rows: list[tuple[Path, int, Sample]], hierarchy: Hierarchy) ->
 
 
 def case_twins(rows: list[tuple[Path, int, Sample]]) -> list[Problem]:
-    """Warnings for photos whose paths differ only in letter case (or composition): one file on Windows and macOS, so
-    a copy of the dataset there keeps one of them for both."""
+    """Warnings for photos whose paths differ only in letter case or in Unicode composition (NFC/NFD): one file on
+    macOS (and in letter case on Windows), so a copy of the dataset there keeps one of them for both."""
     first: dict[str, tuple[Path, Path, int, str]] = {}  # name_key -> (path, file, line, image) that had it first
     problems = []
     for file, line, sample in rows:
@@ -523,10 +523,21 @@ def case_twins(rows: list[tuple[Path, int, Sample]]) -> list[Problem]:
                 other = first.setdefault(name_key(path.as_posix()), (path, file, line, image))
                 if other[0] != path:
                     where = f"line {other[2]}" if other[1] == file else f"{other[1]} line {other[2]}"
-                    problems.append(Problem(str(file), line, f"image {image}: differs from {other[3]} ({where}) only in "
-                                            "letter case: one file on Windows and macOS, where a copy keeps one of "
-                                            "the two photos", "warning"))
+                    this, that = names_apart(image, other[3])
+                    problems.append(Problem(str(file), line, f"image {this}: differs from {that} ({where}) only in "
+                                            f"{_twin_difference(path.as_posix(), other[0].as_posix())}, where a copy "
+                                            "keeps one of the two photos", "warning"))
     return problems
+
+
+def _twin_difference(a: str, b: str) -> str:
+    """What tells apart two names `name_key` takes for one, and where they are one file: letter case (Windows and
+    macOS), Unicode composition (macOS, whose disks fold it; Windows keeps both), or both (macOS)."""
+    if file_name_key(a) == file_name_key(b):
+        return "Unicode composition (NFC/NFD): one file on macOS"
+    if a.casefold() == b.casefold():
+        return "letter case: one file on Windows and macOS"
+    return "letter case and Unicode composition (NFC/NFD): one file on macOS"
 
 
 def teacher_is_student(file: Path, sample: Sample, digests: dict[Path, str]) -> str | None:

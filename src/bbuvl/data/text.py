@@ -6,8 +6,10 @@ types `／` and `ＢＢＵ` for `/` and `BBU`), invisible characters removed (ze
 joiner, a BOM pasted mid-text) and each `/` part trimmed. The key decides equality only: a label is written
 in its canonical spelling (the hierarchy's, or the cleaned text), never as its key.
 
-File names are compared in NFC only: macOS writes names decomposed (NFD), JSON written elsewhere holds
-them composed, and the two must name one file. Nothing else about a file name is folded.
+File names are compared in NFC only, and only after their exact spelling: macOS writes names decomposed (NFD), JSON
+written elsewhere holds them composed, and the two must name one file; but a Linux disk may hold `café.jpg` composed
+and decomposed, two photos, so a name pairs with the file (or line) spelt exactly as it first. Nothing else about a
+file name is folded. `names_apart` shows names that differ only in composition so that they print apart.
 """
 
 from __future__ import annotations
@@ -81,6 +83,36 @@ def spelling_of(known: Iterable[str]) -> Callable[[str], str]:
 def file_name_key(name: str) -> str:
     """What decides whether two spellings of a file name (or path) name one file: NFC."""
     return unicodedata.normalize("NFC", name)
+
+
+def _composes(char: str) -> bool:
+    """Whether NFC and NFD may spell `char` otherwise: a combining mark, or a character NFD takes apart."""
+    return unicodedata.combining(char) != 0 or unicodedata.normalize("NFD", char) != char
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def show_composition(name: str) -> str:
+    """`name` quoted as `show_text` quotes it, each character NFC and NFD spell otherwise escaped (`'caf\\u00e9'`,
+    `'cafe\\u0301'`): printed as they are, two names that differ only in composition look alike."""
+    return "'" + "".join(_escaped(c) if _composes(c) or not c.isprintable() else c for c in name) + "'"
+
+
+def quote_name(name: str) -> str:
+    """`name` in quotes, each character NFC and NFD spell otherwise escaped where it is not composed (NFC), as
+    `names_apart` shows it: `'cafe\\u0301.json'` is no `'café.json'`."""
+    return f"'{name}'" if unicodedata.is_normalized("NFC", name) else show_composition(name)
+
+
+def names_apart(*names: str) -> list[str]:
+    """`names` to show side by side: as they are when every one is composed (NFC), else each as `show_composition`
+    spells it. Two names that differ only in composition (`café` typed, `café` from macOS) cannot both be NFC."""
+    if all(unicodedata.is_normalized("NFC", n) for n in names):
+        return list(names)
+    return [show_composition(n) for n in names]
 
 
 # A word of a message longer than this (a label, a path or a number a file holds, 50,000 characters of it) is shown

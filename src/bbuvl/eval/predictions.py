@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -94,15 +95,44 @@ class Alignment:
 
 
 def photo_key(image: str, root: Path) -> tuple[str, str | None]:
-    """A photo name's normalised absolute path, and its path inside `root` (None when it lies outside).
+    """A photo name's normalised absolute path, and its path inside `root` (None when it lies outside), spelt as given.
 
-    Neither resolves symbolic links: a link is a photo of its own name, as `bbuvl predict` names it. Names are
-    compared in NFC (`file_name_key`): a copy made on macOS names `é` decomposed, and `data check` takes both for one.
+    Neither resolves symbolic links: a link is a photo of its own name, as `bbuvl predict` names it. Letters are kept
+    as composed: `PhotoIndex` compares names exactly first and in NFC (`file_name_key`) only after.
     """
-    folder = file_name_key(str(root))
-    absolute = os.path.normpath(os.path.join(folder, file_name_key(image)))
+    folder = str(root)
+    absolute = os.path.normpath(os.path.join(folder, image))
     inside = os.path.relpath(absolute, folder)
     return absolute, None if inside == ".." or inside.startswith(".." + os.sep) else Path(inside).as_posix()
+
+
+@dataclass
+class PhotoIndex:
+    """Ground-truth records by their photos' paths: exact, and in NFC for a line whose name no record spells exactly.
+
+    A copy made on macOS names `é` decomposed (NFD) where the ground truth may compose it: one photo, found by NFC.
+    But a Linux folder may hold `café.jpg` composed and decomposed, two photos: folded to NFC first, the two records
+    were one, and each line paired with the wrong one.
+    """
+
+    exact: dict[str, int] = field(default_factory=dict)
+    spellings: dict[str, list[int]] = field(default_factory=dict)  # NFC of a path -> the records of its spellings
+
+    def add(self, path: str | None, index: int) -> None:
+        """Index `path` (nothing for None) for record `index`, unless an earlier record has it spelt exactly so."""
+        if path is not None and self.exact.setdefault(path, index) == index:
+            found = self.spellings.setdefault(file_name_key(path), [])
+            if index not in found:
+                found.append(index)
+
+    def find(self, path: str | None) -> int | None:
+        """The record `path` names: spelt exactly, else in NFC when the photos of one record alone have its spelling."""
+        if path is None:
+            return None
+        if path in self.exact:
+            return self.exact[path]
+        found = self.spellings.get(file_name_key(path), [])
+        return found[0] if len(found) == 1 else None
 
 
 def align_predictions(
@@ -112,29 +142,28 @@ def align_predictions(
 
     A line names a photo relative to its own dataset (`predictions_root`: predict's input folder or JSONL), a
     record relative to the ground-truth JSONL's folder. They pair when both name one file, or the same path inside
-    their datasets (predictions made on a copy of the dataset elsewhere). File names alone never pair: two
+    their datasets (predictions made on a copy of the dataset elsewhere); names spelt exactly alike first, then alike
+    in NFC (`PhotoIndex`). File names alone never pair: two
     folders may both hold an IMG_0001.jpg. A paired line made on a photo of another size, or of other content than
     its manifest recorded (`check_same_photos`), is an error naming both: it was not made on this photo. Without
     `pred_path`, line names are taken relative to the ground truth.
     """
     gt_root = real_path(gt_path).parent
     pred_root = predictions_root(pred_path) if pred_path is not None else gt_root
-    by_path: dict[str, int] = {}
-    by_inside: dict[str, int] = {}
+    by_path, by_inside = PhotoIndex(), PhotoIndex()
     result = Alignment(predictions=[None] * len(records))
     for i, r in enumerate(records):
         absolute, inside = photo_key(r.image, gt_root)
-        first = by_path.setdefault(absolute, i)
-        if first != i:
+        first = by_path.exact.get(absolute)
+        if first is None:
+            first = _same_photo_as(by_path, records, gt_path, absolute, i)
+        if first is not None:
             result.gt_repeats.append((first, i, r.image))
-        if inside is not None:
-            by_inside.setdefault(inside, i)
+        by_path.add(absolute, i if first is None else first)  # a repeat's lines pair with the first record
+        by_inside.add(inside, i if first is None else first)
 
     for p in predictions:
-        absolute, inside = photo_key(p.image, pred_root)
-        found = by_path.get(absolute)
-        if found is None and inside is not None:
-            found = by_inside.get(inside)
+        found = _record_of(p, pred_root, by_path, by_inside)
         if found is None:
             result.unmatched.append(p)
             continue
@@ -155,6 +184,32 @@ def align_predictions(
             f"{pred_root}); lines pair with records by the photo's path inside each dataset: predict on the ground "
             f"truth (bbuvl predict -i {gt_path}) or on its images folder"))
     return result
+
+
+def _record_of(line: PredictionLine, pred_root: Path, by_path: PhotoIndex, by_inside: PhotoIndex) -> int | None:
+    """The ground-truth record a line names: by its file, else by its path inside the dataset; exact names first."""
+    absolute, inside = photo_key(line.image, pred_root)
+    for index, key in ((by_path.exact, absolute), (by_inside.exact, inside)):
+        if key is not None and key in index:
+            return index[key]
+    found = by_path.find(absolute)
+    return found if found is not None else by_inside.find(inside)
+
+
+def _same_photo_as(by_path: PhotoIndex, records: list[ImageRecord], gt_path: str | Path, absolute: str,
+                   index: int) -> int | None:
+    """The earlier record whose photo is record `index`'s (at `absolute`) under a name spelt otherwise in composition
+    (one file found by NFC, or a disk that folds composition, as macOS does); None when none is."""
+    earlier = by_path.spellings.get(file_name_key(absolute), [])
+    if not earlier:
+        return None
+    photo = resolve_image(gt_path, records[index].image)
+    for i in earlier:
+        other = resolve_image(gt_path, records[i].image)
+        with suppress(OSError):
+            if other == photo or os.path.samefile(other, photo):
+                return i
+    return None
 
 
 def _size_mismatch(p: PredictionLine, record: ImageRecord, index: int, gt_path: str | Path) -> str:
