@@ -83,6 +83,60 @@ def test_a_photo_not_annotated_yet_in_a_third_folder_loses_no_site_its_photo_of_
                                              "of that name and each JSON is paired with the image beside it"}, errors
 
 
+NFC, NFD = "caf\u00e9", "cafe\u0301"  # `é` composed, and e + U+0301: two names on Linux, one on macOS
+
+
+def test_two_photos_named_alike_but_for_composition_each_beside_its_json_are_two_photos(tmp_path: Path):
+    src, out = tmp_path / "export", tmp_path / "out"
+    boxes = {NFC: (4, 5, 30, 40), NFD: (10, 10, 50, 44)}
+    colours = {NFC: (200, 20, 20), NFD: (20, 20, 200)}
+    for stem in (NFC, NFD):
+        photo(src / "images" / f"{stem}.jpg", colour=colours[stem])
+        (src / "annotations" / f"{stem}.json").parent.mkdir(exist_ok=True)
+        (src / "annotations" / f"{stem}.json").write_text(vendor_text(box=boxes[stem]), encoding="utf-8")
+    photo(src / "images" / "other.jpg", colour=(20, 200, 20))
+    (src / "annotations" / "other.json").write_text(vendor_text(), encoding="utf-8")
+    code, said = run("convert", src, out, "--workers", "1", "--val-ratio", "0")
+    assert code == 0, said
+    # Before: both lost as one "ambiguous stem 'café'" error naming four files that print alike; 2 photos found.
+    records = {r.id: r for r in read_records(out / "train.jsonl")}
+    assert sorted(records) == sorted([f"annotations/{NFC}", f"annotations/{NFD}", "other"])
+    for stem in (NFC, NFD):
+        record = records[f"annotations/{stem}"]
+        assert record.objects[0].bbox_2d == list(boxes[stem])
+        stored = load_image(resolve_image(out / "train.jsonl", record.image)).image
+        assert all(abs(a - b) < 12 for a, b in zip(stored.getpixel((32, 24)), colours[stem]))
+    assert (out / "errors.jsonl").read_text(encoding="utf-8") == ""
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["photos"]["found"] == summary["photos"]["converted"] == 3
+    code, said = run("check", out)
+    assert code == 0, said
+
+
+def test_files_left_unpaired_among_names_alike_but_for_composition_are_named_apart_and_each_photo_counted(tmp_path: Path):
+    src, out = tmp_path / "export", tmp_path / "out"
+    photo(src / "images" / f"{NFC}.jpg", colour=(200, 20, 20))
+    photo(src / "images" / f"{NFD}.jpg", colour=(20, 20, 200))  # no JSON of its own
+    (src / "annotations").mkdir()
+    (src / "annotations" / f"{NFC}.json").write_text(vendor_text(), encoding="utf-8")
+    for site in ("a", "b"):  # two JSON files and two images of one name, none beside another: whose is a guess
+        (src / site).mkdir()
+        (src / site / "x.json").write_text(vendor_text(), encoding="utf-8")
+        photo(src / f"{site}_photos" / "x.jpg", colour=(20, 200 if site == "a" else 100, 20))
+    code, said = run("convert", src, out, "--workers", "1", "--val-ratio", "0")
+    assert code == 0, said
+    assert [r.id for r in read_records(out / "train.jsonl")] == [f"annotations/{NFC}"]
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(e["file"], e["reason"]) for e in errors if "x." not in e["file"]] == [
+        (f"images/{NFD}.jpg", "image has no annotation JSON named 'cafe\\u0301.json' in its folder")]
+    # Before: one error line and one photo failed for the two photos the four files hold.
+    assert sorted(e["file"] for e in errors if "x." in e["file"]) == ["a/x.json", "b/x.json"]
+    assert all(e["reason"].startswith("ambiguous stem 'x': a/x.json, b/x.json, a_photos/x.jpg, b_photos/x.jpg")
+               for e in errors if "x." in e["file"])
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert (summary["photos"]["found"], summary["photos"]["failed"]) == (4, 3)
+
+
 def test_a_coco_file_among_the_vendor_annotations_is_named_as_one_with_the_command_that_reads_it(tmp_path: Path):
     from tests.data.test_hostile_inputs import errors_of
 

@@ -1,7 +1,8 @@
 """Vendor export -> canonical dataset folder (`bbuvl data convert`).
 
 Each photo is one JSON file plus one image with the same stem, anywhere under the source folder (in one folder,
-where photos of several folders share a stem: `site1/IMG_0001` and `site2/IMG_0001`).
+where photos of several folders share a stem: `site1/IMG_0001` and `site2/IMG_0001`; spelt exactly alike, where
+`café` composed and decomposed both name photos).
 A photo goes through: parse the JSON (data/vendor.py), decode the image upright (data/images.py),
 decide which grid the annotator drew on (coords.resolve_vendor_frame), map every box to the stored
 image, map and validate every label, then store the image as `images/<stem>.jpg`. Whatever cannot be
@@ -18,6 +19,7 @@ from collections import Counter
 from concurrent.futures import as_completed
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
+from itertools import zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
@@ -46,7 +48,8 @@ from bbuvl.data.names import NameBook, fit_name, portable_path
 from bbuvl.data.near_copies import near_copy_entries, print_of
 from bbuvl.data.schema import ImageRecord, ObjectAnn, sort_objects
 from bbuvl.data.split import groups_in, split_by_origin
-from bbuvl.data.text import file_name_key, gbk_hint, name_as_text, not_text, shell_word, show_text
+from bbuvl.data.text import (file_name_key, gbk_hint, name_as_text, names_apart, not_text, quote_name, shell_word,
+                             show_text)
 from bbuvl.data.vendor import VendorObject, parse_vendor
 from bbuvl.data.workers import bound_workers, process_pool, worker_deaths
 from bbuvl.paths import real_path
@@ -135,12 +138,13 @@ class _Context:
 
 
 def find_pairs(src: Path, exclude: Path | None = None, settings: Iterable[Path | None] = ()) -> list[Pair]:
-    """Pair every JSON under `src` with the image of the same stem (compared as NFC; `IMG_0.jpg.json` names the
-    `IMG_0.jpg` beside it), sorted by stem.
+    """Pair every JSON under `src` with the image of the same stem (alike in NFC, spelt exactly alike first:
+    `_pairs_of_one_stem`; `IMG_0.jpg.json` names the `IMG_0.jpg` beside it), sorted by stem.
 
     Hidden files, everything under `exclude` and the `settings` files (--token-map, --hierarchy) are skipped; a link
     to a file outside `src` is never read.
-    Each convertible pair gets its own stored name: `A` and `a` are one file on macOS and Windows.
+    Each convertible pair gets its own stored name: `A` and `a` are one file on macOS and Windows, `é` composed and
+    decomposed on macOS.
     """
     src = real_path(src)
     exclude = real_path(exclude) if exclude else None
@@ -157,12 +161,8 @@ def find_pairs(src: Path, exclude: Path | None = None, settings: Iterable[Path |
             continue
         if exclude is not None and path.is_relative_to(exclude) or skipped and real_path(path) in skipped:
             continue
-        suffix, stem = path.suffix.lower(), file_name_key(path.stem)
+        suffix, stem = path.suffix.lower(), file_name_key(_own_stem(path))
         if suffix == ".json":
-            # `IMG_0.jpg.json` beside `IMG_0.jpg`, as several labelling tools name it: that photo's annotation. Keyed
-            # by its own stem, it was "no image named 'IMG_0.jpg'" with the photo right beside it
-            if Path(path.stem).suffix.lower() in IMAGE_SUFFIXES and (path.parent / path.stem).is_file():
-                stem = file_name_key(Path(path.stem).stem)
             jsons.setdefault(stem, []).append(path)
         elif suffix in IMAGE_SUFFIXES:
             images.setdefault(stem, []).append(path)
@@ -215,34 +215,59 @@ def _coco_file(path: Path) -> str | None:
             f"photo's vendor annotation: import it with `bbuvl data import-coco {shell_word(path)} IMAGES_DIR OUT`")
 
 
+def _own_stem(path: Path) -> str:
+    """A file's stem as spelt on disk; an annotation `IMG_0.jpg.json` beside `IMG_0.jpg` has the photo's."""
+    if path.suffix.lower() == ".json" and Path(path.stem).suffix.lower() in IMAGE_SUFFIXES and (
+            path.parent / path.stem).is_file():
+        # As several labelling tools name it. Keyed by its own stem, it was "no image named 'IMG_0.jpg'" with the photo
+        # right beside it.
+        return Path(path.stem).stem
+    return path.stem
+
+
+# How sure a pairing of a stem's JSON files and images is, surest first: beside each other and spelt exactly alike,
+# beside each other, spelt exactly alike anywhere, anywhere. A stem is keyed in NFC (macOS names `é` decomposed where
+# the annotation tool composed it), but a Linux folder may hold `café` composed and decomposed, two photos whose
+# files pair exactly: keyed only in NFC, all four were "ambiguous" and both photos lost.
+_PAIRING_LEVELS: tuple[Callable[[Path], object], ...] = (
+    lambda p: (p.parent, _own_stem(p)), lambda p: p.parent, _own_stem, lambda p: "")
+
+
 def _pairs_of_one_stem(stem: str, jsons: list[Path], images: list[Path], src: Path) -> list[Pair]:
-    """The photos of a stem that several JSON files or images have: each folder holding one JSON and one image of it
-    holds one photo (cameras number alike: `IMG_0001` of two sites, each beside its JSON, are two photos), and of the
-    files left, one JSON and one image wherever they are. Any other JSON left has no image, or any image no JSON, each
-    an error of its own; JSON files and images both left, which is whose is a guess: one error naming them."""
+    """The photos of a stem that several JSON files or images have: a JSON and an image that are alone of the stem at
+    a level of `_PAIRING_LEVELS` are one photo (cameras number alike: `IMG_0001` of two sites, each beside its JSON,
+    are two photos). Any other JSON left has no image, or any image no JSON, each an error of its own; JSON files and
+    images both left, which is whose is a guess: an error naming them all for each photo they hold."""
     found, left_json, left_image = [], list(jsons), list(images)
-    for folder in sorted({p.parent for p in jsons} & {p.parent for p in images}):
-        js, ims = [p for p in jsons if p.parent == folder], [p for p in images if p.parent == folder]
-        if len(js) == 1 and len(ims) == 1:
-            found.append((js[0], ims[0]))
-            left_json.remove(js[0])
-            left_image.remove(ims[0])
-    if len(left_json) == len(left_image) == 1:
-        found.append((left_json.pop(), left_image.pop()))
+    for level in _PAIRING_LEVELS:
+        found += _pair_alone(left_json, left_image, level)
     # The photos paired in their own folders are kept whatever is left: one photo not annotated yet, in a third
     # folder, lost the two sites' photos of its name with it, and the summary counted one photo failed.
     pairs = [Pair(stem, j, i, key=_rel(j, src).removesuffix(j.suffix)) for j, i in found]
     if left_json and left_image:
-        names = ", ".join(_rel(p, src) for p in left_json + left_image)
-        pairs.append(Pair(stem, left_json[0], left_image[0],
-                          f"ambiguous stem '{stem}': {names}; rename so each photo has exactly one JSON and one image "
-                          "with its name (in its folder, where several photos share a name)"))
-        return pairs
-    pairs += [Pair(stem, None, image, f"image has no annotation JSON named '{stem}.json' in its folder")
-              for image in left_image]
-    pairs += [Pair(stem, js, None, f"no image named '{stem}' in its folder, where several folders hold files of that "
-                   "name and each JSON is paired with the image beside it") for js in left_json]
+        names = ", ".join(names_apart(*(_rel(p, src) for p in left_json + left_image)))
+        why = (f"ambiguous stem '{stem}': {names}; rename so each photo has exactly one JSON and one image with its "
+               "name (in its folder, where several photos share a name)")
+        # One error a photo, as many as files of the more numerous kind: all were counted one photo failed.
+        return pairs + [Pair(stem, j, i, why) for j, i in zip_longest(left_json, left_image)]
+    pairs += [Pair(stem, None, image, f"image has no annotation JSON named {quote_name(_own_stem(image) + '.json')} in "
+                   "its folder") for image in left_image]
+    pairs += [Pair(stem, js, None, f"no image named {quote_name(_own_stem(js))} in its folder, where several folders "
+                   "hold files of that name and each JSON is paired with the image beside it") for js in left_json]
     return pairs
+
+
+def _pair_alone(jsons: list[Path], images: list[Path], level: Callable[[Path], object]) -> list[tuple[Path, Path]]:
+    """The JSON and image pairs alone of their key at `level`, taken out of `jsons` and `images`."""
+    by_key: dict[object, tuple[list[Path], list[Path]]] = {}
+    for kind, paths in enumerate((jsons, images)):
+        for path in paths:
+            by_key.setdefault(level(path), ([], []))[kind].append(path)
+    found = [(js[0], ims[0]) for js, ims in by_key.values() if len(js) == len(ims) == 1]
+    for js, im in found:
+        jsons.remove(js)
+        images.remove(im)
+    return found
 
 
 def _rel(path: Path, src: Path) -> str:
