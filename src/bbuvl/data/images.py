@@ -71,8 +71,15 @@ def stored_region(image: Image.Image, stored: tuple[int, int], box: tuple[float,
     """The `box`, in pixels of a `stored`-size photo, of `image` (that photo decoded at any scale), resized (bicubic)
     to `to`."""
     if image.size == tuple(stored):
-        crop = image.crop(tuple(round(v) for v in box))
-        return crop if crop.size == tuple(to) else crop.resize(to, Image.BICUBIC)
+        cut = tuple(round(v) for v in box)
+        whole = cut == (0, 0, *image.size)
+        # The whole photo is resized straight from it: its crop was a copy of every pixel (432 MB of a 12000x9000
+        # photo) made only to be shrunk, and the pixels are the same, the photo's own edges bounding the filter
+        # either way. A smaller region is still cut first, a copy of its pixels alone: resized from the whole photo
+        # its edge pixels would take in their neighbours, and differ from the tile that `data tile` writes and
+        # training resizes (docs/tiles.md).
+        crop = image if whole else image.crop(cut)
+        return crop.resize(to, Image.BICUBIC) if whole or crop.size != tuple(to) else crop
     sx, sy = image.width / stored[0], image.height / stored[1]
     # Resampled from the whole decode, not a crop of it: a region's edge pixels keep their neighbours, as a full
     # decode's crop keeps them
