@@ -24,7 +24,7 @@ from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.digests import FileDigest
 from bbuvl.data.faults import Faults
 from bbuvl.data.families import IMAGE_TOKEN, TURN_END, get_family
-from bbuvl.data.images import load_image, to_rgb
+from bbuvl.data.images import load_image, to_rgb, upright_size
 from bbuvl.data.scale import TILE_SCALE_FILE, TrainingScale
 from bbuvl.data.schema import ImageRecord, Sample, read_lines, require_photos, resolve_image
 from bbuvl.encode.chat import SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, EncodedSample, Turn, format_answer
@@ -185,6 +185,30 @@ def read_teachers(teachers_jsonl: str | Path, k: int) -> list[ImageRecord]:
 def read_teacher_lines(teachers_jsonl: str | Path, k: int) -> list[tuple[int, Sample]]:
     """`read_teachers` with each record's line number, which an error about its photo names."""
     return require_photos(read_lines(teachers_jsonl), teachers_jsonl)[:k]
+
+
+def photo_size(path: str | Path) -> tuple[int, int] | None:
+    """The (upright) size of a photo, read from its header; None when even that cannot be read."""
+    try:
+        return upright_size(path)
+    except (OSError, ValueError, MemoryError):
+        return None
+
+
+def ran_out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is an allocation that failed: Python's and numpy's MemoryError, torch's OutOfMemoryError (an
+    accelerator's), or torch's CPU allocator, which raises a plain RuntimeError saying so."""
+    return (isinstance(error, (MemoryError, torch.OutOfMemoryError))
+            or "DefaultCPUAllocator: can't allocate memory" in str(error))
+
+
+def out_of_memory(path: str | Path, doing: str, size: tuple[int, int] | None) -> str:
+    """The error of a photo this process had no memory for while `doing` it: the photo, its size and the way out."""
+    what = "this photo"
+    if size is not None:
+        what = f"this {size[0]}x{size[1]} photo ({size[0] * size[1] / 1e6:.0f} megapixels)"
+    return (f"{path}: out of memory {doing} {what}; free memory, or save it at a lower resolution (no model frame "
+            "holds more than a few megapixels), and predict it again")
 
 
 def region_batch(device: str, batch_size: int) -> int:
@@ -491,15 +515,20 @@ class Predictor:
 
     def predict_each(self, prepared: Sequence[Prepared], mode: str = "generate",
                      options: PredictOptions | None = None) -> list[ImageResult | Exception]:
-        """One result per photo already through `prepare` (and perhaps `encode`), from one batch; when the batch
-        fails, each photo is retried alone, so one bad sample cannot take its batch down: its error is its result.
+        """One result per photo already through `prepare` (and perhaps `encode`), from one batch; when a batch of
+        several fails (out of memory too), each photo is retried alone, so one bad sample cannot take its batch down:
+        its error is its result.
 
         The one retry policy of `predict_lines` and the server (serve/engine.py).
         """
         opts = options or self.options(mode)
         try:
             return list(self._run(list(prepared), mode, opts))
-        except (RuntimeError, ValueError) as e:
+        # A MemoryError too: a batch that does not fit may fit photo by photo, and the one that never fits is that
+        # photo's error, not the end of the run
+        except (RuntimeError, ValueError, MemoryError) as e:
+            if len(prepared) == 1 and not gone(prepared[0].awaited):
+                return [e]  # alone already: retried, it failed again after as long (a tiled photo: every pass again)
             logger.warning("a batch of %d failed (%s: %s); retrying its photos one by one", len(prepared), type(e).__name__, e)
         results: list[ImageResult | Exception] = []
         for p in prepared:
@@ -508,7 +537,7 @@ class Predictor:
                 continue
             try:
                 results.append(self._run([p], mode, opts)[0])
-            except (RuntimeError, ValueError) as e:
+            except (RuntimeError, ValueError, MemoryError) as e:
                 results.append(e)
         return results
 
@@ -519,22 +548,34 @@ class Predictor:
         """
         opts = self.options(mode, **options)
         self.check_mode(mode)
-        results: list[ImageResult | None] = [None] * len(paths)
+        # Tiles and zoom keep each photo's stored pixels (432 MB of a 12000x9000 photo) and predict its regions photo by
+        # photo anyway: each photo is read when its turn comes, so a chunk holds one photo's pixels, not all of them.
+        groups = [[p] for p in paths] if opts.plan() is not None else [list(paths)]
+        results = [r for group in groups for r in self._results(group, mode, opts)]
+        return [{"image": str(p), "width": r.width, "height": r.height, "objects": [d.to_dict() for d in r.objects],
+                 "raw": r.raw, "error": r.error, **({"parse_ok": r.parse_ok} if r.parse_ok is not None else {}),
+                 **({"cut": True} if r.cut else {}), **({"tiled": True} if r.tiled else {}),
+                 "verdict": self.verdict(r, opts).to_dict()}
+                for p, r in zip(paths, results)]
+
+    def _results(self, paths: Sequence[str], mode: str, opts: PredictOptions) -> list[ImageResult]:
+        """One result per path, from one batch (`predict_each`); a photo that cannot be read or predicted, or that this
+        process has no memory for, gets its error."""
+        results: dict[int, ImageResult] = {}
         prepared: dict[int, Prepared] = {}
         for i, p in enumerate(paths):
             try:
                 prepared[i] = self.prepare(p, keep_stored=opts.plan() is not None)
             except (OSError, ValueError) as e:
                 results[i] = ImageResult(error=str(e))
+            except MemoryError:
+                results[i] = ImageResult(error=out_of_memory(p, "decoding", photo_size(p)))
         idx = list(prepared)
         for i, r in zip(idx, self.predict_each([prepared[i] for i in idx], mode, opts) if idx else []):
-            results[i] = r if isinstance(r, ImageResult) else ImageResult(
-                width=prepared[i].size[0], height=prepared[i].size[1], error=f"{type(r).__name__}: {r}")
-        return [{"image": str(p), "width": r.width, "height": r.height, "objects": [d.to_dict() for d in r.objects],
-                 "raw": r.raw, "error": r.error, **({"parse_ok": r.parse_ok} if r.parse_ok is not None else {}),
-                 **({"cut": True} if r.cut else {}), **({"tiled": True} if r.tiled else {}),
-                 "verdict": self.verdict(r, opts).to_dict()}
-                for p, r in zip(paths, results)]
+            size = prepared[i].size
+            results[i] = r if isinstance(r, ImageResult) else ImageResult(width=size[0], height=size[1], error=(
+                out_of_memory(paths[i], "predicting", size) if ran_out_of_memory(r) else f"{type(r).__name__}: {r}"))
+        return [results[i] for i in range(len(paths))]
 
     def verdict(self, result: ImageResult, options: PredictOptions | None = None) -> Verdict:
         """The photo verdict of one result (infer/verdict.py): an error, an unreadable answer or one the token budget
@@ -581,7 +622,7 @@ class Predictor:
                 # A photo given up on (a server's request gone) sees none of its regions left: they cost its batch
                 # the most of any mode, photo after photo (infer/dropped_rows.py)
                 if gone(p.awaited):
-                    found += [ImageResult() for _ in crops[start:]]
+                    found += [ImageResult() for _ in range(start, len(crops))]  # not cut for nothing
                     break
                 found += runner(mode)(self, [self.prepare(c) for c in crops[start:start + n]], one_pass)
             cut = cut or any(r.cut for r in found)

@@ -19,7 +19,7 @@ import difflib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Sequence, overload
 
 import numpy as np
 from PIL import Image
@@ -279,13 +279,38 @@ def container_regions(found: Sequence[TiledDetection], containers: Sequence[str]
     return regions
 
 
-# (crops, whether they are tiles rather than the whole photo) -> per crop, its boxes (crop pixels, label, score), raw answer
-PredictImages = Callable[[list[Image.Image], bool], list[tuple[list[tuple[list[float], str, float]], str | None]]]
+class RegionCrops(Sequence[Image.Image]):
+    """The zoomed crops of a photo's regions, each cut from the photo and resized only when it is read, and then held
+    by its reader alone: a pass holds the crops of one forward pass, where every region's was cut ahead (the 257 of
+    a 12000x9000 photo at `tiles: auto`, 155 MB at a 448x336 frame; bench/huge_photo_memory.py)."""
+
+    def __init__(self, image: Image.Image, regions: Sequence[Region], sizes: Sequence[Size], size: Size) -> None:
+        self.image, self.regions, self.sizes, self.size = image, list(regions), list(sizes), size
+
+    def __len__(self) -> int:
+        return len(self.regions)
+
+    @overload
+    def __getitem__(self, i: int) -> Image.Image: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Image.Image]: ...
+
+    def __getitem__(self, i: int | slice) -> Image.Image | list[Image.Image]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return stored_region(self.image, self.size, self.regions[i], self.sizes[i])
+
+
+# (crops, whether they are tiles rather than the whole photo) -> per crop, its boxes (crop pixels, label, score), raw
+# answer. The crops are cut as they are read (`RegionCrops`): read them a forward pass at a time.
+PredictImages = Callable[[Sequence[Image.Image], bool], list[tuple[list[tuple[list[float], str, float]], str | None]]]
 
 
 def predict_regions(predict: PredictImages, image: Image.Image, regions: Sequence[Region], contract: CoordinateContract,
                     zoom: float | None = None, size: Size | None = None) -> tuple[list[TiledDetection], RegionPass]:
-    """Run `predict` on every region's zoomed crop; every box comes back in the stored photo's pixels.
+    """Run `predict` on every region's zoomed crop (cut as `predict` reads it); every box comes back in the stored
+    photo's pixels.
 
     `predict(crops, tiles)` returns, per crop, its `[(box in the crop's pixels, label, score)]` and its raw answer;
     it is called once for the whole photo (`tiles` False) and once for the other regions, tiles or zoomed
@@ -296,21 +321,23 @@ def predict_regions(predict: PredictImages, image: Image.Image, regions: Sequenc
     """
     size = size or image.size
     whole = (0, 0, *size)
-    crops = [crop_region(image, r, contract, None if r == whole else zoom, size) for r in regions]
-    answers: list = [None] * len(crops)
+    # Each crop's size is known without cutting it (`crop_region` resizes to exactly this)
+    sizes = [zoomed_size(r, size, contract, None if r == whole else zoom) for r in regions]
+    answers: list = [None] * len(regions)
     for tiles in (False, True):
         picked = [i for i, r in enumerate(regions) if (r != whole) == tiles]
         if picked:
-            for i, answer in zip(picked, predict([crops[i] for i in picked], tiles)):
+            crops = RegionCrops(image, [regions[i] for i in picked], [sizes[i] for i in picked], size)
+            for i, answer in zip(picked, predict(crops, tiles)):
                 answers[i] = answer
     found, cost = [], RegionPass(list(regions))
-    for region, crop, (objects, raw) in zip(regions, crops, answers):
+    for region, crop_size, (objects, raw) in zip(regions, sizes, answers):
         magnified = region_zoom(region, size, contract, None if region == whole else zoom)
-        cell = contract.factor * (region[2] - region[0]) / contract.model_size(crop.size)[0]
-        cost.vision_tokens += contract.vision_tokens(crop.size)
+        cell = contract.factor * (region[2] - region[0]) / contract.model_size(crop_size)[0]
+        cost.vision_tokens += contract.vision_tokens(crop_size)
         cost.raws.append(raw)
         for box, label, score in objects:
-            photo_box = to_photo(box, region, crop.size)
+            photo_box = to_photo(box, region, crop_size)
             across = inner_edges(photo_box, region, size, cell)
             found.append(TiledDetection(photo_box, label, score, magnified, any(across), region == whole, across))
     return found, cost
