@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import signal
@@ -13,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.faults import held_elsewhere
+from tests.reliability.faults import held_elsewhere, small_tmpfs
 
 from bbuvl.infer.output import OutputError, discard_output, manifest_path
-from bbuvl.outputs import LEDGER, OutputConflict, check_not_inputs, claim_outputs, refuse_strangers, same_path, writer_of
+from bbuvl.outputs import (LEDGER, OutputConflict, check_not_inputs, claim_outputs, lock_path, refuse_strangers,
+                           same_path, writer_of)
 from bbuvl.synthetic.dataset import written_by_synth
 
 
@@ -290,3 +292,28 @@ def test_a_listed_folder_s_own_files_are_those_its_last_run_wrote_and_the_listin
         claim_outputs("model tiny", {}, folders=[model], overwrite=True, listed=[model])
     with pytest.raises(OutputConflict, match=r"holds README.md, model-00001-of-00002.safetensors, sub/"):
         claim_outputs("model export", {}, folders=[model], overwrite=True, listed=[model])  # no run of it wrote any
+
+
+def fill(disk: Path) -> None:
+    """Fill `disk` to its last byte."""
+    with pytest.raises(OSError):
+        with (disk / "filler").open("wb") as fh:
+            while True:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+
+
+def test_a_claim_on_a_full_disk_names_the_lock_file_it_could_not_write_and_leaves_nothing_behind(tmp_path):
+    # Every writing command said "cannot write the outputs: No space left on device: ;" (no file named) and left an
+    # empty .NAME.lock, and the folder made for it (data synth's ds/), behind.
+    with small_tmpfs(tmp_path / "disk", kib=64) as disk:
+        (disk / ".ds.lock").write_text("4242 data split\n", encoding="utf-8")  # a killed run's, before the disk filled
+        fill(disk)
+        for outputs in ([disk / "gt.coco.json"], [disk / "ds" / "train.jsonl", disk / "ds" / "val.jsonl"],
+                        [disk / "ds", disk / "gt.coco.json"]):
+            with pytest.raises(OSError) as e:
+                claim_outputs("data split", {}, outputs)
+            assert e.value.errno == errno.ENOSPC, e.value
+            assert e.value.filename == str(lock_path(outputs[-1] if outputs[0] == disk / "ds" else outputs[0]))
+            assert sorted(p.name for p in disk.iterdir()) == [".ds.lock", "filler"]
+            assert (disk / ".ds.lock").read_text(encoding="utf-8") == "4242 data split\n"  # put back as it was found

@@ -79,7 +79,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     except BaseException as e:
         if tmp is not None:
-            tmp.unlink(missing_ok=True)
+            _discard(tmp)
         if isinstance(e, UnicodeEncodeError) and e.encoding == "utf-8":  # a writer's text stream (a .csv of paths)
             raise _not_written(path, e) from None
         code = _write_errno(e)
@@ -159,7 +159,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
         tmp = None
     except BaseException as e:
         if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+            _discard(tmp)
         code = _write_errno(e)
         if code is None:
             raise
@@ -268,6 +268,36 @@ def remove_path(path: Path, ignore_errors: bool = False) -> None:
         shutil.rmtree(path, ignore_errors=ignore_errors)
     elif os.path.lexists(path):
         path.unlink(missing_ok=True)
+
+
+# Temporaries of failed writes that could not be removed then (under a low `ulimit -n` no descriptor was left to list
+# a folder with): removed again once the command has let go of its outputs (outputs.py, `Claim.release`).
+_LEFT: list[Path] = []
+
+
+def _discard(tmp: Path) -> None:
+    """Remove the temporary `tmp` of a write that failed; kept for `remove_left_temporaries` when that fails too, never
+    raising over the write's own error."""
+    try:
+        remove_path(tmp)
+    except OSError:
+        _LEFT.append(tmp)
+
+
+def remove_left_temporaries(forget: bool = False) -> list[tuple[Path, OSError]]:
+    """Remove again the temporaries `_discard` could not; returns each still left with why, kept to try again later
+    unless `forget` (the next writer of its output removes it, as a dead writer's)."""
+    still: list[tuple[Path, OSError]] = []
+    for tmp in list(_LEFT):
+        try:
+            remove_path(tmp)
+        except OSError as e:
+            still.append((tmp, e))
+            continue
+        _LEFT.remove(tmp)
+    if forget:
+        _LEFT.clear()
+    return still
 
 
 def _set_aside_name(name: str) -> re.Pattern[str]:

@@ -43,9 +43,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Iterator, Mapping
 
-from bbuvl.atomic import (refuse_current_folder, remove_dead_writers_temporaries, remove_path, temporary_name,
-                          temporary_name_bytes, temporary_of, temporary_prefix, write_text_atomic,
-                          written_path)
+from bbuvl.atomic import (WriteFailed, refuse_current_folder, remove_dead_writers_temporaries, remove_left_temporaries,
+                          remove_path, temporary_name, temporary_name_bytes, temporary_of, temporary_prefix,
+                          write_text_atomic, written_path)
 from bbuvl.paths import real_path
 
 log = logging.getLogger(__name__)
@@ -224,33 +224,59 @@ class Claim:
         After success every output that is there is recorded as the command's; after a failure only those whose
         content this run changed (they hold its bytes, and a re-run may redo them), never one it merely claimed. A
         failed run leaves a killed run's lock file it found on an output it did not change as it was, so that the
-        next run of that command may still redo it.
+        next run of that command may still redo it. What cannot be read or written here (a full disk, no file
+        descriptor left) is a warning: the locks and readings are released all the same, and the error that ended
+        the command stays the one it reports.
         """
         if self.done:
             return
         self.done = True
         recorded: set[Path] = set()
         try:
-            if not self.record:
-                return
-            by_folder: dict[Path, dict[str, str | None]] = {}
-            for out in self.outputs:
-                now = output_digest(out)
-                if succeeded or now != self.before[out]:
-                    by_folder.setdefault(out.parent, {})[out.name] = now
-            for folder, digests in by_folder.items():
-                if folder.is_dir():
-                    try:
-                        _record(folder, digests, self.command, self.listed)
-                        recorded.update(folder / name for name in digests)
-                    except OSError as e:  # a full disk: unrecorded outputs are nobody's, the safe side to err on
-                        log.warning("%s; what `bbuvl %s` wrote there is not recorded as its own (a re-run will "
-                                    "need --overwrite)", e, self.command)
+            if self.record:
+                recorded = self._record_written(succeeded)
         finally:
-            for out, lock in reversed(list(zip(self.outputs, self.locks))):
-                lock.release(restore=not succeeded and out not in recorded)
-            for reading in self.readings:
+            self.release(keep_found=lambda out: not succeeded and out not in recorded)
+
+    def _record_written(self, succeeded: bool) -> set[Path]:
+        """Record, by content, what this run wrote (`finish`); returns the outputs recorded."""
+        by_folder: dict[Path, dict[str, str | None]] = {}
+        for out in self.outputs:
+            try:
+                now = output_digest(out)
+            except OSError as e:  # unread, it is not known to be this run's: left nobody's, the safe side to err on
+                log.warning("%s; what `bbuvl %s` wrote there is not recorded as its own (a re-run will need "
+                            "--overwrite)", _said(e, out), self.command)
+                continue
+            if succeeded or now != self.before.get(out):
+                by_folder.setdefault(out.parent, {})[out.name] = now
+        recorded: set[Path] = set()
+        for folder, digests in by_folder.items():
+            if folder.is_dir():
+                try:
+                    _record(folder, digests, self.command, self.listed)
+                    recorded.update(folder / name for name in digests)
+                except OSError as e:  # a full disk: unrecorded outputs are nobody's, the safe side to err on
+                    log.warning("%s; what `bbuvl %s` wrote there is not recorded as its own (a re-run will "
+                                "need --overwrite)", _said(e, folder / LEDGER), self.command)
+        return recorded
+
+    def release(self, keep_found: Callable[[Path], bool] = lambda out: True) -> None:
+        """Let go of every lock (one whose output `keep_found(output)` says gets back a killed run's line it found)
+        and every reading, each whatever the others do (a failure is a warning naming its file), then try again to
+        remove the temporaries a failed write could not (atomic.py): what was let go may be what that lacked."""
+        for out, lock in reversed(list(zip(self.outputs, self.locks))):
+            try:
+                lock.release(restore=keep_found(out))
+            except OSError as e:  # its file is closed and the kernel's lock gone: only the line in it is wrong
+                log.warning("%s; the lock file of %s could not be put back as it was found", _said(e, lock.path), out)
+        for reading in self.readings:
+            try:
                 reading.release()
+            except OSError as e:  # a registry file left: the next writer that looks removes it as a dead reader's
+                log.warning("%s; this command's registration as a reader is left until the next writer looks",
+                            _said(e, reading.file))
+        remove_left_temporaries()
 
     def __enter__(self) -> "Claim":
         return self
@@ -441,9 +467,11 @@ class Reading:
             _PENDING.remove(self)
         if self.file is None or _READING.pop(self.file, None) is None:
             return
-        self.file.unlink(missing_ok=True)
-        self._fh.close()
-        self._unpin()
+        try:
+            self.file.unlink(missing_ok=True)
+        finally:  # its lock let go and its inodes unpinned even so: a file left is a dead reader's to the next writer
+            self._fh.close()
+            self._unpin()
 
     def _pin(self, path: Path) -> tuple[int, int] | None:
         """(device, inode) of `path`, held open for as long as this registration lives: a folder deleted meanwhile
@@ -671,10 +699,7 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
                 raise OutputConflict(f"{given}: exists and was not written by `bbuvl {command}` ({by}); refusing to "
                                      "replace it. Pass --overwrite to replace it, or choose another output")
     except BaseException:
-        for lock in reversed(claim.locks):
-            lock.release(restore=True)  # a refused claim leaves a killed run's lock file as it found it
-        for reading in claim.readings:
-            reading.release()
+        claim.release()  # a refused claim leaves a killed run's lock file as it found it
         raise
     return claim
 
@@ -813,9 +838,8 @@ def mark_set_aside(path: Path) -> None:
     held = _HELD.get(lock_path(path))
     if held is None or held[2]._marked:
         return
-    held[1].seek(0, os.SEEK_END)  # appended: the holder's line stays whole, whenever a kill lands
-    held[1].write(f"{_SET_ASIDE}\n")
-    held[1].flush()
+    # Appended: the holder's line stays whole, whenever a kill lands
+    _write_lock_line(held[1], held[2].path, f"{_SET_ASIDE}\n", at_end=True)
     held[2]._marked = True
 
 
@@ -831,7 +855,7 @@ def hold_outputs(command: str, outputs: Iterable[Path]) -> Claim:
         for out in claim.outputs:
             claim.locks.append(OutputLock(out, command).acquire())
     except BaseException:
-        claim.finish(succeeded=False)
+        claim.release()
         raise
     return claim
 
@@ -854,49 +878,64 @@ class OutputLock:
         self._marked = False  # `mark_set_aside` wrote its line
 
     def acquire(self) -> "OutputLock":
-        """Take the lock, or raise OutputConflict naming the process that holds it."""
+        """Take the lock, or raise OutputConflict naming the process that holds it (an OSError naming the lock file
+        when it cannot be written: a full disk, a read-only one); refused or failed, it leaves nothing behind."""
         held = _HELD.get(self.path)
         if held is not None:
             held[0] += 1
             return self
-        missing = [p for p in [self.path.parent, *self.path.parent.parents] if not p.exists()]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._created = missing  # deepest first
+        self._created = [p for p in [self.path.parent, *self.path.parent.parents] if not p.exists()]  # deepest first
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fh = self._open_locked()
+        except BaseException as e:
+            self._remove_created()
+            raise _naming(e, self.path)
+        try:
+            fh.seek(0)
+            # A holder that ends removes its lock file before letting go, so a file with a holder's line in it, now
+            # unheld, is a killed run's.
+            self._found = fh.read().strip()
+            _write_lock_line(fh, self.path, f"{os.getpid()} {self.command}\n")
+            # Taken first, then the folders around it checked: of two runs that start at once on a folder and a file
+            # inside it, at least one sees the other (at worst both are refused, never both let through).
+            busy = _busy_around(self.out)
+        except BaseException as e:
+            self._give_up(fh)
+            raise _naming(e, self.path)
+        if busy is not None:
+            self._give_up(fh)
+            where, pid, command = busy
+            raise OutputConflict(f"{where}: another `bbuvl {command or self.command}` (pid {pid or 'unknown'}) is "
+                                 f"writing it, and {self.out} {'holds it' if where.is_relative_to(self.out) else 'is inside it'}; "
+                                 "wait for it to finish, or choose another output")
+        _HELD[self.path] = [1, fh, self]
+        return self
+
+    def _open_locked(self) -> Any:
+        """The lock file, opened (made when missing) and flock-ed by this process; OutputConflict naming its holder."""
         while True:
-            fh = self.path.open("a+", encoding="utf-8")
+            # Read and written in place (not in append mode): a killed run's line is put back over this run's in the
+            # room the file already has, so a full disk cannot lose it.
+            # surrogateescape: bytes that are no UTF-8 are read, and put back, as they are.
+            fh = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666), "r+", encoding="utf-8",
+                           errors="surrogateescape")
             try:
                 _flock_soon(fh.fileno())
             except BlockingIOError:
                 fh.seek(0)
                 pid, command = _holder_of(fh.read())
                 fh.close()
-                self._remove_created()
                 raise OutputConflict(f"{self.out}: another `bbuvl {command or self.command}` (pid {pid or 'unknown'}) "
                                      "is writing it; wait for it to finish, or stop it and re-run") from None
+            except BaseException:
+                fh.close()
+                raise
             # The holder before us may have unlinked the file between our open and our flock: then we hold a
             # lock on a name nobody else sees, so take it again on the file that is there now.
             if self.path.exists() and os.path.samestat(os.fstat(fh.fileno()), self.path.stat()):
-                break
+                return fh
             fh.close()
-        fh.seek(0)
-        # A holder that ends removes its lock file before letting go, so a file with a holder's line in it, now
-        # unheld, is a killed run's.
-        self._found = fh.read().strip()
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()} {self.command}\n")
-        fh.flush()
-        _HELD[self.path] = [1, fh, self]
-        # Taken first, then the folders around it checked: of two runs that start at once on a folder and a file
-        # inside it, at least one sees the other (at worst both are refused, never both let through).
-        busy = _busy_around(self.out)
-        if busy is not None:
-            self.release(restore=True)  # refused: a killed run's lock file stays as it was found
-            where, pid, command = busy
-            raise OutputConflict(f"{where}: another `bbuvl {command or self.command}` (pid {pid or 'unknown'}) is "
-                                 f"writing it, and {self.out} {'holds it' if where.is_relative_to(self.out) else 'is inside it'}; "
-                                 "wait for it to finish, or choose another output")
-        return self
 
     @property
     def killed_command(self) -> str | None:
@@ -915,7 +954,8 @@ class OutputLock:
 
     def release(self, restore: bool = False) -> None:
         """Let go (the last of the re-entrant holders removes the lock file; with `restore`, one that held a killed
-        run's line gets that line back and stays, for the run that will redo its output)."""
+        run's line gets that line back and stays, for the run that will redo its output). Let go however it ends: an
+        OSError naming the lock file is raised only after."""
         held = _HELD.get(self.path)
         if held is None:
             return
@@ -923,20 +963,37 @@ class OutputLock:
         if held[0] > 0:
             return
         del _HELD[self.path]
-        if restore and held[2]._found:
-            held[1].seek(0)
-            held[1].truncate()
-            held[1].write(held[2]._found + "\n")
-            held[1].flush()
-        else:
-            self.path.unlink(missing_ok=True)  # while still locked, so no one else can be holding this inode
-        held[1].close()
-        held[2]._remove_created()
+        held[2]._let_go(held[1], restore)
+
+    def _give_up(self, fh: Any) -> None:
+        """Let go of a lock this process failed or was refused to take: a killed run's lock file stays as it was
+        found, a new one goes; what fails doing so is a warning, never raised over why it was given up."""
+        try:
+            self._let_go(fh, restore=True)
+        except OSError as e:
+            log.warning("%s; the lock file of %s could not be put back as it was found", _said(e, self.path), self.out)
+
+    def _let_go(self, fh: Any, restore: bool) -> None:
+        """Put back the killed run's line found (`restore`) or remove the lock file, then close it and remove the
+        folders it needed: closed and removed also when writing the line fails."""
+        try:
+            if restore and self._found:
+                _write_lock_line(fh, self.path, self._found + "\n")
+            else:
+                self.path.unlink(missing_ok=True)  # while still locked, so no one else can be holding this inode
+        finally:
+            try:
+                fh.close()
+            except OSError:  # what it had not written (a full disk's) is said by the write that failed
+                pass
+            self._remove_created()
 
     def _remove_created(self) -> None:
         for folder in self._created:
             try:
                 folder.rmdir()
+            except FileNotFoundError:  # a mkdir that failed part-way made none deeper than this one
+                continue
             except OSError:  # something was written there: it stays
                 break
         self._created = []
@@ -946,6 +1003,36 @@ class OutputLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _write_lock_line(fh: Any, path: Path, text: str, at_end: bool = False) -> None:
+    """Write `text` over lock file `fh`'s content (or after it, `at_end`), at once; an OSError naming `path` when it
+    cannot be written (a full disk's write names no file)."""
+    try:
+        fh.seek(0, os.SEEK_END if at_end else os.SEEK_SET)
+        fh.write(text)
+        fh.truncate()
+        fh.flush()
+    except OSError as e:
+        raise _naming(e, path) from e
+
+
+def _naming(e: BaseException, path: Path) -> BaseException:
+    """`e`, or where it is an OSError naming no file (a full disk's failed write, "No space left on device: ;"), the
+    same error naming `path`."""
+    if not isinstance(e, OSError) or e.filename is not None or not e.errno:
+        return e
+    named = OSError(e.errno, e.strerror, str(path))
+    named.__cause__ = e
+    return named
+
+
+def _said(e: OSError, path: Path | None) -> str:
+    """What OSError `e` says, naming `path` where it names no file itself (a failed write's own words name it)."""
+    if isinstance(e, WriteFailed):
+        return e.strerror
+    named = e.filename if e.filename is not None else path
+    return f"{named}: {e.strerror or e}" if named is not None else str(e.strerror or e)
 
 
 def _flock_soon(fd: int, tries: int = 5) -> None:

@@ -17,10 +17,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+from bbuvl.atomic import remove_left_temporaries
 from bbuvl.data.input_paths import file_kind, model_files_path_problem, unspellable
 from bbuvl.data.named_photos import refuse_named_photos
 from bbuvl.data.text import spell_controls
-from bbuvl.outputs import Claim, OutputConflict
+from bbuvl.outputs import LOCK_SUFFIX, Claim, OutputConflict
 from bbuvl.outputs import claim_outputs as _claim_outputs
 from bbuvl.outputs import hold_outputs as _hold_outputs
 from bbuvl.outputs import release_readings
@@ -177,8 +178,11 @@ def _claiming() -> Iterator[None]:
             fail(f"{e.filename}: cannot be made a folder: it is {kind}; choose another output")
         fail(f"{e.filename}: cannot be made a folder: a file has its name, or a folder above it is a file; "
              "choose another output")
-    except OSError as e:  # the lock beside each output is the first thing written
-        fail(f"cannot write the outputs: {e.strerror or e}: {e.filename or ''}; choose another output")
+    except OSError as e:  # the lock beside each output is the first thing written (a full disk, a read-only folder)
+        lock = str(e.filename or "").endswith(LOCK_SUFFIX)
+        fail(f"cannot write the outputs: {error_text(e)}"
+             f"{' (the lock file each output gets beside it, before anything else)' if lock else ''}; "
+             "choose another output")
 
 
 # What `file_kind` calls a path that is neither file, folder nor missing.
@@ -190,9 +194,26 @@ _CLAIMS: list[Claim] = []
 
 
 def finish_claims(succeeded: bool) -> None:
-    """Record what the command wrote and release its outputs (the CLI calls this when a command ends)."""
-    while _CLAIMS:
-        _CLAIMS.pop().finish(succeeded)
+    """Record what the command wrote and release its outputs (the CLI calls this when a command ends): every claim,
+    the last first, also when finishing one of them fails; then a temporary of a failed write that could not be removed
+    (no file descriptor left) is removed now that they are let go, or named."""
+    try:
+        _finish_each(succeeded)
+    finally:
+        for left, e in remove_left_temporaries(forget=True):
+            err_console.print(f"[yellow]warning[/]: {escape(error_text(e))}; {escape(str(left))}, a temporary of a "
+                              "write that failed, is left (the next writer of its output removes it)", soft_wrap=True)
+
+
+def _finish_each(succeeded: bool) -> None:
+    """Finish every claim, the last first, whatever finishing another raises."""
+    if not _CLAIMS:
+        return
+    claim = _CLAIMS.pop()
+    try:
+        claim.finish(succeeded)
+    finally:  # an error finishing the report's claim left the metrics' locks held and their lock files behind
+        _finish_each(succeeded)
 
 
 def start_command(ctx: typer.Context) -> None:
