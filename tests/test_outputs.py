@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 
 from tests.reliability.faults import held_elsewhere, small_tmpfs
 
+from bbuvl.atomic import write_text_atomic
 from bbuvl.infer.output import OutputError, discard_output, manifest_path
 from bbuvl.outputs import (LEDGER, OutputConflict, check_not_inputs, claim_outputs, lock_path, refuse_strangers,
                            same_path, writer_of)
@@ -317,3 +319,44 @@ def test_a_claim_on_a_full_disk_names_the_lock_file_it_could_not_write_and_leave
             assert e.value.filename == str(lock_path(outputs[-1] if outputs[0] == disk / "ds" else outputs[0]))
             assert sorted(p.name for p in disk.iterdir()) == [".ds.lock", "filler"]
             assert (disk / ".ds.lock").read_text(encoding="utf-8") == "4242 data split\n"  # put back as it was found
+
+
+def test_a_name_or_path_too_long_for_a_temporary_is_refused_naming_a_length_that_works(tmp_path):
+    # The advice counted this process's pid (it moved with the pid's digits) and named the file named after the output
+    # (eval's METRICS.coco.json), not the output typed; and only the name was checked, never the whole path.
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    advised = set()
+    for length in (limit, limit - 25):
+        out = tmp_path / ("m" * (length - 5) + ".json")
+        details = out.with_name(out.stem + ".coco.json")
+        with pytest.raises(OutputConflict, match=f"a name of {length} bytes, and writing {details.name} beside it"):
+            claim_outputs("eval", {}, [out, details], named_after={details: out})
+        advised.add(int(re.search(r"at most (\d+) bytes", str(_refusal(out, details))).group(1)))
+    (longest,) = advised
+    for length, fits in ((longest, True), (longest + 1, False)):
+        out = tmp_path / ("m" * (length - 5) + ".json")
+        details = out.with_name(out.stem + ".coco.json")
+        assert (_refusal(out, details) is None) is fits
+        if fits:
+            write_text_atomic(details, "{}")  # with a temporary of the longest pid's name beside it
+    room = os.pathconf(tmp_path, "PC_PATH_MAX") - 1
+    folder = tmp_path
+    while len(os.fsencode(str(folder / ("d" * 200)))) < room - 100:
+        folder = folder / ("d" * 200)
+    folder.mkdir(parents=True)
+    out = folder / ("p" * (room - len(os.fsencode(str(folder))) - 10))
+    advice = re.search(r"past the (\d+) a path may have here; choose a path of at most (\d+) bytes", str(_refusal(out)))
+    assert advice is not None and int(advice.group(1)) == room
+    longest = int(advice.group(2))
+    out = folder / ("p" * (longest - len(os.fsencode(str(folder))) - 1))
+    assert _refusal(out) is None and _refusal(out.with_name(out.name + "p")) is not None
+    write_text_atomic(out, "{}")
+
+
+def _refusal(out: Path, *named_after_it: Path) -> OutputConflict | None:
+    """Why claiming `out` (and files named after it) is refused, None when it is taken (and let go again)."""
+    try:
+        claim_outputs("eval", {}, [out, *named_after_it], named_after=dict.fromkeys(named_after_it, out)).finish(False)
+    except OutputConflict as e:
+        return e
+    return None

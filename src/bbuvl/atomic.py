@@ -256,9 +256,15 @@ def temporary_of(name: str) -> str | None:
     return None if match is None else f"{head}/{match.group(1)}" if head else match.group(1)
 
 
+# Digits of the longest pid: Linux's pid_max is at most 4194304.
+PID_DIGITS = 7
+
+
 def temporary_name_bytes(path: Path, file: bool = True) -> int:
-    """Bytes of the longest temporary name this process writes beside `path` (a `file`'s keeps its extension)."""
-    return (len(os.fsencode(temporary_prefix(path))) + RANDOM_CHARS + len(".tmp")
+    """Bytes of the longest temporary name a writer writes beside `path` (a `file`'s keeps its extension), its pid
+    counted at `PID_DIGITS`: counted at this process's, a name that fit was refused by a resume of a longer pid, after
+    its model had loaded, and the longest name a refusal advised changed from one run to the next."""
+    return (len(os.fsencode(f".{path.name}.")) + PID_DIGITS + 1 + RANDOM_CHARS + len(".tmp")
             + (len(os.fsencode(path.suffix)) if file else 0))
 
 

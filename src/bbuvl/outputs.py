@@ -138,22 +138,44 @@ def check_not_bookkeeping(out: Path, given: Path) -> None:
 def name_max(path: Path) -> int:
     """The longest file name, in bytes, that the file system which would hold `path` allows (its nearest existing
     folder's; 255 where it does not say)."""
+    return _pathconf(path, "PC_NAME_MAX", 255)
+
+
+def path_max(path: Path) -> int:
+    """The longest path, in bytes, a file call takes on the file system which would hold `path` (PATH_MAX less the
+    closing NUL it counts; 4095 where it does not say)."""
+    return _pathconf(path, "PC_PATH_MAX", 4096) - 1
+
+
+def _pathconf(path: Path, name: str, default: int) -> int:
+    """`os.pathconf` of the nearest existing folder holding `path`, `default` where it does not say."""
     folder = next((p for p in Path(os.path.abspath(path)).parents if p.is_dir()), Path("/"))
     try:
-        return os.pathconf(folder, "PC_NAME_MAX")
+        return os.pathconf(folder, name)
     except (OSError, ValueError):
-        return 255
+        return default
 
 
-def check_name_room(out: Path, given: Path, file: bool = True) -> None:
-    """Raise OutputConflict when the temporary name written beside output `out` (atomic.py) is longer than its file
-    system allows: a name a few bytes short of the limit was taken, and the run failed at its very end, its work lost."""
-    longest, limit = temporary_name_bytes(out, file), name_max(out)
+def check_name_room(out: Path, given: Path, file: bool = True, beside: Iterable[Path] = ()) -> None:
+    """Raise OutputConflict when a temporary name written beside output `out` (atomic.py), or beside a file named
+    after it (`beside`: eval's METRICS.coco.json beside --out's METRICS.json), is longer than its file system allows,
+    or its path longer than a path may be: a name a few bytes short of the limit was taken, and the run failed at its
+    very end, its work lost. The refusal says how long `given`, the name typed, may be for every one of them to fit."""
+    out = Path(os.path.abspath(out))  # not where a link leads: looking would fail on a name past the limit
+    written = [(out, temporary_name_bytes(out, file)), *((b, temporary_name_bytes(b)) for b in beside)]
+    widest, longest = max(written, key=lambda w: w[1])
+    what = "writing it" if widest == out else f"writing {widest.name} beside it"
+    name, limit = len(os.fsencode(out.name)), name_max(out)
     if longest > limit:
-        name = len(os.fsencode(out.name))
-        raise OutputConflict(f"{given}: a name of {name} bytes, and writing it takes a temporary name of {longest} "
-                             f"bytes beside it, past the {limit} this file system allows; choose a name of at most "
-                             f"{limit - (longest - name)} bytes")
+        raise OutputConflict(f"{given}: a name of {name} bytes, and {what} takes a temporary name of {longest} bytes, "
+                             f"past the {limit} this file system allows; choose a name of at most "
+                             f"{name - (longest - limit)} bytes")
+    whole, room = len(os.fsencode(str(out))), path_max(out)
+    if (temporary := whole - name + longest) > room:  # its folder's path, then the temporary's name
+        raise OutputConflict(f"{given}: a path of {whole} bytes from the root, and {what} takes a temporary at a path "
+                             f"of {temporary} bytes, past the {room} a path may have here; choose a path of at most "
+                             f"{room - (longest - name)} bytes from the root (a folder nearer the root, or shorter "
+                             "names)")
 
 
 def output_digest(path: Path) -> str | None:
@@ -638,7 +660,8 @@ def refuse_outputs_being_read(outputs: Mapping[str, Path | None]) -> None:
 
 def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterable[Path] = (),
                   folders: Iterable[Path] = (), overwrite: bool = False,
-                  own: Mapping[Path, Callable[[str], bool]] | None = None, listed: Iterable[Path] = ()) -> Claim:
+                  own: Mapping[Path, Callable[[str], bool]] | None = None, listed: Iterable[Path] = (),
+                  named_after: Mapping[Path, Path] | None = None) -> Claim:
     """Check and lock the outputs of one run of `bbuvl COMMAND`; raises OutputConflict (and holds nothing) when
     one is an input, is being written by another process, or is in the way and not the command's own, or when an
     input is being written by another process.
@@ -647,11 +670,19 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
     its files, and given up with --overwrite it may hold nothing but those its last run wrote (`refuse_strangers`).
     `own` maps such a folder to the names the command writes there (a pattern), which stand in where the ledger keeps
     no list; `listed` is for folders whose names no pattern tells (a model folder's vary with the model).
+    `named_after` maps a file whose name the command makes from another output's (eval's METRICS.coco.json) to that
+    output: a name too long for both is refused naming the output typed, and how long its name may be.
     Call it before any expensive work, then `finish` the claim (or use it as a context manager) when done.
     """
     files, folders = [Path(p) for p in files], [Path(p) for p in folders]
     own = {output_path(p): written for p, written in (own or {}).items()}
     listed = {output_path(p) for p in listed} | set(own)  # what it checks for strangers, by the list of what it wrote
+    # First, by the names as given: a name past the file system's limit is an OSError to anything that looks at it
+    after = {Path(made): Path(source) for made, source in (named_after or {}).items()}
+    for given in files + folders:
+        if after.get(given) not in files + folders:  # else checked with the output it is named after, as typed
+            beside = [made for made, source in after.items() if source == given]
+            check_name_room(given, given, file=given in files, beside=beside)
     check_not_inputs(inputs, files, folders)
     refuse_inputs_being_written(inputs)
     check_distinct(files + folders)
@@ -659,7 +690,6 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
     for out, given in zip(outputs, files + folders):
         check_not_special(given)
         check_not_bookkeeping(out, given)
-        check_name_room(out, given, file=given in files)
     claim = Claim(command, outputs, {}, listed=listed)
     _adopt_readings(claim)
     try:

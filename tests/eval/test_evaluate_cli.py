@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import warnings
 from pathlib import Path
@@ -230,6 +231,26 @@ def test_an_output_where_a_file_is_in_the_way_is_a_clean_error_and_the_file_is_k
         result = runner.invoke(app, args)
         assert result.exit_code == 2 and "cannot be made a folder" in result.output, result.output
         assert "Traceback" not in result.output and in_the_way.read_text(encoding="utf-8") == "mine\n"
+
+
+def test_an_out_whose_details_name_leaves_no_room_is_refused_naming_the_longest_out_that_works(eval_files, tmp_path):
+    # The refusal named METRICS.coco.json and the longest name for that file, not for --out: an --out that long was
+    # refused again, and the number moved with the pid's digits.
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    advised = set()
+    for length in (limit - 10, limit - 25):
+        out = tmp_path / ("m" * (length - len(".json")) + ".json")
+        result = runner.invoke(app, ["eval", "--pred", str(eval_files.pred), "--gt", str(eval_files.gt),
+                                     "--out", str(out)])
+        text = " ".join(result.output.split())
+        assert result.exit_code == 2 and "Traceback" not in text, result.output
+        assert f"{out}: a name of {length} bytes, and writing {out.stem}.coco.json beside it" in text, text
+        advised.add(int(re.search(r"choose a name of at most (\d+) bytes", text).group(1)))
+    (longest,) = advised
+    run_eval(eval_files, tmp_path / ("m" * (longest - len(".json")) + ".json"))
+    out = tmp_path / ("m" * (longest + 1 - len(".json")) + ".json")
+    result = runner.invoke(app, ["eval", "--pred", str(eval_files.pred), "--gt", str(eval_files.gt), "--out", str(out)])
+    assert result.exit_code == 2 and f"at most {longest} bytes" in " ".join(result.output.split()), result.output
 
 
 @pytest.mark.parametrize(("content", "says"), [

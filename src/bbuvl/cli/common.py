@@ -139,11 +139,13 @@ OVERWRITE_HELP = "Replace outputs already there that another command (or person)
 
 def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterable[Path] = (),
                   folders: Iterable[Path] = (), overwrite: bool = False,
-                  own: Mapping[Path, Callable[[str], bool]] | None = None, listed: Iterable[Path] = ()) -> None:
+                  own: Mapping[Path, Callable[[str], bool]] | None = None, listed: Iterable[Path] = (),
+                  named_after: Mapping[Path, Path] | None = None) -> None:
     """Refuse, as a clean error, outputs that are inputs, that another process is writing, or that would replace
     what `bbuvl COMMAND` did not write; hold them until the command ends (bbuvl/outputs.py). `own`: which names the
     command writes under each folder it sets aside whole, what alone --overwrite gives up there; `listed`: folders it
-    replaces whole whose own names are those its last run wrote there (a model folder's vary with the model).
+    replaces whole whose own names are those its last run wrote there (a model folder's vary with the model);
+    `named_after`: files named after another output (METRICS.coco.json after --out), whose name's room is its.
 
     What the command wrote is recorded as its own when it ends: all of it after success, after a failure only
     what it changed (`finish_claims`).
@@ -151,7 +153,7 @@ def claim_outputs(command: str, inputs: Mapping[str, Path | None], files: Iterab
     files = list(files)
     with _claiming():
         refuse_named_photos(inputs, files)  # before the ledger is read: `--overwrite` would have replaced the photo
-        _CLAIMS.append(_claim_outputs(command, inputs, files, folders, overwrite, own, listed))
+        _CLAIMS.append(_claim_outputs(command, inputs, files, folders, overwrite, own, listed, named_after))
 
 
 def hold_outputs(command: str, outputs: Iterable[Path]) -> None:

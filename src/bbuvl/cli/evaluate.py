@@ -154,7 +154,7 @@ def evaluate(
               "--frame": frame}
     in_report = [f for f in (out, details_path(out)) if report and real_path(f).is_relative_to(real_path(report))]
     claim_outputs("eval", inputs, [f for f in (out, details_path(out)) if f not in in_report] + chosen_file,
-                  overwrite=overwrite)
+                  overwrite=overwrite, named_after={details_path(out): out})
     if report and os.path.lexists(report) and not report.is_dir():  # --overwrite would not make it a folder
         from bbuvl.data.input_paths import file_kind
 

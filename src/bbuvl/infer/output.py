@@ -26,12 +26,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bbuvl.atomic import temporary_name_bytes, write_bytes_atomic, write_text_atomic
+from bbuvl.atomic import write_bytes_atomic, write_text_atomic
 from bbuvl.data.input_paths import NOTHING_THERE, file_kind
 from bbuvl.data.jsonfile import DuplicateKeyError, dumps_json, parse_json, read_json
 from bbuvl.data.schema import DatasetError
-from bbuvl.outputs import OutputConflict, name_max
+from bbuvl.outputs import OutputConflict
 from bbuvl.outputs import OutputLock as _OutputLock
+from bbuvl.outputs import check_name_room as check_output_name_room
 from bbuvl.infer.prediction_lines import prediction_line
 from bbuvl.infer.resume_key import ResumeKey, differences
 from bbuvl.paths import real_path
@@ -172,20 +173,15 @@ def prediction_root(out: str | Path) -> Path:
 
 
 def check_name_room(out: Path) -> None:
-    """OutputError when --out's name leaves no room for what predict writes beside it: its manifest, written through a
-    temporary name 27 bytes longer still (atomic.py). A name near the limit failed after the model had loaded, with
-    nothing predicted; one past it was a traceback."""
+    """OutputError when --out's name or path leaves no room for what predict writes beside it: its manifest, written
+    through a temporary name 27 bytes longer still (atomic.py). A name near the limit, or a path near PATH_MAX, failed
+    after the model had loaded, with nothing predicted; a name past it was a traceback."""
     if not out.name:  # '.', '/': a folder, named as one by `check_plain_file`
         return
-    name = len(os.fsencode(out.name))
-    # The temporary name holds the writer's pid: counted at 7 digits (Linux's largest, 4194304), so that a resume by a
-    # process of a longer pid than this one never meets the limit after loading the model.
-    longest = temporary_name_bytes(manifest_path(out)) - len(str(os.getpid())) + 7
-    limit = name_max(out)
-    if longest > limit:
-        raise OutputError(f"{out}: a name of {name} bytes, and predict writes its manifest beside it through a temporary "
-                          f"name of {longest} bytes, past the {limit} this file system allows; choose a name of at most "
-                          f"{limit - (longest - name)} bytes")
+    try:
+        check_output_name_room(out, out, beside=[manifest_path(out)])
+    except OutputConflict as e:
+        raise OutputError(str(e)) from None
 
 
 def check_plain_file(path: Path) -> None:
