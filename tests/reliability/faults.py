@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -59,6 +60,20 @@ def small_tmpfs(path: Path, kib: int) -> Iterator[Path]:
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """Files this process writes stop at `limit` bytes, as under `ulimit -f`: a write past it fails with EFBIG (Python
+    ignores SIGXFSZ). Needs no root, unlike `small_tmpfs`."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if hard != resource.RLIM_INFINITY and hard < limit:
+        pytest.skip(f"the hard file-size limit here ({hard} bytes) is below {limit}")
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
 
 def fake_lines(paths: list[str], pad: int = 0) -> list[dict]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from PIL import Image
 
-from bbuvl.atomic import atomic_path, remove_path, save_atomic, write_text_atomic
+from bbuvl.atomic import WriteFailed, atomic_path, remove_path, save_atomic, write_text_atomic
 from bbuvl.data.check import duplicate_pairs, folded_copy
 from bbuvl.data.coords import (
     ROTATING_ORIENTATIONS,
@@ -288,6 +288,11 @@ def convert_photo(pair: Pair, ctx: _Context) -> PhotoResult:
     result = PhotoResult(None)
     try:
         _convert_into(pair, ctx, file, result)
+    except WriteFailed:
+        # Writing the dataset failed (a full disk, a quota, a file-size limit), not reading the photo: every photo
+        # after it would fail alike, and the photo was listed in errors.jsonl as bad input, the run said ok and exit 0.
+        # The command stops naming the file and why; its re-run converts the photos again (docs/outputs.md).
+        raise
     except (ValueError, OSError, RecursionError) as e:  # RecursionError: JSON nested thousands deep
         result.record = None
         result.errors.append(_error(file, None, _reason(e, pair, ctx.src)))
