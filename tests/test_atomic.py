@@ -188,3 +188,25 @@ def test_text_no_utf8_file_holds_is_refused_naming_the_file_and_quoting_it(tmp_p
             fh.write(f"{gbk}/a.jpg,1\n")  # a writer's own text stream, as fewshot's tables are written
     assert (tmp_path / "m.json").read_text(encoding="utf-8") == "{}" and not (tmp_path / "rows.csv").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]  # no temporary left either
+
+
+def test_a_librarys_write_cut_short_by_the_file_size_limit_is_a_write_failed_naming_the_file(tmp_path):
+    import errno
+
+    import torch
+    from safetensors.torch import save_file
+
+    from bbuvl.atomic import WriteFailed, atomic_path
+    from tests.reliability.faults import file_size_limit
+
+    # torch says "unexpected pos 704 vs 598" and no errno: it is asked of the disk, before the temporary goes
+    # safetensors says "File too large (os error 27)": the errno is read from its words
+    writers = {"optimizer.pt": lambda tmp: torch.save({"w": torch.ones(100_000)}, tmp),
+               "model.safetensors": lambda tmp: save_file({"w": torch.ones(100_000)}, tmp)}
+    for name, write in writers.items():
+        with pytest.raises(WriteFailed) as raised, file_size_limit(200_000):
+            with atomic_path(tmp_path / name) as tmp:
+                write(tmp)
+        assert raised.value.errno == errno.EFBIG, name
+        assert raised.value.strerror == f"{tmp_path / name}: writing failed (File too large); nothing was written"
+    assert list(tmp_path.iterdir()) == []

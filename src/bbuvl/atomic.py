@@ -17,8 +17,10 @@ replaced or removed whole").
 Pictures go through `save_atomic`, which has them encoded in memory first: Pillow's C encoders write to the
 file descriptor themselves and ignore a full disk (Pillow 13: a 13,904-byte JPEG saved with 8 KiB free left an
 8,192-byte file and no error), so a picture is written here, by Python, whose writes fail loudly. Libraries that
-word a full disk their own way (safetensors' SafetensorError, torch's RuntimeError) are reported as the
-OSError(ENOSPC) naming the path that it is.
+word a failed write their own way are reported as the OSError naming the path that it is: safetensors' errno is read
+from its words ("File too large (os error 27)"), and torch's zip writer, which names none ("unexpected pos 9364096 vs
+9363984" on a full disk, a used-up quota or past `ulimit -f` alike), has it asked of the disk before what it wrote is
+removed (`failed_write_errno`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import glob
 import io
 import os
 import re
+import resource
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -78,15 +81,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         readable_as_opened(tmp)  # the writer may have made the file anew (safetensors' save_file does, 0600)
         os.replace(tmp, path)
     except BaseException as e:
+        code = failed_write_errno(e, tmp)  # before the temporary goes: the disk is as the failed write left it
         if tmp is not None:
             _discard(tmp)
         if isinstance(e, UnicodeEncodeError) and e.encoding == "utf-8":  # a writer's text stream (a .csv of paths)
             raise _not_written(path, e) from None
-        code = _write_errno(e)
         if code is None:
             raise
         kept = "the previous file is kept" if path.exists() else "nothing was written"
-        raise WriteFailed(code, f"{path}: writing failed ({_why(e)}); {kept}", _why(e)) from e
+        raise WriteFailed(code, f"{path}: writing failed ({_why(e, code)}); {kept}", _why(e, code)) from e
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
@@ -158,13 +161,13 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
         replace_folder(tmp, path)
         tmp = None
     except BaseException as e:
+        code = failed_write_errno(e, tmp)  # before the temporary goes: the disk is as the failed write left it
         if tmp is not None:
             _discard(tmp)
-        code = _write_errno(e)
         if code is None:
             raise
         kept = "the previous folder is kept" if path.exists() else "nothing was written"
-        raise WriteFailed(code, f"{path}: writing failed ({_why(e)}); {kept}", _why(e)) from e
+        raise WriteFailed(code, f"{path}: writing failed ({_why(e, code)}); {kept}", _why(e, code)) from e
 
 
 # What a folder renamed aside is there for, by the last part of its name (`.NAME.PID.XXXXXXXX.KIND`): the previous
@@ -378,12 +381,80 @@ def save_atomic(path: str | Path, save: Callable[[BinaryIO], object]) -> Path:
     return write_bytes_atomic(path, buffer.getvalue())
 
 
-def _write_errno(e: BaseException) -> int | None:
-    """The errno of a failed write: an OSError's, or ENOSPC from a library that words it its own way."""
+# The errnos of a write that found no room: a full disk, a used-up quota, a file past the size limit (`ulimit -f`, FAT32's
+# 4 GiB). Room made, the command run again goes on.
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+# Rust's std::io::Error as safetensors words it: "I/O error: File too large (os error 27)".
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+# torch's zip writer (torch.save) checks only that its bytes are where it meant them to be: a full disk, a used-up
+# quota and a file-size limit all read "[enforce fail at inline_container.cc:672] . unexpected pos 9364096 vs
+# 9363984" (torch 2.13; its C++ stream's "basic_ios::clear: iostream error" before it), or "PytorchStreamWriter failed
+# writing file data/0: file write failed", with no errno.
+_TORCH_WRITE_FAILED = re.compile(r"unexpected pos \d+ vs \d+|PytorchStreamWriter failed writing|file write failed|"
+                                 r"basic_ios::clear")
+# What a write tried again beside a failed one writes: more than a file's last block can hold. Random, so that a
+# compressing filesystem (ZFS, btrfs) cannot store it in less.
+PROBE_BYTES = 1 << 20
+
+
+def failed_write_errno(e: BaseException, where: Path | None = None) -> int | None:
+    """The errno of a failed write: an OSError's, or one a library words its own way (safetensors' "(os error 28)").
+    A library that says only that its write failed (torch's zip writer) is answered by the disk: `where`, the file or
+    folder it was writing, still as the failed write left it, is asked what a write there meets now (`errno_now`)."""
     if isinstance(e, OSError):
         return e.errno
     text = str(e)
-    return errno.ENOSPC if "No space left on device" in text or "os error 28" in text else None
+    if (said := _OS_ERROR.search(text)) is not None:
+        return int(said.group(1))
+    if "No space left on device" in text:
+        return errno.ENOSPC
+    if where is not None and _TORCH_WRITE_FAILED.search(text) is not None:
+        return errno_now(where)
+    return None
+
+
+def errno_now(where: Path) -> int | None:
+    """The errno a write into `where` (a file, or a folder of files) meets now: EFBIG when its largest file has reached
+    the most bytes a file may hold there (`file_size_limit`), else that of writing PROBE_BYTES beside it (ENOSPC,
+    EDQUOT, EROFS, EIO); None when that is written."""
+    files = [where] if where.is_file() else [p for p in where.rglob("*") if p.is_file()] if where.is_dir() else []
+    folder = where if where.is_dir() else where.parent
+    if not folder.is_dir():  # gone since: nothing there to ask
+        return None
+    limit = file_size_limit(folder)
+    if limit is not None and any(_size(f) >= limit for f in files):
+        return errno.EFBIG
+    try:
+        # An unnamed file (O_TMPFILE), gone when closed: a stop here leaves nothing behind
+        with tempfile.TemporaryFile(dir=folder) as fh:
+            fh.write(os.urandom(PROBE_BYTES))
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as probe:
+        return probe.errno
+    return None
+
+
+def file_size_limit(folder: Path) -> int | None:
+    """The most bytes one file written by this process may hold in `folder`, None for no limit: `ulimit -f`, and a
+    filesystem's own limit where it has one (FAT32: 4 GiB less a byte, which glibc gives as 32 bits)."""
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    limits = [] if soft == resource.RLIM_INFINITY else [soft]
+    try:
+        bits = os.pathconf(folder, "PC_FILESIZEBITS")
+    except (OSError, ValueError):  # a system or folder that does not say
+        bits = 64
+    if 0 < bits < 64:
+        limits.append(2**bits - 1)
+    return min(limits) if limits else None
+
+
+def _size(file: Path) -> int:
+    """The size of `file`, 0 when it is gone."""
+    try:
+        return file.stat().st_size
+    except OSError:
+        return 0
 
 
 class WriteFailed(OSError):
@@ -395,9 +466,12 @@ class WriteFailed(OSError):
         self.why = why or message
 
 
-def _why(e: BaseException) -> str:
+def _why(e: BaseException, code: int) -> str:
+    """Why a write failed, in words: `e`'s own, or `code`'s where `e` is a library's (safetensors', torch's)."""
     # A picture written inside a folder being written: the folder says why in the picture's first cause's words, not
     # "writing failed (...: writing failed (No space left on device); ...); ..." nested in it.
     if isinstance(e, WriteFailed):
         return e.why
-    return (e.strerror if isinstance(e, OSError) else None) or (str(e).splitlines() or [type(e).__name__])[0]
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return os.strerror(code)

@@ -1,6 +1,9 @@
-"""A save that torch fails on a full disk is said as one: torch reports an optimizer.pt cut short as "[enforce fail at
-inline_container.cc] unexpected pos N vs M", which `bbuvl train` printed as a traceback where it says to free space
-and resume. The full disk is a real small tmpfs, where this machine lets a test mount one."""
+"""A save that finds no room (a full disk, a used-up quota, a file past the size limit) is said as such, naming the
+checkpoint and how to go on: torch reports an optimizer.pt cut short only as "[enforce fail at inline_container.cc]
+unexpected pos N vs M", safetensors as "File too large (os error 27)", and `bbuvl train` printed either as a traceback.
+The half checkpoint is removed only once the disk has been asked why the save failed: removed first, it freed the room
+the question was about. The full disk is a real small tmpfs, where this machine lets a test mount one; the size limit
+is `ulimit -f`, for any user."""
 
 from __future__ import annotations
 
@@ -9,8 +12,13 @@ import subprocess
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
-from bbuvl.train.trainer import DISK_FULL_BYTES, disk_full_named
+from bbuvl.atomic import WriteFailed
+from bbuvl.cli import app
+from bbuvl.train.trainer import no_room_named
+from tests.reliability.faults import file_size_limit, small_tmpfs
+from tests.train.test_cli_train_endings import common
 
 
 @pytest.fixture
@@ -32,16 +40,53 @@ def full_disk(tmp_path):
 def test_a_torch_save_cut_short_on_a_full_disk_is_named_as_a_full_disk(full_disk):
     run = full_disk / "run"
     (run / "checkpoint-2").mkdir(parents=True)
-    with pytest.raises(OSError) as raised:
-        with disk_full_named(run):
+    with pytest.raises(WriteFailed) as raised:
+        with no_room_named(run / "checkpoint-2"):
             torch.save({"state": torch.zeros(2**18)}, run / "checkpoint-2" / "optimizer.pt")
     assert raised.value.errno == errno.ENOSPC
-    assert f"No space left on device (0 bytes free) while saving into {run}: " in str(raised.value)
+    assert str(raised.value.strerror) == f"{run / 'checkpoint-2'}: saving failed (No space left on device)"
     assert isinstance(raised.value.__cause__, RuntimeError)
+
+
+def test_a_torch_save_cut_short_by_the_file_size_limit_is_named_as_such(tmp_path):
+    with pytest.raises(WriteFailed) as raised:
+        with file_size_limit(100_000), no_room_named(tmp_path):
+            torch.save({"state": torch.zeros(2**18)}, tmp_path / "optimizer.pt")
+    assert raised.value.errno == errno.EFBIG and "saving failed (File too large)" in str(raised.value)
 
 
 def test_another_runtime_error_goes_on_as_it_is(tmp_path):
     with pytest.raises(RuntimeError, match="^not a disk$"):
-        with disk_full_named(tmp_path):
+        with no_room_named(tmp_path):
             raise RuntimeError("not a disk")
-    assert DISK_FULL_BYTES < 2**24  # "full" is a last megabyte, not a disk merely filling up
+
+
+def train(tiny_model_dir, small_dataset, out, *more: str) -> tuple[int, str]:
+    """`bbuvl train` of two steps saving a checkpoint at each (about 29 MB, 19 MB of it optimizer.pt)."""
+    r = CliRunner().invoke(app, ["train", *common(tiny_model_dir, small_dataset, out), "training.max_steps=2",
+                                 "training.save_steps=1", *more])
+    return r.exit_code, " ".join(r.output.split())
+
+
+def test_a_checkpoint_past_the_file_size_limit_is_one_line_saying_how_to_go_on(tiny_model_dir, small_dataset, tmp_path):
+    out = tmp_path / "run"
+    with file_size_limit(10 * 2**20):  # the weights fit, optimizer.pt does not
+        code, said = train(tiny_model_dir, small_dataset, out)
+    assert code == 2 and f"error: {out / 'checkpoint-1'}: saving failed (File too large); lift the file-size limit " \
+                          "(ulimit -f)" in said, said
+    assert "run the same command again with --overwrite: no checkpoint was saved whole" in said, said
+    assert "Traceback" not in said and not (out / "checkpoint-1").exists()
+    code, said = train(tiny_model_dir, small_dataset, out, "--overwrite")
+    assert code == 0 and (out / "final").is_dir(), said
+
+
+def test_a_checkpoint_the_disk_has_no_room_for_is_one_line_and_the_run_resumes(tiny_model_dir, small_dataset, tmp_path):
+    with small_tmpfs(tmp_path / "disk", kib=44 * 1024) as disk:  # room for checkpoint-1, not for checkpoint-2 beside it
+        out = disk / "run"
+        code, said = train(tiny_model_dir, small_dataset, out)
+        assert code == 2 and f"error: {out / 'checkpoint-2'}: saving failed (No space left on device); free space on " \
+                              f"that disk, then re-run with --resume: it continues from {out / 'checkpoint-1'}" in said, said
+        assert "Traceback" not in said and not (out / "checkpoint-2").exists() and (out / "checkpoint-1").is_dir()
+        subprocess.run(["mount", "-o", "remount,size=128m", str(disk)], check=True)  # space freed
+        code, said = train(tiny_model_dir, small_dataset, out, "--resume")
+        assert code == 0 and (out / "final").is_dir(), said

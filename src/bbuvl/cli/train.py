@@ -14,7 +14,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bbuvl.cli.common import console, fail, hold_outputs, user_errors
+from bbuvl.atomic import NO_ROOM, WriteFailed, failed_write_errno
+from bbuvl.cli.common import console, error_text, fail, hold_outputs, user_errors
 from bbuvl.outputs import refuse_inputs_being_written, refuse_outputs_being_read, register_reading
 from bbuvl.cli.config import OVERRIDES_HELP, report_valid
 from bbuvl.config import BudgetError, ConfigError, ConfigOrigin, dump_config, load_located_config
@@ -90,7 +91,7 @@ def train(
             fail("--overwrite replaces the run that --resume would continue: pass one of them")
         from bbuvl.rl.trainer import train_grpo
 
-        with user_errors(ValueError, OSError, TrainingDiverged), disk_full_is_resumable(Path(cfg.training.output_dir)):
+        with user_errors(ValueError, OSError, TrainingDiverged), no_room_is_resumable(Path(cfg.training.output_dir)):
             result = train_grpo(cfg, resume=str(resume_from) if resume_from else resume, overwrite=overwrite,
                                 accept_code=accept_reward_code)
         if not _main_process():
@@ -112,7 +113,7 @@ def train(
         return
     if overwrite and (resume or resume_from):
         fail("--overwrite replaces the run that --resume would continue: pass one of them")
-    with user_errors(ValueError, OSError, TrainingDiverged), disk_full_is_resumable(Path(cfg.training.output_dir)), \
+    with user_errors(ValueError, OSError, TrainingDiverged), no_room_is_resumable(Path(cfg.training.output_dir)), \
             budgets_located(origin):
         result = run_train(cfg, resume=str(resume_from) if resume_from else resume, overwrite=overwrite,
                            announce=print_fault_counts)
@@ -222,14 +223,37 @@ def budgets_located(origin: ConfigOrigin) -> Iterator[None]:
         fail(origin.describe(e.problems))
 
 
+# What makes room for the save, by the errno of the write that found none (bbuvl/atomic.py, NO_ROOM).
+MAKE_ROOM = {errno.ENOSPC: "free space on that disk", errno.EDQUOT: "free space within your disk quota (or have it raised)",
+             errno.EFBIG: "lift the file-size limit (ulimit -f), or write the run where files may be larger (FAT32 stops "
+                          "at 4 GiB)"}
+
+
 @contextmanager
-def disk_full_is_resumable(output_dir: Path) -> Iterator[None]:
-    """A full disk while saving (torch reports it as a RuntimeError) becomes one line saying how to go on."""
+def no_room_is_resumable(output_dir: Path) -> Iterator[None]:
+    """A save that found no room (a full disk, a used-up quota, a file past the size limit) becomes one line naming the
+    file and why, and saying how to go on: make room, then --resume."""
     try:
         yield
-    except (OSError, RuntimeError) as e:
-        text = str(e)
-        if getattr(e, "errno", None) != errno.ENOSPC and "No space left" not in text and "write failed" not in text:
+    except Exception as e:
+        code = failed_write_errno(e)
+        if code is None or code not in NO_ROOM:
             raise
-        fail(f"{output_dir}: the disk is full (saving failed: {text.splitlines()[0] if text else type(e).__name__}); "
-             "free space and re-run with --resume: it continues from the newest complete checkpoint")
+        if isinstance(e, WriteFailed):  # names its file and why (train/trainer.py, `save_failed`)
+            said = str(e.strerror)
+        elif isinstance(e, OSError) and e.filename:
+            said = error_text(e)
+        else:
+            said = f"{output_dir}: saving failed ({os.strerror(code)})"
+        fail(f"{said}; {MAKE_ROOM[code]}, then {_how_to_go_on(output_dir)}")
+
+
+def _how_to_go_on(output_dir: Path) -> str:
+    """How the run that stopped goes on: resumed from its newest whole checkpoint, or started over where it saved none
+    whole (--resume refuses then)."""
+    from bbuvl.train.run_dir import checkpoint_incomplete, numbered_checkpoints
+
+    newest = next((p for p in reversed(numbered_checkpoints(output_dir)) if checkpoint_incomplete(p) is None), None)
+    if newest is None:
+        return "run the same command again with --overwrite: no checkpoint was saved whole, so the run starts over"
+    return f"re-run with --resume: it continues from {newest}"

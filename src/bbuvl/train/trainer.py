@@ -8,12 +8,10 @@ and checkpoints that carry everything inference needs.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import math
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,7 +24,7 @@ from transformers import Trainer, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from bbuvl.atomic import remove_path, write_text_atomic
+from bbuvl.atomic import NO_ROOM, WriteFailed, failed_write_errno, remove_path, write_text_atomic
 from bbuvl.config import Config
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.faults import Faults
@@ -480,9 +478,14 @@ class BBUTrainer(Trainer):
             health.gather()
         try:
             super()._save_checkpoint(model, trial)
-        except BaseException:
+        except BaseException as e:
+            # Asked before the half checkpoint goes: torch names no cause, and the disk is asked what a write meets
+            # there, which the room freed by the removal would have answered wrongly (a traceback, not the full disk)
+            failed = save_failed(e, folder) if isinstance(e, Exception) else None
             if ours:
                 remove_path(folder, ignore_errors=True)
+            if failed is not None and failed is not e:
+                raise failed from e
             raise
 
     def _run_epoch(self, *args: Any, **kwargs: Any) -> None:  # noqa: D102
@@ -775,7 +778,7 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
     else:
         trainer.on_resumed = start_records  # once its weights, optimizer and schedule are loaded (BBUTrainer)
     try:
-        with disk_full_named(out):
+        with no_room_named(out):
             trainer.train(resume_from_checkpoint=ckpt)
     except TrainingDiverged:
         # HF ends no run a callback stops by raising: the losses that led there and the alarms naming the groups gone
@@ -796,7 +799,7 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
         # removed as such (rmtree failed on them once the whole run had trained, naming no path), never what it names
         remove_path(staging)
     try:
-        with disk_full_named(out):
+        with no_room_named(staging, final):
             trainer.save_model(str(staging))
     except BaseException:
         if trainer.args.should_save:  # a stopped or failed save: its half final/ goes with it, the previous one stays
@@ -808,27 +811,34 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
     return trainer
 
 
-# Below this much space left, a save that failed without saying why failed for want of space.
-DISK_FULL_BYTES = 1 << 20
-
-
 @contextmanager
-def disk_full_named(output_dir: Path) -> Iterator[None]:
-    """A save that torch failed on a full disk raises OSError ENOSPC naming `output_dir`: torch says only "[enforce fail
-    at inline_container.cc] unexpected pos 8513920 vs 8513812" for an optimizer.pt cut short, a traceback where the
-    command says how to go on (free space, then --resume)."""
+def no_room_named(where: Path, name: Path | None = None) -> Iterator[None]:
+    """A save into `where` (`name` to the user: final/ for its staging folder) that found no room raises the
+    WriteFailed naming it and why (`save_failed`): torch says only "[enforce fail at inline_container.cc] unexpected pos
+    8513920 vs 8513812" for an optimizer.pt cut short, a traceback where the command says how to go on (make room, then
+    --resume)."""
     try:
         yield
-    except RuntimeError as e:
-        try:
-            free = shutil.disk_usage(output_dir).free
-        except OSError:
-            raise e from None
-        if free >= DISK_FULL_BYTES:
+    except Exception as e:
+        failed = save_failed(e, where, name)
+        if failed is None or failed is e:
             raise
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise OSError(errno.ENOSPC, f"No space left on device ({free} bytes free) while saving into {output_dir}: "
-                                    f"{first}") from e
+        raise failed from e
+
+
+def save_failed(e: Exception, where: Path, name: Path | None = None) -> WriteFailed | None:
+    """`e`, raised by a save into `where` (a checkpoint folder, or the run folder; `name` to the user), as a WriteFailed
+    naming the file when `e` does, else the folder, and why, when it is a write that found no room (a full disk, a
+    used-up quota, a file past the size limit: NO_ROOM); None for any other error. Asked while what the save wrote is
+    still there (bbuvl/atomic.py, `failed_write_errno`)."""
+    if isinstance(e, WriteFailed):
+        return e  # a write of ours (bbuvl/atomic.py) names its file already
+    code = failed_write_errno(e, where)
+    if code is None or code not in NO_ROOM:
+        return None
+    # Not the file written last: safetensors removes the file it could not finish, and the one before it was named
+    what = e.filename if isinstance(e, OSError) and e.filename else name or where
+    return WriteFailed(code, f"{what}: saving failed ({os.strerror(code)})", os.strerror(code))
 
 
 def check_steps_left(cfg: Config, checkpoint: str | Path) -> None:
