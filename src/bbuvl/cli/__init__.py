@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from bbuvl.cli.common import record_claimed_outputs, start_command
+from bbuvl.cli.common import CommandGroup, record_claimed_outputs, start_command
 from bbuvl.cli.choose_tiles import choose_tiles
 from bbuvl.cli.config import app as config_app
 from bbuvl.cli.data import app as data_app
@@ -56,6 +56,7 @@ app = typer.Typer(
     # path options are expanded for every command in one place (cli/common.py).
     callback=main,
     result_callback=record_claimed_outputs,
+    cls=CommandGroup,  # a failed write no command caught is one error line
 )
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")

@@ -16,8 +16,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
+from typer.core import TyperGroup
 
-from bbuvl.atomic import remove_left_temporaries
+from bbuvl.atomic import WriteFailed, remove_left_temporaries
 from bbuvl.data.input_paths import file_kind, model_files_path_problem, unspellable
 from bbuvl.data.named_photos import refuse_named_photos
 from bbuvl.data.text import spell_controls
@@ -240,10 +241,26 @@ def record_claimed_outputs(*_: object, **__: object) -> None:
     finish_claims(succeeded=True)
 
 
+class CommandGroup(TyperGroup):
+    """A click group of `bbuvl` commands in which a write of an output that failed and that no command caught (a
+    WriteFailed, bbuvl/atomic.py: it names the file and why) ends the command as one error line, exit 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command chosen; its uncaught failed write as `fail` says it."""
+        # A full disk met by the last write, after minutes of work (doctor's plot once the model had run), was a
+        # traceback ending in WriteFailed where every other write of every command was one line: the class is caught
+        # here once, not at each write.
+        try:
+            return super().invoke(ctx)
+        except WriteFailed as e:
+            fail(error_text(e))
+
+
 def command_group(**kwargs: Any) -> typer.Typer:
     """A group of `bbuvl` commands: what its commands claim ends with them and their path options are expanded,
-    also when the group runs on its own (as tests run it), not only under `bbuvl`."""
-    return typer.Typer(callback=start_command, result_callback=record_claimed_outputs, **kwargs)
+    also when the group runs on its own (as tests run it), not only under `bbuvl`; a failed write no command caught
+    is one error line (`CommandGroup`)."""
+    return typer.Typer(callback=start_command, result_callback=record_claimed_outputs, cls=CommandGroup, **kwargs)
 
 
 def parse_size(text: str) -> tuple[int, int]:
