@@ -295,7 +295,8 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
         start, written, cut = time.perf_counter(), 0, 0
         failed: list[str] = []  # "name: error" of each photo this run could not predict
         unanswered = 0  # of them, photos the model gave no answer for (an answer nothing could be read from is one)
-        # Unbuffered: each chunk reaches the file in one call, so a failed write leaves nothing behind to flush later.
+        # Unbuffered: a failed write leaves nothing in a buffer to be written at close. What it wrote before failing
+        # stays in the file, a line cut short among it, which the re-run drops and predicts again (`repair_output`).
         with part.open("ab", buffering=0) as fh:
             for chunk in batched(todo, job.batch_size):
                 paths = [job.path_of(name) for name in chunk]
@@ -303,14 +304,17 @@ def run_predictions(job: PredictJob, predict: Callable[[list[str]], list[dict]],
                 for line, name in zip(lines, chunk):
                     line["image"] = name
                 data = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode("utf-8")
+                landed = 0  # bytes of the chunk in the file: a write can land in part before one fails
                 try:
-                    while data:
-                        data = data[fh.write(data):]
+                    while landed < len(data):
+                        landed += fh.write(data[landed:])
                     os.fsync(fh.fileno())
                 except OSError as e:
-                    raise OSError(e.errno, f"{part}: writing predictions failed ({e.strerror or e}); the "
-                                  f"{len(done) + written} images written before are kept: fix the cause and re-run "
-                                  "the same command to resume") from e
+                    # Counted by whole lines, not chunks: 2 lines and a third cut short had landed where it said 0
+                    kept = len(done) + written + data.count(b"\n", 0, landed)
+                    raise OSError(e.errno, f"{part}: writing predictions failed ({e.strerror or e}); the {kept} images "
+                                  "written whole before are kept (a line cut short after them is dropped): fix the "
+                                  "cause and re-run the same command to resume") from e
                 failed += [(f"{job.lines[name]}: image {name}" if name in job.lines else name)
                            + f": {str(line['error']).removeprefix(f'{path}: ')}"
                            for name, path, line in zip(chunk, paths, lines) if line.get("error") is not None]
