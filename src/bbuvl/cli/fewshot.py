@@ -81,12 +81,14 @@ def _check_cache(folder: Optional[Path], off: bool, inputs: Mapping[str, Path | 
 
 
 def _cache(folder: Optional[Path], off: bool) -> EmbeddingCache | None:
+    """The embedding cache (None with --no-cache); a write its disk refuses is one warning line, when it happens, and
+    the command goes on without it."""
     from bbuvl.fewshot.cache import EmbeddingCache, default_cache_dir
 
     if off:
         return None
     with user_errors():
-        return EmbeddingCache(folder or default_cache_dir())
+        return EmbeddingCache(folder or default_cache_dir(), warn=lambda why: print_first([why], out=err_console))
 
 
 def _mode(mode: str) -> str:
