@@ -6,8 +6,9 @@ where photos of several folders share a stem: `site1/IMG_0001` and `site2/IMG_00
 A photo goes through: parse the JSON (data/vendor.py), decode the image upright (data/images.py),
 decide which grid the annotator drew on (coords.resolve_vendor_frame), map every box to the stored
 image, map and validate every label, then store the image as `images/<stem>.jpg`. Whatever cannot be
-used becomes one line of `errors.jsonl`; nothing stops the other photos. Photos are converted in
-worker processes and gathered in input order, so the output does not depend on the worker count.
+used becomes one line of `errors.jsonl`; nothing stops the other photos, but a photo that cannot be written (a full
+disk) stops the command, being no fault of the input. Photos are converted in worker processes and gathered in input
+order, so the output does not depend on the worker count.
 """
 
 from __future__ import annotations
