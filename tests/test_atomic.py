@@ -4,6 +4,7 @@ never half there under its name."""
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import signal
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from bbuvl.atomic import (atomic_folder, remove_dead_removals, remove_dead_writers_temporaries, remove_whole,
-                          write_text_atomic)
+from bbuvl.atomic import (WriteFailed, atomic_folder, atomic_path, remove_dead_removals, remove_dead_writers_temporaries,
+                          remove_whole, write_text_atomic)
+from tests.reliability.faults import file_size_limit
 
 
 def _fill_and_die(folder: str) -> None:
@@ -191,13 +193,8 @@ def test_text_no_utf8_file_holds_is_refused_naming_the_file_and_quoting_it(tmp_p
 
 
 def test_a_librarys_write_cut_short_by_the_file_size_limit_is_a_write_failed_naming_the_file(tmp_path):
-    import errno
-
-    import torch
+    import torch  # here: the other tests of this file need no torch
     from safetensors.torch import save_file
-
-    from bbuvl.atomic import WriteFailed, atomic_path
-    from tests.reliability.faults import file_size_limit
 
     # torch says "unexpected pos 704 vs 598" and no errno: it is asked of the disk, before the temporary goes
     # safetensors says "File too large (os error 27)": the errno is read from its words
