@@ -1,10 +1,18 @@
 """`--workers` of `bbuvl data convert|check|synth`: never more processes or threads than the cores this process may use.
-A larger number is clamped with a one-line note (the output does not depend on it), run through the real CLI."""
+A larger number is clamped with a one-line note (the output does not depend on it), run through the real CLI. A pool's
+workers leave Ctrl-C to the command, which stops them without running what was still queued."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from bbuvl.data.workers import worker_limit
 from tests.data.test_hostile_inputs import photo, run, vendor_text
@@ -67,3 +75,63 @@ def test_a_worker_killed_is_one_error_saying_what_to_do():
     with pytest.raises(ChildProcessError, match="a process converting photos ended abruptly, killed .*; use fewer"):
         with worker_deaths("converting photos", "use fewer"), process_pool(1) as pool:
             list(pool.map(_killed, [1]))
+
+
+# A command's pool, stopped by Ctrl-C to the whole process group (a terminal's), pressed twice: the parent stops and
+# cleans up while its pool still stands, as data synth's does.
+CTRL_C_TWICE = """
+import signal, sys, time
+from concurrent.futures import wait
+from bbuvl.data.workers import process_pool
+
+def busy():
+    print("busy", flush=True)
+    time.sleep(1.5)
+
+try:
+    with process_pool(2) as pool:
+        tasks = [pool.submit(busy) for _ in range(2)]
+        try:
+            wait(tasks)
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            time.sleep(1)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_twice_to_a_pools_process_group_prints_no_worker_traceback():
+    child = subprocess.Popen([sys.executable, "-c", CTRL_C_TWICE], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
+    try:
+        assert [child.stdout.readline() for _ in range(2)] == ["busy\n"] * 2, child.communicate()
+        os.killpg(child.pid, signal.SIGINT)
+        time.sleep(0.3)  # the workers have stopped what they did (before: by a KeyboardInterrupt) and wait for more
+        os.killpg(child.pid, signal.SIGINT)
+        _, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    # before: "Process ForkProcess-1: Traceback ... KeyboardInterrupt", 20-40 lines, from each worker
+    assert child.returncode == 130 and err == "", err
+
+
+def _note_and_wait(folder: Path) -> None:
+    """A photo's worth of work: leaves its mark in `folder`."""
+    (folder / f"{time.monotonic_ns()}").touch()
+    time.sleep(0.05)
+
+
+def test_leaving_a_pool_by_an_exception_drops_the_work_not_yet_begun(tmp_path: Path):
+    # A stop (Ctrl-C or SIGTERM to the command alone) or an error in the command: its pool's exit waited for every
+    # queued photo, 13 s of a 19 s data convert
+    from bbuvl.data.workers import process_pool
+
+    with pytest.raises(KeyboardInterrupt), process_pool(1) as pool:
+        for _ in range(40):
+            pool.submit(_note_and_wait, tmp_path)
+        raise KeyboardInterrupt
+    assert len(list(tmp_path.iterdir())) < 10  # what the worker had begun or been handed
