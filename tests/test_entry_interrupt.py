@@ -1,8 +1,12 @@
 """Ctrl-C while `bbuvl` is still importing (seconds: torch, transformers) ends with one line and exit 130, not a
-traceback through the imports."""
+traceback through the imports; Ctrl-C to a command's whole process group ends it with its one line, not its forked
+workers' tracebacks."""
 
+import os
+import signal
 import subprocess
 import sys
+import time
 
 # A Ctrl-C that arrives while the CLI imports typer, made deterministic: the import itself raises it, as the signal
 # handler would at that moment.
@@ -51,3 +55,43 @@ def test_python_dash_m_bbuvl_runs_the_console_script():
                                                                 "sys.argv[0] = 'bbuvl'; main()"]))
     assert as_module.returncode == 0, as_module.stderr
     assert as_module.stdout == as_script.stdout and as_module.stdout.startswith("bbuvl ")
+
+
+# A command with a forked worker (a process pool's, a DataLoader's) that inherits bbuvl's Ctrl-C handler; the command
+# waits for it, then cleans up while it still runs.
+FORKED = """
+import multiprocessing, time
+from bbuvl.entry import run_as_command
+
+def work():
+    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(1.5,))
+    child.start()
+    print("working", flush=True)
+    try:
+        child.join()
+    except KeyboardInterrupt:  # as the CLI (typer) turns it
+        raise SystemExit(130)
+    finally:
+        child.join()
+
+run_as_command(work, lambda: "what it had begun is removed")
+"""
+
+
+def test_ctrl_c_to_the_process_group_ends_a_command_with_only_its_line_not_its_workers_tracebacks():
+    child = subprocess.Popen([sys.executable, "-c", FORKED], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
+    try:
+        assert child.stdout.readline() == "working\n", child.communicate()
+        for _ in range(2):  # pressed twice, as a terminal sends it: to every process of the group
+            os.killpg(child.pid, signal.SIGINT)
+            time.sleep(0.3)
+        _, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    assert child.returncode == 130, err
+    # before: "Process ForkProcess-1: Traceback ... in _interrupt ... KeyboardInterrupt" from the worker, first
+    assert err == "bbuvl: interrupted (Ctrl-C): the command stopped; what it had begun is removed\n", err

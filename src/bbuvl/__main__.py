@@ -1,5 +1,6 @@
 """`python -m bbuvl ...`: the `bbuvl` console script itself (bbuvl/entry.py, pyproject.toml's [project.scripts]),
-its one-line endings on Ctrl-C and SIGTERM included. `python -m bbuvl.cli` is the CLI without them, for launchers."""
+its one-line endings on Ctrl-C, SIGTERM and SIGHUP included. `python -m bbuvl.cli` is the CLI without them, for
+launchers."""
 
 from bbuvl.entry import main
 

@@ -1,8 +1,10 @@
-"""The `bbuvl` console script: the CLI, where Ctrl-C (also during start-up: its imports take seconds) and SIGTERM end
-any command with one line and the shell's status for the signal, 130 or 143."""
+"""The `bbuvl` console script: the CLI, where Ctrl-C (also during start-up: its imports take seconds), SIGTERM and
+SIGHUP (a closed terminal or ssh session) end any command with one line and the shell's status for the signal, 130,
+143 or 129."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -10,37 +12,52 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
-# What a stopped command says, once its outputs are released: the claims (bbuvl/outputs.py) keep what it wrote whole
-# and remove what it began in a folder that was not there, as after any failure.
-STOPPED = ("bbuvl: {what}: the command stopped; what it finished is kept, what it left half-done is removed; "
-           "run it again to go on (train: --resume)")
+# What a stopped command says, once its outputs are released (bbuvl/outputs.py), followed by the command's own account
+# of what stays and how to go on (cli/stops.py): commands differ there, predict resumes where most start over.
+STOPPED = "bbuvl: {what}: the command stopped"
+
+# The signals that end a command as SIGTERM does, each with what its line calls it. SIGHUP is what a closed terminal
+# window or ssh session sends: at its default it killed the command where it stood, a half dataset and the lock files
+# left behind (docs/resume.md). Windows has no SIGHUP.
+ENDINGS = {signal.SIGTERM: "terminated (SIGTERM)",
+           **({signal.SIGHUP: "hangup (SIGHUP)"} if hasattr(signal, "SIGHUP") else {})}
 
 
 class Terminated(BaseException):
-    """SIGTERM, raised where the main thread is, so that the command ends as it does on Ctrl-C: every `finally` runs
-    and its outputs are released. Not an Exception: an `except Exception` retry loop must not swallow it."""
+    """SIGTERM or SIGHUP (`signum`), raised where the main thread is, so that the command ends as it does on Ctrl-C:
+    every `finally` runs and its outputs are released. Not an Exception: an `except Exception` retry loop must not
+    swallow it."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
     if os.getpid() != _MAIN_PID[0]:
         # A forked worker (data synth --workers, a DataLoader's) inherits this handler; its parent ends it, and it
         # dies by the signal as before rather than printing a traceback of its own.
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
         return
     _stopping()
-    raise Terminated
+    raise Terminated(signum)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    _INTERRUPTED[0] = os.getpid() == _MAIN_PID[0]
-    if _INTERRUPTED[0]:
-        _stopping()
+    if os.getpid() != _MAIN_PID[0]:
+        # A forked worker inherits this handler too, and a terminal's Ctrl-C reaches the whole process group. Raised
+        # there, a second Ctrl-C found the worker waiting for its next photo and multiprocessing printed its traceback
+        # before our line. The command ends its workers itself (data/workers.py; torch its DataLoader's), so they leave
+        # Ctrl-C to it.
+        return
+    _INTERRUPTED[0] = True
+    _stopping()
     signal.default_int_handler(signum, frame)
 
 
 def _stopping() -> None:
-    """From here on a repeated SIGTERM or Ctrl-C, and a child's exit, leave the cleanup under way alone."""
+    """From here on a repeated SIGTERM, SIGHUP or Ctrl-C, and a child's exit, leave the cleanup under way alone."""
     # The command stops once: a second Ctrl-C or SIGTERM (pressed twice, a supervisor asking again) raised again inside
     # the first's cleanup and cut it short, leaving a data synth folder of 300 photos without train.jsonl behind the
     # line saying it was removed. SIGKILL, or Ctrl-\, still ends a cleanup at once.
@@ -48,10 +65,31 @@ def _stopping() -> None:
     # signal; torch's SIGCHLD handler here reported each as "DataLoader worker is killed by signal" wherever the cleanup
     # stood: a traceback after our line, or instead of it with status 1 (15 of 20 runs). The command shuts its workers
     # down itself, so it stops watching them.
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+    for sig in (*ENDINGS, signal.SIGINT, signal.SIGCHLD):
         if callable(signal.getsignal(sig)):
             signal.signal(sig, _already_stopping)
     threading.excepthook = _quiet_broken_pool(threading.excepthook)
+    _hung_up_terminal_to_null()
+
+
+def _hung_up_terminal_to_null() -> None:
+    """stdout and stderr to the null device where they are a terminal that hung up (its window or ssh session
+    closed)."""
+    # Every write to a hung-up terminal fails (EIO): the cleanup's own output, a progress bar closing, raised in place
+    # of the stop and the command ended with status 1, where SIGHUP's 129 was due. Only a hung-up terminal answers EIO
+    # here; a live one, a file or a pipe keeps the stop's line.
+    try:
+        import termios
+    except ImportError:  # Windows: no such terminals, and no SIGHUP
+        return
+    for fd in (1, 2):
+        try:
+            termios.tcgetattr(fd)
+        except termios.error as e:
+            if e.args[0] == errno.EIO:
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, fd)
+                os.close(null)
 
 
 def _quiet_broken_pool(hook: Callable[[threading.ExceptHookArgs], object]
@@ -78,41 +116,45 @@ _MAIN_PID = [0]
 _INTERRUPTED = [False]
 
 
-def _say(what: str) -> None:
+def _say(what: str, keeps: str) -> None:
     try:
-        print(STOPPED.format(what=what), file=sys.stderr, flush=True)
+        print(STOPPED.format(what=what) + (f"; {keeps}" if keeps else ""), file=sys.stderr, flush=True)
     except (OSError, ValueError):  # stderr closed, or a pipe whose reader is gone: the status still tells
         pass
 
 
 def main() -> None:
     """Run the CLI; an interrupt while it is still importing exits 130 with one line, not the imports' traceback,
-    and Ctrl-C or SIGTERM during a command exits 130 or 143 with one line once the command has cleaned up."""
+    and Ctrl-C, SIGTERM or SIGHUP during a command exits 130, 143 or 129 with one line once the command has cleaned
+    up, saying what the command keeps (cli/stops.py)."""
     try:
         from bbuvl.cli import app, bars_off_in_logs
+        from bbuvl.cli.stops import stop_keeps
     except KeyboardInterrupt:
         print("interrupted before the command started; nothing was written", file=sys.stderr)
         raise SystemExit(130) from None
     bars_off_in_logs()
-    run_as_command(app)
+    run_as_command(app, lambda: stop_keeps(sys.argv[1:]))
 
 
-def run_as_command(command: Callable[[], object]) -> None:
-    """Run `command` as `bbuvl` runs its CLI: SIGTERM or Ctrl-C ends it, once its `finally` blocks have run, with one
-    line on stderr and the shell's status for the signal, 143 or 130."""
+def run_as_command(command: Callable[[], object], keeps: Callable[[], str] = lambda: "") -> None:
+    """Run `command` as `bbuvl` runs its CLI: SIGTERM, SIGHUP or Ctrl-C ends it, once its `finally` blocks have run,
+    with one line on stderr (ending in `keeps()`, when it says something) and the shell's status for the signal, 143,
+    129 or 130."""
     _MAIN_PID[0] = os.getpid()
     # A signal the caller ignores (nohup, a shell's background job) stays ignored.
-    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _terminate)
+    for signum in ENDINGS:
+        if signal.getsignal(signum) == signal.SIG_DFL:
+            signal.signal(signum, _terminate)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _interrupt)
     try:
         command()
-    except Terminated:
-        _say("terminated (SIGTERM)")
-        raise SystemExit(143) from None
+    except Terminated as e:
+        _say(ENDINGS[e.signum], keeps())
+        raise SystemExit(128 + e.signum) from None
     except SystemExit as e:
         # typer turns Ctrl-C into exit 130 without a word; `serve` catches its own signals and says what it did.
         if e.code == 130 and _INTERRUPTED[0]:
-            _say("interrupted (Ctrl-C)")
+            _say("interrupted (Ctrl-C)", keeps())
         raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -86,6 +87,12 @@ def serve(engine, keys):
         yield start
 
 
+def _hangup_heard() -> None:
+    """SIGHUP at its default, as a server started from a terminal has it, also when the tests run under nohup."""
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 @contextmanager
 def cli_server(args: list[str], log: Path) -> Iterator[tuple[Client, subprocess.Popen]]:
     """`bbuvl serve ARGS --port 0` as its own process (the real command line); yields a client once it listens and
@@ -95,7 +102,7 @@ def cli_server(args: list[str], log: Path) -> Iterator[tuple[Client, subprocess.
            "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)}
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "bbuvl.cli", "serve", *args, "--port", "0"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2])
+                                stderr=subprocess.STDOUT, cwd=Path(__file__).parents[2], preexec_fn=_hangup_heard)
     try:
         port = None
         deadline = time.monotonic() + 90

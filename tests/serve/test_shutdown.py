@@ -1,4 +1,5 @@
-"""SIGTERM during a burst: the server stops accepting, answers every request it holds, and exits 0."""
+"""SIGTERM (or SIGHUP: a closed terminal) during a burst: the server stops accepting, answers every request it holds,
+and exits 0."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import signal
 import socket
 import threading
 import time
+
+import pytest
 
 from tests.serve.client import read_to_close
 from tests.serve.conftest import cli_server
@@ -25,7 +28,10 @@ def _burst(client, photos, n: int) -> tuple[list, list[threading.Thread]]:
     return replies, threads
 
 
-def test_sigterm_answers_every_accepted_request_then_exits_0(trained_checkpoint, photos, tmp_path):
+# SIGHUP: a closed terminal or ssh session, which killed the server with every request in flight cut off
+@pytest.mark.parametrize("stop", ["SIGTERM", pytest.param("SIGHUP", marks=pytest.mark.skipif(
+    not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this OS"))])
+def test_sigterm_or_sighup_answers_every_accepted_request_then_exits_0(trained_checkpoint, photos, tmp_path, stop):
     log = tmp_path / "serve.log"
     # A long gathering window holds the burst inside the server when SIGTERM comes.
     args = ["-c", str(trained_checkpoint), "--mode", "head", "--device", "cpu", "--max-batch", "16", "--max-wait-ms", "1500"]
@@ -35,13 +41,14 @@ def test_sigterm_answers_every_accepted_request_then_exits_0(trained_checkpoint,
 
         replies, threads = _burst(client, photos, 6)
         time.sleep(0.6)  # every request is in, waiting for its batch
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(getattr(signal, stop))
         time.sleep(0.3)
         with socket.socket() as s:  # no longer accepting
             assert s.connect_ex(("127.0.0.1", port)) != 0
         for t in threads:
             t.join(60)
         assert proc.wait(60) == 0, log.read_text()
+    assert f"drained and stopped on {stop}" in log.read_text()
     assert [r.status for r in replies] == [200] * len(replies)
     assert all(r.json()["objects"] for r in replies)
     assert max(r.json()["timing_ms"]["batch_size"] for r in replies) > 1

@@ -122,8 +122,8 @@ def serve(
 ) -> None:
     """Serve a checkpoint over HTTP: POST /v1/detect, /v1/chat/completions, /healthz, /readyz, /metrics, and a page at /.
 
-    SIGTERM stops accepting requests, answers those already in, and exits 0; a second Ctrl-C answers them 503 and
-    exits 130. docs/serving.md.
+    SIGTERM (or SIGHUP: a closed terminal) stops accepting requests, answers those already in, and exits 0; a second
+    Ctrl-C answers them 503 and exits 130. docs/serving.md.
     """
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     require_serve_extra()

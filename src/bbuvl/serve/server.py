@@ -1,6 +1,7 @@
-"""Running an app under uvicorn with graceful shutdown: SIGTERM stops accepting, drains, and the process exits 0.
+"""Running an app under uvicorn with graceful shutdown: SIGTERM (or SIGHUP) stops accepting, drains, and the process
+exits 0.
 
-uvicorn closes its listening socket on SIGTERM or SIGINT, lets every open request finish (up to
+uvicorn closes its listening socket on SIGTERM or SIGINT (and here on SIGHUP), lets every open request finish (up to
 `drain_s`), then runs the app's lifespan shutdown, which stops the batcher once its queue is empty. It
 then re-raises the signal it caught; a no-op handler installed here turns that into a normal return, so
 a drained server exits 0 rather than dying by the signal.
@@ -441,11 +442,12 @@ class _Server(uvicorn.Server):
 
 
 def serve_app(app: Any, sock: socket.socket, drain_s: float = 60.0, log_level: str = "info") -> bool:
-    """Serve `app` on a bound socket until SIGTERM/SIGINT, then drain open requests and return; False when a second
-    SIGINT forced the stop before the drain ended (the requests still in flight were answered 503)."""
+    """Serve `app` on a bound socket until SIGTERM, SIGHUP or SIGINT, then drain open requests and return; False when a
+    second SIGINT forced the stop before the drain ended (the requests still in flight were answered 503)."""
     server = _Server(config(app, drain_s, log_level))
     caught: list[int] = []
     previous = {sig: signal.signal(sig, lambda s, f: caught.append(s)) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous.update(_drain_on_hangup(server, caught))
     try:
         server.run(sockets=[sock])
     finally:
@@ -459,3 +461,19 @@ def serve_app(app: Any, sock: socket.socket, drain_s: float = 60.0, log_level: s
     if caught:
         log.info("drained and stopped on %s", signal.Signals(caught[-1]).name)
     return True
+
+
+def _drain_on_hangup(server: uvicorn.Server, caught: list[int]) -> dict[int, Any]:
+    """SIGHUP (a closed terminal or ssh session) stops `server` as SIGTERM does, by a drain, noted in `caught`; returns
+    the handler it replaced, by signal: none where SIGHUP is ignored (nohup) or the OS has no SIGHUP."""
+    # uvicorn listens for SIGTERM and SIGINT only: at its default, SIGHUP killed the server with every request in flight
+    # cut off and nothing logged (docs/serving.md, "Shutdown").
+    hangup = getattr(signal, "SIGHUP", None)
+    if hangup is None or signal.getsignal(hangup) == signal.SIG_IGN:
+        return {}
+
+    def stop(signum: int, frame: Any) -> None:
+        caught.append(signum)
+        server.should_exit = True  # what uvicorn's own handler sets for SIGTERM; a second one changes nothing
+
+    return {hangup: signal.signal(hangup, stop)}
