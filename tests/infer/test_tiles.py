@@ -205,6 +205,20 @@ def test_auto_grid_cuts_no_tiles_of_a_photo_of_the_training_photos_own_size(size
     assert auto_grid(size, contract, trained) == (1, 1)
 
 
+@pytest.mark.parametrize("size", [(320, 240), (300, 200), (448, 336), (333, 444), (4032, 3024)])
+def test_auto_grid_cuts_no_tiles_of_the_training_photos_own_size_at_the_scale_read_back(tmp_path, size):
+    # training_scale.json rounds the scale to 4 decimals: 320x240 close-ups, shown at 1.0052985 in their 308x252
+    # frame, are written 1.0053, and a photo of their own size was cut 2x2 (3x3 strided, 10x one pass).
+    from bbuvl.data.scale import TrainingScale
+    from bbuvl.data.schema import ImageRecord
+
+    contract = CoordinateContract(min_pixels=12544, max_pixels=150528, max_vision_tokens=192)  # configs/demo.yaml's
+    TrainingScale.of([ImageRecord(images=["p.jpg"], width=size[0], height=size[1], objects=[])], contract).save(tmp_path)
+    read_back = TrainingScale.load(tmp_path).median
+    assert auto_grid(size, contract, read_back) == (1, 1)
+    assert auto_grid((size[0] * 2, size[1] * 2), contract, read_back) == (2, 2)
+
+
 def test_tiles_a_stride_apart_keep_the_grids_size_and_show_each_part_whole_twice():
     contract = CoordinateContract(min_pixels=3136, max_pixels=448 * 336)
     size = (1792, 1344)

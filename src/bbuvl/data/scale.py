@@ -23,13 +23,23 @@ from bbuvl.data.schema import ImageRecord
 SCALE_FILE = "training_scale.json"
 # The scale `tiles: auto` uses instead, once `bbuvl choose-tiles` chose one on validation photos (infer/tile_scale.py).
 TILE_SCALE_FILE = "tile_scale.json"
+# Decimals the scales in both files are written with. A scale read back is off the one measured by up to half a unit
+# of the last: the median of 320x240 close-ups in a 308x252 frame, 1.0052985, is written 1.0053, which a photo of the
+# training photos' own size falls short of. Whoever compares a scale read back allows SCALE_SLACK, one whole unit.
+SCALE_DECIMALS = 4
+SCALE_SLACK = 10.0 ** -SCALE_DECIMALS
+
+
+def frame_scale(size: tuple[int, int], contract: CoordinateContract) -> float:
+    """Frame pixels per stored pixel of a photo of `size` shown whole in the contract's frame, the mean over both
+    sides (the frame keeps the aspect only up to its rounding to whole patches)."""
+    frame_w, frame_h = contract.model_size(size)
+    return math.sqrt(frame_w * frame_h / (size[0] * size[1]))
 
 
 def photo_scale(record: ImageRecord, contract: CoordinateContract) -> float:
     """Frame pixels per pixel of the original photo, for one stored photo resized to the contract's frame."""
-    frame_w, frame_h = contract.model_size(record.size)
-    shown = math.sqrt(frame_w * frame_h / (record.width * record.height))  # the frame keeps the aspect up to rounding
-    return shown * (record.magnified or 1.0)
+    return frame_scale(record.size, contract) * (record.magnified or 1.0)
 
 
 PART_QUANTILE = 0.9  # of a category's training box sides: what `part_sides` keeps
@@ -99,8 +109,10 @@ class TrainingScale:
             return {c: round(_quantile(sorted((side, 1.0) for side in v), PART_QUANTILE), 2)
                     for c, v in sorted(sides.items()) if v}
 
-        return cls(round(_quantile(weighted, 0.5), 4), round(_quantile(weighted, 0.1), 4),
-                   round(_quantile(weighted, 0.9), 4), photos, per_category(parts), per_category(longest))
+        def rounded(q: float) -> float:
+            return round(_quantile(weighted, q), SCALE_DECIMALS)
+
+        return cls(rounded(0.5), rounded(0.1), rounded(0.9), photos, per_category(parts), per_category(longest))
 
     def save(self, directory: str | Path) -> Path:
         """Write `training_scale.json` into a checkpoint folder."""

@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 
 from bbuvl.atomic import name_or_temporary, write_text_atomic
 from bbuvl.data.labels import label_at_level
+from bbuvl.data.scale import SCALE_DECIMALS
 from bbuvl.data.schema import read_records, resolve_image
 from bbuvl.eval.metrics import evaluate_predictions
 from bbuvl.eval.predictions import read_predictions
@@ -254,7 +255,7 @@ def choose_tile_scale(predictor: Predictor, gt: str | Path, out: str | Path, tra
     try:
         predictor.tile_refine = ()
         for factor in sorted(set(factors), key=lambda f: (abs(f - 1.0), f)):
-            scale = round(own * factor, 4)
+            scale = round(own * factor, SCALE_DECIMALS)  # as training_scale.json writes a scale
             plan = auto_plan(predictor, scale)
             grids = [grid_shape(plan.tiles(r.size, predictor.contract)) for r in records]
             key = tuple(grids)

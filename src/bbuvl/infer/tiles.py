@@ -28,6 +28,7 @@ from bbuvl.data.coords import MAX_ASPECT, CoordinateContract
 from bbuvl.data.images import stored_region
 from bbuvl.data.labels import label_at_level
 from bbuvl.data.regions import MAX_GRID, Region, Size, grid_regions, strided_regions, tile_side_overlap
+from bbuvl.data.scale import SCALE_SLACK, frame_scale
 from bbuvl.data.text import label_key, spelling_of
 from bbuvl.infer.tile_refine import refine_thin
 
@@ -61,13 +62,14 @@ def auto_grid(size: Size, contract: CoordinateContract, scale: float) -> tuple[i
     `scale` is what the checkpoint trained at (frame side / stored side, 1.0 for photos never shrunk). A photo
     the frame already shows at that scale or finer needs one tile.
     """
-    fw, fh = contract.model_size(size)
     # The scale a checkpoint trained at is the frame's mean over both sides (data/scale.py:photo_scale), and a tile is
     # shown at the mean too (zoomed_size: the frame's pixels in the tile's aspect); one side alone is off by the
     # frame's rounding to whole patches, so a photo of the training photos' own size was cut 1x2, and one of twice
     # their sides 2x3 (Qwen2.5-VL at the shapes demo's frame, 252x168 for 640x480).
-    shown = math.sqrt(fw * fh / (size[0] * size[1]))
-    n = max(1, min(MAX_GRID, math.ceil(scale / shown - 1e-6)))
+    shown = frame_scale(size, contract)
+    # `scale` is mostly read back from a file that rounds it (data/scale.py, SCALE_DECIMALS): up to half a unit of its
+    # last decimal above the scale measured, which cut the training photos' own size 2x2 at 10 times one pass's cost.
+    n = max(1, min(MAX_GRID, math.ceil((scale - SCALE_SLACK) / shown)))
     return n, n
 
 
@@ -441,7 +443,7 @@ def part_zoom(found: Sequence[TiledDetection], part_sides: Sequence[tuple[str, f
     whole pass found none of the trained categories.
     """
     trained = dict(part_sides)
-    frame = math.sqrt(contract.model_size(size)[0] * contract.model_size(size)[1] / (size[0] * size[1]))
+    frame = frame_scale(size, contract)
     ratios: dict[str, list[float]] = {}
     for d in found:
         category = label_at_level(d.label, 1)
