@@ -122,6 +122,9 @@ def test_choosing_needs_the_checkpoint_that_made_the_predictions(files, tmp_path
     output = run(gt, pred, tmp_path / "m.json", "--choose-thresholds", ok=False)
     assert "--choose-thresholds writes into the checkpoint" in output
     assert not (ckpt / THRESHOLDS_FILE).exists()
+    # A file with no manifest may be an older bbu-vl's predict's, from before manifests: it is not called a stranger's.
+    with pytest.raises(ValueError, match="no manifest beside it names one .*a bbu-vl older than manifests"):
+        verdict_setup(pred, need_checkpoint=True)
 
 
 def test_thresholds_out_of_order_on_the_command_line_are_refused(files, tmp_path):

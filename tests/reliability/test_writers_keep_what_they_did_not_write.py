@@ -32,7 +32,7 @@ def test_a_ground_truth_file_given_as_out_is_refused_and_left_byte_for_byte(tmp_
     gt = tmp_path / "val.jsonl"
     gt.write_bytes(b'{"image": "a.jpg", "width": 4, "height": 4, "objects": []}\n{"image": "b.jpg", "objects": []}')  # no final newline
     before = gt.read_bytes()
-    with pytest.raises(OutputError, match="not written by `bbuvl predict`"):
+    with pytest.raises(OutputError, match="no manifest beside it .*: written by another tool"):
         run_predictions(job(gt), fake_lines)
     assert gt.read_bytes() == before and not manifest_path(gt).exists()
 
@@ -43,7 +43,7 @@ def test_the_cli_refuses_a_foreign_out_before_loading_any_model(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
     r = CliRunner().invoke(app, ["predict", "-c", str(tmp_path / "no-such-ckpt"), "-i", str(photos), "-o", str(gt), "--mode", "head"])
-    assert r.exit_code == 2 and "not written by `bbuvl predict`" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 2 and "written by another tool" in r.output and "Traceback" not in r.output
     assert gt.read_text(encoding="utf-8") == '{"student": {"image": "a.jpg"}}\n'
 
 

@@ -15,7 +15,7 @@ from bbuvl.data.schema import read_records
 from bbuvl.eval.faults import CannotChoose, FaultMetrics, choose_thresholds
 from bbuvl.eval.metrics import Evaluation, evaluate_predictions
 from bbuvl.eval.predictions import predictions_manifest, read_predictions
-from bbuvl.infer.output import Manifest, manifest_path
+from bbuvl.infer.output import NO_MANIFEST, Manifest, manifest_path
 from bbuvl.infer.resume_key import UNSOUND_RECORD
 from bbuvl.infer.verdict import (ChosenThresholds, FramedThresholds, VerdictThresholds, checkpoint_verdict, default_thresholds,
                                  fault_difference, lone_threshold_problem)
@@ -54,7 +54,8 @@ def verdict_setup(pred: str | Path, hierarchy: str | Path | None = None, review:
     checkpoint = (manifest.checkpoint if manifest is not None and manifest.checkpoint
                   and Path(manifest.checkpoint).is_dir() else None)
     if need_checkpoint and checkpoint is None:
-        why = "it names none (not written by `bbuvl predict`)" if manifest is None else f"{manifest.checkpoint} is not there"
+        why = (f"no manifest beside it names one ({NO_MANIFEST})" if manifest is None
+               else f"{manifest.checkpoint} is not there")
         raise ValueError(f"{pred}: --choose-thresholds writes into the checkpoint that made these predictions, but {why}")
     if need_checkpoint and not (Path(checkpoint) / CONFIG_FILE).is_file():
         # A base model or an export: a file written into it changes a folder bbuvl did not write (an export's recorded

@@ -39,6 +39,9 @@ from bbuvl.paths import real_path
 
 MANIFEST_SUFFIX = ".predict.json"
 TOOL = "bbuvl predict"
+# Who writes a predictions file with no manifest beside it: predict has written one since manifests came in, and the
+# bbu-vl before them wrote the same lines without one, so such a file may well be predict's own.
+NO_MANIFEST = "written by another tool or by a bbu-vl older than manifests"
 
 
 class OutputError(ValueError):
@@ -97,7 +100,7 @@ def check_output(out: Path, manifest: Manifest) -> bool:
 
 def check_ours(out: Path) -> Manifest | None:
     """The manifest of predictions `out` holds (None when it holds none: missing or empty); OutputError when `out` is
-    a folder, or holds lines `bbuvl predict` did not write. Cheap: nothing but the manifest is read."""
+    a folder, or holds lines with no manifest beside them. Cheap: nothing but the manifest is read."""
     check_plain_file(out)
     if not has_lines(out):
         check_manifest_name(out)
@@ -105,8 +108,9 @@ def check_ours(out: Path) -> Manifest | None:
     mpath = manifest_path(out)
     check_plain_file(mpath)
     if not mpath.exists():
-        raise OutputError(f"{out}: exists and was not written by `{TOOL}` (no {mpath.name} beside it); "
-                          "refusing to append to it. Choose another --out, or pass --overwrite to start it over")
+        raise OutputError(f"{out}: exists with no manifest beside it ({mpath.name}): {NO_MANIFEST}, so what decided "
+                          "its lines is not known; refusing to append to it. Choose another --out, or pass --overwrite "
+                          "to start it over")
     return _read_manifest(mpath)
 
 
@@ -154,7 +158,7 @@ def write_manifest(out: Path, manifest: Manifest) -> None:
 
 
 def read_manifest(out: Path) -> Manifest | None:
-    """The manifest beside a predictions file, None when there is none (a file predict did not write)."""
+    """The manifest beside a predictions file, None when there is none (another tool's file, or an older bbu-vl's)."""
     mpath = manifest_path(Path(out))
     return _read_manifest(mpath) if mpath.exists() else None
 
