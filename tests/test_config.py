@@ -776,3 +776,19 @@ def test_config_check_notes_the_settings_this_machine_cannot_run_without_refusin
         assert "training on this machine would refuse it: training.deepspeed is set but the deepspeed package" in said
     plain = CliRunner().invoke(app, ["config", "check", str(ROOT / "configs" / "base.yaml"), "model.lora.bits=4"])
     assert "QLoRA" not in plain.output  # bits load nothing quantised without LoRA: the run loads in full precision
+
+
+def test_a_dumped_config_holds_every_key_so_the_keys_a_checkpoints_lacks_are_the_ones_added_since(tmp_path):
+    from bbuvl.config import absent_keys, holds_key
+
+    path = tmp_path / "bbuvl.yaml"
+    path.write_text(dump_config(Config()), encoding="utf-8")
+    assert absent_keys(load_config(path)) == []  # what every checkpoint's bbuvl.yaml is read as
+    written = yaml.safe_load(path.read_text(encoding="utf-8"))
+    del written["model"]["vision_positions"], written["detection"]["encoder_layers"], written["grpo"]
+    path.write_text(yaml.safe_dump(written), encoding="utf-8")
+    older = load_config(path)
+    assert absent_keys(older) == ["model.vision_positions", "detection.encoder_layers", "grpo"]
+    assert older.model.vision_positions  # filled with today's default, which that bbu-vl never built
+    assert not holds_key(older, "model.vision_positions") and holds_key(older, "detection.enabled")
+    assert not holds_key(older, "grpo.group_size")

@@ -1203,6 +1203,31 @@ def read_run_config(directory: str | Path) -> Config:
     return load_config(Path(directory) / CONFIG_FILE)
 
 
+def absent_keys(cfg: BaseModel, prefix: str = "") -> list[str]:
+    """The dotted keys a config read from YAML did not hold, each filled with this version's default (a section absent
+    whole is one key). A checkpoint's bbuvl.yaml holds every key (`dump_config`), so those it lacks are the keys added
+    since the bbu-vl that wrote it: what that version built without them is not what their defaults build now."""
+    absent = []
+    for name in type(cfg).model_fields:
+        value = getattr(cfg, name)
+        if name not in cfg.model_fields_set:
+            absent.append(prefix + name)
+        elif isinstance(value, BaseModel):
+            absent += absent_keys(value, f"{prefix}{name}.")
+    return absent
+
+
+def holds_key(cfg: Config, key: str) -> bool:
+    """Whether the YAML `cfg` was read from holds the dotted `key` (not filled with a default: `absent_keys`)."""
+    section, name = key.rsplit(".", 1) if "." in key else ("", key)
+    node: BaseModel = cfg
+    for part in section.split(".") if section else []:
+        if part not in node.model_fields_set:
+            return False
+        node = getattr(node, part)
+    return name in node.model_fields_set
+
+
 def not_a_checkpoint(path: Path) -> str | None:
     """What `path` is when it holds no model at all (a run's folder, a dataset folder), else None."""
     if any((path / name).exists() for name in ("config.json", "adapter_config.json", CONFIG_FILE)):

@@ -1,13 +1,16 @@
 """A model folder is read once into a `ModelFolder`, and `load_model` loads either kind of folder from it."""
 
 import json
+import logging
 import re
+import shutil
 
 import pytest
+from safetensors.torch import load_file, save_file
 
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.model.checkpoint import CheckpointError, Prompt, load_model, read_model_folder
-from tests.model_folders import remove_file
+from tests.model_folders import as_an_older_bbuvl_wrote_it, remove_file
 
 
 def test_a_checkpoint_is_read_with_its_own_config_contract_and_prompt(trained_checkpoint):
@@ -173,3 +176,34 @@ def test_a_trained_checkpoints_files_are_readable_as_its_config_is(trained_check
     modes = {p.name: p.stat().st_mode & 0o777 for p in Path(trained_checkpoint).iterdir() if p.is_file()}
     assert any(name.endswith(".safetensors") for name in modes)
     assert {name: oct(m) for name, m in modes.items() if m & wanted != wanted} == {}
+
+
+def test_an_older_bbuvls_checkpoint_answers_in_generate_mode_and_its_head_is_refused_as_an_older_layout(
+        trained_checkpoint, small_dataset, tmp_path, caplog):
+    from bbuvl.infer.predictor import Predictor
+
+    old = tmp_path / "old"
+    shutil.copytree(trained_checkpoint, old)
+    as_an_older_bbuvl_wrote_it(old)  # whole, as the oldest bbu-vl of this history saved it
+    with caplog.at_level(logging.WARNING, logger="bbuvl"):
+        predictor = Predictor.load(old, device="cpu")  # was refused: "bbuvl.yaml and the file come from different runs"
+    said = [r.getMessage() for r in caplog.records if "older bbu-vl" in r.getMessage()]
+    assert len(said) == 1 and "detection.encoder_layers" in said[0] and said[0].endswith("generate mode only"), said
+    assert predictor.model.detection_head is None
+    with pytest.raises(ValueError) as refused:
+        predictor.check_mode("head")
+    why = str(refused.value)
+    assert f"{old / 'detection_head.safetensors'}: written by an older bbu-vl" in why
+    assert "detection.encoder_layers" in why and "different runs" not in why and "re-copy" not in why
+    photo = next((small_dataset / "images").glob("val_*"))
+    [result] = predictor.predict([photo], "generate")
+    assert result.error is None and result.raw is not None
+
+
+def test_a_head_of_another_run_beside_a_whole_bbuvl_yaml_is_still_named_so(trained_checkpoint, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(trained_checkpoint, other)
+    head = load_file(other / "detection_head.safetensors")  # the encoder gone, but bbuvl.yaml builds one: not older
+    save_file({k: v for k, v in head.items() if not k.startswith("encoder.")}, other / "detection_head.safetensors")
+    with pytest.raises(CheckpointError, match="come from different runs"):
+        load_model(other, device="cpu")

@@ -10,7 +10,11 @@ from typer.testing import CliRunner
 
 from bbuvl.cli import app
 from bbuvl.config import dump_config
-from bbuvl.train.run_dir import RunDirError, check_output_dir, check_run_inputs, clear_previous_run
+from bbuvl.model.checkpoint import CheckpointError
+from bbuvl.train.run_dir import RunDirError, check_output_dir, check_run_inputs, checkpoint_incomplete, clear_previous_run
+from bbuvl.train.run_record import CHECKPOINT_RECORD, RUN_RECORD
+from tests.callbacks import StopAt
+from tests.model_folders import as_an_older_bbuvl_wrote_it
 
 
 def prepare_output_dir(out, resume: bool, overwrite: bool) -> None:
@@ -210,3 +214,42 @@ def test_a_runs_own_final_and_tb_still_go_with_overwrite(tmp_path):
     (out / "tb" / "events.out.tfevents.1.host").write_bytes(b"")
     prepare_output_dir(out, resume=False, overwrite=True)
     assert list(out.iterdir()) == []
+
+
+def before_vision_positions(checkpoint: Path) -> None:
+    """A checkpoint as a bbu-vl with today's head but no vision positions wrote it: no key, no file."""
+    import yaml
+
+    config = yaml.safe_load((checkpoint / "bbuvl.yaml").read_text(encoding="utf-8"))
+    del config["model"]["vision_positions"]
+    (checkpoint / "bbuvl.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    (checkpoint / "vision_positions.safetensors").unlink()
+
+
+@pytest.mark.parametrize("older, file, cause", [
+    pytest.param(as_an_older_bbuvl_wrote_it, "detection_head.safetensors",
+                 "written by an older bbu-vl, whose detection head had another layout", id="the oldest"),
+    pytest.param(before_vision_positions, "vision_positions.safetensors",
+                 "missing: an older bbu-vl wrote this checkpoint without it (its bbuvl.yaml has no model.vision_positions",
+                 id="before vision positions")])
+def test_a_whole_checkpoint_of_an_older_bbuvl_is_refused_as_such_and_no_removal_is_advised(run_config, tmp_path, older,
+                                                                                           file, cause):
+    from bbuvl.train.trainer import train
+
+    cfg = run_config("training.max_steps=4", "training.save_steps=2")
+    train(cfg, progress=False, callbacks=[StopAt(2)])
+    run = tmp_path / "run"
+    checkpoint = run / "checkpoint-2"
+    older(checkpoint)
+    for record in (run / RUN_RECORD, checkpoint / CHECKPOINT_RECORD):  # that bbu-vl kept no run record
+        record.unlink()
+    # Whole: its bbuvl.yaml has no model.vision_positions, so no positions file is owed. It was called a save killed
+    # half-way, and --overwrite advised, which would have removed the run.
+    assert checkpoint_incomplete(checkpoint) is None
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    with pytest.raises(CheckpointError) as refused:
+        train(cfg, resume=True, progress=False)
+    said = str(refused.value)
+    assert said.startswith(f"{checkpoint / file}: {cause}") and "this version cannot resume it" in said
+    assert f"model.path={checkpoint}" in said and "--overwrite" not in said and "killed" not in said
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before  # nothing written, nothing cut back

@@ -54,7 +54,7 @@ def cross_attention(predictor: Predictor, image: str | Path | Image.Image, top_k
     model = predictor.model
     head = model.detection_head
     if head is None:
-        raise ValueError("this checkpoint has no detection head (detection.enabled was false): no queries to show")
+        raise ValueError(f"{model.no_head()}: no queries to show")
     layers = head.decoder.layers
     if not -len(layers) <= layer < len(layers):
         raise ValueError(f"--layer {layer}: the head's decoder has {len(layers)} layers")

@@ -62,7 +62,7 @@ def feature_stats(model: Any, batches: list[dict[str, Any]], max_samples: int = 
     """Run the model on `batches` (no gradients, eval mode) and summarise every probed layer of its head."""
     head = model.detection_head
     if head is None:
-        raise ValueError("this checkpoint has no detection head (detection.enabled was false): nothing to probe")
+        raise ValueError(f"{model.no_head()}: nothing to probe")
     collected: dict[str, list[torch.Tensor]] = {}
     hooks = []
     for name, module, activation in probed_layers(head):

@@ -276,6 +276,8 @@ def check_head(predictor: Predictor, image: Image.Image) -> list[Check]:
     """The head exists when the config enables it, shares the LLM's embeddings, reads image features, predicts finite boxes."""
     model, cfg = predictor.model, predictor.cfg
     head = model.detection_head
+    if head is None and model.head_left_out is not None:  # an older bbu-vl's head: generate mode only
+        return [Check("detection head", "fail", model.head_left_out)]
     if head is None:
         status: Status = "fail" if cfg.detection.enabled else "ok"
         return [Check("detection head", status, "no head, but detection.enabled is true" if cfg.detection.enabled

@@ -495,6 +495,9 @@ class Predictor:
         if spec is None:
             raise ValueError(f"mode must be one of {', '.join(PREDICT_MODES)}, got '{mode}'")
         if spec.needs_head and self.model.detection_head is None:
+            if self.model.head_left_out is not None:  # an older bbu-vl's head (model/checkpoint.py: load_model)
+                raise ValueError(f"mode '{mode}' needs the checkpoint's detection head: {self.model.head_left_out}; "
+                                 "mode 'generate' reads none")
             raise ValueError(f"mode '{mode}' needs a checkpoint with a detection head; this one has none "
                              "(detection.enabled was false): use mode 'generate'")
         if spec.needs_labels and not self.prompt.labels:

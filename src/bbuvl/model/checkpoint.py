@@ -36,7 +36,7 @@ from safetensors.torch import load_file, save_file
 
 from bbuvl.atomic import (atomic_folder, atomic_path, readable_as_opened, remove_dead_writers_temporaries, remove_path,
                           replace_folder, set_aside_by_dead_writers, write_text_atomic)
-from bbuvl.config import CONFIG_FILE, Config, dump_config, not_a_checkpoint, read_run_config
+from bbuvl.config import CONFIG_FILE, Config, absent_keys, dump_config, not_a_checkpoint, read_run_config
 from bbuvl.data.coords import CONTRACT_FILE, EXPORT_FRAME_FILE, CoordinateContract, export_frame
 from bbuvl.data.families import family_of
 from bbuvl.data.jsonfile import read_json
@@ -57,6 +57,17 @@ PROMPT_FILE = "prompt.json"
 
 class CheckpointError(ValueError):
     """A checkpoint folder that is incomplete or damaged (a save killed half-way, a truncated copy)."""
+
+
+class OlderCheckpointError(CheckpointError):
+    """A module file of a whole checkpoint that an older bbu-vl wrote, in a layout this version no longer builds:
+    `cause` says so, naming the file and the keys its bbuvl.yaml lacks, `advice` what to do; `module` is the file's
+    name."""
+
+    def __init__(self, module: str, cause: str,
+                 advice: str = "not loadable by this version: retrain, or use the bbu-vl that wrote it"):
+        super().__init__(f"{cause}; {advice}")
+        self.module, self.cause = module, cause
 
 
 @dataclass
@@ -242,6 +253,12 @@ def load_weights_into(model: Any, directory: str | Path) -> None:
     from bbuvl.model.vlm import core_model
 
     directory = Path(directory)
+    try:
+        modules = read_extra_modules(model, directory)  # before the weights: one this version cannot resume, said first
+    except OlderCheckpointError as e:
+        raise OlderCheckpointError(e.module, e.cause, "this version cannot resume it: start a new run from its weights "
+                                   f"(model.path={directory}, in a training.output_dir of its own), or resume it with "
+                                   "the bbu-vl that wrote it") from None
     if is_peft(model.vlm):
         from peft import set_peft_model_state_dict
 
@@ -265,23 +282,68 @@ def load_weights_into(model: Any, directory: str | Path) -> None:
                                   f"({' '.join(str(e).split())[:300]}): its config.json is not the run's own; "
                                   "resume from a checkpoint of this run, or restore its config.json") from None
         del saved
-    load_extra_modules(model, directory)
+    _load_modules(model, modules)
 
 
-def load_extra_modules(model: Any, directory: str | Path) -> None:
-    """Load the detection head and vision positions a built `BBUVLModel` has from a checkpoint folder."""
-    device = next(model.vlm.parameters()).device
+MODULE_NAMES = {HEAD_FILE: "detection head", POSITIONS_FILE: "vision positions", READOUT_FILE: "coordinate read-out"}
+
+
+def older_keys(directory: Path, module: str, key: str) -> list[str]:
+    """The keys building the module saved as `module` that the checkpoint's bbuvl.yaml lacks (`absent_keys`): an older
+    bbu-vl wrote it, whose module was built without them. `key`: the key that turns the module on."""
+    try:
+        absent = absent_keys(read_run_config(directory))
+    except (ValueError, OSError):
+        return []  # a damaged config is named by whatever reads it
+    prefix = "detection." if module == HEAD_FILE else key
+    return [k for k in absent if k == prefix or k.startswith(prefix) or prefix.startswith(k + ".")]
+
+
+def _older(file: Path, key: str, missing: bool) -> OlderCheckpointError | None:
+    """The error for a module file that does not fit (or is `missing`) because an older bbu-vl wrote the checkpoint,
+    else None: the file and its bbuvl.yaml are then of different runs."""
+    absent = older_keys(file.parent, file.name, key)
+    if not absent:
+        return None
+    keys = ", ".join(absent[:4]) + (f" and {len(absent) - 4} more" if len(absent) > 4 else "")
+    name = MODULE_NAMES[file.name]
+    cause = (f"{file}: missing: an older bbu-vl wrote this checkpoint without it (its {CONFIG_FILE} has no {keys}, "
+             f"keys added since), and this config builds the {name}" if missing else
+             f"{file}: written by an older bbu-vl, whose {name} had another layout than this version builds (its "
+             f"{CONFIG_FILE} has no {keys}, keys added since)")
+    return OlderCheckpointError(file.name, cause)
+
+
+def read_extra_modules(model: Any, directory: str | Path) -> list[tuple[Any, dict[str, torch.Tensor]]]:
+    """Each module a built `BBUVLModel` saves beside the VLM, with its tensors read from a checkpoint folder and checked
+    against it (nothing loaded yet): CheckpointError naming a file that does not fit, OlderCheckpointError when an
+    older bbu-vl wrote it in another layout."""
+    found = []
     for module, name, what in extra_modules(model):
         if module is None:
             continue
         file = Path(directory) / name
         if not file.exists():
-            raise FileNotFoundError(f"{file}: missing, but the checkpoint's config sets {what}")
+            raise _older(file, what, missing=True) or FileNotFoundError(
+                f"{file}: missing, but the checkpoint's config sets {what}")
         saved = load_file(file)
         try:
             check_module_state(file, module.state_dict(), saved, "detection.*" if name == HEAD_FILE else what)
         except ValueError as e:
-            raise CheckpointError(str(e)) from None
+            raise _older(file, what, missing=False) or CheckpointError(str(e)) from None
+        found.append((module, saved))
+    return found
+
+
+def load_extra_modules(model: Any, directory: str | Path) -> None:
+    """Load the detection head and vision positions a built `BBUVLModel` has from a checkpoint folder; none is loaded
+    when one does not fit (`read_extra_modules`' errors)."""
+    _load_modules(model, read_extra_modules(model, directory))
+
+
+def _load_modules(model: Any, modules: list[tuple[Any, dict[str, torch.Tensor]]]) -> None:
+    device = next(model.vlm.parameters()).device
+    for module, saved in modules:
         module.load_state_dict(saved)
         module.to(device)
 
@@ -562,7 +624,18 @@ def load_model(folder: ModelFolder | str | Path, dtype: str | None = None, devic
         contract = run.model.frame()
     model = BBUVLModel.build(vlm, run, processor.tokenizer)
     if folder.trained:
-        load_extra_modules(model, folder.path)
+        try:
+            load_extra_modules(model, folder.path)
+        except OlderCheckpointError as e:
+            if e.module != HEAD_FILE:
+                raise
+            # Generate mode reads the language model alone, which loads: an older bbu-vl's checkpoint answers in it as
+            # it did there. Head mode is refused naming why (`BBUVLModel.no_head`).
+            model.leave_out_head(f"{e.cause}: this version cannot load it; retrain for a head, or predict in head mode "
+                                 "with the bbu-vl that wrote it")
+            log.warning("%s; this version cannot load it, so the model is loaded without it: generate mode only",
+                        e.cause)
+            load_extra_modules(model, folder.path)
     elif device is not None:
         model.to(device)
     return model.eval(), processor, run, contract, folder.prompt

@@ -120,6 +120,7 @@ class BBUVLModel(nn.Module):
         self.box_format = cfg.detection.box_format
         self.head_grad_to_vlm = cfg.detection.grad_to_vlm
         self.detection_active = head is not None  # False while `detection_freeze_epochs` holds the head back
+        self.head_left_out: str | None = None  # why a checkpoint's head was not loaded (`leave_out_head`)
         # [10] ids of '0'..'9', only when the number-token loss is on; not saved: the tokenizer gives them back.
         self.register_buffer("digit_ids", digit_ids if cfg.loss.number_token > 0 else None, persistent=False)
 
@@ -158,6 +159,16 @@ class BBUVLModel(nn.Module):
         if cfg.loss.coordinate_regression > 0:
             readout = CoordinateReadout(text_cfg.hidden_size).to(next(vlm.parameters()).dtype)
         return cls(vlm, cfg, head, positions, digits, readout)
+
+    def leave_out_head(self, why: str) -> None:
+        """Go on without the detection head (generate mode only): `why`, in words, is what a head mode is told."""
+        self.detection_head = None
+        self.criterion, self.detection_active, self.head_left_out = None, False, why
+        self.patch_capture = None  # its hook stays on the tower, idle: it records only inside `recording()`
+
+    def no_head(self) -> str:
+        """Why this model has no detection head, in words."""
+        return self.head_left_out or "this model has no detection head (detection.enabled was false)"
 
     @property
     def config(self) -> Any:
@@ -199,7 +210,7 @@ class BBUVLModel(nn.Module):
         `num_queries` when given (fewer than the head's: its surest proposals), else all the head's.
         """
         if self.detection_head is None:
-            raise ValueError("this model has no detection head (detection.enabled was false)")
+            raise ValueError(self.no_head())
         with self.recording_patches() as capture:
             embeds, hidden = self.vlm_pass(batch, input_embeds=True)
             patches = capture.take() if capture is not None else None

@@ -24,7 +24,7 @@ from typing import Mapping
 
 from bbuvl.atomic import remove_dead_removals, remove_whole
 from bbuvl.data.jsonfile import read_json
-from bbuvl.config import load_config
+from bbuvl.config import holds_key, load_config
 from bbuvl.model.checkpoint import HEAD_FILE, POSITIONS_FILE, READOUT_FILE, checkpoint_problem
 from bbuvl.outputs import OutputConflict, check_not_inputs, same_path, writer_around, writer_at
 from bbuvl.paths import real_path
@@ -295,6 +295,8 @@ def module_problem(path: Path) -> str | None:
 
     Without this a checkpoint missing its detection head passed for complete: `--resume` took it over the whole one
     before it, cut the run's records back to it, and failed once the model had loaded, again at every `--resume`.
+    A key its bbuvl.yaml does not hold is one the bbu-vl that saved it did not have, which built no such module: a
+    whole checkpoint of before vision positions was called a save killed half-way, and the run's removal advised.
     """
     try:
         cfg = load_config(path / "bbuvl.yaml")
@@ -304,7 +306,7 @@ def module_problem(path: Path) -> str | None:
               (POSITIONS_FILE, cfg.model.vision_positions, "model.vision_positions"),
               (READOUT_FILE, cfg.loss.coordinate_regression > 0, "loss.coordinate_regression"))
     for name, built, key in wanted:
-        if built and not (path / name).is_file():
+        if built and holds_key(cfg, key) and not (path / name).is_file():
             return f"{name} missing (the checkpoint's config sets {key})"
     return None
 
