@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import logging
 
-from bbuvl.train.run_record import RUN_RECORD
+import pytest
+
+from bbuvl.train.run_record import CHECKPOINT_RECORD, RUN_RECORD
 from bbuvl.train.trainer import train
 from bbuvl.versions import software
 from tests.callbacks import StopAt
@@ -37,13 +39,28 @@ def test_a_resume_under_another_program_goes_on_says_so_and_records_the_step(run
     assert after["software"] == software()  # the next resume compares with the program it last ran under
 
 
-def test_a_record_from_before_records_named_the_program_resumes_without_a_word(run_config, tmp_path, caplog):
+@pytest.mark.parametrize("record", ["without the program", "none"])
+def test_a_run_an_older_bbuvl_recorded_without_its_program_is_said_resumed_under_another_and_recorded(
+        run_config, tmp_path, caplog, record):
+    # As the bbu-vl of three days before wrote run.json (its config and inputs, no program), or of seven, which wrote
+    # none: the resume said nothing, and run.json was left naming no program, or named the one now running as the run's.
     cfg = stopped_run(run_config, tmp_path)
     record_path = tmp_path / "run" / RUN_RECORD
-    record = json.loads(record_path.read_text(encoding="utf-8"))
-    del record["software"]
-    record_path.write_text(json.dumps(record), encoding="utf-8")
+    (tmp_path / "run" / "checkpoint-2" / CHECKPOINT_RECORD).unlink()  # no copy of a record that bbu-vl never wrote
+    if record == "none":
+        record_path.unlink()
+    else:
+        written = json.loads(record_path.read_text(encoding="utf-8"))
+        record_path.write_text(json.dumps({k: written[k] for k in ("config", "inputs")}), encoding="utf-8")
     with caplog.at_level(logging.WARNING, logger="bbuvl"):
         train(cfg, resume=True, progress=False)
+    said = [r.getMessage() for r in caplog.records if "another program" in r.getMessage()]
+    assert len(said) == 1 and "not recorded" in said[0] and "an older bbu-vl" in said[0], said
+    after = json.loads(record_path.read_text(encoding="utf-8"))
+    assert after["resumed_under"] == [{"step": 2, "software": software(), "was": None}]
+    assert after["software"] == software()
+    caplog.clear()  # the next resume, under the program now recorded, goes on without a word
+    with caplog.at_level(logging.WARNING, logger="bbuvl"):
+        train(cfg, resume=True, progress=False)  # from checkpoint-4, the last step: nothing left to train
     assert not [r for r in caplog.records if "another program" in r.getMessage()]
-    assert "resumed_under" not in json.loads(record_path.read_text(encoding="utf-8"))
+    assert len(json.loads(record_path.read_text(encoding="utf-8"))["resumed_under"]) == 1

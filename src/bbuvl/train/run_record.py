@@ -891,22 +891,35 @@ def record_of(checkpoint: Path) -> Path:
     return carried if not folder.is_file() and carried.is_file() else folder
 
 
-def software_changes(checkpoint: str | Path) -> list[str]:
-    """How the program now running differs from the one the run of `checkpoint` last ran under (`record_of`), each as
-    'name OLD (now NEW)'; empty when alike or unrecorded (a run recorded before records named it)."""
+# Every run record names the program since records did (`run_record`): one naming none was written by an older
+# bbu-vl, another program than any now running, whose steps this one's cannot repeat bit for bit (docs/resume.md).
+UNRECORDED_SOFTWARE = ("the program it ran under is not recorded (its run record names none: an older bbu-vl, from "
+                       "before records named the program)")
+
+
+def software_before(checkpoint: str | Path) -> dict[str, str] | None:
+    """The program the run of `checkpoint` last ran under, as its record (`record_of`) names it; None when none does."""
     path = record_of(Path(checkpoint))
     recorded = read_json(path, "run record").get("software") if path.is_file() else None
-    if not isinstance(recorded, dict) or not all(isinstance(v, str) for v in recorded.values()):
-        return []
-    return software_differences(recorded, software())
+    named = isinstance(recorded, dict) and recorded and all(isinstance(v, str) for v in recorded.values())
+    return recorded if named else None
 
 
-def record_resumed_software(output_dir: str | Path, step: int) -> None:
+def software_changes(checkpoint: str | Path) -> list[str]:
+    """How the program now running differs from the one the run of `checkpoint` last ran under (`software_before`),
+    each as 'name OLD (now NEW)'; empty when alike. A run whose record names no program (or that has no record) ran
+    under an older bbu-vl: UNRECORDED_SOFTWARE says so."""
+    before = software_before(checkpoint)
+    return [UNRECORDED_SOFTWARE] if before is None else software_differences(before, software())
+
+
+def record_resumed_software(output_dir: str | Path, step: int, was: dict[str, str] | None) -> None:
     """Record in the run's run.json that it went on at `step` under the program now running (`resumed_under`), which the
-    next resume compares with: the steps before were computed by another."""
+    next resume compares with: the steps before were computed by another, `was` (None: not recorded). Taken before the
+    resume wrote a run.json of its own, where the run had none: that one names the program now running."""
     path = Path(output_dir) / RUN_RECORD
     record = read_json(path, "run record")
-    record.setdefault("resumed_under", []).append({"step": step, "software": software(), "was": record.get("software")})
+    record.setdefault("resumed_under", []).append({"step": step, "software": software(), "was": was})
     record["software"] = software()
     write_text_atomic(path, dumps_json(record, indent=1) + "\n")
 

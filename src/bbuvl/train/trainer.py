@@ -57,7 +57,7 @@ from bbuvl.train.resume_records import (HISTORY_FILE, abandoned_checkpoints, che
                                         cut_back, global_step)
 from bbuvl.train.run_inputs import RunInputs, check_inputs, check_start, optional_data, read_run_inputs  # noqa: F401 - rl's too
 from bbuvl.train.run_record import (RUN_RECORD, ResumeMismatch, base_gone, carry_run_record, check_resume,
-                                    record_accepted_code, record_resumed_software, software_changes,
+                                    record_accepted_code, record_resumed_software, software_before, software_changes,
                                     write_run_record)
 from bbuvl.train.sample_cache import SampleCache
 from bbuvl.train.weight_average import WeightAverage
@@ -732,10 +732,11 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
                               "that name")
         ckpt = str(found)
     upgraded: list[str] = []
+    ran_under: dict[str, str] | None = None
     if ckpt is not None:
         # before minutes of loading, and before a head that does not fit is loaded
         accepted = check_resume(cfg, ckpt, files, accept_code)
-        upgraded = software_changes(ckpt)
+        upgraded, ran_under = software_changes(ckpt), software_before(ckpt)
         if upgraded and _first_process():
             # Not refused: an upgrade that fixes a bug is a reason to resume. But the steps after it are another
             # program's, so the run says so and run.json records where (docs/resume.md, "Another program").
@@ -769,7 +770,7 @@ def fit(cfg: Config, make: Callable[[], BBUTrainer], resume: bool | str = False,
         if accepted:  # the next resume checks the code against the new digests
             record_accepted_code(out, cfg, global_step(ckpt), accepted)
         if upgraded and (out / RUN_RECORD).is_file():
-            record_resumed_software(out, global_step(ckpt))
+            record_resumed_software(out, global_step(ckpt), ran_under)
         if ckpt is not None:
             cut_back(out, ckpt)  # nothing the stopped run logged past the checkpoint stays beside what this one logs
 
