@@ -29,6 +29,7 @@ from bbuvl.infer.tiles import (
     plan_cost,
     predict_regions,
     predict_tiled,
+    region_zoom,
     to_photo,
     zoomed_size,
 )
@@ -217,6 +218,11 @@ def test_auto_grid_cuts_no_tiles_of_the_training_photos_own_size_at_the_scale_re
     read_back = TrainingScale.load(tmp_path).median
     assert auto_grid(size, contract, read_back) == (1, 1)
     assert auto_grid((size[0] * 2, size[1] * 2), contract, read_back) == (2, 2)
+    # Its one pass is the whole photo at its own frame, as without tiles: not rounded into another (336x252 for 308x252)
+    whole = (0, 0, *size)
+    assert zoomed_size(whole, size, contract) == contract.model_size(size)
+    assert region_zoom(whole, size, contract) == 1.0
+    assert plan_cost(size, TilePlan(auto=True, train_scale=read_back), contract) == contract.vision_tokens(size)
 
 
 def test_tiles_a_stride_apart_keep_the_grids_size_and_show_each_part_whole_twice():

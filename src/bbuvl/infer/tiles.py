@@ -94,6 +94,10 @@ def zoomed_size(region: Region, photo_size: Size, contract: CoordinateContract, 
     """The size a region's crop is resized to: `zoom` frame pixels per stored pixel, or by default as many pixels as
     the whole photo's frame holds, in the region's aspect; the frame's bounds and token budget still apply."""
     rw, rh = region[2] - region[0], region[3] - region[1]
+    if zoom is None and tuple(region) == (0, 0, *photo_size):
+        # The whole photo at its own frame, as a pass without tiles shows it: through the scale below, rounding framed a
+        # 320x240 photo 336x252 where its frame is 308x252 (108 vision tokens for 99, and other answers).
+        return contract.model_size(photo_size)
     if zoom is None:
         fw, fh = contract.model_size(photo_size)
         zoom = math.sqrt(fw * fh / (rw * rh))
