@@ -28,7 +28,7 @@
   // Which findings are faults is the server's to say: "flagged", the objects among the verdict's faults, by the
   // thresholds that judged the photo (docs/serving.md, "POST /v1/detect"); never a list of labels here. "fault" says
   // only that a label is one the hierarchy marks: counted as a fault, a photo that passed read "20 faults", every
-  // screw's unlikely "连接错误" alternative drawn red down to a score of 8e-05.
+  // screw's unlikely fault-state alternative drawn red down to a score of 8e-05.
   function isProblem(o) {
     return o.flagged === true;
   }
