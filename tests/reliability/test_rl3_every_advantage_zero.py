@@ -31,6 +31,7 @@ def test_a_budget_that_holds_no_object_learns_nothing_divides_by_nothing_and_say
     assert [h["step"] for h in logged] == [1, 2]
     for h in logged:
         assert h["zero_spread_groups"] == 1.0 and h["loss"] == 0.0 and h["grad_norm"] == 0.0, h
+        assert h["cut_answers"] == 1.0 and h["answer_objects"] == 0.0, h  # the budget held no object: every answer `[]`
         assert all(math.isfinite(v) for v in h.values()) and h["nan_skipped"] == 0
     said = _said(caplog)
     assert len(said) == 1, said  # once, though two logged steps had no spread
@@ -48,7 +49,7 @@ def test_free_rollouts_all_cut_before_they_parse_are_said_to_be_cut(grpo_config,
     with caplog.at_level(logging.WARNING):
         (h, *_) = train_grpo(cfg, progress=False)["history"]
     (said,) = _said(caplog)
-    assert h["reward"] == 0.0 and h["answer_length"] == 3
+    assert h["reward"] == 0.0 and h["answer_length"] == 3 and h["cut_answers"] == 1.0
     assert "their advantages are 0, so the loss and its gradient are 0" in said  # grpo.beta 0: no KL term either
     assert "Answers averaged 3.0 tokens of grpo.max_new_tokens 3: a budget too short for one object cuts every answer " \
            "before it parses (raise it)" in said, said

@@ -10,7 +10,8 @@ from bbuvl.cli import app
 from bbuvl.config import dump_config, load_config
 from bbuvl.infer.predictor import Predictor
 from bbuvl.model.checkpoint import load_model
-from bbuvl.rl.trainer import METRICS, train_grpo
+from bbuvl.rl.rollouts import completion_logprobs, draw_rollouts
+from bbuvl.rl.trainer import METRICS, build_grpo_run, make_grpo_trainer, no_spread_warning, train_grpo
 from bbuvl.train.weight_average import AVERAGE_FILE
 from tests.callbacks import StopAt
 from tests.train.test_resume_records import scalars
@@ -115,9 +116,9 @@ def test_every_reward_term_kl_length_clip_and_spread_are_logged_per_step(grpo_co
     history = train_grpo(grpo_config("grpo.beta=0.05"), progress=False)["history"]
     for h in _logged(history).values():
         for key in ("reward", "reward_detection", "reward_label", "reward_user", "kl", "answer_length", "clip_fraction",
-                    "zero_spread_groups"):
+                    "zero_spread_groups", "answer_objects", "cut_answers"):
             assert key in h, key
-        assert 0 < h["answer_length"] <= 49 and 0 <= h["zero_spread_groups"] <= 1
+        assert 0 < h["answer_length"] <= 49 and 0 <= h["zero_spread_groups"] <= 1 and 0 <= h["cut_answers"] <= 1
 
 
 def test_each_log_prints_the_reward_kl_and_answer_length_and_each_evaluation_its_reward(grpo_config, small_dataset,
@@ -172,6 +173,49 @@ def test_lora_grpo_trains_only_adapters_keeps_a_kl_to_them_switched_off_and_its_
     model = load_model(result["final"])[0]
     lora_b = [p for n, p in model.vlm.named_parameters() if "lora_B" in n]
     assert lora_b and any(p.abs().sum() > 0 for p in lora_b)
+
+
+def test_lora_grpo_measures_its_kl_against_the_start_though_the_vision_positions_train_beside_the_adapters(
+        grpo_config, trained_checkpoint):
+    cfg = grpo_config("model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8", "grpo.beta=0.1")
+    run = build_grpo_run(cfg)
+    trainer = make_grpo_trainer(run, progress=False)
+    trainer.train()
+    start = load_model(trained_checkpoint)[0]
+    # The vision positions train in full beside the adapters (training.lr.adapter), as SFT's LoRA trains them; the head
+    # stays as it came. Before, the reference was the model with its adapters switched off: the moved positions in it.
+    assert not torch.equal(run.model.vision_positions.proj.weight, start.vision_positions.proj.weight)
+    head = run.model.detection_head.state_dict()
+    assert all(torch.equal(v, head[k]) for k, v in start.detection_head.state_dict().items())
+    run.model.eval()
+    drawn = draw_rollouts(run.predictor, run.train_dataset[:2], cfg.grpo, run.scorer, seed=7, step=0)
+    batch = run.collator_for_rollouts(drawn.samples)
+    reference = trainer.reference_logprobs(batch, drawn.allowed)
+    with torch.no_grad():
+        start_logp, mask = completion_logprobs(start, batch, cfg.grpo.temperature, drawn.allowed)
+    assert torch.allclose(reference[mask], start_logp[mask], rtol=0, atol=1e-6), (reference - start_logp).abs().max()
+    # The reference holds what trains, not a second copy of the base weights peft froze
+    frozen = {p.data_ptr() for p in run.model.vlm.parameters() if not p.requires_grad}
+    assert frozen and frozen <= {p.data_ptr() for p in trainer.reference.vlm.parameters()}
+
+
+def test_a_window_with_no_spread_blames_the_token_budget_only_where_it_ended_answers():
+    grpo = load_config(None, ["training.method=grpo", "grpo.max_new_tokens=48", "grpo.group_size=4", "grpo.beta=0",
+                              "grpo.rewards.detection=1", "grpo.rewards.label=0.5"]).grpo
+    # Photos with no parts, every rollout an object of 32 tokens that earned 0: the budget was blamed, though a `[]`
+    # would have earned the whole reward and no answer was closed by it
+    wrote = {"reward": 0.0, "reward_detection": 0.0, "reward_label": 0.0, "answer_length": 32.0,
+             "answer_objects": 1.0, "cut_answers": 0.0, "zero_spread_groups": 1.0}
+    said = no_spread_warning(3, wrote, grpo)
+    assert "budget too short" not in said and "raise it" not in said, said
+    assert "No answer was ended by the token budget (grpo.max_new_tokens 48): each wrote its own end after 32.0 " \
+           "tokens on average and 1 object(s) on average, and every photo's answers earned alike (reward_detection " \
+           "0, reward_label 0); answers that differ need a higher grpo.temperature or grpo.group_size" in said, said
+    empty = no_spread_warning(3, {**wrote, "answer_length": 2.0, "answer_objects": 0.0}, grpo)
+    assert "each wrote its own end after 2.0 tokens on average and `[]`, no object" in empty, empty
+    closed = no_spread_warning(3, {**wrote, "answer_length": 3.0, "answer_objects": 0.0, "cut_answers": 0.25}, grpo)
+    assert "Answers averaged 3.0 tokens of grpo.max_new_tokens 48, and it ended 25% of them: a budget too short for " \
+           "one object closes every answer as `[]` (raise it)" in closed, closed
 
 
 def test_grpo_names_the_settings_it_reads_nothing_from(grpo_config, small_dataset):

@@ -27,7 +27,11 @@ Each repair is recorded in `ParseResult.damage`, once per occurrence, as one of 
 | `box_not_numeric`   | box missing, empty, NaN/inf or not numbers      | drops the object                   |
 | `no_label`          | no label key, or an empty label                 | drops the object                   |
 | `bad_object`        | a `{...}` that no repair makes readable         | drops it                           |
-| `duplicate`         | the same box and label again                    | drops the repeat                   |
+| `duplicate`         | the same box and label again                    | drops it, unless `keep_repeats`    |
+
+Prediction drops an exact repeat: it is no second object. GRPO's rewards keep it (`keep_repeats`): an answer that
+writes an object twice wrote one extra object, which a reward that never saw it could not cost (docs/grpo.md,
+"Rewards").
 
 A 3-number box is dropped rather than completed: any fourth coordinate would be invented, and a
 made-up box scored as a detection would distort AP more than a missing one.
@@ -93,10 +97,11 @@ class ParseResult:
     damage: list[str] = field(default_factory=list)
 
 
-def parse_detections(text: str) -> ParseResult:
-    """Parse a generated answer into boxes and labels; never raises (see the module docstring)."""
+def parse_detections(text: str, keep_repeats: bool = False) -> ParseResult:
+    """Parse a generated answer into boxes and labels, each exact repeat dropped unless `keep_repeats` (recorded as
+    `duplicate` either way); never raises (see the module docstring)."""
     try:
-        return _parse(text if isinstance(text, str) else str(text))
+        return _parse(text if isinstance(text, str) else str(text), keep_repeats)
     except Exception:  # noqa: BLE001 - a parser bug must cost one image, never a whole prediction run
         return ParseResult(objects=[], ok=False, damage=[DAMAGE_BAD_OBJECT])
 
@@ -111,7 +116,7 @@ def answer_cut(text: str, budget_ended: bool | None) -> bool:
     return DAMAGE_TRUNCATED in parse_detections(text).damage
 
 
-def _parse(text: str) -> ParseResult:
+def _parse(text: str, keep_repeats: bool = False) -> ParseResult:
     damage: list[str] = []
     fences = list(_FENCE.finditer(text))
     if fences:
@@ -127,7 +132,8 @@ def _parse(text: str) -> ParseResult:
         key = (tuple(obj["bbox_2d"]), obj["label"])
         if key in seen:
             damage.append(DAMAGE_DUPLICATE)
-            continue
+            if not keep_repeats:
+                continue
         seen.add(key)
         objects.append({**obj, "span": (start, end)})
 

@@ -3,15 +3,17 @@
 Each photo goes through the `Predictor` the checkpoint would predict with: its prompt, its coordinate contract
 (`prepare`), its collation (`batch`) and the answer grammar over its labels (`answer_constraint`), so every
 rollout parses and names vocabulary labels, and its boxes come back to the stored photo by `read_answers`, the
-generate mode's own reader. Only the choice of token differs: sampled at `grpo.temperature` instead of greedy.
+generate mode's own reader (which keeps an exact repeat here: `read_rollouts`). Only the choice of token differs:
+sampled at `grpo.temperature` instead of greedy.
 
-A photo's samples depend only on (seed, step, photo index): the sampler is reseeded for each photo inside a
-forked RNG, so the same photo gets the same rollouts whatever else is in its batch, on whichever rank, and a
-resumed run draws what the uninterrupted one drew (docs/grpo.md, "Exact resume").
+A photo's samples depend only on (seed, step, photo index), hashed (`rollout_seed`): the sampler is reseeded for
+each photo inside a forked RNG, so the same photo gets the same rollouts whatever else is in its batch, on whichever
+rank, and a resumed run draws what the uninterrupted one drew (docs/grpo.md, "Exact resume").
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from dataclasses import dataclass
@@ -26,9 +28,9 @@ from bbuvl.data.families import TURN_END, VISION_SPECIAL_TOKENS
 from bbuvl.data.schema import ImageRecord
 from bbuvl.encode.chat import EncodedSample
 from bbuvl.encode.collate import Batch
-from bbuvl.infer.constrained import START, AnswerGrammar, token_bytes
+from bbuvl.infer.constrained import START, AnswerGrammar, AnswerLogitsProcessor, token_bytes
 from bbuvl.infer.modes.generate import answer_ids, read_answers
-from bbuvl.infer.predictor import Predictor, Prepared
+from bbuvl.infer.predictor import ImageResult, Predictor, Prepared
 from bbuvl.model.lm_loss import supervised_positions
 from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.rl.answer_parts import part_advantages, token_advantages, token_parts
@@ -113,14 +115,21 @@ class Rollouts:
     terms: dict[str, torch.Tensor]  # each reward term, [P, G]
     advantages: torch.Tensor  # [R] (one an answer) or [R, T] (one a token), group-relative (rl/objective.py), photo-major
     lengths: torch.Tensor  # [R] answer tokens, the closing <|im_end|> included when written
+    cut: torch.Tensor  # [R] bool: grpo.max_new_tokens ended the answer (`budget_ended`; free: it never ended)
+    objects: torch.Tensor  # [R] objects each answer wrote, as the rewards count them (exact repeats included)
     # [R] the tokens the grammar allowed at each step of each answer (`grpo.logprobs: grammar`), None for an answer
     # whose tokens are scored over the whole vocabulary; None altogether with `grpo.logprobs: vocabulary`
     allowed: list[list[np.ndarray] | None] | None = None
 
 
 def rollout_seed(seed: int, step: int, index: int) -> int:
-    """The sampler's seed for one photo at one optimizer step (63 bits, different for every pair)."""
-    return (seed * 1_000_003 + step * 7_919 + index) % (2**63 - 1)
+    """The sampler's seed for one photo at one optimizer step of the run seeded `seed`: 63 bits of a hash of the three.
+
+    A sum of them weighted (`seed * 1_000_003 + step * 7_919 + index`, before) gave photo i + 7,919 at step s the
+    seed of photo i at step s + 1, and runs of neighbouring seeds shared streams; hashed, two triples meet by chance
+    alone (about one pair in 2**63)."""
+    digest = hashlib.blake2b(f"{seed}:{step}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
 
 
 def free_banned_ids(tokenizer: object) -> list[int]:
@@ -129,6 +138,15 @@ def free_banned_ids(tokenizer: object) -> list[int]:
     unknown = getattr(tokenizer, "unk_token_id", None)
     ids = {tokenizer.convert_tokens_to_ids(t) for t in VISION_SPECIAL_TOKENS.values()}  # type: ignore[attr-defined]
     return sorted(i for i in ids if isinstance(i, int) and i != unknown)
+
+
+def budget_ended(constraint: AnswerLogitsProcessor, row: int) -> bool:
+    """Whether the token budget ended the answer `row` sampled under `constraint`: its budget rule refused the token the
+    model preferred (generate mode's "cut"), or left no room for one object from the start (every answer then `[]`)."""
+    # The preferred token alone missed the second: a model that prefers `[]` anyway wrote it under a budget of 4 tokens
+    # as under 48, but a sampled rollout could have begun an object only under the second.
+    start = constraint.grammars[row].entry(START)
+    return bool(constraint.cut[row]) or len(start.allowed(constraint.max_new_tokens)) < len(start.ids)
 
 
 def grammar_steps(grammar: AnswerGrammar, ids: Sequence[int], max_new_tokens: int) -> list[np.ndarray] | None:
@@ -151,7 +169,7 @@ def draw_rollouts(predictor: Predictor, photos: Sequence[Photo], cfg: GrpoConfig
     G = cfg.group_size
     end = predictor.tokenizer.convert_tokens_to_ids(TURN_END)
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    samples, rewards, lengths, parts = [], [], [], []
+    samples, rewards, lengths, parts, cut, objects = [], [], [], [], [], []
     allowed: list[list[np.ndarray] | None] = []
     terms: dict[str, list[float]] = {}
     for photo in photos:
@@ -166,9 +184,11 @@ def draw_rollouts(predictor: Predictor, photos: Sequence[Photo], cfg: GrpoConfig
             torch.manual_seed(rollout_seed(seed, step, photo.index))
             new = predictor.sample(batch, sampler, cfg.max_new_tokens, cfg.temperature, cfg.top_p)
         del batch
-        results = read_answers(predictor, group, new, torch.zeros(new.shape))
+        results = read_rollouts(predictor, group, new)
         for row, result in enumerate(results):
             ids = answer_ids(predictor, new[row])
+            cut.append(budget_ended(constraint, row) if constraint is not None else len(ids) >= cfg.max_new_tokens)
+            objects.append(len(result.objects))
             if len(ids) < new.shape[1] and int(new[row, len(ids)]) == end:
                 ids = ids + [end]  # the model learns where to stop as much as what to write
             samples.append(prepared.sample.continued(ids, supervised=True))
@@ -199,7 +219,16 @@ def draw_rollouts(predictor: Predictor, photos: Sequence[Photo], cfg: GrpoConfig
                          f"{', '.join(f'{k} {getattr(cfg.rewards, k):g}' for k in by_term)}) are not finite in the "
                          f"float32 the objective computes in: keep each weighted reward within ±{MAX_REWARD:g} (the "
                          "shipped weights are at most 1)")
-    return Rollouts(samples, reward, by_term, advantages, torch.tensor(lengths), allowed if allowed else None)
+    return Rollouts(samples, reward, by_term, advantages, torch.tensor(lengths), torch.tensor(cut, dtype=torch.bool),
+                    torch.tensor(objects), allowed if allowed else None)
+
+
+def read_rollouts(predictor: Predictor, prepared: Sequence[Prepared], new: torch.Tensor) -> list[ImageResult]:
+    """Sampled rows `[G, T]` read as the rewards score them: by generate mode's reader (`read_answers`), with each
+    object written again exactly kept as the extra object it is (docs/grpo.md, "Rewards")."""
+    # Prediction drops an exact repeat (infer/parse.py); scored without it, a rollout that wrote its object twice earned
+    # what writing it once earns, and a loop of repeats was never taught against.
+    return read_answers(predictor, prepared, new, torch.zeros(new.shape), keep_repeats=True)
 
 
 def completion_logprobs(model: BBUVLModel, batch: Batch, temperature: float = 1.0,

@@ -5,8 +5,9 @@ resume, TensorBoard) with two methods of its own. `get_batch_samples` turns each
 scored rollouts (rl/rollouts.py) and counts what the step's loss is divided by; `compute_loss` is the GRPO
 objective (rl/objective.py) on one micro-batch of them. Why not TRL's `GRPOTrainer`: docs/grpo.md.
 
-What trains is what writes the answer (the VLM and the vision positions); the detection head is frozen and saved
-as it came, so `head` and `name` modes keep working on a GRPO checkpoint.
+What trains is what writes the answer (the VLM, or with LoRA its adapters, and the vision positions); the detection
+head is frozen and saved as it came, so `head` and `name` modes keep working on a GRPO checkpoint. The KL term's
+reference is a frozen copy of the start (`frozen_start`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.rl.objective import StepCounts, grpo_loss
 from bbuvl.rl.evaluate import photos_reward
 from bbuvl.rl.rewards import RewardScorer
-from bbuvl.rl.start_notes import grpo_ignores, plain_start
+from bbuvl.rl.start_notes import grpo_ignores, plain_start, unread_reason
 from bbuvl.rl.rollouts import (Augmentation, Photo, PhotoBatch, completion_logprobs, draw_rollouts, free_banned_ids,
                                photos_of)
 from bbuvl.train.callbacks import LogWindow, NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
@@ -93,12 +94,22 @@ class RolloutBatch:
         return RolloutBatch(self.batch.to(device, non_blocking), self.advantages.to(device), self.allowed)
 
 
+def frozen_start(model: BBUVLModel) -> BBUVLModel:
+    """A frozen copy of `model` as it is now: the KL term's reference. Under LoRA only what trains is copied (the
+    adapters, and the vision positions, which train in full beside them); the weights peft froze are shared with
+    `model`, not held twice."""
+    # The reference was the model with its adapters switched off, which switched off LoRA alone: the vision
+    # positions trained on in it, and the KL was measured against a reference that moved with every step.
+    frozen = (t for t in (*model.parameters(), *model.buffers()) if not t.requires_grad) if is_peft(model.vlm) else ()
+    return copy.deepcopy(model, {id(t): t for t in frozen}).eval().requires_grad_(False)
+
+
 def collate_photos(photos: list[Photo]) -> PhotoBatch:
     """The data loader's collator: photos stay photos until the trainer draws their rollouts."""
     return PhotoBatch(list(photos))
 
 
-METRICS = ("reward", "answer_length", "zero_spread_groups", "kl", "clip_fraction")
+METRICS = ("reward", "answer_length", "answer_objects", "cut_answers", "zero_spread_groups", "kl", "clip_fraction")
 # What a GRPO run is watched by, on each log's console line beside the loss (eval_reward on an evaluation's); every
 # metric and reward term is in history.json and TensorBoard
 CONSOLE_METRICS = ("reward", "kl", "answer_length")
@@ -117,9 +128,9 @@ class GrpoTrainer(BBUTrainer):
         self.said_no_spread = False
         self.advantage_seen = False  # since the last log: `grpo.advantages: parts` credits terms whose total is even
         self.reference: BBUVLModel | None = None
-        if self.grpo.beta > 0 and not is_peft(predictor.model.vlm):
+        if self.grpo.beta > 0:
             # The starting weights: built before HF loads a checkpoint to resume, so a resumed run keeps them.
-            self.reference = copy.deepcopy(predictor.model).eval().requires_grad_(False)
+            self.reference = frozen_start(predictor.model)
 
     def get_batch_samples(self, epoch_iterator: Iterator, num_batches: int, device: torch.device) -> tuple[list, StepCounts | None]:
         """The step's photos, each answered `group_size` times and scored, as rollout micro-batches; and the
@@ -151,6 +162,8 @@ class GrpoTrainer(BBUTrainer):
             for k, v in r.terms.items():
                 self.window.add(f"reward_{k}", float(v.sum()), v.numel())
             self.window.add("answer_length", float(r.lengths.sum()), r.lengths.numel())
+            self.window.add("answer_objects", float(r.objects.sum()), r.objects.numel())
+            self.window.add("cut_answers", float(r.cut.sum()), r.cut.numel())
             spread = r.rewards.max(dim=1).values - r.rewards.min(dim=1).values
             self.window.add("zero_spread_groups", float((spread <= 1e-8).sum()), spread.numel())
             self.advantage_seen = self.advantage_seen or bool(r.advantages.abs().gt(0).any())
@@ -188,16 +201,14 @@ class GrpoTrainer(BBUTrainer):
 
     @torch.no_grad()
     def reference_logprobs(self, batch: Batch, allowed: list | None = None) -> torch.Tensor:
-        """The starting model's log-probabilities of the same tokens `[R, T]`, among the same allowed ids (LoRA: the
-        adapters switched off)."""
+        """The starting model's log-probabilities of the same tokens `[R, T]`, among the same allowed ids."""
+        if self.reference is None:
+            raise RuntimeError("GrpoTrainer.reference_logprobs needs a reference model: grpo.beta is 0")
         policy = self.accelerator.unwrap_model(self.model)
-        if self.reference is not None:
-            # Copied where the model was then: under DeepSpeed HF leaves the model where it loaded (the CPU) until
-            # DeepSpeed places it, so the copy stayed behind while the rollouts' batches are on the GPU. No-op once there.
-            self.reference.to(self.args.device)
-            return completion_logprobs(self.reference, batch, policy.temperature, allowed, policy.banned)[0]
-        with policy.model.vlm.disable_adapter():
-            return completion_logprobs(policy.model, batch, policy.temperature, allowed, policy.banned)[0]
+        # Copied where the model was then: under DeepSpeed HF leaves the model where it loaded (the CPU) until
+        # DeepSpeed places it, so the copy stayed behind while the rollouts' batches are on the GPU. No-op once there.
+        self.reference.to(self.args.device)
+        return completion_logprobs(self.reference, batch, policy.temperature, allowed, policy.banned)[0]
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:  # noqa: D102
         if "loss" in logs:
@@ -266,7 +277,8 @@ log = logging.getLogger(__name__)
 
 def no_spread_warning(step: int, logs: dict[str, float], grpo: GrpoConfig) -> str:
     """What a logged window in which every photo's rollouts scored alike means, and what to change: its advantages
-    were all 0 (rl/objective.py), so the reward taught nothing in those steps."""
+    were all 0 (rl/objective.py), so the reward taught nothing in those steps. The token budget is blamed only where
+    it ended answers (`cut_answers`); otherwise the rollouts' own answers are said."""
     length, reward = logs.get("answer_length", 0.0), logs.get("reward", 0.0)
     said = (f"step {step}: in the steps logged since the last log, each photo's {grpo.group_size} rollouts all earned "
             f"the same reward (zero_spread_groups 1; mean reward {reward:.4g}): their advantages are 0, so "
@@ -276,10 +288,22 @@ def no_spread_warning(step: int, logs: dict[str, float], grpo: GrpoConfig) -> st
     if not (w.user > 0) and reward >= w.detection + w.label + w.format - 1e-6:  # every term is at most 1
         return said + ("Every answer earned the whole reward (photos with no parts answered `[]`, or answered "
                        "exactly): nothing is left to learn on these photos")
-    cut = "closes every answer as `[]`" if grpo.constrained else "cuts every answer before it parses"  # free decoding
-    return said + (f"Answers averaged {length:.1f} tokens of grpo.max_new_tokens {grpo.max_new_tokens}: a budget too "
-                   f"short for one object {cut} (raise it); otherwise answers that differ need a higher "
-                   "grpo.temperature or grpo.group_size")
+    differ = "answers that differ need a higher grpo.temperature or grpo.group_size"
+    cut = logs.get("cut_answers", 0.0)
+    if cut > 0:
+        # free decoding: cut where it stands
+        how = "closes every answer as `[]`" if grpo.constrained else "cuts every answer before it parses"
+        share = "" if cut >= 1 else f", and it ended {cut:.0%} of them"
+        return said + (f"Answers averaged {length:.1f} tokens of grpo.max_new_tokens {grpo.max_new_tokens}{share}: a "
+                       f"budget too short for one object {how} (raise it); otherwise {differ}")
+    # Every answer wrote its own end: a longer budget changes none of them (objects that earn nothing on photos with
+    # no parts, a `[]` on photos with parts, or one same answer sampled G times).
+    objects = logs.get("answer_objects", 0.0)
+    wrote = "`[]`, no object" if objects == 0 else f"{objects:.3g} object(s) on average"
+    terms = ", ".join(f"{k} {v:.4g}" for k, v in sorted(logs.items()) if k.startswith("reward_"))
+    return said + (f"No answer was ended by the token budget (grpo.max_new_tokens {grpo.max_new_tokens}): each wrote "
+                   f"its own end after {length:.1f} tokens on average and {wrote}, and every photo's answers earned "
+                   f"alike ({terms or 'no reward term'}); {differ}")
 
 
 def frame_conflicts(cfg: Config, frame: CoordinateContract) -> list[str]:
@@ -293,14 +317,12 @@ def frame_conflicts(cfg: Config, frame: CoordinateContract) -> list[str]:
 
 
 # What a GRPO run applies of its own config over its starting checkpoint's (`grpo_saved_config`), refuses when it
-# differs (the frame: `frame_conflicts`) and reads nothing from (the teacher, packing and padding keys; `grpo_ignores`
+# differs (the frame: `frame_conflicts`) and reads nothing from (rl/start_notes.py `unread_reason`; `grpo_ignores`
 # names those set): every other model, data, detection or loss key is the checkpoint's, which the run keeps
 # (`kept_from_checkpoint`).
 APPLIED = ("model.path", "model.attn_implementation", "model.dtype", "model.lora", "data.train", "data.val",
            "data.hierarchy", "data.crop", "data.mirror", "data.num_workers")
 REFUSED = ("model.family", "model.min_pixels", "model.max_pixels", "model.max_vision_tokens")
-IGNORED = ("data.teachers", "data.teacher_ratio", "data.num_teachers", "data.val_teachers", "data.collator",
-           "data.pack_max_tokens", "data.padding_side", "data.max_length", "data.oversize", "data.sample_cache_mb")
 
 
 def given_keys(section: BaseModel, prefix: str) -> dict[str, Any]:
@@ -321,7 +343,9 @@ def kept_from_checkpoint(cfg: Config, start: Config) -> list[str]:
     kept = []
     for section in ("model", "data", "detection", "loss"):
         for key, value in given_keys(getattr(cfg, section), section).items():
-            if key.startswith(tuple(f"{k}." for k in APPLIED)) or key in APPLIED + REFUSED + IGNORED:
+            if key.startswith(tuple(f"{k}." for k in APPLIED)) or key in APPLIED + REFUSED:
+                continue
+            if unread_reason(key, plain=False) is not None:  # said as ignored, not as kept
                 continue
             theirs: Any = start
             for part in key.split("."):

@@ -44,16 +44,17 @@ def answer_ids(predictor: "Predictor", row: torch.Tensor) -> list[int]:
 
 
 def read_answers(predictor: "Predictor", prepared: Sequence["Prepared"], new: torch.Tensor,
-                 logprobs: torch.Tensor) -> list[ImageResult]:
+                 logprobs: torch.Tensor, keep_repeats: bool = False) -> list[ImageResult]:
     """Generated rows `[B, T]` parsed, their boxes taken to each stored photo; score = mean probability of the
-    object's tokens by `logprobs` `[B, T]`."""
+    object's tokens by `logprobs` `[B, T]`. An object written again exactly is dropped, unless `keep_repeats` (GRPO's
+    rewards count it: infer/parse.py)."""
     results = []
     tok = predictor.tokenizer
     for row, p in enumerate(prepared):
         ids = answer_ids(predictor, new[row])
         lp = logprobs[row, :len(ids)]
         text = tok.decode(ids, skip_special_tokens=True)
-        parsed = parse_detections(text)
+        parsed = parse_detections(text, keep_repeats)
         ends = token_char_ends(tok, ids) if parsed.objects else []
         dets = []
         for obj in parsed.objects:
