@@ -13,7 +13,8 @@ from collections.abc import Callable
 from types import FrameType
 
 # What a stopped command says, once its outputs are released (bbuvl/outputs.py), followed by the command's own account
-# of what stays and how to go on (cli/stops.py): commands differ there, predict resumes where most start over.
+# of what stays and how to go on (cli/stops.py): the command says it as it goes, since what a re-run finds depends on
+# how far it got (a train before and after its first whole checkpoint), and most commands start over.
 STOPPED = "bbuvl: {what}: the command stopped"
 
 # The signals that end a command as SIGTERM does, each with what its line calls it. SIGHUP is what a closed terminal
@@ -134,7 +135,7 @@ def main() -> None:
         print("interrupted before the command started; nothing was written", file=sys.stderr)
         raise SystemExit(130) from None
     bars_off_in_logs()
-    run_as_command(app, lambda: stop_keeps(sys.argv[1:]))
+    run_as_command(app, stop_keeps)
 
 
 def run_as_command(command: Callable[[], object], keeps: Callable[[], str] = lambda: "") -> None:

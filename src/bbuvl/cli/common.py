@@ -19,6 +19,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from bbuvl.atomic import WriteFailed, remove_left_temporaries
+from bbuvl.cli.stops import START_OVER, keeps_now
 from bbuvl.data.input_paths import file_kind, model_files_path_problem, unspellable
 from bbuvl.data.named_photos import refuse_named_photos
 from bbuvl.data.text import spell_controls
@@ -220,10 +221,12 @@ def _finish_each(succeeded: bool) -> None:
 
 
 def start_command(ctx: typer.Context) -> None:
-    """Before any command: nothing claimed yet (one process may run many: tests, notebooks), claims released
-    however the command ends, and paths given as options expanded (`expand_path_options`)."""
+    """Before any command: nothing claimed yet (one process may run many: tests, notebooks), its stop line that of a
+    command keeping nothing until it says otherwise (cli/stops.py), claims released however the command ends, and
+    paths given as options expanded (`expand_path_options`)."""
     finish_claims(succeeded=False)
     release_readings()
+    keeps_now(START_OVER)  # a stop line of the command before (predict's, train's) is not this one's
     ctx.call_on_close(lambda: finish_claims(succeeded=False))  # a command that succeeded has finished them already
     ctx.call_on_close(release_readings)  # what a command that claims nothing read (data check, serve) ends with it
     expand_path_options(ctx.command)

@@ -19,8 +19,15 @@ from bbuvl.cli.common import (FILE_OUT, OVERWRITE_HELP, check_device, console, f
 from bbuvl.cli.predictor import (CHECKPOINT_HELP, LABELS, LANG, TILE_REFINE, TILE_STRIDE, TILE_WHOLE, TILE_ZOOM,
                                  TILES, ZOOM_INTO, check_mode_name, checkpoint_folder_problem, describe_tiles, mode_help,
                                  plain_labels, plain_model_mode, read_folder, read_through_config, tile_options, typed)
+from bbuvl.cli.stops import keeps_now
 from bbuvl.outputs import refuse_inputs_being_written, refuse_outputs_being_read
 from bbuvl.paths import real_path
+
+# What a stopped predict keeps (cli/stops.py). Its whole lines, which a re-run without --overwrite goes on from; but
+# --overwrite starts --out over only once the model has loaded, and a stop before that leaves --out as it was: an
+# earlier run's, which a re-run without --overwrite refused as another run's when that line sent it there.
+GOES_ON = "the predictions it wrote are kept; run it again, without --overwrite, to go on from there"
+NOT_STARTED_OVER = "--out is as it was, not yet started over; run it again with --overwrite to start it over"
 
 
 def predict(
@@ -75,6 +82,7 @@ def predict(
     Killed and re-run with the same --out, it continues where it stopped. Under `torchrun --nproc-per-node N`
     each rank predicts its share and rank 0 merges one output in input order.
     """
+    keeps_now(NOT_STARTED_OVER if overwrite else GOES_ON)
     logging.basicConfig(level=logging.WARNING)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -215,6 +223,7 @@ def predict(
     if overwrite:
         with user_errors(ValueError, OSError):
             discard_output(out)  # only now, with the model loaded: a failed start keeps the old file
+        keeps_now(GOES_ON)  # the lines from here on are this run's
     with Progress(TextColumn(f"predict ({mode})"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   TextColumn("{task.fields[rate]}"), console=console) as progress:
         task = progress.add_task("predict", total=None, rate="")

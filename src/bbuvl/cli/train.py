@@ -8,7 +8,7 @@ import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import typer
 from rich.markup import escape
@@ -18,7 +18,11 @@ from bbuvl.atomic import NO_ROOM, WriteFailed, failed_write_errno
 from bbuvl.cli.common import console, error_text, fail, hold_outputs, user_errors
 from bbuvl.outputs import refuse_inputs_being_written, refuse_outputs_being_read, register_reading
 from bbuvl.cli.config import OVERRIDES_HELP, report_valid
+from bbuvl.cli.stops import keeps_now
 from bbuvl.config import BudgetError, ConfigError, ConfigOrigin, dump_config, load_located_config
+
+if TYPE_CHECKING:
+    from bbuvl.train.callbacks import AfterSave
 
 
 def train(
@@ -63,6 +67,8 @@ def train(
     if resume and resume_from:  # the newest checkpoint and a named one may differ: which one was meant?
         fail(f"--resume continues from the newest checkpoint in training.output_dir, --resume-from from "
              f"{resume_from}: pass one of them")
+    # What a stop keeps depends on how far the run got: said from here, and again at its first whole checkpoint
+    saves = [] if dry_run else [say_what_a_stop_keeps(Path(cfg.training.output_dir), resume, resume_from, overwrite)]
     if not dry_run and _main_process():
         from bbuvl.train.run_dir import check_not_being_written
 
@@ -93,7 +99,7 @@ def train(
 
         with user_errors(ValueError, OSError, TrainingDiverged), no_room_is_resumable(Path(cfg.training.output_dir)):
             result = train_grpo(cfg, resume=str(resume_from) if resume_from else resume, overwrite=overwrite,
-                                accept_code=accept_reward_code)
+                                accept_code=accept_reward_code, callbacks=saves)
         if not _main_process():
             return
         print_grpo_summary(result["history"])
@@ -116,7 +122,7 @@ def train(
     with user_errors(ValueError, OSError, TrainingDiverged), no_room_is_resumable(Path(cfg.training.output_dir)), \
             budgets_located(origin):
         result = run_train(cfg, resume=str(resume_from) if resume_from else resume, overwrite=overwrite,
-                           announce=print_fault_counts)
+                           announce=print_fault_counts, callbacks=saves)
     if not _main_process():
         return
     logs = [h for h in result["history"] if "loss" in h]
@@ -156,6 +162,45 @@ def train(
                       + (f": [yellow]{longer} of {result['answers_measured']} answers are longer, and answers like them will "
                          "be cut[/]" if longer else ""))
     console.print(f"[green]checkpoint[/]: {escape(result['final'])}  (TensorBoard: {escape(str(Path(cfg.training.output_dir) / 'tb'))})")
+
+
+# What a stopped run keeps once a numbered checkpoint of its own is whole (cli/stops.py); a run resumed from a checkpoint
+# of its own folder has one from its start. Said before that, `--resume` found nothing to continue and was refused.
+RESUMES = "its whole checkpoints are kept, a half-saved one removed; run it again with --resume to go on from the newest"
+
+
+def say_what_a_stop_keeps(output_dir: Path, resume: bool, resume_from: Path | None, overwrite: bool) -> AfterSave:
+    """Say what a stop of this run keeps (cli/stops.py) from now on; returns the trainer callback that says `RESUMES`
+    once the run has saved a numbered checkpoint whole."""
+    from bbuvl.outputs import same_path
+    from bbuvl.train.callbacks import AfterSave
+    from bbuvl.train.run_dir import previous_run
+
+    if resume or (resume_from is not None and same_path(resume_from.parent, output_dir)):
+        keeps_now(RESUMES)
+    elif not previous_run(output_dir) or overwrite:
+        keeps_now(lambda: before_a_checkpoint(output_dir, resume_from))
+    # else the folder holds another run, which the run refuses before it writes anything: it keeps nothing
+    return AfterSave(lambda: keeps_now(RESUMES))
+
+
+def before_a_checkpoint(output_dir: Path, resume_from: Path | None) -> str:
+    """What a run stopped before its first whole checkpoint keeps, and how to go on, from what it left in `output_dir`:
+    nothing `--resume` continues, so the run starts over (one of `--resume-from` goes on from that checkpoint again);
+    the run's files left there are refused as another run's, so a re-run needs `--overwrite`, which removes them, or
+    for `--resume-from` (which `--overwrite` does not go with) their removal."""
+    from bbuvl.train.run_dir import previous_run
+
+    left = previous_run(output_dir)
+    shown = ", ".join(left[:4]) + (" ..." if len(left) > 4 else "")
+    if resume_from is not None:
+        again = f"run it again to go on from {resume_from}"
+        return (f"it saved no checkpoint whole in {output_dir}, where a re-run refuses what it wrote ({shown}) as "
+                f"another run's: remove that, then {again}") if left else f"it saved no checkpoint whole; {again}"
+    if left:
+        return (f"it saved no checkpoint whole, so the run starts over: run it again with --overwrite (it removes {shown} "
+                f"from {output_dir})")
+    return "it saved no checkpoint whole; run it again to start over"
 
 
 def refuse_flags_that_do_nothing(dry_run: bool, print_config: bool, validate_only: bool, resume: bool,

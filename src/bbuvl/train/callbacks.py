@@ -11,7 +11,7 @@ import math
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch.nn.utils import get_total_norm
@@ -382,6 +382,17 @@ class CheckpointRotation(TrainerCallback):
                 self.held.discard(path.name)
                 log.info("training.save_total_limit %d: deleted %s, no longer read", self.limit, path)
         return deleted
+
+
+class AfterSave(TrainerCallback):
+    """Calls `then()` after each numbered checkpoint the run saves, once it is whole: HF calls `on_save` after the save
+    has written its last file, and a save cut short removes its folder (train/trainer.py, `_save_checkpoint`)."""
+
+    def __init__(self, then: Callable[[], None]):
+        self.then = then
+
+    def on_save(self, args, state, control, **kwargs):  # noqa: D102
+        self.then()
 
 
 class RichProgress(TrainerCallback):
