@@ -156,10 +156,18 @@ def _chat_line(content: str, finish_reason: str | None, batch: bool = False) -> 
     ({"image": "photo.png", "text": CUT_CONTENT, "finish_reason": "length"}, True),
     ({"image": "photo.png", "text": CUT_CONTENT}, True),  # no finish reason kept: the list never closes
     ({"image": "photo.png", "text": WHOLE_CONTENT}, False),
+    (_chat_line(WHOLE_CONTENT, "abort"), True),  # vLLM's and SGLang's: the request was ended
+    (_chat_line(WHOLE_CONTENT, "repetition"), True),  # vLLM's: it stopped a loop
     (_chat_line(WHOLE_CONTENT, "stop"), False),
+    # TGI's natural ends (its chat route before 2.2.1): every complete answer was written cut and sent to review
+    (_chat_line(WHOLE_CONTENT, "eos_token"), False),
+    (_chat_line(WHOLE_CONTENT, "stop_sequence"), False),
     (_chat_line(WHOLE_CONTENT, None), False),
+    # A reason no server documented here says neither: the answer tells, as without one
+    (_chat_line(WHOLE_CONTENT, "end_turn"), False),
+    (_chat_line(CUT_CONTENT, "end_turn"), True),
 ], ids=["length", "batch-api", "length-closed", "content-filter", "text-length", "text-unclosed", "text-whole",
-        "stop", "null"])
+        "abort", "repetition", "stop", "eos-token", "stop-sequence", "null", "other-closed", "other-unclosed"])
 def test_an_answer_cut_short_is_written_cut_and_sent_to_review_as_predict_sends_it(folder, tmp_path, line, cut):
     # The finish reason was dropped: a stock server's answer cut by its budget became a line with no "cut" and no
     # verdict, and `bbuvl eval` passed the photo that `bbuvl predict`, /v1/detect and the chat route send to review.

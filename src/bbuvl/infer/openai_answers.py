@@ -10,8 +10,10 @@ stored photo's pixels, EXIF rotation applied, and the raw answer. A line is
 with `response` the server's reply as it came (`choices[0].message.content` and `choices[0].finish_reason` are read;
 a batch-API line's `{"response": {"body": {...}}}` too), or `{"image": ..., "text": "...", "finish_reason": "length"}`
 with the answer alone (`finish_reason` optional). An answer the server ended before its own end (`finish_reason`
-"length", its token budget, or any other but "stop") is written `"cut": true`, as predict writes an answer its budget
-cut; one kept without a finish reason is when its JSON list never closes (infer/parse.py `answer_cut`). Each line
+"length", its token budget, or another reason a server documents for an answer it ended: `SERVER_ENDED`) is written
+`"cut": true`, as predict writes an answer its budget cut, and one that ended itself ("stop", TGI's "eos_token" and
+"stop_sequence": `ANSWER_ENDED`) is not; one kept without a finish reason, or with a reason of neither kind, is cut when
+its JSON list never closes (infer/parse.py `answer_cut`). Each line
 carries the verdict `bbuvl predict -c FOLDER` would give it (`Judging`): a cut answer goes to review. A relative
 `image` is relative to the answers file's folder (and written relative to the predictions file's, where eval and viz
 read it). The frame is read from the exported folder itself (`folder_frame`): its `config.json` names the family, and
@@ -44,7 +46,7 @@ from bbuvl.data.families import family_of
 from bbuvl.data.faults import Faults
 from bbuvl.data.images import load_image
 from bbuvl.data.jsonfile import read_json
-from bbuvl.infer.parse import FINISH_STOP, UNREADABLE_ANSWER, answer_cut, parse_detections
+from bbuvl.infer.parse import FINISH_LENGTH, FINISH_STOP, UNREADABLE_ANSWER, answer_cut, parse_detections
 from bbuvl.infer.verdict import VerdictThresholds, checkpoint_verdict, default_thresholds, judge
 from bbuvl.paths import real_path
 
@@ -153,6 +155,23 @@ def _keeping_bounds(size: tuple[int, int], processor: CoordinateContract) -> dic
     return {"min_pixels": w * h, "max_pixels": w * h}
 
 
+# A server's `finish_reason`, by what it says of the answer. Ended by the server with more to write: its token budget
+# ("length"), and as OpenAI, vLLM and SGLang document the others: OpenAI's content filter, vLLM's and SGLang's "abort",
+# vLLM's "error" and "repetition" (a loop it stopped). Ended by the answer itself: "stop", and TGI's "eos_token" and
+# "stop_sequence", which its chat route returned for every natural end before 2.2.1: read as cut, every complete answer
+# of such a server went to review.
+SERVER_ENDED = frozenset({FINISH_LENGTH, "content_filter", "abort", "error", "repetition"})
+ANSWER_ENDED = frozenset({FINISH_STOP, "eos_token", "stop_sequence"})
+
+
+def server_ended(finish_reason: str | None) -> bool | None:
+    """Whether a server's `finish_reason` says the server ended the answer (True) or the answer ended itself (False);
+    None where it says neither (none kept, or a reason of another host's): then the answer tells (`answer_cut`)."""
+    if finish_reason in SERVER_ENDED:
+        return True
+    return False if finish_reason in ANSWER_ENDED else None
+
+
 class ServerAnswer(NamedTuple):
     """One line's answer: its text, and why the server stopped writing it (`finish_reason`; None: not kept)."""
 
@@ -162,10 +181,9 @@ class ServerAnswer(NamedTuple):
     @property
     def cut(self) -> bool:
         """Whether the answer stopped with more to write (infer/parse.py `answer_cut`, predict's rule): its server
-        ended it ("length": the budget; a content filter, an abort) rather than its own end ("stop"), or, where the
-        line keeps no finish reason, its JSON list never closes."""
-        budget_ended = None if self.finish_reason is None else self.finish_reason != FINISH_STOP
-        return answer_cut(self.text, budget_ended)
+        ended it ("length": the budget; a content filter, an abort: `server_ended`) rather than its own end ("stop",
+        "eos_token"), or, where the line keeps no finish reason or one of neither kind, its JSON list never closes."""
+        return answer_cut(self.text, server_ended(self.finish_reason))
 
 
 def server_answer(line: dict[str, Any]) -> ServerAnswer:

@@ -109,8 +109,8 @@ def parse_detections(text: str, keep_repeats: bool = False) -> ParseResult:
 def answer_cut(text: str, budget_ended: bool | None) -> bool:
     """Whether an answer stopped with more to write, so that what it did not write may hold a fault: whether its token
     budget ended it (`budget_ended`: predict's grammar or token count, a server's `finish_reason`), or, where that is
-    not known (None: an answer kept without its finish reason), whether its JSON list or an object never closes, as an
-    unconstrained answer the budget ended never closes it."""
+    not known (None: an answer kept without its finish reason, or with one that says neither), whether its JSON list
+    or an object never closes, as an unconstrained answer the budget ended never closes it."""
     if budget_ended is not None:
         return budget_ended
     return DAMAGE_TRUNCATED in parse_detections(text).damage
