@@ -66,8 +66,8 @@ from bbuvl.entry import run_as_command
 def work():
     child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(1.5,))
     child.start()
-    print("working", flush=True)
-    try:
+    try:  # told only once inside: a Ctrl-C that came between the word and the try was a traceback of its own
+        print("working", flush=True)
         child.join()
     except KeyboardInterrupt:  # as the CLI (typer) turns it
         raise SystemExit(130)
