@@ -581,12 +581,13 @@ def check_lora_base(checkpoint: str | Path, base: str | Path) -> None:
 
 def load_model(folder: ModelFolder | str | Path, dtype: str | None = None, device: str | None = None,
                accept_base: bool = False, attn_implementation: str | None = None,
-               load_in_bits: int = 16) -> tuple[Any, Any, Config, CoordinateContract, Prompt]:
+               load_in_bits: int = 16, train_adapters: bool = False) -> tuple[Any, Any, Config, CoordinateContract, Prompt]:
     """A `BBUVLModel` (eval mode) ready to predict, its processor, run config, coordinate contract and prompt: the
     one way a model folder is loaded. A path is read with `read_model_folder` (a checkpoint; a plain model folder
     is read there first, with the labels it answers with). A LoRA checkpoint's base must be the one it trained on,
     unless `accept_base` (the user says it holds the same model saved again). `attn_implementation` (default the
-    folder's) and `load_in_bits` (QLoRA) as `load_model_and_processor` takes them, refused where they cannot run."""
+    folder's) and `load_in_bits` (QLoRA) as `load_model_and_processor` takes them, refused where they cannot run.
+    `train_adapters`: a LoRA checkpoint's adapters load trainable (a run that trains them on), else frozen."""
     from bbuvl.model.loading import WeightsMismatch, load_model_and_processor
     from bbuvl.model.processor import pixel_range
     from bbuvl.model.vlm import BBUVLModel
@@ -617,7 +618,8 @@ def load_model(folder: ModelFolder | str | Path, dtype: str | None = None, devic
     if folder.adapter:
         from peft import PeftModel
 
-        vlm = PeftModel.from_pretrained(vlm, str(folder.path))
+        # peft loads adapters frozen unless told otherwise: a run from them trained none of them, and said nothing.
+        vlm = PeftModel.from_pretrained(vlm, str(folder.path), is_trainable=train_adapters)
     contract = folder.frame
     if contract is None:  # a plain folder's own processor bounds (already the processor's: nothing to set)
         run.model.min_pixels, run.model.max_pixels = pixel_range(processor)

@@ -355,6 +355,29 @@ def kept_from_checkpoint(cfg: Config, start: Config) -> list[str]:
     return kept
 
 
+def adapter_start(cfg: Config, start: Config) -> list[str]:
+    """What a GRPO run from a LoRA checkpoint (config `start`) says at its start: the adapters it trains on, and each
+    `model.lora` key of `cfg` the loaded adapters are not built as. ConfigError when `cfg` trains without LoRA."""
+    path, ours, theirs = cfg.model.path, cfg.model.lora, start.model.lora
+    if not ours.enabled:
+        # peft froze the base and the adapters loaded frozen: such a run trained the vision positions alone, and said
+        # nothing. Training the whole model needs the adapters merged into it first (docs/grpo.md, "From LoRA").
+        raise ConfigError(f"model.path {path} is a LoRA checkpoint (adapters over the base model {start.model.path}), "
+                          f"but model.lora.enabled is false, which trains the whole model: set "
+                          "model.lora.enabled: true to train its adapters on, or merge them into the base first "
+                          f"(bbuvl model merge-lora {path} OUT) and start from OUT to train the whole model")
+    notes = [f"model.path {path} is a LoRA checkpoint: this run trains its adapters on from their values there "
+             f"(r {theirs.r}, alpha {theirs.alpha}), and the KL term's reference is them as loaded"]
+    shape = ("r", "alpha", "dropout", "target_modules", "vision")
+    differ = [f"model.lora.{k} {getattr(ours, k)} (the checkpoint's: {getattr(theirs, k)})" for k in shape
+              if k in ours.model_fields_set and getattr(ours, k) != getattr(theirs, k)]
+    if differ:
+        notes.append(f"the loaded adapters are built as the checkpoint built them, so the config's {'; '.join(differ)} "
+                     "do not apply and its checkpoints record the starting checkpoint's; remove these keys, or set "
+                     "them to the checkpoint's")
+    return notes
+
+
 def run_inference(cfg: Config, start: Config) -> InferenceConfig:
     """The `inference` section a GRPO run from checkpoint config `start` validates with and saves: the keys `cfg` names
     over the checkpoint's (a config that names none keeps how the checkpoint predicted)."""
@@ -422,6 +445,9 @@ def read_grpo_inputs(cfg: Config, files: DataFiles | None = None) -> GrpoInputs:
             raise ConfigError(f"model.path {cfg.model.path} is a checkpoint with its own coordinate frame, which GRPO "
                               f"trains in, but the config sets {'; '.join(conflicts)}: remove these keys from the "
                               "config, or set them to the checkpoint's values")
+        if folder.adapter:
+            for note in adapter_start(cfg, folder.cfg):
+                log.warning("%s", note)
         if kept := kept_from_checkpoint(cfg, folder.cfg):
             # Warned, not refused as the frame is: none of them changes a rollout or its reward (docs/grpo.md).
             log.warning("model.path %s is a checkpoint, and GRPO trains the model it is: the config's %s do not apply, "
@@ -467,7 +493,8 @@ def build_grpo_run(cfg: Config, inputs: GrpoInputs | None = None) -> GrpoRun:
     bits = cfg.model.lora.bits if cfg.model.lora.enabled else 16
     model, processor, run_cfg, contract, prompt = load_model(inputs.folder, dtype=cfg.model.dtype,
                                                              attn_implementation=cfg.model.attn_implementation,
-                                                             load_in_bits=bits)
+                                                             load_in_bits=bits,
+                                                             train_adapters=cfg.model.lora.enabled)
     saved = grpo_saved_config(cfg, run_cfg, inputs.inference)
     if cfg.model.lora.enabled and not is_peft(model.vlm):
         model.vlm = apply_lora(model.vlm, cfg.model.lora)
