@@ -4,8 +4,9 @@ The visibility rule is stated once here and used by every crop the project makes
 synthetic scene, `bbuvl data tile`, random crops in training, and tiles at inference (docs/tiles.md). A box cut by the window is kept
 when at least half of it shows, or when what shows still covers a tenth of the window (a BBU or a cable run
 through the frame), and at least two pixels a side show (a box wholly inside needs one, as `data check` does); of two boxes that clipping made nearly the same (IoU > DUPLICATE_IOU, e.g. a BBU and the
-cabinet space both filling the window), the more visible one stays. Parts cut below those thresholds stay
-unlabelled, as annotators leave them.
+cabinet space both filling the window), the more visible one stays. Two boxes the window shows as the whole photo
+does, or that were that close before it cut them, both stay: the whole photo teaches both. Parts cut below those
+thresholds stay unlabelled, as annotators leave them.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def window_objects(objects: Sequence[tuple[Sequence[float], str]], origin: tuple
     """Boxes seen through a `size` window at `origin`: moved, divided by `scale`, clipped, and kept by the
     visibility rule above; of two that clipping made (nearly) the same box, the more visible one stays."""
     w, h = size
-    seen: list[tuple[float, list[float], str]] = []
+    seen: list[tuple[float, list[float], list[float], str]] = []  # share shown, clipped box, box as given, label
     for box, label in objects:
         b = [(box[0] - origin[0]) / scale, (box[1] - origin[1]) / scale, (box[2] - origin[0]) / scale, (box[3] - origin[1]) / scale]
         c = [round(v, 1) for v in clip_box(b, size)]
@@ -106,15 +107,28 @@ def window_objects(objects: Sequence[tuple[Sequence[float], str]], origin: tuple
             continue
         visible = shown / ((b[2] - b[0]) * (b[3] - b[1]))
         if visible >= KEEP_VISIBLE or shown >= KEEP_AREA * w * h:
-            seen.append((visible, c, label))
+            seen.append((visible, c, b, label))
+    return sort_objects(_unlike(sorted(seen, key=lambda t: -t[0])))
+
+
+def _unlike(seen: list[tuple[float, list[float], list[float], str]]) -> list[ObjectAnn]:
+    """The boxes of `seen` (most visible first) but each one clipping made nearly the same as one kept before it.
+
+    Only a pair the window changed: two near-identical boxes of different labels wholly inside it (a BBU and the
+    cabinet space it fills, IoU 0.98) are both in the whole photo, which `data check` accepts and which teaches
+    both; dropping one taught "nothing here" over it in every crop and tile that held them whole.
+    """
     kept: list[ObjectAnn] = []
     # Each against every box kept so far in one call: a box at a time, a tile of 1,156 screws took 19 s
-    boxes = np.empty((len(seen), 4))
-    for _, c, label in sorted(seen, key=lambda t: -t[0]):
-        if not kept or float(box_iou(c, boxes[:len(kept)]).max()) <= DUPLICATE_IOU:
-            boxes[len(kept)] = c
-            kept.append(ObjectAnn(bbox_2d=c, desc=label))
-    return sort_objects(kept)
+    shown, given, cut = np.empty((len(seen), 4)), np.empty((len(seen), 4)), np.zeros(len(seen), dtype=bool)
+    for _, c, b, label in seen:
+        n, clipped = len(kept), c != [round(v, 1) for v in b]
+        near = np.flatnonzero(box_iou(c, shown[:n]) > DUPLICATE_IOU) if n else np.empty(0, dtype=int)
+        if near.size and bool(((clipped | cut[near]) & (box_iou(b, given[near]) <= DUPLICATE_IOU)).any()):
+            continue
+        shown[n], given[n], cut[n] = c, b, clipped
+        kept.append(ObjectAnn(bbox_2d=c, desc=label))
+    return kept
 
 
 def random_region(size: Size, rng: random.Random, min_side: float, max_side: float) -> Region:
