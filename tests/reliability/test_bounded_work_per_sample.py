@@ -1,6 +1,7 @@
 """Class 5: data.max_length bounds every sample; answers too long are cut (and listed), never an unbounded batch."""
 
 import json
+import zlib
 
 import pytest
 import torch
@@ -38,12 +39,14 @@ def record(image: str, n_objects: int, size: int = 224) -> dict:
 
 
 def write(tmp_path, lines: list[dict], name: str = "train.jsonl"):
-    """A dataset file with its photos (one real PNG per distinct image name)."""
+    """A dataset file with its photos (one real PNG per distinct image name, each of its own colour: photos of one
+    content are one photo, never shown as each other's teacher)."""
     for line in lines:
         for rec in line.get("teachers", []) + [line.get("student", line)]:
             path = tmp_path / rec["images"][0]
             if not path.exists():
-                Image.new("RGB", (rec["width"], rec["height"]), (90, 120, 60)).save(path)
+                colour = (90, 120, zlib.crc32(path.name.encode()) % 256)
+                Image.new("RGB", (rec["width"], rec["height"]), colour).save(path)
     path = tmp_path / name
     path.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
     return path

@@ -96,3 +96,70 @@ def test_a_sample_that_cannot_be_encoded_names_its_file_and_line(strip_dataset, 
         samples[1]
     assert str(e.value) == (f"{strip_dataset}:2: photo images/strip.png: this sample cannot be encoded: absolute aspect "
                             "ratio must be smaller than 200, got 283.0")
+
+
+# --- A teacher is never the student's own photo ------------------------------------------------------------------
+
+def _encoder_contract(tiny, tiny_family, labels: list[str]) -> tuple[ChatEncoder, CoordinateContract]:
+    prefix = get_family(tiny_family).assistant_prefix
+    encoder = ChatEncoder(tiny[1], system_prompt(labels, Hierarchy.load(), "zh"), "zh", prefix)
+    return encoder, CoordinateContract(3136, 448 * 336, family=tiny_family)
+
+
+def _pool(path: Path) -> list:
+    from bbuvl.train.dataset import SourcedRecord
+
+    return [SourcedRecord(row.sample.student, str(path), row.line) for row in read_training_rows(path)]
+
+
+def test_a_pool_naming_the_training_photos_otherwise_or_copying_them_never_shows_a_student_itself(tmp_path, tiny,
+                                                                                                   tiny_family, caplog):
+    data = tmp_path / "data"
+    data.mkdir()
+    train = dataset(data, [record("images/a.png"), record("images/b.png"), record("images/c.png")])
+    for name, colour in (("b.png", (30, 30, 200)), ("c.png", (10, 200, 30))):  # three photos, not one
+        Image.new("RGB", (64, 48), colour).save(data / "images" / name)
+    (tmp_path / "linked").symlink_to(data / "images")
+    (data / "images" / "copy_of_b.png").write_bytes((data / "images" / "b.png").read_bytes())
+    pool_dir = tmp_path / "pool"
+    pool_dir.mkdir()
+    # a's photo through '..', b's as a copy under another name, c's through a linked folder
+    pool_file = pool_dir / "teachers.jsonl"
+    pool_file.write_text("".join(json.dumps(record(name)) + "\n" for name in (
+        "../data/images/a.png", "../data/images/copy_of_b.png", "../linked/c.png")), encoding="utf-8")
+    encoder, contract = _encoder_contract(tiny, tiny_family, [BBU])
+    with caplog.at_level("WARNING", logger="bbuvl.train.dataset"):
+        ds = ConversationDataset(rows_as_sources(read_training_rows(train), train), encoder, contract,
+                                 _pool(pool_file), teacher_ratio=1.0, num_teachers=3)
+    for epoch in range(4):
+        ds.set_epoch(epoch)
+        for i in range(3):
+            student = Path(ds.sources[i].student.image_path)
+            shown = [Path(t.image_path) for t in ds.teachers_for(i)]
+            assert len(shown) == 2  # the two others' photos, never its own
+            assert all(not p.samefile(student) and p.read_bytes() != student.read_bytes() for p in shown)
+    said = [m for r in caplog.records if "teacher photo(s) of the pool are training" in (m := r.getMessage())]
+    assert len(said) == 1 and said[0].startswith("3 teacher photo(s)")
+    assert f"{pool_file}:1 (image ../data/images/a.png) is {train}:1's photo (the same file)" in said[0]
+    assert f"{pool_file}:2 (image ../data/images/copy_of_b.png) is {train}:2's photo (the same content)" in said[0]
+    assert f"{pool_file}:3 (image ../linked/c.png) is {train}:3's photo (the same file)" in said[0]
+
+
+def test_a_pool_naming_the_training_photos_as_they_are_named_draws_the_same_teachers_and_says_nothing(
+        tmp_path, tiny, tiny_family, caplog):
+    train = dataset(tmp_path, [record("images/a.png"), record("images/b.png")])
+    Image.new("RGB", (64, 48), (30, 30, 200)).save(tmp_path / "images" / "b.png")  # two photos, not one
+    encoder, contract = _encoder_contract(tiny, tiny_family, [BBU])
+    with caplog.at_level("WARNING", logger="bbuvl.train.dataset"):
+        ds = ConversationDataset(rows_as_sources(read_training_rows(train), train), encoder, contract, _pool(train),
+                                 teacher_ratio=1.0, num_teachers=1)
+    assert [r for r in caplog.records if "teacher photo" in r.getMessage()] == []  # `bbuvl data teachers`' own pool
+    assert [[t.record.image for t in ds.teachers_for(i)] for i in range(2)] == [["images/b.png"], ["images/a.png"]]
+
+
+def test_a_line_whose_teacher_is_its_student_through_dot_dot_is_refused(tmp_path):
+    through = record(f"../{tmp_path.name}/images/a.png")  # the student's photo, named from the folder above
+    path = dataset(tmp_path, [{"teachers": [through], "student": record("images/a.png")}])
+    with pytest.raises(ValueError, match=r":1: teachers\[0\]: image .*a.png is the student photo \(the same file\)"):
+        read_training_rows(path)
+

@@ -22,6 +22,7 @@ from bbuvl.data.labels import Hierarchy
 from bbuvl.data.names import name_key, portability_problem
 from bbuvl.data.layout import TEACHERS, TRAIN, VAL, missing_file_hint, near_file
 from bbuvl.data.near_copies import COPY_KINDS, how_alike, near_copies, photo_print
+from bbuvl.data.one_photo import SAME_FILE, one_photo
 from bbuvl.data.schema import (DatasetError, ImageRecord, ObjectAnn, Sample, iter_dataset, resolve_image, sort_objects,
                                tile_origin)
 from bbuvl.data.text import difference, file_name_key, label_key, names_apart, short_words, show_text
@@ -545,9 +546,9 @@ def teacher_is_student(file: Path, sample: Sample, digests: dict[Path, str]) -> 
     prompt then holds the answer, and the model learns to copy it instead of looking."""
     student = resolve_image(file, sample.student.image)
     for i, teacher in enumerate(sample.teachers):
-        path = resolve_image(file, teacher.image)
-        if path == student or (path in digests and digests[path] == digests.get(student)):
-            how = "the same file" if path == student else f"the same content as {sample.student.image}"
+        # One file under another spelling ('..', a link) is the student's too: compared as paths, it passed
+        if (same := one_photo(resolve_image(file, teacher.image), student, digests)) is not None:
+            how = SAME_FILE if same == SAME_FILE else f"the same content as {sample.student.image}"
             return (f"teachers[{i}]: image {teacher.image} is the student photo ({how}): its answer would be in its "
                     "own prompt; choose teachers among the other photos")
     return None

@@ -15,6 +15,7 @@ from bbuvl.config import CropConfig
 from bbuvl.data.check import check_boxes, check_size, probe_image, sample_records, teacher_is_student
 from bbuvl.data.coords import CoordinateContract
 from bbuvl.data.images import ImageError
+from bbuvl.data.one_photo import SAME_FILE, photos_among
 from bbuvl.data.regions import Region, magnified_record, mirrored_record, random_region
 from bbuvl.data.schema import ImageRecord, Row, Sample, iter_dataset, resolve_image, tile_origin
 from bbuvl.encode.chat import (SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, EncodedSample, Turn, answer_objects, format_answer,
@@ -70,8 +71,8 @@ def read_training_rows(path: str | Path, show: int = 5, files: DataFiles | None 
     for row in rows:
         if row.error is not None:
             raise row.error
-        # A teacher that is its student's own photo puts the answer in the prompt (the same file: photos are not
-        # hashed here, as `bbuvl data check` does to find the same bytes under two names).
+        # A teacher that is its student's own photo puts the answer in the prompt: the same file under any spelling,
+        # or the same content (read only when the two files have one size; `bbuvl data check` hashes every photo).
         if row.sample.teachers and (problem := teacher_is_student(Path(path), row.sample, {})) is not None:
             errors["teacher"].append(f"{path}:{row.line}: {problem}")
         for prefix, record in sample_records(row.sample):
@@ -205,6 +206,11 @@ class ConversationDataset(torch.utils.data.Dataset):
         self.answer_tokens: list[int] = []  # each student answer's tokens, sources' order (measured with max_length)
         self.sources = [s for s in sources if self._fits(s.student)]
         self.teacher_pool = [t for t in (teacher_pool or []) if self._fits(t)]
+        # Pool teachers that are each student's own photo, by source index (a dict of lists, pickled into workers)
+        self._own_photos: dict[int, list[int]] = {}
+        self.pool_students: list[str] = []  # "file:line ... is file:line's photo" of each pool photo a student's too
+        if self.teacher_pool and teacher_ratio > 0 and num_teachers > 0:
+            self._find_own_photos()
         if self.skipped:
             log.warning("skipped %d over-budget photos (> %d vision tokens): %s", len(self.skipped), contract.max_vision_tokens,
                         ", ".join(self.skipped[:5]) + (" ..." if len(self.skipped) > 5 else ""))
@@ -215,6 +221,28 @@ class ConversationDataset(torch.utils.data.Dataset):
         self._pool_len = [0] * len(self.teacher_pool)
         if max_length is not None:
             self._measure(max_length)
+
+    def _find_own_photos(self) -> None:
+        """Which pool teachers are which students' own photos (one file however named, or a copy), and say those a
+        path spelt otherwise or a copy hides: compared as path strings, a pool kept in a folder of its own naming
+        the training photos as `../data/images/x.jpg` showed each student its own answer (data/one_photo.py)."""
+        students = [Path(s.student.image_path) for s in self.sources]
+        found = photos_among([Path(t.image_path) for t in self.teacher_pool], students)
+        hidden: list[tuple[SourcedRecord, SourcedRecord, str]] = []
+        for j, same in enumerate(found):
+            for i, how in same:
+                self._own_photos.setdefault(i, []).append(j)
+                student, teacher = self.sources[i].student, self.teacher_pool[j]
+                if how != SAME_FILE or teacher.image_path != student.image_path:
+                    hidden.append((teacher, student, how))
+        if not hidden:
+            return
+        where = locate([r for t, s, _ in hidden for r in (t, s)])
+        self.pool_students = [f"{where[2 * k]} (image {t.record.image}) is {where[2 * k + 1]}'s photo ({how})"
+                              for k, (t, _, how) in enumerate(hidden)]
+        log.warning("%d teacher photo(s) of the pool are training photos under another path or name, never shown "
+                    "before themselves: %s", len(hidden),
+                    "; ".join(self.pool_students[:5]) + (" ..." if len(hidden) > 5 else ""))
 
     def cache_need_bytes(self) -> int:
         """About what keeping every sample takes (`data.sample_cache_mb`): the first sample's bytes per vision token,
@@ -316,11 +344,11 @@ class ConversationDataset(torch.utils.data.Dataset):
         if not self.teacher_pool or self.num_teachers == 0 or rng.random() >= self.teacher_ratio:
             return []
         room = self._room(index)  # drawn among those that fit, rather than drawn and then dropped
-        # Nor a tile of the same photo, nor the whole photo `data tile` kept beside it: either shows its answer.
-        origin = tile_origin(src.student.record)
-        pool = [(t, n) for t, n in zip(self.teacher_pool, self._pool_len)
-                if t.image_path != src.student.image_path and n <= room
-                and (origin is None or tile_origin(t.record) != origin)]
+        # Never its own photo (one file however named, or a copy), nor a tile of the same photo, nor the whole photo
+        # `data tile` kept beside it: each shows its answer.
+        origin, own = tile_origin(src.student.record), self._own_photos.get(index, ())
+        pool = [(t, n) for j, (t, n) in enumerate(zip(self.teacher_pool, self._pool_len))
+                if j not in own and n <= room and (origin is None or tile_origin(t.record) != origin)]
         return self._within(index, rng.sample(pool, min(self.num_teachers, len(pool))))
 
     def crop_for(self, index: int) -> Region | None:
