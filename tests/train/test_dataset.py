@@ -163,3 +163,74 @@ def test_a_line_whose_teacher_is_its_student_through_dot_dot_is_refused(tmp_path
     with pytest.raises(ValueError, match=r":1: teachers\[0\]: image .*a.png is the student photo \(the same file\)"):
         read_training_rows(path)
 
+
+# --- A crop or mirror that lengthens the student's answer ----------------------------------------------------------
+
+LABEL = "标签贴纸"
+
+
+TWO_DIGITS = [[60 + 8 * k, 60, 66 + 8 * k, 96] for k in range(5)]  # magnified by a crop or mirrored: three digits
+# One digit in every family's frame (Qwen2.5-VL's pixels, Qwen3-VL's thousandths); mirrored, three
+ONE_DIGIT = [[1, 10 + 60 * k, 2, 50 + 60 * k] for k in range(5)]
+
+
+def _edge_photos(tmp_path: Path, boxes: list[list[int]] = TWO_DIGITS) -> Path:
+    """A 448x336 photo of five `boxes`, and a teacher photo of one box."""
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (448, 336), (30, 30, 30)).save(tmp_path / "images" / "a.png")
+    Image.new("RGB", (448, 336), (90, 90, 90)).save(tmp_path / "images" / "t.png")
+    lines = [{"images": ["images/a.png"], "width": 448, "height": 336,
+              "objects": [{"bbox_2d": b, "desc": LABEL} for b in boxes]},
+             {"images": ["images/t.png"], "width": 448, "height": 336,
+              "objects": [{"bbox_2d": [10, 10, 50, 50], "desc": LABEL}]}]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
+    return path
+
+
+def _student_answer(sample, encoder) -> str:
+    from bbuvl.encode.chat import IGNORE_INDEX, SPAN_STUDENT
+
+    taught = (sample.labels != IGNORE_INDEX) & (sample.span_ids == SPAN_STUDENT)
+    return encoder.tokenizer.decode(sample.input_ids[taught], skip_special_tokens=False)
+
+
+@pytest.mark.parametrize("draw", [{"mirror": 1.0}, {"crop": "crop"}], ids=["mirror", "crop"])
+def test_a_draw_whose_answer_is_longer_leaves_its_teacher_out_and_keeps_its_whole_answer(tmp_path, tiny, tiny_family,
+                                                                                         draw):
+    from bbuvl.config import CropConfig
+    from bbuvl.encode.chat import format_answer
+    from bbuvl.train.dataset import shown_photo
+
+    path = _edge_photos(tmp_path)
+    encoder, contract = _encoder_contract(tiny, tiny_family, [LABEL])
+    srcs = rows_as_sources(read_training_rows(path), path)
+    whole = ConversationDataset(srcs[:1], encoder, contract, [srcs[1].student], teacher_ratio=1.0)[0].input_ids.numel()
+    kw = {"mirror": 1.0} if "mirror" in draw else {"crop": CropConfig(p=1.0, min_side=0.85, max_side=0.9)}
+    ds = ConversationDataset(srcs[:1], encoder, contract, [srcs[1].student], teacher_ratio=1.0, max_length=whole, **kw)
+    assert ds.truncated == []  # the whole photo with its teacher fits exactly
+    for epoch in range(6):
+        ds.set_epoch(epoch)
+        sample = ds[0]
+        shown = shown_photo(srcs[0].student, contract, ds.crop_for(0), ds.mirrored(0))[1]
+        assert _student_answer(sample, encoder) == format_answer(shown, contract) + "<|im_end|>"
+        assert sample.input_ids.numel() <= whole and "cut" not in sample.meta
+
+
+def test_a_draw_that_alone_overflows_is_cut_and_said_once_naming_file_and_line(tmp_path, tiny, tiny_family, caplog):
+    path = _edge_photos(tmp_path, ONE_DIGIT)
+    encoder, contract = _encoder_contract(tiny, tiny_family, [LABEL])
+    srcs = rows_as_sources(read_training_rows(path), path)[:1]
+    alone = ConversationDataset(srcs, encoder, contract)[0].input_ids.numel()
+    ds = ConversationDataset(srcs, encoder, contract, max_length=alone, mirror=1.0)
+    assert ds.truncated == []
+    with caplog.at_level("WARNING", logger="bbuvl.train.dataset"):
+        for epoch in range(3):
+            ds.set_epoch(epoch)
+            sample = ds[0]
+            assert sample.input_ids.numel() == alone
+            assert sample.meta["cut"] == f"{path}:1"
+    said = [r.getMessage() for r in caplog.records if "mirrored: answer of" in r.getMessage()]
+    assert len(said) == 1  # once a photo, not once a draw
+    assert said[0].startswith(f"{path}:1: photo images/a.png mirrored: answer of ")
+    assert "objects are taught" in said[0] and "data.max_length" in said[0]

@@ -140,9 +140,11 @@ def train(
         console.print(f"[yellow]alarm[/] {kind}: {a['count']}x, first at step {a['first_step']}: {escape(str(a['first']))}", markup=True)
     if not alarms:
         console.print("training health: no alarms")
+    drawn = result.get("answers_cut_in_draws", 0)  # photos whose crop or mirror alone made the answer too long
     console.print(f"non-finite steps skipped: {result['nan_skipped']}; samples dropped for budget: "
                   f"{result['budget_dropped']}; over-budget photos skipped: {result['oversize_skipped']}; answers cut at "
-                  f"data.max_length: {result['answers_truncated']}")
+                  f"data.max_length: {result['answers_truncated']}"
+                  + (f" (and {drawn} more photo(s) through a crop or mirror)" if drawn else ""))
     if unreadable := result.get("unreadable"):
         console.print(f"[yellow]photos that could not be read when drawn (this process), another sample trained in "
                       f"each one's place: {len(unreadable)}[/]; fix or remove them:", markup=True)

@@ -161,10 +161,14 @@ def shown_photo(src: SourcedRecord, contract: CoordinateContract, region: Region
     and every box was taught twice as far out as the picture showed it).
     """
     image = image_for_model(src.image_path, src.record.size, contract, region)
-    record = src.record if region is None else magnified_record(src.record, region, src.record.size)
-    if mirror:
-        image, record = ImageOps.mirror(image), mirrored_record(record)
-    return image, record
+    return (ImageOps.mirror(image) if mirror else image), shown_record(src.record, region, mirror)
+
+
+def shown_record(record: ImageRecord, region: Region | None = None, mirror: bool = False) -> ImageRecord:
+    """`record` as `shown_photo` shows its photo: through `region`, magnified to the photo's size, and mirrored or
+    not."""
+    shown = record if region is None else magnified_record(record, region, record.size)
+    return mirrored_record(shown) if mirror else shown
 
 
 class ConversationDataset(torch.utils.data.Dataset):
@@ -174,7 +178,9 @@ class ConversationDataset(torch.utils.data.Dataset):
 
     With `max_length` no sample is longer (docs/design.md, "Long answers are cut, never split"): teachers that
     would push a sample past it are left out, and a student answer too long on its own is cut there; the photos
-    cut are listed in `truncated` at start-up. A photo whose prompt and image alone reach it is refused.
+    cut are listed in `truncated` at start-up. A crop's or mirror's answer, longer than the whole photo's, is
+    measured when drawn: its teachers are chosen for it, and one too long on its own is cut and warned of once.
+    A photo whose prompt and image alone reach it is refused.
     """
 
     def __init__(
@@ -204,6 +210,10 @@ class ConversationDataset(torch.utils.data.Dataset):
         self.skipped: list[str] = []
         self.truncated: list[str] = []  # "file:line: ..." of each photo whose answer is cut at max_length
         self.answer_tokens: list[int] = []  # each student answer's tokens, sources' order (measured with max_length)
+        self._cut_whole: set[int] = set()  # the sources whose whole photo's answer is cut (listed in `truncated`)
+        self._said_cut: set[int] = set()  # the sources whose answer a crop or mirror cut, warned of once each
+        # The last draw measured: ((epoch, index), turn tokens, answer objects, answer ids)
+        self._turn_memo: tuple = (None, 0, [], [])
         self.sources = [s for s in sources if self._fits(s.student)]
         self.teacher_pool = [t for t in (teacher_pool or []) if self._fits(t)]
         # Pool teachers that are each student's own photo, by source index (a dict of lists, pickled into workers)
@@ -284,10 +294,8 @@ class ConversationDataset(torch.utils.data.Dataset):
                 if prompt >= max_length:
                     refused.append((r, prompt, vision))
                 elif self.encoder.system_length + lengths[-1] + self.encoder.prefix_length > max_length:
-                    room = max_length - prompt
-                    text = self.encoder.tokenizer.decode(ids[:room], clean_up_tokenization_spaces=False)
-                    cut.append((r, f"answer of {len(ids)} tokens cut to {room}: the first {objects_within(objs, len(text))} "
-                                   f"of {len(objs)} objects are taught"))
+                    self._cut_whole.add(k)
+                    cut.append((r, self._cut_note(objs, ids, max_length - prompt)))
         if refused:
             (r, prompt, vision), more = refused[0], len(refused) - 1
             raise ValueError(f"{locate([r])[0]}: photo {r.record.image} needs {prompt} tokens before its answer ({vision} "
@@ -302,21 +310,70 @@ class ConversationDataset(torch.utils.data.Dataset):
             log.warning("%d photo(s) have answers longer than data.max_length=%d leaves room for; each is cut there "
                         "(the detection head still learns every box): %s", len(self.truncated), max_length,
                         "; ".join(self.truncated[:5]) + (" ..." if len(self.truncated) > 5 else ""))
-        short = sum(len(self._within(i, list(zip(s.teachers, self._teacher_len[i])))) < len(s.teachers)
-                    for i, s in enumerate(self.sources))
+        short = sum(len(self._within(i, list(zip(s.teachers, self._teacher_len[i])), self._student_len[i]))
+                    < len(s.teachers) for i, s in enumerate(self.sources) if s.teachers)
         if short:
             log.warning("%d sample(s) show fewer of their teachers: with all of them they exceed data.max_length=%d",
                         short, max_length)
 
-    def _room(self, index: int) -> float:
-        """Tokens left for teachers before sample `index`'s student within max_length (unbounded without one)."""
+    def _cut_note(self, objects: list[dict], ids: list[int], room: int) -> str:
+        """What of an answer of `objects` (its token `ids`) is taught when cut to `room` tokens."""
+        text = self.encoder.tokenizer.decode(ids[:room], clean_up_tokenization_spaces=False)
+        return (f"answer of {len(ids)} tokens cut to {room}: the first {objects_within(objects, len(text))} of "
+                f"{len(objects)} objects are taught")
+
+    def _room(self, index: int, student: int | None = None) -> float:
+        """Tokens left for teachers before sample `index`'s student turn of `student` tokens (this epoch's draw when
+        None) within max_length (unbounded without one)."""
         if self.max_length is None:
             return float("inf")
-        return self.max_length - self.encoder.system_length - self.encoder.prefix_length - self._student_len[index]
+        turn = self._drawn_turn(index) if student is None else student
+        return self.max_length - self.encoder.system_length - self.encoder.prefix_length - turn
 
-    def _within(self, index: int, teachers: list[tuple[SourcedRecord, int]]) -> list[SourcedRecord]:
-        """The teachers (with their turn lengths) that fit before sample `index`, kept in order while they fit."""
-        room, kept = self._room(index), []
+    def _drawn_turn(self, index: int) -> int:
+        """Tokens of sample `index`'s student turn this epoch: its whole photo's, or, when longer, its crop window's
+        or mirror's. A crop magnifies the boxes' numbers (60..99 become 100 and more: more tokens) and a mirror moves
+        them: teachers chosen for the whole photo's length cut the student's answer at max_length, its closing
+        `]` and end of turn never taught. Never shorter than the whole photo's, so that a draw whose answer is no
+        longer chooses the teachers the whole photo would."""
+        region, mirror = self.crop_for(index), self.mirrored(index)
+        if self.max_length is None or (region is None and not mirror):
+            return self._student_len[index]
+        key = (self.epoch, index)
+        if self._turn_memo[0] != key:  # teachers_for and _sample both ask, for the same draw
+            src = self.sources[index].student
+            objects = answer_objects(shown_record(src.record, region, mirror), self.contract)
+            ids = self.encoder.answer_ids([json.dumps(objects, ensure_ascii=False)])[0]
+            turn = self.encoder.turn_length(self.contract.vision_tokens(src.record.size), len(ids))
+            self._turn_memo = (key, turn, objects, ids)
+        return max(self._student_len[index], self._turn_memo[1])
+
+    def _draw_cut(self, index: int) -> str | None:
+        """`file:line` of sample `index`'s photo when its answer is cut at max_length through this epoch's crop or
+        mirror alone (the whole photo's fits): said once a photo, as the start-up says the whole photos cut."""
+        if self.max_length is None or index in self._cut_whole or self._drawn_turn(index) == self._student_len[index]:
+            return None
+        _, turn, objects, ids = self._turn_memo
+        if self._room(index, turn) >= 0:
+            return None
+        src = self.sources[index].student
+        region, mirror = self.crop_for(index), self.mirrored(index)
+        how = " and ".join(([f"through the crop window {list(region)}"] if region else [])
+                           + (["mirrored"] if mirror else []))
+        room = self.max_length - self.encoder.prompt_length(self.contract.vision_tokens(src.record.size))
+        where = locate([src])[0]
+        if index not in self._said_cut:
+            self._said_cut.add(index)
+            log.warning("%s: photo %s %s: %s (longer than its whole photo's answer, which fits data.max_length=%d; "
+                        "epoch %d)", where, src.record.image, how, self._cut_note(objects, ids, room), self.max_length,
+                        self.epoch)
+        return where
+
+    def _within(self, index: int, teachers: list[tuple[SourcedRecord, int]],
+                student: int | None = None) -> list[SourcedRecord]:
+        """The teachers (with their turn lengths) that fit before sample `index`'s student turn (`_room`), kept in
+        order while they fit."""
+        room, kept = self._room(index, student), []
         for t, length in teachers:
             if length <= room:
                 kept.append(t)
@@ -392,8 +449,16 @@ class ConversationDataset(torch.utils.data.Dataset):
         raise ImageError(f"no sample has a photo that can be read, the first {unreadable[0]}")
 
     def _sample(self, index: int) -> EncodedSample:
-        """Sample `index`, from the cache when it holds it."""
+        """Sample `index`, from the cache when it holds it; its photo's `file:line` in `meta["cut"]` when this
+        epoch's crop or mirror made its answer too long (`_draw_cut`)."""
         teachers, region, mirror = self.teachers_for(index), self.crop_for(index), self.mirrored(index)
+        sample = self._cached(index, teachers, region, mirror)
+        if (cut := self._draw_cut(index)) is not None:  # counted where batches are used (train/trainer.py)
+            sample = replace(sample, meta={**sample.meta, "cut": cut})  # its photo's file:line
+        return sample
+
+    def _cached(self, index: int, teachers: list[SourcedRecord], region: Region | None, mirror: bool) -> EncodedSample:
+        """Sample `index` with these draws, from the cache when it holds it."""
         if self.cache is None:
             return self._encode(index, teachers, region, mirror)
         # Everything the encoding depends on: the teachers by identity (records live as long as the dataset; two

@@ -269,6 +269,8 @@ class BBUTrainer(Trainer):
         # "file:line: why" of each photo that could not be read when drawn, another sample trained in its place
         # (train/dataset.py); a dict, for each once in the order met
         self.unreadable: dict[str, None] = {}
+        # "file:line" of each photo whose answer a crop or mirror made too long for data.max_length, cut when drawn
+        self.cut_in_draws: dict[str, None] = {}
         # What the run writes into its folder once a resumed checkpoint is loaded (`fit`): called after the weights,
         # the optimizer and the schedule are read, where a checkpoint that does not fit is refused, so a refused resume
         # changes nothing in the folder.
@@ -324,6 +326,8 @@ class BBUTrainer(Trainer):
             self.budget_dropped += inputs.dropped
             for meta in inputs.meta:
                 self.unreadable.update(dict.fromkeys(meta.get("unreadable", ())))
+                if "cut" in meta:  # an answer its crop or mirror made too long (train/dataset.py)
+                    self.cut_in_draws[meta["cut"]] = None
             self.throughput.vision_tokens += vision
             self.throughput.text_tokens += int(valid.sum()) - vision
             # The terms are already divided by counts over all ranks, but DDP and ZeRO average gradients over
@@ -643,6 +647,7 @@ def train(cfg: Config, resume: bool | str = False, progress: bool = True, callba
             "nan_skipped": trainer.guard.skipped, "budget_dropped": trainer.budget_dropped,
             "unreadable": list(trainer.unreadable),
             "oversize_skipped": len(run.train_dataset.skipped), "answers_truncated": len(run.train_dataset.truncated),
+            "answers_cut_in_draws": len(trainer.cut_in_draws),
             "answers_measured": len(run.train_dataset.answer_tokens),
             "longest_answer": max(run.train_dataset.answer_tokens, default=0),
             "answers_over_budget": run.train_dataset.answers_longer_than(cfg.inference.max_new_tokens),
