@@ -109,3 +109,22 @@ def test_budgets_drop_samples_with_a_count(tiny, samples):
     assert p(samples).input_ids.shape[1] == samples[0].input_ids.numel() and p.budget.dropped == 2
     # grid info is never dropped: one grid row per image kept
     assert batch.image_grid_thw.shape[0] == 1 + 2
+
+
+@pytest.mark.parametrize("collator", [PaddedCollator, PackedCollator])
+def test_stand_ins_are_left_out_beside_real_samples_and_a_batch_of_them_alone_is_marked(tiny, samples, collator):
+    from dataclasses import replace
+
+    from bbuvl.encode.collate import STAND_IN
+    from bbuvl.model.loss_scale import LossDenominators
+
+    c = collator(*_ids(tiny))
+    stand_in = [replace(s, meta={STAND_IN: True}) for s in samples]
+    mixed = c([samples[0], stand_in[1], samples[2]])
+    assert not mixed.stand_in and len(mixed) == 2 and mixed.dropped == 0 and c.budget.dropped == 0
+    assert int(mixed.mm_token_type_ids.sum()) == samples[0].num_vision_tokens + samples[2].num_vision_tokens
+    alone = c(stand_in[1:])
+    assert alone.stand_in and len(alone) == 1  # run for the processes' collectives, one sample's cost
+    # the step's loss denominators count the real samples alone (model/loss_scale.py)
+    assert LossDenominators.count([mixed, alone]) == LossDenominators.count([mixed])
+    assert LossDenominators.count([alone]) == LossDenominators(0.0, 0.0, 0.0)

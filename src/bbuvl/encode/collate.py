@@ -16,6 +16,9 @@ from bbuvl.encode.chat import IGNORE_INDEX, NO_COORDINATE, SPAN_NONE, SPAN_STUDE
 from bbuvl.encode.positions import mrope_positions
 
 log = logging.getLogger(__name__)
+# The meta key of a stand-in sample: a place past the epoch's end that evens out the processes' last turn
+# (train/stand_ins.py), trained at zero weight
+STAND_IN = "stand_in"
 
 
 @dataclass
@@ -49,6 +52,9 @@ class Batch:
     # Samples the collator left out of this batch for its budgets. Counted where the batch is used, since a loader's
     # worker processes each hold their own copy of the collator and its counter.
     dropped: int = 0
+    # The batch holds a stand-in alone: a process's turn past the epoch's end, run for the collectives and weighed
+    # zero (train/stand_ins.py); a stand-in beside real samples is left out of their batch.
+    stand_in: bool = False
 
     def __len__(self) -> int:
         """Samples in the batch (HF Trainer refuses a batch whose length is 0)."""
@@ -79,6 +85,13 @@ class BudgetCounter:
 
     dropped: int = 0
     seen: int = 0
+
+
+def real_samples(samples: list[EncodedSample]) -> tuple[list[EncodedSample], bool]:
+    """The samples of a batch that are no stand-ins (`STAND_IN` in their meta), and False; a batch of stand-ins alone:
+    its first, and True (`Batch.stand_in`)."""
+    real = [s for s in samples if not s.meta.get(STAND_IN)]
+    return (real, False) if real else (samples[:1], True)
 
 
 def _within_budget(samples: list[EncodedSample], max_vision: int, max_tokens: int | None,
@@ -147,6 +160,7 @@ class PaddedCollator:
     budget: BudgetCounter = field(default_factory=BudgetCounter)
 
     def __call__(self, samples: list[EncodedSample]) -> Batch:
+        samples, stand_in = real_samples(samples)
         given = len(samples)
         samples = _within_budget(samples, self.max_vision_tokens_per_batch, None, self.budget)
         B, L = len(samples), max(s.input_ids.numel() for s in samples)
@@ -175,7 +189,7 @@ class PaddedCollator:
             batch["sample_index"][b, sl] = b
             batch["position_ids"][:, b, sl] = mrope_positions(s.input_ids, s.image_grid_thw, self.image_token_id, self.merge)
             batch["det_vision_mask"][b, sl], batch["det_text_mask"][b, sl] = masks[b][0], masks[b][1]
-        return Batch(**batch, **_common(samples, masks), dropped=given - B)
+        return Batch(**batch, **_common(samples, masks), dropped=given - B, stand_in=stand_in)
 
 
 @dataclass
@@ -190,6 +204,7 @@ class PackedCollator:
     budget: BudgetCounter = field(default_factory=BudgetCounter)
 
     def __call__(self, samples: list[EncodedSample]) -> Batch:
+        samples, stand_in = real_samples(samples)
         given = len(samples)
         samples = _within_budget(samples, self.max_vision_tokens_per_batch, self.max_tokens, self.budget)
         masks = [head_masks(s, self.merge) for s in samples]
@@ -208,4 +223,5 @@ class PackedCollator:
             det_text_mask=torch.cat([m[1] for m in masks])[None],
             **_common(samples, masks),
             dropped=given - len(samples),
+            stand_in=stand_in,
         )

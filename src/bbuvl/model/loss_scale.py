@@ -28,9 +28,12 @@ class LossDenominators:
 
     @classmethod
     def count(cls, batches: list[Batch]) -> "LossDenominators":
-        """Supervised tokens per span and target boxes in these collated micro-batches (this process only)."""
+        """Supervised tokens per span and target boxes in these collated micro-batches (this process only), but
+        those of a batch of stand-ins (`Batch.stand_in`), which weighs nothing."""
         teacher = student = objects = 0
         for batch in batches:
+            if batch.stand_in:
+                continue
             t, s = span_token_counts(batch.labels, batch.span_ids)
             teacher, student = teacher + t, student + s
             objects += sum(len(boxes) for boxes in batch.det_boxes)

@@ -20,6 +20,7 @@ from bbuvl.data.regions import Region, magnified_record, mirrored_record, random
 from bbuvl.data.schema import ImageRecord, Row, Sample, iter_dataset, resolve_image, tile_origin
 from bbuvl.encode.chat import (SPAN_STUDENT, SPAN_TEACHER, ChatEncoder, EncodedSample, Turn, answer_objects, format_answer,
                                image_for_model, objects_within)
+from bbuvl.encode.collate import STAND_IN
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.sample_cache import SampleCache, sample_bytes
 
@@ -428,7 +429,11 @@ class ConversationDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> EncodedSample:
         """Sample `index`; when a photo of it cannot be read now (cut short, deleted, replaced since the start read its
         header), the next sample in its place, the photo named in its `meta["unreadable"]` and in a warning: one bad
-        file among thousands no longer ends a run hours in (docs/design.md, "Photos that cannot be read")."""
+        file among thousands no longer ends a run hours in (docs/design.md, "Photos that cannot be read"). Past the
+        last index, `index - len` as a stand-in (`meta["stand_in"]`, train/stand_ins.py)."""
+        if index >= len(self.sources):  # a place past the epoch's end, trained at zero weight (train/stand_ins.py)
+            sample = self[index % len(self.sources)]
+            return replace(sample, meta={**sample.meta, STAND_IN: True})
         unreadable: list[str] = []
         for k in range(len(self.sources)):
             at = (index + k) % len(self.sources)

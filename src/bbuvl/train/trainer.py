@@ -60,6 +60,7 @@ from bbuvl.train.run_record import (RUN_RECORD, ResumeMismatch, base_gone, carry
                                     record_accepted_code, record_resumed_software, software_before, software_changes,
                                     write_run_record)
 from bbuvl.train.sample_cache import SampleCache
+from bbuvl.train.stand_ins import StandInSampler, stand_ins
 from bbuvl.train.weight_average import WeightAverage
 
 log = logging.getLogger(__name__)
@@ -295,6 +296,27 @@ class BBUTrainer(Trainer):
                                                eps=self.args.adam_epsilon, fused=fused_on_cpu(groups))
         return self.optimizer
 
+    def _get_train_sampler(self, train_dataset=None):  # noqa: D102
+        # Over several processes an epoch that does not fill its last turn ends in stand-ins, not in its first photos
+        # again (train/stand_ins.py); one that fills it keeps accelerate's own sampler, as every one-process run does.
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        pad = stand_ins(len(dataset), self.args.world_size, self._train_batch_size)
+        if not pad or not isinstance(dataset, ConversationDataset):  # GRPO's photos are a list (rl/trainer.py)
+            return super()._get_train_sampler(train_dataset)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return StandInSampler(len(dataset), pad, seed)
+
+    def get_train_dataloader(self):  # noqa: D102
+        loader = super().get_train_dataloader()
+        # accelerate's shard of the batches holds the sampler one level down
+        shard = getattr(loader, "batch_sampler", None)
+        sampler = getattr(getattr(shard, "batch_sampler", shard), "sampler", None)
+        if isinstance(sampler, StandInSampler) and hasattr(loader, "set_sampler"):
+            # Linked as accelerate links its own seedable sampler: a resume's loader, which skips the batches already
+            # trained, set no epoch on it, and drew the resumed epoch's rest from epoch 0's order
+            loader.set_sampler(sampler)
+        return loader
+
     def get_batch_samples(self, epoch_iterator: Iterator, num_batches: int, device: torch.device) -> tuple[list, LossDenominators | None]:
         """One optimizer step's micro-batches and their loss denominators, summed over ranks.
 
@@ -308,7 +330,8 @@ class BBUTrainer(Trainer):
                 batches.append(next(epoch_iterator))
             except StopIteration:
                 break
-        # Ranks hold equally many micro-batches (accelerate evens them out), so all of them reach the collective.
+        # Ranks hold equally many micro-batches (stand-ins, train/stand_ins.py, or accelerate even them out), so all
+        # of them reach the collective.
         self._denominators = LossDenominators.count(batches).all_reduce(self.args.device) if batches else None
         return batches, self._denominators
 
@@ -318,7 +341,14 @@ class BBUTrainer(Trainer):
         inputs = inputs.to(self.args.device)  # a no-op when the loader already moved it
         parts = model(inputs, num_items_in_batch=num_items_in_batch)
         loss = parts.loss
-        if model.training:
+        if model.training and inputs.stand_in:
+            # Past the epoch's end on this process: run for DDP's collectives, weighed zero (train/stand_ins.py)
+            if torch.isfinite(loss):
+                self._add_to_step(dict.fromkeys(parts.computed(), 0.0))
+            else:
+                self._record(parts, inputs)
+            loss = loss * 0.0
+        elif model.training:
             self._record(parts, inputs)
             valid = inputs.sample_index >= 0
             vision = int(inputs.mm_token_type_ids.sum())
