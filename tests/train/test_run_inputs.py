@@ -166,3 +166,34 @@ def test_a_plain_start_folder_with_a_damaged_file_is_refused_naming_it_before_an
         train(run_config(f"model.path={start}", "training.max_steps=1"), progress=False)
     assert str(e.value).startswith(f"model.path {start}: incomplete or damaged model folder ({says}"), str(e.value)
     assert not (tmp_path / "run").exists()
+
+
+def test_mirrors_with_labels_that_name_a_side_are_warned_of_at_the_start_naming_them(run_config, small_dataset,
+                                                                                     tmp_path, caplog):
+    """A mirror moves the pixels and the boxes, never the words: a hierarchy with left and right states was taught
+    the left part as the right one on every mirrored photo, and nothing was said."""
+    import json
+
+    from bbuvl.data.labels import DEFAULT_HIERARCHY
+    from bbuvl.train.run_inputs import read_run_inputs
+
+    tree = json.loads(DEFAULT_HIERARCHY.read_text(encoding="utf-8"))
+    tree["categories"]["挡风板"]["attributes"]["左侧"] = {"gloss": "on the left", "states": {}}
+    tree["categories"]["挡风板"]["attributes"]["装在右"] = {"gloss": "fitted", "states": {}}
+    tree["categories"]["挡风板"]["attributes"]["靠门"] = {"gloss": "by the left door", "states": {}}
+    tree["categories"]["线缆"]["gloss"] = "bright cable"  # no side: "bright" holds "right" inside a word
+    sided = tmp_path / "hierarchy.json"
+    sided.write_text(json.dumps(tree, ensure_ascii=False), encoding="utf-8")
+
+    def said(*overrides: str) -> list[str]:
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="bbuvl.train.run_inputs"):
+            read_run_inputs(run_config(*overrides))
+        return [r.getMessage() for r in caplog.records if "data.mirror" in r.getMessage()]
+
+    assert said("data.mirror=0.5") == []  # the shipped hierarchy names no side
+    assert said(f"data.hierarchy={sided}") == []  # no mirrors
+    lines = said("data.mirror=0.5", f"data.hierarchy={sided}")
+    assert len(lines) == 1 and lines[0].startswith("data.mirror 0.5 shows photos mirrored left to right")
+    assert ("3 label(s) of the data or data.hierarchy name a side: '挡风板/左侧', '挡风板/装在右', "
+            "'挡风板/靠门 (air baffle/by the left door)';") in lines[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -296,6 +297,23 @@ def _fault(path: str | Path, what: str, spec: dict) -> bool:
 def _keyed(names: Iterable[str]) -> dict[str, str]:
     """`{label_key(name): name}`: a category, attribute or state found however it was typed."""
     return {label_key(n): n for n in names}
+
+
+# A side of the photo in a label: mirrored left to right, the part shown is on the other side under the same label
+SIDE_WORDS = re.compile(r"左|右|\b(?:left|right)", re.IGNORECASE)
+
+
+def side_labels(labels: Iterable[str], hierarchy: Hierarchy) -> list[str]:
+    """The labels among `labels` and the hierarchy's whose name or English gloss names a side (左/右, left/right), in
+    order, each once as written (with its gloss when only the gloss names it)."""
+    found: dict[str, None] = {}
+    for label in [*hierarchy.labels(), *labels]:
+        gloss = hierarchy.english(label)
+        if SIDE_WORDS.search(label):
+            found.setdefault(label)
+        elif gloss != label and SIDE_WORDS.search(gloss):
+            found.setdefault(f"{label} ({gloss})")
+    return list(found)
 
 
 def label_at_level(label: str, level: int | None) -> str:

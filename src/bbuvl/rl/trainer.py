@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -47,6 +48,7 @@ from bbuvl.train.callbacks import LogWindow, NonFiniteGuard, RichProgress, RunTe
 from bbuvl.train.data_files import DataFiles
 from bbuvl.train.dataset import SampleSource, read_training_rows, rows_as_sources
 from bbuvl.train.param_groups import freeze_zero_lr_groups, optimizer_groups
+from bbuvl.train.run_inputs import mirror_note
 from bbuvl.train.run_record import base_gone, carry_run_record
 from bbuvl.train.run_dir import (FINAL_DIR, check_not_being_written, check_resumable, check_resumable_from,
                                  looked_from)
@@ -424,6 +426,10 @@ def read_grpo_inputs(cfg: Config, files: DataFiles | None = None) -> GrpoInputs:
     `files`; fails on a bad reward function, data file or frame setting, before any weights load."""
     hierarchy = Hierarchy.load(cfg.data.hierarchy)
     sources = rows_as_sources(read_training_rows(cfg.data.train, files=files), cfg.data.train)  # lines: for messages
+    # The rollouts see mirrored photos as SFT's students do (train/run_inputs.py `mirror_note`)
+    if (note := mirror_note(cfg, (o.desc for s in sources for o in s.student.record.objects), hierarchy)) \
+            and os.environ.get("RANK", "0") == "0":
+        log.warning("%s", note)
     if is_plain_model_folder(cfg.model.path):
         labels = data_labels((cfg.data.train, cfg.data.val), hierarchy)
         start, notes = plain_start(cfg)  # config.py's defaults are no pretrained model's: each said, the head left out

@@ -15,6 +15,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from bbuvl.config import (BudgetError, BudgetProblem, Config, batch_budget_problems, not_a_checkpoint, run_conflicts,
                           run_notes)
@@ -23,8 +24,9 @@ from bbuvl.data.families import Family, model_type_of
 from bbuvl.data.faults import Faults
 from bbuvl.data.input_paths import file_kind, model_files_path_problem
 from bbuvl.data.jsonfile import read_json
-from bbuvl.data.labels import Hierarchy
+from bbuvl.data.labels import Hierarchy, side_labels
 from bbuvl.data.layout import ordered_labels
+from bbuvl.data.text import show_text
 from bbuvl.encode.loss_terms import LossTerms
 from bbuvl.encode.prompts import system_prompt
 from bbuvl.model.checkpoint import Prompt, start_folder_problem, stopped_swap
@@ -250,6 +252,18 @@ def check_pool(cfg: Config, teachers: str, pool: list[SourcedRecord]) -> None:
                          "teacher photos")
 
 
+def mirror_note(cfg: Config, labels: Iterable[str], hierarchy: Hierarchy) -> str | None:
+    """What a run says when data.mirror shows photos mirrored and a label of the data or the hierarchy names a side
+    (`side_labels`): a mirror moves the pixels and the boxes, never the words, so the left part is taught as left on
+    the right. None without mirrors, or without such labels."""
+    if cfg.data.mirror <= 0 or not (sided := side_labels(labels, hierarchy)):
+        return None
+    shown = ", ".join(show_text(label) for label in sided[:5]) + (" ..." if len(sided) > 5 else "")
+    return (f"data.mirror {cfg.data.mirror:g} shows photos mirrored left to right with their labels as they are, and "
+            f"{len(sided)} label(s) of the data or data.hierarchy name a side: {shown}; a mirrored photo teaches "
+            "such a part under the other side's name. Set data.mirror: 0, or name no side in the labels")
+
+
 def packing_problem(cfg: Config, family: Family) -> str | None:
     """Why `cfg` cannot train `family` on packed rows (its layers would carry one sample into the next), or None."""
     if cfg.data.collator == "packed" and not family.packs_isolated:
@@ -292,6 +306,9 @@ def read_run_inputs(cfg: Config, files: DataFiles | None = None) -> RunInputs:
     if unknown:  # the captions would learn to write a label the prompt never offers and no metric expects
         raise ValueError(f"detection.caption_refit.photos {refit.photos}: {len(unknown)} label(s) the training data "
                          f"does not hold, e.g. {unknown[0]!r}: give the refit photos of the training labels")
+    note = mirror_note(cfg, labels, hierarchy) if cfg.training.method == "sft" else None  # GRPO's: rl/trainer.py
+    if note is not None and os.environ.get("RANK", "0") == "0":  # once, not once a process
+        log.warning("%s", note)
     prompt = Prompt(system_prompt(labels, hierarchy, cfg.data.lang, contract.family), labels, cfg.data.lang)
     return RunInputs(family, contract, hierarchy, files.faults(cfg.data.hierarchy, hierarchy), train, pool, val, refit_photos,
                      labels, prompt)
