@@ -92,13 +92,15 @@ def unread_reason(key: str, plain: bool) -> str | None:
     return UNPLACED
 
 
-def schema_values(section: BaseModel, prefix: str = "") -> dict[str, Any]:
-    """Every leaf key of a config (or one of its sections) with its value, dotted under `prefix`."""
+def schema_values(section: BaseModel, prefix: str = "", given_only: bool = False) -> dict[str, Any]:
+    """Every leaf key of a config (or one of its sections) with its value, dotted under `prefix`; with `given_only`,
+    only the keys its config names (in its file or an override), nested ones too."""
     out: dict[str, Any] = {}
-    for name in type(section).model_fields:
+    names = section.model_fields_set if given_only else type(section).model_fields
+    for name in names:
         value = getattr(section, name)
         if isinstance(value, BaseModel):
-            out.update(schema_values(value, f"{prefix}{name}."))
+            out.update(schema_values(value, f"{prefix}{name}.", given_only))
         else:
             out[f"{prefix}{name}"] = value
     return out

@@ -41,7 +41,7 @@ from bbuvl.model.vlm import BBUVLModel, core_model
 from bbuvl.rl.objective import StepCounts, grpo_loss
 from bbuvl.rl.evaluate import photos_reward
 from bbuvl.rl.rewards import RewardScorer
-from bbuvl.rl.start_notes import grpo_ignores, plain_start, unread_reason
+from bbuvl.rl.start_notes import grpo_ignores, plain_start, schema_values, unread_reason
 from bbuvl.rl.rollouts import (Augmentation, Photo, PhotoBatch, completion_logprobs, draw_rollouts, free_banned_ids,
                                photos_of)
 from bbuvl.train.callbacks import LogWindow, NonFiniteGuard, RichProgress, RunTensorBoard, Throughput
@@ -327,24 +327,12 @@ APPLIED = ("model.path", "model.attn_implementation", "model.dtype", "model.lora
 REFUSED = ("model.family", "model.min_pixels", "model.max_pixels", "model.max_vision_tokens")
 
 
-def given_keys(section: BaseModel, prefix: str) -> dict[str, Any]:
-    """The keys of `section` its config names (in its file or an override), dotted under `prefix`, nested ones too."""
-    given: dict[str, Any] = {}
-    for name in section.model_fields_set:
-        value = getattr(section, name)
-        if isinstance(value, BaseModel):
-            given.update(given_keys(value, f"{prefix}.{name}"))
-        else:
-            given[f"{prefix}.{name}"] = value
-    return given
-
-
 def kept_from_checkpoint(cfg: Config, start: Config) -> list[str]:
     """The model, data, detection and loss keys `cfg` names whose value differs from the starting checkpoint's config
     `start`, each with both values: they describe the model the checkpoint is, which GRPO trains as it is."""
     kept = []
     for section in ("model", "data", "detection", "loss"):
-        for key, value in given_keys(getattr(cfg, section), section).items():
+        for key, value in schema_values(getattr(cfg, section), f"{section}.", given_only=True).items():
             if key.startswith(tuple(f"{k}." for k in APPLIED)) or key in APPLIED + REFUSED:
                 continue
             if unread_reason(key, plain=False) is not None:  # said as ignored, not as kept
